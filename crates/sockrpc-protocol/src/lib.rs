@@ -1,0 +1,29 @@
+//! The wire protocol's types and the codecs.
+//!
+//! # Layout
+//! - [`frame`]: the preface, the 12-byte frame header and every frame body, with diagrams.
+//! - [`Status`] and [`Code`]: the one error at the RPC boundary, with gRPC's codes and numbers.
+//! - [`MetadataMap`]: ASCII keys; keys ending in `-bin` carry bytes.
+//! - [`Request`], [`Response`], [`IntoRequest`]: messages with their metadata and timeout.
+//! - [`MethodPath`]: `/package.Service/Method`.
+//! - [`Limits`]: every size checked before allocation.
+//! - [`codec`]: [`Codec`], [`ProstCodec`] and (feature `bincode`) `BincodeCodec`.
+
+mod code;
+pub mod codec;
+pub mod frame;
+mod limits;
+mod metadata;
+mod method;
+mod request;
+mod status;
+
+pub use code::Code;
+pub use codec::{Codec, ProstCodec};
+#[cfg(feature = "bincode")]
+pub use codec::BincodeCodec;
+pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR};
+pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN};
+pub use method::{InvalidPath, MethodPath};
+pub use request::{IntoRequest, Request, Response};
+pub use status::Status;

@@ -1,0 +1,53 @@
+//! Size limits, checked before anything is allocated.
+
+/// Every size a peer can announce is checked against one of these before a byte of it is
+/// buffered. Both client and server hold their own; neither trusts the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest message (MESSAGE frame body) accepted or sent. Default 4 MiB.
+    pub max_message_size: usize,
+    /// Largest metadata block (all keys and values of one OPEN, HEADERS or END frame).
+    /// Default 16 KiB.
+    pub max_metadata_size: usize,
+}
+
+/// How much larger than the message limit an oversized MESSAGE frame may be and still be skipped
+/// (failing only its call); beyond this the peer is treated as hostile and the connection closes.
+pub const SKIP_FACTOR: usize = 16;
+
+/// Room in a control frame beyond its metadata: method path, status message and details.
+pub const CONTROL_OVERHEAD: usize = 64 * 1024;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_size: 4 * 1024 * 1024,
+            max_metadata_size: 16 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Limits with the given message size and the default metadata size.
+    pub fn with_max_message_size(mut self, size: usize) -> Limits {
+        self.max_message_size = size;
+        self
+    }
+
+    /// Limits with the given metadata size.
+    pub fn with_max_metadata_size(mut self, size: usize) -> Limits {
+        self.max_metadata_size = size;
+        self
+    }
+
+    /// Largest body of any frame other than MESSAGE.
+    pub fn max_control_frame(&self) -> usize {
+        self.max_metadata_size.saturating_add(CONTROL_OVERHEAD)
+    }
+
+    /// Largest MESSAGE body that is skipped rather than treated as an attack.
+    pub fn max_skippable_message(&self) -> usize {
+        self.max_message_size.saturating_mul(SKIP_FACTOR)
+    }
+}

@@ -1,0 +1,225 @@
+//! Metadata: the key/value pairs that travel beside a call's messages.
+//!
+//! Keys are ASCII (`a-z 0-9 - _ .`, uppercase folded to lowercase on insert, as gRPC does). A key
+//! ending in `-bin` carries arbitrary bytes; every other key carries printable ASCII text
+//! (`0x20..=0x7e`). Both rules are checked on insert and again when metadata arrives off the wire,
+//! so a peer cannot hand a handler a value that the API itself would have refused.
+
+use bytes::Bytes;
+use std::fmt;
+
+/// Why a metadata key or value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// The key is empty, longer than 255 bytes, or has a character outside `a-z 0-9 - _ .`.
+    #[error("invalid metadata key {0:?}: keys are 1..=255 bytes of a-z, 0-9, '-', '_', '.'")]
+    InvalidKey(String),
+    /// A text (non `-bin`) value has a byte outside printable ASCII.
+    #[error("invalid value for metadata key {0:?}: text values are printable ASCII; use a -bin key for bytes")]
+    InvalidValue(String),
+    /// Binary bytes were given for a key that does not end in `-bin`, or text for one that does.
+    #[error("metadata key {0:?}: binary values need a key ending in -bin")]
+    WrongKind(String),
+}
+
+/// The longest key the wire format can carry (its length is one byte).
+pub const MAX_KEY_LEN: usize = 255;
+
+/// An ordered multimap of metadata; a key may repeat.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct MetadataMap {
+    entries: Vec<(String, Bytes)>,
+}
+
+impl MetadataMap {
+    /// An empty map; does not allocate.
+    pub fn new() -> MetadataMap {
+        MetadataMap {
+            entries: Vec::new(),
+        }
+    }
+
+    /// Number of entries (a repeated key counts once per value).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Sets a text value, replacing every earlier value of the key.
+    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), MetadataError> {
+        let key = normalize_key(key)?;
+        if is_bin_key(&key) {
+            return Err(MetadataError::WrongKind(key));
+        }
+        check_text_value(&key, value.as_bytes())?;
+        self.remove(&key);
+        self.entries
+            .push((key, Bytes::copy_from_slice(value.as_bytes())));
+        Ok(())
+    }
+
+    /// Adds a text value, keeping earlier values of the key.
+    pub fn append(&mut self, key: &str, value: &str) -> Result<(), MetadataError> {
+        let key = normalize_key(key)?;
+        if is_bin_key(&key) {
+            return Err(MetadataError::WrongKind(key));
+        }
+        check_text_value(&key, value.as_bytes())?;
+        self.entries
+            .push((key, Bytes::copy_from_slice(value.as_bytes())));
+        Ok(())
+    }
+
+    /// Sets a binary value under a key that ends in `-bin`, replacing earlier values.
+    pub fn insert_bin(&mut self, key: &str, value: impl Into<Bytes>) -> Result<(), MetadataError> {
+        let key = normalize_key(key)?;
+        if !is_bin_key(&key) {
+            return Err(MetadataError::WrongKind(key));
+        }
+        self.remove(&key);
+        self.entries.push((key, value.into()));
+        Ok(())
+    }
+
+    /// The first text value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        if is_bin_key(key) {
+            return None;
+        }
+        self.get_raw(key)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    /// The first binary value of `key` (which ends in `-bin`).
+    pub fn get_bin(&self, key: &str) -> Option<&[u8]> {
+        if !is_bin_key(key) {
+            return None;
+        }
+        self.get_raw(key)
+    }
+
+    /// The first value of `key` as bytes, whatever its kind.
+    pub fn get_raw(&self, key: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Removes every value of `key`; returns whether there was one.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        before != self.entries.len()
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get_raw(key).is_some()
+    }
+
+    /// All entries, in order, as `(key, value bytes)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
+    /// Moves every entry of `other` to the end of this map.
+    pub fn extend(&mut self, other: MetadataMap) {
+        self.entries.extend(other.entries);
+    }
+
+    /// Adds an entry that has already been validated (off the wire); keeps duplicates.
+    pub(crate) fn push_validated(&mut self, key: String, value: Bytes) {
+        self.entries.push((key, value));
+    }
+
+    /// Validates and adds an entry decoded off the wire.
+    pub(crate) fn push_wire(&mut self, key: &[u8], value: Bytes) -> Result<(), MetadataError> {
+        let key = std::str::from_utf8(key)
+            .map_err(|_| MetadataError::InvalidKey(String::from_utf8_lossy(key).into_owned()))?;
+        let key = normalize_key(key)?;
+        if !is_bin_key(&key) {
+            check_text_value(&key, &value)?;
+        }
+        self.push_validated(key, value);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MetadataMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (k, v) in &self.entries {
+            if is_bin_key(k) {
+                map.entry(k, &v);
+            } else {
+                map.entry(k, &String::from_utf8_lossy(v));
+            }
+        }
+        map.finish()
+    }
+}
+
+/// Whether a key names a binary value.
+pub fn is_bin_key(key: &str) -> bool {
+    key.len() >= 4 && key[key.len() - 4..].eq_ignore_ascii_case("-bin")
+}
+
+fn normalize_key(key: &str) -> Result<String, MetadataError> {
+    let valid = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return Err(MetadataError::InvalidKey(key.to_owned()));
+    }
+    Ok(key.to_ascii_lowercase())
+}
+
+fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {
+    if value.iter().all(|b| (0x20..=0x7e).contains(b)) {
+        Ok(())
+    } else {
+        Err(MetadataError::InvalidValue(key.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_binary_rules() {
+        let mut map = MetadataMap::new();
+        map.insert("X-Custom", "hello world").expect("valid");
+        assert_eq!(map.get("x-custom"), Some("hello world"));
+        map.insert_bin("trace-bin", vec![0u8, 255, 10])
+            .expect("valid");
+        assert_eq!(map.get_bin("trace-bin"), Some(&[0u8, 255, 10][..]));
+        assert!(map.insert("bad key", "v").is_err());
+        assert!(map.insert("k", "line\nbreak").is_err());
+        assert!(map.insert("k-bin", "text").is_err());
+        assert!(map.insert_bin("k", vec![1u8]).is_err());
+        assert!(map.insert(&"k".repeat(256), "v").is_err());
+        map.append("multi", "a").expect("valid");
+        map.append("multi", "b").expect("valid");
+        assert_eq!(map.get_all("multi").count(), 2);
+        map.insert("multi", "c").expect("valid");
+        assert_eq!(map.get_all("multi").count(), 1);
+        assert!(map.remove("multi"));
+        assert!(!map.contains_key("multi"));
+    }
+}

@@ -1,0 +1,155 @@
+//! `Status`: the one error type at the RPC boundary.
+
+use crate::{Code, MetadataMap};
+use bytes::Bytes;
+use std::{fmt, io};
+
+/// The outcome of a call that did not succeed: a [`Code`] a program can act on, a message for
+/// people, opaque `details` for programs (e.g. an encoded `google.rpc.Status`), and trailing
+/// metadata.
+///
+/// The fields live behind one box so that `Result<T, Status>` stays as small as a pointer on the
+/// success path, which every call takes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Status(Box<Inner>);
+
+#[derive(Clone, PartialEq, Eq)]
+struct Inner {
+    code: Code,
+    message: String,
+    details: Bytes,
+    metadata: MetadataMap,
+}
+
+macro_rules! constructors {
+    ($($name:ident => $code:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("A status with code [`Code::", stringify!($code), "`] and `message`.")]
+            pub fn $name(message: impl Into<String>) -> Status {
+                Status::new(Code::$code, message)
+            }
+        )*
+    };
+}
+
+impl Status {
+    /// A status with `code` and `message`, no details, no metadata.
+    pub fn new(code: Code, message: impl Into<String>) -> Status {
+        Status(Box::new(Inner {
+            code,
+            message: message.into(),
+            details: Bytes::new(),
+            metadata: MetadataMap::new(),
+        }))
+    }
+
+    /// A status with `code`, `message` and `details`.
+    pub fn with_details(code: Code, message: impl Into<String>, details: impl Into<Bytes>) -> Status {
+        let mut status = Status::new(code, message);
+        status.0.details = details.into();
+        status
+    }
+
+    constructors! {
+        cancelled => Cancelled,
+        unknown => Unknown,
+        invalid_argument => InvalidArgument,
+        deadline_exceeded => DeadlineExceeded,
+        not_found => NotFound,
+        already_exists => AlreadyExists,
+        permission_denied => PermissionDenied,
+        resource_exhausted => ResourceExhausted,
+        failed_precondition => FailedPrecondition,
+        aborted => Aborted,
+        out_of_range => OutOfRange,
+        unimplemented => Unimplemented,
+        internal => Internal,
+        unavailable => Unavailable,
+        data_loss => DataLoss,
+        unauthenticated => Unauthenticated,
+    }
+
+    /// The code.
+    pub fn code(&self) -> Code {
+        self.0.code
+    }
+
+    /// The message for people.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// The details for programs.
+    pub fn details(&self) -> &Bytes {
+        &self.0.details
+    }
+
+    /// Trailing metadata sent with the status.
+    pub fn metadata(&self) -> &MetadataMap {
+        &self.0.metadata
+    }
+
+    /// Trailing metadata sent with the status, to change.
+    pub fn metadata_mut(&mut self) -> &mut MetadataMap {
+        &mut self.0.metadata
+    }
+
+    /// Replaces the details.
+    pub fn set_details(&mut self, details: impl Into<Bytes>) {
+        self.0.details = details.into();
+    }
+
+    /// Maps a transport error: a refused, reset or closed connection, or any other I/O failure on
+    /// the socket, is `Unavailable` — the call may be retried — except data the peer sent that
+    /// could not be understood, which is `Internal`.
+    pub fn from_io_error(err: &io::Error) -> Status {
+        let code = match err.kind() {
+            io::ErrorKind::InvalidData => Code::Internal,
+            io::ErrorKind::TimedOut => Code::Unavailable,
+            _ => Code::Unavailable,
+        };
+        Status::new(code, format!("transport error: {err}"))
+    }
+}
+
+impl From<io::Error> for Status {
+    fn from(err: io::Error) -> Status {
+        Status::from_io_error(&err)
+    }
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Status");
+        s.field("code", &self.0.code).field("message", &self.0.message);
+        if !self.0.details.is_empty() {
+            s.field("details", &self.0.details);
+        }
+        if !self.0.metadata.is_empty() {
+            s.field("metadata", &self.0.metadata);
+        }
+        s.finish()
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "status: {}, message: {:?}", self.0.code, self.0.message)
+    }
+}
+
+impl std::error::Error for Status {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_unavailable() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(Status::from(refused).code(), Code::Unavailable);
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(Status::from(reset).code(), Code::Unavailable);
+        assert_eq!(std::mem::size_of::<Status>(), std::mem::size_of::<usize>());
+    }
+}
