@@ -232,7 +232,8 @@ impl FrameHeader {
             return Err(FrameError::Reserved(reserved));
         }
         check_length(kind, u64::from(length), limits)?;
-        let connection_level = matches!(kind, FrameKind::Ping | FrameKind::Pong | FrameKind::GoAway);
+        let connection_level =
+            matches!(kind, FrameKind::Ping | FrameKind::Pong | FrameKind::GoAway);
         let id_ok = match kind {
             FrameKind::Window => true,
             _ if connection_level => call_id == 0,
@@ -278,7 +279,9 @@ pub fn check_length(kind: FrameKind, length: u64, limits: &Limits) -> Result<(),
 /// The largest body any frame may announce under `limits`: a longer length prefix is refused
 /// from its first four bytes.
 pub fn max_frame_len(limits: &Limits) -> usize {
-    limits.max_skippable_message().max(limits.max_control_frame())
+    limits
+        .max_skippable_message()
+        .max(limits.max_control_frame())
 }
 
 fn put_header(dst: &mut BytesMut, length: usize, kind: FrameKind, flags: u8, call_id: u32) {
@@ -312,7 +315,11 @@ pub fn check_metadata(metadata: &MetadataMap, limits: &Limits) -> Result<(), Str
             limits.max_metadata_size
         ));
     }
-    if metadata.len() > usize::from(u16::MAX) || metadata.iter().any(|(_, v)| v.len() > usize::from(u16::MAX)) {
+    if metadata.len() > usize::from(u16::MAX)
+        || metadata
+            .iter()
+            .any(|(_, v)| v.len() > usize::from(u16::MAX))
+    {
         return Err("metadata has too many entries or a value over 65535 bytes".into());
     }
     Ok(())
@@ -350,7 +357,9 @@ pub fn encode_open(
     let flags = if end_stream { FLAG_END_STREAM } else { 0 };
     put_header(dst, len, FrameKind::Open, flags, call_id);
     // Round up so a sub-microsecond timeout still reads as "a deadline", never as "none".
-    let micros = timeout.map_or(0, |t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1));
+    let micros = timeout.map_or(0, |t| {
+        u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
+    });
     dst.put_u64(micros);
     dst.put_u16(path.len() as u16);
     dst.put_slice(path);
@@ -628,11 +637,20 @@ mod tests {
     fn every_kind_round_trips() {
         let mut metadata = MetadataMap::new();
         metadata.insert("k", "v").expect("valid");
-        metadata.insert_bin("b-bin", vec![0u8, 1, 2]).expect("valid");
+        metadata
+            .insert_bin("b-bin", vec![0u8, 1, 2])
+            .expect("valid");
         let path = MethodPath::from_static("/p.S/M");
 
         let mut buf = BytesMut::new();
-        encode_open(&mut buf, 7, Some(Duration::from_millis(50)), &path, &metadata, false);
+        encode_open(
+            &mut buf,
+            7,
+            Some(Duration::from_millis(50)),
+            &path,
+            &metadata,
+            false,
+        );
         assert_eq!(
             round_trip(buf),
             Frame::Open {
@@ -671,7 +689,13 @@ mod tests {
 
         let mut buf = BytesMut::new();
         encode_goaway(&mut buf, 9, Code::Unavailable, "shutting down");
-        assert!(matches!(round_trip(buf), Frame::GoAway { last_call_id: 9, .. }));
+        assert!(matches!(
+            round_trip(buf),
+            Frame::GoAway {
+                last_call_id: 9,
+                ..
+            }
+        ));
         let mut buf = BytesMut::new();
         encode_ping(&mut buf, 42);
         assert_eq!(round_trip(buf), Frame::Ping { payload: 42 });
@@ -680,10 +704,22 @@ mod tests {
         assert_eq!(round_trip(buf), Frame::Cancel { call_id: 3 });
         let mut buf = BytesMut::new();
         encode_window(&mut buf, 3, 65536);
-        assert_eq!(round_trip(buf), Frame::Window { call_id: 3, credit: 65536 });
+        assert_eq!(
+            round_trip(buf),
+            Frame::Window {
+                call_id: 3,
+                credit: 65536
+            }
+        );
         let mut buf = BytesMut::new();
         encode_headers(&mut buf, 3, &metadata);
-        assert_eq!(round_trip(buf), Frame::Headers { call_id: 3, metadata });
+        assert_eq!(
+            round_trip(buf),
+            Frame::Headers {
+                call_id: 3,
+                metadata
+            }
+        );
     }
 
     #[test]
@@ -697,7 +733,10 @@ mod tests {
             Err(FrameError::BadCallId(FrameKind::Message))
         );
         head = [0, 0, 0, 0, 0x7f, 0, 0, 0, 0, 0, 0, 1];
-        assert_eq!(FrameHeader::parse(&head, &limits), Err(FrameError::UnknownKind(0x7f)));
+        assert_eq!(
+            FrameHeader::parse(&head, &limits),
+            Err(FrameError::UnknownKind(0x7f))
+        );
         head = [0, 1, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1];
         assert!(matches!(
             FrameHeader::parse(&head, &limits),
@@ -715,7 +754,10 @@ mod tests {
         let header = FrameHeader::parse(&head, &limits).expect("header");
         for cut in 0..buf.len() - HEADER_LEN {
             let body = Bytes::copy_from_slice(&buf[HEADER_LEN..HEADER_LEN + cut]);
-            assert!(Frame::parse(&header, body, &limits).is_err(), "cut at {cut}");
+            assert!(
+                Frame::parse(&header, body, &limits).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 }

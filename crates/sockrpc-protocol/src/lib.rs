@@ -19,9 +19,9 @@ mod request;
 mod status;
 
 pub use code::Code;
-pub use codec::{Codec, ProstCodec};
 #[cfg(feature = "bincode")]
 pub use codec::BincodeCodec;
+pub use codec::{Codec, ProstCodec};
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR};
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN};
 pub use method::{InvalidPath, MethodPath};

@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(path.service(), "helloworld.Greeter");
         assert_eq!(path.method(), "SayHello");
         for bad in ["", "/", "//", "/a/", "//b", "a/b", "/a/b/c", "/a"] {
-            assert!(MethodPath::try_from_bytes(Bytes::from(bad)).is_err(), "{bad}");
+            assert!(
+                MethodPath::try_from_bytes(Bytes::from(bad)).is_err(),
+                "{bad}"
+            );
         }
         assert!(MethodPath::try_from_bytes(Bytes::from_static(&[b'/', 0xff, b'/', b'm'])).is_err());
     }

@@ -44,7 +44,11 @@ impl Status {
     }
 
     /// A status with `code`, `message` and `details`.
-    pub fn with_details(code: Code, message: impl Into<String>, details: impl Into<Bytes>) -> Status {
+    pub fn with_details(
+        code: Code,
+        message: impl Into<String>,
+        details: impl Into<Bytes>,
+    ) -> Status {
         let mut status = Status::new(code, message);
         status.0.details = details.into();
         status
@@ -121,7 +125,8 @@ impl From<io::Error> for Status {
 impl fmt::Debug for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("Status");
-        s.field("code", &self.0.code).field("message", &self.0.message);
+        s.field("code", &self.0.code)
+            .field("message", &self.0.message);
         if !self.0.details.is_empty() {
             s.field("details", &self.0.details);
         }

@@ -1,0 +1,92 @@
+//! The generated client: `<service>_client::<Service>Client<T>`.
+//!
+//! Every runtime item is spelled out as `::sockrpc::codegen::X` and every std
+//! item as `::core::..`/`::std::..` instead of glob-importing: a service or
+//! message named `Status`, `Result` or `Clone` would otherwise shadow them.
+
+use std::fmt::Write as _;
+
+use crate::comments::doc_attrs;
+use crate::generator::{CallShape, MethodModel, ServiceModel, LINT_ALLOWS};
+
+/// Renders the client module for `service`.
+pub(crate) fn generate(service: &ServiceModel, buf: &mut String) {
+    let names = &service.names;
+    let client = &names.client_struct;
+    let t = names.generic;
+    let docs = doc_attrs(&service.comments);
+    let methods: String = service.methods.iter().filter_map(method).collect();
+
+    // `write!` into a String cannot fail.
+    let _ = write!(
+        buf,
+        r#"
+/// Generated client implementations.
+pub mod {module} {{
+    #![allow({LINT_ALLOWS})]
+    {docs}
+    #[derive(::core::fmt::Debug, ::core::clone::Clone)]
+    pub struct {client}<{t} = ::sockrpc::codegen::Channel> {{
+        inner: ::sockrpc::codegen::Client<{t}>,
+    }}
+    impl {client}<::sockrpc::codegen::Channel> {{
+        /// Connects to `dst` (e.g. `"tcp://127.0.0.1:50051"` or `"127.0.0.1:50051"`).
+        pub async fn connect<D: ::sockrpc::codegen::IntoEndpoint>(dst: D)
+            -> ::core::result::Result<Self, ::sockrpc::codegen::Status>
+        {{
+            let channel = ::sockrpc::codegen::Channel::connect(dst).await?;
+            ::core::result::Result::Ok(Self::new(channel))
+        }}
+    }}
+    impl<{t}> {client}<{t}>
+    where
+        {t}: ::sockrpc::codegen::RpcService,
+    {{
+        /// Wraps an existing channel or any tower service stack over one.
+        pub fn new(inner: {t}) -> Self {{
+            Self {{ inner: ::sockrpc::codegen::Client::new(inner) }}
+        }}
+        /// Returns the wrapped channel or service stack.
+        pub fn into_inner(self) -> {t} {{
+            self.inner.into_inner()
+        }}
+        {methods}
+    }}
+}}
+"#,
+        module = names.client_mod,
+    );
+}
+
+/// One client method per rpc; `None` for shapes not generated yet.
+fn method(method: &MethodModel) -> Option<String> {
+    match method.shape {
+        CallShape::Unary => Some(unary(method)),
+        CallShape::ClientStreaming | CallShape::ServerStreaming | CallShape::Streaming => None,
+    }
+}
+
+fn unary(m: &MethodModel) -> String {
+    format!(
+        r#"
+        {docs}
+        pub async fn {name}(
+            &mut self,
+            request: impl ::sockrpc::codegen::IntoRequest<{input}>,
+        ) -> ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status> {{
+            self.inner
+                .unary(
+                    ::sockrpc::codegen::IntoRequest::<{input}>::into_request(request),
+                    {path:?},
+                    ::sockrpc::codegen::ProstCodec,
+                )
+                .await
+        }}
+"#,
+        docs = doc_attrs(&m.comments),
+        name = m.ident,
+        input = m.input,
+        output = m.output,
+        path = m.path,
+    )
+}

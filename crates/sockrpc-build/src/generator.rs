@@ -1,0 +1,174 @@
+//! The [`prost_build::ServiceGenerator`] that emits sockrpc clients and
+//! servers next to the messages prost-build generates.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use prost_build::{Comments, Method, Service, ServiceGenerator};
+
+use crate::names::{self, ServiceNames};
+use crate::{client, server};
+
+/// Lints silenced inside every generated module: generated code can't adapt
+/// to the user's lint configuration, and proto comments aren't written with
+/// clippy's doc lints in mind.
+pub(crate) const LINT_ALLOWS: &str = "unused_variables, dead_code, missing_docs, \
+    non_camel_case_types, clippy::wildcard_imports, clippy::let_unit_value, \
+    clippy::needless_lifetimes, clippy::type_complexity, clippy::doc_lazy_continuation, \
+    clippy::wrong_self_convention, clippy::should_implement_trait, \
+    rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls";
+
+/// How requests and responses flow in an rpc.
+///
+/// Each shape gets its own render function in `client.rs` and `server.rs`;
+/// only [`CallShape::Unary`] is generated so far, the others are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallShape {
+    /// One request, one response.
+    Unary,
+    /// A request stream, one response.
+    ClientStreaming,
+    /// One request, a response stream.
+    ServerStreaming,
+    /// Streams both ways.
+    Streaming,
+}
+
+/// One rpc, with every name and type already resolved for rendering.
+#[derive(Debug, Clone)]
+pub(crate) struct MethodModel {
+    /// The rpc name in the .proto, used on the wire.
+    pub(crate) proto_name: String,
+    /// The Rust method name (see [`names::method`]).
+    pub(crate) ident: String,
+    /// `/package.Service/Method`.
+    pub(crate) path: String,
+    /// Request type, usable from inside the generated module.
+    pub(crate) input: String,
+    /// Response type, usable from inside the generated module.
+    pub(crate) output: String,
+    /// Call shape, from the `stream` keywords.
+    pub(crate) shape: CallShape,
+    /// Comments from the .proto.
+    pub(crate) comments: Comments,
+}
+
+/// One service, ready for rendering.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceModel {
+    /// Rust names of the generated items.
+    pub(crate) names: ServiceNames,
+    /// `package.Service`.
+    pub(crate) full_name: String,
+    /// Comments from the .proto.
+    pub(crate) comments: Comments,
+    /// The rpcs, in .proto order.
+    pub(crate) methods: Vec<MethodModel>,
+}
+
+impl ServiceModel {
+    /// Resolves names and types; fails if two rpcs end up with the same Rust
+    /// name (e.g. `GetFoo` and `get_foo`, or `Connect` and `ConnectRpc`).
+    fn new(service: Service) -> Result<Self, String> {
+        let full_name = names::qualified_service(&service.package, &service.proto_name);
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut methods = Vec::with_capacity(service.methods.len());
+        for method in service.methods {
+            let model = MethodModel::new(method, &full_name);
+            if let Some(other) = seen.insert(model.ident.clone(), model.proto_name.clone()) {
+                return Err(format!(
+                    "service `{full_name}`: rpcs `{other}` and `{}` both map to the Rust name `{}`",
+                    model.proto_name, model.ident
+                ));
+            }
+            methods.push(model);
+        }
+        Ok(Self {
+            names: ServiceNames::new(&service.proto_name),
+            full_name,
+            comments: service.comments,
+            methods,
+        })
+    }
+}
+
+impl MethodModel {
+    fn new(method: Method, full_service: &str) -> Self {
+        let shape = match (method.client_streaming, method.server_streaming) {
+            (false, false) => CallShape::Unary,
+            (true, false) => CallShape::ClientStreaming,
+            (false, true) => CallShape::ServerStreaming,
+            (true, true) => CallShape::Streaming,
+        };
+        Self {
+            ident: names::method(&method.proto_name),
+            path: format!("/{full_service}/{}", method.proto_name),
+            input: names::type_path(&method.input_type),
+            output: names::type_path(&method.output_type),
+            shape,
+            comments: method.comments,
+            proto_name: method.proto_name,
+        }
+    }
+}
+
+/// Problems found while generating; prost-build's trait can't return errors,
+/// so they are collected here and turned into an `io::Error` afterwards.
+pub(crate) type Errors = Rc<RefCell<Vec<String>>>;
+
+/// Generates sockrpc clients and/or servers for every service prost-build
+/// encounters.
+#[derive(Debug)]
+pub(crate) struct SockrpcServiceGenerator {
+    build_client: bool,
+    build_server: bool,
+    /// Module names used so far per package, to catch services whose names
+    /// collapse to the same snake_case module (`FooBar` and `Foo_Bar`).
+    modules: HashMap<String, HashMap<String, String>>,
+    errors: Errors,
+}
+
+impl SockrpcServiceGenerator {
+    /// A generator reporting problems into `errors`.
+    pub(crate) fn new(build_client: bool, build_server: bool, errors: Errors) -> Self {
+        Self {
+            build_client,
+            build_server,
+            modules: HashMap::new(),
+            errors,
+        }
+    }
+
+    fn check_module_clash(&mut self, service: &ServiceModel, package: &str) -> Result<(), String> {
+        let used = self.modules.entry(package.to_owned()).or_default();
+        match used.insert(service.names.client_mod.clone(), service.full_name.clone()) {
+            Some(other) if other != service.full_name => Err(format!(
+                "services `{other}` and `{}` both map to the Rust modules `{}`/`{}`",
+                service.full_name, service.names.client_mod, service.names.server_mod
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ServiceGenerator for SockrpcServiceGenerator {
+    fn generate(&mut self, service: Service, buf: &mut String) {
+        let package = service.package.clone();
+        let model = ServiceModel::new(service)
+            .and_then(|model| self.check_module_clash(&model, &package).map(|()| model));
+        let model = match model {
+            Ok(model) => model,
+            Err(error) => {
+                self.errors.borrow_mut().push(error);
+                return;
+            }
+        };
+        if self.build_client {
+            client::generate(&model, buf);
+        }
+        if self.build_server {
+            server::generate(&model, buf);
+        }
+    }
+}

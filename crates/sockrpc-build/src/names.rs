@@ -1,0 +1,180 @@
+//! Identifier rules for generated code.
+//!
+//! Proto names are free-form enough to collide with Rust keywords and with the
+//! helpers the generated client defines, so every identifier we emit goes
+//! through this module. The rules are documented in the crate docs; keep the
+//! two in sync because users rely on them to predict method names.
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
+
+/// Methods the generated client struct defines itself (inherent or derived).
+///
+/// An rpc mapping to one of these gets a `_rpc` suffix, in the client and the
+/// server trait alike, so one proto method always has one Rust name.
+const CLIENT_RESERVED: &[&str] = &["connect", "new", "into_inner", "clone", "clone_from", "fmt"];
+
+/// Makes `ident` usable as a Rust identifier, the way prost-build does it.
+///
+/// Keywords that accept the raw form become `r#kw`; those that don't (`self`,
+/// `Self`, `super`, `crate`, `extern`, `_`) get a trailing `_`.
+pub(crate) fn sanitize(ident: &str) -> String {
+    match ident {
+        // Strict and reserved keywords of every edition up to 2024.
+        "as" | "break" | "const" | "continue" | "else" | "enum" | "false" | "fn" | "for" | "if"
+        | "impl" | "in" | "let" | "loop" | "match" | "mod" | "move" | "mut" | "pub" | "ref"
+        | "return" | "static" | "struct" | "trait" | "true" | "type" | "unsafe" | "use"
+        | "where" | "while" | "dyn" | "abstract" | "become" | "box" | "do" | "final" | "macro"
+        | "override" | "priv" | "typeof" | "unsized" | "virtual" | "yield" | "async" | "await"
+        | "try" | "gen" => format!("r#{ident}"),
+        "_" | "super" | "self" | "Self" | "extern" | "crate" => format!("{ident}_"),
+        s if s.starts_with(|c: char| c.is_ascii_digit()) => format!("_{ident}"),
+        _ => ident.to_owned(),
+    }
+}
+
+/// The Rust method name for an rpc, shared by the client and the server trait.
+pub(crate) fn method(proto_name: &str) -> String {
+    let snake = proto_name.to_snake_case();
+    if CLIENT_RESERVED.contains(&snake.as_str()) {
+        // The suffix makes the name a non-keyword, so no sanitizing needed.
+        format!("{snake}_rpc")
+    } else {
+        sanitize(&snake)
+    }
+}
+
+/// Names derived from a service's proto name.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceNames {
+    /// `greeter_client`; the suffix keeps it clear of keywords.
+    pub(crate) client_mod: String,
+    /// `greeter_server`.
+    pub(crate) server_mod: String,
+    /// `GreeterClient`.
+    pub(crate) client_struct: String,
+    /// `GreeterServer`.
+    pub(crate) server_struct: String,
+    /// `Greeter`; `Self` becomes `Self_`, as prost would name a message.
+    pub(crate) server_trait: String,
+    /// Generic parameter of the client and server structs; only differs from
+    /// `T` when the trait itself is called `T`.
+    pub(crate) generic: &'static str,
+}
+
+impl ServiceNames {
+    /// Derives every name for the service `proto_name`.
+    pub(crate) fn new(proto_name: &str) -> Self {
+        let snake = proto_name.to_snake_case();
+        let camel = proto_name.to_upper_camel_case();
+        let server_trait = sanitize(&camel);
+        let generic = if server_trait == "T" { "Svc" } else { "T" };
+        Self {
+            client_mod: format!("{snake}_client"),
+            server_mod: format!("{snake}_server"),
+            client_struct: format!("{camel}Client"),
+            server_struct: format!("{camel}Server"),
+            server_trait,
+            generic,
+        }
+    }
+}
+
+/// The fully-qualified service name used on the wire: `package.Service`.
+pub(crate) fn qualified_service(package: &str, service: &str) -> String {
+    if package.is_empty() {
+        service.to_owned()
+    } else {
+        format!("{package}.{service}")
+    }
+}
+
+/// Makes a type path from prost-build usable inside the generated module.
+///
+/// prost-build resolves message types relative to the package module, and the
+/// generated code lives one module deeper. Absolute paths (extern paths such
+/// as `::sockrpc::codegen::prost_types::Any` or `crate::x`) and the builtin
+/// types prost maps wrapper well-known types to (`()`, `bool`, ...) must not
+/// get the `super::` prefix.
+pub(crate) fn type_path(rust_type: &str) -> String {
+    const BUILTIN: &[&str] = &["bool", "f32", "f64", "i32", "i64", "u32", "u64"];
+    let absolute = rust_type.starts_with("::")
+        || rust_type.starts_with("crate::")
+        || rust_type.starts_with('(')
+        || BUILTIN.contains(&rust_type);
+    if absolute {
+        rust_type.to_owned()
+    } else {
+        format!("super::{rust_type}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_follow_prost_snake_case() {
+        assert_eq!(method("SayHello"), "say_hello");
+        assert_eq!(method("UnaryCall"), "unary_call");
+        assert_eq!(method("HTTPGet"), "http_get");
+        assert_eq!(method("getFoo"), "get_foo");
+    }
+
+    #[test]
+    fn keywords_are_raw_or_suffixed() {
+        assert_eq!(method("Type"), "r#type");
+        assert_eq!(method("Match"), "r#match");
+        assert_eq!(method("Async"), "r#async");
+        assert_eq!(method("Await"), "r#await");
+        assert_eq!(method("Self"), "self_");
+        assert_eq!(method("Super"), "super_");
+        assert_eq!(method("Crate"), "crate_");
+    }
+
+    #[test]
+    fn client_helpers_get_rpc_suffix() {
+        assert_eq!(method("Connect"), "connect_rpc");
+        assert_eq!(method("New"), "new_rpc");
+        assert_eq!(method("Clone"), "clone_rpc");
+        assert_eq!(method("IntoInner"), "into_inner_rpc");
+    }
+
+    #[test]
+    fn service_names() {
+        let n = ServiceNames::new("TestService");
+        assert_eq!(n.client_mod, "test_service_client");
+        assert_eq!(n.server_mod, "test_service_server");
+        assert_eq!(n.client_struct, "TestServiceClient");
+        assert_eq!(n.server_struct, "TestServiceServer");
+        assert_eq!(n.server_trait, "TestService");
+        assert_eq!(n.generic, "T");
+
+        let n = ServiceNames::new("Self");
+        assert_eq!(n.server_trait, "Self_");
+        assert_eq!(n.client_mod, "self_client");
+        assert_eq!(n.client_struct, "SelfClient");
+        assert_eq!(ServiceNames::new("T").generic, "Svc");
+    }
+
+    #[test]
+    fn type_paths() {
+        assert_eq!(type_path("HelloRequest"), "super::HelloRequest");
+        assert_eq!(
+            type_path("super::core::Bucket"),
+            "super::super::core::Bucket"
+        );
+        assert_eq!(type_path("()"), "()");
+        assert_eq!(type_path("::prost_types::Any"), "::prost_types::Any");
+        assert_eq!(type_path("crate::x::Y"), "crate::x::Y");
+        assert_eq!(type_path("bool"), "bool");
+    }
+
+    #[test]
+    fn qualified() {
+        assert_eq!(
+            qualified_service("helloworld", "Greeter"),
+            "helloworld.Greeter"
+        );
+        assert_eq!(qualified_service("", "Greeter"), "Greeter");
+    }
+}

@@ -1,0 +1,149 @@
+//! The generated server: the `<Service>` trait users implement and the
+//! `<Service>Server<T>` tower service that dispatches calls to it.
+//!
+//! Paths are fully qualified for the same reason as in the client (see
+//! `client.rs`); here it matters even more because the trait carries the
+//! service's own name and would shadow any same-named import.
+
+use std::fmt::Write as _;
+
+use crate::comments::doc_attrs;
+use crate::generator::{CallShape, MethodModel, ServiceModel, LINT_ALLOWS};
+
+/// Renders the server module for `service`.
+pub(crate) fn generate(service: &ServiceModel, buf: &mut String) {
+    let names = &service.names;
+    let server = &names.server_struct;
+    let service_trait = &names.server_trait;
+    let t = names.generic;
+    let docs = doc_attrs(&service.comments);
+    let trait_methods: String = service.methods.iter().filter_map(trait_method).collect();
+    let arms: String = service
+        .methods
+        .iter()
+        .filter_map(|m| dispatch_arm(m, service_trait, t))
+        .collect();
+    let unknown = "::std::boxed::Box::pin(::std::future::ready(::core::result::Result::Err(\
+        ::sockrpc::codegen::Status::unimplemented(::std::format!(\"unknown method {}\", call.path())))))";
+    // A match with only a wildcard arm trips clippy::match_single_binding.
+    let body = if arms.is_empty() {
+        unknown.to_owned()
+    } else {
+        format!("match call.method() {{ {arms} _ => {unknown}, }}")
+    };
+
+    // `write!` into a String cannot fail.
+    let _ = write!(
+        buf,
+        r#"
+/// Generated server implementations.
+pub mod {module} {{
+    #![allow({LINT_ALLOWS})]
+    {docs}
+    pub trait {service_trait}: ::core::marker::Send + ::core::marker::Sync + 'static {{
+        {trait_methods}
+    }}
+    /// Serves a [`{service_trait}`] implementation; add it to a `Router` / `Server::builder().add_service(..)`.
+    pub struct {server}<{t}> {{
+        inner: ::std::sync::Arc<{t}>,
+    }}
+    impl<{t}> {server}<{t}> {{
+        /// Serves `inner`.
+        pub fn new(inner: {t}) -> Self {{
+            Self::from_arc(::std::sync::Arc::new(inner))
+        }}
+        /// Serves an implementation that is already shared.
+        pub fn from_arc(inner: ::std::sync::Arc<{t}>) -> Self {{
+            Self {{ inner }}
+        }}
+    }}
+    impl<{t}> ::core::clone::Clone for {server}<{t}> {{
+        fn clone(&self) -> Self {{
+            Self {{ inner: ::std::sync::Arc::clone(&self.inner) }}
+        }}
+    }}
+    impl<{t}> ::core::fmt::Debug for {server}<{t}> {{
+        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {{
+            f.debug_struct({server:?}).finish_non_exhaustive()
+        }}
+    }}
+    impl<{t}: {service_trait}> ::sockrpc::codegen::NamedService for {server}<{t}> {{
+        const NAME: &'static str = {name:?};
+    }}
+    impl<{t}: {service_trait}> ::sockrpc::codegen::Service<::sockrpc::codegen::Call> for {server}<{t}> {{
+        type Response = ::sockrpc::codegen::Response<::sockrpc::codegen::Bytes>;
+        type Error = ::sockrpc::codegen::Status;
+        type Future = ::sockrpc::codegen::BoxFuture<::core::result::Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut ::core::task::Context<'_>,
+        ) -> ::core::task::Poll<::core::result::Result<(), Self::Error>> {{
+            ::core::task::Poll::Ready(::core::result::Result::Ok(()))
+        }}
+        fn call(&mut self, call: ::sockrpc::codegen::Call) -> Self::Future {{
+            {body}
+        }}
+    }}
+}}
+"#,
+        module = names.server_mod,
+        name = service.full_name,
+    );
+}
+
+/// The trait method for one rpc; `None` for shapes not generated yet.
+fn trait_method(method: &MethodModel) -> Option<String> {
+    match method.shape {
+        CallShape::Unary => Some(unary_trait_method(method)),
+        CallShape::ClientStreaming | CallShape::ServerStreaming | CallShape::Streaming => None,
+    }
+}
+
+/// The `match call.method()` arm for one rpc; `None` leaves the rpc to the
+/// `Unimplemented` fallback.
+fn dispatch_arm(method: &MethodModel, service_trait: &str, t: &str) -> Option<String> {
+    match method.shape {
+        CallShape::Unary => Some(unary_arm(method, service_trait, t)),
+        CallShape::ClientStreaming | CallShape::ServerStreaming | CallShape::Streaming => None,
+    }
+}
+
+fn unary_trait_method(m: &MethodModel) -> String {
+    format!(
+        r#"
+        {docs}
+        fn {name}(
+            &self,
+            request: ::sockrpc::codegen::Request<{input}>,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status>,
+        > + ::core::marker::Send;
+"#,
+        docs = doc_attrs(&m.comments),
+        name = m.ident,
+        input = m.input,
+        output = m.output,
+    )
+}
+
+fn unary_arm(m: &MethodModel, service_trait: &str, t: &str) -> String {
+    // Fully-qualified call: method syntax on `Arc<T>` would try `Arc`'s own
+    // methods (and every trait in scope) before the rpc.
+    format!(
+        r#"
+            {proto_name:?} => {{
+                let inner = ::std::sync::Arc::clone(&self.inner);
+                ::std::boxed::Box::pin(::sockrpc::codegen::unary_handler(
+                    call,
+                    ::sockrpc::codegen::ProstCodec,
+                    move |request: ::sockrpc::codegen::Request<{input}>| async move {{
+                        <{t} as {service_trait}>::{name}(&*inner, request).await
+                    }},
+                ))
+            }}
+"#,
+        proto_name = m.proto_name,
+        input = m.input,
+        name = m.ident,
+    )
+}

@@ -1,0 +1,315 @@
+//! Awkward names, comments and types in a small inline proto.
+
+mod support;
+
+use std::fs;
+
+use support::*;
+
+const ODD: &str = r#"
+syntax = "proto3";
+package odd.names;
+
+import "google/protobuf/empty.proto";
+import "google/protobuf/timestamp.proto";
+import "other.proto";
+
+message Msg {}
+
+// The `Type` service: see [docs], List<String> and http://example.com/x.
+//
+//     let indented = "code";
+//     assert!(false);
+//
+// ```rust
+// panic!("fenced");
+// ```
+service Type {
+  // Connects. Collides with the client's own `connect`.
+  rpc Connect(Msg) returns (Msg);
+  rpc New(Msg) returns (Msg);
+  rpc Clone(Msg) returns (Msg);
+  rpc Type(Msg) returns (Msg);
+  rpc Self(Msg) returns (Msg);
+  rpc Async(Msg) returns (Msg);
+  rpc Await(Msg) returns (Msg);
+  rpc Match(Msg) returns (Msg);
+  rpc IntoInner(Msg) returns (Msg);
+  rpc HTTPGet(google.protobuf.Empty) returns (google.protobuf.Timestamp);
+  rpc Imported(other.pkg.Remote) returns (Msg); // Trailing comment.
+  rpc Watch(Msg) returns (stream Msg);
+  rpc Upload(stream Msg) returns (Msg);
+  rpc Chat(stream Msg) returns (stream Msg);
+}
+
+service Self {
+  rpc Super(Msg) returns (Msg);
+  rpc Chat(stream Msg) returns (stream Msg);
+}
+
+service T {
+  rpc Get(Msg) returns (Msg);
+}
+
+// Names of std and runtime items: the generated code must not be confused
+// by a trait or message shadowing them.
+message Result {}
+message Option {}
+service Status { rpc Get(Result) returns (Option); }
+service Future {
+  rpc Poll(Msg) returns (Msg);
+  rpc FromText(Msg) returns (Msg);
+  rpc ToUpper(Msg) returns (Msg);
+  rpc AsRef(Msg) returns (Msg);
+  rpc Next(Msg) returns (Msg);
+  rpc Default(Msg) returns (Msg);
+  rpc Drop(Msg) returns (Msg);
+}
+service Clone { rpc Call(Msg) returns (Msg); }
+service Send { rpc PollReady(Msg) returns (Msg); }
+service Service { rpc Request(Msg) returns (Msg); }
+service OnlyStreams { rpc Up(stream Msg) returns (Msg); }
+"#;
+
+const OTHER: &str = r#"
+syntax = "proto3";
+package other.pkg;
+message Remote {}
+"#;
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    fs::write(dir.join(name), text).expect("write proto");
+}
+
+#[test]
+fn awkward_names_compile_to_valid_identifiers() {
+    let src = tempfile::tempdir().expect("temp dir");
+    write(src.path(), "odd.proto", ODD);
+    write(src.path(), "other.proto", OTHER);
+    let out = generate(&[src.path().join("odd.proto")], &[src.path()]).expect("generates");
+    let file = out.parse("odd.names.rs");
+    let source = out.source("odd.names.rs");
+
+    let client = module(&file.items, "type_client");
+    let fns = inherent_fns(client, "TypeClient");
+    let rpcs = [
+        "connect_rpc",
+        "new_rpc",
+        "clone_rpc",
+        "r#type",
+        "self_",
+        "r#async",
+        "r#await",
+        "r#match",
+        "into_inner_rpc",
+        "http_get",
+        "imported",
+    ];
+    let mut expected = vec!["connect", "new", "into_inner"];
+    expected.extend(rpcs);
+    assert_eq!(fns, expected);
+
+    let server = module(&file.items, "type_server");
+    let service = find_trait(server, "Type");
+    assert_eq!(trait_fns(service), rpcs);
+
+    // Streaming rpcs are absent everywhere and fall through to Unimplemented.
+    for streaming in [
+        "watch",
+        "upload",
+        "chat",
+        "\"Watch\"",
+        "\"Upload\"",
+        "\"Chat\"",
+    ] {
+        assert!(!source.contains(streaming), "{streaming} generated");
+    }
+
+    // Wire names stay the proto names.
+    assert!(source.contains("\"/odd.names.Type/Connect\""));
+    assert!(source.contains("\"Self\" =>"));
+    assert!(source.contains("const NAME: &'static str = \"odd.names.Self\";"));
+
+    // Well-known types come from the runtime; Empty is `()`.
+    assert!(source.contains("IntoRequest<()>"), "Empty maps to ()");
+    assert!(source.contains("Response<::sockrpc::codegen::prost_types::Timestamp>"));
+    assert!(source.contains("Request<super::super::super::other::pkg::Remote>"));
+
+    // `service Self` and `service T`.
+    let self_server = module(&file.items, "self_server");
+    assert_eq!(trait_fns(find_trait(self_server, "Self_")), ["super_"]);
+    assert_eq!(
+        inherent_fns(module(&file.items, "self_client"), "SelfClient"),
+        ["connect", "new", "into_inner", "super_"]
+    );
+    let t_server = module(&file.items, "t_server");
+    find_trait(t_server, "T");
+    assert!(
+        source.contains("impl<Svc: T>"),
+        "generic renamed away from the trait name"
+    );
+
+    let future = find_trait(module(&file.items, "future_server"), "Future");
+    assert_eq!(
+        trait_fns(future),
+        [
+            "poll",
+            "from_text",
+            "to_upper",
+            "as_ref",
+            "next",
+            "default",
+            "drop"
+        ]
+    );
+    let only_streams = find_trait(module(&file.items, "only_streams_server"), "OnlyStreams");
+    assert!(trait_fns(only_streams).is_empty());
+    assert_eq!(
+        inherent_fns(
+            module(&file.items, "only_streams_client"),
+            "OnlyStreamsClient"
+        ),
+        ["connect", "new", "into_inner"]
+    );
+}
+
+#[test]
+fn comments_become_safe_docs() {
+    let src = tempfile::tempdir().expect("temp dir");
+    write(src.path(), "odd.proto", ODD);
+    write(src.path(), "other.proto", OTHER);
+    let out = generate(&[src.path().join("odd.proto")], &[src.path()]).expect("generates");
+    let file = out.parse("odd.names.rs");
+
+    let server = module(&file.items, "type_server");
+    let service = find_trait(server, "Type");
+    let docs = support::docs(&service.attrs);
+    let expected = [
+        " The `Type` service: see \\[docs\\], List\\<String> and <http://example.com/x>.",
+        "",
+        " ```text",
+        " let indented = \"code\";",
+        " assert!(false);",
+        " ```",
+        "",
+        " ```text",
+        " panic!(\"fenced\");",
+        " ```",
+    ]
+    .join("\n");
+    assert_eq!(docs, expected);
+    assert_eq!(
+        trait_fn_docs(service, "connect_rpc"),
+        " Connects. Collides with the client's own `connect`."
+    );
+    assert_eq!(trait_fn_docs(service, "imported"), " Trailing comment.");
+    let client = module(&file.items, "type_client");
+    assert_eq!(struct_docs(client, "TypeClient"), expected);
+}
+
+#[test]
+fn no_package_and_client_or_server_only() {
+    let src = tempfile::tempdir().expect("temp dir");
+    write(
+        src.path(),
+        "bare.proto",
+        "syntax = \"proto3\"; message M {} service Echo { rpc Echo(M) returns (M); }",
+    );
+    let out = generate(&[src.path().join("bare.proto")], &[src.path()]).expect("generates");
+    let source = out.source("_.rs");
+    assert!(source.contains("\"/Echo/Echo\""));
+    assert!(source.contains("const NAME: &'static str = \"Echo\";"));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    sockrpc_build::configure()
+        .out_dir(dir.path())
+        .emit_rerun_if_changed(false)
+        .build_server(false)
+        .compile_protos(&[src.path().join("bare.proto")], &[src.path()])
+        .expect("generates");
+    let source = fs::read_to_string(dir.path().join("_.rs")).expect("read");
+    assert!(source.contains("pub mod echo_client") && !source.contains("pub mod echo_server"));
+}
+
+#[test]
+fn builder_options_reach_prost() {
+    let src = tempfile::tempdir().expect("temp dir");
+    write(
+        src.path(),
+        "opts.proto",
+        "syntax = \"proto3\"; package opts; message M { bytes data = 1; } enum E { E_ZERO = 0; }",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    sockrpc_build::configure()
+        .out_dir(dir.path())
+        .emit_rerun_if_changed(false)
+        .type_attribute(".opts", "#[doc(alias = \"typeattr\")]")
+        .message_attribute(".opts.M", "#[doc(alias = \"msgattr\")]")
+        .enum_attribute(".opts.E", "#[doc(alias = \"enumattr\")]")
+        .field_attribute(".opts.M.data", "#[doc(alias = \"fieldattr\")]")
+        .bytes(["."])
+        .compile_protos(&[src.path().join("opts.proto")], &[src.path()])
+        .expect("generates");
+    let source = fs::read_to_string(dir.path().join("opts.rs")).expect("read");
+    for needle in [
+        "typeattr",
+        "msgattr",
+        "enumattr",
+        "fieldattr",
+        "::prost::bytes::Bytes",
+    ] {
+        assert!(source.contains(needle), "{needle} missing:\n{source}");
+    }
+}
+
+#[test]
+fn errors_are_returned_not_panicked() {
+    let src = tempfile::tempdir().expect("temp dir");
+    write(src.path(), "bad.proto", "syntax = \"proto3\"; message {");
+    let err = generate(&[src.path().join("bad.proto")], &[src.path()])
+        .err()
+        .expect("fails");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+
+    write(
+        src.path(),
+        "missing.proto",
+        "syntax = \"proto3\"; import \"nope.proto\";",
+    );
+    assert!(generate(&[src.path().join("missing.proto")], &[src.path()]).is_err());
+
+    assert!(generate(&[src.path().join("absent.proto")], &[src.path()]).is_err());
+
+    // Semantic errors, with rerun-if-changed on: the error path lists the
+    // files read so far and must not trip over the half-built descriptor pool.
+    write(
+        src.path(),
+        "ok.proto",
+        "syntax = \"proto3\"; package ok; message Fine {}",
+    );
+    write(
+        src.path(),
+        "undefined.proto",
+        "syntax = \"proto3\"; import \"ok.proto\"; message M { Undefined x = 1; }",
+    );
+    let err = sockrpc_build::configure()
+        .out_dir(src.path())
+        .compile_protos(&[src.path().join("undefined.proto")], &[src.path()])
+        .expect_err("fails");
+    assert!(err.to_string().contains("Undefined"), "{err}");
+
+    write(
+        src.path(),
+        "clash.proto",
+        "syntax = \"proto3\"; package c; message M {} \
+         service S { rpc Connect(M) returns (M); rpc ConnectRpc(M) returns (M); }",
+    );
+    let err = generate(&[src.path().join("clash.proto")], &[src.path()])
+        .err()
+        .expect("fails");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Connect") && msg.contains("ConnectRpc") && msg.contains("connect_rpc"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,71 @@
+//! `Call`: what a tower service sees on either side, a method path and an encoded request.
+
+use bytes::Bytes;
+use sockrpc_protocol::{MethodPath, Request, Response, Status};
+use std::{future::Future, pin::Pin};
+use tower_service::Service;
+
+/// A boxed, sendable future; the future type of generated servers and routes.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// One call in the service layer: the method path and the request with its message still
+/// encoded. The client `Channel` takes these, and a server's router dispatches them, so the same
+/// tower middleware wraps either side.
+#[derive(Debug, Clone)]
+pub struct Call {
+    path: MethodPath,
+    request: Request<Bytes>,
+}
+
+impl Call {
+    /// A call of `path` with `request`.
+    pub fn new(path: MethodPath, request: Request<Bytes>) -> Call {
+        Call { path, request }
+    }
+
+    /// `/package.Service/Method`.
+    pub fn path(&self) -> &str {
+        self.path.as_str()
+    }
+
+    /// The path, as its type.
+    pub fn method_path(&self) -> &MethodPath {
+        &self.path
+    }
+
+    /// `package.Service`.
+    pub fn service(&self) -> &str {
+        self.path.service()
+    }
+
+    /// `Method`.
+    pub fn method(&self) -> &str {
+        self.path.method()
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request<Bytes> {
+        &self.request
+    }
+
+    /// The request, to change (metadata, timeout).
+    pub fn request_mut(&mut self) -> &mut Request<Bytes> {
+        &mut self.request
+    }
+
+    /// Splits into path and request.
+    pub fn into_parts(self) -> (MethodPath, Request<Bytes>) {
+        (self.path, self.request)
+    }
+}
+
+/// A tower service over [`Call`]s: a `Channel`, a `Router`, or either wrapped in middleware.
+pub trait RpcService: Service<Call, Response = Response<Bytes>, Error = Status> {}
+
+impl<T> RpcService for T where T: Service<Call, Response = Response<Bytes>, Error = Status> {}
+
+/// A service that can be mounted in a router under its fully qualified name.
+pub trait NamedService {
+    /// `package.Service`, as in the `.proto` file.
+    const NAME: &'static str;
+}

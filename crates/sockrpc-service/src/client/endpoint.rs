@@ -1,0 +1,174 @@
+//! `Endpoint`: where and how a channel connects.
+
+use sockrpc_protocol::{Limits, Status};
+use sockrpc_transport::SocketConfig;
+use std::{net::SocketAddr, time::Duration};
+
+/// A server address and the settings for talking to it.
+///
+/// Accepts `tcp://host:port`, `host:port`, and (for tonic users' habits) `http://host:port`.
+/// Host names resolve through the system resolver at connect time; every address of a name is
+/// tried in turn.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Time allowed to set up a connection. Default 20 s (gRPC's minimum connect timeout).
+    pub connect_timeout: Duration,
+    /// Timeout for calls that set none themselves; `None`: wait as long as the call takes.
+    pub timeout: Option<Duration>,
+    /// Message and metadata limits for this client.
+    pub limits: Limits,
+    /// Socket options.
+    pub socket: SocketConfig,
+}
+
+impl Endpoint {
+    /// Parses an address such as `tcp://127.0.0.1:50051` or `[::1]:50051`.
+    pub fn from_uri(uri: &str) -> Result<Endpoint, Status> {
+        let invalid = || {
+            Status::invalid_argument(format!(
+                "invalid endpoint {uri:?}: expected tcp://host:port or host:port"
+            ))
+        };
+        let rest = ["tcp://", "http://"]
+            .iter()
+            .find_map(|scheme| uri.strip_prefix(scheme))
+            .unwrap_or(uri);
+        if rest.contains("://") {
+            return Err(Status::invalid_argument(format!(
+                "unsupported scheme in endpoint {uri:?}"
+            )));
+        }
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').ok_or_else(invalid)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port: u16 = port.parse().map_err(|_| invalid())?;
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(Endpoint::new(host, port))
+    }
+
+    /// An endpoint for `host` and `port` with default settings.
+    pub fn new(host: impl Into<String>, port: u16) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            port,
+            connect_timeout: Duration::from_secs(20),
+            timeout: None,
+            limits: Limits::default(),
+            socket: SocketConfig::default(),
+        }
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the default per-call timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the socket options.
+    pub fn socket_config(mut self, socket: SocketConfig) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    /// Resolves the host to socket addresses.
+    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, Status> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|err| Status::unavailable(format!("cannot resolve {}: {err}", self.host)))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Status::unavailable(format!(
+                "{} has no addresses",
+                self.host
+            )));
+        }
+        Ok(addrs)
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "tcp://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "tcp://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Anything a channel can connect to: an [`Endpoint`], a string, a socket address.
+pub trait IntoEndpoint {
+    /// Converts, failing with `InvalidArgument` on a malformed address.
+    fn into_endpoint(self) -> Result<Endpoint, Status>;
+}
+
+impl IntoEndpoint for Endpoint {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Ok(self)
+    }
+}
+
+impl IntoEndpoint for &str {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(self)
+    }
+}
+
+impl IntoEndpoint for String {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(&self)
+    }
+}
+
+impl IntoEndpoint for &String {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(self)
+    }
+}
+
+impl IntoEndpoint for SocketAddr {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Ok(Endpoint::new(self.ip().to_string(), self.port()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_forms() {
+        let e = Endpoint::from_uri("tcp://127.0.0.1:50051").expect("tcp");
+        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 50051));
+        let e = Endpoint::from_uri("[::1]:7").expect("v6");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 7));
+        assert_eq!(e.to_string(), "tcp://[::1]:7");
+        let e = Endpoint::from_uri("http://localhost:80/").expect("http");
+        assert_eq!(e.host, "localhost");
+        for bad in ["", "nohost", "host:", ":80", "host:99999", "udp://h:1"] {
+            assert!(Endpoint::from_uri(bad).is_err(), "{bad}");
+        }
+    }
+}

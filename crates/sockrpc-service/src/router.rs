@@ -1,0 +1,128 @@
+//! `Router`: method path → service.
+
+use crate::{BoxFuture, Call, NamedService};
+use bytes::Bytes;
+use sockrpc_protocol::{Response, Status};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// A mounted service with its type erased; cloning the service per call is an `Arc` bump for
+/// generated servers, and their boxed future passes through without a second box.
+trait Route: Send + Sync {
+    fn call(&self, call: Call) -> BoxFuture<Result<Response<Bytes>, Status>>;
+}
+
+struct ServiceRoute<S>(S);
+
+impl<S> Route for ServiceRoute<S>
+where
+    S: Service<
+            Call,
+            Response = Response<Bytes>,
+            Error = Status,
+            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn call(&self, call: Call) -> BoxFuture<Result<Response<Bytes>, Status>> {
+        // Generated servers are always ready; a service that is not is a bug we report, not wait on.
+        let mut service = self.0.clone();
+        let waker = std::task::Waker::noop();
+        match service.poll_ready(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(())) => service.call(call),
+            Poll::Ready(Err(status)) => Box::pin(std::future::ready(Err(status))),
+            Poll::Pending => Box::pin(std::future::ready(Err(Status::unavailable(format!(
+                "service for {} is not ready",
+                call.path()
+            ))))),
+        }
+    }
+}
+
+/// Routes calls by their path's service part to mounted services; a path nobody serves is
+/// `Unimplemented` with the path in the message.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: Arc<HashMap<String, Arc<dyn Route>>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.routes.keys().collect();
+        names.sort();
+        f.debug_struct("Router").field("services", &names).finish()
+    }
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Mounts a generated server (or any service with a boxed future) under its name.
+    pub fn add_service<S>(self, service: S) -> Router
+    where
+        S: NamedService
+            + Service<
+                Call,
+                Response = Response<Bytes>,
+                Error = Status,
+                Future = BoxFuture<Result<Response<Bytes>, Status>>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.add_named(S::NAME, service)
+    }
+
+    /// Mounts a service under `name` (`package.Service`).
+    pub fn add_named<S>(mut self, name: &str, service: S) -> Router
+    where
+        S: Service<
+                Call,
+                Response = Response<Bytes>,
+                Error = Status,
+                Future = BoxFuture<Result<Response<Bytes>, Status>>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        Arc::make_mut(&mut self.routes).insert(name.to_owned(), Arc::new(ServiceRoute(service)));
+        self
+    }
+
+    /// Names of the mounted services.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.routes.keys().map(String::as_str)
+    }
+}
+
+impl Service<Call> for Router {
+    type Response = Response<Bytes>;
+    type Error = Status;
+    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        match self.routes.get(call.service()) {
+            Some(route) => route.call(call),
+            None => Box::pin(std::future::ready(Err(Status::unimplemented(format!(
+                "unknown service {} (path {})",
+                call.service(),
+                call.path()
+            ))))),
+        }
+    }
+}

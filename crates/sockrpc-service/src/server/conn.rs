@@ -1,0 +1,484 @@
+//! One server connection: read frames, run handlers, write answers.
+//!
+//! ```text
+//!  socket ──read──▶ decoder ──OPEN, MESSAGE──▶ service.call ──poll once, here──┐
+//!                                                    │ not done yet            │ done
+//!                                                    ▼                         ▼
+//!                                            spawned task ──answer──▶  Outbox ──write──▶ socket
+//! ```
+//!
+//! A handler's future is first polled right here, on the connection's task. A handler that
+//! answers without waiting (most do) is answered with no task hop at all, and answers to every
+//! call in one read batch leave in one write. Only a handler that really waits is moved to a task
+//! of its own, so a slow call never holds up the others on the connection.
+
+use crate::{BoxFuture, Call};
+use bytes::{Bytes, BytesMut};
+use sockrpc_protocol::frame::{self, Frame, PREFACE};
+use sockrpc_protocol::{Code, Limits, MetadataMap, MethodPath, Request, Response, Status};
+use sockrpc_transport::client::BoxReader;
+use sockrpc_transport::outbox::{BoxWriter, Outbox, HIGH_WATER};
+use sockrpc_transport::{DecodeError, FrameDecoder};
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tower_service::Service;
+use tracing::Instrument;
+
+/// Per-connection settings.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnConfig {
+    pub(crate) limits: Limits,
+    pub(crate) max_concurrent_calls: usize,
+}
+
+const READS_PER_POLL: usize = 16;
+
+struct ConnState {
+    outbox: Outbox,
+    /// Handlers running in their own task; `None` while the task is being spawned.
+    running: HashMap<u32, Option<AbortHandle>>,
+}
+
+struct Shared {
+    state: Mutex<ConnState>,
+    limits: Limits,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, ConnState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+struct Opened {
+    path: MethodPath,
+    metadata: MetadataMap,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+}
+
+/// The connection's task.
+pub(crate) struct Connection<S> {
+    service: S,
+    shared: Arc<Shared>,
+    reader: BoxReader,
+    rbuf: BytesMut,
+    decoder: FrameDecoder,
+    peer: Option<SocketAddr>,
+    config: ConnConfig,
+    opened: HashMap<u32, Opened>,
+    last_call_id: u32,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    draining: bool,
+}
+
+impl<S> Connection<S>
+where
+    S: Service<
+            Call,
+            Response = Response<Bytes>,
+            Error = Status,
+            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+        > + Send
+        + 'static,
+{
+    pub(crate) fn new(
+        service: S,
+        reader: BoxReader,
+        writer: BoxWriter,
+        peer: Option<SocketAddr>,
+        config: ConnConfig,
+        shutdown: CancellationToken,
+    ) -> Connection<S> {
+        let mut outbox = Outbox::new(writer);
+        outbox.buf_mut().extend_from_slice(&PREFACE);
+        Connection {
+            service,
+            shared: Arc::new(Shared {
+                state: Mutex::new(ConnState {
+                    outbox,
+                    running: HashMap::new(),
+                }),
+                limits: config.limits,
+            }),
+            reader,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            decoder: FrameDecoder::new(config.limits),
+            peer,
+            config,
+            opened: HashMap::new(),
+            last_call_id: 0,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+            draining: false,
+        }
+    }
+
+    fn in_flight(&self, state: &ConnState) -> usize {
+        self.opened.len() + state.running.len()
+    }
+
+    /// Handles one frame; an error closes the connection.
+    fn on_frame(&mut self, cx: &mut Context<'_>, frame: Frame) -> Result<(), String> {
+        match frame {
+            Frame::Open {
+                call_id,
+                timeout,
+                path,
+                metadata,
+                end_stream,
+            } => {
+                if call_id <= self.last_call_id {
+                    return Err(format!(
+                        "call id {call_id} reused or out of order (last was {})",
+                        self.last_call_id
+                    ));
+                }
+                self.last_call_id = call_id;
+                let busy = self.in_flight(&self.shared.lock()) >= self.config.max_concurrent_calls;
+                if self.draining {
+                    self.answer(call_id, Err(Status::unavailable("server is shutting down")));
+                } else if busy {
+                    self.answer(
+                        call_id,
+                        Err(Status::resource_exhausted(format!(
+                            "too many calls in flight on this connection (limit {})",
+                            self.config.max_concurrent_calls
+                        ))),
+                    );
+                } else if end_stream {
+                    self.answer(
+                        call_id,
+                        Err(Status::unimplemented(format!(
+                            "{path} is unary and needs exactly one request message; none was sent"
+                        ))),
+                    );
+                } else {
+                    let deadline = timeout.map(|t| Instant::now() + t);
+                    self.opened.insert(
+                        call_id,
+                        Opened {
+                            path,
+                            metadata,
+                            deadline,
+                            timeout,
+                        },
+                    );
+                }
+            }
+            Frame::Message { call_id, body, .. } => {
+                if let Some(opened) = self.opened.remove(&call_id) {
+                    self.dispatch(cx, call_id, opened, body);
+                }
+            }
+            Frame::Oversized { call_id, length } => {
+                if self.opened.remove(&call_id).is_some() {
+                    let limit = self.config.limits.max_message_size;
+                    self.answer(
+                        call_id,
+                        Err(Status::resource_exhausted(format!(
+                            "request message of {length} bytes exceeds the limit of {limit}"
+                        ))),
+                    );
+                }
+            }
+            Frame::Cancel { call_id } => {
+                self.opened.remove(&call_id);
+                if let Some(Some(handle)) = self.shared.lock().running.remove(&call_id) {
+                    handle.abort();
+                }
+            }
+            Frame::Ping { payload } => {
+                frame::encode_pong(self.shared.lock().outbox.buf_mut(), payload);
+            }
+            // A client's GOAWAY, PONG, HEADERS, END or WINDOW needs no action from a unary server.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Starts a handler; answers inline when it completes at once.
+    fn dispatch(&mut self, cx: &mut Context<'_>, call_id: u32, opened: Opened, body: Bytes) {
+        let Opened {
+            path,
+            metadata,
+            deadline,
+            timeout,
+        } = opened;
+        let span = tracing::debug_span!(
+            "rpc",
+            method = %path,
+            peer = ?self.peer,
+            call_id,
+            status = tracing::field::Empty,
+            elapsed_us = tracing::field::Empty,
+        );
+        let started = (!span.is_disabled()).then(std::time::Instant::now);
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
+        request.set_remote_addr(self.peer);
+        let call = Call::new(path, request);
+        let future = {
+            let _enter = span.enter();
+            self.service.call(call)
+        };
+        let mut future: BoxFuture<Result<Response<Bytes>, Status>> = match deadline {
+            None => future,
+            Some(deadline) => Box::pin(async move {
+                match tokio::time::timeout_at(deadline, future).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Status::deadline_exceeded("deadline exceeded on the server")),
+                }
+            }),
+        };
+        let polled = {
+            let _enter = span.enter();
+            future.as_mut().poll(cx)
+        };
+        match polled {
+            Poll::Ready(result) => {
+                record(&span, started, &result);
+                self.answer(call_id, result);
+            }
+            Poll::Pending => {
+                let shared = Arc::clone(&self.shared);
+                shared.lock().running.insert(call_id, None);
+                let task_span = span.clone();
+                let handle = tokio::spawn(
+                    async move {
+                        let result = future.await;
+                        record(&task_span, started, &result);
+                        let mut result = Some(result);
+                        std::future::poll_fn(|cx| {
+                            let mut state = shared.lock();
+                            // Absent means the call was cancelled meanwhile: nobody wants the answer.
+                            if state.running.remove(&call_id).is_some() {
+                                if let Some(result) = result.take() {
+                                    encode_answer(
+                                        state.outbox.buf_mut(),
+                                        call_id,
+                                        result,
+                                        &shared.limits,
+                                    );
+                                }
+                                if state.running.is_empty() {
+                                    // A draining connection waits for its last handler to finish.
+                                    state.outbox.wake_driver();
+                                }
+                                state.outbox.flush_or_hand_off(cx);
+                            }
+                            Poll::Ready(())
+                        })
+                        .await;
+                    }
+                    .instrument(span),
+                );
+                if let Some(entry) = self.shared.lock().running.get_mut(&call_id) {
+                    *entry = Some(handle.abort_handle());
+                }
+            }
+        }
+    }
+
+    fn answer(&self, call_id: u32, result: Result<Response<Bytes>, Status>) {
+        let mut state = self.shared.lock();
+        encode_answer(state.outbox.buf_mut(), call_id, result, &self.shared.limits);
+    }
+
+    fn abort_all(&mut self) {
+        self.opened.clear();
+        let mut state = self.shared.lock();
+        for (_, handle) in state.running.drain() {
+            if let Some(handle) = handle {
+                handle.abort();
+            }
+        }
+    }
+
+    fn close(&mut self, cx: &mut Context<'_>, reason: Option<(Code, String)>) -> Poll<()> {
+        self.abort_all();
+        let mut state = self.shared.lock();
+        if let Some((code, message)) = reason {
+            frame::encode_goaway(state.outbox.buf_mut(), self.last_call_id, code, &message);
+        }
+        // Best effort: the peer may be gone or not reading; never wait on it here.
+        let _ = state.outbox.poll_flush(cx);
+        let _ = state.outbox.poll_shutdown(cx);
+        Poll::Ready(())
+    }
+}
+
+fn record(
+    span: &tracing::Span,
+    started: Option<std::time::Instant>,
+    result: &Result<Response<Bytes>, Status>,
+) {
+    if let Some(started) = started {
+        let code = match result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        span.record("status", tracing::field::display(code));
+        span.record("elapsed_us", started.elapsed().as_micros() as u64);
+        tracing::debug!(parent: span, "call finished");
+    }
+}
+
+/// Writes a call's answer: HEADERS (when there is leading metadata), MESSAGE, END.
+fn encode_answer(
+    buf: &mut BytesMut,
+    call_id: u32,
+    result: Result<Response<Bytes>, Status>,
+    limits: &Limits,
+) {
+    match result {
+        Ok(response) => {
+            let (metadata, body, trailers) = response.into_parts();
+            if body.len() > limits.max_message_size {
+                let status = Status::resource_exhausted(format!(
+                    "response message of {} bytes exceeds the limit of {}",
+                    body.len(),
+                    limits.max_message_size
+                ));
+                return encode_status(buf, call_id, &status, limits);
+            }
+            if let Err(reason) = frame::check_metadata(&metadata, limits)
+                .and_then(|()| frame::check_metadata(&trailers, limits))
+            {
+                let status = Status::internal(format!("response metadata: {reason}"));
+                return encode_status(buf, call_id, &status, limits);
+            }
+            if !metadata.is_empty() {
+                frame::encode_headers(buf, call_id, &metadata);
+            }
+            frame::encode_message(buf, call_id, true, &body);
+            frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers);
+        }
+        Err(status) => encode_status(buf, call_id, &status, limits),
+    }
+}
+
+fn encode_status(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
+    let empty = MetadataMap::new();
+    let trailers = match frame::check_metadata(status.metadata(), limits) {
+        Ok(()) => status.metadata(),
+        Err(_) => &empty,
+    };
+    frame::encode_end(
+        buf,
+        call_id,
+        status.code(),
+        status.message(),
+        status.details(),
+        trailers,
+    );
+}
+
+impl<S> Future for Connection<S>
+where
+    S: Service<
+            Call,
+            Response = Response<Bytes>,
+            Error = Status,
+            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+        > + Send
+        + Unpin
+        + 'static,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if !this.draining && this.shutdown.as_mut().poll(cx).is_ready() {
+            this.draining = true;
+            let mut state = this.shared.lock();
+            frame::encode_goaway(
+                state.outbox.buf_mut(),
+                this.last_call_id,
+                Code::Unavailable,
+                "server is shutting down",
+            );
+        }
+        {
+            let mut state = this.shared.lock();
+            state.outbox.set_driver(cx.waker());
+            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                drop(state);
+                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                return this.close(cx, None);
+            }
+            if this.draining
+                && this.opened.is_empty()
+                && state.running.is_empty()
+                && state.outbox.buffered() == 0
+            {
+                let _ = state.outbox.poll_shutdown(cx);
+                return Poll::Ready(());
+            }
+            if state.outbox.buffered() > HIGH_WATER {
+                // The client is not reading its answers: stop reading its requests until it does.
+                return Poll::Pending;
+            }
+        }
+        for _ in 0..READS_PER_POLL {
+            if this.rbuf.capacity() - this.rbuf.len() < 4096 {
+                let want = this
+                    .decoder
+                    .bytes_wanted(this.rbuf.len())
+                    .clamp(16 * 1024, 256 * 1024);
+                this.rbuf.reserve(want);
+            }
+            let n = match tokio_util::io::poll_read_buf(this.reader.as_mut(), cx, &mut this.rbuf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => {
+                    tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                    return this.close(cx, None);
+                }
+            };
+            if n == 0 {
+                // The client closed: nobody is left to answer, so stop its handlers.
+                return this.close(cx, None);
+            }
+            loop {
+                match this.decoder.decode(&mut this.rbuf) {
+                    Ok(Some(frame)) => {
+                        if let Err(reason) = this.on_frame(cx, frame) {
+                            tracing::warn!(peer = ?this.peer, %reason, "closing connection: protocol error");
+                            return this.close(cx, Some((Code::Internal, reason)));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(DecodeError::Frame(err)) => {
+                        tracing::warn!(peer = ?this.peer, error = %err, "closing connection: protocol error");
+                        return this.close(cx, Some((Code::Internal, err.to_string())));
+                    }
+                    Err(DecodeError::Io(err)) => {
+                        tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                        return this.close(cx, None);
+                    }
+                }
+            }
+            let mut state = this.shared.lock();
+            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                drop(state);
+                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                return this.close(cx, None);
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,346 @@
+//! `Server`: accept connections and serve a router on each.
+//!
+//! ```text
+//!  Server::builder().layer(..).add_service(..).serve(addr)
+//!      accept loop ──▶ one task per connection (conn.rs) ──▶ layered Router ──▶ handlers
+//! ```
+
+mod conn;
+
+use crate::{BoxFuture, Call, NamedService, Router};
+use bytes::Bytes;
+use conn::{ConnConfig, Connection};
+use sockrpc_protocol::{Limits, Response, Status};
+use sockrpc_transport::socket::{bind_tcp, SocketConfig};
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::layer::util::{Identity, Stack};
+use tower::Layer;
+use tower_service::Service;
+
+/// Entry point: `Server::builder()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Server;
+
+impl Server {
+    /// A builder with no middleware and no services.
+    pub fn builder() -> ServerBuilder<Identity> {
+        ServerBuilder {
+            layer: Identity::new(),
+            router: Router::new(),
+            config: ServerConfig::default(),
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Message and metadata limits.
+    pub limits: Limits,
+    /// Calls one connection may have open at once; more are refused with `ResourceExhausted`.
+    /// Default 4096.
+    pub max_concurrent_calls: usize,
+    /// Connections served at once; further clients wait in the listen backlog. Default 10,000.
+    pub max_connections: usize,
+    /// How long in-flight calls may run after shutdown begins. Default 30 s.
+    pub grace_period: Duration,
+    /// Socket options for the listener and accepted connections.
+    pub socket: SocketConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            limits: Limits::default(),
+            max_concurrent_calls: 4096,
+            max_connections: 10_000,
+            grace_period: Duration::from_secs(30),
+            socket: SocketConfig::default(),
+        }
+    }
+}
+
+/// Builds a server: middleware, services, settings; then `serve*`.
+#[derive(Debug, Clone)]
+pub struct ServerBuilder<L> {
+    layer: L,
+    router: Router,
+    config: ServerConfig,
+}
+
+/// Turns the layered router into the service each connection runs, boxing futures only when a
+/// layer made them something other than a box already.
+pub trait Finish {
+    /// The service a connection runs.
+    type Service: Service<
+            Call,
+            Response = Response<Bytes>,
+            Error = Status,
+            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+        > + Clone
+        + Send
+        + Unpin
+        + 'static;
+
+    /// Wraps `router`.
+    fn finish(&self, router: Router) -> Self::Service;
+}
+
+impl Finish for Identity {
+    type Service = Router;
+
+    fn finish(&self, router: Router) -> Router {
+        router
+    }
+}
+
+impl<Inner, Outer> Finish for Stack<Inner, Outer>
+where
+    Stack<Inner, Outer>: Layer<Router>,
+    <Stack<Inner, Outer> as Layer<Router>>::Service:
+        Service<Call, Response = Response<Bytes>, Error = Status> + Clone + Send + Unpin + 'static,
+    <<Stack<Inner, Outer> as Layer<Router>>::Service as Service<Call>>::Future: Send + 'static,
+{
+    type Service = Boxed<<Stack<Inner, Outer> as Layer<Router>>::Service>;
+
+    fn finish(&self, router: Router) -> Self::Service {
+        Boxed(self.layer(router))
+    }
+}
+
+/// A service whose futures are boxed; wraps a middleware stack for the connection.
+#[derive(Debug, Clone)]
+pub struct Boxed<S>(S);
+
+impl<S> Service<Call> for Boxed<S>
+where
+    S: Service<Call, Response = Response<Bytes>, Error = Status>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Bytes>;
+    type Error = Status;
+    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        // Layers such as rate limits report readiness; a connection cannot wait per call without
+        // stalling every other call on it, so a service not ready now sheds this call.
+        let waker = std::task::Waker::noop();
+        match self.0.poll_ready(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(())) => Box::pin(self.0.call(call)),
+            Poll::Ready(Err(status)) => Box::pin(std::future::ready(Err(status))),
+            Poll::Pending => Box::pin(std::future::ready(Err(Status::resource_exhausted(
+                "server is overloaded",
+            )))),
+        }
+    }
+}
+
+impl<L> ServerBuilder<L> {
+    /// Adds a tower layer around the router (the last added is the outermost).
+    pub fn layer<N>(self, layer: N) -> ServerBuilder<Stack<N, L>> {
+        ServerBuilder {
+            layer: Stack::new(layer, self.layer),
+            router: self.router,
+            config: self.config,
+        }
+    }
+
+    /// Mounts a generated server.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: NamedService
+            + Service<
+                Call,
+                Response = Response<Bytes>,
+                Error = Status,
+                Future = BoxFuture<Result<Response<Bytes>, Status>>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.router = self.router.add_service(service);
+        self
+    }
+
+    /// Replaces the router (services mounted by hand).
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Replaces all settings.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the message and metadata limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Sets how many calls one connection may have open.
+    pub fn max_concurrent_calls(mut self, n: usize) -> Self {
+        self.config.max_concurrent_calls = n.max(1);
+        self
+    }
+
+    /// Sets how many connections are served at once.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets the grace period for in-flight calls at shutdown.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace_period = grace;
+        self
+    }
+
+    /// Sets the socket options.
+    pub fn socket_config(mut self, socket: SocketConfig) -> Self {
+        self.config.socket = socket;
+        self
+    }
+}
+
+impl<L: Finish> ServerBuilder<L> {
+    /// Binds `addr` and serves until the process ends.
+    pub async fn serve(self, addr: SocketAddr) -> io::Result<()> {
+        self.serve_with_shutdown(addr, std::future::pending()).await
+    }
+
+    /// Binds `addr` and serves until `signal` completes, then shuts down gracefully.
+    pub async fn serve_with_shutdown(
+        self,
+        addr: SocketAddr,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let listener = bind_tcp(addr, &self.config.socket)?;
+        self.serve_with_listener_and_shutdown(listener, signal)
+            .await
+    }
+
+    /// Serves on a listener already bound (so a test can learn its port first).
+    pub async fn serve_with_listener(self, listener: TcpListener) -> io::Result<()> {
+        self.serve_with_listener_and_shutdown(listener, std::future::pending())
+            .await
+    }
+
+    /// Serves on a bound listener until `signal` completes: then stops accepting, sends GOAWAY on
+    /// every connection, lets in-flight calls finish within the grace period, and returns.
+    pub async fn serve_with_listener_and_shutdown(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let service = self.layer.finish(self.router);
+        let conn_config = ConnConfig {
+            limits: self.config.limits,
+            max_concurrent_calls: self.config.max_concurrent_calls,
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
+        let shutdown = CancellationToken::new();
+        let mut conns = JoinSet::new();
+        tokio::pin!(signal);
+        loop {
+            let permit = tokio::select! {
+                () = &mut signal => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                () = &mut signal => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    if let Err(err) = self.config.socket.apply_accepted(&stream) {
+                        tracing::debug!(%peer, error = %err, "could not set socket options");
+                    }
+                    let (reader, writer) = stream.into_split();
+                    let conn = Connection::new(
+                        service.clone(),
+                        Box::pin(reader),
+                        Box::pin(writer),
+                        Some(peer),
+                        conn_config.clone(),
+                        shutdown.child_token(),
+                    );
+                    conns.spawn(async move {
+                        conn.await;
+                        drop(permit);
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed; still listening");
+                    if is_resource_exhaustion(&err) {
+                        // Out of descriptors or memory: give in-flight work a moment to free some
+                        // instead of spinning on the same error.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        shutdown.cancel();
+        let drained = tokio::time::timeout(self.config.grace_period, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = conns.len(),
+                "grace period over; closing connections"
+            );
+            conns.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes.
+    pub async fn serve_connection<T>(&self, io: T, peer: Option<SocketAddr>)
+    where
+        T: AsyncRead + AsyncWrite + Send + Sync + 'static,
+    {
+        let (reader, writer) = tokio::io::split(io);
+        let conn = Connection::new(
+            self.layer.finish(self.router.clone()),
+            Box::pin(reader),
+            Box::pin(writer),
+            peer,
+            ConnConfig {
+                limits: self.config.limits,
+                max_concurrent_calls: self.config.max_concurrent_calls,
+            },
+            CancellationToken::new(),
+        );
+        conn.await;
+    }
+}
+
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
+}

@@ -1,0 +1,251 @@
+//! `FrameDecoder`: bytes off a socket into [`Frame`]s, with every size checked first.
+//!
+//! A tokio-util [`Decoder`]: partial input is `Ok(None)`, never an error, so it works with any
+//! read size. It never reserves what a peer announces; the connection's read buffer grows only as
+//! bytes actually arrive, so a peer that claims a large frame and sends nothing costs nothing.
+//!
+//! ```text
+//!  Preface ──8 bytes──▶ Head ──12 bytes──▶ Body(len) ──len bytes──▶ Head ...
+//!                        │
+//!                        └─ MESSAGE over the message limit ──▶ Skip(len) ──▶ Oversized, Head
+//! ```
+
+use bytes::{Buf, BytesMut};
+use sockrpc_protocol::frame::{
+    max_frame_len, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, MAGIC, PREFACE, VERSION,
+};
+use sockrpc_protocol::Limits;
+use std::io;
+use tokio_util::codec::Decoder;
+
+/// What stopped decoding: the socket failed, or the peer broke the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Reading the socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer sent something that is not protocol v1.
+    #[error("protocol error: {0}")]
+    Frame(#[from] FrameError),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Preface,
+    Head,
+    Body(FrameHeader),
+    Skip { header: FrameHeader, remaining: u32 },
+}
+
+/// Decodes the peer's preface, then frames.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    state: State,
+    limits: Limits,
+}
+
+impl FrameDecoder {
+    /// A decoder that first expects the peer's preface.
+    pub fn new(limits: Limits) -> FrameDecoder {
+        FrameDecoder {
+            state: State::Preface,
+            limits,
+        }
+    }
+
+    /// A decoder for a stream whose preface was already consumed.
+    pub fn after_preface(limits: Limits) -> FrameDecoder {
+        FrameDecoder {
+            state: State::Head,
+            limits,
+        }
+    }
+
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// How many more bytes the current frame needs, to size the next read; 0 when unknown.
+    pub fn bytes_wanted(&self, buffered: usize) -> usize {
+        match self.state {
+            State::Preface => PREFACE.len().saturating_sub(buffered),
+            State::Head => HEADER_LEN.saturating_sub(buffered),
+            State::Body(header) => (header.length as usize).saturating_sub(buffered),
+            State::Skip { remaining, .. } => remaining as usize,
+        }
+    }
+
+    fn decode_preface(&mut self, src: &mut BytesMut) -> Result<bool, FrameError> {
+        // Compare what has arrived so far, so a wrong peer is refused on its first byte
+        // rather than after we wait for all eight.
+        let seen = src.len().min(MAGIC.len());
+        if src[..seen] != MAGIC[..seen] {
+            return Err(FrameError::BadPreface);
+        }
+        if src.len() < PREFACE.len() {
+            return Ok(false);
+        }
+        let version = src[MAGIC.len()];
+        if version != VERSION {
+            return Err(FrameError::UnsupportedVersion(version));
+        }
+        src.advance(PREFACE.len());
+        self.state = State::Head;
+        Ok(true)
+    }
+}
+
+impl Decoder for FrameDecoder {
+    type Item = Frame;
+    type Error = DecodeError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        loop {
+            match self.state {
+                State::Preface => {
+                    if !self.decode_preface(src)? {
+                        return Ok(None);
+                    }
+                }
+                State::Head => {
+                    if src.len() >= 4 {
+                        // The length alone can condemn the frame: 0xFFFFFFFF is refused at once.
+                        let length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
+                        let max = max_frame_len(&self.limits);
+                        if length as usize > max {
+                            let kind = src
+                                .get(4)
+                                .and_then(|b| FrameKind::from_u8(*b))
+                                .unwrap_or(FrameKind::Message);
+                            return Err(FrameError::TooLong {
+                                kind,
+                                length: u64::from(length),
+                                limit: max,
+                            }
+                            .into());
+                        }
+                    }
+                    if src.len() < HEADER_LEN {
+                        return Ok(None);
+                    }
+                    let mut head = [0u8; HEADER_LEN];
+                    head.copy_from_slice(&src[..HEADER_LEN]);
+                    let header = FrameHeader::parse(&head, &self.limits)?;
+                    src.advance(HEADER_LEN);
+                    self.state = if header.is_oversized_message(&self.limits) {
+                        State::Skip {
+                            header,
+                            remaining: header.length,
+                        }
+                    } else {
+                        State::Body(header)
+                    };
+                }
+                State::Body(header) => {
+                    let len = header.length as usize;
+                    if src.len() < len {
+                        return Ok(None);
+                    }
+                    let body = src.split_to(len).freeze();
+                    self.state = State::Head;
+                    return Ok(Some(Frame::parse(&header, body, &self.limits)?));
+                }
+                State::Skip { header, remaining } => {
+                    let take = (remaining as usize).min(src.len());
+                    src.advance(take);
+                    let remaining = remaining - take as u32;
+                    if remaining > 0 {
+                        self.state = State::Skip { header, remaining };
+                        return Ok(None);
+                    }
+                    self.state = State::Head;
+                    return Ok(Some(Frame::Oversized {
+                        call_id: header.call_id,
+                        length: header.length,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, Bytes};
+    use sockrpc_protocol::frame::{encode_message, encode_ping};
+
+    fn feed(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> Result<Vec<Frame>, DecodeError> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.put_slice(chunk);
+            while let Some(frame) = decoder.decode(&mut buf)? {
+                out.push(frame);
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let mut wire = BytesMut::new();
+        wire.put_slice(&PREFACE);
+        encode_message(&mut wire, 1, true, b"abc");
+        encode_ping(&mut wire, 9);
+        let chunks: Vec<&[u8]> = wire.chunks(1).collect();
+        let frames = feed(&mut FrameDecoder::new(Limits::default()), &chunks).expect("decode");
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Message {
+                    call_id: 1,
+                    end_stream: true,
+                    body: Bytes::from_static(b"abc")
+                },
+                Frame::Ping { payload: 9 }
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_preface_fails_on_first_byte() {
+        let err = feed(&mut FrameDecoder::new(Limits::default()), &[b"G"]).expect_err("bad");
+        assert!(matches!(err, DecodeError::Frame(FrameError::BadPreface)));
+        let err =
+            feed(&mut FrameDecoder::new(Limits::default()), &[b"SOCKRPC\x09"]).expect_err("v");
+        assert!(matches!(
+            err,
+            DecodeError::Frame(FrameError::UnsupportedVersion(9))
+        ));
+    }
+
+    #[test]
+    fn huge_length_fails_on_four_bytes() {
+        let mut decoder = FrameDecoder::after_preface(Limits::default());
+        let err = feed(&mut decoder, &[&[0xff, 0xff, 0xff, 0xff]]).expect_err("huge");
+        assert!(matches!(
+            err,
+            DecodeError::Frame(FrameError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_message_is_skipped() {
+        let limits = Limits::default().with_max_message_size(8);
+        let mut wire = BytesMut::new();
+        encode_message(&mut wire, 3, true, &[7u8; 100]);
+        encode_message(&mut wire, 5, true, b"ok");
+        let chunks: Vec<&[u8]> = wire.chunks(7).collect();
+        let frames = feed(&mut FrameDecoder::after_preface(limits), &chunks).expect("decode");
+        assert_eq!(
+            frames[0],
+            Frame::Oversized {
+                call_id: 3,
+                length: 100
+            }
+        );
+        assert!(matches!(frames[1], Frame::Message { call_id: 5, .. }));
+    }
+}

@@ -1,0 +1,134 @@
+//! `Outbox`: the write side of a connection, shared by every call on it.
+//!
+//! Calls append whole frames to one buffer; whoever holds the lock may flush it. That is how
+//! writes from many calls coalesce: when 64 calls finish in one scheduler tick, their frames go
+//! out in one `write`, not 64. A lone call flushes its own frames immediately from its own task,
+//! so the idle path has no hop to a writer task.
+
+use bytes::{Buf, BytesMut};
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll, Waker},
+};
+use tokio::io::AsyncWrite;
+
+/// A boxed write half: TCP, Unix socket or in-memory duplex.
+pub type BoxWriter = Pin<Box<dyn AsyncWrite + Send + Sync>>;
+
+/// Past this many buffered bytes a call stops appending and waits: a peer that does not read
+/// must not make us buffer without bound.
+pub const HIGH_WATER: usize = 8 * 1024 * 1024;
+
+/// Bytes kept allocated between flushes, so the steady state does not reallocate.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// A write buffer and the writer it drains into.
+pub struct Outbox {
+    buf: BytesMut,
+    writer: BoxWriter,
+    driver: Option<Waker>,
+    failed: Option<io::ErrorKind>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("buffered", &self.buf.len())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl Outbox {
+    /// An empty outbox over `writer`.
+    pub fn new(writer: BoxWriter) -> Outbox {
+        Outbox {
+            buf: BytesMut::with_capacity(8 * 1024),
+            writer,
+            driver: None,
+            failed: None,
+        }
+    }
+
+    /// The buffer to append whole frames to.
+    pub fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes waiting to be written.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether a write already failed; the connection is then dead.
+    pub fn failed(&self) -> Option<io::ErrorKind> {
+        self.failed
+    }
+
+    /// Registers the connection driver's waker: it is woken when frames wait that the appender
+    /// did not flush itself.
+    pub fn set_driver(&mut self, waker: &Waker) {
+        match &self.driver {
+            Some(old) if old.will_wake(waker) => {}
+            _ => self.driver = Some(waker.clone()),
+        }
+    }
+
+    /// Wakes the driver to flush.
+    pub fn wake_driver(&self) {
+        if let Some(waker) = &self.driver {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Writes buffered bytes until none are left or the socket is full.
+    ///
+    /// `Ready(Ok)` means everything was written; `Pending` means the socket is full and `cx`
+    /// will be woken when it drains.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(kind) = self.failed {
+            return Poll::Ready(Err(io::Error::new(kind, "connection write failed earlier")));
+        }
+        while !self.buf.is_empty() {
+            match self.writer.as_mut().poll_write(cx, &self.buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.failed = Some(io::ErrorKind::WriteZero);
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.buf.advance(n),
+                Poll::Ready(Err(err)) => {
+                    self.failed = Some(err.kind());
+                    return Poll::Ready(Err(err));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.buf.capacity() > KEEP_CAPACITY * 4 {
+            self.buf = BytesMut::with_capacity(KEEP_CAPACITY);
+        }
+        // TCP and Unix streams need no flush; a buffered writer (tests) does.
+        match self.writer.as_mut().poll_flush(cx) {
+            Poll::Ready(Err(err)) => {
+                self.failed = Some(err.kind());
+                Poll::Ready(Err(err))
+            }
+            other => other,
+        }
+    }
+
+    /// Flushes from the appender's own task when possible; otherwise hands the rest to the
+    /// driver. Call after appending frames.
+    pub fn flush_or_hand_off(&mut self, cx: &mut Context<'_>) {
+        match self.poll_flush(cx) {
+            Poll::Ready(Ok(())) => {}
+            // Failed (the driver sees it and closes) or full (the driver waits for room).
+            _ => self.wake_driver(),
+        }
+    }
+
+    /// Shuts the write side down (sends FIN on TCP).
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer.as_mut().poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,59 @@
+//! sockrpc: an RPC framework layered directly on sockets.
+//!
+//! Define services in `.proto` files, generate clients and servers in `build.rs` with
+//! [`sockrpc-build`](https://docs.rs/sockrpc-build) (no `protoc` needed), and call them over TCP
+//! with deadlines, metadata and gRPC's status codes.
+//!
+//! ```ignore
+//! // build.rs
+//! fn main() -> std::io::Result<()> {
+//!     sockrpc_build::compile_protos(&["proto/helloworld.proto"], &["proto"])
+//! }
+//!
+//! // src/main.rs
+//! pub mod hello { sockrpc::include_proto!("helloworld"); }
+//! let mut client = hello::greeter_client::GreeterClient::connect("tcp://127.0.0.1:50051").await?;
+//! let reply = client.say_hello(hello::HelloRequest { name: "you".into() }).await?;
+//! ```
+//!
+//! # Crates
+//! - [`protocol`]: wire format, [`Status`]/[`Code`], metadata, codecs.
+//! - [`transport`]: sockets (socket2), framing, multiplexed connections.
+//! - [`service`]: tower router, server, client channel.
+
+pub use sockrpc_protocol as protocol;
+pub use sockrpc_service as service;
+pub use sockrpc_transport as transport;
+
+#[cfg(feature = "bincode")]
+pub use sockrpc_protocol::BincodeCodec;
+pub use sockrpc_protocol::{
+    Code, Codec, IntoRequest, Limits, MetadataMap, MethodPath, ProstCodec, Request, Response,
+    Status,
+};
+pub use sockrpc_service::{
+    server, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router, RpcService,
+    Server, ServerConfig,
+};
+pub use sockrpc_transport::SocketConfig;
+
+/// Includes the code `sockrpc-build` generated for a protobuf package, e.g.
+/// `sockrpc::include_proto!("helloworld")`.
+#[macro_export]
+macro_rules! include_proto {
+    ($package:tt) => {
+        include!(concat!(env!("OUT_DIR"), concat!("/", $package, ".rs")));
+    };
+}
+
+/// What generated code refers to, under one stable path. Not for direct use.
+#[doc(hidden)]
+pub mod codegen {
+    pub use bytes::Bytes;
+    pub use prost_types;
+    pub use sockrpc_protocol::{IntoRequest, ProstCodec, Request, Response, Status};
+    pub use sockrpc_service::{
+        unary_handler, BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService,
+    };
+    pub use tower_service::Service;
+}

@@ -1,0 +1,39 @@
+//! Generates code for the framework's own test protos and for every real-world `.proto` under
+//! `../../shared/protos` (gRPC and OpenTelemetry), so that codegen is proven on input nobody here
+//! wrote.
+use std::path::{Path, PathBuf};
+
+fn protos_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            protos_under(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::io::Result<()> {
+    sockrpc_build::configure().bytes(["."]).compile_protos(
+        &[
+            "../proto/helloworld/helloworld.proto",
+            "proto/sockrpc/test/echo.proto",
+        ],
+        &["../proto", "proto"],
+    )?;
+
+    let shared = Path::new("../../shared/protos");
+    println!("cargo:rerun-if-changed={}", shared.display());
+    let mut files = Vec::new();
+    protos_under(shared, &mut files)?;
+    files.sort();
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("shared");
+    std::fs::create_dir_all(&out)?;
+    sockrpc_build::configure()
+        .out_dir(&out)
+        .include_file("shared.rs")
+        .compile_protos(&files, &[shared])
+}

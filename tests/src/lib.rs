@@ -1,0 +1,19 @@
+//! Generated code and helpers shared by the integration tests.
+
+/// `proto/helloworld/helloworld.proto`.
+pub mod helloworld {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("helloworld");
+}
+
+/// `tests/proto/sockrpc/test/echo.proto`.
+pub mod echo {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("sockrpc.test");
+}
+
+/// Every `.proto` under `../shared/protos`, as one module tree by package.
+#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+pub mod shared {
+    include!(concat!(env!("OUT_DIR"), "/shared/shared.rs"));
+}
