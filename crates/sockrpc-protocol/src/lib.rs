@@ -22,7 +22,7 @@ pub use code::Code;
 #[cfg(feature = "bincode")]
 pub use codec::BincodeCodec;
 pub use codec::{Codec, ProstCodec};
-pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR};
+pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR};
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN};
 pub use method::{InvalidPath, MethodPath};
 pub use request::{IntoRequest, Request, Response};

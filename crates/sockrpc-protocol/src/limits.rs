@@ -13,8 +13,13 @@ pub struct Limits {
 }
 
 /// How much larger than the message limit an oversized MESSAGE frame may be and still be skipped
-/// (failing only its call); beyond this the peer is treated as hostile and the connection closes.
+/// (failing only its call); beyond this (and beyond [`SKIP_FLOOR`]) the peer is treated as
+/// hostile and the connection closes. Skipped bytes are read and dropped, never buffered.
 pub const SKIP_FACTOR: usize = 16;
+
+/// Oversized messages up to this size are always skipped, however small the message limit:
+/// a peer with a larger limit is a misconfiguration, not an attack, and should fail one call.
+pub const SKIP_FLOOR: usize = 64 * 1024 * 1024;
 
 /// Room in a control frame beyond its metadata: method path, status message and details.
 pub const CONTROL_OVERHEAD: usize = 64 * 1024;
@@ -48,6 +53,8 @@ impl Limits {
 
     /// Largest MESSAGE body that is skipped rather than treated as an attack.
     pub fn max_skippable_message(&self) -> usize {
-        self.max_message_size.saturating_mul(SKIP_FACTOR)
+        self.max_message_size
+            .saturating_mul(SKIP_FACTOR)
+            .max(SKIP_FLOOR)
     }
 }

@@ -477,6 +477,11 @@ where
                 tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
                 return this.close(cx, None);
             }
+            if this.draining && this.opened.is_empty() && state.running.is_empty() {
+                // A CANCEL in this batch may have ended the last call: check again at the top.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
