@@ -1,1 +1,65 @@
-fn main() {}
+//! `sockrpc`: latency benchmarks against the raw-socket floor (`sockrpc bench`), and the server
+//! they can measure across processes or machines (`sockrpc serve`).
+//!
+//! # Layout
+//! - [`cmd::bench`]: the benchmark plan, row by row, and its output.
+//! - [`cmd::serve`]: the standalone benchmark server.
+//! - [`server`]: what both commands serve: the `Bench` service, the raw TCP and UDP echoes.
+//! - [`raw`]: the raw-socket floor, server and client side.
+//! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
+//! - [`report`]: the table and the JSON; [`plot`]: the SVG.
+
+mod cmd;
+mod load;
+mod plot;
+mod proto;
+mod raw;
+mod report;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sockrpc",
+    version,
+    about = "sockrpc's command line: latency benchmarks against the raw-socket floor, and a \
+             benchmark server",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure unary call latency and throughput against the raw-socket floor.
+    ///
+    /// With no arguments, starts an embedded server in this process (its own 2-worker runtime on
+    /// its own thread) and measures raw-tcp, raw-udp and sockrpc-tcp one after another, for
+    /// 64 B and 4 KiB payloads, one call in flight.
+    Bench(cmd::bench::BenchArgs),
+    /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
+    ///
+    /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT raw-udp=IP:PORT`, with the
+    /// ports actually bound. Stops on Ctrl-C or SIGTERM.
+    Serve(cmd::serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sockrpc: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

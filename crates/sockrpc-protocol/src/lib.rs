@@ -5,7 +5,7 @@
 //! - [`Status`] and [`Code`]: the one error at the RPC boundary, with gRPC's codes and numbers.
 //! - [`MetadataMap`]: ASCII keys; keys ending in `-bin` carry bytes.
 //! - [`Request`], [`Response`], [`IntoRequest`]: messages with their metadata and timeout.
-//! - [`MethodPath`]: `/package.Service/Method`.
+//! - [`MethodPath`]: the path a call is routed by, `/package.Service/Method`.
 //! - [`Limits`]: every size checked before allocation.
 //! - [`codec`]: [`Codec`], [`ProstCodec`] and (feature `bincode`) `BincodeCodec`.
 

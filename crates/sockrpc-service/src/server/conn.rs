@@ -183,16 +183,14 @@ where
                     self.dispatch(cx, call_id, opened, body);
                 }
             }
-            Frame::Oversized { call_id, length } => {
-                if self.opened.remove(&call_id).is_some() {
-                    let limit = self.config.limits.max_message_size;
-                    self.answer(
-                        call_id,
-                        Err(Status::resource_exhausted(format!(
-                            "request message of {length} bytes exceeds the limit of {limit}"
-                        ))),
-                    );
-                }
+            Frame::Oversized { call_id, length } if self.opened.remove(&call_id).is_some() => {
+                let limit = self.config.limits.max_message_size;
+                self.answer(
+                    call_id,
+                    Err(Status::resource_exhausted(format!(
+                        "request message of {length} bytes exceeds the limit of {limit}"
+                    ))),
+                );
             }
             Frame::Cancel { call_id } => {
                 self.opened.remove(&call_id);
