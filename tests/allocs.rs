@@ -1,0 +1,151 @@
+//! Heap allocations per unary round trip, client and server together, over loopback TCP.
+//!
+//! Counted with dhat's global allocator: a hand-written counting allocator needs `unsafe impl
+//! GlobalAlloc`, which the workspace's `unsafe_code = "forbid"` refuses (and `forbid` cannot be
+//! relaxed per file). A count, not a speed, so it is stable on any machine; the bound is loose
+//! enough for noise and tight enough to catch a regression.
+//!
+//! `cargo test -p sockrpc-tests --test allocs -- --nocapture` prints the count. With
+//! `SOCKRPC_ALLOCS_PROFILE=/tmp/dhat-heap.json` the run also writes dhat's heap profile there:
+//! every allocation site with its count (view it with dhat's `dh_view.html`).
+
+use bytes::Bytes;
+use sockrpc::{Request, Response, Server, Status};
+use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
+use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
+use std::time::Duration;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const WARMUP: u64 = 1_000;
+const CALLS: u64 = 10_000;
+/// Issue 3 aims at 8 (and 6); this bound only catches a regression past that.
+const BOUND: f64 = 16.0;
+static PAYLOAD: [u8; 64] = [0xa5; 64];
+
+/// Echoes the payload and id; the other methods are not called here.
+struct Echoer;
+
+impl Echo for Echoer {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        let EchoRequest { payload, id } = request.into_inner();
+        Ok(Response::new(EchoReply { payload, id }))
+    }
+
+    async fn sleep(&self, _: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn fail(&self, _: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn grow(&self, _: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+fn profiler() -> dhat::Profiler {
+    match std::env::var_os("SOCKRPC_ALLOCS_PROFILE") {
+        Some(path) => dhat::Profiler::builder()
+            .file_name(path)
+            .trim_backtraces(Some(40))
+            .build(),
+        None => dhat::Profiler::builder().testing().build(),
+    }
+}
+
+async fn call(client: &mut EchoClient, id: u64, timeout: Option<Duration>) {
+    let mut request = Request::new(EchoRequest {
+        payload: Bytes::from_static(&PAYLOAD),
+        id,
+    });
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    let reply = client.echo(request).await.expect("echo").into_inner();
+    assert_eq!(reply.id, id);
+    assert_eq!(reply.payload.len(), PAYLOAD.len());
+}
+
+/// Warms up, then returns the allocations per call over `CALLS` calls, and prints it.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    client: &mut EchoClient,
+    timeout: Option<Duration>,
+    what: &str,
+) -> f64 {
+    let (blocks, bytes) = rt.block_on(async {
+        for id in 0..WARMUP {
+            call(client, id, timeout).await;
+        }
+        let before = dhat::HeapStats::get();
+        for id in 0..CALLS {
+            call(client, id, timeout).await;
+        }
+        let after = dhat::HeapStats::get();
+        (
+            after.total_blocks - before.total_blocks,
+            after.total_bytes - before.total_bytes,
+        )
+    });
+    let per_call = blocks as f64 / CALLS as f64;
+    let bytes = bytes as f64 / CALLS as f64;
+    println!("allocations per unary round trip (client + server){what}: {per_call:.2}");
+    println!("bytes allocated per unary round trip (client + server){what}: {bytes:.0}");
+    per_call
+}
+
+#[test]
+fn allocations_per_unary_round_trip() {
+    let _profiler = profiler();
+
+    // Server on a 2-worker runtime, client on a current-thread one: the method of issue 3.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let listener = server_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = server_rt.spawn(
+        Server::builder()
+            .add_service(EchoServer::new(Echoer))
+            .serve_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let mut client = rt.block_on(EchoClient::connect(addr)).expect("connect");
+    // Without a deadline (the figure issue 3 asks for), then with one, which costs the server
+    // a timer future per call.
+    let per_call = measure(&rt, &mut client, None, "");
+    let with_deadline = measure(
+        &rt,
+        &mut client,
+        Some(Duration::from_secs(10)),
+        ", with a 10 s deadline",
+    );
+    drop(client);
+
+    let _ = stop.send(());
+    server_rt
+        .block_on(server)
+        .expect("server task")
+        .expect("server");
+    for count in [per_call, with_deadline] {
+        assert!(
+            count <= BOUND,
+            "{count:.2} allocations per unary round trip, over the bound of {BOUND}"
+        );
+    }
+}
