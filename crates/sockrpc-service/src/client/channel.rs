@@ -94,6 +94,23 @@ impl Inner {
         let timeout = budget.map_or(self.endpoint.connect_timeout, |b| {
             b.min(self.endpoint.connect_timeout)
         });
+        if let Some(path) = &self.endpoint.unix_path {
+            let stream = tokio::time::timeout(timeout, sockrpc_transport::connect_unix(path))
+                .await
+                .map_err(|_| {
+                    Status::unavailable(format!(
+                        "cannot connect to {} within {timeout:?}",
+                        self.endpoint
+                    ))
+                })?
+                .map_err(|err| {
+                    Status::unavailable(format!("cannot connect to {}: {err}", self.endpoint))
+                })?;
+            let (reader, writer) = stream.into_split();
+            let conn = ClientConnection::spawn(reader, writer, self.endpoint.limits, None);
+            *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+            return Ok(conn);
+        }
         let started = tokio::time::Instant::now();
         let mut last_err = None;
         for addr in self.endpoint.resolve().await? {

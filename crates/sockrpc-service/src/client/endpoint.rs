@@ -2,11 +2,16 @@
 
 use sockrpc_protocol::{Limits, Status};
 use sockrpc_transport::SocketConfig;
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 /// A server address and the settings for talking to it.
 ///
-/// Accepts `tcp://host:port`, `host:port`, and (for tonic users' habits) `http://host:port`.
+/// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port`, and
+/// `unix:///path/to.sock` for a Unix domain socket.
 /// Host names resolve through the system resolver at connect time; every address of a name is
 /// tried in turn.
 #[derive(Debug, Clone)]
@@ -16,6 +21,8 @@ pub struct Endpoint {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Path of a Unix domain socket; when set, `host` and `port` are not used.
+    pub unix_path: Option<PathBuf>,
     /// Time allowed to set up a connection. Default 20 s (gRPC's minimum connect timeout).
     pub connect_timeout: Duration,
     /// Timeout for calls that set none themselves; `None`: wait as long as the call takes.
@@ -34,6 +41,15 @@ impl Endpoint {
                 "invalid endpoint {uri:?}: expected tcp://host:port or host:port"
             ))
         };
+        if let Some(path) = uri
+            .strip_prefix("unix://")
+            .or_else(|| uri.strip_prefix("unix:"))
+        {
+            if path.is_empty() {
+                return Err(invalid());
+            }
+            return Ok(Endpoint::unix(path));
+        }
         let rest = ["tcp://", "http://"]
             .iter()
             .find_map(|scheme| uri.strip_prefix(scheme))
@@ -56,11 +72,19 @@ impl Endpoint {
         Ok(Endpoint::new(host, port))
     }
 
+    /// An endpoint for a Unix domain socket at `path`.
+    pub fn unix(path: impl AsRef<Path>) -> Endpoint {
+        let mut endpoint = Endpoint::new("localhost", 0);
+        endpoint.unix_path = Some(path.as_ref().to_path_buf());
+        endpoint
+    }
+
     /// An endpoint for `host` and `port` with default settings.
     pub fn new(host: impl Into<String>, port: u16) -> Endpoint {
         Endpoint {
             host: host.into(),
             port,
+            unix_path: None,
             connect_timeout: Duration::from_secs(20),
             timeout: None,
             limits: Limits::default(),
@@ -110,7 +134,9 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
+        if let Some(path) = &self.unix_path {
+            write!(f, "unix://{}", path.display())
+        } else if self.host.contains(':') {
             write!(f, "tcp://[{}]:{}", self.host, self.port)
         } else {
             write!(f, "tcp://{}:{}", self.host, self.port)
@@ -167,7 +193,18 @@ mod tests {
         assert_eq!(e.to_string(), "tcp://[::1]:7");
         let e = Endpoint::from_uri("http://localhost:80/").expect("http");
         assert_eq!(e.host, "localhost");
-        for bad in ["", "nohost", "host:", ":80", "host:99999", "udp://h:1"] {
+        let e = Endpoint::from_uri("unix:///tmp/s.sock").expect("unix");
+        assert_eq!(e.unix_path.as_deref(), Some(Path::new("/tmp/s.sock")));
+        assert_eq!(e.to_string(), "unix:///tmp/s.sock");
+        for bad in [
+            "",
+            "unix://",
+            "nohost",
+            "host:",
+            ":80",
+            "host:99999",
+            "udp://h:1",
+        ] {
             assert!(Endpoint::from_uri(bad).is_err(), "{bad}");
         }
     }

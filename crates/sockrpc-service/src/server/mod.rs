@@ -11,6 +11,8 @@ use crate::{BoxFuture, Call, NamedService, Router};
 use bytes::Bytes;
 use conn::{ConnConfig, Connection};
 use sockrpc_protocol::{Limits, Response, Status};
+use sockrpc_transport::client::BoxReader;
+use sockrpc_transport::outbox::BoxWriter;
 use sockrpc_transport::socket::{bind_tcp, SocketConfig};
 use std::{
     future::Future,
@@ -21,7 +23,7 @@ use std::{
     time::Duration,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
@@ -252,6 +254,37 @@ impl<L: Finish> ServerBuilder<L> {
         listener: TcpListener,
         signal: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        self.serve_incoming(listener, signal).await
+    }
+
+    /// Binds a Unix socket at `path` (replacing a stale socket file, never another file) and
+    /// serves until `signal` completes. The socket file is removed afterwards.
+    pub async fn serve_unix_with_shutdown(
+        self,
+        path: impl AsRef<std::path::Path>,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let path = path.as_ref();
+        let listener = sockrpc_transport::bind_unix(path)?;
+        let result = self.serve_incoming(listener, signal).await;
+        let _ = std::fs::remove_file(path);
+        result
+    }
+
+    /// Serves on a bound Unix socket listener until `signal` completes.
+    pub async fn serve_unix_with_listener_and_shutdown(
+        self,
+        listener: UnixListener,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        self.serve_incoming(listener, signal).await
+    }
+
+    async fn serve_incoming<A: Accept>(
+        self,
+        listener: A,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
         let service = self.layer.finish(self.router);
         let conn_config = ConnConfig {
             limits: self.config.limits,
@@ -272,19 +305,15 @@ impl<L: Finish> ServerBuilder<L> {
             };
             let accepted = tokio::select! {
                 () = &mut signal => break,
-                accepted = listener.accept() => accepted,
+                accepted = listener.accept(&self.config.socket) => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => {
-                    if let Err(err) = self.config.socket.apply_accepted(&stream) {
-                        tracing::debug!(%peer, error = %err, "could not set socket options");
-                    }
-                    let (reader, writer) = stream.into_split();
+                Ok((reader, writer, peer)) => {
                     let conn = Connection::new(
                         service.clone(),
-                        Box::pin(reader),
-                        Box::pin(writer),
-                        Some(peer),
+                        reader,
+                        writer,
+                        peer,
                         conn_config.clone(),
                         shutdown.child_token(),
                     );
@@ -337,6 +366,40 @@ impl<L: Finish> ServerBuilder<L> {
             CancellationToken::new(),
         );
         conn.await;
+    }
+}
+
+/// A listener the accept loop can serve: TCP or Unix.
+trait Accept {
+    /// Accepts one connection, applies socket options, and splits it.
+    async fn accept(
+        &self,
+        socket: &SocketConfig,
+    ) -> io::Result<(BoxReader, BoxWriter, Option<SocketAddr>)>;
+}
+
+impl Accept for TcpListener {
+    async fn accept(
+        &self,
+        socket: &SocketConfig,
+    ) -> io::Result<(BoxReader, BoxWriter, Option<SocketAddr>)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        if let Err(err) = socket.apply_accepted(&stream) {
+            tracing::debug!(%peer, error = %err, "could not set socket options");
+        }
+        let (reader, writer) = stream.into_split();
+        Ok((Box::pin(reader), Box::pin(writer), Some(peer)))
+    }
+}
+
+impl Accept for UnixListener {
+    async fn accept(
+        &self,
+        _socket: &SocketConfig,
+    ) -> io::Result<(BoxReader, BoxWriter, Option<SocketAddr>)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        let (reader, writer) = stream.into_split();
+        Ok((Box::pin(reader), Box::pin(writer), None))
     }
 }
 

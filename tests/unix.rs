@@ -1,0 +1,90 @@
+//! Unix domain sockets: round trip, a stale socket file replaced, a foreign file left alone.
+
+use sockrpc::{Code, Request, Response, Server, Status};
+use sockrpc_tests::helloworld::greeter_client::GreeterClient;
+use sockrpc_tests::helloworld::greeter_server::{Greeter, GreeterServer};
+use sockrpc_tests::helloworld::{HelloReply, HelloRequest};
+use std::path::PathBuf;
+use std::time::Duration;
+
+struct Hi;
+
+impl Greeter for Hi {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply {
+            message: format!("Hello {}!", request.into_inner().name),
+        }))
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sockrpc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_over_a_unix_socket_with_a_stale_file() {
+    let dir = temp_dir("uds");
+    let path = dir.join("greeter.sock");
+    // A socket file left by a server that died.
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("stale bind"));
+    assert!(path.exists());
+
+    let listener = sockrpc::transport::bind_unix(&path).expect("stale file replaced");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(GreeterServer::new(Hi))
+            .serve_unix_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let uri = format!("unix://{}", path.display());
+    let mut client = GreeterClient::connect(uri.as_str()).await.expect("connect");
+    for i in 0..10 {
+        let reply = client
+            .say_hello(HelloRequest {
+                name: format!("uds {i}"),
+            })
+            .await
+            .expect("call");
+        assert_eq!(reply.into_inner().message, format!("Hello uds {i}!"));
+    }
+    // A second server on the same live path is refused, not allowed to steal it.
+    let err = sockrpc::transport::bind_unix(&path).expect_err("live socket");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .expect("task")
+        .expect("serve");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_socket_file_is_never_deleted() {
+    let dir = temp_dir("uds-file");
+    let path = dir.join("not-a-socket");
+    std::fs::write(&path, b"precious data").expect("write");
+    let err = Server::builder()
+        .add_service(GreeterServer::new(Hi))
+        .serve_unix_with_shutdown(&path, async {})
+        .await
+        .expect_err("refuses to clobber");
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(std::fs::read(&path).expect("kept"), b"precious data");
+
+    let missing = dir.join("nobody-home.sock");
+    let err = GreeterClient::connect(format!("unix://{}", missing.display()))
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(err.code(), Code::Unavailable);
+    let _ = std::fs::remove_dir_all(&dir);
+}
