@@ -297,12 +297,7 @@ where
 
     fn abort_all(&mut self) {
         self.opened.clear();
-        let mut state = self.shared.lock();
-        for (_, handle) in state.running.drain() {
-            if let Some(handle) = handle {
-                handle.abort();
-            }
-        }
+        self.shared.abort_running();
     }
 
     fn close(&mut self, cx: &mut Context<'_>, reason: Option<(Code, String)>) -> Poll<()> {
@@ -315,6 +310,15 @@ where
         let _ = state.outbox.poll_flush(cx);
         let _ = state.outbox.poll_shutdown(cx);
         Poll::Ready(())
+    }
+}
+
+impl<S> Drop for Connection<S> {
+    fn drop(&mut self) {
+        // A connection dropped from outside (the server aborted, the grace period ran out) must
+        // not leave handlers running: each holds the write half, which would keep the socket
+        // open and answer calls after the server is gone.
+        self.shared.abort_running();
     }
 }
 
