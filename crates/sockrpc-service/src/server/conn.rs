@@ -61,6 +61,15 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+
+    /// Stops every handler still running in a task of its own.
+    fn abort_running(&self) {
+        for (_, handle) in self.lock().running.drain() {
+            if let Some(handle) = handle {
+                handle.abort();
+            }
+        }
+    }
 }
 
 struct Opened {
