@@ -1,0 +1,80 @@
+//! `sockrpc serve`: the benchmark service and the raw echoes, for runs across processes or
+//! machines.
+
+use crate::server::{Listen, Sockets, DEFAULT_WORKERS};
+use clap::Args;
+use std::{error::Error, io::Write, net::SocketAddr};
+
+/// `sockrpc serve` flags.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address of the sockrpc Bench service (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    tcp: SocketAddr,
+    /// Address of the raw TCP echo [default: the --tcp host, any free port].
+    #[arg(long, value_name = "ADDR")]
+    raw: Option<SocketAddr>,
+    /// Address of the raw UDP echo [default: the raw TCP echo's address and port].
+    #[arg(long, value_name = "ADDR")]
+    raw_udp: Option<SocketAddr>,
+    /// Worker threads of the server runtime.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS)]
+    workers: usize,
+}
+
+/// Runs `sockrpc serve` until Ctrl-C or SIGTERM.
+pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listen = Listen {
+            rpc: args.tcp,
+            raw_tcp: args.raw.unwrap_or(SocketAddr::new(args.tcp.ip(), 0)),
+            raw_udp: args.raw_udp,
+        };
+        let sockets = Sockets::bind(listen).await?;
+        let bound = sockets.bound()?;
+        // Scripts and tests read this line to learn the ports: print it whole, then flush, since
+        // stdout is block-buffered when it is a pipe.
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "listening tcp={} raw={} raw-udp={}",
+            bound.rpc, bound.raw_tcp, bound.raw_udp
+        )?;
+        out.flush()?;
+        drop(out);
+        sockets.serve(stop_signal()).await?;
+        Ok::<(), Box<dyn Error>>(())
+    })?;
+    // The runtime drops here; raw echo connections still open are dropped with it.
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM. A signal that cannot be listened for is
+/// left out rather than taken as a request to stop.
+async fn stop_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,352 @@
+//! The raw-socket floor: echo servers and clients with no framework at all.
+//!
+//! TCP frames are a 4-byte big-endian length and the payload; the server writes back every
+//! complete frame it has, unchanged, in one write. UDP echoes each datagram to its sender. Both
+//! clients use the same socket options sockrpc does (TCP_NODELAY, through
+//! `sockrpc::transport::connect_tcp`), so what separates a sockrpc row from its raw row is the
+//! framework alone.
+
+use crate::load::{Caller, Tally};
+use bytes::{Buf, BytesMut};
+use sockrpc::transport::connect_tcp;
+use sockrpc::SocketConfig;
+use std::{
+    io,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+
+/// Largest frame the raw TCP echo accepts; a larger announced length closes the connection
+/// rather than buffering whatever a peer claims.
+pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Largest payload the raw-udp row sends: what fits one datagram on any IPv6 path without
+/// fragmentation (1280-byte minimum MTU less the IPv6 and UDP headers), as DNS and QUIC use.
+pub(crate) const MAX_UDP_PAYLOAD: usize = 1232;
+
+/// How long a raw client waits to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the UDP client waits for an echo before it counts the datagram as lost.
+const UDP_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+/// Accepts connections and echoes frames on each until the task is dropped, which also drops
+/// every connection (they live in this task's `JoinSet`).
+pub(crate) async fn serve_tcp(listener: TcpListener) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Nagle would hold back every echo behind the peer's delayed ACK.
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(async move {
+                        let _ = echo_tcp(stream).await;
+                    });
+                }
+                // Out of descriptors, usually: back off instead of spinning on the same error.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// Length of the complete frames at the start of `buf`, or an error for an oversized one.
+fn complete_frames(buf: &[u8]) -> io::Result<usize> {
+    let mut end = 0;
+    while let Some(head) = buf.get(end..end + 4) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+            ));
+        }
+        if buf.len() - end - 4 < len {
+            break;
+        }
+        end += 4 + len;
+    }
+    Ok(end)
+}
+
+async fn echo_tcp(mut stream: TcpStream) -> io::Result<()> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+        let end = complete_frames(&buf)?;
+        if end > 0 {
+            stream.write_all(&buf[..end]).await?;
+            buf.advance(end);
+        }
+    }
+}
+
+/// Echoes every datagram to its sender until the task is dropped.
+pub(crate) async fn serve_udp(socket: UdpSocket) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // A failed receive or send concerns one datagram (or an ICMP error for an earlier one);
+        // the echo goes on for everyone else.
+        if let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let _ = socket.send_to(&buf[..n], peer).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+/// A request frame: length prefix and `payload` bytes of filler.
+fn frame(payload: usize) -> io::Result<Vec<u8>> {
+    let len = u32::try_from(payload)
+        .ok()
+        .filter(|len| *len as usize <= MAX_FRAME)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "payload too large"))?;
+    let mut frame = Vec::with_capacity(4 + payload);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.resize(4 + payload, 0xA5);
+    Ok(frame)
+}
+
+/// Connects like sockrpc's own client does, so both rows get the same socket options.
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    connect_tcp(addr, &SocketConfig::default(), CONNECT_TIMEOUT).await
+}
+
+/// One raw TCP connection with one call in flight: write the frame, read the echo.
+#[derive(Debug)]
+pub(crate) struct RawTcp {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    frame: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl RawTcp {
+    /// Connects to the raw echo at `addr`.
+    pub(crate) async fn connect(addr: SocketAddr, payload: usize) -> io::Result<RawTcp> {
+        let frame = frame(payload)?;
+        Ok(RawTcp {
+            addr,
+            stream: Some(connect(addr).await?),
+            reply: vec![0; frame.len()],
+            frame,
+        })
+    }
+
+    async fn echo(&mut self) -> io::Result<()> {
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => self.stream.insert(connect(self.addr).await?),
+        };
+        stream.write_all(&self.frame).await?;
+        // One call in flight: the reply is exactly as long as the request, so read exactly that.
+        stream.read_exact(&mut self.reply).await?;
+        if self.reply[..4] != self.frame[..4] {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "echo came back with another length",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Caller for RawTcp {
+    async fn round(&mut self, tally: &Tally) {
+        let started = Instant::now();
+        match self.echo().await {
+            Ok(()) => tally.ok(started.elapsed()),
+            Err(err) => {
+                // The stream may be mid-frame: only a new connection is in a known state.
+                self.stream = None;
+                tally.err(1, || format!("raw tcp: {err}"));
+            }
+        }
+    }
+}
+
+/// One raw TCP connection, `depth` requests written back to back, then `depth` echoes read: the
+/// most a single connection can carry, for scale against multiplexed rows.
+#[derive(Debug)]
+pub(crate) struct RawTcpPipelined {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    depth: u64,
+    frame_len: usize,
+    frames: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl RawTcpPipelined {
+    /// Connects to the raw echo at `addr`.
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        payload: usize,
+        depth: usize,
+    ) -> io::Result<RawTcpPipelined> {
+        let one = frame(payload)?;
+        let frames = one.repeat(depth.max(1));
+        Ok(RawTcpPipelined {
+            addr,
+            stream: Some(connect(addr).await?),
+            depth: depth.max(1) as u64,
+            frame_len: one.len(),
+            reply: vec![0; frames.len()],
+            frames,
+        })
+    }
+
+    /// Returns how many echoes arrived, and the error that stopped the batch, if any.
+    async fn batch(&mut self, started: Instant, tally: &Tally) -> (u64, io::Result<()>) {
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => match connect(self.addr).await {
+                Ok(stream) => self.stream.insert(stream),
+                Err(err) => return (0, Err(err)),
+            },
+        };
+        let (mut reader, mut writer) = stream.split();
+        let mut done = 0u64;
+        // Write and read at once: a batch larger than the socket buffers would otherwise
+        // deadlock, the server blocked writing echoes nobody reads yet.
+        let write = writer.write_all(&self.frames);
+        let frame_len = self.frame_len;
+        let reply = &mut self.reply;
+        let done_ref = &mut done;
+        let read = async move {
+            let mut filled = 0;
+            while filled < reply.len() {
+                let n = reader.read(&mut reply[filled..]).await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+                }
+                filled += n;
+                let elapsed = started.elapsed();
+                while (*done_ref as usize + 1) * frame_len <= filled {
+                    *done_ref += 1;
+                    tally.ok(elapsed);
+                }
+            }
+            Ok(())
+        };
+        let result = tokio::try_join!(write, read).map(|_| ());
+        (done, result)
+    }
+}
+
+impl Caller for RawTcpPipelined {
+    fn calls_per_round(&self) -> u64 {
+        self.depth
+    }
+
+    async fn round(&mut self, tally: &Tally) {
+        let started = Instant::now();
+        let (done, result) = self.batch(started, tally).await;
+        if let Err(err) = result {
+            self.stream = None;
+            tally.err(self.depth.saturating_sub(done), || {
+                format!("raw tcp pipelined: {err}")
+            });
+        }
+    }
+}
+
+/// One connected UDP socket with one datagram in flight.
+#[derive(Debug)]
+pub(crate) struct RawUdp {
+    socket: UdpSocket,
+    datagram: Vec<u8>,
+    reply: Vec<u8>,
+    seq: u64,
+}
+
+impl RawUdp {
+    /// Binds an ephemeral port and connects it to the UDP echo at `addr`.
+    pub(crate) async fn connect(addr: SocketAddr, payload: usize) -> io::Result<RawUdp> {
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let socket = UdpSocket::bind(local).await?;
+        socket.connect(addr).await?;
+        Ok(RawUdp {
+            socket,
+            datagram: vec![0xA5; payload],
+            reply: vec![0; payload.max(8) + 1],
+            seq: 0,
+        })
+    }
+
+    /// Sends one datagram and waits for its own echo, skipping late echoes of datagrams an
+    /// earlier round gave up on. Datagrams of 8 bytes or more carry a sequence number for that.
+    async fn echo(&mut self) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let stamped = self.datagram.len() >= 8;
+        if let Some(head) = self.datagram.get_mut(..8) {
+            head.copy_from_slice(&self.seq.to_be_bytes());
+        }
+        self.socket.send(&self.datagram).await?;
+        loop {
+            let n = self.socket.recv(&mut self.reply).await?;
+            if n != self.datagram.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "echo of {n} bytes for a datagram of {}",
+                        self.datagram.len()
+                    ),
+                ));
+            }
+            if !stamped || self.reply[..8] == self.datagram[..8] {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Caller for RawUdp {
+    async fn round(&mut self, tally: &Tally) {
+        let started = Instant::now();
+        // Loss is possible even on loopback (a full receive buffer), so this row alone pays for
+        // a timer per call; raw-tcp, the row every ratio refers to, does not.
+        match tokio::time::timeout(UDP_REPLY_TIMEOUT, self.echo()).await {
+            Ok(Ok(())) => tally.ok(started.elapsed()),
+            Ok(Err(err)) => tally.err(1, || format!("raw udp: {err}")),
+            Err(_) => tally.err(1, || {
+                format!(
+                    "raw udp: no echo within {} ms (datagram lost)",
+                    UDP_REPLY_TIMEOUT.as_millis()
+                )
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_frames_stops_at_partial_and_refuses_huge() {
+        let mut wire = frame(3).expect("frame");
+        wire.extend_from_slice(&frame(5).expect("frame")[..6]);
+        assert_eq!(complete_frames(&wire).expect("ok"), 7);
+        assert_eq!(complete_frames(&wire[..2]).expect("ok"), 0);
+        assert!(complete_frames(&[0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! What a run measured, as a table on stdout and as JSON.
+//!
+//! Every latency is read from an HDR histogram of nanoseconds (3 significant figures) and shown
+//! in microseconds. `×raw` is a row's p50 over the raw-tcp p50 of the same payload and
+//! concurrency in the same run: the floor moves with the machine, the ratio much less.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::{fmt::Write as _, io, path::Path, time::Duration};
+
+/// The name of the row every ratio refers to.
+pub(crate) const FLOOR: &str = "raw-tcp";
+
+/// One measured row.
+#[derive(Debug)]
+pub(crate) struct Row {
+    /// `raw-tcp`, `raw-tcp-pipelined`, `raw-udp`, `sockrpc-tcp`, ...
+    pub(crate) name: &'static str,
+    /// `tcp` or `udp`.
+    pub(crate) transport: &'static str,
+    /// Payload size of each call.
+    pub(crate) payload_bytes: usize,
+    /// Calls in flight.
+    pub(crate) concurrency: usize,
+    /// Connections (sockets, for UDP) the calls ran on.
+    pub(crate) connections: usize,
+    /// Latencies of the successful calls, in nanoseconds.
+    pub(crate) hist: Histogram<u64>,
+    /// Failed calls.
+    pub(crate) errors: u64,
+    /// Wall time of the measured phase.
+    pub(crate) elapsed: Duration,
+    /// Why the row looks the way it does: the first error, a stall, how it was run.
+    pub(crate) note: Option<String>,
+}
+
+impl Row {
+    /// Successful calls.
+    pub(crate) fn calls(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// The latency at `quantile` in µs; `None` when no call succeeded.
+    pub(crate) fn quantile_us(&self, quantile: f64) -> Option<f64> {
+        (!self.hist.is_empty()).then(|| self.hist.value_at_quantile(quantile) as f64 / 1000.0)
+    }
+
+    fn max_us(&self) -> Option<f64> {
+        (!self.hist.is_empty()).then(|| self.hist.max() as f64 / 1000.0)
+    }
+
+    /// Successful calls per second.
+    fn throughput(&self) -> Option<f64> {
+        let secs = self.elapsed.as_secs_f64();
+        (secs > 0.0 && !self.hist.is_empty()).then(|| self.calls() as f64 / secs)
+    }
+
+    /// This row's p50 over `floor`'s p50.
+    fn ratio(&self, floor: Option<f64>) -> Option<f64> {
+        Some(self.quantile_us(0.5)? / floor.filter(|f| *f > 0.0)?)
+    }
+}
+
+/// The rows of one payload and concurrency, with the notes about rows not measured.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    /// Payload size.
+    pub(crate) payload_bytes: usize,
+    /// Calls in flight.
+    pub(crate) concurrency: usize,
+    /// The rows, in the order they ran.
+    pub(crate) rows: Vec<Row>,
+    /// Rows skipped, and why.
+    pub(crate) skipped: Vec<String>,
+}
+
+impl Group {
+    fn floor_p50(&self) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|row| row.name == FLOOR)
+            .and_then(|row| row.quantile_us(0.5))
+    }
+}
+
+fn cell(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// Renders one group as a table, notes underneath.
+pub(crate) fn table(group: &Group, budget: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "payload {} B, concurrency {}, {budget}",
+        group.payload_bytes, group.concurrency
+    );
+    let _ = writeln!(
+        out,
+        "{:<18} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7} {:>6}",
+        "name",
+        "conns",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "calls/s",
+        "errors",
+        "×raw"
+    );
+    let floor = group.floor_p50();
+    let mut notes = Vec::new();
+    for row in &group.rows {
+        let _ = writeln!(
+            out,
+            "{:<18} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7} {:>6}",
+            row.name,
+            row.connections,
+            cell(row.quantile_us(0.5), 1),
+            cell(row.quantile_us(0.9), 1),
+            cell(row.quantile_us(0.99), 1),
+            cell(row.quantile_us(0.999), 1),
+            cell(row.max_us(), 1),
+            cell(row.throughput(), 0),
+            row.errors,
+            cell(row.ratio(floor), 2),
+        );
+        if let Some(note) = &row.note {
+            notes.push(format!("{}: {note}", row.name));
+        }
+    }
+    for note in notes.iter().chain(&group.skipped) {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    out
+}
+
+/// The machine the run was made on.
+#[derive(Debug, Serialize)]
+pub(crate) struct Machine {
+    /// CPUs this process may run on (a `taskset` mask counts).
+    cpus: usize,
+    os: &'static str,
+    arch: &'static str,
+    /// Kernel release, where the OS tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<String>,
+}
+
+impl Machine {
+    /// Describes this machine.
+    pub(crate) fn this() -> Machine {
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct JsonRow<'a> {
+    name: &'a str,
+    transport: &'a str,
+    payload_bytes: usize,
+    concurrency: usize,
+    connections: usize,
+    calls: u64,
+    errors: u64,
+    p50_us: Option<f64>,
+    p90_us: Option<f64>,
+    p99_us: Option<f64>,
+    p999_us: Option<f64>,
+    max_us: Option<f64>,
+    throughput_rps: Option<f64>,
+    ratio_p50_to_raw: Option<f64>,
+    elapsed_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+}
+
+/// How the run was made: the server measured and the budget of every row.
+#[derive(Debug, Serialize)]
+pub(crate) struct Setup {
+    /// `embedded` or the `--target` endpoint.
+    pub(crate) server: String,
+    /// Worker threads of the embedded server's runtime; `None` for a target.
+    pub(crate) server_workers: Option<usize>,
+    /// Seconds per row, when rows ran for a time.
+    pub(crate) duration_s: Option<f64>,
+    /// Calls per row, when rows ran for a call count.
+    pub(crate) calls_per_row: Option<u64>,
+    /// Calls before each row's measurement.
+    pub(crate) warmup_calls: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    machine: &'a Machine,
+    setup: &'a Setup,
+    sockrpc_version: &'static str,
+    rows: Vec<JsonRow<'a>>,
+    /// Rows not measured, and why.
+    skipped: Vec<String>,
+}
+
+/// Rounds to what the histogram resolves, so the JSON does not pretend to more digits.
+fn round3(value: Option<f64>) -> Option<f64> {
+    value.map(|v| (v * 1000.0).round() / 1000.0)
+}
+
+/// Writes every group's rows as one JSON document; `unavailable` lists rows not measured in any
+/// group.
+pub(crate) fn write_json(
+    path: &Path,
+    machine: &Machine,
+    setup: &Setup,
+    groups: &[Group],
+    unavailable: &[String],
+) -> io::Result<()> {
+    let mut rows = Vec::new();
+    let mut skipped = unavailable.to_vec();
+    for group in groups {
+        let floor = group.floor_p50();
+        for row in &group.rows {
+            rows.push(JsonRow {
+                name: row.name,
+                transport: row.transport,
+                payload_bytes: row.payload_bytes,
+                concurrency: row.concurrency,
+                connections: row.connections,
+                calls: row.calls(),
+                errors: row.errors,
+                p50_us: round3(row.quantile_us(0.5)),
+                p90_us: round3(row.quantile_us(0.9)),
+                p99_us: round3(row.quantile_us(0.99)),
+                p999_us: round3(row.quantile_us(0.999)),
+                max_us: round3(row.max_us()),
+                throughput_rps: round3(row.throughput()),
+                ratio_p50_to_raw: round3(row.ratio(floor)),
+                elapsed_s: round3(Some(row.elapsed.as_secs_f64())).unwrap_or(0.0),
+                note: row.note.as_deref(),
+            });
+        }
+        skipped.extend(group.skipped.iter().map(|note| {
+            format!(
+                "payload {} B, concurrency {}: {note}",
+                group.payload_bytes, group.concurrency
+            )
+        }));
+    }
+    let report = JsonReport {
+        machine,
+        setup,
+        sockrpc_version: env!("CARGO_PKG_VERSION"),
+        rows,
+        skipped,
+    };
+    let mut text = serde_json::to_string_pretty(&report).map_err(io::Error::other)?;
+    text.push('\n');
+    std::fs::write(path, text)
+}

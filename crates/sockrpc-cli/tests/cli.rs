@@ -1,0 +1,348 @@
+//! The `sockrpc` binary end to end: `bench` with an embedded server, `serve` and `bench --target`
+//! across two processes, and the help texts. Tiny call counts keep these fast in debug builds;
+//! every wait is bounded, and no test asserts a speed.
+
+use serde_json::Value;
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Longest any one command may take before the test fails.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fields every JSON row carries.
+const ROW_FIELDS: [&str; 14] = [
+    "name",
+    "transport",
+    "payload_bytes",
+    "concurrency",
+    "connections",
+    "calls",
+    "errors",
+    "p50_us",
+    "p90_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "throughput_rps",
+    "ratio_p50_to_raw",
+];
+
+fn sockrpc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sockrpc"))
+}
+
+/// A path under cargo's per-target temporary directory, unique to this test.
+fn temp_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}-{name}", std::process::id()))
+}
+
+/// Drains a pipe on its own thread, so a chatty child never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
+}
+
+/// Runs `command` to completion, killing it and failing the test after `TIMEOUT`.
+fn run(command: &mut Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sockrpc");
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout thread"),
+        stderr: stderr.join().expect("stderr thread"),
+    }
+}
+
+fn run_ok(command: &mut Command) -> String {
+    let output = run(command);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn read_json(path: &PathBuf) -> Value {
+    let text = std::fs::read_to_string(path).expect("read json");
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("bad JSON ({err}):\n{text}"))
+}
+
+/// The row named `name`, with every field present and no errors.
+fn clean_row<'a>(report: &'a Value, name: &str, payload: u64) -> &'a Value {
+    let rows = report["rows"].as_array().expect("rows array");
+    let row = rows
+        .iter()
+        .find(|row| row["name"] == name && row["payload_bytes"] == payload)
+        .unwrap_or_else(|| panic!("no {name} row for {payload} B in {report:#}"));
+    for field in ROW_FIELDS {
+        assert!(row.get(field).is_some(), "{name} lacks {field}: {row:#}");
+    }
+    assert_eq!(row["errors"], 0, "{name} had errors: {row:#}");
+    assert!(row["calls"].as_u64().expect("calls") > 0, "{row:#}");
+    assert!(row["p50_us"].as_f64().expect("p50") > 0.0, "{row:#}");
+    row
+}
+
+#[test]
+fn bench_with_embedded_server_writes_json_and_svg() {
+    let json = temp_path("embedded.json");
+    let svg = temp_path("embedded.svg");
+    let stdout = run_ok(
+        sockrpc()
+            .args([
+                "bench",
+                "--calls",
+                "200",
+                "--warmup",
+                "20",
+                "--payload",
+                "64",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .arg("--plot")
+            .arg(&svg),
+    );
+    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp"] {
+        assert!(stdout.contains(name), "table lacks {name}:\n{stdout}");
+    }
+    let report = read_json(&json);
+    assert!(report["machine"]["cpus"].as_u64().expect("cpus") >= 1);
+    assert!(report["machine"]["os"].is_string());
+    assert!(report["machine"]["arch"].is_string());
+    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp"] {
+        let row = clean_row(&report, name, 64);
+        assert_eq!(row["calls"], 200, "{row:#}");
+        assert_eq!(row["concurrency"], 1);
+        assert!(row["ratio_p50_to_raw"].as_f64().is_some(), "{row:#}");
+    }
+    assert_eq!(clean_row(&report, "raw-tcp", 64)["ratio_p50_to_raw"], 1.0);
+
+    let picture = std::fs::read_to_string(&svg).expect("read svg");
+    let start = picture.trim_start();
+    assert!(
+        start.starts_with("<svg") || start.starts_with("<?xml"),
+        "not an SVG: {}",
+        &picture[..picture.len().min(200)]
+    );
+    assert!(picture.contains("sockrpc-tcp"), "legend lacks sockrpc-tcp");
+    let _ = std::fs::remove_file(json);
+    let _ = std::fs::remove_file(svg);
+}
+
+#[test]
+fn bench_spreads_concurrency_over_connections() {
+    let json = temp_path("concurrency.json");
+    run_ok(
+        sockrpc()
+            .args([
+                "bench",
+                "--calls",
+                "256",
+                "--warmup",
+                "32",
+                "--payload",
+                "64,2000",
+            ])
+            .args([
+                "--concurrency",
+                "4",
+                "--connections",
+                "2",
+                "--transport",
+                "tcp,udp",
+            ])
+            .arg("--json")
+            .arg(&json),
+    );
+    let report = read_json(&json);
+    let rpc = clean_row(&report, "sockrpc-tcp", 64);
+    assert_eq!(rpc["concurrency"], 4);
+    assert_eq!(rpc["connections"], 2);
+    assert_eq!(clean_row(&report, "raw-tcp", 64)["connections"], 4);
+    assert_eq!(
+        clean_row(&report, "raw-tcp-pipelined", 64)["connections"],
+        1
+    );
+    clean_row(&report, "raw-udp", 64);
+    clean_row(&report, "sockrpc-tcp", 2000);
+    // 2000 bytes is over what one datagram carries without fragmentation: skipped, with a note.
+    let rows = report["rows"].as_array().expect("rows");
+    assert!(!rows
+        .iter()
+        .any(|row| row["name"] == "raw-udp" && row["payload_bytes"] == 2000));
+    let skipped = report["skipped"].to_string();
+    assert!(skipped.contains("raw-udp skipped"), "{skipped}");
+    let _ = std::fs::remove_file(json);
+}
+
+/// Kills the server if the test fails before stopping it.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Asks the server to stop with SIGTERM and waits (bounded) for a clean exit.
+#[cfg(unix)]
+fn terminate(server: &mut Server) {
+    let pid = server.0.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !sent {
+        // No `kill` binary here: the clean stop cannot be checked, only the cleanup done.
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            assert!(status.success(), "serve exited with {status} on SIGTERM");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop within 30 s of SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_and_bench_target_across_processes() {
+    let child = sockrpc()
+        .args(["serve", "--tcp", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut server = Server(child);
+    let stdout = server.0.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let line = line_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("serve printed no line within 30 s");
+    let mut fields = line.split_whitespace();
+    assert_eq!(fields.next(), Some("listening"), "{line:?}");
+    let mut field = |key: &str| {
+        let field = fields
+            .next()
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"));
+        let value = field
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('='))
+            .unwrap_or_else(|| panic!("expected {key}= in {line:?}"));
+        let addr: std::net::SocketAddr = value.parse().expect("address");
+        assert_ne!(addr.port(), 0, "{line:?}");
+        value.to_owned()
+    };
+    let tcp = field("tcp");
+    let raw = field("raw");
+    let raw_udp = field("raw-udp");
+
+    let json = temp_path("target.json");
+    run_ok(
+        sockrpc()
+            .args([
+                "bench",
+                "--calls",
+                "200",
+                "--warmup",
+                "20",
+                "--payload",
+                "64",
+            ])
+            .args(["--target", &format!("tcp://{tcp}")])
+            .args(["--raw-target", &raw, "--raw-udp-target", &raw_udp])
+            .arg("--json")
+            .arg(&json),
+    );
+    let report = read_json(&json);
+    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp"] {
+        assert_eq!(clean_row(&report, name, 64)["calls"], 200);
+    }
+
+    // Without the raw echo's address only the sockrpc row can run; the others are noted.
+    run_ok(
+        sockrpc()
+            .args(["bench", "--calls", "50", "--warmup", "0", "--payload", "64"])
+            .args(["--target", &tcp, "--transport", "tcp"])
+            .arg("--json")
+            .arg(&json),
+    );
+    let report = read_json(&json);
+    assert_eq!(report["rows"].as_array().expect("rows").len(), 1);
+    clean_row(&report, "sockrpc-tcp", 64);
+    assert!(report["skipped"].to_string().contains("--raw-target"));
+    let _ = std::fs::remove_file(json);
+
+    #[cfg(unix)]
+    terminate(&mut server);
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let top = run_ok(sockrpc().arg("--help"));
+    assert!(top.contains("bench") && top.contains("serve"), "{top}");
+    let bench = run_ok(sockrpc().args(["bench", "--help"]));
+    for flag in [
+        "--transport",
+        "--payload",
+        "--concurrency",
+        "--connections",
+        "--duration",
+        "--calls",
+        "--warmup",
+        "--target",
+        "--raw-target",
+        "--json",
+        "--plot",
+    ] {
+        assert!(bench.contains(flag), "bench --help lacks {flag}:\n{bench}");
+    }
+    let serve = run_ok(sockrpc().args(["serve", "--help"]));
+    assert!(
+        serve.contains("--tcp") && serve.contains("--raw"),
+        "{serve}"
+    );
+}
