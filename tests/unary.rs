@@ -595,3 +595,45 @@ mod bincode_codec {
         server.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_layers_wrap_both_sides() {
+    use sockrpc::Call;
+    use tower::ServiceBuilder;
+
+    fn tag(mut call: Call, key: &str) -> Call {
+        call.request_mut()
+            .metadata_mut()
+            .insert(key, "seen")
+            .expect("valid key");
+        call
+    }
+
+    let listener = sockrpc::transport::bind_tcp(
+        "127.0.0.1:0".parse().expect("addr"),
+        &sockrpc::SocketConfig::default(),
+    )
+    .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(
+        Server::builder()
+            .layer(tower::util::MapRequestLayer::new(|call: Call| {
+                tag(call, "x-echo-server-layer")
+            }))
+            .add_service(EchoServer::new(TestEcho::default()))
+            .serve_with_listener(listener),
+    );
+    let channel = sockrpc::Channel::connect(addr).await.expect("connect");
+    let layered = ServiceBuilder::new()
+        .map_request(|call: Call| tag(call, "x-echo-client-layer"))
+        .service(channel);
+    let mut client = EchoClient::new(layered);
+    let response = client
+        .echo(echo_request(&b"layered"[..], 9))
+        .await
+        .expect("call");
+    assert_eq!(response.metadata().get("x-echo-client-layer"), Some("seen"));
+    assert_eq!(response.metadata().get("x-echo-server-layer"), Some("seen"));
+    assert_eq!(response.into_inner().id, 9);
+    server.abort();
+}
