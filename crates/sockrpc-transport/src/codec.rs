@@ -61,6 +61,11 @@ impl FrameDecoder {
         }
     }
 
+    /// Whether the peer's preface has been read and accepted.
+    pub fn past_preface(&self) -> bool {
+        !matches!(self.state, State::Preface)
+    }
+
     /// The limits this decoder enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -16,7 +16,7 @@ pub mod outbox;
 pub mod socket;
 pub mod unix;
 
-pub use client::{ClientConnection, ResponseFuture};
+pub use client::{ClientConnection, ConnectionOptions, Keepalive, ResponseFuture};
 pub use codec::{DecodeError, FrameDecoder};
 pub use outbox::Outbox;
 pub use socket::{bind_tcp, connect_tcp, SocketConfig, SocketOptions};

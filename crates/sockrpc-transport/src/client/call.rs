@@ -1,0 +1,174 @@
+//! A unary call's future: encode and send, wait for the driver to complete it, cancel on drop.
+
+use super::{ClientConnection, Shared, Slot};
+use crate::outbox::HIGH_WATER;
+use bytes::Bytes;
+use pin_project_lite::pin_project;
+use sockrpc_protocol::frame;
+use sockrpc_protocol::{MethodPath, Request, Response, Status};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::atomic::Ordering,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+use tokio::time::{Instant, Sleep};
+
+enum CallState {
+    Start {
+        path: MethodPath,
+        request: Request<Bytes>,
+    },
+    Waiting {
+        id: u32,
+    },
+    Done,
+}
+
+pin_project! {
+    /// The answer to a unary call. Dropping it before it completes cancels the call on the
+    /// server (a CANCEL frame), which stops the handler.
+    pub struct ResponseFuture {
+        conn: ClientConnection,
+        state: CallState,
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+
+    impl PinnedDrop for ResponseFuture {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let CallState::Waiting { id } = *this.state {
+                let shared = this.conn.shared();
+                let mut state = shared.lock();
+                if let Some(slot) = state.remove_call(shared, id) {
+                    if slot.done.is_none() && state.outbox.failed().is_none() {
+                        frame::encode_cancel(state.outbox.buf_mut(), id);
+                        state.outbox.wake_driver();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ResponseFuture {
+    pub(super) fn new(conn: ClientConnection, path: MethodPath, request: Request<Bytes>) -> Self {
+        let deadline = request.timeout().map(|t| Instant::now() + t);
+        ResponseFuture {
+            conn,
+            state: CallState::Start { path, request },
+            sleep: deadline.map(tokio::time::sleep_until),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+fn start_call(
+    shared: &Shared,
+    cx: &mut Context<'_>,
+    path: &MethodPath,
+    request: Request<Bytes>,
+) -> Result<u32, Status> {
+    let limits = &shared.limits;
+    let (metadata, message, timeout) = request.into_parts();
+    if message.len() > limits.max_message_size {
+        return Err(Status::resource_exhausted(format!(
+            "request message of {} bytes exceeds the limit of {}",
+            message.len(),
+            limits.max_message_size
+        )));
+    }
+    frame::check_metadata(&metadata, limits).map_err(Status::resource_exhausted)?;
+    let mut state = shared.lock();
+    if let Some(status) = &state.closed {
+        return Err(status.clone());
+    }
+    if state.outbox.buffered() > HIGH_WATER {
+        return Err(Status::resource_exhausted(
+            "connection write buffer is full: the server is not reading",
+        ));
+    }
+    let id = state.next_id;
+    if id == u32::MAX {
+        shared.close(
+            &mut state,
+            Status::unavailable("connection has used all its call ids"),
+        );
+    }
+    state.next_id = id.wrapping_add(1);
+    let alone = state.calls.is_empty();
+    let buf = state.outbox.buf_mut();
+    frame::encode_open(buf, id, timeout, path, &metadata, false);
+    frame::encode_message(buf, id, true, &message);
+    state.calls.insert(
+        id,
+        Slot {
+            waker: Some(cx.waker().clone()),
+            ..Slot::default()
+        },
+    );
+    shared.in_flight.store(state.calls.len(), Ordering::Relaxed);
+    shared.started.fetch_add(1, Ordering::Relaxed);
+    if alone {
+        // Nobody else is waiting on this connection: write now, from this task, rather than
+        // pay a wake-up of the driver.
+        state.outbox.flush_or_hand_off(cx);
+    } else {
+        // Others are in flight: their frames and ours leave together when the driver runs.
+        state.outbox.wake_driver();
+    }
+    Ok(id)
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Bytes>, Status>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let shared = Arc::clone(this.conn.shared());
+        if let CallState::Start { .. } = this.state {
+            let CallState::Start { path, request } = std::mem::replace(this.state, CallState::Done)
+            else {
+                unreachable!("matched above")
+            };
+            match start_call(&shared, cx, &path, request) {
+                Ok(id) => *this.state = CallState::Waiting { id },
+                Err(status) => return Poll::Ready(Err(status)),
+            }
+        }
+        let CallState::Waiting { id } = *this.state else {
+            return Poll::Ready(Err(Status::internal("response polled after completion")));
+        };
+        {
+            let mut state = shared.lock();
+            let Some(slot) = state.calls.get_mut(&id) else {
+                *this.state = CallState::Done;
+                return Poll::Ready(Err(Status::internal("call vanished from its connection")));
+            };
+            if let Some(result) = slot.done.take() {
+                state.remove_call(&shared, id);
+                *this.state = CallState::Done;
+                return Poll::Ready(result);
+            }
+            match &slot.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => slot.waker = Some(cx.waker().clone()),
+            }
+        }
+        if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+            ready!(sleep.poll(cx));
+            // Leave `Waiting` so the drop handler still sends CANCEL for this id.
+            return Poll::Ready(Err(Status::deadline_exceeded(
+                "deadline exceeded while waiting for the server",
+            )));
+        }
+        Poll::Pending
+    }
+}

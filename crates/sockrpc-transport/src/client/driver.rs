@@ -1,0 +1,317 @@
+//! The driver: the one task that reads a client connection, completes calls, and keeps the
+//! connection honest with keepalive PINGs.
+
+use super::{BoxReader, Keepalive, Shared, State};
+use crate::codec::{DecodeError, FrameDecoder};
+use bytes::{Bytes, BytesMut};
+use sockrpc_protocol::frame::{self, Frame};
+use sockrpc_protocol::{Code, Response, Status};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::atomic::Ordering,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+use tokio_util::codec::Decoder;
+
+/// Reads per wake-up before the driver yields, so one busy connection cannot starve others
+/// sharing its thread.
+const READS_PER_POLL: usize = 16;
+
+/// Keepalive state: when the next PING is due, or which PONG is awaited and until when.
+struct Pinger {
+    config: Keepalive,
+    timer: Pin<Box<Sleep>>,
+    awaiting: Option<u64>,
+    seq: u64,
+}
+
+/// The task that owns the read half: decodes frames and completes calls.
+pub(super) struct Driver {
+    shared: Arc<Shared>,
+    reader: BoxReader,
+    decoder: FrameDecoder,
+    rbuf: BytesMut,
+    /// Wakers collected under the lock and called after it is released.
+    wake: Vec<Waker>,
+    pinger: Option<Pinger>,
+    on_close: Option<Arc<Notify>>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        self.shared
+            .close(&mut state, Status::unavailable("connection closed"));
+        drop(state);
+        if let Some(notify) = &self.on_close {
+            notify.notify_one();
+        }
+    }
+}
+
+impl Driver {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        reader: BoxReader,
+        decoder: FrameDecoder,
+        rbuf: BytesMut,
+        keepalive: Option<Keepalive>,
+        on_close: Option<Arc<Notify>>,
+    ) -> Driver {
+        Driver {
+            shared,
+            reader,
+            decoder,
+            rbuf,
+            wake: Vec::new(),
+            pinger: keepalive.map(|config| Pinger {
+                config,
+                timer: Box::pin(tokio::time::sleep(config.interval)),
+                awaiting: None,
+                seq: 0,
+            }),
+            on_close,
+        }
+    }
+
+    /// Runs the keepalive timer: sends a PING when one is due, and fails the connection when a
+    /// PONG is overdue. Returns false when the connection must end.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(pinger) = &mut self.pinger else {
+            return true;
+        };
+        while pinger.timer.as_mut().poll(cx).is_ready() {
+            if pinger.awaiting.is_some() {
+                let status = Status::unavailable(format!(
+                    "keepalive: no PONG from the server within {:?}",
+                    pinger.config.timeout
+                ));
+                tracing::debug!(peer = ?self.shared.peer, "keepalive timeout; closing connection");
+                self.fail_all(status);
+                return false;
+            }
+            let mut state = self.shared.lock();
+            let now = Instant::now();
+            if state.calls.is_empty() && !pinger.config.while_idle {
+                pinger.timer.as_mut().reset(now + pinger.config.interval);
+                continue;
+            }
+            pinger.seq = pinger.seq.wrapping_add(1);
+            frame::encode_ping(state.outbox.buf_mut(), pinger.seq);
+            let _ = state.outbox.poll_flush(cx);
+            pinger.awaiting = Some(pinger.seq);
+            pinger.timer.as_mut().reset(now + pinger.config.timeout);
+        }
+        true
+    }
+
+    fn dispatch(&mut self, state: &mut State, frame: Frame) {
+        match frame {
+            Frame::Headers { call_id, metadata } => {
+                if let Some(slot) = state.calls.get_mut(&call_id) {
+                    slot.headers.extend(metadata);
+                }
+            }
+            Frame::Message { call_id, body, .. } => {
+                if let Some(slot) = state.calls.get_mut(&call_id) {
+                    if slot.message.is_some() {
+                        slot.extra_messages = true;
+                    } else {
+                        slot.message = Some(body);
+                    }
+                }
+            }
+            Frame::Oversized { call_id, length } => {
+                let limit = self.shared.limits.max_message_size;
+                self.finish(
+                    state,
+                    call_id,
+                    Err(Status::resource_exhausted(format!(
+                        "response message of {length} bytes exceeds the limit of {limit}"
+                    ))),
+                );
+            }
+            Frame::End {
+                call_id,
+                code,
+                message,
+                details,
+                trailers,
+            } => {
+                let Some(slot) = state.calls.get_mut(&call_id) else {
+                    return;
+                };
+                let result = if code != Code::Ok {
+                    let mut status = Status::with_details(code, message, details);
+                    *status.metadata_mut() = trailers;
+                    Err(status)
+                } else if slot.extra_messages {
+                    Err(Status::unimplemented(
+                        "server sent more than one message for a unary call",
+                    ))
+                } else if let Some(body) = slot.message.take() {
+                    let headers = std::mem::take(&mut slot.headers);
+                    Ok(Response::from_parts(headers, body, trailers))
+                } else {
+                    Err(Status::unimplemented(
+                        "server ended a unary call without a message",
+                    ))
+                };
+                self.finish(state, call_id, result);
+            }
+            Frame::Ping { payload } => frame::encode_pong(state.outbox.buf_mut(), payload),
+            Frame::GoAway {
+                last_call_id,
+                code,
+                message,
+            } => {
+                tracing::debug!(last_call_id, %code, %message, "server sent goaway");
+                state.goaway = Some(last_call_id);
+                self.shared.close(
+                    state,
+                    Status::unavailable(format!("server is draining this connection: {message}")),
+                );
+                let refused: Vec<u32> = state
+                    .calls
+                    .keys()
+                    .copied()
+                    .filter(|id| *id > last_call_id)
+                    .collect();
+                for id in refused {
+                    self.finish(
+                        state,
+                        id,
+                        Err(Status::unavailable(
+                            "server is shutting down; the call was not processed",
+                        )),
+                    );
+                }
+            }
+            Frame::Pong { payload } => {
+                if let Some(pinger) = &mut self.pinger {
+                    if pinger.awaiting == Some(payload) {
+                        pinger.awaiting = None;
+                        let next = Instant::now() + pinger.config.interval;
+                        pinger.timer.as_mut().reset(next);
+                    }
+                }
+            }
+            // Servers do not open or cancel calls; credit comes with streaming.
+            Frame::Window { .. } | Frame::Open { .. } | Frame::Cancel { .. } => {}
+        }
+    }
+
+    fn finish(&mut self, state: &mut State, call_id: u32, result: Result<Response<Bytes>, Status>) {
+        if let Some(slot) = state.calls.get_mut(&call_id) {
+            if slot.done.is_none() {
+                slot.done = Some(result);
+                if let Some(waker) = slot.waker.take() {
+                    self.wake.push(waker);
+                }
+            }
+        }
+    }
+
+    /// Fails every call and refuses new ones.
+    fn fail_all(&mut self, status: Status) {
+        let mut state = self.shared.lock();
+        self.shared.close(&mut state, status.clone());
+        for slot in state.calls.values_mut() {
+            if slot.done.is_none() {
+                slot.done = Some(Err(status.clone()));
+                if let Some(waker) = slot.waker.take() {
+                    self.wake.push(waker);
+                }
+            }
+        }
+        drop(state);
+        self.wake.drain(..).for_each(Waker::wake);
+    }
+
+    fn read_error(err: DecodeError) -> Status {
+        match err {
+            DecodeError::Io(err) => Status::from_io_error(&err),
+            DecodeError::Frame(err) => {
+                Status::internal(format!("protocol error from server: {err}"))
+            }
+        }
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        {
+            let mut state = this.shared.lock();
+            state.outbox.set_driver(cx.waker());
+            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                drop(state);
+                this.fail_all(Status::unavailable(format!(
+                    "connection write failed: {err}"
+                )));
+                return Poll::Ready(());
+            }
+            if state.abandoned && state.calls.is_empty() {
+                // Nobody can start another call: say goodbye with a FIN and stop.
+                let _ = state.outbox.poll_shutdown(cx);
+                return Poll::Ready(());
+            }
+        }
+        if !this.poll_keepalive(cx) {
+            return Poll::Ready(());
+        }
+        for _ in 0..READS_PER_POLL {
+            if this.rbuf.capacity() - this.rbuf.len() < 4096 {
+                let want = this
+                    .decoder
+                    .bytes_wanted(this.rbuf.len())
+                    .clamp(16 * 1024, 256 * 1024);
+                this.rbuf.reserve(want);
+            }
+            let n = match tokio_util::io::poll_read_buf(this.reader.as_mut(), cx, &mut this.rbuf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => {
+                    this.fail_all(Status::from_io_error(&err));
+                    return Poll::Ready(());
+                }
+            };
+            if n == 0 {
+                this.fail_all(Status::unavailable("connection closed by the server"));
+                return Poll::Ready(());
+            }
+            let shared = Arc::clone(&this.shared);
+            let mut state = shared.lock();
+            loop {
+                match this.decoder.decode(&mut this.rbuf) {
+                    Ok(Some(frame)) => this.dispatch(&mut state, frame),
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(peer = ?shared.peer, error = %err, "closing connection");
+                        drop(state);
+                        this.fail_all(Self::read_error(err));
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            if state.outbox.buffered() > 0 {
+                let _ = state.outbox.poll_flush(cx);
+            }
+            if !this.shared.handshaken.load(Ordering::Relaxed) && this.decoder.past_preface() {
+                this.shared.handshaken.store(true, Ordering::Release);
+                this.shared.handshake.notify_waiters();
+            }
+            drop(state);
+            this.wake.drain(..).for_each(Waker::wake);
+        }
+        // Still readable after many reads: let other tasks run, then come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

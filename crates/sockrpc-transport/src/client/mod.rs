@@ -1,0 +1,366 @@
+//! `ClientConnection`: many calls multiplexed over one stream.
+//!
+//! ```text
+//!  caller task ──encode OPEN+MESSAGE──▶ Outbox ──write──▶ socket
+//!       ▲            (flushes itself when it is the only call in flight)
+//!       │ wake
+//!  driver task ◀──read── socket: frames routed to calls by call id; keepalive PINGs
+//! ```
+//!
+//! A call's future writes its own frames. When other calls are in flight it leaves the flush to
+//! the driver task instead, so that their frames go out together in one write. The driver is the
+//! one reader: it decodes frames and completes the matching calls, in whatever order the server
+//! answers.
+//!
+//! - `call.rs`: a call's future (encode, wait, cancel on drop).
+//! - `driver.rs`: the reader task, keepalive.
+
+mod call;
+mod driver;
+
+pub use call::ResponseFuture;
+
+use crate::codec::FrameDecoder;
+use crate::outbox::{BoxWriter, Outbox};
+use bytes::{Bytes, BytesMut};
+use driver::Driver;
+use sockrpc_protocol::frame::PREFACE;
+use sockrpc_protocol::{Limits, MetadataMap, MethodPath, Request, Response, Status};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    pin::Pin,
+    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    sync::{Arc, Mutex, MutexGuard},
+    task::Waker,
+    time::Duration,
+};
+use tokio::io::AsyncRead;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// A boxed read half.
+pub type BoxReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
+
+/// The default time a client waits for a connection to be set up (gRPC's minimum connect
+/// timeout).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Keepalive: PING the server every `interval` and close the connection when no PONG comes back
+/// within `timeout`, so a peer that vanished without a reset (power loss, a dropped route) is
+/// noticed in `interval + timeout` rather than TCP's many minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Keepalive {
+    /// Time between PINGs. Keep it at or above the server's minimum ping interval, or the server
+    /// answers with GOAWAY ("too many pings").
+    pub interval: Duration,
+    /// Time to wait for the PONG.
+    pub timeout: Duration,
+    /// Also PING while no call is in flight (gRPC's `KEEPALIVE_PERMIT_WITHOUT_CALLS`).
+    pub while_idle: bool,
+}
+
+impl Keepalive {
+    /// PING every `interval`, wait `timeout` for the PONG, only while calls are in flight.
+    pub fn new(interval: Duration, timeout: Duration) -> Keepalive {
+        Keepalive {
+            interval,
+            timeout,
+            while_idle: false,
+        }
+    }
+
+    /// Sets whether to PING with no call in flight.
+    pub fn while_idle(mut self, on: bool) -> Keepalive {
+        self.while_idle = on;
+        self
+    }
+}
+
+/// Settings for one connection.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ConnectionOptions {
+    /// Message and metadata limits.
+    pub limits: Limits,
+    /// Keepalive PINGs; `None` sends none (PINGs from the server are still answered).
+    pub keepalive: Option<Keepalive>,
+    /// Notified when the connection ends, so a pool can replace it.
+    pub on_close: Option<Arc<Notify>>,
+}
+
+impl ConnectionOptions {
+    /// Options with `limits` and nothing else.
+    pub fn new(limits: Limits) -> ConnectionOptions {
+        ConnectionOptions {
+            limits,
+            ..ConnectionOptions::default()
+        }
+    }
+
+    /// Sets keepalive.
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets the close notification.
+    pub fn on_close(mut self, notify: Arc<Notify>) -> Self {
+        self.on_close = Some(notify);
+        self
+    }
+}
+
+/// One call waiting for its answer.
+#[derive(Debug, Default)]
+struct Slot {
+    headers: MetadataMap,
+    message: Option<Bytes>,
+    extra_messages: bool,
+    done: Option<Result<Response<Bytes>, Status>>,
+    waker: Option<Waker>,
+}
+
+struct State {
+    outbox: Outbox,
+    calls: HashMap<u32, Slot>,
+    next_id: u32,
+    /// Why the connection can take no more calls (closed, failed, draining, ids spent).
+    closed: Option<Status>,
+    /// Set when the server sent GOAWAY: calls above this id were never processed.
+    goaway: Option<u32>,
+    /// Every user handle is gone, or the owner closed it: the driver ends once the last call does.
+    abandoned: bool,
+    /// When the last call ended (or the connection opened), for idle timeouts.
+    idle_since: Instant,
+}
+
+impl State {
+    fn remove_call(&mut self, shared: &Shared, id: u32) -> Option<Slot> {
+        let slot = self.calls.remove(&id)?;
+        shared.in_flight.store(self.calls.len(), Ordering::Relaxed);
+        if self.calls.is_empty() {
+            self.idle_since = Instant::now();
+        }
+        Some(slot)
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    limits: Limits,
+    peer: Option<SocketAddr>,
+    /// Mirrors `calls.len()` so a pool can pick the least loaded connection without locking each.
+    in_flight: AtomicUsize,
+    /// Calls ever started here.
+    started: AtomicU64,
+    /// Mirrors `closed.is_some()`, read on every call by the pool.
+    closed: AtomicBool,
+    /// Set once the server's preface has arrived: the connection is known to speak sockrpc.
+    handshaken: AtomicBool,
+    handshake: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind, still consistent enough to
+        // fail the remaining calls; poisoning must not turn one panic into many.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn close(&self, state: &mut State, status: Status) {
+        if state.closed.is_none() {
+            state.closed = Some(status);
+        }
+        self.closed.store(true, Ordering::Release);
+        // Wake anyone waiting for the handshake: it will not come now.
+        self.handshake.notify_waiters();
+    }
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.abandoned = true;
+        state.outbox.wake_driver();
+    }
+}
+
+/// The client end of one connection. Cheap to clone; the connection closes when the last clone
+/// and the last call on it are gone.
+#[derive(Clone)]
+pub struct ClientConnection {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for ClientConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConnection")
+            .field("peer", &self.handle.shared.peer)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl ClientConnection {
+    /// Starts a connection over `reader` and `writer`: queues our preface and spawns the driver
+    /// task on the current tokio runtime.
+    pub fn spawn<R, W>(reader: R, writer: W, limits: Limits, peer: Option<SocketAddr>) -> Self
+    where
+        R: AsyncRead + Send + Sync + 'static,
+        W: tokio::io::AsyncWrite + Send + Sync + 'static,
+    {
+        Self::spawn_with(reader, writer, ConnectionOptions::new(limits), peer)
+    }
+
+    /// Starts a connection with all options.
+    pub fn spawn_with<R, W>(
+        reader: R,
+        writer: W,
+        options: ConnectionOptions,
+        peer: Option<SocketAddr>,
+    ) -> Self
+    where
+        R: AsyncRead + Send + Sync + 'static,
+        W: tokio::io::AsyncWrite + Send + Sync + 'static,
+    {
+        let writer: BoxWriter = Box::pin(writer);
+        let mut outbox = Outbox::new(writer);
+        // The preface rides along with the first call's frames: no extra round trip.
+        outbox.buf_mut().extend_from_slice(&PREFACE);
+        let limits = options.limits;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                outbox,
+                calls: HashMap::new(),
+                next_id: 1,
+                closed: None,
+                goaway: None,
+                abandoned: false,
+                idle_since: Instant::now(),
+            }),
+            limits,
+            peer,
+            in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            handshaken: AtomicBool::new(false),
+            handshake: Notify::new(),
+        });
+        let driver = Driver::new(
+            Arc::clone(&shared),
+            Box::pin(reader),
+            FrameDecoder::new(limits),
+            BytesMut::with_capacity(16 * 1024),
+            options.keepalive,
+            options.on_close,
+        );
+        tokio::spawn(driver);
+        ClientConnection {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+
+    /// Starts a connection over any duplex stream (split in two).
+    pub fn spawn_io<T>(io: T, limits: Limits, peer: Option<SocketAddr>) -> Self
+    where
+        T: AsyncRead + tokio::io::AsyncWrite + Send + Sync + 'static,
+    {
+        let (reader, writer) = tokio::io::split(io);
+        Self::spawn(reader, writer, limits, peer)
+    }
+
+    /// Starts a connection over a TCP stream, split without a lock.
+    pub fn spawn_tcp(stream: tokio::net::TcpStream, limits: Limits) -> Self {
+        Self::spawn_tcp_with(stream, ConnectionOptions::new(limits))
+    }
+
+    /// Starts a connection over a TCP stream with all options.
+    pub fn spawn_tcp_with(stream: tokio::net::TcpStream, options: ConnectionOptions) -> Self {
+        let peer = stream.peer_addr().ok();
+        let (reader, writer) = stream.into_split();
+        Self::spawn_with(reader, writer, options, peer)
+    }
+
+    /// The server's address, when known.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.handle.shared.peer
+    }
+
+    /// Calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.handle.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls ever started on this connection.
+    pub fn calls_started(&self) -> u64 {
+        self.handle.shared.started.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection takes no new calls: it failed, closed, or the server is draining.
+    pub fn is_closed(&self) -> bool {
+        self.handle.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Why the connection takes no new calls, if it does not.
+    pub fn closed_reason(&self) -> Option<Status> {
+        self.handle.shared.lock().closed.clone()
+    }
+
+    /// How long no call has been in flight; zero while one is.
+    pub fn idle_for(&self) -> Duration {
+        let state = self.handle.shared.lock();
+        if state.calls.is_empty() {
+            state.idle_since.elapsed()
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Waits until the server's preface has arrived (the handshake), or fails with the reason
+    /// the connection closed first.
+    pub async fn ready(&self) -> Result<(), Status> {
+        let shared = &self.handle.shared;
+        loop {
+            let notified = shared.handshake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if shared.handshaken.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if let Some(status) = self.closed_reason() {
+                return Err(status);
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops taking calls; the connection closes once the calls in flight have finished.
+    pub fn close(&self) {
+        let shared = &self.handle.shared;
+        let mut state = shared.lock();
+        shared.close(
+            &mut state,
+            Status::unavailable("connection closed by the client"),
+        );
+        state.abandoned = true;
+        state.outbox.wake_driver();
+    }
+
+    /// Starts a unary call: sends `request` to `path` and waits for the answer, for at most the
+    /// request's timeout.
+    pub fn unary(&self, path: MethodPath, request: Request<Bytes>) -> ResponseFuture {
+        ResponseFuture::new(self.clone(), path, request)
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+}
