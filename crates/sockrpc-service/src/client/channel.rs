@@ -1,139 +1,77 @@
-//! `Channel`: a tower `Service` over one server connection, reconnecting when it breaks.
+//! `Channel`: a tower `Service` over a pool of connections to one endpoint.
 
 use super::endpoint::{Endpoint, IntoEndpoint};
+use super::pool::{ConnectionStats, Pool};
 use crate::{BoxFuture, Call};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
-use sockrpc_transport::{connect_tcp, ClientConnection, ResponseFuture};
+use sockrpc_transport::{ClientConnection, ResponseFuture};
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
     task::{Context, Poll},
-    time::Duration,
 };
+use tokio::time::Instant;
 use tower_service::Service;
 
-struct Inner {
-    endpoint: Endpoint,
-    conn: Mutex<Option<ClientConnection>>,
-    /// One reconnect at a time: calls that find the connection broken wait for the same attempt.
-    connecting: tokio::sync::Mutex<()>,
-}
-
-/// A client channel: clone it freely, every clone shares the connection. Implements
+/// A client channel: clone it freely, every clone shares the pool. Implements
 /// `tower::Service<Call>`, so any tower layer wraps it.
 ///
-/// A call on a broken or draining connection opens a new one (waiting no longer than the call's
-/// own timeout); calls that were in flight on the broken one fail with `Unavailable`.
+/// Calls go to the pooled connection with the fewest calls in flight. A connection that breaks
+/// fails only its own calls (`Unavailable`) and is replaced in the background with backoff;
+/// while none is up, calls wait for one up to their deadline.
 #[derive(Clone)]
 pub struct Channel {
-    inner: Arc<Inner>,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field("endpoint", &self.inner.endpoint.to_string())
+            .field("endpoint", &self.pool.endpoint().to_string())
             .finish()
     }
 }
 
 impl Channel {
-    /// Connects now; fails with `Unavailable` when the server cannot be reached.
+    /// Connects now — every pooled connection, within the connect timeout — and fails with
+    /// `Unavailable` when not even one comes up.
     pub async fn connect(dst: impl IntoEndpoint) -> Result<Channel, Status> {
         let channel = Channel::lazy(dst)?;
-        channel.inner.connection(None).await?;
+        let deadline = Instant::now() + channel.pool.endpoint().connect_timeout;
+        channel.pool.fill(deadline).await?;
         Ok(channel)
     }
 
     /// A channel that connects on its first call.
     pub fn lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
         Ok(Channel {
-            inner: Arc::new(Inner {
-                endpoint: dst.into_endpoint()?,
-                conn: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
+            pool: Pool::new(dst.into_endpoint()?),
         })
     }
 
-    /// A channel over a connection made elsewhere (a Unix socket, an in-memory duplex). It does
-    /// not reconnect to `endpoint`'s address unless that connection breaks.
+    /// A channel over a connection made elsewhere (a Unix socket, an in-memory duplex). If it
+    /// breaks, replacements connect to `endpoint`'s address.
     pub fn from_connection(endpoint: Endpoint, conn: ClientConnection) -> Channel {
         Channel {
-            inner: Arc::new(Inner {
-                endpoint,
-                conn: Mutex::new(Some(conn)),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
+            pool: Pool::with_connection(endpoint, conn),
         }
     }
 
     /// The endpoint.
     pub fn endpoint(&self) -> &Endpoint {
-        &self.inner.endpoint
-    }
-}
-
-impl Inner {
-    fn current(&self) -> Option<ClientConnection> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.as_ref().filter(|c| !c.is_closed()).cloned()
+        self.pool.endpoint()
     }
 
-    async fn connection(&self, budget: Option<Duration>) -> Result<ClientConnection, Status> {
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        let _guard = self.connecting.lock().await;
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        let timeout = budget.map_or(self.endpoint.connect_timeout, |b| {
-            b.min(self.endpoint.connect_timeout)
-        });
-        if let Some(path) = &self.endpoint.unix_path {
-            let stream = tokio::time::timeout(timeout, sockrpc_transport::connect_unix(path))
-                .await
-                .map_err(|_| {
-                    Status::unavailable(format!(
-                        "cannot connect to {} within {timeout:?}",
-                        self.endpoint
-                    ))
-                })?
-                .map_err(|err| {
-                    Status::unavailable(format!("cannot connect to {}: {err}", self.endpoint))
-                })?;
-            let (reader, writer) = stream.into_split();
-            let conn = ClientConnection::spawn(reader, writer, self.endpoint.limits, None);
-            *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-            return Ok(conn);
-        }
-        let started = tokio::time::Instant::now();
-        let mut last_err = None;
-        for addr in self.endpoint.resolve().await? {
-            let left = timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            match connect_tcp(addr, &self.endpoint.socket, left).await {
-                Ok(stream) => {
-                    let conn = ClientConnection::spawn_tcp(stream, self.endpoint.limits);
-                    *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-                    return Ok(conn);
-                }
-                Err(err) => last_err = Some((addr, err)),
-            }
-        }
-        Err(match last_err {
-            Some((addr, err)) => Status::unavailable(format!("cannot connect to {addr}: {err}")),
-            None => Status::unavailable(format!(
-                "cannot connect to {} within {timeout:?}",
-                self.endpoint
-            )),
-        })
+    /// What each live pooled connection has carried.
+    pub fn connection_stats(&self) -> Vec<ConnectionStats> {
+        self.pool.stats()
+    }
+
+    /// The live pooled connections (to inspect, or to break one on purpose in a test).
+    pub fn connections(&self) -> Vec<ClientConnection> {
+        self.pool.connections()
     }
 }
 
@@ -148,9 +86,9 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind {
-        // The connection was up: no allocation, no extra task.
+        // A connection was up: no allocation, no extra task.
         Call { #[pin] inner: ResponseFuture },
-        // The connection had to be (re)made first.
+        // The call had to wait for a connection first.
         Connect { inner: BoxFuture<Result<Response<Bytes>, Status>> },
     }
 }
@@ -184,35 +122,27 @@ impl Service<Call> for Channel {
     fn call(&mut self, call: Call) -> ChannelFuture {
         let (path, mut request) = call.into_parts();
         if request.timeout().is_none() {
-            if let Some(timeout) = self.inner.endpoint.timeout {
+            if let Some(timeout) = self.pool.endpoint().timeout {
                 request.set_timeout(timeout);
             }
         }
-        if let Some(conn) = self.inner.current() {
+        if let Some(conn) = self.pool.pick() {
             return ChannelFuture {
                 kind: Kind::Call {
                     inner: conn.unary(path, request),
                 },
             };
         }
-        let inner = Arc::clone(&self.inner);
+        let pool = self.pool.clone();
         ChannelFuture {
             kind: Kind::Connect {
                 inner: Box::pin(async move {
-                    let budget = request.timeout();
-                    let started = tokio::time::Instant::now();
-                    let conn = match inner.connection(budget).await {
-                        Ok(conn) => conn,
-                        Err(status) if budget.is_some_and(|b| started.elapsed() >= b) => {
-                            return Err(Status::deadline_exceeded(format!(
-                                "deadline exceeded while connecting: {}",
-                                status.message()
-                            )))
-                        }
-                        Err(status) => return Err(status),
-                    };
-                    if let Some(budget) = budget {
-                        request.set_timeout(budget.saturating_sub(started.elapsed()));
+                    let started = Instant::now();
+                    let deadline = request.timeout().map(|t| started + t);
+                    let conn = pool.get(deadline).await?;
+                    if let Some(deadline) = deadline {
+                        // The wait for a connection counts against the call's own deadline.
+                        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
                     }
                     conn.unary(path, request).await
                 }),

@@ -1,7 +1,8 @@
 //! `Endpoint`: where and how a channel connects.
 
+use super::backoff::Backoff;
 use sockrpc_protocol::{Limits, Status};
-use sockrpc_transport::SocketConfig;
+use sockrpc_transport::{Keepalive, SocketConfig};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -25,6 +26,15 @@ pub struct Endpoint {
     pub unix_path: Option<PathBuf>,
     /// Time allowed to set up a connection. Default 20 s (gRPC's minimum connect timeout).
     pub connect_timeout: Duration,
+    /// Connections kept to this endpoint; each call takes the one with the fewest calls in
+    /// flight. Default 1 (one connection multiplexes many calls; raise it for throughput).
+    pub pool_size: usize,
+    /// Keepalive PINGs; default off, as in gRPC.
+    pub keepalive: Option<Keepalive>,
+    /// Pooled connections beyond the first close after this long without calls. Default 5 min.
+    pub idle_timeout: Duration,
+    /// Reconnect backoff. Default gRPC's: 1 s, ×1.6, ±20 %, at most 120 s.
+    pub backoff: Backoff,
     /// Timeout for calls that set none themselves; `None`: wait as long as the call takes.
     pub timeout: Option<Duration>,
     /// Message and metadata limits for this client.
@@ -86,6 +96,10 @@ impl Endpoint {
             port,
             unix_path: None,
             connect_timeout: Duration::from_secs(20),
+            pool_size: 1,
+            keepalive: None,
+            idle_timeout: Duration::from_secs(300),
+            backoff: Backoff::default(),
             timeout: None,
             limits: Limits::default(),
             socket: SocketConfig::default(),
@@ -95,6 +109,30 @@ impl Endpoint {
     /// Sets the connect timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the pool size (at least 1).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Sets keepalive.
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets the idle timeout for pooled connections beyond the first.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
         self
     }
 

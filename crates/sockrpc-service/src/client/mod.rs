@@ -1,11 +1,15 @@
 //! The client side: [`Channel`] (the transport as a tower service), [`Endpoint`], and
 //! [`Client`], the typed helper generated stubs call.
 
+mod backoff;
 mod channel;
 mod endpoint;
+mod pool;
 
+pub use backoff::Backoff;
 pub use channel::{Channel, ChannelFuture};
 pub use endpoint::{Endpoint, IntoEndpoint};
+pub use pool::ConnectionStats;
 
 use crate::{Call, RpcService};
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};

@@ -324,6 +324,11 @@ impl ClientConnection {
         }
     }
 
+    /// Whether the server's preface has arrived: the peer speaks sockrpc.
+    pub fn is_handshaken(&self) -> bool {
+        self.handle.shared.handshaken.load(Ordering::Acquire)
+    }
+
     /// Waits until the server's preface has arrived (the handshake), or fails with the reason
     /// the connection closed first.
     pub async fn ready(&self) -> Result<(), Status> {
