@@ -32,8 +32,8 @@ pub use sockrpc_protocol::{
     Status,
 };
 pub use sockrpc_service::{
-    server, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router, RpcService,
-    Server, ServerConfig,
+    client, server, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
+    RpcService, Server, ServerConfig,
 };
 pub use sockrpc_transport::SocketConfig;
 

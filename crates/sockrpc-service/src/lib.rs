@@ -16,6 +16,7 @@ pub mod client;
 mod handler;
 mod router;
 pub mod server;
+pub mod udp;
 
 pub use call::{BoxFuture, Call, NamedService, RpcService};
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};

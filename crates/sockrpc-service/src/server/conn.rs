@@ -40,6 +40,32 @@ use tracing::Instrument;
 pub(crate) struct ConnConfig {
     pub(crate) limits: Limits,
     pub(crate) max_concurrent_calls: usize,
+    pub(crate) ping_policy: PingPolicy,
+}
+
+/// How often a client may PING (gRPC's keepalive enforcement): a PING sooner than
+/// `min_interval` after the previous one, or with no call in flight when that is not permitted,
+/// is a strike; more than `max_strikes` and the connection is closed with GOAWAY
+/// ("too_many_pings"). Opening a call clears the strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PingPolicy {
+    /// Shortest allowed time between PINGs. Default 10 s.
+    pub min_interval: Duration,
+    /// Whether PINGs with no call in flight are fine. Default false, as in gRPC.
+    pub permit_without_calls: bool,
+    /// Strikes tolerated before the connection is closed. Default 2, as in gRPC.
+    pub max_strikes: u32,
+}
+
+impl Default for PingPolicy {
+    fn default() -> PingPolicy {
+        PingPolicy {
+            min_interval: Duration::from_secs(10),
+            permit_without_calls: false,
+            max_strikes: 2,
+        }
+    }
 }
 
 const READS_PER_POLL: usize = 16;
@@ -92,6 +118,8 @@ pub(crate) struct Connection<S> {
     last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     draining: bool,
+    last_ping: Option<Instant>,
+    ping_strikes: u32,
 }
 
 impl<S> Connection<S>
@@ -132,6 +160,8 @@ where
             last_call_id: 0,
             shutdown: Box::pin(shutdown.cancelled_owned()),
             draining: false,
+            last_ping: None,
+            ping_strikes: 0,
         }
     }
 
@@ -140,7 +170,7 @@ where
     }
 
     /// Handles one frame; an error closes the connection.
-    fn on_frame(&mut self, cx: &mut Context<'_>, frame: Frame) -> Result<(), String> {
+    fn on_frame(&mut self, cx: &mut Context<'_>, frame: Frame) -> Result<(), (Code, String)> {
         match frame {
             Frame::Open {
                 call_id,
@@ -150,12 +180,16 @@ where
                 end_stream,
             } => {
                 if call_id <= self.last_call_id {
-                    return Err(format!(
-                        "call id {call_id} reused or out of order (last was {})",
-                        self.last_call_id
+                    return Err((
+                        Code::Internal,
+                        format!(
+                            "call id {call_id} reused or out of order (last was {})",
+                            self.last_call_id
+                        ),
                     ));
                 }
                 self.last_call_id = call_id;
+                self.ping_strikes = 0;
                 let busy = self.in_flight(&self.shared.lock()) >= self.config.max_concurrent_calls;
                 if self.draining {
                     self.answer(call_id, Err(Status::unavailable("server is shutting down")));
@@ -208,6 +242,19 @@ where
                 }
             }
             Frame::Ping { payload } => {
+                let policy = self.config.ping_policy;
+                let now = Instant::now();
+                let idle = self.in_flight(&self.shared.lock()) == 0;
+                let too_soon = self
+                    .last_ping
+                    .is_some_and(|last| now.duration_since(last) < policy.min_interval);
+                self.last_ping = Some(now);
+                if too_soon || (idle && !policy.permit_without_calls) {
+                    self.ping_strikes += 1;
+                    if self.ping_strikes > policy.max_strikes {
+                        return Err((Code::ResourceExhausted, "too_many_pings".to_owned()));
+                    }
+                }
                 frame::encode_pong(self.shared.lock().outbox.buf_mut(), payload);
             }
             // A client's GOAWAY, PONG, HEADERS, END or WINDOW needs no action from a unary server.
@@ -466,9 +513,9 @@ where
             loop {
                 match this.decoder.decode(&mut this.rbuf) {
                     Ok(Some(frame)) => {
-                        if let Err(reason) = this.on_frame(cx, frame) {
+                        if let Err((code, reason)) = this.on_frame(cx, frame) {
                             tracing::warn!(peer = ?this.peer, %reason, "closing connection: protocol error");
-                            return this.close(cx, Some((Code::Internal, reason)));
+                            return this.close(cx, Some((code, reason)));
                         }
                     }
                     Ok(None) => break,

@@ -9,6 +9,7 @@ mod conn;
 
 use crate::{BoxFuture, Call, NamedService, Router};
 use bytes::Bytes;
+pub use conn::PingPolicy;
 use conn::{ConnConfig, Connection};
 use sockrpc_protocol::{Limits, Response, Status};
 use sockrpc_transport::client::BoxReader;
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     /// Socket options for the listener and accepted connections.
     pub socket: SocketConfig,
+    /// How often clients may PING.
+    pub ping_policy: PingPolicy,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             grace_period: Duration::from_secs(30),
             socket: SocketConfig::default(),
+            ping_policy: PingPolicy::default(),
         }
     }
 }
@@ -217,6 +221,12 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Sets how often clients may PING.
+    pub fn ping_policy(mut self, policy: PingPolicy) -> Self {
+        self.config.ping_policy = policy;
+        self
+    }
+
     /// Sets the socket options.
     pub fn socket_config(mut self, socket: SocketConfig) -> Self {
         self.config.socket = socket;
@@ -289,6 +299,7 @@ impl<L: Finish> ServerBuilder<L> {
         let conn_config = ConnConfig {
             limits: self.config.limits,
             max_concurrent_calls: self.config.max_concurrent_calls,
+            ping_policy: self.config.ping_policy,
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
         let shutdown = CancellationToken::new();
@@ -362,6 +373,7 @@ impl<L: Finish> ServerBuilder<L> {
             ConnConfig {
                 limits: self.config.limits,
                 max_concurrent_calls: self.config.max_concurrent_calls,
+                ping_policy: self.config.ping_policy,
             },
             CancellationToken::new(),
         );

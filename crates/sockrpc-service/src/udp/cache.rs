@@ -1,0 +1,358 @@
+//! `ReplyCache`: at-most-once execution for calls that may arrive more than once.
+//!
+//! A UDP client retransmits with the same `(client_instance, call_id)`, and re-issues a
+//! truncated call over TCP with that identity. The server records each call here when it
+//! starts, and its full answer when it ends:
+//!
+//! ```text
+//!   REQUEST (instance, id) ──▶ begin ──New──────────▶ run handler ──▶ complete(answer)
+//!                                    ├─InProgress──▶ drop (the answer goes out when done)
+//!                                    └─Done(answer)─▶ resend it, never run again
+//!   TCP re-issue (instance, id) ──▶ wait ──▶ Done(answer) | Missing
+//! ```
+//!
+//! Bounded three ways: finished entries by count and by bytes, and each for `ttl` after it
+//! finished (oldest evicted first). Calls still running are never evicted — evicting one would
+//! let a retransmission run it a second time — and are bounded by the server's in-flight limit.
+
+use bytes::Bytes;
+use sockrpc_protocol::{Response, Status};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+use tokio::sync::Notify;
+
+/// Settings for a [`ReplyCache`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ReplyCacheConfig {
+    /// Most finished calls kept. Default 16,384.
+    pub max_entries: usize,
+    /// Most bytes of answers kept (messages, status text, metadata). Default 64 MiB.
+    pub max_bytes: usize,
+    /// How long a finished call's answer is kept. Default 30 s: longer than a client keeps
+    /// retransmitting (its `retransmit_window`, 20 s by default), so a late duplicate still finds
+    /// the answer instead of running the call again.
+    pub ttl: Duration,
+}
+
+impl Default for ReplyCacheConfig {
+    fn default() -> ReplyCacheConfig {
+        ReplyCacheConfig {
+            max_entries: 16 * 1024,
+            max_bytes: 64 * 1024 * 1024,
+            ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The cache's key: the client's random instance and its call id.
+type Key = (u64, u32);
+
+/// What the cache knows about a call.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The call finished; this is its answer, exactly as the handler produced it.
+    Done(Result<Response<Bytes>, Status>),
+    /// The call is still running.
+    InProgress,
+    /// Never seen, already evicted, or a method that skips the cache.
+    Missing,
+}
+
+/// What [`ReplyCache::begin`] found.
+pub(crate) enum Begin {
+    /// First sight: the caller runs the call and must call `complete`.
+    New,
+    /// Already running.
+    InProgress,
+    /// Already answered.
+    Done(Result<Response<Bytes>, Status>),
+}
+
+enum Slot {
+    Running,
+    Done {
+        answer: Result<Response<Bytes>, Status>,
+        size: usize,
+        finished: Instant,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    map: HashMap<Key, Slot>,
+    /// Finished calls, oldest first: eviction order for all three bounds.
+    order: VecDeque<(Key, Instant)>,
+    bytes: usize,
+}
+
+/// Recent answers keyed by `(client_instance, call_id)`; shared (in an `Arc`) by the UDP server
+/// and the TCP server, which looks up re-issued calls with [`ReplyCache::wait`].
+pub struct ReplyCache {
+    config: ReplyCacheConfig,
+    state: Mutex<State>,
+    finished: Notify,
+}
+
+impl std::fmt::Debug for ReplyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("ReplyCache")
+            .field("entries", &state.map.len())
+            .field("bytes", &state.bytes)
+            .finish()
+    }
+}
+
+impl Default for ReplyCache {
+    fn default() -> ReplyCache {
+        ReplyCache::new(ReplyCacheConfig::default())
+    }
+}
+
+/// Bytes an answer holds, for the byte bound.
+fn answer_size(answer: &Result<Response<Bytes>, Status>) -> usize {
+    let metadata = |m: &sockrpc_protocol::MetadataMap| {
+        m.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+    };
+    // A fixed overhead per entry keeps a flood of empty answers from looking free.
+    128 + match answer {
+        Ok(r) => r.get_ref().len() + metadata(r.metadata()) + metadata(r.trailers()),
+        Err(s) => s.message().len() + s.details().len() + metadata(s.metadata()),
+    }
+}
+
+impl ReplyCache {
+    /// An empty cache.
+    pub fn new(config: ReplyCacheConfig) -> ReplyCache {
+        ReplyCache {
+            config,
+            state: Mutex::new(State::default()),
+            finished: Notify::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ReplyCacheConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops finished entries past their time, oldest first.
+    fn expire(&self, state: &mut State, now: Instant) {
+        while let Some(&(key, finished)) = state.order.front() {
+            let over = state.order.len() > self.config.max_entries
+                || state.bytes > self.config.max_bytes;
+            if !over && now.saturating_duration_since(finished) < self.config.ttl {
+                break;
+            }
+            state.order.pop_front();
+            if let Some(Slot::Done { size, .. }) = state.map.get(&key) {
+                state.bytes = state.bytes.saturating_sub(*size);
+                state.map.remove(&key);
+            }
+        }
+    }
+
+    /// Records that a call starts, unless it is already known.
+    pub(crate) fn begin(&self, instance: u64, call_id: u32) -> Begin {
+        let mut state = self.lock();
+        self.expire(&mut state, Instant::now());
+        match state.map.get(&(instance, call_id)) {
+            Some(Slot::Running) => Begin::InProgress,
+            Some(Slot::Done { answer, .. }) => Begin::Done(answer.clone()),
+            None => {
+                state.map.insert((instance, call_id), Slot::Running);
+                Begin::New
+            }
+        }
+    }
+
+    /// Stores a call's answer and wakes whoever waits for it.
+    pub(crate) fn complete(
+        &self,
+        instance: u64,
+        call_id: u32,
+        answer: Result<Response<Bytes>, Status>,
+    ) {
+        let now = Instant::now();
+        let size = answer_size(&answer);
+        {
+            let mut state = self.lock();
+            let key = (instance, call_id);
+            state.map.insert(
+                key,
+                Slot::Done {
+                    answer,
+                    size,
+                    finished: now,
+                },
+            );
+            state.order.push_back((key, now));
+            state.bytes += size;
+            self.expire(&mut state, now);
+        }
+        self.finished.notify_waiters();
+    }
+
+    /// What the cache knows about `(instance, call_id)` now.
+    pub fn lookup(&self, instance: u64, call_id: u32) -> Lookup {
+        let mut state = self.lock();
+        let now = Instant::now();
+        self.expire(&mut state, now);
+        match state.map.get(&(instance, call_id)) {
+            Some(Slot::Running) => Lookup::InProgress,
+            Some(Slot::Done {
+                answer, finished, ..
+            }) if now.saturating_duration_since(*finished) < self.config.ttl => {
+                Lookup::Done(answer.clone())
+            }
+            _ => Lookup::Missing,
+        }
+    }
+
+    /// Like [`lookup`](Self::lookup), but waits while the call is still running, until
+    /// `deadline` (`None`: as long as it runs). Never returns `InProgress` unless the deadline
+    /// passed. This is what the TCP server calls for a re-issued call.
+    pub async fn wait(
+        &self,
+        instance: u64,
+        call_id: u32,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Lookup {
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a completion between check and await is not lost.
+            notified.as_mut().enable();
+            match self.lookup(instance, call_id) {
+                Lookup::InProgress => {}
+                other => return other,
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return self.lookup(instance, call_id);
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Finished entries held.
+    pub fn len(&self) -> usize {
+        self.lock().order.len()
+    }
+
+    /// Whether no finished entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of answers held (by the cache's accounting).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+/// Completes a started call when dropped unfinished (handler panicked, task aborted at
+/// shutdown), so its entry never stays `InProgress` forever and a retransmission is told the
+/// call was interrupted instead of running it again.
+pub(crate) struct CompletionGuard<'a> {
+    pub(crate) cache: &'a ReplyCache,
+    pub(crate) key: Option<(u64, u32)>,
+}
+
+impl CompletionGuard<'_> {
+    /// Stores the answer and disarms the guard.
+    pub(crate) fn complete(mut self, answer: &Result<Response<Bytes>, Status>) {
+        if let Some((instance, call_id)) = self.key.take() {
+            self.cache.complete(instance, call_id, answer.clone());
+        }
+    }
+}
+
+impl Drop for CompletionGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((instance, call_id)) = self.key.take() {
+            self.cache.complete(
+                instance,
+                call_id,
+                Err(Status::aborted(
+                    "the call was interrupted before it finished; it may or may not have taken effect",
+                )),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(n: usize) -> Result<Response<Bytes>, Status> {
+        Ok(Response::new(Bytes::from(vec![1u8; n])))
+    }
+
+    #[test]
+    fn begin_complete_lookup() {
+        let cache = ReplyCache::default();
+        assert!(matches!(cache.begin(1, 1), Begin::New));
+        assert!(matches!(cache.begin(1, 1), Begin::InProgress));
+        assert!(matches!(cache.lookup(1, 1), Lookup::InProgress));
+        cache.complete(1, 1, ok(3));
+        assert!(matches!(cache.begin(1, 1), Begin::Done(Ok(_))));
+        assert!(matches!(cache.lookup(1, 1), Lookup::Done(Ok(r)) if r.get_ref().len() == 3));
+        assert!(matches!(cache.lookup(2, 1), Lookup::Missing));
+    }
+
+    #[test]
+    fn bounds_evict_oldest_finished_never_running() {
+        let mut config = ReplyCacheConfig::default();
+        config.max_entries = 2;
+        config.max_bytes = 10_000;
+        let cache = ReplyCache::new(config);
+        assert!(matches!(cache.begin(9, 9), Begin::New));
+        for id in 1..=3 {
+            assert!(matches!(cache.begin(1, id), Begin::New));
+            cache.complete(1, id, ok(10));
+        }
+        assert_eq!(cache.len(), 2);
+        assert!(matches!(cache.lookup(1, 1), Lookup::Missing));
+        assert!(matches!(cache.lookup(9, 9), Lookup::InProgress));
+        // One answer over the byte bound evicts everything older, itself included.
+        assert!(matches!(cache.begin(1, 4), Begin::New));
+        cache.complete(1, 4, ok(20_000));
+        assert!(cache.bytes() <= 10_000);
+        assert!(matches!(cache.lookup(9, 9), Lookup::InProgress));
+    }
+
+    #[tokio::test]
+    async fn wait_sees_completion_and_guard_completes_on_drop() {
+        let cache = std::sync::Arc::new(ReplyCache::default());
+        assert!(matches!(cache.begin(5, 5), Begin::New));
+        let waiter = {
+            let cache = std::sync::Arc::clone(&cache);
+            tokio::spawn(async move { cache.wait(5, 5, None).await })
+        };
+        tokio::task::yield_now().await;
+        drop(CompletionGuard {
+            cache: &cache,
+            key: Some((5, 5)),
+        });
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("in time")
+            .expect("task");
+        assert!(
+            matches!(got, Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted)
+        );
+    }
+}

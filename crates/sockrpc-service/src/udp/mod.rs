@@ -1,0 +1,1 @@
+//! UDP for small calls (in progress).

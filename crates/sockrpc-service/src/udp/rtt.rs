@@ -1,0 +1,120 @@
+//! Retransmission timeout from a smoothed round-trip time (RFC 6298), with backoff and jitter.
+//!
+//! ```text
+//! first sample R:   srtt = R            rttvar = R / 2
+//! later samples R:  rttvar = ¾·rttvar + ¼·|srtt − R|      srtt = ⅞·srtt + ⅛·R
+//! rto = clamp(srtt + 4·rttvar, min_rto, max_rto)
+//! attempt n waits   min(rto · 2ⁿ, max_rto) · (1 + U[0, ¼))
+//! ```
+//!
+//! Samples come only from calls answered without a retransmission (Karn's algorithm): an answer
+//! to a retransmitted call cannot say which transmission it answers. The jitter keeps many
+//! clients that lost packets at the same moment from retransmitting in lockstep.
+
+use std::time::Duration;
+
+/// Bounds for the estimator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RttBounds {
+    pub(crate) initial: Duration,
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
+}
+
+/// Smoothed RTT and the RTO derived from it.
+#[derive(Debug, Clone)]
+pub(crate) struct RttEstimator {
+    bounds: RttBounds,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    rto: Duration,
+}
+
+impl RttEstimator {
+    pub(crate) fn new(bounds: RttBounds) -> RttEstimator {
+        RttEstimator {
+            bounds,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: bounds.initial.clamp(bounds.min, bounds.max),
+        }
+    }
+
+    /// Feeds one round-trip sample.
+    pub(crate) fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let delta = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + delta) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(rtt);
+        self.rto = (srtt + self.rttvar * 4).clamp(self.bounds.min, self.bounds.max);
+    }
+
+    /// The current RTO.
+    pub(crate) fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// The smoothed RTT, once there is a sample.
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// How long attempt `attempt` (0 = first transmission) waits for an answer; `random` is any
+    /// random u64, turned into up to 25 % extra.
+    pub(crate) fn backoff(&self, attempt: u32, random: u64) -> Duration {
+        let base = self
+            .rto
+            .checked_mul(1u32 << attempt.min(20))
+            .unwrap_or(self.bounds.max)
+            .min(self.bounds.max);
+        let extra = base.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64 / 4.0);
+        base + extra
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds() -> RttBounds {
+        RttBounds {
+            initial: Duration::from_millis(100),
+            min: Duration::from_millis(2),
+            max: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn follows_rfc_6298() {
+        let mut est = RttEstimator::new(bounds());
+        assert_eq!(est.rto(), Duration::from_millis(100));
+        est.sample(Duration::from_millis(10));
+        // srtt 10, rttvar 5: rto 30.
+        assert_eq!(est.rto(), Duration::from_millis(30));
+        for _ in 0..100 {
+            est.sample(Duration::from_micros(100));
+        }
+        assert_eq!(est.rto(), Duration::from_millis(2), "clamped at the minimum");
+        assert!(est.srtt().is_some_and(|s| s < Duration::from_millis(1)));
+        est.sample(Duration::from_secs(10));
+        assert_eq!(est.rto(), Duration::from_secs(1), "clamped at the maximum");
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        let mut est = RttEstimator::new(bounds());
+        est.sample(Duration::from_millis(10));
+        assert_eq!(est.backoff(0, 0), Duration::from_millis(30));
+        assert_eq!(est.backoff(2, 0), Duration::from_millis(120));
+        assert!(est.backoff(2, u64::MAX) < Duration::from_millis(150));
+        assert_eq!(est.backoff(40, 0), Duration::from_secs(1));
+    }
+}
