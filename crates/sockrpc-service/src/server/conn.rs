@@ -105,6 +105,44 @@ struct Opened {
     timeout: Option<Duration>,
 }
 
+/// Calls opened whose request message has not arrived yet.
+///
+/// A unary call's OPEN and MESSAGE nearly always arrive in the same read, back to back, so the
+/// most recent OPEN is kept aside and a MESSAGE that follows it never touches the map.
+#[derive(Default)]
+struct OpenCalls {
+    last: Option<(u32, Opened)>,
+    rest: HashMap<u32, Opened>,
+}
+
+impl OpenCalls {
+    fn insert(&mut self, id: u32, opened: Opened) {
+        if let Some((previous, earlier)) = self.last.replace((id, opened)) {
+            self.rest.insert(previous, earlier);
+        }
+    }
+
+    fn remove(&mut self, id: &u32) -> Option<Opened> {
+        match &self.last {
+            Some((last, _)) if last == id => self.last.take().map(|(_, opened)| opened),
+            _ => self.rest.remove(id),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rest.len() + usize::from(self.last.is_some())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last.is_none() && self.rest.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.last = None;
+        self.rest.clear();
+    }
+}
+
 /// The connection's task.
 pub(crate) struct Connection<S> {
     service: S,
@@ -114,7 +152,7 @@ pub(crate) struct Connection<S> {
     decoder: FrameDecoder,
     peer: Option<SocketAddr>,
     config: ConnConfig,
-    opened: HashMap<u32, Opened>,
+    opened: OpenCalls,
     last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     draining: bool,
@@ -156,7 +194,7 @@ where
             decoder: FrameDecoder::new(config.limits),
             peer,
             config,
-            opened: HashMap::new(),
+            opened: OpenCalls::default(),
             last_call_id: 0,
             shutdown: Box::pin(shutdown.cancelled_owned()),
             draining: false,

@@ -10,7 +10,6 @@ use std::{
     future::Future,
     pin::Pin,
     sync::atomic::Ordering,
-    sync::Arc,
     task::{ready, Context, Poll},
 };
 use tokio::time::{Instant, Sleep};
@@ -132,13 +131,13 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let shared = Arc::clone(this.conn.shared());
+        let shared = this.conn.shared();
         if let CallState::Start { .. } = this.state {
             let CallState::Start { path, request } = std::mem::replace(this.state, CallState::Done)
             else {
                 unreachable!("matched above")
             };
-            match start_call(&shared, cx, &path, request) {
+            match start_call(shared, cx, &path, request) {
                 Ok(id) => *this.state = CallState::Waiting { id },
                 Err(status) => return Poll::Ready(Err(status)),
             }
@@ -153,7 +152,7 @@ impl Future for ResponseFuture {
                 return Poll::Ready(Err(Status::internal("call vanished from its connection")));
             };
             if let Some(result) = slot.done.take() {
-                state.remove_call(&shared, id);
+                state.remove_call(shared, id);
                 *this.state = CallState::Done;
                 return Poll::Ready(result);
             }
