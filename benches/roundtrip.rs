@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sockrpc::service::BoxFuture;
+use sockrpc::service::{Body, BoxFuture};
 use sockrpc::transport::ClientConnection;
 use sockrpc::{
     Call, Channel, Endpoint, Limits, MethodPath, Request, Response, Router, Server, Status,
@@ -28,9 +28,9 @@ const PATH: &str = "/bench.Echo/Echo";
 struct EchoRoute;
 
 impl Service<Call> for EchoRoute {
-    type Response = Response<Bytes>;
+    type Response = Response<Body>;
     type Error = Status;
-    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+    type Future = BoxFuture<Result<Response<Body>, Status>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         Poll::Ready(Ok(()))
@@ -59,7 +59,8 @@ fn run_calls(rt: &Runtime, channel: &Channel, payload: &Bytes, iters: u64) -> st
     rt.block_on(async {
         let started = Instant::now();
         for _ in 0..iters {
-            let call = Call::new(MethodPath::from_static(PATH), Request::new(payload.clone()));
+            let request = Request::new(Body::once(payload.clone()));
+            let call = Call::new(MethodPath::from_static(PATH), request);
             let response = channel.call(call).await.expect("echo");
             black_box(response);
         }

@@ -28,12 +28,12 @@ pub use sockrpc_transport as transport;
 #[cfg(feature = "bincode")]
 pub use sockrpc_protocol::BincodeCodec;
 pub use sockrpc_protocol::{
-    Code, Codec, IntoRequest, Limits, MetadataMap, MethodPath, ProstCodec, Request, Response,
-    Status,
+    Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
+    Request, Response, Status,
 };
 pub use sockrpc_service::{
-    client, server, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
-    RpcService, Server, ServerConfig,
+    client, server, Body, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
+    RpcService, Server, ServerConfig, Streaming,
 };
 pub use sockrpc_transport::SocketConfig;
 
@@ -50,10 +50,14 @@ macro_rules! include_proto {
 #[doc(hidden)]
 pub mod codegen {
     pub use bytes::Bytes;
+    pub use futures_core::Stream;
     pub use prost_types;
-    pub use sockrpc_protocol::{IntoRequest, ProstCodec, Request, Response, Status};
+    pub use sockrpc_protocol::{
+        Codec, IntoRequest, IntoStreamingRequest, ProstCodec, Request, Response, Status,
+    };
     pub use sockrpc_service::{
-        unary_handler, BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService,
+        client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
+        BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
     pub use tower_service::Service;
 }

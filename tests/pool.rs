@@ -121,10 +121,13 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The two pump tasks of one proxied connection.
+type Links = Arc<Mutex<Vec<(JoinHandle<()>, JoinHandle<()>)>>>;
+
 /// A TCP proxy whose connections can be cut one by one, or made to swallow every byte.
 struct Proxy {
     addr: SocketAddr,
-    links: Arc<Mutex<Vec<(JoinHandle<()>, JoinHandle<()>)>>>,
+    links: Links,
     swallow: Arc<AtomicBool>,
 }
 
@@ -132,7 +135,7 @@ impl Proxy {
     async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind(loopback()).await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
-        let links: Arc<Mutex<Vec<(JoinHandle<()>, JoinHandle<()>)>>> = Arc::default();
+        let links: Links = Arc::default();
         let swallow = Arc::new(AtomicBool::new(false));
         let (links2, swallow2) = (Arc::clone(&links), Arc::clone(&swallow));
         tokio::spawn(async move {

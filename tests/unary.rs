@@ -535,9 +535,9 @@ mod bincode_codec {
     struct Mover;
 
     impl tower::Service<Call> for Mover {
-        type Response = Response<Bytes>;
+        type Response = Response<sockrpc::Body>;
         type Error = Status;
-        type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+        type Future = BoxFuture<Result<Response<sockrpc::Body>, Status>>;
 
         fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
             Poll::Ready(Ok(()))

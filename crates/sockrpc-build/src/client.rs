@@ -15,7 +15,7 @@ pub(crate) fn generate(service: &ServiceModel, buf: &mut String) {
     let client = &names.client_struct;
     let t = names.generic;
     let docs = doc_attrs(&service.comments);
-    let methods: String = service.methods.iter().filter_map(method).collect();
+    let methods: String = service.methods.iter().map(method).collect();
 
     // `write!` into a String cannot fail.
     let _ = write!(
@@ -58,25 +58,49 @@ pub mod {module} {{
     );
 }
 
-/// One client method per rpc; `None` for shapes not generated yet.
-fn method(method: &MethodModel) -> Option<String> {
-    match method.shape {
-        CallShape::Unary => Some(unary(method)),
-        CallShape::ClientStreaming | CallShape::ServerStreaming | CallShape::Streaming => None,
-    }
-}
-
-fn unary(m: &MethodModel) -> String {
+/// One client method per rpc, in tonic's shapes: a single request is taken
+/// as `impl IntoRequest<Req>`, a request stream as
+/// `impl IntoStreamingRequest<Message = Req>` (any `Stream` of messages); a
+/// response stream comes back as `Response<Streaming<Resp>>`.
+fn method(m: &MethodModel) -> String {
+    let (param, into_request) = if m.shape.client_streams() {
+        (
+            format!(
+                "impl ::sockrpc::codegen::IntoStreamingRequest<Message = {}>",
+                m.input
+            ),
+            "::sockrpc::codegen::IntoStreamingRequest::into_streaming_request(request)".to_owned(),
+        )
+    } else {
+        (
+            format!("impl ::sockrpc::codegen::IntoRequest<{}>", m.input),
+            format!(
+                "::sockrpc::codegen::IntoRequest::<{}>::into_request(request)",
+                m.input
+            ),
+        )
+    };
+    let response = if m.shape.server_streams() {
+        format!("::sockrpc::codegen::Streaming<{}>", m.output)
+    } else {
+        m.output.clone()
+    };
+    let call = match m.shape {
+        CallShape::Unary => "unary",
+        CallShape::ServerStreaming => "server_streaming",
+        CallShape::ClientStreaming => "client_streaming",
+        CallShape::Streaming => "streaming",
+    };
     format!(
         r#"
         {docs}
         pub async fn {name}(
             &mut self,
-            request: impl ::sockrpc::codegen::IntoRequest<{input}>,
-        ) -> ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status> {{
+            request: {param},
+        ) -> ::core::result::Result<::sockrpc::codegen::Response<{response}>, ::sockrpc::codegen::Status> {{
             self.inner
-                .unary(
-                    ::sockrpc::codegen::IntoRequest::<{input}>::into_request(request),
+                .{call}(
+                    {into_request},
                     {path:?},
                     ::sockrpc::codegen::ProstCodec,
                 )
@@ -85,8 +109,6 @@ fn unary(m: &MethodModel) -> String {
 "#,
         docs = doc_attrs(&m.comments),
         name = m.ident,
-        input = m.input,
-        output = m.output,
         path = m.path,
     )
 }

@@ -21,8 +21,8 @@ pub(crate) const LINT_ALLOWS: &str = "unused_variables, dead_code, missing_docs,
 
 /// How requests and responses flow in an rpc.
 ///
-/// Each shape gets its own render function in `client.rs` and `server.rs`;
-/// only [`CallShape::Unary`] is generated so far, the others are skipped.
+/// Each shape gets its own client method and server handler in the runtime
+/// (`unary` / `unary_handler`, `server_streaming` / ..., and so on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallShape {
     /// One request, one response.
@@ -33,6 +33,19 @@ pub(crate) enum CallShape {
     ServerStreaming,
     /// Streams both ways.
     Streaming,
+}
+
+impl CallShape {
+    /// Whether the client sends a stream of messages.
+    pub(crate) fn client_streams(self) -> bool {
+        matches!(self, Self::ClientStreaming | Self::Streaming)
+    }
+
+    /// Whether the server answers with a stream of messages (and the trait
+    /// gets an associated stream type for it).
+    pub(crate) fn server_streams(self) -> bool {
+        matches!(self, Self::ServerStreaming | Self::Streaming)
+    }
 }
 
 /// One rpc, with every name and type already resolved for rendering.
@@ -48,6 +61,9 @@ pub(crate) struct MethodModel {
     pub(crate) input: String,
     /// Response type, usable from inside the generated module.
     pub(crate) output: String,
+    /// The server trait's associated type for the response stream (see
+    /// [`names::stream_type`]); only used when the server streams.
+    pub(crate) stream_type: String,
     /// Call shape, from the `stream` keywords.
     pub(crate) shape: CallShape,
     /// Comments from the .proto.
@@ -69,10 +85,13 @@ pub(crate) struct ServiceModel {
 
 impl ServiceModel {
     /// Resolves names and types; fails if two rpcs end up with the same Rust
-    /// name (e.g. `GetFoo` and `get_foo`, or `Connect` and `ConnectRpc`).
+    /// name (e.g. `GetFoo` and `get_foo`, or `Connect` and `ConnectRpc`), or
+    /// two streaming rpcs with the same associated stream type (`A1` and
+    /// `A_1` are `a1` and `a_1` but both `A1Stream`).
     fn new(service: Service) -> Result<Self, String> {
         let full_name = names::qualified_service(&service.package, &service.proto_name);
         let mut seen: HashMap<String, String> = HashMap::new();
+        let mut stream_types: HashMap<String, String> = HashMap::new();
         let mut methods = Vec::with_capacity(service.methods.len());
         for method in service.methods {
             let model = MethodModel::new(method, &full_name);
@@ -81,6 +100,17 @@ impl ServiceModel {
                     "service `{full_name}`: rpcs `{other}` and `{}` both map to the Rust name `{}`",
                     model.proto_name, model.ident
                 ));
+            }
+            if model.shape.server_streams() {
+                if let Some(other) =
+                    stream_types.insert(model.stream_type.clone(), model.proto_name.clone())
+                {
+                    return Err(format!(
+                        "service `{full_name}`: streaming rpcs `{other}` and `{}` both map to \
+                         the associated type `{}`",
+                        model.proto_name, model.stream_type
+                    ));
+                }
             }
             methods.push(model);
         }
@@ -104,6 +134,7 @@ impl MethodModel {
         Self {
             ident: names::method(&method.proto_name),
             path: format!("/{full_service}/{}", method.proto_name),
+            stream_type: names::stream_type(&method.proto_name),
             input: names::type_path(&method.input_type),
             output: names::type_path(&method.output_type),
             shape,

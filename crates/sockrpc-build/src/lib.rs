@@ -36,12 +36,21 @@
 //!   per rpc, and `greeter_server::GreeterServer<T>`, a tower `Service<Call>`
 //!   that dispatches `/helloworld.Greeter/SayHello` to it.
 //!
+//! All four call shapes are generated, with tonic's signatures (shown for
+//! `ListFeatures(Rectangle) returns (stream Feature)`,
+//! `RecordRoute(stream Point) returns (RouteSummary)` and
+//! `RouteChat(stream RouteNote) returns (stream RouteNote)`; `Future<..>`
+//! stands for `impl Future<Output = Result<Response<..>, Status>> + Send`):
+//!
+//! | shape | client method | server trait |
+//! |---|---|---|
+//! | unary | `say_hello(impl IntoRequest<HelloRequest>) -> Result<Response<HelloReply>, Status>` | `fn say_hello(&self, Request<HelloRequest>) -> Future<HelloReply>` |
+//! | server streaming | `list_features(impl IntoRequest<Rectangle>) -> Result<Response<Streaming<Feature>>, Status>` | `type ListFeaturesStream: Stream<Item = Result<Feature, Status>> + Send + 'static;` and `fn list_features(&self, Request<Rectangle>) -> Future<Self::ListFeaturesStream>` |
+//! | client streaming | `record_route(impl IntoStreamingRequest<Message = Point>) -> Result<Response<RouteSummary>, Status>` | `fn record_route(&self, Request<Streaming<Point>>) -> Future<RouteSummary>` |
+//! | bidi streaming | `route_chat(impl IntoStreamingRequest<Message = RouteNote>) -> Result<Response<Streaming<RouteNote>>, Status>` | `type RouteChatStream: Stream<Item = Result<RouteNote, Status>> + Send + 'static;` and `fn route_chat(&self, Request<Streaming<RouteNote>>) -> Future<Self::RouteChatStream>` |
+//!
 //! Leading and trailing comments on services and rpcs become doc comments.
 //! Code blocks in them are rendered as text so they never run as doctests.
-//!
-//! Streaming rpcs (`stream` on either side) are not generated yet: they have
-//! no client method and no trait method, and the server answers them with
-//! `Unimplemented`.
 //!
 //! # Identifier rules
 //!
@@ -57,8 +66,13 @@
 //!   (`connect`, `new`, `into_inner`, `clone`, `clone_from`, `fmt`) get a
 //!   `_rpc` suffix: `Connect` → `connect_rpc`. The same name is used in the
 //!   server trait, so each rpc has a single Rust name.
+//! - The associated type for a server or bidi stream is the rpc name in
+//!   UpperCamelCase plus `Stream`, as in tonic: `ListFeatures` →
+//!   `ListFeaturesStream`, `Self` → `SelfStream`, `Type` → `TypeStream`. It
+//!   is never a keyword and is only referred to as `Self::..Stream`.
 //! - If two rpcs of a service (or two services of a package) still end up
-//!   with the same Rust name, compilation fails with an error naming both.
+//!   with the same Rust name or associated stream type, compilation fails
+//!   with an error naming both.
 
 mod client;
 mod comments;

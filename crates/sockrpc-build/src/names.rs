@@ -43,6 +43,16 @@ pub(crate) fn method(proto_name: &str) -> String {
     }
 }
 
+/// The server trait's associated type for an rpc's response stream, as tonic
+/// names it: `ListFeatures` → `ListFeaturesStream`.
+///
+/// The UpperCamel form plus a suffix is never a keyword (`Self` →
+/// `SelfStream`, `Type` → `TypeStream`), and inside the trait it is only
+/// reached as `Self::XStream`, so it can't shadow messages or the trait.
+pub(crate) fn stream_type(proto_name: &str) -> String {
+    format!("{}Stream", proto_name.to_upper_camel_case())
+}
+
 /// Names derived from a service's proto name.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceNames {
@@ -137,6 +147,18 @@ mod tests {
         assert_eq!(method("New"), "new_rpc");
         assert_eq!(method("Clone"), "clone_rpc");
         assert_eq!(method("IntoInner"), "into_inner_rpc");
+    }
+
+    #[test]
+    fn stream_types_follow_tonic() {
+        assert_eq!(stream_type("ListFeatures"), "ListFeaturesStream");
+        assert_eq!(stream_type("Watch"), "WatchStream");
+        assert_eq!(stream_type("Self"), "SelfStream");
+        assert_eq!(stream_type("Type"), "TypeStream");
+        assert_eq!(stream_type("Connect"), "ConnectStream");
+        assert_eq!(stream_type("listFeatures"), "ListFeaturesStream");
+        assert_eq!(stream_type("list_features"), "ListFeaturesStream");
+        assert_eq!(stream_type("HTTPGet"), "HttpGetStream");
     }
 
     #[test]

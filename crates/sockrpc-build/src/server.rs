@@ -17,11 +17,11 @@ pub(crate) fn generate(service: &ServiceModel, buf: &mut String) {
     let service_trait = &names.server_trait;
     let t = names.generic;
     let docs = doc_attrs(&service.comments);
-    let trait_methods: String = service.methods.iter().filter_map(trait_method).collect();
+    let trait_methods: String = service.methods.iter().map(trait_method).collect();
     let arms: String = service
         .methods
         .iter()
-        .filter_map(|m| dispatch_arm(m, service_trait, t))
+        .map(|m| dispatch_arm(m, service_trait, t))
         .collect();
     let unknown = "::std::boxed::Box::pin(::std::future::ready(::core::result::Result::Err(\
         ::sockrpc::codegen::Status::unimplemented(::std::format!(\"unknown method {}\", call.path())))))";
@@ -71,7 +71,7 @@ pub mod {module} {{
         const NAME: &'static str = {name:?};
     }}
     impl<{t}: {service_trait}> ::sockrpc::codegen::Service<::sockrpc::codegen::Call> for {server}<{t}> {{
-        type Response = ::sockrpc::codegen::Response<::sockrpc::codegen::Bytes>;
+        type Response = ::sockrpc::codegen::Response<::sockrpc::codegen::Body>;
         type Error = ::sockrpc::codegen::Status;
         type Future = ::sockrpc::codegen::BoxFuture<::core::result::Result<Self::Response, Self::Error>>;
         fn poll_ready(
@@ -91,59 +91,82 @@ pub mod {module} {{
     );
 }
 
-/// The trait method for one rpc; `None` for shapes not generated yet.
-fn trait_method(method: &MethodModel) -> Option<String> {
-    match method.shape {
-        CallShape::Unary => Some(unary_trait_method(method)),
-        CallShape::ClientStreaming | CallShape::ServerStreaming | CallShape::Streaming => None,
-    }
-}
-
-/// The `match call.method()` arm for one rpc; `None` leaves the rpc to the
-/// `Unimplemented` fallback.
-fn dispatch_arm(method: &MethodModel, service_trait: &str, t: &str) -> Option<String> {
-    match method.shape {
-        CallShape::Unary => Some(unary_arm(method, service_trait, t)),
-        CallShape::ClientStreaming | CallShape::ServerStreaming | CallShape::Streaming => None,
-    }
-}
-
-fn unary_trait_method(m: &MethodModel) -> String {
+/// The trait items for one rpc: the method, preceded by its associated
+/// stream type when the server streams (tonic's shape).
+fn trait_method(m: &MethodModel) -> String {
+    let input = request_type(m);
+    let (stream_type, output) = if m.shape.server_streams() {
+        let stream_type = format!(
+            r#"
+        #[doc = {doc:?}]
+        type {assoc}: ::sockrpc::codegen::Stream<
+            Item = ::core::result::Result<{output}, ::sockrpc::codegen::Status>,
+        > + ::core::marker::Send + 'static;
+"#,
+            doc = format!(
+                " Server streaming response type for the {} method.",
+                m.proto_name
+            ),
+            assoc = m.stream_type,
+            output = m.output,
+        );
+        (stream_type, format!("Self::{}", m.stream_type))
+    } else {
+        (String::new(), m.output.clone())
+    };
     format!(
-        r#"
+        r#"{stream_type}
         {docs}
         fn {name}(
             &self,
-            request: ::sockrpc::codegen::Request<{input}>,
+            request: {input},
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status>,
         > + ::core::marker::Send;
 "#,
         docs = doc_attrs(&m.comments),
         name = m.ident,
-        input = m.input,
-        output = m.output,
     )
 }
 
-fn unary_arm(m: &MethodModel, service_trait: &str, t: &str) -> String {
+/// What the trait method (and the handler closure) receives: the message, or
+/// a `Streaming` of them when the client streams.
+fn request_type(m: &MethodModel) -> String {
+    if m.shape.client_streams() {
+        format!(
+            "::sockrpc::codegen::Request<::sockrpc::codegen::Streaming<{}>>",
+            m.input
+        )
+    } else {
+        format!("::sockrpc::codegen::Request<{}>", m.input)
+    }
+}
+
+/// The `match call.method()` arm for one rpc.
+fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str) -> String {
+    let handler = match m.shape {
+        CallShape::Unary => "unary_handler",
+        CallShape::ServerStreaming => "server_streaming_handler",
+        CallShape::ClientStreaming => "client_streaming_handler",
+        CallShape::Streaming => "streaming_handler",
+    };
     // Fully-qualified call: method syntax on `Arc<T>` would try `Arc`'s own
     // methods (and every trait in scope) before the rpc.
     format!(
         r#"
             {proto_name:?} => {{
                 let inner = ::std::sync::Arc::clone(&self.inner);
-                ::std::boxed::Box::pin(::sockrpc::codegen::unary_handler(
+                ::std::boxed::Box::pin(::sockrpc::codegen::{handler}(
                     call,
                     ::sockrpc::codegen::ProstCodec,
-                    move |request: ::sockrpc::codegen::Request<{input}>| async move {{
+                    move |request: {input}| async move {{
                         <{t} as {service_trait}>::{name}(&*inner, request).await
                     }},
                 ))
             }}
 "#,
         proto_name = m.proto_name,
-        input = m.input,
+        input = request_type(m),
         name = m.ident,
     )
 }

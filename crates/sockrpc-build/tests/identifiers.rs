@@ -69,6 +69,23 @@ service Clone { rpc Call(Msg) returns (Msg); }
 service Send { rpc PollReady(Msg) returns (Msg); }
 service Service { rpc Request(Msg) returns (Msg); }
 service OnlyStreams { rpc Up(stream Msg) returns (Msg); }
+
+// Streaming rpcs with awkward names, and runtime names as messages and
+// services: associated stream types must stay valid and distinct.
+message Streaming {}
+service Streams {
+  rpc Type(Msg) returns (stream Msg);
+  rpc Self(stream Msg) returns (stream Msg);
+  rpc Connect(stream Msg) returns (Msg);
+  rpc Async(stream Msg) returns (stream Msg);
+  rpc Status(Result) returns (stream Option);
+  rpc Stream(Msg) returns (stream Streaming);
+  rpc StreamStream(Msg) returns (stream Msg);
+  rpc Streaming(stream Streaming) returns (stream Streaming);
+  rpc Unary(Msg) returns (Msg);
+}
+service Stream { rpc Watch(Msg) returns (stream Streaming); }
+service Body { rpc Chat(stream Msg) returns (stream Msg); }
 "#;
 
 const OTHER: &str = r#"
@@ -104,6 +121,9 @@ fn awkward_names_compile_to_valid_identifiers() {
         "into_inner_rpc",
         "http_get",
         "imported",
+        "watch",
+        "upload",
+        "chat",
     ];
     let mut expected = vec!["connect", "new", "into_inner"];
     expected.extend(rpcs);
@@ -113,16 +133,14 @@ fn awkward_names_compile_to_valid_identifiers() {
     let service = find_trait(server, "Type");
     assert_eq!(trait_fns(service), rpcs);
 
-    // Streaming rpcs are absent everywhere and fall through to Unimplemented.
-    for streaming in [
-        "watch",
-        "upload",
-        "chat",
-        "\"Watch\"",
-        "\"Upload\"",
-        "\"Chat\"",
+    assert_eq!(trait_types(service), ["WatchStream", "ChatStream"]);
+    for (rpc, handler) in [
+        ("Watch", "server_streaming_handler"),
+        ("Upload", "client_streaming_handler"),
+        ("Chat", "streaming_handler"),
+        ("Connect", "unary_handler"),
     ] {
-        assert!(!source.contains(streaming), "{streaming} generated");
+        assert_eq!(dispatch_handler(server, rpc), handler, "{rpc}");
     }
 
     // Wire names stay the proto names.
@@ -137,10 +155,12 @@ fn awkward_names_compile_to_valid_identifiers() {
 
     // `service Self` and `service T`.
     let self_server = module(&file.items, "self_server");
-    assert_eq!(trait_fns(find_trait(self_server, "Self_")), ["super_"]);
+    let self_trait = find_trait(self_server, "Self_");
+    assert_eq!(trait_fns(self_trait), ["super_", "chat"]);
+    assert_eq!(trait_types(self_trait), ["ChatStream"]);
     assert_eq!(
         inherent_fns(module(&file.items, "self_client"), "SelfClient"),
-        ["connect", "new", "into_inner", "super_"]
+        ["connect", "new", "into_inner", "super_", "chat"]
     );
     let t_server = module(&file.items, "t_server");
     find_trait(t_server, "T");
@@ -163,14 +183,149 @@ fn awkward_names_compile_to_valid_identifiers() {
         ]
     );
     let only_streams = find_trait(module(&file.items, "only_streams_server"), "OnlyStreams");
-    assert!(trait_fns(only_streams).is_empty());
+    assert_eq!(trait_fns(only_streams), ["up"]);
+    assert!(
+        trait_types(only_streams).is_empty(),
+        "client streaming only"
+    );
     assert_eq!(
         inherent_fns(
             module(&file.items, "only_streams_client"),
             "OnlyStreamsClient"
         ),
-        ["connect", "new", "into_inner"]
+        ["connect", "new", "into_inner", "up"]
     );
+}
+
+#[test]
+fn streaming_rpcs_with_awkward_names() {
+    let src = tempfile::tempdir().expect("temp dir");
+    write(src.path(), "odd.proto", ODD);
+    write(src.path(), "other.proto", OTHER);
+    let out = generate(&[src.path().join("odd.proto")], &[src.path()]).expect("generates");
+    let file = out.parse("odd.names.rs");
+    let source = out.source("odd.names.rs");
+
+    let server = module(&file.items, "streams_server");
+    let service = find_trait(server, "Streams");
+    let rpcs = [
+        "r#type",
+        "self_",
+        "connect_rpc",
+        "r#async",
+        "status",
+        "stream",
+        "stream_stream",
+        "streaming",
+        "unary",
+    ];
+    assert_eq!(trait_fns(service), rpcs);
+    // UpperCamel + `Stream`: never a keyword, never needs `r#` or `_`, and
+    // `Stream` / `StreamStream` stay distinct.
+    assert_eq!(
+        trait_types(service),
+        [
+            "TypeStream",
+            "SelfStream",
+            "AsyncStream",
+            "StatusStream",
+            "StreamStream",
+            "StreamStreamStream",
+            "StreamingStream",
+        ]
+    );
+    let client = module(&file.items, "streams_client");
+    let mut expected = vec!["connect", "new", "into_inner"];
+    expected.extend(rpcs);
+    assert_eq!(inherent_fns(client, "StreamsClient"), expected);
+
+    // `(rpc, trait request, trait response, client parameter, client response)`,
+    // with messages named like std and runtime items.
+    let shapes = [
+        (
+            "r#type",
+            "Request<super::Msg>",
+            "Response<Self::TypeStream>",
+            "impl IntoRequest<super::Msg>",
+            "Response<Streaming<super::Msg>>",
+        ),
+        (
+            "self_",
+            "Request<Streaming<super::Msg>>",
+            "Response<Self::SelfStream>",
+            "impl IntoStreamingRequest<Message = super::Msg>",
+            "Response<Streaming<super::Msg>>",
+        ),
+        (
+            "connect_rpc",
+            "Request<Streaming<super::Msg>>",
+            "Response<super::Msg>",
+            "impl IntoStreamingRequest<Message = super::Msg>",
+            "Response<super::Msg>",
+        ),
+        (
+            "status",
+            "Request<super::Result>",
+            "Response<Self::StatusStream>",
+            "impl IntoRequest<super::Result>",
+            "Response<Streaming<super::Option>>",
+        ),
+        (
+            "streaming",
+            "Request<Streaming<super::Streaming>>",
+            "Response<Self::StreamingStream>",
+            "impl IntoStreamingRequest<Message = super::Streaming>",
+            "Response<Streaming<super::Streaming>>",
+        ),
+    ];
+    for (name, request, response, param, client_response) in shapes {
+        let (p, r) = param_and_return(&trait_fn(service, name).sig);
+        assert_eq!(p, expand(request), "{name}");
+        assert_eq!(
+            r,
+            expand(&format!(
+                "impl Future<Output = Result<{response}, Status>> + Send"
+            )),
+            "{name}"
+        );
+        let (p, r) = param_and_return(&inherent_fn(client, "StreamsClient", name).sig);
+        assert_eq!(p, expand(param), "{name}");
+        assert_eq!(
+            r,
+            expand(&format!("Result<{client_response}, Status>")),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        trait_type_bounds(service, "StatusStream"),
+        expand("Stream<Item = Result<super::Option, Status>> + Send + 'static")
+    );
+    assert_eq!(
+        support::docs(&trait_type(service, "SelfStream").attrs),
+        " Server streaming response type for the Self method."
+    );
+    for (rpc, handler) in [
+        ("Type", "server_streaming_handler"),
+        ("Self", "streaming_handler"),
+        ("Connect", "client_streaming_handler"),
+        ("Streaming", "streaming_handler"),
+        ("Unary", "unary_handler"),
+    ] {
+        assert_eq!(dispatch_handler(server, rpc), handler, "{rpc}");
+    }
+    assert!(source.contains("\"/odd.names.Streams/Self\""));
+
+    // Services named after the runtime's `Stream` and `Body`.
+    let stream = find_trait(module(&file.items, "stream_server"), "Stream");
+    assert_eq!(trait_types(stream), ["WatchStream"]);
+    assert_eq!(
+        trait_type_bounds(stream, "WatchStream"),
+        expand("Stream<Item = Result<super::Streaming, Status>> + Send + 'static")
+    );
+    let body = find_trait(module(&file.items, "body_server"), "Body");
+    assert_eq!(trait_types(body), ["ChatStream"]);
+    assert!(service_impl(module(&file.items, "body_server"))
+        .contains("typeResponse=::sockrpc::codegen::Response<::sockrpc::codegen::Body>;"));
 }
 
 #[test]
@@ -312,4 +467,32 @@ fn errors_are_returned_not_panicked() {
         msg.contains("Connect") && msg.contains("ConnectRpc") && msg.contains("connect_rpc"),
         "{msg}"
     );
+
+    // Distinct method names (`a1`, `a_1`) but the same associated type.
+    write(
+        src.path(),
+        "stream_clash.proto",
+        "syntax = \"proto3\"; package c; message M {} \
+         service S { rpc A1(M) returns (stream M); rpc A_1(stream M) returns (stream M); }",
+    );
+    let err = generate(&[src.path().join("stream_clash.proto")], &[src.path()])
+        .err()
+        .expect("fails");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`A1`") && msg.contains("`A_1`") && msg.contains("A1Stream"),
+        "{msg}"
+    );
+    // Only one of them streams its response: no associated type clash.
+    write(
+        src.path(),
+        "no_clash.proto",
+        "syntax = \"proto3\"; package c; message M {} \
+         service S { rpc A1(M) returns (stream M); rpc A_1(stream M) returns (M); }",
+    );
+    let out = generate(&[src.path().join("no_clash.proto")], &[src.path()]).expect("generates");
+    let file = out.parse("c.rs");
+    let service = find_trait(module(&file.items, "s_server"), "S");
+    assert_eq!(trait_fns(service), ["a1", "a_1"]);
+    assert_eq!(trait_types(service), ["A1Stream"]);
 }

@@ -77,48 +77,118 @@ fn every_generated_file_parses() {
     );
 }
 
+/// `(rpc, client parameter, client return type, Client method)` for the
+/// TestService rpcs, in `expand` shorthand.
+const TEST_SERVICE_CLIENT: &[(&str, &str, &str, &str)] = &[
+    (
+        "empty_call",
+        "impl IntoRequest<super::Empty>",
+        "Result<Response<super::Empty>, Status>",
+        "unary",
+    ),
+    (
+        "unary_call",
+        "impl IntoRequest<super::SimpleRequest>",
+        "Result<Response<super::SimpleResponse>, Status>",
+        "unary",
+    ),
+    (
+        "cacheable_unary_call",
+        "impl IntoRequest<super::SimpleRequest>",
+        "Result<Response<super::SimpleResponse>, Status>",
+        "unary",
+    ),
+    (
+        "streaming_output_call",
+        "impl IntoRequest<super::StreamingOutputCallRequest>",
+        "Result<Response<Streaming<super::StreamingOutputCallResponse>>, Status>",
+        "server_streaming",
+    ),
+    (
+        "streaming_input_call",
+        "impl IntoStreamingRequest<Message = super::StreamingInputCallRequest>",
+        "Result<Response<super::StreamingInputCallResponse>, Status>",
+        "client_streaming",
+    ),
+    (
+        "full_duplex_call",
+        "impl IntoStreamingRequest<Message = super::StreamingOutputCallRequest>",
+        "Result<Response<Streaming<super::StreamingOutputCallResponse>>, Status>",
+        "streaming",
+    ),
+    (
+        "half_duplex_call",
+        "impl IntoStreamingRequest<Message = super::StreamingOutputCallRequest>",
+        "Result<Response<Streaming<super::StreamingOutputCallResponse>>, Status>",
+        "streaming",
+    ),
+    (
+        "unimplemented_call",
+        "impl IntoRequest<super::Empty>",
+        "Result<Response<super::Empty>, Status>",
+        "unary",
+    ),
+];
+
 #[test]
-fn test_service_client_has_unary_methods_only() {
+fn test_service_client_has_all_four_shapes() {
     let Some(out) = generate_all() else { return };
     let file = out.parse("grpc.testing.rs");
     let client = module(&file.items, "test_service_client");
     let fns = inherent_fns(client, "TestServiceClient");
-    for name in [
-        "connect",
-        "new",
-        "into_inner",
-        "empty_call",
-        "unary_call",
-        "cacheable_unary_call",
-        "unimplemented_call",
-    ] {
+    let mut expected = vec!["connect", "new", "into_inner"];
+    expected.extend(TEST_SERVICE_CLIENT.iter().map(|m| m.0));
+    assert_eq!(fns, expected);
+
+    for &(name, param, ret, call) in TEST_SERVICE_CLIENT {
+        let f = inherent_fn(client, "TestServiceClient", name);
+        assert!(f.sig.asyncness.is_some(), "{name} is async");
+        let (p, r) = param_and_return(&f.sig);
+        assert_eq!(p, expand(param), "{name} parameter");
+        assert_eq!(r, expand(ret), "{name} return type");
+        let body = compact(&f.block);
         assert!(
-            fns.iter().any(|f| f == name),
-            "client lacks {name}: {fns:?}"
+            body.starts_with(&format!("{{self.inner.{call}(")),
+            "{name} calls Client::{call}: {body}"
         );
-    }
-    for streaming in [
-        "streaming_output_call",
-        "streaming_input_call",
-        "full_duplex_call",
-        "half_duplex_call",
-    ] {
+        let proto_name = heck_camel(name);
         assert!(
-            !fns.iter().any(|f| f == streaming),
-            "client has {streaming}"
+            body.contains(&format!("\"/grpc.testing.TestService/{proto_name}\"")),
+            "{name} path: {body}"
         );
+        let into = if param.contains("IntoStreamingRequest") {
+            "::sockrpc::codegen::IntoStreamingRequest::into_streaming_request(request)"
+        } else {
+            "::into_request(request)"
+        };
+        assert!(body.contains(into), "{name}: {body}");
     }
+
     let docs = struct_docs(client, "TestServiceClient");
     assert!(
         docs.contains("A simple service to test the various types of RPCs"),
         "{docs}"
     );
-
+    let docs = support::docs(&inherent_fn(client, "TestServiceClient", "full_duplex_call").attrs);
+    assert!(
+        docs.contains("each request served by the server immediately"),
+        "{docs}"
+    );
     let source = out.source("grpc.testing.rs");
-    assert!(source.contains("\"/grpc.testing.TestService/UnaryCall\""));
-    assert!(source.contains("\"/grpc.testing.TestService/EmptyCall\""));
-    assert!(!source.contains("/grpc.testing.TestService/FullDuplexCall"));
     assert!(source.contains("/// One request followed by one response."));
+}
+
+/// `unary_call` → `UnaryCall`: the proto names of the TestService rpcs.
+fn heck_camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 #[test]
@@ -127,16 +197,94 @@ fn test_service_server_trait() {
     let file = out.parse("grpc.testing.rs");
     let server = module(&file.items, "test_service_server");
     let service = find_trait(server, "TestService");
-    let fns = trait_fns(service);
     assert_eq!(
-        fns,
+        trait_fns(service),
+        TEST_SERVICE_CLIENT.iter().map(|m| m.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        trait_types(service),
         [
-            "empty_call",
-            "unary_call",
-            "cacheable_unary_call",
-            "unimplemented_call"
+            "StreamingOutputCallStream",
+            "FullDuplexCallStream",
+            "HalfDuplexCallStream"
         ]
     );
+    for ty in trait_types(service) {
+        assert_eq!(
+            trait_type_bounds(service, &ty),
+            expand(
+                "Stream<Item = Result<super::StreamingOutputCallResponse, Status>> + Send + 'static"
+            ),
+            "{ty}"
+        );
+        let docs = support::docs(&trait_type(service, &ty).attrs);
+        let rpc = ty.trim_end_matches("Stream");
+        assert_eq!(
+            docs,
+            format!(" Server streaming response type for the {rpc} method.")
+        );
+    }
+    // `(rpc, request, response, handler)`.
+    let shapes = [
+        (
+            "unary_call",
+            "Request<super::SimpleRequest>",
+            "Response<super::SimpleResponse>",
+            "unary_handler",
+        ),
+        (
+            "streaming_output_call",
+            "Request<super::StreamingOutputCallRequest>",
+            "Response<Self::StreamingOutputCallStream>",
+            "server_streaming_handler",
+        ),
+        (
+            "streaming_input_call",
+            "Request<Streaming<super::StreamingInputCallRequest>>",
+            "Response<super::StreamingInputCallResponse>",
+            "client_streaming_handler",
+        ),
+        (
+            "full_duplex_call",
+            "Request<Streaming<super::StreamingOutputCallRequest>>",
+            "Response<Self::FullDuplexCallStream>",
+            "streaming_handler",
+        ),
+        (
+            "half_duplex_call",
+            "Request<Streaming<super::StreamingOutputCallRequest>>",
+            "Response<Self::HalfDuplexCallStream>",
+            "streaming_handler",
+        ),
+    ];
+    let source = out.source("grpc.testing.rs");
+    for (name, request, response, handler) in shapes {
+        let f = trait_fn(service, name);
+        assert!(f.sig.asyncness.is_none() && f.default.is_none(), "{name}");
+        let (p, r) = param_and_return(&f.sig);
+        assert_eq!(p, expand(request), "{name} request");
+        assert_eq!(
+            r,
+            expand(&format!(
+                "impl Future<Output = Result<{response}, Status>> + Send"
+            )),
+            "{name} return type"
+        );
+        assert_eq!(
+            dispatch_handler(server, &heck_camel(name)),
+            handler,
+            "{name}"
+        );
+        // The closure's parameter is typed like the trait method's.
+        assert!(
+            service_impl(server).contains(&format!(
+                "move|request:{}|asyncmove{{<TasTestService>::{name}(&*inner,request).await}}",
+                expand(request)
+            )),
+            "{name} dispatch closure"
+        );
+    }
+
     assert!(support::docs(&service.attrs).contains("performance with various types of payload."));
     let doc = trait_fn_docs(service, "empty_call");
     assert_eq!(
@@ -149,14 +297,11 @@ fn test_service_server_trait() {
         "{doc}"
     );
 
-    let source = out.source("grpc.testing.rs");
     assert!(source.contains("const NAME: &'static str = \"grpc.testing.TestService\";"));
-    // Local messages are reached from the generated module through `super`.
-    assert!(
-        source.contains("::sockrpc::codegen::Request<super::SimpleRequest>"),
-        "request type path"
-    );
-    assert!(!source.contains("\"StreamingOutputCall\" =>"));
+    // The service layer's body type is `Body`, never raw `Bytes`.
+    assert!(service_impl(server)
+        .contains("typeResponse=::sockrpc::codegen::Response<::sockrpc::codegen::Body>;"));
+    assert!(!source.contains("codegen::Bytes"));
 }
 
 #[test]
@@ -166,16 +311,47 @@ fn other_services() {
     let health = out.parse("grpc.health.v1.rs");
     let fns = inherent_fns(module(&health.items, "health_client"), "HealthClient");
     assert!(fns.iter().any(|f| f == "check"));
-    assert!(
-        !fns.iter().any(|f| f == "watch"),
-        "server-streaming Watch must be skipped"
+    let watch = inherent_fn(
+        module(&health.items, "health_client"),
+        "HealthClient",
+        "watch",
+    );
+    assert_eq!(
+        param_and_return(&watch.sig),
+        (
+            expand("impl IntoRequest<super::HealthCheckRequest>"),
+            expand("Result<Response<Streaming<super::HealthCheckResponse>>, Status>")
+        )
+    );
+    let health_trait = find_trait(module(&health.items, "health_server"), "Health");
+    assert_eq!(trait_types(health_trait), ["WatchStream"]);
+    assert_eq!(
+        dispatch_handler(module(&health.items, "health_server"), "Watch"),
+        "server_streaming_handler"
     );
 
-    // Only bidi streaming: the modules still exist and parse, with no rpcs.
+    // Only bidi streaming.
     let reflection = out.parse("grpc.reflection.v1.rs");
     let server = module(&reflection.items, "server_reflection_server");
-    assert!(trait_fns(find_trait(server, "ServerReflection")).is_empty());
-    assert!(has_module(&reflection.items, "server_reflection_client"));
+    let reflection_trait = find_trait(server, "ServerReflection");
+    assert_eq!(trait_fns(reflection_trait), ["server_reflection_info"]);
+    assert_eq!(
+        trait_types(reflection_trait),
+        ["ServerReflectionInfoStream"]
+    );
+    assert_eq!(
+        trait_type_bounds(reflection_trait, "ServerReflectionInfoStream"),
+        expand("Stream<Item = Result<super::ServerReflectionResponse, Status>> + Send + 'static")
+    );
+    let client = module(&reflection.items, "server_reflection_client");
+    let info = inherent_fn(client, "ServerReflectionClient", "server_reflection_info");
+    assert_eq!(
+        param_and_return(&info.sig),
+        (
+            expand("impl IntoStreamingRequest<Message = super::ServerReflectionRequest>"),
+            expand("Result<Response<Streaming<super::ServerReflectionResponse>>, Status>")
+        )
+    );
 
     let hello = out.parse("helloworld.rs");
     let fns = inherent_fns(module(&hello.items, "greeter_client"), "GreeterClient");

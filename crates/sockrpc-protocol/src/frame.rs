@@ -32,6 +32,14 @@ pub const HEADER_LEN: usize = 12;
 
 /// Flag on MESSAGE (and OPEN): the sender sends nothing more on this call (half-close).
 pub const FLAG_END_STREAM: u8 = 0x01;
+/// Flag on OPEN: the client streams its request (client-streaming or bidi): the server starts
+/// the handler at once instead of waiting for a single request message.
+pub const FLAG_STREAM: u8 = 0x02;
+
+/// Bytes of messages a sender may have outstanding on one streaming call before the receiver
+/// grants more with WINDOW. A message may be sent whenever less than this is outstanding, so a
+/// single large message is never stuck; the receiver's queue stays under this plus one message.
+pub const STREAM_WINDOW: usize = 64 * 1024;
 
 /// Longest status message carried; longer ones are cut at a character boundary.
 pub const MAX_STATUS_MESSAGE: usize = 16 * 1024;
@@ -146,6 +154,8 @@ pub enum Frame {
         metadata: MetadataMap,
         /// The client sends no messages on this call.
         end_stream: bool,
+        /// The client streams its request (`FLAG_STREAM`).
+        streaming: bool,
     },
     /// Server's leading metadata.
     Headers {
@@ -366,6 +376,27 @@ pub fn encode_open(
     put_metadata(dst, metadata);
 }
 
+/// Writes an OPEN frame for a streaming call (`FLAG_STREAM` when the client streams).
+pub fn encode_open_streaming(
+    dst: &mut BytesMut,
+    call_id: u32,
+    timeout: Option<Duration>,
+    path: &MethodPath,
+    metadata: &MetadataMap,
+    client_streams: bool,
+) {
+    let start = dst.len();
+    encode_open(dst, call_id, timeout, path, metadata, false);
+    if client_streams {
+        dst[start + 5] |= FLAG_STREAM;
+    }
+}
+
+/// Writes an END frame from the client: its half-close after streaming (no status of its own).
+pub fn encode_half_close(dst: &mut BytesMut, call_id: u32) {
+    encode_end(dst, call_id, Code::Ok, "", &[], &MetadataMap::new());
+}
+
 /// Writes a HEADERS frame: a metadata block.
 pub fn encode_headers(dst: &mut BytesMut, call_id: u32, metadata: &MetadataMap) {
     let len = metadata_len(metadata);
@@ -562,6 +593,7 @@ impl Frame {
                     path,
                     metadata,
                     end_stream,
+                    streaming: header.flags & FLAG_STREAM != 0,
                 }
             }
             FrameKind::Headers => Frame::Headers {
@@ -658,7 +690,8 @@ mod tests {
                 timeout: Some(Duration::from_millis(50)),
                 path: path.clone(),
                 metadata: metadata.clone(),
-                end_stream: false
+                end_stream: false,
+                streaming: false
             }
         );
 

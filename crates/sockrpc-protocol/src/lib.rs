@@ -25,5 +25,5 @@ pub use codec::{Codec, ProstCodec};
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR};
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN};
 pub use method::{InvalidPath, MethodPath};
-pub use request::{IntoRequest, Request, Response};
+pub use request::{IntoRequest, IntoStreamingRequest, Request, Response};
 pub use status::Status;

@@ -115,6 +115,43 @@ impl<T> IntoRequest<T> for Request<T> {
     }
 }
 
+/// Turns a stream of messages, or a request already built around one, into the request of a
+/// client-streaming or bidirectional call; generated client methods take
+/// `impl IntoStreamingRequest<Message = Req>`.
+pub trait IntoStreamingRequest {
+    /// The message type.
+    type Message;
+    /// The stream of messages.
+    type Stream: futures_core::Stream<Item = Self::Message> + Send + 'static;
+
+    /// Wraps the stream, or passes the request through.
+    fn into_streaming_request(self) -> Request<Self::Stream>;
+}
+
+impl<T> IntoStreamingRequest for T
+where
+    T: futures_core::Stream + Send + 'static,
+{
+    type Message = T::Item;
+    type Stream = T;
+
+    fn into_streaming_request(self) -> Request<T> {
+        Request::new(self)
+    }
+}
+
+impl<T> IntoStreamingRequest for Request<T>
+where
+    T: futures_core::Stream + Send + 'static,
+{
+    type Message = T::Item;
+    type Stream = T;
+
+    fn into_streaming_request(self) -> Request<T> {
+        self
+    }
+}
+
 /// A call's successful answer: the message, the server's leading metadata, and its trailing
 /// metadata (sent after the message, with the status).
 #[derive(Debug, Clone, Default)]

@@ -13,6 +13,9 @@ use std::{fmt, io};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Status(Box<Inner>);
 
+/// Trailer that marks a call the server never started.
+const NOT_PROCESSED_KEY: &str = "sockrpc-not-processed";
+
 #[derive(Clone, PartialEq, Eq)]
 struct Inner {
     code: Code,
@@ -101,6 +104,21 @@ impl Status {
     /// Replaces the details.
     pub fn set_details(&mut self, details: impl Into<Bytes>) {
         self.0.details = details.into();
+    }
+
+    /// An `Unavailable` status for a call the server never started (refused while draining, or
+    /// above a GOAWAY's last call id): retrying it cannot run it twice, so clients do so
+    /// transparently. The mark travels in the trailers, so it survives the wire.
+    pub fn not_processed(message: impl Into<String>) -> Status {
+        let mut status = Status::unavailable(message);
+        // The key and value are valid by construction.
+        let _ = status.0.metadata.insert(NOT_PROCESSED_KEY, "1");
+        status
+    }
+
+    /// Whether this status says the call was never started (see [`Status::not_processed`]).
+    pub fn is_not_processed(&self) -> bool {
+        self.0.code == Code::Unavailable && self.0.metadata.contains_key(NOT_PROCESSED_KEY)
     }
 
     /// Maps a transport error: a refused, reset or closed connection, or any other I/O failure on

@@ -1,6 +1,6 @@
 //! `Call`: what a tower service sees on either side, a method path and an encoded request.
 
-use bytes::Bytes;
+use crate::Body;
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use std::{future::Future, pin::Pin};
 use tower_service::Service;
@@ -8,19 +8,36 @@ use tower_service::Service;
 /// A boxed, sendable future; the future type of generated servers and routes.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// One call in the service layer: the method path and the request with its message still
+/// One call in the service layer: the method path and the request with its messages still
 /// encoded. The client `Channel` takes these, and a server's router dispatches them, so the same
 /// tower middleware wraps either side.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Call {
     path: MethodPath,
-    request: Request<Bytes>,
+    request: Request<Body>,
+    streaming_response: bool,
 }
 
 impl Call {
-    /// A call of `path` with `request`.
-    pub fn new(path: MethodPath, request: Request<Bytes>) -> Call {
-        Call { path, request }
+    /// A call of `path` with `request`, answered with one message.
+    pub fn new(path: MethodPath, request: Request<Body>) -> Call {
+        Call {
+            path,
+            request,
+            streaming_response: false,
+        }
+    }
+
+    /// A call whose answer is a stream (server streaming or bidirectional): the response is
+    /// returned as soon as its head arrives, with the messages to follow in its body.
+    pub fn with_streaming_response(mut self) -> Call {
+        self.streaming_response = true;
+        self
+    }
+
+    /// Whether the answer is a stream.
+    pub fn streaming_response(&self) -> bool {
+        self.streaming_response
     }
 
     /// `/package.Service/Method`.
@@ -44,25 +61,25 @@ impl Call {
     }
 
     /// The request.
-    pub fn request(&self) -> &Request<Bytes> {
+    pub fn request(&self) -> &Request<Body> {
         &self.request
     }
 
     /// The request, to change (metadata, timeout).
-    pub fn request_mut(&mut self) -> &mut Request<Bytes> {
+    pub fn request_mut(&mut self) -> &mut Request<Body> {
         &mut self.request
     }
 
     /// Splits into path and request.
-    pub fn into_parts(self) -> (MethodPath, Request<Bytes>) {
+    pub fn into_parts(self) -> (MethodPath, Request<Body>) {
         (self.path, self.request)
     }
 }
 
 /// A tower service over [`Call`]s: a `Channel`, a `Router`, or either wrapped in middleware.
-pub trait RpcService: Service<Call, Response = Response<Bytes>, Error = Status> {}
+pub trait RpcService: Service<Call, Response = Response<Body>, Error = Status> {}
 
-impl<T> RpcService for T where T: Service<Call, Response = Response<Bytes>, Error = Status> {}
+impl<T> RpcService for T where T: Service<Call, Response = Response<Body>, Error = Status> {}
 
 /// A service that can be mounted in a router under its fully qualified name.
 pub trait NamedService {

@@ -1,31 +1,108 @@
-//! Glue between a `Call` and a typed handler: decode, run, encode.
+//! Glue between a `Call` and a typed handler, one function per call shape: decode the
+//! request, run the handler, encode the answer.
 
-use crate::Call;
-use bytes::Bytes;
+use crate::streaming::{EncodeResultStream, Streaming};
+use crate::{Body, Call};
+use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Request, Response, Status};
 use std::future::Future;
 
-/// Runs a unary handler on a call: decodes the request with `codec`, awaits `handler`, encodes
-/// its response. Generated servers call this once per rpc.
+/// Splits a call into its request parts, keeping the peer address.
+fn request_with<T>(call: Call, message: impl FnOnce(Body) -> T) -> Request<T> {
+    let (_, request) = call.into_parts();
+    let remote = request.remote_addr();
+    let (metadata, body, timeout) = request.into_parts();
+    let mut request = Request::from_parts(metadata, message(body), timeout);
+    request.set_remote_addr(remote);
+    request
+}
+
+async fn single_request<Req, C: Codec<Req>>(call: Call, codec: &C) -> Result<Request<Req>, Status> {
+    let request = request_with(call, |body| body);
+    let remote = request.remote_addr();
+    let (metadata, body, timeout) = request.into_parts();
+    let message = codec.decode(body.single().await?)?;
+    let mut request = Request::from_parts(metadata, message, timeout);
+    request.set_remote_addr(remote);
+    Ok(request)
+}
+
+fn once<Resp, C: Codec<Resp>>(
+    response: Response<Resp>,
+    codec: &C,
+) -> Result<Response<Body>, Status> {
+    let (metadata, message, trailers) = response.into_parts();
+    let body = encode_to_bytes(codec, &message)?;
+    Ok(Response::from_parts(metadata, Body::once(body), trailers))
+}
+
+fn streamed<St, Resp, C>(response: Response<St>, codec: C) -> Response<Body>
+where
+    St: Stream<Item = Result<Resp, Status>> + Send + 'static,
+    C: Codec<Resp>,
+{
+    response.map(|stream| Body::from_stream(EncodeResultStream::new(stream, codec)))
+}
+
+/// Runs a unary handler: one request message in, one response message out.
 pub async fn unary_handler<Req, Resp, C, F, Fut>(
     call: Call,
     codec: C,
     handler: F,
-) -> Result<Response<Bytes>, Status>
+) -> Result<Response<Body>, Status>
 where
     C: Codec<Req> + Codec<Resp>,
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let (_, request) = call.into_parts();
-    let remote = request.remote_addr();
-    let (metadata, body, timeout) = request.into_parts();
-    let message = Codec::<Req>::decode(&codec, body)?;
-    let mut request = Request::from_parts(metadata, message, timeout);
-    request.set_remote_addr(remote);
-    let response = handler(request).await?;
-    let (metadata, message, trailers) = response.into_parts();
-    let body = encode_to_bytes(&codec, &message)?;
-    Ok(Response::from_parts(metadata, body, trailers))
+    let request = single_request(call, &codec).await?;
+    once(handler(request).await?, &codec)
+}
+
+/// Runs a server-streaming handler: one request message in, a stream of responses out.
+pub async fn server_streaming_handler<Req, Resp, C, F, Fut, St>(
+    call: Call,
+    codec: C,
+    handler: F,
+) -> Result<Response<Body>, Status>
+where
+    C: Codec<Req> + Codec<Resp>,
+    F: FnOnce(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<St>, Status>>,
+    St: Stream<Item = Result<Resp, Status>> + Send + 'static,
+{
+    let request = single_request(call, &codec).await?;
+    Ok(streamed(handler(request).await?, codec))
+}
+
+/// Runs a client-streaming handler: a stream of requests in, one response out.
+pub async fn client_streaming_handler<Req, Resp, C, F, Fut>(
+    call: Call,
+    codec: C,
+    handler: F,
+) -> Result<Response<Body>, Status>
+where
+    C: Codec<Req> + Codec<Resp>,
+    F: FnOnce(Request<Streaming<Req>>) -> Fut,
+    Fut: Future<Output = Result<Response<Resp>, Status>>,
+{
+    let request = request_with(call, |body| Streaming::new(body, codec.clone()));
+    once(handler(request).await?, &codec)
+}
+
+/// Runs a bidirectional-streaming handler: a stream of requests in, a stream of responses out.
+pub async fn streaming_handler<Req, Resp, C, F, Fut, St>(
+    call: Call,
+    codec: C,
+    handler: F,
+) -> Result<Response<Body>, Status>
+where
+    C: Codec<Req> + Codec<Resp>,
+    F: FnOnce(Request<Streaming<Req>>) -> Fut,
+    Fut: Future<Output = Result<Response<St>, Status>>,
+    St: Stream<Item = Result<Resp, Status>> + Send + 'static,
+{
+    let request = request_with(call, |body| Streaming::new(body, codec.clone()));
+    Ok(streamed(handler(request).await?, codec))
 }

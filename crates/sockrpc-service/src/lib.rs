@@ -11,15 +11,21 @@
 //! `ClientConnection` (writes OPEN + MESSAGE) → socket → server connection task → [`Router`] →
 //! generated server → your handler, and back as MESSAGE + END.
 
+mod body;
 mod call;
 pub mod client;
 mod handler;
 mod router;
 pub mod server;
+mod streaming;
 pub mod udp;
 
+pub use body::{Body, Incoming};
 pub use call::{BoxFuture, Call, NamedService, RpcService};
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
-pub use handler::unary_handler;
+pub use handler::{
+    client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,
+};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerConfig};
+pub use streaming::Streaming;

@@ -1,7 +1,7 @@
 //! `Router`: method path → service.
 
+use crate::Body;
 use crate::{BoxFuture, Call, NamedService};
-use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
 use std::{
     collections::HashMap,
@@ -13,7 +13,7 @@ use tower_service::Service;
 /// A mounted service with its type erased; cloning the service per call is an `Arc` bump for
 /// generated servers, and their boxed future passes through without a second box.
 trait Route: Send + Sync {
-    fn call(&self, call: Call) -> BoxFuture<Result<Response<Bytes>, Status>>;
+    fn call(&self, call: Call) -> BoxFuture<Result<Response<Body>, Status>>;
 }
 
 struct ServiceRoute<S>(S);
@@ -22,15 +22,15 @@ impl<S> Route for ServiceRoute<S>
 where
     S: Service<
             Call,
-            Response = Response<Bytes>,
+            Response = Response<Body>,
             Error = Status,
-            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+            Future = BoxFuture<Result<Response<Body>, Status>>,
         > + Clone
         + Send
         + Sync
         + 'static,
 {
-    fn call(&self, call: Call) -> BoxFuture<Result<Response<Bytes>, Status>> {
+    fn call(&self, call: Call) -> BoxFuture<Result<Response<Body>, Status>> {
         // Generated servers are always ready; a service that is not is a bug we report, not wait on.
         let mut service = self.0.clone();
         let waker = std::task::Waker::noop();
@@ -72,9 +72,9 @@ impl Router {
         S: NamedService
             + Service<
                 Call,
-                Response = Response<Bytes>,
+                Response = Response<Body>,
                 Error = Status,
-                Future = BoxFuture<Result<Response<Bytes>, Status>>,
+                Future = BoxFuture<Result<Response<Body>, Status>>,
             > + Clone
             + Send
             + Sync
@@ -88,9 +88,9 @@ impl Router {
     where
         S: Service<
                 Call,
-                Response = Response<Bytes>,
+                Response = Response<Body>,
                 Error = Status,
-                Future = BoxFuture<Result<Response<Bytes>, Status>>,
+                Future = BoxFuture<Result<Response<Body>, Status>>,
             > + Clone
             + Send
             + Sync
@@ -107,9 +107,9 @@ impl Router {
 }
 
 impl Service<Call> for Router {
-    type Response = Response<Bytes>;
+    type Response = Response<Body>;
     type Error = Status;
-    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+    type Future = BoxFuture<Result<Response<Body>, Status>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         Poll::Ready(Ok(()))

@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use quote::ToTokens;
 use syn::{Attribute, Expr, ImplItem, Item, Lit, Meta, TraitItem};
 
 /// Generated files, parsed.
@@ -151,4 +152,166 @@ pub fn struct_docs(items: &[Item], name: &str) -> String {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no struct `{name}`"))
+}
+
+/// `tokens` as text with all whitespace removed, so expectations don't
+/// depend on how tokens are spaced: `Request<super::M>` matches
+/// `Request < super :: M >`.
+pub fn compact(tokens: &impl ToTokens) -> String {
+    squash(&tokens.to_token_stream().to_string())
+}
+
+/// `text` with all whitespace and trailing commas (`,>`, `,)`) removed, which
+/// is all prettyplease varies with line length.
+pub fn squash(text: &str) -> String {
+    let squashed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    squashed.replace(",>", ">").replace(",)", ")")
+}
+
+/// The method `name` in the inherent impls of `ty`.
+pub fn inherent_fn<'a>(items: &'a [Item], ty: &str, name: &str) -> &'a syn::ImplItemFn {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Impl(imp) if imp.trait_.is_none() => Some(imp),
+            _ => None,
+        })
+        .filter(|imp| {
+            matches!(&*imp.self_ty, syn::Type::Path(p)
+                if p.path.segments.last().is_some_and(|s| s.ident == ty))
+        })
+        .flat_map(|imp| &imp.items)
+        .find_map(|it| match it {
+            ImplItem::Fn(f) if f.sig.ident == name => Some(f),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no method `{name}` on `{ty}`"))
+}
+
+/// The single parameter type (after `self`) and the return type of a
+/// generated method, compacted.
+pub fn param_and_return(sig: &syn::Signature) -> (String, String) {
+    let params: Vec<String> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::FnArg::Typed(t) => Some(compact(&t.ty)),
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect();
+    assert_eq!(params.len(), 1, "{}: {params:?}", sig.ident);
+    let ret = match &sig.output {
+        syn::ReturnType::Type(_, ty) => compact(ty),
+        syn::ReturnType::Default => String::new(),
+    };
+    (params[0].clone(), ret)
+}
+
+/// The method `name` of a trait.
+pub fn trait_fn<'a>(t: &'a syn::ItemTrait, name: &str) -> &'a syn::TraitItemFn {
+    t.items
+        .iter()
+        .find_map(|it| match it {
+            TraitItem::Fn(f) if f.sig.ident == name => Some(f),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no trait method `{name}`"))
+}
+
+/// Associated type names of a trait.
+pub fn trait_types(t: &syn::ItemTrait) -> Vec<String> {
+    t.items
+        .iter()
+        .filter_map(|it| match it {
+            TraitItem::Type(ty) => Some(ty.ident.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The associated type `name` of a trait.
+pub fn trait_type<'a>(t: &'a syn::ItemTrait, name: &str) -> &'a syn::TraitItemType {
+    t.items
+        .iter()
+        .find_map(|it| match it {
+            TraitItem::Type(ty) if ty.ident == name => Some(ty),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no associated type `{name}`"))
+}
+
+/// The bounds of the associated type `name`, compacted.
+pub fn trait_type_bounds(t: &syn::ItemTrait, name: &str) -> String {
+    compact(&trait_type(t, name).bounds)
+}
+
+/// Expected shapes of a generated rpc, written with short names that
+/// [`expand`] turns into the fully-qualified paths the generator emits.
+pub fn expand(short: &str) -> String {
+    let mut out = short.to_owned();
+    for (word, path) in [
+        ("Result<", "::core::result::"),
+        ("Future<", "::core::future::"),
+        ("Send", "::core::marker::"),
+        ("IntoStreamingRequest<", "::sockrpc::codegen::"),
+        ("IntoRequest<", "::sockrpc::codegen::"),
+        ("Request<", "::sockrpc::codegen::"),
+        ("Response<", "::sockrpc::codegen::"),
+        ("Streaming<", "::sockrpc::codegen::"),
+        ("Stream<", "::sockrpc::codegen::"),
+        ("Status", "::sockrpc::codegen::"),
+    ] {
+        out = replace_word(&out, word, &format!("{path}{word}"));
+    }
+    squash(&out)
+}
+
+/// Replaces `word` where it starts a name that isn't already qualified:
+/// not after a letter, digit, `_` or `:`.
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        out.push_str(&rest[..i]);
+        let qualified = out
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+        out.push_str(if qualified { word } else { with });
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The `impl Service<Call>` of the server module `items`, compacted.
+pub fn service_impl(items: &[Item]) -> String {
+    items
+        .iter()
+        .find_map(|item| match item {
+            Item::Impl(imp)
+                if imp.trait_.as_ref().is_some_and(|(path, _)| {
+                    path.segments.last().is_some_and(|s| s.ident == "Service")
+                }) =>
+            {
+                Some(compact(imp))
+            }
+            _ => None,
+        })
+        .expect("an `impl Service<Call>`")
+}
+
+/// The handler function the `match call.method()` arm of the server module
+/// `items` uses for the rpc `proto_name` (`unary_handler`, ...).
+pub fn dispatch_handler(items: &[Item], proto_name: &str) -> String {
+    let squashed = service_impl(items);
+    let arm = format!("{proto_name:?}=>{{");
+    let start = squashed
+        .find(&arm)
+        .unwrap_or_else(|| panic!("no dispatch arm for {proto_name}"))
+        + arm.len();
+    let rest = &squashed[start..];
+    let end = rest.find("_handler(").expect("a handler call") + "_handler".len();
+    let begin = rest[..end].rfind("::").expect("a qualified handler") + 2;
+    rest[begin..end].to_owned()
 }

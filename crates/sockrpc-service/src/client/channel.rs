@@ -2,11 +2,11 @@
 
 use super::endpoint::{Endpoint, IntoEndpoint};
 use super::pool::{ConnectionStats, Pool};
-use crate::{BoxFuture, Call};
+use crate::{Body, BoxFuture, Call};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{Response, Status};
-use sockrpc_transport::{ClientConnection, ResponseFuture};
+use sockrpc_protocol::{MetadataMap, MethodPath, Request, Response, Status};
+use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
     future::Future,
     pin::Pin,
@@ -86,10 +86,29 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind {
-        // A connection was up: no allocation, no extra task.
-        Call { #[pin] inner: ResponseFuture },
-        // The call had to wait for a connection first.
-        Connect { inner: BoxFuture<Result<Response<Bytes>, Status>> },
+        // A connection was up: no allocation, no extra task. `retry` keeps the request in case
+        // the server refuses it unprocessed (GOAWAY), when it is sent again on a new connection.
+        Call { #[pin] inner: ResponseFuture, retry: Option<Retry> },
+        // The call had to wait for a connection first, or streams.
+        Boxed { inner: BoxFuture<Result<Response<Body>, Status>> },
+    }
+}
+
+/// A unary request kept for one transparent retry.
+struct Retry {
+    pool: Pool,
+    path: MethodPath,
+    request: Request<Bytes>,
+    started: Instant,
+}
+
+impl Retry {
+    fn run(mut self) -> BoxFuture<Result<Response<Body>, Status>> {
+        if let Some(timeout) = self.request.timeout() {
+            self.request
+                .set_timeout(timeout.saturating_sub(self.started.elapsed()));
+        }
+        Box::pin(unary_waiting(self.pool, self.path, self.request))
     }
 }
 
@@ -100,18 +119,28 @@ impl std::fmt::Debug for ChannelFuture {
 }
 
 impl Future for ChannelFuture {
-    type Output = Result<Response<Bytes>, Status>;
+    type Output = Result<Response<Body>, Status>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Call { inner } => inner.poll(cx),
-            KindProj::Connect { inner } => inner.as_mut().poll(cx),
+        let mut kind = self.project().kind;
+        loop {
+            let retry = match kind.as_mut().project() {
+                KindProj::Boxed { inner } => return inner.as_mut().poll(cx),
+                KindProj::Call { inner, retry } => match std::task::ready!(inner.poll(cx)) {
+                    Ok(response) => return Poll::Ready(Ok(response.map(Body::once))),
+                    Err(status) if status.is_not_processed() && retry.is_some() => retry.take(),
+                    Err(status) => return Poll::Ready(Err(status)),
+                },
+            };
+            if let Some(retry) = retry {
+                kind.set(Kind::Boxed { inner: retry.run() });
+            }
         }
     }
 }
 
 impl Service<Call> for Channel {
-    type Response = Response<Bytes>;
+    type Response = Response<Body>;
     type Error = Status;
     type Future = ChannelFuture;
 
@@ -120,33 +149,129 @@ impl Service<Call> for Channel {
     }
 
     fn call(&mut self, call: Call) -> ChannelFuture {
-        let (path, mut request) = call.into_parts();
-        if request.timeout().is_none() {
-            if let Some(timeout) = self.pool.endpoint().timeout {
-                request.set_timeout(timeout);
-            }
-        }
-        if let Some(conn) = self.pool.pick() {
-            return ChannelFuture {
-                kind: Kind::Call {
-                    inner: conn.unary(path, request),
-                },
-            };
+        let streaming_response = call.streaming_response();
+        let (path, request) = call.into_parts();
+        let (metadata, body, mut timeout) = request.into_parts();
+        if timeout.is_none() {
+            timeout = self.pool.endpoint().timeout;
         }
         let pool = self.pool.clone();
+        let (first, body) = match body.into_once() {
+            Ok(message) if !streaming_response => {
+                let request = Request::from_parts(metadata, message, timeout);
+                return unary(pool, path, request);
+            }
+            Ok(message) => (Some(message), None),
+            Err(body) => (None, Some(body)),
+        };
         ChannelFuture {
-            kind: Kind::Connect {
-                inner: Box::pin(async move {
-                    let started = Instant::now();
-                    let deadline = request.timeout().map(|t| started + t);
-                    let conn = pool.get(deadline).await?;
-                    if let Some(deadline) = deadline {
-                        // The wait for a connection counts against the call's own deadline.
-                        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-                    }
-                    conn.unary(path, request).await
-                }),
+            kind: Kind::Boxed {
+                inner: Box::pin(open_stream(pool, path, metadata, timeout, first, body)),
             },
+        }
+    }
+}
+
+fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture {
+    if let Some(conn) = pool.pick() {
+        let retry = Retry {
+            pool,
+            path: path.clone(),
+            request: request.clone(),
+            started: Instant::now(),
+        };
+        return ChannelFuture {
+            kind: Kind::Call {
+                inner: conn.unary(path, request),
+                retry: Some(retry),
+            },
+        };
+    }
+    ChannelFuture {
+        kind: Kind::Boxed {
+            inner: Box::pin(unary_waiting(pool, path, request)),
+        },
+    }
+}
+
+/// A unary call that first waits for a connection (within its deadline).
+async fn unary_waiting(
+    pool: Pool,
+    path: MethodPath,
+    mut request: Request<Bytes>,
+) -> Result<Response<Body>, Status> {
+    let deadline = request.timeout().map(|t| Instant::now() + t);
+    let conn = pool.get(deadline).await?;
+    if let Some(deadline) = deadline {
+        // The wait for a connection counts against the call's own deadline.
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+    let response = conn.unary(path, request).await?;
+    Ok(response.map(Body::once))
+}
+
+/// A streaming call: opens it, starts a task feeding the request stream (if any) into it, and
+/// returns as soon as the response head arrives.
+async fn open_stream(
+    pool: Pool,
+    path: MethodPath,
+    metadata: MetadataMap,
+    timeout: Option<std::time::Duration>,
+    first: Option<Bytes>,
+    body: Option<Body>,
+) -> Result<Response<Body>, Status> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let conn = match pool.pick() {
+        Some(conn) => conn,
+        None => pool.get(deadline).await?,
+    };
+    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let (sender, mut receiver) = conn.open_stream(&path, &metadata, timeout, first)?;
+    if let Some(body) = body {
+        tokio::spawn(feed(sender, body));
+    }
+    let headers = std::future::poll_fn(|cx| receiver.poll_headers(cx)).await?;
+    Ok(Response::from_parts(
+        headers,
+        Body::incoming(receiver),
+        MetadataMap::new(),
+    ))
+}
+
+/// Sends a request stream as the window allows; stops when the call ends either way.
+async fn feed(mut sender: StreamSender, mut body: Body) {
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            if sender.poll_alive(cx).is_err() {
+                return Poll::Ready(None);
+            }
+            match sender.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(())) => {}
+            }
+            body.poll_message(cx).map(Some)
+        })
+        .await;
+        match next {
+            // The call ended (answered, cancelled, failed): nobody reads more requests.
+            None => return,
+            Some(None) => {
+                sender.close();
+                return;
+            }
+            Some(Some(Ok(message))) => {
+                let sent = std::future::poll_fn(|cx| Poll::Ready(sender.send(cx, &message))).await;
+                if sent.is_err() {
+                    sender.cancel();
+                    return;
+                }
+            }
+            Some(Some(Err(status))) => {
+                tracing::debug!(error = %status, "request stream failed; cancelling the call");
+                sender.cancel();
+                return;
+            }
         }
     }
 }

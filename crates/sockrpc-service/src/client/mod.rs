@@ -11,12 +11,14 @@ pub use channel::{Channel, ChannelFuture};
 pub use endpoint::{Endpoint, IntoEndpoint};
 pub use pool::ConnectionStats;
 
-use crate::{Call, RpcService};
+use crate::streaming::{EncodeStream, Streaming};
+use crate::{Body, Call, RpcService};
+use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
 
 /// Typed calls over any [`RpcService`] (a [`Channel`], or one wrapped in middleware): encodes
-/// the request, sends it, decodes the answer.
+/// requests, sends them, decodes answers. Generated clients call one method per call shape.
 #[derive(Debug, Clone)]
 pub struct Client<T> {
     inner: T,
@@ -38,7 +40,47 @@ impl<T: RpcService> Client<T> {
         &mut self.inner
     }
 
-    /// One unary call of `path` with `codec`.
+    async fn send(&mut self, call: Call) -> Result<Response<Body>, Status> {
+        std::future::poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.call(call).await
+    }
+
+    fn once<Req, C: Codec<Req>>(
+        request: Request<Req>,
+        path: &'static str,
+        codec: &C,
+    ) -> Result<Call, Status> {
+        let (metadata, message, timeout) = request.into_parts();
+        let body = Body::once(encode_to_bytes(codec, &message)?);
+        Ok(Call::new(
+            MethodPath::from_static(path),
+            Request::from_parts(metadata, body, timeout),
+        ))
+    }
+
+    fn stream<S, Req, C>(request: Request<S>, path: &'static str, codec: C) -> Call
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        C: Codec<Req>,
+    {
+        let (metadata, stream, timeout) = request.into_parts();
+        let body = Body::from_stream(EncodeStream::new(stream, codec));
+        Call::new(
+            MethodPath::from_static(path),
+            Request::from_parts(metadata, body, timeout),
+        )
+    }
+
+    async fn single<Resp, C: Codec<Resp>>(
+        response: Response<Body>,
+        codec: &C,
+    ) -> Result<Response<Resp>, Status> {
+        let (metadata, body, trailers) = response.into_parts();
+        let message = codec.decode(body.single().await?)?;
+        Ok(Response::from_parts(metadata, message, trailers))
+    }
+
+    /// One request, one response.
     pub async fn unary<Req, Resp, C>(
         &mut self,
         request: Request<Req>,
@@ -48,16 +90,55 @@ impl<T: RpcService> Client<T> {
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let (metadata, message, timeout) = request.into_parts();
-        let body = encode_to_bytes(&codec, &message)?;
-        let call = Call::new(
-            MethodPath::from_static(path),
-            Request::from_parts(metadata, body, timeout),
-        );
-        std::future::poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        let response = self.inner.call(call).await?;
-        let (metadata, body, trailers) = response.into_parts();
-        let message = Codec::<Resp>::decode(&codec, body)?;
-        Ok(Response::from_parts(metadata, message, trailers))
+        let call = Self::once(request, path, &codec)?;
+        let response = self.send(call).await?;
+        Self::single(response, &codec).await
+    }
+
+    /// One request, a stream of responses.
+    pub async fn server_streaming<Req, Resp, C>(
+        &mut self,
+        request: Request<Req>,
+        path: &'static str,
+        codec: C,
+    ) -> Result<Response<Streaming<Resp>>, Status>
+    where
+        C: Codec<Req> + Codec<Resp>,
+    {
+        let call = Self::once(request, path, &codec)?.with_streaming_response();
+        let response = self.send(call).await?;
+        Ok(response.map(|body| Streaming::new(body, codec)))
+    }
+
+    /// A stream of requests, one response.
+    pub async fn client_streaming<S, Req, Resp, C>(
+        &mut self,
+        request: Request<S>,
+        path: &'static str,
+        codec: C,
+    ) -> Result<Response<Resp>, Status>
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        C: Codec<Req> + Codec<Resp>,
+    {
+        let call = Self::stream(request, path, codec.clone());
+        let response = self.send(call).await?;
+        Self::single(response, &codec).await
+    }
+
+    /// A stream of requests, a stream of responses.
+    pub async fn streaming<S, Req, Resp, C>(
+        &mut self,
+        request: Request<S>,
+        path: &'static str,
+        codec: C,
+    ) -> Result<Response<Streaming<Resp>>, Status>
+    where
+        S: Stream<Item = Req> + Send + 'static,
+        C: Codec<Req> + Codec<Resp>,
+    {
+        let call = Self::stream(request, path, codec.clone()).with_streaming_response();
+        let response = self.send(call).await?;
+        Ok(response.map(|body| Streaming::new(body, codec)))
     }
 }

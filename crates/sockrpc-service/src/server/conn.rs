@@ -12,8 +12,9 @@
 //! call in one read batch leave in one write. Only a handler that really waits is moved to a task
 //! of its own, so a slow call never holds up the others on the connection.
 
-use crate::{BoxFuture, Call};
-use bytes::{Bytes, BytesMut};
+use super::respond::{answer_now, pump, ServerRecv, ServerStream, Shared};
+use crate::{Body, BoxFuture, Call};
+use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, Frame, PREFACE};
 use sockrpc_protocol::{Code, Limits, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::client::BoxReader;
@@ -24,11 +25,10 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -69,34 +69,6 @@ impl Default for PingPolicy {
 }
 
 const READS_PER_POLL: usize = 16;
-
-struct ConnState {
-    outbox: Outbox,
-    /// Handlers running in their own task; `None` while the task is being spawned.
-    running: HashMap<u32, Option<AbortHandle>>,
-}
-
-struct Shared {
-    state: Mutex<ConnState>,
-    limits: Limits,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, ConnState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Stops every handler still running in a task of its own.
-    fn abort_running(&self) {
-        for (_, handle) in self.lock().running.drain() {
-            if let Some(handle) = handle {
-                handle.abort();
-            }
-        }
-    }
-}
 
 struct Opened {
     path: MethodPath,
@@ -164,9 +136,9 @@ impl<S> Connection<S>
 where
     S: Service<
             Call,
-            Response = Response<Bytes>,
+            Response = Response<Body>,
             Error = Status,
-            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+            Future = BoxFuture<Result<Response<Body>, Status>>,
         > + Send
         + 'static,
 {
@@ -182,13 +154,7 @@ where
         outbox.buf_mut().extend_from_slice(&PREFACE);
         Connection {
             service,
-            shared: Arc::new(Shared {
-                state: Mutex::new(ConnState {
-                    outbox,
-                    running: HashMap::new(),
-                }),
-                limits: config.limits,
-            }),
+            shared: Arc::new(Shared::new(outbox, config.limits)),
             reader,
             rbuf: BytesMut::with_capacity(16 * 1024),
             decoder: FrameDecoder::new(config.limits),
@@ -203,7 +169,8 @@ where
         }
     }
 
-    fn in_flight(&self, state: &ConnState) -> usize {
+    fn in_flight(&self) -> usize {
+        let state = self.shared.lock();
         self.opened.len() + state.running.len()
     }
 
@@ -216,6 +183,7 @@ where
                 path,
                 metadata,
                 end_stream,
+                streaming,
             } => {
                 if call_id <= self.last_call_id {
                     return Err((
@@ -228,9 +196,14 @@ where
                 }
                 self.last_call_id = call_id;
                 self.ping_strikes = 0;
-                let busy = self.in_flight(&self.shared.lock()) >= self.config.max_concurrent_calls;
+                let busy = self.in_flight() >= self.config.max_concurrent_calls;
                 if self.draining {
-                    self.answer(call_id, Err(Status::unavailable("server is shutting down")));
+                    self.answer(
+                        call_id,
+                        Err(Status::not_processed(
+                            "server is shutting down; the call was not processed",
+                        )),
+                    );
                 } else if busy {
                     self.answer(
                         call_id,
@@ -239,6 +212,26 @@ where
                             self.config.max_concurrent_calls
                         ))),
                     );
+                } else if streaming {
+                    // The client streams its request: the handler starts now and reads the
+                    // messages as they arrive.
+                    let deadline = timeout.map(|t| Instant::now() + t);
+                    let mut stream = ServerStream::default();
+                    if end_stream {
+                        stream.inbound.finish(Ok(MetadataMap::new()));
+                    }
+                    self.shared.lock().streams.insert(call_id, stream);
+                    let body = Body::incoming(ServerRecv {
+                        shared: Arc::clone(&self.shared),
+                        call_id,
+                    });
+                    let opened = Opened {
+                        path,
+                        metadata,
+                        deadline,
+                        timeout,
+                    };
+                    self.dispatch(cx, call_id, opened, body);
                 } else if end_stream {
                     self.answer(
                         call_id,
@@ -259,9 +252,38 @@ where
                     );
                 }
             }
-            Frame::Message { call_id, body, .. } => {
+            Frame::Message {
+                call_id,
+                body,
+                end_stream,
+            } => {
                 if let Some(opened) = self.opened.remove(&call_id) {
-                    self.dispatch(cx, call_id, opened, body);
+                    self.dispatch(cx, call_id, opened, Body::once(body));
+                } else {
+                    let max = self.config.limits.max_message_size;
+                    let mut state = self.shared.lock();
+                    if let Some(stream) = state.streams.get_mut(&call_id) {
+                        if stream.inbound.push(body, max).is_err() {
+                            return Err((
+                                Code::Internal,
+                                format!("call {call_id} sent past its flow-control window"),
+                            ));
+                        }
+                        if end_stream {
+                            stream.inbound.finish(Ok(MetadataMap::new()));
+                        }
+                    }
+                }
+            }
+            Frame::End { call_id, .. } => {
+                // From a client, END is its half-close: no more request messages.
+                if let Some(stream) = self.shared.lock().streams.get_mut(&call_id) {
+                    stream.inbound.finish(Ok(MetadataMap::new()));
+                }
+            }
+            Frame::Window { call_id, credit } => {
+                if let Some(stream) = self.shared.lock().streams.get_mut(&call_id) {
+                    stream.outbound.credit(credit);
                 }
             }
             Frame::Oversized { call_id, length } if self.opened.remove(&call_id).is_some() => {
@@ -275,14 +297,16 @@ where
             }
             Frame::Cancel { call_id } => {
                 self.opened.remove(&call_id);
-                if let Some(Some(handle)) = self.shared.lock().running.remove(&call_id) {
+                let mut state = self.shared.lock();
+                Shared::cancel_stream(&mut state, call_id);
+                if let Some(Some(handle)) = state.running.remove(&call_id) {
                     handle.abort();
                 }
             }
             Frame::Ping { payload } => {
                 let policy = self.config.ping_policy;
                 let now = Instant::now();
-                let idle = self.in_flight(&self.shared.lock()) == 0;
+                let idle = self.in_flight() == 0;
                 let too_soon = self
                     .last_ping
                     .is_some_and(|last| now.duration_since(last) < policy.min_interval);
@@ -302,7 +326,7 @@ where
     }
 
     /// Starts a handler; answers inline when it completes at once.
-    fn dispatch(&mut self, cx: &mut Context<'_>, call_id: u32, opened: Opened, body: Bytes) {
+    fn dispatch(&mut self, cx: &mut Context<'_>, call_id: u32, opened: Opened, body: Body) {
         let Opened {
             path,
             metadata,
@@ -326,7 +350,7 @@ where
             let _enter = span.enter();
             self.service.call(call)
         };
-        let mut future: BoxFuture<Result<Response<Bytes>, Status>> = match deadline {
+        let mut future: BoxFuture<Result<Response<Body>, Status>> = match deadline {
             None => future,
             Some(deadline) => Box::pin(async move {
                 match tokio::time::timeout_at(deadline, future).await {
@@ -342,51 +366,47 @@ where
         match polled {
             Poll::Ready(result) => {
                 record(&span, started, &result);
-                self.answer(call_id, result);
+                let streamed = {
+                    let mut state = self.shared.lock();
+                    answer_now(&mut state, call_id, result, &self.shared.limits)
+                };
+                if let Some(response) = streamed {
+                    // Streamed answers are paced by the client's credit: they get a task.
+                    let shared = Arc::clone(&self.shared);
+                    let task = finish_call(shared, call_id, Ok(response), deadline);
+                    self.spawn_call(call_id, task.instrument(span));
+                }
             }
             Poll::Pending => {
                 let shared = Arc::clone(&self.shared);
-                shared.lock().running.insert(call_id, None);
                 let task_span = span.clone();
-                let handle = tokio::spawn(
-                    async move {
-                        let result = future.await;
-                        record(&task_span, started, &result);
-                        let mut result = Some(result);
-                        std::future::poll_fn(|cx| {
-                            let mut state = shared.lock();
-                            // Absent means the call was cancelled meanwhile: nobody wants the answer.
-                            if state.running.remove(&call_id).is_some() {
-                                if let Some(result) = result.take() {
-                                    encode_answer(
-                                        state.outbox.buf_mut(),
-                                        call_id,
-                                        result,
-                                        &shared.limits,
-                                    );
-                                }
-                                if state.running.is_empty() {
-                                    // A draining connection waits for its last handler to finish.
-                                    state.outbox.wake_driver();
-                                }
-                                state.outbox.flush_or_hand_off(cx);
-                            }
-                            Poll::Ready(())
-                        })
-                        .await;
-                    }
-                    .instrument(span),
-                );
-                if let Some(entry) = self.shared.lock().running.get_mut(&call_id) {
-                    *entry = Some(handle.abort_handle());
-                }
+                let task = async move {
+                    let result = future.await;
+                    record(&task_span, started, &result);
+                    finish_call(shared, call_id, result, deadline).await;
+                };
+                self.spawn_call(call_id, task.instrument(span));
             }
         }
     }
 
-    fn answer(&self, call_id: u32, result: Result<Response<Bytes>, Status>) {
+    /// Runs the rest of a call in a task of its own, registered so CANCEL can abort it.
+    fn spawn_call(&self, call_id: u32, task: impl Future<Output = ()> + Send + 'static) {
+        self.shared.lock().running.insert(call_id, None);
+        let handle = tokio::spawn(task);
+        if let Some(entry) = self.shared.lock().running.get_mut(&call_id) {
+            *entry = Some(handle.abort_handle());
+        }
+    }
+
+    /// Answers a call from the connection task (errors the connection itself decides on).
+    fn answer(&self, call_id: u32, result: Result<Response<Body>, Status>) {
         let mut state = self.shared.lock();
-        encode_answer(state.outbox.buf_mut(), call_id, result, &self.shared.limits);
+        let streamed = answer_now(&mut state, call_id, result, &self.shared.limits);
+        debug_assert!(
+            streamed.is_none(),
+            "the connection only answers with errors"
+        );
     }
 
     fn abort_all(&mut self) {
@@ -419,7 +439,7 @@ impl<S> Drop for Connection<S> {
 fn record(
     span: &tracing::Span,
     started: Option<std::time::Instant>,
-    result: &Result<Response<Bytes>, Status>,
+    result: &Result<Response<Body>, Status>,
 ) {
     if let Some(started) = started {
         let code = match result {
@@ -432,63 +452,63 @@ fn record(
     }
 }
 
-/// Writes a call's answer: HEADERS (when there is leading metadata), MESSAGE, END.
-fn encode_answer(
-    buf: &mut BytesMut,
+/// Answers a call whose handler finished in its own task: at once, or by streaming; then
+/// forgets it. A call cancelled meanwhile gets nothing.
+async fn finish_call(
+    shared: Arc<Shared>,
     call_id: u32,
-    result: Result<Response<Bytes>, Status>,
-    limits: &Limits,
+    result: Result<Response<Body>, Status>,
+    deadline: Option<Instant>,
 ) {
-    match result {
-        Ok(response) => {
-            let (metadata, body, trailers) = response.into_parts();
-            if body.len() > limits.max_message_size {
-                let status = Status::resource_exhausted(format!(
-                    "response message of {} bytes exceeds the limit of {}",
-                    body.len(),
-                    limits.max_message_size
-                ));
-                return encode_status(buf, call_id, &status, limits);
-            }
-            if let Err(reason) = frame::check_metadata(&metadata, limits)
-                .and_then(|()| frame::check_metadata(&trailers, limits))
-            {
-                let status = Status::internal(format!("response metadata: {reason}"));
-                return encode_status(buf, call_id, &status, limits);
-            }
-            if !metadata.is_empty() {
-                frame::encode_headers(buf, call_id, &metadata);
-            }
-            frame::encode_message(buf, call_id, true, &body);
-            frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers);
+    let streamed = {
+        let mut state = shared.lock();
+        if !state.running.contains_key(&call_id) {
+            return;
         }
-        Err(status) => encode_status(buf, call_id, &status, limits),
-    }
-}
-
-fn encode_status(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
-    let empty = MetadataMap::new();
-    let trailers = match frame::check_metadata(status.metadata(), limits) {
-        Ok(()) => status.metadata(),
-        Err(_) => &empty,
+        answer_now(&mut state, call_id, result, &shared.limits)
     };
-    frame::encode_end(
-        buf,
-        call_id,
-        status.code(),
-        status.message(),
-        status.details(),
-        trailers,
-    );
+    if let Some(response) = streamed {
+        let pumping = pump(Arc::clone(&shared), call_id, response);
+        let finished = match deadline {
+            None => {
+                pumping.await;
+                true
+            }
+            Some(deadline) => tokio::time::timeout_at(deadline, pumping).await.is_ok(),
+        };
+        if !finished {
+            let mut state = shared.lock();
+            if state.streams.remove(&call_id).is_some() {
+                let status = Status::deadline_exceeded("deadline exceeded on the server");
+                super::respond::encode_status(
+                    state.outbox.buf_mut(),
+                    call_id,
+                    &status,
+                    &shared.limits,
+                );
+            }
+        }
+    }
+    std::future::poll_fn(|cx| {
+        let mut state = shared.lock();
+        state.running.remove(&call_id);
+        if state.running.is_empty() {
+            // A draining connection waits for its last handler to finish.
+            state.outbox.wake_driver();
+        }
+        state.outbox.flush_or_hand_off(cx);
+        Poll::Ready(())
+    })
+    .await;
 }
 
 impl<S> Future for Connection<S>
 where
     S: Service<
             Call,
-            Response = Response<Bytes>,
+            Response = Response<Body>,
             Error = Status,
-            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+            Future = BoxFuture<Result<Response<Body>, Status>>,
         > + Send
         + Unpin
         + 'static,

@@ -6,9 +6,10 @@
 //! ```
 
 mod conn;
+mod respond;
 
+use crate::Body;
 use crate::{BoxFuture, Call, NamedService, Router};
-use bytes::Bytes;
 pub use conn::PingPolicy;
 use conn::{ConnConfig, Connection};
 use sockrpc_protocol::{Limits, Response, Status};
@@ -92,9 +93,9 @@ pub trait Finish {
     /// The service a connection runs.
     type Service: Service<
             Call,
-            Response = Response<Bytes>,
+            Response = Response<Body>,
             Error = Status,
-            Future = BoxFuture<Result<Response<Bytes>, Status>>,
+            Future = BoxFuture<Result<Response<Body>, Status>>,
         > + Clone
         + Send
         + Unpin
@@ -116,7 +117,7 @@ impl<Inner, Outer> Finish for Stack<Inner, Outer>
 where
     Stack<Inner, Outer>: Layer<Router>,
     <Stack<Inner, Outer> as Layer<Router>>::Service:
-        Service<Call, Response = Response<Bytes>, Error = Status> + Clone + Send + Unpin + 'static,
+        Service<Call, Response = Response<Body>, Error = Status> + Clone + Send + Unpin + 'static,
     <<Stack<Inner, Outer> as Layer<Router>>::Service as Service<Call>>::Future: Send + 'static,
 {
     type Service = Boxed<<Stack<Inner, Outer> as Layer<Router>>::Service>;
@@ -132,12 +133,12 @@ pub struct Boxed<S>(S);
 
 impl<S> Service<Call> for Boxed<S>
 where
-    S: Service<Call, Response = Response<Bytes>, Error = Status>,
+    S: Service<Call, Response = Response<Body>, Error = Status>,
     S::Future: Send + 'static,
 {
-    type Response = Response<Bytes>;
+    type Response = Response<Body>;
     type Error = Status;
-    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+    type Future = BoxFuture<Result<Response<Body>, Status>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         self.0.poll_ready(cx)
@@ -173,9 +174,9 @@ impl<L> ServerBuilder<L> {
         S: NamedService
             + Service<
                 Call,
-                Response = Response<Bytes>,
+                Response = Response<Body>,
                 Error = Status,
-                Future = BoxFuture<Result<Response<Bytes>, Status>>,
+                Future = BoxFuture<Result<Response<Body>, Status>>,
             > + Clone
             + Send
             + Sync

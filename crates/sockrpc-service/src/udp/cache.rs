@@ -19,7 +19,7 @@ use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 use tokio::sync::Notify;
@@ -147,8 +147,8 @@ impl ReplyCache {
     /// Drops finished entries past their time, oldest first.
     fn expire(&self, state: &mut State, now: Instant) {
         while let Some(&(key, finished)) = state.order.front() {
-            let over = state.order.len() > self.config.max_entries
-                || state.bytes > self.config.max_bytes;
+            let over =
+                state.order.len() > self.config.max_entries || state.bytes > self.config.max_bytes;
             if !over && now.saturating_duration_since(finished) < self.config.ttl {
                 break;
             }
@@ -171,6 +171,15 @@ impl ReplyCache {
                 state.map.insert((instance, call_id), Slot::Running);
                 Begin::New
             }
+        }
+    }
+
+    /// Forgets a call recorded by `begin` that was not run after all (server overloaded), so a
+    /// retransmission may run it later.
+    pub(crate) fn abandon(&self, instance: u64, call_id: u32) {
+        let mut state = self.lock();
+        if let Some(Slot::Running) = state.map.get(&(instance, call_id)) {
+            state.map.remove(&(instance, call_id));
         }
     }
 
@@ -265,12 +274,12 @@ impl ReplyCache {
 /// Completes a started call when dropped unfinished (handler panicked, task aborted at
 /// shutdown), so its entry never stays `InProgress` forever and a retransmission is told the
 /// call was interrupted instead of running it again.
-pub(crate) struct CompletionGuard<'a> {
-    pub(crate) cache: &'a ReplyCache,
+pub(crate) struct CompletionGuard {
+    pub(crate) cache: Arc<ReplyCache>,
     pub(crate) key: Option<(u64, u32)>,
 }
 
-impl CompletionGuard<'_> {
+impl CompletionGuard {
     /// Stores the answer and disarms the guard.
     pub(crate) fn complete(mut self, answer: &Result<Response<Bytes>, Status>) {
         if let Some((instance, call_id)) = self.key.take() {
@@ -279,7 +288,7 @@ impl CompletionGuard<'_> {
     }
 }
 
-impl Drop for CompletionGuard<'_> {
+impl Drop for CompletionGuard {
     fn drop(&mut self) {
         if let Some((instance, call_id)) = self.key.take() {
             self.cache.complete(
@@ -315,9 +324,11 @@ mod tests {
 
     #[test]
     fn bounds_evict_oldest_finished_never_running() {
-        let mut config = ReplyCacheConfig::default();
-        config.max_entries = 2;
-        config.max_bytes = 10_000;
+        let config = ReplyCacheConfig {
+            max_entries: 2,
+            max_bytes: 10_000,
+            ..ReplyCacheConfig::default()
+        };
         let cache = ReplyCache::new(config);
         assert!(matches!(cache.begin(9, 9), Begin::New));
         for id in 1..=3 {
@@ -344,15 +355,13 @@ mod tests {
         };
         tokio::task::yield_now().await;
         drop(CompletionGuard {
-            cache: &cache,
+            cache: std::sync::Arc::clone(&cache),
             key: Some((5, 5)),
         });
         let got = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("in time")
             .expect("task");
-        assert!(
-            matches!(got, Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted)
-        );
+        assert!(matches!(got, Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted));
     }
 }

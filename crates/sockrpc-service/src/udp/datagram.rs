@@ -25,7 +25,7 @@
 //! | code: u32 | msg_len: u16 | message | details_len: u16 | details | leading | trailing | message |
 //! +-----------+--------------+---------+------------------+---------+---------+----------+---------+
 //!
-//! TRUNCATED, COOKIE (s→c): header only.   COOKIE_REQUEST (c→s): header, then zero padding.
+//! TRUNCATED, COOKIE, PENDING (s→c): header only.   COOKIE_REQUEST (c→s): header, then zero padding.
 //! ```
 //!
 //! The metadata block is the TCP protocol's (`docs/PROTOCOL.md`), and is validated by the same
@@ -80,6 +80,9 @@ pub enum Kind {
     Truncated = 0x82,
     /// Server → client: the cookie, in the header.
     Cookie = 0x83,
+    /// Server → client: a retransmitted call is still running; its answer will follow. Tells
+    /// the client the path works, so a slow handler is not mistaken for loss.
+    Pending = 0x84,
 }
 
 impl Kind {
@@ -91,6 +94,7 @@ impl Kind {
             0x81 => Kind::Reply,
             0x82 => Kind::Truncated,
             0x83 => Kind::Cookie,
+            0x84 => Kind::Pending,
             _ => return None,
         })
     }
@@ -480,7 +484,7 @@ pub fn parse_reply(
     Ok(Err(status))
 }
 
-/// Writes a header-only datagram (TRUNCATED, COOKIE).
+/// Writes a header-only datagram (TRUNCATED, COOKIE, PENDING).
 pub fn encode_header_only(dst: &mut BytesMut, header: &Header) {
     header.encode(dst);
 }
@@ -556,8 +560,8 @@ mod tests {
             let mut buf = BytesMut::new();
             encode_reply(&mut buf, &header(Kind::Reply), &result);
             assert_eq!(buf.len(), reply_len(&result));
-            let back = parse_reply(Bytes::copy_from_slice(&buf[HEADER_LEN..]), &limits)
-                .expect("parse");
+            let back =
+                parse_reply(Bytes::copy_from_slice(&buf[HEADER_LEN..]), &limits).expect("parse");
             match (&result, &back) {
                 (Ok(a), Ok(b)) => {
                     assert_eq!(a.get_ref(), b.get_ref());
@@ -589,7 +593,9 @@ mod tests {
         assert_eq!(Header::parse(&bad), Err(DatagramError::UnknownKind(0x7f)));
         assert!(Kind::Reply.is_from_server() && !Kind::Request.is_from_server());
         // A metadata count larger than the block.
-        let body = Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, b'/', b'a', b'/', b'b', 0xff, 0xff]);
+        let body = Bytes::from_static(&[
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 4, b'/', b'a', b'/', b'b', 0xff, 0xff,
+        ]);
         assert!(parse_request(body, &Limits::default()).is_err());
     }
 }

@@ -1,1 +1,129 @@
-//! UDP for small calls (in progress).
+//! UDP for small calls: one datagram per request, one per answer, with TCP for the rest.
+//!
+//! ```text
+//!  UdpClient::call ──REQUEST──▶ UdpServer ──▶ ReplyCache.begin ──▶ Router ──▶ handler
+//!        ▲                          │               (dedup on (instance, call id))
+//!        │◀───────── REPLY ─────────┤  answer fits and the source has a cookie (or it is small)
+//!        │◀──────── TRUNCATED ──────┘  otherwise: the full answer stays in the cache
+//!        └─ Truncated{instance, call_id} ──▶ caller re-issues over TCP ──▶ ReplyCache.wait
+//! ```
+//!
+//! The pieces (`docs/UDP.md` has the protocol):
+//! - [`datagram`]: the wire format, version 1.
+//! - [`UdpClient`]: one socket per channel, retransmission from a smoothed RTT, fallback to TCP
+//!   after repeated loss, [`UdpOutcome`] for the caller to act on.
+//! - [`UdpServer`] / [`serve_udp`]: the same router the TCP server runs, behind cookies, a
+//!   per-source rate limit and the no-amplification rule.
+//! - [`ReplyCache`]: at-most-once execution, shared with the TCP server for re-issued calls.
+//! - [`mark_reissue`] / [`take_reissue`]: how a TCP re-issue carries the UDP call's identity.
+
+mod cache;
+mod client;
+mod cookie;
+pub mod datagram;
+mod limiter;
+mod rtt;
+mod server;
+
+pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};
+pub use client::{UdpClient, UdpClientConfig, UdpClientStats, UdpOutcome};
+pub use limiter::RateLimit;
+pub use server::{serve_udp, UdpServer, UdpServerConfig, UdpServerCounters, UdpServerStats};
+
+use sockrpc_protocol::MetadataMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Metadata key a TCP re-issue of a truncated UDP call carries: `<instance:016x>.<call_id:08x>`.
+/// The TCP server takes it off with [`take_reissue`] and answers from the [`ReplyCache`]
+/// instead of running the call a second time.
+pub const REISSUE_METADATA_KEY: &str = "sockrpc-udp-reissue";
+
+/// Marks a request as the TCP re-issue of UDP call `(instance, call_id)`.
+pub fn mark_reissue(metadata: &mut MetadataMap, instance: u64, call_id: u32) {
+    // The value is lowercase hex and a dot: always a valid text value, so this cannot fail.
+    let _ = metadata.insert(
+        REISSUE_METADATA_KEY,
+        &format!("{instance:016x}.{call_id:08x}"),
+    );
+}
+
+/// Removes the re-issue mark from request metadata, returning `(instance, call_id)` when it was
+/// there and well-formed. The TCP server calls this on every request; a malformed mark is
+/// removed and ignored (the call runs normally, as any call without a mark).
+pub fn take_reissue(metadata: &mut MetadataMap) -> Option<(u64, u32)> {
+    let value = metadata.get(REISSUE_METADATA_KEY)?.to_owned();
+    metadata.remove(REISSUE_METADATA_KEY);
+    let (instance, call_id) = value.split_once('.')?;
+    let instance = u64::from_str_radix(instance, 16).ok()?;
+    let call_id = u32::from_str_radix(call_id, 16).ok()?;
+    (call_id != 0).then_some((instance, call_id))
+}
+
+/// A random u64: SipHash, keyed from the OS at first use on each thread, of a process-wide
+/// counter. Used for client instances and retransmission jitter, where unpredictability matters
+/// and a dependency on a random-number crate does not pay for itself.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static KEY: RandomState = RandomState::new();
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    KEY.with(|key| key.hash_one(n))
+}
+
+/// Defines a set of counters: a live struct of atomics and a plain snapshot of it.
+macro_rules! counters {
+    (
+        $(#[$smeta:meta])* snapshot $snap:ident;
+        $(#[$lmeta:meta])* $lvis:vis live $live:ident;
+        { $($(#[$fmeta:meta])* $field:ident,)* }
+    ) => {
+        $(#[$smeta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct $snap {
+            $($(#[$fmeta])* pub $field: u64,)*
+        }
+
+        $(#[$lmeta])*
+        #[derive(Debug, Default)]
+        $lvis struct $live {
+            $(pub(crate) $field: std::sync::atomic::AtomicU64,)*
+        }
+
+        impl $live {
+            /// The counters' values now.
+            $lvis fn snapshot(&self) -> $snap {
+                $snap {
+                    $($field: self.$field.load(std::sync::atomic::Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+pub(crate) use counters;
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reissue_mark_round_trips() {
+        let mut metadata = MetadataMap::new();
+        mark_reissue(&mut metadata, u64::MAX - 1, 7);
+        assert_eq!(take_reissue(&mut metadata), Some((u64::MAX - 1, 7)));
+        assert!(metadata.is_empty());
+        metadata
+            .insert(REISSUE_METADATA_KEY, "zz.1")
+            .expect("valid");
+        assert_eq!(take_reissue(&mut metadata), None);
+        assert!(metadata.is_empty());
+        assert_ne!(random_u64(), random_u64());
+    }
+}

@@ -113,12 +113,31 @@ impl Driver {
         match frame {
             Frame::Headers { call_id, metadata } => {
                 if let Some(slot) = state.calls.get_mut(&call_id) {
-                    slot.headers.extend(metadata);
+                    match slot.stream.as_mut() {
+                        Some(stream) => {
+                            stream
+                                .headers
+                                .get_or_insert_with(Default::default)
+                                .extend(metadata);
+                            if let Some(waker) = stream.head_waker.take() {
+                                self.wake.push(waker);
+                            }
+                        }
+                        None => slot.headers.extend(metadata),
+                    }
                 }
             }
             Frame::Message { call_id, body, .. } => {
+                let max = self.shared.limits.max_message_size;
                 if let Some(slot) = state.calls.get_mut(&call_id) {
-                    if slot.message.is_some() {
+                    if let Some(stream) = slot.stream.as_mut() {
+                        if stream.inbound.push(body, max).is_err() {
+                            stream.end(Err(Status::internal(
+                                "server sent past its flow-control window",
+                            )));
+                            frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                        }
+                    } else if slot.message.is_some() {
                         slot.extra_messages = true;
                     } else {
                         slot.message = Some(body);
@@ -127,6 +146,14 @@ impl Driver {
             }
             Frame::Oversized { call_id, length } => {
                 let limit = self.shared.limits.max_message_size;
+                let streaming = state
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|s| s.stream.is_some());
+                if streaming {
+                    // The server would go on streaming to a call that already failed.
+                    frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                }
                 self.finish(
                     state,
                     call_id,
@@ -145,6 +172,17 @@ impl Driver {
                 let Some(slot) = state.calls.get_mut(&call_id) else {
                     return;
                 };
+                if let Some(stream) = slot.stream.as_mut() {
+                    let end = if code == Code::Ok {
+                        Ok(trailers)
+                    } else {
+                        let mut status = Status::with_details(code, message, details);
+                        *status.metadata_mut() = trailers;
+                        Err(status)
+                    };
+                    stream.end(end);
+                    return;
+                }
                 let result = if code != Code::Ok {
                     let mut status = Status::with_details(code, message, details);
                     *status.metadata_mut() = trailers;
@@ -185,7 +223,7 @@ impl Driver {
                     self.finish(
                         state,
                         id,
-                        Err(Status::unavailable(
+                        Err(Status::not_processed(
                             "server is shutting down; the call was not processed",
                         )),
                     );
@@ -200,13 +238,26 @@ impl Driver {
                     }
                 }
             }
-            // Servers do not open or cancel calls; credit comes with streaming.
-            Frame::Window { .. } | Frame::Open { .. } | Frame::Cancel { .. } => {}
+            Frame::Window { call_id, credit } => {
+                let stream = state
+                    .calls
+                    .get_mut(&call_id)
+                    .and_then(|s| s.stream.as_mut());
+                if let Some(stream) = stream {
+                    stream.outbound.credit(credit);
+                }
+            }
+            // Servers do not open or cancel calls.
+            Frame::Open { .. } | Frame::Cancel { .. } => {}
         }
     }
 
     fn finish(&mut self, state: &mut State, call_id: u32, result: Result<Response<Bytes>, Status>) {
         if let Some(slot) = state.calls.get_mut(&call_id) {
+            if let Some(stream) = slot.stream.as_mut() {
+                stream.end(result.map(|response| response.into_parts().2));
+                return;
+            }
             if slot.done.is_none() {
                 slot.done = Some(result);
                 if let Some(waker) = slot.waker.take() {
@@ -221,6 +272,10 @@ impl Driver {
         let mut state = self.shared.lock();
         self.shared.close(&mut state, status.clone());
         for slot in state.calls.values_mut() {
+            if let Some(stream) = slot.stream.as_mut() {
+                stream.end(Err(status.clone()));
+                continue;
+            }
             if slot.done.is_none() {
                 slot.done = Some(Err(status.clone()));
                 if let Some(waker) = slot.waker.take() {

@@ -17,8 +17,10 @@
 
 mod call;
 mod driver;
+mod stream;
 
 pub use call::ResponseFuture;
+pub use stream::{StreamReceiver, StreamSender};
 
 use crate::codec::FrameDecoder;
 use crate::outbox::{BoxWriter, Outbox};
@@ -147,6 +149,27 @@ struct Slot {
     extra_messages: bool,
     done: Option<Result<Response<Bytes>, Status>>,
     waker: Option<Waker>,
+    /// Set for streaming calls, whose messages queue up instead.
+    stream: Option<Box<StreamSlot>>,
+}
+
+/// The state of a streaming call: its response head, its inbound queue, its send credit.
+#[derive(Debug, Default)]
+struct StreamSlot {
+    headers: Option<MetadataMap>,
+    head_waker: Option<Waker>,
+    inbound: crate::flow::Inbound,
+    outbound: crate::flow::Outbound,
+}
+
+impl StreamSlot {
+    fn end(&mut self, end: Result<MetadataMap, Status>) {
+        self.inbound.finish(end);
+        if let Some(waker) = self.head_waker.take() {
+            waker.wake();
+        }
+        self.outbound.wake();
+    }
 }
 
 struct State {

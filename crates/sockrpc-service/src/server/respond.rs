@@ -1,0 +1,279 @@
+//! A server connection's shared state and how answers leave it: one message, or a stream paced
+//! by the client's credit.
+//!
+//! ```text
+//!  handler result ── Body::once ──▶ [HEADERS] MESSAGE(end) END            (one write, inline)
+//!                 └─ stream ─────▶ HEADERS, then MESSAGE while credit ≥ 0, END(trailers)
+//! ```
+
+use crate::{Body, Incoming};
+use bytes::BytesMut;
+use sockrpc_protocol::frame;
+use sockrpc_protocol::{Code, Limits, MetadataMap, Response, Status};
+use sockrpc_transport::flow::{Inbound, Outbound};
+use sockrpc_transport::outbox::Outbox;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll},
+};
+use tokio::task::AbortHandle;
+
+/// A streaming call's flow state on the server.
+#[derive(Debug, Default)]
+pub(super) struct ServerStream {
+    pub(super) inbound: Inbound,
+    pub(super) outbound: Outbound,
+}
+
+impl ServerStream {
+    fn wake_all(&mut self) {
+        self.inbound
+            .finish(Err(Status::cancelled("the call was cancelled")));
+        self.outbound.wake();
+    }
+}
+
+pub(super) struct ConnState {
+    pub(super) outbox: Outbox,
+    /// Handlers running in their own task; `None` while the task is being spawned.
+    pub(super) running: HashMap<u32, Option<AbortHandle>>,
+    /// Streaming calls' queues and credit.
+    pub(super) streams: HashMap<u32, ServerStream>,
+}
+
+pub(super) struct Shared {
+    pub(super) state: Mutex<ConnState>,
+    pub(super) limits: Limits,
+}
+
+impl Shared {
+    pub(super) fn new(outbox: Outbox, limits: Limits) -> Shared {
+        Shared {
+            state: Mutex::new(ConnState {
+                outbox,
+                running: HashMap::new(),
+                streams: HashMap::new(),
+            }),
+            limits,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, ConnState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Stops every handler still running in a task of its own.
+    pub(super) fn abort_running(&self) {
+        let mut state = self.lock();
+        for (_, handle) in state.running.drain() {
+            if let Some(handle) = handle {
+                handle.abort();
+            }
+        }
+        for (_, mut stream) in state.streams.drain() {
+            stream.wake_all();
+        }
+    }
+
+    /// Forgets a cancelled call's stream, waking whoever waits on it.
+    pub(super) fn cancel_stream(state: &mut ConnState, call_id: u32) {
+        if let Some(mut stream) = state.streams.remove(&call_id) {
+            stream.wake_all();
+        }
+    }
+}
+
+/// Answers at once when the result is an error or one message; hands a streamed response back
+/// for [`pump`].
+pub(super) fn answer_now(
+    state: &mut ConnState,
+    call_id: u32,
+    result: Result<Response<Body>, Status>,
+    limits: &Limits,
+) -> Option<Response<Body>> {
+    let response = match result {
+        Ok(response) => response,
+        Err(status) => {
+            state.streams.remove(&call_id);
+            encode_status(state.outbox.buf_mut(), call_id, &status, limits);
+            return None;
+        }
+    };
+    let (metadata, body, trailers) = response.into_parts();
+    match body.into_once() {
+        Ok(message) => {
+            state.streams.remove(&call_id);
+            encode_once(
+                state.outbox.buf_mut(),
+                call_id,
+                &metadata,
+                &message,
+                &trailers,
+                limits,
+            );
+            None
+        }
+        Err(body) => Some(Response::from_parts(metadata, body, trailers)),
+    }
+}
+
+/// Writes a one-message answer: HEADERS (when there is leading metadata), MESSAGE, END.
+fn encode_once(
+    buf: &mut BytesMut,
+    call_id: u32,
+    metadata: &MetadataMap,
+    message: &[u8],
+    trailers: &MetadataMap,
+    limits: &Limits,
+) {
+    if message.len() > limits.max_message_size {
+        let status = Status::resource_exhausted(format!(
+            "response message of {} bytes exceeds the limit of {}",
+            message.len(),
+            limits.max_message_size
+        ));
+        return encode_status(buf, call_id, &status, limits);
+    }
+    if let Err(reason) = frame::check_metadata(metadata, limits)
+        .and_then(|()| frame::check_metadata(trailers, limits))
+    {
+        let status = Status::internal(format!("response metadata: {reason}"));
+        return encode_status(buf, call_id, &status, limits);
+    }
+    if !metadata.is_empty() {
+        frame::encode_headers(buf, call_id, metadata);
+    }
+    frame::encode_message(buf, call_id, true, message);
+    frame::encode_end(buf, call_id, Code::Ok, "", &[], trailers);
+}
+
+/// Writes an END with `status`; trailers too large to send are dropped rather than failing.
+pub(super) fn encode_status(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
+    let empty = MetadataMap::new();
+    let trailers = match frame::check_metadata(status.metadata(), limits) {
+        Ok(()) => status.metadata(),
+        Err(_) => &empty,
+    };
+    frame::encode_end(
+        buf,
+        call_id,
+        status.code(),
+        status.message(),
+        status.details(),
+        trailers,
+    );
+}
+
+/// Runs `f` on the state with a context, then flushes (or hands the flush to the driver).
+async fn with_state<R>(shared: &Shared, mut f: impl FnMut(&mut ConnState) -> R) -> R {
+    std::future::poll_fn(|cx| {
+        let mut state = shared.lock();
+        let result = f(&mut state);
+        state.outbox.flush_or_hand_off(cx);
+        Poll::Ready(result)
+    })
+    .await
+}
+
+/// Streams a response: HEADERS, then each message as credit allows, then END with trailers (or
+/// the status the stream failed with). Stops quietly when the call is cancelled.
+pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<Body>) {
+    let limits = shared.limits;
+    let (metadata, mut body, trailers) = response.into_parts();
+    let checked = frame::check_metadata(&metadata, &limits)
+        .and_then(|()| frame::check_metadata(&trailers, &limits));
+    let started = with_state(&shared, |state| {
+        if let Err(reason) = &checked {
+            let status = Status::internal(format!("response metadata: {reason}"));
+            encode_status(state.outbox.buf_mut(), call_id, &status, &limits);
+            state.streams.remove(&call_id);
+            return false;
+        }
+        // Always a head, so a client waiting for the response returns before the first message.
+        frame::encode_headers(state.outbox.buf_mut(), call_id, &metadata);
+        state.streams.entry(call_id).or_default();
+        true
+    })
+    .await;
+    if !started {
+        return;
+    }
+    loop {
+        let alive = std::future::poll_fn(|cx| {
+            let mut state = shared.lock();
+            match state.streams.get_mut(&call_id) {
+                None => Poll::Ready(false),
+                Some(stream) => stream.outbound.poll_credit(cx).map(|()| true),
+            }
+        })
+        .await;
+        if !alive {
+            return;
+        }
+        let next = std::future::poll_fn(|cx| body.poll_message(cx)).await;
+        let more = with_state(&shared, |state| {
+            if !state.streams.contains_key(&call_id) {
+                return false;
+            }
+            let buf = state.outbox.buf_mut();
+            let end = match &next {
+                Some(Ok(message)) if message.len() <= limits.max_message_size => {
+                    frame::encode_message(buf, call_id, false, message);
+                    if let Some(stream) = state.streams.get_mut(&call_id) {
+                        stream.outbound.sent(message.len());
+                    }
+                    return true;
+                }
+                Some(Ok(message)) => Err(Status::resource_exhausted(format!(
+                    "response message of {} bytes exceeds the limit of {}",
+                    message.len(),
+                    limits.max_message_size
+                ))),
+                Some(Err(status)) => Err(status.clone()),
+                None => Ok(()),
+            };
+            match end {
+                Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
+                Err(status) => encode_status(buf, call_id, &status, &limits),
+            }
+            state.streams.remove(&call_id);
+            false
+        })
+        .await;
+        if !more {
+            return;
+        }
+    }
+}
+
+/// A streaming request's messages, as the handler reads them; credit goes back to the client as
+/// they are consumed.
+pub(super) struct ServerRecv {
+    pub(super) shared: Arc<Shared>,
+    pub(super) call_id: u32,
+}
+
+impl Incoming for ServerRecv {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<bytes::Bytes, Status>>> {
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        let Some(stream) = state.streams.get_mut(&self.call_id) else {
+            return Poll::Ready(Some(Err(Status::cancelled("the call has ended"))));
+        };
+        let polled = stream.inbound.poll_next(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            if let Some(credit) = stream.inbound.take_credit() {
+                frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
+                state.outbox.flush_or_hand_off(cx);
+            }
+        }
+        polled
+    }
+
+    fn trailers(&self) -> Option<&MetadataMap> {
+        None
+    }
+}

@@ -1,0 +1,158 @@
+//! `Streaming<T>`: a stream of decoded messages, as generated code hands it out.
+
+use crate::Body;
+use bytes::Bytes;
+use futures_core::Stream;
+use sockrpc_protocol::{Codec, MetadataMap, Status};
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+type Decoder<T> = Box<dyn Fn(Bytes) -> Result<T, Status> + Send + Sync>;
+
+/// Messages of a streaming call, decoded: a `Stream<Item = Result<T, Status>>`, with
+/// [`message`](Streaming::message) for use without stream combinators. A call that fails ends the
+/// stream with its status; trailers are available once it ended cleanly.
+pub struct Streaming<T> {
+    body: Body,
+    decode: Decoder<T>,
+    done: bool,
+}
+
+impl<T> std::fmt::Debug for Streaming<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streaming")
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+impl<T> Streaming<T> {
+    /// Decodes `body` with `codec`.
+    pub fn new<C>(body: Body, codec: C) -> Streaming<T>
+    where
+        C: Codec<T>,
+    {
+        Streaming {
+            body,
+            decode: Box::new(move |bytes| codec.decode(bytes)),
+            done: false,
+        }
+    }
+
+    /// The next message, `Ok(None)` at the end.
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        std::future::poll_fn(|cx| self.poll_message(cx))
+            .await
+            .transpose()
+    }
+
+    /// Trailing metadata, once the stream ended cleanly.
+    pub fn trailers(&self) -> Option<&MetadataMap> {
+        self.body.trailers()
+    }
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.body.poll_message(cx) {
+            Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some((self.decode)(bytes))),
+            Poll::Ready(Some(Err(status))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Stream for Streaming<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_message(cx)
+    }
+}
+
+/// Encodes a stream of messages lazily, as the transport pulls them (so flow control reaches
+/// all the way back to the producer).
+pub(crate) struct EncodeStream<S, C> {
+    stream: Pin<Box<S>>,
+    codec: C,
+}
+
+// The stream is boxed and the codec is never pinned: moving the adapter is fine.
+impl<S, C> Unpin for EncodeStream<S, C> {}
+
+impl<S, C> EncodeStream<S, C> {
+    pub(crate) fn new(stream: S, codec: C) -> EncodeStream<S, C> {
+        EncodeStream {
+            stream: Box::pin(stream),
+            codec,
+        }
+    }
+}
+
+impl<S, C, T> Stream for EncodeStream<S, C>
+where
+    S: Stream<Item = T>,
+    C: Codec<T>,
+{
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.stream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(item)) => Poll::Ready(Some(sockrpc_protocol::codec::encode_to_bytes(
+                &this.codec,
+                &item,
+            ))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Like [`EncodeStream`] for streams of `Result<T, Status>` (a server's response stream): an
+/// error item ends the call with that status.
+pub(crate) struct EncodeResultStream<S, C> {
+    stream: Pin<Box<S>>,
+    codec: C,
+}
+
+impl<S, C> Unpin for EncodeResultStream<S, C> {}
+
+impl<S, C> EncodeResultStream<S, C> {
+    pub(crate) fn new(stream: S, codec: C) -> EncodeResultStream<S, C> {
+        EncodeResultStream {
+            stream: Box::pin(stream),
+            codec,
+        }
+    }
+}
+
+impl<S, C, T> Stream for EncodeResultStream<S, C>
+where
+    S: Stream<Item = Result<T, Status>>,
+    C: Codec<T>,
+{
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.stream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(
+                sockrpc_protocol::codec::encode_to_bytes(&this.codec, &item),
+            )),
+            Poll::Ready(Some(Err(status))) => Poll::Ready(Some(Err(status))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

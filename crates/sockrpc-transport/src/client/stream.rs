@@ -1,0 +1,347 @@
+//! Streaming calls on a client connection: a sender half (request messages, with flow credit)
+//! and a receiver half (response head, messages, trailers).
+//!
+//! ```text
+//!  StreamSender ──MESSAGE (while outstanding < window)──▶ server
+//!  StreamSender ──END (half-close)──────────────────────▶ server
+//!  StreamReceiver ◀── HEADERS, MESSAGE*, END ── driver ◀── server
+//!  StreamReceiver ──WINDOW (as messages are consumed)───▶ server
+//! ```
+//!
+//! Dropping the receiver before the call ended cancels it on the server.
+
+use super::{ClientConnection, Slot};
+use bytes::Bytes;
+use sockrpc_protocol::frame;
+use sockrpc_protocol::{MetadataMap, MethodPath, Status};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::atomic::Ordering,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::{Instant, Sleep};
+
+/// Sends a streaming call's request messages.
+#[derive(Debug)]
+pub struct StreamSender {
+    conn: ClientConnection,
+    id: u32,
+    closed: bool,
+}
+
+/// Receives a streaming call's response.
+pub struct StreamReceiver {
+    conn: ClientConnection,
+    id: u32,
+    done: bool,
+    trailers: Option<MetadataMap>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl std::fmt::Debug for StreamReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReceiver")
+            .field("id", &self.id)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl ClientConnection {
+    /// Opens a streaming call. With `request` = `Some(message)` the request is that one message
+    /// (server streaming); with `None` the client streams its request through the sender.
+    pub fn open_stream(
+        &self,
+        path: &MethodPath,
+        metadata: &MetadataMap,
+        timeout: Option<Duration>,
+        request: Option<Bytes>,
+    ) -> Result<(StreamSender, StreamReceiver), Status> {
+        let shared = self.shared();
+        let limits = &shared.limits;
+        if let Some(message) = &request {
+            if message.len() > limits.max_message_size {
+                return Err(Status::resource_exhausted(format!(
+                    "request message of {} bytes exceeds the limit of {}",
+                    message.len(),
+                    limits.max_message_size
+                )));
+            }
+        }
+        frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
+        let mut state = shared.lock();
+        if let Some(status) = &state.closed {
+            return Err(status.clone());
+        }
+        let id = state.next_id;
+        if id == u32::MAX {
+            shared.close(
+                &mut state,
+                Status::unavailable("connection has used all its call ids"),
+            );
+        }
+        state.next_id = id.wrapping_add(1);
+        let buf = state.outbox.buf_mut();
+        frame::encode_open_streaming(buf, id, timeout, path, metadata, request.is_none());
+        if let Some(message) = &request {
+            frame::encode_message(buf, id, true, message);
+        }
+        state.calls.insert(
+            id,
+            Slot {
+                stream: Some(Box::default()),
+                ..Slot::default()
+            },
+        );
+        shared.in_flight.store(state.calls.len(), Ordering::Relaxed);
+        shared.started.fetch_add(1, Ordering::Relaxed);
+        state.outbox.wake_driver();
+        drop(state);
+        let deadline = timeout.map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)));
+        Ok((
+            StreamSender {
+                conn: self.clone(),
+                id,
+                closed: request.is_some(),
+            },
+            StreamReceiver {
+                conn: self.clone(),
+                id,
+                done: false,
+                trailers: None,
+                deadline,
+            },
+        ))
+    }
+}
+
+fn gone() -> Status {
+    Status::cancelled("the call has ended")
+}
+
+impl StreamSender {
+    /// Ready when the window lets another message go; fails when the call has ended.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        let shared = self.conn.shared();
+        let mut state = shared.lock();
+        let Some(stream) = state
+            .calls
+            .get_mut(&self.id)
+            .and_then(|s| s.stream.as_mut())
+        else {
+            return Poll::Ready(Err(gone()));
+        };
+        if stream.inbound.is_finished() {
+            // The server already answered: nothing more it would read.
+            return Poll::Ready(Err(gone()));
+        }
+        stream.outbound.poll_credit(cx).map(Ok)
+    }
+
+    /// Whether the call is still open to requests; registers to be woken when it ends, so a
+    /// sender waiting on its own request stream notices a cancelled or answered call.
+    pub fn poll_alive(&mut self, cx: &mut Context<'_>) -> Result<(), Status> {
+        let shared = self.conn.shared();
+        let mut state = shared.lock();
+        let Some(stream) = state
+            .calls
+            .get_mut(&self.id)
+            .and_then(|s| s.stream.as_mut())
+        else {
+            return Err(gone());
+        };
+        if stream.inbound.is_finished() {
+            return Err(gone());
+        }
+        stream.outbound.register(cx);
+        Ok(())
+    }
+
+    /// Sends one message (after `poll_ready` said yes).
+    pub fn send(&mut self, cx: &mut Context<'_>, message: &[u8]) -> Result<(), Status> {
+        let shared = self.conn.shared();
+        if message.len() > shared.limits.max_message_size {
+            return Err(Status::resource_exhausted(format!(
+                "request message of {} bytes exceeds the limit of {}",
+                message.len(),
+                shared.limits.max_message_size
+            )));
+        }
+        let mut state = shared.lock();
+        let Some(stream) = state
+            .calls
+            .get_mut(&self.id)
+            .and_then(|s| s.stream.as_mut())
+        else {
+            return Err(gone());
+        };
+        stream.outbound.sent(message.len());
+        frame::encode_message(state.outbox.buf_mut(), self.id, false, message);
+        state.outbox.flush_or_hand_off(cx);
+        Ok(())
+    }
+
+    /// Ends the request stream (half-close); the response keeps coming.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let mut state = self.conn.shared().lock();
+        if state.calls.contains_key(&self.id) {
+            frame::encode_half_close(state.outbox.buf_mut(), self.id);
+            state.outbox.wake_driver();
+        }
+    }
+
+    /// Abandons the call (the request could not be produced): the server stops the handler.
+    pub fn cancel(&mut self) {
+        self.closed = true;
+        let shared = self.conn.shared();
+        let mut state = shared.lock();
+        if let Some(slot) = state.calls.get_mut(&self.id) {
+            if let Some(stream) = slot.stream.as_mut() {
+                stream.end(Err(Status::cancelled("the request stream failed")));
+            }
+            frame::encode_cancel(state.outbox.buf_mut(), self.id);
+            state.outbox.wake_driver();
+        }
+    }
+}
+
+impl StreamReceiver {
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Result<(), Status> {
+        if let Some(deadline) = self.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                self.finish(true);
+                return Err(Status::deadline_exceeded(
+                    "deadline exceeded while waiting for the server",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The response head (leading metadata), or the call's failure.
+    pub fn poll_headers(&mut self, cx: &mut Context<'_>) -> Poll<Result<MetadataMap, Status>> {
+        if self.done {
+            return Poll::Ready(Err(gone()));
+        }
+        self.check_deadline(cx)?;
+        let shared = self.conn.shared();
+        let mut state = shared.lock();
+        let Some(stream) = state
+            .calls
+            .get_mut(&self.id)
+            .and_then(|s| s.stream.as_mut())
+        else {
+            return Poll::Ready(Err(gone()));
+        };
+        if let Some(headers) = stream.headers.take() {
+            // Leave an empty head behind so a second poll does not wait forever.
+            stream.headers = Some(MetadataMap::new());
+            return Poll::Ready(Ok(headers));
+        }
+        if let Some(status) = stream.inbound.failure() {
+            // Failed before any response head: that status is the answer.
+            drop(state);
+            self.finish(false);
+            return Poll::Ready(Err(status));
+        }
+        if stream.inbound.has_data_or_end() {
+            // A message (or a clean end) without HEADERS: the head is empty.
+            stream.headers = Some(MetadataMap::new());
+            return Poll::Ready(Ok(MetadataMap::new()));
+        }
+        stream.head_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The next response message; `None` after the call ended OK (then see [`trailers`]).
+    ///
+    /// [`trailers`]: StreamReceiver::trailers
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Err(status) = self.check_deadline(cx) {
+            return Poll::Ready(Some(Err(status)));
+        }
+        let shared = self.conn.shared();
+        let mut state = shared.lock();
+        let Some(stream) = state
+            .calls
+            .get_mut(&self.id)
+            .and_then(|s| s.stream.as_mut())
+        else {
+            return Poll::Ready(Some(Err(gone())));
+        };
+        let polled = stream.inbound.poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(credit) = stream.inbound.take_credit() {
+                    frame::encode_window(state.outbox.buf_mut(), self.id, credit);
+                    state.outbox.flush_or_hand_off(cx);
+                }
+            }
+            Poll::Ready(None) => {
+                self.trailers = stream.inbound.trailers().cloned();
+                drop(state);
+                self.finish(false);
+            }
+            Poll::Ready(Some(Err(_))) => {
+                drop(state);
+                self.finish(false);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    /// Trailing metadata, once the stream ended OK.
+    pub fn trailers(&self) -> Option<&MetadataMap> {
+        self.trailers.as_ref()
+    }
+
+    /// Messages queued and not yet consumed (count, bytes), for tests of backpressure.
+    pub fn queued(&self) -> (usize, usize) {
+        let state = self.conn.shared().lock();
+        state
+            .calls
+            .get(&self.id)
+            .and_then(|s| s.stream.as_ref())
+            .map_or((0, 0), |s| s.inbound.queued())
+    }
+
+    fn finish(&mut self, cancel: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let shared = self.conn.shared();
+        let mut state = shared.lock();
+        let ended = state
+            .calls
+            .get(&self.id)
+            .and_then(|s| s.stream.as_ref())
+            .is_some_and(|s| s.inbound.is_finished());
+        if let Some(mut slot) = state.remove_call(shared, self.id) {
+            if let Some(stream) = slot.stream.as_mut() {
+                stream.outbound.wake();
+            }
+        }
+        if cancel || !ended {
+            frame::encode_cancel(state.outbox.buf_mut(), self.id);
+            state.outbox.wake_driver();
+        }
+    }
+}
+
+impl Drop for StreamReceiver {
+    fn drop(&mut self) {
+        // Ended calls are already gone; anything else is abandoned and cancelled.
+        self.finish(false);
+    }
+}

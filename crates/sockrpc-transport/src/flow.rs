@@ -1,0 +1,166 @@
+//! Per-call flow control for streaming calls, shared by client and server.
+//!
+//! ```text
+//!  sender                                   receiver
+//!  outstanding < STREAM_WINDOW? ──MESSAGE──▶ queue (bounded: window + one message)
+//!        ▲                                     │ consumer takes a message
+//!        └──────────── WINDOW(credit) ◀────────┘ once half a window is consumed
+//! ```
+//!
+//! The receiver grants credit only as its consumer actually takes messages, so a slow consumer
+//! slows the producer on the other side, and memory per stream stays bounded whatever the
+//! producer does: a peer that ignores the window overflows the bound and loses its connection.
+
+use bytes::Bytes;
+use sockrpc_protocol::frame::STREAM_WINDOW;
+use sockrpc_protocol::{MetadataMap, Status};
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+/// Messages received on one call and not yet consumed.
+#[derive(Debug, Default)]
+pub struct Inbound {
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    unreported: usize,
+    end: Option<Result<MetadataMap, Status>>,
+    waker: Option<Waker>,
+}
+
+/// The peer sent past its window (beyond one message of slack): a protocol violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowExceeded;
+
+impl Inbound {
+    /// Queues a received message; wakes the consumer.
+    pub fn push(&mut self, message: Bytes, max_message: usize) -> Result<(), WindowExceeded> {
+        if self.queued_bytes > STREAM_WINDOW + max_message {
+            return Err(WindowExceeded);
+        }
+        self.queued_bytes += message.len();
+        self.queue.push_back(message);
+        self.wake();
+        Ok(())
+    }
+
+    /// The sender finished: `Ok(trailers)`, or the call failed with a status.
+    pub fn finish(&mut self, end: Result<MetadataMap, Status>) {
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+        self.wake();
+    }
+
+    /// Whether the sender has finished.
+    pub fn is_finished(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// The call's failure, once every queued message has been consumed.
+    pub fn failure(&self) -> Option<Status> {
+        match &self.end {
+            Some(Err(status)) if self.queue.is_empty() => Some(status.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether a message is queued or the sender has finished.
+    pub fn has_data_or_end(&self) -> bool {
+        !self.queue.is_empty() || self.end.is_some()
+    }
+
+    /// Messages queued, for tests and diagnostics.
+    pub fn queued(&self) -> (usize, usize) {
+        (self.queue.len(), self.queued_bytes)
+    }
+
+    /// The next message; `Ready(None)` after a clean end, `Ready(Some(Err))` when the call
+    /// failed (once the queued messages are consumed).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        if let Some(message) = self.queue.pop_front() {
+            self.queued_bytes -= message.len();
+            self.unreported += message.len();
+            return Poll::Ready(Some(Ok(message)));
+        }
+        match &self.end {
+            Some(Ok(_)) => Poll::Ready(None),
+            Some(Err(status)) => Poll::Ready(Some(Err(status.clone()))),
+            None => {
+                match &self.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => self.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Trailing metadata, once the sender ended cleanly.
+    pub fn trailers(&self) -> Option<&MetadataMap> {
+        match &self.end {
+            Some(Ok(trailers)) => Some(trailers),
+            _ => None,
+        }
+    }
+
+    /// Credit to grant now: half a window consumed since the last grant, and the sender still
+    /// sending. Batching grants keeps WINDOW frames rare.
+    pub fn take_credit(&mut self) -> Option<u32> {
+        if self.end.is_some() || self.unreported < STREAM_WINDOW / 2 {
+            return None;
+        }
+        let credit = u32::try_from(self.unreported).unwrap_or(u32::MAX);
+        self.unreported = 0;
+        Some(credit)
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// What one call has sent and not had credited back.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    outstanding: usize,
+    waker: Option<Waker>,
+}
+
+impl Outbound {
+    /// Ready when another message may be sent.
+    pub fn poll_credit(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.outstanding < STREAM_WINDOW {
+            return Poll::Ready(());
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Registers the sender's waker, to hear of credit or of the call's end.
+    pub fn register(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Records a message sent.
+    pub fn sent(&mut self, len: usize) {
+        self.outstanding += len;
+    }
+
+    /// Applies credit from a WINDOW frame; wakes a waiting sender.
+    pub fn credit(&mut self, credit: u32) {
+        self.outstanding = self.outstanding.saturating_sub(credit as usize);
+        self.wake();
+    }
+
+    /// Wakes a waiting sender (the call ended or was cancelled).
+    pub fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
