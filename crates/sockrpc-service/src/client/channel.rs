@@ -2,6 +2,7 @@
 
 use super::endpoint::{Endpoint, IntoEndpoint};
 use super::pool::{ConnectionStats, Pool};
+use crate::udp::{mark_reissue, UdpClient, UdpClientStats, UdpOutcome};
 use crate::{Body, BoxFuture, Call};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
@@ -10,6 +11,7 @@ use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 use tokio::time::Instant;
@@ -24,6 +26,7 @@ use tower_service::Service;
 #[derive(Clone)]
 pub struct Channel {
     pool: Pool,
+    udp: Option<Arc<tokio::sync::OnceCell<UdpClient>>>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -41,21 +44,30 @@ impl Channel {
         let channel = Channel::lazy(dst)?;
         let deadline = Instant::now() + channel.pool.endpoint().connect_timeout;
         channel.pool.fill(deadline).await?;
+        if let Some(udp) = &channel.udp {
+            // Set up now, so the first small call does not pay for the socket.
+            let _ = init_udp(udp, channel.pool.endpoint()).await;
+        }
         Ok(channel)
     }
 
     /// A channel that connects on its first call.
     pub fn lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
+        let endpoint = dst.into_endpoint()?;
+        let udp = endpoint.udp.is_some().then(Arc::default);
         Ok(Channel {
-            pool: Pool::new(dst.into_endpoint()?),
+            pool: Pool::new(endpoint),
+            udp,
         })
     }
 
     /// A channel over a connection made elsewhere (a Unix socket, an in-memory duplex). If it
     /// breaks, replacements connect to `endpoint`'s address.
     pub fn from_connection(endpoint: Endpoint, conn: ClientConnection) -> Channel {
+        let udp = endpoint.udp.is_some().then(Arc::default);
         Channel {
             pool: Pool::with_connection(endpoint, conn),
+            udp,
         }
     }
 
@@ -67,6 +79,11 @@ impl Channel {
     /// What each live pooled connection has carried.
     pub fn connection_stats(&self) -> Vec<ConnectionStats> {
         self.pool.stats()
+    }
+
+    /// What the UDP side has done, when the endpoint enables UDP and it is set up.
+    pub fn udp_stats(&self) -> Option<UdpClientStats> {
+        self.udp.as_ref()?.get().map(UdpClient::stats)
     }
 
     /// The live pooled connections (to inspect, or to break one on purpose in a test).
@@ -159,6 +176,19 @@ impl Service<Call> for Channel {
         let (first, body) = match body.into_once() {
             Ok(message) if !streaming_response => {
                 let request = Request::from_parts(metadata, message, timeout);
+                if let Some(udp) = &self.udp {
+                    let ready = udp.get();
+                    let suitable =
+                        ready.is_none_or(|c| c.fits(&path, &request) && !c.in_fallback());
+                    if suitable {
+                        let udp = Arc::clone(udp);
+                        return ChannelFuture {
+                            kind: Kind::Boxed {
+                                inner: Box::pin(unary_udp(udp, pool, path, request)),
+                            },
+                        };
+                    }
+                }
                 return unary(pool, path, request);
             }
             Ok(message) => (Some(message), None),
@@ -208,6 +238,48 @@ async fn unary_waiting(
     }
     let response = conn.unary(path, request).await?;
     Ok(response.map(Body::once))
+}
+
+async fn init_udp<'a>(
+    udp: &'a tokio::sync::OnceCell<UdpClient>,
+    endpoint: &Endpoint,
+) -> Option<&'a UdpClient> {
+    let policy = endpoint.udp.as_ref()?;
+    let client = udp
+        .get_or_try_init(|| UdpClient::connect(policy.addr, policy.config.clone()))
+        .await;
+    match client {
+        Ok(client) => Some(client),
+        Err(err) => {
+            tracing::debug!(error = %err, "UDP unavailable; using the stream");
+            None
+        }
+    }
+}
+
+/// A unary call over UDP when it fits, else (or after a truncated reply) over the stream.
+async fn unary_udp(
+    udp: Arc<tokio::sync::OnceCell<UdpClient>>,
+    pool: Pool,
+    path: MethodPath,
+    mut request: Request<Bytes>,
+) -> Result<Response<Body>, Status> {
+    let started = Instant::now();
+    let deadline = request.timeout().map(|t| started + t);
+    if let Some(client) = init_udp(&udp, pool.endpoint()).await {
+        match client.call(&path, &request, deadline).await {
+            UdpOutcome::Reply(answer) => return answer.map(|response| response.map(Body::once)),
+            UdpOutcome::Truncated { instance, call_id } => {
+                // The call ran; fetch its answer over the stream, by its UDP identity.
+                mark_reissue(request.metadata_mut(), instance, call_id);
+                if let Some(deadline) = deadline {
+                    request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+                }
+            }
+            UdpOutcome::NotSuitable => {}
+        }
+    }
+    unary_waiting(pool, path, request).await
 }
 
 /// A streaming call: opens it, starts a task feeding the request stream (if any) into it, and

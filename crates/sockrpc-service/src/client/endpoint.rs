@@ -1,6 +1,7 @@
 //! `Endpoint`: where and how a channel connects.
 
 use super::backoff::Backoff;
+use crate::udp::UdpClientConfig;
 use sockrpc_protocol::{Limits, Status};
 use sockrpc_transport::{Keepalive, SocketConfig};
 use std::{
@@ -35,6 +36,8 @@ pub struct Endpoint {
     pub idle_timeout: Duration,
     /// Reconnect backoff. Default gRPC's: 1 s, ×1.6, ±20 %, at most 120 s.
     pub backoff: Backoff,
+    /// UDP for small unary calls; `None` (the default) sends everything over the stream.
+    pub udp: Option<UdpPolicy>,
     /// Timeout for calls that set none themselves; `None`: wait as long as the call takes.
     pub timeout: Option<Duration>,
     /// Message and metadata limits for this client.
@@ -100,6 +103,7 @@ impl Endpoint {
             keepalive: None,
             idle_timeout: Duration::from_secs(300),
             backoff: Backoff::default(),
+            udp: None,
             timeout: None,
             limits: Limits::default(),
             socket: SocketConfig::default(),
@@ -133,6 +137,20 @@ impl Endpoint {
     /// Sets the reconnect backoff.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Sends unary calls whose request fits a datagram over UDP to `addr` (the server's UDP
+    /// port), everything else over the stream; a reply too large for a datagram is fetched over
+    /// the stream without running the call twice.
+    pub fn udp(mut self, addr: SocketAddr) -> Self {
+        self.udp = Some(UdpPolicy::new(addr));
+        self
+    }
+
+    /// Sets (or clears) the UDP policy with all its settings.
+    pub fn udp_policy(mut self, policy: Option<UdpPolicy>) -> Self {
+        self.udp = policy;
         self
     }
 
@@ -178,6 +196,26 @@ impl std::fmt::Display for Endpoint {
             write!(f, "tcp://[{}]:{}", self.host, self.port)
         } else {
             write!(f, "tcp://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Where and how a channel sends small calls over UDP.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UdpPolicy {
+    /// The server's UDP address.
+    pub addr: SocketAddr,
+    /// Datagram size, retransmission and fallback settings.
+    pub config: UdpClientConfig,
+}
+
+impl UdpPolicy {
+    /// UDP to `addr` with default settings (1232-byte datagrams).
+    pub fn new(addr: SocketAddr) -> UdpPolicy {
+        UdpPolicy {
+            addr,
+            config: UdpClientConfig::default(),
         }
     }
 }

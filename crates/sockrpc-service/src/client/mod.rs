@@ -8,7 +8,7 @@ mod pool;
 
 pub use backoff::Backoff;
 pub use channel::{Channel, ChannelFuture};
-pub use endpoint::{Endpoint, IntoEndpoint};
+pub use endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use pool::ConnectionStats;
 
 use crate::streaming::{EncodeStream, Streaming};

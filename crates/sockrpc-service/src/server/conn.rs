@@ -13,6 +13,7 @@
 //! of its own, so a slow call never holds up the others on the connection.
 
 use super::respond::{answer_now, pump, ServerRecv, ServerStream, Shared};
+use crate::udp::{take_reissue, Lookup, ReplyCache};
 use crate::{Body, BoxFuture, Call};
 use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, Frame, PREFACE};
@@ -41,6 +42,9 @@ pub(crate) struct ConnConfig {
     pub(crate) limits: Limits,
     pub(crate) max_concurrent_calls: usize,
     pub(crate) ping_policy: PingPolicy,
+    /// The UDP side's reply cache, when the server also serves UDP: TCP re-issues of truncated
+    /// UDP calls are answered from it.
+    pub(crate) reply_cache: Option<Arc<ReplyCache>>,
 }
 
 /// How often a client may PING (gRPC's keepalive enforcement): a PING sooner than
@@ -343,12 +347,32 @@ where
         );
         let started = (!span.is_disabled()).then(std::time::Instant::now);
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut metadata = metadata;
+        let reissue = match &self.config.reply_cache {
+            Some(cache) => take_reissue(&mut metadata).map(|key| (Arc::clone(cache), key)),
+            None => None,
+        };
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
         request.set_remote_addr(self.peer);
-        let call = Call::new(path, request);
-        let future = {
-            let _enter = span.enter();
-            self.service.call(call)
+        let future = match reissue {
+            // A TCP re-issue of a truncated UDP call: the call already ran; answer from the
+            // cache, never run it twice.
+            Some((cache, (instance, udp_call_id))) => Box::pin(async move {
+                match cache.wait(instance, udp_call_id, deadline).await {
+                    Lookup::Done(answer) => answer.map(|response| response.map(Body::once)),
+                    Lookup::InProgress => Err(Status::deadline_exceeded(
+                        "the UDP call this re-issues is still running",
+                    )),
+                    Lookup::Missing => Err(Status::aborted(
+                        "no cached reply for this UDP re-issue; not running the call again",
+                    )),
+                }
+            }),
+            None => {
+                let call = Call::new(path, request);
+                let _enter = span.enter();
+                self.service.call(call)
+            }
         };
         let mut future: BoxFuture<Result<Response<Body>, Status>> = match deadline {
             None => future,

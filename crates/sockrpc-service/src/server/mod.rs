@@ -8,6 +8,7 @@
 mod conn;
 mod respond;
 
+use crate::udp::{serve_udp, ReplyCache, UdpServerConfig};
 use crate::Body;
 use crate::{BoxFuture, Call, NamedService, Router};
 pub use conn::PingPolicy;
@@ -43,6 +44,7 @@ impl Server {
             layer: Identity::new(),
             router: Router::new(),
             config: ServerConfig::default(),
+            udp: None,
         }
     }
 }
@@ -80,11 +82,12 @@ impl Default for ServerConfig {
 }
 
 /// Builds a server: middleware, services, settings; then `serve*`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServerBuilder<L> {
     layer: L,
     router: Router,
     config: ServerConfig,
+    udp: Option<(tokio::net::UdpSocket, UdpServerConfig)>,
 }
 
 /// Turns the layered router into the service each connection runs, boxing futures only when a
@@ -165,6 +168,7 @@ impl<L> ServerBuilder<L> {
             layer: Stack::new(layer, self.layer),
             router: self.router,
             config: self.config,
+            udp: self.udp,
         }
     }
 
@@ -219,6 +223,15 @@ impl<L> ServerBuilder<L> {
     /// Sets the grace period for in-flight calls at shutdown.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.config.grace_period = grace;
+        self
+    }
+
+    /// Also serves small unary calls over UDP on `socket` (bound by the caller, e.g. with
+    /// `UdpSocket::bind`), with the same router and middleware. Calls a client re-issues over
+    /// TCP after a truncated UDP reply are answered from the UDP side's reply cache, never run
+    /// twice.
+    pub fn udp(mut self, socket: tokio::net::UdpSocket, config: UdpServerConfig) -> Self {
+        self.udp = Some((socket, config));
         self
     }
 
@@ -292,19 +305,37 @@ impl<L: Finish> ServerBuilder<L> {
     }
 
     async fn serve_incoming<A: Accept>(
-        self,
+        mut self,
         listener: A,
         signal: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        let service = self.layer.finish(self.router);
+        let service = self.layer.finish(self.router.clone());
+        let shutdown = CancellationToken::new();
+        let mut conns = JoinSet::new();
+        let reply_cache = self.udp.take().map(|(socket, udp_config)| {
+            let cache = Arc::new(ReplyCache::default());
+            let stop = shutdown.clone().cancelled_owned();
+            let udp = serve_udp(
+                socket,
+                service.clone(),
+                udp_config,
+                Arc::clone(&cache),
+                stop,
+            );
+            conns.spawn(async move {
+                if let Err(err) = udp.await {
+                    tracing::warn!(error = %err, "UDP server ended");
+                }
+            });
+            cache
+        });
         let conn_config = ConnConfig {
             limits: self.config.limits,
             max_concurrent_calls: self.config.max_concurrent_calls,
             ping_policy: self.config.ping_policy,
+            reply_cache,
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
-        let shutdown = CancellationToken::new();
-        let mut conns = JoinSet::new();
         tokio::pin!(signal);
         loop {
             let permit = tokio::select! {
@@ -375,6 +406,7 @@ impl<L: Finish> ServerBuilder<L> {
                 limits: self.config.limits,
                 max_concurrent_calls: self.config.max_concurrent_calls,
                 ping_policy: self.config.ping_policy,
+                reply_cache: None,
             },
             CancellationToken::new(),
         );
