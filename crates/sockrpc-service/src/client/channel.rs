@@ -103,29 +103,32 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind {
-        // A connection was up: no allocation, no extra task. `retry` keeps the request in case
-        // the server refuses it unprocessed (GOAWAY), when it is sent again on a new connection.
+        // A connection was up: no allocation, no extra task. If the server refuses the call
+        // unstarted (a GOAWAY race), the request comes back and goes out once more on another
+        // connection.
         Call { #[pin] inner: ResponseFuture, retry: Option<Retry> },
         // The call had to wait for a connection first, or streams.
         Boxed { inner: BoxFuture<Result<Response<Body>, Status>> },
     }
 }
 
-/// A unary request kept for one transparent retry.
+/// What a unary call needs for one transparent retry (the request itself comes back from the
+/// connection, so nothing is copied up front).
 struct Retry {
     pool: Pool,
-    path: MethodPath,
-    request: Request<Bytes>,
     started: Instant,
 }
 
 impl Retry {
-    fn run(mut self) -> BoxFuture<Result<Response<Body>, Status>> {
-        if let Some(timeout) = self.request.timeout() {
-            self.request
-                .set_timeout(timeout.saturating_sub(self.started.elapsed()));
+    fn run(
+        self,
+        path: MethodPath,
+        mut request: Request<Bytes>,
+    ) -> BoxFuture<Result<Response<Body>, Status>> {
+        if let Some(timeout) = request.timeout() {
+            request.set_timeout(timeout.saturating_sub(self.started.elapsed()));
         }
-        Box::pin(unary_waiting(self.pool, self.path, self.request))
+        Box::pin(unary_waiting(self.pool, path, request))
     }
 }
 
@@ -141,17 +144,22 @@ impl Future for ChannelFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
         loop {
-            let retry = match kind.as_mut().project() {
+            let next = match kind.as_mut().project() {
                 KindProj::Boxed { inner } => return inner.as_mut().poll(cx),
-                KindProj::Call { inner, retry } => match std::task::ready!(inner.poll(cx)) {
-                    Ok(response) => return Poll::Ready(Ok(response.map(Body::once))),
-                    Err(status) if status.is_not_processed() && retry.is_some() => retry.take(),
-                    Err(status) => return Poll::Ready(Err(status)),
-                },
+                KindProj::Call { mut inner, retry } => {
+                    match std::task::ready!(inner.as_mut().poll(cx)) {
+                        Ok(response) => return Poll::Ready(Ok(response.map(Body::once))),
+                        Err(status) if status.is_not_processed() => {
+                            match (retry.take(), inner.take_unsent()) {
+                                (Some(retry), Some((path, request))) => retry.run(path, request),
+                                _ => return Poll::Ready(Err(status)),
+                            }
+                        }
+                        Err(status) => return Poll::Ready(Err(status)),
+                    }
+                }
             };
-            if let Some(retry) = retry {
-                kind.set(Kind::Boxed { inner: retry.run() });
-            }
+            kind.set(Kind::Boxed { inner: next });
         }
     }
 }
@@ -206,8 +214,6 @@ fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture
     if let Some(conn) = pool.pick() {
         let retry = Retry {
             pool,
-            path: path.clone(),
-            request: request.clone(),
             started: Instant::now(),
         };
         return ChannelFuture {

@@ -21,7 +21,11 @@ enum CallState {
     },
     Waiting {
         id: u32,
+        /// Kept (moved, not copied) in case the server refuses the call unstarted.
+        sent: (MethodPath, Request<Bytes>),
     },
+    /// Refused unstarted: the request is handed back for a retry elsewhere.
+    Unsent(Option<(MethodPath, Request<Bytes>)>),
     Done,
 }
 
@@ -38,7 +42,7 @@ pin_project! {
     impl PinnedDrop for ResponseFuture {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let CallState::Waiting { id } = *this.state {
+            if let CallState::Waiting { id, .. } = *this.state {
                 let shared = this.conn.shared();
                 let mut state = shared.lock();
                 if let Some(slot) = state.remove_call(shared, id) {
@@ -53,6 +57,16 @@ pin_project! {
 }
 
 impl ResponseFuture {
+    /// After this future failed with a status for which
+    /// [`Status::is_not_processed`](sockrpc_protocol::Status::is_not_processed) holds: the path
+    /// and request, to send again on another connection.
+    pub fn take_unsent(self: Pin<&mut Self>) -> Option<(MethodPath, Request<Bytes>)> {
+        match self.project().state {
+            CallState::Unsent(unsent) => unsent.take(),
+            _ => None,
+        }
+    }
+
     pub(super) fn new(conn: ClientConnection, path: MethodPath, request: Request<Bytes>) -> Self {
         let deadline = request.timeout().map(|t| Instant::now() + t);
         ResponseFuture {
@@ -73,10 +87,10 @@ fn start_call(
     shared: &Shared,
     cx: &mut Context<'_>,
     path: &MethodPath,
-    request: Request<Bytes>,
+    request: &Request<Bytes>,
 ) -> Result<u32, Status> {
     let limits = &shared.limits;
-    let (metadata, message, timeout) = request.into_parts();
+    let (metadata, message, timeout) = (request.metadata(), request.get_ref(), request.timeout());
     if message.len() > limits.max_message_size {
         return Err(Status::resource_exhausted(format!(
             "request message of {} bytes exceeds the limit of {}",
@@ -84,10 +98,14 @@ fn start_call(
             limits.max_message_size
         )));
     }
-    frame::check_metadata(&metadata, limits).map_err(Status::resource_exhausted)?;
+    frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
     let mut state = shared.lock();
     if let Some(status) = &state.closed {
-        return Err(status.clone());
+        // Nothing was sent: safe to send on another connection.
+        return Err(Status::not_processed(format!(
+            "connection closed before the call was sent: {}",
+            status.message()
+        )));
     }
     if state.outbox.buffered() > HIGH_WATER {
         return Err(Status::resource_exhausted(
@@ -104,8 +122,8 @@ fn start_call(
     state.next_id = id.wrapping_add(1);
     let alone = state.calls.is_empty();
     let buf = state.outbox.buf_mut();
-    frame::encode_open(buf, id, timeout, path, &metadata, false);
-    frame::encode_message(buf, id, true, &message);
+    frame::encode_open(buf, id, timeout, path, metadata, false);
+    frame::encode_message(buf, id, true, message);
     state.calls.insert(
         id,
         Slot {
@@ -137,12 +155,22 @@ impl Future for ResponseFuture {
             else {
                 unreachable!("matched above")
             };
-            match start_call(shared, cx, &path, request) {
-                Ok(id) => *this.state = CallState::Waiting { id },
-                Err(status) => return Poll::Ready(Err(status)),
+            match start_call(shared, cx, &path, &request) {
+                Ok(id) => {
+                    *this.state = CallState::Waiting {
+                        id,
+                        sent: (path, request),
+                    }
+                }
+                Err(status) => {
+                    if status.is_not_processed() {
+                        *this.state = CallState::Unsent(Some((path, request)));
+                    }
+                    return Poll::Ready(Err(status));
+                }
             }
         }
-        let CallState::Waiting { id } = *this.state else {
+        let CallState::Waiting { id, .. } = *this.state else {
             return Poll::Ready(Err(Status::internal("response polled after completion")));
         };
         {
@@ -153,7 +181,12 @@ impl Future for ResponseFuture {
             };
             if let Some(result) = slot.done.take() {
                 state.remove_call(shared, id);
-                *this.state = CallState::Done;
+                let finished = std::mem::replace(this.state, CallState::Done);
+                if let (Err(status), CallState::Waiting { sent, .. }) = (&result, finished) {
+                    if status.is_not_processed() {
+                        *this.state = CallState::Unsent(Some(sent));
+                    }
+                }
                 return Poll::Ready(result);
             }
             match &slot.waker {
