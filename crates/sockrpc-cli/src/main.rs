@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`cmd::bench`]: the benchmark plan, row by row, and its output.
 //! - [`cmd::serve`]: the standalone benchmark server.
-//! - [`server`]: what both commands serve: the `Bench` service, the raw TCP and UDP echoes.
+//! - [`server`]: what both commands serve: the `Bench` service (TCP, and a Unix socket), the raw
+//!   TCP and UDP echoes.
 //! - [`raw`]: the raw-socket floor, server and client side.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
 //! - [`report`]: the table and the JSON; [`plot`]: the SVG.
@@ -39,13 +40,13 @@ enum Command {
     /// Measure unary call latency and throughput against the raw-socket floor.
     ///
     /// With no arguments, starts an embedded server in this process (its own 2-worker runtime on
-    /// its own thread) and measures raw-tcp, raw-udp and sockrpc-tcp one after another, for
-    /// 64 B and 4 KiB payloads, one call in flight.
+    /// its own thread) and measures raw-tcp, raw-udp, sockrpc-tcp and sockrpc-uds one after
+    /// another, for 64 B and 4 KiB payloads, one call in flight.
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///
     /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT raw-udp=IP:PORT`, with the
-    /// ports actually bound. Stops on Ctrl-C or SIGTERM.
+    /// ports actually bound, then ` uds=PATH` with --uds. Stops on Ctrl-C or SIGTERM.
     Serve(cmd::serve::ServeArgs),
 }
 

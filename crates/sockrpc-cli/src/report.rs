@@ -14,9 +14,9 @@ pub(crate) const FLOOR: &str = "raw-tcp";
 /// One measured row.
 #[derive(Debug)]
 pub(crate) struct Row {
-    /// `raw-tcp`, `raw-tcp-pipelined`, `raw-udp`, `sockrpc-tcp`, ...
+    /// `raw-tcp`, `raw-tcp-pipelined`, `raw-udp`, `sockrpc-tcp`, `sockrpc-uds`, ...
     pub(crate) name: &'static str,
-    /// `tcp` or `udp`.
+    /// `tcp`, `udp` or `uds`.
     pub(crate) transport: &'static str,
     /// Payload size of each call.
     pub(crate) payload_bytes: usize,

@@ -1,12 +1,19 @@
 //! What `sockrpc serve` and the embedded server of `sockrpc bench` serve: the `Bench` service
-//! over sockrpc, a raw TCP echo and a raw UDP echo.
+//! over sockrpc (on TCP, and on a Unix socket when asked), a raw TCP echo and a raw UDP echo.
 
 use crate::proto::{bench::bench_server::BenchServer, EchoService};
 use crate::raw;
-use sockrpc::transport::bind_tcp;
+use sockrpc::transport::{bind_tcp, bind_unix};
 use sockrpc::{Server, SocketConfig};
-use std::{future::Future, io, net::SocketAddr, thread, time::Duration};
-use tokio::net::{TcpListener, UdpSocket};
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    thread,
+    time::Duration,
+};
+use tokio::net::{TcpListener, UdpSocket, UnixListener};
 
 /// How long in-flight calls may finish after shutdown begins. Bench calls take microseconds; a
 /// client that keeps its connection idle must not hold up the exit for sockrpc's default 30 s.
@@ -16,7 +23,7 @@ const GRACE: Duration = Duration::from_secs(2);
 pub(crate) const DEFAULT_WORKERS: usize = 2;
 
 /// Where to listen.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Listen {
     /// The sockrpc `Bench` service.
     pub(crate) rpc: SocketAddr,
@@ -25,22 +32,25 @@ pub(crate) struct Listen {
     /// The raw UDP echo; `None`: the raw TCP echo's address and port, or any free port when
     /// that one is taken.
     pub(crate) raw_udp: Option<SocketAddr>,
+    /// The sockrpc `Bench` service on a Unix socket at this path; `None`: not served.
+    pub(crate) uds: Option<PathBuf>,
 }
 
 impl Listen {
-    /// Everything on 127.0.0.1, on free ports.
-    pub(crate) fn loopback() -> Listen {
+    /// Everything on 127.0.0.1, on free ports, and the Unix socket at `uds` when given.
+    pub(crate) fn loopback(uds: Option<PathBuf>) -> Listen {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         Listen {
             rpc: any,
             raw_tcp: any,
             raw_udp: None,
+            uds,
         }
     }
 }
 
 /// The addresses actually bound.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Bound {
     /// The sockrpc `Bench` service.
     pub(crate) rpc: SocketAddr,
@@ -48,6 +58,8 @@ pub(crate) struct Bound {
     pub(crate) raw_tcp: SocketAddr,
     /// The raw UDP echo.
     pub(crate) raw_udp: SocketAddr,
+    /// The Unix socket of the sockrpc `Bench` service, when served.
+    pub(crate) uds: Option<PathBuf>,
 }
 
 /// Bound sockets, not yet served. Binding first lets the caller print the real ports before
@@ -57,10 +69,14 @@ pub(crate) struct Sockets {
     rpc: TcpListener,
     raw_tcp: TcpListener,
     raw_udp: UdpSocket,
+    /// The Unix socket listener and its path (removed when serving ends).
+    uds: Option<(UnixListener, PathBuf)>,
 }
 
 impl Sockets {
-    /// Binds all three; needs a tokio runtime.
+    /// Binds them all; needs a tokio runtime. A stale socket file at the Unix socket's path (a
+    /// leftover of a server that died) is replaced; a live one, or a file of another kind, is an
+    /// error and is left alone.
     pub(crate) async fn bind(listen: Listen) -> io::Result<Sockets> {
         let config = SocketConfig::default();
         let rpc = bind_tcp(listen.rpc, &config)?;
@@ -77,10 +93,23 @@ impl Sockets {
                 }
             }
         };
+        let uds = match listen.uds {
+            Some(path) => {
+                let listener = bind_unix(&path).map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("cannot bind Unix socket {}: {err}", path.display()),
+                    )
+                })?;
+                Some((listener, path))
+            }
+            None => None,
+        };
         Ok(Sockets {
             rpc,
             raw_tcp,
             raw_udp,
+            uds,
         })
     }
 
@@ -90,22 +119,118 @@ impl Sockets {
             rpc: self.rpc.local_addr()?,
             raw_tcp: self.raw_tcp.local_addr()?,
             raw_udp: self.raw_udp.local_addr()?,
+            uds: self.uds.as_ref().map(|(_, path)| path.clone()),
         })
     }
 
-    /// Serves until `shutdown` completes: then the sockrpc server drains (GOAWAY, in-flight calls
-    /// finish within [`GRACE`]) and the raw echoes stop at once.
+    /// Serves until `shutdown` completes: then the sockrpc servers drain (GOAWAY, in-flight
+    /// calls finish within [`GRACE`]), the raw echoes stop at once and the Unix socket file is
+    /// removed. A sockrpc server that fails stops the others too.
     pub(crate) async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let raw_tcp = tokio::spawn(raw::serve_tcp(self.raw_tcp));
         let raw_udp = tokio::spawn(raw::serve_udp(self.raw_udp));
-        let served = Server::builder()
-            .grace_period(GRACE)
-            .add_service(BenchServer::new(EchoService))
-            .serve_with_listener_and_shutdown(self.rpc, shutdown)
-            .await;
+        // One signal, two servers: the first of `shutdown` or a server ending stops both.
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let stop_signal = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
+            // An error means the sender is gone: stop as well.
+            let _ = stopped.changed().await;
+        };
+        let trigger = {
+            let stopped = stopped.clone();
+            let stop = &stop;
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = stop_signal(stopped) => {}
+                }
+                stop.send_replace(());
+            }
+        };
+        // A builder per listener: each `serve*` consumes its own.
+        let server = || {
+            Server::builder()
+                .grace_period(GRACE)
+                .add_service(BenchServer::new(EchoService))
+        };
+        let tcp = async {
+            let served = server()
+                .serve_with_listener_and_shutdown(self.rpc, stop_signal(stopped.clone()))
+                .await;
+            stop.send_replace(());
+            served
+        };
+        let (uds_path, uds) = match self.uds {
+            Some((listener, path)) => (Some(path), Some(listener)),
+            None => (None, None),
+        };
+        let unix = async {
+            let Some(listener) = uds else {
+                return Ok(());
+            };
+            let served = server()
+                .serve_unix_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
+                .await;
+            stop.send_replace(());
+            served
+        };
+        let ((), tcp, unix) = tokio::join!(trigger, tcp, unix);
         raw_tcp.abort();
         raw_udp.abort();
-        served
+        if let Some(path) = uds_path {
+            remove_socket(&path);
+        }
+        tcp.and(unix)
+    }
+}
+
+/// Removes the Unix socket file at `path` if it is still a socket: never another kind of file
+/// that someone put there since.
+pub(crate) fn remove_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// A fresh private directory under the system temporary directory, for the embedded server's
+/// Unix socket; removed on drop with the socket in it.
+#[derive(Debug)]
+struct SocketDir {
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl SocketDir {
+    /// Creates `sockrpc-bench-<pid>` (or `-<pid>-<n>` when that name is taken) with mode 0700.
+    fn create() -> io::Result<SocketDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        let pid = std::process::id();
+        let mut last = None;
+        for attempt in 0..100u32 {
+            let name = match attempt {
+                0 => format!("sockrpc-bench-{pid}"),
+                n => format!("sockrpc-bench-{pid}-{n}"),
+            };
+            let dir = base.join(name);
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {
+                    let socket = dir.join("bench.sock");
+                    return Ok(SocketDir { dir, socket });
+                }
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free temporary directory name")))
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        remove_socket(&self.socket);
+        // Only if empty: whatever else is in it is not ours to delete.
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -115,11 +240,20 @@ pub(crate) struct Embedded {
     bound: Bound,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<io::Result<()>>>,
+    /// Dropped after the server has stopped (fields drop after `Drop::drop`).
+    _socket_dir: Option<SocketDir>,
 }
 
 impl Embedded {
-    /// Starts a `workers`-thread runtime on a new thread, binds loopback ports and serves.
-    pub(crate) fn start(workers: usize) -> io::Result<Embedded> {
+    /// Starts a `workers`-thread runtime on a new thread, binds loopback ports and serves; with
+    /// `uds`, also on a Unix socket in a fresh temporary directory, removed when it stops.
+    pub(crate) fn start(workers: usize, uds: bool) -> io::Result<Embedded> {
+        let socket_dir = if uds {
+            Some(SocketDir::create()?)
+        } else {
+            None
+        };
+        let listen = Listen::loopback(socket_dir.as_ref().map(|dir| dir.socket.clone()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("sockrpc-bench-server")
@@ -131,7 +265,7 @@ impl Embedded {
             .name("sockrpc-bench-server".into())
             .spawn(move || -> io::Result<()> {
                 let served = runtime.block_on(async move {
-                    let sockets = match Sockets::bind(Listen::loopback()).await {
+                    let sockets = match Sockets::bind(listen).await {
                         Ok(sockets) => sockets,
                         Err(err) => {
                             let kind = err.kind();
@@ -157,12 +291,13 @@ impl Embedded {
             bound,
             stop: Some(stop),
             thread: Some(thread),
+            _socket_dir: socket_dir,
         })
     }
 
     /// The addresses it serves on.
-    pub(crate) fn bound(&self) -> Bound {
-        self.bound
+    pub(crate) fn bound(&self) -> &Bound {
+        &self.bound
     }
 
     /// Stops it and waits for its thread.

@@ -133,20 +133,39 @@ fn bench_with_embedded_server_writes_json_and_svg() {
             .arg("--plot")
             .arg(&svg),
     );
-    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp"] {
+    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp", "sockrpc-uds"] {
         assert!(stdout.contains(name), "table lacks {name}:\n{stdout}");
     }
     let report = read_json(&json);
     assert!(report["machine"]["cpus"].as_u64().expect("cpus") >= 1);
     assert!(report["machine"]["os"].is_string());
     assert!(report["machine"]["arch"].is_string());
-    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp"] {
+    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp", "sockrpc-uds"] {
         let row = clean_row(&report, name, 64);
         assert_eq!(row["calls"], 200, "{row:#}");
         assert_eq!(row["concurrency"], 1);
         assert!(row["ratio_p50_to_raw"].as_f64().is_some(), "{row:#}");
     }
     assert_eq!(clean_row(&report, "raw-tcp", 64)["ratio_p50_to_raw"], 1.0);
+    assert_eq!(clean_row(&report, "sockrpc-uds", 64)["transport"], "uds");
+    // The UDP and auto rows are not there yet, and say so.
+    let skipped = report["skipped"].to_string();
+    for name in ["sockrpc-udp", "sockrpc-auto"] {
+        assert!(skipped.contains(name), "{name} not noted: {skipped}");
+    }
+    // The embedded server's socket, and the directory made for it, are gone with it.
+    let socket = stdout
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("unix://"))
+        .map(|path| PathBuf::from(path.trim_end_matches([')', ','])))
+        .unwrap_or_else(|| panic!("no unix:// endpoint in the header:\n{stdout}"));
+    assert_eq!(
+        socket.file_name().and_then(|n| n.to_str()),
+        Some("bench.sock")
+    );
+    let dir = socket.parent().expect("socket directory");
+    assert!(!socket.exists(), "{} left behind", socket.display());
+    assert!(!dir.exists(), "{} left behind", dir.display());
 
     let picture = std::fs::read_to_string(&svg).expect("read svg");
     let start = picture.trim_start();
@@ -180,7 +199,7 @@ fn bench_spreads_concurrency_over_connections() {
                 "--connections",
                 "2",
                 "--transport",
-                "tcp,udp",
+                "tcp,udp,uds",
             ])
             .arg("--json")
             .arg(&json),
@@ -189,6 +208,12 @@ fn bench_spreads_concurrency_over_connections() {
     let rpc = clean_row(&report, "sockrpc-tcp", 64);
     assert_eq!(rpc["concurrency"], 4);
     assert_eq!(rpc["connections"], 2);
+    // One channel, a pool of two connections, both used by four tasks.
+    let note = rpc["note"].as_str().unwrap_or_default();
+    assert!(note.contains("pool of 2, 2 live"), "{rpc:#}");
+    let uds = clean_row(&report, "sockrpc-uds", 64);
+    assert_eq!(uds["connections"], 2);
+    assert_eq!(uds["concurrency"], 4);
     assert_eq!(clean_row(&report, "raw-tcp", 64)["connections"], 4);
     assert_eq!(
         clean_row(&report, "raw-tcp-pipelined", 64)["connections"],
@@ -244,8 +269,13 @@ fn terminate(server: &mut Server) {
 
 #[test]
 fn serve_and_bench_target_across_processes() {
+    // Under the system temporary directory rather than cargo's: a Unix socket path must be short
+    // (108 bytes on Linux).
+    let uds_path =
+        std::env::temp_dir().join(format!("sockrpc-cli-test-{}.sock", std::process::id()));
     let child = sockrpc()
-        .args(["serve", "--tcp", "127.0.0.1:0"])
+        .args(["serve", "--tcp", "127.0.0.1:0", "--uds"])
+        .arg(&uds_path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -279,6 +309,12 @@ fn serve_and_bench_target_across_processes() {
     let tcp = field("tcp");
     let raw = field("raw");
     let raw_udp = field("raw-udp");
+    let uds = fields
+        .next()
+        .and_then(|field| field.strip_prefix("uds="))
+        .unwrap_or_else(|| panic!("expected uds= in {line:?}"));
+    assert_eq!(std::path::Path::new(uds), uds_path, "{line:?}");
+    assert!(fields.next().is_none(), "unexpected fields in {line:?}");
 
     let json = temp_path("target.json");
     run_ok(
@@ -294,11 +330,12 @@ fn serve_and_bench_target_across_processes() {
             ])
             .args(["--target", &format!("tcp://{tcp}")])
             .args(["--raw-target", &raw, "--raw-udp-target", &raw_udp])
+            .args(["--uds-target", uds])
             .arg("--json")
             .arg(&json),
     );
     let report = read_json(&json);
-    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp"] {
+    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp", "sockrpc-uds"] {
         assert_eq!(clean_row(&report, name, 64)["calls"], 200);
     }
 
@@ -306,18 +343,28 @@ fn serve_and_bench_target_across_processes() {
     run_ok(
         sockrpc()
             .args(["bench", "--calls", "50", "--warmup", "0", "--payload", "64"])
-            .args(["--target", &tcp, "--transport", "tcp"])
+            .args(["--target", &tcp, "--transport", "tcp,uds"])
             .arg("--json")
             .arg(&json),
     );
     let report = read_json(&json);
     assert_eq!(report["rows"].as_array().expect("rows").len(), 1);
     clean_row(&report, "sockrpc-tcp", 64);
-    assert!(report["skipped"].to_string().contains("--raw-target"));
+    let skipped = report["skipped"].to_string();
+    assert!(skipped.contains("--raw-target"), "{skipped}");
+    assert!(skipped.contains("--uds-target"), "{skipped}");
     let _ = std::fs::remove_file(json);
 
     #[cfg(unix)]
-    terminate(&mut server);
+    {
+        terminate(&mut server);
+        assert!(
+            !uds_path.exists(),
+            "serve left {} behind",
+            uds_path.display()
+        );
+    }
+    let _ = std::fs::remove_file(&uds_path);
 }
 
 #[test]
@@ -335,14 +382,14 @@ fn help_lists_the_flags() {
         "--warmup",
         "--target",
         "--raw-target",
+        "--uds-target",
         "--json",
         "--plot",
     ] {
         assert!(bench.contains(flag), "bench --help lacks {flag}:\n{bench}");
     }
     let serve = run_ok(sockrpc().args(["serve", "--help"]));
-    assert!(
-        serve.contains("--tcp") && serve.contains("--raw"),
-        "{serve}"
-    );
+    for flag in ["--tcp", "--raw", "--raw-udp", "--uds"] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}:\n{serve}");
+    }
 }

@@ -6,7 +6,10 @@
 //!
 //! For every payload and concurrency, rows run one after another, each on fresh connections:
 //! `raw-tcp` (the floor every ratio refers to), `raw-tcp-pipelined` (concurrency > 1, for
-//! scale), `raw-udp`, `sockrpc-tcp`.
+//! scale), `raw-udp`, `sockrpc-tcp`, `sockrpc-uds`.
+//!
+//! A sockrpc row makes one `Channel` whose pool holds `--connections` connections; its tasks
+//! share it, and each call goes to the connection with the fewest calls in flight.
 
 use crate::load::{run_phase, Budget, Caller};
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller};
@@ -16,15 +19,19 @@ use crate::server::{Embedded, DEFAULT_WORKERS};
 use crate::{plot, server::Bound};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sockrpc::{Channel, Endpoint};
 use std::{error::Error, io::IsTerminal, net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Largest payload: sockrpc's default message limit (4 MiB) less room for the protobuf field
 /// header, so that a large payload is a measurement, not a stream of `ResourceExhausted`.
 const MAX_PAYLOAD: usize = 4 * 1024 * 1024 - 64;
 
-/// Seconds per row when neither `--duration` nor `--calls` is given: five rows by default, so
-/// the whole run takes about twelve seconds.
+/// Seconds per row when neither `--duration` nor `--calls` is given: seven rows by default, so
+/// the whole run takes about fifteen seconds.
 const DEFAULT_SECS: f64 = 2.0;
+
+/// How long a sockrpc row waits for its pool to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A transport name on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,7 +40,7 @@ enum Transport {
     Tcp,
     /// UDP: raw-udp (sockrpc-udp is not available yet).
     Udp,
-    /// Unix domain sockets (not available yet).
+    /// Unix domain sockets: sockrpc-uds.
     Uds,
     /// sockrpc's transport auto-selection (not available yet).
     Auto,
@@ -86,8 +93,9 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "N", value_delimiter = ',', default_value = "1",
           value_parser = parse_positive)]
     concurrency: Vec<usize>,
-    /// sockrpc connections (channels) the tasks are spread over, round-robin; at most
-    /// --concurrency are used. Raw TCP cannot multiplex: its rows use one connection per task.
+    /// Connections in the pool of the one sockrpc channel the tasks share (each call takes the
+    /// connection with the fewest calls in flight); at most --concurrency. Raw TCP cannot
+    /// multiplex: its rows use one connection per task.
     #[arg(long, value_name = "N", default_value = "1", value_parser = parse_positive)]
     connections: usize,
     /// Seconds each row runs [default: 2, unless --calls is given].
@@ -109,6 +117,10 @@ pub(crate) struct BenchArgs {
     /// With --target: the server's raw UDP echo [default: the --raw-target address].
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     raw_udp_target: Option<String>,
+    /// With --target: the server's Unix socket (the `uds=` path `sockrpc serve --uds` prints).
+    /// Without it, the sockrpc-uds row is skipped.
+    #[arg(long, value_name = "PATH", requires = "target")]
+    uds_target: Option<PathBuf>,
     /// Write every row as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -123,9 +135,11 @@ pub(crate) struct BenchArgs {
 /// Where the rows connect.
 #[derive(Debug)]
 struct Targets {
-    rpc: sockrpc::Endpoint,
+    rpc: Endpoint,
     raw_tcp: Option<SocketAddr>,
     raw_udp: Option<SocketAddr>,
+    /// The Bench service on a Unix socket.
+    uds: Option<Endpoint>,
 }
 
 /// Resolves `HOST:PORT` (a `tcp://` or `udp://` prefix is allowed) to its first address.
@@ -142,16 +156,17 @@ async fn resolve(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text:?} has no addresses"))
 }
 
-async fn targets(args: &BenchArgs, embedded: Option<Bound>) -> Result<Targets, String> {
+async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Result<Targets, String> {
     if let Some(bound) = embedded {
         return Ok(Targets {
-            rpc: sockrpc::Endpoint::new(bound.rpc.ip().to_string(), bound.rpc.port()),
+            rpc: Endpoint::new(bound.rpc.ip().to_string(), bound.rpc.port()),
             raw_tcp: Some(bound.raw_tcp),
             raw_udp: Some(bound.raw_udp),
+            uds: bound.uds.as_ref().map(Endpoint::unix),
         });
     }
     let target = args.target.as_deref().unwrap_or_default();
-    let rpc = sockrpc::Endpoint::from_uri(target).map_err(|status| status.message().to_owned())?;
+    let rpc = Endpoint::from_uri(target).map_err(|status| status.message().to_owned())?;
     let raw_tcp = match &args.raw_target {
         Some(text) => Some(resolve(text).await?),
         None => None,
@@ -164,6 +179,7 @@ async fn targets(args: &BenchArgs, embedded: Option<Bound>) -> Result<Targets, S
         rpc,
         raw_tcp,
         raw_udp,
+        uds: args.uds_target.as_ref().map(Endpoint::unix),
     })
 }
 
@@ -174,6 +190,7 @@ enum Kind {
     RawTcpPipelined,
     RawUdp,
     SockrpcTcp,
+    SockrpcUds,
 }
 
 impl Kind {
@@ -183,13 +200,15 @@ impl Kind {
             Kind::RawTcpPipelined => "raw-tcp-pipelined",
             Kind::RawUdp => "raw-udp",
             Kind::SockrpcTcp => "sockrpc-tcp",
+            Kind::SockrpcUds => "sockrpc-uds",
         }
     }
 
     fn transport(self) -> &'static str {
         match self {
             Kind::RawUdp => "udp",
-            _ => "tcp",
+            Kind::SockrpcUds => "uds",
+            Kind::RawTcp | Kind::RawTcpPipelined | Kind::SockrpcTcp => "tcp",
         }
     }
 }
@@ -248,7 +267,6 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     let mut unavailable = Vec::new();
     for (transport, row) in [
         (Transport::Udp, "sockrpc-udp"),
-        (Transport::Uds, "sockrpc-uds"),
         (Transport::Auto, "sockrpc-auto"),
     ] {
         if wanted.contains(&transport) {
@@ -258,7 +276,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
 
     let embedded = match args.target {
         Some(_) => None,
-        None => Some(Embedded::start(args.server_workers)?),
+        None => Some(Embedded::start(
+            args.server_workers,
+            wanted.contains(&Transport::Uds),
+        )?),
     };
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -267,19 +288,26 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     let machine = Machine::this();
     match &embedded {
         Some(server) => println!(
-            "sockrpc bench: embedded server ({} workers; {} raw={}), client on a current-thread \
-             runtime; {} CPUs available",
+            "sockrpc bench: embedded server ({} workers; {} raw={}{}), client on a \
+             current-thread runtime; {} CPUs available",
             args.server_workers,
             targets.rpc,
             server.bound().raw_tcp,
+            targets
+                .uds
+                .as_ref()
+                .map_or_else(String::new, |uds| format!(" {uds}")),
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
         None => println!(
-            "sockrpc bench: target {} raw={}",
+            "sockrpc bench: target {} raw={} uds={}",
             targets.rpc,
             targets
                 .raw_tcp
-                .map_or_else(|| "-".to_owned(), |addr| addr.to_string())
+                .map_or_else(|| "-".to_owned(), |addr| addr.to_string()),
+            args.uds_target
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |path| path.display().to_string()),
         ),
     }
     for note in &unavailable {
@@ -378,6 +406,15 @@ async fn run_group(
     if tcp {
         kinds.push(Kind::SockrpcTcp);
     }
+    if wanted.contains(&Transport::Uds) {
+        match targets.uds {
+            Some(_) => kinds.push(Kind::SockrpcUds),
+            None => group.skipped.push(
+                "sockrpc-uds skipped: no --uds-target (the uds= path of `sockrpc serve --uds`)"
+                    .into(),
+            ),
+        }
+    }
     for kind in kinds {
         let row = run_row(kind, targets, plan, payload, concurrency, progress).await;
         group.rows.push(row);
@@ -454,30 +491,59 @@ async fn run_row(
             };
             measure(callers, row, plan, progress).await
         }
-        Kind::SockrpcTcp => {
-            row.connections = plan.connections.min(concurrency);
-            let mut clients = Vec::with_capacity(row.connections);
-            let mut failed = None;
-            for _ in 0..row.connections {
-                // One `connect` per channel: each channel owns one connection.
-                match BenchClient::connect(targets.rpc.clone()).await {
-                    Ok(client) => clients.push(client),
-                    Err(status) => {
-                        failed = Some(status.message().to_owned());
-                        break;
-                    }
-                }
-            }
-            let callers = match failed {
-                Some(message) => Err(message),
-                None => Ok((0..concurrency)
-                    .filter_map(|task| clients.get(task % clients.len().max(1)).cloned())
-                    .map(|client| RpcCaller::new(client, payload))
-                    .collect()),
+        Kind::SockrpcTcp | Kind::SockrpcUds => {
+            let endpoint = match kind {
+                Kind::SockrpcUds => targets.uds.clone(),
+                _ => Some(targets.rpc.clone()),
             };
-            measure(callers, row, plan, progress).await
+            // More connections than calls in flight would never carry a call.
+            row.connections = plan.connections.min(concurrency);
+            let channel = match endpoint {
+                Some(endpoint) => Channel::connect(
+                    endpoint
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .pool_size(row.connections),
+                )
+                .await
+                .map_err(|status| status.message().to_owned()),
+                None => Err(missing()),
+            };
+            // One channel, one pool: every task's client is a clone sharing it.
+            let callers = channel.as_ref().map_err(Clone::clone).map(|channel| {
+                let client = BenchClient::new(channel.clone());
+                (0..concurrency)
+                    .map(|_| RpcCaller::new(client.clone(), payload))
+                    .collect()
+            });
+            let mut row = measure(callers, row, plan, progress).await;
+            if let Ok(channel) = &channel {
+                note_pool(&mut row, channel);
+            }
+            row
         }
     }
+}
+
+/// Notes how the pool spread the calls, when it has more than one connection (or has fewer than
+/// it was asked for).
+fn note_pool(row: &mut Row, channel: &Channel) {
+    let stats = channel.connection_stats();
+    if row.connections <= 1 && stats.len() == row.connections {
+        return;
+    }
+    let spread: Vec<String> = stats
+        .iter()
+        .map(|conn| conn.calls_started.to_string())
+        .collect();
+    add_note(
+        row,
+        format!(
+            "pool of {}, {} live at the end; calls started per connection, warmup included: {}",
+            row.connections,
+            stats.len(),
+            spread.join(" / ")
+        ),
+    );
 }
 
 fn add_note(row: &mut Row, note: String) {

@@ -3,7 +3,7 @@
 
 use crate::server::{Listen, Sockets, DEFAULT_WORKERS};
 use clap::Args;
-use std::{error::Error, io::Write, net::SocketAddr};
+use std::{error::Error, io::Write, net::SocketAddr, path::PathBuf};
 
 /// `sockrpc serve` flags.
 #[derive(Debug, Args)]
@@ -17,6 +17,11 @@ pub(crate) struct ServeArgs {
     /// Address of the raw UDP echo [default: the raw TCP echo's address and port].
     #[arg(long, value_name = "ADDR")]
     raw_udp: Option<SocketAddr>,
+    /// Also serve the Bench service on a Unix socket at this path (for `bench --uds-target`). A
+    /// stale socket file there is replaced; any other file is left alone and is an error. The
+    /// socket file is removed on exit.
+    #[arg(long, value_name = "PATH")]
+    uds: Option<PathBuf>,
     /// Worker threads of the server runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
@@ -33,17 +38,22 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
             rpc: args.tcp,
             raw_tcp: args.raw.unwrap_or(SocketAddr::new(args.tcp.ip(), 0)),
             raw_udp: args.raw_udp,
+            uds: args.uds,
         };
         let sockets = Sockets::bind(listen).await?;
         let bound = sockets.bound()?;
         // Scripts and tests read this line to learn the ports: print it whole, then flush, since
         // stdout is block-buffered when it is a pipe.
         let mut out = std::io::stdout().lock();
-        writeln!(
+        write!(
             out,
             "listening tcp={} raw={} raw-udp={}",
             bound.rpc, bound.raw_tcp, bound.raw_udp
         )?;
+        if let Some(path) = &bound.uds {
+            write!(out, " uds={}", path.display())?;
+        }
+        writeln!(out)?;
         out.flush()?;
         drop(out);
         sockets.serve(stop_signal()).await?;
