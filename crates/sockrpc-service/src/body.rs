@@ -106,17 +106,24 @@ impl Body {
 
     /// The one message of a unary call, however it arrives: fails with `Unimplemented` (gRPC's
     /// code for a cardinality violation) when there are none or more than one.
-    pub async fn single(self) -> Result<Bytes, Status> {
-        let mut body = match self.into_once() {
-            Ok(message) => return Ok(message),
-            Err(body) => body,
-        };
-        let first = std::future::poll_fn(|cx| body.poll_message(cx)).await;
+    pub async fn single(mut self) -> Result<Bytes, Status> {
+        self.take_single().await
+    }
+
+    /// Like [`single`](Body::single), leaving the body in place so its trailers can be read
+    /// afterwards.
+    pub async fn take_single(&mut self) -> Result<Bytes, Status> {
+        if let Kind::Once(_) = &self.kind {
+            if let Kind::Once(message) = std::mem::replace(&mut self.kind, Kind::Empty) {
+                return Ok(message);
+            }
+        }
+        let first = std::future::poll_fn(|cx| self.poll_message(cx)).await;
         let Some(first) = first else {
             return Err(Status::unimplemented("expected one message, got none"));
         };
         let first = first?;
-        match std::future::poll_fn(|cx| body.poll_message(cx)).await {
+        match std::future::poll_fn(|cx| self.poll_message(cx)).await {
             None => Ok(first),
             Some(Err(status)) => Err(status),
             Some(Ok(_)) => Err(Status::unimplemented(

@@ -75,8 +75,12 @@ impl<T: RpcService> Client<T> {
         response: Response<Body>,
         codec: &C,
     ) -> Result<Response<Resp>, Status> {
-        let (metadata, body, trailers) = response.into_parts();
-        let message = codec.decode(body.single().await?)?;
+        let (metadata, mut body, mut trailers) = response.into_parts();
+        let message = codec.decode(body.take_single().await?)?;
+        // A streamed answer's trailers arrive at its end, inside the body.
+        if let Some(late) = body.trailers() {
+            trailers.extend(late.clone());
+        }
         Ok(Response::from_parts(metadata, message, trailers))
     }
 
