@@ -1,4 +1,11 @@
-//! Generates the greeter's client and server from the project's `proto/`.
+//! Generates the examples' clients and servers from the project's `proto/`: the greeter and the
+//! route guide.
 fn main() -> std::io::Result<()> {
-    sockrpc_build::compile_protos(&["../proto/helloworld/helloworld.proto"], &["../proto"])
+    sockrpc_build::compile_protos(
+        &[
+            "../proto/helloworld/helloworld.proto",
+            "../proto/routeguide/route_guide.proto",
+        ],
+        &["../proto"],
+    )
 }

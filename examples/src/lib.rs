@@ -1,7 +1,13 @@
-//! Shared code for the examples: the generated `helloworld` package.
+//! Shared code for the examples: the generated `helloworld` and `routeguide` packages.
 
 /// The `helloworld` package from `proto/helloworld/helloworld.proto`.
 pub mod helloworld {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
     sockrpc::include_proto!("helloworld");
+}
+
+/// The `routeguide` package from `proto/routeguide/route_guide.proto`.
+pub mod routeguide {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("routeguide");
 }

@@ -12,6 +12,12 @@ pub mod echo {
     sockrpc::include_proto!("sockrpc.test");
 }
 
+/// `tests/proto/sockrpc/test/stream.proto`.
+pub mod stream {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("sockrpc.test.stream");
+}
+
 /// Every `.proto` under `../shared/protos`, as one module tree by package.
 #[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
 pub mod shared {
