@@ -454,3 +454,62 @@ async fn graceful_shutdown_finishes_calls_and_new_calls_reach_a_new_server() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_and_the_pool_grows_back_under_load() {
+    let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .pool_size(3)
+        .idle_timeout(Duration::from_millis(100));
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    let live = |channel: &sockrpc::Channel| {
+        channel
+            .connections()
+            .iter()
+            .filter(|c| !c.is_closed())
+            .count()
+    };
+    assert_eq!(live(&channel), 3);
+    // Nothing to do: the extras close, the first stays.
+    wait_until("pool shrank to one", || live(&channel) == 1).await;
+
+    // Load comes back: concurrent calls find the one connection busy and reopen the others.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let mut client = EchoClient::new(channel.clone());
+        calls.spawn(async move {
+            client
+                .sleep(SleepRequest {
+                    millis: 300,
+                    token: String::new(),
+                })
+                .await
+        });
+    }
+    wait_until("pool grew back", || live(&channel) == 3).await;
+    while let Some(result) = tokio::time::timeout(BOUND, calls.join_next())
+        .await
+        .expect("calls finish")
+    {
+        result.expect("task").expect("call");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_resolve_and_every_address_is_tried() {
+    // `localhost` may resolve to ::1 before 127.0.0.1; the server listens on 127.0.0.1 only, so
+    // a client that tried just the first address would fail where the resolver lists ::1 first.
+    let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
+    let uri = format!("tcp://localhost:{}", server.addr.port());
+    let mut client = EchoClient::connect(uri.as_str())
+        .await
+        .expect("connect by name");
+    client.echo(EchoRequest::default()).await.expect("call");
+    let err = EchoClient::connect("tcp://no-such-host.invalid:1")
+        .await
+        .expect_err("unresolvable");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    server.stop().await;
+}
