@@ -12,23 +12,22 @@
 //! call in one read batch leave in one write. Only a handler that really waits is moved to a task
 //! of its own, so a slow call never holds up the others on the connection.
 
+use super::open::{OpenCalls, Opened};
 use super::respond::{answer_now, pump, ServerRecv, ServerStream, Shared};
 use crate::udp::{take_reissue, Lookup, ReplyCache};
 use crate::{Body, BoxFuture, Call};
 use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, Frame, PREFACE};
-use sockrpc_protocol::{Code, Limits, MetadataMap, MethodPath, Request, Response, Status};
+use sockrpc_protocol::{Code, Limits, MetadataMap, Request, Response, Status};
 use sockrpc_transport::client::BoxReader;
 use sockrpc_transport::outbox::{BoxWriter, Outbox, HIGH_WATER};
 use sockrpc_transport::{DecodeError, FrameDecoder};
 use std::{
-    collections::HashMap,
     future::Future,
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
@@ -41,83 +40,13 @@ use tracing::Instrument;
 pub(crate) struct ConnConfig {
     pub(crate) limits: Limits,
     pub(crate) max_concurrent_calls: usize,
-    pub(crate) ping_policy: PingPolicy,
+    pub(crate) ping_policy: super::PingPolicy,
     /// The UDP side's reply cache, when the server also serves UDP: TCP re-issues of truncated
     /// UDP calls are answered from it.
     pub(crate) reply_cache: Option<Arc<ReplyCache>>,
 }
 
-/// How often a client may PING (gRPC's keepalive enforcement): a PING sooner than
-/// `min_interval` after the previous one, or with no call in flight when that is not permitted,
-/// is a strike; more than `max_strikes` and the connection is closed with GOAWAY
-/// ("too_many_pings"). Opening a call clears the strikes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PingPolicy {
-    /// Shortest allowed time between PINGs. Default 10 s.
-    pub min_interval: Duration,
-    /// Whether PINGs with no call in flight are fine. Default false, as in gRPC.
-    pub permit_without_calls: bool,
-    /// Strikes tolerated before the connection is closed. Default 2, as in gRPC.
-    pub max_strikes: u32,
-}
-
-impl Default for PingPolicy {
-    fn default() -> PingPolicy {
-        PingPolicy {
-            min_interval: Duration::from_secs(10),
-            permit_without_calls: false,
-            max_strikes: 2,
-        }
-    }
-}
-
 const READS_PER_POLL: usize = 16;
-
-struct Opened {
-    path: MethodPath,
-    metadata: MetadataMap,
-    deadline: Option<Instant>,
-    timeout: Option<Duration>,
-}
-
-/// Calls opened whose request message has not arrived yet.
-///
-/// A unary call's OPEN and MESSAGE nearly always arrive in the same read, back to back, so the
-/// most recent OPEN is kept aside and a MESSAGE that follows it never touches the map.
-#[derive(Default)]
-struct OpenCalls {
-    last: Option<(u32, Opened)>,
-    rest: HashMap<u32, Opened>,
-}
-
-impl OpenCalls {
-    fn insert(&mut self, id: u32, opened: Opened) {
-        if let Some((previous, earlier)) = self.last.replace((id, opened)) {
-            self.rest.insert(previous, earlier);
-        }
-    }
-
-    fn remove(&mut self, id: &u32) -> Option<Opened> {
-        match &self.last {
-            Some((last, _)) if last == id => self.last.take().map(|(_, opened)| opened),
-            _ => self.rest.remove(id),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.rest.len() + usize::from(self.last.is_some())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.last.is_none() && self.rest.is_empty()
-    }
-
-    fn clear(&mut self) {
-        self.last = None;
-        self.rest.clear();
-    }
-}
 
 /// The connection's task.
 pub(crate) struct Connection<S> {

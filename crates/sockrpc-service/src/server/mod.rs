@@ -6,13 +6,15 @@
 //! ```
 
 mod conn;
+mod open;
+mod ping;
 mod respond;
 
 use crate::udp::{serve_udp, ReplyCache, UdpServerConfig};
 use crate::Body;
 use crate::{BoxFuture, Call, NamedService, Router};
-pub use conn::PingPolicy;
 use conn::{ConnConfig, Connection};
+pub use ping::PingPolicy;
 use sockrpc_protocol::{Limits, Response, Status};
 use sockrpc_transport::client::BoxReader;
 use sockrpc_transport::outbox::BoxWriter;

@@ -1,0 +1,212 @@
+//! Writing frames: every encoder appends one whole frame to a buffer.
+
+use super::{
+    FrameKind, FLAG_END_STREAM, FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+};
+use crate::{Code, Limits, MetadataMap, MethodPath};
+use bytes::{BufMut, BytesMut};
+use std::time::Duration;
+
+fn put_header(dst: &mut BytesMut, length: usize, kind: FrameKind, flags: u8, call_id: u32) {
+    dst.put_u32(length as u32);
+    dst.put_u8(kind as u8);
+    dst.put_u8(flags);
+    dst.put_u16(0);
+    dst.put_u32(call_id);
+}
+
+/// Bytes a metadata block takes on the wire.
+///
+/// ```text
+/// +-------------+---------------------------------------------------+
+/// | count: u16  | count × ( key_len: u8 | key | val_len: u16 | val ) |
+/// +-------------+---------------------------------------------------+
+/// ```
+pub fn metadata_len(metadata: &MetadataMap) -> usize {
+    2 + metadata
+        .iter()
+        .map(|(k, v)| 1 + k.len() + 2 + v.len())
+        .sum::<usize>()
+}
+
+/// Checks that `metadata` fits the wire format and `limits`.
+pub fn check_metadata(metadata: &MetadataMap, limits: &Limits) -> Result<(), String> {
+    let len = metadata_len(metadata);
+    if len > limits.max_metadata_size {
+        return Err(format!(
+            "metadata of {len} bytes exceeds the limit of {}",
+            limits.max_metadata_size
+        ));
+    }
+    if metadata.len() > usize::from(u16::MAX)
+        || metadata
+            .iter()
+            .any(|(_, v)| v.len() > usize::from(u16::MAX))
+    {
+        return Err("metadata has too many entries or a value over 65535 bytes".into());
+    }
+    Ok(())
+}
+
+fn put_metadata(dst: &mut BytesMut, metadata: &MetadataMap) {
+    dst.put_u16(metadata.len() as u16);
+    for (key, value) in metadata.iter() {
+        dst.put_u8(key.len() as u8);
+        dst.put_slice(key.as_bytes());
+        dst.put_u16(value.len() as u16);
+        dst.put_slice(value);
+    }
+}
+
+/// Writes an OPEN frame. The caller has checked the metadata with [`check_metadata`].
+///
+/// ```text
+/// +-------------------+---------------+------+----------------+
+/// | timeout_us: u64   | path_len: u16 | path | metadata block |
+/// +-------------------+---------------+------+----------------+
+/// timeout_us = 0: no deadline
+/// ```
+pub fn encode_open(
+    dst: &mut BytesMut,
+    call_id: u32,
+    timeout: Option<Duration>,
+    path: &MethodPath,
+    metadata: &MetadataMap,
+    end_stream: bool,
+) {
+    let path = path.as_bytes();
+    let len = 8 + 2 + path.len() + metadata_len(metadata);
+    dst.reserve(HEADER_LEN + len);
+    let flags = if end_stream { FLAG_END_STREAM } else { 0 };
+    put_header(dst, len, FrameKind::Open, flags, call_id);
+    // Round up so a sub-microsecond timeout still reads as "a deadline", never as "none".
+    let micros = timeout.map_or(0, |t| {
+        u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
+    });
+    dst.put_u64(micros);
+    dst.put_u16(path.len() as u16);
+    dst.put_slice(path);
+    put_metadata(dst, metadata);
+}
+
+/// Writes an OPEN frame for a streaming call (`FLAG_STREAM` when the client streams).
+pub fn encode_open_streaming(
+    dst: &mut BytesMut,
+    call_id: u32,
+    timeout: Option<Duration>,
+    path: &MethodPath,
+    metadata: &MetadataMap,
+    client_streams: bool,
+) {
+    let start = dst.len();
+    encode_open(dst, call_id, timeout, path, metadata, false);
+    if client_streams {
+        dst[start + 5] |= FLAG_STREAM;
+    }
+}
+
+/// Writes an END frame from the client: its half-close after streaming (no status of its own).
+pub fn encode_half_close(dst: &mut BytesMut, call_id: u32) {
+    encode_end(dst, call_id, Code::Ok, "", &[], &MetadataMap::new());
+}
+
+/// Writes a HEADERS frame: a metadata block.
+pub fn encode_headers(dst: &mut BytesMut, call_id: u32, metadata: &MetadataMap) {
+    let len = metadata_len(metadata);
+    dst.reserve(HEADER_LEN + len);
+    put_header(dst, len, FrameKind::Headers, 0, call_id);
+    put_metadata(dst, metadata);
+}
+
+/// Writes a MESSAGE frame: the encoded message as its body.
+pub fn encode_message(dst: &mut BytesMut, call_id: u32, end_stream: bool, body: &[u8]) {
+    dst.reserve(HEADER_LEN + body.len());
+    let flags = if end_stream { FLAG_END_STREAM } else { 0 };
+    put_header(dst, body.len(), FrameKind::Message, flags, call_id);
+    dst.put_slice(body);
+}
+
+/// Writes an END frame. A message or details too long for the format are cut (see
+/// [`MAX_STATUS_MESSAGE`], [`MAX_STATUS_DETAILS`]); the caller has checked the trailers.
+///
+/// ```text
+/// +-----------+--------------+---------+------------------+---------+----------------+
+/// | code: u32 | msg_len: u32 | message | details_len: u32 | details | metadata block |
+/// +-----------+--------------+---------+------------------+---------+----------------+
+/// ```
+pub fn encode_end(
+    dst: &mut BytesMut,
+    call_id: u32,
+    code: Code,
+    message: &str,
+    details: &[u8],
+    trailers: &MetadataMap,
+) {
+    let mut message = truncate_utf8(message, MAX_STATUS_MESSAGE);
+    let details = if details.len() > MAX_STATUS_DETAILS {
+        message = "status details too large to send; dropped";
+        &[][..]
+    } else {
+        details
+    };
+    let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(trailers);
+    dst.reserve(HEADER_LEN + len);
+    put_header(dst, len, FrameKind::End, 0, call_id);
+    dst.put_u32(code.as_u32());
+    dst.put_u32(message.len() as u32);
+    dst.put_slice(message.as_bytes());
+    dst.put_u32(details.len() as u32);
+    dst.put_slice(details);
+    put_metadata(dst, trailers);
+}
+
+/// Writes a CANCEL frame (empty body).
+pub fn encode_cancel(dst: &mut BytesMut, call_id: u32) {
+    put_header(dst, 0, FrameKind::Cancel, 0, call_id);
+}
+
+/// Writes a PING frame with an 8-byte payload.
+pub fn encode_ping(dst: &mut BytesMut, payload: u64) {
+    put_header(dst, 8, FrameKind::Ping, 0, 0);
+    dst.put_u64(payload);
+}
+
+/// Writes a PONG frame echoing a PING's payload.
+pub fn encode_pong(dst: &mut BytesMut, payload: u64) {
+    put_header(dst, 8, FrameKind::Pong, 0, 0);
+    dst.put_u64(payload);
+}
+
+/// Writes a GOAWAY frame.
+///
+/// ```text
+/// +-------------------+-----------+--------------+---------+
+/// | last_call_id: u32 | code: u32 | msg_len: u16 | message |
+/// +-------------------+-----------+--------------+---------+
+/// ```
+pub fn encode_goaway(dst: &mut BytesMut, last_call_id: u32, code: Code, message: &str) {
+    let message = truncate_utf8(message, usize::from(u16::MAX));
+    let len = 4 + 4 + 2 + message.len();
+    put_header(dst, len, FrameKind::GoAway, 0, 0);
+    dst.put_u32(last_call_id);
+    dst.put_u32(code.as_u32());
+    dst.put_u16(message.len() as u16);
+    dst.put_slice(message.as_bytes());
+}
+
+/// Writes a WINDOW frame granting `credit` more bytes.
+pub fn encode_window(dst: &mut BytesMut, call_id: u32, credit: u32) {
+    put_header(dst, 4, FrameKind::Window, 0, call_id);
+    dst.put_u32(credit);
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

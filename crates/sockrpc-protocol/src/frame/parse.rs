@@ -1,0 +1,159 @@
+//! Reading frames: a header's body, checked field by field.
+
+use super::{Frame, FrameError, FrameHeader, FrameKind, FLAG_END_STREAM, FLAG_STREAM};
+use crate::{Code, Limits, MetadataMap, MethodPath};
+use bytes::{Buf, Bytes};
+use std::time::Duration;
+
+/// A cursor over a frame body that reports short reads as a malformed frame of `kind`.
+struct Body {
+    kind: FrameKind,
+    buf: Bytes,
+}
+
+impl Body {
+    fn need(&self, n: usize) -> Result<(), FrameError> {
+        if self.buf.remaining() < n {
+            return Err(self.malformed("body ends early"));
+        }
+        Ok(())
+    }
+
+    fn malformed(&self, reason: &'static str) -> FrameError {
+        FrameError::Malformed {
+            kind: self.kind,
+            reason,
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        self.need(1)?;
+        Ok(self.buf.get_u8())
+    }
+
+    fn u16(&mut self) -> Result<u16, FrameError> {
+        self.need(2)?;
+        Ok(self.buf.get_u16())
+    }
+
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        self.need(4)?;
+        Ok(self.buf.get_u32())
+    }
+
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        self.need(8)?;
+        Ok(self.buf.get_u64())
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<Bytes, FrameError> {
+        self.need(n)?;
+        Ok(self.buf.split_to(n))
+    }
+
+    fn metadata(&mut self, limits: &Limits) -> Result<MetadataMap, FrameError> {
+        let start = self.buf.remaining();
+        let count = self.u16()?;
+        let mut map = MetadataMap::new();
+        for _ in 0..count {
+            let key_len = usize::from(self.u8()?);
+            let key = self.bytes(key_len)?;
+            let value_len = usize::from(self.u16()?);
+            let value = self.bytes(value_len)?;
+            if start - self.buf.remaining() > limits.max_metadata_size {
+                return Err(self.malformed("metadata exceeds the limit"));
+            }
+            map.push_wire(&key, value)
+                .map_err(|_| self.malformed("invalid metadata key or value"))?;
+        }
+        Ok(map)
+    }
+
+    fn finish(&self) -> Result<(), FrameError> {
+        if self.buf.has_remaining() {
+            return Err(self.malformed("trailing bytes after the body"));
+        }
+        Ok(())
+    }
+}
+
+impl Frame {
+    /// Parses a body whose header has passed [`FrameHeader::parse`].
+    pub fn parse(header: &FrameHeader, body: Bytes, limits: &Limits) -> Result<Frame, FrameError> {
+        let call_id = header.call_id;
+        let end_stream = header.flags & FLAG_END_STREAM != 0;
+        let mut body = Body {
+            kind: header.kind,
+            buf: body,
+        };
+        let frame = match header.kind {
+            FrameKind::Open => {
+                let micros = body.u64()?;
+                let path_len = usize::from(body.u16()?);
+                let path = body.bytes(path_len)?;
+                let path = MethodPath::try_from_bytes(path)
+                    .map_err(|_| body.malformed("invalid method path"))?;
+                let metadata = body.metadata(limits)?;
+                Frame::Open {
+                    call_id,
+                    timeout: (micros != 0).then(|| Duration::from_micros(micros)),
+                    path,
+                    metadata,
+                    end_stream,
+                    streaming: header.flags & FLAG_STREAM != 0,
+                }
+            }
+            FrameKind::Headers => Frame::Headers {
+                call_id,
+                metadata: body.metadata(limits)?,
+            },
+            FrameKind::Message => {
+                return Ok(Frame::Message {
+                    call_id,
+                    end_stream,
+                    body: body.buf,
+                })
+            }
+            FrameKind::End => {
+                let code = Code::from_u32(body.u32()?);
+                let len = body.u32()? as usize;
+                let message = body.bytes(len)?;
+                let message = String::from_utf8_lossy(&message).into_owned();
+                let len = body.u32()? as usize;
+                let details = body.bytes(len)?;
+                let trailers = body.metadata(limits)?;
+                Frame::End {
+                    call_id,
+                    code,
+                    message,
+                    details,
+                    trailers,
+                }
+            }
+            FrameKind::Cancel => Frame::Cancel { call_id },
+            FrameKind::Ping => Frame::Ping {
+                payload: body.u64()?,
+            },
+            FrameKind::Pong => Frame::Pong {
+                payload: body.u64()?,
+            },
+            FrameKind::GoAway => {
+                let last_call_id = body.u32()?;
+                let code = Code::from_u32(body.u32()?);
+                let len = usize::from(body.u16()?);
+                let message = body.bytes(len)?;
+                Frame::GoAway {
+                    last_call_id,
+                    code,
+                    message: String::from_utf8_lossy(&message).into_owned(),
+                }
+            }
+            FrameKind::Window => Frame::Window {
+                call_id,
+                credit: body.u32()?,
+            },
+        };
+        body.finish()?;
+        Ok(frame)
+    }
+}
