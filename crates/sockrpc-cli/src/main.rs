@@ -1,11 +1,14 @@
-//! `sockrpc`: latency benchmarks against the raw-socket floor (`sockrpc bench`), and the server
-//! they can measure across processes or machines (`sockrpc serve`).
+//! `sockrpc`: latency benchmarks against the raw-socket floor (`sockrpc bench`), the server
+//! they can measure across processes or machines (`sockrpc serve`), and gRPC's interop cases
+//! across two processes (`sockrpc interop server|client`).
 //!
 //! # Layout
 //! - [`cmd::bench`]: the benchmark plan, row by row, and its output.
 //! - [`cmd::serve`]: the standalone benchmark server.
-//! - [`server`]: what both commands serve: the `Bench` service (TCP, and a Unix socket), the raw
-//!   TCP and UDP echoes.
+//! - [`cmd::interop`]: the interop server and client (crate `sockrpc-interop`).
+//! - [`server`]: what both bench commands serve: the `Bench` service (TCP; UDP and a Unix
+//!   socket when asked), the raw TCP and UDP echoes.
+//! - [`proto`]: the `Bench` service, its echo implementation, the unary and stream callers.
 //! - [`raw`]: the raw-socket floor, server and client side.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
 //! - [`report`]: the table and the JSON; [`plot`]: the SVG.
@@ -40,14 +43,18 @@ enum Command {
     /// Measure unary call latency and throughput against the raw-socket floor.
     ///
     /// With no arguments, starts an embedded server in this process (its own 2-worker runtime on
-    /// its own thread) and measures raw-tcp, raw-udp, sockrpc-tcp and sockrpc-uds one after
-    /// another, for 64 B and 4 KiB payloads, one call in flight.
+    /// its own thread) and measures raw-tcp, raw-udp, sockrpc-tcp, sockrpc-udp, sockrpc-uds,
+    /// sockrpc-auto and sockrpc-stream one after another, for 64 B and 4 KiB payloads, one call
+    /// in flight.
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///
     /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT raw-udp=IP:PORT`, with the
-    /// ports actually bound, then ` uds=PATH` with --uds. Stops on Ctrl-C or SIGTERM.
+    /// ports actually bound, then ` uds=PATH` with --uds and ` udp=IP:PORT` with --udp. Stops on
+    /// Ctrl-C or SIGTERM.
     Serve(cmd::serve::ServeArgs),
+    /// gRPC's interop test service and cases on sockrpc, across processes.
+    Interop(cmd::interop::InteropArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Interop(args) => cmd::interop::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

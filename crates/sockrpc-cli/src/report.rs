@@ -14,9 +14,10 @@ pub(crate) const FLOOR: &str = "raw-tcp";
 /// One measured row.
 #[derive(Debug)]
 pub(crate) struct Row {
-    /// `raw-tcp`, `raw-tcp-pipelined`, `raw-udp`, `sockrpc-tcp`, `sockrpc-uds`, ...
+    /// `raw-tcp`, `raw-tcp-pipelined`, `raw-udp`, `sockrpc-tcp`, `sockrpc-udp`, `sockrpc-uds`,
+    /// `sockrpc-auto`, `sockrpc-stream`.
     pub(crate) name: &'static str,
-    /// `tcp`, `udp` or `uds`.
+    /// `tcp`, `udp`, `uds`, or `auto` (UDP when a call fits a datagram, TCP otherwise).
     pub(crate) transport: &'static str,
     /// Payload size of each call.
     pub(crate) payload_bytes: usize,
@@ -213,17 +214,15 @@ fn round3(value: Option<f64>) -> Option<f64> {
     value.map(|v| (v * 1000.0).round() / 1000.0)
 }
 
-/// Writes every group's rows as one JSON document; `unavailable` lists rows not measured in any
-/// group.
+/// Writes every group's rows, and the notes on rows skipped, as one JSON document.
 pub(crate) fn write_json(
     path: &Path,
     machine: &Machine,
     setup: &Setup,
     groups: &[Group],
-    unavailable: &[String],
 ) -> io::Result<()> {
     let mut rows = Vec::new();
-    let mut skipped = unavailable.to_vec();
+    let mut skipped = Vec::new();
     for group in groups {
         let floor = group.floor_p50();
         for row in &group.rows {

@@ -1,8 +1,10 @@
 //! What `sockrpc serve` and the embedded server of `sockrpc bench` serve: the `Bench` service
-//! over sockrpc (on TCP, and on a Unix socket when asked), a raw TCP echo and a raw UDP echo.
+//! over sockrpc (on TCP; over UDP beside it and on a Unix socket when asked), a raw TCP echo and
+//! a raw UDP echo.
 
 use crate::proto::{bench::bench_server::BenchServer, EchoService};
 use crate::raw;
+use sockrpc::service::udp::UdpServerConfig;
 use sockrpc::transport::{bind_tcp, bind_unix};
 use sockrpc::{Server, SocketConfig};
 use std::{
@@ -34,17 +36,22 @@ pub(crate) struct Listen {
     pub(crate) raw_udp: Option<SocketAddr>,
     /// The sockrpc `Bench` service on a Unix socket at this path; `None`: not served.
     pub(crate) uds: Option<PathBuf>,
+    /// The sockrpc `Bench` service over UDP (small unary calls, beside the TCP listener whose
+    /// reply cache it shares); `None`: not served.
+    pub(crate) udp: Option<SocketAddr>,
 }
 
 impl Listen {
-    /// Everything on 127.0.0.1, on free ports, and the Unix socket at `uds` when given.
-    pub(crate) fn loopback(uds: Option<PathBuf>) -> Listen {
+    /// Everything on 127.0.0.1, on free ports; the Unix socket at `uds` when given, sockrpc over
+    /// UDP when `udp`.
+    pub(crate) fn loopback(uds: Option<PathBuf>, udp: bool) -> Listen {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         Listen {
             rpc: any,
             raw_tcp: any,
             raw_udp: None,
             uds,
+            udp: udp.then_some(any),
         }
     }
 }
@@ -60,6 +67,8 @@ pub(crate) struct Bound {
     pub(crate) raw_udp: SocketAddr,
     /// The Unix socket of the sockrpc `Bench` service, when served.
     pub(crate) uds: Option<PathBuf>,
+    /// The UDP port of the sockrpc `Bench` service, when served.
+    pub(crate) udp: Option<SocketAddr>,
 }
 
 /// Bound sockets, not yet served. Binding first lets the caller print the real ports before
@@ -71,6 +80,8 @@ pub(crate) struct Sockets {
     raw_udp: UdpSocket,
     /// The Unix socket listener and its path (removed when serving ends).
     uds: Option<(UnixListener, PathBuf)>,
+    /// sockrpc over UDP.
+    udp: Option<UdpSocket>,
 }
 
 impl Sockets {
@@ -105,11 +116,18 @@ impl Sockets {
             }
             None => None,
         };
+        let udp = match listen.udp {
+            Some(addr) => Some(UdpSocket::bind(addr).await.map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot bind UDP {addr}: {err}"))
+            })?),
+            None => None,
+        };
         Ok(Sockets {
             rpc,
             raw_tcp,
             raw_udp,
             uds,
+            udp,
         })
     }
 
@@ -120,6 +138,7 @@ impl Sockets {
             raw_tcp: self.raw_tcp.local_addr()?,
             raw_udp: self.raw_udp.local_addr()?,
             uds: self.uds.as_ref().map(|(_, path)| path.clone()),
+            udp: self.udp.as_ref().map(UdpSocket::local_addr).transpose()?,
         })
     }
 
@@ -152,8 +171,18 @@ impl Sockets {
                 .grace_period(GRACE)
                 .add_service(BenchServer::new(EchoService))
         };
+        // UDP rides on the TCP server: a call whose answer came back truncated is re-issued over
+        // TCP and answered from the reply cache the two share.
+        let tcp_server = match self.udp {
+            Some(socket) => {
+                let mut config = UdpServerConfig::default();
+                config.grace_period = GRACE;
+                server().udp(socket, config)
+            }
+            None => server(),
+        };
         let tcp = async {
-            let served = server()
+            let served = tcp_server
                 .serve_with_listener_and_shutdown(self.rpc, stop_signal(stopped.clone()))
                 .await;
             stop.send_replace(());
@@ -246,14 +275,15 @@ pub(crate) struct Embedded {
 
 impl Embedded {
     /// Starts a `workers`-thread runtime on a new thread, binds loopback ports and serves; with
-    /// `uds`, also on a Unix socket in a fresh temporary directory, removed when it stops.
-    pub(crate) fn start(workers: usize, uds: bool) -> io::Result<Embedded> {
+    /// `uds`, also on a Unix socket in a fresh temporary directory, removed when it stops; with
+    /// `udp`, sockrpc over UDP too.
+    pub(crate) fn start(workers: usize, uds: bool, udp: bool) -> io::Result<Embedded> {
         let socket_dir = if uds {
             Some(SocketDir::create()?)
         } else {
             None
         };
-        let listen = Listen::loopback(socket_dir.as_ref().map(|dir| dir.socket.clone()));
+        let listen = Listen::loopback(socket_dir.as_ref().map(|dir| dir.socket.clone()), udp);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("sockrpc-bench-server")

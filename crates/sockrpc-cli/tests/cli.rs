@@ -1,5 +1,6 @@
 //! The `sockrpc` binary end to end: `bench` with an embedded server, `serve` and `bench --target`
-//! across two processes, and the help texts. Tiny call counts keep these fast in debug builds;
+//! across two processes, `interop server` and `interop client` across two processes, and the
+//! help texts. Tiny call counts keep these fast in debug builds;
 //! every wait is bounded, and no test asserts a speed.
 
 use serde_json::Value;
@@ -14,6 +15,17 @@ use std::{
 
 /// Longest any one command may take before the test fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The rows a default run has for a 64-byte payload.
+const ALL_ROWS: [&str; 7] = [
+    "raw-tcp",
+    "raw-udp",
+    "sockrpc-tcp",
+    "sockrpc-udp",
+    "sockrpc-uds",
+    "sockrpc-auto",
+    "sockrpc-stream",
+];
 
 /// Fields every JSON row carries.
 const ROW_FIELDS: [&str; 14] = [
@@ -113,6 +125,16 @@ fn clean_row<'a>(report: &'a Value, name: &str, payload: u64) -> &'a Value {
     row
 }
 
+/// The row's note says UDP answered every call (from the channel's UDP counters).
+fn assert_over_udp(row: &Value) {
+    let note = row["note"].as_str().unwrap_or_default();
+    assert!(note.contains("answered over UDP"), "{row:#}");
+    assert!(
+        note.starts_with("all ") || note.contains("; all "),
+        "{row:#}"
+    );
+}
+
 #[test]
 fn bench_with_embedded_server_writes_json_and_svg() {
     let json = temp_path("embedded.json");
@@ -133,14 +155,14 @@ fn bench_with_embedded_server_writes_json_and_svg() {
             .arg("--plot")
             .arg(&svg),
     );
-    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp", "sockrpc-uds"] {
+    for name in ALL_ROWS {
         assert!(stdout.contains(name), "table lacks {name}:\n{stdout}");
     }
     let report = read_json(&json);
     assert!(report["machine"]["cpus"].as_u64().expect("cpus") >= 1);
     assert!(report["machine"]["os"].is_string());
     assert!(report["machine"]["arch"].is_string());
-    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp", "sockrpc-uds"] {
+    for name in ALL_ROWS {
         let row = clean_row(&report, name, 64);
         assert_eq!(row["calls"], 200, "{row:#}");
         assert_eq!(row["concurrency"], 1);
@@ -148,11 +170,19 @@ fn bench_with_embedded_server_writes_json_and_svg() {
     }
     assert_eq!(clean_row(&report, "raw-tcp", 64)["ratio_p50_to_raw"], 1.0);
     assert_eq!(clean_row(&report, "sockrpc-uds", 64)["transport"], "uds");
-    // The UDP and auto rows are not there yet, and say so.
-    let skipped = report["skipped"].to_string();
-    for name in ["sockrpc-udp", "sockrpc-auto"] {
-        assert!(skipped.contains(name), "{name} not noted: {skipped}");
-    }
+    // 64 B fits a datagram: both UDP-enabled rows carried every call over UDP, and say so.
+    let udp = clean_row(&report, "sockrpc-udp", 64);
+    assert_eq!(udp["transport"], "udp");
+    assert_over_udp(udp);
+    assert!(udp["note"].to_string().contains("raw-udp"), "{udp:#}");
+    let auto = clean_row(&report, "sockrpc-auto", 64);
+    assert_eq!(auto["transport"], "auto");
+    assert_over_udp(auto);
+    assert_eq!(clean_row(&report, "sockrpc-stream", 64)["transport"], "tcp");
+    assert!(
+        report["skipped"].as_array().expect("skipped").is_empty(),
+        "{report:#}"
+    );
     // The embedded server's socket, and the directory made for it, are gone with it.
     let socket = stdout
         .split_whitespace()
@@ -220,6 +250,9 @@ fn bench_spreads_concurrency_over_connections() {
         1
     );
     clean_row(&report, "raw-udp", 64);
+    let udp = clean_row(&report, "sockrpc-udp", 64);
+    assert_eq!(udp["concurrency"], 4);
+    assert_over_udp(udp);
     clean_row(&report, "sockrpc-tcp", 2000);
     // 2000 bytes is over what one datagram carries without fragmentation: skipped, with a note.
     let rows = report["rows"].as_array().expect("rows");
@@ -228,7 +261,69 @@ fn bench_spreads_concurrency_over_connections() {
         .any(|row| row["name"] == "raw-udp" && row["payload_bytes"] == 2000));
     let skipped = report["skipped"].to_string();
     assert!(skipped.contains("raw-udp skipped"), "{skipped}");
+    assert!(skipped.contains("sockrpc-udp skipped"), "{skipped}");
     let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn bench_auto_and_stream_at_concurrency() {
+    let json = temp_path("auto-stream.json");
+    run_ok(
+        sockrpc()
+            .args(["bench", "--calls", "256", "--warmup", "32"])
+            .args([
+                "--payload",
+                "64,4096",
+                "--concurrency",
+                "4",
+                "--connections",
+                "2",
+            ])
+            .args(["--transport", "auto,stream"])
+            .arg("--json")
+            .arg(&json),
+    );
+    let report = read_json(&json);
+    assert_over_udp(clean_row(&report, "sockrpc-auto", 64));
+    // 4 KiB does not fit a datagram: auto sends every call over TCP, and says so.
+    let auto = clean_row(&report, "sockrpc-auto", 4096);
+    let note = auto["note"].as_str().unwrap_or_default();
+    assert!(note.contains("TCP carried all"), "{auto:#}");
+    for payload in [64, 4096] {
+        let stream = clean_row(&report, "sockrpc-stream", payload);
+        assert_eq!(stream["calls"], 256, "{stream:#}");
+        assert_eq!(stream["connections"], 2, "{stream:#}");
+        assert!(stream["ratio_p50_to_raw"].as_f64().is_some(), "{stream:#}");
+    }
+    let rows = report["rows"].as_array().expect("rows");
+    assert!(!rows.iter().any(|row| row["name"] == "sockrpc-udp"));
+    let _ = std::fs::remove_file(json);
+}
+
+/// The first line a server child prints, waited for at most 30 s.
+fn first_line(lines: &mpsc::Receiver<String>) -> String {
+    lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server printed no line within 30 s")
+}
+
+/// Spawns `command` as a server and reads its first stdout line on a thread.
+fn spawn_server(command: &mut Command) -> (Server, mpsc::Receiver<String>) {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut server = Server(child);
+    let stdout = server.0.stdout.take().expect("stdout");
+    let (line_tx, line_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    (server, line_rx)
 }
 
 /// Kills the server if the test fails before stopping it.
@@ -273,25 +368,19 @@ fn serve_and_bench_target_across_processes() {
     // (108 bytes on Linux).
     let uds_path =
         std::env::temp_dir().join(format!("sockrpc-cli-test-{}.sock", std::process::id()));
-    let child = sockrpc()
-        .args(["serve", "--tcp", "127.0.0.1:0", "--uds"])
-        .arg(&uds_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let mut server = Server(child);
-    let stdout = server.0.stdout.take().expect("stdout");
-    let (line_tx, line_rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    let line = line_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("serve printed no line within 30 s");
+    let (mut server, line_rx) = spawn_server(
+        sockrpc()
+            .args([
+                "serve",
+                "--tcp",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--uds",
+            ])
+            .arg(&uds_path),
+    );
+    let line = first_line(&line_rx);
     let mut fields = line.split_whitespace();
     assert_eq!(fields.next(), Some("listening"), "{line:?}");
     let mut field = |key: &str| {
@@ -314,6 +403,12 @@ fn serve_and_bench_target_across_processes() {
         .and_then(|field| field.strip_prefix("uds="))
         .unwrap_or_else(|| panic!("expected uds= in {line:?}"));
     assert_eq!(std::path::Path::new(uds), uds_path, "{line:?}");
+    let udp = fields
+        .next()
+        .and_then(|field| field.strip_prefix("udp="))
+        .unwrap_or_else(|| panic!("expected udp= in {line:?}"));
+    let udp_addr: std::net::SocketAddr = udp.parse().expect("udp address");
+    assert_ne!(udp_addr.port(), 0, "{line:?}");
     assert!(fields.next().is_none(), "unexpected fields in {line:?}");
 
     let json = temp_path("target.json");
@@ -330,20 +425,23 @@ fn serve_and_bench_target_across_processes() {
             ])
             .args(["--target", &format!("tcp://{tcp}")])
             .args(["--raw-target", &raw, "--raw-udp-target", &raw_udp])
-            .args(["--uds-target", uds])
+            .args(["--uds-target", uds, "--udp-target", udp])
             .arg("--json")
             .arg(&json),
     );
     let report = read_json(&json);
-    for name in ["raw-tcp", "raw-udp", "sockrpc-tcp", "sockrpc-uds"] {
+    for name in ALL_ROWS {
         assert_eq!(clean_row(&report, name, 64)["calls"], 200);
     }
+    // Across processes too, the UDP rows went over UDP.
+    assert_over_udp(clean_row(&report, "sockrpc-udp", 64));
+    assert_over_udp(clean_row(&report, "sockrpc-auto", 64));
 
     // Without the raw echo's address only the sockrpc row can run; the others are noted.
     run_ok(
         sockrpc()
             .args(["bench", "--calls", "50", "--warmup", "0", "--payload", "64"])
-            .args(["--target", &tcp, "--transport", "tcp,uds"])
+            .args(["--target", &tcp, "--transport", "tcp,uds,udp,auto"])
             .arg("--json")
             .arg(&json),
     );
@@ -353,6 +451,7 @@ fn serve_and_bench_target_across_processes() {
     let skipped = report["skipped"].to_string();
     assert!(skipped.contains("--raw-target"), "{skipped}");
     assert!(skipped.contains("--uds-target"), "{skipped}");
+    assert!(skipped.contains("--udp-target"), "{skipped}");
     let _ = std::fs::remove_file(json);
 
     #[cfg(unix)]
@@ -368,9 +467,42 @@ fn serve_and_bench_target_across_processes() {
 }
 
 #[test]
+fn interop_server_and_client_across_processes() {
+    let (mut server, line_rx) =
+        spawn_server(sockrpc().args(["interop", "server", "--addr", "127.0.0.1:0"]));
+    let line = first_line(&line_rx);
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening tcp=")
+        .unwrap_or_else(|| panic!("expected `listening tcp=`: {line:?}"));
+    let parsed: std::net::SocketAddr = addr.parse().expect("address");
+    assert_ne!(parsed.port(), 0, "{line:?}");
+    for case in ["empty_unary", "ping_pong"] {
+        let stdout = run_ok(sockrpc().args(["interop", "client", "--addr", addr, "--case", case]));
+        assert!(stdout.contains(&format!("PASS {case}")), "{stdout}");
+    }
+    // A case that cannot pass exits 1 with the reason.
+    let output = run(sockrpc().args([
+        "interop",
+        "client",
+        "--addr",
+        addr,
+        "--case",
+        "no_such_case",
+    ]));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown test case"), "{stderr}");
+    #[cfg(unix)]
+    terminate(&mut server);
+}
+
+#[test]
 fn help_lists_the_flags() {
     let top = run_ok(sockrpc().arg("--help"));
-    assert!(top.contains("bench") && top.contains("serve"), "{top}");
+    for command in ["bench", "serve", "interop"] {
+        assert!(top.contains(command), "--help lacks {command}:\n{top}");
+    }
     let bench = run_ok(sockrpc().args(["bench", "--help"]));
     for flag in [
         "--transport",
@@ -383,13 +515,14 @@ fn help_lists_the_flags() {
         "--target",
         "--raw-target",
         "--uds-target",
+        "--udp-target",
         "--json",
         "--plot",
     ] {
         assert!(bench.contains(flag), "bench --help lacks {flag}:\n{bench}");
     }
     let serve = run_ok(sockrpc().args(["serve", "--help"]));
-    for flag in ["--tcp", "--raw", "--raw-udp", "--uds"] {
+    for flag in ["--tcp", "--raw", "--raw-udp", "--uds", "--udp"] {
         assert!(serve.contains(flag), "serve --help lacks {flag}:\n{serve}");
     }
 }

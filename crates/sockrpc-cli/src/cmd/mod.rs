@@ -1,4 +1,5 @@
 //! The subcommands.
 
 pub(crate) mod bench;
+pub(crate) mod interop;
 pub(crate) mod serve;

@@ -22,6 +22,10 @@ pub(crate) struct ServeArgs {
     /// socket file is removed on exit.
     #[arg(long, value_name = "PATH")]
     uds: Option<PathBuf>,
+    /// Also serve the Bench service over UDP on this address (for `bench --udp-target`): small
+    /// unary calls, one datagram each way, beside the TCP listener (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    udp: Option<SocketAddr>,
     /// Worker threads of the server runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
@@ -39,6 +43,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
             raw_tcp: args.raw.unwrap_or(SocketAddr::new(args.tcp.ip(), 0)),
             raw_udp: args.raw_udp,
             uds: args.uds,
+            udp: args.udp,
         };
         let sockets = Sockets::bind(listen).await?;
         let bound = sockets.bound()?;
@@ -53,6 +58,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
         if let Some(path) = &bound.uds {
             write!(out, " uds={}", path.display())?;
         }
+        if let Some(addr) = bound.udp {
+            write!(out, " udp={addr}")?;
+        }
         writeln!(out)?;
         out.flush()?;
         drop(out);
@@ -65,7 +73,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
 
 /// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM. A signal that cannot be listened for is
 /// left out rather than taken as a request to stop.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     let terminate = async {
         use tokio::signal::unix::{signal, SignalKind};

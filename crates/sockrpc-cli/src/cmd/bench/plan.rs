@@ -1,0 +1,243 @@
+//! The plan of a run: how every row runs, where the rows connect, and which rows a group of one
+//! payload and concurrency has (and which it skips, and why).
+
+use super::rows::{add_note, run_row};
+use super::{BenchArgs, Transport};
+use crate::load::Budget;
+use crate::raw::MAX_UDP_PAYLOAD;
+use crate::report::{Group, FLOOR};
+use crate::server::Bound;
+use indicatif::ProgressBar;
+use sockrpc::Endpoint;
+use std::net::SocketAddr;
+
+/// Largest payload the sockrpc-udp row sends. A sockrpc datagram carries more than the payload
+/// (a 32-byte header, the timeout, the method path, the metadata block, the protobuf field
+/// header: about 70 bytes for `Bench/Echo`), and the whole request must fit the 1232 bytes of
+/// one datagram; a larger call would quietly go over TCP.
+pub(super) const MAX_SOCKRPC_UDP_PAYLOAD: usize = 1100;
+
+/// How every row runs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    /// Calls, or time, per row.
+    pub(super) budget: Budget,
+    /// Calls before measuring, on the same callers.
+    pub(super) warmup: u64,
+    /// The sockrpc channel's pool size (at most the concurrency).
+    pub(super) connections: usize,
+}
+
+impl Plan {
+    /// How long each row runs, for the tables' titles.
+    pub(super) fn describe(&self) -> String {
+        let run = match self.budget {
+            Budget::Calls(calls) => format!("{calls} calls per row"),
+            Budget::Time(time) => format!("{} s per row", time.as_secs_f64()),
+        };
+        format!("{run} after {} warmup calls", self.warmup)
+    }
+}
+
+/// Where the rows connect.
+#[derive(Debug)]
+pub(super) struct Targets {
+    /// The Bench service over TCP.
+    pub(super) rpc: Endpoint,
+    /// The raw TCP echo.
+    pub(super) raw_tcp: Option<SocketAddr>,
+    /// The raw UDP echo.
+    pub(super) raw_udp: Option<SocketAddr>,
+    /// The Bench service on a Unix socket.
+    pub(super) uds: Option<Endpoint>,
+    /// The Bench service's UDP port (sockrpc over UDP, beside `rpc`).
+    pub(super) udp: Option<SocketAddr>,
+}
+
+/// Resolves `HOST:PORT` (a `tcp://` or `udp://` prefix is allowed) to its first address.
+async fn resolve(text: &str) -> Result<SocketAddr, String> {
+    let bare = ["tcp://", "udp://"]
+        .iter()
+        .find_map(|scheme| text.strip_prefix(scheme))
+        .unwrap_or(text)
+        .trim_end_matches('/');
+    tokio::net::lookup_host(bare)
+        .await
+        .map_err(|err| format!("cannot resolve {text:?}: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} has no addresses"))
+}
+
+/// The embedded server's addresses, or those the flags name.
+pub(super) async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Result<Targets, String> {
+    if let Some(bound) = embedded {
+        return Ok(Targets {
+            rpc: Endpoint::new(bound.rpc.ip().to_string(), bound.rpc.port()),
+            raw_tcp: Some(bound.raw_tcp),
+            raw_udp: Some(bound.raw_udp),
+            uds: bound.uds.as_ref().map(Endpoint::unix),
+            udp: bound.udp,
+        });
+    }
+    let target = args.target.as_deref().unwrap_or_default();
+    let rpc = Endpoint::from_uri(target).map_err(|status| status.message().to_owned())?;
+    let raw_tcp = match &args.raw_target {
+        Some(text) => Some(resolve(text).await?),
+        None => None,
+    };
+    let raw_udp = match &args.raw_udp_target {
+        Some(text) => Some(resolve(text).await?),
+        None => raw_tcp,
+    };
+    let udp = match &args.udp_target {
+        Some(text) => Some(resolve(text).await?),
+        None => None,
+    };
+    Ok(Targets {
+        rpc,
+        raw_tcp,
+        raw_udp,
+        uds: args.uds_target.as_ref().map(Endpoint::unix),
+        udp,
+    })
+}
+
+/// The rows a group can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    RawTcp,
+    RawTcpPipelined,
+    RawUdp,
+    SockrpcTcp,
+    SockrpcUdp,
+    SockrpcUds,
+    SockrpcAuto,
+    SockrpcStream,
+}
+
+impl Kind {
+    /// The row's name in tables, JSON and plots.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Kind::RawTcp => FLOOR,
+            Kind::RawTcpPipelined => "raw-tcp-pipelined",
+            Kind::RawUdp => "raw-udp",
+            Kind::SockrpcTcp => "sockrpc-tcp",
+            Kind::SockrpcUdp => "sockrpc-udp",
+            Kind::SockrpcUds => "sockrpc-uds",
+            Kind::SockrpcAuto => "sockrpc-auto",
+            Kind::SockrpcStream => "sockrpc-stream",
+        }
+    }
+
+    /// The transport in the JSON.
+    pub(super) fn transport(self) -> &'static str {
+        match self {
+            Kind::RawUdp | Kind::SockrpcUdp => "udp",
+            Kind::SockrpcUds => "uds",
+            Kind::SockrpcAuto => "auto",
+            Kind::RawTcp | Kind::RawTcpPipelined | Kind::SockrpcTcp | Kind::SockrpcStream => "tcp",
+        }
+    }
+}
+
+/// Runs the rows `wanted` asks for, at one payload and concurrency, and notes those skipped.
+pub(super) async fn run_group(
+    wanted: &[Transport],
+    targets: &Targets,
+    plan: &Plan,
+    payload: usize,
+    concurrency: usize,
+    progress: &ProgressBar,
+) -> Group {
+    let tcp = wanted.contains(&Transport::Tcp);
+    let udp = wanted.contains(&Transport::Udp);
+    let auto = wanted.contains(&Transport::Auto);
+    let mut group = Group {
+        payload_bytes: payload,
+        concurrency,
+        ..Group::default()
+    };
+    let mut kinds = Vec::new();
+    // raw-tcp runs whatever was asked for: it is what every other row is quoted against.
+    match targets.raw_tcp {
+        Some(_) => kinds.push(Kind::RawTcp),
+        None => group
+            .skipped
+            .push("raw rows skipped: no --raw-target (the raw= address of `sockrpc serve`)".into()),
+    }
+    if tcp && concurrency > 1 && targets.raw_tcp.is_some() {
+        kinds.push(Kind::RawTcpPipelined);
+    }
+    if udp && targets.raw_udp.is_some() {
+        if payload <= MAX_UDP_PAYLOAD {
+            kinds.push(Kind::RawUdp);
+        } else {
+            group.skipped.push(format!(
+                "raw-udp skipped: {payload} B is over {MAX_UDP_PAYLOAD} B, the most one datagram \
+                 carries on any path without fragmentation"
+            ));
+        }
+    }
+    if tcp {
+        kinds.push(Kind::SockrpcTcp);
+    }
+    if (udp || auto) && targets.udp.is_none() {
+        group.skipped.push(
+            "sockrpc-udp and sockrpc-auto skipped: no --udp-target (the udp= address of \
+             `sockrpc serve --udp`)"
+                .into(),
+        );
+    }
+    if udp && targets.udp.is_some() {
+        if payload <= MAX_SOCKRPC_UDP_PAYLOAD {
+            kinds.push(Kind::SockrpcUdp);
+        } else {
+            group.skipped.push(format!(
+                "sockrpc-udp skipped: {payload} B is over {MAX_SOCKRPC_UDP_PAYLOAD} B, the most \
+                 a sockrpc request datagram of 1232 B carries (sockrpc-auto sends it over TCP)"
+            ));
+        }
+    }
+    if wanted.contains(&Transport::Uds) {
+        match targets.uds {
+            Some(_) => kinds.push(Kind::SockrpcUds),
+            None => group.skipped.push(
+                "sockrpc-uds skipped: no --uds-target (the uds= path of `sockrpc serve --uds`)"
+                    .into(),
+            ),
+        }
+    }
+    if auto && targets.udp.is_some() {
+        kinds.push(Kind::SockrpcAuto);
+    }
+    if wanted.contains(&Transport::Stream) {
+        kinds.push(Kind::SockrpcStream);
+    }
+    for kind in kinds {
+        let row = run_row(kind, targets, plan, payload, concurrency, progress).await;
+        group.rows.push(row);
+    }
+    note_udp_ratio(&mut group);
+    group
+}
+
+/// The table's ratio is to raw-tcp; sockrpc-udp is also quoted against its own floor, raw-udp.
+fn note_udp_ratio(group: &mut Group) {
+    let p50 = |name: &str| {
+        group
+            .rows
+            .iter()
+            .find(|row| row.name == name && row.errors == 0)
+            .and_then(|row| row.quantile_us(0.5))
+    };
+    let (Some(raw), Some(rpc)) = (p50("raw-udp"), p50("sockrpc-udp")) else {
+        return;
+    };
+    if raw <= 0.0 {
+        return;
+    }
+    if let Some(row) = group.rows.iter_mut().find(|row| row.name == "sockrpc-udp") {
+        add_note(row, format!("p50 {:.2}× raw-udp's", rpc / raw));
+    }
+}

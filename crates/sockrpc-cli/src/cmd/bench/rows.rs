@@ -1,0 +1,309 @@
+//! One row: connect its callers (raw sockets, or one sockrpc channel they share), warm up on
+//! them, measure, and note what the numbers alone do not say (how the pool spread the calls,
+//! which transport carried them).
+
+use super::plan::{Kind, Plan, Targets, MAX_SOCKRPC_UDP_PAYLOAD};
+use crate::load::{run_phase, Budget, Caller};
+use crate::proto::{bench::bench_client::BenchClient, RpcCaller, StreamCaller};
+use crate::raw::{RawTcp, RawTcpPipelined, RawUdp};
+use crate::report::Row;
+use indicatif::ProgressBar;
+use sockrpc::{Channel, Endpoint, Status};
+use std::time::Duration;
+
+/// How long a sockrpc row waits for its pool to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects `count` callers one after another.
+async fn connect_all<C, F, Fut>(count: usize, connect: F) -> Result<Vec<C>, String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<C>>,
+{
+    let mut callers = Vec::with_capacity(count);
+    for index in 0..count {
+        callers.push(connect(index).await.map_err(|err| err.to_string())?);
+    }
+    Ok(callers)
+}
+
+fn describe(status: &Status) -> String {
+    format!("{}: {}", status.code(), status.message())
+}
+
+/// Opens one `PingPong` stream per task on the shared channel, one after another.
+async fn open_streams(
+    client: &BenchClient,
+    count: usize,
+    payload: usize,
+) -> Result<Vec<StreamCaller>, String> {
+    let mut callers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let caller = StreamCaller::open(client.clone(), payload)
+            .await
+            .map_err(|status| format!("cannot open the stream: {}", describe(&status)))?;
+        callers.push(caller);
+    }
+    Ok(callers)
+}
+
+/// Runs the row `kind` at one payload and concurrency.
+pub(super) async fn run_row(
+    kind: Kind,
+    targets: &Targets,
+    plan: &Plan,
+    payload: usize,
+    concurrency: usize,
+    progress: &ProgressBar,
+) -> Row {
+    let mut row = Row {
+        name: kind.name(),
+        transport: kind.transport(),
+        payload_bytes: payload,
+        concurrency,
+        connections: concurrency,
+        hist: hdrhistogram::Histogram::new(3)
+            .unwrap_or_else(|_| unreachable!("3 significant figures are valid")),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        note: None,
+    };
+    let missing = || "no address".to_owned();
+    match kind {
+        Kind::RawTcp => {
+            if concurrency > 1 {
+                row.note = Some(format!(
+                    "{concurrency} connections, one call in flight on each (raw TCP cannot \
+                     multiplex)"
+                ));
+            }
+            let callers = match targets.raw_tcp {
+                Some(addr) => connect_all(concurrency, |_| RawTcp::connect(addr, payload)).await,
+                None => Err(missing()),
+            };
+            measure(callers, row, plan, progress).await
+        }
+        Kind::RawTcpPipelined => {
+            row.connections = 1;
+            row.note = Some(format!(
+                "one connection: {concurrency} requests written back to back, then \
+                 {concurrency} echoes read"
+            ));
+            let callers = match targets.raw_tcp {
+                Some(addr) => {
+                    connect_all(1, |_| RawTcpPipelined::connect(addr, payload, concurrency)).await
+                }
+                None => Err(missing()),
+            };
+            measure(callers, row, plan, progress).await
+        }
+        Kind::RawUdp => {
+            let callers = match targets.raw_udp {
+                Some(addr) => connect_all(concurrency, |_| RawUdp::connect(addr, payload)).await,
+                None => Err(missing()),
+            };
+            measure(callers, row, plan, progress).await
+        }
+        Kind::SockrpcTcp
+        | Kind::SockrpcUds
+        | Kind::SockrpcUdp
+        | Kind::SockrpcAuto
+        | Kind::SockrpcStream => run_sockrpc(kind, targets, plan, row, progress).await,
+    }
+}
+
+/// A sockrpc row: one channel, every task's client a clone sharing its pool.
+async fn run_sockrpc(
+    kind: Kind,
+    targets: &Targets,
+    plan: &Plan,
+    mut row: Row,
+    progress: &ProgressBar,
+) -> Row {
+    let (payload, concurrency) = (row.payload_bytes, row.concurrency);
+    let endpoint = match kind {
+        Kind::SockrpcUds => targets.uds.clone(),
+        Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.map(|udp| targets.rpc.clone().udp(udp)),
+        _ => Some(targets.rpc.clone()),
+    };
+    row.connections = match kind {
+        // One UDP socket carries every call; the pool's one TCP connection stands by for
+        // fallback.
+        Kind::SockrpcUdp => 1,
+        // More connections than calls in flight would never carry a call.
+        _ => plan.connections.min(concurrency),
+    };
+    let channel = match endpoint {
+        Some(endpoint) => connect(endpoint, row.connections).await,
+        None => Err("no address".to_owned()),
+    };
+    let client = channel
+        .as_ref()
+        .map(|channel| BenchClient::new(channel.clone()))
+        .map_err(Clone::clone);
+    let mut row = match kind {
+        Kind::SockrpcStream => {
+            row.note = Some(if concurrency == 1 {
+                "one bidirectional stream, one message in flight".to_owned()
+            } else {
+                format!("{concurrency} bidirectional streams, one per task, one message in flight on each")
+            });
+            let callers = match &client {
+                Ok(client) => open_streams(client, concurrency, payload).await,
+                Err(message) => Err(message.clone()),
+            };
+            measure(callers, row, plan, progress).await
+        }
+        _ => {
+            let callers = client.map(|client| {
+                (0..concurrency)
+                    .map(|_| RpcCaller::new(client.clone(), payload))
+                    .collect()
+            });
+            measure(callers, row, plan, progress).await
+        }
+    };
+    if let Ok(channel) = &channel {
+        match kind {
+            Kind::SockrpcUdp | Kind::SockrpcAuto => note_udp(&mut row, channel, kind, plan),
+            _ => note_pool(&mut row, channel),
+        }
+    }
+    row
+}
+
+/// A channel to `endpoint` with a pool of `pool` connections, connected now.
+async fn connect(endpoint: Endpoint, pool: usize) -> Result<Channel, String> {
+    Channel::connect(endpoint.connect_timeout(CONNECT_TIMEOUT).pool_size(pool))
+        .await
+        .map_err(|status| status.message().to_owned())
+}
+
+/// Notes how the pool spread the calls, when it has more than one connection (or has fewer than
+/// it was asked for).
+fn note_pool(row: &mut Row, channel: &Channel) {
+    let stats = channel.connection_stats();
+    if row.connections <= 1 && stats.len() == row.connections {
+        return;
+    }
+    let spread: Vec<String> = stats
+        .iter()
+        .map(|conn| conn.calls_started.to_string())
+        .collect();
+    add_note(
+        row,
+        format!(
+            "pool of {}, {} live at the end; calls started per connection, warmup included: {}",
+            row.connections,
+            stats.len(),
+            spread.join(" / ")
+        ),
+    );
+}
+
+/// Notes which transport carried the calls of a UDP-enabled row, from the channel's UDP
+/// counters: a UDP reply per call means UDP carried it; any call without one went over TCP
+/// (too large, truncated, or in fallback after loss).
+fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
+    // Every call the row made on this channel: the warmup's and the measured ones, either way.
+    let made = plan.warmup + row.calls() + row.errors;
+    let Some(stats) = channel.udp_stats() else {
+        add_note(
+            row,
+            "UDP could not be set up: every call went over TCP".into(),
+        );
+        return;
+    };
+    let detail = format!(
+        "UDP: {} calls sent, {} replies, {} retransmits, {} truncations, {} fallbacks, {} not \
+         suitable, {} deadline exceeded, {} cookie requests",
+        stats.calls,
+        stats.replies,
+        stats.retransmits,
+        stats.truncations,
+        stats.fallbacks,
+        stats.not_suitable,
+        stats.deadline_exceeded,
+        stats.cookie_requests,
+    );
+    let verdict = if stats.replies >= made {
+        format!("all {made} calls (warmup included) answered over UDP")
+    } else if stats.replies == 0 && row.payload_bytes > MAX_SOCKRPC_UDP_PAYLOAD {
+        format!(
+            "TCP carried all {made} calls: a {} B request does not fit a datagram",
+            row.payload_bytes
+        )
+    } else if kind == Kind::SockrpcUdp {
+        format!(
+            "NOT ALL OVER UDP: only {} of {made} calls answered over UDP, the rest over TCP",
+            stats.replies
+        )
+    } else {
+        format!(
+            "UDP answered {} of {made} calls, TCP carried the rest",
+            stats.replies
+        )
+    };
+    add_note(row, format!("{verdict} ({detail})"));
+}
+
+/// Appends `note` to the row's note.
+pub(super) fn add_note(row: &mut Row, note: String) {
+    row.note = Some(match row.note.take() {
+        Some(old) => format!("{old}; {note}"),
+        None => note,
+    });
+}
+
+/// Warms up, then measures, on the same callers.
+async fn measure<C: Caller>(
+    callers: Result<Vec<C>, String>,
+    mut row: Row,
+    plan: &Plan,
+    progress: &ProgressBar,
+) -> Row {
+    let label = format!("{} {} B ×{}", row.name, row.payload_bytes, row.concurrency);
+    let mut callers = match callers {
+        Ok(callers) => callers,
+        Err(message) => {
+            row.errors = row.concurrency as u64;
+            add_note(&mut row, format!("could not connect: {message}"));
+            return row;
+        }
+    };
+    if plan.warmup > 0 {
+        progress.reset();
+        progress.set_length(plan.warmup);
+        progress.set_message(format!("{label} (warmup)"));
+        let (warm, phase) = run_phase(callers, Budget::Calls(plan.warmup), progress).await;
+        if phase.errors > 0 {
+            add_note(
+                &mut row,
+                format!(
+                    "{} errors during warmup, first: {}",
+                    phase.errors,
+                    phase.first_error.unwrap_or_default()
+                ),
+            );
+        }
+        if phase.stalled {
+            row.errors = phase.errors;
+            return row;
+        }
+        callers = warm;
+    }
+    progress.reset();
+    progress.set_length(match plan.budget {
+        Budget::Calls(calls) => calls,
+        Budget::Time(time) => u64::try_from(time.as_millis()).unwrap_or(u64::MAX),
+    });
+    progress.set_message(label);
+    let (_callers, phase) = run_phase(callers, plan.budget, progress).await;
+    row.hist = phase.hist;
+    row.errors = phase.errors;
+    row.elapsed = phase.elapsed;
+    if let Some(first) = phase.first_error {
+        add_note(&mut row, format!("first error: {first}"));
+    }
+    row
+}
