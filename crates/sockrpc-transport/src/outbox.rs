@@ -127,6 +127,16 @@ impl Outbox {
         }
     }
 
+    /// After appending: the only call on its connection writes at once from its own task (no
+    /// hop); with others in flight the driver writes, once, for everything appended meanwhile.
+    pub fn flush_or_defer(&mut self, cx: &mut Context<'_>, alone: bool) {
+        if alone {
+            self.flush_or_hand_off(cx);
+        } else {
+            self.wake_driver();
+        }
+    }
+
     /// Shuts the write side down (sends FIN on TCP).
     pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.writer.as_mut().poll_shutdown(cx)

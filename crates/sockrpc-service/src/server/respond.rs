@@ -172,7 +172,8 @@ async fn with_state<R>(shared: &Shared, mut f: impl FnMut(&mut ConnState) -> R) 
     std::future::poll_fn(|cx| {
         let mut state = shared.lock();
         let result = f(&mut state);
-        state.outbox.flush_or_hand_off(cx);
+        let alone = state.running.len() <= 1;
+        state.outbox.flush_or_defer(cx, alone);
         Poll::Ready(result)
     })
     .await
@@ -267,7 +268,8 @@ impl Incoming for ServerRecv {
         if let Poll::Ready(Some(Ok(_))) = &polled {
             if let Some(credit) = stream.inbound.take_credit() {
                 frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
-                state.outbox.flush_or_hand_off(cx);
+                let alone = state.running.len() <= 1;
+                state.outbox.flush_or_defer(cx, alone);
             }
         }
         polled

@@ -179,7 +179,8 @@ impl StreamSender {
         };
         stream.outbound.sent(message.len());
         frame::encode_message(state.outbox.buf_mut(), self.id, false, message);
-        state.outbox.flush_or_hand_off(cx);
+        let alone = state.calls.len() == 1;
+        state.outbox.flush_or_defer(cx, alone);
         Ok(())
     }
 
@@ -283,7 +284,8 @@ impl StreamReceiver {
             Poll::Ready(Some(Ok(_))) => {
                 if let Some(credit) = stream.inbound.take_credit() {
                     frame::encode_window(state.outbox.buf_mut(), self.id, credit);
-                    state.outbox.flush_or_hand_off(cx);
+                    let alone = state.calls.len() == 1;
+                    state.outbox.flush_or_defer(cx, alone);
                 }
             }
             Poll::Ready(None) => {
