@@ -145,6 +145,9 @@ struct Shared {
     cookie_exchange: tokio::sync::Mutex<()>,
     rtt: Mutex<RttEstimator>,
     losses: AtomicU32,
+    /// When the last counted loss happened: timeouts that fire together (many calls in flight
+    /// through one stall of the network or of this host's scheduler) are one loss event, not many.
+    last_loss: Mutex<Option<Instant>>,
     fallback_until: Mutex<Option<Instant>>,
     stats: ClientCounters,
 }
@@ -228,6 +231,7 @@ impl UdpClient {
             cookie_exchange: tokio::sync::Mutex::new(()),
             rtt: Mutex::new(rtt),
             losses: AtomicU32::new(0),
+            last_loss: Mutex::new(None),
             fallback_until: Mutex::new(None),
             stats: ClientCounters::default(),
         });
@@ -402,6 +406,15 @@ impl Shared {
 
     /// Counts a timeout; returns whether it started a fallback.
     fn record_loss(&self) -> bool {
+        let now = Instant::now();
+        {
+            let mut last = lock(&self.last_loss);
+            let window = self.backoff(0).max(self.config.min_rto * 4);
+            if last.is_some_and(|t| now.saturating_duration_since(t) < window) {
+                return false;
+            }
+            *last = Some(now);
+        }
         let losses = self.losses.fetch_add(1, Ordering::Relaxed) + 1;
         if losses < self.config.fallback_after_losses {
             return false;
