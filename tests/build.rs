@@ -20,6 +20,7 @@ fn main() -> std::io::Result<()> {
         &[
             "../proto/helloworld/helloworld.proto",
             "proto/sockrpc/test/echo.proto",
+            "proto/sockrpc/test/counter.proto",
             "proto/sockrpc/test/stream.proto",
         ],
         &["../proto", "proto"],

@@ -847,3 +847,40 @@ async fn channel_uses_udp_when_it_fits_and_tcp_for_the_rest() {
         .expect("task")
         .expect("serve");
 }
+
+/// Methods the `.proto` marks `NO_SIDE_EFFECTS` or `IDEMPOTENT` are known to the server, which
+/// lets them skip the UDP reply cache; the others keep at-most-once execution.
+#[test]
+fn idempotency_levels_from_the_proto_reach_the_router() {
+    use sockrpc::NamedService;
+    use sockrpc_tests::counter::counter_server::{Counter, CounterServer};
+    use sockrpc_tests::counter::{AddRequest, GetRequest, Total};
+
+    struct Noop;
+    impl Counter for Noop {
+        async fn add(&self, _: Request<AddRequest>) -> Result<Response<Total>, Status> {
+            Ok(Response::new(Total::default()))
+        }
+        async fn get(&self, _: Request<GetRequest>) -> Result<Response<Total>, Status> {
+            Ok(Response::new(Total::default()))
+        }
+        async fn set(&self, _: Request<AddRequest>) -> Result<Response<Total>, Status> {
+            Ok(Response::new(Total::default()))
+        }
+    }
+
+    let mut marked = CounterServer::<Noop>::IDEMPOTENT_METHODS.to_vec();
+    marked.sort_unstable();
+    assert_eq!(
+        marked,
+        [
+            "/sockrpc.test.counter.Counter/Get",
+            "/sockrpc.test.counter.Counter/Set"
+        ]
+    );
+    let router = Router::new().add_service(CounterServer::new(Noop));
+    let mut known: Vec<&str> = router.idempotent_methods().collect();
+    known.sort_unstable();
+    assert_eq!(known, marked);
+    assert!(!known.contains(&"/sockrpc.test.counter.Counter/Add"));
+}

@@ -23,3 +23,9 @@ pub mod stream {
 pub mod shared {
     include!(concat!(env!("OUT_DIR"), "/shared/shared.rs"));
 }
+
+/// `tests/proto/sockrpc/test/counter.proto`: methods with idempotency levels.
+pub mod counter {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("sockrpc.test.counter");
+}

@@ -66,6 +66,8 @@ pub(crate) struct MethodModel {
     pub(crate) stream_type: String,
     /// Call shape, from the `stream` keywords.
     pub(crate) shape: CallShape,
+    /// Marked `option idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT`: may run twice.
+    pub(crate) idempotent: bool,
     /// Comments from the .proto.
     pub(crate) comments: Comments,
 }
@@ -131,7 +133,10 @@ impl MethodModel {
             (false, true) => CallShape::ServerStreaming,
             (true, true) => CallShape::Streaming,
         };
+        // google.protobuf.MethodOptions.IdempotencyLevel: 1 NO_SIDE_EFFECTS, 2 IDEMPOTENT.
+        let idempotent = matches!(method.options.idempotency_level, Some(1 | 2));
         Self {
+            idempotent,
             ident: names::method(&method.proto_name),
             path: format!("/{full_service}/{}", method.proto_name),
             stream_type: names::stream_type(&method.proto_name),

@@ -69,6 +69,7 @@ pub mod {module} {{
     }}
     impl<{t}: {service_trait}> ::sockrpc::codegen::NamedService for {server}<{t}> {{
         const NAME: &'static str = {name:?};
+        const IDEMPOTENT_METHODS: &'static [&'static str] = &[{idempotent}];
     }}
     impl<{t}: {service_trait}> ::sockrpc::codegen::Service<::sockrpc::codegen::Call> for {server}<{t}> {{
         type Response = ::sockrpc::codegen::Response<::sockrpc::codegen::Body>;
@@ -88,6 +89,13 @@ pub mod {module} {{
 "#,
         module = names.server_mod,
         name = service.full_name,
+        idempotent = service
+            .methods
+            .iter()
+            .filter(|m| m.idempotent)
+            .map(|m| format!("{:?}", m.path))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
 }
 

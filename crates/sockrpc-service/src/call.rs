@@ -85,4 +85,9 @@ impl<T> RpcService for T where T: Service<Call, Response = Response<Body>, Error
 pub trait NamedService {
     /// `package.Service`, as in the `.proto` file.
     const NAME: &'static str;
+
+    /// Full paths of the methods marked `option idempotency_level = NO_SIDE_EFFECTS` or
+    /// `IDEMPOTENT`: they may run more than once, so the UDP path skips its at-most-once cache
+    /// for them.
+    const IDEMPOTENT_METHODS: &'static [&'static str] = &[];
 }

@@ -50,6 +50,7 @@ where
 #[derive(Clone, Default)]
 pub struct Router {
     routes: Arc<HashMap<String, Arc<dyn Route>>>,
+    idempotent: Arc<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -67,7 +68,7 @@ impl Router {
     }
 
     /// Mounts a generated server (or any service with a boxed future) under its name.
-    pub fn add_service<S>(self, service: S) -> Router
+    pub fn add_service<S>(mut self, service: S) -> Router
     where
         S: NamedService
             + Service<
@@ -80,7 +81,17 @@ impl Router {
             + Sync
             + 'static,
     {
+        if !S::IDEMPOTENT_METHODS.is_empty() {
+            let idempotent = Arc::make_mut(&mut self.idempotent);
+            idempotent.extend(S::IDEMPOTENT_METHODS.iter().map(|path| (*path).to_owned()));
+        }
         self.add_named(S::NAME, service)
+    }
+
+    /// Full paths of the mounted methods that may run more than once (see
+    /// [`NamedService::IDEMPOTENT_METHODS`]).
+    pub fn idempotent_methods(&self) -> impl Iterator<Item = &str> {
+        self.idempotent.iter().map(String::as_str)
     }
 
     /// Mounts a service under `name` (`package.Service`).

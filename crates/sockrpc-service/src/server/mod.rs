@@ -314,7 +314,14 @@ impl<L: Finish> ServerBuilder<L> {
         let service = self.layer.finish(self.router.clone());
         let shutdown = CancellationToken::new();
         let mut conns = JoinSet::new();
-        let reply_cache = self.udp.take().map(|(socket, udp_config)| {
+        let idempotent: Vec<String> = self
+            .router
+            .idempotent_methods()
+            .map(str::to_owned)
+            .collect();
+        let reply_cache = self.udp.take().map(|(socket, mut udp_config)| {
+            // Methods the .proto marks idempotent skip the at-most-once cache.
+            udp_config.idempotent_methods.extend(idempotent);
             let cache = Arc::new(ReplyCache::default());
             let stop = shutdown.clone().cancelled_owned();
             let udp = serve_udp(
