@@ -33,7 +33,7 @@ use std::{
     time::Duration,
 };
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -139,7 +139,8 @@ struct Shared {
     instance: u64,
     config: UdpClientConfig,
     next_call_id: AtomicU32,
-    pending: Mutex<HashMap<u32, mpsc::Sender<Incoming>>>,
+    /// One answer slot per call in flight; the receive task takes the slot as it answers.
+    pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
     cookie: watch::Sender<Option<Cookie>>,
     /// One cookie exchange at a time; the others wait for its result.
     cookie_exchange: tokio::sync::Mutex<()>,
@@ -294,7 +295,7 @@ impl UdpClient {
             return outcome;
         }
         let call_id = shared.next_call_id();
-        let (tx, mut rx) = mpsc::channel(4);
+        let (tx, mut rx) = oneshot::channel();
         lock(&shared.pending).insert(call_id, tx);
         let _pending = PendingGuard { shared, call_id };
         let header = Header {
@@ -345,8 +346,8 @@ impl UdpClient {
                 .flatten()
                 .min()
                 .unwrap_or(rto_at);
-            match tokio::time::timeout_at(wake, rx.recv()).await {
-                Ok(Some(Incoming::Reply(answer))) => {
+            match tokio::time::timeout_at(wake, &mut rx).await {
+                Ok(Ok(Incoming::Reply(answer))) => {
                     if attempt == 0 && !retried_for_cookie {
                         // Karn: only an answer to a call sent once says what one round trip is.
                         lock(&shared.rtt).sample(first_sent.elapsed());
@@ -354,19 +355,22 @@ impl UdpClient {
                     bump(&shared.stats.replies);
                     return UdpOutcome::Reply(answer);
                 }
-                Ok(Some(Incoming::Truncated { fits: true })) if !retried_for_cookie => {
+                Ok(Ok(Incoming::Truncated { fits: true })) if !retried_for_cookie => {
                     // Held back only for want of a cookie, which that TRUNCATED carried: ask
                     // again at once; the server answers from its cache.
                     retried_for_cookie = true;
+                    let (tx, next) = oneshot::channel();
+                    lock(&shared.pending).insert(call_id, tx);
+                    rx = next;
                 }
-                Ok(Some(Incoming::Truncated { .. })) => {
+                Ok(Ok(Incoming::Truncated { .. })) => {
                     bump(&shared.stats.truncations);
                     return UdpOutcome::Truncated {
                         instance: shared.instance,
                         call_id,
                     };
                 }
-                Ok(None) => {
+                Ok(Err(_)) => {
                     return UdpOutcome::Reply(Err(Status::unavailable(
                         "UDP client receive task stopped",
                     )))
@@ -544,10 +548,11 @@ impl Shared {
             }
         }
         let Some(incoming) = incoming else { return };
-        let tx = lock(&self.pending).get(&header.call_id).cloned();
-        match tx {
-            Some(tx) if tx.try_send(incoming).is_ok() => {}
-            _ => bump(&self.stats.duplicates),
+        let delivered = lock(&self.pending)
+            .remove(&header.call_id)
+            .is_some_and(|tx| tx.send(incoming).is_ok());
+        if !delivered {
+            bump(&self.stats.duplicates);
         }
     }
 }
