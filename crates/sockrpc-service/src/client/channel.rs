@@ -116,7 +116,8 @@ pin_project! {
 /// connection, so nothing is copied up front).
 struct Retry {
     pool: Pool,
-    started: Instant,
+    /// When the call started, if it has a deadline to honour on the retry.
+    started: Option<Instant>,
 }
 
 impl Retry {
@@ -126,7 +127,10 @@ impl Retry {
         mut request: Request<Bytes>,
     ) -> BoxFuture<Result<Response<Body>, Status>> {
         if let Some(timeout) = request.timeout() {
-            request.set_timeout(timeout.saturating_sub(self.started.elapsed()));
+            let elapsed = self
+                .started
+                .map_or(std::time::Duration::ZERO, |s| s.elapsed());
+            request.set_timeout(timeout.saturating_sub(elapsed));
         }
         Box::pin(unary_waiting(self.pool, path, request))
     }
@@ -214,7 +218,7 @@ fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture
     if let Some(conn) = pool.pick() {
         let retry = Retry {
             pool,
-            started: Instant::now(),
+            started: request.timeout().map(|_| Instant::now()),
         };
         return ChannelFuture {
             kind: Kind::Call {
