@@ -81,6 +81,21 @@ pub trait RpcService: Service<Call, Response = Response<Body>, Error = Status> {
 
 impl<T> RpcService for T where T: Service<Call, Response = Response<Body>, Error = Status> {}
 
+/// The future of a mounted service's call: boxed, so a router can hold services of any type.
+pub type CallFuture = BoxFuture<Result<Response<Body>, Status>>;
+
+/// A service a router mounts and a connection runs: an [`RpcService`] whose future is a
+/// [`CallFuture`]. Generated servers are; any other service can be, by boxing its future.
+pub trait RouteService:
+    Service<Call, Response = Response<Body>, Error = Status, Future = CallFuture>
+{
+}
+
+impl<T> RouteService for T where
+    T: Service<Call, Response = Response<Body>, Error = Status, Future = CallFuture>
+{
+}
+
 /// A service that can be mounted in a router under its fully qualified name.
 pub trait NamedService {
     /// `package.Service`, as in the `.proto` file.

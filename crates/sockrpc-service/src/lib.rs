@@ -21,7 +21,7 @@ mod streaming;
 pub mod udp;
 
 pub use body::{Body, Incoming};
-pub use call::{BoxFuture, Call, NamedService, RpcService};
+pub use call::{BoxFuture, Call, CallFuture, NamedService, RouteService, RpcService};
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
 pub use handler::{
     client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,

@@ -1,7 +1,7 @@
 //! `Router`: method path → service.
 
 use crate::Body;
-use crate::{BoxFuture, Call, NamedService};
+use crate::{Call, CallFuture, NamedService, RouteService};
 use sockrpc_protocol::{Response, Status};
 use std::{
     collections::HashMap,
@@ -13,24 +13,16 @@ use tower_service::Service;
 /// A mounted service with its type erased; cloning the service per call is an `Arc` bump for
 /// generated servers, and their boxed future passes through without a second box.
 trait Route: Send + Sync {
-    fn call(&self, call: Call) -> BoxFuture<Result<Response<Body>, Status>>;
+    fn call(&self, call: Call) -> CallFuture;
 }
 
 struct ServiceRoute<S>(S);
 
 impl<S> Route for ServiceRoute<S>
 where
-    S: Service<
-            Call,
-            Response = Response<Body>,
-            Error = Status,
-            Future = BoxFuture<Result<Response<Body>, Status>>,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: RouteService + Clone + Send + Sync + 'static,
 {
-    fn call(&self, call: Call) -> BoxFuture<Result<Response<Body>, Status>> {
+    fn call(&self, call: Call) -> CallFuture {
         // Generated servers are always ready; a service that is not is a bug we report, not wait on.
         let mut service = self.0.clone();
         let waker = std::task::Waker::noop();
@@ -70,16 +62,7 @@ impl Router {
     /// Mounts a generated server (or any service with a boxed future) under its name.
     pub fn add_service<S>(mut self, service: S) -> Router
     where
-        S: NamedService
-            + Service<
-                Call,
-                Response = Response<Body>,
-                Error = Status,
-                Future = BoxFuture<Result<Response<Body>, Status>>,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: NamedService + RouteService + Clone + Send + Sync + 'static,
     {
         if !S::IDEMPOTENT_METHODS.is_empty() {
             let idempotent = Arc::make_mut(&mut self.idempotent);
@@ -97,15 +80,7 @@ impl Router {
     /// Mounts a service under `name` (`package.Service`).
     pub fn add_named<S>(mut self, name: &str, service: S) -> Router
     where
-        S: Service<
-                Call,
-                Response = Response<Body>,
-                Error = Status,
-                Future = BoxFuture<Result<Response<Body>, Status>>,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: RouteService + Clone + Send + Sync + 'static,
     {
         Arc::make_mut(&mut self.routes).insert(name.to_owned(), Arc::new(ServiceRoute(service)));
         self
@@ -120,7 +95,7 @@ impl Router {
 impl Service<Call> for Router {
     type Response = Response<Body>;
     type Error = Status;
-    type Future = BoxFuture<Result<Response<Body>, Status>>;
+    type Future = CallFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         Poll::Ready(Ok(()))

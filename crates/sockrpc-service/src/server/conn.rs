@@ -15,7 +15,7 @@
 use super::open::{OpenCalls, Opened};
 use super::respond::{answer_now, pump, ServerRecv, ServerStream, Shared};
 use crate::udp::{take_reissue, Lookup, ReplyCache};
-use crate::{Body, BoxFuture, Call};
+use crate::{Body, Call, CallFuture, RouteService};
 use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, Frame, PREFACE};
 use sockrpc_protocol::{Code, Limits, MetadataMap, Request, Response, Status};
@@ -32,7 +32,6 @@ use std::{
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tower_service::Service;
 use tracing::Instrument;
 
 /// Per-connection settings.
@@ -67,13 +66,7 @@ pub(crate) struct Connection<S> {
 
 impl<S> Connection<S>
 where
-    S: Service<
-            Call,
-            Response = Response<Body>,
-            Error = Status,
-            Future = BoxFuture<Result<Response<Body>, Status>>,
-        > + Send
-        + 'static,
+    S: RouteService + Send + 'static,
 {
     pub(crate) fn new(
         service: S,
@@ -303,7 +296,7 @@ where
                 self.service.call(call)
             }
         };
-        let mut future: BoxFuture<Result<Response<Body>, Status>> = match deadline {
+        let mut future: CallFuture = match deadline {
             None => future,
             Some(deadline) => Box::pin(async move {
                 match tokio::time::timeout_at(deadline, future).await {
@@ -457,14 +450,7 @@ async fn finish_call(
 
 impl<S> Future for Connection<S>
 where
-    S: Service<
-            Call,
-            Response = Response<Body>,
-            Error = Status,
-            Future = BoxFuture<Result<Response<Body>, Status>>,
-        > + Send
-        + Unpin
-        + 'static,
+    S: RouteService + Send + Unpin + 'static,
 {
     type Output = ();
 

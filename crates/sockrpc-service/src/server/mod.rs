@@ -12,7 +12,7 @@ mod respond;
 
 use crate::udp::{serve_udp, ReplyCache, UdpServerConfig};
 use crate::Body;
-use crate::{BoxFuture, Call, NamedService, Router};
+use crate::{Call, CallFuture, NamedService, RouteService, Router};
 use conn::{ConnConfig, Connection};
 pub use ping::PingPolicy;
 use sockrpc_protocol::{Limits, Response, Status};
@@ -96,15 +96,7 @@ pub struct ServerBuilder<L> {
 /// layer made them something other than a box already.
 pub trait Finish {
     /// The service a connection runs.
-    type Service: Service<
-            Call,
-            Response = Response<Body>,
-            Error = Status,
-            Future = BoxFuture<Result<Response<Body>, Status>>,
-        > + Clone
-        + Send
-        + Unpin
-        + 'static;
+    type Service: RouteService + Clone + Send + Unpin + 'static;
 
     /// Wraps `router`.
     fn finish(&self, router: Router) -> Self::Service;
@@ -143,7 +135,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Status;
-    type Future = BoxFuture<Result<Response<Body>, Status>>;
+    type Future = CallFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         self.0.poll_ready(cx)
@@ -177,16 +169,7 @@ impl<L> ServerBuilder<L> {
     /// Mounts a generated server.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: NamedService
-            + Service<
-                Call,
-                Response = Response<Body>,
-                Error = Status,
-                Future = BoxFuture<Result<Response<Body>, Status>>,
-            > + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: NamedService + RouteService + Clone + Send + Sync + 'static,
     {
         self.router = self.router.add_service(service);
         self

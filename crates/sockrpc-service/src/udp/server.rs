@@ -24,7 +24,7 @@ use super::datagram::{
 };
 use super::limiter::{Limiter, RateLimit};
 use super::{bump, counters};
-use crate::{Body, BoxFuture, Call};
+use crate::{Body, BoxFuture, Call, RouteService};
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{Limits, Request, Response, Status};
 use std::{
@@ -40,7 +40,6 @@ use std::{
 };
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
-use tower_service::Service;
 
 /// UDP server settings.
 #[derive(Debug, Clone)]
@@ -170,7 +169,7 @@ pub async fn serve_udp<S>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
 where
-    S: Service<Call, Response = Response<Body>, Error = Status, Future = Routed> + Send + 'static,
+    S: RouteService + Send + 'static,
 {
     UdpServer::new(socket, service, config, cache)
         .serve(shutdown)
@@ -179,12 +178,10 @@ where
 
 /// A call's answer as the cache and the datagram hold it: one message.
 type Answer = Result<Response<Bytes>, Status>;
-/// What the router's future yields: the message (or messages) in a `Body`.
-type Routed = BoxFuture<Result<Response<Body>, Status>>;
 
 impl<S> UdpServer<S>
 where
-    S: Service<Call, Response = Response<Body>, Error = Status, Future = Routed> + Send + 'static,
+    S: RouteService + Send + 'static,
 {
     /// A server for `service` (the router the TCP server runs) on a bound `socket`.
     pub fn new(
@@ -266,7 +263,7 @@ impl Shared {
         datagram: Bytes,
         src: SocketAddr,
     ) where
-        S: Service<Call, Response = Response<Body>, Error = Status, Future = Routed>,
+        S: RouteService,
     {
         let header = match Header::parse(&datagram) {
             Ok(header) => header,
@@ -330,7 +327,7 @@ impl Shared {
         header: Header,
         reply_to: ReplyTo,
     ) where
-        S: Service<Call, Response = Response<Body>, Error = Status, Future = Routed>,
+        S: RouteService,
     {
         if header.call_id == 0 {
             bump(&self.stats.malformed);
