@@ -1210,3 +1210,46 @@ async fn server_task_aborted_mid_call_is_unavailable() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert_no_worker_panics();
 }
+
+/// A peer that connects and never sends the preface (slowloris) loses its connection after the
+/// handshake timeout; a well-behaved client is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_after_the_handshake_timeout() {
+    let listener =
+        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
+            .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = tokio::spawn(
+        sockrpc::Server::builder()
+            .handshake_timeout(Duration::from_millis(200))
+            .add_service(EchoServer::new(EchoImpl::default()))
+            .serve_with_listener(listener),
+    );
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    // A partial preface does not count either.
+    let mut partial = TcpStream::connect(addr).await.expect("connect");
+    partial.write_all(b"SOCK").await.expect("write");
+    let mut client = bounded("connect", EchoClient::connect(addr.to_string()))
+        .await
+        .expect("connect");
+    for stream in [&mut silent, &mut partial] {
+        let mut buf = vec![0u8; 1024];
+        let closed = tokio::time::timeout(BOUND, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    // The server's own preface arrives first; then the close.
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a silent connection was kept open");
+    }
+    // The well-behaved client, connected before the timeout, is still served after it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bounded("echo", client.echo(EchoRequest::default()))
+        .await
+        .expect("served");
+    server.abort();
+}

@@ -28,6 +28,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
@@ -43,6 +44,8 @@ pub(crate) struct ConnConfig {
     /// The UDP side's reply cache, when the server also serves UDP: TCP re-issues of truncated
     /// UDP calls are answered from it.
     pub(crate) reply_cache: Option<Arc<ReplyCache>>,
+    /// Time a new connection has to send its preface.
+    pub(crate) handshake_timeout: Duration,
 }
 
 const READS_PER_POLL: usize = 16;
@@ -59,6 +62,9 @@ pub(crate) struct Connection<S> {
     opened: OpenCalls,
     last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Runs until the client's preface arrives: a peer that connects and says nothing must not
+    /// hold a connection slot forever.
+    handshake: Option<Pin<Box<tokio::time::Sleep>>>,
     draining: bool,
     last_ping: Option<Instant>,
     ping_strikes: u32,
@@ -78,6 +84,7 @@ where
     ) -> Connection<S> {
         let mut outbox = Outbox::new(writer);
         outbox.buf_mut().extend_from_slice(&PREFACE);
+        let handshake_timeout = config.handshake_timeout;
         Connection {
             service,
             shared: Arc::new(Shared::new(outbox, config.limits)),
@@ -90,6 +97,7 @@ where
             last_call_id: 0,
             shutdown: Box::pin(shutdown.cancelled_owned()),
             draining: false,
+            handshake: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
             last_ping: None,
             ping_strikes: 0,
         }
@@ -456,6 +464,14 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if let Some(handshake) = this.handshake.as_mut() {
+            if this.decoder.past_preface() {
+                this.handshake = None;
+            } else if handshake.as_mut().poll(cx).is_ready() {
+                tracing::warn!(peer = ?this.peer, "closing connection: no preface in time");
+                return this.close(cx, None);
+            }
+        }
         if !this.draining && this.shutdown.as_mut().poll(cx).is_ready() {
             this.draining = true;
             let mut state = this.shared.lock();

@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub socket: SocketConfig,
     /// How often clients may PING.
     pub ping_policy: PingPolicy,
+    /// Time a new connection has to send its preface before it is closed. Default 10 s.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             grace_period: Duration::from_secs(30),
             socket: SocketConfig::default(),
             ping_policy: PingPolicy::default(),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -220,6 +223,12 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Sets how long a new connection may take to send its preface.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
     /// Sets how often clients may PING.
     pub fn ping_policy(mut self, policy: PingPolicy) -> Self {
         self.config.ping_policy = policy;
@@ -326,6 +335,7 @@ impl<L: Finish> ServerBuilder<L> {
             max_concurrent_calls: self.config.max_concurrent_calls,
             ping_policy: self.config.ping_policy,
             reply_cache,
+            handshake_timeout: self.config.handshake_timeout,
         };
         let permits = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
         tokio::pin!(signal);
@@ -399,6 +409,7 @@ impl<L: Finish> ServerBuilder<L> {
                 max_concurrent_calls: self.config.max_concurrent_calls,
                 ping_policy: self.config.ping_policy,
                 reply_cache: None,
+                handshake_timeout: self.config.handshake_timeout,
             },
             CancellationToken::new(),
         );
