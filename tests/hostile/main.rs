@@ -1,0 +1,10 @@
+//! Issue 2, must show 5 and 6: hostile bytes from raw `TcpStream`s close only their own
+//! connection (with a GOAWAY reason where one is sent), never panic the server, never make it
+//! allocate what a peer merely announces, while a well-behaved generated client keeps being
+//! served; and a client whose server is gone fails with `Unavailable`, never hangs.
+
+mod memory;
+mod raw;
+mod server_gone;
+mod support;
+mod wire;

@@ -1,0 +1,279 @@
+//! Nothing large allocated. Measured on a server in a child process (this same test binary,
+//! re-run with CHILD_ENV set), so the parallel tests of this binary cannot disturb the numbers,
+//! and measured as both resident (RSS) and virtual size: an untouched `reserve` of what a peer
+//! announced shows only in the latter.
+
+use crate::raw::{
+    concat, header, open, read_while_open, server_frames, ECHO_PATH, END_STREAM, MESSAGE, PREFACE,
+};
+use crate::support::{bounded, fresh_call, EchoImpl, Witness};
+use sockrpc_tests::echo::echo_server::EchoServer;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const CHILD_ENV: &str = "SOCKRPC_HOSTILE_CHILD_SERVER";
+const MIB: u64 = 1024 * 1024;
+
+/// The child: an echo server on a current-thread runtime (no extra threads, so no allocator
+/// arenas appear mid-measurement), printing its address, exiting when its parent is gone or after
+/// two minutes. A panic anywhere aborts it, which the parent notices.
+fn child_server() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("child server panicked: {info}");
+        std::process::abort();
+    }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = sockrpc::transport::bind_tcp(
+            "127.0.0.1:0".parse().expect("address"),
+            &Default::default(),
+        )
+        .expect("bind");
+        println!(
+            "SOCKRPC_CHILD_ADDR={}",
+            listener.local_addr().expect("address")
+        );
+        let parent = parent_pid();
+        let orphaned = async move {
+            for _ in 0..1200 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if parent_pid() != parent {
+                    return;
+                }
+            }
+        };
+        let _ = sockrpc::Server::builder()
+            .add_service(EchoServer::new(EchoImpl::default()))
+            .serve_with_listener_and_shutdown(listener, orphaned)
+            .await;
+    });
+    std::process::exit(0);
+}
+
+fn parent_pid() -> Option<u32> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// (VmRSS, VmSize) of `pid` in bytes.
+fn memory_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            * 1024
+    };
+    (field("VmRSS:"), field("VmSize:"))
+}
+
+struct Child {
+    process: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Child {
+    /// Starts this binary's `test` (a test function of this module) as the child server.
+    fn spawn(test: &str) -> Child {
+        use std::io::BufRead;
+        // `--exact` needs the test's full name, which libtest gives as its module path without
+        // the crate's name: `memory::<test>` today, whatever this module is moved to later.
+        let test = match module_path!().split_once("::") {
+            Some((_, module)) => format!("{module}::{test}"),
+            None => test.to_owned(),
+        };
+        let exe = std::env::current_exe().expect("current exe");
+        let mut process = std::process::Command::new(exe)
+            .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn child server");
+        let stdout = process.stdout.take().expect("child stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some((_, addr)) = line.split_once("SOCKRPC_CHILD_ADDR=") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("child server printed its address")
+            .parse()
+            .expect("child address parses");
+        Child { process, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Checks the child is still running (it aborts on panic), then ends it.
+    fn finish(mut self) {
+        let status = self.process.try_wait().expect("try_wait");
+        assert!(
+            status.is_none(),
+            "child server exited ({status:?}): it panicked or crashed"
+        );
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn parent_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Warms the child up (connections, calls, buffers), lets it settle, and reads its memory.
+async fn warm_baseline(child: &Child) -> (u64, u64) {
+    for i in 0..20 {
+        fresh_call(child.addr, i).await;
+        let mut raw = TcpStream::connect(child.addr).await.expect("connect");
+        raw.write_all(&concat(&[
+            PREFACE,
+            &open(1, ECHO_PATH, &[]),
+            &header(1 << 20, MESSAGE, END_STREAM, 0, 1),
+            &[0; 1024],
+        ]))
+        .await
+        .expect("write");
+        drop(raw);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    memory_of(child.pid())
+}
+
+fn assert_growth(what: &str, before: (u64, u64), after: (u64, u64), rss: u64, virt: u64) {
+    let grew_rss = after.0.saturating_sub(before.0);
+    let grew_virt = after.1.saturating_sub(before.1);
+    eprintln!(
+        "{what}: RSS {} -> {} MiB, VmSize {} -> {} MiB",
+        before.0 / MIB,
+        after.0 / MIB,
+        before.1 / MIB,
+        after.1 / MIB
+    );
+    assert!(
+        grew_rss < rss,
+        "{what}: server RSS grew by {} MiB (bound {} MiB)",
+        grew_rss / MIB,
+        rss / MIB
+    );
+    assert!(
+        grew_virt < virt,
+        "{what}: server virtual size grew by {} MiB (bound {} MiB)",
+        grew_virt / MIB,
+        virt / MIB
+    );
+}
+
+#[test]
+fn announced_60_mib_message_is_never_allocated() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child_server();
+    }
+    let child = Child::spawn("announced_60_mib_message_is_never_allocated");
+    parent_runtime().block_on(async {
+        let before = warm_baseline(&child).await;
+        let witness = Witness::start(child.addr).await;
+        // 60 MiB is under the skip limit (4 MiB x SKIP_FACTOR 16), so the connection stays
+        // open waiting for a body that never comes; 256 KiB of it arrive, to be skipped.
+        let mut streams = Vec::new();
+        for call_id in [1u32, 3] {
+            let mut stream = TcpStream::connect(child.addr).await.expect("connect");
+            stream
+                .write_all(&concat(&[
+                    PREFACE,
+                    &open(call_id, ECHO_PATH, &[]),
+                    &header(60 << 20, MESSAGE, END_STREAM, 0, call_id),
+                    &vec![0xAB; 256 * 1024],
+                ]))
+                .await
+                .expect("write");
+            streams.push(stream);
+        }
+        for (i, stream) in streams.iter_mut().enumerate() {
+            let got = read_while_open(stream, Duration::from_millis(300), "60 MiB").await;
+            assert!(server_frames(&got).is_empty(), "stream {i}: early answer");
+        }
+        fresh_call(child.addr, 100).await;
+        let after = memory_of(child.pid());
+        assert_growth(
+            "two 60 MiB announcements",
+            before,
+            after,
+            32 * MIB,
+            32 * MIB,
+        );
+        witness.finish().await;
+        drop(streams);
+        fresh_call(child.addr, 101).await;
+    });
+    child.finish();
+}
+
+#[test]
+fn many_connections_announcing_4_mib_stay_bounded() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child_server();
+    }
+    let child = Child::spawn("many_connections_announcing_4_mib_stay_bounded");
+    parent_runtime().block_on(async {
+        let before = warm_baseline(&child).await;
+        let witness = Witness::start(child.addr).await;
+        let mut streams = Vec::new();
+        for call_id in 1..=200u32 {
+            let mut stream = bounded("connect", TcpStream::connect(child.addr))
+                .await
+                .expect("connect");
+            stream
+                .write_all(&concat(&[
+                    PREFACE,
+                    &open(call_id, ECHO_PATH, &[]),
+                    // Exactly the message limit: buffered, not skipped, if it ever arrived.
+                    &header(4 << 20, MESSAGE, END_STREAM, 0, call_id),
+                ]))
+                .await
+                .expect("write");
+            streams.push(stream);
+        }
+        // Every one of them is still open (the server waits) and the server still serves.
+        let last = streams.last_mut().expect("streams");
+        let got = read_while_open(last, Duration::from_millis(300), "4 MiB x 200").await;
+        assert!(server_frames(&got).is_empty(), "early answer");
+        fresh_call(child.addr, 200).await;
+        let after = memory_of(child.pid());
+        // 200 x 4 MiB = 800 MiB if the announcements were believed.
+        assert_growth(
+            "200 x 4 MiB announcements",
+            before,
+            after,
+            32 * MIB,
+            64 * MIB,
+        );
+        witness.finish().await;
+        drop(streams);
+        fresh_call(child.addr, 201).await;
+    });
+    child.finish();
+}

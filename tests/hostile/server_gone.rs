@@ -1,0 +1,127 @@
+//! Must show 6: the server is gone. A client fails with `Unavailable`, never hangs.
+
+use crate::raw::{server_frames, END, PREFACE};
+use crate::support::{assert_no_worker_panics, bounded, start_echo, EchoImpl, BOUND};
+use sockrpc::Code;
+use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::{EchoRequest, SleepRequest};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_unavailable() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let err = bounded(
+        "connect to a closed port",
+        EchoClient::connect(format!("127.0.0.1:{port}")),
+    )
+    .await
+    .expect_err("nothing listens there");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_stopped_between_calls_is_unavailable() {
+    let server = start_echo(EchoImpl::default());
+    let addr = server.addr;
+    let mut client = bounded("connect", EchoClient::connect(addr.to_string()))
+        .await
+        .expect("connect");
+    bounded("echo", client.echo(EchoRequest::default()))
+        .await
+        .expect("first call");
+    server.stop().await;
+    for _ in 0..2 {
+        let err = bounded("echo after stop", client.echo(EchoRequest::default()))
+            .await
+            .expect_err("server is gone");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    }
+}
+
+/// A fake server that accepts, reads the whole request (OPEN + MESSAGE), then does `then`.
+async fn fake_server(send_preface: bool, tail: &'static [u8]) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        let Ok(Ok((mut stream, _))) = tokio::time::timeout(BOUND, listener.accept()).await else {
+            return;
+        };
+        if send_preface {
+            let _ = stream.write_all(PREFACE).await;
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the preface and two whole frames are in (bounded in bytes and time).
+        let _ = tokio::time::timeout(BOUND, async {
+            while got.len() < 1 << 20 {
+                let frames = server_frames(&got);
+                if frames.len() >= 2 {
+                    break;
+                }
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        let _ = stream.write_all(tail).await;
+        drop(stream);
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_dropping_the_socket_mid_call_is_unavailable() {
+    let partial_end: &'static [u8] = &[0, 0, 0, 20, END, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+    for (preface, tail, name) in [
+        (true, &b""[..], "preface, then drop"),
+        (false, &b""[..], "no preface, drop"),
+        (true, partial_end, "preface, half an END, drop"),
+    ] {
+        let (addr, task) = fake_server(preface, tail).await;
+        let mut client = bounded("connect", EchoClient::connect(addr.to_string()))
+            .await
+            .expect("connect to the fake server");
+        let err = bounded(name, client.echo(EchoRequest::default()))
+            .await
+            .expect_err("the server dropped the call");
+        assert_eq!(err.code(), Code::Unavailable, "{name}: {err:?}");
+        bounded("fake server", task).await.expect("fake server");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_task_aborted_mid_call_is_unavailable() {
+    let service = EchoImpl::default();
+    let sleeping = Arc::clone(&service.sleeping);
+    let server = start_echo(service);
+    let mut client = bounded("connect", EchoClient::connect(server.addr.to_string()))
+        .await
+        .expect("connect");
+    let call = tokio::spawn(async move {
+        client
+            .sleep(SleepRequest {
+                millis: 30_000,
+                token: "killed".into(),
+            })
+            .await
+    });
+    bounded("handler start", sleeping.notified()).await;
+    // "Kill" the server: drop its accept loop and everything it owns, mid-call.
+    server.task.abort();
+    let result = tokio::time::timeout(BOUND, call)
+        .await
+        .expect("the in-flight call must fail promptly once the server is gone, not hang")
+        .expect("call task did not panic");
+    let err = result.expect_err("the server died mid-call");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_no_worker_panics();
+}

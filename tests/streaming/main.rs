@@ -1,0 +1,17 @@
+//! Issue 5: streaming calls end to end over loopback TCP.
+//!
+//! - backpressure: a slow reader bounds how far the server's producer runs ahead, and a unary
+//!   call on the same connection completes while the stream is stalled (must show 2);
+//! - cancellation: dropping the client's stream cancels the server's side, and the connection
+//!   carries later calls (must show 3);
+//! - bidi ping-pong: 10,000 round trips on one stream, one message in flight, payloads matched
+//!   (must show 4);
+//! - half-close and trailers, a deadline ending both sides, a server error mid-stream.
+//!
+//! Every loop is bounded in count and every wait in time; nothing asserts speed.
+
+mod backpressure;
+mod cancel;
+mod service;
+mod shapes;
+mod support;

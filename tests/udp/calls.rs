@@ -1,0 +1,128 @@
+//! Small calls over UDP, and the large answer a TCP re-issue fetches from the reply cache.
+
+use crate::support::{
+    deadline, echo_reply, reply_of, request, UdpTestServer, ECHO, FAIL, GROW, SLEEP,
+};
+use bytes::Bytes;
+use sockrpc::service::udp::{mark_reissue, take_reissue, Lookup, UdpOutcome};
+use sockrpc::Code;
+use sockrpc_tests::echo::{EchoRequest, FailRequest, GrowRequest, SleepRequest};
+use std::sync::atomic::Ordering;
+
+// ---------------------------------------------------------------------------------------------
+// (1) Small calls go over UDP: answers, errors and metadata intact, no truncation.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_calls_succeed_over_udp() {
+    let server = UdpTestServer::start().await;
+    let client = server.client().await;
+    for id in 0..20u64 {
+        let mut req = request(&EchoRequest {
+            payload: Bytes::from(format!("hello {id}")),
+            id,
+        });
+        req.metadata_mut().insert("x-note", "kept").expect("valid");
+        let response = reply_of(client.call(&ECHO, &req, deadline()).await).expect("echo");
+        let reply = echo_reply(&response);
+        assert_eq!(reply.id, id);
+        assert_eq!(&reply.payload[..], format!("hello {id}").as_bytes());
+        assert_eq!(response.trailers().get("x-note"), Some("kept"));
+    }
+
+    // An error status comes back whole, over UDP too.
+    let fail = request(&FailRequest {
+        code: Code::NotFound as i32,
+        message: "no such thing: tab\t 𝄞".into(),
+        details: Bytes::from_static(b"\x00\x01\x02"),
+    });
+    let status = reply_of(client.call(&FAIL, &fail, deadline()).await).expect_err("fails");
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.message(), "no such thing: tab\t 𝄞");
+    assert_eq!(&status.details()[..], b"\x00\x01\x02");
+
+    // A handler that waits runs in a task of its own; with the RTO now at a few milliseconds
+    // the client retransmits while it sleeps, and those retransmissions never run it again.
+    let slow = request(&SleepRequest {
+        millis: 150,
+        token: String::new(),
+    });
+    reply_of(client.call(&SLEEP, &slow, deadline()).await).expect("sleep");
+    assert_eq!(server.handlers.sleeps.load(Ordering::SeqCst), 1);
+
+    let stats = client.stats();
+    assert_eq!(stats.calls, 22, "{stats:?}");
+    assert_eq!(stats.replies, 22, "{stats:?}");
+    assert_eq!(stats.truncations, 0, "{stats:?}");
+    assert_eq!(stats.not_suitable, 0, "{stats:?}");
+    assert_eq!(stats.cookie_requests, 1, "one cookie exchange: {stats:?}");
+    assert!(client.srtt().is_some());
+    let counters = server.counters();
+    assert_eq!(counters.executed, 22, "{counters:?}");
+    assert_eq!(counters.truncated, 0, "{counters:?}");
+    assert!(
+        stats.retransmits == 0 || counters.in_progress_duplicates + counters.resent > 0,
+        "retransmissions were answered without running the call: {stats:?} {counters:?}"
+    );
+    assert_eq!(server.handlers.echoes.load(Ordering::SeqCst), 20);
+
+    // A request too big for a datagram is not sent at all: the caller uses TCP.
+    let big = request(&EchoRequest {
+        payload: Bytes::from(vec![1u8; 2000]),
+        id: 0,
+    });
+    assert!(!client.fits(&ECHO, &big));
+    assert!(matches!(
+        client.call(&ECHO, &big, deadline()).await,
+        UdpOutcome::NotSuitable
+    ));
+    assert_eq!(server.counters().requests, counters.requests);
+    server.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (2) A large answer: TRUNCATED; the TCP re-issue gets the cached answer; the handler ran once.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answer_is_truncated_and_cached_for_the_tcp_reissue() {
+    let server = UdpTestServer::start().await;
+    let client = server.client().await;
+    let grow = request(&GrowRequest { size: 5000 });
+    let (instance, call_id) = match client.call(&GROW, &grow, deadline()).await {
+        UdpOutcome::Truncated { instance, call_id } => (instance, call_id),
+        other => panic!("expected Truncated, got {other:?}"),
+    };
+    assert_eq!(instance, client.instance());
+    assert_eq!(client.stats().truncations, 1);
+    assert_eq!(server.counters().truncated, 1);
+
+    // What the TCP path does: the re-issued request carries the identity in its metadata; the
+    // server takes it off and answers from the cache.
+    let mut reissue = grow.clone();
+    mark_reissue(reissue.metadata_mut(), instance, call_id);
+    let identity = take_reissue(reissue.metadata_mut()).expect("marked");
+    assert_eq!(identity, (instance, call_id));
+    assert!(reissue.metadata().is_empty(), "the mark is not passed on");
+    let cached = match server.cache.wait(identity.0, identity.1, deadline()).await {
+        Lookup::Done(answer) => answer.expect("grow succeeded"),
+        other => panic!("expected the cached answer, got {other:?}"),
+    };
+    let reply = echo_reply(&cached);
+    assert_eq!(reply.payload.len(), 5000);
+    assert!(reply.payload.iter().all(|&b| b == 7));
+    assert!(matches!(
+        server.cache.lookup(instance, call_id + 1),
+        Lookup::Missing
+    ));
+    assert_eq!(
+        server.handlers.grows.load(Ordering::SeqCst),
+        1,
+        "ran exactly once"
+    );
+
+    // An answer that fits still comes straight back.
+    let fits = request(&GrowRequest { size: 1000 });
+    let response = reply_of(client.call(&GROW, &fits, deadline()).await).expect("grow");
+    assert_eq!(echo_reply(&response).payload.len(), 1000);
+    assert_eq!(server.handlers.grows.load(Ordering::SeqCst), 2);
+    server.shutdown().await;
+}

@@ -1,0 +1,182 @@
+//! The counting echo service, a UDP server around it, and the helpers the UDP tests share.
+
+use bytes::Bytes;
+use prost::Message as _;
+use sockrpc::service::udp::{
+    ReplyCache, UdpClient, UdpClientConfig, UdpOutcome, UdpServer, UdpServerConfig,
+    UdpServerCounters, UdpServerStats,
+};
+use sockrpc::{Code, MetadataMap, MethodPath, Request, Response, Router, Status};
+use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
+use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Longest any single wait in these tests may take before it counts as a hang.
+pub(crate) const BOUND: Duration = Duration::from_secs(10);
+
+pub(crate) static ECHO: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Echo");
+pub(crate) static SLEEP: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Sleep");
+pub(crate) static FAIL: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Fail");
+pub(crate) static GROW: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Grow");
+
+/// Counts how often each handler ran: at-most-once is the point of several tests.
+#[derive(Default, Clone)]
+pub(crate) struct Counting {
+    pub(crate) echoes: Arc<AtomicU64>,
+    pub(crate) sleeps: Arc<AtomicU64>,
+    pub(crate) grows: Arc<AtomicU64>,
+}
+
+impl Echo for Counting {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        self.echoes.fetch_add(1, Ordering::SeqCst);
+        let mut trailers = MetadataMap::new();
+        if let Some(note) = request.metadata().get("x-note") {
+            trailers.insert("x-note", note).expect("valid");
+        }
+        let EchoRequest { payload, id } = request.into_inner();
+        Ok(Response::from_parts(
+            MetadataMap::new(),
+            EchoReply { payload, id },
+            trailers,
+        ))
+    }
+
+    async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
+        Ok(Response::new(EchoReply::default()))
+    }
+
+    async fn fail(&self, request: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
+        let FailRequest {
+            code,
+            message,
+            details,
+        } = request.into_inner();
+        Err(Status::with_details(
+            Code::from_u32(code as u32),
+            message,
+            details,
+        ))
+    }
+
+    async fn grow(&self, request: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
+        self.grows.fetch_add(1, Ordering::SeqCst);
+        let size = request.into_inner().size as usize;
+        Ok(Response::new(EchoReply {
+            payload: Bytes::from(vec![7u8; size]),
+            id: 0,
+        }))
+    }
+}
+
+pub(crate) struct UdpTestServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) handlers: Counting,
+    pub(crate) cache: Arc<ReplyCache>,
+    stats: Arc<UdpServerStats>,
+    stop: Option<oneshot::Sender<()>>,
+    pub(crate) task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl UdpTestServer {
+    pub(crate) async fn start() -> UdpTestServer {
+        UdpTestServer::start_with(UdpServerConfig::default()).await
+    }
+
+    async fn start_with(config: UdpServerConfig) -> UdpTestServer {
+        let handlers = Counting::default();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let router = Router::new().add_service(EchoServer::new(handlers.clone()));
+        let cache = Arc::new(ReplyCache::default());
+        let server = UdpServer::new(socket, router, config, Arc::clone(&cache));
+        let addr = server.local_addr().expect("addr");
+        let stats = server.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        UdpTestServer {
+            addr,
+            handlers,
+            cache,
+            stats,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub(crate) fn counters(&self) -> UdpServerCounters {
+        self.stats.snapshot()
+    }
+
+    pub(crate) async fn client(&self) -> UdpClient {
+        UdpClient::connect(self.addr, UdpClientConfig::default())
+            .await
+            .expect("client")
+    }
+
+    pub(crate) async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(BOUND, &mut self.task)
+            .await
+            .expect("server stops")
+            .expect("task")
+            .expect("serve");
+    }
+}
+
+pub(crate) fn request(message: &impl prost::Message) -> Request<Bytes> {
+    Request::new(Bytes::from(message.encode_to_vec()))
+}
+
+pub(crate) fn deadline() -> Option<Instant> {
+    Some(Instant::now() + BOUND)
+}
+
+pub(crate) fn reply_of(outcome: UdpOutcome) -> Result<Response<Bytes>, Status> {
+    match outcome {
+        UdpOutcome::Reply(answer) => answer,
+        other => panic!("expected a UDP reply, got {other:?}"),
+    }
+}
+
+pub(crate) fn echo_reply(response: &Response<Bytes>) -> EchoReply {
+    EchoReply::decode(response.get_ref().clone()).expect("decode EchoReply")
+}
+
+/// Polls `check` every 10 ms for up to [`BOUND`].
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < BOUND, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Deterministic xorshift64.
+pub(crate) struct XorShift(pub(crate) u64);
+
+impl XorShift {
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub(crate) fn percent(&mut self) -> u64 {
+        self.next() % 100
+    }
+}
