@@ -29,6 +29,8 @@ pub struct Outbox {
     writer: BoxWriter,
     driver: Option<Waker>,
     failed: Option<io::ErrorKind>,
+    /// Calls whose frames were appended since the buffer was last empty.
+    batched: usize,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -48,12 +50,19 @@ impl Outbox {
             writer,
             driver: None,
             failed: None,
+            batched: 0,
         }
     }
 
     /// The buffer to append whole frames to.
     pub fn buf_mut(&mut self) -> &mut BytesMut {
         &mut self.buf
+    }
+
+    /// Counts a call whose frames were just appended, and returns how many are waiting.
+    pub fn add_to_batch(&mut self) -> usize {
+        self.batched += 1;
+        self.batched
     }
 
     /// Bytes waiting to be written.
@@ -104,6 +113,7 @@ impl Outbox {
                 Poll::Pending => return Poll::Pending,
             }
         }
+        self.batched = 0;
         if self.buf.capacity() > KEEP_CAPACITY * 4 {
             self.buf = BytesMut::with_capacity(KEEP_CAPACITY);
         }
