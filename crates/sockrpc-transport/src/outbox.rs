@@ -20,6 +20,10 @@ pub type BoxWriter = Pin<Box<dyn AsyncWrite + Send + Sync>>;
 /// must not make us buffer without bound.
 pub const HIGH_WATER: usize = 8 * 1024 * 1024;
 
+/// Calls in a batch past which the appender writes the batch itself, so that both ends of the
+/// connection work at once instead of taking turns.
+pub const EARLY_FLUSH: usize = 16;
+
 /// Bytes kept allocated between flushes, so the steady state does not reallocate.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
@@ -140,7 +144,8 @@ impl Outbox {
     /// After appending: the only call on its connection writes at once from its own task (no
     /// hop); with others in flight the driver writes, once, for everything appended meanwhile.
     pub fn flush_or_defer(&mut self, cx: &mut Context<'_>, alone: bool) {
-        if alone {
+        // Past a part of a batch, write now: the peer works on it while the rest is appended.
+        if alone || self.add_to_batch() >= EARLY_FLUSH {
             self.flush_or_hand_off(cx);
         } else {
             self.wake_driver();
