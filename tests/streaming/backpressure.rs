@@ -193,3 +193,55 @@ async fn slow_reader_queue_stays_within_the_window() {
     .expect("the test finishes in time");
     server.stop().await;
 }
+
+/// A client that opens many streams and never reads its socket: each stream's window alone
+/// would let the server queue 64 KiB per stream (64 MiB for 1,000 streams); the connection's
+/// write buffer limit parks every producer once 8 MiB wait, so the server's memory stays bounded
+/// by the connection, not by how many streams a client opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_to_a_client_that_never_reads_stay_bounded() {
+    use sockrpc::protocol::frame::{encode_message, encode_open, PREFACE};
+    use tokio::io::AsyncWriteExt;
+
+    const STREAMS: u32 = 1_000;
+    let server = Running::start();
+    let probe = server.streamer.probe("never-reads");
+    let mut socket = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let path = MethodPath::from_static("/sockrpc.test.stream.Streamer/Produce");
+    let mut metadata = MetadataMap::new();
+    metadata.insert("x-token", "never-reads").expect("valid");
+    let request = ProduceRequest {
+        count: 1_000,
+        size: 1024,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut wire = bytes::BytesMut::from(&PREFACE[..]);
+    for id in 1..=STREAMS {
+        encode_open(&mut wire, id, None, &path, &metadata, false);
+        encode_message(&mut wire, id, true, &request);
+    }
+    socket.write_all(&wire).await.expect("send the calls");
+
+    // Let the producers run until they are all parked, then check they stopped early.
+    let mut last = usize::MAX;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let produced = probe.produced();
+        if produced == last {
+            break;
+        }
+        last = produced;
+    }
+    let window_bound = STREAMS as usize * window_messages(1024);
+    let produced = probe.produced();
+    assert!(produced > 0, "nothing was produced");
+    assert!(
+        produced < window_bound / 2,
+        "{produced} messages produced for a client that reads nothing; windows alone allow {window_bound}"
+    );
+    drop(socket);
+    server.stop().await;
+}

@@ -23,7 +23,7 @@ pub(crate) const WHOLE: Duration = Duration::from_secs(120);
 
 /// A running server on `127.0.0.1:0`.
 pub(crate) struct Running {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     pub(crate) streamer: TestStreamer,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,

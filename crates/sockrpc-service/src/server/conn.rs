@@ -13,7 +13,7 @@
 //! of its own, so a slow call never holds up the others on the connection.
 
 use super::open::{OpenCalls, Opened};
-use super::respond::{answer_now, pump, ServerRecv, ServerStream, Shared};
+use super::respond::{answer_now, pump, ServerRecv, ServerStream, Shared, INBOUND_BUDGET};
 use crate::udp::{take_reissue, Lookup, ReplyCache};
 use crate::{Body, Call, CallFuture, RouteService};
 use bytes::BytesMut;
@@ -196,6 +196,7 @@ where
                 } else {
                     let max = self.config.limits.max_message_size;
                     let mut state = self.shared.lock();
+                    let len = body.len();
                     if let Some(stream) = state.streams.get_mut(&call_id) {
                         if stream.inbound.push(body, max).is_err() {
                             return Err((
@@ -206,6 +207,7 @@ where
                         if end_stream {
                             stream.inbound.finish(Ok(MetadataMap::new()));
                         }
+                        state.inbound_bytes += len;
                     }
                 }
             }
@@ -432,7 +434,7 @@ async fn finish_call(
         };
         if !finished {
             let mut state = shared.lock();
-            if state.streams.remove(&call_id).is_some() {
+            if state.remove_stream(call_id).is_some() {
                 let status = Status::deadline_exceeded("deadline exceeded on the server");
                 super::respond::encode_status(
                     state.outbox.buf_mut(),
@@ -502,8 +504,18 @@ where
                 // The client is not reading its answers: stop reading its requests until it does.
                 return Poll::Pending;
             }
+            state.wake_writers();
         }
         for _ in 0..READS_PER_POLL {
+            {
+                let mut state = this.shared.lock();
+                if state.inbound_bytes > INBOUND_BUDGET {
+                    // Handlers are behind on what this client streamed: read no more until they
+                    // catch up (they wake this task as they consume).
+                    state.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
             if this.rbuf.capacity() - this.rbuf.len() < 4096 {
                 let want = this
                     .decoder

@@ -11,11 +11,11 @@ use bytes::BytesMut;
 use sockrpc_protocol::frame;
 use sockrpc_protocol::{Code, Limits, MetadataMap, Response, Status};
 use sockrpc_transport::flow::{Inbound, Outbound};
-use sockrpc_transport::outbox::Outbox;
+use sockrpc_transport::outbox::{Outbox, HIGH_WATER};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 use tokio::task::AbortHandle;
 
@@ -40,6 +40,44 @@ pub(super) struct ConnState {
     pub(super) running: HashMap<u32, Option<AbortHandle>>,
     /// Streaming calls' queues and credit.
     pub(super) streams: HashMap<u32, ServerStream>,
+    /// Bytes queued in all streams' inbound queues. Each stream is bounded by its window, but a
+    /// client may open thousands: past [`INBOUND_BUDGET`] the connection stops reading until
+    /// handlers consume, so one connection's memory stays bounded whatever it opens.
+    pub(super) inbound_bytes: usize,
+    /// The connection task, parked because of the inbound budget.
+    pub(super) reader: Option<Waker>,
+    /// Response pumps parked because the write buffer is past its high-water mark (a client
+    /// that does not read must not make every stream fill the buffer by its own window).
+    pub(super) writers: Vec<Waker>,
+}
+
+/// Inbound stream bytes one connection may hold before it stops reading.
+pub(super) const INBOUND_BUDGET: usize = 16 * 1024 * 1024;
+
+impl ConnState {
+    /// Forgets a stream, releasing what its queue held from the connection's budget.
+    pub(super) fn remove_stream(&mut self, call_id: u32) -> Option<ServerStream> {
+        let stream = self.streams.remove(&call_id)?;
+        self.release_inbound(stream.inbound.queued().1);
+        Some(stream)
+    }
+
+    /// Counts consumed (or dropped) inbound bytes; wakes the reader once under budget.
+    pub(super) fn release_inbound(&mut self, bytes: usize) {
+        self.inbound_bytes = self.inbound_bytes.saturating_sub(bytes);
+        if self.inbound_bytes <= INBOUND_BUDGET {
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+        }
+    }
+
+    /// Wakes response pumps waiting for room in the write buffer.
+    pub(super) fn wake_writers(&mut self) {
+        for writer in self.writers.drain(..) {
+            writer.wake();
+        }
+    }
 }
 
 pub(super) struct Shared {
@@ -54,6 +92,9 @@ impl Shared {
                 outbox,
                 running: HashMap::new(),
                 streams: HashMap::new(),
+                inbound_bytes: 0,
+                reader: None,
+                writers: Vec::new(),
             }),
             limits,
         }
@@ -76,11 +117,13 @@ impl Shared {
         for (_, mut stream) in state.streams.drain() {
             stream.wake_all();
         }
+        state.inbound_bytes = 0;
+        state.wake_writers();
     }
 
     /// Forgets a cancelled call's stream, waking whoever waits on it.
     pub(super) fn cancel_stream(state: &mut ConnState, call_id: u32) {
-        if let Some(mut stream) = state.streams.remove(&call_id) {
+        if let Some(mut stream) = state.remove_stream(call_id) {
             stream.wake_all();
         }
     }
@@ -97,7 +140,7 @@ pub(super) fn answer_now(
     let response = match result {
         Ok(response) => response,
         Err(status) => {
-            state.streams.remove(&call_id);
+            state.remove_stream(call_id);
             encode_status(state.outbox.buf_mut(), call_id, &status, limits);
             return None;
         }
@@ -105,7 +148,7 @@ pub(super) fn answer_now(
     let (metadata, body, trailers) = response.into_parts();
     match body.into_once() {
         Ok(message) => {
-            state.streams.remove(&call_id);
+            state.remove_stream(call_id);
             encode_once(
                 state.outbox.buf_mut(),
                 call_id,
@@ -190,7 +233,7 @@ pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<B
         if let Err(reason) = &checked {
             let status = Status::internal(format!("response metadata: {reason}"));
             encode_status(state.outbox.buf_mut(), call_id, &status, &limits);
-            state.streams.remove(&call_id);
+            state.remove_stream(call_id);
             return false;
         }
         // Always a head, so a client waiting for the response returns before the first message.
@@ -205,6 +248,12 @@ pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<B
     loop {
         let alive = std::future::poll_fn(|cx| {
             let mut state = shared.lock();
+            if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
+                // The client is not reading: wait for the connection to drain the buffer.
+                state.writers.push(cx.waker().clone());
+                state.outbox.wake_driver();
+                return Poll::Pending;
+            }
             match state.streams.get_mut(&call_id) {
                 None => Poll::Ready(false),
                 Some(stream) => stream.outbound.poll_credit(cx).map(|()| true),
@@ -240,7 +289,7 @@ pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<B
                 Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
                 Err(status) => encode_status(buf, call_id, &status, &limits),
             }
-            state.streams.remove(&call_id);
+            state.remove_stream(call_id);
             false
         })
         .await;
@@ -265,8 +314,10 @@ impl Incoming for ServerRecv {
             return Poll::Ready(Some(Err(Status::cancelled("the call has ended"))));
         };
         let polled = stream.inbound.poll_next(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
-            if let Some(credit) = stream.inbound.take_credit() {
+        if let Poll::Ready(Some(Ok(message))) = &polled {
+            let credit = stream.inbound.take_credit();
+            state.release_inbound(message.len());
+            if let Some(credit) = credit {
                 frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
                 let alone = state.running.len() <= 1;
                 state.outbox.flush_or_defer(cx, alone);
