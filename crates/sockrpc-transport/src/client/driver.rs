@@ -239,10 +239,7 @@ impl Driver {
                 }
             }
             Frame::Window { call_id, credit } => {
-                let stream = state
-                    .calls
-                    .get_mut(&call_id)
-                    .and_then(|s| s.stream.as_mut());
+                let stream = state.stream_mut(call_id);
                 if let Some(stream) = stream {
                     stream.outbound.credit(credit);
                 }

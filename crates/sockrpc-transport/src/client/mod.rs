@@ -187,6 +187,18 @@ struct State {
 }
 
 impl State {
+    /// The streaming state of call `id`, if it is a live streaming call.
+    fn stream_mut(&mut self, id: u32) -> Option<&mut StreamSlot> {
+        self.calls
+            .get_mut(&id)
+            .and_then(|slot| slot.stream.as_deref_mut())
+    }
+
+    /// The streaming state of call `id`, to read.
+    fn stream(&self, id: u32) -> Option<&StreamSlot> {
+        self.calls.get(&id).and_then(|slot| slot.stream.as_deref())
+    }
+
     fn remove_call(&mut self, shared: &Shared, id: u32) -> Option<Slot> {
         let slot = self.calls.remove(&id)?;
         shared.in_flight.store(self.calls.len(), Ordering::Relaxed);

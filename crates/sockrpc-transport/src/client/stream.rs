@@ -126,11 +126,7 @@ impl StreamSender {
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         let shared = self.conn.shared();
         let mut state = shared.lock();
-        let Some(stream) = state
-            .calls
-            .get_mut(&self.id)
-            .and_then(|s| s.stream.as_mut())
-        else {
+        let Some(stream) = state.stream_mut(self.id) else {
             return Poll::Ready(Err(gone()));
         };
         if stream.inbound.is_finished() {
@@ -145,11 +141,7 @@ impl StreamSender {
     pub fn poll_alive(&mut self, cx: &mut Context<'_>) -> Result<(), Status> {
         let shared = self.conn.shared();
         let mut state = shared.lock();
-        let Some(stream) = state
-            .calls
-            .get_mut(&self.id)
-            .and_then(|s| s.stream.as_mut())
-        else {
+        let Some(stream) = state.stream_mut(self.id) else {
             return Err(gone());
         };
         if stream.inbound.is_finished() {
@@ -170,11 +162,7 @@ impl StreamSender {
             )));
         }
         let mut state = shared.lock();
-        let Some(stream) = state
-            .calls
-            .get_mut(&self.id)
-            .and_then(|s| s.stream.as_mut())
-        else {
+        let Some(stream) = state.stream_mut(self.id) else {
             return Err(gone());
         };
         stream.outbound.sent(message.len());
@@ -233,11 +221,7 @@ impl StreamReceiver {
         self.check_deadline(cx)?;
         let shared = self.conn.shared();
         let mut state = shared.lock();
-        let Some(stream) = state
-            .calls
-            .get_mut(&self.id)
-            .and_then(|s| s.stream.as_mut())
-        else {
+        let Some(stream) = state.stream_mut(self.id) else {
             return Poll::Ready(Err(gone()));
         };
         if let Some(headers) = stream.headers.take() {
@@ -272,11 +256,7 @@ impl StreamReceiver {
         }
         let shared = self.conn.shared();
         let mut state = shared.lock();
-        let Some(stream) = state
-            .calls
-            .get_mut(&self.id)
-            .and_then(|s| s.stream.as_mut())
-        else {
+        let Some(stream) = state.stream_mut(self.id) else {
             return Poll::Ready(Some(Err(gone())));
         };
         let polled = stream.inbound.poll_next(cx);
@@ -310,11 +290,7 @@ impl StreamReceiver {
     /// Messages queued and not yet consumed (count, bytes), for tests of backpressure.
     pub fn queued(&self) -> (usize, usize) {
         let state = self.conn.shared().lock();
-        state
-            .calls
-            .get(&self.id)
-            .and_then(|s| s.stream.as_ref())
-            .map_or((0, 0), |s| s.inbound.queued())
+        state.stream(self.id).map_or((0, 0), |s| s.inbound.queued())
     }
 
     fn finish(&mut self, cancel: bool) {
@@ -325,9 +301,7 @@ impl StreamReceiver {
         let shared = self.conn.shared();
         let mut state = shared.lock();
         let ended = state
-            .calls
-            .get(&self.id)
-            .and_then(|s| s.stream.as_ref())
+            .stream(self.id)
             .is_some_and(|s| s.inbound.is_finished());
         if let Some(mut slot) = state.remove_call(shared, self.id) {
             if let Some(stream) = slot.stream.as_mut() {
