@@ -11,6 +11,7 @@
 
 mod code;
 pub mod codec;
+pub mod datagram;
 pub mod frame;
 mod limits;
 mod metadata;
@@ -23,7 +24,7 @@ pub use code::Code;
 pub use codec::BincodeCodec;
 pub use codec::{Codec, ProstCodec};
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR};
-pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN};
+pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED_PREFIX};
 pub use method::{InvalidPath, MethodPath};
 pub use request::{IntoRequest, IntoStreamingRequest, Request, Response};
 pub use status::Status;

@@ -13,15 +13,15 @@ use std::{fmt, io};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Status(Box<Inner>);
 
-/// Trailer that marks a call the server never started.
-const NOT_PROCESSED_KEY: &str = "sockrpc-not-processed";
-
 #[derive(Clone, PartialEq, Eq)]
 struct Inner {
     code: Code,
     message: String,
     details: Bytes,
     metadata: MetadataMap,
+    /// The call never started. Carried by the protocol (END's `NOT_PROCESSED` flag), never in
+    /// metadata a handler could forge.
+    not_processed: bool,
 }
 
 macro_rules! constructors {
@@ -43,6 +43,7 @@ impl Status {
             message: message.into(),
             details: Bytes::new(),
             metadata: MetadataMap::new(),
+            not_processed: false,
         }))
     }
 
@@ -108,17 +109,18 @@ impl Status {
 
     /// An `Unavailable` status for a call the server never started (refused while draining, or
     /// above a GOAWAY's last call id): retrying it cannot run it twice, so clients do so
-    /// transparently. The mark travels in the trailers, so it survives the wire.
+    /// transparently. The mark travels as a protocol flag (END's `NOT_PROCESSED`), set only by
+    /// a connection that refused the call itself: a handler returning this status sends a plain
+    /// `Unavailable`, so it can never make a client re-send a call that ran.
     pub fn not_processed(message: impl Into<String>) -> Status {
         let mut status = Status::unavailable(message);
-        // The key and value are valid by construction.
-        let _ = status.0.metadata.insert(NOT_PROCESSED_KEY, "1");
+        status.0.not_processed = true;
         status
     }
 
     /// Whether this status says the call was never started (see [`Status::not_processed`]).
     pub fn is_not_processed(&self) -> bool {
-        self.0.code == Code::Unavailable && self.0.metadata.contains_key(NOT_PROCESSED_KEY)
+        self.0.code == Code::Unavailable && self.0.not_processed
     }
 
     /// Maps a transport error: a refused, reset or closed connection, or any other I/O failure on

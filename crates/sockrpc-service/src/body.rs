@@ -21,6 +21,35 @@ pub trait Incoming: Send {
     fn trailers(&self) -> Option<&MetadataMap>;
 }
 
+impl Incoming for sockrpc_transport::server::CallReceiver {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        sockrpc_transport::server::CallReceiver::poll_message(self, cx)
+    }
+
+    fn trailers(&self) -> Option<&MetadataMap> {
+        None
+    }
+}
+
+impl sockrpc_transport::OutboundBody for Body {
+    fn into_once(self) -> Result<Bytes, Body> {
+        Body::into_once(self)
+    }
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        Body::poll_message(self, cx)
+    }
+}
+
+impl From<sockrpc_transport::RequestBody> for Body {
+    fn from(body: sockrpc_transport::RequestBody) -> Body {
+        match body {
+            sockrpc_transport::RequestBody::Once(message) => Body::once(message),
+            sockrpc_transport::RequestBody::Stream(receiver) => Body::incoming(receiver),
+        }
+    }
+}
+
 impl Incoming for sockrpc_transport::StreamReceiver {
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
         sockrpc_transport::StreamReceiver::poll_message(self, cx)

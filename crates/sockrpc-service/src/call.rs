@@ -2,6 +2,7 @@
 
 use crate::Body;
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
+use sockrpc_transport::{Replay, TransportKind};
 use std::{future::Future, pin::Pin};
 use tower_service::Service;
 
@@ -16,6 +17,8 @@ pub struct Call {
     path: MethodPath,
     request: Request<Body>,
     streaming_response: bool,
+    transport: Option<TransportKind>,
+    replay: Option<Replay>,
 }
 
 impl Call {
@@ -25,7 +28,43 @@ impl Call {
             path,
             request,
             streaming_response: false,
+            transport: None,
+            replay: None,
         }
+    }
+
+    /// A call a server transport received (the router answers a re-issue from the reply
+    /// cache once the call has passed every layer in front of it).
+    pub fn from_incoming(incoming: sockrpc_transport::IncomingCall) -> Call {
+        let sockrpc_transport::IncomingCall {
+            path,
+            request,
+            transport,
+            replay,
+        } = incoming;
+        Call {
+            path,
+            request: request.map(Body::from),
+            streaming_response: false,
+            transport: Some(transport),
+            replay,
+        }
+    }
+
+    /// On a server: the kind of socket the call came in on.
+    pub fn transport(&self) -> Option<TransportKind> {
+        self.transport
+    }
+
+    /// On a server: set when the call re-issues, over TCP, a UDP call whose answer did not fit
+    /// a datagram (a protocol field of the OPEN frame, never metadata).
+    pub fn replay(&self) -> Option<&Replay> {
+        self.replay.as_ref()
+    }
+
+    /// Takes the re-issue mark off (the router does, to answer from the cache).
+    pub fn take_replay(&mut self) -> Option<Replay> {
+        self.replay.take()
     }
 
     /// A call whose answer is a stream (server streaming or bidirectional): the response is

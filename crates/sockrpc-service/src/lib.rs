@@ -18,7 +18,7 @@ mod handler;
 mod router;
 pub mod server;
 mod streaming;
-pub mod udp;
+pub use sockrpc_transport::udp;
 
 pub use body::{Body, Incoming};
 pub use call::{BoxFuture, Call, CallFuture, NamedService, RouteService, RpcService};

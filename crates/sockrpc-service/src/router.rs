@@ -1,4 +1,8 @@
 //! `Router`: method path → service.
+//!
+//! The router is the innermost layer, right in front of the handlers, so it is also where a
+//! TCP re-issue of a truncated UDP call is answered from the reply cache: by then the call has
+//! passed every middleware (authentication included), exactly like a call that runs.
 
 use crate::Body;
 use crate::{Call, CallFuture, NamedService, RouteService};
@@ -101,9 +105,15 @@ impl Service<Call> for Router {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
         match self.routes.get(call.service()) {
-            Some(route) => route.call(call),
+            Some(route) => match call.take_replay() {
+                None => route.call(call),
+                Some(replay) => {
+                    let idempotent = self.idempotent.contains(call.path());
+                    replay_call(Arc::clone(route), call, replay, idempotent)
+                }
+            },
             None => Box::pin(std::future::ready(Err(Status::unimplemented(format!(
                 "unknown service {} (path {})",
                 call.service(),
@@ -111,4 +121,41 @@ impl Service<Call> for Router {
             ))))),
         }
     }
+}
+
+/// Answers a TCP re-issue of UDP call `replay` from the reply cache: the call already ran, so it
+/// must not run again, unless its method is idempotent (the UDP side kept no answer for it).
+fn replay_call(
+    route: Arc<dyn Route>,
+    call: Call,
+    replay: sockrpc_transport::Replay,
+    idempotent: bool,
+) -> CallFuture {
+    use sockrpc_transport::udp::Lookup;
+    Box::pin(async move {
+        let deadline = call
+            .request()
+            .timeout()
+            .map(|t| tokio::time::Instant::now() + t);
+        let path = call.method_path().as_bytes().clone();
+        match replay
+            .cache
+            .wait(replay.instance, replay.call_id, &path, deadline)
+            .await
+        {
+            Lookup::Done(answer) => answer.map(|response| response.map(Body::once)),
+            Lookup::Missing if idempotent => route.call(call).await,
+            Lookup::Missing => Err(Status::aborted(
+                "no cached reply for this UDP re-issue; not running the call again",
+            )),
+            Lookup::InProgress => Err(Status::deadline_exceeded(
+                "the UDP call this re-issues is still running",
+            )),
+            Lookup::OtherMethod => Err(Status::invalid_argument(format!(
+                "re-issue of UDP call {} names {}, not the method that call ran",
+                replay.call_id,
+                call.path()
+            ))),
+        }
+    })
 }

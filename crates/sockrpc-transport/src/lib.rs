@@ -1,4 +1,4 @@
-//! sockrpc's transport: sockets, framing and multiplexed connections.
+//! sockrpc's transport: sockets, framing, and both ends of a multiplexed connection.
 //!
 //! # Layout
 //! - [`socket`]: [`SocketConfig`] and socket creation through socket2; options read back live.
@@ -6,22 +6,40 @@
 //! - [`flow`]: per-call flow control for streams (window, credit).
 //! - [`outbox`]: [`Outbox`], the shared write buffer that coalesces frames from many calls.
 //! - [`client`]: [`ClientConnection`], many calls multiplexed over one stream.
+//! - [`server`]: the accept loop and the server's connection task; calls go up through
+//!   [`Dispatch`].
+//! - [`dispatch`]: [`Dispatch`], the one shape in which TCP, Unix and UDP hand calls to the
+//!   service layer.
+//! - [`pool`], [`endpoint`], [`backoff`]: N connections to one endpoint, kept up with gRPC's
+//!   reconnect backoff.
+//! - [`udp`]: small unary calls over UDP, client and server, with at-most-once execution.
 //! - [`unix`]: Unix domain sockets, with safe handling of stale socket files.
 //!
 //! Connections are generic over `AsyncRead + AsyncWrite`: TCP, Unix sockets and an in-memory
 //! duplex share all of this code.
 
+pub mod backoff;
 pub mod client;
 pub mod codec;
+pub mod dispatch;
+pub mod endpoint;
 pub mod flow;
 pub mod outbox;
+pub mod pool;
+pub mod server;
 pub mod socket;
+pub mod udp;
 pub mod unix;
 
 pub use client::{
     ClientConnection, ConnectionOptions, Keepalive, ResponseFuture, StreamReceiver, StreamSender,
 };
 pub use codec::{DecodeError, FrameDecoder};
+pub use dispatch::{
+    Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody, TransportKind,
+};
+pub use endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use outbox::Outbox;
+pub use server::{PingPolicy, ServerConfig};
 pub use socket::{bind_tcp, connect_tcp, SocketConfig, SocketOptions};
 pub use unix::{bind_unix, connect_unix};

@@ -1,12 +1,12 @@
 //! `Channel`: a tower `Service` over a pool of connections to one endpoint.
 
-use super::endpoint::{Endpoint, IntoEndpoint};
-use super::pool::{ConnectionStats, Pool};
-use crate::udp::{mark_reissue, UdpClient, UdpClientStats, UdpOutcome};
 use crate::{Body, BoxFuture, Call};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{MetadataMap, MethodPath, Request, Response, Status};
+use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
+use sockrpc_transport::pool::{ConnectionStats, Pool};
+use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
 use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
     future::Future,
@@ -132,7 +132,7 @@ impl Retry {
                 .map_or(std::time::Duration::ZERO, |s| s.elapsed());
             request.set_timeout(timeout.saturating_sub(elapsed));
         }
-        Box::pin(unary_waiting(self.pool, path, request))
+        Box::pin(unary_waiting(self.pool, path, request, None))
     }
 }
 
@@ -229,7 +229,7 @@ fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture
     }
     ChannelFuture {
         kind: Kind::Boxed {
-            inner: Box::pin(unary_waiting(pool, path, request)),
+            inner: Box::pin(unary_waiting(pool, path, request, None)),
         },
     }
 }
@@ -239,6 +239,7 @@ async fn unary_waiting(
     pool: Pool,
     path: MethodPath,
     mut request: Request<Bytes>,
+    reissue: Option<(u64, u32)>,
 ) -> Result<Response<Body>, Status> {
     let deadline = request.timeout().map(|t| Instant::now() + t);
     let conn = pool.get(deadline).await?;
@@ -246,7 +247,10 @@ async fn unary_waiting(
         // The wait for a connection counts against the call's own deadline.
         request.set_timeout(deadline.saturating_duration_since(Instant::now()));
     }
-    let response = conn.unary(path, request).await?;
+    let response = match reissue {
+        None => conn.unary(path, request).await?,
+        Some(udp_call) => conn.reissue(path, request, udp_call).await?,
+    };
     Ok(response.map(Body::once))
 }
 
@@ -281,15 +285,15 @@ async fn unary_udp(
             UdpOutcome::Reply(answer) => return answer.map(|response| response.map(Body::once)),
             UdpOutcome::Truncated { instance, call_id } => {
                 // The call ran; fetch its answer over the stream, by its UDP identity.
-                mark_reissue(request.metadata_mut(), instance, call_id);
                 if let Some(deadline) = deadline {
                     request.set_timeout(deadline.saturating_duration_since(Instant::now()));
                 }
+                return unary_waiting(pool, path, request, Some((instance, call_id))).await;
             }
             UdpOutcome::NotSuitable => {}
         }
     }
-    unary_waiting(pool, path, request).await
+    unary_waiting(pool, path, request, None).await
 }
 
 /// A streaming call: opens it, starts a task feeding the request stream (if any) into it, and

@@ -1,15 +1,12 @@
 //! The client side: [`Channel`] (the transport as a tower service), [`Endpoint`], and
 //! [`Client`], the typed helper generated stubs call.
 
-mod backoff;
 mod channel;
-mod endpoint;
-mod pool;
 
-pub use backoff::Backoff;
 pub use channel::{Channel, ChannelFuture};
-pub use endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
-pub use pool::ConnectionStats;
+pub use sockrpc_transport::backoff::Backoff;
+pub use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
+pub use sockrpc_transport::pool::ConnectionStats;
 
 use crate::streaming::{EncodeStream, Streaming};
 use crate::{Body, Call, RpcService};

@@ -168,6 +168,7 @@ impl Driver {
                 message,
                 details,
                 trailers,
+                not_processed,
             } => {
                 let Some(slot) = state.calls.get_mut(&call_id) else {
                     return;
@@ -176,17 +177,13 @@ impl Driver {
                     let end = if code == Code::Ok {
                         Ok(trailers)
                     } else {
-                        let mut status = Status::with_details(code, message, details);
-                        *status.metadata_mut() = trailers;
-                        Err(status)
+                        Err(end_status(code, message, details, trailers, not_processed))
                     };
                     stream.end(end);
                     return;
                 }
                 let result = if code != Code::Ok {
-                    let mut status = Status::with_details(code, message, details);
-                    *status.metadata_mut() = trailers;
-                    Err(status)
+                    Err(end_status(code, message, details, trailers, not_processed))
                 } else if slot.extra_messages {
                     Err(Status::unimplemented(
                         "server sent more than one message for a unary call",
@@ -366,4 +363,24 @@ impl Future for Driver {
         cx.waker().wake_by_ref();
         Poll::Pending
     }
+}
+
+/// The status an END carries. `not_processed` is the protocol's flag (set only by the server's
+/// connection, for a call it refused unstarted), never anything read from metadata.
+fn end_status(
+    code: Code,
+    message: String,
+    details: bytes::Bytes,
+    trailers: sockrpc_protocol::MetadataMap,
+    not_processed: bool,
+) -> Status {
+    let mut status = if not_processed && code == Code::Unavailable {
+        let mut status = Status::not_processed(message);
+        status.set_details(details);
+        status
+    } else {
+        Status::with_details(code, message, details)
+    };
+    *status.metadata_mut() = trailers;
+    status
 }

@@ -427,6 +427,18 @@ impl ClientConnection {
         ResponseFuture::new(self.clone(), path, request)
     }
 
+    /// Fetches, over this connection, the answer of UDP call `(instance, udp_call_id)` whose
+    /// reply did not fit a datagram: the server answers from its reply cache (the call already
+    /// ran) after the call has passed its middleware; a method marked idempotent may run again.
+    pub fn reissue(
+        &self,
+        path: MethodPath,
+        request: Request<Bytes>,
+        udp_call: (u64, u32),
+    ) -> ResponseFuture {
+        ResponseFuture::new(self.clone(), path, request).reissue(udp_call)
+    }
+
     fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
     }

@@ -24,7 +24,7 @@ use super::datagram::{
 };
 use super::limiter::{Limiter, RateLimit};
 use super::{bump, counters};
-use crate::{Body, BoxFuture, Call, RouteService};
+use crate::dispatch::{Dispatch, IncomingCall, OutboundBody, RequestBody, TransportKind};
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{Limits, Request, Response, Status};
 use std::{
@@ -121,6 +121,10 @@ counters! {
         overloaded,
         /// Handlers that panicked.
         panics,
+        /// Requests dropped because the reply cache was full of answers too young to evict.
+        cache_full,
+        /// Requests larger than `max_datagram`, refused without running.
+        oversized,
     }
 }
 
@@ -169,7 +173,7 @@ pub async fn serve_udp<S>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
 where
-    S: RouteService + Send + 'static,
+    S: Dispatch,
 {
     UdpServer::new(socket, service, config, cache)
         .serve(shutdown)
@@ -181,7 +185,7 @@ type Answer = Result<Response<Bytes>, Status>;
 
 impl<S> UdpServer<S>
 where
-    S: RouteService + Send + 'static,
+    S: Dispatch,
 {
     /// A server for `service` (the router the TCP server runs) on a bound `socket`.
     pub fn new(
@@ -263,7 +267,7 @@ impl Shared {
         datagram: Bytes,
         src: SocketAddr,
     ) where
-        S: RouteService,
+        S: Dispatch,
     {
         let header = match Header::parse(&datagram) {
             Ok(header) => header,
@@ -327,10 +331,21 @@ impl Shared {
         header: Header,
         reply_to: ReplyTo,
     ) where
-        S: RouteService,
+        S: Dispatch,
     {
         if header.call_id == 0 {
             bump(&self.stats.malformed);
+            return;
+        }
+        if datagram.len() > self.config.max_datagram {
+            // The client's own rule sends only what fits; a larger request is refused unrun.
+            bump(&self.stats.oversized);
+            let status = Status::resource_exhausted(format!(
+                "UDP request of {} bytes exceeds this server's datagram limit of {}",
+                datagram.len(),
+                self.config.max_datagram
+            ));
+            self.send_answer(&reply_to, &Err(status)).await;
             return;
         }
         let body = match datagram::parse_request(datagram.slice(HEADER_LEN..), &self.config.limits)
@@ -346,8 +361,13 @@ impl Shared {
         let key = (header.client_instance, header.call_id);
         let cached = !self.config.is_idempotent(body.path.as_str());
         if cached {
-            match self.cache.begin(key.0, key.1) {
+            match self.cache.begin(key.0, key.1, body.path.as_bytes()) {
                 Begin::New => {}
+                Begin::Full => {
+                    // Running it now could not be made at-most-once: the client retransmits.
+                    bump(&self.stats.cache_full);
+                    return;
+                }
                 Begin::InProgress => {
                     bump(&self.stats.in_progress_duplicates);
                     // A bare header, never larger than the request that caused it.
@@ -377,31 +397,37 @@ impl Shared {
         };
         let deadline = body.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut request =
-            Request::from_parts(body.metadata, Body::once(body.message), body.timeout);
+            Request::from_parts(body.metadata, RequestBody::Once(body.message), body.timeout);
         request.set_remote_addr(Some(reply_to.addr));
-        let call = Call::new(body.path, request);
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(call))) {
+        let call = IncomingCall {
+            path: body.path,
+            request,
+            transport: TransportKind::Udp,
+            replay: None,
+        };
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(call))) {
             Ok(future) => future,
             Err(_) => Box::pin(std::future::ready(Err(self.panicked()))),
         };
         // One box for the deadline and the unwrapping of the one message: a datagram carries
         // one answer, so a streamed one cannot go over UDP.
-        let mut future: BoxFuture<Answer> = Box::pin(async move {
-            let routed = match deadline {
-                None => future.await,
-                Some(deadline) => match tokio::time::timeout_at(deadline, future).await {
-                    Ok(routed) => routed,
-                    Err(_) => Err(Status::deadline_exceeded("deadline exceeded on the server")),
-                },
-            };
-            let (metadata, body, trailers) = routed?.into_parts();
-            match body.into_once() {
-                Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
-                Err(_) => Err(Status::unimplemented(
-                    "streaming responses are not served over UDP",
-                )),
-            }
-        });
+        let mut future: std::pin::Pin<Box<dyn Future<Output = Answer> + Send>> =
+            Box::pin(async move {
+                let routed = match deadline {
+                    None => future.await,
+                    Some(deadline) => match tokio::time::timeout_at(deadline, future).await {
+                        Ok(routed) => routed,
+                        Err(_) => Err(Status::deadline_exceeded("deadline exceeded on the server")),
+                    },
+                };
+                let (metadata, body, trailers) = routed?.into_parts();
+                match body.into_once() {
+                    Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
+                    Err(_) => Err(Status::unimplemented(
+                        "streaming responses are not served over UDP",
+                    )),
+                }
+            });
         // Poll once here, as the TCP connection does: most handlers answer without waiting,
         // and then the answer leaves with no task hop. A panic fails this call, not the server.
         let polled = std::future::poll_fn(|cx| {

@@ -6,12 +6,12 @@
 //!                 └─ stream ─────▶ HEADERS, then MESSAGE while credit ≥ 0, END(trailers)
 //! ```
 
-use crate::{Body, Incoming};
+use crate::dispatch::OutboundBody;
+use crate::flow::{Inbound, Outbound};
+use crate::outbox::{Outbox, HIGH_WATER};
 use bytes::BytesMut;
 use sockrpc_protocol::frame;
 use sockrpc_protocol::{Code, Limits, MetadataMap, Response, Status};
-use sockrpc_transport::flow::{Inbound, Outbound};
-use sockrpc_transport::outbox::{Outbox, HIGH_WATER};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
@@ -49,6 +49,9 @@ pub(super) struct ConnState {
     /// Response pumps parked because the write buffer is past its high-water mark (a client
     /// that does not read must not make every stream fill the buffer by its own window).
     pub(super) writers: Vec<Waker>,
+    /// Answers (HEADERS or MESSAGE) written so far: a PING after the server sent data is not a
+    /// strike (gRPC resets its strike count when it sends data, not when the peer opens calls).
+    pub(super) answers_sent: u64,
 }
 
 /// Inbound stream bytes one connection may hold before it stops reading.
@@ -78,6 +81,13 @@ impl ConnState {
             writer.wake();
         }
     }
+
+    /// Whether `call_id` is a streaming call whose client has half-closed.
+    pub(super) fn half_closed(&self, call_id: u32) -> bool {
+        self.streams
+            .get(&call_id)
+            .is_some_and(|stream| stream.inbound.is_finished())
+    }
 }
 
 pub(super) struct Shared {
@@ -95,6 +105,7 @@ impl Shared {
                 inbound_bytes: 0,
                 reader: None,
                 writers: Vec::new(),
+                answers_sent: 0,
             }),
             limits,
         }
@@ -131,12 +142,12 @@ impl Shared {
 
 /// Answers at once when the result is an error or one message; hands a streamed response back
 /// for [`pump`].
-pub(super) fn answer_now(
+pub(super) fn answer_now<B: OutboundBody>(
     state: &mut ConnState,
     call_id: u32,
-    result: Result<Response<Body>, Status>,
+    result: Result<Response<B>, Status>,
     limits: &Limits,
-) -> Option<Response<Body>> {
+) -> Option<Response<B>> {
     let response = match result {
         Ok(response) => response,
         Err(status) => {
@@ -149,6 +160,7 @@ pub(super) fn answer_now(
     match body.into_once() {
         Ok(message) => {
             state.remove_stream(call_id);
+            state.answers_sent += 1;
             encode_once(
                 state.outbox.buf_mut(),
                 call_id,
@@ -194,19 +206,40 @@ fn encode_once(
 }
 
 /// Writes an END with `status`; trailers too large to send are dropped rather than failing.
+///
+/// A handler's status never carries the protocol's "not processed" flag, even when the handler
+/// built it with `Status::not_processed`: only the connection itself may say a call never ran
+/// ([`encode_refusal`]), or a client would re-send a call that did.
 pub(super) fn encode_status(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
+    encode_end_with(buf, call_id, status, limits, false);
+}
+
+/// Writes an END that tells the client the call was refused before it started (the protocol's
+/// `NOT_PROCESSED` flag), so it may safely send it again.
+pub(super) fn encode_refusal(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
+    encode_end_with(buf, call_id, status, limits, true);
+}
+
+fn encode_end_with(
+    buf: &mut BytesMut,
+    call_id: u32,
+    status: &Status,
+    limits: &Limits,
+    not_processed: bool,
+) {
     let empty = MetadataMap::new();
     let trailers = match frame::check_metadata(status.metadata(), limits) {
         Ok(()) => status.metadata(),
         Err(_) => &empty,
     };
-    frame::encode_end(
+    frame::encode_end_flagged(
         buf,
         call_id,
         status.code(),
         status.message(),
         status.details(),
         trailers,
+        not_processed,
     );
 }
 
@@ -224,7 +257,11 @@ async fn with_state<R>(shared: &Shared, mut f: impl FnMut(&mut ConnState) -> R) 
 
 /// Streams a response: HEADERS, then each message as credit allows, then END with trailers (or
 /// the status the stream failed with). Stops quietly when the call is cancelled.
-pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<Body>) {
+pub(super) async fn pump<B: OutboundBody>(
+    shared: Arc<Shared>,
+    call_id: u32,
+    response: Response<B>,
+) {
     let limits = shared.limits;
     let (metadata, mut body, trailers) = response.into_parts();
     let checked = frame::check_metadata(&metadata, &limits)
@@ -238,6 +275,7 @@ pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<B
         }
         // Always a head, so a client waiting for the response returns before the first message.
         frame::encode_headers(state.outbox.buf_mut(), call_id, &metadata);
+        state.answers_sent += 1;
         state.streams.entry(call_id).or_default();
         true
     })
@@ -263,7 +301,17 @@ pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<B
         if !alive {
             return;
         }
-        let next = std::future::poll_fn(|cx| body.poll_message(cx)).await;
+        // A stream that panics fails its own call, like a handler that does.
+        let next = std::future::poll_fn(|cx| {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.poll_message(cx))) {
+                Ok(polled) => polled,
+                Err(_) => {
+                    tracing::error!(call_id, "response stream panicked");
+                    Poll::Ready(Some(Err(Status::internal("response stream panicked"))))
+                }
+            }
+        })
+        .await;
         let more = with_state(&shared, |state| {
             if !state.streams.contains_key(&call_id) {
                 return false;
@@ -301,13 +349,26 @@ pub(super) async fn pump(shared: Arc<Shared>, call_id: u32, response: Response<B
 
 /// A streaming request's messages, as the handler reads them; credit goes back to the client as
 /// they are consumed.
-pub(super) struct ServerRecv {
+pub struct CallReceiver {
     pub(super) shared: Arc<Shared>,
     pub(super) call_id: u32,
 }
 
-impl Incoming for ServerRecv {
-    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<bytes::Bytes, Status>>> {
+impl std::fmt::Debug for CallReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallReceiver")
+            .field("call_id", &self.call_id)
+            .finish()
+    }
+}
+
+impl CallReceiver {
+    /// The next message; `None` after the client's half-close. A call that ended (cancelled,
+    /// or its connection closed) yields a `CANCELLED` status.
+    pub fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<bytes::Bytes, Status>>> {
         let mut state = self.shared.lock();
         let state = &mut *state;
         let Some(stream) = state.streams.get_mut(&self.call_id) else {
@@ -324,9 +385,5 @@ impl Incoming for ServerRecv {
             }
         }
         polled
-    }
-
-    fn trailers(&self) -> Option<&MetadataMap> {
-        None
     }
 }

@@ -5,20 +5,17 @@
 //!      accept loop ──▶ one task per connection (conn.rs) ──▶ layered Router ──▶ handlers
 //! ```
 
-mod conn;
-mod open;
-mod ping;
-mod respond;
+mod dispatcher;
 
-use crate::udp::{serve_udp, ReplyCache, UdpServerConfig};
+pub use dispatcher::Dispatcher;
+pub use sockrpc_transport::server::{PingPolicy, ServerConfig};
+
 use crate::Body;
 use crate::{Call, CallFuture, NamedService, RouteService, Router};
-use conn::{ConnConfig, Connection};
-pub use ping::PingPolicy;
 use sockrpc_protocol::{Limits, Response, Status};
-use sockrpc_transport::client::BoxReader;
-use sockrpc_transport::outbox::BoxWriter;
+use sockrpc_transport::server::{serve, serve_connection, Accept};
 use sockrpc_transport::socket::{bind_tcp, SocketConfig};
+use sockrpc_transport::udp::{serve_udp, ReplyCache, UdpServerConfig};
 use std::{
     future::Future,
     io,
@@ -29,7 +26,6 @@ use std::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
 use tower::Layer;
@@ -47,41 +43,6 @@ impl Server {
             router: Router::new(),
             config: ServerConfig::default(),
             udp: None,
-        }
-    }
-}
-
-/// Server settings.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerConfig {
-    /// Message and metadata limits.
-    pub limits: Limits,
-    /// Calls one connection may have open at once; more are refused with `ResourceExhausted`.
-    /// Default 4096.
-    pub max_concurrent_calls: usize,
-    /// Connections served at once; further clients wait in the listen backlog. Default 10,000.
-    pub max_connections: usize,
-    /// How long in-flight calls may run after shutdown begins. Default 30 s.
-    pub grace_period: Duration,
-    /// Socket options for the listener and accepted connections.
-    pub socket: SocketConfig,
-    /// How often clients may PING.
-    pub ping_policy: PingPolicy,
-    /// Time a new connection has to send its preface before it is closed. Default 10 s.
-    pub handshake_timeout: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> ServerConfig {
-        ServerConfig {
-            limits: Limits::default(),
-            max_concurrent_calls: 4096,
-            max_connections: 10_000,
-            grace_period: Duration::from_secs(30),
-            socket: SocketConfig::default(),
-            ping_policy: PingPolicy::default(),
-            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -197,14 +158,34 @@ impl<L> ServerBuilder<L> {
     }
 
     /// Sets how many calls one connection may have open.
+    ///
+    /// # Panics
+    /// If `n` is 0: a server that refuses every call is a configuration mistake, not a limit.
     pub fn max_concurrent_calls(mut self, n: usize) -> Self {
-        self.config.max_concurrent_calls = n.max(1);
+        assert!(n > 0, "max_concurrent_calls must be at least 1");
+        self.config.max_concurrent_calls = n;
         self
     }
 
     /// Sets how many connections are served at once.
+    ///
+    /// # Panics
+    /// If `n` is 0.
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.config.max_connections = n.max(1);
+        assert!(n > 0, "max_connections must be at least 1");
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Sets how long a connection with no call in flight stays open (`None`: forever).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a frame may take from its first byte to its last.
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.config.frame_timeout = timeout;
         self
     }
 
@@ -303,94 +284,35 @@ impl<L: Finish> ServerBuilder<L> {
         listener: A,
         signal: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        let service = self.layer.finish(self.router.clone());
-        let shutdown = CancellationToken::new();
-        let mut conns = JoinSet::new();
-        let idempotent: Vec<String> = self
-            .router
-            .idempotent_methods()
-            .map(str::to_owned)
-            .collect();
+        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone()));
+        let stop_udp = CancellationToken::new();
+        let mut udp_task = None;
         let reply_cache = self.udp.take().map(|(socket, mut udp_config)| {
             // Methods the .proto marks idempotent skip the at-most-once cache.
-            udp_config.idempotent_methods.extend(idempotent);
+            udp_config
+                .idempotent_methods
+                .extend(self.router.idempotent_methods().map(str::to_owned));
             let cache = Arc::new(ReplyCache::default());
-            let stop = shutdown.clone().cancelled_owned();
             let udp = serve_udp(
                 socket,
-                service.clone(),
+                dispatcher.clone(),
                 udp_config,
                 Arc::clone(&cache),
-                stop,
+                stop_udp.clone().cancelled_owned(),
             );
-            conns.spawn(async move {
+            udp_task = Some(tokio::spawn(async move {
                 if let Err(err) = udp.await {
                     tracing::warn!(error = %err, "UDP server ended");
                 }
-            });
+            }));
             cache
         });
-        let conn_config = ConnConfig {
-            limits: self.config.limits,
-            max_concurrent_calls: self.config.max_concurrent_calls,
-            ping_policy: self.config.ping_policy,
-            reply_cache,
-            handshake_timeout: self.config.handshake_timeout,
-        };
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.config.max_connections));
-        tokio::pin!(signal);
-        loop {
-            let permit = tokio::select! {
-                () = &mut signal => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let accepted = tokio::select! {
-                () = &mut signal => break,
-                accepted = listener.accept(&self.config.socket) => accepted,
-            };
-            match accepted {
-                Ok((reader, writer, peer)) => {
-                    let conn = Connection::new(
-                        service.clone(),
-                        reader,
-                        writer,
-                        peer,
-                        conn_config.clone(),
-                        shutdown.child_token(),
-                    );
-                    conns.spawn(async move {
-                        conn.await;
-                        drop(permit);
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed; still listening");
-                    if is_resource_exhaustion(&err) {
-                        // Out of descriptors or memory: give in-flight work a moment to free some
-                        // instead of spinning on the same error.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
+        let served = serve(listener, dispatcher, self.config, reply_cache, signal).await;
+        stop_udp.cancel();
+        if let Some(task) = udp_task {
+            let _ = task.await;
         }
-        drop(listener);
-        shutdown.cancel();
-        let drained = tokio::time::timeout(self.config.grace_period, async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = conns.len(),
-                "grace period over; closing connections"
-            );
-            conns.shutdown().await;
-        }
-        Ok(())
+        served
     }
 
     /// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes.
@@ -398,60 +320,7 @@ impl<L: Finish> ServerBuilder<L> {
     where
         T: AsyncRead + AsyncWrite + Send + Sync + 'static,
     {
-        let (reader, writer) = tokio::io::split(io);
-        let conn = Connection::new(
-            self.layer.finish(self.router.clone()),
-            Box::pin(reader),
-            Box::pin(writer),
-            peer,
-            ConnConfig {
-                limits: self.config.limits,
-                max_concurrent_calls: self.config.max_concurrent_calls,
-                ping_policy: self.config.ping_policy,
-                reply_cache: None,
-                handshake_timeout: self.config.handshake_timeout,
-            },
-            CancellationToken::new(),
-        );
-        conn.await;
+        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone()));
+        serve_connection(io, peer, dispatcher, self.config.clone()).await;
     }
-}
-
-/// A listener the accept loop can serve: TCP or Unix.
-trait Accept {
-    /// Accepts one connection, applies socket options, and splits it.
-    async fn accept(
-        &self,
-        socket: &SocketConfig,
-    ) -> io::Result<(BoxReader, BoxWriter, Option<SocketAddr>)>;
-}
-
-impl Accept for TcpListener {
-    async fn accept(
-        &self,
-        socket: &SocketConfig,
-    ) -> io::Result<(BoxReader, BoxWriter, Option<SocketAddr>)> {
-        let (stream, peer) = TcpListener::accept(self).await?;
-        if let Err(err) = socket.apply_accepted(&stream) {
-            tracing::debug!(%peer, error = %err, "could not set socket options");
-        }
-        let (reader, writer) = stream.into_split();
-        Ok((Box::pin(reader), Box::pin(writer), Some(peer)))
-    }
-}
-
-impl Accept for UnixListener {
-    async fn accept(
-        &self,
-        _socket: &SocketConfig,
-    ) -> io::Result<(BoxReader, BoxWriter, Option<SocketAddr>)> {
-        let (stream, _) = UnixListener::accept(self).await?;
-        let (reader, writer) = stream.into_split();
-        Ok((Box::pin(reader), Box::pin(writer), None))
-    }
-}
-
-fn is_resource_exhaustion(err: &io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
-    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
 }

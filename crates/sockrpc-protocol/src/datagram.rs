@@ -31,9 +31,9 @@
 //! The metadata block is the TCP protocol's (`docs/PROTOCOL.md`), and is validated by the same
 //! parser, so a key or value refused over TCP is refused here too.
 
+use crate::frame::{self, Frame, FrameHeader, FrameKind, MAX_STATUS_MESSAGE};
+use crate::{Code, Limits, MetadataMap, MethodPath, Response, Status};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use sockrpc_protocol::frame::{self, Frame, FrameHeader, FrameKind, MAX_STATUS_MESSAGE};
-use sockrpc_protocol::{Code, Limits, MetadataMap, MethodPath, Response, Status};
 use std::{fmt, time::Duration};
 
 /// First byte of every datagram.
@@ -204,18 +204,6 @@ pub struct RequestBody {
     pub message: Bytes,
 }
 
-fn put_metadata(dst: &mut BytesMut, metadata: &MetadataMap) {
-    // Same layout as the TCP metadata block; callers have checked it with `check_metadata`,
-    // which bounds the count and value lengths to u16 (keys are at most 255 bytes by type).
-    dst.put_u16(metadata.len() as u16);
-    for (key, value) in metadata.iter() {
-        dst.put_u8(key.len() as u8);
-        dst.put_slice(key.as_bytes());
-        dst.put_u16(value.len() as u16);
-        dst.put_slice(value);
-    }
-}
-
 fn timeout_micros(timeout: Option<Duration>) -> u64 {
     // Round up so a sub-microsecond timeout still reads as "a deadline", never as "none".
     timeout.map_or(0, |t| {
@@ -244,7 +232,7 @@ pub fn encode_request(
     let path = path.as_bytes();
     dst.put_u16(path.len() as u16);
     dst.put_slice(path);
-    put_metadata(dst, metadata);
+    frame::encode::put_metadata(dst, metadata);
     dst.put_slice(message);
 }
 
@@ -365,17 +353,6 @@ pub fn parse_request(body: Bytes, limits: &Limits) -> Result<RequestBody, Datagr
     })
 }
 
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// The answer as it will go on the wire: everything borrowed, sizes known before encoding.
 struct ReplyParts<'a> {
     code: Code,
@@ -406,7 +383,7 @@ fn reply_parts<'a>(result: &'a Result<Response<Bytes>, Status>) -> ReplyParts<'a
             };
             ReplyParts {
                 code: status.code(),
-                message: truncate_utf8(message, MAX_STATUS_MESSAGE),
+                message: frame::truncate_utf8(message, MAX_STATUS_MESSAGE),
                 details,
                 leading: &EMPTY,
                 trailing: status.metadata(),
@@ -454,8 +431,8 @@ pub fn encode_reply(dst: &mut BytesMut, header: &Header, result: &Result<Respons
     dst.put_slice(p.message.as_bytes());
     dst.put_u16(p.details.len() as u16);
     dst.put_slice(p.details);
-    put_metadata(dst, p.leading);
-    put_metadata(dst, p.trailing);
+    frame::encode::put_metadata(dst, p.leading);
+    frame::encode::put_metadata(dst, p.trailing);
     dst.put_slice(p.body);
 }
 

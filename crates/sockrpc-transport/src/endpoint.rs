@@ -1,9 +1,9 @@
 //! `Endpoint`: where and how a channel connects.
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::udp::UdpClientConfig;
+use crate::{Keepalive, SocketConfig};
 use sockrpc_protocol::{Limits, Status};
-use sockrpc_transport::{Keepalive, SocketConfig};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},

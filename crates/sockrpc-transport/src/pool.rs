@@ -12,10 +12,10 @@
 //! A connection that breaks fails only its own calls (`Unavailable`); its slot goes `Down` and
 //! the maintainer replaces it while the other connections keep serving.
 
-use super::backoff::BackoffState;
-use super::endpoint::Endpoint;
+use crate::backoff::BackoffState;
+use crate::endpoint::Endpoint;
+use crate::{connect_tcp, ClientConnection, ConnectionOptions};
 use sockrpc_protocol::Status;
-use sockrpc_transport::{connect_tcp, ClientConnection, ConnectionOptions};
 use std::{
     sync::{Arc, Mutex, MutexGuard, Weak},
     time::Duration,
@@ -71,9 +71,10 @@ impl Drop for Inner {
     }
 }
 
-/// A pool of connections to one endpoint.
+/// A pool of connections to one endpoint: calls go to the least loaded, a background task
+/// reconnects broken ones with backoff and closes idle extras. Cloning shares the pool.
 #[derive(Clone)]
-pub(crate) struct Pool {
+pub struct Pool {
     inner: Arc<Inner>,
 }
 
@@ -82,7 +83,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pool {
-    pub(crate) fn new(endpoint: Endpoint) -> Pool {
+    /// A pool for `endpoint`; nothing connects until first use.
+    pub fn new(endpoint: Endpoint) -> Pool {
         let size = endpoint.pool_size.max(1);
         Pool {
             inner: Arc::new(Inner {
@@ -99,13 +101,14 @@ impl Pool {
 
     /// A pool whose first connection was made elsewhere; further ones (and replacements) connect
     /// to the endpoint's address.
-    pub(crate) fn with_connection(endpoint: Endpoint, conn: ClientConnection) -> Pool {
+    pub fn with_connection(endpoint: Endpoint, conn: ClientConnection) -> Pool {
         let pool = Pool::new(endpoint);
         lock(&pool.inner.slots)[0] = Slot::Live(conn);
         pool
     }
 
-    pub(crate) fn endpoint(&self) -> &Endpoint {
+    /// The endpoint it connects to.
+    pub fn endpoint(&self) -> &Endpoint {
         &self.inner.endpoint
     }
 
@@ -120,7 +123,7 @@ impl Pool {
     }
 
     /// The live connection with the fewest calls in flight, without waiting.
-    pub(crate) fn pick(&self) -> Option<ClientConnection> {
+    pub fn pick(&self) -> Option<ClientConnection> {
         let mut slots = lock(&self.inner.slots);
         let mut best: Option<(usize, &ClientConnection)> = None;
         let mut broken = false;
@@ -158,7 +161,7 @@ impl Pool {
     /// A connection, waiting for one to come up. A call with a deadline waits up to it, across
     /// reconnect attempts; a call without one waits for the outcome of the next attempt only
     /// (gRPC's fail-fast), and at most the connect timeout.
-    pub(crate) async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
+    pub async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
         let limit =
             deadline.unwrap_or_else(|| Instant::now() + self.inner.endpoint.connect_timeout);
         loop {
@@ -186,7 +189,7 @@ impl Pool {
     }
 
     /// Waits until every slot has a live connection, or `deadline`; fails only if none is up.
-    pub(crate) async fn fill(&self, deadline: Instant) -> Result<(), Status> {
+    pub async fn fill(&self, deadline: Instant) -> Result<(), Status> {
         self.ensure_maintainer();
         self.inner.wake.notify_one();
         loop {
@@ -221,7 +224,8 @@ impl Pool {
         }
     }
 
-    pub(crate) fn stats(&self) -> Vec<ConnectionStats> {
+    /// Per-connection load, for tests and stats output.
+    pub fn stats(&self) -> Vec<ConnectionStats> {
         lock(&self.inner.slots)
             .iter()
             .filter_map(|slot| match slot {
@@ -235,7 +239,7 @@ impl Pool {
     }
 
     /// Live connections, for tests that break one on purpose.
-    pub(crate) fn connections(&self) -> Vec<ClientConnection> {
+    pub fn connections(&self) -> Vec<ClientConnection> {
         lock(&self.inner.slots)
             .iter()
             .filter_map(|slot| match slot {
@@ -257,7 +261,7 @@ async fn connect_one(
         .on_close(on_close);
     let attempt = async {
         let conn = if let Some(path) = &endpoint.unix_path {
-            let stream = sockrpc_transport::connect_unix(path).await.map_err(|err| {
+            let stream = crate::connect_unix(path).await.map_err(|err| {
                 Status::unavailable(format!("cannot connect to {endpoint}: {err}"))
             })?;
             let (reader, writer) = stream.into_split();

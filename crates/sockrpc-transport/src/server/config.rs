@@ -1,0 +1,56 @@
+//! `ServerConfig`: what a server promises its clients and defends itself with.
+//!
+//! Every limit here exists because a peer can otherwise take something without giving anything
+//! back: a connection slot (handshake, idle and frame timeouts, the connection cap), memory (the
+//! limits, the per-connection call cap) or CPU (the ping policy).
+
+use super::PingPolicy;
+use crate::socket::SocketConfig;
+use sockrpc_protocol::Limits;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Message and metadata limits.
+    pub limits: Limits,
+    /// Calls one connection may have open at once; more are refused with `ResourceExhausted`.
+    /// Default 4096.
+    pub max_concurrent_calls: usize,
+    /// Connections served at once. A client connecting past the cap is accepted, told why with
+    /// a GOAWAY (`RESOURCE_EXHAUSTED`) and closed at once, never left hanging in the listen
+    /// backlog. Default 10,000.
+    pub max_connections: usize,
+    /// How long in-flight calls may run after shutdown begins. Default 30 s.
+    pub grace_period: Duration,
+    /// Socket options for the listener and accepted connections.
+    pub socket: SocketConfig,
+    /// How often clients may PING.
+    pub ping_policy: PingPolicy,
+    /// Time a new connection has to send its preface before it is closed. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// A connection with no call in flight for this long is closed with a GOAWAY (gRPC's
+    /// `MAX_CONNECTION_IDLE`; clients reconnect when they next need to). `None` keeps idle
+    /// connections forever. Default 5 minutes.
+    pub idle_timeout: Option<Duration>,
+    /// Time a frame may take from its first byte to its last. A peer that starts a frame and
+    /// stops sending (slowloris) is closed when it passes. Default 30 s.
+    pub frame_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            limits: Limits::default(),
+            max_concurrent_calls: 4096,
+            max_connections: 10_000,
+            grace_period: Duration::from_secs(30),
+            socket: SocketConfig::default(),
+            ping_policy: PingPolicy::default(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(300)),
+            frame_timeout: Duration::from_secs(30),
+        }
+    }
+}

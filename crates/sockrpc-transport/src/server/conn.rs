@@ -1,0 +1,364 @@
+//! One server connection: read frames, hand calls to the dispatcher, write answers.
+//!
+//! ```text
+//!  socket ──read──▶ decoder ──OPEN, MESSAGE──▶ dispatch ──poll once, here──┐
+//!                                                 │ not done yet            │ done
+//!                                                 ▼                         ▼
+//!                                         spawned task ──answer──▶  Outbox ──write──▶ socket
+//! ```
+//!
+//! A handler's future is first polled right here, on the connection's task. A handler that
+//! answers without waiting (most do) is answered with no task hop at all, and answers to every
+//! call in one read batch leave in one write. Only a handler that really waits is moved to a task
+//! of its own, so a slow call never holds up the others on the connection.
+//!
+//! The pieces: `frames.rs` reacts to each frame, `call.rs` starts and finishes calls (panics
+//! included), `timers.rs` holds every "the peer owes us something by then", `respond.rs` writes
+//! answers.
+
+use super::open::OpenCalls;
+use super::respond::{Shared, INBOUND_BUDGET};
+use super::timers::{Deadlines, Timers};
+use super::{PingPolicy, ServerConfig};
+use crate::client::BoxReader;
+use crate::codec::{DecodeError, FrameDecoder};
+use crate::dispatch::{Dispatch, TransportKind};
+use crate::outbox::{Outbox, HIGH_WATER};
+use crate::server::Accepted;
+use crate::udp::ReplyCache;
+use bytes::BytesMut;
+use sockrpc_protocol::frame::{self, PREFACE};
+use sockrpc_protocol::{Code, Limits};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Per-connection settings, shared by every connection of one server.
+#[derive(Debug, Clone)]
+pub(super) struct ConnConfig {
+    pub(super) limits: Limits,
+    pub(super) max_concurrent_calls: usize,
+    pub(super) ping_policy: PingPolicy,
+    /// The UDP side's reply cache, when the server also serves UDP: TCP re-issues of truncated
+    /// UDP calls are answered from it.
+    pub(super) reply_cache: Option<Arc<ReplyCache>>,
+    pub(super) handshake_timeout: Duration,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) frame_timeout: Duration,
+}
+
+impl ConnConfig {
+    pub(super) fn new(config: &ServerConfig, reply_cache: Option<Arc<ReplyCache>>) -> ConnConfig {
+        ConnConfig {
+            limits: config.limits,
+            max_concurrent_calls: config.max_concurrent_calls,
+            ping_policy: config.ping_policy,
+            reply_cache,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            frame_timeout: config.frame_timeout,
+        }
+    }
+}
+
+const READS_PER_POLL: usize = 16;
+
+/// A read buffer that grew past this for a large frame is given up once that frame is taken,
+/// so small frames that follow do not share (and keep alive) the large allocation.
+const LARGE_READ_BUFFER: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The connection's task.
+pub(super) struct Connection<D> {
+    pub(super) dispatch: D,
+    pub(super) shared: Arc<Shared>,
+    reader: BoxReader,
+    rbuf: BytesMut,
+    decoder: FrameDecoder,
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) transport: TransportKind,
+    pub(super) config: Arc<ConnConfig>,
+    pub(super) opened: OpenCalls,
+    pub(super) last_call_id: u32,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    timers: Timers,
+    pub(super) draining: bool,
+    pub(super) last_ping: Option<Instant>,
+    pub(super) ping_strikes: u32,
+    /// `answers_sent` when the last PING came: data sent since clears the strikes.
+    pub(super) answers_at_last_ping: u64,
+}
+
+impl<D: Dispatch> Connection<D> {
+    pub(super) fn new(
+        dispatch: D,
+        accepted: Accepted,
+        config: Arc<ConnConfig>,
+        shutdown: CancellationToken,
+    ) -> Connection<D> {
+        let mut outbox = Outbox::new(accepted.writer);
+        outbox.buf_mut().extend_from_slice(&PREFACE);
+        let now = Instant::now();
+        Connection {
+            dispatch,
+            shared: Arc::new(Shared::new(outbox, config.limits)),
+            reader: accepted.reader,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            decoder: FrameDecoder::new(config.limits),
+            peer: accepted.peer,
+            transport: accepted.transport,
+            opened: OpenCalls::default(),
+            last_call_id: 0,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+            timers: Timers::new(Deadlines {
+                handshake: Some(now + config.handshake_timeout),
+                ..Deadlines::default()
+            }),
+            config,
+            draining: false,
+            last_ping: None,
+            ping_strikes: 0,
+            answers_at_last_ping: 0,
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        let state = self.shared.lock();
+        self.opened.len() + state.running.len()
+    }
+
+    fn abort_all(&mut self) {
+        self.opened.clear();
+        self.shared.abort_running();
+    }
+
+    pub(super) fn close(
+        &mut self,
+        cx: &mut Context<'_>,
+        reason: Option<(Code, String)>,
+    ) -> Poll<()> {
+        self.abort_all();
+        let mut state = self.shared.lock();
+        if let Some((code, message)) = reason {
+            frame::encode_goaway(state.outbox.buf_mut(), self.last_call_id, code, &message);
+        }
+        // Best effort: the peer may be gone or not reading; never wait on it here.
+        let _ = state.outbox.poll_flush(cx);
+        let _ = state.outbox.poll_shutdown(cx);
+        Poll::Ready(())
+    }
+
+    /// After a read batch: what the peer now owes, and by when.
+    fn update_deadlines(&mut self) {
+        let now = Instant::now();
+        let due = &mut self.timers.due;
+        if due.handshake.is_some() && self.decoder.past_preface() {
+            due.handshake = None;
+        }
+        due.frame = match (self.rbuf.is_empty(), due.frame) {
+            (true, _) => None,
+            (false, Some(started)) => Some(started),
+            (false, None) => Some(now + self.config.frame_timeout),
+        };
+        due.open = if self.opened.is_empty() {
+            None
+        } else {
+            self.opened.settle()
+        };
+        let idle = self.opened.is_empty() && self.shared.lock().running.is_empty();
+        due.idle = match (idle, self.config.idle_timeout, due.idle) {
+            (true, Some(_), Some(since)) => Some(since),
+            (true, Some(limit), None) => Some(now + limit),
+            _ => None,
+        };
+    }
+
+    /// The timer fired: act on whichever deadline passed. `Some` closes the connection.
+    fn on_timer(&mut self, cx: &mut Context<'_>) -> Option<Poll<()>> {
+        let now = Instant::now();
+        let due = self.timers.due;
+        if due.handshake.is_some_and(|at| at <= now) {
+            tracing::warn!(peer = ?self.peer, "closing connection: no preface in time");
+            return Some(self.close(cx, None));
+        }
+        if due.frame.is_some_and(|at| at <= now) {
+            if self.paused() {
+                // We stopped reading, not the peer: its frame is not late.
+                self.timers.due.frame = Some(now + self.config.frame_timeout);
+            } else {
+                tracing::warn!(peer = ?self.peer, "closing connection: a frame did not complete in time");
+                let reason = (
+                    Code::DeadlineExceeded,
+                    "frame not completed in time".to_owned(),
+                );
+                return Some(self.close(cx, Some(reason)));
+            }
+        }
+        if due.open.is_some_and(|at| at <= now) {
+            self.expire_opened(now);
+            self.timers.due.open = if self.opened.is_empty() {
+                None
+            } else {
+                self.opened.settle()
+            };
+        }
+        if due.idle.is_some_and(|at| at <= now) && self.in_flight() == 0 {
+            tracing::debug!(peer = ?self.peer, "closing idle connection");
+            let reason = (Code::Unavailable, "idle connection closed".to_owned());
+            return Some(self.close(cx, Some(reason)));
+        }
+        None
+    }
+
+    fn paused(&self) -> bool {
+        let state = self.shared.lock();
+        state.inbound_bytes > INBOUND_BUDGET || state.outbox.buffered() > HIGH_WATER
+    }
+
+    /// Gives up the read buffer after a large frame: whatever small frames follow go into a
+    /// fresh small buffer instead of sharing (and pinning) the large one.
+    fn shrink_read_buffer(&mut self) {
+        if self.rbuf.capacity() > LARGE_READ_BUFFER && self.rbuf.len() < READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&self.rbuf);
+            self.rbuf = fresh;
+        }
+    }
+}
+
+impl<D> Drop for Connection<D> {
+    fn drop(&mut self) {
+        // A connection dropped from outside (the server aborted, the grace period ran out) must
+        // not leave handlers running: each holds the write half, which would keep the socket
+        // open and answer calls after the server is gone.
+        self.shared.abort_running();
+    }
+}
+
+impl<D: Dispatch> Future for Connection<D> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.timers.poll(cx).is_ready() {
+            if let Some(done) = this.on_timer(cx) {
+                return done;
+            }
+            // Re-arm for what is left.
+            let _ = this.timers.poll(cx);
+        }
+        if !this.draining && this.shutdown.as_mut().poll(cx).is_ready() {
+            this.draining = true;
+            let mut state = this.shared.lock();
+            frame::encode_goaway(
+                state.outbox.buf_mut(),
+                this.last_call_id,
+                Code::Unavailable,
+                "server is shutting down",
+            );
+        }
+        {
+            let mut state = this.shared.lock();
+            state.outbox.set_driver(cx.waker());
+            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                drop(state);
+                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                return this.close(cx, None);
+            }
+            if this.draining
+                && this.opened.is_empty()
+                && state.running.is_empty()
+                && state.outbox.buffered() == 0
+            {
+                let _ = state.outbox.poll_shutdown(cx);
+                return Poll::Ready(());
+            }
+            if state.outbox.buffered() > HIGH_WATER {
+                // The client is not reading its answers: stop reading its requests until it does.
+                return Poll::Pending;
+            }
+            state.wake_writers();
+        }
+        let mut drained = false;
+        for _ in 0..READS_PER_POLL {
+            {
+                let mut state = this.shared.lock();
+                if state.inbound_bytes > INBOUND_BUDGET {
+                    // Handlers are behind on what this client streamed: read no more until they
+                    // catch up (they wake this task as they consume).
+                    state.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+            if this.rbuf.capacity() - this.rbuf.len() < 4096 {
+                let want = this
+                    .decoder
+                    .bytes_wanted(this.rbuf.len())
+                    .clamp(READ_CHUNK, 256 * 1024);
+                this.rbuf.reserve(want);
+            }
+            let n = match tokio_util::io::poll_read_buf(this.reader.as_mut(), cx, &mut this.rbuf) {
+                Poll::Pending => {
+                    drained = true;
+                    break;
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => {
+                    tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                    return this.close(cx, None);
+                }
+            };
+            if n == 0 {
+                // The client closed: nobody is left to answer, so stop its handlers.
+                return this.close(cx, None);
+            }
+            loop {
+                match this.decoder.decode(&mut this.rbuf) {
+                    Ok(Some(frame)) => {
+                        if let Err((code, reason)) = this.on_frame(cx, frame) {
+                            tracing::warn!(peer = ?this.peer, %reason, "closing connection: protocol error");
+                            return this.close(cx, Some((code, reason)));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(DecodeError::Frame(err)) => {
+                        tracing::warn!(peer = ?this.peer, error = %err, "closing connection: protocol error");
+                        return this.close(cx, Some((Code::Internal, err.to_string())));
+                    }
+                    Err(DecodeError::Io(err)) => {
+                        tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                        return this.close(cx, None);
+                    }
+                }
+            }
+            this.shrink_read_buffer();
+            let mut state = this.shared.lock();
+            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                drop(state);
+                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                return this.close(cx, None);
+            }
+            if this.draining && this.opened.is_empty() && state.running.is_empty() {
+                // A CANCEL in this batch may have ended the last call: check again at the top.
+                drop(state);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+        this.update_deadlines();
+        if !drained || this.timers.poll(cx).is_ready() {
+            // More to read (yield to other tasks first), or a deadline already past (a clock
+            // jump, a paused-clock test): come back at once.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,198 @@
+//! The accept loop: one task per connection, a cap on how many, graceful shutdown.
+//!
+//! ```text
+//!  loop ─▶ accept ─▶ permit free? ─yes─▶ spawn Connection (holds the permit until it ends)
+//!            │                    └no──▶ PREFACE + GOAWAY(RESOURCE_EXHAUSTED), close
+//!            └ EMFILE / ENFILE / ENOMEM ─▶ log, pause 50 ms, keep listening
+//!  signal ─▶ stop accepting, GOAWAY on every connection, wait ≤ grace period, abort the rest
+//! ```
+
+use super::conn::{ConnConfig, Connection};
+use super::ServerConfig;
+use crate::client::BoxReader;
+use crate::dispatch::{Dispatch, TransportKind};
+use crate::outbox::BoxWriter;
+use crate::socket::SocketConfig;
+use crate::udp::ReplyCache;
+use bytes::BytesMut;
+use sockrpc_protocol::frame::{self, PREFACE};
+use sockrpc_protocol::Code;
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// One accepted connection, split for its task.
+pub struct Accepted {
+    /// The read half.
+    pub reader: BoxReader,
+    /// The write half.
+    pub writer: BoxWriter,
+    /// The peer's address (`None` for a Unix socket).
+    pub peer: Option<SocketAddr>,
+    /// Which kind of socket it is.
+    pub transport: TransportKind,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("peer", &self.peer)
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// A listener the accept loop can serve: TCP or Unix.
+pub trait Accept: Send {
+    /// Accepts one connection and applies `socket`'s options to it.
+    fn accept(&self, socket: &SocketConfig) -> impl Future<Output = io::Result<Accepted>> + Send;
+}
+
+impl Accept for TcpListener {
+    async fn accept(&self, socket: &SocketConfig) -> io::Result<Accepted> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        if let Err(err) = socket.apply_accepted(&stream) {
+            tracing::debug!(%peer, error = %err, "could not set socket options");
+        }
+        let (reader, writer) = TcpStream::into_split(stream);
+        Ok(Accepted {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            peer: Some(peer),
+            transport: TransportKind::Tcp,
+        })
+    }
+}
+
+impl Accept for UnixListener {
+    async fn accept(&self, _socket: &SocketConfig) -> io::Result<Accepted> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        let (reader, writer) = UnixStream::into_split(stream);
+        Ok(Accepted {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            peer: None,
+            transport: TransportKind::Unix,
+        })
+    }
+}
+
+/// Serves `dispatch` on every connection `listener` accepts until `signal` completes; then
+/// stops accepting, sends GOAWAY on every connection, lets in-flight calls finish within the
+/// grace period, and returns. `reply_cache` is the UDP side's, when the server also serves UDP:
+/// TCP re-issues of truncated UDP calls are answered from it.
+pub async fn serve<A, D>(
+    listener: A,
+    dispatch: D,
+    config: ServerConfig,
+    reply_cache: Option<Arc<ReplyCache>>,
+    signal: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    A: Accept,
+    D: Dispatch,
+{
+    let shutdown = CancellationToken::new();
+    let mut conns = JoinSet::new();
+    let conn_config = Arc::new(ConnConfig::new(&config, reply_cache));
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    tokio::pin!(signal);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut signal => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept(&config.socket) => accepted,
+        };
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed; still listening");
+                if is_resource_exhaustion(&err) {
+                    // Out of descriptors or memory: give in-flight work a moment to free some
+                    // instead of spinning on the same error.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(
+                peer = ?accepted.peer,
+                limit = config.max_connections,
+                "refusing connection: at the connection limit"
+            );
+            refuse(accepted.writer);
+            continue;
+        };
+        let conn = Connection::new(
+            dispatch.clone(),
+            accepted,
+            Arc::clone(&conn_config),
+            shutdown.child_token(),
+        );
+        conns.spawn(async move {
+            conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    shutdown.cancel();
+    let drained = tokio::time::timeout(config.grace_period, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = conns.len(),
+            "grace period over; closing connections"
+        );
+        conns.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Tells a client past the connection cap why it is refused, without waiting on it: the
+/// preface and a GOAWAY fit any fresh socket's send buffer, so one non-blocking write
+/// suffices; a client that is not reading simply gets the close.
+fn refuse(mut writer: BoxWriter) {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.extend_from_slice(&PREFACE);
+    frame::encode_goaway(
+        &mut buf,
+        0,
+        Code::ResourceExhausted,
+        "server is at its connection limit",
+    );
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let _ = writer.as_mut().poll_write(&mut cx, &buf);
+    let _ = writer.as_mut().poll_shutdown(&mut cx);
+}
+
+/// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes.
+pub async fn serve_connection<T, D>(
+    io: T,
+    peer: Option<SocketAddr>,
+    dispatch: D,
+    config: ServerConfig,
+) where
+    T: AsyncRead + AsyncWrite + Send + Sync + 'static,
+    D: Dispatch,
+{
+    let (reader, writer) = tokio::io::split(io);
+    let accepted = Accepted {
+        reader: Box::pin(reader),
+        writer: Box::pin(writer),
+        peer,
+        transport: TransportKind::Other,
+    };
+    let config = Arc::new(ConnConfig::new(&config, None));
+    Connection::new(dispatch, accepted, config, CancellationToken::new()).await;
+}
+
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
