@@ -49,9 +49,9 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///
-    /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT raw-udp=IP:PORT`, with the
-    /// ports actually bound, then ` uds=PATH` with --uds and ` udp=IP:PORT` with --udp. Stops on
-    /// Ctrl-C or SIGTERM.
+    /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT`, with the ports actually
+    /// bound, then ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds and ` udp=IP:PORT`
+    /// with --udp. Stops on Ctrl-C or SIGTERM.
     Serve(cmd::serve::ServeArgs),
     /// gRPC's interop test service and cases on sockrpc, across processes.
     Interop(cmd::interop::InteropArgs),

@@ -1,6 +1,6 @@
 //! What `sockrpc serve` and the embedded server of `sockrpc bench` serve: the `Bench` service
-//! over sockrpc (on TCP; over UDP beside it and on a Unix socket when asked), a raw TCP echo and
-//! a raw UDP echo.
+//! over sockrpc (on TCP; over UDP beside it and on a Unix socket when asked), a raw TCP echo and,
+//! when asked, a raw UDP echo.
 
 use crate::proto::{bench::bench_server::BenchServer, EchoService};
 use crate::raw;
@@ -31,8 +31,8 @@ pub(crate) struct Listen {
     pub(crate) rpc: SocketAddr,
     /// The raw TCP echo.
     pub(crate) raw_tcp: SocketAddr,
-    /// The raw UDP echo; `None`: the raw TCP echo's address and port, or any free port when
-    /// that one is taken.
+    /// The raw UDP echo; `None`: not served. An echo answers whoever a datagram claims to come
+    /// from, so it only runs when asked for.
     pub(crate) raw_udp: Option<SocketAddr>,
     /// The sockrpc `Bench` service on a Unix socket at this path; `None`: not served.
     pub(crate) uds: Option<PathBuf>,
@@ -43,13 +43,13 @@ pub(crate) struct Listen {
 
 impl Listen {
     /// Everything on 127.0.0.1, on free ports; the Unix socket at `uds` when given, sockrpc over
-    /// UDP when `udp`.
+    /// UDP and the raw UDP echo when `udp`.
     pub(crate) fn loopback(uds: Option<PathBuf>, udp: bool) -> Listen {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         Listen {
             rpc: any,
             raw_tcp: any,
-            raw_udp: None,
+            raw_udp: udp.then_some(any),
             uds,
             udp: udp.then_some(any),
         }
@@ -63,8 +63,8 @@ pub(crate) struct Bound {
     pub(crate) rpc: SocketAddr,
     /// The raw TCP echo.
     pub(crate) raw_tcp: SocketAddr,
-    /// The raw UDP echo.
-    pub(crate) raw_udp: SocketAddr,
+    /// The raw UDP echo, when served.
+    pub(crate) raw_udp: Option<SocketAddr>,
     /// The Unix socket of the sockrpc `Bench` service, when served.
     pub(crate) uds: Option<PathBuf>,
     /// The UDP port of the sockrpc `Bench` service, when served.
@@ -77,7 +77,7 @@ pub(crate) struct Bound {
 pub(crate) struct Sockets {
     rpc: TcpListener,
     raw_tcp: TcpListener,
-    raw_udp: UdpSocket,
+    raw_udp: Option<UdpSocket>,
     /// The Unix socket listener and its path (removed when serving ends).
     uds: Option<(UnixListener, PathBuf)>,
     /// sockrpc over UDP.
@@ -93,16 +93,10 @@ impl Sockets {
         let rpc = bind_tcp(listen.rpc, &config)?;
         let raw_tcp = bind_tcp(listen.raw_tcp, &config)?;
         let raw_udp = match listen.raw_udp {
-            Some(addr) => UdpSocket::bind(addr).await?,
-            None => {
-                // The same port number as the raw TCP echo, so that one `--raw-target` names
-                // both; TCP and UDP port spaces are separate, but another program may hold it.
-                let same = raw_tcp.local_addr()?;
-                match UdpSocket::bind(same).await {
-                    Ok(socket) => socket,
-                    Err(_) => UdpSocket::bind(SocketAddr::new(same.ip(), 0)).await?,
-                }
-            }
+            Some(addr) => Some(UdpSocket::bind(addr).await.map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot bind raw UDP {addr}: {err}"))
+            })?),
+            None => None,
         };
         let uds = match listen.uds {
             Some(path) => {
@@ -136,7 +130,11 @@ impl Sockets {
         Ok(Bound {
             rpc: self.rpc.local_addr()?,
             raw_tcp: self.raw_tcp.local_addr()?,
-            raw_udp: self.raw_udp.local_addr()?,
+            raw_udp: self
+                .raw_udp
+                .as_ref()
+                .map(UdpSocket::local_addr)
+                .transpose()?,
             uds: self.uds.as_ref().map(|(_, path)| path.clone()),
             udp: self.udp.as_ref().map(UdpSocket::local_addr).transpose()?,
         })
@@ -147,7 +145,9 @@ impl Sockets {
     /// removed. A sockrpc server that fails stops the others too.
     pub(crate) async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let raw_tcp = tokio::spawn(raw::serve_tcp(self.raw_tcp));
-        let raw_udp = tokio::spawn(raw::serve_udp(self.raw_udp));
+        let raw_udp = self
+            .raw_udp
+            .map(|socket| tokio::spawn(raw::serve_udp(socket)));
         // One signal, two servers: the first of `shutdown` or a server ending stops both.
         let (stop, stopped) = tokio::sync::watch::channel(());
         let stop_signal = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
@@ -204,7 +204,9 @@ impl Sockets {
         };
         let ((), tcp, unix) = tokio::join!(trigger, tcp, unix);
         raw_tcp.abort();
-        raw_udp.abort();
+        if let Some(raw_udp) = raw_udp {
+            raw_udp.abort();
+        }
         if let Some(path) = uds_path {
             remove_socket(&path);
         }

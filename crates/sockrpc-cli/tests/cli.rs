@@ -376,6 +376,8 @@ fn serve_and_bench_target_across_processes() {
                 "127.0.0.1:0",
                 "--udp",
                 "127.0.0.1:0",
+                "--raw-udp",
+                "127.0.0.1:0",
                 "--uds",
             ])
             .arg(&uds_path),

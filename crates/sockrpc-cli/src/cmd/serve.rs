@@ -1,5 +1,10 @@
 //! `sockrpc serve`: the benchmark service and the raw echoes, for runs across processes or
 //! machines.
+//!
+//! The raw UDP echo runs only with `--raw-udp`: it answers whatever address a datagram claims to
+//! come from, which makes an open one a reflector for forged datagrams. Even then it never
+//! answers a datagram that claims to come from its own address, which would otherwise bounce
+//! between the echo and itself for ever (the rule: [`crate::raw::from_itself`]).
 
 use crate::server::{Listen, Sockets, DEFAULT_WORKERS};
 use clap::Args;
@@ -14,7 +19,10 @@ pub(crate) struct ServeArgs {
     /// Address of the raw TCP echo [default: the --tcp host, any free port].
     #[arg(long, value_name = "ADDR")]
     raw: Option<SocketAddr>,
-    /// Address of the raw UDP echo [default: the raw TCP echo's address and port].
+    /// Also serve the raw UDP echo on this address (for `bench --raw-udp-target`; port 0: any
+    /// free port). Off unless asked: it answers any source a datagram claims. It never answers
+    /// one from its own port and address (or loopback; with an unspecified address, from any
+    /// address on its own port), which would make it echo itself for ever.
     #[arg(long, value_name = "ADDR")]
     raw_udp: Option<SocketAddr>,
     /// Also serve the Bench service on a Unix socket at this path (for `bench --uds-target`). A
@@ -50,11 +58,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
         // Scripts and tests read this line to learn the ports: print it whole, then flush, since
         // stdout is block-buffered when it is a pipe.
         let mut out = std::io::stdout().lock();
-        write!(
-            out,
-            "listening tcp={} raw={} raw-udp={}",
-            bound.rpc, bound.raw_tcp, bound.raw_udp
-        )?;
+        write!(out, "listening tcp={} raw={}", bound.rpc, bound.raw_tcp)?;
+        if let Some(addr) = bound.raw_udp {
+            write!(out, " raw-udp={addr}")?;
+        }
         if let Some(path) = &bound.uds {
             write!(out, " uds={}", path.display())?;
         }

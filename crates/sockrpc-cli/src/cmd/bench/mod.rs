@@ -120,7 +120,8 @@ pub(crate) struct BenchArgs {
     /// it, the raw rows are skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     raw_target: Option<String>,
-    /// With --target: the server's raw UDP echo [default: the --raw-target address].
+    /// With --target: the server's raw UDP echo (the `raw-udp=` address `sockrpc serve
+    /// --raw-udp` prints). Without it, the raw-udp row is skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     raw_udp_target: Option<String>,
     /// With --target: the server's Unix socket (the `uds=` path `sockrpc serve --uds` prints).
@@ -212,9 +213,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
         None => println!(
-            "sockrpc bench: target {} raw={} udp={} uds={}",
+            "sockrpc bench: target {} raw={} raw-udp={} udp={} uds={}",
             targets.rpc,
             or_dash(targets.raw_tcp),
+            or_dash(targets.raw_udp),
             or_dash(targets.udp),
             or_dash(args.uds_target.as_ref().map(|path| path.display())),
         ),

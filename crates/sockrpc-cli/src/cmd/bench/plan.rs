@@ -74,7 +74,7 @@ pub(super) async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Resul
         return Ok(Targets {
             rpc: Endpoint::new(bound.rpc.ip().to_string(), bound.rpc.port()),
             raw_tcp: Some(bound.raw_tcp),
-            raw_udp: Some(bound.raw_udp),
+            raw_udp: bound.raw_udp,
             uds: bound.uds.as_ref().map(Endpoint::unix),
             udp: bound.udp,
         });
@@ -87,7 +87,7 @@ pub(super) async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Resul
     };
     let raw_udp = match &args.raw_udp_target {
         Some(text) => Some(resolve(text).await?),
-        None => raw_tcp,
+        None => None,
     };
     let udp = match &args.udp_target {
         Some(text) => Some(resolve(text).await?),
@@ -168,6 +168,13 @@ pub(super) async fn run_group(
     }
     if tcp && concurrency > 1 && targets.raw_tcp.is_some() {
         kinds.push(Kind::RawTcpPipelined);
+    }
+    if udp && targets.raw_udp.is_none() {
+        group.skipped.push(
+            "raw-udp skipped: no --raw-udp-target (the raw-udp= address of `sockrpc serve \
+             --raw-udp`)"
+                .into(),
+        );
     }
     if udp && targets.raw_udp.is_some() {
         if payload <= MAX_UDP_PAYLOAD {
