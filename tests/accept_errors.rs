@@ -3,14 +3,11 @@
 //! 50 ms between attempts), and serve again, those queued connections included, once
 //! descriptors are free.
 //!
-//! The server runs in a child process (this test binary again, running the ignored
-//! `child_server`) under `ulimit -n 64`, so that the limit is the server's alone: the test's own
-//! connections do not count against it.
+//! The server runs in a child process (`tests/bin/emfile_server.rs`) under `ulimit -n 64`, so
+//! that the limit is the server's alone: the test's own connections do not count against it.
 
-use sockrpc::{Request, Response, Server, Status};
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
-use sockrpc_tests::helloworld::greeter_server::{Greeter, GreeterServer};
-use sockrpc_tests::helloworld::{HelloReply, HelloRequest};
+use sockrpc_tests::helloworld::HelloRequest;
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
@@ -19,9 +16,6 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
-
-/// Set in the child's environment: run the server.
-const CHILD_ENV: &str = "SOCKRPC_ACCEPT_ERRORS_CHILD";
 
 /// The child's descriptor limit.
 const NOFILE: usize = 64;
@@ -39,62 +33,6 @@ const WINDOW: Duration = Duration::from_secs(1);
 /// Failed accepts logged in [`WINDOW`] at most: one per 50 ms back-off is 20; a loop spinning
 /// on the error would log thousands.
 const MAX_FAILURES_PER_WINDOW: usize = 60;
-
-struct Hi;
-
-impl Greeter for Hi {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {}!", request.into_inner().name),
-        }))
-    }
-}
-
-/// The server half, run by [`server_out_of_descriptors_keeps_listening_and_serves_again`] in a
-/// child process; does nothing when run any other way.
-#[test]
-#[ignore = "the server of server_out_of_descriptors_keeps_listening_and_serves_again, which runs it"]
-fn child_server() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let listener =
-            sockrpc::transport::bind_tcp(addr, &Default::default()).expect("bind listener");
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "listening {}",
-            listener.local_addr().expect("local addr")
-        )
-        .expect("print");
-        out.flush().expect("flush");
-        drop(out);
-        // Idle connections stay open until the test closes them, not until the handshake
-        // timeout does.
-        let serve = Server::builder()
-            .handshake_timeout(CHILD_LIFETIME)
-            .add_service(GreeterServer::new(Hi))
-            .serve_with_listener(listener);
-        tokio::select! {
-            served = serve => served.expect("serve"),
-            () = tokio::time::sleep(CHILD_LIFETIME) => {}
-        }
-    });
-}
 
 /// Kills the child when the test ends, however it ends.
 struct KillOnDrop(Child);
@@ -172,13 +110,12 @@ async fn greet(addr: SocketAddr, name: &str, wait: Duration) -> Result<String, S
 
 #[test]
 fn server_out_of_descriptors_keeps_listening_and_serves_again() {
-    let exe = std::env::current_exe().expect("test binary");
+    let exe = env!("CARGO_BIN_EXE_emfile-server");
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -n {NOFILE} && exec \"$0\" \"$@\""))
         .arg(exe)
-        .args(["child_server", "--exact", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, "1")
+        .arg(CHILD_LIFETIME.as_secs().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
