@@ -9,7 +9,7 @@
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
 use sockrpc_tests::helloworld::HelloRequest;
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader, Read},
     net::{SocketAddr, TcpStream},
     process::{Child, Command, Stdio},
     sync::mpsc,
