@@ -17,9 +17,10 @@
 //! ```
 //!
 //! # Crates
-//! - [`protocol`]: wire format, [`Status`]/[`Code`], metadata, codecs.
-//! - [`transport`]: sockets (socket2), framing, multiplexed connections.
-//! - [`service`]: tower router, server, client channel.
+//! - [`protocol`]: wire format (frames and UDP datagrams), [`Status`]/[`Code`], metadata, codecs.
+//! - [`transport`]: sockets (socket2), framing, both ends of a multiplexed connection, the
+//!   connection pool, UDP, Unix sockets.
+//! - [`service`]: tower router, server builder, client channel.
 
 pub use sockrpc_protocol as protocol;
 pub use sockrpc_service as service;

@@ -1,15 +1,21 @@
 //! sockrpc's tower layer: the router, the server and the client channel.
 //!
 //! # Layout
-//! - [`Call`]: what services on both sides take — a method path and an encoded request.
-//! - [`Router`]: path → service; unknown paths are `Unimplemented`.
-//! - [`server`]: [`Server::builder()`](Server::builder), the accept loop and per-connection tasks.
-//! - [`client`]: [`Channel`] (a `tower::Service<Call>`), [`Endpoint`], and [`Client`].
+//! - [`Call`] and [`Body`]: what services on both sides take — a method path and an encoded
+//!   request.
+//! - [`Router`]: path → service; unknown paths are `Unimplemented`. It also answers TCP
+//!   re-issues of truncated UDP calls from the reply cache.
+//! - [`server`]: [`Server::builder()`](Server::builder) and
+//!   [`Dispatcher`](server::Dispatcher), the transport's `Dispatch` over the layered router. The
+//!   accept loop and the connection tasks live in `sockrpc_transport::server`.
+//! - [`client`]: [`Channel`] (a `tower::Service<Call>` over the transport's connection pool),
+//!   [`Client`], and [`Endpoint`] (re-exported from the transport).
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
 //!
 //! One call, end to end: generated stub → [`Client::unary`] → [`Channel`] →
-//! `ClientConnection` (writes OPEN + MESSAGE) → socket → server connection task → [`Router`] →
-//! generated server → your handler, and back as MESSAGE + END.
+//! `ClientConnection` (writes OPEN + MESSAGE) → socket → the transport's server connection task
+//! → [`Dispatcher`](server::Dispatcher) → middleware → [`Router`] → generated server → your
+//! handler, and back as MESSAGE + END. `docs/ARCHITECTURE.md` names the files on the way.
 
 mod body;
 mod call;

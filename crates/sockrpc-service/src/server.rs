@@ -2,8 +2,13 @@
 //!
 //! ```text
 //!  Server::builder().layer(..).add_service(..).serve(addr)
-//!      accept loop ──▶ one task per connection (conn.rs) ──▶ layered Router ──▶ handlers
+//!      sockrpc_transport::server: accept loop ──▶ one task per connection
+//!          ──IncomingCall──▶ Dispatcher ──▶ layered Router ──▶ handlers
 //! ```
+//!
+//! The builder only assembles the dispatcher and hands it to the transport's [`serve`] (and,
+//! with [`udp`](ServerBuilder::udp), to its UDP server); sockets, frames, limits and timeouts are
+//! the transport's.
 
 mod dispatcher;
 

@@ -46,7 +46,9 @@ pub const FLAG_NOT_PROCESSED: u8 = 0x04;
 
 /// Bytes of messages a sender may have outstanding on one streaming call before the receiver
 /// grants more with WINDOW. A message may be sent whenever less than this is outstanding, so a
-/// single large message is never stuck; the receiver's queue stays under this plus one message.
+/// single large message is never stuck; with a sender that honours it, the receiver's queue stays
+/// under this plus one message (`flow::Inbound::push` in the transport refuses a MESSAGE once more
+/// than this plus the message limit is queued).
 pub const STREAM_WINDOW: usize = 64 * 1024;
 
 /// Longest status message carried; longer ones are cut at a character boundary.
@@ -74,7 +76,8 @@ pub enum FrameKind {
     Pong = 7,
     /// The sender will accept no calls above `last_call_id`; the connection is draining.
     GoAway = 8,
-    /// Flow-control credit for a call's stream (or the connection, call id 0).
+    /// Flow-control credit for a call's stream. Version 1 has no connection-level window: a
+    /// WINDOW with call id 0 passes the header check and is ignored by both ends.
     Window = 9,
 }
 
@@ -224,7 +227,7 @@ pub enum Frame {
     },
     /// Flow-control credit.
     Window {
-        /// Call id, or 0 for the connection.
+        /// Call id (0 is accepted on the wire and ignored: there is no connection window).
         call_id: u32,
         /// Bytes the receiver can take beyond what it granted before.
         credit: u32,

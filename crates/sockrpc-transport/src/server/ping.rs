@@ -5,7 +5,7 @@ use std::time::Duration;
 /// How often a client may PING (gRPC's keepalive enforcement): a PING sooner than
 /// `min_interval` after the previous one, or with no call in flight when that is not permitted,
 /// is a strike; more than `max_strikes` and the connection is closed with GOAWAY
-/// ("too_many_pings"). Opening a call clears the strikes.
+/// ("too_many_pings"). Data the server sent since the previous PING clears the strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PingPolicy {

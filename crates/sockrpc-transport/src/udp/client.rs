@@ -84,8 +84,10 @@ pub enum UdpOutcome {
     /// passed with no answer, `Unavailable` when the retransmit window ran out.
     Reply(Result<Response<Bytes>, Status>),
     /// The answer did not fit a datagram. The server ran the call and keeps the answer: re-issue
-    /// over TCP, within the same deadline, with [`mark_reissue`](super::mark_reissue)`(metadata,
-    /// instance, call_id)` so the server answers from its cache instead of running it again.
+    /// over TCP, within the same deadline, with
+    /// [`ClientConnection::reissue`](crate::ClientConnection::reissue)`(path, request, (instance,
+    /// call_id))` (OPEN's `FLAG_REISSUE`) so the server answers from its cache instead of running
+    /// it again.
     Truncated {
         /// This client's instance.
         instance: u64,

@@ -53,8 +53,10 @@ pub struct UdpServerConfig {
     pub max_in_flight: usize,
     /// Full paths (`/package.Service/Method`) of methods that may run more than once — marked
     /// `NO_SIDE_EFFECTS` or `IDEMPOTENT` in their `.proto` — and so skip the reply cache: a
-    /// retransmission runs them again, and a TCP re-issue finds nothing cached and runs them.
-    /// Empty by default (codegen does not mark idempotency yet).
+    /// retransmission runs them again. A TCP re-issue of one finds nothing cached; the router
+    /// runs it again only if the mounted service marks it idempotent. Empty by default;
+    /// the service crate's `Server`, when it serves UDP, adds the methods its mounted services
+    /// mark idempotent.
     pub idempotent_methods: HashSet<String>,
     /// A cookie is valid for this long to twice this long. Default 60 s.
     pub cookie_lifetime: Duration,
@@ -80,8 +82,8 @@ impl Default for UdpServerConfig {
 
 impl UdpServerConfig {
     /// Whether `path` skips the reply cache (see [`idempotent_methods`](Self::idempotent_methods)).
-    /// The TCP server asks this when a re-issued call is not in the cache: an idempotent method
-    /// may then simply run.
+    /// The UDP server asks this for each request; a re-issued call missing from the cache is the
+    /// router's to judge, by the methods its services mark idempotent.
     pub fn is_idempotent(&self, path: &str) -> bool {
         self.idempotent_methods.contains(path)
     }
