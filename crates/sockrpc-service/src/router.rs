@@ -110,7 +110,8 @@ impl Service<Call> for Router {
             Some(route) => match call.take_replay() {
                 None => route.call(call),
                 Some(replay) => {
-                    let idempotent = self.idempotent.contains(call.path());
+                    let idempotent = self.idempotent.contains(call.path())
+                        || replay.cache.is_idempotent(call.path());
                     replay_call(Arc::clone(route), call, replay, idempotent)
                 }
             },

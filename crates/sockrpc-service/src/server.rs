@@ -297,7 +297,9 @@ impl<L: Finish> ServerBuilder<L> {
             udp_config
                 .idempotent_methods
                 .extend(self.router.idempotent_methods().map(str::to_owned));
-            let cache = Arc::new(ReplyCache::default());
+            let cache = Arc::new(
+                ReplyCache::default().with_idempotent(udp_config.idempotent_methods.clone()),
+            );
             let udp = serve_udp(
                 socket,
                 dispatcher.clone(),

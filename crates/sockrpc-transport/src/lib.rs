@@ -25,6 +25,7 @@ pub mod dispatch;
 pub mod endpoint;
 pub mod flow;
 pub mod outbox;
+mod panic;
 pub mod pool;
 pub mod server;
 pub mod socket;

@@ -14,6 +14,7 @@ use super::conn::Connection;
 use super::open::Opened;
 use super::respond::{answer_now, encode_refusal, pump, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
+use crate::panic::{panicked, poll_caught};
 use sockrpc_protocol::{Code, Request, Response, Status};
 use std::{
     future::Future,
@@ -166,11 +167,6 @@ fn start<D: Dispatch>(dispatch: &mut D, call: IncomingCall) -> DispatchFuture<D:
     }
 }
 
-fn panicked() -> Status {
-    tracing::error!("handler panicked; failing its call");
-    Status::internal("handler panicked")
-}
-
 /// A dispatched call's future with what the connection guarantees around it: a panic fails the
 /// call, and the server-side deadline ends it. The timer is made only if the call waits.
 struct Guarded<B> {
@@ -194,10 +190,8 @@ impl<B: OutboundBody> Future for Guarded<B> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        match catch_unwind(AssertUnwindSafe(|| this.inner.as_mut().poll(cx))) {
-            Ok(Poll::Ready(result)) => return Poll::Ready(result),
-            Ok(Poll::Pending) => {}
-            Err(_) => return Poll::Ready(Err(panicked())),
+        if let Poll::Ready(result) = poll_caught(this.inner.as_mut(), cx) {
+            return Poll::Ready(result.unwrap_or_else(|_| Err(panicked())));
         }
         if let Some(deadline) = this.deadline {
             let sleep = this

@@ -95,6 +95,9 @@ pub(super) struct Connection<D> {
     pub(super) ping_strikes: u32,
     /// `answers_sent` when the last PING came: data sent since clears the strikes.
     pub(super) answers_at_last_ping: u64,
+    /// Frames decoded so far; when it moves, a partial frame in the buffer is a new one.
+    frames_decoded: u64,
+    frames_at_last_check: u64,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -127,6 +130,8 @@ impl<D: Dispatch> Connection<D> {
             last_ping: None,
             ping_strikes: 0,
             answers_at_last_ping: 0,
+            frames_decoded: 0,
+            frames_at_last_check: 0,
         }
     }
 
@@ -163,10 +168,14 @@ impl<D: Dispatch> Connection<D> {
         if due.handshake.is_some() && self.decoder.past_preface() {
             due.handshake = None;
         }
-        due.frame = match (self.rbuf.is_empty(), due.frame) {
-            (true, _) => None,
-            (false, Some(started)) => Some(started),
-            (false, None) => Some(now + self.config.frame_timeout),
+        // Each frame gets frame_timeout from its first byte: the clock restarts whenever a
+        // frame completed since the last look (what is buffered now is a newer frame).
+        let progressed = self.frames_decoded != self.frames_at_last_check;
+        self.frames_at_last_check = self.frames_decoded;
+        due.frame = match (self.decoder.mid_frame(self.rbuf.len()), due.frame) {
+            (false, _) => None,
+            (true, Some(started)) if !progressed => Some(started),
+            (true, _) => Some(now + self.config.frame_timeout),
         };
         due.open = if self.opened.is_empty() {
             None
@@ -323,6 +332,7 @@ impl<D: Dispatch> Future for Connection<D> {
             loop {
                 match this.decoder.decode(&mut this.rbuf) {
                     Ok(Some(frame)) => {
+                        this.frames_decoded += 1;
                         if let Err((code, reason)) = this.on_frame(cx, frame) {
                             tracing::warn!(peer = ?this.peer, %reason, "closing connection: protocol error");
                             return this.close(cx, Some((code, reason)));

@@ -152,6 +152,7 @@ pub(super) fn answer_now<B: OutboundBody>(
         Ok(response) => response,
         Err(status) => {
             state.remove_stream(call_id);
+            state.answers_sent += 1;
             encode_status(state.outbox.buf_mut(), call_id, &status, limits);
             return None;
         }
@@ -320,6 +321,7 @@ pub(super) async fn pump<B: OutboundBody>(
             let end = match &next {
                 Some(Ok(message)) if message.len() <= limits.max_message_size => {
                     frame::encode_message(buf, call_id, false, message);
+                    state.answers_sent += 1;
                     if let Some(stream) = state.streams.get_mut(&call_id) {
                         stream.outbound.sent(message.len());
                     }

@@ -23,7 +23,7 @@
 use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -80,6 +80,8 @@ pub(crate) enum Begin {
     Done(Result<Response<Bytes>, Status>),
     /// The cache is full of answers too young to evict: the call must not run now.
     Full,
+    /// The key is known under another method path: not a retransmission of that call.
+    OtherMethod,
 }
 
 enum Slot {
@@ -116,6 +118,9 @@ pub struct ReplyCache {
     config: ReplyCacheConfig,
     state: Mutex<State>,
     finished: Notify,
+    /// Methods that skip the cache on the UDP side (may run more than once): a TCP re-issue of
+    /// one finds no answer here and runs it again.
+    idempotent: HashSet<String>,
 }
 
 impl std::fmt::Debug for ReplyCache {
@@ -153,7 +158,20 @@ impl ReplyCache {
             config,
             state: Mutex::new(State::default()),
             finished: Notify::new(),
+            idempotent: HashSet::new(),
         }
+    }
+
+    /// The same cache, told which methods the UDP server runs without it (its
+    /// `UdpServerConfig::idempotent_methods`), so that a re-issue of one runs it again.
+    pub fn with_idempotent(mut self, methods: impl IntoIterator<Item = String>) -> ReplyCache {
+        self.idempotent.extend(methods);
+        self
+    }
+
+    /// Whether `path` (`/package.Service/Method`) skips the cache.
+    pub fn is_idempotent(&self, path: &str) -> bool {
+        self.idempotent.contains(path)
     }
 
     /// The settings.
@@ -185,6 +203,7 @@ impl ReplyCache {
         let mut state = self.lock();
         self.expire(&mut state, Instant::now());
         match state.map.get(&(instance, call_id)) {
+            Some(slot) if slot.path() != path => Begin::OtherMethod,
             Some(Slot::Running { .. }) => Begin::InProgress,
             Some(Slot::Done { answer, .. }) => Begin::Done(answer.clone()),
             None if state.order.len() >= self.config.max_entries
@@ -370,6 +389,8 @@ mod tests {
         assert!(matches!(cache.lookup(1, 1, PATH), Lookup::InProgress));
         cache.complete(1, 1, ok(3));
         assert!(matches!(cache.begin(1, 1, &path()), Begin::Done(Ok(_))));
+        let other = Bytes::from_static(b"/p.S/Other");
+        assert!(matches!(cache.begin(1, 1, &other), Begin::OtherMethod));
         assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(r)) if r.get_ref().len() == 3));
         assert!(matches!(
             cache.lookup(1, 1, b"/p.S/Other"),

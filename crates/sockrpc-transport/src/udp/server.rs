@@ -25,6 +25,7 @@ use super::datagram::{
 use super::limiter::{Limiter, RateLimit};
 use super::{bump, counters};
 use crate::dispatch::{Dispatch, IncomingCall, OutboundBody, RequestBody, TransportKind};
+use crate::panic::{panicked, poll_caught};
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{Limits, Request, Response, Status};
 use std::{
@@ -365,6 +366,12 @@ impl Shared {
         if cached {
             match self.cache.begin(key.0, key.1, body.path.as_bytes()) {
                 Begin::New => {}
+                Begin::OtherMethod => {
+                    // Same identity, another method: not a retransmission; never answered
+                    // with another call's reply.
+                    bump(&self.stats.malformed);
+                    return;
+                }
                 Begin::Full => {
                     // Running it now could not be made at-most-once: the client retransmits.
                     bump(&self.stats.cache_full);
@@ -432,26 +439,20 @@ impl Shared {
             });
         // Poll once here, as the TCP connection does: most handlers answer without waiting,
         // and then the answer leaves with no task hop. A panic fails this call, not the server.
-        let polled = std::future::poll_fn(|cx| {
-            Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| {
-                future.as_mut().poll(cx)
-            })))
-        })
-        .await;
+        let polled = std::future::poll_fn(|cx| Poll::Ready(poll_caught(future.as_mut(), cx))).await;
         match polled {
-            Ok(Poll::Ready(answer)) => {
+            Poll::Ready(answer) => {
+                let answer = answer.unwrap_or_else(|_| Err(self.panicked()));
                 guard.complete(&answer);
                 self.send_answer(&reply_to, &answer).await;
             }
-            Err(_) => {
-                let answer = Err(self.panicked());
-                guard.complete(&answer);
-                self.send_answer(&reply_to, &answer).await;
-            }
-            Ok(Poll::Pending) => {
+            Poll::Pending => {
                 let shared = Arc::clone(self);
                 tasks.spawn(async move {
-                    let answer = future.await;
+                    // A panic later on, in this task, fails the call the same way.
+                    let answer = std::future::poll_fn(|cx| poll_caught(future.as_mut(), cx))
+                        .await
+                        .unwrap_or_else(|_| Err(shared.panicked()));
                     guard.complete(&answer);
                     shared.send_answer(&reply_to, &answer).await;
                 });
@@ -461,7 +462,7 @@ impl Shared {
 
     fn panicked(&self) -> Status {
         bump(&self.stats.panics);
-        Status::internal("handler panicked")
+        panicked()
     }
 
     /// Sends REPLY when it fits and the source may receive it, TRUNCATED otherwise.
