@@ -307,22 +307,44 @@ async fn open_stream(
     body: Option<Body>,
 ) -> Result<Response<Body>, Status> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let conn = match pool.pick() {
-        Some(conn) => conn,
-        None => pool.get(deadline).await?,
-    };
-    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    let (sender, mut receiver) = conn.open_stream(&path, &metadata, timeout, first)?;
-    if let Some(body) = body {
-        tokio::spawn(feed(sender, body));
+    let mut body = body;
+    // A call refused unstarted (its connection closed before it was sent, or a draining
+    // server refused it) opens again on another connection, as unary calls do — as long as
+    // no request message has left yet, so nothing can run twice.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let conn = match pool.pick() {
+            Some(conn) => conn,
+            None => pool.get(deadline).await?,
+        };
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let (sender, mut receiver) =
+            match conn.open_stream(&path, &metadata, timeout, first.clone()) {
+                Ok(opened) => opened,
+                Err(status) if status.is_not_processed() && attempt < OPEN_ATTEMPTS => continue,
+                Err(status) => return Err(status),
+            };
+        let fed = body.is_some();
+        if let Some(body) = body.take() {
+            tokio::spawn(feed(sender, body));
+        }
+        match std::future::poll_fn(|cx| receiver.poll_headers(cx)).await {
+            Ok(headers) => {
+                return Ok(Response::from_parts(
+                    headers,
+                    Body::incoming(receiver),
+                    MetadataMap::new(),
+                ))
+            }
+            Err(status) if status.is_not_processed() && !fed && attempt < OPEN_ATTEMPTS => {}
+            Err(status) => return Err(status),
+        }
     }
-    let headers = std::future::poll_fn(|cx| receiver.poll_headers(cx)).await?;
-    Ok(Response::from_parts(
-        headers,
-        Body::incoming(receiver),
-        MetadataMap::new(),
-    ))
 }
+
+/// How many connections a streaming call tries when each refuses it unstarted.
+const OPEN_ATTEMPTS: u32 = 3;
 
 /// Sends a request stream as the window allows; stops when the call ends either way.
 async fn feed(mut sender: StreamSender, mut body: Body) {
