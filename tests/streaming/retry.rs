@@ -21,7 +21,9 @@ async fn stream_opened_on_a_closed_connection_is_not_processed() {
         None,
         Some(Default::default()),
     );
-    let status = opened.err().expect("a closed connection opens nothing");
+    let Err(status) = opened else {
+        panic!("a closed connection opens nothing");
+    };
     assert!(
         status.is_not_processed(),
         "nothing was sent, so the call may go elsewhere: {status:?}"
