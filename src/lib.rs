@@ -22,6 +22,7 @@
 //!   connection pool, UDP, Unix sockets.
 //! - [`service`]: tower router, server builder, client channel.
 
+pub use sockrpc_middleware as middleware;
 pub use sockrpc_protocol as protocol;
 pub use sockrpc_service as service;
 pub use sockrpc_transport as transport;

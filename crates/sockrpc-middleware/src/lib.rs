@@ -1,0 +1,8 @@
+//! sockrpc's middleware: tower layers that wrap a client `Channel`, a generated client, or a
+//! `Server`'s router, all over the same [`Call`](sockrpc_service::Call).
+//!
+//! Each layer is a folder in tower's shape: `Foo<S>` (the service), `FooLayer` (its layer) and
+//! the future it returns.
+//!
+//! # Layout
+//! (Each layer adds itself here as it lands.)
