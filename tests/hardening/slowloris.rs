@@ -160,8 +160,8 @@ async fn clients_past_the_connection_cap_are_refused_at_once() {
         "GOAWAY reason {reason:?}"
     );
 
-    // A generated client at the cap fails promptly, with a code a caller can act on. (The
-    // message varies: the GOAWAY's reason is not always read before the reset that follows.)
+    // A generated client at the cap fails promptly, with a code a caller can act on and the
+    // server's reason (the refusal closes in order, so the GOAWAY is always read).
     let refused = bounded("a generated client at the cap", async {
         let mut client = EchoClient::connect(format!("tcp://{}", server.addr)).await?;
         client.echo(EchoRequest::default()).await
@@ -171,6 +171,10 @@ async fn clients_past_the_connection_cap_are_refused_at_once() {
     assert!(
         matches!(refused.code(), Code::Unavailable | Code::ResourceExhausted),
         "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("connection limit"),
+        "the client is told why: {refused:?}"
     );
 
     // A slot frees: the holder leaves and the server sees it go.

@@ -107,7 +107,9 @@ impl Service<Call> for Router {
 
     fn call(&mut self, mut call: Call) -> Self::Future {
         match self.routes.get(call.service()) {
-            Some(route) => match call.take_replay() {
+            // The mark on the call, or, should a layer have rebuilt the call without it, the
+            // one the dispatcher keeps beside it (see server/dispatcher.rs).
+            Some(route) => match call.take_replay().or_else(crate::server::replay_in_scope) {
                 None => route.call(call),
                 Some(replay) => {
                     let idempotent = self.idempotent.contains(call.path())

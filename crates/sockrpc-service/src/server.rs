@@ -12,6 +12,7 @@
 
 mod dispatcher;
 
+pub(crate) use dispatcher::replay_in_scope;
 pub use dispatcher::Dispatcher;
 pub use sockrpc_transport::server::{PingPolicy, ServerConfig};
 

@@ -220,9 +220,9 @@ impl Driver {
                     self.finish(
                         state,
                         id,
-                        Err(Status::not_processed(
-                            "server is shutting down; the call was not processed",
-                        )),
+                        Err(Status::not_processed(format!(
+                            "the server refused the call before starting it: {message}"
+                        ))),
                     );
                 }
             }

@@ -373,8 +373,14 @@ impl Shared {
                     return;
                 }
                 Begin::Full => {
-                    // Running it now could not be made at-most-once: the client retransmits.
+                    // Running it now could not be made at-most-once. Say so (the answer is
+                    // not cached: a later retransmission may find room and run it), rather
+                    // than leave the client waiting out its deadline.
                     bump(&self.stats.cache_full);
+                    let status = Status::resource_exhausted(
+                        "the server's UDP reply cache is full; the call did not run",
+                    );
+                    self.send_answer(&reply_to, &Err(status)).await;
                     return;
                 }
                 Begin::InProgress => {
