@@ -266,6 +266,7 @@ async fn finish_call<B: OutboundBody>(
         if state.running.is_empty() {
             // A draining connection waits for its last handler to finish; an idle one starts
             // its idle clock.
+            state.went_idle += 1;
             state.outbox.wake_driver();
         }
         state.outbox.flush_or_hand_off(cx);

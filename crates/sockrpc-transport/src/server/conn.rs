@@ -98,6 +98,9 @@ pub(super) struct Connection<D> {
     /// Frames decoded so far; when it moves, a partial frame in the buffer is a new one.
     frames_decoded: u64,
     frames_at_last_check: u64,
+    /// `last_call_id` and `went_idle` when the idle timer was (re)armed: a call opened, or a
+    /// running one finished, since then means the connection was not idle all along.
+    calls_at_idle_check: (u32, u64),
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -132,6 +135,7 @@ impl<D: Dispatch> Connection<D> {
             answers_at_last_ping: 0,
             frames_decoded: 0,
             frames_at_last_check: 0,
+            calls_at_idle_check: (0, 0),
         }
     }
 
@@ -161,9 +165,13 @@ impl<D: Dispatch> Connection<D> {
         Poll::Ready(())
     }
 
-    /// After a read batch: what the peer now owes, and by when.
+    /// After a read batch: what the peer now owes, and by when. Reads the clock only when
+    /// something is owed: a connection whose reads end on frame boundaries and whose calls are
+    /// answered within the batch (the common case) pays nothing here.
     fn update_deadlines(&mut self) {
-        let now = Instant::now();
+        let mut clock = None;
+        let mut now = || *clock.get_or_insert_with(Instant::now);
+        let frame_timeout = self.config.frame_timeout;
         let due = &mut self.timers.due;
         if due.handshake.is_some() && self.decoder.past_preface() {
             due.handshake = None;
@@ -175,19 +183,21 @@ impl<D: Dispatch> Connection<D> {
         due.frame = match (self.decoder.mid_frame(self.rbuf.len()), due.frame) {
             (false, _) => None,
             (true, Some(started)) if !progressed => Some(started),
-            (true, _) => Some(now + self.config.frame_timeout),
+            (true, _) => Some(now() + frame_timeout),
         };
         due.open = if self.opened.is_empty() {
             None
         } else {
-            self.opened.settle()
+            self.opened.settle(now(), frame_timeout)
         };
-        let idle = self.opened.is_empty() && self.shared.lock().running.is_empty();
-        due.idle = match (idle, self.config.idle_timeout, due.idle) {
-            (true, Some(_), Some(since)) => Some(since),
-            (true, Some(limit), None) => Some(now + limit),
-            _ => None,
-        };
+        // The idle deadline is armed once and checked when it fires (calls opened since then
+        // push it back), so a busy connection never moves its timer per call.
+        if due.idle.is_none() {
+            if let Some(limit) = self.config.idle_timeout {
+                due.idle = Some(now() + limit);
+                self.calls_at_idle_check = (self.last_call_id, self.shared.lock().went_idle);
+            }
+        }
     }
 
     /// The timer fired: act on whichever deadline passed. `Some` closes the connection.
@@ -216,13 +226,22 @@ impl<D: Dispatch> Connection<D> {
             self.timers.due.open = if self.opened.is_empty() {
                 None
             } else {
-                self.opened.settle()
+                self.opened.settle(now, self.config.frame_timeout)
             };
         }
-        if due.idle.is_some_and(|at| at <= now) && self.in_flight() == 0 {
-            tracing::debug!(peer = ?self.peer, "closing idle connection");
-            let reason = (Code::Unavailable, "idle connection closed".to_owned());
-            return Some(self.close(cx, Some(reason)));
+        if let (Some(at), Some(limit)) = (due.idle, self.config.idle_timeout) {
+            if at <= now {
+                let activity = (self.last_call_id, self.shared.lock().went_idle);
+                let quiet = activity == self.calls_at_idle_check;
+                if quiet && self.in_flight() == 0 {
+                    tracing::debug!(peer = ?self.peer, "closing idle connection");
+                    let reason = (Code::Unavailable, "idle connection closed".to_owned());
+                    return Some(self.close(cx, Some(reason)));
+                }
+                // Busy since the timer was armed: idle, if at all, only from now on.
+                self.calls_at_idle_check = activity;
+                self.timers.due.idle = Some(now + limit);
+            }
         }
         None
     }

@@ -59,14 +59,7 @@ impl<D: Dispatch> Connection<D> {
                         ))),
                     );
                 } else {
-                    let opened = Opened::new(
-                        path,
-                        metadata,
-                        timeout,
-                        reissue,
-                        Instant::now(),
-                        self.config.frame_timeout,
-                    );
+                    let opened = Opened::new(path, metadata, timeout, reissue);
                     if streaming {
                         self.open_stream(cx, call_id, opened, end_stream);
                     } else {
