@@ -383,7 +383,7 @@ impl<D: Dispatch> Future for Connection<D> {
             }
         }
         this.update_deadlines();
-        if !drained || this.timers.poll(cx).is_ready() {
+        if !drained || (this.timers.stale() && this.timers.poll(cx).is_ready()) {
             // More to read (yield to other tasks first), or a deadline already past (a clock
             // jump, a paused-clock test): come back at once.
             cx.waker().wake_by_ref();

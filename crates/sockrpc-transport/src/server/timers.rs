@@ -56,6 +56,12 @@ impl Timers {
         }
     }
 
+    /// Whether the deadlines changed since the timer was last armed (so it must be polled
+    /// again to re-arm).
+    pub(super) fn stale(&self) -> bool {
+        self.armed != self.due.soonest()
+    }
+
     /// Arms the timer for the soonest deadline and polls it: `Ready` when it has passed (the
     /// caller then checks which, with [`Deadlines`] and the clock).
     pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
