@@ -228,7 +228,9 @@ async fn busy_connection_outlives_the_idle_timeout() {
             &frame(MESSAGE, END_STREAM, call_id, &request),
         ]))
         .await;
-        let frames = conn.call_until_end(call_id, "a call on a busy connection").await;
+        let frames = conn
+            .call_until_end(call_id, "a call on a busy connection")
+            .await;
         let end = frames.last().expect("an END");
         assert_eq!(end.kind, END, "call {call_id}: {frames:?}");
         assert_eq!(end_code(end), OK, "call {call_id}");

@@ -189,6 +189,13 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Sets the server's keepalive: PING a client heard nothing from for `interval`, close it
+    /// if the PONG does not come within `timeout` (`None`: never PING).
+    pub fn keepalive(mut self, keepalive: Option<sockrpc_transport::Keepalive>) -> Self {
+        self.config.keepalive = keepalive;
+        self
+    }
+
     /// Sets how long a frame may take from its first byte to its last.
     pub fn frame_timeout(mut self, timeout: Duration) -> Self {
         self.config.frame_timeout = timeout;

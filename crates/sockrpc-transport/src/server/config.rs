@@ -5,6 +5,7 @@
 //! limits, the per-connection call cap) or CPU (the ping policy).
 
 use super::PingPolicy;
+use crate::client::Keepalive;
 use crate::socket::SocketConfig;
 use sockrpc_protocol::Limits;
 use std::time::Duration;
@@ -37,6 +38,12 @@ pub struct ServerConfig {
     /// Time a frame may take from its first byte to its last. A peer that starts a frame and
     /// stops sending (slowloris) is closed when it passes. Default 30 s.
     pub frame_timeout: Duration,
+    /// Server-side keepalive (gRPC's `KEEPALIVE_TIME` / `KEEPALIVE_TIMEOUT`): after `interval`
+    /// with nothing received from the client, the server PINGs it, and closes the connection
+    /// if no PONG comes within `timeout` — a client that vanished (power loss, a dropped NAT
+    /// entry) does not hold its connection and calls for ever. `None` sends no PINGs.
+    /// Default: every 2 hours, 20 s to answer (gRPC's defaults).
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +58,10 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(300)),
             frame_timeout: Duration::from_secs(30),
+            keepalive: Some(Keepalive::new(
+                Duration::from_secs(2 * 60 * 60),
+                Duration::from_secs(20),
+            )),
         }
     }
 }

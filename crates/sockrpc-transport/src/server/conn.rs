@@ -53,6 +53,7 @@ pub(super) struct ConnConfig {
     pub(super) handshake_timeout: Duration,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) frame_timeout: Duration,
+    pub(super) keepalive: Option<crate::client::Keepalive>,
 }
 
 impl ConnConfig {
@@ -65,6 +66,7 @@ impl ConnConfig {
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             frame_timeout: config.frame_timeout,
+            keepalive: config.keepalive,
         }
     }
 }
@@ -89,7 +91,7 @@ pub(super) struct Connection<D> {
     pub(super) opened: OpenCalls,
     pub(super) last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    timers: Timers,
+    pub(super) timers: Timers,
     pub(super) draining: bool,
     pub(super) last_ping: Option<Instant>,
     pub(super) ping_strikes: u32,
@@ -98,6 +100,9 @@ pub(super) struct Connection<D> {
     /// Frames decoded so far; when it moves, a partial frame in the buffer is a new one.
     frames_decoded: u64,
     frames_at_last_check: u64,
+    /// Keepalive: `frames_decoded` when its timer was armed, and the PING awaiting its PONG.
+    frames_at_keepalive: u64,
+    pub(super) awaiting_pong: Option<u64>,
     /// `last_call_id` and `went_idle` when the idle timer was (re)armed: a call opened, or a
     /// running one finished, since then means the connection was not idle all along.
     calls_at_idle_check: (u32, u64),
@@ -136,6 +141,8 @@ impl<D: Dispatch> Connection<D> {
             frames_decoded: 0,
             frames_at_last_check: 0,
             calls_at_idle_check: (0, 0),
+            frames_at_keepalive: 0,
+            awaiting_pong: None,
         }
     }
 
@@ -190,6 +197,12 @@ impl<D: Dispatch> Connection<D> {
         } else {
             self.opened.settle(now(), frame_timeout)
         };
+        if due.keepalive.is_none() {
+            if let Some(keepalive) = self.config.keepalive {
+                due.keepalive = Some(now() + keepalive.interval);
+                self.frames_at_keepalive = self.frames_decoded;
+            }
+        }
         // The idle deadline is armed once and checked when it fires (calls opened since then
         // push it back), so a busy connection never moves its timer per call.
         if due.idle.is_none() {
@@ -228,6 +241,26 @@ impl<D: Dispatch> Connection<D> {
             } else {
                 self.opened.settle(now, self.config.frame_timeout)
             };
+        }
+        if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
+            if at <= now {
+                if self.awaiting_pong.is_some() {
+                    tracing::debug!(peer = ?self.peer, "closing connection: keepalive PING unanswered");
+                    let reason = (Code::Unavailable, "keepalive timeout".to_owned());
+                    return Some(self.close(cx, Some(reason)));
+                }
+                if self.frames_decoded == self.frames_at_keepalive {
+                    // Nothing heard for a whole interval: is the client still there?
+                    let payload =
+                        u64::from(self.last_call_id) << 32 | self.frames_decoded & 0xffff_ffff;
+                    frame::encode_ping(self.shared.lock().outbox.buf_mut(), payload);
+                    self.awaiting_pong = Some(payload);
+                    self.timers.due.keepalive = Some(now + keepalive.timeout);
+                } else {
+                    self.timers.due.keepalive = Some(now + keepalive.interval);
+                }
+                self.frames_at_keepalive = self.frames_decoded;
+            }
         }
         if let (Some(at), Some(limit)) = (due.idle, self.config.idle_timeout) {
             if at <= now {

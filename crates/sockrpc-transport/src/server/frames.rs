@@ -152,7 +152,12 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
             Frame::Ping { payload } => self.on_ping(payload)?,
-            // A client's GOAWAY, PONG or HEADERS needs no action from the server.
+            Frame::Pong { payload } if self.awaiting_pong == Some(payload) => {
+                // The client is alive: the next keepalive PING is an interval away.
+                self.awaiting_pong = None;
+                self.timers.due.keepalive = None;
+            }
+            // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
             _ => {}
         }
         Ok(())
