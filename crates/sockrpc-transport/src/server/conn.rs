@@ -54,6 +54,8 @@ pub(super) struct ConnConfig {
     pub(super) idle_timeout: Option<Duration>,
     pub(super) frame_timeout: Duration,
     pub(super) keepalive: Option<crate::client::Keepalive>,
+    /// The server-wide cap on any call's deadline.
+    pub(super) timeout: Option<Duration>,
 }
 
 impl ConnConfig {
@@ -67,6 +69,7 @@ impl ConnConfig {
             idle_timeout: config.idle_timeout,
             frame_timeout: config.frame_timeout,
             keepalive: config.keepalive,
+            timeout: config.timeout,
         }
     }
 }
@@ -86,6 +89,7 @@ pub(super) struct Connection<D> {
     rbuf: BytesMut,
     decoder: FrameDecoder,
     pub(super) peer: Option<SocketAddr>,
+    pub(super) local: Option<SocketAddr>,
     pub(super) transport: TransportKind,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
@@ -125,6 +129,7 @@ impl<D: Dispatch> Connection<D> {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             decoder: FrameDecoder::new(config.limits),
             peer: accepted.peer,
+            local: accepted.local,
             transport: accepted.transport,
             opened: OpenCalls::default(),
             last_call_id: 0,
