@@ -6,3 +6,7 @@
 //!
 //! # Layout
 //! (Each layer adds itself here as it lands.)
+//! - [`interceptor`]: sync and async interceptors that read or change a call's metadata and
+//!   extensions, or refuse it with a status; client and server.
+
+pub mod interceptor;
