@@ -37,6 +37,10 @@ pub use sockrpc_service::{
     client, server, Body, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
     RpcService, Server, ServerConfig, Streaming,
 };
+pub use sockrpc_service::{
+    status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,
+};
+pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_transport::SocketConfig;
 
 /// Includes the code `sockrpc-build` generated for a protobuf package, e.g.
@@ -61,5 +65,7 @@ pub mod codegen {
         client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
         BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
+    pub use sockrpc_middleware::interceptor::{InterceptedService, Interceptor};
+    pub use sockrpc_service::{ClientService, Idempotency, RpcMethod};
     pub use tower_service::Service;
 }
