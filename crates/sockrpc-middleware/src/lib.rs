@@ -8,5 +8,8 @@
 //! (Each layer adds itself here as it lands.)
 //! - [`interceptor`]: sync and async interceptors that read or change a call's metadata and
 //!   extensions, or refuse it with a status; client and server.
+//! - [`retry`]: retries per method following gRFC A6 — policies from the `.proto`'s
+//!   idempotency levels, backoff with jitter, throttling, server pushback.
 
 pub mod interceptor;
+pub mod retry;

@@ -22,8 +22,19 @@ use std::error::Error;
 /// A boxed error, as tower's layers return them.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
-/// Turns any middleware error into a [`Status`] (see the module docs for the mapping).
-pub fn status_from_error(err: impl Into<BoxError>) -> Status {
+/// Turns any middleware error into a [`Status`] (see the module docs for the mapping). A
+/// `Status` passes through without being boxed on the way.
+pub fn status_from_error<E: Into<BoxError> + 'static>(err: E) -> Status {
+    let mut slot = Some(err);
+    if let Some(status) = (&mut slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<Status>>()
+        .and_then(Option::take)
+    {
+        return status;
+    }
+    let Some(err) = slot else {
+        return Status::internal("error taken twice");
+    };
     let err: BoxError = err.into();
     let err = match err.downcast::<Status>() {
         Ok(status) => return *status,

@@ -159,17 +159,7 @@ impl Drop for Place {
 
 /// A middleware error as a status, without boxing one that already is.
 pub(crate) fn to_status<E: Into<BoxError> + 'static>(err: E) -> Status {
-    let mut slot = Some(err);
-    if let Some(status) = (&mut slot as &mut dyn std::any::Any)
-        .downcast_mut::<Option<Status>>()
-        .and_then(Option::take)
-    {
-        return status;
-    }
-    match slot {
-        Some(err) => status_from_error(err),
-        None => Status::internal("error taken twice"),
-    }
+    status_from_error(err)
 }
 
 fn to_call_result<R, E>(result: Result<R, E>) -> Result<Response<Body>, Status>

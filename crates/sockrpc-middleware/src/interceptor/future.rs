@@ -151,10 +151,9 @@ where
                     return Poll::Ready(result);
                 }
                 AsyncStateProj::Done => {
-                    return Poll::Ready(Err(Status::internal(
-                        "response polled after completion",
-                    )
-                    .into()))
+                    return Poll::Ready(Err(
+                        Status::internal("response polled after completion").into()
+                    ))
                 }
             }
         }

@@ -58,7 +58,10 @@ fn auth(mut request: Request<()>) -> Result<Request<()>, Status> {
         (Some("reader"), Some("Write")) => Err(Status::permission_denied("read only")),
         (Some(who), _) => {
             request.extensions_mut().insert(Principal(who.to_owned()));
-            request.metadata_mut().insert("x-tag", "seen").expect("valid");
+            request
+                .metadata_mut()
+                .insert("x-tag", "seen")
+                .expect("valid");
             Ok(request)
         }
     }
