@@ -10,6 +10,9 @@
 //!   extensions, or refuse it with a status; client and server.
 //! - [`retry`]: retries per method following gRFC A6 — policies from the `.proto`'s
 //!   idempotency levels, backoff with jitter, throttling, server pushback.
+//! - [`hedge`]: hedging for `NO_SIDE_EFFECTS` methods — a second copy after a delay, the first
+//!   answer wins, the others are cancelled.
 
+pub mod hedge;
 pub mod interceptor;
 pub mod retry;

@@ -51,7 +51,7 @@ pub use layer::RetryLayer;
 pub use policy::RetryPolicy;
 pub use throttle::RetryThrottle;
 
-pub(crate) use policy::Jitter;
+pub(crate) use policy::{CodeSet, Jitter};
 
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call};
