@@ -12,7 +12,11 @@
 //!   idempotency levels, backoff with jitter, throttling, server pushback.
 //! - [`hedge`]: hedging for `NO_SIDE_EFFECTS` methods — a second copy after a delay, the first
 //!   answer wins, the others are cancelled.
+//! - [`limit`]: per-method concurrency limits, a token-bucket rate limit and load shedding;
+//!   over a limit a call waits in a bounded queue up to its deadline, then is refused with
+//!   `RESOURCE_EXHAUSTED` and a pushback hint.
 
 pub mod hedge;
 pub mod interceptor;
+pub mod limit;
 pub mod retry;
