@@ -85,8 +85,7 @@ impl Finish for Identity {
 impl<Inner, Outer> Finish for Stack<Inner, Outer>
 where
     Stack<Inner, Outer>: Layer<Router>,
-    <Stack<Inner, Outer> as Layer<Router>>::Service:
-        Service<Call> + Clone + Send + Unpin + 'static,
+    <Stack<Inner, Outer> as Layer<Router>>::Service: Service<Call> + Clone + Send + Unpin + 'static,
     <<Stack<Inner, Outer> as Layer<Router>>::Service as Service<Call>>::Response: IntoCallResponse,
     <<Stack<Inner, Outer> as Layer<Router>>::Service as Service<Call>>::Error:
         Into<BoxError> + 'static,
@@ -135,7 +134,8 @@ where
 }
 
 impl<L> ServerBuilder<L> {
-    /// Adds a tower layer around the router (the last added is the outermost).
+    /// Adds a tower layer around the router. Layers nest in the order added, as with tower's
+    /// `ServiceBuilder`: the first added is the outermost, the first to see a call.
     pub fn layer<N>(self, layer: N) -> ServerBuilder<Stack<N, L>> {
         ServerBuilder {
             layer: Stack::new(layer, self.layer),
