@@ -33,6 +33,7 @@ pub use sockrpc_protocol::{
     Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
     Request, Response, Status,
 };
+pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_service::{
     client, server, Body, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
     RpcService, Server, ServerConfig, Streaming,
@@ -40,7 +41,6 @@ pub use sockrpc_service::{
 pub use sockrpc_service::{
     status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,
 };
-pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_transport::SocketConfig;
 
 /// Includes the code `sockrpc-build` generated for a protobuf package, e.g.
@@ -58,6 +58,7 @@ pub mod codegen {
     pub use bytes::Bytes;
     pub use futures_core::Stream;
     pub use prost_types;
+    pub use sockrpc_middleware::interceptor::{InterceptedService, Interceptor};
     pub use sockrpc_protocol::{
         Codec, IntoRequest, IntoStreamingRequest, ProstCodec, Request, Response, Status,
     };
@@ -65,7 +66,6 @@ pub mod codegen {
         client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
         BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
-    pub use sockrpc_middleware::interceptor::{InterceptedService, Interceptor};
     pub use sockrpc_service::{ClientService, Idempotency, RpcMethod};
     pub use tower_service::Service;
 }

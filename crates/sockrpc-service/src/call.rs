@@ -1,6 +1,6 @@
 //! `Call`: what a tower service sees on either side, a method path and an encoded request.
 
-use crate::{BoxError, Body, Idempotency};
+use crate::{Body, BoxError, Idempotency};
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use sockrpc_transport::{Replay, TransportKind};
 use std::{future::Future, pin::Pin};

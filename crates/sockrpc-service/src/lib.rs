@@ -38,14 +38,14 @@ pub use body::{Body, Incoming};
 pub use call::{
     BoxFuture, Call, CallFuture, ClientService, NamedService, RouteService, RpcService,
 };
-pub use error::{status_from_error, BoxError};
-pub use method::{Idempotency, RpcMethod};
-pub use pushback::{Pushback, PREVIOUS_ATTEMPTS_KEY, RETRY_PUSHBACK_KEY};
-pub use ready::{call_future, IntoCallResponse, ReadyQueue};
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
+pub use error::{status_from_error, BoxError};
 pub use handler::{
     client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,
 };
+pub use method::{Idempotency, RpcMethod};
+pub use pushback::{Pushback, PREVIOUS_ATTEMPTS_KEY, RETRY_PUSHBACK_KEY};
+pub use ready::{call_future, IntoCallResponse, ReadyQueue};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerConfig};
 pub use streaming::Streaming;

@@ -65,8 +65,8 @@ mod tests {
 
     #[test]
     fn round_trips_and_reads_garbage_as_dont_retry() {
-        let status = Pushback::RetryAfter(Duration::from_millis(250))
-            .on(Status::resource_exhausted("busy"));
+        let status =
+            Pushback::RetryAfter(Duration::from_millis(250)).on(Status::resource_exhausted("busy"));
         assert_eq!(
             Pushback::of(&status),
             Some(Pushback::RetryAfter(Duration::from_millis(250)))

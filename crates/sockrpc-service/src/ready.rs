@@ -131,10 +131,9 @@ impl ReadyQueue {
                     let refused = match tokio::time::timeout(wait, ready).await {
                         Ok(Ok(())) => None,
                         Ok(Err(err)) => Some(to_status(err)),
-                        Err(_) => Some(queue.shed(&format!(
-                            "not ready for {} within {wait:?}",
-                            call.path()
-                        ))),
+                        Err(_) => Some(
+                            queue.shed(&format!("not ready for {} within {wait:?}", call.path())),
+                        ),
                     };
                     drop(place);
                     if let Some(status) = refused {

@@ -311,7 +311,9 @@ mod tests {
 
     #[test]
     fn user_agent_names_the_framework_too() {
-        let e = Endpoint::new("h", 1).user_agent("billing/2.1").expect("ascii");
+        let e = Endpoint::new("h", 1)
+            .user_agent("billing/2.1")
+            .expect("ascii");
         assert_eq!(
             e.user_agent.as_deref(),
             Some(concat!("billing/2.1 sockrpc/", env!("CARGO_PKG_VERSION")))
