@@ -212,3 +212,95 @@ where
         )))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockrpc_protocol::{Code, MethodPath, Request};
+    use tokio::time::Instant;
+
+    /// A handler taking `millis`, behind tower's concurrency limit of one: not ready while a
+    /// call runs.
+    fn one_at_a_time(
+        millis: u64,
+    ) -> impl Service<Call, Response = Response<Body>, Error = Status, Future: Send>
+           + Clone
+           + Send
+           + 'static {
+        tower::limit::ConcurrencyLimit::new(
+            tower::service_fn(move |_call: Call| async move {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                Ok::<_, Status>(Response::new(Body::once(Bytes::from_static(b"ok"))))
+            }),
+            1,
+        )
+    }
+
+    fn call() -> Call {
+        Call::new(
+            MethodPath::from_static("/s.Svc/M"),
+            Request::new(Body::once(Bytes::from_static(b"req"))),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_finds_the_stack_busy_waits_then_runs() {
+        let queue = ReadyQueue::new(4, Duration::from_secs(1));
+        let mut service = one_at_a_time(100);
+        let started = Instant::now();
+        let first = tokio::spawn(queue.call(&mut service, call()));
+        let second = tokio::spawn(queue.call(&mut service, call()));
+        tokio::task::yield_now().await;
+        assert_eq!(queue.waiting(), 1);
+        first.await.expect("join").expect("runs at once");
+        second
+            .await
+            .expect("join")
+            .expect("runs when the first is done");
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert_eq!(queue.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_or_a_long_wait_sheds_with_a_pushback() {
+        let queue =
+            ReadyQueue::new(1, Duration::from_millis(50)).pushback(Duration::from_millis(7));
+        let mut service = one_at_a_time(1000);
+        let running = tokio::spawn(queue.call(&mut service, call()));
+        let waiting = tokio::spawn(queue.call(&mut service, call()));
+        let err = queue
+            .call(&mut service, call())
+            .await
+            .expect_err("queue full");
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        assert_eq!(
+            Pushback::of(&err),
+            Some(Pushback::RetryAfter(Duration::from_millis(7)))
+        );
+        let started = Instant::now();
+        let err = waiting.await.expect("join").expect_err("waited too long");
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        // The call's own deadline, when sooner, ends the wait.
+        let mut short = call();
+        short.request_mut().set_timeout(Duration::from_millis(10));
+        let started = Instant::now();
+        queue.call(&mut service, short).await.expect_err("deadline");
+        assert_eq!(started.elapsed(), Duration::from_millis(10));
+        running
+            .await
+            .expect("join")
+            .expect("the running call finishes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_gives_its_place_back() {
+        let queue = ReadyQueue::new(1, Duration::from_secs(1));
+        let mut service = one_at_a_time(1000);
+        let _running = tokio::spawn(queue.call(&mut service, call()));
+        let waiter = queue.call(&mut service, call());
+        assert_eq!(queue.waiting(), 1);
+        drop(waiter);
+        assert_eq!(queue.waiting(), 0);
+    }
+}
