@@ -1,7 +1,7 @@
 //! Server limits against real clients: each refuses with the right code and recovers.
 
 use super::*;
-use sockrpc::middleware::limit::{ConcurrencyLimitLayer, RateLimitLayer, WaitQueue};
+use sockrpc::middleware::limit::{ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer, WaitQueue};
 use sockrpc::ReadyQueue;
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::EchoServer;
@@ -91,6 +91,30 @@ async fn rate_limit_refuses_with_resource_exhausted_and_recovers() {
     bounded("third", client.echo(whoami()))
         .await
         .expect("a token came back");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_shed_refuses_at_once_over_its_cap_and_recovers() {
+    let shed = LoadShedLayer::new(1).pushback(Duration::from_millis(250));
+    let (server, client) = echo_server(sockrpc::Server::builder().layer(shed)).await;
+    let mut hog = client.clone();
+    let running = tokio::spawn(async move { hog.sleep(sleep_request(300)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let err = bounded("Echo", client.clone().echo(whoami()))
+        .await
+        .expect_err("shed");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(pushback(&err), Some(Duration::from_millis(250)));
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "at once, not queued"
+    );
+    running.await.expect("join").expect("the admitted call ran");
+    bounded("Echo", client.clone().echo(whoami()))
+        .await
+        .expect("recovered");
     server.stop().await;
 }
 

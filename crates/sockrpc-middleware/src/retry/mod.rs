@@ -20,7 +20,9 @@
 //!   safe to send again, whatever the policy).
 //! - **Never once committed.** A call is committed once the server sent response headers or a
 //!   message: the `Channel` returns `Ok` at that point (a streamed answer as soon as its head
-//!   arrives), so only failures that arrive before any answer are retried. A streamed request
+//!   arrives), so only failures that arrive before any answer are retried. (A unary answer's
+//!   headers reach the caller only together with its message, so a unary call that fails has
+//!   shown the caller nothing.) A streamed request
 //!   cannot be replayed, so client- and bidirectional-streaming calls get one attempt here (the
 //!   channel itself still re-opens a stream the server refused before its first message left).
 //! - **How many.** The policy's `max_attempts`, capped at 5 (A6's client-side cap; see
@@ -29,7 +31,9 @@
 //!   (`grpc-retry-pushback-ms`) asks; a negative pushback means do not retry. A call refused
 //!   unprocessed is sent again at once.
 //! - **Within the deadline.** The call's timeout covers all attempts; each attempt is sent with
-//!   what remains, and no retry starts that could not finish in time.
+//!   what remains, and no retry starts that could not finish in time. (A call that sets no
+//!   timeout gets the endpoint's default from the channel, per attempt: set one on the request
+//!   to bound the whole call.)
 //! - **Throttling.** A [`RetryThrottle`] per layer (so per server, when one layer wraps one
 //!   channel) stops retries while the server fails more than it succeeds.
 //!

@@ -80,3 +80,18 @@ impl Default for ServerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_timeout_shortens_a_later_client_deadline_and_fills_a_missing_one() {
+        let (short, long) = (Duration::from_secs(1), Duration::from_secs(9));
+        assert_eq!(cap_timeout(Some(long), Some(short)), Some(short));
+        assert_eq!(cap_timeout(Some(short), Some(long)), Some(short));
+        assert_eq!(cap_timeout(None, Some(short)), Some(short));
+        assert_eq!(cap_timeout(Some(long), None), Some(long));
+        assert_eq!(cap_timeout(None, None), None);
+    }
+}
