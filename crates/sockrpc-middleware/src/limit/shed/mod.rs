@@ -9,10 +9,8 @@
 //! memory to the server, and the callers time out anyway. Refusing early and cheaply — with a
 //! hint of when to come back — keeps the calls that are admitted fast, and lets clients with a
 //! retry policy back off instead of piling on. Put it outermost, in front of limits that
-//! queue: a service behind it that is not ready (a full [`ConcurrencyLimit`] from tower, say)
+//! queue: a service behind it that is not ready (a full `ConcurrencyLimit` from tower, say)
 //! makes it shed rather than wait.
-//!
-//! [`ConcurrencyLimit`]: tower::limit::ConcurrencyLimit
 
 mod future;
 mod layer;
