@@ -58,6 +58,13 @@ pub struct ConcurrencyLimit<S> {
 }
 
 impl<S> ConcurrencyLimit<S> {
+    /// At most `max` calls to `inner` at once, whatever their method (the same as
+    /// `ConcurrencyLimitLayer::new().others(max)`); build a [`ConcurrencyLimitLayer`] for limits
+    /// per method.
+    pub fn new(inner: S, max: usize) -> ConcurrencyLimit<S> {
+        tower_layer::Layer::layer(&ConcurrencyLimitLayer::new().others(max), inner)
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner

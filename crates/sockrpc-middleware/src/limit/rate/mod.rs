@@ -39,6 +39,11 @@ pub struct RateLimit<S> {
 }
 
 impl<S> RateLimit<S> {
+    /// At most `rate` calls to `inner` per `period` (see [`RateLimitLayer::new`]).
+    pub fn new(inner: S, rate: u32, period: std::time::Duration) -> RateLimit<S> {
+        tower_layer::Layer::layer(&RateLimitLayer::new(rate, period), inner)
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner

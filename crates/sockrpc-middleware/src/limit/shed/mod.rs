@@ -37,6 +37,11 @@ pub struct LoadShed<S> {
 }
 
 impl<S> LoadShed<S> {
+    /// Sheds calls to `inner` beyond `max_in_flight` at once (see [`LoadShedLayer::new`]).
+    pub fn new(inner: S, max_in_flight: usize) -> LoadShed<S> {
+        tower_layer::Layer::layer(&LoadShedLayer::new(max_in_flight), inner)
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
