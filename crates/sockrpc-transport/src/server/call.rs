@@ -15,7 +15,7 @@ use super::open::Opened;
 use super::respond::{answer_now, encode_refusal, pump, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::panic::{panicked, poll_caught};
-use sockrpc_protocol::{Code, Request, Response, Status};
+use sockrpc_protocol::{Code, ConnInfo, Request, Response, Status};
 use std::{
     future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
@@ -68,7 +68,8 @@ impl<D: Dispatch> Connection<D> {
         };
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
-        request.set_remote_addr(self.peer);
+        // A few plain values in a field of their own: no allocation per call.
+        request.set_conn_info(Some(ConnInfo::new(self.transport, self.peer, self.local)));
         let call = IncomingCall {
             path,
             request,

@@ -52,6 +52,8 @@ pub(super) struct ConnConfig {
     pub(super) idle_timeout: Option<Duration>,
     pub(super) frame_timeout: Duration,
     pub(super) keepalive: Option<crate::client::Keepalive>,
+    /// The server-wide cap on any call's deadline.
+    pub(super) timeout: Option<Duration>,
 }
 
 impl ConnConfig {
@@ -65,6 +67,7 @@ impl ConnConfig {
             idle_timeout: config.idle_timeout,
             frame_timeout: config.frame_timeout,
             keepalive: config.keepalive,
+            timeout: config.timeout,
         }
     }
 }
@@ -77,6 +80,7 @@ pub(super) struct Connection<D> {
     pub(super) shared: Arc<Shared>,
     reader: FrameReader,
     pub(super) peer: Option<SocketAddr>,
+    pub(super) local: Option<SocketAddr>,
     pub(super) transport: TransportKind,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
@@ -113,6 +117,7 @@ impl<D: Dispatch> Connection<D> {
             shared: Arc::new(Shared::new(outbox, config.limits)),
             reader: FrameReader::new(accepted.reader, FrameDecoder::new(config.limits)),
             peer: accepted.peer,
+            local: accepted.local,
             transport: accepted.transport,
             opened: OpenCalls::default(),
             last_call_id: 0,

@@ -31,6 +31,8 @@ pub struct Accepted {
     pub writer: BoxWriter,
     /// The peer's address (`None` for a Unix socket).
     pub peer: Option<SocketAddr>,
+    /// Our address on this connection (`None` for a Unix socket).
+    pub local: Option<SocketAddr>,
     /// Which kind of socket it is.
     pub transport: TransportKind,
 }
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Accepted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accepted")
             .field("peer", &self.peer)
+            .field("local", &self.local)
             .field("transport", &self.transport)
             .finish()
     }
@@ -56,11 +59,13 @@ impl Accept for TcpListener {
         if let Err(err) = socket.apply_accepted(&stream) {
             tracing::debug!(%peer, error = %err, "could not set socket options");
         }
+        let local = stream.local_addr().ok();
         let (reader, writer) = TcpStream::into_split(stream);
         Ok(Accepted {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
             peer: Some(peer),
+            local,
             transport: TransportKind::Tcp,
         })
     }
@@ -74,6 +79,7 @@ impl Accept for UnixListener {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
             peer: None,
+            local: None,
             transport: TransportKind::Unix,
         })
     }
@@ -212,6 +218,7 @@ pub async fn serve_connection<T, D>(
         reader: Box::pin(reader),
         writer: Box::pin(writer),
         peer,
+        local: None,
         transport: TransportKind::Other,
     };
     let config = Arc::new(ConnConfig::new(&config, None));
