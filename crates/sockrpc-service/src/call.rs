@@ -2,8 +2,9 @@
 
 use crate::Body;
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
+use sockrpc_transport::tls::{pki_types::CertificateDer, TlsPeer};
 use sockrpc_transport::{Replay, TransportKind};
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 use tower_service::Service;
 
 /// A boxed, sendable future; the future type of generated servers and routes.
@@ -19,6 +20,7 @@ pub struct Call {
     streaming_response: bool,
     transport: Option<TransportKind>,
     replay: Option<Replay>,
+    tls: Option<Arc<TlsPeer>>,
 }
 
 impl Call {
@@ -30,6 +32,7 @@ impl Call {
             streaming_response: false,
             transport: None,
             replay: None,
+            tls: None,
         }
     }
 
@@ -41,6 +44,7 @@ impl Call {
             request,
             transport,
             replay,
+            tls,
         } = incoming;
         Call {
             path,
@@ -48,7 +52,26 @@ impl Call {
             streaming_response: false,
             transport: Some(transport),
             replay,
+            tls,
         }
+    }
+
+    /// On a server, for a call that came over TLS: the client as the handshake established it
+    /// (its verified certificate chain, the SNI name it asked for). One `Arc` per connection;
+    /// cloning it costs a reference count.
+    pub fn tls_peer(&self) -> Option<&Arc<TlsPeer>> {
+        self.tls.as_ref()
+    }
+
+    /// On a server: the client's verified certificate chain, leaf first; empty when the call
+    /// did not come over TLS or the client presented no certificate.
+    pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
+        self.tls.as_deref().map_or(&[], TlsPeer::certificates)
+    }
+
+    /// Sets the TLS peer (a test, or a transport of your own).
+    pub fn set_tls_peer(&mut self, peer: Option<Arc<TlsPeer>>) {
+        self.tls = peer;
     }
 
     /// On a server: the kind of socket the call came in on.

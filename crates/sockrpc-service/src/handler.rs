@@ -6,7 +6,33 @@ use crate::{Body, Call};
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Request, Response, Status};
+use sockrpc_transport::tls::TlsPeer;
 use std::future::Future;
+use std::sync::Arc;
+
+tokio::task_local! {
+    /// The TLS peer of the call whose handler is running.
+    static TLS_PEER: Arc<TlsPeer>;
+}
+
+/// Inside a generated handler: the client of the call being handled, as its TLS handshake
+/// established it (verified certificate chain, SNI name), when the call came over TLS. `None`
+/// outside a handler, for a plain-text call, and in a streamed response's stream once the
+/// handler has returned it (take what you need in the handler).
+///
+/// Middleware sees the same through [`Call::tls_peer`].
+pub fn tls_peer() -> Option<Arc<TlsPeer>> {
+    TLS_PEER.try_with(Arc::clone).ok()
+}
+
+/// Runs `handler` with the call's TLS peer in reach of [`tls_peer`] (no scope, and no cost, on
+/// a plain-text call).
+async fn with_peer<T>(peer: Option<Arc<TlsPeer>>, handler: impl Future<Output = T>) -> T {
+    match peer {
+        Some(peer) => TLS_PEER.scope(peer, handler).await,
+        None => handler.await,
+    }
+}
 
 /// Splits a call into its request parts, keeping the peer address.
 fn request_with<T>(call: Call, message: impl FnOnce(Body) -> T) -> Request<T> {
@@ -56,8 +82,9 @@ where
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
+    let peer = call.tls_peer().cloned();
     let request = single_request(call, &codec).await?;
-    once(handler(request).await?, &codec)
+    once(with_peer(peer, handler(request)).await?, &codec)
 }
 
 /// Runs a server-streaming handler: one request message in, a stream of responses out.
@@ -72,8 +99,9 @@ where
     Fut: Future<Output = Result<Response<St>, Status>>,
     St: Stream<Item = Result<Resp, Status>> + Send + 'static,
 {
+    let peer = call.tls_peer().cloned();
     let request = single_request(call, &codec).await?;
-    Ok(streamed(handler(request).await?, codec))
+    Ok(streamed(with_peer(peer, handler(request)).await?, codec))
 }
 
 /// Runs a client-streaming handler: a stream of requests in, one response out.
@@ -87,8 +115,9 @@ where
     F: FnOnce(Request<Streaming<Req>>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
+    let peer = call.tls_peer().cloned();
     let request = request_with(call, |body| Streaming::new(body, codec.clone()));
-    once(handler(request).await?, &codec)
+    once(with_peer(peer, handler(request)).await?, &codec)
 }
 
 /// Runs a bidirectional-streaming handler: a stream of requests in, a stream of responses out.
@@ -103,6 +132,7 @@ where
     Fut: Future<Output = Result<Response<St>, Status>>,
     St: Stream<Item = Result<Resp, Status>> + Send + 'static,
 {
+    let peer = call.tls_peer().cloned();
     let request = request_with(call, |body| Streaming::new(body, codec.clone()));
-    Ok(streamed(handler(request).await?, codec))
+    Ok(streamed(with_peer(peer, handler(request)).await?, codec))
 }

@@ -11,6 +11,8 @@
 //! - [`client`]: [`Channel`] (a `tower::Service<Call>` over the transport's connection pool),
 //!   [`Client`], and [`Endpoint`] (re-exported from the transport).
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
+//! - [`tls`] (the transport's) and [`tls_peer`]: TLS on the server builder and channels; the
+//!   client's certificate inside a handler.
 //!
 //! One call, end to end: generated stub → [`Client::unary`] → [`Channel`] →
 //! `ClientConnection` (writes OPEN + MESSAGE) → socket → the transport's server connection task
@@ -24,13 +26,14 @@ mod handler;
 mod router;
 pub mod server;
 mod streaming;
+pub use sockrpc_transport::tls;
 pub use sockrpc_transport::udp;
 
 pub use body::{Body, Incoming};
 pub use call::{BoxFuture, Call, CallFuture, NamedService, RouteService, RpcService};
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
 pub use handler::{
-    client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,
+    client_streaming_handler, server_streaming_handler, streaming_handler, tls_peer, unary_handler,
 };
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerConfig};

@@ -74,6 +74,7 @@ impl<D: Dispatch> Connection<D> {
             request,
             transport: self.transport,
             replay,
+            tls: self.tls.clone(),
         };
         let future = {
             let _enter = span.enter();

@@ -85,6 +85,8 @@ pub(super) struct Connection<D> {
     decoder: FrameDecoder,
     pub(super) peer: Option<SocketAddr>,
     pub(super) transport: TransportKind,
+    /// The TLS peer, shared by every call on the connection.
+    pub(super) tls: Option<Arc<crate::tls::TlsPeer>>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
     pub(super) last_call_id: u32,
@@ -118,6 +120,7 @@ impl<D: Dispatch> Connection<D> {
             decoder: FrameDecoder::new(config.limits),
             peer: accepted.peer,
             transport: accepted.transport,
+            tls: accepted.tls,
             opened: OpenCalls::default(),
             last_call_id: 0,
             shutdown: Box::pin(shutdown.cancelled_owned()),
