@@ -120,6 +120,12 @@ impl ClientTlsConfig {
         self.changed()
     }
 
+    /// A copy that builds a rustls configuration of its own, with its own TLS session cache (a
+    /// clone shares the built one, and with it resumption).
+    pub fn unshared(&self) -> ClientTlsConfig {
+        self.clone().changed()
+    }
+
     /// The name the server's certificate is checked against, for an endpoint whose host is
     /// `host`.
     pub fn server_name_for<'a>(&'a self, host: &'a str) -> &'a str {

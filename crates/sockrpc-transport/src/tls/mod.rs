@@ -98,6 +98,14 @@ pub(crate) fn explain_client_error(err: &rustls::Error) -> String {
             Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
                 "the server's certificate is not valid yet".to_owned()
             }
+            // WebPKI's CaUsedAsEndEntity: a certificate marked CA (every `openssl req -x509`
+            // one) that is not the very one trusted.
+            Cert::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                "the server's certificate is a self-signed (CA) certificate this client does not \
+                 trust (give exactly that certificate, or the CA that signed it, as the client's \
+                 CA)"
+                .to_owned()
+            }
             _ => "the server's certificate was refused".to_owned(),
         },
         Error::AlertReceived(alert) => match alert {

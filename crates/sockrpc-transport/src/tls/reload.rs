@@ -113,6 +113,12 @@ impl ServerTls {
         self.inner.reloads.load(Ordering::Relaxed)
     }
 
+    /// The rustls configuration a handshake starting now uses: for a TLS listener of your own
+    /// that should rotate with this one (it requires ALPN `sockrpc/1` of its clients).
+    pub fn rustls_config(&self) -> Arc<rustls::ServerConfig> {
+        self.current()
+    }
+
     /// What a handshake starting now uses.
     pub(crate) fn current(&self) -> Arc<rustls::ServerConfig> {
         Arc::clone(
