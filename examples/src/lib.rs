@@ -11,3 +11,10 @@ pub mod routeguide {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
     sockrpc::include_proto!("routeguide");
 }
+
+/// The `inventory` package from `proto/inventory/inventory.proto`: one method per idempotency
+/// level, for the resilience example.
+pub mod inventory {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("inventory");
+}

@@ -40,6 +40,7 @@ impl<D: Dispatch> Connection<D> {
                     ));
                 }
                 self.last_call_id = call_id;
+                let timeout = super::config::cap_timeout(timeout, self.config.timeout);
                 let busy = self.in_flight() >= self.config.max_concurrent_calls;
                 if self.draining {
                     self.refuse(call_id);
@@ -51,28 +52,7 @@ impl<D: Dispatch> Connection<D> {
                             self.config.max_concurrent_calls
                         ))),
                     );
-                } else if streaming {
-                    // The client streams its request: the handler starts now and reads the
-                    // messages as they arrive.
-                    let opened = Opened::new(
-                        path,
-                        metadata,
-                        timeout,
-                        reissue,
-                        Instant::now(),
-                        self.config.frame_timeout,
-                    );
-                    let mut stream = ServerStream::default();
-                    if end_stream {
-                        stream.inbound.finish(Ok(MetadataMap::new()));
-                    }
-                    self.shared.lock().streams.insert(call_id, stream);
-                    let body = RequestBody::Stream(CallReceiver {
-                        shared: Arc::clone(&self.shared),
-                        call_id,
-                    });
-                    self.dispatch_call(cx, call_id, opened, body);
-                } else if end_stream {
+                } else if end_stream && !streaming {
                     self.answer(
                         call_id,
                         Err(Status::unimplemented(format!(
@@ -80,15 +60,12 @@ impl<D: Dispatch> Connection<D> {
                         ))),
                     );
                 } else {
-                    let opened = Opened::new(
-                        path,
-                        metadata,
-                        timeout,
-                        reissue,
-                        Instant::now(),
-                        self.config.frame_timeout,
-                    );
-                    self.opened.insert(call_id, opened);
+                    let opened = Opened::new(path, metadata, timeout, reissue);
+                    if streaming {
+                        self.open_stream(cx, call_id, opened, end_stream);
+                    } else {
+                        self.opened.insert(call_id, opened);
+                    }
                 }
             }
             Frame::Message {
@@ -176,10 +153,36 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
             Frame::Ping { payload } => self.on_ping(payload)?,
-            // A client's GOAWAY, PONG or HEADERS needs no action from the server.
+            Frame::Pong { payload } if self.awaiting_pong == Some(payload) => {
+                // The client is alive: the next keepalive PING is an interval away.
+                self.awaiting_pong = None;
+                self.timers.due.keepalive = None;
+            }
+            // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
             _ => {}
         }
         Ok(())
+    }
+
+    /// Starts a call whose client streams its request: the handler starts now and reads the
+    /// messages as they arrive.
+    fn open_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+        call_id: u32,
+        opened: Opened,
+        end_stream: bool,
+    ) {
+        let mut stream = ServerStream::default();
+        if end_stream {
+            stream.inbound.finish(Ok(MetadataMap::new()));
+        }
+        self.shared.lock().streams.insert(call_id, stream);
+        let body = RequestBody::Stream(CallReceiver {
+            shared: Arc::clone(&self.shared),
+            call_id,
+        });
+        self.dispatch_call(cx, call_id, opened, body);
     }
 
     /// gRPC's keepalive enforcement: a PING too soon after the last one, or with no call in
