@@ -45,8 +45,6 @@ pub use sockrpc_service::{
 };
 pub use sockrpc_transport::SocketConfig;
 
-/// Inside a handler: the client's TLS peer (verified certificate chain, SNI name).
-pub use sockrpc_service::tls_peer;
 /// TLS: [`ClientTlsConfig`](tls::ClientTlsConfig) for an [`Endpoint`],
 /// [`ServerTlsConfig`](tls::ServerTlsConfig) and [`ServerTls`](tls::ServerTls) for the
 /// [`Server`] builder, [`TlsPeer`](tls::TlsPeer) for what a handshake established.

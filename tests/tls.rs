@@ -1,6 +1,7 @@
 //! TLS and mutual TLS on loopback, with certificates made here (rcgen): success, every way a
 //! handshake is refused, the client's certificate reaching a handler, rotation under a
 //! continuous stream of calls, plain text and TLS crossed, a handshake that never completes.
+//! Handlers read the TLS peer from `request.conn_info()`, middleware from the `Call`.
 
 use sockrpc::service::ServerBuilder;
 use sockrpc::tls::{
@@ -129,7 +130,8 @@ impl Greeter for Hi {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
-        self.peers.lock().expect("peers").push(sockrpc::tls_peer());
+        let tls = request.conn_info().and_then(|conn| conn.tls.clone());
+        self.peers.lock().expect("peers").push(tls);
         Ok(Response::new(HelloReply {
             message: format!("Hello {}!", request.into_inner().name),
         }))

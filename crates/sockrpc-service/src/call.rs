@@ -20,7 +20,6 @@ pub struct Call {
     streaming_response: bool,
     idempotency: Idempotency,
     replay: Option<Replay>,
-    tls: Option<Arc<TlsPeer>>,
 }
 
 impl Call {
@@ -32,7 +31,6 @@ impl Call {
             streaming_response: false,
             idempotency: Idempotency::Unknown,
             replay: None,
-            tls: None,
         }
     }
 
@@ -46,7 +44,6 @@ impl Call {
             request,
             transport: _,
             replay,
-            tls,
         } = incoming;
         Call {
             path,
@@ -54,26 +51,20 @@ impl Call {
             streaming_response: false,
             idempotency: Idempotency::Unknown,
             replay,
-            tls,
         }
     }
 
     /// On a server, for a call that came over TLS: the client as the handshake established it
-    /// (its verified certificate chain, the SNI name it asked for). One `Arc` per connection;
-    /// cloning it costs a reference count.
+    /// (its verified certificate chain, the SNI name it asked for), from the request's
+    /// `ConnInfo`. One `Arc` per connection; cloning it costs a reference count.
     pub fn tls_peer(&self) -> Option<&Arc<TlsPeer>> {
-        self.tls.as_ref()
+        self.request.conn_info()?.tls.as_ref()
     }
 
     /// On a server: the client's verified certificate chain, leaf first; empty when the call
     /// did not come over TLS or the client presented no certificate.
     pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
-        self.tls.as_deref().map_or(&[], TlsPeer::certificates)
-    }
-
-    /// Sets the TLS peer (a test, or a transport of your own).
-    pub fn set_tls_peer(&mut self, peer: Option<Arc<TlsPeer>>) {
-        self.tls = peer;
+        self.tls_peer().map_or(&[], |peer| peer.certificates())
     }
 
     /// On a server: the kind of socket the call came in on.
@@ -111,7 +102,6 @@ impl Call {
             streaming_response: self.streaming_response,
             idempotency: self.idempotency,
             replay: self.replay.clone(),
-            tls: self.tls.clone(),
         })
     }
 

@@ -6,33 +6,7 @@ use crate::{Body, Call};
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Request, Response, Status};
-use sockrpc_transport::tls::TlsPeer;
 use std::future::Future;
-use std::sync::Arc;
-
-tokio::task_local! {
-    /// The TLS peer of the call whose handler is running.
-    static TLS_PEER: Arc<TlsPeer>;
-}
-
-/// Inside a generated handler: the client of the call being handled, as its TLS handshake
-/// established it (verified certificate chain, SNI name), when the call came over TLS. `None`
-/// outside a handler, for a plain-text call, and in a streamed response's stream once the
-/// handler has returned it (take what you need in the handler).
-///
-/// Middleware sees the same through [`Call::tls_peer`].
-pub fn tls_peer() -> Option<Arc<TlsPeer>> {
-    TLS_PEER.try_with(Arc::clone).ok()
-}
-
-/// Runs `handler` with the call's TLS peer in reach of [`tls_peer`] (no scope, and no cost, on
-/// a plain-text call).
-async fn with_peer<T>(peer: Option<Arc<TlsPeer>>, handler: impl Future<Output = T>) -> T {
-    match peer {
-        Some(peer) => TLS_PEER.scope(peer, handler).await,
-        None => handler.await,
-    }
-}
 
 /// Splits a call into its request, keeping connection info and extensions.
 fn request_with<T>(call: Call, message: impl FnOnce(Body) -> T) -> Request<T> {
@@ -78,7 +52,6 @@ where
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let peer = call.tls_peer().cloned();
     let (head, body) = call.into_parts().1.split_message();
     let early = match body.into_once() {
         Ok(message) => Ok(Codec::<Req>::decode(&codec, message).map(|m| head.map(|()| m))),
@@ -92,7 +65,7 @@ where
                 head.map(|()| message)
             }
         };
-        once(with_peer(peer, handler(request)).await?, &codec)
+        once(handler(request).await?, &codec)
     }
 }
 
@@ -108,9 +81,8 @@ where
     Fut: Future<Output = Result<Response<St>, Status>>,
     St: Stream<Item = Result<Resp, Status>> + Send + 'static,
 {
-    let peer = call.tls_peer().cloned();
     let request = single_request(call, &codec).await?;
-    Ok(streamed(with_peer(peer, handler(request)).await?, codec))
+    Ok(streamed(handler(request).await?, codec))
 }
 
 /// Runs a client-streaming handler: a stream of requests in, one response out.
@@ -124,9 +96,8 @@ where
     F: FnOnce(Request<Streaming<Req>>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let peer = call.tls_peer().cloned();
     let request = request_with(call, |body| Streaming::new(body, codec.clone()));
-    once(with_peer(peer, handler(request)).await?, &codec)
+    once(handler(request).await?, &codec)
 }
 
 /// Runs a bidirectional-streaming handler: a stream of requests in, a stream of responses out.
@@ -141,7 +112,6 @@ where
     Fut: Future<Output = Result<Response<St>, Status>>,
     St: Stream<Item = Result<Resp, Status>> + Send + 'static,
 {
-    let peer = call.tls_peer().cloned();
     let request = request_with(call, |body| Streaming::new(body, codec.clone()));
-    Ok(streamed(with_peer(peer, handler(request)).await?, codec))
+    Ok(streamed(handler(request).await?, codec))
 }

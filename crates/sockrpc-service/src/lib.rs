@@ -11,8 +11,8 @@
 //! - [`client`]: [`Channel`] (a `tower::Service<Call>` over the transport's connection pool),
 //!   [`Client`], and [`Endpoint`] (re-exported from the transport).
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
-//! - [`tls`] (the transport's) and [`tls_peer`]: TLS on the server builder and channels; the
-//!   client's certificate inside a handler.
+//! - [`tls`] (the transport's): TLS on the server builder and channels; the client's
+//!   certificate in `request.conn_info()`.
 //! - [`ReadyQueue`]: what a server does with a call when a layer is not ready (wait, bounded,
 //!   then shed with a [`Pushback`] hint).
 //! - [`Idempotency`] and [`RpcMethod`]: what generated clients tell middleware about a method.
@@ -44,7 +44,7 @@ pub use call::{
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
 pub use error::{status_from_error, BoxError};
 pub use handler::{
-    client_streaming_handler, server_streaming_handler, streaming_handler, tls_peer, unary_handler,
+    client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,
 };
 pub use method::{Idempotency, RpcMethod};
 pub use pushback::{Pushback, PREVIOUS_ATTEMPTS_KEY, RETRY_PUSHBACK_KEY};

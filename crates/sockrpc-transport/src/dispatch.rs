@@ -14,7 +14,6 @@
 //! nothing of frames or datagrams.
 
 use crate::server::CallReceiver;
-use crate::tls::TlsPeer;
 use crate::udp::ReplyCache;
 use bytes::Bytes;
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
@@ -81,8 +80,6 @@ pub struct IncomingCall {
     pub transport: TransportKind,
     /// Set when the call re-issues a truncated UDP call over TCP.
     pub replay: Option<Replay>,
-    /// The TLS peer, on a TLS connection: one `Arc` per connection, shared by its calls.
-    pub tls: Option<Arc<TlsPeer>>,
 }
 
 /// An answer's messages, as the transport sends them: a single message leaves in one write; a

@@ -17,14 +17,12 @@
 //!   ([`ServerTls::reload`], or a watch on the files, [`ServerTls::watch`]); connections already
 //!   up keep the session they have.
 //! - [`TlsPeer`]: what a handshake established about the peer (its verified chain, the SNI
-//!   name), one `Arc` per connection, handed to every call on it.
+//!   name), one `Arc` per connection, in every call's `ConnInfo` (`request.conn_info()?.tls`).
 //!
 //! The ALPN protocol id [`ALPN_PROTOCOL`] (`sockrpc/1`) names the wire version: a server refuses
 //! a client that does not offer it, a client refuses a server that does not select it.
 
-mod peer;
-
-pub use peer::{TlsPeer, TlsVersion};
+pub use sockrpc_protocol::{TlsPeer, TlsVersion};
 
 #[cfg(feature = "tls")]
 mod client;

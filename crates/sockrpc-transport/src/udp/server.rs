@@ -431,7 +431,6 @@ impl Shared {
             request,
             transport: TransportKind::Udp,
             replay: None,
-            tls: None,
         };
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(call))) {
             Ok(future) => future,

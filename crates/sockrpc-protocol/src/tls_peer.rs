@@ -17,8 +17,9 @@ pub enum TlsVersion {
 /// chain (leaf first), and on a server the name the client asked for (SNI).
 ///
 /// A server builds one per connection, in an `Arc` that every call on the connection shares
-/// (no allocation per call). Handlers and middleware reach it through the service layer's
-/// `Call::tls_peer()` and, inside a generated handler, `sockrpc::service::tls_peer()`.
+/// (no allocation per call): handlers and interceptors read it from the request's
+/// [`ConnInfo`](crate::ConnInfo) (`request.conn_info()?.tls`), middleware also through the
+/// service layer's `Call::tls_peer()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsPeer {
     certificates: Vec<CertificateDer<'static>>,
