@@ -21,6 +21,8 @@
 //! - [`transport`]: sockets (socket2), framing, both ends of a multiplexed connection, the
 //!   connection pool, UDP, Unix sockets.
 //! - [`service`]: tower router, server builder, client channel.
+//! - [`tls`]: TLS and mutual TLS on TCP and Unix connections (feature `tls`, on by default),
+//!   certificates that rotate without a restart.
 
 pub use sockrpc_middleware as middleware;
 pub use sockrpc_protocol as protocol;
@@ -42,6 +44,11 @@ pub use sockrpc_service::{
     status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,
 };
 pub use sockrpc_transport::SocketConfig;
+
+/// TLS: [`ClientTlsConfig`](tls::ClientTlsConfig) for an [`Endpoint`],
+/// [`ServerTlsConfig`](tls::ServerTlsConfig) and [`ServerTls`](tls::ServerTls) for the
+/// [`Server`] builder, [`TlsPeer`](tls::TlsPeer) for what a handshake established.
+pub use sockrpc_transport::tls;
 
 /// Includes the code `sockrpc-build` generated for a protobuf package, e.g.
 /// `sockrpc::include_proto!("helloworld")`.

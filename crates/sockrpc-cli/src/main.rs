@@ -20,6 +20,7 @@ mod proto;
 mod raw;
 mod report;
 mod server;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -44,14 +45,15 @@ enum Command {
     ///
     /// With no arguments, starts an embedded server in this process (its own 2-worker runtime on
     /// its own thread) and measures raw-tcp, raw-udp, sockrpc-tcp, sockrpc-udp, sockrpc-uds,
-    /// sockrpc-auto and sockrpc-stream one after another, for 64 B and 4 KiB payloads, one call
-    /// in flight.
+    /// sockrpc-auto, sockrpc-stream, raw-tls and sockrpc-tls one after another, for 64 B and
+    /// 4 KiB payloads, one call in flight.
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///
     /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT`, with the ports actually
-    /// bound, then ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds and ` udp=IP:PORT`
-    /// with --udp. Stops on Ctrl-C or SIGTERM.
+    /// bound (with --tls-cert: `listening tls=IP:PORT raw=IP:PORT raw-tls=IP:PORT`), then
+    /// ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds and ` udp=IP:PORT` with --udp.
+    /// Stops on Ctrl-C or SIGTERM.
     Serve(cmd::serve::ServeArgs),
     /// gRPC's interop test service and cases on sockrpc, across processes.
     Interop(cmd::interop::InteropArgs),

@@ -1,10 +1,11 @@
 //! What `sockrpc serve` and the embedded server of `sockrpc bench` serve: the `Bench` service
-//! over sockrpc (on TCP; over UDP beside it and on a Unix socket when asked), a raw TCP echo and,
-//! when asked, a raw UDP echo.
+//! over sockrpc (on TCP; over TLS, over UDP beside it and on a Unix socket when asked), a raw TCP
+//! echo, with TLS a raw TLS echo and, when asked, a raw UDP echo.
 
 use crate::proto::{bench::bench_server::BenchServer, EchoService};
 use crate::raw;
 use sockrpc::service::udp::UdpServerConfig;
+use sockrpc::tls::ServerTls;
 use sockrpc::transport::{bind_tcp, bind_unix};
 use sockrpc::{Server, SocketConfig};
 use std::{
@@ -27,8 +28,10 @@ pub(crate) const DEFAULT_WORKERS: usize = 2;
 /// Where to listen.
 #[derive(Debug, Clone)]
 pub(crate) struct Listen {
-    /// The sockrpc `Bench` service.
-    pub(crate) rpc: SocketAddr,
+    /// The sockrpc `Bench` service in plain text; `None`: not served (a `serve` with TLS).
+    pub(crate) rpc: Option<SocketAddr>,
+    /// The sockrpc `Bench` service over TLS, and the raw TLS echo; `None`: not served.
+    pub(crate) tls: Option<TlsListen>,
     /// The raw TCP echo.
     pub(crate) raw_tcp: SocketAddr,
     /// The raw UDP echo; `None`: not served. An echo answers whoever a datagram claims to come
@@ -41,13 +44,29 @@ pub(crate) struct Listen {
     pub(crate) udp: Option<SocketAddr>,
 }
 
+/// Where and as whom to serve TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsListen {
+    /// The sockrpc `Bench` service over TLS.
+    pub(crate) rpc: SocketAddr,
+    /// The raw TLS echo (the TLS floor).
+    pub(crate) raw: SocketAddr,
+    /// The server's TLS configuration, live (`serve` watches its files).
+    pub(crate) server: ServerTls,
+}
+
 impl Listen {
     /// Everything on 127.0.0.1, on free ports; the Unix socket at `uds` when given, sockrpc over
-    /// UDP and the raw UDP echo when `udp`.
-    pub(crate) fn loopback(uds: Option<PathBuf>, udp: bool) -> Listen {
+    /// UDP and the raw UDP echo when `udp`, sockrpc over TLS and the raw TLS echo with `tls`.
+    pub(crate) fn loopback(uds: Option<PathBuf>, udp: bool, tls: Option<ServerTls>) -> Listen {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         Listen {
-            rpc: any,
+            rpc: Some(any),
+            tls: tls.map(|server| TlsListen {
+                rpc: any,
+                raw: any,
+                server,
+            }),
             raw_tcp: any,
             raw_udp: udp.then_some(any),
             uds,
@@ -59,8 +78,12 @@ impl Listen {
 /// The addresses actually bound.
 #[derive(Debug, Clone)]
 pub(crate) struct Bound {
-    /// The sockrpc `Bench` service.
-    pub(crate) rpc: SocketAddr,
+    /// The sockrpc `Bench` service in plain text, when served.
+    pub(crate) rpc: Option<SocketAddr>,
+    /// The sockrpc `Bench` service over TLS, when served.
+    pub(crate) tls: Option<SocketAddr>,
+    /// The raw TLS echo, when served.
+    pub(crate) raw_tls: Option<SocketAddr>,
     /// The raw TCP echo.
     pub(crate) raw_tcp: SocketAddr,
     /// The raw UDP echo, when served.
@@ -75,7 +98,9 @@ pub(crate) struct Bound {
 /// anyone connects.
 #[derive(Debug)]
 pub(crate) struct Sockets {
-    rpc: TcpListener,
+    rpc: Option<TcpListener>,
+    /// sockrpc over TLS, the raw TLS echo, and the configuration both serve with.
+    tls: Option<(TcpListener, TcpListener, ServerTls)>,
     raw_tcp: TcpListener,
     raw_udp: Option<UdpSocket>,
     /// The Unix socket listener and its path (removed when serving ends).
@@ -90,7 +115,15 @@ impl Sockets {
     /// error and is left alone.
     pub(crate) async fn bind(listen: Listen) -> io::Result<Sockets> {
         let config = SocketConfig::default();
-        let rpc = bind_tcp(listen.rpc, &config)?;
+        let rpc = listen.rpc.map(|addr| bind_tcp(addr, &config)).transpose()?;
+        let tls = match listen.tls {
+            Some(tls) => Some((
+                bind_tcp(tls.rpc, &config)?,
+                bind_tcp(tls.raw, &config)?,
+                tls.server,
+            )),
+            None => None,
+        };
         let raw_tcp = bind_tcp(listen.raw_tcp, &config)?;
         let raw_udp = match listen.raw_udp {
             Some(addr) => Some(UdpSocket::bind(addr).await.map_err(|err| {
@@ -118,6 +151,7 @@ impl Sockets {
         };
         Ok(Sockets {
             rpc,
+            tls,
             raw_tcp,
             raw_udp,
             uds,
@@ -128,7 +162,17 @@ impl Sockets {
     /// The addresses bound.
     pub(crate) fn bound(&self) -> io::Result<Bound> {
         Ok(Bound {
-            rpc: self.rpc.local_addr()?,
+            rpc: self.rpc.as_ref().map(TcpListener::local_addr).transpose()?,
+            tls: self
+                .tls
+                .as_ref()
+                .map(|(rpc, _, _)| rpc.local_addr())
+                .transpose()?,
+            raw_tls: self
+                .tls
+                .as_ref()
+                .map(|(_, raw, _)| raw.local_addr())
+                .transpose()?,
             raw_tcp: self.raw_tcp.local_addr()?,
             raw_udp: self
                 .raw_udp
@@ -171,19 +215,52 @@ impl Sockets {
                 .grace_period(GRACE)
                 .add_service(BenchServer::new(EchoService))
         };
+        let (tls_rpc, raw_tls) = match self.tls {
+            Some((rpc, raw, tls)) => (
+                Some((rpc, tls.clone())),
+                Some(tokio::spawn(raw::serve_tls(raw, tls))),
+            ),
+            None => (None, None),
+        };
         // UDP rides on the TCP server: a call whose answer came back truncated is re-issued over
-        // TCP and answered from the reply cache the two share.
-        let tcp_server = match self.udp {
-            Some(socket) => {
-                let mut config = UdpServerConfig::default();
-                config.grace_period = GRACE;
-                server().udp(socket, config)
+        // TCP and answered from the reply cache the two share. With TLS only, on the TLS server,
+        // in plain text (UDP cannot carry TLS; asking for --udp is asking for that).
+        let udp_config = || {
+            let mut config = UdpServerConfig::default();
+            config.grace_period = GRACE;
+            config
+        };
+        let mut udp = self.udp;
+        let tcp_server = match (self.rpc.is_some(), udp.take()) {
+            (true, Some(socket)) => server().udp(socket, udp_config()),
+            (_, other) => {
+                udp = other;
+                server()
             }
-            None => server(),
         };
         let tcp = async {
+            let Some(listener) = self.rpc else {
+                return Ok(());
+            };
             let served = tcp_server
-                .serve_with_listener_and_shutdown(self.rpc, stop_signal(stopped.clone()))
+                .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
+                .await;
+            stop.send_replace(());
+            served
+        };
+        let tls = async {
+            let Some((listener, tls)) = tls_rpc else {
+                return Ok(());
+            };
+            let builder = server().tls_handle(tls);
+            let builder = match udp {
+                Some(socket) => builder
+                    .udp(socket, udp_config())
+                    .allow_plaintext_udp_with_tls(true),
+                None => builder,
+            };
+            let served = builder
+                .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
                 .await;
             stop.send_replace(());
             served
@@ -202,15 +279,18 @@ impl Sockets {
             stop.send_replace(());
             served
         };
-        let ((), tcp, unix) = tokio::join!(trigger, tcp, unix);
+        let ((), tcp, tls, unix) = tokio::join!(trigger, tcp, tls, unix);
         raw_tcp.abort();
+        if let Some(raw_tls) = raw_tls {
+            raw_tls.abort();
+        }
         if let Some(raw_udp) = raw_udp {
             raw_udp.abort();
         }
         if let Some(path) = uds_path {
             remove_socket(&path);
         }
-        tcp.and(unix)
+        tcp.and(tls).and(unix)
     }
 }
 
@@ -278,14 +358,19 @@ pub(crate) struct Embedded {
 impl Embedded {
     /// Starts a `workers`-thread runtime on a new thread, binds loopback ports and serves; with
     /// `uds`, also on a Unix socket in a fresh temporary directory, removed when it stops; with
-    /// `udp`, sockrpc over UDP too.
-    pub(crate) fn start(workers: usize, uds: bool, udp: bool) -> io::Result<Embedded> {
+    /// `udp`, sockrpc over UDP too; with `tls`, sockrpc over TLS and the raw TLS echo too.
+    pub(crate) fn start(
+        workers: usize,
+        uds: bool,
+        udp: bool,
+        tls: Option<ServerTls>,
+    ) -> io::Result<Embedded> {
         let socket_dir = if uds {
             Some(SocketDir::create()?)
         } else {
             None
         };
-        let listen = Listen::loopback(socket_dir.as_ref().map(|dir| dir.socket.clone()), udp);
+        let listen = Listen::loopback(socket_dir.as_ref().map(|dir| dir.socket.clone()), udp, tls);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("sockrpc-bench-server")

@@ -6,7 +6,8 @@
 //! trip is counted). Handlers and interceptors read it with
 //! [`Request::conn_info`](crate::Request::conn_info).
 
-use std::net::SocketAddr;
+use crate::TlsPeer;
+use std::{net::SocketAddr, sync::Arc};
 
 /// Which kind of socket a call came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,8 +24,7 @@ pub enum TransportKind {
 
 /// The connection a call arrived on, as the server's transport saw it.
 ///
-/// `Clone` but deliberately not `Copy`: a TLS peer certificate will join it (shared, so a clone
-/// stays free of allocation), and dropping `Copy` then would break callers.
+/// `Clone` but not `Copy`: it holds the TLS peer, shared, so a clone stays free of allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnInfo {
@@ -35,6 +35,10 @@ pub struct ConnInfo {
     /// Our own address on that connection (the address the peer reached; for a listener bound
     /// to `0.0.0.0` this is the concrete interface address).
     pub local: Option<SocketAddr>,
+    /// On a TLS connection: the client as the handshake established it — its verified
+    /// certificate chain (leaf first; empty when it presented none) and the SNI name. One
+    /// `Arc` per connection, shared by every call on it.
+    pub tls: Option<Arc<TlsPeer>>,
 }
 
 impl ConnInfo {
@@ -48,6 +52,13 @@ impl ConnInfo {
             transport,
             peer,
             local,
+            tls: None,
         }
+    }
+
+    /// Sets the TLS peer.
+    pub fn with_tls(mut self, tls: Option<Arc<TlsPeer>>) -> ConnInfo {
+        self.tls = tls;
+        self
     }
 }

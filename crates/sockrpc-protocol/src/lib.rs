@@ -6,7 +6,8 @@
 //! - [`MetadataMap`]: ASCII keys; keys ending in `-bin` carry bytes.
 //! - [`Request`], [`Response`], [`IntoRequest`]: messages with their metadata and timeout.
 //! - [`Extensions`]: typed values middleware attaches to a request, never sent.
-//! - [`ConnInfo`] and [`TransportKind`]: the connection a server-side call came in on.
+//! - [`ConnInfo`] and [`TransportKind`]: the connection a server-side call came in on, with
+//!   the [`TlsPeer`] when it runs TLS.
 //! - [`MethodPath`]: the path a call is routed by, `/package.Service/Method`.
 //! - [`Limits`]: every size checked before allocation.
 //! - [`codec`]: [`Codec`], [`ProstCodec`] and (feature `bincode`) `BincodeCodec`.
@@ -22,6 +23,7 @@ mod metadata;
 mod method;
 mod request;
 mod status;
+mod tls_peer;
 
 pub use code::Code;
 #[cfg(feature = "bincode")]
@@ -34,3 +36,4 @@ pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED
 pub use method::{InvalidPath, MethodPath};
 pub use request::{IntoRequest, IntoStreamingRequest, Request, Response};
 pub use status::Status;
+pub use tls_peer::{TlsPeer, TlsVersion};

@@ -2,8 +2,9 @@
 
 use crate::{Body, BoxError, Idempotency};
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
+use sockrpc_transport::tls::{pki_types::CertificateDer, TlsPeer};
 use sockrpc_transport::{Replay, TransportKind};
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 use tower_service::Service;
 
 /// A boxed, sendable future; the future type of generated servers and routes.
@@ -51,6 +52,19 @@ impl Call {
             idempotency: Idempotency::Unknown,
             replay,
         }
+    }
+
+    /// On a server, for a call that came over TLS: the client as the handshake established it
+    /// (its verified certificate chain, the SNI name it asked for), from the request's
+    /// `ConnInfo`. One `Arc` per connection; cloning it costs a reference count.
+    pub fn tls_peer(&self) -> Option<&Arc<TlsPeer>> {
+        self.request.conn_info()?.tls.as_ref()
+    }
+
+    /// On a server: the client's verified certificate chain, leaf first; empty when the call
+    /// did not come over TLS or the client presented no certificate.
+    pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
+        self.tls_peer().map_or(&[], |peer| peer.certificates())
     }
 
     /// On a server: the kind of socket the call came in on.

@@ -11,6 +11,8 @@
 //! - [`client`]: [`Channel`] (a `tower::Service<Call>` over the transport's connection pool),
 //!   [`Client`], and [`Endpoint`] (re-exported from the transport).
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
+//! - [`tls`] (the transport's): TLS on the server builder and channels; the client's
+//!   certificate in `request.conn_info()`.
 //! - [`ReadyQueue`]: what a server does with a call when a layer is not ready (wait, bounded,
 //!   then shed with a [`Pushback`] hint).
 //! - [`Idempotency`] and [`RpcMethod`]: what generated clients tell middleware about a method.
@@ -32,6 +34,7 @@ mod ready;
 mod router;
 pub mod server;
 mod streaming;
+pub use sockrpc_transport::tls;
 pub use sockrpc_transport::udp;
 
 pub use body::{Body, Incoming};

@@ -49,6 +49,7 @@ impl Server {
             router: Router::new(),
             config: ServerConfig::default(),
             udp: None,
+            udp_beside_tls: false,
             queue: ReadyQueue::default(),
         }
     }
@@ -61,6 +62,7 @@ pub struct ServerBuilder<L> {
     router: Router,
     config: ServerConfig,
     udp: Option<(tokio::net::UdpSocket, UdpServerConfig)>,
+    udp_beside_tls: bool,
     queue: ReadyQueue,
 }
 
@@ -142,6 +144,7 @@ impl<L> ServerBuilder<L> {
             router: self.router,
             config: self.config,
             udp: self.udp,
+            udp_beside_tls: self.udp_beside_tls,
             queue: self.queue,
         }
     }
@@ -246,7 +249,37 @@ impl<L> ServerBuilder<L> {
         self
     }
 
-    /// Sets how long a new connection may take to send its preface.
+    /// Serves every connection (TCP, Unix socket) over TLS with `config`, which is checked now.
+    /// To replace the certificate or the client CAs while serving, use
+    /// [`tls_handle`](Self::tls_handle) with a [`ServerTls`](sockrpc_transport::tls::ServerTls)
+    /// you keep.
+    #[cfg(feature = "tls")]
+    pub fn tls(
+        mut self,
+        config: sockrpc_transport::tls::ServerTlsConfig,
+    ) -> Result<Self, sockrpc_transport::tls::TlsError> {
+        self.config.tls = Some(sockrpc_transport::tls::ServerTls::new(config)?);
+        Ok(self)
+    }
+
+    /// Serves every connection over TLS with what `tls` holds at each handshake: keep a clone
+    /// and call its `reload*` (or `watch`) to rotate certificates with no restart.
+    #[cfg(feature = "tls")]
+    pub fn tls_handle(mut self, tls: sockrpc_transport::tls::ServerTls) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
+    /// Allows [`udp`](Self::udp) beside TLS: UDP cannot carry TLS, so without this a server
+    /// with both refuses to start. Calls over UDP are then plain text (unencrypted, no client
+    /// certificate).
+    pub fn allow_plaintext_udp_with_tls(mut self, on: bool) -> Self {
+        self.udp_beside_tls = on;
+        self
+    }
+
+    /// Sets how long a new connection may take to send its preface (and, with TLS, to complete
+    /// its TLS handshake before that).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
@@ -326,6 +359,14 @@ impl<L: Finish> ServerBuilder<L> {
         listener: A,
         signal: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if self.config.tls.is_some() && self.udp.is_some() && !self.udp_beside_tls {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "UDP cannot carry TLS: a server with TLS serves UDP only with \
+                 allow_plaintext_udp_with_tls(true), its calls then in plain text",
+            ));
+        }
         let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &self.queue));
         let stop_udp = CancellationToken::new();
         let mut udp_task = None;

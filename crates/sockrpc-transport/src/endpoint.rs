@@ -12,8 +12,10 @@ use std::{
 
 /// A server address and the settings for talking to it.
 ///
-/// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port`, and
-/// `unix:///path/to.sock` for a Unix domain socket.
+/// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port`,
+/// `unix:///path/to.sock` for a Unix domain socket, and `tls://host:port` (or `tcps://`) for TLS
+/// with default settings: the platform's CAs, the host as the server name (set others with
+/// [`tls`](Endpoint::tls)).
 /// Host names resolve through the system resolver at connect time; every address of a name is
 /// tried in turn.
 #[derive(Debug, Clone)]
@@ -44,6 +46,11 @@ pub struct Endpoint {
     pub limits: Limits,
     /// Socket options.
     pub socket: SocketConfig,
+    /// TLS on every connection, TCP or Unix socket (`None`: plain text). With TLS, UDP is off
+    /// unless its policy allows plain text explicitly ([`UdpPolicy::allow_plaintext_with_tls`]):
+    /// a datagram cannot carry a TLS session.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ClientTlsConfig>,
     /// The `user-agent` metadata every call on this endpoint carries (set with
     /// [`user_agent`](Endpoint::user_agent)); `None`, the default, sends none.
     pub user_agent: Option<String>,
@@ -66,10 +73,15 @@ impl Endpoint {
             }
             return Ok(Endpoint::unix(path));
         }
-        let rest = ["tcp://", "http://"]
+        let tls_rest = ["tls://", "tcps://"]
             .iter()
-            .find_map(|scheme| uri.strip_prefix(scheme))
-            .unwrap_or(uri);
+            .find_map(|scheme| uri.strip_prefix(scheme));
+        let rest = tls_rest.unwrap_or_else(|| {
+            ["tcp://", "http://"]
+                .iter()
+                .find_map(|scheme| uri.strip_prefix(scheme))
+                .unwrap_or(uri)
+        });
         if rest.contains("://") {
             return Err(Status::invalid_argument(format!(
                 "unsupported scheme in endpoint {uri:?}"
@@ -85,7 +97,16 @@ impl Endpoint {
         if host.is_empty() {
             return Err(invalid());
         }
-        Ok(Endpoint::new(host, port))
+        let endpoint = Endpoint::new(host, port);
+        match tls_rest {
+            None => Ok(endpoint),
+            #[cfg(feature = "tls")]
+            Some(_) => Ok(endpoint.tls(crate::tls::ClientTlsConfig::new())),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err(Status::invalid_argument(format!(
+                "endpoint {uri:?} asks for TLS, which needs sockrpc's `tls` feature"
+            ))),
+        }
     }
 
     /// An endpoint for a Unix domain socket at `path`.
@@ -110,8 +131,37 @@ impl Endpoint {
             timeout: None,
             limits: Limits::default(),
             socket: SocketConfig::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
             user_agent: None,
         }
+    }
+
+    /// Speaks TLS on every connection, with `config`'s CAs, server name and identity.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::tls::ClientTlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Whether connections speak TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls.is_some()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
+    }
+
+    /// The UDP policy in force: the one set, except with TLS, where UDP is off unless the policy
+    /// allows plain text explicitly.
+    pub fn udp_in_effect(&self) -> Option<&UdpPolicy> {
+        self.udp
+            .as_ref()
+            .filter(|policy| !self.is_tls() || policy.allow_plaintext_with_tls)
     }
 
     /// Sets the connect timeout.
@@ -146,7 +196,8 @@ impl Endpoint {
 
     /// Sends unary calls whose request fits a datagram over UDP to `addr` (the server's UDP
     /// port), everything else over the stream; a reply too large for a datagram is fetched over
-    /// the stream without running the call twice.
+    /// the stream without running the call twice. UDP is plain text: with TLS it stays off
+    /// unless the policy allows it ([`UdpPolicy::allow_plaintext_with_tls`]).
     pub fn udp(mut self, addr: SocketAddr) -> Self {
         self.udp = Some(UdpPolicy::new(addr));
         self
@@ -214,12 +265,17 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.is_tls() { "tls" } else { "tcp" };
         if let Some(path) = &self.unix_path {
-            write!(f, "unix://{}", path.display())
+            write!(f, "unix://{}", path.display())?;
+            if self.is_tls() {
+                f.write_str(" (TLS)")?;
+            }
+            Ok(())
         } else if self.host.contains(':') {
-            write!(f, "tcp://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "tcp://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -232,6 +288,9 @@ pub struct UdpPolicy {
     pub addr: SocketAddr,
     /// Datagram size, retransmission and fallback settings.
     pub config: UdpClientConfig,
+    /// Send small calls over (plain-text) UDP even when the endpoint's stream connections
+    /// speak TLS. Default off: on a TLS endpoint, UDP is not used.
+    pub allow_plaintext_with_tls: bool,
 }
 
 impl UdpPolicy {
@@ -240,7 +299,15 @@ impl UdpPolicy {
         UdpPolicy {
             addr,
             config: UdpClientConfig::default(),
+            allow_plaintext_with_tls: false,
         }
+    }
+
+    /// Allows plain-text UDP beside TLS streams (calls and answers then travel unencrypted and
+    /// unauthenticated).
+    pub fn allow_plaintext_with_tls(mut self, on: bool) -> UdpPolicy {
+        self.allow_plaintext_with_tls = on;
+        self
     }
 }
 
@@ -304,9 +371,34 @@ mod tests {
             ":80",
             "host:99999",
             "udp://h:1",
+            "tls://",
+            "tls://h",
         ] {
             assert!(Endpoint::from_uri(bad).is_err(), "{bad}");
         }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn parses_tls_forms() {
+        let e = Endpoint::from_uri("tls://example.com:443").expect("tls");
+        assert!(e.is_tls());
+        assert_eq!(e.to_string(), "tls://example.com:443");
+        let e = Endpoint::from_uri("tcps://[::1]:7").expect("tcps");
+        assert_eq!(e.to_string(), "tls://[::1]:7");
+        assert!(!Endpoint::from_uri("tcp://h:1").expect("tcp").is_tls());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn udp_is_off_with_tls_unless_allowed() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let plain = Endpoint::new("h", 1).udp(addr);
+        assert!(plain.udp_in_effect().is_some());
+        let tls = Endpoint::from_uri("tls://h:1").expect("tls").udp(addr);
+        assert!(tls.udp_in_effect().is_none());
+        let allowed = tls.udp_policy(Some(UdpPolicy::new(addr).allow_plaintext_with_tls(true)));
+        assert!(allowed.udp_in_effect().is_some());
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //!   reconnect backoff.
 //! - [`udp`]: small unary calls over UDP, client and server, with at-most-once execution.
 //! - [`unix`]: Unix domain sockets, with safe handling of stale socket files.
+//! - [`tls`]: TLS 1.3/1.2 and mutual TLS on TCP and Unix connections (rustls, feature `tls`,
+//!   on by default), with server certificates and client CAs that rotate while serving.
 //!
 //! Connections are generic over `AsyncRead + AsyncWrite`: TCP, Unix sockets and an in-memory
 //! duplex share all of this code.
@@ -31,6 +33,7 @@ pub mod pool;
 pub mod reader;
 pub mod server;
 pub mod socket;
+pub mod tls;
 pub mod udp;
 pub mod unix;
 

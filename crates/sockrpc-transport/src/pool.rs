@@ -17,6 +17,7 @@ use crate::endpoint::Endpoint;
 use crate::{connect_tcp, ClientConnection, ConnectionOptions};
 use sockrpc_protocol::Status;
 use std::{
+    sync::atomic::{AtomicBool, Ordering},
     sync::{Arc, Mutex, MutexGuard, Weak},
     time::Duration,
 };
@@ -52,6 +53,10 @@ struct Inner {
     /// A connection attempt failed.
     failed: Notify,
     last_error: Mutex<Option<Status>>,
+    /// The last attempt was refused for a reason another attempt will meet again (a TLS
+    /// certificate refused, plain text on a TLS port): calls waiting for a connection fail at
+    /// once instead of waiting out their deadline.
+    refused: AtomicBool,
     started: std::sync::Once,
 }
 
@@ -94,6 +99,7 @@ impl Pool {
                 connected: Notify::new(),
                 failed: Notify::new(),
                 last_error: Mutex::new(None),
+                refused: AtomicBool::new(false),
                 started: std::sync::Once::new(),
             }),
         }
@@ -160,7 +166,9 @@ impl Pool {
 
     /// A connection, waiting for one to come up. A call with a deadline waits up to it, across
     /// reconnect attempts; a call without one waits for the outcome of the next attempt only
-    /// (gRPC's fail-fast), and at most the connect timeout.
+    /// (gRPC's fail-fast), and at most the connect timeout. An attempt refused for a reason the
+    /// next one will meet too (the server refused our TLS certificate, or we its) fails every
+    /// waiting call at once.
     pub async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
         let limit =
             deadline.unwrap_or_else(|| Instant::now() + self.inner.endpoint.connect_timeout);
@@ -173,9 +181,17 @@ impl Pool {
             if let Some(conn) = self.pick() {
                 return Ok(conn);
             }
+            if self.inner.refused.load(Ordering::Acquire) {
+                // Until an attempt succeeds, waiting would only meet the same refusal.
+                return Err(self.unavailable());
+            }
             tokio::select! {
                 () = &mut connected => {}
-                () = &mut failed, if deadline.is_none() => return Err(self.unavailable()),
+                () = &mut failed => {
+                    if deadline.is_none() || self.inner.refused.load(Ordering::Acquire) {
+                        return Err(self.unavailable());
+                    }
+                }
                 () = tokio::time::sleep_until(limit) => return Err(self.unavailable()),
             }
         }
@@ -250,12 +266,30 @@ impl Pool {
     }
 }
 
+/// Why a connection attempt failed, and whether the same attempt would fail again.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    pub(crate) status: Status,
+    /// Refused for a reason another attempt meets again (a TLS certificate, plain text on a
+    /// TLS port), not a passing condition.
+    pub(crate) refused: bool,
+}
+
+impl From<Status> for ConnectError {
+    fn from(status: Status) -> ConnectError {
+        ConnectError {
+            status,
+            refused: false,
+        }
+    }
+}
+
 /// One connection attempt, through the handshake.
 async fn connect_one(
     endpoint: &Endpoint,
     timeout: Duration,
     on_close: Arc<Notify>,
-) -> Result<ClientConnection, Status> {
+) -> Result<ClientConnection, ConnectError> {
     let options = ConnectionOptions::new(endpoint.limits)
         .keepalive(endpoint.keepalive)
         .on_close(on_close);
@@ -264,6 +298,10 @@ async fn connect_one(
             let stream = crate::connect_unix(path).await.map_err(|err| {
                 Status::unavailable(format!("cannot connect to {endpoint}: {err}"))
             })?;
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &endpoint.tls {
+                return connect_tls(tls, stream, endpoint, options, None).await;
+            }
             let (reader, writer) = stream.into_split();
             ClientConnection::spawn_with(reader, writer, options, None)
         } else {
@@ -278,14 +316,18 @@ async fn connect_one(
                     Err(err) => last = Some(format!("cannot connect to {addr}: {err}")),
                 }
             }
-            match stream {
-                Some(stream) => ClientConnection::spawn_tcp_with(stream, options),
-                None => {
-                    return Err(Status::unavailable(
-                        last.unwrap_or_else(|| format!("cannot connect to {endpoint}")),
-                    ))
-                }
+            let Some(stream) = stream else {
+                return Err(Status::unavailable(
+                    last.unwrap_or_else(|| format!("cannot connect to {endpoint}")),
+                )
+                .into());
+            };
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &endpoint.tls {
+                let peer = stream.peer_addr().ok();
+                return connect_tls(tls, stream, endpoint, options, peer).await;
             }
+            ClientConnection::spawn_tcp_with(stream, options)
         };
         // Not waiting for the server's preface here keeps connecting at one round trip; the
         // maintainer resets backoff only once a connection has shown it (see `maintain`).
@@ -295,8 +337,42 @@ async fn connect_one(
         Ok(result) => result,
         Err(_) => Err(Status::unavailable(format!(
             "connecting to {endpoint} timed out after {timeout:?}"
-        ))),
+        ))
+        .into()),
     }
+}
+
+/// The TLS handshake over a connected stream, then the sockrpc one: a TLS connection counts as
+/// up only once the server's preface has arrived (all within the connect timeout). Under TLS
+/// 1.3 a server refuses a client certificate only after the client's side of the handshake is
+/// over; waiting for the preface makes that refusal this connect's error, so the first call
+/// fails at once with it (and the connection is never handed to calls). It costs one round trip
+/// per TLS connection, not per call.
+#[cfg(feature = "tls")]
+async fn connect_tls<T>(
+    tls: &crate::tls::ClientTlsConfig,
+    stream: T,
+    endpoint: &Endpoint,
+    options: ConnectionOptions,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<ClientConnection, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let stream = tls.connect(stream, &endpoint.host, endpoint).await?;
+    let refused_by_tls = Arc::clone(&stream.tls_error);
+    let conn = ClientConnection::spawn_with(stream.reader, stream.writer, options, peer);
+    if let Err(status) = conn.ready().await {
+        conn.close();
+        return Err(ConnectError {
+            status: Status::unavailable(format!(
+                "connection to {endpoint} ended after the TLS handshake: {}",
+                status.message()
+            )),
+            refused: refused_by_tls.load(Ordering::Acquire),
+        });
+    }
+    Ok(conn)
 }
 
 /// Keeps the pool's slots filled, with backoff, and shrinks it when connections sit idle.
@@ -347,11 +423,13 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                     Ok(conn) => {
                         lock(&inner.slots)[i] = Slot::Live(conn);
                         *lock(&inner.last_error) = None;
+                        inner.refused.store(false, Ordering::Release);
                         inner.connected.notify_waiters();
                     }
-                    Err(status) => {
+                    Err(ConnectError { status, refused }) => {
                         tracing::debug!(endpoint = %inner.endpoint, error = %status, "connect failed");
                         *lock(&inner.last_error) = Some(status);
+                        inner.refused.store(refused, Ordering::Release);
                         inner.failed.notify_waiters();
                         next_attempt = started + backoff.current();
                         backoff.fail();

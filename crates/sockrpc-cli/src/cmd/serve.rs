@@ -6,16 +6,36 @@
 //! answers a datagram that claims to come from its own address, which would otherwise bounce
 //! between the echo and itself for ever (the rule: [`crate::raw::from_itself`]).
 
-use crate::server::{Listen, Sockets, DEFAULT_WORKERS};
+use crate::server::{Listen, Sockets, TlsListen, DEFAULT_WORKERS};
 use clap::Args;
-use std::{error::Error, io::Write, net::SocketAddr, path::PathBuf};
+use sockrpc::tls::{Certificates, Identity, ServerTls, ServerTlsConfig, TlsFiles};
+use std::{error::Error, io::Write, net::SocketAddr, path::PathBuf, time::Duration};
+
+/// How often `serve` reads its TLS files for a rotated certificate.
+const TLS_WATCH: Duration = Duration::from_secs(5);
 
 /// `sockrpc serve` flags.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address of the sockrpc Bench service (port 0: any free port).
+    /// Address of the sockrpc Bench service (port 0: any free port); over TLS with --tls-cert.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     tcp: SocketAddr,
+    /// Serve the Bench service over TLS on --tcp, with this certificate chain (PEM, leaf first;
+    /// `openssl req -x509` output works as it is). The files are read again every 5 s and a
+    /// changed pair is served to new connections, with no restart.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert: require clients to present a certificate that chains to (or is) one in
+    /// this PEM file (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// With --tls-cert: address of the raw TLS echo, the TLS floor [default: the --tcp host,
+    /// any free port].
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    raw_tls: Option<SocketAddr>,
     /// Address of the raw TCP echo [default: the --tcp host, any free port].
     #[arg(long, value_name = "ADDR")]
     raw: Option<SocketAddr>,
@@ -45,9 +65,29 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
         .worker_threads(args.workers.max(1))
         .enable_all()
         .build()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut config = ServerTlsConfig::new(Identity::from_pem_files(cert, key)?);
+            let mut files = TlsFiles::new(cert, key);
+            if let Some(ca) = &args.client_ca {
+                config = config.client_ca(Certificates::from_pem_file(ca)?);
+                files = files.client_ca(ca);
+            }
+            Some((ServerTls::new(config)?, files))
+        }
+        _ => None,
+    };
     runtime.block_on(async {
+        let _watch = tls
+            .as_ref()
+            .map(|(server, files)| server.watch(files.clone(), TLS_WATCH));
         let listen = Listen {
-            rpc: args.tcp,
+            rpc: tls.is_none().then_some(args.tcp),
+            tls: tls.as_ref().map(|(server, _)| TlsListen {
+                rpc: args.tcp,
+                raw: args.raw_tls.unwrap_or(SocketAddr::new(args.tcp.ip(), 0)),
+                server: server.clone(),
+            }),
             raw_tcp: args.raw.unwrap_or(SocketAddr::new(args.tcp.ip(), 0)),
             raw_udp: args.raw_udp,
             uds: args.uds,
@@ -58,7 +98,15 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
         // Scripts and tests read this line to learn the ports: print it whole, then flush, since
         // stdout is block-buffered when it is a pipe.
         let mut out = std::io::stdout().lock();
-        write!(out, "listening tcp={} raw={}", bound.rpc, bound.raw_tcp)?;
+        match (bound.rpc, bound.tls, bound.raw_tls) {
+            (_, Some(tls), Some(raw_tls)) => write!(
+                out,
+                "listening tls={tls} raw={} raw-tls={raw_tls}",
+                bound.raw_tcp
+            )?,
+            (Some(rpc), _, _) => write!(out, "listening tcp={rpc} raw={}", bound.raw_tcp)?,
+            _ => write!(out, "listening raw={}", bound.raw_tcp)?,
+        }
         if let Some(addr) = bound.raw_udp {
             write!(out, " raw-udp={addr}")?;
         }

@@ -54,7 +54,7 @@ impl Channel {
     /// A channel that connects on its first call.
     pub fn lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
         let endpoint = dst.into_endpoint()?;
-        let udp = endpoint.udp.is_some().then(Arc::default);
+        let udp = udp_cell(&endpoint);
         Ok(Channel {
             pool: Pool::new(endpoint),
             udp,
@@ -64,7 +64,7 @@ impl Channel {
     /// A channel over a connection made elsewhere (a Unix socket, an in-memory duplex). If it
     /// breaks, replacements connect to `endpoint`'s address.
     pub fn from_connection(endpoint: Endpoint, conn: ClientConnection) -> Channel {
-        let udp = endpoint.udp.is_some().then(Arc::default);
+        let udp = udp_cell(&endpoint);
         Channel {
             pool: Pool::with_connection(endpoint, conn),
             udp,
@@ -260,11 +260,23 @@ async fn unary_waiting(
     Ok(response.map(Body::once))
 }
 
+/// The UDP side's cell, when the endpoint's UDP policy is in force (with TLS, only when it
+/// allows plain text: a datagram cannot carry a TLS session).
+fn udp_cell(endpoint: &Endpoint) -> Option<Arc<tokio::sync::OnceCell<UdpClient>>> {
+    if endpoint.udp.is_some() && endpoint.udp_in_effect().is_none() {
+        tracing::info!(
+            %endpoint,
+            "UDP is off: the endpoint speaks TLS and its UDP policy does not allow plain text"
+        );
+    }
+    endpoint.udp_in_effect().map(|_| Arc::default())
+}
+
 async fn init_udp<'a>(
     udp: &'a tokio::sync::OnceCell<UdpClient>,
     endpoint: &Endpoint,
 ) -> Option<&'a UdpClient> {
-    let policy = endpoint.udp.as_ref()?;
+    let policy = endpoint.udp_in_effect()?;
     let client = udp
         .get_or_try_init(|| UdpClient::connect(policy.addr, policy.config.clone()))
         .await;

@@ -68,8 +68,11 @@ impl<D: Dispatch> Connection<D> {
         };
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
-        // A few plain values in a field of their own: no allocation per call.
-        request.set_conn_info(Some(ConnInfo::new(self.transport, self.peer, self.local)));
+        // A few plain values in a field of their own, the TLS peer shared: no allocation per
+        // call.
+        request.set_conn_info(Some(
+            ConnInfo::new(self.transport, self.peer, self.local).with_tls(self.tls.clone()),
+        ));
         let call = IncomingCall {
             path,
             request,

@@ -29,7 +29,8 @@ pub struct ServerConfig {
     pub socket: SocketConfig,
     /// How often clients may PING.
     pub ping_policy: PingPolicy,
-    /// Time a new connection has to send its preface before it is closed. Default 10 s.
+    /// Time a new connection has to send its preface before it is closed, and with TLS, the
+    /// time it has to complete the TLS handshake before that. Default 10 s.
     pub handshake_timeout: Duration,
     /// A connection with no call in flight for this long is closed with a GOAWAY (gRPC's
     /// `MAX_CONNECTION_IDLE`; clients reconnect when they next need to). `None` keeps idle
@@ -38,6 +39,11 @@ pub struct ServerConfig {
     /// Time a frame may take from its first byte to its last. A peer that starts a frame and
     /// stops sending (slowloris) is closed when it passes. Default 30 s.
     pub frame_timeout: Duration,
+    /// TLS on every connection (`None`: plain text). The handshake runs on the connection's own
+    /// task and must finish within `handshake_timeout`; the sockrpc preface then has another
+    /// `handshake_timeout`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ServerTls>,
     /// Server-side keepalive (gRPC's `KEEPALIVE_TIME` / `KEEPALIVE_TIMEOUT`): after `interval`
     /// with nothing received from the client, the server PINGs it, and closes the connection
     /// if no PONG comes within `timeout` — a client that vanished (power loss, a dropped NAT
@@ -72,6 +78,8 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(300)),
             frame_timeout: Duration::from_secs(30),
+            #[cfg(feature = "tls")]
+            tls: None,
             keepalive: Some(Keepalive::new(
                 Duration::from_secs(2 * 60 * 60),
                 Duration::from_secs(20),

@@ -82,6 +82,8 @@ pub(super) struct Connection<D> {
     pub(super) peer: Option<SocketAddr>,
     pub(super) local: Option<SocketAddr>,
     pub(super) transport: TransportKind,
+    /// The TLS peer, shared by every call on the connection.
+    pub(super) tls: Option<Arc<crate::tls::TlsPeer>>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
     pub(super) last_call_id: u32,
@@ -119,6 +121,7 @@ impl<D: Dispatch> Connection<D> {
             peer: accepted.peer,
             local: accepted.local,
             transport: accepted.transport,
+            tls: accepted.tls,
             opened: OpenCalls::default(),
             last_call_id: 0,
             shutdown: Box::pin(shutdown.cancelled_owned()),

@@ -6,6 +6,12 @@
 //!            └ EMFILE / ENFILE / ENOMEM ─▶ log, pause 50 ms, keep listening
 //!  signal ─▶ stop accepting, GOAWAY on every connection, wait ≤ grace period, abort the rest
 //! ```
+//!
+//! With TLS the listener hands over each stream whole ([`Accept::accept_io`]); the TLS
+//! handshake runs on the connection's own task, bounded by the handshake timeout, so a slow or
+//! silent client never holds up the accept loop. The stream is split only once the session is
+//! up. At the connection cap a TLS connection is closed without a word (a GOAWAY would need a
+//! handshake first).
 
 use super::conn::{ConnConfig, Connection};
 use super::ServerConfig;
@@ -13,6 +19,7 @@ use crate::client::BoxReader;
 use crate::dispatch::{Dispatch, TransportKind};
 use crate::outbox::BoxWriter;
 use crate::socket::SocketConfig;
+use crate::tls::TlsPeer;
 use crate::udp::ReplyCache;
 use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, PREFACE};
@@ -22,6 +29,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// Any byte stream a server can take whole: what TLS runs over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
+
+/// A boxed byte stream, not yet split.
+pub type BoxIo = Box<dyn Io>;
 
 /// One accepted connection, split for its task.
 pub struct Accepted {
@@ -35,6 +50,8 @@ pub struct Accepted {
     pub local: Option<SocketAddr>,
     /// Which kind of socket it is.
     pub transport: TransportKind,
+    /// The TLS peer, when the connection runs TLS (shared by every call on it).
+    pub tls: Option<Arc<TlsPeer>>,
 }
 
 impl std::fmt::Debug for Accepted {
@@ -42,6 +59,28 @@ impl std::fmt::Debug for Accepted {
         f.debug_struct("Accepted")
             .field("peer", &self.peer)
             .field("local", &self.local)
+            .field("transport", &self.transport)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// One accepted connection, whole: TLS wraps it before it is split.
+pub struct AcceptedIo {
+    /// The stream.
+    pub io: BoxIo,
+    /// The peer's address (`None` for a Unix socket).
+    pub peer: Option<SocketAddr>,
+    /// Our address on this connection (`None` for a Unix socket).
+    pub local: Option<SocketAddr>,
+    /// Which kind of socket it is.
+    pub transport: TransportKind,
+}
+
+impl std::fmt::Debug for AcceptedIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptedIo")
+            .field("peer", &self.peer)
             .field("transport", &self.transport)
             .finish()
     }
@@ -51,6 +90,25 @@ impl std::fmt::Debug for Accepted {
 pub trait Accept: Send {
     /// Accepts one connection and applies `socket`'s options to it.
     fn accept(&self, socket: &SocketConfig) -> impl Future<Output = io::Result<Accepted>> + Send;
+
+    /// Accepts one connection whole, for TLS to wrap before it is split. The default joins the
+    /// halves [`accept`](Accept::accept) gives; TCP and Unix listeners hand over the socket
+    /// itself.
+    fn accept_io(
+        &self,
+        socket: &SocketConfig,
+    ) -> impl Future<Output = io::Result<AcceptedIo>> + Send {
+        let accepted = self.accept(socket);
+        async move {
+            let accepted = accepted.await?;
+            Ok(AcceptedIo {
+                io: Box::new(tokio::io::join(accepted.reader, accepted.writer)),
+                peer: accepted.peer,
+                local: accepted.local,
+                transport: accepted.transport,
+            })
+        }
+    }
 }
 
 impl Accept for TcpListener {
@@ -64,6 +122,21 @@ impl Accept for TcpListener {
         Ok(Accepted {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
+            peer: Some(peer),
+            local,
+            transport: TransportKind::Tcp,
+            tls: None,
+        })
+    }
+
+    async fn accept_io(&self, socket: &SocketConfig) -> io::Result<AcceptedIo> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        if let Err(err) = socket.apply_accepted(&stream) {
+            tracing::debug!(%peer, error = %err, "could not set socket options");
+        }
+        let local = stream.local_addr().ok();
+        Ok(AcceptedIo {
+            io: Box::new(stream),
             peer: Some(peer),
             local,
             transport: TransportKind::Tcp,
@@ -81,7 +154,130 @@ impl Accept for UnixListener {
             peer: None,
             local: None,
             transport: TransportKind::Unix,
+            tls: None,
         })
+    }
+
+    async fn accept_io(&self, _socket: &SocketConfig) -> io::Result<AcceptedIo> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok(AcceptedIo {
+            io: Box::new(stream),
+            peer: None,
+            local: None,
+            transport: TransportKind::Unix,
+        })
+    }
+}
+
+/// A connection the accept loop took: split already, or whole for TLS.
+enum Incoming {
+    Plain(Accepted),
+    Whole(AcceptedIo),
+}
+
+impl Incoming {
+    fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Incoming::Plain(accepted) => accepted.peer,
+            Incoming::Whole(accepted) => accepted.peer,
+        }
+    }
+}
+
+/// Whether `config` asks for TLS.
+fn tls_on(config: &ServerConfig) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        config.tls.is_some()
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = config;
+        false
+    }
+}
+
+/// Runs the TLS handshake of a connection taken whole, on its own task, within `timeout`
+/// (and gives up at once when the server shuts down). `None`: the connection is closed; why
+/// is logged.
+#[cfg(feature = "tls")]
+async fn handshake(
+    tls: &crate::tls::ServerTls,
+    incoming: AcceptedIo,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Option<Accepted> {
+    let AcceptedIo {
+        io,
+        peer,
+        local,
+        transport,
+    } = incoming;
+    let attempt = tokio::time::timeout(timeout, crate::tls::server::accept(tls, io, peer));
+    let done = tokio::select! {
+        done = attempt => done,
+        () = shutdown.cancelled() => return None,
+    };
+    match done {
+        Err(_) => {
+            tracing::info!(
+                ?peer,
+                ?timeout,
+                "closing connection: TLS handshake not completed in time"
+            );
+            None
+        }
+        Ok(None) => None,
+        Ok(Some(session)) => {
+            let (reader, writer) = tokio::io::split(session.stream);
+            Some(Accepted {
+                reader: Box::pin(reader),
+                writer: Box::pin(writer),
+                peer,
+                local,
+                transport,
+                tls: Some(session.peer),
+            })
+        }
+    }
+}
+
+/// Starts the task of one connection (after its TLS handshake, when it has one).
+fn spawn_connection<D: Dispatch>(
+    conns: &mut JoinSet<()>,
+    incoming: Incoming,
+    dispatch: D,
+    config: &ServerConfig,
+    conn_config: &Arc<ConnConfig>,
+    shutdown: CancellationToken,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let conn_config = Arc::clone(conn_config);
+    match incoming {
+        Incoming::Plain(accepted) => {
+            let conn = Connection::new(dispatch, accepted, conn_config, shutdown);
+            conns.spawn(async move {
+                conn.await;
+                drop(permit);
+            });
+        }
+        #[cfg(feature = "tls")]
+        Incoming::Whole(whole) => {
+            let Some(tls) = config.tls.clone() else {
+                return;
+            };
+            let timeout = config.handshake_timeout;
+            conns.spawn(async move {
+                if let Some(accepted) = handshake(&tls, whole, timeout, &shutdown).await {
+                    Connection::new(dispatch, accepted, conn_config, shutdown).await;
+                }
+                drop(permit);
+            });
+        }
+        #[cfg(not(feature = "tls"))]
+        Incoming::Whole(_) => {
+            let _ = (config, permit);
+        }
     }
 }
 
@@ -104,12 +300,14 @@ where
     let mut conns = JoinSet::new();
     let conn_config = Arc::new(ConnConfig::new(&config, reply_cache));
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let tls = tls_on(&config);
     tokio::pin!(signal);
     loop {
         let accepted = tokio::select! {
             () = &mut signal => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            accepted = listener.accept(&config.socket) => accepted,
+            accepted = listener.accept(&config.socket), if !tls => accepted.map(Incoming::Plain),
+            accepted = listener.accept_io(&config.socket), if tls => accepted.map(Incoming::Whole),
         };
         let accepted = match accepted {
             Ok(accepted) => accepted,
@@ -125,23 +323,26 @@ where
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(
-                peer = ?accepted.peer,
+                peer = ?accepted.peer(),
                 limit = config.max_connections,
                 "refusing connection: at the connection limit"
             );
-            refuse(accepted);
+            match accepted {
+                Incoming::Plain(accepted) => refuse(accepted),
+                // A GOAWAY would need a TLS session first: just close.
+                Incoming::Whole(accepted) => drop(accepted),
+            }
             continue;
         };
-        let conn = Connection::new(
-            dispatch.clone(),
+        spawn_connection(
+            &mut conns,
             accepted,
-            Arc::clone(&conn_config),
+            dispatch.clone(),
+            &config,
+            &conn_config,
             shutdown.child_token(),
+            permit,
         );
-        conns.spawn(async move {
-            conn.await;
-            drop(permit);
-        });
     }
     drop(listener);
     shutdown.cancel();
@@ -203,7 +404,8 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// Bytes read (and dropped) from a refused client while its GOAWAY is delivered.
 const REFUSAL_DRAIN: usize = 64 * 1024;
 
-/// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes.
+/// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes;
+/// with `config.tls`, after a TLS handshake on it.
 pub async fn serve_connection<T, D>(
     io: T,
     peer: Option<SocketAddr>,
@@ -213,6 +415,21 @@ pub async fn serve_connection<T, D>(
     T: AsyncRead + AsyncWrite + Send + Sync + 'static,
     D: Dispatch,
 {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        let whole = AcceptedIo {
+            io: Box::new(Box::pin(io)),
+            peer,
+            local: None,
+            transport: TransportKind::Other,
+        };
+        let token = CancellationToken::new();
+        if let Some(accepted) = handshake(tls, whole, config.handshake_timeout, &token).await {
+            let conn_config = Arc::new(ConnConfig::new(&config, None));
+            Connection::new(dispatch, accepted, conn_config, token).await;
+        }
+        return;
+    }
     let (reader, writer) = tokio::io::split(io);
     let accepted = Accepted {
         reader: Box::pin(reader),
@@ -220,6 +437,7 @@ pub async fn serve_connection<T, D>(
         peer,
         local: None,
         transport: TransportKind::Other,
+        tls: None,
     };
     let config = Arc::new(ConnConfig::new(&config, None));
     Connection::new(dispatch, accepted, config, CancellationToken::new()).await;

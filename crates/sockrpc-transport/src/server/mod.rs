@@ -20,6 +20,6 @@ mod respond;
 mod timers;
 
 pub use config::ServerConfig;
-pub use listener::{serve, serve_connection, Accept, Accepted};
+pub use listener::{serve, serve_connection, Accept, Accepted, AcceptedIo, BoxIo, Io};
 pub use ping::PingPolicy;
 pub use respond::CallReceiver;

@@ -32,8 +32,8 @@ use std::{error::Error, io::IsTerminal, path::PathBuf, time::Duration};
 /// header, so that a large payload is a measurement, not a stream of `ResourceExhausted`.
 const MAX_PAYLOAD: usize = 4 * 1024 * 1024 - 64;
 
-/// Seconds per row when neither `--duration` nor `--calls` is given: twelve rows by default
-/// (seven at 64 B, five at 4 KiB), so the whole run takes about thirty seconds.
+/// Seconds per row when neither `--duration` nor `--calls` is given: sixteen rows by default
+/// (nine at 64 B, seven at 4 KiB), so the whole run takes under forty seconds.
 const DEFAULT_SECS: f64 = 2.0;
 
 /// A transport name on the command line.
@@ -50,6 +50,9 @@ enum Transport {
     Auto,
     /// A bidirectional sockrpc stream per task, one message in flight: sockrpc-stream.
     Stream,
+    /// TLS: raw-tls (a tokio-rustls echo, the TLS floor) and sockrpc-tls. The embedded server
+    /// makes its certificate in memory.
+    Tls,
     /// Every transport above.
     All,
 }
@@ -113,9 +116,29 @@ pub(crate) struct BenchArgs {
     /// Calls made on each row's connections before measuring (0: none).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     warmup: u64,
-    /// Measure a running `sockrpc serve` at tcp://HOST:PORT instead of an embedded server.
+    /// Measure a running `sockrpc serve` at tcp://HOST:PORT (or, served with --tls-cert, at
+    /// tls://HOST:PORT: then the TLS rows) instead of an embedded server.
     #[arg(long, value_name = "tcp://HOST:PORT")]
     target: Option<String>,
+    /// With a tls:// --target: the PEM file of the CAs to trust (a self-signed server
+    /// certificate works as its own CA) [default: the platform's CAs].
+    #[arg(long, value_name = "PEM", requires = "target")]
+    tls_ca: Option<PathBuf>,
+    /// With a tls:// --target: this client's certificate chain, for a server that asks for one
+    /// (mutual TLS); with --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With a tls:// --target: the name to check the server's certificate against (and send in
+    /// SNI) [default: the target's host].
+    #[arg(long, value_name = "NAME", requires = "target")]
+    tls_server_name: Option<String>,
+    /// With a tls:// --target: the server's raw TLS echo (the `raw-tls=` address `sockrpc serve
+    /// --tls-cert` prints). Without it, the raw-tls row is skipped.
+    #[arg(long, value_name = "HOST:PORT", requires = "target")]
+    raw_tls_target: Option<String>,
     /// With --target: the server's raw echo (the `raw=` address `sockrpc serve` prints). Without
     /// it, the raw rows are skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
@@ -171,6 +194,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             Transport::Uds,
             Transport::Auto,
             Transport::Stream,
+            Transport::Tls,
         ];
     }
     let plan = Plan {
@@ -183,26 +207,48 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         connections: args.connections,
     };
 
-    let embedded = match args.target {
-        Some(_) => None,
-        None => Some(Embedded::start(
-            args.server_workers,
-            wanted.contains(&Transport::Uds),
-            wanted.contains(&Transport::Udp) || wanted.contains(&Transport::Auto),
-        )?),
+    let (embedded, tls) = match args.target {
+        Some(_) => {
+            let tls = crate::tls::client_from_flags(
+                args.tls_ca.as_deref(),
+                args.tls_cert.as_deref(),
+                args.tls_key.as_deref(),
+                args.tls_server_name.as_deref(),
+            )?;
+            (None, Some(tls))
+        }
+        None => {
+            let pair = if wanted.contains(&Transport::Tls) {
+                Some(crate::tls::made_in_memory()?)
+            } else {
+                None
+            };
+            let (server_tls, client_tls) = pair.map(|pair| (pair.server, pair.client)).unzip();
+            let embedded = Embedded::start(
+                args.server_workers,
+                wanted.contains(&Transport::Uds),
+                wanted.contains(&Transport::Udp) || wanted.contains(&Transport::Auto),
+                server_tls,
+            )?;
+            (Some(embedded), client_tls)
+        }
     };
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let targets = client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound)))?;
+    let targets = client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound), tls))?;
     let machine = Machine::this();
     match &embedded {
         Some(server) => println!(
-            "sockrpc bench: embedded server ({} workers; {} raw={}{}{}), client on a \
+            "sockrpc bench: embedded server ({} workers; {} raw={}{}{}{}), client on a \
              current-thread runtime; {} CPUs available",
             args.server_workers,
-            targets.rpc,
+            targets.main(),
             server.bound().raw_tcp,
+            targets.tls.as_ref().map_or_else(String::new, |tls| format!(
+                " {tls} raw-tls={}",
+                or_dash(server.bound().raw_tls)
+            )),
             targets
                 .udp
                 .map_or_else(String::new, |udp| format!(" udp={udp}")),
@@ -213,9 +259,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
         None => println!(
-            "sockrpc bench: target {} raw={} raw-udp={} udp={} uds={}",
-            targets.rpc,
+            "sockrpc bench: target {} raw={} raw-tls={} raw-udp={} udp={} uds={}",
+            targets.main(),
             or_dash(targets.raw_tcp),
+            or_dash(targets.raw_tls.as_ref().map(|(addr, _)| addr)),
             or_dash(targets.raw_udp),
             or_dash(targets.udp),
             or_dash(args.uds_target.as_ref().map(|path| path.display())),
@@ -249,7 +296,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if let Some(path) = &args.json {
         let setup = Setup {
             server: match &args.target {
-                Some(_) => targets.rpc.to_string(),
+                Some(_) => targets.main(),
                 None => "embedded".to_owned(),
             },
             server_workers: args.target.is_none().then_some(args.server_workers),

@@ -5,7 +5,7 @@
 use super::plan::{Kind, Plan, Targets, MAX_SOCKRPC_UDP_PAYLOAD};
 use crate::load::{run_phase, Budget, Caller};
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller, StreamCaller};
-use crate::raw::{RawTcp, RawTcpPipelined, RawUdp};
+use crate::raw::{RawTcp, RawTcpPipelined, RawTls, RawUdp};
 use crate::report::Row;
 use indicatif::ProgressBar;
 use sockrpc::{Channel, Endpoint, Status};
@@ -104,7 +104,27 @@ pub(super) async fn run_row(
             };
             measure(callers, row, plan, progress).await
         }
+        Kind::RawTls => {
+            if concurrency > 1 {
+                row.note = Some(format!(
+                    "{concurrency} TLS sessions, one call in flight on each (raw TLS cannot \
+                     multiplex)"
+                ));
+            }
+            let host = targets
+                .tls
+                .as_ref()
+                .map_or("localhost", |endpoint| endpoint.host.as_str());
+            let callers = match &targets.raw_tls {
+                Some((addr, tls)) => {
+                    connect_all(concurrency, |_| RawTls::connect(*addr, tls, host, payload)).await
+                }
+                None => Err(missing()),
+            };
+            measure(callers, row, plan, progress).await
+        }
         Kind::SockrpcTcp
+        | Kind::SockrpcTls
         | Kind::SockrpcUds
         | Kind::SockrpcUdp
         | Kind::SockrpcAuto
@@ -123,8 +143,10 @@ async fn run_sockrpc(
     let (payload, concurrency) = (row.payload_bytes, row.concurrency);
     let endpoint = match kind {
         Kind::SockrpcUds => targets.uds.clone(),
-        Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.map(|udp| targets.rpc.clone().udp(udp)),
-        _ => Some(targets.rpc.clone()),
+        Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.and_then(|udp| targets.with_udp(udp)),
+        Kind::SockrpcTls => targets.tls.clone(),
+        Kind::SockrpcTcp => targets.rpc.clone(),
+        _ => targets.base().cloned(),
     };
     row.connections = match kind {
         // One UDP socket carries every call; the pool's one TCP connection stands by for
