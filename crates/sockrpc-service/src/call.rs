@@ -19,6 +19,7 @@ pub struct Call {
     streaming_response: bool,
     transport: Option<TransportKind>,
     replay: Option<Replay>,
+    call_id: Option<u32>,
 }
 
 impl Call {
@@ -30,6 +31,7 @@ impl Call {
             streaming_response: false,
             transport: None,
             replay: None,
+            call_id: None,
         }
     }
 
@@ -41,6 +43,7 @@ impl Call {
             request,
             transport,
             replay,
+            call_id,
         } = incoming;
         Call {
             path,
@@ -48,7 +51,15 @@ impl Call {
             streaming_response: false,
             transport: Some(transport),
             replay,
+            call_id: Some(call_id),
         }
+    }
+
+    /// On a server: the call's id on its connection (or, over UDP, its datagram call id), the
+    /// same the client's transport records in its span as
+    /// [`CALL_ID_FIELD`](sockrpc_transport::CALL_ID_FIELD).
+    pub fn call_id(&self) -> Option<u32> {
+        self.call_id
     }
 
     /// On a server: the kind of socket the call came in on.
