@@ -103,7 +103,8 @@ pub const CALL_ID_FIELD: &str = "rpc.sockrpc.call_id";
 /// (a span without it, or no span, ignores it). Costs a thread-local lookup when a subscriber is
 /// installed, nothing otherwise.
 pub(crate) fn note_call_id(id: u32) {
-    tracing::Span::current().record(CALL_ID_FIELD, id);
+    // As i64: OpenTelemetry has no unsigned integers, and some bridges turn a u64 into text.
+    tracing::Span::current().record(CALL_ID_FIELD, i64::from(id));
 }
 
 /// An answer's messages, as the transport sends them: a single message leaves in one write; a

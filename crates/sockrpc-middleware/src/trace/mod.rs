@@ -145,13 +145,13 @@ fn server_span(call: &Call) -> Span {
         rpc.system = RPC_SYSTEM,
         rpc.service = call.service(),
         rpc.method = call.method(),
-        rpc.sockrpc.call_id = call.call_id(),
+        rpc.sockrpc.call_id = call.call_id().map(i64::from),
         rpc.sockrpc.status_code = Empty,
         error.type = Empty,
         network.transport = call.transport().map(transport_name),
         network.type = peer.map(|addr| if addr.is_ipv4() { "ipv4" } else { "ipv6" }),
         network.peer.address = peer.map(|addr| tracing::field::display(addr.ip())),
-        network.peer.port = peer.map(|addr| addr.port()),
+        network.peer.port = peer.map(|addr| i64::from(addr.port())),
     )
 }
 
@@ -169,7 +169,7 @@ fn client_span(call: &Call, peer: Option<&Peer>) -> Span {
         rpc.sockrpc.status_code = Empty,
         error.type = Empty,
         server.address = peer.map(|peer| peer.address.as_str()),
-        server.port = peer.and_then(|peer| peer.port),
+        server.port = peer.and_then(|peer| peer.port).map(i64::from),
         network.transport = peer.and_then(|peer| peer.transport),
     )
 }
@@ -179,7 +179,7 @@ pub(crate) fn record_end(span: &Span, side: Side, code: Code) {
     if span.is_disabled() {
         return;
     }
-    span.record("rpc.sockrpc.status_code", code.as_u32());
+    span.record("rpc.sockrpc.status_code", i64::from(code.as_u32()));
     if side.is_error(code) {
         span.record("otel.status_code", "ERROR");
         span.record("error.type", code.as_str());
