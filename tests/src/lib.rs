@@ -29,3 +29,9 @@ pub mod counter {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
     sockrpc::include_proto!("sockrpc.test.counter");
 }
+
+/// `tests/proto/sockrpc/test/blob.proto`: an idempotent method with an answer of any size.
+pub mod blob {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("sockrpc.test.blob");
+}

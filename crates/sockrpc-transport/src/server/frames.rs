@@ -51,28 +51,7 @@ impl<D: Dispatch> Connection<D> {
                             self.config.max_concurrent_calls
                         ))),
                     );
-                } else if streaming {
-                    // The client streams its request: the handler starts now and reads the
-                    // messages as they arrive.
-                    let opened = Opened::new(
-                        path,
-                        metadata,
-                        timeout,
-                        reissue,
-                        Instant::now(),
-                        self.config.frame_timeout,
-                    );
-                    let mut stream = ServerStream::default();
-                    if end_stream {
-                        stream.inbound.finish(Ok(MetadataMap::new()));
-                    }
-                    self.shared.lock().streams.insert(call_id, stream);
-                    let body = RequestBody::Stream(CallReceiver {
-                        shared: Arc::clone(&self.shared),
-                        call_id,
-                    });
-                    self.dispatch_call(cx, call_id, opened, body);
-                } else if end_stream {
+                } else if end_stream && !streaming {
                     self.answer(
                         call_id,
                         Err(Status::unimplemented(format!(
@@ -88,7 +67,11 @@ impl<D: Dispatch> Connection<D> {
                         Instant::now(),
                         self.config.frame_timeout,
                     );
-                    self.opened.insert(call_id, opened);
+                    if streaming {
+                        self.open_stream(cx, call_id, opened, end_stream);
+                    } else {
+                        self.opened.insert(call_id, opened);
+                    }
                 }
             }
             Frame::Message {
@@ -180,6 +163,27 @@ impl<D: Dispatch> Connection<D> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Starts a call whose client streams its request: the handler starts now and reads the
+    /// messages as they arrive.
+    fn open_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+        call_id: u32,
+        opened: Opened,
+        end_stream: bool,
+    ) {
+        let mut stream = ServerStream::default();
+        if end_stream {
+            stream.inbound.finish(Ok(MetadataMap::new()));
+        }
+        self.shared.lock().streams.insert(call_id, stream);
+        let body = RequestBody::Stream(CallReceiver {
+            shared: Arc::clone(&self.shared),
+            call_id,
+        });
+        self.dispatch_call(cx, call_id, opened, body);
     }
 
     /// gRPC's keepalive enforcement: a PING too soon after the last one, or with no call in
