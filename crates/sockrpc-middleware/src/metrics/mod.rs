@@ -115,3 +115,6 @@ where
         ResponseFuture::new(self.inner.call(call), guard)
     }
 }
+
+#[cfg(all(test, feature = "prometheus"))]
+mod tests;

@@ -29,8 +29,9 @@ impl Direction {
 pub(super) struct Events {
     span: Span,
     direction: Direction,
-    /// Counts from 1 per direction, as the conventions ask.
-    next_id: u64,
+    /// Counts from 1 per direction, as the conventions ask. Integers are `i64` on spans:
+    /// OpenTelemetry has no unsigned ones, and the bridge turns a `u64` into text.
+    next_id: i64,
     /// `Some` for the answer's stream, whose end is the call's end.
     ends_call: Option<Side>,
 }
@@ -69,7 +70,7 @@ impl Watch for Events {
             parent: &self.span,
             rpc.message.type = self.direction.as_str(),
             rpc.message.id = id,
-            rpc.message.uncompressed_size = len,
+            rpc.message.uncompressed_size = i64::try_from(len).unwrap_or(i64::MAX),
             "rpc.message"
         );
     }

@@ -229,3 +229,6 @@ where
         ResponseFuture::new(future, span, self.side)
     }
 }
+
+#[cfg(all(test, feature = "opentelemetry"))]
+mod tests;
