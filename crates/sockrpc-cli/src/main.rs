@@ -10,6 +10,7 @@
 //!   socket when asked), the raw TCP and UDP echoes.
 //! - [`proto`]: the `Bench` service, its echo implementation, the unary and stream callers.
 //! - [`raw`]: the raw-socket floor, server and client side.
+//! - [`stack`]: the middleware stack of the `sockrpc-stack` rows and `serve --metrics`.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
 //! - [`report`]: the table and the JSON; [`plot`]: the SVG.
 
@@ -20,6 +21,7 @@ mod proto;
 mod raw;
 mod report;
 mod server;
+mod stack;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,8 +52,8 @@ enum Command {
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///
     /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT`, with the ports actually
-    /// bound, then ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds and ` udp=IP:PORT`
-    /// with --udp. Stops on Ctrl-C or SIGTERM.
+    /// bound, then ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds, ` udp=IP:PORT`
+    /// with --udp and ` metrics=IP:PORT` with --metrics. Stops on Ctrl-C or SIGTERM.
     Serve(cmd::serve::ServeArgs),
     /// gRPC's interop test service and cases on sockrpc, across processes.
     Interop(cmd::interop::InteropArgs),

@@ -52,6 +52,8 @@ pub(super) struct Targets {
     pub(super) uds: Option<Endpoint>,
     /// The Bench service's UDP port (sockrpc over UDP, beside `rpc`).
     pub(super) udp: Option<SocketAddr>,
+    /// The Bench service behind the middleware stack, over TCP.
+    pub(super) stack: Option<Endpoint>,
 }
 
 /// Resolves `HOST:PORT` (a `tcp://` or `udp://` prefix is allowed) to its first address.
@@ -77,6 +79,9 @@ pub(super) async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Resul
             raw_udp: bound.raw_udp,
             uds: bound.uds.as_ref().map(Endpoint::unix),
             udp: bound.udp,
+            stack: bound
+                .stack
+                .map(|addr| Endpoint::new(addr.ip().to_string(), addr.port())),
         });
     }
     let target = args.target.as_deref().unwrap_or_default();
@@ -99,6 +104,7 @@ pub(super) async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Resul
         raw_udp,
         uds: args.uds_target.as_ref().map(Endpoint::unix),
         udp,
+        stack: None,
     })
 }
 
@@ -113,6 +119,7 @@ pub(super) enum Kind {
     SockrpcUds,
     SockrpcAuto,
     SockrpcStream,
+    SockrpcStack,
 }
 
 impl Kind {
@@ -127,6 +134,7 @@ impl Kind {
             Kind::SockrpcUds => "sockrpc-uds",
             Kind::SockrpcAuto => "sockrpc-auto",
             Kind::SockrpcStream => "sockrpc-stream",
+            Kind::SockrpcStack => "sockrpc-stack",
         }
     }
 
@@ -136,7 +144,11 @@ impl Kind {
             Kind::RawUdp | Kind::SockrpcUdp => "udp",
             Kind::SockrpcUds => "uds",
             Kind::SockrpcAuto => "auto",
-            Kind::RawTcp | Kind::RawTcpPipelined | Kind::SockrpcTcp | Kind::SockrpcStream => "tcp",
+            Kind::RawTcp
+            | Kind::RawTcpPipelined
+            | Kind::SockrpcTcp
+            | Kind::SockrpcStream
+            | Kind::SockrpcStack => "tcp",
         }
     }
 }
@@ -189,6 +201,15 @@ pub(super) async fn run_group(
     if tcp {
         kinds.push(Kind::SockrpcTcp);
     }
+    if wanted.contains(&Transport::Stack) {
+        match targets.stack {
+            // Right after sockrpc-tcp, which it is compared with.
+            Some(_) => kinds.push(Kind::SockrpcStack),
+            None => group
+                .skipped
+                .push("sockrpc-stack skipped: it needs the embedded server (no --target)".into()),
+        }
+    }
     if (udp || auto) && targets.udp.is_none() {
         group.skipped.push(
             "sockrpc-udp and sockrpc-auto skipped: no --udp-target (the udp= address of \
@@ -226,7 +247,32 @@ pub(super) async fn run_group(
         group.rows.push(row);
     }
     note_udp_ratio(&mut group);
+    note_stack_ratio(&mut group);
     group
+}
+
+/// The stack's cost is quoted against bare sockrpc-tcp of the same run, too.
+fn note_stack_ratio(group: &mut Group) {
+    let p50 = |name: &str| {
+        group
+            .rows
+            .iter()
+            .find(|row| row.name == name && row.errors == 0)
+            .and_then(|row| row.quantile_us(0.5))
+    };
+    let (Some(bare), Some(stack)) = (p50("sockrpc-tcp"), p50("sockrpc-stack")) else {
+        return;
+    };
+    if bare <= 0.0 {
+        return;
+    }
+    if let Some(row) = group
+        .rows
+        .iter_mut()
+        .find(|row| row.name == "sockrpc-stack")
+    {
+        add_note(row, format!("p50 {:.2}× sockrpc-tcp's", stack / bare));
+    }
 }
 
 /// The table's ratio is to raw-tcp; sockrpc-udp is also quoted against its own floor, raw-udp.

@@ -7,6 +7,7 @@ use crate::load::{run_phase, Budget, Caller};
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller, StreamCaller};
 use crate::raw::{RawTcp, RawTcpPipelined, RawUdp};
 use crate::report::Row;
+use crate::stack;
 use indicatif::ProgressBar;
 use sockrpc::{Channel, Endpoint, Status};
 use std::time::Duration;
@@ -108,7 +109,8 @@ pub(super) async fn run_row(
         | Kind::SockrpcUds
         | Kind::SockrpcUdp
         | Kind::SockrpcAuto
-        | Kind::SockrpcStream => run_sockrpc(kind, targets, plan, row, progress).await,
+        | Kind::SockrpcStream
+        | Kind::SockrpcStack => run_sockrpc(kind, targets, plan, row, progress).await,
     }
 }
 
@@ -124,6 +126,7 @@ async fn run_sockrpc(
     let endpoint = match kind {
         Kind::SockrpcUds => targets.uds.clone(),
         Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.map(|udp| targets.rpc.clone().udp(udp)),
+        Kind::SockrpcStack => targets.stack.clone(),
         _ => Some(targets.rpc.clone()),
     };
     row.connections = match kind {
@@ -152,6 +155,20 @@ async fn run_sockrpc(
                 Ok(client) => open_streams(client, concurrency, payload).await,
                 Err(message) => Err(message.clone()),
             };
+            measure(callers, row, plan, progress).await
+        }
+        Kind::SockrpcStack => {
+            row.note = Some(
+                "TraceLayer + MetricsLayer on both sides; tracing at INFO, output dropped; \
+                 metrics into a Prometheus recorder; retry and concurrency limit not in it yet"
+                    .to_owned(),
+            );
+            let callers = channel.as_ref().map_err(Clone::clone).map(|channel| {
+                let client = BenchClient::new(stack::client(channel));
+                (0..concurrency)
+                    .map(|_| RpcCaller::new(client.clone(), payload))
+                    .collect()
+            });
             measure(callers, row, plan, progress).await
         }
         _ => {
