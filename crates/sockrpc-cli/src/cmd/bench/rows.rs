@@ -159,8 +159,9 @@ async fn run_sockrpc(
         }
         Kind::SockrpcStack => {
             row.note = Some(
-                "TraceLayer + MetricsLayer on both sides; tracing at INFO, output dropped; \
-                 metrics into a Prometheus recorder; retry and concurrency limit not in it yet"
+                "TraceLayer + MetricsLayer on both sides; tracing at INFO into a subscriber \
+                 that drops; metrics into a Prometheus recorder; retry and concurrency limit \
+                 not in it yet"
                     .to_owned(),
             );
             let callers = channel.as_ref().map_err(Clone::clone).map(|channel| {

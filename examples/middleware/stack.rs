@@ -1,0 +1,67 @@
+//! The middleware stack both example binaries use, in one place so that adding a layer is one
+//! edit: a span per call that carries its W3C trace context to the next process, and metrics.
+//!
+//! Order matters: the span is outermost, so everything inside it (metrics, and any retry or
+//! limit layer added later) runs in the call's span.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use sockrpc::middleware::metrics::{Metrics, MetricsLayer};
+use sockrpc::middleware::trace::{Trace, TraceLayer};
+use sockrpc::middleware::trace_context::OtelPropagation;
+use sockrpc::server::ServerBuilder;
+use sockrpc::{Channel, Server};
+use tower::layer::util::{Identity, Stack};
+use tower::ServiceBuilder;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The client's services, outermost first.
+pub type ClientStack = Trace<Metrics<Channel>, OtelPropagation>;
+
+/// Wraps `channel`: span (injecting `traceparent`), then metrics.
+pub fn client(channel: &Channel) -> ClientStack {
+    ServiceBuilder::new()
+        .layer(TraceLayer::for_channel(channel).propagate(OtelPropagation::w3c()))
+        // More client layers (retry, concurrency limit) go here.
+        .layer(MetricsLayer::client())
+        .service(channel.clone())
+}
+
+/// The server's layers (the last added is the outermost).
+pub type ServerLayers = Stack<TraceLayer<OtelPropagation>, Stack<MetricsLayer, Identity>>;
+
+/// A server builder: metrics, then the span (parented on the caller's `traceparent`) outside.
+pub fn server() -> ServerBuilder<ServerLayers> {
+    Server::builder()
+        // More server layers (limits, interceptors) go here, inside the span.
+        .layer(MetricsLayer::server())
+        .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
+}
+
+/// Logs to stderr (`RUST_LOG`, default `info`) and gives every span an OpenTelemetry context,
+/// so trace ids exist and travel. A real service would add an exporter (OTLP, Jaeger...) to the
+/// provider; this one keeps the spans in-process. Returns the provider, to keep alive.
+pub fn init_tracing(service: &'static str) -> SdkTracerProvider {
+    let provider = SdkTracerProvider::builder().build();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(service)))
+        .init();
+    provider
+}
+
+/// The trace id of the current span, as the `traceparent` carries it.
+pub fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .trace_id()
+        .to_string()
+}
