@@ -6,9 +6,11 @@
 //! and picks its spans out by trace id, so the tests can run side by side.
 
 use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
 use opentelemetry::trace::{SpanId, SpanKind, TracerProvider as _};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use sockrpc::Streaming;
 use sockrpc::{Channel, Code, Request, Response, Server, Status};
 use sockrpc_middleware::metrics::{prometheus, MetricsLayer};
 use sockrpc_middleware::trace::TraceLayer;
@@ -16,6 +18,9 @@ use sockrpc_middleware::trace_context::OtelPropagation;
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
 use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
+use sockrpc_tests::stream::streamer_client::StreamerClient;
+use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
+use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex, OnceLock},
@@ -133,8 +138,55 @@ impl Echo for Relay {
     }
 }
 
-/// Serves `service` with the server stack (span outermost, then metrics) on a free port.
-async fn spawn_server<T: Echo>(service: T) -> SocketAddr {
+/// Streams chunks: `Produce` answers `count` of them, `PingPong` echoes each as it comes.
+struct Chunks;
+
+type ChunkStream = BoxStream<'static, Result<Chunk, Status>>;
+
+impl Streamer for Chunks {
+    async fn unary(&self, _: Request<Chunk>) -> Result<Response<Chunk>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    type ProduceStream = ChunkStream;
+
+    async fn produce(
+        &self,
+        request: Request<ProduceRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let ProduceRequest { count, size, .. } = request.into_inner();
+        let chunks = (0..count).map(move |seq| {
+            Ok(Chunk {
+                seq,
+                payload: Bytes::from(vec![0xA5; size as usize]),
+            })
+        });
+        Ok(Response::new(futures_util::stream::iter(chunks).boxed()))
+    }
+
+    async fn collect(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Summary>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    type PingPongStream = ChunkStream;
+
+    async fn ping_pong(
+        &self,
+        request: Request<Streaming<Chunk>>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        Ok(Response::new(request.into_inner().boxed()))
+    }
+
+    type GatherStream = ChunkStream;
+
+    async fn gather(&self, _: Request<Streaming<Chunk>>) -> Result<Response<ChunkStream>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+/// Serves `router`'s services with the server stack (span outermost, then metrics) on a free
+/// port.
+async fn spawn_router(router: sockrpc::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -143,10 +195,15 @@ async fn spawn_server<T: Echo>(service: T) -> SocketAddr {
         Server::builder()
             .layer(MetricsLayer::server())
             .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
-            .add_service(EchoServer::new(service))
+            .router(router)
             .serve_with_listener(listener),
     );
     addr
+}
+
+/// Serves `service` with the server stack on a free port.
+async fn spawn_server<T: Echo>(service: T) -> SocketAddr {
+    spawn_router(sockrpc::Router::new().add_service(EchoServer::new(service))).await
 }
 
 fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
@@ -309,6 +366,146 @@ async fn traceparent_failed_call_marks_both_spans_as_errors() {
             "{span:#?}"
         );
     }
+}
+
+/// The `rpc.message` events of `span`, as (type, id) in order.
+fn messages(span: &SpanData) -> Vec<(String, i64)> {
+    span.events
+        .iter()
+        .filter(|event| event.name == "rpc.message")
+        .map(|event| {
+            let get = |key: &str| {
+                event
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == key)
+                    .map(|kv| kv.value.clone())
+            };
+            let kind = get("rpc.message.type").map(|v| v.as_str().into_owned());
+            let id = match get("rpc.message.id") {
+                Some(Value::I64(id)) => id,
+                other => panic!("rpc.message.id: {other:?}"),
+            };
+            (kind.unwrap_or_default(), id)
+        })
+        .collect()
+}
+
+/// A trace id for spans started under `root`.
+fn trace_id_of(root: &tracing::Span) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    root.context().span().span_context().trace_id().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_streams_keep_their_spans_to_the_last_message_with_an_event_each() {
+    let telemetry = telemetry();
+    let addr = spawn_router(sockrpc::Router::new().add_service(StreamerServer::new(Chunks))).await;
+    let channel = Channel::connect(addr).await.expect("connect");
+    let mut client = StreamerClient::new(client_stack(&channel));
+
+    // Server streaming: three answers.
+    let root = tracing::info_span!("test.produce");
+    let produce_trace = trace_id_of(&root);
+    let received = tracing::Instrument::instrument(
+        async {
+            let mut answers = client
+                .produce(ProduceRequest {
+                    count: 3,
+                    size: 8,
+                    ..ProduceRequest::default()
+                })
+                .await
+                .expect("produce")
+                .into_inner();
+            let mut seqs = Vec::new();
+            while let Some(chunk) = answers.message().await.expect("chunk") {
+                seqs.push(chunk.seq);
+            }
+            seqs
+        },
+        root.clone(),
+    )
+    .await;
+    assert_eq!(received, vec![0, 1, 2]);
+    drop(root);
+
+    // Bidirectional: two messages each way, one in flight.
+    let root = tracing::info_span!("test.ping_pong");
+    let ping_pong_trace = trace_id_of(&root);
+    tracing::Instrument::instrument(
+        async {
+            let (requests, receiver) = tokio::sync::mpsc::channel::<Chunk>(1);
+            let outgoing = futures_util::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|chunk| (chunk, receiver))
+            });
+            let mut answers = client
+                .ping_pong(outgoing)
+                .await
+                .expect("ping_pong")
+                .into_inner();
+            for seq in 0..2 {
+                let chunk = Chunk {
+                    seq,
+                    payload: Bytes::from_static(b"ping"),
+                };
+                requests.send(chunk).await.expect("send");
+                let echo = answers.message().await.expect("echo").expect("one");
+                assert_eq!(echo.seq, seq);
+            }
+            drop(requests);
+            assert!(answers.message().await.expect("clean end").is_none());
+        },
+        root.clone(),
+    )
+    .await;
+    drop(root);
+
+    let sent = |n: i64| (1..=n).map(|id| ("SENT".to_owned(), id));
+    let received = |n: i64| (1..=n).map(|id| ("RECEIVED".to_owned(), id));
+    let spans = finished_trace(&telemetry.spans, &produce_trace, 3).await;
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .expect("server span");
+    let client_span = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .expect("client span");
+    assert_eq!(server.name, "sockrpc.test.stream.Streamer/Produce");
+    assert_eq!(messages(server), sent(3).collect::<Vec<_>>());
+    assert_eq!(messages(client_span), received(3).collect::<Vec<_>>());
+    for span in [server, client_span] {
+        assert_eq!(int(span, "rpc.sockrpc.status_code"), 0, "{span:#?}");
+        // The span ended after the last message, not when the answer's head arrived.
+        let last = span
+            .events
+            .iter()
+            .map(|e| e.timestamp)
+            .max()
+            .expect("events");
+        assert!(span.end_time >= last, "{span:#?}");
+    }
+
+    let spans = finished_trace(&telemetry.spans, &ping_pong_trace, 3).await;
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .expect("server span");
+    let client_span = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client)
+        .expect("client span");
+    let mut on_server = messages(server);
+    on_server.sort();
+    let mut on_client = messages(client_span);
+    on_client.sort();
+    let both: Vec<_> = received(2).chain(sent(2)).collect();
+    assert_eq!(on_server, both);
+    assert_eq!(on_client, both);
+    assert_eq!(int(server, "rpc.sockrpc.status_code"), 0);
+    assert_eq!(int(client_span, "rpc.sockrpc.status_code"), 0);
 }
 
 /// `GET /metrics` over a fresh connection; the response body.

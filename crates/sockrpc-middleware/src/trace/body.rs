@@ -64,6 +64,9 @@ impl Events {
 
 impl Watch for Events {
     fn on_message(&mut self, len: usize) {
+        // Entered, not only named as the parent: OpenTelemetry's bridge ends a span at its last
+        // exit, so a span never entered while its stream flows would end at the answer's head.
+        let _entered = self.span.enter();
         let id = self.next_id;
         self.next_id += 1;
         tracing::debug!(
@@ -77,6 +80,7 @@ impl Watch for Events {
 
     fn on_end(&mut self, code: Code) {
         if let Some(side) = self.ends_call {
+            let _entered = self.span.enter();
             record_end(&self.span, side, code);
         }
     }

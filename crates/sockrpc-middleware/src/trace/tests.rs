@@ -92,6 +92,11 @@ fn streamed_answer_keeps_the_span_open_to_its_end_and_logs_each_message() {
         .map(|kv| kv.value.clone());
     assert_eq!(status_code, Some(Value::I64(15)));
     assert!(matches!(span.status, SpanStatus::Error { .. }), "{span:#?}");
+    let last_event = span.events.iter().map(|e| e.timestamp).max();
+    assert!(
+        last_event.is_some_and(|last| span.end_time >= last),
+        "the span ends after its last message: {span:#?}"
+    );
     let events: Vec<(String, Option<Value>, Option<Value>)> = span
         .events
         .iter()
