@@ -3,33 +3,33 @@
 //!
 //! One process-wide subscriber (an OpenTelemetry layer with an in-memory exporter) and one
 //! process-wide Prometheus recorder serve every test here; each test uses methods of its own
-//! and picks its spans out by trace id, so the tests can run side by side.
+//! and picks its spans out by trace id, so the tests can run side by side. The services they
+//! call are in `middleware_obs/services.rs`.
 
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt};
 use opentelemetry::trace::{SpanId, SpanKind, TracerProvider as _};
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use sockrpc::Streaming;
-use sockrpc::{Channel, Code, Request, Response, Server, Status};
-use sockrpc_middleware::metrics::{prometheus, MetricsLayer};
-use sockrpc_middleware::trace::TraceLayer;
-use sockrpc_middleware::trace_context::OtelPropagation;
+use sockrpc::{Channel, Code};
+use sockrpc_middleware::metrics::prometheus;
 use sockrpc_tests::echo::echo_client::EchoClient;
-use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
-use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
+use sockrpc_tests::echo::{EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
-use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
-use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
+use sockrpc_tests::stream::streamer_server::StreamerServer;
+use sockrpc_tests::stream::{Chunk, ProduceRequest};
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex, OnceLock},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceBuilder;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer as _;
+
+#[path = "middleware_obs/services.rs"]
+mod services;
+
+use services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Relay};
 
 /// Longest wait for spans or metrics that finish just after the answer left.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -65,145 +65,6 @@ fn telemetry() -> &'static Telemetry {
             _provider: provider,
         }
     })
-}
-
-/// The end of the chain: echoes, fails with the code asked for, and notes the `traceparent` it
-/// was called with.
-#[derive(Clone, Default)]
-struct Leaf {
-    traceparents: Arc<Mutex<Vec<String>>>,
-}
-
-impl Echo for Leaf {
-    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        if let Some(traceparent) = request.metadata().get("traceparent") {
-            let mut seen = self.traceparents.lock().expect("not poisoned");
-            seen.push(traceparent.to_owned());
-        }
-        let EchoRequest { payload, id } = request.into_inner();
-        Ok(Response::new(EchoReply { payload, id }))
-    }
-
-    async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
-        tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
-        Ok(Response::new(EchoReply::default()))
-    }
-
-    async fn fail(&self, request: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
-        let FailRequest { code, message, .. } = request.into_inner();
-        Err(Status::new(Code::from_u32(code as u32), message))
-    }
-
-    async fn grow(&self, _: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-}
-
-/// A client stack as an application would build it: a span per call that carries its trace
-/// context, and metrics.
-type Stack = sockrpc_middleware::trace::Trace<
-    sockrpc_middleware::metrics::Metrics<Channel>,
-    OtelPropagation,
->;
-
-fn client_stack(channel: &Channel) -> Stack {
-    ServiceBuilder::new()
-        .layer(TraceLayer::for_channel(channel).propagate(OtelPropagation::w3c()))
-        .layer(MetricsLayer::client())
-        .service(channel.clone())
-}
-
-/// The middle of the chain: answers `Echo` by calling the next server with the same request.
-#[derive(Clone)]
-struct Relay {
-    next: EchoClient<Stack>,
-}
-
-impl Echo for Relay {
-    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        let mut next = self.next.clone();
-        next.echo(request.into_inner()).await
-    }
-
-    async fn sleep(&self, _: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn fail(&self, _: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn grow(&self, _: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-}
-
-/// Streams chunks: `Produce` answers `count` of them, `PingPong` echoes each as it comes.
-struct Chunks;
-
-type ChunkStream = BoxStream<'static, Result<Chunk, Status>>;
-
-impl Streamer for Chunks {
-    async fn unary(&self, _: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    type ProduceStream = ChunkStream;
-
-    async fn produce(
-        &self,
-        request: Request<ProduceRequest>,
-    ) -> Result<Response<ChunkStream>, Status> {
-        let ProduceRequest { count, size, .. } = request.into_inner();
-        let chunks = (0..count).map(move |seq| {
-            Ok(Chunk {
-                seq,
-                payload: Bytes::from(vec![0xA5; size as usize]),
-            })
-        });
-        Ok(Response::new(futures_util::stream::iter(chunks).boxed()))
-    }
-
-    async fn collect(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Summary>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    type PingPongStream = ChunkStream;
-
-    async fn ping_pong(
-        &self,
-        request: Request<Streaming<Chunk>>,
-    ) -> Result<Response<ChunkStream>, Status> {
-        Ok(Response::new(request.into_inner().boxed()))
-    }
-
-    type GatherStream = ChunkStream;
-
-    async fn gather(&self, _: Request<Streaming<Chunk>>) -> Result<Response<ChunkStream>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-}
-
-/// Serves `router`'s services with the server stack (span outermost, then metrics) on a free
-/// port.
-async fn spawn_router(router: sockrpc::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(
-        Server::builder()
-            .layer(MetricsLayer::server())
-            .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
-            .router(router)
-            .serve_with_listener(listener),
-    );
-    addr
-}
-
-/// Serves `service` with the server stack on a free port.
-async fn spawn_server<T: Echo>(service: T) -> SocketAddr {
-    spawn_router(sockrpc::Router::new().add_service(EchoServer::new(service))).await
 }
 
 fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
