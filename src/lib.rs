@@ -33,9 +33,13 @@ pub use sockrpc_protocol::{
     Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
     Request, Response, Status,
 };
+pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_service::{
     client, server, Body, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
     RpcService, Server, ServerConfig, Streaming,
+};
+pub use sockrpc_service::{
+    status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,
 };
 pub use sockrpc_transport::SocketConfig;
 
@@ -54,6 +58,7 @@ pub mod codegen {
     pub use bytes::Bytes;
     pub use futures_core::Stream;
     pub use prost_types;
+    pub use sockrpc_middleware::interceptor::{InterceptedService, Interceptor};
     pub use sockrpc_protocol::{
         Codec, IntoRequest, IntoStreamingRequest, ProstCodec, Request, Response, Status,
     };
@@ -61,5 +66,6 @@ pub mod codegen {
         client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
         BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
+    pub use sockrpc_service::{ClientService, Idempotency, RpcMethod};
     pub use tower_service::Service;
 }

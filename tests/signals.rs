@@ -946,3 +946,59 @@ async fn a_truncated_reply_is_fetched_through_the_auth_layer_with_the_callers_cr
     assert_eq!(server.handlers.grows.load(Ordering::SeqCst), 1);
     server.stop().await;
 }
+
+/// A layer that rebuilds every call from its parts, as a layer that rewrites the path or the
+/// request may: the `Call`'s re-issue mark does not survive that, but the re-issue must still
+/// be answered from the cache, never run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reissue_rebuilt_by_a_layer_is_still_answered_from_the_cache() {
+    let handlers = Counting::default();
+    let rebuild = tower::layer::layer_fn(|inner| {
+        tower::util::MapRequest::new(inner, |call: Call| {
+            let (path, request) = call.into_parts();
+            Call::new(path, request)
+        })
+    });
+    let builder = Server::builder()
+        .layer(rebuild)
+        .add_service(EchoServer::new(handlers.clone()));
+    let server = Running::start(builder, handlers, true).await;
+    let udp = UdpClient::connect(server.udp.expect("udp"), UdpClientConfig::default())
+        .await
+        .expect("udp client");
+    let grow = encoded(&authorized(GrowRequest { size: 5_000 }));
+    let deadline = Some(Instant::now() + BOUND);
+    let udp_call = match bounded("udp call", udp.call(&GROW, &grow, deadline)).await {
+        UdpOutcome::Truncated { instance, call_id } => (instance, call_id),
+        other => panic!("expected a truncated reply, got {other:?}"),
+    };
+    let conn = tcp_connection(server.tcp).await;
+    let response = bounded("re-issue", conn.reissue(GROW.clone(), grow, udp_call))
+        .await
+        .expect("the cached answer");
+    assert_eq!(
+        EchoReply::decode(response.get_ref().clone())
+            .expect("EchoReply")
+            .payload
+            .len(),
+        5_000
+    );
+    assert_eq!(
+        server.handlers.grows.load(Ordering::SeqCst),
+        1,
+        "the rebuilt re-issue did not run the call again"
+    );
+    // A made-up UDP identity is no licence to run a non-idempotent call either.
+    let made_up = encoded(&authorized(GrowRequest { size: 5_000 }));
+    let status = failure(
+        "a re-issue of a call that never ran",
+        bounded(
+            "re-issue",
+            conn.reissue(GROW.clone(), made_up, (udp_call.0, udp_call.1 + 1000)),
+        )
+        .await,
+    );
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_eq!(server.handlers.grows.load(Ordering::SeqCst), 1);
+    server.stop().await;
+}

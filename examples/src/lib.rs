@@ -13,6 +13,13 @@ pub mod routeguide {
     sockrpc::include_proto!("routeguide");
 }
 
+/// The `inventory` package from `proto/inventory/inventory.proto`: one method per idempotency
+/// level, for the resilience example.
+pub mod inventory {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("inventory");
+}
+
 /// The middleware stack of the `middleware-client` and `middleware-server` examples: one place
 /// to add a layer to both.
 #[path = "../middleware/stack.rs"]

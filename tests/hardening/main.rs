@@ -6,6 +6,7 @@
 
 mod config;
 mod half_close;
+mod keepalive;
 mod oversized;
 mod panics;
 mod pending_open;

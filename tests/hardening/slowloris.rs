@@ -160,8 +160,8 @@ async fn clients_past_the_connection_cap_are_refused_at_once() {
         "GOAWAY reason {reason:?}"
     );
 
-    // A generated client at the cap fails promptly, with a code a caller can act on. (The
-    // message varies: the GOAWAY's reason is not always read before the reset that follows.)
+    // A generated client at the cap fails promptly, with a code a caller can act on and the
+    // server's reason (the refusal closes in order, so the GOAWAY is always read).
     let refused = bounded("a generated client at the cap", async {
         let mut client = EchoClient::connect(format!("tcp://{}", server.addr)).await?;
         client.echo(EchoRequest::default()).await
@@ -171,6 +171,10 @@ async fn clients_past_the_connection_cap_are_refused_at_once() {
     assert!(
         matches!(refused.code(), Code::Unavailable | Code::ResourceExhausted),
         "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("connection limit"),
+        "the client is told why: {refused:?}"
     );
 
     // A slot frees: the holder leaves and the server sees it go.
@@ -202,5 +206,39 @@ async fn clients_past_the_connection_cap_are_refused_at_once() {
     };
     assert_eq!(reply.id, 7);
     drop(holders);
+    server.stop().await;
+}
+
+/// A connection answering call after call inline is never idle, however long it stays busy: the
+/// idle timer must not fire on it just because no call is in flight at the instant it looks.
+#[tokio::test(start_paused = true)]
+async fn busy_connection_outlives_the_idle_timeout() {
+    const IDLE: Duration = Duration::from_secs(1);
+    let server = Running::start(
+        Server::builder()
+            .idle_timeout(Some(IDLE))
+            .add_service(EchoServer::new(HardEcho::default())),
+    );
+    let mut conn = RawConn::connect(server.addr).await;
+    let request = EchoRequest::default().encode_to_vec();
+    // Forty calls 100 ms apart: four idle timeouts long, never 1 s without a call.
+    for call_id in 1..=40u32 {
+        conn.send(&concat(&[
+            &open(call_id, ECHO_PATH, &[]),
+            &frame(MESSAGE, END_STREAM, call_id, &request),
+        ]))
+        .await;
+        let frames = conn
+            .call_until_end(call_id, "a call on a busy connection")
+            .await;
+        let end = frames.last().expect("an END");
+        assert_eq!(end.kind, END, "call {call_id}: {frames:?}");
+        assert_eq!(end_code(end), OK, "call {call_id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Then quiet: closed one idle timeout later.
+    let (code, reason) = conn.goaway_then_close("the connection once quiet").await;
+    assert_eq!(code, UNAVAILABLE, "{reason}");
+    assert!(reason.contains("idle"), "{reason:?}");
     server.stop().await;
 }

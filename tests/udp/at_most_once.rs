@@ -314,8 +314,12 @@ async fn a_full_reply_cache_refuses_new_calls_and_never_lets_one_run_twice() {
                 succeeded.push(id);
             }
             UdpOutcome::Reply(Err(status)) => {
+                // Refused by the full cache (it did not run, and says so), or out of time.
                 assert!(
-                    matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable),
+                    matches!(
+                        status.code(),
+                        Code::DeadlineExceeded | Code::Unavailable | Code::ResourceExhausted
+                    ),
                     "call {id}: {status:?}"
                 );
                 failed.push(id);

@@ -120,6 +120,37 @@ impl Body {
         }
     }
 
+    /// Any stream of encoded messages as a body; a `Body` passes through unchanged (not wrapped
+    /// a second time, so a single message keeps its one-write path). What lets server layers
+    /// that replace the response body (to count or transform messages) sit in front of the
+    /// router.
+    pub fn new<B>(body: B) -> Body
+    where
+        B: Stream<Item = Result<Bytes, Status>> + Send + 'static,
+    {
+        let mut slot = Some(body);
+        if let Some(body) = (&mut slot as &mut dyn std::any::Any)
+            .downcast_mut::<Option<Body>>()
+            .and_then(Option::take)
+        {
+            return body;
+        }
+        match slot {
+            Some(body) => Body::from_stream(body),
+            None => Body::empty(),
+        }
+    }
+
+    /// A copy, when the body is known without polling (empty or one message; the message is
+    /// shared, not copied). `None` for a stream.
+    pub fn try_clone(&self) -> Option<Body> {
+        match &self.kind {
+            Kind::Empty => Some(Body::empty()),
+            Kind::Once(message) => Some(Body::once(message.clone())),
+            Kind::Stream(_) | Kind::Incoming(_) => None,
+        }
+    }
+
     /// Whether this is exactly one message, known without polling.
     pub fn is_once(&self) -> bool {
         matches!(self.kind, Kind::Once(_))

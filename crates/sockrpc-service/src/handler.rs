@@ -8,24 +8,16 @@ use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Request, Response, Status};
 use std::future::Future;
 
-/// Splits a call into its request parts, keeping the peer address.
+/// Splits a call into its request, keeping connection info and extensions.
 fn request_with<T>(call: Call, message: impl FnOnce(Body) -> T) -> Request<T> {
     let (_, request) = call.into_parts();
-    let remote = request.remote_addr();
-    let (metadata, body, timeout) = request.into_parts();
-    let mut request = Request::from_parts(metadata, message(body), timeout);
-    request.set_remote_addr(remote);
-    request
+    request.map(message)
 }
 
 async fn single_request<Req, C: Codec<Req>>(call: Call, codec: &C) -> Result<Request<Req>, Status> {
-    let request = request_with(call, |body| body);
-    let remote = request.remote_addr();
-    let (metadata, body, timeout) = request.into_parts();
+    let (head, body) = call.into_parts().1.split_message();
     let message = codec.decode(body.single().await?)?;
-    let mut request = Request::from_parts(metadata, message, timeout);
-    request.set_remote_addr(remote);
-    Ok(request)
+    Ok(head.map(|()| message))
 }
 
 fn once<Resp, C: Codec<Resp>>(

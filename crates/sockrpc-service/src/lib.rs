@@ -11,6 +11,10 @@
 //! - [`client`]: [`Channel`] (a `tower::Service<Call>` over the transport's connection pool),
 //!   [`Client`], and [`Endpoint`] (re-exported from the transport).
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
+//! - [`ReadyQueue`]: what a server does with a call when a layer is not ready (wait, bounded,
+//!   then shed with a [`Pushback`] hint).
+//! - [`Idempotency`] and [`RpcMethod`]: what generated clients tell middleware about a method.
+//! - [`status_from_error`]: tower's errors (`Elapsed`, `Overloaded`, ...) as a [`Status`](sockrpc_protocol::Status).
 //!
 //! One call, end to end: generated stub → [`Client::unary`] → [`Channel`] →
 //! `ClientConnection` (writes OPEN + MESSAGE) → socket → the transport's server connection task
@@ -20,18 +24,28 @@
 mod body;
 mod call;
 pub mod client;
+mod error;
 mod handler;
+mod method;
+mod pushback;
+mod ready;
 mod router;
 pub mod server;
 mod streaming;
 pub use sockrpc_transport::udp;
 
 pub use body::{Body, Incoming};
-pub use call::{BoxFuture, Call, CallFuture, NamedService, RouteService, RpcService};
+pub use call::{
+    BoxFuture, Call, CallFuture, ClientService, NamedService, RouteService, RpcService,
+};
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
+pub use error::{status_from_error, BoxError};
 pub use handler::{
     client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,
 };
+pub use method::{Idempotency, RpcMethod};
+pub use pushback::{Pushback, PREVIOUS_ATTEMPTS_KEY, RETRY_PUSHBACK_KEY};
+pub use ready::{call_future, IntoCallResponse, ReadyQueue};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerConfig};
 pub use streaming::Streaming;

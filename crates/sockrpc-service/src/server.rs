@@ -12,10 +12,11 @@
 
 mod dispatcher;
 
+pub(crate) use dispatcher::replay_in_scope;
 pub use dispatcher::Dispatcher;
 pub use sockrpc_transport::server::{PingPolicy, ServerConfig};
 
-use crate::Body;
+use crate::{Body, BoxError, IntoCallResponse, ReadyQueue};
 use crate::{Call, CallFuture, NamedService, RouteService, Router};
 use sockrpc_protocol::{Limits, Response, Status};
 use sockrpc_transport::server::{serve, serve_connection, Accept};
@@ -48,6 +49,7 @@ impl Server {
             router: Router::new(),
             config: ServerConfig::default(),
             udp: None,
+            queue: ReadyQueue::default(),
         }
     }
 }
@@ -59,6 +61,7 @@ pub struct ServerBuilder<L> {
     router: Router,
     config: ServerConfig,
     udp: Option<(tokio::net::UdpSocket, UdpServerConfig)>,
+    queue: ReadyQueue,
 }
 
 /// Turns the layered router into the service each connection runs, boxing futures only when a
@@ -67,78 +70,89 @@ pub trait Finish {
     /// The service a connection runs.
     type Service: RouteService + Clone + Send + Unpin + 'static;
 
-    /// Wraps `router`.
-    fn finish(&self, router: Router) -> Self::Service;
+    /// Wraps `router`; calls that find the stack not ready wait in `queue`.
+    fn finish(&self, router: Router, queue: &ReadyQueue) -> Self::Service;
 }
 
 impl Finish for Identity {
     type Service = Router;
 
-    fn finish(&self, router: Router) -> Router {
-        router
+    fn finish(&self, router: Router, queue: &ReadyQueue) -> Router {
+        router.ready_queue(queue.clone())
     }
 }
 
 impl<Inner, Outer> Finish for Stack<Inner, Outer>
 where
     Stack<Inner, Outer>: Layer<Router>,
-    <Stack<Inner, Outer> as Layer<Router>>::Service:
-        Service<Call, Response = Response<Body>, Error = Status> + Clone + Send + Unpin + 'static,
+    <Stack<Inner, Outer> as Layer<Router>>::Service: Service<Call> + Clone + Send + Unpin + 'static,
+    <<Stack<Inner, Outer> as Layer<Router>>::Service as Service<Call>>::Response: IntoCallResponse,
+    <<Stack<Inner, Outer> as Layer<Router>>::Service as Service<Call>>::Error:
+        Into<BoxError> + 'static,
     <<Stack<Inner, Outer> as Layer<Router>>::Service as Service<Call>>::Future: Send + 'static,
 {
     type Service = Boxed<<Stack<Inner, Outer> as Layer<Router>>::Service>;
 
-    fn finish(&self, router: Router) -> Self::Service {
-        Boxed(self.layer(router))
+    fn finish(&self, router: Router, queue: &ReadyQueue) -> Self::Service {
+        Boxed {
+            inner: self.layer(router.ready_queue(queue.clone())),
+            queue: queue.clone(),
+        }
     }
 }
 
-/// A service whose futures are boxed; wraps a middleware stack for the connection.
+/// A middleware stack for the connection: futures boxed (once), bodies and errors converted,
+/// and readiness honoured through a [`ReadyQueue`].
 #[derive(Debug, Clone)]
-pub struct Boxed<S>(S);
+pub struct Boxed<S> {
+    inner: S,
+    queue: ReadyQueue,
+}
 
 impl<S> Service<Call> for Boxed<S>
 where
-    S: Service<Call, Response = Response<Body>, Error = Status>,
+    S: Service<Call> + Clone + Send + 'static,
+    S::Response: IntoCallResponse,
+    S::Error: Into<BoxError> + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Status;
     type Future = CallFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        self.0.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        // Readiness is judged per call, in `call` (see `ReadyQueue`): a connection never waits.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        // Layers such as rate limits report readiness; a connection cannot wait per call without
-        // stalling every other call on it, so a service not ready now sheds this call.
-        let waker = std::task::Waker::noop();
-        match self.0.poll_ready(&mut Context::from_waker(waker)) {
-            Poll::Ready(Ok(())) => Box::pin(self.0.call(call)),
-            Poll::Ready(Err(status)) => Box::pin(std::future::ready(Err(status))),
-            Poll::Pending => Box::pin(std::future::ready(Err(Status::resource_exhausted(
-                "server is overloaded",
-            )))),
-        }
+        // Layers such as limits report readiness; a connection cannot wait per call without
+        // stalling every other call on it, so a call that finds the stack not ready waits in a
+        // bounded queue up to its deadline, and is shed when the queue is full or the wait ends.
+        self.queue.call(&mut self.inner, call)
     }
 }
 
 impl<L> ServerBuilder<L> {
-    /// Adds a tower layer around the router (the last added is the outermost).
+    /// Adds a tower layer around the router. Layers nest in the order added, as with tower's
+    /// `ServiceBuilder`: the first added is the outermost, the first to see a call.
     pub fn layer<N>(self, layer: N) -> ServerBuilder<Stack<N, L>> {
         ServerBuilder {
             layer: Stack::new(layer, self.layer),
             router: self.router,
             config: self.config,
             udp: self.udp,
+            queue: self.queue,
         }
     }
 
-    /// Mounts a generated server.
+    /// Mounts a generated server, or one wrapped in middleware (an interceptor, a limit).
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: NamedService + RouteService + Clone + Send + Sync + 'static,
+        S: NamedService + Service<Call> + Clone + Send + Sync + 'static,
+        S::Response: IntoCallResponse,
+        S::Error: Into<BoxError> + 'static,
+        S::Future: Send + 'static,
     {
         self.router = self.router.add_service(service);
         self
@@ -188,9 +202,32 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Sets the server's keepalive: PING a client heard nothing from for `interval`, close it
+    /// if the PONG does not come within `timeout` (`None`: never PING).
+    pub fn keepalive(mut self, keepalive: Option<sockrpc_transport::Keepalive>) -> Self {
+        self.config.keepalive = keepalive;
+        self
+    }
+
     /// Sets how long a frame may take from its first byte to its last.
     pub fn frame_timeout(mut self, timeout: Duration) -> Self {
         self.config.frame_timeout = timeout;
+        self
+    }
+
+    /// Sets the longest any call may run, server-wide: calls without a deadline get this one,
+    /// and a client's deadline further away is shortened to it. When it passes the handler is
+    /// cancelled and the client gets `DEADLINE_EXCEEDED`. Applies to TCP, Unix and UDP calls.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets how calls wait when a layer is not ready for them: how many may wait, for how
+    /// long, and the pushback hint a shed call carries (see [`ReadyQueue`]). Default: 1024
+    /// calls, 1 s, 100 ms.
+    pub fn ready_queue(mut self, queue: ReadyQueue) -> Self {
+        self.queue = queue;
         self
     }
 
@@ -289,10 +326,12 @@ impl<L: Finish> ServerBuilder<L> {
         listener: A,
         signal: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone()));
+        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &self.queue));
         let stop_udp = CancellationToken::new();
         let mut udp_task = None;
+        let timeout = self.config.timeout;
         let reply_cache = self.udp.take().map(|(socket, mut udp_config)| {
+            udp_config.timeout = udp_config.timeout.or(timeout);
             // Methods the .proto marks idempotent skip the at-most-once cache.
             udp_config
                 .idempotent_methods
@@ -327,7 +366,7 @@ impl<L: Finish> ServerBuilder<L> {
     where
         T: AsyncRead + AsyncWrite + Send + Sync + 'static,
     {
-        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone()));
+        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &self.queue));
         serve_connection(io, peer, dispatcher, self.config.clone()).await;
     }
 }

@@ -42,18 +42,9 @@ impl fmt::Debug for RequestBody {
     }
 }
 
-/// Which kind of socket a call came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// A TCP connection.
-    Tcp,
-    /// A Unix domain socket connection.
-    Unix,
-    /// A UDP datagram.
-    Udp,
-    /// Any other byte stream (an in-memory duplex in a test, a stream the caller connected).
-    Other,
-}
+/// Which kind of socket a call came in on (defined beside [`ConnInfo`](sockrpc_protocol::ConnInfo)
+/// in the protocol crate, since a request carries it).
+pub use sockrpc_protocol::TransportKind;
 
 /// A TCP re-issue of a UDP call whose answer did not fit a datagram: the protocol's OPEN
 /// carries the UDP call's identity in a field of its own (never in user metadata), and the
@@ -82,7 +73,8 @@ impl fmt::Debug for Replay {
 pub struct IncomingCall {
     /// `/package.Service/Method`.
     pub path: MethodPath,
-    /// Metadata, timeout, peer address and the request's messages.
+    /// Metadata, timeout, connection info (socket kind, peer and local address) and the
+    /// request's messages.
     pub request: Request<RequestBody>,
     /// The socket kind it came in on.
     pub transport: TransportKind,

@@ -5,6 +5,7 @@
 //! - [`codec`]: [`FrameDecoder`], a tokio-util decoder that checks every size first.
 //! - [`flow`]: per-call flow control for streams (window, credit).
 //! - [`outbox`]: [`Outbox`], the shared write buffer that coalesces frames from many calls.
+//! - [`reader`]: [`FrameReader`], the read buffer and decoder both ends share.
 //! - [`client`]: [`ClientConnection`], many calls multiplexed over one stream.
 //! - [`server`]: the accept loop and the server's connection task; calls go up through
 //!   [`Dispatch`].
@@ -27,6 +28,7 @@ pub mod flow;
 pub mod outbox;
 mod panic;
 pub mod pool;
+pub mod reader;
 pub mod server;
 pub mod socket;
 pub mod udp;
@@ -42,6 +44,7 @@ pub use dispatch::{
 };
 pub use endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use outbox::Outbox;
+pub use reader::FrameReader;
 pub use server::{PingPolicy, ServerConfig};
 pub use socket::{bind_tcp, connect_tcp, SocketConfig, SocketOptions};
 pub use unix::{bind_unix, connect_unix};

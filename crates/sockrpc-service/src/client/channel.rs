@@ -180,9 +180,15 @@ impl Service<Call> for Channel {
     fn call(&mut self, call: Call) -> ChannelFuture {
         let streaming_response = call.streaming_response();
         let (path, request) = call.into_parts();
-        let (metadata, body, mut timeout) = request.into_parts();
+        let (mut metadata, body, mut timeout) = request.into_parts();
         if timeout.is_none() {
             timeout = self.pool.endpoint().timeout;
+        }
+        if let Some(agent) = &self.pool.endpoint().user_agent {
+            if !metadata.contains_key("user-agent") {
+                // Checked printable ASCII when the endpoint was built.
+                let _ = metadata.insert("user-agent", agent);
+            }
         }
         let pool = self.pool.clone();
         let (first, body) = match body.into_once() {

@@ -4,9 +4,24 @@
 //! [`Dispatch`] implementation; this is it. It turns the transport's [`IncomingCall`] into a
 //! [`Call`] and runs the layered router, so both transports go through the same middleware and
 //! the same router, in the same way.
+//!
+//! A TCP re-issue of a UDP call must reach the router still marked as one, or the router would
+//! run a call that already ran. A middleware layer may rebuild the `Call` (`into_parts`, then
+//! `Call::new`) and drop the mark with it, so the mark also travels beside the call, in a
+//! task-local scope around both the synchronous `call` and every poll of its future: whatever a
+//! layer does, the router finds it.
 
 use crate::{Body, Call, RouteService};
-use sockrpc_transport::{Dispatch, DispatchFuture, IncomingCall};
+use sockrpc_transport::{Dispatch, DispatchFuture, IncomingCall, Replay};
+
+tokio::task_local! {
+    static REPLAY: Replay;
+}
+
+/// The re-issue being dispatched on this task, if any (read by the router).
+pub(crate) fn replay_in_scope() -> Option<Replay> {
+    REPLAY.try_with(Replay::clone).ok()
+}
 
 /// Runs the layered router for each call a transport receives.
 #[derive(Debug, Clone)]
@@ -28,6 +43,14 @@ where
     type Body = Body;
 
     fn dispatch(&mut self, call: IncomingCall) -> DispatchFuture<Body> {
-        self.service.call(Call::from_incoming(call))
+        match call.replay.clone() {
+            None => self.service.call(Call::from_incoming(call)),
+            Some(replay) => {
+                let service = &mut self.service;
+                let future =
+                    REPLAY.sync_scope(replay.clone(), || service.call(Call::from_incoming(call)));
+                Box::pin(REPLAY.scope(replay, future))
+            }
+        }
     }
 }

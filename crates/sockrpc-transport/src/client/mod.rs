@@ -24,7 +24,8 @@ pub use stream::{StreamReceiver, StreamSender};
 
 use crate::codec::FrameDecoder;
 use crate::outbox::{BoxWriter, Outbox};
-use bytes::{Bytes, BytesMut};
+use crate::reader::FrameReader;
+use bytes::Bytes;
 use driver::Driver;
 use sockrpc_protocol::frame::PREFACE;
 use sockrpc_protocol::{Limits, MetadataMap, MethodPath, Request, Response, Status};
@@ -318,9 +319,7 @@ impl ClientConnection {
         });
         let driver = Driver::new(
             Arc::clone(&shared),
-            Box::pin(reader),
-            FrameDecoder::new(limits),
-            BytesMut::with_capacity(16 * 1024),
+            FrameReader::new(Box::pin(reader), FrameDecoder::new(limits)),
             options.keepalive,
             options.on_close,
         );

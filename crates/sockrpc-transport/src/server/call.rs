@@ -15,7 +15,7 @@ use super::open::Opened;
 use super::respond::{answer_now, encode_refusal, pump, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::panic::{panicked, poll_caught};
-use sockrpc_protocol::{Code, Request, Response, Status};
+use sockrpc_protocol::{Code, ConnInfo, Request, Response, Status};
 use std::{
     future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
@@ -68,7 +68,8 @@ impl<D: Dispatch> Connection<D> {
         };
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
-        request.set_remote_addr(self.peer);
+        // A few plain values in a field of their own: no allocation per call.
+        request.set_conn_info(Some(ConnInfo::new(self.transport, self.peer, self.local)));
         let call = IncomingCall {
             path,
             request,
@@ -267,6 +268,7 @@ async fn finish_call<B: OutboundBody>(
         if state.running.is_empty() {
             // A draining connection waits for its last handler to finish; an idle one starts
             // its idle clock.
+            state.went_idle += 1;
             state.outbox.wake_driver();
         }
         state.outbox.flush_or_hand_off(cx);

@@ -5,6 +5,7 @@
 //! limits, the per-connection call cap) or CPU (the ping policy).
 
 use super::PingPolicy;
+use crate::client::Keepalive;
 use crate::socket::SocketConfig;
 use sockrpc_protocol::Limits;
 use std::time::Duration;
@@ -37,6 +38,26 @@ pub struct ServerConfig {
     /// Time a frame may take from its first byte to its last. A peer that starts a frame and
     /// stops sending (slowloris) is closed when it passes. Default 30 s.
     pub frame_timeout: Duration,
+    /// Server-side keepalive (gRPC's `KEEPALIVE_TIME` / `KEEPALIVE_TIMEOUT`): after `interval`
+    /// with nothing received from the client, the server PINGs it, and closes the connection
+    /// if no PONG comes within `timeout` — a client that vanished (power loss, a dropped NAT
+    /// entry) does not hold its connection and calls for ever. `None` sends no PINGs.
+    /// Default: every 2 hours, 20 s to answer (gRPC's defaults).
+    pub keepalive: Option<Keepalive>,
+    /// The longest any call may run, server-wide: a call whose client set no deadline gets this
+    /// one, and a client deadline further away is shortened to it (tonic's `timeout`). The
+    /// handler is cancelled and the client told `DEADLINE_EXCEEDED` when it passes, exactly as
+    /// for a client's own deadline. `None` (the default): only the client's deadline applies.
+    pub timeout: Option<Duration>,
+}
+
+/// The deadline a call gets: the client's, shortened to the server's `timeout` if that is set
+/// and sooner.
+pub(crate) fn cap_timeout(client: Option<Duration>, server: Option<Duration>) -> Option<Duration> {
+    match (client, server) {
+        (Some(client), Some(server)) => Some(client.min(server)),
+        (client, server) => client.or(server),
+    }
 }
 
 impl Default for ServerConfig {
@@ -51,6 +72,26 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(300)),
             frame_timeout: Duration::from_secs(30),
+            keepalive: Some(Keepalive::new(
+                Duration::from_secs(2 * 60 * 60),
+                Duration::from_secs(20),
+            )),
+            timeout: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_timeout_shortens_a_later_client_deadline_and_fills_a_missing_one() {
+        let (short, long) = (Duration::from_secs(1), Duration::from_secs(9));
+        assert_eq!(cap_timeout(Some(long), Some(short)), Some(short));
+        assert_eq!(cap_timeout(Some(short), Some(long)), Some(short));
+        assert_eq!(cap_timeout(None, Some(short)), Some(short));
+        assert_eq!(cap_timeout(Some(long), None), Some(long));
+        assert_eq!(cap_timeout(None, None), None);
     }
 }

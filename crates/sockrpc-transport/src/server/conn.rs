@@ -20,13 +20,12 @@ use super::open::OpenCalls;
 use super::respond::{Shared, INBOUND_BUDGET};
 use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
-use crate::client::BoxReader;
 use crate::codec::{DecodeError, FrameDecoder};
 use crate::dispatch::{Dispatch, TransportKind};
 use crate::outbox::{Outbox, HIGH_WATER};
+use crate::reader::FrameReader;
 use crate::server::Accepted;
 use crate::udp::ReplyCache;
-use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::{Code, Limits};
 use std::{
@@ -38,7 +37,6 @@ use std::{
     time::Duration,
 };
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Per-connection settings, shared by every connection of one server.
@@ -53,6 +51,9 @@ pub(super) struct ConnConfig {
     pub(super) handshake_timeout: Duration,
     pub(super) idle_timeout: Option<Duration>,
     pub(super) frame_timeout: Duration,
+    pub(super) keepalive: Option<crate::client::Keepalive>,
+    /// The server-wide cap on any call's deadline.
+    pub(super) timeout: Option<Duration>,
 }
 
 impl ConnConfig {
@@ -65,39 +66,40 @@ impl ConnConfig {
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             frame_timeout: config.frame_timeout,
+            keepalive: config.keepalive,
+            timeout: config.timeout,
         }
     }
 }
 
 const READS_PER_POLL: usize = 16;
 
-/// A read buffer that grew past this for a large frame is given up once that frame is taken,
-/// so small frames that follow do not share (and keep alive) the large allocation.
-const LARGE_READ_BUFFER: usize = 64 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
-
 /// The connection's task.
 pub(super) struct Connection<D> {
     pub(super) dispatch: D,
     pub(super) shared: Arc<Shared>,
-    reader: BoxReader,
-    rbuf: BytesMut,
-    decoder: FrameDecoder,
+    reader: FrameReader,
     pub(super) peer: Option<SocketAddr>,
+    pub(super) local: Option<SocketAddr>,
     pub(super) transport: TransportKind,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
     pub(super) last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    timers: Timers,
+    pub(super) timers: Timers,
     pub(super) draining: bool,
     pub(super) last_ping: Option<Instant>,
     pub(super) ping_strikes: u32,
     /// `answers_sent` when the last PING came: data sent since clears the strikes.
     pub(super) answers_at_last_ping: u64,
-    /// Frames decoded so far; when it moves, a partial frame in the buffer is a new one.
-    frames_decoded: u64,
+    /// `reader.frames()` at the last look: when it moves, a partial frame is a new one.
     frames_at_last_check: u64,
+    /// Keepalive: `reader.frames()` when its timer was armed, and the PING awaiting its PONG.
+    frames_at_keepalive: u64,
+    pub(super) awaiting_pong: Option<u64>,
+    /// `last_call_id` and `went_idle` when the idle timer was (re)armed: a call opened, or a
+    /// running one finished, since then means the connection was not idle all along.
+    calls_at_idle_check: (u32, u64),
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -113,10 +115,9 @@ impl<D: Dispatch> Connection<D> {
         Connection {
             dispatch,
             shared: Arc::new(Shared::new(outbox, config.limits)),
-            reader: accepted.reader,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            decoder: FrameDecoder::new(config.limits),
+            reader: FrameReader::new(accepted.reader, FrameDecoder::new(config.limits)),
             peer: accepted.peer,
+            local: accepted.local,
             transport: accepted.transport,
             opened: OpenCalls::default(),
             last_call_id: 0,
@@ -130,8 +131,10 @@ impl<D: Dispatch> Connection<D> {
             last_ping: None,
             ping_strikes: 0,
             answers_at_last_ping: 0,
-            frames_decoded: 0,
             frames_at_last_check: 0,
+            calls_at_idle_check: (0, 0),
+            frames_at_keepalive: 0,
+            awaiting_pong: None,
         }
     }
 
@@ -161,33 +164,45 @@ impl<D: Dispatch> Connection<D> {
         Poll::Ready(())
     }
 
-    /// After a read batch: what the peer now owes, and by when.
+    /// After a read batch: what the peer now owes, and by when. Reads the clock only when
+    /// something is owed: a connection whose reads end on frame boundaries and whose calls are
+    /// answered within the batch (the common case) pays nothing here.
     fn update_deadlines(&mut self) {
-        let now = Instant::now();
+        let mut clock = None;
+        let mut now = || *clock.get_or_insert_with(Instant::now);
+        let frame_timeout = self.config.frame_timeout;
         let due = &mut self.timers.due;
-        if due.handshake.is_some() && self.decoder.past_preface() {
+        if due.handshake.is_some() && self.reader.past_preface() {
             due.handshake = None;
         }
         // Each frame gets frame_timeout from its first byte: the clock restarts whenever a
         // frame completed since the last look (what is buffered now is a newer frame).
-        let progressed = self.frames_decoded != self.frames_at_last_check;
-        self.frames_at_last_check = self.frames_decoded;
-        due.frame = match (self.decoder.mid_frame(self.rbuf.len()), due.frame) {
+        let progressed = self.reader.frames() != self.frames_at_last_check;
+        self.frames_at_last_check = self.reader.frames();
+        due.frame = match (self.reader.mid_frame(), due.frame) {
             (false, _) => None,
             (true, Some(started)) if !progressed => Some(started),
-            (true, _) => Some(now + self.config.frame_timeout),
+            (true, _) => Some(now() + frame_timeout),
         };
         due.open = if self.opened.is_empty() {
             None
         } else {
-            self.opened.settle()
+            self.opened.settle(now(), frame_timeout)
         };
-        let idle = self.opened.is_empty() && self.shared.lock().running.is_empty();
-        due.idle = match (idle, self.config.idle_timeout, due.idle) {
-            (true, Some(_), Some(since)) => Some(since),
-            (true, Some(limit), None) => Some(now + limit),
-            _ => None,
-        };
+        if due.keepalive.is_none() {
+            if let Some(keepalive) = self.config.keepalive {
+                due.keepalive = Some(now() + keepalive.interval);
+                self.frames_at_keepalive = self.reader.frames();
+            }
+        }
+        // The idle deadline is armed once and checked when it fires (calls opened since then
+        // push it back), so a busy connection never moves its timer per call.
+        if due.idle.is_none() {
+            if let Some(limit) = self.config.idle_timeout {
+                due.idle = Some(now() + limit);
+                self.calls_at_idle_check = (self.last_call_id, self.shared.lock().went_idle);
+            }
+        }
     }
 
     /// The timer fired: act on whichever deadline passed. `Some` closes the connection.
@@ -216,13 +231,42 @@ impl<D: Dispatch> Connection<D> {
             self.timers.due.open = if self.opened.is_empty() {
                 None
             } else {
-                self.opened.settle()
+                self.opened.settle(now, self.config.frame_timeout)
             };
         }
-        if due.idle.is_some_and(|at| at <= now) && self.in_flight() == 0 {
-            tracing::debug!(peer = ?self.peer, "closing idle connection");
-            let reason = (Code::Unavailable, "idle connection closed".to_owned());
-            return Some(self.close(cx, Some(reason)));
+        if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
+            if at <= now {
+                if self.awaiting_pong.is_some() {
+                    tracing::debug!(peer = ?self.peer, "closing connection: keepalive PING unanswered");
+                    let reason = (Code::Unavailable, "keepalive timeout".to_owned());
+                    return Some(self.close(cx, Some(reason)));
+                }
+                if self.reader.frames() == self.frames_at_keepalive {
+                    // Nothing heard for a whole interval: is the client still there?
+                    let payload =
+                        u64::from(self.last_call_id) << 32 | self.reader.frames() & 0xffff_ffff;
+                    frame::encode_ping(self.shared.lock().outbox.buf_mut(), payload);
+                    self.awaiting_pong = Some(payload);
+                    self.timers.due.keepalive = Some(now + keepalive.timeout);
+                } else {
+                    self.timers.due.keepalive = Some(now + keepalive.interval);
+                }
+                self.frames_at_keepalive = self.reader.frames();
+            }
+        }
+        if let (Some(at), Some(limit)) = (due.idle, self.config.idle_timeout) {
+            if at <= now {
+                let activity = (self.last_call_id, self.shared.lock().went_idle);
+                let quiet = activity == self.calls_at_idle_check;
+                if quiet && self.in_flight() == 0 {
+                    tracing::debug!(peer = ?self.peer, "closing idle connection");
+                    let reason = (Code::Unavailable, "idle connection closed".to_owned());
+                    return Some(self.close(cx, Some(reason)));
+                }
+                // Busy since the timer was armed: idle, if at all, only from now on.
+                self.calls_at_idle_check = activity;
+                self.timers.due.idle = Some(now + limit);
+            }
         }
         None
     }
@@ -230,16 +274,6 @@ impl<D: Dispatch> Connection<D> {
     fn paused(&self) -> bool {
         let state = self.shared.lock();
         state.inbound_bytes > INBOUND_BUDGET || state.outbox.buffered() > HIGH_WATER
-    }
-
-    /// Gives up the read buffer after a large frame: whatever small frames follow go into a
-    /// fresh small buffer instead of sharing (and pinning) the large one.
-    fn shrink_read_buffer(&mut self) {
-        if self.rbuf.capacity() > LARGE_READ_BUFFER && self.rbuf.len() < READ_CHUNK {
-            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
-            fresh.extend_from_slice(&self.rbuf);
-            self.rbuf = fresh;
-        }
     }
 }
 
@@ -307,14 +341,7 @@ impl<D: Dispatch> Future for Connection<D> {
                     return Poll::Pending;
                 }
             }
-            if this.rbuf.capacity() - this.rbuf.len() < 4096 {
-                let want = this
-                    .decoder
-                    .bytes_wanted(this.rbuf.len())
-                    .clamp(READ_CHUNK, 256 * 1024);
-                this.rbuf.reserve(want);
-            }
-            let n = match tokio_util::io::poll_read_buf(this.reader.as_mut(), cx, &mut this.rbuf) {
+            let n = match this.reader.poll_fill(cx) {
                 Poll::Pending => {
                     drained = true;
                     break;
@@ -330,9 +357,8 @@ impl<D: Dispatch> Future for Connection<D> {
                 return this.close(cx, None);
             }
             loop {
-                match this.decoder.decode(&mut this.rbuf) {
+                match this.reader.next_frame() {
                     Ok(Some(frame)) => {
-                        this.frames_decoded += 1;
                         if let Err((code, reason)) = this.on_frame(cx, frame) {
                             tracing::warn!(peer = ?this.peer, %reason, "closing connection: protocol error");
                             return this.close(cx, Some((code, reason)));
@@ -349,7 +375,7 @@ impl<D: Dispatch> Future for Connection<D> {
                     }
                 }
             }
-            this.shrink_read_buffer();
+            this.reader.settle();
             let mut state = this.shared.lock();
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
                 drop(state);
@@ -364,7 +390,7 @@ impl<D: Dispatch> Future for Connection<D> {
             }
         }
         this.update_deadlines();
-        if !drained || this.timers.poll(cx).is_ready() {
+        if !drained || (this.timers.stale() && this.timers.poll(cx).is_ready()) {
             // More to read (yield to other tasks first), or a deadline already past (a clock
             // jump, a paused-clock test): come back at once.
             cx.waker().wake_by_ref();

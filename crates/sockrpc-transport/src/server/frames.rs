@@ -40,6 +40,7 @@ impl<D: Dispatch> Connection<D> {
                     ));
                 }
                 self.last_call_id = call_id;
+                let timeout = super::config::cap_timeout(timeout, self.config.timeout);
                 let busy = self.in_flight() >= self.config.max_concurrent_calls;
                 if self.draining {
                     self.refuse(call_id);
@@ -59,14 +60,7 @@ impl<D: Dispatch> Connection<D> {
                         ))),
                     );
                 } else {
-                    let opened = Opened::new(
-                        path,
-                        metadata,
-                        timeout,
-                        reissue,
-                        Instant::now(),
-                        self.config.frame_timeout,
-                    );
+                    let opened = Opened::new(path, metadata, timeout, reissue);
                     if streaming {
                         self.open_stream(cx, call_id, opened, end_stream);
                     } else {
@@ -159,7 +153,12 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
             Frame::Ping { payload } => self.on_ping(payload)?,
-            // A client's GOAWAY, PONG or HEADERS needs no action from the server.
+            Frame::Pong { payload } if self.awaiting_pong == Some(payload) => {
+                // The client is alive: the next keepalive PING is an interval away.
+                self.awaiting_pong = None;
+                self.timers.due.keepalive = None;
+            }
+            // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
             _ => {}
         }
         Ok(())

@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::Code;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,8 @@ pub struct Accepted {
     pub writer: BoxWriter,
     /// The peer's address (`None` for a Unix socket).
     pub peer: Option<SocketAddr>,
+    /// Our address on this connection (`None` for a Unix socket).
+    pub local: Option<SocketAddr>,
     /// Which kind of socket it is.
     pub transport: TransportKind,
 }
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Accepted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accepted")
             .field("peer", &self.peer)
+            .field("local", &self.local)
             .field("transport", &self.transport)
             .finish()
     }
@@ -56,11 +59,13 @@ impl Accept for TcpListener {
         if let Err(err) = socket.apply_accepted(&stream) {
             tracing::debug!(%peer, error = %err, "could not set socket options");
         }
+        let local = stream.local_addr().ok();
         let (reader, writer) = TcpStream::into_split(stream);
         Ok(Accepted {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
             peer: Some(peer),
+            local,
             transport: TransportKind::Tcp,
         })
     }
@@ -74,6 +79,7 @@ impl Accept for UnixListener {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
             peer: None,
+            local: None,
             transport: TransportKind::Unix,
         })
     }
@@ -123,7 +129,7 @@ where
                 limit = config.max_connections,
                 "refusing connection: at the connection limit"
             );
-            refuse(accepted.writer);
+            refuse(accepted);
             continue;
         };
         let conn = Connection::new(
@@ -153,23 +159,49 @@ where
     Ok(())
 }
 
-/// Tells a client past the connection cap why it is refused, without waiting on it: the
-/// preface and a GOAWAY fit any fresh socket's send buffer, so one non-blocking write
-/// suffices; a client that is not reading simply gets the close.
-fn refuse(mut writer: BoxWriter) {
-    let mut buf = BytesMut::with_capacity(64);
-    buf.extend_from_slice(&PREFACE);
-    frame::encode_goaway(
-        &mut buf,
-        0,
-        Code::ResourceExhausted,
-        "server is at its connection limit",
-    );
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let _ = writer.as_mut().poll_write(&mut cx, &buf);
-    let _ = writer.as_mut().poll_shutdown(&mut cx);
+/// Tells a client past the connection cap why it is refused: PREFACE and GOAWAY, then an
+/// orderly close. Closing at once would reset the connection while the client's own preface
+/// and first call are still unread, and a reset can destroy the GOAWAY before the client reads
+/// it; so the write side is shut (FIN) and what the client sends is read and dropped until it
+/// closes too, for at most [`REFUSAL_LINGER`] and [`REFUSAL_DRAIN`] bytes. The task holds no
+/// permit: a flood of refused clients costs one small task each, for at most that long.
+fn refuse(accepted: Accepted) {
+    tokio::spawn(async move {
+        let Accepted {
+            mut reader,
+            mut writer,
+            ..
+        } = accepted;
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&PREFACE);
+        frame::encode_goaway(
+            &mut buf,
+            0,
+            Code::ResourceExhausted,
+            "server is at its connection limit",
+        );
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            writer.write_all(&buf).await?;
+            writer.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            let mut drained = 0;
+            while drained < REFUSAL_DRAIN {
+                match reader.read(&mut sink).await? {
+                    0 => break,
+                    n => drained += n,
+                }
+            }
+            io::Result::Ok(())
+        })
+        .await;
+    });
 }
+
+/// How long a refused connection is kept to deliver its GOAWAY.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Bytes read (and dropped) from a refused client while its GOAWAY is delivered.
+const REFUSAL_DRAIN: usize = 64 * 1024;
 
 /// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes.
 pub async fn serve_connection<T, D>(
@@ -186,6 +218,7 @@ pub async fn serve_connection<T, D>(
         reader: Box::pin(reader),
         writer: Box::pin(writer),
         peer,
+        local: None,
         transport: TransportKind::Other,
     };
     let config = Arc::new(ConnConfig::new(&config, None));

@@ -10,7 +10,7 @@
 //! [`serve`]; everything about sockets, frames, limits and timeouts lives here.
 
 mod call;
-mod config;
+pub(crate) mod config;
 mod conn;
 mod frames;
 mod listener;

@@ -18,8 +18,9 @@ pub(super) struct Opened {
     pub(super) timeout: Option<Duration>,
     /// The UDP call this re-issues (the OPEN's `FLAG_REISSUE` field).
     pub(super) reissue: Option<(u64, u32)>,
-    /// When the wait for the request message ends.
-    pub(super) expires: Instant,
+    /// When the wait for the request message ends; set once the call is still waiting at the
+    /// end of a read batch (most never are: their MESSAGE arrives in the same read).
+    expires: Option<Instant>,
     /// Path and metadata no longer share the connection's read buffer.
     unshared: bool,
 }
@@ -30,30 +31,35 @@ impl Opened {
         metadata: MetadataMap,
         timeout: Option<Duration>,
         reissue: Option<(u64, u32)>,
-        now: Instant,
-        frame_timeout: Duration,
     ) -> Opened {
-        let deadline = timeout.map(|t| now + t);
-        let patience = now + frame_timeout;
         Opened {
             path,
             metadata,
-            deadline,
+            deadline: timeout.map(|t| Instant::now() + t),
             timeout,
             reissue,
-            expires: deadline.map_or(patience, |d| d.min(patience)),
+            expires: None,
             unshared: false,
         }
     }
 
-    /// Copies path and metadata out of the read buffer: a 50-byte OPEN must not keep a
-    /// multi-megabyte buffer alive while it waits.
-    fn unshare(&mut self) {
+    /// The call will wait across reads: copies path and metadata out of the read buffer (a
+    /// 50-byte OPEN must not keep a multi-megabyte buffer alive while it waits), and fixes when
+    /// the wait ends. Returns that instant.
+    fn settle(&mut self, now: Instant, frame_timeout: Duration) -> Instant {
         if !self.unshared {
             self.path = self.path.unshared();
             self.metadata.unshare();
             self.unshared = true;
         }
+        *self.expires.get_or_insert_with(|| {
+            let patience = now + frame_timeout;
+            self.deadline.map_or(patience, |d| d.min(patience))
+        })
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| at <= now)
     }
 }
 
@@ -66,8 +72,7 @@ pub(super) struct OpenCalls {
 
 impl OpenCalls {
     pub(super) fn insert(&mut self, id: u32, opened: Opened) {
-        if let Some((previous, mut earlier)) = self.last.replace((id, opened)) {
-            earlier.unshare();
+        if let Some((previous, earlier)) = self.last.replace((id, opened)) {
             self.rest.insert(previous, earlier);
         }
     }
@@ -92,30 +97,25 @@ impl OpenCalls {
         self.rest.clear();
     }
 
-    /// Called after each read batch while calls still wait: they will be held across reads, so
-    /// their path and metadata are copied out of the read buffer. Returns the soonest expiry.
-    pub(super) fn settle(&mut self) -> Option<Instant> {
-        if let Some((_, last)) = &mut self.last {
-            last.unshare();
-        }
-        let last = self.last.as_ref().map(|(_, opened)| opened.expires);
-        let rest = self.rest.values().map(|opened| opened.expires).min();
-        match (last, rest) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    /// Called after each read batch while calls still wait: they will be held across reads
+    /// (see [`Opened::settle`]). Returns the soonest expiry.
+    pub(super) fn settle(&mut self, now: Instant, frame_timeout: Duration) -> Option<Instant> {
+        let last = self.last.iter_mut().map(|(_, opened)| opened);
+        last.chain(self.rest.values_mut())
+            .map(|opened| opened.settle(now, frame_timeout))
+            .min()
     }
 
     /// Removes and returns every call whose wait has ended by `now`.
     pub(super) fn expire(&mut self, now: Instant) -> Vec<(u32, Opened)> {
         let mut expired = Vec::new();
-        if self.last.as_ref().is_some_and(|(_, o)| o.expires <= now) {
+        if self.last.as_ref().is_some_and(|(_, o)| o.expired(now)) {
             expired.extend(self.last.take());
         }
         let ids: Vec<u32> = self
             .rest
             .iter()
-            .filter(|(_, o)| o.expires <= now)
+            .filter(|(_, o)| o.expired(now))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {

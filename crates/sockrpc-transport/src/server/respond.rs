@@ -52,6 +52,9 @@ pub(super) struct ConnState {
     /// Answers (HEADERS or MESSAGE) written so far: a PING after the server sent data is not a
     /// strike (gRPC resets its strike count when it sends data, not when the peer opens calls).
     pub(super) answers_sent: u64,
+    /// Times the last handler running in a task of its own finished: the connection's idle
+    /// clock counts from then.
+    pub(super) went_idle: u64,
 }
 
 /// Inbound stream bytes one connection may hold before it stops reading.
@@ -106,6 +109,7 @@ impl Shared {
                 reader: None,
                 writers: Vec::new(),
                 answers_sent: 0,
+                went_idle: 0,
             }),
             limits,
         }

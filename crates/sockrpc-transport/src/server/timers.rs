@@ -5,6 +5,7 @@
 //!  a frame half-read:   frame_timeout since its first byte arrived    (slowloris)
 //!  no call in flight:   idle_timeout since the last one ended          (MAX_CONNECTION_IDLE)
 //!  OPEN, no MESSAGE:    the call's deadline, or frame_timeout          (see open.rs)
+//!  nothing received:    keepalive interval, then PING; no PONG within its timeout: closed
 //! ```
 //!
 //! Why one: these are all "the peer owes us something by then"; keeping a single `Sleep` reset
@@ -29,14 +30,22 @@ pub(super) struct Deadlines {
     pub(super) idle: Option<Instant>,
     /// The soonest OPEN still waiting for its MESSAGE expires.
     pub(super) open: Option<Instant>,
+    /// Keepalive: a PING is due (or, one being unanswered, the PONG is overdue).
+    pub(super) keepalive: Option<Instant>,
 }
 
 impl Deadlines {
     fn soonest(&self) -> Option<Instant> {
-        [self.handshake, self.frame, self.idle, self.open]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.handshake,
+            self.frame,
+            self.idle,
+            self.open,
+            self.keepalive,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -54,6 +63,12 @@ impl Timers {
             sleep: None,
             armed: None,
         }
+    }
+
+    /// Whether the deadlines changed since the timer was last armed (so it must be polled
+    /// again to re-arm).
+    pub(super) fn stale(&self) -> bool {
+        self.armed != self.due.soonest()
     }
 
     /// Arms the timer for the soonest deadline and polls it: `Ready` when it has passed (the

@@ -27,7 +27,7 @@ use super::{bump, counters};
 use crate::dispatch::{Dispatch, IncomingCall, OutboundBody, RequestBody, TransportKind};
 use crate::panic::{panicked, poll_caught};
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::{Limits, Request, Response, Status};
+use sockrpc_protocol::{ConnInfo, Limits, Request, Response, Status};
 use std::{
     borrow::Cow,
     collections::HashSet,
@@ -65,6 +65,9 @@ pub struct UdpServerConfig {
     pub rate_limit: RateLimit,
     /// How long running calls may finish after shutdown begins. Default 5 s.
     pub grace_period: Duration,
+    /// The server-wide cap on any call's deadline, as
+    /// [`ServerConfig::timeout`](crate::server::ServerConfig::timeout). Default `None`.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for UdpServerConfig {
@@ -77,6 +80,7 @@ impl Default for UdpServerConfig {
             cookie_lifetime: Duration::from_secs(60),
             rate_limit: RateLimit::default(),
             grace_period: Duration::from_secs(5),
+            timeout: None,
         }
     }
 }
@@ -145,6 +149,8 @@ struct ReplyTo {
 
 struct Shared {
     socket: UdpSocket,
+    /// The socket's own address, for every call's connection info.
+    local: Option<SocketAddr>,
     config: UdpServerConfig,
     cache: Arc<ReplyCache>,
     cookies: CookieJar,
@@ -200,6 +206,7 @@ where
         UdpServer {
             service,
             shared: Arc::new(Shared {
+                local: socket.local_addr().ok(),
                 socket,
                 cookies: CookieJar::new(config.cookie_lifetime),
                 config,
@@ -373,8 +380,14 @@ impl Shared {
                     return;
                 }
                 Begin::Full => {
-                    // Running it now could not be made at-most-once: the client retransmits.
+                    // Running it now could not be made at-most-once. Say so (the answer is
+                    // not cached: a later retransmission may find room and run it), rather
+                    // than leave the client waiting out its deadline.
                     bump(&self.stats.cache_full);
+                    let status = Status::resource_exhausted(
+                        "the server's UDP reply cache is full; the call did not run",
+                    );
+                    self.send_answer(&reply_to, &Err(status)).await;
                     return;
                 }
                 Begin::InProgress => {
@@ -404,10 +417,15 @@ impl Shared {
             cache: Arc::clone(&self.cache),
             key: cached.then_some(key),
         };
-        let deadline = body.timeout.map(|t| tokio::time::Instant::now() + t);
+        let timeout = crate::server::config::cap_timeout(body.timeout, self.config.timeout);
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut request =
-            Request::from_parts(body.metadata, RequestBody::Once(body.message), body.timeout);
-        request.set_remote_addr(Some(reply_to.addr));
+            Request::from_parts(body.metadata, RequestBody::Once(body.message), timeout);
+        request.set_conn_info(Some(ConnInfo::new(
+            TransportKind::Udp,
+            Some(reply_to.addr),
+            self.local,
+        )));
         let call = IncomingCall {
             path: body.path,
             request,
