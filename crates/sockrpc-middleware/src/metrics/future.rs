@@ -4,7 +4,7 @@ use super::handles::MethodMetrics;
 use crate::watch::{code_of, once_len, watch, Watch};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Code, Response, Status};
-use sockrpc_service::Body;
+use sockrpc_service::{status_from_error, Body, BoxError};
 use std::{
     future::Future,
     pin::Pin,
@@ -88,15 +88,16 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F> Future for ResponseFuture<F>
+impl<F, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<Response<Body>, Status>>,
+    F: Future<Output = Result<Response<Body>, E>>,
+    E: Into<BoxError> + 'static,
 {
     type Output = Result<Response<Body>, Status>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = ready!(this.inner.poll(cx));
+        let mut result = ready!(this.inner.poll(cx)).map_err(status_from_error);
         let Some(mut guard) = this.guard.take() else {
             return Poll::Ready(result);
         };

@@ -37,7 +37,7 @@ use crate::Side;
 use future::CallGuard;
 use handles::{MethodMetrics, Registry};
 use sockrpc_protocol::{Code, Response, Status};
-use sockrpc_service::{Body, Call};
+use sockrpc_service::{status_from_error, Body, BoxError, Call};
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -90,14 +90,15 @@ impl Watch for RequestBytes {
 
 impl<S> Service<Call> for Metrics<S>
 where
-    S: Service<Call, Response = Response<Body>, Error = Status>,
+    S: Service<Call, Response = Response<Body>>,
+    S::Error: Into<BoxError> + 'static,
 {
     type Response = Response<Body>;
     type Error = Status;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(status_from_error)
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {

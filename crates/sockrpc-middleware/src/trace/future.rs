@@ -6,7 +6,7 @@ use crate::watch::{code_of, is_streamed, watch};
 use crate::Side;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Code, Response, Status};
-use sockrpc_service::Body;
+use sockrpc_service::{status_from_error, Body, BoxError};
 use std::{
     future::Future,
     pin::Pin,
@@ -56,9 +56,10 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F> Future for ResponseFuture<F>
+impl<F, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<Response<Body>, Status>>,
+    F: Future<Output = Result<Response<Body>, E>>,
+    E: Into<BoxError> + 'static,
 {
     type Output = Result<Response<Body>, Status>;
 
@@ -66,7 +67,7 @@ where
         let this = self.project();
         let result = {
             let _entered = this.span.enter();
-            ready!(this.inner.poll(cx))
+            ready!(this.inner.poll(cx)).map_err(status_from_error)
         };
         *this.done = true;
         match result {

@@ -18,7 +18,7 @@
 //! | `rpc.sockrpc.call_id` | the call's id on its connection (or UDP) | recorded by the transport when the call is sent |
 //! | `network.transport` | `tcp`, `unix`, `udp` | from the endpoint |
 //! | `network.peer.address`, `network.peer.port`, `network.type` | the caller | — |
-//! | `server.address`, `server.port` | — | from the endpoint ([`TraceLayer::for_endpoint`]) |
+//! | `server.address`, `server.port` | the address the caller reached | from the endpoint ([`TraceLayer::for_endpoint`]) |
 //! | `rpc.sockrpc.status_code` | the gRPC code's number | the same |
 //! | `otel.status_code`, `error.type` | `ERROR` and the code's name on a server error | on any code but `OK` |
 //!
@@ -43,7 +43,7 @@ pub use propagate::{NoPropagation, Propagate};
 use crate::watch::{is_streamed, watch};
 use crate::Side;
 use sockrpc_protocol::{Code, Response, Status};
-use sockrpc_service::{Body, Call, Endpoint};
+use sockrpc_service::{status_from_error, Body, BoxError, Call, Endpoint};
 use sockrpc_transport::TransportKind;
 use std::{
     sync::Arc,
@@ -137,6 +137,7 @@ fn transport_name(kind: TransportKind) -> &'static str {
 
 fn server_span(call: &Call) -> Span {
     let peer = call.request().remote_addr();
+    let local = call.request().conn_info().and_then(|conn| conn.local);
     tracing::info_span!(
         "rpc.server",
         otel.name = full_name(call),
@@ -152,6 +153,8 @@ fn server_span(call: &Call) -> Span {
         network.type = peer.map(|addr| if addr.is_ipv4() { "ipv4" } else { "ipv6" }),
         network.peer.address = peer.map(|addr| tracing::field::display(addr.ip())),
         network.peer.port = peer.map(|addr| i64::from(addr.port())),
+        server.address = local.map(|addr| tracing::field::display(addr.ip())),
+        server.port = local.map(|addr| i64::from(addr.port())),
     )
 }
 
@@ -188,7 +191,8 @@ pub(crate) fn record_end(span: &Span, side: Side, code: Code) {
 
 impl<S, P> Service<Call> for Trace<S, P>
 where
-    S: Service<Call, Response = Response<Body>, Error = Status>,
+    S: Service<Call, Response = Response<Body>>,
+    S::Error: Into<BoxError> + 'static,
     P: Propagate,
 {
     type Response = Response<Body>;
@@ -196,7 +200,7 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(status_from_error)
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {
