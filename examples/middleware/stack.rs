@@ -28,15 +28,17 @@ pub fn client(channel: &Channel) -> ClientStack {
         .service(channel.clone())
 }
 
-/// The server's layers (the last added is the outermost).
-pub type ServerLayers = Stack<TraceLayer<OtelPropagation>, Stack<MetricsLayer, Identity>>;
+/// The server's layers (the first added is the outermost).
+pub type ServerLayers = Stack<MetricsLayer, Stack<TraceLayer<OtelPropagation>, Identity>>;
 
-/// A server builder: metrics, then the span (parented on the caller's `traceparent`) outside.
+/// A server builder: the span (parented on the caller's `traceparent`) outermost, metrics
+/// inside it.
 pub fn server() -> ServerBuilder<ServerLayers> {
     Server::builder()
-        // More server layers (limits, interceptors) go here, inside the span.
-        .layer(MetricsLayer::server())
         .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
+        // More server layers (limits, interceptors) go here, inside the span; the resilience
+        // example (`examples/resilience/`) shows them.
+        .layer(MetricsLayer::server())
 }
 
 /// Logs to stderr (`RUST_LOG`, default `info`) and gives every span an OpenTelemetry context,

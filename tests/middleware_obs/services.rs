@@ -146,8 +146,8 @@ pub(crate) async fn spawn_router(router: sockrpc::Router) -> SocketAddr {
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(
         Server::builder()
-            .layer(MetricsLayer::server())
             .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
+            .layer(MetricsLayer::server())
             .router(router)
             .serve_with_listener(listener),
     );

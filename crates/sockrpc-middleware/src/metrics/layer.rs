@@ -9,7 +9,7 @@ use tower_layer::Layer;
 /// Wraps services in [`Metrics`]. Every service it wraps shares one cache of handles.
 ///
 /// ```ignore
-/// Server::builder().layer(MetricsLayer::server()).add_service(..);
+/// Server::builder().layer(TraceLayer::server()).layer(MetricsLayer::server()).add_service(..);
 /// GreeterClient::new(ServiceBuilder::new().layer(MetricsLayer::client()).service(channel));
 /// ```
 #[derive(Debug, Clone)]
