@@ -10,8 +10,8 @@
 //! datagram), `sockrpc-uds`, `sockrpc-auto` (UDP when the call fits a datagram, TCP otherwise),
 //! `sockrpc-stream` (one bidirectional stream per task, one message in flight on each),
 //! `sockrpc-stack` (sockrpc-tcp with the middleware stack of [`crate::stack`] on both sides:
-//! tracing at INFO into a subscriber that drops its output, metrics into a Prometheus
-//! recorder; embedded server only).
+//! spans, retry (client), a concurrency limit (server) and metrics; tracing at INFO into a
+//! subscriber that drops its output, metrics into a Prometheus recorder; embedded server only).
 //!
 //! A sockrpc row makes one `Channel` whose pool holds `--connections` connections; its tasks
 //! share it, and each call (or stream) goes to the connection with the fewest calls in flight.
@@ -55,7 +55,8 @@ enum Transport {
     /// A bidirectional sockrpc stream per task, one message in flight: sockrpc-stream.
     Stream,
     /// sockrpc over TCP with the middleware stack on both sides (a span per call at INFO with a
-    /// subscriber that drops its output, metrics into a Prometheus recorder): sockrpc-stack.
+    /// subscriber that drops its output, retry on the client, a concurrency limit on the server,
+    /// metrics into a Prometheus recorder): sockrpc-stack.
     Stack,
     /// Every transport above.
     All,

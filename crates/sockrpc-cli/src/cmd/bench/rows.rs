@@ -159,9 +159,9 @@ async fn run_sockrpc(
         }
         Kind::SockrpcStack => {
             row.note = Some(
-                "TraceLayer + MetricsLayer on both sides; tracing at INFO into a subscriber \
-                 that drops; metrics into a Prometheus recorder; retry and concurrency limit \
-                 not in it yet"
+                "client: trace, retry, metrics; server: trace, concurrency limit, metrics; \
+                 tracing at INFO into a subscriber that drops, metrics into a Prometheus \
+                 recorder"
                     .to_owned(),
             );
             let callers = channel.as_ref().map_err(Clone::clone).map(|channel| {
