@@ -176,7 +176,10 @@ async fn traceparent_two_hops_make_one_trace_of_four_parented_spans() {
     assert_eq!(text(root, "server.address"), "127.0.0.1");
     assert_eq!(int(root, "server.port"), i64::from(a.port()));
     assert_eq!(int(client_a, "server.port"), i64::from(b.port()));
+    assert_eq!(int(server_a, "server.port"), i64::from(a.port()));
+    assert_eq!(int(server_b, "server.port"), i64::from(b.port()));
     for server in [server_a, server_b] {
+        assert_eq!(text(server, "server.address"), "127.0.0.1");
         assert_eq!(text(server, "network.peer.address"), "127.0.0.1");
         assert_eq!(text(server, "network.transport"), "tcp");
         assert_eq!(text(server, "network.type"), "ipv4");
