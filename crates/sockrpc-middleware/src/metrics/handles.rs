@@ -26,6 +26,8 @@ pub const DEFAULT_MAX_METHODS: usize = 1000;
 
 /// The handles of one method, on one side.
 pub(crate) struct MethodMetrics {
+    /// The path these are for (storage of its own); `None` for `_OTHER`, which stands for many.
+    path: Option<MethodPath>,
     names: &'static Names,
     labels: [Label; 3],
     pub(crate) started: Counter,
@@ -43,7 +45,12 @@ pub(crate) struct Finished {
 }
 
 impl MethodMetrics {
-    fn register(names: &'static Names, service: &str, method: &str) -> MethodMetrics {
+    fn register(
+        names: &'static Names,
+        path: Option<MethodPath>,
+        service: &str,
+        method: &str,
+    ) -> MethodMetrics {
         let labels = [
             Label::from_static_parts("rpc.system", RPC_SYSTEM),
             Label::new("rpc.service", service.to_owned()),
@@ -54,10 +61,16 @@ impl MethodMetrics {
             active: ::metrics::gauge!(names.active, labels.to_vec()),
             request_bytes: ::metrics::counter!(names.request_bytes, labels.to_vec()),
             response_bytes: ::metrics::counter!(names.response_bytes, labels.to_vec()),
+            path,
             names,
             labels,
             by_code: std::array::from_fn(|_| OnceLock::new()),
         }
+    }
+
+    /// Whether these are the handles of `path` itself (not `_OTHER`).
+    pub(crate) fn is_for(&self, path: &MethodPath) -> bool {
+        self.path.as_ref() == Some(path)
     }
 
     /// The handles for calls of this method that end with `code`.
@@ -139,22 +152,23 @@ impl Registry {
         }
         if methods.len() >= self.max_methods {
             drop(methods);
-            return Arc::clone(
-                self.other
-                    .get_or_init(|| Arc::new(MethodMetrics::register(self.names, OTHER, OTHER))),
-            );
+            return Arc::clone(self.other.get_or_init(|| {
+                Arc::new(MethodMetrics::register(self.names, None, OTHER, OTHER))
+            }));
         }
         if methods.is_empty() {
             // Descriptions go to the recorder installed now, which is the one the handles use.
             self.names.describe();
         }
+        // Unshared: a path read off the wire is a slice of the connection's read buffer.
+        let path = path.unshared();
         let registered = Arc::new(MethodMetrics::register(
             self.names,
+            Some(path.clone()),
             path.service(),
             path.method(),
         ));
-        // Unshared: a path read off the wire is a slice of the connection's read buffer.
-        methods.insert(path.unshared(), Arc::clone(&registered));
+        methods.insert(path, Arc::clone(&registered));
         registered
     }
 }

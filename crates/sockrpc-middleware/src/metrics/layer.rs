@@ -52,6 +52,7 @@ impl<S> Layer<S> for MetricsLayer {
         Metrics {
             inner,
             registry: Arc::clone(&self.registry),
+            last: None,
         }
     }
 }

@@ -46,10 +46,22 @@ use std::{
 use tower_service::Service;
 
 /// A service that records metrics for each call; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Metrics<S> {
     inner: S,
     registry: Arc<Registry>,
+    /// The handles of the method this service called last: a connection (or a client) calling
+    /// one method over and over finds them without the shared registry's lock and hash.
+    last: Option<Arc<MethodMetrics>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Metrics<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("inner", &self.inner)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> Metrics<S> {
@@ -58,7 +70,22 @@ impl<S> Metrics<S> {
         Metrics {
             inner,
             registry: Arc::new(Registry::new(side, handles::DEFAULT_MAX_METHODS)),
+            last: None,
         }
+    }
+
+    /// The handles for `path`: the last method's when it is the same, else from the registry.
+    fn handles(&mut self, path: &sockrpc_protocol::MethodPath) -> Arc<MethodMetrics> {
+        if let Some(last) = &self.last {
+            if last.is_for(path) {
+                return Arc::clone(last);
+            }
+        }
+        let handles = self.registry.get(path);
+        if handles.is_for(path) {
+            self.last = Some(Arc::clone(&handles));
+        }
+        handles
     }
 
     /// The wrapped service.
@@ -102,7 +129,7 @@ where
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {
-        let method = self.registry.get(call.method_path());
+        let method = self.handles(call.method_path());
         method.started.increment(1);
         method.active.increment(1.0);
         let request = call.request_mut().get_mut();

@@ -120,10 +120,13 @@ impl<S, P> Trace<S, P> {
     }
 }
 
-/// `package.Service/Method`, the span name OpenTelemetry's conventions ask for.
-fn full_name(call: &Call) -> &str {
+/// The call's names, from one pass over its path: `package.Service/Method` (the span name
+/// OpenTelemetry's conventions ask for), `package.Service` and `Method`.
+fn names(call: &Call) -> (&str, &str, &str) {
     let path = call.path();
-    path.strip_prefix('/').unwrap_or(path)
+    let full = path.strip_prefix('/').unwrap_or(path);
+    let (service, method) = full.rsplit_once('/').unwrap_or((full, ""));
+    (full, service, method)
 }
 
 fn transport_name(kind: TransportKind) -> &'static str {
@@ -136,16 +139,17 @@ fn transport_name(kind: TransportKind) -> &'static str {
 }
 
 fn server_span(call: &Call) -> Span {
+    let (full, service, method) = names(call);
     let peer = call.request().remote_addr();
     let local = call.request().conn_info().and_then(|conn| conn.local);
     tracing::info_span!(
         "rpc.server",
-        otel.name = full_name(call),
+        otel.name = full,
         otel.kind = "server",
         otel.status_code = Empty,
         rpc.system = RPC_SYSTEM,
-        rpc.service = call.service(),
-        rpc.method = call.method(),
+        rpc.service = service,
+        rpc.method = method,
         rpc.sockrpc.call_id = call.call_id().map(i64::from),
         rpc.sockrpc.status_code = Empty,
         error.type = Empty,
@@ -159,14 +163,15 @@ fn server_span(call: &Call) -> Span {
 }
 
 fn client_span(call: &Call, peer: Option<&Peer>) -> Span {
+    let (full, service, method) = names(call);
     tracing::info_span!(
         "rpc.client",
-        otel.name = full_name(call),
+        otel.name = full,
         otel.kind = "client",
         otel.status_code = Empty,
         rpc.system = RPC_SYSTEM,
-        rpc.service = call.service(),
-        rpc.method = call.method(),
+        rpc.service = service,
+        rpc.method = method,
         // Recorded by the transport (`sockrpc_transport::CALL_ID_FIELD`) once the call is sent.
         rpc.sockrpc.call_id = Empty,
         rpc.sockrpc.status_code = Empty,
