@@ -1,12 +1,21 @@
 //! The middleware stack both example binaries use, in one place so that adding a layer is one
-//! edit: a span per call that carries its W3C trace context to the next process, and metrics.
+//! edit: a span per call that carries its W3C trace context to the next process, retries (client)
+//! or a concurrency limit (server), and metrics.
 //!
-//! Order matters: the span is outermost, so everything inside it (metrics, and any retry or
-//! limit layer added later) runs in the call's span.
+//! ```text
+//!  client: TraceLayer ─▶ RetryLayer ─▶ MetricsLayer ─▶ Channel
+//!  server: TraceLayer ─▶ ConcurrencyLimitLayer ─▶ MetricsLayer ─▶ Router
+//! ```
+//!
+//! Order matters: the span is outermost, so everything inside it runs in the call's span (each
+//! retry attempt too); metrics are innermost, so they count what went over the wire.
+//! `examples/resilience/` shows the other resilience layers (hedging, rate limits, shedding).
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use sockrpc::middleware::limit::ConcurrencyLimitLayer;
 use sockrpc::middleware::metrics::{Metrics, MetricsLayer};
+use sockrpc::middleware::retry::{Retry, RetryLayer};
 use sockrpc::middleware::trace::{Trace, TraceLayer};
 use sockrpc::middleware::trace_context::OtelPropagation;
 use sockrpc::server::ServerBuilder;
@@ -17,27 +26,28 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// The client's services, outermost first.
-pub type ClientStack = Trace<Metrics<Channel>, OtelPropagation>;
+pub type ClientStack = Trace<Retry<Metrics<Channel>>, OtelPropagation>;
 
-/// Wraps `channel`: span (injecting `traceparent`), then metrics.
+/// Wraps `channel`: span (injecting `traceparent`), retries by each method's idempotency level,
+/// metrics.
 pub fn client(channel: &Channel) -> ClientStack {
     ServiceBuilder::new()
         .layer(TraceLayer::for_channel(channel).propagate(OtelPropagation::w3c()))
-        // More client layers (retry, concurrency limit) go here.
+        .layer(RetryLayer::new())
         .layer(MetricsLayer::client())
         .service(channel.clone())
 }
 
 /// The server's layers (the first added is the outermost).
-pub type ServerLayers = Stack<MetricsLayer, Stack<TraceLayer<OtelPropagation>, Identity>>;
+pub type ServerLayers =
+    Stack<MetricsLayer, Stack<ConcurrencyLimitLayer, Stack<TraceLayer<OtelPropagation>, Identity>>>;
 
-/// A server builder: the span (parented on the caller's `traceparent`) outermost, metrics
-/// inside it.
+/// A server builder: the span (parented on the caller's `traceparent`) outermost, then at most
+/// 64 calls at once (more wait up to their deadline), then metrics.
 pub fn server() -> ServerBuilder<ServerLayers> {
     Server::builder()
         .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
-        // More server layers (limits, interceptors) go here, inside the span; the resilience
-        // example (`examples/resilience/`) shows them.
+        .layer(ConcurrencyLimitLayer::new().others(64))
         .layer(MetricsLayer::server())
 }
 
