@@ -35,8 +35,8 @@ pub use sockrpc_protocol::{
 };
 pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_service::{
-    client, server, Body, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
-    RpcService, Server, ServerConfig, Streaming,
+    client, server, Body, BoxStream, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService,
+    Router, RpcService, Server, ServerConfig, Streaming,
 };
 pub use sockrpc_service::{
     status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,

@@ -17,10 +17,10 @@ use crate::support::bounded;
 use crate::wire::{end_code, open_with, RawConn, OK, SLEEP_PATH};
 use prost::Message as _;
 use sockrpc::Server;
+use sockrpc_tests::child::{memory_of, parent_pid, test_name, ChildServer};
 use sockrpc_tests::echo::echo_server::EchoServer;
 use sockrpc_tests::echo::SleepRequest;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 const CHILD_ENV: &str = "SOCKRPC_HARDENING_CHILD_SERVER";
@@ -47,7 +47,8 @@ fn child_server() {
         )
         .expect("bind");
         println!(
-            "SOCKRPC_CHILD_ADDR={}",
+            "{}{}",
+            sockrpc_tests::child::ADDR_LINE,
             listener.local_addr().expect("address")
         );
         let parent = parent_pid();
@@ -70,82 +71,9 @@ fn child_server() {
     std::process::exit(0);
 }
 
-fn parent_pid() -> Option<u32> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// (VmRSS, VmSize) of `pid` in bytes.
-fn memory_of(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-            * 1024
-    };
-    (field("VmRSS:"), field("VmSize:"))
-}
-
-struct Child {
-    process: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Child {
-    /// Starts this binary's `test` (a test function of this module) as the child server.
-    fn spawn(test: &str) -> Child {
-        use std::io::BufRead;
-        let test = match module_path!().split_once("::") {
-            Some((_, module)) => format!("{module}::{test}"),
-            None => test.to_owned(),
-        };
-        let exe = std::env::current_exe().expect("current exe");
-        let mut process = std::process::Command::new(exe)
-            .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn child server");
-        let stdout = process.stdout.take().expect("child stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some((_, addr)) = line.split_once("SOCKRPC_CHILD_ADDR=") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.to_owned());
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("child server printed its address")
-            .parse()
-            .expect("child address parses");
-        Child { process, addr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.id()
-    }
-
-    /// Checks the child is still running (it aborts on panic), then ends it.
-    fn finish(mut self) {
-        let status = self.process.try_wait().expect("try_wait");
-        assert!(
-            status.is_none(),
-            "child server exited ({status:?}): it panicked or crashed"
-        );
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+/// This module's child server: `test` of this module, re-run with `CHILD_ENV` set.
+fn spawn_child(test: &str) -> ChildServer {
+    ChildServer::spawn(&test_name(module_path!(), test), CHILD_ENV)
 }
 
 /// A `Sleep` call (0 ms: answered at once) whose request is just under the message limit.
@@ -192,7 +120,7 @@ fn pending_opens_do_not_pin_large_read_buffers() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child_server();
     }
-    let child = Child::spawn("pending_opens_do_not_pin_large_read_buffers");
+    let child = spawn_child("pending_opens_do_not_pin_large_read_buffers");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,5 +1,7 @@
 //! Generated code and helpers shared by the integration tests.
 
+pub mod child;
+
 /// `proto/helloworld/helloworld.proto`.
 pub mod helloworld {
     #![allow(missing_docs, unreachable_pub, clippy::all)]

@@ -38,18 +38,35 @@ where
 }
 
 /// Runs a unary handler: one request message in, one response message out.
-pub async fn unary_handler<Req, Resp, C, F, Fut>(
+///
+/// The request message nearly always arrived whole with the call; it is decoded before the
+/// future is built, so the future holds the decoded request rather than the call it came in
+/// (a smaller future, moved and boxed for every call).
+pub fn unary_handler<Req, Resp, C, F, Fut>(
     call: Call,
     codec: C,
     handler: F,
-) -> Result<Response<Body>, Status>
+) -> impl Future<Output = Result<Response<Body>, Status>>
 where
     C: Codec<Req> + Codec<Resp>,
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let request = single_request(call, &codec).await?;
-    once(handler(request).await?, &codec)
+    let (head, body) = call.into_parts().1.split_message();
+    let early = match body.into_once() {
+        Ok(message) => Ok(Codec::<Req>::decode(&codec, message).map(|m| head.map(|()| m))),
+        Err(body) => Err((head, body)),
+    };
+    async move {
+        let request = match early {
+            Ok(decoded) => decoded?,
+            Err((head, body)) => {
+                let message = Codec::<Req>::decode(&codec, body.single().await?)?;
+                head.map(|()| message)
+            }
+        };
+        once(handler(request).await?, &codec)
+    }
 }
 
 /// Runs a server-streaming handler: one request message in, a stream of responses out.

@@ -48,4 +48,4 @@ pub use pushback::{Pushback, PREVIOUS_ATTEMPTS_KEY, RETRY_PUSHBACK_KEY};
 pub use ready::{call_future, IntoCallResponse, ReadyQueue};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerConfig};
-pub use streaming::Streaming;
+pub use streaming::{BoxStream, Streaming};

@@ -277,7 +277,7 @@ impl Driver {
 
     fn read_error(err: DecodeError) -> Status {
         match err {
-            DecodeError::Io(err) => Status::from_io_error(&err),
+            DecodeError::Io(err) => Status::from(err),
             DecodeError::Frame(err) => {
                 Status::internal(format!("protocol error from server: {err}"))
             }
@@ -314,7 +314,7 @@ impl Future for Driver {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
-                    this.fail_all(Status::from_io_error(&err));
+                    this.fail_all(Status::from(err));
                     return Poll::Ready(());
                 }
             };
