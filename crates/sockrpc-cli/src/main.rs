@@ -10,6 +10,7 @@
 //!   socket when asked), the raw TCP and UDP echoes.
 //! - [`proto`]: the `Bench` service, its echo implementation, the unary and stream callers.
 //! - [`raw`]: the raw-socket floor, server and client side.
+//! - [`stack`]: the middleware stack of the `sockrpc-stack` rows and `serve --metrics`.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
 //! - [`report`]: the table and the JSON; [`plot`]: the SVG.
 
@@ -20,6 +21,7 @@ mod proto;
 mod raw;
 mod report;
 mod server;
+mod stack;
 mod tls;
 
 use clap::{Parser, Subcommand};
@@ -52,8 +54,8 @@ enum Command {
     ///
     /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT`, with the ports actually
     /// bound (with --tls-cert: `listening tls=IP:PORT raw=IP:PORT raw-tls=IP:PORT`), then
-    /// ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds and ` udp=IP:PORT` with --udp.
-    /// Stops on Ctrl-C or SIGTERM.
+    /// ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds, ` udp=IP:PORT` with --udp and
+    /// ` metrics=IP:PORT` with --metrics. Stops on Ctrl-C or SIGTERM.
     Serve(cmd::serve::ServeArgs),
     /// gRPC's interop test service and cases on sockrpc, across processes.
     Interop(cmd::interop::InteropArgs),

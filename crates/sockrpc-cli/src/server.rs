@@ -3,7 +3,8 @@
 //! echo, with TLS a raw TLS echo and, when asked, a raw UDP echo.
 
 use crate::proto::{bench::bench_server::BenchServer, EchoService};
-use crate::raw;
+use crate::{raw, stack};
+use sockrpc::server::{Finish, ServerBuilder};
 use sockrpc::service::udp::UdpServerConfig;
 use sockrpc::tls::ServerTls;
 use sockrpc::transport::{bind_tcp, bind_unix};
@@ -42,6 +43,11 @@ pub(crate) struct Listen {
     /// The sockrpc `Bench` service over UDP (small unary calls, beside the TCP listener whose
     /// reply cache it shares); `None`: not served.
     pub(crate) udp: Option<SocketAddr>,
+    /// The sockrpc `Bench` service behind the middleware stack ([`stack::server`]), on a TCP
+    /// listener of its own for the `sockrpc-stack` rows; `None`: not served.
+    pub(crate) stack: Option<SocketAddr>,
+    /// Serve `rpc`, `uds` and `udp` behind the middleware stack too (`serve --metrics`).
+    pub(crate) observe: bool,
 }
 
 /// Where and as whom to serve TLS.
@@ -57,8 +63,14 @@ pub(crate) struct TlsListen {
 
 impl Listen {
     /// Everything on 127.0.0.1, on free ports; the Unix socket at `uds` when given, sockrpc over
-    /// UDP and the raw UDP echo when `udp`, sockrpc over TLS and the raw TLS echo with `tls`.
-    pub(crate) fn loopback(uds: Option<PathBuf>, udp: bool, tls: Option<ServerTls>) -> Listen {
+    /// UDP and the raw UDP echo when `udp`, sockrpc over TLS and the raw TLS echo with `tls`,
+    /// the stacked listener when `stack`.
+    pub(crate) fn loopback(
+        uds: Option<PathBuf>,
+        udp: bool,
+        tls: Option<ServerTls>,
+        stack: bool,
+    ) -> Listen {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         Listen {
             rpc: Some(any),
@@ -71,6 +83,8 @@ impl Listen {
             raw_udp: udp.then_some(any),
             uds,
             udp: udp.then_some(any),
+            stack: stack.then_some(any),
+            observe: false,
         }
     }
 }
@@ -92,6 +106,8 @@ pub(crate) struct Bound {
     pub(crate) uds: Option<PathBuf>,
     /// The UDP port of the sockrpc `Bench` service, when served.
     pub(crate) udp: Option<SocketAddr>,
+    /// The sockrpc `Bench` service behind the middleware stack, when served.
+    pub(crate) stack: Option<SocketAddr>,
 }
 
 /// Bound sockets, not yet served. Binding first lets the caller print the real ports before
@@ -107,6 +123,10 @@ pub(crate) struct Sockets {
     uds: Option<(UnixListener, PathBuf)>,
     /// sockrpc over UDP.
     udp: Option<UdpSocket>,
+    /// The `Bench` service behind the middleware stack.
+    stack: Option<TcpListener>,
+    /// Whether the other sockrpc listeners run the middleware stack too.
+    observe: bool,
 }
 
 impl Sockets {
@@ -149,6 +169,10 @@ impl Sockets {
             })?),
             None => None,
         };
+        let stack = match listen.stack {
+            Some(addr) => Some(bind_tcp(addr, &config)?),
+            None => None,
+        };
         Ok(Sockets {
             rpc,
             tls,
@@ -156,6 +180,8 @@ impl Sockets {
             raw_udp,
             uds,
             udp,
+            stack,
+            observe: listen.observe,
         })
     }
 
@@ -181,6 +207,11 @@ impl Sockets {
                 .transpose()?,
             uds: self.uds.as_ref().map(|(_, path)| path.clone()),
             udp: self.udp.as_ref().map(UdpSocket::local_addr).transpose()?,
+            stack: self
+                .stack
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
         })
     }
 
@@ -188,6 +219,19 @@ impl Sockets {
     /// calls finish within [`GRACE`]), the raw echoes stop at once and the Unix socket file is
     /// removed. A sockrpc server that fails stops the others too.
     pub(crate) async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        if self.observe {
+            self.serve_with(shutdown, stack::server).await
+        } else {
+            self.serve_with(shutdown, Server::builder).await
+        }
+    }
+
+    /// [`serve`](Sockets::serve), with the sockrpc listeners' builders made by `builder`.
+    async fn serve_with<L: Finish>(
+        self,
+        shutdown: impl Future<Output = ()>,
+        builder: impl Fn() -> ServerBuilder<L>,
+    ) -> io::Result<()> {
         let raw_tcp = tokio::spawn(raw::serve_tcp(self.raw_tcp));
         let raw_udp = self
             .raw_udp
@@ -211,7 +255,7 @@ impl Sockets {
         };
         // A builder per listener: each `serve*` consumes its own.
         let server = || {
-            Server::builder()
+            builder()
                 .grace_period(GRACE)
                 .add_service(BenchServer::new(EchoService))
         };
@@ -279,7 +323,19 @@ impl Sockets {
             stop.send_replace(());
             served
         };
-        let ((), tcp, tls, unix) = tokio::join!(trigger, tcp, tls, unix);
+        let stacked = async {
+            let Some(listener) = self.stack else {
+                return Ok(());
+            };
+            let served = stack::server()
+                .grace_period(GRACE)
+                .add_service(BenchServer::new(EchoService))
+                .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
+                .await;
+            stop.send_replace(());
+            served
+        };
+        let ((), tcp, tls, unix, stacked) = tokio::join!(trigger, tcp, tls, unix, stacked);
         raw_tcp.abort();
         if let Some(raw_tls) = raw_tls {
             raw_tls.abort();
@@ -290,7 +346,7 @@ impl Sockets {
         if let Some(path) = uds_path {
             remove_socket(&path);
         }
-        tcp.and(tls).and(unix)
+        tcp.and(tls).and(unix).and(stacked)
     }
 }
 
@@ -358,19 +414,26 @@ pub(crate) struct Embedded {
 impl Embedded {
     /// Starts a `workers`-thread runtime on a new thread, binds loopback ports and serves; with
     /// `uds`, also on a Unix socket in a fresh temporary directory, removed when it stops; with
-    /// `udp`, sockrpc over UDP too; with `tls`, sockrpc over TLS and the raw TLS echo too.
+    /// `udp`, sockrpc over UDP too; with `tls`, sockrpc over TLS and the raw TLS echo too;
+    /// with `stack`, the `Bench` service behind the middleware stack on a listener of its own.
     pub(crate) fn start(
         workers: usize,
         uds: bool,
         udp: bool,
         tls: Option<ServerTls>,
+        stack: bool,
     ) -> io::Result<Embedded> {
         let socket_dir = if uds {
             Some(SocketDir::create()?)
         } else {
             None
         };
-        let listen = Listen::loopback(socket_dir.as_ref().map(|dir| dir.socket.clone()), udp, tls);
+        let listen = Listen::loopback(
+            socket_dir.as_ref().map(|dir| dir.socket.clone()),
+            udp,
+            tls,
+            stack,
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("sockrpc-bench-server")

@@ -17,7 +17,7 @@ use std::{
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The rows a default run has for a 64-byte payload.
-const ALL_ROWS: [&str; 7] = [
+const ALL_ROWS: [&str; 8] = [
     "raw-tcp",
     "raw-udp",
     "sockrpc-tcp",
@@ -25,10 +25,13 @@ const ALL_ROWS: [&str; 7] = [
     "sockrpc-uds",
     "sockrpc-auto",
     "sockrpc-stream",
+    "sockrpc-stack",
 ];
 
 /// The TLS rows a default run with an embedded server adds (its certificate made in memory).
 const TLS_ROWS: [&str; 2] = ["raw-tls", "sockrpc-tls"];
+/// The row that needs the embedded server: a run against `--target` skips it.
+const EMBEDDED_ONLY: &str = "sockrpc-stack";
 
 /// Fields every JSON row carries.
 const ROW_FIELDS: [&str; 14] = [
@@ -445,9 +448,15 @@ fn serve_and_bench_target_across_processes() {
             .arg(&json),
     );
     let report = read_json(&json);
-    for name in ALL_ROWS {
+    for name in ALL_ROWS.into_iter().filter(|name| *name != EMBEDDED_ONLY) {
         assert_eq!(clean_row(&report, name, 64)["calls"], 200);
     }
+    assert!(
+        report["skipped"]
+            .to_string()
+            .contains("sockrpc-stack skipped"),
+        "{report:#}"
+    );
     // Across processes too, the UDP rows went over UDP.
     assert_over_udp(clean_row(&report, "sockrpc-udp", 64));
     assert_over_udp(clean_row(&report, "sockrpc-auto", 64));

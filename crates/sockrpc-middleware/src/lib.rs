@@ -15,8 +15,24 @@
 //! - [`limit`]: per-method concurrency limits, a token-bucket rate limit and load shedding;
 //!   over a limit a call waits in a bounded queue up to its deadline, then is refused with
 //!   `RESOURCE_EXHAUSTED` and a pushback hint.
+//! - [`trace`]: [`TraceLayer`](trace::TraceLayer), one `tracing` span per call on either side,
+//!   after OpenTelemetry's RPC conventions; stream messages as DEBUG events.
+//! - [`trace_context`] (feature `opentelemetry`): W3C `traceparent`/`tracestate` in the call's
+//!   metadata, so a call through several services is one trace.
+//! - [`metrics`]: [`MetricsLayer`](metrics::MetricsLayer), calls, durations, in-flight and bytes
+//!   per method and status on the `metrics` facade; [`metrics::prometheus`] (feature
+//!   `prometheus`) renders them and serves `/metrics`.
+//! - [`Side`]: which end of a call a layer observes.
 
 pub mod hedge;
 pub mod interceptor;
 pub mod limit;
+pub mod metrics;
 pub mod retry;
+mod side;
+pub mod trace;
+#[cfg(feature = "opentelemetry")]
+pub mod trace_context;
+mod watch;
+
+pub use side::Side;

@@ -20,6 +20,7 @@ pub struct Call {
     streaming_response: bool,
     idempotency: Idempotency,
     replay: Option<Replay>,
+    call_id: Option<u32>,
 }
 
 impl Call {
@@ -31,6 +32,7 @@ impl Call {
             streaming_response: false,
             idempotency: Idempotency::Unknown,
             replay: None,
+            call_id: None,
         }
     }
 
@@ -44,6 +46,7 @@ impl Call {
             request,
             transport: _,
             replay,
+            call_id,
         } = incoming;
         Call {
             path,
@@ -51,6 +54,7 @@ impl Call {
             streaming_response: false,
             idempotency: Idempotency::Unknown,
             replay,
+            call_id: Some(call_id),
         }
     }
 
@@ -65,6 +69,13 @@ impl Call {
     /// did not come over TLS or the client presented no certificate.
     pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
         self.tls_peer().map_or(&[], |peer| peer.certificates())
+    }
+
+    /// On a server: the call's id on its connection (or, over UDP, its datagram call id), the
+    /// same the client's transport records in its span as
+    /// [`CALL_ID_FIELD`](sockrpc_transport::CALL_ID_FIELD).
+    pub fn call_id(&self) -> Option<u32> {
+        self.call_id
     }
 
     /// On a server: the kind of socket the call came in on.
@@ -102,6 +113,7 @@ impl Call {
             streaming_response: self.streaming_response,
             idempotency: self.idempotency,
             replay: self.replay.clone(),
+            call_id: self.call_id,
         })
     }
 

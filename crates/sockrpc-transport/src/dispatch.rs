@@ -80,6 +80,39 @@ pub struct IncomingCall {
     pub transport: TransportKind,
     /// Set when the call re-issues a truncated UDP call over TCP.
     pub replay: Option<Replay>,
+    /// The call's id: on a connection, the id of its frames (unique among the connection's
+    /// open calls); over UDP, the datagram's call id (unique per client instance). For logs and
+    /// spans, so one call can be found on both sides.
+    pub call_id: u32,
+}
+
+/// The name of the span field in which the transport records a client call's id, once the
+/// call has one (when its OPEN is written): a tracing layer that declares this field on its
+/// client span gets the id the server sees as its own call id.
+pub const CALL_ID_FIELD: &str = "rpc.sockrpc.call_id";
+
+/// Records `id` in the current span's [`CALL_ID_FIELD`], if the current span has that field
+/// (a span without it, or no span, ignores it). Costs a thread-local lookup when a subscriber is
+/// installed, nothing otherwise: it asks the subscriber for the current span and records on it
+/// directly, where `Span::current()` would also take and release a reference to the span and
+/// to the subscriber on every call.
+pub(crate) fn note_call_id(id: u32) {
+    tracing::dispatcher::get_default(|dispatch| {
+        let Some((span, metadata)) = dispatch.current_span().into_inner() else {
+            return;
+        };
+        let fields = metadata.fields();
+        let Some(field) = fields.field(CALL_ID_FIELD) else {
+            return;
+        };
+        // As i64: OpenTelemetry has no unsigned integers, and some bridges turn a u64 into text.
+        let id = i64::from(id);
+        let values = [(&field, Some(&id as &dyn tracing::Value))];
+        dispatch.record(
+            &span,
+            &tracing::span::Record::new(&fields.value_set(&values)),
+        );
+    });
 }
 
 /// An answer's messages, as the transport sends them: a single message leaves in one write; a

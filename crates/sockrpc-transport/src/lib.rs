@@ -43,6 +43,7 @@ pub use client::{
 pub use codec::{DecodeError, FrameDecoder};
 pub use dispatch::{
     Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody, TransportKind,
+    CALL_ID_FIELD,
 };
 pub use endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use outbox::Outbox;

@@ -5,10 +5,15 @@
 //! come from, which makes an open one a reflector for forged datagrams. Even then it never
 //! answers a datagram that claims to come from its own address, which would otherwise bounce
 //! between the echo and itself for ever (the rule: [`crate::raw::from_itself`]).
+//!
+//! With `--metrics ADDR` the sockrpc listeners run the middleware stack ([`crate::stack`]) and
+//! Prometheus text is served over HTTP at `http://ADDR/metrics`: calls started and finished,
+//! durations, in-flight calls and bytes, per method and status code.
 
 use crate::server::{Listen, Sockets, TlsListen, DEFAULT_WORKERS};
 use clap::Args;
 use sockrpc::tls::{Certificates, Identity, ServerTls, ServerTlsConfig, TlsFiles};
+use sockrpc_middleware::metrics::prometheus;
 use std::{error::Error, io::Write, net::SocketAddr, path::PathBuf, time::Duration};
 
 /// How often `serve` reads its TLS files for a rotated certificate.
@@ -54,6 +59,10 @@ pub(crate) struct ServeArgs {
     /// unary calls, one datagram each way, beside the TCP listener (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     udp: Option<SocketAddr>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (port 0: any free port), and run
+    /// the sockrpc listeners behind the tracing and metrics layers.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Worker threads of the server runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
@@ -92,6 +101,19 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
             raw_udp: args.raw_udp,
             uds: args.uds,
             udp: args.udp,
+            stack: None,
+            observe: args.metrics.is_some(),
+        };
+        // The recorder first, so the layers register their handles with it.
+        let metrics = match args.metrics {
+            Some(addr) => {
+                let handle = prometheus::install()?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|err| format!("cannot bind the metrics endpoint {addr}: {err}"))?;
+                Some((listener, handle))
+            }
+            None => None,
         };
         let sockets = Sockets::bind(listen).await?;
         let bound = sockets.bound()?;
@@ -116,10 +138,20 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
         if let Some(addr) = bound.udp {
             write!(out, " udp={addr}")?;
         }
+        if let Some((listener, _)) = &metrics {
+            write!(out, " metrics={}", listener.local_addr()?)?;
+        }
         writeln!(out)?;
         out.flush()?;
         drop(out);
-        sockets.serve(stop_signal()).await?;
+        let endpoint = metrics.map(|(listener, handle)| {
+            tokio::spawn(prometheus::serve(listener, handle, std::future::pending()))
+        });
+        let served = sockets.serve(stop_signal()).await;
+        if let Some(endpoint) = endpoint {
+            endpoint.abort();
+        }
+        served?;
         Ok::<(), Box<dyn Error>>(())
     })?;
     // The runtime drops here; raw echo connections still open are dropped with it.

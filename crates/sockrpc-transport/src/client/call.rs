@@ -174,6 +174,7 @@ impl Future for ResponseFuture {
             };
             match start_call(shared, cx, &path, &request, *this.reissue) {
                 Ok(id) => {
+                    crate::dispatch::note_call_id(id);
                     *this.state = CallState::Waiting {
                         id,
                         sent: (path, request),

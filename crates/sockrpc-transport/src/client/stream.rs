@@ -103,6 +103,7 @@ impl ClientConnection {
         shared.started.fetch_add(1, Ordering::Relaxed);
         state.outbox.wake_driver();
         drop(state);
+        crate::dispatch::note_call_id(id);
         let deadline = timeout.map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)));
         Ok((
             StreamSender {

@@ -78,6 +78,7 @@ impl<D: Dispatch> Connection<D> {
             request,
             transport: self.transport,
             replay,
+            call_id,
         };
         let future = {
             let _enter = span.enter();

@@ -297,6 +297,7 @@ impl UdpClient {
             return outcome;
         }
         let call_id = shared.next_call_id();
+        crate::dispatch::note_call_id(call_id);
         let (tx, mut rx) = oneshot::channel();
         lock(&shared.pending).insert(call_id, tx);
         let _pending = PendingGuard { shared, call_id };

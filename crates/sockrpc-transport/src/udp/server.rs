@@ -431,6 +431,7 @@ impl Shared {
             request,
             transport: TransportKind::Udp,
             replay: None,
+            call_id: reply_to.call_id,
         };
         let future = match std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(call))) {
             Ok(future) => future,

@@ -8,7 +8,10 @@
 //! `raw-tcp` (the floor every ratio refers to), `raw-tcp-pipelined` (concurrency > 1, for
 //! scale), `raw-udp`, `sockrpc-tcp`, `sockrpc-udp` (unary calls over UDP, payloads that fit a
 //! datagram), `sockrpc-uds`, `sockrpc-auto` (UDP when the call fits a datagram, TCP otherwise),
-//! `sockrpc-stream` (one bidirectional stream per task, one message in flight on each).
+//! `sockrpc-stream` (one bidirectional stream per task, one message in flight on each),
+//! `sockrpc-stack` (sockrpc-tcp with the middleware stack of [`crate::stack`] on both sides:
+//! spans, retry (client), a concurrency limit (server) and metrics; tracing at INFO into a
+//! subscriber that drops its output, metrics into a Prometheus recorder; embedded server only).
 //!
 //! A sockrpc row makes one `Channel` whose pool holds `--connections` connections; its tasks
 //! share it, and each call (or stream) goes to the connection with the fewest calls in flight.
@@ -23,6 +26,7 @@ use crate::load::Budget;
 use crate::plot;
 use crate::report::{self, Machine, Setup};
 use crate::server::{Embedded, DEFAULT_WORKERS};
+use crate::stack;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use plan::{run_group, targets, Plan};
@@ -53,6 +57,10 @@ enum Transport {
     /// TLS: raw-tls (a tokio-rustls echo, the TLS floor) and sockrpc-tls. The embedded server
     /// makes its certificate in memory.
     Tls,
+    /// sockrpc over TCP with the middleware stack on both sides (a span per call at INFO with a
+    /// subscriber that drops its output, retry on the client, a concurrency limit on the server,
+    /// metrics into a Prometheus recorder): sockrpc-stack.
+    Stack,
     /// Every transport above.
     All,
 }
@@ -184,6 +192,20 @@ fn or_dash(addr: Option<impl std::fmt::Display>) -> String {
     addr.map_or_else(|| "-".to_owned(), |addr| addr.to_string())
 }
 
+/// Installs a Prometheus recorder for the stack rows' metrics, as `serve --metrics` would, and
+/// runs its upkeep every few seconds on a thread of its own, as its exporter would (nobody
+/// scrapes it here).
+fn install_recorder() -> Result<(), Box<dyn Error>> {
+    let handle = sockrpc_middleware::metrics::prometheus::install()?;
+    std::thread::Builder::new()
+        .name("sockrpc-bench-metrics".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            handle.run_upkeep();
+        })?;
+    Ok(())
+}
+
 /// Runs `sockrpc bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     let mut wanted = args.transport.clone();
@@ -195,7 +217,15 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             Transport::Auto,
             Transport::Stream,
             Transport::Tls,
+            Transport::Stack,
         ];
+    }
+    let stack = wanted.contains(&Transport::Stack) && args.target.is_none();
+    if stack {
+        // For the whole run, so every row runs with the same subscriber and recorder and the
+        // ratio compares like with like; the bare rows make no spans and record nothing.
+        stack::install_dropping_subscriber();
+        install_recorder()?;
     }
     let plan = Plan {
         budget: match (args.calls, args.duration) {
@@ -229,6 +259,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
                 wanted.contains(&Transport::Uds),
                 wanted.contains(&Transport::Udp) || wanted.contains(&Transport::Auto),
                 server_tls,
+                stack,
             )?;
             (Some(embedded), client_tls)
         }

@@ -58,6 +58,8 @@ pub(super) struct Targets {
     pub(super) uds: Option<Endpoint>,
     /// The Bench service's UDP port (sockrpc over UDP, beside `rpc`).
     pub(super) udp: Option<SocketAddr>,
+    /// The Bench service behind the middleware stack, over TCP.
+    pub(super) stack: Option<Endpoint>,
 }
 
 impl Targets {
@@ -114,6 +116,9 @@ pub(super) async fn targets(
             raw_udp: bound.raw_udp,
             uds: bound.uds.as_ref().map(Endpoint::unix),
             udp: bound.udp,
+            stack: bound
+                .stack
+                .map(|addr| Endpoint::new(addr.ip().to_string(), addr.port())),
         });
     }
     let target = args.target.as_deref().unwrap_or_default();
@@ -154,6 +159,7 @@ pub(super) async fn targets(
         raw_udp,
         uds: args.uds_target.as_ref().map(Endpoint::unix),
         udp,
+        stack: None,
     })
 }
 
@@ -170,6 +176,7 @@ pub(super) enum Kind {
     SockrpcStream,
     RawTls,
     SockrpcTls,
+    SockrpcStack,
 }
 
 impl Kind {
@@ -186,6 +193,7 @@ impl Kind {
             Kind::SockrpcStream => "sockrpc-stream",
             Kind::RawTls => "raw-tls",
             Kind::SockrpcTls => "sockrpc-tls",
+            Kind::SockrpcStack => "sockrpc-stack",
         }
     }
 
@@ -196,7 +204,11 @@ impl Kind {
             Kind::SockrpcUds => "uds",
             Kind::SockrpcAuto => "auto",
             Kind::RawTls | Kind::SockrpcTls => "tls",
-            Kind::RawTcp | Kind::RawTcpPipelined | Kind::SockrpcTcp | Kind::SockrpcStream => "tcp",
+            Kind::RawTcp
+            | Kind::RawTcpPipelined
+            | Kind::SockrpcTcp
+            | Kind::SockrpcStream
+            | Kind::SockrpcStack => "tcp",
         }
     }
 }
@@ -272,6 +284,15 @@ pub(super) async fn run_group(
             ),
         }
     }
+    if wanted.contains(&Transport::Stack) {
+        match targets.stack {
+            // Right after sockrpc-tcp, which it is compared with.
+            Some(_) => kinds.push(Kind::SockrpcStack),
+            None => group
+                .skipped
+                .push("sockrpc-stack skipped: it needs the embedded server (no --target)".into()),
+        }
+    }
     if (udp || auto) && targets.udp.is_none() {
         group.skipped.push(
             "sockrpc-udp and sockrpc-auto skipped: no --udp-target (the udp= address of \
@@ -311,6 +332,7 @@ pub(super) async fn run_group(
     }
     note_udp_ratio(&mut group);
     note_tls_ratios(&mut group);
+    note_stack_ratio(&mut group);
     group
 }
 
@@ -359,6 +381,30 @@ fn note_tls_ratios(group: &mut Group) {
         for note in notes {
             add_note(row, note);
         }
+    }
+}
+
+/// The stack's cost is quoted against bare sockrpc-tcp of the same run, too.
+fn note_stack_ratio(group: &mut Group) {
+    let p50 = |name: &str| {
+        group
+            .rows
+            .iter()
+            .find(|row| row.name == name && row.errors == 0)
+            .and_then(|row| row.quantile_us(0.5))
+    };
+    let (Some(bare), Some(stack)) = (p50("sockrpc-tcp"), p50("sockrpc-stack")) else {
+        return;
+    };
+    if bare <= 0.0 {
+        return;
+    }
+    if let Some(row) = group
+        .rows
+        .iter_mut()
+        .find(|row| row.name == "sockrpc-stack")
+    {
+        add_note(row, format!("p50 {:.2}× sockrpc-tcp's", stack / bare));
     }
 }
 

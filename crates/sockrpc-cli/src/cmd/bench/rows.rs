@@ -7,6 +7,7 @@ use crate::load::{run_phase, Budget, Caller};
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller, StreamCaller};
 use crate::raw::{RawTcp, RawTcpPipelined, RawTls, RawUdp};
 use crate::report::Row;
+use crate::stack;
 use indicatif::ProgressBar;
 use sockrpc::{Channel, Endpoint, Status};
 use std::time::Duration;
@@ -128,7 +129,8 @@ pub(super) async fn run_row(
         | Kind::SockrpcUds
         | Kind::SockrpcUdp
         | Kind::SockrpcAuto
-        | Kind::SockrpcStream => run_sockrpc(kind, targets, plan, row, progress).await,
+        | Kind::SockrpcStream
+        | Kind::SockrpcStack => run_sockrpc(kind, targets, plan, row, progress).await,
     }
 }
 
@@ -145,6 +147,7 @@ async fn run_sockrpc(
         Kind::SockrpcUds => targets.uds.clone(),
         Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.and_then(|udp| targets.with_udp(udp)),
         Kind::SockrpcTls => targets.tls.clone(),
+        Kind::SockrpcStack => targets.stack.clone(),
         Kind::SockrpcTcp => targets.rpc.clone(),
         _ => targets.base().cloned(),
     };
@@ -174,6 +177,21 @@ async fn run_sockrpc(
                 Ok(client) => open_streams(client, concurrency, payload).await,
                 Err(message) => Err(message.clone()),
             };
+            measure(callers, row, plan, progress).await
+        }
+        Kind::SockrpcStack => {
+            row.note = Some(
+                "client: trace, retry, metrics; server: trace, concurrency limit, metrics; \
+                 tracing at INFO into a subscriber that drops, metrics into a Prometheus \
+                 recorder"
+                    .to_owned(),
+            );
+            let callers = channel.as_ref().map_err(Clone::clone).map(|channel| {
+                let client = BenchClient::new(stack::client(channel));
+                (0..concurrency)
+                    .map(|_| RpcCaller::new(client.clone(), payload))
+                    .collect()
+            });
             measure(callers, row, plan, progress).await
         }
         _ => {
