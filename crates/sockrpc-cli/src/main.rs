@@ -19,6 +19,7 @@ mod load;
 mod plot;
 mod proto;
 mod raw;
+mod raw_tls;
 mod report;
 mod server;
 mod stack;

@@ -1,19 +1,16 @@
 //! The raw-socket floor: echo servers and clients with no framework at all.
 //!
-//! The TLS floor is the same TCP echo over a tokio-rustls session (TLS 1.3, the server's and
-//! client's configurations sockrpc uses, ALPN included), so `sockrpc-tls` is quoted against what
-//! TLS itself costs.
+//! The TLS floor, the same TCP echo over a tokio-rustls session, is in `raw_tls.rs`.
 //!
 //! TCP frames are a 4-byte big-endian length and the payload; the server writes back every
 //! complete frame it has, unchanged, in one write. UDP echoes each datagram to its sender, except
-//! one that claims to come from the echo's own address (see [`from_itself`]). Both clients use the same socket options sockrpc does (TCP_NODELAY, through
+//! one that claims to come from the echo's own address (see [`from_itself`]). Both clients use
+//! the same socket options sockrpc does (TCP_NODELAY, through
 //! `sockrpc::transport::connect_tcp`), so what separates a sockrpc row from its raw row is the
 //! framework alone.
 
 use crate::load::{Caller, Tally};
 use bytes::{Buf, BytesMut};
-use sockrpc::tls::pki_types::ServerName;
-use sockrpc::tls::{ClientTlsConfig, ServerTls};
 use sockrpc::transport::connect_tcp;
 use sockrpc::SocketConfig;
 use std::{
@@ -24,7 +21,6 @@ use std::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Largest frame the raw TCP echo accepts; a larger announced length closes the connection
 /// rather than buffering whatever a peer claims.
@@ -35,7 +31,7 @@ pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
 pub(crate) const MAX_UDP_PAYLOAD: usize = 1232;
 
 /// How long a raw client waits to connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the UDP client waits for an echo before it counts the datagram as lost.
 const UDP_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -84,32 +80,7 @@ fn complete_frames(buf: &[u8]) -> io::Result<usize> {
     Ok(end)
 }
 
-/// Accepts connections, runs the server's TLS handshake with what `tls` holds, and echoes frames
-/// inside each session, until the task is dropped.
-pub(crate) async fn serve_tls(listener: TcpListener, tls: ServerTls) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let acceptor = TlsAcceptor::from(tls.rustls_config());
-                    conns.spawn(async move {
-                        let accepted =
-                            tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await;
-                        if let Ok(Ok(session)) = accepted {
-                            let _ = echo_tcp(session).await;
-                        }
-                    });
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-}
-
-async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
+pub(crate) async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         if buf.capacity() - buf.len() < 16 * 1024 {
@@ -173,7 +144,7 @@ pub(crate) fn from_itself(local: SocketAddr, source: SocketAddr) -> bool {
 // Clients
 
 /// A request frame: length prefix and `payload` bytes of filler.
-fn frame(payload: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn frame(payload: usize) -> io::Result<Vec<u8>> {
     let len = u32::try_from(payload)
         .ok()
         .filter(|len| *len as usize <= MAX_FRAME)
@@ -185,7 +156,7 @@ fn frame(payload: usize) -> io::Result<Vec<u8>> {
 }
 
 /// Connects like sockrpc's own client does, so both rows get the same socket options.
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     connect_tcp(addr, &SocketConfig::default(), CONNECT_TIMEOUT).await
 }
 
@@ -237,92 +208,6 @@ impl Caller for RawTcp {
                 // The stream may be mid-frame: only a new connection is in a known state.
                 self.stream = None;
                 tally.err(1, || format!("raw tcp: {err}"));
-            }
-        }
-    }
-}
-
-/// One raw TLS session with one call in flight: write the frame, read the echo.
-pub(crate) struct RawTls {
-    addr: SocketAddr,
-    connector: TlsConnector,
-    name: ServerName<'static>,
-    stream: Option<tokio_rustls::client::TlsStream<TcpStream>>,
-    frame: Vec<u8>,
-    reply: Vec<u8>,
-}
-
-impl std::fmt::Debug for RawTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawTls").field("addr", &self.addr).finish()
-    }
-}
-
-/// A TCP connection to `addr` (sockrpc's socket options) and a TLS handshake over it, checking
-/// the server's certificate against `name`.
-pub(crate) async fn connect_tls(
-    connector: &TlsConnector,
-    addr: SocketAddr,
-    name: ServerName<'static>,
-) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let stream = connect(addr).await?;
-    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
-}
-
-impl RawTls {
-    /// Connects to the raw TLS echo at `addr`, checking its certificate as `tls` says.
-    pub(crate) async fn connect(
-        addr: SocketAddr,
-        tls: &ClientTlsConfig,
-        host: &str,
-        payload: usize,
-    ) -> io::Result<RawTls> {
-        let config = tls.build().map_err(io::Error::from)?;
-        let connector = TlsConnector::from(config);
-        let name = ServerName::try_from(tls.server_name_for(host).to_owned())
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let frame = frame(payload)?;
-        let stream = connect_tls(&connector, addr, name.clone()).await?;
-        Ok(RawTls {
-            addr,
-            connector,
-            name,
-            stream: Some(stream),
-            reply: vec![0; frame.len()],
-            frame,
-        })
-    }
-
-    async fn echo(&mut self) -> io::Result<()> {
-        let stream = match &mut self.stream {
-            Some(stream) => stream,
-            None => self
-                .stream
-                .insert(connect_tls(&self.connector, self.addr, self.name.clone()).await?),
-        };
-        stream.write_all(&self.frame).await?;
-        stream.flush().await?;
-        stream.read_exact(&mut self.reply).await?;
-        if self.reply[..4] != self.frame[..4] {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "echo came back with another length",
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Caller for RawTls {
-    async fn round(&mut self, tally: &Tally) {
-        let started = Instant::now();
-        match self.echo().await {
-            Ok(()) => tally.ok(started.elapsed()),
-            Err(err) => {
-                self.stream = None;
-                tally.err(1, || format!("raw tls: {err}"));
             }
         }
     }

@@ -262,7 +262,7 @@ impl Sockets {
         let (tls_rpc, raw_tls) = match self.tls {
             Some((rpc, raw, tls)) => (
                 Some((rpc, tls.clone())),
-                Some(tokio::spawn(raw::serve_tls(raw, tls))),
+                Some(tokio::spawn(crate::raw_tls::serve_tls(raw, tls))),
             ),
             None => (None, None),
         };

@@ -1,7 +1,7 @@
 //! TLS for the benchmark: the embedded server's certificate (a CA and a leaf made in memory),
 //! the client's settings from the flags, and handshake timing.
 
-use crate::raw::connect_tls;
+use crate::raw_tls::connect_tls;
 use sockrpc::tls::pki_types::ServerName;
 use sockrpc::tls::rustls::client::Resumption;
 use sockrpc::tls::{Certificates, ClientTlsConfig, Identity, ServerTls, ServerTlsConfig};

@@ -5,7 +5,8 @@
 use super::plan::{Kind, Plan, Targets, MAX_SOCKRPC_UDP_PAYLOAD};
 use crate::load::{run_phase, Budget, Caller};
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller, StreamCaller};
-use crate::raw::{RawTcp, RawTcpPipelined, RawTls, RawUdp};
+use crate::raw::{RawTcp, RawTcpPipelined, RawUdp};
+use crate::raw_tls::RawTls;
 use crate::report::Row;
 use crate::stack;
 use indicatif::ProgressBar;
