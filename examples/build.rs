@@ -5,6 +5,7 @@ fn main() -> std::io::Result<()> {
         &[
             "../proto/helloworld/helloworld.proto",
             "../proto/routeguide/route_guide.proto",
+            "../proto/inventory/inventory.proto",
         ],
         &["../proto"],
     )

@@ -17,10 +17,14 @@
 //! ```
 //!
 //! # Crates
-//! - [`protocol`]: wire format, [`Status`]/[`Code`], metadata, codecs.
-//! - [`transport`]: sockets (socket2), framing, multiplexed connections.
-//! - [`service`]: tower router, server, client channel.
+//! - [`protocol`]: wire format (frames and UDP datagrams), [`Status`]/[`Code`], metadata, codecs.
+//! - [`transport`]: sockets (socket2), framing, both ends of a multiplexed connection, the
+//!   connection pool, UDP, Unix sockets.
+//! - [`service`]: tower router, server builder, client channel.
+//! - [`tls`]: TLS and mutual TLS on TCP and Unix connections (feature `tls`, on by default),
+//!   certificates that rotate without a restart.
 
+pub use sockrpc_middleware as middleware;
 pub use sockrpc_protocol as protocol;
 pub use sockrpc_service as service;
 pub use sockrpc_transport as transport;
@@ -31,11 +35,20 @@ pub use sockrpc_protocol::{
     Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
     Request, Response, Status,
 };
+pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_service::{
-    client, server, Body, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService, Router,
-    RpcService, Server, ServerConfig, Streaming,
+    client, server, Body, BoxStream, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService,
+    Router, RpcService, Server, ServerConfig, Streaming,
+};
+pub use sockrpc_service::{
+    status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,
 };
 pub use sockrpc_transport::SocketConfig;
+
+/// TLS: [`ClientTlsConfig`](tls::ClientTlsConfig) for an [`Endpoint`],
+/// [`ServerTlsConfig`](tls::ServerTlsConfig) and [`ServerTls`](tls::ServerTls) for the
+/// [`Server`] builder, [`TlsPeer`](tls::TlsPeer) for what a handshake established.
+pub use sockrpc_transport::tls;
 
 /// Includes the code `sockrpc-build` generated for a protobuf package, e.g.
 /// `sockrpc::include_proto!("helloworld")`.
@@ -52,6 +65,7 @@ pub mod codegen {
     pub use bytes::Bytes;
     pub use futures_core::Stream;
     pub use prost_types;
+    pub use sockrpc_middleware::interceptor::{InterceptedService, Interceptor};
     pub use sockrpc_protocol::{
         Codec, IntoRequest, IntoStreamingRequest, ProstCodec, Request, Response, Status,
     };
@@ -59,5 +73,6 @@ pub mod codegen {
         client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
         BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
+    pub use sockrpc_service::{ClientService, Idempotency, RpcMethod};
     pub use tower_service::Service;
 }

@@ -22,6 +22,7 @@ fn main() -> std::io::Result<()> {
             "proto/sockrpc/test/echo.proto",
             "proto/sockrpc/test/counter.proto",
             "proto/sockrpc/test/stream.proto",
+            "proto/sockrpc/test/blob.proto",
         ],
         &["../proto", "proto"],
     )?;

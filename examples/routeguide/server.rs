@@ -3,8 +3,8 @@
 
 mod data;
 
-use futures_util::stream::{self, BoxStream, StreamExt};
-use sockrpc::{Request, Response, Server, Status, Streaming};
+use futures_util::stream::{self, StreamExt};
+use sockrpc::{BoxStream, Request, Response, Server, Status, Streaming};
 use sockrpc_examples::routeguide::route_guide_server::{RouteGuide, RouteGuideServer};
 use sockrpc_examples::routeguide::{Feature, Point, Rectangle, RouteNote, RouteSummary};
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ impl RouteGuide for RouteGuideService {
         Ok(Response::new(feature))
     }
 
-    type ListFeaturesStream = BoxStream<'static, Result<Feature, Status>>;
+    type ListFeaturesStream = BoxStream<Feature>;
 
     /// Server streaming: every feature inside a rectangle, one message each.
     async fn list_features(
@@ -84,7 +84,7 @@ impl RouteGuide for RouteGuideService {
         Ok(Response::new(summary))
     }
 
-    type RouteChatStream = BoxStream<'static, Result<RouteNote, Status>>;
+    type RouteChatStream = BoxStream<RouteNote>;
 
     /// Bidi: for each note received, answers with every note sent earlier at the same location,
     /// then remembers it.

@@ -7,8 +7,8 @@ use crate::raw::{
     concat, header, open, read_while_open, server_frames, ECHO_PATH, END_STREAM, MESSAGE, PREFACE,
 };
 use crate::support::{bounded, fresh_call, EchoImpl, Witness};
+use sockrpc_tests::child::{memory_of, parent_pid, test_name, ChildServer};
 use sockrpc_tests::echo::echo_server::EchoServer;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -35,7 +35,8 @@ fn child_server() {
         )
         .expect("bind");
         println!(
-            "SOCKRPC_CHILD_ADDR={}",
+            "{}{}",
+            sockrpc_tests::child::ADDR_LINE,
             listener.local_addr().expect("address")
         );
         let parent = parent_pid();
@@ -55,85 +56,9 @@ fn child_server() {
     std::process::exit(0);
 }
 
-fn parent_pid() -> Option<u32> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// (VmRSS, VmSize) of `pid` in bytes.
-fn memory_of(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-            * 1024
-    };
-    (field("VmRSS:"), field("VmSize:"))
-}
-
-struct Child {
-    process: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Child {
-    /// Starts this binary's `test` (a test function of this module) as the child server.
-    fn spawn(test: &str) -> Child {
-        use std::io::BufRead;
-        // `--exact` needs the test's full name, which libtest gives as its module path without
-        // the crate's name: `memory::<test>` today, whatever this module is moved to later.
-        let test = match module_path!().split_once("::") {
-            Some((_, module)) => format!("{module}::{test}"),
-            None => test.to_owned(),
-        };
-        let exe = std::env::current_exe().expect("current exe");
-        let mut process = std::process::Command::new(exe)
-            .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn child server");
-        let stdout = process.stdout.take().expect("child stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some((_, addr)) = line.split_once("SOCKRPC_CHILD_ADDR=") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.to_owned());
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("child server printed its address")
-            .parse()
-            .expect("child address parses");
-        Child { process, addr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.id()
-    }
-
-    /// Checks the child is still running (it aborts on panic), then ends it.
-    fn finish(mut self) {
-        let status = self.process.try_wait().expect("try_wait");
-        assert!(
-            status.is_none(),
-            "child server exited ({status:?}): it panicked or crashed"
-        );
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+/// This module's child server: `test` of this module, re-run with `CHILD_ENV` set.
+fn spawn_child(test: &str) -> ChildServer {
+    ChildServer::spawn(&test_name(module_path!(), test), CHILD_ENV)
 }
 
 fn parent_runtime() -> tokio::runtime::Runtime {
@@ -145,7 +70,7 @@ fn parent_runtime() -> tokio::runtime::Runtime {
 }
 
 /// Warms the child up (connections, calls, buffers), lets it settle, and reads its memory.
-async fn warm_baseline(child: &Child) -> (u64, u64) {
+async fn warm_baseline(child: &ChildServer) -> (u64, u64) {
     for i in 0..20 {
         fresh_call(child.addr, i).await;
         let mut raw = TcpStream::connect(child.addr).await.expect("connect");
@@ -192,7 +117,7 @@ fn announced_60_mib_message_is_never_allocated() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child_server();
     }
-    let child = Child::spawn("announced_60_mib_message_is_never_allocated");
+    let child = spawn_child("announced_60_mib_message_is_never_allocated");
     parent_runtime().block_on(async {
         let before = warm_baseline(&child).await;
         let witness = Witness::start(child.addr).await;
@@ -237,7 +162,7 @@ fn many_connections_announcing_4_mib_stay_bounded() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child_server();
     }
-    let child = Child::spawn("many_connections_announcing_4_mib_stay_bounded");
+    let child = spawn_child("many_connections_announcing_4_mib_stay_bounded");
     parent_runtime().block_on(async {
         let before = warm_baseline(&child).await;
         let witness = Witness::start(child.addr).await;

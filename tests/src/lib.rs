@@ -1,5 +1,7 @@
 //! Generated code and helpers shared by the integration tests.
 
+pub mod child;
+
 /// `proto/helloworld/helloworld.proto`.
 pub mod helloworld {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
@@ -28,4 +30,10 @@ pub mod shared {
 pub mod counter {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
     sockrpc::include_proto!("sockrpc.test.counter");
+}
+
+/// `tests/proto/sockrpc/test/blob.proto`: an idempotent method with an answer of any size.
+pub mod blob {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("sockrpc.test.blob");
 }

@@ -12,6 +12,7 @@
 
 mod backpressure;
 mod cancel;
+mod retry;
 mod service;
 mod shapes;
 mod support;

@@ -4,7 +4,7 @@ use crate::support::{
     deadline, echo_reply, reply_of, request, UdpTestServer, ECHO, FAIL, GROW, SLEEP,
 };
 use bytes::Bytes;
-use sockrpc::service::udp::{mark_reissue, take_reissue, Lookup, UdpOutcome};
+use sockrpc::service::udp::{Lookup, UdpOutcome};
 use sockrpc::Code;
 use sockrpc_tests::echo::{EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use std::sync::atomic::Ordering;
@@ -95,14 +95,10 @@ async fn large_answer_is_truncated_and_cached_for_the_tcp_reissue() {
     assert_eq!(client.stats().truncations, 1);
     assert_eq!(server.counters().truncated, 1);
 
-    // What the TCP path does: the re-issued request carries the identity in its metadata; the
-    // server takes it off and answers from the cache.
-    let mut reissue = grow.clone();
-    mark_reissue(reissue.metadata_mut(), instance, call_id);
-    let identity = take_reissue(reissue.metadata_mut()).expect("marked");
-    assert_eq!(identity, (instance, call_id));
-    assert!(reissue.metadata().is_empty(), "the mark is not passed on");
-    let cached = match server.cache.wait(identity.0, identity.1, deadline()).await {
+    // What the TCP path does: the re-issue names the UDP call in the OPEN frame, and the
+    // router answers from the cache, for the same method only.
+    let path = GROW.as_bytes().as_ref();
+    let cached = match server.cache.wait(instance, call_id, path, deadline()).await {
         Lookup::Done(answer) => answer.expect("grow succeeded"),
         other => panic!("expected the cached answer, got {other:?}"),
     };
@@ -110,8 +106,12 @@ async fn large_answer_is_truncated_and_cached_for_the_tcp_reissue() {
     assert_eq!(reply.payload.len(), 5000);
     assert!(reply.payload.iter().all(|&b| b == 7));
     assert!(matches!(
-        server.cache.lookup(instance, call_id + 1),
+        server.cache.lookup(instance, call_id + 1, path),
         Lookup::Missing
+    ));
+    assert!(matches!(
+        server.cache.lookup(instance, call_id, ECHO.as_bytes()),
+        Lookup::OtherMethod
     ));
     assert_eq!(
         server.handlers.grows.load(Ordering::SeqCst),

@@ -1,10 +1,12 @@
 //! Issue 4, UDP for small calls (must show 4 and 5), with the UDP server and client used
 //! directly: small calls over UDP, truncation and the cached answer a TCP re-issue gets,
 //! at-most-once through a lossy, duplicating proxy, no amplification toward unverified sources,
-//! malformed datagrams dropped and counted, and fallback after repeated loss.
+//! malformed datagrams dropped and counted, and fallback after repeated loss; and at-most-once
+//! at its edges: a full reply cache under load, oversized requests, idempotent re-issues.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
+mod at_most_once;
 mod calls;
 mod channel;
 mod datagrams;

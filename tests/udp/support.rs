@@ -96,7 +96,8 @@ impl UdpTestServer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let router = Router::new().add_service(EchoServer::new(handlers.clone()));
         let cache = Arc::new(ReplyCache::default());
-        let server = UdpServer::new(socket, router, config, Arc::clone(&cache));
+        let dispatcher = sockrpc::server::Dispatcher::new(router);
+        let server = UdpServer::new(socket, dispatcher, config, Arc::clone(&cache));
         let addr = server.local_addr().expect("addr");
         let stats = server.stats();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -40,15 +40,36 @@ pub mod {module} {{
     }}
     impl<{t}> {client}<{t}>
     where
-        {t}: ::sockrpc::codegen::RpcService,
+        {t}: ::sockrpc::codegen::ClientService,
     {{
-        /// Wraps an existing channel or any tower service stack over one.
+        /// Wraps an existing channel or any tower service stack over one (its error may be a
+        /// `Status` or anything that converts into a `BoxError`, such as tower's `Elapsed`).
         pub fn new(inner: {t}) -> Self {{
             Self {{ inner: ::sockrpc::codegen::Client::new(inner) }}
+        }}
+        /// Wraps `inner` behind `interceptor`, which sees (and may change or refuse) every call
+        /// before it is sent.
+        pub fn with_interceptor<F>(
+            inner: {t},
+            interceptor: F,
+        ) -> {client}<::sockrpc::codegen::InterceptedService<{t}, F>>
+        where
+            F: ::sockrpc::codegen::Interceptor,
+            {t}::Error: ::core::convert::From<::sockrpc::codegen::Status>,
+        {{
+            {client}::new(::sockrpc::codegen::InterceptedService::new(inner, interceptor))
         }}
         /// Returns the wrapped channel or service stack.
         pub fn into_inner(self) -> {t} {{
             self.inner.into_inner()
+        }}
+        /// The wrapped channel or service stack.
+        pub fn get_ref(&self) -> &{t} {{
+            self.inner.get_ref()
+        }}
+        /// The wrapped channel or service stack, to use directly.
+        pub fn get_mut(&mut self) -> &mut {t} {{
+            self.inner.get_mut()
         }}
         {methods}
     }}
@@ -101,7 +122,10 @@ fn method(m: &MethodModel) -> String {
             self.inner
                 .{call}(
                     {into_request},
-                    {path:?},
+                    ::sockrpc::codegen::RpcMethod::new(
+                        {path:?},
+                        ::sockrpc::codegen::Idempotency::{idempotency},
+                    ),
                     ::sockrpc::codegen::ProstCodec,
                 )
                 .await
@@ -110,5 +134,6 @@ fn method(m: &MethodModel) -> String {
         docs = doc_attrs(&m.comments),
         name = m.ident,
         path = m.path,
+        idempotency = m.idempotency,
     )
 }

@@ -68,6 +68,9 @@ pub(crate) struct MethodModel {
     pub(crate) shape: CallShape,
     /// Marked `option idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT`: may run twice.
     pub(crate) idempotent: bool,
+    /// The `sockrpc::codegen::Idempotency` variant for the level: `Unknown`, `NoSideEffects`
+    /// or `Idempotent`. Generated clients hand it to middleware with every call.
+    pub(crate) idempotency: &'static str,
     /// Comments from the .proto.
     pub(crate) comments: Comments,
 }
@@ -134,9 +137,14 @@ impl MethodModel {
             (true, true) => CallShape::Streaming,
         };
         // google.protobuf.MethodOptions.IdempotencyLevel: 1 NO_SIDE_EFFECTS, 2 IDEMPOTENT.
-        let idempotent = matches!(method.options.idempotency_level, Some(1 | 2));
+        let idempotency = match method.options.idempotency_level {
+            Some(1) => "NoSideEffects",
+            Some(2) => "Idempotent",
+            _ => "Unknown",
+        };
         Self {
-            idempotent,
+            idempotent: idempotency != "Unknown",
+            idempotency,
             ident: names::method(&method.proto_name),
             path: format!("/{full_service}/{}", method.proto_name),
             stream_type: names::stream_type(&method.proto_name),

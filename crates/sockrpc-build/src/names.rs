@@ -11,7 +11,17 @@ use heck::{ToSnakeCase, ToUpperCamelCase};
 ///
 /// An rpc mapping to one of these gets a `_rpc` suffix, in the client and the
 /// server trait alike, so one proto method always has one Rust name.
-const CLIENT_RESERVED: &[&str] = &["connect", "new", "into_inner", "clone", "clone_from", "fmt"];
+const CLIENT_RESERVED: &[&str] = &[
+    "connect",
+    "new",
+    "with_interceptor",
+    "into_inner",
+    "get_ref",
+    "get_mut",
+    "clone",
+    "clone_from",
+    "fmt",
+];
 
 /// Makes `ident` usable as a Rust identifier, the way prost-build does it.
 ///
@@ -147,6 +157,9 @@ mod tests {
         assert_eq!(method("New"), "new_rpc");
         assert_eq!(method("Clone"), "clone_rpc");
         assert_eq!(method("IntoInner"), "into_inner_rpc");
+        assert_eq!(method("GetRef"), "get_ref_rpc");
+        assert_eq!(method("GetMut"), "get_mut_rpc");
+        assert_eq!(method("WithInterceptor"), "with_interceptor_rpc");
     }
 
     #[test]

@@ -56,6 +56,17 @@ pub mod {module} {{
         pub fn from_arc(inner: ::std::sync::Arc<{t}>) -> Self {{
             Self {{ inner }}
         }}
+        /// Serves `inner` behind `interceptor`, which sees (and may change or refuse) every
+        /// call before the handler runs; mount the result with `add_service` as usual.
+        pub fn with_interceptor<F>(
+            inner: {t},
+            interceptor: F,
+        ) -> ::sockrpc::codegen::InterceptedService<Self, F>
+        where
+            F: ::sockrpc::codegen::Interceptor,
+        {{
+            ::sockrpc::codegen::InterceptedService::new(Self::new(inner), interceptor)
+        }}
     }}
     impl<{t}> ::core::clone::Clone for {server}<{t}> {{
         fn clone(&self) -> Self {{

@@ -125,7 +125,14 @@ fn awkward_names_compile_to_valid_identifiers() {
         "upload",
         "chat",
     ];
-    let mut expected = vec!["connect", "new", "into_inner"];
+    let mut expected = vec![
+        "connect",
+        "new",
+        "with_interceptor",
+        "into_inner",
+        "get_ref",
+        "get_mut",
+    ];
     expected.extend(rpcs);
     assert_eq!(fns, expected);
 
@@ -160,7 +167,16 @@ fn awkward_names_compile_to_valid_identifiers() {
     assert_eq!(trait_types(self_trait), ["ChatStream"]);
     assert_eq!(
         inherent_fns(module(&file.items, "self_client"), "SelfClient"),
-        ["connect", "new", "into_inner", "super_", "chat"]
+        [
+            "connect",
+            "new",
+            "with_interceptor",
+            "into_inner",
+            "get_ref",
+            "get_mut",
+            "super_",
+            "chat"
+        ]
     );
     let t_server = module(&file.items, "t_server");
     find_trait(t_server, "T");
@@ -193,7 +209,15 @@ fn awkward_names_compile_to_valid_identifiers() {
             module(&file.items, "only_streams_client"),
             "OnlyStreamsClient"
         ),
-        ["connect", "new", "into_inner", "up"]
+        [
+            "connect",
+            "new",
+            "with_interceptor",
+            "into_inner",
+            "get_ref",
+            "get_mut",
+            "up"
+        ]
     );
 }
 
@@ -235,7 +259,14 @@ fn streaming_rpcs_with_awkward_names() {
         ]
     );
     let client = module(&file.items, "streams_client");
-    let mut expected = vec!["connect", "new", "into_inner"];
+    let mut expected = vec![
+        "connect",
+        "new",
+        "with_interceptor",
+        "into_inner",
+        "get_ref",
+        "get_mut",
+    ];
     expected.extend(rpcs);
     assert_eq!(inherent_fns(client, "StreamsClient"), expected);
 

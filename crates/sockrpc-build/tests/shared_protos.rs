@@ -136,7 +136,14 @@ fn test_service_client_has_all_four_shapes() {
     let file = out.parse("grpc.testing.rs");
     let client = module(&file.items, "test_service_client");
     let fns = inherent_fns(client, "TestServiceClient");
-    let mut expected = vec!["connect", "new", "into_inner"];
+    let mut expected = vec![
+        "connect",
+        "new",
+        "with_interceptor",
+        "into_inner",
+        "get_ref",
+        "get_mut",
+    ];
     expected.extend(TEST_SERVICE_CLIENT.iter().map(|m| m.0));
     assert_eq!(fns, expected);
 

@@ -10,6 +10,7 @@
 //!   socket when asked), the raw TCP and UDP echoes.
 //! - [`proto`]: the `Bench` service, its echo implementation, the unary and stream callers.
 //! - [`raw`]: the raw-socket floor, server and client side.
+//! - [`stack`]: the middleware stack of the `sockrpc-stack` rows and `serve --metrics`.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
 //! - [`report`]: the table and the JSON; [`plot`]: the SVG.
 
@@ -18,8 +19,11 @@ mod load;
 mod plot;
 mod proto;
 mod raw;
+mod raw_tls;
 mod report;
 mod server;
+mod stack;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -44,14 +48,15 @@ enum Command {
     ///
     /// With no arguments, starts an embedded server in this process (its own 2-worker runtime on
     /// its own thread) and measures raw-tcp, raw-udp, sockrpc-tcp, sockrpc-udp, sockrpc-uds,
-    /// sockrpc-auto and sockrpc-stream one after another, for 64 B and 4 KiB payloads, one call
-    /// in flight.
+    /// sockrpc-auto, sockrpc-stream, raw-tls and sockrpc-tls one after another, for 64 B and
+    /// 4 KiB payloads, one call in flight.
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///
-    /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT raw-udp=IP:PORT`, with the
-    /// ports actually bound, then ` uds=PATH` with --uds and ` udp=IP:PORT` with --udp. Stops on
-    /// Ctrl-C or SIGTERM.
+    /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT`, with the ports actually
+    /// bound (with --tls-cert: `listening tls=IP:PORT raw=IP:PORT raw-tls=IP:PORT`), then
+    /// ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds, ` udp=IP:PORT` with --udp and
+    /// ` metrics=IP:PORT` with --metrics. Stops on Ctrl-C or SIGTERM.
     Serve(cmd::serve::ServeArgs),
     /// gRPC's interop test service and cases on sockrpc, across processes.
     Interop(cmd::interop::InteropArgs),

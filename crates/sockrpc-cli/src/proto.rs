@@ -12,7 +12,7 @@ use bench::bench_client::BenchClient;
 use bench::bench_server::Bench;
 use bench::Payload;
 use bytes::Bytes;
-use sockrpc::{Request, Response, Status, Streaming};
+use sockrpc::{Channel, Request, Response, RpcService, Status, Streaming};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -52,16 +52,17 @@ fn tally_echo(tally: &Tally, started: Instant, sent: usize, reply: Result<Payloa
     }
 }
 
-/// A sockrpc client with one unary call in flight, on a channel it may share with other callers.
+/// A sockrpc client with one unary call in flight, on a channel it may share with other callers,
+/// bare (`T` = `Channel`) or wrapped in middleware.
 #[derive(Debug)]
-pub(crate) struct RpcCaller {
-    client: BenchClient,
+pub(crate) struct RpcCaller<T = Channel> {
+    client: BenchClient<T>,
     payload: Bytes,
 }
 
-impl RpcCaller {
+impl<T: RpcService> RpcCaller<T> {
     /// A caller on `client`'s channel, sending `payload` bytes each call.
-    pub(crate) fn new(client: BenchClient, payload: usize) -> RpcCaller {
+    pub(crate) fn new(client: BenchClient<T>, payload: usize) -> RpcCaller<T> {
         RpcCaller {
             client,
             payload: Bytes::from(vec![0xA5; payload]),
@@ -69,7 +70,11 @@ impl RpcCaller {
     }
 }
 
-impl Caller for RpcCaller {
+impl<T> Caller for RpcCaller<T>
+where
+    T: RpcService + Send + 'static,
+    T::Future: Send,
+{
     async fn round(&mut self, tally: &Tally) {
         let started = Instant::now();
         // A `Bytes` clone is a reference count: the request is built the way a real caller

@@ -1,8 +1,11 @@
 //! The raw-socket floor: echo servers and clients with no framework at all.
 //!
+//! The TLS floor, the same TCP echo over a tokio-rustls session, is in `raw_tls.rs`.
+//!
 //! TCP frames are a 4-byte big-endian length and the payload; the server writes back every
-//! complete frame it has, unchanged, in one write. UDP echoes each datagram to its sender. Both
-//! clients use the same socket options sockrpc does (TCP_NODELAY, through
+//! complete frame it has, unchanged, in one write. UDP echoes each datagram to its sender, except
+//! one that claims to come from the echo's own address (see [`from_itself`]). Both clients use
+//! the same socket options sockrpc does (TCP_NODELAY, through
 //! `sockrpc::transport::connect_tcp`), so what separates a sockrpc row from its raw row is the
 //! framework alone.
 
@@ -15,7 +18,7 @@ use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
@@ -28,7 +31,7 @@ pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
 pub(crate) const MAX_UDP_PAYLOAD: usize = 1232;
 
 /// How long a raw client waits to connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the UDP client waits for an echo before it counts the datagram as lost.
 const UDP_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -77,7 +80,7 @@ fn complete_frames(buf: &[u8]) -> io::Result<usize> {
     Ok(end)
 }
 
-async fn echo_tcp(mut stream: TcpStream) -> io::Result<()> {
+pub(crate) async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         if buf.capacity() - buf.len() < 16 * 1024 {
@@ -89,28 +92,59 @@ async fn echo_tcp(mut stream: TcpStream) -> io::Result<()> {
         let end = complete_frames(&buf)?;
         if end > 0 {
             stream.write_all(&buf[..end]).await?;
+            // A no-op on TCP; on TLS, writes out whatever the session still holds.
+            stream.flush().await?;
             buf.advance(end);
         }
     }
 }
 
-/// Echoes every datagram to its sender until the task is dropped.
+/// Echoes every datagram to its sender until the task is dropped, except those
+/// [`from_itself`] refuses.
 pub(crate) async fn serve_udp(socket: UdpSocket) {
+    // Without its own address the echo cannot tell a peer from itself: it answers nobody.
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // A failed receive or send concerns one datagram (or an ICMP error for an earlier one);
         // the echo goes on for everyone else.
         if let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-            let _ = socket.send_to(&buf[..n], peer).await;
+            if !from_itself(local, peer) {
+                let _ = socket.send_to(&buf[..n], peer).await;
+            }
         }
     }
+}
+
+/// Whether the UDP echo bound at `local` must not answer a datagram from `source`, because the
+/// answer could come back to the echo itself: a datagram forged with the echo's own address as
+/// its source would otherwise bounce between the echo and itself forever.
+///
+/// The rule, on the echo's own port only (a source on any other port is answered):
+/// - a source that is loopback (any of 127.0.0.0/8, `::1`), unspecified (`0.0.0.0` and `::`
+///   mean this host) or the echo's own IP is refused;
+/// - an echo bound to the unspecified address listens on every address of the host, which it
+///   cannot list, so it refuses every source on its port.
+///
+/// IPv4-mapped IPv6 addresses (a dual-stack socket's view of IPv4 peers) count as their IPv4
+/// address. The cost is that a peer elsewhere that sends from the very port number the echo
+/// listens on is not answered; clients send from ephemeral ports (the bench binds port 0).
+pub(crate) fn from_itself(local: SocketAddr, source: SocketAddr) -> bool {
+    if source.port() != local.port() {
+        return false;
+    }
+    let own = local.ip().to_canonical();
+    let source = source.ip().to_canonical();
+    own.is_unspecified() || source.is_loopback() || source.is_unspecified() || source == own
 }
 
 // ---------------------------------------------------------------------------------------------
 // Clients
 
 /// A request frame: length prefix and `payload` bytes of filler.
-fn frame(payload: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn frame(payload: usize) -> io::Result<Vec<u8>> {
     let len = u32::try_from(payload)
         .ok()
         .filter(|len| *len as usize <= MAX_FRAME)
@@ -122,7 +156,7 @@ fn frame(payload: usize) -> io::Result<Vec<u8>> {
 }
 
 /// Connects like sockrpc's own client does, so both rows get the same socket options.
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     connect_tcp(addr, &SocketConfig::default(), CONNECT_TIMEOUT).await
 }
 
@@ -348,5 +382,111 @@ mod tests {
         assert_eq!(complete_frames(&wire).expect("ok"), 7);
         assert_eq!(complete_frames(&wire[..2]).expect("ok"), 0);
         assert!(complete_frames(&[0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("socket address")
+    }
+
+    #[test]
+    fn udp_echo_refuses_sources_that_are_its_own_address() {
+        // Bound to one address: that address, loopback and "this host" on its port are itself.
+        let local = addr("127.0.0.1:7000");
+        for forged in [
+            "127.0.0.1:7000",
+            "127.0.0.2:7000",
+            "127.255.255.254:7000",
+            "0.0.0.0:7000",
+            "[::1]:7000",
+            "[::ffff:127.0.0.1]:7000",
+        ] {
+            assert!(from_itself(local, addr(forged)), "{forged} answered");
+        }
+        let local = addr("10.1.2.3:7000");
+        assert!(from_itself(local, addr("10.1.2.3:7000")));
+        assert!(from_itself(local, addr("[::ffff:10.1.2.3]:7000")));
+        // Bound to every address: any source on its port may be one of the host's own.
+        for local in [addr("0.0.0.0:7000"), addr("[::]:7000")] {
+            for forged in [
+                "127.0.0.1:7000",
+                "10.1.2.3:7000",
+                "192.0.2.9:7000",
+                "[::1]:7000",
+            ] {
+                assert!(
+                    from_itself(local, addr(forged)),
+                    "{local}: {forged} answered"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn udp_echo_answers_sources_on_other_ports_and_hosts() {
+        let local = addr("127.0.0.1:7000");
+        for peer in [
+            "127.0.0.1:7001",
+            "127.0.0.1:40000",
+            "[::1]:7001",
+            "10.1.2.3:7000",
+        ] {
+            assert!(!from_itself(local, addr(peer)), "{peer} refused");
+        }
+        let local = addr("10.1.2.3:7000");
+        assert!(!from_itself(local, addr("10.1.2.4:7000")));
+        assert!(!from_itself(local, addr("10.1.2.3:7001")));
+        for local in [addr("0.0.0.0:7000"), addr("[::]:7000")] {
+            assert!(!from_itself(local, addr("192.0.2.9:50000")));
+            assert!(!from_itself(local, addr("127.0.0.1:50000")));
+        }
+    }
+
+    /// Runs the UDP echo on a socket bound at `bind` after that very socket has sent a datagram
+    /// to itself at `self_ip` (so its source is, truly, the echo's own address), checks that a
+    /// peer is still answered, and returns what a second descriptor of the echo's socket
+    /// catches within 500 ms: had the echo answered itself, that datagram would be circling
+    /// through its socket for ever.
+    async fn self_sent_datagram_caught(bind: &str, self_ip: &str) -> Option<Vec<u8>> {
+        let socket = std::net::UdpSocket::bind(bind).expect("bind echo");
+        socket.set_nonblocking(true).expect("nonblocking");
+        let port = socket.local_addr().expect("local addr").port();
+        let own = SocketAddr::new(self_ip.parse().expect("ip"), port);
+        let watcher = socket.try_clone().expect("second descriptor");
+        socket.send_to(b"from itself", own).expect("send to itself");
+        let echo = tokio::spawn(serve_udp(
+            UdpSocket::from_std(socket).expect("tokio socket"),
+        ));
+
+        // A peer's datagram, queued behind the forged one: once it is answered, the echo has
+        // handled both.
+        let peer = UdpSocket::bind("127.0.0.1:0").await.expect("bind peer");
+        peer.connect(own).await.expect("connect peer");
+        peer.send(b"hello").await.expect("send");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), peer.recv(&mut buf))
+            .await
+            .expect("the echo answered no peer within 5 s")
+            .expect("recv");
+        assert_eq!(&buf[..n], b"hello");
+
+        let watcher = UdpSocket::from_std(watcher).expect("tokio watcher");
+        let caught = tokio::time::timeout(Duration::from_millis(500), watcher.recv_from(&mut buf))
+            .await
+            .ok()
+            .map(|received| buf[..received.expect("recv").0].to_vec());
+        echo.abort();
+        caught
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_echo_does_not_answer_a_datagram_from_its_own_address() {
+        let caught = self_sent_datagram_caught("127.0.0.1:0", "127.0.0.1").await;
+        assert_eq!(caught, None, "the echo answered itself");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_echo_on_every_address_does_not_answer_its_own_loopback_address() {
+        let caught = self_sent_datagram_caught("0.0.0.0:0", "127.0.0.1").await;
+        assert_eq!(caught, None, "the echo answered itself");
     }
 }

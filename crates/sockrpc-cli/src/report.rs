@@ -51,7 +51,7 @@ impl Row {
     }
 
     /// Successful calls per second.
-    fn throughput(&self) -> Option<f64> {
+    pub(crate) fn throughput(&self) -> Option<f64> {
         let secs = self.elapsed.as_secs_f64();
         (secs > 0.0 && !self.hist.is_empty()).then(|| self.calls() as f64 / secs)
     }

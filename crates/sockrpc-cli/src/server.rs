@@ -1,10 +1,12 @@
 //! What `sockrpc serve` and the embedded server of `sockrpc bench` serve: the `Bench` service
-//! over sockrpc (on TCP; over UDP beside it and on a Unix socket when asked), a raw TCP echo and
-//! a raw UDP echo.
+//! over sockrpc (on TCP; over TLS, over UDP beside it and on a Unix socket when asked), a raw TCP
+//! echo, with TLS a raw TLS echo and, when asked, a raw UDP echo.
 
 use crate::proto::{bench::bench_server::BenchServer, EchoService};
-use crate::raw;
+use crate::{raw, stack};
+use sockrpc::server::{Finish, ServerBuilder};
 use sockrpc::service::udp::UdpServerConfig;
+use sockrpc::tls::ServerTls;
 use sockrpc::transport::{bind_tcp, bind_unix};
 use sockrpc::{Server, SocketConfig};
 use std::{
@@ -27,31 +29,62 @@ pub(crate) const DEFAULT_WORKERS: usize = 2;
 /// Where to listen.
 #[derive(Debug, Clone)]
 pub(crate) struct Listen {
-    /// The sockrpc `Bench` service.
-    pub(crate) rpc: SocketAddr,
+    /// The sockrpc `Bench` service in plain text; `None`: not served (a `serve` with TLS).
+    pub(crate) rpc: Option<SocketAddr>,
+    /// The sockrpc `Bench` service over TLS, and the raw TLS echo; `None`: not served.
+    pub(crate) tls: Option<TlsListen>,
     /// The raw TCP echo.
     pub(crate) raw_tcp: SocketAddr,
-    /// The raw UDP echo; `None`: the raw TCP echo's address and port, or any free port when
-    /// that one is taken.
+    /// The raw UDP echo; `None`: not served. An echo answers whoever a datagram claims to come
+    /// from, so it only runs when asked for.
     pub(crate) raw_udp: Option<SocketAddr>,
     /// The sockrpc `Bench` service on a Unix socket at this path; `None`: not served.
     pub(crate) uds: Option<PathBuf>,
     /// The sockrpc `Bench` service over UDP (small unary calls, beside the TCP listener whose
     /// reply cache it shares); `None`: not served.
     pub(crate) udp: Option<SocketAddr>,
+    /// The sockrpc `Bench` service behind the middleware stack ([`stack::server`]), on a TCP
+    /// listener of its own for the `sockrpc-stack` rows; `None`: not served.
+    pub(crate) stack: Option<SocketAddr>,
+    /// Serve `rpc`, `uds` and `udp` behind the middleware stack too (`serve --metrics`).
+    pub(crate) observe: bool,
+}
+
+/// Where and as whom to serve TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsListen {
+    /// The sockrpc `Bench` service over TLS.
+    pub(crate) rpc: SocketAddr,
+    /// The raw TLS echo (the TLS floor).
+    pub(crate) raw: SocketAddr,
+    /// The server's TLS configuration, live (`serve` watches its files).
+    pub(crate) server: ServerTls,
 }
 
 impl Listen {
     /// Everything on 127.0.0.1, on free ports; the Unix socket at `uds` when given, sockrpc over
-    /// UDP when `udp`.
-    pub(crate) fn loopback(uds: Option<PathBuf>, udp: bool) -> Listen {
+    /// UDP and the raw UDP echo when `udp`, sockrpc over TLS and the raw TLS echo with `tls`,
+    /// the stacked listener when `stack`.
+    pub(crate) fn loopback(
+        uds: Option<PathBuf>,
+        udp: bool,
+        tls: Option<ServerTls>,
+        stack: bool,
+    ) -> Listen {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         Listen {
-            rpc: any,
+            rpc: Some(any),
+            tls: tls.map(|server| TlsListen {
+                rpc: any,
+                raw: any,
+                server,
+            }),
             raw_tcp: any,
-            raw_udp: None,
+            raw_udp: udp.then_some(any),
             uds,
             udp: udp.then_some(any),
+            stack: stack.then_some(any),
+            observe: false,
         }
     }
 }
@@ -59,29 +92,41 @@ impl Listen {
 /// The addresses actually bound.
 #[derive(Debug, Clone)]
 pub(crate) struct Bound {
-    /// The sockrpc `Bench` service.
-    pub(crate) rpc: SocketAddr,
+    /// The sockrpc `Bench` service in plain text, when served.
+    pub(crate) rpc: Option<SocketAddr>,
+    /// The sockrpc `Bench` service over TLS, when served.
+    pub(crate) tls: Option<SocketAddr>,
+    /// The raw TLS echo, when served.
+    pub(crate) raw_tls: Option<SocketAddr>,
     /// The raw TCP echo.
     pub(crate) raw_tcp: SocketAddr,
-    /// The raw UDP echo.
-    pub(crate) raw_udp: SocketAddr,
+    /// The raw UDP echo, when served.
+    pub(crate) raw_udp: Option<SocketAddr>,
     /// The Unix socket of the sockrpc `Bench` service, when served.
     pub(crate) uds: Option<PathBuf>,
     /// The UDP port of the sockrpc `Bench` service, when served.
     pub(crate) udp: Option<SocketAddr>,
+    /// The sockrpc `Bench` service behind the middleware stack, when served.
+    pub(crate) stack: Option<SocketAddr>,
 }
 
 /// Bound sockets, not yet served. Binding first lets the caller print the real ports before
 /// anyone connects.
 #[derive(Debug)]
 pub(crate) struct Sockets {
-    rpc: TcpListener,
+    rpc: Option<TcpListener>,
+    /// sockrpc over TLS, the raw TLS echo, and the configuration both serve with.
+    tls: Option<(TcpListener, TcpListener, ServerTls)>,
     raw_tcp: TcpListener,
-    raw_udp: UdpSocket,
+    raw_udp: Option<UdpSocket>,
     /// The Unix socket listener and its path (removed when serving ends).
     uds: Option<(UnixListener, PathBuf)>,
     /// sockrpc over UDP.
     udp: Option<UdpSocket>,
+    /// The `Bench` service behind the middleware stack.
+    stack: Option<TcpListener>,
+    /// Whether the other sockrpc listeners run the middleware stack too.
+    observe: bool,
 }
 
 impl Sockets {
@@ -90,19 +135,21 @@ impl Sockets {
     /// error and is left alone.
     pub(crate) async fn bind(listen: Listen) -> io::Result<Sockets> {
         let config = SocketConfig::default();
-        let rpc = bind_tcp(listen.rpc, &config)?;
+        let rpc = listen.rpc.map(|addr| bind_tcp(addr, &config)).transpose()?;
+        let tls = match listen.tls {
+            Some(tls) => Some((
+                bind_tcp(tls.rpc, &config)?,
+                bind_tcp(tls.raw, &config)?,
+                tls.server,
+            )),
+            None => None,
+        };
         let raw_tcp = bind_tcp(listen.raw_tcp, &config)?;
         let raw_udp = match listen.raw_udp {
-            Some(addr) => UdpSocket::bind(addr).await?,
-            None => {
-                // The same port number as the raw TCP echo, so that one `--raw-target` names
-                // both; TCP and UDP port spaces are separate, but another program may hold it.
-                let same = raw_tcp.local_addr()?;
-                match UdpSocket::bind(same).await {
-                    Ok(socket) => socket,
-                    Err(_) => UdpSocket::bind(SocketAddr::new(same.ip(), 0)).await?,
-                }
-            }
+            Some(addr) => Some(UdpSocket::bind(addr).await.map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot bind raw UDP {addr}: {err}"))
+            })?),
+            None => None,
         };
         let uds = match listen.uds {
             Some(path) => {
@@ -122,23 +169,49 @@ impl Sockets {
             })?),
             None => None,
         };
+        let stack = match listen.stack {
+            Some(addr) => Some(bind_tcp(addr, &config)?),
+            None => None,
+        };
         Ok(Sockets {
             rpc,
+            tls,
             raw_tcp,
             raw_udp,
             uds,
             udp,
+            stack,
+            observe: listen.observe,
         })
     }
 
     /// The addresses bound.
     pub(crate) fn bound(&self) -> io::Result<Bound> {
         Ok(Bound {
-            rpc: self.rpc.local_addr()?,
+            rpc: self.rpc.as_ref().map(TcpListener::local_addr).transpose()?,
+            tls: self
+                .tls
+                .as_ref()
+                .map(|(rpc, _, _)| rpc.local_addr())
+                .transpose()?,
+            raw_tls: self
+                .tls
+                .as_ref()
+                .map(|(_, raw, _)| raw.local_addr())
+                .transpose()?,
             raw_tcp: self.raw_tcp.local_addr()?,
-            raw_udp: self.raw_udp.local_addr()?,
+            raw_udp: self
+                .raw_udp
+                .as_ref()
+                .map(UdpSocket::local_addr)
+                .transpose()?,
             uds: self.uds.as_ref().map(|(_, path)| path.clone()),
             udp: self.udp.as_ref().map(UdpSocket::local_addr).transpose()?,
+            stack: self
+                .stack
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
         })
     }
 
@@ -146,8 +219,23 @@ impl Sockets {
     /// calls finish within [`GRACE`]), the raw echoes stop at once and the Unix socket file is
     /// removed. A sockrpc server that fails stops the others too.
     pub(crate) async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        if self.observe {
+            self.serve_with(shutdown, stack::server).await
+        } else {
+            self.serve_with(shutdown, Server::builder).await
+        }
+    }
+
+    /// [`serve`](Sockets::serve), with the sockrpc listeners' builders made by `builder`.
+    async fn serve_with<L: Finish>(
+        self,
+        shutdown: impl Future<Output = ()>,
+        builder: impl Fn() -> ServerBuilder<L>,
+    ) -> io::Result<()> {
         let raw_tcp = tokio::spawn(raw::serve_tcp(self.raw_tcp));
-        let raw_udp = tokio::spawn(raw::serve_udp(self.raw_udp));
+        let raw_udp = self
+            .raw_udp
+            .map(|socket| tokio::spawn(raw::serve_udp(socket)));
         // One signal, two servers: the first of `shutdown` or a server ending stops both.
         let (stop, stopped) = tokio::sync::watch::channel(());
         let stop_signal = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
@@ -167,23 +255,56 @@ impl Sockets {
         };
         // A builder per listener: each `serve*` consumes its own.
         let server = || {
-            Server::builder()
+            builder()
                 .grace_period(GRACE)
                 .add_service(BenchServer::new(EchoService))
         };
+        let (tls_rpc, raw_tls) = match self.tls {
+            Some((rpc, raw, tls)) => (
+                Some((rpc, tls.clone())),
+                Some(tokio::spawn(crate::raw_tls::serve_tls(raw, tls))),
+            ),
+            None => (None, None),
+        };
         // UDP rides on the TCP server: a call whose answer came back truncated is re-issued over
-        // TCP and answered from the reply cache the two share.
-        let tcp_server = match self.udp {
-            Some(socket) => {
-                let mut config = UdpServerConfig::default();
-                config.grace_period = GRACE;
-                server().udp(socket, config)
+        // TCP and answered from the reply cache the two share. With TLS only, on the TLS server,
+        // in plain text (UDP cannot carry TLS; asking for --udp is asking for that).
+        let udp_config = || {
+            let mut config = UdpServerConfig::default();
+            config.grace_period = GRACE;
+            config
+        };
+        let mut udp = self.udp;
+        let tcp_server = match (self.rpc.is_some(), udp.take()) {
+            (true, Some(socket)) => server().udp(socket, udp_config()),
+            (_, other) => {
+                udp = other;
+                server()
             }
-            None => server(),
         };
         let tcp = async {
+            let Some(listener) = self.rpc else {
+                return Ok(());
+            };
             let served = tcp_server
-                .serve_with_listener_and_shutdown(self.rpc, stop_signal(stopped.clone()))
+                .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
+                .await;
+            stop.send_replace(());
+            served
+        };
+        let tls = async {
+            let Some((listener, tls)) = tls_rpc else {
+                return Ok(());
+            };
+            let builder = server().tls_handle(tls);
+            let builder = match udp {
+                Some(socket) => builder
+                    .udp(socket, udp_config())
+                    .allow_plaintext_udp_with_tls(true),
+                None => builder,
+            };
+            let served = builder
+                .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
                 .await;
             stop.send_replace(());
             served
@@ -202,13 +323,30 @@ impl Sockets {
             stop.send_replace(());
             served
         };
-        let ((), tcp, unix) = tokio::join!(trigger, tcp, unix);
+        let stacked = async {
+            let Some(listener) = self.stack else {
+                return Ok(());
+            };
+            let served = stack::server()
+                .grace_period(GRACE)
+                .add_service(BenchServer::new(EchoService))
+                .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
+                .await;
+            stop.send_replace(());
+            served
+        };
+        let ((), tcp, tls, unix, stacked) = tokio::join!(trigger, tcp, tls, unix, stacked);
         raw_tcp.abort();
-        raw_udp.abort();
+        if let Some(raw_tls) = raw_tls {
+            raw_tls.abort();
+        }
+        if let Some(raw_udp) = raw_udp {
+            raw_udp.abort();
+        }
         if let Some(path) = uds_path {
             remove_socket(&path);
         }
-        tcp.and(unix)
+        tcp.and(tls).and(unix).and(stacked)
     }
 }
 
@@ -276,14 +414,26 @@ pub(crate) struct Embedded {
 impl Embedded {
     /// Starts a `workers`-thread runtime on a new thread, binds loopback ports and serves; with
     /// `uds`, also on a Unix socket in a fresh temporary directory, removed when it stops; with
-    /// `udp`, sockrpc over UDP too.
-    pub(crate) fn start(workers: usize, uds: bool, udp: bool) -> io::Result<Embedded> {
+    /// `udp`, sockrpc over UDP too; with `tls`, sockrpc over TLS and the raw TLS echo too;
+    /// with `stack`, the `Bench` service behind the middleware stack on a listener of its own.
+    pub(crate) fn start(
+        workers: usize,
+        uds: bool,
+        udp: bool,
+        tls: Option<ServerTls>,
+        stack: bool,
+    ) -> io::Result<Embedded> {
         let socket_dir = if uds {
             Some(SocketDir::create()?)
         } else {
             None
         };
-        let listen = Listen::loopback(socket_dir.as_ref().map(|dir| dir.socket.clone()), udp);
+        let listen = Listen::loopback(
+            socket_dir.as_ref().map(|dir| dir.socket.clone()),
+            udp,
+            tls,
+            stack,
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("sockrpc-bench-server")

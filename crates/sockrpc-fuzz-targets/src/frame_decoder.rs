@@ -26,9 +26,9 @@
 use crate::choose;
 use bytes::BytesMut;
 use sockrpc::protocol::frame::{
-    encode_cancel, encode_end, encode_goaway, encode_headers, encode_message, encode_open,
-    encode_ping, encode_pong, encode_window, max_frame_len, Frame, FLAG_STREAM, HEADER_LEN,
-    MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    encode_cancel, encode_end_flagged, encode_goaway, encode_headers, encode_message, encode_open,
+    encode_ping, encode_pong, encode_reissue, encode_window, max_frame_len, Frame, FLAG_END_STREAM,
+    FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use sockrpc::transport::FrameDecoder;
 use sockrpc::Limits;
@@ -144,9 +144,18 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             metadata,
             end_stream,
             streaming,
+            reissue,
         } => {
             let start = dst.len();
-            encode_open(dst, *call_id, *timeout, path, metadata, *end_stream);
+            match reissue {
+                Some(reissue) => {
+                    encode_reissue(dst, *call_id, *timeout, path, metadata, *reissue);
+                    if *end_stream {
+                        dst[start + 5] |= FLAG_END_STREAM;
+                    }
+                }
+                None => encode_open(dst, *call_id, *timeout, path, metadata, *end_stream),
+            }
             if *streaming {
                 // As `encode_open_streaming` does, which cannot also set END_STREAM.
                 dst[start + 5] |= FLAG_STREAM;
@@ -164,11 +173,20 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             message,
             details,
             trailers,
+            not_processed,
         } => {
             if message.len() > MAX_STATUS_MESSAGE || details.len() > MAX_STATUS_DETAILS {
                 return false;
             }
-            encode_end(dst, *call_id, *code, message, details, trailers);
+            encode_end_flagged(
+                dst,
+                *call_id,
+                *code,
+                message,
+                details,
+                trailers,
+                *not_processed,
+            );
         }
         Frame::Cancel { call_id } => encode_cancel(dst, *call_id),
         Frame::Ping { payload } => encode_ping(dst, *payload),

@@ -5,25 +5,35 @@
 //! - [`Status`] and [`Code`]: the one error at the RPC boundary, with gRPC's codes and numbers.
 //! - [`MetadataMap`]: ASCII keys; keys ending in `-bin` carry bytes.
 //! - [`Request`], [`Response`], [`IntoRequest`]: messages with their metadata and timeout.
+//! - [`Extensions`]: typed values middleware attaches to a request, never sent.
+//! - [`ConnInfo`] and [`TransportKind`]: the connection a server-side call came in on, with
+//!   the [`TlsPeer`] when it runs TLS.
 //! - [`MethodPath`]: the path a call is routed by, `/package.Service/Method`.
 //! - [`Limits`]: every size checked before allocation.
 //! - [`codec`]: [`Codec`], [`ProstCodec`] and (feature `bincode`) `BincodeCodec`.
 
 mod code;
 pub mod codec;
+mod conn_info;
+pub mod datagram;
+mod extensions;
 pub mod frame;
 mod limits;
 mod metadata;
 mod method;
 mod request;
 mod status;
+mod tls_peer;
 
 pub use code::Code;
 #[cfg(feature = "bincode")]
 pub use codec::BincodeCodec;
 pub use codec::{Codec, ProstCodec};
+pub use conn_info::{ConnInfo, TransportKind};
+pub use extensions::Extensions;
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR};
-pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN};
+pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED_PREFIX};
 pub use method::{InvalidPath, MethodPath};
 pub use request::{IntoRequest, IntoStreamingRequest, Request, Response};
 pub use status::Status;
+pub use tls_peer::{TlsPeer, TlsVersion};

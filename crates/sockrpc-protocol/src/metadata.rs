@@ -4,6 +4,10 @@
 //! ending in `-bin` carries arbitrary bytes; every other key carries printable ASCII text
 //! (`0x20..=0x7e`). Both rules are checked on insert and again when metadata arrives off the wire,
 //! so a peer cannot hand a handler a value that the API itself would have refused.
+//!
+//! Keys starting with [`RESERVED_PREFIX`] (`sockrpc-`) belong to the framework: the API refuses
+//! them and the wire parser drops them, so no handler or peer can speak for the protocol
+//! (protocol signals travel in frame fields, never in metadata).
 
 use bytes::Bytes;
 use std::fmt;
@@ -20,7 +24,14 @@ pub enum MetadataError {
     /// Binary bytes were given for a key that does not end in `-bin`, or text for one that does.
     #[error("metadata key {0:?}: binary values need a key ending in -bin")]
     WrongKind(String),
+    /// The key starts with [`RESERVED_PREFIX`], which belongs to the framework.
+    #[error("metadata key {0:?}: keys starting with 'sockrpc-' are reserved")]
+    Reserved(String),
 }
+
+/// Keys starting with this are reserved for the framework: refused on insert, dropped off the
+/// wire.
+pub const RESERVED_PREFIX: &str = "sockrpc-";
 
 /// The longest key the wire format can carry (its length is one byte).
 pub const MAX_KEY_LEN: usize = 255;
@@ -145,16 +156,28 @@ impl MetadataMap {
         self.entries.push((key, value));
     }
 
-    /// Validates and adds an entry decoded off the wire.
+    /// Validates and adds an entry decoded off the wire; a reserved key is dropped.
     pub(crate) fn push_wire(&mut self, key: &[u8], value: Bytes) -> Result<(), MetadataError> {
         let key = std::str::from_utf8(key)
             .map_err(|_| MetadataError::InvalidKey(String::from_utf8_lossy(key).into_owned()))?;
-        let key = normalize_key(key)?;
+        let key = match normalize_key(key) {
+            Err(MetadataError::Reserved(_)) => return Ok(()),
+            other => other?,
+        };
         if !is_bin_key(&key) {
             check_text_value(&key, &value)?;
         }
         self.push_validated(key, value);
         Ok(())
+    }
+
+    /// Copies every value into storage of its own. Values decoded off the wire share the
+    /// connection's read buffer; a map that will be held for long (a call waiting for its
+    /// request message) is unshared so it does not keep that whole buffer alive.
+    pub fn unshare(&mut self) {
+        for (_, value) in &mut self.entries {
+            *value = Bytes::copy_from_slice(value);
+        }
     }
 }
 
@@ -186,7 +209,11 @@ fn normalize_key(key: &str) -> Result<String, MetadataError> {
     if !valid {
         return Err(MetadataError::InvalidKey(key.to_owned()));
     }
-    Ok(key.to_ascii_lowercase())
+    let key = key.to_ascii_lowercase();
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(MetadataError::Reserved(key));
+    }
+    Ok(key)
 }
 
 fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {
@@ -221,5 +248,21 @@ mod tests {
         assert_eq!(map.get_all("multi").count(), 1);
         assert!(map.remove("multi"));
         assert!(!map.contains_key("multi"));
+    }
+
+    #[test]
+    fn reserved_prefix_is_refused_and_dropped_off_the_wire() {
+        let mut map = MetadataMap::new();
+        assert!(matches!(
+            map.insert("Sockrpc-Not-Processed", "1"),
+            Err(MetadataError::Reserved(_))
+        ));
+        assert!(map.insert_bin("sockrpc-x-bin", vec![1u8]).is_err());
+        map.push_wire(b"sockrpc-udp-reissue", Bytes::from_static(b"1.1"))
+            .expect("dropped, not an error");
+        map.push_wire(b"x", Bytes::from_static(b"y"))
+            .expect("valid");
+        assert_eq!(map.len(), 1);
+        assert!(!map.contains_key("sockrpc-udp-reissue"));
     }
 }

@@ -19,6 +19,12 @@ impl MethodPath {
         MethodPath(Bytes::from_static(path.as_bytes()))
     }
 
+    /// The same path in storage of its own (a path decoded off the wire shares the read
+    /// buffer; one that is held for long should not keep that buffer alive).
+    pub fn unshared(&self) -> MethodPath {
+        MethodPath(Bytes::copy_from_slice(&self.0))
+    }
+
     /// Checks and wraps a path: UTF-8, a leading `/`, exactly one more `/`, neither part empty.
     pub fn try_from_bytes(bytes: Bytes) -> Result<MethodPath, InvalidPath> {
         let valid = std::str::from_utf8(&bytes).ok().is_some_and(is_valid);

@@ -1,15 +1,18 @@
 //! `Request` and `Response`: a message with the metadata that travels beside it.
 
-use crate::MetadataMap;
+use crate::{ConnInfo, Extensions, MetadataMap, TransportKind};
 use std::{net::SocketAddr, time::Duration};
 
-/// A call's request: the message, its metadata, and how long the caller will wait.
+/// A call's request: the message, its metadata, and how long the caller will wait; on a server
+/// also the connection it came in on; and typed [`Extensions`] that middleware hands inward
+/// (never sent).
 #[derive(Debug, Clone, Default)]
 pub struct Request<T> {
     metadata: MetadataMap,
     message: T,
     timeout: Option<Duration>,
-    remote_addr: Option<SocketAddr>,
+    conn: Option<ConnInfo>,
+    extensions: Extensions,
 }
 
 impl<T> Request<T> {
@@ -19,7 +22,8 @@ impl<T> Request<T> {
             metadata: MetadataMap::new(),
             message,
             timeout: None,
-            remote_addr: None,
+            conn: None,
+            extensions: Extensions::new(),
         }
     }
 
@@ -62,35 +66,82 @@ impl<T> Request<T> {
 
     /// The peer's address, on the server, where the transport has one.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.remote_addr
+        self.conn.as_ref().and_then(|conn| conn.peer)
     }
 
-    /// Sets the peer's address (the server does this).
+    /// Sets the peer's address, keeping the rest of the connection info (a request without any
+    /// gets [`TransportKind::Other`]).
     pub fn set_remote_addr(&mut self, addr: Option<SocketAddr>) {
-        self.remote_addr = addr;
+        match &mut self.conn {
+            Some(conn) => conn.peer = addr,
+            None => self.conn = Some(ConnInfo::new(TransportKind::Other, addr, None)),
+        }
     }
 
-    /// Replaces the message, keeping metadata, timeout and peer.
+    /// On a server: the connection the call came in on (socket kind, peer and local address).
+    pub fn conn_info(&self) -> Option<&ConnInfo> {
+        self.conn.as_ref()
+    }
+
+    /// Sets the connection info (the server's transport does this).
+    pub fn set_conn_info(&mut self, conn: Option<ConnInfo>) {
+        self.conn = conn;
+    }
+
+    /// Typed values middleware attached to this request (never sent on the wire).
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Typed values attached to this request, to change.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// Replaces the message, keeping metadata, timeout, connection info and extensions.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
         Request {
             metadata: self.metadata,
             message: f(self.message),
             timeout: self.timeout,
-            remote_addr: self.remote_addr,
+            conn: self.conn,
+            extensions: self.extensions,
         }
     }
 
-    /// Builds a request from its parts.
+    /// Splits off the message, leaving a request of `()` with everything else (what an
+    /// interceptor sees); [`map`](Request::map) puts a message back.
+    pub fn split_message(self) -> (Request<()>, T) {
+        let Request {
+            metadata,
+            message,
+            timeout,
+            conn,
+            extensions,
+        } = self;
+        let head = Request {
+            metadata,
+            message: (),
+            timeout,
+            conn,
+            extensions,
+        };
+        (head, message)
+    }
+
+    /// Builds a request from its parts (no connection info, no extensions).
     pub fn from_parts(metadata: MetadataMap, message: T, timeout: Option<Duration>) -> Request<T> {
         Request {
             metadata,
             message,
             timeout,
-            remote_addr: None,
+            conn: None,
+            extensions: Extensions::new(),
         }
     }
 
-    /// Splits into metadata, message and timeout.
+    /// Splits into metadata, message and timeout, dropping connection info and extensions
+    /// (keep them with [`map`](Request::map) or [`split_message`](Request::split_message)).
     pub fn into_parts(self) -> (MetadataMap, T, Option<Duration>) {
         (self.metadata, self.message, self.timeout)
     }

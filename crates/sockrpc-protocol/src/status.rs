@@ -2,7 +2,7 @@
 
 use crate::{Code, MetadataMap};
 use bytes::Bytes;
-use std::{fmt, io};
+use std::{error::Error, fmt, io, sync::Arc};
 
 /// The outcome of a call that did not succeed: a [`Code`] a program can act on, a message for
 /// people, opaque `details` for programs (e.g. an encoded `google.rpc.Status`), and trailing
@@ -13,16 +13,32 @@ use std::{fmt, io};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Status(Box<Inner>);
 
-/// Trailer that marks a call the server never started.
-const NOT_PROCESSED_KEY: &str = "sockrpc-not-processed";
-
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 struct Inner {
     code: Code,
     message: String,
     details: Bytes,
     metadata: MetadataMap,
+    /// The call never started. Carried by the protocol (END's `NOT_PROCESSED` flag), never in
+    /// metadata a handler could forge.
+    not_processed: bool,
+    /// The local error this status stands for (a connect failure's `io::Error`), for
+    /// [`Error::source`]; never sent.
+    source: Option<Arc<dyn Error + Send + Sync>>,
 }
+
+impl PartialEq for Inner {
+    fn eq(&self, other: &Inner) -> bool {
+        // The source is a local cause, not part of what the status says.
+        self.code == other.code
+            && self.message == other.message
+            && self.details == other.details
+            && self.metadata == other.metadata
+            && self.not_processed == other.not_processed
+    }
+}
+
+impl Eq for Inner {}
 
 macro_rules! constructors {
     ($($name:ident => $code:ident),* $(,)?) => {
@@ -43,7 +59,23 @@ impl Status {
             message: message.into(),
             details: Bytes::new(),
             metadata: MetadataMap::new(),
+            not_processed: false,
+            source: None,
         }))
+    }
+
+    /// A status with `code`, `message` and trailing `metadata`.
+    pub fn with_metadata(code: Code, message: impl Into<String>, metadata: MetadataMap) -> Status {
+        let mut status = Status::new(code, message);
+        status.0.metadata = metadata;
+        status
+    }
+
+    /// The same status, keeping `source` as its underlying cause ([`Error::source`]). The
+    /// source stays on this side: it is not sent to the peer.
+    pub fn with_source(mut self, source: impl Into<Box<dyn Error + Send + Sync>>) -> Status {
+        self.0.source = Some(Arc::from(source.into()));
+        self
     }
 
     /// A status with `code`, `message` and `details`.
@@ -108,17 +140,18 @@ impl Status {
 
     /// An `Unavailable` status for a call the server never started (refused while draining, or
     /// above a GOAWAY's last call id): retrying it cannot run it twice, so clients do so
-    /// transparently. The mark travels in the trailers, so it survives the wire.
+    /// transparently. The mark travels as a protocol flag (END's `NOT_PROCESSED`), set only by
+    /// a connection that refused the call itself: a handler returning this status sends a plain
+    /// `Unavailable`, so it can never make a client re-send a call that ran.
     pub fn not_processed(message: impl Into<String>) -> Status {
         let mut status = Status::unavailable(message);
-        // The key and value are valid by construction.
-        let _ = status.0.metadata.insert(NOT_PROCESSED_KEY, "1");
+        status.0.not_processed = true;
         status
     }
 
     /// Whether this status says the call was never started (see [`Status::not_processed`]).
     pub fn is_not_processed(&self) -> bool {
-        self.0.code == Code::Unavailable && self.0.metadata.contains_key(NOT_PROCESSED_KEY)
+        self.0.code == Code::Unavailable && self.0.not_processed
     }
 
     /// Maps a transport error: a refused, reset or closed connection, or any other I/O failure on
@@ -136,7 +169,7 @@ impl Status {
 
 impl From<io::Error> for Status {
     fn from(err: io::Error) -> Status {
-        Status::from_io_error(&err)
+        Status::from_io_error(&err).with_source(err)
     }
 }
 
@@ -161,7 +194,14 @@ impl fmt::Display for Status {
     }
 }
 
-impl std::error::Error for Status {}
+impl Error for Status {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|source| source as &(dyn Error + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -174,5 +214,31 @@ mod tests {
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert_eq!(Status::from(reset).code(), Code::Unavailable);
         assert_eq!(std::mem::size_of::<Status>(), std::mem::size_of::<usize>());
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn a_status_keeps_its_source_locally_and_compares_without_it() {
+        let io = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        let status = Status::from(io);
+        assert_eq!(status.code(), Code::Unavailable);
+        let source = status.source().expect("the io::Error is kept");
+        let io = source.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        let plain = Status::new(status.code(), status.message());
+        assert_eq!(status, plain, "the source is not part of the status");
+        assert!(plain.source().is_none());
+    }
+
+    #[test]
+    fn with_metadata_sets_the_trailers() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("retry-hint", "later").expect("valid");
+        let status = Status::with_metadata(Code::Aborted, "busy", metadata);
+        assert_eq!(status.metadata().get("retry-hint"), Some("later"));
     }
 }

@@ -21,6 +21,35 @@ pub trait Incoming: Send {
     fn trailers(&self) -> Option<&MetadataMap>;
 }
 
+impl Incoming for sockrpc_transport::server::CallReceiver {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        sockrpc_transport::server::CallReceiver::poll_message(self, cx)
+    }
+
+    fn trailers(&self) -> Option<&MetadataMap> {
+        None
+    }
+}
+
+impl sockrpc_transport::OutboundBody for Body {
+    fn into_once(self) -> Result<Bytes, Body> {
+        Body::into_once(self)
+    }
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        Body::poll_message(self, cx)
+    }
+}
+
+impl From<sockrpc_transport::RequestBody> for Body {
+    fn from(body: sockrpc_transport::RequestBody) -> Body {
+        match body {
+            sockrpc_transport::RequestBody::Once(message) => Body::once(message),
+            sockrpc_transport::RequestBody::Stream(receiver) => Body::incoming(receiver),
+        }
+    }
+}
+
 impl Incoming for sockrpc_transport::StreamReceiver {
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
         sockrpc_transport::StreamReceiver::poll_message(self, cx)
@@ -88,6 +117,37 @@ impl Body {
     pub fn incoming(incoming: impl Incoming + 'static) -> Body {
         Body {
             kind: Kind::Incoming(Box::new(incoming)),
+        }
+    }
+
+    /// Any stream of encoded messages as a body; a `Body` passes through unchanged (not wrapped
+    /// a second time, so a single message keeps its one-write path). What lets server layers
+    /// that replace the response body (to count or transform messages) sit in front of the
+    /// router.
+    pub fn new<B>(body: B) -> Body
+    where
+        B: Stream<Item = Result<Bytes, Status>> + Send + 'static,
+    {
+        let mut slot = Some(body);
+        if let Some(body) = (&mut slot as &mut dyn std::any::Any)
+            .downcast_mut::<Option<Body>>()
+            .and_then(Option::take)
+        {
+            return body;
+        }
+        match slot {
+            Some(body) => Body::from_stream(body),
+            None => Body::empty(),
+        }
+    }
+
+    /// A copy, when the body is known without polling (empty or one message; the message is
+    /// shared, not copied). `None` for a stream.
+    pub fn try_clone(&self) -> Option<Body> {
+        match &self.kind {
+            Kind::Empty => Some(Body::empty()),
+            Kind::Once(message) => Some(Body::once(message.clone())),
+            Kind::Stream(_) | Kind::Incoming(_) => None,
         }
     }
 

@@ -1,8 +1,10 @@
 //! `Call`: what a tower service sees on either side, a method path and an encoded request.
 
-use crate::Body;
+use crate::{Body, BoxError, Idempotency};
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
-use std::{future::Future, pin::Pin};
+use sockrpc_transport::tls::{pki_types::CertificateDer, TlsPeer};
+use sockrpc_transport::{Replay, TransportKind};
+use std::{future::Future, pin::Pin, sync::Arc};
 use tower_service::Service;
 
 /// A boxed, sendable future; the future type of generated servers and routes.
@@ -16,6 +18,9 @@ pub struct Call {
     path: MethodPath,
     request: Request<Body>,
     streaming_response: bool,
+    idempotency: Idempotency,
+    replay: Option<Replay>,
+    call_id: Option<u32>,
 }
 
 impl Call {
@@ -25,7 +30,102 @@ impl Call {
             path,
             request,
             streaming_response: false,
+            idempotency: Idempotency::Unknown,
+            replay: None,
+            call_id: None,
         }
+    }
+
+    /// A call a server transport received (the router answers a re-issue from the reply
+    /// cache once the call has passed every layer in front of it). The transport already put
+    /// the connection's [`ConnInfo`](sockrpc_protocol::ConnInfo) in the request's own field:
+    /// nothing is allocated for it here.
+    pub fn from_incoming(incoming: sockrpc_transport::IncomingCall) -> Call {
+        let sockrpc_transport::IncomingCall {
+            path,
+            request,
+            transport: _,
+            replay,
+            call_id,
+        } = incoming;
+        Call {
+            path,
+            request: request.map(Body::from),
+            streaming_response: false,
+            idempotency: Idempotency::Unknown,
+            replay,
+            call_id: Some(call_id),
+        }
+    }
+
+    /// On a server, for a call that came over TLS: the client as the handshake established it
+    /// (its verified certificate chain, the SNI name it asked for), from the request's
+    /// `ConnInfo`. One `Arc` per connection; cloning it costs a reference count.
+    pub fn tls_peer(&self) -> Option<&Arc<TlsPeer>> {
+        self.request.conn_info()?.tls.as_ref()
+    }
+
+    /// On a server: the client's verified certificate chain, leaf first; empty when the call
+    /// did not come over TLS or the client presented no certificate.
+    pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
+        self.tls_peer().map_or(&[], |peer| peer.certificates())
+    }
+
+    /// On a server: the call's id on its connection (or, over UDP, its datagram call id), the
+    /// same the client's transport records in its span as
+    /// [`CALL_ID_FIELD`](sockrpc_transport::CALL_ID_FIELD).
+    pub fn call_id(&self) -> Option<u32> {
+        self.call_id
+    }
+
+    /// On a server: the kind of socket the call came in on.
+    pub fn transport(&self) -> Option<TransportKind> {
+        self.request.conn_info().map(|conn| conn.transport)
+    }
+
+    /// On a client: how safe it is to run this call's method more than once, as the `.proto`
+    /// says (generated clients set it). Retry and hedging layers read it.
+    pub fn idempotency(&self) -> Idempotency {
+        self.idempotency
+    }
+
+    /// Sets the method's idempotency level.
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Call {
+        self.idempotency = idempotency;
+        self
+    }
+
+    /// A copy of this call to send again, when its request is one message (unary and
+    /// server-streaming calls): the message is shared, not copied; metadata and extensions are
+    /// cloned. `None` for a streamed request, which cannot be replayed.
+    pub fn try_clone(&self) -> Option<Call> {
+        let body = self.request.get_ref().try_clone()?;
+        let mut request = Request::from_parts(
+            self.request.metadata().clone(),
+            body,
+            self.request.timeout(),
+        );
+        request.set_conn_info(self.request.conn_info().cloned());
+        *request.extensions_mut() = self.request.extensions().clone();
+        Some(Call {
+            path: self.path.clone(),
+            request,
+            streaming_response: self.streaming_response,
+            idempotency: self.idempotency,
+            replay: self.replay.clone(),
+            call_id: self.call_id,
+        })
+    }
+
+    /// On a server: set when the call re-issues, over TCP, a UDP call whose answer did not fit
+    /// a datagram (a protocol field of the OPEN frame, never metadata).
+    pub fn replay(&self) -> Option<&Replay> {
+        self.replay.as_ref()
+    }
+
+    /// Takes the re-issue mark off (the router does, to answer from the cache).
+    pub fn take_replay(&mut self) -> Option<Replay> {
+        self.replay.take()
     }
 
     /// A call whose answer is a stream (server streaming or bidirectional): the response is
@@ -80,6 +180,23 @@ impl Call {
 pub trait RpcService: Service<Call, Response = Response<Body>, Error = Status> {}
 
 impl<T> RpcService for T where T: Service<Call, Response = Response<Body>, Error = Status> {}
+
+/// What a [`Client`](crate::Client) (and so a generated client) can call: a service over
+/// [`Call`]s answering `Response<Body>`, whose error is a [`Status`] or anything else that
+/// converts into a [`BoxError`] — so tower's `TimeoutLayer` (which fails with `Elapsed`) or
+/// `LoadShedLayer` can wrap a `Channel` under a generated client. The error becomes a status
+/// through [`status_from_error`](crate::status_from_error).
+pub trait ClientService:
+    Service<Call, Response = Response<Body>, Error: Into<BoxError> + 'static>
+{
+}
+
+impl<T> ClientService for T
+where
+    T: Service<Call, Response = Response<Body>>,
+    T::Error: Into<BoxError> + 'static,
+{
+}
 
 /// The future of a mounted service's call: boxed, so a router can hold services of any type.
 pub type CallFuture = BoxFuture<Result<Response<Body>, Status>>;

@@ -8,24 +8,16 @@ use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Request, Response, Status};
 use std::future::Future;
 
-/// Splits a call into its request parts, keeping the peer address.
+/// Splits a call into its request, keeping connection info and extensions.
 fn request_with<T>(call: Call, message: impl FnOnce(Body) -> T) -> Request<T> {
     let (_, request) = call.into_parts();
-    let remote = request.remote_addr();
-    let (metadata, body, timeout) = request.into_parts();
-    let mut request = Request::from_parts(metadata, message(body), timeout);
-    request.set_remote_addr(remote);
-    request
+    request.map(message)
 }
 
 async fn single_request<Req, C: Codec<Req>>(call: Call, codec: &C) -> Result<Request<Req>, Status> {
-    let request = request_with(call, |body| body);
-    let remote = request.remote_addr();
-    let (metadata, body, timeout) = request.into_parts();
+    let (head, body) = call.into_parts().1.split_message();
     let message = codec.decode(body.single().await?)?;
-    let mut request = Request::from_parts(metadata, message, timeout);
-    request.set_remote_addr(remote);
-    Ok(request)
+    Ok(head.map(|()| message))
 }
 
 fn once<Resp, C: Codec<Resp>>(
@@ -46,18 +38,35 @@ where
 }
 
 /// Runs a unary handler: one request message in, one response message out.
-pub async fn unary_handler<Req, Resp, C, F, Fut>(
+///
+/// The request message nearly always arrived whole with the call; it is decoded before the
+/// future is built, so the future holds the decoded request rather than the call it came in
+/// (a smaller future, moved and boxed for every call).
+pub fn unary_handler<Req, Resp, C, F, Fut>(
     call: Call,
     codec: C,
     handler: F,
-) -> Result<Response<Body>, Status>
+) -> impl Future<Output = Result<Response<Body>, Status>>
 where
     C: Codec<Req> + Codec<Resp>,
     F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let request = single_request(call, &codec).await?;
-    once(handler(request).await?, &codec)
+    let (head, body) = call.into_parts().1.split_message();
+    let early = match body.into_once() {
+        Ok(message) => Ok(Codec::<Req>::decode(&codec, message).map(|m| head.map(|()| m))),
+        Err(body) => Err((head, body)),
+    };
+    async move {
+        let request = match early {
+            Ok(decoded) => decoded?,
+            Err((head, body)) => {
+                let message = Codec::<Req>::decode(&codec, body.single().await?)?;
+                head.map(|()| message)
+            }
+        };
+        once(handler(request).await?, &codec)
+    }
 }
 
 /// Runs a server-streaming handler: one request message in, a stream of responses out.

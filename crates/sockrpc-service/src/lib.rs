@@ -1,31 +1,54 @@
 //! sockrpc's tower layer: the router, the server and the client channel.
 //!
 //! # Layout
-//! - [`Call`]: what services on both sides take — a method path and an encoded request.
-//! - [`Router`]: path → service; unknown paths are `Unimplemented`.
-//! - [`server`]: [`Server::builder()`](Server::builder), the accept loop and per-connection tasks.
-//! - [`client`]: [`Channel`] (a `tower::Service<Call>`), [`Endpoint`], and [`Client`].
+//! - [`Call`] and [`Body`]: what services on both sides take — a method path and an encoded
+//!   request.
+//! - [`Router`]: path → service; unknown paths are `Unimplemented`. It also answers TCP
+//!   re-issues of truncated UDP calls from the reply cache.
+//! - [`server`]: [`Server::builder()`](Server::builder) and
+//!   [`Dispatcher`](server::Dispatcher), the transport's `Dispatch` over the layered router. The
+//!   accept loop and the connection tasks live in `sockrpc_transport::server`.
+//! - [`client`]: [`Channel`] (a `tower::Service<Call>` over the transport's connection pool),
+//!   [`Client`], and [`Endpoint`] (re-exported from the transport).
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
+//! - [`tls`] (the transport's): TLS on the server builder and channels; the client's
+//!   certificate in `request.conn_info()`.
+//! - [`ReadyQueue`]: what a server does with a call when a layer is not ready (wait, bounded,
+//!   then shed with a [`Pushback`] hint).
+//! - [`Idempotency`] and [`RpcMethod`]: what generated clients tell middleware about a method.
+//! - [`status_from_error`]: tower's errors (`Elapsed`, `Overloaded`, ...) as a [`Status`](sockrpc_protocol::Status).
 //!
 //! One call, end to end: generated stub → [`Client::unary`] → [`Channel`] →
-//! `ClientConnection` (writes OPEN + MESSAGE) → socket → server connection task → [`Router`] →
-//! generated server → your handler, and back as MESSAGE + END.
+//! `ClientConnection` (writes OPEN + MESSAGE) → socket → the transport's server connection task
+//! → [`Dispatcher`](server::Dispatcher) → middleware → [`Router`] → generated server → your
+//! handler, and back as MESSAGE + END. `docs/ARCHITECTURE.md` names the files on the way.
 
 mod body;
 mod call;
 pub mod client;
+mod error;
 mod handler;
+mod method;
+mod pushback;
+mod ready;
 mod router;
 pub mod server;
 mod streaming;
-pub mod udp;
+pub use sockrpc_transport::tls;
+pub use sockrpc_transport::udp;
 
 pub use body::{Body, Incoming};
-pub use call::{BoxFuture, Call, CallFuture, NamedService, RouteService, RpcService};
+pub use call::{
+    BoxFuture, Call, CallFuture, ClientService, NamedService, RouteService, RpcService,
+};
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
+pub use error::{status_from_error, BoxError};
 pub use handler::{
     client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,
 };
+pub use method::{Idempotency, RpcMethod};
+pub use pushback::{Pushback, PREVIOUS_ATTEMPTS_KEY, RETRY_PUSHBACK_KEY};
+pub use ready::{call_future, IntoCallResponse, ReadyQueue};
 pub use router::Router;
 pub use server::{Server, ServerBuilder, ServerConfig};
-pub use streaming::Streaming;
+pub use streaming::{BoxStream, Streaming};

@@ -1,7 +1,11 @@
 //! `Router`: method path → service.
+//!
+//! The router is the innermost layer, right in front of the handlers, so it is also where a
+//! TCP re-issue of a truncated UDP call is answered from the reply cache: by then the call has
+//! passed every middleware (authentication included), exactly like a call that runs.
 
-use crate::Body;
-use crate::{Call, CallFuture, NamedService, RouteService};
+use crate::{Body, BoxError, IntoCallResponse, ReadyQueue};
+use crate::{Call, CallFuture, NamedService};
 use sockrpc_protocol::{Response, Status};
 use std::{
     collections::HashMap,
@@ -13,27 +17,23 @@ use tower_service::Service;
 /// A mounted service with its type erased; cloning the service per call is an `Arc` bump for
 /// generated servers, and their boxed future passes through without a second box.
 trait Route: Send + Sync {
-    fn call(&self, call: Call) -> CallFuture;
+    fn call(&self, call: Call, queue: &ReadyQueue) -> CallFuture;
 }
 
 struct ServiceRoute<S>(S);
 
 impl<S> Route for ServiceRoute<S>
 where
-    S: RouteService + Clone + Send + Sync + 'static,
+    S: Service<Call> + Clone + Send + Sync + 'static,
+    S::Response: IntoCallResponse,
+    S::Error: Into<BoxError> + 'static,
+    S::Future: Send + 'static,
 {
-    fn call(&self, call: Call) -> CallFuture {
-        // Generated servers are always ready; a service that is not is a bug we report, not wait on.
+    fn call(&self, call: Call, queue: &ReadyQueue) -> CallFuture {
+        // Generated servers are always ready; a service wrapped in a limit may not be, and
+        // then the call waits in the bounded queue (see `ReadyQueue`).
         let mut service = self.0.clone();
-        let waker = std::task::Waker::noop();
-        match service.poll_ready(&mut Context::from_waker(waker)) {
-            Poll::Ready(Ok(())) => service.call(call),
-            Poll::Ready(Err(status)) => Box::pin(std::future::ready(Err(status))),
-            Poll::Pending => Box::pin(std::future::ready(Err(Status::unavailable(format!(
-                "service for {} is not ready",
-                call.path()
-            ))))),
-        }
+        queue.call(&mut service, call)
     }
 }
 
@@ -43,6 +43,7 @@ where
 pub struct Router {
     routes: Arc<HashMap<String, Arc<dyn Route>>>,
     idempotent: Arc<std::collections::HashSet<String>>,
+    queue: ReadyQueue,
 }
 
 impl std::fmt::Debug for Router {
@@ -59,10 +60,15 @@ impl Router {
         Router::default()
     }
 
-    /// Mounts a generated server (or any service with a boxed future) under its name.
+    /// Mounts a generated server under its name — or any named service over [`Call`]s, such
+    /// as one wrapped in an interceptor or a limit: its error may be anything that converts
+    /// into a [`BoxError`] and its response body any stream of encoded messages.
     pub fn add_service<S>(mut self, service: S) -> Router
     where
-        S: NamedService + RouteService + Clone + Send + Sync + 'static,
+        S: NamedService + Service<Call> + Clone + Send + Sync + 'static,
+        S::Response: IntoCallResponse,
+        S::Error: Into<BoxError> + 'static,
+        S::Future: Send + 'static,
     {
         if !S::IDEMPOTENT_METHODS.is_empty() {
             let idempotent = Arc::make_mut(&mut self.idempotent);
@@ -80,9 +86,19 @@ impl Router {
     /// Mounts a service under `name` (`package.Service`).
     pub fn add_named<S>(mut self, name: &str, service: S) -> Router
     where
-        S: RouteService + Clone + Send + Sync + 'static,
+        S: Service<Call> + Clone + Send + Sync + 'static,
+        S::Response: IntoCallResponse,
+        S::Error: Into<BoxError> + 'static,
+        S::Future: Send + 'static,
     {
-        Arc::make_mut(&mut self.routes).insert(name.to_owned(), Arc::new(ServiceRoute(service)));
+        let route = ServiceRoute(service);
+        Arc::make_mut(&mut self.routes).insert(name.to_owned(), Arc::new(route));
+        self
+    }
+
+    /// Sets how calls wait for a mounted service that is not ready (see [`ReadyQueue`]).
+    pub fn ready_queue(mut self, queue: ReadyQueue) -> Router {
+        self.queue = queue;
         self
     }
 
@@ -101,9 +117,19 @@ impl Service<Call> for Router {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
         match self.routes.get(call.service()) {
-            Some(route) => route.call(call),
+            // The mark on the call, or, should a layer have rebuilt the call without it, the
+            // one the dispatcher keeps beside it (see server/dispatcher.rs).
+            Some(route) => match call.take_replay().or_else(crate::server::replay_in_scope) {
+                None => route.call(call, &self.queue),
+                Some(replay) => {
+                    let idempotent = self.idempotent.contains(call.path())
+                        || replay.cache.is_idempotent(call.path());
+                    let queue = self.queue.clone();
+                    replay_call(Arc::clone(route), call, replay, idempotent, queue)
+                }
+            },
             None => Box::pin(std::future::ready(Err(Status::unimplemented(format!(
                 "unknown service {} (path {})",
                 call.service(),
@@ -111,4 +137,42 @@ impl Service<Call> for Router {
             ))))),
         }
     }
+}
+
+/// Answers a TCP re-issue of UDP call `replay` from the reply cache: the call already ran, so it
+/// must not run again, unless its method is idempotent (the UDP side kept no answer for it).
+fn replay_call(
+    route: Arc<dyn Route>,
+    call: Call,
+    replay: sockrpc_transport::Replay,
+    idempotent: bool,
+    queue: ReadyQueue,
+) -> CallFuture {
+    use sockrpc_transport::udp::Lookup;
+    Box::pin(async move {
+        let deadline = call
+            .request()
+            .timeout()
+            .map(|t| tokio::time::Instant::now() + t);
+        let path = call.method_path().as_bytes().clone();
+        match replay
+            .cache
+            .wait(replay.instance, replay.call_id, &path, deadline)
+            .await
+        {
+            Lookup::Done(answer) => answer.map(|response| response.map(Body::once)),
+            Lookup::Missing if idempotent => route.call(call, &queue).await,
+            Lookup::Missing => Err(Status::aborted(
+                "no cached reply for this UDP re-issue; not running the call again",
+            )),
+            Lookup::InProgress => Err(Status::deadline_exceeded(
+                "the UDP call this re-issues is still running",
+            )),
+            Lookup::OtherMethod => Err(Status::invalid_argument(format!(
+                "re-issue of UDP call {} names {}, not the method that call ran",
+                replay.call_id,
+                call.path()
+            ))),
+        }
+    })
 }

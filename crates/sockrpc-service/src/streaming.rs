@@ -11,6 +11,11 @@ use std::{
 
 type Decoder<T> = Box<dyn Fn(Bytes) -> Result<T, Status> + Send + Sync>;
 
+/// A boxed stream of messages or a status: the usual type for a server-streaming method's
+/// associated `XStream` type (`type ListFeaturesStream = BoxStream<Feature>;`) when the handler
+/// returns different stream types, or one that is awkward to name.
+pub type BoxStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
 /// Messages of a streaming call, decoded: a `Stream<Item = Result<T, Status>>`, with
 /// [`message`](Streaming::message) for use without stream combinators. A call that fails ends the
 /// stream with its status; trailers are available once it ended cleanly.

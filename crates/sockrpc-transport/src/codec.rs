@@ -71,6 +71,12 @@ impl FrameDecoder {
         &self.limits
     }
 
+    /// Whether a frame (or the preface) has started arriving and is not complete: `buffered`
+    /// bytes wait in the read buffer, or a frame's body is being read or skipped.
+    pub fn mid_frame(&self, buffered: usize) -> bool {
+        buffered > 0 || matches!(self.state, State::Body(_) | State::Skip { .. })
+    }
+
     /// How many more bytes the current frame needs, to size the next read; 0 when unknown.
     pub fn bytes_wanted(&self, buffered: usize) -> usize {
         match self.state {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  sender                                   receiver
-//!  outstanding < STREAM_WINDOW? ──MESSAGE──▶ queue (bounded: window + one message)
+//!  outstanding < STREAM_WINDOW? ──MESSAGE──▶ queue (refused past window + message limit)
 //!        ▲                                     │ consumer takes a message
 //!        └──────────── WINDOW(credit) ◀────────┘ once half a window is consumed
 //! ```
@@ -27,7 +27,8 @@ pub struct Inbound {
     waker: Option<Waker>,
 }
 
-/// The peer sent past its window (beyond one message of slack): a protocol violation.
+/// The peer sent past its window (more than one maximum-size message of slack): a protocol
+/// violation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowExceeded;
 

@@ -1,27 +1,53 @@
-//! sockrpc's transport: sockets, framing and multiplexed connections.
+//! sockrpc's transport: sockets, framing, and both ends of a multiplexed connection.
 //!
 //! # Layout
 //! - [`socket`]: [`SocketConfig`] and socket creation through socket2; options read back live.
 //! - [`codec`]: [`FrameDecoder`], a tokio-util decoder that checks every size first.
 //! - [`flow`]: per-call flow control for streams (window, credit).
 //! - [`outbox`]: [`Outbox`], the shared write buffer that coalesces frames from many calls.
+//! - [`reader`]: [`FrameReader`], the read buffer and decoder both ends share.
 //! - [`client`]: [`ClientConnection`], many calls multiplexed over one stream.
+//! - [`server`]: the accept loop and the server's connection task; calls go up through
+//!   [`Dispatch`].
+//! - [`dispatch`]: [`Dispatch`], the one shape in which TCP, Unix and UDP hand calls to the
+//!   service layer.
+//! - [`pool`], [`endpoint`], [`backoff`]: N connections to one endpoint, kept up with gRPC's
+//!   reconnect backoff.
+//! - [`udp`]: small unary calls over UDP, client and server, with at-most-once execution.
 //! - [`unix`]: Unix domain sockets, with safe handling of stale socket files.
+//! - [`tls`]: TLS 1.3/1.2 and mutual TLS on TCP and Unix connections (rustls, feature `tls`,
+//!   on by default), with server certificates and client CAs that rotate while serving.
 //!
 //! Connections are generic over `AsyncRead + AsyncWrite`: TCP, Unix sockets and an in-memory
 //! duplex share all of this code.
 
+pub mod backoff;
 pub mod client;
 pub mod codec;
+pub mod dispatch;
+pub mod endpoint;
 pub mod flow;
 pub mod outbox;
+mod panic;
+pub mod pool;
+pub mod reader;
+pub mod server;
 pub mod socket;
+pub mod tls;
+pub mod udp;
 pub mod unix;
 
 pub use client::{
     ClientConnection, ConnectionOptions, Keepalive, ResponseFuture, StreamReceiver, StreamSender,
 };
 pub use codec::{DecodeError, FrameDecoder};
+pub use dispatch::{
+    Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody, TransportKind,
+    CALL_ID_FIELD,
+};
+pub use endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use outbox::Outbox;
+pub use reader::FrameReader;
+pub use server::{PingPolicy, ServerConfig};
 pub use socket::{bind_tcp, connect_tcp, SocketConfig, SocketOptions};
 pub use unix::{bind_unix, connect_unix};

@@ -1,20 +1,53 @@
 //! `sockrpc serve`: the benchmark service and the raw echoes, for runs across processes or
 //! machines.
+//!
+//! The raw UDP echo runs only with `--raw-udp`: it answers whatever address a datagram claims to
+//! come from, which makes an open one a reflector for forged datagrams. Even then it never
+//! answers a datagram that claims to come from its own address, which would otherwise bounce
+//! between the echo and itself for ever (the rule: [`crate::raw::from_itself`]).
+//!
+//! With `--metrics ADDR` the sockrpc listeners run the middleware stack ([`crate::stack`]) and
+//! Prometheus text is served over HTTP at `http://ADDR/metrics`: calls started and finished,
+//! durations, in-flight calls and bytes, per method and status code.
 
-use crate::server::{Listen, Sockets, DEFAULT_WORKERS};
+use crate::server::{Listen, Sockets, TlsListen, DEFAULT_WORKERS};
 use clap::Args;
-use std::{error::Error, io::Write, net::SocketAddr, path::PathBuf};
+use sockrpc::tls::{Certificates, Identity, ServerTls, ServerTlsConfig, TlsFiles};
+use sockrpc_middleware::metrics::prometheus;
+use std::{error::Error, io::Write, net::SocketAddr, path::PathBuf, time::Duration};
+
+/// How often `serve` reads its TLS files for a rotated certificate.
+const TLS_WATCH: Duration = Duration::from_secs(5);
 
 /// `sockrpc serve` flags.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address of the sockrpc Bench service (port 0: any free port).
+    /// Address of the sockrpc Bench service (port 0: any free port); over TLS with --tls-cert.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     tcp: SocketAddr,
+    /// Serve the Bench service over TLS on --tcp, with this certificate chain (PEM, leaf first;
+    /// `openssl req -x509` output works as it is). The files are read again every 5 s and a
+    /// changed pair is served to new connections, with no restart.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert: require clients to present a certificate that chains to (or is) one in
+    /// this PEM file (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// With --tls-cert: address of the raw TLS echo, the TLS floor [default: the --tcp host,
+    /// any free port].
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    raw_tls: Option<SocketAddr>,
     /// Address of the raw TCP echo [default: the --tcp host, any free port].
     #[arg(long, value_name = "ADDR")]
     raw: Option<SocketAddr>,
-    /// Address of the raw UDP echo [default: the raw TCP echo's address and port].
+    /// Also serve the raw UDP echo on this address (for `bench --raw-udp-target`; port 0: any
+    /// free port). Off unless asked: it answers any source a datagram claims. It never answers
+    /// one from its own port and address (or loopback; with an unspecified address, from any
+    /// address on its own port), which would make it echo itself for ever.
     #[arg(long, value_name = "ADDR")]
     raw_udp: Option<SocketAddr>,
     /// Also serve the Bench service on a Unix socket at this path (for `bench --uds-target`). A
@@ -26,6 +59,10 @@ pub(crate) struct ServeArgs {
     /// unary calls, one datagram each way, beside the TCP listener (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     udp: Option<SocketAddr>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics (port 0: any free port), and run
+    /// the sockrpc listeners behind the tracing and metrics layers.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Worker threads of the server runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
@@ -37,34 +74,84 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
         .worker_threads(args.workers.max(1))
         .enable_all()
         .build()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut config = ServerTlsConfig::new(Identity::from_pem_files(cert, key)?);
+            let mut files = TlsFiles::new(cert, key);
+            if let Some(ca) = &args.client_ca {
+                config = config.client_ca(Certificates::from_pem_file(ca)?);
+                files = files.client_ca(ca);
+            }
+            Some((ServerTls::new(config)?, files))
+        }
+        _ => None,
+    };
     runtime.block_on(async {
+        let _watch = tls
+            .as_ref()
+            .map(|(server, files)| server.watch(files.clone(), TLS_WATCH));
         let listen = Listen {
-            rpc: args.tcp,
+            rpc: tls.is_none().then_some(args.tcp),
+            tls: tls.as_ref().map(|(server, _)| TlsListen {
+                rpc: args.tcp,
+                raw: args.raw_tls.unwrap_or(SocketAddr::new(args.tcp.ip(), 0)),
+                server: server.clone(),
+            }),
             raw_tcp: args.raw.unwrap_or(SocketAddr::new(args.tcp.ip(), 0)),
             raw_udp: args.raw_udp,
             uds: args.uds,
             udp: args.udp,
+            stack: None,
+            observe: args.metrics.is_some(),
+        };
+        // The recorder first, so the layers register their handles with it.
+        let metrics = match args.metrics {
+            Some(addr) => {
+                let handle = prometheus::install()?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|err| format!("cannot bind the metrics endpoint {addr}: {err}"))?;
+                Some((listener, handle))
+            }
+            None => None,
         };
         let sockets = Sockets::bind(listen).await?;
         let bound = sockets.bound()?;
         // Scripts and tests read this line to learn the ports: print it whole, then flush, since
         // stdout is block-buffered when it is a pipe.
         let mut out = std::io::stdout().lock();
-        write!(
-            out,
-            "listening tcp={} raw={} raw-udp={}",
-            bound.rpc, bound.raw_tcp, bound.raw_udp
-        )?;
+        match (bound.rpc, bound.tls, bound.raw_tls) {
+            (_, Some(tls), Some(raw_tls)) => write!(
+                out,
+                "listening tls={tls} raw={} raw-tls={raw_tls}",
+                bound.raw_tcp
+            )?,
+            (Some(rpc), _, _) => write!(out, "listening tcp={rpc} raw={}", bound.raw_tcp)?,
+            _ => write!(out, "listening raw={}", bound.raw_tcp)?,
+        }
+        if let Some(addr) = bound.raw_udp {
+            write!(out, " raw-udp={addr}")?;
+        }
         if let Some(path) = &bound.uds {
             write!(out, " uds={}", path.display())?;
         }
         if let Some(addr) = bound.udp {
             write!(out, " udp={addr}")?;
         }
+        if let Some((listener, _)) = &metrics {
+            write!(out, " metrics={}", listener.local_addr()?)?;
+        }
         writeln!(out)?;
         out.flush()?;
         drop(out);
-        sockets.serve(stop_signal()).await?;
+        let endpoint = metrics.map(|(listener, handle)| {
+            tokio::spawn(prometheus::serve(listener, handle, std::future::pending()))
+        });
+        let served = sockets.serve(stop_signal()).await;
+        if let Some(endpoint) = endpoint {
+            endpoint.abort();
+        }
+        served?;
         Ok::<(), Box<dyn Error>>(())
     })?;
     // The runtime drops here; raw echo connections still open are dropped with it.

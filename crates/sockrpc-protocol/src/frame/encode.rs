@@ -1,7 +1,8 @@
 //! Writing frames: every encoder appends one whole frame to a buffer.
 
 use super::{
-    FrameKind, FLAG_END_STREAM, FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    FrameKind, FLAG_END_STREAM, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM, HEADER_LEN,
+    MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use crate::{Code, Limits, MetadataMap, MethodPath};
 use bytes::{BufMut, BytesMut};
@@ -48,7 +49,9 @@ pub fn check_metadata(metadata: &MetadataMap, limits: &Limits) -> Result<(), Str
     Ok(())
 }
 
-fn put_metadata(dst: &mut BytesMut, metadata: &MetadataMap) {
+/// Appends a metadata block (the caller has checked it with [`check_metadata`]); the UDP
+/// datagram format uses the same block.
+pub(crate) fn put_metadata(dst: &mut BytesMut, metadata: &MetadataMap) {
     dst.put_u16(metadata.len() as u16);
     for (key, value) in metadata.iter() {
         dst.put_u8(key.len() as u8);
@@ -74,11 +77,55 @@ pub fn encode_open(
     metadata: &MetadataMap,
     end_stream: bool,
 ) {
-    let path = path.as_bytes();
-    let len = 8 + 2 + path.len() + metadata_len(metadata);
-    dst.reserve(HEADER_LEN + len);
     let flags = if end_stream { FLAG_END_STREAM } else { 0 };
+    put_open(dst, call_id, timeout, path, metadata, flags, None);
+}
+
+/// Writes the OPEN of a TCP re-issue of UDP call `reissue = (instance, udp_call_id)`
+/// (`FLAG_REISSUE`; the UDP identity comes first in the body).
+///
+/// ```text
+/// +----------------+--------------------+-----------------+---------------+------+----------+
+/// | instance: u64  | udp_call_id: u32   | timeout_us: u64 | path_len: u16 | path | metadata |
+/// +----------------+--------------------+-----------------+---------------+------+----------+
+/// ```
+pub fn encode_reissue(
+    dst: &mut BytesMut,
+    call_id: u32,
+    timeout: Option<Duration>,
+    path: &MethodPath,
+    metadata: &MetadataMap,
+    reissue: (u64, u32),
+) {
+    put_open(
+        dst,
+        call_id,
+        timeout,
+        path,
+        metadata,
+        FLAG_REISSUE,
+        Some(reissue),
+    );
+}
+
+fn put_open(
+    dst: &mut BytesMut,
+    call_id: u32,
+    timeout: Option<Duration>,
+    path: &MethodPath,
+    metadata: &MetadataMap,
+    flags: u8,
+    reissue: Option<(u64, u32)>,
+) {
+    let path = path.as_bytes();
+    let extra = if reissue.is_some() { 12 } else { 0 };
+    let len = extra + 8 + 2 + path.len() + metadata_len(metadata);
+    dst.reserve(HEADER_LEN + len);
     put_header(dst, len, FrameKind::Open, flags, call_id);
+    if let Some((instance, udp_call_id)) = reissue {
+        dst.put_u64(instance);
+        dst.put_u32(udp_call_id);
+    }
     // Round up so a sub-microsecond timeout still reads as "a deadline", never as "none".
     let micros = timeout.map_or(0, |t| {
         u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
@@ -142,6 +189,20 @@ pub fn encode_end(
     details: &[u8],
     trailers: &MetadataMap,
 ) {
+    encode_end_flagged(dst, call_id, code, message, details, trailers, false);
+}
+
+/// Writes an END frame, with `FLAG_NOT_PROCESSED` when `not_processed`: the server refused the
+/// call before starting it.
+pub fn encode_end_flagged(
+    dst: &mut BytesMut,
+    call_id: u32,
+    code: Code,
+    message: &str,
+    details: &[u8],
+    trailers: &MetadataMap,
+    not_processed: bool,
+) {
     let mut message = truncate_utf8(message, MAX_STATUS_MESSAGE);
     let details = if details.len() > MAX_STATUS_DETAILS {
         message = "status details too large to send; dropped";
@@ -151,7 +212,8 @@ pub fn encode_end(
     };
     let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(trailers);
     dst.reserve(HEADER_LEN + len);
-    put_header(dst, len, FrameKind::End, 0, call_id);
+    let flags = if not_processed { FLAG_NOT_PROCESSED } else { 0 };
+    put_header(dst, len, FrameKind::End, flags, call_id);
     dst.put_u32(code.as_u32());
     dst.put_u32(message.len() as u32);
     dst.put_slice(message.as_bytes());
@@ -200,7 +262,8 @@ pub fn encode_window(dst: &mut BytesMut, call_id: u32, credit: u32) {
     dst.put_u32(credit);
 }
 
-fn truncate_utf8(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -35,10 +35,20 @@ pub const FLAG_END_STREAM: u8 = 0x01;
 /// Flag on OPEN: the client streams its request (client-streaming or bidi): the server starts
 /// the handler at once instead of waiting for a single request message.
 pub const FLAG_STREAM: u8 = 0x02;
+/// Flag on OPEN: the call re-issues, over TCP, a UDP call whose answer did not fit a datagram.
+/// The body then starts with the UDP call's identity (`instance: u64`, `udp_call_id: u32`), and
+/// the server answers from its UDP reply cache instead of running the call again. A protocol
+/// field, so no user metadata can fake or strip it.
+pub const FLAG_REISSUE: u8 = 0x04;
+/// Flag on END: the server refused the call before starting it (shutting down), so the client
+/// may send it again. Only the server's connection sets it, never a handler's status.
+pub const FLAG_NOT_PROCESSED: u8 = 0x04;
 
 /// Bytes of messages a sender may have outstanding on one streaming call before the receiver
 /// grants more with WINDOW. A message may be sent whenever less than this is outstanding, so a
-/// single large message is never stuck; the receiver's queue stays under this plus one message.
+/// single large message is never stuck; with a sender that honours it, the receiver's queue stays
+/// under this plus one message (`flow::Inbound::push` in the transport refuses a MESSAGE once more
+/// than this plus the message limit is queued).
 pub const STREAM_WINDOW: usize = 64 * 1024;
 
 /// Longest status message carried; longer ones are cut at a character boundary.
@@ -66,7 +76,8 @@ pub enum FrameKind {
     Pong = 7,
     /// The sender will accept no calls above `last_call_id`; the connection is draining.
     GoAway = 8,
-    /// Flow-control credit for a call's stream (or the connection, call id 0).
+    /// Flow-control credit for a call's stream. Version 1 has no connection-level window: a
+    /// WINDOW with call id 0 passes the header check and is ignored by both ends.
     Window = 9,
 }
 
@@ -156,6 +167,8 @@ pub enum Frame {
         end_stream: bool,
         /// The client streams its request (`FLAG_STREAM`).
         streaming: bool,
+        /// `FLAG_REISSUE`: the UDP call (`instance`, `udp_call_id`) this call re-issues.
+        reissue: Option<(u64, u32)>,
     },
     /// Server's leading metadata.
     Headers {
@@ -185,6 +198,8 @@ pub enum Frame {
         details: Bytes,
         /// Trailing metadata.
         trailers: MetadataMap,
+        /// `FLAG_NOT_PROCESSED`: the server refused the call before starting it.
+        not_processed: bool,
     },
     /// The client abandons a call.
     Cancel {
@@ -212,7 +227,7 @@ pub enum Frame {
     },
     /// Flow-control credit.
     Window {
-        /// Call id, or 0 for the connection.
+        /// Call id (0 is accepted on the wire and ignored: there is no connection window).
         call_id: u32,
         /// Bytes the receiver can take beyond what it granted before.
         credit: u32,
@@ -294,7 +309,7 @@ pub fn max_frame_len(limits: &Limits) -> usize {
         .max(limits.max_control_frame())
 }
 
-mod encode;
+pub(crate) mod encode;
 mod parse;
 
 pub use encode::*;
@@ -340,7 +355,30 @@ mod tests {
                 path: path.clone(),
                 metadata: metadata.clone(),
                 end_stream: false,
-                streaming: false
+                streaming: false,
+                reissue: None,
+            }
+        );
+
+        let mut buf = BytesMut::new();
+        encode_reissue(
+            &mut buf,
+            9,
+            None,
+            &path,
+            &metadata,
+            (0xdead_beef_0000_0001, 42),
+        );
+        assert_eq!(
+            round_trip(buf),
+            Frame::Open {
+                call_id: 9,
+                timeout: None,
+                path: path.clone(),
+                metadata: metadata.clone(),
+                end_stream: false,
+                streaming: false,
+                reissue: Some((0xdead_beef_0000_0001, 42)),
             }
         );
 
@@ -365,9 +403,29 @@ mod tests {
                 code: Code::NotFound,
                 message: message.into(),
                 details: Bytes::from_static(b"\x00\x01"),
-                trailers: metadata.clone()
+                trailers: metadata.clone(),
+                not_processed: false,
             }
         );
+
+        let mut buf = BytesMut::new();
+        encode_end_flagged(
+            &mut buf,
+            8,
+            Code::Unavailable,
+            "draining",
+            &[],
+            &metadata,
+            true,
+        );
+        assert!(matches!(
+            round_trip(buf),
+            Frame::End {
+                call_id: 8,
+                not_processed: true,
+                ..
+            }
+        ));
 
         let mut buf = BytesMut::new();
         encode_goaway(&mut buf, 9, Code::Unavailable, "shutting down");

@@ -1,6 +1,9 @@
 //! Reading frames: a header's body, checked field by field.
 
-use super::{Frame, FrameError, FrameHeader, FrameKind, FLAG_END_STREAM, FLAG_STREAM};
+use super::{
+    Frame, FrameError, FrameHeader, FrameKind, FLAG_END_STREAM, FLAG_NOT_PROCESSED, FLAG_REISSUE,
+    FLAG_STREAM,
+};
 use crate::{Code, Limits, MetadataMap, MethodPath};
 use bytes::{Buf, Bytes};
 use std::time::Duration;
@@ -88,6 +91,16 @@ impl Frame {
         };
         let frame = match header.kind {
             FrameKind::Open => {
+                let reissue = if header.flags & FLAG_REISSUE != 0 {
+                    let instance = body.u64()?;
+                    let udp_call_id = body.u32()?;
+                    if udp_call_id == 0 {
+                        return Err(body.malformed("re-issue of UDP call id 0"));
+                    }
+                    Some((instance, udp_call_id))
+                } else {
+                    None
+                };
                 let micros = body.u64()?;
                 let path_len = usize::from(body.u16()?);
                 let path = body.bytes(path_len)?;
@@ -101,6 +114,7 @@ impl Frame {
                     metadata,
                     end_stream,
                     streaming: header.flags & FLAG_STREAM != 0,
+                    reissue,
                 }
             }
             FrameKind::Headers => Frame::Headers {
@@ -128,6 +142,7 @@ impl Frame {
                     message,
                     details,
                     trailers,
+                    not_processed: header.flags & FLAG_NOT_PROCESSED != 0,
                 }
             }
             FrameKind::Cancel => Frame::Cancel { call_id },

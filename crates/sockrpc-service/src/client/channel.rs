@@ -1,12 +1,12 @@
 //! `Channel`: a tower `Service` over a pool of connections to one endpoint.
 
-use super::endpoint::{Endpoint, IntoEndpoint};
-use super::pool::{ConnectionStats, Pool};
-use crate::udp::{mark_reissue, UdpClient, UdpClientStats, UdpOutcome};
 use crate::{Body, BoxFuture, Call};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{MetadataMap, MethodPath, Request, Response, Status};
+use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
+use sockrpc_transport::pool::{ConnectionStats, Pool};
+use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
 use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
     future::Future,
@@ -54,7 +54,7 @@ impl Channel {
     /// A channel that connects on its first call.
     pub fn lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
         let endpoint = dst.into_endpoint()?;
-        let udp = endpoint.udp.is_some().then(Arc::default);
+        let udp = udp_cell(&endpoint);
         Ok(Channel {
             pool: Pool::new(endpoint),
             udp,
@@ -64,7 +64,7 @@ impl Channel {
     /// A channel over a connection made elsewhere (a Unix socket, an in-memory duplex). If it
     /// breaks, replacements connect to `endpoint`'s address.
     pub fn from_connection(endpoint: Endpoint, conn: ClientConnection) -> Channel {
-        let udp = endpoint.udp.is_some().then(Arc::default);
+        let udp = udp_cell(&endpoint);
         Channel {
             pool: Pool::with_connection(endpoint, conn),
             udp,
@@ -132,7 +132,7 @@ impl Retry {
                 .map_or(std::time::Duration::ZERO, |s| s.elapsed());
             request.set_timeout(timeout.saturating_sub(elapsed));
         }
-        Box::pin(unary_waiting(self.pool, path, request))
+        Box::pin(unary_waiting(self.pool, path, request, None))
     }
 }
 
@@ -180,9 +180,15 @@ impl Service<Call> for Channel {
     fn call(&mut self, call: Call) -> ChannelFuture {
         let streaming_response = call.streaming_response();
         let (path, request) = call.into_parts();
-        let (metadata, body, mut timeout) = request.into_parts();
+        let (mut metadata, body, mut timeout) = request.into_parts();
         if timeout.is_none() {
             timeout = self.pool.endpoint().timeout;
+        }
+        if let Some(agent) = &self.pool.endpoint().user_agent {
+            if !metadata.contains_key("user-agent") {
+                // Checked printable ASCII when the endpoint was built.
+                let _ = metadata.insert("user-agent", agent);
+            }
         }
         let pool = self.pool.clone();
         let (first, body) = match body.into_once() {
@@ -229,7 +235,7 @@ fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture
     }
     ChannelFuture {
         kind: Kind::Boxed {
-            inner: Box::pin(unary_waiting(pool, path, request)),
+            inner: Box::pin(unary_waiting(pool, path, request, None)),
         },
     }
 }
@@ -239,6 +245,7 @@ async fn unary_waiting(
     pool: Pool,
     path: MethodPath,
     mut request: Request<Bytes>,
+    reissue: Option<(u64, u32)>,
 ) -> Result<Response<Body>, Status> {
     let deadline = request.timeout().map(|t| Instant::now() + t);
     let conn = pool.get(deadline).await?;
@@ -246,15 +253,30 @@ async fn unary_waiting(
         // The wait for a connection counts against the call's own deadline.
         request.set_timeout(deadline.saturating_duration_since(Instant::now()));
     }
-    let response = conn.unary(path, request).await?;
+    let response = match reissue {
+        None => conn.unary(path, request).await?,
+        Some(udp_call) => conn.reissue(path, request, udp_call).await?,
+    };
     Ok(response.map(Body::once))
+}
+
+/// The UDP side's cell, when the endpoint's UDP policy is in force (with TLS, only when it
+/// allows plain text: a datagram cannot carry a TLS session).
+fn udp_cell(endpoint: &Endpoint) -> Option<Arc<tokio::sync::OnceCell<UdpClient>>> {
+    if endpoint.udp.is_some() && endpoint.udp_in_effect().is_none() {
+        tracing::info!(
+            %endpoint,
+            "UDP is off: the endpoint speaks TLS and its UDP policy does not allow plain text"
+        );
+    }
+    endpoint.udp_in_effect().map(|_| Arc::default())
 }
 
 async fn init_udp<'a>(
     udp: &'a tokio::sync::OnceCell<UdpClient>,
     endpoint: &Endpoint,
 ) -> Option<&'a UdpClient> {
-    let policy = endpoint.udp.as_ref()?;
+    let policy = endpoint.udp_in_effect()?;
     let client = udp
         .get_or_try_init(|| UdpClient::connect(policy.addr, policy.config.clone()))
         .await;
@@ -281,15 +303,15 @@ async fn unary_udp(
             UdpOutcome::Reply(answer) => return answer.map(|response| response.map(Body::once)),
             UdpOutcome::Truncated { instance, call_id } => {
                 // The call ran; fetch its answer over the stream, by its UDP identity.
-                mark_reissue(request.metadata_mut(), instance, call_id);
                 if let Some(deadline) = deadline {
                     request.set_timeout(deadline.saturating_duration_since(Instant::now()));
                 }
+                return unary_waiting(pool, path, request, Some((instance, call_id))).await;
             }
             UdpOutcome::NotSuitable => {}
         }
     }
-    unary_waiting(pool, path, request).await
+    unary_waiting(pool, path, request, None).await
 }
 
 /// A streaming call: opens it, starts a task feeding the request stream (if any) into it, and
@@ -303,22 +325,44 @@ async fn open_stream(
     body: Option<Body>,
 ) -> Result<Response<Body>, Status> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let conn = match pool.pick() {
-        Some(conn) => conn,
-        None => pool.get(deadline).await?,
-    };
-    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    let (sender, mut receiver) = conn.open_stream(&path, &metadata, timeout, first)?;
-    if let Some(body) = body {
-        tokio::spawn(feed(sender, body));
+    let mut body = body;
+    // A call refused unstarted (its connection closed before it was sent, or a draining
+    // server refused it) opens again on another connection, as unary calls do — as long as
+    // no request message has left yet, so nothing can run twice.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let conn = match pool.pick() {
+            Some(conn) => conn,
+            None => pool.get(deadline).await?,
+        };
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let (sender, mut receiver) =
+            match conn.open_stream(&path, &metadata, timeout, first.clone()) {
+                Ok(opened) => opened,
+                Err(status) if status.is_not_processed() && attempt < OPEN_ATTEMPTS => continue,
+                Err(status) => return Err(status),
+            };
+        let fed = body.is_some();
+        if let Some(body) = body.take() {
+            tokio::spawn(feed(sender, body));
+        }
+        match std::future::poll_fn(|cx| receiver.poll_headers(cx)).await {
+            Ok(headers) => {
+                return Ok(Response::from_parts(
+                    headers,
+                    Body::incoming(receiver),
+                    MetadataMap::new(),
+                ))
+            }
+            Err(status) if status.is_not_processed() && !fed && attempt < OPEN_ATTEMPTS => {}
+            Err(status) => return Err(status),
+        }
     }
-    let headers = std::future::poll_fn(|cx| receiver.poll_headers(cx)).await?;
-    Ok(Response::from_parts(
-        headers,
-        Body::incoming(receiver),
-        MetadataMap::new(),
-    ))
 }
+
+/// How many connections a streaming call tries when each refuses it unstarted.
+const OPEN_ATTEMPTS: u32 = 3;
 
 /// Sends a request stream as the window allows; stops when the call ends either way.
 async fn feed(mut sender: StreamSender, mut body: Body) {

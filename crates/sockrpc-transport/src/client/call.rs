@@ -40,6 +40,8 @@ pin_project! {
         state: CallState,
         #[pin]
         sleep: Option<Sleep>,
+        // The UDP call this re-issues over the stream (the OPEN's FLAG_REISSUE field).
+        reissue: Option<(u64, u32)>,
     }
 
     impl PinnedDrop for ResponseFuture {
@@ -76,7 +78,13 @@ impl ResponseFuture {
             conn,
             state: CallState::Start { path, request },
             sleep: deadline.map(tokio::time::sleep_until),
+            reissue: None,
         }
+    }
+
+    pub(super) fn reissue(mut self, reissue: (u64, u32)) -> Self {
+        self.reissue = Some(reissue);
+        self
     }
 }
 
@@ -91,6 +99,7 @@ fn start_call(
     cx: &mut Context<'_>,
     path: &MethodPath,
     request: &Request<Bytes>,
+    reissue: Option<(u64, u32)>,
 ) -> Result<u32, Status> {
     let limits = &shared.limits;
     let (metadata, message, timeout) = (request.metadata(), request.get_ref(), request.timeout());
@@ -125,7 +134,10 @@ fn start_call(
     state.next_id = id.wrapping_add(1);
     let alone = state.calls.is_empty();
     let buf = state.outbox.buf_mut();
-    frame::encode_open(buf, id, timeout, path, metadata, false);
+    match reissue {
+        None => frame::encode_open(buf, id, timeout, path, metadata, false),
+        Some(reissue) => frame::encode_reissue(buf, id, timeout, path, metadata, reissue),
+    }
     frame::encode_message(buf, id, true, message);
     state.calls.insert(
         id,
@@ -160,8 +172,9 @@ impl Future for ResponseFuture {
             else {
                 unreachable!("matched above")
             };
-            match start_call(shared, cx, &path, &request) {
+            match start_call(shared, cx, &path, &request, *this.reissue) {
                 Ok(id) => {
+                    crate::dispatch::note_call_id(id);
                     *this.state = CallState::Waiting {
                         id,
                         sent: (path, request),

@@ -1,9 +1,10 @@
 //! The driver: the one task that reads a client connection, completes calls, and keeps the
 //! connection honest with keepalive PINGs.
 
-use super::{BoxReader, Keepalive, Shared, State};
-use crate::codec::{DecodeError, FrameDecoder};
-use bytes::{Bytes, BytesMut};
+use super::{Keepalive, Shared, State};
+use crate::codec::DecodeError;
+use crate::reader::FrameReader;
+use bytes::Bytes;
 use sockrpc_protocol::frame::{self, Frame};
 use sockrpc_protocol::{Code, Response, Status};
 use std::{
@@ -15,7 +16,6 @@ use std::{
 };
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
-use tokio_util::codec::Decoder;
 
 /// Reads per wake-up before the driver yields, so one busy connection cannot starve others
 /// sharing its thread.
@@ -32,9 +32,7 @@ struct Pinger {
 /// The task that owns the read half: decodes frames and completes calls.
 pub(super) struct Driver {
     shared: Arc<Shared>,
-    reader: BoxReader,
-    decoder: FrameDecoder,
-    rbuf: BytesMut,
+    reader: FrameReader,
     /// Wakers collected under the lock and called after it is released.
     wake: Vec<Waker>,
     pinger: Option<Pinger>,
@@ -56,17 +54,13 @@ impl Drop for Driver {
 impl Driver {
     pub(super) fn new(
         shared: Arc<Shared>,
-        reader: BoxReader,
-        decoder: FrameDecoder,
-        rbuf: BytesMut,
+        reader: FrameReader,
         keepalive: Option<Keepalive>,
         on_close: Option<Arc<Notify>>,
     ) -> Driver {
         Driver {
             shared,
             reader,
-            decoder,
-            rbuf,
             wake: Vec::new(),
             pinger: keepalive.map(|config| Pinger {
                 config,
@@ -168,6 +162,7 @@ impl Driver {
                 message,
                 details,
                 trailers,
+                not_processed,
             } => {
                 let Some(slot) = state.calls.get_mut(&call_id) else {
                     return;
@@ -176,17 +171,13 @@ impl Driver {
                     let end = if code == Code::Ok {
                         Ok(trailers)
                     } else {
-                        let mut status = Status::with_details(code, message, details);
-                        *status.metadata_mut() = trailers;
-                        Err(status)
+                        Err(end_status(code, message, details, trailers, not_processed))
                     };
                     stream.end(end);
                     return;
                 }
                 let result = if code != Code::Ok {
-                    let mut status = Status::with_details(code, message, details);
-                    *status.metadata_mut() = trailers;
-                    Err(status)
+                    Err(end_status(code, message, details, trailers, not_processed))
                 } else if slot.extra_messages {
                     Err(Status::unimplemented(
                         "server sent more than one message for a unary call",
@@ -223,9 +214,9 @@ impl Driver {
                     self.finish(
                         state,
                         id,
-                        Err(Status::not_processed(
-                            "server is shutting down; the call was not processed",
-                        )),
+                        Err(Status::not_processed(format!(
+                            "the server refused the call before starting it: {message}"
+                        ))),
                     );
                 }
             }
@@ -286,7 +277,7 @@ impl Driver {
 
     fn read_error(err: DecodeError) -> Status {
         match err {
-            DecodeError::Io(err) => Status::from_io_error(&err),
+            DecodeError::Io(err) => Status::from(err),
             DecodeError::Frame(err) => {
                 Status::internal(format!("protocol error from server: {err}"))
             }
@@ -319,18 +310,11 @@ impl Future for Driver {
             return Poll::Ready(());
         }
         for _ in 0..READS_PER_POLL {
-            if this.rbuf.capacity() - this.rbuf.len() < 4096 {
-                let want = this
-                    .decoder
-                    .bytes_wanted(this.rbuf.len())
-                    .clamp(16 * 1024, 256 * 1024);
-                this.rbuf.reserve(want);
-            }
-            let n = match tokio_util::io::poll_read_buf(this.reader.as_mut(), cx, &mut this.rbuf) {
+            let n = match this.reader.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
-                    this.fail_all(Status::from_io_error(&err));
+                    this.fail_all(Status::from(err));
                     return Poll::Ready(());
                 }
             };
@@ -341,7 +325,7 @@ impl Future for Driver {
             let shared = Arc::clone(&this.shared);
             let mut state = shared.lock();
             loop {
-                match this.decoder.decode(&mut this.rbuf) {
+                match this.reader.next_frame() {
                     Ok(Some(frame)) => this.dispatch(&mut state, frame),
                     Ok(None) => break,
                     Err(err) => {
@@ -352,10 +336,11 @@ impl Future for Driver {
                     }
                 }
             }
+            this.reader.settle();
             if state.outbox.buffered() > 0 {
                 let _ = state.outbox.poll_flush(cx);
             }
-            if !this.shared.handshaken.load(Ordering::Relaxed) && this.decoder.past_preface() {
+            if !this.shared.handshaken.load(Ordering::Relaxed) && this.reader.past_preface() {
                 this.shared.handshaken.store(true, Ordering::Release);
                 this.shared.handshake.notify_waiters();
             }
@@ -366,4 +351,24 @@ impl Future for Driver {
         cx.waker().wake_by_ref();
         Poll::Pending
     }
+}
+
+/// The status an END carries. `not_processed` is the protocol's flag (set only by the server's
+/// connection, for a call it refused unstarted), never anything read from metadata.
+fn end_status(
+    code: Code,
+    message: String,
+    details: bytes::Bytes,
+    trailers: sockrpc_protocol::MetadataMap,
+    not_processed: bool,
+) -> Status {
+    let mut status = if not_processed && code == Code::Unavailable {
+        let mut status = Status::not_processed(message);
+        status.set_details(details);
+        status
+    } else {
+        Status::with_details(code, message, details)
+    };
+    *status.metadata_mut() = trailers;
+    status
 }

@@ -24,7 +24,8 @@ pub use stream::{StreamReceiver, StreamSender};
 
 use crate::codec::FrameDecoder;
 use crate::outbox::{BoxWriter, Outbox};
-use bytes::{Bytes, BytesMut};
+use crate::reader::FrameReader;
+use bytes::Bytes;
 use driver::Driver;
 use sockrpc_protocol::frame::PREFACE;
 use sockrpc_protocol::{Limits, MetadataMap, MethodPath, Request, Response, Status};
@@ -318,9 +319,7 @@ impl ClientConnection {
         });
         let driver = Driver::new(
             Arc::clone(&shared),
-            Box::pin(reader),
-            FrameDecoder::new(limits),
-            BytesMut::with_capacity(16 * 1024),
+            FrameReader::new(Box::pin(reader), FrameDecoder::new(limits)),
             options.keepalive,
             options.on_close,
         );
@@ -425,6 +424,18 @@ impl ClientConnection {
     /// request's timeout.
     pub fn unary(&self, path: MethodPath, request: Request<Bytes>) -> ResponseFuture {
         ResponseFuture::new(self.clone(), path, request)
+    }
+
+    /// Fetches, over this connection, the answer of UDP call `(instance, udp_call_id)` whose
+    /// reply did not fit a datagram: the server answers from its reply cache (the call already
+    /// ran) after the call has passed its middleware; a method marked idempotent may run again.
+    pub fn reissue(
+        &self,
+        path: MethodPath,
+        request: Request<Bytes>,
+        udp_call: (u64, u32),
+    ) -> ResponseFuture {
+        ResponseFuture::new(self.clone(), path, request).reissue(udp_call)
     }
 
     fn shared(&self) -> &Arc<Shared> {

@@ -73,7 +73,11 @@ impl ClientConnection {
         frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
         let mut state = shared.lock();
         if let Some(status) = &state.closed {
-            return Err(status.clone());
+            // Nothing was sent: safe to open on another connection, as a unary call would be.
+            return Err(Status::not_processed(format!(
+                "connection closed before the call was sent: {}",
+                status.message()
+            )));
         }
         let id = state.next_id;
         if id == u32::MAX {
@@ -99,6 +103,7 @@ impl ClientConnection {
         shared.started.fetch_add(1, Ordering::Relaxed);
         state.outbox.wake_driver();
         drop(state);
+        crate::dispatch::note_call_id(id);
         let deadline = timeout.map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)));
         Ok((
             StreamSender {

@@ -8,7 +8,10 @@
 //! `raw-tcp` (the floor every ratio refers to), `raw-tcp-pipelined` (concurrency > 1, for
 //! scale), `raw-udp`, `sockrpc-tcp`, `sockrpc-udp` (unary calls over UDP, payloads that fit a
 //! datagram), `sockrpc-uds`, `sockrpc-auto` (UDP when the call fits a datagram, TCP otherwise),
-//! `sockrpc-stream` (one bidirectional stream per task, one message in flight on each).
+//! `sockrpc-stream` (one bidirectional stream per task, one message in flight on each),
+//! `sockrpc-stack` (sockrpc-tcp with the middleware stack of [`crate::stack`] on both sides:
+//! spans, retry (client), a concurrency limit (server) and metrics; tracing at INFO into a
+//! subscriber that drops its output, metrics into a Prometheus recorder; embedded server only).
 //!
 //! A sockrpc row makes one `Channel` whose pool holds `--connections` connections; its tasks
 //! share it, and each call (or stream) goes to the connection with the fewest calls in flight.
@@ -23,6 +26,7 @@ use crate::load::Budget;
 use crate::plot;
 use crate::report::{self, Machine, Setup};
 use crate::server::{Embedded, DEFAULT_WORKERS};
+use crate::stack;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use plan::{run_group, targets, Plan};
@@ -32,8 +36,8 @@ use std::{error::Error, io::IsTerminal, path::PathBuf, time::Duration};
 /// header, so that a large payload is a measurement, not a stream of `ResourceExhausted`.
 const MAX_PAYLOAD: usize = 4 * 1024 * 1024 - 64;
 
-/// Seconds per row when neither `--duration` nor `--calls` is given: twelve rows by default
-/// (seven at 64 B, five at 4 KiB), so the whole run takes about thirty seconds.
+/// Seconds per row when neither `--duration` nor `--calls` is given: sixteen rows by default
+/// (nine at 64 B, seven at 4 KiB), so the whole run takes under forty seconds.
 const DEFAULT_SECS: f64 = 2.0;
 
 /// A transport name on the command line.
@@ -50,6 +54,13 @@ enum Transport {
     Auto,
     /// A bidirectional sockrpc stream per task, one message in flight: sockrpc-stream.
     Stream,
+    /// TLS: raw-tls (a tokio-rustls echo, the TLS floor) and sockrpc-tls. The embedded server
+    /// makes its certificate in memory.
+    Tls,
+    /// sockrpc over TCP with the middleware stack on both sides (a span per call at INFO with a
+    /// subscriber that drops its output, retry on the client, a concurrency limit on the server,
+    /// metrics into a Prometheus recorder): sockrpc-stack.
+    Stack,
     /// Every transport above.
     All,
 }
@@ -113,14 +124,35 @@ pub(crate) struct BenchArgs {
     /// Calls made on each row's connections before measuring (0: none).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     warmup: u64,
-    /// Measure a running `sockrpc serve` at tcp://HOST:PORT instead of an embedded server.
+    /// Measure a running `sockrpc serve` at tcp://HOST:PORT (or, served with --tls-cert, at
+    /// tls://HOST:PORT: then the TLS rows) instead of an embedded server.
     #[arg(long, value_name = "tcp://HOST:PORT")]
     target: Option<String>,
+    /// With a tls:// --target: the PEM file of the CAs to trust (a self-signed server
+    /// certificate works as its own CA) [default: the platform's CAs].
+    #[arg(long, value_name = "PEM", requires = "target")]
+    tls_ca: Option<PathBuf>,
+    /// With a tls:// --target: this client's certificate chain, for a server that asks for one
+    /// (mutual TLS); with --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With a tls:// --target: the name to check the server's certificate against (and send in
+    /// SNI) [default: the target's host].
+    #[arg(long, value_name = "NAME", requires = "target")]
+    tls_server_name: Option<String>,
+    /// With a tls:// --target: the server's raw TLS echo (the `raw-tls=` address `sockrpc serve
+    /// --tls-cert` prints). Without it, the raw-tls row is skipped.
+    #[arg(long, value_name = "HOST:PORT", requires = "target")]
+    raw_tls_target: Option<String>,
     /// With --target: the server's raw echo (the `raw=` address `sockrpc serve` prints). Without
     /// it, the raw rows are skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     raw_target: Option<String>,
-    /// With --target: the server's raw UDP echo [default: the --raw-target address].
+    /// With --target: the server's raw UDP echo (the `raw-udp=` address `sockrpc serve
+    /// --raw-udp` prints). Without it, the raw-udp row is skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     raw_udp_target: Option<String>,
     /// With --target: the server's Unix socket (the `uds=` path `sockrpc serve --uds` prints).
@@ -160,6 +192,20 @@ fn or_dash(addr: Option<impl std::fmt::Display>) -> String {
     addr.map_or_else(|| "-".to_owned(), |addr| addr.to_string())
 }
 
+/// Installs a Prometheus recorder for the stack rows' metrics, as `serve --metrics` would, and
+/// runs its upkeep every few seconds on a thread of its own, as its exporter would (nobody
+/// scrapes it here).
+fn install_recorder() -> Result<(), Box<dyn Error>> {
+    let handle = sockrpc_middleware::metrics::prometheus::install()?;
+    std::thread::Builder::new()
+        .name("sockrpc-bench-metrics".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            handle.run_upkeep();
+        })?;
+    Ok(())
+}
+
 /// Runs `sockrpc bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     let mut wanted = args.transport.clone();
@@ -170,7 +216,16 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             Transport::Uds,
             Transport::Auto,
             Transport::Stream,
+            Transport::Tls,
+            Transport::Stack,
         ];
+    }
+    let stack = wanted.contains(&Transport::Stack) && args.target.is_none();
+    if stack {
+        // For the whole run, so every row runs with the same subscriber and recorder and the
+        // ratio compares like with like; the bare rows make no spans and record nothing.
+        stack::install_dropping_subscriber();
+        install_recorder()?;
     }
     let plan = Plan {
         budget: match (args.calls, args.duration) {
@@ -182,26 +237,49 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         connections: args.connections,
     };
 
-    let embedded = match args.target {
-        Some(_) => None,
-        None => Some(Embedded::start(
-            args.server_workers,
-            wanted.contains(&Transport::Uds),
-            wanted.contains(&Transport::Udp) || wanted.contains(&Transport::Auto),
-        )?),
+    let (embedded, tls) = match args.target {
+        Some(_) => {
+            let tls = crate::tls::client_from_flags(
+                args.tls_ca.as_deref(),
+                args.tls_cert.as_deref(),
+                args.tls_key.as_deref(),
+                args.tls_server_name.as_deref(),
+            )?;
+            (None, Some(tls))
+        }
+        None => {
+            let pair = if wanted.contains(&Transport::Tls) {
+                Some(crate::tls::made_in_memory()?)
+            } else {
+                None
+            };
+            let (server_tls, client_tls) = pair.map(|pair| (pair.server, pair.client)).unzip();
+            let embedded = Embedded::start(
+                args.server_workers,
+                wanted.contains(&Transport::Uds),
+                wanted.contains(&Transport::Udp) || wanted.contains(&Transport::Auto),
+                server_tls,
+                stack,
+            )?;
+            (Some(embedded), client_tls)
+        }
     };
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let targets = client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound)))?;
+    let targets = client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound), tls))?;
     let machine = Machine::this();
     match &embedded {
         Some(server) => println!(
-            "sockrpc bench: embedded server ({} workers; {} raw={}{}{}), client on a \
+            "sockrpc bench: embedded server ({} workers; {} raw={}{}{}{}), client on a \
              current-thread runtime; {} CPUs available",
             args.server_workers,
-            targets.rpc,
+            targets.main(),
             server.bound().raw_tcp,
+            targets.tls.as_ref().map_or_else(String::new, |tls| format!(
+                " {tls} raw-tls={}",
+                or_dash(server.bound().raw_tls)
+            )),
             targets
                 .udp
                 .map_or_else(String::new, |udp| format!(" udp={udp}")),
@@ -212,9 +290,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
         None => println!(
-            "sockrpc bench: target {} raw={} udp={} uds={}",
-            targets.rpc,
+            "sockrpc bench: target {} raw={} raw-tls={} raw-udp={} udp={} uds={}",
+            targets.main(),
             or_dash(targets.raw_tcp),
+            or_dash(targets.raw_tls.as_ref().map(|(addr, _)| addr)),
+            or_dash(targets.raw_udp),
             or_dash(targets.udp),
             or_dash(args.uds_target.as_ref().map(|path| path.display())),
         ),
@@ -247,7 +327,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if let Some(path) = &args.json {
         let setup = Setup {
             server: match &args.target {
-                Some(_) => targets.rpc.to_string(),
+                Some(_) => targets.main(),
                 None => "embedded".to_owned(),
             },
             server_workers: args.target.is_none().then_some(args.server_workers),

@@ -5,9 +5,11 @@ use super::rows::{add_note, run_row};
 use super::{BenchArgs, Transport};
 use crate::load::Budget;
 use crate::raw::MAX_UDP_PAYLOAD;
-use crate::report::{Group, FLOOR};
+use crate::report::{Group, Row, FLOOR};
 use crate::server::Bound;
 use indicatif::ProgressBar;
+use sockrpc::tls::ClientTlsConfig;
+use sockrpc::transport::UdpPolicy;
 use sockrpc::Endpoint;
 use std::net::SocketAddr;
 
@@ -42,8 +44,12 @@ impl Plan {
 /// Where the rows connect.
 #[derive(Debug)]
 pub(super) struct Targets {
-    /// The Bench service over TCP.
-    pub(super) rpc: Endpoint,
+    /// The Bench service over TCP, in plain text.
+    pub(super) rpc: Option<Endpoint>,
+    /// The Bench service over TLS.
+    pub(super) tls: Option<Endpoint>,
+    /// The raw TLS echo, and the client settings for it (those of `tls`).
+    pub(super) raw_tls: Option<(SocketAddr, ClientTlsConfig)>,
     /// The raw TCP echo.
     pub(super) raw_tcp: Option<SocketAddr>,
     /// The raw UDP echo.
@@ -52,6 +58,28 @@ pub(super) struct Targets {
     pub(super) uds: Option<Endpoint>,
     /// The Bench service's UDP port (sockrpc over UDP, beside `rpc`).
     pub(super) udp: Option<SocketAddr>,
+    /// The Bench service behind the middleware stack, over TCP.
+    pub(super) stack: Option<Endpoint>,
+}
+
+impl Targets {
+    /// The endpoint rows that are not about TLS use: the plain one, else the TLS one.
+    pub(super) fn base(&self) -> Option<&Endpoint> {
+        self.rpc.as_ref().or(self.tls.as_ref())
+    }
+
+    /// The Bench service's main endpoint, for the header.
+    pub(super) fn main(&self) -> String {
+        self.base()
+            .map_or_else(|| "-".to_owned(), ToString::to_string)
+    }
+
+    /// `base()` with UDP to `udp` (in plain text beside TLS, as `serve --udp` offers it).
+    pub(super) fn with_udp(&self, udp: SocketAddr) -> Option<Endpoint> {
+        let policy = UdpPolicy::new(udp).allow_plaintext_with_tls(true);
+        self.base()
+            .map(|endpoint| endpoint.clone().udp_policy(Some(policy)))
+    }
 }
 
 /// Resolves `HOST:PORT` (a `tcp://` or `udp://` prefix is allowed) to its first address.
@@ -68,26 +96,56 @@ async fn resolve(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text:?} has no addresses"))
 }
 
-/// The embedded server's addresses, or those the flags name.
-pub(super) async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Result<Targets, String> {
+/// The embedded server's addresses (with `tls`, the client settings that trust its
+/// certificate), or those the flags name.
+pub(super) async fn targets(
+    args: &BenchArgs,
+    embedded: Option<&Bound>,
+    tls: Option<ClientTlsConfig>,
+) -> Result<Targets, String> {
+    let at = |addr: SocketAddr| Endpoint::new(addr.ip().to_string(), addr.port());
     if let Some(bound) = embedded {
         return Ok(Targets {
-            rpc: Endpoint::new(bound.rpc.ip().to_string(), bound.rpc.port()),
+            rpc: bound.rpc.map(at),
+            tls: bound
+                .tls
+                .zip(tls.clone())
+                .map(|(addr, tls)| at(addr).tls(tls)),
+            raw_tls: bound.raw_tls.zip(tls),
             raw_tcp: Some(bound.raw_tcp),
-            raw_udp: Some(bound.raw_udp),
+            raw_udp: bound.raw_udp,
             uds: bound.uds.as_ref().map(Endpoint::unix),
             udp: bound.udp,
+            stack: bound
+                .stack
+                .map(|addr| Endpoint::new(addr.ip().to_string(), addr.port())),
         });
     }
     let target = args.target.as_deref().unwrap_or_default();
-    let rpc = Endpoint::from_uri(target).map_err(|status| status.message().to_owned())?;
+    let endpoint = Endpoint::from_uri(target).map_err(|status| status.message().to_owned())?;
+    let (rpc, tls_endpoint) = if endpoint.is_tls() {
+        let tls = tls.unwrap_or_default();
+        (None, Some(endpoint.tls(tls)))
+    } else {
+        (Some(endpoint), None)
+    };
+    let raw_tls = match (&args.raw_tls_target, &tls_endpoint) {
+        (Some(text), Some(endpoint)) => Some((
+            resolve(text).await?,
+            endpoint.tls.clone().unwrap_or_default(),
+        )),
+        (Some(_), None) => {
+            return Err("--raw-tls-target needs a tls:// --target (whose settings it uses)".into())
+        }
+        (None, _) => None,
+    };
     let raw_tcp = match &args.raw_target {
         Some(text) => Some(resolve(text).await?),
         None => None,
     };
     let raw_udp = match &args.raw_udp_target {
         Some(text) => Some(resolve(text).await?),
-        None => raw_tcp,
+        None => None,
     };
     let udp = match &args.udp_target {
         Some(text) => Some(resolve(text).await?),
@@ -95,10 +153,13 @@ pub(super) async fn targets(args: &BenchArgs, embedded: Option<&Bound>) -> Resul
     };
     Ok(Targets {
         rpc,
+        tls: tls_endpoint,
+        raw_tls,
         raw_tcp,
         raw_udp,
         uds: args.uds_target.as_ref().map(Endpoint::unix),
         udp,
+        stack: None,
     })
 }
 
@@ -113,6 +174,9 @@ pub(super) enum Kind {
     SockrpcUds,
     SockrpcAuto,
     SockrpcStream,
+    RawTls,
+    SockrpcTls,
+    SockrpcStack,
 }
 
 impl Kind {
@@ -127,6 +191,9 @@ impl Kind {
             Kind::SockrpcUds => "sockrpc-uds",
             Kind::SockrpcAuto => "sockrpc-auto",
             Kind::SockrpcStream => "sockrpc-stream",
+            Kind::RawTls => "raw-tls",
+            Kind::SockrpcTls => "sockrpc-tls",
+            Kind::SockrpcStack => "sockrpc-stack",
         }
     }
 
@@ -136,7 +203,12 @@ impl Kind {
             Kind::RawUdp | Kind::SockrpcUdp => "udp",
             Kind::SockrpcUds => "uds",
             Kind::SockrpcAuto => "auto",
-            Kind::RawTcp | Kind::RawTcpPipelined | Kind::SockrpcTcp | Kind::SockrpcStream => "tcp",
+            Kind::RawTls | Kind::SockrpcTls => "tls",
+            Kind::RawTcp
+            | Kind::RawTcpPipelined
+            | Kind::SockrpcTcp
+            | Kind::SockrpcStream
+            | Kind::SockrpcStack => "tcp",
         }
     }
 }
@@ -169,6 +241,13 @@ pub(super) async fn run_group(
     if tcp && concurrency > 1 && targets.raw_tcp.is_some() {
         kinds.push(Kind::RawTcpPipelined);
     }
+    if udp && targets.raw_udp.is_none() {
+        group.skipped.push(
+            "raw-udp skipped: no --raw-udp-target (the raw-udp= address of `sockrpc serve \
+             --raw-udp`)"
+                .into(),
+        );
+    }
     if udp && targets.raw_udp.is_some() {
         if payload <= MAX_UDP_PAYLOAD {
             kinds.push(Kind::RawUdp);
@@ -180,7 +259,39 @@ pub(super) async fn run_group(
         }
     }
     if tcp {
-        kinds.push(Kind::SockrpcTcp);
+        match targets.rpc {
+            Some(_) => kinds.push(Kind::SockrpcTcp),
+            None => group
+                .skipped
+                .push("sockrpc-tcp skipped: the target speaks TLS (see sockrpc-tls)".into()),
+        }
+    }
+    if wanted.contains(&Transport::Tls) {
+        match targets.raw_tls {
+            Some(_) => kinds.push(Kind::RawTls),
+            None => group.skipped.push(
+                "raw-tls skipped: no --raw-tls-target (the raw-tls= address of `sockrpc serve \
+                 --tls-cert`)"
+                    .into(),
+            ),
+        }
+        match targets.tls {
+            Some(_) => kinds.push(Kind::SockrpcTls),
+            None => group.skipped.push(
+                "sockrpc-tls skipped: no tls:// --target (the tls= address of `sockrpc serve \
+                 --tls-cert`)"
+                    .into(),
+            ),
+        }
+    }
+    if wanted.contains(&Transport::Stack) {
+        match targets.stack {
+            // Right after sockrpc-tcp, which it is compared with.
+            Some(_) => kinds.push(Kind::SockrpcStack),
+            None => group
+                .skipped
+                .push("sockrpc-stack skipped: it needs the embedded server (no --target)".into()),
+        }
     }
     if (udp || auto) && targets.udp.is_none() {
         group.skipped.push(
@@ -215,11 +326,86 @@ pub(super) async fn run_group(
         kinds.push(Kind::SockrpcStream);
     }
     for kind in kinds {
-        let row = run_row(kind, targets, plan, payload, concurrency, progress).await;
+        let mut row = run_row(kind, targets, plan, payload, concurrency, progress).await;
+        note_handshakes(kind, targets, &mut row).await;
         group.rows.push(row);
     }
     note_udp_ratio(&mut group);
+    note_tls_ratios(&mut group);
+    note_stack_ratio(&mut group);
     group
+}
+
+/// Notes on the TLS rows what setting up a connection costs: full handshakes to the raw TLS
+/// echo, and sockrpc connects over TLS.
+async fn note_handshakes(kind: Kind, targets: &Targets, row: &mut Row) {
+    let timed = match (kind, &targets.raw_tls, &targets.tls) {
+        (Kind::RawTls, Some((addr, tls)), Some(endpoint)) => {
+            crate::tls::raw_handshakes(*addr, tls, &endpoint.host).await
+        }
+        (Kind::SockrpcTls, _, Some(endpoint)) => crate::tls::sockrpc_connects(endpoint).await,
+        _ => return,
+    };
+    add_note(
+        row,
+        timed.unwrap_or_else(|err| format!("handshakes not timed: {err}")),
+    );
+}
+
+/// sockrpc-tls is also quoted against its own floor, raw-tls (p50), and against sockrpc-tcp
+/// (throughput).
+fn note_tls_ratios(group: &mut Group) {
+    let clean = |name: &str| {
+        group
+            .rows
+            .iter()
+            .find(|row| row.name == name && row.errors == 0)
+    };
+    let p50 = |name: &str| clean(name).and_then(|row| row.quantile_us(0.5));
+    let rate = |name: &str| clean(name).and_then(Row::throughput);
+    let mut notes = Vec::new();
+    if let (Some(raw), Some(rpc)) = (p50("raw-tls"), p50("sockrpc-tls")) {
+        if raw > 0.0 {
+            notes.push(format!("p50 {:.2}× raw-tls's", rpc / raw));
+        }
+    }
+    if let (Some(plain), Some(tls)) = (rate("sockrpc-tcp"), rate("sockrpc-tls")) {
+        if plain > 0.0 {
+            notes.push(format!(
+                "throughput {:.0} % of sockrpc-tcp's",
+                100.0 * tls / plain
+            ));
+        }
+    }
+    if let Some(row) = group.rows.iter_mut().find(|row| row.name == "sockrpc-tls") {
+        for note in notes {
+            add_note(row, note);
+        }
+    }
+}
+
+/// The stack's cost is quoted against bare sockrpc-tcp of the same run, too.
+fn note_stack_ratio(group: &mut Group) {
+    let p50 = |name: &str| {
+        group
+            .rows
+            .iter()
+            .find(|row| row.name == name && row.errors == 0)
+            .and_then(|row| row.quantile_us(0.5))
+    };
+    let (Some(bare), Some(stack)) = (p50("sockrpc-tcp"), p50("sockrpc-stack")) else {
+        return;
+    };
+    if bare <= 0.0 {
+        return;
+    }
+    if let Some(row) = group
+        .rows
+        .iter_mut()
+        .find(|row| row.name == "sockrpc-stack")
+    {
+        add_note(row, format!("p50 {:.2}× sockrpc-tcp's", stack / bare));
+    }
 }
 
 /// The table's ratio is to raw-tcp; sockrpc-udp is also quoted against its own floor, raw-udp.

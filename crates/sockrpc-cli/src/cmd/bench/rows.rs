@@ -6,7 +6,9 @@ use super::plan::{Kind, Plan, Targets, MAX_SOCKRPC_UDP_PAYLOAD};
 use crate::load::{run_phase, Budget, Caller};
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller, StreamCaller};
 use crate::raw::{RawTcp, RawTcpPipelined, RawUdp};
+use crate::raw_tls::RawTls;
 use crate::report::Row;
+use crate::stack;
 use indicatif::ProgressBar;
 use sockrpc::{Channel, Endpoint, Status};
 use std::time::Duration;
@@ -104,11 +106,32 @@ pub(super) async fn run_row(
             };
             measure(callers, row, plan, progress).await
         }
+        Kind::RawTls => {
+            if concurrency > 1 {
+                row.note = Some(format!(
+                    "{concurrency} TLS sessions, one call in flight on each (raw TLS cannot \
+                     multiplex)"
+                ));
+            }
+            let host = targets
+                .tls
+                .as_ref()
+                .map_or("localhost", |endpoint| endpoint.host.as_str());
+            let callers = match &targets.raw_tls {
+                Some((addr, tls)) => {
+                    connect_all(concurrency, |_| RawTls::connect(*addr, tls, host, payload)).await
+                }
+                None => Err(missing()),
+            };
+            measure(callers, row, plan, progress).await
+        }
         Kind::SockrpcTcp
+        | Kind::SockrpcTls
         | Kind::SockrpcUds
         | Kind::SockrpcUdp
         | Kind::SockrpcAuto
-        | Kind::SockrpcStream => run_sockrpc(kind, targets, plan, row, progress).await,
+        | Kind::SockrpcStream
+        | Kind::SockrpcStack => run_sockrpc(kind, targets, plan, row, progress).await,
     }
 }
 
@@ -123,8 +146,11 @@ async fn run_sockrpc(
     let (payload, concurrency) = (row.payload_bytes, row.concurrency);
     let endpoint = match kind {
         Kind::SockrpcUds => targets.uds.clone(),
-        Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.map(|udp| targets.rpc.clone().udp(udp)),
-        _ => Some(targets.rpc.clone()),
+        Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.and_then(|udp| targets.with_udp(udp)),
+        Kind::SockrpcTls => targets.tls.clone(),
+        Kind::SockrpcStack => targets.stack.clone(),
+        Kind::SockrpcTcp => targets.rpc.clone(),
+        _ => targets.base().cloned(),
     };
     row.connections = match kind {
         // One UDP socket carries every call; the pool's one TCP connection stands by for
@@ -152,6 +178,21 @@ async fn run_sockrpc(
                 Ok(client) => open_streams(client, concurrency, payload).await,
                 Err(message) => Err(message.clone()),
             };
+            measure(callers, row, plan, progress).await
+        }
+        Kind::SockrpcStack => {
+            row.note = Some(
+                "client: trace, retry, metrics; server: trace, concurrency limit, metrics; \
+                 tracing at INFO into a subscriber that drops, metrics into a Prometheus \
+                 recorder"
+                    .to_owned(),
+            );
+            let callers = channel.as_ref().map_err(Clone::clone).map(|channel| {
+                let client = BenchClient::new(stack::client(channel));
+                (0..concurrency)
+                    .map(|_| RpcCaller::new(client.clone(), payload))
+                    .collect()
+            });
             measure(callers, row, plan, progress).await
         }
         _ => {

@@ -1,0 +1,101 @@
+//! Hedging: for methods that only read, send a second copy of a call when the first is slow,
+//! take whichever answers first, and cancel the other (gRFC A6's hedging policy).
+//!
+//! ```text
+//!  t=0      copy 1 ─────────────────────────────── (slow) ✗ cancelled
+//!  t=delay  copy 2 ────────── answer ─▶ returned
+//! ```
+//!
+//! - **Which calls.** Methods the `.proto` marks `NO_SIDE_EFFECTS`, which generated clients
+//!   say on every call: running two copies of a read at once is harmless; running two copies
+//!   of anything else may not be, so `IDEMPOTENT` and unmarked methods pass through unless
+//!   named with [`HedgeLayer::method`].
+//! - **When the next copy goes.** [`HedgingPolicy::delay`] after the one before, or at once
+//!   when a copy fails with a non-fatal code (or was refused unprocessed), or when the server's
+//!   pushback says (`grpc-retry-pushback-ms`); a negative pushback stops further copies.
+//! - **How it ends.** The first success wins; every other copy is dropped, which sends CANCEL
+//!   to the server and stops its handler. A fatal failure ends the call the same way. When every
+//!   copy failed with nothing left to send, the last failure is the answer.
+//! - **Limits.** At most [`HedgingPolicy::max_attempts`] copies (capped at 5), never after the
+//!   call's deadline, and only while the [`RetryThrottle`](crate::retry::RetryThrottle) allows
+//!   — the first copy is always sent.
+//!
+//! Copies after the first carry `grpc-previous-rpc-attempts` like retries do. A call should be
+//! hedged or retried, not both: stacking `RetryLayer` inside `HedgeLayer` retries each copy.
+//! Streamed requests cannot be copied and pass through.
+
+mod future;
+mod layer;
+mod policy;
+
+pub use future::ResponseFuture;
+pub use layer::HedgeLayer;
+pub use policy::HedgingPolicy;
+
+use sockrpc_protocol::{Response, Status};
+use sockrpc_service::{status_from_error, Body, BoxError, Call};
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// A service that hedges calls to `NO_SIDE_EFFECTS` methods; made by [`HedgeLayer`].
+#[derive(Debug, Clone)]
+pub struct Hedge<S> {
+    inner: S,
+    config: Arc<layer::Config>,
+}
+
+impl<S> Hedge<S> {
+    /// Hedges calls to `inner` by `policy` (see [`HedgeLayer::new`]).
+    pub fn new(inner: S, policy: HedgingPolicy) -> Hedge<S> {
+        tower_layer::Layer::layer(&HedgeLayer::new(policy), inner)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> Service<Call> for Hedge<S>
+where
+    S: Service<Call, Response = Response<Body>> + Clone,
+    S::Error: Into<BoxError> + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = ResponseFuture<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.inner.poll_ready(cx).map_err(status_from_error)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let hedging = self
+            .config
+            .policy_for(&call)
+            .and_then(|policy| Some((policy, call.try_clone()?)));
+        match hedging {
+            None => ResponseFuture::single(self.inner.call(call)),
+            Some((policy, template)) => {
+                let first = self.inner.call(call);
+                ResponseFuture::hedged(first, self.inner.clone(), template, policy, &self.config)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

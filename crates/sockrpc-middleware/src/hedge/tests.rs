@@ -1,0 +1,213 @@
+use super::*;
+use bytes::Bytes;
+use sockrpc_protocol::{Code, MethodPath, Request};
+use sockrpc_service::{Idempotency, Pushback};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+/// How the fake server answers copy `n` (1-based): after `delay`, with `outcome`.
+type Plan = fn(u32) -> (u64, Result<(), Status>);
+
+/// What the fake server saw: when each copy started, and which ones were dropped (cancelled)
+/// before they answered.
+#[derive(Clone, Default)]
+struct Server {
+    started: Arc<Mutex<Vec<(u32, Duration)>>>,
+    cancelled: Arc<Mutex<Vec<u32>>>,
+    clock: Arc<Mutex<Option<Instant>>>,
+}
+
+struct CancelGuard {
+    copy: u32,
+    done: bool,
+    cancelled: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cancelled.lock().expect("lock").push(self.copy);
+        }
+    }
+}
+
+impl Server {
+    fn service(
+        &self,
+        plan: Plan,
+    ) -> impl Service<Call, Response = Response<Body>, Error = Status, Future: Send> + Clone {
+        let server = self.clone();
+        *server.clock.lock().expect("lock") = Some(Instant::now());
+        tower::service_fn(move |call: Call| {
+            let copy = call
+                .request()
+                .metadata()
+                .get(sockrpc_service::PREVIOUS_ATTEMPTS_KEY)
+                .and_then(|n| n.parse::<u32>().ok())
+                .map_or(1, |n| n + 1);
+            let start = server
+                .clock
+                .lock()
+                .expect("lock")
+                .unwrap_or_else(Instant::now);
+            server
+                .started
+                .lock()
+                .expect("lock")
+                .push((copy, start.elapsed()));
+            let (delay, outcome) = plan(copy);
+            let guard = CancelGuard {
+                copy,
+                done: false,
+                cancelled: Arc::clone(&server.cancelled),
+            };
+            async move {
+                // Moved in whole, so it drops with the future (a cancelled copy).
+                let mut guard = guard;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                guard.done = true;
+                outcome.map(|()| Response::new(Body::once(Bytes::from(copy.to_string()))))
+            }
+        })
+    }
+
+    fn started(&self) -> Vec<(u32, Duration)> {
+        self.started.lock().expect("lock").clone()
+    }
+
+    fn cancelled(&self) -> Vec<u32> {
+        self.cancelled.lock().expect("lock").clone()
+    }
+}
+
+fn call(idempotency: Idempotency) -> Call {
+    Call::new(
+        MethodPath::from_static("/shop.Catalog/Get"),
+        Request::new(Body::once(Bytes::from_static(b"req"))),
+    )
+    .with_idempotency(idempotency)
+}
+
+async fn copy_that_answered(response: Response<Body>) -> String {
+    let body = response.into_inner().single().await.expect("one message");
+    String::from_utf8(body.to_vec()).expect("utf-8")
+}
+
+fn policy() -> HedgingPolicy {
+    HedgingPolicy::new(3, Duration::from_millis(50))
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_returns_the_faster_answer_and_cancels_the_other() {
+    let server = Server::default();
+    // Copy 1 is stuck for a second; copy 2 answers in 10 ms.
+    let hedge = HedgeLayer::new(policy()).layer(server.service(|copy| match copy {
+        1 => (1000, Ok(())),
+        _ => (10, Ok(())),
+    }));
+    let started = Instant::now();
+    let response = hedge
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect("the hedge answers");
+    assert_eq!(started.elapsed(), Duration::from_millis(60));
+    assert_eq!(copy_that_answered(response).await, "2");
+    assert_eq!(server.cancelled(), [1], "the slow copy was cancelled");
+    let starts: Vec<u32> = server.started().iter().map(|(c, _)| *c).collect();
+    assert_eq!(starts, [1, 2], "no third copy once one answered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_leaves_methods_that_are_not_pure_reads_alone() {
+    let server = Server::default();
+    let hedge = HedgeLayer::new(policy()).layer(server.service(|_| (200, Ok(()))));
+    for level in [Idempotency::Idempotent, Idempotency::Unknown] {
+        hedge
+            .clone()
+            .oneshot(call(level))
+            .await
+            .expect("answers, slowly");
+    }
+    assert_eq!(server.started().len(), 2, "one copy per call");
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_sends_the_next_copy_at_once_after_a_non_fatal_failure() {
+    let server = Server::default();
+    let hedge = HedgeLayer::new(policy()).layer(server.service(|copy| match copy {
+        1 => (5, Err(Status::unavailable("restarting"))),
+        _ => (5, Ok(())),
+    }));
+    let response = hedge
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect("copy 2 answers");
+    assert_eq!(copy_that_answered(response).await, "2");
+    let started = server.started();
+    assert_eq!(started[1].1, Duration::from_millis(5), "{started:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_ends_on_a_fatal_failure_and_cancels_the_rest() {
+    let server = Server::default();
+    let hedge = HedgeLayer::new(policy()).layer(server.service(|copy| match copy {
+        1 => (1000, Ok(())),
+        _ => (5, Err(Status::invalid_argument("bad"))),
+    }));
+    let err = hedge
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect_err("INVALID_ARGUMENT is fatal");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(server.cancelled(), [1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_stops_on_pushback_and_returns_the_last_failure_when_all_fail() {
+    let server = Server::default();
+    let hedge = HedgeLayer::new(policy()).layer(server.service(|copy| match copy {
+        1 => (
+            5,
+            Err(Pushback::DontRetry.on(Status::unavailable("go away"))),
+        ),
+        _ => (5, Ok(())),
+    }));
+    let err = hedge
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect_err("no further copies");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(server.started().len(), 1);
+
+    let server = Server::default();
+    let hedge = HedgeLayer::new(policy())
+        .layer(server.service(|copy| (5, Err(Status::unavailable(format!("copy {copy} failed"))))));
+    let err = hedge
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect_err("all three fail");
+    assert_eq!(err.message(), "copy 3 failed");
+    assert_eq!(server.started().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_is_throttled_when_the_server_keeps_failing() {
+    let server = Server::default();
+    let layer = HedgeLayer::new(policy());
+    let hedge = layer.layer(server.service(|_| (5, Err(Status::unavailable("down")))));
+    let calls = 50;
+    for _ in 0..calls {
+        let _ = hedge
+            .clone()
+            .oneshot(call(Idempotency::NoSideEffects))
+            .await;
+    }
+    let copies = server.started().len();
+    assert!(
+        copies as f64 / calls as f64 <= 1.2,
+        "{copies} copies for {calls} calls"
+    );
+}

@@ -1,0 +1,170 @@
+//! The future of a call under [`ConcurrencyLimit`](super::ConcurrencyLimit): wait for a
+//! permit (bounded), then run holding it.
+
+use crate::limit::{hold, refusal, Place};
+use pin_project_lite::pin_project;
+use sockrpc_protocol::{Response, Status};
+use sockrpc_service::{Body, Call};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit};
+use tokio::time::Sleep;
+use tower_service::Service;
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+pin_project! {
+    /// The answer of a call under [`ConcurrencyLimit`](super::ConcurrencyLimit).
+    pub struct ResponseFuture<S>
+    where
+        S: Service<Call>,
+    {
+        #[pin]
+        state: State<S>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S>
+    where
+        S: Service<Call>,
+    {
+        Waiting {
+            acquire: Acquire,
+            #[pin]
+            sleep: Sleep,
+            place: Option<Place>,
+            rest: Option<(S, Call)>,
+            max: usize,
+            pushback: Duration,
+        },
+        Running {
+            #[pin]
+            inner: S::Future,
+            permit: Option<OwnedSemaphorePermit>,
+        },
+        Refused { status: Option<Status> },
+    }
+}
+
+impl<S: Service<Call>> ResponseFuture<S> {
+    pub(crate) fn running(inner: S::Future, permit: Option<OwnedSemaphorePermit>) -> Self {
+        ResponseFuture {
+            state: State::Running { inner, permit },
+        }
+    }
+
+    pub(crate) fn refused(status: Status) -> Self {
+        ResponseFuture {
+            state: State::Refused {
+                status: Some(status),
+            },
+        }
+    }
+
+    pub(crate) fn waiting(
+        acquire: Acquire,
+        wait: Duration,
+        place: Place,
+        service: S,
+        call: Call,
+        max: usize,
+        pushback: Duration,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Waiting {
+                acquire,
+                sleep: tokio::time::sleep(wait),
+                place: Some(place),
+                rest: Some((service, call)),
+                max,
+                pushback,
+            },
+        }
+    }
+}
+
+impl<S: Service<Call>> std::fmt::Debug for ResponseFuture<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("concurrency::ResponseFuture")
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<Call, Response = Response<Body>>,
+    S::Error: From<Status>,
+{
+    type Output = Result<Response<Body>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Waiting {
+                    acquire,
+                    sleep,
+                    place,
+                    rest,
+                    max,
+                    pushback,
+                } => {
+                    let permit = match acquire.as_mut().poll(cx) {
+                        Poll::Ready(Ok(permit)) => permit,
+                        Poll::Ready(Err(_)) => {
+                            let status = Status::unavailable("concurrency limit closed");
+                            state.set(State::Refused {
+                                status: Some(status),
+                            });
+                            continue;
+                        }
+                        Poll::Pending => {
+                            ready!(sleep.poll(cx));
+                            let path = rest.as_ref().map_or("?", |(_, call)| call.path());
+                            let status = refusal(
+                                format!(
+                                    "{path} is at its concurrency limit of {max}; waited too long"
+                                ),
+                                *pushback,
+                            );
+                            state.set(State::Refused {
+                                status: Some(status),
+                            });
+                            continue;
+                        }
+                    };
+                    drop(place.take());
+                    let Some((mut service, call)) = rest.take() else {
+                        state.set(State::Refused {
+                            status: Some(Status::internal("call lost while waiting")),
+                        });
+                        continue;
+                    };
+                    let inner = service.call(call);
+                    state.set(State::Running {
+                        inner,
+                        permit: Some(permit),
+                    });
+                }
+                StateProj::Running { inner, permit } => {
+                    let result = ready!(inner.poll(cx));
+                    return Poll::Ready(match (result, permit.take()) {
+                        (Ok(response), Some(permit)) => Ok(hold(response, permit)),
+                        (result, _) => result,
+                    });
+                }
+                StateProj::Refused { status } => {
+                    let status = status
+                        .take()
+                        .unwrap_or_else(|| Status::internal("response polled after completion"));
+                    return Poll::Ready(Err(status.into()));
+                }
+            }
+        }
+    }
+}

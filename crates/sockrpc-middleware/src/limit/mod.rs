@@ -1,0 +1,156 @@
+//! Limits a server (or a client) puts on its own load: per-method concurrency, a rate limit,
+//! and load shedding. The server-wide default timeout is a server setting instead
+//! (`Server::builder().timeout(..)`), enforced by the transport so it also ends streams.
+//!
+//! # What "over the limit" means
+//!
+//! One rule for every limit here, and for the server's own readiness queue
+//! (`sockrpc_service::ReadyQueue`):
+//!
+//! ```text
+//!  under the limit ─────────────────────────────────────────────▶ runs now
+//!  over it, queue not full ─▶ waits (≤ its deadline, ≤ max_wait) ─▶ runs when room frees
+//!                                                   └ wait over ─▶ RESOURCE_EXHAUSTED + pushback
+//!  over it, queue full ────────────────────────────────────────▶ RESOURCE_EXHAUSTED + pushback
+//! ```
+//!
+//! - A short burst is absorbed: a call waits a little rather than failing at once.
+//! - A sustained overload is refused quickly and cheaply: the queue is bounded (so are the
+//!   memory and the wait it costs), and the refusal comes before any handler runs.
+//! - The refusal says when to come back: `grpc-retry-pushback-ms` in the status's metadata,
+//!   which the retry and hedging layers obey. `RESOURCE_EXHAUSTED` is not retried by default
+//!   (it is not in any default retryable set); list it in a `RetryPolicy` to retry it.
+//! - [`LoadShedLayer`] is the exception by design: it never queues — at its limit, or when the
+//!   service behind it is not ready, the call is refused at once.
+//!
+//! The limits hold their slot until the answer is complete: for a streamed answer, until its
+//! last message (the body is wrapped), not just until its head.
+
+pub mod concurrency;
+pub mod rate;
+pub mod shed;
+
+pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
+pub use rate::{RateLimit, RateLimitLayer};
+pub use shed::{LoadShed, LoadShedLayer};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use sockrpc_protocol::{Response, Status};
+use sockrpc_service::{Body, Pushback};
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+/// How many calls may wait for room, for how long, and the pushback hint a refusal carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitQueue {
+    /// The most calls waiting at once; a call finding it full is refused at once.
+    pub max_waiting: usize,
+    /// The longest a call waits (its own deadline, if sooner, ends the wait too).
+    pub max_wait: Duration,
+    /// The `grpc-retry-pushback-ms` a refusal carries, when the limit cannot compute a better
+    /// one (the rate limit tells exactly when the next slot frees).
+    pub pushback: Duration,
+}
+
+impl Default for WaitQueue {
+    /// 1024 calls, 1 s, 100 ms — the server's readiness queue's defaults.
+    fn default() -> WaitQueue {
+        WaitQueue {
+            max_waiting: 1024,
+            max_wait: Duration::from_secs(1),
+            pushback: Duration::from_millis(100),
+        }
+    }
+}
+
+impl WaitQueue {
+    /// No waiting: over the limit is refused at once.
+    pub fn none() -> WaitQueue {
+        WaitQueue {
+            max_waiting: 0,
+            max_wait: Duration::ZERO,
+            ..WaitQueue::default()
+        }
+    }
+
+    /// Up to `max_waiting` calls for up to `max_wait` each.
+    pub fn new(max_waiting: usize, max_wait: Duration) -> WaitQueue {
+        WaitQueue {
+            max_waiting,
+            max_wait,
+            ..WaitQueue::default()
+        }
+    }
+
+    /// How long a call with `timeout` may wait.
+    pub(crate) fn wait_for(&self, timeout: Option<Duration>) -> Duration {
+        timeout.map_or(self.max_wait, |t| t.min(self.max_wait))
+    }
+}
+
+/// The refusal every limit answers with.
+pub(crate) fn refusal(why: String, pushback: Duration) -> Status {
+    Pushback::RetryAfter(pushback).on(Status::resource_exhausted(why))
+}
+
+/// A place in a wait queue: taken if there is room, given back on drop.
+#[derive(Debug)]
+pub(crate) struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    pub(crate) fn take(waiting: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Place(Arc::clone(waiting)))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Keeps `guard` (a permit, an in-flight count) until the answer is complete: dropped now
+/// for a single message, carried to the end of a streamed body.
+pub(crate) fn hold<G: Send + Unpin + 'static>(
+    response: Response<Body>,
+    guard: G,
+) -> Response<Body> {
+    if response.get_ref().is_once() {
+        return response;
+    }
+    response.map(|body| {
+        Body::from_stream(Held {
+            body,
+            _guard: guard,
+        })
+    })
+}
+
+struct Held<G> {
+    body: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> Stream for Held<G> {
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().body.poll_message(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+use super::*;
+use sockrpc_protocol::{Code, MethodPath, Request};
+use sockrpc_service::Call;
+use std::future::Future;
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// A handler that takes `sleep-ms` (metadata) to answer; with `stream` set it answers with a
+/// stream of two messages.
+fn slow() -> impl Service<Call, Response = Response<Body>, Error = Status, Future: Send> + Clone {
+    tower::service_fn(|call: Call| {
+        let millis: u64 = call
+            .request()
+            .metadata()
+            .get("sleep-ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let stream = call.request().metadata().contains_key("stream");
+        async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            let body = if stream {
+                Body::from_stream(Two(2))
+            } else {
+                Body::once(Bytes::from_static(b"done"))
+            };
+            Ok(Response::new(body))
+        }
+    })
+}
+
+struct Two(u8);
+
+impl Stream for Two {
+    type Item = Result<Bytes, Status>;
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.0 == 0 {
+            return Poll::Ready(None);
+        }
+        self.0 -= 1;
+        Poll::Ready(Some(Ok(Bytes::from_static(b"m"))))
+    }
+}
+
+fn call(path: &'static str, sleep_ms: u64) -> Call {
+    let mut request = Request::new(Body::once(Bytes::from_static(b"req")));
+    request
+        .metadata_mut()
+        .insert("sleep-ms", &sleep_ms.to_string())
+        .expect("valid");
+    Call::new(MethodPath::from_static(path), request)
+}
+
+fn pushback_of(status: &Status) -> Option<Duration> {
+    match Pushback::of(status) {
+        Some(Pushback::RetryAfter(delay)) => Some(delay),
+        _ => None,
+    }
+}
+
+fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_limit_queues_then_refuses_and_recovers() {
+    let layer = ConcurrencyLimitLayer::new()
+        .method("/s.Svc/Slow", 1)
+        .queue(WaitQueue::new(1, Duration::from_millis(100)));
+    let service = layer.layer(slow());
+
+    // One runs for 500 ms; the next waits; a third finds the queue full.
+    let first = spawn(service.clone().oneshot(call("/s.Svc/Slow", 500)));
+    tokio::task::yield_now().await;
+    let second = spawn(service.clone().oneshot(call("/s.Svc/Slow", 0)));
+    tokio::task::yield_now().await;
+    let third = service
+        .clone()
+        .oneshot(call("/s.Svc/Slow", 0))
+        .await
+        .expect_err("queue full");
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    assert_eq!(pushback_of(&third), Some(Duration::from_millis(100)));
+
+    // Other methods are not limited.
+    service
+        .clone()
+        .oneshot(call("/s.Svc/Other", 0))
+        .await
+        .expect("unlimited method");
+
+    let started = Instant::now();
+    let second = second.await.expect("join").expect_err("waited too long");
+    assert_eq!(second.code(), Code::ResourceExhausted);
+    assert!(started.elapsed() <= Duration::from_millis(100));
+    first.await.expect("join").expect("the first one ran");
+
+    // Room again: runs at once.
+    service
+        .oneshot(call("/s.Svc/Slow", 0))
+        .await
+        .expect("recovered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_limit_lets_a_waiting_call_run_when_room_frees_and_holds_through_a_stream() {
+    let layer = ConcurrencyLimitLayer::new()
+        .others(1)
+        .queue(WaitQueue::new(4, Duration::from_secs(1)));
+    let service = layer.layer(slow());
+
+    let mut streamed = call("/s.Svc/List", 0);
+    streamed
+        .request_mut()
+        .metadata_mut()
+        .insert("stream", "1")
+        .expect("valid");
+    let response = service
+        .clone()
+        .oneshot(streamed)
+        .await
+        .expect("stream starts");
+    // The stream's body still holds the permit: the next call waits for it.
+    let next = spawn(service.clone().oneshot(call("/s.Svc/Get", 0)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!next.is_finished(), "waits while the stream is open");
+    drop(response);
+    next.await
+        .expect("join")
+        .expect("runs once the stream ended");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_refuses_with_the_time_to_the_next_token_and_recovers() {
+    // 10 per second, bursts of 2, no waiting.
+    let layer = RateLimitLayer::new(10, Duration::from_secs(1))
+        .burst(2)
+        .queue(WaitQueue::none());
+    let service = layer.layer(slow());
+    for _ in 0..2 {
+        service
+            .clone()
+            .oneshot(call("/s.Svc/Get", 0))
+            .await
+            .expect("within the burst");
+    }
+    let err = service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect_err("bucket empty");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(pushback_of(&err), Some(Duration::from_millis(100)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    service
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect("a token came back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_queues_calls_for_their_token() {
+    let layer = RateLimitLayer::new(10, Duration::from_secs(1))
+        .burst(1)
+        .queue(WaitQueue::new(8, Duration::from_millis(250)));
+    let service = layer.layer(slow());
+    let started = Instant::now();
+    let mut done = Vec::new();
+    for _ in 0..3 {
+        done.push(spawn(service.clone().oneshot(call("/s.Svc/Get", 0))));
+    }
+    for handle in done {
+        handle.await.expect("join").expect("each gets its token");
+    }
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    // A fourth waits 100 ms for its token; a fifth's is 200 ms away, past the 50 ms its
+    // deadline lets it wait.
+    let fourth = spawn(service.clone().oneshot(call("/s.Svc/Get", 0)));
+    let mut fifth = call("/s.Svc/Get", 0);
+    fifth.request_mut().set_timeout(Duration::from_millis(50));
+    let err = service.clone().oneshot(fifth).await.expect_err("deadline");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    fourth.await.expect("join").expect("queued");
+}
+
+#[tokio::test(start_paused = true)]
+async fn load_shed_refuses_at_once_over_its_cap_and_recovers() {
+    let layer = LoadShedLayer::new(2).pushback(Duration::from_millis(250));
+    let service = layer.layer(slow());
+    let running: Vec<_> = (0..2)
+        .map(|_| spawn(service.clone().oneshot(call("/s.Svc/Get", 100))))
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(layer.in_flight(), 2);
+    let err = service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect_err("shed");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(pushback_of(&err), Some(Duration::from_millis(250)));
+    for handle in running {
+        handle.await.expect("join").expect("admitted calls finish");
+    }
+    assert_eq!(layer.in_flight(), 0);
+    service
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect("recovered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn load_shed_refuses_when_the_service_behind_is_not_ready() {
+    // tower's own concurrency limit, full: not ready, so the shed layer refuses at once.
+    let service = tower::ServiceBuilder::new()
+        .layer(LoadShedLayer::new(100))
+        .concurrency_limit(1)
+        .service(slow());
+    let busy = spawn(service.clone().oneshot(call("/s.Svc/Get", 1000)));
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    let err = service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect_err("shed, not queued");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    busy.await.expect("join").expect("the busy call finishes");
+}

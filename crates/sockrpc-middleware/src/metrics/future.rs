@@ -1,0 +1,118 @@
+//! `ResponseFuture` and the guard that finishes a call exactly once.
+
+use super::handles::MethodMetrics;
+use crate::watch::{code_of, once_len, watch, Watch};
+use pin_project_lite::pin_project;
+use sockrpc_protocol::{Code, Response, Status};
+use sockrpc_service::{status_from_error, Body, BoxError};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::Instant,
+};
+
+/// Finishes a call once: when told how it ended, or as `CANCELLED` when dropped unfinished (the
+/// caller gave up, the server aborted the handler), so the in-flight gauge never drifts.
+pub(crate) struct CallGuard {
+    method: Arc<MethodMetrics>,
+    started: Instant,
+    done: bool,
+}
+
+impl CallGuard {
+    pub(crate) fn new(method: Arc<MethodMetrics>, started: Instant) -> CallGuard {
+        CallGuard {
+            method,
+            started,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, code: Code) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.method.active.decrement(1.0);
+        let finished = self.method.finished(code);
+        finished.count.increment(1);
+        finished
+            .duration
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
+    }
+}
+
+/// Counts a streamed answer's bytes and finishes the call at its end.
+impl Watch for CallGuard {
+    fn on_message(&mut self, len: usize) {
+        self.method.response_bytes.increment(len as u64);
+    }
+
+    fn on_end(&mut self, code: Code) {
+        self.finish(code);
+    }
+}
+
+pin_project! {
+    /// The future of a call through [`Metrics`](super::Metrics): finishes the call when the
+    /// answer is complete.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<CallGuard>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, guard: CallGuard) -> ResponseFuture<F> {
+        ResponseFuture {
+            inner,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("metrics::ResponseFuture")
+            .field("done", &self.guard.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+    E: Into<BoxError> + 'static,
+{
+    type Output = Result<Response<Body>, Status>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = ready!(this.inner.poll(cx)).map_err(status_from_error);
+        let Some(mut guard) = this.guard.take() else {
+            return Poll::Ready(result);
+        };
+        if let Ok(response) = &mut result {
+            let body = response.get_mut();
+            match once_len(body) {
+                Some(len) => guard.method.response_bytes.increment(len as u64),
+                None => {
+                    // The call goes on in the body, which now finishes it.
+                    *body = watch(std::mem::take(body), guard);
+                    return Poll::Ready(result);
+                }
+            }
+        }
+        guard.finish(code_of(&result));
+        Poll::Ready(result)
+    }
+}

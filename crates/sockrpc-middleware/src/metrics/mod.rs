@@ -1,0 +1,148 @@
+//! `Metrics`: per method and status code, calls started and finished, their duration, the calls
+//! in flight and the bytes in and out, on the [`metrics`](::metrics) crate's facade.
+//!
+//! Why the facade: the layer only counts; the application picks where the numbers go
+//! (Prometheus through [`prometheus`] with feature `prometheus`, OpenTelemetry, statsd...) by
+//! installing a recorder, and without one every handle is a no-op.
+//!
+//! | metric (server; client: `rpc.client.…`) | kind | labels |
+//! |--------|------|--------|
+//! | `rpc.server.call.started` | counter | `rpc.system`, `rpc.service`, `rpc.method` |
+//! | `rpc.server.call.finished` | counter | the same and `rpc.sockrpc.status_code` |
+//! | `rpc.server.call.duration` | histogram, seconds | the same and `rpc.sockrpc.status_code` |
+//! | `rpc.server.call.active` | gauge | `rpc.system`, `rpc.service`, `rpc.method` |
+//! | `rpc.server.call.request.size` | counter, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
+//! | `rpc.server.call.response.size` | counter, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
+//!
+//! A call is finished when its answer is complete: a unary answer when it arrives, a streamed
+//! one at its last message (or its error, or when it is dropped: `CANCELLED`). Byte counts are
+//! of encoded messages, without framing.
+//!
+//! Cost per call: a read lock and a hash of the path to find the method's cached handles
+//! ([`handles`]), a clock read at each end, and a handful of atomic increments; streamed bodies
+//! get one box each to count their messages.
+
+mod future;
+pub mod handles;
+mod layer;
+pub mod names;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+
+pub use future::ResponseFuture;
+pub use layer::MetricsLayer;
+
+use crate::watch::{once_len, watch, Watch};
+use crate::Side;
+use future::CallGuard;
+use handles::{MethodMetrics, Registry};
+use sockrpc_protocol::{Code, Response, Status};
+use sockrpc_service::{status_from_error, Body, BoxError, Call};
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+use tower_service::Service;
+
+/// A service that records metrics for each call; see the [module docs](self).
+#[derive(Clone)]
+pub struct Metrics<S> {
+    inner: S,
+    registry: Arc<Registry>,
+    /// The handles of the method this service called last: a connection (or a client) calling
+    /// one method over and over finds them without the shared registry's lock and hash.
+    last: Option<Arc<MethodMetrics>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Metrics<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("inner", &self.inner)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Metrics<S> {
+    /// Wraps `inner`, recording `side`'s metrics.
+    pub fn new(inner: S, side: Side) -> Metrics<S> {
+        Metrics {
+            inner,
+            registry: Arc::new(Registry::new(side, handles::DEFAULT_MAX_METHODS)),
+            last: None,
+        }
+    }
+
+    /// The handles for `path`: the last method's when it is the same, else from the registry.
+    fn handles(&mut self, path: &sockrpc_protocol::MethodPath) -> Arc<MethodMetrics> {
+        if let Some(last) = &self.last {
+            if last.is_for(path) {
+                return Arc::clone(last);
+            }
+        }
+        let handles = self.registry.get(path);
+        if handles.is_for(path) {
+            self.last = Some(Arc::clone(&handles));
+        }
+        handles
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, dropping this layer.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Counts a request stream's bytes as they pass.
+struct RequestBytes(Arc<MethodMetrics>);
+
+impl Watch for RequestBytes {
+    fn on_message(&mut self, len: usize) {
+        self.0.request_bytes.increment(len as u64);
+    }
+
+    fn on_end(&mut self, _code: Code) {}
+}
+
+impl<S> Service<Call> for Metrics<S>
+where
+    S: Service<Call, Response = Response<Body>>,
+    S::Error: Into<BoxError> + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.inner.poll_ready(cx).map_err(status_from_error)
+    }
+
+    fn call(&mut self, mut call: Call) -> Self::Future {
+        let method = self.handles(call.method_path());
+        method.started.increment(1);
+        method.active.increment(1.0);
+        let request = call.request_mut().get_mut();
+        match once_len(request) {
+            Some(len) => method.request_bytes.increment(len as u64),
+            None => {
+                *request = watch(std::mem::take(request), RequestBytes(Arc::clone(&method)));
+            }
+        }
+        let guard = CallGuard::new(method, Instant::now());
+        ResponseFuture::new(self.inner.call(call), guard)
+    }
+}
+
+#[cfg(all(test, feature = "prometheus"))]
+mod tests;

@@ -1,0 +1,129 @@
+//! Prometheus: a recorder for the layer's metrics and a `/metrics` endpoint that serves its text
+//! (feature `prometheus`).
+//!
+//! Why not the exporter's own HTTP listener: it brings hyper, hyper-util and (for its push
+//! gateway) rustls, for what is one GET answered with one body. The endpoint here is a few dozen
+//! lines over tokio: it reads a request head (bounded in size and time), answers `GET /metrics`
+//! (and `HEAD`) with the rendered text, anything else with 404 or 405, and closes the
+//! connection.
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use std::{future::Future, io, sync::Arc, time::Duration};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Bucket bounds of the call-duration histograms, in seconds: from 10 µs (a loopback call) to
+/// 10 s, so both sides of a fast call and a slow one land in buckets that tell them apart.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Longest request head the endpoint reads.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// How long a scraper may take to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Scrapes served at once; further connections wait to be accepted.
+const MAX_SCRAPES: usize = 16;
+
+/// A Prometheus builder set up for sockrpc's metrics: call durations as histograms with
+/// [`DURATION_BUCKETS`], and Prometheus' naming (`_total` on counters, the unit in the name:
+/// `rpc_server_call_duration_seconds`).
+pub fn builder() -> PrometheusBuilder {
+    let mut builder = PrometheusBuilder::new().with_recommended_naming(true);
+    for name in [super::names::SERVER.duration, super::names::CLIENT.duration] {
+        builder = match builder
+            .set_buckets_for_metric(Matcher::Full(name.to_owned()), DURATION_BUCKETS)
+        {
+            Ok(builder) => builder,
+            Err(_) => unreachable!("the bucket list is not empty"),
+        };
+    }
+    builder
+}
+
+/// Installs [`builder`]'s recorder as the process's global `metrics` recorder, and returns the
+/// handle that renders it. Fails if a global recorder is installed already.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    builder().install_recorder()
+}
+
+/// Serves `handle`'s text at `/metrics` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_SCRAPES));
+    tokio::pin!(shutdown);
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return Ok(());
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    let _ = answer(stream, &handle).await;
+                    drop(permit);
+                });
+            }
+            // A failed accept (out of descriptors, a connection reset in the backlog) is no
+            // reason to stop serving; pause so an exhausted process does not spin.
+            Err(err) => {
+                tracing::debug!(error = %err, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads one request head and answers it; the connection closes after.
+async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let read = tokio::time::timeout(READ_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<(), io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return Ok(());
+    }
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            handle.run_upkeep();
+            ("200 OK", handle.render())
+        }
+        ("GET" | "HEAD", _) => ("404 Not Found", "not found; try /metrics\n".to_owned()),
+        _ => ("405 Method Not Allowed", "only GET and HEAD\n".to_owned()),
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,137 @@
+//! `RetryLayer`: which policy each method gets, and the throttle its calls share.
+
+use super::{Retry, RetryPolicy, RetryThrottle};
+use sockrpc_service::Call;
+use std::{collections::HashMap, sync::Arc};
+use tower_layer::Layer;
+
+/// Wraps a service in [`Retry`]. Every service it makes shares one [`RetryThrottle`], so use
+/// one layer per server (per channel).
+///
+/// ```ignore
+/// let channel = RetryLayer::new()
+///     .method("/shop.Orders/Place", RetryPolicy::new(3).retryable([Code::Unavailable]))
+///     .layer(channel);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    methods: HashMap<String, Arc<RetryPolicy>>,
+    services: HashMap<String, Arc<RetryPolicy>>,
+    idempotent: Option<Arc<RetryPolicy>>,
+    fallback: Option<Arc<RetryPolicy>>,
+    pub(crate) throttle: Option<RetryThrottle>,
+    pub(crate) cap: u32,
+}
+
+impl Config {
+    /// The policy for `call`, when it may be attempted more than once.
+    pub(crate) fn policy_for(&self, call: &Call) -> Option<Arc<RetryPolicy>> {
+        let explicit = (!self.methods.is_empty())
+            .then(|| self.methods.get(call.path()))
+            .flatten()
+            .or_else(|| {
+                (!self.services.is_empty())
+                    .then(|| self.services.get(call.service()))
+                    .flatten()
+            });
+        let policy = match explicit {
+            Some(policy) => policy,
+            None if call.idempotency().is_retry_safe() => self.idempotent.as_ref()?,
+            None => self.fallback.as_ref()?,
+        };
+        (policy.max_attempts.min(self.cap) > 1).then(|| Arc::clone(policy))
+    }
+}
+
+impl Default for RetryLayer {
+    fn default() -> RetryLayer {
+        RetryLayer::new()
+    }
+}
+
+impl RetryLayer {
+    /// Retries by the `.proto`'s idempotency levels: [`RetryPolicy::default()`] for
+    /// `NO_SIDE_EFFECTS` and `IDEMPOTENT` methods, [`RetryPolicy::not_processed_only()`] for
+    /// the others; attempts capped at 5; a [`RetryThrottle::default()`] of its own (10 tokens,
+    /// 0.1 per success).
+    pub fn new() -> RetryLayer {
+        RetryLayer {
+            config: Arc::new(Config {
+                methods: HashMap::new(),
+                services: HashMap::new(),
+                idempotent: Some(Arc::new(RetryPolicy::default())),
+                fallback: Some(Arc::new(RetryPolicy::not_processed_only())),
+                throttle: Some(RetryThrottle::default()),
+                cap: 5,
+            }),
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sets the policy of one method, by its full path (`/package.Service/Method`). It wins
+    /// over every other setting, whatever the method's idempotency level.
+    pub fn method(mut self, path: impl Into<String>, policy: RetryPolicy) -> RetryLayer {
+        self.config().methods.insert(path.into(), Arc::new(policy));
+        self
+    }
+
+    /// Sets the policy of every method of a service (`package.Service`) that has none of its
+    /// own.
+    pub fn service(mut self, name: impl Into<String>, policy: RetryPolicy) -> RetryLayer {
+        self.config().services.insert(name.into(), Arc::new(policy));
+        self
+    }
+
+    /// Sets the policy of `NO_SIDE_EFFECTS` and `IDEMPOTENT` methods without one of their own
+    /// (`None`: they are not retried).
+    pub fn idempotent_policy(mut self, policy: Option<RetryPolicy>) -> RetryLayer {
+        self.config().idempotent = policy.map(Arc::new);
+        self
+    }
+
+    /// Sets the policy of other methods without one of their own (`None`: not retried here at
+    /// all). Listing a code here retries calls that may have run — only for methods you know
+    /// are safe to run twice.
+    pub fn fallback_policy(mut self, policy: Option<RetryPolicy>) -> RetryLayer {
+        self.config().fallback = policy.map(Arc::new);
+        self
+    }
+
+    /// Sets the throttle (`None`: retries are never throttled). Share one throttle between
+    /// layers that talk to the same server.
+    pub fn throttle(mut self, throttle: Option<RetryThrottle>) -> RetryLayer {
+        self.config().throttle = throttle;
+        self
+    }
+
+    /// Sets the most attempts any policy may make (default 5, gRFC A6's client-side cap, so
+    /// a misconfigured policy cannot multiply load without bound).
+    pub fn max_attempts_cap(mut self, cap: u32) -> RetryLayer {
+        self.config().cap = cap.max(1);
+        self
+    }
+
+    /// The throttle the layer's services share.
+    pub fn get_throttle(&self) -> Option<&RetryThrottle> {
+        self.config.throttle.as_ref()
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}

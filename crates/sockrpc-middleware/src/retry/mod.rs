@@ -1,0 +1,127 @@
+//! Retries, per method, as gRPC's retry design (gRFC A6) lays them out.
+//!
+//! ```text
+//!  call ─▶ attempt 1 ──OK / committed──────────────────────────────▶ answer
+//!              └─fail─▶ retryable? throttle allows? attempts left? time left?
+//!                        │ no ──────────────────────────────────────▶ the failure
+//!                        └ yes ─▶ wait (backoff, or the server's pushback) ─▶ attempt 2 ─▶ …
+//! ```
+//!
+//! What decides, in order:
+//!
+//! - **Which policy.** A [`RetryPolicy`] set for the method (`/pkg.Svc/Method`), else for its
+//!   service (`pkg.Svc`), else by the method's idempotency level, which generated clients put
+//!   on every call from the `.proto`: `NO_SIDE_EFFECTS` and `IDEMPOTENT` methods get
+//!   [`RetryPolicy::default()`] (4 attempts, 100 ms doubling to 1 s, on `UNAVAILABLE`) with no
+//!   configuration at all; any other method gets [`RetryPolicy::not_processed_only()`]: it is
+//!   sent again only when the server says it never started it.
+//! - **Which failures.** A status code the policy lists, or a status the server marked not
+//!   processed (the protocol's `NOT_PROCESSED` flag: refused before any handler ran — always
+//!   safe to send again, whatever the policy).
+//! - **Never once committed.** A call is committed once the server sent response headers or a
+//!   message: the `Channel` returns `Ok` at that point (a streamed answer as soon as its head
+//!   arrives), so only failures that arrive before any answer are retried. (A unary answer's
+//!   headers reach the caller only together with its message, so a unary call that fails has
+//!   shown the caller nothing.) A streamed request
+//!   cannot be replayed, so client- and bidirectional-streaming calls get one attempt here (the
+//!   channel itself still re-opens a stream the server refused before its first message left).
+//! - **How many.** The policy's `max_attempts`, capped at 5 (A6's client-side cap; see
+//!   [`RetryLayer::max_attempts_cap`]).
+//! - **When.** Full-jitter exponential backoff, or exactly what the server's pushback
+//!   (`grpc-retry-pushback-ms`) asks; a negative pushback means do not retry. A call refused
+//!   unprocessed is sent again at once.
+//! - **Within the deadline.** The call's timeout covers all attempts; each attempt is sent with
+//!   what remains, and no retry starts that could not finish in time. (A call that sets no
+//!   timeout gets the endpoint's default from the channel, per attempt: set one on the request
+//!   to bound the whole call.)
+//! - **Throttling.** A [`RetryThrottle`] per layer (so per server, when one layer wraps one
+//!   channel) stops retries while the server fails more than it succeeds.
+//!
+//! Attempts after the first carry `grpc-previous-rpc-attempts: n` (n attempts went before), and
+//! so does the answer (response metadata, or the final status's metadata) of a call that
+//! needed more than one.
+//!
+//! Cost on the path that succeeds first time: the request is kept for a possible retry — its
+//! message is shared, not copied, but its metadata map is cloned — and the inner service is
+//! cloned once. Nothing else is allocated.
+
+mod future;
+mod layer;
+mod policy;
+mod throttle;
+
+pub use future::ResponseFuture;
+pub use layer::RetryLayer;
+pub use policy::RetryPolicy;
+pub use throttle::RetryThrottle;
+
+pub(crate) use policy::{CodeSet, Jitter};
+
+use sockrpc_protocol::{Response, Status};
+use sockrpc_service::{status_from_error, Body, BoxError, Call};
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// A service that retries failed calls by their method's [`RetryPolicy`]; made by
+/// [`RetryLayer`].
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    config: Arc<layer::Config>,
+}
+
+impl<S> Retry<S> {
+    /// Retries calls to `inner` with the defaults of [`RetryLayer::new`] (a throttle of its
+    /// own).
+    pub fn new(inner: S) -> Retry<S> {
+        tower_layer::Layer::layer(&RetryLayer::new(), inner)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> Service<Call> for Retry<S>
+where
+    S: Service<Call, Response = Response<Body>> + Clone,
+    S::Error: Into<BoxError> + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = ResponseFuture<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.inner.poll_ready(cx).map_err(status_from_error)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        // The copy kept for later attempts; none when the policy allows a single attempt or
+        // the request is a stream that cannot be replayed.
+        let retrying = self
+            .config
+            .policy_for(&call)
+            .and_then(|policy| Some((policy, call.try_clone()?)))
+            .map(|(policy, template)| {
+                future::Retrying::new(self.inner.clone(), template, policy, &self.config)
+            });
+        ResponseFuture::new(self.inner.call(call), retrying)
+    }
+}
+
+#[cfg(test)]
+mod tests;

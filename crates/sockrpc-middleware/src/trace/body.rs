@@ -1,0 +1,87 @@
+//! A streamed body's messages as span events, and the span kept open to the stream's end.
+
+use super::record_end;
+use crate::watch::Watch;
+use crate::Side;
+use sockrpc_protocol::Code;
+use tracing::Span;
+
+/// Which way messages go, from this side's point of view.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Direction {
+    /// This side writes them.
+    Sent,
+    /// This side reads them.
+    Received,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Sent => "SENT",
+            Direction::Received => "RECEIVED",
+        }
+    }
+}
+
+/// Emits an `rpc.message` event per message; for an answer's stream, also ends the call on
+/// the span when the stream ends (and, holding the span, keeps it open until then).
+pub(super) struct Events {
+    span: Span,
+    direction: Direction,
+    /// Counts from 1 per direction, as the conventions ask. Integers are `i64` on spans:
+    /// OpenTelemetry has no unsigned ones, and the bridge turns a `u64` into text.
+    next_id: i64,
+    /// `Some` for the answer's stream, whose end is the call's end.
+    ends_call: Option<Side>,
+}
+
+impl Events {
+    /// For a request stream: events only; the call ends with its answer.
+    pub(super) fn requests(span: Span, direction: Direction) -> Events {
+        Events {
+            span,
+            direction,
+            next_id: 1,
+            ends_call: None,
+        }
+    }
+
+    /// For an answer's stream on `side`: events, and the call's status at the end.
+    pub(super) fn answers(span: Span, side: Side) -> Events {
+        let direction = match side {
+            Side::Client => Direction::Received,
+            Side::Server => Direction::Sent,
+        };
+        Events {
+            span,
+            direction,
+            next_id: 1,
+            ends_call: Some(side),
+        }
+    }
+}
+
+impl Watch for Events {
+    fn on_message(&mut self, len: usize) {
+        // Entered, not only named as the parent: OpenTelemetry's bridge ends a span at its last
+        // exit, so a span never entered while its stream flows would end at the answer's head.
+        let _entered = self.span.enter();
+        let id = self.next_id;
+        self.next_id += 1;
+        tracing::debug!(
+            parent: &self.span,
+            rpc.message.type = self.direction.as_str(),
+            rpc.message.id = id,
+            rpc.message.uncompressed_size = i64::try_from(len).unwrap_or(i64::MAX),
+            "rpc.message"
+        );
+    }
+
+    fn on_end(&mut self, code: Code) {
+        if let Some(side) = self.ends_call {
+            let _entered = self.span.enter();
+            record_end(&self.span, side, code);
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `ResponseFuture`: the inner call's future inside its span.
+
+use super::body::Events;
+use super::record_end;
+use crate::watch::{code_of, is_streamed, watch};
+use crate::Side;
+use pin_project_lite::pin_project;
+use sockrpc_protocol::{Code, Response, Status};
+use sockrpc_service::{status_from_error, Body, BoxError};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+use tracing::Span;
+
+pin_project! {
+    /// The future of a call through [`Trace`](super::Trace): polls the inner future inside the
+    /// call's span, and records the status when it completes (or, for a streamed answer, when
+    /// the stream ends). Dropped before completing, the call is recorded as `CANCELLED`.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        side: Side,
+        done: bool,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.done {
+                record_end(this.span, *this.side, Code::Cancelled);
+            }
+        }
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, span: Span, side: Side) -> ResponseFuture<F> {
+        ResponseFuture {
+            inner,
+            span,
+            side,
+            done: false,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("trace::ResponseFuture")
+            .field("side", &self.side)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+    E: Into<BoxError> + 'static,
+{
+    type Output = Result<Response<Body>, Status>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            ready!(this.inner.poll(cx)).map_err(status_from_error)
+        };
+        *this.done = true;
+        match result {
+            Ok(mut response) if is_streamed(response.get_ref()) && !this.span.is_disabled() => {
+                // The call goes on in the body: the body takes the span along and ends it.
+                let events = Events::answers(this.span.clone(), *this.side);
+                let body = response.get_mut();
+                *body = watch(std::mem::take(body), events);
+                Poll::Ready(Ok(response))
+            }
+            result => {
+                record_end(this.span, *this.side, code_of(&result));
+                Poll::Ready(result)
+            }
+        }
+    }
+}

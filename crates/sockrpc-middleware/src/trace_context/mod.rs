@@ -1,0 +1,106 @@
+//! W3C trace context in a call's metadata, so that a call through several services is one
+//! trace (feature `opentelemetry`).
+//!
+//! ```text
+//!  client span ──inject──▶ metadata: traceparent, tracestate ──▶ server: extract ──▶ parent of
+//!                                                                                   its span
+//! ```
+//!
+//! Why through `tracing`: sockrpc's spans are `tracing` spans ([`crate::trace`]), and
+//! `tracing-opentelemetry` turns them into OpenTelemetry spans; it also holds each span's
+//! OpenTelemetry context, which is what gets injected, and lets a span's parent be set from an
+//! extracted one. So [`OtelPropagation`] plugs into [`TraceLayer::propagate`] and needs a
+//! `tracing_opentelemetry::OpenTelemetryLayer` in the subscriber; without one, nothing is
+//! injected and nothing is parented.
+//!
+//! [`TraceLayer::propagate`]: crate::trace::TraceLayer::propagate
+
+use crate::trace::Propagate;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::Context;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use sockrpc_protocol::MetadataMap;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Writes propagation fields into a call's metadata. A field the metadata rules refuse (a key
+/// with characters outside `a-z 0-9 - _ .`, a value outside printable ASCII) is left out, as a
+/// header that cannot be sent would be.
+#[derive(Debug)]
+pub struct MetadataInjector<'a>(pub &'a mut MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let _ = self.0.insert(key, &value);
+    }
+}
+
+/// Reads propagation fields from a call's metadata.
+#[derive(Debug)]
+pub struct MetadataExtractor<'a>(pub &'a MetadataMap);
+
+impl Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(key, _)| key).collect()
+    }
+}
+
+/// Propagates with an OpenTelemetry propagator: [`w3c`](OtelPropagation::w3c) for W3C trace
+/// context (`traceparent`, `tracestate`), or any other with [`new`](OtelPropagation::new).
+#[derive(Debug, Clone)]
+pub struct OtelPropagation<P = TraceContextPropagator> {
+    propagator: P,
+}
+
+impl OtelPropagation {
+    /// W3C trace context: `traceparent` and `tracestate`.
+    pub fn w3c() -> OtelPropagation {
+        OtelPropagation::new(TraceContextPropagator::new())
+    }
+}
+
+impl Default for OtelPropagation {
+    fn default() -> OtelPropagation {
+        OtelPropagation::w3c()
+    }
+}
+
+impl<P> OtelPropagation<P> {
+    /// Propagates with `propagator` (B3, Jaeger, a composite...).
+    pub fn new(propagator: P) -> OtelPropagation<P> {
+        OtelPropagation { propagator }
+    }
+
+    /// The propagator.
+    pub fn get_ref(&self) -> &P {
+        &self.propagator
+    }
+}
+
+impl<P> Propagate for OtelPropagation<P>
+where
+    P: TextMapPropagator + Clone + Send + Sync + 'static,
+{
+    fn extract(&self, span: &Span, metadata: &MetadataMap) {
+        // From an empty context, not the current one: a call that brings no trace context
+        // keeps the parent `tracing` gave its span.
+        let parent = self
+            .propagator
+            .extract_with_context(&Context::new(), &MetadataExtractor(metadata));
+        if parent.has_active_span() {
+            // Fails only without an OpenTelemetry layer, or for a span already started: either
+            // way there is nothing to parent.
+            let _ = span.set_parent(parent);
+        }
+    }
+
+    fn inject(&self, span: &Span, metadata: &mut MetadataMap) {
+        self.propagator
+            .inject_context(&span.context(), &mut MetadataInjector(metadata));
+    }
+}

@@ -1,0 +1,103 @@
+//! Watching a streamed body: each message as it passes, and how the stream ends.
+//!
+//! A unary call is over when its future completes, but a streamed one is not: its answer's head
+//! arrives first and the messages follow in the body, and the call's status is known only when
+//! the body ends. The tracing and metrics layers both need that end (a span must cover the whole
+//! call, a latency must measure it), so both wrap streamed bodies in a [`Watched`] body that
+//! reports to them. Unary bodies are never wrapped: that would cost a box per call.
+
+use bytes::Bytes;
+use sockrpc_protocol::{Code, MetadataMap, Status};
+use sockrpc_service::{Body, Incoming};
+use std::task::{Context, Poll};
+
+/// What a layer does as a streamed body passes.
+pub(crate) trait Watch: Send + 'static {
+    /// A message of `len` bytes passed.
+    fn on_message(&mut self, len: usize);
+
+    /// The stream ended: `Ok` after its last message, the status it failed with, or `Cancelled`
+    /// when it was dropped before its end. Called once.
+    fn on_end(&mut self, code: Code);
+}
+
+/// A body that reports its messages and its end to `W`.
+struct Watched<W: Watch> {
+    inner: Body,
+    watch: W,
+    ended: bool,
+}
+
+impl<W: Watch> Watched<W> {
+    fn end(&mut self, code: Code) {
+        if !self.ended {
+            self.ended = true;
+            self.watch.on_end(code);
+        }
+    }
+}
+
+impl<W: Watch> Incoming for Watched<W> {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        let polled = self.inner.poll_message(cx);
+        match &polled {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(message))) => self.watch.on_message(message.len()),
+            Poll::Ready(Some(Err(status))) => self.end(status.code()),
+            Poll::Ready(None) => self.end(Code::Ok),
+        }
+        polled
+    }
+
+    fn trailers(&self) -> Option<&MetadataMap> {
+        self.inner.trailers()
+    }
+}
+
+impl<W: Watch> Drop for Watched<W> {
+    fn drop(&mut self) {
+        self.end(Code::Cancelled);
+    }
+}
+
+/// `body`, reporting to `watch`.
+pub(crate) fn watch(body: Body, watch: impl Watch) -> Body {
+    Body::incoming(Watched {
+        inner: body,
+        watch,
+        ended: false,
+    })
+}
+
+/// The size of a one-message body, without taking it apart for good: the message is moved out
+/// and back (no copy). `None` for a stream.
+pub(crate) fn once_len(body: &mut Body) -> Option<usize> {
+    if !body.is_once() {
+        return None;
+    }
+    match std::mem::take(body).into_once() {
+        Ok(message) => {
+            let len = message.len();
+            *body = Body::once(message);
+            Some(len)
+        }
+        Err(other) => {
+            *body = other;
+            None
+        }
+    }
+}
+
+/// Whether a body needs watching: anything but one message or none. An empty body is not
+/// distinguishable from outside without polling, so only `once` is known to need nothing.
+pub(crate) fn is_streamed(body: &Body) -> bool {
+    !body.is_once()
+}
+
+/// The code a call's result carries.
+pub(crate) fn code_of<T>(result: &Result<T, Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}

@@ -1,0 +1,578 @@
+//! The UDP datagram format, version 1: one datagram carries one whole unary call or its answer.
+//!
+//! All integers are big-endian. `docs/UDP.md` describes the exchanges; the layouts are here,
+//! beside the code that writes and reads them.
+//!
+//! ```text
+//! Header (32 bytes), then the kind's body up to the end of the datagram
+//!  0       1         2      3       4                               12              16
+//! +-------+---------+------+-------+-------------------------------+---------------+
+//! | magic | version | kind | flags |      client_instance: u64     | call_id: u32  |
+//! +-------+---------+------+-------+-------------------------------+---------------+
+//! 16                                                                               32
+//! +--------------------------------------------------------------------------------+
+//! |                               cookie: 16 bytes                                 |
+//! +--------------------------------------------------------------------------------+
+//! magic = 0x55 ('U'), version = 0x01
+//!
+//! REQUEST body (c→s): OPEN's body, then the message up to the end of the datagram
+//! +-----------------+---------------+------+----------------+---------+
+//! | timeout_us: u64 | path_len: u16 | path | metadata block | message |
+//! +-----------------+---------------+------+----------------+---------+
+//!
+//! REPLY body (s→c): the status, both metadata blocks, then the message up to the end
+//! +-----------+--------------+---------+------------------+---------+---------+----------+---------+
+//! | code: u32 | msg_len: u16 | message | details_len: u16 | details | leading | trailing | message |
+//! +-----------+--------------+---------+------------------+---------+---------+----------+---------+
+//!
+//! TRUNCATED, COOKIE, PENDING (s→c): header only.   COOKIE_REQUEST (c→s): header, then zero padding.
+//! ```
+//!
+//! The metadata block is the TCP protocol's (`docs/PROTOCOL.md`), and is validated by the same
+//! parser, so a key or value refused over TCP is refused here too.
+
+use crate::frame::{self, Frame, FrameHeader, FrameKind, MAX_STATUS_MESSAGE};
+use crate::{Code, Limits, MetadataMap, MethodPath, Response, Status};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::{fmt, time::Duration};
+
+/// First byte of every datagram.
+pub const MAGIC: u8 = 0x55;
+/// The datagram format version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 32;
+/// Length of a cookie.
+pub const COOKIE_LEN: usize = 16;
+/// Offset of the cookie in the header (the client rewrites it in place when it learns a new one).
+pub const COOKIE_OFFSET: usize = 16;
+/// Offset of a REQUEST's `timeout_us` (rewritten in place on each retransmission).
+pub const TIMEOUT_OFFSET: usize = HEADER_LEN;
+/// The default largest datagram: 1232 bytes is what fits the IPv6 minimum MTU (1280) after the
+/// IPv6 and UDP headers, so no datagram ever depends on IP fragmentation (as DNS flag day 2020).
+pub const DEFAULT_MAX_DATAGRAM: usize = 1232;
+/// Length a client pads a COOKIE_REQUEST to. A COOKIE is only [`HEADER_LEN`] today; the padding
+/// leaves a later version room to grow the COOKIE without breaking the one-to-one size rule.
+pub const COOKIE_REQUEST_LEN: usize = 64;
+/// Server → client flag: the request carried no valid cookie; the header's cookie is a fresh one.
+pub const FLAG_STALE_COOKIE: u8 = 0x01;
+/// TRUNCATED flag: the reply fits a datagram and was held back only because the source had no
+/// valid cookie; re-sending the same call with the cookie from this header fetches it.
+pub const FLAG_FITS: u8 = 0x02;
+/// Longest status details a REPLY carries (its length is a u16); longer ones are dropped.
+pub const MAX_REPLY_DETAILS: usize = u16::MAX as usize;
+
+/// A cookie: proof that a source address received something from this server.
+pub type Cookie = [u8; COOKIE_LEN];
+
+/// What a datagram is. Server → client kinds have the high bit set, so the rule "never answer
+/// an answer" is one bit test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Client → server: a unary call.
+    Request = 0x01,
+    /// Client → server: asks for a cookie; padded to [`COOKIE_REQUEST_LEN`].
+    CookieRequest = 0x02,
+    /// Server → client: the call's answer, success or error.
+    Reply = 0x81,
+    /// Server → client: the answer did not fit (or may not be sent yet); re-issue over TCP.
+    Truncated = 0x82,
+    /// Server → client: the cookie, in the header.
+    Cookie = 0x83,
+    /// Server → client: a retransmitted call is still running; its answer will follow. Tells
+    /// the client the path works, so a slow handler is not mistaken for loss.
+    Pending = 0x84,
+}
+
+impl Kind {
+    /// The kind for a byte, if it names one.
+    pub fn from_u8(byte: u8) -> Option<Kind> {
+        Some(match byte {
+            0x01 => Kind::Request,
+            0x02 => Kind::CookieRequest,
+            0x81 => Kind::Reply,
+            0x82 => Kind::Truncated,
+            0x83 => Kind::Cookie,
+            0x84 => Kind::Pending,
+            _ => return None,
+        })
+    }
+
+    /// Whether servers send this kind (and so must never answer it).
+    pub fn is_from_server(self) -> bool {
+        self as u8 & 0x80 != 0
+    }
+}
+
+/// Why a datagram was refused. Every refusal is a silent drop, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramError {
+    /// Shorter than the header.
+    Short,
+    /// The first byte is not [`MAGIC`].
+    BadMagic,
+    /// Another version of the format.
+    UnsupportedVersion(u8),
+    /// Unknown kind byte.
+    UnknownKind(u8),
+    /// The body does not parse as its kind says.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for DatagramError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatagramError::Short => write!(f, "datagram shorter than the {HEADER_LEN}-byte header"),
+            DatagramError::BadMagic => f.write_str("bad magic byte"),
+            DatagramError::UnsupportedVersion(v) => write!(f, "unsupported datagram version {v}"),
+            DatagramError::UnknownKind(k) => write!(f, "unknown datagram kind {k:#04x}"),
+            DatagramError::Malformed(reason) => write!(f, "malformed datagram: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for DatagramError {}
+
+/// A decoded header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What the datagram is.
+    pub kind: Kind,
+    /// Kind-specific flags.
+    pub flags: u8,
+    /// The client's random identity, fixed for its lifetime; with `call_id` it names a call.
+    pub client_instance: u64,
+    /// The call (0 for the cookie exchange).
+    pub call_id: u32,
+    /// The client's cookie (all zero: none), or the server's fresh cookie for the receiver.
+    pub cookie: Cookie,
+}
+
+impl Header {
+    /// Parses the first [`HEADER_LEN`] bytes of `datagram`.
+    pub fn parse(datagram: &[u8]) -> Result<Header, DatagramError> {
+        let Some(mut buf) = datagram.get(..HEADER_LEN) else {
+            return Err(DatagramError::Short);
+        };
+        if buf.get_u8() != MAGIC {
+            return Err(DatagramError::BadMagic);
+        }
+        let version = buf.get_u8();
+        if version != VERSION {
+            return Err(DatagramError::UnsupportedVersion(version));
+        }
+        let kind_byte = buf.get_u8();
+        let kind = Kind::from_u8(kind_byte).ok_or(DatagramError::UnknownKind(kind_byte))?;
+        let flags = buf.get_u8();
+        let client_instance = buf.get_u64();
+        let call_id = buf.get_u32();
+        let mut cookie = [0u8; COOKIE_LEN];
+        buf.copy_to_slice(&mut cookie);
+        Ok(Header {
+            kind,
+            flags,
+            client_instance,
+            call_id,
+            cookie,
+        })
+    }
+
+    /// Appends the header to `dst`.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        dst.reserve(HEADER_LEN);
+        dst.put_u8(MAGIC);
+        dst.put_u8(VERSION);
+        dst.put_u8(self.kind as u8);
+        dst.put_u8(self.flags);
+        dst.put_u64(self.client_instance);
+        dst.put_u32(self.call_id);
+        dst.put_slice(&self.cookie);
+    }
+}
+
+/// A parsed REQUEST body.
+#[derive(Debug, Clone)]
+pub struct RequestBody {
+    /// What the client will still wait, relative to receipt; `None`: no deadline.
+    pub timeout: Option<Duration>,
+    /// The method.
+    pub path: MethodPath,
+    /// Request metadata.
+    pub metadata: MetadataMap,
+    /// The encoded request message.
+    pub message: Bytes,
+}
+
+fn timeout_micros(timeout: Option<Duration>) -> u64 {
+    // Round up so a sub-microsecond timeout still reads as "a deadline", never as "none".
+    timeout.map_or(0, |t| {
+        u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+/// Bytes a REQUEST datagram takes, header included.
+pub fn request_len(path: &MethodPath, metadata: &MetadataMap, message: &[u8]) -> usize {
+    HEADER_LEN + 8 + 2 + path.as_bytes().len() + frame::metadata_len(metadata) + message.len()
+}
+
+/// Writes a REQUEST datagram. The caller has checked the metadata with
+/// [`frame::check_metadata`].
+pub fn encode_request(
+    dst: &mut BytesMut,
+    header: &Header,
+    timeout: Option<Duration>,
+    path: &MethodPath,
+    metadata: &MetadataMap,
+    message: &[u8],
+) {
+    dst.reserve(request_len(path, metadata, message));
+    header.encode(dst);
+    dst.put_u64(timeout_micros(timeout));
+    let path = path.as_bytes();
+    dst.put_u16(path.len() as u16);
+    dst.put_slice(path);
+    frame::encode::put_metadata(dst, metadata);
+    dst.put_slice(message);
+}
+
+/// Rewrites a REQUEST datagram's timeout in place (a retransmission carries what is left).
+pub fn set_timeout(datagram: &mut [u8], timeout: Option<Duration>) {
+    if let Some(slot) = datagram.get_mut(TIMEOUT_OFFSET..TIMEOUT_OFFSET + 8) {
+        slot.copy_from_slice(&timeout_micros(timeout).to_be_bytes());
+    }
+}
+
+/// Rewrites a datagram's cookie in place.
+pub fn set_cookie(datagram: &mut [u8], cookie: &Cookie) {
+    if let Some(slot) = datagram.get_mut(COOKIE_OFFSET..COOKIE_OFFSET + COOKIE_LEN) {
+        slot.copy_from_slice(cookie);
+    }
+}
+
+/// Writes a COOKIE_REQUEST, padded with zeros to [`COOKIE_REQUEST_LEN`].
+pub fn encode_cookie_request(dst: &mut BytesMut, client_instance: u64) {
+    Header {
+        kind: Kind::CookieRequest,
+        flags: 0,
+        client_instance,
+        call_id: 0,
+        cookie: [0; COOKIE_LEN],
+    }
+    .encode(dst);
+    dst.put_bytes(0, COOKIE_REQUEST_LEN - HEADER_LEN);
+}
+
+/// A cursor over a body that reports short reads as malformed.
+struct Cursor(Bytes);
+
+impl Cursor {
+    fn need(&self, n: usize) -> Result<(), DatagramError> {
+        if self.0.remaining() < n {
+            return Err(DatagramError::Malformed("body ends early"));
+        }
+        Ok(())
+    }
+
+    fn u16(&mut self) -> Result<u16, DatagramError> {
+        self.need(2)?;
+        Ok(self.0.get_u16())
+    }
+
+    fn u32(&mut self) -> Result<u32, DatagramError> {
+        self.need(4)?;
+        Ok(self.0.get_u32())
+    }
+
+    fn u64(&mut self) -> Result<u64, DatagramError> {
+        self.need(8)?;
+        Ok(self.0.get_u64())
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<Bytes, DatagramError> {
+        self.need(n)?;
+        Ok(self.0.split_to(n))
+    }
+
+    /// A metadata block: its extent is found here, its contents are checked by the TCP
+    /// protocol's own parser (one set of rules for keys and values on both transports).
+    fn metadata(&mut self, limits: &Limits) -> Result<MetadataMap, DatagramError> {
+        let block = &self.0[..];
+        let mut at = 2usize;
+        let count = match block.get(..2) {
+            Some(b) => u16::from_be_bytes([b[0], b[1]]),
+            None => return Err(DatagramError::Malformed("metadata block ends early")),
+        };
+        for _ in 0..count {
+            let key_len = usize::from(
+                *block
+                    .get(at)
+                    .ok_or(DatagramError::Malformed("metadata block ends early"))?,
+            );
+            at += 1 + key_len;
+            let value_len = match block.get(at..at + 2) {
+                Some(b) => usize::from(u16::from_be_bytes([b[0], b[1]])),
+                None => return Err(DatagramError::Malformed("metadata block ends early")),
+            };
+            at += 2 + value_len;
+            if at > block.len() {
+                return Err(DatagramError::Malformed("metadata block ends early"));
+            }
+            if at > limits.max_metadata_size.saturating_add(2) {
+                return Err(DatagramError::Malformed("metadata exceeds the limit"));
+            }
+        }
+        let block = self.0.split_to(at);
+        let header = FrameHeader {
+            length: at as u32,
+            kind: FrameKind::Headers,
+            flags: 0,
+            call_id: 1,
+        };
+        match Frame::parse(&header, block, limits) {
+            Ok(Frame::Headers { metadata, .. }) => Ok(metadata),
+            _ => Err(DatagramError::Malformed("invalid metadata key or value")),
+        }
+    }
+}
+
+/// Parses a REQUEST body (the datagram after its header).
+pub fn parse_request(body: Bytes, limits: &Limits) -> Result<RequestBody, DatagramError> {
+    let mut cur = Cursor(body);
+    let micros = cur.u64()?;
+    let path_len = usize::from(cur.u16()?);
+    let path = cur.bytes(path_len)?;
+    let path = MethodPath::try_from_bytes(path)
+        .map_err(|_| DatagramError::Malformed("invalid method path"))?;
+    let metadata = cur.metadata(limits)?;
+    Ok(RequestBody {
+        timeout: (micros != 0).then(|| Duration::from_micros(micros)),
+        path,
+        metadata,
+        message: cur.0,
+    })
+}
+
+/// The answer as it will go on the wire: everything borrowed, sizes known before encoding.
+struct ReplyParts<'a> {
+    code: Code,
+    message: &'a str,
+    details: &'a [u8],
+    leading: &'a MetadataMap,
+    trailing: &'a MetadataMap,
+    body: &'a [u8],
+}
+
+static EMPTY: std::sync::LazyLock<MetadataMap> = std::sync::LazyLock::new(MetadataMap::new);
+
+fn reply_parts<'a>(result: &'a Result<Response<Bytes>, Status>) -> ReplyParts<'a> {
+    match result {
+        Ok(response) => ReplyParts {
+            code: Code::Ok,
+            message: "",
+            details: &[],
+            leading: response.metadata(),
+            trailing: response.trailers(),
+            body: response.get_ref(),
+        },
+        Err(status) => {
+            let (message, details) = if status.details().len() > MAX_REPLY_DETAILS {
+                ("status details too large to send; dropped", &[][..])
+            } else {
+                (status.message(), &status.details()[..])
+            };
+            ReplyParts {
+                code: status.code(),
+                message: frame::truncate_utf8(message, MAX_STATUS_MESSAGE),
+                details,
+                leading: &EMPTY,
+                trailing: status.metadata(),
+                body: &[],
+            }
+        }
+    }
+}
+
+/// Checks that an answer can be written as a REPLY under `limits`; `Err` is the status to send
+/// instead (the same rules as the TCP server's: oversized metadata is `Internal`).
+pub fn check_reply(
+    result: &Result<Response<Bytes>, Status>,
+    limits: &Limits,
+) -> Result<(), Status> {
+    let parts = reply_parts(result);
+    frame::check_metadata(parts.leading, limits)
+        .and_then(|()| frame::check_metadata(parts.trailing, limits))
+        .map_err(|reason| Status::internal(format!("response metadata: {reason}")))
+}
+
+/// Bytes a REPLY datagram for `result` takes, header included; known before encoding, so an
+/// answer too large for a datagram is never encoded at all.
+pub fn reply_len(result: &Result<Response<Bytes>, Status>) -> usize {
+    let p = reply_parts(result);
+    HEADER_LEN
+        + 4
+        + 2
+        + p.message.len()
+        + 2
+        + p.details.len()
+        + frame::metadata_len(p.leading)
+        + frame::metadata_len(p.trailing)
+        + p.body.len()
+}
+
+/// Writes a REPLY datagram. The caller has checked the answer with [`check_reply`].
+pub fn encode_reply(dst: &mut BytesMut, header: &Header, result: &Result<Response<Bytes>, Status>) {
+    let p = reply_parts(result);
+    dst.reserve(reply_len(result));
+    header.encode(dst);
+    dst.put_u32(p.code.as_u32());
+    // MAX_STATUS_MESSAGE (16 KiB) is below u16::MAX, so the cast cannot cut.
+    dst.put_u16(p.message.len() as u16);
+    dst.put_slice(p.message.as_bytes());
+    dst.put_u16(p.details.len() as u16);
+    dst.put_slice(p.details);
+    frame::encode::put_metadata(dst, p.leading);
+    frame::encode::put_metadata(dst, p.trailing);
+    dst.put_slice(p.body);
+}
+
+/// Parses a REPLY body (the datagram after its header) back into the answer.
+pub fn parse_reply(
+    body: Bytes,
+    limits: &Limits,
+) -> Result<Result<Response<Bytes>, Status>, DatagramError> {
+    let mut cur = Cursor(body);
+    let code = Code::from_u32(cur.u32()?);
+    let len = usize::from(cur.u16()?);
+    let message = cur.bytes(len)?;
+    let len = usize::from(cur.u16()?);
+    let details = cur.bytes(len)?;
+    let leading = cur.metadata(limits)?;
+    let trailing = cur.metadata(limits)?;
+    if code == Code::Ok {
+        return Ok(Ok(Response::from_parts(leading, cur.0, trailing)));
+    }
+    if !cur.0.is_empty() || !leading.is_empty() {
+        return Err(DatagramError::Malformed("error reply with a message"));
+    }
+    let message = String::from_utf8_lossy(&message).into_owned();
+    let mut status = Status::with_details(code, message, details);
+    status.metadata_mut().extend(trailing);
+    Ok(Err(status))
+}
+
+/// Writes a header-only datagram (TRUNCATED, COOKIE, PENDING).
+pub fn encode_header_only(dst: &mut BytesMut, header: &Header) {
+    header.encode(dst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: Kind) -> Header {
+        Header {
+            kind,
+            flags: 0,
+            client_instance: 0x0102_0304_0506_0708,
+            call_id: 9,
+            cookie: [7; COOKIE_LEN],
+        }
+    }
+
+    #[test]
+    fn request_round_trips_and_every_cut_is_refused() {
+        let limits = Limits::default();
+        let mut metadata = MetadataMap::new();
+        metadata.insert("k", "v").expect("valid");
+        metadata.insert_bin("b-bin", vec![0u8, 255]).expect("valid");
+        let path = MethodPath::from_static("/p.S/M");
+        let mut buf = BytesMut::new();
+        let h = header(Kind::Request);
+        encode_request(
+            &mut buf,
+            &h,
+            Some(Duration::from_millis(5)),
+            &path,
+            &metadata,
+            b"msg",
+        );
+        assert_eq!(buf.len(), request_len(&path, &metadata, b"msg"));
+        assert_eq!(Header::parse(&buf), Ok(h));
+        let body = Bytes::copy_from_slice(&buf[HEADER_LEN..]);
+        let parsed = parse_request(body, &limits).expect("parse");
+        assert_eq!(parsed.timeout, Some(Duration::from_millis(5)));
+        assert_eq!(parsed.path, path);
+        assert_eq!(parsed.metadata, metadata);
+        assert_eq!(&parsed.message[..], b"msg");
+        // Any cut inside the fixed part or the metadata block is refused; a cut inside the
+        // message just shortens it (the message runs to the end of the datagram).
+        let fixed = buf.len() - 3;
+        for cut in 0..fixed {
+            if cut < HEADER_LEN {
+                assert!(Header::parse(&buf[..cut]).is_err());
+            } else {
+                let body = Bytes::copy_from_slice(&buf[HEADER_LEN..cut]);
+                assert!(parse_request(body, &limits).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let limits = Limits::default();
+        let mut leading = MetadataMap::new();
+        leading.insert("l", "1").expect("valid");
+        let mut trailing = MetadataMap::new();
+        trailing.insert("t", "2").expect("valid");
+        let ok: Result<Response<Bytes>, Status> = Ok(Response::from_parts(
+            leading,
+            Bytes::from_static(b"hello"),
+            trailing.clone(),
+        ));
+        let mut err = Status::with_details(Code::NotFound, "gone 𝄞", &b"\x00\x01"[..]);
+        *err.metadata_mut() = trailing;
+        let err: Result<Response<Bytes>, Status> = Err(err);
+        for result in [ok, err] {
+            let mut buf = BytesMut::new();
+            encode_reply(&mut buf, &header(Kind::Reply), &result);
+            assert_eq!(buf.len(), reply_len(&result));
+            let back =
+                parse_reply(Bytes::copy_from_slice(&buf[HEADER_LEN..]), &limits).expect("parse");
+            match (&result, &back) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.get_ref(), b.get_ref());
+                    assert_eq!(a.metadata(), b.metadata());
+                    assert_eq!(a.trailers(), b.trailers());
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                _ => panic!("kind changed: {result:?} vs {back:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_headers_are_refused() {
+        assert_eq!(Header::parse(&[]), Err(DatagramError::Short));
+        let mut buf = BytesMut::new();
+        header(Kind::Request).encode(&mut buf);
+        let mut bad = buf.to_vec();
+        bad[0] = 0;
+        assert_eq!(Header::parse(&bad), Err(DatagramError::BadMagic));
+        let mut bad = buf.to_vec();
+        bad[1] = 2;
+        assert_eq!(
+            Header::parse(&bad),
+            Err(DatagramError::UnsupportedVersion(2))
+        );
+        let mut bad = buf.to_vec();
+        bad[2] = 0x7f;
+        assert_eq!(Header::parse(&bad), Err(DatagramError::UnknownKind(0x7f)));
+        assert!(Kind::Reply.is_from_server() && !Kind::Request.is_from_server());
+        // A metadata count larger than the block.
+        let body = Bytes::from_static(&[
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 4, b'/', b'a', b'/', b'b', 0xff, 0xff,
+        ]);
+        assert!(parse_request(body, &Limits::default()).is_err());
+    }
+}

@@ -1,0 +1,415 @@
+//! `Endpoint`: where and how a channel connects.
+
+use crate::backoff::Backoff;
+use crate::udp::UdpClientConfig;
+use crate::{Keepalive, SocketConfig};
+use sockrpc_protocol::{Limits, Status};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// A server address and the settings for talking to it.
+///
+/// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port`,
+/// `unix:///path/to.sock` for a Unix domain socket, and `tls://host:port` (or `tcps://`) for TLS
+/// with default settings: the platform's CAs, the host as the server name (set others with
+/// [`tls`](Endpoint::tls)).
+/// Host names resolve through the system resolver at connect time; every address of a name is
+/// tried in turn.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Path of a Unix domain socket; when set, `host` and `port` are not used.
+    pub unix_path: Option<PathBuf>,
+    /// Time allowed to set up a connection. Default 20 s (gRPC's minimum connect timeout).
+    pub connect_timeout: Duration,
+    /// Connections kept to this endpoint; each call takes the one with the fewest calls in
+    /// flight. Default 1 (one connection multiplexes many calls; raise it for throughput).
+    pub pool_size: usize,
+    /// Keepalive PINGs; default off, as in gRPC.
+    pub keepalive: Option<Keepalive>,
+    /// Pooled connections beyond the first close after this long without calls. Default 5 min.
+    pub idle_timeout: Duration,
+    /// Reconnect backoff. Default gRPC's: 1 s, ×1.6, ±20 %, at most 120 s.
+    pub backoff: Backoff,
+    /// UDP for small unary calls; `None` (the default) sends everything over the stream.
+    pub udp: Option<UdpPolicy>,
+    /// Timeout for calls that set none themselves; `None`: wait as long as the call takes.
+    pub timeout: Option<Duration>,
+    /// Message and metadata limits for this client.
+    pub limits: Limits,
+    /// Socket options.
+    pub socket: SocketConfig,
+    /// TLS on every connection, TCP or Unix socket (`None`: plain text). With TLS, UDP is off
+    /// unless its policy allows plain text explicitly ([`UdpPolicy::allow_plaintext_with_tls`]):
+    /// a datagram cannot carry a TLS session.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ClientTlsConfig>,
+    /// The `user-agent` metadata every call on this endpoint carries (set with
+    /// [`user_agent`](Endpoint::user_agent)); `None`, the default, sends none.
+    pub user_agent: Option<String>,
+}
+
+impl Endpoint {
+    /// Parses an address such as `tcp://127.0.0.1:50051` or `[::1]:50051`.
+    pub fn from_uri(uri: &str) -> Result<Endpoint, Status> {
+        let invalid = || {
+            Status::invalid_argument(format!(
+                "invalid endpoint {uri:?}: expected tcp://host:port or host:port"
+            ))
+        };
+        if let Some(path) = uri
+            .strip_prefix("unix://")
+            .or_else(|| uri.strip_prefix("unix:"))
+        {
+            if path.is_empty() {
+                return Err(invalid());
+            }
+            return Ok(Endpoint::unix(path));
+        }
+        let tls_rest = ["tls://", "tcps://"]
+            .iter()
+            .find_map(|scheme| uri.strip_prefix(scheme));
+        let rest = tls_rest.unwrap_or_else(|| {
+            ["tcp://", "http://"]
+                .iter()
+                .find_map(|scheme| uri.strip_prefix(scheme))
+                .unwrap_or(uri)
+        });
+        if rest.contains("://") {
+            return Err(Status::invalid_argument(format!(
+                "unsupported scheme in endpoint {uri:?}"
+            )));
+        }
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').ok_or_else(invalid)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port: u16 = port.parse().map_err(|_| invalid())?;
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        let endpoint = Endpoint::new(host, port);
+        match tls_rest {
+            None => Ok(endpoint),
+            #[cfg(feature = "tls")]
+            Some(_) => Ok(endpoint.tls(crate::tls::ClientTlsConfig::new())),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err(Status::invalid_argument(format!(
+                "endpoint {uri:?} asks for TLS, which needs sockrpc's `tls` feature"
+            ))),
+        }
+    }
+
+    /// An endpoint for a Unix domain socket at `path`.
+    pub fn unix(path: impl AsRef<Path>) -> Endpoint {
+        let mut endpoint = Endpoint::new("localhost", 0);
+        endpoint.unix_path = Some(path.as_ref().to_path_buf());
+        endpoint
+    }
+
+    /// An endpoint for `host` and `port` with default settings.
+    pub fn new(host: impl Into<String>, port: u16) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            port,
+            unix_path: None,
+            connect_timeout: Duration::from_secs(20),
+            pool_size: 1,
+            keepalive: None,
+            idle_timeout: Duration::from_secs(300),
+            backoff: Backoff::default(),
+            udp: None,
+            timeout: None,
+            limits: Limits::default(),
+            socket: SocketConfig::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
+            user_agent: None,
+        }
+    }
+
+    /// Speaks TLS on every connection, with `config`'s CAs, server name and identity.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::tls::ClientTlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Whether connections speak TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls.is_some()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
+    }
+
+    /// The UDP policy in force: the one set, except with TLS, where UDP is off unless the policy
+    /// allows plain text explicitly.
+    pub fn udp_in_effect(&self) -> Option<&UdpPolicy> {
+        self.udp
+            .as_ref()
+            .filter(|policy| !self.is_tls() || policy.allow_plaintext_with_tls)
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the pool size (at least 1).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Sets keepalive.
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets the idle timeout for pooled connections beyond the first.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sends unary calls whose request fits a datagram over UDP to `addr` (the server's UDP
+    /// port), everything else over the stream; a reply too large for a datagram is fetched over
+    /// the stream without running the call twice. UDP is plain text: with TLS it stays off
+    /// unless the policy allows it ([`UdpPolicy::allow_plaintext_with_tls`]).
+    pub fn udp(mut self, addr: SocketAddr) -> Self {
+        self.udp = Some(UdpPolicy::new(addr));
+        self
+    }
+
+    /// Sets (or clears) the UDP policy with all its settings.
+    pub fn udp_policy(mut self, policy: Option<UdpPolicy>) -> Self {
+        self.udp = policy;
+        self
+    }
+
+    /// Sets the default per-call timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the socket options.
+    pub fn socket_config(mut self, socket: SocketConfig) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    /// Sends `user-agent: <agent> sockrpc/<version>` with every call (as gRPC clients do, and
+    /// tonic's `Endpoint::user_agent`), so servers can tell clients apart in logs and
+    /// interceptors. A call that sets `user-agent` itself keeps its own. Costs one metadata
+    /// entry per call; fails with `InvalidArgument` unless `agent` is printable ASCII.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Result<Self, Status> {
+        let agent = agent.into();
+        if !agent.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err(Status::invalid_argument(format!(
+                "user agent {agent:?} must be printable ASCII"
+            )));
+        }
+        let version = env!("CARGO_PKG_VERSION");
+        self.user_agent = Some(if agent.is_empty() {
+            format!("sockrpc/{version}")
+        } else {
+            format!("{agent} sockrpc/{version}")
+        });
+        Ok(self)
+    }
+
+    /// Resolves the host to socket addresses.
+    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, Status> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|err| Status::unavailable(format!("cannot resolve {}: {err}", self.host)))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Status::unavailable(format!(
+                "{} has no addresses",
+                self.host
+            )));
+        }
+        Ok(addrs)
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.is_tls() { "tls" } else { "tcp" };
+        if let Some(path) = &self.unix_path {
+            write!(f, "unix://{}", path.display())?;
+            if self.is_tls() {
+                f.write_str(" (TLS)")?;
+            }
+            Ok(())
+        } else if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Where and how a channel sends small calls over UDP.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UdpPolicy {
+    /// The server's UDP address.
+    pub addr: SocketAddr,
+    /// Datagram size, retransmission and fallback settings.
+    pub config: UdpClientConfig,
+    /// Send small calls over (plain-text) UDP even when the endpoint's stream connections
+    /// speak TLS. Default off: on a TLS endpoint, UDP is not used.
+    pub allow_plaintext_with_tls: bool,
+}
+
+impl UdpPolicy {
+    /// UDP to `addr` with default settings (1232-byte datagrams).
+    pub fn new(addr: SocketAddr) -> UdpPolicy {
+        UdpPolicy {
+            addr,
+            config: UdpClientConfig::default(),
+            allow_plaintext_with_tls: false,
+        }
+    }
+
+    /// Allows plain-text UDP beside TLS streams (calls and answers then travel unencrypted and
+    /// unauthenticated).
+    pub fn allow_plaintext_with_tls(mut self, on: bool) -> UdpPolicy {
+        self.allow_plaintext_with_tls = on;
+        self
+    }
+}
+
+/// Anything a channel can connect to: an [`Endpoint`], a string, a socket address.
+pub trait IntoEndpoint {
+    /// Converts, failing with `InvalidArgument` on a malformed address.
+    fn into_endpoint(self) -> Result<Endpoint, Status>;
+}
+
+impl IntoEndpoint for Endpoint {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Ok(self)
+    }
+}
+
+impl IntoEndpoint for &str {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(self)
+    }
+}
+
+impl IntoEndpoint for String {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(&self)
+    }
+}
+
+impl IntoEndpoint for &String {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(self)
+    }
+}
+
+impl IntoEndpoint for SocketAddr {
+    fn into_endpoint(self) -> Result<Endpoint, Status> {
+        Ok(Endpoint::new(self.ip().to_string(), self.port()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_forms() {
+        let e = Endpoint::from_uri("tcp://127.0.0.1:50051").expect("tcp");
+        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 50051));
+        let e = Endpoint::from_uri("[::1]:7").expect("v6");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 7));
+        assert_eq!(e.to_string(), "tcp://[::1]:7");
+        let e = Endpoint::from_uri("http://localhost:80/").expect("http");
+        assert_eq!(e.host, "localhost");
+        let e = Endpoint::from_uri("unix:///tmp/s.sock").expect("unix");
+        assert_eq!(e.unix_path.as_deref(), Some(Path::new("/tmp/s.sock")));
+        assert_eq!(e.to_string(), "unix:///tmp/s.sock");
+        for bad in [
+            "",
+            "unix://",
+            "nohost",
+            "host:",
+            ":80",
+            "host:99999",
+            "udp://h:1",
+            "tls://",
+            "tls://h",
+        ] {
+            assert!(Endpoint::from_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn parses_tls_forms() {
+        let e = Endpoint::from_uri("tls://example.com:443").expect("tls");
+        assert!(e.is_tls());
+        assert_eq!(e.to_string(), "tls://example.com:443");
+        let e = Endpoint::from_uri("tcps://[::1]:7").expect("tcps");
+        assert_eq!(e.to_string(), "tls://[::1]:7");
+        assert!(!Endpoint::from_uri("tcp://h:1").expect("tcp").is_tls());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn udp_is_off_with_tls_unless_allowed() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let plain = Endpoint::new("h", 1).udp(addr);
+        assert!(plain.udp_in_effect().is_some());
+        let tls = Endpoint::from_uri("tls://h:1").expect("tls").udp(addr);
+        assert!(tls.udp_in_effect().is_none());
+        let allowed = tls.udp_policy(Some(UdpPolicy::new(addr).allow_plaintext_with_tls(true)));
+        assert!(allowed.udp_in_effect().is_some());
+    }
+
+    #[test]
+    fn user_agent_names_the_framework_too() {
+        let e = Endpoint::new("h", 1)
+            .user_agent("billing/2.1")
+            .expect("ascii");
+        assert_eq!(
+            e.user_agent.as_deref(),
+            Some(concat!("billing/2.1 sockrpc/", env!("CARGO_PKG_VERSION")))
+        );
+        assert!(Endpoint::new("h", 1).user_agent("bad\nagent").is_err());
+    }
+}

@@ -1,0 +1,454 @@
+//! `Pool`: N multiplexed connections to one endpoint, kept up by a background task.
+//!
+//! ```text
+//!  call ──pick: least calls in flight──▶ Live(conn) ──▶ ClientConnection
+//!                     │ none live
+//!                     ▼
+//!          wait (≤ the call's deadline) ◀── maintainer: reconnects Down slots with backoff,
+//!                                                       closes idle extras (Live → Idle),
+//!                                                       reopens Idle slots when load returns
+//! ```
+//!
+//! A connection that breaks fails only its own calls (`Unavailable`); its slot goes `Down` and
+//! the maintainer replaces it while the other connections keep serving.
+
+use crate::backoff::BackoffState;
+use crate::endpoint::Endpoint;
+use crate::{connect_tcp, ClientConnection, ConnectionOptions};
+use sockrpc_protocol::Status;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    time::Duration,
+};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+enum Slot {
+    Live(ClientConnection),
+    /// Needs a connection.
+    Down,
+    /// Closed for idleness; reopened when load comes back.
+    Idle,
+}
+
+/// What one pooled connection has done, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Calls in flight now.
+    pub in_flight: usize,
+    /// Calls ever started on it.
+    pub calls_started: u64,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    slots: Mutex<Vec<Slot>>,
+    /// Wakes the maintainer: a connection closed, load grew, the pool was dropped.
+    wake: Arc<Notify>,
+    /// A connection came up.
+    connected: Notify,
+    /// A connection attempt failed.
+    failed: Notify,
+    last_error: Mutex<Option<Status>>,
+    /// The last attempt was refused for a reason another attempt will meet again (a TLS
+    /// certificate refused, plain text on a TLS port): calls waiting for a connection fail at
+    /// once instead of waiting out their deadline.
+    refused: AtomicBool,
+    started: std::sync::Once,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+        for slot in self
+            .slots
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if let Slot::Live(conn) = slot {
+                conn.close();
+            }
+        }
+    }
+}
+
+/// A pool of connections to one endpoint: calls go to the least loaded, a background task
+/// reconnects broken ones with backoff and closes idle extras. Cloning shares the pool.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Pool {
+    /// A pool for `endpoint`; nothing connects until first use.
+    pub fn new(endpoint: Endpoint) -> Pool {
+        let size = endpoint.pool_size.max(1);
+        Pool {
+            inner: Arc::new(Inner {
+                endpoint,
+                slots: Mutex::new((0..size).map(|_| Slot::Down).collect()),
+                wake: Arc::new(Notify::new()),
+                connected: Notify::new(),
+                failed: Notify::new(),
+                last_error: Mutex::new(None),
+                refused: AtomicBool::new(false),
+                started: std::sync::Once::new(),
+            }),
+        }
+    }
+
+    /// A pool whose first connection was made elsewhere; further ones (and replacements) connect
+    /// to the endpoint's address.
+    pub fn with_connection(endpoint: Endpoint, conn: ClientConnection) -> Pool {
+        let pool = Pool::new(endpoint);
+        lock(&pool.inner.slots)[0] = Slot::Live(conn);
+        pool
+    }
+
+    /// The endpoint it connects to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// The maintainer starts on first use, inside a runtime (a lazy channel may be built
+    /// outside one).
+    fn ensure_maintainer(&self) {
+        self.inner.started.call_once(|| {
+            let weak = Arc::downgrade(&self.inner);
+            let wake = Arc::clone(&self.inner.wake);
+            tokio::spawn(maintain(weak, wake));
+        });
+    }
+
+    /// The live connection with the fewest calls in flight, without waiting.
+    pub fn pick(&self) -> Option<ClientConnection> {
+        let mut slots = lock(&self.inner.slots);
+        let mut best: Option<(usize, &ClientConnection)> = None;
+        let mut broken = false;
+        let mut idle = None;
+        for (i, slot) in slots.iter().enumerate() {
+            match slot {
+                Slot::Live(conn) if conn.is_closed() => broken = true,
+                Slot::Live(conn) => {
+                    let load = conn.in_flight();
+                    if best.is_none_or(|(best_load, _)| load < best_load) {
+                        best = Some((load, conn));
+                    }
+                }
+                Slot::Idle => idle = Some(i),
+                Slot::Down => {}
+            }
+        }
+        let chosen = best.map(|(load, conn)| (load, conn.clone()));
+        let busy = chosen.as_ref().is_none_or(|(load, _)| *load > 0);
+        let grow = match idle {
+            Some(i) if busy => {
+                slots[i] = Slot::Down;
+                true
+            }
+            _ => false,
+        };
+        drop(slots);
+        if broken || grow || chosen.is_none() {
+            self.ensure_maintainer();
+            self.inner.wake.notify_one();
+        }
+        chosen.map(|(_, conn)| conn)
+    }
+
+    /// A connection, waiting for one to come up. A call with a deadline waits up to it, across
+    /// reconnect attempts; a call without one waits for the outcome of the next attempt only
+    /// (gRPC's fail-fast), and at most the connect timeout. An attempt refused for a reason the
+    /// next one will meet too (the server refused our TLS certificate, or we its) fails every
+    /// waiting call at once.
+    pub async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
+        let limit =
+            deadline.unwrap_or_else(|| Instant::now() + self.inner.endpoint.connect_timeout);
+        loop {
+            let connected = self.inner.connected.notified();
+            let failed = self.inner.failed.notified();
+            tokio::pin!(connected, failed);
+            connected.as_mut().enable();
+            failed.as_mut().enable();
+            if let Some(conn) = self.pick() {
+                return Ok(conn);
+            }
+            if self.inner.refused.load(Ordering::Acquire) {
+                // Until an attempt succeeds, waiting would only meet the same refusal.
+                return Err(self.unavailable());
+            }
+            tokio::select! {
+                () = &mut connected => {}
+                () = &mut failed => {
+                    if deadline.is_none() || self.inner.refused.load(Ordering::Acquire) {
+                        return Err(self.unavailable());
+                    }
+                }
+                () = tokio::time::sleep_until(limit) => return Err(self.unavailable()),
+            }
+        }
+    }
+
+    fn unavailable(&self) -> Status {
+        let cause = lock(&self.inner.last_error)
+            .as_ref()
+            .map_or_else(|| "still connecting".to_owned(), |s| s.message().to_owned());
+        Status::unavailable(format!("no connection to {}: {cause}", self.inner.endpoint))
+    }
+
+    /// Waits until every slot has a live connection, or `deadline`; fails only if none is up.
+    pub async fn fill(&self, deadline: Instant) -> Result<(), Status> {
+        self.ensure_maintainer();
+        self.inner.wake.notify_one();
+        loop {
+            let connected = self.inner.connected.notified();
+            let failed = self.inner.failed.notified();
+            tokio::pin!(connected, failed);
+            connected.as_mut().enable();
+            failed.as_mut().enable();
+            let (live, size) = {
+                let slots = lock(&self.inner.slots);
+                let live = slots
+                    .iter()
+                    .filter(|s| matches!(s, Slot::Live(c) if !c.is_closed()))
+                    .count();
+                (live, slots.len())
+            };
+            if live == size {
+                return Ok(());
+            }
+            if let Some(status) = lock(&self.inner.last_error).clone() {
+                // An attempt failed: with some connections up the pool heals in the background;
+                // with none, the caller hears now rather than after every backoff.
+                return if live > 0 { Ok(()) } else { Err(status) };
+            }
+            tokio::select! {
+                () = &mut connected => {}
+                () = &mut failed => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return if live > 0 { Ok(()) } else { Err(self.unavailable()) };
+                }
+            }
+        }
+    }
+
+    /// Per-connection load, for tests and stats output.
+    pub fn stats(&self) -> Vec<ConnectionStats> {
+        lock(&self.inner.slots)
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Live(conn) => Some(ConnectionStats {
+                    in_flight: conn.in_flight(),
+                    calls_started: conn.calls_started(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Live connections, for tests that break one on purpose.
+    pub fn connections(&self) -> Vec<ClientConnection> {
+        lock(&self.inner.slots)
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Live(conn) => Some(conn.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Why a connection attempt failed, and whether the same attempt would fail again.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    pub(crate) status: Status,
+    /// Refused for a reason another attempt meets again (a TLS certificate, plain text on a
+    /// TLS port), not a passing condition.
+    pub(crate) refused: bool,
+}
+
+impl From<Status> for ConnectError {
+    fn from(status: Status) -> ConnectError {
+        ConnectError {
+            status,
+            refused: false,
+        }
+    }
+}
+
+/// One connection attempt, through the handshake.
+async fn connect_one(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    on_close: Arc<Notify>,
+) -> Result<ClientConnection, ConnectError> {
+    let options = ConnectionOptions::new(endpoint.limits)
+        .keepalive(endpoint.keepalive)
+        .on_close(on_close);
+    let attempt = async {
+        let conn = if let Some(path) = &endpoint.unix_path {
+            let stream = crate::connect_unix(path).await.map_err(|err| {
+                Status::unavailable(format!("cannot connect to {endpoint}: {err}"))
+            })?;
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &endpoint.tls {
+                return connect_tls(tls, stream, endpoint, options, None).await;
+            }
+            let (reader, writer) = stream.into_split();
+            ClientConnection::spawn_with(reader, writer, options, None)
+        } else {
+            let mut last = None;
+            let mut stream = None;
+            for addr in endpoint.resolve().await? {
+                match connect_tcp(addr, &endpoint.socket, timeout).await {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(err) => last = Some(format!("cannot connect to {addr}: {err}")),
+                }
+            }
+            let Some(stream) = stream else {
+                return Err(Status::unavailable(
+                    last.unwrap_or_else(|| format!("cannot connect to {endpoint}")),
+                )
+                .into());
+            };
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &endpoint.tls {
+                let peer = stream.peer_addr().ok();
+                return connect_tls(tls, stream, endpoint, options, peer).await;
+            }
+            ClientConnection::spawn_tcp_with(stream, options)
+        };
+        // Not waiting for the server's preface here keeps connecting at one round trip; the
+        // maintainer resets backoff only once a connection has shown it (see `maintain`).
+        Ok(conn)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(Status::unavailable(format!(
+            "connecting to {endpoint} timed out after {timeout:?}"
+        ))
+        .into()),
+    }
+}
+
+/// The TLS handshake over a connected stream, then the sockrpc one: a TLS connection counts as
+/// up only once the server's preface has arrived (all within the connect timeout). Under TLS
+/// 1.3 a server refuses a client certificate only after the client's side of the handshake is
+/// over; waiting for the preface makes that refusal this connect's error, so the first call
+/// fails at once with it (and the connection is never handed to calls). It costs one round trip
+/// per TLS connection, not per call.
+#[cfg(feature = "tls")]
+async fn connect_tls<T>(
+    tls: &crate::tls::ClientTlsConfig,
+    stream: T,
+    endpoint: &Endpoint,
+    options: ConnectionOptions,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<ClientConnection, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    let stream = tls.connect(stream, &endpoint.host, endpoint).await?;
+    let refused_by_tls = Arc::clone(&stream.tls_error);
+    let conn = ClientConnection::spawn_with(stream.reader, stream.writer, options, peer);
+    if let Err(status) = conn.ready().await {
+        conn.close();
+        return Err(ConnectError {
+            status: Status::unavailable(format!(
+                "connection to {endpoint} ended after the TLS handshake: {}",
+                status.message()
+            )),
+            refused: refused_by_tls.load(Ordering::Acquire),
+        });
+    }
+    Ok(conn)
+}
+
+/// Keeps the pool's slots filled, with backoff, and shrinks it when connections sit idle.
+///
+/// Backoff resets only when a connection that completed the handshake (the server's preface
+/// arrived) goes away; a connection refused, timed out, or closed before the handshake counts
+/// as a failed attempt, so a peer that accepts and hangs up cannot cause a reconnect storm.
+async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
+    let mut backoff: Option<BackoffState> = None;
+    let mut next_attempt = Instant::now();
+    loop {
+        let Some(inner) = pool.upgrade() else { return };
+        let backoff = backoff.get_or_insert_with(|| BackoffState::new(inner.endpoint.backoff));
+        let idle_timeout = inner.endpoint.idle_timeout;
+        let down: Vec<usize> = {
+            let mut slots = lock(&inner.slots);
+            for (i, slot) in slots.iter_mut().enumerate() {
+                match slot {
+                    Slot::Live(conn) if conn.is_closed() => {
+                        if conn.is_handshaken() {
+                            backoff.reset();
+                        } else {
+                            next_attempt = next_attempt.max(Instant::now() + backoff.current());
+                            backoff.fail();
+                        }
+                        *slot = Slot::Down;
+                    }
+                    // The first connection stays: a pool never shrinks to nothing.
+                    Slot::Live(conn) if i > 0 && conn.idle_for() >= idle_timeout => {
+                        conn.close();
+                        *slot = Slot::Idle;
+                    }
+                    _ => {}
+                }
+            }
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, Slot::Down))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if !down.is_empty() && Instant::now() >= next_attempt {
+            let started = Instant::now();
+            let timeout = backoff.current().max(inner.endpoint.connect_timeout);
+            for i in down {
+                match connect_one(&inner.endpoint, timeout, Arc::clone(&wake)).await {
+                    Ok(conn) => {
+                        lock(&inner.slots)[i] = Slot::Live(conn);
+                        *lock(&inner.last_error) = None;
+                        inner.refused.store(false, Ordering::Release);
+                        inner.connected.notify_waiters();
+                    }
+                    Err(ConnectError { status, refused }) => {
+                        tracing::debug!(endpoint = %inner.endpoint, error = %status, "connect failed");
+                        *lock(&inner.last_error) = Some(status);
+                        inner.refused.store(refused, Ordering::Release);
+                        inner.failed.notify_waiters();
+                        next_attempt = started + backoff.current();
+                        backoff.fail();
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        drop(inner);
+        let check = (idle_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(30));
+        let sleep_until = if down.is_empty() {
+            Instant::now() + check
+        } else {
+            next_attempt
+        };
+        tokio::select! {
+            () = wake.notified(), if down.is_empty() => {}
+            () = tokio::time::sleep_until(sleep_until) => {}
+        }
+    }
+}

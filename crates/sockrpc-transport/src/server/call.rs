@@ -1,0 +1,281 @@
+//! Starting and finishing a call on a server connection.
+//!
+//! ```text
+//!  dispatch_call ──▶ Dispatch::dispatch ──▶ Guarded (panic → INTERNAL, deadline → DEADLINE_EXCEEDED)
+//!                        polled once inline ──Ready──▶ answer now (same write as the batch)
+//!                                          └─Pending─▶ spawned task ──▶ finish_call
+//! ```
+//!
+//! A handler that panics — while being dispatched, on its first poll here, or later in its own
+//! task — fails its own call with `INTERNAL` and releases its slot; the connection and every
+//! other call on it go on.
+
+use super::conn::Connection;
+use super::open::Opened;
+use super::respond::{answer_now, encode_refusal, pump, Shared};
+use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
+use crate::panic::{panicked, poll_caught};
+use sockrpc_protocol::{Code, ConnInfo, Request, Response, Status};
+use std::{
+    future::Future,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tokio::time::{Instant, Sleep};
+use tracing::Instrument;
+
+impl<D: Dispatch> Connection<D> {
+    /// Starts a call; answers inline when it completes at once.
+    pub(super) fn dispatch_call(
+        &mut self,
+        cx: &mut Context<'_>,
+        call_id: u32,
+        opened: Opened,
+        body: RequestBody,
+    ) {
+        let Opened {
+            path,
+            metadata,
+            deadline,
+            timeout,
+            reissue,
+            ..
+        } = opened;
+        let span = tracing::debug_span!(
+            "rpc",
+            method = %path,
+            peer = ?self.peer,
+            call_id,
+            status = tracing::field::Empty,
+            elapsed_us = tracing::field::Empty,
+        );
+        let started = (!span.is_disabled()).then(std::time::Instant::now);
+        let replay = match (reissue, &self.config.reply_cache) {
+            (None, _) => None,
+            (Some((instance, call_id)), Some(cache)) => Some(Replay {
+                cache: Arc::clone(cache),
+                instance,
+                call_id,
+            }),
+            (Some(_), None) => {
+                let status = Status::failed_precondition(
+                    "a re-issue of a UDP call, but this server serves no UDP",
+                );
+                return self.answer(call_id, Err(status));
+            }
+        };
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
+        // A few plain values in a field of their own, the TLS peer shared: no allocation per
+        // call.
+        request.set_conn_info(Some(
+            ConnInfo::new(self.transport, self.peer, self.local).with_tls(self.tls.clone()),
+        ));
+        let call = IncomingCall {
+            path,
+            request,
+            transport: self.transport,
+            replay,
+            call_id,
+        };
+        let future = {
+            let _enter = span.enter();
+            start(&mut self.dispatch, call)
+        };
+        let mut future = Guarded::new(future, deadline);
+        let polled = {
+            let _enter = span.enter();
+            Pin::new(&mut future).poll(cx)
+        };
+        match polled {
+            Poll::Ready(result) => {
+                record(&span, started, &result);
+                let streamed = {
+                    let mut state = self.shared.lock();
+                    answer_now(&mut state, call_id, result, &self.shared.limits)
+                };
+                if let Some(response) = streamed {
+                    // Streamed answers are paced by the client's credit: they get a task.
+                    let shared = Arc::clone(&self.shared);
+                    let task = finish_call(shared, call_id, Ok(response), deadline);
+                    self.spawn_call(call_id, task.instrument(span));
+                }
+            }
+            Poll::Pending => {
+                let shared = Arc::clone(&self.shared);
+                let task_span = span.clone();
+                let task = async move {
+                    let result = future.await;
+                    record(&task_span, started, &result);
+                    finish_call(shared, call_id, result, deadline).await;
+                };
+                self.spawn_call(call_id, task.instrument(span));
+            }
+        }
+    }
+
+    /// Runs the rest of a call in a task of its own, registered so CANCEL can abort it.
+    fn spawn_call(&self, call_id: u32, task: impl Future<Output = ()> + Send + 'static) {
+        self.shared.lock().running.insert(call_id, None);
+        let handle = tokio::spawn(task);
+        if let Some(entry) = self.shared.lock().running.get_mut(&call_id) {
+            *entry = Some(handle.abort_handle());
+        }
+    }
+
+    /// Answers a call from the connection task (errors the connection itself decides on).
+    pub(super) fn answer(&self, call_id: u32, result: Result<Response<D::Body>, Status>) {
+        let mut state = self.shared.lock();
+        let streamed = answer_now(&mut state, call_id, result, &self.shared.limits);
+        debug_assert!(
+            streamed.is_none(),
+            "the connection only answers with errors"
+        );
+    }
+
+    /// Refuses a call before starting it (the server is shutting down): the client may send it
+    /// again elsewhere, which the protocol's `NOT_PROCESSED` flag tells it.
+    pub(super) fn refuse(&self, call_id: u32) {
+        let status = Status::not_processed("server is shutting down; the call was not processed");
+        let mut state = self.shared.lock();
+        encode_refusal(
+            state.outbox.buf_mut(),
+            call_id,
+            &status,
+            &self.shared.limits,
+        );
+    }
+
+    /// Answers every call whose request message did not come in time.
+    pub(super) fn expire_opened(&mut self, now: Instant) {
+        for (call_id, opened) in self.opened.expire(now) {
+            let status = if opened.deadline.is_some_and(|d| d <= now) {
+                Status::deadline_exceeded("deadline exceeded before the request message arrived")
+            } else {
+                Status::cancelled(format!(
+                    "the request message of {} did not arrive within {:?}",
+                    opened.path, self.config.frame_timeout
+                ))
+            };
+            self.answer(call_id, Err(status));
+        }
+    }
+}
+
+/// Calls the dispatcher, turning a panic into this call's `INTERNAL`.
+fn start<D: Dispatch>(dispatch: &mut D, call: IncomingCall) -> DispatchFuture<D::Body> {
+    match catch_unwind(AssertUnwindSafe(|| dispatch.dispatch(call))) {
+        Ok(future) => future,
+        Err(_) => Box::pin(std::future::ready(Err(panicked()))),
+    }
+}
+
+/// A dispatched call's future with what the connection guarantees around it: a panic fails the
+/// call, and the server-side deadline ends it. The timer is made only if the call waits.
+struct Guarded<B> {
+    inner: DispatchFuture<B>,
+    deadline: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> Guarded<B> {
+    fn new(inner: DispatchFuture<B>, deadline: Option<Instant>) -> Guarded<B> {
+        Guarded {
+            inner,
+            deadline,
+            sleep: None,
+        }
+    }
+}
+
+impl<B: OutboundBody> Future for Guarded<B> {
+    type Output = Result<Response<B>, Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(result) = poll_caught(this.inner.as_mut(), cx) {
+            return Poll::Ready(result.unwrap_or_else(|_| Err(panicked())));
+        }
+        if let Some(deadline) = this.deadline {
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Status::deadline_exceeded(
+                    "deadline exceeded on the server",
+                )));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+fn record<B>(
+    span: &tracing::Span,
+    started: Option<std::time::Instant>,
+    result: &Result<Response<B>, Status>,
+) {
+    if let Some(started) = started {
+        let code = match result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        span.record("status", tracing::field::display(code));
+        span.record("elapsed_us", started.elapsed().as_micros() as u64);
+        tracing::debug!(parent: span, "call finished");
+    }
+}
+
+/// Answers a call whose handler finished in its own task: at once, or by streaming; then
+/// forgets it. A call cancelled meanwhile gets nothing.
+async fn finish_call<B: OutboundBody>(
+    shared: Arc<Shared>,
+    call_id: u32,
+    result: Result<Response<B>, Status>,
+    deadline: Option<Instant>,
+) {
+    let streamed = {
+        let mut state = shared.lock();
+        if !state.running.contains_key(&call_id) {
+            return;
+        }
+        answer_now(&mut state, call_id, result, &shared.limits)
+    };
+    if let Some(response) = streamed {
+        let pumping = pump(Arc::clone(&shared), call_id, response);
+        let finished = match deadline {
+            None => {
+                pumping.await;
+                true
+            }
+            Some(deadline) => tokio::time::timeout_at(deadline, pumping).await.is_ok(),
+        };
+        if !finished {
+            let mut state = shared.lock();
+            if state.remove_stream(call_id).is_some() {
+                let status = Status::deadline_exceeded("deadline exceeded on the server");
+                super::respond::encode_status(
+                    state.outbox.buf_mut(),
+                    call_id,
+                    &status,
+                    &shared.limits,
+                );
+            }
+        }
+    }
+    std::future::poll_fn(|cx| {
+        let mut state = shared.lock();
+        state.running.remove(&call_id);
+        if state.running.is_empty() {
+            // A draining connection waits for its last handler to finish; an idle one starts
+            // its idle clock.
+            state.went_idle += 1;
+            state.outbox.wake_driver();
+        }
+        state.outbox.flush_or_hand_off(cx);
+        Poll::Ready(())
+    })
+    .await;
+}

@@ -1,0 +1,105 @@
+//! `ServerConfig`: what a server promises its clients and defends itself with.
+//!
+//! Every limit here exists because a peer can otherwise take something without giving anything
+//! back: a connection slot (handshake, idle and frame timeouts, the connection cap), memory (the
+//! limits, the per-connection call cap) or CPU (the ping policy).
+
+use super::PingPolicy;
+use crate::client::Keepalive;
+use crate::socket::SocketConfig;
+use sockrpc_protocol::Limits;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Message and metadata limits.
+    pub limits: Limits,
+    /// Calls one connection may have open at once; more are refused with `ResourceExhausted`.
+    /// Default 4096.
+    pub max_concurrent_calls: usize,
+    /// Connections served at once. A client connecting past the cap is accepted, told why with
+    /// a GOAWAY (`RESOURCE_EXHAUSTED`) and closed at once, never left hanging in the listen
+    /// backlog. Default 10,000.
+    pub max_connections: usize,
+    /// How long in-flight calls may run after shutdown begins. Default 30 s.
+    pub grace_period: Duration,
+    /// Socket options for the listener and accepted connections.
+    pub socket: SocketConfig,
+    /// How often clients may PING.
+    pub ping_policy: PingPolicy,
+    /// Time a new connection has to send its preface before it is closed, and with TLS, the
+    /// time it has to complete the TLS handshake before that. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// A connection with no call in flight for this long is closed with a GOAWAY (gRPC's
+    /// `MAX_CONNECTION_IDLE`; clients reconnect when they next need to). `None` keeps idle
+    /// connections forever. Default 5 minutes.
+    pub idle_timeout: Option<Duration>,
+    /// Time a frame may take from its first byte to its last. A peer that starts a frame and
+    /// stops sending (slowloris) is closed when it passes. Default 30 s.
+    pub frame_timeout: Duration,
+    /// TLS on every connection (`None`: plain text). The handshake runs on the connection's own
+    /// task and must finish within `handshake_timeout`; the sockrpc preface then has another
+    /// `handshake_timeout`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ServerTls>,
+    /// Server-side keepalive (gRPC's `KEEPALIVE_TIME` / `KEEPALIVE_TIMEOUT`): after `interval`
+    /// with nothing received from the client, the server PINGs it, and closes the connection
+    /// if no PONG comes within `timeout` — a client that vanished (power loss, a dropped NAT
+    /// entry) does not hold its connection and calls for ever. `None` sends no PINGs.
+    /// Default: every 2 hours, 20 s to answer (gRPC's defaults).
+    pub keepalive: Option<Keepalive>,
+    /// The longest any call may run, server-wide: a call whose client set no deadline gets this
+    /// one, and a client deadline further away is shortened to it (tonic's `timeout`). The
+    /// handler is cancelled and the client told `DEADLINE_EXCEEDED` when it passes, exactly as
+    /// for a client's own deadline. `None` (the default): only the client's deadline applies.
+    pub timeout: Option<Duration>,
+}
+
+/// The deadline a call gets: the client's, shortened to the server's `timeout` if that is set
+/// and sooner.
+pub(crate) fn cap_timeout(client: Option<Duration>, server: Option<Duration>) -> Option<Duration> {
+    match (client, server) {
+        (Some(client), Some(server)) => Some(client.min(server)),
+        (client, server) => client.or(server),
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            limits: Limits::default(),
+            max_concurrent_calls: 4096,
+            max_connections: 10_000,
+            grace_period: Duration::from_secs(30),
+            socket: SocketConfig::default(),
+            ping_policy: PingPolicy::default(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(300)),
+            frame_timeout: Duration::from_secs(30),
+            #[cfg(feature = "tls")]
+            tls: None,
+            keepalive: Some(Keepalive::new(
+                Duration::from_secs(2 * 60 * 60),
+                Duration::from_secs(20),
+            )),
+            timeout: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_timeout_shortens_a_later_client_deadline_and_fills_a_missing_one() {
+        let (short, long) = (Duration::from_secs(1), Duration::from_secs(9));
+        assert_eq!(cap_timeout(Some(long), Some(short)), Some(short));
+        assert_eq!(cap_timeout(Some(short), Some(long)), Some(short));
+        assert_eq!(cap_timeout(None, Some(short)), Some(short));
+        assert_eq!(cap_timeout(Some(long), None), Some(long));
+        assert_eq!(cap_timeout(None, None), None);
+    }
+}

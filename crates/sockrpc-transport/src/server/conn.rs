@@ -1,0 +1,403 @@
+//! One server connection: read frames, hand calls to the dispatcher, write answers.
+//!
+//! ```text
+//!  socket ──read──▶ decoder ──OPEN, MESSAGE──▶ dispatch ──poll once, here──┐
+//!                                                 │ not done yet            │ done
+//!                                                 ▼                         ▼
+//!                                         spawned task ──answer──▶  Outbox ──write──▶ socket
+//! ```
+//!
+//! A handler's future is first polled right here, on the connection's task. A handler that
+//! answers without waiting (most do) is answered with no task hop at all, and answers to every
+//! call in one read batch leave in one write. Only a handler that really waits is moved to a task
+//! of its own, so a slow call never holds up the others on the connection.
+//!
+//! The pieces: `frames.rs` reacts to each frame, `call.rs` starts and finishes calls (panics
+//! included), `timers.rs` holds every "the peer owes us something by then", `respond.rs` writes
+//! answers.
+
+use super::open::OpenCalls;
+use super::respond::{Shared, INBOUND_BUDGET};
+use super::timers::{Deadlines, Timers};
+use super::{PingPolicy, ServerConfig};
+use crate::codec::{DecodeError, FrameDecoder};
+use crate::dispatch::{Dispatch, TransportKind};
+use crate::outbox::{Outbox, HIGH_WATER};
+use crate::reader::FrameReader;
+use crate::server::Accepted;
+use crate::udp::ReplyCache;
+use sockrpc_protocol::frame::{self, PREFACE};
+use sockrpc_protocol::{Code, Limits};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Per-connection settings, shared by every connection of one server.
+#[derive(Debug, Clone)]
+pub(super) struct ConnConfig {
+    pub(super) limits: Limits,
+    pub(super) max_concurrent_calls: usize,
+    pub(super) ping_policy: PingPolicy,
+    /// The UDP side's reply cache, when the server also serves UDP: TCP re-issues of truncated
+    /// UDP calls are answered from it.
+    pub(super) reply_cache: Option<Arc<ReplyCache>>,
+    pub(super) handshake_timeout: Duration,
+    pub(super) idle_timeout: Option<Duration>,
+    pub(super) frame_timeout: Duration,
+    pub(super) keepalive: Option<crate::client::Keepalive>,
+    /// The server-wide cap on any call's deadline.
+    pub(super) timeout: Option<Duration>,
+}
+
+impl ConnConfig {
+    pub(super) fn new(config: &ServerConfig, reply_cache: Option<Arc<ReplyCache>>) -> ConnConfig {
+        ConnConfig {
+            limits: config.limits,
+            max_concurrent_calls: config.max_concurrent_calls,
+            ping_policy: config.ping_policy,
+            reply_cache,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            frame_timeout: config.frame_timeout,
+            keepalive: config.keepalive,
+            timeout: config.timeout,
+        }
+    }
+}
+
+const READS_PER_POLL: usize = 16;
+
+/// The connection's task.
+pub(super) struct Connection<D> {
+    pub(super) dispatch: D,
+    pub(super) shared: Arc<Shared>,
+    reader: FrameReader,
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) local: Option<SocketAddr>,
+    pub(super) transport: TransportKind,
+    /// The TLS peer, shared by every call on the connection.
+    pub(super) tls: Option<Arc<crate::tls::TlsPeer>>,
+    pub(super) config: Arc<ConnConfig>,
+    pub(super) opened: OpenCalls,
+    pub(super) last_call_id: u32,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    pub(super) timers: Timers,
+    pub(super) draining: bool,
+    pub(super) last_ping: Option<Instant>,
+    pub(super) ping_strikes: u32,
+    /// `answers_sent` when the last PING came: data sent since clears the strikes.
+    pub(super) answers_at_last_ping: u64,
+    /// `reader.frames()` at the last look: when it moves, a partial frame is a new one.
+    frames_at_last_check: u64,
+    /// Keepalive: `reader.frames()` when its timer was armed, and the PING awaiting its PONG.
+    frames_at_keepalive: u64,
+    pub(super) awaiting_pong: Option<u64>,
+    /// `last_call_id` and `went_idle` when the idle timer was (re)armed: a call opened, or a
+    /// running one finished, since then means the connection was not idle all along.
+    calls_at_idle_check: (u32, u64),
+}
+
+impl<D: Dispatch> Connection<D> {
+    pub(super) fn new(
+        dispatch: D,
+        accepted: Accepted,
+        config: Arc<ConnConfig>,
+        shutdown: CancellationToken,
+    ) -> Connection<D> {
+        let mut outbox = Outbox::new(accepted.writer);
+        outbox.buf_mut().extend_from_slice(&PREFACE);
+        let now = Instant::now();
+        Connection {
+            dispatch,
+            shared: Arc::new(Shared::new(outbox, config.limits)),
+            reader: FrameReader::new(accepted.reader, FrameDecoder::new(config.limits)),
+            peer: accepted.peer,
+            local: accepted.local,
+            transport: accepted.transport,
+            tls: accepted.tls,
+            opened: OpenCalls::default(),
+            last_call_id: 0,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+            timers: Timers::new(Deadlines {
+                handshake: Some(now + config.handshake_timeout),
+                ..Deadlines::default()
+            }),
+            config,
+            draining: false,
+            last_ping: None,
+            ping_strikes: 0,
+            answers_at_last_ping: 0,
+            frames_at_last_check: 0,
+            calls_at_idle_check: (0, 0),
+            frames_at_keepalive: 0,
+            awaiting_pong: None,
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        let state = self.shared.lock();
+        self.opened.len() + state.running.len()
+    }
+
+    fn abort_all(&mut self) {
+        self.opened.clear();
+        self.shared.abort_running();
+    }
+
+    pub(super) fn close(
+        &mut self,
+        cx: &mut Context<'_>,
+        reason: Option<(Code, String)>,
+    ) -> Poll<()> {
+        self.abort_all();
+        let mut state = self.shared.lock();
+        if let Some((code, message)) = reason {
+            frame::encode_goaway(state.outbox.buf_mut(), self.last_call_id, code, &message);
+        }
+        // Best effort: the peer may be gone or not reading; never wait on it here.
+        let _ = state.outbox.poll_flush(cx);
+        let _ = state.outbox.poll_shutdown(cx);
+        Poll::Ready(())
+    }
+
+    /// After a read batch: what the peer now owes, and by when. Reads the clock only when
+    /// something is owed: a connection whose reads end on frame boundaries and whose calls are
+    /// answered within the batch (the common case) pays nothing here.
+    fn update_deadlines(&mut self) {
+        let mut clock = None;
+        let mut now = || *clock.get_or_insert_with(Instant::now);
+        let frame_timeout = self.config.frame_timeout;
+        let due = &mut self.timers.due;
+        if due.handshake.is_some() && self.reader.past_preface() {
+            due.handshake = None;
+        }
+        // Each frame gets frame_timeout from its first byte: the clock restarts whenever a
+        // frame completed since the last look (what is buffered now is a newer frame).
+        let progressed = self.reader.frames() != self.frames_at_last_check;
+        self.frames_at_last_check = self.reader.frames();
+        due.frame = match (self.reader.mid_frame(), due.frame) {
+            (false, _) => None,
+            (true, Some(started)) if !progressed => Some(started),
+            (true, _) => Some(now() + frame_timeout),
+        };
+        due.open = if self.opened.is_empty() {
+            None
+        } else {
+            self.opened.settle(now(), frame_timeout)
+        };
+        if due.keepalive.is_none() {
+            if let Some(keepalive) = self.config.keepalive {
+                due.keepalive = Some(now() + keepalive.interval);
+                self.frames_at_keepalive = self.reader.frames();
+            }
+        }
+        // The idle deadline is armed once and checked when it fires (calls opened since then
+        // push it back), so a busy connection never moves its timer per call.
+        if due.idle.is_none() {
+            if let Some(limit) = self.config.idle_timeout {
+                due.idle = Some(now() + limit);
+                self.calls_at_idle_check = (self.last_call_id, self.shared.lock().went_idle);
+            }
+        }
+    }
+
+    /// The timer fired: act on whichever deadline passed. `Some` closes the connection.
+    fn on_timer(&mut self, cx: &mut Context<'_>) -> Option<Poll<()>> {
+        let now = Instant::now();
+        let due = self.timers.due;
+        if due.handshake.is_some_and(|at| at <= now) {
+            tracing::warn!(peer = ?self.peer, "closing connection: no preface in time");
+            return Some(self.close(cx, None));
+        }
+        if due.frame.is_some_and(|at| at <= now) {
+            if self.paused() {
+                // We stopped reading, not the peer: its frame is not late.
+                self.timers.due.frame = Some(now + self.config.frame_timeout);
+            } else {
+                tracing::warn!(peer = ?self.peer, "closing connection: a frame did not complete in time");
+                let reason = (
+                    Code::DeadlineExceeded,
+                    "frame not completed in time".to_owned(),
+                );
+                return Some(self.close(cx, Some(reason)));
+            }
+        }
+        if due.open.is_some_and(|at| at <= now) {
+            self.expire_opened(now);
+            self.timers.due.open = if self.opened.is_empty() {
+                None
+            } else {
+                self.opened.settle(now, self.config.frame_timeout)
+            };
+        }
+        if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
+            if at <= now {
+                if self.awaiting_pong.is_some() {
+                    tracing::debug!(peer = ?self.peer, "closing connection: keepalive PING unanswered");
+                    let reason = (Code::Unavailable, "keepalive timeout".to_owned());
+                    return Some(self.close(cx, Some(reason)));
+                }
+                if self.reader.frames() == self.frames_at_keepalive {
+                    // Nothing heard for a whole interval: is the client still there?
+                    let payload =
+                        u64::from(self.last_call_id) << 32 | self.reader.frames() & 0xffff_ffff;
+                    frame::encode_ping(self.shared.lock().outbox.buf_mut(), payload);
+                    self.awaiting_pong = Some(payload);
+                    self.timers.due.keepalive = Some(now + keepalive.timeout);
+                } else {
+                    self.timers.due.keepalive = Some(now + keepalive.interval);
+                }
+                self.frames_at_keepalive = self.reader.frames();
+            }
+        }
+        if let (Some(at), Some(limit)) = (due.idle, self.config.idle_timeout) {
+            if at <= now {
+                let activity = (self.last_call_id, self.shared.lock().went_idle);
+                let quiet = activity == self.calls_at_idle_check;
+                if quiet && self.in_flight() == 0 {
+                    tracing::debug!(peer = ?self.peer, "closing idle connection");
+                    let reason = (Code::Unavailable, "idle connection closed".to_owned());
+                    return Some(self.close(cx, Some(reason)));
+                }
+                // Busy since the timer was armed: idle, if at all, only from now on.
+                self.calls_at_idle_check = activity;
+                self.timers.due.idle = Some(now + limit);
+            }
+        }
+        None
+    }
+
+    fn paused(&self) -> bool {
+        let state = self.shared.lock();
+        state.inbound_bytes > INBOUND_BUDGET || state.outbox.buffered() > HIGH_WATER
+    }
+}
+
+impl<D> Drop for Connection<D> {
+    fn drop(&mut self) {
+        // A connection dropped from outside (the server aborted, the grace period ran out) must
+        // not leave handlers running: each holds the write half, which would keep the socket
+        // open and answer calls after the server is gone.
+        self.shared.abort_running();
+    }
+}
+
+impl<D: Dispatch> Future for Connection<D> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.timers.poll(cx).is_ready() {
+            if let Some(done) = this.on_timer(cx) {
+                return done;
+            }
+            // Re-arm for what is left.
+            let _ = this.timers.poll(cx);
+        }
+        if !this.draining && this.shutdown.as_mut().poll(cx).is_ready() {
+            this.draining = true;
+            let mut state = this.shared.lock();
+            frame::encode_goaway(
+                state.outbox.buf_mut(),
+                this.last_call_id,
+                Code::Unavailable,
+                "server is shutting down",
+            );
+        }
+        {
+            let mut state = this.shared.lock();
+            state.outbox.set_driver(cx.waker());
+            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                drop(state);
+                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                return this.close(cx, None);
+            }
+            if this.draining
+                && this.opened.is_empty()
+                && state.running.is_empty()
+                && state.outbox.buffered() == 0
+            {
+                let _ = state.outbox.poll_shutdown(cx);
+                return Poll::Ready(());
+            }
+            if state.outbox.buffered() > HIGH_WATER {
+                // The client is not reading its answers: stop reading its requests until it does.
+                return Poll::Pending;
+            }
+            state.wake_writers();
+        }
+        let mut drained = false;
+        for _ in 0..READS_PER_POLL {
+            {
+                let mut state = this.shared.lock();
+                if state.inbound_bytes > INBOUND_BUDGET {
+                    // Handlers are behind on what this client streamed: read no more until they
+                    // catch up (they wake this task as they consume).
+                    state.reader = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+            let n = match this.reader.poll_fill(cx) {
+                Poll::Pending => {
+                    drained = true;
+                    break;
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => {
+                    tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                    return this.close(cx, None);
+                }
+            };
+            if n == 0 {
+                // The client closed: nobody is left to answer, so stop its handlers.
+                return this.close(cx, None);
+            }
+            loop {
+                match this.reader.next_frame() {
+                    Ok(Some(frame)) => {
+                        if let Err((code, reason)) = this.on_frame(cx, frame) {
+                            tracing::warn!(peer = ?this.peer, %reason, "closing connection: protocol error");
+                            return this.close(cx, Some((code, reason)));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(DecodeError::Frame(err)) => {
+                        tracing::warn!(peer = ?this.peer, error = %err, "closing connection: protocol error");
+                        return this.close(cx, Some((Code::Internal, err.to_string())));
+                    }
+                    Err(DecodeError::Io(err)) => {
+                        tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                        return this.close(cx, None);
+                    }
+                }
+            }
+            this.reader.settle();
+            let mut state = this.shared.lock();
+            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                drop(state);
+                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                return this.close(cx, None);
+            }
+            if this.draining && this.opened.is_empty() && state.running.is_empty() {
+                // A CANCEL in this batch may have ended the last call: check again at the top.
+                drop(state);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+        this.update_deadlines();
+        if !drained || (this.timers.stale() && this.timers.poll(cx).is_ready()) {
+            // More to read (yield to other tasks first), or a deadline already past (a clock
+            // jump, a paused-clock test): come back at once.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}

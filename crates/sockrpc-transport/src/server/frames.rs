@@ -1,0 +1,213 @@
+//! What a server connection does with each frame a client sends.
+//!
+//! An `Err` closes the connection with a GOAWAY that carries the reason: the peer broke the
+//! protocol (a reused call id, a MESSAGE after its own half-close, more than its window, too
+//! many PINGs). Anything that concerns one call only ends that call with a status.
+
+use super::conn::Connection;
+use super::open::Opened;
+use super::respond::{CallReceiver, ServerStream, Shared};
+use crate::dispatch::{Dispatch, RequestBody};
+use sockrpc_protocol::frame::{self, Frame};
+use sockrpc_protocol::{Code, MetadataMap, Status};
+use std::{sync::Arc, task::Context};
+use tokio::time::Instant;
+
+impl<D: Dispatch> Connection<D> {
+    /// Handles one frame; an error closes the connection.
+    pub(super) fn on_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: Frame,
+    ) -> Result<(), (Code, String)> {
+        match frame {
+            Frame::Open {
+                call_id,
+                timeout,
+                path,
+                metadata,
+                end_stream,
+                streaming,
+                reissue,
+            } => {
+                if call_id <= self.last_call_id {
+                    return Err((
+                        Code::Internal,
+                        format!(
+                            "call id {call_id} reused or out of order (last was {})",
+                            self.last_call_id
+                        ),
+                    ));
+                }
+                self.last_call_id = call_id;
+                let timeout = super::config::cap_timeout(timeout, self.config.timeout);
+                let busy = self.in_flight() >= self.config.max_concurrent_calls;
+                if self.draining {
+                    self.refuse(call_id);
+                } else if busy {
+                    self.answer(
+                        call_id,
+                        Err(Status::resource_exhausted(format!(
+                            "too many calls in flight on this connection (limit {})",
+                            self.config.max_concurrent_calls
+                        ))),
+                    );
+                } else if end_stream && !streaming {
+                    self.answer(
+                        call_id,
+                        Err(Status::unimplemented(format!(
+                            "{path} is unary and needs exactly one request message; none was sent"
+                        ))),
+                    );
+                } else {
+                    let opened = Opened::new(path, metadata, timeout, reissue);
+                    if streaming {
+                        self.open_stream(cx, call_id, opened, end_stream);
+                    } else {
+                        self.opened.insert(call_id, opened);
+                    }
+                }
+            }
+            Frame::Message {
+                call_id,
+                body,
+                end_stream,
+            } => {
+                if let Some(opened) = self.opened.remove(&call_id) {
+                    self.dispatch_call(cx, call_id, opened, RequestBody::Once(body));
+                    return Ok(());
+                }
+                let max = self.config.limits.max_message_size;
+                let mut state = self.shared.lock();
+                if state.half_closed(call_id) {
+                    return Err((
+                        Code::Internal,
+                        format!("call {call_id} sent a MESSAGE after its half-close"),
+                    ));
+                }
+                let len = body.len();
+                if let Some(stream) = state.streams.get_mut(&call_id) {
+                    // Queued messages wait for the handler: small ones are copied out of the
+                    // read buffer so that what a stream holds is what it counts.
+                    let body = if len < 4096 {
+                        bytes::Bytes::copy_from_slice(&body)
+                    } else {
+                        body
+                    };
+                    if stream.inbound.push(body, max).is_err() {
+                        return Err((
+                            Code::Internal,
+                            format!("call {call_id} sent past its flow-control window"),
+                        ));
+                    }
+                    if end_stream {
+                        stream.inbound.finish(Ok(MetadataMap::new()));
+                    }
+                    state.inbound_bytes += len;
+                }
+                // Otherwise the call has ended (answered, cancelled): its late messages are
+                // dropped, as the client may not know yet.
+            }
+            Frame::End { call_id, .. } => {
+                // From a client, END is its half-close: no more request messages.
+                if let Some(stream) = self.shared.lock().streams.get_mut(&call_id) {
+                    stream.inbound.finish(Ok(MetadataMap::new()));
+                }
+            }
+            Frame::Window { call_id, credit } => {
+                if let Some(stream) = self.shared.lock().streams.get_mut(&call_id) {
+                    stream.outbound.credit(credit);
+                }
+            }
+            Frame::Oversized { call_id, length } => {
+                let limit = self.config.limits.max_message_size;
+                let status = Status::resource_exhausted(format!(
+                    "request message of {length} bytes exceeds the limit of {limit}"
+                ));
+                if self.opened.remove(&call_id).is_some() {
+                    self.answer(call_id, Err(status));
+                } else {
+                    // A streamed request: the message is gone, so the call cannot go on. It
+                    // ends with the same code a unary call gets; the connection lives on.
+                    let mut state = self.shared.lock();
+                    if state.streams.contains_key(&call_id) {
+                        Shared::cancel_stream(&mut state, call_id);
+                        if let Some(Some(handle)) = state.running.remove(&call_id) {
+                            handle.abort();
+                        }
+                        super::respond::encode_status(
+                            state.outbox.buf_mut(),
+                            call_id,
+                            &status,
+                            &self.config.limits,
+                        );
+                    }
+                }
+            }
+            Frame::Cancel { call_id } => {
+                self.opened.remove(&call_id);
+                let mut state = self.shared.lock();
+                Shared::cancel_stream(&mut state, call_id);
+                if let Some(Some(handle)) = state.running.remove(&call_id) {
+                    handle.abort();
+                }
+            }
+            Frame::Ping { payload } => self.on_ping(payload)?,
+            Frame::Pong { payload } if self.awaiting_pong == Some(payload) => {
+                // The client is alive: the next keepalive PING is an interval away.
+                self.awaiting_pong = None;
+                self.timers.due.keepalive = None;
+            }
+            // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Starts a call whose client streams its request: the handler starts now and reads the
+    /// messages as they arrive.
+    fn open_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+        call_id: u32,
+        opened: Opened,
+        end_stream: bool,
+    ) {
+        let mut stream = ServerStream::default();
+        if end_stream {
+            stream.inbound.finish(Ok(MetadataMap::new()));
+        }
+        self.shared.lock().streams.insert(call_id, stream);
+        let body = RequestBody::Stream(CallReceiver {
+            shared: Arc::clone(&self.shared),
+            call_id,
+        });
+        self.dispatch_call(cx, call_id, opened, body);
+    }
+
+    /// gRPC's keepalive enforcement: a PING too soon after the last one, or with no call in
+    /// flight when that is not permitted, is a strike; data the server sent since the last
+    /// PING clears them (as gRPC resets on data it sends, not on calls the peer opens).
+    fn on_ping(&mut self, payload: u64) -> Result<(), (Code, String)> {
+        let policy = self.config.ping_policy;
+        let now = Instant::now();
+        let idle = self.in_flight() == 0;
+        let mut state = self.shared.lock();
+        if state.answers_sent != self.answers_at_last_ping {
+            self.answers_at_last_ping = state.answers_sent;
+            self.ping_strikes = 0;
+        }
+        let too_soon = self
+            .last_ping
+            .is_some_and(|last| now.duration_since(last) < policy.min_interval);
+        self.last_ping = Some(now);
+        if too_soon || (idle && !policy.permit_without_calls) {
+            self.ping_strikes += 1;
+            if self.ping_strikes > policy.max_strikes {
+                return Err((Code::ResourceExhausted, "too_many_pings".to_owned()));
+            }
+        }
+        frame::encode_pong(state.outbox.buf_mut(), payload);
+        Ok(())
+    }
+}

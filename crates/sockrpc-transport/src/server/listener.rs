@@ -1,0 +1,449 @@
+//! The accept loop: one task per connection, a cap on how many, graceful shutdown.
+//!
+//! ```text
+//!  loop ─▶ accept ─▶ permit free? ─yes─▶ spawn Connection (holds the permit until it ends)
+//!            │                    └no──▶ PREFACE + GOAWAY(RESOURCE_EXHAUSTED), close
+//!            └ EMFILE / ENFILE / ENOMEM ─▶ log, pause 50 ms, keep listening
+//!  signal ─▶ stop accepting, GOAWAY on every connection, wait ≤ grace period, abort the rest
+//! ```
+//!
+//! With TLS the listener hands over each stream whole ([`Accept::accept_io`]); the TLS
+//! handshake runs on the connection's own task, bounded by the handshake timeout, so a slow or
+//! silent client never holds up the accept loop. The stream is split only once the session is
+//! up. At the connection cap a TLS connection is closed without a word (a GOAWAY would need a
+//! handshake first).
+
+use super::conn::{ConnConfig, Connection};
+use super::ServerConfig;
+use crate::client::BoxReader;
+use crate::dispatch::{Dispatch, TransportKind};
+use crate::outbox::BoxWriter;
+use crate::socket::SocketConfig;
+use crate::tls::TlsPeer;
+use crate::udp::ReplyCache;
+use bytes::BytesMut;
+use sockrpc_protocol::frame::{self, PREFACE};
+use sockrpc_protocol::Code;
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Any byte stream a server can take whole: what TLS runs over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
+
+/// A boxed byte stream, not yet split.
+pub type BoxIo = Box<dyn Io>;
+
+/// One accepted connection, split for its task.
+pub struct Accepted {
+    /// The read half.
+    pub reader: BoxReader,
+    /// The write half.
+    pub writer: BoxWriter,
+    /// The peer's address (`None` for a Unix socket).
+    pub peer: Option<SocketAddr>,
+    /// Our address on this connection (`None` for a Unix socket).
+    pub local: Option<SocketAddr>,
+    /// Which kind of socket it is.
+    pub transport: TransportKind,
+    /// The TLS peer, when the connection runs TLS (shared by every call on it).
+    pub tls: Option<Arc<TlsPeer>>,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .field("transport", &self.transport)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// One accepted connection, whole: TLS wraps it before it is split.
+pub struct AcceptedIo {
+    /// The stream.
+    pub io: BoxIo,
+    /// The peer's address (`None` for a Unix socket).
+    pub peer: Option<SocketAddr>,
+    /// Our address on this connection (`None` for a Unix socket).
+    pub local: Option<SocketAddr>,
+    /// Which kind of socket it is.
+    pub transport: TransportKind,
+}
+
+impl std::fmt::Debug for AcceptedIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptedIo")
+            .field("peer", &self.peer)
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// A listener the accept loop can serve: TCP or Unix.
+pub trait Accept: Send {
+    /// Accepts one connection and applies `socket`'s options to it.
+    fn accept(&self, socket: &SocketConfig) -> impl Future<Output = io::Result<Accepted>> + Send;
+
+    /// Accepts one connection whole, for TLS to wrap before it is split. The default joins the
+    /// halves [`accept`](Accept::accept) gives; TCP and Unix listeners hand over the socket
+    /// itself.
+    fn accept_io(
+        &self,
+        socket: &SocketConfig,
+    ) -> impl Future<Output = io::Result<AcceptedIo>> + Send {
+        let accepted = self.accept(socket);
+        async move {
+            let accepted = accepted.await?;
+            Ok(AcceptedIo {
+                io: Box::new(tokio::io::join(accepted.reader, accepted.writer)),
+                peer: accepted.peer,
+                local: accepted.local,
+                transport: accepted.transport,
+            })
+        }
+    }
+}
+
+impl Accept for TcpListener {
+    async fn accept(&self, socket: &SocketConfig) -> io::Result<Accepted> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        if let Err(err) = socket.apply_accepted(&stream) {
+            tracing::debug!(%peer, error = %err, "could not set socket options");
+        }
+        let local = stream.local_addr().ok();
+        let (reader, writer) = TcpStream::into_split(stream);
+        Ok(Accepted {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            peer: Some(peer),
+            local,
+            transport: TransportKind::Tcp,
+            tls: None,
+        })
+    }
+
+    async fn accept_io(&self, socket: &SocketConfig) -> io::Result<AcceptedIo> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        if let Err(err) = socket.apply_accepted(&stream) {
+            tracing::debug!(%peer, error = %err, "could not set socket options");
+        }
+        let local = stream.local_addr().ok();
+        Ok(AcceptedIo {
+            io: Box::new(stream),
+            peer: Some(peer),
+            local,
+            transport: TransportKind::Tcp,
+        })
+    }
+}
+
+impl Accept for UnixListener {
+    async fn accept(&self, _socket: &SocketConfig) -> io::Result<Accepted> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        let (reader, writer) = UnixStream::into_split(stream);
+        Ok(Accepted {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            peer: None,
+            local: None,
+            transport: TransportKind::Unix,
+            tls: None,
+        })
+    }
+
+    async fn accept_io(&self, _socket: &SocketConfig) -> io::Result<AcceptedIo> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok(AcceptedIo {
+            io: Box::new(stream),
+            peer: None,
+            local: None,
+            transport: TransportKind::Unix,
+        })
+    }
+}
+
+/// A connection the accept loop took: split already, or whole for TLS.
+enum Incoming {
+    Plain(Accepted),
+    Whole(AcceptedIo),
+}
+
+impl Incoming {
+    fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Incoming::Plain(accepted) => accepted.peer,
+            Incoming::Whole(accepted) => accepted.peer,
+        }
+    }
+}
+
+/// Whether `config` asks for TLS.
+fn tls_on(config: &ServerConfig) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        config.tls.is_some()
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = config;
+        false
+    }
+}
+
+/// Runs the TLS handshake of a connection taken whole, on its own task, within `timeout`
+/// (and gives up at once when the server shuts down). `None`: the connection is closed; why
+/// is logged.
+#[cfg(feature = "tls")]
+async fn handshake(
+    tls: &crate::tls::ServerTls,
+    incoming: AcceptedIo,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Option<Accepted> {
+    let AcceptedIo {
+        io,
+        peer,
+        local,
+        transport,
+    } = incoming;
+    let attempt = tokio::time::timeout(timeout, crate::tls::server::accept(tls, io, peer));
+    let done = tokio::select! {
+        done = attempt => done,
+        () = shutdown.cancelled() => return None,
+    };
+    match done {
+        Err(_) => {
+            tracing::info!(
+                ?peer,
+                ?timeout,
+                "closing connection: TLS handshake not completed in time"
+            );
+            None
+        }
+        Ok(None) => None,
+        Ok(Some(session)) => {
+            let (reader, writer) = tokio::io::split(session.stream);
+            Some(Accepted {
+                reader: Box::pin(reader),
+                writer: Box::pin(writer),
+                peer,
+                local,
+                transport,
+                tls: Some(session.peer),
+            })
+        }
+    }
+}
+
+/// Starts the task of one connection (after its TLS handshake, when it has one).
+fn spawn_connection<D: Dispatch>(
+    conns: &mut JoinSet<()>,
+    incoming: Incoming,
+    dispatch: D,
+    config: &ServerConfig,
+    conn_config: &Arc<ConnConfig>,
+    shutdown: CancellationToken,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let conn_config = Arc::clone(conn_config);
+    match incoming {
+        Incoming::Plain(accepted) => {
+            let conn = Connection::new(dispatch, accepted, conn_config, shutdown);
+            conns.spawn(async move {
+                conn.await;
+                drop(permit);
+            });
+        }
+        #[cfg(feature = "tls")]
+        Incoming::Whole(whole) => {
+            let Some(tls) = config.tls.clone() else {
+                return;
+            };
+            let timeout = config.handshake_timeout;
+            conns.spawn(async move {
+                if let Some(accepted) = handshake(&tls, whole, timeout, &shutdown).await {
+                    Connection::new(dispatch, accepted, conn_config, shutdown).await;
+                }
+                drop(permit);
+            });
+        }
+        #[cfg(not(feature = "tls"))]
+        Incoming::Whole(_) => {
+            let _ = (config, permit);
+        }
+    }
+}
+
+/// Serves `dispatch` on every connection `listener` accepts until `signal` completes; then
+/// stops accepting, sends GOAWAY on every connection, lets in-flight calls finish within the
+/// grace period, and returns. `reply_cache` is the UDP side's, when the server also serves UDP:
+/// TCP re-issues of truncated UDP calls are answered from it.
+pub async fn serve<A, D>(
+    listener: A,
+    dispatch: D,
+    config: ServerConfig,
+    reply_cache: Option<Arc<ReplyCache>>,
+    signal: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    A: Accept,
+    D: Dispatch,
+{
+    let shutdown = CancellationToken::new();
+    let mut conns = JoinSet::new();
+    let conn_config = Arc::new(ConnConfig::new(&config, reply_cache));
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let tls = tls_on(&config);
+    tokio::pin!(signal);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut signal => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept(&config.socket), if !tls => accepted.map(Incoming::Plain),
+            accepted = listener.accept_io(&config.socket), if tls => accepted.map(Incoming::Whole),
+        };
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed; still listening");
+                if is_resource_exhaustion(&err) {
+                    // Out of descriptors or memory: give in-flight work a moment to free some
+                    // instead of spinning on the same error.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(
+                peer = ?accepted.peer(),
+                limit = config.max_connections,
+                "refusing connection: at the connection limit"
+            );
+            match accepted {
+                Incoming::Plain(accepted) => refuse(accepted),
+                // A GOAWAY would need a TLS session first: just close.
+                Incoming::Whole(accepted) => drop(accepted),
+            }
+            continue;
+        };
+        spawn_connection(
+            &mut conns,
+            accepted,
+            dispatch.clone(),
+            &config,
+            &conn_config,
+            shutdown.child_token(),
+            permit,
+        );
+    }
+    drop(listener);
+    shutdown.cancel();
+    let drained = tokio::time::timeout(config.grace_period, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = conns.len(),
+            "grace period over; closing connections"
+        );
+        conns.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Tells a client past the connection cap why it is refused: PREFACE and GOAWAY, then an
+/// orderly close. Closing at once would reset the connection while the client's own preface
+/// and first call are still unread, and a reset can destroy the GOAWAY before the client reads
+/// it; so the write side is shut (FIN) and what the client sends is read and dropped until it
+/// closes too, for at most [`REFUSAL_LINGER`] and [`REFUSAL_DRAIN`] bytes. The task holds no
+/// permit: a flood of refused clients costs one small task each, for at most that long.
+fn refuse(accepted: Accepted) {
+    tokio::spawn(async move {
+        let Accepted {
+            mut reader,
+            mut writer,
+            ..
+        } = accepted;
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&PREFACE);
+        frame::encode_goaway(
+            &mut buf,
+            0,
+            Code::ResourceExhausted,
+            "server is at its connection limit",
+        );
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            writer.write_all(&buf).await?;
+            writer.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            let mut drained = 0;
+            while drained < REFUSAL_DRAIN {
+                match reader.read(&mut sink).await? {
+                    0 => break,
+                    n => drained += n,
+                }
+            }
+            io::Result::Ok(())
+        })
+        .await;
+    });
+}
+
+/// How long a refused connection is kept to deliver its GOAWAY.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Bytes read (and dropped) from a refused client while its GOAWAY is delivered.
+const REFUSAL_DRAIN: usize = 64 * 1024;
+
+/// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes;
+/// with `config.tls`, after a TLS handshake on it.
+pub async fn serve_connection<T, D>(
+    io: T,
+    peer: Option<SocketAddr>,
+    dispatch: D,
+    config: ServerConfig,
+) where
+    T: AsyncRead + AsyncWrite + Send + Sync + 'static,
+    D: Dispatch,
+{
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        let whole = AcceptedIo {
+            io: Box::new(Box::pin(io)),
+            peer,
+            local: None,
+            transport: TransportKind::Other,
+        };
+        let token = CancellationToken::new();
+        if let Some(accepted) = handshake(tls, whole, config.handshake_timeout, &token).await {
+            let conn_config = Arc::new(ConnConfig::new(&config, None));
+            Connection::new(dispatch, accepted, conn_config, token).await;
+        }
+        return;
+    }
+    let (reader, writer) = tokio::io::split(io);
+    let accepted = Accepted {
+        reader: Box::pin(reader),
+        writer: Box::pin(writer),
+        peer,
+        local: None,
+        transport: TransportKind::Other,
+        tls: None,
+    };
+    let config = Arc::new(ConnConfig::new(&config, None));
+    Connection::new(dispatch, accepted, config, CancellationToken::new()).await;
+}
+
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux.
+    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
+}

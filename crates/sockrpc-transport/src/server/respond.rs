@@ -1,0 +1,395 @@
+//! A server connection's shared state and how answers leave it: one message, or a stream paced
+//! by the client's credit.
+//!
+//! ```text
+//!  handler result ── Body::once ──▶ [HEADERS] MESSAGE(end) END            (one write, inline)
+//!                 └─ stream ─────▶ HEADERS, then MESSAGE while credit ≥ 0, END(trailers)
+//! ```
+
+use crate::dispatch::OutboundBody;
+use crate::flow::{Inbound, Outbound};
+use crate::outbox::{Outbox, HIGH_WATER};
+use bytes::BytesMut;
+use sockrpc_protocol::frame;
+use sockrpc_protocol::{Code, Limits, MetadataMap, Response, Status};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Waker},
+};
+use tokio::task::AbortHandle;
+
+/// A streaming call's flow state on the server.
+#[derive(Debug, Default)]
+pub(super) struct ServerStream {
+    pub(super) inbound: Inbound,
+    pub(super) outbound: Outbound,
+}
+
+impl ServerStream {
+    fn wake_all(&mut self) {
+        self.inbound
+            .finish(Err(Status::cancelled("the call was cancelled")));
+        self.outbound.wake();
+    }
+}
+
+pub(super) struct ConnState {
+    pub(super) outbox: Outbox,
+    /// Handlers running in their own task; `None` while the task is being spawned.
+    pub(super) running: HashMap<u32, Option<AbortHandle>>,
+    /// Streaming calls' queues and credit.
+    pub(super) streams: HashMap<u32, ServerStream>,
+    /// Bytes queued in all streams' inbound queues. Each stream is bounded by its window, but a
+    /// client may open thousands: past [`INBOUND_BUDGET`] the connection stops reading until
+    /// handlers consume, so one connection's memory stays bounded whatever it opens.
+    pub(super) inbound_bytes: usize,
+    /// The connection task, parked because of the inbound budget.
+    pub(super) reader: Option<Waker>,
+    /// Response pumps parked because the write buffer is past its high-water mark (a client
+    /// that does not read must not make every stream fill the buffer by its own window).
+    pub(super) writers: Vec<Waker>,
+    /// Answers (HEADERS or MESSAGE) written so far: a PING after the server sent data is not a
+    /// strike (gRPC resets its strike count when it sends data, not when the peer opens calls).
+    pub(super) answers_sent: u64,
+    /// Times the last handler running in a task of its own finished: the connection's idle
+    /// clock counts from then.
+    pub(super) went_idle: u64,
+}
+
+/// Inbound stream bytes one connection may hold before it stops reading.
+pub(super) const INBOUND_BUDGET: usize = 16 * 1024 * 1024;
+
+impl ConnState {
+    /// Forgets a stream, releasing what its queue held from the connection's budget.
+    pub(super) fn remove_stream(&mut self, call_id: u32) -> Option<ServerStream> {
+        let stream = self.streams.remove(&call_id)?;
+        self.release_inbound(stream.inbound.queued().1);
+        Some(stream)
+    }
+
+    /// Counts consumed (or dropped) inbound bytes; wakes the reader once under budget.
+    pub(super) fn release_inbound(&mut self, bytes: usize) {
+        self.inbound_bytes = self.inbound_bytes.saturating_sub(bytes);
+        if self.inbound_bytes <= INBOUND_BUDGET {
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+        }
+    }
+
+    /// Wakes response pumps waiting for room in the write buffer.
+    pub(super) fn wake_writers(&mut self) {
+        for writer in self.writers.drain(..) {
+            writer.wake();
+        }
+    }
+
+    /// Whether `call_id` is a streaming call whose client has half-closed.
+    pub(super) fn half_closed(&self, call_id: u32) -> bool {
+        self.streams
+            .get(&call_id)
+            .is_some_and(|stream| stream.inbound.is_finished())
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) state: Mutex<ConnState>,
+    pub(super) limits: Limits,
+}
+
+impl Shared {
+    pub(super) fn new(outbox: Outbox, limits: Limits) -> Shared {
+        Shared {
+            state: Mutex::new(ConnState {
+                outbox,
+                running: HashMap::new(),
+                streams: HashMap::new(),
+                inbound_bytes: 0,
+                reader: None,
+                writers: Vec::new(),
+                answers_sent: 0,
+                went_idle: 0,
+            }),
+            limits,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, ConnState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Stops every handler still running in a task of its own.
+    pub(super) fn abort_running(&self) {
+        let mut state = self.lock();
+        for (_, handle) in state.running.drain() {
+            if let Some(handle) = handle {
+                handle.abort();
+            }
+        }
+        for (_, mut stream) in state.streams.drain() {
+            stream.wake_all();
+        }
+        state.inbound_bytes = 0;
+        state.wake_writers();
+    }
+
+    /// Forgets a cancelled call's stream, waking whoever waits on it.
+    pub(super) fn cancel_stream(state: &mut ConnState, call_id: u32) {
+        if let Some(mut stream) = state.remove_stream(call_id) {
+            stream.wake_all();
+        }
+    }
+}
+
+/// Answers at once when the result is an error or one message; hands a streamed response back
+/// for [`pump`].
+pub(super) fn answer_now<B: OutboundBody>(
+    state: &mut ConnState,
+    call_id: u32,
+    result: Result<Response<B>, Status>,
+    limits: &Limits,
+) -> Option<Response<B>> {
+    let response = match result {
+        Ok(response) => response,
+        Err(status) => {
+            state.remove_stream(call_id);
+            state.answers_sent += 1;
+            encode_status(state.outbox.buf_mut(), call_id, &status, limits);
+            return None;
+        }
+    };
+    let (metadata, body, trailers) = response.into_parts();
+    match body.into_once() {
+        Ok(message) => {
+            state.remove_stream(call_id);
+            state.answers_sent += 1;
+            encode_once(
+                state.outbox.buf_mut(),
+                call_id,
+                &metadata,
+                &message,
+                &trailers,
+                limits,
+            );
+            None
+        }
+        Err(body) => Some(Response::from_parts(metadata, body, trailers)),
+    }
+}
+
+/// Writes a one-message answer: HEADERS (when there is leading metadata), MESSAGE, END.
+fn encode_once(
+    buf: &mut BytesMut,
+    call_id: u32,
+    metadata: &MetadataMap,
+    message: &[u8],
+    trailers: &MetadataMap,
+    limits: &Limits,
+) {
+    if message.len() > limits.max_message_size {
+        let status = Status::resource_exhausted(format!(
+            "response message of {} bytes exceeds the limit of {}",
+            message.len(),
+            limits.max_message_size
+        ));
+        return encode_status(buf, call_id, &status, limits);
+    }
+    if let Err(reason) = frame::check_metadata(metadata, limits)
+        .and_then(|()| frame::check_metadata(trailers, limits))
+    {
+        let status = Status::internal(format!("response metadata: {reason}"));
+        return encode_status(buf, call_id, &status, limits);
+    }
+    if !metadata.is_empty() {
+        frame::encode_headers(buf, call_id, metadata);
+    }
+    frame::encode_message(buf, call_id, true, message);
+    frame::encode_end(buf, call_id, Code::Ok, "", &[], trailers);
+}
+
+/// Writes an END with `status`; trailers too large to send are dropped rather than failing.
+///
+/// A handler's status never carries the protocol's "not processed" flag, even when the handler
+/// built it with `Status::not_processed`: only the connection itself may say a call never ran
+/// ([`encode_refusal`]), or a client would re-send a call that did.
+pub(super) fn encode_status(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
+    encode_end_with(buf, call_id, status, limits, false);
+}
+
+/// Writes an END that tells the client the call was refused before it started (the protocol's
+/// `NOT_PROCESSED` flag), so it may safely send it again.
+pub(super) fn encode_refusal(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
+    encode_end_with(buf, call_id, status, limits, true);
+}
+
+fn encode_end_with(
+    buf: &mut BytesMut,
+    call_id: u32,
+    status: &Status,
+    limits: &Limits,
+    not_processed: bool,
+) {
+    let empty = MetadataMap::new();
+    let trailers = match frame::check_metadata(status.metadata(), limits) {
+        Ok(()) => status.metadata(),
+        Err(_) => &empty,
+    };
+    frame::encode_end_flagged(
+        buf,
+        call_id,
+        status.code(),
+        status.message(),
+        status.details(),
+        trailers,
+        not_processed,
+    );
+}
+
+/// Runs `f` on the state with a context, then flushes (or hands the flush to the driver).
+async fn with_state<R>(shared: &Shared, mut f: impl FnMut(&mut ConnState) -> R) -> R {
+    std::future::poll_fn(|cx| {
+        let mut state = shared.lock();
+        let result = f(&mut state);
+        let alone = state.running.len() <= 1;
+        state.outbox.flush_or_defer(cx, alone);
+        Poll::Ready(result)
+    })
+    .await
+}
+
+/// Streams a response: HEADERS, then each message as credit allows, then END with trailers (or
+/// the status the stream failed with). Stops quietly when the call is cancelled.
+pub(super) async fn pump<B: OutboundBody>(
+    shared: Arc<Shared>,
+    call_id: u32,
+    response: Response<B>,
+) {
+    let limits = shared.limits;
+    let (metadata, mut body, trailers) = response.into_parts();
+    let checked = frame::check_metadata(&metadata, &limits)
+        .and_then(|()| frame::check_metadata(&trailers, &limits));
+    let started = with_state(&shared, |state| {
+        if let Err(reason) = &checked {
+            let status = Status::internal(format!("response metadata: {reason}"));
+            encode_status(state.outbox.buf_mut(), call_id, &status, &limits);
+            state.remove_stream(call_id);
+            return false;
+        }
+        // Always a head, so a client waiting for the response returns before the first message.
+        frame::encode_headers(state.outbox.buf_mut(), call_id, &metadata);
+        state.answers_sent += 1;
+        state.streams.entry(call_id).or_default();
+        true
+    })
+    .await;
+    if !started {
+        return;
+    }
+    loop {
+        let alive = std::future::poll_fn(|cx| {
+            let mut state = shared.lock();
+            if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
+                // The client is not reading: wait for the connection to drain the buffer.
+                state.writers.push(cx.waker().clone());
+                state.outbox.wake_driver();
+                return Poll::Pending;
+            }
+            match state.streams.get_mut(&call_id) {
+                None => Poll::Ready(false),
+                Some(stream) => stream.outbound.poll_credit(cx).map(|()| true),
+            }
+        })
+        .await;
+        if !alive {
+            return;
+        }
+        // A stream that panics fails its own call, like a handler that does.
+        let next = std::future::poll_fn(|cx| {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.poll_message(cx))) {
+                Ok(polled) => polled,
+                Err(_) => {
+                    tracing::error!(call_id, "response stream panicked");
+                    Poll::Ready(Some(Err(Status::internal("response stream panicked"))))
+                }
+            }
+        })
+        .await;
+        let more = with_state(&shared, |state| {
+            if !state.streams.contains_key(&call_id) {
+                return false;
+            }
+            let buf = state.outbox.buf_mut();
+            let end = match &next {
+                Some(Ok(message)) if message.len() <= limits.max_message_size => {
+                    frame::encode_message(buf, call_id, false, message);
+                    state.answers_sent += 1;
+                    if let Some(stream) = state.streams.get_mut(&call_id) {
+                        stream.outbound.sent(message.len());
+                    }
+                    return true;
+                }
+                Some(Ok(message)) => Err(Status::resource_exhausted(format!(
+                    "response message of {} bytes exceeds the limit of {}",
+                    message.len(),
+                    limits.max_message_size
+                ))),
+                Some(Err(status)) => Err(status.clone()),
+                None => Ok(()),
+            };
+            match end {
+                Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
+                Err(status) => encode_status(buf, call_id, &status, &limits),
+            }
+            state.remove_stream(call_id);
+            false
+        })
+        .await;
+        if !more {
+            return;
+        }
+    }
+}
+
+/// A streaming request's messages, as the handler reads them; credit goes back to the client as
+/// they are consumed.
+pub struct CallReceiver {
+    pub(super) shared: Arc<Shared>,
+    pub(super) call_id: u32,
+}
+
+impl std::fmt::Debug for CallReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallReceiver")
+            .field("call_id", &self.call_id)
+            .finish()
+    }
+}
+
+impl CallReceiver {
+    /// The next message; `None` after the client's half-close. A call that ended (cancelled,
+    /// or its connection closed) yields a `CANCELLED` status.
+    pub fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<bytes::Bytes, Status>>> {
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        let Some(stream) = state.streams.get_mut(&self.call_id) else {
+            return Poll::Ready(Some(Err(Status::cancelled("the call has ended"))));
+        };
+        let polled = stream.inbound.poll_next(cx);
+        if let Poll::Ready(Some(Ok(message))) = &polled {
+            let credit = stream.inbound.take_credit();
+            state.release_inbound(message.len());
+            if let Some(credit) = credit {
+                frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
+                let alone = state.running.len() <= 1;
+                state.outbox.flush_or_defer(cx, alone);
+            }
+        }
+        polled
+    }
+}

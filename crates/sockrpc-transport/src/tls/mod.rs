@@ -1,0 +1,168 @@
+//! TLS (1.3 and 1.2) on stream connections, TCP and Unix sockets alike, with rustls and its
+//! `ring` provider; mutual TLS; server certificates and client CAs that rotate while serving.
+//!
+//! ```text
+//!  client: connect ──▶ TLS handshake (ALPN sockrpc/1, SNI) ──▶ preface + frames, as in plain text
+//!  server: accept ──▶ connection task: first byte? 0x16 ─▶ TLS handshake (≤ handshake_timeout)
+//!                                                 'S'  ─▶ plain-text sockrpc: told, in its own
+//!                                                         protocol, that TLS is required; closed
+//! ```
+//!
+//! - [`ClientTlsConfig`]: the CAs a client trusts (PEM, or the platform's), the server name it
+//!   checks, its own identity for mutual TLS. Set on an [`Endpoint`](crate::Endpoint) with
+//!   `.tls(..)`, or connect to a `tls://host:port` URI.
+//! - [`ServerTlsConfig`]: a server's identity, the CAs its clients' certificates must chain to,
+//!   and whether clients must present one ([`ClientAuth`]). [`ServerTls`] holds it live: new
+//!   handshakes use whatever it holds now, so it can be replaced while serving
+//!   ([`ServerTls::reload`], or a watch on the files, [`ServerTls::watch`]); connections already
+//!   up keep the session they have.
+//! - [`TlsPeer`]: what a handshake established about the peer (its verified chain, the SNI
+//!   name), one `Arc` per connection, in every call's `ConnInfo` (`request.conn_info()?.tls`).
+//!
+//! The ALPN protocol id [`ALPN_PROTOCOL`] (`sockrpc/1`) names the wire version: a server refuses
+//! a client that does not offer it, a client refuses a server that does not select it.
+
+pub use sockrpc_protocol::{TlsPeer, TlsVersion};
+
+#[cfg(feature = "tls")]
+mod client;
+#[cfg(feature = "tls")]
+mod io;
+#[cfg(feature = "tls")]
+mod pem;
+#[cfg(feature = "tls")]
+mod reload;
+#[cfg(feature = "tls")]
+pub(crate) mod server;
+#[cfg(feature = "tls")]
+mod verify;
+
+#[cfg(feature = "tls")]
+pub use client::ClientTlsConfig;
+#[cfg(feature = "tls")]
+pub use pem::{Certificates, Identity, TlsError};
+#[cfg(feature = "tls")]
+pub use reload::{ServerTls, TlsFiles, TlsWatch};
+/// The rustls crate sockrpc uses, for settings this module does not cover.
+#[cfg(feature = "tls")]
+pub use rustls;
+/// DER certificate and key types.
+pub use rustls_pki_types as pki_types;
+#[cfg(feature = "tls")]
+pub use server::{ClientAuth, ServerTlsConfig};
+
+/// The ALPN protocol id of sockrpc's wire protocol, version 1.
+pub const ALPN_PROTOCOL: &[u8] = b"sockrpc/1";
+
+/// The crypto provider: `ring` (pure Rust and assembly, no C toolchain step beyond `cc`).
+#[cfg(feature = "tls")]
+pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<std::sync::Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    std::sync::Arc::clone(
+        PROVIDER.get_or_init(|| std::sync::Arc::new(rustls::crypto::ring::default_provider())),
+    )
+}
+
+/// The protocol versions to allow: TLS 1.3, and 1.2 unless turned off.
+#[cfg(feature = "tls")]
+pub(crate) fn versions(tls12: bool) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    if tls12 {
+        rustls::ALL_VERSIONS
+    } else {
+        &TLS13_ONLY
+    }
+}
+
+/// What a client-side TLS error means, in a sentence (rustls' own words in parentheses).
+#[cfg(feature = "tls")]
+pub(crate) fn explain_client_error(err: &rustls::Error) -> String {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
+    let what = match err {
+        Error::InvalidCertificate(cert) => match cert {
+            Cert::UnknownIssuer => {
+                "the server's certificate is not signed by a CA this client trusts".to_owned()
+            }
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "the server's certificate is not valid for the name this client checks (set the \
+                 server name to one the certificate names; a certificate without \
+                 subjectAltName names nothing, its CN is not used)"
+                    .to_owned()
+            }
+            Cert::Expired | Cert::ExpiredContext { .. } => {
+                "the server's certificate has expired".to_owned()
+            }
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet".to_owned()
+            }
+            // WebPKI's CaUsedAsEndEntity: a certificate marked CA (every `openssl req -x509`
+            // one) that is not the very one trusted.
+            Cert::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+                "the server's certificate is a self-signed (CA) certificate this client does not \
+                 trust (give exactly that certificate, or the CA that signed it, as the client's \
+                 CA)"
+                .to_owned()
+            }
+            _ => "the server's certificate was refused".to_owned(),
+        },
+        Error::AlertReceived(alert) => match alert {
+            Alert::CertificateRequired => {
+                "the server requires a client certificate and this client sent none".to_owned()
+            }
+            Alert::UnknownCA
+            | Alert::BadCertificate
+            | Alert::CertificateUnknown
+            | Alert::UnsupportedCertificate
+            | Alert::AccessDenied
+            | Alert::DecryptError => "the server refused this client's certificate".to_owned(),
+            Alert::CertificateExpired => {
+                "the server refused this client's certificate: it has expired".to_owned()
+            }
+            Alert::NoApplicationProtocol => {
+                "the server does not speak sockrpc/1 (no common ALPN protocol)".to_owned()
+            }
+            Alert::HandshakeFailure | Alert::ProtocolVersion | Alert::InsufficientSecurity => {
+                "the server refused the handshake (no TLS version or cipher suite in common, or \
+                 no ALPN sockrpc/1 offered)"
+                    .to_owned()
+            }
+            other => format!("the server ended the TLS session with alert {other:?}"),
+        },
+        Error::NoApplicationProtocol => {
+            "the server did not select ALPN protocol sockrpc/1: it does not speak this wire \
+             version"
+                .to_owned()
+        }
+        Error::PeerIncompatible(_) => {
+            "the server has no TLS version or cipher suite in common with this client".to_owned()
+        }
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            "the server did not answer in TLS".to_owned()
+        }
+        _ => "TLS failed".to_owned(),
+    };
+    format!("{what} ({err})")
+}
+
+/// What a server-side TLS error means, for the log.
+#[cfg(feature = "tls")]
+pub(crate) fn explain_server_error(err: &rustls::Error) -> String {
+    use rustls::{CertificateError as Cert, Error};
+    let what = match err {
+        Error::NoCertificatesPresented => "the client sent no certificate",
+        Error::InvalidCertificate(Cert::UnknownIssuer) => {
+            "the client's certificate is not signed by a trusted client CA"
+        }
+        Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+            "the client's certificate has expired"
+        }
+        Error::InvalidCertificate(_) => "the client's certificate was refused",
+        Error::NoApplicationProtocol => "the client does not offer ALPN sockrpc/1",
+        Error::AlertReceived(_) => "the client refused the server (see its side)",
+        Error::PeerIncompatible(_) => "no TLS version or cipher suite in common",
+        Error::InvalidMessage(_) => "the client did not speak TLS",
+        _ => "TLS handshake failed",
+    };
+    format!("{what} ({err})")
+}

@@ -1,0 +1,304 @@
+//! The server's side: its identity, the client CAs and client authentication; and the
+//! handshake, run on each connection's own task.
+
+use super::io::Rewind;
+use super::pem::{Certificates, Identity, TlsError};
+use super::reload::ServerTls;
+use super::verify::ClientVerifier;
+use super::{explain_server_error, provider, versions, TlsPeer, TlsVersion, ALPN_PROTOCOL};
+use crate::server::BoxIo;
+use bytes::BytesMut;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+use sockrpc_protocol::frame::{self, PREFACE};
+use sockrpc_protocol::{Code, MetadataMap};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Whether a server asks its clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// A client may present a certificate, which must then chain to a client CA; one that
+    /// presents none is served too (its calls see an empty chain).
+    Optional,
+    /// Every client must present a certificate that chains to a client CA (mutual TLS).
+    Required,
+}
+
+/// TLS settings of a server: its identity, and the CAs its clients' certificates must chain to.
+///
+/// ```ignore
+/// let tls = ServerTlsConfig::new(Identity::from_pem_files("server.pem", "server.key")?)
+///     .client_ca(Certificates::from_pem_file("clients-ca.pem")?); // mutual TLS, required
+/// Server::builder().tls(tls)?.add_service(..).serve(addr).await?;
+/// ```
+///
+/// Hand it to a [`ServerTls`] to replace it while serving.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTlsConfig {
+    identity: Identity,
+    client_ca: Option<Certificates>,
+    client_auth: Option<ClientAuth>,
+    tls12: bool,
+}
+
+impl ServerTlsConfig {
+    /// Serves as `identity`, TLS 1.3 and 1.2, no client certificate asked for.
+    pub fn new(identity: Identity) -> ServerTlsConfig {
+        ServerTlsConfig {
+            identity,
+            client_ca: None,
+            client_auth: None,
+            tls12: true,
+        }
+    }
+
+    /// Replaces the identity.
+    pub fn identity(mut self, identity: Identity) -> ServerTlsConfig {
+        self.identity = identity;
+        self
+    }
+
+    /// Clients' certificates must chain to one of these CAs (or be one of them, byte for byte:
+    /// see [`Certificates`]). Unless [`client_auth`](Self::client_auth) says otherwise, clients
+    /// must then present one ([`ClientAuth::Required`]).
+    pub fn client_ca(mut self, certs: Certificates) -> ServerTlsConfig {
+        self.client_ca = Some(certs);
+        self
+    }
+
+    /// Removes the client CAs (and with them client authentication, unless set explicitly).
+    pub fn no_client_ca(mut self) -> ServerTlsConfig {
+        self.client_ca = None;
+        self
+    }
+
+    /// Whether clients must, may or need not present a certificate. `Optional` and `Required`
+    /// need client CAs.
+    pub fn client_auth(mut self, auth: ClientAuth) -> ServerTlsConfig {
+        self.client_auth = Some(auth);
+        self
+    }
+
+    /// Allows TLS 1.2 as well as 1.3 (the default), or only TLS 1.3.
+    pub fn tls12(mut self, on: bool) -> ServerTlsConfig {
+        self.tls12 = on;
+        self
+    }
+
+    /// Client authentication in effect: as set, else `Required` with client CAs and `None`
+    /// without.
+    pub fn effective_client_auth(&self) -> ClientAuth {
+        self.client_auth.unwrap_or(if self.client_ca.is_some() {
+            ClientAuth::Required
+        } else {
+            ClientAuth::None
+        })
+    }
+
+    /// The server's identity.
+    pub fn get_identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The client CAs.
+    pub fn get_client_ca(&self) -> Option<&Certificates> {
+        self.client_ca.as_ref()
+    }
+
+    /// Builds the rustls configuration: checks that the key matches the certificate and that
+    /// client authentication has CAs to check against.
+    pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = provider();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions(self.tls12))
+            .map_err(|err| TlsError::new(err.to_string()))?;
+        let auth = self.effective_client_auth();
+        let builder = match (auth, &self.client_ca) {
+            (ClientAuth::None, _) => builder.with_no_client_auth(),
+            (_, None) => {
+                return Err(TlsError::new(
+                    "client authentication needs client CAs (ServerTlsConfig::client_ca)",
+                ))
+            }
+            (_, Some(ca)) => {
+                let mut roots = RootCertStore::empty();
+                for cert in ca.as_slice() {
+                    roots.add(cert.clone()).map_err(|err| {
+                        TlsError::new(format!("unusable client CA certificate: {err}"))
+                    })?;
+                }
+                let mut verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                if auth == ClientAuth::Optional {
+                    verifier = verifier.allow_unauthenticated();
+                }
+                let inner = verifier.build().map_err(|err| {
+                    TlsError::new(format!("cannot build the client verifier: {err}"))
+                })?;
+                builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+                    inner,
+                    pinned: ca.as_slice().to_vec(),
+                }))
+            }
+        };
+        let key = CertifiedKey::from_der(
+            self.identity.chain.clone(),
+            self.identity.key.clone_key(),
+            &provider,
+        )
+        .map_err(|err| TlsError::new(format!("unusable server identity: {err}")))?;
+        let mut config = builder.with_cert_resolver(Arc::new(AlpnGate { key: Arc::new(key) }));
+        config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// Presents the server's certificate only to a client that offers ALPN `sockrpc/1`: rustls
+/// itself refuses a client that offers other protocols only (`no_application_protocol`), and
+/// this refuses one that offers none (`handshake_failure`), so that every TLS session of a
+/// sockrpc server speaks the wire version it names.
+#[derive(Debug)]
+struct AlpnGate {
+    key: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for AlpnGate {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let offered = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_PROTOCOL));
+        if !offered {
+            tracing::debug!("TLS client offers no ALPN sockrpc/1; refusing the handshake");
+            return None;
+        }
+        Some(Arc::clone(&self.key))
+    }
+}
+
+/// What a plain-text sockrpc client is told on a TLS port.
+pub(crate) const PLAINTEXT_REFUSED: &str =
+    "this server requires TLS: connect with tls:// (the connection was plain text)";
+
+/// Time a failed connection is given to take our last words before it is closed.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// A server's side of one TLS connection, handshake done.
+pub(crate) struct Accepted {
+    pub(crate) stream: TlsStream<Rewind<BoxIo>>,
+    pub(crate) peer: Arc<TlsPeer>,
+}
+
+/// Runs the server's side of the handshake on `io`. The first bytes decide: a TLS record
+/// (0x16) goes on to the handshake with the configuration `tls` holds now; a plain-text sockrpc
+/// preface is answered, in sockrpc, that TLS is required; anything else is closed. `None`: the
+/// connection is done (the reason is logged).
+pub(crate) async fn accept(
+    tls: &ServerTls,
+    mut io: BoxIo,
+    peer: Option<SocketAddr>,
+) -> Option<Accepted> {
+    let mut first = vec![0u8; 16];
+    let n = match io.read(&mut first).await {
+        Ok(0) | Err(_) => return None,
+        Ok(n) => n,
+    };
+    first.truncate(n);
+    const HANDSHAKE_RECORD: u8 = 0x16;
+    if first[0] != HANDSHAKE_RECORD {
+        let sockrpc = PREFACE.starts_with(&first[..n.min(PREFACE.len())]);
+        if sockrpc {
+            tracing::info!(?peer, "plain-text sockrpc client on a TLS port: refused");
+            refuse_plaintext(io).await;
+        } else {
+            tracing::info!(?peer, first = ?&first[..n.min(8)], "not TLS: closing");
+        }
+        return None;
+    }
+    let acceptor = TlsAcceptor::from(tls.current());
+    match acceptor
+        .accept(Rewind::new(first, io))
+        .into_fallible()
+        .await
+    {
+        Ok(stream) => {
+            let session = stream.get_ref().1;
+            let peer_info = TlsPeer::new(
+                session
+                    .peer_certificates()
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default(),
+                session.server_name().map(str::to_owned),
+                match session.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
+                    _ => TlsVersion::Tls13,
+                },
+            )
+            .with_cipher_suite(
+                session
+                    .negotiated_cipher_suite()
+                    .and_then(|suite| suite.suite().as_str()),
+            );
+            Some(Accepted {
+                stream,
+                peer: Arc::new(peer_info),
+            })
+        }
+        Err((err, io)) => {
+            let reason = err
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map_or_else(|| err.to_string(), explain_server_error);
+            tracing::info!(?peer, %reason, "TLS handshake failed");
+            // The alert is written; let it reach the client before the close, rather than
+            // resetting a connection whose request bytes we never read.
+            linger(io.into_inner()).await;
+            None
+        }
+    }
+}
+
+/// Answers a plain-text sockrpc client in its own protocol: the server's preface, call 1 (its
+/// first call, if it sent one) ended `UNAVAILABLE` with the reason, and GOAWAY for the rest,
+/// which it may send elsewhere. Then closes.
+async fn refuse_plaintext(mut io: BoxIo) {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.extend_from_slice(&PREFACE);
+    frame::encode_end(
+        &mut buf,
+        1,
+        Code::Unavailable,
+        PLAINTEXT_REFUSED,
+        &[],
+        &MetadataMap::new(),
+    );
+    frame::encode_goaway(&mut buf, 1, Code::Unavailable, PLAINTEXT_REFUSED);
+    if io.write_all(&buf).await.is_ok() {
+        linger(io).await;
+    }
+}
+
+/// Half-closes, then reads and drops what the peer still sends for up to [`LINGER`], so that
+/// what we wrote last is read before the connection goes (closing with unread bytes would
+/// reset it, and a reset can overtake our last words).
+async fn linger(mut io: BoxIo) {
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0usize;
+        while total < 256 * 1024 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}

@@ -1,0 +1,577 @@
+//! `UdpClient`: unary calls in single datagrams, with retransmission and a way out to TCP.
+//!
+//! ```text
+//!  call ─▶ fits a datagram? not in fallback? ─no─▶ NotSuitable (nothing was sent)
+//!        ─▶ have a cookie? ─no─▶ COOKIE_REQUEST ⟲ (losses here can still end in NotSuitable)
+//!        ─▶ REQUEST(call id) ─▶ wait rto·2ⁿ·jitter ─timeout─▶ same datagram again ⟲
+//!                                  │ PENDING: still running, keep waiting (not a loss)
+//!                                  │ REPLY ─────────────────▶ Reply(answer)
+//!                                  │ TRUNCATED (fits, new cookie) ─▶ once more, with the cookie
+//!                                  └ TRUNCATED ─────────────▶ Truncated{instance, call_id}
+//!  one receive task: datagram ─▶ pending[call id] (late duplicates: counted, dropped)
+//! ```
+//!
+//! Once a REQUEST has left, the call never answers `NotSuitable`: the server may have run it, so
+//! the caller must not run it again over TCP. It ends with the answer, `Truncated` (re-issue
+//! *with* the identity, which the server answers from its cache), or an error status.
+
+use super::datagram::{
+    self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGRAM, FLAG_FITS, FLAG_STALE_COOKIE,
+    HEADER_LEN,
+};
+use super::rtt::{RttBounds, RttEstimator};
+use super::{bump, counters, random_u64};
+use bytes::{Bytes, BytesMut};
+use sockrpc_protocol::frame::check_metadata;
+use sockrpc_protocol::{Limits, MethodPath, Request, Response, Status};
+use std::{
+    collections::HashMap,
+    io,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::atomic::{AtomicU32, Ordering},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// UDP client settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UdpClientConfig {
+    /// Largest REQUEST datagram sent; a larger call is `NotSuitable`. Default 1232.
+    pub max_datagram: usize,
+    /// Metadata limits.
+    pub limits: Limits,
+    /// RTO before the first RTT sample. Default 100 ms.
+    pub initial_rto: Duration,
+    /// Smallest RTO. Default 2 ms (loopback and LAN round trips are far below RFC 6298's 1 s).
+    pub min_rto: Duration,
+    /// Largest RTO, also the cap on backoff. Default 1 s.
+    pub max_rto: Duration,
+    /// Consecutive timeouts (with no datagram from the server in between) after which new calls
+    /// go over TCP for [`fallback_for`](Self::fallback_for). Default 8.
+    pub fallback_after_losses: u32,
+    /// How long new calls are `NotSuitable` after fallback starts. Default 5 s.
+    pub fallback_for: Duration,
+    /// A call stops retransmitting this long after its first transmission and fails with
+    /// `Unavailable`, whatever its deadline. Default 20 s: below the server's reply-cache TTL
+    /// (30 s), so no retransmission can outlive the record that it already ran.
+    pub retransmit_window: Duration,
+}
+
+impl Default for UdpClientConfig {
+    fn default() -> UdpClientConfig {
+        UdpClientConfig {
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            limits: Limits::default(),
+            initial_rto: Duration::from_millis(100),
+            min_rto: Duration::from_millis(2),
+            max_rto: Duration::from_secs(1),
+            fallback_after_losses: 8,
+            fallback_for: Duration::from_secs(5),
+            retransmit_window: Duration::from_secs(20),
+        }
+    }
+}
+
+/// How a UDP call ended, for the caller to act on.
+#[derive(Debug)]
+pub enum UdpOutcome {
+    /// The server's answer — or the client's own verdict: `DeadlineExceeded` when the deadline
+    /// passed with no answer, `Unavailable` when the retransmit window ran out.
+    Reply(Result<Response<Bytes>, Status>),
+    /// The answer did not fit a datagram. The server ran the call and keeps the answer: re-issue
+    /// over TCP, within the same deadline, with
+    /// [`ClientConnection::reissue`](crate::ClientConnection::reissue)`(path, request, (instance,
+    /// call_id))` (OPEN's `FLAG_REISSUE`) so the server answers from its cache instead of running
+    /// it again.
+    Truncated {
+        /// This client's instance.
+        instance: u64,
+        /// The call's id.
+        call_id: u32,
+    },
+    /// Nothing was sent: the request does not fit a datagram, or the endpoint is in TCP
+    /// fallback after repeated loss. Send the call over TCP as a new call.
+    NotSuitable,
+}
+
+counters! {
+    /// What a UDP client has done, at one moment.
+    snapshot UdpClientStats;
+    /// A UDP client's live counters.
+    pub(crate) live ClientCounters;
+    {
+        /// Calls sent over UDP (first transmissions).
+        calls,
+        /// Answers received (REPLY).
+        replies,
+        /// Retransmissions of REQUESTs and COOKIE_REQUESTs.
+        retransmits,
+        /// Calls that ended `Truncated`.
+        truncations,
+        /// Times the endpoint went into TCP fallback.
+        fallbacks,
+        /// Calls answered `NotSuitable`.
+        not_suitable,
+        /// Calls that ended `DeadlineExceeded` with no answer.
+        deadline_exceeded,
+        /// Datagrams dropped as malformed (or not for this client).
+        malformed,
+        /// Answers for calls no longer waiting (duplicates, late answers), dropped.
+        duplicates,
+        /// COOKIE_REQUESTs sent.
+        cookie_requests,
+        /// Times the server said the cookie was stale and sent a new one.
+        cookie_refreshes,
+    }
+}
+
+/// What the receive task hands a waiting call.
+enum Incoming {
+    Reply(Result<Response<Bytes>, Status>),
+    Truncated { fits: bool },
+}
+
+struct Shared {
+    socket: UdpSocket,
+    instance: u64,
+    config: UdpClientConfig,
+    next_call_id: AtomicU32,
+    /// One answer slot per call in flight; the receive task takes the slot as it answers.
+    pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
+    cookie: watch::Sender<Option<Cookie>>,
+    /// One cookie exchange at a time; the others wait for its result.
+    cookie_exchange: tokio::sync::Mutex<()>,
+    rtt: Mutex<RttEstimator>,
+    losses: AtomicU32,
+    /// When the last counted loss happened: timeouts that fire together (many calls in flight
+    /// through one stall of the network or of this host's scheduler) are one loss event, not many.
+    last_loss: Mutex<Option<Instant>>,
+    fallback_until: Mutex<Option<Instant>>,
+    stats: ClientCounters,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    receiver: AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.receiver.abort();
+    }
+}
+
+/// A UDP client for one server address; clones share the socket, the RTT estimate and the
+/// cookie. Created inside a tokio runtime (it spawns its receive task, stopped when the last
+/// clone is dropped).
+#[derive(Clone)]
+pub struct UdpClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for UdpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpClient")
+            .field("peer", &self.inner.shared.socket.peer_addr().ok())
+            .field(
+                "instance",
+                &format_args!("{:016x}", self.inner.shared.instance),
+            )
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a call from the pending table however its future ends (answer, error, dropped).
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    call_id: u32,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).remove(&self.call_id);
+    }
+}
+
+impl UdpClient {
+    /// Binds an ephemeral port of `server`'s family and connects it to `server` (so the kernel
+    /// drops datagrams from anyone else).
+    pub async fn connect(server: SocketAddr, config: UdpClientConfig) -> io::Result<UdpClient> {
+        let local: SocketAddr = if server.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = UdpSocket::bind(local).await?;
+        socket.connect(server).await?;
+        Ok(UdpClient::from_socket(socket, config))
+    }
+
+    /// A client over a socket already connected to the server (socket options set by hand).
+    pub fn from_socket(socket: UdpSocket, config: UdpClientConfig) -> UdpClient {
+        let rtt = RttEstimator::new(RttBounds {
+            initial: config.initial_rto,
+            min: config.min_rto,
+            max: config.max_rto,
+        });
+        let shared = Arc::new(Shared {
+            socket,
+            // Never 0, so an all-zero header is never mistaken for ours.
+            instance: random_u64().max(1),
+            config,
+            next_call_id: AtomicU32::new(1),
+            pending: Mutex::new(HashMap::new()),
+            cookie: watch::channel(None).0,
+            cookie_exchange: tokio::sync::Mutex::new(()),
+            rtt: Mutex::new(rtt),
+            losses: AtomicU32::new(0),
+            last_loss: Mutex::new(None),
+            fallback_until: Mutex::new(None),
+            stats: ClientCounters::default(),
+        });
+        let receiver = tokio::spawn(receive(Arc::clone(&shared))).abort_handle();
+        UdpClient {
+            inner: Arc::new(Inner { shared, receiver }),
+        }
+    }
+
+    /// This client's random instance, which with a call id names a call to the server.
+    pub fn instance(&self) -> u64 {
+        self.inner.shared.instance
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.shared.socket.local_addr()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> UdpClientStats {
+        self.inner.shared.stats.snapshot()
+    }
+
+    /// The smoothed round-trip time, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        lock(&self.inner.shared.rtt).srtt()
+    }
+
+    /// Whether new calls are going to TCP now because of repeated loss.
+    pub fn in_fallback(&self) -> bool {
+        self.inner.shared.in_fallback()
+    }
+
+    /// Whether a call of `path` with `request` fits one REQUEST datagram.
+    pub fn fits(&self, path: &MethodPath, request: &Request<Bytes>) -> bool {
+        let config = &self.inner.shared.config;
+        check_metadata(request.metadata(), &config.limits).is_ok()
+            && datagram::request_len(path, request.metadata(), request.get_ref())
+                <= config.max_datagram
+    }
+
+    /// Runs one unary call over UDP. `deadline` (or else the request's timeout, counted from
+    /// now) bounds everything, retransmissions and cookie exchange included; with neither, the
+    /// call still gives up after `retransmit_window`. The request is borrowed, so after
+    /// `NotSuitable` or `Truncated` the caller still has it for TCP.
+    pub async fn call(
+        &self,
+        path: &MethodPath,
+        request: &Request<Bytes>,
+        deadline: Option<Instant>,
+    ) -> UdpOutcome {
+        let shared = &*self.inner.shared;
+        let deadline = deadline.or_else(|| request.timeout().map(|t| Instant::now() + t));
+        if !self.fits(path, request) || shared.in_fallback() {
+            bump(&shared.stats.not_suitable);
+            return UdpOutcome::NotSuitable;
+        }
+        if let Err(outcome) = shared.ensure_cookie(deadline).await {
+            return outcome;
+        }
+        let call_id = shared.next_call_id();
+        crate::dispatch::note_call_id(call_id);
+        let (tx, mut rx) = oneshot::channel();
+        lock(&shared.pending).insert(call_id, tx);
+        let _pending = PendingGuard { shared, call_id };
+        let header = Header {
+            kind: Kind::Request,
+            flags: 0,
+            client_instance: shared.instance,
+            call_id,
+            cookie: [0; COOKIE_LEN],
+        };
+        let mut out = BytesMut::new();
+        datagram::encode_request(
+            &mut out,
+            &header,
+            None,
+            path,
+            request.metadata(),
+            request.get_ref(),
+        );
+        bump(&shared.stats.calls);
+        let first_sent = Instant::now();
+        let give_up = first_sent + shared.config.retransmit_window;
+        let mut attempt = 0u32;
+        let mut retried_for_cookie = false;
+        loop {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                bump(&shared.stats.deadline_exceeded);
+                return UdpOutcome::Reply(Err(Status::deadline_exceeded(
+                    "deadline exceeded waiting for a UDP reply",
+                )));
+            }
+            if now >= give_up {
+                return UdpOutcome::Reply(Err(Status::unavailable(format!(
+                    "no UDP reply from the server within {:?}",
+                    shared.config.retransmit_window
+                ))));
+            }
+            // Each transmission carries the time still left and the newest cookie.
+            datagram::set_timeout(&mut out, deadline.map(|d| d - now));
+            datagram::set_cookie(&mut out, &shared.cookie.borrow().unwrap_or_default());
+            if attempt > 0 || retried_for_cookie {
+                bump(&shared.stats.retransmits);
+            }
+            shared.send(&out).await;
+            let rto_at = now + shared.backoff(attempt);
+            let wake = [Some(rto_at), deadline, Some(give_up)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(rto_at);
+            match tokio::time::timeout_at(wake, &mut rx).await {
+                Ok(Ok(Incoming::Reply(answer))) => {
+                    if attempt == 0 && !retried_for_cookie {
+                        // Karn: only an answer to a call sent once says what one round trip is.
+                        lock(&shared.rtt).sample(first_sent.elapsed());
+                    }
+                    bump(&shared.stats.replies);
+                    return UdpOutcome::Reply(answer);
+                }
+                Ok(Ok(Incoming::Truncated { fits: true })) if !retried_for_cookie => {
+                    // Held back only for want of a cookie, which that TRUNCATED carried: ask
+                    // again at once; the server answers from its cache.
+                    retried_for_cookie = true;
+                    let (tx, next) = oneshot::channel();
+                    lock(&shared.pending).insert(call_id, tx);
+                    rx = next;
+                }
+                Ok(Ok(Incoming::Truncated { .. })) => {
+                    bump(&shared.stats.truncations);
+                    return UdpOutcome::Truncated {
+                        instance: shared.instance,
+                        call_id,
+                    };
+                }
+                Ok(Err(_)) => {
+                    return UdpOutcome::Reply(Err(Status::unavailable(
+                        "UDP client receive task stopped",
+                    )))
+                }
+                Err(_) => {
+                    if wake == rto_at {
+                        shared.record_loss();
+                        attempt += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn next_call_id(&self) -> u32 {
+        loop {
+            let id = self.next_call_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    fn in_fallback(&self) -> bool {
+        let mut until = lock(&self.fallback_until);
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a timeout; returns whether it started a fallback.
+    fn record_loss(&self) -> bool {
+        let now = Instant::now();
+        {
+            let mut last = lock(&self.last_loss);
+            let window = self.backoff(0).max(self.config.min_rto * 4);
+            if last.is_some_and(|t| now.saturating_duration_since(t) < window) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        let losses = self.losses.fetch_add(1, Ordering::Relaxed) + 1;
+        if losses < self.config.fallback_after_losses {
+            return false;
+        }
+        self.losses.store(0, Ordering::Relaxed);
+        *lock(&self.fallback_until) = Some(Instant::now() + self.config.fallback_for);
+        bump(&self.stats.fallbacks);
+        tracing::debug!(
+            peer = ?self.socket.peer_addr().ok(),
+            "UDP calls fall back to TCP after repeated loss"
+        );
+        true
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        lock(&self.rtt).backoff(attempt, random_u64())
+    }
+
+    async fn send(&self, datagram: &[u8]) {
+        if let Err(err) = self.socket.send(datagram).await {
+            // E.g. ECONNREFUSED from an earlier ICMP: treated as a lost datagram.
+            tracing::trace!(error = %err, "udp send failed");
+        }
+    }
+
+    /// Gets a cookie if there is none yet. `Err` is the outcome the call ends with.
+    async fn ensure_cookie(&self, deadline: Option<Instant>) -> Result<(), UdpOutcome> {
+        if self.cookie.borrow().is_some() {
+            return Ok(());
+        }
+        let deadline_exceeded = || {
+            bump(&self.stats.deadline_exceeded);
+            UdpOutcome::Reply(Err(Status::deadline_exceeded(
+                "deadline exceeded waiting for a UDP cookie",
+            )))
+        };
+        let _exchange = match deadline {
+            Some(d) => tokio::time::timeout_at(d, self.cookie_exchange.lock())
+                .await
+                .map_err(|_| deadline_exceeded())?,
+            None => self.cookie_exchange.lock().await,
+        };
+        let mut rx = self.cookie.subscribe();
+        let mut out = BytesMut::new();
+        datagram::encode_cookie_request(&mut out, self.instance);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            if self.cookie.borrow().is_some() {
+                return Ok(());
+            }
+            // Nothing has been sent that could run the call, so giving up here is safe.
+            if self.in_fallback() {
+                bump(&self.stats.not_suitable);
+                return Err(UdpOutcome::NotSuitable);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(deadline_exceeded());
+            }
+            if attempt > 0 {
+                bump(&self.stats.retransmits);
+            }
+            bump(&self.stats.cookie_requests);
+            self.send(&out).await;
+            let rto_at = now + self.backoff(attempt);
+            let wake = deadline.map_or(rto_at, |d| d.min(rto_at));
+            let got = tokio::time::timeout_at(wake, rx.wait_for(Option::is_some))
+                .await
+                .map(|r| r.is_ok());
+            match got {
+                Ok(true) => {
+                    if attempt == 0 {
+                        lock(&self.rtt).sample(started.elapsed());
+                    }
+                    return Ok(());
+                }
+                Ok(false) => return Err(UdpOutcome::NotSuitable),
+                Err(_) if wake == rto_at => {
+                    self.record_loss();
+                    attempt += 1;
+                    if started.elapsed() >= self.config.retransmit_window {
+                        bump(&self.stats.not_suitable);
+                        return Err(UdpOutcome::NotSuitable);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Handles one datagram from the server; anything unexpected is counted and dropped.
+    fn on_datagram(&self, datagram: &[u8]) {
+        let header = match Header::parse(datagram) {
+            Ok(h) if h.kind.is_from_server() && h.client_instance == self.instance => h,
+            _ => {
+                bump(&self.stats.malformed);
+                return;
+            }
+        };
+        let incoming = match header.kind {
+            Kind::Reply => {
+                let body = Bytes::copy_from_slice(&datagram[HEADER_LEN..]);
+                match datagram::parse_reply(body, &self.config.limits) {
+                    Ok(answer) => Some(Incoming::Reply(answer)),
+                    Err(_) => {
+                        bump(&self.stats.malformed);
+                        return;
+                    }
+                }
+            }
+            Kind::Truncated => Some(Incoming::Truncated {
+                fits: header.flags & FLAG_FITS != 0,
+            }),
+            _ => None,
+        };
+        // A well-formed answer: the path works, and its header holds our current cookie.
+        self.losses.store(0, Ordering::Relaxed);
+        if header.cookie != [0; COOKIE_LEN] {
+            let changed = self.cookie.send_if_modified(|cookie| {
+                let changed = *cookie != Some(header.cookie);
+                *cookie = Some(header.cookie);
+                changed
+            });
+            if changed && header.flags & FLAG_STALE_COOKIE != 0 && header.kind != Kind::Cookie {
+                bump(&self.stats.cookie_refreshes);
+            }
+        }
+        let Some(incoming) = incoming else { return };
+        let delivered = lock(&self.pending)
+            .remove(&header.call_id)
+            .is_some_and(|tx| tx.send(incoming).is_ok());
+        if !delivered {
+            bump(&self.stats.duplicates);
+        }
+    }
+}
+
+/// The receive task: reads every datagram and hands answers to their calls.
+async fn receive(shared: Arc<Shared>) {
+    // Any UDP datagram fits, so an oversized one is read whole and refused, never misread.
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match shared.socket.recv(&mut buf).await {
+            Ok(n) => shared.on_datagram(&buf[..n]),
+            Err(err) => {
+                // ECONNREFUSED (ICMP port unreachable) and the like: calls see it as loss.
+                tracing::trace!(error = %err, "udp recv failed");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}

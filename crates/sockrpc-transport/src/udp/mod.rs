@@ -1,0 +1,94 @@
+//! UDP for small calls: one datagram per request, one per answer, with TCP for the rest.
+//!
+//! ```text
+//!  UdpClient::call ──REQUEST──▶ UdpServer ──▶ ReplyCache.begin ──▶ Router ──▶ handler
+//!        ▲                          │               (dedup on (instance, call id))
+//!        │◀───────── REPLY ─────────┤  answer fits and the source has a cookie (or it is small)
+//!        │◀──────── TRUNCATED ──────┘  otherwise: the full answer stays in the cache
+//!        └─ Truncated{instance, call_id} ──▶ caller re-issues over TCP ──▶ ReplyCache.wait
+//! ```
+//!
+//! The pieces (`docs/UDP.md` has the protocol):
+//! - [`datagram`]: the wire format, version 1.
+//! - [`UdpClient`]: one socket per channel, retransmission from a smoothed RTT, fallback to TCP
+//!   after repeated loss, [`UdpOutcome`] for the caller to act on.
+//! - [`UdpServer`] / [`serve_udp`]: the same router the TCP server runs, behind cookies, a
+//!   per-source rate limit and the no-amplification rule.
+//! - [`ReplyCache`]: at-most-once execution, shared with the TCP server for re-issued calls.
+//! - A TCP re-issue carries the UDP call's identity in the OPEN frame's `FLAG_REISSUE` field
+//!   (`ClientConnection::reissue`), and the service layer answers it from the [`ReplyCache`].
+
+mod cache;
+mod client;
+mod cookie;
+pub use sockrpc_protocol::datagram;
+mod limiter;
+mod rtt;
+mod server;
+
+pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};
+pub use client::{UdpClient, UdpClientConfig, UdpClientStats, UdpOutcome};
+pub use limiter::RateLimit;
+pub use server::{serve_udp, UdpServer, UdpServerConfig, UdpServerCounters, UdpServerStats};
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A random u64: SipHash, keyed from the OS at first use on each thread, of a process-wide
+/// counter. Used for client instances and retransmission jitter, where unpredictability matters
+/// and a dependency on a random-number crate does not pay for itself.
+pub(crate) fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static KEY: RandomState = RandomState::new();
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    KEY.with(|key| key.hash_one(n))
+}
+
+/// Defines a set of counters: a live struct of atomics and a plain snapshot of it.
+macro_rules! counters {
+    (
+        $(#[$smeta:meta])* snapshot $snap:ident;
+        $(#[$lmeta:meta])* $lvis:vis live $live:ident;
+        { $($(#[$fmeta:meta])* $field:ident,)* }
+    ) => {
+        $(#[$smeta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct $snap {
+            $($(#[$fmeta])* pub $field: u64,)*
+        }
+
+        $(#[$lmeta])*
+        #[derive(Debug, Default)]
+        $lvis struct $live {
+            $(pub(crate) $field: std::sync::atomic::AtomicU64,)*
+        }
+
+        impl $live {
+            /// The counters' values now.
+            $lvis fn snapshot(&self) -> $snap {
+                $snap {
+                    $($field: self.$field.load(std::sync::atomic::Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+pub(crate) use counters;
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_values_differ() {
+        assert_ne!(random_u64(), random_u64());
+    }
+}

@@ -1,0 +1,533 @@
+//! `UdpServer`: serve a router over UDP, one datagram per call.
+//!
+//! ```text
+//!  recv_from ─▶ header ok? ─no─▶ drop, count malformed
+//!               │ a server kind (REPLY, TRUNCATED, COOKIE, PENDING)? ─▶ drop, never answered
+//!               │ cookie valid? ─no─▶ rate limit per source ─over─▶ drop
+//!               ├─ COOKIE_REQUEST ─▶ COOKIE (header only, never larger than the request)
+//!               └─ REQUEST ─▶ cache.begin ─Done──────▶ resend the cached answer
+//!                                          ├InProgress─▶ PENDING (the answer leaves when done)
+//!                                          └New───────▶ handler, polled once here;
+//!                                                       still pending: its own task
+//!  answer ─▶ fits max_datagram, and (cookie or ≤ request size)? ─yes─▶ REPLY
+//!                                                               └no──▶ TRUNCATED
+//! ```
+//!
+//! Every server datagram carries, in its header, a fresh cookie for its receiver: a client that
+//! gets any answer can prove its address from then on, and a client whose cookie went stale is
+//! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
+
+use super::cache::{Begin, CompletionGuard, ReplyCache};
+use super::cookie::CookieJar;
+use super::datagram::{
+    self, Cookie, Header, Kind, DEFAULT_MAX_DATAGRAM, FLAG_FITS, FLAG_STALE_COOKIE, HEADER_LEN,
+};
+use super::limiter::{Limiter, RateLimit};
+use super::{bump, counters};
+use crate::dispatch::{Dispatch, IncomingCall, OutboundBody, RequestBody, TransportKind};
+use crate::panic::{panicked, poll_caught};
+use bytes::{Bytes, BytesMut};
+use sockrpc_protocol::{ConnInfo, Limits, Request, Response, Status};
+use std::{
+    borrow::Cow,
+    collections::HashSet,
+    future::Future,
+    io,
+    net::SocketAddr,
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    task::Poll,
+    time::{Duration, Instant},
+};
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+
+/// UDP server settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UdpServerConfig {
+    /// Largest datagram sent; a larger answer goes out as TRUNCATED. Default 1232.
+    pub max_datagram: usize,
+    /// Metadata limits (the message limit is moot: a datagram is smaller).
+    pub limits: Limits,
+    /// Calls running at once; requests beyond are dropped (the client retransmits). Default 4096.
+    pub max_in_flight: usize,
+    /// Full paths (`/package.Service/Method`) of methods that may run more than once — marked
+    /// `NO_SIDE_EFFECTS` or `IDEMPOTENT` in their `.proto` — and so skip the reply cache: a
+    /// retransmission runs them again. A TCP re-issue of one finds nothing cached; the router
+    /// runs it again only if the mounted service marks it idempotent. Empty by default;
+    /// the service crate's `Server`, when it serves UDP, adds the methods its mounted services
+    /// mark idempotent.
+    pub idempotent_methods: HashSet<String>,
+    /// A cookie is valid for this long to twice this long. Default 60 s.
+    pub cookie_lifetime: Duration,
+    /// Rate limit for datagrams from sources without a valid cookie.
+    pub rate_limit: RateLimit,
+    /// How long running calls may finish after shutdown begins. Default 5 s.
+    pub grace_period: Duration,
+    /// The server-wide cap on any call's deadline, as
+    /// [`ServerConfig::timeout`](crate::server::ServerConfig::timeout). Default `None`.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for UdpServerConfig {
+    fn default() -> UdpServerConfig {
+        UdpServerConfig {
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            limits: Limits::default(),
+            max_in_flight: 4096,
+            idempotent_methods: HashSet::new(),
+            cookie_lifetime: Duration::from_secs(60),
+            rate_limit: RateLimit::default(),
+            grace_period: Duration::from_secs(5),
+            timeout: None,
+        }
+    }
+}
+
+impl UdpServerConfig {
+    /// Whether `path` skips the reply cache (see [`idempotent_methods`](Self::idempotent_methods)).
+    /// The UDP server asks this for each request; a re-issued call missing from the cache is the
+    /// router's to judge, by the methods its services mark idempotent.
+    pub fn is_idempotent(&self, path: &str) -> bool {
+        self.idempotent_methods.contains(path)
+    }
+}
+
+counters! {
+    /// What a UDP server has seen and done, at one moment.
+    snapshot UdpServerCounters;
+    /// A UDP server's live counters; [`snapshot`](UdpServerStats::snapshot) reads them.
+    pub live UdpServerStats;
+    {
+        /// Datagrams received.
+        received,
+        /// Well-formed REQUESTs.
+        requests,
+        /// Calls run (a handler started).
+        executed,
+        /// REPLY datagrams sent.
+        replies,
+        /// TRUNCATED datagrams sent.
+        truncated,
+        /// Retransmissions answered from the cache, without running the call.
+        resent,
+        /// Retransmissions of a call still running, answered with PENDING.
+        in_progress_duplicates,
+        /// COOKIEs sent.
+        cookies,
+        /// Datagrams dropped as malformed.
+        malformed,
+        /// Server-kind datagrams (REPLY, TRUNCATED, COOKIE, PENDING) received, never answered.
+        ignored_answers,
+        /// Datagrams from unverified sources dropped by the rate limit.
+        rate_limited,
+        /// Answers not sent because even TRUNCATED would exceed the request's size.
+        amplification_dropped,
+        /// Requests dropped because `max_in_flight` calls were running.
+        overloaded,
+        /// Handlers that panicked.
+        panics,
+        /// Requests dropped because the reply cache was full of answers too young to evict.
+        cache_full,
+        /// Requests larger than `max_datagram`, refused without running.
+        oversized,
+    }
+}
+
+/// Where and how an answer may go back.
+#[derive(Clone, Copy)]
+struct ReplyTo {
+    addr: SocketAddr,
+    /// `Some(n)`: the source has no valid cookie; nothing larger than `n` bytes may go to it.
+    size_limit: Option<usize>,
+    flags: u8,
+    cookie: Cookie,
+    instance: u64,
+    call_id: u32,
+}
+
+struct Shared {
+    socket: UdpSocket,
+    /// The socket's own address, for every call's connection info.
+    local: Option<SocketAddr>,
+    config: UdpServerConfig,
+    cache: Arc<ReplyCache>,
+    cookies: CookieJar,
+    stats: Arc<UdpServerStats>,
+}
+
+/// A UDP server over a bound socket: build it, read [`stats`](UdpServer::stats), then
+/// [`serve`](UdpServer::serve).
+pub struct UdpServer<S> {
+    service: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for UdpServer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpServer")
+            .field("local_addr", &self.shared.socket.local_addr().ok())
+            .finish()
+    }
+}
+
+/// Serves `service` on `socket` until `shutdown` completes; see [`UdpServer`]. `cache` is the
+/// one the TCP server consults for re-issued calls.
+pub async fn serve_udp<S>(
+    socket: UdpSocket,
+    service: S,
+    config: UdpServerConfig,
+    cache: Arc<ReplyCache>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    S: Dispatch,
+{
+    UdpServer::new(socket, service, config, cache)
+        .serve(shutdown)
+        .await
+}
+
+/// A call's answer as the cache and the datagram hold it: one message.
+type Answer = Result<Response<Bytes>, Status>;
+
+impl<S> UdpServer<S>
+where
+    S: Dispatch,
+{
+    /// A server for `service` (the router the TCP server runs) on a bound `socket`.
+    pub fn new(
+        socket: UdpSocket,
+        service: S,
+        config: UdpServerConfig,
+        cache: Arc<ReplyCache>,
+    ) -> UdpServer<S> {
+        UdpServer {
+            service,
+            shared: Arc::new(Shared {
+                local: socket.local_addr().ok(),
+                socket,
+                cookies: CookieJar::new(config.cookie_lifetime),
+                config,
+                cache,
+                stats: Arc::new(UdpServerStats::default()),
+            }),
+        }
+    }
+
+    /// The live counters (keep the `Arc` to read them while the server runs).
+    pub fn stats(&self) -> Arc<UdpServerStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.shared.socket.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; then stops reading, lets running calls finish (and
+    /// answer) within the grace period, and aborts the rest.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let UdpServer {
+            mut service,
+            shared,
+        } = self;
+        let mut limiter = Limiter::new(shared.config.rate_limit);
+        let mut tasks = JoinSet::new();
+        // Large enough for any UDP datagram, so an oversized one is read whole and refused,
+        // never cut and misread.
+        let mut buf = vec![0u8; 65536];
+        tokio::pin!(shutdown);
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let (n, src) = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                received = shared.socket.recv_from(&mut buf) => match received {
+                    Ok(received) => received,
+                    Err(err) => {
+                        // Transient (an ICMP error for an earlier send, a signal): keep serving.
+                        tracing::debug!(error = %err, "udp recv failed");
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                },
+            };
+            bump(&shared.stats.received);
+            let datagram = Bytes::copy_from_slice(&buf[..n]);
+            shared
+                .on_datagram(&mut service, &mut limiter, &mut tasks, datagram, src)
+                .await;
+        }
+        let grace = shared.config.grace_period;
+        let _ =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        tasks.abort_all();
+        Ok(())
+    }
+}
+
+impl Shared {
+    async fn on_datagram<S>(
+        self: &Arc<Self>,
+        service: &mut S,
+        limiter: &mut Limiter,
+        tasks: &mut JoinSet<()>,
+        datagram: Bytes,
+        src: SocketAddr,
+    ) where
+        S: Dispatch,
+    {
+        let header = match Header::parse(&datagram) {
+            Ok(header) => header,
+            Err(err) => {
+                bump(&self.stats.malformed);
+                tracing::trace!(%src, error = %err, "udp datagram dropped");
+                return;
+            }
+        };
+        if header.kind.is_from_server() {
+            // Answering an answer is how two servers (or a spoofed pair) loop forever.
+            bump(&self.stats.ignored_answers);
+            return;
+        }
+        if header.flags != 0 || src.port() == 0 {
+            bump(&self.stats.malformed);
+            return;
+        }
+        let now = Instant::now();
+        let verified = self.cookies.check(src, &header.cookie, now);
+        if !verified && !limiter.allow(src.ip(), now) {
+            bump(&self.stats.rate_limited);
+            return;
+        }
+        let reply_to = ReplyTo {
+            addr: src,
+            size_limit: (!verified).then_some(datagram.len()),
+            flags: if verified { 0 } else { FLAG_STALE_COOKIE },
+            cookie: self.cookies.current(src, now),
+            instance: header.client_instance,
+            call_id: header.call_id,
+        };
+        match header.kind {
+            Kind::CookieRequest => {
+                let padding_ok = datagram[HEADER_LEN..].iter().all(|&b| b == 0);
+                if header.call_id != 0 || !padding_ok {
+                    bump(&self.stats.malformed);
+                    return;
+                }
+                let mut out = BytesMut::with_capacity(HEADER_LEN);
+                datagram::encode_header_only(&mut out, &reply_header(Kind::Cookie, &reply_to));
+                // A COOKIE is a bare header and a request at least one: never larger.
+                if out.len() <= datagram.len() {
+                    bump(&self.stats.cookies);
+                    self.send(&out, src).await;
+                }
+            }
+            Kind::Request => {
+                self.on_request(service, tasks, datagram, header, reply_to)
+                    .await;
+            }
+            Kind::Reply | Kind::Truncated | Kind::Cookie | Kind::Pending => {}
+        }
+    }
+
+    async fn on_request<S>(
+        self: &Arc<Self>,
+        service: &mut S,
+        tasks: &mut JoinSet<()>,
+        datagram: Bytes,
+        header: Header,
+        reply_to: ReplyTo,
+    ) where
+        S: Dispatch,
+    {
+        if header.call_id == 0 {
+            bump(&self.stats.malformed);
+            return;
+        }
+        if datagram.len() > self.config.max_datagram {
+            // The client's own rule sends only what fits; a larger request is refused unrun.
+            bump(&self.stats.oversized);
+            let status = Status::resource_exhausted(format!(
+                "UDP request of {} bytes exceeds this server's datagram limit of {}",
+                datagram.len(),
+                self.config.max_datagram
+            ));
+            self.send_answer(&reply_to, &Err(status)).await;
+            return;
+        }
+        let body = match datagram::parse_request(datagram.slice(HEADER_LEN..), &self.config.limits)
+        {
+            Ok(body) => body,
+            Err(err) => {
+                bump(&self.stats.malformed);
+                tracing::trace!(src = %reply_to.addr, error = %err, "udp request dropped");
+                return;
+            }
+        };
+        bump(&self.stats.requests);
+        let key = (header.client_instance, header.call_id);
+        let cached = !self.config.is_idempotent(body.path.as_str());
+        if cached {
+            match self.cache.begin(key.0, key.1, body.path.as_bytes()) {
+                Begin::New => {}
+                Begin::OtherMethod => {
+                    // Same identity, another method: not a retransmission; never answered
+                    // with another call's reply.
+                    bump(&self.stats.malformed);
+                    return;
+                }
+                Begin::Full => {
+                    // Running it now could not be made at-most-once. Say so (the answer is
+                    // not cached: a later retransmission may find room and run it), rather
+                    // than leave the client waiting out its deadline.
+                    bump(&self.stats.cache_full);
+                    let status = Status::resource_exhausted(
+                        "the server's UDP reply cache is full; the call did not run",
+                    );
+                    self.send_answer(&reply_to, &Err(status)).await;
+                    return;
+                }
+                Begin::InProgress => {
+                    bump(&self.stats.in_progress_duplicates);
+                    // A bare header, never larger than the request that caused it.
+                    let mut out = BytesMut::with_capacity(HEADER_LEN);
+                    datagram::encode_header_only(&mut out, &reply_header(Kind::Pending, &reply_to));
+                    self.send(&out, reply_to.addr).await;
+                    return;
+                }
+                Begin::Done(answer) => {
+                    bump(&self.stats.resent);
+                    self.send_answer(&reply_to, &answer).await;
+                    return;
+                }
+            }
+        }
+        if tasks.len() >= self.config.max_in_flight {
+            if cached {
+                self.cache.abandon(key.0, key.1);
+            }
+            bump(&self.stats.overloaded);
+            return;
+        }
+        bump(&self.stats.executed);
+        let guard = CompletionGuard {
+            cache: Arc::clone(&self.cache),
+            key: cached.then_some(key),
+        };
+        let timeout = crate::server::config::cap_timeout(body.timeout, self.config.timeout);
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut request =
+            Request::from_parts(body.metadata, RequestBody::Once(body.message), timeout);
+        request.set_conn_info(Some(ConnInfo::new(
+            TransportKind::Udp,
+            Some(reply_to.addr),
+            self.local,
+        )));
+        let call = IncomingCall {
+            path: body.path,
+            request,
+            transport: TransportKind::Udp,
+            replay: None,
+            call_id: reply_to.call_id,
+        };
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(call))) {
+            Ok(future) => future,
+            Err(_) => Box::pin(std::future::ready(Err(self.panicked()))),
+        };
+        // One box for the deadline and the unwrapping of the one message: a datagram carries
+        // one answer, so a streamed one cannot go over UDP.
+        let mut future: std::pin::Pin<Box<dyn Future<Output = Answer> + Send>> =
+            Box::pin(async move {
+                let routed = match deadline {
+                    None => future.await,
+                    Some(deadline) => match tokio::time::timeout_at(deadline, future).await {
+                        Ok(routed) => routed,
+                        Err(_) => Err(Status::deadline_exceeded("deadline exceeded on the server")),
+                    },
+                };
+                let (metadata, body, trailers) = routed?.into_parts();
+                match body.into_once() {
+                    Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
+                    Err(_) => Err(Status::unimplemented(
+                        "streaming responses are not served over UDP",
+                    )),
+                }
+            });
+        // Poll once here, as the TCP connection does: most handlers answer without waiting,
+        // and then the answer leaves with no task hop. A panic fails this call, not the server.
+        let polled = std::future::poll_fn(|cx| Poll::Ready(poll_caught(future.as_mut(), cx))).await;
+        match polled {
+            Poll::Ready(answer) => {
+                let answer = answer.unwrap_or_else(|_| Err(self.panicked()));
+                guard.complete(&answer);
+                self.send_answer(&reply_to, &answer).await;
+            }
+            Poll::Pending => {
+                let shared = Arc::clone(self);
+                tasks.spawn(async move {
+                    // A panic later on, in this task, fails the call the same way.
+                    let answer = std::future::poll_fn(|cx| poll_caught(future.as_mut(), cx))
+                        .await
+                        .unwrap_or_else(|_| Err(shared.panicked()));
+                    guard.complete(&answer);
+                    shared.send_answer(&reply_to, &answer).await;
+                });
+            }
+        }
+    }
+
+    fn panicked(&self) -> Status {
+        bump(&self.stats.panics);
+        panicked()
+    }
+
+    /// Sends REPLY when it fits and the source may receive it, TRUNCATED otherwise.
+    async fn send_answer(&self, to: &ReplyTo, answer: &Answer) {
+        let answer: Cow<'_, Answer> = match datagram::check_reply(answer, &self.config.limits) {
+            Ok(()) => Cow::Borrowed(answer),
+            Err(status) => Cow::Owned(Err(status)),
+        };
+        let len = datagram::reply_len(&answer);
+        let fits = len <= self.config.max_datagram;
+        let allowed = to.size_limit.is_none_or(|limit| len <= limit);
+        let mut out = BytesMut::new();
+        if fits && allowed {
+            datagram::encode_reply(&mut out, &reply_header(Kind::Reply, to), &answer);
+            bump(&self.stats.replies);
+        } else {
+            let mut header = reply_header(Kind::Truncated, to);
+            if fits {
+                header.flags |= FLAG_FITS;
+            }
+            datagram::encode_header_only(&mut out, &header);
+            if to.size_limit.is_some_and(|limit| out.len() > limit) {
+                // Cannot happen for a well-formed REQUEST (always larger than a header), but
+                // the rule is absolute.
+                bump(&self.stats.amplification_dropped);
+                return;
+            }
+            bump(&self.stats.truncated);
+        }
+        self.send(&out, to.addr).await;
+    }
+
+    async fn send(&self, datagram: &[u8], to: SocketAddr) {
+        if let Err(err) = self.socket.send_to(datagram, to).await {
+            // Lost like any datagram: the client retransmits and the cache answers.
+            tracing::debug!(%to, error = %err, "udp send failed");
+        }
+    }
+}
+
+fn reply_header(kind: Kind, to: &ReplyTo) -> Header {
+    Header {
+        kind,
+        flags: to.flags,
+        client_instance: to.instance,
+        call_id: to.call_id,
+        cookie: to.cookie,
+    }
+}

@@ -1,0 +1,21 @@
+//! Server hardening: each test shows one behaviour of the server connection over real loopback
+//! sockets — panicking handlers, protocol errors after a half-close, oversized stream messages,
+//! OPENs whose MESSAGE never comes, slowloris and the connection cap, read buffers pinned by
+//! pending calls, PING strikes, and configuration mistakes. Each failed before the rewrite of
+//! the server connection (commit 84bffd8).
+
+mod config;
+mod half_close;
+mod keepalive;
+mod oversized;
+mod panics;
+mod pending_open;
+mod ping_strikes;
+mod pinned_buffers;
+#[allow(dead_code)]
+#[path = "../hostile/raw.rs"]
+mod raw;
+mod service;
+mod slowloris;
+mod support;
+mod wire;

@@ -1,0 +1,47 @@
+//! Hedging against a real server: the faster copy answers, the slower one is cancelled there.
+
+use super::*;
+use sockrpc::middleware::hedge::{HedgeLayer, HedgingPolicy};
+use sockrpc_tests::counter::counter_client::CounterClient;
+use sockrpc_tests::counter::counter_server::CounterServer;
+use tower::Layer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedging_returns_the_faster_answer_and_cancels_the_other() {
+    let flaky = Flaky::default();
+    flaky.0.stall_first.store(true, Ordering::SeqCst);
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(CounterServer::new(flaky.clone())))
+            .await;
+    let hedge = HedgeLayer::new(HedgingPolicy::new(2, Duration::from_millis(50)));
+    let mut client = CounterClient::new(hedge.layer(server.channel().await));
+
+    let started = std::time::Instant::now();
+    let response = bounded("Get", client.get(GetRequest {}))
+        .await
+        .expect("the second copy answers");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    assert_eq!(
+        response.into_inner().total,
+        2,
+        "answered by the second attempt"
+    );
+    let seen = flaky.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1].previous.as_deref(), Some("1"));
+    // The stalled first copy was cancelled on the server (CANCEL frame → handler dropped).
+    bounded("cancellation", async {
+        while flaky.0.cancelled.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+
+    // Add is not NO_SIDE_EFFECTS: never hedged.
+    bounded("Add", client.add(AddRequest { amount: 1 }))
+        .await
+        .expect("Add");
+    assert_eq!(flaky.attempts(), 3);
+    server.stop().await;
+}

@@ -1,0 +1,192 @@
+//! Server limits against real clients: each refuses with the right code and recovers.
+
+use super::*;
+use sockrpc::middleware::limit::{ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer, WaitQueue};
+use sockrpc::ReadyQueue;
+use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::echo_server::EchoServer;
+
+const SLEEP: &str = "/sockrpc.test.Echo/Sleep";
+
+async fn echo_server<L: Finish + Send + 'static>(
+    builder: ServerBuilder<L>,
+) -> (Running, EchoClient) {
+    let server = Running::start(builder.add_service(EchoServer::new(Plain))).await;
+    let client = EchoClient::new(server.channel().await);
+    (server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_refuses_a_busy_method_and_recovers() {
+    let limit = ConcurrencyLimitLayer::new()
+        .method(SLEEP, 1)
+        .queue(WaitQueue::none());
+    let (server, client) = echo_server(sockrpc::Server::builder().layer(limit)).await;
+
+    let mut hog = client.clone();
+    let running = tokio::spawn(async move { hog.sleep(sleep_request(300)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = bounded("Sleep", client.clone().sleep(sleep_request(0)))
+        .await
+        .expect_err("Sleep is at its limit");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(pushback(&err), Some(Duration::from_millis(100)));
+    // Another method is not limited.
+    bounded("Echo", client.clone().echo(whoami()))
+        .await
+        .expect("Echo is not limited");
+
+    running.await.expect("join").expect("the first Sleep ran");
+    bounded("Sleep", client.clone().sleep(sleep_request(0)))
+        .await
+        .expect("room again");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_queues_a_call_until_room_frees() {
+    let limit = ConcurrencyLimitLayer::new()
+        .method(SLEEP, 1)
+        .queue(WaitQueue::new(4, Duration::from_secs(2)));
+    let (server, client) = echo_server(sockrpc::Server::builder().layer(limit)).await;
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.sleep(sleep_request(100)).await })
+        })
+        .collect();
+    for call in calls {
+        bounded("Sleep", call)
+            .await
+            .expect("join")
+            .expect("each waits its turn");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "one at a time"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_refuses_with_resource_exhausted_and_recovers() {
+    let rate = RateLimitLayer::new(5, Duration::from_secs(1))
+        .burst(1)
+        .queue(WaitQueue::none());
+    let (server, mut client) = echo_server(sockrpc::Server::builder().layer(rate)).await;
+    bounded("first", client.echo(whoami()))
+        .await
+        .expect("first call");
+    let err = bounded("second", client.echo(whoami()))
+        .await
+        .expect_err("no token yet");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let wait = pushback(&err).expect("pushback");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(200),
+        "{wait:?}"
+    );
+    tokio::time::sleep(wait).await;
+    bounded("third", client.echo(whoami()))
+        .await
+        .expect("a token came back");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_shed_refuses_at_once_over_its_cap_and_recovers() {
+    let shed = LoadShedLayer::new(1).pushback(Duration::from_millis(250));
+    let (server, client) = echo_server(sockrpc::Server::builder().layer(shed)).await;
+    let mut hog = client.clone();
+    let running = tokio::spawn(async move { hog.sleep(sleep_request(300)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let err = bounded("Echo", client.clone().echo(whoami()))
+        .await
+        .expect_err("shed");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(pushback(&err), Some(Duration::from_millis(250)));
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "at once, not queued"
+    );
+    running.await.expect("join").expect("the admitted call ran");
+    bounded("Echo", client.clone().echo(whoami()))
+        .await
+        .expect("recovered");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_from_tower_on_the_server_waits_in_the_ready_queue_then_sheds() {
+    // tower's ConcurrencyLimitLayer says "not ready" when full. The server queues such calls
+    // (here for up to 1 s) instead of failing them on the spot...
+    let (server, client) = echo_server(
+        sockrpc::Server::builder()
+            .ready_queue(ReadyQueue::new(8, Duration::from_secs(1)))
+            .layer(tower::limit::ConcurrencyLimitLayer::new(1)),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.sleep(sleep_request(200)).await })
+        })
+        .collect();
+    for call in calls {
+        bounded("Sleep", call)
+            .await
+            .expect("join")
+            .expect("queued, then ran");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    server.stop().await;
+
+    // ...and sheds them, with a pushback, when the wait is over.
+    let (server, client) = echo_server(
+        sockrpc::Server::builder()
+            .ready_queue(ReadyQueue::new(8, Duration::from_millis(50)))
+            .layer(tower::limit::ConcurrencyLimitLayer::new(1)),
+    )
+    .await;
+    let mut hog = client.clone();
+    let running = tokio::spawn(async move { hog.sleep(sleep_request(500)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let err = bounded("Sleep", client.clone().sleep(sleep_request(0)))
+        .await
+        .expect_err("shed after its wait");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(pushback(&err).is_some());
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    running.await.expect("join").expect("the first ran");
+    bounded("Sleep", client.clone().sleep(sleep_request(0)))
+        .await
+        .expect("recovered");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_timeout_ends_calls_that_set_no_deadline() {
+    let (server, mut client) =
+        echo_server(sockrpc::Server::builder().timeout(Duration::from_millis(100))).await;
+    let started = std::time::Instant::now();
+    let err = bounded("Sleep", client.sleep(sleep_request(5_000)))
+        .await
+        .expect_err("the server's timeout ends it");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A client deadline that is sooner still wins.
+    let mut request = Request::new(sleep_request(5_000));
+    request.set_timeout(Duration::from_millis(20));
+    let err = bounded("Sleep", client.sleep(request))
+        .await
+        .expect_err("the client's own deadline");
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    bounded("short Sleep", client.sleep(sleep_request(10)))
+        .await
+        .expect("calls within the timeout are untouched");
+    server.stop().await;
+}

@@ -1,0 +1,125 @@
+//! Retries and throttling against a real server.
+
+use super::*;
+use sockrpc::middleware::limit::LoadShedLayer;
+use sockrpc::middleware::retry::{RetryLayer, RetryPolicy};
+use sockrpc_tests::counter::counter_client::CounterClient;
+use sockrpc_tests::counter::counter_server::CounterServer;
+use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::echo_server::EchoServer;
+use tower::Layer;
+
+async fn flaky_server() -> (Flaky, Running) {
+    let flaky = Flaky::default();
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(CounterServer::new(flaky.clone())))
+            .await;
+    (flaky, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_a_no_side_effects_method_succeeds_after_the_server_fails_the_first_attempts() {
+    let (flaky, server) = flaky_server().await;
+    // No configuration: the generated client says Get is NO_SIDE_EFFECTS.
+    let mut client = CounterClient::new(RetryLayer::new().layer(server.channel().await));
+    flaky.fail_next(2);
+    let response = bounded("Get", client.get(GetRequest {}))
+        .await
+        .expect("the third attempt succeeds");
+    let seen = flaky.seen();
+    let previous: Vec<Option<&str>> = seen.iter().map(|s| s.previous.as_deref()).collect();
+    assert_eq!(previous, [None, Some("1"), Some("2")], "{seen:?}");
+    assert_eq!(
+        response
+            .metadata()
+            .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY),
+        Some("2")
+    );
+
+    // IDEMPOTENT methods too; and the policy's 4 attempts are the most.
+    flaky.fail_next(10);
+    let err = bounded("Set", client.set(AddRequest { amount: 3 }))
+        .await
+        .expect_err("fails four times");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(flaky.attempts(), 3 + 4);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_never_resends_a_non_idempotent_call_the_server_started() {
+    let (flaky, server) = flaky_server().await;
+    let mut client = CounterClient::new(RetryLayer::new().layer(server.channel().await));
+    flaky.fail_next(1);
+    let err = bounded("Add", client.add(AddRequest { amount: 5 }))
+        .await
+        .expect_err("Add ran, failed, and is not sent again");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(flaky.attempts(), 1);
+    // A method-specific policy is the owner's explicit word, and is followed.
+    let mut client = CounterClient::new(
+        RetryLayer::new()
+            .method("/sockrpc.test.counter.Counter/Add", RetryPolicy::new(2))
+            .layer(server.channel().await),
+    );
+    flaky.fail_next(1);
+    bounded("Add", client.add(AddRequest { amount: 5 }))
+        .await
+        .expect("retried under its own policy");
+    assert_eq!(flaky.attempts(), 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_caps_attempts_per_call_when_the_server_fails_every_call() {
+    let (flaky, server) = flaky_server().await;
+    flaky.0.fail_all.store(true, Ordering::SeqCst);
+    let layer = RetryLayer::new();
+    let client = CounterClient::new(layer.layer(server.channel().await));
+    let calls = 100;
+    for _ in 0..calls {
+        let err = bounded("Get", client.clone().get(GetRequest {}))
+            .await
+            .expect_err("the server fails everything");
+        assert_eq!(err.code(), Code::Unavailable);
+    }
+    let per_call = flaky.attempts() as f64 / calls as f64;
+    assert!(per_call <= 1.1, "{per_call} attempts per call");
+    let throttle = layer.get_throttle().expect("a throttle by default");
+    assert!(!throttle.allows_retry(), "tokens {}", throttle.tokens());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_waits_for_the_pushback_of_a_shedding_server() {
+    // The server sheds past one call in flight, asking for 150 ms; the client's policy for
+    // Sleep retries RESOURCE_EXHAUSTED, and waits exactly as asked.
+    let server = Running::start(
+        sockrpc::Server::builder()
+            .layer(LoadShedLayer::new(1).pushback(Duration::from_millis(150)))
+            .add_service(EchoServer::new(Plain)),
+    )
+    .await;
+    let channel = RetryLayer::new()
+        .method(
+            "/sockrpc.test.Echo/Sleep",
+            RetryPolicy::new(3).retryable([Code::ResourceExhausted]),
+        )
+        .layer(server.channel().await);
+    let mut busy = EchoClient::new(channel.clone());
+    let hog = tokio::spawn(async move { busy.sleep(sleep_request(100)).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = std::time::Instant::now();
+    let response = bounded("Sleep", EchoClient::new(channel).sleep(sleep_request(0)))
+        .await
+        .expect("admitted on the retry");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(
+        response
+            .metadata()
+            .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY),
+        Some("1")
+    );
+    hog.await.expect("join").expect("the first call ran");
+    server.stop().await;
+}
