@@ -305,6 +305,14 @@ fn server_connection_seeds() -> Vec<(String, Vec<u8>)> {
                 .raw(|b| frame::encode_half_close(b, 1)),
         ),
         (
+            "bidi-oversized",
+            Script::new()
+                .open(1, "Stream", 0, true)
+                .message(1, false, &[b'x'; 300])
+                .message(1, false, b"after")
+                .raw(|b| frame::encode_half_close(b, 1)),
+        ),
+        (
             "client-stream-to-unary",
             Script::new()
                 .open(1, "Unary", 0, true)

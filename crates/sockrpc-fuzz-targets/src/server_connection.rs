@@ -27,9 +27,9 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use sockrpc::protocol::frame::{Frame, PREFACE};
-use sockrpc::service::{Body, CallFuture};
+use sockrpc::service::CallFuture;
 use sockrpc::transport::FrameDecoder;
-use sockrpc::{Call, Code, Limits, Request, Response, Router, Server, Status};
+use sockrpc::{Body, Call, Code, Limits, Request, Response, Router, Server, Status};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
