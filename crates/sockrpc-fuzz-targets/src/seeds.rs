@@ -73,10 +73,16 @@ fn every_frame() -> Vec<(&'static str, BytesMut)> {
     add("open-streaming", &|b| {
         frame::encode_open_streaming(b, 3, None, &path, &md, true)
     });
+    add("open-reissue", &|b| {
+        frame::encode_reissue(b, 5, timeout, &path, &md, (0x1122_3344_5566_7788, 9))
+    });
     add("headers", &|b| frame::encode_headers(b, 1, &md));
     add("message", &|b| frame::encode_message(b, 1, true, b"hello"));
     add("end", &|b| {
         frame::encode_end(b, 1, Code::NotFound, "gone \u{1d11e}", b"\x00\x01", &md)
+    });
+    add("end-not-processed", &|b| {
+        frame::encode_end_flagged(b, 5, Code::Unavailable, "draining", b"", &md, true)
     });
     add("half-close", &|b| frame::encode_half_close(b, 3));
     add("cancel", &|b| frame::encode_cancel(b, 3));
@@ -361,6 +367,17 @@ fn server_connection_seeds() -> Vec<(String, Vec<u8>)> {
         (
             "reused-call-id",
             Script::new().unary(2, b"a").unary(2, b"b"),
+        ),
+        (
+            "udp-reissue",
+            Script::new()
+                .raw(|b| {
+                    let path = MethodPath::try_from_bytes(server_connection::path("Unary"))
+                        .expect("a valid method path");
+                    let md = MetadataMap::new();
+                    frame::encode_reissue(b, 1, None, &path, &md, (0x1122_3344_5566_7788, 9));
+                })
+                .message(1, true, b"again"),
         ),
         (
             "reserved-bits",
