@@ -6,9 +6,9 @@
 
 use crate::{Body, BoxError, IntoCallResponse, ReadyQueue};
 use crate::{Call, CallFuture, NamedService};
+use foldhash::HashMap;
 use sockrpc_protocol::{Response, Status};
 use std::{
-    collections::HashMap,
     sync::Arc,
     task::{Context, Poll},
 };

@@ -132,6 +132,25 @@ pub(super) async fn run_row(
         | Kind::SockrpcAuto
         | Kind::SockrpcStream
         | Kind::SockrpcStack => run_sockrpc(kind, targets, plan, row, progress).await,
+        Kind::SockrpcIdle => {
+            let idle = match &targets.rpc {
+                Some(endpoint) => super::idle::open(endpoint, plan).await,
+                None => Err(missing()),
+            };
+            match idle {
+                Ok(idle) => {
+                    let mut row = run_sockrpc(kind, targets, plan, row, progress).await;
+                    add_note(&mut row, idle.describe());
+                    drop(idle);
+                    row
+                }
+                Err(message) => {
+                    row.errors = 1;
+                    add_note(&mut row, format!("not measured: {message}"));
+                    row
+                }
+            }
+        }
     }
 }
 
@@ -149,7 +168,7 @@ async fn run_sockrpc(
         Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.and_then(|udp| targets.with_udp(udp)),
         Kind::SockrpcTls => targets.tls.clone(),
         Kind::SockrpcStack => targets.stack.clone(),
-        Kind::SockrpcTcp => targets.rpc.clone(),
+        Kind::SockrpcTcp | Kind::SockrpcIdle => targets.rpc.clone(),
         _ => targets.base().cloned(),
     };
     row.connections = match kind {
