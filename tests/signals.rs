@@ -837,8 +837,13 @@ async fn a_tcp_reissue_passes_the_middleware_and_must_name_the_method_the_udp_ca
         .expect("udp client");
     let grow = encoded(&authorized(GrowRequest { size: 5_000 }));
     let deadline = Some(Instant::now() + BOUND);
-    let udp_call = match bounded("udp call", udp.call(&GROW, &grow, deadline)).await {
-        UdpOutcome::Truncated { instance, call_id } => (instance, call_id),
+    // The hold keeps the call below the client's watermark until the test ends.
+    let (udp_call, _hold) = match bounded("udp call", udp.call(&GROW, &grow, deadline)).await {
+        UdpOutcome::Truncated {
+            instance,
+            call_id,
+            hold,
+        } => ((instance, call_id), hold),
         other => panic!("expected a truncated reply, got {other:?}"),
     };
     assert_eq!(server.handlers.grows.load(Ordering::SeqCst), 1);
@@ -968,8 +973,13 @@ async fn a_reissue_rebuilt_by_a_layer_is_still_answered_from_the_cache() {
         .expect("udp client");
     let grow = encoded(&authorized(GrowRequest { size: 5_000 }));
     let deadline = Some(Instant::now() + BOUND);
-    let udp_call = match bounded("udp call", udp.call(&GROW, &grow, deadline)).await {
-        UdpOutcome::Truncated { instance, call_id } => (instance, call_id),
+    // The hold keeps the call below the client's watermark until the test ends.
+    let (udp_call, _hold) = match bounded("udp call", udp.call(&GROW, &grow, deadline)).await {
+        UdpOutcome::Truncated {
+            instance,
+            call_id,
+            hold,
+        } => ((instance, call_id), hold),
         other => panic!("expected a truncated reply, got {other:?}"),
     };
     let conn = tcp_connection(server.tcp).await;
