@@ -21,20 +21,31 @@ pub(super) struct IdleConnections {
     asked: usize,
     /// The open-file limit that capped the count, when it did.
     capped_by: Option<u64>,
+    /// This process's resident memory grew by this much while they opened (with the server
+    /// embedded, that is the server's memory per idle connection, sockets' kernel memory apart).
+    rss_growth: Option<u64>,
 }
 
 impl IdleConnections {
     /// The row's note: how many were open, and why fewer than asked.
     pub(super) fn describe(&self) -> String {
         let open = self.sockets.len();
-        match self.capped_by {
+        let memory = match self.rss_growth {
+            Some(bytes) if open > 0 => format!(
+                "; resident memory +{:.1} KiB per idle connection (server embedded)",
+                bytes as f64 / open as f64 / 1024.0
+            ),
+            _ => String::new(),
+        };
+        let opened = match self.capped_by {
             Some(limit) => format!(
                 "{open} idle connections open to the same server ({} asked; capped by the \
                  open-file limit, {limit})",
                 self.asked
             ),
             None => format!("{open} idle connections open to the same server"),
-        }
+        };
+        format!("{opened}{memory}")
     }
 }
 
@@ -53,6 +64,7 @@ pub(super) async fn open(endpoint: &Endpoint, plan: &Plan) -> Result<IdleConnect
         .map_err(|err| format!("cannot resolve {endpoint}: {err}"))?
         .next()
         .ok_or_else(|| format!("{endpoint} has no address"))?;
+    let before = resident_bytes();
     let mut sockets = Vec::with_capacity(count);
     for i in 0..count {
         let mut socket = TcpStream::connect(addr)
@@ -64,9 +76,23 @@ pub(super) async fn open(endpoint: &Endpoint, plan: &Plan) -> Result<IdleConnect
             .map_err(|err| format!("idle connection {i} of {count}: {err}"))?;
         sockets.push(socket);
     }
+    // Let the server take in the last prefaces before reading its memory.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let rss_growth = match (plan.embedded, before, resident_bytes()) {
+        (true, Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     Ok(IdleConnections {
         sockets,
         asked,
         capped_by: (count < asked).then_some(limit),
+        rss_growth,
     })
+}
+
+/// This process's resident set size, from `/proc/self/statm` (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
