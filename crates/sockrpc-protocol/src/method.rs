@@ -65,8 +65,13 @@ impl MethodPath {
 
     /// `package.Service`.
     pub fn service(&self) -> &str {
+        std::str::from_utf8(self.service_bytes()).unwrap_or("")
+    }
+
+    /// `package.Service` as bytes: what a router looks up, with no UTF-8 check repeated.
+    pub fn service_bytes(&self) -> &[u8] {
         let start = usize::from(self.bytes.first() == Some(&b'/')).min(self.split);
-        std::str::from_utf8(&self.bytes[start..self.split]).unwrap_or("")
+        &self.bytes[start..self.split]
     }
 
     /// `Method`.
