@@ -22,6 +22,9 @@ trait Route: Send + Sync {
 
 struct ServiceRoute<S>(S);
 
+/// Service name (its bytes) → route.
+type Routes = HashMap<Box<[u8]>, Arc<dyn Route>>;
+
 impl<S> Route for ServiceRoute<S>
 where
     S: Service<Call> + Clone + Send + Sync + 'static,
@@ -43,7 +46,7 @@ where
 pub struct Router {
     /// Keyed by the service name's bytes: a call's path is looked up without checking its
     /// UTF-8 again.
-    routes: Arc<HashMap<Box<[u8]>, Arc<dyn Route>>>,
+    routes: Arc<Routes>,
     idempotent: Arc<std::collections::HashSet<String>>,
     queue: ReadyQueue,
 }
