@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Most ids passed over by one advance whose answers are dropped at once; a mark that jumps
-/// further leaves the rest to the ttl (a client never has that many calls finished between
-/// two of its requests unless it was silent for long, and then they are old anyway).
-pub(crate) const MAX_SWEEP: u32 = 4096;
+/// further leaves the rest to the ttl. A client moves its mark by about the calls it finished
+/// since its last request, at most its calls in flight; the bound keeps one datagram's work
+/// small, so a client cannot make the server sweep thousands of entries per request.
+pub(crate) const MAX_SWEEP: u32 = 256;
 
 /// Whether call id `a` comes before `b` in serial order.
 pub(crate) fn serial_before(a: u32, b: u32) -> bool {
@@ -120,6 +121,7 @@ mod tests {
         assert_eq!(marks.advance(7, 12, now), (15, 0), "never back");
         assert!(marks.is_stale(7, 14));
         assert_eq!(marks.advance(7, 15 + 10_000, now), (15, MAX_SWEEP));
+        assert!(MAX_SWEEP < 10_000);
         // Across the wrap.
         assert_eq!(marks.advance(9, u32::MAX - 1, now), (u32::MAX - 1, 0));
         assert_eq!(marks.advance(9, 3, now), (u32::MAX - 1, 5));
