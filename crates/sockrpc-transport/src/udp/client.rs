@@ -309,7 +309,7 @@ impl UdpClient {
         if let Err(outcome) = shared.ensure_cookie(deadline).await {
             return outcome;
         }
-        let (seq, call_id) = shared.outstanding.start();
+        let (seq, call_id, done_below) = shared.outstanding.start();
         crate::dispatch::note_call_id(call_id);
         let (tx, mut rx) = oneshot::channel();
         lock(&shared.pending).insert(call_id, tx);
@@ -330,10 +330,7 @@ impl UdpClient {
             &mut out,
             &header,
             None,
-            shared
-                .acks
-                .load(Ordering::Relaxed)
-                .then(|| shared.outstanding.done_below()),
+            shared.acks.load(Ordering::Relaxed).then_some(done_below),
             path,
             request.metadata(),
             request.get_ref(),

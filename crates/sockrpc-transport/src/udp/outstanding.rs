@@ -35,13 +35,15 @@ impl Outstanding {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new call: its sequence number and wire id, outstanding from now.
-    pub(crate) fn start(&self) -> (u64, u32) {
+    /// A new call: its sequence number, its wire id, outstanding from now, and the watermark
+    /// its REQUEST carries (this call included), all under one lock.
+    pub(crate) fn start(&self) -> (u64, u32, u32) {
         let mut state = self.lock();
         let seq = state.next;
         state.next += 1;
         state.live.insert(seq);
-        (seq, id_of(seq))
+        let lowest = state.live.first().copied().unwrap_or(seq);
+        (seq, id_of(seq), id_of(lowest))
     }
 
     /// The call will never be sent again.
@@ -50,6 +52,7 @@ impl Outstanding {
     }
 
     /// The watermark: the wire id of the lowest outstanding call, or of the next call.
+    #[cfg(test)]
     pub(crate) fn done_below(&self) -> u32 {
         let state = self.lock();
         id_of(state.live.first().copied().unwrap_or(state.next))
@@ -91,9 +94,11 @@ mod tests {
     fn the_watermark_is_the_lowest_call_not_finished() {
         let calls = Arc::new(Outstanding::default());
         assert_eq!(calls.done_below(), 1, "nothing sent yet");
-        let (a, id_a) = calls.start();
-        let (b, _) = calls.start();
-        let (c, id_c) = calls.start();
+        let (a, id_a, below) = calls.start();
+        assert_eq!(below, id_a, "a call's own REQUEST counts it outstanding");
+        let (b, _, _) = calls.start();
+        let (c, id_c, below) = calls.start();
+        assert_eq!(below, id_a);
         assert_eq!(calls.done_below(), id_a);
         calls.finish(b);
         assert_eq!(calls.done_below(), id_a, "a still outstanding");
@@ -102,7 +107,7 @@ mod tests {
         drop(hold);
         assert_eq!(calls.done_below(), id_c);
         calls.finish(c);
-        let (_, next) = calls.start();
+        let (_, next, _) = calls.start();
         assert_eq!(next, id_c + 1);
         assert_eq!(calls.done_below(), next);
     }
