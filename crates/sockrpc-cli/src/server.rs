@@ -255,9 +255,11 @@ impl Sockets {
         };
         // A builder per listener: each `serve*` consumes its own.
         let server = || {
-            builder()
-                .grace_period(GRACE)
-                .add_service(BenchServer::new(EchoService))
+            crate::cmd::health::with_reflection_and_health(
+                builder()
+                    .grace_period(GRACE)
+                    .add_service(BenchServer::new(EchoService)),
+            )
         };
         let (tls_rpc, raw_tls) = match self.tls {
             Some((rpc, raw, tls)) => (
