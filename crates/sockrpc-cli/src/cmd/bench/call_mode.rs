@@ -61,11 +61,11 @@ impl Caller for DynCaller {
 fn fire(channel: Channel, outgoing: Outgoing, message: Bytes) -> Fire {
     let outgoing = Arc::new(outgoing);
     Arc::new(move || {
-        let (channel, outgoing, message) = (channel.clone(), Arc::clone(&outgoing), message.clone());
+        let (channel, outgoing, message) =
+            (channel.clone(), Arc::clone(&outgoing), message.clone());
         Box::pin(async move {
-            let describe = |status: sockrpc::Status| {
-                format!("{:?}: {}", status.code(), status.message())
-            };
+            let describe =
+                |status: sockrpc::Status| format!("{:?}: {}", status.code(), status.message());
             let response = outgoing.once(&channel, message).await.map_err(describe)?;
             let (_, mut body, _) = response.into_parts();
             body.take_single().await.map_err(describe)?;
@@ -204,7 +204,13 @@ fn annotate(path: &std::path::Path, runs: &[OpenLoop], method: &str) -> Result<(
 pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let embedded = match &args.target {
         Some(_) => None,
-        None => Some(Embedded::start(args.server_workers, false, false, None, false)?),
+        None => Some(Embedded::start(
+            args.server_workers,
+            false,
+            false,
+            None,
+            false,
+        )?),
     };
     let endpoint = match (&args.target, &embedded) {
         (Some(target), _) => conn::endpoint(
@@ -258,7 +264,12 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let mut runs = Vec::new();
     if args.rate.is_empty() {
         for &concurrency in &args.concurrency {
-            let mut row = empty_row(leak(target.name.clone()), transport, target.request_bytes, concurrency);
+            let mut row = empty_row(
+                leak(target.name.clone()),
+                transport,
+                target.request_bytes,
+                concurrency,
+            );
             row.connections = args.connections.min(concurrency);
             let callers: Vec<DynCaller> = (0..concurrency)
                 .map(|_| DynCaller {

@@ -184,7 +184,12 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "METHOD", requires = "target")]
     call: Option<String>,
     /// With --call: the request as JSON, `@FILE` or `@-` (stdin) [default: `{}`].
-    #[arg(short = 'd', long = "data", value_name = "JSON|@FILE|@-", requires = "call")]
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "JSON|@FILE|@-",
+        requires = "call"
+    )]
     data: Option<String>,
     /// With --call or --rate: metadata sent with every call, `key:value`; repeatable.
     #[arg(short = 'H', long = "header", value_name = "KEY:VALUE")]

@@ -265,7 +265,14 @@ mod tests {
             })
         };
         let bar = ProgressBar::hidden();
-        let result = run(Arc::clone(&fire), 1000.0, Duration::from_secs(1), 1000, &bar).await;
+        let result = run(
+            Arc::clone(&fire),
+            1000.0,
+            Duration::from_secs(1),
+            1000,
+            &bar,
+        )
+        .await;
         assert_eq!(result.slots, 1000);
         assert_eq!(result.sent, 1000);
         assert_eq!(result.dropped, 0);

@@ -18,7 +18,9 @@ fn draw_error(err: impl std::fmt::Display) -> io::Error {
 pub(super) fn write_svg(path: &Path, method: &str, runs: &[OpenLoop]) -> io::Result<()> {
     let runs: Vec<&OpenLoop> = runs.iter().filter(|run| !run.hist.is_empty()).collect();
     if runs.is_empty() {
-        return Err(io::Error::other("no rate had an answered call: nothing to draw"));
+        return Err(io::Error::other(
+            "no rate had an answered call: nothing to draw",
+        ));
     }
     let lines: Vec<(&str, Vec<(f64, f64)>)> = QUANTILES
         .iter()
@@ -26,16 +28,26 @@ pub(super) fn write_svg(path: &Path, method: &str, runs: &[OpenLoop]) -> io::Res
             let points = runs
                 .iter()
                 .map(|run| {
-                    (run.rate, run.hist.value_at_quantile(*quantile) as f64 / 1000.0)
+                    (
+                        run.rate,
+                        run.hist.value_at_quantile(*quantile) as f64 / 1000.0,
+                    )
                 })
                 .collect();
             (*label, points)
         })
         .collect();
-    let ys = || lines.iter().flat_map(|(_, points)| points.iter().map(|(_, y)| *y));
+    let ys = || {
+        lines
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
+    };
     let y_min = (ys().fold(f64::INFINITY, f64::min) / 1.25).max(0.1);
     let y_max = (ys().fold(0.0, f64::max) * 1.25).max(y_min * 10.0);
-    let x_min = runs.iter().map(|run| run.rate).fold(f64::INFINITY, f64::min);
+    let x_min = runs
+        .iter()
+        .map(|run| run.rate)
+        .fold(f64::INFINITY, f64::min);
     let x_max = runs.iter().map(|run| run.rate).fold(0.0, f64::max);
     let (x_lo, x_hi) = if x_max > x_min {
         (x_min / 1.1, x_max * 1.1)
