@@ -45,6 +45,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest flag set costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Measure unary call latency and throughput against the raw-socket floor.
     ///

@@ -439,3 +439,48 @@ fn open_loop_holds_the_rate_and_shows_the_tail_a_closed_loop_hides() {
         "{closed:#}"
     );
 }
+
+/// `sockrpc serve` mounts reflection and health for its bench service: `list`, `describe`,
+/// `call` and `health` work against it with no `.proto` at hand.
+#[test]
+fn list_call_and_health_against_sockrpc_serve() {
+    let (_server, line_rx) = spawn_server(sockrpc().args(["serve", "--tcp", "127.0.0.1:0"]));
+    let line = first_line(&line_rx);
+    let tcp = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("tcp="))
+        .unwrap_or_else(|| panic!("no tcp= in {line:?}"));
+    let addr = format!("tcp://{tcp}");
+    let (code, stdout, stderr) = call(&["list", &addr], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "sockrpc.bench.Bench"
+        ]
+    );
+    let (code, stdout, _) = call(
+        &[
+            "call",
+            &addr,
+            "sockrpc.bench.Bench/Echo",
+            "-d",
+            r#"{"body": "aGVsbG8="}"#,
+        ],
+        "",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(lines(&stdout), [serde_json::json!({"body": "aGVsbG8="})]);
+    let (code, stdout, _) = call(&["health", &addr], "");
+    assert_eq!((code, stdout.trim()), (0, "SERVING"));
+    let (code, stdout, _) = call(&["health", &addr, "sockrpc.bench.Bench"], "");
+    assert_eq!((code, stdout.trim()), (0, "SERVING"));
+    let (code, _, stderr) = call(&["health", &addr, "no.Such"], "");
+    assert_eq!(code, 5, "NOT_FOUND: {stderr}");
+    // The route guide has no health service: UNIMPLEMENTED, 12.
+    let guide = spawn_guide(false);
+    let (code, _, stderr) = call(&["health", &guide.addr], "");
+    assert_eq!(code, 12, "{stderr}");
+}
