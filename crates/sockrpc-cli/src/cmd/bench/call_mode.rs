@@ -153,13 +153,14 @@ fn open_row(run: &OpenLoop, target: &Target, transport: &'static str, cap: u64) 
     );
     row.note = Some(format!(
         "asked {:.0}/s, achieved {:.1}/s; {} of {} slots sent, {} dropped (cap {cap} in flight, \
-         peak {}); max send lag {} µs; latency from the scheduled send{}",
+         peak {}); send lag p50 {} µs, max {} µs; latency from the scheduled send{}",
         run.rate,
         run.achieved_rate,
         run.sent,
         run.slots,
         run.dropped,
         run.peak_in_flight,
+        run.median_send_lag.as_micros(),
         run.max_send_lag.as_micros(),
         run.first_error
             .as_ref()
@@ -190,6 +191,7 @@ fn annotate(path: &std::path::Path, runs: &[OpenLoop], method: &str) -> Result<(
                     "sent": run.sent,
                     "dropped_slots": run.dropped,
                     "peak_in_flight": run.peak_in_flight,
+                    "median_send_lag_us": u64::try_from(run.median_send_lag.as_micros()).unwrap_or(u64::MAX),
                     "max_send_lag_us": u64::try_from(run.max_send_lag.as_micros()).unwrap_or(u64::MAX),
                 });
             }

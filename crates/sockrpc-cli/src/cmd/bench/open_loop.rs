@@ -94,6 +94,9 @@ pub(crate) struct OpenLoop {
     pub(crate) achieved_rate: f64,
     /// Longest delay between a slot and its send.
     pub(crate) max_send_lag: Duration,
+    /// Median delay between a slot and its send: a high one says the client, not the server,
+    /// is late.
+    pub(crate) median_send_lag: Duration,
     /// Most calls in flight at once.
     pub(crate) peak_in_flight: u64,
     /// From the first slot until the last answer (or the drain's end).
@@ -117,6 +120,7 @@ pub(crate) async fn run(
     let mut dropped = 0;
     let mut sent = 0;
     let mut max_lag = Duration::ZERO;
+    let mut lags = Stats::new();
     let mut last_send = Instant::now();
     let local = tokio::task::LocalSet::new();
     let start = Instant::now() + SPIN;
@@ -156,7 +160,9 @@ pub(crate) async fn run(
                         continue;
                     }
                     let sent_at = Instant::now();
-                    max_lag = max_lag.max(sent_at.saturating_duration_since(scheduled));
+                    let lag = sent_at.saturating_duration_since(scheduled);
+                    max_lag = max_lag.max(lag);
+                    lags.ok(lag);
                     last_send = sent_at;
                     sent += 1;
                     in_flight.set(in_flight.get() + 1);
@@ -209,6 +215,7 @@ pub(crate) async fn run(
         dropped,
         achieved_rate: sent as f64 / window.as_secs_f64(),
         max_send_lag: max_lag,
+        median_send_lag: Duration::from_nanos(lags.hist.value_at_quantile(0.5)),
         peak_in_flight: peak,
         elapsed: start.elapsed(),
     }
