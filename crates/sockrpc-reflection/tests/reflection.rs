@@ -62,7 +62,7 @@ async fn reflection_answers_on_one_stream() {
     let channel = Channel::connect(format!("tcp://{addr}"))
         .await
         .expect("connect");
-    let mut client = ServerReflectionClient::new(channel);
+    let mut client = ServerReflectionClient::new(channel.clone());
     let requests = futures_util::stream::iter(vec![
         ask(MessageRequest::ListServices(String::new())),
         ask(MessageRequest::FileContainingSymbol(
@@ -104,6 +104,24 @@ async fn reflection_answers_on_one_stream() {
         other => panic!("expected an error, got {other:?}"),
     }
     drop(answers);
+
+    // The same service under its v1alpha name (identical messages on the wire).
+    let mut raw = sockrpc::Client::new(channel.clone());
+    let mut alpha = raw
+        .streaming(
+            Request::new(futures_util::stream::iter([ask(
+                MessageRequest::ListServices(String::new()),
+            )])),
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            sockrpc::ProstCodec,
+        )
+        .await
+        .expect("v1alpha answers")
+        .into_inner();
+    match next(&mut alpha).await {
+        MessageResponse::ListServicesResponse(list) => assert_eq!(list.service.len(), 1),
+        other => panic!("expected a list, got {other:?}"),
+    }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
 }
