@@ -261,6 +261,64 @@ fn bad_input_is_a_clear_error() {
     assert!(stderr.contains("routeguide.Point"), "{stderr}");
 }
 
+/// `-H` metadata reaches the handler, `--timeout` is the call's deadline (DEADLINE_EXCEEDED,
+/// 4), `-d @FILE` and `-d @-` read the request from a file and stdin, and reserved or malformed
+/// metadata is refused before any call.
+#[test]
+fn metadata_deadline_and_request_files() {
+    let guide = spawn_guide(false);
+    let get = "routeguide.RouteGuide/GetFeature";
+    let (code, stdout, stderr) = call(
+        &[
+            "call",
+            &guide.addr,
+            get,
+            "-H",
+            "x-feature-name: Custom",
+            "-d",
+            r#"{"latitude": 7}"#,
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines(&stdout)[0]["name"], "Custom");
+    let started = Instant::now();
+    let slow = format!(r#"{{"latitude": {SLOW_LATITUDE}}}"#);
+    let (code, _, stderr) = call(
+        &["call", &guide.addr, get, "--timeout", "0.3", "-d", &slow],
+        "",
+    );
+    assert_eq!(code, 4, "DEADLINE_EXCEEDED is 4: {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the deadline did not end the call"
+    );
+    let file = temp_path("request.json");
+    std::fs::write(&file, r#"{"latitude": 3, "longitude": 3}"#).expect("write");
+    let at_file = format!("@{}", file.display());
+    let (code, stdout, _) = call(&["call", &guide.addr, get, "-d", &at_file], "");
+    assert_eq!(code, 0);
+    assert_eq!(lines(&stdout)[0]["name"], "Three");
+    let (code, stdout, _) = call(
+        &["call", &guide.addr, get, "-d", "@-"],
+        r#"{"latitude": 1, "longitude": 1}"#,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(lines(&stdout)[0]["name"], "One");
+    for bad in ["sockrpc-secret:1", "no-colon"] {
+        let (code, _, stderr) = call(&["call", &guide.addr, get, "-H", bad], "");
+        assert_eq!(code, 64, "{bad}: {stderr}");
+        assert!(
+            stderr.contains(bad.split(':').next().unwrap_or(bad)),
+            "{stderr}"
+        );
+    }
+    let missing = format!("@{}", temp_path("missing.json").display());
+    let (code, _, stderr) = call(&["call", &guide.addr, get, "-d", &missing], "");
+    assert_eq!(code, 64, "{stderr}");
+    let _ = std::fs::remove_file(file);
+}
+
 /// `list` and `describe` over reflection.
 #[test]
 fn list_and_describe_over_reflection() {
@@ -423,6 +481,11 @@ fn open_loop_holds_the_rate_and_shows_the_tail_a_closed_loop_hides() {
     let stall_us = STALL.as_micros() as f64;
     let open_p90 = open["p90_us"].as_f64().expect("p90");
     let closed_p90 = closed["p90_us"].as_f64().expect("p90");
+    println!(
+        "open loop: achieved {achieved}/s, p50 {} µs, p90 {open_p90} µs, p99 {} µs; closed loop: \
+         p50 {} µs, p90 {closed_p90} µs, p99 {} µs",
+        open["p50_us"], open["p99_us"], closed["p50_us"], closed["p99_us"]
+    );
     // About 40 % of the open loop's slots fall due during a stall (200 ms of every 700):
     // its p90 is well into the stall; the closed loop's is an ordinary call.
     assert!(

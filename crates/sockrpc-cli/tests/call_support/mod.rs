@@ -28,6 +28,8 @@ const ADDR_LINE: &str = "ROUTE_GUIDE_ADDR=";
 
 /// Every 100th `GetFeature` stalls the server this long (with `ROUTE_GUIDE_STALL`).
 pub const STALL: Duration = Duration::from_millis(200);
+/// `GetFeature` at this latitude takes 5 s (for the deadline test).
+pub const SLOW_LATITUDE: i32 = 99;
 /// Every other `GetFeature` takes this long (with `ROUTE_GUIDE_STALL`).
 pub const SLOW: Duration = Duration::from_millis(2);
 
@@ -62,20 +64,28 @@ impl RouteGuide for Guide {
             drop(guard);
             tokio::time::sleep(SLOW).await;
         }
+        // `x-feature-name` metadata names the feature (what the `-H` test reads back).
+        let named = request.metadata().get("x-feature-name").map(str::to_owned);
         let point = request.into_inner();
+        if point.latitude == SLOW_LATITUDE {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
         if point.latitude < 0 {
             return Err(Status::not_found(format!(
                 "no feature south of the equator ({})",
                 point.latitude
             )));
         }
-        let feature = features()
+        let mut feature = features()
             .into_iter()
             .find(|f| f.location.as_ref() == Some(&point))
             .unwrap_or(Feature {
                 name: String::new(),
                 location: Some(point),
             });
+        if let Some(name) = named {
+            feature.name = name;
+        }
         Ok(Response::new(feature))
     }
 
