@@ -35,8 +35,9 @@ use std::process::ExitCode;
 #[command(
     name = "sockrpc",
     version,
-    about = "sockrpc's command line: latency benchmarks against the raw-socket floor, and a \
-             benchmark server",
+    about = "sockrpc's command line: latency benchmarks against the raw-socket floor, a \
+             benchmark server, and calls and load tests of any service (call, list, describe, \
+             health, bench --call/--rate)",
     propagate_version = true
 )]
 struct Cli {

@@ -132,9 +132,8 @@ async fn call(args: CallArgs) -> Result<(), Failure> {
         streaming_response: method.is_server_streaming(),
     };
     let result = send(&channel, &method, &outgoing, args.data.as_deref()).await;
-    match &result {
-        Ok(()) => eprintln!("status OK (0)"),
-        Err(Failure::Status(_)) | Err(Failure::Input(_)) => {}
+    if result.is_ok() {
+        eprintln!("status OK (0)");
     }
     result
 }

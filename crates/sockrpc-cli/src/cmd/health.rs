@@ -39,16 +39,13 @@ pub(crate) fn run(args: HealthArgs) -> std::process::ExitCode {
 async fn check(args: HealthArgs) -> Result<(), Failure> {
     let metadata = args.conn.metadata()?;
     let channel = args.conn.connect().await?;
-    let mut request = Request::from_parts(
+    let request = Request::from_parts(
         metadata,
         HealthCheckRequest {
             service: args.service.clone(),
         },
         args.conn.timeout,
     );
-    if let Some(timeout) = args.conn.timeout {
-        request.set_timeout(timeout);
-    }
     let answer = HealthClient::new(channel)
         .check(request)
         .await?
