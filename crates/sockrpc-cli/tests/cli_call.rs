@@ -397,7 +397,7 @@ fn bench_call_writes_json_and_a_rate_sweep_plot() {
 
     let sweep = temp_path("sweep.json");
     let svg = temp_path("sweep.svg");
-    run_ok(
+    let stdout = run_ok(
         sockrpc()
             .args([
                 "bench",
@@ -418,6 +418,12 @@ fn bench_call_writes_json_and_a_rate_sweep_plot() {
             .arg(&svg)
             .arg("--compare")
             .arg(&json),
+    );
+    // Open-loop rows are not in the closed-loop run they are compared with, and say so.
+    assert!(stdout.contains("compared with"), "{stdout}");
+    assert!(
+        stdout.contains("open-loop 100/s") && stdout.contains("not in the saved run"),
+        "{stdout}"
     );
     let report = read_json(&sweep);
     let rows = report["rows"].as_array().expect("rows");
