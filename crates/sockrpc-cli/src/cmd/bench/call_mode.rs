@@ -311,6 +311,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                 rate,
                 time,
                 args.max_in_flight,
+                args.spin,
                 &progress,
             )));
         }

@@ -212,6 +212,12 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,
+    /// With --rate: busy-wait the last millisecond before each scheduled send instead of
+    /// sleeping (tokio's timer has 1 ms resolution): sends leave within microseconds of their
+    /// slot, but the client keeps a CPU busy. Leave off when the server shares this machine's
+    /// CPUs; the reported send lag says how late sends were either way.
+    #[arg(long, requires = "rate")]
+    spin: bool,
     /// With --rate: draw latency (p50, p90, p99, p99.9) against the asked rate, as an SVG.
     #[arg(long, value_name = "PATH.svg", requires = "rate")]
     rate_plot: Option<PathBuf>,
