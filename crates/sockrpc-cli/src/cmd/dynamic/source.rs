@@ -105,3 +105,51 @@ pub(crate) async fn resolve_method(
     };
     find_method(&pool, &service, &method)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_take_the_usual_spellings() {
+        let want = ("pkg.Svc".to_owned(), "Get".to_owned());
+        for text in [
+            "pkg.Svc/Get",
+            "/pkg.Svc/Get",
+            "pkg.Svc.Get",
+            " pkg.Svc/Get ",
+        ] {
+            assert_eq!(split_method(text).ok(), Some(want.clone()), "{text:?}");
+        }
+        for bad in ["", "Get", "pkg.Svc/", "/Get"] {
+            assert!(split_method(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_method_names_the_ones_there_are() {
+        let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../proto/routeguide/route_guide.proto");
+        let pool = compile(&[proto], &[])
+            .map_err(|f| f.to_string())
+            .expect("compiles");
+        let found =
+            find_method(&pool, "routeguide.RouteGuide", "RouteChat").map_err(|f| f.to_string());
+        assert!(found.is_ok_and(|m| m.is_client_streaming() && m.is_server_streaming()));
+        let missing = find_method(&pool, "routeguide.RouteGuide", "Fly")
+            .map(|_| ())
+            .map_err(|f| f.to_string());
+        let message = missing.err().unwrap_or_default();
+        assert!(
+            message.contains("GetFeature") && message.contains("RouteChat"),
+            "{message}"
+        );
+        let missing = find_method(&pool, "routeguide.Nope", "Fly")
+            .map(|_| ())
+            .map_err(|f| f.to_string());
+        assert!(missing
+            .err()
+            .unwrap_or_default()
+            .contains("routeguide.RouteGuide"));
+    }
+}
