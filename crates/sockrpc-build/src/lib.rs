@@ -49,6 +49,10 @@
 //! | client streaming | `record_route(impl IntoStreamingRequest<Message = Point>) -> Result<Response<RouteSummary>, Status>` | `fn record_route(&self, Request<Streaming<Point>>) -> Future<RouteSummary>` |
 //! | bidi streaming | `route_chat(impl IntoStreamingRequest<Message = RouteNote>) -> Result<Response<Streaming<RouteNote>>, Status>` | `type RouteChatStream: Stream<Item = Result<RouteNote, Status>> + Send + 'static;` and `fn route_chat(&self, Request<Streaming<RouteNote>>) -> Future<Self::RouteChatStream>` |
 //!
+//! Every package module also gets `FILE_DESCRIPTOR_SET: &[u8]`, the encoded
+//! descriptors of its files and their imports, for server reflection
+//! (`sockrpc-reflection`) and tools that encode messages at run time.
+//!
 //! Leading and trailing comments on services and rpcs become doc comments.
 //! Code blocks in them are rendered as text so they never run as doctests.
 //!
@@ -76,6 +80,7 @@
 
 mod client;
 mod comments;
+mod descriptor;
 mod generator;
 mod names;
 mod server;
@@ -257,7 +262,14 @@ impl Builder {
 
         let errors = Rc::new(RefCell::new(Vec::new()));
         let mut config = self.prost_config(Rc::clone(&errors));
-        config.compile_fds(fds)?;
+        config.compile_fds(fds.clone())?;
+        let out_dir = match &self.out_dir {
+            Some(out_dir) => out_dir.clone(),
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| io::Error::other("OUT_DIR is not set"))?,
+        };
+        descriptor::append_descriptor_sets(&out_dir, &fds)?;
 
         let errors = errors.take();
         if errors.is_empty() {

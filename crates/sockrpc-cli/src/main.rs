@@ -6,6 +6,8 @@
 //! - [`cmd::bench`]: the benchmark plan, row by row, and its output.
 //! - [`cmd::serve`]: the standalone benchmark server.
 //! - [`cmd::interop`]: the interop server and client (crate `sockrpc-interop`).
+//! - [`cmd::call`], [`cmd::list`], [`cmd::describe`], [`cmd::health`]: any service from the
+//!   command line, through [`cmd::dynamic`] (descriptors, JSON, codec-free calls).
 //! - [`server`]: what both bench commands serve: the `Bench` service (TCP; UDP and a Unix
 //!   socket when asked), the raw TCP and UDP echoes.
 //! - [`proto`]: the `Bench` service, its echo implementation, the unary and stream callers.
@@ -33,8 +35,9 @@ use std::process::ExitCode;
 #[command(
     name = "sockrpc",
     version,
-    about = "sockrpc's command line: latency benchmarks against the raw-socket floor, and a \
-             benchmark server",
+    about = "sockrpc's command line: latency benchmarks against the raw-socket floor, a \
+             benchmark server, and calls and load tests of any service (call, list, describe, \
+             health, bench --call/--rate)",
     propagate_version = true
 )]
 struct Cli {
@@ -43,6 +46,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest flag set costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Measure unary call latency and throughput against the raw-socket floor.
     ///
@@ -60,6 +65,30 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// gRPC's interop test service and cases on sockrpc, across processes.
     Interop(cmd::interop::InteropArgs),
+    /// Call any method of any service, request and answers as JSON (like grpcurl).
+    ///
+    /// Descriptors come from the server's reflection service, or from --proto files. Answers
+    /// are printed one JSON object per line on stdout; the status goes to stderr. Streaming
+    /// requests are newline-delimited JSON (-d, -d @FILE, or stdin).
+    ///
+    /// Exit code: the call's gRPC status code (0 OK, 1 CANCELLED, 2 UNKNOWN, 3 INVALID_ARGUMENT,
+    /// 4 DEADLINE_EXCEEDED, 5 NOT_FOUND, ..., 14 UNAVAILABLE (cannot connect), 16
+    /// UNAUTHENTICATED); 64 when no call was made because the input was wrong (bad JSON,
+    /// unknown method or field, unreadable file); 2 for a bad command line.
+    Call(cmd::call::CallArgs),
+    /// List the services a server serves (reflection or --proto), or one service's methods.
+    ///
+    /// Exit code as for `call`.
+    List(cmd::list::ListArgs),
+    /// Show a service, method, message or enum as .proto text (reflection or --proto).
+    ///
+    /// Exit code as for `call`.
+    Describe(cmd::describe::DescribeArgs),
+    /// Ask a server's grpc.health.v1 service whether it (or SERVICE) is serving.
+    ///
+    /// Prints SERVING, NOT_SERVING, ...; exit code 0 for SERVING, 14 for any other status, or
+    /// the call's status code (5: unknown service, 12: no health service).
+    Health(cmd::health::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +97,11 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Interop(args) => cmd::interop::run(args),
+        // These exit with the call's status code.
+        Command::Call(args) => return cmd::call::run(args),
+        Command::List(args) => return cmd::list::run(args),
+        Command::Describe(args) => return cmd::describe::run(args),
+        Command::Health(args) => return cmd::health::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

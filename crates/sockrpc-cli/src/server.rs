@@ -259,11 +259,13 @@ impl Sockets {
         };
         // A builder per listener: each `serve*` consumes its own.
         let server = || {
-            builder()
-                .grace_period(GRACE)
-                // Room for the sockrpc-tcp-idle row's idle connections beside the busy ones.
-                .max_connections(MAX_CONNECTIONS)
-                .add_service(BenchServer::new(EchoService))
+            crate::cmd::health::with_reflection_and_health(
+                builder()
+                    .grace_period(GRACE)
+                    // Room for the sockrpc-tcp-idle row's idle connections beside the busy ones.
+                    .max_connections(MAX_CONNECTIONS)
+                    .add_service(BenchServer::new(EchoService)),
+            )
         };
         let (tls_rpc, raw_tls) = match self.tls {
             Some((rpc, raw, tls)) => (

@@ -125,3 +125,61 @@ fn serve_tls_and_bench_tls_target_across_processes() {
     terminate(&mut server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `list`, `call` and `health` reach a `sockrpc serve --tls-cert` at tls:// with `--tls-ca`
+/// (reflection and health are mounted on it); a client trusting another certificate gets
+/// UNAVAILABLE (14) as its exit code.
+#[test]
+fn list_call_and_health_over_tls() {
+    let dir = temp_path("tls-call");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = self_signed_files(&dir);
+    let (_server, line_rx) = spawn_server(
+        sockrpc()
+            .args(["serve", "--tcp", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+    );
+    let line = first_line(&line_rx);
+    let tls = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("tls="))
+        .unwrap_or_else(|| panic!("no tls= in {line:?}"));
+    let target = format!("tls://{tls}");
+    let stdout = run_ok(sockrpc().args(["list", &target]).arg("--tls-ca").arg(&cert));
+    assert!(
+        stdout.lines().any(|l| l == "sockrpc.bench.Bench"),
+        "{stdout}"
+    );
+    let stdout = run_ok(
+        sockrpc()
+            .args([
+                "call",
+                &target,
+                "sockrpc.bench.Bench/Echo",
+                "-d",
+                r#"{"body": "aGk="}"#,
+            ])
+            .arg("--tls-ca")
+            .arg(&cert),
+    );
+    assert_eq!(stdout.trim(), r#"{"body":"aGk="}"#);
+    let stdout = run_ok(
+        sockrpc()
+            .args(["health", &target])
+            .arg("--tls-ca")
+            .arg(&cert),
+    );
+    assert_eq!(stdout.trim(), "SERVING");
+
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    let (other_cert, _) = self_signed_files(&other);
+    let output = run(sockrpc()
+        .args(["list", &target])
+        .arg("--tls-ca")
+        .arg(&other_cert));
+    assert_eq!(output.status.code(), Some(14), "{output:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,9 +19,16 @@
 //! - [`plan`]: how every row runs, where it connects, which rows a group has.
 //! - [`rows`]: running one row: connecting its callers, warmup, measurement, notes.
 //! - [`idle`]: the idle connections of the sockrpc-tcp-idle row.
+//! - [`call_mode`]: `--call` (a method of your own service) and `--rate` (open loop, with
+//!   [`open_loop`] and the sweep's [`rate_plot`]).
+//! - [`compare`]: `--compare old.json`, deltas against a saved run, flagged beyond noise.
 
+mod call_mode;
+mod compare;
 mod idle;
+mod open_loop;
 mod plan;
+mod rate_plot;
 mod rows;
 
 use crate::load::Budget;
@@ -182,6 +189,53 @@ pub(crate) struct BenchArgs {
     /// Worker threads of the embedded server's runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_positive)]
     server_workers: usize,
+    /// Measure this unary method of your own service at --target instead of the built-in rows
+    /// (package.Service/Method; descriptors from the server's reflection, or --proto).
+    #[arg(long, value_name = "METHOD", requires = "target")]
+    call: Option<String>,
+    /// With --call: the request as JSON, `@FILE` or `@-` (stdin) [default: `{}`].
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "JSON|@FILE|@-",
+        requires = "call"
+    )]
+    data: Option<String>,
+    /// With --call or --rate: metadata sent with every call, `key:value`; repeatable.
+    #[arg(short = 'H', long = "header", value_name = "KEY:VALUE")]
+    header: Vec<String>,
+    /// With --call: `.proto` files describing the service, instead of reflection; repeatable.
+    #[arg(long, value_name = "FILE", requires = "call")]
+    proto: Vec<PathBuf>,
+    /// Directories the imports of --proto files resolve against [default: each file's own].
+    #[arg(long, value_name = "DIR", requires = "proto")]
+    import_path: Vec<PathBuf>,
+    /// Open loop: send this many calls per second on a fixed schedule, whatever the answers
+    /// do, latency measured from each call's scheduled send (no coordinated omission); the
+    /// achieved rate and the dropped slots are reported. A list (`10k,50k,100k`) is a sweep,
+    /// one row per rate. On --call's method, or the bench service's Echo with the first
+    /// --payload.
+    #[arg(long, value_name = "CALLS/S", value_delimiter = ',',
+          value_parser = open_loop::parse_rate)]
+    rate: Vec<f64>,
+    /// With --rate: most calls in flight; a slot that finds this many is dropped (counted).
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_in_flight: u64,
+    /// With --rate: busy-wait the last millisecond before each scheduled send instead of
+    /// sleeping (tokio's timer has 1 ms resolution): sends leave within microseconds of their
+    /// slot, but the client keeps a CPU busy. Leave off when the server shares this machine's
+    /// CPUs; the reported send lag says how late sends were either way.
+    #[arg(long, requires = "rate")]
+    spin: bool,
+    /// With --rate: draw latency (p50, p90, p99, p99.9) against the asked rate, as an SVG.
+    #[arg(long, value_name = "PATH.svg", requires = "rate")]
+    rate_plot: Option<PathBuf>,
+    /// Compare every row's p50, p99 and throughput with the same row of a saved --json
+    /// report; changes beyond noise are flagged `*` (p50/p99: the saved value is outside this
+    /// run's 95% order-statistic interval and over 3% away; throughput: over 5% away).
+    #[arg(long, value_name = "OLD.json")]
+    compare: Option<PathBuf>,
 }
 
 fn progress_bar() -> ProgressBar {
@@ -218,6 +272,9 @@ fn install_recorder() -> Result<(), Box<dyn Error>> {
 
 /// Runs `sockrpc bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
+    if args.call.is_some() || !args.rate.is_empty() {
+        return call_mode::run(&args);
+    }
     let mut wanted = args.transport.clone();
     if wanted.contains(&Transport::All) {
         wanted = vec![
@@ -362,6 +419,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         plot::write_svg(path, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.compare {
+        println!("{}", compare::compare(&groups, path)?.0);
     }
     Ok(())
 }

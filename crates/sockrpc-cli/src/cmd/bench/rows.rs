@@ -316,7 +316,7 @@ pub(super) fn add_note(row: &mut Row, note: String) {
 }
 
 /// Warms up, then measures, on the same callers.
-async fn measure<C: Caller>(
+pub(super) async fn measure<C: Caller>(
     callers: Result<Vec<C>, String>,
     mut row: Row,
     plan: &Plan,

@@ -1,0 +1,159 @@
+//! Each generated package also carries its own encoded descriptors, for server reflection and
+//! for tools that encode messages at run time:
+//!
+//! ```ignore
+//! pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\x..";
+//! ```
+//!
+//! The set holds the package's `.proto` files and every file they import, transitively, in
+//! dependency order (imports first), without source info: what `protoc
+//! --include_imports --descriptor_set_out` writes. It is appended to the `<package>.rs` file
+//! prost-build wrote (`_.rs` for files without a package), so a module that `include!`s the
+//! file gets the constant beside its messages; a `sockrpc-reflection` service registers it.
+
+use prost::Message;
+use prost_types::{FileDescriptorProto, FileDescriptorSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// The name of the constant appended to every generated package file.
+pub(crate) const CONST_NAME: &str = "FILE_DESCRIPTOR_SET";
+
+/// Appends `FILE_DESCRIPTOR_SET` to every package file in `out_dir` that prost-build wrote for
+/// `fds`. A package whose file is missing (an `extern_path` package) is skipped.
+pub(crate) fn append_descriptor_sets(out_dir: &Path, fds: &FileDescriptorSet) -> io::Result<()> {
+    let by_name: HashMap<&str, &FileDescriptorProto> =
+        fds.file.iter().map(|file| (file.name(), file)).collect();
+    let mut packages: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for file in &fds.file {
+        packages
+            .entry(file.package())
+            .or_default()
+            .push(file.name());
+    }
+    for (package, files) in packages {
+        let name = if package.is_empty() {
+            "_".to_owned()
+        } else {
+            package.to_owned()
+        };
+        let path = out_dir.join(format!("{name}.rs"));
+        if !path.exists() {
+            continue;
+        }
+        let set = transitive_set(&by_name, &files);
+        let mut out = std::fs::OpenOptions::new().append(true).open(&path)?;
+        writeln!(
+            out,
+            "/// The encoded `FileDescriptorSet` of package `{package}`: its files and every file \
+             they import (for server reflection)."
+        )?;
+        writeln!(
+            out,
+            "pub const {CONST_NAME}: &[u8] = b\"{}\";",
+            escape(&set.encode_to_vec())
+        )?;
+    }
+    Ok(())
+}
+
+/// `roots` and everything they import, imports before importers, without source info.
+fn transitive_set(
+    by_name: &HashMap<&str, &FileDescriptorProto>,
+    roots: &[&str],
+) -> FileDescriptorSet {
+    let mut seen = HashSet::new();
+    let mut ordered = Vec::new();
+    for root in roots {
+        visit(by_name, root, &mut seen, &mut ordered);
+    }
+    FileDescriptorSet { file: ordered }
+}
+
+fn visit(
+    by_name: &HashMap<&str, &FileDescriptorProto>,
+    name: &str,
+    seen: &mut HashSet<String>,
+    ordered: &mut Vec<FileDescriptorProto>,
+) {
+    if !seen.insert(name.to_owned()) {
+        return;
+    }
+    let Some(file) = by_name.get(name) else {
+        return;
+    };
+    for dependency in &file.dependency {
+        visit(by_name, dependency, seen, ordered);
+    }
+    let mut file = (*file).clone();
+    file.source_code_info = None;
+    ordered.push(file);
+}
+
+/// `bytes` as the inside of a Rust byte-string literal.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(byte)),
+            _ => out.push_str(&format!("\\x{byte:02x}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, package: &str, deps: &[&str]) -> FileDescriptorProto {
+        FileDescriptorProto {
+            name: Some(name.to_owned()),
+            package: Some(package.to_owned()),
+            dependency: deps.iter().map(|d| (*d).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_package_carries_its_imports_first() {
+        let files = [
+            file("a.proto", "a", &["b.proto"]),
+            file("b.proto", "b", &["c.proto"]),
+            file("c.proto", "c", &[]),
+        ];
+        let by_name = files.iter().map(|f| (f.name(), f)).collect();
+        let set = transitive_set(&by_name, &["a.proto"]);
+        let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
+    }
+
+    #[test]
+    fn escaped_bytes_round_trip_through_a_literal() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = escape(&bytes);
+        assert!(text.is_ascii());
+        // Undo the escaping by hand: the generated literal must mean exactly `bytes`.
+        let mut back = Vec::new();
+        let mut chars = text.bytes();
+        while let Some(c) = chars.next() {
+            if c != b'\\' {
+                back.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some(b'x') => {
+                    let hex: Vec<u8> = chars.by_ref().take(2).collect();
+                    let hex = std::str::from_utf8(&hex).expect("hex");
+                    back.push(u8::from_str_radix(hex, 16).expect("hex digits"));
+                }
+                Some(other) => back.push(other),
+                None => panic!("dangling escape"),
+            }
+        }
+        assert_eq!(back, bytes);
+    }
+}

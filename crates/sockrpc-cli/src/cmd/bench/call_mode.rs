@@ -1,0 +1,381 @@
+//! `sockrpc bench --call pkg.Svc/Method -d '{json}' --target ADDR`: the bench's rows on a
+//! method of your own service (ghz-style), and `--rate N[,N…]`: open-loop load on it (see
+//! [`open_loop`](super::open_loop)). Without `--call`, `--rate` loads the bench service's
+//! `Echo` with the first `--payload` (on the embedded server, or `--target`).
+//!
+//! The method's descriptors come from the server's reflection service or from `--proto`
+//! files; the request is encoded once, and every call sends those bytes through the channel
+//! with no codec, so what is measured is the service and the framework, not JSON.
+//!
+//! Closed loop (no `--rate`): one row per `--concurrency`, each task waiting for its answer
+//! before the next call, as the built-in rows do. Open loop: one row per rate.
+
+use super::open_loop::{self, Fire, OpenLoop};
+use super::rows::measure;
+use super::{compare, progress_bar, rate_plot, BenchArgs, DEFAULT_SECS};
+use crate::cmd::call::single_request;
+use crate::cmd::dynamic::exit::Failure;
+use crate::cmd::dynamic::invoke::Outgoing;
+use crate::cmd::dynamic::{conn, reflect, source};
+use crate::load::{run_phase, Budget, Caller, Tally};
+use crate::plot;
+use crate::report::{self, Group, Machine, Row, Setup};
+use crate::server::Embedded;
+use bytes::Bytes;
+use prost::Message;
+use sockrpc::{Channel, Endpoint};
+use std::{error::Error, sync::Arc, time::Duration};
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A name for a row: rows name themselves with `&'static str`, and a run makes a handful.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+/// The method under load: its name, path and encoded request.
+struct Target {
+    /// `package.Service/Method`.
+    name: String,
+    fire: Fire,
+    request_bytes: usize,
+}
+
+/// One closed-loop task: calls, waits for the answer, calls again.
+struct DynCaller {
+    fire: Fire,
+}
+
+impl Caller for DynCaller {
+    async fn round(&mut self, tally: &Tally) {
+        let started = std::time::Instant::now();
+        match (self.fire)().await {
+            Ok(()) => tally.ok(started.elapsed()),
+            Err(message) => tally.err(1, || message),
+        }
+    }
+}
+
+/// A call of `path` with `message` over `channel`, as a [`Fire`].
+fn fire(channel: Channel, outgoing: Outgoing, message: Bytes) -> Fire {
+    let outgoing = Arc::new(outgoing);
+    Arc::new(move || {
+        let (channel, outgoing, message) =
+            (channel.clone(), Arc::clone(&outgoing), message.clone());
+        Box::pin(async move {
+            let describe =
+                |status: sockrpc::Status| format!("{:?}: {}", status.code(), status.message());
+            let response = outgoing.once(&channel, message).await.map_err(describe)?;
+            let (_, mut body, _) = response.into_parts();
+            body.take_single().await.map_err(describe)?;
+            Ok(())
+        })
+    })
+}
+
+/// Connects and prepares the method: `--call`'s (from reflection or `--proto`), or the bench
+/// service's `Echo`.
+async fn prepare(args: &BenchArgs, endpoint: Endpoint) -> Result<Target, Failure> {
+    let channel = Channel::connect(
+        endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_size(args.connections),
+    )
+    .await?;
+    let metadata = conn::metadata(&args.header)?;
+    let Some(text) = &args.call else {
+        let payload = args.payload.first().copied().unwrap_or(64);
+        let request = crate::proto::bench::Payload {
+            body: Bytes::from(vec![0_u8; payload]),
+        };
+        let message = Bytes::from(request.encode_to_vec());
+        let outgoing = Outgoing {
+            path: "/sockrpc.bench.Bench/Echo".to_owned(),
+            metadata,
+            timeout: None,
+            streaming_response: false,
+        };
+        return Ok(Target {
+            name: "sockrpc.bench.Bench/Echo".to_owned(),
+            request_bytes: message.len(),
+            fire: fire(channel, outgoing, message),
+        });
+    };
+    let (service, method) = source::split_method(text)?;
+    let pool = if args.proto.is_empty() {
+        reflect::pool_for_symbol(&channel, &service).await?
+    } else {
+        source::compile(&args.proto, &args.import_path)?
+    };
+    let method = source::find_method(&pool, &service, &method)?;
+    if method.is_client_streaming() || method.is_server_streaming() {
+        return Err(Failure::Input(format!(
+            "{text}: bench --call measures unary methods; this one streams"
+        )));
+    }
+    let message = single_request(&method.input(), args.data.as_deref())?;
+    let outgoing = Outgoing {
+        path: format!("/{service}/{}", method.name()),
+        metadata,
+        timeout: None,
+        streaming_response: false,
+    };
+    Ok(Target {
+        name: format!("{service}/{}", method.name()),
+        request_bytes: message.len(),
+        fire: fire(channel, outgoing, message),
+    })
+}
+
+fn empty_row(name: &'static str, transport: &'static str, bytes: usize, concurrency: usize) -> Row {
+    Row {
+        name,
+        transport,
+        payload_bytes: bytes,
+        concurrency,
+        connections: 1,
+        hist: hdrhistogram::Histogram::new(3)
+            .unwrap_or_else(|_| unreachable!("3 significant figures are valid")),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        note: None,
+    }
+}
+
+/// The open-loop run of one rate as a row.
+fn open_row(run: &OpenLoop, target: &Target, transport: &'static str, cap: u64) -> Row {
+    let mut row = empty_row(
+        leak(format!("open-loop {}/s", run.rate)),
+        transport,
+        target.request_bytes,
+        usize::try_from(cap).unwrap_or(usize::MAX),
+    );
+    row.note = Some(format!(
+        "asked {:.0}/s, achieved {:.1}/s; {} of {} slots sent, {} dropped (cap {cap} in flight, \
+         peak {}); send lag p50 {} µs, max {} µs; latency from the scheduled send{}",
+        run.rate,
+        run.achieved_rate,
+        run.sent,
+        run.slots,
+        run.dropped,
+        run.peak_in_flight,
+        run.median_send_lag.as_micros(),
+        run.max_send_lag.as_micros(),
+        run.first_error
+            .as_ref()
+            .map_or_else(String::new, |first| format!("; first error: {first}")),
+    ));
+    row.hist = run.hist.clone();
+    row.errors = run.errors;
+    row.elapsed = run.elapsed;
+    row
+}
+
+/// Adds each open-loop run's figures to its row in the JSON report at `path`.
+fn annotate(path: &std::path::Path, runs: &[OpenLoop], method: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|err| err.to_string())?;
+    let mut report: serde_json::Value =
+        serde_json::from_str(&text).map_err(|err| err.to_string())?;
+    report["setup"]["method"] = serde_json::Value::from(method);
+    if let Some(rows) = report["rows"].as_array_mut() {
+        for row in rows {
+            let found = runs
+                .iter()
+                .find(|run| row["name"] == format!("open-loop {}/s", run.rate));
+            if let Some(run) = found {
+                row["open_loop"] = serde_json::json!({
+                    "asked_rps": run.rate,
+                    "achieved_rps": (run.achieved_rate * 1000.0).round() / 1000.0,
+                    "slots": run.slots,
+                    "sent": run.sent,
+                    "dropped_slots": run.dropped,
+                    "peak_in_flight": run.peak_in_flight,
+                    "median_send_lag_us": u64::try_from(run.median_send_lag.as_micros()).unwrap_or(u64::MAX),
+                    "max_send_lag_us": u64::try_from(run.max_send_lag.as_micros()).unwrap_or(u64::MAX),
+                });
+            }
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&report).map_err(|err| err.to_string())?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|err| err.to_string())
+}
+
+/// Runs `sockrpc bench --call` / `--rate`.
+pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
+    let embedded = match &args.target {
+        Some(_) => None,
+        None => Some(Embedded::start(
+            args.server_workers,
+            false,
+            false,
+            None,
+            false,
+        )?),
+    };
+    let endpoint = match (&args.target, &embedded) {
+        (Some(target), _) => conn::endpoint(
+            target,
+            args.tls_ca.as_deref(),
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            args.tls_server_name.as_deref(),
+        )
+        .map_err(|failure| failure.to_string())?,
+        (None, Some(server)) => {
+            let addr = server
+                .bound()
+                .rpc
+                .ok_or("the embedded server has no TCP address")?;
+            Endpoint::new(addr.ip().to_string(), addr.port())
+        }
+        (None, None) => return Err("no server to call".into()),
+    };
+    let transport = if endpoint.is_tls() { "tls" } else { "tcp" };
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let target = client
+        .block_on(prepare(args, endpoint.clone()))
+        .map_err(|failure| failure.to_string())?;
+    let duration = args
+        .duration
+        .unwrap_or_else(|| Duration::from_secs_f64(DEFAULT_SECS));
+    let budget = match args.calls {
+        Some(calls) => Budget::Calls(calls),
+        None => Budget::Time(duration),
+    };
+    println!(
+        "sockrpc bench: {} at {}, request {} B",
+        target.name,
+        match &args.target {
+            Some(target) => target.clone(),
+            None => format!("{endpoint} (embedded server)"),
+        },
+        target.request_bytes
+    );
+    println!();
+    let progress = progress_bar();
+    let plan = super::plan::Plan {
+        budget,
+        warmup: args.warmup,
+        connections: args.connections,
+        idle_connections: args.idle_connections,
+        embedded: false,
+    };
+    let mut groups = Vec::new();
+    let mut runs = Vec::new();
+    if args.rate.is_empty() {
+        for &concurrency in &args.concurrency {
+            let mut row = empty_row(
+                leak(target.name.clone()),
+                transport,
+                target.request_bytes,
+                concurrency,
+            );
+            row.connections = args.connections.min(concurrency);
+            let callers: Vec<DynCaller> = (0..concurrency)
+                .map(|_| DynCaller {
+                    fire: Arc::clone(&target.fire),
+                })
+                .collect();
+            let row = client.block_on(measure(Ok(callers), row, &plan, &progress));
+            let group = Group {
+                payload_bytes: target.request_bytes,
+                concurrency,
+                rows: vec![row],
+                skipped: Vec::new(),
+            };
+            progress.suspend(|| println!("{}", report::table(&group, &plan.describe())));
+            groups.push(group);
+        }
+    } else {
+        if args.warmup > 0 {
+            progress.reset();
+            progress.set_length(args.warmup);
+            progress.set_message("warmup (closed loop)");
+            let warm = vec![DynCaller {
+                fire: Arc::clone(&target.fire),
+            }];
+            client.block_on(run_phase(warm, Budget::Calls(args.warmup), &progress));
+        }
+        for &rate in &args.rate {
+            let time = match budget {
+                Budget::Time(time) => time,
+                Budget::Calls(calls) => Duration::from_secs_f64(calls as f64 / rate),
+            };
+            progress.reset();
+            progress.set_length(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
+            progress.set_message(format!("open loop {rate}/s"));
+            runs.push(client.block_on(open_loop::run(
+                Arc::clone(&target.fire),
+                rate,
+                time,
+                args.max_in_flight,
+                args.spin,
+                &progress,
+            )));
+        }
+        let kept = runs
+            .iter()
+            .map(|run| open_row(run, &target, transport, args.max_in_flight))
+            .collect();
+        let group = Group {
+            payload_bytes: target.request_bytes,
+            concurrency: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+            rows: kept,
+            skipped: Vec::new(),
+        };
+        let title = format!(
+            "open loop, {} per rate, at most {} calls in flight",
+            match budget {
+                Budget::Time(time) => format!("{} s", time.as_secs_f64()),
+                Budget::Calls(calls) => format!("{calls} calls"),
+            },
+            args.max_in_flight
+        );
+        progress.suspend(|| println!("{}", report::table(&group, &title)));
+        groups.push(group);
+        if let Some(path) = &args.rate_plot {
+            rate_plot::write_svg(path, &target.name, &runs)
+                .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+    }
+    progress.finish_and_clear();
+    drop(client);
+    if let Some(server) = embedded {
+        server.stop()?;
+    }
+    if let Some(path) = &args.json {
+        let setup = Setup {
+            server: args.target.clone().unwrap_or_else(|| "embedded".to_owned()),
+            server_workers: args.target.is_none().then_some(args.server_workers),
+            duration_s: match budget {
+                Budget::Time(time) => Some(time.as_secs_f64()),
+                Budget::Calls(_) => None,
+            },
+            calls_per_row: match budget {
+                Budget::Calls(calls) => Some(calls),
+                Budget::Time(_) => None,
+            },
+            warmup_calls: args.warmup,
+        };
+        report::write_json(path, &Machine::this(), &setup, &groups)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        annotate(path, &runs, &target.name)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::write_svg(path, &groups)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.compare {
+        let (table, _) = compare::compare(&groups, path)?;
+        println!("{table}");
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! `sockrpc call ADDR pkg.Svc/Method -d '{json}'`: one call of any shape to any service, the
+//! request as JSON and every answer as one line of JSON on stdout, the status on stderr, the
+//! status code as the exit code (see [`exit`](super::dynamic::exit)).
+//!
+//! Requests: `-d TEXT`, `-d @FILE` or `-d @-` (stdin). A unary or server-streaming method takes
+//! one JSON object (`{}` without `-d`); a client- or bidirectional-streaming method takes any
+//! number, newline-delimited (stdin without `-d`), read as they come, so a bidirectional call
+//! can be driven line by line.
+
+use super::dynamic::conn::ConnArgs;
+use super::dynamic::exit::{finish, Failure};
+use super::dynamic::invoke::{next_message, Outgoing};
+use super::dynamic::{json, source};
+use bytes::Bytes;
+use clap::Args;
+use prost_reflect::{MessageDescriptor, MethodDescriptor};
+use sockrpc::{Channel, Status};
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+
+/// Largest request text `-d @FILE` or a stdin line may hold (sockrpc's default message limit):
+/// checked before it is read into memory.
+const MAX_INPUT: u64 = 4 * 1024 * 1024;
+
+/// `sockrpc call` flags.
+#[derive(Debug, Args)]
+pub(crate) struct CallArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// The method: package.Service/Method.
+    #[arg(value_name = "METHOD")]
+    method: String,
+    /// The request as JSON; `@FILE` reads a file, `@-` stdin. Streaming requests: one JSON
+    /// object per line [default: `{}`, or stdin for client and bidirectional streams].
+    #[arg(short = 'd', long = "data", value_name = "JSON|@FILE|@-")]
+    data: Option<String>,
+}
+
+/// Where the requests come from.
+enum Input {
+    /// All of them, encoded before the call.
+    Ready(Vec<Bytes>),
+    /// Stdin, line by line, as the call runs.
+    Stdin,
+}
+
+/// Reads `-d @FILE` (bounded) or takes `-d TEXT`; `None` for stdin.
+pub(crate) fn read_data(data: Option<&str>) -> Result<Option<String>, Failure> {
+    match data {
+        None | Some("@-") => Ok(None),
+        Some(text) => match text.strip_prefix('@') {
+            Some(path) => {
+                let size = std::fs::metadata(path)
+                    .map_err(|err| Failure::Input(format!("-d @{path}: {err}")))?
+                    .len();
+                if size > MAX_INPUT {
+                    return Err(Failure::Input(format!(
+                        "-d @{path}: {size} bytes is over the {MAX_INPUT}-byte limit"
+                    )));
+                }
+                std::fs::read_to_string(path)
+                    .map(Some)
+                    .map_err(|err| Failure::Input(format!("-d @{path}: {err}")))
+            }
+            None => Ok(Some(text.to_owned())),
+        },
+    }
+}
+
+/// Reads all of stdin, bounded.
+fn read_stdin() -> Result<String, Failure> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::io::stdin().lock(), MAX_INPUT + 1),
+        &mut text,
+    )
+    .map_err(|err| Failure::Input(format!("cannot read stdin: {err}")))?;
+    if text.len() as u64 > MAX_INPUT {
+        return Err(Failure::Input(format!(
+            "stdin holds more than {MAX_INPUT} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+/// The one request of a unary or server-streaming method.
+pub(crate) fn single_request(
+    desc: &MessageDescriptor,
+    data: Option<&str>,
+) -> Result<Bytes, Failure> {
+    let text = match (data, read_data(data)?) {
+        (_, Some(text)) => text,
+        (Some("@-"), None) => read_stdin()?,
+        (_, None) => "{}".to_owned(),
+    };
+    let mut messages = json::encode_all(desc, &text)?;
+    match messages.len() {
+        1 => Ok(messages.remove(0)),
+        0 => Err(Failure::Input("no request: -d is empty".to_owned())),
+        n => Err(Failure::Input(format!(
+            "{n} requests given, but this method takes one"
+        ))),
+    }
+}
+
+/// Runs `sockrpc call`.
+pub(crate) fn run(args: CallArgs) -> std::process::ExitCode {
+    finish(call(args))
+}
+
+async fn call(args: CallArgs) -> Result<(), Failure> {
+    let metadata = args.conn.metadata()?;
+    // With --proto, bad input is found before connecting.
+    let (channel, method) = if args.conn.proto.is_empty() {
+        let channel = args.conn.connect().await?;
+        let method = source::resolve_method(&args.conn, &channel, &args.method).await?;
+        (channel, method)
+    } else {
+        let pool = source::compile(&args.conn.proto, &args.conn.import_path)?;
+        let (service, name) = source::split_method(&args.method)?;
+        let method = source::find_method(&pool, &service, &name)?;
+        // Parse the requests before connecting too.
+        if !method.is_client_streaming() {
+            single_request(&method.input(), args.data.as_deref())?;
+        }
+        (args.conn.connect().await?, method)
+    };
+    let outgoing = Outgoing {
+        path: format!("/{}/{}", method.parent_service().full_name(), method.name()),
+        metadata,
+        timeout: args.conn.timeout,
+        streaming_response: method.is_server_streaming(),
+    };
+    let result = send(&channel, &method, &outgoing, args.data.as_deref()).await;
+    if result.is_ok() {
+        eprintln!("status OK (0)");
+    }
+    result
+}
+
+async fn send(
+    channel: &Channel,
+    method: &MethodDescriptor,
+    outgoing: &Outgoing,
+    data: Option<&str>,
+) -> Result<(), Failure> {
+    let output = method.output();
+    let cut = Arc::new(Mutex::new(None::<String>));
+    let response = if method.is_client_streaming() {
+        let input = match read_data(data)? {
+            Some(text) => Input::Ready(json::encode_all(&method.input(), &text)?),
+            None => Input::Stdin,
+        };
+        match input {
+            Input::Ready(messages) => {
+                let stream = futures_util::stream::iter(messages.into_iter().map(Ok));
+                outgoing.stream(channel, stream).await
+            }
+            Input::Stdin => {
+                let stream = stdin_requests(method.input(), Arc::clone(&cut));
+                outgoing.stream(channel, stream).await
+            }
+        }
+    } else {
+        let message = single_request(&method.input(), data)?;
+        outgoing.once(channel, message).await
+    };
+    let result = print_answers(response, &output).await;
+    // A bad stdin line cancels the call: that, not the status it caused, is the error.
+    let cut = cut.lock().map(|mut slot| slot.take()).unwrap_or_default();
+    if let Some(message) = cut {
+        return Err(Failure::Input(message));
+    }
+    result
+}
+
+/// Prints every answer as a JSON line as it arrives.
+async fn print_answers(
+    response: Result<sockrpc::Response<sockrpc::Body>, Status>,
+    output: &MessageDescriptor,
+) -> Result<(), Failure> {
+    let (_metadata, mut body, _trailers) = response?.into_parts();
+    let stdout = std::io::stdout();
+    while let Some(message) = next_message(&mut body).await {
+        let line = json::decode(output, message?)?;
+        let mut out = stdout.lock();
+        let written = writeln!(out, "{line}").and_then(|()| out.flush());
+        if let Err(err) = written {
+            return Err(Failure::Input(format!("cannot write to stdout: {err}")));
+        }
+    }
+    Ok(())
+}
+
+/// Stdin's lines (blank ones skipped) as encoded requests, read on a thread as the call
+/// consumes them. A line that is not a valid request ends the stream with an error (the call
+/// is cancelled) and is kept in `cut` for the report.
+fn stdin_requests(
+    desc: MessageDescriptor,
+    cut: Arc<Mutex<Option<String>>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Status>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, String>>(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            // Each line is read through a bound, so a line with no end never fills memory.
+            let mut line = String::new();
+            let read = std::io::Read::take(&mut stdin, MAX_INPUT + 1).read_line(&mut line);
+            let line = match read {
+                Ok(0) => break,
+                Ok(_) if line.len() as u64 > MAX_INPUT => {
+                    Err(format!("a stdin line holds more than {MAX_INPUT} bytes"))
+                }
+                Ok(_) => Ok(line),
+                Err(err) => Err(format!("cannot read stdin: {err}")),
+            };
+            let stop = line.is_err();
+            if tx.blocking_send(line).is_err() || stop {
+                break;
+            }
+        }
+    });
+    let state = (rx, desc, cut, 0_usize);
+    futures_util::stream::unfold(state, |(mut rx, desc, cut, mut number)| async move {
+        loop {
+            let line = rx.recv().await?;
+            number += 1;
+            let encoded = line.and_then(|line| {
+                if line.trim().is_empty() {
+                    return Ok(None);
+                }
+                let value: serde_json::Value = serde_json::from_str(&line)
+                    .map_err(|err| format!("stdin line {number}: bad JSON: {err}"))?;
+                json::encode(&desc, &value)
+                    .map(Some)
+                    .map_err(|err| format!("stdin line {number}: {err}"))
+            });
+            match encoded {
+                Ok(None) => continue,
+                Ok(Some(bytes)) => return Some((Ok(bytes), (rx, desc, cut, number))),
+                Err(message) => {
+                    if let Ok(mut slot) = cut.lock() {
+                        *slot = Some(message.clone());
+                    }
+                    rx.close();
+                    return Some((Err(Status::cancelled(message)), (rx, desc, cut, number)));
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,113 @@
+//! The flags every dynamic command shares: where the server is, how to reach it (TLS), what to
+//! send beside the message (metadata, deadline), and where the descriptors come from.
+
+use super::exit::Failure;
+use clap::Args;
+use sockrpc::{Channel, Endpoint, MetadataMap};
+use std::{path::PathBuf, time::Duration};
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server and how to call it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConnArgs {
+    /// The server: tcp://HOST:PORT (or HOST:PORT), tls://HOST:PORT, unix://PATH.
+    #[arg(value_name = "ADDR")]
+    pub(crate) addr: String,
+    /// Metadata sent with the call, `key:value`; repeatable.
+    #[arg(short = 'H', long = "header", value_name = "KEY:VALUE")]
+    pub(crate) headers: Vec<String>,
+    /// Deadline of the call, in seconds (sent to the server, which gives up past it too).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<Duration>,
+    /// `.proto` files describing the service, compiled here (no protoc), instead of asking the
+    /// server's reflection service; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) proto: Vec<PathBuf>,
+    /// Directories imports of --proto files resolve against; repeatable [default: each
+    /// file's own directory].
+    #[arg(long, value_name = "DIR", requires = "proto")]
+    pub(crate) import_path: Vec<PathBuf>,
+    /// With tls://: the PEM file of the CAs to trust [default: the platform's CAs].
+    #[arg(long, value_name = "PEM")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// With tls://: this client's certificate chain (mutual TLS); with --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// With tls://: the name to check the server's certificate against [default: the host].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tls_server_name: Option<String>,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+        Ok(_) => Err("must be more than 0 and at most a day".to_owned()),
+        Err(err) => Err(format!("{text:?}: {err}")),
+    }
+}
+
+impl ConnArgs {
+    /// The endpoint, with the TLS settings when the address is tls://.
+    pub(crate) fn endpoint(&self) -> Result<Endpoint, Failure> {
+        endpoint(
+            &self.addr,
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_server_name.as_deref(),
+        )
+    }
+
+    /// A channel to the server, connected now (`UNAVAILABLE` when it cannot be reached).
+    pub(crate) async fn connect(&self) -> Result<Channel, Failure> {
+        let endpoint = self.endpoint()?.connect_timeout(CONNECT_TIMEOUT);
+        Ok(Channel::connect(endpoint).await?)
+    }
+
+    /// The `-H` metadata.
+    pub(crate) fn metadata(&self) -> Result<MetadataMap, Failure> {
+        metadata(&self.headers)
+    }
+}
+
+/// The endpoint at `addr` (a bare HOST:PORT is TCP), with TLS settings from the flags when the
+/// address is tls://.
+pub(crate) fn endpoint(
+    addr: &str,
+    ca: Option<&std::path::Path>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+    server_name: Option<&str>,
+) -> Result<Endpoint, Failure> {
+    let endpoint = Endpoint::from_uri(addr).map_err(|status| status.message().to_owned())?;
+    if endpoint.is_tls() {
+        let tls = crate::tls::client_from_flags(ca, cert, key, server_name)?;
+        return Ok(endpoint.tls(tls));
+    }
+    if ca.is_some() || cert.is_some() || server_name.is_some() {
+        return Err(Failure::Input(format!(
+            "TLS flags given, but {addr} is not a tls:// address"
+        )));
+    }
+    Ok(endpoint)
+}
+
+/// `key:value` pairs as metadata; the reserved `sockrpc-` prefix and malformed pairs are
+/// refused here, before any call.
+pub(crate) fn metadata(headers: &[String]) -> Result<MetadataMap, Failure> {
+    let mut map = MetadataMap::new();
+    for header in headers {
+        let Some((key, value)) = header.split_once(':') else {
+            return Err(Failure::Input(format!("-H {header:?}: expected key:value")));
+        };
+        let key = key.trim().to_ascii_lowercase();
+        map.append(&key, value.trim())
+            .map_err(|err| Failure::Input(format!("-H {header:?}: {err}")))?;
+    }
+    Ok(map)
+}

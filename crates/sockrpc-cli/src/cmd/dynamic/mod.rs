@@ -1,0 +1,21 @@
+//! Calling a service known only at run time: its descriptors from `.proto` files compiled in
+//! this process ([protox], no `protoc`) or from the server's reflection service, messages as
+//! JSON (through [prost-reflect]'s protobuf JSON mapping), and calls made with encoded bytes
+//! through a plain [`Channel`](sockrpc::Channel).
+//!
+//! - [`conn`]: the address, TLS, metadata and deadline flags every command shares.
+//! - [`source`]: descriptors from `--proto` files or from reflection.
+//! - [`reflect`]: the reflection client (list services, fetch files with their imports).
+//! - [`json`]: JSON ⇄ protobuf for one method's messages.
+//! - [`invoke`]: one call of any shape with encoded messages, over the `Channel`.
+//! - [`exit`]: errors as the process exit code (the gRPC code number; 64 for bad input).
+//!
+//! [protox]: https://docs.rs/protox
+//! [prost-reflect]: https://docs.rs/prost-reflect
+
+pub(crate) mod conn;
+pub(crate) mod exit;
+pub(crate) mod invoke;
+pub(crate) mod json;
+pub(crate) mod reflect;
+pub(crate) mod source;

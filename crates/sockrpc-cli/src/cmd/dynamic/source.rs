@@ -1,0 +1,155 @@
+//! Where a command's descriptors come from: the `--proto` files, compiled here with protox
+//! (imports resolved against `--import-path`, or each file's own directory), or the server's
+//! reflection service.
+
+use super::conn::ConnArgs;
+use super::exit::Failure;
+use super::reflect;
+use prost_reflect::{DescriptorPool, MethodDescriptor};
+use sockrpc::Channel;
+use std::path::PathBuf;
+
+/// Compiles `protos` in this process.
+pub(crate) fn compile(protos: &[PathBuf], imports: &[PathBuf]) -> Result<DescriptorPool, Failure> {
+    let mut includes: Vec<PathBuf> = imports.to_vec();
+    if includes.is_empty() {
+        for proto in protos {
+            let dir = proto
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
+            if !includes.contains(&dir) {
+                includes.push(dir);
+            }
+        }
+    }
+    let mut compiler = protox::Compiler::new(&includes)
+        .map_err(|err| Failure::Input(format!("cannot compile the --proto files: {err}")))?;
+    compiler.include_imports(true);
+    compiler
+        .open_files(protos)
+        .map_err(|err| Failure::Input(format!("cannot compile the --proto files: {err}")))?;
+    Ok(compiler.descriptor_pool())
+}
+
+/// The descriptors for `symbol`: from the `--proto` files when given, else from reflection.
+pub(crate) async fn pool_for(
+    conn: &ConnArgs,
+    channel: &Channel,
+    symbol: &str,
+) -> Result<DescriptorPool, Failure> {
+    if conn.proto.is_empty() {
+        reflect::pool_for_symbol(channel, symbol).await
+    } else {
+        compile(&conn.proto, &conn.import_path)
+    }
+}
+
+/// `pkg.Svc/Method`, `/pkg.Svc/Method` or `pkg.Svc.Method` as (service, method).
+pub(crate) fn split_method(text: &str) -> Result<(String, String), Failure> {
+    let text = text.trim().trim_start_matches('/');
+    let split = text.split_once('/').or_else(|| text.rsplit_once('.'));
+    match split {
+        Some((service, method)) if !service.is_empty() && !method.is_empty() => {
+            Ok((service.to_owned(), method.to_owned()))
+        }
+        _ => Err(Failure::Input(format!(
+            "{text:?} is not a method: expected package.Service/Method"
+        ))),
+    }
+}
+
+/// The method `service`/`method` in `pool`, or an error naming what the pool does have.
+pub(crate) fn find_method(
+    pool: &DescriptorPool,
+    service: &str,
+    method: &str,
+) -> Result<MethodDescriptor, Failure> {
+    let Some(found) = pool.get_service_by_name(service) else {
+        let known: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
+        return Err(Failure::Input(format!(
+            "unknown service {service} (known: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    let result = found.methods().find(|m| m.name() == method);
+    result.ok_or_else(|| {
+        let known: Vec<String> = found.methods().map(|m| m.name().to_owned()).collect();
+        Failure::Input(format!(
+            "unknown method {method} in {service} (it has: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Descriptors for the method named `text` at the server: resolved and looked up.
+pub(crate) async fn resolve_method(
+    conn: &ConnArgs,
+    channel: &Channel,
+    text: &str,
+) -> Result<MethodDescriptor, Failure> {
+    let (service, method) = split_method(text)?;
+    let pool = match pool_for(conn, channel, &service).await {
+        // Reflection knows no such service: the same error as for a --proto file without it.
+        Err(Failure::Status(status)) if status.code() == sockrpc::Code::NotFound => {
+            return Err(Failure::Input(format!(
+                "unknown service {service}: {}",
+                status.message()
+            )))
+        }
+        other => other?,
+    };
+    find_method(&pool, &service, &method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_take_the_usual_spellings() {
+        let want = ("pkg.Svc".to_owned(), "Get".to_owned());
+        for text in [
+            "pkg.Svc/Get",
+            "/pkg.Svc/Get",
+            "pkg.Svc.Get",
+            " pkg.Svc/Get ",
+        ] {
+            assert_eq!(split_method(text).ok(), Some(want.clone()), "{text:?}");
+        }
+        for bad in ["", "Get", "pkg.Svc/", "/Get"] {
+            assert!(split_method(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_method_names_the_ones_there_are() {
+        let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../proto/routeguide/route_guide.proto");
+        let pool = compile(&[proto], &[])
+            .map_err(|f| f.to_string())
+            .expect("compiles");
+        let found =
+            find_method(&pool, "routeguide.RouteGuide", "RouteChat").map_err(|f| f.to_string());
+        assert!(found.is_ok_and(|m| m.is_client_streaming() && m.is_server_streaming()));
+        let missing = find_method(&pool, "routeguide.RouteGuide", "Fly")
+            .map(|_| ())
+            .map_err(|f| f.to_string());
+        let message = missing.err().unwrap_or_default();
+        assert!(
+            message.contains("GetFeature") && message.contains("RouteChat"),
+            "{message}"
+        );
+        let missing = find_method(&pool, "routeguide.Nope", "Fly")
+            .map(|_| ())
+            .map_err(|f| f.to_string());
+        assert!(missing
+            .err()
+            .unwrap_or_default()
+            .contains("routeguide.RouteGuide"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The route guide server the `call`/`bench --call` tests run in a child process: this test
+//! binary re-run on its one `route_guide_child` entry, with `ROUTE_GUIDE_CHILD` set. It serves
+//! all four call shapes with reflection, and, with `ROUTE_GUIDE_STALL` set, stalls the whole
+//! server for 200 ms on every 100th `GetFeature` (the handler holds a lock every call takes,
+//! as a GC pause or a full queue would) and otherwise answers after 2 ms.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use futures_util::stream::{self, StreamExt};
+use sockrpc::{BoxStream, Request, Response, Server, Status, Streaming};
+use sockrpc_reflection::ReflectionExt;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use std::time::Duration;
+
+pub mod routeguide {
+    #![allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
+    sockrpc::include_proto!("routeguide");
+}
+
+use routeguide::route_guide_server::{RouteGuide, RouteGuideServer};
+use routeguide::{Feature, Point, Rectangle, RouteNote, RouteSummary};
+
+pub const CHILD_ENV: &str = "ROUTE_GUIDE_CHILD";
+pub const STALL_ENV: &str = "ROUTE_GUIDE_STALL";
+const ADDR_LINE: &str = "ROUTE_GUIDE_ADDR=";
+
+/// Every 100th `GetFeature` stalls the server this long (with `ROUTE_GUIDE_STALL`).
+pub const STALL: Duration = Duration::from_millis(200);
+/// `GetFeature` at this latitude takes 5 s (for the deadline test).
+pub const SLOW_LATITUDE: i32 = 99;
+/// Every other `GetFeature` takes this long (with `ROUTE_GUIDE_STALL`).
+pub const SLOW: Duration = Duration::from_millis(2);
+
+/// The features the server knows.
+fn features() -> Vec<Feature> {
+    [(1, 1, "One"), (2, 2, "Two"), (3, 3, "Three")]
+        .into_iter()
+        .map(|(latitude, longitude, name)| Feature {
+            name: name.to_owned(),
+            location: Some(Point {
+                latitude,
+                longitude,
+            }),
+        })
+        .collect()
+}
+
+struct Guide {
+    stall: bool,
+    calls: AtomicU64,
+    pause: tokio::sync::Mutex<()>,
+}
+
+impl RouteGuide for Guide {
+    async fn get_feature(&self, request: Request<Point>) -> Result<Response<Feature>, Status> {
+        if self.stall {
+            let guard = self.pause.lock().await;
+            let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % 100 == 0 {
+                tokio::time::sleep(STALL).await;
+            }
+            drop(guard);
+            tokio::time::sleep(SLOW).await;
+        }
+        // `x-feature-name` metadata names the feature (what the `-H` test reads back).
+        let named = request.metadata().get("x-feature-name").map(str::to_owned);
+        let point = request.into_inner();
+        if point.latitude == SLOW_LATITUDE {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        if point.latitude < 0 {
+            return Err(Status::not_found(format!(
+                "no feature south of the equator ({})",
+                point.latitude
+            )));
+        }
+        let mut feature = features()
+            .into_iter()
+            .find(|f| f.location.as_ref() == Some(&point))
+            .unwrap_or(Feature {
+                name: String::new(),
+                location: Some(point),
+            });
+        if let Some(name) = named {
+            feature.name = name;
+        }
+        Ok(Response::new(feature))
+    }
+
+    type ListFeaturesStream = BoxStream<Feature>;
+
+    async fn list_features(
+        &self,
+        request: Request<Rectangle>,
+    ) -> Result<Response<Self::ListFeaturesStream>, Status> {
+        let rect = request.into_inner();
+        let (Some(lo), Some(hi)) = (rect.lo, rect.hi) else {
+            return Err(Status::invalid_argument("the rectangle needs both corners"));
+        };
+        let inside: Vec<_> = features()
+            .into_iter()
+            .filter(|f| {
+                f.location.as_ref().is_some_and(|p| {
+                    (lo.latitude..=hi.latitude).contains(&p.latitude)
+                        && (lo.longitude..=hi.longitude).contains(&p.longitude)
+                })
+            })
+            .map(Ok)
+            .collect();
+        Ok(Response::new(stream::iter(inside).boxed()))
+    }
+
+    async fn record_route(
+        &self,
+        request: Request<Streaming<Point>>,
+    ) -> Result<Response<RouteSummary>, Status> {
+        let mut points = request.into_inner();
+        let mut summary = RouteSummary::default();
+        let known = features();
+        while let Some(point) = points.next().await {
+            let point = point?;
+            summary.point_count += 1;
+            if known.iter().any(|f| f.location.as_ref() == Some(&point)) {
+                summary.feature_count += 1;
+            }
+        }
+        Ok(Response::new(summary))
+    }
+
+    type RouteChatStream = BoxStream<RouteNote>;
+
+    async fn route_chat(
+        &self,
+        request: Request<Streaming<RouteNote>>,
+    ) -> Result<Response<Self::RouteChatStream>, Status> {
+        // Each note comes back with its message upper-cased, as it arrives.
+        let notes = request.into_inner().map(|note| {
+            note.map(|mut note| {
+                note.message = note.message.to_uppercase();
+                note
+            })
+        });
+        Ok(Response::new(notes.boxed()))
+    }
+}
+
+/// Serves until stdin closes (the parent ended or dropped the child). Called by the child.
+pub fn serve_child() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("{ADDR_LINE}{}", listener.local_addr().expect("addr"));
+        let guide = Guide {
+            stall: std::env::var_os(STALL_ENV).is_some(),
+            calls: AtomicU64::new(0),
+            pause: tokio::sync::Mutex::new(()),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = std::io::stdin().read_line(&mut sink);
+            let _ = stop_tx.send(());
+        });
+        Server::builder()
+            .add_service(RouteGuideServer::new(guide))
+            .add_reflection(&[routeguide::FILE_DESCRIPTOR_SET])
+            .serve_with_listener_and_shutdown(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .expect("serve");
+    });
+}
+
+/// A route guide server in a child process, killed when dropped.
+pub struct GuideChild {
+    child: Child,
+    /// `tcp://127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Drop for GuideChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the route guide child (`stall`: the stalling `GetFeature`); waits ≤ 30 s for it.
+pub fn spawn_guide(stall: bool) -> GuideChild {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut command = Command::new(exe);
+    command
+        .args([
+            "route_guide_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if stall {
+        command.env(STALL_ENV, "1");
+    }
+    let mut child = command.spawn().expect("spawn the route guide");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some((_, addr)) = line.split_once(ADDR_LINE) {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the route guide printed its address");
+    GuideChild {
+        child,
+        addr: format!("tcp://{addr}"),
+    }
+}
+
+/// The route guide's `.proto`, for `--proto`.
+pub fn route_guide_proto() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../proto/routeguide/route_guide.proto")
+}

@@ -1,0 +1,278 @@
+//! The registered descriptors, indexed the way reflection asks for them: a file by its name, the
+//! file declaring a symbol, the file declaring an extension, and the services.
+//!
+//! Every file is kept encoded, so an answer copies bytes (reference-counted) and never
+//! re-encodes; the answer for a file carries the files it imports, transitively, imports first,
+//! so a client can build a descriptor pool from one answer.
+
+use bytes::Bytes;
+use prost::Message;
+use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+/// A registered set that does not decode.
+#[derive(Debug, Clone)]
+pub struct IndexError(String);
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+#[derive(Debug)]
+struct File {
+    encoded: Bytes,
+    dependencies: Vec<String>,
+}
+
+/// Descriptors by file name, symbol and extension.
+#[derive(Debug, Default)]
+pub struct DescriptorIndex {
+    files: HashMap<String, File>,
+    /// Fully qualified symbol (no leading dot) → the file declaring it.
+    symbols: HashMap<String, String>,
+    /// (extended message, field number) → the file declaring the extension.
+    extensions: HashMap<(String, i32), String>,
+    services: BTreeSet<String>,
+}
+
+impl DescriptorIndex {
+    /// An empty index.
+    pub fn new() -> DescriptorIndex {
+        DescriptorIndex::default()
+    }
+
+    /// Adds every file of an encoded `FileDescriptorSet`. A file already registered (the same
+    /// import through two sets) is kept once.
+    pub fn add_encoded_set(&mut self, set: &[u8]) -> Result<(), IndexError> {
+        let set = FileDescriptorSet::decode(set)
+            .map_err(|err| IndexError(format!("a descriptor set does not decode: {err}")))?;
+        for file in set.file {
+            self.add_file(file);
+        }
+        Ok(())
+    }
+
+    /// Adds one file.
+    pub fn add_file(&mut self, file: FileDescriptorProto) {
+        let name = file.name().to_owned();
+        if self.files.contains_key(&name) {
+            return;
+        }
+        let package = file.package();
+        let prefix = if package.is_empty() {
+            String::new()
+        } else {
+            format!("{package}.")
+        };
+        for message in &file.message_type {
+            self.add_message(&prefix, message, &name);
+        }
+        for en in &file.enum_type {
+            self.symbol(format!("{prefix}{}", en.name()), &name);
+        }
+        for service in &file.service {
+            let full = format!("{prefix}{}", service.name());
+            for method in &service.method {
+                self.symbol(format!("{full}.{}", method.name()), &name);
+            }
+            self.services.insert(full.clone());
+            self.symbol(full, &name);
+        }
+        for extension in &file.extension {
+            self.extension(extension, &prefix, &name);
+        }
+        let dependencies = file.dependency.clone();
+        let encoded = Bytes::from(file.encode_to_vec());
+        self.files.insert(
+            name,
+            File {
+                encoded,
+                dependencies,
+            },
+        );
+    }
+
+    fn add_message(&mut self, prefix: &str, message: &DescriptorProto, file: &str) {
+        let full = format!("{prefix}{}", message.name());
+        let inner = format!("{full}.");
+        for nested in &message.nested_type {
+            self.add_message(&inner, nested, file);
+        }
+        for en in &message.enum_type {
+            self.symbol(format!("{inner}{}", en.name()), file);
+        }
+        for extension in &message.extension {
+            self.extension(extension, &inner, file);
+        }
+        self.symbol(full, file);
+    }
+
+    fn extension(&mut self, field: &prost_types::FieldDescriptorProto, prefix: &str, file: &str) {
+        let extendee = field.extendee().trim_start_matches('.').to_owned();
+        self.extensions
+            .insert((extendee, field.number()), file.to_owned());
+        self.symbol(format!("{prefix}{}", field.name()), file);
+    }
+
+    fn symbol(&mut self, symbol: String, file: &str) {
+        self.symbols
+            .entry(symbol)
+            .or_insert_with(|| file.to_owned());
+    }
+
+    /// The services the registered files declare, sorted.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(String::as_str)
+    }
+
+    /// The file named `name` and its imports, transitively, imports first.
+    pub fn file_by_name(&self, name: &str) -> Option<Vec<Bytes>> {
+        self.files
+            .contains_key(name)
+            .then(|| self.with_imports(name))
+    }
+
+    /// The file declaring `symbol` (a message, enum, service, method or extension, fully
+    /// qualified) and its imports.
+    pub fn file_containing_symbol(&self, symbol: &str) -> Option<Vec<Bytes>> {
+        let symbol = symbol.trim_start_matches('.');
+        self.symbols.get(symbol).map(|file| self.with_imports(file))
+    }
+
+    /// The file declaring extension `number` of `message`, and its imports.
+    pub fn file_containing_extension(&self, message: &str, number: i32) -> Option<Vec<Bytes>> {
+        let key = (message.trim_start_matches('.').to_owned(), number);
+        self.extensions
+            .get(&key)
+            .map(|file| self.with_imports(file))
+    }
+
+    /// The extension numbers registered for `message`, or `None` when the message is unknown.
+    pub fn extension_numbers(&self, message: &str) -> Option<Vec<i32>> {
+        let message = message.trim_start_matches('.');
+        self.symbols.get(message)?;
+        let mut numbers: Vec<i32> = self
+            .extensions
+            .keys()
+            .filter(|(extendee, _)| extendee == message)
+            .map(|(_, number)| *number)
+            .collect();
+        numbers.sort_unstable();
+        Some(numbers)
+    }
+
+    fn with_imports(&self, name: &str) -> Vec<Bytes> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        // Iterative depth-first walk (imports before importers) with the recursion bounded by
+        // the number of files: each file is visited once.
+        let mut stack = vec![(name, false)];
+        while let Some((file, expanded)) = stack.pop() {
+            let Some(entry) = self.files.get(file) else {
+                continue;
+            };
+            if expanded {
+                out.push(entry.encoded.clone());
+                continue;
+            }
+            if !seen.insert(file) {
+                continue;
+            }
+            stack.push((file, true));
+            for dependency in entry.dependencies.iter().rev() {
+                if !seen.contains(dependency.as_str()) {
+                    stack.push((dependency.as_str(), false));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::{MethodDescriptorProto, ServiceDescriptorProto};
+
+    fn names(files: &[Bytes]) -> Vec<String> {
+        files
+            .iter()
+            .map(|bytes| {
+                FileDescriptorProto::decode(bytes.clone())
+                    .expect("decodes")
+                    .name()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn index() -> DescriptorIndex {
+        let base = FileDescriptorProto {
+            name: Some("base.proto".into()),
+            package: Some("base".into()),
+            message_type: vec![DescriptorProto {
+                name: Some("Outer".into()),
+                nested_type: vec![DescriptorProto {
+                    name: Some("Inner".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let api = FileDescriptorProto {
+            name: Some("api.proto".into()),
+            package: Some("pkg".into()),
+            dependency: vec!["base.proto".into()],
+            service: vec![ServiceDescriptorProto {
+                name: Some("Svc".into()),
+                method: vec![MethodDescriptorProto {
+                    name: Some("Get".into()),
+                    input_type: Some(".base.Outer".into()),
+                    output_type: Some(".base.Outer.Inner".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let set = FileDescriptorSet {
+            file: vec![base, api],
+        };
+        let mut index = DescriptorIndex::new();
+        index
+            .add_encoded_set(&set.encode_to_vec())
+            .expect("valid set");
+        index
+    }
+
+    #[test]
+    fn symbols_resolve_to_their_file_with_imports_first() {
+        let index = index();
+        let found = index.file_containing_symbol("pkg.Svc.Get").expect("method");
+        assert_eq!(names(&found), ["base.proto", "api.proto"]);
+        let found = index
+            .file_containing_symbol(".base.Outer.Inner")
+            .expect("nested");
+        assert_eq!(names(&found), ["base.proto"]);
+        assert!(index.file_containing_symbol("pkg.Nope").is_none());
+        assert_eq!(index.services().collect::<Vec<_>>(), ["pkg.Svc"]);
+        assert_eq!(
+            names(&index.file_by_name("api.proto").expect("file")),
+            ["base.proto", "api.proto"]
+        );
+        assert_eq!(index.extension_numbers("base.Outer"), Some(vec![]));
+        assert_eq!(index.extension_numbers("base.Missing"), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut index = DescriptorIndex::new();
+        assert!(index.add_encoded_set(&[0xff, 0xff, 0xff]).is_err());
+    }
+}

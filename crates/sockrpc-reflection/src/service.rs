@@ -1,0 +1,144 @@
+//! The `ServerReflectionInfo` stream: every request gets one answer, in order, on the same
+//! stream, as gRPC's reflection protocol has it. What is not found is an `ErrorResponse` on the
+//! stream (code `NOT_FOUND`), not the end of the call.
+
+use crate::index::{DescriptorIndex, IndexError};
+use crate::pb::server_reflection_request::MessageRequest;
+use crate::pb::server_reflection_response::MessageResponse;
+use crate::pb::server_reflection_server::{ServerReflection, ServerReflectionServer};
+use crate::pb::{
+    ErrorResponse, ExtensionNumberResponse, FileDescriptorResponse, ListServiceResponse,
+    ServerReflectionRequest, ServerReflectionResponse, ServiceResponse,
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sockrpc::{BoxStream, Code, Request, Response, Status, Streaming};
+use std::sync::Arc;
+
+/// The reflection service over a [`DescriptorIndex`]; cloning shares the index.
+#[derive(Debug, Clone)]
+pub struct Reflection {
+    index: Arc<Result<DescriptorIndex, IndexError>>,
+}
+
+impl Reflection {
+    /// Reflection over `sets` (encoded `FileDescriptorSet`s) and over reflection's own
+    /// descriptors, so it lists itself as gRPC servers do. A set that does not decode is kept
+    /// as the error every call then fails with (`Internal`).
+    pub fn from_sets(sets: &[&[u8]]) -> Reflection {
+        let mut index = DescriptorIndex::new();
+        let built = std::iter::once(crate::pb::FILE_DESCRIPTOR_SET)
+            .chain(sets.iter().copied())
+            .try_for_each(|set| index.add_encoded_set(set))
+            .map(|()| index);
+        Reflection {
+            index: Arc::new(built),
+        }
+    }
+
+    /// Reflection over an index built by hand.
+    pub fn from_index(index: DescriptorIndex) -> Reflection {
+        Reflection {
+            index: Arc::new(Ok(index)),
+        }
+    }
+
+    /// The service as `grpc.reflection.v1.ServerReflection`, to mount with `add_service`.
+    pub fn v1(&self) -> ServerReflectionServer<Reflection> {
+        ServerReflectionServer::new(self.clone())
+    }
+
+    /// The service as `grpc.reflection.v1alpha.ServerReflection`.
+    pub fn v1alpha(&self) -> crate::v1alpha::V1Alpha {
+        crate::v1alpha::V1Alpha::new(self.v1())
+    }
+
+    /// The answer to one request.
+    pub fn answer(
+        &self,
+        index: &DescriptorIndex,
+        request: ServerReflectionRequest,
+    ) -> ServerReflectionResponse {
+        let files = |found: Option<Vec<Bytes>>, what: String| match found {
+            Some(files) => MessageResponse::FileDescriptorResponse(FileDescriptorResponse {
+                file_descriptor_proto: files.into_iter().map(Vec::from).collect(),
+            }),
+            None => not_found(what),
+        };
+        let response = match &request.message_request {
+            Some(MessageRequest::FileByFilename(name)) => {
+                files(index.file_by_name(name), format!("no file named {name}"))
+            }
+            Some(MessageRequest::FileContainingSymbol(symbol)) => files(
+                index.file_containing_symbol(symbol),
+                format!("no symbol {symbol}"),
+            ),
+            Some(MessageRequest::FileContainingExtension(ext)) => files(
+                index.file_containing_extension(&ext.containing_type, ext.extension_number),
+                format!(
+                    "no extension {} of {}",
+                    ext.extension_number, ext.containing_type
+                ),
+            ),
+            Some(MessageRequest::AllExtensionNumbersOfType(message)) => {
+                match index.extension_numbers(message) {
+                    Some(numbers) => {
+                        MessageResponse::AllExtensionNumbersResponse(ExtensionNumberResponse {
+                            base_type_name: message.clone(),
+                            extension_number: numbers,
+                        })
+                    }
+                    None => not_found(format!("no message {message}")),
+                }
+            }
+            Some(MessageRequest::ListServices(_)) => {
+                MessageResponse::ListServicesResponse(ListServiceResponse {
+                    service: index
+                        .services()
+                        .map(|name| ServiceResponse {
+                            name: name.to_owned(),
+                        })
+                        .collect(),
+                })
+            }
+            None => MessageResponse::ErrorResponse(ErrorResponse {
+                error_code: Code::InvalidArgument as i32,
+                error_message: "the request names nothing to look up".to_owned(),
+            }),
+        };
+        ServerReflectionResponse {
+            valid_host: request.host.clone(),
+            original_request: Some(request),
+            message_response: Some(response),
+        }
+    }
+}
+
+fn not_found(message: String) -> MessageResponse {
+    MessageResponse::ErrorResponse(ErrorResponse {
+        error_code: Code::NotFound as i32,
+        error_message: message,
+    })
+}
+
+impl ServerReflection for Reflection {
+    type ServerReflectionInfoStream = BoxStream<ServerReflectionResponse>;
+
+    async fn server_reflection_info(
+        &self,
+        request: Request<Streaming<ServerReflectionRequest>>,
+    ) -> Result<Response<Self::ServerReflectionInfoStream>, Status> {
+        if let Err(err) = self.index.as_ref() {
+            return Err(Status::internal(format!("reflection: {err}")));
+        }
+        let this = self.clone();
+        let answers = request.into_inner().map(move |request| {
+            let request = request?;
+            match this.index.as_ref() {
+                Ok(index) => Ok(this.answer(index, request)),
+                Err(err) => Err(Status::internal(format!("reflection: {err}"))),
+            }
+        });
+        Ok(Response::new(answers.boxed()))
+    }
+}
