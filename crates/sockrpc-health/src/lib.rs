@@ -8,6 +8,9 @@
 //!   (`SERVING` / `NOT_SERVING`), at any time, from anywhere; cloning shares it.
 //! - [`HealthService`]: the server, answering `Check`, `List` and `Watch` from the reporter
 //!   (`Watch` streams every change). [`health_service`] makes the pair.
+//! - [`GrpcHealthProbe`]: the client side — a balanced channel
+//!   ([`sockrpc::service::balance`]) watches each endpoint through it and takes endpoints that
+//!   say `NOT_SERVING` out of rotation.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -19,9 +22,11 @@
 //! # Ok(()) }
 //! ```
 
+mod probe;
 mod reporter;
 mod server;
 
+pub use probe::GrpcHealthProbe;
 pub use reporter::{HealthReporter, MAX_SERVICES};
 pub use server::{health_service, HealthService};
 
