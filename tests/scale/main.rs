@@ -11,6 +11,7 @@
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod child;
+mod dns;
 
 mod health;
 mod kill;

@@ -11,6 +11,8 @@
 //! connection to a discovered address fails, so DNS re-resolves early instead of waiting
 //! for the TTL.
 
+#[cfg(feature = "dns")]
+pub mod dns;
 mod fixed;
 
 pub use fixed::{fixed, from_addrs};
