@@ -79,7 +79,10 @@ async fn child_server() {
         return;
     };
     let server = Server::start(&ip, Duration::ZERO).await;
-    let _etcd = std::env::var(ENV_ETCD).ok();
+    let _registration = match std::env::var(ENV_ETCD) {
+        Ok(spec) => Some(super::etcd::register_child(&spec, server.addr).await),
+        Err(_) => None,
+    };
     println!("{ADDR_LINE}{}", server.addr);
     let parent = sockrpc_tests::child::parent_pid();
     // Bounded: a child whose parent died stops within a second, and none outlives 10 minutes.

@@ -12,6 +12,7 @@
 
 mod child;
 mod dns;
+mod etcd;
 
 mod health;
 mod kill;

@@ -23,6 +23,9 @@ use tokio::net::{TcpListener, UdpSocket, UnixListener};
 /// client that keeps its connection idle must not hold up the exit for sockrpc's default 30 s.
 const GRACE: Duration = Duration::from_secs(2);
 
+/// The Bench service's name, as the health service reports it.
+pub(crate) const BENCH_SERVICE: &str = "sockrpc.bench.Bench";
+
 /// Worker threads of the server runtime: the method the reference figures use.
 pub(crate) const DEFAULT_WORKERS: usize = 2;
 
@@ -48,6 +51,8 @@ pub(crate) struct Listen {
     pub(crate) stack: Option<SocketAddr>,
     /// Serve `rpc`, `uds` and `udp` behind the middleware stack too (`serve --metrics`).
     pub(crate) observe: bool,
+    /// How long each unary Bench answer waits first (`serve --delay`).
+    pub(crate) delay: Duration,
 }
 
 /// Where and as whom to serve TLS.
@@ -85,6 +90,7 @@ impl Listen {
             udp: udp.then_some(any),
             stack: stack.then_some(any),
             observe: false,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -127,6 +133,8 @@ pub(crate) struct Sockets {
     stack: Option<TcpListener>,
     /// Whether the other sockrpc listeners run the middleware stack too.
     observe: bool,
+    /// How long each unary Bench answer waits first.
+    delay: Duration,
 }
 
 impl Sockets {
@@ -182,6 +190,7 @@ impl Sockets {
             udp,
             stack,
             observe: listen.observe,
+            delay: listen.delay,
         })
     }
 
@@ -253,11 +262,23 @@ impl Sockets {
                 stop.send_replace(());
             }
         };
+        // grpc.health.v1 for the Bench service (and the server as a whole), NOT_SERVING as soon
+        // as shutdown begins so balancers stop sending before the drain.
+        let (health, health_server) = sockrpc_health::health_service();
+        health.set_serving(BENCH_SERVICE);
+        let trigger = {
+            let health = health.clone();
+            async move {
+                trigger.await;
+                health.set_all_not_serving();
+            }
+        };
         // A builder per listener: each `serve*` consumes its own.
         let server = || {
             builder()
                 .grace_period(GRACE)
-                .add_service(BenchServer::new(EchoService))
+                .add_service(BenchServer::new(EchoService { delay: self.delay }))
+                .add_service(health_server.clone())
         };
         let (tls_rpc, raw_tls) = match self.tls {
             Some((rpc, raw, tls)) => (
@@ -329,7 +350,7 @@ impl Sockets {
             };
             let served = stack::server()
                 .grace_period(GRACE)
-                .add_service(BenchServer::new(EchoService))
+                .add_service(BenchServer::new(EchoService { delay: self.delay }))
                 .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
                 .await;
             stop.send_replace(());

@@ -13,6 +13,8 @@
 
 #[cfg(feature = "dns")]
 pub mod dns;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod fixed;
 
 pub use fixed::{fixed, from_addrs};

@@ -19,6 +19,7 @@
 //! - [`plan`]: how every row runs, where it connects, which rows a group has.
 //! - [`rows`]: running one row: connecting its callers, warmup, measurement, notes.
 
+mod balanced;
 mod plan;
 mod rows;
 
@@ -172,6 +173,14 @@ pub(crate) struct BenchArgs {
     /// Worker threads of the embedded server's runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_positive)]
     server_workers: usize,
+    /// With several servers (`--target tcp://A,tcp://B`) or `--target dns://NAME:PORT`: how the
+    /// one balanced channel picks a server per call. Rows are then `sockrpc-balanced` only, and
+    /// each reports the calls every server answered.
+    #[arg(long, value_enum)]
+    balance: Option<balanced::Balance>,
+    /// With `--target dns://NAME:PORT`: the DNS server to ask (IP:PORT) [default: the system's].
+    #[arg(long, value_name = "IP:PORT")]
+    dns_server: Option<std::net::SocketAddr>,
 }
 
 fn progress_bar() -> ProgressBar {
@@ -208,6 +217,9 @@ fn install_recorder() -> Result<(), Box<dyn Error>> {
 
 /// Runs `sockrpc bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
+    if balanced::wanted(&args) {
+        return balanced::run(&args);
+    }
     let mut wanted = args.transport.clone();
     if wanted.contains(&Transport::All) {
         wanted = vec![

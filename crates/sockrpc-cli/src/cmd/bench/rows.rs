@@ -69,6 +69,7 @@ pub(super) async fn run_row(
         errors: 0,
         elapsed: Duration::ZERO,
         note: None,
+        servers: None,
     };
     let missing = || "no address".to_owned();
     match kind {
@@ -297,7 +298,7 @@ pub(super) fn add_note(row: &mut Row, note: String) {
 }
 
 /// Warms up, then measures, on the same callers.
-async fn measure<C: Caller>(
+pub(super) async fn measure<C: Caller>(
     callers: Result<Vec<C>, String>,
     mut row: Row,
     plan: &Plan,
