@@ -61,3 +61,36 @@ async fn not_serving_leaves_rotation_and_serving_returns() {
         server.shutdown().await;
     }
 }
+
+/// A server-streaming call (grpc.health.v1 Watch) through the balanced channel: streams work
+/// over it as over a plain channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_call_goes_through_the_balanced_channel() {
+    use sockrpc_health::pb::health_client::HealthClient;
+    use sockrpc_health::pb::HealthCheckRequest;
+    use sockrpc_health::ServingStatus;
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let channel = sockrpc::Channel::balance(
+        discovery::fixed([format!("tcp://{}", server.addr)]).expect("endpoint"),
+    );
+    let mut client = HealthClient::new(channel);
+    let mut request = sockrpc::Request::new(HealthCheckRequest {
+        service: GREETER.into(),
+    });
+    request.set_timeout(Duration::from_secs(10));
+    let mut stream = client.watch(request).await.expect("watch").into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a message");
+    assert_eq!(first.status(), ServingStatus::Serving);
+    server.health.set_not_serving(GREETER);
+    let second = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a message");
+    assert_eq!(second.status(), ServingStatus::NotServing);
+    server.shutdown().await;
+}

@@ -16,6 +16,7 @@ mod etcd;
 
 mod health;
 mod kill;
+mod outlier;
 mod ring;
 mod slow;
 mod support;

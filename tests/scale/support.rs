@@ -9,6 +9,8 @@ use sockrpc_tests::helloworld::greeter_server::{Greeter, GreeterServer};
 use sockrpc_tests::helloworld::{HelloReply, HelloRequest};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The Greeter's service name, as health reports it.
@@ -19,6 +21,8 @@ pub(crate) const GREETER: &str = "helloworld.Greeter";
 pub(crate) struct Named {
     pub(crate) addr: SocketAddr,
     pub(crate) delay: Duration,
+    /// While set, every call fails `Unavailable` (a sick server, for outlier ejection).
+    pub(crate) sick: Arc<AtomicBool>,
 }
 
 impl Greeter for Named {
@@ -28,6 +32,9 @@ impl Greeter for Named {
     ) -> Result<sockrpc::Response<HelloReply>, Status> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
+        }
+        if self.sick.load(Ordering::Relaxed) {
+            return Err(Status::unavailable("sick"));
         }
         Ok(sockrpc::Response::new(HelloReply {
             message: self.addr.to_string(),
@@ -39,6 +46,7 @@ impl Greeter for Named {
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     pub(crate) health: HealthReporter,
+    pub(crate) sick: Arc<AtomicBool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -56,9 +64,15 @@ impl Server {
         let (health, health_server) = sockrpc_health::health_service();
         health.set_serving(GREETER);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sick = Arc::new(AtomicBool::new(false));
+        let named = Named {
+            addr,
+            delay,
+            sick: Arc::clone(&sick),
+        };
         let task = tokio::spawn(
             sockrpc::Server::builder()
-                .add_service(GreeterServer::new(Named { addr, delay }))
+                .add_service(GreeterServer::new(named))
                 .add_service(health_server)
                 .grace_period(Duration::from_secs(2))
                 .serve_with_listener_and_shutdown(listener, async move {
@@ -68,6 +82,7 @@ impl Server {
         Server {
             addr,
             health,
+            sick,
             stop: Some(stop),
             task: Some(task),
         }
