@@ -69,3 +69,38 @@ async fn kill_one_of_three_only_its_in_flight_calls_fail() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A server that goes away and comes back on the same address takes calls again, without a
+/// call ever failing on it (the others carry the load meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_takes_calls_again() {
+    let stays = Server::start("127.0.0.1", Duration::ZERO).await;
+    let restarts = Server::start("127.0.0.2", Duration::ZERO).await;
+    let addr = restarts.addr;
+    let channel = Channel::balance(
+        discovery::fixed([stays.addr, addr].map(|a| format!("tcp://{a}"))).expect("endpoints"),
+    );
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("two up");
+    restarts.shutdown().await;
+    let meanwhile = run_calls(&channel, 200, 4, |_| {}).await;
+    assert!(
+        meanwhile.iter().all(Result::is_ok),
+        "the survivor answered all"
+    );
+    assert!(!shares(&meanwhile).contains_key(&addr));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("same address again");
+    let back = Server::on(listener, Duration::ZERO);
+    channel
+        .ready(2, Duration::from_secs(15))
+        .await
+        .expect("reconnected to the restarted server");
+    let after = shares(&run_calls(&channel, 300, 4, |_| {}).await);
+    assert!(after.get(&addr).copied().unwrap_or(0) > 30, "{after:?}");
+    stays.shutdown().await;
+    back.shutdown().await;
+}

@@ -129,7 +129,8 @@ impl BalanceBuilder {
 
 impl Channel {
     /// A channel balancing calls over the endpoints `discovery` reports, with p2c on
-    /// peak-EWMA load; see [`BalanceBuilder`] for the other pickers and health checking.
+    /// peak-EWMA load; see [`BalanceBuilder`] for the other pickers and health checking. Call
+    /// inside a Tokio runtime (it spawns the task following discovery).
     pub fn balance(discovery: impl Into<Discovery>) -> Balanced {
         BalanceBuilder::default().build(discovery)
     }
@@ -235,6 +236,9 @@ fn apply(shared: &Arc<Shared>, change: Change) {
     shared.bump();
 }
 
+/// The longest pause between connection attempts to a server that is down.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+
 /// Starts (re)connecting `member` in the background unless a task already does.
 fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     if !member.begin_connecting() {
@@ -284,7 +288,7 @@ fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             }
             drop((member, shared));
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
+            pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
         }
     });
 }
@@ -368,7 +372,18 @@ impl Balanced {
             epoch.mark_unchanged();
             let members = shared.snapshot();
             let list = members.list();
-            let now_usable: Vec<bool> = list.iter().map(|m| shared.usable(m)).collect();
+            let now_usable: Vec<bool> = list
+                .iter()
+                .map(|m| {
+                    if !m.is_connected() {
+                        // Lost its connection without a call failing on it (a server that
+                        // restarted): reconnect in the background, once.
+                        connect(shared, m);
+                        return false;
+                    }
+                    shared.usable(m)
+                })
+                .collect();
             let fresh = |i: usize| !tried.iter().any(|t| Arc::ptr_eq(t, &list[i]));
             let tiers: [&dyn Fn(usize) -> bool; 3] = [
                 &|i| now_usable[i] && fresh(i) && !list[i].is_ejected(),
@@ -380,10 +395,7 @@ impl Balanced {
                     return Ok(Arc::clone(&list[i]));
                 }
             }
-            // Nobody usable: make sure the unconnected are connecting, then wait for news.
-            for m in list.iter().filter(|m| !m.is_connected()) {
-                connect(shared, m);
-            }
+            // Nobody usable (the unconnected are connecting): wait for news.
             let wake = Instant::now() + Duration::from_millis(50);
             tokio::select! {
                 _ = epoch.changed() => {}

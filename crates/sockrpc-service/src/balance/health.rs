@@ -51,6 +51,10 @@ pub(crate) async fn watch_member(
                 }
                 Some(Err(status)) => {
                     tracing::debug!(endpoint = member.key(), error = %status, "health watch failed");
+                    // Unknown until the server answers again (its connection may be gone).
+                    if member.set_health(Health::Unknown) {
+                        changed();
+                    }
                     break;
                 }
                 None => break,

@@ -204,34 +204,44 @@ async fn follow(
     tx: mpsc::UnboundedSender<Change>,
     hint: Arc<Notify>,
 ) {
-    let mut known: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+    // Each address's weight and the key its endpoint was inserted under.
+    let mut known: BTreeMap<SocketAddr, (u32, String)> = BTreeMap::new();
     loop {
         let looked = Instant::now();
         let wait = match lookup(&resolver, &config.query).await {
             Ok((found, ttl)) => {
-                for addr in known.keys().filter(|a| !found.contains_key(a)) {
-                    if tx.send(Change::Remove(addr.to_string())).is_err() {
-                        return;
+                let mut changes = Vec::new();
+                known.retain(|addr, (_, key)| {
+                    let keep = found.contains_key(addr);
+                    if !keep {
+                        changes.push(Change::Remove(key.clone()));
+                    }
+                    keep
+                });
+                for (addr, weight) in found {
+                    match known.get_mut(&addr) {
+                        None => {
+                            let endpoint = (config.endpoint)(addr);
+                            let key = endpoint_key(&endpoint);
+                            changes.push(Change::Insert {
+                                key: key.clone(),
+                                endpoint: Box::new(endpoint),
+                                weight,
+                            });
+                            known.insert(addr, (weight, key));
+                        }
+                        Some((old, key)) if *old != weight => {
+                            *old = weight;
+                            changes.push(Change::Weight(key.clone(), weight));
+                        }
+                        Some(_) => {}
                     }
                 }
-                for (addr, weight) in &found {
-                    let change = match known.get(addr) {
-                        None => {
-                            let endpoint = (config.endpoint)(*addr);
-                            Change::Insert {
-                                key: endpoint_key(&endpoint),
-                                endpoint: Box::new(endpoint),
-                                weight: *weight,
-                            }
-                        }
-                        Some(old) if old != weight => Change::Weight(addr.to_string(), *weight),
-                        Some(_) => continue,
-                    };
+                for change in changes {
                     if tx.send(change).is_err() {
                         return;
                     }
                 }
-                known = found;
                 ttl.clamp(config.min_ttl, config.max_ttl)
             }
             Err(error) => {
