@@ -3,7 +3,7 @@
 
 use super::support::{run_calls, shares, Server};
 use hickory_server::authority::{AuthorityObject, Catalog, ZoneType};
-use hickory_server::proto::rr::rdata::{A, SOA};
+use hickory_server::proto::rr::rdata::{A, SOA, SRV};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::store::in_memory::InMemoryAuthority;
 use hickory_server::ServerFuture;
@@ -56,12 +56,24 @@ impl Dns {
 
     /// Sets the A records of `svc.scale.test.`, TTL 1 s.
     async fn set(&self, ips: &[Ipv4Addr]) {
-        let mut set = RecordSet::with_ttl(self.name.clone(), RecordType::A, 1);
-        for ip in ips {
-            set.add_rdata(RData::A(A(*ip)));
+        let data = ips.iter().map(|ip| RData::A(A(*ip))).collect();
+        self.set_records(&self.name.clone(), RecordType::A, 1, data)
+            .await;
+    }
+
+    /// Replaces the `kind` records of `name` (an empty list removes them).
+    async fn set_records(&self, name: &Name, kind: RecordType, ttl: u32, data: Vec<RData>) {
+        let key = RrKey::new(LowerName::from(name), kind);
+        let mut records = self.zone.records_mut().await;
+        if data.is_empty() {
+            records.remove(&key);
+            return;
         }
-        let key = RrKey::new(LowerName::from(&self.name), RecordType::A);
-        self.zone.records_mut().await.insert(key, Arc::new(set));
+        let mut set = RecordSet::with_ttl(name.clone(), kind, ttl);
+        for rdata in data {
+            set.add_rdata(rdata);
+        }
+        records.insert(key, Arc::new(set));
     }
 }
 
@@ -169,4 +181,125 @@ async fn records_added_and_removed_mid_test_follow_the_ttl() {
     for server in servers {
         server.shutdown().await;
     }
+}
+
+fn name(text: &str) -> Name {
+    Name::from_str(text).expect("a DNS name")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_uses_the_best_priority_and_its_weights() {
+    let dns = Dns::start().await;
+    let servers = [
+        Server::start("127.0.0.1", Duration::ZERO).await,
+        Server::start("127.0.0.2", Duration::ZERO).await,
+        Server::start("127.0.0.3", Duration::ZERO).await,
+    ];
+    let hosts = ["a.scale.test.", "b.scale.test.", "c.scale.test."];
+    for (host, server) in hosts.iter().zip(&servers) {
+        let SocketAddr::V4(v4) = server.addr else {
+            unreachable!("bound on IPv4")
+        };
+        dns.set_records(&name(host), RecordType::A, 1, vec![RData::A(A(*v4.ip()))])
+            .await;
+    }
+    let srv = |priority, weight, i: usize| {
+        RData::SRV(SRV::new(
+            priority,
+            weight,
+            servers[i].addr.port(),
+            name(hosts[i]),
+        ))
+    };
+    let service = name("_greeter._tcp.scale.test.");
+    dns.set_records(
+        &service,
+        RecordType::SRV,
+        1,
+        vec![srv(10, 3, 0), srv(10, 1, 1), srv(20, 1, 2)],
+    )
+    .await;
+    let channel = sockrpc::Channel::balance(
+        DnsDiscovery::srv("_greeter._tcp.scale.test.")
+            .server(dns.addr)
+            .min_ttl(Duration::from_millis(200))
+            .start()
+            .expect("srv discovery"),
+    );
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("priority 10 up");
+    let weights: Vec<(String, u32)> = channel
+        .stats()
+        .into_iter()
+        .map(|s| (s.key, s.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        vec![
+            (servers[0].addr.to_string(), 3),
+            (servers[1].addr.to_string(), 1)
+        ],
+        "priority 20 stays out while priority 10 resolves"
+    );
+    // Priority 10 gone: the priority 20 record takes over.
+    dns.set_records(&service, RecordType::SRV, 1, vec![srv(20, 1, 2)])
+        .await;
+    let mut keys = Vec::new();
+    for _ in 0..100 {
+        keys = channel.stats().into_iter().map(|s| s.key).collect();
+        if keys == [servers[2].addr.to_string()] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(keys, [servers[2].addr.to_string()]);
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connection_makes_dns_look_again_before_the_ttl() {
+    let dns = Dns::start().await;
+    let servers = three_on_one_port().await;
+    let port = servers[0].addr.port();
+    let ip = |n: u8| Ipv4Addr::new(127, 0, 0, n);
+    let svc = dns.name.clone();
+    let a = |ips: &[u8]| ips.iter().map(|n| RData::A(A(ip(*n)))).collect::<Vec<_>>();
+    // A 60 s TTL: without the early look, the change below would wait a minute.
+    dns.set_records(&svc, RecordType::A, 60, a(&[1, 2])).await;
+    let channel = sockrpc::Channel::balance(
+        DnsDiscovery::ip("svc.scale.test.", port)
+            .server(dns.addr)
+            .min_ttl(Duration::from_millis(200))
+            .start()
+            .expect("dns discovery"),
+    );
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("two up");
+    dns.set_records(&svc, RecordType::A, 60, a(&[1, 3])).await;
+    let [one, two, three] = servers;
+    let started = tokio::time::Instant::now();
+    two.shutdown().await;
+    let want = three.addr.to_string();
+    let mut seen = false;
+    for _ in 0..200 {
+        if channel.stats().iter().any(|s| s.key == want) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen, "no early lookup: {:?}", channel.stats());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    one.shutdown().await;
+    three.shutdown().await;
 }

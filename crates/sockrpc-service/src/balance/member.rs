@@ -134,13 +134,18 @@ impl Member {
         *self.channel.write().unwrap_or_else(|p| p.into_inner()) = Some(channel);
     }
 
-    /// Whether it has a live connection (as far as the pool knows without waiting).
+    /// Whether it has a live connection whose handshake completed (as far as the pool knows
+    /// without waiting).
     pub fn is_connected(&self) -> bool {
         self.channel
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(|c| c.connections().iter().any(|conn| !conn.is_closed()))
+            .is_some_and(|c| {
+                c.connections()
+                    .iter()
+                    .any(|conn| !conn.is_closed() && conn.is_handshaken())
+            })
     }
 
     /// Claims the right to (re)connect it; false when a task already does.
