@@ -255,8 +255,7 @@ mod tests {
             assert_eq!(ring.owner(&set, h, &|i| i != first), Some(second));
         }
         set.list()[0].set_weight(3);
-        let heavy = members(2, &[]);
-        drop(heavy);
+        // A new generation, so the ring is rebuilt with the new weight.
         let weighted = Members::new(2, set.list().to_vec());
         let share = owners(&ring, &weighted)
             .iter()

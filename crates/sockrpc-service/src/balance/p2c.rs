@@ -48,3 +48,56 @@ impl Picker for P2c {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::member::Member;
+    use super::*;
+    use crate::Body;
+    use sockrpc_protocol::{MethodPath, Request};
+    use sockrpc_transport::endpoint::Endpoint;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn set(weights: &[u32]) -> Members {
+        let list = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                Arc::new(Member::new(
+                    format!("10.0.0.{i}:1"),
+                    Endpoint::new("127.0.0.1", 1),
+                    *w,
+                    Duration::from_secs(1),
+                ))
+            })
+            .collect();
+        Members::new(1, list)
+    }
+
+    fn call() -> Call {
+        Call::new(
+            MethodPath::from_static("/a.B/C"),
+            Request::new(Body::once(bytes::Bytes::new())),
+        )
+    }
+
+    #[tokio::test]
+    async fn picks_the_less_loaded_of_two_and_weights_divide_load() {
+        let members = set(&[1, 1]);
+        for _ in 0..3 {
+            members.list()[0].start();
+        }
+        for _ in 0..50 {
+            assert_eq!(P2c.pick(&members, &call(), &|_| true), Some(1));
+        }
+        assert_eq!(P2c.pick(&members, &call(), &|i| i == 0), Some(0));
+        assert_eq!(P2c.pick(&members, &call(), &|_| false), None);
+        let weighted = set(&[3, 1]);
+        weighted.list()[0].start();
+        // Cost 2 ÷ 3 beats 1 ÷ 1.
+        for _ in 0..50 {
+            assert_eq!(P2c.pick(&weighted, &call(), &|_| true), Some(0));
+        }
+    }
+}
