@@ -18,12 +18,18 @@ use tokio::sync::mpsc;
 
 /// Echoes the payload back, on a unary call or message by message on a stream. It does nothing
 /// else on purpose: the benchmark measures the framework around the handler, and `Bytes` makes
-/// the echo a reference count rather than a copy.
+/// the echo a reference count rather than a copy. `serve --delay` makes each unary answer wait
+/// that long first (a slow server, for balanced benchmarks).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct EchoService;
+pub(crate) struct EchoService {
+    pub(crate) delay: std::time::Duration,
+}
 
 impl Bench for EchoService {
     async fn echo(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         Ok(Response::new(request.into_inner()))
     }
 

@@ -33,6 +33,8 @@ pub(crate) struct Row {
     pub(crate) elapsed: Duration,
     /// Why the row looks the way it does: the first error, a stall, how it was run.
     pub(crate) note: Option<String>,
+    /// With several servers (`bench --target A,B` or `dns://`): calls each server answered.
+    pub(crate) servers: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Row {
@@ -182,6 +184,8 @@ struct JsonRow<'a> {
     elapsed_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    servers: Option<&'a std::collections::BTreeMap<String, u64>>,
 }
 
 /// How the run was made: the server measured and the budget of every row.
@@ -243,6 +247,7 @@ pub(crate) fn write_json(
                 ratio_p50_to_raw: round3(row.ratio(floor)),
                 elapsed_s: round3(Some(row.elapsed.as_secs_f64())).unwrap_or(0.0),
                 note: row.note.as_deref(),
+                servers: row.servers.as_ref(),
             });
         }
         skipped.extend(group.skipped.iter().map(|note| {

@@ -27,6 +27,9 @@ pub(crate) const MAX_CONNECTIONS: usize = 20_000;
 /// client that keeps its connection idle must not hold up the exit for sockrpc's default 30 s.
 const GRACE: Duration = Duration::from_secs(2);
 
+/// The Bench service's name, as the health service reports it.
+pub(crate) const BENCH_SERVICE: &str = "sockrpc.bench.Bench";
+
 /// Worker threads of the server runtime: the method the reference figures use.
 pub(crate) const DEFAULT_WORKERS: usize = 2;
 
@@ -52,6 +55,8 @@ pub(crate) struct Listen {
     pub(crate) stack: Option<SocketAddr>,
     /// Serve `rpc`, `uds` and `udp` behind the middleware stack too (`serve --metrics`).
     pub(crate) observe: bool,
+    /// How long each unary Bench answer waits first (`serve --delay`).
+    pub(crate) delay: Duration,
 }
 
 /// Where and as whom to serve TLS.
@@ -89,6 +94,7 @@ impl Listen {
             udp: udp.then_some(any),
             stack: stack.then_some(any),
             observe: false,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -131,6 +137,8 @@ pub(crate) struct Sockets {
     stack: Option<TcpListener>,
     /// Whether the other sockrpc listeners run the middleware stack too.
     observe: bool,
+    /// How long each unary Bench answer waits first.
+    delay: Duration,
 }
 
 impl Sockets {
@@ -186,6 +194,7 @@ impl Sockets {
             udp,
             stack,
             observe: listen.observe,
+            delay: listen.delay,
         })
     }
 
@@ -257,14 +266,26 @@ impl Sockets {
                 stop.send_replace(());
             }
         };
+        // grpc.health.v1 for the Bench service (and the server as a whole), NOT_SERVING as soon
+        // as shutdown begins so balancers stop sending before the drain.
+        let (health, health_server) = sockrpc_health::health_service();
+        health.set_serving(BENCH_SERVICE);
+        let trigger = {
+            let health = health.clone();
+            async move {
+                trigger.await;
+                health.set_all_not_serving();
+            }
+        };
         // A builder per listener: each `serve*` consumes its own.
         let server = || {
-            crate::cmd::health::with_reflection_and_health(
+            crate::cmd::health::with_reflection(
                 builder()
                     .grace_period(GRACE)
                     // Room for the sockrpc-tcp-idle row's idle connections beside the busy ones.
                     .max_connections(MAX_CONNECTIONS)
-                    .add_service(BenchServer::new(EchoService)),
+                    .add_service(BenchServer::new(EchoService { delay: self.delay }))
+                    .add_service(health_server.clone()),
             )
         };
         let (tls_rpc, raw_tls) = match self.tls {
@@ -337,7 +358,7 @@ impl Sockets {
             };
             let served = stack::server()
                 .grace_period(GRACE)
-                .add_service(BenchServer::new(EchoService))
+                .add_service(BenchServer::new(EchoService { delay: self.delay }))
                 .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
                 .await;
             stop.send_replace(());

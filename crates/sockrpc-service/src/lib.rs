@@ -10,6 +10,8 @@
 //!   accept loop and the connection tasks live in `sockrpc_transport::server`.
 //! - [`client`]: [`Channel`] (a `tower::Service<Call>` over the transport's connection pool),
 //!   [`Client`], and [`Endpoint`] (re-exported from the transport).
+//! - [`balance`] and [`discovery`]: one channel over many servers (p2c on peak-EWMA load,
+//!   round robin, a consistent hash ring; static, DNS and etcd discovery; health checking).
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
 //! - [`tls`] (the transport's): TLS on the server builder and channels; the client's
 //!   certificate in `request.conn_info()`.
@@ -23,9 +25,11 @@
 //! → [`Dispatcher`](server::Dispatcher) → middleware → [`Router`] → generated server → your
 //! handler, and back as MESSAGE + END. `docs/ARCHITECTURE.md` names the files on the way.
 
+pub mod balance;
 mod body;
 mod call;
 pub mod client;
+pub mod discovery;
 mod error;
 mod handler;
 mod method;

@@ -3,17 +3,15 @@
 //! service cannot take calls), otherwise the call's own status code (5 NOT_FOUND for a service
 //! the server does not know, 12 UNIMPLEMENTED when it has no health service).
 //!
-//! Also the small health service `sockrpc serve` mounts ([`Health`]): every service it serves
-//! is SERVING until it stops.
+//! `sockrpc serve` answers it with the `sockrpc-health` crate's service.
 
 use super::dynamic::conn::ConnArgs;
 use super::dynamic::exit::{finish, Failure};
 use clap::Args;
 use pb::health_check_response::ServingStatus;
 use pb::health_client::HealthClient;
-use pb::{HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse};
-use sockrpc::{BoxStream, Request, Response, Status};
-use std::collections::BTreeMap;
+use pb::HealthCheckRequest;
+use sockrpc::{Request, Status};
 
 /// `grpc.health.v1`, generated from a copy of gRPC's health.proto (`proto/grpc/health/v1/`).
 pub(crate) mod pb {
@@ -63,101 +61,14 @@ async fn check(args: HealthArgs) -> Result<(), Failure> {
     }
 }
 
-/// Mounts reflection (for the bench service and health) and a health service that says the
-/// bench service is SERVING: what lets `sockrpc list tcp://IP:PORT` and `sockrpc health` work
-/// against `sockrpc serve`.
-pub(crate) fn with_reflection_and_health<L>(
+/// Mounts reflection for the bench service and grpc.health.v1 (which `sockrpc serve` serves
+/// with `sockrpc-health`): what lets `sockrpc list tcp://IP:PORT` work against it.
+pub(crate) fn with_reflection<L>(
     builder: sockrpc::server::ServerBuilder<L>,
 ) -> sockrpc::server::ServerBuilder<L> {
     use sockrpc_reflection::ReflectionExt;
-    let bench = <crate::proto::bench::bench_server::BenchServer<crate::proto::EchoService> as sockrpc::NamedService>::NAME;
-    builder
-        .add_reflection(&[
-            crate::proto::bench::FILE_DESCRIPTOR_SET,
-            pb::FILE_DESCRIPTOR_SET,
-        ])
-        .add_service(pb::health_server::HealthServer::new(Health::serving(&[
-            bench,
-            sockrpc_reflection::SERVICE_NAME,
-        ])))
+    builder.add_reflection(&[
+        crate::proto::bench::FILE_DESCRIPTOR_SET,
+        pb::FILE_DESCRIPTOR_SET,
+    ])
 }
-
-/// A health service whose services are all SERVING: the server's own ("") and those named.
-#[derive(Debug, Clone)]
-pub(crate) struct Health {
-    services: BTreeMap<String, ServingStatus>,
-}
-
-impl Health {
-    /// SERVING for the server as a whole and for each of `services`.
-    pub(crate) fn serving(services: &[&str]) -> Health {
-        let mut all = BTreeMap::new();
-        all.insert(String::new(), ServingStatus::Serving);
-        for service in services {
-            all.insert((*service).to_owned(), ServingStatus::Serving);
-        }
-        Health { services: all }
-    }
-
-    fn status(&self, service: &str) -> Result<HealthCheckResponse, Status> {
-        match self.services.get(service) {
-            Some(status) => Ok(HealthCheckResponse {
-                status: *status as i32,
-            }),
-            None => Err(Status::not_found(format!("unknown service {service:?}"))),
-        }
-    }
-}
-
-impl pb::health_server::Health for Health {
-    async fn check(
-        &self,
-        request: Request<HealthCheckRequest>,
-    ) -> Result<Response<HealthCheckResponse>, Status> {
-        self.status(&request.into_inner().service)
-            .map(Response::new)
-    }
-
-    async fn list(
-        &self,
-        _request: Request<HealthListRequest>,
-    ) -> Result<Response<HealthListResponse>, Status> {
-        let statuses = self
-            .services
-            .iter()
-            .map(|(name, status)| {
-                (
-                    name.clone(),
-                    HealthCheckResponse {
-                        status: *status as i32,
-                    },
-                )
-            })
-            .collect();
-        Ok(Response::new(HealthListResponse { statuses }))
-    }
-
-    type WatchStream = BoxStream<HealthCheckResponse>;
-
-    async fn watch(
-        &self,
-        request: Request<HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        // Statuses never change while serving: the current one, then the stream stays open
-        // until the client leaves (as gRPC's Watch does between changes).
-        let service = request.into_inner().service;
-        let first = match self.services.get(&service) {
-            Some(status) => HealthCheckResponse {
-                status: *status as i32,
-            },
-            None => HealthCheckResponse {
-                status: ServingStatus::ServiceUnknown as i32,
-            },
-        };
-        let stream = futures_util::stream::once(async move { Ok(first) })
-            .chain(futures_util::stream::pending());
-        Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-use futures_util::StreamExt as _;

@@ -66,6 +66,31 @@ pub(crate) struct ServeArgs {
     /// Worker threads of the server runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
+    /// Make every unary Bench answer wait this long first (`5ms`, `1.5s`, `250us`): a slow
+    /// server, to see how `bench --balance` spreads calls.
+    #[arg(long, value_name = "DURATION", value_parser = parse_delay, default_value = "0ms")]
+    delay: Duration,
+}
+
+/// Parses `250us`, `5ms`, `1.5s` (at most a minute).
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((text, ""), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|e| format!("{text:?}: want a number and a unit (us, ms, s): {e}"))?;
+    let secs = match unit {
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        _ => return Err(format!("{text:?}: the unit must be us, ms or s")),
+    };
+    if !(0.0..=60.0).contains(&secs) {
+        return Err(format!("{text:?}: must be between 0 and 60 s"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Runs `sockrpc serve` until Ctrl-C or SIGTERM.
@@ -103,6 +128,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
             udp: args.udp,
             stack: None,
             observe: args.metrics.is_some(),
+            delay: args.delay,
         };
         // The recorder first, so the layers register their handles with it.
         let metrics = match args.metrics {

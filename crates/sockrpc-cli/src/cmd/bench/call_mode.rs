@@ -140,6 +140,7 @@ fn empty_row(name: &'static str, transport: &'static str, bytes: usize, concurre
         errors: 0,
         elapsed: Duration::ZERO,
         note: None,
+        servers: None,
     }
 }
 

@@ -138,6 +138,7 @@ mod tests {
             errors: 0,
             elapsed: Duration::from_secs(1),
             note: None,
+            servers: None,
         }
     }
 

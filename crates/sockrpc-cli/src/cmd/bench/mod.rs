@@ -23,6 +23,7 @@
 //!   [`open_loop`] and the sweep's [`rate_plot`]).
 //! - [`compare`]: `--compare old.json`, deltas against a saved run, flagged beyond noise.
 
+mod balanced;
 mod call_mode;
 mod compare;
 mod idle;
@@ -236,6 +237,14 @@ pub(crate) struct BenchArgs {
     /// run's 95% order-statistic interval and over 3% away; throughput: over 5% away).
     #[arg(long, value_name = "OLD.json")]
     compare: Option<PathBuf>,
+    /// With several servers (`--target tcp://A,tcp://B`) or `--target dns://NAME:PORT`: how the
+    /// one balanced channel picks a server per call. Rows are then `sockrpc-balanced` only, and
+    /// each reports the calls every server answered.
+    #[arg(long, value_enum)]
+    balance: Option<balanced::Balance>,
+    /// With `--target dns://NAME:PORT`: the DNS server to ask (IP:PORT) [default: the system's].
+    #[arg(long, value_name = "IP:PORT")]
+    dns_server: Option<std::net::SocketAddr>,
 }
 
 fn progress_bar() -> ProgressBar {
@@ -272,6 +281,9 @@ fn install_recorder() -> Result<(), Box<dyn Error>> {
 
 /// Runs `sockrpc bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
+    if balanced::wanted(&args) {
+        return balanced::run(&args);
+    }
     if args.call.is_some() || !args.rate.is_empty() {
         return call_mode::run(&args);
     }

@@ -69,6 +69,7 @@ pub(super) async fn run_row(
         errors: 0,
         elapsed: Duration::ZERO,
         note: None,
+        servers: None,
     };
     let missing = || "no address".to_owned();
     match kind {

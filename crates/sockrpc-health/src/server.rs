@@ -1,0 +1,78 @@
+//! `HealthService`: `grpc.health.v1.Health` answered from a [`HealthReporter`].
+
+use crate::pb::health_server::{Health, HealthServer};
+use crate::pb::{HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse};
+use crate::{HealthReporter, ServingStatus};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use sockrpc::{Request, Response, Status};
+
+/// The health server and the reporter that drives it: mount the server with
+/// `Server::builder().add_service(..)`, keep the reporter to set statuses.
+pub fn health_service() -> (HealthReporter, HealthServer<HealthService>) {
+    let reporter = HealthReporter::new();
+    let server = HealthServer::new(HealthService::new(reporter.clone()));
+    (reporter, server)
+}
+
+/// Answers `Check`, `List` and `Watch` from a [`HealthReporter`].
+#[derive(Clone, Debug)]
+pub struct HealthService {
+    reporter: HealthReporter,
+}
+
+impl HealthService {
+    /// A service answering from `reporter`.
+    pub fn new(reporter: HealthReporter) -> HealthService {
+        HealthService { reporter }
+    }
+}
+
+fn response(status: Option<ServingStatus>) -> HealthCheckResponse {
+    HealthCheckResponse {
+        status: status.unwrap_or(ServingStatus::ServiceUnknown) as i32,
+    }
+}
+
+impl Health for HealthService {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let service = &request.get_ref().service;
+        match self.reporter.status(service) {
+            Some(status) => Ok(Response::new(response(Some(status)))),
+            None => Err(Status::not_found(format!("unknown service {service:?}"))),
+        }
+    }
+
+    async fn list(
+        &self,
+        _request: Request<HealthListRequest>,
+    ) -> Result<Response<HealthListResponse>, Status> {
+        let statuses = self
+            .reporter
+            .statuses()
+            .into_iter()
+            .map(|(name, status)| (name, response(Some(status))))
+            .collect();
+        Ok(Response::new(HealthListResponse { statuses }))
+    }
+
+    type WatchStream = BoxStream<'static, Result<HealthCheckResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let receiver = self.reporter.subscribe(&request.get_ref().service)?;
+        // The current status at once, then one message per change, until the caller leaves.
+        let updates = stream::unfold((receiver, true), |(mut receiver, first)| async move {
+            if !first && receiver.changed().await.is_err() {
+                return None;
+            }
+            let status = *receiver.borrow_and_update();
+            Some((Ok(response(status)), (receiver, false)))
+        });
+        Ok(Response::new(updates.boxed()))
+    }
+}

@@ -1,0 +1,247 @@
+//! `Member`: one endpoint of a balanced channel — its own pool ([`Channel`]) and what the
+//! balancer knows about it (load, health, failures). `Members`: one version of the set.
+
+use super::outlier::{OutlierConfig, OutlierState};
+use super::peak_ewma::{PeakEwma, DEFAULT_RTT};
+use crate::Channel;
+use sockrpc_transport::endpoint::Endpoint;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the health check last said about an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Health {
+    /// No answer yet (or no health checking).
+    Unknown,
+    /// `SERVING`: in rotation.
+    Serving,
+    /// `NOT_SERVING` (or any other answer but `SERVING`): out of rotation.
+    NotServing,
+}
+
+/// One endpoint in a balanced channel.
+pub struct Member {
+    key: String,
+    endpoint: Endpoint,
+    weight: AtomicU32,
+    channel: RwLock<Option<Channel>>,
+    /// Connecting (or reconnecting) now: a task owns that.
+    connecting: AtomicBool,
+    in_flight: AtomicUsize,
+    ewma: Mutex<PeakEwma>,
+    health: AtomicU8,
+    outlier: Mutex<OutlierState>,
+    /// Calls this endpoint answered (shared with the channel's totals, so they outlive it).
+    pub(crate) answered: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("key", &self.key)
+            .field("weight", &self.weight())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Member {
+    /// A member for `endpoint`, not connected yet.
+    pub fn new(key: String, endpoint: Endpoint, weight: u32, decay: Duration) -> Member {
+        Member {
+            key,
+            endpoint,
+            weight: AtomicU32::new(weight.max(1)),
+            channel: RwLock::new(None),
+            connecting: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            ewma: Mutex::new(PeakEwma::new(DEFAULT_RTT, decay)),
+            health: AtomicU8::new(0),
+            outlier: Mutex::new(OutlierState::default()),
+            answered: Arc::default(),
+        }
+    }
+
+    /// The key discovery knows it by (usually `IP:PORT`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Its endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Its weight (≥ 1).
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+    }
+
+    /// Calls in flight through the balancer.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The peak-EWMA round-trip estimate.
+    pub fn rtt(&self) -> Duration {
+        Duration::from_nanos(lock(&self.ewma).rtt_ns() as u64)
+    }
+
+    /// The p2c load: peak-EWMA latency × (in flight + 1) ÷ weight.
+    pub fn load(&self) -> f64 {
+        lock(&self.ewma).cost(self.in_flight()) / f64::from(self.weight())
+    }
+
+    /// The last health answer.
+    pub fn health(&self) -> Health {
+        match self.health.load(Ordering::Relaxed) {
+            1 => Health::Serving,
+            2 => Health::NotServing,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// Records a health answer; returns whether it changed.
+    pub(crate) fn set_health(&self, health: Health) -> bool {
+        let v = match health {
+            Health::Unknown => 0,
+            Health::Serving => 1,
+            Health::NotServing => 2,
+        };
+        self.health.swap(v, Ordering::Relaxed) != v
+    }
+
+    /// The member's channel, once connected.
+    pub fn channel(&self) -> Option<Channel> {
+        self.channel
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_channel(&self, channel: Channel) {
+        *self.channel.write().unwrap_or_else(|p| p.into_inner()) = Some(channel);
+    }
+
+    /// Whether it has a live connection whose handshake completed (as far as the pool knows
+    /// without waiting).
+    pub fn is_connected(&self) -> bool {
+        self.channel
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|c| {
+                c.connections()
+                    .iter()
+                    .any(|conn| !conn.is_closed() && conn.is_handshaken())
+            })
+    }
+
+    /// Claims the right to (re)connect it; false when a task already does.
+    pub(crate) fn begin_connecting(&self) -> bool {
+        !self.connecting.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn end_connecting(&self) {
+        self.connecting.store(false, Ordering::Release);
+    }
+
+    /// Whether outlier ejection has it out of rotation now.
+    pub fn is_ejected(&self) -> bool {
+        lock(&self.outlier).is_ejected(Instant::now())
+    }
+
+    /// A call starts on it.
+    pub(crate) fn start(&self) -> Instant {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Instant::now()
+    }
+
+    /// A call ends: `answered` when the server answered (any status), else it failed for the
+    /// endpoint's sake. Returns whether this ejected the endpoint.
+    pub(crate) fn finish(&self, started: Instant, answered: bool, outlier: &OutlierConfig) -> bool {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if answered {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+            lock(&self.ewma).observe(now.saturating_duration_since(started), now);
+            lock(&self.outlier).success();
+            false
+        } else {
+            lock(&self.outlier).failure(outlier, now)
+        }
+    }
+}
+
+/// One version of a balanced channel's endpoint set. `generation` changes with every change,
+/// so pickers may cache what they derive from the set (a hash ring).
+#[derive(Debug, Default)]
+pub struct Members {
+    generation: u64,
+    list: Vec<Arc<Member>>,
+}
+
+impl Members {
+    /// A set (for pickers' own tests, or a picker built outside a channel).
+    pub fn new(generation: u64, list: Vec<Arc<Member>>) -> Members {
+        Members { generation, list }
+    }
+
+    /// Which version of the set this is.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The endpoints, in the order they were inserted.
+    pub fn list(&self) -> &[Arc<Member>] {
+        &self.list
+    }
+}
+
+/// A snapshot of one endpoint, for stats and tests.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EndpointStats {
+    /// The discovery key (usually `IP:PORT`).
+    pub key: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Calls it answered so far.
+    pub answered: u64,
+    /// The peak-EWMA latency estimate.
+    pub rtt: Duration,
+    /// The last health answer.
+    pub health: Health,
+    /// Whether outlier ejection has it out of rotation.
+    pub ejected: bool,
+    /// Whether it has a live connection.
+    pub connected: bool,
+}
+
+impl From<&Member> for EndpointStats {
+    fn from(m: &Member) -> Self {
+        EndpointStats {
+            key: m.key.clone(),
+            weight: m.weight(),
+            in_flight: m.in_flight(),
+            answered: m.answered.load(Ordering::Relaxed),
+            rtt: m.rtt(),
+            health: m.health(),
+            ejected: m.is_ejected(),
+            connected: m.is_connected(),
+        }
+    }
+}

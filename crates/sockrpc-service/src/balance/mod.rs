@@ -1,0 +1,41 @@
+//! Client-side load balancing: one channel over many servers.
+//!
+//! [`Channel::balance`](crate::Channel::balance) takes a [`Discovery`](crate::discovery::Discovery)
+//! (a stream of endpoint inserts, removals and weight changes) and returns a [`Balanced`]
+//! channel: a `tower::Service<Call>` like [`Channel`](crate::Channel), so generated clients
+//! and middleware take it unchanged. Each endpoint is its own pool of connections; per call a
+//! [`Picker`] chooses among the endpoints that are connected, healthy and not ejected:
+//!
+//! - [`P2c`]: two random choices, the one with less peak-EWMA latency × in-flight (default);
+//! - [`RoundRobin`]: in turn;
+//! - [`HashRing`]: consistent hashing on a metadata entry or a function of the call, with
+//!   virtual nodes, weights and fail-over to the next distinct endpoint.
+//!
+//! Health: [`HealthProbe`] (implemented for `grpc.health.v1` by `sockrpc-health`) takes
+//! `NOT_SERVING` endpoints out of rotation; [`OutlierConfig`] ejects endpoints whose calls
+//! keep failing, with backoff. A call refused unprocessed (END's NOT_PROCESSED, GOAWAY, a
+//! connection lost before the call was sent) goes to another endpoint transparently.
+//!
+//! Files: `channel.rs` (the balanced channel), `member.rs` (one endpoint's state),
+//! `picker.rs`, `p2c.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
+//! `health.rs`.
+
+mod channel;
+mod hash_ring;
+mod health;
+mod member;
+mod outlier;
+mod p2c;
+mod peak_ewma;
+mod picker;
+mod round_robin;
+
+pub use channel::{BalanceBuilder, Balanced};
+pub use hash_ring::{stable_hash, HashKey, HashRing, KeyFn, DEFAULT_VIRTUAL_NODES};
+pub use health::HealthProbe;
+pub use member::{EndpointStats, Health, Member, Members};
+pub use outlier::OutlierConfig;
+pub use p2c::P2c;
+pub use peak_ewma::{PeakEwma, DEFAULT_DECAY, DEFAULT_RTT};
+pub use picker::Picker;
+pub use round_robin::RoundRobin;

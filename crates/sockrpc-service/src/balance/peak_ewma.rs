@@ -1,0 +1,81 @@
+//! Peak-EWMA latency: the load estimate p2c compares (Finagle's and linkerd's "peak EWMA").
+//!
+//! A latency sample above the estimate replaces it at once (the peak), one below pulls it down
+//! with an exponential weight that depends on the time since the last sample, so a server that
+//! turns slow is avoided after one slow answer and trusted again only gradually. The cost of
+//! sending one more call is the estimate times (calls in flight + 1).
+
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long until an old sample's weight falls to 1/e (tower and linkerd use 10 s; shorter
+/// reacts faster to a server that recovered).
+pub const DEFAULT_DECAY: Duration = Duration::from_secs(5);
+
+/// The estimate before the first sample: a new endpoint is neither favoured nor shunned much.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(1);
+
+/// A peak-EWMA round-trip estimate.
+#[derive(Debug, Clone, Copy)]
+pub struct PeakEwma {
+    rtt_ns: f64,
+    stamp: Instant,
+    decay_ns: f64,
+}
+
+impl PeakEwma {
+    /// Starts at `initial`, decaying with time constant `decay`.
+    pub fn new(initial: Duration, decay: Duration) -> PeakEwma {
+        PeakEwma {
+            rtt_ns: initial.as_nanos() as f64,
+            stamp: Instant::now(),
+            decay_ns: (decay.as_nanos() as f64).max(1.0),
+        }
+    }
+
+    /// Folds in one observed round trip, seen at `now`.
+    pub fn observe(&mut self, rtt: Duration, now: Instant) {
+        let sample = rtt.as_nanos() as f64;
+        if sample > self.rtt_ns {
+            self.rtt_ns = sample;
+        } else {
+            let elapsed = now.saturating_duration_since(self.stamp).as_nanos() as f64;
+            let w = (-elapsed / self.decay_ns).exp();
+            self.rtt_ns = self.rtt_ns * w + sample * (1.0 - w);
+        }
+        self.stamp = now;
+    }
+
+    /// The current estimate, in nanoseconds.
+    pub fn rtt_ns(&self) -> f64 {
+        self.rtt_ns
+    }
+
+    /// The cost of one more call with `in_flight` already pending.
+    pub fn cost(&self, in_flight: usize) -> f64 {
+        self.rtt_ns * (in_flight as f64 + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn peaks_at_once_and_decays_with_time() {
+        let mut e = PeakEwma::new(Duration::from_millis(1), DEFAULT_DECAY);
+        e.observe(Duration::from_millis(20), Instant::now());
+        assert!(
+            (e.rtt_ns() - 20e6).abs() < 1.0,
+            "a slow sample is the new peak"
+        );
+        // A fast sample right away barely moves it ...
+        e.observe(Duration::from_millis(1), Instant::now());
+        assert!(e.rtt_ns() > 19e6);
+        // ... one after several decay periods nearly replaces it.
+        tokio::time::advance(DEFAULT_DECAY * 5).await;
+        e.observe(Duration::from_millis(1), Instant::now());
+        assert!(e.rtt_ns() < 2e6, "{}", e.rtt_ns());
+        assert!(e.cost(3) > e.cost(0) * 3.9);
+    }
+}

@@ -1,0 +1,138 @@
+//! Discovery: where a balanced channel learns its endpoints — a stream of [`Change`]s.
+//!
+//! ```text
+//!  static list ─┐
+//!  DNS (A/AAAA, SRV; re-resolved on TTL) ─┼─▶ Stream<Change> ─▶ Channel::balance ─▶ one pool per endpoint
+//!  etcd prefix watch (feature `etcd`) ─┘        ▲
+//!                          "a connection to X failed" ── (early re-resolution hint)
+//! ```
+//!
+//! A [`Discovery`] is the stream plus an optional [`Notify`] the channel pokes when a
+//! connection to a discovered address fails, so DNS re-resolves early instead of waiting
+//! for the TTL.
+
+#[cfg(feature = "dns")]
+pub mod dns;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+mod fixed;
+
+pub use fixed::{fixed, from_addrs};
+
+use futures_core::Stream;
+use sockrpc_transport::endpoint::Endpoint;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// One change to the endpoint set.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// An endpoint appears (or, for a known key, its endpoint or weight changes).
+    Insert {
+        /// What identifies it (usually `IP:PORT`).
+        key: String,
+        /// How to reach it (boxed: an endpoint is large, a removal small).
+        endpoint: Box<Endpoint>,
+        /// Its weight (≥ 1; p2c and the hash ring use it).
+        weight: u32,
+    },
+    /// The endpoint with this key leaves: no new calls; calls in flight finish and its
+    /// connections close.
+    Remove(String),
+    /// The endpoint with this key gets a new weight.
+    Weight(String, u32),
+}
+
+impl Change {
+    /// An insert of `endpoint` under `key` with weight 1.
+    pub fn insert(key: impl Into<String>, endpoint: Endpoint) -> Change {
+        Change::Insert {
+            key: key.into(),
+            endpoint: Box::new(endpoint),
+            weight: 1,
+        }
+    }
+}
+
+/// The key an endpoint is known by: `IP:PORT` (`[IPv6]:PORT`), or the Unix socket's path.
+pub fn endpoint_key(endpoint: &Endpoint) -> String {
+    match &endpoint.unix_path {
+        Some(path) => path.display().to_string(),
+        None if endpoint.host.contains(':') => format!("[{}]:{}", endpoint.host, endpoint.port),
+        None => format!("{}:{}", endpoint.host, endpoint.port),
+    }
+}
+
+/// A boxed stream of changes.
+pub type ChangeStream = Pin<Box<dyn Stream<Item = Change> + Send + 'static>>;
+
+/// A source of endpoint changes for [`Channel::balance`](crate::Channel::balance).
+pub struct Discovery {
+    pub(crate) changes: ChangeStream,
+    pub(crate) on_failure: Option<Arc<Notify>>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("early_refresh", &self.on_failure.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Discovery {
+    /// Discovery from any stream of changes.
+    pub fn new(changes: impl Stream<Item = Change> + Send + 'static) -> Discovery {
+        Discovery {
+            changes: Box::pin(changes),
+            on_failure: None,
+        }
+    }
+
+    /// Also tells the source (through `notify`) when a connection to one of its endpoints
+    /// failed, so it can look again early.
+    pub fn with_failure_hint(mut self, notify: Arc<Notify>) -> Discovery {
+        self.on_failure = Some(notify);
+        self
+    }
+
+    /// A discovery whose changes come through the returned sender: for programs (and tests)
+    /// that manage the set themselves.
+    pub fn channel() -> (tokio::sync::mpsc::UnboundedSender<Change>, Discovery) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stream = futures_util_free::poll_fn_stream(move |cx| rx.poll_recv(cx));
+        (tx, Discovery::new(stream))
+    }
+}
+
+impl<S: Stream<Item = Change> + Send + 'static> From<S> for Discovery {
+    fn from(changes: S) -> Discovery {
+        Discovery::new(changes)
+    }
+}
+
+/// A `Stream` from a poll function (the crate does not depend on futures-util).
+pub(crate) mod futures_util_free {
+    use futures_core::Stream;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub(crate) struct PollFn<F>(F);
+
+    impl<F> Unpin for PollFn<F> {}
+
+    impl<T, F: FnMut(&mut Context<'_>) -> Poll<Option<T>>> Stream for PollFn<F> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            (self.0)(cx)
+        }
+    }
+
+    pub(crate) fn poll_fn_stream<T, F>(f: F) -> PollFn<F>
+    where
+        F: FnMut(&mut Context<'_>) -> Poll<Option<T>>,
+    {
+        PollFn(f)
+    }
+}

@@ -1,0 +1,116 @@
+//! SIGKILL one of three servers during 10,000 calls.
+
+use super::child::Child;
+use super::support::{run_calls, shares, Server};
+use sockrpc::service::discovery;
+use sockrpc::{Channel, Code};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_one_of_three_only_its_in_flight_calls_fail() {
+    const CONCURRENCY: usize = 16;
+    let a = Server::start("127.0.0.1", Duration::ZERO).await;
+    let b = Server::start("127.0.0.2", Duration::ZERO).await;
+    let victim = Child::spawn("127.0.0.3", None);
+    let victim_addr = victim.addr;
+    let channel = Channel::balance(
+        discovery::fixed([a.addr, b.addr, victim_addr].map(|a| format!("tcp://{a}")))
+            .expect("endpoints"),
+    );
+    channel
+        .ready(3, Duration::from_secs(10))
+        .await
+        .expect("three endpoints up");
+    let mut victim = Some(victim);
+    let mut killed_at = None;
+    let results = run_calls(&channel, 10_000, CONCURRENCY, |done| {
+        if done == 3_000 {
+            if let Some(v) = victim.take() {
+                v.kill();
+                killed_at = Some(done);
+            }
+        }
+    })
+    .await;
+    let killed_at = killed_at.expect("killed mid-run");
+    let failures: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    for status in &failures {
+        assert_eq!(status.code(), Code::Unavailable, "{status}");
+        assert!(!status.message().contains("HANG"), "{status}");
+    }
+    // Only calls in flight on the victim can fail: at most the concurrency (it had its share).
+    assert!(
+        failures.len() <= CONCURRENCY,
+        "{} calls failed, more than were in flight",
+        failures.len()
+    );
+    let before = shares(&results[..killed_at]);
+    let after = shares(&results[killed_at + CONCURRENCY..]);
+    assert!(
+        before.get(&victim_addr).copied().unwrap_or(0) > 30,
+        "{before:?}"
+    );
+    assert!(
+        !after.contains_key(&victim_addr),
+        "the dead server answered: {after:?}"
+    );
+    let survivors = results.len() - killed_at - CONCURRENCY;
+    for addr in [a.addr, b.addr] {
+        let n = after.get(&addr).copied().unwrap_or(0);
+        assert!(
+            n * 5 > survivors,
+            "{addr} took {n} of {survivors} after the kill"
+        );
+    }
+    println!(
+        "failed {}, before {before:?}, after {after:?}",
+        failures.len()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A server that goes away and comes back on the same address takes calls again, without a
+/// call ever failing on it (the others carry the load meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_takes_calls_again() {
+    let stays = Server::start("127.0.0.1", Duration::ZERO).await;
+    let restarts = Server::start("127.0.0.2", Duration::ZERO).await;
+    let addr = restarts.addr;
+    let channel = Channel::balance(
+        discovery::fixed([stays.addr, addr].map(|a| format!("tcp://{a}"))).expect("endpoints"),
+    );
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("two up");
+    restarts.shutdown().await;
+    // Calls sent in the instant between the server closing and this client reading its GOAWAY
+    // fail (the transport reports a failed write as Unavailable): wait until the channel knows.
+    for _ in 0..200 {
+        if channel
+            .stats()
+            .iter()
+            .any(|s| s.key == addr.to_string() && !s.connected)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let meanwhile = run_calls(&channel, 200, 4, |_| {}).await;
+    let failed: Vec<_> = meanwhile.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "the survivor answers all: {failed:?}");
+    assert!(!shares(&meanwhile).contains_key(&addr));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("same address again");
+    let back = Server::on(listener, Duration::ZERO);
+    channel
+        .ready(2, Duration::from_secs(15))
+        .await
+        .expect("reconnected to the restarted server");
+    let after = shares(&run_calls(&channel, 300, 4, |_| {}).await);
+    assert!(after.get(&addr).copied().unwrap_or(0) > 30, "{after:?}");
+    stays.shutdown().await;
+    back.shutdown().await;
+}

@@ -1,0 +1,30 @@
+//! Issue 13: one channel over several servers, on real sockets over 127.0.0.1–127.0.0.3.
+//!
+//! - kill: SIGKILL one of three servers during 10,000 calls — only calls in flight on it fail,
+//!   the rest spread over the survivors, nothing hangs; a restarted server takes calls again;
+//! - slow: one server 5 ms slower — p2c sends it under 10 %, round robin about a third;
+//! - ring: a fourth server moves 15–35 % of keys, removing one moves only its keys;
+//! - health: NOT_SERVING takes a server out of rotation, SERVING brings it back; a streaming
+//!   call through the balanced channel;
+//! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
+//! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
+//!   records added and removed on the TTL, SRV priority and weight, an early lookup after a
+//!   connection fails);
+//! - etcd: a real etcd (Debian's `etcd-server`) with registrations under a lease (with the
+//!   tests package's `etcd` feature, which `.ci/run` turns on; skipped, with the reason
+//!   printed, when the binary is not installed);
+//! - child: the SIGKILLable server process the kill and etcd tests spawn.
+//!
+//! Every loop is bounded in count and every wait in time; nothing asserts speed.
+
+mod child;
+mod dns;
+#[cfg(feature = "etcd")]
+mod etcd;
+
+mod health;
+mod kill;
+mod outlier;
+mod ring;
+mod slow;
+mod support;
