@@ -59,6 +59,36 @@ pub mod {module} {{
         {{
             {client}::new(::sockrpc::codegen::InterceptedService::new(inner, interceptor))
         }}
+        /// Compresses requests with `encoding` once the server has said it accepts it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }}
+        /// Accepts answers compressed with `encoding` (tells the server so).
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }}
+        /// Requests shorter than `bytes` go uncompressed.
+        #[must_use]
+        pub fn compression_min_size(mut self, bytes: usize) -> Self {{
+            self.inner = self.inner.compression_min_size(bytes);
+            self
+        }}
+        /// The largest answer message accepted, counted after decompression.
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {{
+            self.inner = self.inner.max_decoding_message_size(bytes);
+            self
+        }}
+        /// The largest request message sent, counted before compression.
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {{
+            self.inner = self.inner.max_encoding_message_size(bytes);
+            self
+        }}
         /// Returns the wrapped channel or service stack.
         pub fn into_inner(self) -> {t} {{
             self.inner.into_inner()

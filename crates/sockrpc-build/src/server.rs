@@ -46,6 +46,7 @@ pub mod {module} {{
     /// Serves a [`{service_trait}`] implementation; add it to a `Router` / `Server::builder().add_service(..)`.
     pub struct {server}<{t}> {{
         inner: ::std::sync::Arc<{t}>,
+        settings: ::sockrpc::codegen::MessageSettings,
     }}
     impl<{t}> {server}<{t}> {{
         /// Serves `inner`.
@@ -54,7 +55,37 @@ pub mod {module} {{
         }}
         /// Serves an implementation that is already shared.
         pub fn from_arc(inner: ::std::sync::Arc<{t}>) -> Self {{
-            Self {{ inner }}
+            Self {{ inner, settings: ::sockrpc::codegen::MessageSettings::new() }}
+        }}
+        /// Accepts requests compressed with `encoding` (tells clients so in its HEADERS).
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.settings = self.settings.accept_compressed(encoding);
+            self
+        }}
+        /// Compresses answers with `encoding` for clients that accept it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.settings = self.settings.send_compressed(encoding);
+            self
+        }}
+        /// Answers shorter than `bytes` go uncompressed.
+        #[must_use]
+        pub fn compression_min_size(mut self, bytes: usize) -> Self {{
+            self.settings = self.settings.compression_min_size(bytes);
+            self
+        }}
+        /// The largest request message accepted, counted after decompression.
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {{
+            self.settings = self.settings.max_decoding_message_size(bytes);
+            self
+        }}
+        /// The largest answer message sent, counted before compression.
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {{
+            self.settings = self.settings.max_encoding_message_size(bytes);
+            self
         }}
         /// Serves `inner` behind `interceptor`, which sees (and may change or refuse) every
         /// call before the handler runs; mount the result with `add_service` as usual.
@@ -70,7 +101,7 @@ pub mod {module} {{
     }}
     impl<{t}> ::core::clone::Clone for {server}<{t}> {{
         fn clone(&self) -> Self {{
-            Self {{ inner: ::std::sync::Arc::clone(&self.inner) }}
+            Self {{ inner: ::std::sync::Arc::clone(&self.inner), settings: self.settings }}
         }}
     }}
     impl<{t}> ::core::fmt::Debug for {server}<{t}> {{
@@ -93,7 +124,7 @@ pub mod {module} {{
             ::core::task::Poll::Ready(::core::result::Result::Ok(()))
         }}
         fn call(&mut self, call: ::sockrpc::codegen::Call) -> Self::Future {{
-            {body}
+            self.settings.serve(call, |call| {body})
         }}
     }}
 }}

@@ -10,11 +10,14 @@
 //!   the [`TlsPeer`] when it runs TLS.
 //! - [`MethodPath`]: the path a call is routed by, `/package.Service/Method`.
 //! - [`Limits`]: every size checked before allocation.
+//! - [`CompressionEncoding`], [`EncodingSet`], [`EncodingFields`]: compression as the wire
+//!   names it (the algorithms are the service layer's).
 //! - [`codec`]: [`Codec`], [`ProstCodec`] and (feature `bincode`) `BincodeCodec`.
 
 mod code;
 pub mod codec;
 mod conn_info;
+mod encoding;
 pub mod datagram;
 mod extensions;
 pub mod frame;
@@ -30,6 +33,7 @@ pub use code::Code;
 pub use codec::BincodeCodec;
 pub use codec::{Codec, ProstCodec};
 pub use conn_info::{ConnInfo, TransportKind};
+pub use encoding::{CompressionEncoding, EncodingFields, EncodingSet, ENCODING_FIELDS_LEN};
 pub use extensions::Extensions;
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR};
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED_PREFIX};

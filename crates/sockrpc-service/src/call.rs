@@ -48,9 +48,15 @@ impl Call {
             replay,
             call_id,
         } = incoming;
+        // A unary request's one message keeps its MESSAGE's COMPRESSED flag.
+        let compressed = request.message_compressed();
+        let request = request.map(|body| match body {
+            sockrpc_transport::RequestBody::Once(message) => Body::once_wire(message, compressed),
+            body => Body::from(body),
+        });
         Call {
             path,
-            request: request.map(Body::from),
+            request,
             streaming_response: false,
             idempotency: Idempotency::Unknown,
             replay,
