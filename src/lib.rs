@@ -74,11 +74,11 @@ pub mod codegen {
     pub use sockrpc_protocol::{
         Codec, IntoRequest, IntoStreamingRequest, ProstCodec, Request, Response, Status,
     };
+    pub use sockrpc_service::compression::{CompressionEncoding, MessageSettings};
     pub use sockrpc_service::{
         client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
         BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
-    pub use sockrpc_service::compression::{CompressionEncoding, MessageSettings};
     pub use sockrpc_service::{CallFuture, ClientService, Idempotency, RpcMethod};
     pub use tower_service::Service;
 }

@@ -228,7 +228,11 @@ mod tests {
         assert_eq!(EncodingFields::take(&mut bytes), Some(fields));
         assert!(bytes.is_empty());
         assert_eq!(
-            EncodingFields { accept: set, send: 9 }.send_encoding(),
+            EncodingFields {
+                accept: set,
+                send: 9
+            }
+            .send_encoding(),
             Err(9)
         );
     }

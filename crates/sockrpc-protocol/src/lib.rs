@@ -17,8 +17,8 @@
 mod code;
 pub mod codec;
 mod conn_info;
-mod encoding;
 pub mod datagram;
+mod encoding;
 mod extensions;
 pub mod frame;
 mod limits;

@@ -333,12 +333,13 @@ impl Body {
                 Some(Ok(message)) => (message, false),
                 other => return Poll::Ready(other),
             },
-            Kind::Incoming(incoming) => match std::task::ready!(incoming.poll_message_flagged(cx))
-            {
-                Some(Ok(wire)) => wire,
-                Some(Err(status)) => return Poll::Ready(Some(Err(status))),
-                None => return Poll::Ready(None),
-            },
+            Kind::Incoming(incoming) => {
+                match std::task::ready!(incoming.poll_message_flagged(cx)) {
+                    Some(Ok(wire)) => wire,
+                    Some(Err(status)) => return Poll::Ready(Some(Err(status))),
+                    None => return Poll::Ready(None),
+                }
+            }
         };
         let decoding = self.codec.as_ref().and_then(|c| c.decoding.as_ref());
         Poll::Ready(Some(match decoding {

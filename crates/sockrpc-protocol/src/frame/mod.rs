@@ -511,7 +511,11 @@ mod tests {
         encode_message_flagged(&mut buf, 11, false, true, b"zz");
         assert!(matches!(
             round_trip(buf),
-            Frame::Message { compressed: true, end_stream: false, .. }
+            Frame::Message {
+                compressed: true,
+                end_stream: false,
+                ..
+            }
         ));
     }
 

@@ -111,8 +111,7 @@ impl<T> Client<T> {
     /// Learns the server's accept set from its HEADERS; sets how the answer is decoded.
     fn incoming(&self, response: &mut Response<Body>) {
         if let Some(fields) = response.encoding() {
-            self.learned
-                .store(fields.accept.bits(), Ordering::Relaxed);
+            self.learned.store(fields.accept.bits(), Ordering::Relaxed);
         }
         if !self.settings.is_default() {
             let decoding = self.settings.decoding(response.encoding(), Side::Client);

@@ -38,7 +38,9 @@ const ZSTD_LEVEL: i32 = 3;
 /// (settings never select one: see [`compiled_encodings`]).
 pub fn compress(encoding: CompressionEncoding, message: &[u8]) -> Result<Bytes, Status> {
     let failed = |err: std::io::Error| {
-        Status::internal(format!("could not compress a message with {encoding}: {err}"))
+        Status::internal(format!(
+            "could not compress a message with {encoding}: {err}"
+        ))
     };
     match encoding {
         #[cfg(feature = "gzip")]
@@ -62,7 +64,10 @@ pub fn compress(encoding: CompressionEncoding, message: &[u8]) -> Result<Bytes, 
             // With the frame's checksum, so a corrupted body is refused, not misread.
             let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?;
             compressor.include_checksum(true).map_err(failed)?;
-            compressor.compress(message).map(Bytes::from).map_err(failed)
+            compressor
+                .compress(message)
+                .map(Bytes::from)
+                .map_err(failed)
         }
         #[allow(unreachable_patterns)]
         other => Err(Status::internal(format!(
@@ -92,12 +97,19 @@ pub fn decompress(
         CompressionEncoding::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(message)
                 .map_err(|err| corrupt(encoding, &err))?;
-            // A frame may ask for a window of up to 2 GiB; no window larger than the limit is
-            // needed to decode a message within it, so a larger one is refused as corrupt.
+            // A frame may ask for a window of up to 2 GiB; a message within the limit never
+            // needs more than the limit (or zstd's usual 2 MiB), so a frame that asks for more
+            // is refused as too large, before its window is allocated.
             decoder
                 .window_log_max(window_log_for(limit))
                 .map_err(|err| corrupt(encoding, &err))?;
-            read_bounded(encoding, decoder, limit)
+            read_bounded(encoding, decoder, limit).map_err(|status| {
+                if status.message().contains("too much memory") {
+                    too_large(encoding, limit)
+                } else {
+                    status
+                }
+            })
         }
         #[allow(unreachable_patterns)]
         other => Err(Status::unimplemented(format!(
@@ -106,11 +118,19 @@ pub fn decompress(
     }
 }
 
-/// The smallest zstd window log (10..=27) whose window holds `limit` bytes.
+/// The smallest zstd window log whose window holds `limit` bytes, at least 21 (the 2 MiB
+/// window zstd's default levels use whatever the size) and at most 27 (128 MiB).
 #[cfg(feature = "zstd")]
 fn window_log_for(limit: usize) -> u32 {
     let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
-    needed.clamp(10, 27)
+    needed.clamp(21, 27)
+}
+
+#[cfg(any(feature = "gzip", feature = "deflate", feature = "zstd"))]
+fn too_large(encoding: CompressionEncoding, limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "a {encoding} message decompresses to more than the limit of {limit} bytes"
+    ))
 }
 
 #[cfg(any(feature = "gzip", feature = "deflate", feature = "zstd"))]
@@ -135,9 +155,7 @@ fn read_bounded(
             Err(err) => return Err(corrupt(encoding, &err)),
         };
         if n > limit - out.len() {
-            return Err(Status::resource_exhausted(format!(
-                "a {encoding} message decompresses to more than the limit of {limit} bytes"
-            )));
+            return Err(too_large(encoding, limit));
         }
         if out.capacity() - out.len() < n {
             // Double, but never past the limit.
@@ -163,7 +181,10 @@ mod tests {
         let message = sample();
         for encoding in compiled_encodings().iter() {
             let packed = compress(encoding, &message).expect("compress");
-            assert!(packed.len() < message.len() / 4, "{encoding} did not compress");
+            assert!(
+                packed.len() < message.len() / 4,
+                "{encoding} did not compress"
+            );
             let unpacked = decompress(encoding, &packed, message.len()).expect("decompress");
             assert_eq!(&unpacked[..], &message[..], "{encoding}");
             // One byte short of the size: refused, bounded.

@@ -299,7 +299,6 @@ impl Encoding {
             _ => Ok((message, false)),
         }
     }
-
 }
 
 /// Turns compression on or off for the messages of a call that follow (gRPC's per-message

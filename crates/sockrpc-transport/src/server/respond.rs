@@ -315,7 +315,9 @@ pub(super) async fn pump<B: OutboundBody>(
         }
         // A stream that panics fails its own call, like a handler that does.
         let next = std::future::poll_fn(|cx| {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.poll_message_flagged(cx))) {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                body.poll_message_flagged(cx)
+            })) {
                 Ok(polled) => polled,
                 Err(_) => {
                     tracing::error!(call_id, "response stream panicked");

@@ -1,0 +1,13 @@
+//! Issue 12: per-message compression over loopback TCP.
+//!
+//! - matrix: the four call shapes in every combination of client and server encodings, with
+//!   the COMPRESSED flag read off the wire by a proxy;
+//! - refusals: an encoding the server does not accept (`UNIMPLEMENTED`), a corrupt body
+//!   (`INTERNAL`), a zip bomb (`RESOURCE_EXHAUSTED`), and a client of the previous version
+//!   that never receives a compressed message.
+//!
+//! Every loop is bounded in count and every wait in time; nothing asserts speed.
+
+mod matrix;
+mod refusals;
+mod support;
