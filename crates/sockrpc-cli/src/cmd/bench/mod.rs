@@ -19,6 +19,7 @@
 //! - [`plan`]: how every row runs, where it connects, which rows a group has.
 //! - [`rows`]: running one row: connecting its callers, warmup, measurement, notes.
 
+mod compressed;
 mod plan;
 mod rows;
 
@@ -61,7 +62,11 @@ enum Transport {
     /// subscriber that drops its output, retry on the client, a concurrency limit on the server,
     /// metrics into a Prometheus recorder): sockrpc-stack.
     Stack,
-    /// Every transport above.
+    /// sockrpc over TCP with per-message compression both ways: sockrpc-gzip, sockrpc-zstd
+    /// (embedded server only; the payload is one byte repeated, so try --payload 65536). Not
+    /// part of `all`.
+    Compression,
+    /// Every transport above but compression.
     All,
 }
 
@@ -264,10 +269,21 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             (Some(embedded), client_tls)
         }
     };
+    let compressed = match (&embedded, wanted.contains(&Transport::Compression)) {
+        (Some(_), true) => Some(compressed::CompressedServer::start(args.server_workers)?),
+        _ => None,
+    };
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let targets = client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound), tls))?;
+    let mut targets =
+        client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound), tls))?;
+    if let Some(server) = &compressed {
+        targets.compressed = compressed::ENCODINGS
+            .iter()
+            .filter_map(|encoding| Some((*encoding, server.endpoint(*encoding)?)))
+            .collect();
+    }
     let machine = Machine::this();
     match &embedded {
         Some(server) => println!(
@@ -324,6 +340,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if let Some(server) = embedded {
         server.stop()?;
     }
+    drop(compressed);
     if let Some(path) = &args.json {
         let setup = Setup {
             server: match &args.target {

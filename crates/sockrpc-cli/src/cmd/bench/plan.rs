@@ -10,6 +10,7 @@ use crate::server::Bound;
 use indicatif::ProgressBar;
 use sockrpc::tls::ClientTlsConfig;
 use sockrpc::transport::UdpPolicy;
+use sockrpc::CompressionEncoding;
 use sockrpc::Endpoint;
 use std::net::SocketAddr;
 
@@ -60,6 +61,8 @@ pub(super) struct Targets {
     pub(super) udp: Option<SocketAddr>,
     /// The Bench service behind the middleware stack, over TCP.
     pub(super) stack: Option<Endpoint>,
+    /// The Bench service compressing with each encoding (embedded only; see `compressed.rs`).
+    pub(super) compressed: Vec<(CompressionEncoding, Endpoint)>,
 }
 
 impl Targets {
@@ -119,6 +122,7 @@ pub(super) async fn targets(
             stack: bound
                 .stack
                 .map(|addr| Endpoint::new(addr.ip().to_string(), addr.port())),
+            compressed: Vec::new(),
         });
     }
     let target = args.target.as_deref().unwrap_or_default();
@@ -160,6 +164,7 @@ pub(super) async fn targets(
         uds: args.uds_target.as_ref().map(Endpoint::unix),
         udp,
         stack: None,
+        compressed: Vec::new(),
     })
 }
 
@@ -177,9 +182,29 @@ pub(super) enum Kind {
     RawTls,
     SockrpcTls,
     SockrpcStack,
+    SockrpcGzip,
+    SockrpcZstd,
 }
 
 impl Kind {
+    /// The compression row for `encoding`.
+    pub(super) fn compressed(encoding: CompressionEncoding) -> Option<Kind> {
+        match encoding {
+            CompressionEncoding::Gzip => Some(Kind::SockrpcGzip),
+            CompressionEncoding::Zstd => Some(Kind::SockrpcZstd),
+            CompressionEncoding::Deflate => None,
+        }
+    }
+
+    /// The encoding a compression row measures.
+    pub(super) fn encoding(self) -> Option<CompressionEncoding> {
+        match self {
+            Kind::SockrpcGzip => Some(CompressionEncoding::Gzip),
+            Kind::SockrpcZstd => Some(CompressionEncoding::Zstd),
+            _ => None,
+        }
+    }
+
     /// The row's name in tables, JSON and plots.
     pub(super) fn name(self) -> &'static str {
         match self {
@@ -194,6 +219,8 @@ impl Kind {
             Kind::RawTls => "raw-tls",
             Kind::SockrpcTls => "sockrpc-tls",
             Kind::SockrpcStack => "sockrpc-stack",
+            Kind::SockrpcGzip => "sockrpc-gzip",
+            Kind::SockrpcZstd => "sockrpc-zstd",
         }
     }
 
@@ -208,7 +235,9 @@ impl Kind {
             | Kind::RawTcpPipelined
             | Kind::SockrpcTcp
             | Kind::SockrpcStream
-            | Kind::SockrpcStack => "tcp",
+            | Kind::SockrpcStack
+            | Kind::SockrpcGzip
+            | Kind::SockrpcZstd => "tcp",
         }
     }
 }
@@ -324,6 +353,21 @@ pub(super) async fn run_group(
     }
     if wanted.contains(&Transport::Stream) {
         kinds.push(Kind::SockrpcStream);
+    }
+    if wanted.contains(&Transport::Compression) {
+        if targets.compressed.is_empty() {
+            group.skipped.push(
+                "sockrpc-gzip and sockrpc-zstd skipped: they need the embedded server (no \
+                 --target)"
+                    .into(),
+            );
+        }
+        kinds.extend(
+            targets
+                .compressed
+                .iter()
+                .filter_map(|(encoding, _)| Kind::compressed(*encoding)),
+        );
     }
     for kind in kinds {
         let mut row = run_row(kind, targets, plan, payload, concurrency, progress).await;

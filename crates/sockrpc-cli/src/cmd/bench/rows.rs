@@ -131,7 +131,9 @@ pub(super) async fn run_row(
         | Kind::SockrpcUdp
         | Kind::SockrpcAuto
         | Kind::SockrpcStream
-        | Kind::SockrpcStack => run_sockrpc(kind, targets, plan, row, progress).await,
+        | Kind::SockrpcStack
+        | Kind::SockrpcGzip
+        | Kind::SockrpcZstd => run_sockrpc(kind, targets, plan, row, progress).await,
     }
 }
 
@@ -150,6 +152,11 @@ async fn run_sockrpc(
         Kind::SockrpcTls => targets.tls.clone(),
         Kind::SockrpcStack => targets.stack.clone(),
         Kind::SockrpcTcp => targets.rpc.clone(),
+        Kind::SockrpcGzip | Kind::SockrpcZstd => targets
+            .compressed
+            .iter()
+            .find(|(encoding, _)| Some(*encoding) == kind.encoding())
+            .map(|(_, endpoint)| endpoint.clone()),
         _ => targets.base().cloned(),
     };
     row.connections = match kind {
@@ -165,8 +172,20 @@ async fn run_sockrpc(
     };
     let client = channel
         .as_ref()
-        .map(|channel| BenchClient::new(channel.clone()))
+        .map(|channel| match kind.encoding() {
+            // Requests compress once the first answer says the server takes the encoding:
+            // the warmup calls teach it.
+            Some(encoding) => BenchClient::new(channel.clone())
+                .send_compressed(encoding)
+                .accept_compressed(encoding),
+            None => BenchClient::new(channel.clone()),
+        })
         .map_err(Clone::clone);
+    if let Some(encoding) = kind.encoding() {
+        row.note = Some(format!(
+            "per-message {encoding} both ways (payload of one repeated byte)"
+        ));
+    }
     let mut row = match kind {
         Kind::SockrpcStream => {
             row.note = Some(if concurrency == 1 {
