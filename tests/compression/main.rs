@@ -4,10 +4,12 @@
 //!   the COMPRESSED flag read off the wire by a proxy;
 //! - refusals: an encoding the server does not accept (`UNIMPLEMENTED`), a corrupt body
 //!   (`INTERNAL`), a zip bomb (`RESOURCE_EXHAUSTED`), and a client of the previous version
-//!   that never receives a compressed message.
+//!   that never receives a compressed message;
+//! - limits: send and receive limits, separate on both sides, and the status message cap.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
+mod limits;
 mod matrix;
 mod refusals;
 mod support;

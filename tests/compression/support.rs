@@ -34,6 +34,9 @@ pub(crate) fn payload(len: usize) -> Bytes {
     Bytes::from(text.iter().copied().cycle().take(len).collect::<Vec<u8>>())
 }
 
+/// A unary request with this `seq` fails with its payload as the status message.
+pub(crate) const FAIL_SEQ: u64 = u64::MAX;
+
 /// Echoes what it is sent, in every shape.
 #[derive(Clone, Default)]
 pub(crate) struct EchoStreamer;
@@ -42,7 +45,13 @@ type ChunkStream = BoxStream<'static, Result<Chunk, Status>>;
 
 impl Streamer for EchoStreamer {
     async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        Ok(Response::new(request.into_inner()))
+        let chunk = request.into_inner();
+        if chunk.seq == FAIL_SEQ {
+            // The payload is the status message.
+            let message = String::from_utf8_lossy(&chunk.payload).into_owned();
+            return Err(Status::invalid_argument(message));
+        }
+        Ok(Response::new(chunk))
     }
 
     type ProduceStream = ChunkStream;
@@ -111,13 +120,21 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn start(service: StreamerServer<EchoStreamer>) -> Running {
+        Running::start_with(Server::builder(), service)
+    }
+
+    /// As [`start`](Running::start), on a builder already configured.
+    pub(crate) fn start_with(
+        builder: sockrpc::server::ServerBuilder<tower::layer::util::Identity>,
+        service: StreamerServer<EchoStreamer>,
+    ) -> Running {
         let listener =
             sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
                 .expect("bind");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
-            Server::builder()
+            builder
                 .add_service(service)
                 .serve_with_listener_and_shutdown(listener, async move {
                     let _ = stopped.await;

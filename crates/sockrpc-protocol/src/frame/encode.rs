@@ -311,23 +311,71 @@ pub fn encode_end_flagged(
     trailers: &MetadataMap,
     not_processed: bool,
 ) {
-    let mut message = truncate_utf8(message, MAX_STATUS_MESSAGE);
-    let details = if details.len() > MAX_STATUS_DETAILS {
-        message = "status details too large to send; dropped";
+    let end = EndFrame {
+        code,
+        message,
+        details,
+        trailers,
+        not_processed,
+    };
+    encode_end_capped(dst, call_id, &end, MAX_STATUS_MESSAGE);
+}
+
+/// Every field of an END frame, for [`encode_end_capped`].
+#[derive(Debug, Clone, Copy)]
+pub struct EndFrame<'a> {
+    /// Status code.
+    pub code: Code,
+    /// Status message (cut and marked past the cap).
+    pub message: &'a str,
+    /// Status details (dropped, with a note, past [`MAX_STATUS_DETAILS`]).
+    pub details: &'a [u8],
+    /// Trailing metadata (checked by the caller).
+    pub trailers: &'a MetadataMap,
+    /// `FLAG_NOT_PROCESSED`.
+    pub not_processed: bool,
+}
+
+/// Writes an END frame whose message is cut to `message_cap` bytes (see [`truncate_status`]).
+pub fn encode_end_capped(dst: &mut BytesMut, call_id: u32, end: &EndFrame<'_>, message_cap: usize) {
+    let mut message = truncate_status(end.message, message_cap);
+    let details = if end.details.len() > MAX_STATUS_DETAILS {
+        message = "status details too large to send; dropped".into();
         &[][..]
     } else {
-        details
+        end.details
     };
-    let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(trailers);
+    let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(end.trailers);
     dst.reserve(HEADER_LEN + len);
-    let flags = if not_processed { FLAG_NOT_PROCESSED } else { 0 };
+    let flags = if end.not_processed {
+        FLAG_NOT_PROCESSED
+    } else {
+        0
+    };
     put_header(dst, len, FrameKind::End, flags, call_id);
-    dst.put_u32(code.as_u32());
+    dst.put_u32(end.code.as_u32());
     dst.put_u32(message.len() as u32);
     dst.put_slice(message.as_bytes());
     dst.put_u32(details.len() as u32);
     dst.put_slice(details);
-    put_metadata(dst, trailers);
+    put_metadata(dst, end.trailers);
+}
+
+/// `message` cut to at most `cap` bytes: when it is longer, cut at a character boundary and
+/// marked with what was dropped, `… [truncated N bytes]`, the whole within `cap`. (A cap
+/// too small for the mark gets a plain cut.)
+pub fn truncate_status(message: &str, cap: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= cap {
+        return message.into();
+    }
+    // The mark is longest when the most is dropped: size it for the whole message.
+    let widest = format!("… [truncated {} bytes]", message.len()).len();
+    if cap < widest {
+        return truncate_utf8(message, cap).into();
+    }
+    let kept = truncate_utf8(message, cap - widest);
+    let dropped = message.len() - kept.len();
+    format!("{kept}… [truncated {dropped} bytes]").into()
 }
 
 /// Writes a CANCEL frame (empty body).

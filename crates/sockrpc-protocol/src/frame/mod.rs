@@ -520,6 +520,47 @@ mod tests {
     }
 
     #[test]
+    fn a_long_status_message_is_cut_and_marked() {
+        let limits = Limits::default();
+        let long = "é".repeat(20_000); // 40,000 bytes, two per character
+        let mut buf = BytesMut::new();
+        let end = EndFrame {
+            code: Code::Internal,
+            message: &long,
+            details: b"",
+            trailers: &MetadataMap::new(),
+            not_processed: false,
+        };
+        encode_end_capped(&mut buf, 1, &end, 1000);
+        let Frame::End { message, .. } = round_trip(buf) else {
+            panic!("not an END");
+        };
+        assert!(message.len() <= 1000, "{}", message.len());
+        let kept = message.find('…').expect("marked");
+        let dropped = long.len() - kept;
+        assert!(
+            message.ends_with(&format!("… [truncated {dropped} bytes]")),
+            "{message}"
+        );
+        assert!(long.starts_with(&message[..kept]));
+        // The default cap, through the plain encoder: 16 KiB, marked.
+        let mut buf = BytesMut::new();
+        encode_end(&mut buf, 1, Code::Internal, &long, b"", &MetadataMap::new());
+        let Frame::End { message, .. } = round_trip(buf) else {
+            panic!("not an END");
+        };
+        assert!(message.len() <= MAX_STATUS_MESSAGE && message.contains("[truncated "));
+        // Short messages are untouched; the cap is bounded by the ceiling.
+        assert_eq!(truncate_status("short", 5), "short");
+        assert_eq!(
+            limits
+                .with_max_status_message_size(1 << 20)
+                .status_message_cap(),
+            crate::STATUS_MESSAGE_CEILING
+        );
+    }
+
+    #[test]
     fn hostile_headers_are_refused() {
         let limits = Limits::default();
         let mut head = [0xffu8; HEADER_LEN];

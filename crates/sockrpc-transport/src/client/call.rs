@@ -103,11 +103,11 @@ fn start_call(
 ) -> Result<u32, Status> {
     let limits = &shared.limits;
     let (metadata, message, timeout) = (request.metadata(), request.get_ref(), request.timeout());
-    if message.len() > limits.max_message_size {
+    if message.len() > limits.send_limit() {
         return Err(Status::resource_exhausted(format!(
             "request message of {} bytes exceeds the limit of {}",
             message.len(),
-            limits.max_message_size
+            limits.send_limit()
         )));
     }
     frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;

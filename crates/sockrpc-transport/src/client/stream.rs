@@ -76,11 +76,11 @@ impl ClientConnection {
         let shared = self.shared();
         let limits = &shared.limits;
         if let Some((message, _)) = &request {
-            if message.len() > limits.max_message_size {
+            if message.len() > limits.send_limit() {
                 return Err(Status::resource_exhausted(format!(
                     "request message of {} bytes exceeds the limit of {}",
                     message.len(),
-                    limits.max_message_size
+                    limits.send_limit()
                 )));
             }
         }
@@ -192,11 +192,11 @@ impl StreamSender {
         compressed: bool,
     ) -> Result<(), Status> {
         let shared = self.conn.shared();
-        if message.len() > shared.limits.max_message_size {
+        if message.len() > shared.limits.send_limit() {
             return Err(Status::resource_exhausted(format!(
                 "request message of {} bytes exceeds the limit of {}",
                 message.len(),
-                shared.limits.max_message_size
+                shared.limits.send_limit()
             )));
         }
         let mut state = shared.lock();

@@ -195,11 +195,11 @@ fn encode_once(
     trailers: &MetadataMap,
     limits: &Limits,
 ) {
-    if message.len() > limits.max_message_size {
+    if message.len() > limits.send_limit() {
         let status = Status::resource_exhausted(format!(
             "response message of {} bytes exceeds the limit of {}",
             message.len(),
-            limits.max_message_size
+            limits.send_limit()
         ));
         return encode_status(buf, call_id, &status, limits);
     }
@@ -243,15 +243,14 @@ fn encode_end_with(
         Ok(()) => status.metadata(),
         Err(_) => &empty,
     };
-    frame::encode_end_flagged(
-        buf,
-        call_id,
-        status.code(),
-        status.message(),
-        status.details(),
+    let end = frame::EndFrame {
+        code: status.code(),
+        message: status.message(),
+        details: status.details(),
         trailers,
         not_processed,
-    );
+    };
+    frame::encode_end_capped(buf, call_id, &end, limits.status_message_cap());
 }
 
 /// Runs `f` on the state with a context, then flushes (or hands the flush to the driver).
@@ -332,7 +331,7 @@ pub(super) async fn pump<B: OutboundBody>(
             }
             let buf = state.outbox.buf_mut();
             let end = match &next {
-                Some(Ok((message, compressed))) if message.len() <= limits.max_message_size => {
+                Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
                     frame::encode_message_flagged(buf, call_id, false, *compressed, message);
                     state.answers_sent += 1;
                     if let Some(stream) = state.streams.get_mut(&call_id) {
@@ -343,7 +342,7 @@ pub(super) async fn pump<B: OutboundBody>(
                 Some(Ok((message, _))) => Err(Status::resource_exhausted(format!(
                     "response message of {} bytes exceeds the limit of {}",
                     message.len(),
-                    limits.max_message_size
+                    limits.send_limit()
                 ))),
                 Some(Err(status)) => Err(status.clone()),
                 None => Ok(()),
