@@ -79,6 +79,6 @@ pub mod codegen {
         client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
         BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
-    pub use sockrpc_service::{CallFuture, ClientService, Idempotency, RpcMethod};
+    pub use sockrpc_service::{BoxStream, CallFuture, ClientService, Idempotency, RpcMethod};
     pub use tower_service::Service;
 }

@@ -76,6 +76,7 @@
 
 mod client;
 mod comments;
+mod config;
 mod generator;
 mod names;
 mod server;
@@ -117,6 +118,7 @@ pub fn configure() -> Builder {
         bytes: Vec::new(),
         extern_paths: Vec::new(),
         include_file: None,
+        options: config::Options::default(),
     }
 }
 
@@ -135,6 +137,8 @@ pub struct Builder {
     bytes: Vec<String>,
     extern_paths: Vec<(String, String)>,
     include_file: Option<PathBuf>,
+    /// The service options (`config.rs`).
+    options: config::Options,
 }
 
 impl Builder {
@@ -297,10 +301,12 @@ impl Builder {
         if let Some(include_file) = &self.include_file {
             config.include_file(include_file);
         }
+        self.apply_options(&mut config);
         if self.build_client || self.build_server {
             config.service_generator(Box::new(SockrpcServiceGenerator::new(
                 self.build_client,
                 self.build_server,
+                self.options.clone(),
                 errors,
             )));
         }
