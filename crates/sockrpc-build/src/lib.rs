@@ -63,7 +63,10 @@
 //!   `Async` → `r#async`); those that can't be raw (`self`, `super`, `crate`,
 //!   `extern`) get a trailing underscore (`Self` → `self_`).
 //! - Rpcs whose name would collide with a method of the generated client
-//!   (`connect`, `new`, `into_inner`, `clone`, `clone_from`, `fmt`) get a
+//!   (`connect`, `new`, `with_interceptor`, `into_inner`, `get_ref`, `get_mut`,
+//!   `send_compressed`, `accept_compressed`, `compression_min_size`,
+//!   `max_decoding_message_size`, `max_encoding_message_size`, `clone`,
+//!   `clone_from`, `fmt`) get a
 //!   `_rpc` suffix: `Connect` → `connect_rpc`. The same name is used in the
 //!   server trait, so each rpc has a single Rust name.
 //! - The associated type for a server or bidi stream is the rpc name in
