@@ -44,7 +44,9 @@ async fn default_stubs_answer_unimplemented() {
     .expect("connect");
     let mut client = LegacyClient::new(channel);
     let ping = Ping { seq: 7 };
-    let answer = bounded("current", client.current(ping)).await.expect("served");
+    let answer = bounded("current", client.current(ping))
+        .await
+        .expect("served");
     assert_eq!(answer.into_inner().seq, 7);
 
     let unimplemented = |result: Result<(), Status>, path: &str| {
@@ -61,7 +63,9 @@ async fn default_stubs_answer_unimplemented() {
         .await
         .map(|_| ());
     unimplemented(upload, "/sockrpc.test.options.Legacy/Upload");
-    let chat = bounded("chat", client.chat(stream::iter([ping]))).await.map(|_| ());
+    let chat = bounded("chat", client.chat(stream::iter([ping])))
+        .await
+        .map(|_| ());
     unimplemented(chat, "/sockrpc.test.options.Legacy/Chat");
 
     let _ = stop.send(());

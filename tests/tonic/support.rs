@@ -123,22 +123,33 @@ impl Running {
         Running::start_with(Server::builder(), service)
     }
 
+    /// Serves a trait object (`Arc<dyn DynStreamer>`).
+    pub(crate) fn start_dyn(
+        service: StreamerServer<
+            std::sync::Arc<dyn sockrpc_tests::stream::streamer_server::DynStreamer>,
+        >,
+    ) -> Running {
+        Running::serve(Server::builder().add_service(service))
+    }
+
     /// As [`start`](Running::start), on a builder already configured.
     pub(crate) fn start_with(
         builder: sockrpc::server::ServerBuilder<tower::layer::util::Identity>,
         service: StreamerServer<EchoStreamer>,
     ) -> Running {
+        Running::serve(builder.add_service(service))
+    }
+
+    fn serve(builder: sockrpc::server::ServerBuilder<tower::layer::util::Identity>) -> Running {
         let listener =
             sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
                 .expect("bind");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
-            builder
-                .add_service(service)
-                .serve_with_listener_and_shutdown(listener, async move {
-                    let _ = stopped.await;
-                }),
+            builder.serve_with_listener_and_shutdown(listener, async move {
+                let _ = stopped.await;
+            }),
         );
         Running {
             addr,

@@ -100,7 +100,11 @@ impl Builder {
 
     /// Adds `attribute` (e.g. `#[cfg(feature = "client")]`) to the `<service>_client`
     /// modules of the services under `path`.
-    pub fn client_mod_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+    pub fn client_mod_attribute(
+        mut self,
+        path: impl AsRef<str>,
+        attribute: impl AsRef<str>,
+    ) -> Self {
         self.options
             .client_mod_attributes
             .push(crate::pair(path, attribute));
@@ -116,7 +120,11 @@ impl Builder {
     }
 
     /// Adds `attribute` to the `<service>_server` modules of the services under `path`.
-    pub fn server_mod_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+    pub fn server_mod_attribute(
+        mut self,
+        path: impl AsRef<str>,
+        attribute: impl AsRef<str>,
+    ) -> Self {
         self.options
             .server_mod_attributes
             .push(crate::pair(path, attribute));

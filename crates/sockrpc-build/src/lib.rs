@@ -80,6 +80,7 @@
 mod client;
 mod comments;
 mod config;
+mod dyn_trait;
 mod generator;
 mod names;
 mod server;

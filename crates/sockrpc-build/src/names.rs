@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(method("GetMut"), "get_mut_rpc");
         assert_eq!(method("WithInterceptor"), "with_interceptor_rpc");
         assert_eq!(method("SendCompressed"), "send_compressed_rpc");
-        assert_eq!(method("MaxDecodingMessageSize"), "max_decoding_message_size_rpc");
+        assert_eq!(
+            method("MaxDecodingMessageSize"),
+            "max_decoding_message_size_rpc"
+        );
     }
 
     #[test]

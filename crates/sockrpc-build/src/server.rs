@@ -24,6 +24,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
         .iter()
         .map(|m| trait_method(m, options.default_stubs))
         .collect();
+    let twin = crate::dyn_trait::generate(service, options.default_stubs);
     let mod_attributes = Options::attributes(&options.server_mod_attributes, &service.full_name);
     let attributes = Options::attributes(&options.server_attributes, &service.full_name);
     let arms: String = service
@@ -51,6 +52,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     {attributes}pub trait {service_trait}: ::core::marker::Send + ::core::marker::Sync + 'static {{
         {trait_methods}
     }}
+    {twin}
     /// Serves a [`{service_trait}`] implementation; add it to a `Router` / `Server::builder().add_service(..)`.
     {attributes}pub struct {server}<{t}> {{
         inner: ::std::sync::Arc<{t}>,
@@ -209,7 +211,7 @@ fn trait_method(m: &MethodModel, default_stubs: bool) -> String {
 
 /// What the trait method (and the handler closure) receives: the message, or
 /// a `Streaming` of them when the client streams.
-fn request_type(m: &MethodModel) -> String {
+pub(crate) fn request_type(m: &MethodModel) -> String {
     if m.shape.client_streams() {
         format!(
             "::sockrpc::codegen::Request<::sockrpc::codegen::Streaming<{}>>",

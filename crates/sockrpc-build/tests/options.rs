@@ -111,7 +111,10 @@ fn comments_can_be_left_out() {
     let service = find_trait(module(&file.items, "legacy_server"), "Legacy");
     assert!(support::docs(&service.attrs).is_empty());
     assert!(trait_fn_docs(service, "watch").is_empty());
-    assert!(!source.contains("A ping."), "message comments are prost's: gone too");
+    assert!(
+        !source.contains("A ping."),
+        "message comments are prost's: gone too"
+    );
 }
 
 #[test]
@@ -139,10 +142,16 @@ fn attributes_land_on_the_generated_modules_and_types() {
             .client_attribute(".other", "#[doc(alias = \"not_here\")]")
     });
     let (source, _) = parse(out.path(), "opts.v1.rs");
-    assert!(source.contains("#[cfg(any())]\npub mod legacy_client"), "{source}");
+    assert!(
+        source.contains("#[cfg(any())]\npub mod legacy_client"),
+        "{source}"
+    );
     assert!(source.contains("#[cfg(all())]\npub mod legacy_server"));
     assert!(source.contains("#[doc(alias = \"legacy_client\")]"));
-    assert_eq!(source.matches("#[doc(alias = \"legacy_server\")]").count(), 2);
+    assert_eq!(
+        source.matches("#[doc(alias = \"legacy_server\")]").count(),
+        2
+    );
     assert!(!source.contains("not_here"));
 }
 
