@@ -7,7 +7,6 @@ mod support;
 use std::path::Path;
 
 use support::{compact, find_trait, module, trait_fn, trait_fn_docs, trait_types};
-use syn::Item;
 
 const PROTO: &str = r#"
 syntax = "proto3";
