@@ -230,3 +230,39 @@ async fn every_combination_of_encodings_interoperates() {
     run_case(&eager, &plain).await;
     assert_eq!(cases, 32);
 }
+
+/// Middleware that copies the call (retries, hedging) keeps what its OPEN says about
+/// compression: both directions still compress.
+#[tokio::test]
+async fn compression_survives_the_retry_layer() {
+    use sockrpc_middleware::retry::RetryLayer;
+    use tower::Layer;
+    let server = Running::start(
+        StreamerServer::new(EchoStreamer)
+            .send_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Gzip),
+    );
+    let sniffer = Sniffer::start(server.addr).await;
+    let endpoint = Endpoint::new("127.0.0.1", sniffer.addr.port()).pool_size(1);
+    let channel = bounded("connect", Channel::connect(endpoint))
+        .await
+        .expect("connect");
+    let mut client = StreamerClient::new(RetryLayer::new().layer(channel))
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    let chunk = Chunk {
+        seq: 1,
+        payload: payload(SIZE),
+    };
+    for _ in 0..2 {
+        let answer = bounded("unary", client.unary(chunk.clone())).await;
+        assert_eq!(answer.expect("unary").into_inner(), chunk);
+    }
+    let wire = sniffer.take();
+    let requests: Vec<bool> = wire.requests.iter().map(|s| s.compressed).collect();
+    let answers: Vec<bool> = wire.answers.iter().map(|s| s.compressed).collect();
+    // The first request goes plain (nothing known yet), the second compressed.
+    assert_eq!(requests, [false, true]);
+    assert_eq!(answers, [true, true]);
+    server.stop().await;
+}
