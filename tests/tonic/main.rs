@@ -9,13 +9,15 @@
 //! - limits: send and receive limits, separate on both sides, and the status message cap;
 //! - stubs: a server generated with default stubs answers what it does not implement
 //!   `UNIMPLEMENTED`, with the well-known types compiled into the output;
-//! - dyn_service: a generated server trait served as a trait object.
+//! - dyn_service: a generated server trait served as a trait object;
+//! - paths: a compression switch turned off mid-stream, and UDP calls, go plain.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod dyn_service;
 mod limits;
 mod matrix;
+mod paths;
 mod refusals;
 mod stubs;
 mod support;

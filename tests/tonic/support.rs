@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use sockrpc::protocol::frame::Frame;
 use sockrpc::transport::FrameDecoder;
-use sockrpc::{Limits, Request, Response, Server, Status, Streaming};
+use sockrpc::{CompressionSwitch, Limits, Request, Response, Server, Status, Streaming};
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
 use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::future::Future;
@@ -60,8 +60,17 @@ impl Streamer for EchoStreamer {
         &self,
         request: Request<ProduceRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
+        // `x-plain-from: N`: the chunks from N on go plain (the call's compression switch).
+        let switch = request.extensions().get::<CompressionSwitch>().cloned();
+        let plain_from = request
+            .metadata()
+            .get("x-plain-from")
+            .and_then(|v| v.parse::<u64>().ok());
         let ProduceRequest { count, size, .. } = request.into_inner();
         let chunks = (0..count).map(move |seq| {
+            if let (Some(switch), true) = (&switch, Some(seq) == plain_from) {
+                switch.set(false);
+            }
             Ok(Chunk {
                 seq,
                 payload: payload(size as usize),
