@@ -165,3 +165,29 @@ fn client_or_server_alone() {
     assert!(!support::has_module(&file.items, "legacy_client"));
     assert!(support::has_module(&file.items, "legacy_server"));
 }
+
+#[test]
+fn extern_path_uses_an_existing_type() {
+    let (_protos, out) = generate(|b| b.extern_path(".opts.v1.Ping", "::my_crate::Ping"));
+    let (source, _) = parse(out.path(), "opts.v1.rs");
+    assert!(!source.contains("pub struct Ping"), "not generated");
+    assert!(source.contains("::sockrpc::codegen::Request<::my_crate::Ping>"));
+}
+
+#[test]
+fn every_server_trait_has_an_object_safe_twin() {
+    for stubs in [false, true] {
+        let (_protos, out) = generate(|b| b.generate_default_stubs(stubs));
+        let (source, file) = parse(out.path(), "opts.v1.rs");
+        let server = module(&file.items, "legacy_server");
+        let twin = find_trait(server, "DynLegacy");
+        for name in ["old", "current", "watch"] {
+            let output = compact(&trait_fn(twin, name).sig.output);
+            assert!(
+                output.contains("Pin<::std::boxed::Box<dyn"),
+                "{name}: {output}"
+            );
+        }
+        assert!(source.contains("impl Legacy for ::std::sync::Arc<dyn DynLegacy>"));
+    }
+}
