@@ -55,10 +55,8 @@ impl Options {
 impl Builder {
     /// Server trait methods get a default body that answers `UNIMPLEMENTED` (tonic-build's
     /// `generate_default_stubs`), so an implementation names only the rpcs it serves. A
-    /// streaming rpc's method then returns a [`BoxStream`] rather than an associated type
-    /// (stable Rust has no defaults for associated types).
-    ///
-    /// [`BoxStream`]: https://docs.rs/sockrpc/latest/sockrpc/type.BoxStream.html
+    /// streaming rpc's method then returns a `sockrpc::BoxStream` rather than an associated
+    /// type (stable Rust has no defaults for associated types).
     pub fn generate_default_stubs(mut self, enable: bool) -> Self {
         self.options.default_stubs = enable;
         self
