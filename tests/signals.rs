@@ -837,10 +837,8 @@ async fn a_tcp_reissue_passes_the_middleware_and_must_name_the_method_the_udp_ca
         .expect("udp client");
     let grow = encoded(&authorized(GrowRequest { size: 5_000 }));
     let deadline = Some(Instant::now() + BOUND);
-    let udp_call = match bounded("udp call", udp.call(&GROW, &grow, deadline)).await {
-        UdpOutcome::Truncated { instance, call_id } => (instance, call_id),
-        other => panic!("expected a truncated reply, got {other:?}"),
-    };
+    // The hold keeps the call below the client's watermark until the test ends.
+    let (udp_call, _hold) = truncated(bounded("udp call", udp.call(&GROW, &grow, deadline)).await);
     assert_eq!(server.handlers.grows.load(Ordering::SeqCst), 1);
 
     let conn = tcp_connection(server.tcp).await;
@@ -968,10 +966,8 @@ async fn a_reissue_rebuilt_by_a_layer_is_still_answered_from_the_cache() {
         .expect("udp client");
     let grow = encoded(&authorized(GrowRequest { size: 5_000 }));
     let deadline = Some(Instant::now() + BOUND);
-    let udp_call = match bounded("udp call", udp.call(&GROW, &grow, deadline)).await {
-        UdpOutcome::Truncated { instance, call_id } => (instance, call_id),
-        other => panic!("expected a truncated reply, got {other:?}"),
-    };
+    // The hold keeps the call below the client's watermark until the test ends.
+    let (udp_call, _hold) = truncated(bounded("udp call", udp.call(&GROW, &grow, deadline)).await);
     let conn = tcp_connection(server.tcp).await;
     let response = bounded("re-issue", conn.reissue(GROW.clone(), grow, udp_call))
         .await
@@ -1001,4 +997,16 @@ async fn a_reissue_rebuilt_by_a_layer_is_still_answered_from_the_cache() {
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
     assert_eq!(server.handlers.grows.load(Ordering::SeqCst), 1);
     server.stop().await;
+}
+
+/// The UDP identity of a truncated call, and the hold that keeps its answer on the server.
+fn truncated(outcome: UdpOutcome) -> ((u64, u32), sockrpc::service::udp::ReissueHold) {
+    match outcome {
+        UdpOutcome::Truncated {
+            instance,
+            call_id,
+            hold,
+        } => ((instance, call_id), hold),
+        other => panic!("expected a truncated reply, got {other:?}"),
+    }
 }

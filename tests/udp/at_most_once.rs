@@ -123,12 +123,12 @@ async fn an_idempotent_method_whose_reply_is_too_big_for_a_datagram_runs_again_o
 
 /// Counts runs of `Echo` per request id: "ran twice" is the failure these tests look for.
 #[derive(Clone, Default)]
-struct PerId {
+pub(crate) struct PerId {
     runs: Arc<Mutex<HashMap<u64, u32>>>,
 }
 
 impl PerId {
-    fn runs(&self) -> HashMap<u64, u32> {
+    pub(crate) fn runs(&self) -> HashMap<u64, u32> {
         self.runs.lock().expect("lock").clone()
     }
 
@@ -157,17 +157,17 @@ impl Echo for PerId {
     }
 }
 
-struct HandBuilt {
-    addr: SocketAddr,
-    handlers: PerId,
-    cache: Arc<ReplyCache>,
+pub(crate) struct HandBuilt {
+    pub(crate) addr: SocketAddr,
+    pub(crate) handlers: PerId,
+    pub(crate) cache: Arc<ReplyCache>,
     stats: Arc<UdpServerStats>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl HandBuilt {
-    async fn start(config: UdpServerConfig, cache: ReplyCacheConfig) -> HandBuilt {
+    pub(crate) async fn start(config: UdpServerConfig, cache: ReplyCacheConfig) -> HandBuilt {
         let handlers = PerId::default();
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let router = Router::new().add_service(EchoServer::new(handlers.clone()));
@@ -190,11 +190,11 @@ impl HandBuilt {
         }
     }
 
-    fn counters(&self) -> UdpServerCounters {
+    pub(crate) fn counters(&self) -> UdpServerCounters {
         self.stats.snapshot()
     }
 
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         let _ = self.stop.send(());
         tokio::time::timeout(BOUND, self.task)
             .await
@@ -403,6 +403,7 @@ fn raw_request(call_id: u32, payload: usize) -> BytesMut {
     datagram::encode_request(
         &mut out,
         &header,
+        None,
         None,
         &ECHO,
         &MetadataMap::new(),

@@ -87,8 +87,12 @@ async fn large_answer_is_truncated_and_cached_for_the_tcp_reissue() {
     let server = UdpTestServer::start().await;
     let client = server.client().await;
     let grow = request(&GrowRequest { size: 5000 });
-    let (instance, call_id) = match client.call(&GROW, &grow, deadline()).await {
-        UdpOutcome::Truncated { instance, call_id } => (instance, call_id),
+    let (instance, call_id, _hold) = match client.call(&GROW, &grow, deadline()).await {
+        UdpOutcome::Truncated {
+            instance,
+            call_id,
+            hold,
+        } => (instance, call_id, hold),
         other => panic!("expected Truncated, got {other:?}"),
     };
     assert_eq!(instance, client.instance());

@@ -36,7 +36,7 @@ fn raw_request(
         cookie,
     };
     let mut out = bytes::BytesMut::new();
-    datagram::encode_request(&mut out, &header, None, path, &metadata, message);
+    datagram::encode_request(&mut out, &header, None, None, path, &metadata, message);
     out.to_vec()
 }
 
@@ -272,7 +272,12 @@ fn refused_as_malformed(datagram: &[u8]) -> bool {
         // Ignored, but counted as an answer, not as malformed.
         return false;
     }
-    if header.flags != 0 {
+    let allowed = if header.kind == Kind::Request {
+        datagram::FLAG_DONE_BELOW
+    } else {
+        0
+    };
+    if header.flags & !allowed != 0 {
         return true;
     }
     let body = &datagram[HEADER_LEN..];
@@ -281,6 +286,7 @@ fn refused_as_malformed(datagram: &[u8]) -> bool {
             header.call_id == 0
                 || datagram::parse_request(
                     Bytes::copy_from_slice(body),
+                    header.flags,
                     &sockrpc::Limits::default(),
                 )
                 .is_err()

@@ -2,7 +2,8 @@
 //! directly: small calls over UDP, truncation and the cached answer a TCP re-issue gets,
 //! at-most-once through a lossy, duplicating proxy, no amplification toward unverified sources,
 //! malformed datagrams dropped and counted, and fallback after repeated loss; and at-most-once
-//! at its edges: a full reply cache under load, oversized requests, idempotent re-issues.
+//! at its edges: a full reply cache under load, oversized requests, idempotent re-issues; and
+//! watermarks: a small cache serving a long run of calls, late duplicates refused.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
@@ -12,3 +13,4 @@ mod channel;
 mod datagrams;
 mod reliability;
 mod support;
+mod watermark;

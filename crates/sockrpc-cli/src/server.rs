@@ -19,6 +19,10 @@ use std::{
 };
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 
+/// Connections a bench server holds at once: more than the default 10 000, so that the
+/// sockrpc-tcp-idle row can keep 10 000 idle ones open beside the measured one.
+pub(crate) const MAX_CONNECTIONS: usize = 20_000;
+
 /// How long in-flight calls may finish after shutdown begins. Bench calls take microseconds; a
 /// client that keeps its connection idle must not hold up the exit for sockrpc's default 30 s.
 const GRACE: Duration = Duration::from_secs(2);
@@ -257,6 +261,8 @@ impl Sockets {
         let server = || {
             builder()
                 .grace_period(GRACE)
+                // Room for the sockrpc-tcp-idle row's idle connections beside the busy ones.
+                .max_connections(MAX_CONNECTIONS)
                 .add_service(BenchServer::new(EchoService))
         };
         let (tls_rpc, raw_tls) = match self.tls {

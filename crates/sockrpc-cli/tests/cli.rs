@@ -21,6 +21,8 @@ fn bench_with_embedded_server_writes_json_and_svg() {
                 "20",
                 "--payload",
                 "64",
+                "--idle-connections",
+                "300",
             ])
             .arg("--json")
             .arg(&json)
@@ -51,6 +53,14 @@ fn bench_with_embedded_server_writes_json_and_svg() {
     assert_eq!(auto["transport"], "auto");
     assert_over_udp(auto);
     assert_eq!(clean_row(&report, "sockrpc-stream", 64)["transport"], "tcp");
+    // The idle row held its connections open (fewer only if the open-file limit says so) and
+    // is quoted against sockrpc-tcp.
+    let idle = clean_row(&report, "sockrpc-tcp-idle", 64)["note"].to_string();
+    assert!(
+        idle.contains("300 idle connections open") || idle.contains("capped by the open-file"),
+        "{idle}"
+    );
+    assert!(idle.contains("sockrpc-tcp's"), "{idle}");
     for name in TLS_ROWS {
         let row = clean_row(&report, name, 64);
         assert_eq!(row["transport"], "tls");
@@ -244,6 +254,8 @@ fn serve_and_bench_target_across_processes() {
                 "20",
                 "--payload",
                 "64",
+                "--idle-connections",
+                "100",
             ])
             .args(["--target", &format!("tcp://{tcp}")])
             .args(["--raw-target", &raw, "--raw-udp-target", &raw_udp])

@@ -57,7 +57,7 @@ pub fn input(limit: u8, datagram: &[u8]) -> Vec<u8> {
 }
 
 fn request(header: &Header, body: Bytes, limits: &Limits) {
-    let Ok(parsed) = parse_request(body.clone(), limits) else {
+    let Ok(parsed) = parse_request(body.clone(), header.flags, limits) else {
         return;
     };
     if let Err(reason) = check_metadata(&parsed.metadata, limits) {
@@ -68,11 +68,14 @@ fn request(header: &Header, body: Bytes, limits: &Limits) {
         &mut wire,
         header,
         parsed.timeout,
+        parsed.done_below,
         &parsed.path,
         &parsed.metadata,
         &parsed.message,
     );
-    let len = request_len(&parsed.path, &parsed.metadata, &parsed.message);
+    // request_len counts the watermark whether or not it is sent.
+    let unsent = if parsed.done_below.is_none() { 4 } else { 0 };
+    let len = request_len(&parsed.path, &parsed.metadata, &parsed.message) - unsent;
     assert_eq!(wire.len(), len, "request_len disagrees with encode_request");
     assert_eq!(
         wire.len(),
@@ -96,7 +99,7 @@ fn request(header: &Header, body: Bytes, limits: &Limits) {
 fn reparse(wire: &[u8], limits: &Limits) -> (Header, RequestBody) {
     let header = Header::parse(wire).expect("a re-encoded header parses");
     let body = Bytes::copy_from_slice(&wire[HEADER_LEN..]);
-    match parse_request(body, limits) {
+    match parse_request(body, header.flags, limits) {
         Ok(body) => (header, body),
         Err(err) => panic!("a re-encoded REQUEST does not parse: {err}"),
     }
@@ -107,6 +110,7 @@ fn same_request(a: &RequestBody, b: &RequestBody) {
     assert_eq!(a.path, b.path, "path");
     assert_eq!(a.metadata, b.metadata, "metadata");
     assert_eq!(a.message, b.message, "message");
+    assert_eq!(a.done_below, b.done_below, "done_below");
 }
 
 fn reply(header: &Header, body: Bytes, limits: &Limits) {

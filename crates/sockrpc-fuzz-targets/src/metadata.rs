@@ -119,6 +119,6 @@ fn parse_in_request(block: &[u8], limits: &Limits) -> Option<MetadataMap> {
     body.put_u16(PATH.len() as u16);
     body.put_slice(PATH);
     body.put_slice(block);
-    let request = parse_request(body.freeze(), limits).ok()?;
+    let request = parse_request(body.freeze(), 0, limits).ok()?;
     request.message.is_empty().then_some(request.metadata)
 }

@@ -190,11 +190,23 @@ fn datagram_seeds() -> Vec<(String, Vec<u8>)> {
         &mut request,
         &header(Kind::Request),
         Some(Duration::from_millis(30)),
+        None,
         &path,
         &sample_metadata(),
         b"request",
     );
     seeds.push(("request".to_string(), request));
+    let mut acked = BytesMut::new();
+    udp::encode_request(
+        &mut acked,
+        &header(Kind::Request),
+        None,
+        Some(8),
+        &path,
+        &sample_metadata(),
+        b"request",
+    );
+    seeds.push(("request-done-below".to_string(), acked));
     let ok: Result<Response<Bytes>, Status> = Ok(Response::from_parts(
         sample_metadata(),
         Bytes::from_static(b"reply"),

@@ -15,10 +15,11 @@
 //! +--------------------------------------------------------------------------------+
 //! magic = 0x55 ('U'), version = 0x01
 //!
-//! REQUEST body (c→s): OPEN's body, then the message up to the end of the datagram
-//! +-----------------+---------------+------+----------------+---------+
-//! | timeout_us: u64 | path_len: u16 | path | metadata block | message |
-//! +-----------------+---------------+------+----------------+---------+
+//! REQUEST body (c→s): OPEN's body, then the message up to the end of the datagram; with
+//! FLAG_DONE_BELOW, the client's watermark between timeout and path
+//! +-----------------+---------------------------+---------------+------+----------------+---------+
+//! | timeout_us: u64 | [done_below: u32, if flag] | path_len: u16 | path | metadata block | message |
+//! +-----------------+---------------------------+---------------+------+----------------+---------+
 //!
 //! REPLY body (s→c): the status, both metadata blocks, then the message up to the end
 //! +-----------+--------------+---------+------------------+---------+---------+----------+---------+
@@ -59,6 +60,14 @@ pub const FLAG_STALE_COOKIE: u8 = 0x01;
 /// TRUNCATED flag: the reply fits a datagram and was held back only because the source had no
 /// valid cookie; re-sending the same call with the cookie from this header fetches it.
 pub const FLAG_FITS: u8 = 0x02;
+/// Server → client flag, on every datagram of a server that reads REQUEST watermarks: the client
+/// may send [`FLAG_DONE_BELOW`] (a server that does not set it drops REQUESTs with flags).
+pub const FLAG_ACKS: u8 = 0x04;
+/// REQUEST flag: the body carries `done_below: u32` after the timeout: every call id of this
+/// client instance before it (in serial order, RFC 1982) is finished for the client, which
+/// will never send it again. The server forgets their answers at once instead of keeping them
+/// for the reply cache's whole ttl, and refuses a late duplicate of one.
+pub const FLAG_DONE_BELOW: u8 = 0x04;
 /// Longest status details a REPLY carries (its length is a u16); longer ones are dropped.
 pub const MAX_REPLY_DETAILS: usize = u16::MAX as usize;
 
@@ -202,6 +211,8 @@ pub struct RequestBody {
     pub metadata: MetadataMap,
     /// The encoded request message.
     pub message: Bytes,
+    /// [`FLAG_DONE_BELOW`]'s watermark, when the REQUEST carried one.
+    pub done_below: Option<u32>,
 }
 
 fn timeout_micros(timeout: Option<Duration>) -> u64 {
@@ -211,24 +222,34 @@ fn timeout_micros(timeout: Option<Duration>) -> u64 {
     })
 }
 
-/// Bytes a REQUEST datagram takes, header included.
+/// Bytes a REQUEST datagram takes, header included, with a watermark (4 bytes more than
+/// without: what decides whether a call fits must not depend on the server).
 pub fn request_len(path: &MethodPath, metadata: &MetadataMap, message: &[u8]) -> usize {
-    HEADER_LEN + 8 + 2 + path.as_bytes().len() + frame::metadata_len(metadata) + message.len()
+    HEADER_LEN + 8 + 4 + 2 + path.as_bytes().len() + frame::metadata_len(metadata) + message.len()
 }
 
-/// Writes a REQUEST datagram. The caller has checked the metadata with
-/// [`frame::check_metadata`].
+/// Writes a REQUEST datagram, with [`FLAG_DONE_BELOW`] set and the watermark written when
+/// `done_below` is given. The caller has checked the metadata with [`frame::check_metadata`].
 pub fn encode_request(
     dst: &mut BytesMut,
     header: &Header,
     timeout: Option<Duration>,
+    done_below: Option<u32>,
     path: &MethodPath,
     metadata: &MetadataMap,
     message: &[u8],
 ) {
     dst.reserve(request_len(path, metadata, message));
+    let mut header = *header;
+    match done_below {
+        Some(_) => header.flags |= FLAG_DONE_BELOW,
+        None => header.flags &= !FLAG_DONE_BELOW,
+    }
     header.encode(dst);
     dst.put_u64(timeout_micros(timeout));
+    if let Some(done_below) = done_below {
+        dst.put_u32(done_below);
+    }
     let path = path.as_bytes();
     dst.put_u16(path.len() as u16);
     dst.put_slice(path);
@@ -336,10 +357,19 @@ impl Cursor {
     }
 }
 
-/// Parses a REQUEST body (the datagram after its header).
-pub fn parse_request(body: Bytes, limits: &Limits) -> Result<RequestBody, DatagramError> {
+/// Parses a REQUEST body (the datagram after its header); `flags` are the header's.
+pub fn parse_request(
+    body: Bytes,
+    flags: u8,
+    limits: &Limits,
+) -> Result<RequestBody, DatagramError> {
     let mut cur = Cursor(body);
     let micros = cur.u64()?;
+    let done_below = if flags & FLAG_DONE_BELOW != 0 {
+        Some(cur.u32()?)
+    } else {
+        None
+    };
     let path_len = usize::from(cur.u16()?);
     let path = cur.bytes(path_len)?;
     let path = MethodPath::try_from_bytes(path)
@@ -350,6 +380,7 @@ pub fn parse_request(body: Bytes, limits: &Limits) -> Result<RequestBody, Datagr
         path,
         metadata,
         message: cur.0,
+        done_below,
     })
 }
 
@@ -487,33 +518,44 @@ mod tests {
         metadata.insert("k", "v").expect("valid");
         metadata.insert_bin("b-bin", vec![0u8, 255]).expect("valid");
         let path = MethodPath::from_static("/p.S/M");
-        let mut buf = BytesMut::new();
-        let h = header(Kind::Request);
-        encode_request(
-            &mut buf,
-            &h,
-            Some(Duration::from_millis(5)),
-            &path,
-            &metadata,
-            b"msg",
-        );
-        assert_eq!(buf.len(), request_len(&path, &metadata, b"msg"));
-        assert_eq!(Header::parse(&buf), Ok(h));
-        let body = Bytes::copy_from_slice(&buf[HEADER_LEN..]);
-        let parsed = parse_request(body, &limits).expect("parse");
-        assert_eq!(parsed.timeout, Some(Duration::from_millis(5)));
-        assert_eq!(parsed.path, path);
-        assert_eq!(parsed.metadata, metadata);
-        assert_eq!(&parsed.message[..], b"msg");
-        // Any cut inside the fixed part or the metadata block is refused; a cut inside the
-        // message just shortens it (the message runs to the end of the datagram).
-        let fixed = buf.len() - 3;
-        for cut in 0..fixed {
-            if cut < HEADER_LEN {
-                assert!(Header::parse(&buf[..cut]).is_err());
+        for done_below in [None, Some(77)] {
+            let mut buf = BytesMut::new();
+            let h = header(Kind::Request);
+            encode_request(
+                &mut buf,
+                &h,
+                Some(Duration::from_millis(5)),
+                done_below,
+                &path,
+                &metadata,
+                b"msg",
+            );
+            let unsent = if done_below.is_some() { 0 } else { 4 };
+            assert_eq!(buf.len(), request_len(&path, &metadata, b"msg") - unsent);
+            let parsed_header = Header::parse(&buf).expect("header");
+            let flag = if done_below.is_some() {
+                FLAG_DONE_BELOW
             } else {
-                let body = Bytes::copy_from_slice(&buf[HEADER_LEN..cut]);
-                assert!(parse_request(body, &limits).is_err(), "cut at {cut}");
+                0
+            };
+            assert_eq!(parsed_header, Header { flags: flag, ..h });
+            let body = Bytes::copy_from_slice(&buf[HEADER_LEN..]);
+            let parsed = parse_request(body, parsed_header.flags, &limits).expect("parse");
+            assert_eq!(parsed.timeout, Some(Duration::from_millis(5)));
+            assert_eq!(parsed.done_below, done_below);
+            assert_eq!(parsed.path, path);
+            assert_eq!(parsed.metadata, metadata);
+            assert_eq!(&parsed.message[..], b"msg");
+            // Any cut inside the fixed part or the metadata block is refused; a cut inside the
+            // message just shortens it (the message runs to the end of the datagram).
+            let fixed = buf.len() - 3;
+            for cut in 0..fixed {
+                if cut < HEADER_LEN {
+                    assert!(Header::parse(&buf[..cut]).is_err());
+                } else {
+                    let body = Bytes::copy_from_slice(&buf[HEADER_LEN..cut]);
+                    assert!(parse_request(body, flag, &limits).is_err(), "cut at {cut}");
+                }
             }
         }
     }
@@ -573,6 +615,6 @@ mod tests {
         let body = Bytes::from_static(&[
             0, 0, 0, 0, 0, 0, 0, 0, 0, 4, b'/', b'a', b'/', b'b', 0xff, 0xff,
         ]);
-        assert!(parse_request(body, &Limits::default()).is_err());
+        assert!(parse_request(body, 0, &Limits::default()).is_err());
     }
 }

@@ -4,9 +4,14 @@ use bytes::Bytes;
 use std::fmt;
 
 /// A method path, `/package.Service/Method`, held as bytes so that a path read off the wire is a
-/// slice of the frame rather than a fresh allocation.
+/// slice of the frame rather than a fresh allocation. The position of the second `/` is found
+/// once, when the path is checked, so routing by service and method searches nothing.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct MethodPath(Bytes);
+pub struct MethodPath {
+    bytes: Bytes,
+    /// Index of the `/` between service and method (0 for an unchecked static path without one).
+    split: usize,
+}
 
 /// Why a method path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,57 +21,75 @@ pub struct InvalidPath(pub String);
 impl MethodPath {
     /// A path from a string known at compile time; not checked, so generated code pays nothing.
     pub const fn from_static(path: &'static str) -> MethodPath {
-        MethodPath(Bytes::from_static(path.as_bytes()))
+        let bytes = path.as_bytes();
+        let mut split = bytes.len();
+        while split > 0 {
+            split -= 1;
+            if bytes[split] == b'/' {
+                break;
+            }
+        }
+        MethodPath {
+            bytes: Bytes::from_static(bytes),
+            split,
+        }
     }
 
     /// The same path in storage of its own (a path decoded off the wire shares the read
     /// buffer; one that is held for long should not keep that buffer alive).
     pub fn unshared(&self) -> MethodPath {
-        MethodPath(Bytes::copy_from_slice(&self.0))
+        MethodPath {
+            bytes: Bytes::copy_from_slice(&self.bytes),
+            split: self.split,
+        }
     }
 
     /// Checks and wraps a path: UTF-8, a leading `/`, exactly one more `/`, neither part empty.
     pub fn try_from_bytes(bytes: Bytes) -> Result<MethodPath, InvalidPath> {
-        let valid = std::str::from_utf8(&bytes).ok().is_some_and(is_valid);
-        if valid {
-            Ok(MethodPath(bytes))
-        } else {
-            Err(InvalidPath(String::from_utf8_lossy(&bytes).into_owned()))
+        match std::str::from_utf8(&bytes).ok().and_then(split_of) {
+            Some(split) => Ok(MethodPath { bytes, split }),
+            None => Err(InvalidPath(String::from_utf8_lossy(&bytes).into_owned())),
         }
     }
 
     /// The whole path.
     pub fn as_str(&self) -> &str {
         // Both constructors guarantee UTF-8; the fallback is unreachable but keeps this safe code.
-        std::str::from_utf8(&self.0).unwrap_or("")
+        std::str::from_utf8(&self.bytes).unwrap_or("")
     }
 
     /// The path's bytes, as sent on the wire.
     pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+        &self.bytes
     }
 
     /// `package.Service`.
     pub fn service(&self) -> &str {
-        let path = self.as_str();
-        let rest = path.strip_prefix('/').unwrap_or(path);
-        rest.rsplit_once('/').map_or(rest, |(service, _)| service)
+        std::str::from_utf8(self.service_bytes()).unwrap_or("")
+    }
+
+    /// `package.Service` as bytes: what a router looks up, with no UTF-8 check repeated.
+    pub fn service_bytes(&self) -> &[u8] {
+        let start = usize::from(self.bytes.first() == Some(&b'/')).min(self.split);
+        &self.bytes[start..self.split]
     }
 
     /// `Method`.
     pub fn method(&self) -> &str {
-        let path = self.as_str();
-        path.rsplit_once('/').map_or(path, |(_, method)| method)
+        let start = if self.bytes.get(self.split) == Some(&b'/') {
+            self.split + 1
+        } else {
+            self.split
+        };
+        std::str::from_utf8(&self.bytes[start..]).unwrap_or("")
     }
 }
 
-fn is_valid(path: &str) -> bool {
-    match path.strip_prefix('/').and_then(|rest| rest.split_once('/')) {
-        Some((service, method)) => {
-            !service.is_empty() && !method.is_empty() && !method.contains('/')
-        }
-        None => false,
-    }
+/// The index of the `/` between service and method of a valid path, or `None`.
+fn split_of(path: &str) -> Option<usize> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let valid = !service.is_empty() && !method.is_empty() && !method.contains('/');
+    valid.then_some(1 + service.len())
 }
 
 impl fmt::Debug for MethodPath {
@@ -90,6 +113,15 @@ mod tests {
         let path = MethodPath::from_static("/helloworld.Greeter/SayHello");
         assert_eq!(path.service(), "helloworld.Greeter");
         assert_eq!(path.method(), "SayHello");
+        let read = MethodPath::try_from_bytes(Bytes::from("/helloworld.Greeter/SayHello"));
+        assert_eq!(
+            read.as_ref().map(MethodPath::service),
+            Ok("helloworld.Greeter")
+        );
+        assert_eq!(read.as_ref().map(MethodPath::method), Ok("SayHello"));
+        assert_eq!(read, Ok(path));
+        let odd = MethodPath::from_static("no-slash");
+        assert_eq!((odd.service(), odd.method()), ("", "no-slash"));
         for bad in ["", "/", "//", "/a/", "//b", "a/b", "/a/b/c", "/a"] {
             assert!(
                 MethodPath::try_from_bytes(Bytes::from(bad)).is_err(),

@@ -6,9 +6,9 @@
 
 use crate::{Body, BoxError, IntoCallResponse, ReadyQueue};
 use crate::{Call, CallFuture, NamedService};
+use foldhash::HashMap;
 use sockrpc_protocol::{Response, Status};
 use std::{
-    collections::HashMap,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -21,6 +21,9 @@ trait Route: Send + Sync {
 }
 
 struct ServiceRoute<S>(S);
+
+/// Service name (its bytes) → route.
+type Routes = HashMap<Box<[u8]>, Arc<dyn Route>>;
 
 impl<S> Route for ServiceRoute<S>
 where
@@ -41,14 +44,16 @@ where
 /// `Unimplemented` with the path in the message.
 #[derive(Clone, Default)]
 pub struct Router {
-    routes: Arc<HashMap<String, Arc<dyn Route>>>,
+    /// Keyed by the service name's bytes: a call's path is looked up without checking its
+    /// UTF-8 again.
+    routes: Arc<Routes>,
     idempotent: Arc<std::collections::HashSet<String>>,
     queue: ReadyQueue,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&String> = self.routes.keys().collect();
+        let mut names: Vec<&str> = self.services().collect();
         names.sort();
         f.debug_struct("Router").field("services", &names).finish()
     }
@@ -92,7 +97,7 @@ impl Router {
         S::Future: Send + 'static,
     {
         let route = ServiceRoute(service);
-        Arc::make_mut(&mut self.routes).insert(name.to_owned(), Arc::new(route));
+        Arc::make_mut(&mut self.routes).insert(name.as_bytes().into(), Arc::new(route));
         self
     }
 
@@ -104,7 +109,10 @@ impl Router {
 
     /// Names of the mounted services.
     pub fn services(&self) -> impl Iterator<Item = &str> {
-        self.routes.keys().map(String::as_str)
+        // Inserted from `&str`: always UTF-8.
+        self.routes
+            .keys()
+            .map(|name| std::str::from_utf8(name).unwrap_or_default())
     }
 }
 
@@ -118,7 +126,7 @@ impl Service<Call> for Router {
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {
-        match self.routes.get(call.service()) {
+        match self.routes.get(call.method_path().service_bytes()) {
             // The mark on the call, or, should a layer have rebuilt the call without it, the
             // one the dispatcher keeps beside it (see server/dispatcher.rs).
             Some(route) => match call.take_replay().or_else(crate::server::replay_in_scope) {

@@ -16,7 +16,7 @@ pub use std::{
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The rows a default run has for a 64-byte payload.
-pub const ALL_ROWS: [&str; 8] = [
+pub const ALL_ROWS: [&str; 9] = [
     "raw-tcp",
     "raw-udp",
     "sockrpc-tcp",
@@ -25,6 +25,7 @@ pub const ALL_ROWS: [&str; 8] = [
     "sockrpc-auto",
     "sockrpc-stream",
     "sockrpc-stack",
+    "sockrpc-tcp-idle",
 ];
 
 /// The TLS rows a default run with an embedded server adds (its certificate made in memory).

@@ -4,6 +4,7 @@
 //! through [`ProstCodec`]) or by a hand-written service (serde types through `BincodeCodec`, behind
 //! the `bincode` cargo feature).
 
+pub mod arena;
 mod prost;
 pub use self::prost::ProstCodec;
 
@@ -32,9 +33,8 @@ pub trait Codec<T>: Clone + Send + Sync + 'static {
     }
 }
 
-/// Encodes `item` into a fresh buffer sized by the codec's hint.
+/// Encodes `item`: a small message into a piece of a shared buffer (see [`arena`]), a large or
+/// unsized one into a buffer of its own sized by the codec's hint.
 pub fn encode_to_bytes<T, C: Codec<T>>(codec: &C, item: &T) -> Result<Bytes, Status> {
-    let mut buf = BytesMut::with_capacity(codec.encoded_len(item));
-    codec.encode(item, &mut buf)?;
-    Ok(buf.freeze())
+    arena::encode_with(codec.encoded_len(item), |buf| codec.encode(item, buf))
 }

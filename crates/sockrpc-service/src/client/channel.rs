@@ -359,12 +359,20 @@ async fn unary_udp(
     if let Some(client) = init_udp(&udp, pool.endpoint()).await {
         match client.call(&path, &request, deadline).await {
             UdpOutcome::Reply(answer) => return answer.map(|response| response.map(Body::once)),
-            UdpOutcome::Truncated { instance, call_id } => {
-                // The call ran; fetch its answer over the stream, by its UDP identity.
+            UdpOutcome::Truncated {
+                instance,
+                call_id,
+                hold,
+            } => {
+                // The call ran; fetch its answer over the stream, by its UDP identity. Until
+                // that is over the server must keep the answer: `hold` keeps the call below
+                // this client's watermark.
                 if let Some(deadline) = deadline {
                     request.set_timeout(deadline.saturating_duration_since(Instant::now()));
                 }
-                return unary_waiting(pool, path, request, Some((instance, call_id))).await;
+                let answer = unary_waiting(pool, path, request, Some((instance, call_id))).await;
+                drop(hold);
+                return answer;
             }
             UdpOutcome::NotSuitable => {}
         }

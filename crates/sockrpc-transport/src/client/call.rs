@@ -17,18 +17,16 @@ use std::{
 };
 use tokio::time::{Instant, Sleep};
 
+/// Where a call is. Small on purpose: the request stays in its own field from start to end (it
+/// is kept in case the server refuses the call unstarted), so no state change moves it.
+#[derive(Clone, Copy)]
 enum CallState {
-    Start {
-        path: MethodPath,
-        request: Request<Bytes>,
-    },
+    Start,
     Waiting {
         id: u32,
-        /// Kept (moved, not copied) in case the server refuses the call unstarted.
-        sent: (MethodPath, Request<Bytes>),
     },
     /// Refused unstarted: the request is handed back for a retry elsewhere.
-    Unsent(Option<(MethodPath, Request<Bytes>)>),
+    Unsent,
     Done,
 }
 
@@ -38,6 +36,7 @@ pin_project! {
     pub struct ResponseFuture {
         conn: ClientConnection,
         state: CallState,
+        request: Option<(MethodPath, Request<Bytes>)>,
         #[pin]
         sleep: Option<Sleep>,
         // The UDP call this re-issues over the stream (the OPEN's FLAG_REISSUE field).
@@ -66,8 +65,9 @@ impl ResponseFuture {
     /// [`Status::is_not_processed`](sockrpc_protocol::Status::is_not_processed) holds: the path
     /// and request, to send again on another connection.
     pub fn take_unsent(self: Pin<&mut Self>) -> Option<(MethodPath, Request<Bytes>)> {
-        match self.project().state {
-            CallState::Unsent(unsent) => unsent.take(),
+        let this = self.project();
+        match this.state {
+            CallState::Unsent => this.request.take(),
             _ => None,
         }
     }
@@ -76,7 +76,8 @@ impl ResponseFuture {
         let deadline = request.timeout().map(|t| Instant::now() + t);
         ResponseFuture {
             conn,
-            state: CallState::Start { path, request },
+            state: CallState::Start,
+            request: Some((path, request)),
             sleep: deadline.map(tokio::time::sleep_until),
             reissue: None,
         }
@@ -173,23 +174,21 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let shared = this.conn.shared();
-        if let CallState::Start { .. } = this.state {
-            let CallState::Start { path, request } = std::mem::replace(this.state, CallState::Done)
-            else {
-                unreachable!("matched above")
+        if let CallState::Start = this.state {
+            let Some((path, request)) = this.request.as_ref() else {
+                return Poll::Ready(Err(Status::internal("call started without its request")));
             };
-            match start_call(shared, cx, &path, &request, *this.reissue) {
+            match start_call(shared, cx, path, request, *this.reissue) {
                 Ok(id) => {
                     crate::dispatch::note_call_id(id);
-                    *this.state = CallState::Waiting {
-                        id,
-                        sent: (path, request),
-                    }
+                    *this.state = CallState::Waiting { id };
                 }
                 Err(status) => {
-                    if status.is_not_processed() {
-                        *this.state = CallState::Unsent(Some((path, request)));
-                    }
+                    *this.state = if status.is_not_processed() {
+                        CallState::Unsent
+                    } else {
+                        CallState::Done
+                    };
                     return Poll::Ready(Err(status));
                 }
             }
@@ -205,12 +204,10 @@ impl Future for ResponseFuture {
             };
             if let Some(result) = slot.done.take() {
                 state.remove_call(shared, id);
-                let finished = std::mem::replace(this.state, CallState::Done);
-                if let (Err(status), CallState::Waiting { sent, .. }) = (&result, finished) {
-                    if status.is_not_processed() {
-                        *this.state = CallState::Unsent(Some(sent));
-                    }
-                }
+                *this.state = match &result {
+                    Err(status) if status.is_not_processed() => CallState::Unsent,
+                    _ => CallState::Done,
+                };
                 return Poll::Ready(result);
             }
             match &slot.waker {

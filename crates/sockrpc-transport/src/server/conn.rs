@@ -88,6 +88,10 @@ pub(super) struct Connection<D> {
     pub(super) opened: OpenCalls,
     pub(super) last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The token `shutdown` waits on, and the waker it was last polled with (see
+    /// [`Connection::shutdown_signalled`]).
+    shutdown_token: CancellationToken,
+    shutdown_waker: Option<std::task::Waker>,
     pub(super) timers: Timers,
     pub(super) draining: bool,
     pub(super) last_ping: Option<Instant>,
@@ -105,6 +109,19 @@ pub(super) struct Connection<D> {
 }
 
 impl<D: Dispatch> Connection<D> {
+    /// Whether the server is shutting down. Polling the cancellation future takes two locks on
+    /// every wake-up of the connection, nearly all of them for frames; it need only be polled
+    /// again when this task's waker changed, and otherwise the token's flag says it all.
+    fn shutdown_signalled(&mut self, cx: &mut Context<'_>) -> bool {
+        match &self.shutdown_waker {
+            Some(waker) if waker.will_wake(cx.waker()) => self.shutdown_token.is_cancelled(),
+            _ => {
+                self.shutdown_waker = Some(cx.waker().clone());
+                self.shutdown.as_mut().poll(cx).is_ready()
+            }
+        }
+    }
+
     pub(super) fn new(
         dispatch: D,
         accepted: Accepted,
@@ -124,7 +141,9 @@ impl<D: Dispatch> Connection<D> {
             tls: accepted.tls,
             opened: OpenCalls::default(),
             last_call_id: 0,
-            shutdown: Box::pin(shutdown.cancelled_owned()),
+            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
+            shutdown_token: shutdown,
+            shutdown_waker: None,
             timers: Timers::new(Deadlines {
                 handshake: Some(now + config.handshake_timeout),
                 ..Deadlines::default()
@@ -301,7 +320,7 @@ impl<D: Dispatch> Future for Connection<D> {
             // Re-arm for what is left.
             let _ = this.timers.poll(cx);
         }
-        if !this.draining && this.shutdown.as_mut().poll(cx).is_ready() {
+        if !this.draining && this.shutdown_signalled(cx) {
             this.draining = true;
             let mut state = this.shared.lock();
             frame::encode_goaway(

@@ -301,6 +301,7 @@ where
     let conn_config = Arc::new(ConnConfig::new(&config, reply_cache));
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let tls = tls_on(&config);
+    let refusals = Arc::new(tokio::sync::Semaphore::new(TLS_REFUSALS));
     tokio::pin!(signal);
     loop {
         let accepted = tokio::select! {
@@ -328,9 +329,10 @@ where
                 "refusing connection: at the connection limit"
             );
             match accepted {
-                Incoming::Plain(accepted) => refuse(accepted),
-                // A GOAWAY would need a TLS session first: just close.
-                Incoming::Whole(accepted) => drop(accepted),
+                Incoming::Plain(accepted) => {
+                    tokio::spawn(refuse(accepted));
+                }
+                Incoming::Whole(accepted) => refuse_tls(&config, &refusals, accepted),
             }
             continue;
         };
@@ -360,42 +362,68 @@ where
     Ok(())
 }
 
+/// Refuses a TLS client past the connection cap the way [`refuse`] refuses a plain one: the
+/// GOAWAY can only travel inside a TLS session, so the handshake runs first, on a task of its
+/// own, within the handshake timeout. Handshakes cost CPU, so at most [`TLS_REFUSALS`] run at
+/// once; a client past those is closed without a word (its connect then fails `UNAVAILABLE`).
+fn refuse_tls(config: &ServerConfig, refusals: &Arc<tokio::sync::Semaphore>, whole: AcceptedIo) {
+    #[cfg(feature = "tls")]
+    {
+        let (Some(tls), Ok(slot)) = (config.tls.clone(), Arc::clone(refusals).try_acquire_owned())
+        else {
+            return;
+        };
+        let timeout = config.handshake_timeout.min(REFUSAL_LINGER);
+        tokio::spawn(async move {
+            if let Some(accepted) = handshake(&tls, whole, timeout, &CancellationToken::new()).await
+            {
+                refuse(accepted).await;
+            }
+            drop(slot);
+        });
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = (config, refusals, whole);
+}
+
+/// TLS handshakes run at once to refuse clients past the connection cap with a GOAWAY.
+const TLS_REFUSALS: usize = 16;
+
 /// Tells a client past the connection cap why it is refused: PREFACE and GOAWAY, then an
 /// orderly close. Closing at once would reset the connection while the client's own preface
 /// and first call are still unread, and a reset can destroy the GOAWAY before the client reads
 /// it; so the write side is shut (FIN) and what the client sends is read and dropped until it
-/// closes too, for at most [`REFUSAL_LINGER`] and [`REFUSAL_DRAIN`] bytes. The task holds no
-/// permit: a flood of refused clients costs one small task each, for at most that long.
-fn refuse(accepted: Accepted) {
-    tokio::spawn(async move {
-        let Accepted {
-            mut reader,
-            mut writer,
-            ..
-        } = accepted;
-        let mut buf = BytesMut::with_capacity(64);
-        buf.extend_from_slice(&PREFACE);
-        frame::encode_goaway(
-            &mut buf,
-            0,
-            Code::ResourceExhausted,
-            "server is at its connection limit",
-        );
-        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-            writer.write_all(&buf).await?;
-            writer.shutdown().await?;
-            let mut sink = [0u8; 4096];
-            let mut drained = 0;
-            while drained < REFUSAL_DRAIN {
-                match reader.read(&mut sink).await? {
-                    0 => break,
-                    n => drained += n,
-                }
+/// closes too, for at most [`REFUSAL_LINGER`] and [`REFUSAL_DRAIN`] bytes. The caller spawns it
+/// on a task that holds no connection permit: a flood of refused clients costs one small task
+/// each, for at most that long.
+async fn refuse(accepted: Accepted) {
+    let Accepted {
+        mut reader,
+        mut writer,
+        ..
+    } = accepted;
+    let mut buf = BytesMut::with_capacity(64);
+    buf.extend_from_slice(&PREFACE);
+    frame::encode_goaway(
+        &mut buf,
+        0,
+        Code::ResourceExhausted,
+        "server is at its connection limit",
+    );
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        writer.write_all(&buf).await?;
+        writer.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < REFUSAL_DRAIN {
+            match reader.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
             }
-            io::Result::Ok(())
-        })
-        .await;
-    });
+        }
+        io::Result::Ok(())
+    })
+    .await;
 }
 
 /// How long a refused connection is kept to deliver its GOAWAY.

@@ -5,8 +5,8 @@
 //! whose MESSAGE does not come is not held forever: each waits at most until its deadline or
 //! the connection's frame timeout, whichever is sooner, and is then answered and forgotten.
 
+use foldhash::HashMap;
 use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath};
-use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -73,6 +73,7 @@ impl Opened {
 #[derive(Default)]
 pub(super) struct OpenCalls {
     last: Option<(u32, Opened)>,
+    /// Keyed by the peer's call ids: a seeded hash, so a client cannot choose colliding ids.
     rest: HashMap<u32, Opened>,
 }
 

@@ -10,10 +10,10 @@ use crate::dispatch::OutboundBody;
 use crate::flow::{Inbound, Outbound};
 use crate::outbox::{Outbox, HIGH_WATER};
 use bytes::BytesMut;
+use foldhash::HashMap;
 use sockrpc_protocol::frame;
 use sockrpc_protocol::{Code, EncodingFields, Limits, MetadataMap, Response, Status};
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
 };
@@ -103,8 +103,8 @@ impl Shared {
         Shared {
             state: Mutex::new(ConnState {
                 outbox,
-                running: HashMap::new(),
-                streams: HashMap::new(),
+                running: HashMap::default(),
+                streams: HashMap::default(),
                 inbound_bytes: 0,
                 reader: None,
                 writers: Vec::new(),

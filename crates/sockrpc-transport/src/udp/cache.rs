@@ -19,7 +19,12 @@
 //! answer too large to keep is replaced by an `ABORTED` status that says so. Calls still running
 //! are never evicted either, and are bounded by the server's in-flight limit. Each entry also
 //! keeps its method path, so a re-issue naming another method is refused.
+//!
+//! A client that says which calls it is done with (`FLAG_DONE_BELOW`, see `watermark.rs`) gets
+//! their answers dropped at once, and its late duplicates refused: with such clients the cache
+//! holds about the calls in flight, not `ttl` × the call rate, and never fills.
 
+use super::watermark::Watermarks;
 use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
 use std::{
@@ -34,7 +39,8 @@ use tokio::sync::Notify;
 #[non_exhaustive]
 pub struct ReplyCacheConfig {
     /// Most finished calls kept; past it new calls are refused until entries age out.
-    /// Default 262,144 (about 8,700 calls/s sustained over a 30 s `ttl`).
+    /// Default 262,144: about 8,700 calls/s sustained over a 30 s `ttl` from clients that send
+    /// no watermark; answers a client is done with do not count.
     pub max_entries: usize,
     /// Most bytes of answers kept (messages, status text, metadata). Default 64 MiB.
     pub max_bytes: usize,
@@ -82,6 +88,8 @@ pub(crate) enum Begin {
     Full,
     /// The key is known under another method path: not a retransmission of that call.
     OtherMethod,
+    /// Below the client's watermark: a late duplicate of a call it is done with.
+    Stale,
 }
 
 enum Slot {
@@ -104,12 +112,36 @@ impl Slot {
     }
 }
 
-#[derive(Default)]
 struct State {
     map: HashMap<Key, Slot>,
-    /// Finished calls, oldest first: eviction order for all three bounds.
+    /// Finished calls, oldest first: eviction order for all three bounds. Entries a watermark
+    /// removed early stay here until passed over (or compacted away).
     order: VecDeque<(Key, Instant)>,
+    /// Finished calls in `map`.
+    done: usize,
     bytes: usize,
+    marks: Watermarks,
+}
+
+/// Clients whose watermark is kept.
+const MAX_CLIENTS: usize = 64 * 1024;
+
+impl State {
+    /// Removes a finished entry; `None` when `key` is not a finished call (finished at
+    /// `finished`, when given).
+    fn remove_done(&mut self, key: &Key, finished: Option<Instant>) -> Option<()> {
+        match self.map.get(key) {
+            Some(Slot::Done {
+                size, finished: at, ..
+            }) if finished.is_none_or(|f| f == *at) => {
+                self.bytes = self.bytes.saturating_sub(*size);
+                self.done -= 1;
+                self.map.remove(key);
+                Some(())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Recent answers keyed by `(client_instance, call_id)`; shared (in an `Arc`) by the UDP server
@@ -156,7 +188,13 @@ impl ReplyCache {
     pub fn new(config: ReplyCacheConfig) -> ReplyCache {
         ReplyCache {
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                done: 0,
+                bytes: 0,
+                marks: Watermarks::new(MAX_CLIENTS, config.ttl),
+            }),
             finished: Notify::new(),
             idempotent: HashSet::new(),
         }
@@ -190,10 +228,23 @@ impl ReplyCache {
                 break;
             }
             state.order.pop_front();
-            if let Some(Slot::Done { size, .. }) = state.map.get(&key) {
-                state.bytes = state.bytes.saturating_sub(*size);
-                state.map.remove(&key);
-            }
+            state.remove_done(&key, Some(finished));
+        }
+    }
+
+    /// Client `instance` is done with every call before `below`: forgets their answers, and
+    /// refuses their duplicates from now on. Only for a REQUEST from a verified source.
+    pub(crate) fn ack(&self, instance: u64, below: u32) {
+        let mut state = self.lock();
+        let (first, count) = state.marks.advance(instance, below, Instant::now());
+        for i in 0..count {
+            state.remove_done(&(instance, first.wrapping_add(i)), None);
+        }
+        if state.order.len() > 2 * state.done + 1024 {
+            let State { order, map, .. } = &mut *state;
+            order.retain(|(key, at)| {
+                matches!(map.get(key), Some(Slot::Done { finished, .. }) if finished == at)
+            });
         }
     }
 
@@ -202,11 +253,14 @@ impl ReplyCache {
     pub(crate) fn begin(&self, instance: u64, call_id: u32, path: &Bytes) -> Begin {
         let mut state = self.lock();
         self.expire(&mut state, Instant::now());
+        if state.marks.is_stale(instance, call_id) {
+            return Begin::Stale;
+        }
         match state.map.get(&(instance, call_id)) {
             Some(slot) if slot.path() != path => Begin::OtherMethod,
             Some(Slot::Running { .. }) => Begin::InProgress,
             Some(Slot::Done { answer, .. }) => Begin::Done(answer.clone()),
-            None if state.order.len() >= self.config.max_entries
+            None if state.done >= self.config.max_entries
                 || state.bytes >= self.config.max_bytes =>
             {
                 Begin::Full
@@ -245,6 +299,12 @@ impl ReplyCache {
             let Some(Slot::Running { path }) = state.map.remove(&key) else {
                 return;
             };
+            if state.marks.is_stale(instance, call_id) {
+                // The client gave up on it meanwhile: nobody will ask for this answer.
+                drop(state);
+                self.finished.notify_waiters();
+                return;
+            }
             let answer = if state.bytes + size > self.config.max_bytes {
                 // Keeping it would break the memory bound; forgetting it would let a
                 // retransmission run the call again. Keep a short answer that says so.
@@ -267,6 +327,7 @@ impl ReplyCache {
                 },
             );
             state.order.push_back((key, now));
+            state.done += 1;
             state.bytes += size;
             self.expire(&mut state, now);
         }
@@ -322,7 +383,7 @@ impl ReplyCache {
 
     /// Finished entries held.
     pub fn len(&self) -> usize {
-        self.lock().order.len()
+        self.lock().done
     }
 
     /// Whether no finished entry is held.
@@ -444,6 +505,9 @@ mod tests {
         let mut state = cache.lock();
         let old = Instant::now() - cache.config.ttl - Duration::from_millis(1);
         state.order[0].1 = old;
+        if let Some(Slot::Done { finished, .. }) = state.map.get_mut(&(1, 1)) {
+            *finished = old;
+        }
         cache.expire(&mut state, Instant::now());
         assert!(state.map.is_empty());
     }
@@ -466,5 +530,43 @@ mod tests {
             .expect("in time")
             .expect("task");
         assert!(matches!(got, Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted));
+    }
+
+    #[test]
+    fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
+        let config = ReplyCacheConfig {
+            max_entries: 4,
+            ..ReplyCacheConfig::default()
+        };
+        let cache = ReplyCache::new(config);
+        // The client's first watermark: nothing done yet.
+        cache.ack(9, 1);
+        // Far more calls than max_entries: each REQUEST says the one before it is done.
+        for id in 1..=100u32 {
+            cache.ack(9, id);
+            assert!(
+                matches!(cache.begin(9, id, &path()), Begin::New),
+                "call {id}"
+            );
+            cache.complete(9, id, ok(10));
+            assert!(
+                cache.len() <= 2,
+                "{} answers kept at call {id}",
+                cache.len()
+            );
+        }
+        assert!(matches!(cache.begin(9, 99, &path()), Begin::Stale));
+        assert!(matches!(cache.begin(9, 100, &path()), Begin::Done(Ok(_))));
+        cache.ack(9, 101);
+        assert_eq!(cache.len(), 0);
+        assert!(matches!(cache.lookup(9, 100, PATH), Lookup::Missing));
+        // Another client is untouched by this one's watermark.
+        assert!(matches!(cache.begin(10, 5, &path()), Begin::New));
+        // A call given up while it ran: its answer is not kept.
+        assert!(matches!(cache.begin(9, 101, &path()), Begin::New));
+        cache.ack(9, 102);
+        cache.complete(9, 101, ok(1));
+        assert!(matches!(cache.lookup(9, 101, PATH), Lookup::Missing));
+        assert!(cache.bytes() < 1_000);
     }
 }

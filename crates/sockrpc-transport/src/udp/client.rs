@@ -16,9 +16,10 @@
 //! *with* the identity, which the server answers from its cache), or an error status.
 
 use super::datagram::{
-    self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGRAM, FLAG_FITS, FLAG_STALE_COOKIE,
-    HEADER_LEN,
+    self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGRAM, FLAG_ACKS, FLAG_FITS,
+    FLAG_STALE_COOKIE, HEADER_LEN,
 };
+use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
 use super::{bump, counters, random_u64};
 use bytes::{Bytes, BytesMut};
@@ -28,7 +29,7 @@ use std::{
     collections::HashMap,
     io,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -93,6 +94,9 @@ pub enum UdpOutcome {
         instance: u64,
         /// The call's id.
         call_id: u32,
+        /// Keep it until the re-issue is over: until then this client's watermark stays below
+        /// the call, so the server keeps its answer.
+        hold: ReissueHold,
     },
     /// Nothing was sent: the request does not fit a datagram, or the endpoint is in TCP
     /// fallback after repeated loss. Send the call over TCP as a new call.
@@ -140,7 +144,10 @@ struct Shared {
     socket: UdpSocket,
     instance: u64,
     config: UdpClientConfig,
-    next_call_id: AtomicU32,
+    /// Calls this client may still send, for the watermark (`outstanding.rs`).
+    outstanding: Arc<Outstanding>,
+    /// The server reads watermarks (its datagrams carry `FLAG_ACKS`).
+    acks: AtomicBool,
     /// One answer slot per call in flight; the receive task takes the slot as it answers.
     pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
     cookie: watch::Sender<Option<Cookie>>,
@@ -190,15 +197,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Removes a call from the pending table however its future ends (answer, error, dropped).
+/// Removes a call from the pending table however its future ends (answer, error, dropped),
+/// and ends it as outstanding unless a [`ReissueHold`] took it over.
 struct PendingGuard<'a> {
     shared: &'a Shared,
     call_id: u32,
+    seq: Option<u64>,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         lock(&self.shared.pending).remove(&self.call_id);
+        if let Some(seq) = self.seq.take() {
+            self.shared.outstanding.finish(seq);
+        }
     }
 }
 
@@ -228,7 +240,8 @@ impl UdpClient {
             // Never 0, so an all-zero header is never mistaken for ours.
             instance: random_u64().max(1),
             config,
-            next_call_id: AtomicU32::new(1),
+            outstanding: Arc::new(Outstanding::default()),
+            acks: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
@@ -296,11 +309,15 @@ impl UdpClient {
         if let Err(outcome) = shared.ensure_cookie(deadline).await {
             return outcome;
         }
-        let call_id = shared.next_call_id();
+        let (seq, call_id, done_below) = shared.outstanding.start();
         crate::dispatch::note_call_id(call_id);
         let (tx, mut rx) = oneshot::channel();
         lock(&shared.pending).insert(call_id, tx);
-        let _pending = PendingGuard { shared, call_id };
+        let mut pending = PendingGuard {
+            shared,
+            call_id,
+            seq: Some(seq),
+        };
         let header = Header {
             kind: Kind::Request,
             flags: 0,
@@ -313,6 +330,7 @@ impl UdpClient {
             &mut out,
             &header,
             None,
+            shared.acks.load(Ordering::Relaxed).then_some(done_below),
             path,
             request.metadata(),
             request.get_ref(),
@@ -368,9 +386,11 @@ impl UdpClient {
                 }
                 Ok(Ok(Incoming::Truncated { .. })) => {
                     bump(&shared.stats.truncations);
+                    let seq = pending.seq.take().unwrap_or(seq);
                     return UdpOutcome::Truncated {
                         instance: shared.instance,
                         call_id,
+                        hold: ReissueHold::new(Arc::clone(&shared.outstanding), seq),
                     };
                 }
                 Ok(Err(_)) => {
@@ -390,15 +410,6 @@ impl UdpClient {
 }
 
 impl Shared {
-    fn next_call_id(&self) -> u32 {
-        loop {
-            let id = self.next_call_id.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
-                return id;
-            }
-        }
-    }
-
     fn in_fallback(&self) -> bool {
         let mut until = lock(&self.fallback_until);
         match *until {
@@ -540,6 +551,9 @@ impl Shared {
         };
         // A well-formed answer: the path works, and its header holds our current cookie.
         self.losses.store(0, Ordering::Relaxed);
+        if header.flags & FLAG_ACKS != 0 {
+            self.acks.store(true, Ordering::Relaxed);
+        }
         if header.cookie != [0; COOKIE_LEN] {
             let changed = self.cookie.send_if_modified(|cookie| {
                 let changed = *cookie != Some(header.cookie);

@@ -23,12 +23,15 @@ mod client;
 mod cookie;
 pub use sockrpc_protocol::datagram;
 mod limiter;
+mod outstanding;
 mod rtt;
 mod server;
+mod watermark;
 
 pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};
 pub use client::{UdpClient, UdpClientConfig, UdpClientStats, UdpOutcome};
 pub use limiter::RateLimit;
+pub use outstanding::ReissueHold;
 pub use server::{serve_udp, UdpServer, UdpServerConfig, UdpServerCounters, UdpServerStats};
 
 use std::hash::{BuildHasher, RandomState};

@@ -20,7 +20,8 @@
 use super::cache::{Begin, CompletionGuard, ReplyCache};
 use super::cookie::CookieJar;
 use super::datagram::{
-    self, Cookie, Header, Kind, DEFAULT_MAX_DATAGRAM, FLAG_FITS, FLAG_STALE_COOKIE, HEADER_LEN,
+    self, Cookie, Header, Kind, DEFAULT_MAX_DATAGRAM, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_FITS,
+    FLAG_STALE_COOKIE, HEADER_LEN,
 };
 use super::limiter::{Limiter, RateLimit};
 use super::{bump, counters};
@@ -132,6 +133,9 @@ counters! {
         cache_full,
         /// Requests larger than `max_datagram`, refused without running.
         oversized,
+        /// Requests below their client's watermark (late duplicates of calls it is done
+        /// with), dropped without running.
+        stale,
     }
 }
 
@@ -292,7 +296,11 @@ impl Shared {
             bump(&self.stats.ignored_answers);
             return;
         }
-        if header.flags != 0 || src.port() == 0 {
+        let allowed = match header.kind {
+            Kind::Request => FLAG_DONE_BELOW,
+            _ => 0,
+        };
+        if header.flags & !allowed != 0 || src.port() == 0 {
             bump(&self.stats.malformed);
             return;
         }
@@ -305,7 +313,8 @@ impl Shared {
         let reply_to = ReplyTo {
             addr: src,
             size_limit: (!verified).then_some(datagram.len()),
-            flags: if verified { 0 } else { FLAG_STALE_COOKIE },
+            // Every datagram says this server reads watermarks (FLAG_DONE_BELOW).
+            flags: FLAG_ACKS | if verified { 0 } else { FLAG_STALE_COOKIE },
             cookie: self.cookies.current(src, now),
             instance: header.client_instance,
             call_id: header.call_id,
@@ -326,7 +335,7 @@ impl Shared {
                 }
             }
             Kind::Request => {
-                self.on_request(service, tasks, datagram, header, reply_to)
+                self.on_request(service, tasks, datagram, header, reply_to, verified)
                     .await;
             }
             Kind::Reply | Kind::Truncated | Kind::Cookie | Kind::Pending => {}
@@ -340,6 +349,7 @@ impl Shared {
         datagram: Bytes,
         header: Header,
         reply_to: ReplyTo,
+        verified: bool,
     ) where
         S: Dispatch,
     {
@@ -358,8 +368,11 @@ impl Shared {
             self.send_answer(&reply_to, &Err(status)).await;
             return;
         }
-        let body = match datagram::parse_request(datagram.slice(HEADER_LEN..), &self.config.limits)
-        {
+        let body = match datagram::parse_request(
+            datagram.slice(HEADER_LEN..),
+            header.flags,
+            &self.config.limits,
+        ) {
             Ok(body) => body,
             Err(err) => {
                 bump(&self.stats.malformed);
@@ -369,10 +382,19 @@ impl Shared {
         };
         bump(&self.stats.requests);
         let key = (header.client_instance, header.call_id);
+        if let (Some(below), true) = (body.done_below, verified) {
+            // Only a source that proved its address moves a client's watermark.
+            self.cache.ack(key.0, below);
+        }
         let cached = !self.config.is_idempotent(body.path.as_str());
         if cached {
             match self.cache.begin(key.0, key.1, body.path.as_bytes()) {
                 Begin::New => {}
+                Begin::Stale => {
+                    // A late duplicate of a call the client is done with: never run again.
+                    bump(&self.stats.stale);
+                    return;
+                }
                 Begin::OtherMethod => {
                     // Same identity, another method: not a retransmission; never answered
                     // with another call's reply.

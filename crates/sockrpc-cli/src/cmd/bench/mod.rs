@@ -18,8 +18,10 @@
 //!
 //! - [`plan`]: how every row runs, where it connects, which rows a group has.
 //! - [`rows`]: running one row: connecting its callers, warmup, measurement, notes.
+//! - [`idle`]: the idle connections of the sockrpc-tcp-idle row.
 
 mod compressed;
+mod idle;
 mod plan;
 mod rows;
 
@@ -62,6 +64,9 @@ enum Transport {
     /// subscriber that drops its output, retry on the client, a concurrency limit on the server,
     /// metrics into a Prometheus recorder): sockrpc-stack.
     Stack,
+    /// sockrpc-tcp again with `--idle-connections` connections open and idle to the same server:
+    /// sockrpc-tcp-idle. Idle connections must not slow calls on a busy one.
+    Idle,
     /// sockrpc over TCP with per-message compression both ways: sockrpc-gzip, sockrpc-zstd
     /// (embedded server only; the payload is one byte repeated, so try --payload 65536). Not
     /// part of `all`.
@@ -174,6 +179,11 @@ pub(crate) struct BenchArgs {
     /// Draw latency by percentile, one line per row, as an SVG at this path.
     #[arg(long, value_name = "PATH.svg")]
     plot: Option<PathBuf>,
+    /// Idle connections the sockrpc-tcp-idle row holds open to the server while it measures
+    /// (each has sent its preface and then nothing). Capped by the open-file limit, raised to
+    /// its hard limit for the row; the row says when it was capped.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    idle_connections: usize,
     /// Worker threads of the embedded server's runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_positive)]
     server_workers: usize,
@@ -223,6 +233,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             Transport::Stream,
             Transport::Tls,
             Transport::Stack,
+            Transport::Idle,
         ];
     }
     let stack = wanted.contains(&Transport::Stack) && args.target.is_none();
@@ -240,6 +251,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         },
         warmup: args.warmup,
         connections: args.connections,
+        idle_connections: args.idle_connections,
+        embedded: args.target.is_none(),
     };
 
     let (embedded, tls) = match args.target {

@@ -29,6 +29,10 @@ pub(super) struct Plan {
     pub(super) warmup: u64,
     /// The sockrpc channel's pool size (at most the concurrency).
     pub(super) connections: usize,
+    /// Idle connections held open during the sockrpc-tcp-idle row.
+    pub(super) idle_connections: usize,
+    /// The server runs in this process (its sockets count against the same open-file limit).
+    pub(super) embedded: bool,
 }
 
 impl Plan {
@@ -184,6 +188,7 @@ pub(super) enum Kind {
     SockrpcStack,
     SockrpcGzip,
     SockrpcZstd,
+    SockrpcIdle,
 }
 
 impl Kind {
@@ -221,6 +226,7 @@ impl Kind {
             Kind::SockrpcStack => "sockrpc-stack",
             Kind::SockrpcGzip => "sockrpc-gzip",
             Kind::SockrpcZstd => "sockrpc-zstd",
+            Kind::SockrpcIdle => "sockrpc-tcp-idle",
         }
     }
 
@@ -237,7 +243,8 @@ impl Kind {
             | Kind::SockrpcStream
             | Kind::SockrpcStack
             | Kind::SockrpcGzip
-            | Kind::SockrpcZstd => "tcp",
+            | Kind::SockrpcZstd
+            | Kind::SockrpcIdle => "tcp",
         }
     }
 }
@@ -369,14 +376,24 @@ pub(super) async fn run_group(
                 .filter_map(|(encoding, _)| Kind::compressed(*encoding)),
         );
     }
+    if wanted.contains(&Transport::Idle) {
+        match targets.rpc {
+            Some(_) => kinds.push(Kind::SockrpcIdle),
+            None => group
+                .skipped
+                .push("sockrpc-tcp-idle skipped: it needs a plain tcp:// target".into()),
+        }
+    }
     for kind in kinds {
         let mut row = run_row(kind, targets, plan, payload, concurrency, progress).await;
         note_handshakes(kind, targets, &mut row).await;
         group.rows.push(row);
     }
-    note_udp_ratio(&mut group);
+    // The table's ratio is to raw-tcp; some rows are also quoted against a closer base.
+    note_ratio(&mut group, "sockrpc-udp", "raw-udp");
     note_tls_ratios(&mut group);
-    note_stack_ratio(&mut group);
+    note_ratio(&mut group, "sockrpc-stack", "sockrpc-tcp");
+    note_ratio(&mut group, "sockrpc-tcp-idle", "sockrpc-tcp");
     group
 }
 
@@ -428,8 +445,8 @@ fn note_tls_ratios(group: &mut Group) {
     }
 }
 
-/// The stack's cost is quoted against bare sockrpc-tcp of the same run, too.
-fn note_stack_ratio(group: &mut Group) {
+/// Quotes row `name`'s p50 against row `base`'s of the same group.
+fn note_ratio(group: &mut Group, name: &str, base: &str) {
     let p50 = |name: &str| {
         group
             .rows
@@ -437,37 +454,13 @@ fn note_stack_ratio(group: &mut Group) {
             .find(|row| row.name == name && row.errors == 0)
             .and_then(|row| row.quantile_us(0.5))
     };
-    let (Some(bare), Some(stack)) = (p50("sockrpc-tcp"), p50("sockrpc-stack")) else {
+    let (Some(base_p50), Some(p50)) = (p50(base), p50(name)) else {
         return;
     };
-    if bare <= 0.0 {
+    if base_p50 <= 0.0 {
         return;
     }
-    if let Some(row) = group
-        .rows
-        .iter_mut()
-        .find(|row| row.name == "sockrpc-stack")
-    {
-        add_note(row, format!("p50 {:.2}× sockrpc-tcp's", stack / bare));
-    }
-}
-
-/// The table's ratio is to raw-tcp; sockrpc-udp is also quoted against its own floor, raw-udp.
-fn note_udp_ratio(group: &mut Group) {
-    let p50 = |name: &str| {
-        group
-            .rows
-            .iter()
-            .find(|row| row.name == name && row.errors == 0)
-            .and_then(|row| row.quantile_us(0.5))
-    };
-    let (Some(raw), Some(rpc)) = (p50("raw-udp"), p50("sockrpc-udp")) else {
-        return;
-    };
-    if raw <= 0.0 {
-        return;
-    }
-    if let Some(row) = group.rows.iter_mut().find(|row| row.name == "sockrpc-udp") {
-        add_note(row, format!("p50 {:.2}× raw-udp's", rpc / raw));
+    if let Some(row) = group.rows.iter_mut().find(|row| row.name == name) {
+        add_note(row, format!("p50 {:.2}× {base}'s", p50 / base_p50));
     }
 }

@@ -134,6 +134,25 @@ pub(super) async fn run_row(
         | Kind::SockrpcStack
         | Kind::SockrpcGzip
         | Kind::SockrpcZstd => run_sockrpc(kind, targets, plan, row, progress).await,
+        Kind::SockrpcIdle => {
+            let idle = match &targets.rpc {
+                Some(endpoint) => super::idle::open(endpoint, plan).await,
+                None => Err(missing()),
+            };
+            match idle {
+                Ok(idle) => {
+                    let mut row = run_sockrpc(kind, targets, plan, row, progress).await;
+                    add_note(&mut row, idle.describe());
+                    drop(idle);
+                    row
+                }
+                Err(message) => {
+                    row.errors = 1;
+                    add_note(&mut row, format!("not measured: {message}"));
+                    row
+                }
+            }
+        }
     }
 }
 
@@ -151,12 +170,12 @@ async fn run_sockrpc(
         Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.and_then(|udp| targets.with_udp(udp)),
         Kind::SockrpcTls => targets.tls.clone(),
         Kind::SockrpcStack => targets.stack.clone(),
-        Kind::SockrpcTcp => targets.rpc.clone(),
         Kind::SockrpcGzip | Kind::SockrpcZstd => targets
             .compressed
             .iter()
             .find(|(encoding, _)| Some(*encoding) == kind.encoding())
             .map(|(_, endpoint)| endpoint.clone()),
+        Kind::SockrpcTcp | Kind::SockrpcIdle => targets.rpc.clone(),
         _ => targets.base().cloned(),
     };
     row.connections = match kind {

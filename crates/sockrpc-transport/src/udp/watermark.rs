@@ -1,0 +1,149 @@
+//! Per-client watermarks: which call ids a UDP client is done with.
+//!
+//! The reply cache keeps every finished call's answer for its whole ttl, because a late
+//! retransmission must find it rather than run the call again. At a steady 100 k calls/s that
+//! is millions of answers kept for nothing: the client already has them. So a client tells the
+//! server, in each REQUEST (`FLAG_DONE_BELOW`), the lowest call id it may still send (every
+//! call before it has its answer, or was given up, and will never be sent again). The server
+//! forgets those answers at once and, from then on, refuses any datagram of that client with an
+//! id below the mark: it can only be a late duplicate, and running it would run a call twice.
+//!
+//! Call ids wrap (they are `u32`, 0 unused), so ids compare in serial order (RFC 1982): `a` is
+//! before `b` when `b - a`, wrapping, is under 2³¹.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Most ids passed over by one advance whose answers are dropped at once; a mark that jumps
+/// further leaves the rest to the ttl. A client moves its mark by about the calls it finished
+/// since its last request, at most its calls in flight; the bound keeps one datagram's work
+/// small, so a client cannot make the server sweep thousands of entries per request.
+pub(crate) const MAX_SWEEP: u32 = 256;
+
+/// Whether call id `a` comes before `b` in serial order.
+pub(crate) fn serial_before(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 1 << 31
+}
+
+/// One client's mark.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    below: u32,
+    seen: Instant,
+}
+
+/// The marks of the clients seen lately, bounded in number.
+#[derive(Debug)]
+pub(crate) struct Watermarks {
+    marks: HashMap<u64, Mark>,
+    max: usize,
+    ttl: Duration,
+}
+
+impl Watermarks {
+    /// Room for `max` clients; a mark not moved for `ttl` may be dropped to make room.
+    pub(crate) fn new(max: usize, ttl: Duration) -> Watermarks {
+        Watermarks {
+            marks: HashMap::new(),
+            max,
+            ttl,
+        }
+    }
+
+    /// Whether `call_id` of client `instance` lies below its mark: a duplicate of a call the
+    /// client is done with.
+    pub(crate) fn is_stale(&self, instance: u64, call_id: u32) -> bool {
+        self.marks
+            .get(&instance)
+            .is_some_and(|mark| serial_before(call_id, mark.below))
+    }
+
+    /// Moves client `instance`'s mark forward to `below` (never back). Returns the ids it
+    /// passed over, `(first, count)`, at most [`MAX_SWEEP`], whose answers may go. A client
+    /// seen for the first time passes over nothing: what it finished before is left to the ttl.
+    pub(crate) fn advance(&mut self, instance: u64, below: u32, now: Instant) -> (u32, u32) {
+        if let Some(mark) = self.marks.get_mut(&instance) {
+            mark.seen = now;
+            if !serial_before(mark.below, below) {
+                return (mark.below, 0);
+            }
+            let first = mark.below;
+            mark.below = below;
+            return (first, below.wrapping_sub(first).min(MAX_SWEEP));
+        }
+        if self.marks.len() >= self.max {
+            let ttl = self.ttl;
+            self.marks
+                .retain(|_, mark| now.saturating_duration_since(mark.seen) < ttl);
+        }
+        if self.marks.len() < self.max {
+            self.marks.insert(instance, Mark { below, seen: now });
+        }
+        (below, 0)
+    }
+
+    /// Clients with a mark.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.marks.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_order_wraps() {
+        assert!(serial_before(1, 2));
+        assert!(!serial_before(2, 1));
+        assert!(!serial_before(5, 5));
+        assert!(
+            serial_before(u32::MAX, 1),
+            "1 follows u32::MAX after the wrap"
+        );
+        assert!(!serial_before(1, u32::MAX));
+    }
+
+    #[test]
+    fn marks_only_move_forward_and_sweep_what_they_pass() {
+        let now = Instant::now();
+        let mut marks = Watermarks::new(8, Duration::from_secs(30));
+        assert_eq!(
+            marks.advance(7, 10, now),
+            (10, 0),
+            "first sight sweeps nothing"
+        );
+        assert!(marks.is_stale(7, 9));
+        assert!(!marks.is_stale(7, 10));
+        assert!(!marks.is_stale(8, 1), "another client has no mark");
+        assert_eq!(marks.advance(7, 15, now), (10, 5));
+        assert_eq!(marks.advance(7, 12, now), (15, 0), "never back");
+        assert!(marks.is_stale(7, 14));
+        assert_eq!(marks.advance(7, 15 + 10_000, now), (15, MAX_SWEEP));
+        // Across the wrap.
+        assert_eq!(marks.advance(9, u32::MAX - 1, now), (u32::MAX - 1, 0));
+        assert_eq!(marks.advance(9, 3, now), (u32::MAX - 1, 5));
+        assert!(marks.is_stale(9, u32::MAX));
+        assert!(!marks.is_stale(9, 3));
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_old_marks_make_room() {
+        let start = Instant::now();
+        let ttl = Duration::from_secs(30);
+        let mut marks = Watermarks::new(2, ttl);
+        marks.advance(1, 5, start);
+        marks.advance(2, 5, start);
+        marks.advance(3, 5, start);
+        assert_eq!(marks.len(), 2, "full: a third client gets no mark");
+        assert!(!marks.is_stale(3, 1));
+        let later = start + ttl + Duration::from_secs(1);
+        marks.advance(3, 5, later);
+        assert!(
+            marks.is_stale(3, 1),
+            "room made by dropping marks past their ttl"
+        );
+        assert!(marks.len() <= 2);
+    }
+}

@@ -1,0 +1,136 @@
+use super::*;
+
+// Plain text and TLS crossed, handshakes that do not happen
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_client_to_a_tls_server_fails_at_once() {
+    let ca = Ca::new("test CA");
+    let server = TestServer::start(server_tls(ServerTlsConfig::new(
+        ca.leaf(SERVER_NAMES).identity(),
+    )))
+    .await;
+    let started = Instant::now();
+    let result = greet(server.plain_endpoint()).await;
+    expect_unavailable(result, started, "requires TLS");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_to_a_plain_server_fails_at_once() {
+    let ca = Ca::new("test CA");
+    let server = TestServer::start_with(Server::builder()).await;
+    let started = Instant::now();
+    let result =
+        greet(server.endpoint(ClientTlsConfig::new().ca_certificates(ca.certificates()))).await;
+    expect_unavailable(result, started, "plain-text sockrpc, not TLS");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_never_completes_is_closed_by_the_timeout() {
+    let ca = Ca::new("test CA");
+    let tls = server_tls(ServerTlsConfig::new(ca.leaf(SERVER_NAMES).identity()));
+    let server = TestServer::start_with(
+        Server::builder()
+            .tls_handle(tls)
+            .handshake_timeout(Duration::from_millis(1500)),
+    )
+    .await;
+    // One client starts a TLS record and stops; another connects and sends nothing.
+    let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x00])
+        .await
+        .expect("write");
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    let started = Instant::now();
+
+    // Meanwhile the server accepts and serves others: handshakes run on their own tasks.
+    let trust = ClientTlsConfig::new().ca_certificates(ca.certificates());
+    assert_eq!(
+        greet(server.endpoint(trust)).await.expect("served"),
+        "Hello tls!"
+    );
+    // Well before the stalled handshakes' timeout: they did not hold up accepting.
+    assert!(started.elapsed() < Duration::from_millis(1200));
+
+    for stream in [&mut stalled, &mut silent] {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("closed by the handshake timeout, not left hanging");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < PROMPT,
+        "closed after {elapsed:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_does_not_offer_sockrpc_1_is_refused_at_handshake() {
+    let ca = Ca::new("test CA");
+    let server = TestServer::start(server_tls(ServerTlsConfig::new(
+        ca.leaf(SERVER_NAMES).identity(),
+    )))
+    .await;
+    for alpn in [&[][..], &[&b"h2"[..]][..]] {
+        let stream = TcpStream::connect(server.addr).await.expect("tcp");
+        let name = sockrpc::tls::pki_types::ServerName::try_from("localhost").expect("name");
+        let result = tokio_rustls::TlsConnector::from(rustls_client(&ca, alpn, false))
+            .connect(name, stream)
+            .await;
+        let err = result.expect_err("refused at handshake");
+        let tls = err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<sockrpc::tls::rustls::Error>())
+            .unwrap_or_else(|| panic!("not a TLS error: {err}"));
+        assert!(
+            matches!(tls, sockrpc::tls::rustls::Error::AlertReceived(_)),
+            "{alpn:?}: {tls}"
+        );
+    }
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// UDP beside TLS
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_is_off_with_tls_unless_plain_text_is_allowed() {
+    let ca = Ca::new("test CA");
+    let identity = ca.leaf(SERVER_NAMES).identity();
+    let listener =
+        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
+            .expect("bind");
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let refused = Server::builder()
+        .tls(ServerTlsConfig::new(identity))
+        .expect("tls")
+        .udp(udp, Default::default())
+        .add_service(GreeterServer::new(Hi::default()))
+        .serve_with_listener_and_shutdown(listener, std::future::pending())
+        .await
+        .expect_err("a TLS server does not serve plain-text UDP unless told to");
+    assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(refused.to_string().contains("UDP cannot carry TLS"));
+
+    // The client: a TLS endpoint with a UDP policy sends nothing over UDP.
+    let server = TestServer::start(server_tls(ServerTlsConfig::new(
+        ca.leaf(SERVER_NAMES).identity(),
+    )))
+    .await;
+    let endpoint = server
+        .endpoint(ClientTlsConfig::new().ca_certificates(ca.certificates()))
+        .udp("127.0.0.1:9".parse().expect("addr"));
+    let channel = Channel::connect(endpoint).await.expect("connect");
+    assert_eq!(call(&channel).await.expect("call over TLS"), "Hello tls!");
+    assert!(channel.udp_stats().is_none(), "UDP must be off");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+//! TLS and mutual TLS on loopback, with certificates made here (rcgen): success, every way a
+//! handshake is refused, the client's certificate reaching a handler, rotation under a
+//! continuous stream of calls, plain text and TLS crossed, a handshake that never completes.
+//! Handlers read the TLS peer from `request.conn_info()`, middleware from the `Call`.
+
+use sockrpc::service::ServerBuilder;
+use sockrpc::tls::{
+    Certificates, ClientAuth, ClientTlsConfig, Identity, ServerTls, ServerTlsConfig, TlsFiles,
+    TlsPeer, TlsVersion,
+};
+use sockrpc::{Body, Call, Channel, Code, Endpoint, Request, Response, Server, Status};
+use sockrpc_tests::helloworld::greeter_client::GreeterClient;
+use sockrpc_tests::helloworld::greeter_server::{Greeter, GreeterServer};
+use sockrpc_tests::helloworld::{HelloReply, HelloRequest};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+mod cap;
+mod coalescing;
+mod crossed;
+mod handshake;
+mod mtls;
+mod openssl;
+mod rotation;
+mod support;
+
+use support::*;

@@ -1,0 +1,132 @@
+//! Watermarks: a client tells the server which calls it is done with, so the reply cache holds
+//! about the calls in flight instead of `ttl` × the call rate, and late duplicates are refused.
+
+use crate::at_most_once::HandBuilt;
+use crate::support::{BOUND, ECHO};
+use bytes::{Bytes, BytesMut};
+use prost::Message as _;
+use sockrpc::service::udp::datagram::{self, Header, Kind, COOKIE_LEN};
+use sockrpc::service::udp::{
+    ReplyCacheConfig, UdpClient, UdpClientConfig, UdpOutcome, UdpServerConfig,
+};
+use sockrpc::{MetadataMap, Request};
+use sockrpc_tests::echo::{EchoReply, EchoRequest};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+fn echo(id: u64) -> Request<Bytes> {
+    Request::new(Bytes::from(
+        EchoRequest {
+            payload: Bytes::from(id.to_be_bytes().to_vec()),
+            id,
+        }
+        .encode_to_vec(),
+    ))
+}
+
+async fn call_ok(client: &UdpClient, id: u64) {
+    let deadline = Some(Instant::now() + BOUND);
+    match client.call(&ECHO, &echo(id), deadline).await {
+        UdpOutcome::Reply(Ok(response)) => {
+            let reply = EchoReply::decode(response.get_ref().clone()).expect("EchoReply");
+            assert_eq!(reply.id, id);
+        }
+        other => panic!("call {id}: {other:?}"),
+    }
+}
+
+/// With a reply cache of 16 entries, 1,000 sequential calls and 20 bursts of 12 concurrent
+/// ones all run over UDP, once each, and the cache never fills: every REQUEST's watermark lets
+/// the server drop the answers the client already has. (Without watermarks the 17th call would
+/// be refused until the first answer's 30 s ttl passed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_reply_cache_serves_a_long_run_of_calls() {
+    const MAX_ENTRIES: usize = 16;
+    let mut cache = ReplyCacheConfig::default();
+    cache.max_entries = MAX_ENTRIES;
+    let server = HandBuilt::start(UdpServerConfig::default(), cache).await;
+    let client = UdpClient::connect(server.addr, UdpClientConfig::default())
+        .await
+        .expect("client");
+    let mut next = 0u64;
+    for _ in 0..1_000 {
+        call_ok(&client, next).await;
+        next += 1;
+    }
+    for _ in 0..20 {
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let client = client.clone();
+            let id = next;
+            next += 1;
+            burst.spawn(async move { call_ok(&client, id).await });
+        }
+        while let Some(done) = tokio::time::timeout(BOUND, burst.join_next())
+            .await
+            .expect("a burst ends")
+        {
+            done.expect("call task");
+        }
+    }
+    let counters = server.counters();
+    assert_eq!(counters.cache_full, 0, "{counters:?}");
+    assert!(
+        server.cache.len() <= MAX_ENTRIES,
+        "{} answers kept",
+        server.cache.len()
+    );
+    let runs = server.handlers.runs();
+    assert_eq!(runs.len() as u64, next, "every call ran");
+    assert!(runs.values().all(|&n| n == 1), "and ran once");
+    assert_eq!(client.stats().calls, next);
+    server.shutdown().await;
+}
+
+/// After the client moved its watermark past a call, a copy of that call's REQUEST (a late
+/// duplicate from the network) is dropped unrun, even though its answer is no longer cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_duplicate_below_the_watermark_never_runs() {
+    let server = HandBuilt::start(UdpServerConfig::default(), ReplyCacheConfig::default()).await;
+    let client = UdpClient::connect(server.addr, UdpClientConfig::default())
+        .await
+        .expect("client");
+    // Ids 1..=50 on the wire; each REQUEST after the first moves the mark past the one before.
+    for id in 0..50 {
+        call_ok(&client, id).await;
+    }
+    assert!(
+        server.cache.len() <= 2,
+        "{} answers kept",
+        server.cache.len()
+    );
+
+    // A copy of call 10 (request id 9), as the network might deliver it late.
+    let header = Header {
+        kind: Kind::Request,
+        flags: 0,
+        client_instance: client.instance(),
+        call_id: 10,
+        cookie: [0; COOKIE_LEN],
+    };
+    let mut late = BytesMut::new();
+    datagram::encode_request(
+        &mut late,
+        &header,
+        None,
+        None,
+        &ECHO,
+        &MetadataMap::new(),
+        &echo(9).into_inner(),
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    socket.send_to(&late, server.addr).await.expect("send");
+    let waited = Instant::now() + BOUND;
+    while server.counters().stale == 0 && Instant::now() < waited {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let counters = server.counters();
+    assert_eq!(counters.stale, 1, "{counters:?}");
+    assert_eq!(server.handlers.runs().get(&9), Some(&1), "call 10 ran once");
+    server.shutdown().await;
+}
