@@ -45,6 +45,11 @@ pub use sockrpc_service::{
 };
 pub use sockrpc_transport::SocketConfig;
 
+/// Per-message compression (gzip, deflate, zstd; cargo features, gzip and zstd on by default)
+/// and the send/receive message limits of generated clients and servers.
+pub use sockrpc_service::compression;
+pub use sockrpc_service::compression::{CompressionEncoding, CompressionSwitch};
+
 /// TLS: [`ClientTlsConfig`](tls::ClientTlsConfig) for an [`Endpoint`],
 /// [`ServerTlsConfig`](tls::ServerTlsConfig) and [`ServerTls`](tls::ServerTls) for the
 /// [`Server`] builder, [`TlsPeer`](tls::TlsPeer) for what a handshake established.
@@ -69,10 +74,11 @@ pub mod codegen {
     pub use sockrpc_protocol::{
         Codec, IntoRequest, IntoStreamingRequest, ProstCodec, Request, Response, Status,
     };
+    pub use sockrpc_service::compression::{CompressionEncoding, MessageSettings};
     pub use sockrpc_service::{
         client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler, Body,
         BoxFuture, Call, Channel, Client, IntoEndpoint, NamedService, RpcService, Streaming,
     };
-    pub use sockrpc_service::{ClientService, Idempotency, RpcMethod};
+    pub use sockrpc_service::{BoxStream, CallFuture, ClientService, Idempotency, RpcMethod};
     pub use tower_service::Service;
 }

@@ -38,5 +38,16 @@ fn main() -> std::io::Result<()> {
     sockrpc_build::configure()
         .out_dir(&out)
         .include_file("shared.rs")
-        .compile_protos(&files, &[shared])
+        .compile_protos(&files, &[shared])?;
+
+    // Codegen options (issue 12): default stubs, and the well-known types compiled in.
+    let options =
+        PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("options");
+    std::fs::create_dir_all(&options)?;
+    sockrpc_build::configure()
+        .out_dir(&options)
+        .include_file("options.rs")
+        .generate_default_stubs(true)
+        .compile_well_known_types(true)
+        .compile_protos(&["proto/sockrpc/test/options.proto"], &["proto"])
 }

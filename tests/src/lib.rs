@@ -37,3 +37,10 @@ pub mod blob {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
     sockrpc::include_proto!("sockrpc.test.blob");
 }
+
+/// `tests/proto/sockrpc/test/options.proto`, generated with default stubs and the well-known
+/// types compiled in (`google.protobuf` beside it).
+#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+pub mod options {
+    include!(concat!(env!("OUT_DIR"), "/options/options.rs"));
+}

@@ -7,25 +7,28 @@
 use std::fmt::Write as _;
 
 use crate::comments::doc_attrs;
+use crate::config::Options;
 use crate::generator::{CallShape, MethodModel, ServiceModel, LINT_ALLOWS};
 
 /// Renders the client module for `service`.
-pub(crate) fn generate(service: &ServiceModel, buf: &mut String) {
+pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut String) {
     let names = &service.names;
     let client = &names.client_struct;
     let t = names.generic;
     let docs = doc_attrs(&service.comments);
     let methods: String = service.methods.iter().map(method).collect();
+    let mod_attributes = Options::attributes(&options.client_mod_attributes, &service.full_name);
+    let attributes = Options::attributes(&options.client_attributes, &service.full_name);
 
     // `write!` into a String cannot fail.
     let _ = write!(
         buf,
         r#"
 /// Generated client implementations.
-pub mod {module} {{
+{mod_attributes}pub mod {module} {{
     #![allow({LINT_ALLOWS})]
     {docs}
-    #[derive(::core::fmt::Debug, ::core::clone::Clone)]
+    {attributes}#[derive(::core::fmt::Debug, ::core::clone::Clone)]
     pub struct {client}<{t} = ::sockrpc::codegen::Channel> {{
         inner: ::sockrpc::codegen::Client<{t}>,
     }}
@@ -58,6 +61,36 @@ pub mod {module} {{
             {t}::Error: ::core::convert::From<::sockrpc::codegen::Status>,
         {{
             {client}::new(::sockrpc::codegen::InterceptedService::new(inner, interceptor))
+        }}
+        /// Compresses requests with `encoding` once the server has said it accepts it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }}
+        /// Accepts answers compressed with `encoding` (tells the server so).
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }}
+        /// Requests shorter than `bytes` go uncompressed.
+        #[must_use]
+        pub fn compression_min_size(mut self, bytes: usize) -> Self {{
+            self.inner = self.inner.compression_min_size(bytes);
+            self
+        }}
+        /// The largest answer message accepted, counted after decompression.
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {{
+            self.inner = self.inner.max_decoding_message_size(bytes);
+            self
+        }}
+        /// The largest request message sent, counted before compression.
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {{
+            self.inner = self.inner.max_encoding_message_size(bytes);
+            self
         }}
         /// Returns the wrapped channel or service stack.
         pub fn into_inner(self) -> {t} {{
@@ -114,7 +147,7 @@ fn method(m: &MethodModel) -> String {
     };
     format!(
         r#"
-        {docs}
+        {docs}{deprecated}
         pub async fn {name}(
             &mut self,
             request: {param},
@@ -132,8 +165,18 @@ fn method(m: &MethodModel) -> String {
         }}
 "#,
         docs = doc_attrs(&m.comments),
+        deprecated = deprecated_attr(m),
         name = m.ident,
         path = m.path,
         idempotency = m.idempotency,
     )
+}
+
+/// `#[deprecated]` for an rpc marked `option deprecated = true`.
+pub(crate) fn deprecated_attr(m: &MethodModel) -> &'static str {
+    if m.deprecated {
+        "#[deprecated]"
+    } else {
+        ""
+    }
 }

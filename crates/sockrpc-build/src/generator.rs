@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use prost_build::{Comments, Method, Service, ServiceGenerator};
 
+use crate::config::Options;
 use crate::names::{self, ServiceNames};
 use crate::{client, server};
 
@@ -16,7 +17,7 @@ use crate::{client, server};
 pub(crate) const LINT_ALLOWS: &str = "unused_variables, dead_code, missing_docs, \
     non_camel_case_types, clippy::wildcard_imports, clippy::let_unit_value, \
     clippy::needless_lifetimes, clippy::type_complexity, clippy::doc_lazy_continuation, \
-    clippy::wrong_self_convention, clippy::should_implement_trait, \
+    clippy::wrong_self_convention, clippy::should_implement_trait, deprecated, \
     rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls";
 
 /// How requests and responses flow in an rpc.
@@ -71,8 +72,11 @@ pub(crate) struct MethodModel {
     /// The `sockrpc::codegen::Idempotency` variant for the level: `Unknown`, `NoSideEffects`
     /// or `Idempotent`. Generated clients hand it to middleware with every call.
     pub(crate) idempotency: &'static str,
-    /// Comments from the .proto.
+    /// Comments from the .proto (empty when `disable_comments` covers the rpc).
     pub(crate) comments: Comments,
+    /// Marked `option deprecated = true`: the client method and trait method get
+    /// `#[deprecated]`.
+    pub(crate) deprecated: bool,
 }
 
 /// One service, ready for rendering.
@@ -82,7 +86,7 @@ pub(crate) struct ServiceModel {
     pub(crate) names: ServiceNames,
     /// `package.Service`.
     pub(crate) full_name: String,
-    /// Comments from the .proto.
+    /// Comments from the .proto (empty when `disable_comments` covers the service).
     pub(crate) comments: Comments,
     /// The rpcs, in .proto order.
     pub(crate) methods: Vec<MethodModel>,
@@ -93,13 +97,16 @@ impl ServiceModel {
     /// name (e.g. `GetFoo` and `get_foo`, or `Connect` and `ConnectRpc`), or
     /// two streaming rpcs with the same associated stream type (`A1` and
     /// `A_1` are `a1` and `a_1` but both `A1Stream`).
-    fn new(service: Service) -> Result<Self, String> {
+    fn new(service: Service, options: &Options) -> Result<Self, String> {
         let full_name = names::qualified_service(&service.package, &service.proto_name);
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut stream_types: HashMap<String, String> = HashMap::new();
         let mut methods = Vec::with_capacity(service.methods.len());
         for method in service.methods {
-            let model = MethodModel::new(method, &full_name);
+            let mut model = MethodModel::new(method, &full_name);
+            if !options.comments_for(&format!("{full_name}.{}", model.proto_name)) {
+                model.comments = no_comments();
+            }
             if let Some(other) = seen.insert(model.ident.clone(), model.proto_name.clone()) {
                 return Err(format!(
                     "service `{full_name}`: rpcs `{other}` and `{}` both map to the Rust name `{}`",
@@ -119,10 +126,15 @@ impl ServiceModel {
             }
             methods.push(model);
         }
+        let comments = if options.comments_for(&full_name) {
+            service.comments
+        } else {
+            no_comments()
+        };
         Ok(Self {
             names: ServiceNames::new(&service.proto_name),
             full_name,
-            comments: service.comments,
+            comments,
             methods,
         })
     }
@@ -143,6 +155,7 @@ impl MethodModel {
             _ => "Unknown",
         };
         Self {
+            deprecated: method.options.deprecated.unwrap_or(false),
             idempotent: idempotency != "Unknown",
             idempotency,
             ident: names::method(&method.proto_name),
@@ -157,6 +170,14 @@ impl MethodModel {
     }
 }
 
+fn no_comments() -> Comments {
+    Comments {
+        leading_detached: Vec::new(),
+        leading: Vec::new(),
+        trailing: Vec::new(),
+    }
+}
+
 /// Problems found while generating; prost-build's trait can't return errors,
 /// so they are collected here and turned into an `io::Error` afterwards.
 pub(crate) type Errors = Rc<RefCell<Vec<String>>>;
@@ -167,6 +188,7 @@ pub(crate) type Errors = Rc<RefCell<Vec<String>>>;
 pub(crate) struct SockrpcServiceGenerator {
     build_client: bool,
     build_server: bool,
+    options: Options,
     /// Module names used so far per package, to catch services whose names
     /// collapse to the same snake_case module (`FooBar` and `Foo_Bar`).
     modules: HashMap<String, HashMap<String, String>>,
@@ -175,10 +197,16 @@ pub(crate) struct SockrpcServiceGenerator {
 
 impl SockrpcServiceGenerator {
     /// A generator reporting problems into `errors`.
-    pub(crate) fn new(build_client: bool, build_server: bool, errors: Errors) -> Self {
+    pub(crate) fn new(
+        build_client: bool,
+        build_server: bool,
+        options: Options,
+        errors: Errors,
+    ) -> Self {
         Self {
             build_client,
             build_server,
+            options,
             modules: HashMap::new(),
             errors,
         }
@@ -199,7 +227,7 @@ impl SockrpcServiceGenerator {
 impl ServiceGenerator for SockrpcServiceGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
         let package = service.package.clone();
-        let model = ServiceModel::new(service)
+        let model = ServiceModel::new(service, &self.options)
             .and_then(|model| self.check_module_clash(&model, &package).map(|()| model));
         let model = match model {
             Ok(model) => model,
@@ -209,10 +237,10 @@ impl ServiceGenerator for SockrpcServiceGenerator {
             }
         };
         if self.build_client {
-            client::generate(&model, buf);
+            client::generate(&model, &self.options, buf);
         }
         if self.build_server {
-            server::generate(&model, buf);
+            server::generate(&model, &self.options, buf);
         }
     }
 }

@@ -67,7 +67,10 @@
 //!   `Async` → `r#async`); those that can't be raw (`self`, `super`, `crate`,
 //!   `extern`) get a trailing underscore (`Self` → `self_`).
 //! - Rpcs whose name would collide with a method of the generated client
-//!   (`connect`, `new`, `into_inner`, `clone`, `clone_from`, `fmt`) get a
+//!   (`connect`, `new`, `with_interceptor`, `into_inner`, `get_ref`, `get_mut`,
+//!   `send_compressed`, `accept_compressed`, `compression_min_size`,
+//!   `max_decoding_message_size`, `max_encoding_message_size`, `clone`,
+//!   `clone_from`, `fmt`) get a
 //!   `_rpc` suffix: `Connect` → `connect_rpc`. The same name is used in the
 //!   server trait, so each rpc has a single Rust name.
 //! - The associated type for a server or bidi stream is the rpc name in
@@ -80,7 +83,9 @@
 
 mod client;
 mod comments;
+mod config;
 mod descriptor;
+mod dyn_trait;
 mod generator;
 mod names;
 mod server;
@@ -122,6 +127,7 @@ pub fn configure() -> Builder {
         bytes: Vec::new(),
         extern_paths: Vec::new(),
         include_file: None,
+        options: config::Options::default(),
     }
 }
 
@@ -140,6 +146,8 @@ pub struct Builder {
     bytes: Vec<String>,
     extern_paths: Vec<(String, String)>,
     include_file: Option<PathBuf>,
+    /// The service options (`config.rs`).
+    options: config::Options,
 }
 
 impl Builder {
@@ -309,10 +317,12 @@ impl Builder {
         if let Some(include_file) = &self.include_file {
             config.include_file(include_file);
         }
+        self.apply_options(&mut config);
         if self.build_client || self.build_server {
             config.service_generator(Box::new(SockrpcServiceGenerator::new(
                 self.build_client,
                 self.build_server,
+                self.options.clone(),
                 errors,
             )));
         }

@@ -18,6 +18,11 @@ const CLIENT_RESERVED: &[&str] = &[
     "into_inner",
     "get_ref",
     "get_mut",
+    "send_compressed",
+    "accept_compressed",
+    "compression_min_size",
+    "max_decoding_message_size",
+    "max_encoding_message_size",
     "clone",
     "clone_from",
     "fmt",
@@ -160,6 +165,11 @@ mod tests {
         assert_eq!(method("GetRef"), "get_ref_rpc");
         assert_eq!(method("GetMut"), "get_mut_rpc");
         assert_eq!(method("WithInterceptor"), "with_interceptor_rpc");
+        assert_eq!(method("SendCompressed"), "send_compressed_rpc");
+        assert_eq!(
+            method("MaxDecodingMessageSize"),
+            "max_decoding_message_size_rpc"
+        );
     }
 
     #[test]

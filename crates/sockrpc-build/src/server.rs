@@ -7,17 +7,26 @@
 
 use std::fmt::Write as _;
 
+use crate::client::deprecated_attr;
 use crate::comments::doc_attrs;
+use crate::config::Options;
 use crate::generator::{CallShape, MethodModel, ServiceModel, LINT_ALLOWS};
 
 /// Renders the server module for `service`.
-pub(crate) fn generate(service: &ServiceModel, buf: &mut String) {
+pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut String) {
     let names = &service.names;
     let server = &names.server_struct;
     let service_trait = &names.server_trait;
     let t = names.generic;
     let docs = doc_attrs(&service.comments);
-    let trait_methods: String = service.methods.iter().map(trait_method).collect();
+    let trait_methods: String = service
+        .methods
+        .iter()
+        .map(|m| trait_method(m, options.default_stubs))
+        .collect();
+    let twin = crate::dyn_trait::generate(service, options.default_stubs);
+    let mod_attributes = Options::attributes(&options.server_mod_attributes, &service.full_name);
+    let attributes = Options::attributes(&options.server_attributes, &service.full_name);
     let arms: String = service
         .methods
         .iter()
@@ -37,15 +46,17 @@ pub(crate) fn generate(service: &ServiceModel, buf: &mut String) {
         buf,
         r#"
 /// Generated server implementations.
-pub mod {module} {{
+{mod_attributes}pub mod {module} {{
     #![allow({LINT_ALLOWS})]
     {docs}
-    pub trait {service_trait}: ::core::marker::Send + ::core::marker::Sync + 'static {{
+    {attributes}pub trait {service_trait}: ::core::marker::Send + ::core::marker::Sync + 'static {{
         {trait_methods}
     }}
+    {twin}
     /// Serves a [`{service_trait}`] implementation; add it to a `Router` / `Server::builder().add_service(..)`.
-    pub struct {server}<{t}> {{
+    {attributes}pub struct {server}<{t}> {{
         inner: ::std::sync::Arc<{t}>,
+        settings: ::sockrpc::codegen::MessageSettings,
     }}
     impl<{t}> {server}<{t}> {{
         /// Serves `inner`.
@@ -54,7 +65,37 @@ pub mod {module} {{
         }}
         /// Serves an implementation that is already shared.
         pub fn from_arc(inner: ::std::sync::Arc<{t}>) -> Self {{
-            Self {{ inner }}
+            Self {{ inner, settings: ::sockrpc::codegen::MessageSettings::new() }}
+        }}
+        /// Accepts requests compressed with `encoding` (tells clients so in its HEADERS).
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.settings = self.settings.accept_compressed(encoding);
+            self
+        }}
+        /// Compresses answers with `encoding` for clients that accept it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
+            self.settings = self.settings.send_compressed(encoding);
+            self
+        }}
+        /// Answers shorter than `bytes` go uncompressed.
+        #[must_use]
+        pub fn compression_min_size(mut self, bytes: usize) -> Self {{
+            self.settings = self.settings.compression_min_size(bytes);
+            self
+        }}
+        /// The largest request message accepted, counted after decompression.
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {{
+            self.settings = self.settings.max_decoding_message_size(bytes);
+            self
+        }}
+        /// The largest answer message sent, counted before compression.
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {{
+            self.settings = self.settings.max_encoding_message_size(bytes);
+            self
         }}
         /// Serves `inner` behind `interceptor`, which sees (and may change or refuse) every
         /// call before the handler runs; mount the result with `add_service` as usual.
@@ -70,7 +111,7 @@ pub mod {module} {{
     }}
     impl<{t}> ::core::clone::Clone for {server}<{t}> {{
         fn clone(&self) -> Self {{
-            Self {{ inner: ::std::sync::Arc::clone(&self.inner) }}
+            Self {{ inner: ::std::sync::Arc::clone(&self.inner), settings: self.settings }}
         }}
     }}
     impl<{t}> ::core::fmt::Debug for {server}<{t}> {{
@@ -93,7 +134,7 @@ pub mod {module} {{
             ::core::task::Poll::Ready(::core::result::Result::Ok(()))
         }}
         fn call(&mut self, call: ::sockrpc::codegen::Call) -> Self::Future {{
-            {body}
+            self.settings.serve(call, |call| {body})
         }}
     }}
 }}
@@ -111,46 +152,66 @@ pub mod {module} {{
 }
 
 /// The trait items for one rpc: the method, preceded by its associated
-/// stream type when the server streams (tonic's shape).
-fn trait_method(m: &MethodModel) -> String {
+/// stream type when the server streams (tonic's shape). With default stubs,
+/// the method has a body answering `UNIMPLEMENTED`, and a streaming one
+/// returns a `BoxStream` (an associated type cannot have a default).
+fn trait_method(m: &MethodModel, default_stubs: bool) -> String {
     let input = request_type(m);
-    let (stream_type, output) = if m.shape.server_streams() {
-        let stream_type = format!(
-            r#"
+    let (stream_type, output) = match (m.shape.server_streams(), default_stubs) {
+        (true, false) => {
+            let stream_type = format!(
+                r#"
         #[doc = {doc:?}]
         type {assoc}: ::sockrpc::codegen::Stream<
             Item = ::core::result::Result<{output}, ::sockrpc::codegen::Status>,
         > + ::core::marker::Send + 'static;
 "#,
-            doc = format!(
-                " Server streaming response type for the {} method.",
-                m.proto_name
-            ),
-            assoc = m.stream_type,
-            output = m.output,
-        );
-        (stream_type, format!("Self::{}", m.stream_type))
+                doc = format!(
+                    " Server streaming response type for the {} method.",
+                    m.proto_name
+                ),
+                assoc = m.stream_type,
+                output = m.output,
+            );
+            (stream_type, format!("Self::{}", m.stream_type))
+        }
+        (true, true) => (
+            String::new(),
+            format!("::sockrpc::codegen::BoxStream<{}>", m.output),
+        ),
+        (false, _) => (String::new(), m.output.clone()),
+    };
+    let body = if default_stubs {
+        format!(
+            r#" {{
+            async move {{
+                ::core::result::Result::Err(::sockrpc::codegen::Status::unimplemented({message:?}))
+            }}
+        }}"#,
+            message = format!("{} is not implemented", m.path),
+        )
     } else {
-        (String::new(), m.output.clone())
+        ";".to_owned()
     };
     format!(
         r#"{stream_type}
-        {docs}
+        {docs}{deprecated}
         fn {name}(
             &self,
             request: {input},
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status>,
-        > + ::core::marker::Send;
+        > + ::core::marker::Send{body}
 "#,
         docs = doc_attrs(&m.comments),
+        deprecated = deprecated_attr(m),
         name = m.ident,
     )
 }
 
 /// What the trait method (and the handler closure) receives: the message, or
 /// a `Streaming` of them when the client streams.
-fn request_type(m: &MethodModel) -> String {
+pub(crate) fn request_type(m: &MethodModel) -> String {
     if m.shape.client_streams() {
         format!(
             "::sockrpc::codegen::Request<::sockrpc::codegen::Streaming<{}>>",

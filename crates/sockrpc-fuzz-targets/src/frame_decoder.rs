@@ -26,9 +26,9 @@
 use crate::choose;
 use bytes::BytesMut;
 use sockrpc::protocol::frame::{
-    encode_cancel, encode_end_flagged, encode_goaway, encode_headers, encode_message, encode_open,
-    encode_ping, encode_pong, encode_reissue, encode_window, max_frame_len, Frame, FLAG_END_STREAM,
-    FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    encode_cancel, encode_end_flagged, encode_goaway, encode_headers_with, encode_message_flagged,
+    encode_open_frame, encode_ping, encode_pong, encode_window, max_frame_len, Frame, OpenFrame,
+    HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use sockrpc::transport::FrameDecoder;
 use sockrpc::Limits;
@@ -145,28 +145,30 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             end_stream,
             streaming,
             reissue,
-        } => {
-            let start = dst.len();
-            match reissue {
-                Some(reissue) => {
-                    encode_reissue(dst, *call_id, *timeout, path, metadata, *reissue);
-                    if *end_stream {
-                        dst[start + 5] |= FLAG_END_STREAM;
-                    }
-                }
-                None => encode_open(dst, *call_id, *timeout, path, metadata, *end_stream),
-            }
-            if *streaming {
-                // As `encode_open_streaming` does, which cannot also set END_STREAM.
-                dst[start + 5] |= FLAG_STREAM;
-            }
-        }
-        Frame::Headers { call_id, metadata } => encode_headers(dst, *call_id, metadata),
+            encoding,
+        } => encode_open_frame(
+            dst,
+            *call_id,
+            &OpenFrame {
+                timeout: *timeout,
+                end_stream: *end_stream,
+                client_streams: *streaming,
+                reissue: *reissue,
+                encoding: *encoding,
+                ..OpenFrame::new(path, metadata)
+            },
+        ),
+        Frame::Headers {
+            call_id,
+            metadata,
+            encoding,
+        } => encode_headers_with(dst, *call_id, metadata, *encoding),
         Frame::Message {
             call_id,
             end_stream,
+            compressed,
             body,
-        } => encode_message(dst, *call_id, *end_stream, body),
+        } => encode_message_flagged(dst, *call_id, *end_stream, *compressed, body),
         Frame::End {
             call_id,
             code,

@@ -387,7 +387,7 @@ pub fn parse_request(
 /// The answer as it will go on the wire: everything borrowed, sizes known before encoding.
 struct ReplyParts<'a> {
     code: Code,
-    message: &'a str,
+    message: std::borrow::Cow<'a, str>,
     details: &'a [u8],
     leading: &'a MetadataMap,
     trailing: &'a MetadataMap,
@@ -400,7 +400,7 @@ fn reply_parts<'a>(result: &'a Result<Response<Bytes>, Status>) -> ReplyParts<'a
     match result {
         Ok(response) => ReplyParts {
             code: Code::Ok,
-            message: "",
+            message: "".into(),
             details: &[],
             leading: response.metadata(),
             trailing: response.trailers(),
@@ -414,7 +414,7 @@ fn reply_parts<'a>(result: &'a Result<Response<Bytes>, Status>) -> ReplyParts<'a
             };
             ReplyParts {
                 code: status.code(),
-                message: frame::truncate_utf8(message, MAX_STATUS_MESSAGE),
+                message: frame::truncate_status(message, MAX_STATUS_MESSAGE),
                 details,
                 leading: &EMPTY,
                 trailing: status.metadata(),

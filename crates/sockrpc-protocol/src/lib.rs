@@ -10,12 +10,15 @@
 //!   the [`TlsPeer`] when it runs TLS.
 //! - [`MethodPath`]: the path a call is routed by, `/package.Service/Method`.
 //! - [`Limits`]: every size checked before allocation.
+//! - [`CompressionEncoding`], [`EncodingSet`], [`EncodingFields`]: compression as the wire
+//!   names it (the algorithms are the service layer's).
 //! - [`codec`]: [`Codec`], [`ProstCodec`] and (feature `bincode`) `BincodeCodec`.
 
 mod code;
 pub mod codec;
 mod conn_info;
 pub mod datagram;
+mod encoding;
 mod extensions;
 pub mod frame;
 mod limits;
@@ -30,8 +33,9 @@ pub use code::Code;
 pub use codec::BincodeCodec;
 pub use codec::{Codec, ProstCodec};
 pub use conn_info::{ConnInfo, TransportKind};
+pub use encoding::{CompressionEncoding, EncodingFields, EncodingSet, ENCODING_FIELDS_LEN};
 pub use extensions::Extensions;
-pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR};
+pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR, STATUS_MESSAGE_CEILING};
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED_PREFIX};
 pub use method::{InvalidPath, MethodPath};
 pub use request::{IntoRequest, IntoStreamingRequest, Request, Response};

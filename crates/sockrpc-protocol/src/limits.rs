@@ -10,7 +10,20 @@ pub struct Limits {
     /// Largest metadata block (all keys and values of one OPEN, HEADERS or END frame).
     /// Default 16 KiB.
     pub max_metadata_size: usize,
+    /// Largest message sent; `None`: the same as `max_message_size`, so that by default a
+    /// side never sends what it would itself refuse (a peer closes the connection on a
+    /// MESSAGE past 16 × its limit). See [`send_limit`](Limits::send_limit).
+    pub max_send_message_size: Option<usize>,
+    /// Longest status message sent in an END frame; a longer one is cut at a character
+    /// boundary and marked `… [truncated N bytes]`. Default 16 KiB
+    /// ([`MAX_STATUS_MESSAGE`](crate::frame::MAX_STATUS_MESSAGE)), at most
+    /// [`STATUS_MESSAGE_CEILING`].
+    pub max_status_message_size: usize,
 }
+
+/// The most a status message may be set to carry: an END frame (message, up to 32 KiB of
+/// details, trailers) must fit every peer's control-frame limit, 64 KiB beyond its metadata.
+pub const STATUS_MESSAGE_CEILING: usize = 30 * 1024;
 
 /// How much larger than the message limit an oversized MESSAGE frame may be and still be skipped
 /// (failing only its call); beyond this (and beyond [`SKIP_FLOOR`]) the peer is treated as
@@ -29,6 +42,8 @@ impl Default for Limits {
         Limits {
             max_message_size: 4 * 1024 * 1024,
             max_metadata_size: 16 * 1024,
+            max_send_message_size: None,
+            max_status_message_size: crate::frame::MAX_STATUS_MESSAGE,
         }
     }
 }
@@ -44,6 +59,29 @@ impl Limits {
     pub fn with_max_metadata_size(mut self, size: usize) -> Limits {
         self.max_metadata_size = size;
         self
+    }
+
+    /// Limits with the given largest message sent (independent of the largest received).
+    pub fn with_max_send_message_size(mut self, size: usize) -> Limits {
+        self.max_send_message_size = Some(size);
+        self
+    }
+
+    /// Limits with the given status message cap, at most [`STATUS_MESSAGE_CEILING`] (a larger
+    /// one is lowered to it).
+    pub fn with_max_status_message_size(mut self, size: usize) -> Limits {
+        self.max_status_message_size = size.min(STATUS_MESSAGE_CEILING);
+        self
+    }
+
+    /// The largest message this side sends: `max_send_message_size`, else `max_message_size`.
+    pub fn send_limit(&self) -> usize {
+        self.max_send_message_size.unwrap_or(self.max_message_size)
+    }
+
+    /// The status message cap in force (never above [`STATUS_MESSAGE_CEILING`]).
+    pub fn status_message_cap(&self) -> usize {
+        self.max_status_message_size.min(STATUS_MESSAGE_CEILING)
     }
 
     /// Largest body of any frame other than MESSAGE.

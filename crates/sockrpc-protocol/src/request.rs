@@ -1,6 +1,6 @@
 //! `Request` and `Response`: a message with the metadata that travels beside it.
 
-use crate::{ConnInfo, Extensions, MetadataMap, TransportKind};
+use crate::{ConnInfo, EncodingFields, Extensions, MetadataMap, TransportKind};
 use std::{net::SocketAddr, time::Duration};
 
 /// A call's request: the message, its metadata, and how long the caller will wait; on a server
@@ -13,6 +13,14 @@ pub struct Request<T> {
     timeout: Option<Duration>,
     conn: Option<ConnInfo>,
     extensions: Extensions,
+    wire: Wire,
+}
+
+/// What the wire said about compression beside a message (see [`Request::encoding`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Wire {
+    encoding: Option<EncodingFields>,
+    compressed: bool,
 }
 
 impl<T> Request<T> {
@@ -24,6 +32,7 @@ impl<T> Request<T> {
             timeout: None,
             conn: None,
             extensions: Extensions::new(),
+            wire: Wire::default(),
         }
     }
 
@@ -98,6 +107,29 @@ impl<T> Request<T> {
         &mut self.extensions
     }
 
+    /// The encoding fields of the call's OPEN: on a server, what the client accepts and sends
+    /// with (`None`: the client sent none, so it is never sent compressed messages); on a
+    /// client, what its OPEN will carry.
+    pub fn encoding(&self) -> Option<EncodingFields> {
+        self.wire.encoding
+    }
+
+    /// Sets the encoding fields the OPEN carries (a transport or the compression layer does).
+    pub fn set_encoding(&mut self, encoding: Option<EncodingFields>) {
+        self.wire.encoding = encoding;
+    }
+
+    /// For a request of one message still in its wire form: whether it is compressed (its
+    /// MESSAGE carries `FLAG_COMPRESSED`).
+    pub fn message_compressed(&self) -> bool {
+        self.wire.compressed
+    }
+
+    /// Marks the one message as compressed (or not).
+    pub fn set_message_compressed(&mut self, compressed: bool) {
+        self.wire.compressed = compressed;
+    }
+
     /// Replaces the message, keeping metadata, timeout, connection info and extensions.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
         Request {
@@ -106,6 +138,7 @@ impl<T> Request<T> {
             timeout: self.timeout,
             conn: self.conn,
             extensions: self.extensions,
+            wire: self.wire,
         }
     }
 
@@ -118,6 +151,7 @@ impl<T> Request<T> {
             timeout,
             conn,
             extensions,
+            wire,
         } = self;
         let head = Request {
             metadata,
@@ -125,6 +159,7 @@ impl<T> Request<T> {
             timeout,
             conn,
             extensions,
+            wire,
         };
         (head, message)
     }
@@ -137,6 +172,7 @@ impl<T> Request<T> {
             timeout,
             conn: None,
             extensions: Extensions::new(),
+            wire: Wire::default(),
         }
     }
 
@@ -210,6 +246,7 @@ pub struct Response<T> {
     metadata: MetadataMap,
     message: T,
     trailers: MetadataMap,
+    wire: Wire,
 }
 
 impl<T> Response<T> {
@@ -219,6 +256,7 @@ impl<T> Response<T> {
             metadata: MetadataMap::new(),
             message,
             trailers: MetadataMap::new(),
+            wire: Wire::default(),
         }
     }
 
@@ -257,12 +295,34 @@ impl<T> Response<T> {
         &mut self.trailers
     }
 
+    /// The encoding fields of the answer's HEADERS: on a client, what the server accepts and
+    /// sends with (`None`: it said nothing); on a server, what its HEADERS will carry.
+    pub fn encoding(&self) -> Option<EncodingFields> {
+        self.wire.encoding
+    }
+
+    /// Sets the encoding fields the HEADERS carry.
+    pub fn set_encoding(&mut self, encoding: Option<EncodingFields>) {
+        self.wire.encoding = encoding;
+    }
+
+    /// For an answer of one message still in its wire form: whether it is compressed.
+    pub fn message_compressed(&self) -> bool {
+        self.wire.compressed
+    }
+
+    /// Marks the one message as compressed (or not).
+    pub fn set_message_compressed(&mut self, compressed: bool) {
+        self.wire.compressed = compressed;
+    }
+
     /// Replaces the message, keeping the metadata.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Response<U> {
         Response {
             metadata: self.metadata,
             message: f(self.message),
             trailers: self.trailers,
+            wire: self.wire,
         }
     }
 
@@ -272,6 +332,7 @@ impl<T> Response<T> {
             metadata,
             message,
             trailers,
+            wire: Wire::default(),
         }
     }
 

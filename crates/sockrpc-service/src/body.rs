@@ -4,6 +4,7 @@
 //! carry a stream, either the caller's own (encoded as it is polled) or one fed by a connection
 //! (with flow control behind it).
 
+use crate::compression::{Decoding, Encoding};
 use bytes::Bytes;
 use futures_core::Stream;
 use sockrpc_protocol::{MetadataMap, Status};
@@ -19,11 +20,28 @@ pub trait Incoming: Send {
 
     /// Trailing metadata, once ended cleanly.
     fn trailers(&self) -> Option<&MetadataMap>;
+
+    /// The next message as it came off the wire, with its MESSAGE's `FLAG_COMPRESSED`. By
+    /// default, [`poll_message`](Incoming::poll_message)'s messages, none compressed.
+    fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        self.poll_message(cx)
+            .map(|next| next.map(|message| message.map(|m| (m, false))))
+    }
 }
 
 impl Incoming for sockrpc_transport::server::CallReceiver {
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
         sockrpc_transport::server::CallReceiver::poll_message(self, cx)
+    }
+
+    fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        sockrpc_transport::server::CallReceiver::poll_message_flagged(self, cx)
     }
 
     fn trailers(&self) -> Option<&MetadataMap> {
@@ -38,6 +56,17 @@ impl sockrpc_transport::OutboundBody for Body {
 
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
         Body::poll_message(self, cx)
+    }
+
+    fn into_once_flagged(self) -> Result<(Bytes, bool), Body> {
+        Body::into_once_wire(self)
+    }
+
+    fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        Body::poll_wire(self, cx)
     }
 }
 
@@ -55,6 +84,13 @@ impl Incoming for sockrpc_transport::StreamReceiver {
         sockrpc_transport::StreamReceiver::poll_message(self, cx)
     }
 
+    fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        sockrpc_transport::StreamReceiver::poll_message_flagged(self, cx)
+    }
+
     fn trailers(&self) -> Option<&MetadataMap> {
         sockrpc_transport::StreamReceiver::trailers(self)
     }
@@ -63,13 +99,26 @@ impl Incoming for sockrpc_transport::StreamReceiver {
 enum Kind {
     Empty,
     Once(Bytes),
+    /// One message as it arrived, compressed (decoded when read).
+    OnceCompressed(Bytes),
     Stream(Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>),
     Incoming(Box<dyn Incoming>),
+    /// A body that failed before its first message (a message over the sending limit).
+    Failed(Option<Status>),
+}
+
+/// How a body decodes what it receives and encodes what it sends, when a generated client or
+/// server set it (boxed: most bodies have none, and stay small).
+#[derive(Debug, Clone, Default)]
+struct Codec {
+    decoding: Option<Decoding>,
+    encoding: Option<Encoding>,
 }
 
 /// The messages of a call, encoded.
 pub struct Body {
     kind: Kind,
+    codec: Option<Box<Codec>>,
 }
 
 impl std::fmt::Debug for Body {
@@ -77,8 +126,10 @@ impl std::fmt::Debug for Body {
         let kind = match &self.kind {
             Kind::Empty => "empty",
             Kind::Once(_) => "once",
+            Kind::OnceCompressed(_) => "once (compressed)",
             Kind::Stream(_) => "stream",
             Kind::Incoming(_) => "incoming",
+            Kind::Failed(_) => "failed",
         };
         f.debug_struct("Body").field("kind", &kind).finish()
     }
@@ -91,16 +142,28 @@ impl Default for Body {
 }
 
 impl Body {
+    fn of(kind: Kind) -> Body {
+        Body { kind, codec: None }
+    }
+
+    /// Exactly one message as it arrived on the wire: `compressed` when its MESSAGE carried
+    /// `FLAG_COMPRESSED` (it is then decoded when read, or refused when not accepted).
+    pub fn once_wire(message: Bytes, compressed: bool) -> Body {
+        if compressed {
+            Body::of(Kind::OnceCompressed(message))
+        } else {
+            Body::of(Kind::Once(message))
+        }
+    }
+
     /// No messages.
     pub fn empty() -> Body {
-        Body { kind: Kind::Empty }
+        Body::of(Kind::Empty)
     }
 
     /// Exactly one message: a unary request or response.
     pub fn once(message: Bytes) -> Body {
-        Body {
-            kind: Kind::Once(message),
-        }
+        Body::of(Kind::Once(message))
     }
 
     /// A stream of messages.
@@ -108,16 +171,12 @@ impl Body {
     where
         S: Stream<Item = Result<Bytes, Status>> + Send + 'static,
     {
-        Body {
-            kind: Kind::Stream(Box::pin(stream)),
-        }
+        Body::of(Kind::Stream(Box::pin(stream)))
     }
 
     /// Messages arriving on a connection.
     pub fn incoming(incoming: impl Incoming + 'static) -> Body {
-        Body {
-            kind: Kind::Incoming(Box::new(incoming)),
-        }
+        Body::of(Kind::Incoming(Box::new(incoming)))
     }
 
     /// Any stream of encoded messages as a body; a `Body` passes through unchanged (not wrapped
@@ -144,23 +203,84 @@ impl Body {
     /// A copy, when the body is known without polling (empty or one message; the message is
     /// shared, not copied). `None` for a stream.
     pub fn try_clone(&self) -> Option<Body> {
-        match &self.kind {
-            Kind::Empty => Some(Body::empty()),
-            Kind::Once(message) => Some(Body::once(message.clone())),
-            Kind::Stream(_) | Kind::Incoming(_) => None,
-        }
+        let kind = match &self.kind {
+            Kind::Empty => Kind::Empty,
+            Kind::Once(message) => Kind::Once(message.clone()),
+            Kind::OnceCompressed(message) => Kind::OnceCompressed(message.clone()),
+            Kind::Failed(status) => Kind::Failed(status.clone()),
+            Kind::Stream(_) | Kind::Incoming(_) => return None,
+        };
+        Some(Body {
+            kind,
+            codec: self.codec.clone(),
+        })
+    }
+
+    fn codec_mut(&mut self) -> &mut Codec {
+        self.codec.get_or_insert_with(Box::default)
+    }
+
+    /// Decodes received messages as `decoding` says (a generated client or server sets it).
+    pub(crate) fn set_decoding(&mut self, decoding: Decoding) {
+        self.codec_mut().decoding = Some(decoding);
+    }
+
+    /// Encodes sent messages as `encoding` says.
+    pub(crate) fn set_encoding(&mut self, encoding: Encoding) {
+        self.codec_mut().encoding = Some(encoding);
+    }
+
+    /// The encoding set on this body, if any.
+    pub(crate) fn encoding(&self) -> Option<&Encoding> {
+        self.codec.as_ref()?.encoding.as_ref()
     }
 
     /// Whether this is exactly one message, known without polling.
     pub fn is_once(&self) -> bool {
-        matches!(self.kind, Kind::Once(_))
+        matches!(self.kind, Kind::Once(_) | Kind::OnceCompressed(_))
     }
 
-    /// The single message, if the body is one; otherwise the body back.
+    /// The single message, if the body is one (and needs no decoding); otherwise the body
+    /// back.
     pub fn into_once(self) -> Result<Bytes, Body> {
+        let decodes = self.codec.as_ref().is_some_and(|c| c.decoding.is_some());
         match self.kind {
-            Kind::Once(message) => Ok(message),
-            kind => Err(Body { kind }),
+            Kind::Once(message) if !decodes => Ok(message),
+            kind => Err(Body {
+                kind,
+                codec: self.codec,
+            }),
+        }
+    }
+
+    /// The single message as it goes on the wire (compressed when its encoding says so), with
+    /// whether it is compressed; otherwise (or when encoding fails) the body back.
+    pub(crate) fn into_once_wire(self) -> Result<(Bytes, bool), Body> {
+        let Body { kind, codec } = self;
+        match (kind, codec.as_ref().and_then(|c| c.encoding.as_ref())) {
+            (Kind::Once(message), None) => Ok((message, false)),
+            (Kind::Once(message), Some(encoding)) => match encoding.encode(message) {
+                Ok(wire) => Ok(wire),
+                Err(status) => Err(Body {
+                    kind: Kind::Failed(Some(status)),
+                    codec,
+                }),
+            },
+            (kind, _) => Err(Body { kind, codec }),
+        }
+    }
+
+    /// The next message as it goes on the wire, with whether it is compressed.
+    pub(crate) fn poll_wire(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        let polled = self.poll_message(cx);
+        match (polled, self.encoding()) {
+            (Poll::Ready(Some(Ok(message))), Some(encoding)) => {
+                Poll::Ready(Some(encoding.encode(message)))
+            }
+            (polled, _) => polled.map(|next| next.map(|message| message.map(|m| (m, false)))),
         }
     }
 
@@ -173,7 +293,8 @@ impl Body {
     /// Like [`single`](Body::single), leaving the body in place so its trailers can be read
     /// afterwards.
     pub async fn take_single(&mut self) -> Result<Bytes, Status> {
-        if let Kind::Once(_) = &self.kind {
+        let decodes = self.codec.as_ref().is_some_and(|c| c.decoding.is_some());
+        if let (Kind::Once(_), false) = (&self.kind, decodes) {
             if let Kind::Once(message) = std::mem::replace(&mut self.kind, Kind::Empty) {
                 return Ok(message);
             }
@@ -192,17 +313,42 @@ impl Body {
         }
     }
 
-    /// The next message.
+    /// The next message, decoded: a compressed one is decompressed when this side accepts
+    /// its encoding and refused (`UNIMPLEMENTED`) otherwise; one over the receiving limit
+    /// fails `RESOURCE_EXHAUSTED`.
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
-        match &mut self.kind {
-            Kind::Empty => Poll::Ready(None),
-            Kind::Once(_) => match std::mem::replace(&mut self.kind, Kind::Empty) {
-                Kind::Once(message) => Poll::Ready(Some(Ok(message))),
-                _ => Poll::Ready(None),
+        let (message, compressed) = match &mut self.kind {
+            Kind::Empty => return Poll::Ready(None),
+            Kind::Once(_) | Kind::OnceCompressed(_) => {
+                match std::mem::replace(&mut self.kind, Kind::Empty) {
+                    Kind::Once(message) => (message, false),
+                    Kind::OnceCompressed(message) => (message, true),
+                    _ => return Poll::Ready(None),
+                }
+            }
+            Kind::Failed(status) => {
+                return Poll::Ready(status.take().map(Err));
+            }
+            Kind::Stream(stream) => match std::task::ready!(stream.as_mut().poll_next(cx)) {
+                Some(Ok(message)) => (message, false),
+                other => return Poll::Ready(other),
             },
-            Kind::Stream(stream) => stream.as_mut().poll_next(cx),
-            Kind::Incoming(incoming) => incoming.poll_message(cx),
-        }
+            Kind::Incoming(incoming) => {
+                match std::task::ready!(incoming.poll_message_flagged(cx)) {
+                    Some(Ok(wire)) => wire,
+                    Some(Err(status)) => return Poll::Ready(Some(Err(status))),
+                    None => return Poll::Ready(None),
+                }
+            }
+        };
+        let decoding = self.codec.as_ref().and_then(|c| c.decoding.as_ref());
+        Poll::Ready(Some(match decoding {
+            Some(decoding) => decoding.decode(message, compressed),
+            None if compressed => Err(Status::unimplemented(
+                "a compressed message, but this side accepts no compression",
+            )),
+            None => Ok(message),
+        }))
     }
 
     /// Trailing metadata that arrived at the end of an incoming stream.

@@ -48,9 +48,15 @@ impl Call {
             replay,
             call_id,
         } = incoming;
+        // A unary request's one message keeps its MESSAGE's COMPRESSED flag.
+        let compressed = request.message_compressed();
+        let request = request.map(|body| match body {
+            sockrpc_transport::RequestBody::Once(message) => Body::once_wire(message, compressed),
+            body => Body::from(body),
+        });
         Call {
             path,
-            request: request.map(Body::from),
+            request,
             streaming_response: false,
             idempotency: Idempotency::Unknown,
             replay,
@@ -107,6 +113,9 @@ impl Call {
         );
         request.set_conn_info(self.request.conn_info().cloned());
         *request.extensions_mut() = self.request.extensions().clone();
+        // What the OPEN says about compression travels with every copy.
+        request.set_encoding(self.request.encoding());
+        request.set_message_compressed(self.request.message_compressed());
         Some(Call {
             path: self.path.clone(),
             request,
@@ -222,4 +231,27 @@ pub trait NamedService {
     /// `IDEMPOTENT`: they may run more than once, so the UDP path skips its at-most-once cache
     /// for them.
     const IDEMPOTENT_METHODS: &'static [&'static str] = &[];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sockrpc_protocol::{CompressionEncoding, EncodingFields, EncodingSet};
+
+    #[test]
+    fn a_copy_keeps_what_the_open_says_about_compression() {
+        let fields = EncodingFields::new(
+            EncodingSet::EMPTY.with(CompressionEncoding::Zstd),
+            Some(CompressionEncoding::Gzip),
+        );
+        let mut request = Request::new(Body::once_wire(Bytes::from_static(b"z"), true));
+        request.set_encoding(Some(fields));
+        request.set_message_compressed(true);
+        let call = Call::new(MethodPath::from_static("/p.S/M"), request);
+        let copy = call.try_clone().expect("one message");
+        assert_eq!(copy.request().encoding(), Some(fields));
+        assert!(copy.request().message_compressed());
+        assert!(copy.request().get_ref().is_once());
+    }
 }

@@ -15,6 +15,8 @@
 //! - [`unary_handler`]: decode → handler → encode, for generated servers.
 //! - [`tls`] (the transport's): TLS on the server builder and channels; the client's
 //!   certificate in `request.conn_info()`.
+//! - [`compression`]: per-message gzip, deflate and zstd, negotiated per call, and the
+//!   send/receive message limits ([`MessageSettings`](compression::MessageSettings)).
 //! - [`ReadyQueue`]: what a server does with a call when a layer is not ready (wait, bounded,
 //!   then shed with a [`Pushback`] hint).
 //! - [`Idempotency`] and [`RpcMethod`]: what generated clients tell middleware about a method.
@@ -29,6 +31,7 @@ pub mod balance;
 mod body;
 mod call;
 pub mod client;
+pub mod compression;
 pub mod discovery;
 mod error;
 mod handler;

@@ -179,6 +179,28 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// The largest message received (tonic's name; the transport's frame-level limit, default
+    /// 4 MiB): a larger one fails its call `RESOURCE_EXHAUSTED`. A generated service's own
+    /// `max_decoding_message_size` further bounds what it decodes, after decompression.
+    pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {
+        self.config.limits = self.config.limits.with_max_message_size(bytes);
+        self
+    }
+
+    /// The largest message sent (tonic's name; default: the receive limit): a larger answer
+    /// fails its call `RESOURCE_EXHAUSTED` unsent.
+    pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {
+        self.config.limits = self.config.limits.with_max_send_message_size(bytes);
+        self
+    }
+
+    /// The longest status message sent (default 16 KiB, at most 30 KiB); a longer one is cut
+    /// and marked `… [truncated N bytes]`.
+    pub fn max_status_message_size(mut self, bytes: usize) -> Self {
+        self.config.limits = self.config.limits.with_max_status_message_size(bytes);
+        self
+    }
+
     /// Sets how many calls one connection may have open.
     ///
     /// # Panics

@@ -213,6 +213,7 @@ mod tests {
                 Frame::Message {
                     call_id: 1,
                     end_stream: true,
+                    compressed: false,
                     body: Bytes::from_static(b"abc")
                 },
                 Frame::Ping { payload: 9 }

@@ -123,6 +123,22 @@ pub trait OutboundBody: Send + Sized + 'static {
 
     /// The next message of a streamed body; `None` after the last.
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>>;
+
+    /// Like [`into_once`](OutboundBody::into_once), with whether the message is compressed
+    /// (sent with `FLAG_COMPRESSED`). By default nothing is.
+    fn into_once_flagged(self) -> Result<(Bytes, bool), Self> {
+        self.into_once().map(|message| (message, false))
+    }
+
+    /// Like [`poll_message`](OutboundBody::poll_message), with whether the message is
+    /// compressed. By default nothing is.
+    fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        self.poll_message(cx)
+            .map(|next| next.map(|message| message.map(|m| (m, false))))
+    }
 }
 
 /// The future of a dispatched call: boxed, since the layer above holds services of any type.

@@ -88,12 +88,28 @@ impl Endpoint {
             )));
         }
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(invalid)?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let port: u16 = port.parse().map_err(|_| invalid())?;
+        let no_port = || {
+            Status::invalid_argument(format!(
+                "endpoint {uri:?} has no port: write host:port (e.g. {:?})",
+                format!("{rest}:50051")
+            ))
+        };
+        let (host, port) = match rest.strip_prefix('[') {
+            // [v6]:port
+            Some(bracketed) => {
+                let (host, after) = bracketed.split_once(']').ok_or_else(invalid)?;
+                (host, after.strip_prefix(':').ok_or_else(no_port)?)
+            }
+            None => rest.rsplit_once(':').ok_or_else(no_port)?,
+        };
+        if port.is_empty() {
+            return Err(no_port());
+        }
+        let port: u16 = port.parse().map_err(|_| {
+            Status::invalid_argument(format!(
+                "endpoint {uri:?} has an invalid port {port:?}: expected 0-65535"
+            ))
+        })?;
         if host.is_empty() {
             return Err(invalid());
         }
@@ -218,6 +234,18 @@ impl Endpoint {
     /// Sets the limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The largest answer message received (tonic's name; default 4 MiB).
+    pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {
+        self.limits = self.limits.with_max_message_size(bytes);
+        self
+    }
+
+    /// The largest request message sent (tonic's name; default: the receive limit).
+    pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {
+        self.limits = self.limits.with_max_send_message_size(bytes);
         self
     }
 
@@ -376,6 +404,45 @@ mod tests {
         ] {
             assert!(Endpoint::from_uri(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_forms_tonic_users_type_and_a_missing_port_named() {
+        for (uri, host, port) in [
+            ("http://example.com:50051", "example.com", 50051),
+            ("example.com:50051", "example.com", 50051),
+            ("tcp://10.0.0.1:1", "10.0.0.1", 1),
+            ("http://[::1]:9/", "::1", 9),
+        ] {
+            let e = Endpoint::from_uri(uri).expect(uri);
+            assert_eq!((e.host.as_str(), e.port), (host, port), "{uri}");
+        }
+        for uri in [
+            "http://example.com",
+            "localhost",
+            "[::1]",
+            "tcp://h:",
+            "[::1]:",
+        ] {
+            let err = Endpoint::from_uri(uri).expect_err(uri);
+            assert!(
+                err.message().contains("has no port") && err.message().contains(uri),
+                "{uri}: {err}"
+            );
+        }
+        let err = Endpoint::from_uri("h:99999").expect_err("port");
+        assert!(err.message().contains("invalid port \"99999\""), "{err}");
+    }
+
+    #[test]
+    fn send_and_receive_limits_are_separate() {
+        let e = Endpoint::new("h", 1)
+            .max_decoding_message_size(1 << 20)
+            .max_encoding_message_size(8 << 20);
+        assert_eq!(e.limits.max_message_size, 1 << 20);
+        assert_eq!(e.limits.send_limit(), 8 << 20);
+        // Unset, a side sends no more than it would itself accept.
+        assert_eq!(Endpoint::new("h", 1).limits.send_limit(), 4 << 20);
     }
 
     #[cfg(feature = "tls")]

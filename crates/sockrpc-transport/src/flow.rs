@@ -20,7 +20,8 @@ use std::task::{Context, Poll, Waker};
 /// Messages received on one call and not yet consumed.
 #[derive(Debug, Default)]
 pub struct Inbound {
-    queue: VecDeque<Bytes>,
+    /// Messages, each with its MESSAGE's `FLAG_COMPRESSED`.
+    queue: VecDeque<(Bytes, bool)>,
     queued_bytes: usize,
     unreported: usize,
     end: Option<Result<MetadataMap, Status>>,
@@ -35,11 +36,21 @@ pub struct WindowExceeded;
 impl Inbound {
     /// Queues a received message; wakes the consumer.
     pub fn push(&mut self, message: Bytes, max_message: usize) -> Result<(), WindowExceeded> {
+        self.push_flagged(message, false, max_message)
+    }
+
+    /// Queues a received message with its MESSAGE's `FLAG_COMPRESSED`; wakes the consumer.
+    pub fn push_flagged(
+        &mut self,
+        message: Bytes,
+        compressed: bool,
+        max_message: usize,
+    ) -> Result<(), WindowExceeded> {
         if self.queued_bytes > STREAM_WINDOW + max_message {
             return Err(WindowExceeded);
         }
         self.queued_bytes += message.len();
-        self.queue.push_back(message);
+        self.queue.push_back((message, compressed));
         self.wake();
         Ok(())
     }
@@ -77,11 +88,30 @@ impl Inbound {
 
     /// The next message; `Ready(None)` after a clean end, `Ready(Some(Err))` when the call
     /// failed (once the queued messages are consumed).
+    ///
+    /// A compressed message is refused here (`UNIMPLEMENTED`): a reader that can decompress
+    /// calls [`poll_next_flagged`](Inbound::poll_next_flagged).
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
-        if let Some(message) = self.queue.pop_front() {
+        self.poll_next_flagged(cx).map(|next| {
+            next.map(|message| match message {
+                Ok((_, true)) => Err(Status::unimplemented(
+                    "a compressed message arrived where no compression was negotiated",
+                )),
+                Ok((message, false)) => Ok(message),
+                Err(status) => Err(status),
+            })
+        })
+    }
+
+    /// The next message with its `FLAG_COMPRESSED`; otherwise as [`poll_next`](Inbound::poll_next).
+    pub fn poll_next_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        if let Some((message, compressed)) = self.queue.pop_front() {
             self.queued_bytes -= message.len();
             self.unreported += message.len();
-            return Poll::Ready(Some(Ok(message)));
+            return Poll::Ready(Some(Ok((message, compressed))));
         }
         match &self.end {
             Some(Ok(_)) => Poll::Ready(None),

@@ -1,10 +1,11 @@
 //! Writing frames: every encoder appends one whole frame to a buffer.
 
 use super::{
-    FrameKind, FLAG_END_STREAM, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM, HEADER_LEN,
-    MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_STREAM, FLAG_NOT_PROCESSED, FLAG_REISSUE,
+    FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
-use crate::{Code, Limits, MetadataMap, MethodPath};
+use crate::encoding::ENCODING_FIELDS_LEN;
+use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
 use bytes::{BufMut, BytesMut};
 use std::time::Duration;
 
@@ -61,6 +62,40 @@ pub(crate) fn put_metadata(dst: &mut BytesMut, metadata: &MetadataMap) {
     }
 }
 
+/// Every field of an OPEN frame, for [`encode_open_frame`].
+#[derive(Debug, Clone, Copy)]
+pub struct OpenFrame<'a> {
+    /// How long the client waits; `None`: no deadline.
+    pub timeout: Option<Duration>,
+    /// `/package.Service/Method`.
+    pub path: &'a MethodPath,
+    /// Request metadata (checked with [`check_metadata`]).
+    pub metadata: &'a MetadataMap,
+    /// `FLAG_END_STREAM`: the client sends no message.
+    pub end_stream: bool,
+    /// `FLAG_STREAM`: the client streams its request.
+    pub client_streams: bool,
+    /// `FLAG_REISSUE`: the UDP call `(instance, udp_call_id)` this call re-issues.
+    pub reissue: Option<(u64, u32)>,
+    /// `FLAG_ENCODING`: what the client accepts and sends with.
+    pub encoding: Option<EncodingFields>,
+}
+
+impl<'a> OpenFrame<'a> {
+    /// A plain unary OPEN of `path`: no deadline, no flags, no encoding fields.
+    pub fn new(path: &'a MethodPath, metadata: &'a MetadataMap) -> OpenFrame<'a> {
+        OpenFrame {
+            timeout: None,
+            path,
+            metadata,
+            end_stream: false,
+            client_streams: false,
+            reissue: None,
+            encoding: None,
+        }
+    }
+}
+
 /// Writes an OPEN frame. The caller has checked the metadata with [`check_metadata`].
 ///
 /// ```text
@@ -77,8 +112,15 @@ pub fn encode_open(
     metadata: &MetadataMap,
     end_stream: bool,
 ) {
-    let flags = if end_stream { FLAG_END_STREAM } else { 0 };
-    put_open(dst, call_id, timeout, path, metadata, flags, None);
+    encode_open_frame(
+        dst,
+        call_id,
+        &OpenFrame {
+            timeout,
+            end_stream,
+            ..OpenFrame::new(path, metadata)
+        },
+    );
 }
 
 /// Writes the OPEN of a TCP re-issue of UDP call `reissue = (instance, udp_call_id)`
@@ -97,43 +139,64 @@ pub fn encode_reissue(
     metadata: &MetadataMap,
     reissue: (u64, u32),
 ) {
-    put_open(
+    encode_open_frame(
         dst,
         call_id,
-        timeout,
-        path,
-        metadata,
-        FLAG_REISSUE,
-        Some(reissue),
+        &OpenFrame {
+            timeout,
+            reissue: Some(reissue),
+            ..OpenFrame::new(path, metadata)
+        },
     );
 }
 
-fn put_open(
-    dst: &mut BytesMut,
-    call_id: u32,
-    timeout: Option<Duration>,
-    path: &MethodPath,
-    metadata: &MetadataMap,
-    flags: u8,
-    reissue: Option<(u64, u32)>,
-) {
-    let path = path.as_bytes();
-    let extra = if reissue.is_some() { 12 } else { 0 };
-    let len = extra + 8 + 2 + path.len() + metadata_len(metadata);
+/// Writes an OPEN frame with every field given; the encoding fields, when present, follow
+/// the metadata block (`FLAG_ENCODING`).
+///
+/// ```text
+/// +-------------------------+-----------------+---------------+------+----------+-------------------+
+/// | [instance | udp_call_id]| timeout_us: u64 | path_len: u16 | path | metadata | [encoding fields] |
+/// +-------------------------+-----------------+---------------+------+----------+-------------------+
+/// ```
+pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>) {
+    let path = open.path.as_bytes();
+    let extra = if open.reissue.is_some() { 12 } else { 0 };
+    let tail = if open.encoding.is_some() {
+        ENCODING_FIELDS_LEN
+    } else {
+        0
+    };
+    let len = extra + 8 + 2 + path.len() + metadata_len(open.metadata) + tail;
+    let mut flags = 0;
+    if open.end_stream {
+        flags |= FLAG_END_STREAM;
+    }
+    if open.client_streams {
+        flags |= FLAG_STREAM;
+    }
+    if open.reissue.is_some() {
+        flags |= FLAG_REISSUE;
+    }
+    if open.encoding.is_some() {
+        flags |= FLAG_ENCODING;
+    }
     dst.reserve(HEADER_LEN + len);
     put_header(dst, len, FrameKind::Open, flags, call_id);
-    if let Some((instance, udp_call_id)) = reissue {
+    if let Some((instance, udp_call_id)) = open.reissue {
         dst.put_u64(instance);
         dst.put_u32(udp_call_id);
     }
     // Round up so a sub-microsecond timeout still reads as "a deadline", never as "none".
-    let micros = timeout.map_or(0, |t| {
+    let micros = open.timeout.map_or(0, |t| {
         u64::try_from(t.as_micros()).unwrap_or(u64::MAX).max(1)
     });
     dst.put_u64(micros);
     dst.put_u16(path.len() as u16);
     dst.put_slice(path);
-    put_metadata(dst, metadata);
+    put_metadata(dst, open.metadata);
+    if let Some(encoding) = &open.encoding {
+        encoding.put(dst);
+    }
 }
 
 /// Writes an OPEN frame for a streaming call (`FLAG_STREAM` when the client streams).
@@ -145,11 +208,15 @@ pub fn encode_open_streaming(
     metadata: &MetadataMap,
     client_streams: bool,
 ) {
-    let start = dst.len();
-    encode_open(dst, call_id, timeout, path, metadata, false);
-    if client_streams {
-        dst[start + 5] |= FLAG_STREAM;
-    }
+    encode_open_frame(
+        dst,
+        call_id,
+        &OpenFrame {
+            timeout,
+            client_streams,
+            ..OpenFrame::new(path, metadata)
+        },
+    );
 }
 
 /// Writes an END frame from the client: its half-close after streaming (no status of its own).
@@ -159,16 +226,57 @@ pub fn encode_half_close(dst: &mut BytesMut, call_id: u32) {
 
 /// Writes a HEADERS frame: a metadata block.
 pub fn encode_headers(dst: &mut BytesMut, call_id: u32, metadata: &MetadataMap) {
-    let len = metadata_len(metadata);
+    encode_headers_with(dst, call_id, metadata, None);
+}
+
+/// Writes a HEADERS frame: a metadata block, then the server's encoding fields when given
+/// (`FLAG_ENCODING`; only toward a client whose OPEN carried its own).
+///
+/// ```text
+/// +----------------+-------------------+
+/// | metadata block | [encoding fields] |
+/// +----------------+-------------------+
+/// ```
+pub fn encode_headers_with(
+    dst: &mut BytesMut,
+    call_id: u32,
+    metadata: &MetadataMap,
+    encoding: Option<EncodingFields>,
+) {
+    let tail = if encoding.is_some() {
+        ENCODING_FIELDS_LEN
+    } else {
+        0
+    };
+    let len = metadata_len(metadata) + tail;
     dst.reserve(HEADER_LEN + len);
-    put_header(dst, len, FrameKind::Headers, 0, call_id);
+    let flags = if encoding.is_some() { FLAG_ENCODING } else { 0 };
+    put_header(dst, len, FrameKind::Headers, flags, call_id);
     put_metadata(dst, metadata);
+    if let Some(encoding) = encoding {
+        encoding.put(dst);
+    }
 }
 
 /// Writes a MESSAGE frame: the encoded message as its body.
 pub fn encode_message(dst: &mut BytesMut, call_id: u32, end_stream: bool, body: &[u8]) {
+    encode_message_flagged(dst, call_id, end_stream, false, body);
+}
+
+/// Writes a MESSAGE frame, with `FLAG_COMPRESSED` when `compressed` (the body is compressed
+/// with the encoding this side named in its encoding fields).
+pub fn encode_message_flagged(
+    dst: &mut BytesMut,
+    call_id: u32,
+    end_stream: bool,
+    compressed: bool,
+    body: &[u8],
+) {
     dst.reserve(HEADER_LEN + body.len());
-    let flags = if end_stream { FLAG_END_STREAM } else { 0 };
+    let mut flags = if end_stream { FLAG_END_STREAM } else { 0 };
+    if compressed {
+        flags |= FLAG_COMPRESSED;
+    }
     put_header(dst, body.len(), FrameKind::Message, flags, call_id);
     dst.put_slice(body);
 }
@@ -203,23 +311,71 @@ pub fn encode_end_flagged(
     trailers: &MetadataMap,
     not_processed: bool,
 ) {
-    let mut message = truncate_utf8(message, MAX_STATUS_MESSAGE);
-    let details = if details.len() > MAX_STATUS_DETAILS {
-        message = "status details too large to send; dropped";
+    let end = EndFrame {
+        code,
+        message,
+        details,
+        trailers,
+        not_processed,
+    };
+    encode_end_capped(dst, call_id, &end, MAX_STATUS_MESSAGE);
+}
+
+/// Every field of an END frame, for [`encode_end_capped`].
+#[derive(Debug, Clone, Copy)]
+pub struct EndFrame<'a> {
+    /// Status code.
+    pub code: Code,
+    /// Status message (cut and marked past the cap).
+    pub message: &'a str,
+    /// Status details (dropped, with a note, past [`MAX_STATUS_DETAILS`]).
+    pub details: &'a [u8],
+    /// Trailing metadata (checked by the caller).
+    pub trailers: &'a MetadataMap,
+    /// `FLAG_NOT_PROCESSED`.
+    pub not_processed: bool,
+}
+
+/// Writes an END frame whose message is cut to `message_cap` bytes (see [`truncate_status`]).
+pub fn encode_end_capped(dst: &mut BytesMut, call_id: u32, end: &EndFrame<'_>, message_cap: usize) {
+    let mut message = truncate_status(end.message, message_cap);
+    let details = if end.details.len() > MAX_STATUS_DETAILS {
+        message = "status details too large to send; dropped".into();
         &[][..]
     } else {
-        details
+        end.details
     };
-    let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(trailers);
+    let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(end.trailers);
     dst.reserve(HEADER_LEN + len);
-    let flags = if not_processed { FLAG_NOT_PROCESSED } else { 0 };
+    let flags = if end.not_processed {
+        FLAG_NOT_PROCESSED
+    } else {
+        0
+    };
     put_header(dst, len, FrameKind::End, flags, call_id);
-    dst.put_u32(code.as_u32());
+    dst.put_u32(end.code.as_u32());
     dst.put_u32(message.len() as u32);
     dst.put_slice(message.as_bytes());
     dst.put_u32(details.len() as u32);
     dst.put_slice(details);
-    put_metadata(dst, trailers);
+    put_metadata(dst, end.trailers);
+}
+
+/// `message` cut to at most `cap` bytes: when it is longer, cut at a character boundary and
+/// marked with what was dropped, `… [truncated N bytes]`, the whole within `cap`. (A cap
+/// too small for the mark gets a plain cut.)
+pub fn truncate_status(message: &str, cap: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= cap {
+        return message.into();
+    }
+    // The mark is longest when the most is dropped: size it for the whole message.
+    let widest = format!("… [truncated {} bytes]", message.len()).len();
+    if cap < widest {
+        return truncate_utf8(message, cap).into();
+    }
+    let kept = truncate_utf8(message, cap - widest);
+    let dropped = message.len() - kept.len();
+    format!("{kept}… [truncated {dropped} bytes]").into()
 }
 
 /// Writes a CANCEL frame (empty body).

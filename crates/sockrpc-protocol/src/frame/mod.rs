@@ -17,7 +17,7 @@
 //! +---------------+-------+-------+---------------+---------------+
 //! ```
 
-use crate::{Code, Limits, MetadataMap, MethodPath};
+use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
 use bytes::{Buf, Bytes};
 use std::time::Duration;
 
@@ -43,6 +43,13 @@ pub const FLAG_REISSUE: u8 = 0x04;
 /// Flag on END: the server refused the call before starting it (shutting down), so the client
 /// may send it again. Only the server's connection sets it, never a handler's status.
 pub const FLAG_NOT_PROCESSED: u8 = 0x04;
+/// Flag on MESSAGE: the body is compressed with the encoding its sender named in the `send`
+/// field of its encoding fields (the client's OPEN, the server's HEADERS). Only ever set toward
+/// a peer whose own encoding fields accept that encoding.
+pub const FLAG_COMPRESSED: u8 = 0x08;
+/// Flag on OPEN and HEADERS: the body ends with encoding fields ([`EncodingFields`]: what the
+/// sender accepts, what it sends with). A side that never sent them is never sent them.
+pub const FLAG_ENCODING: u8 = 0x08;
 
 /// Bytes of messages a sender may have outstanding on one streaming call before the receiver
 /// grants more with WINDOW. A message may be sent whenever less than this is outstanding, so a
@@ -169,6 +176,8 @@ pub enum Frame {
         streaming: bool,
         /// `FLAG_REISSUE`: the UDP call (`instance`, `udp_call_id`) this call re-issues.
         reissue: Option<(u64, u32)>,
+        /// `FLAG_ENCODING`: what the client accepts and sends with.
+        encoding: Option<EncodingFields>,
     },
     /// Server's leading metadata.
     Headers {
@@ -176,6 +185,8 @@ pub enum Frame {
         call_id: u32,
         /// Leading metadata.
         metadata: MetadataMap,
+        /// `FLAG_ENCODING`: what the server accepts and sends with.
+        encoding: Option<EncodingFields>,
     },
     /// A message.
     Message {
@@ -183,6 +194,8 @@ pub enum Frame {
         call_id: u32,
         /// The sender's last message on this call.
         end_stream: bool,
+        /// `FLAG_COMPRESSED`: the body is compressed with the sender's named encoding.
+        compressed: bool,
         /// The encoded message.
         body: Bytes,
     },
@@ -357,6 +370,7 @@ mod tests {
                 end_stream: false,
                 streaming: false,
                 reissue: None,
+                encoding: None,
             }
         );
 
@@ -379,6 +393,7 @@ mod tests {
                 end_stream: false,
                 streaming: false,
                 reissue: Some((0xdead_beef_0000_0001, 42)),
+                encoding: None,
             }
         );
 
@@ -389,6 +404,7 @@ mod tests {
             Frame::Message {
                 call_id: 7,
                 end_stream: true,
+                compressed: false,
                 body: Bytes::from_static(b"hello")
             }
         );
@@ -457,8 +473,90 @@ mod tests {
             round_trip(buf),
             Frame::Headers {
                 call_id: 3,
-                metadata
+                metadata: metadata.clone(),
+                encoding: None,
             }
+        );
+
+        // Encoding fields on OPEN and HEADERS, the COMPRESSED flag on MESSAGE.
+        let fields = EncodingFields::new(
+            crate::EncodingSet::EMPTY.with(crate::CompressionEncoding::Zstd),
+            Some(crate::CompressionEncoding::Gzip),
+        );
+        let mut buf = BytesMut::new();
+        encode_open_frame(
+            &mut buf,
+            11,
+            &OpenFrame {
+                client_streams: true,
+                encoding: Some(fields),
+                ..OpenFrame::new(&path, &metadata)
+            },
+        );
+        assert!(matches!(
+            round_trip(buf),
+            Frame::Open { call_id: 11, streaming: true, encoding: Some(f), .. } if f == fields
+        ));
+        let mut buf = BytesMut::new();
+        encode_headers_with(&mut buf, 11, &metadata, Some(fields));
+        assert_eq!(
+            round_trip(buf),
+            Frame::Headers {
+                call_id: 11,
+                metadata,
+                encoding: Some(fields),
+            }
+        );
+        let mut buf = BytesMut::new();
+        encode_message_flagged(&mut buf, 11, false, true, b"zz");
+        assert!(matches!(
+            round_trip(buf),
+            Frame::Message {
+                compressed: true,
+                end_stream: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_long_status_message_is_cut_and_marked() {
+        let limits = Limits::default();
+        let long = "é".repeat(20_000); // 40,000 bytes, two per character
+        let mut buf = BytesMut::new();
+        let end = EndFrame {
+            code: Code::Internal,
+            message: &long,
+            details: b"",
+            trailers: &MetadataMap::new(),
+            not_processed: false,
+        };
+        encode_end_capped(&mut buf, 1, &end, 1000);
+        let Frame::End { message, .. } = round_trip(buf) else {
+            panic!("not an END");
+        };
+        assert!(message.len() <= 1000, "{}", message.len());
+        let kept = message.find('…').expect("marked");
+        let dropped = long.len() - kept;
+        assert!(
+            message.ends_with(&format!("… [truncated {dropped} bytes]")),
+            "{message}"
+        );
+        assert!(long.starts_with(&message[..kept]));
+        // The default cap, through the plain encoder: 16 KiB, marked.
+        let mut buf = BytesMut::new();
+        encode_end(&mut buf, 1, Code::Internal, &long, b"", &MetadataMap::new());
+        let Frame::End { message, .. } = round_trip(buf) else {
+            panic!("not an END");
+        };
+        assert!(message.len() <= MAX_STATUS_MESSAGE && message.contains("[truncated "));
+        // Short messages are untouched; the cap is bounded by the ceiling.
+        assert_eq!(truncate_status("short", 5), "short");
+        assert_eq!(
+            limits
+                .with_max_status_message_size(1 << 20)
+                .status_message_cap(),
+            crate::STATUS_MESSAGE_CEILING
         );
     }
 

@@ -1,10 +1,10 @@
 //! Reading frames: a header's body, checked field by field.
 
 use super::{
-    Frame, FrameError, FrameHeader, FrameKind, FLAG_END_STREAM, FLAG_NOT_PROCESSED, FLAG_REISSUE,
-    FLAG_STREAM,
+    Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_STREAM,
+    FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM,
 };
-use crate::{Code, Limits, MetadataMap, MethodPath};
+use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
 use bytes::{Buf, Bytes};
 use std::time::Duration;
 
@@ -72,6 +72,16 @@ impl Body {
         Ok(map)
     }
 
+    /// The encoding fields that end an OPEN or HEADERS body when `FLAG_ENCODING` is set.
+    fn encoding(&mut self, flags: u8) -> Result<Option<EncodingFields>, FrameError> {
+        if flags & FLAG_ENCODING == 0 {
+            return Ok(None);
+        }
+        EncodingFields::take(&mut self.buf)
+            .map(Some)
+            .ok_or_else(|| self.malformed("encoding fields short"))
+    }
+
     fn finish(&self) -> Result<(), FrameError> {
         if self.buf.has_remaining() {
             return Err(self.malformed("trailing bytes after the body"));
@@ -107,6 +117,7 @@ impl Frame {
                 let path = MethodPath::try_from_bytes(path)
                     .map_err(|_| body.malformed("invalid method path"))?;
                 let metadata = body.metadata(limits)?;
+                let encoding = body.encoding(header.flags)?;
                 Frame::Open {
                     call_id,
                     timeout: (micros != 0).then(|| Duration::from_micros(micros)),
@@ -115,16 +126,19 @@ impl Frame {
                     end_stream,
                     streaming: header.flags & FLAG_STREAM != 0,
                     reissue,
+                    encoding,
                 }
             }
             FrameKind::Headers => Frame::Headers {
                 call_id,
                 metadata: body.metadata(limits)?,
+                encoding: body.encoding(header.flags)?,
             },
             FrameKind::Message => {
                 return Ok(Frame::Message {
                     call_id,
                     end_stream,
+                    compressed: header.flags & FLAG_COMPRESSED != 0,
                     body: body.buf,
                 })
             }

@@ -152,7 +152,7 @@ impl Future for ChannelFuture {
                 KindProj::Boxed { inner } => return inner.as_mut().poll(cx),
                 KindProj::Call { mut inner, retry } => {
                     match std::task::ready!(inner.as_mut().poll(cx)) {
-                        Ok(response) => return Poll::Ready(Ok(response.map(Body::once))),
+                        Ok(response) => return Poll::Ready(Ok(wire_response(response))),
                         Err(status) if status.is_not_processed() => {
                             match (retry.take(), inner.take_unsent()) {
                                 (Some(retry), Some((path, request))) => retry.run(path, request),
@@ -180,7 +180,11 @@ impl Service<Call> for Channel {
     fn call(&mut self, call: Call) -> ChannelFuture {
         let streaming_response = call.streaming_response();
         let (path, request) = call.into_parts();
+        // What a generated client set for compression: the OPEN's encoding fields, and how
+        // the body's messages go on the wire.
+        let encoding_fields = request.encoding();
         let (mut metadata, body, mut timeout) = request.into_parts();
+        let encoder = body.encoding().cloned();
         if timeout.is_none() {
             timeout = self.pool.endpoint().timeout;
         }
@@ -193,12 +197,13 @@ impl Service<Call> for Channel {
         let pool = self.pool.clone();
         let (first, body) = match body.into_once() {
             Ok(message) if !streaming_response => {
-                let request = Request::from_parts(metadata, message, timeout);
+                let mut request = Request::from_parts(metadata, message, timeout);
                 if let Some(udp) = &self.udp {
                     let ready = udp.get();
                     let suitable =
                         ready.is_none_or(|c| c.fits(&path, &request) && !c.in_fallback());
                     if suitable {
+                        // Datagrams carry no encoding fields: UDP calls always go plain.
                         let udp = Arc::clone(udp);
                         return ChannelFuture {
                             kind: Kind::Boxed {
@@ -207,17 +212,70 @@ impl Service<Call> for Channel {
                         };
                     }
                 }
+                if let Err(status) = to_wire(&mut request, encoding_fields, encoder.as_ref()) {
+                    return failed(status);
+                }
                 return unary(pool, path, request);
             }
-            Ok(message) => (Some(message), None),
+            Ok(message) => match encoder.as_ref().map(|e| e.encode(message.clone())) {
+                None => (Some((message, false)), None),
+                Some(Ok(wire)) => (Some(wire), None),
+                Some(Err(status)) => return failed(status),
+            },
             Err(body) => (None, Some(body)),
+        };
+        let open = Open {
+            path,
+            metadata,
+            timeout,
+            encoding: encoding_fields,
         };
         ChannelFuture {
             kind: Kind::Boxed {
-                inner: Box::pin(open_stream(pool, path, metadata, timeout, first, body)),
+                inner: Box::pin(open_stream(pool, open, first, body)),
             },
         }
     }
+}
+
+/// A call that failed before anything was sent.
+fn failed(status: Status) -> ChannelFuture {
+    ChannelFuture {
+        kind: Kind::Boxed {
+            inner: Box::pin(std::future::ready(Err(status))),
+        },
+    }
+}
+
+/// Puts a unary request in its wire form: the OPEN's encoding fields, the message compressed
+/// as its encoding says.
+fn to_wire(
+    request: &mut Request<Bytes>,
+    fields: Option<sockrpc_protocol::EncodingFields>,
+    encoder: Option<&crate::compression::Encoding>,
+) -> Result<(), Status> {
+    request.set_encoding(fields);
+    if let Some(encoder) = encoder {
+        let (message, compressed) = encoder.encode(request.get_ref().clone())?;
+        *request.get_mut() = message;
+        request.set_message_compressed(compressed);
+    }
+    Ok(())
+}
+
+/// A unary answer as the service layer sees it: its one message keeps its COMPRESSED flag
+/// (decoded, or refused, when read).
+fn wire_response(response: Response<Bytes>) -> Response<Body> {
+    let compressed = response.message_compressed();
+    response.map(|message| Body::once_wire(message, compressed))
+}
+
+/// What a streaming call's OPEN carries.
+struct Open {
+    path: MethodPath,
+    metadata: MetadataMap,
+    timeout: Option<std::time::Duration>,
+    encoding: Option<sockrpc_protocol::EncodingFields>,
 }
 
 fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture {
@@ -257,7 +315,7 @@ async fn unary_waiting(
         None => conn.unary(path, request).await?,
         Some(udp_call) => conn.reissue(path, request, udp_call).await?,
     };
-    Ok(response.map(Body::once))
+    Ok(wire_response(response))
 }
 
 /// The UDP side's cell, when the endpoint's UDP policy is in force (with TLS, only when it
@@ -326,12 +384,16 @@ async fn unary_udp(
 /// returns as soon as the response head arrives.
 async fn open_stream(
     pool: Pool,
-    path: MethodPath,
-    metadata: MetadataMap,
-    timeout: Option<std::time::Duration>,
-    first: Option<Bytes>,
+    open: Open,
+    first: Option<(Bytes, bool)>,
     body: Option<Body>,
 ) -> Result<Response<Body>, Status> {
+    let Open {
+        path,
+        metadata,
+        timeout,
+        encoding,
+    } = open;
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut body = body;
     // A call refused unstarted (its connection closed before it was sent, or a draining
@@ -346,7 +408,7 @@ async fn open_stream(
         };
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let (sender, mut receiver) =
-            match conn.open_stream(&path, &metadata, timeout, first.clone()) {
+            match conn.open_stream_with(&path, &metadata, timeout, first.clone(), encoding) {
                 Ok(opened) => opened,
                 Err(status) if status.is_not_processed() && attempt < OPEN_ATTEMPTS => continue,
                 Err(status) => return Err(status),
@@ -357,11 +419,11 @@ async fn open_stream(
         }
         match std::future::poll_fn(|cx| receiver.poll_headers(cx)).await {
             Ok(headers) => {
-                return Ok(Response::from_parts(
-                    headers,
-                    Body::incoming(receiver),
-                    MetadataMap::new(),
-                ))
+                let encoding = receiver.encoding();
+                let mut response =
+                    Response::from_parts(headers, Body::incoming(receiver), MetadataMap::new());
+                response.set_encoding(encoding);
+                return Ok(response);
             }
             Err(status) if status.is_not_processed() && !fed && attempt < OPEN_ATTEMPTS => {}
             Err(status) => return Err(status),
@@ -384,7 +446,7 @@ async fn feed(mut sender: StreamSender, mut body: Body) {
                 Poll::Ready(Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(())) => {}
             }
-            body.poll_message(cx).map(Some)
+            body.poll_wire(cx).map(Some)
         })
         .await;
         match next {
@@ -394,8 +456,11 @@ async fn feed(mut sender: StreamSender, mut body: Body) {
                 sender.close();
                 return;
             }
-            Some(Some(Ok(message))) => {
-                let sent = std::future::poll_fn(|cx| Poll::Ready(sender.send(cx, &message))).await;
+            Some(Some(Ok((message, compressed)))) => {
+                let sent = std::future::poll_fn(|cx| {
+                    Poll::Ready(sender.send_flagged(cx, &message, compressed))
+                })
+                .await;
                 if sent.is_err() {
                     sender.cancel();
                     return;

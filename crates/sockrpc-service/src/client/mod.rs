@@ -8,26 +8,115 @@ pub use sockrpc_transport::backoff::Backoff;
 pub use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use sockrpc_transport::pool::ConnectionStats;
 
+use crate::compression::{
+    CompressionEncoding, CompressionSwitch, EncodingSet, MessageSettings, Side,
+};
 use crate::ready::to_status;
 use crate::streaming::{EncodeStream, Streaming};
 use crate::{Body, Call, ClientService, RpcMethod};
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
-use sockrpc_protocol::{MethodPath, Request, Response, Status};
+use sockrpc_protocol::{Code, MethodPath, Request, Response, Status};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 
 /// Typed calls over any [`ClientService`] (a [`Channel`], or one wrapped in middleware, whose
 /// errors may be tower's as well as [`Status`]): encodes requests, sends them, decodes answers.
 /// Generated clients call one method per call shape, naming the method with its path and
 /// idempotency level ([`RpcMethod`]; a bare path works too).
+///
+/// Compression ([`send_compressed`](Client::send_compressed)) goes only toward a server that
+/// said it accepts the encoding: the client learns the server's accept set from the HEADERS of
+/// its answers (shared by the clones of this client), so the first call goes plain, and it
+/// forgets an encoding after a call that compressed failed `UNIMPLEMENTED`.
 #[derive(Debug, Clone)]
 pub struct Client<T> {
     inner: T,
+    settings: MessageSettings,
+    /// The server's accept set, as its last HEADERS said (bits of [`EncodingSet`]).
+    learned: Arc<AtomicU16>,
 }
 
 impl<T> Client<T> {
     /// Wraps a service.
     pub fn new(inner: T) -> Client<T> {
-        Client { inner }
+        Client {
+            inner,
+            settings: MessageSettings::default(),
+            learned: Arc::default(),
+        }
+    }
+
+    /// Compresses requests with `encoding` once the server has said it accepts it.
+    #[must_use]
+    pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+        self.settings = self.settings.send_compressed(encoding);
+        self
+    }
+
+    /// Accepts answers compressed with `encoding` (and tells the server so in each OPEN).
+    #[must_use]
+    pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+        self.settings = self.settings.accept_compressed(encoding);
+        self
+    }
+
+    /// Requests shorter than `bytes` go uncompressed.
+    #[must_use]
+    pub fn compression_min_size(mut self, bytes: usize) -> Self {
+        self.settings = self.settings.compression_min_size(bytes);
+        self
+    }
+
+    /// The largest answer message accepted, counted after decompression.
+    #[must_use]
+    pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {
+        self.settings = self.settings.max_decoding_message_size(bytes);
+        self
+    }
+
+    /// The largest request message sent, counted before compression.
+    #[must_use]
+    pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {
+        self.settings = self.settings.max_encoding_message_size(bytes);
+        self
+    }
+
+    /// The compression and size settings in force.
+    pub fn settings(&self) -> MessageSettings {
+        self.settings
+    }
+
+    /// The encodings the server has said it accepts (empty until an answer said so).
+    pub fn server_accepts(&self) -> EncodingSet {
+        EncodingSet::from_bits(self.learned.load(Ordering::Relaxed))
+    }
+
+    /// Sets the OPEN's encoding fields and how the request's messages are encoded.
+    fn outgoing(&self, request: &mut Request<Body>) -> Option<CompressionEncoding> {
+        if self.settings.is_default() {
+            return None;
+        }
+        let send = self
+            .settings
+            .sends()
+            .filter(|e| self.server_accepts().contains(*e));
+        let switch = request.extensions().get::<CompressionSwitch>().cloned();
+        let encoding = self.settings.encoding(send, switch);
+        request.get_mut().set_encoding(encoding);
+        request.set_encoding(self.settings.fields());
+        send
+    }
+
+    /// Learns the server's accept set from its HEADERS; sets how the answer is decoded.
+    fn incoming(&self, response: &mut Response<Body>) {
+        if let Some(fields) = response.encoding() {
+            self.learned.store(fields.accept.bits(), Ordering::Relaxed);
+        }
+        if !self.settings.is_default() {
+            let decoding = self.settings.decoding(response.encoding(), Side::Client);
+            response.get_mut().set_decoding(decoding);
+        }
     }
 
     /// The wrapped service.
@@ -54,28 +143,48 @@ impl<T: ClientService> Client<T> {
         self.inner.call(call).await.map_err(to_status)
     }
 
-    fn call(method: RpcMethod, request: Request<Body>) -> Call {
-        Call::new(MethodPath::from_static(method.path()), request)
-            .with_idempotency(method.idempotency())
+    /// Sends `request` with this client's compression settings; learns from the answer.
+    async fn exchange(
+        &mut self,
+        method: RpcMethod,
+        mut request: Request<Body>,
+        streaming_response: bool,
+    ) -> Result<Response<Body>, Status> {
+        let sent_with = self.outgoing(&mut request);
+        let mut call = Call::new(MethodPath::from_static(method.path()), request)
+            .with_idempotency(method.idempotency());
+        if streaming_response {
+            call = call.with_streaming_response();
+        }
+        match self.send(call).await {
+            Ok(mut response) => {
+                self.incoming(&mut response);
+                Ok(response)
+            }
+            Err(status) => {
+                if let (Some(encoding), Code::Unimplemented) = (sent_with, status.code()) {
+                    // Perhaps a server behind the same channel that does not take it: stop
+                    // compressing until an answer says otherwise.
+                    let bits = self.server_accepts().without(encoding).bits();
+                    self.learned.store(bits, Ordering::Relaxed);
+                }
+                Err(status)
+            }
+        }
     }
 
-    fn once<Req, C: Codec<Req>>(
-        request: Request<Req>,
-        method: RpcMethod,
-        codec: &C,
-    ) -> Result<Call, Status> {
+    fn once<Req, C: Codec<Req>>(request: Request<Req>, codec: &C) -> Result<Request<Body>, Status> {
         let message = encode_to_bytes(codec, request.get_ref())?;
         // `map` keeps the request's extensions (what an interceptor or the caller attached).
-        Ok(Self::call(method, request.map(|_| Body::once(message))))
+        Ok(request.map(|_| Body::once(message)))
     }
 
-    fn stream<S, Req, C>(request: Request<S>, method: RpcMethod, codec: C) -> Call
+    fn stream<S, Req, C>(request: Request<S>, codec: C) -> Request<Body>
     where
         S: Stream<Item = Req> + Send + 'static,
         C: Codec<Req>,
     {
-        let request = request.map(|stream| Body::from_stream(EncodeStream::new(stream, codec)));
-        Self::call(method, request)
+        request.map(|stream| Body::from_stream(EncodeStream::new(stream, codec)))
     }
 
     async fn single<Resp, C: Codec<Resp>>(
@@ -101,8 +210,8 @@ impl<T: ClientService> Client<T> {
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let call = Self::once(request, method.into(), &codec)?;
-        let response = self.send(call).await?;
+        let request = Self::once(request, &codec)?;
+        let response = self.exchange(method.into(), request, false).await?;
         Self::single(response, &codec).await
     }
 
@@ -116,8 +225,8 @@ impl<T: ClientService> Client<T> {
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        let call = Self::once(request, method.into(), &codec)?.with_streaming_response();
-        let response = self.send(call).await?;
+        let request = Self::once(request, &codec)?;
+        let response = self.exchange(method.into(), request, true).await?;
         Ok(response.map(|body| Streaming::new(body, codec)))
     }
 
@@ -132,8 +241,8 @@ impl<T: ClientService> Client<T> {
         S: Stream<Item = Req> + Send + 'static,
         C: Codec<Req> + Codec<Resp>,
     {
-        let call = Self::stream(request, method.into(), codec.clone());
-        let response = self.send(call).await?;
+        let request = Self::stream(request, codec.clone());
+        let response = self.exchange(method.into(), request, false).await?;
         Self::single(response, &codec).await
     }
 
@@ -148,8 +257,8 @@ impl<T: ClientService> Client<T> {
         S: Stream<Item = Req> + Send + 'static,
         C: Codec<Req> + Codec<Resp>,
     {
-        let call = Self::stream(request, method.into(), codec.clone()).with_streaming_response();
-        let response = self.send(call).await?;
+        let request = Self::stream(request, codec.clone());
+        let response = self.exchange(method.into(), request, true).await?;
         Ok(response.map(|body| Streaming::new(body, codec)))
     }
 }

@@ -104,11 +104,11 @@ fn start_call(
 ) -> Result<u32, Status> {
     let limits = &shared.limits;
     let (metadata, message, timeout) = (request.metadata(), request.get_ref(), request.timeout());
-    if message.len() > limits.max_message_size {
+    if message.len() > limits.send_limit() {
         return Err(Status::resource_exhausted(format!(
             "request message of {} bytes exceeds the limit of {}",
             message.len(),
-            limits.max_message_size
+            limits.send_limit()
         )));
     }
     frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
@@ -135,11 +135,17 @@ fn start_call(
     state.next_id = id.wrapping_add(1);
     let alone = state.calls.is_empty();
     let buf = state.outbox.buf_mut();
-    match reissue {
-        None => frame::encode_open(buf, id, timeout, path, metadata, false),
-        Some(reissue) => frame::encode_reissue(buf, id, timeout, path, metadata, reissue),
-    }
-    frame::encode_message(buf, id, true, message);
+    frame::encode_open_frame(
+        buf,
+        id,
+        &frame::OpenFrame {
+            timeout,
+            reissue,
+            encoding: request.encoding(),
+            ..frame::OpenFrame::new(path, metadata)
+        },
+    );
+    frame::encode_message_flagged(buf, id, true, request.message_compressed(), message);
     state.calls.insert(
         id,
         Slot {

@@ -105,10 +105,20 @@ impl Driver {
 
     fn dispatch(&mut self, state: &mut State, frame: Frame) {
         match frame {
-            Frame::Headers { call_id, metadata } => {
+            Frame::Headers {
+                call_id,
+                metadata,
+                encoding,
+            } => {
                 if let Some(slot) = state.calls.get_mut(&call_id) {
+                    if encoding.is_some() {
+                        slot.encoding = encoding;
+                    }
                     match slot.stream.as_mut() {
                         Some(stream) => {
+                            if encoding.is_some() {
+                                stream.encoding = encoding;
+                            }
                             stream
                                 .headers
                                 .get_or_insert_with(Default::default)
@@ -121,11 +131,16 @@ impl Driver {
                     }
                 }
             }
-            Frame::Message { call_id, body, .. } => {
+            Frame::Message {
+                call_id,
+                body,
+                compressed,
+                ..
+            } => {
                 let max = self.shared.limits.max_message_size;
                 if let Some(slot) = state.calls.get_mut(&call_id) {
                     if let Some(stream) = slot.stream.as_mut() {
-                        if stream.inbound.push(body, max).is_err() {
+                        if stream.inbound.push_flagged(body, compressed, max).is_err() {
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));
@@ -135,6 +150,7 @@ impl Driver {
                         slot.extra_messages = true;
                     } else {
                         slot.message = Some(body);
+                        slot.compressed = compressed;
                     }
                 }
             }
@@ -184,7 +200,10 @@ impl Driver {
                     ))
                 } else if let Some(body) = slot.message.take() {
                     let headers = std::mem::take(&mut slot.headers);
-                    Ok(Response::from_parts(headers, body, trailers))
+                    let mut response = Response::from_parts(headers, body, trailers);
+                    response.set_encoding(slot.encoding);
+                    response.set_message_compressed(slot.compressed);
+                    Ok(response)
                 } else {
                     Err(Status::unimplemented(
                         "server ended a unary call without a message",

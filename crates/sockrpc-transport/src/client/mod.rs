@@ -146,7 +146,11 @@ impl Hasher for IdHasher {
 #[derive(Debug, Default)]
 struct Slot {
     headers: MetadataMap,
+    /// The HEADERS' encoding fields (`FLAG_ENCODING`).
+    encoding: Option<sockrpc_protocol::EncodingFields>,
     message: Option<Bytes>,
+    /// The MESSAGE carried `FLAG_COMPRESSED`.
+    compressed: bool,
     extra_messages: bool,
     done: Option<Result<Response<Bytes>, Status>>,
     waker: Option<Waker>,
@@ -158,6 +162,8 @@ struct Slot {
 #[derive(Debug, Default)]
 struct StreamSlot {
     headers: Option<MetadataMap>,
+    /// The HEADERS' encoding fields (`FLAG_ENCODING`).
+    encoding: Option<sockrpc_protocol::EncodingFields>,
     head_waker: Option<Waker>,
     inbound: crate::flow::Inbound,
     outbound: crate::flow::Outbound,

@@ -13,7 +13,7 @@
 use super::{ClientConnection, Slot};
 use bytes::Bytes;
 use sockrpc_protocol::frame;
-use sockrpc_protocol::{MetadataMap, MethodPath, Status};
+use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath, Status};
 use std::{
     future::Future,
     pin::Pin,
@@ -59,14 +59,28 @@ impl ClientConnection {
         timeout: Option<Duration>,
         request: Option<Bytes>,
     ) -> Result<(StreamSender, StreamReceiver), Status> {
+        let request = request.map(|message| (message, false));
+        self.open_stream_with(path, metadata, timeout, request, None)
+    }
+
+    /// Opens a streaming call as [`open_stream`](ClientConnection::open_stream) does, with the
+    /// one request message's `FLAG_COMPRESSED` and the OPEN's encoding fields.
+    pub fn open_stream_with(
+        &self,
+        path: &MethodPath,
+        metadata: &MetadataMap,
+        timeout: Option<Duration>,
+        request: Option<(Bytes, bool)>,
+        encoding: Option<EncodingFields>,
+    ) -> Result<(StreamSender, StreamReceiver), Status> {
         let shared = self.shared();
         let limits = &shared.limits;
-        if let Some(message) = &request {
-            if message.len() > limits.max_message_size {
+        if let Some((message, _)) = &request {
+            if message.len() > limits.send_limit() {
                 return Err(Status::resource_exhausted(format!(
                     "request message of {} bytes exceeds the limit of {}",
                     message.len(),
-                    limits.max_message_size
+                    limits.send_limit()
                 )));
             }
         }
@@ -88,9 +102,18 @@ impl ClientConnection {
         }
         state.next_id = id.wrapping_add(1);
         let buf = state.outbox.buf_mut();
-        frame::encode_open_streaming(buf, id, timeout, path, metadata, request.is_none());
-        if let Some(message) = &request {
-            frame::encode_message(buf, id, true, message);
+        frame::encode_open_frame(
+            buf,
+            id,
+            &frame::OpenFrame {
+                timeout,
+                client_streams: request.is_none(),
+                encoding,
+                ..frame::OpenFrame::new(path, metadata)
+            },
+        );
+        if let Some((message, compressed)) = &request {
+            frame::encode_message_flagged(buf, id, true, *compressed, message);
         }
         state.calls.insert(
             id,
@@ -158,12 +181,22 @@ impl StreamSender {
 
     /// Sends one message (after `poll_ready` said yes).
     pub fn send(&mut self, cx: &mut Context<'_>, message: &[u8]) -> Result<(), Status> {
+        self.send_flagged(cx, message, false)
+    }
+
+    /// Sends one message, with `FLAG_COMPRESSED` when `compressed`.
+    pub fn send_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+        message: &[u8],
+        compressed: bool,
+    ) -> Result<(), Status> {
         let shared = self.conn.shared();
-        if message.len() > shared.limits.max_message_size {
+        if message.len() > shared.limits.send_limit() {
             return Err(Status::resource_exhausted(format!(
                 "request message of {} bytes exceeds the limit of {}",
                 message.len(),
-                shared.limits.max_message_size
+                shared.limits.send_limit()
             )));
         }
         let mut state = shared.lock();
@@ -171,7 +204,7 @@ impl StreamSender {
             return Err(gone());
         };
         stream.outbound.sent(message.len());
-        frame::encode_message(state.outbox.buf_mut(), self.id, false, message);
+        frame::encode_message_flagged(state.outbox.buf_mut(), self.id, false, compressed, message);
         let alone = state.calls.len() == 1;
         state.outbox.flush_or_defer(cx, alone);
         Ok(())
@@ -249,10 +282,34 @@ impl StreamReceiver {
         Poll::Pending
     }
 
-    /// The next response message; `None` after the call ended OK (then see [`trailers`]).
+    /// The server's encoding fields, once its HEADERS arrived (`None` when it sent none).
+    pub fn encoding(&self) -> Option<EncodingFields> {
+        let state = self.conn.shared().lock();
+        state.stream(self.id).and_then(|s| s.encoding)
+    }
+
+    /// The next response message; `None` after the call ended OK (then see [`trailers`]). A
+    /// compressed message is refused with `UNIMPLEMENTED` (a reader that decompresses calls
+    /// [`poll_message_flagged`](StreamReceiver::poll_message_flagged)).
     ///
     /// [`trailers`]: StreamReceiver::trailers
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        self.poll_message_flagged(cx).map(|next| {
+            next.map(|message| match message {
+                Ok((_, true)) => Err(Status::unimplemented(
+                    "a compressed message arrived where no compression was negotiated",
+                )),
+                Ok((message, false)) => Ok(message),
+                Err(status) => Err(status),
+            })
+        })
+    }
+
+    /// The next response message with its MESSAGE's `FLAG_COMPRESSED`.
+    pub fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -264,7 +321,7 @@ impl StreamReceiver {
         let Some(stream) = state.stream_mut(self.id) else {
             return Poll::Ready(Some(Err(gone())));
         };
-        let polled = stream.inbound.poll_next(cx);
+        let polled = stream.inbound.poll_next_flagged(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) => {
                 if let Some(credit) = stream.inbound.take_credit() {

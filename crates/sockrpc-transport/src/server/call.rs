@@ -41,6 +41,8 @@ impl<D: Dispatch> Connection<D> {
             deadline,
             timeout,
             reissue,
+            encoding,
+            compressed,
             ..
         } = opened;
         let span = tracing::debug_span!(
@@ -68,6 +70,8 @@ impl<D: Dispatch> Connection<D> {
         };
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
+        request.set_encoding(encoding);
+        request.set_message_compressed(compressed);
         // A few plain values in a field of their own, the TLS peer shared: no allocation per
         // call.
         request.set_conn_info(Some(

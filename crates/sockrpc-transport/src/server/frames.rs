@@ -29,6 +29,7 @@ impl<D: Dispatch> Connection<D> {
                 end_stream,
                 streaming,
                 reissue,
+                encoding,
             } => {
                 if call_id <= self.last_call_id {
                     return Err((
@@ -60,7 +61,8 @@ impl<D: Dispatch> Connection<D> {
                         ))),
                     );
                 } else {
-                    let opened = Opened::new(path, metadata, timeout, reissue);
+                    let mut opened = Opened::new(path, metadata, timeout, reissue);
+                    opened.encoding = encoding;
                     if streaming {
                         self.open_stream(cx, call_id, opened, end_stream);
                     } else {
@@ -72,8 +74,10 @@ impl<D: Dispatch> Connection<D> {
                 call_id,
                 body,
                 end_stream,
+                compressed,
             } => {
-                if let Some(opened) = self.opened.remove(&call_id) {
+                if let Some(mut opened) = self.opened.remove(&call_id) {
+                    opened.compressed = compressed;
                     self.dispatch_call(cx, call_id, opened, RequestBody::Once(body));
                     return Ok(());
                 }
@@ -94,7 +98,7 @@ impl<D: Dispatch> Connection<D> {
                     } else {
                         body
                     };
-                    if stream.inbound.push(body, max).is_err() {
+                    if stream.inbound.push_flagged(body, compressed, max).is_err() {
                         return Err((
                             Code::Internal,
                             format!("call {call_id} sent past its flow-control window"),

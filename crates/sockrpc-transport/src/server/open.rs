@@ -6,7 +6,7 @@
 //! the connection's frame timeout, whichever is sooner, and is then answered and forgotten.
 
 use foldhash::HashMap;
-use sockrpc_protocol::{MetadataMap, MethodPath};
+use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -18,6 +18,10 @@ pub(super) struct Opened {
     pub(super) timeout: Option<Duration>,
     /// The UDP call this re-issues (the OPEN's `FLAG_REISSUE` field).
     pub(super) reissue: Option<(u64, u32)>,
+    /// The OPEN's encoding fields (`FLAG_ENCODING`), handed up with the request.
+    pub(super) encoding: Option<EncodingFields>,
+    /// The request MESSAGE carried `FLAG_COMPRESSED` (set when it arrives).
+    pub(super) compressed: bool,
     /// When the wait for the request message ends; set once the call is still waiting at the
     /// end of a read batch (most never are: their MESSAGE arrives in the same read).
     expires: Option<Instant>,
@@ -38,6 +42,8 @@ impl Opened {
             deadline: timeout.map(|t| Instant::now() + t),
             timeout,
             reissue,
+            encoding: None,
+            compressed: false,
             expires: None,
             unshared: false,
         }

@@ -12,7 +12,7 @@ use crate::outbox::{Outbox, HIGH_WATER};
 use bytes::BytesMut;
 use foldhash::HashMap;
 use sockrpc_protocol::frame;
-use sockrpc_protocol::{Code, Limits, MetadataMap, Response, Status};
+use sockrpc_protocol::{Code, EncodingFields, Limits, MetadataMap, Response, Status};
 use std::{
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
@@ -161,39 +161,45 @@ pub(super) fn answer_now<B: OutboundBody>(
             return None;
         }
     };
+    let encoding = response.encoding();
     let (metadata, body, trailers) = response.into_parts();
-    match body.into_once() {
-        Ok(message) => {
+    match body.into_once_flagged() {
+        Ok((message, compressed)) => {
             state.remove_stream(call_id);
             state.answers_sent += 1;
             encode_once(
                 state.outbox.buf_mut(),
                 call_id,
-                &metadata,
-                &message,
+                (&metadata, encoding),
+                (&message, compressed),
                 &trailers,
                 limits,
             );
             None
         }
-        Err(body) => Some(Response::from_parts(metadata, body, trailers)),
+        Err(body) => {
+            let mut response = Response::from_parts(metadata, body, trailers);
+            response.set_encoding(encoding);
+            Some(response)
+        }
     }
 }
 
-/// Writes a one-message answer: HEADERS (when there is leading metadata), MESSAGE, END.
+/// Writes a one-message answer: HEADERS (when there is leading metadata or encoding fields),
+/// MESSAGE (with its `FLAG_COMPRESSED`), END.
 fn encode_once(
     buf: &mut BytesMut,
     call_id: u32,
-    metadata: &MetadataMap,
-    message: &[u8],
+    (metadata, encoding): (&MetadataMap, Option<EncodingFields>),
+    (message, compressed): (&[u8], bool),
     trailers: &MetadataMap,
     limits: &Limits,
 ) {
-    if message.len() > limits.max_message_size {
+    if message.len() > limits.send_limit() {
         let status = Status::resource_exhausted(format!(
             "response message of {} bytes exceeds the limit of {}",
             message.len(),
-            limits.max_message_size
+            limits.send_limit()
         ));
         return encode_status(buf, call_id, &status, limits);
     }
@@ -203,10 +209,10 @@ fn encode_once(
         let status = Status::internal(format!("response metadata: {reason}"));
         return encode_status(buf, call_id, &status, limits);
     }
-    if !metadata.is_empty() {
-        frame::encode_headers(buf, call_id, metadata);
+    if !metadata.is_empty() || encoding.is_some() {
+        frame::encode_headers_with(buf, call_id, metadata, encoding);
     }
-    frame::encode_message(buf, call_id, true, message);
+    frame::encode_message_flagged(buf, call_id, true, compressed, message);
     frame::encode_end(buf, call_id, Code::Ok, "", &[], trailers);
 }
 
@@ -237,15 +243,14 @@ fn encode_end_with(
         Ok(()) => status.metadata(),
         Err(_) => &empty,
     };
-    frame::encode_end_flagged(
-        buf,
-        call_id,
-        status.code(),
-        status.message(),
-        status.details(),
+    let end = frame::EndFrame {
+        code: status.code(),
+        message: status.message(),
+        details: status.details(),
         trailers,
         not_processed,
-    );
+    };
+    frame::encode_end_capped(buf, call_id, &end, limits.status_message_cap());
 }
 
 /// Runs `f` on the state with a context, then flushes (or hands the flush to the driver).
@@ -268,6 +273,7 @@ pub(super) async fn pump<B: OutboundBody>(
     response: Response<B>,
 ) {
     let limits = shared.limits;
+    let encoding = response.encoding();
     let (metadata, mut body, trailers) = response.into_parts();
     let checked = frame::check_metadata(&metadata, &limits)
         .and_then(|()| frame::check_metadata(&trailers, &limits));
@@ -279,7 +285,7 @@ pub(super) async fn pump<B: OutboundBody>(
             return false;
         }
         // Always a head, so a client waiting for the response returns before the first message.
-        frame::encode_headers(state.outbox.buf_mut(), call_id, &metadata);
+        frame::encode_headers_with(state.outbox.buf_mut(), call_id, &metadata, encoding);
         state.answers_sent += 1;
         state.streams.entry(call_id).or_default();
         true
@@ -308,7 +314,9 @@ pub(super) async fn pump<B: OutboundBody>(
         }
         // A stream that panics fails its own call, like a handler that does.
         let next = std::future::poll_fn(|cx| {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.poll_message(cx))) {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                body.poll_message_flagged(cx)
+            })) {
                 Ok(polled) => polled,
                 Err(_) => {
                     tracing::error!(call_id, "response stream panicked");
@@ -323,18 +331,18 @@ pub(super) async fn pump<B: OutboundBody>(
             }
             let buf = state.outbox.buf_mut();
             let end = match &next {
-                Some(Ok(message)) if message.len() <= limits.max_message_size => {
-                    frame::encode_message(buf, call_id, false, message);
+                Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
+                    frame::encode_message_flagged(buf, call_id, false, *compressed, message);
                     state.answers_sent += 1;
                     if let Some(stream) = state.streams.get_mut(&call_id) {
                         stream.outbound.sent(message.len());
                     }
                     return true;
                 }
-                Some(Ok(message)) => Err(Status::resource_exhausted(format!(
+                Some(Ok((message, _))) => Err(Status::resource_exhausted(format!(
                     "response message of {} bytes exceeds the limit of {}",
                     message.len(),
-                    limits.max_message_size
+                    limits.send_limit()
                 ))),
                 Some(Err(status)) => Err(status.clone()),
                 None => Ok(()),
@@ -370,18 +378,36 @@ impl std::fmt::Debug for CallReceiver {
 
 impl CallReceiver {
     /// The next message; `None` after the client's half-close. A call that ended (cancelled,
-    /// or its connection closed) yields a `CANCELLED` status.
+    /// or its connection closed) yields a `CANCELLED` status; a compressed message,
+    /// `UNIMPLEMENTED` (a reader that decompresses calls
+    /// [`poll_message_flagged`](CallReceiver::poll_message_flagged)).
     pub fn poll_message(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<bytes::Bytes, Status>>> {
+        self.poll_message_flagged(cx).map(|next| {
+            next.map(|message| match message {
+                Ok((_, true)) => Err(Status::unimplemented(
+                    "a compressed message arrived where no compression was negotiated",
+                )),
+                Ok((message, false)) => Ok(message),
+                Err(status) => Err(status),
+            })
+        })
+    }
+
+    /// The next message with its MESSAGE's `FLAG_COMPRESSED`.
+    pub fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(bytes::Bytes, bool), Status>>> {
         let mut state = self.shared.lock();
         let state = &mut *state;
         let Some(stream) = state.streams.get_mut(&self.call_id) else {
             return Poll::Ready(Some(Err(Status::cancelled("the call has ended"))));
         };
-        let polled = stream.inbound.poll_next(cx);
-        if let Poll::Ready(Some(Ok(message))) = &polled {
+        let polled = stream.inbound.poll_next_flagged(cx);
+        if let Poll::Ready(Some(Ok((message, _)))) = &polled {
             let credit = stream.inbound.take_credit();
             state.release_inbound(message.len());
             if let Some(credit) = credit {

@@ -26,6 +26,7 @@
 mod balanced;
 mod call_mode;
 mod compare;
+mod compressed;
 mod idle;
 mod open_loop;
 mod plan;
@@ -74,7 +75,11 @@ enum Transport {
     /// sockrpc-tcp again with `--idle-connections` connections open and idle to the same server:
     /// sockrpc-tcp-idle. Idle connections must not slow calls on a busy one.
     Idle,
-    /// Every transport above.
+    /// sockrpc over TCP with per-message compression both ways: sockrpc-gzip, sockrpc-zstd
+    /// (embedded server only; the payload is one byte repeated, so try --payload 65536). Not
+    /// part of `all`.
+    Compression,
+    /// Every transport above but compression.
     All,
 }
 
@@ -346,10 +351,21 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             (Some(embedded), client_tls)
         }
     };
+    let compressed = match (&embedded, wanted.contains(&Transport::Compression)) {
+        (Some(_), true) => Some(compressed::CompressedServer::start(args.server_workers)?),
+        _ => None,
+    };
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let targets = client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound), tls))?;
+    let mut targets =
+        client.block_on(targets(&args, embedded.as_ref().map(Embedded::bound), tls))?;
+    if let Some(server) = &compressed {
+        targets.compressed = compressed::ENCODINGS
+            .iter()
+            .filter_map(|encoding| Some((*encoding, server.endpoint(*encoding)?)))
+            .collect();
+    }
     let machine = Machine::this();
     match &embedded {
         Some(server) => println!(
@@ -406,6 +422,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if let Some(server) = embedded {
         server.stop()?;
     }
+    drop(compressed);
     if let Some(path) = &args.json {
         let setup = Setup {
             server: match &args.target {

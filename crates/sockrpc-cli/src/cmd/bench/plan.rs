@@ -10,6 +10,7 @@ use crate::server::Bound;
 use indicatif::ProgressBar;
 use sockrpc::tls::ClientTlsConfig;
 use sockrpc::transport::UdpPolicy;
+use sockrpc::CompressionEncoding;
 use sockrpc::Endpoint;
 use std::net::SocketAddr;
 
@@ -64,6 +65,8 @@ pub(super) struct Targets {
     pub(super) udp: Option<SocketAddr>,
     /// The Bench service behind the middleware stack, over TCP.
     pub(super) stack: Option<Endpoint>,
+    /// The Bench service compressing with each encoding (embedded only; see `compressed.rs`).
+    pub(super) compressed: Vec<(CompressionEncoding, Endpoint)>,
 }
 
 impl Targets {
@@ -123,6 +126,7 @@ pub(super) async fn targets(
             stack: bound
                 .stack
                 .map(|addr| Endpoint::new(addr.ip().to_string(), addr.port())),
+            compressed: Vec::new(),
         });
     }
     let target = args.target.as_deref().unwrap_or_default();
@@ -164,6 +168,7 @@ pub(super) async fn targets(
         uds: args.uds_target.as_ref().map(Endpoint::unix),
         udp,
         stack: None,
+        compressed: Vec::new(),
     })
 }
 
@@ -181,10 +186,30 @@ pub(super) enum Kind {
     RawTls,
     SockrpcTls,
     SockrpcStack,
+    SockrpcGzip,
+    SockrpcZstd,
     SockrpcIdle,
 }
 
 impl Kind {
+    /// The compression row for `encoding`.
+    pub(super) fn compressed(encoding: CompressionEncoding) -> Option<Kind> {
+        match encoding {
+            CompressionEncoding::Gzip => Some(Kind::SockrpcGzip),
+            CompressionEncoding::Zstd => Some(Kind::SockrpcZstd),
+            CompressionEncoding::Deflate => None,
+        }
+    }
+
+    /// The encoding a compression row measures.
+    pub(super) fn encoding(self) -> Option<CompressionEncoding> {
+        match self {
+            Kind::SockrpcGzip => Some(CompressionEncoding::Gzip),
+            Kind::SockrpcZstd => Some(CompressionEncoding::Zstd),
+            _ => None,
+        }
+    }
+
     /// The row's name in tables, JSON and plots.
     pub(super) fn name(self) -> &'static str {
         match self {
@@ -199,6 +224,8 @@ impl Kind {
             Kind::RawTls => "raw-tls",
             Kind::SockrpcTls => "sockrpc-tls",
             Kind::SockrpcStack => "sockrpc-stack",
+            Kind::SockrpcGzip => "sockrpc-gzip",
+            Kind::SockrpcZstd => "sockrpc-zstd",
             Kind::SockrpcIdle => "sockrpc-tcp-idle",
         }
     }
@@ -215,6 +242,8 @@ impl Kind {
             | Kind::SockrpcTcp
             | Kind::SockrpcStream
             | Kind::SockrpcStack
+            | Kind::SockrpcGzip
+            | Kind::SockrpcZstd
             | Kind::SockrpcIdle => "tcp",
         }
     }
@@ -331,6 +360,21 @@ pub(super) async fn run_group(
     }
     if wanted.contains(&Transport::Stream) {
         kinds.push(Kind::SockrpcStream);
+    }
+    if wanted.contains(&Transport::Compression) {
+        if targets.compressed.is_empty() {
+            group.skipped.push(
+                "sockrpc-gzip and sockrpc-zstd skipped: they need the embedded server (no \
+                 --target)"
+                    .into(),
+            );
+        }
+        kinds.extend(
+            targets
+                .compressed
+                .iter()
+                .filter_map(|(encoding, _)| Kind::compressed(*encoding)),
+        );
     }
     if wanted.contains(&Transport::Idle) {
         match targets.rpc {

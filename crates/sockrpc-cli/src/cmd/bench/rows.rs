@@ -132,7 +132,9 @@ pub(super) async fn run_row(
         | Kind::SockrpcUdp
         | Kind::SockrpcAuto
         | Kind::SockrpcStream
-        | Kind::SockrpcStack => run_sockrpc(kind, targets, plan, row, progress).await,
+        | Kind::SockrpcStack
+        | Kind::SockrpcGzip
+        | Kind::SockrpcZstd => run_sockrpc(kind, targets, plan, row, progress).await,
         Kind::SockrpcIdle => {
             let idle = match &targets.rpc {
                 Some(endpoint) => super::idle::open(endpoint, plan).await,
@@ -169,6 +171,11 @@ async fn run_sockrpc(
         Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.and_then(|udp| targets.with_udp(udp)),
         Kind::SockrpcTls => targets.tls.clone(),
         Kind::SockrpcStack => targets.stack.clone(),
+        Kind::SockrpcGzip | Kind::SockrpcZstd => targets
+            .compressed
+            .iter()
+            .find(|(encoding, _)| Some(*encoding) == kind.encoding())
+            .map(|(_, endpoint)| endpoint.clone()),
         Kind::SockrpcTcp | Kind::SockrpcIdle => targets.rpc.clone(),
         _ => targets.base().cloned(),
     };
@@ -185,8 +192,20 @@ async fn run_sockrpc(
     };
     let client = channel
         .as_ref()
-        .map(|channel| BenchClient::new(channel.clone()))
+        .map(|channel| match kind.encoding() {
+            // Requests compress once the first answer says the server takes the encoding:
+            // the warmup calls teach it.
+            Some(encoding) => BenchClient::new(channel.clone())
+                .send_compressed(encoding)
+                .accept_compressed(encoding),
+            None => BenchClient::new(channel.clone()),
+        })
         .map_err(Clone::clone);
+    if let Some(encoding) = kind.encoding() {
+        row.note = Some(format!(
+            "per-message {encoding} both ways (payload of one repeated byte)"
+        ));
+    }
     let mut row = match kind {
         Kind::SockrpcStream => {
             row.note = Some(if concurrency == 1 {

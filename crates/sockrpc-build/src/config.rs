@@ -1,0 +1,168 @@
+//! The builder's service options, tonic-build's names: default stubs, comments, `Debug`,
+//! well-known types, and attributes on the generated modules and types.
+//!
+//! Kept apart from the [`Builder`]'s prost pass-through settings (in `lib.rs`): these decide
+//! what the service generator writes, and live in one [`Options`] value it is handed.
+//!
+//! Paths name protobuf items as prost-build's do: `"."` is everything, `".pkg"` a package,
+//! `".pkg.Service"` a service and `".pkg.Service.Method"` one rpc (the leading dot is
+//! optional).
+
+use crate::Builder;
+
+/// What the service generator is told beyond client/server.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    /// Server trait methods get a default body answering `UNIMPLEMENTED`.
+    pub(crate) default_stubs: bool,
+    /// Paths whose comments are not turned into docs (messages too, through prost).
+    pub(crate) disable_comments: Vec<String>,
+    /// Paths of messages and enums without `#[derive(Debug)]` (prost's).
+    pub(crate) skip_debug: Vec<String>,
+    /// Generate the `google.protobuf` types instead of using `prost-types`.
+    pub(crate) compile_well_known_types: bool,
+    pub(crate) client_mod_attributes: Vec<(String, String)>,
+    pub(crate) client_attributes: Vec<(String, String)>,
+    pub(crate) server_mod_attributes: Vec<(String, String)>,
+    pub(crate) server_attributes: Vec<(String, String)>,
+}
+
+/// Whether `path` (a builder path) covers the item at `item` (`pkg.Service[.Method]`).
+pub(crate) fn matches(path: &str, item: &str) -> bool {
+    let path = path.strip_prefix('.').unwrap_or(path);
+    path.is_empty()
+        || item == path
+        || item
+            .strip_prefix(path)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+impl Options {
+    /// Whether comments of `item` become docs.
+    pub(crate) fn comments_for(&self, item: &str) -> bool {
+        !self.disable_comments.iter().any(|p| matches(p, item))
+    }
+
+    /// The attributes of `list` whose path covers `service`, one per line.
+    pub(crate) fn attributes(list: &[(String, String)], service: &str) -> String {
+        list.iter()
+            .filter(|(path, _)| matches(path, service))
+            .map(|(_, attribute)| format!("{attribute}\n"))
+            .collect()
+    }
+}
+
+impl Builder {
+    /// Server trait methods get a default body that answers `UNIMPLEMENTED` (tonic-build's
+    /// `generate_default_stubs`), so an implementation names only the rpcs it serves. A
+    /// streaming rpc's method then returns a `sockrpc::BoxStream` rather than an associated
+    /// type (stable Rust has no defaults for associated types).
+    pub fn generate_default_stubs(mut self, enable: bool) -> Self {
+        self.options.default_stubs = enable;
+        self
+    }
+
+    /// Leaves out the doc comments of the items under `paths` (`["."]` for all): services and
+    /// rpcs here, messages and fields through [`prost_build::Config::disable_comments`].
+    pub fn disable_comments<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.options
+            .disable_comments
+            .extend(paths.into_iter().map(|p| p.as_ref().to_owned()));
+        self
+    }
+
+    /// Messages and enums under `paths` get no `#[derive(Debug)]` (implement it yourself); see
+    /// [`prost_build::Config::skip_debug`].
+    pub fn skip_debug<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.options
+            .skip_debug
+            .extend(paths.into_iter().map(|p| p.as_ref().to_owned()));
+        self
+    }
+
+    /// Generates the `google.protobuf` well-known types into the output (a
+    /// `google.protobuf.rs`) instead of referring to `prost-types` (default `false`); see
+    /// [`prost_build::Config::compile_well_known_types`].
+    pub fn compile_well_known_types(mut self, enable: bool) -> Self {
+        self.options.compile_well_known_types = enable;
+        self
+    }
+
+    /// Adds `attribute` (e.g. `#[cfg(feature = "client")]`) to the `<service>_client`
+    /// modules of the services under `path`.
+    pub fn client_mod_attribute(
+        mut self,
+        path: impl AsRef<str>,
+        attribute: impl AsRef<str>,
+    ) -> Self {
+        self.options
+            .client_mod_attributes
+            .push(crate::pair(path, attribute));
+        self
+    }
+
+    /// Adds `attribute` to the `<Service>Client` structs of the services under `path`.
+    pub fn client_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+        self.options
+            .client_attributes
+            .push(crate::pair(path, attribute));
+        self
+    }
+
+    /// Adds `attribute` to the `<service>_server` modules of the services under `path`.
+    pub fn server_mod_attribute(
+        mut self,
+        path: impl AsRef<str>,
+        attribute: impl AsRef<str>,
+    ) -> Self {
+        self.options
+            .server_mod_attributes
+            .push(crate::pair(path, attribute));
+        self
+    }
+
+    /// Adds `attribute` to the `<Service>Server` structs and the `<Service>` traits of the
+    /// services under `path`.
+    pub fn server_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+        self.options
+            .server_attributes
+            .push(crate::pair(path, attribute));
+        self
+    }
+
+    /// Applies the options prost-build handles itself.
+    pub(crate) fn apply_options(&self, config: &mut prost_build::Config) {
+        if !self.options.disable_comments.is_empty() {
+            config.disable_comments(&self.options.disable_comments);
+        }
+        if !self.options.skip_debug.is_empty() {
+            config.skip_debug(&self.options.skip_debug);
+        }
+        if self.options.compile_well_known_types {
+            config.compile_well_known_types();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn paths_cover_their_items() {
+        assert!(matches(".", "pkg.Svc"));
+        assert!(matches(".pkg", "pkg.Svc.M"));
+        assert!(matches("pkg.Svc", "pkg.Svc"));
+        assert!(matches(".pkg.Svc", "pkg.Svc.M"));
+        assert!(!matches(".pkg.Sv", "pkg.Svc"));
+        assert!(!matches(".other", "pkg.Svc"));
+    }
+}

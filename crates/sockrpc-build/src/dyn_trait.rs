@@ -1,0 +1,138 @@
+//! The object-safe twin of a server trait: `Dyn<Service>`, implemented for every
+//! implementation of `<Service>`, and `<Service>` implemented for `Arc<dyn Dyn<Service>>`.
+//!
+//! Why a twin: the server trait returns `impl Future` (no box per call), which makes it
+//! unusable as `dyn`; tonic's `#[async_trait]` traits are object-safe at the price of a box on
+//! every call. The twin gives the choice back: serve `Arc<dyn DynGreeter>` (an implementation
+//! picked at run time, or several behind one type) and pay one box per call for it, or serve
+//! the implementation itself and pay nothing.
+
+use crate::generator::{MethodModel, ServiceModel};
+use crate::server::request_type;
+
+/// The twin trait, its blanket impl and the impl for `Arc<dyn ..>`, inside the server module.
+pub(crate) fn generate(service: &ServiceModel, default_stubs: bool) -> String {
+    let service_trait = &service.names.server_trait;
+    let twin = format!("Dyn{}", service_trait.trim_end_matches('_'));
+    let t = service.names.generic;
+    let methods: String = service.methods.iter().map(twin_method).collect();
+    let forwards: String = service
+        .methods
+        .iter()
+        .map(|m| forward(m, &twin, default_stubs))
+        .collect();
+    let blanket: String = service
+        .methods
+        .iter()
+        .map(|m| blanket(m, service_trait, t))
+        .collect();
+    let stream_types: String = service
+        .methods
+        .iter()
+        .filter(|m| m.shape.server_streams())
+        .map(|m| {
+            format!(
+                "type {} = ::sockrpc::codegen::BoxStream<{}>;\n",
+                m.stream_type, m.output
+            )
+        })
+        .collect();
+    // With default stubs a streaming method returns `BoxStream` and there is no associated type.
+    let stream_types = if default_stubs {
+        String::new()
+    } else {
+        stream_types
+    };
+    format!(
+        r#"
+    /// [`{service_trait}`] as a trait object: every implementation of [`{service_trait}`] is one,
+    /// and `Arc<dyn {twin}>` implements [`{service_trait}`], so
+    /// `{server}::new(Arc::new(imp) as Arc<dyn {twin}>)` serves an implementation chosen at run
+    /// time (one box per call, and per response stream).
+    pub trait {twin}: ::core::marker::Send + ::core::marker::Sync + 'static {{
+        {methods}
+    }}
+    impl<{t}: {service_trait}> {twin} for {t} {{
+        {blanket}
+    }}
+    impl {service_trait} for ::std::sync::Arc<dyn {twin}> {{
+        {stream_types}
+        {forwards}
+    }}
+"#,
+        server = service.names.server_struct,
+    )
+}
+
+/// What a twin method's future resolves to: the message, or a boxed stream of them.
+fn twin_output(m: &MethodModel) -> String {
+    if m.shape.server_streams() {
+        format!("::sockrpc::codegen::BoxStream<{}>", m.output)
+    } else {
+        m.output.clone()
+    }
+}
+
+fn future_of(output: &str) -> String {
+    format!(
+        "::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = \
+         ::core::result::Result<::sockrpc::codegen::Response<{output}>, \
+         ::sockrpc::codegen::Status>> + ::core::marker::Send + '_>>"
+    )
+}
+
+fn twin_method(m: &MethodModel) -> String {
+    format!(
+        "fn {name}(&self, request: {input}) -> {future};\n",
+        name = m.ident,
+        input = request_type(m),
+        future = future_of(&twin_output(m)),
+    )
+}
+
+fn blanket(m: &MethodModel, service_trait: &str, t: &str) -> String {
+    let body = if m.shape.server_streams() {
+        format!(
+            "::std::boxed::Box::pin(async move {{
+                let response = <{t} as {service_trait}>::{name}(self, request).await?;
+                ::core::result::Result::Ok(response.map(|stream| {{
+                    ::std::boxed::Box::pin(stream) as ::sockrpc::codegen::BoxStream<{output}>
+                }}))
+            }})",
+            name = m.ident,
+            output = m.output,
+        )
+    } else {
+        format!(
+            "::std::boxed::Box::pin(<{t} as {service_trait}>::{name}(self, request))",
+            name = m.ident
+        )
+    };
+    format!(
+        "fn {name}(&self, request: {input}) -> {future} {{ {body} }}\n",
+        name = m.ident,
+        input = request_type(m),
+        future = future_of(&twin_output(m)),
+    )
+}
+
+fn forward(m: &MethodModel, twin: &str, default_stubs: bool) -> String {
+    // The trait's own spelling of the output: its associated type, when it has one.
+    let output = if m.shape.server_streams() && !default_stubs {
+        format!("Self::{}", m.stream_type)
+    } else {
+        twin_output(m)
+    };
+    format!(
+        "fn {name}(
+            &self,
+            request: {input},
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status>,
+        > + ::core::marker::Send {{
+            <dyn {twin} as {twin}>::{name}(&**self, request)
+        }}\n",
+        name = m.ident,
+        input = request_type(m),
+    )
+}

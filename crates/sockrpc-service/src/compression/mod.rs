@@ -1,0 +1,335 @@
+//! Per-message compression and message-size limits, negotiated per call, as a generated client
+//! or server applies them.
+//!
+//! Why here, in the service layer: the transport only carries the flag (`FLAG_COMPRESSED` on
+//! MESSAGE) and the encoding fields (OPEN, HEADERS) as they are; compressing, refusing and
+//! bounding happen where messages are encoded and decoded, and the work runs on the task that
+//! produces or consumes the message, not on the connection's reader.
+//!
+//! ```text
+//!  client                                              server
+//!  OPEN [accept: zstd, send: gzip]  ──────────────────▶  learns what the client reads
+//!  MESSAGE (plain, or COMPRESSED gzip ─ only once the      decompresses gzip if it accepts it,
+//!           client has seen the server accept gzip)        else UNIMPLEMENTED
+//!  ◀────────────────── HEADERS [accept: gzip, send: zstd]  (only to a client that sent fields)
+//!  ◀────────────────── MESSAGE (COMPRESSED zstd: the client accepts zstd)
+//! ```
+//!
+//! - A side compresses only toward a peer that listed the encoding in its accept set: a server
+//!   learns the client's from its OPEN; a [`Client`](crate::Client) learns the server's from the
+//!   HEADERS of an earlier answer (so its first call goes plain) and forgets an encoding the
+//!   server refused. A peer that sent no encoding fields (an older one) is never sent any.
+//! - Limits apply to the decoded size, checked while decompressing ([`decompress`]).
+//! - Messages shorter than [`MessageSettings::compression_min_size`] go plain, and a
+//!   [`CompressionSwitch`] turns compression off for the messages of a stream that follow.
+//! - UDP datagram calls carry no encoding fields: they always go uncompressed.
+
+mod algorithm;
+
+pub use algorithm::{compiled_encodings, compress, decompress};
+pub use sockrpc_protocol::{CompressionEncoding, EncodingFields, EncodingSet};
+
+use crate::{Call, CallFuture};
+use bytes::Bytes;
+use sockrpc_protocol::Status;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The decoded-size limit when none is configured: gRPC's 4 MiB.
+pub const DEFAULT_MAX_DECODING_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// The default [`MessageSettings::compression_min_size`]: smaller messages rarely shrink.
+pub const DEFAULT_COMPRESSION_MIN_SIZE: usize = 32;
+
+/// Compression and size limits of one generated client or server (tonic's
+/// `send_compressed` / `accept_compressed` / `max_decoding_message_size` /
+/// `max_encoding_message_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSettings {
+    accept: EncodingSet,
+    send: Option<CompressionEncoding>,
+    min_size: usize,
+    max_decoding: Option<usize>,
+    max_encoding: Option<usize>,
+}
+
+impl Default for MessageSettings {
+    fn default() -> MessageSettings {
+        MessageSettings {
+            accept: EncodingSet::EMPTY,
+            send: None,
+            min_size: DEFAULT_COMPRESSION_MIN_SIZE,
+            max_decoding: None,
+            max_encoding: None,
+        }
+    }
+}
+
+impl MessageSettings {
+    /// Nothing compressed or accepted; the transport's limits only.
+    pub fn new() -> MessageSettings {
+        MessageSettings::default()
+    }
+
+    /// Accepts messages compressed with `encoding` (and says so to the peer). An encoding
+    /// not compiled into this build ([`compiled_encodings`]) is ignored, with a warning.
+    #[must_use]
+    pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> MessageSettings {
+        if compiled_encodings().contains(encoding) {
+            self.accept = self.accept.with(encoding);
+        } else {
+            tracing::warn!(%encoding, "accept_compressed: not compiled in (cargo feature)");
+        }
+        self
+    }
+
+    /// Compresses messages with `encoding` toward a peer that accepts it (others get them
+    /// plain). An encoding not compiled into this build is ignored, with a warning.
+    #[must_use]
+    pub fn send_compressed(mut self, encoding: CompressionEncoding) -> MessageSettings {
+        if compiled_encodings().contains(encoding) {
+            self.send = Some(encoding);
+        } else {
+            tracing::warn!(%encoding, "send_compressed: not compiled in (cargo feature)");
+        }
+        self
+    }
+
+    /// Messages shorter than `bytes` go uncompressed (default
+    /// [`DEFAULT_COMPRESSION_MIN_SIZE`]).
+    #[must_use]
+    pub fn compression_min_size(mut self, bytes: usize) -> MessageSettings {
+        self.min_size = bytes;
+        self
+    }
+
+    /// The largest message accepted, counted after decompression: a larger one fails its call
+    /// `RESOURCE_EXHAUSTED`. Unset, compressed messages are bounded by
+    /// [`DEFAULT_MAX_DECODING_MESSAGE_SIZE`] and plain ones by the transport's message limit
+    /// alone (which also bounds every message's wire size: raise both for larger messages).
+    #[must_use]
+    pub fn max_decoding_message_size(mut self, bytes: usize) -> MessageSettings {
+        self.max_decoding = Some(bytes);
+        self
+    }
+
+    /// The largest message sent, counted before compression: a larger one fails its call
+    /// `RESOURCE_EXHAUSTED` without being sent. Unset: no limit beyond the transport's.
+    #[must_use]
+    pub fn max_encoding_message_size(mut self, bytes: usize) -> MessageSettings {
+        self.max_encoding = Some(bytes);
+        self
+    }
+
+    /// The encodings accepted.
+    pub fn accepted(&self) -> EncodingSet {
+        self.accept
+    }
+
+    /// The encoding sent with, if any.
+    pub fn sends(&self) -> Option<CompressionEncoding> {
+        self.send
+    }
+
+    /// Whether these are the defaults (then a call costs nothing extra).
+    pub fn is_default(&self) -> bool {
+        *self == MessageSettings::default()
+    }
+
+    /// The encoding fields this side sends, when it has anything to say.
+    pub(crate) fn fields(&self) -> Option<EncodingFields> {
+        (!self.accept.is_empty() || self.send.is_some())
+            .then(|| EncodingFields::new(self.accept, self.send))
+    }
+
+    pub(crate) fn decoding(&self, peer: Option<EncodingFields>, side: Side) -> Decoding {
+        Decoding {
+            accept: self.accept,
+            named: peer.map_or(0, |p| p.send),
+            max: self.max_decoding,
+            side,
+        }
+    }
+
+    pub(crate) fn encoding(
+        &self,
+        send: Option<CompressionEncoding>,
+        switch: Option<CompressionSwitch>,
+    ) -> Encoding {
+        Encoding {
+            send,
+            min_size: self.min_size,
+            max: self.max_encoding,
+            switch,
+        }
+    }
+
+    /// Runs a generated server's dispatch with these settings: the request body decodes (and
+    /// refuses what is not accepted), the answer compresses toward a client that accepts the
+    /// encoding, and the HEADERS tell a client that sent encoding fields what this server
+    /// accepts. When the answer will be compressed, the request's extensions hold the
+    /// [`CompressionSwitch`] of its messages.
+    pub fn serve(&self, mut call: Call, run: impl FnOnce(Call) -> CallFuture) -> CallFuture {
+        if self.is_default() {
+            // A compressed message still meets the body's refusal (`UNIMPLEMENTED`).
+            return run(call);
+        }
+        let peer = call.request().encoding();
+        let decoding = self.decoding(peer, Side::Server);
+        call.request_mut().get_mut().set_decoding(decoding);
+        let send = self
+            .send
+            .filter(|e| peer.is_some_and(|p| p.accept.contains(*e)));
+        let switch = send.map(|_| {
+            let switch = CompressionSwitch::new();
+            call.request_mut().extensions_mut().insert(switch.clone());
+            switch
+        });
+        let encoding = self.encoding(send, switch);
+        let fields = peer.map(|_| EncodingFields::new(self.accept, send));
+        let answer = run(call);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            response.set_encoding(fields);
+            response.get_mut().set_encoding(encoding);
+            Ok(response)
+        })
+    }
+}
+
+/// Which side decodes, for messages that say who refused what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+}
+
+/// How a body decodes the messages it receives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decoding {
+    accept: EncodingSet,
+    /// The peer's `send` id (0: it named none).
+    named: u8,
+    max: Option<usize>,
+    side: Side,
+}
+
+impl Decoding {
+    /// The message as the application reads it.
+    pub(crate) fn decode(&self, message: Bytes, compressed: bool) -> Result<Bytes, Status> {
+        if !compressed {
+            if let Some(max) = self.max.filter(|max| message.len() > *max) {
+                return Err(Status::resource_exhausted(format!(
+                    "message of {} bytes exceeds the limit of {max}",
+                    message.len()
+                )));
+            }
+            return Ok(message);
+        }
+        let side = self.side.name();
+        let fields = EncodingFields {
+            accept: self.accept,
+            send: self.named,
+        };
+        let encoding = match fields.send_encoding() {
+            Ok(Some(encoding)) => encoding,
+            Ok(None) => {
+                return Err(Status::unimplemented(format!(
+                    "a compressed message, but its sender named no encoding (this {side} \
+                     accepts {})",
+                    self.accept
+                )))
+            }
+            Err(id) => {
+                return Err(Status::unimplemented(format!(
+                    "a message compressed with encoding id {id}, unknown to this {side} (it \
+                     accepts {})",
+                    self.accept
+                )))
+            }
+        };
+        if !self.accept.contains(encoding) {
+            return Err(Status::unimplemented(format!(
+                "a {encoding}-compressed message, but this {side} accepts {}",
+                self.accept
+            )));
+        }
+        decompress(
+            encoding,
+            &message,
+            self.max.unwrap_or(DEFAULT_MAX_DECODING_MESSAGE_SIZE),
+        )
+    }
+}
+
+/// How a body encodes the messages it sends.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoding {
+    send: Option<CompressionEncoding>,
+    min_size: usize,
+    max: Option<usize>,
+    switch: Option<CompressionSwitch>,
+}
+
+impl Encoding {
+    /// The message as it goes on the wire, and whether it is compressed.
+    pub(crate) fn encode(&self, message: Bytes) -> Result<(Bytes, bool), Status> {
+        if let Some(max) = self.max.filter(|max| message.len() > *max) {
+            return Err(Status::resource_exhausted(format!(
+                "message of {} bytes exceeds the sending limit of {max}",
+                message.len()
+            )));
+        }
+        match self.send {
+            Some(encoding)
+                if message.len() >= self.min_size
+                    && self.switch.as_ref().is_none_or(CompressionSwitch::is_on) =>
+            {
+                Ok((compress(encoding, &message)?, true))
+            }
+            _ => Ok((message, false)),
+        }
+    }
+}
+
+/// Turns compression on or off for the messages of a call that follow (gRPC's per-message
+/// opt-out, as grpc-java's `setMessageCompression`): shared, cheap to clone.
+///
+/// On a server, a call whose answer will be compressed finds one in its request's extensions
+/// (`request.extensions().get::<CompressionSwitch>()`); on a client, put one in the request's
+/// extensions before the call to steer its request stream. A message is compressed or not as
+/// the switch stands when the transport takes it from the stream.
+#[derive(Debug, Clone)]
+pub struct CompressionSwitch(Arc<AtomicBool>);
+
+impl CompressionSwitch {
+    /// A switch, on.
+    pub fn new() -> CompressionSwitch {
+        CompressionSwitch(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// Compress the messages that follow (`true`) or send them plain (`false`).
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether messages are compressed.
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for CompressionSwitch {
+    fn default() -> CompressionSwitch {
+        CompressionSwitch::new()
+    }
+}

@@ -1,0 +1,23 @@
+//! Issue 12, what a tonic user expects to find: per-message compression, limits and codegen
+//! options, over loopback TCP.
+//!
+//! - matrix: the four call shapes in every combination of client and server encodings, with
+//!   the COMPRESSED flag read off the wire by a proxy;
+//! - refusals: an encoding the server does not accept (`UNIMPLEMENTED`), a corrupt body
+//!   (`INTERNAL`), a zip bomb (`RESOURCE_EXHAUSTED`), and a client of the previous version
+//!   that never receives a compressed message;
+//! - limits: send and receive limits, separate on both sides, and the status message cap;
+//! - stubs: a server generated with default stubs answers what it does not implement
+//!   `UNIMPLEMENTED`, with the well-known types compiled into the output;
+//! - dyn_service: a generated server trait served as a trait object;
+//! - paths: a compression switch turned off mid-stream, and UDP calls, go plain.
+//!
+//! Every loop is bounded in count and every wait in time; nothing asserts speed.
+
+mod dyn_service;
+mod limits;
+mod matrix;
+mod paths;
+mod refusals;
+mod stubs;
+mod support;
