@@ -110,6 +110,7 @@ impl RawConn {
         }
         let frame = ServerFrame {
             kind: self.buf[4],
+            flags: self.buf[5],
             call_id: u32::from_be_bytes(self.buf[8..12].try_into().expect("4 bytes")),
             body: self.buf[12..12 + length].to_vec(),
         };

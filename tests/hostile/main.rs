@@ -3,6 +3,7 @@
 //! allocate what a peer merely announces, while a well-behaved generated client keeps being
 //! served; and a client whose server is gone fails with `Unavailable`, never hangs.
 
+mod fold;
 mod memory;
 mod raw;
 mod server_gone;

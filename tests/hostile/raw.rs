@@ -85,6 +85,7 @@ pub(crate) fn xorshift_bytes(mut seed: u64, len: usize) -> Vec<u8> {
 #[derive(Debug)]
 pub(crate) struct ServerFrame {
     pub(crate) kind: u8,
+    pub(crate) flags: u8,
     pub(crate) call_id: u32,
     pub(crate) body: Vec<u8>,
 }
@@ -109,6 +110,7 @@ pub(crate) fn server_frames(bytes: &[u8]) -> Vec<ServerFrame> {
         }
         out.push(ServerFrame {
             kind,
+            flags: rest[5],
             call_id,
             body: rest[12..12 + length].to_vec(),
         });

@@ -26,9 +26,9 @@
 use crate::choose;
 use bytes::BytesMut;
 use sockrpc::protocol::frame::{
-    encode_cancel, encode_end_flagged, encode_goaway, encode_headers_with, encode_message_flagged,
-    encode_open_frame, encode_ping, encode_pong, encode_window, max_frame_len, Frame, OpenFrame,
-    HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    encode_cancel, encode_end_flagged, encode_goaway, encode_headers_with, encode_message_end_ok,
+    encode_message_flagged, encode_open_frame, encode_ping, encode_pong, encode_window,
+    max_frame_len, Frame, OpenFrame, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use sockrpc::transport::FrameDecoder;
 use sockrpc::Limits;
@@ -146,6 +146,7 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             streaming,
             reissue,
             encoding,
+            fold_end,
         } => encode_open_frame(
             dst,
             *call_id,
@@ -155,6 +156,7 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
                 client_streams: *streaming,
                 reissue: *reissue,
                 encoding: *encoding,
+                fold_end: *fold_end,
                 ..OpenFrame::new(path, metadata)
             },
         ),
@@ -167,8 +169,14 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             call_id,
             end_stream,
             compressed,
+            end_ok,
             body,
-        } => encode_message_flagged(dst, *call_id, *end_stream, *compressed, body),
+        } => match (*end_ok, *end_stream) {
+            (false, _) => encode_message_flagged(dst, *call_id, *end_stream, *compressed, body),
+            (true, true) => encode_message_end_ok(dst, *call_id, *compressed, body),
+            // The encoder always marks a folded answer as the last message.
+            (true, false) => return false,
+        },
         Frame::End {
             call_id,
             code,

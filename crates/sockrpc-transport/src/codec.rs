@@ -214,6 +214,7 @@ mod tests {
                     call_id: 1,
                     end_stream: true,
                     compressed: false,
+                    end_ok: false,
                     body: Bytes::from_static(b"abc")
                 },
                 Frame::Ping { payload: 9 }

@@ -1,8 +1,9 @@
 //! Writing frames: every encoder appends one whole frame to a buffer.
 
 use super::{
-    FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_STREAM, FLAG_NOT_PROCESSED, FLAG_REISSUE,
-    FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK, FLAG_END_STREAM, FLAG_FOLD_END,
+    FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS,
+    MAX_STATUS_MESSAGE,
 };
 use crate::encoding::ENCODING_FIELDS_LEN;
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
@@ -79,6 +80,8 @@ pub struct OpenFrame<'a> {
     pub reissue: Option<(u64, u32)>,
     /// `FLAG_ENCODING`: what the client accepts and sends with.
     pub encoding: Option<EncodingFields>,
+    /// `FLAG_FOLD_END`: the client reads an OK end folded into the answer's MESSAGE.
+    pub fold_end: bool,
 }
 
 impl<'a> OpenFrame<'a> {
@@ -92,6 +95,7 @@ impl<'a> OpenFrame<'a> {
             client_streams: false,
             reissue: None,
             encoding: None,
+            fold_end: false,
         }
     }
 }
@@ -179,6 +183,9 @@ pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>)
     }
     if open.encoding.is_some() {
         flags |= FLAG_ENCODING;
+    }
+    if open.fold_end {
+        flags |= FLAG_FOLD_END;
     }
     dst.reserve(HEADER_LEN + len);
     put_header(dst, len, FrameKind::Open, flags, call_id);
@@ -274,6 +281,19 @@ pub fn encode_message_flagged(
 ) {
     dst.reserve(HEADER_LEN + body.len());
     let mut flags = if end_stream { FLAG_END_STREAM } else { 0 };
+    if compressed {
+        flags |= FLAG_COMPRESSED;
+    }
+    put_header(dst, body.len(), FrameKind::Message, flags, call_id);
+    dst.put_slice(body);
+}
+
+/// Writes a unary call's whole OK answer in one frame: a MESSAGE with `FLAG_END_OK` (and
+/// `FLAG_END_STREAM`), for a call whose OPEN had `FLAG_FOLD_END` and whose answer has no
+/// trailing metadata: the END that would follow is folded into it.
+pub fn encode_message_end_ok(dst: &mut BytesMut, call_id: u32, compressed: bool, body: &[u8]) {
+    dst.reserve(HEADER_LEN + body.len());
+    let mut flags = FLAG_END_STREAM | FLAG_END_OK;
     if compressed {
         flags |= FLAG_COMPRESSED;
     }

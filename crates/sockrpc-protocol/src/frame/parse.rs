@@ -1,8 +1,8 @@
 //! Reading frames: a header's body, checked field by field.
 
 use super::{
-    Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_STREAM,
-    FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM,
+    Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK,
+    FLAG_END_STREAM, FLAG_FOLD_END, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM,
 };
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
 use bytes::{Buf, Bytes};
@@ -127,6 +127,7 @@ impl Frame {
                     streaming: header.flags & FLAG_STREAM != 0,
                     reissue,
                     encoding,
+                    fold_end: header.flags & FLAG_FOLD_END != 0,
                 }
             }
             FrameKind::Headers => Frame::Headers {
@@ -139,6 +140,7 @@ impl Frame {
                     call_id,
                     end_stream,
                     compressed: header.flags & FLAG_COMPRESSED != 0,
+                    end_ok: header.flags & FLAG_END_OK != 0,
                     body: body.buf,
                 })
             }

@@ -142,6 +142,8 @@ fn start_call(
             timeout,
             reissue,
             encoding: request.encoding(),
+            // The driver reads an OK answer folded into one MESSAGE (`FLAG_END_OK`).
+            fold_end: true,
             ..frame::OpenFrame::new(path, metadata)
         },
     );

@@ -6,7 +6,7 @@ use crate::codec::DecodeError;
 use crate::reader::FrameReader;
 use bytes::Bytes;
 use sockrpc_protocol::frame::{self, Frame};
-use sockrpc_protocol::{Code, Response, Status};
+use sockrpc_protocol::{Code, MetadataMap, Response, Status};
 use std::{
     future::Future,
     pin::Pin,
@@ -135,6 +135,7 @@ impl Driver {
                 call_id,
                 body,
                 compressed,
+                end_ok,
                 ..
             } => {
                 let max = self.shared.limits.max_message_size;
@@ -152,6 +153,20 @@ impl Driver {
                         slot.message = Some(body);
                         slot.compressed = compressed;
                     }
+                }
+                if end_ok {
+                    // The server folded the call's OK end into this message (`FLAG_END_OK`).
+                    self.dispatch(
+                        state,
+                        Frame::End {
+                            call_id,
+                            code: Code::Ok,
+                            message: String::new(),
+                            details: Bytes::new(),
+                            trailers: MetadataMap::new(),
+                            not_processed: false,
+                        },
+                    );
                 }
             }
             Frame::Oversized { call_id, length } => {

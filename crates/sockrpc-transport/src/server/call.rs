@@ -43,6 +43,7 @@ impl<D: Dispatch> Connection<D> {
             reissue,
             encoding,
             compressed,
+            fold_end,
             ..
         } = opened;
         let span = tracing::debug_span!(
@@ -98,12 +99,12 @@ impl<D: Dispatch> Connection<D> {
                 record(&span, started, &result);
                 let streamed = {
                     let mut state = self.shared.lock();
-                    answer_now(&mut state, call_id, result, &self.shared.limits)
+                    answer_now(&mut state, call_id, result, fold_end, &self.shared.limits)
                 };
                 if let Some(response) = streamed {
                     // Streamed answers are paced by the client's credit: they get a task.
                     let shared = Arc::clone(&self.shared);
-                    let task = finish_call(shared, call_id, Ok(response), deadline);
+                    let task = finish_call(shared, call_id, Ok(response), fold_end, deadline);
                     self.spawn_call(call_id, task.instrument(span));
                 }
             }
@@ -113,7 +114,7 @@ impl<D: Dispatch> Connection<D> {
                 let task = async move {
                     let result = future.await;
                     record(&task_span, started, &result);
-                    finish_call(shared, call_id, result, deadline).await;
+                    finish_call(shared, call_id, result, fold_end, deadline).await;
                 };
                 self.spawn_call(call_id, task.instrument(span));
             }
@@ -132,7 +133,7 @@ impl<D: Dispatch> Connection<D> {
     /// Answers a call from the connection task (errors the connection itself decides on).
     pub(super) fn answer(&self, call_id: u32, result: Result<Response<D::Body>, Status>) {
         let mut state = self.shared.lock();
-        let streamed = answer_now(&mut state, call_id, result, &self.shared.limits);
+        let streamed = answer_now(&mut state, call_id, result, false, &self.shared.limits);
         debug_assert!(
             streamed.is_none(),
             "the connection only answers with errors"
@@ -238,6 +239,7 @@ async fn finish_call<B: OutboundBody>(
     shared: Arc<Shared>,
     call_id: u32,
     result: Result<Response<B>, Status>,
+    fold_end: bool,
     deadline: Option<Instant>,
 ) {
     let streamed = {
@@ -245,7 +247,7 @@ async fn finish_call<B: OutboundBody>(
         if !state.running.contains_key(&call_id) {
             return;
         }
-        answer_now(&mut state, call_id, result, &shared.limits)
+        answer_now(&mut state, call_id, result, fold_end, &shared.limits)
     };
     if let Some(response) = streamed {
         let pumping = pump(Arc::clone(&shared), call_id, response);

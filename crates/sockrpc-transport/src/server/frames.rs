@@ -30,6 +30,7 @@ impl<D: Dispatch> Connection<D> {
                 streaming,
                 reissue,
                 encoding,
+                fold_end,
             } => {
                 if call_id <= self.last_call_id {
                     return Err((
@@ -63,6 +64,7 @@ impl<D: Dispatch> Connection<D> {
                 } else {
                     let mut opened = Opened::new(path, metadata, timeout, reissue);
                     opened.encoding = encoding;
+                    opened.fold_end = fold_end;
                     if streaming {
                         self.open_stream(cx, call_id, opened, end_stream);
                     } else {
@@ -75,7 +77,14 @@ impl<D: Dispatch> Connection<D> {
                 body,
                 end_stream,
                 compressed,
+                end_ok,
             } => {
+                if end_ok {
+                    return Err((
+                        Code::Internal,
+                        format!("call {call_id}: END_OK is a server's flag, sent by a client"),
+                    ));
+                }
                 if let Some(mut opened) = self.opened.remove(&call_id) {
                     opened.compressed = compressed;
                     self.dispatch_call(cx, call_id, opened, RequestBody::Once(body));

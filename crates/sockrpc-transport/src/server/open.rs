@@ -22,6 +22,8 @@ pub(super) struct Opened {
     pub(super) encoding: Option<EncodingFields>,
     /// The request MESSAGE carried `FLAG_COMPRESSED` (set when it arrives).
     pub(super) compressed: bool,
+    /// The OPEN's `FLAG_FOLD_END`: an OK answer may fold its END into its MESSAGE.
+    pub(super) fold_end: bool,
     /// When the wait for the request message ends; set once the call is still waiting at the
     /// end of a read batch (most never are: their MESSAGE arrives in the same read).
     expires: Option<Instant>,
@@ -44,6 +46,7 @@ impl Opened {
             reissue,
             encoding: None,
             compressed: false,
+            fold_end: false,
             expires: None,
             unshared: false,
         }

@@ -145,11 +145,12 @@ impl Shared {
 }
 
 /// Answers at once when the result is an error or one message; hands a streamed response back
-/// for [`pump`].
+/// for [`pump`]. `fold_end`: the call's OPEN allowed an OK end folded into its MESSAGE.
 pub(super) fn answer_now<B: OutboundBody>(
     state: &mut ConnState,
     call_id: u32,
     result: Result<Response<B>, Status>,
+    fold_end: bool,
     limits: &Limits,
 ) -> Option<Response<B>> {
     let response = match result {
@@ -173,6 +174,7 @@ pub(super) fn answer_now<B: OutboundBody>(
                 (&metadata, encoding),
                 (&message, compressed),
                 &trailers,
+                fold_end,
                 limits,
             );
             None
@@ -186,13 +188,15 @@ pub(super) fn answer_now<B: OutboundBody>(
 }
 
 /// Writes a one-message answer: HEADERS (when there is leading metadata or encoding fields),
-/// MESSAGE (with its `FLAG_COMPRESSED`), END.
+/// MESSAGE (with its `FLAG_COMPRESSED`), END; or, when the client allowed it and there are no
+/// trailers, the MESSAGE alone with the END folded in (`FLAG_END_OK`).
 fn encode_once(
     buf: &mut BytesMut,
     call_id: u32,
     (metadata, encoding): (&MetadataMap, Option<EncodingFields>),
     (message, compressed): (&[u8], bool),
     trailers: &MetadataMap,
+    fold_end: bool,
     limits: &Limits,
 ) {
     if message.len() > limits.send_limit() {
@@ -211,6 +215,10 @@ fn encode_once(
     }
     if !metadata.is_empty() || encoding.is_some() {
         frame::encode_headers_with(buf, call_id, metadata, encoding);
+    }
+    if fold_end && trailers.is_empty() {
+        frame::encode_message_end_ok(buf, call_id, compressed, message);
+        return;
     }
     frame::encode_message_flagged(buf, call_id, true, compressed, message);
     frame::encode_end(buf, call_id, Code::Ok, "", &[], trailers);

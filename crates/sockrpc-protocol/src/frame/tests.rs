@@ -1,0 +1,302 @@
+//! Frames round-trip and are refused as the format says.
+
+use super::*;
+use bytes::BytesMut;
+
+fn round_trip(encoded: BytesMut) -> Frame {
+    let limits = Limits::default();
+    let mut head = [0u8; HEADER_LEN];
+    head.copy_from_slice(&encoded[..HEADER_LEN]);
+    let header = FrameHeader::parse(&head, &limits).expect("header");
+    assert_eq!(header.length as usize, encoded.len() - HEADER_LEN);
+    let body = Bytes::copy_from_slice(&encoded[HEADER_LEN..]);
+    Frame::parse(&header, body, &limits).expect("body")
+}
+
+#[test]
+fn every_kind_round_trips() {
+    let mut metadata = MetadataMap::new();
+    metadata.insert("k", "v").expect("valid");
+    metadata
+        .insert_bin("b-bin", vec![0u8, 1, 2])
+        .expect("valid");
+    let path = MethodPath::from_static("/p.S/M");
+
+    let mut buf = BytesMut::new();
+    encode_open(
+        &mut buf,
+        7,
+        Some(Duration::from_millis(50)),
+        &path,
+        &metadata,
+        false,
+    );
+    assert_eq!(
+        round_trip(buf),
+        Frame::Open {
+            call_id: 7,
+            timeout: Some(Duration::from_millis(50)),
+            path: path.clone(),
+            metadata: metadata.clone(),
+            end_stream: false,
+            streaming: false,
+            reissue: None,
+            encoding: None,
+            fold_end: false,
+        }
+    );
+
+    let mut buf = BytesMut::new();
+    encode_reissue(
+        &mut buf,
+        9,
+        None,
+        &path,
+        &metadata,
+        (0xdead_beef_0000_0001, 42),
+    );
+    assert_eq!(
+        round_trip(buf),
+        Frame::Open {
+            call_id: 9,
+            timeout: None,
+            path: path.clone(),
+            metadata: metadata.clone(),
+            end_stream: false,
+            streaming: false,
+            reissue: Some((0xdead_beef_0000_0001, 42)),
+            encoding: None,
+            fold_end: false,
+        }
+    );
+
+    let mut buf = BytesMut::new();
+    encode_message(&mut buf, 7, true, b"hello");
+    assert_eq!(
+        round_trip(buf),
+        Frame::Message {
+            call_id: 7,
+            end_stream: true,
+            compressed: false,
+            end_ok: false,
+            body: Bytes::from_static(b"hello")
+        }
+    );
+
+    let message = "tab\t crlf\r\n astral 𝄞";
+    let mut buf = BytesMut::new();
+    encode_end(&mut buf, 7, Code::NotFound, message, b"\x00\x01", &metadata);
+    assert_eq!(
+        round_trip(buf),
+        Frame::End {
+            call_id: 7,
+            code: Code::NotFound,
+            message: message.into(),
+            details: Bytes::from_static(b"\x00\x01"),
+            trailers: metadata.clone(),
+            not_processed: false,
+        }
+    );
+
+    let mut buf = BytesMut::new();
+    encode_end_flagged(
+        &mut buf,
+        8,
+        Code::Unavailable,
+        "draining",
+        &[],
+        &metadata,
+        true,
+    );
+    assert!(matches!(
+        round_trip(buf),
+        Frame::End {
+            call_id: 8,
+            not_processed: true,
+            ..
+        }
+    ));
+
+    let mut buf = BytesMut::new();
+    encode_goaway(&mut buf, 9, Code::Unavailable, "shutting down");
+    assert!(matches!(
+        round_trip(buf),
+        Frame::GoAway {
+            last_call_id: 9,
+            ..
+        }
+    ));
+    let mut buf = BytesMut::new();
+    encode_ping(&mut buf, 42);
+    assert_eq!(round_trip(buf), Frame::Ping { payload: 42 });
+    let mut buf = BytesMut::new();
+    encode_cancel(&mut buf, 3);
+    assert_eq!(round_trip(buf), Frame::Cancel { call_id: 3 });
+    let mut buf = BytesMut::new();
+    encode_window(&mut buf, 3, 65536);
+    assert_eq!(
+        round_trip(buf),
+        Frame::Window {
+            call_id: 3,
+            credit: 65536
+        }
+    );
+    let mut buf = BytesMut::new();
+    encode_headers(&mut buf, 3, &metadata);
+    assert_eq!(
+        round_trip(buf),
+        Frame::Headers {
+            call_id: 3,
+            metadata: metadata.clone(),
+            encoding: None,
+        }
+    );
+
+    // Encoding fields on OPEN and HEADERS, the COMPRESSED flag on MESSAGE.
+    let fields = EncodingFields::new(
+        crate::EncodingSet::EMPTY.with(crate::CompressionEncoding::Zstd),
+        Some(crate::CompressionEncoding::Gzip),
+    );
+    let mut buf = BytesMut::new();
+    encode_open_frame(
+        &mut buf,
+        11,
+        &OpenFrame {
+            client_streams: true,
+            encoding: Some(fields),
+            ..OpenFrame::new(&path, &metadata)
+        },
+    );
+    assert!(matches!(
+        round_trip(buf),
+        Frame::Open { call_id: 11, streaming: true, encoding: Some(f), .. } if f == fields
+    ));
+    let mut buf = BytesMut::new();
+    encode_headers_with(&mut buf, 11, &metadata, Some(fields));
+    assert_eq!(
+        round_trip(buf),
+        Frame::Headers {
+            call_id: 11,
+            metadata,
+            encoding: Some(fields),
+        }
+    );
+    let mut buf = BytesMut::new();
+    encode_message_flagged(&mut buf, 11, false, true, b"zz");
+    assert!(matches!(
+        round_trip(buf),
+        Frame::Message {
+            compressed: true,
+            end_stream: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_long_status_message_is_cut_and_marked() {
+    let limits = Limits::default();
+    let long = "é".repeat(20_000); // 40,000 bytes, two per character
+    let mut buf = BytesMut::new();
+    let end = EndFrame {
+        code: Code::Internal,
+        message: &long,
+        details: b"",
+        trailers: &MetadataMap::new(),
+        not_processed: false,
+    };
+    encode_end_capped(&mut buf, 1, &end, 1000);
+    let Frame::End { message, .. } = round_trip(buf) else {
+        panic!("not an END");
+    };
+    assert!(message.len() <= 1000, "{}", message.len());
+    let kept = message.find('…').expect("marked");
+    let dropped = long.len() - kept;
+    assert!(
+        message.ends_with(&format!("… [truncated {dropped} bytes]")),
+        "{message}"
+    );
+    assert!(long.starts_with(&message[..kept]));
+    // The default cap, through the plain encoder: 16 KiB, marked.
+    let mut buf = BytesMut::new();
+    encode_end(&mut buf, 1, Code::Internal, &long, b"", &MetadataMap::new());
+    let Frame::End { message, .. } = round_trip(buf) else {
+        panic!("not an END");
+    };
+    assert!(message.len() <= MAX_STATUS_MESSAGE && message.contains("[truncated "));
+    // Short messages are untouched; the cap is bounded by the ceiling.
+    assert_eq!(truncate_status("short", 5), "short");
+    assert_eq!(
+        limits
+            .with_max_status_message_size(1 << 20)
+            .status_message_cap(),
+        crate::STATUS_MESSAGE_CEILING
+    );
+}
+
+#[test]
+fn hostile_headers_are_refused() {
+    let limits = Limits::default();
+    let mut head = [0xffu8; HEADER_LEN];
+    assert!(FrameHeader::parse(&head, &limits).is_err());
+    head = [0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        FrameHeader::parse(&head, &limits),
+        Err(FrameError::BadCallId(FrameKind::Message))
+    );
+    head = [0, 0, 0, 0, 0x7f, 0, 0, 0, 0, 0, 0, 1];
+    assert_eq!(
+        FrameHeader::parse(&head, &limits),
+        Err(FrameError::UnknownKind(0x7f))
+    );
+    head = [0, 1, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1];
+    assert!(matches!(
+        FrameHeader::parse(&head, &limits),
+        Err(FrameError::TooLong { .. })
+    ));
+}
+
+#[test]
+fn truncated_bodies_are_malformed() {
+    let limits = Limits::default();
+    let mut buf = BytesMut::new();
+    encode_end(&mut buf, 1, Code::Internal, "m", b"", &MetadataMap::new());
+    let mut head = [0u8; HEADER_LEN];
+    head.copy_from_slice(&buf[..HEADER_LEN]);
+    let header = FrameHeader::parse(&head, &limits).expect("header");
+    for cut in 0..buf.len() - HEADER_LEN {
+        let body = Bytes::copy_from_slice(&buf[HEADER_LEN..HEADER_LEN + cut]);
+        assert!(
+            Frame::parse(&header, body, &limits).is_err(),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn fold_end_and_end_ok_round_trip() {
+    let path = MethodPath::from_static("/p.S/M");
+    let metadata = MetadataMap::new();
+    let mut buf = BytesMut::new();
+    encode_open_frame(
+        &mut buf,
+        3,
+        &OpenFrame {
+            fold_end: true,
+            ..OpenFrame::new(&path, &metadata)
+        },
+    );
+    assert!(matches!(round_trip(buf), Frame::Open { fold_end: true, .. }));
+    let mut buf = BytesMut::new();
+    encode_message_end_ok(&mut buf, 3, false, b"answer");
+    assert_eq!(
+        round_trip(buf),
+        Frame::Message {
+            call_id: 3,
+            end_stream: true,
+            compressed: false,
+            end_ok: true,
+            body: Bytes::from_static(b"answer"),
+        }
+    );
+}
