@@ -286,7 +286,10 @@ fn fold_end_and_end_ok_round_trip() {
             ..OpenFrame::new(&path, &metadata)
         },
     );
-    assert!(matches!(round_trip(buf), Frame::Open { fold_end: true, .. }));
+    assert!(matches!(
+        round_trip(buf),
+        Frame::Open { fold_end: true, .. }
+    ));
     let mut buf = BytesMut::new();
     encode_message_end_ok(&mut buf, 3, false, b"answer");
     assert_eq!(
