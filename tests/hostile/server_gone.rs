@@ -125,3 +125,82 @@ async fn server_task_aborted_mid_call_is_unavailable() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert_no_worker_panics();
 }
+
+/// A writer that takes everything until `fail` is set, then fails every write with a broken
+/// pipe: a server that closed while the client's next call was on its way.
+struct BreakingWriter {
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncWrite for BreakingWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        } else {
+            Ok(buf.len())
+        })
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// When a write fails, a call whose frames the socket never took fails "not processed" (a
+/// balanced or pooled channel sends it elsewhere); a call already written may have run, and
+/// fails plain `UNAVAILABLE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_a_failed_write_never_sent_is_not_processed() {
+    use sockrpc::transport::ClientConnection;
+    use sockrpc::{Limits, MethodPath, Request};
+    let (client_side, mut server_side) = tokio::io::duplex(1024);
+    server_side
+        .write_all(PREFACE)
+        .await
+        .expect("server preface");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let conn = ClientConnection::spawn(
+        client_side,
+        BreakingWriter {
+            fail: Arc::clone(&fail),
+        },
+        Limits::default(),
+        None,
+    );
+    let path = MethodPath::from_static("/sockrpc.test.Echo/Echo");
+    let request = || Request::new(bytes::Bytes::from_static(b"payload"));
+    // Written, never answered.
+    let mut written = Box::pin(conn.unary(path.clone(), request()));
+    let pending =
+        tokio::time::timeout(std::time::Duration::from_millis(50), written.as_mut()).await;
+    assert!(pending.is_err(), "no answer comes: {pending:?}");
+
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let unsent = bounded("the call whose write fails", conn.unary(path, request()))
+        .await
+        .expect_err("the write fails");
+    assert!(unsent.is_not_processed(), "{unsent:?}");
+    let sent = bounded("the call written before", written)
+        .await
+        .expect_err("the connection is gone");
+    assert_eq!(sent.code(), Code::Unavailable, "{sent:?}");
+    assert!(
+        !sent.is_not_processed(),
+        "a written call may have run: {sent:?}"
+    );
+    drop(server_side);
+}

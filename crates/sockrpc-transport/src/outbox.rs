@@ -35,6 +35,8 @@ pub struct Outbox {
     failed: Option<io::ErrorKind>,
     /// Calls whose frames were appended since the buffer was last empty.
     batched: usize,
+    /// Bytes the writer has accepted since the connection opened.
+    written: u64,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -55,7 +57,19 @@ impl Outbox {
             driver: None,
             failed: None,
             batched: 0,
+            written: 0,
         }
+    }
+
+    /// Where the next frame appended will start, counted in bytes from the connection's first:
+    /// a frame at or past [`written`](Self::written) has not reached the socket.
+    pub fn position(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    /// Bytes the writer has accepted since the connection opened.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// The buffer to append whole frames to.
@@ -109,7 +123,10 @@ impl Outbox {
                     self.failed = Some(io::ErrorKind::WriteZero);
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                Poll::Ready(Ok(n)) => self.buf.advance(n),
+                Poll::Ready(Ok(n)) => {
+                    self.buf.advance(n);
+                    self.written += n as u64;
+                }
                 Poll::Ready(Err(err)) => {
                     self.failed = Some(err.kind());
                     return Poll::Ready(Err(err));

@@ -134,6 +134,7 @@ fn start_call(
     }
     state.next_id = id.wrapping_add(1);
     let alone = state.calls.is_empty();
+    let sent_from = state.outbox.position();
     let buf = state.outbox.buf_mut();
     frame::encode_open_frame(
         buf,
@@ -152,6 +153,7 @@ fn start_call(
         id,
         Slot {
             waker: Some(cx.waker().clone()),
+            sent_from: Some(sent_from),
             ..Slot::default()
         },
     );

@@ -291,6 +291,15 @@ impl Driver {
 
     /// Fails every call and refuses new ones.
     fn fail_all(&mut self, status: Status) {
+        self.fail_all_unsent(status, u64::MAX);
+    }
+
+    /// [`fail_all`](Self::fail_all) after a failed write: a unary call whose OPEN starts at or
+    /// past byte `written` never reached the socket, so it fails "not processed" and may be
+    /// sent again elsewhere (the server just closed, say, and its GOAWAY was lost to a reset).
+    fn fail_all_unsent(&mut self, status: Status, written: u64) {
+        let unsent =
+            Status::not_processed(format!("{}; the call was never sent", status.message()));
         let mut state = self.shared.lock();
         self.shared.close(&mut state, status.clone());
         for slot in state.calls.values_mut() {
@@ -299,6 +308,8 @@ impl Driver {
                 continue;
             }
             if slot.done.is_none() {
+                let never_sent = slot.sent_from.is_some_and(|from| from >= written);
+                let status = if never_sent { &unsent } else { &status };
                 slot.done = Some(Err(status.clone()));
                 if let Some(waker) = slot.waker.take() {
                     self.wake.push(waker);
@@ -328,10 +339,12 @@ impl Future for Driver {
             let mut state = this.shared.lock();
             state.outbox.set_driver(cx.waker());
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+                let written = state.outbox.written();
                 drop(state);
-                this.fail_all(Status::unavailable(format!(
-                    "connection write failed: {err}"
-                )));
+                this.fail_all_unsent(
+                    Status::unavailable(format!("connection write failed: {err}")),
+                    written,
+                );
                 return Poll::Ready(());
             }
             if state.abandoned && state.calls.is_empty() {

@@ -156,6 +156,10 @@ struct Slot {
     waker: Option<Waker>,
     /// Set for streaming calls, whose messages queue up instead.
     stream: Option<Box<StreamSlot>>,
+    /// Where the call's OPEN starts in the outbox's byte count (`Outbox::position`): if the
+    /// connection's write fails before the writer took that byte, the server never saw the
+    /// call, which may then go elsewhere (unary calls only).
+    sent_from: Option<u64>,
 }
 
 /// The state of a streaming call: its response head, its inbound queue, its send credit.
