@@ -9,7 +9,7 @@
 //! Ids come from a 64-bit sequence that never wraps; the wire's `u32` id is derived from it
 //! (skipping 0), so the lowest outstanding sequence always gives the serially lowest id.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The wire id of sequence number `seq`: 1, 2, …, `u32::MAX`, 1, …
@@ -18,10 +18,21 @@ fn id_of(seq: u64) -> u32 {
     u32::try_from(seq % u64::from(u32::MAX)).map_or(1, |low| low + 1)
 }
 
+/// Calls from the lowest outstanding one on, in order: `true` while outstanding. Finished calls
+/// at the front are dropped, so the front is always outstanding: the watermark is `base`, and
+/// starting and finishing a call cost O(1). (A call outstanding for long keeps the calls
+/// started after it in the window, one byte each, until it finishes.)
 #[derive(Debug, Default)]
 struct State {
-    next: u64,
-    live: BTreeSet<u64>,
+    /// Sequence number of `window[0]`.
+    base: u64,
+    window: VecDeque<bool>,
+}
+
+impl State {
+    fn next(&self) -> u64 {
+        self.base + self.window.len() as u64
+    }
 }
 
 /// The outstanding calls of one UDP client.
@@ -39,23 +50,33 @@ impl Outstanding {
     /// its REQUEST carries (this call included), all under one lock.
     pub(crate) fn start(&self) -> (u64, u32, u32) {
         let mut state = self.lock();
-        let seq = state.next;
-        state.next += 1;
-        state.live.insert(seq);
-        let lowest = state.live.first().copied().unwrap_or(seq);
-        (seq, id_of(seq), id_of(lowest))
+        let seq = state.next();
+        state.window.push_back(true);
+        (seq, id_of(seq), id_of(state.base))
     }
 
     /// The call will never be sent again.
     pub(crate) fn finish(&self, seq: u64) {
-        self.lock().live.remove(&seq);
+        let mut state = self.lock();
+        let Some(index) = seq.checked_sub(state.base) else {
+            return;
+        };
+        if let Some(live) = usize::try_from(index)
+            .ok()
+            .and_then(|i| state.window.get_mut(i))
+        {
+            *live = false;
+        }
+        while state.window.front() == Some(&false) {
+            state.window.pop_front();
+            state.base += 1;
+        }
     }
 
     /// The watermark: the wire id of the lowest outstanding call, or of the next call.
     #[cfg(test)]
     pub(crate) fn done_below(&self) -> u32 {
-        let state = self.lock();
-        id_of(state.live.first().copied().unwrap_or(state.next))
+        id_of(self.lock().base)
     }
 }
 
