@@ -25,10 +25,12 @@
 //! holds about the calls in flight, not `ttl` × the call rate, and never fills.
 
 use super::watermark::Watermarks;
+// Seeded fast hashing (keys come from clients): a few lookups per call, each a SipHash before.
 use bytes::Bytes;
+use foldhash::{HashMap, HashSet};
 use sockrpc_protocol::{Response, Status};
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -189,14 +191,14 @@ impl ReplyCache {
         ReplyCache {
             config,
             state: Mutex::new(State {
-                map: HashMap::new(),
+                map: HashMap::default(),
                 order: VecDeque::new(),
                 done: 0,
                 bytes: 0,
                 marks: Watermarks::new(MAX_CLIENTS, config.ttl),
             }),
             finished: Notify::new(),
-            idempotent: HashSet::new(),
+            idempotent: HashSet::default(),
         }
     }
 

@@ -23,10 +23,10 @@ use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
 use super::{bump, counters, random_u64};
 use bytes::{Bytes, BytesMut};
+use foldhash::HashMap;
 use sockrpc_protocol::frame::check_metadata;
 use sockrpc_protocol::{Limits, MethodPath, Request, Response, Status};
 use std::{
-    collections::HashMap,
     io,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::atomic::{AtomicBool, AtomicU32, Ordering},
@@ -242,7 +242,7 @@ impl UdpClient {
             config,
             outstanding: Arc::new(Outstanding::default()),
             acks: AtomicBool::new(false),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::default()),
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
             rtt: Mutex::new(rtt),

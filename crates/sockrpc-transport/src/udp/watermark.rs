@@ -11,7 +11,7 @@
 //! Call ids wrap (they are `u32`, 0 unused), so ids compare in serial order (RFC 1982): `a` is
 //! before `b` when `b - a`, wrapping, is under 2³¹.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::time::{Duration, Instant};
 
 /// Most ids passed over by one advance whose answers are dropped at once; a mark that jumps
@@ -44,7 +44,7 @@ impl Watermarks {
     /// Room for `max` clients; a mark not moved for `ttl` may be dropped to make room.
     pub(crate) fn new(max: usize, ttl: Duration) -> Watermarks {
         Watermarks {
-            marks: HashMap::new(),
+            marks: HashMap::default(),
             max,
             ttl,
         }
