@@ -5,7 +5,6 @@ use super::child::Child;
 use super::support::{hello, Server};
 use sockrpc::service::discovery::etcd;
 use sockrpc::Channel;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// An etcd process, killed on drop.
@@ -84,24 +83,6 @@ impl Etcd {
         }
         panic!("etcd did not come up within 20 s");
     }
-}
-
-/// The child server's registration (see `child.rs`): `ENDPOINT|PREFIX|TTL`.
-pub(super) async fn register_child(spec: &str, addr: SocketAddr) -> etcd::Registration {
-    let mut parts = spec.split('|');
-    let (endpoint, prefix, ttl) = (
-        parts.next().expect("endpoint"),
-        parts.next().expect("prefix"),
-        parts.next().and_then(|t| t.parse().ok()).expect("ttl"),
-    );
-    etcd::register(
-        &[endpoint.to_owned()],
-        prefix,
-        addr,
-        Duration::from_secs(ttl),
-    )
-    .await
-    .expect("register in etcd")
 }
 
 async fn wait_for(

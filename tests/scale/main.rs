@@ -13,7 +13,8 @@
 //! - etcd: a real etcd (Debian's `etcd-server`) with registrations under a lease (with the
 //!   tests package's `etcd` feature, which `.ci/run` turns on; skipped, with the reason
 //!   printed, when the binary is not installed);
-//! - child: the SIGKILLable server process the kill and etcd tests spawn.
+//! - child: the SIGKILLable server process (`tests/bin/scale_server.rs`) the kill and etcd tests
+//!   spawn.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
