@@ -1,13 +1,12 @@
 //! Generates the `sockrpc.bench` service (payloads are `Bytes` so that an echo is a reference
-//! count, not a copy: the benchmark should measure the framework, not memcpy), gRPC's health
-//! service (`sockrpc health`, and what `sockrpc serve` mounts), and, for the end-to-end tests
+//! count, not a copy: the benchmark should measure the framework, not memcpy), and, for the
+//! end-to-end tests
 //! only, the route guide (the tests' server is their own binary re-run; the CLI never includes
 //! it).
 fn main() -> std::io::Result<()> {
     sockrpc_build::configure()
         .bytes(["."])
         .compile_protos(&["../../proto/bench/bench.proto"], &["../../proto"])?;
-    sockrpc_build::compile_protos(&["proto/grpc/health/v1/health.proto"], &["proto"])?;
     sockrpc_build::compile_protos(
         &["../../proto/routeguide/route_guide.proto"],
         &["../../proto"],

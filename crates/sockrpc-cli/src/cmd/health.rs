@@ -13,11 +13,8 @@ use pb::health_client::HealthClient;
 use pb::HealthCheckRequest;
 use sockrpc::{Request, Status};
 
-/// `grpc.health.v1`, generated from a copy of gRPC's health.proto (`proto/grpc/health/v1/`).
-pub(crate) mod pb {
-    #![allow(missing_docs, unreachable_pub, dead_code, clippy::all, rustdoc::all)]
-    sockrpc::include_proto!("grpc.health.v1");
-}
+/// `grpc.health.v1`: the generated messages and client of the `sockrpc-health` crate.
+pub(crate) use sockrpc_health::pb;
 
 /// `sockrpc health` flags.
 #[derive(Debug, Args)]
