@@ -1,9 +1,7 @@
 //! A server in a child process (`tests/bin/scale_server.rs`), so a test can SIGKILL it: no
 //! graceful GOAWAY, no deregistration, connections simply reset.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 const ADDR_LINE: &str = "SOCKRPC_SCALE_CHILD_ADDR=";
 
@@ -23,24 +21,7 @@ impl Child {
             command.arg(format!("{endpoint}|{prefix}|{ttl}"));
         }
         let mut process = command.spawn().expect("spawn child server");
-        let stdout = process.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some((_, addr)) = line.split_once(ADDR_LINE) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.to_owned());
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("child printed its address")
-            .parse()
-            .expect("address parses");
+        let addr = sockrpc_tests::child::printed_addr(&mut process, ADDR_LINE);
         Child { process, addr }
     }
 

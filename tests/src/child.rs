@@ -51,24 +51,7 @@ impl ChildServer {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("spawn child server");
-        let stdout = process.stdout.take().expect("child stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some((_, addr)) = line.split_once(ADDR_LINE) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.to_owned());
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("child server printed its address")
-            .parse()
-            .expect("child address parses");
+        let addr = printed_addr(&mut process, ADDR_LINE);
         ChildServer { process, addr }
     }
 
@@ -96,4 +79,26 @@ pub fn test_name(module_path: &str, test: &str) -> String {
         Some((_, module)) => format!("{module}::{test}"),
         None => test.to_owned(),
     }
+}
+
+/// Waits (≤ 30 s) for the address `process` prints after `prefix` on its (piped) stdout; the
+/// rest of its output is read and dropped, so it never blocks on a full pipe.
+pub fn printed_addr(process: &mut std::process::Child, prefix: &'static str) -> SocketAddr {
+    let stdout = process.stdout.take().expect("child stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some((_, addr)) = line.split_once(prefix) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("child server printed its address")
+        .parse()
+        .expect("child address parses")
 }
