@@ -38,6 +38,25 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// Adds a later round of the same row: its latencies, errors and time. The notes stay the
+    /// first round's (what they count, they count for that round), unless it had none.
+    pub(crate) fn absorb(&mut self, later: Row) {
+        if self.hist.add(&later.hist).is_err() {
+            // Both histograms resize themselves; a failure would mean a value past u64.
+            self.errors += later.calls();
+        }
+        self.errors += later.errors;
+        self.elapsed += later.elapsed;
+        if self.note.is_none() {
+            self.note = later.note;
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.servers, later.servers) {
+            for (server, calls) in theirs {
+                *mine.entry(server).or_default() += calls;
+            }
+        }
+    }
+
     /// Successful calls.
     pub(crate) fn calls(&self) -> u64 {
         self.hist.len()
@@ -199,8 +218,10 @@ pub(crate) struct Setup {
     pub(crate) duration_s: Option<f64>,
     /// Calls per row, when rows ran for a call count.
     pub(crate) calls_per_row: Option<u64>,
-    /// Calls before each row's measurement.
+    /// Calls before each row's measurement (in each round).
     pub(crate) warmup_calls: u64,
+    /// Times the sequence of rows ran (`--rounds`); each row's figures cover all of them.
+    pub(crate) rounds: usize,
 }
 
 #[derive(Debug, Serialize)]

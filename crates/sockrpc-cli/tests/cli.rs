@@ -193,6 +193,32 @@ fn bench_auto_and_stream_at_concurrency() {
 }
 
 #[test]
+fn bench_rounds_interleave_rows_and_merge_them() {
+    let json = temp_path("rounds.json");
+    run_ok(
+        sockrpc()
+            .args(["bench", "--calls", "300", "--warmup", "10", "--rounds", "3"])
+            .args(["--payload", "64", "--transport", "tcp"])
+            .arg("--json")
+            .arg(&json),
+    );
+    let report = read_json(&json);
+    assert_eq!(report["setup"]["rounds"], 3, "{report:#}");
+    // Each round measures a third of the calls; a row reports all three rounds, once.
+    for name in ["raw-tcp", "sockrpc-tcp"] {
+        let row = clean_row(&report, name, 64);
+        assert_eq!(row["calls"], 300, "{row:#}");
+    }
+    let rows = report["rows"].as_array().expect("rows");
+    let sockrpc_rows = rows
+        .iter()
+        .filter(|row| row["name"] == "sockrpc-tcp")
+        .count();
+    assert_eq!(sockrpc_rows, 1, "{report:#}");
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
 fn serve_and_bench_target_across_processes() {
     // Under the system temporary directory rather than cargo's: a Unix socket path must be short
     // (108 bytes on Linux).

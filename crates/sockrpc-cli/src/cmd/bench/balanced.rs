@@ -99,6 +99,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         warmup: args.warmup,
         connections: args.connections,
         idle_connections: 0,
+        rounds: 1,
         embedded: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -169,6 +170,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                 Budget::Time(_) => None,
             },
             warmup_calls: plan.warmup,
+            rounds: 1,
         };
         report::write_json(path, &Machine::this(), &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;

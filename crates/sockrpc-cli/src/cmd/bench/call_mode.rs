@@ -263,6 +263,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         warmup: args.warmup,
         connections: args.connections,
         idle_connections: args.idle_connections,
+        rounds: 1,
         embedded: false,
     };
     let mut groups = Vec::new();
@@ -362,6 +363,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                 Budget::Time(_) => None,
             },
             warmup_calls: args.warmup,
+            rounds: 1,
         };
         report::write_json(path, &Machine::this(), &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;

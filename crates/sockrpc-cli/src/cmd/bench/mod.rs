@@ -192,6 +192,13 @@ pub(crate) struct BenchArgs {
     /// its hard limit for the row; the row says when it was capped.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     idle_connections: usize,
+    /// Runs the whole sequence of rows this many times, each row getting its share of the time
+    /// (or calls) per round, and reports each row over all its rounds. Raw and sockrpc rows then
+    /// sample the same stretches of a machine whose speed drifts (a VM whose cross-CPU wake-up
+    /// cost changes within minutes), so their ratio is not skewed by when each row ran. For the
+    /// transport rows; `--call`, `--rate` and `--balance` run once.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_positive)]
+    rounds: usize,
     /// Worker threads of the embedded server's runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_positive)]
     server_workers: usize,
@@ -321,6 +328,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         warmup: args.warmup,
         connections: args.connections,
         idle_connections: args.idle_connections,
+        rounds: args.rounds,
         embedded: args.target.is_none(),
     };
 
@@ -439,6 +447,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
                 Budget::Time(_) => None,
             },
             warmup_calls: plan.warmup,
+            rounds: plan.rounds,
         };
         report::write_json(path, &machine, &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;

@@ -31,6 +31,8 @@ pub(super) struct Plan {
     pub(super) connections: usize,
     /// Idle connections held open during the sockrpc-tcp-idle row.
     pub(super) idle_connections: usize,
+    /// Times the sequence of rows runs; each row reports all its rounds together.
+    pub(super) rounds: usize,
     /// The server runs in this process (its sockets count against the same open-file limit).
     pub(super) embedded: bool,
 }
@@ -42,7 +44,25 @@ impl Plan {
             Budget::Calls(calls) => format!("{calls} calls per row"),
             Budget::Time(time) => format!("{} s per row", time.as_secs_f64()),
         };
-        format!("{run} after {} warmup calls", self.warmup)
+        let rounds = match self.rounds {
+            1 => String::new(),
+            n => format!(", in {n} interleaved rounds"),
+        };
+        format!("{run} after {} warmup calls{rounds}", self.warmup)
+    }
+
+    /// The plan of one round: the row's budget shared out over the rounds.
+    fn one_round(&self) -> Plan {
+        let rounds = self.rounds.max(1);
+        let budget = match self.budget {
+            Budget::Calls(calls) => Budget::Calls((calls / rounds as u64).max(1)),
+            Budget::Time(time) => Budget::Time(time / rounds as u32),
+        };
+        Plan {
+            budget,
+            rounds: 1,
+            ..*self
+        }
     }
 }
 
@@ -384,10 +404,17 @@ pub(super) async fn run_group(
                 .push("sockrpc-tcp-idle skipped: it needs a plain tcp:// target".into()),
         }
     }
-    for kind in kinds {
-        let mut row = run_row(kind, targets, plan, payload, concurrency, progress).await;
-        note_handshakes(kind, targets, &mut row).await;
-        group.rows.push(row);
+    let round = plan.one_round();
+    for index in 0..plan.rounds.max(1) {
+        for (at, kind) in kinds.iter().copied().enumerate() {
+            let mut row = run_row(kind, targets, &round, payload, concurrency, progress).await;
+            if index == 0 {
+                note_handshakes(kind, targets, &mut row).await;
+                group.rows.push(row);
+            } else if let Some(merged) = group.rows.get_mut(at) {
+                merged.absorb(row);
+            }
+        }
     }
     // The table's ratio is to raw-tcp; some rows are also quoted against a closer base.
     note_ratio(&mut group, "sockrpc-udp", "raw-udp");
