@@ -16,8 +16,9 @@
 //! included), `timers.rs` holds every "the peer owes us something by then", `respond.rs` writes
 //! answers.
 
+use super::local::LocalCalls;
 use super::open::OpenCalls;
-use super::respond::{Shared, INBOUND_BUDGET};
+use super::respond::{encode_status, Shared, INBOUND_BUDGET};
 use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
 use crate::codec::{DecodeError, FrameDecoder};
@@ -86,6 +87,8 @@ pub(super) struct Connection<D> {
     pub(super) tls: Option<Arc<crate::tls::TlsPeer>>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
+    /// Streaming calls polled on this task (`local.rs`).
+    pub(super) locals: LocalCalls,
     pub(super) last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The token `shutdown` waits on, and the waker it was last polled with (see
@@ -140,6 +143,7 @@ impl<D: Dispatch> Connection<D> {
             transport: accepted.transport,
             tls: accepted.tls,
             opened: OpenCalls::default(),
+            locals: LocalCalls::default(),
             last_call_id: 0,
             shutdown: Box::pin(shutdown.clone().cancelled_owned()),
             shutdown_token: shutdown,
@@ -168,6 +172,28 @@ impl<D: Dispatch> Connection<D> {
     fn abort_all(&mut self) {
         self.opened.clear();
         self.shared.abort_running();
+        self.locals.clear();
+    }
+
+    /// Polls the streaming calls woken since the last pass, each once (`local.rs`). What they
+    /// append is written by the caller's next flush. A call that panicked fails alone.
+    fn poll_locals(&mut self) {
+        let shared = &self.shared;
+        self.locals.poll(|call_id, result| {
+            if result.is_ok() {
+                return;
+            }
+            let status = crate::panic::panicked();
+            let mut state = shared.lock();
+            if state.running.remove(&call_id).is_some() {
+                if state.remove_stream(call_id).is_some() {
+                    encode_status(state.outbox.buf_mut(), call_id, &status, &shared.limits);
+                }
+                if state.running.is_empty() {
+                    state.went_idle += 1;
+                }
+            }
+        });
     }
 
     pub(super) fn close(
@@ -311,8 +337,37 @@ impl<D> Drop for Connection<D> {
 impl<D: Dispatch> Future for Connection<D> {
     type Output = ();
 
+    /// One pass of the connection, with the streaming calls it polls itself. While it runs,
+    /// calls leave their writes to it (`Outbox::set_driving`) and their wake-ups are collected
+    /// rather than sent (`LocalCalls::begin`); whatever either left behind is handled here,
+    /// before the task parks.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        this.locals.begin(cx);
+        this.shared.lock().outbox.set_driving(true);
+        let polled = this.drive(cx);
+        let mut state = this.shared.lock();
+        state.outbox.set_driving(false);
+        if polled.is_pending() && state.outbox.buffered() > 0 {
+            if let Poll::Ready(Err(_)) = state.outbox.poll_flush(cx) {
+                // The next pass sees the failure and closes.
+                cx.waker().wake_by_ref();
+            }
+        }
+        drop(state);
+        if this.locals.end() && polled.is_pending() {
+            // Calls woken after the last pass: come back for them (after other tasks ran).
+            cx.waker().wake_by_ref();
+        }
+        polled
+    }
+}
+
+impl<D: Dispatch> Connection<D> {
+    /// The connection's work for one wake-up: timers, shutdown, writes, reads, and the streaming
+    /// calls it polls itself.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         if this.timers.poll(cx).is_ready() {
             if let Some(done) = this.on_timer(cx) {
                 return done;
@@ -330,6 +385,9 @@ impl<D: Dispatch> Future for Connection<D> {
                 "server is shutting down",
             );
         }
+        // Calls woken since the last pass (by timers, by tasks of their own): what they append
+        // goes out in the flush just below.
+        this.poll_locals();
         {
             let mut state = this.shared.lock();
             state.outbox.set_driver(cx.waker());
@@ -397,6 +455,8 @@ impl<D: Dispatch> Future for Connection<D> {
                     }
                 }
             }
+            // The streams this batch fed answer now, in the same write as its unary calls.
+            this.poll_locals();
             this.reader.settle();
             let mut state = this.shared.lock();
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {

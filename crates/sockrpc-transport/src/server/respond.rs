@@ -36,7 +36,8 @@ impl ServerStream {
 
 pub(super) struct ConnState {
     pub(super) outbox: Outbox,
-    /// Handlers running in their own task; `None` while the task is being spawned.
+    /// Calls still running past their first poll: in a task of their own (its handle), or
+    /// polled on the connection's task (`None`, as while a task is being spawned).
     pub(super) running: HashMap<u32, Option<AbortHandle>>,
     /// Streaming calls' queues and credit.
     pub(super) streams: HashMap<u32, ServerStream>,
