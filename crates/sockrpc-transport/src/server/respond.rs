@@ -303,23 +303,30 @@ pub(super) async fn pump<B: OutboundBody>(
     if !started {
         return;
     }
+    // Known, under the lock that wrote the last message, that the next may go: the wait for
+    // credit and room is skipped, and with it a lock per message.
+    let mut may_send = false;
     loop {
-        let alive = std::future::poll_fn(|cx| {
-            let mut state = shared.lock();
-            if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
-                // The client is not reading: wait for the connection to drain the buffer.
-                state.writers.push(cx.waker().clone());
-                state.outbox.wake_driver();
-                return Poll::Pending;
+        if may_send {
+            may_send = false;
+        } else {
+            let alive = std::future::poll_fn(|cx| {
+                let mut state = shared.lock();
+                if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
+                    // The client is not reading: wait for the connection to drain the buffer.
+                    state.writers.push(cx.waker().clone());
+                    state.outbox.wake_driver();
+                    return Poll::Pending;
+                }
+                match state.streams.get_mut(&call_id) {
+                    None => Poll::Ready(false),
+                    Some(stream) => stream.outbound.poll_credit(cx).map(|()| true),
+                }
+            })
+            .await;
+            if !alive {
+                return;
             }
-            match state.streams.get_mut(&call_id) {
-                None => Poll::Ready(false),
-                Some(stream) => stream.outbound.poll_credit(cx).map(|()| true),
-            }
-        })
-        .await;
-        if !alive {
-            return;
         }
         // A stream that panics fails its own call, like a handler that does.
         let next = std::future::poll_fn(|cx| {
@@ -343,8 +350,10 @@ pub(super) async fn pump<B: OutboundBody>(
                 Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
                     frame::encode_message_flagged(buf, call_id, false, *compressed, message);
                     state.answers_sent += 1;
+                    let room = state.outbox.buffered() <= HIGH_WATER;
                     if let Some(stream) = state.streams.get_mut(&call_id) {
                         stream.outbound.sent(message.len());
+                        may_send = room && stream.outbound.has_credit();
                     }
                     return true;
                 }
