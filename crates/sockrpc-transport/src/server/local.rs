@@ -43,6 +43,7 @@ use std::{
 pub(super) type LocalFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The calls a connection polls itself, and which of them were woken.
+#[derive(Default)]
 pub(super) struct LocalCalls {
     calls: HashMap<u32, Local>,
     ready: Arc<Ready>,
@@ -108,16 +109,6 @@ impl Wake for CallWaker {
         };
         if let Some(parent) = parent {
             parent.wake();
-        }
-    }
-}
-
-impl Default for LocalCalls {
-    fn default() -> LocalCalls {
-        LocalCalls {
-            calls: HashMap::default(),
-            ready: Arc::default(),
-            pass: Vec::new(),
         }
     }
 }
