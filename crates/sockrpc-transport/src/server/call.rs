@@ -14,8 +14,8 @@
 //! run on another worker beside the connection.
 //!
 //! A handler that panics — while being dispatched, on its first poll here, or later in its own
-//! task — fails its own call with `INTERNAL` and releases its slot; the connection and every
-//! other call on it go on.
+//! task or (a streaming call) on the connection's — fails its own call with `INTERNAL` and
+//! releases its slot; the connection and every other call on it go on.
 
 use super::conn::Connection;
 use super::open::Opened;

@@ -4,17 +4,20 @@
 //!  socket ──read──▶ decoder ──OPEN, MESSAGE──▶ dispatch ──poll once, here──┐
 //!                                                 │ not done yet            │ done
 //!                                                 ▼                         ▼
-//!                                         spawned task ──answer──▶  Outbox ──write──▶ socket
+//!                        unary: spawned task ──answer──▶  Outbox ──write──▶ socket
+//!                  streaming: polled here, each pass ──▶  (same write as the batch)
 //! ```
 //!
 //! A handler's future is first polled right here, on the connection's task. A handler that
 //! answers without waiting (most do) is answered with no task hop at all, and answers to every
-//! call in one read batch leave in one write. Only a handler that really waits is moved to a task
-//! of its own, so a slow call never holds up the others on the connection.
+//! call in one read batch leave in one write. A unary handler that really waits is moved to a
+//! task of its own, so a slow call never holds up the others on the connection; a streaming call
+//! stays here and is polled, at most once per pass, when its reads or timers wake it
+//! (`local.rs`, which says what that trades).
 //!
 //! The pieces: `frames.rs` reacts to each frame, `call.rs` starts and finishes calls (panics
-//! included), `timers.rs` holds every "the peer owes us something by then", `respond.rs` writes
-//! answers.
+//! included), `local.rs` holds the streaming calls polled here, `timers.rs` holds every "the peer
+//! owes us something by then", `respond.rs` writes answers.
 
 use super::local::LocalCalls;
 use super::open::OpenCalls;

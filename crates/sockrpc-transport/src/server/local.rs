@@ -17,7 +17,9 @@
 //! - Fairness. Each call is polled at most once per pass: a call that wakes itself while being
 //!   polled (a `yield_now` loop, a stream that is always ready) is polled again only on the
 //!   connection's next pass, after the connection has yielded to the runtime and read its
-//!   socket again. So a busy call slows its neighbours, it cannot stop them. The trade-off: a
+//!   socket again; and a response stream that stays ready yields after `MESSAGES_PER_POLL`
+//!   messages (`respond.rs`: credit bounds bytes, not messages, and an empty message takes
+//!   none). So a busy call slows its neighbours, it cannot stop them. The trade-off: a
 //!   handler that blocks its thread (heavy CPU per message, a blocking call) now holds up every
 //!   call on its connection while it does, where in a task of its own it held up only its own
 //!   worker. Such work belongs in `spawn_blocking` or a task of the handler's own, as it always
