@@ -6,12 +6,15 @@
 //!   carries later calls (must show 3);
 //! - bidi ping-pong: 10,000 round trips on one stream, one message in flight, payloads matched
 //!   (must show 4);
-//! - half-close and trailers, a deadline ending both sides, a server error mid-stream.
+//! - half-close and trailers, a deadline ending both sides, a server error mid-stream;
+//! - fairness: a stream that wakes itself on every poll (streams are polled on their
+//!   connection's task) does not hold up a unary call on the same connection.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod backpressure;
 mod cancel;
+mod fairness;
 mod retry;
 mod service;
 mod shapes;

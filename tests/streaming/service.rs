@@ -22,6 +22,8 @@ pub(crate) struct Probe {
     finished: AtomicBool,
     /// The stream (or handler) was dropped, finished or not.
     dropped: AtomicBool,
+    /// Polls of a spinning response stream (`x-spin`).
+    spins: AtomicUsize,
 }
 
 impl Probe {
@@ -35,6 +37,10 @@ impl Probe {
 
     pub(crate) fn finished(&self) -> bool {
         self.finished.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn spins(&self) -> usize {
+        self.spins.load(Ordering::SeqCst)
     }
 
     /// Dropped before reaching its end: the server side observed cancellation.
@@ -158,6 +164,19 @@ impl Streamer for TestStreamer {
         request: Request<Streaming<Chunk>>,
     ) -> Result<Response<Self::PingPongStream>, Status> {
         let probe = self.probe_for(&request);
+        if request.metadata().get("x-spin").is_some() {
+            // Never ready and never waiting: every poll wakes the stream again at once, as a
+            // busy loop of `yield`s would. It must not hold its connection.
+            let requests = request.into_inner();
+            let guard = DropFlag(probe);
+            let spinning = stream::poll_fn(move |cx| {
+                let _keep = &requests;
+                guard.0.spins.fetch_add(1, Ordering::SeqCst);
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            });
+            return Ok(Response::new(spinning.boxed()));
+        }
         let state = (request.into_inner(), DropFlag(probe));
         let responses = stream::unfold(state, |(mut requests, guard)| async move {
             match requests.message().await {

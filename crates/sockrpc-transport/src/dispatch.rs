@@ -147,8 +147,9 @@ pub type DispatchFuture<B> = Pin<Box<dyn Future<Output = Result<Response<B>, Sta
 /// The layer above a transport: takes calls, answers them.
 ///
 /// A transport calls [`dispatch`](Dispatch::dispatch) on its own task and polls the future once
-/// there; a future that is not ready moves to a task of its own. A panic while dispatching or
-/// polling fails that call with `INTERNAL` and nothing else.
+/// there; a unary call's future that is not ready moves to a task of its own, while a streaming
+/// call (streamed request or answer) stays on the connection's task, polled at most once per pass
+/// of it. A panic while dispatching or polling fails that call with `INTERNAL` and nothing else.
 pub trait Dispatch: Clone + Send + Unpin + 'static {
     /// The answer's body.
     type Body: OutboundBody;

@@ -169,6 +169,12 @@ impl Outbound {
         Poll::Pending
     }
 
+    /// Whether another message may be sent now (as [`poll_credit`](Outbound::poll_credit) would
+    /// say, without registering to hear of more).
+    pub fn has_credit(&self) -> bool {
+        self.outstanding < STREAM_WINDOW
+    }
+
     /// Registers the sender's waker, to hear of credit or of the call's end.
     pub fn register(&mut self, cx: &Context<'_>) {
         match &self.waker {

@@ -37,6 +37,8 @@ pub struct Outbox {
     batched: usize,
     /// Bytes the writer has accepted since the connection opened.
     written: u64,
+    /// The driver is running and writes before it parks: appenders leave the write to it.
+    driving: bool,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -58,6 +60,7 @@ impl Outbox {
             failed: None,
             batched: 0,
             written: 0,
+            driving: false,
         }
     }
 
@@ -100,6 +103,21 @@ impl Outbox {
             Some(old) if old.will_wake(waker) => {}
             _ => self.driver = Some(waker.clone()),
         }
+    }
+
+    /// Says whether the driver is running now and will write what is buffered before it parks
+    /// (the server's connection sets it around its poll). While it is, [`flush_or_defer`]
+    /// writes only past [`EARLY_FLUSH`] calls and wakes no one: the driver writes the rest of
+    /// the batch, once, when its pass is over.
+    ///
+    /// [`flush_or_defer`]: Outbox::flush_or_defer
+    pub fn set_driving(&mut self, driving: bool) {
+        self.driving = driving;
+    }
+
+    /// Whether the driver is running now (see [`set_driving`](Outbox::set_driving)).
+    pub fn driving(&self) -> bool {
+        self.driving
     }
 
     /// Wakes the driver to flush.
@@ -161,6 +179,14 @@ impl Outbox {
     /// After appending: the only call on its connection writes at once from its own task (no
     /// hop); with others in flight the driver writes, once, for everything appended meanwhile.
     pub fn flush_or_defer(&mut self, cx: &mut Context<'_>, alone: bool) {
+        if self.driving {
+            // The driver is running and writes before it parks; only a batch past its first
+            // part goes now.
+            if self.add_to_batch() >= EARLY_FLUSH {
+                self.flush_or_hand_off(cx);
+            }
+            return;
+        }
         // Past a part of a batch, write now: the peer works on it while the rest is appended.
         if alone || self.add_to_batch() >= EARLY_FLUSH {
             self.flush_or_hand_off(cx);

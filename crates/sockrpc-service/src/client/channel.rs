@@ -438,9 +438,7 @@ const OPEN_ATTEMPTS: u32 = 3;
 async fn feed(mut sender: StreamSender, mut body: Body) {
     loop {
         let next = std::future::poll_fn(|cx| {
-            if sender.poll_alive(cx).is_err() {
-                return Poll::Ready(None);
-            }
+            // Also registers to hear of the call's end while the body below waits.
             match sender.poll_ready(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(_)) => return Poll::Ready(None),

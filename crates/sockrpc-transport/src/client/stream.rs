@@ -150,7 +150,9 @@ fn gone() -> Status {
 }
 
 impl StreamSender {
-    /// Ready when the window lets another message go; fails when the call has ended.
+    /// Ready when the window lets another message go; fails when the call has ended. Either way
+    /// `cx` is woken when the call ends, as [`poll_alive`](StreamSender::poll_alive) does, so a
+    /// sender that next waits on its own request stream needs no second call (and lock).
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         let shared = self.conn.shared();
         let mut state = shared.lock();
@@ -161,7 +163,13 @@ impl StreamSender {
             // The server already answered: nothing more it would read.
             return Poll::Ready(Err(gone()));
         }
-        stream.outbound.poll_credit(cx).map(Ok)
+        match stream.outbound.poll_credit(cx) {
+            Poll::Ready(()) => {
+                stream.outbound.register(cx);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Whether the call is still open to requests; registers to be woken when it ends, so a

@@ -3,12 +3,19 @@
 //! ```text
 //!  dispatch_call ──▶ Dispatch::dispatch ──▶ Guarded (panic → INTERNAL, deadline → DEADLINE_EXCEEDED)
 //!                        polled once inline ──Ready──▶ answer now (same write as the batch)
-//!                                          └─Pending─▶ spawned task ──▶ finish_call
+//!                                          │         └─ streamed answer ──▶ local: pump
+//!                                          └─Pending─▶ request streamed? local : spawned task
+//!                                                        ──▶ finish_call
 //! ```
 //!
+//! Streaming calls (a streamed request or a streamed answer) stay on the connection's task
+//! (`local.rs`): each of their messages is light work, and a hop to a task of their own cost
+//! more than the work. A unary call whose handler waits moves to a task of its own, where it may
+//! run on another worker beside the connection.
+//!
 //! A handler that panics — while being dispatched, on its first poll here, or later in its own
-//! task — fails its own call with `INTERNAL` and releases its slot; the connection and every
-//! other call on it go on.
+//! task or (a streaming call) on the connection's — fails its own call with `INTERNAL` and
+//! releases its slot; the connection and every other call on it go on.
 
 use super::conn::Connection;
 use super::open::Opened;
@@ -69,6 +76,7 @@ impl<D: Dispatch> Connection<D> {
                 return self.answer(call_id, Err(status));
             }
         };
+        let streaming = matches!(body, RequestBody::Stream(_));
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
         request.set_encoding(encoding);
@@ -102,10 +110,11 @@ impl<D: Dispatch> Connection<D> {
                     answer_now(&mut state, call_id, result, fold_end, &self.shared.limits)
                 };
                 if let Some(response) = streamed {
-                    // Streamed answers are paced by the client's credit: they get a task.
+                    // Streamed answers are paced by the client's credit: they go on, polled
+                    // on this task.
                     let shared = Arc::clone(&self.shared);
                     let task = finish_call(shared, call_id, Ok(response), fold_end, deadline);
-                    self.spawn_call(call_id, task.instrument(span));
+                    self.run_local(call_id, task.instrument(span));
                 }
             }
             Poll::Pending => {
@@ -116,7 +125,11 @@ impl<D: Dispatch> Connection<D> {
                     record(&task_span, started, &result);
                     finish_call(shared, call_id, result, fold_end, deadline).await;
                 };
-                self.spawn_call(call_id, task.instrument(span));
+                if streaming {
+                    self.run_local(call_id, task.instrument(span));
+                } else {
+                    self.spawn_call(call_id, task.instrument(span));
+                }
             }
         }
     }
@@ -128,6 +141,12 @@ impl<D: Dispatch> Connection<D> {
         if let Some(entry) = self.shared.lock().running.get_mut(&call_id) {
             *entry = Some(handle.abort_handle());
         }
+    }
+
+    /// Runs the rest of a streaming call on this task (`local.rs`); CANCEL drops it by its id.
+    fn run_local(&mut self, call_id: u32, task: impl Future<Output = ()> + Send + 'static) {
+        self.shared.lock().running.insert(call_id, None);
+        self.locals.insert(call_id, Box::pin(task));
     }
 
     /// Answers a call from the connection task (errors the connection itself decides on).
@@ -280,7 +299,10 @@ async fn finish_call<B: OutboundBody>(
             state.went_idle += 1;
             state.outbox.wake_driver();
         }
-        state.outbox.flush_or_hand_off(cx);
+        if !state.outbox.driving() {
+            // Polled on the connection's task, the call leaves the write to it.
+            state.outbox.flush_or_hand_off(cx);
+        }
         Poll::Ready(())
     })
     .await;

@@ -4,20 +4,24 @@
 //!  socket ──read──▶ decoder ──OPEN, MESSAGE──▶ dispatch ──poll once, here──┐
 //!                                                 │ not done yet            │ done
 //!                                                 ▼                         ▼
-//!                                         spawned task ──answer──▶  Outbox ──write──▶ socket
+//!                        unary: spawned task ──answer──▶  Outbox ──write──▶ socket
+//!                  streaming: polled here, each pass ──▶  (same write as the batch)
 //! ```
 //!
 //! A handler's future is first polled right here, on the connection's task. A handler that
 //! answers without waiting (most do) is answered with no task hop at all, and answers to every
-//! call in one read batch leave in one write. Only a handler that really waits is moved to a task
-//! of its own, so a slow call never holds up the others on the connection.
+//! call in one read batch leave in one write. A unary handler that really waits is moved to a
+//! task of its own, so a slow call never holds up the others on the connection; a streaming call
+//! stays here and is polled, at most once per pass, when its reads or timers wake it
+//! (`local.rs`, which says what that trades).
 //!
 //! The pieces: `frames.rs` reacts to each frame, `call.rs` starts and finishes calls (panics
-//! included), `timers.rs` holds every "the peer owes us something by then", `respond.rs` writes
-//! answers.
+//! included), `local.rs` holds the streaming calls polled here, `timers.rs` holds every "the peer
+//! owes us something by then", `respond.rs` writes answers.
 
+use super::local::LocalCalls;
 use super::open::OpenCalls;
-use super::respond::{Shared, INBOUND_BUDGET};
+use super::respond::{encode_status, Shared, INBOUND_BUDGET};
 use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
 use crate::codec::{DecodeError, FrameDecoder};
@@ -86,6 +90,8 @@ pub(super) struct Connection<D> {
     pub(super) tls: Option<Arc<crate::tls::TlsPeer>>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
+    /// Streaming calls polled on this task (`local.rs`).
+    pub(super) locals: LocalCalls,
     pub(super) last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The token `shutdown` waits on, and the waker it was last polled with (see
@@ -140,6 +146,7 @@ impl<D: Dispatch> Connection<D> {
             transport: accepted.transport,
             tls: accepted.tls,
             opened: OpenCalls::default(),
+            locals: LocalCalls::default(),
             last_call_id: 0,
             shutdown: Box::pin(shutdown.clone().cancelled_owned()),
             shutdown_token: shutdown,
@@ -168,6 +175,28 @@ impl<D: Dispatch> Connection<D> {
     fn abort_all(&mut self) {
         self.opened.clear();
         self.shared.abort_running();
+        self.locals.clear();
+    }
+
+    /// Polls the streaming calls woken since the last pass, each once (`local.rs`). What they
+    /// append is written by the caller's next flush. A call that panicked fails alone.
+    fn poll_locals(&mut self) {
+        let shared = &self.shared;
+        self.locals.poll(|call_id, result| {
+            if result.is_ok() {
+                return;
+            }
+            let status = crate::panic::panicked();
+            let mut state = shared.lock();
+            if state.running.remove(&call_id).is_some() {
+                if state.remove_stream(call_id).is_some() {
+                    encode_status(state.outbox.buf_mut(), call_id, &status, &shared.limits);
+                }
+                if state.running.is_empty() {
+                    state.went_idle += 1;
+                }
+            }
+        });
     }
 
     pub(super) fn close(
@@ -311,8 +340,37 @@ impl<D> Drop for Connection<D> {
 impl<D: Dispatch> Future for Connection<D> {
     type Output = ();
 
+    /// One pass of the connection, with the streaming calls it polls itself. While it runs,
+    /// calls leave their writes to it (`Outbox::set_driving`) and their wake-ups are collected
+    /// rather than sent (`LocalCalls::begin`); whatever either left behind is handled here,
+    /// before the task parks.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        this.locals.begin(cx);
+        this.shared.lock().outbox.set_driving(true);
+        let polled = this.drive(cx);
+        let mut state = this.shared.lock();
+        state.outbox.set_driving(false);
+        if polled.is_pending() && state.outbox.buffered() > 0 {
+            if let Poll::Ready(Err(_)) = state.outbox.poll_flush(cx) {
+                // The next pass sees the failure and closes.
+                cx.waker().wake_by_ref();
+            }
+        }
+        drop(state);
+        if this.locals.end() && polled.is_pending() {
+            // Calls woken after the last pass: come back for them (after other tasks ran).
+            cx.waker().wake_by_ref();
+        }
+        polled
+    }
+}
+
+impl<D: Dispatch> Connection<D> {
+    /// The connection's work for one wake-up: timers, shutdown, writes, reads, and the streaming
+    /// calls it polls itself.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         if this.timers.poll(cx).is_ready() {
             if let Some(done) = this.on_timer(cx) {
                 return done;
@@ -330,6 +388,9 @@ impl<D: Dispatch> Future for Connection<D> {
                 "server is shutting down",
             );
         }
+        // Calls woken since the last pass (by timers, by tasks of their own): what they append
+        // goes out in the flush just below.
+        this.poll_locals();
         {
             let mut state = this.shared.lock();
             state.outbox.set_driver(cx.waker());
@@ -397,6 +458,8 @@ impl<D: Dispatch> Future for Connection<D> {
                     }
                 }
             }
+            // The streams this batch fed answer now, in the same write as its unary calls.
+            this.poll_locals();
             this.reader.settle();
             let mut state = this.shared.lock();
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {

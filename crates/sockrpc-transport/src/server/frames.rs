@@ -154,6 +154,9 @@ impl<D: Dispatch> Connection<D> {
                             &status,
                             &self.config.limits,
                         );
+                        drop(state);
+                        // Dropped without the lock: its drop may take it.
+                        drop(self.locals.remove(call_id));
                     }
                 }
             }
@@ -161,8 +164,18 @@ impl<D: Dispatch> Connection<D> {
                 self.opened.remove(&call_id);
                 let mut state = self.shared.lock();
                 Shared::cancel_stream(&mut state, call_id);
-                if let Some(Some(handle)) = state.running.remove(&call_id) {
-                    handle.abort();
+                let running = state.running.remove(&call_id);
+                if running.is_some() && state.running.is_empty() {
+                    // As when a call finishes: a draining connection may now close, an idle
+                    // one starts its clock.
+                    state.went_idle += 1;
+                }
+                drop(state);
+                match running {
+                    Some(Some(handle)) => handle.abort(),
+                    // Polled on this task: dropped here, without the lock its drop may take.
+                    Some(None) => drop(self.locals.remove(call_id)),
+                    None => {}
                 }
             }
             Frame::Ping { payload } => self.on_ping(payload)?,

@@ -14,6 +14,7 @@ pub(crate) mod config;
 mod conn;
 mod frames;
 mod listener;
+mod local;
 mod open;
 mod ping;
 mod respond;

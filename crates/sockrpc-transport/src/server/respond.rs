@@ -36,7 +36,8 @@ impl ServerStream {
 
 pub(super) struct ConnState {
     pub(super) outbox: Outbox,
-    /// Handlers running in their own task; `None` while the task is being spawned.
+    /// Calls still running past their first poll: in a task of their own (its handle), or
+    /// polled on the connection's task (`None`, as while a task is being spawned).
     pub(super) running: HashMap<u32, Option<AbortHandle>>,
     /// Streaming calls' queues and credit.
     pub(super) streams: HashMap<u32, ServerStream>,
@@ -273,8 +274,15 @@ async fn with_state<R>(shared: &Shared, mut f: impl FnMut(&mut ConnState) -> R) 
     .await
 }
 
+/// Messages a response stream sends in a row without having waited (for credit, room or its
+/// own next message) before it yields once. Credit bounds a burst in bytes, not in messages (an
+/// empty message takes none), so an always-ready stream of small messages to a fast reader would
+/// otherwise hold the task that polls it, which for streams is the connection's (`local.rs`).
+pub(super) const MESSAGES_PER_POLL: usize = 32;
+
 /// Streams a response: HEADERS, then each message as credit allows, then END with trailers (or
-/// the status the stream failed with). Stops quietly when the call is cancelled.
+/// the status the stream failed with). Stops quietly when the call is cancelled. Yields after
+/// [`MESSAGES_PER_POLL`] messages sent without a wait.
 pub(super) async fn pump<B: OutboundBody>(
     shared: Arc<Shared>,
     call_id: u32,
@@ -302,29 +310,49 @@ pub(super) async fn pump<B: OutboundBody>(
     if !started {
         return;
     }
+    // Known, under the lock that wrote the last message, that the next may go: the wait for
+    // credit and room is skipped, and with it a lock per message.
+    let mut may_send = false;
+    // Messages sent since the stream last waited.
+    let mut burst = 0;
     loop {
-        let alive = std::future::poll_fn(|cx| {
-            let mut state = shared.lock();
-            if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
-                // The client is not reading: wait for the connection to drain the buffer.
-                state.writers.push(cx.waker().clone());
-                state.outbox.wake_driver();
-                return Poll::Pending;
+        if may_send {
+            may_send = false;
+        } else {
+            let alive = std::future::poll_fn(|cx| {
+                let mut state = shared.lock();
+                if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
+                    // The client is not reading: wait for the connection to drain the buffer.
+                    state.writers.push(cx.waker().clone());
+                    state.outbox.wake_driver();
+                    burst = 0;
+                    return Poll::Pending;
+                }
+                match state.streams.get_mut(&call_id) {
+                    None => Poll::Ready(false),
+                    Some(stream) => {
+                        let credit = stream.outbound.poll_credit(cx);
+                        if credit.is_pending() {
+                            burst = 0;
+                        }
+                        credit.map(|()| true)
+                    }
+                }
+            })
+            .await;
+            if !alive {
+                return;
             }
-            match state.streams.get_mut(&call_id) {
-                None => Poll::Ready(false),
-                Some(stream) => stream.outbound.poll_credit(cx).map(|()| true),
-            }
-        })
-        .await;
-        if !alive {
-            return;
         }
         // A stream that panics fails its own call, like a handler that does.
         let next = std::future::poll_fn(|cx| {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 body.poll_message_flagged(cx)
             })) {
+                Ok(Poll::Pending) => {
+                    burst = 0;
+                    Poll::Pending
+                }
                 Ok(polled) => polled,
                 Err(_) => {
                     tracing::error!(call_id, "response stream panicked");
@@ -342,8 +370,10 @@ pub(super) async fn pump<B: OutboundBody>(
                 Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
                     frame::encode_message_flagged(buf, call_id, false, *compressed, message);
                     state.answers_sent += 1;
+                    let room = state.outbox.buffered() <= HIGH_WATER;
                     if let Some(stream) = state.streams.get_mut(&call_id) {
                         stream.outbound.sent(message.len());
+                        may_send = room && stream.outbound.has_credit();
                     }
                     return true;
                 }
@@ -366,7 +396,26 @@ pub(super) async fn pump<B: OutboundBody>(
         if !more {
             return;
         }
+        burst += 1;
+        if burst >= MESSAGES_PER_POLL {
+            burst = 0;
+            yield_once().await;
+        }
     }
+}
+
+/// Pending once, having woken its own task: whoever polls it polls the others first.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
 }
 
 /// A streaming request's messages, as the handler reads them; credit goes back to the client as
@@ -425,5 +474,67 @@ impl CallReceiver {
             }
         }
         polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    /// An always-ready stream of empty messages (they take no credit), counting its polls. Past
+    /// 10,000 it panics, which ends the call: a pump that never yields fails rather than hangs.
+    struct Flood(Arc<AtomicUsize>);
+
+    impl OutboundBody for Flood {
+        fn into_once(self) -> Result<Bytes, Self> {
+            Err(self)
+        }
+
+        fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+            let polls = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(polls < 10_000, "the pump never yielded");
+            Poll::Ready(Some(Ok(Bytes::new())))
+        }
+    }
+
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_always_ready_stream_yields_after_a_burst() {
+        let outbox = Outbox::new(Box::pin(tokio::io::sink()));
+        let shared = Arc::new(Shared::new(outbox, Limits::default()));
+        shared.lock().running.insert(1, None);
+        let polls = Arc::new(AtomicUsize::new(0));
+        let response = Response::new(Flood(Arc::clone(&polls)));
+        let mut pumping = Box::pin(pump(Arc::clone(&shared), 1, response));
+        let woken = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        for round in 1..=3 {
+            assert!(
+                pumping.as_mut().poll(&mut cx).is_pending(),
+                "round {round}: still streaming"
+            );
+            assert_eq!(
+                polls.load(Ordering::SeqCst),
+                round * MESSAGES_PER_POLL,
+                "round {round}: one burst per poll"
+            );
+            assert_eq!(
+                woken.0.load(Ordering::SeqCst),
+                round,
+                "round {round}: it woke itself to be polled again"
+            );
+        }
     }
 }
