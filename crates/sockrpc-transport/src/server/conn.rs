@@ -346,6 +346,20 @@ impl<D: Dispatch> Future for Connection<D> {
     /// before the task parks.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if this.locals.is_empty() {
+            // Unary calls only (the common case): none of the streaming bookkeeping, and calls
+            // write as they did before (alone: at once; in a batch: the flush below the reads).
+            let polled = this.drive(cx);
+            if polled.is_pending() && !this.locals.is_empty() {
+                // A streaming call started in this pass: from now on its wake-ups must reach
+                // this task.
+                this.locals.begin(cx);
+                if this.locals.end() {
+                    cx.waker().wake_by_ref();
+                }
+            }
+            return polled;
+        }
         this.locals.begin(cx);
         this.shared.lock().outbox.set_driving(true);
         let polled = this.drive(cx);

@@ -151,6 +151,11 @@ impl LocalCalls {
         self.calls.len()
     }
 
+    /// No call is held: a connection serving only unary calls skips this set's bookkeeping.
+    pub(super) fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
     /// The connection's poll begins: wake-ups from now on are seen by [`end`](Self::end).
     pub(super) fn begin(&self, cx: &Context<'_>) {
         let mut ready = self.ready.lock();
@@ -172,6 +177,10 @@ impl LocalCalls {
     /// Polls each call woken since the last pass, once. `done` hears of each call that finished:
     /// `Err` when it panicked (its future is already dropped).
     pub(super) fn poll(&mut self, mut done: impl FnMut(u32, Result<(), Panicked>)) {
+        if self.calls.is_empty() {
+            // Ids left by calls already gone are dropped by the next pass that has calls.
+            return;
+        }
         {
             let mut ready = self.ready.lock();
             if ready.ids.is_empty() {
