@@ -21,6 +21,7 @@
 mod cache;
 mod client;
 mod cookie;
+mod inbox;
 pub use sockrpc_protocol::datagram;
 mod limiter;
 mod outstanding;
