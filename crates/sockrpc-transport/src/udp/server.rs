@@ -18,7 +18,7 @@
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
 use super::cache::{Begin, CompletionGuard, ReplyCache};
-use super::cookie::CookieJar;
+use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
     self, Cookie, Header, Kind, DEFAULT_MAX_DATAGRAM, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_FITS,
     FLAG_STALE_COOKIE, HEADER_LEN,
@@ -238,6 +238,7 @@ where
             shared,
         } = self;
         let mut limiter = Limiter::new(shared.config.rate_limit);
+        let mut last_cookie = LastCookie::default();
         let mut tasks = JoinSet::new();
         // Large enough for any UDP datagram, so an oversized one is read whole and refused,
         // never cut and misread.
@@ -261,7 +262,13 @@ where
             bump(&shared.stats.received);
             let datagram = Bytes::copy_from_slice(&buf[..n]);
             shared
-                .on_datagram(&mut service, &mut limiter, &mut tasks, datagram, src)
+                .on_datagram(
+                    &mut service,
+                    (&mut limiter, &mut last_cookie),
+                    &mut tasks,
+                    datagram,
+                    src,
+                )
                 .await;
         }
         let grace = shared.config.grace_period;
@@ -276,7 +283,7 @@ impl Shared {
     async fn on_datagram<S>(
         self: &Arc<Self>,
         service: &mut S,
-        limiter: &mut Limiter,
+        (limiter, last_cookie): (&mut Limiter, &mut LastCookie),
         tasks: &mut JoinSet<()>,
         datagram: Bytes,
         src: SocketAddr,
@@ -305,7 +312,7 @@ impl Shared {
             return;
         }
         let now = Instant::now();
-        let verified = self.cookies.check(src, &header.cookie, now);
+        let (verified, cookie) = self.cookies.verify(last_cookie, src, &header.cookie, now);
         if !verified && !limiter.allow(src.ip(), now) {
             bump(&self.stats.rate_limited);
             return;
@@ -315,7 +322,7 @@ impl Shared {
             size_limit: (!verified).then_some(datagram.len()),
             // Every datagram says this server reads watermarks (FLAG_DONE_BELOW).
             flags: FLAG_ACKS | if verified { 0 } else { FLAG_STALE_COOKIE },
-            cookie: self.cookies.current(src, now),
+            cookie,
             instance: header.client_instance,
             call_id: header.call_id,
         };
@@ -382,13 +389,19 @@ impl Shared {
         };
         bump(&self.stats.requests);
         let key = (header.client_instance, header.call_id);
-        if let (Some(below), true) = (body.done_below, verified) {
-            // Only a source that proved its address moves a client's watermark.
-            self.cache.ack(key.0, below);
-        }
+        // Only a source that proved its address moves a client's watermark.
+        let done_below = body.done_below.filter(|_| verified);
         let cached = !self.config.is_idempotent(body.path.as_str());
+        if !cached {
+            if let Some(below) = done_below {
+                self.cache.ack(key.0, below);
+            }
+        }
         if cached {
-            match self.cache.begin(key.0, key.1, body.path.as_bytes()) {
+            match self
+                .cache
+                .begin(key.0, key.1, body.path.as_bytes(), done_below)
+            {
                 Begin::New => {}
                 Begin::Stale => {
                     // A late duplicate of a call the client is done with: never run again.
@@ -515,7 +528,7 @@ impl Shared {
         let len = datagram::reply_len(&answer);
         let fits = len <= self.config.max_datagram;
         let allowed = to.size_limit.is_none_or(|limit| len <= limit);
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(if fits { len } else { HEADER_LEN });
         if fits && allowed {
             datagram::encode_reply(&mut out, &reply_header(Kind::Reply, to), &answer);
             bump(&self.stats.replies);
