@@ -8,7 +8,8 @@
 //!                                  │ REPLY ─────────────────▶ Reply(answer)
 //!                                  │ TRUNCATED (fits, new cookie) ─▶ once more, with the cookie
 //!                                  └ TRUNCATED ─────────────▶ Truncated{instance, call_id}
-//!  one receive task: datagram ─▶ pending[call id] (late duplicates: counted, dropped)
+//!  one caller at a time reads the socket for all (`inbox.rs`): datagram ─▶ pending[call id]
+//!  (late duplicates: counted, dropped)
 //! ```
 //!
 //! Once a REQUEST has left, the call never answers `NotSuitable`: the server may have run it, so
@@ -16,7 +17,7 @@
 //! *with* the identity, which the server answers from its cache), or an error status.
 
 use super::datagram::{self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGRAM};
-use super::inbox::{self, Incoming};
+use super::inbox::{self, Incoming, Waited};
 use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
 use super::{bump, counters, random_u64};
@@ -33,7 +34,6 @@ use std::{
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// UDP client settings.
@@ -141,8 +141,10 @@ pub(super) struct Shared {
     pub(super) outstanding: Arc<Outstanding>,
     /// The server reads watermarks (its datagrams carry `FLAG_ACKS`).
     pub(super) acks: AtomicBool,
-    /// One answer slot per call in flight; the receive task takes the slot as it answers.
+    /// One answer slot per call in flight; the reader takes the slot as it answers.
     pub(super) pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
+    /// The read buffer; whoever holds it reads the socket for every waiting call.
+    pub(super) reader: tokio::sync::Mutex<Vec<u8>>,
     pub(super) cookie: watch::Sender<Option<Cookie>>,
     /// One cookie exchange at a time; the others wait for its result.
     pub(super) cookie_exchange: tokio::sync::Mutex<()>,
@@ -155,23 +157,17 @@ pub(super) struct Shared {
     pub(super) stats: ClientCounters,
 }
 
-struct Inner {
-    shared: Arc<Shared>,
-    receiver: AbortHandle,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.receiver.abort();
-    }
-}
-
 /// A UDP client for one server address; clones share the socket, the RTT estimate and the
-/// cookie. Created inside a tokio runtime (it spawns its receive task, stopped when the last
-/// clone is dropped).
+/// cookie. There is no receive task: the callers waiting for answers read the socket, one at a
+/// time, for each other (`inbox.rs`).
 #[derive(Clone)]
 pub struct UdpClient {
     inner: Arc<Inner>,
+}
+
+/// What the clones of a client share.
+struct Inner {
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for UdpClient {
@@ -236,6 +232,7 @@ impl UdpClient {
             outstanding: Arc::new(Outstanding::default()),
             acks: AtomicBool::new(false),
             pending: Mutex::new(HashMap::default()),
+            reader: tokio::sync::Mutex::new(vec![0; inbox::MAX_READ]),
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
             rtt: Mutex::new(rtt),
@@ -244,16 +241,16 @@ impl UdpClient {
             fallback_until: Mutex::new(None),
             stats: ClientCounters::default(),
         });
-        let receiver = tokio::spawn(inbox::receive(Arc::clone(&shared))).abort_handle();
         UdpClient {
-            inner: Arc::new(Inner { shared, receiver }),
+            inner: Arc::new(Inner { shared }),
         }
     }
 
-    /// Stops the receive task, as if it never got to run: only callers' catch-ups read.
+    /// Takes the reader's place, as a reader that never gets to run would: until the guard is
+    /// dropped only callers' catch-ups read.
     #[cfg(test)]
-    pub(super) fn stop_receiving(&self) {
-        self.inner.receiver.abort();
+    pub(super) async fn stall_reader(&self) -> tokio::sync::MutexGuard<'_, Vec<u8>> {
+        self.inner.shared.reader.lock().await
     }
 
     /// This client's random instance, which with a call id names a call to the server.
@@ -366,8 +363,14 @@ impl UdpClient {
                 .flatten()
                 .min()
                 .unwrap_or(rto_at);
-            let got = match tokio::time::timeout_at(wake, &mut rx).await {
-                Ok(got) => Ok(got.ok()),
+            let read = shared.read_until(&mut rx, Some(call_id));
+            let got = match tokio::time::timeout_at(wake, read).await {
+                Ok(Waited::Done(got)) => Ok(got.ok()),
+                Ok(Waited::Mine(incoming)) => {
+                    // Closed first, so that dropping its sender wakes nobody.
+                    rx.close();
+                    Ok(Some(incoming))
+                }
                 Err(timeout) => {
                     // Before calling it a loss, read what already came (`inbox.rs`).
                     shared.catch_up();
@@ -402,7 +405,7 @@ impl UdpClient {
                 }
                 Ok(None) => {
                     return UdpOutcome::Reply(Err(Status::unavailable(
-                        "UDP client receive task stopped",
+                        "UDP client: the call's answer slot was dropped",
                     )))
                 }
                 Err(_) => {
@@ -507,9 +510,11 @@ impl Shared {
             self.send(&out).await;
             let rto_at = now + self.backoff(attempt);
             let wake = deadline.map_or(rto_at, |d| d.min(rto_at));
-            let got = tokio::time::timeout_at(wake, rx.wait_for(Option::is_some))
+            // The watch's guard is not Send: only whether the cookie came leaves the future.
+            let came = async { rx.wait_for(Option::is_some).await.is_ok() };
+            let got = tokio::time::timeout_at(wake, self.read_until(came, None))
                 .await
-                .map(|r| r.is_ok());
+                .map(|waited| matches!(waited, Waited::Done(true)));
             match got {
                 Ok(true) => {
                     if attempt == 0 {
