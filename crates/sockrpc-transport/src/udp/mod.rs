@@ -27,6 +27,7 @@ mod limiter;
 mod outstanding;
 mod rtt;
 mod server;
+mod server_config;
 mod watermark;
 
 pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};
