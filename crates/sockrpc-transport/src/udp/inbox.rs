@@ -232,9 +232,11 @@ mod tests {
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(hand_server(server, stopped));
-        let mut config = UdpClientConfig::default();
-        config.initial_rto = Duration::from_millis(20);
-        config.min_rto = Duration::from_millis(20);
+        let config = UdpClientConfig {
+            initial_rto: Duration::from_millis(20),
+            min_rto: Duration::from_millis(20),
+            ..UdpClientConfig::default()
+        };
         let client = UdpClient::connect(addr, config).await.expect("connect");
         // The reader never runs: every answer waits in the socket's buffer, as when it falls
         // behind. Only a caller reading before it retransmits can see them.
@@ -304,11 +306,13 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = server.local_addr().expect("addr");
         let server = tokio::spawn(reverse_server(server, CALLS));
-        let mut config = UdpClientConfig::default();
         // No retransmission in this test: the server holds the first calls on purpose.
-        config.initial_rto = Duration::from_secs(5);
-        config.min_rto = Duration::from_secs(5);
-        config.max_rto = Duration::from_secs(5);
+        let config = UdpClientConfig {
+            initial_rto: Duration::from_secs(5),
+            min_rto: Duration::from_secs(5),
+            max_rto: Duration::from_secs(5),
+            ..UdpClientConfig::default()
+        };
         let client = UdpClient::connect(addr, config).await.expect("connect");
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..CALLS {
