@@ -107,7 +107,7 @@ fn same(a: &Cookie, b: &Cookie) -> bool {
 
 /// The last source whose current cookie [`CookieJar::verify`] accepted, with the bucket and
 /// the cookie: only ever a cookie this jar minted for that address in that bucket, so taking it
-/// again as valid is what minting it again would say. One per receive task.
+/// again as valid is what minting it again would say. One per server receive loop.
 #[derive(Debug, Default)]
 pub(crate) struct LastCookie(Option<(SocketAddr, u64, Cookie)>);
 

@@ -54,7 +54,7 @@ pub(super) enum Waited<T> {
 pub(super) const MAX_READ: usize = 65536;
 
 /// Most datagrams one catch-up reads: what a socket buffer holds of small datagrams, several
-/// times over; past it the receive task reads on.
+/// times over; past it the reader reads on.
 const MAX_CATCH_UP: usize = 1024;
 
 impl Shared {
@@ -117,7 +117,7 @@ impl Shared {
                 Ok(n) => {
                     self.on_datagram(&buf[..n], None);
                 }
-                // WouldBlock (empty), or an error the receive task also sees and waits out.
+                // WouldBlock (empty), or an error the reader also sees and waits out.
                 Err(_) => return,
             }
         }
