@@ -8,17 +8,16 @@
 //!                                  │ REPLY ─────────────────▶ Reply(answer)
 //!                                  │ TRUNCATED (fits, new cookie) ─▶ once more, with the cookie
 //!                                  └ TRUNCATED ─────────────▶ Truncated{instance, call_id}
-//!  one receive task: datagram ─▶ pending[call id] (late duplicates: counted, dropped)
+//!  one caller at a time reads the socket for all (`inbox.rs`): datagram ─▶ pending[call id]
+//!  (late duplicates: counted, dropped)
 //! ```
 //!
 //! Once a REQUEST has left, the call never answers `NotSuitable`: the server may have run it, so
 //! the caller must not run it again over TCP. It ends with the answer, `Truncated` (re-issue
 //! *with* the identity, which the server answers from its cache), or an error status.
 
-use super::datagram::{
-    self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGRAM, FLAG_ACKS, FLAG_FITS,
-    FLAG_STALE_COOKIE, HEADER_LEN,
-};
+use super::datagram::{self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGRAM};
+use super::inbox::{self, Incoming, Waited};
 use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
 use super::{bump, counters, random_u64};
@@ -35,7 +34,6 @@ use std::{
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 /// UDP client settings.
@@ -134,51 +132,42 @@ counters! {
     }
 }
 
-/// What the receive task hands a waiting call.
-enum Incoming {
-    Reply(Result<Response<Bytes>, Status>),
-    Truncated { fits: bool },
-}
-
-struct Shared {
-    socket: UdpSocket,
-    instance: u64,
-    config: UdpClientConfig,
+/// What every clone of one client shares; its receive path is `inbox.rs`.
+pub(super) struct Shared {
+    pub(super) socket: UdpSocket,
+    pub(super) instance: u64,
+    pub(super) config: UdpClientConfig,
     /// Calls this client may still send, for the watermark (`outstanding.rs`).
-    outstanding: Arc<Outstanding>,
+    pub(super) outstanding: Arc<Outstanding>,
     /// The server reads watermarks (its datagrams carry `FLAG_ACKS`).
-    acks: AtomicBool,
-    /// One answer slot per call in flight; the receive task takes the slot as it answers.
-    pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
-    cookie: watch::Sender<Option<Cookie>>,
+    pub(super) acks: AtomicBool,
+    /// One answer slot per call in flight; the reader takes the slot as it answers.
+    pub(super) pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
+    /// The read buffer; whoever holds it reads the socket for every waiting call.
+    pub(super) reader: tokio::sync::Mutex<Vec<u8>>,
+    pub(super) cookie: watch::Sender<Option<Cookie>>,
     /// One cookie exchange at a time; the others wait for its result.
-    cookie_exchange: tokio::sync::Mutex<()>,
-    rtt: Mutex<RttEstimator>,
-    losses: AtomicU32,
+    pub(super) cookie_exchange: tokio::sync::Mutex<()>,
+    pub(super) rtt: Mutex<RttEstimator>,
+    pub(super) losses: AtomicU32,
     /// When the last counted loss happened: timeouts that fire together (many calls in flight
     /// through one stall of the network or of this host's scheduler) are one loss event, not many.
-    last_loss: Mutex<Option<Instant>>,
-    fallback_until: Mutex<Option<Instant>>,
-    stats: ClientCounters,
-}
-
-struct Inner {
-    shared: Arc<Shared>,
-    receiver: AbortHandle,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.receiver.abort();
-    }
+    pub(super) last_loss: Mutex<Option<Instant>>,
+    pub(super) fallback_until: Mutex<Option<Instant>>,
+    pub(super) stats: ClientCounters,
 }
 
 /// A UDP client for one server address; clones share the socket, the RTT estimate and the
-/// cookie. Created inside a tokio runtime (it spawns its receive task, stopped when the last
-/// clone is dropped).
+/// cookie. There is no receive task: the callers waiting for answers read the socket, one at a
+/// time, for each other (`inbox.rs`).
 #[derive(Clone)]
 pub struct UdpClient {
     inner: Arc<Inner>,
+}
+
+/// What the clones of a client share.
+struct Inner {
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for UdpClient {
@@ -193,7 +182,7 @@ impl std::fmt::Debug for UdpClient {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -243,6 +232,7 @@ impl UdpClient {
             outstanding: Arc::new(Outstanding::default()),
             acks: AtomicBool::new(false),
             pending: Mutex::new(HashMap::default()),
+            reader: tokio::sync::Mutex::new(vec![0; inbox::MAX_READ]),
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
             rtt: Mutex::new(rtt),
@@ -251,10 +241,16 @@ impl UdpClient {
             fallback_until: Mutex::new(None),
             stats: ClientCounters::default(),
         });
-        let receiver = tokio::spawn(receive(Arc::clone(&shared))).abort_handle();
         UdpClient {
-            inner: Arc::new(Inner { shared, receiver }),
+            inner: Arc::new(Inner { shared }),
         }
+    }
+
+    /// Takes the reader's place, as a reader that never gets to run would: until the guard is
+    /// dropped only callers' catch-ups read.
+    #[cfg(test)]
+    pub(super) async fn stall_reader(&self) -> tokio::sync::MutexGuard<'_, Vec<u8>> {
+        self.inner.shared.reader.lock().await
     }
 
     /// This client's random instance, which with a call id names a call to the server.
@@ -367,8 +363,22 @@ impl UdpClient {
                 .flatten()
                 .min()
                 .unwrap_or(rto_at);
-            match tokio::time::timeout_at(wake, &mut rx).await {
-                Ok(Ok(Incoming::Reply(answer))) => {
+            let read = shared.read_until(&mut rx, Some(call_id));
+            let got = match tokio::time::timeout_at(wake, read).await {
+                Ok(Waited::Done(got)) => Ok(got.ok()),
+                Ok(Waited::Mine(incoming)) => {
+                    // Closed first, so that dropping its sender wakes nobody.
+                    rx.close();
+                    Ok(Some(incoming))
+                }
+                Err(timeout) => {
+                    // Before calling it a loss, read what already came (`inbox.rs`).
+                    shared.catch_up();
+                    rx.try_recv().map(Some).map_err(|_| timeout)
+                }
+            };
+            match got {
+                Ok(Some(Incoming::Reply(answer))) => {
                     if attempt == 0 && !retried_for_cookie {
                         // Karn: only an answer to a call sent once says what one round trip is.
                         lock(&shared.rtt).sample(first_sent.elapsed());
@@ -376,7 +386,7 @@ impl UdpClient {
                     bump(&shared.stats.replies);
                     return UdpOutcome::Reply(answer);
                 }
-                Ok(Ok(Incoming::Truncated { fits: true })) if !retried_for_cookie => {
+                Ok(Some(Incoming::Truncated { fits: true })) if !retried_for_cookie => {
                     // Held back only for want of a cookie, which that TRUNCATED carried: ask
                     // again at once; the server answers from its cache.
                     retried_for_cookie = true;
@@ -384,7 +394,7 @@ impl UdpClient {
                     lock(&shared.pending).insert(call_id, tx);
                     rx = next;
                 }
-                Ok(Ok(Incoming::Truncated { .. })) => {
+                Ok(Some(Incoming::Truncated { .. })) => {
                     bump(&shared.stats.truncations);
                     let seq = pending.seq.take().unwrap_or(seq);
                     return UdpOutcome::Truncated {
@@ -393,9 +403,9 @@ impl UdpClient {
                         hold: ReissueHold::new(Arc::clone(&shared.outstanding), seq),
                     };
                 }
-                Ok(Err(_)) => {
+                Ok(None) => {
                     return UdpOutcome::Reply(Err(Status::unavailable(
-                        "UDP client receive task stopped",
+                        "UDP client: the call's answer slot was dropped",
                     )))
                 }
                 Err(_) => {
@@ -500,9 +510,11 @@ impl Shared {
             self.send(&out).await;
             let rto_at = now + self.backoff(attempt);
             let wake = deadline.map_or(rto_at, |d| d.min(rto_at));
-            let got = tokio::time::timeout_at(wake, rx.wait_for(Option::is_some))
+            // The watch's guard is not Send: only whether the cookie came leaves the future.
+            let came = async { rx.wait_for(Option::is_some).await.is_ok() };
+            let got = tokio::time::timeout_at(wake, self.read_until(came, None))
                 .await
-                .map(|r| r.is_ok());
+                .map(|waited| matches!(waited, Waited::Done(true)));
             match got {
                 Ok(true) => {
                     if attempt == 0 {
@@ -512,6 +524,11 @@ impl Shared {
                 }
                 Ok(false) => return Err(UdpOutcome::NotSuitable),
                 Err(_) if wake == rto_at => {
+                    // The COOKIE may be in the socket's buffer already (`inbox.rs`).
+                    self.catch_up();
+                    if self.cookie.borrow().is_some() {
+                        return Ok(());
+                    }
                     self.record_loss();
                     attempt += 1;
                     if started.elapsed() >= self.config.retransmit_window {
@@ -520,71 +537,6 @@ impl Shared {
                     }
                 }
                 Err(_) => {}
-            }
-        }
-    }
-
-    /// Handles one datagram from the server; anything unexpected is counted and dropped.
-    fn on_datagram(&self, datagram: &[u8]) {
-        let header = match Header::parse(datagram) {
-            Ok(h) if h.kind.is_from_server() && h.client_instance == self.instance => h,
-            _ => {
-                bump(&self.stats.malformed);
-                return;
-            }
-        };
-        let incoming = match header.kind {
-            Kind::Reply => {
-                let body = Bytes::copy_from_slice(&datagram[HEADER_LEN..]);
-                match datagram::parse_reply(body, &self.config.limits) {
-                    Ok(answer) => Some(Incoming::Reply(answer)),
-                    Err(_) => {
-                        bump(&self.stats.malformed);
-                        return;
-                    }
-                }
-            }
-            Kind::Truncated => Some(Incoming::Truncated {
-                fits: header.flags & FLAG_FITS != 0,
-            }),
-            _ => None,
-        };
-        // A well-formed answer: the path works, and its header holds our current cookie.
-        self.losses.store(0, Ordering::Relaxed);
-        if header.flags & FLAG_ACKS != 0 {
-            self.acks.store(true, Ordering::Relaxed);
-        }
-        if header.cookie != [0; COOKIE_LEN] {
-            let changed = self.cookie.send_if_modified(|cookie| {
-                let changed = *cookie != Some(header.cookie);
-                *cookie = Some(header.cookie);
-                changed
-            });
-            if changed && header.flags & FLAG_STALE_COOKIE != 0 && header.kind != Kind::Cookie {
-                bump(&self.stats.cookie_refreshes);
-            }
-        }
-        let Some(incoming) = incoming else { return };
-        let delivered = lock(&self.pending)
-            .remove(&header.call_id)
-            .is_some_and(|tx| tx.send(incoming).is_ok());
-        if !delivered {
-            bump(&self.stats.duplicates);
-        }
-    }
-}
-
-/// The receive task: reads every datagram and hands answers to their calls.
-async fn receive(shared: Arc<Shared>) {
-    // Any UDP datagram fits, so an oversized one is read whole and refused, never misread.
-    let mut buf = vec![0u8; 65536];
-    loop {
-        match shared.socket.recv(&mut buf).await {
-            Ok(n) => shared.on_datagram(&buf[..n]),
-            Err(err) => {
-                // ECONNREFUSED (ICMP port unreachable) and the like: calls see it as loss.
-                tracing::trace!(error = %err, "udp recv failed");
-                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
     }

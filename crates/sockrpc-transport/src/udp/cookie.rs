@@ -57,27 +57,59 @@ impl CookieJar {
     }
 
     /// The cookie `addr` should use now.
+    #[cfg(test)]
     pub(crate) fn current(&self, addr: SocketAddr, now: Instant) -> Cookie {
         self.mint(addr, self.bucket(now))
     }
 
     /// Whether `cookie` is one this server gave `addr` recently. All zeros means "none".
+    #[cfg(test)]
     pub(crate) fn check(&self, addr: SocketAddr, cookie: &Cookie, now: Instant) -> bool {
-        if cookie.iter().all(|&b| b == 0) {
-            return false;
-        }
+        self.verify(&mut LastCookie::default(), addr, cookie, now).0
+    }
+
+    /// Whether `cookie` is one this server gave `addr` recently (all zeros means "none"), and
+    /// the cookie `addr` should use now. `last` remembers the last current cookie verified, so
+    /// a source that sends again within the same bucket costs a comparison, not four SipHashes.
+    pub(crate) fn verify(
+        &self,
+        last: &mut LastCookie,
+        addr: SocketAddr,
+        cookie: &Cookie,
+        now: Instant,
+    ) -> (bool, Cookie) {
         let bucket = self.bucket(now);
-        let same = |other: Cookie| {
-            // Compare every byte, so the time taken says nothing about where a guess differs.
-            other
-                .iter()
-                .zip(cookie.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-        };
-        same(self.mint(addr, bucket)) || (bucket > 0 && same(self.mint(addr, bucket - 1)))
+        if let Some((a, b, known)) = last.0 {
+            if a == addr && b == bucket && same(&known, cookie) {
+                return (true, known);
+            }
+        }
+        let current = self.mint(addr, bucket);
+        if cookie.iter().all(|&b| b == 0) {
+            return (false, current);
+        }
+        if same(&current, cookie) {
+            last.0 = Some((addr, bucket, current));
+            return (true, current);
+        }
+        let previous = bucket > 0 && same(&self.mint(addr, bucket - 1), cookie);
+        (previous, current)
     }
 }
+
+/// Compares every byte, so the time taken says nothing about where a guess differs.
+fn same(a: &Cookie, b: &Cookie) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The last source whose current cookie [`CookieJar::verify`] accepted, with the bucket and
+/// the cookie: only ever a cookie this jar minted for that address in that bucket, so taking it
+/// again as valid is what minting it again would say. One per server receive loop.
+#[derive(Debug, Default)]
+pub(crate) struct LastCookie(Option<(SocketAddr, u64, Cookie)>);
 
 #[cfg(test)]
 mod tests {
@@ -97,5 +129,33 @@ mod tests {
         assert!(!jar.check(a, &cookie, now + Duration::from_secs(25)));
         let other = CookieJar::new(Duration::from_secs(10));
         assert!(!other.check(a, &cookie, now));
+    }
+
+    #[test]
+    fn the_remembered_cookie_is_only_taken_from_its_address_in_its_bucket() {
+        let jar = CookieJar::new(Duration::from_secs(10));
+        let a: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.1:1001".parse().expect("addr");
+        let now = Instant::now();
+        let mut last = LastCookie::default();
+        let cookie = jar.current(a, now);
+        assert_eq!(jar.verify(&mut last, a, &cookie, now), (true, cookie));
+        assert_eq!(
+            jar.verify(&mut last, a, &cookie, now),
+            (true, cookie),
+            "remembered"
+        );
+        assert!(!jar.verify(&mut last, b, &cookie, now).0, "another address");
+        let mut forged = cookie;
+        forged[15] ^= 1;
+        assert!(!jar.verify(&mut last, a, &forged, now).0);
+        let later = now + Duration::from_secs(10);
+        let (valid, fresh) = jar.verify(&mut last, a, &cookie, later);
+        assert!(valid, "the bucket before is still valid");
+        assert_ne!(fresh, cookie, "but a new one is handed out");
+        assert!(
+            !jar.verify(&mut last, a, &cookie, now + Duration::from_secs(25))
+                .0
+        );
     }
 }

@@ -21,11 +21,13 @@
 mod cache;
 mod client;
 mod cookie;
+mod inbox;
 pub use sockrpc_protocol::datagram;
 mod limiter;
 mod outstanding;
 mod rtt;
 mod server;
+mod server_config;
 mod watermark;
 
 pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};

@@ -18,82 +18,24 @@
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
 use super::cache::{Begin, CompletionGuard, ReplyCache};
-use super::cookie::CookieJar;
+use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
-    self, Cookie, Header, Kind, DEFAULT_MAX_DATAGRAM, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_FITS,
-    FLAG_STALE_COOKIE, HEADER_LEN,
+    self, Cookie, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_FITS, FLAG_STALE_COOKIE,
+    HEADER_LEN,
 };
-use super::limiter::{Limiter, RateLimit};
+use super::limiter::Limiter;
+pub use super::server_config::UdpServerConfig;
 use super::{bump, counters};
 use crate::dispatch::{Dispatch, IncomingCall, OutboundBody, RequestBody, TransportKind};
 use crate::panic::{panicked, poll_caught};
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::{ConnInfo, Limits, Request, Response, Status};
+use sockrpc_protocol::{ConnInfo, Request, Response, Status};
 use std::{
-    borrow::Cow,
-    collections::HashSet,
-    future::Future,
-    io,
-    net::SocketAddr,
-    panic::AssertUnwindSafe,
-    sync::Arc,
-    task::Poll,
-    time::{Duration, Instant},
+    borrow::Cow, future::Future, io, net::SocketAddr, panic::AssertUnwindSafe, sync::Arc,
+    task::Poll, time::Instant,
 };
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
-
-/// UDP server settings.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct UdpServerConfig {
-    /// Largest datagram sent; a larger answer goes out as TRUNCATED. Default 1232.
-    pub max_datagram: usize,
-    /// Metadata limits (the message limit is moot: a datagram is smaller).
-    pub limits: Limits,
-    /// Calls running at once; requests beyond are dropped (the client retransmits). Default 4096.
-    pub max_in_flight: usize,
-    /// Full paths (`/package.Service/Method`) of methods that may run more than once — marked
-    /// `NO_SIDE_EFFECTS` or `IDEMPOTENT` in their `.proto` — and so skip the reply cache: a
-    /// retransmission runs them again. A TCP re-issue of one finds nothing cached; the router
-    /// runs it again only if the mounted service marks it idempotent. Empty by default;
-    /// the service crate's `Server`, when it serves UDP, adds the methods its mounted services
-    /// mark idempotent.
-    pub idempotent_methods: HashSet<String>,
-    /// A cookie is valid for this long to twice this long. Default 60 s.
-    pub cookie_lifetime: Duration,
-    /// Rate limit for datagrams from sources without a valid cookie.
-    pub rate_limit: RateLimit,
-    /// How long running calls may finish after shutdown begins. Default 5 s.
-    pub grace_period: Duration,
-    /// The server-wide cap on any call's deadline, as
-    /// [`ServerConfig::timeout`](crate::server::ServerConfig::timeout). Default `None`.
-    pub timeout: Option<Duration>,
-}
-
-impl Default for UdpServerConfig {
-    fn default() -> UdpServerConfig {
-        UdpServerConfig {
-            max_datagram: DEFAULT_MAX_DATAGRAM,
-            limits: Limits::default(),
-            max_in_flight: 4096,
-            idempotent_methods: HashSet::new(),
-            cookie_lifetime: Duration::from_secs(60),
-            rate_limit: RateLimit::default(),
-            grace_period: Duration::from_secs(5),
-            timeout: None,
-        }
-    }
-}
-
-impl UdpServerConfig {
-    /// Whether `path` skips the reply cache (see [`idempotent_methods`](Self::idempotent_methods)).
-    /// The UDP server asks this for each request; a re-issued call missing from the cache is the
-    /// router's to judge, by the methods its services mark idempotent.
-    pub fn is_idempotent(&self, path: &str) -> bool {
-        self.idempotent_methods.contains(path)
-    }
-}
 
 counters! {
     /// What a UDP server has seen and done, at one moment.
@@ -193,6 +135,10 @@ where
         .await
 }
 
+/// Datagrams the receive loop reads back to back before it lets the runtime run other tasks
+/// (and looks at shutdown): reads that never wait never yield on their own.
+const MAX_BURST: usize = 64;
+
 /// A call's answer as the cache and the datagram hold it: one message.
 type Answer = Result<Response<Bytes>, Status>;
 
@@ -238,30 +184,60 @@ where
             shared,
         } = self;
         let mut limiter = Limiter::new(shared.config.rate_limit);
+        let mut last_cookie = LastCookie::default();
         let mut tasks = JoinSet::new();
         // Large enough for any UDP datagram, so an oversized one is read whole and refused,
         // never cut and misread.
         let mut buf = vec![0u8; 65536];
         tokio::pin!(shutdown);
+        // Datagrams read since the last wait; see MAX_BURST.
+        let mut burst = 0;
         loop {
             while tasks.try_join_next().is_some() {}
-            let (n, src) = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                received = shared.socket.recv_from(&mut buf) => match received {
-                    Ok(received) => received,
-                    Err(err) => {
-                        // Transient (an ICMP error for an earlier send, a signal): keep serving.
-                        tracing::debug!(error = %err, "udp recv failed");
-                        tokio::task::yield_now().await;
-                        continue;
+            if burst == MAX_BURST {
+                burst = 0;
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::task::yield_now() => {}
+                }
+            }
+            // Read without waiting first: a datagram already there costs one recvfrom and no
+            // readiness future, no shutdown poll. Wait only when the socket is empty.
+            let (n, src) = match shared.socket.try_recv_from(&mut buf) {
+                Ok(received) => {
+                    burst += 1;
+                    received
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    burst = 0;
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        ready = shared.socket.readable() => if let Err(err) = ready {
+                            tracing::debug!(error = %err, "udp socket not readable");
+                            tokio::task::yield_now().await;
+                        },
                     }
-                },
+                    continue;
+                }
+                Err(err) => {
+                    // Transient (an ICMP error for an earlier send, a signal): keep serving.
+                    tracing::debug!(error = %err, "udp recv failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
             };
             bump(&shared.stats.received);
             let datagram = Bytes::copy_from_slice(&buf[..n]);
             shared
-                .on_datagram(&mut service, &mut limiter, &mut tasks, datagram, src)
+                .on_datagram(
+                    &mut service,
+                    (&mut limiter, &mut last_cookie),
+                    &mut tasks,
+                    datagram,
+                    src,
+                )
                 .await;
         }
         let grace = shared.config.grace_period;
@@ -276,7 +252,7 @@ impl Shared {
     async fn on_datagram<S>(
         self: &Arc<Self>,
         service: &mut S,
-        limiter: &mut Limiter,
+        (limiter, last_cookie): (&mut Limiter, &mut LastCookie),
         tasks: &mut JoinSet<()>,
         datagram: Bytes,
         src: SocketAddr,
@@ -305,7 +281,7 @@ impl Shared {
             return;
         }
         let now = Instant::now();
-        let verified = self.cookies.check(src, &header.cookie, now);
+        let (verified, cookie) = self.cookies.verify(last_cookie, src, &header.cookie, now);
         if !verified && !limiter.allow(src.ip(), now) {
             bump(&self.stats.rate_limited);
             return;
@@ -315,7 +291,7 @@ impl Shared {
             size_limit: (!verified).then_some(datagram.len()),
             // Every datagram says this server reads watermarks (FLAG_DONE_BELOW).
             flags: FLAG_ACKS | if verified { 0 } else { FLAG_STALE_COOKIE },
-            cookie: self.cookies.current(src, now),
+            cookie,
             instance: header.client_instance,
             call_id: header.call_id,
         };
@@ -382,13 +358,19 @@ impl Shared {
         };
         bump(&self.stats.requests);
         let key = (header.client_instance, header.call_id);
-        if let (Some(below), true) = (body.done_below, verified) {
-            // Only a source that proved its address moves a client's watermark.
-            self.cache.ack(key.0, below);
-        }
+        // Only a source that proved its address moves a client's watermark.
+        let done_below = body.done_below.filter(|_| verified);
         let cached = !self.config.is_idempotent(body.path.as_str());
+        if !cached {
+            if let Some(below) = done_below {
+                self.cache.ack(key.0, below);
+            }
+        }
         if cached {
-            match self.cache.begin(key.0, key.1, body.path.as_bytes()) {
+            match self
+                .cache
+                .begin(key.0, key.1, body.path.as_bytes(), done_below)
+            {
                 Begin::New => {}
                 Begin::Stale => {
                     // A late duplicate of a call the client is done with: never run again.
@@ -515,7 +497,7 @@ impl Shared {
         let len = datagram::reply_len(&answer);
         let fits = len <= self.config.max_datagram;
         let allowed = to.size_limit.is_none_or(|limit| len <= limit);
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(if fits { len } else { HEADER_LEN });
         if fits && allowed {
             datagram::encode_reply(&mut out, &reply_header(Kind::Reply, to), &answer);
             bump(&self.stats.replies);
@@ -537,7 +519,14 @@ impl Shared {
     }
 
     async fn send(&self, datagram: &[u8], to: SocketAddr) {
-        if let Err(err) = self.socket.send_to(datagram, to).await {
+        // Without waiting first (the socket is nearly always writable); else wait for room.
+        let sent = match self.socket.try_send_to(datagram, to) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.socket.send_to(datagram, to).await
+            }
+            sent => sent,
+        };
+        if let Err(err) = sent {
             // Lost like any datagram: the client retransmits and the cache answers.
             tracing::debug!(%to, error = %err, "udp send failed");
         }

@@ -237,13 +237,16 @@ impl ReplyCache {
     /// Client `instance` is done with every call before `below`: forgets their answers, and
     /// refuses their duplicates from now on. Only for a REQUEST from a verified source.
     pub(crate) fn ack(&self, instance: u64, below: u32) {
-        let mut state = self.lock();
+        self.ack_locked(&mut self.lock(), instance, below);
+    }
+
+    fn ack_locked(&self, state: &mut State, instance: u64, below: u32) {
         let (first, count) = state.marks.advance(instance, below, Instant::now());
         for i in 0..count {
             state.remove_done(&(instance, first.wrapping_add(i)), None);
         }
         if state.order.len() > 2 * state.done + 1024 {
-            let State { order, map, .. } = &mut *state;
+            let State { order, map, .. } = state;
             order.retain(|(key, at)| {
                 matches!(map.get(key), Some(Slot::Done { finished, .. }) if finished == at)
             });
@@ -251,9 +254,18 @@ impl ReplyCache {
     }
 
     /// Records that a call of `path` starts, unless it is already known (or the cache is
-    /// full).
-    pub(crate) fn begin(&self, instance: u64, call_id: u32, path: &Bytes) -> Begin {
+    /// full); first, under the same lock, [`ack`](Self::ack)s `done_below` when given.
+    pub(crate) fn begin(
+        &self,
+        instance: u64,
+        call_id: u32,
+        path: &Bytes,
+        done_below: Option<u32>,
+    ) -> Begin {
         let mut state = self.lock();
+        if let Some(below) = done_below {
+            self.ack_locked(&mut state, instance, below);
+        }
         self.expire(&mut state, Instant::now());
         if state.marks.is_stale(instance, call_id) {
             return Begin::Stale;
@@ -431,144 +443,4 @@ impl Drop for CompletionGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PATH: &[u8] = b"/p.S/M";
-
-    fn path() -> Bytes {
-        Bytes::from_static(PATH)
-    }
-
-    fn ok(n: usize) -> Result<Response<Bytes>, Status> {
-        Ok(Response::new(Bytes::from(vec![1u8; n])))
-    }
-
-    #[test]
-    fn begin_complete_lookup() {
-        let cache = ReplyCache::default();
-        assert!(matches!(cache.begin(1, 1, &path()), Begin::New));
-        assert!(matches!(cache.begin(1, 1, &path()), Begin::InProgress));
-        assert!(matches!(cache.lookup(1, 1, PATH), Lookup::InProgress));
-        cache.complete(1, 1, ok(3));
-        assert!(matches!(cache.begin(1, 1, &path()), Begin::Done(Ok(_))));
-        let other = Bytes::from_static(b"/p.S/Other");
-        assert!(matches!(cache.begin(1, 1, &other), Begin::OtherMethod));
-        assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(r)) if r.get_ref().len() == 3));
-        assert!(matches!(
-            cache.lookup(1, 1, b"/p.S/Other"),
-            Lookup::OtherMethod
-        ));
-        assert!(matches!(cache.lookup(2, 1, PATH), Lookup::Missing));
-    }
-
-    #[test]
-    fn young_answers_are_never_evicted_a_full_cache_refuses_new_calls() {
-        let config = ReplyCacheConfig {
-            max_entries: 2,
-            max_bytes: 10_000,
-            ..ReplyCacheConfig::default()
-        };
-        let cache = ReplyCache::new(config);
-        for id in 1..=2 {
-            assert!(matches!(cache.begin(1, id, &path()), Begin::New));
-            cache.complete(1, id, ok(10));
-        }
-        // Full of answers younger than the ttl: a new call is refused, the old answers stay.
-        assert!(matches!(cache.begin(1, 3, &path()), Begin::Full));
-        assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(_))));
-        assert!(matches!(cache.begin(1, 2, &path()), Begin::Done(Ok(_))));
-    }
-
-    #[test]
-    fn an_answer_over_the_byte_bound_is_kept_as_an_aborted_status() {
-        let config = ReplyCacheConfig {
-            max_bytes: 10_000,
-            ..ReplyCacheConfig::default()
-        };
-        let cache = ReplyCache::new(config);
-        assert!(matches!(cache.begin(1, 4, &path()), Begin::New));
-        cache.complete(1, 4, ok(20_000));
-        assert!(cache.bytes() <= 10_000);
-        assert!(matches!(
-            cache.lookup(1, 4, PATH),
-            Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn entries_age_out_after_the_ttl() {
-        let cache = ReplyCache::default();
-        assert!(matches!(cache.begin(1, 1, &path()), Begin::New));
-        cache.complete(1, 1, ok(1));
-        assert_eq!(cache.len(), 1);
-        // The cache reads the std clock: step past the ttl by waiting on it for real would be
-        // slow, so check the rule directly on a state aged by hand.
-        let mut state = cache.lock();
-        let old = Instant::now() - cache.config.ttl - Duration::from_millis(1);
-        state.order[0].1 = old;
-        if let Some(Slot::Done { finished, .. }) = state.map.get_mut(&(1, 1)) {
-            *finished = old;
-        }
-        cache.expire(&mut state, Instant::now());
-        assert!(state.map.is_empty());
-    }
-
-    #[tokio::test]
-    async fn wait_sees_completion_and_guard_completes_on_drop() {
-        let cache = std::sync::Arc::new(ReplyCache::default());
-        assert!(matches!(cache.begin(5, 5, &path()), Begin::New));
-        let waiter = {
-            let cache = std::sync::Arc::clone(&cache);
-            tokio::spawn(async move { cache.wait(5, 5, PATH, None).await })
-        };
-        tokio::task::yield_now().await;
-        drop(CompletionGuard {
-            cache: std::sync::Arc::clone(&cache),
-            key: Some((5, 5)),
-        });
-        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("in time")
-            .expect("task");
-        assert!(matches!(got, Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted));
-    }
-
-    #[test]
-    fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
-        let config = ReplyCacheConfig {
-            max_entries: 4,
-            ..ReplyCacheConfig::default()
-        };
-        let cache = ReplyCache::new(config);
-        // The client's first watermark: nothing done yet.
-        cache.ack(9, 1);
-        // Far more calls than max_entries: each REQUEST says the one before it is done.
-        for id in 1..=100u32 {
-            cache.ack(9, id);
-            assert!(
-                matches!(cache.begin(9, id, &path()), Begin::New),
-                "call {id}"
-            );
-            cache.complete(9, id, ok(10));
-            assert!(
-                cache.len() <= 2,
-                "{} answers kept at call {id}",
-                cache.len()
-            );
-        }
-        assert!(matches!(cache.begin(9, 99, &path()), Begin::Stale));
-        assert!(matches!(cache.begin(9, 100, &path()), Begin::Done(Ok(_))));
-        cache.ack(9, 101);
-        assert_eq!(cache.len(), 0);
-        assert!(matches!(cache.lookup(9, 100, PATH), Lookup::Missing));
-        // Another client is untouched by this one's watermark.
-        assert!(matches!(cache.begin(10, 5, &path()), Begin::New));
-        // A call given up while it ran: its answer is not kept.
-        assert!(matches!(cache.begin(9, 101, &path()), Begin::New));
-        cache.ack(9, 102);
-        cache.complete(9, 101, ok(1));
-        assert!(matches!(cache.lookup(9, 101, PATH), Lookup::Missing));
-        assert!(cache.bytes() < 1_000);
-    }
-}
+mod tests;

@@ -1,0 +1,341 @@
+//! The client's receive path: every datagram from the server, handed to the call it answers.
+//!
+//! ```text
+//!  a waiting caller: its answer? ─yes─▶ done (the reader's place goes to the next waiter)
+//!                    └ the reader's place free? ─▶ take it: recv ─▶ on_datagram ─▶ pending[id] ⟲
+//!  a caller whose timer fired: catch_up ─▶ try_recv until empty ─▶ on_datagram
+//!                                          └ its own answer came after all? no retransmission
+//! ```
+//!
+//! There is no receive task: the callers waiting for answers read the socket, one at a time
+//! (the holder of `reader`, a fair lock, so the next waiter takes over when the reader's answer
+//! comes), and hand each answer to its call. A call alone reads its own answer on its own task,
+//! and returns without reading the socket again: no wake-up of another task per call, and the
+//! read that finds the socket empty comes after the next request has left, not before. With
+//! many calls in flight, one reader wakes the others as their answers come, as a receive task
+//! did. Datagrams that come while no call waits stay in the socket's buffer until the next
+//! call reads them (late duplicates: counted and dropped).
+//!
+//! When the reader falls behind (this process was not scheduled, or the reader is queued
+//! behind callers whose timers fired at the same tick), answers wait in the socket's buffer
+//! while their calls' timers fire: a caller then reads the socket itself before it
+//! retransmits, so a late answer already here is taken as an answer, not as a loss (no
+//! retransmission, no loss counted toward fallback, and an RTT sample that says how late it
+//! was).
+
+use super::bump;
+use super::client::lock;
+use super::client::Shared;
+use super::datagram::{
+    self, Header, Kind, COOKIE_LEN, FLAG_ACKS, FLAG_FITS, FLAG_STALE_COOKIE, HEADER_LEN,
+};
+use bytes::Bytes;
+use sockrpc_protocol::{Response, Status};
+use std::{future::Future, sync::atomic::Ordering, time::Duration};
+
+/// What the receive path hands a waiting call.
+pub(super) enum Incoming {
+    /// The server's answer.
+    Reply(Result<Response<Bytes>, Status>),
+    /// The answer did not come in a datagram; `fits`: it would have, with a cookie.
+    Truncated { fits: bool },
+}
+
+/// How [`Shared::read_until`] ended.
+pub(super) enum Waited<T> {
+    /// What was waited for.
+    Done(T),
+    /// The answer to the reader's own call, read by the reader.
+    Mine(Incoming),
+}
+
+/// Largest datagram read: any UDP datagram, so an oversized one is read whole and refused, never
+/// cut and misread.
+pub(super) const MAX_READ: usize = 65536;
+
+/// Most datagrams one catch-up reads: what a socket buffer holds of small datagrams, several
+/// times over; past it the reader reads on.
+const MAX_CATCH_UP: usize = 1024;
+
+impl Shared {
+    /// Waits for `done` (a call's answer slot, or the cookie), reading the socket for every
+    /// caller meanwhile whenever no other caller is; the answer to call `mine`, when read here,
+    /// is returned as it is (its slot is left alone: close it before it is dropped).
+    pub(super) async fn read_until<F: Future>(
+        &self,
+        done: F,
+        mine: Option<u32>,
+    ) -> Waited<F::Output> {
+        let done = std::pin::pin!(done);
+        let mut done = done;
+        loop {
+            let mut buf = tokio::select! {
+                biased;
+                out = &mut done => return Waited::Done(out),
+                buf = self.reader.lock() => buf,
+            };
+            // The reader until `done`: then the guard goes, and the next waiter reads.
+            loop {
+                tokio::select! {
+                    biased;
+                    out = &mut done => return Waited::Done(out),
+                    read = self.socket.recv(&mut buf) => match read {
+                        Ok(n) => {
+                            if let Some(incoming) = self.on_datagram(&buf[..n], mine) {
+                                return Waited::Mine(incoming);
+                            }
+                        }
+                        Err(err) => {
+                            // ECONNREFUSED (ICMP port unreachable) and the like: calls see it
+                            // as loss. Give the place up a moment rather than spin.
+                            tracing::trace!(error = %err, "udp recv failed");
+                            drop(buf);
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    /// Reads and hands out, without waiting, what is in the socket's buffer now (at most
+    /// [`MAX_CATCH_UP`] datagrams): what a caller does before it retransmits.
+    pub(super) fn catch_up(&self) {
+        // The reader's buffer when nobody reads, else one of our own.
+        let mut own = Vec::new();
+        let mut reader = self.reader.try_lock().ok();
+        let buf = match reader.as_deref_mut() {
+            Some(buf) => buf,
+            None => {
+                own.resize(MAX_READ, 0);
+                &mut own
+            }
+        };
+        for _ in 0..MAX_CATCH_UP {
+            match self.socket.try_recv(buf) {
+                Ok(n) => {
+                    self.on_datagram(&buf[..n], None);
+                }
+                // WouldBlock (empty), or an error the reader also sees and waits out.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Handles one datagram from the server; anything unexpected is counted and dropped.
+    /// `mine`: the reader's own call, whose answer is returned instead of sent to its slot (a
+    /// send would wake the reader's own task for nothing).
+    pub(super) fn on_datagram(&self, datagram: &[u8], mine: Option<u32>) -> Option<Incoming> {
+        let header = match Header::parse(datagram) {
+            Ok(h) if h.kind.is_from_server() && h.client_instance == self.instance => h,
+            _ => {
+                bump(&self.stats.malformed);
+                return None;
+            }
+        };
+        let incoming = match header.kind {
+            Kind::Reply => {
+                let body = Bytes::copy_from_slice(&datagram[HEADER_LEN..]);
+                match datagram::parse_reply(body, &self.config.limits) {
+                    Ok(answer) => Some(Incoming::Reply(answer)),
+                    Err(_) => {
+                        bump(&self.stats.malformed);
+                        return None;
+                    }
+                }
+            }
+            Kind::Truncated => Some(Incoming::Truncated {
+                fits: header.flags & FLAG_FITS != 0,
+            }),
+            _ => None,
+        };
+        // A well-formed answer: the path works, and its header holds our current cookie.
+        self.losses.store(0, Ordering::Relaxed);
+        if header.flags & FLAG_ACKS != 0 {
+            self.acks.store(true, Ordering::Relaxed);
+        }
+        if header.cookie != [0; COOKIE_LEN] {
+            let changed = self.cookie.send_if_modified(|cookie| {
+                let changed = *cookie != Some(header.cookie);
+                *cookie = Some(header.cookie);
+                changed
+            });
+            if changed && header.flags & FLAG_STALE_COOKIE != 0 && header.kind != Kind::Cookie {
+                bump(&self.stats.cookie_refreshes);
+            }
+        }
+        let incoming = incoming?;
+        if mine == Some(header.call_id) {
+            return Some(incoming);
+        }
+        let delivered = lock(&self.pending)
+            .remove(&header.call_id)
+            .is_some_and(|tx| tx.send(incoming).is_ok());
+        if !delivered {
+            bump(&self.stats.duplicates);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{UdpClient, UdpClientConfig, UdpOutcome};
+    use super::*;
+    use bytes::BytesMut;
+    use sockrpc_protocol::{MethodPath, Request};
+    use tokio::net::UdpSocket;
+
+    /// A server by hand: a COOKIE for each COOKIE_REQUEST, a REPLY for each REQUEST; returns
+    /// how many REQUESTs came once `stop` fires.
+    async fn hand_server(socket: UdpSocket, stop: tokio::sync::oneshot::Receiver<()>) -> usize {
+        let mut requests = 0;
+        let mut buf = vec![0u8; MAX_READ];
+        tokio::pin!(stop);
+        loop {
+            let (n, from) = tokio::select! {
+                _ = &mut stop => return requests,
+                got = socket.recv_from(&mut buf) => match got {
+                    Ok(got) => got,
+                    Err(_) => continue,
+                },
+            };
+            let Ok(header) = Header::parse(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Header {
+                kind: Kind::Cookie,
+                flags: FLAG_ACKS,
+                client_instance: header.client_instance,
+                call_id: header.call_id,
+                cookie: [7; COOKIE_LEN],
+            };
+            let mut out = BytesMut::new();
+            match header.kind {
+                Kind::CookieRequest => datagram::encode_header_only(&mut out, &reply),
+                Kind::Request => {
+                    requests += 1;
+                    reply.kind = Kind::Reply;
+                    let answer = Ok(Response::new(Bytes::from_static(b"pong")));
+                    datagram::encode_reply(&mut out, &reply, &answer);
+                }
+                _ => continue,
+            }
+            let _ = socket.send_to(&out, from).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_waiting_in_the_socket_is_taken_before_retransmitting() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(hand_server(server, stopped));
+        let config = UdpClientConfig {
+            initial_rto: Duration::from_millis(20),
+            min_rto: Duration::from_millis(20),
+            ..UdpClientConfig::default()
+        };
+        let client = UdpClient::connect(addr, config).await.expect("connect");
+        // The reader never runs: every answer waits in the socket's buffer, as when it falls
+        // behind. Only a caller reading before it retransmits can see them.
+        let stalled = client.stall_reader().await;
+        let path = MethodPath::from_static("/t.T/M");
+        let request = Request::new(Bytes::from_static(b"ping"));
+        for _ in 0..3 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            match client.call(&path, &request, Some(deadline)).await {
+                UdpOutcome::Reply(Ok(answer)) => assert_eq!(answer.get_ref().as_ref(), b"pong"),
+                other => panic!("expected the answer, got {other:?}"),
+            }
+        }
+        drop(stalled);
+        let stats = client.stats();
+        assert_eq!(stats.retransmits, 0, "{stats:?}");
+        assert_eq!(stats.replies, 3, "{stats:?}");
+        let _ = stop.send(());
+        assert_eq!(server.await.expect("server"), 3, "each call sent once");
+    }
+
+    /// Answers the cookie exchange, then holds `n` REQUESTs and answers them last first, each
+    /// with its call id: every answer but the first comes while its caller is not the reader.
+    async fn reverse_server(socket: UdpSocket, n: usize) {
+        let mut held = Vec::new();
+        let mut buf = vec![0u8; MAX_READ];
+        while held.len() < n {
+            let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+                continue;
+            };
+            let Ok(mut header) = Header::parse(&buf[..len]) else {
+                continue;
+            };
+            header.flags = FLAG_ACKS;
+            header.cookie = [7; COOKIE_LEN];
+            match header.kind {
+                Kind::CookieRequest => {
+                    header.kind = Kind::Cookie;
+                    let mut out = BytesMut::new();
+                    datagram::encode_header_only(&mut out, &header);
+                    let _ = socket.send_to(&out, from).await;
+                }
+                Kind::Request
+                    if !held
+                        .iter()
+                        .any(|(h, _): &(Header, _)| h.call_id == header.call_id) =>
+                {
+                    held.push((header, from));
+                }
+                _ => {}
+            }
+        }
+        while let Some((mut header, from)) = held.pop() {
+            header.kind = Kind::Reply;
+            let answer = Ok(Response::new(Bytes::from(
+                header.call_id.to_be_bytes().to_vec(),
+            )));
+            let mut out = BytesMut::new();
+            datagram::encode_reply(&mut out, &header, &answer);
+            let _ = socket.send_to(&out, from).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reader_hands_out_the_others_answers_and_then_its_place() {
+        const CALLS: usize = 16;
+        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let server = tokio::spawn(reverse_server(server, CALLS));
+        // No retransmission in this test: the server holds the first calls on purpose.
+        let config = UdpClientConfig {
+            initial_rto: Duration::from_secs(5),
+            min_rto: Duration::from_secs(5),
+            max_rto: Duration::from_secs(5),
+            ..UdpClientConfig::default()
+        };
+        let client = UdpClient::connect(addr, config).await.expect("connect");
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..CALLS {
+            let client = client.clone();
+            calls.spawn(async move {
+                let path = MethodPath::from_static("/t.T/M");
+                let request = Request::new(Bytes::from_static(b"ping"));
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+                client.call(&path, &request, Some(deadline)).await
+            });
+        }
+        let mut answered = std::collections::HashSet::new();
+        while let Some(outcome) = calls.join_next().await {
+            match outcome.expect("call task") {
+                UdpOutcome::Reply(Ok(answer)) => {
+                    let id: [u8; 4] = answer.get_ref()[..].try_into().expect("an id");
+                    assert!(answered.insert(u32::from_be_bytes(id)), "each answer once");
+                }
+                other => panic!("expected an answer, got {other:?}"),
+            }
+        }
+        assert_eq!(answered.len(), CALLS);
+        assert_eq!(client.stats().retransmits, 0);
+        server.await.expect("server");
+    }
+}

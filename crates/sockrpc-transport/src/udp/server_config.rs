@@ -1,0 +1,58 @@
+//! `UdpServerConfig`: what a UDP server may send, run and keep, and for how long.
+
+use super::datagram::DEFAULT_MAX_DATAGRAM;
+use super::limiter::RateLimit;
+use sockrpc_protocol::Limits;
+use std::{collections::HashSet, time::Duration};
+
+/// UDP server settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UdpServerConfig {
+    /// Largest datagram sent; a larger answer goes out as TRUNCATED. Default 1232.
+    pub max_datagram: usize,
+    /// Metadata limits (the message limit is moot: a datagram is smaller).
+    pub limits: Limits,
+    /// Calls running at once; requests beyond are dropped (the client retransmits). Default 4096.
+    pub max_in_flight: usize,
+    /// Full paths (`/package.Service/Method`) of methods that may run more than once — marked
+    /// `NO_SIDE_EFFECTS` or `IDEMPOTENT` in their `.proto` — and so skip the reply cache: a
+    /// retransmission runs them again. A TCP re-issue of one finds nothing cached; the router
+    /// runs it again only if the mounted service marks it idempotent. Empty by default;
+    /// the service crate's `Server`, when it serves UDP, adds the methods its mounted services
+    /// mark idempotent.
+    pub idempotent_methods: HashSet<String>,
+    /// A cookie is valid for this long to twice this long. Default 60 s.
+    pub cookie_lifetime: Duration,
+    /// Rate limit for datagrams from sources without a valid cookie.
+    pub rate_limit: RateLimit,
+    /// How long running calls may finish after shutdown begins. Default 5 s.
+    pub grace_period: Duration,
+    /// The server-wide cap on any call's deadline, as
+    /// [`ServerConfig::timeout`](crate::server::ServerConfig::timeout). Default `None`.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for UdpServerConfig {
+    fn default() -> UdpServerConfig {
+        UdpServerConfig {
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            limits: Limits::default(),
+            max_in_flight: 4096,
+            idempotent_methods: HashSet::new(),
+            cookie_lifetime: Duration::from_secs(60),
+            rate_limit: RateLimit::default(),
+            grace_period: Duration::from_secs(5),
+            timeout: None,
+        }
+    }
+}
+
+impl UdpServerConfig {
+    /// Whether `path` skips the reply cache (see [`idempotent_methods`](Self::idempotent_methods)).
+    /// The UDP server asks this for each request; a re-issued call missing from the cache is the
+    /// router's to judge, by the methods its services mark idempotent.
+    pub fn is_idempotent(&self, path: &str) -> bool {
+        self.idempotent_methods.contains(path)
+    }
+}
