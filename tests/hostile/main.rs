@@ -8,4 +8,5 @@ mod memory;
 mod raw;
 mod server_gone;
 mod support;
+mod unread;
 mod wire;

@@ -21,6 +21,11 @@ use tokio::time::{Instant, Sleep};
 /// sharing its thread.
 const READS_PER_POLL: usize = 16;
 
+/// Messages one streaming call may hold unread. The window bounds their bytes, but an empty
+/// message takes no credit, so a server could otherwise queue them without end; a compliant
+/// server sending non-empty messages stops at the window (64 KiB) long before this.
+const MAX_UNREAD_MESSAGES: usize = 2 * sockrpc_protocol::frame::STREAM_WINDOW;
+
 /// Keepalive state: when the next PING is due, or which PONG is awaited and until when.
 struct Pinger {
     config: Keepalive,
@@ -141,7 +146,16 @@ impl Driver {
                 let max = self.shared.limits.max_message_size;
                 if let Some(slot) = state.calls.get_mut(&call_id) {
                     if let Some(stream) = slot.stream.as_mut() {
-                        if stream.inbound.push_flagged(body, compressed, max).is_err() {
+                        if stream.inbound.is_finished() {
+                            // Ended here already (refused, failed): late messages are dropped.
+                        } else if stream.inbound.queued().0 >= MAX_UNREAD_MESSAGES {
+                            // Empty messages take no credit: only their count bounds them.
+                            stream.end(Err(Status::resource_exhausted(format!(
+                                "the server sent {MAX_UNREAD_MESSAGES} messages this call has \
+                                 not read yet"
+                            ))));
+                            frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                        } else if stream.inbound.push_flagged(body, compressed, max).is_err() {
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));

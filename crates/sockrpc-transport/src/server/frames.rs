@@ -98,28 +98,17 @@ impl<D: Dispatch> Connection<D> {
                         format!("call {call_id} sent a MESSAGE after its half-close"),
                     ));
                 }
-                let len = body.len();
-                if let Some(stream) = state.streams.get_mut(&call_id) {
-                    // Queued messages wait for the handler: small ones are copied out of the
-                    // read buffer so that what a stream holds is what it counts.
-                    let body = if len < 4096 {
-                        bytes::Bytes::copy_from_slice(&body)
-                    } else {
-                        body
-                    };
-                    if stream.inbound.push_flagged(body, compressed, max).is_err() {
-                        return Err((
-                            Code::Internal,
-                            format!("call {call_id} sent past its flow-control window"),
-                        ));
-                    }
-                    if end_stream {
-                        stream.inbound.finish(Ok(MetadataMap::new()));
-                    }
-                    state.inbound_bytes += len;
+                // A call that has ended (answered, cancelled) drops its late messages, as the
+                // client may not know yet.
+                if state
+                    .queue_message(call_id, body, compressed, end_stream, max)
+                    .is_err()
+                {
+                    return Err((
+                        Code::Internal,
+                        format!("call {call_id} sent past its flow-control window"),
+                    ));
                 }
-                // Otherwise the call has ended (answered, cancelled): its late messages are
-                // dropped, as the client may not know yet.
             }
             Frame::End { call_id, .. } => {
                 // From a client, END is its half-close: no more request messages.

@@ -61,12 +61,54 @@ pub(super) struct ConnState {
 /// Inbound stream bytes one connection may hold before it stops reading.
 pub(super) const INBOUND_BUDGET: usize = 16 * 1024 * 1024;
 
+/// What one queued message counts against [`INBOUND_BUDGET`] beside its bytes: its queue entry
+/// and handle. An empty message takes no flow-control credit, so without this a client could
+/// queue empty messages on a stream whose handler is not reading until memory ran out; with it,
+/// the connection stops reading after at most `INBOUND_BUDGET / QUEUED_MESSAGE_COST` of them.
+pub(super) const QUEUED_MESSAGE_COST: usize = 64;
+
+/// What `count` queued messages of `bytes` in all hold from the budget.
+fn held(count: usize, bytes: usize) -> usize {
+    bytes.saturating_add(count.saturating_mul(QUEUED_MESSAGE_COST))
+}
+
 impl ConnState {
     /// Forgets a stream, releasing what its queue held from the connection's budget.
     pub(super) fn remove_stream(&mut self, call_id: u32) -> Option<ServerStream> {
         let stream = self.streams.remove(&call_id)?;
-        self.release_inbound(stream.inbound.queued().1);
+        let (count, bytes) = stream.inbound.queued();
+        self.release_inbound(held(count, bytes));
         Some(stream)
+    }
+
+    /// Queues a request message on stream `call_id` and counts what it holds against the
+    /// connection's budget. `Ok(false)`: no such stream (the call ended; its late messages are
+    /// dropped, as the client may not know yet).
+    pub(super) fn queue_message(
+        &mut self,
+        call_id: u32,
+        body: bytes::Bytes,
+        compressed: bool,
+        end_stream: bool,
+        max_message: usize,
+    ) -> Result<bool, crate::flow::WindowExceeded> {
+        let Some(stream) = self.streams.get_mut(&call_id) else {
+            return Ok(false);
+        };
+        let len = body.len();
+        // Queued messages wait for the handler: small ones are copied out of the read buffer
+        // so that what a stream holds is what it counts.
+        let body = if len < 4096 {
+            bytes::Bytes::copy_from_slice(&body)
+        } else {
+            body
+        };
+        stream.inbound.push_flagged(body, compressed, max_message)?;
+        if end_stream {
+            stream.inbound.finish(Ok(MetadataMap::new()));
+        }
+        self.inbound_bytes += held(1, len);
+        Ok(true)
     }
 
     /// Counts consumed (or dropped) inbound bytes; wakes the reader once under budget.
@@ -466,7 +508,7 @@ impl CallReceiver {
         let polled = stream.inbound.poll_next_flagged(cx);
         if let Poll::Ready(Some(Ok((message, _)))) = &polled {
             let credit = stream.inbound.take_credit();
-            state.release_inbound(message.len());
+            state.release_inbound(held(1, message.len()));
             if let Some(credit) = credit {
                 frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
                 let alone = state.running.len() <= 1;
@@ -478,63 +520,5 @@ impl CallReceiver {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-    use std::future::Future;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Wake, Waker};
-
-    /// An always-ready stream of empty messages (they take no credit), counting its polls. Past
-    /// 10,000 it panics, which ends the call: a pump that never yields fails rather than hangs.
-    struct Flood(Arc<AtomicUsize>);
-
-    impl OutboundBody for Flood {
-        fn into_once(self) -> Result<Bytes, Self> {
-            Err(self)
-        }
-
-        fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
-            let polls = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            assert!(polls < 10_000, "the pump never yielded");
-            Poll::Ready(Some(Ok(Bytes::new())))
-        }
-    }
-
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    #[test]
-    fn an_always_ready_stream_yields_after_a_burst() {
-        let outbox = Outbox::new(Box::pin(tokio::io::sink()));
-        let shared = Arc::new(Shared::new(outbox, Limits::default()));
-        shared.lock().running.insert(1, None);
-        let polls = Arc::new(AtomicUsize::new(0));
-        let response = Response::new(Flood(Arc::clone(&polls)));
-        let mut pumping = Box::pin(pump(Arc::clone(&shared), 1, response));
-        let woken = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&woken));
-        let mut cx = Context::from_waker(&waker);
-        for round in 1..=3 {
-            assert!(
-                pumping.as_mut().poll(&mut cx).is_pending(),
-                "round {round}: still streaming"
-            );
-            assert_eq!(
-                polls.load(Ordering::SeqCst),
-                round * MESSAGES_PER_POLL,
-                "round {round}: one burst per poll"
-            );
-            assert_eq!(
-                woken.0.load(Ordering::SeqCst),
-                round,
-                "round {round}: it woke itself to be polled again"
-            );
-        }
-    }
-}
+#[path = "respond_tests.rs"]
+mod tests;

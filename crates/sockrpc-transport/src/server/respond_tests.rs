@@ -1,0 +1,92 @@
+//! Tests of `respond.rs`: pacing of response streams and the inbound budget.
+
+use super::*;
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Wake, Waker};
+
+/// An always-ready stream of empty messages (they take no credit), counting its polls. Past
+/// 10,000 it panics, which ends the call: a pump that never yields fails rather than hangs.
+struct Flood(Arc<AtomicUsize>);
+
+impl OutboundBody for Flood {
+    fn into_once(self) -> Result<Bytes, Self> {
+        Err(self)
+    }
+
+    fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        let polls = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(polls < 10_000, "the pump never yielded");
+        Poll::Ready(Some(Ok(Bytes::new())))
+    }
+}
+
+struct CountWakes(AtomicUsize);
+
+impl Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_always_ready_stream_yields_after_a_burst() {
+    let outbox = Outbox::new(Box::pin(tokio::io::sink()));
+    let shared = Arc::new(Shared::new(outbox, Limits::default()));
+    shared.lock().running.insert(1, None);
+    let polls = Arc::new(AtomicUsize::new(0));
+    let response = Response::new(Flood(Arc::clone(&polls)));
+    let mut pumping = Box::pin(pump(Arc::clone(&shared), 1, response));
+    let woken = Arc::new(CountWakes(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&woken));
+    let mut cx = Context::from_waker(&waker);
+    for round in 1..=3 {
+        assert!(
+            pumping.as_mut().poll(&mut cx).is_pending(),
+            "round {round}: still streaming"
+        );
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            round * MESSAGES_PER_POLL,
+            "round {round}: one burst per poll"
+        );
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            round,
+            "round {round}: it woke itself to be polled again"
+        );
+    }
+}
+
+#[test]
+fn empty_messages_fill_the_inbound_budget() {
+    let outbox = Outbox::new(Box::pin(tokio::io::sink()));
+    let shared = Shared::new(outbox, Limits::default());
+    let mut state = shared.lock();
+    state.streams.insert(7, ServerStream::default());
+    // Empty messages take no credit: only their count can stop a client that sends them to
+    // a handler that does not read.
+    let most = INBOUND_BUDGET / QUEUED_MESSAGE_COST + 1;
+    let mut queued = 0;
+    while state.inbound_bytes <= INBOUND_BUDGET {
+        assert!(
+            queued < most,
+            "{queued} empty messages and still under budget"
+        );
+        let pushed = state.queue_message(7, Bytes::new(), false, false, 1 << 20);
+        assert_eq!(pushed, Ok(true));
+        queued += 1;
+    }
+    assert_eq!(state.streams[&7].inbound.queued(), (queued, 0));
+    // Late messages for a call that ended are dropped, and count nothing.
+    assert_eq!(
+        state.queue_message(9, Bytes::new(), false, false, 1 << 20),
+        Ok(false)
+    );
+    assert!(state.remove_stream(7).is_some());
+    assert_eq!(
+        state.inbound_bytes, 0,
+        "forgetting the stream releases all it held"
+    );
+}
