@@ -31,7 +31,10 @@ pub(crate) struct RttEstimator {
 }
 
 impl RttEstimator {
-    pub(crate) fn new(bounds: RttBounds) -> RttEstimator {
+    /// An estimator within `bounds`; a maximum below the minimum is taken as the minimum (a
+    /// configuration mistake must not panic the client).
+    pub(crate) fn new(mut bounds: RttBounds) -> RttEstimator {
+        bounds.max = bounds.max.max(bounds.min);
         RttEstimator {
             bounds,
             srtt: None,
@@ -121,5 +124,18 @@ mod tests {
         assert_eq!(est.backoff(2, 0), Duration::from_millis(120));
         assert!(est.backoff(2, u64::MAX) <= Duration::from_millis(150));
         assert_eq!(est.backoff(40, 0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_maximum_below_the_minimum_is_the_minimum() {
+        let mut est = RttEstimator::new(RttBounds {
+            initial: Duration::from_millis(100),
+            min: Duration::from_millis(500),
+            max: Duration::from_millis(50),
+        });
+        assert_eq!(est.rto(), Duration::from_millis(500));
+        est.sample(Duration::from_secs(10));
+        assert_eq!(est.rto(), Duration::from_millis(500));
+        assert_eq!(est.backoff(3, 0), Duration::from_millis(500));
     }
 }
