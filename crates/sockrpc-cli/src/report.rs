@@ -224,6 +224,33 @@ pub(crate) struct Setup {
     pub(crate) rounds: usize,
 }
 
+impl Setup {
+    /// The setup of a run whose rows each had `budget`, after `warmup` calls, in `rounds`.
+    pub(crate) fn new(
+        server: String,
+        server_workers: Option<usize>,
+        budget: crate::load::Budget,
+        warmup_calls: u64,
+        rounds: usize,
+    ) -> Setup {
+        use crate::load::Budget;
+        Setup {
+            server,
+            server_workers,
+            duration_s: match budget {
+                Budget::Time(time) => Some(time.as_secs_f64()),
+                Budget::Calls(_) => None,
+            },
+            calls_per_row: match budget {
+                Budget::Calls(calls) => Some(calls),
+                Budget::Time(_) => None,
+            },
+            warmup_calls,
+            rounds,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct JsonReport<'a> {
     machine: &'a Machine,

@@ -158,20 +158,13 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     drop(channel);
     drop(runtime);
     if let Some(path) = &args.json {
-        let setup = Setup {
-            server: format!("{target} (balance {})", balance_name(args)),
-            server_workers: None,
-            duration_s: match plan.budget {
-                Budget::Time(time) => Some(time.as_secs_f64()),
-                Budget::Calls(_) => None,
-            },
-            calls_per_row: match plan.budget {
-                Budget::Calls(calls) => Some(calls),
-                Budget::Time(_) => None,
-            },
-            warmup_calls: plan.warmup,
-            rounds: 1,
-        };
+        let setup = Setup::new(
+            format!("{target} (balance {})", balance_name(args)),
+            None,
+            plan.budget,
+            plan.warmup,
+            1,
+        );
         report::write_json(path, &Machine::this(), &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         println!("wrote {}", path.display());

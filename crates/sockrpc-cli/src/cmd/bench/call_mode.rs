@@ -351,20 +351,13 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         server.stop()?;
     }
     if let Some(path) = &args.json {
-        let setup = Setup {
-            server: args.target.clone().unwrap_or_else(|| "embedded".to_owned()),
-            server_workers: args.target.is_none().then_some(args.server_workers),
-            duration_s: match budget {
-                Budget::Time(time) => Some(time.as_secs_f64()),
-                Budget::Calls(_) => None,
-            },
-            calls_per_row: match budget {
-                Budget::Calls(calls) => Some(calls),
-                Budget::Time(_) => None,
-            },
-            warmup_calls: args.warmup,
-            rounds: 1,
-        };
+        let setup = Setup::new(
+            args.target.clone().unwrap_or_else(|| "embedded".to_owned()),
+            args.target.is_none().then_some(args.server_workers),
+            budget,
+            args.warmup,
+            1,
+        );
         report::write_json(path, &Machine::this(), &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         annotate(path, &runs, &target.name)

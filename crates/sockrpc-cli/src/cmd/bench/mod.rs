@@ -432,23 +432,16 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     }
     drop(compressed);
     if let Some(path) = &args.json {
-        let setup = Setup {
-            server: match &args.target {
+        let setup = Setup::new(
+            match &args.target {
                 Some(_) => targets.main(),
                 None => "embedded".to_owned(),
             },
-            server_workers: args.target.is_none().then_some(args.server_workers),
-            duration_s: match plan.budget {
-                Budget::Time(time) => Some(time.as_secs_f64()),
-                Budget::Calls(_) => None,
-            },
-            calls_per_row: match plan.budget {
-                Budget::Calls(calls) => Some(calls),
-                Budget::Time(_) => None,
-            },
-            warmup_calls: plan.warmup,
-            rounds: plan.rounds,
-        };
+            args.target.is_none().then_some(args.server_workers),
+            plan.budget,
+            plan.warmup,
+            plan.rounds,
+        );
         report::write_json(path, &machine, &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         println!("wrote {}", path.display());
