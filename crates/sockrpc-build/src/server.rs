@@ -38,7 +38,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let body = if arms.is_empty() {
         unknown.to_owned()
     } else {
-        format!("match call.method() {{ {arms} _ => {unknown}, }}")
+        format!("match call.method_bytes() {{ {arms} _ => {unknown}, }}")
     };
 
     // `write!` into a String cannot fail.
@@ -222,7 +222,8 @@ pub(crate) fn request_type(m: &MethodModel) -> String {
     }
 }
 
-/// The `match call.method()` arm for one rpc.
+/// The `match call.method_bytes()` arm for one rpc (proto names are ASCII identifiers, so the
+/// byte-string literal is the name as written).
 fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str) -> String {
     let handler = match m.shape {
         CallShape::Unary => "unary_handler",
@@ -234,7 +235,7 @@ fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str) -> String {
     // methods (and every trait in scope) before the rpc.
     format!(
         r#"
-            {proto_name:?} => {{
+            b{proto_name:?} => {{
                 let inner = ::std::sync::Arc::clone(&self.inner);
                 ::std::boxed::Box::pin(::sockrpc::codegen::{handler}(
                     call,

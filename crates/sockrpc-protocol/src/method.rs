@@ -46,7 +46,7 @@ impl MethodPath {
 
     /// Checks and wraps a path: UTF-8, a leading `/`, exactly one more `/`, neither part empty.
     pub fn try_from_bytes(bytes: Bytes) -> Result<MethodPath, InvalidPath> {
-        match std::str::from_utf8(&bytes).ok().and_then(split_of) {
+        match split_of(&bytes) {
             Some(split) => Ok(MethodPath { bytes, split }),
             None => Err(InvalidPath(String::from_utf8_lossy(&bytes).into_owned())),
         }
@@ -76,20 +76,33 @@ impl MethodPath {
 
     /// `Method`.
     pub fn method(&self) -> &str {
+        std::str::from_utf8(self.method_bytes()).unwrap_or("")
+    }
+
+    /// `Method` as bytes: what generated servers match on, with no UTF-8 check repeated.
+    pub fn method_bytes(&self) -> &[u8] {
         let start = if self.bytes.get(self.split) == Some(&b'/') {
             self.split + 1
         } else {
             self.split
         };
-        std::str::from_utf8(&self.bytes[start..]).unwrap_or("")
+        &self.bytes[start..]
     }
 }
 
 /// The index of the `/` between service and method of a valid path, or `None`.
-fn split_of(path: &str) -> Option<usize> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    let valid = !service.is_empty() && !method.is_empty() && !method.contains('/');
-    valid.then_some(1 + service.len())
+///
+/// Paths are ASCII in practice, so that is checked first (a word at a time) and one search for
+/// `/` follows; only a path with other bytes pays for a full UTF-8 check.
+fn split_of(path: &[u8]) -> Option<usize> {
+    if !path.is_ascii() {
+        std::str::from_utf8(path).ok()?;
+    }
+    let rest = path.strip_prefix(b"/")?;
+    let split = rest.iter().position(|&b| b == b'/')?;
+    let method = &rest[split + 1..];
+    let valid = split > 0 && !method.is_empty() && !method.contains(&b'/');
+    valid.then_some(1 + split)
 }
 
 impl fmt::Debug for MethodPath {
@@ -129,5 +142,14 @@ mod tests {
             );
         }
         assert!(MethodPath::try_from_bytes(Bytes::from_static(&[b'/', 0xff, b'/', b'm'])).is_err());
+        // Not ASCII but UTF-8: valid, split at the right byte.
+        let wide = MethodPath::try_from_bytes(Bytes::from("/pkg.Sérvice/Mé")).map(|p| {
+            (
+                p.service().to_owned(),
+                p.method().to_owned(),
+                p.method_bytes().len(),
+            )
+        });
+        assert_eq!(wide, Ok(("pkg.Sérvice".to_owned(), "Mé".to_owned(), 3)));
     }
 }

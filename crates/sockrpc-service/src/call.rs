@@ -169,6 +169,11 @@ impl Call {
         self.path.method()
     }
 
+    /// `Method` as bytes (generated servers match on these: no UTF-8 check per call).
+    pub fn method_bytes(&self) -> &[u8] {
+        self.path.method_bytes()
+    }
+
     /// The request.
     pub fn request(&self) -> &Request<Body> {
         &self.request

@@ -301,11 +301,11 @@ pub fn service_impl(items: &[Item]) -> String {
         .expect("an `impl Service<Call>`")
 }
 
-/// The handler function the `match call.method()` arm of the server module
+/// The handler function the `match call.method_bytes()` arm of the server module
 /// `items` uses for the rpc `proto_name` (`unary_handler`, ...).
 pub fn dispatch_handler(items: &[Item], proto_name: &str) -> String {
     let squashed = service_impl(items);
-    let arm = format!("{proto_name:?}=>{{");
+    let arm = format!("b{proto_name:?}=>{{");
     let start = squashed
         .find(&arm)
         .unwrap_or_else(|| panic!("no dispatch arm for {proto_name}"))
