@@ -52,6 +52,18 @@ pub(crate) fn encode_with(
     })
 }
 
+/// A copy of `bytes`: a piece of this thread's chunk when it is small, a buffer of its own
+/// otherwise. For bytes that must outlive the buffer they were read into (a datagram's answer,
+/// out of a receive buffer that is reused).
+pub fn copy(bytes: &[u8]) -> Bytes {
+    // The closure cannot fail.
+    encode_with(bytes.len(), |buf| {
+        buf.extend_from_slice(bytes);
+        Ok(())
+    })
+    .unwrap_or_else(|_| Bytes::copy_from_slice(bytes))
+}
+
 fn fresh(
     hint: usize,
     encode: impl FnOnce(&mut BytesMut) -> Result<(), Status>,
@@ -82,6 +94,14 @@ mod tests {
         assert_eq!(long.len(), 3000);
         assert!(long.iter().all(|&x| x == 7));
         assert_eq!(&a[..], b"abc", "earlier pieces are untouched");
+    }
+
+    #[test]
+    fn copies_are_exact_whatever_their_size() {
+        for len in [0, 1, 64, LARGEST, LARGEST + 1, CHUNK + 1] {
+            let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            assert_eq!(&copy(&src)[..], &src[..], "{len} bytes");
+        }
     }
 
     #[test]

@@ -136,7 +136,9 @@ impl Shared {
         };
         let incoming = match header.kind {
             Kind::Reply => {
-                let body = Bytes::copy_from_slice(&datagram[HEADER_LEN..]);
+                // Out of the reused receive buffer, into a piece of a shared chunk (no
+                // allocation per answer: `sockrpc_protocol::codec::arena`).
+                let body = sockrpc_protocol::codec::arena::copy(&datagram[HEADER_LEN..]);
                 match datagram::parse_reply(body, &self.config.limits) {
                     Ok(answer) => Some(Incoming::Reply(answer)),
                     Err(_) => {
