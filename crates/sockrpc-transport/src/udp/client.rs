@@ -20,7 +20,7 @@ use super::datagram::{self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGR
 use super::inbox::{self, Incoming, Waited};
 use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
-use super::{bump, counters, random_u64};
+use super::{bump, counters, jitter_u64, random_u64};
 use bytes::{Bytes, BytesMut};
 use foldhash::HashMap;
 use sockrpc_protocol::frame::check_metadata;
@@ -458,7 +458,7 @@ impl Shared {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        lock(&self.rtt).backoff(attempt, random_u64())
+        lock(&self.rtt).backoff(attempt, jitter_u64())
     }
 
     async fn send(&self, datagram: &[u8]) {

@@ -79,8 +79,10 @@ impl RttEstimator {
             .checked_mul(1u32 << attempt.min(20))
             .unwrap_or(self.bounds.max)
             .min(self.bounds.max);
-        let extra = base.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64 / 4.0);
-        base + extra
+        // Up to a quarter more: base × (random's top 30 bits / 2^32), in integers.
+        let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
+        let extra = (u128::from(nanos) * u128::from(random >> 34)) >> 32;
+        base + Duration::from_nanos(u64::try_from(extra).unwrap_or(u64::MAX))
     }
 }
 
@@ -123,6 +125,14 @@ mod tests {
         assert_eq!(est.backoff(0, 0), Duration::from_millis(30));
         assert_eq!(est.backoff(2, 0), Duration::from_millis(120));
         assert!(est.backoff(2, u64::MAX) <= Duration::from_millis(150));
+        assert!(
+            est.backoff(2, u64::MAX) > Duration::from_millis(149),
+            "a quarter at most"
+        );
+        assert!(
+            est.backoff(2, 1 << 63) > Duration::from_millis(134),
+            "an eighth halfway"
+        );
         assert_eq!(est.backoff(40, 0), Duration::from_secs(1));
     }
 
