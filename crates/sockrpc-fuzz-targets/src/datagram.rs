@@ -22,7 +22,6 @@
 use crate::choose;
 use bytes::{Bytes, BytesMut};
 use sockrpc::protocol::frame::{check_metadata, MAX_STATUS_MESSAGE};
-use sockrpc::protocol::RESERVED_PREFIX;
 use sockrpc::service::udp::datagram::{
     check_reply, encode_reply, encode_request, parse_reply, parse_request, reply_len, request_len,
     set_cookie, set_timeout, Header, Kind, RequestBody, FLAG_DONE_BELOW, HEADER_LEN,
@@ -99,28 +98,11 @@ fn request(header: &Header, body: Bytes, limits: &Limits) {
 }
 
 /// Bytes of the metadata entries in a REQUEST body (one that parsed) whose key is reserved: the
-/// receiver drops them (`docs/PROTOCOL.md`, reserved metadata), so no re-encoding carries them.
+/// receiver drops them, so no re-encoding carries them.
 fn reserved_entries(body: &[u8], flags: u8) -> usize {
-    let u16_at = |at: usize| usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
-    let mut at = 8 + if flags & FLAG_DONE_BELOW != 0 { 4 } else { 0 };
-    at += 2 + u16_at(at);
-    let count = u16_at(at);
-    at += 2;
-    let mut dropped = 0;
-    for _ in 0..count {
-        let key_len = usize::from(body[at]);
-        let key = &body[at + 1..at + 1 + key_len];
-        let value_len = u16_at(at + 1 + key_len);
-        let entry = 1 + key_len + 2 + value_len;
-        if key
-            .to_ascii_lowercase()
-            .starts_with(RESERVED_PREFIX.as_bytes())
-        {
-            dropped += entry;
-        }
-        at += entry;
-    }
-    dropped
+    let at = 8 + if flags & FLAG_DONE_BELOW != 0 { 4 } else { 0 };
+    let path_len = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+    crate::reserved::reserved_entry_bytes(&body[at + 2 + path_len..])
 }
 
 fn reparse(wire: &[u8], limits: &Limits) -> (Header, RequestBody) {

@@ -24,6 +24,7 @@ pub mod seeds;
 pub mod server_connection;
 
 mod choose;
+mod reserved;
 
 /// A fuzz target's body: takes the raw input, panics only on a bug.
 pub type Target = fn(&[u8]);
