@@ -79,6 +79,37 @@ async fn small_calls_succeed_over_udp() {
     server.shutdown().await;
 }
 
+/// Each call's connection info names its own source, however calls from two sockets
+/// interleave (the server reuses one shared record while calls keep coming from one source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_told_its_own_source() {
+    let server = UdpTestServer::start().await;
+    let clients = [server.client().await, server.client().await];
+    let local = server.addr;
+    let whoami = request(&EchoRequest {
+        payload: Bytes::from_static(b"whoami"),
+        id: 0,
+    });
+    // a, a, b, b, a, b: repeats and switches both.
+    for which in [0, 0, 1, 1, 0, 1] {
+        let client = &clients[which];
+        let response = reply_of(client.call(&ECHO, &whoami, deadline()).await).expect("whoami");
+        let said = String::from_utf8(echo_reply(&response).payload.to_vec()).expect("utf-8");
+        let source = client.local_addr().expect("local address");
+        // The client's socket is bound to the unspecified address: compare ports, and the
+        // family's loopback the server saw.
+        assert_eq!(
+            said,
+            format!(
+                "Udp Some({}) Some({local})",
+                std::net::SocketAddr::new(local.ip(), source.port())
+            ),
+            "client {which}"
+        );
+    }
+    server.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // (2) A large answer: TRUNCATED; the TCP re-issue gets the cached answer; the handler ran once.
 

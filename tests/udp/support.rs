@@ -40,7 +40,15 @@ impl Echo for Counting {
         if let Some(note) = request.metadata().get("x-note") {
             trailers.insert("x-note", note).expect("valid");
         }
+        // "whoami": the connection info the transport gave the call.
+        let conn = request
+            .conn_info()
+            .map(|c| format!("{:?} {:?} {:?}", c.transport, c.peer, c.local));
         let EchoRequest { payload, id } = request.into_inner();
+        let payload = match (payload.as_ref(), conn) {
+            (b"whoami", Some(conn)) => Bytes::from(conn),
+            _ => payload,
+        };
         Ok(Response::from_parts(
             MetadataMap::new(),
             EchoReply { payload, id },

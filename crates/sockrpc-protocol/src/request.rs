@@ -1,7 +1,7 @@
 //! `Request` and `Response`: a message with the metadata that travels beside it.
 
 use crate::{ConnInfo, EncodingFields, Extensions, MetadataMap, TransportKind};
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 /// A call's request: the message, its metadata, and how long the caller will wait; on a server
 /// also the connection it came in on; and typed [`Extensions`] that middleware hands inward
@@ -11,7 +11,10 @@ pub struct Request<T> {
     metadata: MetadataMap,
     message: T,
     timeout: Option<Duration>,
-    conn: Option<ConnInfo>,
+    /// Shared, not inline: a server's connection hands every call the same one (a reference
+    /// count, no allocation), and a request that moves through the client's layers is 72 bytes
+    /// smaller for it (each move a shorter copy).
+    conn: Option<Arc<ConnInfo>>,
     extensions: Extensions,
     wire: Wire,
 }
@@ -82,18 +85,30 @@ impl<T> Request<T> {
     /// gets [`TransportKind::Other`]).
     pub fn set_remote_addr(&mut self, addr: Option<SocketAddr>) {
         match &mut self.conn {
-            Some(conn) => conn.peer = addr,
-            None => self.conn = Some(ConnInfo::new(TransportKind::Other, addr, None)),
+            Some(conn) => Arc::make_mut(conn).peer = addr,
+            None => self.conn = Some(Arc::new(ConnInfo::new(TransportKind::Other, addr, None))),
         }
     }
 
     /// On a server: the connection the call came in on (socket kind, peer and local address).
     pub fn conn_info(&self) -> Option<&ConnInfo> {
+        self.conn.as_deref()
+    }
+
+    /// The connection info as shared (see [`set_shared_conn_info`](Request::set_shared_conn_info)),
+    /// to hand to a copy of this request without an allocation.
+    pub fn shared_conn_info(&self) -> Option<&Arc<ConnInfo>> {
         self.conn.as_ref()
     }
 
-    /// Sets the connection info (the server's transport does this).
+    /// Sets the connection info.
     pub fn set_conn_info(&mut self, conn: Option<ConnInfo>) {
+        self.conn = conn.map(Arc::new);
+    }
+
+    /// Sets connection info shared with other requests: what a server's transport does, one
+    /// `Arc` per connection, so a call costs a reference count rather than an allocation.
+    pub fn set_shared_conn_info(&mut self, conn: Option<Arc<ConnInfo>>) {
         self.conn = conn;
     }
 
@@ -339,5 +354,42 @@ impl<T> Response<T> {
     /// Splits into leading metadata, message and trailing metadata.
     pub fn into_parts(self) -> (MetadataMap, T, MetadataMap) {
         (self.metadata, self.message, self.trailers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_conn_info_is_copied_on_write() {
+        let peer: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:2000".parse().expect("addr");
+        let shared = Arc::new(ConnInfo::new(TransportKind::Tcp, Some(peer), Some(local)));
+        let mut first = Request::new(());
+        first.set_shared_conn_info(Some(Arc::clone(&shared)));
+        let mut second = Request::new(());
+        second.set_shared_conn_info(first.shared_conn_info().cloned());
+        assert!(Arc::ptr_eq(
+            second.shared_conn_info().expect("set"),
+            &shared
+        ));
+
+        // Changing one request's peer leaves the connection's record and the other alone.
+        let other: SocketAddr = "127.0.0.2:3000".parse().expect("addr");
+        second.set_remote_addr(Some(other));
+        assert_eq!(second.remote_addr(), Some(other));
+        assert_eq!(second.conn_info().expect("set").local, Some(local));
+        assert_eq!(first.remote_addr(), Some(peer));
+        assert_eq!(shared.peer, Some(peer));
+
+        // Without any, a peer address makes a record of its own.
+        let mut bare = Request::new(());
+        bare.set_remote_addr(Some(other));
+        let conn = bare.conn_info().expect("made");
+        assert_eq!(
+            (conn.transport, conn.peer),
+            (TransportKind::Other, Some(other))
+        );
     }
 }

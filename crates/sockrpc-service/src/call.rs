@@ -111,7 +111,7 @@ impl Call {
             body,
             self.request.timeout(),
         );
-        request.set_conn_info(self.request.conn_info().cloned());
+        request.set_shared_conn_info(self.request.shared_conn_info().cloned());
         *request.extensions_mut() = self.request.extensions().clone();
         // What the OPEN says about compression travels with every copy.
         request.set_encoding(self.request.encoding());

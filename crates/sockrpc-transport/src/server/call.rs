@@ -22,7 +22,7 @@ use super::open::Opened;
 use super::respond::{answer_now, encode_refusal, pump, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::panic::{panicked, poll_caught};
-use sockrpc_protocol::{Code, ConnInfo, Request, Response, Status};
+use sockrpc_protocol::{Code, Request, Response, Status};
 use std::{
     future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
@@ -81,11 +81,8 @@ impl<D: Dispatch> Connection<D> {
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
         request.set_encoding(encoding);
         request.set_message_compressed(compressed);
-        // A few plain values in a field of their own, the TLS peer shared: no allocation per
-        // call.
-        request.set_conn_info(Some(
-            ConnInfo::new(self.transport, self.peer, self.local).with_tls(self.tls.clone()),
-        ));
+        // The connection's own, shared: no allocation per call.
+        request.set_shared_conn_info(Some(Arc::clone(&self.conn_info)));
         let call = IncomingCall {
             path,
             request,

@@ -31,7 +31,7 @@ use crate::reader::FrameReader;
 use crate::server::Accepted;
 use crate::udp::ReplyCache;
 use sockrpc_protocol::frame::{self, PREFACE};
-use sockrpc_protocol::{Code, Limits};
+use sockrpc_protocol::{Code, ConnInfo, Limits};
 use std::{
     future::Future,
     net::SocketAddr,
@@ -84,10 +84,10 @@ pub(super) struct Connection<D> {
     pub(super) shared: Arc<Shared>,
     reader: FrameReader,
     pub(super) peer: Option<SocketAddr>,
-    pub(super) local: Option<SocketAddr>,
     pub(super) transport: TransportKind,
-    /// The TLS peer, shared by every call on the connection.
-    pub(super) tls: Option<Arc<crate::tls::TlsPeer>>,
+    /// What every call on this connection is told of it (addresses, the TLS peer): one `Arc`,
+    /// shared, so a call costs a reference count.
+    pub(super) conn_info: Arc<ConnInfo>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
     /// Streaming calls polled on this task (`local.rs`).
@@ -142,9 +142,11 @@ impl<D: Dispatch> Connection<D> {
             shared: Arc::new(Shared::new(outbox, config.limits)),
             reader: FrameReader::new(accepted.reader, FrameDecoder::new(config.limits)),
             peer: accepted.peer,
-            local: accepted.local,
             transport: accepted.transport,
-            tls: accepted.tls,
+            conn_info: Arc::new(
+                ConnInfo::new(accepted.transport, accepted.peer, accepted.local)
+                    .with_tls(accepted.tls),
+            ),
             opened: OpenCalls::default(),
             locals: LocalCalls::default(),
             last_call_id: 0,

@@ -185,6 +185,7 @@ where
         } = self;
         let mut limiter = Limiter::new(shared.config.rate_limit);
         let mut last_cookie = LastCookie::default();
+        let mut last_conn: Option<Arc<ConnInfo>> = None;
         let mut tasks = JoinSet::new();
         // Large enough for any UDP datagram, so an oversized one is read whole and refused,
         // never cut and misread.
@@ -233,7 +234,7 @@ where
             shared
                 .on_datagram(
                     &mut service,
-                    (&mut limiter, &mut last_cookie),
+                    (&mut limiter, &mut last_cookie, &mut last_conn),
                     &mut tasks,
                     datagram,
                     src,
@@ -252,7 +253,11 @@ impl Shared {
     async fn on_datagram<S>(
         self: &Arc<Self>,
         service: &mut S,
-        (limiter, last_cookie): (&mut Limiter, &mut LastCookie),
+        (limiter, last_cookie, last_conn): (
+            &mut Limiter,
+            &mut LastCookie,
+            &mut Option<Arc<ConnInfo>>,
+        ),
         tasks: &mut JoinSet<()>,
         datagram: Bytes,
         src: SocketAddr,
@@ -311,7 +316,8 @@ impl Shared {
                 }
             }
             Kind::Request => {
-                self.on_request(service, tasks, datagram, header, reply_to, verified)
+                let conn = self.conn_info(last_conn, src);
+                self.on_request(service, tasks, (datagram, conn), header, reply_to, verified)
                     .await;
             }
             Kind::Reply | Kind::Truncated | Kind::Cookie | Kind::Pending => {}
@@ -322,7 +328,7 @@ impl Shared {
         self: &Arc<Self>,
         service: &mut S,
         tasks: &mut JoinSet<()>,
-        datagram: Bytes,
+        (datagram, conn): (Bytes, Arc<ConnInfo>),
         header: Header,
         reply_to: ReplyTo,
         verified: bool,
@@ -425,11 +431,7 @@ impl Shared {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut request =
             Request::from_parts(body.metadata, RequestBody::Once(body.message), timeout);
-        request.set_conn_info(Some(ConnInfo::new(
-            TransportKind::Udp,
-            Some(reply_to.addr),
-            self.local,
-        )));
+        request.set_shared_conn_info(Some(conn));
         let call = IncomingCall {
             path: body.path,
             request,
@@ -479,6 +481,19 @@ impl Shared {
                     guard.complete(&answer);
                     shared.send_answer(&reply_to, &answer).await;
                 });
+            }
+        }
+    }
+
+    /// The connection info of a call from `src`: the last one made, while calls keep coming
+    /// from the same source (a client's socket), so a call costs a reference count.
+    fn conn_info(&self, last: &mut Option<Arc<ConnInfo>>, src: SocketAddr) -> Arc<ConnInfo> {
+        match last {
+            Some(conn) if conn.peer == Some(src) => Arc::clone(conn),
+            _ => {
+                let conn = Arc::new(ConnInfo::new(TransportKind::Udp, Some(src), self.local));
+                *last = Some(Arc::clone(&conn));
+                conn
             }
         }
     }
