@@ -354,30 +354,37 @@ async fn unary_udp(
     path: MethodPath,
     mut request: Request<Bytes>,
 ) -> Result<Response<Body>, Status> {
-    let started = Instant::now();
-    let deadline = request.timeout().map(|t| started + t);
-    if let Some(client) = init_udp(&udp, pool.endpoint()).await {
-        match client.call(&path, &request, deadline).await {
+    let deadline = request.timeout().map(|t| Instant::now() + t);
+    // The cold paths (the socket's first use, the way out to the stream) are boxed, so this
+    // future, boxed once per call, stays small enough for the allocator's fast path.
+    let client = match udp.get() {
+        Some(client) => Some(client),
+        None => Box::pin(init_udp(&udp, pool.endpoint())).await,
+    };
+    if let Some(client) = client {
+        // Taken apart before anything else is awaited: the outcome is not kept across it.
+        let truncated = match client.call(&path, &request, deadline).await {
             UdpOutcome::Reply(answer) => return answer.map(|response| response.map(Body::once)),
             UdpOutcome::Truncated {
                 instance,
                 call_id,
                 hold,
-            } => {
-                // The call ran; fetch its answer over the stream, by its UDP identity. Until
-                // that is over the server must keep the answer: `hold` keeps the call below
-                // this client's watermark.
-                if let Some(deadline) = deadline {
-                    request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-                }
-                let answer = unary_waiting(pool, path, request, Some((instance, call_id))).await;
-                drop(hold);
-                return answer;
+            } => Some(((instance, call_id), hold)),
+            UdpOutcome::NotSuitable => None,
+        };
+        if let Some((udp_call, hold)) = truncated {
+            // The call ran; fetch its answer over the stream, by its UDP identity. Until that
+            // is over the server must keep the answer: `hold` keeps the call below this
+            // client's watermark.
+            if let Some(deadline) = deadline {
+                request.set_timeout(deadline.saturating_duration_since(Instant::now()));
             }
-            UdpOutcome::NotSuitable => {}
+            let answer = Box::pin(unary_waiting(pool, path, request, Some(udp_call))).await;
+            drop(hold);
+            return answer;
         }
     }
-    unary_waiting(pool, path, request, None).await
+    Box::pin(unary_waiting(pool, path, request, None)).await
 }
 
 /// A streaming call: opens it, starts a task feeding the request stream (if any) into it, and

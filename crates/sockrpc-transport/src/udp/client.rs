@@ -302,8 +302,11 @@ impl UdpClient {
             bump(&shared.stats.not_suitable);
             return UdpOutcome::NotSuitable;
         }
-        if let Err(outcome) = shared.ensure_cookie(deadline).await {
-            return outcome;
+        if shared.cookie.borrow().is_none() {
+            // Once per client: boxed, so that every call's future is not the larger for it.
+            if let Err(outcome) = Box::pin(shared.ensure_cookie(deadline)).await {
+                return outcome;
+            }
         }
         let (seq, call_id, done_below) = shared.outstanding.start();
         crate::dispatch::note_call_id(call_id);
@@ -314,17 +317,17 @@ impl UdpClient {
             call_id,
             seq: Some(seq),
         };
-        let header = Header {
-            kind: Kind::Request,
-            flags: 0,
-            client_instance: shared.instance,
-            call_id,
-            cookie: [0; COOKIE_LEN],
-        };
         let mut out = BytesMut::new();
+        // The header is a temporary: nothing that dies here is kept across this future's waits.
         datagram::encode_request(
             &mut out,
-            &header,
+            &Header {
+                kind: Kind::Request,
+                flags: 0,
+                client_instance: shared.instance,
+                call_id,
+                cookie: [0; COOKIE_LEN],
+            },
             None,
             shared.acks.load(Ordering::Relaxed).then_some(done_below),
             path,
@@ -356,8 +359,8 @@ impl UdpClient {
             if attempt > 0 || retried_for_cookie {
                 bump(&shared.stats.retransmits);
             }
-            shared.send(&out).await;
             let rto_at = now + shared.backoff(attempt);
+            shared.send(&out).await;
             let wake = [Some(rto_at), deadline, Some(give_up)]
                 .into_iter()
                 .flatten()
@@ -462,7 +465,15 @@ impl Shared {
     }
 
     async fn send(&self, datagram: &[u8]) {
-        if let Err(err) = self.socket.send(datagram).await {
+        // Without waiting first (the socket is nearly always writable): no readiness future on
+        // the way, and none in every call's future; boxed for the rare wait for room.
+        let sent = match self.socket.try_send(datagram) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                Box::pin(self.socket.send(datagram)).await
+            }
+            sent => sent,
+        };
+        if let Err(err) = sent {
             // E.g. ECONNREFUSED from an earlier ICMP: treated as a lost datagram.
             tracing::trace!(error = %err, "udp send failed");
         }

@@ -31,7 +31,8 @@ use super::datagram::{
 };
 use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
-use std::{future::Future, sync::atomic::Ordering, time::Duration};
+use std::{future::Future, sync::atomic::Ordering, task::Poll, time::Duration};
+use tokio::io::ReadBuf;
 
 /// What the receive path hands a waiting call.
 pub(super) enum Incoming {
@@ -47,6 +48,14 @@ pub(super) enum Waited<T> {
     Done(T),
     /// The answer to the reader's own call, read by the reader.
     Mine(Incoming),
+}
+
+/// One look at the reader's socket and the caller's own wait.
+enum Step<T> {
+    /// What the caller waits for came.
+    Done(T),
+    /// A datagram of this many bytes was read (or the read failed).
+    Read(std::io::Result<usize>),
 }
 
 /// Largest datagram read: any UDP datagram, so an oversized one is read whole and refused, never
@@ -69,33 +78,54 @@ impl Shared {
         let done = std::pin::pin!(done);
         let mut done = done;
         loop {
-            let mut buf = tokio::select! {
-                biased;
-                out = &mut done => return Waited::Done(out),
-                buf = self.reader.lock() => buf,
+            let mut buf = {
+                let lock = self.reader.lock();
+                let mut lock = std::pin::pin!(lock);
+                let got = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(out) = done.as_mut().poll(cx) {
+                        return Poll::Ready(Err(out));
+                    }
+                    lock.as_mut().poll(cx).map(Ok)
+                })
+                .await;
+                match got {
+                    Ok(buf) => buf,
+                    Err(out) => return Waited::Done(out),
+                }
             };
-            // The reader until `done`: then the guard goes, and the next waiter reads.
+            // The reader until `done`: then the guard goes, and the next waiter reads. Polled
+            // by hand (`poll_recv`, no `recv` future): nothing per wait to build, register and
+            // drop, and every call's future is smaller for it.
             loop {
-                tokio::select! {
-                    biased;
-                    out = &mut done => return Waited::Done(out),
-                    read = self.socket.recv(&mut buf) => match read {
-                        Ok(n) => {
-                            if let Some(incoming) = self.on_datagram(&buf[..n], mine) {
-                                return Waited::Mine(incoming);
-                            }
+                let step = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(out) = done.as_mut().poll(cx) {
+                        return Poll::Ready(Step::Done(out));
+                    }
+                    let mut read = ReadBuf::new(&mut buf[..]);
+                    self.socket
+                        .poll_recv(cx, &mut read)
+                        .map(|polled| Step::Read(polled.map(|()| read.filled().len())))
+                })
+                .await;
+                match step {
+                    Step::Done(out) => return Waited::Done(out),
+                    Step::Read(Ok(n)) => {
+                        if let Some(incoming) = self.on_datagram(&buf[..n], mine) {
+                            return Waited::Mine(incoming);
                         }
-                        Err(err) => {
-                            // ECONNREFUSED (ICMP port unreachable) and the like: calls see it
-                            // as loss. Give the place up a moment rather than spin.
-                            tracing::trace!(error = %err, "udp recv failed");
-                            drop(buf);
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                            break;
-                        }
-                    },
+                    }
+                    Step::Read(Err(err)) => {
+                        // ECONNREFUSED (ICMP port unreachable) and the like: calls see it as
+                        // loss. Give the place up a moment (below) rather than spin.
+                        tracing::trace!(error = %err, "udp recv failed");
+                        break;
+                    }
                 }
             }
+            // Only after a failed read. Out of the loop, so that nothing read is held across
+            // this wait (it would make every call's future larger).
+            drop(buf);
+            Box::pin(tokio::time::sleep(Duration::from_millis(1))).await;
         }
     }
 
