@@ -230,7 +230,10 @@ where
                 }
             };
             bump(&shared.stats.received);
-            let datagram = Bytes::copy_from_slice(&buf[..n]);
+            // Out of the reused buffer into a piece of a shared chunk (no allocation per
+            // datagram: `sockrpc_protocol::codec::arena`); nothing kept past the call holds it
+            // (the reply cache keeps its own copy of the path).
+            let datagram = sockrpc_protocol::codec::arena::copy(&buf[..n]);
             shared
                 .on_datagram(
                     &mut service,

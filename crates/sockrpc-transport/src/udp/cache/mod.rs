@@ -31,6 +31,7 @@ use foldhash::{HashMap, HashSet};
 use sockrpc_protocol::{Response, Status};
 use std::{
     collections::VecDeque,
+    sync::atomic::{AtomicUsize, Ordering},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -123,10 +124,16 @@ struct State {
     done: usize,
     bytes: usize,
     marks: Watermarks,
+    /// Method paths seen, each an allocation of its own (see [`State::intern`]).
+    paths: HashSet<Bytes>,
 }
 
 /// Clients whose watermark is kept.
 const MAX_CLIENTS: usize = 64 * 1024;
+
+/// Distinct method paths kept for sharing; past it each entry gets a copy of its own. A server
+/// has a few dozen methods; a client naming others only makes its own entries cost a copy.
+const MAX_PATHS: usize = 1024;
 
 impl State {
     /// Removes a finished entry; `None` when `key` is not a finished call (finished at
@@ -144,6 +151,19 @@ impl State {
             _ => None,
         }
     }
+
+    /// The path an entry keeps: never a slice of the request it came in (a `Bytes` slice keeps
+    /// its whole datagram alive, and entries live up to `ttl`), but one shared copy per method.
+    fn intern(&mut self, path: &[u8]) -> Bytes {
+        if let Some(kept) = self.paths.get(path) {
+            return kept.clone();
+        }
+        let copy = Bytes::copy_from_slice(path);
+        if self.paths.len() < MAX_PATHS {
+            self.paths.insert(copy.clone());
+        }
+        copy
+    }
 }
 
 /// Recent answers keyed by `(client_instance, call_id)`; shared (in an `Arc`) by the UDP server
@@ -152,6 +172,8 @@ pub struct ReplyCache {
     config: ReplyCacheConfig,
     state: Mutex<State>,
     finished: Notify,
+    /// Callers inside [`wait`](Self::wait).
+    waiters: AtomicUsize,
     /// Methods that skip the cache on the UDP side (may run more than once): a TCP re-issue of
     /// one finds no answer here and runs it again.
     idempotent: HashSet<String>,
@@ -196,8 +218,10 @@ impl ReplyCache {
                 done: 0,
                 bytes: 0,
                 marks: Watermarks::new(MAX_CLIENTS, config.ttl),
+                paths: HashSet::default(),
             }),
             finished: Notify::new(),
+            waiters: AtomicUsize::new(0),
             idempotent: HashSet::default(),
         }
     }
@@ -237,11 +261,11 @@ impl ReplyCache {
     /// Client `instance` is done with every call before `below`: forgets their answers, and
     /// refuses their duplicates from now on. Only for a REQUEST from a verified source.
     pub(crate) fn ack(&self, instance: u64, below: u32) {
-        self.ack_locked(&mut self.lock(), instance, below);
+        self.ack_locked(&mut self.lock(), instance, below, Instant::now());
     }
 
-    fn ack_locked(&self, state: &mut State, instance: u64, below: u32) {
-        let (first, count) = state.marks.advance(instance, below, Instant::now());
+    fn ack_locked(&self, state: &mut State, instance: u64, below: u32, now: Instant) {
+        let (first, count) = state.marks.advance(instance, below, now);
         for i in 0..count {
             state.remove_done(&(instance, first.wrapping_add(i)), None);
         }
@@ -259,19 +283,20 @@ impl ReplyCache {
         &self,
         instance: u64,
         call_id: u32,
-        path: &Bytes,
+        path: &[u8],
         done_below: Option<u32>,
     ) -> Begin {
+        let now = Instant::now();
         let mut state = self.lock();
         if let Some(below) = done_below {
-            self.ack_locked(&mut state, instance, below);
+            self.ack_locked(&mut state, instance, below, now);
         }
-        self.expire(&mut state, Instant::now());
+        self.expire(&mut state, now);
         if state.marks.is_stale(instance, call_id) {
             return Begin::Stale;
         }
         match state.map.get(&(instance, call_id)) {
-            Some(slot) if slot.path() != path => Begin::OtherMethod,
+            Some(slot) if slot.path().as_ref() != path => Begin::OtherMethod,
             Some(Slot::Running { .. }) => Begin::InProgress,
             Some(Slot::Done { answer, .. }) => Begin::Done(answer.clone()),
             None if state.done >= self.config.max_entries
@@ -280,7 +305,7 @@ impl ReplyCache {
                 Begin::Full
             }
             None => {
-                let path = path.clone();
+                let path = state.intern(path);
                 state
                     .map
                     .insert((instance, call_id), Slot::Running { path });
@@ -310,16 +335,22 @@ impl ReplyCache {
         {
             let mut state = self.lock();
             let key = (instance, call_id);
-            let Some(Slot::Running { path }) = state.map.remove(&key) else {
+            let stale = state.marks.is_stale(instance, call_id);
+            let too_large = state.bytes + size > self.config.max_bytes;
+            let Some(slot) = state.map.get_mut(&key) else {
                 return;
             };
-            if state.marks.is_stale(instance, call_id) {
+            let Slot::Running { path } = slot else {
+                return;
+            };
+            if stale {
                 // The client gave up on it meanwhile: nobody will ask for this answer.
+                state.map.remove(&key);
                 drop(state);
-                self.finished.notify_waiters();
+                self.notify();
                 return;
             }
-            let answer = if state.bytes + size > self.config.max_bytes {
+            let answer = if too_large {
                 // Keeping it would break the memory bound; forgetting it would let a
                 // retransmission run the call again. Keep a short answer that says so.
                 let status = Status::aborted(
@@ -331,21 +362,27 @@ impl ReplyCache {
             } else {
                 answer
             };
-            state.map.insert(
-                key,
-                Slot::Done {
-                    path,
-                    answer,
-                    size,
-                    finished: now,
-                },
-            );
+            // In place: one lookup, no second hash of the key.
+            *slot = Slot::Done {
+                path: std::mem::take(path),
+                answer,
+                size,
+                finished: now,
+            };
             state.order.push_back((key, now));
             state.done += 1;
             state.bytes += size;
             self.expire(&mut state, now);
         }
-        self.finished.notify_waiters();
+        self.notify();
+    }
+
+    /// Wakes the re-issues waiting in [`wait`](Self::wait), if any (most calls have none: the
+    /// look at a counter spares them the notifier's lock).
+    fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.finished.notify_waiters();
+        }
     }
 
     /// What the cache knows about `(instance, call_id)`, a call of `path`, now.
@@ -375,6 +412,10 @@ impl ReplyCache {
         path: &[u8],
         deadline: Option<tokio::time::Instant>,
     ) -> Lookup {
+        // Counted before the first look (which takes the lock that `complete` stores under),
+        // so a completion that this look misses sees the count and notifies.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiters);
         loop {
             let notified = self.finished.notified();
             tokio::pin!(notified);
@@ -408,6 +449,15 @@ impl ReplyCache {
     /// Bytes of answers held (by the cache's accounting).
     pub fn bytes(&self) -> usize {
         self.lock().bytes
+    }
+}
+
+/// Counts one waiter in [`ReplyCache::wait`] while it lives, however the wait ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -154,3 +154,60 @@ fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
     assert!(matches!(cache.lookup(9, 101, PATH), Lookup::Missing));
     assert!(cache.bytes() < 1_000);
 }
+
+#[test]
+fn an_entry_does_not_keep_its_request_datagram_alive() {
+    let cache = ReplyCache::default();
+    // The path as the UDP server hands it over: a slice of the whole datagram.
+    let mut datagram = vec![0u8; 1200];
+    datagram[..PATH.len()].copy_from_slice(PATH);
+    let datagram = Bytes::from(datagram);
+    let path = datagram.slice(..PATH.len());
+    assert!(matches!(cache.begin(1, 1, &path, None), Begin::New));
+    drop(path);
+    assert!(
+        datagram.is_unique(),
+        "the cache holds a slice of the datagram, which keeps all of it"
+    );
+    cache.complete(1, 1, ok(3));
+    assert!(datagram.is_unique());
+    assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(_))));
+}
+
+#[test]
+fn many_distinct_paths_stay_told_apart() {
+    let cache = ReplyCache::default();
+    let count = MAX_PATHS as u32 + 10;
+    for id in 1..=count {
+        let own = Bytes::from(format!("/p.S/M{id}"));
+        assert!(matches!(cache.begin(1, id, &own, None), Begin::New));
+        cache.complete(1, id, ok(1));
+    }
+    assert!(cache.lock().paths.len() <= MAX_PATHS);
+    for id in [1, MAX_PATHS as u32, count] {
+        let own = format!("/p.S/M{id}");
+        assert!(matches!(
+            cache.lookup(1, id, own.as_bytes()),
+            Lookup::Done(Ok(_))
+        ));
+        assert!(matches!(cache.lookup(1, id, PATH), Lookup::OtherMethod));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_that_times_out_is_no_longer_counted() {
+    let cache = ReplyCache::default();
+    assert!(matches!(cache.begin(2, 2, &path(), None), Begin::New));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+    assert!(matches!(
+        cache.wait(2, 2, PATH, Some(deadline)).await,
+        Lookup::InProgress
+    ));
+    assert_eq!(cache.waiters.load(Ordering::SeqCst), 0);
+    cache.complete(2, 2, ok(1));
+    assert!(matches!(
+        cache.wait(2, 2, PATH, None).await,
+        Lookup::Done(Ok(_))
+    ));
+    assert_eq!(cache.waiters.load(Ordering::SeqCst), 0);
+}
