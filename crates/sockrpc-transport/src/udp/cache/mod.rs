@@ -195,6 +195,29 @@ impl Default for ReplyCache {
     }
 }
 
+/// The answer with every byte in storage of its own, as the cache keeps it: a message cut from
+/// a shared chunk (the encoder's arena), or metadata sliced from a request, would keep that whole
+/// buffer alive for as long as the entry lives, beyond what [`answer_size`] counts.
+fn owned(answer: Result<Response<Bytes>, Status>) -> Result<Response<Bytes>, Status> {
+    match answer {
+        Ok(mut response) => {
+            response.metadata_mut().unshare();
+            response.trailers_mut().unshare();
+            let message = response.get_mut();
+            *message = Bytes::copy_from_slice(message);
+            Ok(response)
+        }
+        Err(mut status) => {
+            status.metadata_mut().unshare();
+            if !status.details().is_empty() {
+                let details = Bytes::copy_from_slice(status.details());
+                status.set_details(details);
+            }
+            Err(status)
+        }
+    }
+}
+
 /// Bytes an answer holds, for the byte bound.
 fn answer_size(answer: &Result<Response<Bytes>, Status>) -> usize {
     let metadata = |m: &sockrpc_protocol::MetadataMap| {
@@ -360,7 +383,7 @@ impl ReplyCache {
                 size = answer_size(&answer);
                 answer
             } else {
-                answer
+                owned(answer)
             };
             // In place: one lookup, no second hash of the key.
             *slot = Slot::Done {

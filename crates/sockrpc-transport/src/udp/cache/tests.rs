@@ -211,3 +211,48 @@ async fn a_wait_that_times_out_is_no_longer_counted() {
     ));
     assert_eq!(cache.waiters.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
+    let cache = ReplyCache::default();
+    // An encoder's shared chunk, and a request whose metadata the handler passed on.
+    let chunk = Bytes::from(vec![7u8; 8192]);
+    let request = Bytes::from(vec![9u8; 1200]);
+    let mut response = Response::new(chunk.slice(100..164));
+    response
+        .trailers_mut()
+        .insert_bin("x-echo-bin", request.slice(10..20))
+        .expect("valid");
+    assert!(matches!(cache.begin(1, 1, &path(), None), Begin::New));
+    cache.complete(1, 1, Ok(response));
+    assert!(
+        chunk.is_unique(),
+        "the entry keeps the encoder's chunk alive"
+    );
+    assert!(request.is_unique(), "the entry keeps the request alive");
+
+    let mut status = Status::with_details(sockrpc_protocol::Code::Internal, "no", chunk.slice(..8));
+    status
+        .metadata_mut()
+        .insert_bin("x-why-bin", request.slice(..4))
+        .expect("valid");
+    assert!(matches!(cache.begin(1, 2, &path(), None), Begin::New));
+    cache.complete(1, 2, Err(status));
+    assert!(chunk.is_unique() && request.is_unique());
+
+    // Kept whole all the same.
+    match cache.lookup(1, 1, PATH) {
+        Lookup::Done(Ok(kept)) => {
+            assert_eq!(&kept.get_ref()[..], &[7u8; 64][..]);
+            assert_eq!(
+                kept.trailers().get_bin("x-echo-bin").map(|v| v.len()),
+                Some(10)
+            );
+        }
+        _ => panic!("the first answer is kept"),
+    }
+    match cache.lookup(1, 2, PATH) {
+        Lookup::Done(Err(kept)) => assert_eq!(&kept.details()[..], &[7u8; 8][..]),
+        _ => panic!("the second answer is kept"),
+    }
+}
