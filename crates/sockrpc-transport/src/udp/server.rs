@@ -515,7 +515,7 @@ impl Shared {
         let len = datagram::reply_len(&answer);
         let fits = len <= self.config.max_datagram;
         let allowed = to.size_limit.is_none_or(|limit| len <= limit);
-        let mut out = BytesMut::with_capacity(if fits { len } else { HEADER_LEN });
+        let mut out = scratch(if fits { len } else { HEADER_LEN });
         if fits && allowed {
             datagram::encode_reply(&mut out, &reply_header(Kind::Reply, to), &answer);
             bump(&self.stats.replies);
@@ -534,6 +534,7 @@ impl Shared {
             bump(&self.stats.truncated);
         }
         self.send(&out, to.addr).await;
+        give_back(out);
     }
 
     async fn send(&self, datagram: &[u8], to: SocketAddr) {
@@ -548,6 +549,31 @@ impl Shared {
             // Lost like any datagram: the client retransmits and the cache answers.
             tracing::debug!(%to, error = %err, "udp send failed");
         }
+    }
+}
+
+thread_local! {
+    /// The buffer answers are encoded into, kept between them: an answer is sent (copied into
+    /// the kernel) before the next is encoded, so one per thread serves every answer.
+    static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+}
+
+/// Largest buffer kept for the next answer.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
+/// This thread's answer buffer, emptied, with room for `len` bytes. Taken out of the thread's
+/// slot (a send may wait, and the task resume on another thread); [`give_back`] returns it.
+fn scratch(len: usize) -> BytesMut {
+    let mut out = SCRATCH.take();
+    out.clear();
+    out.reserve(len);
+    out
+}
+
+/// Keeps `out` for the next answer on this thread (a large one is dropped instead).
+fn give_back(out: BytesMut) {
+    if out.capacity() <= SCRATCH_KEPT {
+        SCRATCH.set(out);
     }
 }
 
