@@ -1,7 +1,7 @@
 //! Small calls over UDP, and the large answer a TCP re-issue fetches from the reply cache.
 
 use crate::support::{
-    deadline, echo_reply, reply_of, request, UdpTestServer, ECHO, FAIL, GROW, SLEEP,
+    deadline, echo_reply, reply_of, request, UdpTestServer, ECHO, FAIL, GROW, PANIC, SLEEP,
 };
 use bytes::Bytes;
 use sockrpc::service::udp::{Lookup, UdpOutcome};
@@ -107,6 +107,41 @@ async fn every_call_is_told_its_own_source() {
             "client {which}"
         );
     }
+    server.shutdown().await;
+}
+
+/// A handler that panics, on its first poll (inline, on the receive loop) or after an await (in
+/// a task of its own), fails its own call with `INTERNAL`, once: a retransmission gets the same
+/// answer from the cache, and the server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_own_call_only() {
+    crate::support::quiet_deliberate_panics();
+    let server = UdpTestServer::start().await;
+    let client = server.client().await;
+    let at_once = request(&FailRequest {
+        code: Code::Ok as i32,
+        message: PANIC.into(),
+        details: Bytes::new(),
+    });
+    let later = request(&SleepRequest {
+        millis: 30,
+        token: PANIC.into(),
+    });
+    for (path, req) in [(&FAIL, &at_once), (&SLEEP, &later)] {
+        let status = reply_of(client.call(path, req, deadline()).await).expect_err("panicked");
+        assert_eq!(status.code(), Code::Internal, "{path}: {status:?}");
+        assert_eq!(status.message(), "handler panicked");
+    }
+    let after = request(&EchoRequest {
+        payload: Bytes::from_static(b"still here"),
+        id: 7,
+    });
+    let response = reply_of(client.call(&ECHO, &after, deadline()).await).expect("echo");
+    assert_eq!(&echo_reply(&response).payload[..], b"still here");
+    let counters = server.counters();
+    assert_eq!(counters.panics, 2, "{counters:?}");
+    // The sleeping handler ran once, whatever the client retransmitted while it slept.
+    assert_eq!(server.handlers.sleeps.load(Ordering::SeqCst), 1);
     server.shutdown().await;
 }
 

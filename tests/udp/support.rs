@@ -25,6 +25,29 @@ pub(crate) static SLEEP: MethodPath = MethodPath::from_static("/sockrpc.test.Ech
 pub(crate) static FAIL: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Fail");
 pub(crate) static GROW: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Grow");
 
+/// A `Fail` message or `Sleep` token that makes the handler panic (on its first poll, or after
+/// its sleep); the panic hook keeps these out of the output.
+pub(crate) const PANIC: &str = "deliberate panic";
+
+/// Keeps the panics the tests cause on purpose ([`PANIC`]) out of the output.
+pub(crate) fn quiet_deliberate_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if !message.contains(PANIC) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Counts how often each handler ran: at-most-once is the point of several tests.
 #[derive(Default, Clone)]
 pub(crate) struct Counting {
@@ -58,7 +81,10 @@ impl Echo for Counting {
 
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
         self.sleeps.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
+        let SleepRequest { millis, token } = request.into_inner();
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        // After an await: in the task the server moved the call to.
+        assert_ne!(token, PANIC, "{PANIC}: after the sleep");
         Ok(Response::new(EchoReply::default()))
     }
 
@@ -68,6 +94,8 @@ impl Echo for Counting {
             message,
             details,
         } = request.into_inner();
+        // Before any await: on the server's receive loop, in its one inline poll.
+        assert_ne!(message, PANIC, "{PANIC}: on the first poll");
         Err(Status::with_details(
             Code::from_u32(code as u32),
             message,

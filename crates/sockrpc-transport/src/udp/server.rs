@@ -442,45 +442,41 @@ impl Shared {
             replay: None,
             call_id: reply_to.call_id,
         };
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(call))) {
+        let mut future = match std::panic::catch_unwind(AssertUnwindSafe(|| service.dispatch(call)))
+        {
             Ok(future) => future,
             Err(_) => Box::pin(std::future::ready(Err(self.panicked()))),
         };
-        // One box for the deadline and the unwrapping of the one message: a datagram carries
-        // one answer, so a streamed one cannot go over UDP.
-        let mut future: std::pin::Pin<Box<dyn Future<Output = Answer> + Send>> =
-            Box::pin(async move {
-                let routed = match deadline {
-                    None => future.await,
-                    Some(deadline) => match tokio::time::timeout_at(deadline, future).await {
-                        Ok(routed) => routed,
-                        Err(_) => Err(Status::deadline_exceeded("deadline exceeded on the server")),
-                    },
-                };
-                let (metadata, body, trailers) = routed?.into_parts();
-                match body.into_once() {
-                    Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
-                    Err(_) => Err(Status::unimplemented(
-                        "streaming responses are not served over UDP",
-                    )),
-                }
-            });
         // Poll once here, as the TCP connection does: most handlers answer without waiting,
-        // and then the answer leaves with no task hop. A panic fails this call, not the server.
+        // and then the answer leaves with no task hop, no timer and no box of ours. A panic
+        // fails this call, not the server.
         let polled = std::future::poll_fn(|cx| Poll::Ready(poll_caught(future.as_mut(), cx))).await;
         match polled {
-            Poll::Ready(answer) => {
-                let answer = answer.unwrap_or_else(|_| Err(self.panicked()));
+            Poll::Ready(routed) => {
+                let answer = routed.map_or_else(|_| Err(self.panicked()), one_message);
                 guard.complete(&answer);
                 self.send_answer(&reply_to, &answer).await;
             }
             Poll::Pending => {
                 let shared = Arc::clone(self);
                 tasks.spawn(async move {
-                    // A panic later on, in this task, fails the call the same way.
+                    // Within the deadline; a panic later on, in this task, fails the call the
+                    // same way.
+                    let mut future = std::pin::pin!(async move {
+                        match deadline {
+                            None => future.await,
+                            Some(deadline) => tokio::time::timeout_at(deadline, future)
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(Status::deadline_exceeded(
+                                        "deadline exceeded on the server",
+                                    ))
+                                }),
+                        }
+                    });
                     let answer = std::future::poll_fn(|cx| poll_caught(future.as_mut(), cx))
                         .await
-                        .unwrap_or_else(|_| Err(shared.panicked()));
+                        .map_or_else(|_| Err(shared.panicked()), one_message);
                     guard.complete(&answer);
                     shared.send_answer(&reply_to, &answer).await;
                 });
@@ -574,6 +570,18 @@ fn scratch(len: usize) -> BytesMut {
 fn give_back(out: BytesMut) {
     if out.capacity() <= SCRATCH_KEPT {
         SCRATCH.set(out);
+    }
+}
+
+/// A handler's answer as a datagram carries it: one message (a streamed answer cannot go over
+/// UDP).
+fn one_message<B: OutboundBody>(routed: Result<Response<B>, Status>) -> Answer {
+    let (metadata, body, trailers) = routed?.into_parts();
+    match body.into_once() {
+        Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
+        Err(_) => Err(Status::unimplemented(
+            "streaming responses are not served over UDP",
+        )),
     }
 }
 
