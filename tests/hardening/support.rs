@@ -5,7 +5,6 @@ use sockrpc::transport::ClientConnection;
 use sockrpc::{Channel, Endpoint, Limits};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Once;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -17,27 +16,7 @@ use tower::layer::util::Identity;
 /// it. Under a paused clock it is virtual time, so a hang fails at once.
 pub(crate) const BOUND: Duration = Duration::from_secs(5);
 
-/// Panics these tests cause on purpose are expected: their messages start with this, and the
-/// panic hook keeps them out of the output.
-const DELIBERATE: &str = "deliberate panic";
-
-pub(crate) fn quiet_deliberate_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !message.starts_with(DELIBERATE) {
-                previous(info);
-            }
-        }));
-    });
-}
+pub(crate) use sockrpc_tests::panics::quiet_deliberate_panics;
 
 /// A server on `127.0.0.1:0`, built by the test.
 pub(crate) struct Running {

@@ -1,6 +1,7 @@
 //! Generated code and helpers shared by the integration tests.
 
 pub mod child;
+pub mod panics;
 
 /// `proto/helloworld/helloworld.proto`.
 pub mod helloworld {

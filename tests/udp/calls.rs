@@ -115,7 +115,7 @@ async fn every_call_is_told_its_own_source() {
 /// answer from the cache, and the server goes on serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_fails_its_own_call_only() {
-    crate::support::quiet_deliberate_panics();
+    sockrpc_tests::panics::quiet_deliberate_panics();
     let server = UdpTestServer::start().await;
     let client = server.client().await;
     let at_once = request(&FailRequest {

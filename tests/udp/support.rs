@@ -26,27 +26,8 @@ pub(crate) static FAIL: MethodPath = MethodPath::from_static("/sockrpc.test.Echo
 pub(crate) static GROW: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Grow");
 
 /// A `Fail` message or `Sleep` token that makes the handler panic (on its first poll, or after
-/// its sleep); the panic hook keeps these out of the output.
-pub(crate) const PANIC: &str = "deliberate panic";
-
-/// Keeps the panics the tests cause on purpose ([`PANIC`]) out of the output.
-pub(crate) fn quiet_deliberate_panics() {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !message.contains(PANIC) {
-                previous(info);
-            }
-        }));
-    });
-}
+/// its sleep); `quiet_deliberate_panics` keeps these out of the output.
+pub(crate) const PANIC: &str = sockrpc_tests::panics::DELIBERATE;
 
 /// Counts how often each handler ran: at-most-once is the point of several tests.
 #[derive(Default, Clone)]
