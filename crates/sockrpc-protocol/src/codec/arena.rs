@@ -18,9 +18,9 @@ use std::cell::RefCell;
 /// Bytes taken at a time for small messages.
 pub const CHUNK: usize = 8 * 1024;
 /// Largest encoded size (by the codec's estimate) cut off a shared chunk: a 4 KiB message with
-/// its field headers still is, so it costs no allocation of its own either (one of over 1 KiB
-/// takes the allocator's slow path, past its per-thread cache). A piece holds at most twice its
-/// size of chunk then; smaller ones share it with their neighbours.
+/// its field headers still is, so it costs no allocation of its own either (a buffer of over
+/// 1 KiB takes the allocator's slow path, past its per-thread cache). A piece that large keeps
+/// at most twice its size alive; any piece keeps at most one [`CHUNK`].
 pub const LARGEST: usize = 4 * 1024 + 256;
 
 thread_local! {
