@@ -56,7 +56,7 @@ impl<D: Dispatch> Connection<D> {
         let span = tracing::debug_span!(
             "rpc",
             method = %path,
-            peer = ?self.peer,
+            peer = ?self.conn_info.peer,
             call_id,
             status = tracing::field::Empty,
             elapsed_us = tracing::field::Empty,
@@ -86,7 +86,7 @@ impl<D: Dispatch> Connection<D> {
         let call = IncomingCall {
             path,
             request,
-            transport: self.transport,
+            transport: self.conn_info.transport,
             replay,
             call_id,
         };

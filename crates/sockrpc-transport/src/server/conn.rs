@@ -25,7 +25,7 @@ use super::respond::{encode_status, Shared, INBOUND_BUDGET};
 use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
 use crate::codec::{DecodeError, FrameDecoder};
-use crate::dispatch::{Dispatch, TransportKind};
+use crate::dispatch::Dispatch;
 use crate::outbox::{Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use crate::server::Accepted;
@@ -34,7 +34,6 @@ use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::{Code, ConnInfo, Limits};
 use std::{
     future::Future,
-    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -83,10 +82,8 @@ pub(super) struct Connection<D> {
     pub(super) dispatch: D,
     pub(super) shared: Arc<Shared>,
     reader: FrameReader,
-    pub(super) peer: Option<SocketAddr>,
-    pub(super) transport: TransportKind,
-    /// What every call on this connection is told of it (addresses, the TLS peer): one `Arc`,
-    /// shared, so a call costs a reference count.
+    /// The connection as every call on it is told of it (socket kind, addresses, the TLS peer),
+    /// and as the logs name it: one `Arc`, shared, so a call costs a reference count.
     pub(super) conn_info: Arc<ConnInfo>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
@@ -141,8 +138,6 @@ impl<D: Dispatch> Connection<D> {
             dispatch,
             shared: Arc::new(Shared::new(outbox, config.limits)),
             reader: FrameReader::new(accepted.reader, FrameDecoder::new(config.limits)),
-            peer: accepted.peer,
-            transport: accepted.transport,
             conn_info: Arc::new(
                 ConnInfo::new(accepted.transport, accepted.peer, accepted.local)
                     .with_tls(accepted.tls),
@@ -263,7 +258,7 @@ impl<D: Dispatch> Connection<D> {
         let now = Instant::now();
         let due = self.timers.due;
         if due.handshake.is_some_and(|at| at <= now) {
-            tracing::warn!(peer = ?self.peer, "closing connection: no preface in time");
+            tracing::warn!(peer = ?self.conn_info.peer, "closing connection: no preface in time");
             return Some(self.close(cx, None));
         }
         if due.frame.is_some_and(|at| at <= now) {
@@ -271,7 +266,7 @@ impl<D: Dispatch> Connection<D> {
                 // We stopped reading, not the peer: its frame is not late.
                 self.timers.due.frame = Some(now + self.config.frame_timeout);
             } else {
-                tracing::warn!(peer = ?self.peer, "closing connection: a frame did not complete in time");
+                tracing::warn!(peer = ?self.conn_info.peer, "closing connection: a frame did not complete in time");
                 let reason = (
                     Code::DeadlineExceeded,
                     "frame not completed in time".to_owned(),
@@ -290,7 +285,7 @@ impl<D: Dispatch> Connection<D> {
         if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
             if at <= now {
                 if self.awaiting_pong.is_some() {
-                    tracing::debug!(peer = ?self.peer, "closing connection: keepalive PING unanswered");
+                    tracing::debug!(peer = ?self.conn_info.peer, "closing connection: keepalive PING unanswered");
                     let reason = (Code::Unavailable, "keepalive timeout".to_owned());
                     return Some(self.close(cx, Some(reason)));
                 }
@@ -312,7 +307,7 @@ impl<D: Dispatch> Connection<D> {
                 let activity = (self.last_call_id, self.shared.lock().went_idle);
                 let quiet = activity == self.calls_at_idle_check;
                 if quiet && self.in_flight() == 0 {
-                    tracing::debug!(peer = ?self.peer, "closing idle connection");
+                    tracing::debug!(peer = ?self.conn_info.peer, "closing idle connection");
                     let reason = (Code::Unavailable, "idle connection closed".to_owned());
                     return Some(self.close(cx, Some(reason)));
                 }
@@ -412,7 +407,7 @@ impl<D: Dispatch> Connection<D> {
             state.outbox.set_driver(cx.waker());
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
                 drop(state);
-                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                tracing::debug!(peer = ?this.conn_info.peer, error = %err, "connection write failed");
                 return this.close(cx, None);
             }
             if this.draining
@@ -447,7 +442,7 @@ impl<D: Dispatch> Connection<D> {
                 }
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
-                    tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                    tracing::debug!(peer = ?this.conn_info.peer, error = %err, "connection read failed");
                     return this.close(cx, None);
                 }
             };
@@ -459,17 +454,17 @@ impl<D: Dispatch> Connection<D> {
                 match this.reader.next_frame() {
                     Ok(Some(frame)) => {
                         if let Err((code, reason)) = this.on_frame(cx, frame) {
-                            tracing::warn!(peer = ?this.peer, %reason, "closing connection: protocol error");
+                            tracing::warn!(peer = ?this.conn_info.peer, %reason, "closing connection: protocol error");
                             return this.close(cx, Some((code, reason)));
                         }
                     }
                     Ok(None) => break,
                     Err(DecodeError::Frame(err)) => {
-                        tracing::warn!(peer = ?this.peer, error = %err, "closing connection: protocol error");
+                        tracing::warn!(peer = ?this.conn_info.peer, error = %err, "closing connection: protocol error");
                         return this.close(cx, Some((Code::Internal, err.to_string())));
                     }
                     Err(DecodeError::Io(err)) => {
-                        tracing::debug!(peer = ?this.peer, error = %err, "connection read failed");
+                        tracing::debug!(peer = ?this.conn_info.peer, error = %err, "connection read failed");
                         return this.close(cx, None);
                     }
                 }
@@ -480,7 +475,7 @@ impl<D: Dispatch> Connection<D> {
             let mut state = this.shared.lock();
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
                 drop(state);
-                tracing::debug!(peer = ?this.peer, error = %err, "connection write failed");
+                tracing::debug!(peer = ?this.conn_info.peer, error = %err, "connection write failed");
                 return this.close(cx, None);
             }
             if this.draining && this.opened.is_empty() && state.running.is_empty() {

@@ -18,6 +18,7 @@
 //! - A TCP re-issue carries the UDP call's identity in the OPEN frame's `FLAG_REISSUE` field
 //!   (`ClientConnection::reissue`), and the service layer answers it from the [`ReplyCache`].
 
+mod answer;
 mod cache;
 mod client;
 mod cookie;

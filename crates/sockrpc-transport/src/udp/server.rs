@@ -17,6 +17,7 @@
 //! gets any answer can prove its address from then on, and a client whose cookie went stale is
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
+use super::answer::{give_back, one_message, scratch, Answer};
 use super::cache::{Begin, CompletionGuard, ReplyCache};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
@@ -26,10 +27,10 @@ use super::datagram::{
 use super::limiter::Limiter;
 pub use super::server_config::UdpServerConfig;
 use super::{bump, counters};
-use crate::dispatch::{Dispatch, IncomingCall, OutboundBody, RequestBody, TransportKind};
+use crate::dispatch::{Dispatch, IncomingCall, RequestBody, TransportKind};
 use crate::panic::{panicked, poll_caught};
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::{ConnInfo, Request, Response, Status};
+use sockrpc_protocol::{ConnInfo, Request, Status};
 use std::{
     borrow::Cow, future::Future, io, net::SocketAddr, panic::AssertUnwindSafe, sync::Arc,
     task::Poll, time::Instant,
@@ -138,9 +139,6 @@ where
 /// Datagrams the receive loop reads back to back before it lets the runtime run other tasks
 /// (and looks at shutdown): reads that never wait never yield on their own.
 const MAX_BURST: usize = 64;
-
-/// A call's answer as the cache and the datagram hold it: one message.
-type Answer = Result<Response<Bytes>, Status>;
 
 impl<S> UdpServer<S>
 where
@@ -319,9 +317,15 @@ impl Shared {
                 }
             }
             Kind::Request => {
-                let conn = self.conn_info(last_conn, src);
-                self.on_request(service, tasks, (datagram, conn), header, reply_to, verified)
-                    .await;
+                self.on_request(
+                    service,
+                    tasks,
+                    (datagram, last_conn),
+                    header,
+                    reply_to,
+                    verified,
+                )
+                .await;
             }
             Kind::Reply | Kind::Truncated | Kind::Cookie | Kind::Pending => {}
         }
@@ -331,7 +335,7 @@ impl Shared {
         self: &Arc<Self>,
         service: &mut S,
         tasks: &mut JoinSet<()>,
-        (datagram, conn): (Bytes, Arc<ConnInfo>),
+        (datagram, last_conn): (Bytes, &mut Option<Arc<ConnInfo>>),
         header: Header,
         reply_to: ReplyTo,
         verified: bool,
@@ -434,7 +438,8 @@ impl Shared {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut request =
             Request::from_parts(body.metadata, RequestBody::Once(body.message), timeout);
-        request.set_shared_conn_info(Some(conn));
+        // Made only for a call that runs (not for a duplicate answered from the cache).
+        request.set_shared_conn_info(Some(self.conn_info(last_conn, reply_to.addr)));
         let call = IncomingCall {
             path: body.path,
             request,
@@ -545,43 +550,6 @@ impl Shared {
             // Lost like any datagram: the client retransmits and the cache answers.
             tracing::debug!(%to, error = %err, "udp send failed");
         }
-    }
-}
-
-thread_local! {
-    /// The buffer answers are encoded into, kept between them: an answer is sent (copied into
-    /// the kernel) before the next is encoded, so one per thread serves every answer.
-    static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
-}
-
-/// Largest buffer kept for the next answer.
-const SCRATCH_KEPT: usize = 64 * 1024;
-
-/// This thread's answer buffer, emptied, with room for `len` bytes. Taken out of the thread's
-/// slot (a send may wait, and the task resume on another thread); [`give_back`] returns it.
-fn scratch(len: usize) -> BytesMut {
-    let mut out = SCRATCH.take();
-    out.clear();
-    out.reserve(len);
-    out
-}
-
-/// Keeps `out` for the next answer on this thread (a large one is dropped instead).
-fn give_back(out: BytesMut) {
-    if out.capacity() <= SCRATCH_KEPT {
-        SCRATCH.set(out);
-    }
-}
-
-/// A handler's answer as a datagram carries it: one message (a streamed answer cannot go over
-/// UDP).
-fn one_message<B: OutboundBody>(routed: Result<Response<B>, Status>) -> Answer {
-    let (metadata, body, trailers) = routed?.into_parts();
-    match body.into_once() {
-        Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
-        Err(_) => Err(Status::unimplemented(
-            "streaming responses are not served over UDP",
-        )),
     }
 }
 
