@@ -173,7 +173,8 @@ impl HandBuilt {
         let router = Router::new().add_service(EchoServer::new(handlers.clone()));
         let cache = Arc::new(ReplyCache::new(cache));
         let dispatcher = sockrpc::server::Dispatcher::new(router);
-        let server = UdpServer::new(socket, dispatcher, config, Arc::clone(&cache));
+        let server =
+            UdpServer::new(socket, dispatcher, config, Arc::clone(&cache)).expect("udp server");
         let addr = server.local_addr().expect("addr");
         let stats = server.stats();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -3,11 +3,13 @@
 //! at-most-once through a lossy, duplicating proxy, no amplification toward unverified sources,
 //! malformed datagrams dropped and counted, and fallback after repeated loss; and at-most-once
 //! at its edges: a full reply cache under load, oversized requests, idempotent re-issues; and
-//! watermarks: a small cache serving a long run of calls, late duplicates refused.
+//! watermarks: a small cache serving a long run of calls, late duplicates refused; and many calls
+//! on one socket through batched reads and segmented sends.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
 mod at_most_once;
+mod batching;
 mod calls;
 mod channel;
 mod datagrams;

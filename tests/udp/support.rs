@@ -105,16 +105,18 @@ pub(crate) struct UdpTestServer {
 
 impl UdpTestServer {
     pub(crate) async fn start() -> UdpTestServer {
-        UdpTestServer::start_with(UdpServerConfig::default()).await
+        UdpTestServer::start_on("127.0.0.1:0", UdpServerConfig::default()).await
     }
 
-    async fn start_with(config: UdpServerConfig) -> UdpTestServer {
+    /// A server bound to `bind` (with port 0: the port it picked is in `addr`).
+    pub(crate) async fn start_on(bind: &str, config: UdpServerConfig) -> UdpTestServer {
         let handlers = Counting::default();
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let socket = UdpSocket::bind(bind).await.expect("bind");
         let router = Router::new().add_service(EchoServer::new(handlers.clone()));
         let cache = Arc::new(ReplyCache::default());
         let dispatcher = sockrpc::server::Dispatcher::new(router);
-        let server = UdpServer::new(socket, dispatcher, config, Arc::clone(&cache));
+        let server =
+            UdpServer::new(socket, dispatcher, config, Arc::clone(&cache)).expect("udp server");
         let addr = server.local_addr().expect("addr");
         let stats = server.stats();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -16,10 +16,12 @@
 //! the caller must not run it again over TCP. It ends with the answer, `Truncated` (re-issue
 //! *with* the identity, which the server answers from its cache), or an error status.
 
+use super::coalesce::Coalescer;
 use super::datagram::{self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGRAM};
-use super::inbox::{self, Incoming, Waited};
+use super::inbox::{Incoming, Waited};
 use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
+use super::socket::{BatchSocket, RecvBatch};
 use super::{bump, counters, jitter_u64, random_u64};
 use bytes::{Bytes, BytesMut};
 use foldhash::HashMap;
@@ -134,7 +136,11 @@ counters! {
 
 /// What every clone of one client shares; its receive path is `inbox.rs`.
 pub(super) struct Shared {
-    pub(super) socket: UdpSocket,
+    pub(super) socket: BatchSocket,
+    /// The server's address (the socket is connected to it), for coalesced sends.
+    server: Option<SocketAddr>,
+    /// Requests of calls that send together, on their way out together (`coalesce.rs`).
+    coalescer: Coalescer,
     pub(super) instance: u64,
     pub(super) config: UdpClientConfig,
     /// Calls this client may still send, for the watermark (`outstanding.rs`).
@@ -144,7 +150,7 @@ pub(super) struct Shared {
     /// One answer slot per call in flight; the reader takes the slot as it answers.
     pub(super) pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
     /// The read buffer; whoever holds it reads the socket for every waiting call.
-    pub(super) reader: tokio::sync::Mutex<Vec<u8>>,
+    pub(super) reader: tokio::sync::Mutex<RecvBatch>,
     pub(super) cookie: watch::Sender<Option<Cookie>>,
     /// One cookie exchange at a time; the others wait for its result.
     pub(super) cookie_exchange: tokio::sync::Mutex<()>,
@@ -173,7 +179,7 @@ struct Inner {
 impl std::fmt::Debug for UdpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdpClient")
-            .field("peer", &self.inner.shared.socket.peer_addr().ok())
+            .field("peer", &self.inner.shared.socket.get_ref().peer_addr().ok())
             .field(
                 "instance",
                 &format_args!("{:016x}", self.inner.shared.instance),
@@ -214,25 +220,28 @@ impl UdpClient {
         };
         let socket = UdpSocket::bind(local).await?;
         socket.connect(server).await?;
-        Ok(UdpClient::from_socket(socket, config))
+        UdpClient::from_socket(socket, config)
     }
 
     /// A client over a socket already connected to the server (socket options set by hand).
-    pub fn from_socket(socket: UdpSocket, config: UdpClientConfig) -> UdpClient {
+    /// Fails only if the options for batched reads (GRO, destination addresses) cannot be set.
+    pub fn from_socket(socket: UdpSocket, config: UdpClientConfig) -> io::Result<UdpClient> {
         let rtt = RttEstimator::new(RttBounds {
             initial: config.initial_rto,
             min: config.min_rto,
             max: config.max_rto,
         });
         let shared = Arc::new(Shared {
-            socket,
+            server: socket.peer_addr().ok(),
+            coalescer: Coalescer::default(),
+            socket: BatchSocket::new(socket)?,
             // Never 0, so an all-zero header is never mistaken for ours.
             instance: random_u64().max(1),
             config,
             outstanding: Arc::new(Outstanding::default()),
             acks: AtomicBool::new(false),
             pending: Mutex::new(HashMap::default()),
-            reader: tokio::sync::Mutex::new(vec![0; inbox::MAX_READ]),
+            reader: tokio::sync::Mutex::new(RecvBatch::new(1)),
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
             rtt: Mutex::new(rtt),
@@ -241,15 +250,15 @@ impl UdpClient {
             fallback_until: Mutex::new(None),
             stats: ClientCounters::default(),
         });
-        UdpClient {
+        Ok(UdpClient {
             inner: Arc::new(Inner { shared }),
-        }
+        })
     }
 
     /// Takes the reader's place, as a reader that never gets to run would: until the guard is
     /// dropped only callers' catch-ups read.
     #[cfg(test)]
-    pub(super) async fn stall_reader(&self) -> tokio::sync::MutexGuard<'_, Vec<u8>> {
+    pub(super) async fn stall_reader(&self) -> tokio::sync::MutexGuard<'_, RecvBatch> {
         self.inner.shared.reader.lock().await
     }
 
@@ -260,7 +269,7 @@ impl UdpClient {
 
     /// The local address of the socket.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.shared.socket.local_addr()
+        self.inner.shared.socket.get_ref().local_addr()
     }
 
     /// The counters now.
@@ -454,7 +463,7 @@ impl Shared {
         *lock(&self.fallback_until) = Some(Instant::now() + self.config.fallback_for);
         bump(&self.stats.fallbacks);
         tracing::debug!(
-            peer = ?self.socket.peer_addr().ok(),
+            peer = ?self.socket.get_ref().peer_addr().ok(),
             "UDP calls fall back to TCP after repeated loss"
         );
         true
@@ -465,11 +474,19 @@ impl Shared {
     }
 
     async fn send(&self, datagram: &[u8]) {
+        // Other calls in flight: they may send now too; their requests leave together.
+        if let Some(server) = self.server.filter(|_| lock(&self.pending).len() > 1) {
+            if self.coalescer.queue(server, datagram) {
+                Box::pin(self.coalescer.flush(&self.socket)).await;
+            }
+            return;
+        }
         // Without waiting first (the socket is nearly always writable): no readiness future on
         // the way, and none in every call's future; boxed for the rare wait for room.
-        let sent = match self.socket.try_send(datagram) {
+        let socket = self.socket.get_ref();
+        let sent = match socket.try_send(datagram) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                Box::pin(self.socket.send(datagram)).await
+                Box::pin(socket.send(datagram)).await
             }
             sent => sent,
         };

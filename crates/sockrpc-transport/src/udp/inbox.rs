@@ -29,10 +29,10 @@ use super::client::Shared;
 use super::datagram::{
     self, Header, Kind, COOKIE_LEN, FLAG_ACKS, FLAG_FITS, FLAG_STALE_COOKIE, HEADER_LEN,
 };
+use super::socket::RecvBatch;
 use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
 use std::{future::Future, sync::atomic::Ordering, task::Poll, time::Duration};
-use tokio::io::ReadBuf;
 
 /// What the receive path hands a waiting call.
 pub(super) enum Incoming {
@@ -54,16 +54,12 @@ pub(super) enum Waited<T> {
 enum Step<T> {
     /// What the caller waits for came.
     Done(T),
-    /// A datagram of this many bytes was read (or the read failed).
+    /// Datagrams were read into the reader's batch (or the read failed).
     Read(std::io::Result<usize>),
 }
 
-/// Largest datagram read: any UDP datagram, so an oversized one is read whole and refused, never
-/// cut and misread.
-pub(super) const MAX_READ: usize = 65536;
-
-/// Most datagrams one catch-up reads: what a socket buffer holds of small datagrams, several
-/// times over; past it the reader reads on.
+/// Most reads one catch-up makes: what a socket buffer holds of small datagrams, several times
+/// over; past it the reader reads on. (A read is one datagram, or one GRO bundle of several.)
 const MAX_CATCH_UP: usize = 1024;
 
 impl Shared {
@@ -78,7 +74,7 @@ impl Shared {
         let done = std::pin::pin!(done);
         let mut done = done;
         loop {
-            let mut buf = {
+            let mut batch = {
                 let lock = self.reader.lock();
                 let mut lock = std::pin::pin!(lock);
                 let got = std::future::poll_fn(|cx| {
@@ -89,7 +85,7 @@ impl Shared {
                 })
                 .await;
                 match got {
-                    Ok(buf) => buf,
+                    Ok(batch) => batch,
                     Err(out) => return Waited::Done(out),
                 }
             };
@@ -101,16 +97,13 @@ impl Shared {
                     if let Poll::Ready(out) = done.as_mut().poll(cx) {
                         return Poll::Ready(Step::Done(out));
                     }
-                    let mut read = ReadBuf::new(&mut buf[..]);
-                    self.socket
-                        .poll_recv(cx, &mut read)
-                        .map(|polled| Step::Read(polled.map(|()| read.filled().len())))
+                    self.socket.poll_recv(cx, &mut batch).map(Step::Read)
                 })
                 .await;
                 match step {
                     Step::Done(out) => return Waited::Done(out),
-                    Step::Read(Ok(n)) => {
-                        if let Some(incoming) = self.on_datagram(&buf[..n], mine) {
+                    Step::Read(Ok(_)) => {
+                        if let Some(incoming) = self.on_batch(&batch, mine) {
                             return Waited::Mine(incoming);
                         }
                     }
@@ -124,7 +117,7 @@ impl Shared {
             }
             // Only after a failed read. Out of the loop, so that nothing read is held across
             // this wait (it would make every call's future larger).
-            drop(buf);
+            drop(batch);
             Box::pin(tokio::time::sleep(Duration::from_millis(1))).await;
         }
     }
@@ -133,24 +126,33 @@ impl Shared {
     /// [`MAX_CATCH_UP`] datagrams): what a caller does before it retransmits.
     pub(super) fn catch_up(&self) {
         // The reader's buffer when nobody reads, else one of our own.
-        let mut own = Vec::new();
+        let mut own = None;
         let mut reader = self.reader.try_lock().ok();
-        let buf = match reader.as_deref_mut() {
-            Some(buf) => buf,
-            None => {
-                own.resize(MAX_READ, 0);
-                &mut own
-            }
+        let batch = match reader.as_deref_mut() {
+            Some(batch) => batch,
+            None => own.insert(RecvBatch::new(1)),
         };
         for _ in 0..MAX_CATCH_UP {
-            match self.socket.try_recv(buf) {
-                Ok(n) => {
-                    self.on_datagram(&buf[..n], None);
+            match self.socket.try_recv(batch) {
+                Ok(_) => {
+                    self.on_batch(batch, None);
                 }
                 // WouldBlock (empty), or an error the reader also sees and waits out.
                 Err(_) => return,
             }
         }
+    }
+
+    /// Handles every datagram of one read (several when GRO joined them); the answer to call
+    /// `mine`, if among them, is returned once the others have gone to their calls.
+    fn on_batch(&self, batch: &RecvBatch, mine: Option<u32>) -> Option<Incoming> {
+        let mut own = None;
+        for (datagram, _, _) in batch.datagrams() {
+            if let Some(incoming) = self.on_datagram(datagram, mine) {
+                own = Some(incoming);
+            }
+        }
+        own
     }
 
     /// Handles one datagram from the server; anything unexpected is counted and dropped.
@@ -223,7 +225,7 @@ mod tests {
     /// how many REQUESTs came once `stop` fires.
     async fn hand_server(socket: UdpSocket, stop: tokio::sync::oneshot::Receiver<()>) -> usize {
         let mut requests = 0;
-        let mut buf = vec![0u8; MAX_READ];
+        let mut buf = vec![0u8; 65536];
         tokio::pin!(stop);
         loop {
             let (n, from) = tokio::select! {
@@ -294,7 +296,7 @@ mod tests {
     /// with its call id: every answer but the first comes while its caller is not the reader.
     async fn reverse_server(socket: UdpSocket, n: usize) {
         let mut held = Vec::new();
-        let mut buf = vec![0u8; MAX_READ];
+        let mut buf = vec![0u8; 65536];
         while held.len() < n {
             let Ok((len, from)) = socket.recv_from(&mut buf).await else {
                 continue;

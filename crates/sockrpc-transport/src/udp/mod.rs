@@ -21,14 +21,17 @@
 mod answer;
 mod cache;
 mod client;
+mod coalesce;
 mod cookie;
 mod inbox;
 pub use sockrpc_protocol::datagram;
 mod limiter;
+mod outbox;
 mod outstanding;
 mod rtt;
 mod server;
 mod server_config;
+mod socket;
 mod watermark;
 
 pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};

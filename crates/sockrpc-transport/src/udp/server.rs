@@ -25,15 +25,23 @@ use super::datagram::{
     HEADER_LEN,
 };
 use super::limiter::Limiter;
+use super::outbox::Outbox;
 pub use super::server_config::UdpServerConfig;
+use super::socket::{transmit, BatchSocket, RecvBatch};
 use super::{bump, counters};
 use crate::dispatch::{Dispatch, IncomingCall, RequestBody, TransportKind};
 use crate::panic::{panicked, poll_caught};
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{ConnInfo, Request, Status};
 use std::{
-    borrow::Cow, future::Future, io, net::SocketAddr, panic::AssertUnwindSafe, sync::Arc,
-    task::Poll, time::Instant,
+    borrow::Cow,
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    task::Poll,
+    time::Instant,
 };
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
@@ -86,6 +94,9 @@ counters! {
 #[derive(Clone, Copy)]
 struct ReplyTo {
     addr: SocketAddr,
+    /// The address to answer from: where the request was sent, when the socket is bound to a
+    /// wildcard address (else the kernel's choice is that address anyway).
+    src_ip: Option<IpAddr>,
     /// `Some(n)`: the source has no valid cookie; nothing larger than `n` bytes may go to it.
     size_limit: Option<usize>,
     flags: u8,
@@ -95,9 +106,11 @@ struct ReplyTo {
 }
 
 struct Shared {
-    socket: UdpSocket,
+    socket: BatchSocket,
     /// The socket's own address, for every call's connection info.
     local: Option<SocketAddr>,
+    /// Whether that address is a wildcard: answers then name their source address.
+    wildcard: bool,
     config: UdpServerConfig,
     cache: Arc<ReplyCache>,
     cookies: CookieJar,
@@ -114,7 +127,7 @@ pub struct UdpServer<S> {
 impl<S> std::fmt::Debug for UdpServer<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdpServer")
-            .field("local_addr", &self.shared.socket.local_addr().ok())
+            .field("local_addr", &self.shared.local)
             .finish()
     }
 }
@@ -131,7 +144,7 @@ pub async fn serve_udp<S>(
 where
     S: Dispatch,
 {
-    UdpServer::new(socket, service, config, cache)
+    UdpServer::new(socket, service, config, cache)?
         .serve(shutdown)
         .await
 }
@@ -140,28 +153,35 @@ where
 /// (and looks at shutdown): reads that never wait never yield on their own.
 const MAX_BURST: usize = 64;
 
+/// Messages one read may return (each a datagram, or a GRO bundle of several): 32 buffers of
+/// 64 KiB, 2 MiB per server, touched only as far as datagrams fill them.
+const RECV_SLOTS: usize = 32;
+
 impl<S> UdpServer<S>
 where
     S: Dispatch,
 {
-    /// A server for `service` (the router the TCP server runs) on a bound `socket`.
+    /// A server for `service` (the router the TCP server runs) on a bound `socket`. Fails
+    /// only if the socket's options for batched reads and writes cannot be set.
     pub fn new(
         socket: UdpSocket,
         service: S,
         config: UdpServerConfig,
         cache: Arc<ReplyCache>,
-    ) -> UdpServer<S> {
-        UdpServer {
+    ) -> io::Result<UdpServer<S>> {
+        let local = socket.local_addr().ok();
+        Ok(UdpServer {
             service,
             shared: Arc::new(Shared {
-                local: socket.local_addr().ok(),
-                socket,
+                local,
+                wildcard: local.is_some_and(|local| local.ip().is_unspecified()),
+                socket: BatchSocket::new(socket)?,
                 cookies: CookieJar::new(config.cookie_lifetime),
                 config,
                 cache,
                 stats: Arc::new(UdpServerStats::default()),
             }),
-        }
+        })
     }
 
     /// The live counters (keep the `Arc` to read them while the server runs).
@@ -171,7 +191,7 @@ where
 
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.shared.socket.local_addr()
+        self.shared.socket.get_ref().local_addr()
     }
 
     /// Serves until `shutdown` completes; then stops reading, lets running calls finish (and
@@ -185,9 +205,11 @@ where
         let mut last_cookie = LastCookie::default();
         let mut last_conn: Option<Arc<ConnInfo>> = None;
         let mut tasks = JoinSet::new();
-        // Large enough for any UDP datagram, so an oversized one is read whole and refused,
+        // Each buffer holds any UDP datagram, so an oversized one is read whole and refused,
         // never cut and misread.
-        let mut buf = vec![0u8; 65536];
+        let mut batch = RecvBatch::new(RECV_SLOTS);
+        // The answers to one batch, sent together after it.
+        let mut outbox = Outbox::default();
         tokio::pin!(shutdown);
         // Datagrams read since the last wait; see MAX_BURST.
         let mut burst = 0;
@@ -201,19 +223,16 @@ where
                     () = tokio::task::yield_now() => {}
                 }
             }
-            // Read without waiting first: a datagram already there costs one recvfrom and no
+            // Read without waiting first: datagrams already there cost one recvmmsg and no
             // readiness future, no shutdown poll. Wait only when the socket is empty.
-            let (n, src) = match shared.socket.try_recv_from(&mut buf) {
-                Ok(received) => {
-                    burst += 1;
-                    received
-                }
+            match shared.socket.try_recv(&mut batch) {
+                Ok(_) => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     burst = 0;
                     tokio::select! {
                         biased;
                         () = &mut shutdown => break,
-                        ready = shared.socket.readable() => if let Err(err) = ready {
+                        ready = shared.socket.get_ref().readable() => if let Err(err) = ready {
                             tracing::debug!(error = %err, "udp socket not readable");
                             tokio::task::yield_now().await;
                         },
@@ -227,20 +246,25 @@ where
                     continue;
                 }
             };
-            bump(&shared.stats.received);
-            // Out of the reused buffer into a piece of a shared chunk (no allocation per
-            // datagram: `sockrpc_protocol::codec::arena`); nothing kept past the call holds it
-            // (the reply cache keeps its own copy of the path).
-            let datagram = sockrpc_protocol::codec::arena::copy(&buf[..n]);
-            shared
-                .on_datagram(
-                    &mut service,
-                    (&mut limiter, &mut last_cookie, &mut last_conn),
-                    &mut tasks,
-                    datagram,
-                    src,
-                )
-                .await;
+            for (datagram, src, dst_ip) in batch.datagrams() {
+                burst += 1;
+                bump(&shared.stats.received);
+                // Out of the reused buffer into a piece of a shared chunk (no allocation per
+                // datagram: `sockrpc_protocol::codec::arena`); nothing kept past the call holds
+                // it (the reply cache keeps its own copy of the path).
+                let datagram = sockrpc_protocol::codec::arena::copy(datagram);
+                let from = (src, dst_ip.filter(|_| shared.wildcard));
+                shared
+                    .on_datagram(
+                        &mut service,
+                        (&mut limiter, &mut last_cookie, &mut last_conn),
+                        (&mut tasks, &mut outbox),
+                        datagram,
+                        from,
+                    )
+                    .await;
+            }
+            outbox.flush(&shared.socket).await;
         }
         let grace = shared.config.grace_period;
         let _ =
@@ -259,9 +283,9 @@ impl Shared {
             &mut LastCookie,
             &mut Option<Arc<ConnInfo>>,
         ),
-        tasks: &mut JoinSet<()>,
+        (tasks, outbox): (&mut JoinSet<()>, &mut Outbox),
         datagram: Bytes,
-        src: SocketAddr,
+        (src, src_ip): (SocketAddr, Option<IpAddr>),
     ) where
         S: Dispatch,
     {
@@ -294,6 +318,7 @@ impl Shared {
         }
         let reply_to = ReplyTo {
             addr: src,
+            src_ip,
             size_limit: (!verified).then_some(datagram.len()),
             // Every datagram says this server reads watermarks (FLAG_DONE_BELOW).
             flags: FLAG_ACKS | if verified { 0 } else { FLAG_STALE_COOKIE },
@@ -308,18 +333,18 @@ impl Shared {
                     bump(&self.stats.malformed);
                     return;
                 }
-                let mut out = BytesMut::with_capacity(HEADER_LEN);
-                datagram::encode_header_only(&mut out, &reply_header(Kind::Cookie, &reply_to));
                 // A COOKIE is a bare header and a request at least one: never larger.
-                if out.len() <= datagram.len() {
+                if HEADER_LEN <= datagram.len() {
                     bump(&self.stats.cookies);
-                    self.send(&out, src).await;
+                    outbox.push(src, src_ip, |out| {
+                        datagram::encode_header_only(out, &reply_header(Kind::Cookie, &reply_to));
+                    });
                 }
             }
             Kind::Request => {
                 self.on_request(
                     service,
-                    tasks,
+                    (tasks, outbox),
                     (datagram, last_conn),
                     header,
                     reply_to,
@@ -334,7 +359,7 @@ impl Shared {
     async fn on_request<S>(
         self: &Arc<Self>,
         service: &mut S,
-        tasks: &mut JoinSet<()>,
+        (tasks, outbox): (&mut JoinSet<()>, &mut Outbox),
         (datagram, last_conn): (Bytes, &mut Option<Arc<ConnInfo>>),
         header: Header,
         reply_to: ReplyTo,
@@ -354,7 +379,7 @@ impl Shared {
                 datagram.len(),
                 self.config.max_datagram
             ));
-            self.send_answer(&reply_to, &Err(status)).await;
+            self.queue_answer(outbox, &reply_to, &Err(status));
             return;
         }
         let body = match datagram::parse_request(
@@ -404,20 +429,20 @@ impl Shared {
                     let status = Status::resource_exhausted(
                         "the server's UDP reply cache is full; the call did not run",
                     );
-                    self.send_answer(&reply_to, &Err(status)).await;
+                    self.queue_answer(outbox, &reply_to, &Err(status));
                     return;
                 }
                 Begin::InProgress => {
                     bump(&self.stats.in_progress_duplicates);
                     // A bare header, never larger than the request that caused it.
-                    let mut out = BytesMut::with_capacity(HEADER_LEN);
-                    datagram::encode_header_only(&mut out, &reply_header(Kind::Pending, &reply_to));
-                    self.send(&out, reply_to.addr).await;
+                    outbox.push(reply_to.addr, reply_to.src_ip, |out| {
+                        datagram::encode_header_only(out, &reply_header(Kind::Pending, &reply_to));
+                    });
                     return;
                 }
                 Begin::Done(answer) => {
                     bump(&self.stats.resent);
-                    self.send_answer(&reply_to, &answer).await;
+                    self.queue_answer(outbox, &reply_to, &answer);
                     return;
                 }
             }
@@ -460,7 +485,7 @@ impl Shared {
             Poll::Ready(routed) => {
                 let answer = routed.map_or_else(|_| Err(self.panicked()), one_message);
                 guard.complete(&answer);
-                self.send_answer(&reply_to, &answer).await;
+                self.queue_answer(outbox, &reply_to, &answer);
             }
             Poll::Pending => {
                 let shared = Arc::clone(self);
@@ -507,8 +532,33 @@ impl Shared {
         panicked()
     }
 
-    /// Sends REPLY when it fits and the source may receive it, TRUNCATED otherwise.
+    /// Queues the answer to a request of this batch (see [`encode_answer`](Self::encode_answer)).
+    fn queue_answer(&self, outbox: &mut Outbox, to: &ReplyTo, answer: &Answer) {
+        outbox.push(to.addr, to.src_ip, |out| {
+            self.encode_answer(out, to, answer)
+        });
+    }
+
+    /// Sends the answer of a call that finished on its own task, at once.
     async fn send_answer(&self, to: &ReplyTo, answer: &Answer) {
+        let mut out = scratch(0);
+        self.encode_answer(&mut out, to, answer);
+        if !out.is_empty() {
+            if let Err(err) = self
+                .socket
+                .send(&transmit(to.addr, to.src_ip, &out, None))
+                .await
+            {
+                // Lost like any datagram: the client retransmits and the cache answers.
+                tracing::debug!(to = %to.addr, error = %err, "udp send failed");
+            }
+        }
+        give_back(out);
+    }
+
+    /// Appends REPLY to `out` when it fits and the source may receive it, TRUNCATED otherwise,
+    /// nothing when even TRUNCATED would break the no-amplification rule.
+    fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) {
         let answer: Cow<'_, Answer> = match datagram::check_reply(answer, &self.config.limits) {
             Ok(()) => Cow::Borrowed(answer),
             Err(status) => Cow::Owned(Err(status)),
@@ -516,39 +566,22 @@ impl Shared {
         let len = datagram::reply_len(&answer);
         let fits = len <= self.config.max_datagram;
         let allowed = to.size_limit.is_none_or(|limit| len <= limit);
-        let mut out = scratch(if fits { len } else { HEADER_LEN });
         if fits && allowed {
-            datagram::encode_reply(&mut out, &reply_header(Kind::Reply, to), &answer);
+            datagram::encode_reply(out, &reply_header(Kind::Reply, to), &answer);
             bump(&self.stats.replies);
         } else {
-            let mut header = reply_header(Kind::Truncated, to);
-            if fits {
-                header.flags |= FLAG_FITS;
-            }
-            datagram::encode_header_only(&mut out, &header);
-            if to.size_limit.is_some_and(|limit| out.len() > limit) {
+            if to.size_limit.is_some_and(|limit| HEADER_LEN > limit) {
                 // Cannot happen for a well-formed REQUEST (always larger than a header), but
                 // the rule is absolute.
                 bump(&self.stats.amplification_dropped);
                 return;
             }
-            bump(&self.stats.truncated);
-        }
-        self.send(&out, to.addr).await;
-        give_back(out);
-    }
-
-    async fn send(&self, datagram: &[u8], to: SocketAddr) {
-        // Without waiting first (the socket is nearly always writable); else wait for room.
-        let sent = match self.socket.try_send_to(datagram, to) {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                self.socket.send_to(datagram, to).await
+            let mut header = reply_header(Kind::Truncated, to);
+            if fits {
+                header.flags |= FLAG_FITS;
             }
-            sent => sent,
-        };
-        if let Err(err) = sent {
-            // Lost like any datagram: the client retransmits and the cache answers.
-            tracing::debug!(%to, error = %err, "udp send failed");
+            datagram::encode_header_only(out, &header);
+            bump(&self.stats.truncated);
         }
     }
 }

@@ -1,0 +1,271 @@
+//! `BatchSocket`: a UDP socket read many datagrams per system call and written many datagrams
+//! per system call.
+//!
+//! With many calls in flight on one socket, one `recvfrom` and one `sendto` per datagram cost
+//! more than the calls themselves: on loopback each datagram's trip through the kernel and the
+//! wake-up of its receiver is most of a call's time. So both ends read and write in batches,
+//! through quinn's UDP layer (`quinn-udp`, no unsafe code of ours):
+//!
+//! ```text
+//!  read:  recvmmsg ─▶ up to `slots` messages; each message is one datagram, or, with GRO, several
+//!                     of one size back to back (`stride`), as one segmented send made them
+//!  write: sendmsg(UDP_SEGMENT = len) ─▶ datagrams of one size to one address in one call (GSO):
+//!                     the kernel cuts them apart, on loopback only at the receiving socket
+//! ```
+//!
+//! Each buffer is 64 KiB: any datagram, or any GRO bundle, is read whole, never cut and misread.
+//! A segmented send carries datagrams of at most [`GSO_MAX_SEGMENT`] bytes, what fits any path
+//! without fragmentation, so no route's MTU can make the kernel refuse it. Where the kernel has
+//! no GSO (or refuses it), datagrams go one per call; where it has no GRO, each arrives alone.
+//! The socket also reports each datagram's destination address, so a server bound to a
+//! wildcard address answers from the address it was reached at.
+
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use std::{
+    io::{self, IoSliceMut},
+    net::{IpAddr, SocketAddr},
+    task::{Context, Poll},
+};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Bytes of each receive buffer: any UDP datagram, and any bundle GRO makes.
+pub(super) const SLOT: usize = 64 * 1024;
+
+/// Largest datagram sent in a segmented send: what fits the IPv6 minimum MTU (the default
+/// `max_datagram` of both ends). Larger ones go one per call.
+pub(super) const GSO_MAX_SEGMENT: usize = 1232;
+
+/// Most bytes in one segmented send (the kernel's limit is one IP packet, 64 KiB less headers).
+pub(super) const GSO_MAX_BYTES: usize = 60 * 1024;
+
+/// A UDP socket with batched reads and segmented writes.
+#[derive(Debug)]
+pub(super) struct BatchSocket {
+    socket: UdpSocket,
+    state: UdpSocketState,
+}
+
+/// Receive buffers and what each read put in them.
+pub(super) struct RecvBatch {
+    bufs: Vec<u8>,
+    metas: Vec<RecvMeta>,
+    /// Messages the last read filled.
+    filled: usize,
+}
+
+impl RecvBatch {
+    /// Room for `slots` messages of [`SLOT`] bytes each.
+    pub(super) fn new(slots: usize) -> RecvBatch {
+        let slots = slots.clamp(1, quinn_udp::BATCH_SIZE);
+        RecvBatch {
+            bufs: vec![0; slots * SLOT],
+            metas: vec![RecvMeta::default(); slots],
+            filled: 0,
+        }
+    }
+
+    /// The datagrams the last read returned, in order, each with its source and the local
+    /// address it was sent to (when the platform says).
+    pub(super) fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Option<IpAddr>)> {
+        self.metas[..self.filled]
+            .iter()
+            .zip(self.bufs.chunks(SLOT))
+            .flat_map(|(meta, buf)| {
+                let len = meta.len.min(SLOT);
+                let stride = meta.stride.max(1);
+                // An empty datagram is a datagram too (and malformed): one of zero bytes.
+                let count = len.div_ceil(stride).max(1);
+                (0..count).map(move |k| {
+                    let datagram = &buf[(k * stride).min(len)..((k + 1) * stride).min(len)];
+                    (datagram, meta.addr, meta.dst_ip)
+                })
+            })
+    }
+}
+
+impl BatchSocket {
+    /// Wraps a bound (and possibly connected) socket: turns on GRO and destination-address
+    /// reports where the platform has them.
+    pub(super) fn new(socket: UdpSocket) -> io::Result<BatchSocket> {
+        let state = UdpSocketState::new((&socket).into())?;
+        Ok(BatchSocket { socket, state })
+    }
+
+    /// The socket itself (for sends to a connected peer, addresses, readiness).
+    pub(super) fn get_ref(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// Reads what is there, without waiting: the number of messages read into `batch`, or
+    /// `WouldBlock` when there is none.
+    pub(super) fn try_recv(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let RecvBatch {
+            bufs,
+            metas,
+            filled,
+        } = batch;
+        *filled = 0;
+        let mut chunks = bufs.chunks_mut(SLOT);
+        let mut iovs: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+        let slots = metas.len();
+        let n = self.socket.try_io(Interest::READABLE, || {
+            self.state
+                .recv((&self.socket).into(), &mut iovs[..slots], metas)
+        })?;
+        *filled = n;
+        Ok(n)
+    }
+
+    /// Reads into `batch` once the socket is readable.
+    pub(super) fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut RecvBatch,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if let Err(err) = std::task::ready!(self.socket.poll_recv_ready(cx)) {
+                return Poll::Ready(Err(err));
+            }
+            match self.try_recv(batch) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                read => return Poll::Ready(read),
+            }
+        }
+    }
+
+    /// Most datagrams one segmented send may carry (1: no GSO here).
+    pub(super) fn max_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Sends `out`, waiting only when the socket's buffer is full.
+    pub(super) async fn send(&self, out: &Transmit<'_>) -> io::Result<()> {
+        loop {
+            let sent = self
+                .socket
+                .try_io(Interest::WRITABLE, || self.send_now(out));
+            match sent {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.socket.writable().await?;
+                }
+                sent => return sent,
+            }
+        }
+    }
+
+    /// Sends `out` without waiting and without asking the runtime whether the socket is
+    /// writable (it may not have seen it yet): for sends that cannot wait, as in a `Drop`.
+    pub(super) fn send_now(&self, out: &Transmit<'_>) -> io::Result<()> {
+        self.state.try_send((&self.socket).into(), out)
+    }
+}
+
+/// What one send carries: `contents` to `to` (from `src_ip`, when given), one datagram, or with
+/// `segment`, datagrams of that many bytes back to back (the last may be shorter).
+pub(super) fn transmit<'a>(
+    to: SocketAddr,
+    src_ip: Option<IpAddr>,
+    contents: &'a [u8],
+    segment: Option<usize>,
+) -> Transmit<'a> {
+    Transmit {
+        destination: to,
+        ecn: None,
+        contents,
+        segment_size: segment,
+        src_ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn pair() -> (BatchSocket, BatchSocket) {
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind a");
+        let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind b");
+        (
+            BatchSocket::new(a).expect("a"),
+            BatchSocket::new(b).expect("b"),
+        )
+    }
+
+    /// Reads until `want` datagrams came (bounded), returning them with their sources.
+    async fn read(socket: &BatchSocket, want: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+        let mut batch = RecvBatch::new(4);
+        let mut got = Vec::new();
+        for _ in 0..want {
+            if got.len() >= want {
+                break;
+            }
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                std::future::poll_fn(|cx| socket.poll_recv(cx, &mut batch)),
+            )
+            .await
+            .expect("datagrams within 5 s");
+            read.expect("read");
+            got.extend(batch.datagrams().map(|(d, from, _)| (d.to_vec(), from)));
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_segmented_send_arrives_as_its_datagrams_in_order() {
+        let (a, b) = pair().await;
+        let to = b.get_ref().local_addr().expect("addr");
+        let from = a.get_ref().local_addr().expect("addr");
+        let mut contents = vec![1u8; 100];
+        contents.extend([2u8; 100]);
+        contents.extend([3u8; 60]);
+        let segment = (a.max_segments() > 1).then_some(100);
+        a.send(&transmit(to, None, &contents, segment))
+            .await
+            .expect("send");
+        if segment.is_none() {
+            // No GSO here: the same datagrams, one send each.
+            a.send(&transmit(to, None, &[2u8; 100], None))
+                .await
+                .expect("send");
+            a.send(&transmit(to, None, &[3u8; 60], None))
+                .await
+                .expect("send");
+            let first = read(&b, 1).await;
+            assert_eq!(first[0].0.len(), 260);
+            return;
+        }
+        let got = read(&b, 3).await;
+        let sizes: Vec<usize> = got.iter().map(|(d, _)| d.len()).collect();
+        assert_eq!(sizes, [100, 100, 60]);
+        for (k, (datagram, source)) in got.iter().enumerate() {
+            assert!(datagram.iter().all(|&byte| byte == k as u8 + 1));
+            assert_eq!(*source, from);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_datagram_is_read_as_one_empty_datagram() {
+        let (a, b) = pair().await;
+        let to = b.get_ref().local_addr().expect("addr");
+        a.send(&transmit(to, None, &[], None)).await.expect("send");
+        a.send(&transmit(to, None, b"after", None))
+            .await
+            .expect("send");
+        let got = read(&b, 2).await;
+        let datagrams: Vec<&[u8]> = got.iter().map(|(d, _)| &d[..]).collect();
+        assert_eq!(datagrams, [&b""[..], &b"after"[..]]);
+    }
+
+    #[tokio::test]
+    async fn a_datagram_of_64_kib_less_headers_is_read_whole() {
+        let (a, b) = pair().await;
+        let to = b.get_ref().local_addr().expect("addr");
+        let big = vec![9u8; 65_507];
+        a.send(&transmit(to, None, &big, None)).await.expect("send");
+        let got = read(&b, 1).await;
+        assert_eq!(got[0].0.len(), 65_507);
+    }
+}

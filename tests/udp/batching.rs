@@ -1,0 +1,79 @@
+//! Many calls on one socket: the server reads requests in batches and answers each batch in a
+//! few segmented sends; the client reads bundles of answers and sends the requests of calls
+//! that start together in one send. Every call must still get its own answer, once.
+
+use crate::support::{deadline, echo_reply, reply_of, request, UdpTestServer, ECHO};
+use bytes::Bytes;
+use sockrpc::service::udp::{UdpClient, UdpClientConfig, UdpServerConfig};
+use sockrpc_tests::echo::EchoRequest;
+use std::time::Duration;
+
+/// No retransmission can happen in these tests: every answer comes from the first send.
+fn patient() -> UdpClientConfig {
+    let mut config = UdpClientConfig::default();
+    config.initial_rto = Duration::from_secs(5);
+    config.min_rto = Duration::from_secs(5);
+    config.max_rto = Duration::from_secs(5);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_calls_in_flight_on_one_socket_each_get_their_own_answer() {
+    const TASKS: u64 = 64;
+    const CALLS_EACH: u64 = 8;
+    let server = UdpTestServer::start().await;
+    let client = UdpClient::connect(server.addr, patient())
+        .await
+        .expect("client");
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let client = client.clone();
+        tasks.spawn(async move {
+            for call in 0..CALLS_EACH {
+                let id = task * CALLS_EACH + call;
+                // Sizes vary, so a batch of answers holds runs of several sizes.
+                let payload = Bytes::from(vec![(id % 251) as u8; (id % 7) as usize * 100]);
+                let req = request(&EchoRequest {
+                    payload: payload.clone(),
+                    id,
+                });
+                let response = reply_of(client.call(&ECHO, &req, deadline()).await)
+                    .unwrap_or_else(|status| panic!("call {id}: {status:?}"));
+                let reply = echo_reply(&response);
+                assert_eq!(reply.id, id);
+                assert_eq!(reply.payload, payload, "call {id}");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    let stats = client.stats();
+    let counters = server.counters();
+    assert_eq!(stats.replies, TASKS * CALLS_EACH, "{stats:?}");
+    assert_eq!(stats.retransmits, 0, "{stats:?}");
+    assert_eq!(stats.duplicates, 0, "{stats:?}");
+    assert_eq!(counters.executed, TASKS * CALLS_EACH, "{counters:?}");
+    assert_eq!(counters.replies, TASKS * CALLS_EACH, "{counters:?}");
+    server.shutdown().await;
+}
+
+/// A server bound to a wildcard address answers from the address the request was sent to: a
+/// client connected to 127.0.0.2 drops anything from another address (the kernel's choice for
+/// an answer to 127.0.0.1 would be 127.0.0.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_a_wildcard_address_answers_from_the_address_it_was_reached_at() {
+    let server = UdpTestServer::start_on("0.0.0.0:0", UdpServerConfig::default()).await;
+    let reached = std::net::SocketAddr::from(([127, 0, 0, 2], server.addr.port()));
+    let client = UdpClient::connect(reached, UdpClientConfig::default())
+        .await
+        .expect("client");
+    let req = request(&EchoRequest {
+        payload: Bytes::from_static(b"from where?"),
+        id: 7,
+    });
+    let soon = Some(tokio::time::Instant::now() + Duration::from_secs(3));
+    let response = reply_of(client.call(&ECHO, &req, soon).await).expect("answered");
+    assert_eq!(echo_reply(&response).id, 7);
+    server.shutdown().await;
+}
