@@ -52,6 +52,10 @@ pub(super) struct RecvBatch {
     metas: Vec<RecvMeta>,
     /// Messages the last read filled.
     filled: usize,
+    /// Messages the next read asks for: 1 after the socket was found empty, doubling while
+    /// reads fill every buffer asked for. A read that fills fewer costs the kernel one more
+    /// look at an empty queue, which a lone call's read should not pay.
+    want: usize,
 }
 
 impl RecvBatch {
@@ -62,6 +66,7 @@ impl RecvBatch {
             bufs: vec![0; slots * SLOT],
             metas: vec![RecvMeta::default(); slots],
             filled: 0,
+            want: 1,
         }
     }
 
@@ -89,6 +94,11 @@ impl BatchSocket {
     /// reports where the platform has them.
     pub(super) fn new(socket: UdpSocket) -> io::Result<BatchSocket> {
         let state = UdpSocketState::new((&socket).into())?;
+        // quinn asks for each datagram's TOS byte (for ECN, which sockrpc does not use): one
+        // control message fewer to fill and parse per datagram.
+        if socket.local_addr()?.is_ipv4() {
+            socket2::SockRef::from(&socket).set_recv_tos_v4(false)?;
+        }
         Ok(BatchSocket { socket, state })
     }
 
@@ -104,18 +114,30 @@ impl BatchSocket {
             bufs,
             metas,
             filled,
+            want,
         } = batch;
         *filled = 0;
         let mut chunks = bufs.chunks_mut(SLOT);
         let mut iovs: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
-        let slots = metas.len();
-        let n = self.socket.try_io(Interest::READABLE, || {
+        let asked = (*want).min(metas.len());
+        let read = self.socket.try_io(Interest::READABLE, || {
             self.state
-                .recv((&self.socket).into(), &mut iovs[..slots], metas)
-        })?;
-        *filled = n;
-        Ok(n)
+                .recv((&self.socket).into(), &mut iovs[..asked], metas)
+        });
+        match read {
+            Ok(n) => {
+                *filled = n;
+                if n == asked {
+                    *want = (asked * 2).min(metas.len());
+                }
+                Ok(n)
+            }
+            Err(err) => {
+                *want = 1;
+                Err(err)
+            }
+        }
     }
 
     /// Reads into `batch` once the socket is readable.
@@ -267,5 +289,30 @@ mod tests {
         a.send(&transmit(to, None, &big, None)).await.expect("send");
         let got = read(&b, 1).await;
         assert_eq!(got[0].0.len(), 65_507);
+    }
+
+    #[tokio::test]
+    async fn a_read_asks_for_one_datagram_after_an_empty_socket_and_doubles_while_full() {
+        let (a, b) = pair().await;
+        let to = b.get_ref().local_addr().expect("addr");
+        for k in 0..3u8 {
+            a.send(&transmit(to, None, &[k], None)).await.expect("send");
+        }
+        let mut batch = RecvBatch::new(4);
+        let mut reads = Vec::new();
+        for _ in 0..2 {
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                std::future::poll_fn(|cx| b.poll_recv(cx, &mut batch)),
+            )
+            .await
+            .expect("within 5 s");
+            reads.push(read.expect("read"));
+        }
+        // One asked, one read; then two asked, two read.
+        assert_eq!(reads, [1, 2]);
+        let err = b.try_recv(&mut batch).expect_err("empty");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(batch.want, 1, "back to one after the socket was empty");
     }
 }
