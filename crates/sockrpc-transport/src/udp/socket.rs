@@ -117,14 +117,16 @@ impl BatchSocket {
             want,
         } = batch;
         *filled = 0;
-        let mut chunks = bufs.chunks_mut(SLOT);
-        let mut iovs: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
-            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
         let asked = (*want).min(metas.len());
-        let read = self.socket.try_io(Interest::READABLE, || {
-            self.state
-                .recv((&self.socket).into(), &mut iovs[..asked], metas)
-        });
+        // Only as many buffers as asked for: a read of one (the usual one when calls come one
+        // at a time) builds no array of 32.
+        let read = match asked {
+            1 => self.recv_into::<1>(bufs, metas),
+            2 => self.recv_into::<2>(bufs, metas),
+            3..=4 => self.recv_into::<4>(bufs, &mut metas[..asked]),
+            5..=8 => self.recv_into::<8>(bufs, &mut metas[..asked]),
+            _ => self.recv_into::<{ quinn_udp::BATCH_SIZE }>(bufs, &mut metas[..asked]),
+        };
         match read {
             Ok(n) => {
                 *filled = n;
@@ -138,6 +140,22 @@ impl BatchSocket {
                 Err(err)
             }
         }
+    }
+
+    /// One `recvmmsg` into the first `N` buffers (at most `metas.len()` messages).
+    fn recv_into<const N: usize>(
+        &self,
+        bufs: &mut [u8],
+        metas: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let mut chunks = bufs.chunks_mut(SLOT);
+        let mut iovs: [IoSliceMut<'_>; N] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+        let n = N.min(metas.len());
+        self.socket.try_io(Interest::READABLE, || {
+            self.state
+                .recv((&self.socket).into(), &mut iovs[..n], &mut metas[..n])
+        })
     }
 
     /// Reads into `batch` once the socket is readable.
