@@ -262,6 +262,7 @@ async fn a_full_reply_cache_refuses_new_calls_and_never_lets_one_run_twice() {
     let mut config = UdpClientConfig::default();
     // Retransmit soon, and never give up on UDP: this test is about what the server runs.
     config.initial_rto = Duration::from_millis(20);
+    config.min_rto = Duration::from_millis(2);
     config.fallback_after_losses = u32::MAX;
     let client = UdpClient::connect(proxy, config).await.expect("client");
     // The cookie exchange first, so the burst below is all REQUESTs.

@@ -40,7 +40,7 @@ async fn small_calls_succeed_over_udp() {
     assert_eq!(status.message(), "no such thing: tab\t 𝄞");
     assert_eq!(&status.details()[..], b"\x00\x01\x02");
 
-    // A handler that waits runs in a task of its own; with the RTO now at a few milliseconds
+    // A handler that waits runs in a task of its own; with the RTO now at its 25 ms floor
     // the client retransmits while it sleeps, and those retransmissions never run it again.
     let slow = request(&SleepRequest {
         millis: 150,

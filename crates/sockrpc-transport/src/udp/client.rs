@@ -48,7 +48,11 @@ pub struct UdpClientConfig {
     pub limits: Limits,
     /// RTO before the first RTT sample. Default 100 ms.
     pub initial_rto: Duration,
-    /// Smallest RTO. Default 2 ms (loopback and LAN round trips are far below RFC 6298's 1 s).
+    /// Smallest RTO. Default 25 ms: far below RFC 6298's 1 s (loopback and LAN round trips
+    /// are microseconds), but above the stalls of a busy host (a server thread not scheduled
+    /// for a few milliseconds), which are not loss: a retransmission then only adds load when
+    /// the server is already behind. QUIC's probe timeout has the same margin (its default
+    /// `max_ack_delay`, RFC 9002).
     pub min_rto: Duration,
     /// Largest RTO, also the cap on backoff. Default 1 s.
     pub max_rto: Duration,
@@ -69,7 +73,7 @@ impl Default for UdpClientConfig {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             limits: Limits::default(),
             initial_rto: Duration::from_millis(100),
-            min_rto: Duration::from_millis(2),
+            min_rto: Duration::from_millis(25),
             max_rto: Duration::from_secs(1),
             fallback_after_losses: 8,
             fallback_for: Duration::from_secs(5),
