@@ -228,7 +228,8 @@ impl UdpClient {
     }
 
     /// A client over a socket already connected to the server (socket options set by hand).
-    /// Fails only if the options for batched reads (GRO, destination addresses) cannot be set.
+    /// Fails only if the socket has no local address or the platform's UDP capabilities cannot
+    /// be read (a scratch socket is bound for that).
     pub fn from_socket(socket: UdpSocket, config: UdpClientConfig) -> io::Result<UdpClient> {
         let rtt = RttEstimator::new(RttBounds {
             initial: config.initial_rto,

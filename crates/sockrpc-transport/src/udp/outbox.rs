@@ -8,8 +8,8 @@
 //! ```
 //!
 //! A client with many calls in flight gets its answers in a few system calls instead of one
-//! each, and, on loopback with GRO on its socket, reads them in one. A lone request's answer
-//! leaves as soon as its batch (of one) is handled: nothing waits for company.
+//! each (on loopback a run travels as one packet, cut apart at the client's socket). A lone
+//! request's answer leaves as soon as its batch (of one) is handled: nothing waits for company.
 
 use super::socket::{transmit, BatchSocket, GSO_MAX_BYTES, GSO_MAX_SEGMENT};
 use bytes::BytesMut;

@@ -162,7 +162,8 @@ where
     S: Dispatch,
 {
     /// A server for `service` (the router the TCP server runs) on a bound `socket`. Fails
-    /// only if the socket's options for batched reads and writes cannot be set.
+    /// only if the platform's UDP capabilities cannot be read, or, on a wildcard address, the
+    /// socket's options for destination addresses cannot be set.
     pub fn new(
         socket: UdpSocket,
         service: S,
@@ -175,7 +176,11 @@ where
             shared: Arc::new(Shared {
                 local,
                 wildcard: local.is_some_and(|local| local.ip().is_unspecified()),
-                socket: BatchSocket::new(socket)?,
+                socket: if local.is_some_and(|local| local.ip().is_unspecified()) {
+                    BatchSocket::with_destinations(socket)?
+                } else {
+                    BatchSocket::new(socket)?
+                },
                 cookies: CookieJar::new(config.cookie_lifetime),
                 config,
                 cache,

@@ -3,22 +3,27 @@
 //!
 //! With many calls in flight on one socket, one `recvfrom` and one `sendto` per datagram cost
 //! more than the calls themselves: on loopback each datagram's trip through the kernel and the
-//! wake-up of its receiver is most of a call's time. So both ends read and write in batches,
-//! through quinn's UDP layer (`quinn-udp`, no unsafe code of ours):
+//! wake-up of its receiver is most of a call's time. So reads and writes go in batches, through
+//! quinn's UDP layer (`quinn-udp`, no unsafe code of ours):
 //!
 //! ```text
-//!  read:  recvmmsg ─▶ up to `slots` messages; each message is one datagram, or, with GRO, several
-//!                     of one size back to back (`stride`), as one segmented send made them
+//!  read:  recvmmsg ─▶ up to `slots` datagrams (a wildcard server's socket: with GRO, a message
+//!                     may hold several of one size back to back, `stride`, as one send made them)
 //!  write: sendmsg(UDP_SEGMENT = len) ─▶ datagrams of one size to one address in one call (GSO):
 //!                     the kernel cuts them apart, on loopback only at the receiving socket
+//!  alone: a read asking for one datagram is a plain recvfrom, a lone datagram a plain sendto
 //! ```
+//!
+//! quinn would turn on, for every datagram, a control message with its destination address, its
+//! TOS byte and (GRO) its segment size; a call that comes alone pays for each. So a socket keeps
+//! its own options ([`BatchSocket::new`]: quinn's view of the platform comes from a scratch
+//! socket) unless it needs the destination address, a server bound to a wildcard address
+//! answering from the address it was reached at ([`BatchSocket::with_destinations`]).
 //!
 //! Each buffer is 64 KiB: any datagram, or any GRO bundle, is read whole, never cut and misread.
 //! A segmented send carries datagrams of at most [`GSO_MAX_SEGMENT`] bytes, what fits any path
 //! without fragmentation, so no route's MTU can make the kernel refuse it. Where the kernel has
-//! no GSO (or refuses it), datagrams go one per call; where it has no GRO, each arrives alone.
-//! The socket also reports each datagram's destination address, so a server bound to a
-//! wildcard address answers from the address it was reached at.
+//! no GSO (or refuses it), datagrams go one per call.
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use std::{
@@ -44,6 +49,10 @@ pub(super) const GSO_MAX_BYTES: usize = 60 * 1024;
 pub(super) struct BatchSocket {
     socket: UdpSocket,
     state: UdpSocketState,
+    /// Whether the socket itself has quinn's options (GRO, destination addresses): then every
+    /// read goes through quinn, which knows a bundle's segment size. Else a read of one datagram
+    /// is a plain `recvfrom` and a lone datagram a plain `sendto`, as without batching.
+    options: bool,
 }
 
 /// Receive buffers and what each read put in them.
@@ -90,16 +99,43 @@ impl RecvBatch {
 }
 
 impl BatchSocket {
-    /// Wraps a bound (and possibly connected) socket: turns on GRO and destination-address
-    /// reports where the platform has them.
+    /// Wraps a bound (and possibly connected) socket, leaving its options alone: batched reads
+    /// and segmented sends, each datagram read alone (no GRO), no control message per datagram,
+    /// and a lone datagram read and sent by plain `recvfrom` and `sendto`.
     pub(super) fn new(socket: UdpSocket) -> io::Result<BatchSocket> {
+        // quinn's state says what the platform can do (GSO, batch size); it is made on a
+        // scratch socket of the same family so that this one keeps its own options: quinn
+        // would ask for a control message per datagram (destination address, TOS, GRO
+        // segment size), which a lone call's read would pay for nothing.
+        let scratch = std::net::UdpSocket::bind(SocketAddr::new(
+            match socket.local_addr()? {
+                SocketAddr::V4(_) => IpAddr::from([0u8; 4]),
+                SocketAddr::V6(_) => IpAddr::from([0u16; 8]),
+            },
+            0,
+        ))?;
+        let state = UdpSocketState::new((&scratch).into())?;
+        Ok(BatchSocket {
+            socket,
+            state,
+            options: false,
+        })
+    }
+
+    /// Wraps a socket bound to a wildcard address: turns on destination-address reports (to
+    /// answer from the address each request was sent to) and GRO where the platform has them.
+    pub(super) fn with_destinations(socket: UdpSocket) -> io::Result<BatchSocket> {
         let state = UdpSocketState::new((&socket).into())?;
         // quinn asks for each datagram's TOS byte (for ECN, which sockrpc does not use): one
         // control message fewer to fill and parse per datagram.
         if socket.local_addr()?.is_ipv4() {
             socket2::SockRef::from(&socket).set_recv_tos_v4(false)?;
         }
-        Ok(BatchSocket { socket, state })
+        Ok(BatchSocket {
+            socket,
+            state,
+            options: true,
+        })
     }
 
     /// The socket itself (for sends to a connected peer, addresses, readiness).
@@ -121,6 +157,7 @@ impl BatchSocket {
         // Only as many buffers as asked for: a read of one (the usual one when calls come one
         // at a time) builds no array of 32.
         let read = match asked {
+            1 if !self.options => self.recv_one(bufs, metas),
             1 => self.recv_into::<1>(bufs, metas),
             2 => self.recv_into::<2>(bufs, metas),
             3..=4 => self.recv_into::<4>(bufs, &mut metas[..asked]),
@@ -140,6 +177,17 @@ impl BatchSocket {
                 Err(err)
             }
         }
+    }
+
+    /// One plain `recvfrom`: one datagram, whole (the socket has no GRO to join several).
+    fn recv_one(&self, bufs: &mut [u8], metas: &mut [RecvMeta]) -> io::Result<usize> {
+        let (len, addr) = self.socket.try_recv_from(&mut bufs[..SLOT])?;
+        let meta = &mut metas[0];
+        meta.addr = addr;
+        meta.len = len;
+        meta.stride = len;
+        meta.dst_ip = None;
+        Ok(1)
     }
 
     /// One `recvmmsg` into the first `N` buffers (at most `metas.len()` messages).
@@ -182,6 +230,16 @@ impl BatchSocket {
 
     /// Sends `out`, waiting only when the socket's buffer is full.
     pub(super) async fn send(&self, out: &Transmit<'_>) -> io::Result<()> {
+        if out.segment_size.is_none() && out.src_ip.is_none() {
+            // One datagram, nothing to say about it: a plain sendto.
+            return match self.socket.try_send_to(out.contents, out.destination) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.socket.send_to(out.contents, out.destination).await
+                }
+                sent => sent,
+            }
+            .map(drop);
+        }
         loop {
             let sent = self
                 .socket
@@ -256,7 +314,23 @@ mod tests {
     #[tokio::test]
     async fn a_segmented_send_arrives_as_its_datagrams_in_order() {
         let (a, b) = pair().await;
-        let to = b.get_ref().local_addr().expect("addr");
+        segmented_send_arrives_whole(a, b).await;
+    }
+
+    /// The same, read by a socket with GRO on (a wildcard server's): the kernel hands the
+    /// datagrams over as one bundle, split by its segment size.
+    #[tokio::test]
+    async fn a_segmented_send_read_with_gro_arrives_as_its_datagrams_in_order() {
+        let (a, _) = pair().await;
+        let b = UdpSocket::bind("0.0.0.0:0").await.expect("bind");
+        let b = BatchSocket::with_destinations(b).expect("b");
+        segmented_send_arrives_whole(a, b).await;
+    }
+
+    async fn segmented_send_arrives_whole(a: BatchSocket, b: BatchSocket) {
+        let port = b.get_ref().local_addr().expect("addr").port();
+        let b_addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let to = b_addr;
         let from = a.get_ref().local_addr().expect("addr");
         let mut contents = vec![1u8; 100];
         contents.extend([2u8; 100]);
