@@ -77,3 +77,36 @@ async fn a_server_on_a_wildcard_address_answers_from_the_address_it_was_reached_
     assert_eq!(echo_reply(&response).id, 7);
     server.shutdown().await;
 }
+
+/// The same batching over IPv6 (::1), and a server bound to the IPv6 wildcard (GRO and
+/// destination addresses on its socket) answering a client that reached it at ::1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_over_ipv6_each_get_their_own_answer() {
+    for bind in ["[::1]:0", "[::]:0"] {
+        let server = UdpTestServer::start_on(bind, UdpServerConfig::default()).await;
+        let reached =
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, server.addr.port()));
+        let client = UdpClient::connect(reached, patient())
+            .await
+            .expect("client");
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..32u64 {
+            let client = client.clone();
+            tasks.spawn(async move {
+                let req = request(&EchoRequest {
+                    payload: Bytes::from(vec![7u8; 64]),
+                    id,
+                });
+                let response = reply_of(client.call(&ECHO, &req, deadline()).await)
+                    .unwrap_or_else(|status| panic!("call {id}: {status:?}"));
+                assert_eq!(echo_reply(&response).id, id);
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("task");
+        }
+        assert_eq!(client.stats().retransmits, 0, "{bind}");
+        assert_eq!(server.counters().executed, 32, "{bind}");
+        server.shutdown().await;
+    }
+}
