@@ -141,7 +141,8 @@ counters! {
 /// What every clone of one client shares; its receive path is `inbox.rs`.
 pub(super) struct Shared {
     pub(super) socket: BatchSocket,
-    /// The server's address (the socket is connected to it), for coalesced sends.
+    /// The server's address (the socket is connected to it), for coalesced sends; `None`
+    /// where sends are not coalesced (no GSO).
     server: Option<SocketAddr>,
     /// Requests of calls that send together, on their way out together (`coalesce.rs`).
     coalescer: Coalescer,
@@ -236,10 +237,17 @@ impl UdpClient {
             min: config.min_rto,
             max: config.max_rto,
         });
+        let batch_socket = BatchSocket::new(socket)?;
         let shared = Arc::new(Shared {
-            server: socket.peer_addr().ok(),
+            // Coalescing pays only where requests can leave in one segmented send (GSO:
+            // Linux), and an address on each send is refused elsewhere for a connected socket.
+            server: batch_socket
+                .get_ref()
+                .peer_addr()
+                .ok()
+                .filter(|_| batch_socket.max_segments() > 1),
             coalescer: Coalescer::default(),
-            socket: BatchSocket::new(socket)?,
+            socket: batch_socket,
             // Never 0, so an all-zero header is never mistaken for ours.
             instance: random_u64().max(1),
             config,
