@@ -2,10 +2,12 @@
 //! few segmented sends; the client reads bundles of answers and sends the requests of calls
 //! that start together in one send. Every call must still get its own answer, once.
 
-use crate::support::{deadline, echo_reply, reply_of, request, UdpTestServer, ECHO};
+use crate::support::{
+    deadline, echo_reply, eventually, reply_of, request, UdpTestServer, ECHO, SLEEP,
+};
 use bytes::Bytes;
 use sockrpc::service::udp::{UdpClient, UdpClientConfig, UdpServerConfig};
-use sockrpc_tests::echo::EchoRequest;
+use sockrpc_tests::echo::{EchoRequest, SleepRequest};
 use std::time::Duration;
 
 /// No retransmission can happen in these tests: every answer comes from the first send.
@@ -109,4 +111,61 @@ async fn calls_in_flight_over_ipv6_each_get_their_own_answer() {
         assert_eq!(server.counters().executed, 32, "{bind}");
         server.shutdown().await;
     }
+}
+
+/// A call that queued its request while others were in flight and is then not polled (held in
+/// a `select!` while its owner does something else) holds up no other call: requests leave on
+/// the client's own flush task, not on the first caller's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_is_not_polled_holds_up_no_other_call() {
+    use std::future::Future;
+    let server = UdpTestServer::start().await;
+    let client = UdpClient::connect(server.addr, patient())
+        .await
+        .expect("client");
+    // One call stays in flight (its handler sleeps), so every later send is coalesced.
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let req = request(&SleepRequest {
+                millis: 1500,
+                token: String::new(),
+            });
+            client.call(&SLEEP, &req, deadline()).await
+        })
+    };
+    eventually("the slow call running", || {
+        server
+            .handlers
+            .sleeps
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1
+    })
+    .await;
+    // Polled once (its request queued), then left alone.
+    let held_req = request(&EchoRequest {
+        payload: Bytes::from_static(b"held"),
+        id: 1,
+    });
+    let mut held = Box::pin(client.call(&ECHO, &held_req, deadline()));
+    std::future::poll_fn(|cx| {
+        let _ = held.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    // Meanwhile other calls go through, each well within the RTO (5 s): nothing waits on `held`.
+    for id in 2..12u64 {
+        let req = request(&EchoRequest {
+            payload: Bytes::from_static(b"free"),
+            id,
+        });
+        let soon = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+        let response = reply_of(client.call(&ECHO, &req, soon).await).expect("answered");
+        assert_eq!(echo_reply(&response).id, id);
+    }
+    assert_eq!(client.stats().retransmits, 0);
+    let held = reply_of(held.await).expect("the held call, answered when polled again");
+    assert_eq!(echo_reply(&held).id, 1);
+    let _ = slow.await.expect("slow call");
+    server.shutdown().await;
 }

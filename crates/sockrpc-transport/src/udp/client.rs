@@ -140,12 +140,12 @@ counters! {
 
 /// What every clone of one client shares; its receive path is `inbox.rs`.
 pub(super) struct Shared {
-    pub(super) socket: BatchSocket,
+    pub(super) socket: Arc<BatchSocket>,
     /// The server's address (the socket is connected to it), for coalesced sends; `None`
     /// where sends are not coalesced (no GSO).
     server: Option<SocketAddr>,
     /// Requests of calls that send together, on their way out together (`coalesce.rs`).
-    coalescer: Coalescer,
+    coalescer: Arc<Coalescer>,
     pub(super) instance: u64,
     pub(super) config: UdpClientConfig,
     /// Calls this client may still send, for the watermark (`outstanding.rs`).
@@ -205,6 +205,13 @@ struct PendingGuard<'a> {
     seq: Option<u64>,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The coalescer's task sends what is queued, then ends (and lets the socket go).
+        self.coalescer.close();
+    }
+}
+
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         lock(&self.shared.pending).remove(&self.call_id);
@@ -239,15 +246,16 @@ impl UdpClient {
         });
         let batch_socket = BatchSocket::new(socket)?;
         let shared = Arc::new(Shared {
-            // Coalescing pays only where requests can leave in one segmented send (GSO:
-            // Linux), and an address on each send is refused elsewhere for a connected socket.
+            // Coalescing pays only where requests can leave in one segmented send (GSO), and
+            // is built for Linux's: elsewhere a send naming an address on a connected socket
+            // may be refused, and segment counts differ.
             server: batch_socket
                 .get_ref()
                 .peer_addr()
                 .ok()
-                .filter(|_| batch_socket.max_segments() > 1),
-            coalescer: Coalescer::default(),
-            socket: batch_socket,
+                .filter(|_| cfg!(target_os = "linux") && batch_socket.max_segments() > 1),
+            coalescer: Arc::default(),
+            socket: Arc::new(batch_socket),
             // Never 0, so an all-zero header is never mistaken for ours.
             instance: random_u64().max(1),
             config,
@@ -489,9 +497,7 @@ impl Shared {
     async fn send(&self, datagram: &[u8]) {
         // Other calls in flight: they may send now too; their requests leave together.
         if let Some(server) = self.server.filter(|_| lock(&self.pending).len() > 1) {
-            if self.coalescer.queue(server, datagram) {
-                Box::pin(self.coalescer.flush(&self.socket)).await;
-            }
+            self.coalescer.queue(&self.socket, server, datagram);
             return;
         }
         // Without waiting first (the socket is nearly always writable): no readiness future on

@@ -2,35 +2,43 @@
 //! segmented send.
 //!
 //! ```text
-//!  a call sends, others in flight ─▶ queue its datagram; the first since the last flush leads:
-//!  leader ─▶ yield (every other call the runtime has ready runs, and queues its own) ─▶ flush:
-//!            one sendmsg(UDP_SEGMENT) per run of same-size datagrams (`outbox.rs`)
+//!  a call sends, others in flight ─▶ queue its datagram; the first since the last flush wakes
+//!  the flush task ─▶ yield (every call the runtime has ready runs, and queues its own) ─▶ flush:
+//!                    one sendmsg(UDP_SEGMENT) per run of same-size datagrams (`outbox.rs`)
 //!  a call alone ─▶ sends at once: nothing waits for company
 //! ```
 //!
-//! With many calls in flight, answers come in bundles (the server's own segmented sends), the
-//! calls they finish start their next ones together, and those requests reach the server as one
-//! bundle in turn: a system call and a trip through the kernel per bundle, not per call.
+//! With many calls in flight, answers come in runs (the server's own segmented sends), the calls
+//! they finish start their next ones together, and those requests reach the server together in
+//! turn: a system call and a trip through the kernel per run, not per call.
 //!
-//! A leader whose call is dropped while it yields sends what is queued on the spot, without
-//! waiting, so no queued request depends on a call that is gone.
+//! The sending is a task of the client's own (started on first use, ended when the client is
+//! dropped, after it sent what was queued), not one of the calls: a call that queued its request
+//! and is then not polled for a while (held in a `select!` while its owner does something else),
+//! or dropped, holds up no other call's request.
 
 use super::outbox::Outbox;
 use super::socket::BatchSocket;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::Notify;
 
-/// The requests waiting for their leader's flush.
+/// The requests waiting for the flush task.
 #[derive(Default)]
 pub(super) struct Coalescer {
     state: Mutex<State>,
+    wake: Notify,
 }
 
 #[derive(Default)]
 struct State {
     queue: Outbox,
-    /// A leader is on its way to flush `queue`.
-    leading: bool,
+    /// The flush task was woken for what is queued.
+    scheduled: bool,
+    /// The flush task was started.
+    started: bool,
+    /// The client is gone: the task sends what is queued and ends.
+    closed: bool,
 }
 
 impl Coalescer {
@@ -38,55 +46,56 @@ impl Coalescer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `datagram` for `to`; `true`: the caller leads, and must [`flush`](Self::flush).
-    pub(super) fn queue(&self, to: SocketAddr, datagram: &[u8]) -> bool {
-        let mut state = self.state();
-        state
-            .queue
-            .push(to, None, |out| out.extend_from_slice(datagram));
-        !std::mem::replace(&mut state.leading, true)
-    }
-
-    /// The leader's part: lets the other ready calls queue theirs, then sends them all.
-    pub(super) async fn flush(&self, socket: &BatchSocket) {
-        let mut lead = Lead {
-            coalescer: self,
-            socket,
-            taken: false,
+    /// Queues `datagram` for `to`, to leave on `socket` once the calls the runtime has ready
+    /// have queued theirs. Call from within a Tokio runtime (the flush task starts on first use).
+    pub(super) fn queue(
+        self: &Arc<Self>,
+        socket: &Arc<BatchSocket>,
+        to: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let (start, wake) = {
+            let mut state = self.state();
+            state
+                .queue
+                .push(to, None, |out| out.extend_from_slice(datagram));
+            (
+                !std::mem::replace(&mut state.started, true),
+                !std::mem::replace(&mut state.scheduled, true),
+            )
         };
-        tokio::task::yield_now().await;
-        let mut queue = lead.take();
-        queue.flush(socket).await;
-        // The emptied buffer goes back for the next batch, unless one started meanwhile.
-        let mut state = self.state();
-        if state.queue.is_empty() {
-            state.queue = queue;
+        if start {
+            tokio::spawn(flush_task(Arc::clone(self), Arc::clone(socket)));
+        }
+        if wake {
+            self.wake.notify_one();
         }
     }
-}
 
-/// A leader on its way: if dropped before it took the queue, it sends the queue on the spot.
-struct Lead<'a> {
-    coalescer: &'a Coalescer,
-    socket: &'a BatchSocket,
-    taken: bool,
-}
-
-impl Lead<'_> {
-    /// Ends the lead: the queue, for this leader to send; the next call to queue leads anew.
-    fn take(&mut self) -> Outbox {
-        self.taken = true;
-        let mut state = self.coalescer.state();
-        state.leading = false;
-        std::mem::take(&mut state.queue)
+    /// The client is gone: what is queued still leaves, then the flush task ends.
+    pub(super) fn close(&self) {
+        self.state().closed = true;
+        self.wake.notify_one();
     }
 }
 
-impl Drop for Lead<'_> {
-    fn drop(&mut self) {
-        if !self.taken {
-            let mut queue = self.take();
-            queue.try_flush(self.socket);
+/// Sends what is queued each time it is woken, after the tasks the runtime has ready ran.
+async fn flush_task(coalescer: Arc<Coalescer>, socket: Arc<BatchSocket>) {
+    let mut spare = Outbox::default();
+    loop {
+        coalescer.wake.notified().await;
+        // Behind every task the runtime has ready: their requests join this send.
+        tokio::task::yield_now().await;
+        let (mut queue, closed) = {
+            let mut state = coalescer.state();
+            state.scheduled = false;
+            let queue = std::mem::replace(&mut state.queue, std::mem::take(&mut spare));
+            (queue, state.closed)
+        };
+        queue.flush(&socket).await;
+        spare = queue;
+        if closed {
+            return;
         }
     }
 }
@@ -94,7 +103,6 @@ impl Drop for Lead<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
     use std::time::Duration;
     use tokio::net::UdpSocket;
 
@@ -116,36 +124,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_to_queue_leads_and_its_flush_sends_every_queued_datagram() {
+    async fn queued_datagrams_leave_together_without_any_caller_polling() {
         let (socket, receiver, to) = pair().await;
-        let coalescer = Coalescer::default();
-        assert!(coalescer.queue(to, b"one"));
-        assert!(!coalescer.queue(to, b"two"));
-        assert!(!coalescer.queue(to, b"three"));
-        coalescer.flush(&socket).await;
+        let socket = Arc::new(socket);
+        let coalescer = Arc::new(Coalescer::default());
+        // Nobody awaits anything here but the receiver: the flush task sends.
+        coalescer.queue(&socket, to, b"one");
+        coalescer.queue(&socket, to, b"two");
+        coalescer.queue(&socket, to, b"three");
         for want in [&b"one"[..], b"two", b"three"] {
             assert_eq!(recv(&receiver).await, want);
         }
-        // The lead ended with the flush: the next call to queue leads.
-        assert!(coalescer.queue(to, b"four"));
-        coalescer.flush(&socket).await;
+        // And again, after the first flush.
+        coalescer.queue(&socket, to, b"four");
         assert_eq!(recv(&receiver).await, b"four");
     }
 
     #[tokio::test]
-    async fn a_leader_dropped_while_it_yields_sends_the_queue_on_the_spot() {
+    async fn a_closed_coalescer_sends_what_is_queued_then_lets_the_socket_go() {
         let (socket, receiver, to) = pair().await;
-        let coalescer = Coalescer::default();
-        assert!(coalescer.queue(to, b"leader"));
-        assert!(!coalescer.queue(to, b"follower"));
-        {
-            let mut flush = std::pin::pin!(coalescer.flush(&socket));
-            // Polled once: it yields, as it does to let other calls queue.
-            let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(flush.as_mut().poll(cx)));
-            assert!(polled.await.is_pending());
-        }
-        assert_eq!(recv(&receiver).await, b"leader");
-        assert_eq!(recv(&receiver).await, b"follower");
-        assert!(coalescer.queue(to, b"next"), "the dropped lead ended");
+        let socket = Arc::new(socket);
+        let coalescer = Arc::new(Coalescer::default());
+        coalescer.queue(&socket, to, b"last words");
+        coalescer.close();
+        assert_eq!(recv(&receiver).await, b"last words");
+        // The task ends, dropping its reference to the socket.
+        let ended = async {
+            while Arc::strong_count(&socket) > 1 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), ended)
+            .await
+            .expect("the flush task ends within 5 s");
     }
 }

@@ -14,6 +14,7 @@
 use super::socket::{transmit, BatchSocket, GSO_MAX_BYTES, GSO_MAX_SEGMENT};
 use bytes::BytesMut;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// Largest buffer kept between batches.
 const KEPT: usize = 256 * 1024;
@@ -32,6 +33,9 @@ struct Queued {
 pub(super) struct Outbox {
     buf: BytesMut,
     queued: Vec<Queued>,
+    /// When [`waited`](Self::waited) first saw a datagram queued (no clock is read per push:
+    /// a lone call's answer never waits for another).
+    since: Option<Instant>,
 }
 
 impl Outbox {
@@ -54,7 +58,17 @@ impl Outbox {
         }
     }
 
+    /// How long datagrams have waited here, counted from the first call that saw one queued
+    /// (zero when none is).
+    pub(super) fn waited(&mut self) -> Duration {
+        if self.queued.is_empty() {
+            return Duration::ZERO;
+        }
+        self.since.get_or_insert_with(Instant::now).elapsed()
+    }
+
     /// Whether nothing is queued.
+    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.queued.is_empty()
     }
@@ -70,23 +84,6 @@ impl Outbox {
         while let Some(run) = self.run(i, start, max_segments) {
             let out = transmit(run.to, run.src_ip, &self.buf[start..run.end], run.segment);
             let sent = socket.send(&out).await;
-            if let Err(err) = sent {
-                self.refused(socket, &run, start, err);
-            }
-            (i, start) = (run.next, run.end);
-        }
-        self.clear();
-    }
-
-    /// Sends what is queued without waiting: what the socket has no room for is lost (and
-    /// retransmitted by its call), as on a network.
-    pub(super) fn try_flush(&mut self, socket: &BatchSocket) {
-        let max_segments = socket.max_segments().max(1);
-        let mut start = 0;
-        let mut i = 0;
-        while let Some(run) = self.run(i, start, max_segments) {
-            let out = transmit(run.to, run.src_ip, &self.buf[start..run.end], run.segment);
-            let sent = socket.send_now(&out);
             if let Err(err) = sent {
                 self.refused(socket, &run, start, err);
             }
@@ -144,6 +141,7 @@ impl Outbox {
 
     fn clear(&mut self) {
         self.queued.clear();
+        self.since = None;
         if self.buf.capacity() > KEPT {
             self.buf = BytesMut::new();
         } else {

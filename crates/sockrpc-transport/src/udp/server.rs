@@ -17,12 +17,11 @@
 //! gets any answer can prove its address from then on, and a client whose cookie went stale is
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
-use super::answer::{give_back, one_message, scratch, Answer};
+use super::answer::{give_back, is_unicast, one_message, reply_header, scratch, Answer, ReplyTo};
 use super::cache::{Begin, CompletionGuard, ReplyCache};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
-    self, Cookie, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_FITS, FLAG_STALE_COOKIE,
-    HEADER_LEN,
+    self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_FITS, FLAG_STALE_COOKIE, HEADER_LEN,
 };
 use super::limiter::Limiter;
 use super::outbox::Outbox;
@@ -90,21 +89,6 @@ counters! {
     }
 }
 
-/// Where and how an answer may go back.
-#[derive(Clone, Copy)]
-struct ReplyTo {
-    addr: SocketAddr,
-    /// The address to answer from: where the request was sent, when the socket is bound to a
-    /// wildcard address (else the kernel's choice is that address anyway).
-    src_ip: Option<IpAddr>,
-    /// `Some(n)`: the source has no valid cookie; nothing larger than `n` bytes may go to it.
-    size_limit: Option<usize>,
-    flags: u8,
-    cookie: Cookie,
-    instance: u64,
-    call_id: u32,
-}
-
 struct Shared {
     socket: BatchSocket,
     /// The socket's own address, for every call's connection info.
@@ -152,6 +136,11 @@ where
 /// Datagrams the receive loop reads back to back before it lets the runtime run other tasks
 /// (and looks at shutdown): reads that never wait never yield on their own.
 const MAX_BURST: usize = 64;
+
+/// Longest answers wait in the outbox for the rest of their batch, counted from the first look
+/// after one was queued (every 4 datagrams): far below the client's RTO floor, so slow inline
+/// handlers in a large batch cannot hold answers until it fires.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Messages one read may return (each a datagram, or a GRO bundle of several): 32 buffers of
 /// 64 KiB, 2 MiB per server, touched only as far as datagrams fill them.
@@ -220,7 +209,7 @@ where
         let mut burst = 0;
         loop {
             while tasks.try_join_next().is_some() {}
-            if burst == MAX_BURST {
+            if burst >= MAX_BURST {
                 burst = 0;
                 tokio::select! {
                     biased;
@@ -258,7 +247,9 @@ where
                 // datagram: `sockrpc_protocol::codec::arena`); nothing kept past the call holds
                 // it (the reply cache keeps its own copy of the path).
                 let datagram = sockrpc_protocol::codec::arena::copy(datagram);
-                let from = (src, dst_ip.filter(|_| shared.wildcard));
+                // Answer from the address the request reached, when that is one address (a
+                // broadcast or multicast destination is no source: the kernel picks one).
+                let from = (src, dst_ip.filter(|ip| shared.wildcard && is_unicast(ip)));
                 shared
                     .on_datagram(
                         &mut service,
@@ -268,6 +259,16 @@ where
                         from,
                     )
                     .await;
+                // A batch can hold thousands of datagrams (GRO bundles on a wildcard server):
+                // answers do not wait for all of them, and the loop lets other tasks run.
+                if burst % 4 == 0 && outbox.waited() >= MAX_HOLD {
+                    outbox.flush(&shared.socket).await;
+                }
+                if burst % MAX_BURST == 0 {
+                    // Shutdown is looked at between batches (above), once this one is done.
+                    outbox.flush(&shared.socket).await;
+                    tokio::task::yield_now().await;
+                }
             }
             outbox.flush(&shared.socket).await;
         }
@@ -588,15 +589,5 @@ impl Shared {
             datagram::encode_header_only(out, &header);
             bump(&self.stats.truncated);
         }
-    }
-}
-
-fn reply_header(kind: Kind, to: &ReplyTo) -> Header {
-    Header {
-        kind,
-        flags: to.flags,
-        client_instance: to.instance,
-        call_id: to.call_id,
-        cookie: to.cookie,
     }
 }

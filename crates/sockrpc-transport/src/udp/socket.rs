@@ -11,7 +11,8 @@
 //!                     may hold several of one size back to back, `stride`, as one send made them)
 //!  write: sendmsg(UDP_SEGMENT = len) ─▶ datagrams of one size to one address in one call (GSO):
 //!                     the kernel cuts them apart, on loopback only at the receiving socket
-//!  alone: a read asking for one datagram is a plain recvfrom, a lone datagram a plain sendto
+//!  alone: on a socket without quinn's options, a read asking for one datagram is a plain
+//!         recvfrom; a lone datagram with no source address to name is a plain sendto
 //! ```
 //!
 //! quinn would turn on, for every datagram, a control message with its destination address, its
