@@ -236,4 +236,52 @@ mod tests {
         queued.push(addr(1), None, |_| {});
         assert!(queued.is_empty());
     }
+
+    /// Random queues (seeded, bounded): the runs cover every datagram once, in order, and each
+    /// keeps the kernel's rules for a segmented send.
+    #[test]
+    fn runs_of_random_queues_cover_every_datagram_within_the_rules() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..500 {
+            let count = 1 + next(100) as usize;
+            let datagrams: Vec<(u16, usize)> = (0..count)
+                .map(|_| {
+                    let port = 1 + next(2) as u16;
+                    // Mostly one size (long runs), sometimes shorter or larger ones.
+                    let len = match next(4) {
+                        0 => 1 + next(1400) as usize,
+                        _ => 100,
+                    };
+                    (port, len)
+                })
+                .collect();
+            let queued = outbox(&datagrams);
+            let max_segments = 1 + next(70) as usize;
+            let mut expected_next = 0;
+            for (first, n, segment) in runs(&queued, max_segments) {
+                assert_eq!(first, expected_next, "runs in order, none skipped");
+                let run = &datagrams[first..first + n];
+                expected_next = first + n;
+                assert!(n <= max_segments);
+                match segment {
+                    None => assert_eq!(n, 1),
+                    Some(size) => {
+                        assert!(n > 1 && size <= GSO_MAX_SEGMENT);
+                        assert!(run.iter().all(|&(port, _)| port == run[0].0));
+                        let (last, rest) = run.split_last().expect("a run");
+                        assert!(rest.iter().all(|&(_, len)| len == size));
+                        assert!(last.1 <= size);
+                        assert!(run.iter().map(|&(_, len)| len).sum::<usize>() <= GSO_MAX_BYTES);
+                    }
+                }
+            }
+            assert_eq!(expected_next, count, "every datagram in a run");
+        }
+    }
 }
