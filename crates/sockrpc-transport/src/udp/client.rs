@@ -341,7 +341,12 @@ impl UdpClient {
         let (seq, call_id, done_below) = shared.outstanding.start();
         crate::dispatch::note_call_id(call_id);
         let (tx, mut rx) = oneshot::channel();
-        lock(&shared.pending).insert(call_id, tx);
+        // Whether other calls are in flight: then this one's request may leave with theirs.
+        let together = {
+            let mut pending = lock(&shared.pending);
+            pending.insert(call_id, tx);
+            pending.len() > 1
+        };
         let mut pending = PendingGuard {
             shared,
             call_id,
@@ -390,7 +395,7 @@ impl UdpClient {
                 bump(&shared.stats.retransmits);
             }
             let rto_at = now + shared.backoff(attempt);
-            shared.send(&out).await;
+            shared.send(&out, together).await;
             let wake = [Some(rto_at), deadline, Some(give_up)]
                 .into_iter()
                 .flatten()
@@ -494,9 +499,10 @@ impl Shared {
         lock(&self.rtt).backoff(attempt, jitter_u64())
     }
 
-    async fn send(&self, datagram: &[u8]) {
-        // Other calls in flight: they may send now too; their requests leave together.
-        if let Some(server) = self.server.filter(|_| lock(&self.pending).len() > 1) {
+    /// Sends one datagram; `together`: other calls were in flight when this one started, so
+    /// they may send now too, and their requests leave together.
+    async fn send(&self, datagram: &[u8], together: bool) {
+        if let Some(server) = self.server.filter(|_| together) {
             self.coalescer.queue(&self.socket, server, datagram);
             return;
         }
@@ -554,7 +560,7 @@ impl Shared {
                 bump(&self.stats.retransmits);
             }
             bump(&self.stats.cookie_requests);
-            self.send(&out).await;
+            self.send(&out, false).await;
             let rto_at = now + self.backoff(attempt);
             let wake = deadline.map_or(rto_at, |d| d.min(rto_at));
             // The watch's guard is not Send: only whether the cookie came leaves the future.

@@ -160,12 +160,13 @@ where
         cache: Arc<ReplyCache>,
     ) -> io::Result<UdpServer<S>> {
         let local = socket.local_addr().ok();
+        let wildcard = local.is_some_and(|local| local.ip().is_unspecified());
         Ok(UdpServer {
             service,
             shared: Arc::new(Shared {
                 local,
-                wildcard: local.is_some_and(|local| local.ip().is_unspecified()),
-                socket: if local.is_some_and(|local| local.ip().is_unspecified()) {
+                wildcard,
+                socket: if wildcard {
                     BatchSocket::with_destinations(socket)?
                 } else {
                     BatchSocket::new(socket)?
