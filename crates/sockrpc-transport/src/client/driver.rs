@@ -115,7 +115,7 @@ impl Driver {
                 metadata,
                 encoding,
             } => {
-                if let Some(slot) = state.calls.get_mut(&call_id) {
+                if let Some(slot) = state.calls.get_mut(call_id) {
                     if encoding.is_some() {
                         slot.encoding = encoding;
                     }
@@ -144,7 +144,7 @@ impl Driver {
                 ..
             } => {
                 let max = self.shared.limits.max_message_size;
-                if let Some(slot) = state.calls.get_mut(&call_id) {
+                if let Some(slot) = state.calls.get_mut(call_id) {
                     if let Some(stream) = slot.stream.as_mut() {
                         if stream.inbound.is_finished() {
                             // Ended here already (refused, failed): late messages are dropped.
@@ -163,6 +163,15 @@ impl Driver {
                         }
                     } else if slot.message.is_some() {
                         slot.extra_messages = true;
+                    } else if end_ok {
+                        // The whole answer in one frame (the common case): complete the call
+                        // here, without looking it up again as an END.
+                        let headers = std::mem::take(&mut slot.headers);
+                        let mut response = Response::from_parts(headers, body, MetadataMap::new());
+                        response.set_encoding(slot.encoding);
+                        response.set_message_compressed(compressed);
+                        complete(&mut self.wake, slot, Ok(response));
+                        return;
                     } else {
                         slot.message = Some(body);
                         slot.compressed = compressed;
@@ -185,10 +194,7 @@ impl Driver {
             }
             Frame::Oversized { call_id, length } => {
                 let limit = self.shared.limits.max_message_size;
-                let streaming = state
-                    .calls
-                    .get(&call_id)
-                    .is_some_and(|s| s.stream.is_some());
+                let streaming = state.calls.get(call_id).is_some_and(|s| s.stream.is_some());
                 if streaming {
                     // The server would go on streaming to a call that already failed.
                     frame::encode_cancel(state.outbox.buf_mut(), call_id);
@@ -209,7 +215,7 @@ impl Driver {
                 trailers,
                 not_processed,
             } => {
-                let Some(slot) = state.calls.get_mut(&call_id) else {
+                let Some(slot) = state.calls.get_mut(call_id) else {
                     return;
                 };
                 if let Some(stream) = slot.stream.as_mut() {
@@ -238,7 +244,7 @@ impl Driver {
                         "server ended a unary call without a message",
                     ))
                 };
-                self.finish(state, call_id, result);
+                complete(&mut self.wake, slot, result);
             }
             Frame::Ping { payload } => frame::encode_pong(state.outbox.buf_mut(), payload),
             Frame::GoAway {
@@ -252,12 +258,7 @@ impl Driver {
                     state,
                     Status::unavailable(format!("server is draining this connection: {message}")),
                 );
-                let refused: Vec<u32> = state
-                    .calls
-                    .keys()
-                    .copied()
-                    .filter(|id| *id > last_call_id)
-                    .collect();
+                let refused: Vec<u32> = state.calls.ids().filter(|id| *id > last_call_id).collect();
                 for id in refused {
                     self.finish(
                         state,
@@ -289,17 +290,12 @@ impl Driver {
     }
 
     fn finish(&mut self, state: &mut State, call_id: u32, result: Result<Response<Bytes>, Status>) {
-        if let Some(slot) = state.calls.get_mut(&call_id) {
+        if let Some(slot) = state.calls.get_mut(call_id) {
             if let Some(stream) = slot.stream.as_mut() {
                 stream.end(result.map(|response| response.into_parts().2));
                 return;
             }
-            if slot.done.is_none() {
-                slot.done = Some(result);
-                if let Some(waker) = slot.waker.take() {
-                    self.wake.push(waker);
-                }
-            }
+            complete(&mut self.wake, slot, result);
         }
     }
 
@@ -316,7 +312,7 @@ impl Driver {
             Status::not_processed(format!("{}; the call was never sent", status.message()));
         let mut state = self.shared.lock();
         self.shared.close(&mut state, status.clone());
-        for slot in state.calls.values_mut() {
+        for (_, slot) in state.calls.iter_mut() {
             if let Some(stream) = slot.stream.as_mut() {
                 stream.end(Err(status.clone()));
                 continue;
@@ -411,6 +407,21 @@ impl Future for Driver {
         // Still readable after many reads: let other tasks run, then come back.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+/// Completes unary call `slot` with `result` (unless it is complete already); its waker joins
+/// `wake`, to be called once the lock is released.
+fn complete(
+    wake: &mut Vec<Waker>,
+    slot: &mut super::Slot,
+    result: Result<Response<Bytes>, Status>,
+) {
+    if slot.done.is_none() {
+        slot.done = Some(result);
+        if let Some(waker) = slot.waker.take() {
+            wake.push(waker);
+        }
     }
 }
 

@@ -14,10 +14,13 @@
 //!
 //! - `call.rs`: a call's future (encode, wait, cancel on drop).
 //! - `driver.rs`: the reader task, keepalive.
+//! - `stream.rs`: a streaming call's two halves.
+//! - `table.rs`: the calls in flight, by id.
 
 mod call;
 mod driver;
 mod stream;
+mod table;
 
 pub use call::ResponseFuture;
 pub use stream::{StreamReceiver, StreamSender};
@@ -30,8 +33,6 @@ use driver::Driver;
 use sockrpc_protocol::frame::PREFACE;
 use sockrpc_protocol::{Limits, MetadataMap, MethodPath, Request, Response, Status};
 use std::{
-    collections::HashMap,
-    hash::{BuildHasherDefault, Hasher},
     net::SocketAddr,
     pin::Pin,
     sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -39,6 +40,7 @@ use std::{
     task::Waker,
     time::Duration,
 };
+use table::CallTable;
 use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -116,32 +118,6 @@ impl ConnectionOptions {
     }
 }
 
-/// Hashes call ids. The client picks them (sequential, never from the network), so SipHash's
-/// protection against chosen keys buys nothing here; a multiply-shift mix costs a cycle.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(*byte));
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        self.write_u64(u64::from(id));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let mixed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = mixed ^ (mixed >> 32);
-    }
-}
-
 /// One call waiting for its answer.
 #[derive(Debug, Default)]
 struct Slot {
@@ -185,7 +161,7 @@ impl StreamSlot {
 
 struct State {
     outbox: Outbox,
-    calls: HashMap<u32, Slot, BuildHasherDefault<IdHasher>>,
+    calls: CallTable,
     next_id: u32,
     /// Why the connection can take no more calls (closed, failed, draining, ids spent).
     closed: Option<Status>,
@@ -201,22 +177,61 @@ impl State {
     /// The streaming state of call `id`, if it is a live streaming call.
     fn stream_mut(&mut self, id: u32) -> Option<&mut StreamSlot> {
         self.calls
-            .get_mut(&id)
+            .get_mut(id)
             .and_then(|slot| slot.stream.as_deref_mut())
     }
 
     /// The streaming state of call `id`, to read.
     fn stream(&self, id: u32) -> Option<&StreamSlot> {
-        self.calls.get(&id).and_then(|slot| slot.stream.as_deref())
+        self.calls.get(id).and_then(|slot| slot.stream.as_deref())
+    }
+
+    /// The id for a new call: the next one whose place in the table is free. Closes the
+    /// connection to new calls when this is the last id; fails when none is left.
+    fn next_call_id(&mut self, shared: &Shared) -> Result<u32, Status> {
+        let Some(id) = self.calls.vacant_id(self.next_id) else {
+            let status = "connection has used all its call ids";
+            shared.close(self, Status::unavailable(status));
+            // Nothing was sent: the call may go on another connection.
+            return Err(Status::not_processed(status));
+        };
+        if id == u32::MAX {
+            shared.close(
+                self,
+                Status::unavailable("connection has used all its call ids"),
+            );
+        }
+        self.next_id = id.wrapping_add(1);
+        Ok(id)
+    }
+
+    /// Puts a call whose OPEN is encoded in the table; its slot, empty, to fill in.
+    fn add_call(&mut self, shared: &Shared, id: u32) -> &mut Slot {
+        shared
+            .in_flight
+            .store(self.calls.len() + 1, Ordering::Relaxed);
+        shared.started.fetch_add(1, Ordering::Relaxed);
+        self.calls.insert(id)
     }
 
     fn remove_call(&mut self, shared: &Shared, id: u32) -> Option<Slot> {
-        let slot = self.calls.remove(&id)?;
+        let slot = self.calls.remove(id)?;
+        self.call_ended(shared);
+        Some(slot)
+    }
+
+    /// [`remove_call`](Self::remove_call) for a call whose slot nobody needs: dropped in place.
+    fn discard_call(&mut self, shared: &Shared, id: u32) {
+        if self.calls.discard(id) {
+            self.call_ended(shared);
+        }
+    }
+
+    fn call_ended(&mut self, shared: &Shared) {
         shared.in_flight.store(self.calls.len(), Ordering::Relaxed);
         if self.calls.is_empty() {
             self.idle_since = Instant::now();
         }
-        Some(slot)
     }
 }
 
@@ -312,7 +327,7 @@ impl ClientConnection {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 outbox,
-                calls: HashMap::default(),
+                calls: CallTable::default(),
                 next_id: 1,
                 closed: None,
                 goaway: None,

@@ -10,14 +10,13 @@
 //!
 //! Dropping the receiver before the call ended cancels it on the server.
 
-use super::{ClientConnection, Slot};
+use super::ClientConnection;
 use bytes::Bytes;
 use sockrpc_protocol::frame;
 use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath, Status};
 use std::{
     future::Future,
     pin::Pin,
-    sync::atomic::Ordering,
     task::{Context, Poll},
     time::Duration,
 };
@@ -93,14 +92,7 @@ impl ClientConnection {
                 status.message()
             )));
         }
-        let id = state.next_id;
-        if id == u32::MAX {
-            shared.close(
-                &mut state,
-                Status::unavailable("connection has used all its call ids"),
-            );
-        }
-        state.next_id = id.wrapping_add(1);
+        let id = state.next_call_id(shared)?;
         let buf = state.outbox.buf_mut();
         frame::encode_open_frame(
             buf,
@@ -115,15 +107,7 @@ impl ClientConnection {
         if let Some((message, compressed)) = &request {
             frame::encode_message_flagged(buf, id, true, *compressed, message);
         }
-        state.calls.insert(
-            id,
-            Slot {
-                stream: Some(Box::default()),
-                ..Slot::default()
-            },
-        );
-        shared.in_flight.store(state.calls.len(), Ordering::Relaxed);
-        shared.started.fetch_add(1, Ordering::Relaxed);
+        state.add_call(shared, id).stream = Some(Box::default());
         state.outbox.wake_driver();
         drop(state);
         crate::dispatch::note_call_id(id);
@@ -225,7 +209,7 @@ impl StreamSender {
         }
         self.closed = true;
         let mut state = self.conn.shared().lock();
-        if state.calls.contains_key(&self.id) {
+        if state.calls.get(self.id).is_some() {
             frame::encode_half_close(state.outbox.buf_mut(), self.id);
             state.outbox.wake_driver();
         }
@@ -236,7 +220,7 @@ impl StreamSender {
         self.closed = true;
         let shared = self.conn.shared();
         let mut state = shared.lock();
-        if let Some(slot) = state.calls.get_mut(&self.id) {
+        if let Some(slot) = state.calls.get_mut(self.id) {
             if let Some(stream) = slot.stream.as_mut() {
                 stream.end(Err(Status::cancelled("the request stream failed")));
             }
