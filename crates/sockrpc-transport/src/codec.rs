@@ -14,7 +14,7 @@ use bytes::{Buf, BytesMut};
 use sockrpc_protocol::frame::{
     max_frame_len, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, MAGIC, PREFACE, VERSION,
 };
-use sockrpc_protocol::Limits;
+use sockrpc_protocol::{Limits, PathCache};
 use std::io;
 use tokio_util::codec::Decoder;
 
@@ -42,6 +42,8 @@ enum State {
 pub struct FrameDecoder {
     state: State,
     limits: Limits,
+    /// The connection's recent method paths: see [`PathCache`].
+    paths: PathCache,
 }
 
 impl FrameDecoder {
@@ -50,6 +52,7 @@ impl FrameDecoder {
         FrameDecoder {
             state: State::Preface,
             limits,
+            paths: PathCache::default(),
         }
     }
 
@@ -58,6 +61,7 @@ impl FrameDecoder {
         FrameDecoder {
             state: State::Head,
             limits,
+            paths: PathCache::default(),
         }
     }
 
@@ -160,7 +164,12 @@ impl Decoder for FrameDecoder {
                     }
                     let body = src.split_to(len).freeze();
                     self.state = State::Head;
-                    return Ok(Some(Frame::parse(&header, body, &self.limits)?));
+                    return Ok(Some(Frame::parse_with(
+                        &header,
+                        body,
+                        &self.limits,
+                        Some(&mut self.paths),
+                    )?));
                 }
                 State::Skip { header, remaining } => {
                     let take = (remaining as usize).min(src.len());

@@ -4,7 +4,7 @@ use super::{
     Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK,
     FLAG_END_STREAM, FLAG_FOLD_END, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM,
 };
-use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
+use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath, PathCache};
 use bytes::{Buf, Bytes};
 use std::time::Duration;
 
@@ -54,6 +54,20 @@ impl Body {
         Ok(self.buf.split_to(n))
     }
 
+    /// A method path of `n` bytes: through `paths` when given, else sliced from the body.
+    fn path(&mut self, n: usize, paths: Option<&mut PathCache>) -> Result<MethodPath, FrameError> {
+        let path = match paths {
+            Some(paths) => {
+                self.need(n)?;
+                let path = paths.get(&self.buf, 0..n);
+                self.buf.advance(n);
+                path
+            }
+            None => MethodPath::try_from_bytes(self.bytes(n)?),
+        };
+        path.map_err(|_| self.malformed("invalid method path"))
+    }
+
     fn metadata(&mut self, limits: &Limits) -> Result<MetadataMap, FrameError> {
         let start = self.buf.remaining();
         let count = self.u16()?;
@@ -93,6 +107,17 @@ impl Body {
 impl Frame {
     /// Parses a body whose header has passed [`FrameHeader::parse`].
     pub fn parse(header: &FrameHeader, body: Bytes, limits: &Limits) -> Result<Frame, FrameError> {
+        Self::parse_with(header, body, limits, None)
+    }
+
+    /// [`parse`](Self::parse), with an OPEN's method path looked up in (and kept in) `paths`,
+    /// a connection's [`PathCache`].
+    pub fn parse_with(
+        header: &FrameHeader,
+        body: Bytes,
+        limits: &Limits,
+        paths: Option<&mut PathCache>,
+    ) -> Result<Frame, FrameError> {
         let call_id = header.call_id;
         let end_stream = header.flags & FLAG_END_STREAM != 0;
         let mut body = Body {
@@ -113,9 +138,7 @@ impl Frame {
                 };
                 let micros = body.u64()?;
                 let path_len = usize::from(body.u16()?);
-                let path = body.bytes(path_len)?;
-                let path = MethodPath::try_from_bytes(path)
-                    .map_err(|_| body.malformed("invalid method path"))?;
+                let path = body.path(path_len, paths)?;
                 let metadata = body.metadata(limits)?;
                 let encoding = body.encoding(header.flags)?;
                 Frame::Open {
