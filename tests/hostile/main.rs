@@ -7,6 +7,7 @@ mod fold;
 mod memory;
 mod raw;
 mod server_gone;
+mod silent;
 mod support;
 mod unread;
 mod wire;

@@ -15,6 +15,7 @@
 //!   reconnect backoff.
 //! - [`udp`]: small unary calls over UDP, client and server, with at-most-once execution.
 //! - [`unix`]: Unix domain sockets, with safe handling of stale socket files.
+//! - `timer` (private): one timer per connection task, for the deadlines both ends keep.
 //! - [`tls`]: TLS 1.3/1.2 and mutual TLS on TCP and Unix connections (rustls, feature `tls`,
 //!   on by default), with server certificates and client CAs that rotate while serving.
 //!
@@ -33,6 +34,7 @@ pub mod pool;
 pub mod reader;
 pub mod server;
 pub mod socket;
+mod timer;
 pub mod tls;
 pub mod udp;
 pub mod unix;

@@ -12,9 +12,9 @@ use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use std::{
     future::Future,
     pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// Where a call is. Small on purpose: the request stays in its own field from start to end (it
 /// is kept in case the server refuses the call unstarted), so no state change moves it.
@@ -36,8 +36,8 @@ pin_project! {
         conn: ClientConnection,
         state: CallState,
         request: Option<(MethodPath, Request<Bytes>)>,
-        #[pin]
-        sleep: Option<Sleep>,
+        // When the call gives up: the connection's driver fails it then.
+        deadline: Option<Instant>,
         // The UDP call this re-issues over the stream (the OPEN's FLAG_REISSUE field).
         reissue: Option<(u64, u32)>,
     }
@@ -77,7 +77,7 @@ impl ResponseFuture {
             conn,
             state: CallState::Start,
             request: Some((path, request)),
-            sleep: deadline.map(tokio::time::sleep_until),
+            deadline,
             reissue: None,
         }
     }
@@ -100,6 +100,7 @@ fn start_call(
     path: &MethodPath,
     request: &Request<Bytes>,
     reissue: Option<(u64, u32)>,
+    deadline: Option<Instant>,
 ) -> Result<u32, Status> {
     let limits = &shared.limits;
     let (metadata, message, timeout) = (request.metadata(), request.get_ref(), request.timeout());
@@ -144,6 +145,10 @@ fn start_call(
     let slot = state.add_call(shared, id);
     slot.waker = Some(cx.waker().clone());
     slot.sent_from = Some(sent_from);
+    slot.deadline = deadline;
+    if let Some(deadline) = deadline {
+        state.watch_deadline(deadline);
+    }
     let batched = state.outbox.add_to_batch();
     if alone || batched >= EARLY_FLUSH {
         // Nobody else is waiting on this connection: write now, from this task, rather than
@@ -161,13 +166,13 @@ impl Future for ResponseFuture {
     type Output = Result<Response<Bytes>, Status>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         let shared = this.conn.shared();
         if let CallState::Start = this.state {
             let Some((path, request)) = this.request.as_ref() else {
                 return Poll::Ready(Err(Status::internal("call started without its request")));
             };
-            match start_call(shared, cx, path, request, *this.reissue) {
+            match start_call(shared, cx, path, request, *this.reissue, *this.deadline) {
                 Ok(id) => {
                     crate::dispatch::note_call_id(id);
                     *this.state = CallState::Waiting { id };
@@ -203,13 +208,6 @@ impl Future for ResponseFuture {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
                 _ => slot.waker = Some(cx.waker().clone()),
             }
-        }
-        if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-            ready!(sleep.poll(cx));
-            // Leave `Waiting` so the drop handler still sends CANCEL for this id.
-            return Poll::Ready(Err(Status::deadline_exceeded(
-                "deadline exceeded while waiting for the server",
-            )));
         }
         Poll::Pending
     }

@@ -1,9 +1,11 @@
-//! The driver: the one task that reads a client connection, completes calls, and keeps the
-//! connection honest with keepalive PINGs.
+//! The driver: the one task that reads a client connection, completes calls, fails unary calls
+//! whose deadline passed (one timer for all of them), and keeps the connection honest with
+//! keepalive PINGs.
 
 use super::{Keepalive, Shared, State};
 use crate::codec::DecodeError;
 use crate::reader::FrameReader;
+use crate::timer::ConnTimer;
 use bytes::Bytes;
 use sockrpc_protocol::frame::{self, Frame};
 use sockrpc_protocol::{Code, MetadataMap, Response, Status};
@@ -42,6 +44,8 @@ pub(super) struct Driver {
     wake: Vec<Waker>,
     pinger: Option<Pinger>,
     on_close: Option<Arc<Notify>>,
+    /// Armed for the soonest unary deadline (`State::soonest_deadline`).
+    deadlines: ConnTimer,
 }
 
 impl Drop for Driver {
@@ -74,6 +78,7 @@ impl Driver {
                 seq: 0,
             }),
             on_close,
+            deadlines: ConnTimer::new(),
         }
     }
 
@@ -106,6 +111,41 @@ impl Driver {
             pinger.timer.as_mut().reset(now + pinger.config.timeout);
         }
         true
+    }
+
+    /// Fails (and cancels on the server) every unary call whose deadline has passed, and
+    /// notes the soonest deadline left for the timer.
+    fn expire(wake: &mut Vec<Waker>, state: &mut State, now: Instant) {
+        let State {
+            calls,
+            outbox,
+            soonest_deadline,
+            ..
+        } = state;
+        let mut soonest = None;
+        for (id, slot) in calls.iter_mut() {
+            let Some(deadline) = slot.deadline else {
+                continue;
+            };
+            if slot.done.is_some() || slot.stream.is_some() {
+                continue;
+            }
+            if deadline <= now {
+                complete(
+                    wake,
+                    slot,
+                    Err(Status::deadline_exceeded(
+                        "deadline exceeded while waiting for the server",
+                    )),
+                );
+                if outbox.failed().is_none() {
+                    frame::encode_cancel(outbox.buf_mut(), id);
+                }
+            } else if soonest.is_none_or(|s| deadline < s) {
+                soonest = Some(deadline);
+            }
+        }
+        *soonest_deadline = soonest;
     }
 
     fn dispatch(&mut self, state: &mut State, frame: Frame) {
@@ -348,6 +388,13 @@ impl Future for Driver {
         {
             let mut state = this.shared.lock();
             state.outbox.set_driver(cx.waker());
+            // Bounded: after an expiry the soonest deadline left is in the future.
+            for _ in 0..4 {
+                match this.deadlines.poll_at(state.soonest_deadline, cx) {
+                    Poll::Ready(()) => Self::expire(&mut this.wake, &mut state, Instant::now()),
+                    Poll::Pending => break,
+                }
+            }
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
                 let written = state.outbox.written();
                 drop(state);
@@ -363,6 +410,8 @@ impl Future for Driver {
                 return Poll::Ready(());
             }
         }
+        // Callers whose deadline passed.
+        this.wake.drain(..).for_each(Waker::wake);
         if !this.poll_keepalive(cx) {
             return Poll::Ready(());
         }

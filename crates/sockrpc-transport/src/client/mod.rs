@@ -132,6 +132,9 @@ struct Slot {
     waker: Option<Waker>,
     /// Set for streaming calls, whose messages queue up instead.
     stream: Option<Box<StreamSlot>>,
+    /// When a unary call gives up waiting: the driver's timer fails it then (see
+    /// `State::soonest_deadline`).
+    deadline: Option<Instant>,
     /// Where the call's OPEN starts in the outbox's byte count (`Outbox::position`): if the
     /// connection's write fails before the writer took that byte, the server never saw the
     /// call, which may then go elsewhere (unary calls only).
@@ -171,6 +174,11 @@ struct State {
     abandoned: bool,
     /// When the last call ended (or the connection opened), for idle timeouts.
     idle_since: Instant,
+    /// What the driver's timer is armed for: the soonest unary deadline when it was set. It may
+    /// be stale (that call ended); the timer then goes off early, the driver finds the real
+    /// soonest, and re-arms. A new call wakes the driver only when its deadline comes sooner,
+    /// so calls that share one timeout cost the timer nothing.
+    soonest_deadline: Option<Instant>,
 }
 
 impl State {
@@ -218,6 +226,17 @@ impl State {
         let slot = self.calls.remove(id)?;
         self.call_ended(shared);
         Some(slot)
+    }
+
+    /// Notes a unary call's deadline: the driver re-arms its timer if this one comes sooner.
+    fn watch_deadline(&mut self, deadline: Instant) {
+        if self
+            .soonest_deadline
+            .is_none_or(|soonest| deadline < soonest)
+        {
+            self.soonest_deadline = Some(deadline);
+            self.outbox.wake_driver();
+        }
     }
 
     /// [`remove_call`](Self::remove_call) for a call whose slot nobody needs: dropped in place.
@@ -333,6 +352,7 @@ impl ClientConnection {
                 goaway: None,
                 abandoned: false,
                 idle_since: Instant::now(),
+                soonest_deadline: None,
             }),
             limits,
             peer,
