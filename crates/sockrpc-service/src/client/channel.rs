@@ -113,11 +113,9 @@ pin_project! {
 }
 
 /// What a unary call needs for one transparent retry (the request itself comes back from the
-/// connection, so nothing is copied up front).
+/// connection, so nothing is copied up front; its deadline is the first attempt's).
 struct Retry {
     pool: Pool,
-    /// When the call started, if it has a deadline to honour on the retry.
-    started: Option<Instant>,
 }
 
 impl Retry {
@@ -125,12 +123,10 @@ impl Retry {
         self,
         path: MethodPath,
         mut request: Request<Bytes>,
+        deadline: Option<Instant>,
     ) -> BoxFuture<Result<Response<Body>, Status>> {
-        if let Some(timeout) = request.timeout() {
-            let elapsed = self
-                .started
-                .map_or(std::time::Duration::ZERO, |s| s.elapsed());
-            request.set_timeout(timeout.saturating_sub(elapsed));
+        if let Some(deadline) = deadline {
+            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
         }
         Box::pin(unary_waiting(self.pool, path, request, None))
     }
@@ -154,8 +150,11 @@ impl Future for ChannelFuture {
                     match std::task::ready!(inner.as_mut().poll(cx)) {
                         Ok(response) => return Poll::Ready(Ok(wire_response(response))),
                         Err(status) if status.is_not_processed() => {
+                            let deadline = inner.deadline();
                             match (retry.take(), inner.take_unsent()) {
-                                (Some(retry), Some((path, request))) => retry.run(path, request),
+                                (Some(retry), Some((path, request))) => {
+                                    retry.run(path, request, deadline)
+                                }
                                 _ => return Poll::Ready(Err(status)),
                             }
                         }
@@ -280,10 +279,7 @@ struct Open {
 
 fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture {
     if let Some(conn) = pool.pick() {
-        let retry = Retry {
-            pool,
-            started: request.timeout().map(|_| Instant::now()),
-        };
+        let retry = Retry { pool };
         return ChannelFuture {
             kind: Kind::Call {
                 inner: conn.unary(path, request),

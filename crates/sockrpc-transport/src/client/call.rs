@@ -71,6 +71,12 @@ impl ResponseFuture {
         }
     }
 
+    /// When the call gives up waiting (from its request's timeout, counted from when this
+    /// future was made): what a retry of it elsewhere must still honour.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     pub(super) fn new(conn: ClientConnection, path: MethodPath, request: Request<Bytes>) -> Self {
         let deadline = request.timeout().map(|t| Instant::now() + t);
         ResponseFuture {
