@@ -33,7 +33,7 @@
 //! parser, so a key or value refused over TCP is refused here too.
 
 use crate::frame::{self, Frame, FrameHeader, FrameKind, MAX_STATUS_MESSAGE};
-use crate::{Code, Limits, MetadataMap, MethodPath, Response, Status};
+use crate::{Code, Limits, MetadataMap, MethodPath, PathCache, Response, Status};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::{fmt, time::Duration};
 
@@ -369,6 +369,17 @@ pub fn parse_request(
     flags: u8,
     limits: &Limits,
 ) -> Result<RequestBody, DatagramError> {
+    parse_request_with(body, flags, limits, None)
+}
+
+/// [`parse_request`], with the method path looked up in (and kept in) `paths`, a
+/// [`PathCache`] the receiving socket keeps.
+pub fn parse_request_with(
+    body: Bytes,
+    flags: u8,
+    limits: &Limits,
+    paths: Option<&mut PathCache>,
+) -> Result<RequestBody, DatagramError> {
     let mut cur = Cursor(body);
     let micros = cur.u64()?;
     let done_below = if flags & FLAG_DONE_BELOW != 0 {
@@ -378,8 +389,11 @@ pub fn parse_request(
     };
     let path_len = usize::from(cur.u16()?);
     let path = cur.bytes(path_len)?;
-    let path = MethodPath::try_from_bytes(path)
-        .map_err(|_| DatagramError::Malformed("invalid method path"))?;
+    let path = match paths {
+        Some(paths) => paths.get(&path, 0..path.len()),
+        None => MethodPath::try_from_bytes(path),
+    }
+    .map_err(|_| DatagramError::Malformed("invalid method path"))?;
     let metadata = cur.metadata(limits)?;
     Ok(RequestBody {
         timeout: (micros != 0).then(|| Duration::from_micros(micros)),

@@ -31,7 +31,7 @@ use super::{bump, counters};
 use crate::dispatch::{Dispatch, IncomingCall, RequestBody, TransportKind};
 use crate::panic::{panicked, poll_caught};
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::{ConnInfo, Request, Status};
+use sockrpc_protocol::{ConnInfo, PathCache, Request, Status};
 use std::{
     borrow::Cow,
     future::Future,
@@ -198,7 +198,7 @@ where
         } = self;
         let mut limiter = Limiter::new(shared.config.rate_limit);
         let mut last_cookie = LastCookie::default();
-        let mut last_conn: Option<Arc<ConnInfo>> = None;
+        let mut recent = Recent::default();
         let mut tasks = JoinSet::new();
         // Each buffer holds any UDP datagram, so an oversized one is read whole and refused,
         // never cut and misread.
@@ -254,7 +254,7 @@ where
                 shared
                     .on_datagram(
                         &mut service,
-                        (&mut limiter, &mut last_cookie, &mut last_conn),
+                        (&mut limiter, &mut last_cookie, &mut recent),
                         (&mut tasks, &mut outbox),
                         datagram,
                         from,
@@ -281,15 +281,19 @@ where
     }
 }
 
+/// What the receive loop remembers from the datagrams before: the last source's connection
+/// record (reused while calls keep coming from it) and the last method paths, checked once.
+#[derive(Default)]
+struct Recent {
+    conn: Option<Arc<ConnInfo>>,
+    paths: PathCache,
+}
+
 impl Shared {
     async fn on_datagram<S>(
         self: &Arc<Self>,
         service: &mut S,
-        (limiter, last_cookie, last_conn): (
-            &mut Limiter,
-            &mut LastCookie,
-            &mut Option<Arc<ConnInfo>>,
-        ),
+        (limiter, last_cookie, recent): (&mut Limiter, &mut LastCookie, &mut Recent),
         (tasks, outbox): (&mut JoinSet<()>, &mut Outbox),
         datagram: Bytes,
         (src, src_ip): (SocketAddr, Option<IpAddr>),
@@ -352,7 +356,7 @@ impl Shared {
                 self.on_request(
                     service,
                     (tasks, outbox),
-                    (datagram, last_conn),
+                    (datagram, recent),
                     header,
                     reply_to,
                     verified,
@@ -367,7 +371,7 @@ impl Shared {
         self: &Arc<Self>,
         service: &mut S,
         (tasks, outbox): (&mut JoinSet<()>, &mut Outbox),
-        (datagram, last_conn): (Bytes, &mut Option<Arc<ConnInfo>>),
+        (datagram, recent): (Bytes, &mut Recent),
         header: Header,
         reply_to: ReplyTo,
         verified: bool,
@@ -389,10 +393,11 @@ impl Shared {
             self.queue_answer(outbox, &reply_to, &Err(status));
             return;
         }
-        let body = match datagram::parse_request(
+        let body = match datagram::parse_request_with(
             datagram.slice(HEADER_LEN..),
             header.flags,
             &self.config.limits,
+            Some(&mut recent.paths),
         ) {
             Ok(body) => body,
             Err(err) => {
@@ -405,7 +410,8 @@ impl Shared {
         let key = (header.client_instance, header.call_id);
         // Only a source that proved its address moves a client's watermark.
         let done_below = body.done_below.filter(|_| verified);
-        let cached = !self.config.is_idempotent(body.path.as_str());
+        let cached = self.config.idempotent_methods.is_empty()
+            || !self.config.is_idempotent(body.path.as_str());
         if !cached {
             if let Some(below) = done_below {
                 self.cache.ack(key.0, below);
@@ -471,7 +477,7 @@ impl Shared {
         let mut request =
             Request::from_parts(body.metadata, RequestBody::Once(body.message), timeout);
         // Made only for a call that runs (not for a duplicate answered from the cache).
-        request.set_shared_conn_info(Some(self.conn_info(last_conn, reply_to.addr)));
+        request.set_shared_conn_info(Some(self.conn_info(&mut recent.conn, reply_to.addr)));
         let call = IncomingCall {
             path: body.path,
             request,
