@@ -378,6 +378,7 @@ fn help_lists_the_flags() {
         "--duration",
         "--calls",
         "--warmup",
+        "--timeout",
         "--target",
         "--raw-target",
         "--uds-target",
@@ -406,4 +407,50 @@ fn help_lists_the_flags() {
     ] {
         assert!(serve.contains(flag), "serve --help lacks {flag}:\n{serve}");
     }
+}
+
+/// Runs `bench` over TCP at 64 B with `args` (whatever its exit status) and reads its JSON.
+fn tcp_bench_report(name: &str, args: &[&str]) -> Value {
+    let json = temp_path(name);
+    let mut command = sockrpc();
+    command
+        .args([
+            "bench",
+            "--warmup",
+            "0",
+            "--payload",
+            "64",
+            "--transport",
+            "tcp",
+        ])
+        .args(args)
+        .arg("--json")
+        .arg(&json);
+    let _ = run(&mut command);
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(json);
+    report
+}
+
+#[test]
+fn bench_timeout_is_every_calls_deadline() {
+    // A generous deadline fails nothing...
+    let report = tcp_bench_report("timeout-ok.json", &["--calls", "100", "--timeout", "5"]);
+    assert_eq!(clean_row(&report, "sockrpc-tcp", 64)["calls"], 100);
+    // ...and one of a microsecond fails sockrpc calls DEADLINE_EXCEEDED: every call whose
+    // answer comes after the deadline's timer went off (timers tick each millisecond, so over
+    // 2,000 calls many do), never a raw one, which has no deadline.
+    let tiny = ["--calls", "2000", "--timeout", "0.000001"];
+    let report = tcp_bench_report("timeout-tiny.json", &tiny);
+    let rows = report["rows"].as_array().expect("rows");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|row| row["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} row in {report:#}"))
+    };
+    let sockrpc = row("sockrpc-tcp");
+    assert!(sockrpc["errors"].as_u64().unwrap_or(0) > 0, "{sockrpc:#}");
+    let note = sockrpc["note"].as_str().unwrap_or_default();
+    assert!(note.to_lowercase().contains("deadline"), "{sockrpc:#}");
+    assert_eq!(row("raw-tcp")["errors"], 0, "{report:#}");
 }

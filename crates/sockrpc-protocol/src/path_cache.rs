@@ -1,10 +1,11 @@
 //! `PathCache`: the method paths a connection has read lately, checked once each.
 //!
-//! Calls on one connection name the same few methods over and over. Checking each OPEN's path
+//! Calls on one connection (or one UDP socket) name the same few methods over and over. Checking each OPEN's path
 //! afresh (UTF-8, the `/package.Service/Method` shape) costs more than comparing its bytes with
 //! a path checked before, and a path sliced out of the read buffer keeps that whole buffer
-//! alive for as long as the call holds it. So a connection's decoder keeps its last few paths
-//! in storage of their own and hands out clones (a reference count).
+//! alive for as long as the call holds it. So a connection's decoder (and the UDP server's
+//! receive loop) keeps its last few paths in storage of their own and hands out clones (a
+//! reference count).
 //!
 //! A peer that names a new path every call (hostile or not) costs one copy per miss, and the
 //! cache never holds more than [`PathCache::ENTRIES`] paths of at most

@@ -101,6 +101,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         idle_connections: 0,
         rounds: 1,
         embedded: false,
+        timeout: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -77,12 +77,14 @@ fn fire(channel: Channel, outgoing: Outgoing, message: Bytes) -> Fire {
 /// Connects and prepares the method: `--call`'s (from reflection or `--proto`), or the bench
 /// service's `Echo`.
 async fn prepare(args: &BenchArgs, endpoint: Endpoint) -> Result<Target, Failure> {
-    let channel = Channel::connect(
-        endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_size(args.connections),
-    )
-    .await?;
+    let endpoint = endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_size(args.connections);
+    let endpoint = match args.timeout {
+        Some(timeout) => endpoint.timeout(timeout),
+        None => endpoint,
+    };
+    let channel = Channel::connect(endpoint).await?;
     let metadata = conn::metadata(&args.header)?;
     let Some(text) = &args.call else {
         let payload = args.payload.first().copied().unwrap_or(64);
@@ -265,6 +267,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         idle_connections: args.idle_connections,
         rounds: 1,
         embedded: false,
+        timeout: args.timeout,
     };
     let mut groups = Vec::new();
     let mut runs = Vec::new();

@@ -142,6 +142,11 @@ pub(crate) struct BenchArgs {
     /// Calls made on each row's connections before measuring (0: none).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     warmup: u64,
+    /// Gives every sockrpc call this deadline, in seconds (the channel's default timeout), as
+    /// production callers should: the rows then include what keeping a deadline costs. A call
+    /// past it counts as an error. Raw rows have none. Not with --balance.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "balance")]
+    timeout: Option<Duration>,
     /// Measure a running `sockrpc serve` at tcp://HOST:PORT (or, served with --tls-cert, at
     /// tls://HOST:PORT: then the TLS rows) instead of an embedded server.
     #[arg(long, value_name = "tcp://HOST:PORT")]
@@ -330,6 +335,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         idle_connections: args.idle_connections,
         rounds: args.rounds,
         embedded: args.target.is_none(),
+        timeout: args.timeout,
     };
 
     let (embedded, tls) = match args.target {

@@ -35,6 +35,8 @@ pub(super) struct Plan {
     pub(super) rounds: usize,
     /// The server runs in this process (its sockets count against the same open-file limit).
     pub(super) embedded: bool,
+    /// Every sockrpc call's deadline (`--timeout`).
+    pub(super) timeout: Option<std::time::Duration>,
 }
 
 impl Plan {

@@ -187,7 +187,7 @@ async fn run_sockrpc(
         _ => plan.connections.min(concurrency),
     };
     let channel = match endpoint {
-        Some(endpoint) => connect(endpoint, row.connections).await,
+        Some(endpoint) => connect(endpoint, row.connections, plan.timeout).await,
         None => Err("no address".to_owned()),
     };
     let client = channel
@@ -253,8 +253,17 @@ async fn run_sockrpc(
 }
 
 /// A channel to `endpoint` with a pool of `pool` connections, connected now.
-async fn connect(endpoint: Endpoint, pool: usize) -> Result<Channel, String> {
-    Channel::connect(endpoint.connect_timeout(CONNECT_TIMEOUT).pool_size(pool))
+async fn connect(
+    endpoint: Endpoint,
+    pool: usize,
+    timeout: Option<Duration>,
+) -> Result<Channel, String> {
+    let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).pool_size(pool);
+    let endpoint = match timeout {
+        Some(timeout) => endpoint.timeout(timeout),
+        None => endpoint,
+    };
+    Channel::connect(endpoint)
         .await
         .map_err(|status| status.message().to_owned())
 }
