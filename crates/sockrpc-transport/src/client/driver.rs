@@ -360,10 +360,7 @@ impl Driver {
             if slot.done.is_none() {
                 let never_sent = slot.sent_from.is_some_and(|from| from >= written);
                 let status = if never_sent { &unsent } else { &status };
-                slot.done = Some(Err(status.clone()));
-                if let Some(waker) = slot.waker.take() {
-                    self.wake.push(waker);
-                }
+                complete(&mut self.wake, slot, Err(status.clone()));
             }
         }
         drop(state);

@@ -13,7 +13,7 @@
 //! answers.
 //!
 //! - `call.rs`: a call's future (encode, wait, cancel on drop).
-//! - `driver.rs`: the reader task, keepalive.
+//! - `driver.rs`: the reader task; unary deadlines (one timer); keepalive.
 //! - `stream.rs`: a streaming call's two halves.
 //! - `table.rs`: the calls in flight, by id.
 
@@ -197,17 +197,14 @@ impl State {
     /// The id for a new call: the next one whose place in the table is free. Closes the
     /// connection to new calls when this is the last id; fails when none is left.
     fn next_call_id(&mut self, shared: &Shared) -> Result<u32, Status> {
+        const SPENT: &str = "connection has used all its call ids";
         let Some(id) = self.calls.vacant_id(self.next_id) else {
-            let status = "connection has used all its call ids";
-            shared.close(self, Status::unavailable(status));
+            shared.close(self, Status::unavailable(SPENT));
             // Nothing was sent: the call may go on another connection.
-            return Err(Status::not_processed(status));
+            return Err(Status::not_processed(SPENT));
         };
         if id == u32::MAX {
-            shared.close(
-                self,
-                Status::unavailable("connection has used all its call ids"),
-            );
+            shared.close(self, Status::unavailable(SPENT));
         }
         self.next_id = id.wrapping_add(1);
         Ok(id)
