@@ -49,5 +49,15 @@ fn main() -> std::io::Result<()> {
         .include_file("options.rs")
         .generate_default_stubs(true)
         .compile_well_known_types(true)
-        .compile_protos(&["proto/sockrpc/test/options.proto"], &["proto"])
+        .compile_protos(&["proto/sockrpc/test/options.proto"], &["proto"])?;
+
+    // Tricky but valid input (keyword and helper names, acronyms, well-known types, other and
+    // missing packages, every call shape, odd comments): `tests/tricky.rs` serves all of it.
+    let tricky =
+        PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("tricky");
+    std::fs::create_dir_all(&tricky)?;
+    sockrpc_build::configure()
+        .out_dir(&tricky)
+        .include_file("tricky.rs")
+        .compile_protos(&["proto/sockrpc/test/tricky.proto"], &["proto"])
 }

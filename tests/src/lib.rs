@@ -45,3 +45,11 @@ pub mod blob {
 pub mod options {
     include!(concat!(env!("OUT_DIR"), "/options/options.rs"));
 }
+
+/// `tests/proto/sockrpc/test/tricky.proto` and what it imports (`a.b.v1`, `kw.type.v1` as
+/// `kw::r#type::v1`, and a file without a package whose items sit at the top of this module), as
+/// one module tree by package.
+#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+pub mod tricky {
+    include!(concat!(env!("OUT_DIR"), "/tricky/tricky.rs"));
+}

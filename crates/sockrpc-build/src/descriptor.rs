@@ -7,9 +7,11 @@
 //!
 //! The set holds the package's `.proto` files and every file they import, transitively, in
 //! dependency order (imports first), without source info: what `protoc
-//! --include_imports --descriptor_set_out` writes. It is appended to the `<package>.rs` file
-//! prost-build wrote (`_.rs` for files without a package), so a module that `include!`s the
-//! file gets the constant beside its messages; a `sockrpc-reflection` service registers it.
+//! --include_imports --descriptor_set_out` writes. It is appended to the file prost-build
+//! wrote for the package (`<package>.rs`, with each part of the package in snake_case and
+//! keywords raw, as prost-build names it: `kw.r#type.v1.rs`; `_.rs` for files without a
+//! package), so a module that `include!`s the file gets the constant beside its messages; a
+//! `sockrpc-reflection` service registers it.
 
 use prost::Message;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
@@ -25,20 +27,19 @@ pub(crate) const CONST_NAME: &str = "FILE_DESCRIPTOR_SET";
 pub(crate) fn append_descriptor_sets(out_dir: &Path, fds: &FileDescriptorSet) -> io::Result<()> {
     let by_name: HashMap<&str, &FileDescriptorProto> =
         fds.file.iter().map(|file| (file.name(), file)).collect();
-    let mut packages: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // Keyed by the file prost-build writes, which is not always `<package>.rs`: it names the
+    // file after the package's Rust module path, so `kw.type.v1` is `kw.r#type.v1.rs` and
+    // `My.Api` is `my.api.rs` (and two packages with one module path share a file).
+    let mut packages: BTreeMap<String, (&str, Vec<&str>)> = BTreeMap::new();
     for file in &fds.file {
         packages
-            .entry(file.package())
-            .or_default()
+            .entry(package_file_name(file.package()))
+            .or_insert_with(|| (file.package(), Vec::new()))
+            .1
             .push(file.name());
     }
-    for (package, files) in packages {
-        let name = if package.is_empty() {
-            "_".to_owned()
-        } else {
-            package.to_owned()
-        };
-        let path = out_dir.join(format!("{name}.rs"));
+    for (name, (package, files)) in packages {
+        let path = out_dir.join(name);
         if !path.exists() {
             continue;
         }
@@ -56,6 +57,11 @@ pub(crate) fn append_descriptor_sets(out_dir: &Path, fds: &FileDescriptorSet) ->
         )?;
     }
     Ok(())
+}
+
+/// The name of the file prost-build writes for `package`: `_.rs` without a package.
+pub(crate) fn package_file_name(package: &str) -> String {
+    prost_build::Module::from_protobuf_package_name(package).to_file_name_or("_")
 }
 
 /// `roots` and everything they import, imports before importers, without source info.
@@ -116,6 +122,15 @@ mod tests {
             dependency: deps.iter().map(|d| (*d).to_owned()).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn package_files_are_named_as_prost_build_names_them() {
+        assert_eq!(package_file_name(""), "_.rs");
+        assert_eq!(package_file_name("helloworld"), "helloworld.rs");
+        assert_eq!(package_file_name("a.b.v1"), "a.b.v1.rs");
+        assert_eq!(package_file_name("kw.type.v1"), "kw.r#type.v1.rs");
+        assert_eq!(package_file_name("My.fooBar"), "my.foo_bar.rs");
     }
 
     #[test]

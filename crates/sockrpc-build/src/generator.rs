@@ -2,13 +2,15 @@
 //! servers next to the messages prost-build generates.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use prost_build::{Comments, Method, Service, ServiceGenerator};
 
 use crate::config::Options;
 use crate::names::{self, ServiceNames};
+use crate::prost_modules::PackageModules;
+use crate::source_comments::SourceComments;
 use crate::{client, server};
 
 /// Lints silenced inside every generated module: generated code can't adapt
@@ -79,6 +81,16 @@ pub(crate) struct MethodModel {
     pub(crate) deprecated: bool,
 }
 
+/// What building a [`ServiceModel`] needs beyond the service itself.
+struct Context<'a> {
+    /// The builder's service options.
+    options: &'a Options,
+    /// Module names prost-build declares in the service's package.
+    taken: &'a HashSet<String>,
+    /// Service and rpc comments as written.
+    source_comments: &'a SourceComments,
+}
+
 /// One service, ready for rendering.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceModel {
@@ -97,15 +109,19 @@ impl ServiceModel {
     /// name (e.g. `GetFoo` and `get_foo`, or `Connect` and `ConnectRpc`), or
     /// two streaming rpcs with the same associated stream type (`A1` and
     /// `A_1` are `a1` and `a_1` but both `A1Stream`).
-    fn new(service: Service, options: &Options) -> Result<Self, String> {
+    fn new(service: Service, context: &Context<'_>) -> Result<Self, String> {
+        let options = context.options;
         let full_name = names::qualified_service(&service.package, &service.proto_name);
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut stream_types: HashMap<String, String> = HashMap::new();
         let mut methods = Vec::with_capacity(service.methods.len());
         for method in service.methods {
             let mut model = MethodModel::new(method, &full_name);
-            if !options.comments_for(&format!("{full_name}.{}", model.proto_name)) {
+            let method_name = format!("{full_name}.{}", model.proto_name);
+            if !options.comments_for(&method_name) {
                 model.comments = no_comments();
+            } else if let Some(raw) = context.source_comments.get(&method_name) {
+                model.comments = raw.clone();
             }
             if let Some(other) = seen.insert(model.ident.clone(), model.proto_name.clone()) {
                 return Err(format!(
@@ -126,13 +142,15 @@ impl ServiceModel {
             }
             methods.push(model);
         }
-        let comments = if options.comments_for(&full_name) {
-            service.comments
-        } else {
+        let comments = if !options.comments_for(&full_name) {
             no_comments()
+        } else if let Some(raw) = context.source_comments.get(&full_name) {
+            raw.clone()
+        } else {
+            service.comments
         };
         Ok(Self {
-            names: ServiceNames::new(&service.proto_name),
+            names: ServiceNames::new(&service.proto_name).avoiding(context.taken),
             full_name,
             comments,
             methods,
@@ -189,6 +207,10 @@ pub(crate) struct SockrpcServiceGenerator {
     build_client: bool,
     build_server: bool,
     options: Options,
+    /// Module names prost-build declares per package, which the service modules must avoid.
+    prost_modules: PackageModules,
+    /// Service and rpc comments as written (prost-build's went through its Markdown cleanup).
+    source_comments: SourceComments,
     /// Module names used so far per package, to catch services whose names
     /// collapse to the same snake_case module (`FooBar` and `Foo_Bar`).
     modules: HashMap<String, HashMap<String, String>>,
@@ -196,17 +218,22 @@ pub(crate) struct SockrpcServiceGenerator {
 }
 
 impl SockrpcServiceGenerator {
-    /// A generator reporting problems into `errors`.
+    /// A generator reporting problems into `errors`, keeping its modules clear of
+    /// `prost_modules` and documenting with `source_comments`.
     pub(crate) fn new(
         build_client: bool,
         build_server: bool,
         options: Options,
+        prost_modules: PackageModules,
+        source_comments: SourceComments,
         errors: Errors,
     ) -> Self {
         Self {
             build_client,
             build_server,
             options,
+            prost_modules,
+            source_comments,
             modules: HashMap::new(),
             errors,
         }
@@ -227,7 +254,14 @@ impl SockrpcServiceGenerator {
 impl ServiceGenerator for SockrpcServiceGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
         let package = service.package.clone();
-        let model = ServiceModel::new(service, &self.options)
+        let no_modules = HashSet::new();
+        let taken = self.prost_modules.get(&package).unwrap_or(&no_modules);
+        let context = Context {
+            options: &self.options,
+            taken,
+            source_comments: &self.source_comments,
+        };
+        let model = ServiceModel::new(service, &context)
             .and_then(|model| self.check_module_clash(&model, &package).map(|()| model));
         let model = match model {
             Ok(model) => model,

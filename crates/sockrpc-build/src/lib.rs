@@ -54,13 +54,22 @@
 //! (`sockrpc-reflection`) and tools that encode messages at run time.
 //!
 //! Leading and trailing comments on services and rpcs become doc comments.
-//! Code blocks in them are rendered as text so they never run as doctests.
+//! Code blocks in them are rendered as text so they never run as doctests
+//! (fenced, indented, in block quotes and list items; a comment whose Markdown
+//! can't be followed is kept verbatim in one text block). Comments on
+//! messages, fields and enums are prost-build's, built with its
+//! `cleanup-markdown` feature, which tags their code blocks likewise.
 //!
 //! # Identifier rules
 //!
 //! - Modules are `<service in snake_case>_client` / `_server`; structs are
 //!   `<Service>Client` / `<Service>Server`; the trait is `<Service>` (a service
 //!   named `Self` gets the trait `Self_`).
+//! - If prost-build already declares a module of that name in the package (a
+//!   message `EchoClient` or `EchoServer` with nested types or a `oneof` gets
+//!   `pub mod echo_client` / `echo_server` for them), the service's module gets
+//!   a `_rpc` suffix instead: service `Echo` → `echo_client_rpc::EchoClient`.
+//!   The items inside keep their names.
 //! - Rpc names are converted to snake_case like prost and tonic do:
 //!   `SayHello` → `say_hello`, `HTTPGet` → `http_get`.
 //! - Names that are Rust keywords become raw identifiers (`Type` → `r#type`,
@@ -70,9 +79,11 @@
 //!   (`connect`, `new`, `with_interceptor`, `into_inner`, `get_ref`, `get_mut`,
 //!   `send_compressed`, `accept_compressed`, `compression_min_size`,
 //!   `max_decoding_message_size`, `max_encoding_message_size`, `clone`,
-//!   `clone_from`, `fmt`) get a
-//!   `_rpc` suffix: `Connect` → `connect_rpc`. The same name is used in the
-//!   server trait, so each rpc has a single Rust name.
+//!   `clone_from`, `fmt`), or with a method the client gets from a prelude
+//!   trait, which method-call syntax would pick first (`into`, `try_into`,
+//!   `to_owned`, `clone_into`), get a `_rpc` suffix: `Connect` →
+//!   `connect_rpc`, `Into` → `into_rpc`. The same name is used in the server
+//!   trait, so each rpc has a single Rust name.
 //! - The associated type for a server or bidi stream is the rpc name in
 //!   UpperCamelCase plus `Stream`, as in tonic: `ListFeatures` →
 //!   `ListFeaturesStream`, `Self` → `SelfStream`, `Type` → `TypeStream`. It
@@ -88,7 +99,9 @@ mod descriptor;
 mod dyn_trait;
 mod generator;
 mod names;
+mod prost_modules;
 mod server;
+mod source_comments;
 
 use std::cell::RefCell;
 use std::io;
@@ -269,7 +282,9 @@ impl Builder {
         let fds = compiler.file_descriptor_set();
 
         let errors = Rc::new(RefCell::new(Vec::new()));
-        let mut config = self.prost_config(Rc::clone(&errors));
+        let prost_modules = prost_modules::message_modules(&fds);
+        let source_comments = source_comments::SourceComments::collect(&fds);
+        let mut config = self.prost_config(prost_modules, source_comments, Rc::clone(&errors));
         config.compile_fds(fds.clone())?;
         let out_dir = match &self.out_dir {
             Some(out_dir) => out_dir.clone(),
@@ -290,7 +305,12 @@ impl Builder {
         }
     }
 
-    fn prost_config(&self, errors: generator::Errors) -> prost_build::Config {
+    fn prost_config(
+        &self,
+        prost_modules: prost_modules::PackageModules,
+        source_comments: source_comments::SourceComments,
+        errors: generator::Errors,
+    ) -> prost_build::Config {
         let mut config = prost_build::Config::new();
         config.prost_types_path(PROST_TYPES_PATH);
         if let Some(out_dir) = &self.out_dir {
@@ -323,6 +343,8 @@ impl Builder {
                 self.build_client,
                 self.build_server,
                 self.options.clone(),
+                prost_modules,
+                source_comments,
                 errors,
             )));
         }

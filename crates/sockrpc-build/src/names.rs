@@ -5,12 +5,21 @@
 //! through this module. The rules are documented in the crate docs; keep the
 //! two in sync because users rely on them to predict method names.
 
+use std::collections::HashSet;
+
 use heck::{ToSnakeCase, ToUpperCamelCase};
 
-/// Methods the generated client struct defines itself (inherent or derived).
+/// Methods the generated client struct defines itself (inherent or derived),
+/// and those it gets from traits of the prelude.
 ///
 /// An rpc mapping to one of these gets a `_rpc` suffix, in the client and the
 /// server trait alike, so one proto method always has one Rust name.
+///
+/// The prelude's methods matter because method-call syntax tries `self` by
+/// value and `&self` before `&mut self`: with an inherent
+/// `async fn into(&mut self, ..)`, `client.into(request)` still resolves to
+/// `Into::into(self)` and fails to compile (likewise `TryInto::try_into`, and
+/// `ToOwned::to_owned` / `clone_into`, which the derived `Clone` brings).
 const CLIENT_RESERVED: &[&str] = &[
     "connect",
     "new",
@@ -26,6 +35,12 @@ const CLIENT_RESERVED: &[&str] = &[
     "clone",
     "clone_from",
     "fmt",
+    // Prelude traits every client implements (`Into`, `TryInto` blanket impls; `ToOwned`
+    // through `Clone`).
+    "into",
+    "try_into",
+    "to_owned",
+    "clone_into",
 ];
 
 /// Makes `ident` usable as a Rust identifier, the way prost-build does it.
@@ -45,6 +60,12 @@ pub(crate) fn sanitize(ident: &str) -> String {
         s if s.starts_with(|c: char| c.is_ascii_digit()) => format!("_{ident}"),
         _ => ident.to_owned(),
     }
+}
+
+/// prost-build's snake_case for a proto name (its `to_snake`): the module it declares for a
+/// message with nested items.
+pub(crate) fn prost_snake(proto_name: &str) -> String {
+    sanitize(&proto_name.to_snake_case())
 }
 
 /// The Rust method name for an rpc, shared by the client and the server trait.
@@ -101,6 +122,19 @@ impl ServiceNames {
             server_trait,
             generic,
         }
+    }
+
+    /// Moves the client and server modules clear of module names prost-build already declares
+    /// in the same package (`taken`, see `prost_modules.rs`): `_rpc` is appended until the name
+    /// is free, so a service `Echo` beside a message `EchoClient` with a oneof gets
+    /// `echo_client_rpc::EchoClient`. Names that are free are kept as they are.
+    pub(crate) fn avoiding(mut self, taken: &HashSet<String>) -> Self {
+        for module in [&mut self.client_mod, &mut self.server_mod] {
+            while taken.contains(module.as_str()) {
+                module.push_str("_rpc");
+            }
+        }
+        self
     }
 }
 
@@ -173,6 +207,20 @@ mod tests {
     }
 
     #[test]
+    fn prelude_methods_of_the_client_get_rpc_suffix() {
+        // `client.into(req)` would be `Into::into(client)`: by-value and `&self` receivers of
+        // prelude traits win over an inherent `&mut self` method.
+        assert_eq!(method("Into"), "into_rpc");
+        assert_eq!(method("TryInto"), "try_into_rpc");
+        assert_eq!(method("ToOwned"), "to_owned_rpc");
+        assert_eq!(method("CloneInto"), "clone_into_rpc");
+        // Names that only look similar are left alone.
+        assert_eq!(method("IntoStream"), "into_stream");
+        assert_eq!(method("Drop"), "drop");
+        assert_eq!(method("Default"), "default");
+    }
+
+    #[test]
     fn stream_types_follow_tonic() {
         assert_eq!(stream_type("ListFeatures"), "ListFeaturesStream");
         assert_eq!(stream_type("Watch"), "WatchStream");
@@ -199,6 +247,26 @@ mod tests {
         assert_eq!(n.client_mod, "self_client");
         assert_eq!(n.client_struct, "SelfClient");
         assert_eq!(ServiceNames::new("T").generic, "Svc");
+    }
+
+    #[test]
+    fn modules_avoid_names_prost_took() {
+        let taken: HashSet<String> = ["echo_client", "echo_client_rpc", "other_server"]
+            .map(String::from)
+            .into();
+        let n = ServiceNames::new("Echo").avoiding(&taken);
+        assert_eq!(n.client_mod, "echo_client_rpc_rpc");
+        assert_eq!(n.server_mod, "echo_server");
+        // Only the modules move: the items inside keep their names.
+        assert_eq!(n.client_struct, "EchoClient");
+        assert_eq!(n.server_trait, "Echo");
+        let n = ServiceNames::new("Other").avoiding(&taken);
+        assert_eq!(
+            (n.client_mod.as_str(), n.server_mod.as_str()),
+            ("other_client", "other_server_rpc")
+        );
+        assert_eq!(prost_snake("EchoClient"), "echo_client");
+        assert_eq!(prost_snake("Type"), "r#type");
     }
 
     #[test]

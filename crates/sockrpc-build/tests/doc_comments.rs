@@ -1,0 +1,88 @@
+//! No comment in a `.proto` becomes a doctest: every code block rustdoc would find in the
+//! generated docs (services and rpcs rendered here, messages by prost-build) is tagged as text.
+
+mod support;
+
+use std::path::Path;
+
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag};
+
+/// The doc comment blocks of a generated file: runs of `///` lines, markers stripped.
+fn doc_blocks(source: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in source.lines() {
+        match line.trim_start().strip_prefix("///") {
+            Some(text) => current.push(text),
+            None if !current.is_empty() => {
+                // rustdoc strips the indentation all lines share.
+                let common = current
+                    .iter()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| l.len() - l.trim_start().len())
+                    .min()
+                    .unwrap_or(0);
+                let lines: Vec<&str> = current
+                    .iter()
+                    .map(|l| l.get(common..).unwrap_or(""))
+                    .collect();
+                blocks.push(lines.join("\n"));
+                current.clear();
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// The info strings of the code blocks rustdoc would run as doctests in `doc`.
+fn doctests(doc: &str) -> Vec<String> {
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS;
+    Parser::new_ext(doc, options)
+        .filter_map(|event| match event {
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Indented)) => Some("<indented>".to_owned()),
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
+                if !(&*info == "text" || info.starts_with("text,")) =>
+            {
+                Some(info.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn tricky_proto_comments_hold_no_doctests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/proto");
+    let out = support::generate(&[root.join("sockrpc/test/tricky.proto")], &[&root])
+        .expect("tricky.proto generates");
+    let mut blocks = 0;
+    for file in out.files() {
+        let source = std::fs::read_to_string(&file).expect("read generated file");
+        for doc in doc_blocks(&source) {
+            let found = doctests(&doc);
+            assert!(
+                found.is_empty(),
+                "{}: doc comment would run {found:?} as doctests:\n{doc}",
+                file.display()
+            );
+            blocks += 1;
+        }
+    }
+    // The comments with code in them are there to be checked.
+    assert!(blocks > 100, "only {blocks} doc comments found");
+    let tricky = out.source("sockrpc.test.tricky.rs");
+    for expected in [
+        "/// ```text\n    /// heading_then_indented();",
+        "/// > ```text\n    /// > quoted_fence();",
+        "/// Msg msg = Msg.newBuilder()",
+    ] {
+        assert!(
+            tricky.contains(expected),
+            "generated docs lack {expected:?}"
+        );
+    }
+}
