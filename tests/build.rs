@@ -52,7 +52,7 @@ fn main() -> std::io::Result<()> {
         .compile_protos(&["proto/sockrpc/test/options.proto"], &["proto"])?;
 
     // Tricky but valid input (keyword and helper names, acronyms, well-known types, other and
-    // missing packages, every call shape, odd comments): `tests/tricky.rs` serves all of it.
+    // missing packages, every call shape, odd comments): `tests/tricky/` serves all of it.
     let tricky =
         PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("tricky");
     std::fs::create_dir_all(&tricky)?;

@@ -1,0 +1,125 @@
+//! The server every tricky service runs on, and the helpers the tests share.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use sockrpc::{Request, Response, Streaming};
+use sockrpc_tests::tricky::a::b::v1::nested_server::NestedServer;
+use sockrpc_tests::tricky::kw::r#type::v1::match_server::MatchServer;
+use sockrpc_tests::tricky::naked_server::NakedServer;
+use sockrpc_tests::tricky::sockrpc::test::tricky as t;
+use t::echo_server_rpc::EchoServer as EchoRpcServer;
+use t::empty_server::EmptyServer;
+use t::keywords_server::KeywordsServer;
+use t::server_server::ServerServer;
+use t::service_server::ServiceServer;
+use t::snake_service_server::SnakeServiceServer;
+use t::Msg;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::keywords::Kw;
+use crate::odd_services::{Hollow, NoPackage, Snake};
+use crate::packages::{Echoer, Matcher, Unwrapper};
+use crate::service::Svc;
+use crate::well_known::Wkt;
+
+/// Bound on every single step of these tests.
+pub(crate) const STEP: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub(crate) fn msg(text: &str, n: i64) -> Msg {
+    Msg {
+        text: text.to_owned(),
+        n,
+    }
+}
+
+/// What every unary `Keywords` rpc answers: its own proto name, so a call routed to the wrong
+/// method shows.
+pub(crate) fn tagged(rpc: &str, request: Request<Msg>) -> Response<Msg> {
+    let request = request.into_inner();
+    Response::new(msg(&format!("{rpc}:{}", request.text), request.n + 1))
+}
+
+/// A running server on `127.0.0.1:0`; stopped (and checked to have returned `Ok`) by `stop`.
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(STEP, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic");
+        result.expect("server returned an error");
+    }
+}
+
+pub(crate) fn start(
+    builder: sockrpc::service::ServerBuilder<tower::layer::util::Identity>,
+) -> Running {
+    let listener =
+        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
+            .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(
+        builder.serve_with_listener_and_shutdown(listener, async move {
+            let _ = stopped.await;
+        }),
+    );
+    Running {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Every tricky service on one server.
+pub(crate) fn start_all() -> Running {
+    start(
+        sockrpc::Server::builder()
+            .add_service(KeywordsServer::new(Kw))
+            .add_service(ServiceServer::new(Svc))
+            .add_service(ServerServer::new(Wkt))
+            .add_service(EchoRpcServer::new(Echoer))
+            .add_service(EmptyServer::new(Hollow))
+            .add_service(SnakeServiceServer::new(Snake))
+            .add_service(NestedServer::new(Unwrapper))
+            .add_service(NakedServer::new(NoPackage))
+            .add_service(MatchServer::new(Matcher)),
+    )
+}
+
+pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
+}
+
+pub(crate) async fn channel(server: &Running) -> sockrpc::Channel {
+    bounded(
+        "connect",
+        sockrpc::Channel::connect(format!("tcp://{}", server.addr)),
+    )
+    .await
+    .expect("connect")
+}
+
+/// Reads a response stream to its end, each message within [`STEP`].
+pub(crate) async fn collect<T>(what: &str, mut stream: Streaming<T>) -> Vec<T>
+where
+    T: prost::Message + Default + 'static,
+{
+    let mut out = Vec::new();
+    while let Some(item) = bounded(what, stream.message()).await.expect(what) {
+        out.push(item);
+    }
+    out
+}
