@@ -57,6 +57,23 @@ pub use sockrpc_transport::tls;
 
 /// Includes the code `sockrpc-build` generated for a protobuf package, e.g.
 /// `sockrpc::include_proto!("helloworld")`.
+///
+/// The package is named as in its `.proto` file's `package` line, whatever its case or
+/// segments: `include_proto!("kw.type.v1")` for `package kw.type.v1;`, although prost-build
+/// names the file after the Rust module path (`kw.r#type.v1.rs`; `sockrpc-build` writes
+/// `kw.type.v1.rs` beside it, including it). That file name works too, and `"_"` includes
+/// the items of `.proto` files without a package.
+///
+/// ```ignore
+/// pub mod kw {
+///     sockrpc::include_proto!("kw.type.v1");
+/// }
+/// ```
+///
+/// Like tonic's, the macro reads `$OUT_DIR`: for code generated elsewhere
+/// ([`out_dir`](https://docs.rs/sockrpc-build/latest/sockrpc_build/struct.Builder.html#method.out_dir)),
+/// `include!` the file prost-build named, or use an
+/// [`include_file`](https://docs.rs/sockrpc-build/latest/sockrpc_build/struct.Builder.html#method.include_file).
 #[macro_export]
 macro_rules! include_proto {
     ($package:tt) => {

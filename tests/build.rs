@@ -23,6 +23,9 @@ fn main() -> std::io::Result<()> {
             "proto/sockrpc/test/counter.proto",
             "proto/sockrpc/test/stream.proto",
             "proto/sockrpc/test/blob.proto",
+            // `include_proto!("kw.type.v1")` (tests/src/lib.rs) against prost-build's
+            // `kw.r#type.v1.rs`.
+            "proto/kw/type/v1/kw.proto",
         ],
         &["../proto", "proto"],
     )?;

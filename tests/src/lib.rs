@@ -21,6 +21,14 @@ pub mod stream {
     sockrpc::include_proto!("sockrpc.test.stream");
 }
 
+/// `tests/proto/kw/type/v1/kw.proto` through `include_proto!` by its package name as written
+/// (prost-build's file is `kw.r#type.v1.rs`); `tricky::kw::r#type::v1` is the same package
+/// through an include file.
+pub mod kw_type {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("kw.type.v1");
+}
+
 /// Every `.proto` under `../shared/protos`, as one module tree by package.
 #[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
 pub mod shared {

@@ -340,3 +340,27 @@ fn every_package_carries_its_descriptor_set() {
         assert_eq!(names.last(), Some(&file), "{package}: {names:?}");
     }
 }
+
+/// `include_proto!` takes the keyword-named package as written in the `.proto`
+/// (`sockrpc_tests::kw_type`), and includes the same code as prost-build's `kw.r#type.v1.rs`.
+#[test]
+fn include_proto_takes_a_keyword_package_as_written() {
+    use sockrpc_tests::kw_type;
+    let message = kw_type::Self_ {
+        text: "me".to_owned(),
+        super_: Some(kw_type::self_::Super {
+            text: "up".to_owned(),
+        }),
+    };
+    assert_eq!(message.super_.map(|s| s.text).as_deref(), Some("up"));
+    assert_eq!(
+        <kw_type::match_server::MatchServer<std::sync::Arc<dyn kw_type::match_server::DynMatch>> as NamedService>::NAME,
+        "kw.type.v1.Match"
+    );
+    assert_eq!(kw_type::FILE_DESCRIPTOR_SET, kw::FILE_DESCRIPTOR_SET);
+    let source = include_str!(concat!(env!("OUT_DIR"), "/kw.type.v1.rs"));
+    assert!(
+        source.ends_with("include!(\"kw.r#type.v1.rs\");\n"),
+        "{source}"
+    );
+}

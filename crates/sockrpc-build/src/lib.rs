@@ -92,6 +92,7 @@
 //!   with the same Rust name or associated stream type, compilation fails
 //!   with an error naming both.
 
+mod aliases;
 mod client;
 mod comments;
 mod config;
@@ -117,7 +118,8 @@ const PROST_TYPES_PATH: &str = "::sockrpc::codegen::prost_types";
 /// Compiles `protos` with the default [`Builder`] settings; `includes` are
 /// the directories imports are resolved against.
 ///
-/// Output goes to `$OUT_DIR`, one `<package>.rs` per proto package.
+/// Output goes to `$OUT_DIR`, one `<package>.rs` per proto package (named
+/// as prost-build names it, see [`Builder::compile_protos`]).
 pub fn compile_protos(
     protos: &[impl AsRef<Path>],
     includes: &[impl AsRef<Path>],
@@ -248,6 +250,14 @@ impl Builder {
     /// Parses `protos` (imports are resolved against `includes`) and writes
     /// the generated Rust code.
     ///
+    /// Each package's file is named by prost-build after the package's Rust
+    /// module path: `kw.type.v1` is `kw.r#type.v1.rs`, `My.Api` is
+    /// `my.api.rs`, a file without a package is `_.rs`. When writing to
+    /// `$OUT_DIR` (no [`out_dir`](Self::out_dir)), a package named otherwise
+    /// in its `.proto` also gets `<package>.rs`, one line including that
+    /// file, so `sockrpc::include_proto!` takes the package name as written:
+    /// `include_proto!("kw.type.v1")`.
+    ///
     /// # Errors
     ///
     /// Unreadable or invalid `.proto` files, unresolvable imports, generated
@@ -293,6 +303,10 @@ impl Builder {
                 .ok_or_else(|| io::Error::other("OUT_DIR is not set"))?,
         };
         descriptor::append_descriptor_sets(&out_dir, &fds)?;
+        if self.out_dir.is_none() {
+            // `include_proto!` reads `$OUT_DIR` only.
+            aliases::write_package_aliases(&out_dir, &fds)?;
+        }
 
         let errors = errors.take();
         if errors.is_empty() {
