@@ -54,12 +54,13 @@ impl SnakeService for Snake {
         Ok(tagged("do", request))
     }
 
-    type GetValueStream = BoxStream<'static, Result<Msg, Status>>;
+    // tonic's name, lower-case like the rpc.
+    type getValueStream = BoxStream<'static, Result<Msg, Status>>;
 
     async fn get_value(
         &self,
         request: Request<Msg>,
-    ) -> Result<Response<Self::GetValueStream>, Status> {
+    ) -> Result<Response<Self::getValueStream>, Status> {
         let request = request.into_inner();
         Ok(Response::new(
             stream::iter([Ok(msg(&request.text, 1)), Ok(msg(&request.text, 2))]).boxed(),

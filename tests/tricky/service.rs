@@ -23,12 +23,14 @@ impl Service for Svc {
         }))
     }
 
-    type ListUrLsStream = BoxStream<'static, Result<Msg, Status>>;
+    // tonic's name: the rpc's proto name as written, plus `Stream` (the method is prost's
+    // snake_case, `list_ur_ls`).
+    type ListURLsStream = BoxStream<'static, Result<Msg, Status>>;
 
     async fn list_ur_ls(
         &self,
         request: Request<Msg>,
-    ) -> Result<Response<Self::ListUrLsStream>, Status> {
+    ) -> Result<Response<Self::ListURLsStream>, Status> {
         let request = request.into_inner();
         let urls: Vec<_> = request
             .text

@@ -107,8 +107,8 @@ pub(crate) struct ServiceModel {
 impl ServiceModel {
     /// Resolves names and types; fails if two rpcs end up with the same Rust
     /// name (e.g. `GetFoo` and `get_foo`, or `Connect` and `ConnectRpc`), or
-    /// two streaming rpcs with the same associated stream type (`A1` and
-    /// `A_1` are `a1` and `a_1` but both `A1Stream`).
+    /// two streaming rpcs with the same associated stream type (which, being
+    /// the proto name plus `Stream`, only a generator bug would cause).
     fn new(service: Service, context: &Context<'_>) -> Result<Self, String> {
         let options = context.options;
         let full_name = names::qualified_service(&service.package, &service.proto_name);

@@ -62,9 +62,14 @@
 //!
 //! # Identifier rules
 //!
-//! - Modules are `<service in snake_case>_client` / `_server`; structs are
-//!   `<Service>Client` / `<Service>Server`; the trait is `<Service>` (a service
-//!   named `Self` gets the trait `Self_`).
+//! - Service names are tonic-build's: with `<Service>` the service name in
+//!   UpperCamelCase as prost-build writes it (`Self` → `Self_`), the structs
+//!   are `<Service>Client` / `<Service>Server`, the trait is `<Service>`, and
+//!   the modules are `<service>_client` / `_server`, `<service>` being
+//!   `<Service>` lower-cased with `_` before each upper-case letter but the
+//!   first: `HTTPService` → `http_service_client::HttpServiceClient`,
+//!   `snake_service` → `snake_service_client::SnakeServiceClient`, `Self` →
+//!   `self__client::Self_Client`.
 //! - If prost-build already declares a module of that name in the package (a
 //!   message `EchoClient` or `EchoServer` with nested types or a `oneof` gets
 //!   `pub mod echo_client` / `echo_server` for them), the service's module gets
@@ -84,10 +89,12 @@
 //!   `to_owned`, `clone_into`), get a `_rpc` suffix: `Connect` →
 //!   `connect_rpc`, `Into` → `into_rpc`. The same name is used in the server
 //!   trait, so each rpc has a single Rust name.
-//! - The associated type for a server or bidi stream is the rpc name in
-//!   UpperCamelCase plus `Stream`, as in tonic: `ListFeatures` →
-//!   `ListFeaturesStream`, `Self` → `SelfStream`, `Type` → `TypeStream`. It
-//!   is never a keyword and is only referred to as `Self::..Stream`.
+//! - The associated type for a server or bidi stream is the rpc name exactly
+//!   as written in the .proto plus `Stream`, as in tonic: `ListFeatures` →
+//!   `ListFeaturesStream`, `ListURLs` → `ListURLsStream` (not
+//!   `ListUrLsStream`), `getValue` → `getValueStream`, `Self` → `SelfStream`,
+//!   `Type` → `TypeStream`. It is never a keyword and is only referred to as
+//!   `Self::..Stream`.
 //! - If two rpcs of a service (or two services of a package) still end up
 //!   with the same Rust name or associated stream type, compilation fails
 //!   with an error naming both.

@@ -79,26 +79,54 @@ pub(crate) fn method(proto_name: &str) -> String {
     }
 }
 
-/// The server trait's associated type for an rpc's response stream, as tonic
-/// names it: `ListFeatures` → `ListFeaturesStream`.
+/// The server trait's associated type for an rpc's response stream, as
+/// tonic-build names it: the rpc's name exactly as written in the .proto plus
+/// `Stream` (`ListFeatures` → `ListFeaturesStream`, `ListURLs` →
+/// `ListURLsStream`, `getValue` → `getValueStream`), so code written against
+/// tonic's traits compiles unchanged.
 ///
-/// The UpperCamel form plus a suffix is never a keyword (`Self` →
-/// `SelfStream`, `Type` → `TypeStream`), and inside the trait it is only
-/// reached as `Self::XStream`, so it can't shadow messages or the trait.
+/// A proto identifier plus a suffix is always a valid Rust identifier and
+/// never a keyword (`Self` → `SelfStream`, `Type` → `TypeStream`); inside the
+/// trait it is only reached as `Self::XStream`, so it can't shadow messages or
+/// the trait. Names that are not UpperCamelCase are allowed by the generated
+/// modules' `non_camel_case_types`.
 pub(crate) fn stream_type(proto_name: &str) -> String {
-    format!("{}Stream", proto_name.to_upper_camel_case())
+    format!("{proto_name}Stream")
 }
 
-/// Names derived from a service's proto name.
+/// prost-build's UpperCamelCase for a proto name (its `to_upper_camel`), which
+/// is the `Service::name` tonic-build builds its names on: `Self` → `Self_`,
+/// `_2fa` → `_2fa`.
+fn prost_upper_camel(proto_name: &str) -> String {
+    sanitize(&proto_name.to_upper_camel_case())
+}
+
+/// tonic-build's `naive_snake_case`, which it applies to prost-build's
+/// UpperCamelCase service name for the `_client` / `_server` modules: lower
+/// case, with `_` before every upper-case letter but the first.
+fn naive_snake_case(name: &str) -> String {
+    let mut snake = String::with_capacity(name.len() + 4);
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        snake.push(c.to_ascii_lowercase());
+        if chars.peek().is_some_and(|next| next.is_uppercase()) {
+            snake.push('_');
+        }
+    }
+    snake
+}
+
+/// Names derived from a service's proto name, as tonic-build derives them
+/// from prost-build's UpperCamelCase name (`Self` → `Self_`).
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceNames {
     /// `greeter_client`; the suffix keeps it clear of keywords.
     pub(crate) client_mod: String,
     /// `greeter_server`.
     pub(crate) server_mod: String,
-    /// `GreeterClient`.
+    /// `GreeterClient`; `Self_Client` for `Self`.
     pub(crate) client_struct: String,
-    /// `GreeterServer`.
+    /// `GreeterServer`; `Self_Server` for `Self`.
     pub(crate) server_struct: String,
     /// `Greeter`; `Self` becomes `Self_`, as prost would name a message.
     pub(crate) server_trait: String,
@@ -110,16 +138,15 @@ pub(crate) struct ServiceNames {
 impl ServiceNames {
     /// Derives every name for the service `proto_name`.
     pub(crate) fn new(proto_name: &str) -> Self {
-        let snake = proto_name.to_snake_case();
-        let camel = proto_name.to_upper_camel_case();
-        let server_trait = sanitize(&camel);
-        let generic = if server_trait == "T" { "Svc" } else { "T" };
+        let camel = prost_upper_camel(proto_name);
+        let snake = naive_snake_case(&camel);
+        let generic = if camel == "T" { "Svc" } else { "T" };
         Self {
             client_mod: format!("{snake}_client"),
             server_mod: format!("{snake}_server"),
             client_struct: format!("{camel}Client"),
             server_struct: format!("{camel}Server"),
-            server_trait,
+            server_trait: camel,
             generic,
         }
     }
@@ -222,14 +249,17 @@ mod tests {
 
     #[test]
     fn stream_types_follow_tonic() {
+        // tonic-build: `format_ident!("{}Stream", method.identifier())`, the proto name.
         assert_eq!(stream_type("ListFeatures"), "ListFeaturesStream");
         assert_eq!(stream_type("Watch"), "WatchStream");
         assert_eq!(stream_type("Self"), "SelfStream");
         assert_eq!(stream_type("Type"), "TypeStream");
         assert_eq!(stream_type("Connect"), "ConnectStream");
-        assert_eq!(stream_type("listFeatures"), "ListFeaturesStream");
-        assert_eq!(stream_type("list_features"), "ListFeaturesStream");
-        assert_eq!(stream_type("HTTPGet"), "HttpGetStream");
+        assert_eq!(stream_type("listFeatures"), "listFeaturesStream");
+        assert_eq!(stream_type("list_features"), "list_featuresStream");
+        assert_eq!(stream_type("HTTPGet"), "HTTPGetStream");
+        assert_eq!(stream_type("ListURLs"), "ListURLsStream");
+        assert_eq!(stream_type("_"), "_Stream");
     }
 
     #[test]
@@ -242,11 +272,34 @@ mod tests {
         assert_eq!(n.server_trait, "TestService");
         assert_eq!(n.generic, "T");
 
+        // tonic-build: `{name}Client`, `{name}Server`, the trait `{name}` and the modules
+        // `{naive_snake_case(name)}_client` / `_server`, `name` being prost-build's UpperCamel.
         let n = ServiceNames::new("Self");
         assert_eq!(n.server_trait, "Self_");
-        assert_eq!(n.client_mod, "self_client");
-        assert_eq!(n.client_struct, "SelfClient");
+        assert_eq!(n.client_mod, "self__client");
+        assert_eq!(n.server_mod, "self__server");
+        assert_eq!(n.client_struct, "Self_Client");
+        assert_eq!(n.server_struct, "Self_Server");
         assert_eq!(ServiceNames::new("T").generic, "Svc");
+
+        for (proto, module, structs) in [
+            ("snake_service", "snake_service", "SnakeService"),
+            ("HTTPService", "http_service", "HttpService"),
+            ("getValue", "get_value", "GetValue"),
+            ("Get2FA", "get2_fa", "Get2Fa"),
+            ("V1Api", "v1_api", "V1Api"),
+            // heck drops the `_` before a digit; tonic's snake case does not put it back.
+            ("Api_2", "api2", "Api2"),
+            // prost prefixes an UpperCamel name that starts with a digit.
+            ("_2fa", "_2fa", "_2fa"),
+        ] {
+            let n = ServiceNames::new(proto);
+            assert_eq!(n.client_mod, format!("{module}_client"), "{proto}");
+            assert_eq!(n.server_mod, format!("{module}_server"), "{proto}");
+            assert_eq!(n.client_struct, format!("{structs}Client"), "{proto}");
+            assert_eq!(n.server_struct, format!("{structs}Server"), "{proto}");
+            assert_eq!(n.server_trait, structs, "{proto}");
+        }
     }
 
     #[test]
