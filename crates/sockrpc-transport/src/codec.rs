@@ -10,7 +10,7 @@
 //!                        └─ MESSAGE over the message limit ──▶ Skip(len) ──▶ Oversized, Head
 //! ```
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use sockrpc_protocol::frame::{
     max_frame_len, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, MAGIC, PREFACE, VERSION,
 };
@@ -91,6 +91,11 @@ impl FrameDecoder {
         }
     }
 
+    /// A frame's body, parsed with this connection's method paths.
+    fn parse(&mut self, header: &FrameHeader, body: Bytes) -> Result<Frame, FrameError> {
+        Frame::parse_with(header, body, &self.limits, Some(&mut self.paths))
+    }
+
     fn decode_preface(&mut self, src: &mut BytesMut) -> Result<bool, FrameError> {
         // Compare what has arrived so far, so a wrong peer is refused on its first byte
         // rather than after we wait for all eight.
@@ -147,15 +152,24 @@ impl Decoder for FrameDecoder {
                     let mut head = [0u8; HEADER_LEN];
                     head.copy_from_slice(&src[..HEADER_LEN]);
                     let header = FrameHeader::parse(&head, &self.limits)?;
-                    src.advance(HEADER_LEN);
-                    self.state = if header.is_oversized_message(&self.limits) {
-                        State::Skip {
+                    if header.is_oversized_message(&self.limits) {
+                        src.advance(HEADER_LEN);
+                        self.state = State::Skip {
                             header,
                             remaining: header.length,
-                        }
-                    } else {
-                        State::Body(header)
-                    };
+                        };
+                        continue;
+                    }
+                    let whole = HEADER_LEN + header.length as usize;
+                    if src.len() >= whole {
+                        // The common case, the whole frame already read: one split of the
+                        // buffer for header and body, and no trip through `State::Body`.
+                        let mut body = src.split_to(whole).freeze();
+                        body.advance(HEADER_LEN);
+                        return Ok(Some(self.parse(&header, body)?));
+                    }
+                    src.advance(HEADER_LEN);
+                    self.state = State::Body(header);
                 }
                 State::Body(header) => {
                     let len = header.length as usize;
@@ -164,12 +178,7 @@ impl Decoder for FrameDecoder {
                     }
                     let body = src.split_to(len).freeze();
                     self.state = State::Head;
-                    return Ok(Some(Frame::parse_with(
-                        &header,
-                        body,
-                        &self.limits,
-                        Some(&mut self.paths),
-                    )?));
+                    return Ok(Some(self.parse(&header, body)?));
                 }
                 State::Skip { header, remaining } => {
                     let take = (remaining as usize).min(src.len());

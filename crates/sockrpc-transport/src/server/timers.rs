@@ -35,17 +35,21 @@ pub(super) struct Deadlines {
 }
 
 impl Deadlines {
+    /// Read twice on every wake-up of the connection, so written as plain comparisons: the
+    /// iterator it replaces (`flatten().min()` over the five) cost about 30 instructions more
+    /// per call at one call in flight (callgrind, server side).
     fn soonest(&self) -> Option<Instant> {
-        [
-            self.handshake,
-            self.frame,
-            self.idle,
-            self.open,
-            self.keepalive,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, None) => a,
+                (None, b) => b,
+            }
+        }
+        earlier(
+            earlier(self.handshake, self.frame),
+            earlier(earlier(self.idle, self.open), self.keepalive),
+        )
     }
 }
 
@@ -73,5 +77,30 @@ impl Timers {
     /// caller then checks which, with [`Deadlines`] and the clock).
     pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.timer.poll_at(self.due.soonest(), cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn soonest_is_the_earliest_set_deadline_for_every_combination() {
+        let base = Instant::now();
+        // Offsets out of order, so the earliest is not always the first field.
+        let at = [30u64, 10, 50, 20, 40].map(|ms| base + Duration::from_millis(ms));
+        for mask in 0u32..32 {
+            let pick = |i: usize| (mask & (1 << i) != 0).then_some(at[i]);
+            let due = Deadlines {
+                handshake: pick(0),
+                frame: pick(1),
+                idle: pick(2),
+                open: pick(3),
+                keepalive: pick(4),
+            };
+            let expected = (0..5).filter_map(pick).min();
+            assert_eq!(due.soonest(), expected, "fields set: {mask:05b}");
+        }
     }
 }
