@@ -3,11 +3,15 @@
 //! allocate what a peer merely announces, while a well-behaved generated client keeps being
 //! served; and a client whose server is gone fails with `Unavailable`, never hangs.
 
+mod edges;
 mod fold;
 mod memory;
+mod pending_memory;
+mod pinned_streams;
 mod raw;
 mod server_gone;
 mod silent;
 mod support;
 mod unread;
+mod unread_answers;
 mod wire;

@@ -13,13 +13,13 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-const CHILD_ENV: &str = "SOCKRPC_HOSTILE_CHILD_SERVER";
-const MIB: u64 = 1024 * 1024;
+pub(crate) const CHILD_ENV: &str = "SOCKRPC_HOSTILE_CHILD_SERVER";
+pub(crate) const MIB: u64 = 1024 * 1024;
 
 /// The child: an echo server on a current-thread runtime (no extra threads, so no allocator
 /// arenas appear mid-measurement), printing its address, exiting when its parent is gone or after
 /// two minutes. A panic anywhere aborts it, which the parent notices.
-fn child_server() {
+pub(crate) fn child_server() {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("child server panicked: {info}");
         std::process::abort();
@@ -61,7 +61,7 @@ fn spawn_child(test: &str) -> ChildServer {
     ChildServer::spawn(&test_name(module_path!(), test), CHILD_ENV)
 }
 
-fn parent_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn parent_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,7 +70,7 @@ fn parent_runtime() -> tokio::runtime::Runtime {
 }
 
 /// Warms the child up (connections, calls, buffers), lets it settle, and reads its memory.
-async fn warm_baseline(child: &ChildServer) -> (u64, u64) {
+pub(crate) async fn warm_baseline(child: &ChildServer) -> (u64, u64) {
     for i in 0..20 {
         fresh_call(child.addr, i).await;
         let mut raw = TcpStream::connect(child.addr).await.expect("connect");
@@ -88,7 +88,13 @@ async fn warm_baseline(child: &ChildServer) -> (u64, u64) {
     memory_of(child.pid())
 }
 
-fn assert_growth(what: &str, before: (u64, u64), after: (u64, u64), rss: u64, virt: u64) {
+pub(crate) fn assert_growth(
+    what: &str,
+    before: (u64, u64),
+    after: (u64, u64),
+    rss: u64,
+    virt: u64,
+) {
     let grew_rss = after.0.saturating_sub(before.0);
     let grew_virt = after.1.saturating_sub(before.1);
     eprintln!(
@@ -110,6 +116,19 @@ fn assert_growth(what: &str, before: (u64, u64), after: (u64, u64), rss: u64, vi
         grew_virt / MIB,
         virt / MIB
     );
+}
+
+/// (peak RSS, VmSize) — VmHWM, so a brief spike counts too — of `pid`, in bytes.
+pub(crate) fn peak_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024;
+    (hwm, memory_of(pid).1)
 }
 
 #[test]

@@ -109,6 +109,9 @@ pub(super) struct Connection<D> {
     /// `last_call_id` and `went_idle` when the idle timer was (re)armed: a call opened, or a
     /// running one finished, since then means the connection was not idle all along.
     calls_at_idle_check: (u32, u64),
+    /// Whole frames wait in the read buffer: the last batch stopped taking them because the
+    /// write buffer passed [`HIGH_WATER`] (see [`Connection::take_frames`]).
+    backlog: bool,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -161,6 +164,7 @@ impl<D: Dispatch> Connection<D> {
             calls_at_idle_check: (0, 0),
             frames_at_keepalive: 0,
             awaiting_pong: None,
+            backlog: false,
         }
     }
 
@@ -319,6 +323,36 @@ impl<D: Dispatch> Connection<D> {
         None
     }
 
+    /// Hands each whole frame in the read buffer to [`on_frame`](Self::on_frame). Stops early
+    /// — `Ok(true)`, the rest left in the read buffer — once the write buffer holds more than
+    /// [`HIGH_WATER`]: one read may carry hundreds of calls whose answers are each up to the
+    /// message limit, and a client that does not read them must not make the server buffer them
+    /// all. `Err`: the connection was closed (a protocol error, a failed read).
+    fn take_frames(&mut self, cx: &mut Context<'_>) -> Result<bool, Poll<()>> {
+        loop {
+            match self.reader.next_frame() {
+                Ok(Some(frame)) => {
+                    if let Err((code, reason)) = self.on_frame(cx, frame) {
+                        tracing::warn!(peer = ?self.conn_info.peer, %reason, "closing connection: protocol error");
+                        return Err(self.close(cx, Some((code, reason))));
+                    }
+                    if self.shared.lock().outbox.buffered() > HIGH_WATER {
+                        return Ok(true);
+                    }
+                }
+                Ok(None) => return Ok(false),
+                Err(DecodeError::Frame(err)) => {
+                    tracing::warn!(peer = ?self.conn_info.peer, error = %err, "closing connection: protocol error");
+                    return Err(self.close(cx, Some((Code::Internal, err.to_string()))));
+                }
+                Err(DecodeError::Io(err)) => {
+                    tracing::debug!(peer = ?self.conn_info.peer, error = %err, "connection read failed");
+                    return Err(self.close(cx, None));
+                }
+            }
+        }
+    }
+
     fn paused(&self) -> bool {
         let state = self.shared.lock();
         state.inbound_bytes > INBOUND_BUDGET || state.outbox.buffered() > HIGH_WATER
@@ -435,40 +469,29 @@ impl<D: Dispatch> Connection<D> {
                     return Poll::Pending;
                 }
             }
-            let n = match this.reader.poll_fill(cx) {
-                Poll::Pending => {
-                    drained = true;
-                    break;
-                }
-                Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(err)) => {
-                    tracing::debug!(peer = ?this.conn_info.peer, error = %err, "connection read failed");
-                    return this.close(cx, None);
-                }
-            };
-            if n == 0 {
-                // The client closed: nobody is left to answer, so stop its handlers.
-                return this.close(cx, None);
-            }
-            loop {
-                match this.reader.next_frame() {
-                    Ok(Some(frame)) => {
-                        if let Err((code, reason)) = this.on_frame(cx, frame) {
-                            tracing::warn!(peer = ?this.conn_info.peer, %reason, "closing connection: protocol error");
-                            return this.close(cx, Some((code, reason)));
-                        }
+            // Frames left in the read buffer by a batch cut short (`backlog`) come before any
+            // new read: the peer may have sent them all and be waiting.
+            if !this.backlog {
+                let n = match this.reader.poll_fill(cx) {
+                    Poll::Pending => {
+                        drained = true;
+                        break;
                     }
-                    Ok(None) => break,
-                    Err(DecodeError::Frame(err)) => {
-                        tracing::warn!(peer = ?this.conn_info.peer, error = %err, "closing connection: protocol error");
-                        return this.close(cx, Some((Code::Internal, err.to_string())));
-                    }
-                    Err(DecodeError::Io(err)) => {
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(err)) => {
                         tracing::debug!(peer = ?this.conn_info.peer, error = %err, "connection read failed");
                         return this.close(cx, None);
                     }
+                };
+                if n == 0 {
+                    // The client closed: nobody is left to answer, so stop its handlers.
+                    return this.close(cx, None);
                 }
             }
+            this.backlog = match this.take_frames(cx) {
+                Ok(cut_short) => cut_short,
+                Err(closed) => return closed,
+            };
             // The streams this batch fed answer now, in the same write as its unary calls.
             this.poll_locals();
             this.reader.settle();
@@ -482,6 +505,13 @@ impl<D: Dispatch> Connection<D> {
                 // A CANCEL in this batch may have ended the last call: check again at the top.
                 drop(state);
                 cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if this.backlog && state.outbox.buffered() > HIGH_WATER {
+                // The client is not reading its answers: the rest of what it sent waits in the
+                // read buffer until the write buffer drains (the flush above registered for it).
+                drop(state);
+                this.update_deadlines();
                 return Poll::Pending;
             }
         }

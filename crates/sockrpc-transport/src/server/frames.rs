@@ -5,7 +5,7 @@
 //! many PINGs). Anything that concerns one call only ends that call with a status.
 
 use super::conn::Connection;
-use super::open::Opened;
+use super::open::{Opened, PENDING_OPEN_BUDGET};
 use super::respond::{CallReceiver, ServerStream, Shared};
 use crate::dispatch::{Dispatch, RequestBody};
 use sockrpc_protocol::frame::{self, Frame};
@@ -61,6 +61,15 @@ impl<D: Dispatch> Connection<D> {
                             "{path} is unary and needs exactly one request message; none was sent"
                         ))),
                     );
+                } else if !streaming && self.opened.held() > PENDING_OPEN_BUDGET {
+                    // Unary calls waiting for their request message hold too much already
+                    // (`open.rs`): a client that sends each MESSAGE after its OPEN never gets here.
+                    self.answer(
+                        call_id,
+                        Err(Status::resource_exhausted(format!(
+                            "calls waiting for their request message on this connection hold over {PENDING_OPEN_BUDGET} bytes"
+                        ))),
+                    );
                 } else {
                     let mut opened = Opened::new(path, metadata, timeout, reissue);
                     opened.encoding = encoding;
@@ -111,7 +120,19 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
             Frame::End { call_id, .. } => {
-                // From a client, END is its half-close: no more request messages.
+                // From a client, END is its half-close: no more request messages. A unary call
+                // still waiting for its one message will never get it: answered now, as an
+                // OPEN with END_STREAM is, rather than held until it expires.
+                if let Some(opened) = self.opened.remove(&call_id) {
+                    self.answer(
+                        call_id,
+                        Err(Status::unimplemented(format!(
+                            "{} is unary and needs exactly one request message; none was sent",
+                            opened.path
+                        ))),
+                    );
+                    return Ok(());
+                }
                 if let Some(stream) = self.shared.lock().streams.get_mut(&call_id) {
                     stream.inbound.finish(Ok(MetadataMap::new()));
                 }
@@ -185,9 +206,11 @@ impl<D: Dispatch> Connection<D> {
         &mut self,
         cx: &mut Context<'_>,
         call_id: u32,
-        opened: Opened,
+        mut opened: Opened,
         end_stream: bool,
     ) {
+        // The handler holds the request's metadata for as long as the stream runs.
+        opened.unshare();
         let mut stream = ServerStream::default();
         if end_stream {
             stream.inbound.finish(Ok(MetadataMap::new()));

@@ -4,11 +4,28 @@
 //! most recent OPEN is kept aside and a MESSAGE that follows it never touches the map. An OPEN
 //! whose MESSAGE does not come is not held forever: each waits at most until its deadline or
 //! the connection's frame timeout, whichever is sooner, and is then answered and forgotten.
+//!
+//! What the waiting calls hold is counted ([`OpenCalls::held`]): the call cap bounds how many
+//! wait, but not what each holds — a path of up to 64 KiB and a 16 KiB metadata block that may
+//! be 4,000 tiny entries, each far larger parsed than on the wire — so a connection refuses
+//! new unary OPENs while its waiting calls hold more than [`PENDING_OPEN_BUDGET`].
 
 use foldhash::HashMap;
 use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// What the unary calls waiting for their request message on one connection may hold (as
+/// counted by [`Opened::cost`]) before it refuses more (`RESOURCE_EXHAUSTED`). A client whose
+/// request MESSAGE follows its OPEN has at most a few waiting at a time.
+pub(super) const PENDING_OPEN_BUDGET: usize = 16 * 1024 * 1024;
+
+/// What a waiting call counts beside its path and metadata bytes: the call itself.
+const OPEN_COST: usize = 256;
+
+/// What each metadata entry counts beside its key and value bytes: its place in the map and
+/// its key's own allocation (an entry is 4 bytes on the wire at least, over 80 parsed).
+const METADATA_ENTRY_COST: usize = 128;
 
 /// A call whose OPEN arrived and whose request message has not.
 pub(super) struct Opened {
@@ -29,6 +46,8 @@ pub(super) struct Opened {
     expires: Option<Instant>,
     /// Path and metadata no longer share the connection's read buffer.
     unshared: bool,
+    /// What this call counts against [`PENDING_OPEN_BUDGET`] while it waits.
+    cost: usize,
 }
 
 impl Opened {
@@ -49,22 +68,40 @@ impl Opened {
             fold_end: false,
             expires: None,
             unshared: false,
+            cost: 0,
         }
+    }
+
+    /// What this call holds while it waits, counted generously (see [`METADATA_ENTRY_COST`]).
+    fn cost(&self) -> usize {
+        let entries: usize = self
+            .metadata
+            .iter()
+            .map(|(key, value)| METADATA_ENTRY_COST + key.len() + value.len())
+            .sum();
+        OPEN_COST + self.path.as_bytes().len() + entries
     }
 
     /// The call will wait across reads: copies path and metadata out of the read buffer (a
     /// 50-byte OPEN must not keep a multi-megabyte buffer alive while it waits), and fixes when
     /// the wait ends. Returns that instant.
     fn settle(&mut self, now: Instant, frame_timeout: Duration) -> Instant {
+        self.unshare();
+        *self.expires.get_or_insert_with(|| {
+            let patience = now + frame_timeout;
+            self.deadline.map_or(patience, |d| d.min(patience))
+        })
+    }
+
+    /// Copies path and metadata out of the read buffer, once: what holds them for long (a call
+    /// waiting across reads, a streaming call's handler) must not keep a buffer alive that grew
+    /// for a large frame read together with the OPEN.
+    pub(super) fn unshare(&mut self) {
         if !self.unshared {
             self.path = self.path.unshared();
             self.metadata.unshare();
             self.unshared = true;
         }
-        *self.expires.get_or_insert_with(|| {
-            let patience = now + frame_timeout;
-            self.deadline.map_or(patience, |d| d.min(patience))
-        })
     }
 
     fn expired(&self, now: Instant) -> bool {
@@ -78,20 +115,33 @@ pub(super) struct OpenCalls {
     last: Option<(u32, Opened)>,
     /// Keyed by the peer's call ids: a seeded hash, so a client cannot choose colliding ids.
     rest: HashMap<u32, Opened>,
+    /// The sum of the waiting calls' costs.
+    held: usize,
 }
 
 impl OpenCalls {
-    pub(super) fn insert(&mut self, id: u32, opened: Opened) {
+    pub(super) fn insert(&mut self, id: u32, mut opened: Opened) {
+        opened.cost = opened.cost();
+        self.held += opened.cost;
         if let Some((previous, earlier)) = self.last.replace((id, opened)) {
             self.rest.insert(previous, earlier);
         }
     }
 
     pub(super) fn remove(&mut self, id: &u32) -> Option<Opened> {
-        match &self.last {
+        let removed = match &self.last {
             Some((last, _)) if last == id => self.last.take().map(|(_, opened)| opened),
             _ => self.rest.remove(id),
+        };
+        if let Some(opened) = &removed {
+            self.held -= opened.cost;
         }
+        removed
+    }
+
+    /// What the waiting calls hold, as counted against [`PENDING_OPEN_BUDGET`].
+    pub(super) fn held(&self) -> usize {
+        self.held
     }
 
     pub(super) fn len(&self) -> usize {
@@ -105,6 +155,7 @@ impl OpenCalls {
     pub(super) fn clear(&mut self) {
         self.last = None;
         self.rest.clear();
+        self.held = 0;
     }
 
     /// Called after each read batch while calls still wait: they will be held across reads
@@ -133,6 +184,7 @@ impl OpenCalls {
                 expired.push((id, opened));
             }
         }
+        self.held -= expired.iter().map(|(_, opened)| opened.cost).sum::<usize>();
         expired
     }
 }

@@ -1,0 +1,299 @@
+//! Frames that are legal but odd — WINDOW credit at `u32::MAX` or for calls that do not exist,
+//! CANCEL and END for unknown or finished calls, a MESSAGE for a call never opened, a client's
+//! own GOAWAY, HEADERS or PONG — are ignored: the connection goes on serving. Sizes exactly at
+//! a limit are accepted and one byte over refused (metadata), and a 65,535-byte method path is
+//! answered, not fatal.
+
+use crate::raw::{
+    case, concat, echo_message, expect_closed, frame, goaway, open, open_body, read_until_closed,
+    server_frames, ServerFrame, ECHO_PATH, END, GOAWAY, OPEN, PREFACE,
+};
+use crate::support::{bounded, fresh_call, start_echo, EchoImpl};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEADERS: u8 = 2;
+const CANCEL: u8 = 5;
+const PONG: u8 = 7;
+const WINDOW: u8 = 9;
+const UNIMPLEMENTED: u32 = 12;
+/// The default metadata limit (`Limits::max_metadata_size`).
+const METADATA_LIMIT: usize = 16 * 1024;
+
+/// Reads until END for `call_id` arrives; fails if the connection closes or it takes too long.
+async fn until_end(stream: &mut TcpStream, got: &mut Vec<u8>, call_id: u32) -> Vec<ServerFrame> {
+    let mut buf = vec![0u8; 64 * 1024];
+    bounded("END", async {
+        loop {
+            let frames = server_frames(got);
+            assert!(goaway(&frames).is_none(), "GOAWAY: {frames:?}");
+            if frames.iter().any(|f| f.kind == END && f.call_id == call_id) {
+                return frames;
+            }
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "server closed; got {frames:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+}
+
+fn end_code(frames: &[ServerFrame], call_id: u32) -> u32 {
+    let end = frames
+        .iter()
+        .find(|f| f.kind == END && f.call_id == call_id)
+        .expect("END");
+    u32::from_be_bytes(end.body[..4].try_into().expect("code"))
+}
+
+/// A metadata block of `total` bytes (count included): one `-bin` entry filling it.
+fn metadata_block_of(total: usize) -> Vec<u8> {
+    let key = b"k-bin";
+    let value_len = total - 2 - 1 - key.len() - 2;
+    let mut block = Vec::with_capacity(total);
+    block.extend_from_slice(&1u16.to_be_bytes());
+    block.push(key.len() as u8);
+    block.extend_from_slice(key);
+    block.extend_from_slice(&(value_len as u16).to_be_bytes());
+    block.resize(total, 0xEE);
+    block
+}
+
+/// An OPEN with no deadline, `path` and a raw metadata block.
+fn open_raw(call_id: u32, path: &[u8], block: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(10 + path.len() + block.len());
+    body.extend_from_slice(&0u64.to_be_bytes());
+    body.extend_from_slice(&(path.len() as u16).to_be_bytes());
+    body.extend_from_slice(path);
+    body.extend_from_slice(block);
+    frame(OPEN, 0, call_id, &body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_but_legal_frames_are_ignored() {
+    let server = start_echo(EchoImpl::default());
+    let mut stream = bounded("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    let mut got = Vec::new();
+    // Call 1, answered: the calls below then name a finished call.
+    stream
+        .write_all(&concat(&[
+            PREFACE,
+            &open(1, ECHO_PATH, &[]),
+            &echo_message(1, 1, b"a"),
+        ]))
+        .await
+        .expect("write");
+    assert_eq!(end_code(&until_end(&mut stream, &mut got, 1).await, 1), 0);
+    let max = u32::MAX.to_be_bytes();
+    let client_goaway = concat(&[
+        &0u32.to_be_bytes(),
+        &0u32.to_be_bytes(),
+        &0u16.to_be_bytes(),
+    ]);
+    stream
+        .write_all(&concat(&[
+            &frame(WINDOW, 0, 0, &max),
+            &frame(WINDOW, 0, 1, &max),
+            &frame(WINDOW, 0, 99, &max),
+            &frame(WINDOW, 0, 99, &max),
+            &frame(CANCEL, 0, 1, &[]),
+            &frame(CANCEL, 0, 1, &[]),
+            &frame(CANCEL, 0, 77, &[]),
+            &frame(END, 0, 1, &[0; 14]),
+            &frame(END, 0, 1, &[0; 14]),
+            &echo_message(1, 2, b"late"),
+            &echo_message(50, 3, b"never opened"),
+            &frame(HEADERS, 0, 1, &0u16.to_be_bytes()),
+            &frame(PONG, 0, 0, &7u64.to_be_bytes()),
+            &frame(GOAWAY, 0, 0, &client_goaway),
+            // Still served after all of it, with an id above every id named so far.
+            &open(100, ECHO_PATH, &[]),
+            &echo_message(100, 100, b"still served"),
+        ]))
+        .await
+        .expect("write");
+    let frames = until_end(&mut stream, &mut got, 100).await;
+    assert_eq!(end_code(&frames, 100), 0, "{frames:?}");
+    let answered: Vec<u32> = frames.iter().map(|f| f.call_id).collect();
+    assert!(
+        !answered.contains(&50) && !answered.contains(&77) && !answered.contains(&99),
+        "frames for calls never opened were answered: {frames:?}"
+    );
+    // A CANCEL for a call opened and waiting for its MESSAGE forgets it; its id stays used.
+    stream
+        .write_all(&concat(&[
+            &open(101, ECHO_PATH, &[]),
+            &frame(CANCEL, 0, 101, &[]),
+            &echo_message(101, 101, b"after cancel"),
+            &open(102, ECHO_PATH, &[]),
+            &echo_message(102, 102, b"next"),
+        ]))
+        .await
+        .expect("write");
+    let frames = until_end(&mut stream, &mut got, 102).await;
+    assert!(
+        !frames.iter().any(|f| f.call_id == 101),
+        "a cancelled call was answered: {frames:?}"
+    );
+    stream.shutdown().await.expect("FIN");
+    let (_, _) = read_until_closed(&mut stream, "after FIN").await;
+    fresh_call(server.addr, 1).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_at_the_limit_is_served_and_one_byte_over_is_refused() {
+    let server = start_echo(EchoImpl::default());
+    let mut stream = bounded("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    let mut got = Vec::new();
+    stream
+        .write_all(&concat(&[
+            PREFACE,
+            &open_raw(1, ECHO_PATH, &metadata_block_of(METADATA_LIMIT)),
+            &echo_message(1, 1, b"at the limit"),
+        ]))
+        .await
+        .expect("write");
+    let frames = until_end(&mut stream, &mut got, 1).await;
+    assert_eq!(end_code(&frames, 1), 0, "{frames:?}");
+    let over = concat(&[
+        PREFACE,
+        &open_raw(1, ECHO_PATH, &metadata_block_of(METADATA_LIMIT + 1)),
+        &echo_message(1, 1, b"over"),
+    ]);
+    expect_closed(
+        server.addr,
+        &case("metadata one byte over", over, Some("metadata exceeds")),
+    )
+    .await;
+    // The first connection lives on.
+    stream
+        .write_all(&concat(&[
+            &open(2, ECHO_PATH, &[]),
+            &echo_message(2, 2, b"again"),
+        ]))
+        .await
+        .expect("write");
+    assert_eq!(end_code(&until_end(&mut stream, &mut got, 2).await, 2), 0);
+    fresh_call(server.addr, 1).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_of_65535_bytes_is_answered() {
+    let server = start_echo(EchoImpl::default());
+    let mut stream = bounded("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    let mut path = b"/sockrpc.test.Echo/".to_vec();
+    path.resize(usize::from(u16::MAX), b'x');
+    let mut got = Vec::new();
+    stream
+        .write_all(&concat(&[
+            PREFACE,
+            &frame(OPEN, 0, 1, &open_body(&path, &[])),
+            &echo_message(1, 1, b"long path"),
+            &open(2, ECHO_PATH, &[]),
+            &echo_message(2, 2, b"short path"),
+        ]))
+        .await
+        .expect("write");
+    let frames = until_end(&mut stream, &mut got, 2).await;
+    assert_eq!(end_code(&frames, 1), UNIMPLEMENTED, "{frames:?}");
+    assert_eq!(end_code(&frames, 2), 0, "{frames:?}");
+    assert!(
+        frames.iter().all(|f| f.body.len() < 64 * 1024),
+        "an answer echoed the whole path"
+    );
+    fresh_call(server.addr, 1).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unary_call_half_closed_without_its_message_is_answered_at_once() {
+    // OPEN (unary) then the client's END: the message can never come. Answered UNIMPLEMENTED
+    // like an OPEN with END_STREAM, well before the 30 s an OPEN may wait for its message; a
+    // second END for it and a late MESSAGE are then ignored.
+    let server = start_echo(EchoImpl::default());
+    let mut stream = bounded("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    let mut got = Vec::new();
+    stream
+        .write_all(&concat(&[
+            PREFACE,
+            &open(1, ECHO_PATH, &[]),
+            &frame(END, 0, 1, &[0; 14]),
+        ]))
+        .await
+        .expect("write");
+    let frames = until_end(&mut stream, &mut got, 1).await;
+    assert_eq!(end_code(&frames, 1), UNIMPLEMENTED, "{frames:?}");
+    stream
+        .write_all(&concat(&[
+            &frame(END, 0, 1, &[0; 14]),
+            &echo_message(1, 1, b"too late"),
+            &open(2, ECHO_PATH, &[]),
+            &echo_message(2, 2, b"next"),
+        ]))
+        .await
+        .expect("write");
+    let frames = until_end(&mut stream, &mut got, 2).await;
+    assert_eq!(end_code(&frames, 2), 0, "{frames:?}");
+    let ends_for_1 = frames.iter().filter(|f| f.call_id == 1).count();
+    assert_eq!(ends_for_1, 1, "call 1 answered twice: {frames:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sent_one_byte_at_a_time_is_answered() {
+    // Every frame split at every byte boundary, with gaps (well within the frame timeout).
+    let server = start_echo(EchoImpl::default());
+    let mut stream = bounded("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let bytes = concat(&[
+        PREFACE,
+        &open(1, ECHO_PATH, &[(b"k", b"v")]),
+        &echo_message(1, 9, b"slow"),
+    ]);
+    for byte in &bytes {
+        stream.write_all(&[*byte]).await.expect("write");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let mut got = Vec::new();
+    let frames = until_end(&mut stream, &mut got, 1).await;
+    assert_eq!(end_code(&frames, 1), 0, "{frames:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_is_cut_off_with_too_many_pings() {
+    const RESOURCE_EXHAUSTED: u32 = 8;
+    let server = start_echo(EchoImpl::default());
+    let mut flood = PREFACE.to_vec();
+    for i in 0..10_000u64 {
+        flood.extend_from_slice(&frame(6, 0, 0, &i.to_be_bytes()));
+    }
+    let mut stream = bounded("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    // The server closes after a few PINGs: the rest of the write may fail.
+    let _ = stream.write_all(&flood).await;
+    let (got, _) = read_until_closed(&mut stream, "PING flood").await;
+    let frames = server_frames(&got);
+    let (code, reason) = goaway(&frames).unwrap_or_else(|| panic!("no GOAWAY: {frames:?}"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (RESOURCE_EXHAUSTED, "too_many_pings")
+    );
+    let pongs = frames.iter().filter(|f| f.kind == 7).count();
+    assert!(pongs <= 3, "{pongs} PONGs answered before the cut-off");
+    fresh_call(server.addr, 1).await;
+    server.stop().await;
+}

@@ -1,0 +1,137 @@
+//! A client that sends many calls with large answers in one write and never reads its socket:
+//! the server's write buffer, and so its memory, stays bounded (it stops taking frames from
+//! what it already read once the buffer passes its high-water mark, not only before the next
+//! read), and every answer still arrives once the client reads. Measured as the peak resident
+//! size (VmHWM) of a server in a child process (`memory.rs`'s), so a brief spike counts too.
+
+use crate::memory::{
+    assert_growth, child_server, parent_runtime, peak_of, warm_baseline, CHILD_ENV, MIB,
+};
+use crate::raw::{frame, open, END, END_STREAM, MESSAGE, PREFACE};
+use crate::support::{bounded, fresh_call, Witness};
+use prost::Message as _;
+use sockrpc_tests::child::{test_name, ChildServer};
+use sockrpc_tests::echo::GrowRequest;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const GROW_PATH: &[u8] = b"/sockrpc.test.Echo/Grow";
+/// Calls sent at once; each answer is [`ANSWER`] bytes, 200 MiB in all: about 13 KiB of
+/// requests, which the server reads in one or two reads.
+const CALLS: u32 = 200;
+const ANSWER: u64 = 1 << 20;
+/// What the server may hold for this client: its 8 MiB high-water mark, one more answer, the
+/// allocator's slack. Buffering every answer would be 200 MiB.
+const HELD: u64 = 48 * MIB;
+
+/// Reads frames until `CALLS` ENDs arrived (bounded by `limit` bytes); returns the END codes.
+async fn read_all_ends(stream: &mut TcpStream, limit: u64) -> Vec<u32> {
+    let mut codes = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    // Body bytes of the current frame still to skip (MESSAGE bodies are not kept).
+    let mut skip: u64 = 0;
+    let mut total: u64 = 0;
+    let mut preface = false;
+    while codes.len() < CALLS as usize {
+        let n = stream.read(&mut buf).await.expect("read answers");
+        assert!(
+            n > 0,
+            "server closed after {} of {CALLS} answers",
+            codes.len()
+        );
+        total += n as u64;
+        assert!(total <= limit, "server sent more than {limit} bytes");
+        let mut chunk = &buf[..n];
+        let taken = usize::try_from(skip.min(chunk.len() as u64)).expect("fits");
+        skip -= taken as u64;
+        chunk = &chunk[taken..];
+        pending.extend_from_slice(chunk);
+        if !preface && pending.len() >= PREFACE.len() {
+            assert_eq!(&pending[..8], PREFACE);
+            pending.drain(..8);
+            preface = true;
+        }
+        while preface && skip == 0 && pending.len() >= 12 {
+            let len = u32::from_be_bytes(pending[..4].try_into().expect("4")) as usize;
+            let (kind, call_id) = (
+                pending[4],
+                u32::from_be_bytes(pending[8..12].try_into().expect("4")),
+            );
+            if kind == END {
+                if pending.len() < 12 + len {
+                    break;
+                }
+                codes.push(u32::from_be_bytes(pending[12..16].try_into().expect("4")));
+                assert!((1..=CALLS).contains(&call_id), "END for call {call_id}");
+                pending.drain(..12 + len);
+            } else {
+                let have = (pending.len() - 12).min(len);
+                skip = (len - have) as u64;
+                pending.drain(..12 + have);
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn answers_a_client_does_not_read_stay_bounded() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child_server();
+    }
+    let child = ChildServer::spawn(
+        &test_name(
+            module_path!(),
+            "answers_a_client_does_not_read_stay_bounded",
+        ),
+        CHILD_ENV,
+    );
+    parent_runtime().block_on(async {
+        let (_, virt_before) = warm_baseline(&child).await;
+        let before = (peak_of(child.pid()).0, virt_before);
+        let witness = Witness::start(child.addr).await;
+        let mut calls = PREFACE.to_vec();
+        let grow = GrowRequest { size: ANSWER }.encode_to_vec();
+        for call_id in 1..=CALLS {
+            calls.extend_from_slice(&open(call_id, GROW_PATH, &[]));
+            calls.extend_from_slice(&frame(MESSAGE, END_STREAM, call_id, &grow));
+        }
+        let mut stream = bounded("connect", TcpStream::connect(child.addr))
+            .await
+            .expect("connect");
+        bounded("write the calls", stream.write_all(&calls))
+            .await
+            .expect("write");
+        // Long enough for a server that buffers every answer to have done so; it stops early
+        // when the peak already shows it. The server keeps serving others meanwhile.
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if peak_of(child.pid()).0.saturating_sub(before.0) >= HELD {
+                break;
+            }
+        }
+        fresh_call(child.addr, 300).await;
+        let after = peak_of(child.pid());
+        assert_growth(
+            "200 unread 1 MiB answers (peak RSS)",
+            before,
+            after,
+            HELD,
+            2 * HELD,
+        );
+        // Nothing was lost: once the client reads, every call is answered, in a bounded time
+        // (generous: a debug build on a shared machine writes 200 MiB).
+        let limit = u64::from(CALLS) * (ANSWER + 1024) + 1024;
+        let codes =
+            tokio::time::timeout(Duration::from_secs(60), read_all_ends(&mut stream, limit))
+                .await
+                .expect("every answer arrives once the client reads");
+        assert!(codes.iter().all(|&c| c == 0), "END codes: {codes:?}");
+        witness.finish().await;
+        drop(stream);
+        fresh_call(child.addr, 301).await;
+    });
+    child.finish();
+}
