@@ -297,3 +297,45 @@ async fn a_ping_flood_is_cut_off_with_too_many_pings() {
     fresh_call(server.addr, 1).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_past_the_call_cap_are_refused_and_the_first_still_served() {
+    // 5,000 unary OPENs, none followed by its MESSAGE: the first 4,096 (the default cap) wait,
+    // every later one is answered RESOURCE_EXHAUSTED at once, and a waiting call is still
+    // served when its message comes.
+    const RESOURCE_EXHAUSTED: u32 = 8;
+    const OPENS: u32 = 5_000;
+    const CAP: u32 = 4_096;
+    let server = start_echo(EchoImpl::default());
+    let mut stream = bounded("connect", TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    let mut bytes = PREFACE.to_vec();
+    for call_id in 1..=OPENS {
+        bytes.extend_from_slice(&open(call_id, ECHO_PATH, &[]));
+    }
+    bytes.extend_from_slice(&echo_message(1, 1, b"first"));
+    stream.write_all(&bytes).await.expect("write");
+    let mut got = Vec::new();
+    let frames = until_end(&mut stream, &mut got, 1).await;
+    assert_eq!(end_code(&frames, 1), 0, "call 1");
+    let refused: Vec<u32> = frames
+        .iter()
+        .filter(|f| f.kind == END && f.call_id != 1)
+        .map(|f| {
+            let code = u32::from_be_bytes(f.body[..4].try_into().expect("code"));
+            assert_eq!(code, RESOURCE_EXHAUSTED, "call {}", f.call_id);
+            f.call_id
+        })
+        .collect();
+    assert_eq!(refused.len() as u32, OPENS - CAP, "refused calls");
+    assert!(
+        refused.iter().all(|&id| id > CAP),
+        "a call under the cap was refused"
+    );
+    // Closed by us: a graceful stop would otherwise wait for the 4,095 OPENs still waiting
+    // (they may yet get their messages) until they expire.
+    drop(stream);
+    fresh_call(server.addr, 1).await;
+    server.stop().await;
+}
