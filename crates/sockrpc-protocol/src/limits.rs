@@ -22,7 +22,7 @@ pub struct Limits {
 }
 
 /// The most a status message may be set to carry: an END frame (message, up to 32 KiB of
-/// details, trailers) must fit every peer's control-frame limit, 64 KiB beyond its metadata.
+/// details, trailers) must fit every peer's control-frame limit, 65 KiB beyond its metadata.
 pub const STATUS_MESSAGE_CEILING: usize = 30 * 1024;
 
 /// How much larger than the message limit an oversized MESSAGE frame may be and still be skipped
@@ -34,8 +34,11 @@ pub const SKIP_FACTOR: usize = 16;
 /// a peer with a larger limit is a misconfiguration, not an attack, and should fail one call.
 pub const SKIP_FLOOR: usize = 64 * 1024 * 1024;
 
-/// Room in a control frame beyond its metadata: method path, status message and details.
-pub const CONTROL_OVERHEAD: usize = 64 * 1024;
+/// Room in a control frame beyond its metadata: method path, status message and details. The
+/// largest OPEN has a 65,535-byte path (its length is a `u16`) and 26 bytes of fixed fields
+/// (re-issue identity, timeout, path length, encoding fields), so 64 KiB alone was 25 bytes
+/// short of it; 1 KiB more leaves room to spare.
+pub const CONTROL_OVERHEAD: usize = 65 * 1024;
 
 impl Default for Limits {
     fn default() -> Limits {

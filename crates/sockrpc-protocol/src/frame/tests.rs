@@ -303,3 +303,36 @@ fn fold_end_and_end_ok_round_trip() {
         }
     );
 }
+
+#[test]
+fn the_largest_open_a_client_can_send_fits_the_control_frame_limit() {
+    // Every field at its maximum: a 65,535-byte path (its length is a u16), metadata filling the
+    // default limit exactly, a re-issue identity, a timeout and encoding fields. It used to be 25
+    // bytes over the limit, so a valid call closed its whole connection.
+    let limits = Limits::default();
+    let method = "m".repeat(usize::from(u16::MAX) - "/p.S/".len());
+    let path = MethodPath::try_from_bytes(Bytes::from(format!("/p.S/{method}"))).expect("path");
+    assert_eq!(path.as_bytes().len(), usize::from(u16::MAX));
+    let mut metadata = MetadataMap::new();
+    // The block: a u16 count, then per entry a u8 key length, the key, a u16 value length and
+    // the value.
+    let value = "v".repeat(limits.max_metadata_size - 2 - 1 - 1 - 2);
+    metadata.insert("k", value.as_str()).expect("valid");
+    check_metadata(&metadata, &limits).expect("metadata at the limit is accepted");
+    let mut wire = BytesMut::new();
+    encode_open_frame(
+        &mut wire,
+        7,
+        &OpenFrame {
+            timeout: Some(std::time::Duration::from_secs(1)),
+            reissue: Some((1, 2)),
+            encoding: Some(EncodingFields::new(crate::EncodingSet::default(), None)),
+            ..OpenFrame::new(&path, &metadata)
+        },
+    );
+    assert!(wire.len() - HEADER_LEN > limits.max_metadata_size + 64 * 1024);
+    match round_trip(wire) {
+        Frame::Open { path: got, .. } => assert_eq!(got, path),
+        other => panic!("expected OPEN, got {other:?}"),
+    }
+}
