@@ -80,7 +80,16 @@ async fn huge_length_prefixes_are_refused_from_four_bytes() {
         ),
         case(
             "OPEN over the control-frame limit",
-            concat(&[PREFACE, &header(16 * 1024 + 64 * 1024 + 1, OPEN, 0, 0, 1)]),
+            concat(&[
+                PREFACE,
+                &header(
+                    (16 * 1024 + sockrpc::protocol::CONTROL_OVERHEAD + 1) as u32,
+                    OPEN,
+                    0,
+                    0,
+                    1,
+                ),
+            ]),
             Some("exceeds the limit"),
         ),
         case(

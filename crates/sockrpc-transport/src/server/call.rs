@@ -19,8 +19,9 @@
 
 use super::conn::Connection;
 use super::open::Opened;
-use super::respond::{answer_now, encode_refusal, pump, Shared};
+use super::respond::{answer_now, encode_refusal, pump, ConnState, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
+use crate::outbox::HIGH_WATER;
 use crate::panic::{panicked, poll_caught};
 use sockrpc_protocol::{Code, Request, Response, Status};
 use std::{
@@ -104,7 +105,10 @@ impl<D: Dispatch> Connection<D> {
                 record(&span, started, &result);
                 let streamed = {
                     let mut state = self.shared.lock();
-                    answer_now(&mut state, call_id, result, fold_end, &self.shared.limits)
+                    let streamed =
+                        answer_now(&mut state, call_id, result, fold_end, &self.shared.limits);
+                    self.note_outbox(&state);
+                    streamed
                 };
                 if let Some(response) = streamed {
                     // Streamed answers are paced by the client's credit: they go on, polled
@@ -150,10 +154,19 @@ impl<D: Dispatch> Connection<D> {
     pub(super) fn answer(&self, call_id: u32, result: Result<Response<D::Body>, Status>) {
         let mut state = self.shared.lock();
         let streamed = answer_now(&mut state, call_id, result, false, &self.shared.limits);
+        self.note_outbox(&state);
         debug_assert!(
             streamed.is_none(),
             "the connection only answers with errors"
         );
+    }
+
+    /// After appending an answer (the lock held): tells [`take_frames`](Self::take_frames) to
+    /// stop taking frames if the write buffer is past its high-water mark.
+    fn note_outbox(&self, state: &ConnState) {
+        if state.outbox.buffered() > HIGH_WATER {
+            self.outbox_full.set(true);
+        }
     }
 
     /// Refuses a call before starting it (the server is shutting down): the client may send it
@@ -167,6 +180,7 @@ impl<D: Dispatch> Connection<D> {
             &status,
             &self.shared.limits,
         );
+        self.note_outbox(&state);
     }
 
     /// Answers every call whose request message did not come in time.

@@ -112,6 +112,11 @@ pub(super) struct Connection<D> {
     /// Whole frames wait in the read buffer: the last batch stopped taking them because the
     /// write buffer passed [`HIGH_WATER`] (see [`Connection::take_frames`]).
     backlog: bool,
+    /// Set where this task appends an answer under the lock and finds the write buffer past
+    /// [`HIGH_WATER`]; read (and cleared) by [`Connection::take_frames`] after each frame, so
+    /// the check costs no lock per frame. Only this task's own answers can fill the buffer
+    /// within one batch of frames.
+    pub(super) outbox_full: std::cell::Cell<bool>,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -165,6 +170,7 @@ impl<D: Dispatch> Connection<D> {
             frames_at_keepalive: 0,
             awaiting_pong: None,
             backlog: false,
+            outbox_full: std::cell::Cell::new(false),
         }
     }
 
@@ -336,7 +342,9 @@ impl<D: Dispatch> Connection<D> {
                         tracing::warn!(peer = ?self.conn_info.peer, %reason, "closing connection: protocol error");
                         return Err(self.close(cx, Some((code, reason))));
                     }
-                    if self.shared.lock().outbox.buffered() > HIGH_WATER {
+                    if self.outbox_full.replace(false)
+                        && self.shared.lock().outbox.buffered() > HIGH_WATER
+                    {
                         return Ok(true);
                     }
                 }
