@@ -5,8 +5,8 @@
 //! answered, not fatal.
 
 use crate::raw::{
-    case, concat, echo_message, expect_closed, frame, goaway, open, open_body, read_until_closed,
-    server_frames, ServerFrame, ECHO_PATH, END, GOAWAY, OPEN, PREFACE,
+    case, concat, connect, echo_message, expect_closed, frame, goaway, open, open_body,
+    read_until_closed, send, server_frames, ServerFrame, ECHO_PATH, END, GOAWAY, OPEN, PREFACE,
 };
 use crate::support::{bounded, fresh_call, start_echo, EchoImpl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,19 +72,14 @@ fn open_raw(call_id: u32, path: &[u8], block: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_but_legal_frames_are_ignored() {
     let server = start_echo(EchoImpl::default());
-    let mut stream = bounded("connect", TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
+    let mut stream = connect(server.addr).await;
     let mut got = Vec::new();
     // Call 1, answered: the calls below then name a finished call.
-    stream
-        .write_all(&concat(&[
-            PREFACE,
-            &open(1, ECHO_PATH, &[]),
-            &echo_message(1, 1, b"a"),
-        ]))
-        .await
-        .expect("write");
+    send(
+        &mut stream,
+        &[PREFACE, &open(1, ECHO_PATH, &[]), &echo_message(1, 1, b"a")],
+    )
+    .await;
     assert_eq!(end_code(&until_end(&mut stream, &mut got, 1).await, 1), 0);
     let max = u32::MAX.to_be_bytes();
     let client_goaway = concat(&[
@@ -92,8 +87,9 @@ async fn odd_but_legal_frames_are_ignored() {
         &0u32.to_be_bytes(),
         &0u16.to_be_bytes(),
     ]);
-    stream
-        .write_all(&concat(&[
+    send(
+        &mut stream,
+        &[
             &frame(WINDOW, 0, 0, &max),
             &frame(WINDOW, 0, 1, &max),
             &frame(WINDOW, 0, 99, &max),
@@ -111,9 +107,9 @@ async fn odd_but_legal_frames_are_ignored() {
             // Still served after all of it, with an id above every id named so far.
             &open(100, ECHO_PATH, &[]),
             &echo_message(100, 100, b"still served"),
-        ]))
-        .await
-        .expect("write");
+        ],
+    )
+    .await;
     let frames = until_end(&mut stream, &mut got, 100).await;
     assert_eq!(end_code(&frames, 100), 0, "{frames:?}");
     let answered: Vec<u32> = frames.iter().map(|f| f.call_id).collect();
@@ -122,16 +118,17 @@ async fn odd_but_legal_frames_are_ignored() {
         "frames for calls never opened were answered: {frames:?}"
     );
     // A CANCEL for a call opened and waiting for its MESSAGE forgets it; its id stays used.
-    stream
-        .write_all(&concat(&[
+    send(
+        &mut stream,
+        &[
             &open(101, ECHO_PATH, &[]),
             &frame(CANCEL, 0, 101, &[]),
             &echo_message(101, 101, b"after cancel"),
             &open(102, ECHO_PATH, &[]),
             &echo_message(102, 102, b"next"),
-        ]))
-        .await
-        .expect("write");
+        ],
+    )
+    .await;
     let frames = until_end(&mut stream, &mut got, 102).await;
     assert!(
         !frames.iter().any(|f| f.call_id == 101),
@@ -146,18 +143,17 @@ async fn odd_but_legal_frames_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_at_the_limit_is_served_and_one_byte_over_is_refused() {
     let server = start_echo(EchoImpl::default());
-    let mut stream = bounded("connect", TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
+    let mut stream = connect(server.addr).await;
     let mut got = Vec::new();
-    stream
-        .write_all(&concat(&[
+    send(
+        &mut stream,
+        &[
             PREFACE,
             &open_raw(1, ECHO_PATH, &metadata_block_of(METADATA_LIMIT)),
             &echo_message(1, 1, b"at the limit"),
-        ]))
-        .await
-        .expect("write");
+        ],
+    )
+    .await;
     let frames = until_end(&mut stream, &mut got, 1).await;
     assert_eq!(end_code(&frames, 1), 0, "{frames:?}");
     let over = concat(&[
@@ -171,13 +167,11 @@ async fn metadata_at_the_limit_is_served_and_one_byte_over_is_refused() {
     )
     .await;
     // The first connection lives on.
-    stream
-        .write_all(&concat(&[
-            &open(2, ECHO_PATH, &[]),
-            &echo_message(2, 2, b"again"),
-        ]))
-        .await
-        .expect("write");
+    send(
+        &mut stream,
+        &[&open(2, ECHO_PATH, &[]), &echo_message(2, 2, b"again")],
+    )
+    .await;
     assert_eq!(end_code(&until_end(&mut stream, &mut got, 2).await, 2), 0);
     fresh_call(server.addr, 1).await;
     server.stop().await;
@@ -186,22 +180,21 @@ async fn metadata_at_the_limit_is_served_and_one_byte_over_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_of_65535_bytes_is_answered() {
     let server = start_echo(EchoImpl::default());
-    let mut stream = bounded("connect", TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
+    let mut stream = connect(server.addr).await;
     let mut path = b"/sockrpc.test.Echo/".to_vec();
     path.resize(usize::from(u16::MAX), b'x');
     let mut got = Vec::new();
-    stream
-        .write_all(&concat(&[
+    send(
+        &mut stream,
+        &[
             PREFACE,
             &frame(OPEN, 0, 1, &open_body(&path, &[])),
             &echo_message(1, 1, b"long path"),
             &open(2, ECHO_PATH, &[]),
             &echo_message(2, 2, b"short path"),
-        ]))
-        .await
-        .expect("write");
+        ],
+    )
+    .await;
     let frames = until_end(&mut stream, &mut got, 2).await;
     assert_eq!(end_code(&frames, 1), UNIMPLEMENTED, "{frames:?}");
     assert_eq!(end_code(&frames, 2), 0, "{frames:?}");
@@ -219,29 +212,29 @@ async fn a_unary_call_half_closed_without_its_message_is_answered_at_once() {
     // like an OPEN with END_STREAM, well before the 30 s an OPEN may wait for its message; a
     // second END for it and a late MESSAGE are then ignored.
     let server = start_echo(EchoImpl::default());
-    let mut stream = bounded("connect", TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
+    let mut stream = connect(server.addr).await;
     let mut got = Vec::new();
-    stream
-        .write_all(&concat(&[
+    send(
+        &mut stream,
+        &[
             PREFACE,
             &open(1, ECHO_PATH, &[]),
             &frame(END, 0, 1, &[0; 14]),
-        ]))
-        .await
-        .expect("write");
+        ],
+    )
+    .await;
     let frames = until_end(&mut stream, &mut got, 1).await;
     assert_eq!(end_code(&frames, 1), UNIMPLEMENTED, "{frames:?}");
-    stream
-        .write_all(&concat(&[
+    send(
+        &mut stream,
+        &[
             &frame(END, 0, 1, &[0; 14]),
             &echo_message(1, 1, b"too late"),
             &open(2, ECHO_PATH, &[]),
             &echo_message(2, 2, b"next"),
-        ]))
-        .await
-        .expect("write");
+        ],
+    )
+    .await;
     let frames = until_end(&mut stream, &mut got, 2).await;
     assert_eq!(end_code(&frames, 2), 0, "{frames:?}");
     let ends_for_1 = frames.iter().filter(|f| f.call_id == 1).count();
@@ -253,9 +246,7 @@ async fn a_unary_call_half_closed_without_its_message_is_answered_at_once() {
 async fn a_call_sent_one_byte_at_a_time_is_answered() {
     // Every frame split at every byte boundary, with gaps (well within the frame timeout).
     let server = start_echo(EchoImpl::default());
-    let mut stream = bounded("connect", TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
+    let mut stream = connect(server.addr).await;
     stream.set_nodelay(true).expect("nodelay");
     let bytes = concat(&[
         PREFACE,
@@ -280,9 +271,7 @@ async fn a_ping_flood_is_cut_off_with_too_many_pings() {
     for i in 0..10_000u64 {
         flood.extend_from_slice(&frame(6, 0, 0, &i.to_be_bytes()));
     }
-    let mut stream = bounded("connect", TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
+    let mut stream = connect(server.addr).await;
     // The server closes after a few PINGs: the rest of the write may fail.
     let _ = stream.write_all(&flood).await;
     let (got, _) = read_until_closed(&mut stream, "PING flood").await;
@@ -307,9 +296,7 @@ async fn opens_past_the_call_cap_are_refused_and_the_first_still_served() {
     const OPENS: u32 = 5_000;
     const CAP: u32 = 4_096;
     let server = start_echo(EchoImpl::default());
-    let mut stream = bounded("connect", TcpStream::connect(server.addr))
-        .await
-        .expect("connect");
+    let mut stream = connect(server.addr).await;
     let mut bytes = PREFACE.to_vec();
     for call_id in 1..=OPENS {
         bytes.extend_from_slice(&open(call_id, ECHO_PATH, &[]));

@@ -8,13 +8,12 @@ use crate::memory::{
     assert_growth, child_server, parent_runtime, peak_of, warm_baseline, CHILD_ENV, MIB,
 };
 use crate::raw::{
-    echo_message, frame, read_while_open, server_frames, ECHO_PATH, END, OPEN, PREFACE,
+    connect, echo_message, frame, read_while_open, server_frames, ECHO_PATH, END, OPEN, PREFACE,
 };
-use crate::support::{bounded, fresh_call, Witness};
+use crate::support::{fresh_call, Witness};
 use sockrpc_tests::child::{test_name, ChildServer};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// OPENs sent, fewer than the default call cap (4096): none is refused for the cap.
 const OPENS: u32 = 1000;
@@ -56,9 +55,7 @@ fn pending_opens_with_large_metadata_stay_bounded() {
         for call_id in 1..=OPENS {
             opens.extend_from_slice(&open_with_many_entries(call_id));
         }
-        let mut stream = bounded("connect", TcpStream::connect(child.addr))
-            .await
-            .expect("connect");
+        let mut stream = connect(child.addr).await;
         // 16 MiB: the server answers some OPENs meanwhile (a refusal is a few bytes), so the
         // write cannot stall on a full receive buffer of ours.
         tokio::time::timeout(Duration::from_secs(60), stream.write_all(&opens))

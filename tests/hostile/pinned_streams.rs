@@ -6,12 +6,13 @@
 //! server in a child process (`memory.rs`'s).
 
 use crate::memory::{assert_growth, child_server, parent_runtime, warm_baseline, CHILD_ENV, MIB};
-use crate::raw::{concat, frame, header, open_body, read_while_open, ECHO_PATH, MESSAGE, OPEN};
-use crate::support::{bounded, fresh_call, Witness};
+use crate::raw::{
+    concat, connect, frame, header, open_body, read_while_open, ECHO_PATH, MESSAGE, OPEN,
+};
+use crate::support::{fresh_call, Witness};
 use sockrpc_tests::child::{memory_of, test_name, ChildServer};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// The OPEN flag for a streamed request (docs/PROTOCOL.md, *Flags*).
 const STREAM: u8 = 0x02;
@@ -36,9 +37,7 @@ fn streaming_opens_do_not_pin_large_read_buffers() {
     parent_runtime().block_on(async {
         let before = warm_baseline(&child).await;
         let witness = Witness::start(child.addr).await;
-        let mut stream = bounded("connect", TcpStream::connect(child.addr))
-            .await
-            .expect("connect");
+        let mut stream = connect(child.addr).await;
         stream.write_all(crate::raw::PREFACE).await.expect("write");
         let large = vec![0x5A; LARGE];
         let metadata: &[(&[u8], &[u8])] = &[(b"k", b"v")];

@@ -139,6 +139,20 @@ pub(crate) enum Closed {
     Error,
 }
 
+/// A raw connection to `addr`, within [`BOUND`].
+pub(crate) async fn connect(addr: SocketAddr) -> TcpStream {
+    crate::support::bounded("connect", TcpStream::connect(addr))
+        .await
+        .expect("connect")
+}
+
+/// Writes `parts` back to back in one write, within [`BOUND`].
+pub(crate) async fn send(stream: &mut TcpStream, parts: &[&[u8]]) {
+    crate::support::bounded("write", stream.write_all(&concat(parts)))
+        .await
+        .expect("write");
+}
+
 /// Reads until the server closes the connection; fails the test if that takes longer than
 /// [`BOUND`] or the server sends more than 1 MiB.
 pub(crate) async fn read_until_closed(stream: &mut TcpStream, what: &str) -> (Vec<u8>, Closed) {

@@ -7,7 +7,7 @@
 use crate::memory::{
     assert_growth, child_server, parent_runtime, peak_of, warm_baseline, CHILD_ENV, MIB,
 };
-use crate::raw::{frame, open, END, END_STREAM, MESSAGE, PREFACE};
+use crate::raw::{connect, frame, open, END, END_STREAM, MESSAGE, PREFACE};
 use crate::support::{bounded, fresh_call, Witness};
 use prost::Message as _;
 use sockrpc_tests::child::{test_name, ChildServer};
@@ -98,9 +98,7 @@ fn answers_a_client_does_not_read_stay_bounded() {
             calls.extend_from_slice(&open(call_id, GROW_PATH, &[]));
             calls.extend_from_slice(&frame(MESSAGE, END_STREAM, call_id, &grow));
         }
-        let mut stream = bounded("connect", TcpStream::connect(child.addr))
-            .await
-            .expect("connect");
+        let mut stream = connect(child.addr).await;
         bounded("write the calls", stream.write_all(&calls))
             .await
             .expect("write");
