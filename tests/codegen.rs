@@ -21,10 +21,7 @@ use sockrpc_tests::shared::opentelemetry::proto::collector::trace::v1::{
 };
 use sockrpc_tests::shared::opentelemetry::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Bound on every single step of these tests.
 const STEP: Duration = Duration::from_secs(10);
@@ -181,42 +178,10 @@ impl TraceService for Collector {
     }
 }
 
-/// A running server on `127.0.0.1:0`; stopped (and checked to have returned `Ok`) by `stop`.
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(STEP, self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task did not panic");
-        result.expect("server returned an error");
-    }
-}
+use sockrpc_tests::serve::Running;
 
 fn start(builder: sockrpc::service::ServerBuilder<tower::layer::util::Identity>) -> Running {
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
-            .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
-        builder.serve_with_listener_and_shutdown(listener, async move {
-            let _ = stopped.await;
-        }),
-    );
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+    Running::start(builder)
 }
 
 async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {

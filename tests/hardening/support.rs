@@ -7,8 +7,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::layer::util::Identity;
 
@@ -18,46 +16,26 @@ pub(crate) const BOUND: Duration = Duration::from_secs(5);
 
 pub(crate) use sockrpc_tests::panics::quiet_deliberate_panics;
 
-/// A server on `127.0.0.1:0`, built by the test.
+/// A server on `127.0.0.1:0`, built by the test (`sockrpc_tests::serve`).
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    server: sockrpc_tests::serve::Running,
 }
 
 impl Running {
     /// Serves `builder` (services mounted, settings made) on a fresh loopback port.
     pub(crate) fn start(builder: ServerBuilder<Identity>) -> Running {
         quiet_deliberate_panics();
-        let listener = sockrpc::transport::bind_tcp(
-            "127.0.0.1:0".parse().expect("address"),
-            &Default::default(),
-        )
-        .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(
-            builder.serve_with_listener_and_shutdown(listener, async move {
-                let _ = stopped.await;
-            }),
-        );
+        let server = sockrpc_tests::serve::Running::start(builder);
         Running {
-            addr,
-            stop: Some(stop),
-            task,
+            addr: server.addr,
+            server,
         }
     }
 
-    /// Shuts the server down and checks it returned cleanly.
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(Duration::from_secs(40), self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task did not panic");
-        result.expect("server returned an error");
+    /// Shuts the server down and checks it returned cleanly (a drain may take a while).
+    pub(crate) async fn stop(self) {
+        self.server.stop_within(Duration::from_secs(40)).await;
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod child;
 pub mod panics;
+pub mod serve;
 
 /// `proto/helloworld/helloworld.proto`.
 pub mod helloworld {

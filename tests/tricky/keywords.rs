@@ -16,6 +16,41 @@ use crate::support::{bounded, channel, collect, msg, start, start_all, tagged};
 /// Every rpc of `Keywords` tags its answer with its proto name.
 pub(crate) struct Kw;
 
+/// The unary `Keywords` rpcs, method name and proto name, handed to `$then`: the server's
+/// implementation and the client's checks come from this one list.
+macro_rules! keyword_rpcs {
+    ($then:ident $(, $arg:expr)?) => {
+        $then! {
+            $($arg,)?
+            r#type => "Type",
+            r#match => "Match",
+            self_ => "Self",
+            super_ => "Super",
+            r#async => "Async",
+            r#fn => "Fn",
+            r#dyn => "Dyn",
+            r#gen => "Gen",
+            new_rpc => "New",
+            connect_rpc => "Connect",
+            with_interceptor_rpc => "WithInterceptor",
+            into_inner_rpc => "IntoInner",
+            clone_rpc => "Clone",
+            call => "Call",
+            ready => "Ready",
+            poll_ready => "PollReady",
+            from_arc => "FromArc",
+            unary => "Unary",
+            streaming => "Streaming",
+            default => "Default",
+            drop => "Drop",
+            into_rpc => "Into",
+            try_into_rpc => "TryInto",
+            to_owned_rpc => "ToOwned",
+            clone_into_rpc => "CloneInto",
+        }
+    };
+}
+
 /// The unary `Keywords` rpcs, each answering [`tagged`] with its proto name.
 macro_rules! unary_tagged {
     ($($method:ident => $rpc:literal),* $(,)?) => {
@@ -28,33 +63,7 @@ macro_rules! unary_tagged {
 }
 
 impl Keywords for Kw {
-    unary_tagged! {
-        r#type => "Type",
-        r#match => "Match",
-        self_ => "Self",
-        super_ => "Super",
-        r#async => "Async",
-        r#fn => "Fn",
-        r#dyn => "Dyn",
-        r#gen => "Gen",
-        new_rpc => "New",
-        connect_rpc => "Connect",
-        with_interceptor_rpc => "WithInterceptor",
-        into_inner_rpc => "IntoInner",
-        clone_rpc => "Clone",
-        call => "Call",
-        ready => "Ready",
-        poll_ready => "PollReady",
-        from_arc => "FromArc",
-        unary => "Unary",
-        streaming => "Streaming",
-        default => "Default",
-        drop => "Drop",
-        into_rpc => "Into",
-        try_into_rpc => "TryInto",
-        to_owned_rpc => "ToOwned",
-        clone_into_rpc => "CloneInto",
-    }
+    keyword_rpcs!(unary_tagged);
 
     type LoopStream = BoxStream<'static, Result<Msg, Status>>;
 
@@ -111,34 +120,7 @@ async fn keyword_and_helper_named_rpcs_reach_their_methods() {
     let mut client = KeywordsClient::connect(format!("tcp://{}", server.addr))
         .await
         .expect("connect");
-    check_tagged! {
-        client,
-        r#type => "Type",
-        r#match => "Match",
-        self_ => "Self",
-        super_ => "Super",
-        r#async => "Async",
-        r#fn => "Fn",
-        r#dyn => "Dyn",
-        r#gen => "Gen",
-        new_rpc => "New",
-        connect_rpc => "Connect",
-        with_interceptor_rpc => "WithInterceptor",
-        into_inner_rpc => "IntoInner",
-        clone_rpc => "Clone",
-        call => "Call",
-        ready => "Ready",
-        poll_ready => "PollReady",
-        from_arc => "FromArc",
-        unary => "Unary",
-        streaming => "Streaming",
-        default => "Default",
-        drop => "Drop",
-        into_rpc => "Into",
-        try_into_rpc => "TryInto",
-        to_owned_rpc => "ToOwned",
-        clone_into_rpc => "CloneInto",
-    }
+    keyword_rpcs!(check_tagged, client);
 
     // Server streaming through a keyword-named rpc.
     let answers = bounded("Loop", client.r#loop(msg("l", 3)))

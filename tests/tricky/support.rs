@@ -1,7 +1,6 @@
 //! The server every tricky service runs on, and the helpers the tests share.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use sockrpc::{Request, Response, Streaming};
 use sockrpc_tests::tricky::a::b::v1::nested_server::NestedServer;
@@ -15,8 +14,6 @@ use t::server_server::ServerServer;
 use t::service_server::ServiceServer;
 use t::snake_service_server::SnakeServiceServer;
 use t::Msg;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::keywords::Kw;
 use crate::odd_services::{Hollow, NoPackage, Snake};
@@ -41,44 +38,14 @@ pub(crate) fn tagged(rpc: &str, request: Request<Msg>) -> Response<Msg> {
     Response::new(msg(&format!("{rpc}:{}", request.text), request.n + 1))
 }
 
-/// A running server on `127.0.0.1:0`; stopped (and checked to have returned `Ok`) by `stop`.
-pub(crate) struct Running {
-    pub(crate) addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
+/// A running server on `127.0.0.1:0` (`sockrpc_tests::serve`).
+pub(crate) use sockrpc_tests::serve::Running;
 
-impl Running {
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(STEP, self.task)
-            .await
-            .expect("server stops in time")
-            .expect("server task did not panic");
-        result.expect("server returned an error");
-    }
-}
-
+/// Serves `builder` on a fresh loopback port.
 pub(crate) fn start(
     builder: sockrpc::service::ServerBuilder<tower::layer::util::Identity>,
 ) -> Running {
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
-            .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
-        builder.serve_with_listener_and_shutdown(listener, async move {
-            let _ = stopped.await;
-        }),
-    );
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+    Running::start(builder)
 }
 
 /// Every tricky service on one server.
