@@ -11,7 +11,7 @@
 //! new unary OPENs while its waiting calls hold more than [`PENDING_OPEN_BUDGET`].
 
 use foldhash::HashMap;
-use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath};
+use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath, PathCache};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -98,7 +98,11 @@ impl Opened {
     /// for a large frame read together with the OPEN.
     pub(super) fn unshare(&mut self) {
         if !self.unshared {
-            self.path = self.path.unshared();
+            // The decoder's `PathCache` hands out paths of up to `MAX_PATH` bytes in storage of
+            // their own already; only a longer one is a slice of the read buffer.
+            if self.path.as_bytes().len() > PathCache::MAX_PATH {
+                self.path = self.path.unshared();
+            }
             self.metadata.unshare();
             self.unshared = true;
         }
