@@ -6,6 +6,8 @@ use sockrpc::codegen::prost_types::value::Kind;
 use sockrpc::codegen::prost_types::{Any, Duration, FieldMask, Struct, Timestamp, Value};
 use sockrpc::{Request, Response, Status, Streaming};
 use sockrpc_tests::tricky::sockrpc::test::tricky as t;
+// The service is deprecated as a whole, and so is its client.
+#[allow(deprecated)]
 use t::server_client::ServerClient;
 use t::server_server::Server;
 use t::Msg;

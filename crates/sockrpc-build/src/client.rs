@@ -19,6 +19,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let methods: String = service.methods.iter().map(method).collect();
     let mod_attributes = Options::attributes(&options.client_mod_attributes, &service.full_name);
     let attributes = Options::attributes(&options.client_attributes, &service.full_name);
+    let deprecated = deprecated_attr(service.deprecated);
 
     // `write!` into a String cannot fail.
     let _ = write!(
@@ -28,7 +29,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
 {mod_attributes}pub mod {module} {{
     #![allow({LINT_ALLOWS})]
     {docs}
-    {attributes}#[derive(::core::fmt::Debug, ::core::clone::Clone)]
+    {attributes}{deprecated}#[derive(::core::fmt::Debug, ::core::clone::Clone)]
     pub struct {client}<{t} = ::sockrpc::codegen::Channel> {{
         inner: ::sockrpc::codegen::Client<{t}>,
     }}
@@ -165,16 +166,16 @@ fn method(m: &MethodModel) -> String {
         }}
 "#,
         docs = doc_attrs(&m.comments),
-        deprecated = deprecated_attr(m),
+        deprecated = deprecated_attr(m.deprecated),
         name = m.ident,
         path = m.path,
         idempotency = m.idempotency,
     )
 }
 
-/// `#[deprecated]` for an rpc marked `option deprecated = true`.
-pub(crate) fn deprecated_attr(m: &MethodModel) -> &'static str {
-    if m.deprecated {
+/// `#[deprecated]` for an item marked `option deprecated = true` (an rpc, or a whole service).
+pub(crate) fn deprecated_attr(deprecated: bool) -> &'static str {
+    if deprecated {
         "#[deprecated]"
     } else {
         ""

@@ -76,8 +76,8 @@ pub(crate) struct MethodModel {
     pub(crate) idempotency: &'static str,
     /// Comments from the .proto (empty when `disable_comments` covers the rpc).
     pub(crate) comments: Comments,
-    /// Marked `option deprecated = true`: the client method and trait method get
-    /// `#[deprecated]`.
+    /// Marked `option deprecated = true`, or in a service marked so: the client method and
+    /// trait method get `#[deprecated]`.
     pub(crate) deprecated: bool,
 }
 
@@ -102,6 +102,10 @@ pub(crate) struct ServiceModel {
     pub(crate) comments: Comments,
     /// The rpcs, in .proto order.
     pub(crate) methods: Vec<MethodModel>,
+    /// Marked `option deprecated = true` as a whole: the client struct gets `#[deprecated]`,
+    /// and so does every rpc (client and trait methods). The server trait and struct do not:
+    /// whoever serves the service must go on serving it to the callers it still has.
+    pub(crate) deprecated: bool,
 }
 
 impl ServiceModel {
@@ -115,8 +119,10 @@ impl ServiceModel {
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut stream_types: HashMap<String, String> = HashMap::new();
         let mut methods = Vec::with_capacity(service.methods.len());
+        let deprecated = service.options.deprecated.unwrap_or(false);
         for method in service.methods {
             let mut model = MethodModel::new(method, &full_name);
+            model.deprecated |= deprecated;
             let method_name = format!("{full_name}.{}", model.proto_name);
             if !options.comments_for(&method_name) {
                 model.comments = no_comments();
@@ -154,6 +160,7 @@ impl ServiceModel {
             full_name,
             comments,
             methods,
+            deprecated,
         })
     }
 }

@@ -53,6 +53,15 @@
 //! descriptors of its files and their imports, for server reflection
 //! (`sockrpc-reflection`) and tools that encode messages at run time.
 //!
+//! `option deprecated = true` on an rpc marks its client method and its
+//! server trait method `#[deprecated]` (tonic-build marks the client method
+//! only). On a whole service it marks the client struct and every rpc's
+//! client and trait methods (tonic-build marks nothing for a deprecated
+//! service); the server trait and struct stay unmarked, since whoever serves
+//! the service must go on serving it. Naming the client or calling an rpc
+//! warns, implementing the trait does not; the generated modules allow
+//! `deprecated` for their own uses, so they build under `#![deny(warnings)]`.
+//!
 //! Leading and trailing comments on services and rpcs become doc comments.
 //! Code blocks in them are rendered as text so they never run as doctests
 //! (fenced, indented, in block quotes and list items; a comment whose Markdown

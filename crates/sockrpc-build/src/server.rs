@@ -204,7 +204,7 @@ fn trait_method(m: &MethodModel, default_stubs: bool) -> String {
         > + ::core::marker::Send{body}
 "#,
         docs = doc_attrs(&m.comments),
-        deprecated = deprecated_attr(m),
+        deprecated = deprecated_attr(m.deprecated),
         name = m.ident,
     )
 }
