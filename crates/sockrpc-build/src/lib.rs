@@ -66,8 +66,12 @@
 //! Code blocks in them are rendered as text so they never run as doctests
 //! (fenced, indented, in block quotes and list items; a comment whose Markdown
 //! can't be followed is kept verbatim in one text block). Comments on
-//! messages, fields and enums are prost-build's, built with its
-//! `cleanup-markdown` feature, which tags their code blocks likewise.
+//! messages, fields, oneofs and enums are prost-build's, built with its
+//! `cleanup-markdown` feature, which tags indented blocks `text` but turns a
+//! ```` ```rust ```` block into a `compile_fail` doctest (failing `cargo test
+//! --doc` whenever the snippet compiles): every fenced block in them is
+//! tagged `text` before prost-build reads them, so none runs either (it
+//! writes them as `text,text`).
 //!
 //! # Identifier rules
 //!
@@ -119,6 +123,7 @@ mod names;
 mod prost_modules;
 mod server;
 mod source_comments;
+mod text_code_blocks;
 
 use std::cell::RefCell;
 use std::io;
@@ -311,7 +316,11 @@ impl Builder {
         let prost_modules = prost_modules::message_modules(&fds);
         let source_comments = source_comments::SourceComments::collect(&fds);
         let mut config = self.prost_config(prost_modules, source_comments, Rc::clone(&errors));
-        config.compile_fds(fds.clone())?;
+        // prost-build renders the comments of messages, fields and enums: their code blocks
+        // are made text first (services and rpcs use `source_comments`, taken above).
+        let mut prost_fds = fds.clone();
+        text_code_blocks::text_code_blocks(&mut prost_fds);
+        config.compile_fds(prost_fds)?;
         let out_dir = match &self.out_dir {
             Some(out_dir) => out_dir.clone(),
             None => std::env::var_os("OUT_DIR")

@@ -1,11 +1,12 @@
 //! The comments of services and rpcs exactly as written in the `.proto`.
 //!
 //! prost-build is built with its `cleanup-markdown` feature, so that the comments it renders on
-//! messages, fields and enums have their code blocks tagged and never run as doctests. The
+//! messages, fields and enums have their code blocks tagged (all of them as text, once
+//! `text_code_blocks.rs` has retagged the fenced ones) and never run as doctests. The
 //! [`Comments`] it hands the service generator have been through the same Markdown round trip,
 //! which re-wraps and re-escapes them; `comments.rs` renders service and rpc comments itself
-//! and wants them as written. They come from the descriptors' source info instead, found here
-//! by the item's full name.
+//! and wants them as written. They come from the descriptors' source info instead (taken before
+//! the retagging), found here by the item's full name.
 
 use std::collections::HashMap;
 

@@ -1,0 +1,169 @@
+//! Code blocks in the comments prost-build renders (messages, fields, oneofs, enums and their
+//! values) become text, as `comments.rs` makes them in service and rpc comments.
+//!
+//! prost-build's `cleanup-markdown` tags a fenced block ```` ```js ```` as `text,js` and an
+//! indented block as `text`, but a ```` ```rust ```` block as `compile_fail`: a doctest, which
+//! fails `cargo test --doc` in the user's crate whenever the snippet compiles (and, when it does
+//! not, checks nothing anyone asked for). A `.proto` comment's code was not written against the
+//! user's crate, whatever language it names. So before prost-build sees the comments, the info
+//! string of every fenced block is replaced by `text`; its cleanup then writes `text,text`,
+//! which rustdoc shows as plain text and never runs. A comment whose blocks cannot all be
+//! rewritten so is handed on as one fenced text block holding it as written.
+
+use std::ops::Range;
+
+use prost_types::FileDescriptorSet;
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag};
+
+/// The info string every fenced block gets.
+const TEXT: &str = "text";
+
+/// Rewrites the leading and trailing comments of every item in `fds` so that each fenced code
+/// block in them is tagged `text`. Files without source info are left as they are.
+pub(crate) fn text_code_blocks(fds: &mut FileDescriptorSet) {
+    let locations = fds
+        .file
+        .iter_mut()
+        .filter_map(|file| file.source_code_info.as_mut())
+        .flat_map(|info| info.location.iter_mut());
+    for location in locations {
+        for comment in [
+            &mut location.leading_comments,
+            &mut location.trailing_comments,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(rewritten) = rewrite(comment) {
+                *comment = rewritten;
+            }
+        }
+    }
+}
+
+/// The parser as prost-build's `cleanup-markdown` runs it on comments, so that the blocks found
+/// here are the blocks it finds.
+fn parser(text: &str) -> impl Iterator<Item = (Event<'_>, Range<usize>)> {
+    Parser::new_ext(text, Options::all() - Options::ENABLE_SMART_PUNCTUATION).into_offset_iter()
+}
+
+/// `comment` with every fenced block's info string replaced by `text`; `None` when there is
+/// nothing to change.
+fn rewrite(comment: &str) -> Option<String> {
+    let mut infos: Vec<Range<usize>> = Vec::new();
+    for (event, range) in parser(comment) {
+        if let Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) = event {
+            if &*info == TEXT {
+                continue;
+            }
+            match info_string(comment, range.start) {
+                Some(info) => infos.push(info),
+                None => return Some(verbatim(comment)),
+            }
+        }
+    }
+    if infos.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(comment.len() + 4 * infos.len());
+    let mut copied = 0;
+    for info in infos {
+        out.push_str(&comment[copied..info.start]);
+        out.push_str(TEXT);
+        copied = info.end;
+    }
+    out.push_str(&comment[copied..]);
+    if all_text(&out) {
+        Some(out)
+    } else {
+        Some(verbatim(comment))
+    }
+}
+
+/// Where the info string of the fence opening at `start` lies: the rest of the fence's line
+/// after its run of backticks or tildes. `None` if no fence opens there.
+fn info_string(text: &str, start: usize) -> Option<Range<usize>> {
+    let line = &text[start..];
+    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+    let rest = &line[indent..];
+    let marker = rest.chars().next().filter(|c| *c == '`' || *c == '~')?;
+    let run = rest.len() - rest.trim_start_matches(marker).len();
+    if run < 3 {
+        return None;
+    }
+    let line_end = start + line.trim_end_matches('\r').len();
+    Some(start + indent + run..line_end)
+}
+
+/// Whether every fenced block in `text` is tagged `text` (indented blocks prost-build tags so
+/// itself).
+fn all_text(text: &str) -> bool {
+    parser(text).all(|(event, _)| match event {
+        Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => &*info == TEXT,
+        _ => true,
+    })
+}
+
+/// `comment` as written, in one fenced text block longer than any run of backticks in it.
+fn verbatim(comment: &str) -> String {
+    let longest = comment.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!(
+        "{fence}{TEXT}\n{}\n{fence}\n",
+        comment.trim_end_matches('\n')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(comment: &str) -> String {
+        rewrite(comment).unwrap_or_else(|| comment.to_owned())
+    }
+
+    #[test]
+    fn every_fence_is_tagged_text() {
+        let comment =
+            " Before.\n\n ```rust\n let x = 1;\n ```\n\n ~~~ rust,no_run\n y();\n ~~~\n\n \
+                       ````\n z();\n ````\n";
+        assert_eq!(
+            rewritten(comment),
+            " Before.\n\n ```text\n let x = 1;\n ```\n\n ~~~text\n y();\n ~~~\n\n ````text\n z();\n ````\n"
+        );
+    }
+
+    #[test]
+    fn fences_in_quotes_and_list_items_too() {
+        let comment =
+            " > ```rust\n > quoted();\n > ```\n\n - item:\n\n   ```rust\n   listed();\n   ```\n";
+        assert_eq!(
+            rewritten(comment),
+            " > ```text\n > quoted();\n > ```\n\n - item:\n\n   ```text\n   listed();\n   ```\n"
+        );
+    }
+
+    #[test]
+    fn comments_without_fences_are_left_alone() {
+        for comment in [
+            " Plain text with `code` and ``` inline.\n",
+            "     indented();\n",
+            " ```text\n already();\n ```\n",
+        ] {
+            assert_eq!(rewrite(comment), None, "{comment:?}");
+        }
+    }
+
+    #[test]
+    fn an_unclosed_fence_is_tagged_to_the_end() {
+        assert_eq!(rewritten(" ```rust\n open();\n"), " ```text\n open();\n");
+    }
+
+    #[test]
+    fn the_fallback_holds_the_comment_in_one_text_block() {
+        let block = verbatim(" a ```` b\n");
+        assert_eq!(block, "`````text\n a ```` b\n`````\n");
+        assert!(all_text(&block));
+    }
+}
