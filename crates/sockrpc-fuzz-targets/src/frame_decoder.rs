@@ -27,8 +27,9 @@ use crate::choose;
 use bytes::BytesMut;
 use sockrpc::protocol::frame::{
     encode_cancel, encode_end_flagged, encode_goaway, encode_headers_with, encode_message_end_ok,
-    encode_message_flagged, encode_open_frame, encode_ping, encode_pong, encode_window,
-    max_frame_len, Frame, OpenFrame, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    encode_message_flagged, encode_open_frame, encode_ping, encode_pong, encode_settings,
+    encode_window, max_frame_len, Frame, OpenFrame, HEADER_LEN, MAX_STATUS_DETAILS,
+    MAX_STATUS_MESSAGE,
 };
 use sockrpc::transport::FrameDecoder;
 use sockrpc::Limits;
@@ -147,6 +148,8 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             reissue,
             encoding,
             fold_end,
+            message,
+            message_compressed,
         } => encode_open_frame(
             dst,
             *call_id,
@@ -157,6 +160,7 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
                 reissue: *reissue,
                 encoding: *encoding,
                 fold_end: *fold_end,
+                message: message.as_ref().map(|m| (&m[..], *message_compressed)),
                 ..OpenFrame::new(path, metadata)
             },
         ),
@@ -212,6 +216,7 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             encode_goaway(dst, *last_call_id, *code, message);
         }
         Frame::Window { call_id, credit } => encode_window(dst, *call_id, *credit),
+        Frame::Settings { capabilities } => encode_settings(dst, *capabilities),
         Frame::Oversized { .. } => return false,
     }
     true

@@ -92,6 +92,13 @@ impl Limits {
         self.max_metadata_size.saturating_add(CONTROL_OVERHEAD)
     }
 
+    /// Largest OPEN body: a control frame's room plus a folded request message
+    /// ([`MAX_FOLDED_MESSAGE`](crate::frame::MAX_FOLDED_MESSAGE)).
+    pub fn max_open_frame(&self) -> usize {
+        self.max_control_frame()
+            .saturating_add(crate::frame::MAX_FOLDED_MESSAGE)
+    }
+
     /// Largest MESSAGE body that is skipped rather than treated as an attack.
     pub fn max_skippable_message(&self) -> usize {
         self.max_message_size

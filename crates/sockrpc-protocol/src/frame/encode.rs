@@ -2,8 +2,8 @@
 
 use super::{
     FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK, FLAG_END_STREAM, FLAG_FOLD_END,
-    FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS,
-    MAX_STATUS_MESSAGE,
+    FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_SETTINGS,
+    FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use crate::encoding::ENCODING_FIELDS_LEN;
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
@@ -82,6 +82,10 @@ pub struct OpenFrame<'a> {
     pub encoding: Option<EncodingFields>,
     /// `FLAG_FOLD_END`: the client reads an OK end folded into the answer's MESSAGE.
     pub fold_end: bool,
+    /// `FLAG_MESSAGE` (with `FLAG_END_STREAM`): the call's one request message, folded into
+    /// the OPEN, and whether it is compressed (`FLAG_MESSAGE_COMPRESSED`). Only toward a server
+    /// that announced `CAP_FOLDED_REQUEST`, and at most `MAX_FOLDED_MESSAGE` bytes.
+    pub message: Option<(&'a [u8], bool)>,
 }
 
 impl<'a> OpenFrame<'a> {
@@ -96,6 +100,7 @@ impl<'a> OpenFrame<'a> {
             reissue: None,
             encoding: None,
             fold_end: false,
+            message: None,
         }
     }
 }
@@ -155,12 +160,13 @@ pub fn encode_reissue(
 }
 
 /// Writes an OPEN frame with every field given; the encoding fields, when present, follow
-/// the metadata block (`FLAG_ENCODING`).
+/// the metadata block (`FLAG_ENCODING`), and a folded request message ends the body
+/// (`FLAG_MESSAGE`).
 ///
 /// ```text
-/// +-------------------------+-----------------+---------------+------+----------+-------------------+
-/// | [instance | udp_call_id]| timeout_us: u64 | path_len: u16 | path | metadata | [encoding fields] |
-/// +-------------------------+-----------------+---------------+------+----------+-------------------+
+/// +-------------------------+-----------------+---------------+------+----------+-------------------+-----------+
+/// | [instance | udp_call_id]| timeout_us: u64 | path_len: u16 | path | metadata | [encoding fields] | [message] |
+/// +-------------------------+-----------------+---------------+------+----------+-------------------+-----------+
 /// ```
 pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>) {
     let path = open.path.as_bytes();
@@ -170,7 +176,8 @@ pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>)
     } else {
         0
     };
-    let len = extra + 8 + 2 + path.len() + metadata_len(open.metadata) + tail;
+    let folded = open.message.map_or(0, |(message, _)| message.len());
+    let len = extra + 8 + 2 + path.len() + metadata_len(open.metadata) + tail + folded;
     let mut flags = 0;
     if open.end_stream {
         flags |= FLAG_END_STREAM;
@@ -186,6 +193,12 @@ pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>)
     }
     if open.fold_end {
         flags |= FLAG_FOLD_END;
+    }
+    if let Some((_, compressed)) = open.message {
+        flags |= FLAG_MESSAGE | FLAG_END_STREAM;
+        if compressed {
+            flags |= FLAG_MESSAGE_COMPRESSED;
+        }
     }
     dst.reserve(HEADER_LEN + len);
     put_header(dst, len, FrameKind::Open, flags, call_id);
@@ -204,6 +217,24 @@ pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>)
     if let Some(encoding) = &open.encoding {
         encoding.put(dst);
     }
+    if let Some((message, _)) = open.message {
+        dst.put_slice(message);
+    }
+}
+
+/// Writes SETTINGS: a WINDOW on call 0 with `FLAG_SETTINGS`, whose `u32` is the sender's
+/// capability bits (`CAP_FOLDED_REQUEST`). A server sends it once, right after its preface.
+///
+/// ```text
+/// header: length 4, kind WINDOW, flags SETTINGS (0x20), call id 0
+/// +--------------------+
+/// | capabilities: u32  |
+/// +--------------------+
+/// ```
+pub fn encode_settings(dst: &mut BytesMut, capabilities: u32) {
+    dst.reserve(HEADER_LEN + 4);
+    put_header(dst, 4, FrameKind::Window, FLAG_SETTINGS, 0);
+    dst.put_u32(capabilities);
 }
 
 /// Writes an OPEN frame for a streaming call (`FLAG_STREAM` when the client streams).

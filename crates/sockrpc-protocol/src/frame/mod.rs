@@ -57,6 +57,28 @@ pub const FLAG_FOLD_END: u8 = 0x10;
 /// ended OK with no trailing metadata, as if an END (code OK, empty) followed. Saves a frame
 /// each way on nearly every unary call; sent only on a call whose OPEN had [`FLAG_FOLD_END`].
 pub const FLAG_END_OK: u8 = 0x10;
+/// Flag on OPEN: the body ends with the call's one request message (after the metadata block
+/// and any encoding fields), so a unary call is one frame, not OPEN then MESSAGE. Set with
+/// [`FLAG_END_STREAM`], never with [`FLAG_STREAM`]. A client sends it only to a server whose
+/// SETTINGS announced [`CAP_FOLDED_REQUEST`], and only for a message of at most
+/// [`MAX_FOLDED_MESSAGE`] bytes.
+pub const FLAG_MESSAGE: u8 = 0x20;
+/// Flag on OPEN with [`FLAG_MESSAGE`]: the folded message is compressed, as
+/// [`FLAG_COMPRESSED`] says of a MESSAGE.
+pub const FLAG_MESSAGE_COMPRESSED: u8 = 0x40;
+/// Flag on WINDOW with call id 0: the frame is SETTINGS, its `u32` the sender's capability
+/// bits rather than credit. A version 1 peer that knows no SETTINGS ignores it, as it ignores
+/// every WINDOW on call 0, so a server can send it to any client.
+pub const FLAG_SETTINGS: u8 = 0x20;
+/// Capability bit in a server's SETTINGS: it reads a request message folded into its OPEN
+/// ([`FLAG_MESSAGE`]).
+pub const CAP_FOLDED_REQUEST: u32 = 0x1;
+/// Every capability this crate's server announces.
+pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST;
+/// The largest request message a client folds into its OPEN; a larger one goes in a MESSAGE
+/// of its own. An OPEN may be this much longer than other control frames
+/// ([`Limits::max_open_frame`]).
+pub const MAX_FOLDED_MESSAGE: usize = 16 * 1024;
 
 /// Bytes of messages a sender may have outstanding on one streaming call before the receiver
 /// grants more with WINDOW. A message may be sent whenever less than this is outstanding, so a
@@ -187,6 +209,10 @@ pub enum Frame {
         encoding: Option<EncodingFields>,
         /// `FLAG_FOLD_END`: the client reads an OK end folded into the answer's MESSAGE.
         fold_end: bool,
+        /// `FLAG_MESSAGE`: the call's one request message, folded into its OPEN.
+        message: Option<Bytes>,
+        /// `FLAG_MESSAGE_COMPRESSED`: the folded message is compressed.
+        message_compressed: bool,
     },
     /// Server's leading metadata.
     Headers {
@@ -256,6 +282,12 @@ pub enum Frame {
         /// Bytes the receiver can take beyond what it granted before.
         credit: u32,
     },
+    /// A WINDOW on call 0 with `FLAG_SETTINGS`: what the sender supports beyond version 1's
+    /// base (sent by a server right after its preface).
+    Settings {
+        /// Capability bits ([`CAP_FOLDED_REQUEST`]); bits this crate does not know are ignored.
+        capabilities: u32,
+    },
     /// Not a wire frame: a MESSAGE larger than the receiver's limit, whose body was read and
     /// thrown away so that only its call fails (`ResourceExhausted`), not the connection.
     Oversized {
@@ -310,6 +342,7 @@ impl FrameHeader {
 pub fn check_length(kind: FrameKind, length: u64, limits: &Limits) -> Result<(), FrameError> {
     let limit = match kind {
         FrameKind::Message => limits.max_skippable_message(),
+        FrameKind::Open => limits.max_open_frame(),
         FrameKind::Cancel => 0,
         FrameKind::Ping | FrameKind::Pong => 8,
         FrameKind::Window => 4,
@@ -328,9 +361,7 @@ pub fn check_length(kind: FrameKind, length: u64, limits: &Limits) -> Result<(),
 /// The largest body any frame may announce under `limits`: a longer length prefix is refused
 /// from its first four bytes.
 pub fn max_frame_len(limits: &Limits) -> usize {
-    limits
-        .max_skippable_message()
-        .max(limits.max_control_frame())
+    limits.max_skippable_message().max(limits.max_open_frame())
 }
 
 pub(crate) mod encode;

@@ -2,7 +2,8 @@
 
 use super::{
     Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK,
-    FLAG_END_STREAM, FLAG_FOLD_END, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_STREAM,
+    FLAG_END_STREAM, FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED,
+    FLAG_REISSUE, FLAG_SETTINGS, FLAG_STREAM,
 };
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath, PathCache};
 use bytes::{Buf, Bytes};
@@ -141,6 +142,15 @@ impl Frame {
                 let path = body.path(path_len, paths)?;
                 let metadata = body.metadata(limits)?;
                 let encoding = body.encoding(header.flags)?;
+                let message = if header.flags & FLAG_MESSAGE != 0 {
+                    if !end_stream || header.flags & FLAG_STREAM != 0 {
+                        return Err(body
+                            .malformed("a folded request message needs END_STREAM and no STREAM"));
+                    }
+                    Some(std::mem::take(&mut body.buf))
+                } else {
+                    None
+                };
                 Frame::Open {
                     call_id,
                     timeout: (micros != 0).then(|| Duration::from_micros(micros)),
@@ -151,6 +161,9 @@ impl Frame {
                     reissue,
                     encoding,
                     fold_end: header.flags & FLAG_FOLD_END != 0,
+                    message_compressed: message.is_some()
+                        && header.flags & FLAG_MESSAGE_COMPRESSED != 0,
+                    message,
                 }
             }
             FrameKind::Headers => Frame::Headers {
@@ -200,6 +213,11 @@ impl Frame {
                     last_call_id,
                     code,
                     message: String::from_utf8_lossy(&message).into_owned(),
+                }
+            }
+            FrameKind::Window if call_id == 0 && header.flags & FLAG_SETTINGS != 0 => {
+                Frame::Settings {
+                    capabilities: body.u32()?,
                 }
             }
             FrameKind::Window => Frame::Window {
