@@ -2,7 +2,7 @@
 //! deadline or the STREAM flag, PINGs, and a reader that takes the server's frames one at a time,
 //! so a test can answer what it sees.
 
-use crate::raw::{frame, Closed, ServerFrame, END, GOAWAY, PING, PREFACE};
+use crate::raw::{frame, Closed, ServerFrame, END, GOAWAY, PING, PREFACE, SETTINGS, WINDOW};
 use crate::support::BOUND;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -115,6 +115,10 @@ impl RawConn {
             body: self.buf[12..12 + length].to_vec(),
         };
         self.buf.drain(..12 + length);
+        if frame.kind == WINDOW && frame.call_id == 0 && frame.flags & SETTINGS != 0 {
+            // The server's SETTINGS after its preface: not an answer to anything.
+            return self.parse();
+        }
         Some(frame)
     }
 

@@ -5,6 +5,7 @@
 
 mod edges;
 mod fold;
+mod folded_request;
 mod memory;
 mod pending_memory;
 mod pinned_streams;

@@ -15,6 +15,9 @@ pub(crate) const MESSAGE: u8 = 3;
 pub(crate) const END: u8 = 4;
 pub(crate) const PING: u8 = 6;
 pub(crate) const GOAWAY: u8 = 8;
+pub(crate) const WINDOW: u8 = 9;
+/// The WINDOW flag that makes a call-0 WINDOW the server's SETTINGS.
+pub(crate) const SETTINGS: u8 = 0x20;
 pub(crate) const END_STREAM: u8 = 1;
 pub(crate) const ECHO_PATH: &[u8] = b"/sockrpc.test.Echo/Echo";
 pub(crate) const INTERNAL: u32 = 13;
@@ -90,7 +93,8 @@ pub(crate) struct ServerFrame {
     pub(crate) body: Vec<u8>,
 }
 
-/// Splits what the server sent into its preface and frames; panics on anything malformed.
+/// Splits what the server sent into its preface and frames, leaving out its SETTINGS; panics
+/// on anything malformed.
 pub(crate) fn server_frames(bytes: &[u8]) -> Vec<ServerFrame> {
     if bytes.is_empty() {
         return Vec::new();
@@ -107,6 +111,11 @@ pub(crate) fn server_frames(bytes: &[u8]) -> Vec<ServerFrame> {
         let call_id = u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
         if rest.len() < 12 + length {
             break;
+        }
+        if kind == WINDOW && call_id == 0 && rest[5] & SETTINGS != 0 {
+            // The server's SETTINGS after its preface: not an answer to anything.
+            rest = &rest[12 + length..];
+            continue;
         }
         out.push(ServerFrame {
             kind,

@@ -79,11 +79,11 @@ async fn huge_length_prefixes_are_refused_from_four_bytes() {
             Some("exceeds the limit"),
         ),
         case(
-            "OPEN over the control-frame limit",
+            "OPEN over its limit (control frame and a folded message)",
             concat(&[
                 PREFACE,
                 &header(
-                    (16 * 1024 + sockrpc::protocol::CONTROL_OVERHEAD + 1) as u32,
+                    (sockrpc::protocol::Limits::default().max_open_frame() + 1) as u32,
                     OPEN,
                     0,
                     0,

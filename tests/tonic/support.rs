@@ -175,7 +175,7 @@ impl Running {
     }
 }
 
-/// One MESSAGE frame as the proxy saw it.
+/// One message as the proxy saw it: a MESSAGE frame, or a request folded into its OPEN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Seen {
     pub(crate) call_id: u32,
@@ -186,7 +186,7 @@ pub(crate) struct Seen {
 /// What went through the proxy, by direction.
 #[derive(Debug, Default)]
 pub(crate) struct Wire {
-    /// MESSAGE frames client → server.
+    /// Messages client → server (MESSAGE frames and requests folded into OPEN).
     pub(crate) requests: Vec<Seen>,
     /// MESSAGE frames server → client.
     pub(crate) answers: Vec<Seen>,
@@ -280,8 +280,22 @@ async fn pump(
                     }
                 }
                 Frame::Open {
-                    encoding: Some(_), ..
-                } => wire.opens_with_fields += 1,
+                    call_id,
+                    encoding,
+                    message,
+                    message_compressed,
+                    ..
+                } => {
+                    wire.opens_with_fields += usize::from(encoding.is_some());
+                    // A unary request folded into its OPEN is a request message all the same.
+                    if let Some(body) = message {
+                        wire.requests.push(Seen {
+                            call_id,
+                            compressed: message_compressed,
+                            len: body.len(),
+                        });
+                    }
+                }
                 Frame::Headers {
                     encoding: Some(_), ..
                 } => wire.headers_with_fields += 1,

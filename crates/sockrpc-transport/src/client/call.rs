@@ -134,6 +134,9 @@ fn start_call(
     let id = state.next_call_id(shared)?;
     let alone = state.calls.is_empty();
     let sent_from = state.outbox.position();
+    // A server that announced it reads the request inside the OPEN: one frame, not two.
+    let fold = state.folds_request && message.len() <= frame::MAX_FOLDED_MESSAGE;
+    let compressed = request.message_compressed();
     let buf = state.outbox.buf_mut();
     frame::encode_open_frame(
         buf,
@@ -144,10 +147,13 @@ fn start_call(
             encoding: request.encoding(),
             // The driver reads an OK answer folded into one MESSAGE (`FLAG_END_OK`).
             fold_end: true,
+            message: fold.then_some((&message[..], compressed)),
             ..frame::OpenFrame::new(path, metadata)
         },
     );
-    frame::encode_message_flagged(buf, id, true, request.message_compressed(), message);
+    if !fold {
+        frame::encode_message_flagged(buf, id, true, compressed, message);
+    }
     let slot = state.add_call(shared, id);
     slot.waker = Some(cx.waker().clone());
     slot.sent_from = Some(sent_from);

@@ -324,6 +324,9 @@ impl Driver {
                     stream.outbound.credit(credit);
                 }
             }
+            Frame::Settings { capabilities } => {
+                state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
+            }
             // Servers do not open or cancel calls.
             Frame::Open { .. } | Frame::Cancel { .. } => {}
         }

@@ -179,6 +179,9 @@ struct State {
     /// soonest, and re-arms. A new call wakes the driver only when its deadline comes sooner,
     /// so calls that share one timeout cost the timer nothing.
     soonest_deadline: Option<Instant>,
+    /// The server's SETTINGS announced `CAP_FOLDED_REQUEST`: a unary request message of up to
+    /// `MAX_FOLDED_MESSAGE` bytes goes inside its OPEN (one frame per request, not two).
+    folds_request: bool,
 }
 
 impl State {
@@ -350,6 +353,7 @@ impl ClientConnection {
                 abandoned: false,
                 idle_since: Instant::now(),
                 soonest_deadline: None,
+                folds_request: false,
             }),
             limits,
             peer,

@@ -141,6 +141,9 @@ impl<D: Dispatch> Connection<D> {
     ) -> Connection<D> {
         let mut outbox = Outbox::new(accepted.writer);
         outbox.buf_mut().extend_from_slice(&PREFACE);
+        // What this server reads beyond version 1's base (a folded request message): a client
+        // that knows no SETTINGS ignores it, one that does folds its unary requests from then on.
+        frame::encode_settings(outbox.buf_mut(), frame::SERVER_CAPABILITIES);
         let now = Instant::now();
         Connection {
             dispatch,

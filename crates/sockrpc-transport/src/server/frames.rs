@@ -31,6 +31,8 @@ impl<D: Dispatch> Connection<D> {
                 reissue,
                 encoding,
                 fold_end,
+                message,
+                message_compressed,
             } => {
                 if call_id <= self.last_call_id {
                     return Err((
@@ -54,6 +56,25 @@ impl<D: Dispatch> Connection<D> {
                             self.config.max_concurrent_calls
                         ))),
                     );
+                } else if let Some(message) = message {
+                    // The request message came folded into the OPEN (`FLAG_MESSAGE`): the call
+                    // starts now, as when its MESSAGE follows, and never waits in `opened`.
+                    let max = self.config.limits.max_message_size;
+                    if message.len() > max {
+                        self.answer(
+                            call_id,
+                            Err(Status::resource_exhausted(format!(
+                                "request message of {} bytes exceeds the limit of {max}",
+                                message.len()
+                            ))),
+                        );
+                    } else {
+                        let mut opened = Opened::new(path, metadata, timeout, reissue);
+                        opened.encoding = encoding;
+                        opened.fold_end = fold_end;
+                        opened.compressed = message_compressed;
+                        self.dispatch_call(cx, call_id, opened, RequestBody::Once(message));
+                    }
                 } else if end_stream && !streaming {
                     self.answer(
                         call_id,
@@ -194,7 +215,8 @@ impl<D: Dispatch> Connection<D> {
                 self.awaiting_pong = None;
                 self.timers.due.keepalive = None;
             }
-            // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
+            // A client's GOAWAY, HEADERS, SETTINGS or stray PONG needs no action from the
+            // server.
             _ => {}
         }
         Ok(())
