@@ -38,6 +38,7 @@ mod timer;
 pub mod tls;
 pub mod udp;
 pub mod unix;
+pub mod unix_io;
 
 pub use client::{
     ClientConnection, ConnectionOptions, Keepalive, ResponseFuture, StreamReceiver, StreamSender,
@@ -53,3 +54,4 @@ pub use reader::FrameReader;
 pub use server::{PingPolicy, ServerConfig};
 pub use socket::{bind_tcp, connect_tcp, SocketConfig, SocketOptions};
 pub use unix::{bind_unix, connect_unix};
+pub use unix_io::UnixIo;

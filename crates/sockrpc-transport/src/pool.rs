@@ -295,9 +295,12 @@ async fn connect_one(
         .on_close(on_close);
     let attempt = async {
         let conn = if let Some(path) = &endpoint.unix_path {
-            let stream = crate::connect_unix(path).await.map_err(|err| {
-                Status::unavailable(format!("cannot connect to {endpoint}: {err}"))
-            })?;
+            let stream = crate::connect_unix(path)
+                .await
+                .and_then(crate::UnixIo::from_tokio)
+                .map_err(|err| {
+                    Status::unavailable(format!("cannot connect to {endpoint}: {err}"))
+                })?;
             #[cfg(feature = "tls")]
             if let Some(tls) = &endpoint.tls {
                 return connect_tls(tls, stream, endpoint, options, None).await;

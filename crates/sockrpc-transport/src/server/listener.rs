@@ -21,12 +21,13 @@ use crate::outbox::BoxWriter;
 use crate::socket::SocketConfig;
 use crate::tls::TlsPeer;
 use crate::udp::ReplyCache;
+use crate::UnixIo;
 use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::Code;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -147,7 +148,8 @@ impl Accept for TcpListener {
 impl Accept for UnixListener {
     async fn accept(&self, _socket: &SocketConfig) -> io::Result<Accepted> {
         let (stream, _) = UnixListener::accept(self).await?;
-        let (reader, writer) = UnixStream::into_split(stream);
+        // Registered for reads only: the peer's reads then wake nobody (`unix_io.rs`).
+        let (reader, writer) = UnixIo::from_tokio(stream)?.into_split();
         Ok(Accepted {
             reader: Box::pin(reader),
             writer: Box::pin(writer),
@@ -161,7 +163,7 @@ impl Accept for UnixListener {
     async fn accept_io(&self, _socket: &SocketConfig) -> io::Result<AcceptedIo> {
         let (stream, _) = UnixListener::accept(self).await?;
         Ok(AcceptedIo {
-            io: Box::new(stream),
+            io: Box::new(UnixIo::from_tokio(stream)?),
             peer: None,
             local: None,
             transport: TransportKind::Unix,
