@@ -32,6 +32,7 @@ pub mod outbox;
 mod panic;
 pub mod pool;
 pub mod reader;
+mod readiness;
 pub mod server;
 pub mod socket;
 mod timer;

@@ -1,4 +1,4 @@
-//! A Unix stream socket registered with the runtime for read readiness only.
+//! A Unix stream socket registered with the runtime for read readiness only (`readiness.rs`).
 //!
 //! Why: a Unix stream socket wakes every epoll waiter that asked for `EPOLLOUT` each time its
 //! peer reads from it (the kernel's `unix_write_space` runs whenever a sent buffer is freed, and
@@ -16,6 +16,7 @@
 //! cannot fill tokio's uninitialised `ReadBuf` without `unsafe`, and zeroing a 16 KiB read
 //! buffer per read costs more than copying the few bytes a read returns).
 
+use crate::readiness::register;
 use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -25,17 +26,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-
-/// Registers `socket` with the runtime for `interest` only.
-///
-/// tokio 1.54 deprecated this safe constructor for its unsafe `register_with_interest`, whose
-/// contract is that the object's descriptor stays open and the same for the registration's whole
-/// life. A std `UnixStream` owns its descriptor and never changes it, so the contract holds by
-/// construction; `unsafe` is forbidden in this workspace, hence the deprecated safe form.
-#[allow(deprecated)]
-fn register(socket: StdUnixStream, interest: Interest) -> io::Result<AsyncFd<StdUnixStream>> {
-    AsyncFd::with_interest(socket, interest)
-}
 
 /// Bytes one read asks for at most: as much as the read buffers of the connections take.
 const SCRATCH: usize = 64 * 1024;

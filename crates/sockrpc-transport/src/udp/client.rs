@@ -508,10 +508,9 @@ impl Shared {
         }
         // Without waiting first (the socket is nearly always writable): no readiness future on
         // the way, and none in every call's future; boxed for the rare wait for room.
-        let socket = self.socket.get_ref();
-        let sent = match socket.try_send(datagram) {
+        let sent = match self.socket.get_ref().send(datagram) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                Box::pin(socket.send(datagram)).await
+                Box::pin(self.socket.send_connected(datagram)).await
             }
             sent => sent,
         };

@@ -227,7 +227,7 @@ where
                     tokio::select! {
                         biased;
                         () = &mut shutdown => break,
-                        ready = shared.socket.get_ref().readable() => if let Err(err) = ready {
+                        ready = shared.socket.readable() => if let Err(err) = ready {
                             tracing::debug!(error = %err, "udp socket not readable");
                             tokio::task::yield_now().await;
                         },

@@ -21,17 +21,24 @@
 //! socket) unless it needs the destination address, a server bound to a wildcard address
 //! answering from the address it was reached at ([`BatchSocket::with_destinations`]).
 //!
+//! The socket is registered with the runtime for reads only (`crate::readiness`): a UDP socket
+//! wakes its `EPOLLOUT` waiters as each datagram it sent is handed on, which cost an
+//! `epoll_wait` returning at once and a turn of the runtime per call on each side. Sends go
+//! straight to the socket and wait for room only when its buffer is full.
+//!
 //! Each buffer is 64 KiB: any datagram, or any GRO bundle, is read whole, never cut and misread.
 //! A segmented send carries datagrams of at most [`GSO_MAX_SEGMENT`] bytes, what fits any path
 //! without fragmentation, so no route's MTU can make the kernel refuse it. Where the kernel has
 //! no GSO (or refuses it), datagrams go one per call.
 
+use crate::readiness::{register, wait_writable};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use std::{
     io::{self, IoSliceMut},
     net::{IpAddr, SocketAddr},
     task::{Context, Poll},
 };
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -48,7 +55,8 @@ pub(super) const GSO_MAX_BYTES: usize = 60 * 1024;
 /// A UDP socket with batched reads and segmented writes.
 #[derive(Debug)]
 pub(super) struct BatchSocket {
-    socket: UdpSocket,
+    /// Registered for read readiness only.
+    socket: AsyncFd<std::net::UdpSocket>,
     state: UdpSocketState,
     /// Whether the socket itself has quinn's options (GRO, destination addresses): then every
     /// read goes through quinn, which knows a bundle's segment size. Else a read of one datagram
@@ -117,7 +125,7 @@ impl BatchSocket {
         ))?;
         let state = UdpSocketState::new((&scratch).into())?;
         Ok(BatchSocket {
-            socket,
+            socket: register(socket.into_std()?, Interest::READABLE)?,
             state,
             options: false,
         })
@@ -133,15 +141,34 @@ impl BatchSocket {
             socket2::SockRef::from(&socket).set_recv_tos_v4(false)?;
         }
         Ok(BatchSocket {
-            socket,
+            socket: register(socket.into_std()?, Interest::READABLE)?,
             state,
             options: true,
         })
     }
 
-    /// The socket itself (for sends to a connected peer, addresses, readiness).
-    pub(super) fn get_ref(&self) -> &UdpSocket {
-        &self.socket
+    /// The socket itself (for its addresses, and sends that must not wait).
+    pub(super) fn get_ref(&self) -> &std::net::UdpSocket {
+        self.socket.get_ref()
+    }
+
+    /// Waits until the runtime saw the socket readable (reads clear it when they find it empty).
+    pub(super) async fn readable(&self) -> io::Result<()> {
+        let _ready = self.socket.readable().await?;
+        Ok(())
+    }
+
+    /// Sends `datagram` to the connected peer, waiting only when the socket's buffer is full.
+    pub(super) async fn send_connected(&self, datagram: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.socket.get_ref().send(datagram) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    wait_writable(&self.socket, std::net::UdpSocket::try_clone).await?;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                sent => return sent,
+            }
+        }
     }
 
     /// Reads what is there, without waiting: the number of messages read into `batch`, or
@@ -182,7 +209,9 @@ impl BatchSocket {
 
     /// One plain `recvfrom`: one datagram, whole (the socket has no GRO to join several).
     fn recv_one(&self, bufs: &mut [u8], metas: &mut [RecvMeta]) -> io::Result<usize> {
-        let (len, addr) = self.socket.try_recv_from(&mut bufs[..SLOT])?;
+        let (len, addr) = self.socket.try_io(Interest::READABLE, |socket| {
+            socket.recv_from(&mut bufs[..SLOT])
+        })?;
         let meta = &mut metas[0];
         meta.addr = addr;
         meta.len = len;
@@ -201,9 +230,9 @@ impl BatchSocket {
         let mut iovs: [IoSliceMut<'_>; N] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
         let n = N.min(metas.len());
-        self.socket.try_io(Interest::READABLE, || {
+        self.socket.try_io(Interest::READABLE, |socket| {
             self.state
-                .recv((&self.socket).into(), &mut iovs[..n], &mut metas[..n])
+                .recv(socket.into(), &mut iovs[..n], &mut metas[..n])
         })
     }
 
@@ -214,7 +243,7 @@ impl BatchSocket {
         batch: &mut RecvBatch,
     ) -> Poll<io::Result<usize>> {
         loop {
-            if let Err(err) = std::task::ready!(self.socket.poll_recv_ready(cx)) {
+            if let Err(err) = std::task::ready!(self.socket.poll_read_ready(cx)) {
                 return Poll::Ready(Err(err));
             }
             match self.try_recv(batch) {
@@ -231,33 +260,30 @@ impl BatchSocket {
 
     /// Sends `out`, waiting only when the socket's buffer is full.
     pub(super) async fn send(&self, out: &Transmit<'_>) -> io::Result<()> {
-        if out.segment_size.is_none() && out.src_ip.is_none() {
-            // One datagram, nothing to say about it: a plain sendto.
-            return match self.socket.try_send_to(out.contents, out.destination) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.socket.send_to(out.contents, out.destination).await
-                }
-                sent => sent,
-            }
-            .map(drop);
-        }
+        let plain = out.segment_size.is_none() && out.src_ip.is_none();
         loop {
-            let sent = self
-                .socket
-                .try_io(Interest::WRITABLE, || self.send_now(out));
+            let sent = if plain {
+                // One datagram, nothing to say about it: a plain sendto.
+                self.get_ref()
+                    .send_to(out.contents, out.destination)
+                    .map(drop)
+            } else {
+                self.send_now(out)
+            };
             match sent {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.socket.writable().await?;
+                    wait_writable(&self.socket, std::net::UdpSocket::try_clone).await?;
                 }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 sent => return sent,
             }
         }
     }
 
-    /// Sends `out` without waiting and without asking the runtime whether the socket is
-    /// writable (it may not have seen it yet): for sends that cannot wait, as in a `Drop`.
+    /// Sends `out` without waiting (the runtime is not asked about room: the socket is not
+    /// registered for it): for sends that cannot wait, as in a `Drop`.
     pub(super) fn send_now(&self, out: &Transmit<'_>) -> io::Result<()> {
-        self.state.try_send((&self.socket).into(), out)
+        self.state.try_send(self.get_ref().into(), out)
     }
 }
 
