@@ -21,8 +21,10 @@ pub type BoxWriter = Pin<Box<dyn AsyncWrite + Send + Sync>>;
 pub const HIGH_WATER: usize = 8 * 1024 * 1024;
 
 /// Calls in a batch past which the appender writes the batch itself, so that both ends of the
-/// connection work at once instead of taking turns.
-pub const EARLY_FLUSH: usize = 16;
+/// connection work at once instead of taking turns. 32 since session 11: with 64 calls in
+/// flight, 16 sent four writes per batch, each waking the server for a quarter of it; 8 and 64
+/// were slower (`docs/PERFORMANCE-LOG.md`).
+pub const EARLY_FLUSH: usize = 32;
 
 /// Bytes kept allocated between flushes, so the steady state does not reallocate.
 const KEEP_CAPACITY: usize = 64 * 1024;
