@@ -42,3 +42,55 @@ pub(crate) async fn wait_writable<T: AsRawFd>(
     let _ready = writer.writable().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_full_socket_registered_for_reads_is_woken_when_the_peer_makes_room() {
+        let (ours, mut peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let ours = register(ours, Interest::READABLE).expect("register");
+        // Fill our send buffer (and the peer's receive buffer) until the kernel refuses more;
+        // bounded: a Unix socket buffers a few hundred KiB.
+        let chunk = [7u8; 64 * 1024];
+        let mut sent = 0usize;
+        loop {
+            match ours.get_ref().write(&chunk) {
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => panic!("write: {err}"),
+            }
+            assert!(sent < 64 << 20, "the socket never filled");
+        }
+        // Nobody makes room yet: the wait must not end on its own.
+        let early = tokio::time::timeout(
+            Duration::from_millis(50),
+            wait_writable(&ours, UnixStream::try_clone),
+        )
+        .await;
+        assert!(early.is_err(), "woken without room to write");
+        // The peer drains everything (blocking reads on a plain socket, off the runtime).
+        let drain = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            while got < sent {
+                got += peer.read(&mut buf).expect("read");
+            }
+            peer
+        });
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_writable(&ours, UnixStream::try_clone),
+        )
+        .await
+        .expect("woken once the peer made room")
+        .expect("wait");
+        assert_eq!(ours.get_ref().write(b"x").expect("room to write"), 1);
+        drop(drain.join().expect("drain thread"));
+    }
+}
