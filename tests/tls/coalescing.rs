@@ -71,7 +71,9 @@ async fn a_batch_of_calls_leaves_in_few_tls_records_not_one_per_frame() {
         upstream.load(Ordering::Relaxed),
         downstream.load(Ordering::Relaxed),
     );
-    // 256 calls started at once: 512 request frames (OPEN, MESSAGE) and as many answer frames.
+    // 256 calls started at once: 256 to 512 request frames (one OPEN with its request folded in,
+    // or OPEN then MESSAGE for calls sent before the server's SETTINGS arrived) and about as
+    // many answer frames.
     let calls: Vec<_> = (0..256).map(|_| call(&channel)).collect();
     for result in futures_util::future::join_all(calls).await {
         assert_eq!(result.expect("call"), "Hello tls!");
@@ -79,7 +81,7 @@ async fn a_batch_of_calls_leaves_in_few_tls_records_not_one_per_frame() {
     let up = upstream.load(Ordering::Relaxed) - up_before;
     let down = downstream.load(Ordering::Relaxed) - down_before;
     eprintln!("256 calls: {up} records to the server, {down} back");
-    // The client's outbox writes up to 16 calls' frames at once, the server a read batch's
+    // The client's outbox writes up to 32 calls' frames at once, the server a read batch's
     // answers: each write is one record (up to 16 KiB), never one per frame.
     assert!(up <= 64, "{up} records for 256 calls' requests");
     assert!(down <= 128, "{down} records for 256 calls' answers");

@@ -87,7 +87,8 @@ impl Limits {
         self.max_status_message_size.min(STATUS_MESSAGE_CEILING)
     }
 
-    /// Largest body of any frame other than MESSAGE.
+    /// Largest body of any frame other than MESSAGE and OPEN (OPEN may also carry a folded
+    /// request: [`max_open_frame`](Limits::max_open_frame)).
     pub fn max_control_frame(&self) -> usize {
         self.max_metadata_size.saturating_add(CONTROL_OVERHEAD)
     }

@@ -10,14 +10,24 @@
 //! preempted the peer still working on the call; UDP: an `epoll_wait` that returned at once with
 //! only `EPOLLOUT`, a system call and a turn of the runtime per call on each side).
 //!
-//! So these sockets are registered for `EPOLLIN` alone and written to directly; a write that
+//! So these sockets are registered for `EPOLLIN` alone and written to directly. A write that
 //! finds the buffer full waits through a duplicate of the descriptor registered for `EPOLLOUT`
-//! ([`wait_writable`]), which is dropped (deregistered) once there is room.
+//! ([`Room`]): one per socket however many writers wait, registered with the runtime the socket
+//! was made on (not whichever runtime the waiting writer happens to run on), and dropped once
+//! nobody waits. When no duplicate can be made (the process is out of descriptors: a hostile
+//! peer that stops reading on many connections must not turn that into failed writes), the
+//! writer retries after [`RETRY`] instead.
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::runtime::Handle;
+
+/// How long a writer that could not register for `EPOLLOUT` waits before it tries again.
+pub(crate) const RETRY: Duration = Duration::from_millis(1);
 
 /// Registers `socket` with the runtime for `interest` only.
 ///
@@ -31,16 +41,89 @@ pub(crate) fn register<T: AsRawFd>(socket: T, interest: Interest) -> io::Result<
     AsyncFd::with_interest(socket, interest)
 }
 
-/// Waits until `socket` (registered for reads only) has room to write: through a duplicate of
-/// its descriptor registered for `EPOLLOUT`, dropped when this returns. Registering reports the
-/// socket's state at once, so room made since the write that failed is not missed.
-pub(crate) async fn wait_writable<T: AsRawFd>(
-    socket: &AsyncFd<T>,
-    duplicate: impl FnOnce(&T) -> io::Result<T>,
-) -> io::Result<()> {
-    let writer = register(duplicate(socket.get_ref())?, Interest::WRITABLE)?;
-    let _ready = writer.writable().await?;
-    Ok(())
+/// A socket registered for reads only, with what its writers need to wait for room.
+#[derive(Debug)]
+pub(crate) struct ReadRegistered<T: AsRawFd> {
+    /// The socket, registered for `EPOLLIN`.
+    pub(crate) fd: AsyncFd<T>,
+    room: Room<T>,
+}
+
+impl<T: AsRawFd> ReadRegistered<T> {
+    /// Registers `socket` (already non-blocking) for reads with the current runtime, which its
+    /// writers' waits will use too.
+    pub(crate) fn new(socket: T) -> io::Result<ReadRegistered<T>> {
+        Ok(ReadRegistered {
+            fd: register(socket, Interest::READABLE)?,
+            room: Room {
+                runtime: Handle::current(),
+                shared: Mutex::new(Weak::new()),
+            },
+        })
+    }
+
+    /// The socket.
+    pub(crate) fn get_ref(&self) -> &T {
+        self.fd.get_ref()
+    }
+
+    /// For a writer whose write just failed with `WouldBlock`: the `EPOLLOUT` registration to
+    /// wait on (shared with any other waiting writer), or `None` when none can be made now
+    /// (then wait [`RETRY`] and write again).
+    pub(crate) fn room(
+        &self,
+        duplicate: impl FnOnce(&T) -> io::Result<T>,
+    ) -> Option<Arc<AsyncFd<T>>> {
+        let mut shared = self.room.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = shared.upgrade() {
+            return Some(existing);
+        }
+        let _runtime = self.room.runtime.enter();
+        let made = duplicate(self.fd.get_ref()).and_then(|dup| register(dup, Interest::WRITABLE));
+        match made {
+            Ok(registration) => {
+                let registration = Arc::new(registration);
+                *shared = Arc::downgrade(&registration);
+                Some(registration)
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "no EPOLLOUT registration for a full socket; retrying by timer");
+                None
+            }
+        }
+    }
+
+    /// Waits until a write that failed with `WouldBlock` is worth trying again.
+    pub(crate) async fn wait_writable(
+        &self,
+        duplicate: impl FnOnce(&T) -> io::Result<T>,
+    ) -> io::Result<()> {
+        match self.room(duplicate) {
+            Some(registration) => {
+                let mut ready = registration.writable().await?;
+                // Cleared before the write is retried: room made from here on is a new event,
+                // room made before is seen by the write.
+                ready.clear_ready();
+            }
+            None => self.retry_timer().await,
+        }
+        Ok(())
+    }
+}
+
+impl<T: AsRawFd> ReadRegistered<T> {
+    /// A [`RETRY`] timer on the socket's runtime, for a writer that could not register.
+    pub(crate) fn retry_timer(&self) -> tokio::time::Sleep {
+        let _runtime = self.room.runtime.enter();
+        tokio::time::sleep(RETRY)
+    }
+}
+
+/// The shared `EPOLLOUT` registration of one socket and the runtime to make it on.
+#[derive(Debug)]
+struct Room<T: AsRawFd> {
+    runtime: Handle,
+    shared: Mutex<Weak<AsyncFd<T>>>,
 }
 
 #[cfg(test)]
@@ -54,7 +137,7 @@ mod tests {
     async fn a_full_socket_registered_for_reads_is_woken_when_the_peer_makes_room() {
         let (ours, mut peer) = UnixStream::pair().expect("socketpair");
         ours.set_nonblocking(true).expect("non-blocking");
-        let ours = register(ours, Interest::READABLE).expect("register");
+        let ours = ReadRegistered::new(ours).expect("register");
         // Fill our send buffer (and the peer's receive buffer) until the kernel refuses more;
         // bounded: a Unix socket buffers a few hundred KiB.
         let chunk = [7u8; 64 * 1024];
@@ -70,10 +153,15 @@ mod tests {
         // Nobody makes room yet: the wait must not end on its own.
         let early = tokio::time::timeout(
             Duration::from_millis(50),
-            wait_writable(&ours, UnixStream::try_clone),
+            ours.wait_writable(UnixStream::try_clone),
         )
         .await;
         assert!(early.is_err(), "woken without room to write");
+        // While one writer waits, another shares its registration (no second descriptor).
+        let first = ours.room(UnixStream::try_clone).expect("a registration");
+        let second = ours.room(UnixStream::try_clone).expect("a registration");
+        assert!(Arc::ptr_eq(&first, &second));
+        drop((first, second));
         // The peer drains everything (blocking reads on a plain socket, off the runtime).
         let drain = std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
@@ -85,12 +173,41 @@ mod tests {
         });
         tokio::time::timeout(
             Duration::from_secs(5),
-            wait_writable(&ours, UnixStream::try_clone),
+            ours.wait_writable(UnixStream::try_clone),
         )
         .await
         .expect("woken once the peer made room")
         .expect("wait");
         assert_eq!(ours.get_ref().write(b"x").expect("room to write"), 1);
         drop(drain.join().expect("drain thread"));
+        // Nobody waits any more: the registration (and its descriptor) is gone.
+        assert!(ours.room.shared.lock().expect("lock").upgrade().is_none());
+    }
+
+    #[test]
+    fn a_writer_on_another_runtime_registers_with_the_sockets_own() {
+        // The socket is made on one runtime; a writer polled on a second, short-lived one must
+        // not leave the registration bound to it.
+        let home = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (ours, _peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let ours = home.block_on(async { ReadRegistered::new(ours).expect("register") });
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let registration = other.block_on(async { ours.room(UnixStream::try_clone) });
+        drop(other);
+        let registration = registration.expect("a registration");
+        // Still usable on its own runtime after the other one is gone.
+        let ready = home.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), registration.writable())
+                .await
+                .map(|ready| ready.map(|mut guard| guard.clear_ready()))
+        });
+        assert!(matches!(ready, Ok(Ok(()))), "{ready:?}");
     }
 }

@@ -10,14 +10,17 @@
 //! instead of 1), and Unix sockets measured slower than TCP.
 //!
 //! So the socket is registered for `EPOLLIN` alone, and writes go straight to it. Only a write
-//! that finds the socket's buffer full registers a duplicate of the descriptor for `EPOLLOUT`,
-//! waits on that, and drops it once the write went through: the extra wake-ups then come only
-//! while a writer is really blocked. Reads go through a per-thread scratch buffer (a read
-//! cannot fill tokio's uninitialised `ReadBuf` without `unsafe`, and zeroing a 16 KiB read
-//! buffer per read costs more than copying the few bytes a read returns).
+//! that finds the socket's buffer full waits for room (`readiness.rs`: a duplicate of the
+//! descriptor registered for `EPOLLOUT` on the socket's own runtime, dropped once the write went
+//! through; a timer when no descriptor is left): the extra wake-ups then come only while a writer
+//! is really blocked. Reads go through a per-thread scratch buffer: a read cannot fill tokio's
+//! uninitialised `ReadBuf` without `unsafe`, and zeroing the up to 256 KiB a read may be offered
+//! costs more than copying the few bytes an RPC's read returns (for bulk transfers the copy is
+//! one more pass over the bytes, as the zeroing would be).
 
-use crate::readiness::register;
+use crate::readiness::ReadRegistered;
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -25,10 +28,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Bytes one read asks for at most: as much as the read buffers of the connections take.
-const SCRATCH: usize = 64 * 1024;
+/// Bytes one read asks for at most: the most a connection's read buffer offers a read
+/// (`MAX_RESERVE` in `reader.rs`).
+const SCRATCH: usize = 256 * 1024;
 
 thread_local! {
     /// Where reads land before they are copied into the caller's buffer: one per thread, so an
@@ -46,25 +50,33 @@ pub struct UnixIo {
 /// The read half of a [`UnixIo`].
 #[derive(Debug)]
 pub struct UnixReader {
-    fd: Arc<AsyncFd<StdUnixStream>>,
+    fd: Arc<ReadRegistered<StdUnixStream>>,
 }
 
 /// The write half of a [`UnixIo`].
 #[derive(Debug)]
 pub struct UnixWriter {
-    fd: Arc<AsyncFd<StdUnixStream>>,
-    /// A duplicate of the descriptor registered for `EPOLLOUT`, only while a write waits for
-    /// room in the socket's buffer.
-    blocked: Option<AsyncFd<StdUnixStream>>,
+    fd: Arc<ReadRegistered<StdUnixStream>>,
+    /// How a write that found the socket's buffer full waits for room, only while it does.
+    blocked: Option<Blocked>,
     /// How many times a write found the socket's buffer full and had to wait.
     waits: u64,
+}
+
+/// How a blocked writer waits.
+#[derive(Debug)]
+enum Blocked {
+    /// On a duplicate of the descriptor registered for `EPOLLOUT`.
+    Room(Arc<AsyncFd<StdUnixStream>>),
+    /// On a timer: no duplicate could be made (out of descriptors).
+    Retry(Pin<Box<tokio::time::Sleep>>),
 }
 
 impl UnixIo {
     /// Takes over a connected socket (made non-blocking here) and registers it for reads.
     pub fn new(stream: StdUnixStream) -> io::Result<UnixIo> {
         stream.set_nonblocking(true)?;
-        let fd = Arc::new(register(stream, Interest::READABLE)?);
+        let fd = Arc::new(ReadRegistered::new(stream)?);
         Ok(UnixIo {
             reader: UnixReader {
                 fd: Arc::clone(&fd),
@@ -98,17 +110,24 @@ impl AsyncRead for UnixReader {
             return Poll::Ready(Ok(()));
         }
         loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let mut guard = ready!(self.fd.fd.poll_read_ready(cx))?;
             let read = guard.try_io(|fd| {
                 SCRATCH_BUF.with_borrow_mut(|scratch| {
                     let want = buf.remaining().min(scratch.len());
                     let n = fd.get_ref().read(&mut scratch[..want])?;
                     buf.put_slice(&scratch[..n]);
-                    Ok(n)
+                    Ok((n, want))
                 })
             });
             match read {
-                Ok(Ok(_)) => return Poll::Ready(Ok(())),
+                Ok(Ok((n, want))) => {
+                    if n > 0 && n < want {
+                        // A short read emptied the socket (as tokio's own streams assume): the
+                        // next read waits for the next event instead of finding it empty.
+                        guard.clear_ready();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
                 Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(Err(err)) => return Poll::Ready(Err(err)),
                 // Nothing there after all: readiness was cleared, wait again.
@@ -119,22 +138,27 @@ impl AsyncRead for UnixReader {
 }
 
 impl UnixWriter {
-    /// Runs `write` on the socket; when its buffer is full, waits for room through a duplicate
-    /// registered for `EPOLLOUT` (made on the first full buffer, dropped on the next success).
+    /// Runs `write` on the socket; when its buffer is full, waits for room (`readiness.rs`:
+    /// the socket's shared `EPOLLOUT` registration, or a timer), until the next success.
     fn poll_write_with(
         &mut self,
         cx: &mut Context<'_>,
         write: impl Fn(&StdUnixStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            let result = match &self.blocked {
+            let result = match &mut self.blocked {
                 None => write(self.fd.get_ref()),
-                Some(blocked) => {
-                    let mut guard = ready!(blocked.poll_write_ready(cx))?;
+                Some(Blocked::Room(room)) => {
+                    let mut guard = ready!(room.poll_write_ready(cx))?;
                     match guard.try_io(|_| write(self.fd.get_ref())) {
                         Ok(result) => result,
                         Err(_would_block) => continue,
                     }
+                }
+                Some(Blocked::Retry(timer)) => {
+                    ready!(timer.as_mut().poll(cx));
+                    self.blocked = None;
+                    write(self.fd.get_ref())
                 }
             };
             match result {
@@ -147,10 +171,12 @@ impl UnixWriter {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     if self.blocked.is_none() {
                         self.waits += 1;
-                        // Registering it reports the socket's state at once, so room made
-                        // between the failed write and here is not missed.
-                        let dup = self.fd.get_ref().try_clone()?;
-                        self.blocked = Some(register(dup, Interest::WRITABLE)?);
+                        // Registering reports the socket's state at once, so room made between
+                        // the failed write and here is not missed.
+                        self.blocked = Some(match self.fd.room(StdUnixStream::try_clone) {
+                            Some(room) => Blocked::Room(room),
+                            None => Blocked::Retry(Box::pin(self.fd.retry_timer())),
+                        });
                     }
                 }
                 Err(err) => return Poll::Ready(Err(err)),

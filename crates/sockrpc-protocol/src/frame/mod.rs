@@ -113,7 +113,8 @@ pub enum FrameKind {
     /// The sender will accept no calls above `last_call_id`; the connection is draining.
     GoAway = 8,
     /// Flow-control credit for a call's stream. Version 1 has no connection-level window: a
-    /// WINDOW with call id 0 passes the header check and is ignored by both ends.
+    /// WINDOW with call id 0 passes the header check and is ignored by both ends, unless it has
+    /// `FLAG_SETTINGS` (then it is the server's SETTINGS).
     Window = 9,
 }
 
@@ -277,7 +278,8 @@ pub enum Frame {
     },
     /// Flow-control credit.
     Window {
-        /// Call id (0 is accepted on the wire and ignored: there is no connection window).
+        /// Call id (0 is accepted on the wire and ignored: there is no connection window; a
+        /// call-0 WINDOW with `FLAG_SETTINGS` parses as [`Frame::Settings`] instead).
         call_id: u32,
         /// Bytes the receiver can take beyond what it granted before.
         credit: u32,

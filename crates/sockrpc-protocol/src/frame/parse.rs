@@ -3,7 +3,7 @@
 use super::{
     Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK,
     FLAG_END_STREAM, FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED,
-    FLAG_REISSUE, FLAG_SETTINGS, FLAG_STREAM,
+    FLAG_REISSUE, FLAG_SETTINGS, FLAG_STREAM, MAX_FOLDED_MESSAGE,
 };
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath, PathCache};
 use bytes::{Buf, Bytes};
@@ -146,6 +146,9 @@ impl Frame {
                     if !end_stream || header.flags & FLAG_STREAM != 0 {
                         return Err(body
                             .malformed("a folded request message needs END_STREAM and no STREAM"));
+                    }
+                    if body.buf.len() > MAX_FOLDED_MESSAGE {
+                        return Err(body.malformed("folded request message over 16 KiB"));
                     }
                     Some(std::mem::take(&mut body.buf))
                 } else {

@@ -491,6 +491,31 @@ fn an_open_may_carry_the_largest_folded_message_and_not_a_byte_more() {
         Frame::Open { message: got, .. } => assert_eq!(got.as_deref(), Some(&message[..])),
         other => panic!("expected OPEN, got {other:?}"),
     }
+    // One byte more of message, within the OPEN's length limit still, is malformed.
+    let mut wire = BytesMut::new();
+    let over = vec![7u8; MAX_FOLDED_MESSAGE + 1];
+    encode_open_frame(
+        &mut wire,
+        9,
+        &OpenFrame {
+            message: Some((&over, false)),
+            ..OpenFrame::new(&MethodPath::from_static("/p.S/M"), &MetadataMap::new())
+        },
+    );
+    let mut head = [0u8; HEADER_LEN];
+    head.copy_from_slice(&wire[..HEADER_LEN]);
+    let header = FrameHeader::parse(&head, &limits).expect("within the OPEN limit");
+    assert!(matches!(
+        Frame::parse(
+            &header,
+            Bytes::copy_from_slice(&wire[HEADER_LEN..]),
+            &limits
+        ),
+        Err(FrameError::Malformed {
+            kind: FrameKind::Open,
+            ..
+        })
+    ));
     let too_long = (limits.max_open_frame() + 1) as u32;
     let mut head = [0u8; HEADER_LEN];
     head[..4].copy_from_slice(&too_long.to_be_bytes());

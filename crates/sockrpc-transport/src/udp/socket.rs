@@ -31,14 +31,13 @@
 //! without fragmentation, so no route's MTU can make the kernel refuse it. Where the kernel has
 //! no GSO (or refuses it), datagrams go one per call.
 
-use crate::readiness::{register, wait_writable};
+use crate::readiness::ReadRegistered;
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use std::{
     io::{self, IoSliceMut},
     net::{IpAddr, SocketAddr},
     task::{Context, Poll},
 };
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -56,7 +55,7 @@ pub(super) const GSO_MAX_BYTES: usize = 60 * 1024;
 #[derive(Debug)]
 pub(super) struct BatchSocket {
     /// Registered for read readiness only.
-    socket: AsyncFd<std::net::UdpSocket>,
+    socket: ReadRegistered<std::net::UdpSocket>,
     state: UdpSocketState,
     /// Whether the socket itself has quinn's options (GRO, destination addresses): then every
     /// read goes through quinn, which knows a bundle's segment size. Else a read of one datagram
@@ -125,7 +124,7 @@ impl BatchSocket {
         ))?;
         let state = UdpSocketState::new((&scratch).into())?;
         Ok(BatchSocket {
-            socket: register(socket.into_std()?, Interest::READABLE)?,
+            socket: ReadRegistered::new(socket.into_std()?)?,
             state,
             options: false,
         })
@@ -141,7 +140,7 @@ impl BatchSocket {
             socket2::SockRef::from(&socket).set_recv_tos_v4(false)?;
         }
         Ok(BatchSocket {
-            socket: register(socket.into_std()?, Interest::READABLE)?,
+            socket: ReadRegistered::new(socket.into_std()?)?,
             state,
             options: true,
         })
@@ -154,7 +153,7 @@ impl BatchSocket {
 
     /// Waits until the runtime saw the socket readable (reads clear it when they find it empty).
     pub(super) async fn readable(&self) -> io::Result<()> {
-        let _ready = self.socket.readable().await?;
+        let _ready = self.socket.fd.readable().await?;
         Ok(())
     }
 
@@ -163,7 +162,9 @@ impl BatchSocket {
         loop {
             match self.socket.get_ref().send(datagram) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    wait_writable(&self.socket, std::net::UdpSocket::try_clone).await?;
+                    self.socket
+                        .wait_writable(std::net::UdpSocket::try_clone)
+                        .await?;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 sent => return sent,
@@ -209,7 +210,7 @@ impl BatchSocket {
 
     /// One plain `recvfrom`: one datagram, whole (the socket has no GRO to join several).
     fn recv_one(&self, bufs: &mut [u8], metas: &mut [RecvMeta]) -> io::Result<usize> {
-        let (len, addr) = self.socket.try_io(Interest::READABLE, |socket| {
+        let (len, addr) = self.socket.fd.try_io(Interest::READABLE, |socket| {
             socket.recv_from(&mut bufs[..SLOT])
         })?;
         let meta = &mut metas[0];
@@ -230,7 +231,7 @@ impl BatchSocket {
         let mut iovs: [IoSliceMut<'_>; N] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
         let n = N.min(metas.len());
-        self.socket.try_io(Interest::READABLE, |socket| {
+        self.socket.fd.try_io(Interest::READABLE, |socket| {
             self.state
                 .recv(socket.into(), &mut iovs[..n], &mut metas[..n])
         })
@@ -243,7 +244,7 @@ impl BatchSocket {
         batch: &mut RecvBatch,
     ) -> Poll<io::Result<usize>> {
         loop {
-            if let Err(err) = std::task::ready!(self.socket.poll_read_ready(cx)) {
+            if let Err(err) = std::task::ready!(self.socket.fd.poll_read_ready(cx)) {
                 return Poll::Ready(Err(err));
             }
             match self.try_recv(batch) {
@@ -272,7 +273,9 @@ impl BatchSocket {
             };
             match sent {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    wait_writable(&self.socket, std::net::UdpSocket::try_clone).await?;
+                    self.socket
+                        .wait_writable(std::net::UdpSocket::try_clone)
+                        .await?;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 sent => return sent,
