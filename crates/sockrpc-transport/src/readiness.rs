@@ -93,6 +93,24 @@ impl<T: AsRawFd> ReadRegistered<T> {
         }
     }
 
+    /// Runs `write` until it does not fail with `WouldBlock` (or `Interrupted`), waiting for
+    /// room between tries.
+    pub(crate) async fn write_when_room<R>(
+        &self,
+        mut write: impl FnMut(&T) -> io::Result<R>,
+        duplicate: impl Fn(&T) -> io::Result<T>,
+    ) -> io::Result<R> {
+        loop {
+            match write(self.fd.get_ref()) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait_writable(&duplicate).await?;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                written => return written,
+            }
+        }
+    }
+
     /// Waits until a write that failed with `WouldBlock` is worth trying again.
     pub(crate) async fn wait_writable(
         &self,

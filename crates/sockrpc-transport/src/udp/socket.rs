@@ -159,17 +159,12 @@ impl BatchSocket {
 
     /// Sends `datagram` to the connected peer, waiting only when the socket's buffer is full.
     pub(super) async fn send_connected(&self, datagram: &[u8]) -> io::Result<usize> {
-        loop {
-            match self.socket.get_ref().send(datagram) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.socket
-                        .wait_writable(std::net::UdpSocket::try_clone)
-                        .await?;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                sent => return sent,
-            }
-        }
+        self.socket
+            .write_when_room(
+                |socket| socket.send(datagram),
+                std::net::UdpSocket::try_clone,
+            )
+            .await
     }
 
     /// Reads what is there, without waiting: the number of messages read into `batch`, or
@@ -262,25 +257,17 @@ impl BatchSocket {
     /// Sends `out`, waiting only when the socket's buffer is full.
     pub(super) async fn send(&self, out: &Transmit<'_>) -> io::Result<()> {
         let plain = out.segment_size.is_none() && out.src_ip.is_none();
-        loop {
-            let sent = if plain {
+        let send = |socket: &std::net::UdpSocket| {
+            if plain {
                 // One datagram, nothing to say about it: a plain sendto.
-                self.get_ref()
-                    .send_to(out.contents, out.destination)
-                    .map(drop)
+                socket.send_to(out.contents, out.destination).map(drop)
             } else {
-                self.send_now(out)
-            };
-            match sent {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.socket
-                        .wait_writable(std::net::UdpSocket::try_clone)
-                        .await?;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                sent => return sent,
+                self.state.try_send(socket.into(), out)
             }
-        }
+        };
+        self.socket
+            .write_when_room(send, std::net::UdpSocket::try_clone)
+            .await
     }
 
     /// Sends `out` without waiting (the runtime is not asked about room: the socket is not
