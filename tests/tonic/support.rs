@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 
@@ -123,8 +122,7 @@ impl Streamer for EchoStreamer {
 /// A server on `127.0.0.1:0` serving `service`.
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    inner: sockrpc_tests::serve::Running,
 }
 
 impl Running {
@@ -150,28 +148,15 @@ impl Running {
     }
 
     fn serve(builder: sockrpc::server::ServerBuilder<tower::layer::util::Identity>) -> Running {
-        let listener =
-            sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
-                .expect("bind");
-        let addr = listener.local_addr().expect("local address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(
-            builder.serve_with_listener_and_shutdown(listener, async move {
-                let _ = stopped.await;
-            }),
-        );
+        let inner = sockrpc_tests::serve::Running::start(builder);
         Running {
-            addr,
-            stop: Some(stop),
-            task,
+            addr: inner.addr,
+            inner,
         }
     }
 
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(STEP, self.task).await;
+    pub(crate) async fn stop(self) {
+        self.inner.stop().await;
     }
 }
 
