@@ -120,6 +120,9 @@ fn bench_spreads_concurrency_over_connections() {
                 "4",
                 "--connections",
                 "2",
+                // Four calls in flight fill no connection's default share: 2 each spreads them.
+                "--calls-per-connection",
+                "2",
                 "--transport",
                 "tcp,udp,uds",
             ])
@@ -133,6 +136,18 @@ fn bench_spreads_concurrency_over_connections() {
     // One channel, a pool of two connections, both used by four tasks.
     let note = rpc["note"].as_str().unwrap_or_default();
     assert!(note.contains("pool of 2, 2 live"), "{rpc:#}");
+    let spread = note
+        .split("warmup included: ")
+        .nth(1)
+        .expect("calls per connection in the note");
+    for started in spread.split(" / ") {
+        let started: u64 = started
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        assert!(started > 0, "a connection carried no call: {rpc:#}");
+    }
     let uds = clean_row(&report, "sockrpc-uds", 64);
     assert_eq!(uds["connections"], 2);
     assert_eq!(uds["concurrency"], 4);

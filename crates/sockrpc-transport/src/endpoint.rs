@@ -29,9 +29,15 @@ pub struct Endpoint {
     pub unix_path: Option<PathBuf>,
     /// Time allowed to set up a connection. Default 20 s (gRPC's minimum connect timeout).
     pub connect_timeout: Duration,
-    /// Connections kept to this endpoint; each call takes the one with the fewest calls in
-    /// flight. Default 1 (one connection multiplexes many calls; raise it for throughput).
+    /// Connections kept to this endpoint. Default 1: one connection multiplexes many calls;
+    /// more spread a load past [`calls_per_connection`](Endpoint::calls_per_connection) each.
     pub pool_size: usize,
+    /// Calls in flight a pooled connection takes before calls go to the next one (when every
+    /// connection has this many, to the least loaded). Default 64. A soft share, not a limit:
+    /// no call waits for room. Lower it to spread a moderate load over the pool (several server
+    /// threads each reading one connection); the default keeps calls batched on as few
+    /// connections as carry them.
+    pub calls_per_connection: usize,
     /// Keepalive PINGs; default off, as in gRPC.
     pub keepalive: Option<Keepalive>,
     /// Pooled connections beyond the first close after this long without calls. Default 5 min.
@@ -55,6 +61,11 @@ pub struct Endpoint {
     /// [`user_agent`](Endpoint::user_agent)); `None`, the default, sends none.
     pub user_agent: Option<String>,
 }
+
+/// The default [`Endpoint::calls_per_connection`]: 64 calls in flight fill one connection's
+/// write and read batches (see `docs/PERFORMANCE.md`) before a second connection is worth its
+/// extra system calls.
+const DEFAULT_CALLS_PER_CONNECTION: usize = 64;
 
 impl Endpoint {
     /// Parses an address such as `tcp://127.0.0.1:50051` or `[::1]:50051`.
@@ -140,6 +151,7 @@ impl Endpoint {
             unix_path: None,
             connect_timeout: Duration::from_secs(20),
             pool_size: 1,
+            calls_per_connection: DEFAULT_CALLS_PER_CONNECTION,
             keepalive: None,
             idle_timeout: Duration::from_secs(300),
             backoff: Backoff::default(),
@@ -189,6 +201,13 @@ impl Endpoint {
     /// Sets the pool size (at least 1).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
+        self
+    }
+
+    /// Sets how many calls in flight a pooled connection takes before the next one gets calls
+    /// (at least 1; 1 spreads calls over the pool one by one).
+    pub fn calls_per_connection(mut self, calls: usize) -> Self {
+        self.calls_per_connection = calls.max(1);
         self
     }
 

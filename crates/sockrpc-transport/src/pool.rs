@@ -1,13 +1,19 @@
 //! `Pool`: N multiplexed connections to one endpoint, kept up by a background task.
 //!
 //! ```text
-//!  call ──pick: least calls in flight──▶ Live(conn) ──▶ ClientConnection
+//!  call ──pick: first with room, else least loaded──▶ Live(conn) ──▶ ClientConnection
 //!                     │ none live
 //!                     ▼
 //!          wait (≤ the call's deadline) ◀── maintainer: reconnects Down slots with backoff,
 //!                                                       closes idle extras (Live → Idle),
 //!                                                       reopens Idle slots when load returns
 //! ```
+//!
+//! Calls fill one connection before the next, as HTTP/2 clients open a second connection only
+//! once the first has no stream left: on one connection the calls in flight share each write
+//! and each read, so spreading them thinner costs system calls and wake-ups per call. A
+//! connection's share is [`Endpoint::calls_per_connection`]; past it on every connection, calls
+//! go to the least loaded.
 //!
 //! A connection that breaks fails only its own calls (`Unavailable`); its slot goes `Down` and
 //! the maintainer replaces it while the other connections keep serving.
@@ -76,8 +82,9 @@ impl Drop for Inner {
     }
 }
 
-/// A pool of connections to one endpoint: calls go to the least loaded, a background task
-/// reconnects broken ones with backoff and closes idle extras. Cloning shares the pool.
+/// A pool of connections to one endpoint: calls fill the first connection up to the endpoint's
+/// calls per connection, then the next (the least loaded once all are that busy); a background
+/// task reconnects broken ones with backoff and closes idle extras. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
@@ -128,10 +135,18 @@ impl Pool {
         });
     }
 
-    /// The live connection with the fewest calls in flight, without waiting.
+    /// A live connection, without waiting: the first (in slot order) with fewer calls in flight
+    /// than the endpoint's [`calls_per_connection`](Endpoint::calls_per_connection), or, when
+    /// every one is that busy, the least loaded — and then an idle slot is reopened.
+    ///
+    /// Filling the first connection before the next keeps calls batched: the calls a
+    /// connection carries leave in one write and come back in one read, so spreading a load
+    /// one connection carries over several only adds system calls and wake-ups per call.
     pub fn pick(&self) -> Option<ClientConnection> {
+        let target = self.inner.endpoint.calls_per_connection;
         let mut slots = lock(&self.inner.slots);
-        let mut best: Option<(usize, &ClientConnection)> = None;
+        let mut first_fit: Option<&ClientConnection> = None;
+        let mut least: Option<(usize, &ClientConnection)> = None;
         let mut broken = false;
         let mut idle = None;
         for (i, slot) in slots.iter().enumerate() {
@@ -139,16 +154,19 @@ impl Pool {
                 Slot::Live(conn) if conn.is_closed() => broken = true,
                 Slot::Live(conn) => {
                     let load = conn.in_flight();
-                    if best.is_none_or(|(best_load, _)| load < best_load) {
-                        best = Some((load, conn));
+                    if load < target && first_fit.is_none() {
+                        first_fit = Some(conn);
+                    }
+                    if least.is_none_or(|(least_load, _)| load < least_load) {
+                        least = Some((load, conn));
                     }
                 }
                 Slot::Idle => idle = Some(i),
                 Slot::Down => {}
             }
         }
-        let chosen = best.map(|(load, conn)| (load, conn.clone()));
-        let busy = chosen.as_ref().is_none_or(|(load, _)| *load > 0);
+        let busy = first_fit.is_none();
+        let chosen = first_fit.or(least.map(|(_, conn)| conn)).cloned();
         let grow = match idle {
             Some(i) if busy => {
                 slots[i] = Slot::Down;
@@ -161,7 +179,7 @@ impl Pool {
             self.ensure_maintainer();
             self.inner.wake.notify_one();
         }
-        chosen.map(|(_, conn)| conn)
+        chosen
     }
 
     /// A connection, waiting for one to come up. A call with a deadline waits up to it, across

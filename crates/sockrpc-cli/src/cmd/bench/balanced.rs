@@ -98,6 +98,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         },
         warmup: args.warmup,
         connections: args.connections,
+        calls_per_connection: args.calls_per_connection,
         idle_connections: 0,
         rounds: 1,
         embedded: false,

@@ -79,7 +79,8 @@ fn fire(channel: Channel, outgoing: Outgoing, message: Bytes) -> Fire {
 async fn prepare(args: &BenchArgs, endpoint: Endpoint) -> Result<Target, Failure> {
     let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
-        .pool_size(args.connections);
+        .pool_size(args.connections)
+        .calls_per_connection(args.calls_per_connection);
     let endpoint = match args.timeout {
         Some(timeout) => endpoint.timeout(timeout),
         None => endpoint,
@@ -264,6 +265,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         budget,
         warmup: args.warmup,
         connections: args.connections,
+        calls_per_connection: args.calls_per_connection,
         idle_connections: args.idle_connections,
         rounds: 1,
         embedded: false,

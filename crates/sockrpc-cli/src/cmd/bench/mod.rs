@@ -128,11 +128,15 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "N", value_delimiter = ',', default_value = "1",
           value_parser = parse_positive)]
     concurrency: Vec<usize>,
-    /// Connections in the pool of the one sockrpc channel the tasks share (each call takes the
-    /// connection with the fewest calls in flight); at most --concurrency. Raw TCP cannot
-    /// multiplex: its rows use one connection per task.
+    /// Connections in the pool of the one sockrpc channel the tasks share; at most
+    /// --concurrency. Calls fill one connection up to --calls-per-connection before the next.
+    /// Raw TCP cannot multiplex: its rows use one connection per task.
     #[arg(long, value_name = "N", default_value = "1", value_parser = parse_positive)]
     connections: usize,
+    /// Calls in flight a pooled connection takes before calls go to the next one (the
+    /// channel's `Endpoint::calls_per_connection`); 1 spreads calls over the pool one by one.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = parse_positive)]
+    calls_per_connection: usize,
     /// Seconds each row runs [default: 2, unless --calls is given].
     #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "calls")]
     duration: Option<Duration>,
@@ -332,6 +336,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         },
         warmup: args.warmup,
         connections: args.connections,
+        calls_per_connection: args.calls_per_connection,
         idle_connections: args.idle_connections,
         rounds: args.rounds,
         embedded: args.target.is_none(),

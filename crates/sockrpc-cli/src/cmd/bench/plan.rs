@@ -29,6 +29,8 @@ pub(super) struct Plan {
     pub(super) warmup: u64,
     /// The sockrpc channel's pool size (at most the concurrency).
     pub(super) connections: usize,
+    /// Calls in flight one pooled connection takes before the next gets calls.
+    pub(super) calls_per_connection: usize,
     /// Idle connections held open during the sockrpc-tcp-idle row.
     pub(super) idle_connections: usize,
     /// Times the sequence of rows runs; each row reports all its rounds together.

@@ -187,7 +187,7 @@ async fn run_sockrpc(
         _ => plan.connections.min(concurrency),
     };
     let channel = match endpoint {
-        Some(endpoint) => connect(endpoint, row.connections, plan.timeout).await,
+        Some(endpoint) => connect(endpoint, row.connections, plan).await,
         None => Err("no address".to_owned()),
     };
     let client = channel
@@ -253,13 +253,12 @@ async fn run_sockrpc(
 }
 
 /// A channel to `endpoint` with a pool of `pool` connections, connected now.
-async fn connect(
-    endpoint: Endpoint,
-    pool: usize,
-    timeout: Option<Duration>,
-) -> Result<Channel, String> {
-    let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).pool_size(pool);
-    let endpoint = match timeout {
+async fn connect(endpoint: Endpoint, pool: usize, plan: &Plan) -> Result<Channel, String> {
+    let endpoint = endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_size(pool)
+        .calls_per_connection(plan.calls_per_connection);
+    let endpoint = match plan.timeout {
         Some(timeout) => endpoint.timeout(timeout),
         None => endpoint,
     };

@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod share;
+
 const BOUND: Duration = Duration::from_secs(10);
 
 /// Counts what it serves, so a test can tell which server answered.
@@ -458,9 +460,12 @@ async fn graceful_shutdown_finishes_calls_and_new_calls_reach_a_new_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_close_and_the_pool_grows_back_under_load() {
     let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
+    // Each connection takes 8 calls before the next gets any (see `share.rs`): 30 calls need
+    // the extras back.
     let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
         .expect("endpoint")
         .pool_size(3)
+        .calls_per_connection(8)
         .idle_timeout(Duration::from_millis(100));
     let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
     let live = |channel: &sockrpc::Channel| {
@@ -474,7 +479,7 @@ async fn idle_connections_close_and_the_pool_grows_back_under_load() {
     // Nothing to do: the extras close, the first stays.
     wait_until("pool shrank to one", || live(&channel) == 1).await;
 
-    // Load comes back: concurrent calls find the one connection busy and reopen the others.
+    // Load comes back: concurrent calls find the one connection full and reopen the others.
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..30 {
         let mut client = EchoClient::new(channel.clone());

@@ -1,0 +1,130 @@
+//! How the pool shares calls among its connections: the first connection takes
+//! `calls_per_connection` calls in flight before the next one gets any; once every connection
+//! has that many, calls go to the least loaded.
+
+use super::{loopback, wait_until, TestServer, BOUND};
+use sockrpc::server::PingPolicy;
+use sockrpc::Endpoint;
+use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::{EchoReply, SleepRequest};
+use std::ops::RangeInclusive;
+use std::sync::atomic::Ordering;
+use tokio::task::JoinSet;
+
+/// Calls that sleep on the server long enough to stay in flight while the test looks.
+const SLEEP_MILLIS: u64 = 2_000;
+
+type Calls = JoinSet<Result<sockrpc::Response<EchoReply>, sockrpc::Status>>;
+
+/// Starts one call that sleeps on the server.
+fn spawn_sleeper(channel: &sockrpc::Channel, calls: &mut Calls) {
+    let mut client = EchoClient::new(channel.clone());
+    calls.spawn(async move {
+        client
+            .sleep(SleepRequest {
+                millis: SLEEP_MILLIS,
+                token: String::new(),
+            })
+            .await
+    });
+}
+
+/// Starts sleeping calls one at a time, numbered `running` (the server's count of running
+/// calls once each has started), each only once the previous one runs on the server, so every
+/// pick sees the load the ones before it left.
+async fn start_one_by_one(
+    channel: &sockrpc::Channel,
+    server: &TestServer,
+    running: RangeInclusive<usize>,
+    calls: &mut Calls,
+) {
+    for started in running {
+        spawn_sleeper(channel, calls);
+        let running = &server.service.running;
+        wait_until("the call runs on the server", || {
+            running.load(Ordering::SeqCst) == started
+        })
+        .await;
+    }
+}
+
+fn in_flight(channel: &sockrpc::Channel) -> Vec<usize> {
+    channel
+        .connection_stats()
+        .iter()
+        .map(|conn| conn.in_flight)
+        .collect()
+}
+
+async fn finish(mut calls: Calls, expected: usize) {
+    let mut ok = 0;
+    while let Some(result) = tokio::time::timeout(BOUND, calls.join_next())
+        .await
+        .expect("calls finish")
+    {
+        result.expect("task").expect("call");
+        ok += 1;
+    }
+    assert_eq!(ok, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fill_the_first_connection_before_the_next() {
+    let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .pool_size(3)
+        .calls_per_connection(5);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    assert_eq!(channel.connections().len(), 3);
+
+    let mut calls = JoinSet::new();
+    start_one_by_one(&channel, &server, 1..=12, &mut calls).await;
+    assert_eq!(in_flight(&channel), [5, 5, 2]);
+    finish(calls, 12).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_every_connections_share_calls_go_to_the_least_loaded() {
+    let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .pool_size(2)
+        .calls_per_connection(2);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+
+    let mut calls = JoinSet::new();
+    // 2 + 2 fill both shares; the fifth goes to the first of two equally loaded, the sixth to
+    // the other, the seventh to the first again.
+    start_one_by_one(&channel, &server, 1..=4, &mut calls).await;
+    assert_eq!(in_flight(&channel), [2, 2]);
+    start_one_by_one(&channel, &server, 5..=7, &mut calls).await;
+    assert_eq!(in_flight(&channel), [4, 3]);
+    finish(calls, 7).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_pool_of_four_carries_64_calls_on_one_connection() {
+    let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .pool_size(4);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    assert_eq!(channel.connections().len(), 4);
+
+    // All at once, from tasks racing on two threads: the share holds however picks interleave.
+    let mut calls = JoinSet::new();
+    for _ in 0..64 {
+        spawn_sleeper(&channel, &mut calls);
+    }
+    let running = &server.service.running;
+    wait_until("64 calls run", || running.load(Ordering::SeqCst) == 64).await;
+    assert_eq!(in_flight(&channel), [64, 0, 0, 0]);
+    // One more goes to the next connection.
+    start_one_by_one(&channel, &server, 65..=65, &mut calls).await;
+    assert_eq!(in_flight(&channel), [64, 1, 0, 0]);
+    finish(calls, 65).await;
+    server.stop().await;
+}
