@@ -262,7 +262,7 @@ impl UdpClient {
             outstanding: Arc::new(Outstanding::default()),
             acks: AtomicBool::new(false),
             pending: Mutex::new(HashMap::default()),
-            reader: tokio::sync::Mutex::new(RecvBatch::new(1)),
+            reader: tokio::sync::Mutex::new(RecvBatch::new(2)),
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
             rtt: Mutex::new(rtt),

@@ -189,7 +189,9 @@ impl Shared {
         if header.flags & FLAG_ACKS != 0 {
             self.acks.store(true, Ordering::Relaxed);
         }
-        if header.cookie != [0; COOKIE_LEN] {
+        // The cookie seldom changes: a read lock to see that it did not, the write lock only
+        // when it did.
+        if header.cookie != [0; COOKIE_LEN] && *self.cookie.borrow() != Some(header.cookie) {
             let changed = self.cookie.send_if_modified(|cookie| {
                 let changed = *cookie != Some(header.cookie);
                 *cookie = Some(header.cookie);

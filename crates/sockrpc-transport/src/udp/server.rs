@@ -218,29 +218,32 @@ where
                     () = tokio::task::yield_now() => {}
                 }
             }
-            // Read without waiting first: datagrams already there cost one recvmmsg and no
-            // readiness future, no shutdown poll. Wait only when the socket is empty.
-            match shared.socket.try_recv(&mut batch) {
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    burst = 0;
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => break,
-                        ready = shared.socket.readable() => if let Err(err) = ready {
-                            tracing::debug!(error = %err, "udp socket not readable");
-                            tokio::task::yield_now().await;
-                        },
-                    }
-                    continue;
+            // Read what is there, or wait for it. Shutdown is looked at only when the socket
+            // is empty (and between bursts, above): datagrams already there cost no shutdown
+            // poll. A read that comes back short clears readiness (`BatchSocket::poll_recv`),
+            // so the wait after the last datagram goes to the runtime without another read.
+            let mut waited = false;
+            let read = std::future::poll_fn(|cx| match shared.socket.poll_recv(cx, &mut batch) {
+                Poll::Ready(read) => Poll::Ready(Some(read)),
+                Poll::Pending => {
+                    waited = true;
+                    shutdown.as_mut().poll(cx).map(|()| None)
                 }
-                Err(err) => {
+            })
+            .await;
+            if waited {
+                burst = 0;
+            }
+            match read {
+                None => break,
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
                     // Transient (an ICMP error for an earlier send, a signal): keep serving.
                     tracing::debug!(error = %err, "udp recv failed");
                     tokio::task::yield_now().await;
                     continue;
                 }
-            };
+            }
             for (datagram, src, dst_ip) in batch.datagrams() {
                 burst += 1;
                 bump(&shared.stats.received);
@@ -497,8 +500,10 @@ impl Shared {
         match polled {
             Poll::Ready(routed) => {
                 let answer = routed.map_or_else(|_| Err(self.panicked()), one_message);
-                guard.complete(&answer);
+                // Encoded into the outbox (sent at its flush, after this), then kept: the cache
+                // takes the answer itself, not a copy.
                 self.queue_answer(outbox, &reply_to, &answer);
+                guard.complete(answer);
             }
             Poll::Pending => {
                 let shared = Arc::clone(self);
@@ -520,7 +525,7 @@ impl Shared {
                     let answer = std::future::poll_fn(|cx| poll_caught(future.as_mut(), cx))
                         .await
                         .map_or_else(|_| Err(shared.panicked()), one_message);
-                    guard.complete(&answer);
+                    guard.complete(answer.clone());
                     shared.send_answer(&reply_to, &answer).await;
                 });
             }

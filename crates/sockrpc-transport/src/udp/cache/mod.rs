@@ -29,6 +29,7 @@ use super::watermark::Watermarks;
 use bytes::Bytes;
 use foldhash::{HashMap, HashSet};
 use sockrpc_protocol::{Response, Status};
+use std::collections::hash_map::Entry;
 use std::{
     collections::VecDeque,
     sync::atomic::{AtomicUsize, Ordering},
@@ -139,31 +140,36 @@ impl State {
     /// Removes a finished entry; `None` when `key` is not a finished call (finished at
     /// `finished`, when given).
     fn remove_done(&mut self, key: &Key, finished: Option<Instant>) -> Option<()> {
-        match self.map.get(key) {
-            Some(Slot::Done {
+        // One lookup: the entry found is the one removed.
+        let Entry::Occupied(entry) = self.map.entry(*key) else {
+            return None;
+        };
+        match entry.get() {
+            Slot::Done {
                 size, finished: at, ..
-            }) if finished.is_none_or(|f| f == *at) => {
+            } if finished.is_none_or(|f| f == *at) => {
                 self.bytes = self.bytes.saturating_sub(*size);
                 self.done -= 1;
-                self.map.remove(key);
+                entry.remove();
                 Some(())
             }
             _ => None,
         }
     }
+}
 
-    /// The path an entry keeps: never a slice of the request it came in (a `Bytes` slice keeps
-    /// its whole datagram alive, and entries live up to `ttl`), but one shared copy per method.
-    fn intern(&mut self, path: &[u8]) -> Bytes {
-        if let Some(kept) = self.paths.get(path) {
-            return kept.clone();
-        }
-        let copy = Bytes::copy_from_slice(path);
-        if self.paths.len() < MAX_PATHS {
-            self.paths.insert(copy.clone());
-        }
-        copy
+/// The path an entry keeps: never a slice of the request it came in (a `Bytes` slice keeps its
+/// whole datagram alive, and entries live up to `ttl`), but one shared copy per method, kept in
+/// `paths`.
+fn intern(paths: &mut HashSet<Bytes>, path: &[u8]) -> Bytes {
+    if let Some(kept) = paths.get(path) {
+        return kept.clone();
     }
+    let copy = Bytes::copy_from_slice(path);
+    if paths.len() < MAX_PATHS {
+        paths.insert(copy.clone());
+    }
+    copy
 }
 
 /// Recent answers keyed by `(client_instance, call_id)`; shared (in an `Arc`) by the UDP server
@@ -318,20 +324,20 @@ impl ReplyCache {
         if state.marks.is_stale(instance, call_id) {
             return Begin::Stale;
         }
-        match state.map.get(&(instance, call_id)) {
-            Some(slot) if slot.path().as_ref() != path => Begin::OtherMethod,
-            Some(Slot::Running { .. }) => Begin::InProgress,
-            Some(Slot::Done { answer, .. }) => Begin::Done(answer.clone()),
-            None if state.done >= self.config.max_entries
-                || state.bytes >= self.config.max_bytes =>
-            {
-                Begin::Full
-            }
-            None => {
-                let path = state.intern(path);
-                state
-                    .map
-                    .insert((instance, call_id), Slot::Running { path });
+        let full = state.done >= self.config.max_entries || state.bytes >= self.config.max_bytes;
+        let State { map, paths, .. } = &mut *state;
+        // One lookup: the entry found is the one filled.
+        match map.entry((instance, call_id)) {
+            Entry::Occupied(slot) if slot.get().path().as_ref() != path => Begin::OtherMethod,
+            Entry::Occupied(slot) => match slot.get() {
+                Slot::Running { .. } => Begin::InProgress,
+                Slot::Done { answer, .. } => Begin::Done(answer.clone()),
+            },
+            Entry::Vacant(_) if full => Begin::Full,
+            Entry::Vacant(slot) => {
+                slot.insert(Slot::Running {
+                    path: intern(paths, path),
+                });
                 Begin::New
             }
         }
@@ -494,9 +500,9 @@ pub(crate) struct CompletionGuard {
 
 impl CompletionGuard {
     /// Stores the answer and disarms the guard.
-    pub(crate) fn complete(mut self, answer: &Result<Response<Bytes>, Status>) {
+    pub(crate) fn complete(mut self, answer: Result<Response<Bytes>, Status>) {
         if let Some((instance, call_id)) = self.key.take() {
-            self.cache.complete(instance, call_id, answer.clone());
+            self.cache.complete(instance, call_id, answer);
         }
     }
 }
