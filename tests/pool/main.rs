@@ -101,6 +101,15 @@ impl TestServer {
     }
 }
 
+/// Connections of the pool that take calls.
+fn live(channel: &sockrpc::Channel) -> usize {
+    channel
+        .connections()
+        .iter()
+        .filter(|c| !c.is_closed())
+        .count()
+}
+
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().expect("addr")
 }
@@ -468,13 +477,6 @@ async fn idle_connections_close_and_the_pool_grows_back_under_load() {
         .calls_per_connection(8)
         .idle_timeout(Duration::from_millis(100));
     let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
-    let live = |channel: &sockrpc::Channel| {
-        channel
-            .connections()
-            .iter()
-            .filter(|c| !c.is_closed())
-            .count()
-    };
     assert_eq!(live(&channel), 3);
     // Nothing to do: the extras close, the first stays.
     wait_until("pool shrank to one", || live(&channel) == 1).await;

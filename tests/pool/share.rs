@@ -2,17 +2,20 @@
 //! `calls_per_connection` calls in flight before the next one gets any; once every connection
 //! has that many, calls go to the least loaded.
 
-use super::{loopback, wait_until, TestServer, BOUND};
+use super::{live, loopback, wait_until, TestServer, BOUND};
 use sockrpc::server::PingPolicy;
 use sockrpc::Endpoint;
 use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::echo_server::EchoServer;
 use sockrpc_tests::echo::{EchoReply, SleepRequest};
 use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-/// Calls that sleep on the server long enough to stay in flight while the test looks.
-const SLEEP_MILLIS: u64 = 2_000;
+/// Calls that sleep on the server long enough to stay in flight while the test looks, on a
+/// loaded machine too (the one-by-one starts wait for each call to run).
+const SLEEP_MILLIS: u64 = 5_000;
 
 type Calls = JoinSet<Result<sockrpc::Response<EchoReply>, sockrpc::Status>>;
 
@@ -127,4 +130,57 @@ async fn by_default_a_pool_of_four_carries_64_calls_on_one_connection() {
     assert_eq!(in_flight(&channel), [64, 1, 0, 0]);
     finish(calls, 65).await;
     server.stop().await;
+}
+
+/// With calls on the first connection only, the extras sit idle, and a server with an idle
+/// timeout sends them away (GOAWAY). An extra sent away while it carried nothing is reopened
+/// when load needs it, not at once: else the pool would reconnect it at every server idle
+/// timeout, for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_the_server_sends_away_for_idleness_is_reopened_only_when_load_needs_it() {
+    let listener =
+        sockrpc::transport::bind_tcp(loopback(), &sockrpc::SocketConfig::default()).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let service = super::Counting::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        sockrpc::Server::builder()
+            .idle_timeout(Some(Duration::from_millis(150)))
+            .add_service(EchoServer::new(service.clone()))
+            .serve_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let endpoint = Endpoint::from_uri(&format!("tcp://{addr}"))
+        .expect("endpoint")
+        .pool_size(2)
+        .calls_per_connection(1);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    assert_eq!(live(&channel), 2);
+
+    // Both sit idle; the server sends both away. The first comes back (a pool keeps one), the
+    // extra stays closed through several more of the server's idle periods.
+    wait_until("the server sent both away", || {
+        channel.connections().iter().any(|c| c.is_closed()) || live(&channel) < 2
+    })
+    .await;
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(600) {
+        assert!(live(&channel) <= 1, "the idle extra was reconnected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Load: two calls in flight with a share of one reopen the extra.
+    let mut calls = JoinSet::new();
+    for _ in 0..2 {
+        spawn_sleeper(&channel, &mut calls);
+    }
+    wait_until("the extra reopened under load", || live(&channel) == 2).await;
+    finish(calls, 2).await;
+    let _ = stop.send(());
+    tokio::time::timeout(BOUND, server)
+        .await
+        .expect("server stops in time")
+        .expect("task")
+        .expect("serve");
 }

@@ -35,8 +35,10 @@ pub struct Endpoint {
     /// Calls in flight a pooled connection takes before calls go to the next one (when every
     /// connection has this many, to the least loaded). Default 64. A soft share, not a limit:
     /// no call waits for room. Lower it to spread a moderate load over the pool (several server
-    /// threads each reading one connection); the default keeps calls batched on as few
-    /// connections as carry them.
+    /// threads each reading one connection, or several backends behind one address); the
+    /// default keeps calls batched on as few connections as carry them. Keep it at or below the
+    /// server's limit of concurrent calls per connection: a call past that limit is refused
+    /// (`RESOURCE_EXHAUSTED`), not moved to another connection.
     pub calls_per_connection: usize,
     /// Keepalive PINGs; default off, as in gRPC.
     pub keepalive: Option<Keepalive>,

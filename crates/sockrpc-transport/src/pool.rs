@@ -143,7 +143,8 @@ impl Pool {
     /// connection carries leave in one write and come back in one read, so spreading a load
     /// one connection carries over several only adds system calls and wake-ups per call.
     pub fn pick(&self) -> Option<ClientConnection> {
-        let target = self.inner.endpoint.calls_per_connection;
+        // The field is public: 0 would leave every connection without room.
+        let target = self.inner.endpoint.calls_per_connection.max(1);
         let mut slots = lock(&self.inner.slots);
         let mut first_fit: Option<&ClientConnection> = None;
         let mut least: Option<(usize, &ClientConnection)> = None;
@@ -419,7 +420,15 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                             next_attempt = next_attempt.max(Instant::now() + backoff.current());
                             backoff.fail();
                         }
-                        *slot = Slot::Down;
+                        // An extra the server sent away (GOAWAY) while it carried nothing, as
+                        // a server's idle timeout does when the first connection has room for
+                        // every call: reopened when load needs it, not now (else it would be
+                        // reconnected at every server idle timeout).
+                        *slot = if i > 0 && conn.in_flight() == 0 && conn.was_sent_away() {
+                            Slot::Idle
+                        } else {
+                            Slot::Down
+                        };
                     }
                     // The first connection stays: a pool never shrinks to nothing.
                     Slot::Live(conn) if i > 0 && conn.idle_for() >= idle_timeout => {

@@ -20,7 +20,9 @@ use tower_service::Service;
 /// A client channel: clone it freely, every clone shares the pool. Implements
 /// `tower::Service<Call>`, so any tower layer wraps it.
 ///
-/// Calls go to the pooled connection with the fewest calls in flight. A connection that breaks
+/// Calls fill the first pooled connection up to `Endpoint::calls_per_connection` calls in
+/// flight before the next, and go to the least loaded once every connection has that many. A
+/// connection that breaks
 /// fails only its own calls (`Unavailable`) and is replaced in the background with backoff;
 /// while none is up, calls wait for one up to their deadline.
 #[derive(Clone)]

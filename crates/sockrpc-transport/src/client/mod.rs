@@ -431,6 +431,11 @@ impl ClientConnection {
         }
     }
 
+    /// Whether the server sent GOAWAY on this connection (draining, or closing it for idleness).
+    pub fn was_sent_away(&self) -> bool {
+        self.handle.shared.lock().goaway.is_some()
+    }
+
     /// Whether the server's preface has arrived: the peer speaks sockrpc.
     pub fn is_handshaken(&self) -> bool {
         self.handle.shared.handshaken.load(Ordering::Acquire)

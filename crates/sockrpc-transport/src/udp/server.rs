@@ -239,8 +239,14 @@ where
                 Some(Ok(_)) => {}
                 Some(Err(err)) => {
                     // Transient (an ICMP error for an earlier send, a signal): keep serving.
+                    // Shutdown is looked at here too: a socket whose runtime is gone fails
+                    // every read at once.
                     tracing::debug!(error = %err, "udp recv failed");
-                    tokio::task::yield_now().await;
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::task::yield_now() => {}
+                    }
                     continue;
                 }
             }

@@ -51,6 +51,16 @@ pub(super) const GSO_MAX_SEGMENT: usize = 1232;
 /// Most bytes in one segmented send (the kernel's limit is one IP packet, 64 KiB less headers).
 pub(super) const GSO_MAX_BYTES: usize = 60 * 1024;
 
+/// Whether a read that returns fewer messages than it asked for found the queue empty: where
+/// quinn reads with `recvmmsg`. Elsewhere (the BSDs but FreeBSD, illumos, Apple) it reads one
+/// message per call whatever was asked, so a short read says nothing and readiness is left to
+/// a read that finds the socket empty.
+const SHORT_READ_MEANS_EMPTY: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd"
+));
+
 /// A UDP socket with batched reads and segmented writes.
 #[derive(Debug)]
 pub(super) struct BatchSocket {
@@ -213,7 +223,7 @@ impl BatchSocket {
             match guard.try_io(|fd| self.read(fd.get_ref(), batch, asked)) {
                 Ok(read) => {
                     let read = batch.note(read, asked);
-                    if matches!(read, Ok(n) if n < asked) {
+                    if SHORT_READ_MEANS_EMPTY && matches!(read, Ok(n) if n < asked) {
                         guard.clear_ready();
                     }
                     return Poll::Ready(read);
@@ -450,6 +460,20 @@ mod tests {
         let err = b.try_recv(&mut batch).expect_err("empty");
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(batch.want, 1, "back to one after the socket was empty");
+    }
+
+    /// A burst sent at once is read whole by reads that wait, however many messages each read
+    /// returns: a read is short only once the queue is empty.
+    #[tokio::test]
+    async fn a_burst_is_read_whole_by_reads_that_wait() {
+        let (a, b) = pair().await;
+        let to = b.get_ref().local_addr().expect("addr");
+        for k in 0..9u8 {
+            a.send(&transmit(to, None, &[k], None)).await.expect("send");
+        }
+        let got = read(&b, 9).await;
+        let payloads: Vec<u8> = got.iter().map(|(d, _)| d[0]).collect();
+        assert_eq!(payloads, (0..9).collect::<Vec<u8>>());
     }
 
     /// A short read clears readiness (`poll_recv`); a datagram that comes after it must still

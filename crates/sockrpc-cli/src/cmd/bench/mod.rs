@@ -14,7 +14,8 @@
 //! subscriber that drops its output, metrics into a Prometheus recorder; embedded server only).
 //!
 //! A sockrpc row makes one `Channel` whose pool holds `--connections` connections; its tasks
-//! share it, and each call (or stream) goes to the connection with the fewest calls in flight.
+//! share it; calls (and streams) fill one connection up to `--calls-per-connection` before the
+//! next.
 //!
 //! - [`plan`]: how every row runs, where it connects, which rows a group has.
 //! - [`rows`]: running one row: connecting its callers, warmup, measurement, notes.
@@ -135,6 +136,7 @@ pub(crate) struct BenchArgs {
     connections: usize,
     /// Calls in flight a pooled connection takes before calls go to the next one (the
     /// channel's `Endpoint::calls_per_connection`); 1 spreads calls over the pool one by one.
+    /// Not used with --balance, whose channel makes its own pools.
     #[arg(long, value_name = "N", default_value = "64", value_parser = parse_positive)]
     calls_per_connection: usize,
     /// Seconds each row runs [default: 2, unless --calls is given].
