@@ -1,11 +1,18 @@
 //! A UDP server's answer on its way out: the one message a datagram carries, the buffer it is
 //! encoded into (kept per thread between answers, so answering allocates nothing), and where it
-//! goes (`ReplyTo`: the source, the address to answer from, the size the source may receive).
+//! goes (`ReplyTo`: the source, the address to answer from, the size the source may receive),
+//! and the choice between REPLY and TRUNCATED that keeps an answer within the datagram size and
+//! the no-amplification rule.
 
-use super::datagram::{Cookie, Header, Kind};
+use super::bump;
+use super::datagram::{self, Cookie, Header, Kind, FLAG_FITS, HEADER_LEN};
+use super::outbox::Outbox;
+use super::server::Shared;
+use super::socket::transmit;
 use crate::dispatch::OutboundBody;
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{Response, Status};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 /// A call's answer as the cache and the datagram hold it: one message.
@@ -79,5 +86,60 @@ pub(super) fn is_unicast(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => !(v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified()),
         IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
+}
+
+impl Shared {
+    /// Queues the answer to a request of this batch (see [`encode_answer`](Self::encode_answer)).
+    pub(super) fn queue_answer(&self, outbox: &mut Outbox, to: &ReplyTo, answer: &Answer) {
+        outbox.push(to.addr, to.src_ip, |out| {
+            self.encode_answer(out, to, answer)
+        });
+    }
+
+    /// Sends the answer of a call that finished on its own task, at once.
+    pub(super) async fn send_answer(&self, to: &ReplyTo, answer: &Answer) {
+        let mut out = scratch(0);
+        self.encode_answer(&mut out, to, answer);
+        if !out.is_empty() {
+            if let Err(err) = self
+                .socket
+                .send(&transmit(to.addr, to.src_ip, &out, None))
+                .await
+            {
+                // Lost like any datagram: the client retransmits and the cache answers.
+                tracing::debug!(to = %to.addr, error = %err, "udp send failed");
+            }
+        }
+        give_back(out);
+    }
+
+    /// Appends REPLY to `out` when it fits and the source may receive it, TRUNCATED otherwise,
+    /// nothing when even TRUNCATED would break the no-amplification rule.
+    fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) {
+        let answer: Cow<'_, Answer> = match datagram::check_reply(answer, &self.config.limits) {
+            Ok(()) => Cow::Borrowed(answer),
+            Err(status) => Cow::Owned(Err(status)),
+        };
+        let len = datagram::reply_len(&answer);
+        let fits = len <= self.config.max_datagram;
+        let allowed = to.size_limit.is_none_or(|limit| len <= limit);
+        if fits && allowed {
+            datagram::encode_reply(out, &reply_header(Kind::Reply, to), &answer);
+            bump(&self.stats.replies);
+        } else {
+            if to.size_limit.is_some_and(|limit| HEADER_LEN > limit) {
+                // Cannot happen for a well-formed REQUEST (always larger than a header), but
+                // the rule is absolute.
+                bump(&self.stats.amplification_dropped);
+                return;
+            }
+            let mut header = reply_header(Kind::Truncated, to);
+            if fits {
+                header.flags |= FLAG_FITS;
+            }
+            datagram::encode_header_only(out, &header);
+            bump(&self.stats.truncated);
+        }
     }
 }

@@ -17,23 +17,22 @@
 //! gets any answer can prove its address from then on, and a client whose cookie went stale is
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
-use super::answer::{give_back, is_unicast, one_message, reply_header, scratch, Answer, ReplyTo};
+use super::answer::{is_unicast, one_message, reply_header, ReplyTo};
 use super::cache::{Begin, CompletionGuard, ReplyCache};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
-    self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_FITS, FLAG_STALE_COOKIE, HEADER_LEN,
+    self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_STALE_COOKIE, HEADER_LEN,
 };
 use super::limiter::Limiter;
 use super::outbox::Outbox;
 pub use super::server_config::UdpServerConfig;
-use super::socket::{transmit, BatchSocket, RecvBatch};
+use super::socket::{BatchSocket, RecvBatch};
 use super::{bump, counters};
 use crate::dispatch::{Dispatch, IncomingCall, RequestBody, TransportKind};
 use crate::panic::{panicked, poll_caught};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sockrpc_protocol::{ConnInfo, PathCache, Request, Status};
 use std::{
-    borrow::Cow,
     future::Future,
     io,
     net::{IpAddr, SocketAddr},
@@ -89,16 +88,16 @@ counters! {
     }
 }
 
-struct Shared {
-    socket: BatchSocket,
+pub(super) struct Shared {
+    pub(super) socket: BatchSocket,
     /// The socket's own address, for every call's connection info.
     local: Option<SocketAddr>,
     /// Whether that address is a wildcard: answers then name their source address.
     wildcard: bool,
-    config: UdpServerConfig,
+    pub(super) config: UdpServerConfig,
     cache: Arc<ReplyCache>,
     cookies: CookieJar,
-    stats: Arc<UdpServerStats>,
+    pub(super) stats: Arc<UdpServerStats>,
 }
 
 /// A UDP server over a bound socket: build it, read [`stats`](UdpServer::stats), then
@@ -554,58 +553,5 @@ impl Shared {
     fn panicked(&self) -> Status {
         bump(&self.stats.panics);
         panicked()
-    }
-
-    /// Queues the answer to a request of this batch (see [`encode_answer`](Self::encode_answer)).
-    fn queue_answer(&self, outbox: &mut Outbox, to: &ReplyTo, answer: &Answer) {
-        outbox.push(to.addr, to.src_ip, |out| {
-            self.encode_answer(out, to, answer)
-        });
-    }
-
-    /// Sends the answer of a call that finished on its own task, at once.
-    async fn send_answer(&self, to: &ReplyTo, answer: &Answer) {
-        let mut out = scratch(0);
-        self.encode_answer(&mut out, to, answer);
-        if !out.is_empty() {
-            if let Err(err) = self
-                .socket
-                .send(&transmit(to.addr, to.src_ip, &out, None))
-                .await
-            {
-                // Lost like any datagram: the client retransmits and the cache answers.
-                tracing::debug!(to = %to.addr, error = %err, "udp send failed");
-            }
-        }
-        give_back(out);
-    }
-
-    /// Appends REPLY to `out` when it fits and the source may receive it, TRUNCATED otherwise,
-    /// nothing when even TRUNCATED would break the no-amplification rule.
-    fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) {
-        let answer: Cow<'_, Answer> = match datagram::check_reply(answer, &self.config.limits) {
-            Ok(()) => Cow::Borrowed(answer),
-            Err(status) => Cow::Owned(Err(status)),
-        };
-        let len = datagram::reply_len(&answer);
-        let fits = len <= self.config.max_datagram;
-        let allowed = to.size_limit.is_none_or(|limit| len <= limit);
-        if fits && allowed {
-            datagram::encode_reply(out, &reply_header(Kind::Reply, to), &answer);
-            bump(&self.stats.replies);
-        } else {
-            if to.size_limit.is_some_and(|limit| HEADER_LEN > limit) {
-                // Cannot happen for a well-formed REQUEST (always larger than a header), but
-                // the rule is absolute.
-                bump(&self.stats.amplification_dropped);
-                return;
-            }
-            let mut header = reply_header(Kind::Truncated, to);
-            if fits {
-                header.flags |= FLAG_FITS;
-            }
-            datagram::encode_header_only(out, &header);
-            bump(&self.stats.truncated);
-        }
     }
 }
