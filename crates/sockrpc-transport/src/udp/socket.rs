@@ -230,8 +230,7 @@ impl BatchSocket {
                 }
                 // Empty: `try_io` cleared readiness; wait for the next.
                 Err(_would_block) => {
-                    batch.filled = 0;
-                    batch.want = 1;
+                    let _ = batch.note(Err(io::ErrorKind::WouldBlock.into()), asked);
                 }
             }
         }
