@@ -62,8 +62,10 @@ async fn the_server_announces_folded_requests_right_after_its_preface() {
         &got[8..20],
         &[0, 0, 0, 4, WINDOW, SETTINGS, 0, 0, 0, 0, 0, 0]
     );
-    let capabilities = u32::from_be_bytes(got[20..24].try_into().expect("4 bytes"));
-    assert_eq!(capabilities & 1, 1, "CAP_FOLDED_REQUEST: {capabilities:#x}");
+    let word = u32::from_be_bytes(got[20..24].try_into().expect("4 bytes"));
+    assert_eq!(word & 1, 1, "CAP_FOLDED_REQUEST: {word:#x}");
+    // The high 16 bits: the server's limit of calls in flight per connection (default 4,096).
+    assert_eq!(word >> 16, 4096, "max calls: {word:#x}");
     server.stop().await;
 }
 

@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 mod share;
 
 const BOUND: Duration = Duration::from_secs(10);
+/// A server's default limit of calls in flight per connection (`ServerConfig`).
+const DEFAULT_MAX_CALLS: usize = 4096;
 
 /// Counts what it serves, so a test can tell which server answered.
 #[derive(Clone, Default)]
@@ -64,6 +66,15 @@ struct TestServer {
 
 impl TestServer {
     fn start(addr: SocketAddr, policy: PingPolicy) -> std::io::Result<TestServer> {
+        TestServer::start_with(addr, policy, DEFAULT_MAX_CALLS)
+    }
+
+    /// A server that takes at most `max_calls` calls in flight per connection.
+    fn start_with(
+        addr: SocketAddr,
+        policy: PingPolicy,
+        max_calls: usize,
+    ) -> std::io::Result<TestServer> {
         let listener = sockrpc::transport::bind_tcp(addr, &sockrpc::SocketConfig::default())?;
         let addr = listener.local_addr()?;
         let service = Counting::default();
@@ -71,6 +82,7 @@ impl TestServer {
         let task = tokio::spawn(
             Server::builder()
                 .ping_policy(policy)
+                .max_concurrent_calls(max_calls)
                 .grace_period(Duration::from_secs(5))
                 .add_service(EchoServer::new(service.clone()))
                 .serve_with_listener_and_shutdown(listener, async {

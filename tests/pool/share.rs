@@ -109,6 +109,36 @@ async fn past_every_connections_share_calls_go_to_the_least_loaded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_limit_below_the_share_is_each_connections_share() {
+    // The server takes 3 calls per connection; the pool's share (64) would send a fourth to the
+    // first connection, and the server would refuse it. Its SETTINGS announce the limit, and
+    // the pool fills each connection up to it.
+    let server = TestServer::start_with(loopback(), PingPolicy::default(), 3).expect("server");
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .pool_size(3);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    assert_eq!(channel.connections().len(), 3);
+    // SETTINGS come right after the server's preface.
+    wait_until("every connection has the server's limit", || {
+        channel
+            .connections()
+            .iter()
+            .all(|conn| conn.max_calls() == Some(3))
+    })
+    .await;
+
+    let mut calls = JoinSet::new();
+    start_one_by_one(&channel, &server, 1..=8, &mut calls).await;
+    assert_eq!(in_flight(&channel), [3, 3, 2]);
+    // Past every connection's limit, the call goes where the server still has room.
+    start_one_by_one(&channel, &server, 9..=9, &mut calls).await;
+    assert_eq!(in_flight(&channel), [3, 3, 3]);
+    finish(calls, 9).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_a_pool_of_four_carries_64_calls_on_one_connection() {
     let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
     let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))

@@ -216,7 +216,16 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             encode_goaway(dst, *last_call_id, *code, message);
         }
         Frame::Window { call_id, credit } => encode_window(dst, *call_id, *credit),
-        Frame::Settings { capabilities } => encode_settings(dst, *capabilities),
+        Frame::Settings {
+            capabilities,
+            max_calls,
+        } => {
+            // 0 (none announced) cannot be encoded; only bits 0..16 travel.
+            if *max_calls == 0 || *capabilities > 0xFFFF {
+                return false;
+            }
+            encode_settings(dst, *capabilities, usize::from(*max_calls));
+        }
         Frame::Oversized { .. } => return false,
     }
     true

@@ -36,9 +36,10 @@ pub struct Endpoint {
     /// connection has this many, to the least loaded). Default 64. A soft share, not a limit:
     /// no call waits for room. Lower it to spread a moderate load over the pool (several server
     /// threads each reading one connection, or several backends behind one address); the
-    /// default keeps calls batched on as few connections as carry them. Keep it at or below the
-    /// server's limit of concurrent calls per connection: a call past that limit is refused
-    /// (`RESOURCE_EXHAUSTED`), not moved to another connection.
+    /// default keeps calls batched on as few connections as carry them. A server that takes
+    /// fewer calls per connection announces its limit in its SETTINGS, and that limit is the
+    /// connection's share then; a call made when every connection is at the server's limit is
+    /// refused by the server (`RESOURCE_EXHAUSTED`), not queued.
     pub calls_per_connection: usize,
     /// Keepalive PINGs; default off, as in gRPC.
     pub keepalive: Option<Keepalive>,

@@ -136,18 +136,21 @@ impl Pool {
     }
 
     /// A live connection, without waiting: the first (in slot order) with fewer calls in flight
-    /// than the endpoint's [`calls_per_connection`](Endpoint::calls_per_connection), or, when
-    /// every one is that busy, the least loaded — and then an idle slot is reopened.
+    /// than the endpoint's [`calls_per_connection`](Endpoint::calls_per_connection) or the
+    /// server's announced limit ([`ClientConnection::max_calls`]), whichever is lower, or, when
+    /// every one is that busy, the least loaded (one under the server's limit if any is) — and
+    /// then an idle slot is reopened.
     ///
     /// Filling the first connection before the next keeps calls batched: the calls a
     /// connection carries leave in one write and come back in one read, so spreading a load
     /// one connection carries over several only adds system calls and wake-ups per call.
     pub fn pick(&self) -> Option<ClientConnection> {
         // The field is public: 0 would leave every connection without room.
-        let target = self.inner.endpoint.calls_per_connection.max(1);
+        let share = self.inner.endpoint.calls_per_connection.max(1);
         let mut slots = lock(&self.inner.slots);
         let mut first_fit: Option<&ClientConnection> = None;
-        let mut least: Option<(usize, &ClientConnection)> = None;
+        // The least loaded connection, those with room under the server's limit first.
+        let mut least: Option<(bool, usize, &ClientConnection)> = None;
         let mut broken = false;
         let mut idle = None;
         for (i, slot) in slots.iter().enumerate() {
@@ -155,11 +158,17 @@ impl Pool {
                 Slot::Live(conn) if conn.is_closed() => broken = true,
                 Slot::Live(conn) => {
                     let load = conn.in_flight();
-                    if load < target && first_fit.is_none() {
+                    // A server that takes fewer calls than the share refuses the rest
+                    // (`RESOURCE_EXHAUSTED`): its limit is this connection's share then.
+                    let limit = conn.max_calls().unwrap_or(usize::MAX);
+                    if load < share.min(limit) && first_fit.is_none() {
                         first_fit = Some(conn);
                     }
-                    if least.is_none_or(|(least_load, _)| load < least_load) {
-                        least = Some((load, conn));
+                    let full = load >= limit;
+                    if least.is_none_or(|(least_full, least_load, _)| {
+                        (full, load) < (least_full, least_load)
+                    }) {
+                        least = Some((full, load, conn));
                     }
                 }
                 Slot::Idle => idle = Some(i),
@@ -167,7 +176,7 @@ impl Pool {
             }
         }
         let busy = first_fit.is_none();
-        let chosen = first_fit.or(least.map(|(_, conn)| conn)).cloned();
+        let chosen = first_fit.or(least.map(|(_, _, conn)| conn)).cloned();
         let grow = match idle {
             Some(i) if busy => {
                 slots[i] = Slot::Down;

@@ -3,7 +3,7 @@
 use super::{
     FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK, FLAG_END_STREAM, FLAG_FOLD_END,
     FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_SETTINGS,
-    FLAG_STREAM, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    FLAG_STREAM, HEADER_LEN, MAX_ANNOUNCED_CALLS, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use crate::encoding::ENCODING_FIELDS_LEN;
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
@@ -222,19 +222,22 @@ pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>)
     }
 }
 
-/// Writes SETTINGS: a WINDOW on call 0 with `FLAG_SETTINGS`, whose `u32` is the sender's
-/// capability bits (`CAP_FOLDED_REQUEST`). A server sends it once, right after its preface.
+/// Writes SETTINGS: a WINDOW on call 0 with `FLAG_SETTINGS`, whose `u32` holds the sender's
+/// limit of calls in flight (`max_calls`, at most `MAX_ANNOUNCED_CALLS`: a larger limit is
+/// announced as that) and its capability bits (`CAP_FOLDED_REQUEST`; only the low 16 bits are
+/// sent). A server sends it once, right after its preface.
 ///
 /// ```text
 /// header: length 4, kind WINDOW, flags SETTINGS (0x20), call id 0
-/// +--------------------+
-/// | capabilities: u32  |
-/// +--------------------+
+/// +-----------------+-------------------+
+/// | max calls: u16  | capabilities: u16 |
+/// +-----------------+-------------------+
 /// ```
-pub fn encode_settings(dst: &mut BytesMut, capabilities: u32) {
+pub fn encode_settings(dst: &mut BytesMut, capabilities: u32, max_calls: usize) {
+    let max_calls = u16::try_from(max_calls).unwrap_or(MAX_ANNOUNCED_CALLS);
     dst.reserve(HEADER_LEN + 4);
     put_header(dst, 4, FrameKind::Window, FLAG_SETTINGS, 0);
-    dst.put_u32(capabilities);
+    dst.put_u32(u32::from(max_calls) << 16 | capabilities & 0xFFFF);
 }
 
 /// Writes an OPEN frame for a streaming call (`FLAG_STREAM` when the client streams).

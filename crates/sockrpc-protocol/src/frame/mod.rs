@@ -66,13 +66,17 @@ pub const FLAG_MESSAGE: u8 = 0x20;
 /// Flag on OPEN with [`FLAG_MESSAGE`]: the folded message is compressed, as
 /// [`FLAG_COMPRESSED`] says of a MESSAGE.
 pub const FLAG_MESSAGE_COMPRESSED: u8 = 0x40;
-/// Flag on WINDOW with call id 0: the frame is SETTINGS, its `u32` the sender's capability
-/// bits rather than credit. A version 1 peer that knows no SETTINGS ignores it, as it ignores
-/// every WINDOW on call 0, so a server can send it to any client.
+/// Flag on WINDOW with call id 0: the frame is SETTINGS, its `u32` the sender's limit of calls
+/// in flight (high 16 bits) and capability bits (low 16 bits) rather than credit. A version 1
+/// peer that knows no SETTINGS ignores it, as it ignores every WINDOW on call 0, so a server
+/// can send it to any client.
 pub const FLAG_SETTINGS: u8 = 0x20;
 /// Capability bit in a server's SETTINGS: it reads a request message folded into its OPEN
 /// ([`FLAG_MESSAGE`]).
 pub const CAP_FOLDED_REQUEST: u32 = 0x1;
+/// The largest limit of calls in flight SETTINGS can carry: a server that takes more announces
+/// this many, which a client reads as "at least".
+pub const MAX_ANNOUNCED_CALLS: u16 = u16::MAX;
 /// Every capability this crate's server announces.
 pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST;
 /// The largest request message a client folds into its OPEN; a larger one goes in a MESSAGE
@@ -285,10 +289,17 @@ pub enum Frame {
         credit: u32,
     },
     /// A WINDOW on call 0 with `FLAG_SETTINGS`: what the sender supports beyond version 1's
-    /// base (sent by a server right after its preface).
+    /// base, and how many calls it takes in flight on this connection (sent by a server right
+    /// after its preface).
     Settings {
-        /// Capability bits ([`CAP_FOLDED_REQUEST`]); bits this crate does not know are ignored.
+        /// Capability bits ([`CAP_FOLDED_REQUEST`]), the word's low 16 bits; bits this crate
+        /// does not know are ignored.
         capabilities: u32,
+        /// The most calls the sender takes in flight on this connection, the word's high 16
+        /// bits: 0 when it announced none (a server of session 12 or older), and
+        /// [`MAX_ANNOUNCED_CALLS`] for that many or more. A call past it is refused with
+        /// `RESOURCE_EXHAUSTED`.
+        max_calls: u16,
     },
     /// Not a wire frame: a MESSAGE larger than the receiver's limit, whose body was read and
     /// thrown away so that only its call fails (`ResourceExhausted`), not the connection.

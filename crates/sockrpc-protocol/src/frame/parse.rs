@@ -219,8 +219,10 @@ impl Frame {
                 }
             }
             FrameKind::Window if call_id == 0 && header.flags & FLAG_SETTINGS != 0 => {
+                let word = body.u32()?;
                 Frame::Settings {
-                    capabilities: body.u32()?,
+                    capabilities: word & 0xFFFF,
+                    max_calls: (word >> 16) as u16,
                 }
             }
             FrameKind::Window => Frame::Window {

@@ -431,15 +431,54 @@ fn a_folded_message_on_a_streaming_or_open_ended_call_is_malformed() {
 #[test]
 fn settings_ride_on_a_window_for_call_zero() {
     let mut buf = BytesMut::new();
-    encode_settings(&mut buf, CAP_FOLDED_REQUEST | 0x8000_0000);
+    encode_settings(&mut buf, CAP_FOLDED_REQUEST | 0x8000, 300);
     assert_eq!(
-        &buf[..HEADER_LEN],
-        &[0, 0, 0, 4, 9, FLAG_SETTINGS, 0, 0, 0, 0, 0, 0]
+        &buf[..],
+        &[
+            0,
+            0,
+            0,
+            4,
+            9,
+            FLAG_SETTINGS,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0x01,
+            0x2C,
+            0x80,
+            0x01
+        ]
     );
     assert_eq!(
         round_trip(buf),
         Frame::Settings {
-            capabilities: CAP_FOLDED_REQUEST | 0x8000_0000
+            capabilities: CAP_FOLDED_REQUEST | 0x8000,
+            max_calls: 300,
+        }
+    );
+    // A limit past 16 bits is announced as the largest; capability bits past 16 are not sent.
+    let mut buf = BytesMut::new();
+    encode_settings(&mut buf, CAP_FOLDED_REQUEST | 0x1_0000, 70_000);
+    assert_eq!(
+        round_trip(buf),
+        Frame::Settings {
+            capabilities: CAP_FOLDED_REQUEST,
+            max_calls: MAX_ANNOUNCED_CALLS,
+        }
+    );
+    // An older server's SETTINGS: capabilities only, no limit announced.
+    let mut buf = BytesMut::new();
+    encode_window(&mut buf, 0, CAP_FOLDED_REQUEST);
+    buf[5] = FLAG_SETTINGS;
+    assert_eq!(
+        round_trip(buf),
+        Frame::Settings {
+            capabilities: CAP_FOLDED_REQUEST,
+            max_calls: 0,
         }
     );
     // A version 1 WINDOW on call 0 is still credit, and the flag means nothing on a call's.

@@ -21,7 +21,7 @@ use tower_service::Service;
 /// `tower::Service<Call>`, so any tower layer wraps it.
 ///
 /// Calls fill the first pooled connection up to `Endpoint::calls_per_connection` calls in
-/// flight before the next, and go to the least loaded once every connection has that many. A
+/// flight (or the server's announced limit, if lower) before the next, and go to the least loaded once every connection has that many. A
 /// connection that breaks
 /// fails only its own calls (`Unavailable`) and is replaced in the background with backoff;
 /// while none is up, calls wait for one up to their deadline.

@@ -324,8 +324,16 @@ impl Driver {
                     stream.outbound.credit(credit);
                 }
             }
-            Frame::Settings { capabilities } => {
+            Frame::Settings {
+                capabilities,
+                max_calls,
+            } => {
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
+                if max_calls != 0 {
+                    self.shared
+                        .max_calls
+                        .store(usize::from(max_calls), Ordering::Relaxed);
+                }
             }
             // Servers do not open or cancel calls.
             Frame::Open { .. } | Frame::Cancel { .. } => {}

@@ -264,6 +264,9 @@ struct Shared {
     started: AtomicU64,
     /// Mirrors `closed.is_some()`, read on every call by the pool.
     closed: AtomicBool,
+    /// The server's limit of calls in flight here, from its SETTINGS; `usize::MAX` until one
+    /// arrives, or when the server announced none.
+    max_calls: AtomicUsize,
     /// Set once the server's preface has arrived: the connection is known to speak sockrpc.
     handshaken: AtomicBool,
     handshake: Notify,
@@ -360,6 +363,7 @@ impl ClientConnection {
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            max_calls: AtomicUsize::new(usize::MAX),
             handshaken: AtomicBool::new(false),
             handshake: Notify::new(),
         });
@@ -404,6 +408,17 @@ impl ClientConnection {
     /// Calls in flight.
     pub fn in_flight(&self) -> usize {
         self.handle.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The most calls the server takes in flight on this connection, as its SETTINGS
+    /// announced (`ServerConfig::max_concurrent_calls`); `None` before they arrive, or from a
+    /// server that announced none. A call past it is refused with `RESOURCE_EXHAUSTED`, so a
+    /// pool fills a connection no further than this.
+    pub fn max_calls(&self) -> Option<usize> {
+        match self.handle.shared.max_calls.load(Ordering::Relaxed) {
+            usize::MAX => None,
+            limit => Some(limit),
+        }
     }
 
     /// Calls ever started on this connection.

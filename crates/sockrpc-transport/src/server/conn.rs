@@ -141,9 +141,15 @@ impl<D: Dispatch> Connection<D> {
     ) -> Connection<D> {
         let mut outbox = Outbox::new(accepted.writer);
         outbox.buf_mut().extend_from_slice(&PREFACE);
-        // What this server reads beyond version 1's base (a folded request message): a client
-        // that knows no SETTINGS ignores it, one that does folds its unary requests from then on.
-        frame::encode_settings(outbox.buf_mut(), frame::SERVER_CAPABILITIES);
+        // What this server reads beyond version 1's base (a folded request message), and how
+        // many calls it takes in flight here: a client that knows no SETTINGS ignores it, one
+        // that does folds its unary requests from then on, and its pool fills this connection
+        // no further than the limit.
+        frame::encode_settings(
+            outbox.buf_mut(),
+            frame::SERVER_CAPABILITIES,
+            config.max_concurrent_calls,
+        );
         let now = Instant::now();
         Connection {
             dispatch,
