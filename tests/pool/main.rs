@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod room;
 mod share;
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -28,6 +29,8 @@ const DEFAULT_MAX_CALLS: usize = 4096;
 struct Counting {
     served: Arc<AtomicUsize>,
     running: Arc<AtomicUsize>,
+    /// The most `sleep` calls that ever ran at once.
+    peak: Arc<AtomicUsize>,
 }
 
 impl Echo for Counting {
@@ -41,7 +44,8 @@ impl Echo for Counting {
     }
 
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
-        self.running.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         self.served.fetch_add(1, Ordering::SeqCst);

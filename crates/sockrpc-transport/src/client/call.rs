@@ -14,13 +14,18 @@ use std::{
     pin::Pin,
     task::{Context, Poll},
 };
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// Where a call is. Small on purpose: the request stays in its own field from start to end (it
 /// is kept in case the server refuses the call unstarted), so no state change moves it.
 #[derive(Clone, Copy)]
 enum CallState {
     Start,
+    /// Not sent: the connection is at the server's limit of calls in flight, and the call
+    /// waits in its room queue (`room.rs`) with this ticket.
+    Queued {
+        ticket: u64,
+    },
     Waiting {
         id: u32,
     },
@@ -40,20 +45,26 @@ pin_project! {
         deadline: Option<Instant>,
         // The UDP call this re-issues over the stream (the OPEN's FLAG_REISSUE field).
         reissue: Option<(u64, u32)>,
+        // The deadline's timer while the call waits for room (no driver watches it then).
+        room_timer: Option<Pin<Box<Sleep>>>,
     }
 
     impl PinnedDrop for ResponseFuture {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let CallState::Waiting { id, .. } = *this.state {
-                let shared = this.conn.shared();
-                let mut state = shared.lock();
-                if let Some(slot) = state.remove_call(shared, id) {
-                    if slot.done.is_none() && state.outbox.failed().is_none() {
-                        frame::encode_cancel(state.outbox.buf_mut(), id);
-                        state.outbox.wake_driver();
+            match *this.state {
+                CallState::Waiting { id } => {
+                    let shared = this.conn.shared();
+                    let mut state = shared.lock();
+                    if let Some(slot) = state.remove_call(shared, id) {
+                        if slot.done.is_none() && state.outbox.failed().is_none() {
+                            frame::encode_cancel(state.outbox.buf_mut(), id);
+                            state.outbox.wake_driver();
+                        }
                     }
                 }
+                CallState::Queued { ticket } => leave_queue(this.conn.shared(), ticket),
+                _ => {}
             }
         }
     }
@@ -85,6 +96,7 @@ impl ResponseFuture {
             request: Some((path, request)),
             deadline,
             reissue: None,
+            room_timer: None,
         }
     }
 
@@ -100,14 +112,31 @@ impl std::fmt::Debug for ResponseFuture {
     }
 }
 
+/// What [`start_call`] did.
+enum Started {
+    /// Sent, with this id.
+    Sent(u32),
+    /// Queued for room under the server's limit, with this ticket.
+    Queued(u64),
+}
+
+/// A queued call gives up: it leaves the queue, and a wake-up it was sent goes to the next.
+fn leave_queue(shared: &Shared, ticket: u64) {
+    let mut state = shared.lock();
+    if state.room.leave(ticket) {
+        state.wake_for_room(shared);
+    }
+}
+
 fn start_call(
     shared: &Shared,
     cx: &mut Context<'_>,
-    path: &MethodPath,
-    request: &Request<Bytes>,
+    call: (&MethodPath, &Request<Bytes>),
     reissue: Option<(u64, u32)>,
     deadline: Option<Instant>,
-) -> Result<u32, Status> {
+    queued: Option<u64>,
+) -> Result<Started, Status> {
+    let (path, request) = call;
     let limits = &shared.limits;
     let (metadata, message, timeout) = (request.metadata(), request.get_ref(), request.timeout());
     if message.len() > limits.send_limit() {
@@ -130,6 +159,15 @@ fn start_call(
         return Err(Status::resource_exhausted(
             "connection write buffer is full: the server is not reading",
         ));
+    }
+    if state.at_limit(shared) {
+        // As an HTTP/2 client holds a stream back at the peer's stream limit: the server would
+        // refuse this call, so it waits, unsent, for one in flight to end.
+        return Ok(Started::Queued(state.room.wait(queued, cx.waker())));
+    }
+    if let Some(ticket) = queued {
+        // Sent now: out of the queue, if a poll came before its wake-up did.
+        state.room.leave(ticket);
     }
     let id = state.next_call_id(shared)?;
     let alone = state.calls.is_empty();
@@ -171,7 +209,7 @@ fn start_call(
         // Others are in flight: their frames and ours leave together when the driver runs.
         state.outbox.wake_driver();
     }
-    Ok(id)
+    Ok(Started::Sent(id))
 }
 
 impl Future for ResponseFuture {
@@ -180,16 +218,44 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let shared = this.conn.shared();
-        if let CallState::Start = this.state {
+        let queued = match *this.state {
+            CallState::Start => Some(None),
+            CallState::Queued { ticket } => Some(Some(ticket)),
+            _ => None,
+        };
+        if let Some(queued) = queued {
             let Some((path, request)) = this.request.as_ref() else {
                 return Poll::Ready(Err(Status::internal("call started without its request")));
             };
-            match start_call(shared, cx, path, request, *this.reissue, *this.deadline) {
-                Ok(id) => {
+            let call = (path, request);
+            match start_call(shared, cx, call, *this.reissue, *this.deadline, queued) {
+                Ok(Started::Sent(id)) => {
                     crate::dispatch::note_call_id(id);
                     *this.state = CallState::Waiting { id };
+                    *this.room_timer = None;
+                }
+                Ok(Started::Queued(ticket)) => {
+                    *this.state = CallState::Queued { ticket };
+                    let Some(deadline) = *this.deadline else {
+                        return Poll::Pending;
+                    };
+                    let timer = this
+                        .room_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    leave_queue(shared, ticket);
+                    *this.state = CallState::Done;
+                    return Poll::Ready(Err(Status::deadline_exceeded(
+                        "deadline exceeded while waiting for room under the server's limit of \
+                         calls in flight on this connection",
+                    )));
                 }
                 Err(status) => {
+                    if let Some(ticket) = queued {
+                        leave_queue(shared, ticket);
+                    }
                     *this.state = if status.is_not_processed() {
                         CallState::Unsent
                     } else {

@@ -16,9 +16,11 @@
 //! - `driver.rs`: the reader task; unary deadlines (one timer); keepalive.
 //! - `stream.rs`: a streaming call's two halves.
 //! - `table.rs`: the calls in flight, by id.
+//! - `room.rs`: unary calls waiting for room under the server's limit of calls in flight.
 
 mod call;
 mod driver;
+mod room;
 mod stream;
 mod table;
 
@@ -182,6 +184,8 @@ struct State {
     /// The server's SETTINGS announced `CAP_FOLDED_REQUEST`: a unary request message of up to
     /// `MAX_FOLDED_MESSAGE` bytes goes inside its OPEN (one frame per request, not two).
     folds_request: bool,
+    /// Unary calls waiting for room under the server's limit (`Shared::max_calls`).
+    room: room::RoomQueue,
 }
 
 impl State {
@@ -251,6 +255,20 @@ impl State {
         if self.calls.is_empty() {
             self.idle_since = Instant::now();
         }
+        self.wake_for_room(shared);
+    }
+
+    /// Whether a new call would go past the server's limit of calls in flight.
+    fn at_limit(&self, shared: &Shared) -> bool {
+        self.calls.len() >= shared.max_calls.load(Ordering::Relaxed)
+    }
+
+    /// Wakes as many calls waiting for room as there is room for.
+    fn wake_for_room(&mut self, shared: &Shared) {
+        if !self.room.is_empty() {
+            let limit = shared.max_calls.load(Ordering::Relaxed);
+            self.room.wake(limit.saturating_sub(self.calls.len()));
+        }
     }
 }
 
@@ -286,8 +304,9 @@ impl Shared {
             state.closed = Some(status);
         }
         self.closed.store(true, Ordering::Release);
-        // Wake anyone waiting for the handshake: it will not come now.
+        // Wake anyone waiting for the handshake or for room: neither will come now.
         self.handshake.notify_waiters();
+        state.room.wake_all();
     }
 }
 
@@ -357,6 +376,7 @@ impl ClientConnection {
                 idle_since: Instant::now(),
                 soonest_deadline: None,
                 folds_request: false,
+                room: room::RoomQueue::default(),
             }),
             limits,
             peer,
@@ -412,8 +432,9 @@ impl ClientConnection {
 
     /// The most calls the server takes in flight on this connection, as its SETTINGS
     /// announced (`ServerConfig::max_concurrent_calls`); `None` before they arrive, or from a
-    /// server that announced none. A call past it is refused with `RESOURCE_EXHAUSTED`, so a
-    /// pool fills a connection no further than this.
+    /// server that announced none. A unary call made while this many are in flight waits for
+    /// one to end (up to its deadline) before it is sent, as an HTTP/2 client holds a stream
+    /// back; a pool fills a connection no further than this.
     pub fn max_calls(&self) -> Option<usize> {
         match self.handle.shared.max_calls.load(Ordering::Relaxed) {
             usize::MAX => None,
