@@ -378,6 +378,31 @@ impl Driver {
         self.wake.drain(..).for_each(Waker::wake);
     }
 
+    /// After a failed write: the frames the server sent before it closed, still in the socket's
+    /// receive queue (Linux hands them out before the reset's error). Its GOAWAY names the
+    /// calls it never started: a call written just before the server closed an idle
+    /// connection is then "not processed" and goes elsewhere, rather than failing as one the
+    /// server may have run.
+    fn dispatch_received(&mut self, cx: &mut Context<'_>) {
+        for _ in 0..READS_PER_POLL {
+            match self.reader.poll_fill(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let shared = Arc::clone(&self.shared);
+            let mut state = shared.lock();
+            loop {
+                match self.reader.next_frame() {
+                    Ok(Some(frame)) => self.dispatch(&mut state, frame),
+                    Ok(None) => break,
+                    // The connection fails anyway; a bad frame ends what it can tell.
+                    Err(_) => return,
+                }
+            }
+            self.reader.settle();
+        }
+    }
+
     fn read_error(err: DecodeError) -> Status {
         match err {
             DecodeError::Io(err) => Status::from(err),
@@ -406,6 +431,7 @@ impl Future for Driver {
             if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
                 let written = state.outbox.written();
                 drop(state);
+                this.dispatch_received(cx);
                 this.fail_all_unsent(
                     Status::unavailable(format!("connection write failed: {err}")),
                     written,
