@@ -125,3 +125,45 @@ async fn a_waiting_call_that_is_dropped_leaves_its_turn_to_the_next() {
     assert_eq!(server.service.served.load(Ordering::SeqCst), 2);
     server.stop().await;
 }
+
+// One thread: a woken task runs only after the task that woke it yields, so the looping task
+// always reaches the freed room first unless the room is kept for the call that waits.
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_call_is_not_starved_by_a_caller_in_a_tight_loop() {
+    // The server takes one call at a time. One task calls back to back; each time its call
+    // ends it starts the next at once. The room its call frees is kept for the call already
+    // waiting, so the waiting call gets its turn, well before its deadline.
+    let server = TestServer::start_with(loopback(), PingPolicy::default(), 1).expect("server");
+    let channel = channel(&server, 1).await;
+    let mut looping = EchoClient::new(channel.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_loop = std::sync::Arc::clone(&stop);
+    let looper = tokio::spawn(async move {
+        let mut calls = 0;
+        while !stop_loop.load(Ordering::SeqCst) && calls < 20_000 {
+            looping.sleep(sleep(1)).await.expect("looping call");
+            calls += 1;
+        }
+        calls
+    });
+    let running = &server.service.running;
+    wait_until("the loop runs", || running.load(Ordering::SeqCst) == 1).await;
+
+    let mut client = EchoClient::new(channel.clone());
+    let mut request = sockrpc::Request::new(sleep(0));
+    request.set_timeout(Duration::from_secs(5));
+    let waited = tokio::time::timeout(BOUND, client.sleep(request))
+        .await
+        .expect("the waiting call ends");
+    stop.store(true, Ordering::SeqCst);
+    let looped = tokio::time::timeout(BOUND, looper)
+        .await
+        .expect("the loop ends")
+        .expect("task");
+    assert!(waited.is_ok(), "the waiting call was starved: {waited:?}");
+    assert!(
+        looped < 20_000,
+        "the loop ran to its bound: the waiting call came last"
+    );
+    server.stop().await;
+}

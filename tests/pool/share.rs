@@ -131,7 +131,7 @@ async fn a_server_limit_below_the_share_is_each_connections_share() {
     let mut calls = JoinSet::new();
     start_one_by_one(&channel, &server, 1..=8, &mut calls).await;
     assert_eq!(in_flight(&channel), [3, 3, 2]);
-    // Past every connection's limit, the call goes where the server still has room.
+    // The ninth goes to the one connection still under the server's limit.
     start_one_by_one(&channel, &server, 9..=9, &mut calls).await;
     assert_eq!(in_flight(&channel), [3, 3, 3]);
     finish(calls, 9).await;

@@ -220,8 +220,8 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             capabilities,
             max_calls,
         } => {
-            // 0 (none announced) cannot be encoded; only bits 0..16 travel.
-            if *max_calls == 0 || *capabilities > 0xFFFF {
+            // Only the capability bits 0..16 travel (a parsed frame never has others).
+            if *capabilities > 0xFFFF {
                 return false;
             }
             encode_settings(dst, *capabilities, usize::from(*max_calls));

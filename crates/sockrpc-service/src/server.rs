@@ -201,7 +201,9 @@ impl<L> ServerBuilder<L> {
         self
     }
 
-    /// Sets how many calls one connection may have open.
+    /// Sets how many calls one connection may have open. Clients learn it from the server's
+    /// SETTINGS: a sockrpc client's unary calls past it wait for room instead of being refused,
+    /// and its pool fills a connection no further.
     ///
     /// # Panics
     /// If `n` is 0: a server that refuses every call is a configuration mistake, not a limit.

@@ -165,6 +165,8 @@ impl Pool {
                         first_fit = Some(conn);
                     }
                     let full = load >= limit;
+                    // Calls waiting for room there (`ClientConnection::waiting`) are load too.
+                    let load = load + conn.waiting();
                     if least.is_none_or(|(least_full, least_load, _)| {
                         (full, load) < (least_full, least_load)
                     }) {

@@ -112,6 +112,11 @@ impl std::fmt::Debug for ResponseFuture {
     }
 }
 
+/// Why a call that waited for room gave up.
+const ROOM_DEADLINE: &str =
+    "deadline exceeded while waiting for room under the server's limit of calls in flight on \
+     this connection";
+
 /// What [`start_call`] did.
 enum Started {
     /// Sent, with this id.
@@ -120,12 +125,13 @@ enum Started {
     Queued(u64),
 }
 
-/// A queued call gives up: it leaves the queue, and a wake-up it was sent goes to the next.
+/// A queued call gives up: it leaves the queue, and room kept for it goes to the next.
 fn leave_queue(shared: &Shared, ticket: u64) {
     let mut state = shared.lock();
     if state.room.leave(ticket) {
         state.wake_for_room(shared);
     }
+    state.note_waiting(shared);
 }
 
 fn start_call(
@@ -136,9 +142,9 @@ fn start_call(
     deadline: Option<Instant>,
     queued: Option<u64>,
 ) -> Result<Started, Status> {
-    let (path, request) = call;
+    let (_, request) = call;
     let limits = &shared.limits;
-    let (metadata, message, timeout) = (request.metadata(), request.get_ref(), request.timeout());
+    let (metadata, message) = (request.metadata(), request.get_ref());
     if message.len() > limits.send_limit() {
         return Err(Status::resource_exhausted(format!(
             "request message of {} bytes exceeds the limit of {}",
@@ -148,6 +154,38 @@ fn start_call(
     }
     frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
     let mut state = shared.lock();
+    // A queued call polled again either still waits, or was woken and holds room kept for it.
+    let held = match queued {
+        Some(ticket) if !state.room.come_back(ticket, cx.waker()) => {
+            if state.closed.is_none() {
+                return Ok(Started::Queued(ticket));
+            }
+            state.room.leave(ticket);
+            state.note_waiting(shared);
+            false
+        }
+        Some(_) => true,
+        None => false,
+    };
+    let started = send(shared, &mut state, cx, call, reissue, deadline, queued);
+    if held && !matches!(started, Ok(Started::Sent(_))) {
+        // The room kept for this call went unused: the next waiter's.
+        state.wake_for_room(shared);
+    }
+    started
+}
+
+/// [`start_call`] under the connection's lock: queue the call, or encode it and send it.
+fn send(
+    shared: &Shared,
+    state: &mut super::State,
+    cx: &mut Context<'_>,
+    (path, request): (&MethodPath, &Request<Bytes>),
+    reissue: Option<(u64, u32)>,
+    deadline: Option<Instant>,
+    queued: Option<u64>,
+) -> Result<Started, Status> {
+    let (metadata, message) = (request.metadata(), request.get_ref());
     if let Some(status) = &state.closed {
         // Nothing was sent: safe to send on another connection.
         return Err(Status::not_processed(format!(
@@ -160,15 +198,31 @@ fn start_call(
             "connection write buffer is full: the server is not reading",
         ));
     }
-    if state.at_limit(shared) {
+    let timeout = match (queued, deadline) {
         // As an HTTP/2 client holds a stream back at the peer's stream limit: the server would
-        // refuse this call, so it waits, unsent, for one in flight to end.
-        return Ok(Started::Queued(state.room.wait(queued, cx.waker())));
-    }
-    if let Some(ticket) = queued {
-        // Sent now: out of the queue, if a poll came before its wake-up did.
-        state.room.leave(ticket);
-    }
+        // refuse this call, so it waits, unsent, for one in flight to end; a new call queues
+        // behind those already waiting, a woken one takes the room kept for it (unless the
+        // limit fell meanwhile: then it goes back to the front).
+        (None, _) if state.at_limit(shared) || !state.room.is_empty() => {
+            let ticket = state.room.join(cx.waker());
+            state.note_waiting(shared);
+            return Ok(Started::Queued(ticket));
+        }
+        (Some(ticket), _) if state.at_limit(shared) => {
+            state.room.rejoin(ticket, cx.waker());
+            state.note_waiting(shared);
+            return Ok(Started::Queued(ticket));
+        }
+        // A call that waited tells the server the time it has left, not the time it began with.
+        (Some(_), Some(deadline)) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Status::deadline_exceeded(ROOM_DEADLINE));
+            }
+            Some(left)
+        }
+        _ => request.timeout(),
+    };
     let id = state.next_call_id(shared)?;
     let alone = state.calls.is_empty();
     let sent_from = state.outbox.position();
@@ -247,15 +301,9 @@ impl Future for ResponseFuture {
                     }
                     leave_queue(shared, ticket);
                     *this.state = CallState::Done;
-                    return Poll::Ready(Err(Status::deadline_exceeded(
-                        "deadline exceeded while waiting for room under the server's limit of \
-                         calls in flight on this connection",
-                    )));
+                    return Poll::Ready(Err(Status::deadline_exceeded(ROOM_DEADLINE)));
                 }
                 Err(status) => {
-                    if let Some(ticket) = queued {
-                        leave_queue(shared, ticket);
-                    }
                     *this.state = if status.is_not_processed() {
                         CallState::Unsent
                     } else {

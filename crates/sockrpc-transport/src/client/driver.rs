@@ -329,7 +329,8 @@ impl Driver {
                 max_calls,
             } => {
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
-                if max_calls != 0 {
+                // The largest announced limit means "that many or more": no limit to keep.
+                if max_calls != 0 && max_calls != frame::MAX_ANNOUNCED_CALLS {
                     self.shared
                         .max_calls
                         .store(usize::from(max_calls), Ordering::Relaxed);

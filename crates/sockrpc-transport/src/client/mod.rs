@@ -258,17 +258,25 @@ impl State {
         self.wake_for_room(shared);
     }
 
-    /// Whether a new call would go past the server's limit of calls in flight.
+    /// Whether the server's limit of calls in flight leaves no room for one more call beyond
+    /// the room kept for calls woken from the queue.
     fn at_limit(&self, shared: &Shared) -> bool {
-        self.calls.len() >= shared.max_calls.load(Ordering::Relaxed)
+        self.calls.len() + self.room.reserved() >= shared.max_calls.load(Ordering::Relaxed)
     }
 
     /// Wakes as many calls waiting for room as there is room for.
     fn wake_for_room(&mut self, shared: &Shared) {
         if !self.room.is_empty() {
             let limit = shared.max_calls.load(Ordering::Relaxed);
-            self.room.wake(limit.saturating_sub(self.calls.len()));
+            self.room
+                .wake(limit.saturating_sub(self.calls.len() + self.room.reserved()));
+            self.note_waiting(shared);
         }
+    }
+
+    /// Mirrors the room queue's length for the pool, which counts waiting calls as load.
+    fn note_waiting(&self, shared: &Shared) {
+        shared.waiting.store(self.room.len(), Ordering::Relaxed);
     }
 }
 
@@ -285,6 +293,8 @@ struct Shared {
     /// The server's limit of calls in flight here, from its SETTINGS; `usize::MAX` until one
     /// arrives, or when the server announced none.
     max_calls: AtomicUsize,
+    /// Mirrors the room queue's length: unary calls waiting for room under that limit.
+    waiting: AtomicUsize,
     /// Set once the server's preface has arrived: the connection is known to speak sockrpc.
     handshaken: AtomicBool,
     handshake: Notify,
@@ -307,6 +317,7 @@ impl Shared {
         // Wake anyone waiting for the handshake or for room: neither will come now.
         self.handshake.notify_waiters();
         state.room.wake_all();
+        state.note_waiting(self);
     }
 }
 
@@ -384,6 +395,7 @@ impl ClientConnection {
             started: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             max_calls: AtomicUsize::new(usize::MAX),
+            waiting: AtomicUsize::new(0),
             handshaken: AtomicBool::new(false),
             handshake: Notify::new(),
         });
@@ -440,6 +452,12 @@ impl ClientConnection {
             usize::MAX => None,
             limit => Some(limit),
         }
+    }
+
+    /// Unary calls waiting, unsent, for room under the server's limit
+    /// ([`max_calls`](Self::max_calls)).
+    pub fn waiting(&self) -> usize {
+        self.handle.shared.waiting.load(Ordering::Relaxed)
     }
 
     /// Calls ever started on this connection.

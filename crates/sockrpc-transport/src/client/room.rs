@@ -6,9 +6,10 @@
 //! is reached, a unary call that finds the connection at the limit waits here, without sending
 //! anything, until a call ends, its deadline passes, or the connection closes.
 //!
-//! Waiters are woken in the order they came, one per call that ends: a waiter that finds the
-//! room taken again (by a call that came meanwhile) goes back to the front. A waiter that gives
-//! up (dropped, or past its deadline) leaves the queue, and passes on a wake-up it was sent.
+//! Waiters are woken in the order they came, one per call that ends, and the room a call's end
+//! frees is kept for the waiter woken into it (`reserved`): a new call queues behind waiters
+//! and reservations, so it cannot take that room first and starve the queue. A waiter that gives
+//! up after it was woken hands its room to the next.
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -18,46 +19,61 @@ use std::task::Waker;
 pub(super) struct RoomQueue {
     next_ticket: u64,
     waiters: VecDeque<(u64, Waker)>,
+    /// Waiters woken into room that have not come back for it yet: that room is theirs.
+    reserved: usize,
 }
 
 impl RoomQueue {
-    /// Registers a waiter and returns its ticket. `ticket` is the one it had, if any: a waiter
-    /// still queued keeps its place (its waker updated); one that was woken and found no room
-    /// goes back to the front, ahead of calls that came after it.
-    pub(super) fn wait(&mut self, ticket: Option<u64>, waker: &Waker) -> u64 {
-        if let Some(ticket) = ticket {
-            if let Some((_, queued)) = self.waiters.iter_mut().find(|(t, _)| *t == ticket) {
-                if !queued.will_wake(waker) {
-                    queued.clone_from(waker);
-                }
-            } else {
-                self.waiters.push_front((ticket, waker.clone()));
-            }
-            return ticket;
-        }
+    /// Queues a new call at the back; its ticket.
+    pub(super) fn join(&mut self, waker: &Waker) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.waiters.push_back((ticket, waker.clone()));
         ticket
     }
 
-    /// Removes a waiter that gave up. Returns whether it had already been woken (it was no
-    /// longer queued): the wake-up it took must then go to another waiter.
+    /// A queued call is polled again. `false`: it still waits (its waker is updated). `true`: it
+    /// was woken, and the room kept for it is now its to take (or, if the limit fell meanwhile,
+    /// to [`rejoin`](Self::rejoin) the queue).
+    pub(super) fn come_back(&mut self, ticket: u64, waker: &Waker) -> bool {
+        if let Some((_, queued)) = self.waiters.iter_mut().find(|(t, _)| *t == ticket) {
+            if !queued.will_wake(waker) {
+                queued.clone_from(waker);
+            }
+            return false;
+        }
+        self.reserved = self.reserved.saturating_sub(1);
+        true
+    }
+
+    /// A woken call that found no room after all goes back to the front.
+    pub(super) fn rejoin(&mut self, ticket: u64, waker: &Waker) {
+        self.waiters.push_front((ticket, waker.clone()));
+    }
+
+    /// Removes a call that gave up (dropped, or past its deadline) without coming back.
+    /// Returns whether it had been woken: the room kept for it must then go to another waiter.
     pub(super) fn leave(&mut self, ticket: u64) -> bool {
         match self.waiters.iter().position(|(t, _)| *t == ticket) {
             Some(at) => {
                 self.waiters.remove(at);
                 false
             }
-            None => true,
+            None => {
+                self.reserved = self.reserved.saturating_sub(1);
+                true
+            }
         }
     }
 
-    /// Wakes up to `room` waiters, the longest waiting first.
+    /// Wakes up to `room` waiters, the longest waiting first, and keeps that room for them.
     pub(super) fn wake(&mut self, room: usize) {
         for _ in 0..room {
             match self.waiters.pop_front() {
-                Some((_, waker)) => waker.wake(),
+                Some((_, waker)) => {
+                    self.reserved += 1;
+                    waker.wake();
+                }
                 None => break,
             }
         }
@@ -65,9 +81,18 @@ impl RoomQueue {
 
     /// Wakes every waiter: the connection closed, and each must go elsewhere.
     pub(super) fn wake_all(&mut self) {
-        for (_, waker) in self.waiters.drain(..) {
-            waker.wake();
-        }
+        let n = self.waiters.len();
+        self.wake(n);
+    }
+
+    /// Room kept for woken waiters.
+    pub(super) fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Calls waiting.
+    pub(super) fn len(&self) -> usize {
+        self.waiters.len()
     }
 
     /// Whether no call waits.
@@ -101,44 +126,65 @@ mod tests {
     }
 
     #[test]
-    fn waiters_are_woken_in_order_one_per_room() {
+    fn waiters_are_woken_in_order_one_per_room_which_is_kept_for_them() {
         let mut queue = RoomQueue::default();
         let (a, wa) = waker();
         let (b, wb) = waker();
         let (c, wc) = waker();
-        queue.wait(None, &wa);
-        queue.wait(None, &wb);
-        queue.wait(None, &wc);
+        let ta = queue.join(&wa);
+        let tb = queue.join(&wb);
+        queue.join(&wc);
         queue.wake(2);
         assert_eq!([woken(&a), woken(&b), woken(&c)], [1, 1, 0]);
+        assert_eq!(queue.reserved(), 2);
+        assert!(queue.come_back(ta, &wa), "woken: the room is its");
+        assert!(queue.come_back(tb, &wb));
+        assert_eq!(queue.reserved(), 0);
+        assert_eq!(queue.len(), 1);
         queue.wake(5);
         assert_eq!(woken(&c), 1);
         assert!(queue.is_empty());
     }
 
     #[test]
-    fn a_woken_waiter_that_finds_no_room_goes_back_to_the_front() {
+    fn a_call_polled_before_its_wake_up_keeps_its_place() {
+        let mut queue = RoomQueue::default();
+        let (_, wa) = waker();
+        let (b, wb) = waker();
+        let ta = queue.join(&wa);
+        queue.join(&wb);
+        assert!(!queue.come_back(ta, &wa), "not woken: still waits");
+        queue.wake(1);
+        assert_eq!(woken(&b), 0, "the first in line is woken first");
+        assert!(queue.come_back(ta, &wa));
+    }
+
+    #[test]
+    fn a_woken_call_that_finds_no_room_goes_back_to_the_front() {
         let mut queue = RoomQueue::default();
         let (a, wa) = waker();
         let (b, wb) = waker();
-        let ta = queue.wait(None, &wa);
-        queue.wait(None, &wb);
+        let ta = queue.join(&wa);
+        queue.join(&wb);
         queue.wake(1);
-        assert_eq!(queue.wait(Some(ta), &wa), ta);
+        assert!(queue.come_back(ta, &wa));
+        queue.rejoin(ta, &wa);
         queue.wake(1);
         assert_eq!([woken(&a), woken(&b)], [2, 0]);
     }
 
     #[test]
-    fn a_waiter_that_leaves_says_whether_it_took_a_wake_up() {
+    fn a_call_that_leaves_says_whether_it_took_a_wake_up() {
         let mut queue = RoomQueue::default();
         let (_, wa) = waker();
         let (b, wb) = waker();
-        let ta = queue.wait(None, &wa);
-        let tb = queue.wait(None, &wb);
+        let ta = queue.join(&wa);
+        let tb = queue.join(&wb);
         assert!(!queue.leave(tb), "still queued: took nothing");
         queue.wake(1);
-        assert!(queue.leave(ta), "woken: its wake-up must go on");
+        assert_eq!(queue.reserved(), 1);
+        assert!(queue.leave(ta), "woken: its room must go on");
+        assert_eq!(queue.reserved(), 0);
         assert_eq!(woken(&b), 0);
         assert!(queue.is_empty());
     }
@@ -149,7 +195,7 @@ mod tests {
         let counts: Vec<_> = (0..3)
             .map(|_| {
                 let (count, w) = waker();
-                queue.wait(None, &w);
+                queue.join(&w);
                 count
             })
             .collect();

@@ -277,7 +277,14 @@ async fn finish_call<B: OutboundBody>(
         if !state.running.contains_key(&call_id) {
             return;
         }
-        answer_now(&mut state, call_id, result, fold_end, &shared.limits)
+        let streamed = answer_now(&mut state, call_id, result, fold_end, &shared.limits);
+        if streamed.is_none() {
+            // The call's last frame is written: it leaves the count of calls in flight in the
+            // same breath. Once another task writes that frame out, the client may send its
+            // next call into the slot (it holds calls back at the limit it was announced).
+            release(&mut state, call_id);
+        }
+        streamed
     };
     if let Some(response) = streamed {
         let pumping = pump(Arc::clone(&shared), call_id, response);
@@ -298,18 +305,13 @@ async fn finish_call<B: OutboundBody>(
                     &status,
                     &shared.limits,
                 );
+                release(&mut state, call_id);
             }
         }
     }
     std::future::poll_fn(|cx| {
         let mut state = shared.lock();
-        state.running.remove(&call_id);
-        if state.running.is_empty() {
-            // A draining connection waits for its last handler to finish; an idle one starts
-            // its idle clock.
-            state.went_idle += 1;
-            state.outbox.wake_driver();
-        }
+        release(&mut state, call_id);
         if !state.outbox.driving() {
             // Polled on the connection's task, the call leaves the write to it.
             state.outbox.flush_or_hand_off(cx);
@@ -317,4 +319,15 @@ async fn finish_call<B: OutboundBody>(
         Poll::Ready(())
     })
     .await;
+}
+
+/// A handler's call leaves the connection's count of calls in flight (once: later calls do
+/// nothing).
+fn release(state: &mut super::respond::ConnState, call_id: u32) {
+    if state.running.remove(&call_id).is_some() && state.running.is_empty() {
+        // A draining connection waits for its last handler to finish; an idle one starts its
+        // idle clock.
+        state.went_idle += 1;
+        state.outbox.wake_driver();
+    }
 }
