@@ -330,10 +330,15 @@ impl Driver {
             } => {
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
                 // The largest announced limit means "that many or more": no limit to keep.
-                if max_calls != 0 && max_calls != frame::MAX_ANNOUNCED_CALLS {
-                    self.shared
-                        .max_calls
-                        .store(usize::from(max_calls), Ordering::Relaxed);
+                let limit = match max_calls {
+                    0 => None,
+                    frame::MAX_ANNOUNCED_CALLS => Some(usize::MAX),
+                    n => Some(usize::from(n)),
+                };
+                if let Some(limit) = limit {
+                    self.shared.max_calls.store(limit, Ordering::Relaxed);
+                    // A later SETTINGS may raise the limit: calls waiting may go now.
+                    state.wake_for_room(&self.shared);
                 }
             }
             // Servers do not open or cancel calls.
