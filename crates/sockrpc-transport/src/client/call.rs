@@ -202,7 +202,7 @@ fn send(
         // As an HTTP/2 client holds a stream back at the peer's stream limit: the server would
         // refuse this call, so it waits, unsent, for one in flight to end; a new call queues
         // behind those already waiting, a woken one takes the room kept for it (unless the
-        // limit fell meanwhile: then it goes back to the front).
+        // limit fell meanwhile: then it goes back to its place in the queue).
         (None, _) if state.at_limit(shared) || !state.room.is_empty() => {
             let ticket = state.room.join(cx.waker());
             state.note_waiting(shared);

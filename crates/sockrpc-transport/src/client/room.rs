@@ -9,16 +9,19 @@
 //! Waiters are woken in the order they came, one per call that ends, and the room a call's end
 //! frees is kept for the waiter woken into it (`reserved`): a new call queues behind waiters
 //! and reservations, so it cannot take that room first and starve the queue. A waiter that gives
-//! up after it was woken hands its room to the next.
+//! up after it was woken hands its room to the next. Waiters are kept by ticket, in the order
+//! tickets were given, so one that leaves (thousands may expire together) or comes back costs a
+//! lookup, not a scan.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::task::Waker;
 
 /// The queue of calls waiting for room on one connection, under the connection's lock.
 #[derive(Debug, Default)]
 pub(super) struct RoomQueue {
     next_ticket: u64,
-    waiters: VecDeque<(u64, Waker)>,
+    /// By ticket: the first is the longest waiting.
+    waiters: BTreeMap<u64, Waker>,
     /// Waiters woken into room that have not come back for it yet: that room is theirs.
     reserved: usize,
 }
@@ -28,7 +31,7 @@ impl RoomQueue {
     pub(super) fn join(&mut self, waker: &Waker) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.waiters.push_back((ticket, waker.clone()));
+        self.waiters.insert(ticket, waker.clone());
         ticket
     }
 
@@ -36,7 +39,7 @@ impl RoomQueue {
     /// was woken, and the room kept for it is now its to take (or, if the limit fell meanwhile,
     /// to [`rejoin`](Self::rejoin) the queue).
     pub(super) fn come_back(&mut self, ticket: u64, waker: &Waker) -> bool {
-        if let Some((_, queued)) = self.waiters.iter_mut().find(|(t, _)| *t == ticket) {
+        if let Some(queued) = self.waiters.get_mut(&ticket) {
             if !queued.will_wake(waker) {
                 queued.clone_from(waker);
             }
@@ -46,19 +49,17 @@ impl RoomQueue {
         true
     }
 
-    /// A woken call that found no room after all goes back to the front.
+    /// A woken call that found no room after all (the limit fell) goes back to its place:
+    /// ahead of every call that came after it.
     pub(super) fn rejoin(&mut self, ticket: u64, waker: &Waker) {
-        self.waiters.push_front((ticket, waker.clone()));
+        self.waiters.insert(ticket, waker.clone());
     }
 
     /// Removes a call that gave up (dropped, or past its deadline) without coming back.
     /// Returns whether it had been woken: the room kept for it must then go to another waiter.
     pub(super) fn leave(&mut self, ticket: u64) -> bool {
-        match self.waiters.iter().position(|(t, _)| *t == ticket) {
-            Some(at) => {
-                self.waiters.remove(at);
-                false
-            }
+        match self.waiters.remove(&ticket) {
+            Some(_) => false,
             None => {
                 self.reserved = self.reserved.saturating_sub(1);
                 true
@@ -69,7 +70,7 @@ impl RoomQueue {
     /// Wakes up to `room` waiters, the longest waiting first, and keeps that room for them.
     pub(super) fn wake(&mut self, room: usize) {
         for _ in 0..room {
-            match self.waiters.pop_front() {
+            match self.waiters.pop_first() {
                 Some((_, waker)) => {
                     self.reserved += 1;
                     waker.wake();
@@ -160,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn a_woken_call_that_finds_no_room_goes_back_to_the_front() {
+    fn a_woken_call_that_finds_no_room_goes_back_ahead_of_later_calls() {
         let mut queue = RoomQueue::default();
         let (a, wa) = waker();
         let (b, wb) = waker();
@@ -171,6 +172,28 @@ mod tests {
         queue.rejoin(ta, &wa);
         queue.wake(1);
         assert_eq!([woken(&a), woken(&b)], [2, 0]);
+    }
+
+    #[test]
+    fn woken_calls_that_rejoin_keep_the_order_they_came_in() {
+        let mut queue = RoomQueue::default();
+        let (a, wa) = waker();
+        let (b, wb) = waker();
+        let (_, wc) = waker();
+        let ta = queue.join(&wa);
+        let tb = queue.join(&wb);
+        queue.join(&wc);
+        queue.wake(2);
+        assert!(queue.come_back(tb, &wb));
+        queue.rejoin(tb, &wb);
+        assert!(queue.come_back(ta, &wa));
+        queue.rejoin(ta, &wa);
+        queue.wake(1);
+        assert_eq!(
+            [woken(&a), woken(&b)],
+            [2, 1],
+            "a came first, and is woken first"
+        );
     }
 
     #[test]
