@@ -33,6 +33,15 @@ struct Counting {
     peak: Arc<AtomicUsize>,
 }
 
+/// Takes one off a count of running calls when dropped.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Echo for Counting {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         self.served.fetch_add(1, Ordering::SeqCst);
@@ -46,8 +55,9 @@ impl Echo for Counting {
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
+        // Counted out when the handler ends, or is dropped: a cancelled call stops running too.
+        let _running = Running(&self.running);
         tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
-        self.running.fetch_sub(1, Ordering::SeqCst);
         self.served.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(EchoReply::default()))
     }

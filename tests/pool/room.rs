@@ -167,3 +167,47 @@ async fn a_waiting_call_is_not_starved_by_a_caller_in_a_tight_loop() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_calls_with_and_without_deadlines_all_end_and_none_is_refused() {
+    // 400 calls at once over a pool of two connections to a server that takes four per
+    // connection: half give up after 50 ms, half wait as long as it takes. Every call ends, and
+    // none is refused for the server's limit (that would fail it RESOURCE_EXHAUSTED).
+    let server = TestServer::start_with(loopback(), PingPolicy::default(), 4).expect("server");
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .pool_size(2);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    wait_until("both connections have the server's limit", || {
+        let conns = channel.connections();
+        conns.len() == 2 && conns.iter().all(|conn| conn.max_calls() == Some(4))
+    })
+    .await;
+    let mut calls = JoinSet::new();
+    for i in 0..400 {
+        let mut client = EchoClient::new(channel.clone());
+        calls.spawn(async move {
+            let mut request = sockrpc::Request::new(sleep(2));
+            if i % 2 == 0 {
+                request.set_timeout(Duration::from_millis(50));
+            }
+            client.sleep(request).await
+        });
+    }
+    let (mut ok, mut expired) = (0, 0);
+    while let Some(result) = tokio::time::timeout(BOUND, calls.join_next())
+        .await
+        .expect("every call ends")
+    {
+        match result.expect("task") {
+            Ok(_) => ok += 1,
+            Err(status) if status.code() == Code::DeadlineExceeded => expired += 1,
+            Err(status) => panic!("a call failed otherwise: {status:?}"),
+        }
+    }
+    assert_eq!(ok + expired, 400);
+    assert!(ok >= 200, "every call without a deadline succeeds: {ok} ok");
+    // (No check of the handlers' peak here: a call that expires is counted out on the server
+    // when its CANCEL arrives, and its handler's task is dropped a moment later.)
+    server.stop().await;
+}
