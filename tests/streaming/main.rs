@@ -8,13 +8,15 @@
 //!   (must show 4);
 //! - half-close and trailers, a deadline ending both sides, a server error mid-stream;
 //! - fairness: a stream that wakes itself on every poll (streams are polled on their
-//!   connection's task) does not hold up a unary call on the same connection.
+//!   connection's task) does not hold up a unary call on the same connection;
+//! - the server's call limit: a stream past it waits for room on the client, up to its deadline.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod backpressure;
 mod cancel;
 mod fairness;
+mod limit;
 mod retry;
 mod service;
 mod shapes;

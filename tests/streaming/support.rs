@@ -31,6 +31,11 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn start() -> Running {
+        Running::start_with_limit(4096)
+    }
+
+    /// A server that takes at most `max_calls` calls in flight per connection.
+    pub(crate) fn start_with_limit(max_calls: usize) -> Running {
         let streamer = TestStreamer::default();
         let listener = sockrpc::transport::bind_tcp(
             "127.0.0.1:0".parse().expect("address"),
@@ -41,6 +46,7 @@ impl Running {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             Server::builder()
+                .max_concurrent_calls(max_calls)
                 .add_service(StreamerServer::new(streamer.clone()))
                 .serve_with_listener_and_shutdown(listener, async move {
                     let _ = stopped.await;

@@ -202,7 +202,7 @@ impl<L> ServerBuilder<L> {
     }
 
     /// Sets how many calls one connection may have open. Clients learn it from the server's
-    /// SETTINGS: a sockrpc client's unary calls past it wait for room instead of being refused,
+    /// SETTINGS: a sockrpc client's calls past it wait for room instead of being refused,
     /// and its pool fills a connection no further.
     ///
     /// # Panics

@@ -38,10 +38,9 @@ pub struct Endpoint {
     /// threads each reading one connection, or several backends behind one address); the
     /// default keeps calls batched on as few connections as carry them. A server that takes
     /// fewer calls per connection announces its limit in its SETTINGS, and that limit is the
-    /// connection's share then; a unary call made when every connection is at the server's
-    /// limit waits on the least loaded (calls waiting counted) for a call to end, up to its
-    /// deadline, or without one for as long as it takes, as on HTTP/2; a streaming call is
-    /// refused by the server (`RESOURCE_EXHAUSTED`).
+    /// connection's share then; a call made when every connection is at the server's limit
+    /// waits on the least loaded (calls waiting counted) for a call to end, up to its deadline,
+    /// or without one for as long as it takes, as on HTTP/2.
     pub calls_per_connection: usize,
     /// Keepalive PINGs; default off, as in gRPC.
     pub keepalive: Option<Keepalive>,

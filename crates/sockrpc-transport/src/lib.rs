@@ -42,7 +42,8 @@ pub mod unix;
 pub mod unix_io;
 
 pub use client::{
-    ClientConnection, ConnectionOptions, Keepalive, ResponseFuture, StreamReceiver, StreamSender,
+    ClientConnection, ConnectionOptions, Keepalive, ResponseFuture, RoomFuture, RoomPass,
+    StreamReceiver, StreamSender,
 };
 pub use codec::{DecodeError, FrameDecoder};
 pub use dispatch::{

@@ -411,13 +411,20 @@ async fn open_stream(
             Some(conn) => conn,
             None => pool.get(deadline).await?,
         };
+        // At the server's limit of calls on that connection, wait for room (as unary calls
+        // do), rather than open a call the server would refuse.
+        let pass = match conn.room(deadline).await {
+            Ok(pass) => pass,
+            Err(status) if status.is_not_processed() && attempt < OPEN_ATTEMPTS => continue,
+            Err(status) => return Err(status),
+        };
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let (sender, mut receiver) =
-            match conn.open_stream_with(&path, &metadata, timeout, first.clone(), encoding) {
-                Ok(opened) => opened,
-                Err(status) if status.is_not_processed() && attempt < OPEN_ATTEMPTS => continue,
-                Err(status) => return Err(status),
-            };
+        let opened = conn.open_stream_in(pass, &path, &metadata, timeout, first.clone(), encoding);
+        let (sender, mut receiver) = match opened {
+            Ok(opened) => opened,
+            Err(status) if status.is_not_processed() && attempt < OPEN_ATTEMPTS => continue,
+            Err(status) => return Err(status),
+        };
         let fed = body.is_some();
         if let Some(body) = body.take() {
             tokio::spawn(feed(sender, body));

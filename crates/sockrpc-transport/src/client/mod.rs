@@ -25,6 +25,7 @@ mod stream;
 mod table;
 
 pub use call::ResponseFuture;
+pub use room::{RoomFuture, RoomPass};
 pub use stream::{StreamReceiver, StreamSender};
 
 use crate::codec::FrameDecoder;
@@ -184,7 +185,7 @@ struct State {
     /// The server's SETTINGS announced `CAP_FOLDED_REQUEST`: a unary request message of up to
     /// `MAX_FOLDED_MESSAGE` bytes goes inside its OPEN (one frame per request, not two).
     folds_request: bool,
-    /// Unary calls waiting for room under the server's limit (`Shared::max_calls`).
+    /// Calls waiting for room under the server's limit (`Shared::max_calls`).
     room: room::RoomQueue,
 }
 
@@ -446,7 +447,8 @@ impl ClientConnection {
     /// announced (`ServerConfig::max_concurrent_calls`); `None` before they arrive, or from a
     /// server that announced none. A unary call made while this many are in flight waits for
     /// one to end (up to its deadline) before it is sent, as an HTTP/2 client holds a stream
-    /// back; a pool fills a connection no further than this.
+    /// back (a streaming call through [`room`](Self::room)); a pool fills a connection no
+    /// further than this.
     pub fn max_calls(&self) -> Option<usize> {
         match self.handle.shared.max_calls.load(Ordering::Relaxed) {
             usize::MAX => None,
@@ -454,7 +456,7 @@ impl ClientConnection {
         }
     }
 
-    /// Unary calls waiting, unsent, for room under the server's limit
+    /// Calls waiting, unsent, for room under the server's limit
     /// ([`max_calls`](Self::max_calls)).
     pub fn waiting(&self) -> usize {
         self.handle.shared.waiting.load(Ordering::Relaxed)

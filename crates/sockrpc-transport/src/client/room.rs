@@ -1,10 +1,12 @@
-//! Unary calls waiting for room under the server's limit of calls in flight.
+//! Calls waiting for room under the server's limit of calls in flight.
 //!
 //! A server announces in its SETTINGS how many calls it takes in flight on a connection
 //! (`ServerConfig::max_concurrent_calls`) and refuses a call past it with `RESOURCE_EXHAUSTED`.
 //! As an HTTP/2 client holds a stream back while the peer's `SETTINGS_MAX_CONCURRENT_STREAMS`
-//! is reached, a unary call that finds the connection at the limit waits here, without sending
-//! anything, until a call ends, its deadline passes, or the connection closes.
+//! is reached, a call that finds the connection at the limit waits here, without sending
+//! anything, until a call ends, its deadline passes, or the connection closes: a unary call in
+//! its own future (`call.rs`), a streaming call in a [`RoomFuture`] whose [`RoomPass`] keeps
+//! the room until the stream opens.
 //!
 //! Waiters are woken in the order they came, one per call that ends, and the room a call's end
 //! frees is kept for the waiter woken into it (`reserved`): a new call queues behind waiters
@@ -13,8 +15,153 @@
 //! tickets were given, so one that leaves (thousands may expire together) or comes back costs a
 //! lookup, not a scan.
 
+use super::ClientConnection;
+use sockrpc_protocol::Status;
 use std::collections::BTreeMap;
-use std::task::Waker;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use tokio::time::{Instant, Sleep};
+
+/// Why a call that waited for room gave up.
+pub(super) const ROOM_DEADLINE: &str =
+    "deadline exceeded while waiting for room under the server's limit of calls in flight on \
+     this connection";
+
+/// Room under the server's call limit, kept for one streaming call until it opens
+/// ([`ClientConnection::open_stream_in`]); dropped unused, it goes to the next waiter.
+#[must_use = "the room is kept until the pass is used or dropped"]
+pub struct RoomPass {
+    conn: ClientConnection,
+    used: bool,
+}
+
+impl RoomPass {
+    /// The call opens now: the room it kept becomes its place among the calls in flight.
+    /// Called under the connection's lock.
+    pub(super) fn use_in(mut self, state: &mut super::State) {
+        self.used = true;
+        state.room.release();
+    }
+}
+
+impl Drop for RoomPass {
+    fn drop(&mut self) {
+        if !self.used {
+            let shared = self.conn.shared();
+            let mut state = shared.lock();
+            state.room.release();
+            state.wake_for_room(shared);
+        }
+    }
+}
+
+impl std::fmt::Debug for RoomPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomPass").finish_non_exhaustive()
+    }
+}
+
+/// Waits for room under the server's call limit on one connection
+/// ([`ClientConnection::room`]): at once when the connection is under it, else in the room
+/// queue, up to `deadline`. Fails "not processed" when the connection closes meanwhile (the
+/// call may go elsewhere) and `DEADLINE_EXCEEDED` when the deadline passes.
+pub struct RoomFuture {
+    conn: ClientConnection,
+    ticket: Option<u64>,
+    deadline: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl RoomFuture {
+    pub(super) fn new(conn: ClientConnection, deadline: Option<Instant>) -> RoomFuture {
+        RoomFuture {
+            conn,
+            ticket: None,
+            deadline,
+            timer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RoomFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomFuture")
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for RoomFuture {
+    type Output = Result<RoomPass, Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let shared = Arc::clone(this.conn.shared());
+        let mut state = shared.lock();
+        if let Some(status) = &state.closed {
+            let status = Status::not_processed(format!(
+                "connection closed before the call was sent: {}",
+                status.message()
+            ));
+            if let Some(ticket) = this.ticket.take() {
+                if state.room.leave(ticket) {
+                    state.wake_for_room(&shared);
+                }
+                state.note_waiting(&shared);
+            }
+            return Poll::Ready(Err(status));
+        }
+        let go = match this.ticket {
+            None => !state.at_limit(&shared) && state.room.is_empty(),
+            Some(ticket) => {
+                if !state.room.come_back(ticket, cx.waker()) {
+                    false
+                } else if state.at_limit(&shared) {
+                    state.room.rejoin(ticket, cx.waker());
+                    false
+                } else {
+                    true
+                }
+            }
+        };
+        if go {
+            state.room.hold();
+            this.ticket = None;
+            state.note_waiting(&shared);
+            return Poll::Ready(Ok(RoomPass {
+                conn: this.conn.clone(),
+                used: false,
+            }));
+        }
+        let ticket = *this
+            .ticket
+            .get_or_insert_with(|| state.room.join(cx.waker()));
+        state.note_waiting(&shared);
+        drop(state);
+        let Some(deadline) = this.deadline else {
+            return Poll::Pending;
+        };
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.ticket = None;
+        super::call::leave_queue(&shared, ticket);
+        Poll::Ready(Err(Status::deadline_exceeded(ROOM_DEADLINE)))
+    }
+}
+
+impl Drop for RoomFuture {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            super::call::leave_queue(self.conn.shared(), ticket);
+        }
+    }
+}
 
 /// The queue of calls waiting for room on one connection, under the connection's lock.
 #[derive(Debug, Default)]
@@ -84,6 +231,16 @@ impl RoomQueue {
     pub(super) fn wake_all(&mut self) {
         let n = self.waiters.len();
         self.wake(n);
+    }
+
+    /// Keeps room for a call about to open (a [`RoomPass`]).
+    pub(super) fn hold(&mut self) {
+        self.reserved += 1;
+    }
+
+    /// Gives back room kept by [`hold`](Self::hold): the call opened, or will not.
+    pub(super) fn release(&mut self) {
+        self.reserved = self.reserved.saturating_sub(1);
     }
 
     /// Room kept for woken waiters.

@@ -10,6 +10,7 @@
 //!
 //! Dropping the receiver before the call ended cancels it on the server.
 
+use super::room::{RoomFuture, RoomPass};
 use super::ClientConnection;
 use bytes::Bytes;
 use sockrpc_protocol::frame;
@@ -72,6 +73,39 @@ impl ClientConnection {
         request: Option<(Bytes, bool)>,
         encoding: Option<EncodingFields>,
     ) -> Result<(StreamSender, StreamReceiver), Status> {
+        self.open(None, path, metadata, timeout, request, encoding)
+    }
+
+    /// Waits for room under the server's limit of calls in flight on this connection (its
+    /// SETTINGS), up to `deadline`, and keeps it for one streaming call: open it with
+    /// [`open_stream_in`](ClientConnection::open_stream_in). Unary calls wait on their own. A
+    /// channel does this for every streaming call.
+    pub fn room(&self, deadline: Option<Instant>) -> RoomFuture {
+        RoomFuture::new(self.clone(), deadline)
+    }
+
+    /// [`open_stream_with`](ClientConnection::open_stream_with) in the room `pass` kept.
+    pub fn open_stream_in(
+        &self,
+        pass: RoomPass,
+        path: &MethodPath,
+        metadata: &MetadataMap,
+        timeout: Option<Duration>,
+        request: Option<(Bytes, bool)>,
+        encoding: Option<EncodingFields>,
+    ) -> Result<(StreamSender, StreamReceiver), Status> {
+        self.open(Some(pass), path, metadata, timeout, request, encoding)
+    }
+
+    fn open(
+        &self,
+        pass: Option<RoomPass>,
+        path: &MethodPath,
+        metadata: &MetadataMap,
+        timeout: Option<Duration>,
+        request: Option<(Bytes, bool)>,
+        encoding: Option<EncodingFields>,
+    ) -> Result<(StreamSender, StreamReceiver), Status> {
         let shared = self.shared();
         let limits = &shared.limits;
         if let Some((message, _)) = &request {
@@ -85,6 +119,11 @@ impl ClientConnection {
         }
         frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
         let mut state = shared.lock();
+        if let Some(pass) = pass {
+            // The room it kept becomes the call's place; if the call fails here, the room is
+            // free again for the next waiter.
+            pass.use_in(&mut state);
+        }
         if let Some(status) = &state.closed {
             // Nothing was sent: safe to open on another connection, as a unary call would be.
             return Err(Status::not_processed(format!(
@@ -92,7 +131,13 @@ impl ClientConnection {
                 status.message()
             )));
         }
-        let id = state.next_call_id(shared)?;
+        let id = match state.next_call_id(shared) {
+            Ok(id) => id,
+            Err(status) => {
+                state.wake_for_room(shared);
+                return Err(status);
+            }
+        };
         let buf = state.outbox.buf_mut();
         frame::encode_open_frame(
             buf,

@@ -18,7 +18,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Calls one connection may have open at once; more are refused with `ResourceExhausted`.
     /// Default 4096. Announced to the client in SETTINGS (up to 65,535; a larger limit is
-    /// announced as that), so a sockrpc client holds unary calls back instead of sending them
+    /// announced as that), so a sockrpc client holds calls back instead of sending them
     /// past it.
     pub max_concurrent_calls: usize,
     /// Connections served at once. A client connecting past the cap is accepted, told why with
