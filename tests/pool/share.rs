@@ -200,10 +200,16 @@ async fn an_extra_the_server_sends_away_for_idleness_is_reopened_only_when_load_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // Load: two calls in flight with a share of one reopen the extra.
+    // Load: two calls in flight with a share of one reopen the extra. The second starts once
+    // the first runs, so that its pick sees the first connection's share taken (two racing
+    // picks could both see it free, and nothing would ask for the extra).
     let mut calls = JoinSet::new();
-    for _ in 0..2 {
+    for started in 1..=2 {
         spawn_sleeper(&channel, &mut calls);
+        wait_until("the call runs on the server", || {
+            service.running.load(Ordering::SeqCst) == started
+        })
+        .await;
     }
     wait_until("the extra reopened under load", || live(&channel) == 2).await;
     finish(calls, 2).await;

@@ -84,3 +84,33 @@ async fn a_stream_waiting_for_room_gives_up_at_its_deadline() {
     drop(holder);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_pass_dropped_unused_hands_its_room_to_the_next_call() {
+    let server = Running::start_with_limit(1);
+    let channel = server.channel().await;
+    let conn = only_connection(&channel);
+    wait_until("the server's limit arrived", || conn.max_calls() == Some(1)).await;
+    // The pass keeps the only slot: a unary call made now waits.
+    let pass = bounded("room on an idle connection", conn.room(None))
+        .await
+        .expect("room at once");
+    let mut client = StreamerClient::new(channel.clone());
+    let waiting = tokio::spawn(async move {
+        client
+            .unary(sockrpc_tests::stream::Chunk {
+                seq: 7,
+                payload: Default::default(),
+            })
+            .await
+    });
+    wait_until("the unary call waits for room", || conn.waiting() == 1).await;
+    assert_eq!(conn.calls_started(), 0);
+    drop(pass);
+    let reply = bounded("the unary call, once the pass is gone", waiting)
+        .await
+        .expect("task")
+        .expect("the call is sent and answered");
+    assert_eq!(reply.into_inner().seq, 7);
+    server.stop().await;
+}

@@ -39,8 +39,9 @@ pub struct Endpoint {
     /// default keeps calls batched on as few connections as carry them. A server that takes
     /// fewer calls per connection announces its limit in its SETTINGS, and that limit is the
     /// connection's share then; a call made when every connection is at the server's limit
-    /// waits on the least loaded (calls waiting counted) for a call to end, up to its deadline,
-    /// or without one for as long as it takes, as on HTTP/2.
+    /// waits on the one that was least loaded when it was made (calls waiting counted) for a
+    /// call there to end, up to its deadline, or without one for as long as it takes, as on
+    /// HTTP/2. It stays on that connection: give calls behind long-lived streams a deadline.
     pub calls_per_connection: usize,
     /// Keepalive PINGs; default off, as in gRPC.
     pub keepalive: Option<Keepalive>,

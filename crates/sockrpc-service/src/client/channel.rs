@@ -412,13 +412,21 @@ async fn open_stream(
             None => pool.get(deadline).await?,
         };
         // At the server's limit of calls on that connection, wait for room (as unary calls
-        // do), rather than open a call the server would refuse.
+        // do), rather than open a call the server would refuse; what the opening would refuse
+        // anyway fails first, without waiting.
+        conn.check_stream(&metadata, first.as_ref().map(|(message, _)| message))?;
         let pass = match conn.room(deadline).await {
             Ok(pass) => pass,
             Err(status) if status.is_not_processed() && attempt < OPEN_ATTEMPTS => continue,
             Err(status) => return Err(status),
         };
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout.is_some_and(|left| left.is_zero()) {
+            // Woken into room just as its deadline passed: not worth sending.
+            return Err(Status::deadline_exceeded(
+                "deadline exceeded while waiting for room under the server's limit of calls",
+            ));
+        }
         let opened = conn.open_stream_in(pass, &path, &metadata, timeout, first.clone(), encoding);
         let (sender, mut receiver) = match opened {
             Ok(opened) => opened,

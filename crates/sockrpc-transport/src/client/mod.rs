@@ -16,7 +16,7 @@
 //! - `driver.rs`: the reader task; unary deadlines (one timer); keepalive.
 //! - `stream.rs`: a streaming call's two halves.
 //! - `table.rs`: the calls in flight, by id.
-//! - `room.rs`: unary calls waiting for room under the server's limit of calls in flight.
+//! - `room.rs`: calls waiting for room under the server's limit of calls in flight.
 
 mod call;
 mod driver;
@@ -260,7 +260,7 @@ impl State {
     }
 
     /// Whether the server's limit of calls in flight leaves no room for one more call beyond
-    /// the room kept for calls woken from the queue.
+    /// the room kept for calls woken from the queue and for held passes.
     fn at_limit(&self, shared: &Shared) -> bool {
         self.calls.len() + self.room.reserved() >= shared.max_calls.load(Ordering::Relaxed)
     }
@@ -294,7 +294,7 @@ struct Shared {
     /// The server's limit of calls in flight here, from its SETTINGS; `usize::MAX` until one
     /// arrives, or when the server announced none.
     max_calls: AtomicUsize,
-    /// Mirrors the room queue's length: unary calls waiting for room under that limit.
+    /// Mirrors the room queue's length: calls waiting for room under that limit.
     waiting: AtomicUsize,
     /// Set once the server's preface has arrived: the connection is known to speak sockrpc.
     handshaken: AtomicBool,

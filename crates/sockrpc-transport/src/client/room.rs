@@ -38,6 +38,11 @@ pub struct RoomPass {
 }
 
 impl RoomPass {
+    /// Whether the room was kept on `conn`.
+    pub(super) fn is_for(&self, conn: &ClientConnection) -> bool {
+        Arc::ptr_eq(self.conn.shared(), conn.shared())
+    }
+
     /// The call opens now: the room it kept becomes its place among the calls in flight.
     /// Called under the connection's lock.
     pub(super) fn use_in(mut self, state: &mut super::State) {
@@ -169,7 +174,8 @@ pub(super) struct RoomQueue {
     next_ticket: u64,
     /// By ticket: the first is the longest waiting.
     waiters: BTreeMap<u64, Waker>,
-    /// Waiters woken into room that have not come back for it yet: that room is theirs.
+    /// Room kept: for waiters woken into it that have not come back for it yet, and for
+    /// [`RoomPass`]es not yet used. Counted against the limit as calls in flight are.
     reserved: usize,
 }
 
@@ -243,7 +249,7 @@ impl RoomQueue {
         self.reserved = self.reserved.saturating_sub(1);
     }
 
-    /// Room kept for woken waiters.
+    /// Room kept for woken waiters and held passes.
     pub(super) fn reserved(&self) -> usize {
         self.reserved
     }
@@ -367,6 +373,27 @@ mod tests {
         assert_eq!(queue.reserved(), 0);
         assert_eq!(woken(&b), 0);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_held_pass_is_kept_room_until_released() {
+        let mut queue = RoomQueue::default();
+        queue.hold();
+        queue.hold();
+        assert_eq!(queue.reserved(), 2);
+        queue.release();
+        assert_eq!(queue.reserved(), 1);
+        let (a, wa) = waker();
+        let ta = queue.join(&wa);
+        queue.wake(1);
+        assert_eq!(
+            (woken(&a), queue.reserved()),
+            (1, 2),
+            "a woken waiter keeps room too"
+        );
+        assert!(queue.come_back(ta, &wa));
+        queue.release();
+        assert_eq!(queue.reserved(), 0);
     }
 
     #[test]

@@ -76,6 +76,26 @@ impl ClientConnection {
         self.open(None, path, metadata, timeout, request, encoding)
     }
 
+    /// Checks a streaming call's metadata and its one request message (if it has one) against
+    /// this connection's limits: what opening it would refuse, found before waiting for room.
+    pub fn check_stream(
+        &self,
+        metadata: &MetadataMap,
+        request: Option<&Bytes>,
+    ) -> Result<(), Status> {
+        let limits = &self.shared().limits;
+        if let Some(message) = request {
+            if message.len() > limits.send_limit() {
+                return Err(Status::resource_exhausted(format!(
+                    "request message of {} bytes exceeds the limit of {}",
+                    message.len(),
+                    limits.send_limit()
+                )));
+            }
+        }
+        frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)
+    }
+
     /// Waits for room under the server's limit of calls in flight on this connection (its
     /// SETTINGS), up to `deadline`, and keeps it for one streaming call: open it with
     /// [`open_stream_in`](ClientConnection::open_stream_in). Unary calls wait on their own. A
@@ -107,17 +127,13 @@ impl ClientConnection {
         encoding: Option<EncodingFields>,
     ) -> Result<(StreamSender, StreamReceiver), Status> {
         let shared = self.shared();
-        let limits = &shared.limits;
-        if let Some((message, _)) = &request {
-            if message.len() > limits.send_limit() {
-                return Err(Status::resource_exhausted(format!(
-                    "request message of {} bytes exceeds the limit of {}",
-                    message.len(),
-                    limits.send_limit()
-                )));
-            }
+        if pass.as_ref().is_some_and(|pass| !pass.is_for(self)) {
+            // Dropped, the pass gives its room back where it was kept.
+            return Err(Status::invalid_argument(
+                "a room pass opens a stream only on the connection that kept the room",
+            ));
         }
-        frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
+        self.check_stream(metadata, request.as_ref().map(|(message, _)| message))?;
         let mut state = shared.lock();
         if let Some(pass) = pass {
             // The room it kept becomes the call's place; if the call fails here, the room is
