@@ -1,6 +1,6 @@
 //! A unary call's future: encode and send, wait for the driver to complete it, cancel on drop.
 
-use super::room::ROOM_DEADLINE;
+use super::room::{deadline_passed, ROOM_DEADLINE};
 use super::{ClientConnection, Shared};
 // The server then works on the first part of a batch while the rest is still being encoded
 // here, so the two sides overlap instead of taking turns (measured: 502 k → ~970 k calls/s with
@@ -286,13 +286,7 @@ impl Future for ResponseFuture {
                 }
                 Ok(Started::Queued(ticket)) => {
                     *this.state = CallState::Queued { ticket };
-                    let Some(deadline) = *this.deadline else {
-                        return Poll::Pending;
-                    };
-                    let timer = this
-                        .room_timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    if timer.as_mut().poll(cx).is_pending() {
+                    if !deadline_passed(this.room_timer, *this.deadline, cx) {
                         return Poll::Pending;
                     }
                     leave_queue(shared, ticket);

@@ -384,6 +384,14 @@ impl Driver {
         self.wake.drain(..).for_each(Waker::wake);
     }
 
+    /// Dispatches every whole frame the reader holds; stops at the first the decoder refuses.
+    fn dispatch_buffered(&mut self, state: &mut State) -> Result<(), DecodeError> {
+        while let Some(frame) = self.reader.next_frame()? {
+            self.dispatch(state, frame);
+        }
+        Ok(())
+    }
+
     /// After a failed write: the frames the server sent before it closed, still in the socket's
     /// receive queue (Linux hands them out before the reset's error). Its GOAWAY names the
     /// calls it never started: a call written just before the server closed an idle
@@ -397,13 +405,9 @@ impl Driver {
             }
             let shared = Arc::clone(&self.shared);
             let mut state = shared.lock();
-            loop {
-                match self.reader.next_frame() {
-                    Ok(Some(frame)) => self.dispatch(&mut state, frame),
-                    Ok(None) => break,
-                    // The connection fails anyway; a bad frame ends what it can tell.
-                    Err(_) => return,
-                }
+            if self.dispatch_buffered(&mut state).is_err() {
+                // The connection fails anyway; a bad frame ends what it can tell.
+                return;
             }
             self.reader.settle();
         }
@@ -470,17 +474,11 @@ impl Future for Driver {
             }
             let shared = Arc::clone(&this.shared);
             let mut state = shared.lock();
-            loop {
-                match this.reader.next_frame() {
-                    Ok(Some(frame)) => this.dispatch(&mut state, frame),
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::warn!(peer = ?shared.peer, error = %err, "closing connection");
-                        drop(state);
-                        this.fail_all(Self::read_error(err));
-                        return Poll::Ready(());
-                    }
-                }
+            if let Err(err) = this.dispatch_buffered(&mut state) {
+                tracing::warn!(peer = ?shared.peer, error = %err, "closing connection");
+                drop(state);
+                this.fail_all(Self::read_error(err));
+                return Poll::Ready(());
             }
             this.reader.settle();
             if state.outbox.buffered() > 0 {

@@ -29,6 +29,20 @@ pub(super) const ROOM_DEADLINE: &str =
     "deadline exceeded while waiting for room under the server's limit of calls in flight on \
      this connection";
 
+/// Whether a call waiting for room has reached its `deadline` (none: never), polling the timer
+/// it makes on first use, so that the call is woken when the deadline comes.
+pub(super) fn deadline_passed(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    timer.as_mut().poll(cx).is_ready()
+}
+
 /// Room under the server's call limit, kept for one streaming call until it opens
 /// ([`ClientConnection::open_stream_in`]); dropped unused, it goes to the next waiter.
 #[must_use = "the room is kept until the pass is used or dropped"]
@@ -145,13 +159,7 @@ impl Future for RoomFuture {
             .get_or_insert_with(|| state.room.join(cx.waker()));
         state.note_waiting(&shared);
         drop(state);
-        let Some(deadline) = this.deadline else {
-            return Poll::Pending;
-        };
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.as_mut().poll(cx).is_pending() {
+        if !deadline_passed(&mut this.timer, this.deadline, cx) {
             return Poll::Pending;
         }
         this.ticket = None;
