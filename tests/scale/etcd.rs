@@ -72,8 +72,9 @@ impl Etcd {
             dir,
             endpoint,
         };
-        // Up when a client can connect and read (≤ 20 s).
-        for _ in 0..200 {
+        // Up when a client can connect and read (≤ 60 s: etcd fsyncs its first writes, and a CI
+        // disk busy with a build has taken longer than 20 s).
+        for _ in 0..600 {
             if let Ok(mut c) = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await {
                 if c.get("probe", None).await.is_ok() {
                     return Some(etcd);
@@ -81,7 +82,7 @@ impl Etcd {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("etcd did not come up within 20 s");
+        panic!("etcd did not come up within 60 s");
     }
 }
 
