@@ -21,10 +21,10 @@ use super::datagram::{self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGR
 use super::inbox::{Incoming, Waited};
 use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
+use super::slots::Slots;
 use super::socket::{BatchSocket, RecvBatch};
 use super::{bump, counters, jitter_u64, random_u64};
 use bytes::{Bytes, BytesMut};
-use foldhash::HashMap;
 use sockrpc_protocol::frame::check_metadata;
 use sockrpc_protocol::{Limits, MethodPath, Request, Response, Status};
 use std::{
@@ -35,7 +35,7 @@ use std::{
     time::Duration,
 };
 use tokio::net::UdpSocket;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// UDP client settings.
@@ -152,8 +152,8 @@ pub(super) struct Shared {
     pub(super) outstanding: Arc<Outstanding>,
     /// The server reads watermarks (its datagrams carry `FLAG_ACKS`).
     pub(super) acks: AtomicBool,
-    /// One answer slot per call in flight; the reader takes the slot as it answers.
-    pub(super) pending: Mutex<HashMap<u32, oneshot::Sender<Incoming>>>,
+    /// One answer slot per call in flight, where the reader leaves its answer (`slots.rs`).
+    pub(super) pending: Mutex<Slots>,
     /// The read buffer; whoever holds it reads the socket for every waiting call.
     pub(super) reader: tokio::sync::Mutex<RecvBatch>,
     pub(super) cookie: watch::Sender<Option<Cookie>>,
@@ -198,11 +198,13 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Removes a call from the pending table however its future ends (answer, error, dropped),
-/// and ends it as outstanding unless a [`ReissueHold`] took it over.
+/// and ends it as outstanding unless a [`ReissueHold`] took it over. Holds the call's request
+/// datagram, whose buffer goes back to the table for the next call.
 struct PendingGuard<'a> {
     shared: &'a Shared,
     call_id: u32,
     seq: Option<u64>,
+    out: BytesMut,
 }
 
 impl Drop for Shared {
@@ -214,7 +216,8 @@ impl Drop for Shared {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        lock(&self.shared.pending).remove(&self.call_id);
+        let out = std::mem::take(&mut self.out);
+        lock(&self.shared.pending).close(self.call_id, out);
         if let Some(seq) = self.seq.take() {
             self.shared.outstanding.finish(seq);
         }
@@ -261,7 +264,7 @@ impl UdpClient {
             config,
             outstanding: Arc::new(Outstanding::default()),
             acks: AtomicBool::new(false),
-            pending: Mutex::new(HashMap::default()),
+            pending: Mutex::new(Slots::default()),
             reader: tokio::sync::Mutex::new(RecvBatch::new(2)),
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
@@ -340,22 +343,17 @@ impl UdpClient {
         }
         let (seq, call_id, done_below) = shared.outstanding.start();
         crate::dispatch::note_call_id(call_id);
-        let (tx, mut rx) = oneshot::channel();
         // Whether other calls are in flight: then this one's request may leave with theirs.
-        let together = {
-            let mut pending = lock(&shared.pending);
-            pending.insert(call_id, tx);
-            pending.len() > 1
-        };
+        let (out, together) = lock(&shared.pending).open(call_id);
         let mut pending = PendingGuard {
             shared,
             call_id,
             seq: Some(seq),
+            out,
         };
-        let mut out = BytesMut::new();
         // The header is a temporary: nothing that dies here is kept across this future's waits.
         datagram::encode_request(
-            &mut out,
+            &mut pending.out,
             &Header {
                 kind: Kind::Request,
                 flags: 0,
@@ -389,30 +387,32 @@ impl UdpClient {
                 ))));
             }
             // Each transmission carries the time still left and the newest cookie.
-            datagram::set_timeout(&mut out, deadline.map(|d| d - now));
-            datagram::set_cookie(&mut out, &shared.cookie.borrow().unwrap_or_default());
+            datagram::set_timeout(&mut pending.out, deadline.map(|d| d - now));
+            datagram::set_cookie(
+                &mut pending.out,
+                &shared.cookie.borrow().unwrap_or_default(),
+            );
             if attempt > 0 || retried_for_cookie {
                 bump(&shared.stats.retransmits);
             }
             let rto_at = now + shared.backoff(attempt);
-            shared.send(&out, together).await;
+            shared.send(&pending.out, together).await;
             let wake = [Some(rto_at), deadline, Some(give_up)]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(rto_at);
-            let read = shared.read_until(&mut rx, Some(call_id));
+            let answer = std::future::poll_fn(|cx| lock(&shared.pending).poll_take(call_id, cx));
+            let read = shared.read_until(answer, Some(call_id));
             let got = match tokio::time::timeout_at(wake, read).await {
-                Ok(Waited::Done(got)) => Ok(got.ok()),
-                Ok(Waited::Mine(incoming)) => {
-                    // Closed first, so that dropping its sender wakes nobody.
-                    rx.close();
-                    Ok(Some(incoming))
-                }
+                Ok(Waited::Done(got)) => Ok(got),
+                // Read by this call itself: its slot was left alone, and is closed as it ends.
+                Ok(Waited::Mine(incoming)) => Ok(Some(incoming)),
                 Err(timeout) => {
                     // Before calling it a loss, read what already came (`inbox.rs`).
                     shared.catch_up();
-                    rx.try_recv().map(Some).map_err(|_| timeout)
+                    let came = lock(&shared.pending).try_take(call_id);
+                    came.map(Some).ok_or(timeout)
                 }
             };
             match got {
@@ -428,9 +428,7 @@ impl UdpClient {
                     // Held back only for want of a cookie, which that TRUNCATED carried: ask
                     // again at once; the server answers from its cache.
                     retried_for_cookie = true;
-                    let (tx, next) = oneshot::channel();
-                    lock(&shared.pending).insert(call_id, tx);
-                    rx = next;
+                    lock(&shared.pending).rearm(call_id);
                 }
                 Ok(Some(Incoming::Truncated { .. })) => {
                     bump(&shared.stats.truncations);

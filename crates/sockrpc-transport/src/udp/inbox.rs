@@ -32,7 +32,12 @@ use super::datagram::{
 use super::socket::RecvBatch;
 use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
-use std::{future::Future, sync::atomic::Ordering, task::Poll, time::Duration};
+use std::{
+    future::Future,
+    sync::atomic::Ordering,
+    task::{Poll, Waker},
+    time::Duration,
+};
 
 /// What the receive path hands a waiting call.
 pub(super) enum Incoming {
@@ -65,7 +70,7 @@ const MAX_CATCH_UP: usize = 1024;
 impl Shared {
     /// Waits for `done` (a call's answer slot, or the cookie), reading the socket for every
     /// caller meanwhile whenever no other caller is; the answer to call `mine`, when read here,
-    /// is returned as it is (its slot is left alone: close it before it is dropped).
+    /// is returned as it is (its slot is left alone: the call closes it as it ends).
     pub(super) async fn read_until<F: Future>(
         &self,
         done: F,
@@ -205,11 +210,11 @@ impl Shared {
         if mine == Some(header.call_id) {
             return Some(incoming);
         }
-        let delivered = lock(&self.pending)
-            .remove(&header.call_id)
-            .is_some_and(|tx| tx.send(incoming).is_ok());
-        if !delivered {
-            bump(&self.stats.duplicates);
+        let delivered = lock(&self.pending).deliver(header.call_id, incoming);
+        match delivered {
+            // Woken with the lock released: the call takes its answer under it.
+            Ok(waker) => waker.into_iter().for_each(Waker::wake),
+            Err(_) => bump(&self.stats.duplicates),
         }
         None
     }

@@ -31,6 +31,7 @@ mod outstanding;
 mod rtt;
 mod server;
 mod server_config;
+mod slots;
 mod socket;
 mod watermark;
 

@@ -21,54 +21,67 @@ pub(crate) struct RttBounds {
     pub(crate) max: Duration,
 }
 
-/// Smoothed RTT and the RTO derived from it.
+/// Smoothed RTT and the RTO derived from it, kept in nanoseconds: the same arithmetic as on
+/// `Duration`s (whose divisions and multiplications normalise seconds and nanoseconds each
+/// time), at a few instructions per step, since every call takes a sample and a backoff.
 #[derive(Debug, Clone)]
 pub(crate) struct RttEstimator {
-    bounds: RttBounds,
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
+    min: u64,
+    max: u64,
+    srtt: Option<u64>,
+    rttvar: u64,
+    rto: u64,
+}
+
+/// A duration in nanoseconds, saturating (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl RttEstimator {
     /// An estimator within `bounds`; a maximum below the minimum is taken as the minimum (a
     /// configuration mistake must not panic the client).
-    pub(crate) fn new(mut bounds: RttBounds) -> RttEstimator {
-        bounds.max = bounds.max.max(bounds.min);
+    pub(crate) fn new(bounds: RttBounds) -> RttEstimator {
+        let min = nanos(bounds.min);
+        let max = nanos(bounds.max).max(min);
         RttEstimator {
-            bounds,
+            min,
+            max,
             srtt: None,
-            rttvar: Duration::ZERO,
-            rto: bounds.initial.clamp(bounds.min, bounds.max),
+            rttvar: 0,
+            rto: nanos(bounds.initial).clamp(min, max),
         }
     }
 
     /// Feeds one round-trip sample.
     pub(crate) fn sample(&mut self, rtt: Duration) {
-        match self.srtt {
+        let rtt = nanos(rtt);
+        let srtt = match self.srtt {
             None => {
-                self.srtt = Some(rtt);
                 self.rttvar = rtt / 2;
+                rtt
             }
             Some(srtt) => {
                 let delta = srtt.abs_diff(rtt);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                self.srtt = Some((srtt * 7 + rtt) / 8);
+                self.rttvar = self.rttvar.saturating_mul(3).saturating_add(delta) / 4;
+                srtt.saturating_mul(7).saturating_add(rtt) / 8
             }
-        }
-        let srtt = self.srtt.unwrap_or(rtt);
-        self.rto = (srtt + self.rttvar * 4).clamp(self.bounds.min, self.bounds.max);
+        };
+        self.srtt = Some(srtt);
+        self.rto = srtt
+            .saturating_add(self.rttvar.saturating_mul(4))
+            .clamp(self.min, self.max);
     }
 
     /// The current RTO.
     #[cfg(test)]
     fn rto(&self) -> Duration {
-        self.rto
+        Duration::from_nanos(self.rto)
     }
 
     /// The smoothed RTT, once there is a sample.
     pub(crate) fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.srtt.map(Duration::from_nanos)
     }
 
     /// How long attempt `attempt` (0 = first transmission) waits for an answer; `random` is any
@@ -76,13 +89,12 @@ impl RttEstimator {
     pub(crate) fn backoff(&self, attempt: u32, random: u64) -> Duration {
         let base = self
             .rto
-            .checked_mul(1u32 << attempt.min(20))
-            .unwrap_or(self.bounds.max)
-            .min(self.bounds.max);
+            .checked_mul(1u64 << attempt.min(20))
+            .unwrap_or(self.max)
+            .min(self.max);
         // Up to a quarter more: base × (random's top 30 bits / 2^32), in integers.
-        let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
-        let extra = (u128::from(nanos) * u128::from(random >> 34)) >> 32;
-        base + Duration::from_nanos(u64::try_from(extra).unwrap_or(u64::MAX))
+        let extra = (u128::from(base) * u128::from(random >> 34)) >> 32;
+        Duration::from_nanos(base.saturating_add(u64::try_from(extra).unwrap_or(u64::MAX)))
     }
 }
 
