@@ -38,7 +38,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     panic::AssertUnwindSafe,
     sync::Arc,
-    task::Poll,
+    task::{Context, Poll},
     time::Instant,
 };
 use tokio::net::UdpSocket;
@@ -249,6 +249,10 @@ where
                     continue;
                 }
             }
+            // The task's waker, for the handlers polled once as their requests are read (their
+            // answers go out with the batch); a Context is made for each, since one may not be
+            // held across the flushes below.
+            let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
             for (datagram, src, dst_ip) in batch.datagrams() {
                 burst += 1;
                 bump(&shared.stats.received);
@@ -259,15 +263,14 @@ where
                 // Answer from the address the request reached, when that is one address (a
                 // broadcast or multicast destination is no source: the kernel picks one).
                 let from = (src, dst_ip.filter(|ip| shared.wildcard && is_unicast(ip)));
-                shared
-                    .on_datagram(
-                        &mut service,
-                        (&mut limiter, &mut last_cookie, &mut recent),
-                        (&mut tasks, &mut outbox),
-                        datagram,
-                        from,
-                    )
-                    .await;
+                shared.on_datagram(
+                    &mut Context::from_waker(&waker),
+                    &mut service,
+                    (&mut limiter, &mut last_cookie, &mut recent),
+                    (&mut tasks, &mut outbox),
+                    datagram,
+                    from,
+                );
                 // A batch can hold thousands of datagrams (GRO bundles on a wildcard server):
                 // answers do not wait for all of them, and the loop lets other tasks run.
                 if burst % 4 == 0 && outbox.waited() >= MAX_HOLD {
@@ -298,8 +301,11 @@ struct Recent {
 }
 
 impl Shared {
-    async fn on_datagram<S>(
+    /// One datagram: a COOKIE_REQUEST answered, a REQUEST run (`on_request`), the rest
+    /// counted and dropped. Synchronous, so that no future is built and moved per datagram.
+    fn on_datagram<S>(
         self: &Arc<Self>,
+        cx: &mut Context<'_>,
         service: &mut S,
         (limiter, last_cookie, recent): (&mut Limiter, &mut LastCookie, &mut Recent),
         (tasks, outbox): (&mut JoinSet<()>, &mut Outbox),
@@ -363,22 +369,23 @@ impl Shared {
             Kind::Request => {
                 self.on_request(
                     service,
-                    (tasks, outbox),
+                    (cx, tasks, outbox),
                     (datagram, recent),
                     header,
                     reply_to,
                     verified,
-                )
-                .await;
+                );
             }
             Kind::Reply | Kind::Truncated | Kind::Cookie | Kind::Pending => {}
         }
     }
 
-    async fn on_request<S>(
+    /// A REQUEST: refused, answered from the reply cache, or run: polled once here with the
+    /// receive loop's waker (`cx`), and moved to a task of its own only if it waits.
+    fn on_request<S>(
         self: &Arc<Self>,
         service: &mut S,
-        (tasks, outbox): (&mut JoinSet<()>, &mut Outbox),
+        (cx, tasks, outbox): (&mut Context<'_>, &mut JoinSet<()>, &mut Outbox),
         (datagram, recent): (Bytes, &mut Recent),
         header: Header,
         reply_to: ReplyTo,
@@ -501,8 +508,7 @@ impl Shared {
         // Poll once here, as the TCP connection does: most handlers answer without waiting,
         // and then the answer leaves with no task hop, no timer and no box of ours. A panic
         // fails this call, not the server.
-        let polled = std::future::poll_fn(|cx| Poll::Ready(poll_caught(future.as_mut(), cx))).await;
-        match polled {
+        match poll_caught(future.as_mut(), cx) {
             Poll::Ready(routed) => {
                 let answer = routed.map_or_else(|_| Err(self.panicked()), one_message);
                 // Encoded into the outbox (sent at its flush, after this), then kept: the cache
