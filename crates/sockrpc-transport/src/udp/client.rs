@@ -21,7 +21,7 @@ use super::datagram::{self, Cookie, Header, Kind, COOKIE_LEN, DEFAULT_MAX_DATAGR
 use super::inbox::{Incoming, Waited};
 use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
-use super::slots::{Answer, Slots};
+use super::slots::Slots;
 use super::socket::{BatchSocket, RecvBatch};
 use super::{bump, counters, jitter_u64, random_u64};
 use bytes::{Bytes, BytesMut};
@@ -217,11 +217,7 @@ impl Drop for Shared {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         let out = std::mem::take(&mut self.out);
-        let heir = lock(&self.shared.pending).close(self.call_id, out);
-        // The call that takes the answer slots' timer over, now that this one ends.
-        if let Some(waker) = heir {
-            waker.wake();
-        }
+        lock(&self.shared.pending).close(self.call_id, out);
         if let Some(seq) = self.seq.take() {
             self.shared.outstanding.finish(seq);
         }
@@ -406,19 +402,17 @@ impl UdpClient {
                 .flatten()
                 .min()
                 .unwrap_or(rto_at);
-            // Until the answer, or `wake` (one timer for all calls: `slots.rs`).
-            let answer =
-                std::future::poll_fn(|cx| lock(&shared.pending).poll_answer(call_id, wake, cx));
-            let got = match shared.read_until(answer, Some(call_id)).await {
-                Waited::Done(Answer::Came(incoming)) => Ok(Some(incoming)),
-                Waited::Done(Answer::Gone) => Ok(None),
+            let answer = std::future::poll_fn(|cx| lock(&shared.pending).poll_take(call_id, cx));
+            let read = shared.read_until(answer, Some(call_id));
+            let got = match tokio::time::timeout_at(wake, read).await {
+                Ok(Waited::Done(got)) => Ok(got),
                 // Read by this call itself: its slot was left alone, and is closed as it ends.
-                Waited::Mine(incoming) => Ok(Some(incoming)),
-                Waited::Done(Answer::TimedOut) => {
+                Ok(Waited::Mine(incoming)) => Ok(Some(incoming)),
+                Err(timeout) => {
                     // Before calling it a loss, read what already came (`inbox.rs`).
                     shared.catch_up();
                     let came = lock(&shared.pending).try_take(call_id);
-                    came.map(Some).ok_or(())
+                    came.map(Some).ok_or(timeout)
                 }
             };
             match got {

@@ -17,10 +17,7 @@
 use super::inbox::Incoming;
 use bytes::BytesMut;
 use foldhash::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use tokio::time::{Instant, Sleep};
 
 /// Request buffers kept for the next calls. A buffer holds at most the client's largest
 /// datagram (a request that does not fit is never encoded), so this bounds what is kept to a
@@ -29,179 +26,57 @@ const MAX_SPARE: usize = 64;
 
 /// Where one call's answer is.
 enum Slot {
-    /// No answer yet; the call's waker, once it waited, and when it stops waiting (its
-    /// retransmission timer, or its deadline), once it said.
-    Waiting {
-        waker: Option<Waker>,
-        wake_at: Option<Instant>,
-    },
+    /// No answer yet; the call's waker, once it waited.
+    Waiting(Option<Waker>),
     /// The answer came and the call has not taken it yet.
     Answered(Incoming),
     /// The call took its answer: anything more for it is a duplicate.
     Taken,
-    /// Its time to wait passed with no answer; the call is told at its next poll.
-    TimedOut,
 }
 
-/// What a waiting call gets from its slot.
-pub(super) enum Answer {
-    /// Its answer.
-    Came(Incoming),
-    /// Its time passed with no answer (it reads what is in the socket before it retransmits).
-    TimedOut,
-    /// It has no slot waiting (closed, or its answer taken already).
-    Gone,
-}
-
-/// The answer slots of a client's calls in flight, their one timer, and spare request buffers.
-///
-/// The timer: each call used to wait for its answer under a `timeout_at` of its own, a timer
-/// entry put into the runtime's wheel and taken out again on every call. Here one timer serves
-/// every call, armed for the soonest time one of them stops waiting, and moved only when a call
-/// needs it sooner or when it fires (then the calls whose time passed are woken, and it is
-/// armed for the next). It wakes the call that last polled it (`owner`); a call polls it only
-/// when it is the owner, or there is none, or it moved. When the owner ends, another waiting
-/// call is woken to take the timer over.
+/// The answer slots of a client's calls in flight, and spare request buffers.
 #[derive(Default)]
 pub(super) struct Slots {
     calls: HashMap<u32, Slot>,
     spare: Vec<BytesMut>,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// What the timer is set for, while some call waits on it.
-    armed: Option<Instant>,
-    /// The call whose task the timer wakes.
-    owner: Option<u32>,
 }
 
 impl Slots {
     /// Opens call `call_id`'s slot; returns an empty request buffer for it and whether other
     /// calls are in flight.
     pub(super) fn open(&mut self, call_id: u32) -> (BytesMut, bool) {
-        self.calls.insert(
-            call_id,
-            Slot::Waiting {
-                waker: None,
-                wake_at: None,
-            },
-        );
+        self.calls.insert(call_id, Slot::Waiting(None));
         (self.spare.pop().unwrap_or_default(), self.calls.len() > 1)
     }
 
     /// Waits again, for a second answer (after a TRUNCATED that a cookie would have avoided).
     pub(super) fn rearm(&mut self, call_id: u32) {
-        self.calls.insert(
-            call_id,
-            Slot::Waiting {
-                waker: None,
-                wake_at: None,
-            },
-        );
+        self.calls.insert(call_id, Slot::Waiting(None));
     }
 
-    /// The call's answer once it came, or `TimedOut` once `wake_at` passed without it.
-    pub(super) fn poll_answer(
+    /// The call's answer, once it came; `Ready(None)` if the call has no slot waiting (it was
+    /// closed, or its answer taken).
+    pub(super) fn poll_take(
         &mut self,
         call_id: u32,
-        wake_at: Instant,
         cx: &mut Context<'_>,
-    ) -> Poll<Answer> {
+    ) -> Poll<Option<Incoming>> {
         let Some(slot) = self.calls.get_mut(&call_id) else {
-            return Poll::Ready(Answer::Gone);
+            return Poll::Ready(None);
         };
-        let fresh = match slot {
-            Slot::Waiting { waker, wake_at: at } => {
-                *at = Some(wake_at);
+        match slot {
+            Slot::Waiting(waker) => {
                 match waker {
-                    Some(w) if w.will_wake(cx.waker()) => false,
-                    _ => {
-                        *waker = Some(cx.waker().clone());
-                        true
-                    }
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
                 }
+                Poll::Pending
             }
-            Slot::Answered(_) => {
-                return match std::mem::replace(slot, Slot::Taken) {
-                    Slot::Answered(incoming) => Poll::Ready(Answer::Came(incoming)),
-                    _ => Poll::Ready(Answer::Gone),
-                }
-            }
-            Slot::Taken => return Poll::Ready(Answer::Gone),
-            Slot::TimedOut => return Poll::Ready(self.timed_out(call_id)),
-        };
-        if self.watch(call_id, wake_at, fresh, cx) {
-            return Poll::Ready(self.timed_out(call_id));
-        }
-        Poll::Pending
-    }
-
-    /// Tells a call its time passed: its slot waits again, for the time it names next.
-    fn timed_out(&mut self, call_id: u32) -> Answer {
-        self.calls.insert(
-            call_id,
-            Slot::Waiting {
-                waker: None,
-                wake_at: None,
+            Slot::Answered(_) => match std::mem::replace(slot, Slot::Taken) {
+                Slot::Answered(incoming) => Poll::Ready(Some(incoming)),
+                _ => Poll::Ready(None),
             },
-        );
-        Answer::TimedOut
-    }
-
-    /// Keeps the timer armed for `wake_at` at the latest, and polled by a waiting task; runs
-    /// it when it fired. Returns whether call `call_id`'s own time has passed.
-    fn watch(&mut self, call_id: u32, wake_at: Instant, fresh: bool, cx: &mut Context<'_>) -> bool {
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake_at)));
-        if self.armed.is_none_or(|armed| wake_at < armed) {
-            timer.as_mut().reset(wake_at);
-            self.armed = Some(wake_at);
-            self.owner = None;
-        }
-        let polled = self.owner.is_none_or(|owner| owner == call_id);
-        if !polled || (!fresh && self.owner == Some(call_id) && !timer.is_elapsed()) {
-            // Another waiting call gets the timer's wake-up; or this one does, and it has not
-            // fired.
-            return false;
-        }
-        if timer.as_mut().poll(cx).is_pending() {
-            self.owner = Some(call_id);
-            return false;
-        }
-        self.fire(call_id, cx);
-        matches!(self.calls.get(&call_id), Some(Slot::TimedOut))
-    }
-
-    /// The timer went off: every call whose time passed is woken to hear it (`me`, polling,
-    /// hears it now); the timer is armed for the soonest left, and polled by this task.
-    fn fire(&mut self, me: u32, cx: &mut Context<'_>) {
-        let now = Instant::now();
-        let mut soonest: Option<Instant> = None;
-        for (id, slot) in self.calls.iter_mut() {
-            let Slot::Waiting {
-                waker,
-                wake_at: Some(at),
-            } = slot
-            else {
-                continue;
-            };
-            if *at <= now {
-                // Woken under the lock: the task runs later, and takes the lock then.
-                if let Some(waker) = waker.take().filter(|_| *id != me) {
-                    waker.wake();
-                }
-                *slot = Slot::TimedOut;
-            } else if soonest.is_none_or(|s| *at < s) {
-                soonest = Some(*at);
-            }
-        }
-        self.armed = soonest;
-        self.owner = None;
-        if let (Some(next), Some(timer)) = (soonest, self.timer.as_mut()) {
-            timer.as_mut().reset(next);
-            // Reset to a time still ahead: this registers this task, and does not fire.
-            if timer.as_mut().poll(cx).is_pending() {
-                self.owner = Some(me);
-            }
+            Slot::Taken => Poll::Ready(None),
         }
     }
 
@@ -226,9 +101,9 @@ impl Slots {
         incoming: Incoming,
     ) -> Result<Option<Waker>, Incoming> {
         match self.calls.get_mut(&call_id) {
-            Some(slot @ (Slot::Waiting { .. } | Slot::TimedOut)) => {
+            Some(slot @ Slot::Waiting(_)) => {
                 match std::mem::replace(slot, Slot::Answered(incoming)) {
-                    Slot::Waiting { waker, .. } => Ok(waker),
+                    Slot::Waiting(waker) => Ok(waker),
                     _ => Ok(None),
                 }
             }
@@ -236,27 +111,13 @@ impl Slots {
         }
     }
 
-    /// Closes call `call_id`'s slot; its request buffer is kept for the next call. Returns the
-    /// waker of a call to wake, when the one closed was the timer's owner and others wait on
-    /// the timer: it takes the timer over.
-    pub(super) fn close(&mut self, call_id: u32, mut buf: BytesMut) -> Option<Waker> {
+    /// Closes call `call_id`'s slot; its request buffer is kept for the next call.
+    pub(super) fn close(&mut self, call_id: u32, mut buf: BytesMut) {
         self.calls.remove(&call_id);
         if self.spare.len() < MAX_SPARE && buf.capacity() > 0 {
             buf.clear();
             self.spare.push(buf);
         }
-        if self.owner != Some(call_id) {
-            return None;
-        }
-        self.owner = None;
-        self.armed?;
-        self.calls.values().find_map(|slot| match slot {
-            Slot::Waiting {
-                waker: Some(waker),
-                wake_at: Some(_),
-            } => Some(waker.clone()),
-            _ => None,
-        })
     }
 
     /// Calls in flight.
@@ -269,11 +130,9 @@ impl Slots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::poll_fn;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::task::Wake;
-    use std::time::Duration;
 
     struct Count(AtomicUsize);
 
@@ -287,19 +146,15 @@ mod tests {
         Incoming::Truncated { fits: false }
     }
 
-    fn later() -> Instant {
-        Instant::now() + Duration::from_secs(60)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_answer_wakes_its_call_once_and_a_second_is_a_duplicate() {
+    #[test]
+    fn an_answer_wakes_its_call_once_and_a_second_is_a_duplicate() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
         let mut cx = Context::from_waker(&waker);
         let mut slots = Slots::default();
         let (_, together) = slots.open(7);
         assert!(!together);
-        assert!(slots.poll_answer(7, later(), &mut cx).is_pending());
+        assert!(slots.poll_take(7, &mut cx).is_pending());
         let woken = slots.deliver(7, truncated());
         woken
             .ok()
@@ -308,11 +163,9 @@ mod tests {
             .wake();
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         assert!(slots.deliver(7, truncated()).is_err(), "second answer");
-        let got = slots.poll_answer(7, later(), &mut cx);
-        assert!(matches!(got, Poll::Ready(Answer::Came(_))));
+        assert!(matches!(slots.poll_take(7, &mut cx), Poll::Ready(Some(_))));
         assert!(slots.deliver(7, truncated()).is_err(), "answer after take");
-        let got = slots.poll_answer(7, later(), &mut cx);
-        assert!(matches!(got, Poll::Ready(Answer::Gone)));
+        assert!(matches!(slots.poll_take(7, &mut cx), Poll::Ready(None)));
         assert!(slots.deliver(8, truncated()).is_err(), "no such call");
     }
 
@@ -339,108 +192,12 @@ mod tests {
             open.push((id, buf));
         }
         for (id, buf) in open {
-            assert!(slots.close(id, buf).is_none(), "no timer in use");
+            slots.close(id, buf);
         }
         assert_eq!(slots.len(), 0);
         assert_eq!(slots.spare.len(), MAX_SPARE);
         let (buf, _) = slots.open(1);
         assert!(buf.is_empty(), "a reused buffer starts empty");
         assert!(buf.capacity() >= 7, "and keeps its room");
-    }
-
-    /// Waits as a call does, on its own task, until its answer or its time; then ends, as a
-    /// call does, closing its slot (and handing the timer on).
-    async fn wait(slots: Arc<Mutex<Slots>>, id: u32, wake_at: Instant) -> &'static str {
-        let answer = poll_fn(|cx| {
-            let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.poll_answer(id, wake_at, cx)
-        })
-        .await;
-        let heir = slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .close(id, BytesMut::new());
-        if let Some(waker) = heir {
-            waker.wake();
-        }
-        match answer {
-            Answer::Came(_) => "came",
-            Answer::TimedOut => "timed out",
-            Answer::Gone => "gone",
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn one_timer_times_out_each_call_at_its_own_time() {
-        let slots = Arc::new(Mutex::new(Slots::default()));
-        let start = Instant::now();
-        let ids = [1u32, 2, 3];
-        let mut tasks = tokio::task::JoinSet::new();
-        for (n, id) in ids.into_iter().enumerate() {
-            let _ = slots.lock().expect("lock").open(id);
-            let wake_at = start + Duration::from_millis(10 * (n as u64 + 1));
-            let slots = Arc::clone(&slots);
-            tasks.spawn(async move { (id, wait(slots, id, wake_at).await, Instant::now()) });
-        }
-        let mut ended = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            ended.push(joined.expect("task"));
-        }
-        ended.sort_by_key(|(id, _, _)| *id);
-        for (n, (id, how, at)) in ended.into_iter().enumerate() {
-            assert_eq!(how, "timed out", "call {id}");
-            assert_eq!(
-                at - start,
-                Duration::from_millis(10 * (n as u64 + 1)),
-                "call {id}"
-            );
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_timer_passes_on_when_its_owner_ends() {
-        let slots = Arc::new(Mutex::new(Slots::default()));
-        let start = Instant::now();
-        let _ = slots.lock().expect("lock").open(1);
-        let _ = slots.lock().expect("lock").open(2);
-        // Call 1 arms the timer first, for sooner, and owns it; call 2 waits on it too.
-        let first = tokio::spawn(wait(
-            Arc::clone(&slots),
-            1,
-            start + Duration::from_millis(50),
-        ));
-        tokio::task::yield_now().await;
-        let second = tokio::spawn(wait(
-            Arc::clone(&slots),
-            2,
-            start + Duration::from_millis(80),
-        ));
-        tokio::task::yield_now().await;
-        // Call 1 ends (answered, say) before its time: its task is gone.
-        first.abort();
-        let waker = slots
-            .lock()
-            .expect("lock")
-            .close(1, BytesMut::new())
-            .expect("the other waiting call, to take the timer over");
-        waker.wake();
-        assert_eq!(second.await.expect("task"), "timed out");
-        assert_eq!(Instant::now() - start, Duration::from_millis(80));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_answer_after_the_time_passed_is_still_taken() {
-        let mut slots = Slots::default();
-        let _ = slots.open(5);
-        let wake_at = Instant::now() + Duration::from_millis(5);
-        let got = wait_once(&mut slots, 5, wake_at).await;
-        assert!(matches!(got, Answer::TimedOut));
-        // Between the timeout and the call's look at the socket, its answer comes.
-        assert!(slots.deliver(5, truncated()).is_ok());
-        assert!(slots.try_take(5).is_some());
-    }
-
-    async fn wait_once(slots: &mut Slots, id: u32, wake_at: Instant) -> Answer {
-        poll_fn(|cx| slots.poll_answer(id, wake_at, cx)).await
     }
 }
