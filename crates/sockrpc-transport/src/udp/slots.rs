@@ -19,10 +19,12 @@ use bytes::BytesMut;
 use foldhash::HashMap;
 use std::task::{Context, Poll, Waker};
 
-/// Request buffers kept for the next calls. A buffer holds at most the client's largest
-/// datagram (a request that does not fit is never encoded), so this bounds what is kept to a
-/// few tens of KiB while the calls in flight at once stay under it; past it, buffers are freed.
+/// Request buffers kept for the next calls; past it, buffers are freed.
 const MAX_SPARE: usize = 64;
+/// Largest buffer kept (twice the default largest datagram, with room for the encoder's
+/// growth): the spares hold at most 256 KiB, whatever datagram size a client allows. A larger
+/// request's buffer is freed when its call ends.
+const MAX_SPARE_CAPACITY: usize = 4096;
 
 /// Where one call's answer is.
 enum Slot {
@@ -114,7 +116,7 @@ impl Slots {
     /// Closes call `call_id`'s slot; its request buffer is kept for the next call.
     pub(super) fn close(&mut self, call_id: u32, mut buf: BytesMut) {
         self.calls.remove(&call_id);
-        if self.spare.len() < MAX_SPARE && buf.capacity() > 0 {
+        if self.spare.len() < MAX_SPARE && (1..=MAX_SPARE_CAPACITY).contains(&buf.capacity()) {
             buf.clear();
             self.spare.push(buf);
         }
@@ -199,5 +201,11 @@ mod tests {
         let (buf, _) = slots.open(1);
         assert!(buf.is_empty(), "a reused buffer starts empty");
         assert!(buf.capacity() >= 7, "and keeps its room");
+        slots.close(1, buf);
+        let big = BytesMut::with_capacity(MAX_SPARE_CAPACITY + 1);
+        let _ = slots.open(2);
+        let spares = slots.spare.len();
+        slots.close(2, big);
+        assert_eq!(slots.spare.len(), spares, "a large buffer is not kept");
     }
 }
