@@ -40,6 +40,8 @@ pub mod tls;
 pub mod udp;
 pub mod unix;
 pub mod unix_io;
+#[cfg(test)]
+mod wake_count;
 
 pub use client::{
     ClientConnection, ConnectionOptions, Keepalive, ResponseFuture, RoomFuture, RoomPass,

@@ -276,25 +276,10 @@ impl RoomQueue {
 #[cfg(test)]
 mod tests {
     use super::RoomQueue;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::{Wake, Waker};
+    use crate::wake_count::{counting_waker as waker, WakeCount};
 
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn waker() -> (Arc<Count>, Waker) {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        (Arc::clone(&count), Waker::from(count))
-    }
-
-    fn woken(count: &Count) -> usize {
-        count.0.load(Ordering::SeqCst)
+    fn woken(count: &WakeCount) -> usize {
+        count.count()
     }
 
     #[test]

@@ -205,15 +205,8 @@ impl LocalCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wake_count::counting_waker;
     use std::sync::atomic::AtomicUsize;
-
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     /// A future that counts its polls and wakes itself every time: never done.
     fn spinner(polls: Arc<AtomicUsize>) -> LocalFuture {
@@ -226,8 +219,7 @@ mod tests {
 
     #[test]
     fn a_call_that_wakes_itself_is_polled_once_per_pass() {
-        let parent = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&parent));
+        let (parent, waker) = counting_waker();
         let cx = Context::from_waker(&waker);
         let mut calls = LocalCalls::default();
         let polls = Arc::new(AtomicUsize::new(0));
@@ -252,14 +244,13 @@ mod tests {
         assert_eq!(other.load(Ordering::SeqCst), 1);
         assert_eq!(finished, vec![(3, true)]);
         // Wake-ups during a pass do not wake the connection: it looks at `end` instead.
-        assert_eq!(parent.0.load(Ordering::SeqCst), 0);
+        assert_eq!(parent.count(), 0);
         assert_eq!(calls.len(), 1);
     }
 
     #[test]
     fn a_wake_outside_a_pass_wakes_the_connection_once() {
-        let parent = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&parent));
+        let (parent, waker) = counting_waker();
         let cx = Context::from_waker(&waker);
         let mut calls = LocalCalls::default();
         let (tx, rx) = std::sync::mpsc::channel::<Waker>();
@@ -280,7 +271,7 @@ mod tests {
         let call = rx.recv().expect("the call's waker");
         call.wake_by_ref();
         call.wake_by_ref();
-        assert_eq!(parent.0.load(Ordering::SeqCst), 1, "woken once, not twice");
+        assert_eq!(parent.count(), 1, "woken once, not twice");
         let mut finished = Vec::new();
         calls.begin(&cx);
         calls.poll(|id, result| finished.push((id, result.is_ok())));
@@ -291,8 +282,7 @@ mod tests {
 
     #[test]
     fn a_panicking_call_is_reported_and_removed_and_cancel_drops_by_id() {
-        let parent = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&parent));
+        let (_parent, waker) = counting_waker();
         let cx = Context::from_waker(&waker);
         let mut calls = LocalCalls::default();
         calls.insert(

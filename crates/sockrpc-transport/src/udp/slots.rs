@@ -132,17 +132,7 @@ impl Slots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    use crate::wake_count::counting_waker;
 
     fn truncated() -> Incoming {
         Incoming::Truncated { fits: false }
@@ -150,8 +140,7 @@ mod tests {
 
     #[test]
     fn an_answer_wakes_its_call_once_and_a_second_is_a_duplicate() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&count));
+        let (count, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let mut slots = Slots::default();
         let (_, together) = slots.open(7);
@@ -163,7 +152,7 @@ mod tests {
             .flatten()
             .expect("the waiting call's waker")
             .wake();
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(count.count(), 1);
         assert!(slots.deliver(7, truncated()).is_err(), "second answer");
         assert!(matches!(slots.poll_take(7, &mut cx), Poll::Ready(Some(_))));
         assert!(slots.deliver(7, truncated()).is_err(), "answer after take");
