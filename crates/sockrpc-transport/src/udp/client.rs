@@ -160,6 +160,10 @@ pub(super) struct Shared {
     /// One cookie exchange at a time; the others wait for its result.
     pub(super) cookie_exchange: tokio::sync::Mutex<()>,
     pub(super) rtt: Mutex<RttEstimator>,
+    /// The jitter of every first transmission's timeout, drawn once per client: drawn per call,
+    /// a timeout often fell sooner than the previous call's, and tokio's timer driver then wakes
+    /// its own thread (an eventfd write, a wait that returns at once). Retransmissions draw each.
+    first_jitter: u64,
     pub(super) losses: AtomicU32,
     /// When the last counted loss happened: timeouts that fire together (many calls in flight
     /// through one stall of the network or of this host's scheduler) are one loss event, not many.
@@ -269,6 +273,7 @@ impl UdpClient {
             cookie: watch::channel(None).0,
             cookie_exchange: tokio::sync::Mutex::new(()),
             rtt: Mutex::new(rtt),
+            first_jitter: jitter_u64(),
             losses: AtomicU32::new(0),
             last_loss: Mutex::new(None),
             fallback_until: Mutex::new(None),
@@ -494,7 +499,12 @@ impl Shared {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        lock(&self.rtt).backoff(attempt, jitter_u64())
+        let random = if attempt == 0 {
+            self.first_jitter
+        } else {
+            jitter_u64()
+        };
+        lock(&self.rtt).backoff(attempt, random)
     }
 
     /// Sends one datagram; `together`: other calls were in flight when this one started, so
@@ -591,3 +601,6 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

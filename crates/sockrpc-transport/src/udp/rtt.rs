@@ -9,7 +9,9 @@
 //!
 //! Samples come only from calls answered without a retransmission (Karn's algorithm): an answer
 //! to a retransmitted call cannot say which transmission it answers. The jitter keeps many
-//! clients that lost packets at the same moment from retransmitting in lockstep.
+//! clients that lost packets at the same moment from retransmitting in lockstep; the client
+//! draws it once for all first transmissions (`client.rs`, `first_jitter`), so that its calls'
+//! timers are set in order.
 
 use std::time::Duration;
 
