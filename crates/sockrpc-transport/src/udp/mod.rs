@@ -21,6 +21,7 @@
 mod answer;
 mod cache;
 mod client;
+mod client_config;
 mod coalesce;
 mod cookie;
 mod inbox;
@@ -36,7 +37,8 @@ mod socket;
 mod watermark;
 
 pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};
-pub use client::{UdpClient, UdpClientConfig, UdpClientStats, UdpOutcome};
+pub use client::{UdpClient, UdpClientStats, UdpOutcome};
+pub use client_config::UdpClientConfig;
 pub use limiter::RateLimit;
 pub use outstanding::ReissueHold;
 pub use server::{serve_udp, UdpServer, UdpServerConfig, UdpServerCounters, UdpServerStats};
