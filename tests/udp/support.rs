@@ -200,3 +200,16 @@ impl XorShift {
         self.next() % 100
     }
 }
+
+/// Signals a server task to stop and waits, up to [`BOUND`], for it to end cleanly.
+pub(crate) async fn stop_server(
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let _ = stop.send(());
+    tokio::time::timeout(BOUND, task)
+        .await
+        .expect("server stops")
+        .expect("task")
+        .expect("serve");
+}

@@ -2,7 +2,7 @@
 //! about the calls in flight instead of `ttl` × the call rate, and late duplicates are refused.
 
 use crate::at_most_once::HandBuilt;
-use crate::support::{BOUND, ECHO};
+use crate::support::{eventually, BOUND, ECHO, SLEEP};
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use sockrpc::service::udp::datagram::{self, Header, Kind, COOKIE_LEN};
@@ -10,7 +10,7 @@ use sockrpc::service::udp::{
     ReplyCacheConfig, UdpClient, UdpClientConfig, UdpOutcome, UdpServerConfig,
 };
 use sockrpc::{MetadataMap, Request};
-use sockrpc_tests::echo::{EchoReply, EchoRequest};
+use sockrpc_tests::echo::{EchoReply, EchoRequest, SleepRequest};
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -128,5 +128,62 @@ async fn a_late_duplicate_below_the_watermark_never_runs() {
     let counters = server.counters();
     assert_eq!(counters.stale, 1, "{counters:?}");
     assert_eq!(server.handlers.runs().get(&9), Some(&1), "call 10 ran once");
+    server.shutdown().await;
+}
+
+/// A call that takes long holds its client's watermark back while later calls finish; when it
+/// ends, the mark jumps past all of them in one REQUEST. Five rounds of a call held in its
+/// handler while 1,000 others run, through a reply cache of 1,500 entries: none is refused, and
+/// the answers the jumps passed over are gone a few calls later. (When a jump dropped at most
+/// 256 answers and left the rest to the 30 s ttl, 745 of each round's stayed: at 100 k calls/s
+/// with occasional loss, that filled a 64 MiB cache in seconds, and a full cache refused every
+/// UDP client's calls for 30 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stragglers_leave_no_answers_behind() {
+    const LATER: u64 = 1_000;
+    let mut cache = ReplyCacheConfig::default();
+    cache.max_entries = 1_500;
+    let server = HandBuilt::start(UdpServerConfig::default(), cache).await;
+    let client = UdpClient::connect(server.addr, UdpClientConfig::default())
+        .await
+        .expect("client");
+    let sleep = Request::new(Bytes::from(SleepRequest::default().encode_to_vec()));
+    let mut next = 0u64;
+    for round in 1..=5u64 {
+        let straggler = {
+            let (client, sleep) = (client.clone(), sleep.clone());
+            tokio::spawn(async move {
+                let deadline = Some(Instant::now() + BOUND);
+                client.call(&SLEEP, &sleep, deadline).await
+            })
+        };
+        eventually("the straggler runs", || server.handlers.held() == round).await;
+        for _ in 0..LATER {
+            call_ok(&client, next).await;
+            next += 1;
+        }
+        assert!(
+            server.cache.len() >= LATER as usize,
+            "held behind the straggler: {} answers kept",
+            server.cache.len()
+        );
+        server.handlers.release();
+        let outcome = tokio::time::timeout(BOUND, straggler)
+            .await
+            .expect("the straggler ends")
+            .expect("task");
+        assert!(matches!(outcome, UdpOutcome::Reply(Ok(_))), "{outcome:?}");
+        for _ in 0..8 {
+            call_ok(&client, next).await;
+            next += 1;
+        }
+        assert!(
+            server.cache.len() <= 4,
+            "round {round}: {} answers left behind by the jump",
+            server.cache.len()
+        );
+    }
+    let counters = server.counters();
+    assert_eq!(counters.cache_full, 0, "{counters:?}");
     server.shutdown().await;
 }

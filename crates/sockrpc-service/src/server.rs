@@ -402,7 +402,8 @@ impl<L: Finish> ServerBuilder<L> {
                 .idempotent_methods
                 .extend(self.router.idempotent_methods().map(str::to_owned));
             let cache = Arc::new(
-                ReplyCache::default().with_idempotent(udp_config.idempotent_methods.clone()),
+                ReplyCache::new(udp_config.reply_cache)
+                    .with_idempotent(udp_config.idempotent_methods.clone()),
             );
             let udp = serve_udp(
                 socket,

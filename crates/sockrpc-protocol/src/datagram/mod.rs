@@ -68,6 +68,11 @@ pub const FLAG_ACKS: u8 = 0x04;
 /// will never send it again. The server forgets their answers at once instead of keeping them
 /// for the reply cache's whole ttl, and refuses a late duplicate of one.
 pub const FLAG_DONE_BELOW: u8 = 0x04;
+/// REPLY flag: the call did not run (the server's reply cache was full), and the REPLY's
+/// status is `UNAVAILABLE`. Sending the call again, over UDP or TCP, cannot run it twice, so a
+/// client may do so at once, as it retries a TCP call refused unstarted (END's
+/// `NOT_PROCESSED`); a handler's own status never carries it.
+pub const FLAG_NOT_PROCESSED: u8 = 0x08;
 /// Longest status details a REPLY carries (its length is a u16); longer ones are dropped.
 pub const MAX_REPLY_DETAILS: usize = u16::MAX as usize;
 

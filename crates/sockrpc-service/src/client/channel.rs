@@ -362,6 +362,8 @@ async fn unary_udp(
     if let Some(client) = client {
         // Taken apart before anything else is awaited: the outcome is not kept across it.
         let truncated = match client.call(&path, &request, deadline).await {
+            // Refused unrun (the server's reply cache was full): the stream may carry it.
+            UdpOutcome::Reply(Err(status)) if status.is_not_processed() => None,
             UdpOutcome::Reply(answer) => return answer.map(|response| response.map(Body::once)),
             UdpOutcome::Truncated {
                 instance,

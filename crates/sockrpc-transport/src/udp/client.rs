@@ -43,7 +43,10 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub enum UdpOutcome {
     /// The server's answer — or the client's own verdict: `DeadlineExceeded` when the deadline
-    /// passed with no answer, `Unavailable` when the retransmit window ran out.
+    /// passed with no answer, `Unavailable` when the retransmit window ran out. A call the
+    /// server refused unrun (its reply cache full: REPLY's `FLAG_NOT_PROCESSED`) ends with a
+    /// status for which [`Status::is_not_processed`] holds: send it again, over TCP as a new
+    /// call, as a channel does.
     Reply(Result<Response<Bytes>, Status>),
     /// The answer did not fit a datagram. The server ran the call and keeps the answer: re-issue
     /// over TCP, within the same deadline, with
@@ -59,8 +62,9 @@ pub enum UdpOutcome {
         /// the call, so the server keeps its answer.
         hold: ReissueHold,
     },
-    /// Nothing was sent: the request does not fit a datagram, or the endpoint is in TCP
-    /// fallback after repeated loss. Send the call over TCP as a new call.
+    /// Nothing was sent: the request does not fit a datagram, the endpoint is in TCP fallback
+    /// after repeated loss, or `max_window` calls started since the oldest still unanswered.
+    /// Send the call over TCP as a new call.
     NotSuitable,
 }
 
@@ -82,6 +86,11 @@ counters! {
         fallbacks,
         /// Calls answered `NotSuitable`.
         not_suitable,
+        /// Calls the server refused unrun, its reply cache full (`Status::is_not_processed`).
+        refused,
+        /// Of those `NotSuitable`, the calls refused because `max_window` calls had started
+        /// since the oldest unanswered one.
+        window_full,
         /// Calls that ended `DeadlineExceeded` with no answer.
         deadline_exceeded,
         /// Datagrams dropped as malformed (or not for this client).
@@ -303,7 +312,13 @@ impl UdpClient {
                 return outcome;
             }
         }
-        let (seq, call_id, done_below) = shared.outstanding.start();
+        let Some((seq, call_id, done_below)) = shared.outstanding.start(shared.config.max_window)
+        else {
+            // A call long unanswered holds the watermark: the server keeps every answer since.
+            bump(&shared.stats.window_full);
+            bump(&shared.stats.not_suitable);
+            return UdpOutcome::NotSuitable;
+        };
         crate::dispatch::note_call_id(call_id);
         // Whether other calls are in flight: then this one's request may leave with theirs.
         let (out, together) = lock(&shared.pending).open(call_id);
@@ -384,6 +399,9 @@ impl UdpClient {
                         lock(&shared.rtt).sample(first_sent.elapsed());
                     }
                     bump(&shared.stats.replies);
+                    if answer.as_ref().is_err_and(Status::is_not_processed) {
+                        bump(&shared.stats.refused);
+                    }
                     return UdpOutcome::Reply(answer);
                 }
                 Ok(Some(Incoming::Truncated { fits: true })) if !retried_for_cookie => {

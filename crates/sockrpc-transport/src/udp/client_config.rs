@@ -32,6 +32,13 @@ pub struct UdpClientConfig {
     /// `Unavailable`, whatever its deadline. Default 20 s: below the server's reply-cache TTL
     /// (30 s), so no retransmission can outlive the record that it already ran.
     pub retransmit_window: Duration,
+    /// Most calls started since this client's oldest unfinished one, the one its watermark
+    /// names; a call past it is `NotSuitable` (a channel sends it over TCP) until that one
+    /// finishes. The server keeps every answer after the watermark, so a call that needs
+    /// retransmissions would otherwise make it keep each call made meanwhile, at 100 k calls/s
+    /// thousands per RTO, enough to fill its reply cache for every client. Default 4096: at most
+    /// about 5 MB of answers of the largest datagram.
+    pub max_window: usize,
 }
 
 impl Default for UdpClientConfig {
@@ -45,6 +52,7 @@ impl Default for UdpClientConfig {
             fallback_after_losses: 8,
             fallback_for: Duration::from_secs(5),
             retransmit_window: Duration::from_secs(20),
+            max_window: 4096,
         }
     }
 }

@@ -27,11 +27,12 @@ use super::bump;
 use super::client::lock;
 use super::client::Shared;
 use super::datagram::{
-    self, Header, Kind, COOKIE_LEN, FLAG_ACKS, FLAG_FITS, FLAG_STALE_COOKIE, HEADER_LEN,
+    self, Header, Kind, COOKIE_LEN, FLAG_ACKS, FLAG_FITS, FLAG_NOT_PROCESSED, FLAG_STALE_COOKIE,
+    HEADER_LEN,
 };
 use super::socket::RecvBatch;
 use bytes::Bytes;
-use sockrpc_protocol::{Response, Status};
+use sockrpc_protocol::{Code, Response, Status};
 use std::{
     future::Future,
     sync::atomic::Ordering,
@@ -177,6 +178,16 @@ impl Shared {
                 // allocation per answer: `sockrpc_protocol::codec::arena`).
                 let body = sockrpc_protocol::codec::arena::copy(&datagram[HEADER_LEN..]);
                 match datagram::parse_reply(body, &self.config.limits) {
+                    Ok(Err(status))
+                        if header.flags & FLAG_NOT_PROCESSED != 0
+                            && status.code() == Code::Unavailable =>
+                    {
+                        // Refused unrun (the server's reply cache was full): marked so, the
+                        // caller may send it again (a channel does, over TCP).
+                        Some(Incoming::Reply(Err(Status::not_processed(
+                            status.message(),
+                        ))))
+                    }
                     Ok(answer) => Some(Incoming::Reply(answer)),
                     Err(_) => {
                         bump(&self.stats.malformed);

@@ -47,12 +47,16 @@ impl Outstanding {
     }
 
     /// A new call: its sequence number, its wire id, outstanding from now, and the watermark
-    /// its REQUEST carries (this call included), all under one lock.
-    pub(crate) fn start(&self) -> (u64, u32, u32) {
+    /// its REQUEST carries (this call included), all under one lock. `None` when `max_window`
+    /// calls have started since the oldest outstanding one: the call must not be sent now.
+    pub(crate) fn start(&self, max_window: usize) -> Option<(u64, u32, u32)> {
         let mut state = self.lock();
+        if state.window.len() >= max_window {
+            return None;
+        }
         let seq = state.next();
         state.window.push_back(true);
-        (seq, id_of(seq), id_of(state.base))
+        Some((seq, id_of(seq), id_of(state.base)))
     }
 
     /// The call will never be sent again.
@@ -115,10 +119,10 @@ mod tests {
     fn the_watermark_is_the_lowest_call_not_finished() {
         let calls = Arc::new(Outstanding::default());
         assert_eq!(calls.done_below(), 1, "nothing sent yet");
-        let (a, id_a, below) = calls.start();
+        let (a, id_a, below) = calls.start(usize::MAX).expect("room");
         assert_eq!(below, id_a, "a call's own REQUEST counts it outstanding");
-        let (b, _, _) = calls.start();
-        let (c, id_c, below) = calls.start();
+        let (b, _, _) = calls.start(usize::MAX).expect("room");
+        let (c, id_c, below) = calls.start(usize::MAX).expect("room");
         assert_eq!(below, id_a);
         assert_eq!(calls.done_below(), id_a);
         calls.finish(b);
@@ -128,8 +132,24 @@ mod tests {
         drop(hold);
         assert_eq!(calls.done_below(), id_c);
         calls.finish(c);
-        let (_, next, _) = calls.start();
+        let (_, next, _) = calls.start(usize::MAX).expect("room");
         assert_eq!(next, id_c + 1);
         assert_eq!(calls.done_below(), next);
+    }
+
+    #[test]
+    fn no_call_starts_more_than_the_window_past_the_oldest_outstanding() {
+        let calls = Outstanding::default();
+        let (oldest, _, _) = calls.start(3).expect("room");
+        let (second, _, _) = calls.start(3).expect("room");
+        let (_, _, _) = calls.start(3).expect("room");
+        calls.finish(second);
+        assert!(
+            calls.start(3).is_none(),
+            "finishing a later call makes no room"
+        );
+        calls.finish(oldest);
+        let (_, _, below) = calls.start(3).expect("room once the oldest finished");
+        assert_ne!(below, id_of(oldest));
     }
 }

@@ -21,7 +21,8 @@ use super::answer::{is_unicast, one_message, reply_header, ReplyTo};
 use super::cache::{Begin, CompletionGuard, ReplyCache};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
-    self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_STALE_COOKIE, HEADER_LEN,
+    self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_NOT_PROCESSED, FLAG_STALE_COOKIE,
+    HEADER_LEN,
 };
 use super::limiter::Limiter;
 use super::outbox::Outbox;
@@ -452,12 +453,17 @@ impl Shared {
                 Begin::Full => {
                     // Running it now could not be made at-most-once. Say so (the answer is
                     // not cached: a later retransmission may find room and run it), rather
-                    // than leave the client waiting out its deadline.
+                    // than leave the client waiting out its deadline, and say in the header
+                    // that it did not run: the client may send it again, over TCP at once.
                     bump(&self.stats.cache_full);
-                    let status = Status::resource_exhausted(
+                    let status = Status::not_processed(
                         "the server's UDP reply cache is full; the call did not run",
                     );
-                    self.queue_answer(outbox, &reply_to, &Err(status));
+                    let refused = ReplyTo {
+                        flags: reply_to.flags | FLAG_NOT_PROCESSED,
+                        ..reply_to
+                    };
+                    self.queue_answer(outbox, &refused, &Err(status));
                     return;
                 }
                 Begin::InProgress => {

@@ -1,5 +1,6 @@
 //! `UdpServerConfig`: what a UDP server may send, run and keep, and for how long.
 
+use super::cache::ReplyCacheConfig;
 use super::datagram::DEFAULT_MAX_DATAGRAM;
 use super::limiter::RateLimit;
 use sockrpc_protocol::Limits;
@@ -31,6 +32,12 @@ pub struct UdpServerConfig {
     /// The server-wide cap on any call's deadline, as
     /// [`ServerConfig::timeout`](crate::server::ServerConfig::timeout). Default `None`.
     pub timeout: Option<Duration>,
+    /// The bounds and ttl of the reply cache that the service crate's `Server` makes for this
+    /// socket (and shares with its TCP side, for re-issues). [`UdpServer::new`] takes its
+    /// cache ready-made instead and does not read this.
+    ///
+    /// [`UdpServer::new`]: super::UdpServer::new
+    pub reply_cache: ReplyCacheConfig,
 }
 
 impl Default for UdpServerConfig {
@@ -44,6 +51,7 @@ impl Default for UdpServerConfig {
             rate_limit: RateLimit::default(),
             grace_period: Duration::from_secs(5),
             timeout: None,
+            reply_cache: ReplyCacheConfig::default(),
         }
     }
 }

@@ -14,10 +14,14 @@
 use foldhash::HashMap;
 use std::time::{Duration, Instant};
 
-/// Most ids passed over by one advance whose answers are dropped at once; a mark that jumps
-/// further leaves the rest to the ttl. A client moves its mark by about the calls it finished
-/// since its last request, at most its calls in flight; the bound keeps one datagram's work
-/// small, so a client cannot make the server sweep thousands of entries per request.
+/// Most ids one advance sweeps (drops the answers of). A client usually moves its mark by the
+/// one or two calls it finished since its last request, but a call that needed retransmissions
+/// holds the mark back while thousands of later calls finish, and then it jumps by all of them.
+/// The ids a jump passes over beyond this bound are swept by the client's next requests, this
+/// many each (the mark's `swept` cursor), so one datagram's work stays small and no answer is
+/// left behind to wait out the ttl. (Leaving them to the ttl, as the first version did, let a
+/// client at 100 k calls/s with occasional loss fill a 64 MiB cache in seconds, and the full
+/// cache then refused every UDP client's calls for 30 s.)
 pub(crate) const MAX_SWEEP: u32 = 256;
 
 /// Whether call id `a` comes before `b` in serial order.
@@ -29,6 +33,8 @@ pub(crate) fn serial_before(a: u32, b: u32) -> bool {
 #[derive(Debug, Clone, Copy)]
 struct Mark {
     below: u32,
+    /// Ids before this one have been swept; from it to `below` they are still to sweep.
+    swept: u32,
     seen: Instant,
 }
 
@@ -58,18 +64,21 @@ impl Watermarks {
             .is_some_and(|mark| serial_before(call_id, mark.below))
     }
 
-    /// Moves client `instance`'s mark forward to `below` (never back). Returns the ids it
-    /// passed over, `(first, count)`, at most [`MAX_SWEEP`], whose answers may go. A client
+    /// Moves client `instance`'s mark forward to `below` (never back). Returns the next ids
+    /// below the mark not yet swept, `(first, count)`, at most [`MAX_SWEEP`], whose answers
+    /// may go: those this advance passed over, or those an earlier jump left to sweep. A client
     /// seen for the first time passes over nothing: what it finished before is left to the ttl.
     pub(crate) fn advance(&mut self, instance: u64, below: u32, now: Instant) -> (u32, u32) {
         if let Some(mark) = self.marks.get_mut(&instance) {
             mark.seen = now;
-            if !serial_before(mark.below, below) {
-                return (mark.below, 0);
+            if serial_before(mark.below, below) {
+                mark.below = below;
             }
-            let first = mark.below;
-            mark.below = below;
-            return (first, below.wrapping_sub(first).min(MAX_SWEEP));
+            // `swept` only moves toward `below`, so this is how far behind it is.
+            let first = mark.swept;
+            let count = mark.below.wrapping_sub(first).min(MAX_SWEEP);
+            mark.swept = first.wrapping_add(count);
+            return (first, count);
         }
         if self.marks.len() >= self.max {
             let ttl = self.ttl;
@@ -77,7 +86,14 @@ impl Watermarks {
                 .retain(|_, mark| now.saturating_duration_since(mark.seen) < ttl);
         }
         if self.marks.len() < self.max {
-            self.marks.insert(instance, Mark { below, seen: now });
+            self.marks.insert(
+                instance,
+                Mark {
+                    below,
+                    swept: below,
+                    seen: now,
+                },
+            );
         }
         (below, 0)
     }
@@ -121,6 +137,23 @@ mod tests {
         assert_eq!(marks.advance(7, 12, now), (15, 0), "never back");
         assert!(marks.is_stale(7, 14));
         assert_eq!(marks.advance(7, 15 + 10_000, now), (15, MAX_SWEEP));
+        // What that jump passed over beyond one sweep is swept by the next advances, even
+        // those that do not move the mark, until the cursor reaches it.
+        let mut next = 15 + MAX_SWEEP;
+        for _ in 0..(10_000 / MAX_SWEEP) {
+            let (first, count) = marks.advance(7, 15 + 10_000, now);
+            assert_eq!(first, next, "each sweep starts where the last one stopped");
+            assert!(count > 0 && count <= MAX_SWEEP);
+            next += count;
+        }
+        assert_eq!(next, 15 + 10_000, "swept up to the mark");
+        assert_eq!(
+            marks.advance(7, 15 + 10_000, now),
+            (next, 0),
+            "and not past it"
+        );
+        assert_eq!(marks.advance(7, 12, now), (next, 0), "never back");
+        assert!(marks.is_stale(7, 15 + 9_999));
         // Across the wrap.
         assert_eq!(marks.advance(9, u32::MAX - 1, now), (u32::MAX - 1, 0));
         assert_eq!(marks.advance(9, 3, now), (u32::MAX - 1, 5));

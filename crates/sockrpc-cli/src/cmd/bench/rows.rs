@@ -304,33 +304,34 @@ fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
     };
     let detail = format!(
         "UDP: {} calls sent, {} replies, {} retransmits, {} truncations, {} fallbacks, {} not \
-         suitable, {} deadline exceeded, {} cookie requests",
+         suitable ({} of them past the window of a slow call), {} refused unrun by a full reply \
+         cache (then sent over TCP), {} deadline exceeded, {} cookie requests",
         stats.calls,
         stats.replies,
         stats.retransmits,
         stats.truncations,
         stats.fallbacks,
         stats.not_suitable,
+        stats.window_full,
+        stats.refused,
         stats.deadline_exceeded,
         stats.cookie_requests,
     );
-    let verdict = if stats.replies >= made {
+    // A refusal is a REPLY too, but the call's answer came over TCP.
+    let answered = stats.replies.saturating_sub(stats.refused);
+    let verdict = if answered >= made {
         format!("all {made} calls (warmup included) answered over UDP")
-    } else if stats.replies == 0 && row.payload_bytes > MAX_SOCKRPC_UDP_PAYLOAD {
+    } else if answered == 0 && row.payload_bytes > MAX_SOCKRPC_UDP_PAYLOAD {
         format!(
             "TCP carried all {made} calls: a {} B request does not fit a datagram",
             row.payload_bytes
         )
     } else if kind == Kind::SockrpcUdp {
         format!(
-            "NOT ALL OVER UDP: only {} of {made} calls answered over UDP, the rest over TCP",
-            stats.replies
+            "NOT ALL OVER UDP: only {answered} of {made} calls answered over UDP, the rest over TCP"
         )
     } else {
-        format!(
-            "UDP answered {} of {made} calls, TCP carried the rest",
-            stats.replies
-        )
+        format!("UDP answered {answered} of {made} calls, TCP carried the rest")
     };
     add_note(row, format!("{verdict} ({detail})"));
 }

@@ -155,6 +155,61 @@ fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
     assert!(cache.bytes() < 1_000);
 }
 
+/// A call that needed retransmissions holds its client's watermark back while later calls
+/// finish; when it ends, the mark jumps past all of them at once. Their answers go too, over
+/// the client's next requests, so round after round of such stragglers never fills the cache.
+/// (When a jump swept at most 256 ids and left the rest to the 30 s ttl, 745 answers of the
+/// first round stayed, and the second round would have been refused: `Begin::Full`.)
+#[test]
+fn a_straggler_s_jump_leaves_no_answer_behind() {
+    const LATER: u32 = 1_000;
+    let config = ReplyCacheConfig {
+        max_entries: 1_500,
+        ..ReplyCacheConfig::default()
+    };
+    let cache = ReplyCache::new(config);
+    let mut next = 1u32;
+    for round in 0..5 {
+        // The straggler, still outstanding: every later request carries its id as the mark.
+        let straggler = next;
+        assert!(matches!(
+            cache.begin(9, straggler, &path(), Some(straggler)),
+            Begin::New
+        ));
+        for id in straggler + 1..=straggler + LATER {
+            assert!(
+                matches!(cache.begin(9, id, &path(), Some(straggler)), Begin::New),
+                "round {round}, call {id}: {} answers kept",
+                cache.len()
+            );
+            cache.complete(9, id, ok(10));
+        }
+        cache.complete(9, straggler, ok(10));
+        assert_eq!(
+            cache.len(),
+            LATER as usize + 1,
+            "all held behind the straggler"
+        );
+        // Its answer came: the mark jumps past everything, and the next calls sweep.
+        next = straggler + LATER + 1;
+        for id in next..next + 8 {
+            assert!(matches!(cache.begin(9, id, &path(), Some(id)), Begin::New));
+            cache.complete(9, id, ok(10));
+        }
+        next += 8;
+        assert!(
+            cache.len() <= 2,
+            "round {round}: {} answers left behind by the jump",
+            cache.len()
+        );
+    }
+    // The jump still refuses late duplicates of what it passed over.
+    assert!(matches!(
+        cache.begin(9, 2, &path(), Some(next)),
+        Begin::Stale
+    ));
+}
+
 #[test]
 fn an_entry_does_not_keep_its_request_datagram_alive() {
     let cache = ReplyCache::default();
