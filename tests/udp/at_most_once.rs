@@ -8,7 +8,7 @@
 //! - a REQUEST larger than the server's datagram limit is refused unrun (`RESOURCE_EXHAUSTED`,
 //!   counted in `oversized`), while one of exactly the limit runs.
 
-use crate::support::{stop_server, XorShift, BOUND, ECHO};
+use crate::support::{dropping_proxy, stop_server, XorShift, BOUND, ECHO};
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use sockrpc::service::udp::datagram::{self, Header, Kind, COOKIE_LEN, HEADER_LEN};
@@ -236,36 +236,8 @@ async fn reply_dropping_proxy(
     drop_pct: u64,
     seed: u64,
 ) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
-    let front = UdpSocket::bind("127.0.0.1:0").await.expect("bind front");
-    let back = UdpSocket::bind("127.0.0.1:0").await.expect("bind back");
-    back.connect(server).await.expect("connect back");
-    let addr = front.local_addr().expect("addr");
-    let dropped = Arc::new(AtomicU64::new(0));
-    let task = {
-        let dropped = Arc::clone(&dropped);
-        tokio::spawn(async move {
-            let mut rng = XorShift(seed);
-            let mut client: Option<SocketAddr> = None;
-            let mut up = vec![0u8; 65536];
-            let mut down = vec![0u8; 65536];
-            loop {
-                tokio::select! {
-                    got = front.recv_from(&mut up) => if let Ok((n, from)) = got {
-                        client = Some(from);
-                        let _ = back.send(&up[..n]).await;
-                    },
-                    got = back.recv(&mut down) => if let Ok(n) = got {
-                        if rng.percent() < drop_pct {
-                            dropped.fetch_add(1, Ordering::Relaxed);
-                        } else if let Some(client) = client {
-                            let _ = front.send_to(&down[..n], client).await;
-                        }
-                    },
-                }
-            }
-        })
-    };
-    (addr, dropped, task)
+    let mut rng = XorShift(seed);
+    dropping_proxy(server, move |_| rng.percent() < drop_pct).await
 }
 
 // ---------------------------------------------------------------------------------------------

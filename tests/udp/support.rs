@@ -213,3 +213,38 @@ pub(crate) async fn stop_server(
         .expect("task")
         .expect("serve");
 }
+
+/// A UDP proxy: clients talk to the returned address, the proxy to `server`. It forwards every
+/// request, and every datagram from the server for which `drop` says false; it counts the
+/// dropped ones.
+pub(crate) async fn dropping_proxy(
+    server: SocketAddr,
+    mut drop: impl FnMut(&[u8]) -> bool + Send + 'static,
+) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let front = UdpSocket::bind("127.0.0.1:0").await.expect("bind front");
+    let back = UdpSocket::bind("127.0.0.1:0").await.expect("bind back");
+    back.connect(server).await.expect("connect back");
+    let addr = front.local_addr().expect("addr");
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&dropped);
+    let task = tokio::spawn(async move {
+        let mut client: Option<SocketAddr> = None;
+        let (mut up, mut down) = (vec![0u8; 65536], vec![0u8; 65536]);
+        loop {
+            tokio::select! {
+                got = front.recv_from(&mut up) => if let Ok((n, from)) = got {
+                    client = Some(from);
+                    let _ = back.send(&up[..n]).await;
+                },
+                got = back.recv(&mut down) => if let Ok(n) = got {
+                    if drop(&down[..n]) {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some(client) = client {
+                        let _ = front.send_to(&down[..n], client).await;
+                    }
+                },
+            }
+        }
+    });
+    (addr, dropped, task)
+}

@@ -2,7 +2,7 @@
 //! about the calls in flight instead of `ttl` × the call rate, and late duplicates are refused.
 
 use crate::at_most_once::HandBuilt;
-use crate::support::{eventually, BOUND, ECHO, SLEEP};
+use crate::support::{dropping_proxy, eventually, BOUND, ECHO, SLEEP};
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use sockrpc::service::udp::datagram::{self, Header, Kind, COOKIE_LEN};
@@ -11,6 +11,9 @@ use sockrpc::service::udp::{
 };
 use sockrpc::{MetadataMap, Request};
 use sockrpc_tests::echo::{EchoReply, EchoRequest, SleepRequest};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -185,5 +188,78 @@ async fn stragglers_leave_no_answers_behind() {
     }
     let counters = server.counters();
     assert_eq!(counters.cache_full, 0, "{counters:?}");
+    server.shutdown().await;
+}
+
+/// A UDP proxy that forwards everything but the first REPLY to call `call_id`.
+async fn drop_first_reply_to(
+    server: SocketAddr,
+    call_id: u32,
+) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let mut dropped = false;
+    dropping_proxy(server, move |datagram| {
+        let lost = !dropped
+            && Header::parse(datagram).is_ok_and(|h| h.kind == Kind::Reply && h.call_id == call_id);
+        dropped |= lost;
+        lost
+    })
+    .await
+}
+
+/// A call whose answer was lost, with a 30 s RTO ahead of it, is retransmitted as soon as
+/// the calls after it show it lost: once half the window is used, by an answer to a call started
+/// more than a reordering window after it (RACK), or else when the window is full, by the call
+/// that finds it full (and goes `NotSuitable`). Either way it retransmits once, early
+/// (`hurried`), and is answered long before its RTO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_retransmitted_before_its_rto() {
+    const WINDOW: usize = 8;
+    let server = HandBuilt::start(UdpServerConfig::default(), ReplyCacheConfig::default()).await;
+    // Wire ids count from 1: the first call below is 1, the one that loses its answer 2.
+    let (proxy, dropped, proxy_task) = drop_first_reply_to(server.addr, 2).await;
+    let mut config = UdpClientConfig::default();
+    config.initial_rto = Duration::from_secs(30);
+    config.min_rto = Duration::from_secs(30);
+    config.max_rto = Duration::from_secs(60);
+    config.max_window = WINDOW;
+    let client = UdpClient::connect(proxy, config).await.expect("client");
+    call_ok(&client, 0).await;
+
+    let lost = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let deadline = Some(Instant::now() + Duration::from_secs(20));
+            client.call(&ECHO, &echo(1), deadline).await
+        })
+    };
+    eventually("the answer is lost", || dropped.load(Ordering::SeqCst) == 1).await;
+    // Later calls, until the window behind the lost call is full (the last may find it so).
+    let mut not_sent = 0;
+    for id in 2..=WINDOW as u64 + 1 {
+        let deadline = Some(Instant::now() + BOUND);
+        match client.call(&ECHO, &echo(id), deadline).await {
+            UdpOutcome::Reply(Ok(_)) => {}
+            UdpOutcome::NotSuitable => not_sent += 1,
+            other => panic!("call {id}: {other:?}"),
+        }
+    }
+    assert!(not_sent <= 1, "only a full window refuses: {not_sent}");
+    let outcome = tokio::time::timeout(BOUND, lost)
+        .await
+        .expect("answered long before its RTO")
+        .expect("task");
+    match outcome {
+        UdpOutcome::Reply(Ok(response)) => {
+            let reply = EchoReply::decode(response.get_ref().clone()).expect("EchoReply");
+            assert_eq!(reply.id, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    let stats = client.stats();
+    assert_eq!(stats.hurried, 1, "{stats:?}");
+    assert_eq!(stats.retransmits, 1, "{stats:?}");
+    assert_eq!(stats.window_full, not_sent, "{stats:?}");
+    assert_eq!(server.handlers.runs().get(&1), Some(&1), "ran once");
+    proxy_task.abort();
     server.shutdown().await;
 }

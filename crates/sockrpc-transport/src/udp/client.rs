@@ -91,6 +91,10 @@ counters! {
         /// Of those `NotSuitable`, the calls refused because `max_window` calls had started
         /// since the oldest unanswered one.
         window_full,
+        /// Retransmissions sent before their RTO: once half the window is used, calls started
+        /// a reordering window (a quarter of the RTT, at least 4 ms) before one that got its
+        /// answer (RACK, RFC 8985), or the oldest call when the window was full.
+        hurried,
         /// Calls that ended `DeadlineExceeded` with no answer.
         deadline_exceeded,
         /// Datagrams dropped as malformed (or not for this client).
@@ -116,6 +120,9 @@ pub(super) struct Shared {
     pub(super) config: UdpClientConfig,
     /// Calls this client may still send, for the watermark (`outstanding.rs`).
     pub(super) outstanding: Arc<Outstanding>,
+    /// The wire id of the last call told to retransmit early (`Incoming::Hurry`): each
+    /// oldest call is told once.
+    hurried: AtomicU32,
     /// The server reads watermarks (its datagrams carry `FLAG_ACKS`).
     pub(super) acks: AtomicBool,
     /// One answer slot per call in flight, where the reader leaves its answer (`slots.rs`).
@@ -233,6 +240,7 @@ impl UdpClient {
             instance: random_u64().max(1),
             config,
             outstanding: Arc::new(Outstanding::default()),
+            hurried: AtomicU32::new(0),
             acks: AtomicBool::new(false),
             pending: Mutex::new(Slots::default()),
             reader: tokio::sync::Mutex::new(RecvBatch::new(2)),
@@ -312,13 +320,26 @@ impl UdpClient {
                 return outcome;
             }
         }
-        let Some((seq, call_id, done_below)) = shared.outstanding.start(shared.config.max_window)
-        else {
-            // A call long unanswered holds the watermark: the server keeps every answer since.
-            bump(&shared.stats.window_full);
-            bump(&shared.stats.not_suitable);
-            return UdpOutcome::NotSuitable;
-        };
+        let started = Instant::now();
+        let (seq, call_id, done_below) =
+            match shared.outstanding.start(shared.config.max_window, started) {
+                Ok(started) => started,
+                Err(oldest) => {
+                    // A call long unanswered holds the watermark: the server keeps every answer
+                    // since. So many later calls started meanwhile that it was most likely lost:
+                    // it retransmits now (once), not at its RTO.
+                    if shared.hurried.swap(oldest, Ordering::Relaxed) != oldest {
+                        let waker = lock(&shared.pending).hurry(oldest);
+                        if let Some(waker) = waker {
+                            bump(&shared.stats.hurried);
+                            waker.wake();
+                        }
+                    }
+                    bump(&shared.stats.window_full);
+                    bump(&shared.stats.not_suitable);
+                    return UdpOutcome::NotSuitable;
+                }
+            };
         crate::dispatch::note_call_id(call_id);
         // Whether other calls are in flight: then this one's request may leave with theirs.
         let (out, together) = lock(&shared.pending).open(call_id);
@@ -345,10 +366,14 @@ impl UdpClient {
             request.get_ref(),
         );
         bump(&shared.stats.calls);
-        let first_sent = Instant::now();
+        // The call's start stands for its first transmission's time (the encoding between is
+        // a few hundred nanoseconds): one clock read fewer per call.
+        let first_sent = started;
         let give_up = first_sent + shared.config.retransmit_window;
         let mut attempt = 0u32;
         let mut retried_for_cookie = false;
+        // Transmissions so far: every one after the first is a retransmission.
+        let mut sends = 0u32;
         loop {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
@@ -369,11 +394,12 @@ impl UdpClient {
                 &mut pending.out,
                 &shared.cookie.borrow().unwrap_or_default(),
             );
-            if attempt > 0 || retried_for_cookie {
+            if sends > 0 {
                 bump(&shared.stats.retransmits);
             }
             let rto_at = now + shared.backoff(attempt);
             shared.send(&pending.out, together).await;
+            sends += 1;
             let wake = [Some(rto_at), deadline, Some(give_up)]
                 .into_iter()
                 .flatten()
@@ -394,7 +420,7 @@ impl UdpClient {
             };
             match got {
                 Ok(Some(Incoming::Reply(answer))) => {
-                    if attempt == 0 && !retried_for_cookie {
+                    if sends == 1 {
                         // Karn: only an answer to a call sent once says what one round trip is.
                         lock(&shared.rtt).sample(first_sent.elapsed());
                     }
@@ -402,12 +428,19 @@ impl UdpClient {
                     if answer.as_ref().is_err_and(Status::is_not_processed) {
                         bump(&shared.stats.refused);
                     }
+                    if let Some(seq) = pending.seq.take() {
+                        shared.answered(seq);
+                    }
                     return UdpOutcome::Reply(answer);
                 }
                 Ok(Some(Incoming::Truncated { fits: true })) if !retried_for_cookie => {
                     // Held back only for want of a cookie, which that TRUNCATED carried: ask
                     // again at once; the server answers from its cache.
                     retried_for_cookie = true;
+                    lock(&shared.pending).rearm(call_id);
+                }
+                Ok(Some(Incoming::Hurry)) => {
+                    // Retransmit at once; not a timeout, so no backoff and no loss counted.
                     lock(&shared.pending).rearm(call_id);
                 }
                 Ok(Some(Incoming::Truncated { .. })) => {
@@ -436,43 +469,6 @@ impl UdpClient {
 }
 
 impl Shared {
-    fn in_fallback(&self) -> bool {
-        let mut until = lock(&self.fallback_until);
-        match *until {
-            Some(t) if Instant::now() < t => true,
-            Some(_) => {
-                *until = None;
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Counts a timeout; returns whether it started a fallback.
-    fn record_loss(&self) -> bool {
-        let now = Instant::now();
-        {
-            let mut last = lock(&self.last_loss);
-            let window = self.backoff(0).max(self.config.min_rto * 4);
-            if last.is_some_and(|t| now.saturating_duration_since(t) < window) {
-                return false;
-            }
-            *last = Some(now);
-        }
-        let losses = self.losses.fetch_add(1, Ordering::Relaxed) + 1;
-        if losses < self.config.fallback_after_losses {
-            return false;
-        }
-        self.losses.store(0, Ordering::Relaxed);
-        *lock(&self.fallback_until) = Some(Instant::now() + self.config.fallback_for);
-        bump(&self.stats.fallbacks);
-        tracing::debug!(
-            peer = ?self.socket.get_ref().peer_addr().ok(),
-            "UDP calls fall back to TCP after repeated loss"
-        );
-        true
-    }
-
     fn backoff(&self, attempt: u32) -> Duration {
         let random = if attempt == 0 {
             self.first_jitter
@@ -502,80 +498,9 @@ impl Shared {
             tracing::trace!(error = %err, "udp send failed");
         }
     }
-
-    /// Gets a cookie if there is none yet. `Err` is the outcome the call ends with.
-    async fn ensure_cookie(&self, deadline: Option<Instant>) -> Result<(), UdpOutcome> {
-        if self.cookie.borrow().is_some() {
-            return Ok(());
-        }
-        let deadline_exceeded = || {
-            bump(&self.stats.deadline_exceeded);
-            UdpOutcome::Reply(Err(Status::deadline_exceeded(
-                "deadline exceeded waiting for a UDP cookie",
-            )))
-        };
-        let _exchange = match deadline {
-            Some(d) => tokio::time::timeout_at(d, self.cookie_exchange.lock())
-                .await
-                .map_err(|_| deadline_exceeded())?,
-            None => self.cookie_exchange.lock().await,
-        };
-        let mut rx = self.cookie.subscribe();
-        let mut out = BytesMut::new();
-        datagram::encode_cookie_request(&mut out, self.instance);
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            if self.cookie.borrow().is_some() {
-                return Ok(());
-            }
-            // Nothing has been sent that could run the call, so giving up here is safe.
-            if self.in_fallback() {
-                bump(&self.stats.not_suitable);
-                return Err(UdpOutcome::NotSuitable);
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(deadline_exceeded());
-            }
-            if attempt > 0 {
-                bump(&self.stats.retransmits);
-            }
-            bump(&self.stats.cookie_requests);
-            self.send(&out, false).await;
-            let rto_at = now + self.backoff(attempt);
-            let wake = deadline.map_or(rto_at, |d| d.min(rto_at));
-            // The watch's guard is not Send: only whether the cookie came leaves the future.
-            let came = async { rx.wait_for(Option::is_some).await.is_ok() };
-            let got = tokio::time::timeout_at(wake, self.read_until(came, None))
-                .await
-                .map(|waited| matches!(waited, Waited::Done(true)));
-            match got {
-                Ok(true) => {
-                    if attempt == 0 {
-                        lock(&self.rtt).sample(started.elapsed());
-                    }
-                    return Ok(());
-                }
-                Ok(false) => return Err(UdpOutcome::NotSuitable),
-                Err(_) if wake == rto_at => {
-                    // The COOKIE may be in the socket's buffer already (`inbox.rs`).
-                    self.catch_up();
-                    if self.cookie.borrow().is_some() {
-                        return Ok(());
-                    }
-                    self.record_loss();
-                    attempt += 1;
-                    if started.elapsed() >= self.config.retransmit_window {
-                        bump(&self.stats.not_suitable);
-                        return Err(UdpOutcome::NotSuitable);
-                    }
-                }
-                Err(_) => {}
-            }
-        }
-    }
 }
 
+mod cookie;
+mod loss;
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,9 @@ pub(super) enum Incoming {
     Reply(Result<Response<Bytes>, Status>),
     /// The answer did not come in a datagram; `fits`: it would have, with a cookie.
     Truncated { fits: bool },
+    /// Not an answer: `max_window` later calls started while this one stayed unanswered, so
+    /// its REQUEST or REPLY was most likely lost. Retransmit now rather than at the RTO.
+    Hurry,
 }
 
 /// How [`Shared::read_until`] ended.

@@ -109,8 +109,21 @@ impl Slots {
                     _ => Ok(None),
                 }
             }
+            // A hurry not yet taken is no answer: the answer takes its place.
+            Some(slot @ Slot::Answered(Incoming::Hurry))
+                if !matches!(incoming, Incoming::Hurry) =>
+            {
+                *slot = Slot::Answered(incoming);
+                Ok(None)
+            }
             _ => Err(incoming),
         }
+    }
+
+    /// Tells call `call_id`, if it still waits, to retransmit now ([`Incoming::Hurry`]); the
+    /// waker to call once the lock is released.
+    pub(super) fn hurry(&mut self, call_id: u32) -> Option<Waker> {
+        self.deliver(call_id, Incoming::Hurry).ok().flatten()
     }
 
     /// Closes call `call_id`'s slot; its request buffer is kept for the next call.
@@ -158,6 +171,26 @@ mod tests {
         assert!(slots.deliver(7, truncated()).is_err(), "answer after take");
         assert!(matches!(slots.poll_take(7, &mut cx), Poll::Ready(None)));
         assert!(slots.deliver(8, truncated()).is_err(), "no such call");
+    }
+
+    #[test]
+    fn a_hurry_wakes_a_waiting_call_and_gives_way_to_its_answer() {
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut slots = Slots::default();
+        let _ = slots.open(7);
+        assert!(slots.poll_take(7, &mut cx).is_pending());
+        slots.hurry(7).expect("the waiting call's waker").wake();
+        assert_eq!(count.count(), 1);
+        assert!(slots.hurry(7).is_none(), "told once");
+        // The answer comes before the call looked: it takes the hurry's place.
+        assert!(slots.deliver(7, truncated()).is_ok());
+        assert!(matches!(
+            slots.poll_take(7, &mut cx),
+            Poll::Ready(Some(Incoming::Truncated { .. }))
+        ));
+        assert!(slots.hurry(7).is_none(), "nothing to hurry once answered");
+        assert!(slots.hurry(8).is_none(), "no such call");
     }
 
     #[test]

@@ -304,8 +304,9 @@ fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
     };
     let detail = format!(
         "UDP: {} calls sent, {} replies, {} retransmits, {} truncations, {} fallbacks, {} not \
-         suitable ({} of them past the window of a slow call), {} refused unrun by a full reply \
-         cache (then sent over TCP), {} deadline exceeded, {} cookie requests",
+         suitable ({} of them past the window of a slow call; {} such calls retransmitted \
+         early), {} refused unrun by a full reply cache (then sent over TCP), {} deadline \
+         exceeded, {} cookie requests",
         stats.calls,
         stats.replies,
         stats.retransmits,
@@ -313,6 +314,7 @@ fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
         stats.fallbacks,
         stats.not_suitable,
         stats.window_full,
+        stats.hurried,
         stats.refused,
         stats.deadline_exceeded,
         stats.cookie_requests,

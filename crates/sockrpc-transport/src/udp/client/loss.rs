@@ -1,0 +1,74 @@
+//! What a client does about loss: retransmits early the calls an answer shows lost, and
+//! sends new calls over TCP for a while after repeated timeouts (`docs/UDP.md`).
+
+use super::{bump, lock, Shared};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The least a call must have started before an answered one to be taken as lost (RACK's
+/// reordering window, RFC 8985: a quarter of the smoothed RTT, but not less than this).
+const MIN_REORDER: Duration = Duration::from_millis(4);
+
+impl Shared {
+    /// Whether new calls go over TCP now, after repeated loss.
+    pub(super) fn in_fallback(&self) -> bool {
+        let mut until = lock(&self.fallback_until);
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Call `seq` got its answer: the calls that answer shows lost retransmit now.
+    pub(super) fn answered(&self, seq: u64) {
+        // Looked for only once half the window is used (`Outstanding::answered`).
+        let lost = self
+            .outstanding
+            .answered(seq, self.config.max_window / 2, || {
+                let srtt = lock(&self.rtt).srtt();
+                srtt.map_or(MIN_REORDER, |srtt| (srtt / 4).max(MIN_REORDER))
+            });
+        if lost.ids().is_empty() {
+            return;
+        }
+        let mut wake = Vec::with_capacity(lost.ids().len());
+        {
+            let mut pending = lock(&self.pending);
+            wake.extend(lost.ids().iter().filter_map(|id| pending.hurry(*id)));
+        }
+        for waker in wake {
+            bump(&self.stats.hurried);
+            waker.wake();
+        }
+    }
+
+    /// Counts a timeout; returns whether it started a fallback.
+    pub(super) fn record_loss(&self) -> bool {
+        let now = Instant::now();
+        {
+            let mut last = lock(&self.last_loss);
+            let window = self.backoff(0).max(self.config.min_rto * 4);
+            if last.is_some_and(|t| now.saturating_duration_since(t) < window) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        let losses = self.losses.fetch_add(1, Ordering::Relaxed) + 1;
+        if losses < self.config.fallback_after_losses {
+            return false;
+        }
+        self.losses.store(0, Ordering::Relaxed);
+        *lock(&self.fallback_until) = Some(Instant::now() + self.config.fallback_for);
+        bump(&self.stats.fallbacks);
+        tracing::debug!(
+            peer = ?self.socket.get_ref().peer_addr().ok(),
+            "UDP calls fall back to TCP after repeated loss"
+        );
+        true
+    }
+}
