@@ -122,7 +122,7 @@ pub(super) struct Shared {
     pub(super) outstanding: Arc<Outstanding>,
     /// The wire id of the last call told to retransmit early (`Incoming::Hurry`): each
     /// oldest call is told once.
-    hurried: AtomicU32,
+    pub(super) hurried: AtomicU32,
     /// The server reads watermarks (its datagrams carry `FLAG_ACKS`).
     pub(super) acks: AtomicBool,
     /// One answer slot per call in flight, where the reader leaves its answer (`slots.rs`).
@@ -324,21 +324,7 @@ impl UdpClient {
         let (seq, call_id, done_below) =
             match shared.outstanding.start(shared.config.max_window, started) {
                 Ok(started) => started,
-                Err(oldest) => {
-                    // A call long unanswered holds the watermark: the server keeps every answer
-                    // since. So many later calls started meanwhile that it was most likely lost:
-                    // it retransmits now (once), not at its RTO.
-                    if shared.hurried.swap(oldest, Ordering::Relaxed) != oldest {
-                        let waker = lock(&shared.pending).hurry(oldest);
-                        if let Some(waker) = waker {
-                            bump(&shared.stats.hurried);
-                            waker.wake();
-                        }
-                    }
-                    bump(&shared.stats.window_full);
-                    bump(&shared.stats.not_suitable);
-                    return UdpOutcome::NotSuitable;
-                }
+                Err(oldest) => return shared.past_window(oldest),
             };
         crate::dispatch::note_call_id(call_id);
         // Whether other calls are in flight: then this one's request may leave with theirs.
@@ -368,8 +354,7 @@ impl UdpClient {
         bump(&shared.stats.calls);
         // The call's start stands for its first transmission's time (the encoding between is
         // a few hundred nanoseconds): one clock read fewer per call.
-        let first_sent = started;
-        let give_up = first_sent + shared.config.retransmit_window;
+        let give_up = started + shared.config.retransmit_window;
         let mut attempt = 0u32;
         let mut retried_for_cookie = false;
         // Transmissions so far: every one after the first is a retransmission.
@@ -422,7 +407,7 @@ impl UdpClient {
                 Ok(Some(Incoming::Reply(answer))) => {
                     if sends == 1 {
                         // Karn: only an answer to a call sent once says what one round trip is.
-                        lock(&shared.rtt).sample(first_sent.elapsed());
+                        lock(&shared.rtt).sample(started.elapsed());
                     }
                     bump(&shared.stats.replies);
                     if answer.as_ref().is_err_and(Status::is_not_processed) {

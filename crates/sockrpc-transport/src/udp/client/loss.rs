@@ -1,7 +1,8 @@
 //! What a client does about loss: retransmits early the calls an answer shows lost, and
 //! sends new calls over TCP for a while after repeated timeouts (`docs/UDP.md`).
 
-use super::{bump, lock, Shared};
+use super::super::outstanding::Lost;
+use super::{bump, lock, Shared, UdpOutcome};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -33,9 +34,14 @@ impl Shared {
                 let srtt = lock(&self.rtt).srtt();
                 srtt.map_or(MIN_REORDER, |srtt| (srtt / 4).max(MIN_REORDER))
             });
-        if lost.ids().is_empty() {
-            return;
+        if !lost.ids().is_empty() {
+            self.hurry(&lost);
         }
+    }
+
+    /// Tells the calls `lost` names to retransmit now.
+    #[cold]
+    fn hurry(&self, lost: &Lost) {
         let mut wake = Vec::with_capacity(lost.ids().len());
         {
             let mut pending = lock(&self.pending);
@@ -45,6 +51,24 @@ impl Shared {
             bump(&self.stats.hurried);
             waker.wake();
         }
+    }
+
+    /// A new call found `max_window` calls started since the oldest unanswered one, `oldest`:
+    /// the server keeps every answer since, so the call goes over TCP (`NotSuitable`). So many
+    /// later calls started meanwhile that the oldest was most likely lost: it retransmits now
+    /// (told once), not at its RTO.
+    #[cold]
+    pub(super) fn past_window(&self, oldest: u32) -> UdpOutcome {
+        if self.hurried.swap(oldest, Ordering::Relaxed) != oldest {
+            let waker = lock(&self.pending).hurry(oldest);
+            if let Some(waker) = waker {
+                bump(&self.stats.hurried);
+                waker.wake();
+            }
+        }
+        bump(&self.stats.window_full);
+        bump(&self.stats.not_suitable);
+        UdpOutcome::NotSuitable
     }
 
     /// Counts a timeout; returns whether it started a fallback.
