@@ -8,6 +8,10 @@
 //!
 //! Ids come from a 64-bit sequence that never wraps; the wire's `u32` id is derived from it
 //! (skipping 0), so the lowest outstanding sequence always gives the serially lowest id.
+//!
+//! The same record bounds how far calls run ahead of the watermark (`max_window`: the server
+//! keeps every answer past it), and finds the calls later answers show lost (RACK, RFC 8985),
+//! for the client to retransmit early (`client/loss.rs`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -108,8 +112,7 @@ impl Outstanding {
     /// RACK judges (RFC 8985): up to [`MAX_LOST`] of those, each found once, are returned, to
     /// retransmit now rather than at their RTO. (Below the pressure they are not looked for:
     /// an RPC's answer also waits for its handler, so an unanswered call may just be slow, and
-    /// a retransmission of it would be load for nothing.)
-    /// (`reorder` is asked for only then.)
+    /// a retransmission of it would be load for nothing; nor is `reorder` asked for.)
     pub(crate) fn answered(
         &self,
         seq: u64,
