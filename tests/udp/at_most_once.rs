@@ -109,13 +109,7 @@ async fn an_idempotent_method_whose_reply_is_too_big_for_a_datagram_runs_again_o
     let stats = channel.udp_stats().expect("udp set up");
     assert_eq!(stats.truncations, 3, "{stats:?}");
     assert!(stats.replies >= 1, "{stats:?}");
-
-    let _ = stop.send(());
-    tokio::time::timeout(BOUND, server)
-        .await
-        .expect("server stops")
-        .expect("task")
-        .expect("serve");
+    stop_server(stop, server).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -64,6 +64,23 @@ impl Served {
         self.channel.udp_stats().expect("udp set up")
     }
 
+    /// One call first (cookie and watermarks set up); then a `Sleep` call of `millis`, which
+    /// holds the client's watermark until it answers, and `later` echo calls (ids 1 on) made
+    /// while it runs.
+    async fn behind_straggler(
+        &mut self,
+        millis: u64,
+        later: u64,
+    ) -> JoinHandle<Result<(), Status>> {
+        self.client.echo(echo(0, 32)).await.expect("first call");
+        let straggler = self.straggler(millis).await;
+        for id in 1..=later {
+            let call = self.client.echo(echo(id, 32));
+            call.await.expect("a call behind the straggler");
+        }
+        straggler
+    }
+
     /// Starts a `Sleep` call of `millis` over UDP, and waits until its handler runs: until it
     /// answers, it holds the client's watermark.
     async fn straggler(&self, millis: u64) -> JoinHandle<Result<(), Status>> {
@@ -151,16 +168,7 @@ async fn a_call_refused_by_a_full_reply_cache_goes_over_tcp() {
     // The straggler is dropped unanswered at the end: do not wait for it at shutdown.
     config.grace_period = Duration::from_millis(50);
     let mut served = Served::start(config, UdpPolicy::new).await;
-    // Cookie and watermarks set up.
-    served.client.echo(echo(0, 32)).await.expect("first call");
-    let straggler = served.straggler(15_000).await;
-    for id in 1..=2 {
-        served
-            .client
-            .echo(echo(id, 32))
-            .await
-            .expect("fills the cache");
-    }
+    let straggler = served.behind_straggler(15_000, 2).await;
     let before = served.udp_stats();
     let echoes = served.handlers.echoes.load(Ordering::SeqCst);
 
@@ -195,16 +203,8 @@ async fn calls_past_the_window_of_a_slow_call_go_over_tcp() {
         policy
     })
     .await;
-    served.client.echo(echo(0, 32)).await.expect("first call");
-    let straggler = served.straggler(200).await;
-    // The straggler and these two fill the window of 3.
-    for id in 1..=2 {
-        served
-            .client
-            .echo(echo(id, 32))
-            .await
-            .expect("within the window");
-    }
+    // The straggler and the two calls after it fill the window of 3.
+    let straggler = served.behind_straggler(200, 2).await;
     let before = served.udp_stats();
     let reply = served.client.echo(echo(3, 32)).await.expect("over TCP");
     assert_eq!(reply.into_inner().id, 3);
