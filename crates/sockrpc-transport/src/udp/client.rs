@@ -120,9 +120,6 @@ pub(super) struct Shared {
     pub(super) config: UdpClientConfig,
     /// Calls this client may still send, for the watermark (`outstanding.rs`).
     pub(super) outstanding: Arc<Outstanding>,
-    /// The wire id of the last call told to retransmit early (`Incoming::Hurry`): each
-    /// oldest call is told once.
-    pub(super) hurried: AtomicU32,
     /// The server reads watermarks (its datagrams carry `FLAG_ACKS`).
     pub(super) acks: AtomicBool,
     /// One answer slot per call in flight, where the reader leaves its answer (`slots.rs`).
@@ -240,7 +237,6 @@ impl UdpClient {
             instance: random_u64().max(1),
             config,
             outstanding: Arc::new(Outstanding::default()),
-            hurried: AtomicU32::new(0),
             acks: AtomicBool::new(false),
             pending: Mutex::new(Slots::default()),
             reader: tokio::sync::Mutex::new(RecvBatch::new(2)),
@@ -324,7 +320,7 @@ impl UdpClient {
         let (seq, call_id, done_below) =
             match shared.outstanding.start(shared.config.max_window, started) {
                 Ok(started) => started,
-                Err(oldest) => return shared.past_window(oldest),
+                Err(lost) => return shared.past_window(lost),
             };
         crate::dispatch::note_call_id(call_id);
         // Whether other calls are in flight: then this one's request may leave with theirs.

@@ -88,13 +88,25 @@ impl Outstanding {
     }
 
     /// A new call started `now`: its sequence number, its wire id, outstanding from now, and
-    /// the watermark its REQUEST carries (this call included), all under one lock. `Err` with
-    /// the wire id of the oldest outstanding call when `max_window` calls have started since
-    /// it: the new call must not be sent now.
-    pub(crate) fn start(&self, max_window: usize, now: Instant) -> Result<(u64, u32, u32), u32> {
+    /// the watermark its REQUEST carries (this call included), all under one lock. `Err` when
+    /// `max_window` calls have started since the oldest outstanding one: the new call must not
+    /// be sent now, and the oldest is most likely lost. It is marked so, as the loss scan marks
+    /// calls: the first time, its wire id comes with the `Err`, to retransmit it now.
+    pub(crate) fn start(
+        &self,
+        max_window: usize,
+        now: Instant,
+    ) -> Result<(u64, u32, u32), Option<u32>> {
         let mut state = self.lock();
         if state.window.len() >= max_window {
-            return Err(id_of(state.base));
+            let base = state.base;
+            return Err(match state.window.front_mut() {
+                Some(oldest @ Entry::Live(_)) => {
+                    *oldest = Entry::Lost;
+                    Some(id_of(base))
+                }
+                _ => None,
+            });
         }
         let seq = state.next();
         state.window.push_back(Entry::Live(now));
@@ -276,8 +288,13 @@ mod tests {
         calls.finish(second);
         assert_eq!(
             calls.start(3, Instant::now()).err(),
-            Some(id_of(oldest)),
+            Some(Some(id_of(oldest))),
             "finishing a later call makes no room; the oldest is named"
+        );
+        assert_eq!(
+            calls.start(3, Instant::now()).err(),
+            Some(None),
+            "once: it was marked lost"
         );
         calls.finish(oldest);
         let (_, _, below) = calls

@@ -53,18 +53,16 @@ impl Shared {
         }
     }
 
-    /// A new call found `max_window` calls started since the oldest unanswered one, `oldest`:
-    /// the server keeps every answer since, so the call goes over TCP (`NotSuitable`). So many
-    /// later calls started meanwhile that the oldest was most likely lost: it retransmits now
-    /// (told once), not at its RTO.
+    /// A new call found `max_window` calls started since the oldest unanswered one: the server
+    /// keeps every answer since, so the call goes over TCP (`NotSuitable`). So many later calls
+    /// started meanwhile that the oldest was most likely lost: `lost`, the first time, names it
+    /// (`Outstanding::start`), and it retransmits now, not at its RTO.
     #[cold]
-    pub(super) fn past_window(&self, oldest: u32) -> UdpOutcome {
-        if self.hurried.swap(oldest, Ordering::Relaxed) != oldest {
-            let waker = lock(&self.pending).hurry(oldest);
-            if let Some(waker) = waker {
-                bump(&self.stats.hurried);
-                waker.wake();
-            }
+    pub(super) fn past_window(&self, lost: Option<u32>) -> UdpOutcome {
+        let waker = lost.and_then(|oldest| lock(&self.pending).hurry(oldest));
+        if let Some(waker) = waker {
+            bump(&self.stats.hurried);
+            waker.wake();
         }
         bump(&self.stats.window_full);
         bump(&self.stats.not_suitable);
