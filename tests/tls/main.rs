@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod bodies;
 mod cap;
 mod coalescing;
 mod crossed;

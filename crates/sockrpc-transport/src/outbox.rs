@@ -4,12 +4,22 @@
 //! writes from many calls coalesce: when 64 calls finish in one scheduler tick, their frames go
 //! out in one `write`, not 64. A lone call flushes its own frames immediately from its own task,
 //! so the idle path has no hop to a writer task.
+//!
+//! A large message body is not copied into the buffer: the outbox holds the `Bytes` it came in
+//! and writes it from where it is, in the same vectored write as the frame heads around it
+//! ([`Outbox::append_body`]). Below [`BY_REFERENCE`] bytes (4 KiB + 257) a body is copied.
+//!
+//! ```text
+//!  queue (written first, in order)                          buf (appended to)
+//!  [ heads set aside ][ 64 KiB body, by reference ][ ... ]   [ heads of later frames ]
+//! ```
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::{
-    io,
+    collections::VecDeque,
+    io::{self, IoSlice},
     pin::Pin,
-    task::{Context, Poll, Waker},
+    task::{ready, Context, Poll, Waker},
 };
 use tokio::io::AsyncWrite;
 
@@ -29,9 +39,27 @@ pub const EARLY_FLUSH: usize = 32;
 /// Bytes kept allocated between flushes, so the steady state does not reallocate.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
+/// Message bodies of at least this many bytes are written from their own `Bytes`, not copied
+/// into the buffer (on a writer that takes vectored writes: TCP, Unix sockets, TLS). Smaller
+/// ones are copied: a copy costs less than another slice, and the codec cuts them from a
+/// shared chunk ([`arena`](sockrpc_protocol::codec::arena)), which holding one would keep
+/// alive whole. Past it a body has its own allocation, so what the outbox holds is what
+/// [`buffered`](Outbox::buffered) counts against [`HIGH_WATER`].
+pub const BY_REFERENCE: usize = sockrpc_protocol::codec::arena::LARGEST + 1;
+
+/// Slices one vectored write gathers at most.
+const MAX_SLICES: usize = 32;
+
 /// A write buffer and the writer it drains into.
 pub struct Outbox {
     buf: BytesMut,
+    /// What goes out before `buf`'s bytes, in order: bodies held by reference, and the bytes
+    /// that were in `buf` when each was queued.
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    queued: usize,
+    /// The writer takes vectored writes, so bodies can be held by reference.
+    vectored: bool,
     writer: BoxWriter,
     driver: Option<Waker>,
     failed: Option<io::ErrorKind>,
@@ -57,6 +85,9 @@ impl Outbox {
     pub fn new(writer: BoxWriter) -> Outbox {
         Outbox {
             buf: BytesMut::with_capacity(8 * 1024),
+            queue: VecDeque::new(),
+            queued: 0,
+            vectored: writer.is_write_vectored(),
             writer,
             driver: None,
             failed: None,
@@ -69,7 +100,7 @@ impl Outbox {
     /// Where the next frame appended will start, counted in bytes from the connection's first:
     /// a frame at or past [`written`](Self::written) has not reached the socket.
     pub fn position(&self) -> u64 {
-        self.written + self.buf.len() as u64
+        self.written + self.buffered() as u64
     }
 
     /// Bytes the writer has accepted since the connection opened.
@@ -77,9 +108,34 @@ impl Outbox {
         self.written
     }
 
-    /// The buffer to append whole frames to.
+    /// The buffer to append whole frames to, or a frame's head whose body
+    /// [`append_body`](Self::append_body) appends next.
     pub fn buf_mut(&mut self) -> &mut BytesMut {
         &mut self.buf
+    }
+
+    /// Appends `body`, the end of the frame whose head was just written to
+    /// [`buf_mut`](Self::buf_mut). A body of at least [`BY_REFERENCE`] bytes is held by
+    /// reference and written from where it is; a smaller one is copied.
+    #[inline(always)]
+    pub fn append_body(&mut self, body: &Bytes) {
+        if body.len() < BY_REFERENCE || !self.vectored {
+            self.buf.extend_from_slice(body);
+        } else {
+            self.queue_body(body);
+        }
+    }
+
+    /// Queues `body` by reference, behind what the buffer holds.
+    #[inline(never)]
+    fn queue_body(&mut self, body: &Bytes) {
+        if !self.buf.is_empty() {
+            let heads = self.buf.split().freeze();
+            self.queued += heads.len();
+            self.queue.push_back(heads);
+        }
+        self.queued += body.len();
+        self.queue.push_back(body.clone());
     }
 
     /// Counts a call whose frames were just appended, and returns how many are waiting.
@@ -88,9 +144,9 @@ impl Outbox {
         self.batched
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes waiting to be written, bodies held by reference included.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.queued + self.buf.len()
     }
 
     /// Whether a write already failed; the connection is then dead.
@@ -137,21 +193,18 @@ impl Outbox {
         if let Some(kind) = self.failed {
             return Poll::Ready(Err(io::Error::new(kind, "connection write failed earlier")));
         }
+        if self.queued > 0 {
+            if let Err(err) = ready!(self.poll_flush_queue(cx)) {
+                return Poll::Ready(Err(err));
+            }
+        }
         while !self.buf.is_empty() {
             match self.writer.as_mut().poll_write(cx, &self.buf) {
-                Poll::Ready(Ok(0)) => {
-                    self.failed = Some(io::ErrorKind::WriteZero);
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                Poll::Ready(Ok(n)) => {
+                Poll::Ready(Ok(n)) if n > 0 => {
                     self.buf.advance(n);
                     self.written += n as u64;
                 }
-                Poll::Ready(Err(err)) => {
-                    self.failed = Some(err.kind());
-                    return Poll::Ready(Err(err));
-                }
-                Poll::Pending => return Poll::Pending,
+                polled => return self.write_failed(polled),
             }
         }
         self.batched = 0;
@@ -165,6 +218,67 @@ impl Outbox {
                 Poll::Ready(Err(err))
             }
             other => other,
+        }
+    }
+
+    /// Writes until the queue is empty, each write a vectored one of the queue and the buffer
+    /// behind it (at most [`MAX_SLICES`] parts).
+    #[inline(never)]
+    fn poll_flush_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.queued > 0 {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let parts = self.queue.iter().map(|part| &part[..]);
+            let parts = parts.chain(std::iter::once(&self.buf[..]));
+            let mut count = 0;
+            for (slot, part) in slices.iter_mut().zip(parts.filter(|p| !p.is_empty())) {
+                *slot = IoSlice::new(part);
+                count += 1;
+            }
+            match self
+                .writer
+                .as_mut()
+                .poll_write_vectored(cx, &slices[..count])
+            {
+                Poll::Ready(Ok(n)) if n > 0 => self.consume(n),
+                polled => return self.write_failed(polled),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// What a write that took nothing means: `Pending` waits for room; an error, or a writer
+    /// that accepts no bytes, fails the connection.
+    #[cold]
+    fn write_failed(&mut self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<()>> {
+        let err = match polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(_)) => io::Error::from(io::ErrorKind::WriteZero),
+            Poll::Ready(Err(err)) => err,
+        };
+        self.failed = Some(err.kind());
+        Poll::Ready(Err(err))
+    }
+
+    /// Drops the first `n` bytes written: whole parts of the queue, then the buffer's.
+    fn consume(&mut self, mut n: usize) {
+        self.written += n as u64;
+        while n > 0 {
+            match self.queue.front_mut() {
+                Some(front) if front.len() <= n => {
+                    n -= front.len();
+                    self.queued -= front.len();
+                    self.queue.pop_front();
+                }
+                Some(front) => {
+                    front.advance(n);
+                    self.queued -= n;
+                    n = 0;
+                }
+                None => {
+                    self.buf.advance(n.min(self.buf.len()));
+                    n = 0;
+                }
+            }
         }
     }
 
@@ -202,3 +316,7 @@ impl Outbox {
         self.writer.as_mut().poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+#[path = "outbox_tests.rs"]
+mod tests;

@@ -169,6 +169,22 @@ pub fn encode_reissue(
 /// +-------------------------+-----------------+---------------+------+----------+-------------------+-----------+
 /// ```
 pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>) {
+    put_open_head(dst, call_id, open, true);
+    if let Some((message, _)) = open.message {
+        dst.put_slice(message);
+    }
+}
+
+/// Writes an OPEN frame as [`encode_open_frame`] does, all but the folded message's bytes: its
+/// length counts them, and the caller appends them next (from where they are, with a vectored
+/// write, rather than copied here).
+pub fn encode_open_frame_head(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>) {
+    put_open_head(dst, call_id, open, false);
+}
+
+/// An OPEN frame's header and body but the folded message; room for the message too when
+/// `with_message`, so that one reservation covers the whole frame.
+fn put_open_head(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>, with_message: bool) {
     let path = open.path.as_bytes();
     let extra = if open.reissue.is_some() { 12 } else { 0 };
     let tail = if open.encoding.is_some() {
@@ -200,7 +216,7 @@ pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>)
             flags |= FLAG_MESSAGE_COMPRESSED;
         }
     }
-    dst.reserve(HEADER_LEN + len);
+    dst.reserve(HEADER_LEN + len - if with_message { 0 } else { folded });
     put_header(dst, len, FrameKind::Open, flags, call_id);
     if let Some((instance, udp_call_id)) = open.reissue {
         dst.put_u64(instance);
@@ -216,9 +232,6 @@ pub fn encode_open_frame(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>)
     put_metadata(dst, open.metadata);
     if let Some(encoding) = &open.encoding {
         encoding.put(dst);
-    }
-    if let Some((message, _)) = open.message {
-        dst.put_slice(message);
     }
 }
 
@@ -314,12 +327,25 @@ pub fn encode_message_flagged(
     body: &[u8],
 ) {
     dst.reserve(HEADER_LEN + body.len());
+    encode_message_head(dst, call_id, end_stream, compressed, body.len());
+    dst.put_slice(body);
+}
+
+/// Writes the header of a MESSAGE frame whose body of `body_len` bytes the caller appends next
+/// (see [`encode_open_frame_head`]).
+pub fn encode_message_head(
+    dst: &mut BytesMut,
+    call_id: u32,
+    end_stream: bool,
+    compressed: bool,
+    body_len: usize,
+) {
     let mut flags = if end_stream { FLAG_END_STREAM } else { 0 };
     if compressed {
         flags |= FLAG_COMPRESSED;
     }
-    put_header(dst, body.len(), FrameKind::Message, flags, call_id);
-    dst.put_slice(body);
+    dst.reserve(HEADER_LEN);
+    put_header(dst, body_len, FrameKind::Message, flags, call_id);
 }
 
 /// Writes a unary call's whole OK answer in one frame: a MESSAGE with `FLAG_END_OK` (and
@@ -327,12 +353,24 @@ pub fn encode_message_flagged(
 /// trailing metadata: the END that would follow is folded into it.
 pub fn encode_message_end_ok(dst: &mut BytesMut, call_id: u32, compressed: bool, body: &[u8]) {
     dst.reserve(HEADER_LEN + body.len());
+    encode_message_end_ok_head(dst, call_id, compressed, body.len());
+    dst.put_slice(body);
+}
+
+/// Writes the header of [`encode_message_end_ok`]'s frame, whose body of `body_len` bytes the
+/// caller appends next (see [`encode_open_frame_head`]).
+pub fn encode_message_end_ok_head(
+    dst: &mut BytesMut,
+    call_id: u32,
+    compressed: bool,
+    body_len: usize,
+) {
     let mut flags = FLAG_END_STREAM | FLAG_END_OK;
     if compressed {
         flags |= FLAG_COMPRESSED;
     }
-    put_header(dst, body.len(), FrameKind::Message, flags, call_id);
-    dst.put_slice(body);
+    dst.reserve(HEADER_LEN);
+    put_header(dst, body_len, FrameKind::Message, flags, call_id);
 }
 
 /// Writes an END frame. A message or details too long for the format are cut (see

@@ -226,7 +226,7 @@ fn send(
     let fold = state.folds_request && message.len() <= frame::MAX_FOLDED_MESSAGE;
     let compressed = request.message_compressed();
     let buf = state.outbox.buf_mut();
-    frame::encode_open_frame(
+    frame::encode_open_frame_head(
         buf,
         id,
         &frame::OpenFrame {
@@ -240,8 +240,10 @@ fn send(
         },
     );
     if !fold {
-        frame::encode_message_flagged(buf, id, true, compressed, message);
+        frame::encode_message_head(buf, id, true, compressed, message.len());
     }
+    // The request ends either frame; a large one is written from where it is, not copied.
+    state.outbox.append_body(message);
     let slot = state.add_call(shared, id);
     slot.waker = Some(cx.waker().clone());
     slot.sent_from = Some(sent_from);

@@ -166,7 +166,8 @@ impl ClientConnection {
             },
         );
         if let Some((message, compressed)) = &request {
-            frame::encode_message_flagged(buf, id, true, *compressed, message);
+            frame::encode_message_head(buf, id, true, *compressed, message.len());
+            state.outbox.append_body(message);
         }
         state.add_call(shared, id).stream = Some(Box::default());
         state.outbox.wake_driver();
@@ -233,7 +234,7 @@ impl StreamSender {
     }
 
     /// Sends one message (after `poll_ready` said yes).
-    pub fn send(&mut self, cx: &mut Context<'_>, message: &[u8]) -> Result<(), Status> {
+    pub fn send(&mut self, cx: &mut Context<'_>, message: &Bytes) -> Result<(), Status> {
         self.send_flagged(cx, message, false)
     }
 
@@ -241,7 +242,7 @@ impl StreamSender {
     pub fn send_flagged(
         &mut self,
         cx: &mut Context<'_>,
-        message: &[u8],
+        message: &Bytes,
         compressed: bool,
     ) -> Result<(), Status> {
         let shared = self.conn.shared();
@@ -257,7 +258,14 @@ impl StreamSender {
             return Err(gone());
         };
         stream.outbound.sent(message.len());
-        frame::encode_message_flagged(state.outbox.buf_mut(), self.id, false, compressed, message);
+        frame::encode_message_head(
+            state.outbox.buf_mut(),
+            self.id,
+            false,
+            compressed,
+            message.len(),
+        );
+        state.outbox.append_body(message);
         let alone = state.calls.len() == 1;
         state.outbox.flush_or_defer(cx, alone);
         Ok(())

@@ -9,7 +9,7 @@
 use crate::dispatch::OutboundBody;
 use crate::flow::{Inbound, Outbound};
 use crate::outbox::{Outbox, HIGH_WATER};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use foldhash::HashMap;
 use sockrpc_protocol::frame;
 use sockrpc_protocol::{Code, EncodingFields, Limits, MetadataMap, Response, Status};
@@ -212,7 +212,7 @@ pub(super) fn answer_now<B: OutboundBody>(
             state.remove_stream(call_id);
             state.answers_sent += 1;
             encode_once(
-                state.outbox.buf_mut(),
+                &mut state.outbox,
                 call_id,
                 (&metadata, encoding),
                 (&message, compressed),
@@ -234,14 +234,15 @@ pub(super) fn answer_now<B: OutboundBody>(
 /// MESSAGE (with its `FLAG_COMPRESSED`), END; or, when the client allowed it and there are no
 /// trailers, the MESSAGE alone with the END folded in (`FLAG_END_OK`).
 fn encode_once(
-    buf: &mut BytesMut,
+    outbox: &mut Outbox,
     call_id: u32,
     (metadata, encoding): (&MetadataMap, Option<EncodingFields>),
-    (message, compressed): (&[u8], bool),
+    (message, compressed): (&Bytes, bool),
     trailers: &MetadataMap,
     fold_end: bool,
     limits: &Limits,
 ) {
+    let buf = outbox.buf_mut();
     if message.len() > limits.send_limit() {
         let status = Status::resource_exhausted(format!(
             "response message of {} bytes exceeds the limit of {}",
@@ -260,11 +261,13 @@ fn encode_once(
         frame::encode_headers_with(buf, call_id, metadata, encoding);
     }
     if fold_end && trailers.is_empty() {
-        frame::encode_message_end_ok(buf, call_id, compressed, message);
+        frame::encode_message_end_ok_head(buf, call_id, compressed, message.len());
+        outbox.append_body(message);
         return;
     }
-    frame::encode_message_flagged(buf, call_id, true, compressed, message);
-    frame::encode_end(buf, call_id, Code::Ok, "", &[], trailers);
+    frame::encode_message_head(buf, call_id, true, compressed, message.len());
+    outbox.append_body(message);
+    frame::encode_end(outbox.buf_mut(), call_id, Code::Ok, "", &[], trailers);
 }
 
 /// Writes an END with `status`; trailers too large to send are dropped rather than failing.
@@ -407,10 +410,11 @@ pub(super) async fn pump<B: OutboundBody>(
             if !state.streams.contains_key(&call_id) {
                 return false;
             }
-            let buf = state.outbox.buf_mut();
             let end = match &next {
                 Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
-                    frame::encode_message_flagged(buf, call_id, false, *compressed, message);
+                    let buf = state.outbox.buf_mut();
+                    frame::encode_message_head(buf, call_id, false, *compressed, message.len());
+                    state.outbox.append_body(message);
                     state.answers_sent += 1;
                     let room = state.outbox.buffered() <= HIGH_WATER;
                     if let Some(stream) = state.streams.get_mut(&call_id) {
@@ -428,8 +432,15 @@ pub(super) async fn pump<B: OutboundBody>(
                 None => Ok(()),
             };
             match end {
-                Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
-                Err(status) => encode_status(buf, call_id, &status, &limits),
+                Ok(()) => frame::encode_end(
+                    state.outbox.buf_mut(),
+                    call_id,
+                    Code::Ok,
+                    "",
+                    &[],
+                    &trailers,
+                ),
+                Err(status) => encode_status(state.outbox.buf_mut(), call_id, &status, &limits),
             }
             state.remove_stream(call_id);
             false

@@ -1,0 +1,197 @@
+//! Tests of `outbox.rs`: bodies held by reference go out in order, whole, through writers that
+//! take a few bytes at a time, and are copied for writers without vectored writes.
+
+use super::*;
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+
+/// A writer that takes at most `max` bytes per write and keeps them.
+struct Trickle {
+    out: Arc<Mutex<Vec<u8>>>,
+    max: usize,
+    vectored: bool,
+    /// Vectored writes seen, and the most slices one of them carried.
+    seen: Arc<Mutex<(usize, usize)>>,
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(self.max);
+        self.out.lock().expect("out").extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        assert!(
+            self.vectored,
+            "a vectored write to a writer that said it takes none"
+        );
+        let mut seen = self.seen.lock().expect("seen");
+        seen.0 += 1;
+        seen.1 = seen.1.max(bufs.len());
+        let mut out = self.out.lock().expect("out");
+        let mut left = self.max;
+        for buf in bufs {
+            let n = buf.len().min(left);
+            out.extend_from_slice(&buf[..n]);
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(self.max - left))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
+
+type Seen = Arc<Mutex<(usize, usize)>>;
+
+fn outbox(max: usize, vectored: bool) -> (Outbox, Arc<Mutex<Vec<u8>>>, Seen) {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new((0, 0)));
+    let writer = Trickle {
+        out: Arc::clone(&out),
+        max,
+        vectored,
+        seen: Arc::clone(&seen),
+    };
+    (Outbox::new(Box::pin(writer)), out, seen)
+}
+
+/// Heads, bodies of every size around the threshold, more heads: what `expected` says, in order.
+fn fill(outbox: &mut Outbox) -> Vec<u8> {
+    let mut expected = Vec::new();
+    for (i, len) in [
+        10,
+        BY_REFERENCE - 1,
+        BY_REFERENCE,
+        100_000,
+        0,
+        3,
+        BY_REFERENCE * 3,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let head = [i as u8; 7];
+        outbox.buf_mut().extend_from_slice(&head);
+        expected.extend_from_slice(&head);
+        let body: Bytes = (0..len).map(|b| (b * 7 + i) as u8).collect();
+        outbox.append_body(&body);
+        expected.extend_from_slice(&body);
+    }
+    outbox.buf_mut().extend_from_slice(b"tail");
+    expected.extend_from_slice(b"tail");
+    expected
+}
+
+fn flush_all(outbox: &mut Outbox) -> usize {
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    for rounds in 1..=1_000 {
+        match outbox.poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => return rounds,
+            Poll::Ready(Err(err)) => panic!("flush failed: {err}"),
+            Poll::Pending => {}
+        }
+    }
+    panic!("the outbox did not drain in 1,000 flushes");
+}
+
+#[test]
+fn bodies_by_reference_go_out_whole_and_in_order_through_short_writes() {
+    for max in [1, 5, 7, 4096, 1 << 20] {
+        let (mut outbox, out, seen) = outbox(max, true);
+        let expected = fill(&mut outbox);
+        assert_eq!(outbox.buffered(), expected.len(), "max {max}");
+        assert_eq!(outbox.position(), expected.len() as u64);
+        // The 100,000-byte body was not copied into the buffer.
+        assert!(
+            outbox.buf_mut().capacity() < 100_000,
+            "max {max}: a large body was copied"
+        );
+        flush_all(&mut outbox);
+        assert_eq!(*out.lock().expect("out"), expected, "max {max}");
+        assert_eq!(outbox.buffered(), 0);
+        assert_eq!(outbox.written(), expected.len() as u64);
+        let (writes, most) = *seen.lock().expect("seen");
+        assert!(
+            writes > 0 && most >= 2,
+            "max {max}: {writes} vectored writes"
+        );
+        assert!(most <= MAX_SLICES);
+    }
+}
+
+#[test]
+fn a_writer_without_vectored_writes_gets_bodies_copied() {
+    let (mut outbox, out, seen) = outbox(4096, false);
+    let expected = fill(&mut outbox);
+    assert_eq!(outbox.buffered(), expected.len());
+    flush_all(&mut outbox);
+    assert_eq!(*out.lock().expect("out"), expected);
+    assert_eq!(seen.lock().expect("seen").0, 0, "no vectored write");
+}
+
+#[test]
+fn many_queued_bodies_take_several_vectored_writes() {
+    let (mut outbox, out, seen) = outbox(usize::MAX, true);
+    let mut expected = Vec::new();
+    for i in 0..(MAX_SLICES * 3) {
+        outbox.buf_mut().extend_from_slice(&[i as u8]);
+        expected.push(i as u8);
+        let body = Bytes::from(vec![i as u8; BY_REFERENCE]);
+        outbox.append_body(&body);
+        expected.extend_from_slice(&body);
+    }
+    flush_all(&mut outbox);
+    assert_eq!(*out.lock().expect("out"), expected);
+    let (writes, most) = *seen.lock().expect("seen");
+    assert_eq!(most, MAX_SLICES);
+    assert!(writes >= 6, "{writes} writes for {} slices", MAX_SLICES * 6);
+}
+
+#[test]
+fn only_a_large_body_is_held_and_only_until_it_is_written() {
+    let (mut outbox, _out, _seen) = outbox(usize::MAX, true);
+    // Cut from one allocation, as the codec's arena cuts small messages from a shared chunk.
+    let mut chunk = BytesMut::from(&[1u8; 8192][..]);
+    let small = chunk.split_to(BY_REFERENCE - 1).freeze();
+    drop(chunk);
+    outbox.append_body(&small);
+    assert!(
+        small.is_unique(),
+        "a small body is copied, its chunk not held"
+    );
+    let large = Bytes::from(vec![2u8; BY_REFERENCE]);
+    outbox.append_body(&large);
+    assert!(!large.is_unique(), "a large body is held, not copied");
+    assert_eq!(outbox.buffered(), small.len() + large.len());
+    flush_all(&mut outbox);
+    assert!(large.is_unique(), "written: no longer held");
+}
