@@ -448,6 +448,8 @@ impl Future for Driver {
                 );
                 return Poll::Ready(());
             }
+            // Calls that waited for the write buffer to drain below its high-water mark.
+            state.wake_for_room(&this.shared);
             if state.abandoned && state.calls.is_empty() {
                 // Nobody can start another call: say goodbye with a FIN and stop.
                 let _ = state.outbox.poll_shutdown(cx);
@@ -483,6 +485,7 @@ impl Future for Driver {
             this.reader.settle();
             if state.outbox.buffered() > 0 {
                 let _ = state.outbox.poll_flush(cx);
+                state.wake_for_room(&shared);
             }
             if !this.shared.handshaken.load(Ordering::Relaxed) && this.reader.past_preface() {
                 this.shared.handshaken.store(true, Ordering::Release);

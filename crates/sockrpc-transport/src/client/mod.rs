@@ -29,7 +29,7 @@ pub use room::{RoomFuture, RoomPass};
 pub use stream::{StreamReceiver, StreamSender};
 
 use crate::codec::FrameDecoder;
-use crate::outbox::{BoxWriter, Outbox};
+use crate::outbox::{BoxWriter, Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use bytes::Bytes;
 use driver::Driver;
@@ -260,14 +260,18 @@ impl State {
     }
 
     /// Whether the server's limit of calls in flight leaves no room for one more call beyond
-    /// the room kept for calls woken from the queue and for held passes.
+    /// the room kept for calls woken from the queue and for held passes, or the write buffer
+    /// is past its high-water mark: a new call waits for the server to read, as an HTTP/2
+    /// stream waits for its connection's flow-control window, instead of failing.
     fn at_limit(&self, shared: &Shared) -> bool {
         self.calls.len() + self.room.reserved() >= shared.max_calls.load(Ordering::Relaxed)
+            || self.outbox.buffered() > HIGH_WATER
     }
 
-    /// Wakes as many calls waiting for room as there is room for.
+    /// Wakes as many calls waiting for room as there is room for (none while the write buffer
+    /// is past its high-water mark: the flush that brings it under wakes them).
     fn wake_for_room(&mut self, shared: &Shared) {
-        if !self.room.is_empty() {
+        if !self.room.is_empty() && self.outbox.buffered() <= HIGH_WATER {
             let limit = shared.max_calls.load(Ordering::Relaxed);
             self.room
                 .wake(limit.saturating_sub(self.calls.len() + self.room.reserved()));

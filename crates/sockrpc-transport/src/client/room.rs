@@ -1,4 +1,7 @@
-//! Calls waiting for room under the server's limit of calls in flight.
+//! Calls waiting for room under the server's limit of calls in flight, or for the connection's
+//! write buffer to drain below its high-water mark (`HIGH_WATER`, `outbox.rs`): a server that
+//! reads slower than calls are made holds them back here, unsent, as an HTTP/2 connection's
+//! flow-control window does, instead of failing them.
 //!
 //! A server announces in its SETTINGS how many calls it takes in flight on a connection
 //! (`ServerConfig::max_concurrent_calls`) and refuses a call past it with `RESOURCE_EXHAUSTED`.
@@ -26,8 +29,8 @@ use tokio::time::{Instant, Sleep};
 
 /// Why a call that waited for room gave up.
 pub(super) const ROOM_DEADLINE: &str =
-    "deadline exceeded while waiting for room under the server's limit of calls in flight on \
-     this connection";
+    "deadline exceeded while waiting for room on this connection (under the server's limit of \
+     calls in flight, or for its write buffer to drain below 8 MiB)";
 
 /// Whether a call waiting for room has reached its `deadline` (none: never), polling the timer
 /// it makes on first use, so that the call is woken when the deadline comes.
