@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 mod room;
 mod share;
 mod write_room;
+mod yields;
 
 const BOUND: Duration = Duration::from_secs(10);
 /// A server's default limit of calls in flight per connection (`ServerConfig`).

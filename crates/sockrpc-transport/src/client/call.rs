@@ -13,7 +13,7 @@ use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 use tokio::time::{Instant, Sleep};
 
@@ -267,6 +267,12 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let shared = this.conn.shared();
+        if matches!(*this.state, CallState::Start) {
+            // Each call started spends a unit of the task's tokio budget, as a socket read does:
+            // a loop of calls that end at once (refused here, or failed by a closed connection)
+            // then yields now and again, so the connection's driver on the same thread runs.
+            ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+        }
         let queued = match *this.state {
             CallState::Start => Some(None),
             CallState::Queued { ticket } => Some(Some(ticket)),
