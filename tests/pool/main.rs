@@ -163,11 +163,13 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// The two pump tasks of one proxied connection.
 type Links = Arc<Mutex<Vec<(JoinHandle<()>, JoinHandle<()>)>>>;
 
-/// A TCP proxy whose connections can be cut one by one, or made to swallow every byte.
+/// A TCP proxy whose connections can be cut one by one, made to swallow every byte, or made
+/// to stop reading from the client (`hold`: the server, as the client sees it, stops reading).
 struct Proxy {
     addr: SocketAddr,
     links: Links,
     swallow: Arc<AtomicBool>,
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -176,6 +178,7 @@ impl Proxy {
         let addr = listener.local_addr().expect("addr");
         let links: Links = Arc::default();
         let swallow = Arc::new(AtomicBool::new(false));
+        let (hold, held) = tokio::sync::watch::channel(false);
         let (links2, swallow2) = (Arc::clone(&links), Arc::clone(&swallow));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -184,8 +187,8 @@ impl Proxy {
                 };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                let up = tokio::spawn(pump(cr, sw, Arc::clone(&swallow2)));
-                let down = tokio::spawn(pump(sr, cw, Arc::clone(&swallow2)));
+                let up = tokio::spawn(pump(cr, sw, Arc::clone(&swallow2), Some(held.clone())));
+                let down = tokio::spawn(pump(sr, cw, Arc::clone(&swallow2), None));
                 links2.lock().expect("lock").push((up, down));
             }
         });
@@ -193,6 +196,7 @@ impl Proxy {
             addr,
             links,
             swallow,
+            hold,
         }
     }
 
@@ -208,9 +212,15 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     swallow: Arc<AtomicBool>,
+    mut held: Option<tokio::sync::watch::Receiver<bool>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        if let Some(held) = &mut held {
+            if held.wait_for(|held| !*held).await.is_err() {
+                return;
+            }
+        }
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,

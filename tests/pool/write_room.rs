@@ -3,59 +3,18 @@
 //! as an HTTP/2 stream waits for its connection's flow-control window: none fails with
 //! `RESOURCE_EXHAUSTED`, memory stays bounded, and a waiting call gives up at its deadline.
 
-use super::{loopback, wait_until, TestServer, BOUND};
+use super::{loopback, wait_until, Proxy, TestServer, BOUND};
 use bytes::Bytes;
 use sockrpc::server::PingPolicy;
 use sockrpc::{Code, Endpoint};
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::EchoRequest;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Calls of one MiB each: far past the write buffer's 8 MiB and what the sockets hold.
 const CALLS: usize = 48;
 const MIB: usize = 1 << 20;
-
-/// A proxy to `upstream` whose client-to-server direction stops reading while `open` is false:
-/// the server, as the client sees it, stops reading its socket.
-async fn gate(upstream: SocketAddr, open: watch::Receiver<bool>) -> SocketAddr {
-    let listener = TcpListener::bind(loopback()).await.expect("bind gate");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let (client, _) = listener.accept().await.expect("accept");
-        let server = TcpStream::connect(upstream)
-            .await
-            .expect("connect upstream");
-        let (mut cr, mut cw) = client.into_split();
-        let (mut sr, mut sw) = server.into_split();
-        let mut open = open;
-        let up = async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                if open.wait_for(|open| *open).await.is_err() {
-                    return;
-                }
-                match cr.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if sw.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        };
-        let down = async move {
-            let _ = tokio::io::copy(&mut sr, &mut cw).await;
-        };
-        tokio::join!(up, down);
-    });
-    addr
-}
 
 fn payload(id: usize) -> Bytes {
     (0..MIB).map(|i| (i * 13 + id) as u8).collect()
@@ -64,9 +23,8 @@ fn payload(id: usize) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_past_a_full_write_buffer_wait_for_the_server_to_read() {
     let server = TestServer::start(loopback(), PingPolicy::default()).expect("server");
-    let (open, opened) = watch::channel(true);
-    let addr = gate(server.addr, opened).await;
-    let endpoint = Endpoint::from_uri(&format!("tcp://{addr}")).expect("endpoint");
+    let proxy = Proxy::start(server.addr).await;
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", proxy.addr)).expect("endpoint");
     let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
     let mut client = EchoClient::new(channel.clone());
     // One call through first: the connection is up and has the server's SETTINGS.
@@ -78,7 +36,7 @@ async fn calls_past_a_full_write_buffer_wait_for_the_server_to_read() {
         .await
         .expect("first call");
 
-    open.send(false).expect("gate");
+    proxy.hold.send_replace(true);
     let mut calls = JoinSet::new();
     for id in 1..=CALLS {
         let mut client = client.clone();
@@ -128,7 +86,7 @@ async fn calls_past_a_full_write_buffer_wait_for_the_server_to_read() {
         "the call that gave up was not sent"
     );
 
-    open.send(true).expect("gate");
+    proxy.hold.send_replace(false);
     let mut done = 0;
     while let Some(result) = tokio::time::timeout(BOUND * 3, calls.join_next())
         .await

@@ -83,7 +83,7 @@ fn body(seq: u64, len: usize) -> Bytes {
 }
 
 /// Every size as a unary call, all at once, then every size down one bidirectional stream
-/// (all sent before any is read back): each answer carries exactly the bytes sent.
+/// (sent without waiting for answers): each answer carries exactly the bytes sent.
 async fn exchange(channel: Channel, transport: &str) {
     let client = StreamerClient::new(channel);
     let calls = SIZES.iter().enumerate().map(|(seq, &len)| {
@@ -104,23 +104,23 @@ async fn exchange(channel: Channel, transport: &str) {
     });
     futures_util::future::join_all(calls).await;
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(SIZES.len());
-    let requests = tokio_stream_from(rx);
+    let requests: Vec<Chunk> = SIZES
+        .iter()
+        .enumerate()
+        .map(|(seq, &len)| {
+            let seq = seq as u64 + 100;
+            Chunk {
+                seq,
+                payload: body(seq, len),
+            }
+        })
+        .collect();
     let mut client = client.clone();
     let mut answers = client
-        .ping_pong(requests)
+        .ping_pong(futures_util::stream::iter(requests))
         .await
         .expect("open stream")
         .into_inner();
-    for (seq, &len) in SIZES.iter().enumerate() {
-        let seq = seq as u64 + 100;
-        let chunk = Chunk {
-            seq,
-            payload: body(seq, len),
-        };
-        tx.send(chunk).await.expect("queue message");
-    }
-    drop(tx);
     for (seq, &len) in SIZES.iter().enumerate() {
         let seq = seq as u64 + 100;
         let answer = answers
@@ -139,13 +139,6 @@ async fn exchange(channel: Channel, transport: &str) {
         answers.message().await.expect("end").is_none(),
         "{transport}: end"
     );
-}
-
-/// The receiver as a stream of requests.
-fn tokio_stream_from(
-    rx: tokio::sync::mpsc::Receiver<Chunk>,
-) -> impl futures_util::Stream<Item = Chunk> + Send + 'static {
-    futures_util::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|c| (c, rx)) })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
