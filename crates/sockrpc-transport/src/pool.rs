@@ -405,6 +405,16 @@ where
             refused: refused_by_tls.load(Ordering::Acquire),
         });
     }
+    // A server past its connection cap sends its preface and a GOAWAY together: a connection
+    // closed before it carried a call is a failed attempt with the server's reason (which the
+    // calls waiting for it then fail with), not a live one to hand calls to and reconnect from
+    // without backoff.
+    if let Some(status) = conn.closed_reason() {
+        return Err(ConnectError::from(Status::unavailable(format!(
+            "{endpoint} closed the connection at once: {}",
+            status.message()
+        ))));
+    }
     Ok(conn)
 }
 
