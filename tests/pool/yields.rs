@@ -9,11 +9,6 @@ use sockrpc::server::PingPolicy;
 use sockrpc::{Code, Endpoint};
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::EchoRequest;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-/// Calls the loop makes at most before it counts as never having yielded.
-const LOOP_BOUND: usize = 100_000;
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_loop_of_calls_that_fail_at_once_lets_other_tasks_run() {
@@ -22,24 +17,20 @@ async fn a_loop_of_calls_that_fail_at_once_lets_other_tasks_run() {
         .expect("endpoint")
         .max_encoding_message_size(16);
     let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
-    let mut client = EchoClient::new(channel);
-    let other_ran = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&other_ran);
-    tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
-    let mut calls = 0;
-    while !other_ran.load(Ordering::SeqCst) {
-        assert!(
-            calls < LOOP_BOUND,
-            "{LOOP_BOUND} calls failed at once without the loop ever yielding"
-        );
+    let client = EchoClient::new(channel);
+    let client = &client;
+    sockrpc_tests::starve::calls_until_another_task_runs(|id| async move {
         let request = EchoRequest {
             payload: Bytes::from_static(&[0; 64]),
-            id: calls as u64,
+            id: id as u64,
         };
-        let status = client.echo(request).await.expect_err("over the send limit");
+        let status = client
+            .clone()
+            .echo(request)
+            .await
+            .expect_err("over the send limit");
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-        calls += 1;
-    }
-    assert!(calls > 0, "the spawned task ran before the first call");
+    })
+    .await;
     server.stop().await;
 }

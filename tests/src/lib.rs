@@ -3,6 +3,7 @@
 pub mod child;
 pub mod panics;
 pub mod serve;
+pub mod starve;
 
 /// `proto/helloworld/helloworld.proto`.
 pub mod helloworld {

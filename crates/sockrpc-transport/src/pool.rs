@@ -200,6 +200,10 @@ impl Pool {
     /// next one will meet too (the server refused our TLS certificate, or we its) fails every
     /// waiting call at once.
     pub async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
+        // A call that fails here at once (every attempt refused) spends a unit of the task's
+        // tokio budget, as a started call does: a loop of such calls then yields now and again
+        // to the reconnecting task, which may share its thread.
+        tokio::task::coop::consume_budget().await;
         let limit =
             deadline.unwrap_or_else(|| Instant::now() + self.inner.endpoint.connect_timeout);
         loop {
