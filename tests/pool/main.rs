@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 mod room;
 mod share;
+mod stream_room;
 mod write_room;
 mod yields;
 

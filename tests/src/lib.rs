@@ -1,6 +1,7 @@
 //! Generated code and helpers shared by the integration tests.
 
 pub mod child;
+pub mod mirror;
 pub mod panics;
 pub mod serve;
 pub mod starve;

@@ -1,10 +1,9 @@
 use super::*;
 use bytes::Bytes;
-use futures_util::StreamExt;
-use sockrpc::Streaming;
+use sockrpc_tests::mirror::Mirror;
 use sockrpc_tests::stream::streamer_client::StreamerClient;
-use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
-use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
+use sockrpc_tests::stream::streamer_server::StreamerServer;
+use sockrpc_tests::stream::Chunk;
 
 // Message bodies of every size, held by reference in the outbox from 4 KiB + 257 bytes: whole and
 // in order over every stream transport.
@@ -30,50 +29,6 @@ const SIZES: &[usize] = &[
 
 /// Bound on each transport's whole exchange.
 const EXCHANGE: Duration = Duration::from_secs(60);
-
-/// Echoes unary calls and each message of a bidirectional stream.
-#[derive(Clone, Default)]
-struct Mirror;
-
-type Chunks = futures_util::stream::BoxStream<'static, Result<Chunk, Status>>;
-
-impl Streamer for Mirror {
-    async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        Ok(Response::new(request.into_inner()))
-    }
-
-    type ProduceStream = Chunks;
-
-    async fn produce(&self, _: Request<ProduceRequest>) -> Result<Response<Chunks>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn collect(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Summary>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    type PingPongStream = Chunks;
-
-    async fn ping_pong(
-        &self,
-        request: Request<Streaming<Chunk>>,
-    ) -> Result<Response<Chunks>, Status> {
-        let echoes = futures_util::stream::unfold(request.into_inner(), |mut requests| async {
-            match requests.message().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), requests)),
-                Ok(None) => None,
-                Err(status) => Some((Err(status), requests)),
-            }
-        });
-        Ok(Response::new(echoes.boxed()))
-    }
-
-    type GatherStream = Chunks;
-
-    async fn gather(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Chunks>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-}
 
 /// A body of `len` bytes that differs from every other (`seq`) at every position.
 fn body(seq: u64, len: usize) -> Bytes {

@@ -187,6 +187,9 @@ struct State {
     folds_request: bool,
     /// Calls waiting for room under the server's limit (`Shared::max_calls`).
     room: room::RoomQueue,
+    /// Stream senders waiting for the write buffer to drain below `HIGH_WATER`
+    /// ([`StreamSender::poll_ready`]): woken all at once by the flush that brings it under.
+    drain_waiters: Vec<Waker>,
 }
 
 impl State {
@@ -268,15 +271,34 @@ impl State {
             || self.outbox.buffered() > HIGH_WATER
     }
 
-    /// Wakes as many calls waiting for room as there is room for (none while the write buffer
-    /// is past its high-water mark: the flush that brings it under wakes them).
+    /// Wakes as many calls waiting for room as there is room for, and every stream sender
+    /// waiting for the write buffer (none while the buffer is past its high-water mark: the
+    /// flush that brings it under wakes them).
     fn wake_for_room(&mut self, shared: &Shared) {
-        if !self.room.is_empty() && self.outbox.buffered() <= HIGH_WATER {
+        if (self.room.is_empty() && self.drain_waiters.is_empty())
+            || self.outbox.buffered() > HIGH_WATER
+        {
+            return;
+        }
+        self.drain_waiters.drain(..).for_each(Waker::wake);
+        if !self.room.is_empty() {
             let limit = shared.max_calls.load(Ordering::Relaxed);
             self.room
                 .wake(limit.saturating_sub(self.calls.len() + self.room.reserved()));
             self.note_waiting(shared);
         }
+    }
+
+    /// Whether the write buffer is past its high-water mark; if so, `waker` is woken once it
+    /// drains below (or the connection closes). A stream sender then holds its next message.
+    fn wait_for_drain(&mut self, waker: &Waker) -> bool {
+        if self.outbox.buffered() <= HIGH_WATER {
+            return false;
+        }
+        if !self.drain_waiters.iter().any(|w| w.will_wake(waker)) {
+            self.drain_waiters.push(waker.clone());
+        }
+        true
     }
 
     /// Mirrors the room queue's length for the pool, which counts waiting calls as load.
@@ -322,6 +344,7 @@ impl Shared {
         // Wake anyone waiting for the handshake or for room: neither will come now.
         self.handshake.notify_waiters();
         state.room.wake_all();
+        state.drain_waiters.drain(..).for_each(Waker::wake);
         state.note_waiting(self);
     }
 }
@@ -393,6 +416,7 @@ impl ClientConnection {
                 soonest_deadline: None,
                 folds_request: false,
                 room: room::RoomQueue::default(),
+                drain_waiters: Vec::new(),
             }),
             limits,
             peer,

@@ -9,7 +9,9 @@
 //! is reached, a call that finds the connection at the limit waits here, without sending
 //! anything, until a call ends, its deadline passes, or the connection closes: a unary call in
 //! its own future (`call.rs`), a streaming call in a [`RoomFuture`] whose [`RoomPass`] keeps
-//! the room until the stream opens.
+//! the room until the stream opens. An open stream's next message waits for the buffer too
+//! (`State::wait_for_drain`, from `StreamSender::poll_ready`): each stream's window bounds
+//! what one stream sends ahead, not what thousands of them send together.
 //!
 //! Waiters are woken in the order they came, one per call that ends, and the room a call's end
 //! frees is kept for the waiter woken into it (`reserved`): a new call queues behind waiters

@@ -196,9 +196,12 @@ fn gone() -> Status {
 }
 
 impl StreamSender {
-    /// Ready when the window lets another message go; fails when the call has ended. Either way
-    /// `cx` is woken when the call ends, as [`poll_alive`](StreamSender::poll_alive) does, so a
-    /// sender that next waits on its own request stream needs no second call (and lock).
+    /// Ready when the window lets another message go and the connection's write buffer is
+    /// under its high-water mark (8 MiB: a server that stops reading holds every stream's
+    /// messages back, as it holds new calls, so what one connection buffers stays bounded
+    /// however many streams it carries); fails when the call has ended. Either way `cx` is
+    /// woken when the call ends, as [`poll_alive`](StreamSender::poll_alive) does, so a sender
+    /// that next waits on its own request stream needs no second call (and lock).
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         let shared = self.conn.shared();
         let mut state = shared.lock();
@@ -209,13 +212,14 @@ impl StreamSender {
             // The server already answered: nothing more it would read.
             return Poll::Ready(Err(gone()));
         }
-        match stream.outbound.poll_credit(cx) {
-            Poll::Ready(()) => {
-                stream.outbound.register(cx);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => Poll::Pending,
+        if stream.outbound.poll_credit(cx).is_pending() {
+            return Poll::Pending;
         }
+        stream.outbound.register(cx);
+        if state.wait_for_drain(cx.waker()) {
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Whether the call is still open to requests; registers to be woken when it ends, so a
