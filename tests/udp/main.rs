@@ -10,6 +10,7 @@
 
 mod at_most_once;
 mod batching;
+mod buffers;
 mod calls;
 mod channel;
 mod datagrams;

@@ -106,6 +106,13 @@ pub(crate) async fn serve_udp(socket: UdpSocket) {
     let Ok(local) = socket.local_addr() else {
         return;
     };
+    // The floor gets the receive buffer sockrpc's own UDP server asks for; without it, a burst
+    // is dropped and the floor's row is its retransmission timeouts.
+    if let Err(err) =
+        sockrpc::transport::raise_recv_buffer(&socket, sockrpc::transport::UDP_RECV_BUFFER)
+    {
+        tracing::debug!(error = %err, "raw UDP echo: cannot raise the receive buffer");
+    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // A failed receive or send concerns one datagram (or an ICMP error for an earlier one);
@@ -318,6 +325,8 @@ impl RawUdp {
         };
         let socket = UdpSocket::bind(local).await?;
         socket.connect(addr).await?;
+        // The floor gets the receive buffer sockrpc's own UDP sockets ask for.
+        sockrpc::transport::raise_recv_buffer(&socket, sockrpc::transport::UDP_RECV_BUFFER)?;
         Ok(RawUdp {
             socket,
             datagram: vec![0xA5; payload],

@@ -56,6 +56,8 @@ pub use endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use outbox::Outbox;
 pub use reader::FrameReader;
 pub use server::{PingPolicy, ServerConfig};
-pub use socket::{bind_tcp, connect_tcp, SocketConfig, SocketOptions};
+pub use socket::{
+    bind_tcp, connect_tcp, raise_recv_buffer, SocketConfig, SocketOptions, UDP_RECV_BUFFER,
+};
 pub use unix::{bind_unix, connect_unix};
 pub use unix_io::UnixIo;

@@ -165,6 +165,28 @@ pub async fn connect_tcp(
     }
 }
 
+/// The receive buffer sockrpc asks for on its UDP sockets, server and client (4 MiB): see
+/// [`raise_recv_buffer`].
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// Raises `SO_RCVBUF` on `socket` to `size` if it is smaller, never lowering it; returns the
+/// size then in force (as the kernel reports it: doubled on Linux).
+///
+/// A datagram that arrives while its socket's buffer is full is dropped by the kernel. Linux
+/// gives a socket 208 KiB by default (`net.core.rmem_default`) and counts each small datagram
+/// at about 2 KiB of it, so a burst of a few hundred (the answers to calls made together, or a
+/// round of requests from many clients) overflows it even on loopback, and each drop costs a
+/// retransmission timeout. The kernel caps the request at `net.core.rmem_max` without error.
+pub fn raise_recv_buffer<S: std::os::fd::AsFd>(socket: &S, size: usize) -> io::Result<usize> {
+    let sock = SockRef::from(socket);
+    let current = sock.recv_buffer_size()?;
+    if current >= size {
+        return Ok(current);
+    }
+    sock.set_recv_buffer_size(size)?;
+    sock.recv_buffer_size()
+}
+
 /// The options in force on a live socket, read back with getsockopt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

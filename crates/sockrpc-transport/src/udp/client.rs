@@ -212,7 +212,8 @@ impl UdpClient {
         UdpClient::from_socket(socket, config)
     }
 
-    /// A client over a socket already connected to the server (socket options set by hand).
+    /// A client over a socket already connected to the server (socket options set by hand, but
+    /// for a receive buffer smaller than [`UdpClientConfig::recv_buffer_size`], raised to it).
     /// Fails only if the socket has no local address or the platform's UDP capabilities cannot
     /// be read (a scratch socket is bound for that).
     pub fn from_socket(socket: UdpSocket, config: UdpClientConfig) -> io::Result<UdpClient> {
@@ -221,6 +222,7 @@ impl UdpClient {
             min: config.min_rto,
             max: config.max_rto,
         });
+        super::raise_buffer(&socket, config.recv_buffer_size);
         let batch_socket = BatchSocket::new(socket)?;
         let shared = Arc::new(Shared {
             // Coalescing pays only where requests can leave in one segmented send (GSO), and

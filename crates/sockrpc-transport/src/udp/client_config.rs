@@ -39,6 +39,11 @@ pub struct UdpClientConfig {
     /// thousands per RTO, enough to fill its reply cache for every client. Default 4096: at most
     /// about 5 MB of answers of the largest datagram.
     pub max_window: usize,
+    /// `SO_RCVBUF` the socket is raised to when it has less (never lowered; the kernel caps it
+    /// at `net.core.rmem_max`), so that a burst of datagrams is not dropped by a full buffer:
+    /// Linux's default of 208 KiB holds about a hundred. `None` leaves the socket as it is.
+    /// Default 4 MiB ([`UDP_RECV_BUFFER`](crate::socket::UDP_RECV_BUFFER)).
+    pub recv_buffer_size: Option<usize>,
 }
 
 impl Default for UdpClientConfig {
@@ -53,6 +58,7 @@ impl Default for UdpClientConfig {
             fallback_for: Duration::from_secs(5),
             retransmit_window: Duration::from_secs(20),
             max_window: 4096,
+            recv_buffer_size: Some(crate::socket::UDP_RECV_BUFFER),
         }
     }
 }

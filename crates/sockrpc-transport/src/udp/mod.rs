@@ -112,6 +112,22 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Raises a UDP socket's receive buffer to `size` (`None`: leaves it), as
+/// [`raise_recv_buffer`](crate::socket::raise_recv_buffer) does. A failure only costs drops under
+/// bursts, so it is logged, not returned.
+pub(crate) fn raise_buffer(socket: &tokio::net::UdpSocket, size: Option<usize>) {
+    let Some(size) = size else { return };
+    match crate::socket::raise_recv_buffer(socket, size) {
+        Ok(got) if got < size => tracing::debug!(
+            asked = size,
+            got,
+            "UDP receive buffer capped by the kernel (net.core.rmem_max)"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::debug!(error = %err, "cannot raise the UDP receive buffer"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,6 +159,7 @@ where
         config: UdpServerConfig,
         cache: Arc<ReplyCache>,
     ) -> io::Result<UdpServer<S>> {
+        super::raise_buffer(&socket, config.recv_buffer_size);
         let local = socket.local_addr().ok();
         let wildcard = local.is_some_and(|local| local.ip().is_unspecified());
         Ok(UdpServer {

@@ -38,6 +38,11 @@ pub struct UdpServerConfig {
     ///
     /// [`UdpServer::new`]: super::UdpServer::new
     pub reply_cache: ReplyCacheConfig,
+    /// `SO_RCVBUF` the socket is raised to when it has less (never lowered; the kernel caps it
+    /// at `net.core.rmem_max`), so that a burst of datagrams is not dropped by a full buffer:
+    /// Linux's default of 208 KiB holds about a hundred. `None` leaves the socket as it is.
+    /// Default 4 MiB ([`UDP_RECV_BUFFER`](crate::socket::UDP_RECV_BUFFER)).
+    pub recv_buffer_size: Option<usize>,
 }
 
 impl Default for UdpServerConfig {
@@ -52,6 +57,7 @@ impl Default for UdpServerConfig {
             grace_period: Duration::from_secs(5),
             timeout: None,
             reply_cache: ReplyCacheConfig::default(),
+            recv_buffer_size: Some(crate::socket::UDP_RECV_BUFFER),
         }
     }
 }
