@@ -15,6 +15,7 @@
 
 mod backpressure;
 mod cancel;
+mod connection_window;
 mod fairness;
 mod limit;
 mod retry;

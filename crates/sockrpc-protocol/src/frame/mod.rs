@@ -77,8 +77,15 @@ pub const CAP_FOLDED_REQUEST: u32 = 0x1;
 /// The largest limit of calls in flight SETTINGS can carry: a server that takes more announces
 /// this many, which a client reads as "at least".
 pub const MAX_ANNOUNCED_CALLS: u16 = u16::MAX;
+/// Capability bit in a server's SETTINGS: it grants connection-level credit. A client that
+/// sees it keeps what its streamed request messages charge ([`message_charge`]) outstanding on
+/// the connection under [`CONNECTION_WINDOW`], and the server gives credit back with WINDOW
+/// frames on call 0 (without the SETTINGS flag) as its handlers consume. Without it the server
+/// would have to stop reading the whole connection to bound what many streams queue, and
+/// would then not read the stream credit its own stalled answers wait for: a deadlock.
+pub const CAP_CONNECTION_WINDOW: u32 = 0x2;
 /// Every capability this crate's server announces.
-pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST;
+pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW;
 /// The largest request message a client folds into its OPEN; a larger one goes in a MESSAGE
 /// of its own. An OPEN may be this much longer than other control frames
 /// ([`Limits::max_open_frame`]).
@@ -90,6 +97,20 @@ pub const MAX_FOLDED_MESSAGE: usize = 16 * 1024;
 /// under this plus one message (`flow::Inbound::push` in the transport refuses a MESSAGE once more
 /// than this plus the message limit is queued).
 pub const STREAM_WINDOW: usize = 64 * 1024;
+
+/// What a client may have outstanding, in [`message_charge`]s, across every streaming call of
+/// a connection to a server that announced [`CAP_CONNECTION_WINDOW`]. As with
+/// [`STREAM_WINDOW`], a message may be sent whenever less than this is outstanding.
+pub const CONNECTION_WINDOW: usize = 16 * 1024 * 1024;
+
+/// What one streamed message of `len` bytes counts against [`CONNECTION_WINDOW`]: its bytes
+/// and [`MESSAGE_CHARGE`] for its queue entry, so that empty messages are bounded too.
+pub const fn message_charge(len: usize) -> usize {
+    len.saturating_add(MESSAGE_CHARGE)
+}
+
+/// What a queued message costs its receiver beside its bytes (its queue entry and handle).
+pub const MESSAGE_CHARGE: usize = 64;
 
 /// Longest status message carried; longer ones are cut at a character boundary.
 pub const MAX_STATUS_MESSAGE: usize = 16 * 1024;
@@ -116,9 +137,9 @@ pub enum FrameKind {
     Pong = 7,
     /// The sender will accept no calls above `last_call_id`; the connection is draining.
     GoAway = 8,
-    /// Flow-control credit for a call's stream. Version 1 has no connection-level window: a
-    /// WINDOW with call id 0 passes the header check and is ignored by both ends, unless it has
-    /// `FLAG_SETTINGS` (then it is the server's SETTINGS).
+    /// Flow-control credit for a call's stream. On call id 0 it is connection credit from a
+    /// server that announced [`CAP_CONNECTION_WINDOW`] (a peer that knows none ignores it), or,
+    /// with `FLAG_SETTINGS`, the server's SETTINGS.
     Window = 9,
 }
 
@@ -282,8 +303,8 @@ pub enum Frame {
     },
     /// Flow-control credit.
     Window {
-        /// Call id (0 is accepted on the wire and ignored: there is no connection window; a
-        /// call-0 WINDOW with `FLAG_SETTINGS` parses as [`Frame::Settings`] instead).
+        /// Call id; 0 is connection credit ([`CONNECTION_WINDOW`]; a call-0 WINDOW with
+        /// `FLAG_SETTINGS` parses as [`Frame::Settings`] instead).
         call_id: u32,
         /// Bytes the receiver can take beyond what it granted before.
         credit: u32,

@@ -318,6 +318,7 @@ impl Driver {
                     }
                 }
             }
+            Frame::Window { call_id: 0, credit } => state.connection_credit(credit),
             Frame::Window { call_id, credit } => {
                 let stream = state.stream_mut(call_id);
                 if let Some(stream) = stream {
@@ -329,6 +330,7 @@ impl Driver {
                 max_calls,
             } => {
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
+                state.connection_window = capabilities & frame::CAP_CONNECTION_WINDOW != 0;
                 // The largest announced limit means "that many or more": no limit to keep.
                 let limit = match max_calls {
                     0 => None,

@@ -187,9 +187,15 @@ struct State {
     folds_request: bool,
     /// Calls waiting for room under the server's limit (`Shared::max_calls`).
     room: room::RoomQueue,
-    /// Stream senders waiting for the write buffer to drain below `HIGH_WATER`
-    /// ([`StreamSender::poll_ready`]): woken all at once by the flush that brings it under.
+    /// Stream senders waiting for the write buffer to drain below `HIGH_WATER`, or for
+    /// connection credit ([`StreamSender::poll_ready`]): woken all at once by the flush that
+    /// brings the buffer under, or by the server's WINDOW on call 0.
     drain_waiters: Vec<Waker>,
+    /// The server's SETTINGS announced `CAP_CONNECTION_WINDOW`: stream messages keep what they
+    /// charge (`frame::message_charge`) outstanding under `frame::CONNECTION_WINDOW`.
+    connection_window: bool,
+    /// Charges of stream messages sent and not yet credited back by the server.
+    connection_outstanding: usize,
 }
 
 impl State {
@@ -274,6 +280,13 @@ impl State {
     /// Wakes as many calls waiting for room as there is room for, and every stream sender
     /// waiting for the write buffer (none while the buffer is past its high-water mark: the
     /// flush that brings it under wakes them).
+    /// Connection credit from the server (WINDOW on call 0): stream senders waiting for it
+    /// look again.
+    fn connection_credit(&mut self, credit: u32) {
+        self.connection_outstanding = self.connection_outstanding.saturating_sub(credit as usize);
+        self.drain_waiters.drain(..).for_each(Waker::wake);
+    }
+
     fn wake_for_room(&mut self, shared: &Shared) {
         if (self.room.is_empty() && self.drain_waiters.is_empty())
             || self.outbox.buffered() > HIGH_WATER
@@ -289,10 +302,13 @@ impl State {
         }
     }
 
-    /// Whether the write buffer is past its high-water mark; if so, `waker` is woken once it
-    /// drains below (or the connection closes). A stream sender then holds its next message.
+    /// Whether the write buffer is past its high-water mark, or the connection window is all
+    /// outstanding; if so, `waker` is woken once the buffer drains below or credit comes (or
+    /// the connection closes). A stream sender then holds its next message.
     fn wait_for_drain(&mut self, waker: &Waker) -> bool {
-        if self.outbox.buffered() <= HIGH_WATER {
+        let no_credit = self.connection_window
+            && self.connection_outstanding >= sockrpc_protocol::frame::CONNECTION_WINDOW;
+        if !no_credit && self.outbox.buffered() <= HIGH_WATER {
             return false;
         }
         if !self.drain_waiters.iter().any(|w| w.will_wake(waker)) {
@@ -417,6 +433,8 @@ impl ClientConnection {
                 folds_request: false,
                 room: room::RoomQueue::default(),
                 drain_waiters: Vec::new(),
+                connection_window: false,
+                connection_outstanding: 0,
             }),
             limits,
             peer,

@@ -196,10 +196,11 @@ fn gone() -> Status {
 }
 
 impl StreamSender {
-    /// Ready when the window lets another message go and the connection's write buffer is
-    /// under its high-water mark (8 MiB: a server that stops reading holds every stream's
-    /// messages back, as it holds new calls, so what one connection buffers stays bounded
-    /// however many streams it carries); fails when the call has ended. Either way `cx` is
+    /// Ready when the stream's window lets another message go, the connection window too
+    /// (when the server announced one: `frame::CONNECTION_WINDOW`), and the connection's write
+    /// buffer is under its high-water mark (8 MiB: a server that stops reading holds every
+    /// stream's messages back, as it holds new calls, so what one connection buffers stays
+    /// bounded however many streams it carries); fails when the call has ended. Either way `cx` is
     /// woken when the call ends, as [`poll_alive`](StreamSender::poll_alive) does, so a sender
     /// that next waits on its own request stream needs no second call (and lock).
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
@@ -262,6 +263,9 @@ impl StreamSender {
             return Err(gone());
         };
         stream.outbound.sent(message.len());
+        if state.connection_window {
+            state.connection_outstanding += frame::message_charge(message.len());
+        }
         frame::encode_message_head(
             state.outbox.buf_mut(),
             self.id,

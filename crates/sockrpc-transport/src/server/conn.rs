@@ -21,7 +21,7 @@
 
 use super::local::LocalCalls;
 use super::open::OpenCalls;
-use super::respond::{encode_status, Shared, INBOUND_BUDGET};
+use super::respond::{encode_status, Shared};
 use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
 use crate::codec::{DecodeError, FrameDecoder};
@@ -372,7 +372,7 @@ impl<D: Dispatch> Connection<D> {
 
     fn paused(&self) -> bool {
         let state = self.shared.lock();
-        state.inbound_bytes > INBOUND_BUDGET || state.outbox.buffered() > HIGH_WATER
+        state.over_budget() || state.outbox.buffered() > HIGH_WATER
     }
 }
 
@@ -479,7 +479,7 @@ impl<D: Dispatch> Connection<D> {
         for _ in 0..READS_PER_POLL {
             {
                 let mut state = this.shared.lock();
-                if state.inbound_bytes > INBOUND_BUDGET {
+                if state.over_budget() {
                     // Handlers are behind on what this client streamed: read no more until they
                     // catch up (they wake this task as they consume).
                     state.reader = Some(cx.waker().clone());

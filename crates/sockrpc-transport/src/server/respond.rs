@@ -41,10 +41,17 @@ pub(super) struct ConnState {
     pub(super) running: HashMap<u32, Option<AbortHandle>>,
     /// Streaming calls' queues and credit.
     pub(super) streams: HashMap<u32, ServerStream>,
-    /// Bytes queued in all streams' inbound queues. Each stream is bounded by its window, but a
-    /// client may open thousands: past [`INBOUND_BUDGET`] the connection stops reading until
+    /// What all streams' inbound queues hold, in message charges (bytes, and
+    /// [`frame::MESSAGE_CHARGE`] a message). Each stream is bounded by its window, but a client
+    /// may open thousands: it keeps them all under the connection window
+    /// ([`frame::CONNECTION_WINDOW`], announced in SETTINGS), and past [`pause_at`](Self::pause_at)
+    /// (only a client that ignores that window gets there) the connection stops reading until
     /// handlers consume, so one connection's memory stays bounded whatever it opens.
     pub(super) inbound_bytes: usize,
+    /// Where the connection stops reading: the connection window and one message past it.
+    pub(super) pause_at: usize,
+    /// Connection credit consumed (or dropped) and not yet granted back with WINDOW on call 0.
+    pub(super) unreported: usize,
     /// The connection task, parked because of the inbound budget.
     pub(super) reader: Option<Waker>,
     /// Response pumps parked because the write buffer is past its high-water mark (a client
@@ -58,18 +65,25 @@ pub(super) struct ConnState {
     pub(super) went_idle: u64,
 }
 
-/// Inbound stream bytes one connection may hold before it stops reading.
-pub(super) const INBOUND_BUDGET: usize = 16 * 1024 * 1024;
+/// Inbound stream messages one connection may hold (in message charges) before it stops
+/// reading, beside one message past it: the connection window a client keeps to.
+pub(super) const INBOUND_BUDGET: usize = frame::CONNECTION_WINDOW;
 
 /// What one queued message counts against [`INBOUND_BUDGET`] beside its bytes: its queue entry
-/// and handle. An empty message takes no flow-control credit, so without this a client could
-/// queue empty messages on a stream whose handler is not reading until memory ran out; with it,
-/// the connection stops reading after at most `INBOUND_BUDGET / QUEUED_MESSAGE_COST` of them.
-pub(super) const QUEUED_MESSAGE_COST: usize = 64;
+/// and handle. An empty message takes no stream credit, so without this a client could queue
+/// empty messages on a stream whose handler is not reading until memory ran out; with it, the
+/// connection window holds at most `INBOUND_BUDGET / QUEUED_MESSAGE_COST` of them.
+pub(super) const QUEUED_MESSAGE_COST: usize = frame::MESSAGE_CHARGE;
 
 /// What `count` queued messages of `bytes` in all hold from the budget.
 fn held(count: usize, bytes: usize) -> usize {
     bytes.saturating_add(count.saturating_mul(QUEUED_MESSAGE_COST))
+}
+
+/// Where a connection whose messages may be `max_message` bytes stops reading: past the
+/// connection window by more than the one message a client that keeps to it may send last.
+pub(super) fn pause_at(max_message: usize) -> usize {
+    INBOUND_BUDGET.saturating_add(frame::message_charge(max_message))
 }
 
 impl ConnState {
@@ -92,10 +106,12 @@ impl ConnState {
         end_stream: bool,
         max_message: usize,
     ) -> Result<bool, crate::flow::WindowExceeded> {
+        let len = body.len();
         let Some(stream) = self.streams.get_mut(&call_id) else {
+            // The client counted it against the connection window: give it back.
+            self.grant(frame::message_charge(len));
             return Ok(false);
         };
-        let len = body.len();
         // Queued messages wait for the handler: small ones are copied out of the read buffer
         // so that what a stream holds is what it counts.
         let body = if len < 4096 {
@@ -111,13 +127,36 @@ impl ConnState {
         Ok(true)
     }
 
-    /// Counts consumed (or dropped) inbound bytes; wakes the reader once under budget.
+    /// Counts consumed (or dropped) inbound bytes, to be granted back to the client; wakes the
+    /// reader once under budget.
     pub(super) fn release_inbound(&mut self, bytes: usize) {
         self.inbound_bytes = self.inbound_bytes.saturating_sub(bytes);
-        if self.inbound_bytes <= INBOUND_BUDGET {
+        self.grant(bytes);
+        if !self.over_budget() {
             if let Some(reader) = self.reader.take() {
                 reader.wake();
             }
+        }
+    }
+
+    /// Whether the streams' queues hold more than a client that keeps to the connection window
+    /// can make them hold: the connection reads no more until handlers consume.
+    pub(super) fn over_budget(&self) -> bool {
+        self.inbound_bytes > self.pause_at
+    }
+
+    /// Notes `charge` of connection credit to give back, and gives it back (WINDOW on call 0)
+    /// once half the window has gathered. A client is held back only while the window is all
+    /// outstanding, so what it waits for is either queued (and granted as handlers consume) or
+    /// at least half a window here, already sent.
+    fn grant(&mut self, charge: usize) {
+        self.unreported = self.unreported.saturating_add(charge);
+        if self.unreported >= frame::CONNECTION_WINDOW / 2 {
+            let credit = u32::try_from(self.unreported).unwrap_or(u32::MAX);
+            self.unreported -= credit as usize;
+            frame::encode_window(self.outbox.buf_mut(), 0, credit);
+            // Written by the connection's task, or by a handler's flush before that.
+            self.outbox.wake_driver();
         }
     }
 
@@ -149,6 +188,8 @@ impl Shared {
                 running: HashMap::default(),
                 streams: HashMap::default(),
                 inbound_bytes: 0,
+                pause_at: pause_at(limits.max_message_size),
+                unreported: 0,
                 reader: None,
                 writers: Vec::new(),
                 answers_sent: 0,

@@ -67,9 +67,9 @@ fn empty_messages_fill_the_inbound_budget() {
     state.streams.insert(7, ServerStream::default());
     // Empty messages take no credit: only their count can stop a client that sends them to
     // a handler that does not read.
-    let most = INBOUND_BUDGET / QUEUED_MESSAGE_COST + 1;
+    let most = state.pause_at / QUEUED_MESSAGE_COST + 1;
     let mut queued = 0;
-    while state.inbound_bytes <= INBOUND_BUDGET {
+    while !state.over_budget() {
         assert!(
             queued < most,
             "{queued} empty messages and still under budget"
@@ -89,4 +89,65 @@ fn empty_messages_fill_the_inbound_budget() {
         state.inbound_bytes, 0,
         "forgetting the stream releases all it held"
     );
+}
+
+/// Frames the outbox holds, decoded.
+fn frames_written(state: &mut ConnState) -> Vec<sockrpc_protocol::frame::Frame> {
+    use tokio_util::codec::Decoder;
+    let mut decoder = crate::codec::FrameDecoder::after_preface(Limits::default());
+    let mut buf = state.outbox.buf_mut().split();
+    let mut frames = Vec::new();
+    while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+        frames.push(frame);
+    }
+    assert!(buf.is_empty(), "whole frames only");
+    frames
+}
+
+#[test]
+fn connection_credit_goes_back_for_messages_consumed_dropped_or_forgotten() {
+    use sockrpc_protocol::frame::{message_charge, Frame, CONNECTION_WINDOW};
+    let outbox = Outbox::new(Box::pin(tokio::io::sink()));
+    let shared = Shared::new(outbox, Limits::default());
+    let mut state = shared.lock();
+    let body = Bytes::from(vec![1u8; 1000]);
+    let charge = message_charge(body.len());
+    // Messages for a call that ended are dropped, and granted back at once.
+    let late = CONNECTION_WINDOW / 2 / charge;
+    for _ in 0..late {
+        assert_eq!(
+            state.queue_message(9, body.clone(), false, false, 1 << 20),
+            Ok(false)
+        );
+    }
+    assert!(
+        frames_written(&mut state).is_empty(),
+        "under half a window: nothing yet"
+    );
+    assert_eq!(state.unreported, late * charge);
+    // Queued messages are granted when their stream is forgotten (or as they are consumed);
+    // each stream holds what its own window lets it.
+    let streams: Vec<u32> = (100..).take(late.div_ceil(32)).collect();
+    for (i, id) in streams.iter().cycle().take(late).enumerate() {
+        state.streams.entry(*id).or_default();
+        let queued = state.queue_message(*id, body.clone(), false, false, 1 << 20);
+        assert_eq!(queued, Ok(true), "message {i}");
+    }
+    assert_eq!(state.unreported, late * charge, "queued: not granted yet");
+    for id in &streams {
+        assert!(state.remove_stream(*id).is_some());
+    }
+    let credit: usize = frames_written(&mut state)
+        .into_iter()
+        .map(|frame| match frame {
+            Frame::Window { call_id: 0, credit } => credit as usize,
+            other => panic!("only connection credit expected, got {other:?}"),
+        })
+        .sum();
+    assert!(
+        credit >= CONNECTION_WINDOW / 2,
+        "half a window granted: {credit}"
+    );
+    assert_eq!(credit + state.unreported, 2 * late * charge, "nothing lost");
+    assert!(!state.over_budget());
 }
