@@ -23,6 +23,24 @@ use tokio::net::{TcpListener, UdpSocket, UnixListener};
 /// sockrpc-tcp-idle row can keep 10 000 idle ones open beside the measured one.
 pub(crate) const MAX_CONNECTIONS: usize = 20_000;
 
+/// Descriptors kept out of the connection cap for the listeners, the runtime and the files a
+/// server opens (and, in the bench, out of the idle connections it opens).
+pub(crate) const SPARE_FDS: u64 = 256;
+
+/// The connection cap: [`MAX_CONNECTIONS`], or less where the open-file limit (raised as far as
+/// the hard limit lets it) leaves no room for that many. A cap at or past the limit is no cap:
+/// `accept` fails with EMFILE first, and a client past it waits in the listen backlog, told
+/// nothing, instead of getting the cap's GOAWAY.
+pub(crate) fn connection_cap() -> usize {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let room = usize::try_from(limit.saturating_sub(SPARE_FDS)).unwrap_or(usize::MAX);
+            MAX_CONNECTIONS.min(room).max(1)
+        }
+        Err(_) => MAX_CONNECTIONS,
+    }
+}
+
 /// How long in-flight calls may finish after shutdown begins. Bench calls take microseconds; a
 /// client that keeps its connection idle must not hold up the exit for sockrpc's default 30 s.
 const GRACE: Duration = Duration::from_secs(2);
@@ -278,12 +296,13 @@ impl Sockets {
             }
         };
         // A builder per listener: each `serve*` consumes its own.
+        let max_connections = connection_cap();
         let server = || {
             crate::cmd::health::with_reflection(
                 builder()
                     .grace_period(GRACE)
                     // Room for the sockrpc-tcp-idle row's idle connections beside the busy ones.
-                    .max_connections(MAX_CONNECTIONS)
+                    .max_connections(max_connections)
                     .add_service(BenchServer::new(EchoService { delay: self.delay }))
                     .add_service(health_server.clone()),
             )

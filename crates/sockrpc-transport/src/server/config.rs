@@ -23,7 +23,10 @@ pub struct ServerConfig {
     pub max_concurrent_calls: usize,
     /// Connections served at once. A client connecting past the cap is accepted, told why with
     /// a GOAWAY (`RESOURCE_EXHAUSTED`) and closed at once, never left hanging in the listen
-    /// backlog. Default 10,000.
+    /// backlog. Default 10,000. Keep it under the process's open-file limit (`ulimit -n`) less
+    /// what else the process holds open: past that limit `accept` fails (EMFILE) before the cap
+    /// is reached, and new clients wait in the backlog, told nothing, until descriptors free up
+    /// (`sockrpc serve` raises its limit as far as it goes and sets its cap 256 under it).
     pub max_connections: usize,
     /// How long in-flight calls may run after shutdown begins. Default 30 s.
     pub grace_period: Duration,

@@ -12,9 +12,6 @@ use sockrpc::Endpoint;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// File descriptors kept free for everything else a bench process opens.
-const SPARE_FDS: u64 = 256;
-
 /// Connections held open and idle; closed when dropped.
 pub(super) struct IdleConnections {
     sockets: Vec<TcpStream>,
@@ -57,7 +54,8 @@ pub(super) async fn open(endpoint: &Endpoint, plan: &Plan) -> Result<IdleConnect
     let limit = rlimit::increase_nofile_limit(u64::MAX)
         .map_err(|err| format!("cannot read the open-file limit: {err}"))?;
     let per_connection = if plan.embedded { 2 } else { 1 };
-    let room = usize::try_from(limit.saturating_sub(SPARE_FDS) / per_connection).unwrap_or(0);
+    let room = usize::try_from(limit.saturating_sub(crate::server::SPARE_FDS) / per_connection)
+        .unwrap_or(0);
     let count = asked.min(room);
     let addr = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
         .await
