@@ -25,12 +25,7 @@ fn serve(addr: &str, extra: &[&str]) -> (Server, SocketAddr) {
             .args(extra),
     );
     let line = first_line(&lines);
-    let addr = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("tcp="))
-        .unwrap_or_else(|| panic!("no tcp= in {line:?}"))
-        .parse()
-        .expect("address");
+    let addr = tcp_addr(&line);
     (server, addr)
 }
 

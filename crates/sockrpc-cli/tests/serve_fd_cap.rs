@@ -50,12 +50,7 @@ fn clients_past_the_connection_cap_are_told_never_left_waiting() {
         .args(["serve", "--tcp", "127.0.0.1:0", "--workers", "1"]);
     let (_server, lines) = spawn_server(&mut command);
     let line = first_line(&lines);
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("tcp="))
-        .unwrap_or_else(|| panic!("no tcp= in {line:?}"))
-        .parse()
-        .expect("address");
+    let addr: SocketAddr = tcp_addr(&line);
     let mut streams: Vec<TcpStream> = (0..CONNECTIONS)
         .map(|i| TcpStream::connect(addr).unwrap_or_else(|err| panic!("connect {i}: {err}")))
         .collect();

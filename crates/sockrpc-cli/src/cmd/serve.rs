@@ -95,6 +95,7 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
 
 /// Runs `sockrpc serve` until Ctrl-C or SIGTERM.
 pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
+    log_to_stderr();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))
         .enable_all()
@@ -208,4 +209,17 @@ pub(crate) async fn stop_signal() {
         () = interrupt => {}
         () = terminate => {}
     }
+}
+
+/// Logs warnings to stderr (`RUST_LOG` picks another level or filter): why a connection was
+/// closed (a protocol error, a handshake that failed), a client refused at the connection cap, a
+/// failed `accept`. Without a subscriber the library's logs go nowhere. At WARN the `debug!`s on
+/// a call's path stay one load and compare each, as with no subscriber.
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -148,6 +148,15 @@ pub fn first_line(lines: &mpsc::Receiver<String>) -> String {
         .expect("the server printed no line within 30 s")
 }
 
+/// The sockrpc address a `serve` child's first line names (`tcp=IP:PORT`).
+pub fn tcp_addr(line: &str) -> std::net::SocketAddr {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("tcp="))
+        .unwrap_or_else(|| panic!("no tcp= in {line:?}"))
+        .parse()
+        .expect("address")
+}
+
 /// Spawns `command` as a server and reads its first stdout line on a thread.
 pub fn spawn_server(command: &mut Command) -> (Server, mpsc::Receiver<String>) {
     let child = command
