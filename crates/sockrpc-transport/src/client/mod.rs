@@ -277,9 +277,6 @@ impl State {
             || self.outbox.buffered() > HIGH_WATER
     }
 
-    /// Wakes as many calls waiting for room as there is room for, and every stream sender
-    /// waiting for the write buffer (none while the buffer is past its high-water mark: the
-    /// flush that brings it under wakes them).
     /// Connection credit from the server (WINDOW on call 0): stream senders waiting for it
     /// look again.
     fn connection_credit(&mut self, credit: u32) {
@@ -287,6 +284,9 @@ impl State {
         self.drain_waiters.drain(..).for_each(Waker::wake);
     }
 
+    /// Wakes as many calls waiting for room as there is room for, and every stream sender
+    /// waiting for the write buffer (none while the buffer is past its high-water mark: the
+    /// flush that brings it under wakes them).
     fn wake_for_room(&mut self, shared: &Shared) {
         if (self.room.is_empty() && self.drain_waiters.is_empty())
             || self.outbox.buffered() > HIGH_WATER
