@@ -161,6 +161,27 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Lets the proxy's held direction flow again and waits (each within `3 × BOUND`) for every task
+/// of `tasks` to succeed; how many did.
+async fn release_and_finish(
+    proxy: &Proxy,
+    tasks: &mut tokio::task::JoinSet<Result<(), Status>>,
+    what: &str,
+) -> usize {
+    proxy.hold.send_replace(false);
+    let mut done = 0;
+    while let Some(result) = tokio::time::timeout(BOUND * 3, tasks.join_next())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not finished once the server reads"))
+    {
+        result
+            .expect("task")
+            .unwrap_or_else(|status| panic!("{what}: one failed: {status:?}"));
+        done += 1;
+    }
+    done
+}
+
 /// The two pump tasks of one proxied connection.
 type Links = Arc<Mutex<Vec<(JoinHandle<()>, JoinHandle<()>)>>>;
 

@@ -3,7 +3,7 @@
 //! what many streams send together: without this wait, a server that stops reading lets a
 //! client buffer a message per open stream (4,096 streams × up to 4 MiB).
 
-use super::{wait_until, Proxy, BOUND};
+use super::{release_and_finish, wait_until, Proxy, BOUND};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sockrpc::{Endpoint, Server};
@@ -108,15 +108,7 @@ async fn stream_messages_past_a_full_write_buffer_wait_for_the_server_to_read() 
         "no stream ended while held"
     );
 
-    proxy.hold.send_replace(false);
-    let mut done = 0;
-    while let Some(result) = tokio::time::timeout(BOUND * 3, streams.join_next())
-        .await
-        .expect("streams finish once the server reads")
-    {
-        result.expect("task").expect("a held stream failed");
-        done += 1;
-    }
+    let done = release_and_finish(&proxy, &mut streams, "held streams").await;
     assert_eq!(done, STREAMS);
     assert_eq!(offered.load(Ordering::SeqCst), STREAMS);
     server.stop().await;

@@ -3,7 +3,7 @@
 //! as an HTTP/2 stream waits for its connection's flow-control window: none fails with
 //! `RESOURCE_EXHAUSTED`, memory stays bounded, and a waiting call gives up at its deadline.
 
-use super::{loopback, wait_until, Proxy, TestServer, BOUND};
+use super::{loopback, release_and_finish, wait_until, Proxy, TestServer, BOUND};
 use bytes::Bytes;
 use sockrpc::server::PingPolicy;
 use sockrpc::{Code, Endpoint};
@@ -86,17 +86,7 @@ async fn calls_past_a_full_write_buffer_wait_for_the_server_to_read() {
         "the call that gave up was not sent"
     );
 
-    proxy.hold.send_replace(false);
-    let mut done = 0;
-    while let Some(result) = tokio::time::timeout(BOUND * 3, calls.join_next())
-        .await
-        .expect("calls finish once the server reads")
-    {
-        result
-            .expect("task")
-            .expect("a call past the high-water mark failed");
-        done += 1;
-    }
+    let done = release_and_finish(&proxy, &mut calls, "calls past the high-water mark").await;
     assert_eq!(done, CALLS);
     assert_eq!(conn.waiting(), 0);
     server.stop().await;

@@ -99,6 +99,17 @@ pub(crate) async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -
     }
 }
 
+/// Gives a raw UDP socket (the floor's echo or client) the receive buffer sockrpc's own UDP
+/// sockets ask for: without it a burst is dropped, and the floor's row measures retransmission
+/// timeouts. A failure only costs drops under bursts, as it does theirs.
+fn raise_recv_buffer(socket: &UdpSocket) {
+    if let Err(err) =
+        sockrpc::transport::raise_recv_buffer(socket, sockrpc::transport::UDP_RECV_BUFFER)
+    {
+        tracing::debug!(error = %err, "raw UDP: cannot raise the receive buffer");
+    }
+}
+
 /// Echoes every datagram to its sender until the task is dropped, except those
 /// [`from_itself`] refuses.
 pub(crate) async fn serve_udp(socket: UdpSocket) {
@@ -106,13 +117,7 @@ pub(crate) async fn serve_udp(socket: UdpSocket) {
     let Ok(local) = socket.local_addr() else {
         return;
     };
-    // The floor gets the receive buffer sockrpc's own UDP server asks for; without it, a burst
-    // is dropped and the floor's row is its retransmission timeouts.
-    if let Err(err) =
-        sockrpc::transport::raise_recv_buffer(&socket, sockrpc::transport::UDP_RECV_BUFFER)
-    {
-        tracing::debug!(error = %err, "raw UDP echo: cannot raise the receive buffer");
-    }
+    raise_recv_buffer(&socket);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // A failed receive or send concerns one datagram (or an ICMP error for an earlier one);
@@ -325,13 +330,7 @@ impl RawUdp {
         };
         let socket = UdpSocket::bind(local).await?;
         socket.connect(addr).await?;
-        // The floor gets the receive buffer sockrpc's own UDP sockets ask for (a failure only
-        // costs drops under bursts, as it does theirs).
-        if let Err(err) =
-            sockrpc::transport::raise_recv_buffer(&socket, sockrpc::transport::UDP_RECV_BUFFER)
-        {
-            tracing::debug!(error = %err, "raw UDP client: cannot raise the receive buffer");
-        }
+        raise_recv_buffer(&socket);
         Ok(RawUdp {
             socket,
             datagram: vec![0xA5; payload],

@@ -187,10 +187,12 @@ struct State {
     folds_request: bool,
     /// Calls waiting for room under the server's limit (`Shared::max_calls`).
     room: room::RoomQueue,
-    /// Stream senders waiting for the write buffer to drain below `HIGH_WATER`, or for
-    /// connection credit ([`StreamSender::poll_ready`]): woken all at once by the flush that
-    /// brings the buffer under, or by the server's WINDOW on call 0.
+    /// Stream senders waiting for the write buffer to drain below `HIGH_WATER`
+    /// ([`StreamSender::poll_ready`]): woken all at once by the flush that brings it under.
     drain_waiters: Vec<Waker>,
+    /// Stream senders waiting for connection credit: woken all at once by the server's WINDOW
+    /// on call 0 (not by every flush, as they would be in `drain_waiters`).
+    credit_waiters: Vec<Waker>,
     /// The server's SETTINGS announced `CAP_CONNECTION_WINDOW`: stream messages keep what they
     /// charge (`frame::message_charge`) outstanding under `frame::CONNECTION_WINDOW`.
     connection_window: bool,
@@ -281,7 +283,7 @@ impl State {
     /// look again.
     fn connection_credit(&mut self, credit: u32) {
         self.connection_outstanding = self.connection_outstanding.saturating_sub(credit as usize);
-        self.drain_waiters.drain(..).for_each(Waker::wake);
+        self.credit_waiters.drain(..).for_each(Waker::wake);
     }
 
     /// Wakes as many calls waiting for room as there is room for, and every stream sender
@@ -306,13 +308,17 @@ impl State {
     /// outstanding; if so, `waker` is woken once the buffer drains below or credit comes (or
     /// the connection closes). A stream sender then holds its next message.
     fn wait_for_drain(&mut self, waker: &Waker) -> bool {
-        let no_credit = self.connection_window
-            && self.connection_outstanding >= sockrpc_protocol::frame::CONNECTION_WINDOW;
-        if !no_credit && self.outbox.buffered() <= HIGH_WATER {
+        let waiters = if self.connection_window
+            && self.connection_outstanding >= sockrpc_protocol::frame::CONNECTION_WINDOW
+        {
+            &mut self.credit_waiters
+        } else if self.outbox.buffered() > HIGH_WATER {
+            &mut self.drain_waiters
+        } else {
             return false;
-        }
-        if !self.drain_waiters.iter().any(|w| w.will_wake(waker)) {
-            self.drain_waiters.push(waker.clone());
+        };
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
         }
         true
     }
@@ -361,6 +367,7 @@ impl Shared {
         self.handshake.notify_waiters();
         state.room.wake_all();
         state.drain_waiters.drain(..).for_each(Waker::wake);
+        state.credit_waiters.drain(..).for_each(Waker::wake);
         state.note_waiting(self);
     }
 }
@@ -433,6 +440,7 @@ impl ClientConnection {
                 folds_request: false,
                 room: room::RoomQueue::default(),
                 drain_waiters: Vec::new(),
+                credit_waiters: Vec::new(),
                 connection_window: false,
                 connection_outstanding: 0,
             }),
