@@ -140,6 +140,9 @@ pub(super) struct Shared {
     pub(super) last_loss: Mutex<Option<Instant>>,
     pub(super) fallback_until: Mutex<Option<Instant>>,
     pub(super) stats: ClientCounters,
+    /// The runtime the client was made in (its socket's reactor), where its timer task runs
+    /// (`client/timer.rs`); `None` when made outside any.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// A UDP client for one server address; clones share the socket, the RTT estimate and the
@@ -185,6 +188,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // The coalescer's task sends what is queued, then ends (and lets the socket go).
         self.coalescer.close();
+        timer::client_dropped(self);
     }
 }
 
@@ -250,6 +254,7 @@ impl UdpClient {
             last_loss: Mutex::new(None),
             fallback_until: Mutex::new(None),
             stats: ClientCounters::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         });
         Ok(UdpClient {
             inner: Arc::new(Inner { shared }),
@@ -388,19 +393,7 @@ impl UdpClient {
                 .flatten()
                 .min()
                 .unwrap_or(rto_at);
-            let answer = std::future::poll_fn(|cx| lock(&shared.pending).poll_take(call_id, cx));
-            let read = shared.read_until(answer, Some(call_id));
-            let got = match tokio::time::timeout_at(wake, read).await {
-                Ok(Waited::Done(got)) => Ok(got),
-                // Read by this call itself: its slot was left alone, and is closed as it ends.
-                Ok(Waited::Mine(incoming)) => Ok(Some(incoming)),
-                Err(timeout) => {
-                    // Before calling it a loss, read what already came (`inbox.rs`).
-                    shared.catch_up();
-                    let came = lock(&shared.pending).try_take(call_id);
-                    came.map(Some).ok_or(timeout)
-                }
-            };
+            let got = self.wait(call_id, wake).await;
             match got {
                 Ok(Some(Incoming::Reply(answer))) => {
                     if sends == 1 {
@@ -440,12 +433,48 @@ impl UdpClient {
                         "UDP client: the call's answer slot was dropped",
                     )))
                 }
-                Err(_) => {
+                // (A timeout or rearm is never what `wait` answers.)
+                Ok(Some(Incoming::Timeout | Incoming::Rearm)) | Err(TimedOut) => {
                     if wake == rto_at {
                         shared.record_loss();
                         attempt += 1;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// No answer came before the call's timer went off.
+struct TimedOut;
+
+impl UdpClient {
+    /// Waits for call `call_id`'s answer until `wake` (its slot's due time: the client's timer
+    /// task wakes it then, `client/timer.rs`), reading the socket for every call meanwhile if
+    /// no other call does. `Ok(None)`: the call's slot is gone.
+    async fn wait(&self, call_id: u32, wake: Instant) -> Result<Option<Incoming>, TimedOut> {
+        let shared = &self.inner.shared;
+        loop {
+            let arm = lock(&shared.pending).arm(call_id, wake);
+            timer::after_arm(shared, arm);
+            let answer = std::future::poll_fn(|cx| lock(&shared.pending).poll_take(call_id, cx));
+            let got = match shared.read_until(answer, Some(call_id)).await {
+                Waited::Done(got) => got,
+                // Read by this call itself: its slot was left alone, and is closed as it ends.
+                Waited::Mine(incoming) => Some(incoming),
+            };
+            match got {
+                // The timer task's runtime shut down: arm again, on this one.
+                Some(Incoming::Rearm) => {}
+                Some(Incoming::Timeout) => {
+                    // Before calling it a loss, read what already came (`inbox.rs`), into the
+                    // slot waiting again.
+                    lock(&shared.pending).rearm(call_id);
+                    shared.catch_up();
+                    let came = lock(&shared.pending).try_take(call_id);
+                    return came.map(Some).ok_or(TimedOut);
+                }
+                got => return Ok(got),
             }
         }
     }
@@ -487,3 +516,4 @@ mod cookie;
 mod loss;
 #[cfg(test)]
 mod tests;
+mod timer;

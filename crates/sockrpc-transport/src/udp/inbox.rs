@@ -49,6 +49,30 @@ pub(super) enum Incoming {
     /// Not an answer: `max_window` later calls started while this one stayed unanswered, so
     /// its REQUEST or REPLY was most likely lost. Retransmit now rather than at the RTO.
     Hurry,
+    /// Not an answer: the call's timer went off (`client/timer.rs`).
+    Timeout,
+    /// Not an answer: the client's timer task ended (its runtime shut down) while the call
+    /// waited on it. Arm again, which starts another; nothing was lost.
+    Rearm,
+}
+
+impl Incoming {
+    /// Whether this came from the server.
+    pub(super) fn is_answer(&self) -> bool {
+        matches!(self, Incoming::Reply(_) | Incoming::Truncated { .. })
+    }
+
+    /// Which of two things left for one call it acts on: an answer before a timeout (which
+    /// retransmits and counts a loss), a timeout before a hurry (which only retransmits), a
+    /// hurry before a rearm (a retransmission arms too).
+    pub(super) fn rank(&self) -> u8 {
+        match self {
+            Incoming::Reply(_) | Incoming::Truncated { .. } => 3,
+            Incoming::Timeout => 2,
+            Incoming::Hurry => 1,
+            Incoming::Rearm => 0,
+        }
+    }
 }
 
 /// How [`Shared::read_until`] ended.

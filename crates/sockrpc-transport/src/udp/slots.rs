@@ -7,6 +7,8 @@
 //!                                      Answered / Taken / no slot ─▶ a duplicate
 //!  call polls ──▶ take: Answered ─▶ Taken, the answer is the call's
 //!  call ends ──▶ close: the slot goes, its request buffer waits for the next call
+//!  call sent ──▶ arm: the slot's due time (the client's timer task, `client/timer.rs`,
+//!                     sleeps until the soonest: a slot past it gets Timeout, and its call wakes)
 //! ```
 //!
 //! A slot is a waker and, once it came, the answer, in one map under one lock: no allocation
@@ -18,6 +20,7 @@ use super::inbox::Incoming;
 use bytes::BytesMut;
 use foldhash::HashMap;
 use std::task::{Context, Poll, Waker};
+use tokio::time::Instant;
 
 /// Request buffers kept for the next calls; past it, buffers are freed.
 const MAX_SPARE: usize = 64;
@@ -28,32 +31,154 @@ const MAX_SPARE_CAPACITY: usize = 4096;
 
 /// Where one call's answer is.
 enum Slot {
-    /// No answer yet; the call's waker, once it waited.
-    Waiting(Option<Waker>),
+    /// No answer yet; the call's waker, once it waited, and when its timer goes off.
+    Waiting {
+        waker: Option<Waker>,
+        due: Option<Instant>,
+    },
     /// The answer came and the call has not taken it yet.
     Answered(Incoming),
     /// The call took its answer: anything more for it is a duplicate.
     Taken,
 }
 
-/// The answer slots of a client's calls in flight, and spare request buffers.
+/// The answer slots of a client's calls in flight, spare request buffers, and the state of the
+/// client's timer task.
 #[derive(Default)]
 pub(super) struct Slots {
     calls: HashMap<u32, Slot>,
     spare: Vec<BytesMut>,
+    timer: Timer,
 }
+
+/// The client's timer task (`client/timer.rs`), as the calls see it.
+#[derive(Default)]
+struct Timer {
+    /// When the task sleeps until: never later than a waiting call's due time. `None`: no call
+    /// waits for it.
+    armed: Option<Instant>,
+    /// The task's waker, for a call due sooner than `armed`.
+    waker: Option<Waker>,
+    /// A task was started and has not ended.
+    running: bool,
+    /// A task started on the client's runtime ended before it ran: that runtime is gone, so
+    /// the next one starts on the runtime of the call that needs it.
+    on_caller: bool,
+}
+
+/// What a call that armed its slot must do about the timer task.
+pub(super) enum Arm {
+    /// Nothing: the task wakes in time.
+    Nothing,
+    /// Wake the task (once the lock is released): the call is due sooner than it sleeps.
+    Wake(Waker),
+    /// Start a task: none runs. `on_caller`: on the calling task's runtime, not the client's.
+    Spawn { on_caller: bool },
+}
+
+/// A slot that waits, with no waker yet and no due time.
+const WAITING: Slot = Slot::Waiting {
+    waker: None,
+    due: None,
+};
 
 impl Slots {
     /// Opens call `call_id`'s slot; returns an empty request buffer for it and whether other
     /// calls are in flight.
     pub(super) fn open(&mut self, call_id: u32) -> (BytesMut, bool) {
-        self.calls.insert(call_id, Slot::Waiting(None));
+        self.calls.insert(call_id, WAITING);
         (self.spare.pop().unwrap_or_default(), self.calls.len() > 1)
     }
 
     /// Waits again, for a second answer (after a TRUNCATED that a cookie would have avoided).
     pub(super) fn rearm(&mut self, call_id: u32) {
-        self.calls.insert(call_id, Slot::Waiting(None));
+        self.calls.insert(call_id, WAITING);
+    }
+
+    /// Sets when call `call_id` (its slot waiting again if its last wait ended, an answer left
+    /// in it alone) is woken with [`Incoming::Timeout`] if no answer came.
+    pub(super) fn arm(&mut self, call_id: u32, at: Instant) -> Arm {
+        let slot = self.calls.entry(call_id).or_insert(WAITING);
+        match slot {
+            Slot::Waiting { due, .. } => *due = Some(at),
+            Slot::Taken => {
+                *slot = Slot::Waiting {
+                    waker: None,
+                    due: Some(at),
+                }
+            }
+            Slot::Answered(_) => return Arm::Nothing,
+        }
+        let timer = &mut self.timer;
+        if !timer.running {
+            timer.running = true;
+            timer.armed = Some(at);
+            return Arm::Spawn {
+                on_caller: timer.on_caller,
+            };
+        }
+        if timer.armed.is_some_and(|armed| armed <= at) {
+            return Arm::Nothing;
+        }
+        timer.armed = Some(at);
+        timer.waker.take().map_or(Arm::Nothing, Arm::Wake)
+    }
+
+    /// The timer task's turn: registers its waker, and says until when it sleeps.
+    pub(super) fn timer_wait(&mut self, waker: &Waker) -> Option<Instant> {
+        match &self.timer.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.timer.waker = Some(waker.clone()),
+        }
+        self.timer.armed
+    }
+
+    /// The timer went off at `now`: every waiting call due by then gets [`Incoming::Timeout`]
+    /// (its waker joins `wake`), and the timer is armed for the soonest due time left.
+    pub(super) fn expire(&mut self, now: Instant, wake: &mut Vec<Waker>) {
+        let mut soonest: Option<Instant> = None;
+        for slot in self.calls.values_mut() {
+            let Slot::Waiting {
+                waker,
+                due: Some(due),
+            } = slot
+            else {
+                continue;
+            };
+            if *due > now {
+                soonest = Some(soonest.map_or(*due, |s| s.min(*due)));
+                continue;
+            }
+            wake.extend(waker.take());
+            *slot = Slot::Answered(Incoming::Timeout);
+        }
+        self.timer.armed = soonest;
+    }
+
+    /// The timer task ended (its runtime shut down; `ran`: after it was polled): every call
+    /// that waited on it gets [`Incoming::Rearm`] (its waker joins `wake`), and the next to arm
+    /// starts another.
+    pub(super) fn timer_gone(&mut self, ran: bool, wake: &mut Vec<Waker>) {
+        let on_caller = self.timer.on_caller || !ran;
+        self.timer = Timer {
+            on_caller,
+            ..Timer::default()
+        };
+        for slot in self.calls.values_mut() {
+            if let Slot::Waiting {
+                waker,
+                due: Some(_),
+            } = slot
+            {
+                wake.extend(waker.take());
+                *slot = Slot::Answered(Incoming::Rearm);
+            }
+        }
+    }
+
+    /// The timer task's waker, taken: to wake it when the client is dropped.
+    pub(super) fn timer_take_waker(&mut self) -> Option<Waker> {
+        self.timer.waker.take()
     }
 
     /// The call's answer, once it came; `Ready(None)` if the call has no slot waiting (it was
@@ -67,7 +192,7 @@ impl Slots {
             return Poll::Ready(None);
         };
         match slot {
-            Slot::Waiting(waker) => {
+            Slot::Waiting { waker, .. } => {
                 match waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => *waker = Some(cx.waker().clone()),
@@ -103,17 +228,16 @@ impl Slots {
         incoming: Incoming,
     ) -> Result<Option<Waker>, Incoming> {
         match self.calls.get_mut(&call_id) {
-            Some(slot @ Slot::Waiting(_)) => {
+            Some(slot @ Slot::Waiting { .. }) => {
                 match std::mem::replace(slot, Slot::Answered(incoming)) {
-                    Slot::Waiting(waker) => Ok(waker),
+                    Slot::Waiting { waker, .. } => Ok(waker),
                     _ => Ok(None),
                 }
             }
-            // A hurry not yet taken is no answer: the answer takes its place.
-            Some(slot @ Slot::Answered(Incoming::Hurry))
-                if !matches!(incoming, Incoming::Hurry) =>
-            {
-                *slot = Slot::Answered(incoming);
+            // What the client itself left (a hurry, a timeout) is no answer: an answer takes
+            // its place, and a timeout a hurry's (it retransmits too, and counts the loss).
+            Some(Slot::Answered(held)) if !held.is_answer() && held.rank() < incoming.rank() => {
+                *held = incoming;
                 Ok(None)
             }
             _ => Err(incoming),
@@ -203,6 +327,104 @@ mod tests {
         slots.rearm(1);
         assert!(slots.deliver(1, truncated()).is_ok());
         assert!(slots.try_take(1).is_some());
+    }
+
+    #[test]
+    fn the_timer_sleeps_until_the_soonest_due_call_and_wakes_only_those_due() {
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let (timer_count, timer_waker) = counting_waker();
+        let start = Instant::now();
+        let at = |ms| start + std::time::Duration::from_millis(ms);
+        let mut slots = Slots::default();
+        let _ = slots.open(1);
+        let _ = slots.open(2);
+        assert!(matches!(
+            slots.arm(1, at(100)),
+            Arm::Spawn { on_caller: false }
+        ));
+        assert_eq!(slots.timer_wait(&timer_waker), Some(at(100)));
+        // Later than the timer sleeps: nothing to wake.
+        assert!(matches!(slots.arm(2, at(300)), Arm::Nothing));
+        assert!(slots.poll_take(1, &mut cx).is_pending());
+        assert!(slots.poll_take(2, &mut cx).is_pending());
+        let mut wake = Vec::new();
+        slots.expire(at(150), &mut wake);
+        assert_eq!(wake.len(), 1, "only call 1 was due");
+        wake.drain(..).for_each(Waker::wake);
+        assert_eq!(count.count(), 1);
+        assert!(matches!(
+            slots.poll_take(1, &mut cx),
+            Poll::Ready(Some(Incoming::Timeout))
+        ));
+        assert!(slots.poll_take(2, &mut cx).is_pending());
+        assert_eq!(
+            slots.timer_wait(&timer_waker),
+            Some(at(300)),
+            "call 2 is next"
+        );
+        // Sooner than the timer sleeps: the call wakes it.
+        match slots.arm(1, at(200)) {
+            Arm::Wake(w) => w.wake(),
+            _ => panic!("a sooner due time must wake the timer task"),
+        }
+        assert_eq!(timer_count.count(), 1);
+        assert_eq!(slots.timer_wait(&timer_waker), Some(at(200)));
+        // An answer that came takes the timeout's place; one left alone is not armed over.
+        slots.expire(at(250), &mut wake);
+        assert!(slots.deliver(1, truncated()).is_ok());
+        assert!(matches!(slots.arm(1, at(400)), Arm::Nothing));
+        assert!(matches!(
+            slots.poll_take(1, &mut cx),
+            Poll::Ready(Some(Incoming::Truncated { .. }))
+        ));
+        slots.close(1, BytesMut::new());
+        slots.close(2, BytesMut::new());
+        slots.expire(at(1000), &mut wake);
+        assert!(wake.is_empty());
+        assert_eq!(
+            slots.timer_wait(&timer_waker),
+            None,
+            "nothing left to wait for"
+        );
+    }
+
+    #[test]
+    fn calls_waiting_on_a_timer_task_that_ended_arm_again_and_start_another() {
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let start = Instant::now();
+        let mut slots = Slots::default();
+        let _ = slots.open(1);
+        let _ = slots.open(2);
+        assert!(matches!(
+            slots.arm(1, start),
+            Arm::Spawn { on_caller: false }
+        ));
+        assert!(slots.poll_take(1, &mut cx).is_pending());
+        // Call 2 waits unarmed (it has not sent yet): not the timer's.
+        assert!(slots.poll_take(2, &mut cx).is_pending());
+        let mut wake = Vec::new();
+        // Ended before it ran: the client's runtime is gone.
+        slots.timer_gone(false, &mut wake);
+        assert_eq!(wake.len(), 1);
+        wake.drain(..).for_each(Waker::wake);
+        assert_eq!(count.count(), 1);
+        assert!(matches!(
+            slots.poll_take(1, &mut cx),
+            Poll::Ready(Some(Incoming::Rearm))
+        ));
+        assert!(slots.poll_take(2, &mut cx).is_pending());
+        // A timeout outranks the rearm; an answer outranks both.
+        assert!(slots.deliver(2, Incoming::Rearm).is_ok());
+        assert!(slots.deliver(2, Incoming::Hurry).is_ok());
+        assert!(slots.deliver(2, Incoming::Rearm).is_err());
+        assert!(slots.deliver(2, truncated()).is_ok());
+        assert!(slots.deliver(2, Incoming::Hurry).is_err());
+        assert!(matches!(
+            slots.arm(1, start),
+            Arm::Spawn { on_caller: true }
+        ));
     }
 
     #[test]

@@ -48,3 +48,108 @@ async fn clients_differ_and_retransmissions_draw_each_time() {
         assert!(second < Duration::from_millis(250), "{second:?}");
     }
 }
+
+/// A client of the silent server above with a cookie already, so its calls send REQUESTs.
+fn with_cookie(client: &UdpClient) {
+    client
+        .inner
+        .shared
+        .cookie
+        .send_replace(Some([7; COOKIE_LEN]));
+}
+
+fn ping() -> (MethodPath, Request<Bytes>) {
+    (
+        MethodPath::from_static("/t.T/M"),
+        Request::new(Bytes::from_static(b"ping")),
+    )
+}
+
+/// Datagrams waiting in `socket`, read without waiting.
+fn received(socket: &std::net::UdpSocket) -> usize {
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    (0..1000)
+        .take_while(|_| socket.recv(&mut buf).is_ok())
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timer_task_retransmits_until_the_deadline() {
+    let (client, silent) = client().await;
+    with_cookie(&client);
+    let (path, request) = ping();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    match client.call(&path, &request, Some(deadline)).await {
+        UdpOutcome::Reply(Err(status)) => {
+            assert_eq!(status.code(), sockrpc_protocol::Code::DeadlineExceeded)
+        }
+        other => panic!("expected DEADLINE_EXCEEDED, got {other:?}"),
+    }
+    assert!(Instant::now() >= deadline, "ended before its deadline");
+    // Timeouts of 100, 200 and 400 ms (plus jitter) fit in a second: three retransmissions.
+    let stats = client.stats();
+    assert!((2..=3).contains(&stats.retransmits), "{stats:?}");
+    assert_eq!(received(&silent) as u64, stats.retransmits + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timer_task_ends_with_its_client() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let (client, _silent) = client().await;
+    with_cookie(&client);
+    let (path, request) = ping();
+    let deadline = Instant::now() + Duration::from_millis(50);
+    let _ = client.call(&path, &request, Some(deadline)).await;
+    assert_eq!(metrics.num_alive_tasks(), before + 1, "the timer task runs");
+    drop(client);
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == before {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the timer task outlived its client");
+}
+
+#[test]
+fn a_call_outlives_the_runtime_its_timer_task_ran_on() {
+    let runtime = |threads| {
+        let mut builder = match threads {
+            0 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(n);
+                b
+            }
+        };
+        builder.enable_all().build().expect("runtime")
+    };
+    // Made on `home`, where its timer task starts; called from `other`.
+    let home = runtime(1);
+    let other = runtime(0);
+    let (client, _silent) = home.block_on(client());
+    with_cookie(&client);
+    let (path, request) = ping();
+    let shutdown = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        home.shutdown_background();
+    });
+    let outcome = other.block_on(async {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            client.call(&path, &request, Some(deadline)),
+        )
+        .await
+    });
+    shutdown.join().expect("shutdown thread");
+    match outcome {
+        Ok(UdpOutcome::Reply(Err(status))) => {
+            assert_eq!(status.code(), sockrpc_protocol::Code::DeadlineExceeded)
+        }
+        Ok(other) => panic!("expected DEADLINE_EXCEEDED, got {other:?}"),
+        Err(_) => panic!("the call outlived its timer task and never ended"),
+    }
+}
