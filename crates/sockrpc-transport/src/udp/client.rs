@@ -140,8 +140,8 @@ pub(super) struct Shared {
     pub(super) last_loss: Mutex<Option<Instant>>,
     pub(super) fallback_until: Mutex<Option<Instant>>,
     pub(super) stats: ClientCounters,
-    /// The runtime the client was made in (its socket's reactor), where its timer task runs
-    /// (`client/timer.rs`); `None` when made outside any.
+    /// The runtime the client was made in (its socket's reactor), where its timer task
+    /// (`client/timer.rs`) and its coalescer's flush task run; `None` when made outside any.
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -494,7 +494,8 @@ impl Shared {
     /// they may send now too, and their requests leave together.
     async fn send(&self, datagram: &[u8], together: bool) {
         if let Some(server) = self.server.filter(|_| together) {
-            self.coalescer.queue(&self.socket, server, datagram);
+            self.coalescer
+                .queue(&self.socket, self.runtime.as_ref(), server, datagram);
             return;
         }
         // Without waiting first (the socket is nearly always writable): no readiness future on

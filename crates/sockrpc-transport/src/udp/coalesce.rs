@@ -15,12 +15,15 @@
 //! The sending is a task of the client's own (started on first use, ended when the client is
 //! dropped, after it sent what was queued), not one of the calls: a call that queued its request
 //! and is then not polled for a while (held in a `select!` while its owner does something else),
-//! or dropped, holds up no other call's request.
+//! or dropped, holds up no other call's request. It runs on the client's runtime (the one whose
+//! reactor drives its socket, and whose end is the socket's end too), not on whichever runtime
+//! the first call came from, which may be one nobody drives any more.
 
 use super::outbox::Outbox;
 use super::socket::BatchSocket;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 /// The requests waiting for the flush task.
@@ -47,10 +50,12 @@ impl Coalescer {
     }
 
     /// Queues `datagram` for `to`, to leave on `socket` once the calls the runtime has ready
-    /// have queued theirs. Call from within a Tokio runtime (the flush task starts on first use).
+    /// have queued theirs. Call from within a Tokio runtime: the flush task starts on first use,
+    /// on `runtime` (the client's) when given.
     pub(super) fn queue(
         self: &Arc<Self>,
         socket: &Arc<BatchSocket>,
+        runtime: Option<&Handle>,
         to: SocketAddr,
         datagram: &[u8],
     ) {
@@ -65,7 +70,11 @@ impl Coalescer {
             )
         };
         if start {
-            tokio::spawn(flush_task(Arc::clone(self), Arc::clone(socket)));
+            let task = flush_task(Arc::clone(self), Arc::clone(socket));
+            match runtime {
+                Some(runtime) => drop(runtime.spawn(task)),
+                None => drop(tokio::spawn(task)),
+            }
         }
         if wake {
             self.wake.notify_one();
@@ -129,15 +138,55 @@ mod tests {
         let socket = Arc::new(socket);
         let coalescer = Arc::new(Coalescer::default());
         // Nobody awaits anything here but the receiver: the flush task sends.
-        coalescer.queue(&socket, to, b"one");
-        coalescer.queue(&socket, to, b"two");
-        coalescer.queue(&socket, to, b"three");
+        coalescer.queue(&socket, None, to, b"one");
+        coalescer.queue(&socket, None, to, b"two");
+        coalescer.queue(&socket, None, to, b"three");
         for want in [&b"one"[..], b"two", b"three"] {
             assert_eq!(recv(&receiver).await, want);
         }
         // And again, after the first flush.
-        coalescer.queue(&socket, to, b"four");
+        coalescer.queue(&socket, None, to, b"four");
         assert_eq!(recv(&receiver).await, b"four");
+    }
+
+    /// A runtime with `threads` workers, or a current-thread one for 0.
+    fn runtime(threads: usize) -> tokio::runtime::Runtime {
+        let mut builder = match threads {
+            0 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(n);
+                builder
+            }
+        };
+        builder.enable_all().build().expect("runtime")
+    }
+
+    /// The next datagram on a plain socket, within 5 s.
+    fn recv_blocking(socket: &std::net::UdpSocket) -> Option<Vec<u8>> {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = vec![0; 2048];
+        let n = socket.recv(&mut buf).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    #[test]
+    fn the_flush_task_runs_on_the_clients_runtime_not_the_first_callers() {
+        let home = runtime(1);
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let to = receiver.local_addr().expect("addr");
+        let socket = home.block_on(async {
+            let from = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            Arc::new(BatchSocket::new(from).expect("batch"))
+        });
+        let coalescer = Arc::new(Coalescer::default());
+        // Queued from a runtime that nobody drives once this returns.
+        let caller = runtime(0);
+        caller.block_on(async { coalescer.queue(&socket, Some(home.handle()), to, b"hello") });
+        assert_eq!(recv_blocking(&receiver).as_deref(), Some(&b"hello"[..]));
     }
 
     #[tokio::test]
@@ -145,7 +194,7 @@ mod tests {
         let (socket, receiver, to) = pair().await;
         let socket = Arc::new(socket);
         let coalescer = Arc::new(Coalescer::default());
-        coalescer.queue(&socket, to, b"last words");
+        coalescer.queue(&socket, None, to, b"last words");
         coalescer.close();
         assert_eq!(recv(&receiver).await, b"last words");
         // The task ends, dropping its reference to the socket.
