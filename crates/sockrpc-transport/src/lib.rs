@@ -35,6 +35,8 @@ pub mod reader;
 mod readiness;
 pub mod server;
 pub mod socket;
+#[cfg(test)]
+mod test_runtime;
 mod timer;
 pub mod tls;
 pub mod udp;

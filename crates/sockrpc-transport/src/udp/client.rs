@@ -140,8 +140,8 @@ pub(super) struct Shared {
     pub(super) last_loss: Mutex<Option<Instant>>,
     pub(super) fallback_until: Mutex<Option<Instant>>,
     pub(super) stats: ClientCounters,
-    /// The runtime the client was made in (its socket's reactor), where its timer task
-    /// (`client/timer.rs`) and its coalescer's flush task run; `None` when made outside any.
+    /// The runtime the client was made in (its socket's reactor), where its coalescer's flush
+    /// task runs; `None` when made outside any.
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -433,8 +433,8 @@ impl UdpClient {
                         "UDP client: the call's answer slot was dropped",
                     )))
                 }
-                // (A timeout or rearm is never what `wait` answers.)
-                Ok(Some(Incoming::Timeout | Incoming::Rearm)) | Err(TimedOut) => {
+                // (A timeout is never what `wait` answers.)
+                Ok(Some(Incoming::Timeout)) | Err(TimedOut) => {
                     if wake == rto_at {
                         shared.record_loss();
                         attempt += 1;
@@ -454,29 +454,42 @@ impl UdpClient {
     /// no other call does. `Ok(None)`: the call's slot is gone.
     async fn wait(&self, call_id: u32, wake: Instant) -> Result<Option<Incoming>, TimedOut> {
         let shared = &self.inner.shared;
-        loop {
-            let arm = lock(&shared.pending).arm(call_id, wake);
-            timer::after_arm(shared, arm);
-            let answer = std::future::poll_fn(|cx| lock(&shared.pending).poll_take(call_id, cx));
-            let got = match shared.read_until(answer, Some(call_id)).await {
-                Waited::Done(got) => got,
-                // Read by this call itself: its slot was left alone, and is closed as it ends.
-                Waited::Mine(incoming) => Some(incoming),
+        let runtime = tokio::runtime::Handle::current().id();
+        let arm = lock(&shared.pending).arm(call_id, wake, runtime);
+        if !timer::after_arm(shared, arm) {
+            // The client's timer serves another runtime: a timer of the call's own (boxed, so
+            // that every call's future is not the larger for this rare case).
+            let answer = Box::pin(tokio::time::timeout_at(wake, self.answer(call_id)));
+            return match answer.await {
+                Ok(got) => Ok(got),
+                Err(_) => self.timed_out(call_id),
             };
-            match got {
-                // The timer task's runtime shut down: arm again, on this one.
-                Some(Incoming::Rearm) => {}
-                Some(Incoming::Timeout) => {
-                    // Before calling it a loss, read what already came (`inbox.rs`), into the
-                    // slot waiting again.
-                    lock(&shared.pending).rearm(call_id);
-                    shared.catch_up();
-                    let came = lock(&shared.pending).try_take(call_id);
-                    return came.map(Some).ok_or(TimedOut);
-                }
-                got => return Ok(got),
-            }
         }
+        match self.answer(call_id).await {
+            Some(Incoming::Timeout) => self.timed_out(call_id),
+            got => Ok(got),
+        }
+    }
+
+    /// What comes for call `call_id`: its answer, or what the client left in its slot.
+    async fn answer(&self, call_id: u32) -> Option<Incoming> {
+        let shared = &self.inner.shared;
+        let answer = std::future::poll_fn(|cx| lock(&shared.pending).poll_take(call_id, cx));
+        match shared.read_until(answer, Some(call_id)).await {
+            Waited::Done(got) => got,
+            // Read by this call itself: its slot was left alone, and is closed as it ends.
+            Waited::Mine(incoming) => Some(incoming),
+        }
+    }
+
+    /// Call `call_id`'s time is up. Before calling it a loss, reads what already came
+    /// (`inbox.rs`), into its slot waiting again.
+    fn timed_out(&self, call_id: u32) -> Result<Option<Incoming>, TimedOut> {
+        let shared = &self.inner.shared;
+        lock(&shared.pending).rearm(call_id);
+        shared.catch_up();
+        let came = lock(&shared.pending).try_take(call_id);
+        came.map(Some).ok_or(TimedOut)
     }
 }
 

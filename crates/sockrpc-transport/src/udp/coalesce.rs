@@ -112,6 +112,7 @@ async fn flush_task(coalescer: Arc<Coalescer>, socket: Arc<BatchSocket>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_runtime::runtime;
     use std::time::Duration;
     use tokio::net::UdpSocket;
 
@@ -147,19 +148,6 @@ mod tests {
         // And again, after the first flush.
         coalescer.queue(&socket, None, to, b"four");
         assert_eq!(recv(&receiver).await, b"four");
-    }
-
-    /// A runtime with `threads` workers, or a current-thread one for 0.
-    fn runtime(threads: usize) -> tokio::runtime::Runtime {
-        let mut builder = match threads {
-            0 => tokio::runtime::Builder::new_current_thread(),
-            n => {
-                let mut builder = tokio::runtime::Builder::new_multi_thread();
-                builder.worker_threads(n);
-                builder
-            }
-        };
-        builder.enable_all().build().expect("runtime")
     }
 
     /// The next datagram on a plain socket, within 5 s.

@@ -51,9 +51,6 @@ pub(super) enum Incoming {
     Hurry,
     /// Not an answer: the call's timer went off (`client/timer.rs`).
     Timeout,
-    /// Not an answer: the client's timer task ended (its runtime shut down) while the call
-    /// waited on it. Arm again, which starts another; nothing was lost.
-    Rearm,
 }
 
 impl Incoming {
@@ -63,14 +60,13 @@ impl Incoming {
     }
 
     /// Which of two things left for one call it acts on: an answer before a timeout (which
-    /// retransmits and counts a loss), a timeout before a hurry (which only retransmits), a
-    /// hurry before a rearm (a retransmission arms too).
+    /// retransmits and counts a loss), a timeout before a hurry (which only retransmits: a call
+    /// both hurried and timed out backs off, as a timeout alone would).
     pub(super) fn rank(&self) -> u8 {
         match self {
-            Incoming::Reply(_) | Incoming::Truncated { .. } => 3,
-            Incoming::Timeout => 2,
-            Incoming::Hurry => 1,
-            Incoming::Rearm => 0,
+            Incoming::Reply(_) | Incoming::Truncated { .. } => 2,
+            Incoming::Timeout => 1,
+            Incoming::Hurry => 0,
         }
     }
 }

@@ -20,6 +20,7 @@ use super::inbox::Incoming;
 use bytes::BytesMut;
 use foldhash::HashMap;
 use std::task::{Context, Poll, Waker};
+use tokio::runtime::Id as RuntimeId;
 use tokio::time::Instant;
 
 /// Request buffers kept for the next calls; past it, buffers are freed.
@@ -59,11 +60,8 @@ struct Timer {
     armed: Option<Instant>,
     /// The task's waker, for a call due sooner than `armed`.
     waker: Option<Waker>,
-    /// A task was started and has not ended.
-    running: bool,
-    /// A task started on the client's runtime ended before it ran: that runtime is gone, so
-    /// the next one starts on the runtime of the call that needs it.
-    on_caller: bool,
+    /// The runtime the task was started on, until it ends.
+    running_on: Option<RuntimeId>,
 }
 
 /// What a call that armed its slot must do about the timer task.
@@ -72,8 +70,11 @@ pub(super) enum Arm {
     Nothing,
     /// Wake the task (once the lock is released): the call is due sooner than it sleeps.
     Wake(Waker),
-    /// Start a task: none runs. `on_caller`: on the calling task's runtime, not the client's.
-    Spawn { on_caller: bool },
+    /// Start a task on the caller's runtime: none runs.
+    Spawn,
+    /// The task runs on another runtime, which this caller's cannot count on being driven: the
+    /// call keeps a timer of its own (its slot is not armed).
+    Elsewhere,
 }
 
 /// A slot that waits, with no waker yet and no due time.
@@ -95,10 +96,19 @@ impl Slots {
         self.calls.insert(call_id, WAITING);
     }
 
-    /// Sets when call `call_id` (its slot waiting again if its last wait ended, an answer left
-    /// in it alone) is woken with [`Incoming::Timeout`] if no answer came.
-    pub(super) fn arm(&mut self, call_id: u32, at: Instant) -> Arm {
-        let slot = self.calls.entry(call_id).or_insert(WAITING);
+    /// Sets when call `call_id`, on runtime `runtime`, is woken with [`Incoming::Timeout`] if
+    /// no answer came (its slot waiting again if its last wait ended; an answer left in it is
+    /// left alone, and a closed slot stays closed).
+    pub(super) fn arm(&mut self, call_id: u32, at: Instant, runtime: RuntimeId) -> Arm {
+        let timer = &mut self.timer;
+        let spawn = match timer.running_on {
+            Some(id) if id != runtime => return Arm::Elsewhere,
+            Some(_) => false,
+            None => true,
+        };
+        let Some(slot) = self.calls.get_mut(&call_id) else {
+            return Arm::Nothing;
+        };
         match slot {
             Slot::Waiting { due, .. } => *due = Some(at),
             Slot::Taken => {
@@ -109,13 +119,10 @@ impl Slots {
             }
             Slot::Answered(_) => return Arm::Nothing,
         }
-        let timer = &mut self.timer;
-        if !timer.running {
-            timer.running = true;
+        if spawn {
+            timer.running_on = Some(runtime);
             timer.armed = Some(at);
-            return Arm::Spawn {
-                on_caller: timer.on_caller,
-            };
+            return Arm::Spawn;
         }
         if timer.armed.is_some_and(|armed| armed <= at) {
             return Arm::Nothing;
@@ -155,25 +162,10 @@ impl Slots {
         self.timer.armed = soonest;
     }
 
-    /// The timer task ended (its runtime shut down; `ran`: after it was polled): every call
-    /// that waited on it gets [`Incoming::Rearm`] (its waker joins `wake`), and the next to arm
-    /// starts another.
-    pub(super) fn timer_gone(&mut self, ran: bool, wake: &mut Vec<Waker>) {
-        let on_caller = self.timer.on_caller || !ran;
-        self.timer = Timer {
-            on_caller,
-            ..Timer::default()
-        };
-        for slot in self.calls.values_mut() {
-            if let Slot::Waiting {
-                waker,
-                due: Some(_),
-            } = slot
-            {
-                wake.extend(waker.take());
-                *slot = Slot::Answered(Incoming::Rearm);
-            }
-        }
+    /// The timer task ended: its runtime shut down (and with it the calls that counted on it),
+    /// or the client is gone. The next call to arm starts another, on its own runtime.
+    pub(super) fn timer_gone(&mut self) {
+        self.timer = Timer::default();
     }
 
     /// The timer task's waker, taken: to wake it when the client is dropped.
@@ -329,23 +321,21 @@ mod tests {
         assert!(slots.try_take(1).is_some());
     }
 
-    #[test]
-    fn the_timer_sleeps_until_the_soonest_due_call_and_wakes_only_those_due() {
+    #[tokio::test]
+    async fn the_timer_sleeps_until_the_soonest_due_call_and_wakes_only_those_due() {
         let (count, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let (timer_count, timer_waker) = counting_waker();
         let start = Instant::now();
         let at = |ms| start + std::time::Duration::from_millis(ms);
+        let rt = tokio::runtime::Handle::current().id();
         let mut slots = Slots::default();
         let _ = slots.open(1);
         let _ = slots.open(2);
-        assert!(matches!(
-            slots.arm(1, at(100)),
-            Arm::Spawn { on_caller: false }
-        ));
+        assert!(matches!(slots.arm(1, at(100), rt), Arm::Spawn));
         assert_eq!(slots.timer_wait(&timer_waker), Some(at(100)));
         // Later than the timer sleeps: nothing to wake.
-        assert!(matches!(slots.arm(2, at(300)), Arm::Nothing));
+        assert!(matches!(slots.arm(2, at(300), rt), Arm::Nothing));
         assert!(slots.poll_take(1, &mut cx).is_pending());
         assert!(slots.poll_take(2, &mut cx).is_pending());
         let mut wake = Vec::new();
@@ -364,7 +354,7 @@ mod tests {
             "call 2 is next"
         );
         // Sooner than the timer sleeps: the call wakes it.
-        match slots.arm(1, at(200)) {
+        match slots.arm(1, at(200), rt) {
             Arm::Wake(w) => w.wake(),
             _ => panic!("a sooner due time must wake the timer task"),
         }
@@ -373,7 +363,7 @@ mod tests {
         // An answer that came takes the timeout's place; one left alone is not armed over.
         slots.expire(at(250), &mut wake);
         assert!(slots.deliver(1, truncated()).is_ok());
-        assert!(matches!(slots.arm(1, at(400)), Arm::Nothing));
+        assert!(matches!(slots.arm(1, at(400), rt), Arm::Nothing));
         assert!(matches!(
             slots.poll_take(1, &mut cx),
             Poll::Ready(Some(Incoming::Truncated { .. }))
@@ -390,41 +380,47 @@ mod tests {
     }
 
     #[test]
-    fn calls_waiting_on_a_timer_task_that_ended_arm_again_and_start_another() {
-        let (count, waker) = counting_waker();
-        let mut cx = Context::from_waker(&waker);
-        let start = Instant::now();
+    fn a_call_on_another_runtime_than_the_timers_keeps_its_own_timer() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+        };
+        let (first, second) = (runtime(), runtime());
+        let (one, two) = (first.handle().id(), second.handle().id());
+        let start = first.block_on(async { Instant::now() });
         let mut slots = Slots::default();
         let _ = slots.open(1);
         let _ = slots.open(2);
-        assert!(matches!(
-            slots.arm(1, start),
-            Arm::Spawn { on_caller: false }
-        ));
-        assert!(slots.poll_take(1, &mut cx).is_pending());
-        // Call 2 waits unarmed (it has not sent yet): not the timer's.
-        assert!(slots.poll_take(2, &mut cx).is_pending());
+        assert!(matches!(slots.arm(1, start, one), Arm::Spawn));
+        assert!(matches!(slots.arm(2, start, two), Arm::Elsewhere));
         let mut wake = Vec::new();
-        // Ended before it ran: the client's runtime is gone.
-        slots.timer_gone(false, &mut wake);
-        assert_eq!(wake.len(), 1);
-        wake.drain(..).for_each(Waker::wake);
-        assert_eq!(count.count(), 1);
-        assert!(matches!(
-            slots.poll_take(1, &mut cx),
-            Poll::Ready(Some(Incoming::Rearm))
-        ));
-        assert!(slots.poll_take(2, &mut cx).is_pending());
-        // A timeout outranks the rearm; an answer outranks both.
-        assert!(slots.deliver(2, Incoming::Rearm).is_ok());
+        slots.expire(start, &mut wake);
+        let (_, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            slots.poll_take(2, &mut cx).is_pending(),
+            "the other runtime's call is not the timer's to wake"
+        );
+        // The task ended (its runtime shut down): the next call starts one on its own.
+        slots.timer_gone();
+        assert!(matches!(slots.arm(2, start, two), Arm::Spawn));
+        // An answer outranks a timeout, a timeout a hurry.
+        assert!(
+            slots.deliver(1, Incoming::Hurry).is_err(),
+            "call 1 timed out"
+        );
+        assert!(slots.deliver(1, truncated()).is_ok());
+        assert!(slots.deliver(1, Incoming::Timeout).is_err());
         assert!(slots.deliver(2, Incoming::Hurry).is_ok());
-        assert!(slots.deliver(2, Incoming::Rearm).is_err());
-        assert!(slots.deliver(2, truncated()).is_ok());
+        assert!(slots.deliver(2, Incoming::Timeout).is_ok());
         assert!(slots.deliver(2, Incoming::Hurry).is_err());
-        assert!(matches!(
-            slots.arm(1, start),
-            Arm::Spawn { on_caller: true }
-        ));
+        slots.close(1, BytesMut::new());
+        assert!(
+            matches!(slots.arm(1, start, two), Arm::Nothing),
+            "a closed slot stays closed"
+        );
     }
 
     #[test]

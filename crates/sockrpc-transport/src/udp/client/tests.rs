@@ -2,6 +2,7 @@
 //! so consecutive calls' timeouts never fall sooner than the one before (`Shared::first_jitter`).
 
 use super::*;
+use crate::test_runtime::runtime;
 use std::collections::HashSet;
 
 /// A client on a loopback socket connected to a bound one that never answers.
@@ -113,43 +114,52 @@ async fn the_timer_task_ends_with_its_client() {
     panic!("the timer task outlived its client");
 }
 
-#[test]
-fn a_call_outlives_the_runtime_its_timer_task_ran_on() {
-    let runtime = |threads| {
-        let mut builder = match threads {
-            0 => tokio::runtime::Builder::new_current_thread(),
-            n => {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(n);
-                b
-            }
-        };
-        builder.enable_all().build().expect("runtime")
-    };
-    // Made on `home`, where its timer task starts; called from `other`.
-    let home = runtime(1);
-    let other = runtime(0);
-    let (client, _silent) = home.block_on(client());
-    with_cookie(&client);
+/// One call of `client` with `deadline_ms`, on `runtime`; fails the test unless it ends with
+/// DEADLINE_EXCEEDED within 5 s.
+fn deadline_exceeded_on(runtime: &tokio::runtime::Runtime, client: &UdpClient, deadline_ms: u64) {
     let (path, request) = ping();
-    let shutdown = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        home.shutdown_background();
-    });
-    let outcome = other.block_on(async {
-        let deadline = Instant::now() + Duration::from_millis(500);
+    let outcome = runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_millis(deadline_ms);
         tokio::time::timeout(
-            Duration::from_secs(10),
+            Duration::from_secs(5),
             client.call(&path, &request, Some(deadline)),
         )
         .await
     });
-    shutdown.join().expect("shutdown thread");
     match outcome {
         Ok(UdpOutcome::Reply(Err(status))) => {
             assert_eq!(status.code(), sockrpc_protocol::Code::DeadlineExceeded)
         }
         Ok(other) => panic!("expected DEADLINE_EXCEEDED, got {other:?}"),
-        Err(_) => panic!("the call outlived its timer task and never ended"),
+        Err(_) => panic!("the call never ended"),
     }
+}
+
+#[test]
+fn a_call_on_another_runtime_than_the_timer_tasks_keeps_its_deadline() {
+    // The client and its timer task on `home`, which nobody drives once its `block_on` returns.
+    let home = runtime(0);
+    let (client, _silent) = home.block_on(client());
+    with_cookie(&client);
+    deadline_exceeded_on(&home, &client, 20);
+    let other = runtime(1);
+    deadline_exceeded_on(&other, &client, 200);
+}
+
+#[test]
+fn after_the_timer_tasks_runtime_shut_down_the_next_call_starts_another() {
+    let home = runtime(1);
+    let (client, _silent) = home.block_on(client());
+    with_cookie(&client);
+    let first = runtime(0);
+    deadline_exceeded_on(&first, &client, 20);
+    drop(first);
+    let second = runtime(0);
+    let before = second.metrics().num_alive_tasks();
+    deadline_exceeded_on(&second, &client, 20);
+    assert_eq!(
+        second.metrics().num_alive_tasks(),
+        before + 1,
+        "the timer task runs on the second runtime"
+    );
 }

@@ -5,8 +5,6 @@
 //!  call sends ─▶ arm(slot, due) ─ due sooner than the task sleeps? ─yes─▶ wake the task
 //!  timer task: sleep until `armed` ─▶ every waiting slot with due ≤ now: Timeout, wake its call
 //!              ─▶ armed = the soonest due left ⟲
-//!  task dropped (its runtime shut down) ─▶ waiting calls get Rearm: they arm again, and the
-//!                                          first one starts a task on its own runtime
 //! ```
 //!
 //! Why: a timer per call registered an entry in tokio's timer wheel as the call first waited and
@@ -16,15 +14,15 @@
 //! in tens of microseconds, the first timeout after 25 ms). Here a call writes its due time into
 //! the answer slot it already locks; the task sleeps until the soonest one it was told of and,
 //! when it wakes, looks at every call in flight (at most the client's window) and sleeps again.
-//! Due times only ever get later as calls follow each other, so the task is woken by a call only
-//! when it had nothing to wait for, or when the RTO fell.
+//! While calls follow each other within an RTO, due times only get later, so a call wakes the
+//! task only when it had nothing to wait for (the first call after a quiet spell), or when the
+//! RTO fell.
 //!
-//! The task holds the client weakly: it ends when the client is dropped (whose `Drop` wakes it).
-//! It runs on the runtime the client was made in, whose reactor drives the client's socket (a
-//! client used from other runtimes depends on that one already), or, made outside any, on the
-//! runtime of the call that needs it first. A task cannot outlive its runtime: when it ends, the
-//! calls waiting on it get [`Incoming::Rearm`](super::super::inbox::Incoming::Rearm) and arm
-//! again, which starts another (on the caller's own runtime, if the first one never got to run).
+//! The task runs on the runtime of the call that started it, and serves the calls of that
+//! runtime only: a call polled on another runtime (a client shared between runtimes) cannot
+//! count on that one being driven, so it keeps a `timeout_at` of its own, as every call did
+//! before. The task holds the client weakly and ends with it (the client's `Drop` wakes it), or
+//! with its runtime, whose calls end with it; the next call to arm then starts another.
 
 use super::super::slots::Arm;
 use super::{lock, Shared};
@@ -39,56 +37,48 @@ use tokio::time::Instant;
 const FIRES_PER_POLL: usize = 8;
 
 /// Acts on what [`Slots::arm`](super::super::slots::Slots::arm) said: wakes the timer task, or
-/// starts one.
-pub(super) fn after_arm(shared: &Arc<Shared>, arm: Arm) {
+/// starts one. `false`: the call must keep a timer of its own (the task runs elsewhere, or
+/// could not start: this runtime is shutting down).
+pub(super) fn after_arm(shared: &Arc<Shared>, arm: Arm) -> bool {
     match arm {
-        Arm::Nothing => {}
-        Arm::Wake(waker) => waker.wake(),
-        Arm::Spawn { on_caller } => {
-            let task = run(Gone {
-                client: Arc::downgrade(shared),
-                ran: false,
-            });
-            match &shared.runtime {
-                Some(runtime) if !on_caller => drop(runtime.spawn(task)),
-                _ => drop(tokio::spawn(task)),
-            }
+        Arm::Nothing => true,
+        Arm::Wake(waker) => {
+            waker.wake();
+            true
+        }
+        Arm::Elsewhere => false,
+        Arm::Spawn => {
+            let task = tokio::spawn(run(Gone(Arc::downgrade(shared))));
+            // A runtime that is shutting down drops what it is given at once (and `Gone` has
+            // said so).
+            !task.is_finished()
         }
     }
 }
 
 /// Wakes the timer task so that it sees the client is gone and ends.
 pub(super) fn client_dropped(shared: &Shared) {
-    if let Some(waker) = lock(&shared.pending).timer_take_waker() {
+    let waker = lock(&shared.pending).timer_take_waker();
+    if let Some(waker) = waker {
         waker.wake();
     }
 }
 
 /// Marks the client's timer as gone when the task ends for any reason (dropped unpolled
-/// included: its runtime was shut down), so the next call starts another; the calls that were
-/// waiting on it arm again.
-struct Gone {
-    client: Weak<Shared>,
-    /// The task was polled: its runtime ran it.
-    ran: bool,
-}
+/// included), so that the next call to arm starts another.
+struct Gone(Weak<Shared>);
 
 impl Drop for Gone {
     fn drop(&mut self) {
-        let Some(shared) = self.client.upgrade() else {
-            return;
-        };
-        let mut wake = Vec::new();
-        lock(&shared.pending).timer_gone(self.ran, &mut wake);
-        drop(shared);
-        wake.into_iter().for_each(Waker::wake);
+        if let Some(shared) = self.0.upgrade() {
+            lock(&shared.pending).timer_gone();
+        }
     }
 }
 
-/// The timer task of the client behind `weak`.
-async fn run(mut gone: Gone) {
-    gone.ran = true;
-    let weak = gone.client.clone();
+/// The timer task of the client behind `gone`.
+async fn run(gone: Gone) {
+    let weak = gone.0.clone();
     let mut sleep = pin!(tokio::time::sleep_until(Instant::now()));
     let mut wake = Vec::new();
     std::future::poll_fn(|cx| {
@@ -116,4 +106,5 @@ async fn run(mut gone: Gone) {
         Poll::Pending
     })
     .await;
+    drop(gone);
 }
