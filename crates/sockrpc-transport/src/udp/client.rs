@@ -363,7 +363,8 @@ impl UdpClient {
         // Transmissions so far: every one after the first is a retransmission.
         let mut sends = 0u32;
         loop {
-            let now = Instant::now();
+            // The first transmission's time is the call's start, read above.
+            let now = if sends == 0 { started } else { Instant::now() };
             if deadline.is_some_and(|d| now >= d) {
                 bump(&shared.stats.deadline_exceeded);
                 return UdpOutcome::Reply(Err(Status::deadline_exceeded(
