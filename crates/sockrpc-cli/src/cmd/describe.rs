@@ -105,29 +105,73 @@ fn field_type(field: &FieldDescriptor) -> String {
 }
 
 fn message_text(message: &MessageDescriptor) -> String {
-    let mut out = format!("message {} {{\n", message.name());
-    for field in message.fields() {
-        let label = match field.cardinality() {
-            Cardinality::Repeated if !field.is_map() => "repeated ",
-            Cardinality::Optional
-                if field.supports_presence()
-                    && field.containing_oneof().is_none()
-                    && !matches!(field.kind(), Kind::Message(_)) =>
-            {
-                "optional "
-            }
-            _ => "",
-        };
-        let _ = writeln!(
-            out,
-            "  {label}{} {} = {};",
-            field_type(&field),
-            field.name(),
-            field.number()
-        );
-    }
-    out.push_str("}\n");
+    let mut out = String::new();
+    write_message(&mut out, message, "");
     out
+}
+
+/// `message` as `.proto` text at `indent`: its fields in the order they were declared, each
+/// real `oneof` as a block where its first field stands, proto3 `optional` fields (a synthetic
+/// oneof each) labelled, and its nested messages and enums (map entries aside) after its fields.
+fn write_message(out: &mut String, message: &MessageDescriptor, indent: &str) {
+    let _ = writeln!(out, "{indent}message {} {{", message.name());
+    let inner = format!("{indent}  ");
+    let proto = message.descriptor_proto();
+    let declared = proto
+        .field
+        .iter()
+        .filter_map(|f| message.get_field(u32::try_from(f.number?).ok()?));
+    let mut written_oneofs = Vec::new();
+    for field in declared {
+        match field.containing_oneof() {
+            Some(oneof) if !oneof.is_synthetic() => {
+                if written_oneofs.contains(&oneof.name().to_owned()) {
+                    continue;
+                }
+                written_oneofs.push(oneof.name().to_owned());
+                let _ = writeln!(out, "{inner}oneof {} {{", oneof.name());
+                for member in oneof.fields() {
+                    write_field(out, &member, "", &format!("{inner}  "));
+                }
+                let _ = writeln!(out, "{inner}}}");
+            }
+            Some(_) => write_field(out, &field, "optional ", &inner),
+            None => {
+                let label = match field.cardinality() {
+                    Cardinality::Repeated if !field.is_map() => "repeated ",
+                    // proto2's optional (proto3 has presence only through a synthetic oneof).
+                    Cardinality::Optional
+                        if field.supports_presence()
+                            && !matches!(field.kind(), Kind::Message(_)) =>
+                    {
+                        "optional "
+                    }
+                    Cardinality::Required => "required ",
+                    _ => "",
+                };
+                write_field(out, &field, label, &inner);
+            }
+        }
+    }
+    for nested in message.child_messages().filter(|m| !m.is_map_entry()) {
+        write_message(out, &nested, &inner);
+    }
+    for en in message.child_enums() {
+        for line in enum_text(&en).lines() {
+            let _ = writeln!(out, "{inner}{line}");
+        }
+    }
+    let _ = writeln!(out, "{indent}}}");
+}
+
+fn write_field(out: &mut String, field: &FieldDescriptor, label: &str, indent: &str) {
+    let _ = writeln!(
+        out,
+        "{indent}{label}{} {} = {};",
+        field_type(field),
+        field.name(),
+        field.number()
+    );
 }
 
 fn enum_text(en: &EnumDescriptor) -> String {
@@ -137,4 +181,63 @@ fn enum_text(en: &EnumDescriptor) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROTO: &str = r#"
+syntax = "proto3";
+package shapes.v1;
+message Shape {
+  string name = 2;
+  oneof kind {
+    Circle circle = 3;
+    int64 side = 5;
+  }
+  optional double area = 4;
+  repeated string tags = 1;
+  map<string, int32> counts = 6;
+  message Circle { double radius = 1; }
+  enum Colour { COLOUR_UNSPECIFIED = 0; RED = 1; }
+  Colour colour = 7;
+}
+"#;
+
+    fn pool() -> DescriptorPool {
+        let dir = std::env::temp_dir().join(format!("sockrpc-describe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("shapes.proto");
+        std::fs::write(&file, PROTO).expect("write proto");
+        let pool = source::compile(std::slice::from_ref(&file), &[]).expect("compile");
+        let _ = std::fs::remove_dir_all(&dir);
+        pool
+    }
+
+    #[test]
+    fn a_message_is_written_back_with_its_oneofs_optionals_and_nested_types() {
+        let text = render(&pool(), "shapes.v1.Shape").expect("a message");
+        let want = "shapes.v1.Shape is a message:
+message Shape {
+  string name = 2;
+  oneof kind {
+    .shapes.v1.Shape.Circle circle = 3;
+    int64 side = 5;
+  }
+  optional double area = 4;
+  repeated string tags = 1;
+  map<string, int32> counts = 6;
+  .shapes.v1.Shape.Colour colour = 7;
+  message Circle {
+    double radius = 1;
+  }
+  enum Colour {
+    COLOUR_UNSPECIFIED = 0;
+    RED = 1;
+  }
+}
+";
+        assert_eq!(text, want);
+    }
 }
