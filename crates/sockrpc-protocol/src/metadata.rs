@@ -22,7 +22,10 @@ pub enum MetadataError {
     #[error("invalid value for metadata key {0:?}: text values are printable ASCII; use a -bin key for bytes")]
     InvalidValue(String),
     /// Binary bytes were given for a key that does not end in `-bin`, or text for one that does.
-    #[error("metadata key {0:?}: binary values need a key ending in -bin")]
+    #[error(
+        "metadata key {0:?}: a key ending in -bin takes a binary value (insert_bin, append_bin), \
+         any other key a text value"
+    )]
     WrongKind(String),
     /// The key starts with [`RESERVED_PREFIX`], which belongs to the framework.
     #[error("metadata key {0:?}: keys starting with 'sockrpc-' are reserved")]
@@ -92,6 +95,16 @@ impl MetadataMap {
             return Err(MetadataError::WrongKind(key));
         }
         self.remove(&key);
+        self.entries.push((key, value.into()));
+        Ok(())
+    }
+
+    /// Adds a binary value under a key that ends in `-bin`, keeping earlier values of the key.
+    pub fn append_bin(&mut self, key: &str, value: impl Into<Bytes>) -> Result<(), MetadataError> {
+        let key = normalize_key(key)?;
+        if !is_bin_key(&key) {
+            return Err(MetadataError::WrongKind(key));
+        }
         self.entries.push((key, value.into()));
         Ok(())
     }
@@ -248,6 +261,16 @@ mod tests {
         assert_eq!(map.get_all("multi").count(), 1);
         assert!(map.remove("multi"));
         assert!(!map.contains_key("multi"));
+        map.append_bin("trace-bin", vec![7u8]).expect("valid");
+        assert_eq!(
+            map.get_all("trace-bin").count(),
+            2,
+            "appended, not replaced"
+        );
+        assert!(matches!(
+            map.append_bin("trace", vec![7u8]),
+            Err(MetadataError::WrongKind(_))
+        ));
     }
 
     #[test]

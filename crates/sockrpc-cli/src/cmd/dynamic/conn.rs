@@ -98,16 +98,59 @@ pub(crate) fn endpoint(
 }
 
 /// `key:value` pairs as metadata; the reserved `sockrpc-` prefix and malformed pairs are
-/// refused here, before any call.
+/// refused here, before any call. A `-bin` key's value is base64 (padded or not), as grpcurl
+/// takes it, and is sent as the bytes it decodes to.
 pub(crate) fn metadata(headers: &[String]) -> Result<MetadataMap, Failure> {
+    use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose};
+    use base64::Engine as _;
+    const BASE64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        general_purpose::NO_PAD.with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
     let mut map = MetadataMap::new();
     for header in headers {
         let Some((key, value)) = header.split_once(':') else {
             return Err(Failure::Input(format!("-H {header:?}: expected key:value")));
         };
         let key = key.trim().to_ascii_lowercase();
-        map.append(&key, value.trim())
-            .map_err(|err| Failure::Input(format!("-H {header:?}: {err}")))?;
+        let added = if key.ends_with("-bin") {
+            let bytes = BASE64.decode(value.trim()).map_err(|err| {
+                Failure::Input(format!(
+                    "-H {header:?}: a -bin key's value is base64: {err}"
+                ))
+            })?;
+            map.append_bin(&key, bytes)
+        } else {
+            map.append(&key, value.trim())
+        };
+        added.map_err(|err| Failure::Input(format!("-H {header:?}: {err}")))?;
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_become_text_or_binary_metadata() {
+        let map = metadata(&[
+            "X-Trace: abc ".to_owned(),
+            "x-echo-bin: AP8B".to_owned(),
+            "x-echo-bin:AP8BAA==".to_owned(),
+        ])
+        .expect("valid headers");
+        assert_eq!(map.get("x-trace"), Some("abc"));
+        let bins: Vec<&[u8]> = map.get_all("x-echo-bin").collect();
+        assert_eq!(
+            bins,
+            [&[0x00, 0xff, 0x01][..], &[0x00, 0xff, 0x01, 0x00][..]]
+        );
+        for bad in ["x-echo-bin: not base64!", "no-colon", "sockrpc-flag: 1"] {
+            assert!(
+                matches!(metadata(&[bad.to_owned()]), Err(Failure::Input(_))),
+                "{bad}"
+            );
+        }
+    }
 }
