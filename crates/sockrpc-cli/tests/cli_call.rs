@@ -282,6 +282,37 @@ fn metadata_deadline_and_request_files() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(lines(&stdout)[0]["name"], "Custom");
+    // -v: a binary header goes out as base64 and comes back in the response's headers; an
+    // error's details and metadata are printed too.
+    let (code, _, stderr) = call(
+        &[
+            "call",
+            &guide.addr,
+            get,
+            "-v",
+            "-H",
+            "x-echo-bin: AP8B",
+            "-d",
+            r#"{"latitude": 7}"#,
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("response headers: 1\n  x-echo-bin: AP8B\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("response trailers: 0"), "{stderr}");
+    let (code, _, stderr) = call(
+        &["call", &guide.addr, get, "-v", "-d", r#"{"latitude": -1}"#],
+        "",
+    );
+    assert_eq!(code, 5, "NOT_FOUND is 5: {stderr}");
+    assert!(
+        stderr.contains("status details (base64): AQI=\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  x-where: south\n"), "{stderr}");
     let started = Instant::now();
     let slow = format!(r#"{{"latitude": {SLOW_LATITUDE}}}"#);
     let (code, _, stderr) = call(

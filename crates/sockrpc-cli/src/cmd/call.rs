@@ -34,6 +34,10 @@ pub(crate) struct CallArgs {
     /// object per line [default: `{}`, or stdin for client and bidirectional streams].
     #[arg(short = 'd', long = "data", value_name = "JSON|@FILE|@-")]
     data: Option<String>,
+    /// Also print the answer's headers and trailers, and an error status's details and
+    /// metadata, to stderr (`-bin` values as base64), as grpcurl's `-v` does.
+    #[arg(short = 'v', long)]
+    verbose: bool,
 }
 
 /// Where the requests come from.
@@ -131,7 +135,14 @@ async fn call(args: CallArgs) -> Result<(), Failure> {
         timeout: args.conn.timeout,
         streaming_response: method.is_server_streaming(),
     };
-    let result = send(&channel, &method, &outgoing, args.data.as_deref()).await;
+    let result = send(
+        &channel,
+        &method,
+        &outgoing,
+        args.data.as_deref(),
+        args.verbose,
+    )
+    .await;
     if result.is_ok() {
         eprintln!("status OK (0)");
     }
@@ -143,6 +154,7 @@ async fn send(
     method: &MethodDescriptor,
     outgoing: &Outgoing,
     data: Option<&str>,
+    verbose: bool,
 ) -> Result<(), Failure> {
     let output = method.output();
     let cut = Arc::new(Mutex::new(None::<String>));
@@ -165,7 +177,7 @@ async fn send(
         let message = single_request(&method.input(), data)?;
         outgoing.once(channel, message).await
     };
-    let result = print_answers(response, &output).await;
+    let result = print_answers(response, &output, verbose).await;
     // A bad stdin line cancels the call: that, not the status it caused, is the error.
     let cut = cut.lock().map(|mut slot| slot.take()).unwrap_or_default();
     if let Some(message) = cut {
@@ -174,22 +186,66 @@ async fn send(
     result
 }
 
-/// Prints every answer as a JSON line as it arrives.
+/// Prints every answer as a JSON line as it arrives; `verbose`: the headers before them and the
+/// trailers after, or an error's details and metadata, on stderr.
 async fn print_answers(
     response: Result<sockrpc::Response<sockrpc::Body>, Status>,
     output: &MessageDescriptor,
+    verbose: bool,
 ) -> Result<(), Failure> {
-    let (_metadata, mut body, _trailers) = response?.into_parts();
+    let response = response.inspect_err(|status| print_status(status, verbose))?;
+    let (metadata, mut body, trailers) = response.into_parts();
+    if verbose {
+        print_metadata("response headers", &metadata);
+    }
     let stdout = std::io::stdout();
     while let Some(message) = next_message(&mut body).await {
-        let line = json::decode(output, message?)?;
+        let message = message.inspect_err(|status| print_status(status, verbose))?;
+        let line = json::decode(output, message)?;
         let mut out = stdout.lock();
         let written = writeln!(out, "{line}").and_then(|()| out.flush());
         if let Err(err) = written {
             return Err(Failure::Input(format!("cannot write to stdout: {err}")));
         }
     }
+    if verbose {
+        let mut all = trailers;
+        // A streamed answer's trailers come at its end, inside the body.
+        if let Some(late) = body.trailers() {
+            all.extend(late.clone());
+        }
+        print_metadata("response trailers", &all);
+    }
     Ok(())
+}
+
+/// An error status's details and metadata on stderr, when `verbose` (its code and message are
+/// printed by every failure's report).
+fn print_status(status: &Status, verbose: bool) {
+    if !verbose {
+        return;
+    }
+    if !status.details().is_empty() {
+        eprintln!("status details (base64): {}", base64(status.details()));
+    }
+    print_metadata("status metadata", status.metadata());
+}
+
+/// `title:` then one `key: value` line per entry on stderr (`-bin` values as base64).
+fn print_metadata(title: &str, metadata: &sockrpc::MetadataMap) {
+    eprintln!("{title}: {}", metadata.len());
+    for (key, value) in metadata.iter() {
+        if key.ends_with("-bin") {
+            eprintln!("  {key}: {}", base64(value));
+        } else {
+            eprintln!("  {key}: {}", String::from_utf8_lossy(value));
+        }
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Stdin's lines (blank ones skipped) as encoded requests, read on a thread as the call

@@ -5,8 +5,9 @@
 //! as a GC pause or a full queue would) and otherwise answers after 2 ms.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use sockrpc::{BoxStream, Request, Response, Server, Status, Streaming};
+use sockrpc::{BoxStream, Code, Request, Response, Server, Status, Streaming};
 use sockrpc_reflection::ReflectionExt;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -66,15 +67,23 @@ impl RouteGuide for Guide {
         }
         // `x-feature-name` metadata names the feature (what the `-H` test reads back).
         let named = request.metadata().get("x-feature-name").map(str::to_owned);
+        // `x-echo-bin` comes back as a response header (what `call -v` prints).
+        let echo = request
+            .metadata()
+            .get_bin("x-echo-bin")
+            .map(Bytes::copy_from_slice);
         let point = request.into_inner();
         if point.latitude == SLOW_LATITUDE {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
         if point.latitude < 0 {
-            return Err(Status::not_found(format!(
-                "no feature south of the equator ({})",
-                point.latitude
-            )));
+            let mut status = Status::with_details(
+                Code::NotFound,
+                format!("no feature south of the equator ({})", point.latitude),
+                Bytes::from_static(&[1, 2]),
+            );
+            let _ = status.metadata_mut().insert("x-where", "south");
+            return Err(status);
         }
         let mut feature = features()
             .into_iter()
@@ -86,7 +95,11 @@ impl RouteGuide for Guide {
         if let Some(name) = named {
             feature.name = name;
         }
-        Ok(Response::new(feature))
+        let mut response = Response::new(feature);
+        if let Some(echo) = echo {
+            let _ = response.metadata_mut().insert_bin("x-echo-bin", echo);
+        }
+        Ok(response)
     }
 
     type ListFeaturesStream = BoxStream<Feature>;
