@@ -381,6 +381,13 @@ fn list_and_describe_over_reflection() {
     let (code, stdout, _) = call(&["describe", &guide.addr, "routeguide.Point"], "");
     assert_eq!(code, 0);
     assert!(stdout.contains("int32 latitude = 1;"), "{stdout}");
+    // A field is a symbol the server's reflection finds, as grpc-go's does.
+    let (code, stdout, stderr) = call(&["describe", &guide.addr, "routeguide.Point.latitude"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "routeguide.Point.latitude is a field:\nint32 latitude = 1;\n"
+    );
     let (code, _, stderr) = call(&["describe", &guide.addr, "routeguide.Nothing"], "");
     assert_ne!(code, 0, "{stderr}");
 }

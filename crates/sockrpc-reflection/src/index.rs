@@ -109,6 +109,14 @@ impl DescriptorIndex {
         for extension in &message.extension {
             self.extension(extension, &inner, file);
         }
+        // Fields and oneofs are symbols too (grpc-go's server finds any descriptor by its full
+        // name): `describe pkg.Message.field` works as grpcurl's does.
+        for field in &message.field {
+            self.symbol(format!("{inner}{}", field.name()), file);
+        }
+        for oneof in &message.oneof_decl {
+            self.symbol(format!("{inner}{}", oneof.name()), file);
+        }
         self.symbol(full, file);
     }
 
@@ -137,8 +145,8 @@ impl DescriptorIndex {
             .then(|| self.with_imports(name))
     }
 
-    /// The file declaring `symbol` (a message, enum, service, method or extension, fully
-    /// qualified) and its imports.
+    /// The file declaring `symbol` (a message, field, oneof, enum, service, method or
+    /// extension, fully qualified) and its imports.
     pub fn file_containing_symbol(&self, symbol: &str) -> Option<Vec<Bytes>> {
         let symbol = symbol.trim_start_matches('.');
         self.symbols.get(symbol).map(|file| self.with_imports(file))
@@ -221,6 +229,11 @@ mod tests {
                     name: Some("Inner".into()),
                     ..Default::default()
                 }],
+                field: vec![prost_types::FieldDescriptorProto {
+                    name: Some("size".into()),
+                    number: Some(1),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
             ..Default::default()
@@ -261,6 +274,11 @@ mod tests {
             .expect("nested");
         assert_eq!(names(&found), ["base.proto"]);
         assert!(index.file_containing_symbol("pkg.Nope").is_none());
+        let found = index
+            .file_containing_symbol("base.Outer.size")
+            .expect("a field");
+        assert_eq!(names(&found), ["base.proto"]);
+        assert!(index.file_containing_symbol("base.Outer.nope").is_none());
         assert_eq!(index.services().collect::<Vec<_>>(), ["pkg.Svc"]);
         assert_eq!(
             names(&index.file_by_name("api.proto").expect("file")),

@@ -62,11 +62,26 @@ fn render(pool: &DescriptorPool, symbol: &str) -> Option<String> {
     if let Some(en) = pool.get_enum_by_name(symbol) {
         return Some(format!("{symbol} is an enum:\n{}", enum_text(&en)));
     }
-    let (service, method) = symbol.rsplit_once('.')?;
+    let (parent, name) = symbol.rsplit_once('.')?;
+    if let Some(message) = pool.get_message_by_name(parent) {
+        if let Some(field) = message.get_field_by_name(name) {
+            let mut line = String::new();
+            write_field(&mut line, &field, "", "");
+            return Some(format!("{symbol} is a field:\n{line}"));
+        }
+        let oneof = message
+            .oneofs()
+            .find(|o| o.name() == name && !o.is_synthetic())?;
+        let mut text = format!("oneof {name} {{\n");
+        for member in oneof.fields() {
+            write_field(&mut text, &member, "", "  ");
+        }
+        return Some(format!("{symbol} is a oneof:\n{text}}}\n"));
+    }
     let method = pool
-        .get_service_by_name(service)?
+        .get_service_by_name(parent)?
         .methods()
-        .find(|m| m.name() == method)?;
+        .find(|m| m.name() == name)?;
     Some(format!("{symbol} is a method:\n{}\n", method_text(&method)))
 }
 
@@ -239,5 +254,22 @@ message Shape {
 }
 ";
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn fields_and_oneofs_are_described_too() {
+        let pool = pool();
+        assert_eq!(
+            render(&pool, "shapes.v1.Shape.area").as_deref(),
+            Some("shapes.v1.Shape.area is a field:\ndouble area = 4;\n")
+        );
+        assert_eq!(
+            render(&pool, "shapes.v1.Shape.kind").as_deref(),
+            Some(
+                "shapes.v1.Shape.kind is a oneof:\noneof kind {\n  \
+                 .shapes.v1.Shape.Circle circle = 3;\n  int64 side = 5;\n}\n"
+            )
+        );
+        assert!(render(&pool, "shapes.v1.Shape.nope").is_none());
     }
 }
