@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use prost::Message;
-use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
+use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto, FileDescriptorSet};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -73,7 +73,7 @@ impl DescriptorIndex {
             self.add_message(&prefix, message, &name);
         }
         for en in &file.enum_type {
-            self.symbol(format!("{prefix}{}", en.name()), &name);
+            self.add_enum(&prefix, en, &name);
         }
         for service in &file.service {
             let full = format!("{prefix}{}", service.name());
@@ -104,7 +104,7 @@ impl DescriptorIndex {
             self.add_message(&inner, nested, file);
         }
         for en in &message.enum_type {
-            self.symbol(format!("{inner}{}", en.name()), file);
+            self.add_enum(&inner, en, file);
         }
         for extension in &message.extension {
             self.extension(extension, &inner, file);
@@ -116,6 +116,18 @@ impl DescriptorIndex {
         }
         for oneof in &message.oneof_decl {
             self.symbol(format!("{inner}{}", oneof.name()), file);
+        }
+        self.symbol(full, file);
+    }
+
+    /// An enum and its values. A value is a sibling of its enum (`pkg.RED` for `pkg.Colour`'s
+    /// `RED`), as protoc, grpc-go and protobuf-go name it; it is also found under its enum
+    /// (`pkg.Colour.RED`), the name some reflection clients ask for.
+    fn add_enum(&mut self, scope: &str, en: &EnumDescriptorProto, file: &str) {
+        let full = format!("{scope}{}", en.name());
+        for value in &en.value {
+            self.symbol(format!("{scope}{}", value.name()), file);
+            self.symbol(format!("{full}.{}", value.name()), file);
         }
         self.symbol(full, file);
     }
@@ -145,8 +157,8 @@ impl DescriptorIndex {
             .then(|| self.with_imports(name))
     }
 
-    /// The file declaring `symbol` (a message, field, oneof, enum, service, method or
-    /// extension, fully qualified) and its imports.
+    /// The file declaring `symbol` (a message, field, oneof, enum, enum value, service, method
+    /// or extension, fully qualified) and its imports.
     pub fn file_containing_symbol(&self, symbol: &str) -> Option<Vec<Bytes>> {
         let symbol = symbol.trim_start_matches('.');
         self.symbols.get(symbol).map(|file| self.with_imports(file))
@@ -219,6 +231,18 @@ mod tests {
             .collect()
     }
 
+    fn colour(name: &str, value: &str) -> EnumDescriptorProto {
+        EnumDescriptorProto {
+            name: Some(name.into()),
+            value: vec![prost_types::EnumValueDescriptorProto {
+                name: Some(value.into()),
+                number: Some(0),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
     fn index() -> DescriptorIndex {
         let base = FileDescriptorProto {
             name: Some("base.proto".into()),
@@ -234,8 +258,10 @@ mod tests {
                     number: Some(1),
                     ..Default::default()
                 }],
+                enum_type: vec![colour("Shade", "DARK")],
                 ..Default::default()
             }],
+            enum_type: vec![colour("Colour", "RED")],
             ..Default::default()
         };
         let api = FileDescriptorProto {
@@ -279,6 +305,17 @@ mod tests {
             .expect("a field");
         assert_eq!(names(&found), ["base.proto"]);
         assert!(index.file_containing_symbol("base.Outer.nope").is_none());
+        // Enum values: siblings of their enum, and under it.
+        for value in [
+            "base.RED",
+            "base.Colour.RED",
+            "base.Outer.DARK",
+            "base.Outer.Shade.DARK",
+        ] {
+            let found = index.file_containing_symbol(value).expect("an enum value");
+            assert_eq!(names(&found), ["base.proto"], "{value}");
+        }
+        assert!(index.file_containing_symbol("base.Colour.DARK").is_none());
         assert_eq!(index.services().collect::<Vec<_>>(), ["pkg.Svc"]);
         assert_eq!(
             names(&index.file_by_name("api.proto").expect("file")),

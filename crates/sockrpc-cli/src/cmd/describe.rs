@@ -1,13 +1,13 @@
-//! `sockrpc describe ADDR SYMBOL`: a service, method, message or enum, written back as `.proto`
-//! text from its descriptor (from reflection, or from `--proto` files).
+//! `sockrpc describe ADDR SYMBOL`: a service, method, message, field, oneof, enum or enum value,
+//! written back as `.proto` text from its descriptor (from reflection, or from `--proto` files).
 
 use super::dynamic::conn::ConnArgs;
 use super::dynamic::exit::{finish, Failure};
 use super::dynamic::{reflect, source};
 use clap::Args;
 use prost_reflect::{
-    Cardinality, DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor,
-    MethodDescriptor, ServiceDescriptor,
+    Cardinality, DescriptorPool, EnumDescriptor, EnumValueDescriptor, FieldDescriptor, Kind,
+    MessageDescriptor, MethodDescriptor, ServiceDescriptor,
 };
 use std::fmt::Write as _;
 
@@ -62,6 +62,14 @@ fn render(pool: &DescriptorPool, symbol: &str) -> Option<String> {
     if let Some(en) = pool.get_enum_by_name(symbol) {
         return Some(format!("{symbol} is an enum:\n{}", enum_text(&en)));
     }
+    if let Some(value) = enum_value(pool, symbol) {
+        return Some(format!(
+            "{symbol} is a value of enum .{}:\n{} = {};\n",
+            value.parent_enum().full_name(),
+            value.name(),
+            value.number()
+        ));
+    }
     let (parent, name) = symbol.rsplit_once('.')?;
     if let Some(message) = pool.get_message_by_name(parent) {
         if let Some(field) = message.get_field_by_name(name) {
@@ -83,6 +91,22 @@ fn render(pool: &DescriptorPool, symbol: &str) -> Option<String> {
         .methods()
         .find(|m| m.name() == name)?;
     Some(format!("{symbol} is a method:\n{}\n", method_text(&method)))
+}
+
+/// An enum value by either of its names: a sibling of its enum (`pkg.RED`, as protoc names
+/// it), or under its enum (`pkg.Colour.RED`).
+fn enum_value(pool: &DescriptorPool, symbol: &str) -> Option<EnumValueDescriptor> {
+    if let Some((parent, name)) = symbol.rsplit_once('.') {
+        if let Some(value) = pool
+            .get_enum_by_name(parent)
+            .and_then(|en| en.get_value_by_name(name))
+        {
+            return Some(value);
+        }
+    }
+    pool.all_enums()
+        .flat_map(|en| en.values().collect::<Vec<_>>())
+        .find(|value| value.full_name() == symbol)
 }
 
 fn method_text(method: &MethodDescriptor) -> String {
@@ -271,5 +295,10 @@ message Shape {
             )
         );
         assert!(render(&pool, "shapes.v1.Shape.nope").is_none());
+        let red = "is a value of enum .shapes.v1.Shape.Colour:\nRED = 1;\n";
+        for name in ["shapes.v1.Shape.RED", "shapes.v1.Shape.Colour.RED"] {
+            assert_eq!(render(&pool, name), Some(format!("{name} {red}")));
+        }
+        assert!(render(&pool, "shapes.v1.RED").is_none());
     }
 }
