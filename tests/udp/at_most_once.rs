@@ -8,15 +8,15 @@
 //! - a REQUEST larger than the server's datagram limit is refused unrun (`RESOURCE_EXHAUSTED`,
 //!   counted in `oversized`), while one of exactly the limit runs.
 
-use crate::support::{dropping_proxy, stop_server, XorShift, BOUND, ECHO};
+use crate::support::{dropping_proxy, raw_echo_request, stop_server, XorShift, BOUND, ECHO};
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
-use sockrpc::service::udp::datagram::{self, Header, Kind, COOKIE_LEN, HEADER_LEN};
+use sockrpc::service::udp::datagram::{self, Header, Kind, HEADER_LEN};
 use sockrpc::service::udp::{
     ReplyCache, ReplyCacheConfig, UdpClient, UdpClientConfig, UdpOutcome, UdpServer,
     UdpServerConfig, UdpServerCounters, UdpServerStats,
 };
-use sockrpc::{Code, Limits, MetadataMap, Request, Response, Router, Status};
+use sockrpc::{Code, Limits, Request, Response, Router, Status};
 use sockrpc_tests::blob::blobs_client::BlobsClient;
 use sockrpc_tests::blob::blobs_server::{Blobs, BlobsServer};
 use sockrpc_tests::blob::{Blob, ReadRequest};
@@ -379,29 +379,7 @@ async fn a_full_reply_cache_refuses_new_calls_and_never_lets_one_run_twice() {
 
 /// A REQUEST datagram with an `EchoRequest` of `payload` bytes, from no verified source.
 fn raw_request(call_id: u32, payload: usize) -> BytesMut {
-    let message = EchoRequest {
-        payload: Bytes::from(vec![9u8; payload]),
-        id: u64::from(call_id),
-    }
-    .encode_to_vec();
-    let header = Header {
-        kind: Kind::Request,
-        flags: 0,
-        client_instance: 0x5EED_0000_0000_0001,
-        call_id,
-        cookie: [0; COOKIE_LEN],
-    };
-    let mut out = BytesMut::new();
-    datagram::encode_request(
-        &mut out,
-        &header,
-        None,
-        None,
-        &ECHO,
-        &MetadataMap::new(),
-        &message,
-    );
-    out
+    raw_echo_request(0x5EED_0000_0000_0001, call_id, payload)
 }
 
 /// Sends `datagram` and returns the status of the REPLY it gets.

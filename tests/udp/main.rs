@@ -4,7 +4,8 @@
 //! malformed datagrams dropped and counted, and fallback after repeated loss; and at-most-once
 //! at its edges: a full reply cache under load, oversized requests, idempotent re-issues; and
 //! watermarks: a small cache serving a long run of calls, late duplicates refused; and many calls
-//! on one socket through batched reads and segmented sends.
+//! on one socket through batched reads and segmented sends; and each host's share of the
+//! reply cache.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
@@ -15,5 +16,6 @@ mod calls;
 mod channel;
 mod datagrams;
 mod reliability;
+mod share;
 mod support;
 mod watermark;

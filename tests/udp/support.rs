@@ -248,3 +248,31 @@ pub(crate) async fn dropping_proxy(
     });
     (addr, dropped, task)
 }
+
+/// A REQUEST datagram for `Echo` with `payload` bytes, from client `instance`, without a cookie.
+pub(crate) fn raw_echo_request(instance: u64, call_id: u32, payload: usize) -> bytes::BytesMut {
+    use sockrpc::service::udp::datagram::{self, Header, Kind, COOKIE_LEN};
+    let message = EchoRequest {
+        payload: Bytes::from(vec![9u8; payload]),
+        id: u64::from(call_id),
+    }
+    .encode_to_vec();
+    let header = Header {
+        kind: Kind::Request,
+        flags: 0,
+        client_instance: instance,
+        call_id,
+        cookie: [0; COOKIE_LEN],
+    };
+    let mut out = bytes::BytesMut::new();
+    datagram::encode_request(
+        &mut out,
+        &header,
+        None,
+        None,
+        &ECHO,
+        &MetadataMap::new(),
+        &message,
+    );
+    out
+}

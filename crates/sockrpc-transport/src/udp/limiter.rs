@@ -66,7 +66,7 @@ pub(crate) struct Limiter {
 /// per interval rather than one per datagram.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
-fn source_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

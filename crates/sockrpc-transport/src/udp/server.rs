@@ -81,6 +81,9 @@ counters! {
         panics,
         /// Requests dropped because the reply cache was full of answers too young to evict.
         cache_full,
+        /// Requests refused unrun because their source (an IPv4 address, an IPv6 /64) held
+        /// its share of the reply cache (`ReplyCacheConfig::max_entries_per_source`).
+        over_share,
         /// Requests larger than `max_datagram`, refused without running.
         oversized,
         /// Requests below their client's watermark (late duplicates of calls it is done
@@ -435,10 +438,13 @@ impl Shared {
             }
         }
         if cached {
-            match self
-                .cache
-                .begin(key.0, key.1, body.path.as_bytes(), done_below)
-            {
+            match self.cache.begin(
+                reply_to.addr.ip(),
+                key.0,
+                key.1,
+                body.path.as_bytes(),
+                done_below,
+            ) {
                 Begin::New => {}
                 Begin::Stale => {
                     // A late duplicate of a call the client is done with: never run again.
@@ -451,15 +457,19 @@ impl Shared {
                     bump(&self.stats.malformed);
                     return;
                 }
-                Begin::Full => {
+                why @ (Begin::Full | Begin::OverShare) => {
                     // Running it now could not be made at-most-once. Say so (the answer is
                     // not cached: a later retransmission may find room and run it), rather
                     // than leave the client waiting out its deadline, and say in the header
                     // that it did not run: the client may send it again, over TCP at once.
-                    bump(&self.stats.cache_full);
-                    let status = Status::not_processed(
-                        "the server's UDP reply cache is full; the call did not run",
-                    );
+                    let status = Status::not_processed(if matches!(why, Begin::Full) {
+                        bump(&self.stats.cache_full);
+                        "the server's UDP reply cache is full; the call did not run"
+                    } else {
+                        bump(&self.stats.over_share);
+                        "this source holds its share of the server's UDP reply cache; \
+                         the call did not run"
+                    });
                     let refused = ReplyTo {
                         flags: reply_to.flags | FLAG_NOT_PROCESSED,
                         ..reply_to

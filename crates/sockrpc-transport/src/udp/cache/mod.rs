@@ -20,11 +20,18 @@
 //! are never evicted either, and are bounded by the server's in-flight limit. Each entry also
 //! keeps its method path, so a re-issue naming another method is refused.
 //!
+//! No source (an IPv4 address, an IPv6 /64) holds more than its share of the entries and bytes
+//! (`quota.rs`): one host flooding calls under fresh client instances has its own calls refused
+//! once it holds its share, not everyone's.
+//!
 //! A client that says which calls it is done with (`FLAG_DONE_BELOW`, see `watermark.rs`) gets
 //! their answers dropped at once, and its late duplicates refused: with such clients the cache
 //! holds about the calls in flight, not `ttl` × the call rate, and never fills.
 
+mod quota;
+
 use super::watermark::Watermarks;
+use quota::Quotas;
 // Seeded fast hashing (keys come from clients): a few lookups per call, each a SipHash before.
 use bytes::Bytes;
 use foldhash::{HashMap, HashSet};
@@ -32,6 +39,7 @@ use sockrpc_protocol::{Response, Status};
 use std::collections::hash_map::Entry;
 use std::{
     collections::VecDeque,
+    net::IpAddr,
     sync::atomic::{AtomicUsize, Ordering},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -52,6 +60,16 @@ pub struct ReplyCacheConfig {
     /// retransmitting (its `retransmit_window`, 20 s by default), so a late duplicate still finds
     /// the answer instead of running the call again.
     pub ttl: Duration,
+    /// Most entries (calls running or finished) one source holds: an IPv4 address, or an IPv6
+    /// /64. Past it that source's new calls are refused unrun, as a full cache refuses them, so
+    /// one host cannot fill the cache for everyone. Default 32,768 (an eighth of
+    /// `max_entries`): a client that sends watermarks holds about its calls in flight (at most
+    /// 4,096).
+    pub max_entries_per_source: usize,
+    /// Most bytes of answers one source holds. Default 8 MiB (an eighth of `max_bytes`). An
+    /// answer that would take a source past it is kept as a short `ABORTED` status, as one past
+    /// `max_bytes` is.
+    pub max_bytes_per_source: usize,
 }
 
 impl Default for ReplyCacheConfig {
@@ -60,6 +78,8 @@ impl Default for ReplyCacheConfig {
             max_entries: 256 * 1024,
             max_bytes: 64 * 1024 * 1024,
             ttl: Duration::from_secs(30),
+            max_entries_per_source: 32 * 1024,
+            max_bytes_per_source: 8 * 1024 * 1024,
         }
     }
 }
@@ -90,6 +110,8 @@ pub(crate) enum Begin {
     Done(Result<Response<Bytes>, Status>),
     /// The cache is full of answers too young to evict: the call must not run now.
     Full,
+    /// The call's source holds its share of the cache (`quota.rs`): it must not run now.
+    OverShare,
     /// The key is known under another method path: not a retransmission of that call.
     OtherMethod,
     /// Below the client's watermark: a late duplicate of a call it is done with.
@@ -99,9 +121,12 @@ pub(crate) enum Begin {
 enum Slot {
     Running {
         path: Bytes,
+        /// Who started it (its share's key: see `quota.rs`).
+        source: IpAddr,
     },
     Done {
         path: Bytes,
+        source: IpAddr,
         answer: Result<Response<Bytes>, Status>,
         size: usize,
         finished: Instant,
@@ -111,7 +136,7 @@ enum Slot {
 impl Slot {
     fn path(&self) -> &Bytes {
         match self {
-            Slot::Running { path } | Slot::Done { path, .. } => path,
+            Slot::Running { path, .. } | Slot::Done { path, .. } => path,
         }
     }
 }
@@ -127,6 +152,8 @@ struct State {
     marks: Watermarks,
     /// Method paths seen, each an allocation of its own (see [`State::intern`]).
     paths: HashSet<Bytes>,
+    /// What each source holds, against its share.
+    quotas: Quotas,
 }
 
 /// Clients whose watermark is kept.
@@ -146,10 +173,14 @@ impl State {
         };
         match entry.get() {
             Slot::Done {
-                size, finished: at, ..
+                size,
+                finished: at,
+                source,
+                ..
             } if finished.is_none_or(|f| f == *at) => {
                 self.bytes = self.bytes.saturating_sub(*size);
                 self.done -= 1;
+                self.quotas.remove(source, *size);
                 entry.remove();
                 Some(())
             }
@@ -248,6 +279,7 @@ impl ReplyCache {
                 bytes: 0,
                 marks: Watermarks::new(MAX_CLIENTS, config.ttl),
                 paths: HashSet::default(),
+                quotas: Quotas::new(config.max_entries_per_source, config.max_bytes_per_source),
             }),
             finished: Notify::new(),
             waiters: AtomicUsize::new(0),
@@ -306,10 +338,12 @@ impl ReplyCache {
         }
     }
 
-    /// Records that a call of `path` starts, unless it is already known (or the cache is
-    /// full); first, under the same lock, [`ack`](Self::ack)s `done_below` when given.
+    /// Records that a call of `path` from `source` starts, unless it is already known (or the
+    /// cache, or the source's share of it, is full); first, under the same lock,
+    /// [`ack`](Self::ack)s `done_below` when given.
     pub(crate) fn begin(
         &self,
+        source: IpAddr,
         instance: u64,
         call_id: u32,
         path: &[u8],
@@ -324,8 +358,12 @@ impl ReplyCache {
         if state.marks.is_stale(instance, call_id) {
             return Begin::Stale;
         }
+        let source = Quotas::source(source);
         let full = state.done >= self.config.max_entries || state.bytes >= self.config.max_bytes;
-        let State { map, paths, .. } = &mut *state;
+        let over_share = !state.quotas.allows(&source);
+        let State {
+            map, paths, quotas, ..
+        } = &mut *state;
         // One lookup: the entry found is the one filled.
         match map.entry((instance, call_id)) {
             Entry::Occupied(slot) if slot.get().path().as_ref() != path => Begin::OtherMethod,
@@ -334,10 +372,13 @@ impl ReplyCache {
                 Slot::Done { answer, .. } => Begin::Done(answer.clone()),
             },
             Entry::Vacant(_) if full => Begin::Full,
+            Entry::Vacant(_) if over_share => Begin::OverShare,
             Entry::Vacant(slot) => {
                 slot.insert(Slot::Running {
                     path: intern(paths, path),
+                    source,
                 });
+                quotas.add_entry(source);
                 Begin::New
             }
         }
@@ -347,8 +388,9 @@ impl ReplyCache {
     /// retransmission may run it later.
     pub(crate) fn abandon(&self, instance: u64, call_id: u32) {
         let mut state = self.lock();
-        if let Some(Slot::Running { .. }) = state.map.get(&(instance, call_id)) {
+        if let Some(&Slot::Running { source, .. }) = state.map.get(&(instance, call_id)) {
             state.map.remove(&(instance, call_id));
+            state.quotas.remove(&source, 0);
         }
     }
 
@@ -365,20 +407,25 @@ impl ReplyCache {
             let mut state = self.lock();
             let key = (instance, call_id);
             let stale = state.marks.is_stale(instance, call_id);
-            let too_large = state.bytes + size > self.config.max_bytes;
-            let Some(slot) = state.map.get_mut(&key) else {
+            let State {
+                map, quotas, bytes, ..
+            } = &mut *state;
+            let Some(slot) = map.get_mut(&key) else {
                 return;
             };
-            let Slot::Running { path } = slot else {
+            let Slot::Running { path, source } = slot else {
                 return;
             };
+            let source = *source;
             if stale {
                 // The client gave up on it meanwhile: nobody will ask for this answer.
-                state.map.remove(&key);
+                map.remove(&key);
+                quotas.remove(&source, 0);
                 drop(state);
                 self.notify();
                 return;
             }
+            let too_large = *bytes + size > self.config.max_bytes || !quotas.fits(&source, size);
             let answer = if too_large {
                 // Keeping it would break the memory bound; forgetting it would let a
                 // retransmission run the call again. Keep a short answer that says so.
@@ -394,10 +441,12 @@ impl ReplyCache {
             // In place: one lookup, no second hash of the key.
             *slot = Slot::Done {
                 path: std::mem::take(path),
+                source,
                 answer,
                 size,
                 finished: now,
             };
+            quotas.add_bytes(&source, size);
             state.order.push_back((key, now));
             state.done += 1;
             state.bytes += size;

@@ -3,6 +3,8 @@
 use super::*;
 
 const PATH: &[u8] = b"/p.S/M";
+/// The source of every call unless a test says otherwise.
+const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn path() -> Bytes {
     Bytes::from_static(PATH)
@@ -15,20 +17,20 @@ fn ok(n: usize) -> Result<Response<Bytes>, Status> {
 #[test]
 fn begin_complete_lookup() {
     let cache = ReplyCache::default();
-    assert!(matches!(cache.begin(1, 1, &path(), None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 1, 1, &path(), None), Begin::New));
     assert!(matches!(
-        cache.begin(1, 1, &path(), None),
+        cache.begin(HOST, 1, 1, &path(), None),
         Begin::InProgress
     ));
     assert!(matches!(cache.lookup(1, 1, PATH), Lookup::InProgress));
     cache.complete(1, 1, ok(3));
     assert!(matches!(
-        cache.begin(1, 1, &path(), None),
+        cache.begin(HOST, 1, 1, &path(), None),
         Begin::Done(Ok(_))
     ));
     let other = Bytes::from_static(b"/p.S/Other");
     assert!(matches!(
-        cache.begin(1, 1, &other, None),
+        cache.begin(HOST, 1, 1, &other, None),
         Begin::OtherMethod
     ));
     assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(r)) if r.get_ref().len() == 3));
@@ -48,14 +50,20 @@ fn young_answers_are_never_evicted_a_full_cache_refuses_new_calls() {
     };
     let cache = ReplyCache::new(config);
     for id in 1..=2 {
-        assert!(matches!(cache.begin(1, id, &path(), None), Begin::New));
+        assert!(matches!(
+            cache.begin(HOST, 1, id, &path(), None),
+            Begin::New
+        ));
         cache.complete(1, id, ok(10));
     }
     // Full of answers younger than the ttl: a new call is refused, the old answers stay.
-    assert!(matches!(cache.begin(1, 3, &path(), None), Begin::Full));
+    assert!(matches!(
+        cache.begin(HOST, 1, 3, &path(), None),
+        Begin::Full
+    ));
     assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(_))));
     assert!(matches!(
-        cache.begin(1, 2, &path(), None),
+        cache.begin(HOST, 1, 2, &path(), None),
         Begin::Done(Ok(_))
     ));
 }
@@ -67,7 +75,7 @@ fn an_answer_over_the_byte_bound_is_kept_as_an_aborted_status() {
         ..ReplyCacheConfig::default()
     };
     let cache = ReplyCache::new(config);
-    assert!(matches!(cache.begin(1, 4, &path(), None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 1, 4, &path(), None), Begin::New));
     cache.complete(1, 4, ok(20_000));
     assert!(cache.bytes() <= 10_000);
     assert!(matches!(
@@ -79,7 +87,7 @@ fn an_answer_over_the_byte_bound_is_kept_as_an_aborted_status() {
 #[tokio::test(start_paused = true)]
 async fn entries_age_out_after_the_ttl() {
     let cache = ReplyCache::default();
-    assert!(matches!(cache.begin(1, 1, &path(), None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 1, 1, &path(), None), Begin::New));
     cache.complete(1, 1, ok(1));
     assert_eq!(cache.len(), 1);
     // The cache reads the std clock: step past the ttl by waiting on it for real would be
@@ -97,7 +105,7 @@ async fn entries_age_out_after_the_ttl() {
 #[tokio::test]
 async fn wait_sees_completion_and_guard_completes_on_drop() {
     let cache = std::sync::Arc::new(ReplyCache::default());
-    assert!(matches!(cache.begin(5, 5, &path(), None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 5, 5, &path(), None), Begin::New));
     let waiter = {
         let cache = std::sync::Arc::clone(&cache);
         tokio::spawn(async move { cache.wait(5, 5, PATH, None).await })
@@ -127,7 +135,7 @@ fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
     for id in 1..=100u32 {
         cache.ack(9, id);
         assert!(
-            matches!(cache.begin(9, id, &path(), None), Begin::New),
+            matches!(cache.begin(HOST, 9, id, &path(), None), Begin::New),
             "call {id}"
         );
         cache.complete(9, id, ok(10));
@@ -137,18 +145,27 @@ fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
             cache.len()
         );
     }
-    assert!(matches!(cache.begin(9, 99, &path(), None), Begin::Stale));
     assert!(matches!(
-        cache.begin(9, 100, &path(), None),
+        cache.begin(HOST, 9, 99, &path(), None),
+        Begin::Stale
+    ));
+    assert!(matches!(
+        cache.begin(HOST, 9, 100, &path(), None),
         Begin::Done(Ok(_))
     ));
     cache.ack(9, 101);
     assert_eq!(cache.len(), 0);
     assert!(matches!(cache.lookup(9, 100, PATH), Lookup::Missing));
     // Another client is untouched by this one's watermark.
-    assert!(matches!(cache.begin(10, 5, &path(), None), Begin::New));
+    assert!(matches!(
+        cache.begin(HOST, 10, 5, &path(), None),
+        Begin::New
+    ));
     // A call given up while it ran: its answer is not kept.
-    assert!(matches!(cache.begin(9, 101, &path(), None), Begin::New));
+    assert!(matches!(
+        cache.begin(HOST, 9, 101, &path(), None),
+        Begin::New
+    ));
     cache.ack(9, 102);
     cache.complete(9, 101, ok(1));
     assert!(matches!(cache.lookup(9, 101, PATH), Lookup::Missing));
@@ -173,12 +190,15 @@ fn a_straggler_s_jump_leaves_no_answer_behind() {
         // The straggler, still outstanding: every later request carries its id as the mark.
         let straggler = next;
         assert!(matches!(
-            cache.begin(9, straggler, &path(), Some(straggler)),
+            cache.begin(HOST, 9, straggler, &path(), Some(straggler)),
             Begin::New
         ));
         for id in straggler + 1..=straggler + LATER {
             assert!(
-                matches!(cache.begin(9, id, &path(), Some(straggler)), Begin::New),
+                matches!(
+                    cache.begin(HOST, 9, id, &path(), Some(straggler)),
+                    Begin::New
+                ),
                 "round {round}, call {id}: {} answers kept",
                 cache.len()
             );
@@ -193,7 +213,10 @@ fn a_straggler_s_jump_leaves_no_answer_behind() {
         // Its answer came: the mark jumps past everything, and the next calls sweep.
         next = straggler + LATER + 1;
         for id in next..next + 8 {
-            assert!(matches!(cache.begin(9, id, &path(), Some(id)), Begin::New));
+            assert!(matches!(
+                cache.begin(HOST, 9, id, &path(), Some(id)),
+                Begin::New
+            ));
             cache.complete(9, id, ok(10));
         }
         next += 8;
@@ -205,7 +228,7 @@ fn a_straggler_s_jump_leaves_no_answer_behind() {
     }
     // The jump still refuses late duplicates of what it passed over.
     assert!(matches!(
-        cache.begin(9, 2, &path(), Some(next)),
+        cache.begin(HOST, 9, 2, &path(), Some(next)),
         Begin::Stale
     ));
 }
@@ -218,7 +241,7 @@ fn an_entry_does_not_keep_its_request_datagram_alive() {
     datagram[..PATH.len()].copy_from_slice(PATH);
     let datagram = Bytes::from(datagram);
     let path = datagram.slice(..PATH.len());
-    assert!(matches!(cache.begin(1, 1, &path, None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 1, 1, &path, None), Begin::New));
     drop(path);
     assert!(
         datagram.is_unique(),
@@ -235,7 +258,7 @@ fn many_distinct_paths_stay_told_apart() {
     let count = MAX_PATHS as u32 + 10;
     for id in 1..=count {
         let own = Bytes::from(format!("/p.S/M{id}"));
-        assert!(matches!(cache.begin(1, id, &own, None), Begin::New));
+        assert!(matches!(cache.begin(HOST, 1, id, &own, None), Begin::New));
         cache.complete(1, id, ok(1));
     }
     assert!(cache.lock().paths.len() <= MAX_PATHS);
@@ -252,7 +275,7 @@ fn many_distinct_paths_stay_told_apart() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_that_times_out_is_no_longer_counted() {
     let cache = ReplyCache::default();
-    assert!(matches!(cache.begin(2, 2, &path(), None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 2, 2, &path(), None), Begin::New));
     let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
     assert!(matches!(
         cache.wait(2, 2, PATH, Some(deadline)).await,
@@ -278,7 +301,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
         .trailers_mut()
         .insert_bin("x-echo-bin", request.slice(10..20))
         .expect("valid");
-    assert!(matches!(cache.begin(1, 1, &path(), None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 1, 1, &path(), None), Begin::New));
     cache.complete(1, 1, Ok(response));
     assert!(
         chunk.is_unique(),
@@ -291,7 +314,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
         .metadata_mut()
         .insert_bin("x-why-bin", request.slice(..4))
         .expect("valid");
-    assert!(matches!(cache.begin(1, 2, &path(), None), Begin::New));
+    assert!(matches!(cache.begin(HOST, 1, 2, &path(), None), Begin::New));
     cache.complete(1, 2, Err(status));
     assert!(chunk.is_unique() && request.is_unique());
 
@@ -310,4 +333,76 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
         Lookup::Done(Err(kept)) => assert_eq!(&kept.details()[..], &[7u8; 8][..]),
         _ => panic!("the second answer is kept"),
     }
+}
+
+/// Client `instance` says it is done with its call 1: a first watermark (a client's first
+/// only sets where it starts), then one past it.
+fn done_with_call_1(cache: &ReplyCache, instance: u64) {
+    cache.ack(instance, 1);
+    cache.ack(instance, 2);
+}
+
+#[test]
+fn a_source_past_its_share_is_refused_others_run_and_its_room_comes_back() {
+    let config = ReplyCacheConfig {
+        max_entries_per_source: 3,
+        max_bytes_per_source: 1_000,
+        ttl: Duration::from_secs(30),
+        ..ReplyCacheConfig::default()
+    };
+    let cache = ReplyCache::new(config);
+    let flood = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    // Fresh client instances, never a watermark: each answer stays.
+    for instance in 1..=3u64 {
+        assert!(matches!(
+            cache.begin(flood, instance, 1, &path(), None),
+            Begin::New
+        ));
+        cache.complete(instance, 1, ok(10));
+    }
+    assert!(matches!(
+        cache.begin(flood, 4, 1, &path(), None),
+        Begin::OverShare
+    ));
+    // Its answers are still there for its retransmissions.
+    assert!(matches!(
+        cache.begin(flood, 1, 1, &path(), None),
+        Begin::Done(Ok(_))
+    ));
+    // Another host is untouched.
+    assert!(matches!(cache.begin(HOST, 9, 1, &path(), None), Begin::New));
+    // A running call counts; abandoned, it gives its room back.
+    done_with_call_1(&cache, 1);
+    assert!(matches!(
+        cache.begin(flood, 5, 1, &path(), None),
+        Begin::New
+    ));
+    assert!(matches!(
+        cache.begin(flood, 6, 1, &path(), None),
+        Begin::OverShare
+    ));
+    cache.abandon(5, 1);
+    assert!(matches!(
+        cache.begin(flood, 6, 1, &path(), None),
+        Begin::New
+    ));
+    // Bytes: an answer past the source's share is kept as a short ABORTED, as one past
+    // `max_bytes` is, and the next call from that source still fits.
+    done_with_call_1(&cache, 2);
+    assert!(matches!(
+        cache.begin(flood, 7, 1, &path(), None),
+        Begin::New
+    ));
+    cache.complete(7, 1, ok(2_000));
+    assert!(matches!(
+        cache.lookup(7, 1, PATH),
+        Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted
+    ));
+    cache.complete(6, 1, ok(10));
+    done_with_call_1(&cache, 3);
+    done_with_call_1(&cache, 6);
+    assert!(matches!(
+        cache.begin(flood, 8, 1, &path(), None),
+        Begin::New
+    ));
 }

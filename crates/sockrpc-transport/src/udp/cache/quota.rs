@@ -1,0 +1,143 @@
+//! Each source's share of the reply cache, so that one client host cannot fill it for everyone.
+//!
+//! The cache's own bounds (`max_entries`, `max_bytes`) keep memory bounded, but without a share
+//! per source one verified sender could hold all of it: a flood of calls under fresh client
+//! instances, each answer kept for the `ttl`, and every other client's UDP calls refused (and
+//! carried over TCP) until those entries age out. A source here is an IPv4 address or an IPv6
+//! /64, as for the rate limit of unverified sources (`limiter.rs`): a host can pick any address
+//! of its /64, not another network's.
+//!
+//! A source at its share has its new calls refused unrun, as a full cache refuses them (the
+//! client carries them over TCP); other sources are untouched. Our own clients tell the server
+//! which answers they are done with (`watermark.rs`), so one holds about its calls in flight,
+//! far below its share.
+
+use super::super::limiter::source_key;
+use foldhash::HashMap;
+use std::net::IpAddr;
+
+/// What one source holds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    /// Entries, running or finished.
+    entries: usize,
+    /// Bytes of finished answers (the cache's accounting).
+    bytes: usize,
+}
+
+/// Entries and bytes held per source, against the shares of
+/// [`ReplyCacheConfig`](super::ReplyCacheConfig). Holds a record only for a source that holds
+/// an entry, so it is bounded by the cache's own bound.
+#[derive(Debug)]
+pub(super) struct Quotas {
+    usage: HashMap<IpAddr, Usage>,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Quotas {
+    /// Shares of at most `max_entries` entries and `max_bytes` bytes per source.
+    pub(super) fn new(max_entries: usize, max_bytes: usize) -> Quotas {
+        Quotas {
+            usage: HashMap::default(),
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    /// The key `ip` is counted under.
+    pub(super) fn source(ip: IpAddr) -> IpAddr {
+        source_key(ip)
+    }
+
+    /// Whether `source` may start one more call.
+    pub(super) fn allows(&self, source: &IpAddr) -> bool {
+        self.usage
+            .get(source)
+            .is_none_or(|u| u.entries < self.max_entries && u.bytes < self.max_bytes)
+    }
+
+    /// Whether an answer of `size` bytes fits in `source`'s share.
+    pub(super) fn fits(&self, source: &IpAddr, size: usize) -> bool {
+        let held = self.usage.get(source).map_or(0, |u| u.bytes);
+        held + size <= self.max_bytes
+    }
+
+    /// `source` started a call.
+    pub(super) fn add_entry(&mut self, source: IpAddr) {
+        self.usage.entry(source).or_default().entries += 1;
+    }
+
+    /// A call of `source` finished, its answer kept: `size` bytes.
+    pub(super) fn add_bytes(&mut self, source: &IpAddr, size: usize) {
+        if let Some(usage) = self.usage.get_mut(source) {
+            usage.bytes += size;
+        }
+    }
+
+    /// An entry of `source` went, with the `size` bytes it held (0 for a call still running).
+    pub(super) fn remove(&mut self, source: &IpAddr, size: usize) {
+        let Some(usage) = self.usage.get_mut(source) else {
+            return;
+        };
+        usage.entries = usage.entries.saturating_sub(1);
+        usage.bytes = usage.bytes.saturating_sub(size);
+        if usage.entries == 0 {
+            self.usage.remove(source);
+        }
+    }
+
+    /// Sources holding entries.
+    #[cfg(test)]
+    pub(super) fn sources(&self) -> usize {
+        self.usage.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn a_source_at_its_share_is_refused_others_are_not() {
+        let mut quotas = Quotas::new(2, 100);
+        let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        quotas.add_entry(a);
+        assert!(quotas.allows(&a));
+        quotas.add_entry(a);
+        assert!(!quotas.allows(&a), "two entries: at its share");
+        assert!(quotas.allows(&b));
+        quotas.remove(&a, 0);
+        assert!(quotas.allows(&a));
+        // Bytes: an answer past the share does not fit; a source at it is refused.
+        assert!(quotas.fits(&a, 100));
+        quotas.add_bytes(&a, 100);
+        assert!(!quotas.fits(&a, 1));
+        assert!(!quotas.allows(&a), "at its share of bytes");
+        quotas.remove(&a, 100);
+        assert_eq!(
+            quotas.sources(),
+            0,
+            "no record kept for a source holding nothing"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_s_addresses_share_its_slash_64() {
+        let one: IpAddr = "2001:db8:1:2::1".parse::<Ipv6Addr>().expect("v6").into();
+        let other: IpAddr = "2001:db8:1:2:ffff::9"
+            .parse::<Ipv6Addr>()
+            .expect("v6")
+            .into();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse::<Ipv6Addr>().expect("v6").into();
+        assert_eq!(Quotas::source(one), Quotas::source(other));
+        assert_ne!(Quotas::source(one), Quotas::source(elsewhere));
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse::<Ipv6Addr>().expect("v6").into();
+        assert_eq!(
+            Quotas::source(mapped),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))
+        );
+    }
+}
