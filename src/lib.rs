@@ -43,7 +43,7 @@ pub use sockrpc_service::{
 pub use sockrpc_service::{
     status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,
 };
-pub use sockrpc_transport::SocketConfig;
+pub use sockrpc_transport::{Keepalive, SocketConfig};
 
 /// Per-message compression (gzip, deflate, zstd; cargo features, gzip and zstd on by default)
 /// and the send/receive message limits of generated clients and servers.

@@ -7,6 +7,7 @@ use futures_util::stream::{self, StreamExt};
 use sockrpc::{BoxStream, Request, Response, Server, Status, Streaming};
 use sockrpc_examples::routeguide::route_guide_server::{RouteGuide, RouteGuideServer};
 use sockrpc_examples::routeguide::{Feature, Point, Rectangle, RouteNote, RouteSummary};
+use sockrpc_reflection::ReflectionExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -158,6 +159,8 @@ async fn main() -> std::io::Result<()> {
     );
     Server::builder()
         .add_service(RouteGuideServer::new(service))
+        // grpc.reflection.v1 and v1alpha: `sockrpc list/describe/call` need no .proto.
+        .add_reflection(&[sockrpc_examples::routeguide::FILE_DESCRIPTOR_SET])
         .serve_with_listener_and_shutdown(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -1,25 +1,75 @@
 //! DNS discovery against a real DNS server (hickory-server, in process, UDP on port 0) whose
-//! A records change during the test.
+//! records change during the test, and which can be made to fail A queries (SERVFAIL).
 
 use super::support::{run_calls, shares, Server};
-use hickory_server::authority::{AuthorityObject, Catalog, ZoneType};
-use hickory_server::proto::rr::rdata::{A, SOA, SRV};
+use hickory_server::authority::{AuthorityObject, Catalog, MessageResponseBuilder, ZoneType};
+use hickory_server::proto::op::{Header, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, AAAA, SOA, SRV};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryAuthority;
 use hickory_server::ServerFuture;
 use sockrpc::service::balance::{BalanceBuilder, RoundRobin};
 use sockrpc::service::discovery::dns::DnsDiscovery;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The zone's catalog, except that A queries are answered SERVFAIL while `fail_a` is set.
+struct Flaky {
+    catalog: Catalog,
+    fail_a: Arc<AtomicBool>,
+    /// A queries answered SERVFAIL.
+    failed: Arc<AtomicU32>,
+}
+
+// `RequestHandler` is an `async_trait`: its method written out as that macro would.
+impl RequestHandler for Flaky {
+    fn handle_request<'life0, 'life1, 'async_trait, R>(
+        &'life0 self,
+        request: &'life1 Request,
+        mut response: R,
+    ) -> Pin<Box<dyn Future<Output = ResponseInfo> + Send + 'async_trait>>
+    where
+        R: ResponseHandler + 'async_trait,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let asks_a = request
+                .request_info()
+                .is_ok_and(|info| info.query.query_type() == RecordType::A);
+            if !(asks_a && self.fail_a.load(Ordering::SeqCst)) {
+                return self.catalog.handle_request(request, response).await;
+            }
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            let message = MessageResponseBuilder::from_message_request(request)
+                .error_msg(request.header(), ResponseCode::ServFail);
+            match response.send_response(message).await {
+                Ok(info) => info,
+                Err(_) => {
+                    let mut header = Header::response_from_request(request.header());
+                    header.set_response_code(ResponseCode::ServFail);
+                    header.into()
+                }
+            }
+        })
+    }
+}
 
 /// A one-zone DNS server whose `svc.scale.test.` A records the test sets.
 struct Dns {
     addr: SocketAddr,
     zone: Arc<InMemoryAuthority>,
     name: Name,
-    _server: ServerFuture<Catalog>,
+    fail_a: Arc<AtomicBool>,
+    failed: Arc<AtomicU32>,
+    _server: ServerFuture<Flaky>,
 }
 
 impl Dns {
@@ -44,12 +94,19 @@ impl Dns {
             .await
             .expect("bind dns");
         let addr = socket.local_addr().expect("dns addr");
-        let mut server = ServerFuture::new(catalog);
+        let (fail_a, failed) = (Arc::default(), Arc::default());
+        let mut server = ServerFuture::new(Flaky {
+            catalog,
+            fail_a: Arc::clone(&fail_a),
+            failed: Arc::clone(&failed),
+        });
         server.register_socket(socket);
         Dns {
             addr,
             zone,
             name: Name::from_str("svc.scale.test.").expect("name"),
+            fail_a,
+            failed,
             _server: server,
         }
     }
@@ -216,7 +273,8 @@ async fn srv_uses_the_best_priority_and_its_weights() {
         &service,
         RecordType::SRV,
         1,
-        vec![srv(10, 3, 0), srv(10, 1, 1), srv(20, 1, 2)],
+        // Two records name the first server: their weights add up (3 + 2).
+        vec![srv(10, 3, 0), srv(10, 2, 0), srv(10, 1, 1), srv(20, 1, 2)],
     )
     .await;
     let channel = sockrpc::Channel::balance(
@@ -238,7 +296,7 @@ async fn srv_uses_the_best_priority_and_its_weights() {
     assert_eq!(
         weights,
         vec![
-            (servers[0].addr.to_string(), 3),
+            (servers[0].addr.to_string(), 5),
             (servers[1].addr.to_string(), 1)
         ],
         "priority 20 stays out while priority 10 resolves"
@@ -302,4 +360,90 @@ async fn a_failed_connection_makes_dns_look_again_before_the_ttl() {
     );
     one.shutdown().await;
     three.shutdown().await;
+}
+
+/// The endpoint keys a balanced channel holds once they equal `want`, within 10 s.
+async fn wait_for_keys(channel: &sockrpc::service::balance::Balanced, want: &[String]) {
+    let mut keys = Vec::new();
+    for _ in 0..200 {
+        keys = channel.stats().into_iter().map(|s| s.key).collect();
+        if keys == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("endpoints {keys:?}, want {want:?}");
+}
+
+/// A name with A and AAAA records gets both (hickory's default asks AAAA only when A has
+/// none); an A query that fails (SERVFAIL) keeps the last answer whole instead of leaving the
+/// IPv6 half; a name with nothing to answer says why in the status of a call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_and_aaaa_both_count_and_a_failed_half_keeps_the_last_answer() {
+    let dns = Dns::start().await;
+    let v4 = Ipv4Addr::new(127, 0, 0, 2);
+    dns.set(&[v4]).await;
+    dns.set_records(
+        &dns.name,
+        RecordType::AAAA,
+        1,
+        vec![RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))],
+    )
+    .await;
+    let channel = BalanceBuilder::default()
+        .wait_for_endpoint(Duration::from_millis(300))
+        .build(
+            DnsDiscovery::ip("svc.scale.test.", 50051)
+                .server(dns.addr)
+                .min_ttl(Duration::from_millis(100))
+                .start()
+                .expect("discovery"),
+        );
+    let both = ["127.0.0.2:50051".to_owned(), "[::1]:50051".to_owned()];
+    wait_for_keys(&channel, &both).await;
+    // A fails from now on: the next lookups (TTL 1 s) fail, and the set stays whole.
+    dns.fail_a.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        if dns.failed.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        dns.failed.load(Ordering::SeqCst) >= 2,
+        "two A lookups failed"
+    );
+    let keys: Vec<String> = channel.stats().into_iter().map(|s| s.key).collect();
+    assert_eq!(keys, both, "a failed A query keeps the last answer");
+
+    // A name whose only records are A, failing: a call says why nothing can take it.
+    let lonely = name("lonely.scale.test.");
+    dns.set_records(&lonely, RecordType::A, 1, vec![RData::A(A(v4))])
+        .await;
+    let channel = BalanceBuilder::default()
+        .wait_for_endpoint(Duration::from_millis(300))
+        .build(
+            DnsDiscovery::ip("lonely.scale.test.", 50051)
+                .server(dns.addr)
+                .start()
+                .expect("discovery"),
+        );
+    let error = channel
+        .ready(1, Duration::from_secs(5))
+        .await
+        .expect_err("no endpoint");
+    let want = "DNS lookup failed: A lonely.scale.test.: the DNS server answered Server Failure";
+    assert!(error.message().contains(want), "{error:?}");
+}
+
+#[test]
+fn names_no_lookup_can_answer_are_refused_at_start() {
+    for bad in ["", ".", "127.0.0.1:53/svc.test", "svc test"] {
+        let status = DnsDiscovery::ip(bad, 1).start().expect_err(bad);
+        assert_eq!(
+            status.code(),
+            sockrpc::Code::InvalidArgument,
+            "{bad}: {status:?}"
+        );
+    }
 }

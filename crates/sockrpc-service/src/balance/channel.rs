@@ -19,7 +19,7 @@ use super::outlier::OutlierConfig;
 use super::peak_ewma::DEFAULT_DECAY;
 use super::picker::Picker;
 use super::P2c;
-use crate::discovery::{Change, Discovery};
+use crate::discovery::{Change, Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel};
 use sockrpc_protocol::{Code, Response, Status};
 use std::collections::BTreeMap;
@@ -107,6 +107,7 @@ impl BalanceBuilder {
         let Discovery {
             changes,
             on_failure,
+            problem,
         } = discovery.into();
         let shared = Arc::new(Shared {
             members: RwLock::new(Arc::new(Members::default())),
@@ -119,6 +120,7 @@ impl BalanceBuilder {
             epoch: watch::Sender::new(0),
             totals: Mutex::default(),
             on_failure,
+            problem,
             driver: Mutex::new(None),
         });
         let driver = tokio::spawn(follow(Arc::downgrade(&shared), changes));
@@ -153,7 +155,19 @@ struct Shared {
     /// Calls each key's endpoints answered, kept after they leave.
     totals: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
     on_failure: Option<Arc<Notify>>,
+    /// Why discovery has no answer, when it says (see [`Problem`]).
+    problem: Option<Problem>,
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// `message`, with discovery's latest error when it has one.
+    fn with_problem(&self, message: String) -> String {
+        match self.problem.as_ref().and_then(Problem::get) {
+            Some(problem) => format!("{message} ({problem})"),
+            None => message,
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -386,9 +400,9 @@ impl Balanced {
                 () = tokio::time::sleep_until(wake.min(deadline)) => {}
             }
             if Instant::now() >= deadline {
-                return Err(Status::unavailable(format!(
+                return Err(Status::unavailable(self.shared.with_problem(format!(
                     "{usable} of the {count} endpoints wanted are usable"
-                )));
+                ))));
             }
         }
     }
@@ -438,10 +452,10 @@ impl Balanced {
             }
             if Instant::now() >= deadline {
                 let connected = list.iter().filter(|m| m.is_connected()).count();
-                return Err(Status::unavailable(format!(
+                return Err(Status::unavailable(shared.with_problem(format!(
                     "no endpoint can take the call: {} known, {connected} connected, none serving and connected",
                     list.len()
-                )));
+                ))));
             }
         }
     }

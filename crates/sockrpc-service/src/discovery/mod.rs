@@ -22,7 +22,7 @@ pub use fixed::{fixed, from_addrs};
 use futures_core::Stream;
 use sockrpc_transport::endpoint::Endpoint;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// One change to the endpoint set.
@@ -67,10 +67,39 @@ pub fn endpoint_key(endpoint: &Endpoint) -> String {
 /// A boxed stream of changes.
 pub type ChangeStream = Pin<Box<dyn Stream<Item = Change> + Send + 'static>>;
 
+/// Why a discovery source has no answer, or only an old one: its last error, cleared when it
+/// succeeds again. The balanced channel adds it to the status of a call no endpoint can take
+/// (as grpc-go reports a name resolver's error), so that a misspelt name or an unreachable DNS
+/// server says so instead of only "no endpoint".
+#[derive(Debug, Clone, Default)]
+pub struct Problem(Arc<Mutex<Option<String>>>);
+
+impl Problem {
+    /// Records the source's latest error.
+    pub fn set(&self, error: impl Into<String>) {
+        *self.lock() = Some(error.into());
+    }
+
+    /// The source succeeded: nothing to report.
+    pub fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    /// The latest error, if the source has not succeeded since.
+    pub fn get(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A source of endpoint changes for [`Channel::balance`](crate::Channel::balance).
 pub struct Discovery {
     pub(crate) changes: ChangeStream,
     pub(crate) on_failure: Option<Arc<Notify>>,
+    pub(crate) problem: Option<Problem>,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -87,6 +116,7 @@ impl Discovery {
         Discovery {
             changes: Box::pin(changes),
             on_failure: None,
+            problem: None,
         }
     }
 
@@ -94,6 +124,12 @@ impl Discovery {
     /// failed, so it can look again early.
     pub fn with_failure_hint(mut self, notify: Arc<Notify>) -> Discovery {
         self.on_failure = Some(notify);
+        self
+    }
+
+    /// Also tells the channel, through `problem`, why the source has no answer when it fails.
+    pub fn with_problem(mut self, problem: Problem) -> Discovery {
+        self.problem = Some(problem);
         self
     }
 

@@ -14,6 +14,7 @@ use sockrpc::service::balance::{BalanceBuilder, Balanced, HashKey, HashRing, P2c
 use sockrpc::service::discovery::{self, dns::DnsDiscovery, Discovery};
 use std::collections::BTreeMap;
 use std::error::Error;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,25 +36,60 @@ pub(super) fn wanted(args: &BenchArgs) -> bool {
         || args
             .target
             .as_deref()
-            .is_some_and(|t| t.contains(',') || t.starts_with("dns://"))
+            .is_some_and(|t| t.contains(',') || t.starts_with("dns:"))
 }
 
-fn discovery(target: &str, dns_server: Option<std::net::SocketAddr>) -> Result<Discovery, String> {
-    if let Some(rest) = target.strip_prefix("dns://") {
-        let (name, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{target}: want dns://NAME:PORT"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|e| format!("{target}: bad port: {e}"))?;
+fn discovery(target: &str, dns_server: Option<SocketAddr>) -> Result<Discovery, String> {
+    if let Some(rest) = target.strip_prefix("dns:") {
+        let (name, port, server) = dns_target(rest, dns_server)
+            .map_err(|e| format!("{target}: {e} (want dns://NAME:PORT, dns:///NAME:PORT or dns://DNS-IP[:PORT]/NAME:PORT)"))?;
         let mut dns = DnsDiscovery::ip(name, port);
-        if let Some(server) = dns_server {
+        if let Some(server) = server {
             dns = dns.server(server);
         }
-        return dns.start().map_err(|s| s.message().to_owned());
+        return dns
+            .start()
+            .map_err(|s| format!("{target}: {}", s.message()));
     }
     discovery::fixed(target.split(',').map(str::trim).filter(|t| !t.is_empty()))
         .map_err(|s| format!("{target}: {}", s.message()))
+}
+
+/// A `dns:` target's name, port and DNS server, in grpc-go's forms: `dns://NAME:PORT` (ours),
+/// `dns:///NAME:PORT` (no authority: the system's resolver) and `dns://DNS-IP[:PORT]/NAME:PORT`
+/// (that DNS server, port 53 by default). `--dns-server` names the server too; not both.
+fn dns_target(
+    rest: &str,
+    flag: Option<SocketAddr>,
+) -> Result<(String, u16, Option<SocketAddr>), String> {
+    let rest = rest.strip_prefix("//").ok_or("no // after dns:")?;
+    let (authority, host_port) = match rest.split_once('/') {
+        Some((authority, host_port)) => (authority, host_port),
+        None => ("", rest),
+    };
+    let from_authority = match authority {
+        "" => None,
+        a => Some(match a.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => SocketAddr::new(
+                a.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("DNS server {a:?} is not IP[:PORT]"))?,
+                53,
+            ),
+        }),
+    };
+    let server = match (from_authority, flag) {
+        (Some(_), Some(_)) => return Err("a DNS server in the target and --dns-server".into()),
+        (a, f) => a.or(f),
+    };
+    let (name, port) = host_port.rsplit_once(':').ok_or("no port")?;
+    let port: u16 = port.parse().map_err(|e| format!("bad port: {e}"))?;
+    if name.is_empty() {
+        return Err("no name".into());
+    }
+    Ok((name.to_owned(), port, server))
 }
 
 fn channel(args: &BenchArgs, target: &str) -> Result<Balanced, String> {
@@ -107,7 +143,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let expected = if target.starts_with("dns://") {
+    let expected = if target.starts_with("dns:") {
         1
     } else {
         target.split(',').filter(|t| !t.trim().is_empty()).count()
@@ -226,4 +262,31 @@ async fn row(
         .collect();
     row.servers = Some(servers);
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_target;
+
+    #[test]
+    fn dns_targets_in_grpc_go_s_forms() {
+        let flag = Some("127.0.0.1:5353".parse().expect("addr"));
+        let ours = dns_target("//svc.test:50051", flag).expect("ours");
+        assert_eq!(ours, ("svc.test".into(), 50051, flag));
+        let none = dns_target("///svc.test:50051", None).expect("no authority");
+        assert_eq!(none, ("svc.test".into(), 50051, None));
+        let server = dns_target("//127.0.0.9/svc.test:7", None).expect("authority");
+        assert_eq!(server.2, Some("127.0.0.9:53".parse().expect("addr")));
+        let server = dns_target("//[::1]:5300/svc.test:7", None).expect("v6 authority");
+        assert_eq!(server.2, Some("[::1]:5300".parse().expect("addr")));
+        let literal = dns_target("///[::1]:50051", None).expect("literal");
+        assert_eq!(literal.0, "[::1]");
+        for bad in ["//svc.test", "//:50051", "//x/svc.test:99999", "svc.test:1"] {
+            assert!(dns_target(bad, None).is_err(), "{bad}");
+        }
+        assert!(
+            dns_target("//127.0.0.9/svc.test:7", flag).is_err(),
+            "two servers"
+        );
+    }
 }

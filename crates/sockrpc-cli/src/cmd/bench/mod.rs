@@ -265,7 +265,8 @@ pub(crate) struct BenchArgs {
     /// each reports the calls every server answered.
     #[arg(long, value_enum)]
     balance: Option<balanced::Balance>,
-    /// With `--target dns://NAME:PORT`: the DNS server to ask (IP:PORT) [default: the system's].
+    /// With `--target dns://NAME:PORT` (or grpc-go's `dns:///NAME:PORT`): the DNS server to ask
+    /// (IP:PORT) [default: the system's; `dns://DNS-IP[:PORT]/NAME:PORT` names it too].
     #[arg(long, value_name = "IP:PORT")]
     dns_server: Option<std::net::SocketAddr>,
 }
@@ -304,6 +305,14 @@ fn install_recorder() -> Result<(), Box<dyn Error>> {
 
 /// Runs `sockrpc bench`.
 pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
+    if args.dns_server.is_some()
+        && !args
+            .target
+            .as_deref()
+            .is_some_and(|t| t.starts_with("dns:"))
+    {
+        return Err("--dns-server goes with a --target dns://NAME:PORT".into());
+    }
     if balanced::wanted(&args) {
         return balanced::run(&args);
     }

@@ -7,13 +7,19 @@
 //! balanced channel pokes the discovery, which looks again early (still no more often than
 //! `min_ttl`). A failed lookup keeps the last good answer and tries again after `min_ttl`.
 //! With SRV, only the records of the best (lowest) priority that resolve are used; their SRV
-//! weights become endpoint weights.
+//! weights become endpoint weights. How one lookup reads its answers: `lookup.rs`.
+//!
+//! Why a lookup failed is kept for the balanced channel, which says it when no endpoint can
+//! take a call (grpc-go's "name resolver error"), instead of only that none is usable.
 
-use super::{endpoint_key, Change, Discovery};
+mod lookup;
+
+use super::{endpoint_key, Change, Discovery, Problem};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::TokioResolver;
+use lookup::{literal, lookup};
 use sockrpc_protocol::Status;
 use sockrpc_transport::endpoint::Endpoint;
 use std::collections::BTreeMap;
@@ -97,9 +103,10 @@ impl DnsDiscovery {
         self
     }
 
-    /// The shortest wait between lookups (default 1 s).
+    /// The shortest wait between lookups (default 1 s; at least 100 ms, a shorter one is
+    /// raised to it, so that a zero TTL or a failing server cannot turn into a query storm).
     pub fn min_ttl(mut self, ttl: Duration) -> DnsDiscovery {
-        self.min_ttl = ttl;
+        self.min_ttl = ttl.max(MIN_TTL_FLOOR);
         self
     }
 
@@ -136,66 +143,50 @@ impl DnsDiscovery {
         Ok(builder.build())
     }
 
-    /// Starts looking up (in a task that ends when the discovery is dropped).
+    /// Starts looking up (in a task that ends when the discovery is dropped). A name that is
+    /// not a valid DNS name (nor an IP address) is refused here, `INVALID_ARGUMENT`, rather
+    /// than looked up in vain every `min_ttl`.
     pub fn start(self) -> Result<Discovery, Status> {
         if self.min_ttl > self.max_ttl {
             return Err(Status::invalid_argument("DNS min_ttl is above max_ttl"));
         }
+        let name = match &self.query {
+            Query::Ip { name, .. } | Query::Srv { name } => name,
+        };
+        check_name(name)?;
         let resolver = self.resolver()?;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let hint = Arc::new(Notify::new());
-        tokio::spawn(follow(self, resolver, tx, Arc::clone(&hint)));
+        let problem = Problem::default();
+        tokio::spawn(follow(
+            self,
+            resolver,
+            tx,
+            Arc::clone(&hint),
+            problem.clone(),
+        ));
         let stream = super::futures_util_free::poll_fn_stream(move |cx| rx.poll_recv(cx));
-        Ok(Discovery::new(stream).with_failure_hint(hint))
+        Ok(Discovery::new(stream)
+            .with_failure_hint(hint)
+            .with_problem(problem))
     }
 }
 
-/// One lookup's answer: weight per address, and the TTL.
-type Answer = (BTreeMap<SocketAddr, u32>, Duration);
+/// The floor of [`DnsDiscovery::min_ttl`].
+const MIN_TTL_FLOOR: Duration = Duration::from_millis(100);
 
-async fn lookup(resolver: &TokioResolver, query: &Query) -> Result<Answer, String> {
-    resolver.clear_cache();
-    match query {
-        Query::Ip { name, port } => {
-            let found = resolver
-                .lookup_ip(name.as_str())
-                .await
-                .map_err(|e| e.to_string())?;
-            let ttl = found.as_lookup().records().iter().map(|r| r.ttl()).min();
-            let addrs = found
-                .iter()
-                .map(|ip| (SocketAddr::new(ip, *port), 1))
-                .collect();
-            Ok((addrs, Duration::from_secs(u64::from(ttl.unwrap_or(0)))))
-        }
-        Query::Srv { name } => {
-            let found = resolver
-                .srv_lookup(name.as_str())
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut ttl = found.as_lookup().records().iter().map(|r| r.ttl()).min();
-            let mut by_priority: BTreeMap<u16, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
-            for srv in found.iter() {
-                let Ok(ips) = resolver.lookup_ip(srv.target().clone()).await else {
-                    continue;
-                };
-                let ip_ttl = ips.as_lookup().records().iter().map(|r| r.ttl()).min();
-                ttl = ttl.min(ip_ttl).or(ttl).or(ip_ttl);
-                for ip in ips.iter() {
-                    by_priority.entry(srv.priority()).or_default().insert(
-                        SocketAddr::new(ip, srv.port()),
-                        u32::from(srv.weight()).max(1),
-                    );
-                }
-            }
-            let best = by_priority
-                .into_iter()
-                .next()
-                .map(|(_, a)| a)
-                .unwrap_or_default();
-            Ok((best, Duration::from_secs(u64::from(ttl.unwrap_or(0)))))
-        }
+/// Refuses a name no lookup can answer: empty, or not a DNS name (`dns:///x` or
+/// `dns://server/x` written where a name goes, a port left in it).
+fn check_name(name: &str) -> Result<(), Status> {
+    if literal(name).is_some() {
+        return Ok(());
     }
+    if name.trim_end_matches('.').is_empty() {
+        return Err(Status::invalid_argument("the DNS name is empty"));
+    }
+    hickory_resolver::Name::from_utf8(name)
+        .map(|_| ())
+        .map_err(|e| Status::invalid_argument(format!("{name:?} is not a DNS name: {e}")))
 }
 
 async fn follow(
@@ -203,6 +194,7 @@ async fn follow(
     resolver: TokioResolver,
     tx: mpsc::UnboundedSender<Change>,
     hint: Arc<Notify>,
+    problem: Problem,
 ) {
     // Each address's weight and the key its endpoint was inserted under.
     let mut known: BTreeMap<SocketAddr, (u32, String)> = BTreeMap::new();
@@ -210,6 +202,7 @@ async fn follow(
         let looked = Instant::now();
         let wait = match lookup(&resolver, &config.query).await {
             Ok((found, ttl)) => {
+                problem.clear();
                 let mut changes = Vec::new();
                 known.retain(|addr, (_, key)| {
                     let keep = found.contains_key(addr);
@@ -246,6 +239,7 @@ async fn follow(
             }
             Err(error) => {
                 tracing::debug!(query = ?config.query, %error, "DNS lookup failed; keeping the last answer");
+                problem.set(format!("DNS lookup failed: {error}"));
                 config.min_ttl
             }
         };
