@@ -11,6 +11,7 @@ use hickory_server::store::in_memory::InMemoryAuthority;
 use hickory_server::ServerFuture;
 use sockrpc::service::balance::{BalanceBuilder, RoundRobin};
 use sockrpc::service::discovery::dns::DnsDiscovery;
+use sockrpc::Channel;
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
@@ -434,6 +435,27 @@ async fn a_and_aaaa_both_count_and_a_failed_half_keeps_the_last_answer() {
         .expect_err("no endpoint");
     let want = "DNS lookup failed: A lonely.scale.test.: the DNS server answered Server Failure";
     assert!(error.message().contains(want), "{error:?}");
+
+    // With no answer yet, the half that came is used: a name whose A fails and whose AAAA
+    // answers resolves to its IPv6 address (a server that never answers one type must not keep
+    // a name from ever resolving), and says what failed.
+    let half = name("half.scale.test.");
+    dns.set_records(&half, RecordType::A, 1, vec![RData::A(A(v4))])
+        .await;
+    dns.set_records(
+        &half,
+        RecordType::AAAA,
+        1,
+        vec![RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))],
+    )
+    .await;
+    let channel = Channel::balance(
+        DnsDiscovery::ip("half.scale.test.", 50051)
+            .server(dns.addr)
+            .start()
+            .expect("discovery"),
+    );
+    wait_for_keys(&channel, &["[::1]:50051".to_owned()]).await;
 }
 
 #[test]

@@ -17,7 +17,8 @@ pub(crate) struct DescribeArgs {
     #[command(flatten)]
     conn: ConnArgs,
     /// A fully qualified name: package.Service, package.Service.Method (or
-    /// package.Service/Method), package.Message, package.Enum.
+    /// package.Service/Method), package.Message, package.Message.field (or a oneof),
+    /// package.Enum, package.VALUE (or package.Enum.VALUE).
     #[arg(value_name = "SYMBOL")]
     symbol: String,
 }

@@ -55,16 +55,17 @@ fn discovery(target: &str, dns_server: Option<SocketAddr>) -> Result<Discovery, 
         .map_err(|s| format!("{target}: {}", s.message()))
 }
 
-/// A `dns:` target's name, port and DNS server, in grpc-go's forms: `dns://NAME:PORT` (ours),
-/// `dns:///NAME:PORT` (no authority: the system's resolver) and `dns://DNS-IP[:PORT]/NAME:PORT`
-/// (that DNS server, port 53 by default). `--dns-server` names the server too; not both.
+/// A `dns:` target's name, port and DNS server, in grpc's forms: `dns://NAME:PORT` (ours),
+/// `dns:///NAME:PORT` and `dns:NAME:PORT` (no authority: the system's resolver) and
+/// `dns://DNS-IP[:PORT]/NAME:PORT` (that DNS server, port 53 by default). `--dns-server`
+/// names the server too; not both.
 fn dns_target(
     rest: &str,
     flag: Option<SocketAddr>,
 ) -> Result<(String, u16, Option<SocketAddr>), String> {
-    let rest = rest.strip_prefix("//").ok_or("no // after dns:")?;
-    let (authority, host_port) = match rest.split_once('/') {
-        Some((authority, host_port)) => (authority, host_port),
+    let (authority, host_port) = match rest.strip_prefix("//") {
+        Some(rest) => rest.split_once('/').unwrap_or(("", rest)),
+        // grpc's `dns:NAME:PORT`, no authority.
         None => ("", rest),
     };
     let from_authority = match authority {
@@ -281,7 +282,9 @@ mod tests {
         assert_eq!(server.2, Some("[::1]:5300".parse().expect("addr")));
         let literal = dns_target("///[::1]:50051", None).expect("literal");
         assert_eq!(literal.0, "[::1]");
-        for bad in ["//svc.test", "//:50051", "//x/svc.test:99999", "svc.test:1"] {
+        let bare = dns_target("svc.test:1", None).expect("dns:NAME:PORT");
+        assert_eq!(bare, ("svc.test".into(), 1, None));
+        for bad in ["//svc.test", "//:50051", "//x/svc.test:99999", "svc.test"] {
             assert!(dns_target(bad, None).is_err(), "{bad}");
         }
         assert!(

@@ -1,29 +1,39 @@
 //! One DNS lookup: what [`DnsDiscovery`](super::DnsDiscovery) asks each time a TTL runs out.
 //!
-//! A name's addresses are its A and its AAAA records, asked at once. Each answer is taken
-//! whole or not at all: a record type the name has none of (NXDOMAIN, or NOERROR with no
-//! answer) adds no address, but any other failure (SERVFAIL, REFUSED, a timeout) fails the
-//! whole lookup, and the discovery keeps its last answer. Half an answer would be worse than
-//! an old one: a name with both A and AAAA records would drop every IPv4 address because one
-//! query timed out. (hickory's own `Ipv4AndIpv6` strategy takes whichever half came back, and
-//! its default, `Ipv4thenIpv6`, never asks AAAA when A has records.)
+//! A name's addresses come from the hosts file when it lists the name (as glibc's `files`
+//! before `dns`), else from its A and AAAA records, asked at once. A record type the name has
+//! none of (NXDOMAIN, or NOERROR with no answer) adds no address; any other failure (SERVFAIL,
+//! REFUSED, a timeout) makes the answer partial, and the discovery then keeps its last answer
+//! whole rather than take half of one: a name with both A and AAAA records would otherwise
+//! drop every IPv4 address because one query timed out. A partial answer is used only when
+//! there is no last answer (a server that never answers AAAA must not keep a name from ever
+//! resolving). hickory's own `Ipv4AndIpv6` strategy takes whichever half came back, and its
+//! default, `Ipv4thenIpv6`, never asks AAAA when A has records: hence two queries of ours.
 //!
 //! SRV: the targets of the best (lowest) priority that resolve, each address weighted by the
 //! sum of the weights of the records naming it. A target with no addresses is passed over
 //! (the next priority is used when none of the best has any); a target whose lookup fails
-//! fails the whole lookup, as above.
+//! makes the answer partial, unless its priority is worse than the one used.
 
 use super::Query;
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{RData, Record};
+use hickory_resolver::proto::op::{Query as DnsQuery, ResponseCode};
+use hickory_resolver::proto::rr::{Record, RecordType};
 use hickory_resolver::proto::ProtoErrorKind;
-use hickory_resolver::{ResolveError, TokioResolver};
+use hickory_resolver::{Hosts, Name, ResolveError, TokioResolver};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// One lookup's answer: the weight of each address, and the shortest TTL of the records.
-pub(super) type Answer = (BTreeMap<SocketAddr, u32>, Duration);
+/// One lookup's answer.
+#[derive(Debug)]
+pub(super) struct Found {
+    /// The weight of each address.
+    pub(super) addrs: BTreeMap<SocketAddr, u32>,
+    /// The shortest TTL of the records.
+    pub(super) ttl: Duration,
+    /// What failed, when the answer is partial.
+    pub(super) failed: Option<String>,
+}
 
 /// `name` as an IP address, when it is one (`127.0.0.1`, `::1`, `[::1]`): used as it is,
 /// without a query, as grpc-go's DNS resolver does.
@@ -35,89 +45,169 @@ pub(super) fn literal(name: &str) -> Option<IpAddr> {
     bare.parse().ok()
 }
 
-/// Looks `query` up, bypassing the resolver's cache (the TTLs are ours to follow).
-pub(super) async fn lookup(resolver: &TokioResolver, query: &Query) -> Result<Answer, String> {
+/// Looks `query` up, bypassing the resolver's cache (the TTLs are ours to follow). `Err`:
+/// nothing usable came back.
+pub(super) async fn lookup(
+    resolver: &TokioResolver,
+    hosts: &Hosts,
+    query: &Query,
+) -> Result<Found, String> {
     resolver.clear_cache();
     match query {
         Query::Ip { name, port } => {
-            let (ips, ttl) = addresses(resolver, name).await?;
-            if ips.is_empty() {
+            let found = addresses(resolver, hosts, name).await?;
+            if found.ips.is_empty() {
                 return Err(format!("{name} has no A or AAAA records"));
             }
-            let found = ips
+            let addrs = found
+                .ips
                 .into_iter()
                 .map(|ip| (SocketAddr::new(ip, *port), 1))
                 .collect();
-            Ok((found, seconds(ttl)))
+            Ok(Found {
+                addrs,
+                ttl: seconds(found.ttl),
+                failed: found.failed,
+            })
         }
-        Query::Srv { name } => srv(resolver, name).await,
+        Query::Srv { name } => srv(resolver, hosts, name).await,
     }
 }
 
 fn seconds(ttl: Option<u32>) -> Duration {
-    // An IP literal has no TTL: the longest wait (clamped to `max_ttl` by the caller).
+    // An IP literal or a hosts-file name has no TTL: the longest wait (clamped to `max_ttl`).
     Duration::from_secs(u64::from(ttl.unwrap_or(u32::MAX)))
 }
 
-async fn srv(resolver: &TokioResolver, name: &str) -> Result<Answer, String> {
+async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Found, String> {
     let found = resolver
         .srv_lookup(name)
         .await
         .map_err(|e| format!("SRV {name}: {}", describe(&e)))?;
     let mut ttl = shortest(found.as_lookup().records());
     let mut by_priority: BTreeMap<u16, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
+    let mut failures: Vec<(u16, String)> = Vec::new();
     for record in found.iter() {
         let target = record.target().to_utf8();
         if target == "." {
             // RFC 2782: "the service is decidedly not available at this domain".
             continue;
         }
-        let (ips, target_ttl) = addresses(resolver, &target).await?;
-        ttl = sooner(ttl, target_ttl);
+        let priority = record.priority();
+        let addresses = match addresses(resolver, hosts, &target).await {
+            Ok(addresses) => addresses,
+            Err(error) => {
+                failures.push((priority, error));
+                continue;
+            }
+        };
+        if let Some(error) = addresses.failed {
+            failures.push((priority, error));
+        }
+        ttl = sooner(ttl, addresses.ttl);
         let weight = u32::from(record.weight()).max(1);
-        let tier = by_priority.entry(record.priority()).or_default();
-        for ip in ips {
+        let tier = by_priority.entry(priority).or_default();
+        for ip in addresses.ips {
             let total = tier.entry(SocketAddr::new(ip, record.port())).or_insert(0);
             *total = total.saturating_add(weight);
         }
     }
-    let best = by_priority
-        .into_values()
-        .find(|tier| !tier.is_empty())
-        .unwrap_or_default();
-    Ok((best, seconds(ttl)))
+    let best = by_priority.into_iter().find(|(_, tier)| !tier.is_empty());
+    let used = best.as_ref().map(|(priority, _)| *priority);
+    // A failure among targets of a worse priority than the one used changes nothing.
+    let failed = failures
+        .into_iter()
+        .find(|(priority, _)| used.is_none_or(|used| *priority <= used))
+        .map(|(_, error)| error);
+    match (best, failed) {
+        (None, Some(error)) => Err(error),
+        (best, failed) => Ok(Found {
+            addrs: best.map(|(_, tier)| tier).unwrap_or_default(),
+            ttl: seconds(ttl),
+            failed,
+        }),
+    }
 }
 
-/// `name`'s A and AAAA addresses, and the shortest TTL of the records that gave them.
+/// A name's addresses.
+struct Addresses {
+    ips: Vec<IpAddr>,
+    /// The shortest TTL of the records that gave them (`None`: no record).
+    ttl: Option<u32>,
+    /// The half (A or AAAA) that failed, when one did.
+    failed: Option<String>,
+}
+
+/// `name`'s addresses: from the hosts file when it lists the name, else its A and AAAA
+/// records. `Err` when a half failed and the other gave nothing.
 async fn addresses(
     resolver: &TokioResolver,
+    hosts: &Hosts,
     name: &str,
-) -> Result<(Vec<IpAddr>, Option<u32>), String> {
+) -> Result<Addresses, String> {
     if let Some(ip) = literal(name) {
-        return Ok((vec![ip], None));
+        return Ok(Addresses {
+            ips: vec![ip],
+            ttl: None,
+            failed: None,
+        });
+    }
+    if let Some(ips) = from_hosts(hosts, name) {
+        return Ok(Addresses {
+            ips,
+            ttl: None,
+            failed: None,
+        });
     }
     let (v4, v6) = tokio::join!(resolver.ipv4_lookup(name), resolver.ipv6_lookup(name));
-    let mut ips = Vec::new();
-    let mut ttl: Option<u32> = None;
-    for (kind, found) in [
+    let mut found = Addresses {
+        ips: Vec::new(),
+        ttl: None,
+        failed: None,
+    };
+    for (kind, answer) in [
         ("A", v4.map(|l| l.as_lookup().clone())),
         ("AAAA", v6.map(|l| l.as_lookup().clone())),
     ] {
-        let records = match found {
+        let records = match answer {
             Ok(lookup) => lookup,
             Err(error) if absent(&error) => continue,
-            Err(error) => return Err(format!("{kind} {name}: {}", describe(&error))),
+            Err(error) => {
+                let error = format!("{kind} {name}: {}", describe(&error));
+                found.failed = Some(match found.failed.take() {
+                    Some(first) => format!("{first}; {error}"),
+                    None => error,
+                });
+                continue;
+            }
         };
         let records = records.records();
-        ttl = sooner(ttl, shortest(records));
+        found.ttl = sooner(found.ttl, shortest(records));
         // The records include the CNAMEs the answer went through: only addresses count.
-        ips.extend(records.iter().filter_map(|r| match r.data() {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        }));
+        found
+            .ips
+            .extend(records.iter().filter_map(|r| r.data().ip_addr()));
     }
-    Ok((ips, ttl))
+    match found.failed {
+        Some(error) if found.ips.is_empty() => Err(error),
+        _ => Ok(found),
+    }
+}
+
+/// The name's addresses in the hosts file (`/etc/hosts`), if it lists any.
+fn from_hosts(hosts: &Hosts, name: &str) -> Option<Vec<IpAddr>> {
+    let name = Name::from_utf8(name).ok()?;
+    let ips: Vec<IpAddr> = [RecordType::A, RecordType::AAAA]
+        .into_iter()
+        .filter_map(|kind| hosts.lookup_static_host(&DnsQuery::query(name.clone(), kind)))
+        .flat_map(|lookup| {
+            lookup
+                .iter()
+                .filter_map(|r| r.ip_addr())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (!ips.is_empty()).then_some(ips)
 }
 
 /// Whether `error` says the name has no records of the type asked (NXDOMAIN, or NOERROR with
@@ -175,5 +265,26 @@ mod tests {
         assert_eq!(literal("::1"), "::1".parse().ok());
         assert_eq!(literal("svc.test"), None);
         assert_eq!(literal("[svc.test]"), None);
+    }
+
+    #[test]
+    fn the_hosts_file_answers_first() {
+        let mut hosts = Hosts::default();
+        hosts
+            .read_hosts_conf("10.0.0.5 db db.corp.example\n::1 six\n".as_bytes())
+            .expect("hosts");
+        assert_eq!(
+            from_hosts(&hosts, "db"),
+            Some(vec![IpAddr::from([10, 0, 0, 5])])
+        );
+        assert_eq!(
+            from_hosts(&hosts, "db.corp.example."),
+            Some(vec![IpAddr::from([10, 0, 0, 5])])
+        );
+        assert_eq!(
+            from_hosts(&hosts, "six"),
+            Some(vec!["::1".parse().expect("v6")])
+        );
+        assert_eq!(from_hosts(&hosts, "elsewhere"), None);
     }
 }

@@ -1,11 +1,14 @@
-//! DNS discovery: A/AAAA records of a name (each address on a given port), or SRV records
-//! (target, port, priority, weight), looked up again when the records' TTL runs out.
+//! DNS discovery: the addresses of a name (the hosts file's, else its A and AAAA records; each
+//! address on a given port), or SRV records (target, port, priority, weight), looked up again
+//! when the records' TTL runs out.
 //!
 //! The TTL is bounded below ([`DnsDiscovery::min_ttl`], default 1 s, so a zero TTL does not
 //! turn into a query storm) and above ([`DnsDiscovery::max_ttl`], default 5 min, so a long TTL
 //! does not hide a change for hours). When a connection to a resolved address fails the
 //! balanced channel pokes the discovery, which looks again early (still no more often than
-//! `min_ttl`). A failed lookup keeps the last good answer and tries again after `min_ttl`.
+//! `min_ttl`). A failed lookup, or one that came back in part (A answered, AAAA timed out),
+//! keeps the last good answer whole and tries again after `min_ttl`; with no answer yet, the
+//! part that came is used.
 //! With SRV, only the records of the best (lowest) priority that resolve are used; their SRV
 //! weights become endpoint weights. How one lookup reads its answers: `lookup.rs`.
 //!
@@ -18,7 +21,7 @@ use super::{endpoint_key, Change, Discovery, Problem};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::TokioResolver;
+use hickory_resolver::{Hosts, TokioResolver};
 use lookup::{literal, lookup};
 use sockrpc_protocol::Status;
 use sockrpc_transport::endpoint::Endpoint;
@@ -148,19 +151,25 @@ impl DnsDiscovery {
     /// than looked up in vain every `min_ttl`.
     pub fn start(self) -> Result<Discovery, Status> {
         if self.min_ttl > self.max_ttl {
-            return Err(Status::invalid_argument("DNS min_ttl is above max_ttl"));
+            return Err(Status::invalid_argument(format!(
+                "DNS min_ttl ({:?}, at least {MIN_TTL_FLOOR:?}) is above max_ttl ({:?})",
+                self.min_ttl, self.max_ttl
+            )));
         }
         let name = match &self.query {
             Query::Ip { name, .. } | Query::Srv { name } => name,
         };
         check_name(name)?;
         let resolver = self.resolver()?;
+        // Read once, as the resolver reads its configuration once.
+        let hosts = Hosts::from_system().unwrap_or_default();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let hint = Arc::new(Notify::new());
         let problem = Problem::default();
         tokio::spawn(follow(
             self,
             resolver,
+            hosts,
             tx,
             Arc::clone(&hint),
             problem.clone(),
@@ -184,14 +193,20 @@ fn check_name(name: &str) -> Result<(), Status> {
     if name.trim_end_matches('.').is_empty() {
         return Err(Status::invalid_argument("the DNS name is empty"));
     }
+    if name.contains([':', '/']) {
+        return Err(Status::invalid_argument(format!(
+            "{name:?} is not a DNS name: a name has no ':' or '/' (the port goes apart)"
+        )));
+    }
     hickory_resolver::Name::from_utf8(name)
         .map(|_| ())
-        .map_err(|e| Status::invalid_argument(format!("{name:?} is not a DNS name: {e}")))
+        .map_err(|_| Status::invalid_argument(format!("{name:?} is not a DNS name")))
 }
 
 async fn follow(
     config: DnsDiscovery,
     resolver: TokioResolver,
+    hosts: Hosts,
     tx: mpsc::UnboundedSender<Change>,
     hint: Arc<Notify>,
     problem: Problem,
@@ -200,42 +215,28 @@ async fn follow(
     let mut known: BTreeMap<SocketAddr, (u32, String)> = BTreeMap::new();
     loop {
         let looked = Instant::now();
-        let wait = match lookup(&resolver, &config.query).await {
-            Ok((found, ttl)) => {
+        let wait = match lookup(&resolver, &hosts, &config.query).await {
+            Ok(found) if found.failed.is_none() => {
                 problem.clear();
-                let mut changes = Vec::new();
-                known.retain(|addr, (_, key)| {
-                    let keep = found.contains_key(addr);
-                    if !keep {
-                        changes.push(Change::Remove(key.clone()));
-                    }
-                    keep
-                });
-                for (addr, weight) in found {
-                    match known.get_mut(&addr) {
-                        None => {
-                            let endpoint = (config.endpoint)(addr);
-                            let key = endpoint_key(&endpoint);
-                            changes.push(Change::Insert {
-                                key: key.clone(),
-                                endpoint: Box::new(endpoint),
-                                weight,
-                            });
-                            known.insert(addr, (weight, key));
-                        }
-                        Some((old, key)) if *old != weight => {
-                            *old = weight;
-                            changes.push(Change::Weight(key.clone(), weight));
-                        }
-                        Some(_) => {}
-                    }
+                if !apply(&config, &mut known, found.addrs, &tx) {
+                    return;
                 }
-                for change in changes {
-                    if tx.send(change).is_err() {
-                        return;
-                    }
+                found.ttl.clamp(config.min_ttl, config.max_ttl)
+            }
+            // Part of the answer failed: keep the last answer whole, or, with none yet, take
+            // the part that came (a server that never answers AAAA must not keep a name from
+            // ever resolving), and look again soon.
+            Ok(found) => {
+                let error = found.failed.unwrap_or_default();
+                tracing::debug!(query = ?config.query, %error, "DNS lookup partly failed");
+                problem.set(format!("DNS lookup failed: {error}"));
+                if known.is_empty()
+                    && !found.addrs.is_empty()
+                    && !apply(&config, &mut known, found.addrs, &tx)
+                {
+                    return;
                 }
-                ttl.clamp(config.min_ttl, config.max_ttl)
+                config.min_ttl
             }
             Err(error) => {
                 tracing::debug!(query = ?config.query, %error, "DNS lookup failed; keeping the last answer");
@@ -254,4 +255,42 @@ async fn follow(
             () = tx.closed() => return,
         }
     }
+}
+
+/// Makes the endpoint set `found`: sends the changes from `known`, and records them there.
+/// `false` when nobody listens any more.
+fn apply(
+    config: &DnsDiscovery,
+    known: &mut BTreeMap<SocketAddr, (u32, String)>,
+    found: BTreeMap<SocketAddr, u32>,
+    tx: &mpsc::UnboundedSender<Change>,
+) -> bool {
+    let mut changes = Vec::new();
+    known.retain(|addr, (_, key)| {
+        let keep = found.contains_key(addr);
+        if !keep {
+            changes.push(Change::Remove(key.clone()));
+        }
+        keep
+    });
+    for (addr, weight) in found {
+        match known.get_mut(&addr) {
+            None => {
+                let endpoint = (config.endpoint)(addr);
+                let key = endpoint_key(&endpoint);
+                changes.push(Change::Insert {
+                    key: key.clone(),
+                    endpoint: Box::new(endpoint),
+                    weight,
+                });
+                known.insert(addr, (weight, key));
+            }
+            Some((old, key)) if *old != weight => {
+                *old = weight;
+                changes.push(Change::Weight(key.clone(), weight));
+            }
+            Some(_) => {}
+        }
+    }
+    changes.into_iter().all(|change| tx.send(change).is_ok())
 }

@@ -64,11 +64,13 @@ pub struct ReplyCacheConfig {
     /// /64. Past it that source's new calls are refused unrun, as a full cache refuses them, so
     /// one host cannot fill the cache for everyone. Default 32,768 (an eighth of
     /// `max_entries`): a client that sends watermarks holds about its calls in flight (at most
-    /// 4,096).
+    /// 4,096). A source here is a host's address, or its /64: clients behind one NAT address
+    /// share one share. 0 admits no call from anyone.
     pub max_entries_per_source: usize,
-    /// Most bytes of answers one source holds. Default 8 MiB (an eighth of `max_bytes`). An
-    /// answer that would take a source past it is kept as a short `ABORTED` status, as one past
-    /// `max_bytes` is.
+    /// Most bytes of answers one source holds before its new calls are refused. Default 8 MiB
+    /// (an eighth of `max_bytes`). Only admission is refused: the answer of a call already
+    /// running is kept whole even past it (`max_bytes` bounds the memory), since a truncated
+    /// call's client fetches that answer over TCP.
     pub max_bytes_per_source: usize,
 }
 
@@ -425,7 +427,7 @@ impl ReplyCache {
                 self.notify();
                 return;
             }
-            let too_large = *bytes + size > self.config.max_bytes || !quotas.fits(&source, size);
+            let too_large = *bytes + size > self.config.max_bytes;
             let answer = if too_large {
                 // Keeping it would break the memory bound; forgetting it would let a
                 // retransmission run the call again. Keep a short answer that says so.

@@ -50,17 +50,13 @@ impl Quotas {
         source_key(ip)
     }
 
-    /// Whether `source` may start one more call.
+    /// Whether `source` may start one more call: it holds fewer entries than its share, and
+    /// fewer bytes. Only admission is refused: an answer of a call already admitted is kept
+    /// whole even when it takes its source past its bytes (the cache's own `max_bytes` bounds
+    /// memory), because a TRUNCATED call's client fetches that answer over TCP.
     pub(super) fn allows(&self, source: &IpAddr) -> bool {
-        self.usage
-            .get(source)
-            .is_none_or(|u| u.entries < self.max_entries && u.bytes < self.max_bytes)
-    }
-
-    /// Whether an answer of `size` bytes fits in `source`'s share.
-    pub(super) fn fits(&self, source: &IpAddr, size: usize) -> bool {
-        let held = self.usage.get(source).map_or(0, |u| u.bytes);
-        held + size <= self.max_bytes
+        let usage = self.usage.get(source).copied().unwrap_or_default();
+        usage.entries < self.max_entries && usage.bytes < self.max_bytes
     }
 
     /// `source` started a call.
@@ -111,10 +107,8 @@ mod tests {
         assert!(quotas.allows(&b));
         quotas.remove(&a, 0);
         assert!(quotas.allows(&a));
-        // Bytes: an answer past the share does not fit; a source at it is refused.
-        assert!(quotas.fits(&a, 100));
+        // Bytes: a source holding its share of bytes is refused, whatever its entries.
         quotas.add_bytes(&a, 100);
-        assert!(!quotas.fits(&a, 1));
         assert!(!quotas.allows(&a), "at its share of bytes");
         quotas.remove(&a, 100);
         assert_eq!(
@@ -122,6 +116,8 @@ mod tests {
             0,
             "no record kept for a source holding nothing"
         );
+        // A share of 0 admits nothing.
+        assert!(!Quotas::new(0, 100).allows(&b));
     }
 
     #[test]
