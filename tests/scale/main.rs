@@ -10,9 +10,10 @@
 //! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
 //!   records added and removed on the TTL, SRV priority and weight, an early lookup after a
 //!   connection fails);
-//! - etcd: a real etcd (Debian's `etcd-server`) with registrations under a lease (with the
-//!   tests package's `etcd` feature, which `.ci/run` turns on; skipped, with the reason
-//!   printed, when the binary is not installed);
+//! - etcd: a real etcd (Debian's `etcd-server`, `etcd_process.rs`) with registrations under a
+//!   lease that survive an etcd restart and a revoked lease, and values changed, duplicated and
+//!   malformed under the watch (with the tests package's `etcd` feature, which `.ci/run` turns
+//!   on; skipped, with the reason printed, when the binary is not installed);
 //! - child: the SIGKILLable server process (`tests/bin/scale_server.rs`) the kill and etcd tests
 //!   spawn.
 //!
@@ -22,6 +23,8 @@ mod child;
 mod dns;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_process;
 
 mod health;
 mod kill;

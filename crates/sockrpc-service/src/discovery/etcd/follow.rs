@@ -1,0 +1,160 @@
+//! A client's view of a prefix: read it, then watch it, and read again whenever the watch
+//! cannot be trusted.
+//!
+//! Why read again instead of resuming the watch: a watch that broke (etcd restarted, the
+//! connection died) or that etcd canceled (its revision was compacted away, so the events in
+//! between are lost) leaves an unknown gap. A read of the whole prefix closes it: the
+//! [`Members`] diff turns it into exactly the inserts and removals the channel missed, and the
+//! new watch starts at the revision after the read.
+
+use super::members::{Diff, Members};
+use super::{status, TIMEOUT};
+use crate::discovery::{Change, Discovery, Problem};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse};
+use sockrpc_protocol::Status;
+use sockrpc_transport::endpoint::Endpoint;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Discovery of the servers registered under `prefix`: each key's value is `IP:PORT` or etcd
+/// naming's JSON `{"Addr":"IP:PORT",…}`, the endpoint made by `template`.
+///
+/// Fails with `INVALID_ARGUMENT` for an endpoint that is not a URI; an etcd that cannot be
+/// reached is retried in the background (with its error in the status of calls that find no
+/// endpoint).
+pub async fn discover(
+    endpoints: &[String],
+    prefix: &str,
+    template: impl Fn(SocketAddr) -> Endpoint + Send + 'static,
+) -> Result<Discovery, Status> {
+    let client = super::connect(endpoints).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let problem = Problem::default();
+    let follower = Follower {
+        client,
+        prefix: prefix.to_owned(),
+        template,
+        tx,
+        members: Members::default(),
+        problem: problem.clone(),
+        failures: 0,
+    };
+    tokio::spawn(follower.run());
+    let stream = crate::discovery::futures_util_free::poll_fn_stream(move |cx| rx.poll_recv(cx));
+    Ok(Discovery::new(stream).with_problem(problem))
+}
+
+/// The background task's state.
+struct Follower<F> {
+    client: Client,
+    prefix: String,
+    template: F,
+    tx: mpsc::UnboundedSender<Change>,
+    members: Members,
+    problem: Problem,
+    /// Failures in a row (logged at the first and at powers of two).
+    failures: u32,
+}
+
+impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
+    async fn run(mut self) {
+        let mut pause = Duration::from_millis(100);
+        while !self.tx.is_closed() {
+            let tx = self.tx.clone();
+            let ended = tokio::select! {
+                ended = self.read_and_watch() => ended,
+                () = tx.closed() => return,
+            };
+            match ended {
+                Err(e) => {
+                    self.failed(&e);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                // The watch ended without an error (canceled, or closed by etcd): read again now.
+                Ok(()) => pause = Duration::from_millis(100),
+            }
+        }
+    }
+
+    fn failed(&mut self, e: &Status) {
+        self.failures += 1;
+        self.problem.set(e.message().to_owned());
+        if self.failures == 1 || self.failures.is_power_of_two() {
+            tracing::warn!(prefix = %self.prefix, failures = self.failures, "etcd discovery: {}; retrying", e.message());
+        }
+    }
+
+    /// One read of the prefix, then its watch until the watch can no longer be trusted.
+    async fn read_and_watch(&mut self) -> Result<(), Status> {
+        let options = GetOptions::new().with_prefix();
+        let read = tokio::time::timeout(
+            TIMEOUT,
+            self.client.get(self.prefix.as_str(), Some(options)),
+        )
+        .await
+        .map_err(|_| Status::unavailable(format!("etcd read: no answer within {TIMEOUT:?}")))?
+        .map_err(|e| status("read", e))?;
+        self.members
+            .reset(read.kvs().iter().map(|kv| (kv.key(), kv.value())));
+        self.tell();
+        if self.failures > 0 {
+            tracing::info!(prefix = %self.prefix, failures = self.failures, "etcd discovery reads again");
+        }
+        self.failures = 0;
+        self.problem.clear();
+        let revision = read.header().map_or(0, |h| h.revision());
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let mut stream = tokio::time::timeout(
+            TIMEOUT,
+            self.client.watch(self.prefix.as_str(), Some(options)),
+        )
+        .await
+        .map_err(|_| Status::unavailable(format!("etcd watch: no answer within {TIMEOUT:?}")))?
+        .map_err(|e| status("watch", e))?;
+        loop {
+            let Some(resp) = stream.message().await.map_err(|e| status("watch", e))? else {
+                tracing::info!(prefix = %self.prefix, "etcd closed the watch; reading again");
+                return Ok(());
+            };
+            if resp.canceled() {
+                self.canceled(&resp);
+                return Ok(());
+            }
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    EventType::Put => self.members.put(kv.key(), kv.value()),
+                    EventType::Delete => self.members.delete(kv.key()),
+                }
+            }
+            self.tell();
+        }
+    }
+
+    fn canceled(&self, resp: &WatchResponse) {
+        if resp.compact_revision() > 0 {
+            tracing::warn!(
+                prefix = %self.prefix,
+                compacted = resp.compact_revision(),
+                "etcd canceled the watch: the revision it was at has been compacted; reading again"
+            );
+        } else {
+            tracing::warn!(prefix = %self.prefix, reason = resp.cancel_reason(), "etcd canceled the watch; reading again");
+        }
+    }
+
+    /// Sends the channel what changed.
+    fn tell(&mut self) {
+        for diff in self.members.diff() {
+            let change = match diff {
+                Diff::Add(addr) => Change::insert(addr.to_string(), (self.template)(addr)),
+                Diff::Remove(addr) => Change::Remove(addr.to_string()),
+            };
+            let _ = self.tx.send(change);
+        }
+    }
+}
