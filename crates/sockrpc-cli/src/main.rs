@@ -55,6 +55,9 @@ enum Command {
     /// its own thread) and measures raw-tcp, raw-udp, sockrpc-tcp, sockrpc-udp, sockrpc-uds,
     /// sockrpc-auto, sockrpc-stream, raw-tls and sockrpc-tls one after another, for 64 B and
     /// 4 KiB payloads, one call in flight.
+    ///
+    /// Exit code 1 when a row measured nothing (it could not connect, or its warmup stalled):
+    /// every row still runs and is reported, then each failed row and why are named on stderr.
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///

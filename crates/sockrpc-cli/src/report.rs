@@ -35,6 +35,9 @@ pub(crate) struct Row {
     pub(crate) note: Option<String>,
     /// With several servers (`bench --target A,B` or `dns://`): calls each server answered.
     pub(crate) servers: Option<std::collections::BTreeMap<String, u64>>,
+    /// Why the row measured nothing (it could not connect, its warmup stalled): the run then
+    /// fails, once every row has run.
+    pub(crate) failed: Option<String>,
 }
 
 impl Row {
@@ -49,6 +52,9 @@ impl Row {
         self.elapsed += later.elapsed;
         if self.note.is_none() {
             self.note = later.note;
+        }
+        if self.failed.is_none() {
+            self.failed = later.failed;
         }
         if let (Some(mine), Some(theirs)) = (&mut self.servers, later.servers) {
             for (server, calls) in theirs {
@@ -107,6 +113,32 @@ impl Group {
 
 fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// The rows of `groups` that measured nothing, one line each (`name payload ×concurrency:
+/// why`), as an error; `Ok` when every row was measured.
+pub(crate) fn failures(groups: &[Group]) -> Result<(), String> {
+    let failed: Vec<String> = groups
+        .iter()
+        .flat_map(|group| &group.rows)
+        .filter_map(|row| {
+            let why = row.failed.as_ref()?;
+            Some(format!(
+                "{} {} B ×{}: {why}",
+                row.name, row.payload_bytes, row.concurrency
+            ))
+        })
+        .collect();
+    let rows: usize = groups.iter().map(|group| group.rows.len()).sum();
+    match failed.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("1 of {rows} rows failed: {one}")),
+        many => Err(format!(
+            "{} of {rows} rows failed:\n  {}",
+            many.len(),
+            many.join("\n  ")
+        )),
+    }
 }
 
 /// Renders one group as a table, notes underneath.

@@ -469,3 +469,70 @@ fn bench_timeout_is_every_calls_deadline() {
     assert!(note.to_lowercase().contains("deadline"), "{sockrpc:#}");
     assert_eq!(row("raw-tcp")["errors"], 0, "{report:#}");
 }
+
+/// A row that cannot connect fails the run (exit 1, the row and why on stderr) once every row
+/// has run: here sockrpc-tcp to a closed port, while raw-tcp, to a live `sockrpc serve`'s raw
+/// echo, is still measured, printed and written.
+#[test]
+fn bench_fails_when_a_row_cannot_connect() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_addr = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let (mut server, line_rx) = spawn_server(sockrpc().args(["serve", "--tcp", "127.0.0.1:0"]));
+    let line = first_line(&line_rx);
+    let raw = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("raw="))
+        .unwrap_or_else(|| panic!("no raw= in {line:?}"))
+        .to_owned();
+    let json = temp_path("unreachable.json");
+    let output = run(sockrpc()
+        .args(["bench", "--calls", "50", "--warmup", "5", "--payload", "64"])
+        .args(["--transport", "tcp", "--raw-target", &raw, "--target"])
+        .arg(format!("tcp://{closed_addr}"))
+        .arg("--json")
+        .arg(&json));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 2 rows failed")
+            && stderr.contains("sockrpc-tcp 64 B ×1: could not connect")
+            && stderr.contains(&closed_addr),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("raw-tcp"), "{stderr}");
+    // The other row ran and is in the table and the JSON.
+    assert!(
+        stdout.contains("note: sockrpc-tcp: could not connect"),
+        "{stdout}"
+    );
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(clean_row(&report, "raw-tcp", 64)["calls"], 50);
+    #[cfg(unix)]
+    terminate(&mut server);
+
+    // Nothing reachable at all: the same failure, every row named.
+    let output = run(sockrpc().args([
+        "bench",
+        "--calls",
+        "10",
+        "--warmup",
+        "0",
+        "--payload",
+        "64,128",
+        "--target",
+        "127.0.0.1:1",
+    ]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for row in [
+        "sockrpc-tcp 64 B",
+        "sockrpc-stream 128 B",
+        "sockrpc-tcp-idle 64 B",
+    ] {
+        assert!(stderr.contains(row), "{row} not in {stderr}");
+    }
+}

@@ -208,7 +208,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         println!("wrote {}", path.display());
     }
-    Ok(())
+    Ok(report::failures(&groups)?)
 }
 
 async fn row(
@@ -230,6 +230,7 @@ async fn row(
         elapsed: Duration::ZERO,
         note: None,
         servers: None,
+        failed: None,
     };
     let callers = || {
         let client = BenchClient::new(channel.clone());

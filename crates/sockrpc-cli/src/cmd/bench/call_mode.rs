@@ -144,6 +144,7 @@ fn empty_row(name: &'static str, transport: &'static str, bytes: usize, concurre
         elapsed: Duration::ZERO,
         note: None,
         servers: None,
+        failed: None,
     }
 }
 
@@ -378,5 +379,5 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         let (table, _) = compare::compare(&groups, path)?;
         println!("{table}");
     }
-    Ok(())
+    Ok(report::failures(&groups)?)
 }

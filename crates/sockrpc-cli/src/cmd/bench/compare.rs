@@ -139,6 +139,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             note: None,
             servers: None,
+            failed: None,
         }
     }
 

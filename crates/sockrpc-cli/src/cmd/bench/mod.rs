@@ -476,5 +476,6 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if let Some(path) = &args.compare {
         println!("{}", compare::compare(&groups, path)?.0);
     }
-    Ok(())
+    // Every row has run and been reported; a row that measured nothing fails the run.
+    Ok(report::failures(&groups)?)
 }

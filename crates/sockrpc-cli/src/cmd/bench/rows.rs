@@ -70,6 +70,7 @@ pub(super) async fn run_row(
         elapsed: Duration::ZERO,
         note: None,
         servers: None,
+        failed: None,
     };
     let missing = || "no address".to_owned();
     match kind {
@@ -149,7 +150,9 @@ pub(super) async fn run_row(
                 }
                 Err(message) => {
                     row.errors = 1;
-                    add_note(&mut row, format!("not measured: {message}"));
+                    let why = format!("not measured: {message}");
+                    add_note(&mut row, why.clone());
+                    row.failed = Some(why);
                     row
                 }
             }
@@ -358,7 +361,9 @@ pub(super) async fn measure<C: Caller>(
         Ok(callers) => callers,
         Err(message) => {
             row.errors = row.concurrency as u64;
-            add_note(&mut row, format!("could not connect: {message}"));
+            let why = format!("could not connect: {message}");
+            add_note(&mut row, why.clone());
+            row.failed = Some(why);
             return row;
         }
     };
@@ -367,18 +372,16 @@ pub(super) async fn measure<C: Caller>(
         progress.set_length(plan.warmup);
         progress.set_message(format!("{label} (warmup)"));
         let (warm, phase) = run_phase(callers, Budget::Calls(plan.warmup), progress).await;
+        let first = phase.first_error.unwrap_or_default();
         if phase.errors > 0 {
             add_note(
                 &mut row,
-                format!(
-                    "{} errors during warmup, first: {}",
-                    phase.errors,
-                    phase.first_error.unwrap_or_default()
-                ),
+                format!("{} errors during warmup, first: {first}", phase.errors),
             );
         }
         if phase.stalled {
             row.errors = phase.errors;
+            row.failed = Some(format!("stalled during warmup: {first}"));
             return row;
         }
         callers = warm;
