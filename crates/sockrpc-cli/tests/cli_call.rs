@@ -360,6 +360,7 @@ fn list_and_describe_over_reflection() {
         stdout.lines().collect::<Vec<_>>(),
         [
             "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
             "routeguide.RouteGuide"
         ]
     );
@@ -565,6 +566,7 @@ fn list_call_and_health_against_sockrpc_serve() {
         [
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
             "sockrpc.bench.Bench"
         ]
     );

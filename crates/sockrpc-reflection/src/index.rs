@@ -15,6 +15,13 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub struct IndexError(String);
 
+impl IndexError {
+    /// An error saying `message`.
+    pub(crate) fn new(message: String) -> IndexError {
+        IndexError(message)
+    }
+}
+
 impl fmt::Display for IndexError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -16,7 +16,8 @@
 //!
 //! That mounts `grpc.reflection.v1.ServerReflection` and the same service under its older
 //! name, `grpc.reflection.v1alpha.ServerReflection` (the messages are identical on the wire),
-//! which older clients still ask for.
+//! which older clients still ask for. Both are listed, as grpc-go and tonic list them, and
+//! both files are handed out (v1alpha's is v1's renamed, see [`v1alpha::file_descriptor`]).
 //!
 //! - [`index`]: the registered descriptors, by file name and by symbol.
 //! - [`service`]: the `ServerReflectionInfo` stream: one answer per request.
@@ -45,7 +46,7 @@ pub const SERVICE_NAME: &str = "grpc.reflection.v1.ServerReflection";
 pub trait ReflectionExt: Sized {
     /// Mounts reflection (v1 and v1alpha) over `sets`, encoded `FileDescriptorSet`s such as the
     /// `FILE_DESCRIPTOR_SET` constants of generated packages. The services it lists are those
-    /// the sets declare, plus reflection itself. A set that does not decode makes every
+    /// the sets declare, plus reflection itself under both names. A set that does not decode makes every
     /// reflection call fail with `Internal` and the decoding error, rather than a panic.
     fn add_reflection(self, sets: &[&[u8]]) -> Self;
 }

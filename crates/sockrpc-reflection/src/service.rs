@@ -23,13 +23,16 @@ pub struct Reflection {
 
 impl Reflection {
     /// Reflection over `sets` (encoded `FileDescriptorSet`s) and over reflection's own
-    /// descriptors, so it lists itself as gRPC servers do. A set that does not decode is kept
-    /// as the error every call then fails with (`Internal`).
+    /// descriptors, v1's and v1alpha's (see [`crate::v1alpha::file_descriptor`]), so it lists
+    /// itself under both names as grpc-go and tonic do. A set that does not decode is kept as
+    /// the error every call then fails with (`Internal`).
     pub fn from_sets(sets: &[&[u8]]) -> Reflection {
         let mut index = DescriptorIndex::new();
-        let built = std::iter::once(crate::pb::FILE_DESCRIPTOR_SET)
-            .chain(sets.iter().copied())
-            .try_for_each(|set| index.add_encoded_set(set))
+        let built = index
+            .add_encoded_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .and_then(|()| crate::v1alpha::file_descriptor())
+            .map(|v1alpha| index.add_file(v1alpha))
+            .and_then(|()| sets.iter().try_for_each(|set| index.add_encoded_set(set)))
             .map(|()| index);
         Reflection {
             index: Arc::new(built),

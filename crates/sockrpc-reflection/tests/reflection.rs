@@ -1,9 +1,11 @@
 //! Reflection over a real socket: a server with reflection mounted in one call answers
-//! list_services, file_containing_symbol (with the imports first), file_by_filename, and a
-//! NOT_FOUND error on the stream for an unknown symbol, under both v1 and v1alpha names.
+//! list_services (both of reflection's names), file_containing_symbol (with the imports first),
+//! file_by_filename, and a NOT_FOUND error on the stream for an unknown symbol, under both v1
+//! and v1alpha names; the v1alpha file it hands out describes the v1alpha service.
 
 use futures_util::StreamExt;
 use prost::Message;
+use sockrpc::codegen::prost_types::FileDescriptorProto;
 use sockrpc::{Channel, Request, Server};
 use sockrpc_reflection::pb::server_reflection_client::ServerReflectionClient;
 use sockrpc_reflection::pb::server_reflection_request::MessageRequest;
@@ -19,20 +21,67 @@ fn ask(request: MessageRequest) -> ServerReflectionRequest {
     }
 }
 
-fn file_names(response: &MessageResponse) -> Vec<String> {
+/// Both names reflection serves under, as `list` has them (sorted).
+const BOTH: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+const V1ALPHA_FILE: &str = "grpc/reflection/v1alpha/reflection.proto";
+
+fn files(response: &MessageResponse) -> Vec<FileDescriptorProto> {
     match response {
         MessageResponse::FileDescriptorResponse(files) => files
             .file_descriptor_proto
             .iter()
-            .map(|bytes| {
-                sockrpc::codegen::prost_types::FileDescriptorProto::decode(bytes.as_slice())
-                    .expect("a file descriptor")
-                    .name()
-                    .to_owned()
-            })
+            .map(|bytes| FileDescriptorProto::decode(bytes.as_slice()).expect("a file descriptor"))
             .collect(),
         other => panic!("expected files, got {other:?}"),
     }
+}
+
+fn file_names(response: &MessageResponse) -> Vec<String> {
+    files(response)
+        .iter()
+        .map(|file| file.name().to_owned())
+        .collect()
+}
+
+fn service_names(response: &MessageResponse) -> Vec<String> {
+    match response {
+        MessageResponse::ListServicesResponse(list) => {
+            list.service.iter().map(|s| s.name.clone()).collect()
+        }
+        other => panic!("expected a list, got {other:?}"),
+    }
+}
+
+/// The one file of `response` is v1alpha's, and declares the v1alpha service, whose method
+/// takes and returns v1alpha's messages.
+fn assert_v1alpha_file(response: &MessageResponse) {
+    let files = files(response);
+    let [file] = files.as_slice() else {
+        panic!("expected one file, got {files:?}");
+    };
+    assert_eq!(file.name(), V1ALPHA_FILE);
+    assert_eq!(file.package(), "grpc.reflection.v1alpha");
+    let services: Vec<_> = file.service.iter().map(|s| s.name()).collect();
+    assert_eq!(services, ["ServerReflection"]);
+    let method = &file.service[0].method[0];
+    assert_eq!(method.name(), "ServerReflectionInfo");
+    assert_eq!(
+        method.input_type(),
+        ".grpc.reflection.v1alpha.ServerReflectionRequest"
+    );
+    assert_eq!(
+        method.output_type(),
+        ".grpc.reflection.v1alpha.ServerReflectionResponse"
+    );
+    assert!(
+        file.message_type
+            .iter()
+            .any(|message| message.name() == "ServerReflectionRequest"),
+        "{file:?}"
+    );
 }
 
 async fn next(
@@ -72,6 +121,10 @@ async fn reflection_answers_on_one_stream() {
             "grpc/reflection/v1/reflection.proto".into(),
         )),
         ask(MessageRequest::FileContainingSymbol("no.Such".into())),
+        ask(MessageRequest::FileContainingSymbol(
+            "grpc.reflection.v1alpha.ServerReflection".into(),
+        )),
+        ask(MessageRequest::FileByFilename(V1ALPHA_FILE.into())),
     ]);
     let mut answers = tokio::time::timeout(
         Duration::from_secs(10),
@@ -81,13 +134,7 @@ async fn reflection_answers_on_one_stream() {
     .expect("in time")
     .expect("call")
     .into_inner();
-    match next(&mut answers).await {
-        MessageResponse::ListServicesResponse(list) => {
-            let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-            assert_eq!(names, ["grpc.reflection.v1.ServerReflection"]);
-        }
-        other => panic!("expected a list, got {other:?}"),
-    }
+    assert_eq!(service_names(&next(&mut answers).await), BOTH);
     assert_eq!(
         file_names(&next(&mut answers).await),
         ["grpc/reflection/v1/reflection.proto"]
@@ -103,25 +150,32 @@ async fn reflection_answers_on_one_stream() {
         }
         other => panic!("expected an error, got {other:?}"),
     }
+    assert_v1alpha_file(&next(&mut answers).await);
+    assert_v1alpha_file(&next(&mut answers).await);
     drop(answers);
 
     // The same service under its v1alpha name (identical messages on the wire).
     let mut raw = sockrpc::Client::new(channel.clone());
     let mut alpha = raw
         .streaming(
-            Request::new(futures_util::stream::iter([ask(
-                MessageRequest::ListServices(String::new()),
-            )])),
+            Request::new(futures_util::stream::iter([
+                ask(MessageRequest::ListServices(String::new())),
+                ask(MessageRequest::FileContainingSymbol(
+                    "grpc.reflection.v1alpha.ServerReflection".into(),
+                )),
+                ask(MessageRequest::FileContainingSymbol(
+                    "grpc.reflection.v1alpha.ServerReflection.ServerReflectionInfo".into(),
+                )),
+            ])),
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
             sockrpc::ProstCodec,
         )
         .await
         .expect("v1alpha answers")
         .into_inner();
-    match next(&mut alpha).await {
-        MessageResponse::ListServicesResponse(list) => assert_eq!(list.service.len(), 1),
-        other => panic!("expected a list, got {other:?}"),
-    }
+    assert_eq!(service_names(&next(&mut alpha).await), BOTH);
+    assert_v1alpha_file(&next(&mut alpha).await);
+    assert_v1alpha_file(&next(&mut alpha).await);
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
 }
