@@ -77,7 +77,7 @@ enum Command {
     /// Exit code: the call's gRPC status code (0 OK, 1 CANCELLED, 2 UNKNOWN, 3 INVALID_ARGUMENT,
     /// 4 DEADLINE_EXCEEDED, 5 NOT_FOUND, ..., 14 UNAVAILABLE (cannot connect), 16
     /// UNAUTHENTICATED); 64 when no call was made because the input was wrong (bad JSON,
-    /// unknown method or field, unreadable file); 2 for a bad command line.
+    /// unknown service, method, symbol or field, unreadable file); 2 for a bad command line.
     Call(cmd::call::CallArgs),
     /// List the services a server serves (reflection or --proto), or one service's methods.
     ///

@@ -18,49 +18,6 @@ fn route_guide_child() {
     }
 }
 
-/// Runs `sockrpc ARGS` with `stdin` written to its standard input; (exit code, stdout, stderr).
-fn call(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = sockrpc()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sockrpc");
-    let mut input = child.stdin.take().expect("stdin");
-    let text = stdin.to_owned();
-    let writer = thread::spawn(move || {
-        use std::io::Write;
-        let _ = input.write_all(text.as_bytes());
-    });
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sockrpc {args:?} did not finish within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    let stdout = String::from_utf8_lossy(&stdout.join().expect("stdout")).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr")).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "sockrpc {args:?} panicked:\n{stderr}"
-    );
-    (
-        status.code().expect("an exit code, not a signal"),
-        stdout,
-        stderr,
-    )
-}
-
 /// Each stdout line as JSON.
 fn lines(stdout: &str) -> Vec<Value> {
     stdout

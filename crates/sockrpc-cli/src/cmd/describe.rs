@@ -34,9 +34,16 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
         .trim()
         .trim_start_matches(['.', '/'])
         .replace('/', ".");
+    if symbol.is_empty() {
+        return Err(Failure::Input(
+            "no symbol given: expected a name such as package.Service".to_owned(),
+        ));
+    }
     let pool = if args.conn.proto.is_empty() {
         let channel = args.conn.connect().await?;
-        reflect::pool_for_symbol(&channel, &symbol).await?
+        reflect::pool_for_symbol(&channel, &symbol)
+            .await
+            .map_err(|failure| source::unknown(failure, "symbol", &symbol))?
     } else {
         source::compile(&args.conn.proto, &args.conn.import_path)?
     };

@@ -37,7 +37,9 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
     };
     let pool = if args.conn.proto.is_empty() {
         let channel = args.conn.connect().await?;
-        reflect::pool_for_symbol(&channel, service).await?
+        reflect::pool_for_symbol(&channel, service)
+            .await
+            .map_err(|failure| source::unknown(failure, "service", service))?
     } else {
         source::compile(&args.conn.proto, &args.conn.import_path)?
     };

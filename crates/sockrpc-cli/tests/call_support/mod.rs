@@ -1,19 +1,23 @@
 //! The route guide server the `call`/`bench --call` tests run in a child process: this test
 //! binary re-run on its one `route_guide_child` entry, with `ROUTE_GUIDE_CHILD` set. It serves
-//! all four call shapes with reflection, and, with `ROUTE_GUIDE_STALL` set, stalls the whole
-//! server for 200 ms on every 100th `GetFeature` (the handler holds a lock every call takes,
-//! as a GC pause or a full queue would) and otherwise answers after 2 ms.
+//! all four call shapes with reflection (with `ROUTE_GUIDE_REFLECTION=none`, none; `=v1alpha`,
+//! only under its v1alpha name), and, with `ROUTE_GUIDE_STALL` set, stalls the whole server for
+//! 200 ms on every 100th `GetFeature` (the handler holds a lock every call takes, as a GC
+//! pause or a full queue would) and otherwise answers after 2 ms. Also [`call`]: the `sockrpc`
+//! binary run to completion with some stdin.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use sockrpc::{BoxStream, Code, Request, Response, Server, Status, Streaming};
-use sockrpc_reflection::ReflectionExt;
+use sockrpc_reflection::{Reflection, ReflectionExt};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::time::Duration;
+use crate::support::{drain, sockrpc, TIMEOUT};
+use std::thread;
+use std::time::{Duration, Instant};
 
 pub mod routeguide {
     #![allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
@@ -25,12 +29,16 @@ use routeguide::{Feature, Point, Rectangle, RouteNote, RouteSummary};
 
 pub const CHILD_ENV: &str = "ROUTE_GUIDE_CHILD";
 pub const STALL_ENV: &str = "ROUTE_GUIDE_STALL";
+/// `none`: no reflection; `v1alpha`: reflection only as grpc.reflection.v1alpha.
+pub const REFLECTION_ENV: &str = "ROUTE_GUIDE_REFLECTION";
 const ADDR_LINE: &str = "ROUTE_GUIDE_ADDR=";
 
 /// Every 100th `GetFeature` stalls the server this long (with `ROUTE_GUIDE_STALL`).
 pub const STALL: Duration = Duration::from_millis(200);
 /// `GetFeature` at this latitude takes 5 s (for the deadline test).
 pub const SLOW_LATITUDE: i32 = 99;
+/// `GetFeature` at this latitude fails INTERNAL with a message of two lines and an escape.
+pub const MULTILINE_LATITUDE: i32 = 77;
 /// Every other `GetFeature` takes this long (with `ROUTE_GUIDE_STALL`).
 pub const SLOW: Duration = Duration::from_millis(2);
 
@@ -75,6 +83,9 @@ impl RouteGuide for Guide {
         let point = request.into_inner();
         if point.latitude == SLOW_LATITUDE {
             tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        if point.latitude == MULTILINE_LATITUDE {
+            return Err(Status::internal("first line\nsecond line\u{1b}[31m"));
         }
         if point.latitude < 0 {
             let mut status = Status::with_details(
@@ -182,9 +193,14 @@ pub fn serve_child() {
             let _ = std::io::stdin().read_line(&mut sink);
             let _ = stop_tx.send(());
         });
-        Server::builder()
-            .add_service(RouteGuideServer::new(guide))
-            .add_reflection(&[routeguide::FILE_DESCRIPTOR_SET])
+        let builder = Server::builder().add_service(RouteGuideServer::new(guide));
+        let sets = [routeguide::FILE_DESCRIPTOR_SET];
+        let builder = match std::env::var(REFLECTION_ENV).as_deref() {
+            Ok("none") => builder,
+            Ok("v1alpha") => builder.add_service(Reflection::from_sets(&sets).v1alpha()),
+            _ => builder.add_reflection(&sets),
+        };
+        builder
             .serve_with_listener_and_shutdown(listener, async {
                 let _ = stop_rx.await;
             })
@@ -209,6 +225,12 @@ impl Drop for GuideChild {
 
 /// Starts the route guide child (`stall`: the stalling `GetFeature`); waits ≤ 30 s for it.
 pub fn spawn_guide(stall: bool) -> GuideChild {
+    spawn_guide_with(stall, "v1")
+}
+
+/// [`spawn_guide`] with `reflection` as [`REFLECTION_ENV`]: `v1` (both names), `v1alpha`, or
+/// `none`.
+pub fn spawn_guide_with(stall: bool, reflection: &str) -> GuideChild {
     let exe = std::env::current_exe().expect("current exe");
     let mut command = Command::new(exe);
     command
@@ -219,6 +241,7 @@ pub fn spawn_guide(stall: bool) -> GuideChild {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, "1")
+        .env(REFLECTION_ENV, reflection)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -249,4 +272,47 @@ pub fn spawn_guide(stall: bool) -> GuideChild {
 pub fn route_guide_proto() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../proto/routeguide/route_guide.proto")
+}
+
+/// Runs `sockrpc ARGS` with `stdin` written to its standard input; (exit code, stdout, stderr).
+pub fn call(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = sockrpc()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sockrpc");
+    let mut input = child.stdin.take().expect("stdin");
+    let text = stdin.to_owned();
+    let writer = thread::spawn(move || {
+        use std::io::Write;
+        let _ = input.write_all(text.as_bytes());
+    });
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sockrpc {args:?} did not finish within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    let stdout = String::from_utf8_lossy(&stdout.join().expect("stdout")).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr")).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "sockrpc {args:?} panicked:\n{stderr}"
+    );
+    (
+        status.code().expect("an exit code, not a signal"),
+        stdout,
+        stderr,
+    )
 }

@@ -107,7 +107,9 @@ async fn prepare(args: &BenchArgs, endpoint: Endpoint) -> Result<Target, Failure
     };
     let (service, method) = source::split_method(text)?;
     let pool = if args.proto.is_empty() {
-        reflect::pool_for_symbol(&channel, &service).await?
+        reflect::pool_for_symbol(&channel, &service)
+            .await
+            .map_err(|failure| source::unknown(failure, "service", &service))?
     } else {
         source::compile(&args.proto, &args.import_path)?
     };

@@ -1,7 +1,8 @@
 //! How `call`, `list`, `describe` and `health` end: the exit code is the gRPC status code of
 //! the call (0 for OK, 1–16 as gRPC numbers them: 5 NOT_FOUND, 14 UNAVAILABLE, ...), and 64
-//! (`EX_USAGE`) when the command never got to make its call: bad JSON, an unknown method or
-//! field, an unreadable file. Usage errors clap finds exit with clap's 2.
+//! (`EX_USAGE`) when the command never got to make its call: bad JSON, an unknown service,
+//! method, symbol or field, an unreadable file. Usage errors clap finds exit with clap's 2. The
+//! error is one line on stderr.
 
 use sockrpc::Status;
 use std::fmt;
@@ -28,17 +29,27 @@ impl Failure {
     }
 }
 
+/// One line, whatever `text` holds: control characters (a server's multi-line status message,
+/// a terminal escape) are written escaped, `\n` as `\\n`.
+fn one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Status(status) => write!(
-                f,
-                "status {:?} ({}): {}",
-                status.code(),
-                status.code() as u32,
-                status.message()
-            ),
-            Failure::Input(message) => f.write_str(message),
+            Failure::Status(status) => {
+                write!(f, "status {:?} ({}): ", status.code(), status.code() as u32)?;
+                one_line(f, status.message())
+            }
+            Failure::Input(message) => one_line(f, message),
         }
     }
 }
@@ -76,5 +87,22 @@ pub(crate) fn finish(
             eprintln!("sockrpc: {failure}");
             std::process::ExitCode::from(failure.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_prints_as_one_line() {
+        let status = Failure::Status(Status::internal("first\nsecond\u{1b}[31m"));
+        assert_eq!(
+            status.to_string(),
+            "status Internal (13): first\\nsecond\\u{1b}[31m"
+        );
+        let input = Failure::Input("bad\r\ninput: ünïcode kept".to_owned());
+        assert_eq!(input.to_string(), "bad\\r\\ninput: ünïcode kept");
+        assert_eq!(input.code(), BAD_INPUT);
     }
 }

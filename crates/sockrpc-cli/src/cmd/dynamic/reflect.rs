@@ -1,15 +1,15 @@
 //! The reflection client: which services a server serves, and the descriptors of one symbol's
-//! file with everything it imports, asked for file by file until nothing is missing.
+//! file with everything it imports, asked for file by file until nothing is missing. It asks
+//! `grpc.reflection.v1`, then `v1alpha` when the server has only that (older servers).
 
 use super::exit::Failure;
 use prost::Message;
 use prost_reflect::DescriptorPool;
 use sockrpc::codegen::prost_types::FileDescriptorProto;
 use sockrpc::{Channel, Code, Request, Status};
-use sockrpc_reflection::pb::server_reflection_client::ServerReflectionClient;
 use sockrpc_reflection::pb::server_reflection_request::MessageRequest;
 use sockrpc_reflection::pb::server_reflection_response::MessageResponse;
-use sockrpc_reflection::pb::ServerReflectionRequest;
+use sockrpc_reflection::pb::{ServerReflectionRequest, ServerReflectionResponse};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -20,35 +20,57 @@ const MAX_FILES: usize = 1000;
 /// How long one reflection request may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Asks one question on a stream of its own and returns the answer.
+/// The reflection method under gRPC's current name, then under the name servers from before
+/// the rename still serve alone.
+const PATHS: [&str; 2] = [
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// Asks one question on a stream of its own and returns the answer: of v1 reflection, or of
+/// v1alpha when the server has no v1 (as grpcurl falls back).
 async fn ask(channel: &Channel, request: MessageRequest) -> Result<MessageResponse, Failure> {
-    let mut client = ServerReflectionClient::new(channel.clone());
-    let mut call = Request::new(futures_util::stream::iter([ServerReflectionRequest {
+    let question = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),
-    }]));
-    call.set_timeout(ASK_TIMEOUT);
-    let mut answers = client
-        .server_reflection_info(call)
-        .await
-        .map_err(explain)?
-        .into_inner();
-    let answer = futures_util::StreamExt::next(&mut answers)
-        .await
-        .ok_or_else(|| Status::internal("reflection ended without an answer"))?
-        .map_err(explain)?;
+    };
+    let mut answer = Err(Status::unimplemented("no reflection path tried"));
+    for path in PATHS {
+        answer = ask_at(channel, path, question.clone()).await;
+        if !matches!(&answer, Err(status) if status.code() == Code::Unimplemented) {
+            break;
+        }
+    }
     answer
+        .map_err(explain)?
         .message_response
         .ok_or_else(|| Failure::Status(Status::internal("reflection sent an empty answer")))
+}
+
+/// One question to the reflection method at `path`, and its first answer.
+async fn ask_at(
+    channel: &Channel,
+    path: &'static str,
+    question: ServerReflectionRequest,
+) -> Result<ServerReflectionResponse, Status> {
+    let mut call = Request::new(futures_util::stream::iter([question]));
+    call.set_timeout(ASK_TIMEOUT);
+    let mut answers = sockrpc::Client::new(channel.clone())
+        .streaming(call, path, sockrpc::ProstCodec)
+        .await?
+        .into_inner();
+    futures_util::StreamExt::next(&mut answers)
+        .await
+        .ok_or_else(|| Status::internal("reflection ended without an answer"))?
 }
 
 /// A reflection failure, with what to do about an absent reflection service.
 fn explain(status: Status) -> Failure {
     if status.code() == Code::Unimplemented {
-        return Failure::Status(Status::unimplemented(format!(
-            "the server has no reflection service ({}); pass the service's --proto files",
-            status.message()
-        )));
+        return Failure::Status(Status::unimplemented(
+            "the server has no reflection service (neither grpc.reflection.v1 nor v1alpha): \
+             pass the service's --proto files",
+        ));
     }
     Failure::Status(status)
 }
@@ -61,20 +83,27 @@ pub(crate) async fn list_services(channel: &Channel) -> Result<Vec<String>, Fail
             names.sort();
             Ok(names)
         }
-        other => Err(unexpected(other)),
+        other => Err(unexpected(other, "a service list")),
     }
 }
 
-fn unexpected(answer: MessageResponse) -> Failure {
-    match answer {
-        MessageResponse::ErrorResponse(error) => Failure::Status(Status::new(
-            Code::from_u32(u32::try_from(error.error_code).unwrap_or(2)),
-            error.error_message,
-        )),
-        other => Failure::Status(Status::internal(format!(
-            "reflection answered something else: {other:?}"
-        ))),
-    }
+/// An answer that is not the `wanted` kind: the error it carries, or one line naming what came
+/// instead (never the answer itself, which may be a whole descriptor set).
+fn unexpected(answer: MessageResponse, wanted: &str) -> Failure {
+    let got = match answer {
+        MessageResponse::ErrorResponse(error) => {
+            return Failure::Status(Status::new(
+                Code::from_u32(u32::try_from(error.error_code).unwrap_or(2)),
+                error.error_message,
+            ))
+        }
+        MessageResponse::FileDescriptorResponse(_) => "files",
+        MessageResponse::AllExtensionNumbersResponse(_) => "extension numbers",
+        MessageResponse::ListServicesResponse(_) => "a service list",
+    };
+    Failure::Status(Status::internal(format!(
+        "reflection answered with {got} where {wanted} was asked for"
+    )))
 }
 
 fn decode_files(answer: MessageResponse) -> Result<Vec<FileDescriptorProto>, Failure> {
@@ -90,7 +119,7 @@ fn decode_files(answer: MessageResponse) -> Result<Vec<FileDescriptorProto>, Fai
                 })
             })
             .collect(),
-        other => Err(unexpected(other)),
+        other => Err(unexpected(other, "files")),
     }
 }
 
@@ -139,4 +168,30 @@ pub(crate) async fn pool_for_symbol(
             )))
         })?;
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockrpc_reflection::pb::{ErrorResponse, FileDescriptorResponse};
+
+    #[test]
+    fn a_wrong_answer_is_one_line_not_a_dump() {
+        let files = MessageResponse::FileDescriptorResponse(FileDescriptorResponse {
+            file_descriptor_proto: vec![vec![0x0a; 50]],
+        });
+        let message = unexpected(files, "a service list").to_string();
+        assert_eq!(
+            message,
+            "status Internal (13): reflection answered with files where a service list was \
+             asked for"
+        );
+        let error = MessageResponse::ErrorResponse(ErrorResponse {
+            error_code: Code::NotFound as i32,
+            error_message: "no symbol x.Y".to_owned(),
+        });
+        let failure = unexpected(error, "files");
+        assert_eq!(failure.code(), 5);
+        assert!(failure.to_string().ends_with("no symbol x.Y"), "{failure}");
+    }
 }

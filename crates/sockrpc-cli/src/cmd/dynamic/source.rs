@@ -93,17 +93,24 @@ pub(crate) async fn resolve_method(
     text: &str,
 ) -> Result<MethodDescriptor, Failure> {
     let (service, method) = split_method(text)?;
-    let pool = match pool_for(conn, channel, &service).await {
-        // Reflection knows no such service: the same error as for a --proto file without it.
-        Err(Failure::Status(status)) if status.code() == sockrpc::Code::NotFound => {
-            return Err(Failure::Input(format!(
-                "unknown service {service}: {}",
-                status.message()
-            )))
-        }
-        other => other?,
-    };
+    let pool = pool_for(conn, channel, &service)
+        .await
+        .map_err(|failure| unknown(failure, "service", &service))?;
     find_method(&pool, &service, &method)
+}
+
+/// Reflection's NOT_FOUND for `name` as the input error it is, `unknown {what} {name}`: the
+/// same error a `--proto` file without it gives. Any other failure is kept.
+pub(crate) fn unknown(failure: Failure, what: &str, name: &str) -> Failure {
+    match failure {
+        Failure::Status(status) if status.code() == sockrpc::Code::NotFound => {
+            Failure::Input(format!(
+                "unknown {what} {name} (the server's reflection: {})",
+                status.message()
+            ))
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
