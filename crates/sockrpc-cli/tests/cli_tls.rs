@@ -101,7 +101,7 @@ fn serve_tls_and_bench_tls_target_across_processes() {
     let skipped = report["skipped"].to_string();
     assert!(skipped.contains("sockrpc-tcp skipped"), "{skipped}");
 
-    // A client that trusts another certificate fails its row, saying why.
+    // A client that trusts another certificate fails its row, saying why, and so the run.
     let other = dir.join("other");
     std::fs::create_dir_all(&other).expect("dir");
     let (other_cert, _) = self_signed_files(&other);
@@ -112,7 +112,13 @@ fn serve_tls_and_bench_tls_target_across_processes() {
         .arg(&other_cert)
         .arg("--json")
         .arg(&json));
-    assert!(output.status.success(), "{output:?}");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sockrpc-tls 64 B ×1: could not connect")
+            && stderr.contains("this client does not trust"),
+        "{stderr}"
+    );
     let report = read_json(&json);
     let row = &report["rows"].as_array().expect("rows")[0];
     assert_eq!(row["name"], "sockrpc-tls");
