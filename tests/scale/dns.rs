@@ -1,7 +1,7 @@
 //! DNS discovery against a real DNS server (hickory-server, in process, UDP on port 0) whose
 //! records change during the test, and which can be made to fail A queries (SERVFAIL).
 
-use super::support::{run_calls, shares, Server};
+use super::support::{hello, run_calls, shares, Server};
 use hickory_server::authority::{AuthorityObject, Catalog, MessageResponseBuilder, ZoneType};
 use hickory_server::proto::op::{Header, ResponseCode};
 use hickory_server::proto::rr::rdata::{A, AAAA, SOA, SRV};
@@ -246,7 +246,7 @@ fn name(text: &str) -> Name {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn srv_uses_the_best_priority_and_its_weights() {
+async fn srv_priorities_fail_over_and_weights_add_up() {
     let dns = Dns::start().await;
     let servers = [
         Server::start("127.0.0.1", Duration::ZERO).await,
@@ -261,13 +261,9 @@ async fn srv_uses_the_best_priority_and_its_weights() {
         dns.set_records(&name(host), RecordType::A, 1, vec![RData::A(A(*v4.ip()))])
             .await;
     }
+    let ports: Vec<u16> = servers.iter().map(|s| s.addr.port()).collect();
     let srv = |priority, weight, i: usize| {
-        RData::SRV(SRV::new(
-            priority,
-            weight,
-            servers[i].addr.port(),
-            name(hosts[i]),
-        ))
+        RData::SRV(SRV::new(priority, weight, ports[i], name(hosts[i])))
     };
     let service = name("_greeter._tcp.scale.test.");
     dns.set_records(
@@ -286,37 +282,65 @@ async fn srv_uses_the_best_priority_and_its_weights() {
             .expect("srv discovery"),
     );
     channel
-        .ready(2, Duration::from_secs(10))
+        .ready(3, Duration::from_secs(10))
         .await
-        .expect("priority 10 up");
-    let weights: Vec<(String, u32)> = channel
+        .expect("all three up");
+    let places: Vec<(String, u32, u32)> = channel
         .stats()
         .into_iter()
-        .map(|s| (s.key, s.weight))
+        .map(|s| (s.key, s.weight, s.priority))
         .collect();
+    let [one, two, three] = servers;
+    let (a, b, c) = (one.addr, two.addr, three.addr);
     assert_eq!(
-        weights,
+        places,
         vec![
-            (servers[0].addr.to_string(), 5),
-            (servers[1].addr.to_string(), 1)
-        ],
-        "priority 20 stays out while priority 10 resolves"
+            (a.to_string(), 5, 10),
+            (b.to_string(), 1, 10),
+            (c.to_string(), 1, 20)
+        ]
     );
-    // Priority 10 gone: the priority 20 record takes over.
-    dns.set_records(&service, RecordType::SRV, 1, vec![srv(20, 1, 2)])
-        .await;
-    let mut keys = Vec::new();
+    // Priority 20 takes no call while priority 10 has a server up.
+    let results = run_calls(&channel, 200, 8, |_| {}).await;
+    let answered = shares(&results);
+    assert_eq!(answered.values().sum::<usize>(), 200, "{results:?}");
+    assert!(!answered.contains_key(&c), "priority 20 used: {answered:?}");
+
+    // Both priority 10 servers stop: the records stay, and calls fail over to priority 20
+    // (RFC 2782: a worse priority when none of the better can be reached).
+    one.shutdown().await;
+    two.shutdown().await;
+    let mut failed_over = false;
     for _ in 0..100 {
-        keys = channel.stats().into_iter().map(|s| s.key).collect();
-        if keys == [servers[2].addr.to_string()] {
+        if hello(&channel, None).await == Ok(c) {
+            failed_over = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(keys, [servers[2].addr.to_string()]);
-    for server in servers {
-        server.shutdown().await;
+    assert!(failed_over, "never failed over: {:?}", channel.stats());
+    let results = run_calls(&channel, 50, 4, |_| {}).await;
+    assert_eq!(shares(&results).get(&c), Some(&50), "{results:?}");
+
+    // The first one comes back on its address: calls return to priority 10.
+    let listener = tokio::net::TcpListener::bind(a).await.expect("rebind");
+    let back = Server::on(listener, Duration::ZERO);
+    let mut returned = false;
+    for _ in 0..300 {
+        if hello(&channel, None).await == Ok(a) {
+            returned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(returned, "never went back: {:?}", channel.stats());
+
+    // Priority 10's records go: only the priority 20 endpoint is left.
+    dns.set_records(&service, RecordType::SRV, 1, vec![srv(20, 1, 2)])
+        .await;
+    wait_for_keys(&channel, &[c.to_string()]).await;
+    back.shutdown().await;
+    three.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

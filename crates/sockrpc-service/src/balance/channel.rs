@@ -240,14 +240,17 @@ fn apply(shared: &Arc<Shared>, change: Change) {
             key,
             endpoint,
             weight,
+            priority,
         } => {
             let same = list.iter().position(|m| m.key() == key);
             match same {
                 Some(i) if list[i].endpoint().to_string() == endpoint.to_string() => {
                     list[i].set_weight(weight);
+                    list[i].set_priority(priority);
                 }
                 _ => {
                     let mut member = Member::new(key.clone(), *endpoint, weight, shared.decay);
+                    member.set_priority(priority);
                     member.answered = Arc::clone(lock(&shared.totals).entry(key).or_default());
                     let member = Arc::new(member);
                     spawn = Some(Arc::clone(&member));
@@ -271,6 +274,14 @@ fn apply(shared: &Arc<Shared>, change: Change) {
         connect(shared, &member);
     }
     shared.bump();
+}
+
+/// The lowest priority among the members `ok` accepts.
+fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32> {
+    (0..list.len())
+        .filter(|&i| ok(i))
+        .map(|i| list[i].priority())
+        .min()
 }
 
 /// The longest pause between connection attempts to a server that is down.
@@ -434,8 +445,15 @@ impl Balanced {
                 })
                 .collect();
             let fresh = |i: usize| !tried.iter().any(|t| Arc::ptr_eq(t, &list[i]));
-            let tiers: [&dyn Fn(usize) -> bool; 3] = [
-                &|i| now_usable[i] && fresh(i) && !list[i].is_ejected(),
+            let healthy = |i: usize| now_usable[i] && !list[i].is_ejected();
+            // The best priority with a healthy endpoint, else with a usable one: a worse
+            // priority takes calls only when the better ones cannot.
+            let best =
+                best_priority(list, healthy).or_else(|| best_priority(list, |i| now_usable[i]));
+            let in_best = |i: usize| Some(list[i].priority()) == best;
+            let tiers: [&dyn Fn(usize) -> bool; 4] = [
+                &|i| healthy(i) && in_best(i) && fresh(i),
+                &|i| now_usable[i] && in_best(i) && fresh(i),
                 &|i| now_usable[i] && fresh(i),
                 &|i| now_usable[i],
             ];

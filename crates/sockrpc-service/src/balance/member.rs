@@ -31,6 +31,8 @@ pub struct Member {
     key: String,
     endpoint: Endpoint,
     weight: AtomicU32,
+    /// Lower is preferred: calls go to the best priority with a usable endpoint.
+    priority: AtomicU32,
     channel: RwLock<Option<Channel>>,
     /// Connecting (or reconnecting) now: a task owns that.
     connecting: AtomicBool,
@@ -59,6 +61,7 @@ impl Member {
             key,
             endpoint,
             weight: AtomicU32::new(weight.max(1)),
+            priority: AtomicU32::new(0),
             channel: RwLock::new(None),
             connecting: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -86,6 +89,15 @@ impl Member {
 
     pub(crate) fn set_weight(&self, weight: u32) {
         self.weight.store(weight.max(1), Ordering::Relaxed);
+    }
+
+    /// Its priority (lower is preferred; 0 unless discovery says otherwise, as SRV does).
+    pub fn priority(&self) -> u32 {
+        self.priority.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_priority(&self, priority: u32) {
+        self.priority.store(priority, Ordering::Relaxed);
     }
 
     /// Calls in flight through the balancer.
@@ -217,6 +229,8 @@ pub struct EndpointStats {
     pub key: String,
     /// Its weight.
     pub weight: u32,
+    /// Its priority (lower is preferred).
+    pub priority: u32,
     /// Calls in flight.
     pub in_flight: usize,
     /// Calls it answered so far.
@@ -236,6 +250,7 @@ impl From<&Member> for EndpointStats {
         EndpointStats {
             key: m.key.clone(),
             weight: m.weight(),
+            priority: m.priority(),
             in_flight: m.in_flight(),
             answered: m.answered.load(Ordering::Relaxed),
             rtt: m.rtt(),

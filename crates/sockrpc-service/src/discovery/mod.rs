@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 /// One change to the endpoint set.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// An endpoint appears (or, for a known key, its endpoint or weight changes).
+    /// An endpoint appears (or, for a known key, its endpoint, weight or priority changes).
     Insert {
         /// What identifies it (usually `IP:PORT`).
         key: String,
@@ -36,6 +36,10 @@ pub enum Change {
         endpoint: Box<Endpoint>,
         /// Its weight (≥ 1; p2c and the hash ring use it).
         weight: u32,
+        /// Its priority: lower is preferred. Calls go to the endpoints of the best priority
+        /// that has one usable (connected, serving, not ejected), and to a worse one only when
+        /// none is (SRV's rule, RFC 2782). 0 for sources without priorities.
+        priority: u32,
     },
     /// The endpoint with this key leaves: no new calls; calls in flight finish and its
     /// connections close.
@@ -45,12 +49,13 @@ pub enum Change {
 }
 
 impl Change {
-    /// An insert of `endpoint` under `key` with weight 1.
+    /// An insert of `endpoint` under `key` with weight 1 and priority 0.
     pub fn insert(key: impl Into<String>, endpoint: Endpoint) -> Change {
         Change::Insert {
             key: key.into(),
             endpoint: Box::new(endpoint),
             weight: 1,
+            priority: 0,
         }
     }
 }

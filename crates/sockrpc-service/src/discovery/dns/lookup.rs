@@ -10,10 +10,11 @@
 //! resolving). hickory's own `Ipv4AndIpv6` strategy takes whichever half came back, and its
 //! default, `Ipv4thenIpv6`, never asks AAAA when A has records: hence two queries of ours.
 //!
-//! SRV: the targets of the best (lowest) priority that resolve, each address weighted by the
-//! sum of the weights of the records naming it. A target with no addresses is passed over
-//! (the next priority is used when none of the best has any); a target whose lookup fails
-//! makes the answer partial, unless its priority is worse than the one used.
+//! SRV: the targets of every priority, each address weighted by the sum of the weights of the
+//! records naming it at its best priority; the balanced channel sends calls to the best
+//! priority that has a usable server, and to a worse one only while none of the better has
+//! (RFC 2782). A target with no addresses is passed over; a target whose lookup fails makes the
+//! answer partial, unless its priority is worse than the best that resolved.
 
 use super::Query;
 use hickory_resolver::proto::op::{Query as DnsQuery, ResponseCode};
@@ -27,12 +28,21 @@ use std::time::Duration;
 /// One lookup's answer.
 #[derive(Debug)]
 pub(super) struct Found {
-    /// The weight of each address.
-    pub(super) addrs: BTreeMap<SocketAddr, u32>,
+    /// Each address's place: its weight and priority.
+    pub(super) addrs: BTreeMap<SocketAddr, Place>,
     /// The shortest TTL of the records.
     pub(super) ttl: Duration,
     /// What failed, when the answer is partial.
     pub(super) failed: Option<String>,
+}
+
+/// Where an address stands among the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Place {
+    /// Its weight (≥ 1): an SRV record's, summed over the records naming it; 1 otherwise.
+    pub(super) weight: u32,
+    /// Its SRV priority (lower is preferred); 0 for A and AAAA.
+    pub(super) priority: u32,
 }
 
 /// `name` as an IP address, when it is one (`127.0.0.1`, `::1`, `[::1]`): used as it is,
@@ -62,7 +72,13 @@ pub(super) async fn lookup(
             let addrs = found
                 .ips
                 .into_iter()
-                .map(|ip| (SocketAddr::new(ip, *port), 1))
+                .map(|ip| {
+                    let place = Place {
+                        weight: 1,
+                        priority: 0,
+                    };
+                    (SocketAddr::new(ip, *port), place)
+                })
                 .collect();
             Ok(Found {
                 addrs,
@@ -112,17 +128,30 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
             *total = total.saturating_add(weight);
         }
     }
-    let best = by_priority.into_iter().find(|(_, tier)| !tier.is_empty());
-    let used = best.as_ref().map(|(priority, _)| *priority);
-    // A failure among targets of a worse priority than the one used changes nothing.
+    let used = by_priority
+        .iter()
+        .find(|(_, tier)| !tier.is_empty())
+        .map(|(priority, _)| *priority);
+    // A failure among targets of a worse priority than the best one that resolved changes
+    // nothing (that priority takes calls only while the best cannot).
     let failed = failures
         .into_iter()
         .find(|(priority, _)| used.is_none_or(|used| *priority <= used))
         .map(|(_, error)| error);
-    match (best, failed) {
+    // Every priority's addresses; an address named at several keeps its best.
+    let mut addrs = BTreeMap::new();
+    for (priority, tier) in by_priority {
+        for (addr, weight) in tier {
+            addrs.entry(addr).or_insert(Place {
+                weight,
+                priority: u32::from(priority),
+            });
+        }
+    }
+    match (used, failed) {
         (None, Some(error)) => Err(error),
-        (best, failed) => Ok(Found {
-            addrs: best.map(|(_, tier)| tier).unwrap_or_default(),
+        (_, failed) => Ok(Found {
+            addrs,
             ttl: seconds(ttl),
             failed,
         }),

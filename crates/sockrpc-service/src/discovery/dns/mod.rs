@@ -9,8 +9,9 @@
 //! `min_ttl`). A failed lookup, or one that came back in part (A answered, AAAA timed out),
 //! keeps the last good answer whole and tries again after `min_ttl`; with no answer yet, the
 //! part that came is used.
-//! With SRV, only the records of the best (lowest) priority that resolve are used; their SRV
-//! weights become endpoint weights. How one lookup reads its answers: `lookup.rs`.
+//! With SRV, every priority's targets become endpoints with that priority, and their SRV
+//! weights endpoint weights; the balanced channel sends calls to the best priority that has a
+//! usable endpoint (RFC 2782's rule: a worse priority only when the better ones are down). How one lookup reads its answers: `lookup.rs`.
 //!
 //! Why a lookup failed is kept for the balanced channel, which says it when no endpoint can
 //! take a call (grpc-go's "name resolver error"), instead of only that none is usable.
@@ -22,7 +23,7 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Hosts, TokioResolver};
-use lookup::{literal, lookup};
+use lookup::{literal, lookup, Place};
 use sockrpc_protocol::Status;
 use sockrpc_transport::endpoint::Endpoint;
 use std::collections::BTreeMap;
@@ -212,7 +213,7 @@ async fn follow(
     problem: Problem,
 ) {
     // Each address's weight and the key its endpoint was inserted under.
-    let mut known: BTreeMap<SocketAddr, (u32, String)> = BTreeMap::new();
+    let mut known: BTreeMap<SocketAddr, (Place, String)> = BTreeMap::new();
     loop {
         let looked = Instant::now();
         let wait = match lookup(&resolver, &hosts, &config.query).await {
@@ -261,8 +262,8 @@ async fn follow(
 /// `false` when nobody listens any more.
 fn apply(
     config: &DnsDiscovery,
-    known: &mut BTreeMap<SocketAddr, (u32, String)>,
-    found: BTreeMap<SocketAddr, u32>,
+    known: &mut BTreeMap<SocketAddr, (Place, String)>,
+    found: BTreeMap<SocketAddr, Place>,
     tx: &mpsc::UnboundedSender<Change>,
 ) -> bool {
     let mut changes = Vec::new();
@@ -273,24 +274,21 @@ fn apply(
         }
         keep
     });
-    for (addr, weight) in found {
-        match known.get_mut(&addr) {
-            None => {
-                let endpoint = (config.endpoint)(addr);
-                let key = endpoint_key(&endpoint);
-                changes.push(Change::Insert {
-                    key: key.clone(),
-                    endpoint: Box::new(endpoint),
-                    weight,
-                });
-                known.insert(addr, (weight, key));
-            }
-            Some((old, key)) if *old != weight => {
-                *old = weight;
-                changes.push(Change::Weight(key.clone(), weight));
-            }
-            Some(_) => {}
+    for (addr, place) in found {
+        if known.get(&addr).is_some_and(|(old, _)| *old == place) {
+            continue;
         }
+        // New, or its weight or priority changed: an insert of the same endpoint updates those
+        // in place.
+        let endpoint = (config.endpoint)(addr);
+        let key = endpoint_key(&endpoint);
+        changes.push(Change::Insert {
+            key: key.clone(),
+            endpoint: Box::new(endpoint),
+            weight: place.weight,
+            priority: place.priority,
+        });
+        known.insert(addr, (place, key));
     }
     changes.into_iter().all(|change| tx.send(change).is_ok())
 }
