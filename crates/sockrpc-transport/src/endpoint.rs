@@ -105,9 +105,13 @@ impl Endpoint {
         }
         let rest = rest.trim_end_matches('/');
         let no_port = || {
+            // The example keeps the scheme and the host as written, less a trailing ':' (so
+            // `127.0.0.1:` suggests `127.0.0.1:50051`, not `127.0.0.1::50051`).
+            let scheme = uri.find("://").map_or("", |at| &uri[..at + 3]);
+            let host = rest.trim_end_matches(':');
             Status::invalid_argument(format!(
                 "endpoint {uri:?} has no port: write host:port (e.g. {:?})",
-                format!("{rest}:50051")
+                format!("{scheme}{host}:50051")
             ))
         };
         let (host, port) = match rest.strip_prefix('[') {
@@ -453,6 +457,21 @@ mod tests {
                 err.message().contains("has no port") && err.message().contains(uri),
                 "{uri}: {err}"
             );
+        }
+        // The example given is the URI with a port, never a doubled colon.
+        for (uri, example) in [
+            ("127.0.0.1:", "127.0.0.1:50051"),
+            ("tcp://h:", "tcp://h:50051"),
+            ("tls://h", "tls://h:50051"),
+            ("[::1]:", "[::1]:50051"),
+            ("http://[::1]/", "http://[::1]:50051"),
+        ] {
+            let err = Endpoint::from_uri(uri).expect_err(uri);
+            assert!(
+                err.message().contains(&format!("(e.g. {example:?})")),
+                "{uri}: {err}"
+            );
+            assert!(!err.message().contains("::50051"), "{uri}: {err}");
         }
         let err = Endpoint::from_uri("h:99999").expect_err("port");
         assert!(err.message().contains("invalid port \"99999\""), "{err}");
