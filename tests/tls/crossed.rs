@@ -36,6 +36,7 @@ async fn a_handshake_that_never_completes_is_closed_by_the_timeout() {
             .handshake_timeout(Duration::from_millis(1500)),
     )
     .await;
+    let _ = warnings();
     // One client starts a TLS record and stops; another connects and sends nothing.
     let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
     stalled
@@ -66,6 +67,15 @@ async fn a_handshake_that_never_completes_is_closed_by_the_timeout() {
         elapsed >= Duration::from_millis(1400) && elapsed < PROMPT,
         "closed after {elapsed:?}"
     );
+    // Logged at WARN, where an operator looks (the first of its kind; the second is counted).
+    let stalled_addr = stalled.local_addr().expect("addr").to_string();
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let lines = warned(&["TLS handshake not completed in time", "within 1.5s"]).await;
+    let ours: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains(&stalled_addr) || line.contains(&silent_addr))
+        .collect();
+    assert_eq!(ours.len(), 1, "{}", warnings());
     server.stop().await;
 }
 

@@ -29,6 +29,7 @@ mod crossed;
 mod handshake;
 mod mtls;
 mod openssl;
+mod refusals;
 mod refused_loop;
 mod rotation;
 mod support;

@@ -222,10 +222,10 @@ async fn handshake(
     };
     match done {
         Err(_) => {
-            tracing::info!(
-                ?peer,
-                ?timeout,
-                "closing connection: TLS handshake not completed in time"
+            tls.refusals().log(
+                crate::tls::refusals::Refusal::Timeout,
+                peer,
+                &format!("the client did not finish its handshake within {timeout:?}"),
             );
             None
         }

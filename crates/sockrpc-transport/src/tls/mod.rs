@@ -31,6 +31,8 @@ mod io;
 #[cfg(feature = "tls")]
 mod pem;
 #[cfg(feature = "tls")]
+pub(crate) mod refusals;
+#[cfg(feature = "tls")]
 mod reload;
 #[cfg(feature = "tls")]
 pub(crate) mod server;

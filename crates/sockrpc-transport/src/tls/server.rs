@@ -3,6 +3,7 @@
 
 use super::io::Rewind;
 use super::pem::{Certificates, Identity, TlsError};
+use super::refusals::Refusal;
 use super::reload::ServerTls;
 use super::verify::ClientVerifier;
 use super::{explain_server_error, provider, versions, TlsPeer, TlsVersion, ALPN_PROTOCOL};
@@ -198,7 +199,7 @@ pub(crate) struct Accepted {
 /// Runs the server's side of the handshake on `io`. The first bytes decide: a TLS record
 /// (0x16) goes on to the handshake with the configuration `tls` holds now; a plain-text sockrpc
 /// preface is answered, in sockrpc, that TLS is required; anything else is closed. `None`: the
-/// connection is done (the reason is logged).
+/// connection is done (the reason is logged, at WARN within a budget: see `refusals.rs`).
 pub(crate) async fn accept(
     tls: &ServerTls,
     mut io: BoxIo,
@@ -214,10 +215,15 @@ pub(crate) async fn accept(
     if first[0] != HANDSHAKE_RECORD {
         let sockrpc = PREFACE.starts_with(&first[..n.min(PREFACE.len())]);
         if sockrpc {
-            tracing::info!(?peer, "plain-text sockrpc client on a TLS port: refused");
+            tls.refusals().log(
+                Refusal::PlainText,
+                peer,
+                "the client spoke sockrpc without TLS (it was told to connect with tls://)",
+            );
             refuse_plaintext(io).await;
         } else {
-            tracing::info!(?peer, first = ?&first[..n.min(8)], "not TLS: closing");
+            let reason = format!("the first bytes were {:02x?}", &first[..n.min(8)]);
+            tls.refusals().log(Refusal::NotTls, peer, &reason);
         }
         return None;
     }
@@ -255,7 +261,7 @@ pub(crate) async fn accept(
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
                 .map_or_else(|| err.to_string(), explain_server_error);
-            tracing::info!(?peer, %reason, "TLS handshake failed");
+            tls.refusals().log(Refusal::Handshake, peer, &reason);
             // The alert is written; let it reach the client before the close, rather than
             // resetting a connection whose request bytes we never read.
             linger(io.into_inner()).await;
