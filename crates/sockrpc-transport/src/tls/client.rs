@@ -2,7 +2,7 @@
 
 use super::io::{Explained, Recorder};
 use super::pem::{Certificates, Identity, TlsError};
-use super::verify::ServerVerifier;
+use super::verify::{noting, ServerVerifier};
 use super::{explain_client_error, provider, versions, ALPN_PROTOCOL};
 use crate::pool::ConnectError;
 use rustls::client::WebPkiServerVerifier;
@@ -203,14 +203,16 @@ impl ClientTlsConfig {
             )))
         })?;
         let connector = TlsConnector::from(config);
-        let stream = match connector
-            .connect(server_name, Recorder::new(io))
-            .into_fallible()
-            .await
-        {
+        let (outcome, note) = noting(
+            connector
+                .connect(server_name, Recorder::new(io))
+                .into_fallible(),
+        )
+        .await;
+        let stream = match outcome {
             Ok(stream) => stream,
             Err((err, io)) => {
-                let (why, deterministic) = explain_handshake(&err, &io.first);
+                let (why, deterministic) = explain_handshake(&err, &io.first, note.as_deref());
                 return Err(ConnectError {
                     status: Status::unavailable(format!(
                         "TLS handshake with {endpoint} failed: {why}"
@@ -245,9 +247,10 @@ pub(crate) struct ClientStream<T> {
     pub(crate) tls_error: Arc<AtomicBool>,
 }
 
-/// Why a client's handshake failed, given what the server sent first, and whether another
-/// attempt would fail the same way (TLS refused it, rather than the network failing).
-fn explain_handshake(err: &std::io::Error, first: &[u8]) -> (String, bool) {
+/// Why a client's handshake failed, given what the server sent first and the verifier's note,
+/// and whether another attempt would fail the same way (TLS refused it, rather than the
+/// network failing).
+fn explain_handshake(err: &std::io::Error, first: &[u8], note: Option<&str>) -> (String, bool) {
     if !first.is_empty() && PREFACE.starts_with(&first[..first.len().min(PREFACE.len())]) {
         let why = "the server speaks plain-text sockrpc, not TLS (connect with tcp://, or \
                    enable TLS on the server)";
@@ -257,7 +260,7 @@ fn explain_handshake(err: &std::io::Error, first: &[u8]) -> (String, bool) {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        return (explain_client_error(tls), true);
+        return (explain_client_error(tls, note), true);
     }
     let why = match err.kind() {
         std::io::ErrorKind::UnexpectedEof => {

@@ -151,7 +151,7 @@ impl<T> Explained<T> {
         let explained = err
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .map(|tls| format!("TLS: {}", super::explain_client_error(tls)));
+            .map(|tls| format!("TLS: {}", super::explain_client_error(tls, None)));
         match explained {
             Some(message) => {
                 self.seen.store(true, Ordering::Release);

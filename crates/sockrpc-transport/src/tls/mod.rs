@@ -38,6 +38,8 @@ mod reload;
 pub(crate) mod server;
 #[cfg(feature = "tls")]
 mod verify;
+#[cfg(feature = "tls")]
+mod x509;
 
 #[cfg(feature = "tls")]
 pub use client::ClientTlsConfig;
@@ -77,9 +79,10 @@ pub(crate) fn versions(tls12: bool) -> &'static [&'static rustls::SupportedProto
     }
 }
 
-/// What a client-side TLS error means, in a sentence (rustls' own words in parentheses).
+/// What a client-side TLS error means, in a sentence; in parentheses the verifier's note on the
+/// certificate it refused (which one, why, when), else rustls' own words.
 #[cfg(feature = "tls")]
-pub(crate) fn explain_client_error(err: &rustls::Error) -> String {
+pub(crate) fn explain_client_error(err: &rustls::Error, note: Option<&str>) -> String {
     use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
     let what = match err {
         Error::InvalidCertificate(cert) => match cert {
@@ -144,12 +147,22 @@ pub(crate) fn explain_client_error(err: &rustls::Error) -> String {
         }
         _ => "TLS failed".to_owned(),
     };
-    format!("{what} ({err})")
+    with_detail(&what, err, note)
 }
 
-/// What a server-side TLS error means, for the log.
+/// `what`, then the note if there is one, else `err`, in parentheses.
 #[cfg(feature = "tls")]
-pub(crate) fn explain_server_error(err: &rustls::Error) -> String {
+fn with_detail(what: &str, err: &rustls::Error, note: Option<&str>) -> String {
+    match note {
+        Some(note) => format!("{what} ({note})"),
+        None => format!("{what} ({err})"),
+    }
+}
+
+/// What a server-side TLS error means, for the log (with the verifier's note, as
+/// [`explain_client_error`]).
+#[cfg(feature = "tls")]
+pub(crate) fn explain_server_error(err: &rustls::Error, note: Option<&str>) -> String {
     use rustls::{CertificateError as Cert, Error};
     let what = match err {
         Error::NoCertificatesPresented => "the client sent no certificate",
@@ -166,5 +179,5 @@ pub(crate) fn explain_server_error(err: &rustls::Error) -> String {
         Error::InvalidMessage(_) => "the client did not speak TLS",
         _ => "TLS handshake failed",
     };
-    format!("{what} ({err})")
+    with_detail(what, err, note)
 }

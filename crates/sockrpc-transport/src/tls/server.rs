@@ -5,7 +5,7 @@ use super::io::Rewind;
 use super::pem::{Certificates, Identity, TlsError};
 use super::refusals::Refusal;
 use super::reload::ServerTls;
-use super::verify::ClientVerifier;
+use super::verify::{noting, ClientVerifier};
 use super::{explain_server_error, provider, versions, TlsPeer, TlsVersion, ALPN_PROTOCOL};
 use crate::server::BoxIo;
 use bytes::BytesMut;
@@ -228,11 +228,8 @@ pub(crate) async fn accept(
         return None;
     }
     let acceptor = TlsAcceptor::from(tls.current());
-    match acceptor
-        .accept(Rewind::new(first, io))
-        .into_fallible()
-        .await
-    {
+    let (outcome, note) = noting(acceptor.accept(Rewind::new(first, io)).into_fallible()).await;
+    match outcome {
         Ok(stream) => {
             let session = stream.get_ref().1;
             let peer_info = TlsPeer::new(
@@ -260,7 +257,10 @@ pub(crate) async fn accept(
             let reason = err
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map_or_else(|| err.to_string(), explain_server_error);
+                .map_or_else(
+                    || err.to_string(),
+                    |tls| explain_server_error(tls, note.as_deref()),
+                );
             tls.refusals().log(Refusal::Handshake, peer, &reason);
             // The alert is written; let it reach the client before the close, rather than
             // resetting a connection whose request bytes we never read.

@@ -5,13 +5,21 @@
 //! So a certificate the user listed as trusted that the peer presents byte for byte is accepted
 //! when WebPKI refuses it, once its validity period has been checked here (its names are not:
 //! the pin names exactly one certificate). Everything else is WebPKI's verdict unchanged.
+//!
+//! A refusal's error stays rustls' own (it picks the alert the peer is sent), but rustls names
+//! no certificate and gives times in seconds since the epoch. So the verifier also writes a
+//! note for a person — which certificate, issued by whom, valid when, in UTC dates — into a
+//! slot of the handshake's task ([`noting`]), where the code that ran the handshake finds it
+//! when the handshake fails. Outside such a task (a listener of the caller's own that uses
+//! these verifiers) there is no slot, and no note.
 
+use super::x509::{name, tbs, utc, validity};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
-use std::sync::Arc;
+use std::{cell::RefCell, future::Future, sync::Arc, time::Duration};
 
 /// Checks the server's certificate on a client.
 #[derive(Debug)]
@@ -40,11 +48,11 @@ impl ServerCertVerifier for ServerVerifier {
             Err(err) if is_pinned(&self.pinned, end_entity) => {
                 if let Err(pin_err) = check_validity(end_entity, now) {
                     tracing::debug!(webpki = %err, "pinned certificate refused");
-                    return Err(pin_err);
+                    return Err(noted(end_entity, now, pin_err));
                 }
                 Ok(ServerCertVerified::assertion())
             }
-            Err(err) => Err(err),
+            Err(err) => Err(noted(end_entity, now, err)),
         }
     }
 
@@ -103,10 +111,10 @@ impl ClientCertVerifier for ClientVerifier {
         {
             Ok(verified) => Ok(verified),
             Err(_) if is_pinned(&self.pinned, end_entity) => {
-                check_validity(end_entity, now)?;
+                check_validity(end_entity, now).map_err(|err| noted(end_entity, now, err))?;
                 Ok(ClientCertVerified::assertion())
             }
-            Err(err) => Err(err),
+            Err(err) => Err(noted(end_entity, now, err)),
         }
     }
 
@@ -141,141 +149,83 @@ fn is_pinned(pinned: &[CertificateDer<'static>], cert: &CertificateDer<'_>) -> b
 fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), Error> {
     let (not_before, not_after) =
         validity(cert).ok_or(Error::InvalidCertificate(CertificateError::BadEncoding))?;
-    let now = now.as_secs();
-    if now < not_before {
-        return Err(Error::InvalidCertificate(CertificateError::NotValidYet));
+    let at = |secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+    if now.as_secs() < not_before {
+        return Err(Error::InvalidCertificate(
+            CertificateError::NotValidYetContext {
+                time: now,
+                not_before: at(not_before),
+            },
+        ));
     }
-    if now > not_after {
-        return Err(Error::InvalidCertificate(CertificateError::Expired));
+    if now.as_secs() > not_after {
+        return Err(Error::InvalidCertificate(
+            CertificateError::ExpiredContext {
+                time: now,
+                not_after: at(not_after),
+            },
+        ));
     }
     Ok(())
 }
 
-/// One DER element: its tag, its contents, and what follows it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let len = rest[..count]
-            .iter()
-            .fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
-        (len, &rest[count..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
+tokio::task_local! {
+    /// Why the verifier refused a certificate, for the handshake that runs in this task.
+    static NOTE: RefCell<Option<String>>;
 }
 
-/// A certificate's `notBefore` and `notAfter`, in seconds since the Unix epoch.
-pub(crate) fn validity(cert: &[u8]) -> Option<(u64, u64)> {
-    const SEQUENCE: u8 = 0x30;
-    let (tag, certificate, _) = element(cert)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, tbs, _) = element(certificate)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let mut rest = tbs;
-    // [0] EXPLICIT version, when present.
-    if rest.first() == Some(&0xa0) {
-        rest = element(rest)?.2;
-    }
-    // serialNumber, signature, issuer.
-    for _ in 0..3 {
-        rest = element(rest)?.2;
-    }
-    let (tag, validity, _) = element(rest)?;
-    if tag != SEQUENCE {
-        return None;
-    }
-    let (tag, not_before, rest) = element(validity)?;
-    let not_before = time(tag, not_before)?;
-    let (tag, not_after, _) = element(rest)?;
-    let not_after = time(tag, not_after)?;
-    Some((not_before, not_after))
+/// Runs `handshake` with a slot for the verifier's note, and returns the note with the
+/// outcome: `Some` when a certificate was refused during it.
+pub(crate) async fn noting<F: Future>(handshake: F) -> (F::Output, Option<String>) {
+    NOTE.scope(RefCell::new(None), async move {
+        let outcome = handshake.await;
+        let note = NOTE.with(|slot| slot.borrow_mut().take());
+        (outcome, note)
+    })
+    .await
 }
 
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`), as RFC 5280 allows them.
-fn time(tag: u8, text: &[u8]) -> Option<u64> {
-    let digits = |s: &[u8]| -> Option<u64> {
-        s.iter().try_fold(0u64, |n, c| {
-            c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
-        })
-    };
-    let (year, rest) = match (tag, text.len()) {
-        (0x17, 13) => {
-            let yy = digits(&text[..2])?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
-        }
-        (0x18, 15) => (digits(&text[..4])?, &text[4..]),
-        _ => return None,
-    };
-    if rest.last() != Some(&b'Z') {
-        return None;
-    }
-    let month = digits(&rest[0..2])?;
-    let day = digits(&rest[2..4])?;
-    let hour = digits(&rest[4..6])?;
-    let minute = digits(&rest[6..8])?;
-    let second = digits(&rest[8..10])?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day)?;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(60))
+/// `err`, after writing in the task's slot (when there is one) what it means for `cert`.
+fn noted(cert: &CertificateDer<'_>, now: UnixTime, err: Error) -> Error {
+    let _ = NOTE.try_with(|slot| *slot.borrow_mut() = Some(describe(cert, now, &err)));
+    err
 }
 
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (none before 1970).
-fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 {
-        year.checked_sub(1)?
-    } else {
-        year
+/// Which certificate `err` refused and why, for a person: `certificate "CN=leaf" (issued by
+/// "CN=CA"): not valid after 2026-01-01 00:00:00 UTC, now 2026-03-01 12:00:00 UTC`.
+pub(crate) fn describe(cert: &[u8], now: UnixTime, err: &Error) -> String {
+    let Some(tbs) = tbs(cert) else {
+        return format!("an unreadable certificate: {err}");
     };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).checked_sub(719_468)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
-        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
-        assert_eq!(days_from_civil(2024, 2, 29), Some(19_782));
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(time(0x17, b"700101000000Z"), Some(0));
-        assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
-        assert_eq!(
-            time(0x18, b"20240229120000Z"),
-            Some(19_782 * 86_400 + 43_200)
-        );
-        assert_eq!(time(0x18, b"2024022912000Z"), None);
-        assert_eq!(time(0x17, b"701301000000Z"), None);
-    }
-
-    #[test]
-    fn malformed_certificates_have_no_validity() {
-        assert_eq!(validity(&[]), None);
-        assert_eq!(validity(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
-        assert_eq!(validity(&[0x30, 0x02, 0x30, 0x00]), None);
-    }
+    let (subject, issuer) = (name(tbs.subject), name(tbs.issuer));
+    let now = now.as_secs();
+    let why = match err {
+        Error::InvalidCertificate(cert_err) => match cert_err {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                format!("not valid after {}, now {}", utc(tbs.not_after), utc(now))
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                format!("not valid before {}, now {}", utc(tbs.not_before), utc(now))
+            }
+            CertificateError::UnknownIssuer => format!(
+                "its issuer \"{issuer}\" is not a trusted CA, and no certificate sent with it \
+                 leads to one"
+            ),
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => format!(
+                "valid for {}, not for \"{}\"",
+                if presented.is_empty() {
+                    "no name (no subjectAltName)".to_owned()
+                } else {
+                    presented.join(", ")
+                },
+                expected.to_str()
+            ),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    };
+    format!("certificate \"{subject}\" (issued by \"{issuer}\"): {why}")
 }
