@@ -97,8 +97,15 @@ async fn a_tls_client_that_does_not_offer_sockrpc_1_is_refused_at_handshake() {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<sockrpc::tls::rustls::Error>())
             .unwrap_or_else(|| panic!("not a TLS error: {err}"));
+        // `no_application_protocol`, never `access_denied`, which reads as a refused
+        // certificate (rustls picks the certificate before it looks at ALPN).
         assert!(
-            matches!(tls, sockrpc::tls::rustls::Error::AlertReceived(_)),
+            matches!(
+                tls,
+                sockrpc::tls::rustls::Error::AlertReceived(
+                    sockrpc::tls::rustls::AlertDescription::NoApplicationProtocol
+                )
+            ),
             "{alpn:?}: {tls}"
         );
     }

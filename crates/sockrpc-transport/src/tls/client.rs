@@ -212,7 +212,8 @@ impl ClientTlsConfig {
         let stream = match outcome {
             Ok(stream) => stream,
             Err((err, io)) => {
-                let (why, deterministic) = explain_handshake(&err, &io.first, note.as_deref());
+                let (why, deterministic) =
+                    explain_handshake(&err, &io.first, note.as_deref(), self.identity.is_some());
                 return Err(ConnectError {
                     status: Status::unavailable(format!(
                         "TLS handshake with {endpoint} failed: {why}"
@@ -247,10 +248,15 @@ pub(crate) struct ClientStream<T> {
     pub(crate) tls_error: Arc<AtomicBool>,
 }
 
-/// Why a client's handshake failed, given what the server sent first and the verifier's note,
-/// and whether another attempt would fail the same way (TLS refused it, rather than the
-/// network failing).
-fn explain_handshake(err: &std::io::Error, first: &[u8], note: Option<&str>) -> (String, bool) {
+/// Why a client's handshake failed, given what the server sent first, the verifier's note, and
+/// whether this client has a certificate to present; and whether another attempt would fail the
+/// same way (TLS refused it, rather than the network failing).
+fn explain_handshake(
+    err: &std::io::Error,
+    first: &[u8],
+    note: Option<&str>,
+    has_identity: bool,
+) -> (String, bool) {
     if !first.is_empty() && PREFACE.starts_with(&first[..first.len().min(PREFACE.len())]) {
         let why = "the server speaks plain-text sockrpc, not TLS (connect with tcp://, or \
                    enable TLS on the server)";
@@ -260,6 +266,22 @@ fn explain_handshake(err: &std::io::Error, first: &[u8], note: Option<&str>) -> 
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
+        // `access_denied` is also what a server says when it has no certificate for this
+        // client (rustls picks the certificate before it looks at ALPN, so older sockrpc
+        // servers answer a client without ALPN sockrpc/1 so): a client that has no certificate
+        // to present does not blame one.
+        if matches!(
+            tls,
+            rustls::Error::AlertReceived(rustls::AlertDescription::AccessDenied)
+        ) && !has_identity
+        {
+            let why = format!(
+                "the server denied access during the handshake, before any certificate of this \
+                 client (it has none) was involved: the server may not serve this server name, \
+                 or may not speak sockrpc/1 ({tls})"
+            );
+            return (why, true);
+        }
         return (explain_client_error(tls, note), true);
     }
     let why = match err.kind() {

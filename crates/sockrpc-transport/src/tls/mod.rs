@@ -119,13 +119,21 @@ pub(crate) fn explain_client_error(err: &rustls::Error, note: Option<&str>) -> S
             | Alert::BadCertificate
             | Alert::CertificateUnknown
             | Alert::UnsupportedCertificate
-            | Alert::AccessDenied
             | Alert::DecryptError => "the server refused this client's certificate".to_owned(),
+            // Not necessarily about a certificate: also what a server says when it has none for
+            // this client (see the handshake's own explanation, `client.rs`).
+            Alert::AccessDenied => {
+                "the server denied access: it refused this client's certificate, or does not \
+                 serve this client at all"
+                    .to_owned()
+            }
             Alert::CertificateExpired => {
                 "the server refused this client's certificate: it has expired".to_owned()
             }
             Alert::NoApplicationProtocol => {
-                "the server does not speak sockrpc/1 (no common ALPN protocol)".to_owned()
+                "the server does not speak sockrpc/1 (no common ALPN protocol); this is not \
+                 about certificates"
+                    .to_owned()
             }
             Alert::HandshakeFailure | Alert::ProtocolVersion | Alert::InsufficientSecurity => {
                 "the server refused the handshake (no TLS version or cipher suite in common, or \

@@ -9,7 +9,7 @@ use super::verify::{noting, ClientVerifier};
 use super::{explain_server_error, provider, versions, TlsPeer, TlsVersion, ALPN_PROTOCOL};
 use crate::server::BoxIo;
 use bytes::BytesMut;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{Acceptor, ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use sockrpc_protocol::frame::{self, PREFACE};
@@ -17,7 +17,7 @@ use sockrpc_protocol::{Code, MetadataMap};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 /// Whether a server asks its clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,10 +161,14 @@ impl ServerTlsConfig {
     }
 }
 
-/// Presents the server's certificate only to a client that offers ALPN `sockrpc/1`: rustls
-/// itself refuses a client that offers other protocols only (`no_application_protocol`), and
-/// this refuses one that offers none (`handshake_failure`), so that every TLS session of a
-/// sockrpc server speaks the wire version it names.
+/// Presents the server's certificate only to a client that offers ALPN, for a listener of the
+/// caller's own built on [`ServerTls::rustls_config`]: rustls resolves the certificate before it
+/// looks at ALPN, so a resolver that refused every client without `sockrpc/1` would make rustls
+/// answer a client that offers other protocols with `access_denied` (which reads like a refused
+/// certificate); this one lets rustls answer it `no_application_protocol`. A client that offers
+/// no ALPN at all, which rustls would serve, is refused here (`access_denied`, the only alert a
+/// resolver can cause). sockrpc's own listeners look at the ClientHello before rustls does, and
+/// answer both `no_application_protocol` (see [`accept`]).
 #[derive(Debug)]
 struct AlpnGate {
     key: Arc<CertifiedKey>,
@@ -172,15 +176,31 @@ struct AlpnGate {
 
 impl ResolvesServerCert for AlpnGate {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let offered = hello
-            .alpn()
-            .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_PROTOCOL));
-        if !offered {
-            tracing::debug!("TLS client offers no ALPN sockrpc/1; refusing the handshake");
+        if hello.alpn().is_none() {
+            tracing::debug!("TLS client offers no ALPN (this server speaks sockrpc/1): refused");
             return None;
         }
         Some(Arc::clone(&self.key))
     }
+}
+
+/// A TLS alert record, in plain text as before a ServerHello: fatal (2),
+/// `no_application_protocol` (120).
+const NO_APPLICATION_PROTOCOL_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 120];
+
+/// Why a ClientHello that does not offer ALPN `sockrpc/1` is refused, or `None` when it does.
+fn alpn_mismatch(hello: &ClientHello<'_>) -> Option<String> {
+    let offered: Vec<String> = hello
+        .alpn()?
+        .map(|protocol| String::from_utf8_lossy(protocol).into_owned())
+        .collect();
+    if offered.iter().any(|p| p.as_bytes() == ALPN_PROTOCOL) {
+        return None;
+    }
+    Some(format!(
+        "the client offered ALPN {offered:?}, this server speaks sockrpc/1 (alert \
+         no_application_protocol sent)"
+    ))
 }
 
 /// What a plain-text sockrpc client is told on a TLS port.
@@ -198,8 +218,10 @@ pub(crate) struct Accepted {
 
 /// Runs the server's side of the handshake on `io`. The first bytes decide: a TLS record
 /// (0x16) goes on to the handshake with the configuration `tls` holds now; a plain-text sockrpc
-/// preface is answered, in sockrpc, that TLS is required; anything else is closed. `None`: the
-/// connection is done (the reason is logged, at WARN within a budget: see `refusals.rs`).
+/// preface is answered, in sockrpc, that TLS is required; anything else is closed. A
+/// ClientHello that does not offer ALPN `sockrpc/1` (none, or others only) is answered with the
+/// alert `no_application_protocol`, before rustls picks a certificate. `None`: the connection
+/// is done (the reason is logged, at WARN within a budget: see `refusals.rs`).
 pub(crate) async fn accept(
     tls: &ServerTls,
     mut io: BoxIo,
@@ -227,8 +249,39 @@ pub(crate) async fn accept(
         }
         return None;
     }
-    let acceptor = TlsAcceptor::from(tls.current());
-    let (outcome, note) = noting(acceptor.accept(Rewind::new(first, io)).into_fallible()).await;
+    let mut lazy = LazyConfigAcceptor::new(Acceptor::default(), Rewind::new(first, io));
+    let start = match (&mut lazy).await {
+        Ok(start) => start,
+        Err(err) => {
+            let reason = err
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map_or_else(|| err.to_string(), |tls| explain_server_error(tls, None));
+            tls.refusals().log(Refusal::Handshake, peer, &reason);
+            if let Some(io) = lazy.take_io() {
+                linger(io.into_inner()).await;
+            }
+            return None;
+        }
+    };
+    let hello = start.client_hello();
+    let refused = match hello.alpn() {
+        None => Some(
+            "the client offered no ALPN, this server speaks sockrpc/1 (alert \
+             no_application_protocol sent; a sockrpc client always offers it)"
+                .to_owned(),
+        ),
+        Some(_) => alpn_mismatch(&hello),
+    };
+    if let Some(reason) = refused {
+        tls.refusals().log(Refusal::Alpn, peer, &reason);
+        let mut io = start.io;
+        if io.write_all(&NO_APPLICATION_PROTOCOL_ALERT).await.is_ok() {
+            linger(io.into_inner()).await;
+        }
+        return None;
+    }
+    let (outcome, note) = noting(start.into_stream(tls.current()).into_fallible()).await;
     match outcome {
         Ok(stream) => {
             let session = stream.get_ref().1;
