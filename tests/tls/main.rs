@@ -27,6 +27,7 @@ mod cap;
 mod coalescing;
 mod crossed;
 mod handshake;
+mod messages;
 mod mtls;
 mod openssl;
 mod refusals;

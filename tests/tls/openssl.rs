@@ -3,7 +3,7 @@ use super::*;
 // Certificates made with openssl
 
 /// Runs openssl with `args` in `dir`; `false` when there is no openssl to run.
-fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
+pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
     match std::process::Command::new("openssl")
         .args(args)
         .current_dir(dir)

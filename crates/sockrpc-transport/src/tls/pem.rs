@@ -95,7 +95,12 @@ impl Certificates {
     fn parse_pem(pem: &[u8], source: &str) -> Result<Certificates, TlsError> {
         let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| TlsError::new(format!("{source}: malformed PEM: {err}")))?;
+            .map_err(|err| {
+                // A traditional encrypted key's headers make the whole file unreadable as PEM,
+                // certificates and all (a certificate and its key may share one file).
+                encrypted_key(pem, source)
+                    .unwrap_or_else(|| TlsError::new(format!("{source}: malformed PEM: {err}")))
+            })?;
         if certs.is_empty() {
             return Err(TlsError::new(format!(
                 "{source}: no CERTIFICATE block found"
@@ -118,6 +123,36 @@ impl Certificates {
     pub fn is_empty(&self) -> bool {
         self.certs.is_empty()
     }
+}
+
+/// Why a PEM text holding a private key cannot be read, when the reason is that the key is
+/// encrypted: PKCS#8 (`ENCRYPTED PRIVATE KEY`, what `openssl genpkey -aes256` writes) or the
+/// traditional format (`RSA PRIVATE KEY` with `Proc-Type: 4,ENCRYPTED` and `DEK-Info` headers,
+/// `openssl genrsa -aes256 -traditional`). rustls reads neither: the first is skipped as an
+/// unknown block, the second is malformed PEM to it.
+fn encrypted_key(pem: &[u8], source: &str) -> Option<TlsError> {
+    let has = |needle: &[u8]| pem.windows(needle.len()).any(|window| window == needle);
+    let kind = if has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        "a PKCS#8 ENCRYPTED PRIVATE KEY"
+    } else if has(b"Proc-Type: 4,ENCRYPTED") {
+        "a traditional PEM key with Proc-Type: 4,ENCRYPTED"
+    } else {
+        return None;
+    };
+    // Quote a file name for the shell only when it needs it.
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@".contains(c);
+    let input = if source.contains(' ') && !std::path::Path::new(source).exists() {
+        "key.pem".to_owned()
+    } else if source.chars().all(plain) {
+        source.to_owned()
+    } else {
+        format!("'{}'", source.replace('\'', r"'\''"))
+    };
+    Some(TlsError::new(format!(
+        "{source}: the private key is encrypted ({kind}); sockrpc needs it unencrypted: \
+         decrypt it first, e.g. `openssl pkey -in {input} -out plain.pem` (it asks for the \
+         passphrase), keep plain.pem readable by the server only, and give that file"
+    )))
 }
 
 /// A certificate chain (leaf first) and its private key: who a side is.
@@ -196,12 +231,17 @@ impl Identity {
         key_source: &str,
     ) -> Result<Identity, TlsError> {
         let chain = Certificates::parse_pem(cert_pem, cert_source)?.certs;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|err| match err {
-            rustls_pki_types::pem::Error::NoItemsFound => TlsError::new(format!(
-                "{key_source}: no private key found (expected a PRIVATE KEY, RSA PRIVATE KEY or \
-                 EC PRIVATE KEY block; an encrypted key must be decrypted first)"
-            )),
-            err => TlsError::new(format!("{key_source}: malformed PEM: {err}")),
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|err| {
+            if let Some(encrypted) = encrypted_key(key_pem, key_source) {
+                return encrypted;
+            }
+            match err {
+                rustls_pki_types::pem::Error::NoItemsFound => TlsError::new(format!(
+                    "{key_source}: no private key found (expected a PRIVATE KEY, RSA PRIVATE \
+                     KEY or EC PRIVATE KEY block)"
+                )),
+                err => TlsError::new(format!("{key_source}: malformed PEM: {err}")),
+            }
         })?;
         Ok(Identity {
             chain,
@@ -212,5 +252,58 @@ impl Identity {
     /// The chain, leaf first.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRADITIONAL: &str = "-----BEGIN RSA PRIVATE KEY-----\n\
+        Proc-Type: 4,ENCRYPTED\n\
+        DEK-Info: AES-256-CBC,0123456789ABCDEF0123456789ABCDEF\n\
+        \n\
+        AAAA\n\
+        -----END RSA PRIVATE KEY-----\n";
+
+    const PKCS8: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n\
+        -----END ENCRYPTED PRIVATE KEY-----\n";
+
+    #[test]
+    fn encrypted_keys_are_named_as_such() {
+        for (pem, kind) in [(TRADITIONAL, "Proc-Type: 4,ENCRYPTED"), (PKCS8, "PKCS#8")] {
+            let err = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+                .err()
+                .and_then(|_| encrypted_key(pem.as_bytes(), "/etc/k.pem"))
+                .map(|err| err.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("the private key is encrypted"), "{err}");
+            assert!(err.contains(kind), "{err}");
+            assert!(
+                err.contains("openssl pkey -in /etc/k.pem -out plain.pem"),
+                "{err}"
+            );
+        }
+        // A certificate file that also holds the encrypted key says so too.
+        let err = Certificates::parse_pem(TRADITIONAL.as_bytes(), "both.pem")
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("both.pem: the private key is encrypted"),
+            "{err}"
+        );
+        // Names that need it are quoted for the shell; a text that is no file gets a stand-in.
+        let err = encrypted_key(PKCS8.as_bytes(), "my keys/k.pem").map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|err| err.contains("-in key.pem")),
+            "a description is not a file"
+        );
+        let err = encrypted_key(PKCS8.as_bytes(), "it's.pem").map(|e| e.to_string());
+        assert!(
+            err.is_some_and(|err| err.contains(r"-in 'it'\''s.pem'")),
+            "quoted"
+        );
+        assert!(encrypted_key(b"-----BEGIN PRIVATE KEY-----", "k").is_none());
     }
 }
