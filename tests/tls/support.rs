@@ -29,6 +29,25 @@ impl Ca {
         }
     }
 
+    /// An intermediate CA issued by this one.
+    pub(crate) fn intermediate(&self, name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("intermediate key");
+        Ca {
+            issuer: rcgen::CertifiedIssuer::signed_by(params, key, &self.issuer)
+                .expect("intermediate certificate"),
+        }
+    }
+
     pub(crate) fn certificates(&self) -> Certificates {
         Certificates::from_pem(self.issuer.pem()).expect("CA PEM")
     }

@@ -84,6 +84,11 @@ impl Certificates {
         Self::parse_pem(&pem, &path.display().to_string())
     }
 
+    /// Every certificate of a PEM text read from `path` (named in messages).
+    pub(crate) fn from_pem_named(pem: &[u8], path: &Path) -> Result<Certificates, TlsError> {
+        Self::parse_pem(pem, &path.display().to_string())
+    }
+
     /// DER-encoded certificates.
     pub fn from_der(certs: Vec<CertificateDer<'static>>) -> Result<Certificates, TlsError> {
         if certs.is_empty() {
@@ -160,6 +165,8 @@ fn encrypted_key(pem: &[u8], source: &str) -> Option<TlsError> {
 pub struct Identity {
     pub(crate) chain: Vec<CertificateDer<'static>>,
     pub(crate) key: Arc<PrivateKeyDer<'static>>,
+    /// Where the chain and the key came from (file names, when read from files), for messages.
+    pub(crate) sources: Arc<(String, String)>,
 }
 
 impl fmt::Debug for Identity {
@@ -221,7 +228,34 @@ impl Identity {
         Ok(Identity {
             chain,
             key: Arc::new(key),
+            sources: Arc::new(("the certificate chain".to_owned(), "its key".to_owned())),
         })
+    }
+
+    /// As [`from_pem`](Identity::from_pem), with the names of the files the texts were read
+    /// from, for messages.
+    pub(crate) fn from_pem_named(
+        cert_pem: &[u8],
+        cert_path: &Path,
+        key_pem: &[u8],
+        key_path: &Path,
+    ) -> Result<Identity, TlsError> {
+        Self::parse(
+            cert_pem,
+            &cert_path.display().to_string(),
+            key_pem,
+            &key_path.display().to_string(),
+        )
+    }
+
+    /// Where the certificate chain came from: its file, or a description.
+    pub(crate) fn cert_source(&self) -> &str {
+        &self.sources.0
+    }
+
+    /// Where the key came from: its file, or a description.
+    pub(crate) fn key_source(&self) -> &str {
+        &self.sources.1
     }
 
     fn parse(
@@ -246,6 +280,7 @@ impl Identity {
         Ok(Identity {
             chain,
             key: Arc::new(key),
+            sources: Arc::new((cert_source.to_owned(), key_source.to_owned())),
         })
     }
 

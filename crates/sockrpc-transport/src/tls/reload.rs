@@ -163,7 +163,7 @@ impl ServerTls {
                 if seen.as_ref() == Some(&now) || failed.as_ref() == Some(&now) {
                     continue;
                 }
-                match tls.reload_from(&now) {
+                match tls.reload_from(&files, &now) {
                     Ok(()) => {
                         seen = Some(now);
                         failed = None;
@@ -178,13 +178,12 @@ impl ServerTls {
         TlsWatch { task }
     }
 
-    fn reload_from(&self, files: &Snapshot) -> Result<(), TlsError> {
-        let identity = Identity::from_pem(&files.cert, &files.key)?;
-        let client_ca = files
-            .client_ca
-            .as_ref()
-            .map(Certificates::from_pem)
-            .transpose()?;
+    fn reload_from(&self, paths: &TlsFiles, files: &Snapshot) -> Result<(), TlsError> {
+        let identity = Identity::from_pem_named(&files.cert, &paths.cert, &files.key, &paths.key)?;
+        let client_ca = match (&files.client_ca, &paths.client_ca) {
+            (Some(pem), Some(path)) => Some(Certificates::from_pem_named(pem, path)?),
+            _ => None,
+        };
         self.update(|config| {
             let config = config.identity(identity);
             match client_ca {

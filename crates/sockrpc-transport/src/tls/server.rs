@@ -1,6 +1,7 @@
 //! The server's side: its identity, the client CAs and client authentication; and the
 //! handshake, run on each connection's own task.
 
+use super::chain::certified_key;
 use super::io::Rewind;
 use super::pem::{Certificates, Identity, TlsError};
 use super::refusals::Refusal;
@@ -113,8 +114,10 @@ impl ServerTlsConfig {
         self.client_ca.as_ref()
     }
 
-    /// Builds the rustls configuration: checks that the key matches the certificate and that
-    /// client authentication has CAs to check against.
+    /// Builds the rustls configuration: checks that the key belongs to the first certificate,
+    /// that the chain's certificates are in order (each issued by the next; a lone certificate
+    /// whose issuer is not in the file is logged as a warning, see `chain.rs`), and that client
+    /// authentication has CAs to check against.
     pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = provider();
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -149,12 +152,7 @@ impl ServerTlsConfig {
                 }))
             }
         };
-        let key = CertifiedKey::from_der(
-            self.identity.chain.clone(),
-            self.identity.key.clone_key(),
-            &provider,
-        )
-        .map_err(|err| TlsError::new(format!("unusable server identity: {err}")))?;
+        let key = certified_key(&self.identity, &provider)?;
         let mut config = builder.with_cert_resolver(Arc::new(AlpnGate { key: Arc::new(key) }));
         config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
         Ok(Arc::new(config))
