@@ -51,3 +51,84 @@ fn a_protocol_error_is_logged_with_its_reason() {
     assert!(logged.contains("peer"), "the log names the peer: {logged}");
     let _ = server.0.kill();
 }
+
+/// `sockrpc serve` logs at WARN: a TLS refusal must show there, but a scanner's flood only once.
+#[test]
+fn tls_refusals_are_logged_at_warn_once_per_kind_not_per_connection() {
+    let dir = temp_path("serve-logs-tls");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    // Self-signed, as `openssl req -x509` makes them: no warning about a missing issuer.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let pair = rcgen::KeyPair::generate().expect("key");
+    let certificate = params.self_signed(&pair).expect("certificate");
+    std::fs::write(&cert, certificate.pem()).expect("write cert");
+    std::fs::write(&key, pair.serialize_pem()).expect("write key");
+    let mut child = sockrpc()
+        .args([
+            "serve",
+            "--tcp",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--tls-cert",
+        ])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("tls="))
+        .unwrap_or_else(|| panic!("no tls= in {line:?}"))
+        .parse()
+        .expect("address");
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+
+    // Ten connections that speak HTTP to the TLS port.
+    for _ in 0..10 {
+        let mut scanner = TcpStream::connect(addr).expect("connect");
+        scanner
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        scanner.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("write");
+        let mut rest = Vec::new();
+        let _ = scanner.read_to_end(&mut rest);
+    }
+    let logged = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("serve logged nothing about the refused connections");
+    assert!(
+        logged.contains("WARN") && logged.contains("not TLS: connection closed"),
+        "{logged}"
+    );
+    assert!(logged.contains("peer"), "the log names the peer: {logged}");
+    // The other nine are not logged at WARN (within the 10 s budget).
+    let more: Vec<String> =
+        std::iter::from_fn(|| lines.recv_timeout(Duration::from_millis(500)).ok())
+            .take(20)
+            .collect();
+    assert!(more.is_empty(), "one warning for the flood: {more:#?}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
