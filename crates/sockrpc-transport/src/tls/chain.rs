@@ -8,8 +8,10 @@
 //!   first).
 //! - A file of several certificates must hold them in order, each issued by the next (an error
 //!   otherwise: wrong order, or a certificate of another chain). TLS 1.2 requires this order
-//!   and TLS 1.3 clients may rely on it; the file is refused rather than served half-working.
-//!   Only names are compared (each certificate's issuer against the next one's subject), not
+//!   (RFC 5246) and TLS 1.3 asks for it (RFC 8446: each certificate SHOULD certify the one
+//!   before it); clients that do not reorder would refuse the server, others would be sent a
+//!   certificate they do not need. The file is refused rather than served half-working, and a
+//!   rotation to such a file keeps the configuration in force. Only names are compared (each certificate's issuer against the next one's subject), not
 //!   signatures: this catches mistakes, it does not vouch for the chain.
 //! - The last certificate's issuer is expected to be missing (a root is not sent: clients have
 //!   it). But a file of one certificate, not self-signed, works only if the clients trust its

@@ -185,10 +185,11 @@ impl PartialEq for Identity {
 }
 
 impl Identity {
-    /// A chain from `cert_pem` (every `CERTIFICATE` block, leaf first) and the first private key
-    /// in `key_pem` (`PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY` or `EC PRIVATE KEY`; other blocks,
-    /// such as `EC PARAMETERS`, are skipped). Whether the key matches the certificate is checked
-    /// when a TLS configuration is built from it.
+    /// A chain from `cert_pem` (every `CERTIFICATE` block: the leaf first, then the certificate
+    /// that issued it, and so on) and the first private key in `key_pem` (`PRIVATE KEY`
+    /// (PKCS#8), `RSA PRIVATE KEY` or `EC PRIVATE KEY`, unencrypted; other blocks, such as `EC
+    /// PARAMETERS`, are skipped). Whether the key matches the first certificate, and the chain's
+    /// order, are checked when a server's TLS configuration is built from it.
     pub fn from_pem(
         cert_pem: impl AsRef<[u8]>,
         key_pem: impl AsRef<[u8]>,
