@@ -18,7 +18,8 @@
 //!   issuer directly; if that issuer is an intermediate CA, clients that do not happen to have
 //!   it refuse the server (unknown issuer). This cannot be told apart from here, so it is a
 //!   warning naming the file and the issuer, not an error: a leaf issued by a private root CA
-//!   that every client trusts is a normal setup.
+//!   that every client trusts is a normal setup. It is given once per file and issuer, not at
+//!   every rotation.
 //!
 //! The chain is not verified against any CA here, as neither openssl s_server nor grpc-go
 //! verify their own: the server does not know which CAs its clients trust.
@@ -71,7 +72,7 @@ pub(crate) fn certified_key(
     }
     check_order(cert_source, &certs)?;
     if let [Some(only)] = certs.as_slice() {
-        if only.issuer != only.subject {
+        if only.issuer != only.subject && first_time(cert_source, only.issuer) {
             tracing::warn!(
                 file = cert_source,
                 issuer = %name(only.issuer),
@@ -85,6 +86,23 @@ pub(crate) fn certified_key(
         }
     }
     Ok(CertifiedKey::new(identity.chain.clone(), key))
+}
+
+/// Whether the lone-certificate warning for this file and issuer is new: it is given once per
+/// process, not at every rotation of the same file (a leaf issued by a trusted root is a
+/// normal setup, and a warning each hour would be noise).
+fn first_time(file: &str, issuer: &[u8]) -> bool {
+    static WARNED: std::sync::Mutex<Vec<(String, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.iter().any(|(f, i)| f == file && i == issuer) {
+        return false;
+    }
+    // Bounded: past 1,024 files and issuers, the oldest are forgotten (and warned again).
+    if warned.len() >= 1024 {
+        warned.remove(0);
+    }
+    warned.push((file.to_owned(), issuer.to_vec()));
+    true
 }
 
 /// Each certificate must be issued by the next one; certificates that cannot be read are left
