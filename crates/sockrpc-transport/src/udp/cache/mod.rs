@@ -362,7 +362,6 @@ impl ReplyCache {
         }
         let source = Quotas::source(source);
         let full = state.done >= self.config.max_entries || state.bytes >= self.config.max_bytes;
-        let over_share = !state.quotas.allows(&source);
         let State {
             map, paths, quotas, ..
         } = &mut *state;
@@ -374,13 +373,13 @@ impl ReplyCache {
                 Slot::Done { answer, .. } => Begin::Done(answer.clone()),
             },
             Entry::Vacant(_) if full => Begin::Full,
-            Entry::Vacant(_) if over_share => Begin::OverShare,
+            // The share is counted in the same lookup that checks it.
+            Entry::Vacant(_) if !quotas.admit(source) => Begin::OverShare,
             Entry::Vacant(slot) => {
                 slot.insert(Slot::Running {
                     path: intern(paths, path),
                     source,
                 });
-                quotas.add_entry(source);
                 Begin::New
             }
         }

@@ -16,6 +16,9 @@ use super::super::limiter::source_key;
 use foldhash::HashMap;
 use std::net::IpAddr;
 
+/// Records of sources that hold nothing kept (see [`Quotas::remove`]).
+const KEPT_IDLE: usize = 256;
+
 /// What one source holds.
 #[derive(Debug, Default, Clone, Copy)]
 struct Usage {
@@ -26,8 +29,8 @@ struct Usage {
 }
 
 /// Entries and bytes held per source, against the shares of
-/// [`ReplyCacheConfig`](super::ReplyCacheConfig). Holds a record only for a source that holds
-/// an entry, so it is bounded by the cache's own bound.
+/// [`ReplyCacheConfig`](super::ReplyCacheConfig). Holds a record for each source that holds
+/// an entry, bounded by the cache's own bound, and for at most 256 that hold none.
 #[derive(Debug)]
 pub(super) struct Quotas {
     usage: HashMap<IpAddr, Usage>,
@@ -50,18 +53,22 @@ impl Quotas {
         source_key(ip)
     }
 
-    /// Whether `source` may start one more call: it holds fewer entries than its share, and
-    /// fewer bytes. Only admission is refused: an answer of a call already admitted is kept
-    /// whole even when it takes its source past its bytes (the cache's own `max_bytes` bounds
-    /// memory), because a TRUNCATED call's client fetches that answer over TCP.
-    pub(super) fn allows(&self, source: &IpAddr) -> bool {
-        let usage = self.usage.get(source).copied().unwrap_or_default();
-        usage.entries < self.max_entries && usage.bytes < self.max_bytes
-    }
-
-    /// `source` started a call.
-    pub(super) fn add_entry(&mut self, source: IpAddr) {
-        self.usage.entry(source).or_default().entries += 1;
+    /// Counts one more call of `source` when it holds fewer entries than its share, and fewer
+    /// bytes; `false` (nothing counted) when it is at its share. Only admission is refused: an
+    /// answer of a call already admitted is kept whole even when it takes its source past its
+    /// bytes (the cache's own `max_bytes` bounds memory), because a TRUNCATED call's client
+    /// fetches that answer over TCP.
+    pub(super) fn admit(&mut self, source: IpAddr) -> bool {
+        let usage = self.usage.entry(source).or_default();
+        if usage.entries < self.max_entries && usage.bytes < self.max_bytes {
+            usage.entries += 1;
+            return true;
+        }
+        // Refused while holding nothing (a share of 0): the record just made goes too.
+        if usage.entries == 0 && self.usage.len() > KEPT_IDLE {
+            self.usage.remove(&source);
+        }
+        false
     }
 
     /// A call of `source` finished, its answer kept: `size` bytes.
@@ -78,7 +85,11 @@ impl Quotas {
         };
         usage.entries = usage.entries.saturating_sub(1);
         usage.bytes = usage.bytes.saturating_sub(size);
-        if usage.entries == 0 {
+        // A source's record stays while it holds nothing, so that a client with one call at a
+        // time does not insert and remove it on every call, unless there are many records: at
+        // most `KEPT_IDLE` records of sources holding nothing, beside those holding entries
+        // (bounded by the cache's own bound).
+        if usage.entries == 0 && self.usage.len() > KEPT_IDLE {
             self.usage.remove(source);
         }
     }
@@ -100,24 +111,46 @@ mod tests {
         let mut quotas = Quotas::new(2, 100);
         let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-        quotas.add_entry(a);
-        assert!(quotas.allows(&a));
-        quotas.add_entry(a);
-        assert!(!quotas.allows(&a), "two entries: at its share");
-        assert!(quotas.allows(&b));
+        assert!(quotas.admit(a));
+        assert!(quotas.admit(a));
+        assert!(!quotas.admit(a), "two entries: at its share");
+        assert!(quotas.admit(b));
         quotas.remove(&a, 0);
-        assert!(quotas.allows(&a));
+        quotas.remove(&b, 0);
         // Bytes: a source holding its share of bytes is refused, whatever its entries.
         quotas.add_bytes(&a, 100);
-        assert!(!quotas.allows(&a), "at its share of bytes");
+        assert!(!quotas.admit(a), "at its share of bytes");
         quotas.remove(&a, 100);
-        assert_eq!(
-            quotas.sources(),
-            0,
-            "no record kept for a source holding nothing"
-        );
-        // A share of 0 admits nothing.
-        assert!(!Quotas::new(0, 100).allows(&b));
+        assert!(quotas.admit(a), "its bytes went with its entry");
+        quotas.remove(&a, 0);
+        // A share of 0 admits nothing, and keeps no more than KEPT_IDLE records.
+        let mut none = Quotas::new(0, 100);
+        for n in 0..1_000u32 {
+            assert!(!none.admit(IpAddr::V4(Ipv4Addr::from(n))));
+        }
+        assert!(none.sources() <= KEPT_IDLE + 1);
+    }
+
+    #[test]
+    fn records_of_idle_sources_are_bounded() {
+        let mut quotas = Quotas::new(4, 100);
+        let ip = |n: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+        // Each source makes one call and ends it: at most KEPT_IDLE records stay.
+        for n in 0..1_000 {
+            assert!(quotas.admit(ip(n)));
+            quotas.remove(&ip(n), 0);
+        }
+        assert!(quotas.sources() <= KEPT_IDLE + 1, "{}", quotas.sources());
+        // A busy source's record is never dropped while it holds entries.
+        assert!(quotas.admit(ip(5_000)));
+        for n in 1_000..2_000 {
+            assert!(quotas.admit(ip(n)));
+            quotas.remove(&ip(n), 0);
+        }
+        assert!(quotas.admit(ip(5_000)));
+        assert!(quotas.admit(ip(5_000)));
+        assert!(quotas.admit(ip(5_000)));
+        assert!(!quotas.admit(ip(5_000)), "its four entries were kept");
     }
 
     #[test]
