@@ -370,9 +370,13 @@ fn escape_inline(line: &str) -> String {
                 let mut end = rest
                     .find(|ch: char| ch.is_whitespace() || "<>\"'`()[]".contains(ch))
                     .unwrap_or(rest.len());
-                // Sentence punctuation after a URL isn't part of it.
-                while end > 0 && ".,;:!?".contains(&rest[end - 1..end]) {
-                    end -= 1;
+                // Sentence punctuation after a URL isn't part of it (ASCII or CJK; a char at a
+                // time, never a byte: the text is UTF-8).
+                while let Some(last) = rest[..end].chars().next_back() {
+                    if !".,;:!?。、，；：！？".contains(last) {
+                        break;
+                    }
+                    end -= last.len_utf8();
                 }
                 out.push('<');
                 out.push_str(&rest[..end]);
@@ -400,6 +404,22 @@ mod tests {
             trailing: Vec::new(),
         };
         doc_lines(&comments)
+    }
+
+    #[test]
+    fn punctuation_after_a_url_may_be_any_utf_8() {
+        assert_eq!(
+            lines(&[" 详见 https://example.com。"]),
+            [" 详见 <https://example.com>。"]
+        );
+        assert_eq!(
+            lines(&[" Docs: https://example.com/café, then 🎉"]),
+            [" Docs: <https://example.com/café>, then 🎉"]
+        );
+        assert_eq!(
+            lines(&[" See https://example.com/é"]),
+            [" See <https://example.com/é>"]
+        );
     }
 
     #[test]

@@ -40,8 +40,12 @@ pub(crate) fn append_descriptor_sets(out_dir: &Path, fds: &FileDescriptorSet) ->
     }
     for (name, (package, files)) in packages {
         let path = out_dir.join(name);
-        if !path.exists() {
-            continue;
+        // Only files prost-build wrote in this call: one it left alone (a package reached
+        // through `extern_path`, written by an earlier call into the same directory) already
+        // has its set.
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.contains(&format!("pub const {CONST_NAME}: &[u8]")) => {}
+            _ => continue,
         }
         let set = transitive_set(&by_name, &files);
         let mut out = std::fs::OpenOptions::new().append(true).open(&path)?;

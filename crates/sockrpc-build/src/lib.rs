@@ -395,6 +395,24 @@ fn pair(a: impl AsRef<str>, b: impl AsRef<str>) -> (String, String) {
     (a.as_ref().to_owned(), b.as_ref().to_owned())
 }
 
+/// A protox error as protoc words it: `FILE:LINE:COLUMN: message`, where protox knows the
+/// place, and its help when it has one.
 fn protox_error(error: protox::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, error.to_string())
+    use miette::Diagnostic;
+    let mut place = error.file().map(str::to_owned);
+    let label = error.labels().and_then(|mut labels| labels.next());
+    if let (Some(label), Some(source)) = (label, error.source_code()) {
+        if let Ok(span) = source.read_span(label.inner(), 0, 0) {
+            let file = span.name().map(str::to_owned).or(place).unwrap_or_default();
+            place = Some(format!("{file}:{}:{}", span.line() + 1, span.column() + 1));
+        }
+    }
+    let mut text = match place {
+        Some(place) => format!("{place}: {error}"),
+        None => error.to_string(),
+    };
+    if let Some(help) = error.help() {
+        text.push_str(&format!(" ({help})"));
+    }
+    io::Error::new(io::ErrorKind::InvalidInput, text)
 }

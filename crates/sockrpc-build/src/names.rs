@@ -57,6 +57,8 @@ pub(crate) fn sanitize(ident: &str) -> String {
         | "override" | "priv" | "typeof" | "unsized" | "virtual" | "yield" | "async" | "await"
         | "try" | "gen" => format!("r#{ident}"),
         "_" | "super" | "self" | "Self" | "extern" | "crate" => format!("{ident}_"),
+        // A proto name of underscores only (`_`, `__`) converts to nothing.
+        "" => "__".to_owned(),
         s if s.starts_with(|c: char| c.is_ascii_digit()) => format!("_{ident}"),
         _ => ident.to_owned(),
     }
@@ -204,6 +206,13 @@ mod tests {
         assert_eq!(method("UnaryCall"), "unary_call");
         assert_eq!(method("HTTPGet"), "http_get");
         assert_eq!(method("getFoo"), "get_foo");
+    }
+
+    #[test]
+    fn names_of_underscores_only_stay_identifiers() {
+        assert_eq!(method("_"), "__");
+        assert_eq!(method("__"), "__");
+        assert_eq!(sanitize(""), "__");
     }
 
     #[test]

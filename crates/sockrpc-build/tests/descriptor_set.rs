@@ -42,3 +42,63 @@ fn a_package_carries_its_files_and_imports() {
         .iter()
         .any(|f| f.service.iter().any(|s| s.name() == "TestService")));
 }
+
+/// Two builds into one directory, the second reaching the first's package through
+/// `extern_path`: the first's file keeps one `FILE_DESCRIPTOR_SET`, not two.
+#[test]
+fn a_second_build_into_the_same_directory_leaves_the_first_s_set_alone() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let common = protos.path().join("common.proto");
+    let svc = protos.path().join("svc.proto");
+    std::fs::write(
+        &common,
+        "syntax = \"proto3\"; package inc.common; message M { string s = 1; }",
+    )
+    .expect("write");
+    std::fs::write(
+        &svc,
+        "syntax = \"proto3\"; package inc.svc; import \"common.proto\";\n\
+         service S { rpc A(inc.common.M) returns (inc.common.M); }",
+    )
+    .expect("write");
+    let out = tempfile::tempdir().expect("temp dir");
+    let build = || {
+        sockrpc_build::configure()
+            .out_dir(out.path())
+            .emit_rerun_if_changed(false)
+    };
+    build()
+        .compile_protos(&[&common], &[protos.path()])
+        .expect("first build");
+    build()
+        .extern_path(".inc.common", "crate::common")
+        .compile_protos(&[&svc], &[protos.path()])
+        .expect("second build");
+    for file in ["inc.common.rs", "inc.svc.rs"] {
+        let text = std::fs::read_to_string(out.path().join(file)).expect("generated");
+        assert_eq!(
+            text.matches("pub const FILE_DESCRIPTOR_SET").count(),
+            1,
+            "{file}"
+        );
+        syn::parse_file(&text).expect("parses");
+    }
+}
+
+/// A mistake in a .proto is reported with its file, line and column, as protoc does.
+#[test]
+fn a_proto_error_names_its_file_line_and_column() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let bad = protos.path().join("bad.proto");
+    std::fs::write(
+        &bad,
+        "syntax = \"proto3\";\npackage p;\nmessage M { Missing m = 1; }\n",
+    )
+    .expect("write");
+    let Err(err) = generate(&[&bad], &[protos.path()]) else {
+        panic!("an unknown type compiled");
+    };
+    let text = err.to_string();
+    assert!(text.starts_with("bad.proto:3:13: "), "{text}");
+    assert!(text.contains("Missing"), "{text}");
+}
