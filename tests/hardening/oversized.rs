@@ -61,3 +61,45 @@ async fn oversized_stream_message_ends_its_call_resource_exhausted() {
     assert_eq!(conn.calls_started(), 3, "all on that one connection");
     server.stop().await;
 }
+
+/// A method path longer than the OPEN frame's 16-bit length is refused by the client,
+/// `INVALID_ARGUMENT`, before anything is written (cut, it would be read as another call's
+/// bytes); the connection lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_path_over_64_kib_is_refused_before_it_is_sent() {
+    use sockrpc::protocol::MethodPath;
+    use sockrpc::protocol::Request;
+    let server =
+        Running::start(Server::builder().add_service(StreamerServer::new(HardStreamer::default())));
+    let (channel, conn) = one_connection(server.addr).await;
+    let long = format!("/sockrpc.test.stream.Streamer/{}", "U".repeat(70_000));
+    let path = MethodPath::try_from_bytes(long.into()).expect("a well-formed path");
+    let status = bounded(
+        "unary with a long path",
+        conn.unary(path.clone(), Request::new(bytes::Bytes::from_static(b"x"))),
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("65535"), "{status:?}");
+    assert!(!conn.is_closed(), "open after the unary");
+    let opened = conn.open_stream_with(
+        &path,
+        &sockrpc::protocol::MetadataMap::new(),
+        None,
+        None,
+        None,
+    );
+    let Err(status) = opened else {
+        panic!("a stream with a path over 64 KiB opened");
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(!conn.is_closed(), "open after the stream");
+    let mut client = StreamerClient::new(channel);
+    let reply = bounded("Unary", client.unary(chunk(7, 10)))
+        .await
+        .expect("a call after them succeeds")
+        .into_inner();
+    assert_eq!(reply.seq, 7);
+    assert!(!conn.is_closed(), "the connection lives on");
+}

@@ -58,6 +58,18 @@ pub fn check_metadata(metadata: &MetadataMap, limits: &Limits) -> Result<(), Str
     Ok(())
 }
 
+/// Checks that `path` fits an OPEN frame's 16-bit length (a longer one would be cut on the wire
+/// and read as another call's bytes): the client refuses such a call, `INVALID_ARGUMENT`.
+pub fn check_path(path: &crate::MethodPath) -> Result<(), String> {
+    let len = path.as_bytes().len();
+    if len > usize::from(u16::MAX) {
+        return Err(format!(
+            "a method path of {len} bytes: the wire format's limit is 65535"
+        ));
+    }
+    Ok(())
+}
+
 /// Appends a metadata block (the caller has checked it with [`check_metadata`]); the UDP
 /// datagram format uses the same block.
 pub(crate) fn put_metadata(dst: &mut BytesMut, metadata: &MetadataMap) {

@@ -138,7 +138,8 @@ fn start_call(
     deadline: Option<Instant>,
     queued: Option<u64>,
 ) -> Result<Started, Status> {
-    let (_, request) = call;
+    let (path, request) = call;
+    frame::check_path(path).map_err(Status::invalid_argument)?;
     let limits = &shared.limits;
     let (metadata, message) = (request.metadata(), request.get_ref());
     if message.len() > limits.send_limit() {

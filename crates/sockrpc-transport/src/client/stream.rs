@@ -127,6 +127,7 @@ impl ClientConnection {
         encoding: Option<EncodingFields>,
     ) -> Result<(StreamSender, StreamReceiver), Status> {
         let shared = self.shared();
+        frame::check_path(path).map_err(Status::invalid_argument)?;
         if pass.as_ref().is_some_and(|pass| !pass.is_for(self)) {
             // Dropped, the pass gives its room back where it was kept.
             return Err(Status::invalid_argument(
