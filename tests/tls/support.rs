@@ -11,18 +11,24 @@ pub(crate) struct Ca {
     pub(crate) issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
+/// A CA certificate's parameters: `CN=name`, may sign certificates and CRLs.
+fn ca_params(name: &str) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
 impl Ca {
     pub(crate) fn new(name: &str) -> Ca {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
+        let params = ca_params(name);
         let key = rcgen::KeyPair::generate().expect("CA key");
         Ca {
             issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
@@ -31,16 +37,7 @@ impl Ca {
 
     /// An intermediate CA issued by this one.
     pub(crate) fn intermediate(&self, name: &str) -> Ca {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
+        let params = ca_params(name);
         let key = rcgen::KeyPair::generate().expect("intermediate key");
         Ca {
             issuer: rcgen::CertifiedIssuer::signed_by(params, key, &self.issuer)
