@@ -15,9 +15,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::support::{drain, sockrpc, TIMEOUT};
+use crate::support::{drain, sockrpc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub mod routeguide {
     #![allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
@@ -291,18 +291,7 @@ pub fn call(args: &[&str], stdin: &str) -> (i32, String, String) {
     });
     let stdout = drain(child.stdout.take().expect("stdout"));
     let stderr = drain(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sockrpc {args:?} did not finish within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = crate::support::wait_bounded(&mut child, &format!("sockrpc {args:?}"));
     let _ = writer.join();
     let stdout = String::from_utf8_lossy(&stdout.join().expect("stdout")).into_owned();
     let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr")).into_owned();

@@ -6,7 +6,7 @@ pub use serde_json::Value;
 pub use std::{
     io::{BufRead, BufReader, Read},
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -69,6 +69,23 @@ pub fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>
     })
 }
 
+/// Waits for `child` to exit, killing it and failing the test (naming it `what`) after
+/// `TIMEOUT`.
+pub fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs `command` to completion, killing it and failing the test after `TIMEOUT`.
 pub fn run(command: &mut Command) -> Output {
     let mut child = command
@@ -79,18 +96,7 @@ pub fn run(command: &mut Command) -> Output {
         .expect("spawn sockrpc");
     let stdout = drain(child.stdout.take().expect("stdout"));
     let stderr = drain(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} did not finish within {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, &format!("{command:?}"));
     Output {
         status,
         stdout: stdout.join().expect("stdout thread"),
