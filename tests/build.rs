@@ -62,5 +62,19 @@ fn main() -> std::io::Result<()> {
     sockrpc_build::configure()
         .out_dir(&tricky)
         .include_file("tricky.rs")
-        .compile_protos(&["proto/sockrpc/test/tricky.proto"], &["proto"])
+        .compile_protos(&["proto/sockrpc/test/tricky.proto"], &["proto"])?;
+
+    codegen_gaps()
+}
+
+/// `tests/codegen_gaps/`: a glob-imported server module.
+fn codegen_gaps() -> std::io::Result<()> {
+    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);
+    let gaps = out.join("gaps");
+    std::fs::create_dir_all(&gaps)?;
+    sockrpc_build::configure()
+        .out_dir(&gaps)
+        .include_file("gaps.rs")
+        .compile_protos(&["proto/sockrpc/gaps/glob.proto"], &["proto"])?;
+    Ok(())
 }

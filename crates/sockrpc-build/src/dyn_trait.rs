@@ -6,6 +6,11 @@
 //! every call. The twin gives the choice back: serve `Arc<dyn DynGreeter>` (an implementation
 //! picked at run time, or several behind one type) and pay one box per call for it, or serve
 //! the implementation itself and pay nothing.
+//!
+//! The twin's methods are named apart from the trait's ([`twin_method_name`]): every
+//! implementation of the trait implements the twin too, so a user who glob-imports the server
+//! module (`use greeter_server::*;`, bringing both traits into scope) and calls
+//! `imp.say_hello(request)` would otherwise get "multiple applicable items in scope".
 
 use crate::generator::{MethodModel, ServiceModel};
 use crate::server::request_type;
@@ -48,7 +53,9 @@ pub(crate) fn generate(service: &ServiceModel, default_stubs: bool) -> String {
     /// [`{service_trait}`] as a trait object: every implementation of [`{service_trait}`] is one,
     /// and `Arc<dyn {twin}>` implements [`{service_trait}`], so
     /// `{server}::new(Arc::new(imp) as Arc<dyn {twin}>)` serves an implementation chosen at run
-    /// time (one box per call, and per response stream).
+    /// time (one box per call, and per response stream). Its methods are named
+    /// `__dyn_<method>`, apart from the trait's, so that both traits in scope (a glob import of
+    /// this module) leave `imp.<method>(..)` unambiguous; call the trait's methods.
     pub trait {twin}: ::core::marker::Send + ::core::marker::Sync + 'static {{
         {methods}
     }}
@@ -62,6 +69,14 @@ pub(crate) fn generate(service: &ServiceModel, default_stubs: bool) -> String {
 "#,
         server = service.names.server_struct,
     )
+}
+
+/// The twin's name for the rpc method `ident`: `__dyn_` and the name without its `r#`
+/// (`say_hello` → `__dyn_say_hello`, `r#type` → `__dyn_type`). Rpc method names never start with
+/// two underscores but the name `__` itself (see `names::method`), so no twin method can take
+/// the name of a trait method, and different rpcs keep different twin names.
+pub(crate) fn twin_method_name(ident: &str) -> String {
+    format!("__dyn_{}", ident.trim_start_matches("r#"))
 }
 
 /// What a twin method's future resolves to: the message, or a boxed stream of them.
@@ -83,8 +98,9 @@ fn future_of(output: &str) -> String {
 
 fn twin_method(m: &MethodModel) -> String {
     format!(
-        "fn {name}(&self, request: {input}) -> {future};\n",
-        name = m.ident,
+        "#[doc = {doc:?}]\nfn {name}(&self, request: {input}) -> {future};\n",
+        doc = format!(" `{}`, boxed.", m.ident.trim_start_matches("r#")),
+        name = twin_method_name(&m.ident),
         input = request_type(m),
         future = future_of(&twin_output(m)),
     )
@@ -109,8 +125,8 @@ fn blanket(m: &MethodModel, service_trait: &str, t: &str) -> String {
         )
     };
     format!(
-        "fn {name}(&self, request: {input}) -> {future} {{ {body} }}\n",
-        name = m.ident,
+        "fn {twin_name}(&self, request: {input}) -> {future} {{ {body} }}\n",
+        twin_name = twin_method_name(&m.ident),
         input = request_type(m),
         future = future_of(&twin_output(m)),
     )
@@ -130,9 +146,40 @@ fn forward(m: &MethodModel, twin: &str, default_stubs: bool) -> String {
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status>,
         > + ::core::marker::Send {{
-            <dyn {twin} as {twin}>::{name}(&**self, request)
+            <dyn {twin} as {twin}>::{twin_name}(&**self, request)
         }}\n",
         name = m.ident,
+        twin_name = twin_method_name(&m.ident),
         input = request_type(m),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::twin_method_name;
+    use crate::names::method;
+
+    #[test]
+    fn twin_methods_never_take_a_trait_method_s_name() {
+        for proto in [
+            "SayHello",
+            "Type",
+            "Self",
+            "_",
+            "__",
+            "_2fa",
+            "DynSayHello",
+            "Connect",
+        ] {
+            let ident = method(proto);
+            let twin = twin_method_name(&ident);
+            assert!(twin.starts_with("__dyn_"), "{twin}");
+            assert!(!twin.contains('#'), "{twin}");
+            assert_ne!(twin, ident);
+            // No rpc maps to a name starting with two underscores but `__` itself.
+            assert!(!ident.starts_with("__") || ident == "__", "{ident}");
+        }
+        assert_eq!(twin_method_name("r#type"), "__dyn_type");
+        assert_eq!(twin_method_name("say_hello"), "__dyn_say_hello");
+    }
 }

@@ -1,0 +1,36 @@
+//! Codegen gaps, each compiled and served: a glob-imported server module whose methods are
+//! called (`glob.rs`).
+
+mod glob;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// `tests/proto/sockrpc/gaps/glob.proto`, as one module tree.
+#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/gaps/gaps.rs"));
+}
+
+/// Bound on every single step of these tests.
+const STEP: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
+}
+
+/// Serves `builder` on loopback and connects a channel to it.
+async fn serve(
+    builder: sockrpc::service::ServerBuilder<tower::layer::util::Identity>,
+) -> (sockrpc_tests::serve::Running, sockrpc::Channel) {
+    let server = sockrpc_tests::serve::Running::start(builder);
+    let channel = bounded(
+        "connect",
+        sockrpc::Channel::connect(format!("tcp://{}", server.addr)),
+    )
+    .await
+    .expect("connect");
+    (server, channel)
+}
