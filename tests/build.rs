@@ -67,7 +67,8 @@ fn main() -> std::io::Result<()> {
     codegen_gaps()
 }
 
-/// `tests/codegen_gaps/`: a glob-imported server module.
+/// `tests/codegen_gaps/`: a glob-imported server module, and child packages named like a
+/// service's modules.
 fn codegen_gaps() -> std::io::Result<()> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);
     let gaps = out.join("gaps");
@@ -75,6 +76,14 @@ fn codegen_gaps() -> std::io::Result<()> {
     sockrpc_build::configure()
         .out_dir(&gaps)
         .include_file("gaps.rs")
-        .compile_protos(&["proto/sockrpc/gaps/glob.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/sockrpc/gaps/glob.proto",
+                "proto/sockrpc/gaps/parent.proto",
+                "proto/sockrpc/gaps/child.proto",
+                "proto/sockrpc/gaps/child_client.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

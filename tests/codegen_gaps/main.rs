@@ -1,12 +1,13 @@
 //! Codegen gaps, each compiled and served: a glob-imported server module whose methods are
-//! called (`glob.rs`).
+//! called (`glob.rs`), and child packages named like a service's modules (`packages.rs`).
 
 mod glob;
+mod packages;
 
 use std::future::Future;
 use std::time::Duration;
 
-/// `tests/proto/sockrpc/gaps/glob.proto`, as one module tree.
+/// `tests/proto/sockrpc/gaps/{glob,parent,child,child_client}.proto`, as one module tree.
 #[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/gaps/gaps.rs"));

@@ -218,8 +218,8 @@ pub(crate) struct SockrpcServiceGenerator {
     prost_modules: PackageModules,
     /// Service and rpc comments as written (prost-build's went through its Markdown cleanup).
     source_comments: SourceComments,
-    /// Module names used so far per package, to catch services whose names
-    /// collapse to the same snake_case module (`FooBar` and `Foo_Bar`).
+    /// Module names used so far per package (by its Rust module path), to catch services whose
+    /// names collapse to the same snake_case module (`FooBar` and `Foo_Bar`).
     modules: HashMap<String, HashMap<String, String>>,
     errors: Errors,
 }
@@ -260,7 +260,7 @@ impl SockrpcServiceGenerator {
 
 impl ServiceGenerator for SockrpcServiceGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
-        let package = service.package.clone();
+        let package = crate::prost_modules::package_key(&service.package);
         let no_modules = HashSet::new();
         let taken = self.prost_modules.get(&package).unwrap_or(&no_modules);
         let context = Context {

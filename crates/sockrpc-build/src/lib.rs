@@ -83,11 +83,14 @@
 //!   first: `HTTPService` → `http_service_client::HttpServiceClient`,
 //!   `snake_service` → `snake_service_client::SnakeServiceClient`, `Self` →
 //!   `self__client::Self_Client`.
-//! - If prost-build already declares a module of that name in the package (a
-//!   message `EchoClient` or `EchoServer` with nested types or a `oneof` gets
-//!   `pub mod echo_client` / `echo_server` for them), the service's module gets
-//!   a `_rpc` suffix instead: service `Echo` → `echo_client_rpc::EchoClient`.
-//!   The items inside keep their names.
+//! - If the package already has a module of that name, the service's module
+//!   gets a `_rpc` suffix instead (again, until the name is free): service
+//!   `Echo` → `echo_client_rpc::EchoClient`. The items inside keep their names.
+//!   Modules of that name are those prost-build declares for a message
+//!   `EchoClient` or `EchoServer` with nested types or a `oneof`, and child
+//!   packages (`pkg.echo_server` is `pkg::echo_server` in the include file, or
+//!   wherever its file is nested by hand): tonic-build declares both modules
+//!   and fails to compile.
 //! - Rpc names are converted to snake_case like prost and tonic do:
 //!   `SayHello` → `say_hello`, `HTTPGet` → `http_get`.
 //! - Names that are Rust keywords become raw identifiers (`Type` → `r#type`,
@@ -313,7 +316,7 @@ impl Builder {
         let fds = compiler.file_descriptor_set();
 
         let errors = Rc::new(RefCell::new(Vec::new()));
-        let prost_modules = prost_modules::message_modules(&fds);
+        let prost_modules = prost_modules::taken_modules(&fds);
         let source_comments = source_comments::SourceComments::collect(&fds);
         let mut config = self.prost_config(prost_modules, source_comments, Rc::clone(&errors));
         // prost-build renders the comments of messages, fields and enums: their code blocks

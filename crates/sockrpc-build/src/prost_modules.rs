@@ -1,27 +1,54 @@
-//! The modules prost-build itself declares at the top of each package's file.
+//! The module names a package's service modules must stay clear of.
 //!
 //! A message with nested messages, nested enums or a `oneof` gets a module named after it
 //! (`message EchoClient { oneof via { .. } }` → `pub mod echo_client { pub enum Via { .. } }`).
 //! The service generator writes its `<service>_client` / `<service>_server` modules into the
 //! same file, so a service `Echo` next to a message `EchoClient` with a oneof would declare
-//! `echo_client` twice and fail to compile. The generator asks this module which names are
-//! taken and steers around them (see [`crate::names::ServiceNames::avoiding`]).
+//! `echo_client` twice and fail to compile.
+//!
+//! A child package is a module inside its parent's too: prost-build's include file nests
+//! package `a.foo_server` as `pub mod a { include!("a.rs"); pub mod foo_server { .. } }`, and
+//! so does anyone nesting the files by hand, so a service `Foo` in package `a` would declare
+//! `a::foo_server` a second time (tonic-build's modules collide there).
+//!
+//! The generator asks this module which names are taken and steers around them (see
+//! [`crate::names::ServiceNames::avoiding`]); the package modules keep prost-build's names.
 
 use std::collections::{HashMap, HashSet};
 
 use prost_types::{DescriptorProto, FileDescriptorSet};
 
-/// Per proto package (`""` for files without one), the module names prost-build declares at
-/// the package's top level for its messages.
+/// Per package, keyed by [`package_key`], the module names declared at the package's top level
+/// by prost-build for its messages and by the include file for its child packages.
 pub(crate) type PackageModules = HashMap<String, HashSet<String>>;
 
-/// The top-level message modules prost-build will generate for every package in `fds`.
-pub(crate) fn message_modules(fds: &FileDescriptorSet) -> PackageModules {
+/// The key of `package` in [`PackageModules`]: its Rust module path as prost-build writes it
+/// (`""` for files without a package), so packages sharing a module (`My.Api` and `my.api`)
+/// share their names.
+pub(crate) fn package_key(package: &str) -> String {
+    prost_build::Module::from_protobuf_package_name(package)
+        .parts()
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The top-level module names of every package in `fds` (the files and their imports, all of
+/// which prost-build generates): message modules and child packages.
+pub(crate) fn taken_modules(fds: &FileDescriptorSet) -> PackageModules {
     let mut modules = PackageModules::new();
     for file in &fds.file {
-        let taken = modules.entry(file.package().to_owned()).or_default();
+        let taken = modules.entry(package_key(file.package())).or_default();
         for message in file.message_type.iter().filter(|m| has_module(m)) {
             taken.insert(crate::names::prost_snake(message.name()));
+        }
+        // Every ancestor (the root included) holds the next part of the path as a module.
+        let module = prost_build::Module::from_protobuf_package_name(file.package());
+        let parts: Vec<&str> = module.parts().collect();
+        for (depth, part) in parts.iter().enumerate() {
+            modules
+                .entry(parts[..depth].join("."))
+                .or_default()
+                .insert((*part).to_owned());
         }
     }
     modules
@@ -106,10 +133,34 @@ mod tests {
                 },
             ],
         };
-        let modules = message_modules(&fds);
+        let modules = taken_modules(&fds);
         let pkg: HashSet<String> = ["echo_server", "echo_client"].map(String::from).into();
         assert_eq!(modules["pkg"], pkg);
-        // No package, and prost's keyword escaping.
-        assert_eq!(modules[""], HashSet::from(["r#type".to_owned()]));
+        // No package, and prost's keyword escaping; the package `pkg` is a module there too.
+        assert_eq!(
+            modules[""],
+            HashSet::from(["r#type".to_owned(), "pkg".to_owned()])
+        );
+    }
+
+    #[test]
+    fn child_packages_take_their_module_name_in_every_ancestor() {
+        let file = |package: &str| FileDescriptorProto {
+            name: Some(format!("{package}.proto")),
+            package: Some(package.to_owned()),
+            ..Default::default()
+        };
+        let fds = FileDescriptorSet {
+            file: vec![file("a"), file("a.foo_server.v1"), file("A.FooClient")],
+        };
+        let modules = taken_modules(&fds);
+        assert_eq!(modules[""], HashSet::from(["a".to_owned()]));
+        // `A.FooClient` is the module `a::foo_client`, so it counts in `a`, under `a`'s key.
+        let a: HashSet<String> = ["foo_server", "foo_client"].map(String::from).into();
+        assert_eq!(modules["a"], a);
+        assert_eq!(modules["a.foo_server"], HashSet::from(["v1".to_owned()]));
+        assert_eq!(package_key("A.FooClient"), "a.foo_client");
+        assert_eq!(package_key("kw.type"), "kw.r#type");
+        assert_eq!(package_key(""), "");
     }
 }
