@@ -67,8 +67,8 @@ fn main() -> std::io::Result<()> {
     codegen_gaps()
 }
 
-/// `tests/codegen_gaps/`: a glob-imported server module, and child packages named like a
-/// service's modules.
+/// `tests/codegen_gaps/`: a glob-imported server module, child packages named like a service's
+/// modules, and a service gated by `#[cfg]` attributes, once on and once off.
 fn codegen_gaps() -> std::io::Result<()> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);
     let gaps = out.join("gaps");
@@ -85,5 +85,21 @@ fn codegen_gaps() -> std::io::Result<()> {
             ],
             &["proto"],
         )?;
+    // The same service twice, gated by a cfg that holds and by one that does not (whichever
+    // features the crate is built with): both must compile.
+    for (dir, cfg) in [
+        ("gated_on", r#"#[cfg(feature = "bincode")]"#),
+        ("gated_off", r#"#[cfg(not(feature = "bincode"))]"#),
+    ] {
+        let dir = out.join(dir);
+        std::fs::create_dir_all(&dir)?;
+        sockrpc_build::configure()
+            .out_dir(&dir)
+            .include_file("gated.rs")
+            .server_attribute(".gaps.gated", cfg)
+            .trait_attribute(".gaps.gated", cfg)
+            .client_attribute(".gaps.gated", cfg)
+            .compile_protos(&["proto/sockrpc/gaps/gated.proto"], &["proto"])?;
+    }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Codegen gaps, each compiled and served: a glob-imported server module whose methods are
-//! called (`glob.rs`), and child packages named like a service's modules (`packages.rs`).
+//! called (`glob.rs`), child packages named like a service's modules (`packages.rs`), and a
+//! service gated by `#[cfg]` attributes given to the builder (`cfg.rs`).
 
+mod cfg;
 mod glob;
 mod packages;
 

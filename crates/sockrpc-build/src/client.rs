@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cfg_attrs::cfg_attributes;
 use crate::comments::doc_attrs;
 use crate::config::Options;
 use crate::generator::{CallShape, MethodModel, ServiceModel, LINT_ALLOWS};
@@ -19,6 +20,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let methods: String = service.methods.iter().map(method).collect();
     let mod_attributes = Options::attributes(&options.client_mod_attributes, &service.full_name);
     let attributes = Options::attributes(&options.client_attributes, &service.full_name);
+    let cfgs = cfg_attributes(&attributes);
     let deprecated = deprecated_attr(service.deprecated);
 
     // `write!` into a String cannot fail.
@@ -33,7 +35,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     pub struct {client}<{t} = ::sockrpc::codegen::Channel> {{
         inner: ::sockrpc::codegen::Client<{t}>,
     }}
-    impl {client}<::sockrpc::codegen::Channel> {{
+    {cfgs}impl {client}<::sockrpc::codegen::Channel> {{
         /// Connects to `dst` (e.g. `"tcp://127.0.0.1:50051"` or `"127.0.0.1:50051"`).
         pub async fn connect<D: ::sockrpc::codegen::IntoEndpoint>(dst: D)
             -> ::core::result::Result<Self, ::sockrpc::codegen::Status>
@@ -42,7 +44,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
             ::core::result::Result::Ok(Self::new(channel))
         }}
     }}
-    impl<{t}> {client}<{t}>
+    {cfgs}impl<{t}> {client}<{t}>
     where
         {t}: ::sockrpc::codegen::ClientService,
     {{

@@ -25,6 +25,7 @@ pub(crate) struct Options {
     pub(crate) client_attributes: Vec<(String, String)>,
     pub(crate) server_mod_attributes: Vec<(String, String)>,
     pub(crate) server_attributes: Vec<(String, String)>,
+    pub(crate) trait_attributes: Vec<(String, String)>,
 }
 
 /// Whether `path` (a builder path) covers the item at `item` (`pkg.Service[.Method]`).
@@ -109,7 +110,9 @@ impl Builder {
         self
     }
 
-    /// Adds `attribute` to the `<Service>Client` structs of the services under `path`.
+    /// Adds `attribute` to the `<Service>Client` structs of the services under `path`. A
+    /// `#[cfg(..)]` among them gates the struct's impl blocks too, so the crate builds with the
+    /// cfg off.
     pub fn client_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
         self.options
             .client_attributes
@@ -129,11 +132,25 @@ impl Builder {
         self
     }
 
-    /// Adds `attribute` to the `<Service>Server` structs and the `<Service>` traits of the
-    /// services under `path`.
+    /// Adds `attribute` to the `<Service>Server` structs of the services under `path` (as
+    /// tonic-build does; the trait takes [`trait_attribute`](Self::trait_attribute)'s). A
+    /// `#[cfg(..)]` among them gates the struct's impl blocks too, so the crate builds with the
+    /// cfg off. To gate a whole server module, use
+    /// [`server_mod_attribute`](Self::server_mod_attribute).
     pub fn server_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
         self.options
             .server_attributes
+            .push(crate::pair(path, attribute));
+        self
+    }
+
+    /// Adds `attribute` to the `<Service>` server traits of the services under `path`. A
+    /// `#[cfg(..)]` among them gates what names the trait too: its object-safe twin
+    /// `Dyn<Service>` with its impls, and the server struct's `Service` and `NamedService`
+    /// impls.
+    pub fn trait_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+        self.options
+            .trait_attributes
             .push(crate::pair(path, attribute));
         self
     }

@@ -15,8 +15,9 @@
 use crate::generator::{MethodModel, ServiceModel};
 use crate::server::request_type;
 
-/// The twin trait, its blanket impl and the impl for `Arc<dyn ..>`, inside the server module.
-pub(crate) fn generate(service: &ServiceModel, default_stubs: bool) -> String {
+/// The twin trait, its blanket impl and the impl for `Arc<dyn ..>`, inside the server module;
+/// `cfgs` are the `#[cfg(..)]` attributes of the trait, which gate all three.
+pub(crate) fn generate(service: &ServiceModel, default_stubs: bool, cfgs: &str) -> String {
     let service_trait = &service.names.server_trait;
     let twin = format!("Dyn{}", service_trait.trim_end_matches('_'));
     let t = service.names.generic;
@@ -56,13 +57,13 @@ pub(crate) fn generate(service: &ServiceModel, default_stubs: bool) -> String {
     /// time (one box per call, and per response stream). Its methods are named
     /// `__dyn_<method>`, apart from the trait's, so that both traits in scope (a glob import of
     /// this module) leave `imp.<method>(..)` unambiguous; call the trait's methods.
-    pub trait {twin}: ::core::marker::Send + ::core::marker::Sync + 'static {{
+    {cfgs}pub trait {twin}: ::core::marker::Send + ::core::marker::Sync + 'static {{
         {methods}
     }}
-    impl<{t}: {service_trait}> {twin} for {t} {{
+    {cfgs}impl<{t}: {service_trait}> {twin} for {t} {{
         {blanket}
     }}
-    impl {service_trait} for ::std::sync::Arc<dyn {twin}> {{
+    {cfgs}impl {service_trait} for ::std::sync::Arc<dyn {twin}> {{
         {stream_types}
         {forwards}
     }}

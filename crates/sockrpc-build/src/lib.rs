@@ -116,6 +116,7 @@
 //!   with an error naming both.
 
 mod aliases;
+mod cfg_attrs;
 mod client;
 mod comments;
 mod config;

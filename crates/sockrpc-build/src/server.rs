@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cfg_attrs::cfg_attributes;
 use crate::client::deprecated_attr;
 use crate::comments::doc_attrs;
 use crate::config::Options;
@@ -24,9 +25,13 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
         .iter()
         .map(|m| trait_method(m, options.default_stubs))
         .collect();
-    let twin = crate::dyn_trait::generate(service, options.default_stubs);
     let mod_attributes = Options::attributes(&options.server_mod_attributes, &service.full_name);
     let attributes = Options::attributes(&options.server_attributes, &service.full_name);
+    let trait_attributes = Options::attributes(&options.trait_attributes, &service.full_name);
+    // A cfg on the struct gates its impls; one on the trait gates what names the trait.
+    let cfgs = cfg_attributes(&attributes);
+    let trait_cfgs = cfg_attributes(&trait_attributes);
+    let twin = crate::dyn_trait::generate(service, options.default_stubs, &trait_cfgs);
     let arms: String = service
         .methods
         .iter()
@@ -49,7 +54,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
 {mod_attributes}pub mod {module} {{
     #![allow({LINT_ALLOWS})]
     {docs}
-    {attributes}pub trait {service_trait}: ::core::marker::Send + ::core::marker::Sync + 'static {{
+    {trait_attributes}pub trait {service_trait}: ::core::marker::Send + ::core::marker::Sync + 'static {{
         {trait_methods}
     }}
     {twin}
@@ -58,7 +63,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
         inner: ::std::sync::Arc<{t}>,
         settings: ::sockrpc::codegen::MessageSettings,
     }}
-    impl<{t}> {server}<{t}> {{
+    {cfgs}impl<{t}> {server}<{t}> {{
         /// Serves `inner`.
         pub fn new(inner: {t}) -> Self {{
             Self::from_arc(::std::sync::Arc::new(inner))
@@ -109,21 +114,21 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
             ::sockrpc::codegen::InterceptedService::new(Self::new(inner), interceptor)
         }}
     }}
-    impl<{t}> ::core::clone::Clone for {server}<{t}> {{
+    {cfgs}impl<{t}> ::core::clone::Clone for {server}<{t}> {{
         fn clone(&self) -> Self {{
             Self {{ inner: ::std::sync::Arc::clone(&self.inner), settings: self.settings }}
         }}
     }}
-    impl<{t}> ::core::fmt::Debug for {server}<{t}> {{
+    {cfgs}impl<{t}> ::core::fmt::Debug for {server}<{t}> {{
         fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {{
             f.debug_struct({server:?}).finish_non_exhaustive()
         }}
     }}
-    impl<{t}: {service_trait}> ::sockrpc::codegen::NamedService for {server}<{t}> {{
+    {cfgs}{trait_cfgs}impl<{t}: {service_trait}> ::sockrpc::codegen::NamedService for {server}<{t}> {{
         const NAME: &'static str = {name:?};
         const IDEMPOTENT_METHODS: &'static [&'static str] = &[{idempotent}];
     }}
-    impl<{t}: {service_trait}> ::sockrpc::codegen::Service<::sockrpc::codegen::Call> for {server}<{t}> {{
+    {cfgs}{trait_cfgs}impl<{t}: {service_trait}> ::sockrpc::codegen::Service<::sockrpc::codegen::Call> for {server}<{t}> {{
         type Response = ::sockrpc::codegen::Response<::sockrpc::codegen::Body>;
         type Error = ::sockrpc::codegen::Status;
         type Future = ::sockrpc::codegen::BoxFuture<::core::result::Result<Self::Response, Self::Error>>;

@@ -138,6 +138,7 @@ fn attributes_land_on_the_generated_modules_and_types() {
             .client_attribute(".opts.v1.Legacy", "#[doc(alias = \"legacy_client\")]")
             .server_mod_attribute(".", "#[cfg(all())]")
             .server_attribute("opts.v1.Legacy", "#[doc(alias = \"legacy_server\")]")
+            .trait_attribute("opts.v1.Legacy", "#[doc(alias = \"legacy_trait\")]")
             .client_attribute(".other", "#[doc(alias = \"not_here\")]")
     });
     let (source, _) = parse(out.path(), "opts.v1.rs");
@@ -147,11 +148,72 @@ fn attributes_land_on_the_generated_modules_and_types() {
     );
     assert!(source.contains("#[cfg(all())]\npub mod legacy_server"));
     assert!(source.contains("#[doc(alias = \"legacy_client\")]"));
+    // tonic-build's places: `server_attribute` on the struct, `trait_attribute` on the trait.
     assert_eq!(
         source.matches("#[doc(alias = \"legacy_server\")]").count(),
-        2
+        1
     );
+    assert!(source.contains("#[doc(alias = \"legacy_server\")]\n    pub struct LegacyServer"));
+    assert!(source.contains("#[doc(alias = \"legacy_trait\")]\n    pub trait Legacy:"));
     assert!(!source.contains("not_here"));
+}
+
+/// Every impl block of a struct given a `#[cfg]` carries it, and so does everything naming a
+/// trait given one; other attributes stay where they were given.
+#[test]
+fn cfg_attributes_gate_the_impls_of_what_they_gate() {
+    let (_protos, out) = generate(|b| {
+        b.server_attribute(".opts", "#[cfg(feature = \"s\")] #[doc(alias = \"srv\")]")
+            .trait_attribute(".opts", "#[cfg(feature = \"t\")]")
+            .client_attribute(".opts", "#[cfg(feature = \"c\")]")
+    });
+    let (source, file) = parse(out.path(), "opts.v1.rs");
+    let cfgs = |attrs: &[syn::Attribute]| -> Vec<String> {
+        attrs
+            .iter()
+            .filter(|a| a.path().is_ident("cfg"))
+            .map(|a| compact(&a.meta))
+            .collect()
+    };
+    let s = r#"cfg(feature="s")"#;
+    let t = r#"cfg(feature="t")"#;
+    let c = r#"cfg(feature="c")"#;
+    let server = module(&file.items, "legacy_server");
+    let mut impls = 0;
+    for item in server {
+        let (name, attrs) = match item {
+            syn::Item::Struct(i) => (i.ident.to_string(), &i.attrs),
+            syn::Item::Trait(i) => (i.ident.to_string(), &i.attrs),
+            syn::Item::Impl(i) => {
+                impls += 1;
+                (compact(&i.self_ty), &i.attrs)
+            }
+            _ => continue,
+        };
+        let expected: &[&str] = match item {
+            syn::Item::Struct(_) => &[s],
+            syn::Item::Trait(_) => &[t],
+            syn::Item::Impl(i) => match i.trait_.as_ref().map(|(p, _)| compact(p)) {
+                Some(p) if p.contains("NamedService") || p.contains("Service<") => &[s, t],
+                // The twin's impls: the blanket one, and the trait for `Arc<dyn DynLegacy>`.
+                Some(p) if p == "DynLegacy" || p == "Legacy" => &[t],
+                _ => &[s],
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(cfgs(attrs), expected, "{name}");
+    }
+    assert_eq!(
+        impls, 7,
+        "inherent, Clone, Debug, NamedService, Service, twin, Arc<dyn>"
+    );
+    assert_eq!(source.matches("#[doc(alias = \"srv\")]").count(), 1);
+    let client = module(&file.items, "legacy_client");
+    for item in client {
+        if let syn::Item::Impl(i) = item {
+            assert_eq!(cfgs(&i.attrs), [c], "{}", compact(&i.self_ty));
+        }
+    }
 }
 
 #[test]
