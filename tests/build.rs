@@ -68,7 +68,8 @@ fn main() -> std::io::Result<()> {
 }
 
 /// `tests/codegen_gaps/`: a glob-imported server module, child packages named like a service's
-/// modules, and a service gated by `#[cfg]` attributes, once on and once off.
+/// modules, a service gated by `#[cfg]` attributes, once on and once off, and tonic-build's
+/// options.
 fn codegen_gaps() -> std::io::Result<()> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);
     let gaps = out.join("gaps");
@@ -101,5 +102,26 @@ fn codegen_gaps() -> std::io::Result<()> {
             .client_attribute(".gaps.gated", cfg)
             .compile_protos(&["proto/sockrpc/gaps/gated.proto"], &["proto"])?;
     }
+    // tonic-build's options: a custom codec, BTreeMap maps, a boxed field, the descriptor set
+    // written out, then generated again from that set alone.
+    let opts = out.join("opts");
+    std::fs::create_dir_all(&opts)?;
+    let set = out.join("opts.bin");
+    sockrpc_build::configure()
+        .out_dir(&opts)
+        .btree_map([".gaps.opts.Tree.counts"])
+        .boxed(".gaps.opts.Tree.leaf")
+        .codec_path("crate::codec::CountingCodec")
+        .file_descriptor_set_path(&set)
+        .compile_protos(&["proto/sockrpc/gaps/opts.proto"], &["proto"])?;
+    let from_set = out.join("opts_from_set");
+    std::fs::create_dir_all(&from_set)?;
+    let fds =
+        prost::Message::decode(std::fs::read(&set)?.as_slice()).map_err(std::io::Error::other)?;
+    sockrpc_build::configure()
+        .out_dir(&from_set)
+        .btree_map(["."])
+        .boxed(".gaps.opts.Tree.leaf")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -6,13 +6,13 @@
 use sockrpc::{Request, Response, Status};
 
 /// Generated under `#[cfg(feature = "bincode")]`.
-#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+#[allow(dead_code, missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
 mod on {
     include!(concat!(env!("OUT_DIR"), "/gated_on/gated.rs"));
 }
 
 /// Generated under `#[cfg(not(feature = "bincode"))]`.
-#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+#[allow(dead_code, missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
 mod off {
     include!(concat!(env!("OUT_DIR"), "/gated_off/gated.rs"));
 }

@@ -1,8 +1,11 @@
 //! Codegen gaps, each compiled and served: a glob-imported server module whose methods are
 //! called (`glob.rs`), child packages named like a service's modules (`packages.rs`), and a
-//! service gated by `#[cfg]` attributes given to the builder (`cfg.rs`).
+//! service gated by `#[cfg]` attributes given to the builder (`cfg.rs`), and tonic-build's
+//! options `codec_path`, `btree_map`, `boxed`, `file_descriptor_set_path` and `compile_fds`
+//! (`codec.rs`).
 
 mod cfg;
+mod codec;
 mod glob;
 mod packages;
 
@@ -10,7 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// `tests/proto/sockrpc/gaps/{glob,parent,child,child_client}.proto`, as one module tree.
-#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+#[allow(dead_code, missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/gaps/gaps.rs"));
 }

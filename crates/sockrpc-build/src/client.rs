@@ -17,7 +17,8 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let client = &names.client_struct;
     let t = names.generic;
     let docs = doc_attrs(&service.comments);
-    let methods: String = service.methods.iter().map(method).collect();
+    let codec = options.codec();
+    let methods: String = service.methods.iter().map(|m| method(m, &codec)).collect();
     let mod_attributes = Options::attributes(&options.client_mod_attributes, &service.full_name);
     let attributes = Options::attributes(&options.client_attributes, &service.full_name);
     let cfgs = cfg_attributes(&attributes);
@@ -115,11 +116,11 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     );
 }
 
-/// One client method per rpc, in tonic's shapes: a single request is taken
+/// One client method per rpc (encoding with `codec`, an expression), in tonic's shapes: a single request is taken
 /// as `impl IntoRequest<Req>`, a request stream as
 /// `impl IntoStreamingRequest<Message = Req>` (any `Stream` of messages); a
 /// response stream comes back as `Response<Streaming<Resp>>`.
-fn method(m: &MethodModel) -> String {
+fn method(m: &MethodModel, codec: &str) -> String {
     let (param, into_request) = if m.shape.client_streams() {
         (
             format!(
@@ -162,7 +163,7 @@ fn method(m: &MethodModel) -> String {
                         {path:?},
                         ::sockrpc::codegen::Idempotency::{idempotency},
                     ),
-                    ::sockrpc::codegen::ProstCodec,
+                    {codec},
                 )
                 .await
         }}

@@ -26,6 +26,8 @@ pub(crate) struct Options {
     pub(crate) server_mod_attributes: Vec<(String, String)>,
     pub(crate) server_attributes: Vec<(String, String)>,
     pub(crate) trait_attributes: Vec<(String, String)>,
+    /// The codec type of generated clients and servers (`None`: `ProstCodec`).
+    pub(crate) codec_path: Option<String>,
 }
 
 /// Whether `path` (a builder path) covers the item at `item` (`pkg.Service[.Method]`).
@@ -42,6 +44,14 @@ impl Options {
     /// Whether comments of `item` become docs.
     pub(crate) fn comments_for(&self, item: &str) -> bool {
         !self.disable_comments.iter().any(|p| matches(p, item))
+    }
+
+    /// The expression generated clients and servers pass as the codec of every call.
+    pub(crate) fn codec(&self) -> String {
+        match &self.codec_path {
+            Some(path) => format!("<{path} as ::core::default::Default>::default()"),
+            None => "::sockrpc::codegen::ProstCodec".to_owned(),
+        }
     }
 
     /// The attributes of `list` whose path covers `service`, one per line.
@@ -152,6 +162,17 @@ impl Builder {
         self.options
             .trait_attributes
             .push(crate::pair(path, attribute));
+        self
+    }
+
+    /// The codec generated clients and servers encode and decode messages with, instead of
+    /// `sockrpc::ProstCodec` (tonic-build's `codec_path`): the path of a type implementing
+    /// [`Default`] and `sockrpc::Codec<M>` for every request and response message `M` of the
+    /// services, e.g. `"crate::codec::CountingCodec"`. One value is made per call with
+    /// `Default::default()`. Both ends of a call must agree on the encoding; sockrpc does not
+    /// negotiate it.
+    pub fn codec_path(mut self, path: impl AsRef<str>) -> Self {
+        self.options.codec_path = Some(path.as_ref().to_owned());
         self
     }
 

@@ -128,6 +128,7 @@ mod dyn_trait;
 mod generator;
 mod names;
 mod prost_modules;
+mod prost_options;
 mod server;
 mod source_comments;
 mod source_files;
@@ -171,6 +172,9 @@ pub fn configure() -> Builder {
         bytes: Vec::new(),
         extern_paths: Vec::new(),
         include_file: None,
+        btree_maps: Vec::new(),
+        boxed: Vec::new(),
+        file_descriptor_set_path: None,
         options: config::Options::default(),
     }
 }
@@ -190,6 +194,12 @@ pub struct Builder {
     bytes: Vec<String>,
     extern_paths: Vec<(String, String)>,
     include_file: Option<PathBuf>,
+    /// Maps generated as `BTreeMap` (`prost_options.rs`).
+    btree_maps: Vec<String>,
+    /// Fields generated boxed (`prost_options.rs`).
+    boxed: Vec<String>,
+    /// Where to write the encoded `FileDescriptorSet` (`prost_options.rs`).
+    file_descriptor_set_path: Option<PathBuf>,
     /// The service options (`config.rs`).
     options: config::Options,
 }
@@ -322,8 +332,42 @@ impl Builder {
             }
         }
         opened.map_err(protox_error)?;
-        let fds = compiler.file_descriptor_set();
+        self.generate(compiler.file_descriptor_set())
+    }
 
+    /// Generates the Rust code for `fds`, a descriptor set built already (by `protoc
+    /// --include_imports --include_source_info -o`, by protox, or read back from a
+    /// [`file_descriptor_set_path`](Self::file_descriptor_set_path)), without reading any
+    /// `.proto` file: everything [`compile_protos`](Self::compile_protos) writes, for every file
+    /// in the set. Comments become docs only if the set carries source info; messages of
+    /// imported files are generated only if the set holds those files.
+    ///
+    /// # Errors
+    ///
+    /// A file using protobuf editions, generated names that collide, and failures writing the
+    /// output.
+    pub fn compile_fds(self, fds: prost_types::FileDescriptorSet) -> io::Result<()> {
+        if let Some(file) = fds.file.iter().find(|file| file.syntax() == "editions") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: protobuf editions are not supported (sockrpc-build generates proto2 \
+                     and proto3 files only)",
+                    file.name()
+                ),
+            ));
+        }
+        self.generate(fds)
+    }
+
+    /// Everything but the parsing: prost-build's messages, the services, the descriptor sets
+    /// and the package aliases.
+    fn generate(self, fds: prost_types::FileDescriptorSet) -> io::Result<()> {
+        if let Some(path) = &self.file_descriptor_set_path {
+            std::fs::write(path, prost::Message::encode_to_vec(&fds)).map_err(|e| {
+                io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+            })?;
+        }
         let errors = Rc::new(RefCell::new(Vec::new()));
         let prost_modules = prost_modules::taken_modules(&fds);
         let source_comments = source_comments::SourceComments::collect(&fds);
@@ -388,6 +432,7 @@ impl Builder {
         if let Some(include_file) = &self.include_file {
             config.include_file(include_file);
         }
+        self.apply_prost_options(&mut config);
         self.apply_options(&mut config);
         if self.build_client || self.build_server {
             config.service_generator(Box::new(SockrpcServiceGenerator::new(

@@ -35,7 +35,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let arms: String = service
         .methods
         .iter()
-        .map(|m| dispatch_arm(m, service_trait, t))
+        .map(|m| dispatch_arm(m, service_trait, t, &options.codec()))
         .collect();
     let unknown = "::std::boxed::Box::pin(::std::future::ready(::core::result::Result::Err(\
         ::sockrpc::codegen::Status::unimplemented(::std::format!(\"unknown method {}\", call.path())))))";
@@ -227,9 +227,9 @@ pub(crate) fn request_type(m: &MethodModel) -> String {
     }
 }
 
-/// The `match call.method_bytes()` arm for one rpc (proto names are ASCII identifiers, so the
+/// The `match call.method_bytes()` arm for one rpc, decoding with `codec` (proto names are ASCII identifiers, so the
 /// byte-string literal is the name as written).
-fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str) -> String {
+fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str, codec: &str) -> String {
     let handler = match m.shape {
         CallShape::Unary => "unary_handler",
         CallShape::ServerStreaming => "server_streaming_handler",
@@ -244,7 +244,7 @@ fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str) -> String {
                 let inner = ::std::sync::Arc::clone(&self.inner);
                 ::std::boxed::Box::pin(::sockrpc::codegen::{handler}(
                     call,
-                    ::sockrpc::codegen::ProstCodec,
+                    {codec},
                     move |request: {input}| async move {{
                         <{t} as {service_trait}>::{name}(&*inner, request).await
                     }},

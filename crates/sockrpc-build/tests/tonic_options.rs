@@ -1,0 +1,103 @@
+//! tonic-build's `btree_map`, `boxed`, `codec_path`, `file_descriptor_set_path` and
+//! `compile_fds`, read back from the generated source (`tests/codegen_gaps/codec.rs` serves
+//! them).
+
+use prost::Message;
+
+const PROTO: &str = r#"
+syntax = "proto3";
+package topts;
+import "google/protobuf/empty.proto";
+// A tree.
+message Tree { Tree child = 1; map<string, uint32> counts = 2; Leaf leaf = 3; }
+message Leaf { string name = 1; }
+service Grower { rpc Grow(Tree) returns (google.protobuf.Empty); }
+"#;
+
+fn compile(
+    builder: impl FnOnce(sockrpc_build::Builder) -> sockrpc_build::Builder,
+) -> (tempfile::TempDir, String) {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let proto = protos.path().join("topts.proto");
+    std::fs::write(&proto, PROTO).expect("write");
+    builder(
+        sockrpc_build::configure()
+            .out_dir(protos.path())
+            .emit_rerun_if_changed(false),
+    )
+    .compile_protos(&[&proto], &[protos.path()])
+    .expect("generates");
+    let source = std::fs::read_to_string(protos.path().join("topts.rs")).expect("generated");
+    (protos, source)
+}
+
+#[test]
+fn maps_and_boxes_reach_prost() {
+    let (_dir, source) = compile(|b| b);
+    assert!(source.contains("HashMap<"), "{source}");
+    // prost boxes the recursive `child` by itself; `leaf` only when asked.
+    assert!(!source.contains("::prost::alloc::boxed::Box<Leaf>"));
+    let (_dir, source) = compile(|b| b.btree_map(["."]).boxed(".topts.Tree.leaf"));
+    assert!(source.contains("BTreeMap<"), "{source}");
+    assert!(
+        source.contains("::prost::alloc::boxed::Box<Leaf>"),
+        "{source}"
+    );
+}
+
+#[test]
+fn the_codec_is_the_one_named() {
+    let (_dir, source) = compile(|b| b);
+    assert_eq!(source.matches("::sockrpc::codegen::ProstCodec").count(), 2);
+    let (_dir, source) = compile(|b| b.codec_path("crate::MyCodec"));
+    assert!(!source.contains("ProstCodec"));
+    assert_eq!(
+        source
+            .matches("<crate::MyCodec as ::core::default::Default>::default()")
+            .count(),
+        2,
+        "client and server: {source}"
+    );
+}
+
+#[test]
+fn the_descriptor_set_is_written_and_generates_the_same_code() {
+    let set_dir = tempfile::tempdir().expect("temp dir");
+    let set_path = set_dir.path().join("set.bin");
+    let (_dir, source) = compile(|b| b.file_descriptor_set_path(&set_path));
+    let bytes = std::fs::read(&set_path).expect("the set is written");
+    let set = prost_types::FileDescriptorSet::decode(bytes.as_slice()).expect("decodes");
+    let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+    // Imports first, with source info (comments), as protoc's -o with both flags.
+    assert_eq!(names, ["google/protobuf/empty.proto", "topts.proto"]);
+    assert!(set.file[1].source_code_info.is_some());
+
+    let out = tempfile::tempdir().expect("temp dir");
+    sockrpc_build::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile_fds(set)
+        .expect("generates from the set");
+    let again = std::fs::read_to_string(out.path().join("topts.rs")).expect("generated");
+    assert_eq!(again, source);
+}
+
+#[test]
+fn a_descriptor_set_of_editions_is_refused() {
+    let set = prost_types::FileDescriptorSet {
+        file: vec![prost_types::FileDescriptorProto {
+            name: Some("ed.proto".to_owned()),
+            syntax: Some("editions".to_owned()),
+            ..Default::default()
+        }],
+    };
+    let out = tempfile::tempdir().expect("temp dir");
+    let err = sockrpc_build::configure()
+        .out_dir(out.path())
+        .compile_fds(set)
+        .expect_err("editions");
+    assert!(
+        err.to_string().starts_with("ed.proto: protobuf editions"),
+        "{err}"
+    );
+}
