@@ -9,6 +9,7 @@ mod folded_request;
 mod memory;
 mod pending_memory;
 mod pinned_streams;
+mod probe;
 mod raw;
 mod server_gone;
 mod silent;

@@ -84,7 +84,7 @@ impl Echo for EchoImpl {
 
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    pub(crate) stop: Option<oneshot::Sender<()>>,
     pub(crate) task: JoinHandle<std::io::Result<()>>,
 }
 
