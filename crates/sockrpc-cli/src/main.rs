@@ -21,6 +21,7 @@ mod load;
 mod plot;
 mod proto;
 mod raw;
+mod raw_echo;
 mod raw_tls;
 mod report;
 mod server;

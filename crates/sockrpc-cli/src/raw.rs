@@ -1,6 +1,7 @@
 //! The raw-socket floor: echo servers and clients with no framework at all.
 //!
-//! The TLS floor, the same TCP echo over a tokio-rustls session, is in `raw_tls.rs`.
+//! The TCP echo server, with its limits, is in `raw_echo.rs`; the TLS floor, the same echo over a
+//! tokio-rustls session, is in `raw_tls.rs`.
 //!
 //! TCP frames are a 4-byte big-endian length and the payload; the server writes back every
 //! complete frame it has, unchanged, in one write. UDP echoes each datagram to its sender, except
@@ -10,7 +11,7 @@
 //! framework alone.
 
 use crate::load::{Caller, Tally};
-use bytes::{Buf, BytesMut};
+use crate::raw_echo::MAX_FRAME;
 use sockrpc::transport::connect_tcp;
 use sockrpc::SocketConfig;
 use std::{
@@ -18,13 +19,8 @@ use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::task::JoinSet;
-
-/// Largest frame the raw TCP echo accepts; a larger announced length closes the connection
-/// rather than buffering whatever a peer claims.
-pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 
 /// Largest payload the raw-udp row sends: what fits one datagram on any IPv6 path without
 /// fragmentation (1280-byte minimum MTU less the IPv6 and UDP headers), as DNS and QUIC use.
@@ -38,66 +34,6 @@ const UDP_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // Servers
-
-/// Accepts connections and echoes frames on each until the task is dropped, which also drops
-/// every connection (they live in this task's `JoinSet`).
-pub(crate) async fn serve_tcp(listener: TcpListener) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // Nagle would hold back every echo behind the peer's delayed ACK.
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(async move {
-                        let _ = echo_tcp(stream).await;
-                    });
-                }
-                // Out of descriptors, usually: back off instead of spinning on the same error.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-}
-
-/// Length of the complete frames at the start of `buf`, or an error for an oversized one.
-fn complete_frames(buf: &[u8]) -> io::Result<usize> {
-    let mut end = 0;
-    while let Some(head) = buf.get(end..end + 4) {
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {len} bytes exceeds {MAX_FRAME}"),
-            ));
-        }
-        if buf.len() - end - 4 < len {
-            break;
-        }
-        end += 4 + len;
-    }
-    Ok(end)
-}
-
-pub(crate) async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Ok(());
-        }
-        let end = complete_frames(&buf)?;
-        if end > 0 {
-            stream.write_all(&buf[..end]).await?;
-            // A no-op on TCP; on TLS, writes out whatever the session still holds.
-            stream.flush().await?;
-            buf.advance(end);
-        }
-    }
-}
 
 /// Gives a raw UDP socket (the floor's echo or client) the receive buffer sockrpc's own UDP
 /// sockets ask for: without it a burst is dropped, and the floor's row measures retransmission
@@ -387,15 +323,6 @@ impl Caller for RawUdp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn complete_frames_stops_at_partial_and_refuses_huge() {
-        let mut wire = frame(3).expect("frame");
-        wire.extend_from_slice(&frame(5).expect("frame")[..6]);
-        assert_eq!(complete_frames(&wire).expect("ok"), 7);
-        assert_eq!(complete_frames(&wire[..2]).expect("ok"), 0);
-        assert!(complete_frames(&[0xff, 0xff, 0xff, 0xff]).is_err());
-    }
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().expect("socket address")

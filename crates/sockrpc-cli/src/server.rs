@@ -263,7 +263,7 @@ impl Sockets {
         shutdown: impl Future<Output = ()>,
         builder: impl Fn() -> ServerBuilder<L>,
     ) -> io::Result<()> {
-        let raw_tcp = tokio::spawn(raw::serve_tcp(self.raw_tcp));
+        let raw_tcp = tokio::spawn(crate::raw_echo::serve_tcp(self.raw_tcp));
         let raw_udp = self
             .raw_udp
             .map(|socket| tokio::spawn(raw::serve_udp(socket)));

@@ -1,0 +1,332 @@
+//! The raw TCP echo (the floor of `sockrpc bench`, and under TLS the floor of `raw-tls`), with
+//! the limits any server on a port needs.
+//!
+//! `sockrpc serve` always runs this echo beside the sockrpc service, in the same process, so a
+//! peer of the echo must not be able to make that process hold what it merely announces:
+//! - a frame is at most [`MAX_FRAME`] bytes, sockrpc's own 4 MiB message limit (the bench
+//!   sends nothing larger); a larger announced length closes the connection at once;
+//! - a connection reads into a [`BASE`] buffer, the size sockrpc's own reader uses. Only a
+//!   frame larger than that grows it, to exactly that frame, and the growth is charged to a
+//!   [`Budget`] shared by all of the echo's connections ([`BUDGET`]). A connection that finds
+//!   the budget spent stops reading until another gives some back, so a flood of unfinished
+//!   frames makes the echo wait, not grow;
+//! - a frame must complete within [`FRAME_TIMEOUT`] of its first byte (a completed frame
+//!   restarts the clock), as sockrpc's server asks: a peer that stops mid-frame is closed and
+//!   gives its budget back;
+//! - at most [`MAX_CONNECTIONS`] connections at once; one past it is closed on accept.
+//!
+//! Why each connection was closed is logged at DEBUG: the echo is a measuring tool, and a peer
+//! flooding it must not flood the log of the service it runs beside.
+
+use bytes::{Buf, BytesMut};
+use std::{io, sync::Arc, time::Duration};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Largest frame payload the echo accepts: sockrpc's default message limit, which bounds the
+/// bench's payloads too.
+pub(crate) const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// What a connection's read buffer holds without charging the budget.
+pub(crate) const BASE: usize = 16 * 1024;
+
+/// Bytes that all of an echo's connections together may hold beyond their [`BASE`] buffers.
+pub(crate) const BUDGET: usize = 64 * 1024 * 1024;
+
+/// How long a frame may take from its first byte to its last.
+pub(crate) const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections one echo serves at once.
+pub(crate) const MAX_CONNECTIONS: usize = 4096;
+
+/// Bytes an echo's connections may hold beyond their base buffers, shared among them.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: usize,
+    held: std::sync::Mutex<usize>,
+    freed: Notify,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            limit,
+            held: std::sync::Mutex::new(0),
+            freed: Notify::new(),
+        })
+    }
+
+    /// Takes `bytes` if they are free now.
+    fn try_take(&self, bytes: usize) -> bool {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if *held + bytes <= self.limit {
+            *held += bytes;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes `bytes`, waiting until `deadline` for other connections to give some back.
+    async fn take(&self, bytes: usize, deadline: Instant) -> io::Result<()> {
+        if bytes > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "frame larger than the echo's whole budget",
+            ));
+        }
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a release between the two is not missed.
+            freed.as_mut().enable();
+            if self.try_take(bytes) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no budget for the frame in progress within the frame timeout",
+                ));
+            }
+        }
+    }
+
+    /// Gives `bytes` back and wakes the connections waiting for some.
+    fn give(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        *held = held.saturating_sub(bytes);
+        drop(held);
+        self.freed.notify_waiters();
+    }
+
+    /// Bytes held right now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// What one connection took from the budget; given back when the connection ends.
+struct Charge {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.give(self.bytes);
+    }
+}
+
+/// Accepts connections and echoes frames on each until the task is dropped, which also drops
+/// every connection (they live in this task's `JoinSet`).
+pub(crate) async fn serve_tcp(listener: TcpListener) {
+    let budget = Budget::new(BUDGET);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        tracing::debug!(%peer, "raw echo: at its connection limit, closing");
+                        continue;
+                    };
+                    // Nagle would hold back every echo behind the peer's delayed ACK.
+                    let _ = stream.set_nodelay(true);
+                    let budget = Arc::clone(&budget);
+                    conns.spawn(async move {
+                        if let Err(err) = echo_tcp(stream, budget).await {
+                            tracing::debug!(%peer, error = %err, "raw echo: connection closed");
+                        }
+                        drop(slot);
+                    });
+                }
+                // Out of descriptors, usually: back off instead of spinning on the same error.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// Length of the complete frames at the start of `buf`, and the whole length (header
+/// included) of the unfinished frame after them when its header has arrived; an error for an
+/// oversized one.
+fn complete_frames(buf: &[u8]) -> io::Result<(usize, Option<usize>)> {
+    let mut end = 0;
+    while let Some(head) = buf.get(end..end + 4) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+            ));
+        }
+        if buf.len() - end - 4 < len {
+            return Ok((end, Some(4 + len)));
+        }
+        end += 4 + len;
+    }
+    Ok((end, None))
+}
+
+/// Echoes every complete frame of `stream` back, in one write per read, within the limits the
+/// module describes; `budget` is shared by the connections of one echo.
+pub(crate) async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    budget: Arc<Budget>,
+) -> io::Result<()> {
+    let mut buf = BytesMut::with_capacity(BASE);
+    let mut charge = Charge { budget, bytes: 0 };
+    // When the frame in progress must be complete; `None` while the buffer is empty.
+    let mut due: Option<Instant> = None;
+    loop {
+        let n = match due {
+            None => stream.read_buf(&mut buf).await?,
+            Some(due) => match tokio::time::timeout_at(due, stream.read_buf(&mut buf)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "frame not completed within the frame timeout",
+                    ))
+                }
+            },
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let (end, unfinished) = complete_frames(&buf)?;
+        if end > 0 {
+            stream.write_all(&buf[..end]).await?;
+            // A no-op on TCP; on TLS, writes out whatever the session still holds.
+            stream.flush().await?;
+            buf.advance(end);
+        }
+        if buf.is_empty() {
+            due = None;
+        } else if end > 0 || due.is_none() {
+            due = Some(Instant::now() + FRAME_TIMEOUT);
+        }
+        // A buffer grown for a large frame is given up once that frame is out.
+        if charge.bytes > 0 && buf.len() <= BASE && unfinished.is_none_or(|len| len <= BASE) {
+            let mut fresh = BytesMut::with_capacity(BASE);
+            fresh.extend_from_slice(&buf);
+            buf = fresh;
+            charge.budget.give(std::mem::take(&mut charge.bytes));
+        }
+        let want = unfinished.unwrap_or(0).max(BASE);
+        if want > BASE && buf.capacity() < want {
+            // Exactly the frame in progress, charged before it is allocated.
+            let extra = want - BASE;
+            let deadline = due.unwrap_or_else(|| Instant::now() + FRAME_TIMEOUT);
+            if extra > charge.bytes {
+                charge.budget.take(extra - charge.bytes, deadline).await?;
+                charge.bytes = extra;
+            }
+            let mut bigger = BytesMut::with_capacity(want);
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        } else if buf.capacity() - buf.len() < BASE / 4 && want <= BASE {
+            // Room for the next read of small frames: reclaims the space already echoed.
+            buf.reserve(BASE - buf.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_frames_finds_the_unfinished_one() {
+        let mut buf = vec![0, 0, 0, 2, b'a', b'b'];
+        buf.extend_from_slice(&[0, 0, 0, 5, b'x']);
+        assert_eq!(complete_frames(&buf).expect("frames"), (6, Some(9)));
+        assert_eq!(complete_frames(&buf[..6]).expect("frames"), (6, None));
+        assert_eq!(complete_frames(&buf[..8]).expect("frames"), (6, None));
+        let over = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(complete_frames(&over).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_waits_for_budget_and_gets_it_when_another_gives_back() {
+        let budget = Budget::new(100);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        budget.take(80, deadline).await.expect("first");
+        let waiting = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move { budget.take(50, deadline).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "over budget: it waits");
+        budget.give(80);
+        waiting.await.expect("task").expect("budget given back");
+        assert_eq!(budget.held(), 50);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_budget_ends_at_the_deadline() {
+        let budget = Budget::new(100);
+        let deadline = Instant::now() + FRAME_TIMEOUT;
+        budget.take(100, deadline).await.expect("all of it");
+        let err = budget.take(1, deadline).await.expect_err("none left");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(budget.take(101, deadline).await.is_err(), "over the whole");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_frame_is_closed_at_the_frame_timeout_and_its_budget_given_back() {
+        let budget = Budget::new(BUDGET);
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let echo = tokio::spawn(echo_tcp(server, Arc::clone(&budget)));
+        // A 1 MiB frame, of which 100 KiB arrive.
+        client
+            .write_all(&(1u32 << 20).to_be_bytes())
+            .await
+            .expect("head");
+        client.write_all(&vec![7; 100 * 1024]).await.expect("part");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(budget.held(), (1 << 20) + 4 - BASE, "the frame is charged");
+        tokio::time::sleep(FRAME_TIMEOUT).await;
+        let err = echo.await.expect("task").expect_err("timed out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(budget.held(), 0, "given back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_and_small_frames_are_echoed_and_the_large_buffer_given_up() {
+        let budget = Budget::new(BUDGET);
+        let (mut client, server) = tokio::io::duplex(8 << 20);
+        let echo = tokio::spawn(echo_tcp(server, Arc::clone(&budget)));
+        for len in [3usize, 200_000, 5, MAX_FRAME, 0] {
+            let mut frame = (len as u32).to_be_bytes().to_vec();
+            frame.extend((0..len).map(|i| i as u8));
+            client.write_all(&frame).await.expect("frame");
+            let mut back = vec![0; frame.len()];
+            client.read_exact(&mut back).await.expect("echo");
+            assert_eq!(back, frame, "frame of {len} bytes");
+        }
+        assert_eq!(budget.held(), 0, "nothing held between frames");
+        drop(client);
+        echo.await.expect("task").expect("clean end");
+    }
+}
