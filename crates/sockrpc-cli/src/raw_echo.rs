@@ -19,9 +19,9 @@
 //! flooding it must not flood the log of the service it runs beside.
 
 use bytes::{Buf, BytesMut};
-use std::{io, sync::Arc, time::Duration};
+use std::{future::Future, io, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -138,6 +138,16 @@ impl Drop for Charge {
 /// Accepts connections and echoes frames on each until the task is dropped, which also drops
 /// every connection (they live in this task's `JoinSet`).
 pub(crate) async fn serve_tcp(listener: TcpListener) {
+    serve_each(listener, "raw echo", echo_tcp).await;
+}
+
+/// Accepts connections, at most [`MAX_CONNECTIONS`] at once, and runs `conn` on each with the
+/// budget they share, until the task is dropped; `what` names the echo in the log.
+pub(crate) async fn serve_each<F, Fut>(listener: TcpListener, what: &'static str, conn: F)
+where
+    F: Fn(TcpStream, Arc<Budget>) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
     let budget = Budget::new(BUDGET);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
@@ -146,15 +156,15 @@ pub(crate) async fn serve_tcp(listener: TcpListener) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::debug!(%peer, "raw echo: at its connection limit, closing");
+                        tracing::debug!(%peer, "{what}: at its connection limit, closing");
                         continue;
                     };
                     // Nagle would hold back every echo behind the peer's delayed ACK.
                     let _ = stream.set_nodelay(true);
-                    let budget = Arc::clone(&budget);
+                    let served = conn(stream, Arc::clone(&budget));
                     conns.spawn(async move {
-                        if let Err(err) = echo_tcp(stream, budget).await {
-                            tracing::debug!(%peer, error = %err, "raw echo: connection closed");
+                        if let Err(err) = served.await {
+                            tracing::debug!(%peer, error = %err, "{what}: connection closed");
                         }
                         drop(slot);
                     });

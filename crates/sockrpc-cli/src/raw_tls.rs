@@ -3,61 +3,32 @@
 
 use crate::load::{Caller, Tally};
 use crate::raw::{connect, frame, CONNECT_TIMEOUT};
-use crate::raw_echo::{echo_tcp, Budget, BUDGET, MAX_CONNECTIONS};
+use crate::raw_echo::{echo_tcp, serve_each};
 use sockrpc::tls::pki_types::ServerName;
 use sockrpc::tls::{ClientTlsConfig, ServerTls};
-use std::{
-    io,
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{io, net::SocketAddr, time::Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Accepts connections, runs the server's TLS handshake with what `tls` holds, and echoes frames
 /// inside each session, until the task is dropped. The limits are the TCP echo's
 /// (`raw_echo.rs`), the handshake bounded by [`CONNECT_TIMEOUT`].
 pub(crate) async fn serve_tls(listener: TcpListener, tls: ServerTls) {
-    let budget = Budget::new(BUDGET);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        tracing::debug!(%peer, "raw TLS echo: at its connection limit, closing");
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let acceptor = TlsAcceptor::from(tls.rustls_config());
-                    let budget = Arc::clone(&budget);
-                    conns.spawn(async move {
-                        let accepted =
-                            tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await;
-                        let outcome = match accepted {
-                            Ok(Ok(session)) => echo_tcp(session, budget).await,
-                            Ok(Err(err)) => Err(err),
-                            Err(_) => Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "TLS handshake not completed in time",
-                            )),
-                        };
-                        if let Err(err) = outcome {
-                            tracing::debug!(%peer, error = %err, "raw TLS echo: connection closed");
-                        }
-                        drop(slot);
-                    });
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    serve_each(listener, "raw TLS echo", move |stream, budget| {
+        let acceptor = TlsAcceptor::from(tls.rustls_config());
+        async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(session)) => echo_tcp(session, budget).await,
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake not completed in time",
+                )),
+            }
         }
-    }
+    })
+    .await;
 }
 
 /// One raw TLS session with one call in flight: write the frame, read the echo.
