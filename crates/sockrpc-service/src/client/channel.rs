@@ -3,7 +3,9 @@
 use crate::{Body, BoxFuture, Call};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{MetadataMap, MethodPath, Request, Response, Status};
+use sockrpc_protocol::{
+    parse_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status, GRPC_TIMEOUT_KEY,
+};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{ConnectionStats, Pool};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
@@ -188,6 +190,12 @@ impl Service<Call> for Channel {
         let encoder = body.encoding().cloned();
         if timeout.is_none() {
             timeout = self.pool.endpoint().timeout;
+            if !metadata.is_empty() {
+                // A deadline in gRPC's metadata form, as a tonic or grpc-go program sets it.
+                if let Some(asked) = take_grpc_timeout(&mut metadata) {
+                    timeout = Some(timeout.map_or(asked, |default| default.min(asked)));
+                }
+            }
         }
         if let Some(agent) = &self.pool.endpoint().user_agent {
             if !metadata.contains_key("user-agent") {
@@ -237,6 +245,16 @@ impl Service<Call> for Channel {
             },
         }
     }
+}
+
+/// Takes a `grpc-timeout` entry (`"500m"`) out of `metadata`, as the deadline it names: the
+/// call's deadline travels in the call itself, so the entry is not sent as well. A value that is
+/// not a gRPC timeout is left in place and names no deadline (as tonic's and grpc-go's servers
+/// ignore it).
+fn take_grpc_timeout(metadata: &mut MetadataMap) -> Option<std::time::Duration> {
+    let timeout = parse_grpc_timeout(metadata.get_raw(GRPC_TIMEOUT_KEY)?)?;
+    metadata.remove(GRPC_TIMEOUT_KEY);
+    Some(timeout)
 }
 
 /// A call that failed before anything was sent.
