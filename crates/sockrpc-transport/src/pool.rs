@@ -231,11 +231,21 @@ impl Pool {
         }
     }
 
+    /// The status of a call that found no connection: the last attempt's failure, named in
+    /// the message and kept as the source (so its own source, the connect's `io::Error`, is
+    /// one step further down `Error::source`).
     fn unavailable(&self) -> Status {
-        let cause = lock(&self.inner.last_error)
+        let last = lock(&self.inner.last_error).clone();
+        let cause = last
             .as_ref()
-            .map_or_else(|| "still connecting".to_owned(), |s| s.message().to_owned());
-        Status::unavailable(format!("no connection to {}: {cause}", self.inner.endpoint))
+            .map_or("still connecting", |s| s.message())
+            .to_owned();
+        let status =
+            Status::unavailable(format!("no connection to {}: {cause}", self.inner.endpoint));
+        match last {
+            Some(last) => status.with_source(last),
+            None => status,
+        }
     }
 
     /// Waits until every slot has a live connection, or `deadline`; fails only if none is up.
@@ -334,6 +344,7 @@ async fn connect_one(
                 .and_then(crate::UnixIo::from_tokio)
                 .map_err(|err| {
                     Status::unavailable(format!("cannot connect to {endpoint}: {err}"))
+                        .with_source(err)
                 })?;
             #[cfg(feature = "tls")]
             if let Some(tls) = &endpoint.tls {
@@ -350,14 +361,18 @@ async fn connect_one(
                         stream = Some(s);
                         break;
                     }
-                    Err(err) => last = Some(format!("cannot connect to {addr}: {err}")),
+                    Err(err) => {
+                        last = Some(
+                            Status::unavailable(format!("cannot connect to {addr}: {err}"))
+                                .with_source(err),
+                        )
+                    }
                 }
             }
             let Some(stream) = stream else {
-                return Err(Status::unavailable(
-                    last.unwrap_or_else(|| format!("cannot connect to {endpoint}")),
-                )
-                .into());
+                return Err(last
+                    .unwrap_or_else(|| Status::unavailable(format!("cannot connect to {endpoint}")))
+                    .into());
             };
             #[cfg(feature = "tls")]
             if let Some(tls) = &endpoint.tls {
