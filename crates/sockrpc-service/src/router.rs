@@ -101,6 +101,22 @@ impl Router {
         self
     }
 
+    /// Adds every service `other` mounts to this router (tonic's `Routes` put together):
+    /// a service both mount is `other`'s afterwards. This router's ready queue stays.
+    pub fn merge(mut self, other: Router) -> Router {
+        if !other.routes.is_empty() {
+            let routes = Arc::make_mut(&mut self.routes);
+            for (name, route) in other.routes.iter() {
+                routes.insert(name.clone(), Arc::clone(route));
+            }
+        }
+        if !other.idempotent.is_empty() {
+            let idempotent = Arc::make_mut(&mut self.idempotent);
+            idempotent.extend(other.idempotent.iter().cloned());
+        }
+        self
+    }
+
     /// Sets how calls wait for a mounted service that is not ready (see [`ReadyQueue`]).
     pub fn ready_queue(mut self, queue: ReadyQueue) -> Router {
         self.queue = queue;

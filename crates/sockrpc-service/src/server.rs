@@ -161,7 +161,15 @@ impl<L> ServerBuilder<L> {
         self
     }
 
-    /// Replaces the router (services mounted by hand).
+    /// Mounts every service of `routes` beside those already added (tonic's `add_routes`):
+    /// a service mounted on both is `routes`' afterwards.
+    pub fn add_routes(mut self, routes: Router) -> Self {
+        self.router = std::mem::take(&mut self.router).merge(routes);
+        self
+    }
+
+    /// Replaces the router (services mounted by hand), dropping those added before; see
+    /// [`add_routes`](ServerBuilder::add_routes) to keep them.
     pub fn router(mut self, router: Router) -> Self {
         self.router = router;
         self
