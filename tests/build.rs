@@ -26,6 +26,8 @@ fn main() -> std::io::Result<()> {
             // `include_proto!("kw.type.v1")` (tests/src/lib.rs) against prost-build's
             // `kw.r#type.v1.rs`.
             "proto/kw/type/v1/kw.proto",
+            // The peer framework's test services (`tests/parity/`).
+            "proto/parity/test.proto",
         ],
         &["../proto", "proto"],
     )?;

@@ -18,6 +18,12 @@ pub mod echo {
     sockrpc::include_proto!("sockrpc.test");
 }
 
+/// `tests/proto/parity/test.proto`: the peer framework's test services (`tests/parity/`).
+pub mod parity {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    sockrpc::include_proto!("test");
+}
+
 /// `tests/proto/sockrpc/test/stream.proto`.
 pub mod stream {
     #![allow(missing_docs, unreachable_pub, clippy::all)]

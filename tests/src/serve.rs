@@ -1,6 +1,7 @@
 //! A server on a fresh loopback port for a test, and its clean shutdown: the one copy the test
 //! binaries share instead of each writing its own.
 
+use sockrpc::service::server::Finish;
 use sockrpc::service::ServerBuilder;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,11 +21,26 @@ pub struct Running {
 impl Running {
     /// Serves `builder` (services mounted, settings made) on a fresh loopback port.
     pub fn start(builder: ServerBuilder<Identity>) -> Running {
-        let listener = sockrpc::transport::bind_tcp(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            &Default::default(),
-        )
-        .expect("bind 127.0.0.1:0");
+        Running::start_layered(builder)
+    }
+
+    /// Serves `builder`, with tower layers on it (`Server::builder().layer(..)`), on a fresh
+    /// loopback port.
+    pub fn start_layered<L>(builder: ServerBuilder<L>) -> Running
+    where
+        L: Finish + Send + Sync + 'static,
+    {
+        Running::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), builder)
+    }
+
+    /// Serves `builder` on `addr` (a port a test chose before, e.g. one a lazy channel
+    /// already points at).
+    pub fn start_at<L>(addr: SocketAddr, builder: ServerBuilder<L>) -> Running
+    where
+        L: Finish + Send + Sync + 'static,
+    {
+        let listener = sockrpc::transport::bind_tcp(addr, &Default::default())
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(

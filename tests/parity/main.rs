@@ -1,0 +1,31 @@
+//! The peer framework's integration tests (tonic's `tests/integration_tests`, and the gRPC
+//! interop cases they echo), translated to sockrpc one behaviour per file, over loopback TCP
+//! (and a Unix socket where the original used one). The services are tonic's test shapes
+//! (`tests/proto/parity/test.proto`), so most messages are empty: zero-length on the wire.
+//!
+//! - status: a handler's code, message, details and metadata; statuses from a server stream,
+//!   before and after a message; the local cause of a connect failure;
+//! - connection: refused and closed connections are `UNAVAILABLE`; a lazy channel connects
+//!   on a later call once the server is up;
+//! - timeout: the client's deadline, the server's timeout, whichever is nearer;
+//! - extensions: interceptors and tower layers hand values to handlers; the method in a client
+//!   interceptor; `user-agent`; the caller's addresses;
+//! - routes: several services behind one server, unknown ones `UNIMPLEMENTED`;
+//! - limits: tonic's message size cases, boundaries included;
+//! - streams: empty and zero-length messages, empty streams, many concurrent streams, a client
+//!   that goes away;
+//! - shutdown: a graceful shutdown lets calls in flight finish;
+//! - load_shed: a server over its limit refuses with `RESOURCE_EXHAUSTED`.
+//!
+//! Every loop is bounded in count and every wait in time; nothing asserts speed.
+
+mod connection;
+mod extensions;
+mod limits;
+mod load_shed;
+mod routes;
+mod shutdown;
+mod status;
+mod streams;
+mod support;
+mod timeout;
