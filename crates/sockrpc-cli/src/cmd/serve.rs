@@ -6,6 +6,11 @@
 //! answers a datagram that claims to come from its own address, which would otherwise bounce
 //! between the echo and itself for ever (the rule: [`crate::raw::from_itself`]).
 //!
+//! The raw TCP and TLS echoes always run, beside the sockrpc service and in its process, so they
+//! are bounded as a server must be (`crate::raw_echo`): a frame of at most 4 MiB, due within 30 s
+//! of its first byte, unfinished frames charged to a budget the connections share, at most 4096
+//! connections.
+//!
 //! With `--metrics ADDR` the sockrpc listeners run the middleware stack ([`crate::stack`]) and
 //! Prometheus text is served over HTTP at `http://ADDR/metrics`: calls started and finished,
 //! durations, in-flight calls and bytes, per method and status code.
