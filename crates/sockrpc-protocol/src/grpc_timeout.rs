@@ -1,6 +1,12 @@
 //! gRPC's `grpc-timeout` metadata form of a deadline (`"500m"`, `"2S"`): what a program
 //! written for tonic or grpc-go puts in a request's metadata to give the call a deadline.
+//!
+//! The client channel turns such an entry into the call's deadline; layers above it that time
+//! a whole call (retries, hedging, balancing) must see the same deadline, so the one rule for
+//! reading an entry lives here, beside the parser ([`take_grpc_timeout`],
+//! [`Request::resolve_timeout`](crate::Request::resolve_timeout)).
 
+use crate::MetadataMap;
 use std::time::Duration;
 
 /// The metadata key gRPC carries a call's deadline in.
@@ -28,6 +34,16 @@ pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
         b'n' => Duration::from_nanos(amount),
         _ => return None,
     })
+}
+
+/// Takes a `grpc-timeout` entry (`"500m"`) out of `metadata`, as the deadline it names: the
+/// call's deadline travels in the call itself, so the entry is not sent as well. A value that is
+/// not a gRPC timeout is left in place and names no deadline (as tonic's and grpc-go's servers
+/// ignore it).
+pub fn take_grpc_timeout(metadata: &mut MetadataMap) -> Option<Duration> {
+    let timeout = parse_grpc_timeout(metadata.get_raw(GRPC_TIMEOUT_KEY)?)?;
+    metadata.remove(GRPC_TIMEOUT_KEY);
+    Some(timeout)
 }
 
 #[cfg(test)]

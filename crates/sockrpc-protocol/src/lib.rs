@@ -37,7 +37,7 @@ pub use codec::{Codec, ProstCodec};
 pub use conn_info::{ConnInfo, TransportKind};
 pub use encoding::{CompressionEncoding, EncodingFields, EncodingSet, ENCODING_FIELDS_LEN};
 pub use extensions::Extensions;
-pub use grpc_timeout::{parse_grpc_timeout, GRPC_TIMEOUT_KEY};
+pub use grpc_timeout::{parse_grpc_timeout, take_grpc_timeout, GRPC_TIMEOUT_KEY};
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR, STATUS_MESSAGE_CEILING};
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED_PREFIX};
 pub use method::{InvalidPath, MethodPath};

@@ -76,6 +76,19 @@ impl<T> Request<T> {
         self.timeout
     }
 
+    /// The call's timeout as a client layer that times the whole call must read it: the one
+    /// set, else the deadline a valid `grpc-timeout` metadata entry names, which is moved into
+    /// the timeout (and out of the metadata) as [`set_timeout`](Request::set_timeout) would
+    /// have put it. An entry that is not a gRPC timeout is left in place and names no deadline,
+    /// as the client channel treats it. A request with a timeout, or no metadata, costs one
+    /// check.
+    pub fn resolve_timeout(&mut self) -> Option<Duration> {
+        if self.timeout.is_none() && !self.metadata.is_empty() {
+            self.timeout = crate::take_grpc_timeout(&mut self.metadata);
+        }
+        self.timeout
+    }
+
     /// The peer's address, on the server, where the transport has one.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.conn.as_ref().and_then(|conn| conn.peer)
@@ -391,5 +404,40 @@ mod tests {
             (conn.transport, conn.peer),
             (TransportKind::Other, Some(other))
         );
+    }
+
+    #[test]
+    fn resolve_timeout_moves_a_valid_grpc_timeout_entry_into_the_timeout() {
+        let with_entry = |value: &str| {
+            let mut request = Request::new(());
+            request
+                .metadata_mut()
+                .insert(crate::GRPC_TIMEOUT_KEY, value)
+                .expect("ascii");
+            request
+        };
+        let mut request = with_entry("250m");
+        assert_eq!(request.resolve_timeout(), Some(Duration::from_millis(250)));
+        assert_eq!(request.timeout(), Some(Duration::from_millis(250)));
+        assert!(!request.metadata().contains_key(crate::GRPC_TIMEOUT_KEY));
+
+        // A timeout set wins; the entry is then left alone, as the channel leaves it.
+        let mut request = with_entry("250m");
+        request.set_timeout(Duration::from_secs(3));
+        assert_eq!(request.resolve_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            request.metadata().get(crate::GRPC_TIMEOUT_KEY),
+            Some("250m")
+        );
+
+        // Not a gRPC timeout: no deadline, and the entry stays.
+        let mut request = with_entry("250ms");
+        assert_eq!(request.resolve_timeout(), None);
+        assert_eq!(
+            request.metadata().get(crate::GRPC_TIMEOUT_KEY),
+            Some("250ms")
+        );
+
+        assert_eq!(Request::new(()).resolve_timeout(), None);
     }
 }

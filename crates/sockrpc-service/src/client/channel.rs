@@ -3,9 +3,7 @@
 use crate::{Body, BoxFuture, Call};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{
-    parse_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status, GRPC_TIMEOUT_KEY,
-};
+use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{ConnectionStats, Pool};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
@@ -245,16 +243,6 @@ impl Service<Call> for Channel {
             },
         }
     }
-}
-
-/// Takes a `grpc-timeout` entry (`"500m"`) out of `metadata`, as the deadline it names: the
-/// call's deadline travels in the call itself, so the entry is not sent as well. A value that is
-/// not a gRPC timeout is left in place and names no deadline (as tonic's and grpc-go's servers
-/// ignore it).
-fn take_grpc_timeout(metadata: &mut MetadataMap) -> Option<std::time::Duration> {
-    let timeout = parse_grpc_timeout(metadata.get_raw(GRPC_TIMEOUT_KEY)?)?;
-    metadata.remove(GRPC_TIMEOUT_KEY);
-    Some(timeout)
 }
 
 /// A call that failed before anything was sent.
