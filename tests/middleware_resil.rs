@@ -26,7 +26,7 @@ use sockrpc_tests::counter::{AddRequest, GetRequest, Total};
 use sockrpc_tests::echo::echo_server::Echo;
 use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -100,6 +100,9 @@ struct FlakyState {
     fail_all: AtomicBool,
     /// A first attempt of `Get` (no `grpc-previous-rpc-attempts`) stalls for 5 s.
     stall_first: AtomicBool,
+    /// When not zero, a first attempt of `Get` takes this many milliseconds, then fails with
+    /// `UNAVAILABLE`; every later attempt stalls for 5 s.
+    slow_first_then_stall: AtomicU64,
     /// Stalled attempts dropped before they finished (the client cancelled them).
     cancelled: AtomicU32,
     seen: Mutex<Vec<Seen>>,
@@ -167,7 +170,12 @@ impl Counter for Flaky {
             .metadata()
             .contains_key(sockrpc::service::PREVIOUS_ATTEMPTS_KEY);
         self.run("Get", &request)?;
-        if first && self.0.stall_first.load(Ordering::SeqCst) {
+        let slow = self.0.slow_first_then_stall.load(Ordering::SeqCst);
+        if slow > 0 && first {
+            tokio::time::sleep(Duration::from_millis(slow)).await;
+            return Err(Status::unavailable("Get failed slowly on purpose"));
+        }
+        if (slow > 0 && !first) || (first && self.0.stall_first.load(Ordering::SeqCst)) {
             let mut stalled = Stalled(Arc::clone(&self.0), false);
             tokio::time::sleep(Duration::from_secs(5)).await;
             stalled.1 = true;

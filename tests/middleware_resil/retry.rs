@@ -123,3 +123,37 @@ async fn retry_waits_for_the_pushback_of_a_shedding_server() {
     hog.await.expect("join").expect("the first call ran");
     server.stop().await;
 }
+
+/// A request for `Get` with a `grpc-timeout` entry, tonic's form of a deadline.
+fn get_with_grpc_timeout(value: &str) -> sockrpc::Request<GetRequest> {
+    let mut request = sockrpc::Request::new(GetRequest {});
+    request
+        .metadata_mut()
+        .insert(sockrpc::protocol::GRPC_TIMEOUT_KEY, value)
+        .expect("ascii");
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_stays_within_a_grpc_timeout_entry() {
+    // The first attempt fails after 500 ms; the retry stalls. The entry's 800 ms cover both:
+    // the retry is sent with what remains (300 ms at most), so the call ends at about 800 ms,
+    // not 800 ms after the retry began (1.3 s or more).
+    let (flaky, server) = flaky_server().await;
+    flaky.0.slow_first_then_stall.store(500, Ordering::SeqCst);
+    let mut client = CounterClient::new(RetryLayer::new().layer(server.channel().await));
+    let started = std::time::Instant::now();
+    let err = bounded("Get", client.get(get_with_grpc_timeout("800m")))
+        .await
+        .expect_err("the retry outlives the deadline");
+    let elapsed = started.elapsed();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        elapsed >= Duration::from_millis(800) && elapsed < Duration::from_millis(1150),
+        "took {elapsed:?}"
+    );
+    let seen = flaky.seen();
+    let previous: Vec<Option<&str>> = seen.iter().map(|s| s.previous.as_deref()).collect();
+    assert_eq!(previous, [None, Some("1")], "{seen:?}");
+    server.stop().await;
+}

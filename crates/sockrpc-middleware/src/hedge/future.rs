@@ -66,11 +66,17 @@ impl<S: Service<Call>> ResponseFuture<S> {
     pub(crate) fn hedged(
         first: S::Future,
         service: S,
-        template: Call,
+        mut template: Call,
         policy: Arc<HedgingPolicy>,
         config: &Config,
     ) -> ResponseFuture<S> {
-        let deadline = template.request().timeout().map(|t| Instant::now() + t);
+        // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the copy
+        // kept for later copies carries it as its timeout (the first copy, already on its way,
+        // leaves it to the channel).
+        let deadline = template
+            .request_mut()
+            .resolve_timeout()
+            .map(|t| Instant::now() + t);
         let hedging = Hedging {
             service,
             template,

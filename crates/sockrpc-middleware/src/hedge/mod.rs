@@ -17,8 +17,9 @@
 //!   to the server and stops its handler. A fatal failure ends the call the same way. When every
 //!   copy failed with nothing left to send, the last failure is the answer.
 //! - **Limits.** At most [`HedgingPolicy::max_attempts`] copies (capped at 5), never after the
-//!   call's deadline, and only while the [`RetryThrottle`](crate::retry::RetryThrottle) allows
-//!   — the first copy is always sent.
+//!   call's deadline (its timeout, or else a `grpc-timeout` metadata entry, as the channel
+//!   reads it; later copies are sent with what remains of it), and only while the
+//!   [`RetryThrottle`](crate::retry::RetryThrottle) allows — the first copy is always sent.
 //!
 //! Copies after the first carry `grpc-previous-rpc-attempts` like retries do. A call should be
 //! hedged or retried, not both: stacking `RetryLayer` inside `HedgeLayer` retries each copy.

@@ -11,11 +11,15 @@ use tower_layer::Layer;
 /// How the fake server answers copy `n` (1-based): after `delay`, with `outcome`.
 type Plan = fn(u32) -> (u64, Result<(), Status>);
 
+/// A copy's timeout and the `grpc-timeout` entry it still carried.
+type Deadline = (Option<Duration>, Option<String>);
+
 /// What the fake server saw: when each copy started, and which ones were dropped (cancelled)
 /// before they answered.
 #[derive(Clone, Default)]
 struct Server {
     started: Arc<Mutex<Vec<(u32, Duration)>>>,
+    deadlines: Arc<Mutex<Vec<Deadline>>>,
     cancelled: Arc<Mutex<Vec<u32>>>,
     clock: Arc<Mutex<Option<Instant>>>,
 }
@@ -58,6 +62,14 @@ impl Server {
                 .lock()
                 .expect("lock")
                 .push((copy, start.elapsed()));
+            let request = call.request();
+            server.deadlines.lock().expect("lock").push((
+                request.timeout(),
+                request
+                    .metadata()
+                    .get(sockrpc_protocol::GRPC_TIMEOUT_KEY)
+                    .map(str::to_owned),
+            ));
             let (delay, outcome) = plan(copy);
             let guard = CancelGuard {
                 copy,
@@ -76,6 +88,10 @@ impl Server {
 
     fn started(&self) -> Vec<(u32, Duration)> {
         self.started.lock().expect("lock").clone()
+    }
+
+    fn deadlines(&self) -> Vec<Deadline> {
+        self.deadlines.lock().expect("lock").clone()
     }
 
     fn cancelled(&self) -> Vec<u32> {
@@ -209,5 +225,33 @@ async fn hedging_is_throttled_when_the_server_keeps_failing() {
     assert!(
         copies as f64 / calls as f64 <= 1.2,
         "{copies} copies for {calls} calls"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_sends_no_copy_after_a_grpc_timeout_entry_passes() {
+    let server = Server::default();
+    // Every copy is stuck for a second; copies are due at 0, 50 and 100 ms.
+    let hedge = HedgeLayer::new(policy()).layer(server.service(|_| (1000, Ok(()))));
+    let mut call = call(Idempotency::NoSideEffects);
+    call.request_mut()
+        .metadata_mut()
+        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "80m")
+        .expect("ascii");
+    hedge.oneshot(call).await.expect("copy 1 answers, late");
+    let starts: Vec<(u32, Duration)> = server.started();
+    assert_eq!(
+        starts,
+        [(1, Duration::ZERO), (2, Duration::from_millis(50))],
+        "no copy after the 80 ms deadline"
+    );
+    // The first copy goes as the caller made it (the channel reads the entry); the second
+    // carries what remains as its timeout, and no entry.
+    assert_eq!(
+        server.deadlines(),
+        [
+            (None, Some("80m".to_owned())),
+            (Some(Duration::from_millis(30)), None)
+        ]
     );
 }

@@ -60,11 +60,17 @@ enum Next {
 impl<S> Retrying<S> {
     pub(crate) fn new(
         service: S,
-        template: Call,
+        mut template: Call,
         policy: Arc<RetryPolicy>,
         config: &Config,
     ) -> Retrying<S> {
-        let deadline = template.request().timeout().map(|t| Instant::now() + t);
+        // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the copy
+        // kept for later attempts carries it as its timeout (the first attempt, already on its
+        // way, leaves it to the channel).
+        let deadline = template
+            .request_mut()
+            .resolve_timeout()
+            .map(|t| Instant::now() + t);
         Retrying {
             service,
             template,

@@ -31,9 +31,12 @@
 //!   (`grpc-retry-pushback-ms`) asks; a negative pushback means do not retry. A call refused
 //!   unprocessed is sent again at once.
 //! - **Within the deadline.** The call's timeout covers all attempts; each attempt is sent with
-//!   what remains, and no retry starts that could not finish in time. (A call that sets no
-//!   timeout gets the endpoint's default from the channel, per attempt: set one on the request
-//!   to bound the whole call.)
+//!   what remains, and no retry starts that could not finish in time. The timeout is the one
+//!   set on the request, or else a `grpc-timeout` metadata entry (`"500m"`, tonic's form): the
+//!   channel reads it as the deadline, so the layer does too, and sends later attempts with
+//!   what remains as their timeout instead of the entry. (A call with neither gets the
+//!   endpoint's default from the channel, per attempt: set one on the request to bound the
+//!   whole call.)
 //! - **Throttling.** A [`RetryThrottle`] per layer (so per server, when one layer wraps one
 //!   channel) stops retries while the server fails more than it succeeds.
 //!

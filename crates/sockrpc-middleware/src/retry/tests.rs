@@ -15,6 +15,8 @@ struct Seen {
     at: Duration,
     previous: Option<String>,
     timeout: Option<Duration>,
+    /// The `grpc-timeout` entry the attempt still carried.
+    grpc_timeout: Option<String>,
 }
 
 /// A server that answers attempts from a script (then OK), and records each.
@@ -60,6 +62,10 @@ impl Script {
                     .get(sockrpc_service::PREVIOUS_ATTEMPTS_KEY)
                     .map(str::to_owned),
                 timeout: request.timeout(),
+                grpc_timeout: request
+                    .metadata()
+                    .get(sockrpc_protocol::GRPC_TIMEOUT_KEY)
+                    .map(str::to_owned),
             });
             let outcome = script
                 .outcomes
@@ -241,6 +247,58 @@ async fn retry_stays_within_the_call_deadline() {
             pair[1].at - pair[0].at,
             "each attempt gets what remains"
         );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_stays_within_a_grpc_timeout_entry() {
+    let script = Script::always(Status::unavailable("down"));
+    let policy =
+        RetryPolicy::new(5).backoff(Duration::from_millis(100), Duration::from_millis(100), 1.0);
+    let retry = RetryLayer::new()
+        .throttle(None)
+        .idempotent_policy(Some(policy))
+        .layer(script.service());
+    let mut call = call(Idempotency::Idempotent);
+    call.request_mut()
+        .metadata_mut()
+        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "150m")
+        .expect("ascii");
+    let started = Instant::now();
+    retry.oneshot(call).await.expect_err("always down");
+    assert!(started.elapsed() <= Duration::from_millis(150));
+    let seen = script.seen();
+    assert!((2..5).contains(&seen.len()), "{seen:?}");
+    // The first attempt goes as the caller made it: the channel reads the entry.
+    assert_eq!(seen[0].timeout, None);
+    assert_eq!(seen[0].grpc_timeout.as_deref(), Some("150m"));
+    // Later ones carry what remains as their timeout, and no entry.
+    for attempt in &seen[1..] {
+        assert_eq!(attempt.grpc_timeout, None, "{seen:?}");
+        assert_eq!(
+            attempt.timeout,
+            Some(Duration::from_millis(150) - attempt.at),
+            "{seen:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_ignores_a_grpc_timeout_entry_that_is_not_one() {
+    let script = Script::failing([Status::unavailable("a")]);
+    let retry = RetryLayer::new().layer(script.service());
+    let mut call = call(Idempotency::Idempotent);
+    call.request_mut()
+        .metadata_mut()
+        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "150ms")
+        .expect("ascii");
+    retry.oneshot(call).await.expect("the retry succeeds");
+    let seen = script.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // No deadline; the entry travels on as the channel would send it.
+    for attempt in &seen {
+        assert_eq!(attempt.timeout, None);
+        assert_eq!(attempt.grpc_timeout.as_deref(), Some("150ms"));
     }
 }
 
