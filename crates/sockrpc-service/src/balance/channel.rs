@@ -9,7 +9,7 @@
 //! ```
 //!
 //! A call that finds no usable endpoint waits for one (a connection coming up, a health change)
-//! up to its deadline or [`BalanceBuilder::wait_for_endpoint`], then fails `Unavailable`, so no
+//! up to its deadline (its timeout, or else a `grpc-timeout` metadata entry) or [`BalanceBuilder::wait_for_endpoint`], then fails `Unavailable`, so no
 //! call hangs. Every member's latency, in-flight count and failures feed the picker and outlier
 //! ejection.
 
@@ -480,7 +480,10 @@ impl Balanced {
 
     async fn run(self, mut call: Call) -> Result<Response<Body>, Status> {
         let started = Instant::now();
-        let call_deadline = call.request().timeout().map(|t| started + t);
+        // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the wait for
+        // an endpoint and every attempt count against it, and each attempt carries what
+        // remains as its timeout.
+        let call_deadline = call.request_mut().resolve_timeout().map(|t| started + t);
         let wait_deadline = call_deadline.map_or(started + self.shared.wait, |d| {
             d.min(started + self.shared.wait)
         });

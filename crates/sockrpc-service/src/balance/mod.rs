@@ -39,3 +39,6 @@ pub use p2c::P2c;
 pub use peak_ewma::{PeakEwma, DEFAULT_DECAY, DEFAULT_RTT};
 pub use picker::Picker;
 pub use round_robin::RoundRobin;
+
+#[cfg(test)]
+mod tests;

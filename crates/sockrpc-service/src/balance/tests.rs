@@ -1,0 +1,45 @@
+//! The balanced channel's deadline: a `grpc-timeout` entry bounds the wait for an endpoint as a
+//! timeout set on the request does.
+
+use super::BalanceBuilder;
+use crate::discovery::Discovery;
+use crate::{Body, Call};
+use bytes::Bytes;
+use sockrpc_protocol::{Code, MethodPath, Request, GRPC_TIMEOUT_KEY};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower_service::Service;
+
+fn call() -> Call {
+    Call::new(
+        MethodPath::from_static("/shop.Catalog/Get"),
+        Request::new(Body::once(Bytes::from_static(b"req"))),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_timeout_entry_bounds_the_wait_for_an_endpoint() {
+    // No endpoint ever: the call waits for one until its deadline, not the 10 s default.
+    let (_changes, discovery) = Discovery::channel();
+    let mut balanced = BalanceBuilder::default().build(discovery);
+    let mut asked = call();
+    asked
+        .request_mut()
+        .metadata_mut()
+        .insert(GRPC_TIMEOUT_KEY, "150m")
+        .expect("ascii");
+    let started = Instant::now();
+    let err = balanced.call(asked).await.expect_err("no endpoint");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_millis(150));
+
+    // The same with the timeout set, and the default wait with neither.
+    let mut set = call();
+    set.request_mut().set_timeout(Duration::from_millis(150));
+    let started = Instant::now();
+    balanced.call(set).await.expect_err("no endpoint");
+    assert_eq!(started.elapsed(), Duration::from_millis(150));
+    let started = Instant::now();
+    balanced.call(call()).await.expect_err("no endpoint");
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
