@@ -2,7 +2,7 @@
 //! for tools that encode messages at run time:
 //!
 //! ```ignore
-//! pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\x..";
+//! pub const FILE_DESCRIPTOR_SET: &[u8] = b"\n\xc4\x01..."; // an encoded FileDescriptorSet
 //! ```
 //!
 //! The set holds the package's `.proto` files and every file they import, transitively, in

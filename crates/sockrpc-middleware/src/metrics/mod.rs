@@ -1,5 +1,5 @@
 //! `Metrics`: per method and status code, calls started and finished, their duration, the calls
-//! in flight and the bytes in and out, on the [`metrics`](::metrics) crate's facade.
+//! in flight and the bytes in and out, on the [`metrics`](https://docs.rs/metrics) crate's facade.
 //!
 //! Why the facade: the layer only counts; the application picks where the numbers go
 //! (Prometheus through [`prometheus`] with feature `prometheus`, OpenTelemetry, statsd...) by

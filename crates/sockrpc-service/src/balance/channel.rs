@@ -353,9 +353,14 @@ fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     });
 }
 
-/// A channel over a changing set of endpoints (see the [module docs](self)). Clone it freely;
-/// clones share the set. A `tower::Service<Call>` like [`Channel`], so generated clients
-/// (`FooClient::new(balanced)`) and tower layers take it as they take a `Channel`.
+/// A channel over a changing set of endpoints (see the [module docs](crate::balance)). Clone
+/// it freely; clones share the set. A `tower::Service<Call>` like [`Channel`], so generated
+/// clients (`FooClient::new(balanced)`) and tower layers take it as they take a `Channel`.
+///
+/// A call that finds no usable endpoint waits for one up to its deadline (its timeout, or else
+/// a `grpc-timeout` metadata entry) or [`BalanceBuilder::wait_for_endpoint`], then fails
+/// `Unavailable`; a call refused unprocessed goes to another endpoint, within the same
+/// deadline.
 #[derive(Clone)]
 pub struct Balanced {
     shared: Arc<Shared>,
