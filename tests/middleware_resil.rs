@@ -21,7 +21,7 @@ mod retry;
 use bytes::Bytes;
 use sockrpc::server::{Finish, ServerBuilder};
 use sockrpc::{Code, Request, Response, Status};
-use sockrpc_tests::counter::counter_server::Counter;
+use sockrpc_tests::counter::counter_server::{Counter, CounterServer};
 use sockrpc_tests::counter::{AddRequest, GetRequest, Total};
 use sockrpc_tests::echo::echo_server::Echo;
 use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
@@ -82,6 +82,31 @@ async fn bounded<F: std::future::Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(20), future)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish in 20 s"))
+}
+
+/// Runs `call`, which must fail `DEADLINE_EXCEEDED` at its `deadline` (measured from now),
+/// and before `before`.
+async fn ends_at_its_deadline<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T, Status>>,
+    deadline: Duration,
+    before: Duration,
+) {
+    let started = std::time::Instant::now();
+    let err = bounded("the call", call)
+        .await
+        .expect_err("it outlives its deadline");
+    let elapsed = started.elapsed();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(elapsed >= deadline && elapsed < before, "took {elapsed:?}");
+}
+
+/// The counter service, `Flaky`, on a server of its own.
+async fn flaky_server() -> (Flaky, Running) {
+    let flaky = Flaky::default();
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(CounterServer::new(flaky.clone())))
+            .await;
+    (flaky, server)
 }
 
 /// One attempt as `Flaky` saw it.
@@ -246,6 +271,16 @@ impl Echo for Plain {
             id: 0,
         }))
     }
+}
+
+/// A request for `Get` with a `grpc-timeout` entry, tonic's form of a deadline.
+fn get_with_grpc_timeout(value: &str) -> sockrpc::Request<GetRequest> {
+    let mut request = sockrpc::Request::new(GetRequest {});
+    request
+        .metadata_mut()
+        .insert(sockrpc::protocol::GRPC_TIMEOUT_KEY, value)
+        .expect("ascii");
+    request
 }
 
 fn sleep_request(millis: u64) -> SleepRequest {

@@ -3,16 +3,12 @@
 use super::*;
 use sockrpc::middleware::hedge::{HedgeLayer, HedgingPolicy};
 use sockrpc_tests::counter::counter_client::CounterClient;
-use sockrpc_tests::counter::counter_server::CounterServer;
 use tower::Layer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedging_returns_the_faster_answer_and_cancels_the_other() {
-    let flaky = Flaky::default();
+    let (flaky, server) = flaky_server().await;
     flaky.0.stall_first.store(true, Ordering::SeqCst);
-    let server =
-        Running::start(sockrpc::Server::builder().add_service(CounterServer::new(flaky.clone())))
-            .await;
     let hedge = HedgeLayer::new(HedgingPolicy::new(2, Duration::from_millis(50)));
     let mut client = CounterClient::new(hedge.layer(server.channel().await));
 
@@ -51,28 +47,16 @@ async fn hedging_stays_within_a_grpc_timeout_entry() {
     // Copy 1 fails after 500 ms; copy 2, sent at 400 ms, stalls. The entry's 800 ms cover
     // both: copy 2 is sent with what remains (about 400 ms), so the call ends at about 800 ms,
     // not 800 ms after copy 2 began (1.2 s).
-    let flaky = Flaky::default();
+    let (flaky, server) = flaky_server().await;
     flaky.0.slow_first_then_stall.store(500, Ordering::SeqCst);
-    let server =
-        Running::start(sockrpc::Server::builder().add_service(CounterServer::new(flaky.clone())))
-            .await;
     let hedge = HedgeLayer::new(HedgingPolicy::new(2, Duration::from_millis(400)));
     let mut client = CounterClient::new(hedge.layer(server.channel().await));
-    let mut request = sockrpc::Request::new(GetRequest {});
-    request
-        .metadata_mut()
-        .insert(sockrpc::protocol::GRPC_TIMEOUT_KEY, "800m")
-        .expect("ascii");
-    let started = std::time::Instant::now();
-    let err = bounded("Get", client.get(request))
-        .await
-        .expect_err("copy 2 outlives the deadline");
-    let elapsed = started.elapsed();
-    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert!(
-        elapsed >= Duration::from_millis(800) && elapsed < Duration::from_millis(1100),
-        "took {elapsed:?}"
-    );
+    ends_at_its_deadline(
+        client.get(get_with_grpc_timeout("800m")),
+        Duration::from_millis(800),
+        Duration::from_millis(1100),
+    )
+    .await;
     assert_eq!(flaky.attempts(), 2);
     server.stop().await;
 }

@@ -221,8 +221,9 @@ async fn retry_obeys_server_pushback() {
     assert_eq!(attempts(&script), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn retry_stays_within_the_call_deadline() {
+/// A call given 150 ms (by `deadline`) to a server that is always down, with a retry every
+/// 100 ms: what the server saw. The call ends within its deadline.
+async fn always_down_for_150_ms(deadline: impl FnOnce(&mut Call)) -> Vec<Seen> {
     let script = Script::always(Status::unavailable("down"));
     let policy =
         RetryPolicy::new(5).backoff(Duration::from_millis(100), Duration::from_millis(100), 1.0);
@@ -231,11 +232,26 @@ async fn retry_stays_within_the_call_deadline() {
         .idempotent_policy(Some(policy))
         .layer(script.service());
     let mut call = call(Idempotency::Idempotent);
-    call.request_mut().set_timeout(Duration::from_millis(150));
+    deadline(&mut call);
     let started = Instant::now();
     retry.oneshot(call).await.expect_err("always down");
     assert!(started.elapsed() <= Duration::from_millis(150));
-    let seen = script.seen();
+    script.seen()
+}
+
+fn with_grpc_timeout(call: &mut Call, value: &str) {
+    call.request_mut()
+        .metadata_mut()
+        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, value)
+        .expect("ascii");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_stays_within_the_call_deadline() {
+    let seen = always_down_for_150_ms(|call| {
+        call.request_mut().set_timeout(Duration::from_millis(150));
+    })
+    .await;
     assert!(seen.len() >= 2, "{seen:?}");
     for pair in seen.windows(2) {
         let (a, b) = (
@@ -252,22 +268,7 @@ async fn retry_stays_within_the_call_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_stays_within_a_grpc_timeout_entry() {
-    let script = Script::always(Status::unavailable("down"));
-    let policy =
-        RetryPolicy::new(5).backoff(Duration::from_millis(100), Duration::from_millis(100), 1.0);
-    let retry = RetryLayer::new()
-        .throttle(None)
-        .idempotent_policy(Some(policy))
-        .layer(script.service());
-    let mut call = call(Idempotency::Idempotent);
-    call.request_mut()
-        .metadata_mut()
-        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "150m")
-        .expect("ascii");
-    let started = Instant::now();
-    retry.oneshot(call).await.expect_err("always down");
-    assert!(started.elapsed() <= Duration::from_millis(150));
-    let seen = script.seen();
+    let seen = always_down_for_150_ms(|call| with_grpc_timeout(call, "150m")).await;
     assert!((2..5).contains(&seen.len()), "{seen:?}");
     // The first attempt goes as the caller made it: the channel reads the entry.
     assert_eq!(seen[0].timeout, None);
@@ -288,10 +289,7 @@ async fn retry_ignores_a_grpc_timeout_entry_that_is_not_one() {
     let script = Script::failing([Status::unavailable("a")]);
     let retry = RetryLayer::new().layer(script.service());
     let mut call = call(Idempotency::Idempotent);
-    call.request_mut()
-        .metadata_mut()
-        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "150ms")
-        .expect("ascii");
+    with_grpc_timeout(&mut call, "150ms");
     retry.oneshot(call).await.expect("the retry succeeds");
     let seen = script.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
