@@ -437,11 +437,19 @@ where
     Ok(conn)
 }
 
+/// How long an unused connection must have stayed up for its close not to count as a failed
+/// attempt (a server's idle timeout closing it, say): well past any handshake, short of any
+/// idle timeout.
+const PROVEN_AFTER: Duration = Duration::from_secs(10);
+
 /// Keeps the pool's slots filled, with backoff, and shrinks it when connections sit idle.
 ///
 /// Backoff resets only when a connection that completed the handshake (the server's preface
-/// arrived) goes away; a connection refused, timed out, or closed before the handshake counts
-/// as a failed attempt, so a peer that accepts and hangs up cannot cause a reconnect storm.
+/// arrived) and carried a call (or stayed up [`PROVEN_AFTER`]) goes away; a connection refused,
+/// timed out, closed before the handshake, or closed soon after it without carrying a call
+/// counts as a failed attempt, so a peer that accepts and hangs up cannot cause a reconnect
+/// storm. One sent away (GOAWAY) before it carried a call stays closed until a call needs it,
+/// so a peer that sends every connection away at once cannot either.
 async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
     let mut backoff: Option<BackoffState> = None;
     let mut next_attempt = Instant::now();
@@ -454,17 +462,36 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
             for (i, slot) in slots.iter_mut().enumerate() {
                 match slot {
                     Slot::Live(conn) if conn.is_closed() => {
-                        if conn.is_handshaken() {
+                        let used = conn.calls_started() > 0;
+                        let sent_away = conn.in_flight() == 0 && conn.was_sent_away();
+                        // For an unused connection, `idle_for` is its age.
+                        let proven =
+                            conn.is_handshaken() && (used || conn.idle_for() >= PROVEN_AFTER);
+                        if proven {
                             backoff.reset();
-                        } else {
+                        } else if !sent_away {
+                            // Closed before the handshake, or soon after it without carrying a
+                            // call (a server that sends its preface, then GOAWAY or a FIN, on
+                            // every connection): a failed attempt, not a reason to reconnect
+                            // at once; calls waiting for a connection hear why.
                             next_attempt = next_attempt.max(Instant::now() + backoff.current());
                             backoff.fail();
+                            let why = conn
+                                .closed_reason()
+                                .map_or_else(String::new, |status| status.message().to_owned());
+                            *lock(&inner.last_error) = Some(Status::unavailable(format!(
+                                "{} closed the connection at once: {why}",
+                                inner.endpoint
+                            )));
+                            inner.failed.notify_waiters();
                         }
                         // An extra the server sent away (GOAWAY) while it carried nothing, as
                         // a server's idle timeout does when the first connection has room for
                         // every call: reopened when load needs it, not now (else it would be
-                        // reconnected at every server idle timeout).
-                        *slot = if i > 0 && conn.in_flight() == 0 && conn.was_sent_away() {
+                        // reconnected at every server idle timeout). So is the first when it
+                        // never carried a call: a server that sends every connection away at
+                        // once is then not reconnected in a loop.
+                        *slot = if sent_away && (i > 0 || !used) {
                             Slot::Idle
                         } else {
                             Slot::Down
