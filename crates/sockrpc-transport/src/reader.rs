@@ -105,6 +105,12 @@ impl FrameReader {
         self.decoder.mid_frame(self.buf.len())
     }
 
+    /// The bytes read and not yet decoded: after a refused preface, what the peer sent
+    /// instead (to say what kind of peer it is).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Whether the peer's preface has been read and accepted.
     pub fn past_preface(&self) -> bool {
         self.decoder.past_preface()

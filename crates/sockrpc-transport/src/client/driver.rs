@@ -4,10 +4,11 @@
 
 use super::{Keepalive, Shared, State};
 use crate::codec::DecodeError;
+use crate::outbox::HIGH_WATER;
 use crate::reader::FrameReader;
 use crate::timer::ConnTimer;
 use bytes::Bytes;
-use sockrpc_protocol::frame::{self, Frame};
+use sockrpc_protocol::frame::{self, Frame, FrameError};
 use sockrpc_protocol::{Code, MetadataMap, Response, Status};
 use std::{
     future::Future,
@@ -156,6 +157,12 @@ impl Driver {
                 encoding,
             } => {
                 if let Some(slot) = state.calls.get_mut(call_id) {
+                    if slot.headers_seen {
+                        // A server sends one HEADERS per call: more would pile up unread.
+                        self.refuse_headers(state, call_id);
+                        return;
+                    }
+                    slot.headers_seen = true;
                     if encoding.is_some() {
                         slot.encoding = encoding;
                     }
@@ -286,7 +293,14 @@ impl Driver {
                 };
                 complete(&mut self.wake, slot, result);
             }
-            Frame::Ping { payload } => frame::encode_pong(state.outbox.buf_mut(), payload),
+            Frame::Ping { payload } => {
+                // Past the write buffer's high-water mark the server is not reading what we
+                // send: a PONG it would not read yet is dropped, or a PING flood would grow
+                // the buffer without bound.
+                if state.outbox.buffered() <= HIGH_WATER {
+                    frame::encode_pong(state.outbox.buf_mut(), payload);
+                }
+            }
             Frame::GoAway {
                 last_call_id,
                 code,
@@ -345,6 +359,23 @@ impl Driver {
             }
             // Servers do not open or cancel calls.
             Frame::Open { .. } | Frame::Cancel { .. } => {}
+        }
+    }
+
+    /// A second HEADERS for `call_id`: the call fails `INTERNAL` and is cancelled on the
+    /// server, once (a call already ended ignores more).
+    fn refuse_headers(&mut self, state: &mut State, call_id: u32) {
+        let Some(slot) = state.calls.get_mut(call_id) else {
+            return;
+        };
+        let status = Status::internal("protocol error from server: HEADERS twice for one call");
+        match slot.stream.as_mut() {
+            Some(stream) if !stream.inbound.is_finished() => stream.end(Err(status)),
+            None if slot.done.is_none() => complete(&mut self.wake, slot, Err(status)),
+            _ => return,
+        }
+        if state.outbox.failed().is_none() {
+            frame::encode_cancel(state.outbox.buf_mut(), call_id);
         }
     }
 
@@ -415,9 +446,26 @@ impl Driver {
         }
     }
 
-    fn read_error(err: DecodeError) -> Status {
+    /// The status a read error fails the connection's calls with. `first` is what the reader
+    /// holds unread: on a bad preface, the peer's first bytes.
+    fn read_error(err: DecodeError, first: &[u8]) -> Status {
         match err {
             DecodeError::Io(err) => Status::from(err),
+            // Not a sockrpc server (an HTTP server, a TLS port, another version): no server
+            // broke the protocol, there is none to reach there, as when nothing listens.
+            DecodeError::Frame(FrameError::BadPreface) => {
+                let sent = if first.starts_with(b"HTTP/") {
+                    "an HTTP/1 response"
+                } else if matches!(first.first(), Some(0x15 | 0x16)) {
+                    "a TLS record (a TLS port? connect with tls://)"
+                } else {
+                    "bytes that are not a sockrpc preface"
+                };
+                Status::unavailable(format!("the server does not speak sockrpc: it sent {sent}"))
+            }
+            DecodeError::Frame(err @ FrameError::UnsupportedVersion(_)) => {
+                Status::unavailable(format!("the server speaks another sockrpc: {err}"))
+            }
             DecodeError::Frame(err) => {
                 Status::internal(format!("protocol error from server: {err}"))
             }
@@ -481,7 +529,8 @@ impl Future for Driver {
             if let Err(err) = this.dispatch_buffered(&mut state) {
                 tracing::warn!(peer = ?shared.peer, error = %err, "closing connection");
                 drop(state);
-                this.fail_all(Self::read_error(err));
+                let status = Self::read_error(err, this.reader.buffered());
+                this.fail_all(status);
                 return Poll::Ready(());
             }
             this.reader.settle();

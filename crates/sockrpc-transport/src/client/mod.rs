@@ -64,6 +64,9 @@ struct Slot {
     /// The MESSAGE carried `FLAG_COMPRESSED`.
     compressed: bool,
     extra_messages: bool,
+    /// The call's HEADERS arrived: a server sends one, so a second is refused rather than
+    /// added to what the call holds (a server repeating it would grow that without bound).
+    headers_seen: bool,
     done: Option<Result<Response<Bytes>, Status>>,
     waker: Option<Waker>,
     /// Set for streaming calls, whose messages queue up instead.
