@@ -1,0 +1,339 @@
+//! The hostile server's metadata and handshake: HEADERS repeated without end, metadata blocks
+//! past the limit or breaking the key and value rules, reserved keys, absurd or malformed
+//! SETTINGS, and peers that do not speak sockrpc at all (silent, HTTP/1.1, a TLS alert, another
+//! version). Each call ends with a clear status, within bounds, and the client's memory holds.
+
+use crate::raw::{frame, header, MESSAGE, PREFACE, SETTINGS, WINDOW};
+use crate::server_probe::{
+    answering, assert_grew_less, block, call, client, end, failed, fake_server, lazy_client,
+    next_frame, rss, settings, Fake, Reply, ANSWER, HEADERS, MIB,
+};
+use crate::support::{bounded, BOUND};
+use sockrpc::Code;
+use sockrpc_tests::stream::streamer_client::StreamerClient;
+use sockrpc_tests::stream::ProduceRequest;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// OPEN flags: a folded request message, encoding fields.
+const OPEN_MESSAGE: u8 = 0x20;
+const OPEN_ENCODING: u8 = 0x08;
+const OPEN: u8 = 1;
+
+/// The request message folded at the end of an OPEN body (docs/PROTOCOL.md, *OPEN*).
+fn folded_message(flags: u8, body: &[u8]) -> Vec<u8> {
+    let path_len = usize::from(u16::from_be_bytes([body[8], body[9]]));
+    let mut at = 10 + path_len;
+    let count = u16::from_be_bytes([body[at], body[at + 1]]);
+    at += 2;
+    for _ in 0..count {
+        at += 1 + usize::from(body[at]);
+        at += 2 + usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+    }
+    if flags & OPEN_ENCODING != 0 {
+        at += 1 + usize::from(body[at]);
+    }
+    body[at..].to_vec()
+}
+
+/// The next request, folded into its OPEN or in a MESSAGE of its own.
+async fn any_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u32, Vec<u8>)> {
+    loop {
+        let (kind, flags, id, body) = next_frame(stream, buf).await?;
+        if kind == OPEN && flags & OPEN_MESSAGE != 0 {
+            return Some((id, folded_message(flags, &body)));
+        }
+        if kind == MESSAGE && flags & 1 != 0 {
+            return Some((id, body));
+        }
+    }
+}
+
+/// An echo server by hand that opens with `hello` after its preface, at once or (`late`) once
+/// the client has sent something.
+async fn echo_after(hello: Vec<u8>, late: bool) -> Fake {
+    fake_server(move |mut stream| {
+        let hello = hello.clone();
+        async move {
+            let mut buf = Vec::new();
+            if late {
+                // After the client's first call is on its way, so that the call meets it
+                // (the connection then fails: what else the client sent does not matter).
+                let mut first = [0u8; 64];
+                let _ = stream.read(&mut first).await;
+            }
+            let _ = stream.write_all(&[&PREFACE[..], &hello].concat()).await;
+            // Bounded: 1,000 calls per connection.
+            for _ in 0..1000 {
+                let Some((id, body)) = any_request(&mut stream, &mut buf).await else {
+                    return;
+                };
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if stream
+                    .write_all(&frame(MESSAGE, ANSWER, id, &body))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// A metadata block of `entries` entries whose values are `value_len` bytes.
+fn big_block(entries: usize, value_len: usize) -> Vec<u8> {
+    let keys: Vec<Vec<u8>> = (0..entries).map(|i| format!("k{i}").into_bytes()).collect();
+    let value = vec![b'v'; value_len];
+    let pairs: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &value[..])).collect();
+    block(&pairs)
+}
+
+/// HEADERS sent this many times, each with a 15 KiB block: 60 MiB kept if the client piled
+/// them up.
+const REPEATS: usize = 4000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_repeated_on_a_unary_call_do_not_pile_up() {
+    let fake = fake_server(|mut stream| async move {
+        let _ = stream.write_all(PREFACE).await;
+        let mut buf = Vec::new();
+        let Some((id, _)) = any_request(&mut stream, &mut buf).await else {
+            return;
+        };
+        // Written 100 at a time: the fake server shares this process's memory.
+        let hundred = frame(HEADERS, 0, id, &big_block(15, 1000)).repeat(100);
+        for _ in 0..REPEATS / 100 {
+            if stream.write_all(&hundred).await.is_err() {
+                return;
+            }
+        }
+        let _ = stream.write_all(&frame(MESSAGE, ANSWER, id, b"")).await;
+        while next_frame(&mut stream, &mut buf).await.is_some() {}
+    })
+    .await;
+    let mut client = client(fake.addr).await;
+    let before = rss();
+    let (result, _) = call(&mut client, 1, BOUND).await;
+    let status = failed("HEADERS repeated", result, Code::Internal);
+    assert!(status.message().contains("HEADERS"), "{status:?}");
+    assert_grew_less("HEADERS repeated on a unary call", before, 24 * MIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_repeated_on_a_stream_do_not_pile_up() {
+    let fake = fake_server(|mut stream| async move {
+        let _ = stream.write_all(PREFACE).await;
+        let mut buf = Vec::new();
+        let Some((id, _)) = any_request(&mut stream, &mut buf).await else {
+            return;
+        };
+        let hundred = frame(HEADERS, 0, id, &big_block(15, 1000)).repeat(100);
+        for _ in 0..REPEATS / 100 {
+            if stream.write_all(&hundred).await.is_err() {
+                return;
+            }
+        }
+        while next_frame(&mut stream, &mut buf).await.is_some() {}
+    })
+    .await;
+    let mut client = bounded("connect", StreamerClient::connect(fake.addr.to_string()))
+        .await
+        .expect("connect");
+    let before = rss();
+    let response = bounded("the head", client.produce(ProduceRequest::default()))
+        .await
+        .expect("the first HEADERS is the answer's head");
+    let mut messages = response.into_inner();
+    let status = bounded("the stream's end", messages.message())
+        .await
+        .expect_err("a second HEADERS breaks the call");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert_grew_less("HEADERS repeated on a stream", before, 24 * MIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_metadata_from_the_server_is_a_clear_error() {
+    let cases: [(&str, Reply); 5] = [
+        ("a block over 16 KiB", |id| {
+            // 17 entries of about 1 KiB each.
+            frame(HEADERS, 0, id, &big_block(17, 1015))
+        }),
+        ("a key that is not lowercase ASCII", |id| {
+            frame(HEADERS, 0, id, &block(&[(b"\xff\xfeKey", b"v")]))
+        }),
+        ("an empty key", |id| {
+            frame(HEADERS, 0, id, &block(&[(b"", b"v")]))
+        }),
+        ("a control character in a text value", |id| {
+            end(id, 0, b"", b"", &block(&[(b"k", b"bell\x07")]))
+        }),
+        ("a count larger than the block", |id| {
+            frame(HEADERS, 0, id, &[0xff, 0xff, 1, b'k', 0, 1, b'v'])
+        }),
+    ];
+    for (name, reply) in cases {
+        let fake = answering(reply).await;
+        let mut client = client(fake.addr).await;
+        let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
+        let status = failed(name, result, Code::Internal);
+        assert!(
+            status.message().contains("protocol error"),
+            "{name}: {status:?}"
+        );
+        assert!(took < BOUND, "{name}: took {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_entries_and_reserved_keys_are_bounded_and_dropped() {
+    let fake = answering(|id| {
+        // 2,000 entries with empty values: within 16 KiB; a reserved key in headers and
+        // trailers.
+        let keys: Vec<[u8; 3]> = (0..2000u32)
+            .map(|i| [b'a' + (i % 26) as u8, b'-', b'x'])
+            .collect();
+        let mut pairs: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &b""[..])).collect();
+        pairs.push((b"sockrpc-not-processed", b"1"));
+        let mut out = frame(HEADERS, 0, id, &block(&pairs));
+        out.extend_from_slice(&frame(MESSAGE, 1, id, b"\x10\x01"));
+        out.extend_from_slice(&end(
+            id,
+            0,
+            b"",
+            b"",
+            &block(&[(b"sockrpc-x", b"y"), (b"t", b"1")]),
+        ));
+        out
+    })
+    .await;
+    let mut client = client(fake.addr).await;
+    let response = bounded(
+        "the call",
+        client.echo(crate::server_probe::echo_request(1, BOUND)),
+    )
+    .await
+    .expect("answered");
+    let metadata = response.metadata();
+    assert!(metadata.get("a-x").is_some(), "{metadata:?}");
+    assert!(
+        metadata.get("sockrpc-not-processed").is_none(),
+        "{metadata:?}"
+    );
+    assert!(metadata.get("sockrpc-x").is_none(), "{metadata:?}");
+    assert_eq!(response.get_ref().id, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_settings_leave_calls_working() {
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("limit 0 (none announced)", settings(0, 0)),
+        (
+            "limit 65,535, every capability bit",
+            settings(u16::MAX, u16::MAX),
+        ),
+        ("limit 1", settings(1, 0)),
+        (
+            "twice: 1, then 65,535",
+            [settings(1, 1), settings(u16::MAX, 1)].concat(),
+        ),
+        (
+            "twice: 65,535, then 1",
+            [settings(u16::MAX, 0), settings(1, 0)].concat(),
+        ),
+    ];
+    for (name, hello) in cases {
+        let fake = echo_after(hello, false).await;
+        let client = client(fake.addr).await;
+        // Eight calls at once: a limit of 1 holds seven back, one at a time.
+        let calls: Vec<_> = (0..8u64)
+            .map(|i| {
+                let mut client = client.clone();
+                tokio::spawn(async move { call(&mut client, i, BOUND).await })
+            })
+            .collect();
+        for (i, task) in calls.into_iter().enumerate() {
+            let (result, _) = task.await.expect("call task");
+            let reply = result.unwrap_or_else(|status| panic!("{name}: call {i}: {status:?}"));
+            assert_eq!(reply.id, i as u64, "{name}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_settings_close_the_connection() {
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("3 bytes", frame(WINDOW, SETTINGS, 0, &[0, 1, 0])),
+        (
+            "8 bytes",
+            frame(WINDOW, SETTINGS, 0, &[0, 1, 0, 0, 0, 0, 0, 0]),
+        ),
+        ("reserved bits in the header", {
+            let mut out = header(4, WINDOW, SETTINGS, 0x8000, 0);
+            out.extend_from_slice(&[0, 1, 0, 0]);
+            out
+        }),
+    ];
+    for (name, hello) in cases {
+        let fake = echo_after(hello, true).await;
+        let mut client = client(fake.addr).await;
+        let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
+        failed(name, result, Code::Internal);
+        assert!(took < BOUND, "{name}: took {took:?}");
+    }
+}
+
+/// A peer that answers the client's first bytes with `bytes` (or says nothing), then reads and
+/// drops what comes, open.
+async fn not_sockrpc(bytes: &'static [u8]) -> Fake {
+    fake_server(move |mut stream| async move {
+        // As an HTTP or TLS server does, it answers what the client sent.
+        let mut buf = [0u8; 4096];
+        if !bytes.is_empty() {
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(bytes).await;
+        }
+        // Reads and drops what comes until the client closes, or BOUND.
+        let _ = tokio::time::timeout(BOUND, async {
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_not_a_sockrpc_server_is_unavailable() {
+    let cases: [(&str, &'static [u8], &str); 4] = [
+        (
+            "an HTTP/1.1 server",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "sockrpc",
+        ),
+        ("a TLS alert", b"\x15\x03\x03\x00\x02\x02\x46", "TLS"),
+        ("sockrpc version 2", b"SOCKRPC\x02", "version"),
+        (
+            "random bytes",
+            b"\x00\x01\x02\x03\x04\x05\x06\x07\x08",
+            "sockrpc",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let fake = not_sockrpc(bytes).await;
+        let mut client = lazy_client(fake.addr);
+        let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
+        let status = failed(name, result, Code::Unavailable);
+        eprintln!("{name}: {took:?} {status:?}");
+        assert!(status.message().contains(says), "{name}: {status:?}");
+        assert!(took < BOUND, "{name}: took {took:?}");
+    }
+    // A peer that accepts and says nothing: the call's deadline ends it.
+    let fake = not_sockrpc(b"").await;
+    let mut client = client(fake.addr).await;
+    let deadline = Duration::from_millis(300);
+    let (result, took) = call(&mut client, 1, deadline).await;
+    failed("a silent peer", result, Code::DeadlineExceeded);
+    assert!(took >= deadline, "ended early: {took:?}");
+}
