@@ -95,9 +95,10 @@ fn big_block(entries: usize, value_len: usize) -> Vec<u8> {
 /// them up.
 const REPEATS: usize = 4000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_repeated_on_a_unary_call_do_not_pile_up() {
-    let fake = fake_server(|mut stream| async move {
+/// A server that answers the first call with [`REPEATS`] HEADERS, then (when `answer`) its
+/// message, and keeps the connection open.
+async fn repeating_headers(answer: bool) -> Fake {
+    fake_server(move |mut stream| async move {
         let _ = stream.write_all(PREFACE).await;
         let mut buf = Vec::new();
         let Some((id, _)) = any_request(&mut stream, &mut buf).await else {
@@ -110,10 +111,17 @@ async fn headers_repeated_on_a_unary_call_do_not_pile_up() {
                 return;
             }
         }
-        let _ = stream.write_all(&frame(MESSAGE, ANSWER, id, b"")).await;
+        if answer {
+            let _ = stream.write_all(&frame(MESSAGE, ANSWER, id, b"")).await;
+        }
         while next_frame(&mut stream, &mut buf).await.is_some() {}
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_repeated_on_a_unary_call_do_not_pile_up() {
+    let fake = repeating_headers(true).await;
     let mut client = client(fake.addr).await;
     let before = rss();
     let (result, _) = call(&mut client, 1, BOUND).await;
@@ -124,21 +132,7 @@ async fn headers_repeated_on_a_unary_call_do_not_pile_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_repeated_on_a_stream_do_not_pile_up() {
-    let fake = fake_server(|mut stream| async move {
-        let _ = stream.write_all(PREFACE).await;
-        let mut buf = Vec::new();
-        let Some((id, _)) = any_request(&mut stream, &mut buf).await else {
-            return;
-        };
-        let hundred = frame(HEADERS, 0, id, &big_block(15, 1000)).repeat(100);
-        for _ in 0..REPEATS / 100 {
-            if stream.write_all(&hundred).await.is_err() {
-                return;
-            }
-        }
-        while next_frame(&mut stream, &mut buf).await.is_some() {}
-    })
-    .await;
+    let fake = repeating_headers(false).await;
     let mut client = bounded("connect", StreamerClient::connect(fake.addr.to_string()))
         .await
         .expect("connect");
