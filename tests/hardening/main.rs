@@ -2,7 +2,8 @@
 //! sockets — panicking handlers, protocol errors after a half-close, oversized stream messages,
 //! OPENs whose MESSAGE never comes, slowloris and the connection cap, read buffers pinned by
 //! pending calls, PING strikes, and configuration mistakes. Each failed before the rewrite of
-//! the server connection (commit 84bffd8).
+//! the server connection (commit 84bffd8). Later: a flood past the connection cap holds a
+//! bounded number of refusals (`slowloris.rs`).
 
 mod config;
 mod half_close;

@@ -7,6 +7,10 @@
 //!
 //! Before the fix, none of these connections was ever closed, and clients past the cap hung.
 //! The two timeout tests run on tokio's paused clock (server and client in one runtime).
+//!
+//! A flood past the cap is told why only as far as a bounded number of refusals at once: the
+//! rest are closed at once, without a word. Before that fix every refused connection held a
+//! task and a socket for up to a second.
 
 use crate::raw::{concat, frame, open, Closed, ECHO_PATH, END, END_STREAM, GOAWAY, MESSAGE};
 use crate::service::HardEcho;
@@ -19,6 +23,7 @@ use sockrpc::{Code, Server};
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::EchoServer;
 use sockrpc_tests::echo::{EchoRequest, SleepRequest};
+use std::io::Read as _;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -240,5 +245,84 @@ async fn busy_connection_outlives_the_idle_timeout() {
     let (code, reason) = conn.goaway_then_close("the connection once quiet").await;
     assert_eq!(code, UNAVAILABLE, "{reason}");
     assert!(reason.contains("idle"), "{reason:?}");
+    server.stop().await;
+}
+
+/// A flood of connections past the cap: the server tells the first ones why (PREFACE and
+/// GOAWAY, each refusal holding a task and the socket until the client closes, at most 1 s) but
+/// at most 64 at once (`PLAIN_REFUSALS` in `listener.rs`); past those it closes each at once,
+/// without a word, and a generated client there still fails `UNAVAILABLE`.
+///
+/// The flood runs on a blocking thread: while it does, tokio holds the paused clock still, so
+/// no refusal's linger runs out and frees its slot, and the count is exact. Before the bound,
+/// all 300 were told (300 tasks and sockets held at once).
+#[tokio::test(start_paused = true)]
+async fn a_flood_past_the_connection_cap_holds_a_bounded_number_of_refusals() {
+    const FLOOD: usize = 300;
+    const TOLD_AT_ONCE: usize = 64;
+    let server = Running::start(
+        Server::builder()
+            .max_connections(1)
+            .add_service(EchoServer::new(HardEcho::default())),
+    );
+    let mut holder = RawConn::connect(server.addr).await;
+    holder.preface("the holder").await;
+
+    let addr = server.addr;
+    let flood = tokio::task::spawn_blocking(move || {
+        let streams: Vec<std::net::TcpStream> = (0..FLOOD)
+            .map(|_| {
+                let stream = std::net::TcpStream::connect(addr).expect("connect");
+                stream.set_read_timeout(Some(BOUND)).expect("read timeout");
+                stream
+            })
+            .collect();
+        // Each one's first read: the server's PREFACE (told), or the end of the connection.
+        let (mut told, mut closed) = (0, 0);
+        for (i, mut stream) in streams.iter().enumerate() {
+            let mut first = [0u8; 8];
+            match stream.read(&mut first) {
+                Ok(0) => closed += 1,
+                Ok(_) => told += 1,
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+                Err(err) => panic!("connection {i} past the cap left hanging: {err}"),
+            }
+        }
+        // A generated client past the bound, on a runtime of its own (its clock is real).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let refused = runtime.block_on(async {
+            let attempt = async {
+                let mut client = EchoClient::connect(format!("tcp://{addr}")).await?;
+                client.echo(EchoRequest::default()).await
+            };
+            tokio::time::timeout(BOUND, attempt)
+                .await
+                .expect("the generated client is answered in time")
+        });
+        (told, closed, refused, streams)
+    });
+    let (told, closed, refused, streams) = bounded("the flood", flood).await.expect("flood thread");
+    assert_eq!(told + closed, FLOOD);
+    assert_eq!(
+        told, TOLD_AT_ONCE,
+        "refusals told at once (each a task and a socket held): {told}, closed at once: {closed}"
+    );
+    let refused = refused.expect_err("no slot, no call");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+
+    // The flood leaves; the refusals it held end, and the server still serves the holder.
+    drop(streams);
+    let request = EchoRequest::default().encode_to_vec();
+    holder
+        .send(&concat(&[
+            &open(1, ECHO_PATH, &[]),
+            &frame(MESSAGE, END_STREAM, 1, &request),
+        ]))
+        .await;
+    let frames = holder.call_until_end(1, "the holder's call").await;
+    assert_eq!(end_code(frames.last().expect("an END")), OK);
     server.stop().await;
 }

@@ -23,7 +23,8 @@ pub struct ServerConfig {
     pub max_concurrent_calls: usize,
     /// Connections served at once. A client connecting past the cap is accepted, told why with
     /// a GOAWAY (`RESOURCE_EXHAUSTED`) and closed at once, never left hanging in the listen
-    /// backlog. Default 10,000. Keep it under the process's open-file limit (`ulimit -n`) less
+    /// backlog; in a flood past the cap, only so many are told at once (64, 16 with TLS), and the
+    /// rest are closed without a word (their clients fail `UNAVAILABLE`). Default 10,000. Keep it under the process's open-file limit (`ulimit -n`) less
     /// what else the process holds open: past that limit `accept` fails (EMFILE) before the cap
     /// is reached, and new clients wait in the backlog, told nothing, until descriptors free up
     /// (`sockrpc serve` raises its limit as far as it goes and sets its cap 256 under it).

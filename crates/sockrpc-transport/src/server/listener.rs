@@ -2,16 +2,23 @@
 //!
 //! ```text
 //!  loop ─▶ accept ─▶ permit free? ─yes─▶ spawn Connection (holds the permit until it ends)
-//!            │                    └no──▶ PREFACE + GOAWAY(RESOURCE_EXHAUSTED), close
+//!            │                    └no──▶ refusal slot free? ─yes─▶ PREFACE + GOAWAY
+//!            │                                                    (RESOURCE_EXHAUSTED), close
+//!            │                                         └no──▶ close at once, without a word
 //!            └ EMFILE / ENFILE / ENOMEM ─▶ log, pause 50 ms, keep listening
 //!  signal ─▶ stop accepting, GOAWAY on every connection, wait ≤ grace period, abort the rest
 //! ```
 //!
+//! Telling a refused client why takes a task and its socket for up to [`REFUSAL_LINGER`], so at
+//! most [`PLAIN_REFUSALS`] (and [`TLS_REFUSALS`] with TLS) are told at once: a flood of
+//! connections past the cap costs a bounded number of tasks and descriptors, whatever its
+//! size.
+//!
 //! With TLS the listener hands over each stream whole ([`Accept::accept_io`]); the TLS
 //! handshake runs on the connection's own task, bounded by the handshake timeout, so a slow or
 //! silent client never holds up the accept loop. The stream is split only once the session is
-//! up. At the connection cap a TLS connection is closed without a word (a GOAWAY would need a
-//! handshake first).
+//! up. At the connection cap a TLS client gets its GOAWAY after a handshake, on a task of its
+//! own (see [`refuse_tls`]).
 
 use super::conn::{ConnConfig, Connection};
 use super::ServerConfig;
@@ -303,7 +310,8 @@ where
     let conn_config = Arc::new(ConnConfig::new(&config, reply_cache));
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let tls = tls_on(&config);
-    let refusals = Arc::new(tokio::sync::Semaphore::new(TLS_REFUSALS));
+    let refusals = Arc::new(tokio::sync::Semaphore::new(PLAIN_REFUSALS));
+    let tls_refusals = Arc::new(tokio::sync::Semaphore::new(TLS_REFUSALS));
     tokio::pin!(signal);
     loop {
         let accepted = tokio::select! {
@@ -331,10 +339,8 @@ where
                 "refusing connection: at the connection limit"
             );
             match accepted {
-                Incoming::Plain(accepted) => {
-                    tokio::spawn(refuse(accepted));
-                }
-                Incoming::Whole(accepted) => refuse_tls(&config, &refusals, accepted),
+                Incoming::Plain(accepted) => refuse_plain(&refusals, accepted),
+                Incoming::Whole(accepted) => refuse_tls(&config, &tls_refusals, accepted),
             }
             continue;
         };
@@ -363,6 +369,29 @@ where
     }
     Ok(())
 }
+
+/// Refuses a plain client past the connection cap: told why by [`refuse`], on a task of its
+/// own, while one of [`PLAIN_REFUSALS`] slots is free; past those the socket is closed at once,
+/// without a word (its client sees the connection end before the server's preface, and fails
+/// `UNAVAILABLE`).
+fn refuse_plain(refusals: &Arc<tokio::sync::Semaphore>, accepted: Accepted) {
+    let Ok(slot) = Arc::clone(refusals).try_acquire_owned() else {
+        // Dropped here: closed.
+        return;
+    };
+    tokio::spawn(async move {
+        refuse(accepted).await;
+        drop(slot);
+    });
+}
+
+/// Plain clients past the connection cap told why at once. Each [`refuse`] holds a task and the
+/// socket until the client closes (a sockrpc client does as soon as it reads the GOAWAY: one
+/// round trip), at most [`REFUSAL_LINGER`]; without a bound, a flood of connections past the cap
+/// would hold one task and one descriptor each for that long. 64 tell every client that comes
+/// past the cap at any ordinary rate, and together with [`TLS_REFUSALS`] stay well inside the
+/// 256 descriptors `sockrpc serve` keeps free above its cap.
+const PLAIN_REFUSALS: usize = 64;
 
 /// Refuses a TLS client past the connection cap the way [`refuse`] refuses a plain one: the
 /// GOAWAY can only travel inside a TLS session, so the handshake runs first, on a task of its
@@ -396,8 +425,8 @@ const TLS_REFUSALS: usize = 16;
 /// and first call are still unread, and a reset can destroy the GOAWAY before the client reads
 /// it; so the write side is shut (FIN) and what the client sends is read and dropped until it
 /// closes too, for at most [`REFUSAL_LINGER`] and [`REFUSAL_DRAIN`] bytes. The caller spawns it
-/// on a task that holds no connection permit: a flood of refused clients costs one small task
-/// each, for at most that long.
+/// on a task that holds no connection permit but one of [`PLAIN_REFUSALS`] (or
+/// [`TLS_REFUSALS`]): a flood of refused clients costs a bounded number of small tasks.
 async fn refuse(accepted: Accepted) {
     let Accepted {
         mut reader,
