@@ -3,7 +3,8 @@
 //! OPENs whose MESSAGE never comes, slowloris and the connection cap, read buffers pinned by
 //! pending calls, PING strikes, and configuration mistakes. Each failed before the rewrite of
 //! the server connection (commit 84bffd8). Later: a flood past the connection cap holds a
-//! bounded number of refusals (`slowloris.rs`).
+//! bounded number of refusals (`slowloris.rs`), and a flood of bad connections is one warning
+//! per kind in the log (`warnings.rs`).
 
 mod config;
 mod half_close;
@@ -19,4 +20,5 @@ mod raw;
 mod service;
 mod slowloris;
 mod support;
+mod warnings;
 mod wire;

@@ -9,12 +9,13 @@
 //! The two timeout tests run on tokio's paused clock (server and client in one runtime).
 //!
 //! A flood past the cap is told why only as far as a bounded number of refusals at once: the
-//! rest are closed at once, without a word. Before that fix every refused connection held a
-//! task and a socket for up to a second.
+//! rest are closed at once, without a word, and the flood is one warning in the log. Before
+//! that fix every refused connection held a task and a socket for up to a second, and logged a
+//! WARN of its own.
 
 use crate::raw::{concat, frame, open, Closed, ECHO_PATH, END, END_STREAM, GOAWAY, MESSAGE};
 use crate::service::HardEcho;
-use crate::support::{bounded, Running, BOUND};
+use crate::support::{bounded, Running, Warnings, BOUND};
 use crate::wire::{
     end_code, RawConn, DEADLINE_EXCEEDED, OK, RESOURCE_EXHAUSTED, SLEEP_PATH, UNAVAILABLE,
 };
@@ -251,15 +252,17 @@ async fn busy_connection_outlives_the_idle_timeout() {
 /// A flood of connections past the cap: the server tells the first ones why (PREFACE and
 /// GOAWAY, each refusal holding a task and the socket until the client closes, at most 1 s) but
 /// at most 64 at once (`PLAIN_REFUSALS` in `listener.rs`); past those it closes each at once,
-/// without a word, and a generated client there still fails `UNAVAILABLE`.
+/// without a word, and a generated client there still fails `UNAVAILABLE`. The whole flood is one
+/// WARN in the log.
 ///
 /// The flood runs on a blocking thread: while it does, tokio holds the paused clock still, so
 /// no refusal's linger runs out and frees its slot, and the count is exact. Before the bound,
-/// all 300 were told (300 tasks and sockets held at once).
+/// all 300 were told (300 tasks and sockets held at once); before the WARN budget, each logged.
 #[tokio::test(start_paused = true)]
 async fn a_flood_past_the_connection_cap_holds_a_bounded_number_of_refusals() {
     const FLOOD: usize = 300;
     const TOLD_AT_ONCE: usize = 64;
+    let warnings = Warnings::capture();
     let server = Running::start(
         Server::builder()
             .max_connections(1)
@@ -312,6 +315,18 @@ async fn a_flood_past_the_connection_cap_holds_a_bounded_number_of_refusals() {
     );
     let refused = refused.expect_err("no slot, no call");
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+
+    let refusals = warnings.lines_with("refusing connection: at the connection limit");
+    assert!(
+        refusals.iter().all(|line| line.contains("WARN")),
+        "{refusals:#?}"
+    );
+    assert_eq!(
+        refusals.len(),
+        1,
+        "one warning for the flood of {} refusals: {refusals:#?}",
+        FLOOD + 1
+    );
 
     // The flood leaves; the refusals it held end, and the server still serves the holder.
     drop(streams);

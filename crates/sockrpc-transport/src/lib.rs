@@ -16,6 +16,8 @@
 //! - [`udp`]: small unary calls over UDP, client and server, with at-most-once execution.
 //! - [`unix`]: Unix domain sockets, with safe handling of stale socket files.
 //! - `timer` (private): one timer per connection task, for the deadlines both ends keep.
+//! - `log_limit` (private): a server's WARN budget for what a peer can make it log over and
+//!   over (protocol errors, timeouts, refusals).
 //! - [`tls`]: TLS 1.3/1.2 and mutual TLS on TCP and Unix connections (rustls, feature `tls`,
 //!   on by default), with server certificates and client CAs that rotate while serving.
 //!
@@ -28,6 +30,7 @@ pub mod codec;
 pub mod dispatch;
 pub mod endpoint;
 pub mod flow;
+mod log_limit;
 pub mod outbox;
 mod panic;
 pub mod pool;

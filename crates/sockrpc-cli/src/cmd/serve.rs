@@ -217,10 +217,11 @@ pub(crate) async fn stop_signal() {
 }
 
 /// Logs warnings to stderr (`RUST_LOG` picks another level or filter): why a connection was
-/// closed (a protocol error, a handshake that failed), a client refused at the connection cap, a
-/// failed `accept`. TLS refusals (a plain-text client, bytes that are not TLS, no ALPN
-/// `sockrpc/1`, a certificate refused, a handshake not finished in time) come at most one per
-/// kind every 10 s, the next one saying how many were left at DEBUG, so a port scanner does not
+/// closed (a protocol error, no preface or a frame not finished in time, a handshake that
+/// failed), a client refused at the connection cap, a failed `accept`, TLS refusals (a
+/// plain-text client, bytes that are not TLS, no ALPN `sockrpc/1`, a certificate refused, a
+/// handshake not finished in time). Each kind comes at most once every 10 s, the next one
+/// saying how many were left at DEBUG, so a port scanner or a flood of bad connections does not
 /// flood the log. Without a subscriber the library's logs go nowhere. At WARN the `debug!`s on
 /// a call's path stay one load and compare each, as with no subscriber.
 fn log_to_stderr() {

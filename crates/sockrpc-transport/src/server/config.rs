@@ -6,11 +6,17 @@
 
 use super::PingPolicy;
 use crate::client::Keepalive;
+use crate::log_limit::LogLimit;
 use crate::socket::SocketConfig;
 use sockrpc_protocol::Limits;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// Server settings.
+///
+/// A config also carries the server's log budget: what a peer can make the server warn about
+/// over and over (protocol errors, timeouts, refusals at the cap or by TLS, failed accepts) goes
+/// out at WARN at most once per kind every 10 s, the rest at DEBUG only, counted by the next
+/// WARN. Clones of a config share that budget, as the connections of one server do.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -61,6 +67,8 @@ pub struct ServerConfig {
     /// handler is cancelled and the client told `DEADLINE_EXCEEDED` when it passes, exactly as
     /// for a client's own deadline. `None` (the default): only the client's deadline applies.
     pub timeout: Option<Duration>,
+    /// The WARN budget of this server's warnings (`log_limit.rs`), shared by its clones.
+    pub(crate) log_limit: Arc<LogLimit>,
 }
 
 /// The deadline a call gets: the client's, shortened to the server's `timeout` if that is set
@@ -91,6 +99,7 @@ impl Default for ServerConfig {
                 Duration::from_secs(20),
             )),
             timeout: None,
+            log_limit: Arc::default(),
         }
     }
 }

@@ -26,6 +26,7 @@ use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
 use crate::codec::{DecodeError, FrameDecoder};
 use crate::dispatch::Dispatch;
+use crate::log_limit::{warn_limited, Kind, LogLimit};
 use crate::outbox::{Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use crate::server::Accepted;
@@ -57,6 +58,9 @@ pub(super) struct ConnConfig {
     pub(super) keepalive: Option<crate::client::Keepalive>,
     /// The server-wide cap on any call's deadline.
     pub(super) timeout: Option<Duration>,
+    /// The server's WARN budget: why a connection was closed is logged through it, so that a
+    /// flood of bad connections is one warning, not one per connection.
+    pub(super) log_limit: Arc<LogLimit>,
 }
 
 impl ConnConfig {
@@ -71,6 +75,7 @@ impl ConnConfig {
             frame_timeout: config.frame_timeout,
             keepalive: config.keepalive,
             timeout: config.timeout,
+            log_limit: Arc::clone(&config.log_limit),
         }
     }
 }
@@ -277,7 +282,8 @@ impl<D: Dispatch> Connection<D> {
         let now = Instant::now();
         let due = self.timers.due;
         if due.handshake.is_some_and(|at| at <= now) {
-            tracing::warn!(peer = ?self.conn_info.peer, "closing connection: no preface in time");
+            warn_limited!(self.config.log_limit, Kind::NoPreface, { peer = ?self.conn_info.peer, },
+                "closing connection: no preface in time");
             return Some(self.close(cx, None));
         }
         if due.frame.is_some_and(|at| at <= now) {
@@ -285,7 +291,8 @@ impl<D: Dispatch> Connection<D> {
                 // We stopped reading, not the peer: its frame is not late.
                 self.timers.due.frame = Some(now + self.config.frame_timeout);
             } else {
-                tracing::warn!(peer = ?self.conn_info.peer, "closing connection: a frame did not complete in time");
+                warn_limited!(self.config.log_limit, Kind::FrameTimeout, { peer = ?self.conn_info.peer, },
+                    "closing connection: a frame did not complete in time");
                 let reason = (
                     Code::DeadlineExceeded,
                     "frame not completed in time".to_owned(),
@@ -348,7 +355,9 @@ impl<D: Dispatch> Connection<D> {
             match self.reader.next_frame() {
                 Ok(Some(frame)) => {
                     if let Err((code, reason)) = self.on_frame(cx, frame) {
-                        tracing::warn!(peer = ?self.conn_info.peer, %reason, "closing connection: protocol error");
+                        warn_limited!(self.config.log_limit, Kind::ProtocolError,
+                            { peer = ?self.conn_info.peer, %reason, },
+                            "closing connection: protocol error");
                         return Err(self.close(cx, Some((code, reason))));
                     }
                     if self.outbox_full.replace(false)
@@ -359,7 +368,9 @@ impl<D: Dispatch> Connection<D> {
                 }
                 Ok(None) => return Ok(false),
                 Err(DecodeError::Frame(err)) => {
-                    tracing::warn!(peer = ?self.conn_info.peer, error = %err, "closing connection: protocol error");
+                    warn_limited!(self.config.log_limit, Kind::ProtocolError,
+                        { peer = ?self.conn_info.peer, error = %err, },
+                        "closing connection: protocol error");
                     return Err(self.close(cx, Some((Code::Internal, err.to_string()))));
                 }
                 Err(DecodeError::Io(err)) => {

@@ -12,7 +12,8 @@
 //! Telling a refused client why takes a task and its socket for up to [`REFUSAL_LINGER`], so at
 //! most [`PLAIN_REFUSALS`] (and [`TLS_REFUSALS`] with TLS) are told at once: a flood of
 //! connections past the cap costs a bounded number of tasks and descriptors, whatever its
-//! size.
+//! size. Its warnings (a client refused, an accept failed) go through the server's WARN budget
+//! (`log_limit.rs`), as the connections' own do: one per kind every 10 s, the rest at DEBUG.
 //!
 //! With TLS the listener hands over each stream whole ([`Accept::accept_io`]); the TLS
 //! handshake runs on the connection's own task, bounded by the handshake timeout, so a slow or
@@ -24,6 +25,7 @@ use super::conn::{ConnConfig, Connection};
 use super::ServerConfig;
 use crate::client::BoxReader;
 use crate::dispatch::{Dispatch, TransportKind};
+use crate::log_limit::{warn_limited, Kind};
 use crate::outbox::BoxWriter;
 use crate::socket::SocketConfig;
 use crate::tls::TlsPeer;
@@ -212,6 +214,7 @@ fn tls_on(config: &ServerConfig) -> bool {
 #[cfg(feature = "tls")]
 async fn handshake(
     tls: &crate::tls::ServerTls,
+    limit: &crate::log_limit::LogLimit,
     incoming: AcceptedIo,
     timeout: Duration,
     shutdown: &CancellationToken,
@@ -222,14 +225,15 @@ async fn handshake(
         local,
         transport,
     } = incoming;
-    let attempt = tokio::time::timeout(timeout, crate::tls::server::accept(tls, io, peer));
+    let attempt = tokio::time::timeout(timeout, crate::tls::server::accept(tls, limit, io, peer));
     let done = tokio::select! {
         done = attempt => done,
         () = shutdown.cancelled() => return None,
     };
     match done {
         Err(_) => {
-            tls.refusals().log(
+            crate::tls::refusals::log(
+                limit,
                 crate::tls::refusals::Refusal::Timeout,
                 peer,
                 &format!("the client did not finish its handshake within {timeout:?}"),
@@ -277,7 +281,8 @@ fn spawn_connection<D: Dispatch>(
             };
             let timeout = config.handshake_timeout;
             conns.spawn(async move {
-                if let Some(accepted) = handshake(&tls, whole, timeout, &shutdown).await {
+                let limit = &conn_config.log_limit;
+                if let Some(accepted) = handshake(&tls, limit, whole, timeout, &shutdown).await {
                     Connection::new(dispatch, accepted, conn_config, shutdown).await;
                 }
                 drop(permit);
@@ -323,7 +328,8 @@ where
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
-                tracing::warn!(error = %err, "accept failed; still listening");
+                warn_limited!(config.log_limit, Kind::AcceptFailed, { error = %err, },
+                    "accept failed; still listening");
                 if is_resource_exhaustion(&err) {
                     // Out of descriptors or memory: give in-flight work a moment to free some
                     // instead of spinning on the same error.
@@ -333,9 +339,10 @@ where
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(
-                peer = ?accepted.peer(),
-                limit = config.max_connections,
+            warn_limited!(
+                config.log_limit,
+                Kind::ConnectionLimit,
+                { peer = ?accepted.peer(), limit = config.max_connections, },
                 "refusing connection: at the connection limit"
             );
             match accepted {
@@ -405,9 +412,11 @@ fn refuse_tls(config: &ServerConfig, refusals: &Arc<tokio::sync::Semaphore>, who
             return;
         };
         let timeout = config.handshake_timeout.min(REFUSAL_LINGER);
+        let log_limit = Arc::clone(&config.log_limit);
         tokio::spawn(async move {
-            if let Some(accepted) = handshake(&tls, whole, timeout, &CancellationToken::new()).await
-            {
+            let limit = &log_limit;
+            let token = CancellationToken::new();
+            if let Some(accepted) = handshake(&tls, limit, whole, timeout, &token).await {
                 refuse(accepted).await;
             }
             drop(slot);
@@ -483,7 +492,9 @@ pub async fn serve_connection<T, D>(
             transport: TransportKind::Other,
         };
         let token = CancellationToken::new();
-        if let Some(accepted) = handshake(tls, whole, config.handshake_timeout, &token).await {
+        let limit = &config.log_limit;
+        let timeout = config.handshake_timeout;
+        if let Some(accepted) = handshake(tls, limit, whole, timeout, &token).await {
             let conn_config = Arc::new(ConnConfig::new(&config, None));
             Connection::new(dispatch, accepted, conn_config, token).await;
         }

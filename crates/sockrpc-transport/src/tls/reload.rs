@@ -12,7 +12,6 @@
 //! a new one.
 
 use super::pem::{Certificates, Identity, TlsError};
-use super::refusals::Refusals;
 use super::server::ServerTlsConfig;
 use std::{
     fmt,
@@ -30,8 +29,6 @@ struct Inner {
     /// The settings `current` was built from; its lock also orders reloads.
     settings: Mutex<ServerTlsConfig>,
     reloads: AtomicU64,
-    /// The WARN budget of the refusals of handshakes under this configuration.
-    refusals: Refusals,
 }
 
 /// A server's TLS configuration, live: every new handshake uses what it holds at that moment,
@@ -65,7 +62,6 @@ impl ServerTls {
                 current: RwLock::new(built),
                 settings: Mutex::new(config),
                 reloads: AtomicU64::new(0),
-                refusals: Refusals::default(),
             }),
         })
     }
@@ -121,11 +117,6 @@ impl ServerTls {
     /// that should rotate with this one (it requires ALPN `sockrpc/1` of its clients).
     pub fn rustls_config(&self) -> Arc<rustls::ServerConfig> {
         self.current()
-    }
-
-    /// Where refused handshakes are logged, within a WARN budget per kind.
-    pub(crate) fn refusals(&self) -> &Refusals {
-        &self.inner.refusals
     }
 
     /// What a handshake starting now uses.

@@ -4,10 +4,11 @@
 use super::chain::certified_key;
 use super::io::Rewind;
 use super::pem::{Certificates, Identity, TlsError};
-use super::refusals::Refusal;
+use super::refusals::{self, Refusal};
 use super::reload::ServerTls;
 use super::verify::{noting, ClientVerifier};
 use super::{explain_server_error, provider, versions, TlsPeer, TlsVersion, ALPN_PROTOCOL};
+use crate::log_limit::LogLimit;
 use crate::server::BoxIo;
 use bytes::BytesMut;
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -219,9 +220,11 @@ pub(crate) struct Accepted {
 /// preface is answered, in sockrpc, that TLS is required; anything else is closed. A
 /// ClientHello that does not offer ALPN `sockrpc/1` (none, or others only) is answered with the
 /// alert `no_application_protocol`, before rustls picks a certificate. `None`: the connection
-/// is done (the reason is logged, at WARN within a budget: see `refusals.rs`).
+/// is done (the reason is logged, at WARN within the server's budget `limit`: see
+/// `refusals.rs`).
 pub(crate) async fn accept(
     tls: &ServerTls,
+    limit: &LogLimit,
     mut io: BoxIo,
     peer: Option<SocketAddr>,
 ) -> Option<Accepted> {
@@ -235,7 +238,8 @@ pub(crate) async fn accept(
     if first[0] != HANDSHAKE_RECORD {
         let sockrpc = PREFACE.starts_with(&first[..n.min(PREFACE.len())]);
         if sockrpc {
-            tls.refusals().log(
+            refusals::log(
+                limit,
                 Refusal::PlainText,
                 peer,
                 "the client spoke sockrpc without TLS (it was told to connect with tls://)",
@@ -243,7 +247,7 @@ pub(crate) async fn accept(
             refuse_plaintext(io).await;
         } else {
             let reason = format!("the first bytes were {:02x?}", &first[..n.min(8)]);
-            tls.refusals().log(Refusal::NotTls, peer, &reason);
+            refusals::log(limit, Refusal::NotTls, peer, &reason);
         }
         return None;
     }
@@ -255,7 +259,7 @@ pub(crate) async fn accept(
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
                 .map_or_else(|| err.to_string(), |tls| explain_server_error(tls, None));
-            tls.refusals().log(Refusal::Handshake, peer, &reason);
+            refusals::log(limit, Refusal::Handshake, peer, &reason);
             if let Some(io) = lazy.take_io() {
                 linger(io.into_inner()).await;
             }
@@ -272,7 +276,7 @@ pub(crate) async fn accept(
         Some(_) => alpn_mismatch(&hello),
     };
     if let Some(reason) = refused {
-        tls.refusals().log(Refusal::Alpn, peer, &reason);
+        refusals::log(limit, Refusal::Alpn, peer, &reason);
         let mut io = start.io;
         if io.write_all(&NO_APPLICATION_PROTOCOL_ALERT).await.is_ok() {
             linger(io.into_inner()).await;
@@ -312,7 +316,7 @@ pub(crate) async fn accept(
                     || err.to_string(),
                     |tls| explain_server_error(tls, note.as_deref()),
                 );
-            tls.refusals().log(Refusal::Handshake, peer, &reason);
+            refusals::log(limit, Refusal::Handshake, peer, &reason);
             // The alert is written; let it reach the client before the close, rather than
             // resetting a connection whose request bytes we never read.
             linger(io.into_inner()).await;
