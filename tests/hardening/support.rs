@@ -72,20 +72,15 @@ pub(crate) async fn one_connection(addr: SocketAddr) -> (Channel, ClientConnecti
 /// current-thread runtime (the paused clock's) sees its own server's warnings, and no other
 /// test's.
 pub(crate) struct Warnings {
-    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    log: sockrpc_tests::logs::LogBuffer,
     _installed: tracing::subscriber::DefaultGuard,
 }
 
 impl Warnings {
     /// Captures this thread's WARN and ERROR events from now on.
     pub(crate) fn capture() -> Warnings {
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&log);
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(std::sync::Arc::clone(&sink)))
-            .finish();
+        let log = sockrpc_tests::logs::LogBuffer::new();
+        let subscriber = log.subscriber(tracing::Level::WARN).finish();
         Warnings {
             log,
             _installed: tracing::subscriber::set_default(subscriber),
@@ -94,24 +89,11 @@ impl Warnings {
 
     /// The lines logged so far that contain `text`.
     pub(crate) fn lines_with(&self, text: &str) -> Vec<String> {
-        let log = self.log.lock().expect("log");
-        String::from_utf8_lossy(&log)
+        self.log
+            .text()
             .lines()
             .filter(|line| line.contains(text))
             .map(str::to_owned)
             .collect()
-    }
-}
-
-struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Generated code and helpers shared by the integration tests.
 
 pub mod child;
+pub mod logs;
 pub mod mirror;
 pub mod panics;
 pub mod serve;

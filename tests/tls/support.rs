@@ -302,32 +302,14 @@ pub(crate) fn rustls_client(
 /// then, once for the process; tests in one process share it, so a test looks for its own
 /// lines: its own peers' addresses, its own certificates' names).
 pub(crate) fn warnings() -> String {
-    static LOG: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    static LOG: std::sync::OnceLock<sockrpc_tests::logs::LogBuffer> = std::sync::OnceLock::new();
     let log = LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        let installed = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(Arc::clone(&sink)))
-            .try_init();
+        let log = sockrpc_tests::logs::LogBuffer::new();
+        let installed = log.subscriber(tracing::Level::WARN).try_init();
         assert!(installed.is_ok(), "another subscriber is installed");
         log
     });
-    String::from_utf8_lossy(&log.lock().expect("log")).into_owned()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    log.text()
 }
 
 /// The WARN lines logged so far that contain every one of `words`, waiting up to [`PROMPT`] for
