@@ -199,3 +199,33 @@ async fn watched_files_rotate_the_certificate() {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// A change made right after `watch` returns is seen, however late the watch's task first
+/// runs: on a current-thread runtime it cannot run before this test yields, and it used to take
+/// the files as it then found them (the new pair) for the ones in force.
+#[tokio::test]
+async fn a_change_right_after_watch_returns_is_reloaded() {
+    let dir = std::env::temp_dir().join(format!("sockrpc-tls-watch-now-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let first = Ca::new("first CA").leaf(SERVER_NAMES);
+    std::fs::write(&cert, &first.cert_pem).expect("write");
+    std::fs::write(&key, &first.key_pem).expect("write");
+    let tls = server_tls(ServerTlsConfig::new(
+        Identity::from_pem_files(&cert, &key).expect("files"),
+    ));
+    let _watch = tls.watch(TlsFiles::new(&cert, &key), Duration::from_millis(10));
+    let second = Ca::new("second CA").leaf(SERVER_NAMES);
+    std::fs::write(&cert, &second.cert_pem).expect("write cert");
+    std::fs::write(&key, &second.key_pem).expect("write key");
+    let waited = Instant::now();
+    while tls.reloads() == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "the watch did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -442,14 +442,21 @@ where
 /// idle timeout.
 const PROVEN_AFTER: Duration = Duration::from_secs(10);
 
+/// An unused connection the server sends away (GOAWAY) sooner than this after it opened is a
+/// failed attempt (a server refusing every connection in its own protocol: a TLS port, a full
+/// server); later, it is a server retiring an idle connection, and not counted.
+const AT_ONCE: Duration = Duration::from_secs(1);
+
 /// Keeps the pool's slots filled, with backoff, and shrinks it when connections sit idle.
 ///
 /// Backoff resets only when a connection that completed the handshake (the server's preface
 /// arrived) and carried a call (or stayed up [`PROVEN_AFTER`]) goes away; a connection refused,
 /// timed out, closed before the handshake, or closed soon after it without carrying a call
 /// counts as a failed attempt, so a peer that accepts and hangs up cannot cause a reconnect
-/// storm. One sent away (GOAWAY) before it carried a call stays closed until a call needs it,
-/// so a peer that sends every connection away at once cannot either.
+/// storm; so does one sent away (GOAWAY) within [`AT_ONCE`] of opening without carrying a call,
+/// and calls waiting for a connection hear the server's reason. One the client closed itself
+/// counts as neither. One sent away before it carried a call stays closed until a call needs
+/// it, so a peer that sends every connection away at once is not reconnected in a loop either.
 async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
     let mut backoff: Option<BackoffState> = None;
     let mut next_attempt = Instant::now();
@@ -465,15 +472,19 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                         let used = conn.calls_started() > 0;
                         let sent_away = conn.in_flight() == 0 && conn.was_sent_away();
                         // For an unused connection, `idle_for` is its age.
-                        let proven =
-                            conn.is_handshaken() && (used || conn.idle_for() >= PROVEN_AFTER);
+                        let age = conn.idle_for();
+                        let proven = conn.is_handshaken() && (used || age >= PROVEN_AFTER);
+                        // Sent away unused after a while: a server's idle timeout, not a
+                        // refusal.
+                        let retired = sent_away && conn.is_handshaken() && age >= AT_ONCE;
                         if proven {
                             backoff.reset();
-                        } else if !sent_away {
+                        } else if !retired && !conn.closed_by_client() {
                             // Closed before the handshake, or soon after it without carrying a
                             // call (a server that sends its preface, then GOAWAY or a FIN, on
                             // every connection): a failed attempt, not a reason to reconnect
-                            // at once; calls waiting for a connection hear why.
+                            // at once; calls waiting for a connection hear why (a call with
+                            // no deadline fails with it, as after a refused connect).
                             next_attempt = next_attempt.max(Instant::now() + backoff.current());
                             backoff.fail();
                             let why = conn

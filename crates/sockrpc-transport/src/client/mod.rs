@@ -477,6 +477,11 @@ impl ClientConnection {
         }
     }
 
+    /// Whether this side closed the connection ([`close`](Self::close)), not the server.
+    pub fn closed_by_client(&self) -> bool {
+        self.handle.shared.lock().abandoned
+    }
+
     /// Whether the server sent GOAWAY on this connection (draining, or closing it for idleness).
     pub fn was_sent_away(&self) -> bool {
         self.handle.shared.lock().goaway.is_some()

@@ -136,8 +136,10 @@ impl ServerTls {
     /// the watch stops when the returned [`TlsWatch`] is dropped.
     pub fn watch(&self, files: TlsFiles, every: Duration) -> TlsWatch {
         let tls = self.clone();
+        // The files as they are now, read before returning: a change made right after this
+        // call is a change, whenever the task first runs.
+        let mut seen = files.read().ok();
         let task = tokio::spawn(async move {
-            let mut seen = files.read().ok();
             let mut failed: Option<Snapshot> = None;
             let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
