@@ -13,8 +13,9 @@
 //! - [`hedge`]: hedging for `NO_SIDE_EFFECTS` methods — a second copy after a delay, the first
 //!   answer wins, the others are cancelled.
 //! - [`limit`]: per-method concurrency limits, a token-bucket rate limit and load shedding;
-//!   over a limit a call waits in a bounded queue up to its deadline, then is refused with
-//!   `RESOURCE_EXHAUSTED` and a pushback hint.
+//!   over a limit a call waits in a bounded queue up to its deadline (and goes on with what
+//!   remains of it), then is refused with `RESOURCE_EXHAUSTED` and a pushback hint, or fails
+//!   `DEADLINE_EXCEEDED` if its deadline passed.
 //! - [`trace`]: [`TraceLayer`](trace::TraceLayer), one `tracing` span per call on either side,
 //!   after OpenTelemetry's RPC conventions; stream messages as DEBUG events.
 //! - [`trace_context`] (feature `opentelemetry`): W3C `traceparent`/`tracestate` in the call's

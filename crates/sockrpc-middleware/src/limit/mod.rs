@@ -9,10 +9,26 @@
 //!
 //! ```text
 //!  under the limit ─────────────────────────────────────────────▶ runs now
-//!  over it, queue not full ─▶ waits (≤ its deadline, ≤ max_wait) ─▶ runs when room frees
-//!                                                   └ wait over ─▶ RESOURCE_EXHAUSTED + pushback
+//!  over it, queue not full ─▶ waits (≤ its deadline, ≤ max_wait) ─▶ runs when room frees,
+//!                                                                  with what remains of its timeout
+//!                                                └ max_wait over ─▶ RESOURCE_EXHAUSTED + pushback
+//!                                               └ deadline over ─▶ DEADLINE_EXCEEDED, never sent
 //!  over it, queue full ────────────────────────────────────────▶ RESOURCE_EXHAUSTED + pushback
 //! ```
+//!
+//! # The wait counts against the call's deadline
+//!
+//! A call's deadline is fixed when it enters the layer: now plus its timeout, or plus the
+//! `grpc-timeout` metadata entry a tonic-style caller set instead (moved into the timeout, as
+//! [`Request::resolve_timeout`](sockrpc_protocol::Request::resolve_timeout) does for every
+//! layer that times a whole call). The wait ends by that deadline at the latest, and the call
+//! goes on with only what remains as its timeout. Otherwise a client call with a 1 s timeout
+//! that waited 900 ms for room would be sent with a full 1 s and end 1.9 s after its caller
+//! started it; on a server, the handler would read a timeout longer than the time it has
+//! (the transport ends the call at the original deadline regardless). A call whose deadline
+//! passes while it waits fails `DEADLINE_EXCEEDED` (with no pushback: trying again cannot
+//! help it) and is never sent; a wait ended by `max_wait` is a refusal, as above. A call that
+//! finds room at once reads no clock and keeps its timeout as it is.
 //!
 //! - A short burst is absorbed: a call waits a little rather than failing at once.
 //! - A sustained overload is refused quickly and cheaply: the queue is bounded (so are the
@@ -37,7 +53,7 @@ pub use shed::{LoadShed, LoadShedLayer};
 use bytes::Bytes;
 use futures_core::Stream;
 use sockrpc_protocol::{Response, Status};
-use sockrpc_service::{Body, Pushback};
+use sockrpc_service::{Body, Call, Pushback};
 use std::{
     pin::Pin,
     sync::{
@@ -47,13 +63,15 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
+use tokio::time::Instant;
 
 /// How many calls may wait for room, for how long, and the pushback hint a refusal carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitQueue {
     /// The most calls waiting at once; a call finding it full is refused at once.
     pub max_waiting: usize,
-    /// The longest a call waits (its own deadline, if sooner, ends the wait too).
+    /// The longest a call waits (its own deadline, if sooner, ends the wait too, and the call
+    /// then fails `DEADLINE_EXCEEDED`); the wait counts against the call's timeout.
     pub max_wait: Duration,
     /// The `grpc-retry-pushback-ms` a refusal carries, when the limit cannot compute a better
     /// one (the rate limit tells exactly when the next slot frees).
@@ -94,6 +112,58 @@ impl WaitQueue {
     pub(crate) fn wait_for(&self, timeout: Option<Duration>) -> Duration {
         timeout.map_or(self.max_wait, |t| t.min(self.max_wait))
     }
+
+    /// When a call that starts waiting at `now`, with `deadline`, stops waiting: at `max_wait`,
+    /// or at its deadline if that comes first (then `true`: the call is past its deadline).
+    pub(crate) fn wait_until(&self, now: Instant, deadline: Option<Instant>) -> (Instant, bool) {
+        let most = now.checked_add(self.max_wait);
+        match (deadline, most) {
+            (Some(deadline), Some(most)) if deadline <= most => (deadline, true),
+            (_, Some(most)) => (most, false),
+            (Some(deadline), None) => (deadline, true),
+            // Further than any timer can reach: a wait with no end.
+            (None, None) => (far_future(now), false),
+        }
+    }
+}
+
+/// The deadline of a call about to wait, fixed now (`now`, when it entered the layer): its
+/// timeout, or a `grpc-timeout` entry moved into it ([`Request::resolve_timeout`]). `None`
+/// for a call with no deadline (or one too far away to name).
+///
+/// [`Request::resolve_timeout`]: sockrpc_protocol::Request::resolve_timeout
+pub(crate) fn deadline_of(call: &mut Call, now: Instant) -> Option<Instant> {
+    call.request_mut()
+        .resolve_timeout()
+        .and_then(|timeout| now.checked_add(timeout))
+}
+
+/// Before a call that waited is sent: gives it what remains of `deadline` as its timeout, or
+/// fails it `DEADLINE_EXCEEDED` if nothing remains (it is then never sent). A call without a
+/// deadline is left alone, with no clock read.
+pub(crate) fn after_wait(call: &mut Call, deadline: Option<Instant>) -> Result<(), Status> {
+    let Some(deadline) = deadline else {
+        return Ok(());
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(past_deadline(call.path()));
+    }
+    call.request_mut().set_timeout(remaining);
+    Ok(())
+}
+
+/// The answer to a call whose deadline passed while it waited for room.
+pub(crate) fn past_deadline(path: &str) -> Status {
+    Status::deadline_exceeded(format!(
+        "{path}: the deadline passed while the call waited for room under a limit"
+    ))
+}
+
+fn far_future(now: Instant) -> Instant {
+    // About 30 years, as tokio's own far-future instant.
+    now.checked_add(Duration::from_secs(86400 * 365 * 30))
+        .unwrap_or(now)
 }
 
 /// The refusal every limit answers with.

@@ -233,3 +233,196 @@ async fn load_shed_refuses_when_the_service_behind_is_not_ready() {
     assert_eq!(started.elapsed(), Duration::ZERO);
     busy.await.expect("join").expect("the busy call finishes");
 }
+
+/// What the service behind a limit saw of each call it was sent: its timeout and its
+/// `grpc-timeout` entry.
+type Seen = Arc<std::sync::Mutex<Vec<(Option<Duration>, Option<String>)>>>;
+
+/// [`slow`], recording what each call it is sent carries as its deadline.
+fn recording() -> (
+    impl Service<Call, Response = Response<Body>, Error = Status, Future: Send> + Clone,
+    Seen,
+) {
+    let seen = Seen::default();
+    let record = Arc::clone(&seen);
+    let inner = slow();
+    let service = tower::service_fn(move |call: Call| {
+        let request = call.request();
+        let entry = request.metadata().get(sockrpc_protocol::GRPC_TIMEOUT_KEY);
+        record
+            .lock()
+            .expect("lock")
+            .push((request.timeout(), entry.map(str::to_owned)));
+        inner.clone().oneshot(call)
+    });
+    (service, seen)
+}
+
+fn seen(seen: &Seen) -> Vec<(Option<Duration>, Option<String>)> {
+    seen.lock().expect("lock").clone()
+}
+
+fn with_timeout(path: &'static str, sleep_ms: u64, timeout: Duration) -> Call {
+    let mut call = call(path, sleep_ms);
+    call.request_mut().set_timeout(timeout);
+    call
+}
+
+fn with_grpc_timeout(path: &'static str, sleep_ms: u64, entry: &str) -> Call {
+    let mut call = call(path, sleep_ms);
+    call.request_mut()
+        .metadata_mut()
+        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, entry)
+        .expect("valid");
+    call
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const LEFT: Duration = Duration::from_millis(100);
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_limit_sends_a_call_that_waited_with_what_remains_of_its_deadline() {
+    let layer = ConcurrencyLimitLayer::new()
+        .others(1)
+        .queue(WaitQueue::new(4, Duration::from_secs(5)));
+    let (inner, sent) = recording();
+    let service = layer.layer(inner);
+
+    // The first finds room: sent at once, its timeout (and a grpc-timeout entry) untouched.
+    let mut first = with_timeout("/s.Svc/Get", 900, SECOND);
+    first
+        .request_mut()
+        .metadata_mut()
+        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "5S")
+        .expect("valid");
+    let first = spawn(service.clone().oneshot(first));
+    tokio::task::yield_now().await;
+    assert_eq!(seen(&sent), [(Some(SECOND), Some("5S".to_owned()))]);
+
+    // The next two wait 900 ms of their 1 s: each is sent with 100 ms left, the entry's too.
+    let second = spawn(
+        service
+            .clone()
+            .oneshot(with_timeout("/s.Svc/Get", 0, SECOND)),
+    );
+    let third = spawn(
+        service
+            .clone()
+            .oneshot(with_grpc_timeout("/s.Svc/Get", 0, "1S")),
+    );
+    first.await.expect("join").expect("the first ran");
+    second.await.expect("join").expect("the second ran");
+    third.await.expect("join").expect("the third ran");
+    let sent = seen(&sent);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    for (timeout, entry) in &sent[1..] {
+        let timeout = timeout.expect("sent with a timeout");
+        assert!(!timeout.is_zero() && timeout <= LEFT, "{timeout:?}");
+        assert_eq!(entry, &None, "the entry became the timeout");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_limit_fails_a_call_whose_deadline_passes_in_the_queue_unsent() {
+    // max_wait (1 s) is longer than the deadlines (300 ms): the deadline ends the wait.
+    let layer = ConcurrencyLimitLayer::new()
+        .others(1)
+        .queue(WaitQueue::new(4, SECOND));
+    let (inner, sent) = recording();
+    let service = layer.layer(inner);
+    let hog = spawn(service.clone().oneshot(call("/s.Svc/Get", 2000)));
+    tokio::task::yield_now().await;
+
+    let deadline = Duration::from_millis(300);
+    for waiting in [
+        with_timeout("/s.Svc/Get", 0, deadline),
+        with_grpc_timeout("/s.Svc/Get", 0, "300m"),
+    ] {
+        let started = Instant::now();
+        let err = service
+            .clone()
+            .oneshot(waiting)
+            .await
+            .expect_err("deadline");
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        assert_eq!(pushback_of(&err), None);
+        assert_eq!(started.elapsed(), deadline);
+    }
+    // Past max_wait without a deadline: still refused as over the limit.
+    let err = service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect_err("waited too long");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(seen(&sent).len(), 1, "only the hog was sent");
+    hog.await.expect("join").expect("the hog ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_sends_a_call_that_waited_with_what_remains_of_its_deadline() {
+    // One token every 900 ms, no burst; waits up to 5 s.
+    let layer = RateLimitLayer::new(1, Duration::from_millis(900))
+        .burst(1)
+        .queue(WaitQueue::new(4, Duration::from_secs(5)));
+    let (inner, sent) = recording();
+    let service = layer.layer(inner);
+
+    // A token now: sent at once, with its timeout as it was.
+    service
+        .clone()
+        .oneshot(with_timeout("/s.Svc/Get", 0, SECOND))
+        .await
+        .expect("first token");
+    assert_eq!(seen(&sent), [(Some(SECOND), None)]);
+
+    // The next token is 900 ms away: sent with the 100 ms left of 1 s.
+    let started = Instant::now();
+    service
+        .clone()
+        .oneshot(with_timeout("/s.Svc/Get", 0, SECOND))
+        .await
+        .expect("second token");
+    service
+        .clone()
+        .oneshot(with_grpc_timeout("/s.Svc/Get", 0, "1S"))
+        .await
+        .expect("third token");
+    assert_eq!(started.elapsed(), Duration::from_millis(1800));
+    let sent = seen(&sent);
+    for (timeout, entry) in &sent[1..] {
+        let timeout = timeout.expect("sent with a timeout");
+        assert!(!timeout.is_zero() && timeout <= LEFT, "{timeout:?}");
+        assert_eq!(entry, &None, "the entry became the timeout");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_fails_a_call_whose_deadline_passes_in_the_queue_unsent() {
+    let layer = RateLimitLayer::new(1, Duration::from_millis(900))
+        .burst(1)
+        .queue(WaitQueue::new(4, Duration::from_secs(5)));
+    let (inner, sent) = recording();
+    let service = layer.layer(inner);
+    service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect("first token");
+
+    // Each next token is exactly at the call's deadline: nothing is left to send it with.
+    for waiting in [
+        with_timeout("/s.Svc/Get", 0, Duration::from_millis(900)),
+        with_grpc_timeout("/s.Svc/Get", 0, "900m"),
+    ] {
+        let started = Instant::now();
+        let err = service
+            .clone()
+            .oneshot(waiting)
+            .await
+            .expect_err("deadline");
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(900));
+    }
+    assert_eq!(seen(&sent).len(), 1, "only the first was sent");
+}

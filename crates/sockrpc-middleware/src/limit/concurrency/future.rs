@@ -1,7 +1,7 @@
 //! The future of a call under [`ConcurrencyLimit`](super::ConcurrencyLimit): wait for a
 //! permit (bounded), then run holding it.
 
-use crate::limit::{hold, refusal, Place};
+use crate::limit::{after_wait, hold, past_deadline, refusal, Place};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{Body, Call};
@@ -12,8 +12,16 @@ use std::{
     time::Duration,
 };
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
+
+/// How a call waits for a permit: until when, and whether that is its deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wait {
+    pub(crate) until: Instant,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) ends_at_deadline: bool,
+}
 
 type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
@@ -38,6 +46,10 @@ pin_project! {
             acquire: Acquire,
             #[pin]
             sleep: Sleep,
+            // The call's deadline, fixed when it entered the layer.
+            deadline: Option<Instant>,
+            // The wait ends at the deadline (not at `max_wait`).
+            ends_at_deadline: bool,
             place: Option<Place>,
             rest: Option<(S, Call)>,
             max: usize,
@@ -69,7 +81,7 @@ impl<S: Service<Call>> ResponseFuture<S> {
 
     pub(crate) fn waiting(
         acquire: Acquire,
-        wait: Duration,
+        wait: Wait,
         place: Place,
         service: S,
         call: Call,
@@ -79,7 +91,9 @@ impl<S: Service<Call>> ResponseFuture<S> {
         ResponseFuture {
             state: State::Waiting {
                 acquire,
-                sleep: tokio::time::sleep(wait),
+                sleep: tokio::time::sleep_until(wait.until),
+                deadline: wait.deadline,
+                ends_at_deadline: wait.ends_at_deadline,
                 place: Some(place),
                 rest: Some((service, call)),
                 max,
@@ -109,6 +123,8 @@ where
                 StateProj::Waiting {
                     acquire,
                     sleep,
+                    deadline,
+                    ends_at_deadline,
                     place,
                     rest,
                     max,
@@ -126,12 +142,16 @@ where
                         Poll::Pending => {
                             ready!(sleep.poll(cx));
                             let path = rest.as_ref().map_or("?", |(_, call)| call.path());
-                            let status = refusal(
-                                format!(
+                            let status = if *ends_at_deadline {
+                                past_deadline(path)
+                            } else {
+                                refusal(
+                                    format!(
                                     "{path} is at its concurrency limit of {max}; waited too long"
                                 ),
-                                *pushback,
-                            );
+                                    *pushback,
+                                )
+                            };
                             state.set(State::Refused {
                                 status: Some(status),
                             });
@@ -139,12 +159,20 @@ where
                         }
                     };
                     drop(place.take());
-                    let Some((mut service, call)) = rest.take() else {
+                    let Some((mut service, mut call)) = rest.take() else {
                         state.set(State::Refused {
                             status: Some(Status::internal("call lost while waiting")),
                         });
                         continue;
                     };
+                    // The wait counts against the call's deadline: it goes with what remains.
+                    if let Err(status) = after_wait(&mut call, *deadline) {
+                        drop(permit);
+                        state.set(State::Refused {
+                            status: Some(status),
+                        });
+                        continue;
+                    }
                     let inner = service.call(call);
                     state.set(State::Running {
                         inner,

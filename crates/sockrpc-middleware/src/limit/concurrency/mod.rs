@@ -22,7 +22,7 @@ mod layer;
 pub use future::ResponseFuture;
 pub use layer::ConcurrencyLimitLayer;
 
-use super::{refusal, Place, WaitQueue};
+use super::{deadline_of, refusal, Place, WaitQueue};
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{Body, Call, NamedService};
 use std::{
@@ -30,6 +30,7 @@ use std::{
     task::{Context, Poll},
 };
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower_service::Service;
 
 /// One method's (or the others') limit.
@@ -94,7 +95,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
         let Some(limit) = self.limits.for_path(call.path()) else {
             return ResponseFuture::running(self.inner.call(call), None);
         };
@@ -113,7 +114,15 @@ where
                 queue.pushback,
             ));
         };
-        let wait = queue.wait_for(call.request().timeout());
+        // Only a call that must wait reads the clock: its deadline is fixed here, on entry.
+        let now = Instant::now();
+        let deadline = deadline_of(&mut call, now);
+        let (until, ends_at_deadline) = queue.wait_until(now, deadline);
+        let wait = future::Wait {
+            until,
+            deadline,
+            ends_at_deadline,
+        };
         // The instance that was ready goes with the call; a clone takes its place.
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);

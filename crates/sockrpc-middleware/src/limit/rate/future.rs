@@ -1,7 +1,7 @@
 //! The future of a call under [`RateLimit`](super::RateLimit): wait for the reserved token,
 //! then run.
 
-use crate::limit::Place;
+use crate::limit::{after_wait, Place};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{Body, Call};
@@ -33,6 +33,8 @@ pin_project! {
         Waiting {
             #[pin]
             sleep: Sleep,
+            // The call's deadline, fixed when it entered the layer.
+            deadline: Option<Instant>,
             place: Option<Place>,
             rest: Option<(S, Call)>,
         },
@@ -56,10 +58,17 @@ impl<S: Service<Call>> ResponseFuture<S> {
         }
     }
 
-    pub(crate) fn waiting(until: Instant, place: Place, service: S, call: Call) -> Self {
+    pub(crate) fn waiting(
+        until: Instant,
+        deadline: Option<Instant>,
+        place: Place,
+        service: S,
+        call: Call,
+    ) -> Self {
         ResponseFuture {
             state: State::Waiting {
                 sleep: tokio::time::sleep_until(until),
+                deadline,
                 place: Some(place),
                 rest: Some((service, call)),
             },
@@ -84,13 +93,22 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Waiting { sleep, place, rest } => {
+                StateProj::Waiting {
+                    sleep,
+                    deadline,
+                    place,
+                    rest,
+                } => {
                     ready!(sleep.poll(cx));
                     drop(place.take());
-                    let Some((mut service, call)) = rest.take() else {
+                    let Some((mut service, mut call)) = rest.take() else {
                         let status = Status::internal("call lost while waiting");
                         return Poll::Ready(Err(status.into()));
                     };
+                    // The wait counts against the call's deadline: it goes with what remains.
+                    if let Err(status) = after_wait(&mut call, *deadline) {
+                        return Poll::Ready(Err(status.into()));
+                    }
                     let inner = service.call(call);
                     state.set(State::Running { inner });
                 }

@@ -48,13 +48,13 @@ impl Bucket {
         }
     }
 
-    /// Takes a token: `Ok(None)` now, `Ok(Some(..))` at a later instant within `max_wait` (with
-    /// a place in the queue), or `Err(wait)` when the next token is `wait` away (too far, or
-    /// the queue is full).
+    /// Takes a token: `Ok(None)` now, `Ok(Some(..))` at a later instant within `max_wait()`
+    /// (with a place in the queue), or `Err(wait)` when the next token is `wait` away (too far,
+    /// or the queue is full). `max_wait` is asked only when the token is not there now.
     pub(crate) fn reserve(
         &self,
         now: Instant,
-        max_wait: Duration,
+        max_wait: impl FnOnce() -> Duration,
     ) -> Result<Option<Reservation>, Duration> {
         let mut full_at = self
             .full_at
@@ -65,7 +65,7 @@ impl Bucket {
         let wait = start - now;
         let place = if wait.is_zero() {
             None
-        } else if wait > max_wait {
+        } else if wait > max_wait() {
             return Err(wait);
         } else {
             match Place::take(&self.waiting, self.queue.max_waiting) {
@@ -130,15 +130,15 @@ mod tests {
         let bucket = Bucket::new(10, Duration::from_secs(1), 3, WaitQueue::none());
         let now = Instant::now();
         for _ in 0..3 {
-            assert!(matches!(bucket.reserve(now, Duration::ZERO), Ok(None)));
+            assert!(matches!(bucket.reserve(now, || Duration::ZERO), Ok(None)));
         }
         assert_eq!(
-            bucket.reserve(now, Duration::ZERO).err(),
+            bucket.reserve(now, || Duration::ZERO).err(),
             Some(Duration::from_millis(100))
         );
         let later = now + Duration::from_millis(100);
-        assert!(matches!(bucket.reserve(later, Duration::ZERO), Ok(None)));
-        assert!(bucket.reserve(later, Duration::ZERO).is_err());
+        assert!(matches!(bucket.reserve(later, || Duration::ZERO), Ok(None)));
+        assert!(bucket.reserve(later, || Duration::ZERO).is_err());
         let layer = RateLimitLayer::new(10, Duration::from_secs(1)).burst(3);
         assert_eq!(layer.burst_size(), 3);
     }

@@ -14,6 +14,11 @@
 //! waiting call reserves its token when it joins the queue; if it is cancelled meanwhile the
 //! token is lost (the limit errs on the side of fewer calls). Clones share the bucket, so one
 //! layer on a server limits calls across all its connections.
+//!
+//! The wait is known when the call arrives, so a call whose token comes after its deadline
+//! is refused at once (`RESOURCE_EXHAUSTED`, with the time to that token as pushback) rather
+//! than made to wait for nothing; a call that waits goes on with what remains of its deadline
+//! ([the deadline rule](super#the-wait-counts-against-the-calls-deadline)).
 
 mod future;
 mod layer;
@@ -21,7 +26,7 @@ mod layer;
 pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 
-use super::{refusal, Place};
+use super::{deadline_of, refusal, Place};
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{Body, Call, NamedService};
 use std::{
@@ -73,15 +78,22 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
         let bucket = &self.bucket;
-        let max_wait = bucket.queue.wait_for(call.request().timeout());
-        match bucket.reserve(Instant::now(), max_wait) {
+        let now = Instant::now();
+        // Read only when the call would wait: the deadline, fixed on entry, bounds the wait.
+        let mut deadline = None;
+        let max_wait = || {
+            deadline = deadline_of(&mut call, now);
+            let left = deadline.map(|deadline| deadline.saturating_duration_since(now));
+            bucket.queue.wait_for(left)
+        };
+        match bucket.reserve(now, max_wait) {
             Ok(None) => ResponseFuture::running(self.inner.call(call)),
             Ok(Some((until, place))) => {
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(until, place, ready, call)
+                ResponseFuture::waiting(until, deadline, place, ready, call)
             }
             Err(next) => ResponseFuture::refused(refusal(
                 format!(
