@@ -1,10 +1,12 @@
-//! Server limits against real clients: each refuses with the right code and recovers.
+//! Server limits against real clients: each refuses with the right code and recovers. And a
+//! limit on a client: the wait for room counts against the call's deadline.
 
 use super::*;
 use sockrpc::middleware::limit::{ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer, WaitQueue};
 use sockrpc::ReadyQueue;
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::EchoServer;
+use tower::Layer;
 
 const SLEEP: &str = "/sockrpc.test.Echo/Sleep";
 
@@ -190,5 +192,44 @@ async fn server_timeout_ends_calls_that_set_no_deadline() {
     bounded("short Sleep", client.sleep(sleep_request(10)))
         .await
         .expect("calls within the timeout are untouched");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_on_a_client_counts_the_wait_against_the_deadline() {
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(EchoServer::new(Plain))).await;
+    let channel = ConcurrencyLimitLayer::new()
+        .others(1)
+        .layer(server.channel().await);
+    let with_deadline = |millis| {
+        let mut request = Request::new(sleep_request(millis));
+        request.set_timeout(Duration::from_secs(1));
+        request
+    };
+
+    // The first holds the one permit for 600 ms of its 1 s.
+    let mut first = EchoClient::new(channel.clone());
+    let running = tokio::spawn(async move { first.sleep(with_deadline(600)).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The second waits ~580 ms for the permit, so its 5 s sleep is sent with the ~420 ms left
+    // of its 1 s: it ends at its deadline, not 1 s after it got the permit (~1.6 s).
+    let started = std::time::Instant::now();
+    let err = bounded(
+        "Sleep",
+        EchoClient::new(channel).sleep(with_deadline(5_000)),
+    )
+    .await
+    .expect_err("it outlives its deadline");
+    let elapsed = started.elapsed();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(1400),
+        "took {elapsed:?}"
+    );
+    bounded("the first Sleep", running)
+        .await
+        .expect("join")
+        .expect("the first ran within its deadline");
     server.stop().await;
 }
