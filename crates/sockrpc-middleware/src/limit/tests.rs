@@ -278,7 +278,54 @@ fn with_grpc_timeout(path: &'static str, sleep_ms: u64, entry: &str) -> Call {
 }
 
 const SECOND: Duration = Duration::from_secs(1);
-const LEFT: Duration = Duration::from_millis(100);
+
+/// Asserts each call was sent with the at most 100 ms left of a 1 s deadline, as its timeout
+/// (a `grpc-timeout` entry moved into it).
+fn sent_with_what_remained(sent: &[(Option<Duration>, Option<String>)]) {
+    for (timeout, entry) in sent {
+        let timeout = timeout.expect("sent with a timeout");
+        assert!(
+            !timeout.is_zero() && timeout <= Duration::from_millis(100),
+            "{timeout:?}"
+        );
+        assert_eq!(entry, &None, "the entry became the timeout");
+    }
+}
+
+/// Sends a call with a timeout of `deadline`, then one with the `grpc-timeout` entry `entry`
+/// naming the same: each must wait for room until its deadline, then fail `DEADLINE_EXCEEDED`
+/// with no pushback.
+async fn each_fails_at_its_deadline<S>(service: &S, deadline: Duration, entry: &str)
+where
+    S: Service<Call, Response = Response<Body>, Error = Status> + Clone,
+{
+    for waiting in [
+        with_timeout("/s.Svc/Get", 0, deadline),
+        with_grpc_timeout("/s.Svc/Get", 0, entry),
+    ] {
+        let started = Instant::now();
+        let err = service
+            .clone()
+            .oneshot(waiting)
+            .await
+            .expect_err("deadline");
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        assert_eq!(pushback_of(&err), None);
+        assert_eq!(started.elapsed(), deadline);
+    }
+}
+
+/// A rate limit of one token every 900 ms, no burst, waits up to 5 s; over [`recording`].
+fn token_every_900ms() -> (
+    impl Service<Call, Response = Response<Body>, Error = Status, Future: Send> + Clone,
+    Seen,
+) {
+    let layer = RateLimitLayer::new(1, Duration::from_millis(900))
+        .burst(1)
+        .queue(WaitQueue::new(4, Duration::from_secs(5)));
+    let (inner, sent) = recording();
+    (layer.layer(inner), sent)
+}
 
 #[tokio::test(start_paused = true)]
 async fn concurrency_limit_sends_a_call_that_waited_with_what_remains_of_its_deadline() {
@@ -315,11 +362,7 @@ async fn concurrency_limit_sends_a_call_that_waited_with_what_remains_of_its_dea
     third.await.expect("join").expect("the third ran");
     let sent = seen(&sent);
     assert_eq!(sent.len(), 3, "{sent:?}");
-    for (timeout, entry) in &sent[1..] {
-        let timeout = timeout.expect("sent with a timeout");
-        assert!(!timeout.is_zero() && timeout <= LEFT, "{timeout:?}");
-        assert_eq!(entry, &None, "the entry became the timeout");
-    }
+    sent_with_what_remained(&sent[1..]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -333,21 +376,7 @@ async fn concurrency_limit_fails_a_call_whose_deadline_passes_in_the_queue_unsen
     let hog = spawn(service.clone().oneshot(call("/s.Svc/Get", 2000)));
     tokio::task::yield_now().await;
 
-    let deadline = Duration::from_millis(300);
-    for waiting in [
-        with_timeout("/s.Svc/Get", 0, deadline),
-        with_grpc_timeout("/s.Svc/Get", 0, "300m"),
-    ] {
-        let started = Instant::now();
-        let err = service
-            .clone()
-            .oneshot(waiting)
-            .await
-            .expect_err("deadline");
-        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-        assert_eq!(pushback_of(&err), None);
-        assert_eq!(started.elapsed(), deadline);
-    }
+    each_fails_at_its_deadline(&service, Duration::from_millis(300), "300m").await;
     // Past max_wait without a deadline: still refused as over the limit.
     let err = service
         .clone()
@@ -361,12 +390,7 @@ async fn concurrency_limit_fails_a_call_whose_deadline_passes_in_the_queue_unsen
 
 #[tokio::test(start_paused = true)]
 async fn rate_limit_sends_a_call_that_waited_with_what_remains_of_its_deadline() {
-    // One token every 900 ms, no burst; waits up to 5 s.
-    let layer = RateLimitLayer::new(1, Duration::from_millis(900))
-        .burst(1)
-        .queue(WaitQueue::new(4, Duration::from_secs(5)));
-    let (inner, sent) = recording();
-    let service = layer.layer(inner);
+    let (service, sent) = token_every_900ms();
 
     // A token now: sent at once, with its timeout as it was.
     service
@@ -390,20 +414,12 @@ async fn rate_limit_sends_a_call_that_waited_with_what_remains_of_its_deadline()
         .expect("third token");
     assert_eq!(started.elapsed(), Duration::from_millis(1800));
     let sent = seen(&sent);
-    for (timeout, entry) in &sent[1..] {
-        let timeout = timeout.expect("sent with a timeout");
-        assert!(!timeout.is_zero() && timeout <= LEFT, "{timeout:?}");
-        assert_eq!(entry, &None, "the entry became the timeout");
-    }
+    sent_with_what_remained(&sent[1..]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn rate_limit_fails_a_call_whose_deadline_passes_in_the_queue_unsent() {
-    let layer = RateLimitLayer::new(1, Duration::from_millis(900))
-        .burst(1)
-        .queue(WaitQueue::new(4, Duration::from_secs(5)));
-    let (inner, sent) = recording();
-    let service = layer.layer(inner);
+    let (service, sent) = token_every_900ms();
     service
         .clone()
         .oneshot(call("/s.Svc/Get", 0))
@@ -411,18 +427,6 @@ async fn rate_limit_fails_a_call_whose_deadline_passes_in_the_queue_unsent() {
         .expect("first token");
 
     // Each next token is exactly at the call's deadline: nothing is left to send it with.
-    for waiting in [
-        with_timeout("/s.Svc/Get", 0, Duration::from_millis(900)),
-        with_grpc_timeout("/s.Svc/Get", 0, "900m"),
-    ] {
-        let started = Instant::now();
-        let err = service
-            .clone()
-            .oneshot(waiting)
-            .await
-            .expect_err("deadline");
-        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-        assert_eq!(started.elapsed(), Duration::from_millis(900));
-    }
+    each_fails_at_its_deadline(&service, Duration::from_millis(900), "900m").await;
     assert_eq!(seen(&sent).len(), 1, "only the first was sent");
 }
