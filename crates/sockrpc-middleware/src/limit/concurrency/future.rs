@@ -145,12 +145,10 @@ where
                             let status = if *ends_at_deadline {
                                 past_deadline(path)
                             } else {
-                                refusal(
-                                    format!(
+                                let why = format!(
                                     "{path} is at its concurrency limit of {max}; waited too long"
-                                ),
-                                    *pushback,
-                                )
+                                );
+                                refusal(why, *pushback)
                             };
                             state.set(State::Refused {
                                 status: Some(status),
