@@ -33,7 +33,7 @@ pub use sockrpc_transport as transport;
 pub use sockrpc_protocol::BincodeCodec;
 pub use sockrpc_protocol::{
     Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
-    Request, Response, Status,
+    Request, Response, Status, MAX_TIMEOUT,
 };
 pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_service::{

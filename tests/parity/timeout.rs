@@ -118,3 +118,42 @@ async fn grpc_timeout_units_are_understood() {
         deadline_case(Duration::from_secs(100), with_grpc_timeout(value)).await;
     }
 }
+
+/// Answers at once.
+#[derive(Clone, Default)]
+struct Quick;
+
+impl Test for Quick {
+    async fn unary_call(&self, _: Request<Input>) -> Result<Response<Output>, Status> {
+        Ok(Response::new(Output::default()))
+    }
+}
+
+/// `Duration::MAX` as a timeout ("no hurry"), on the request, the endpoint and the server, is
+/// the longest timeout there is, not a panic adding it to the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_timeout_is_no_panic() {
+    let server = serve(
+        Server::builder()
+            .timeout(Duration::MAX)
+            .add_service(TestServer::new(Quick)),
+    );
+    let endpoint = sockrpc::Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX);
+    let channel = bounded("connect", sockrpc::Channel::connect(endpoint))
+        .await
+        .expect("connect");
+    let mut client = TestClient::new(channel.clone());
+    bounded("default timeout", client.unary_call(Input::default()))
+        .await
+        .expect("call with the endpoint's timeout");
+    let mut request = Request::new(Input::default());
+    request.set_timeout(Duration::MAX);
+    assert_eq!(request.timeout(), Some(sockrpc::MAX_TIMEOUT));
+    bounded("request timeout", client.unary_call(request))
+        .await
+        .expect("call with its own timeout");
+    server.stop().await;
+}

@@ -42,6 +42,6 @@ pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR, STATUS_MESSA
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED_PREFIX};
 pub use method::{InvalidPath, MethodPath};
 pub use path_cache::PathCache;
-pub use request::{IntoRequest, IntoStreamingRequest, Request, Response};
+pub use request::{IntoRequest, IntoStreamingRequest, Request, Response, MAX_TIMEOUT};
 pub use status::Status;
 pub use tls_peer::{TlsPeer, TlsVersion};

@@ -3,6 +3,11 @@
 use crate::{ConnInfo, EncodingFields, Extensions, MetadataMap, TransportKind};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+/// The longest timeout a request carries: what gRPC's `grpc-timeout` can say at most
+/// (99,999,999 hours, about 11,400 years). A longer one is taken as this, so that "now plus the
+/// timeout" is always a time the clock can hold (`Instant` + `Duration::MAX` panics).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(99_999_999 * 3600);
+
 /// A call's request: the message, its metadata, and how long the caller will wait; on a server
 /// also the connection it came in on; and typed [`Extensions`] that middleware hands inward
 /// (never sent).
@@ -66,9 +71,10 @@ impl<T> Request<T> {
 
     /// Sets how long the caller waits for the answer. The client sends it as a relative duration
     /// (no clock skew between hosts) and fails the call with `DeadlineExceeded` when it passes;
-    /// the server cancels the handler at the same moment.
+    /// the server cancels the handler at the same moment. A timeout past [`MAX_TIMEOUT`]
+    /// (`Duration::MAX`, say, for "no hurry") is taken as `MAX_TIMEOUT`.
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = Some(timeout);
+        self.timeout = Some(timeout.min(MAX_TIMEOUT));
     }
 
     /// The timeout: on the client, what was set; on the server, what remained when the call arrived.
@@ -197,7 +203,7 @@ impl<T> Request<T> {
         Request {
             metadata,
             message,
-            timeout,
+            timeout: timeout.map(|t| t.min(MAX_TIMEOUT)),
             conn: None,
             extensions: Extensions::new(),
             wire: Wire::default(),

@@ -254,7 +254,7 @@ impl<L> ServerBuilder<L> {
     /// and a client's deadline further away is shortened to it. When it passes the handler is
     /// cancelled and the client gets `DEADLINE_EXCEEDED`. Applies to TCP, Unix and UDP calls.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeout = Some(timeout);
+        self.config.timeout = Some(timeout.min(sockrpc_protocol::MAX_TIMEOUT));
         self
     }
 

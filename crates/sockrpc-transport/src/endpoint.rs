@@ -3,7 +3,7 @@
 use crate::backoff::Backoff;
 use crate::udp::UdpClientConfig;
 use crate::{Keepalive, SocketConfig};
-use sockrpc_protocol::{Limits, Status};
+use sockrpc_protocol::{Limits, Status, MAX_TIMEOUT};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -203,7 +203,7 @@ impl Endpoint {
 
     /// Sets the connect timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connect_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -253,9 +253,9 @@ impl Endpoint {
         self
     }
 
-    /// Sets the default per-call timeout.
+    /// Sets the default per-call timeout (at most [`MAX_TIMEOUT`]: a longer one is taken as it).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout = Some(timeout.min(MAX_TIMEOUT));
         self
     }
 
