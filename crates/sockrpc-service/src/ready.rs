@@ -15,7 +15,9 @@
 //!    sense. The handler never ran, so nothing happened twice if the client does.
 //!
 //! A call whose own deadline passes while it is queued fails with `DEADLINE_EXCEEDED`, like any
-//! call past its deadline. Waiting calls hold no connection resources beyond their slot in the
+//! call past its deadline (no pushback: there is nothing left to retry); one that gets to run
+//! after waiting runs with what is left of its timeout, so a handler reading
+//! `request.timeout()` sees the deadline the transport keeps. Waiting calls hold no connection resources beyond their slot in the
 //! connection's call cap; the queue bound keeps their number (and memory) fixed.
 //!
 //! The same rule applies to services mounted in a [`Router`](crate::Router), which are polled
@@ -119,18 +121,24 @@ impl ReadyQueue {
                 }
                 let place = Place(Arc::clone(&self.waiting));
                 let mut pending = std::mem::replace(service, service.clone());
-                let wait = call
-                    .request()
-                    .timeout()
-                    .map_or(self.max_wait, |t| t.min(self.max_wait));
+                let timeout = call.request().timeout();
+                let wait = timeout.map_or(self.max_wait, |t| t.min(self.max_wait));
+                // The call's own deadline ends the wait, not the queue's patience.
+                let by_deadline = timeout.is_some_and(|t| t <= self.max_wait);
                 let queue = self.clone();
+                // The wait counts from now, when the call enters the queue.
+                let started = tokio::time::Instant::now();
                 Box::pin(async move {
                     let ready = std::future::poll_fn(|cx| pending.poll_ready(cx));
                     // Settled to a status before the call is awaited: the error need not be
                     // `Send`.
-                    let refused = match tokio::time::timeout(wait, ready).await {
+                    let refused = match tokio::time::timeout_at(started + wait, ready).await {
                         Ok(Ok(())) => None,
                         Ok(Err(err)) => Some(to_status(err)),
+                        Err(_) if by_deadline => Some(Status::deadline_exceeded(format!(
+                            "deadline exceeded while {} waited for the server to be ready",
+                            call.path()
+                        ))),
                         Err(_) => Some(
                             queue.shed(&format!("not ready for {} within {wait:?}", call.path())),
                         ),
@@ -138,6 +146,13 @@ impl ReadyQueue {
                     drop(place);
                     if let Some(status) = refused {
                         return Err(status);
+                    }
+                    let mut call = call;
+                    if let Some(timeout) = timeout {
+                        // The handler sees what is left of the deadline, as the transport
+                        // counts it.
+                        let left = timeout.saturating_sub(started.elapsed());
+                        call.request_mut().set_timeout(left);
                     }
                     to_call_result(pending.call(call).await)
                 })
@@ -285,12 +300,51 @@ mod tests {
         let mut short = call();
         short.request_mut().set_timeout(Duration::from_millis(10));
         let started = Instant::now();
-        queue.call(&mut service, short).await.expect_err("deadline");
+        let err = queue.call(&mut service, short).await.expect_err("deadline");
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        assert_eq!(
+            Pushback::of(&err),
+            None,
+            "nothing to retry: the deadline is gone"
+        );
         assert_eq!(started.elapsed(), Duration::from_millis(10));
         running
             .await
             .expect("join")
             .expect("the running call finishes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_waited_runs_with_what_is_left_of_its_deadline() {
+        let queue = ReadyQueue::new(4, Duration::from_secs(1));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let mut service = tower::limit::ConcurrencyLimit::new(
+            tower::service_fn(move |call: Call| {
+                record.lock().expect("seen").push(call.request().timeout());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, Status>(Response::new(Body::once(Bytes::from_static(b"ok"))))
+                }
+            }),
+            1,
+        );
+        let mut timed = || {
+            let mut call = call();
+            call.request_mut().set_timeout(Duration::from_millis(500));
+            call
+        };
+        let first = tokio::spawn(queue.call(&mut service, timed()));
+        let second = queue.call(&mut service, timed());
+        first.await.expect("join").expect("runs at once");
+        second.await.expect("runs after 300 ms of its 500");
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [
+                Some(Duration::from_millis(500)),
+                Some(Duration::from_millis(200))
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]
