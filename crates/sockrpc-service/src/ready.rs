@@ -329,7 +329,7 @@ mod tests {
             }),
             1,
         );
-        let mut timed = || {
+        let timed = || {
             let mut call = call();
             call.request_mut().set_timeout(Duration::from_millis(500));
             call
