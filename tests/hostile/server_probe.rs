@@ -314,10 +314,16 @@ async fn lengths_past_the_clients_limits_close_the_connection_at_once() {
         ("PING of 9 bytes", |_| header(9, PING, 0, 0, 0)),
     ];
     let before = rss();
-    for (name, reply) in cases {
+    fail_at_once_as_protocol_errors(&cases).await;
+    assert_grew_less("announced lengths", before, 16 * MIB);
+}
+
+/// Each of `cases` answers a call with what it names: the call fails `INTERNAL`, "protocol
+/// error", at once (its deadline is far: the client must not wait for it).
+pub(crate) async fn fail_at_once_as_protocol_errors(cases: &[(&str, Reply)]) {
+    for &(name, reply) in cases {
         let fake = answering(reply).await;
         let mut client = client(fake.addr).await;
-        // The deadline is far: the client must not wait for it.
         let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
         let status = failed(name, result, Code::Internal);
         assert!(
@@ -326,7 +332,6 @@ async fn lengths_past_the_clients_limits_close_the_connection_at_once() {
         );
         assert!(took < BOUND, "{name}: took {took:?}");
     }
-    assert_grew_less("announced lengths", before, 16 * MIB);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

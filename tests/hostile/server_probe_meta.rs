@@ -5,11 +5,12 @@
 
 use crate::raw::{frame, header, MESSAGE, PREFACE, SETTINGS, WINDOW};
 use crate::server_probe::{
-    answering, assert_grew_less, block, call, client, end, failed, fake_server, lazy_client,
-    next_frame, rss, settings, Fake, Reply, ANSWER, HEADERS, MIB,
+    answering, assert_grew_less, block, call, client, end, fail_at_once_as_protocol_errors, failed,
+    fake_server, lazy_client, next_frame, rss, settings, Fake, Reply, ANSWER, HEADERS, MIB,
 };
 use crate::support::{bounded, BOUND};
 use sockrpc::Code;
+use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::ProduceRequest;
 use std::time::Duration;
@@ -168,17 +169,7 @@ async fn bad_metadata_from_the_server_is_a_clear_error() {
             frame(HEADERS, 0, id, &[0xff, 0xff, 1, b'k', 0, 1, b'v'])
         }),
     ];
-    for (name, reply) in cases {
-        let fake = answering(reply).await;
-        let mut client = client(fake.addr).await;
-        let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
-        let status = failed(name, result, Code::Internal);
-        assert!(
-            status.message().contains("protocol error"),
-            "{name}: {status:?}"
-        );
-        assert!(took < BOUND, "{name}: took {took:?}");
-    }
+    fail_at_once_as_protocol_errors(&cases).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +263,30 @@ async fn malformed_settings_close_the_connection() {
     ];
     for (name, hello) in cases {
         let fake = echo_after(hello, true).await;
-        let mut client = client(fake.addr).await;
+        // The SETTINGS follows the preface at once: the eager connect may already see the
+        // connection closed for it (UNAVAILABLE, naming the protocol error), or the call does.
+        let started = std::time::Instant::now();
+        let connected = bounded(
+            "connect",
+            EchoClient::connect(format!("tcp://{}", fake.addr)),
+        )
+        .await;
+        let mut client = match connected {
+            Ok(client) => client,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{name}: {status:?}");
+                assert!(
+                    status.message().contains("protocol error"),
+                    "{name}: {status:?}"
+                );
+                assert!(
+                    started.elapsed() < BOUND,
+                    "{name}: took {:?}",
+                    started.elapsed()
+                );
+                continue;
+            }
+        };
         let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
         failed(name, result, Code::Internal);
         assert!(took < BOUND, "{name}: took {took:?}");

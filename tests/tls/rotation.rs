@@ -178,14 +178,7 @@ async fn watched_files_rotate_the_certificate() {
         "Hello tls!"
     );
     std::fs::write(&cert, &second.cert_pem).expect("write cert");
-    let waited = Instant::now();
-    while tls.reloads() == 0 {
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "the watch did not reload"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    reloaded(&tls).await;
     let second_trust = ClientTlsConfig::new().ca_certificates(second_ca.certificates());
     assert_eq!(
         greet(server.endpoint(second_trust))
@@ -219,6 +212,12 @@ async fn a_change_right_after_watch_returns_is_reloaded() {
     let second = Ca::new("second CA").leaf(SERVER_NAMES);
     std::fs::write(&cert, &second.cert_pem).expect("write cert");
     std::fs::write(&key, &second.key_pem).expect("write key");
+    reloaded(&tls).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits (at most 5 s) for the watch to have reloaded `tls` once.
+async fn reloaded(tls: &ServerTls) {
     let waited = Instant::now();
     while tls.reloads() == 0 {
         assert!(
@@ -227,5 +226,4 @@ async fn a_change_right_after_watch_returns_is_reloaded() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
