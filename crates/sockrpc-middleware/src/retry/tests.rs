@@ -269,7 +269,8 @@ async fn retry_stays_within_the_call_deadline() {
 #[tokio::test(start_paused = true)]
 async fn retry_stays_within_a_grpc_timeout_entry() {
     let seen = always_down_for_150_ms(|call| with_grpc_timeout(call, "150m")).await;
-    assert!((2..5).contains(&seen.len()), "{seen:?}");
+    // Backoffs are drawn at random (up to 100 ms each): two to all five attempts fit.
+    assert!((2..=5).contains(&seen.len()), "{seen:?}");
     // The first attempt goes as the caller made it: the channel reads the entry.
     assert_eq!(seen[0].timeout, None);
     assert_eq!(seen[0].grpc_timeout.as_deref(), Some("150m"));
