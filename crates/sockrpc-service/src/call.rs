@@ -23,6 +23,14 @@ pub struct Call {
     call_id: Option<u32>,
 }
 
+/// The `DEADLINE_EXCEEDED` of a call at `path` whose deadline passed while it waited (`waited`:
+/// what for), before anything ran it: one message for every queue that holds calls.
+pub fn deadline_passed(path: &str, waited: &str) -> Status {
+    Status::deadline_exceeded(format!(
+        "{path}: the deadline passed while the call waited {waited}"
+    ))
+}
+
 impl Call {
     /// A call of `path` with `request`, answered with one message.
     pub fn new(path: MethodPath, request: Request<Body>) -> Call {
@@ -182,6 +190,27 @@ impl Call {
     /// The request, to change (metadata, timeout).
     pub fn request_mut(&mut self) -> &mut Request<Body> {
         &mut self.request
+    }
+
+    /// Before a call that waited (for room under a limit, for a layer to be ready) goes on:
+    /// gives it what remains of `deadline` as its timeout, so what runs it reads the deadline
+    /// the transport keeps; or, if nothing remains, the `DEADLINE_EXCEEDED` it ends with
+    /// instead, unsent (`waited`: what for, for the message). A call without a deadline is
+    /// left alone, with no clock read.
+    pub fn after_wait(
+        &mut self,
+        deadline: Option<tokio::time::Instant>,
+        waited: &str,
+    ) -> Result<(), Status> {
+        let Some(deadline) = deadline else {
+            return Ok(());
+        };
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(deadline_passed(self.path(), waited));
+        }
+        self.request.set_timeout(remaining);
+        Ok(())
     }
 
     /// Splits into path and request.

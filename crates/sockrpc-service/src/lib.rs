@@ -46,7 +46,8 @@ pub use sockrpc_transport::udp;
 
 pub use body::{Body, Incoming};
 pub use call::{
-    BoxFuture, Call, CallFuture, ClientService, NamedService, RouteService, RpcService,
+    deadline_passed, BoxFuture, Call, CallFuture, ClientService, NamedService, RouteService,
+    RpcService,
 };
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
 pub use error::{status_from_error, BoxError};

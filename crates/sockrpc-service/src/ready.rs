@@ -23,6 +23,7 @@
 //! The same rule applies to services mounted in a [`Router`](crate::Router), which are polled
 //! the same way.
 
+use crate::call::deadline_passed;
 use crate::{status_from_error, Body, BoxError, Call, CallFuture, Pushback};
 use bytes::Bytes;
 use futures_core::Stream;
@@ -135,10 +136,7 @@ impl ReadyQueue {
                     let refused = match tokio::time::timeout_at(started + wait, ready).await {
                         Ok(Ok(())) => None,
                         Ok(Err(err)) => Some(to_status(err)),
-                        Err(_) if by_deadline => Some(Status::deadline_exceeded(format!(
-                            "deadline exceeded while {} waited for the server to be ready",
-                            call.path()
-                        ))),
+                        Err(_) if by_deadline => Some(deadline_passed(call.path(), WAITED)),
                         Err(_) => Some(
                             queue.shed(&format!("not ready for {} within {wait:?}", call.path())),
                         ),
@@ -148,18 +146,18 @@ impl ReadyQueue {
                         return Err(status);
                     }
                     let mut call = call;
-                    if let Some(timeout) = timeout {
-                        // The handler sees what is left of the deadline, as the transport
-                        // counts it.
-                        let left = timeout.saturating_sub(started.elapsed());
-                        call.request_mut().set_timeout(left);
-                    }
+                    // The handler sees what is left of the deadline, as the transport counts it.
+                    let deadline = timeout.and_then(|t| started.checked_add(t));
+                    call.after_wait(deadline, WAITED)?;
                     to_call_result(pending.call(call).await)
                 })
             }
         }
     }
 }
+
+/// What a queued call waits for, in the `DEADLINE_EXCEEDED` of one whose deadline passes.
+const WAITED: &str = "for the server to be ready";
 
 /// A call's place in the queue, given up however its wait ends (the call future may be
 /// dropped while it waits: a cancelled call).

@@ -138,26 +138,19 @@ pub(crate) fn deadline_of(call: &mut Call, now: Instant) -> Option<Instant> {
         .and_then(|timeout| now.checked_add(timeout))
 }
 
-/// Before a call that waited is sent: gives it what remains of `deadline` as its timeout, or
-/// fails it `DEADLINE_EXCEEDED` if nothing remains (it is then never sent). A call without a
-/// deadline is left alone, with no clock read.
+/// What a call waited for, in the `DEADLINE_EXCEEDED` of one whose deadline passed meanwhile
+/// ([`Call::after_wait`]).
+pub(crate) const WAITED: &str = "for room under a limit";
+
+/// Before a call that waited is sent: what remains of `deadline` as its timeout, or
+/// `DEADLINE_EXCEEDED` unsent ([`Call::after_wait`], the rule the server's ready queue keeps too).
 pub(crate) fn after_wait(call: &mut Call, deadline: Option<Instant>) -> Result<(), Status> {
-    let Some(deadline) = deadline else {
-        return Ok(());
-    };
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
-        return Err(past_deadline(call.path()));
-    }
-    call.request_mut().set_timeout(remaining);
-    Ok(())
+    call.after_wait(deadline, WAITED)
 }
 
 /// The answer to a call whose deadline passed while it waited for room.
 pub(crate) fn past_deadline(path: &str) -> Status {
-    Status::deadline_exceeded(format!(
-        "{path}: the deadline passed while the call waited for room under a limit"
-    ))
+    sockrpc_service::deadline_passed(path, WAITED)
 }
 
 fn far_future(now: Instant) -> Instant {
