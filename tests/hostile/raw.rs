@@ -44,8 +44,15 @@ pub(crate) fn open_body(path: &[u8], metadata: &[(&[u8], &[u8])]) -> Vec<u8> {
     out.extend_from_slice(&0u64.to_be_bytes());
     out.extend_from_slice(&(path.len() as u16).to_be_bytes());
     out.extend_from_slice(path);
-    out.extend_from_slice(&(metadata.len() as u16).to_be_bytes());
-    for (key, value) in metadata {
+    out.extend_from_slice(&block(metadata));
+    out
+}
+
+/// A metadata block of raw `(key, value)` entries: a count, then each key and value with its
+/// length.
+pub(crate) fn block(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = (entries.len() as u16).to_be_bytes().to_vec();
+    for (key, value) in entries {
         out.push(key.len() as u8);
         out.extend_from_slice(key);
         out.extend_from_slice(&(value.len() as u16).to_be_bytes());

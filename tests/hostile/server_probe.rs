@@ -7,7 +7,7 @@
 //! attacks on the connection itself (dripping, never reading, PING floods, reconnect storms,
 //! UDP).
 
-use crate::raw::{frame, header, GOAWAY, MESSAGE, PREFACE, SETTINGS, WINDOW};
+use crate::raw::{block, frame, header, GOAWAY, MESSAGE, PREFACE, SETTINGS, WINDOW};
 use crate::support::{bounded, BOUND};
 use sockrpc::{Code, Request, Status};
 use sockrpc_tests::echo::echo_client::EchoClient;
@@ -109,18 +109,6 @@ where
         .await;
     });
     Fake { addr, accepted }
-}
-
-/// A metadata block of raw entries.
-pub(crate) fn block(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = (entries.len() as u16).to_be_bytes().to_vec();
-    for (key, value) in entries {
-        out.push(key.len() as u8);
-        out.extend_from_slice(key);
-        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        out.extend_from_slice(value);
-    }
-    out
 }
 
 /// An END from the server: code, message, details, trailers (a metadata block).

@@ -3,9 +3,9 @@
 //! SETTINGS, and peers that do not speak sockrpc at all (silent, HTTP/1.1, a TLS alert, another
 //! version). Each call ends with a clear status, within bounds, and the client's memory holds.
 
-use crate::raw::{frame, header, MESSAGE, PREFACE, SETTINGS, WINDOW};
+use crate::raw::{block, frame, header, MESSAGE, PREFACE, SETTINGS, WINDOW};
 use crate::server_probe::{
-    answering, assert_grew_less, block, call, client, end, fail_at_once_as_protocol_errors, failed,
+    answering, assert_grew_less, call, client, end, fail_at_once_as_protocol_errors, failed,
     fake_server, lazy_client, next_frame, rss, settings, Fake, Reply, ANSWER, HEADERS, MIB,
 };
 use crate::support::{bounded, BOUND};
