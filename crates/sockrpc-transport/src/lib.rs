@@ -31,6 +31,7 @@ pub mod dispatch;
 pub mod endpoint;
 pub mod flow;
 mod log_limit;
+mod notice;
 pub mod outbox;
 mod panic;
 pub mod pool;

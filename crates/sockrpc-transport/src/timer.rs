@@ -7,53 +7,23 @@
 //! removed again for every call (about 700 instructions on the client).
 //!
 //! Why a flag: the task wakes for every read batch, and polling a `Sleep` each time (register
-//! the waker, check the entry) costs about 200 instructions. The `Sleep` is polled with a waker
-//! of our own ([`Fired`]) that records that the timer went off before it wakes the task; a
+//! the waker, check the entry) costs about 200 instructions. The `Sleep` is polled through a
+//! [`Notice`] (`notice.rs`), which records that the timer went off before it wakes the task; a
 //! wake-up for anything else then costs one atomic load.
 
+use crate::notice::Notice;
 use std::{
-    future::Future,
     pin::Pin,
-    sync::atomic::{AtomicBool, Ordering},
-    sync::{Arc, Mutex},
-    task::{Context, Poll, Wake, Waker},
+    task::{Context, Poll},
 };
 use tokio::time::{Instant, Sleep};
-
-/// The waker the `Sleep` is polled with: notes that the timer went off, then wakes the task.
-#[derive(Default)]
-struct Fired {
-    fired: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Wake for Fired {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        let task = match self.task.lock() {
-            Ok(task) => task.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        if let Some(task) = task {
-            task.wake();
-        }
-    }
-}
 
 /// A connection task's one timer. See the module docs.
 pub(crate) struct ConnTimer {
     sleep: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
-    /// Shared with the `Sleep`'s registration: set when it fires.
-    fired: Arc<Fired>,
-    /// `fired` as a waker, made once.
-    fired_waker: Waker,
-    /// The task waker `fired` wakes (kept here too, to compare without the lock).
-    task: Option<Waker>,
+    /// What the `Sleep` is polled through: notes that it went off.
+    notice: Notice,
     /// The `Sleep` was found elapsed and has not been reset since: poll it again.
     elapsed: bool,
 }
@@ -61,13 +31,10 @@ pub(crate) struct ConnTimer {
 impl ConnTimer {
     /// A timer armed for nothing.
     pub(crate) fn new() -> ConnTimer {
-        let fired = Arc::new(Fired::default());
         ConnTimer {
             sleep: None,
             armed: None,
-            fired_waker: Waker::from(Arc::clone(&fired)),
-            fired,
-            task: None,
+            notice: Notice::new(),
             elapsed: false,
         }
     }
@@ -85,29 +52,16 @@ impl ConnTimer {
             self.armed = None;
             return Poll::Pending;
         };
-        let same_task = self.task.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
-        if self.armed == Some(at)
-            && same_task
-            && !self.elapsed
-            && !self.fired.fired.load(Ordering::Acquire)
-        {
+        if self.armed == Some(at) && !self.elapsed && !self.notice.needs_poll(cx) {
             // Armed, registered for this task, and not gone off: nothing to look at.
             return Poll::Pending;
         }
-        self.arm_and_poll(at, same_task, cx)
+        self.arm_and_poll(at, cx)
     }
 
     /// The rest of [`poll_at`](Self::poll_at), kept out of line so the check above inlines.
     #[inline(never)]
-    fn arm_and_poll(&mut self, at: Instant, same_task: bool, cx: &mut Context<'_>) -> Poll<()> {
-        if !same_task {
-            let task = cx.waker().clone();
-            match self.fired.task.lock() {
-                Ok(mut slot) => *slot = Some(task.clone()),
-                Err(poisoned) => *poisoned.into_inner() = Some(task.clone()),
-            }
-            self.task = Some(task);
-        }
+    fn arm_and_poll(&mut self, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
         if self.armed != Some(at) {
             match &mut self.sleep {
                 Some(sleep) => sleep.as_mut().reset(at),
@@ -116,12 +70,8 @@ impl ConnTimer {
             self.armed = Some(at);
             self.elapsed = false;
         }
-        // Cleared before the poll: a firing from here on sets it again.
-        self.fired.fired.store(false, Ordering::Release);
         let polled = match &mut self.sleep {
-            Some(sleep) => sleep
-                .as_mut()
-                .poll(&mut Context::from_waker(&self.fired_waker)),
+            Some(sleep) => self.notice.poll(sleep.as_mut(), cx),
             None => Poll::Pending,
         };
         self.elapsed = polled.is_ready();

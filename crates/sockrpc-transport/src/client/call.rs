@@ -289,6 +289,9 @@ impl Future for ResponseFuture {
                     crate::dispatch::note_call_id(id);
                     *this.state = CallState::Waiting { id };
                     *this.room_timer = None;
+                    // The slot holds this task's waker: the driver wakes it with the answer,
+                    // so there is nothing to look at under a second lock now.
+                    return Poll::Pending;
                 }
                 Ok(Started::Queued(ticket)) => {
                     *this.state = CallState::Queued { ticket };

@@ -21,6 +21,7 @@
 
 mod call;
 mod driver;
+mod inbound;
 mod options;
 mod room;
 mod stream;
@@ -170,7 +171,9 @@ impl State {
         shared
             .in_flight
             .store(self.calls.len() + 1, Ordering::Relaxed);
-        shared.started.fetch_add(1, Ordering::Relaxed);
+        // Written only under the connection's lock: a plain add, no locked instruction.
+        let started = shared.started.load(Ordering::Relaxed);
+        shared.started.store(started + 1, Ordering::Relaxed);
         self.calls.insert(id)
     }
 

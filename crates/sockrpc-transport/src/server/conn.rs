@@ -27,6 +27,7 @@ use super::{PingPolicy, ServerConfig};
 use crate::codec::{DecodeError, FrameDecoder};
 use crate::dispatch::Dispatch;
 use crate::log_limit::{warn_limited, Kind, LogLimit};
+use crate::notice::Notice;
 use crate::outbox::{Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use crate::server::Accepted;
@@ -96,10 +97,8 @@ pub(super) struct Connection<D> {
     pub(super) locals: LocalCalls,
     pub(super) last_call_id: u32,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The token `shutdown` waits on, and the waker it was last polled with (see
-    /// [`Connection::shutdown_signalled`]).
-    shutdown_token: CancellationToken,
-    shutdown_waker: Option<std::task::Waker>,
+    /// What `shutdown` is polled through (see [`Connection::shutdown_signalled`]).
+    shutdown_notice: Notice,
     pub(super) timers: Timers,
     pub(super) draining: bool,
     pub(super) last_ping: Option<Instant>,
@@ -125,17 +124,15 @@ pub(super) struct Connection<D> {
 }
 
 impl<D: Dispatch> Connection<D> {
-    /// Whether the server is shutting down. Polling the cancellation future takes two locks on
-    /// every wake-up of the connection, nearly all of them for frames; it need only be polled
-    /// again when this task's waker changed, and otherwise the token's flag says it all.
+    /// Whether the server is shutting down. Polling the cancellation future (or asking the
+    /// token) takes a lock, and the connection wakes for every read batch; polled through a
+    /// [`Notice`], it is polled again only once it woke this task (or the task's waker changed).
     fn shutdown_signalled(&mut self, cx: &mut Context<'_>) -> bool {
-        match &self.shutdown_waker {
-            Some(waker) if waker.will_wake(cx.waker()) => self.shutdown_token.is_cancelled(),
-            _ => {
-                self.shutdown_waker = Some(cx.waker().clone());
-                self.shutdown.as_mut().poll(cx).is_ready()
-            }
-        }
+        self.shutdown_notice.needs_poll(cx)
+            && self
+                .shutdown_notice
+                .poll(self.shutdown.as_mut(), cx)
+                .is_ready()
     }
 
     pub(super) fn new(
@@ -167,9 +164,8 @@ impl<D: Dispatch> Connection<D> {
             opened: OpenCalls::default(),
             locals: LocalCalls::default(),
             last_call_id: 0,
-            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
-            shutdown_token: shutdown,
-            shutdown_waker: None,
+            shutdown: Box::pin(shutdown.cancelled_owned()),
+            shutdown_notice: Notice::new(),
             timers: Timers::new(Deadlines {
                 handshake: Some(now + config.handshake_timeout),
                 ..Deadlines::default()
@@ -464,6 +460,7 @@ impl<D: Dispatch> Connection<D> {
         // Calls woken since the last pass (by timers, by tasks of their own): what they append
         // goes out in the flush just below.
         this.poll_locals();
+        let mut over_budget;
         {
             let mut state = this.shared.lock();
             state.outbox.set_driver(cx.waker());
@@ -485,10 +482,13 @@ impl<D: Dispatch> Connection<D> {
                 return Poll::Pending;
             }
             state.wake_writers();
+            over_budget = state.over_budget();
         }
         let mut drained = false;
         for _ in 0..READS_PER_POLL {
-            {
+            // Seen under the lock the pass already took (above, or after the last batch's
+            // flush): one lock per read batch, not two.
+            if over_budget {
                 let mut state = this.shared.lock();
                 if state.over_budget() {
                     // Handlers are behind on what this client streamed: read no more until they
@@ -542,6 +542,7 @@ impl<D: Dispatch> Connection<D> {
                 this.update_deadlines();
                 return Poll::Pending;
             }
+            over_budget = state.over_budget();
         }
         this.update_deadlines();
         if !drained || (this.timers.stale() && this.timers.poll(cx).is_ready()) {
