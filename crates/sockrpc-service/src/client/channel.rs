@@ -290,7 +290,7 @@ fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture
         let retry = Retry { pool };
         return ChannelFuture {
             kind: Kind::Call {
-                inner: conn.unary(path, request),
+                inner: conn.into_unary(path, request),
                 retry: Some(retry),
             },
         };
@@ -316,7 +316,7 @@ async fn unary_waiting(
         request.set_timeout(deadline.saturating_duration_since(Instant::now()));
     }
     let response = match reissue {
-        None => conn.unary(path, request).await?,
+        None => conn.into_unary(path, request).await?,
         Some(udp_call) => conn.reissue(path, request, udp_call).await?,
     };
     Ok(wire_response(response))

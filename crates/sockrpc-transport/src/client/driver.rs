@@ -31,6 +31,16 @@ pub(super) struct Pinger {
     seq: u64,
 }
 
+/// What [`Driver::tend`] found.
+enum Tended {
+    /// Go on to the frames read.
+    Go,
+    /// The driver is done: its connection was abandoned and said goodbye.
+    Done,
+    /// Writing failed: the calls fail, with this status, past this many bytes written.
+    WriteFailed(Status, u64),
+}
+
 /// The task that owns the read half: decodes frames and completes calls.
 pub(super) struct Driver {
     shared: Arc<Shared>,
@@ -190,10 +200,7 @@ impl Driver {
     /// server may have run.
     fn dispatch_received(&mut self, cx: &mut Context<'_>) {
         for _ in 0..READS_PER_POLL {
-            match self.reader.poll_fill(cx) {
-                Poll::Ready(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
+            // What the reader holds first: the driver reads before it writes.
             let Driver {
                 shared,
                 reader,
@@ -211,8 +218,47 @@ impl Driver {
                 // The connection fails anyway; a bad frame ends what it can tell.
                 return;
             }
+            drop(state);
             self.reader.settle();
+            match self.reader.poll_fill(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
         }
+    }
+
+    /// What a wake-up may be for besides a read, under the lock: the write buffer to flush
+    /// (callers hand their batches to the driver), deadlines passed, room freed below the
+    /// high-water mark, the last handle dropped.
+    fn tend(
+        shared: &Shared,
+        state: &mut State,
+        deadlines: &mut ConnTimer,
+        wake: &mut Vec<Waker>,
+        cx: &mut Context<'_>,
+    ) -> Tended {
+        state.outbox.set_driver(cx.waker());
+        // Bounded: after an expiry the soonest deadline left is in the future.
+        for _ in 0..4 {
+            match deadlines.poll_at(state.soonest_deadline, cx) {
+                Poll::Ready(()) => Self::expire(wake, state, Instant::now()),
+                Poll::Pending => break,
+            }
+        }
+        if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
+            return Tended::WriteFailed(
+                Status::unavailable(format!("connection write failed: {err}")),
+                state.outbox.written(),
+            );
+        }
+        // Calls that waited for the write buffer to drain below its high-water mark.
+        state.wake_for_room(shared);
+        if state.abandoned && state.calls.is_empty() {
+            // Nobody can start another call: say goodbye with a FIN and stop.
+            let _ = state.outbox.poll_shutdown(cx);
+            return Tended::Done;
+        }
+        Tended::Go
     }
 
     /// The status a read error fails the connection's calls with. `first` is what the reader
@@ -247,60 +293,58 @@ impl Future for Driver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        {
-            let mut state = this.shared.lock();
-            state.outbox.set_driver(cx.waker());
-            // Bounded: after an expiry the soonest deadline left is in the future.
-            for _ in 0..4 {
-                match this.deadlines.poll_at(state.soonest_deadline, cx) {
-                    Poll::Ready(()) => Self::expire(&mut this.wake, &mut state, Instant::now()),
-                    Poll::Pending => break,
-                }
-            }
-            if let Poll::Ready(Err(err)) = state.outbox.poll_flush(cx) {
-                let written = state.outbox.written();
-                drop(state);
-                this.dispatch_received(cx);
-                this.fail_all_unsent(
-                    Status::unavailable(format!("connection write failed: {err}")),
-                    written,
-                );
-                return Poll::Ready(());
-            }
-            // Calls that waited for the write buffer to drain below its high-water mark.
-            state.wake_for_room(&this.shared);
-            if state.abandoned && state.calls.is_empty() {
-                // Nobody can start another call: say goodbye with a FIN and stop.
-                let _ = state.outbox.poll_shutdown(cx);
-                return Poll::Ready(());
-            }
-        }
-        // Callers whose deadline passed.
-        this.wake.drain(..).for_each(Waker::wake);
         if !this.poll_keepalive(cx) {
             return Poll::Ready(());
         }
-        for _ in 0..READS_PER_POLL {
-            let n = match this.reader.poll_fill(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(err)) => {
-                    this.fail_all(Status::from(err));
-                    return Poll::Ready(());
-                }
-            };
-            if n == 0 {
-                this.fail_all(Status::unavailable("connection closed by the server"));
-                return Poll::Ready(());
+        for round in 0..READS_PER_POLL {
+            // The read goes first, outside the lock (callers on other threads encode under
+            // it); then one lock serves the rest of the wake-up (first round) and the frames
+            // read, where each took a lock of its own (two locked instructions each).
+            let read = this.reader.poll_fill(cx);
+            if round > 0 && read.is_pending() {
+                // The rounds before left nothing to do under the lock.
+                return Poll::Pending;
             }
             let Driver {
                 shared,
                 reader,
                 wake,
                 pinger,
+                deadlines,
                 ..
             } = &mut *this;
             let mut state = shared.lock();
+            if round == 0 {
+                match Self::tend(shared, &mut state, deadlines, wake, cx) {
+                    Tended::Go => {}
+                    Tended::Done => return Poll::Ready(()),
+                    Tended::WriteFailed(status, written) => {
+                        drop(state);
+                        this.dispatch_received(cx);
+                        this.fail_all_unsent(status, written);
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            let n = match read {
+                Poll::Pending => {
+                    drop(state);
+                    // Callers whose deadline passed.
+                    wake.drain(..).for_each(Waker::wake);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => {
+                    drop(state);
+                    this.fail_all(Status::from(err));
+                    return Poll::Ready(());
+                }
+            };
+            if n == 0 {
+                drop(state);
+                this.fail_all(Status::unavailable("connection closed by the server"));
+                return Poll::Ready(());
+            }
             let mut inbound = Inbound {
                 shared,
                 wake,

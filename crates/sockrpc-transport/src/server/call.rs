@@ -137,7 +137,7 @@ impl<D: Dispatch> Connection<D> {
 
     /// Runs the rest of a call in a task of its own, registered so CANCEL can abort it.
     fn spawn_call(&self, call_id: u32, task: impl Future<Output = ()> + Send + 'static) {
-        self.shared.lock().running.insert(call_id, None);
+        self.register_running(call_id);
         let handle = tokio::spawn(task);
         if let Some(entry) = self.shared.lock().running.get_mut(&call_id) {
             *entry = Some(handle.abort_handle());
@@ -146,8 +146,15 @@ impl<D: Dispatch> Connection<D> {
 
     /// Runs the rest of a streaming call on this task (`local.rs`); CANCEL drops it by its id.
     fn run_local(&mut self, call_id: u32, task: impl Future<Output = ()> + Send + 'static) {
-        self.shared.lock().running.insert(call_id, None);
+        self.register_running(call_id);
         self.locals.insert(call_id, Box::pin(task));
+    }
+
+    /// Notes a call that runs on past its first poll, so CANCEL finds it and it counts
+    /// against the limit of calls in flight.
+    fn register_running(&self, call_id: u32) {
+        self.shared.lock().running.insert(call_id, None);
+        self.running_hint.set(self.running_hint.get() + 1);
     }
 
     /// Answers a call from the connection task (errors the connection itself decides on).

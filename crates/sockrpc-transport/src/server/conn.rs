@@ -121,6 +121,11 @@ pub(super) struct Connection<D> {
     /// the check costs no lock per frame. Only this task's own answers can fill the buffer
     /// within one batch of frames.
     pub(super) outbox_full: std::cell::Cell<bool>,
+    /// At least the number of calls in `Shared::running`: read under the lock at each pass,
+    /// raised with each call this task registers there; calls that end on tasks of their own
+    /// lower only the real count. A call under the limit by this count is under it for sure,
+    /// and only one that may not be takes the lock to count ([`Connection::at_call_limit`]).
+    pub(super) running_hint: std::cell::Cell<usize>,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -181,12 +186,21 @@ impl<D: Dispatch> Connection<D> {
             awaiting_pong: None,
             backlog: false,
             outbox_full: std::cell::Cell::new(false),
+            running_hint: std::cell::Cell::new(0),
         }
     }
 
+    /// Calls in flight: waiting for their message, or running past their first poll.
     pub(super) fn in_flight(&self) -> usize {
-        let state = self.shared.lock();
-        self.opened.len() + state.running.len()
+        let running = self.shared.lock().running.len();
+        self.running_hint.set(running);
+        self.opened.len() + running
+    }
+
+    /// Whether the connection has as many calls in flight as it takes (`max_concurrent_calls`).
+    pub(super) fn at_call_limit(&self) -> bool {
+        let limit = self.config.max_concurrent_calls;
+        self.opened.len() + self.running_hint.get() >= limit && self.in_flight() >= limit
     }
 
     fn abort_all(&mut self) {
@@ -483,6 +497,7 @@ impl<D: Dispatch> Connection<D> {
             }
             state.wake_writers();
             over_budget = state.over_budget();
+            this.running_hint.set(state.running.len());
         }
         let mut drained = false;
         for _ in 0..READS_PER_POLL {
@@ -543,6 +558,7 @@ impl<D: Dispatch> Connection<D> {
                 return Poll::Pending;
             }
             over_budget = state.over_budget();
+            this.running_hint.set(state.running.len());
         }
         this.update_deadlines();
         if !drained || (this.timers.stale() && this.timers.poll(cx).is_ready()) {

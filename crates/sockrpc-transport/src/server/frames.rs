@@ -45,7 +45,7 @@ impl<D: Dispatch> Connection<D> {
                 }
                 self.last_call_id = call_id;
                 let timeout = super::config::cap_timeout(timeout, self.config.timeout);
-                let busy = self.in_flight() >= self.config.max_concurrent_calls;
+                let busy = self.at_call_limit();
                 if self.draining {
                     self.refuse(call_id);
                 } else if busy {
