@@ -4,8 +4,10 @@
 //! pending calls, PING strikes, and configuration mistakes. Each failed before the rewrite of
 //! the server connection (commit 84bffd8). Later: a flood past the connection cap holds a
 //! bounded number of refusals (`slowloris.rs`), and a flood of bad connections is one warning
-//! per kind in the log (`warnings.rs`).
+//! per kind in the log (`warnings.rs`). The limit of calls in flight per connection counts
+//! calls running in tasks of their own (`call_limit.rs`).
 
+mod call_limit;
 mod config;
 mod half_close;
 mod keepalive;
