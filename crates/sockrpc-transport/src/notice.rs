@@ -68,6 +68,13 @@ impl Notice {
         !self.same_task(cx) || self.noted.woke.load(Ordering::Acquire)
     }
 
+    /// Forgets the task: the next [`needs_poll`](Self::needs_poll) says yes. For after the
+    /// future was polled some other way (with the task's own waker), which the notice did not
+    /// see and whose wake-up it would not note.
+    pub(crate) fn forget(&mut self) {
+        self.task = None;
+    }
+
     fn same_task(&self, cx: &Context<'_>) -> bool {
         self.task.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
     }
@@ -134,5 +141,7 @@ mod tests {
             .is_pending());
         assert!(!notice.needs_poll(&Context::from_waker(&first)));
         assert!(notice.needs_poll(&Context::from_waker(&second)));
+        notice.forget();
+        assert!(notice.needs_poll(&Context::from_waker(&first)), "forgotten");
     }
 }

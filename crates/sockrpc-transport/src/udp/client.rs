@@ -139,6 +139,9 @@ pub(super) struct Shared {
     /// through one stall of the network or of this host's scheduler) are one loss event, not many.
     pub(super) last_loss: Mutex<Option<Instant>>,
     pub(super) fallback_until: Mutex<Option<Instant>>,
+    /// Whether `fallback_until` may be set: every call asks, and nearly always the answer is
+    /// no, read without the lock (two locked instructions) or a clock read.
+    pub(super) falling_back: AtomicBool,
     pub(super) stats: ClientCounters,
     /// The runtime the client was made in (its socket's reactor), where its coalescer's flush
     /// task runs; `None` when made outside any.
@@ -253,6 +256,7 @@ impl UdpClient {
             losses: AtomicU32::new(0),
             last_loss: Mutex::new(None),
             fallback_until: Mutex::new(None),
+            falling_back: AtomicBool::new(false),
             stats: ClientCounters::default(),
             runtime: tokio::runtime::Handle::try_current().ok(),
         });
@@ -317,11 +321,15 @@ impl UdpClient {
             bump(&shared.stats.not_suitable);
             return UdpOutcome::NotSuitable;
         }
-        if shared.cookie.borrow().is_none() {
+        // Read once for the first transmission (each read takes the watch's lock);
+        // retransmissions read the newest.
+        let mut cookie = *shared.cookie.borrow();
+        if cookie.is_none() {
             // Once per client: boxed, so that every call's future is not the larger for it.
             if let Err(outcome) = Box::pin(shared.ensure_cookie(deadline)).await {
                 return outcome;
             }
+            cookie = *shared.cookie.borrow();
         }
         let started = Instant::now();
         let (seq, call_id, done_below) =
@@ -379,10 +387,10 @@ impl UdpClient {
             }
             // Each transmission carries the time still left and the newest cookie.
             datagram::set_timeout(&mut pending.out, deadline.map(|d| d - now));
-            datagram::set_cookie(
-                &mut pending.out,
-                &shared.cookie.borrow().unwrap_or_default(),
-            );
+            if sends > 0 {
+                cookie = *shared.cookie.borrow();
+            }
+            datagram::set_cookie(&mut pending.out, &cookie.unwrap_or_default());
             if sends > 0 {
                 bump(&shared.stats.retransmits);
             }

@@ -30,6 +30,7 @@ pub use super::server_config::UdpServerConfig;
 use super::socket::{BatchSocket, RecvBatch};
 use super::{bump, counters};
 use crate::dispatch::{Dispatch, IncomingCall, RequestBody, TransportKind};
+use crate::notice::Notice;
 use crate::panic::{panicked, poll_caught};
 use bytes::Bytes;
 use sockrpc_protocol::{ConnInfo, PathCache, Request, Status};
@@ -210,12 +211,17 @@ where
         // The answers to one batch, sent together after it.
         let mut outbox = Outbox::default();
         tokio::pin!(shutdown);
+        // What the wait for a datagram polls `shutdown` through: polled again only once it
+        // woke this task, not at every wait (a poll of a cancellation token's future takes
+        // its locks). Forgotten where `shutdown` is polled directly.
+        let mut shutdown_notice = Notice::new();
         // Datagrams read since the last wait; see MAX_BURST.
         let mut burst = 0;
         loop {
             while tasks.try_join_next().is_some() {}
             if burst >= MAX_BURST {
                 burst = 0;
+                shutdown_notice.forget();
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
@@ -231,7 +237,10 @@ where
                 Poll::Ready(read) => Poll::Ready(Some(read)),
                 Poll::Pending => {
                     waited = true;
-                    shutdown.as_mut().poll(cx).map(|()| None)
+                    if !shutdown_notice.needs_poll(cx) {
+                        return Poll::Pending;
+                    }
+                    shutdown_notice.poll(shutdown.as_mut(), cx).map(|()| None)
                 }
             })
             .await;
@@ -246,6 +255,7 @@ where
                     // Shutdown is looked at here too: a socket whose runtime is gone fails
                     // every read at once.
                     tracing::debug!(error = %err, "udp recv failed");
+                    shutdown_notice.forget();
                     tokio::select! {
                         biased;
                         () = &mut shutdown => break,

@@ -14,11 +14,15 @@ const MIN_REORDER: Duration = Duration::from_millis(4);
 impl Shared {
     /// Whether new calls go over TCP now, after repeated loss.
     pub(super) fn in_fallback(&self) -> bool {
+        if !self.falling_back.load(Ordering::Acquire) {
+            return false;
+        }
         let mut until = lock(&self.fallback_until);
         match *until {
             Some(t) if Instant::now() < t => true,
             Some(_) => {
                 *until = None;
+                self.falling_back.store(false, Ordering::Release);
                 false
             }
             None => false,
@@ -85,7 +89,11 @@ impl Shared {
             return false;
         }
         self.losses.store(0, Ordering::Relaxed);
-        *lock(&self.fallback_until) = Some(Instant::now() + self.config.fallback_for);
+        {
+            let mut until = lock(&self.fallback_until);
+            *until = Some(Instant::now() + self.config.fallback_for);
+            self.falling_back.store(true, Ordering::Release);
+        }
         bump(&self.stats.fallbacks);
         tracing::debug!(
             peer = ?self.socket.get_ref().peer_addr().ok(),
