@@ -68,8 +68,8 @@ async fn a_handshake_that_never_completes_is_closed_by_the_timeout() {
         "closed after {elapsed:?}"
     );
     // Logged at WARN, where an operator looks (the first of its kind; the second is counted).
-    let stalled_addr = stalled.local_addr().expect("addr").to_string();
-    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let stalled_addr = peer_field(stalled.local_addr().expect("addr"));
+    let silent_addr = peer_field(silent.local_addr().expect("addr"));
     let lines = warned(&["TLS handshake not completed in time", "within 1.5s"]).await;
     let ours: Vec<&String> = lines
         .iter()

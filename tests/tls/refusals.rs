@@ -285,7 +285,7 @@ async fn refusals_are_warned_once_per_kind_not_once_per_connection() {
     let mut scanners = Vec::new();
     for _ in 0..20 {
         let mut stream = TcpStream::connect(server.addr).await.expect("tcp");
-        scanners.push(stream.local_addr().expect("addr").to_string());
+        scanners.push(peer_field(stream.local_addr().expect("addr")));
         stream
             .write_all(b"GET / HTTP/1.1\r\n\r\n")
             .await
@@ -298,7 +298,7 @@ async fn refusals_are_warned_once_per_kind_not_once_per_connection() {
     }
     // A plain-text sockrpc client: another kind, warned too.
     let mut plain = TcpStream::connect(server.addr).await.expect("tcp");
-    let plain_addr = plain.local_addr().expect("addr").to_string();
+    let plain_addr = peer_field(plain.local_addr().expect("addr"));
     plain
         .write_all(&sockrpc::protocol::frame::PREFACE)
         .await
@@ -309,6 +309,9 @@ async fn refusals_are_warned_once_per_kind_not_once_per_connection() {
     let log = warnings();
     let flood: Vec<&str> = log
         .lines()
+        // Of this kind as well as from these ports: another test's connection may have used one
+        // of them before (a closed client port is free again at once).
+        .filter(|line| line.contains("not TLS:"))
         .filter(|line| scanners.iter().any(|addr| line.contains(addr.as_str())))
         .collect();
     assert_eq!(

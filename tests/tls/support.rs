@@ -312,6 +312,12 @@ pub(crate) fn warnings() -> String {
     log.text()
 }
 
+/// How a refusal's log line names the client at `addr`: the whole field, so that the port of
+/// one connection is never matched as the prefix of another's (`:5632` in `:56322`).
+pub(crate) fn peer_field(addr: std::net::SocketAddr) -> String {
+    format!("peer=Some({addr})")
+}
+
 /// The WARN lines logged so far that contain every one of `words`, waiting up to [`PROMPT`] for
 /// at least one (a server logs a refusal on its connection's task, maybe after the client has
 /// seen it).
