@@ -180,10 +180,16 @@ impl State {
                 source,
                 ..
             } if finished.is_none_or(|f| f == *at) => {
+                let at = *at;
                 self.bytes = self.bytes.saturating_sub(*size);
                 self.done -= 1;
                 self.quotas.remove(source, *size);
                 entry.remove();
+                // Its record in `order` goes too when it is the newest (a client with one call
+                // in flight acks the call before): otherwise it waits to be passed over.
+                if self.order.back() == Some(&(*key, at)) {
+                    self.order.pop_back();
+                }
                 Some(())
             }
             _ => None,
@@ -312,8 +318,13 @@ impl ReplyCache {
 
     /// Drops finished entries past their time, oldest first; never a younger one.
     fn expire(&self, state: &mut State, now: Instant) {
+        // Entries that finished at or before this are past their time (none can be, this
+        // early after the clock's origin). One subtraction, then a comparison per entry.
+        let Some(cutoff) = now.checked_sub(self.config.ttl) else {
+            return;
+        };
         while let Some(&(key, finished)) = state.order.front() {
-            if now.saturating_duration_since(finished) < self.config.ttl {
+            if finished > cutoff {
                 break;
             }
             state.order.pop_front();

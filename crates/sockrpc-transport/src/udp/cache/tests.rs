@@ -102,6 +102,73 @@ async fn entries_age_out_after_the_ttl() {
     assert!(state.map.is_empty());
 }
 
+/// The ttl's edge: an answer exactly `ttl` old goes, one a millisecond younger stays.
+#[test]
+fn the_ttl_is_counted_from_the_answer_to_the_instant() {
+    let cache = ReplyCache::default();
+    for id in [1, 2] {
+        assert!(matches!(
+            cache.begin(HOST, 1, id, &path(), None),
+            Begin::New
+        ));
+        cache.complete(1, id, ok(1));
+    }
+    let now = Instant::now();
+    let mut state = cache.lock();
+    let ages = [
+        cache.config.ttl,
+        cache.config.ttl - Duration::from_millis(1),
+    ];
+    for (i, age) in ages.into_iter().enumerate() {
+        state.order[i].1 = now - age;
+        let key = state.order[i].0;
+        if let Some(Slot::Done { finished, .. }) = state.map.get_mut(&key) {
+            *finished = now - age;
+        }
+    }
+    cache.expire(&mut state, now);
+    assert!(!state.map.contains_key(&(1, 1)), "ttl old: gone");
+    assert!(state.map.contains_key(&(1, 2)), "younger: kept");
+    assert_eq!(state.order.len(), 1);
+}
+
+/// A client with one call in flight acks each call in its next REQUEST: the acked answer's
+/// record in the eviction order goes with it, instead of waiting to be compacted away.
+#[test]
+fn acked_answers_leave_no_record_in_the_eviction_order() {
+    let cache = ReplyCache::default();
+    cache.ack(9, 1);
+    for id in 1..=200u32 {
+        assert!(matches!(
+            cache.begin(HOST, 9, id, &path(), Some(id)),
+            Begin::New
+        ));
+        cache.complete(9, id, ok(10));
+        let state = cache.lock();
+        assert_eq!((state.done, state.order.len()), (1, 1), "call {id}");
+    }
+    // Two in flight (201 and 202, each REQUEST acking 200): the acked call is not the newest, so its record waits (and is passed
+    // over by `expire`, or compacted away, later); the entry itself still goes at once.
+    assert!(matches!(
+        cache.begin(HOST, 9, 201, &path(), Some(201)),
+        Begin::New
+    ));
+    assert!(matches!(
+        cache.begin(HOST, 9, 202, &path(), Some(201)),
+        Begin::New
+    ));
+    cache.complete(9, 201, ok(10));
+    cache.complete(9, 202, ok(10));
+    assert!(matches!(
+        cache.begin(HOST, 9, 203, &path(), Some(202)),
+        Begin::New
+    ));
+    let state = cache.lock();
+    assert_eq!(state.done, 1);
+    assert!(state.map.contains_key(&(9, 202)));
+    assert_eq!(state.order.len(), 2, "the record of 201 waits behind 202's");
+}
+
 #[tokio::test]
 async fn wait_sees_completion_and_guard_completes_on_drop() {
     let cache = std::sync::Arc::new(ReplyCache::default());
