@@ -198,7 +198,10 @@ impl Drop for Shared {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         let out = std::mem::take(&mut self.out);
-        lock(&self.shared.pending).close(self.call_id, out);
+        let untaken = lock(&self.shared.pending).close(self.call_id, out);
+        if untaken {
+            bump(&self.shared.stats.duplicates);
+        }
         if let Some(seq) = self.seq.take() {
             self.shared.outstanding.finish(seq);
         }
@@ -338,8 +341,17 @@ impl UdpClient {
                 Err(lost) => return shared.past_window(lost),
             };
         crate::dispatch::note_call_id(call_id);
+        let give_up = started + shared.config.retransmit_window;
+        // The first transmission's timer, armed as the slot opens (one lock for both): the
+        // call's start stands for its first transmission's time (the encoding between is a
+        // few hundred nanoseconds), so its due time is known now.
+        let first_rto_at = started + shared.backoff(0);
+        let first_wake = earliest(first_rto_at, deadline, give_up);
+        let runtime = tokio::runtime::Handle::current().id();
         // Whether other calls are in flight: then this one's request may leave with theirs.
-        let (out, together) = lock(&shared.pending).open(call_id);
+        let (out, together, arm) = lock(&shared.pending).open_armed(call_id, first_wake, runtime);
+        // Acted on at once, whatever happens next: a timer task said to be starting must start.
+        let mut own_timer = Some(!timer::after_arm(&self.inner.shared, arm));
         let mut pending = PendingGuard {
             shared,
             call_id,
@@ -363,9 +375,6 @@ impl UdpClient {
             request.get_ref(),
         );
         bump(&shared.stats.calls);
-        // The call's start stands for its first transmission's time (the encoding between is
-        // a few hundred nanoseconds): one clock read fewer per call.
-        let give_up = started + shared.config.retransmit_window;
         let mut attempt = 0u32;
         let mut retried_for_cookie = false;
         // Transmissions so far: every one after the first is a retransmission.
@@ -394,15 +403,15 @@ impl UdpClient {
             if sends > 0 {
                 bump(&shared.stats.retransmits);
             }
-            let rto_at = now + shared.backoff(attempt);
+            let rto_at = if sends == 0 {
+                first_rto_at
+            } else {
+                now + shared.backoff(attempt)
+            };
             shared.send(&pending.out, together).await;
             sends += 1;
-            let wake = [Some(rto_at), deadline, Some(give_up)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(rto_at);
-            let got = self.wait(call_id, wake).await;
+            let wake = earliest(rto_at, deadline, give_up);
+            let got = self.wait(call_id, wake, own_timer.take()).await;
             match got {
                 Ok(Some(Incoming::Reply(answer))) => {
                     if sends == 1 {
@@ -457,15 +466,31 @@ impl UdpClient {
 /// No answer came before the call's timer went off.
 struct TimedOut;
 
+/// When a call sent at a time whose timeout is `rto_at` wakes: then, at its deadline, or when
+/// it gives up, whichever comes first.
+fn earliest(rto_at: Instant, deadline: Option<Instant>, give_up: Instant) -> Instant {
+    let wake = rto_at.min(give_up);
+    deadline.map_or(wake, |deadline| wake.min(deadline))
+}
+
 impl UdpClient {
     /// Waits for call `call_id`'s answer until `wake` (its slot's due time: the client's timer
     /// task wakes it then, `client/timer.rs`), reading the socket for every call meanwhile if
-    /// no other call does. `Ok(None)`: the call's slot is gone.
-    async fn wait(&self, call_id: u32, wake: Instant) -> Result<Option<Incoming>, TimedOut> {
+    /// no other call does. `Ok(None)`: the call's slot is gone. `armed`: the slot was armed
+    /// for `wake` already, and whether the call must keep a timer of its own.
+    async fn wait(
+        &self,
+        call_id: u32,
+        wake: Instant,
+        armed: Option<bool>,
+    ) -> Result<Option<Incoming>, TimedOut> {
         let shared = &self.inner.shared;
-        let runtime = tokio::runtime::Handle::current().id();
-        let arm = lock(&shared.pending).arm(call_id, wake, runtime);
-        if !timer::after_arm(shared, arm) {
+        let own_timer = armed.unwrap_or_else(|| {
+            let runtime = tokio::runtime::Handle::current().id();
+            let arm = lock(&shared.pending).arm(call_id, wake, runtime);
+            !timer::after_arm(shared, arm)
+        });
+        if own_timer {
             // The client's timer serves another runtime: a timer of the call's own (boxed, so
             // that every call's future is not the larger for this rare case).
             let answer = Box::pin(tokio::time::timeout_at(wake, self.answer(call_id)));

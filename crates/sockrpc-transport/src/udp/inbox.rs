@@ -121,12 +121,31 @@ impl Shared {
             // The reader until `done`: then the guard goes, and the next waiter reads. Polled
             // by hand (`poll_recv`, no `recv` future): nothing per wait to build, register and
             // drop, and every call's future is smaller for it.
+            //
+            // `done` is looked at (a lock, for a call's slot) only when it may have changed: it
+            // was just polled, in this same poll of the task, before the reader's place was
+            // taken (`fresh`); a wake-up with datagrams to read looks at the socket first, and
+            // a call alone finds its own answer there (`Mine`); a batch for others is followed
+            // by a look at `done` before the next read (`look`), so a reader kept busy still
+            // sees its own answer or timeout come; an empty socket is followed by one too,
+            // which registers the waker for the next wake-up.
+            let mut fresh = true;
+            let mut look = false;
             loop {
                 let step = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(out) = done.as_mut().poll(cx) {
-                        return Poll::Ready(Step::Done(out));
+                    if std::mem::take(&mut look) {
+                        if let Poll::Ready(out) = done.as_mut().poll(cx) {
+                            return Poll::Ready(Step::Done(out));
+                        }
                     }
-                    self.socket.poll_recv(cx, &mut batch).map(Step::Read)
+                    if let Poll::Ready(read) = self.socket.poll_recv(cx, &mut batch) {
+                        fresh = false;
+                        return Poll::Ready(Step::Read(read));
+                    }
+                    if std::mem::take(&mut fresh) {
+                        return Poll::Pending;
+                    }
+                    done.as_mut().poll(cx).map(Step::Done)
                 })
                 .await;
                 match step {
@@ -135,6 +154,7 @@ impl Shared {
                         if let Some(incoming) = self.on_batch(&batch, mine) {
                             return Waited::Mine(incoming);
                         }
+                        look = true;
                     }
                     Step::Read(Err(err)) => {
                         // ECONNREFUSED (ICMP port unreachable) and the like: calls see it as

@@ -2,13 +2,16 @@
 //! flight, and the request buffers calls reuse.
 //!
 //! ```text
-//!  call starts ──▶ open: slot Waiting, a spare request buffer (or a new one)
+//!  call starts ──▶ open_armed: slot Waiting, due when its first transmission times out,
+//!                  a spare request buffer (or a new one)
 //!  reader reads an answer ──▶ deliver: Waiting ─▶ Answered, wake the call
 //!                                      Answered / Taken / no slot ─▶ a duplicate
 //!  call polls ──▶ take: Answered ─▶ Taken, the answer is the call's
-//!  call ends ──▶ close: the slot goes, its request buffer waits for the next call
-//!  call sent ──▶ arm: the slot's due time (the client's timer task, `client/timer.rs`,
-//!                     sleeps until the soonest: a slot past it gets Timeout, and its call wakes)
+//!  call ends ──▶ close: the slot goes (an answer left in it, untaken, counts as a duplicate),
+//!                its request buffer waits for the next call
+//!  retransmission sent ──▶ arm: the slot's due time again
+//!  (the client's timer task, `client/timer.rs`, sleeps until the soonest due time: a slot
+//!   past it gets Timeout, and its call wakes)
 //! ```
 //!
 //! A slot is a waker and, once it came, the answer, in one map under one lock: no allocation
@@ -89,6 +92,18 @@ impl Slots {
     pub(super) fn open(&mut self, call_id: u32) -> (BytesMut, bool) {
         self.calls.insert(call_id, WAITING);
         (self.spare.pop().unwrap_or_default(), self.calls.len() > 1)
+    }
+
+    /// [`open`](Self::open) and [`arm`](Self::arm) under one lock: the slot opens with its due
+    /// time set, for a call that knows when its first transmission times out.
+    pub(super) fn open_armed(
+        &mut self,
+        call_id: u32,
+        at: Instant,
+        runtime: RuntimeId,
+    ) -> (BytesMut, bool, Arm) {
+        let (buf, together) = self.open(call_id);
+        (buf, together, self.arm(call_id, at, runtime))
     }
 
     /// Waits again, for a second answer (after a TRUNCATED that a cookie would have avoided).
@@ -242,13 +257,20 @@ impl Slots {
         self.deliver(call_id, Incoming::Hurry).ok().flatten()
     }
 
-    /// Closes call `call_id`'s slot; its request buffer is kept for the next call.
-    pub(super) fn close(&mut self, call_id: u32, mut buf: BytesMut) {
-        self.calls.remove(&call_id);
+    /// Closes call `call_id`'s slot; its request buffer is kept for the next call. Returns
+    /// whether the slot held an answer from the server that the call never took: a late
+    /// answer to a call that ended, or a duplicate of the answer the call read itself
+    /// (`inbox.rs`).
+    pub(super) fn close(&mut self, call_id: u32, mut buf: BytesMut) -> bool {
+        let left = matches!(
+            self.calls.remove(&call_id),
+            Some(Slot::Answered(incoming)) if incoming.is_answer()
+        );
         if self.spare.len() < MAX_SPARE && (1..=MAX_SPARE_CAPACITY).contains(&buf.capacity()) {
             buf.clear();
             self.spare.push(buf);
         }
+        left
     }
 
     /// Calls in flight.
@@ -368,8 +390,17 @@ mod tests {
             slots.poll_take(1, &mut cx),
             Poll::Ready(Some(Incoming::Truncated { .. }))
         ));
-        slots.close(1, BytesMut::new());
-        slots.close(2, BytesMut::new());
+        assert!(!slots.close(1, BytesMut::new()), "its answer was taken");
+        assert!(!slots.close(2, BytesMut::new()), "it still waited");
+        // A timeout left in a slot is no answer; an answer left in one is.
+        let _ = slots.open(3);
+        let _ = slots.arm(3, at(260), rt);
+        slots.expire(at(270), &mut wake);
+        assert!(!slots.close(3, BytesMut::new()), "a timeout");
+        wake.clear();
+        let _ = slots.open(3);
+        assert!(slots.deliver(3, truncated()).is_ok());
+        assert!(slots.close(3, BytesMut::new()), "an answer left untaken");
         slots.expire(at(1000), &mut wake);
         assert!(wake.is_empty());
         assert_eq!(
