@@ -133,7 +133,8 @@ impl Shared {
             let mut look = false;
             loop {
                 let step = std::future::poll_fn(|cx| {
-                    if std::mem::take(&mut look) {
+                    let looked = std::mem::take(&mut look);
+                    if looked {
                         if let Poll::Ready(out) = done.as_mut().poll(cx) {
                             return Poll::Ready(Step::Done(out));
                         }
@@ -142,7 +143,8 @@ impl Shared {
                         fresh = false;
                         return Poll::Ready(Step::Read(read));
                     }
-                    if std::mem::take(&mut fresh) {
+                    // Not twice in one poll: `done` was looked at above, or just before.
+                    if std::mem::take(&mut fresh) || looked {
                         return Poll::Pending;
                     }
                     done.as_mut().poll(cx).map(Step::Done)
