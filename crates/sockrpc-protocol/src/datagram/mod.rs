@@ -409,8 +409,10 @@ pub fn parse_request_with(
     })
 }
 
-/// The answer as it will go on the wire: everything borrowed, sizes known before encoding.
-struct ReplyParts<'a> {
+/// An answer as a REPLY datagram carries it: everything borrowed, its size known before it is
+/// encoded. A server that checks, sizes and encodes one answer looks at its parts once.
+#[derive(Debug)]
+pub struct Reply<'a> {
     code: Code,
     message: std::borrow::Cow<'a, str>,
     details: &'a [u8],
@@ -421,75 +423,93 @@ struct ReplyParts<'a> {
 
 static EMPTY: std::sync::LazyLock<MetadataMap> = std::sync::LazyLock::new(MetadataMap::new);
 
-fn reply_parts<'a>(result: &'a Result<Response<Bytes>, Status>) -> ReplyParts<'a> {
-    match result {
-        Ok(response) => ReplyParts {
-            code: Code::Ok,
-            message: "".into(),
-            details: &[],
-            leading: response.metadata(),
-            trailing: response.trailers(),
-            body: response.get_ref(),
-        },
-        Err(status) => {
-            let (message, details) = if status.details().len() > MAX_REPLY_DETAILS {
-                ("status details too large to send; dropped", &[][..])
-            } else {
-                (status.message(), &status.details()[..])
-            };
-            ReplyParts {
-                code: status.code(),
-                message: frame::truncate_status(message, MAX_STATUS_MESSAGE),
-                details,
-                leading: &EMPTY,
-                trailing: status.metadata(),
-                body: &[],
+impl<'a> Reply<'a> {
+    /// The parts of `result` a REPLY carries (a status's text and details cut to what a
+    /// datagram may hold).
+    pub fn new(result: &'a Result<Response<Bytes>, Status>) -> Reply<'a> {
+        match result {
+            Ok(response) => Reply {
+                code: Code::Ok,
+                message: "".into(),
+                details: &[],
+                leading: response.metadata(),
+                trailing: response.trailers(),
+                body: response.get_ref(),
+            },
+            Err(status) => {
+                let (message, details) = if status.details().len() > MAX_REPLY_DETAILS {
+                    ("status details too large to send; dropped", &[][..])
+                } else {
+                    (status.message(), &status.details()[..])
+                };
+                Reply {
+                    code: status.code(),
+                    message: frame::truncate_status(message, MAX_STATUS_MESSAGE),
+                    details,
+                    leading: &EMPTY,
+                    trailing: status.metadata(),
+                    body: &[],
+                }
             }
         }
     }
+
+    /// Checks that the answer can be written under `limits`; `Err` is the status to send instead
+    /// (the same rules as the TCP server's: oversized metadata is `Internal`).
+    pub fn check(&self, limits: &Limits) -> Result<(), Status> {
+        frame::check_metadata(self.leading, limits)
+            .and_then(|()| frame::check_metadata(self.trailing, limits))
+            .map_err(|reason| Status::internal(format!("response metadata: {reason}")))
+    }
+
+    /// Bytes the REPLY datagram takes, header included.
+    pub fn wire_len(&self) -> usize {
+        HEADER_LEN
+            + 4
+            + 2
+            + self.message.len()
+            + 2
+            + self.details.len()
+            + frame::metadata_len(self.leading)
+            + frame::metadata_len(self.trailing)
+            + self.body.len()
+    }
+
+    /// Writes the REPLY datagram, `len` bytes (from [`wire_len`](Self::wire_len)). The caller has
+    /// [`check`](Self::check)ed it.
+    pub fn encode(&self, dst: &mut BytesMut, header: &Header, len: usize) {
+        dst.reserve(len);
+        header.encode(dst);
+        dst.put_u32(self.code.as_u32());
+        // MAX_STATUS_MESSAGE (16 KiB) is below u16::MAX, so the cast cannot cut.
+        dst.put_u16(self.message.len() as u16);
+        dst.put_slice(self.message.as_bytes());
+        dst.put_u16(self.details.len() as u16);
+        dst.put_slice(self.details);
+        frame::encode::put_metadata(dst, self.leading);
+        frame::encode::put_metadata(dst, self.trailing);
+        dst.put_slice(self.body);
+    }
 }
 
-/// Checks that an answer can be written as a REPLY under `limits`; `Err` is the status to send
-/// instead (the same rules as the TCP server's: oversized metadata is `Internal`).
+/// Checks that an answer can be written as a REPLY under `limits` ([`Reply::check`]).
 pub fn check_reply(
     result: &Result<Response<Bytes>, Status>,
     limits: &Limits,
 ) -> Result<(), Status> {
-    let parts = reply_parts(result);
-    frame::check_metadata(parts.leading, limits)
-        .and_then(|()| frame::check_metadata(parts.trailing, limits))
-        .map_err(|reason| Status::internal(format!("response metadata: {reason}")))
+    Reply::new(result).check(limits)
 }
 
-/// Bytes a REPLY datagram for `result` takes, header included; known before encoding, so an
-/// answer too large for a datagram is never encoded at all.
+/// Bytes a REPLY datagram for `result` takes, header included ([`Reply::wire_len`]); known before
+/// encoding, so an answer too large for a datagram is never encoded at all.
 pub fn reply_len(result: &Result<Response<Bytes>, Status>) -> usize {
-    let p = reply_parts(result);
-    HEADER_LEN
-        + 4
-        + 2
-        + p.message.len()
-        + 2
-        + p.details.len()
-        + frame::metadata_len(p.leading)
-        + frame::metadata_len(p.trailing)
-        + p.body.len()
+    Reply::new(result).wire_len()
 }
 
 /// Writes a REPLY datagram. The caller has checked the answer with [`check_reply`].
 pub fn encode_reply(dst: &mut BytesMut, header: &Header, result: &Result<Response<Bytes>, Status>) {
-    let p = reply_parts(result);
-    dst.reserve(reply_len(result));
-    header.encode(dst);
-    dst.put_u32(p.code.as_u32());
-    // MAX_STATUS_MESSAGE (16 KiB) is below u16::MAX, so the cast cannot cut.
-    dst.put_u16(p.message.len() as u16);
-    dst.put_slice(p.message.as_bytes());
-    dst.put_u16(p.details.len() as u16);
-    dst.put_slice(p.details);
-    frame::encode::put_metadata(dst, p.leading);
-    frame::encode::put_metadata(dst, p.trailing);
-    dst.put_slice(p.body);
+    let reply = Reply::new(result);
+    reply.encode(dst, header, reply.wire_len());
 }
 
 /// Parses a REPLY body (the datagram after its header) back into the answer.

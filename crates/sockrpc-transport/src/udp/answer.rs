@@ -5,14 +5,13 @@
 //! the no-amplification rule.
 
 use super::bump;
-use super::datagram::{self, Cookie, Header, Kind, FLAG_FITS, HEADER_LEN};
+use super::datagram::{self, Cookie, Header, Kind, Reply, FLAG_FITS, HEADER_LEN};
 use super::outbox::Outbox;
 use super::server::Shared;
 use super::socket::transmit;
 use crate::dispatch::OutboundBody;
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{Response, Status};
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 /// A call's answer as the cache and the datagram hold it: one message.
@@ -117,15 +116,18 @@ impl Shared {
     /// Appends REPLY to `out` when it fits and the source may receive it, TRUNCATED otherwise,
     /// nothing when even TRUNCATED would break the no-amplification rule.
     fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) {
-        let answer: Cow<'_, Answer> = match datagram::check_reply(answer, &self.config.limits) {
-            Ok(()) => Cow::Borrowed(answer),
-            Err(status) => Cow::Owned(Err(status)),
-        };
-        let len = datagram::reply_len(&answer);
+        // The answer's parts are gathered once, for the check, the size and the encoding.
+        let refused;
+        let mut reply = Reply::new(answer);
+        if let Err(status) = reply.check(&self.config.limits) {
+            refused = Err(status);
+            reply = Reply::new(&refused);
+        }
+        let len = reply.wire_len();
         let fits = len <= self.config.max_datagram;
         let allowed = to.size_limit.is_none_or(|limit| len <= limit);
         if fits && allowed {
-            datagram::encode_reply(out, &reply_header(Kind::Reply, to), &answer);
+            reply.encode(out, &reply_header(Kind::Reply, to), len);
             bump(&self.stats.replies);
         } else {
             if to.size_limit.is_some_and(|limit| HEADER_LEN > limit) {

@@ -118,20 +118,49 @@ impl RecvBatch {
 
     /// The datagrams the last read returned, in order, each with its source and the local
     /// address it was sent to (when the platform says).
-    pub(super) fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Option<IpAddr>)> {
-        self.metas[..self.filled]
-            .iter()
-            .zip(self.bufs.chunks(SLOT))
-            .flat_map(|(meta, buf)| {
-                let len = meta.len.min(SLOT);
-                let stride = meta.stride.max(1);
-                // An empty datagram is a datagram too (and malformed): one of zero bytes.
-                let count = len.div_ceil(stride).max(1);
-                (0..count).map(move |k| {
-                    let datagram = &buf[(k * stride).min(len)..((k + 1) * stride).min(len)];
-                    (datagram, meta.addr, meta.dst_ip)
-                })
-            })
+    pub(super) fn datagrams(&self) -> Datagrams<'_> {
+        Datagrams {
+            metas: self.metas[..self.filled].iter(),
+            bufs: &self.bufs,
+            rest: &[],
+            stride: 1,
+            from: None,
+        }
+    }
+}
+
+/// The datagrams of a read, a GRO bundle cut into its segments: a plain loop over the messages
+/// rather than nested iterators, since every datagram a server or client reads passes here.
+pub(super) struct Datagrams<'a> {
+    metas: std::slice::Iter<'a, RecvMeta>,
+    /// The buffers of the messages not reached yet, [`SLOT`] bytes each.
+    bufs: &'a [u8],
+    /// The segments of the current message not given out yet.
+    rest: &'a [u8],
+    stride: usize,
+    /// The current message's source and destination address.
+    from: Option<(SocketAddr, Option<IpAddr>)>,
+}
+
+impl<'a> Iterator for Datagrams<'a> {
+    type Item = (&'a [u8], SocketAddr, Option<IpAddr>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let (false, Some((addr, dst_ip))) = (self.rest.is_empty(), self.from) {
+            let (datagram, rest) = self.rest.split_at(self.stride.min(self.rest.len()));
+            self.rest = rest;
+            return Some((datagram, addr, dst_ip));
+        }
+        let meta = self.metas.next()?;
+        let (buf, bufs) = self.bufs.split_at(SLOT.min(self.bufs.len()));
+        self.bufs = bufs;
+        let len = meta.len.min(buf.len());
+        self.stride = meta.stride.max(1);
+        self.from = Some((meta.addr, meta.dst_ip));
+        // An empty datagram is a datagram too (and malformed): one of zero bytes.
+        let (datagram, rest) = buf[..len].split_at(self.stride.min(len));
+        self.rest = rest;
+        Some((datagram, meta.addr, meta.dst_ip))
     }
 }
 

@@ -68,7 +68,20 @@ impl Watermarks {
     /// below the mark not yet swept, `(first, count)`, at most [`MAX_SWEEP`], whose answers
     /// may go: those this advance passed over, or those an earlier jump left to sweep. A client
     /// seen for the first time passes over nothing: what it finished before is left to the ttl.
+    #[cfg(test)]
     pub(crate) fn advance(&mut self, instance: u64, below: u32, now: Instant) -> (u32, u32) {
+        self.advance_to(instance, below, now).0
+    }
+
+    /// [`advance`](Self::advance), also returning the mark it leaves (`None` when the table
+    /// is full and the client has none): what [`is_stale`](Self::is_stale) would compare
+    /// against, without a second lookup.
+    pub(crate) fn advance_to(
+        &mut self,
+        instance: u64,
+        below: u32,
+        now: Instant,
+    ) -> ((u32, u32), Option<u32>) {
         if let Some(mark) = self.marks.get_mut(&instance) {
             mark.seen = now;
             if serial_before(mark.below, below) {
@@ -78,7 +91,7 @@ impl Watermarks {
             let first = mark.swept;
             let count = mark.below.wrapping_sub(first).min(MAX_SWEEP);
             mark.swept = first.wrapping_add(count);
-            return (first, count);
+            return ((first, count), Some(mark.below));
         }
         if self.marks.len() >= self.max {
             let ttl = self.ttl;
@@ -94,8 +107,9 @@ impl Watermarks {
                     seen: now,
                 },
             );
+            return ((below, 0), Some(below));
         }
-        (below, 0)
+        ((below, 0), None)
     }
 
     /// Clients with a mark.
@@ -178,5 +192,32 @@ mod tests {
             "room made by dropping marks past their ttl"
         );
         assert!(marks.len() <= 2);
+    }
+
+    #[test]
+    fn the_mark_an_advance_returns_is_the_one_is_stale_compares_against() {
+        let now = Instant::now();
+        let mut marks = Watermarks::new(2, Duration::from_secs(30));
+        // First sight, a move forward, an attempt to move back, across the wrap.
+        for (instance, below, mark) in [
+            (1, 10, 10),
+            (1, 25, 25),
+            (1, 20, 25),
+            (2, u32::MAX, u32::MAX),
+            (2, 4, 4),
+        ] {
+            let (_, returned) = marks.advance_to(instance, below, now);
+            assert_eq!(returned, Some(mark));
+            for id in [mark.wrapping_sub(1), mark, mark.wrapping_add(1)] {
+                assert_eq!(
+                    returned.is_some_and(|m| serial_before(id, m)),
+                    marks.is_stale(instance, id),
+                    "instance {instance}, id {id}"
+                );
+            }
+        }
+        // The table is full: a third client gets no mark, and nothing of it is stale.
+        assert_eq!(marks.advance_to(3, 10, now).1, None);
+        assert!(!marks.is_stale(3, 9));
     }
 }

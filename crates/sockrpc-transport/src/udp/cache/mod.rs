@@ -28,9 +28,12 @@
 //! their answers dropped at once, and its late duplicates refused: with such clients the cache
 //! holds about the calls in flight, not `ttl` × the call rate, and never fills.
 
+mod guard;
 mod quota;
 
-use super::watermark::Watermarks;
+pub(crate) use guard::CompletionGuard;
+
+use super::watermark::{serial_before, Watermarks};
 use quota::Quotas;
 // Seeded fast hashing (keys come from clients): a few lookups per call, each a SipHash before.
 use bytes::Bytes;
@@ -41,7 +44,7 @@ use std::{
     collections::VecDeque,
     net::IpAddr,
     sync::atomic::{AtomicUsize, Ordering},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 use tokio::sync::Notify;
@@ -152,8 +155,10 @@ struct State {
     done: usize,
     bytes: usize,
     marks: Watermarks,
-    /// Method paths seen, each an allocation of its own (see [`State::intern`]).
+    /// Method paths seen, each an allocation of its own (see [`intern`]).
     paths: HashSet<Bytes>,
+    /// The path [`intern`] gave out last.
+    last_path: Bytes,
     /// What each source holds, against its share.
     quotas: Quotas,
 }
@@ -200,15 +205,24 @@ impl State {
 /// The path an entry keeps: never a slice of the request it came in (a `Bytes` slice keeps its
 /// whole datagram alive, and entries live up to `ttl`), but one shared copy per method, kept in
 /// `paths`.
-fn intern(paths: &mut HashSet<Bytes>, path: &[u8]) -> Bytes {
-    if let Some(kept) = paths.get(path) {
-        return kept.clone();
+/// `last` is the path interned last: calls of one method in a row (the common case) compare
+/// bytes with it instead of hashing the path.
+fn intern(paths: &mut HashSet<Bytes>, last: &mut Bytes, path: &[u8]) -> Bytes {
+    if last.as_ref() == path {
+        return last.clone();
     }
-    let copy = Bytes::copy_from_slice(path);
-    if paths.len() < MAX_PATHS {
-        paths.insert(copy.clone());
-    }
-    copy
+    let kept = match paths.get(path) {
+        Some(kept) => kept.clone(),
+        None => {
+            let copy = Bytes::copy_from_slice(path);
+            if paths.len() < MAX_PATHS {
+                paths.insert(copy.clone());
+            }
+            copy
+        }
+    };
+    *last = kept.clone();
+    kept
 }
 
 /// Recent answers keyed by `(client_instance, call_id)`; shared (in an `Arc`) by the UDP server
@@ -287,6 +301,7 @@ impl ReplyCache {
                 bytes: 0,
                 marks: Watermarks::new(MAX_CLIENTS, config.ttl),
                 paths: HashSet::default(),
+                last_path: Bytes::new(),
                 quotas: Quotas::new(config.max_entries_per_source, config.max_bytes_per_source),
             }),
             finished: Notify::new(),
@@ -338,8 +353,16 @@ impl ReplyCache {
         self.ack_locked(&mut self.lock(), instance, below, Instant::now());
     }
 
-    fn ack_locked(&self, state: &mut State, instance: u64, below: u32, now: Instant) {
-        let (first, count) = state.marks.advance(instance, below, now);
+    /// [`ack`](Self::ack) under the lock; returns the client's mark after it (see
+    /// [`Watermarks::advance_to`]).
+    fn ack_locked(
+        &self,
+        state: &mut State,
+        instance: u64,
+        below: u32,
+        now: Instant,
+    ) -> Option<u32> {
+        let ((first, count), mark) = state.marks.advance_to(instance, below, now);
         for i in 0..count {
             state.remove_done(&(instance, first.wrapping_add(i)), None);
         }
@@ -349,6 +372,7 @@ impl ReplyCache {
                 matches!(map.get(key), Some(Slot::Done { finished, .. }) if finished == at)
             });
         }
+        mark
     }
 
     /// Records that a call of `path` from `source` starts, unless it is already known (or the
@@ -364,17 +388,25 @@ impl ReplyCache {
     ) -> Begin {
         let now = Instant::now();
         let mut state = self.lock();
-        if let Some(below) = done_below {
-            self.ack_locked(&mut state, instance, below, now);
-        }
+        // The mark the ack leaves is the one to compare with: no second lookup.
+        let stale = match done_below {
+            Some(below) => self
+                .ack_locked(&mut state, instance, below, now)
+                .is_some_and(|mark| serial_before(call_id, mark)),
+            None => state.marks.is_stale(instance, call_id),
+        };
         self.expire(&mut state, now);
-        if state.marks.is_stale(instance, call_id) {
+        if stale {
             return Begin::Stale;
         }
         let source = Quotas::source(source);
         let full = state.done >= self.config.max_entries || state.bytes >= self.config.max_bytes;
         let State {
-            map, paths, quotas, ..
+            map,
+            paths,
+            last_path,
+            quotas,
+            ..
         } = &mut *state;
         // One lookup: the entry found is the one filled.
         match map.entry((instance, call_id)) {
@@ -388,7 +420,7 @@ impl ReplyCache {
             Entry::Vacant(_) if !quotas.admit(source) => Begin::OverShare,
             Entry::Vacant(slot) => {
                 slot.insert(Slot::Running {
-                    path: intern(paths, path),
+                    path: intern(paths, last_path, path),
                     source,
                 });
                 Begin::New
@@ -548,37 +580,6 @@ struct Waiting<'a>(&'a AtomicUsize);
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Completes a started call when dropped unfinished (handler panicked, task aborted at
-/// shutdown), so its entry never stays `InProgress` forever and a retransmission is told the
-/// call was interrupted instead of running it again.
-pub(crate) struct CompletionGuard {
-    pub(crate) cache: Arc<ReplyCache>,
-    pub(crate) key: Option<(u64, u32)>,
-}
-
-impl CompletionGuard {
-    /// Stores the answer and disarms the guard.
-    pub(crate) fn complete(mut self, answer: Result<Response<Bytes>, Status>) {
-        if let Some((instance, call_id)) = self.key.take() {
-            self.cache.complete(instance, call_id, answer);
-        }
-    }
-}
-
-impl Drop for CompletionGuard {
-    fn drop(&mut self) {
-        if let Some((instance, call_id)) = self.key.take() {
-            self.cache.complete(
-                instance,
-                call_id,
-                Err(Status::aborted(
-                    "the call was interrupted before it finished; it may or may not have taken effect",
-                )),
-            );
-        }
     }
 }
 
