@@ -103,33 +103,39 @@ impl Shared {
         let done = std::pin::pin!(done);
         let mut done = done;
         loop {
-            let mut batch = {
-                let lock = self.reader.lock();
-                let mut lock = std::pin::pin!(lock);
-                let got = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(out) = done.as_mut().poll(cx) {
-                        return Poll::Ready(Err(out));
+            // The reader's place at once when it is free (no waiter queued: tokio's mutex hands
+            // a released place to the first waiter, so this never jumps the queue), else when
+            // its turn comes, unless `done` comes first. `fresh`: `done` was looked at in this
+            // poll of the task, just before the place was taken.
+            let (mut batch, mut fresh) = match self.reader.try_lock() {
+                Ok(batch) => (batch, false),
+                Err(_) => {
+                    let lock = self.reader.lock();
+                    let mut lock = std::pin::pin!(lock);
+                    let got = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(out) = done.as_mut().poll(cx) {
+                            return Poll::Ready(Err(out));
+                        }
+                        lock.as_mut().poll(cx).map(Ok)
+                    })
+                    .await;
+                    match got {
+                        Ok(batch) => (batch, true),
+                        Err(out) => return Waited::Done(out),
                     }
-                    lock.as_mut().poll(cx).map(Ok)
-                })
-                .await;
-                match got {
-                    Ok(batch) => batch,
-                    Err(out) => return Waited::Done(out),
                 }
             };
             // The reader until `done`: then the guard goes, and the next waiter reads. Polled
             // by hand (`poll_recv`, no `recv` future): nothing per wait to build, register and
             // drop, and every call's future is smaller for it.
             //
-            // `done` is looked at (a lock, for a call's slot) only when it may have changed: it
-            // was just polled, in this same poll of the task, before the reader's place was
-            // taken (`fresh`); a wake-up with datagrams to read looks at the socket first, and
-            // a call alone finds its own answer there (`Mine`); a batch for others is followed
-            // by a look at `done` before the next read (`look`), so a reader kept busy still
-            // sees its own answer or timeout come; an empty socket is followed by one too,
-            // which registers the waker for the next wake-up.
-            let mut fresh = true;
+            // `done` is looked at (a lock, for a call's slot) only when it may have changed: not
+            // when it was just polled, in this same poll of the task (`fresh`); a wake-up with
+            // datagrams to read looks at the socket first, and a call alone finds its own
+            // answer there (`Mine`); a batch for others is followed by a look at `done` before
+            // the next read (`look`), so a reader kept busy still sees its own answer or
+            // timeout come; an empty socket is followed by one too, which registers the waker
+            // for the next wake-up.
             let mut look = false;
             loop {
                 let step = std::future::poll_fn(|cx| {
