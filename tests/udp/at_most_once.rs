@@ -84,7 +84,14 @@ async fn an_idempotent_method_whose_reply_is_too_big_for_a_datagram_runs_again_o
         .expect("small read")
         .into_inner();
     assert_eq!(small.data.len(), 100);
-    assert_eq!(blobs.reads.load(Ordering::SeqCst), 1);
+    // Once, or once more per retransmission: the method skips the cache, and a loaded machine
+    // can hold the answer past the first timeout.
+    let retransmitted = channel.udp_stats().expect("udp set up").retransmits;
+    let ran = blobs.reads.load(Ordering::SeqCst);
+    assert!(
+        (1..=1 + retransmitted).contains(&ran),
+        "the small read ran {ran} times with {retransmitted} retransmissions"
+    );
 
     // Too big for a datagram: truncated, then run again over TCP. (An idempotent method skips
     // the cache, so a UDP retransmission on a busy machine may run it once more too.)
