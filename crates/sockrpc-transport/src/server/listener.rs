@@ -242,7 +242,7 @@ async fn handshake(
         }
         Ok(None) => None,
         Ok(Some(session)) => {
-            let (reader, writer) = tokio::io::split(session.stream);
+            let (reader, writer) = crate::tls::split::split(session.stream);
             Some(Accepted {
                 reader: Box::pin(reader),
                 writer: Box::pin(writer),

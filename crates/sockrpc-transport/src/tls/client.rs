@@ -2,6 +2,7 @@
 
 use super::io::{Explained, Recorder};
 use super::pem::{Certificates, Identity, TlsError};
+use super::split::{TlsReader, TlsWriter};
 use super::verify::{noting, ServerVerifier};
 use super::{explain_client_error, provider, versions, ALPN_PROTOCOL};
 use crate::pool::ConnectError;
@@ -15,7 +16,7 @@ use std::{
     sync::atomic::AtomicBool,
     sync::{Arc, OnceLock},
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -229,7 +230,7 @@ impl ClientTlsConfig {
                  sockrpc/1, so it does not speak this wire version"
             ))));
         }
-        let (reader, writer) = tokio::io::split(stream);
+        let (reader, writer) = super::split::split(stream);
         let tls_error = Arc::new(AtomicBool::new(false));
         Ok(ClientStream {
             reader: Explained::new(reader, Arc::clone(&tls_error)),
@@ -241,8 +242,8 @@ impl ClientTlsConfig {
 
 /// A client's TLS stream, split.
 pub(crate) struct ClientStream<T> {
-    pub(crate) reader: Explained<ReadHalf<TlsStream<Recorder<T>>>>,
-    pub(crate) writer: Explained<WriteHalf<TlsStream<Recorder<T>>>>,
+    pub(crate) reader: Explained<TlsReader<TlsStream<Recorder<T>>>>,
+    pub(crate) writer: Explained<TlsWriter<TlsStream<Recorder<T>>>>,
     /// Set when either half failed with a TLS error (the server's alert that it refused our
     /// certificate, under TLS 1.3 after the handshake).
     pub(crate) tls_error: Arc<AtomicBool>,

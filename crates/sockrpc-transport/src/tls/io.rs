@@ -49,6 +49,9 @@ macro_rules! write_through {
     };
 }
 
+#[cfg(test)]
+pub(super) use write_through;
+
 /// A stream whose first bytes were already read (to tell TLS from plain text); reads give them
 /// back first.
 pub(crate) struct Rewind<T> {

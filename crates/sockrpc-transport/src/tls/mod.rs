@@ -39,6 +39,8 @@ mod reload;
 #[cfg(feature = "tls")]
 pub(crate) mod server;
 #[cfg(feature = "tls")]
+pub(crate) mod split;
+#[cfg(feature = "tls")]
 mod verify;
 #[cfg(feature = "tls")]
 mod x509;
