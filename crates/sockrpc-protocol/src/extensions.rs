@@ -41,7 +41,9 @@ impl<T: Clone + Send + Sync + 'static> Extension for T {
 /// A map from type to one value of that type. Empty, it costs no allocation.
 #[derive(Default)]
 pub struct Extensions {
-    entries: Vec<(TypeId, Box<dyn Extension>)>,
+    /// `None` until the first value: most requests and responses carry none, and dropping
+    /// `None` is one comparison where an empty `Vec` is a call into its drop glue.
+    entries: Option<Vec<(TypeId, Box<dyn Extension>)>>,
 }
 
 impl Extensions {
@@ -50,23 +52,31 @@ impl Extensions {
         Extensions::default()
     }
 
+    fn entries(&self) -> &[(TypeId, Box<dyn Extension>)] {
+        self.entries.as_deref().unwrap_or(&[])
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<(TypeId, Box<dyn Extension>)> {
+        self.entries.get_or_insert_with(Vec::new)
+    }
+
     /// Stores `value`, returning the value of the same type it replaces.
     pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
         let id = TypeId::of::<T>();
-        for (key, slot) in &mut self.entries {
+        for (key, slot) in self.entries.iter_mut().flatten() {
             if *key == id {
                 let old = std::mem::replace(slot, Box::new(value));
                 return old.into_any().downcast::<T>().ok().map(|old| *old);
             }
         }
-        self.entries.push((id, Box::new(value)));
+        self.entries_mut().push((id, Box::new(value)));
         None
     }
 
     /// The value of type `T`.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         let id = TypeId::of::<T>();
-        self.entries
+        self.entries()
             .iter()
             .find(|(key, _)| *key == id)
             .and_then(|(_, value)| value.as_ref().as_any().downcast_ref::<T>())
@@ -77,6 +87,7 @@ impl Extensions {
         let id = TypeId::of::<T>();
         self.entries
             .iter_mut()
+            .flatten()
             .find(|(key, _)| *key == id)
             .and_then(|(_, value)| value.as_mut().as_any_mut().downcast_mut::<T>())
     }
@@ -84,8 +95,9 @@ impl Extensions {
     /// Takes the value of type `T` out.
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
         let id = TypeId::of::<T>();
-        let at = self.entries.iter().position(|(key, _)| *key == id)?;
-        let (_, value) = self.entries.swap_remove(at);
+        let entries = self.entries.as_mut()?;
+        let at = entries.iter().position(|(key, _)| *key == id)?;
+        let (_, value) = entries.swap_remove(at);
         value.into_any().downcast::<T>().ok().map(|value| *value)
     }
 
@@ -96,25 +108,30 @@ impl Extensions {
 
     /// How many values are stored.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
     }
 
     /// Removes every value.
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.entries = None;
     }
 
     /// Moves every value of `other` in, replacing values of the same types.
     pub fn extend(&mut self, other: Extensions) {
-        for (id, value) in other.entries {
-            match self.entries.iter_mut().find(|(key, _)| *key == id) {
+        for (id, value) in other.entries.into_iter().flatten() {
+            match self
+                .entries
+                .iter_mut()
+                .flatten()
+                .find(|(key, _)| *key == id)
+            {
                 Some((_, slot)) => *slot = value,
-                None => self.entries.push((id, value)),
+                None => self.entries_mut().push((id, value)),
             }
         }
     }
@@ -123,11 +140,12 @@ impl Extensions {
 impl Clone for Extensions {
     fn clone(&self) -> Extensions {
         Extensions {
-            entries: self
-                .entries
-                .iter()
-                .map(|(id, value)| (*id, value.as_ref().clone_box()))
-                .collect(),
+            entries: self.entries.as_ref().map(|entries| {
+                entries
+                    .iter()
+                    .map(|(id, value)| (*id, value.as_ref().clone_box()))
+                    .collect()
+            }),
         }
     }
 }
@@ -135,7 +153,7 @@ impl Clone for Extensions {
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extensions")
-            .field("len", &self.entries.len())
+            .field("len", &self.len())
             .finish()
     }
 }
@@ -171,7 +189,12 @@ mod tests {
     #[test]
     fn empty_costs_nothing() {
         let ext = Extensions::new();
-        assert_eq!(ext.entries.capacity(), 0);
-        assert_eq!(ext.clone().entries.capacity(), 0);
+        assert!(ext.entries.is_none());
+        assert!(ext.clone().entries.is_none());
+        // Emptied, it holds nothing again.
+        let mut ext = Extensions::new();
+        ext.insert(1u8);
+        ext.clear();
+        assert!(ext.entries.is_none() && ext.is_empty());
     }
 }

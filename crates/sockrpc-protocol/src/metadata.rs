@@ -40,27 +40,44 @@ pub const RESERVED_PREFIX: &str = "sockrpc-";
 pub const MAX_KEY_LEN: usize = 255;
 
 /// An ordered multimap of metadata; a key may repeat.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct MetadataMap {
-    entries: Vec<(String, Bytes)>,
+    /// `None` until the first entry: nearly every call's maps (its metadata, its answer's
+    /// metadata and trailers) stay empty, and dropping an empty `Vec` is a call into its drop
+    /// glue where dropping `None` is one comparison.
+    entries: Option<Vec<(String, Bytes)>>,
 }
+
+impl PartialEq for MetadataMap {
+    fn eq(&self, other: &MetadataMap) -> bool {
+        self.entries() == other.entries()
+    }
+}
+
+impl Eq for MetadataMap {}
 
 impl MetadataMap {
     /// An empty map; does not allocate.
     pub fn new() -> MetadataMap {
-        MetadataMap {
-            entries: Vec::new(),
-        }
+        MetadataMap { entries: None }
+    }
+
+    fn entries(&self) -> &[(String, Bytes)] {
+        self.entries.as_deref().unwrap_or(&[])
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<(String, Bytes)> {
+        self.entries.get_or_insert_with(Vec::new)
     }
 
     /// Number of entries (a repeated key counts once per value).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
     }
 
     /// Sets a text value, replacing every earlier value of the key.
@@ -71,7 +88,7 @@ impl MetadataMap {
         }
         check_text_value(&key, value.as_bytes())?;
         self.remove(&key);
-        self.entries
+        self.entries_mut()
             .push((key, Bytes::copy_from_slice(value.as_bytes())));
         Ok(())
     }
@@ -83,7 +100,7 @@ impl MetadataMap {
             return Err(MetadataError::WrongKind(key));
         }
         check_text_value(&key, value.as_bytes())?;
-        self.entries
+        self.entries_mut()
             .push((key, Bytes::copy_from_slice(value.as_bytes())));
         Ok(())
     }
@@ -95,7 +112,7 @@ impl MetadataMap {
             return Err(MetadataError::WrongKind(key));
         }
         self.remove(&key);
-        self.entries.push((key, value.into()));
+        self.entries_mut().push((key, value.into()));
         Ok(())
     }
 
@@ -105,7 +122,7 @@ impl MetadataMap {
         if !is_bin_key(&key) {
             return Err(MetadataError::WrongKind(key));
         }
-        self.entries.push((key, value.into()));
+        self.entries_mut().push((key, value.into()));
         Ok(())
     }
 
@@ -128,7 +145,7 @@ impl MetadataMap {
 
     /// The first value of `key` as bytes, whatever its kind.
     pub fn get_raw(&self, key: &str) -> Option<&[u8]> {
-        self.entries
+        self.entries()
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.as_ref())
@@ -136,7 +153,7 @@ impl MetadataMap {
 
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
+        self.entries()
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.as_ref())
@@ -144,9 +161,12 @@ impl MetadataMap {
 
     /// Removes every value of `key`; returns whether there was one.
     pub fn remove(&mut self, key: &str) -> bool {
-        let before = self.entries.len();
-        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
-        before != self.entries.len()
+        let Some(entries) = &mut self.entries else {
+            return false;
+        };
+        let before = entries.len();
+        entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        before != entries.len()
     }
 
     /// Whether `key` has a value.
@@ -156,17 +176,22 @@ impl MetadataMap {
 
     /// All entries, in order, as `(key, value bytes)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+        self.entries().iter().map(|(k, v)| (k.as_str(), v.as_ref()))
     }
 
     /// Moves every entry of `other` to the end of this map.
     pub fn extend(&mut self, other: MetadataMap) {
-        self.entries.extend(other.entries);
+        if let Some(more) = other.entries {
+            match &mut self.entries {
+                Some(entries) => entries.extend(more),
+                None => self.entries = Some(more),
+            }
+        }
     }
 
     /// Adds an entry that has already been validated (off the wire); keeps duplicates.
     pub(crate) fn push_validated(&mut self, key: String, value: Bytes) {
-        self.entries.push((key, value));
+        self.entries_mut().push((key, value));
     }
 
     /// Validates and adds an entry decoded off the wire; a reserved key is dropped.
@@ -188,7 +213,7 @@ impl MetadataMap {
     /// connection's read buffer; a map that will be held for long (a call waiting for its
     /// request message) is unshared so it does not keep that whole buffer alive.
     pub fn unshare(&mut self) {
-        for (_, value) in &mut self.entries {
+        for (_, value) in self.entries.iter_mut().flatten() {
             *value = Bytes::copy_from_slice(value);
         }
     }
@@ -197,7 +222,7 @@ impl MetadataMap {
 impl fmt::Debug for MetadataMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
-        for (k, v) in &self.entries {
+        for (k, v) in self.entries() {
             if is_bin_key(k) {
                 map.entry(k, &v);
             } else {
@@ -287,5 +312,30 @@ mod tests {
             .expect("valid");
         assert_eq!(map.len(), 1);
         assert!(!map.contains_key("sockrpc-udp-reissue"));
+    }
+
+    #[test]
+    fn an_emptied_map_equals_a_new_one_and_entries_keep_their_order() {
+        let mut map = MetadataMap::new();
+        assert!(map.entries.is_none(), "a new map holds nothing");
+        assert!(!map.remove("x-a"));
+        map.append("x-a", "1").expect("valid");
+        map.append_bin("x-b-bin", &b"\x00"[..]).expect("valid");
+        map.append("x-a", "2").expect("valid");
+        let mut more = MetadataMap::new();
+        more.append("x-c", "3").expect("valid");
+        map.extend(more);
+        map.extend(MetadataMap::new());
+        let keys: Vec<_> = map.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["x-a", "x-b-bin", "x-a", "x-c"]);
+        assert_eq!(map.get_all("x-a").count(), 2);
+        assert!(map.remove("x-a") && map.remove("x-b-bin") && map.remove("x-c"));
+        assert!(map.is_empty());
+        assert_eq!(map, MetadataMap::new(), "emptied equals new");
+        let mut into_empty = MetadataMap::new();
+        let mut one = MetadataMap::new();
+        one.insert("x-d", "4").expect("valid");
+        into_empty.extend(one.clone());
+        assert_eq!(into_empty, one);
     }
 }
