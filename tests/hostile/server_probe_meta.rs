@@ -6,7 +6,7 @@
 use crate::raw::{block, frame, header, MESSAGE, PREFACE, SETTINGS, WINDOW};
 use crate::server_probe::{
     answering, assert_grew_less, call, client, end, fail_at_once_as_protocol_errors, failed,
-    fake_server, lazy_client, next_frame, rss, settings, Fake, Reply, ANSWER, HEADERS, MIB,
+    fake_server, next_frame, rss, settings, Fake, Reply, ANSWER, HEADERS, MIB,
 };
 use crate::support::{bounded, BOUND};
 use sockrpc::Code;
@@ -330,12 +330,24 @@ async fn a_peer_that_is_not_a_sockrpc_server_is_unavailable() {
     ];
     for (name, bytes, says) in cases {
         let fake = not_sockrpc(bytes).await;
-        let mut client = lazy_client(fake.addr);
+        // A minute between attempts: a call that waited for a second attempt (its connection
+        // closed before the call was on it) would wait out its deadline.
+        let endpoint = sockrpc::Endpoint::from_uri(&format!("tcp://{}", fake.addr))
+            .expect("endpoint")
+            .backoff(sockrpc::transport::backoff::Backoff::starting_at(
+                Duration::from_secs(60),
+            ));
+        let mut client = EchoClient::new(sockrpc::Channel::lazy(endpoint).expect("channel"));
         let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
         let status = failed(name, result, Code::Unavailable);
         eprintln!("{name}: {took:?} {status:?}");
         assert!(status.message().contains(says), "{name}: {status:?}");
         assert!(took < BOUND, "{name}: took {took:?}");
+        assert_eq!(
+            fake.accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{name}: one connection, refused at once"
+        );
     }
     // A peer that accepts and says nothing: the call's deadline ends it.
     let fake = not_sockrpc(b"").await;

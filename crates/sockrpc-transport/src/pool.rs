@@ -60,8 +60,8 @@ struct Inner {
     failed: Notify,
     last_error: Mutex<Option<Status>>,
     /// The last attempt was refused for a reason another attempt will meet again (a TLS
-    /// certificate refused, plain text on a TLS port): calls waiting for a connection fail at
-    /// once instead of waiting out their deadline.
+    /// certificate refused, plain text on a TLS port, a peer that does not speak sockrpc): calls
+    /// waiting for a connection fail at once instead of waiting out their deadline.
     refused: AtomicBool,
     started: std::sync::Once,
 }
@@ -197,8 +197,8 @@ impl Pool {
     /// A connection, waiting for one to come up. A call with a deadline waits up to it, across
     /// reconnect attempts; a call without one waits for the outcome of the next attempt only
     /// (gRPC's fail-fast), and at most the connect timeout. An attempt refused for a reason the
-    /// next one will meet too (the server refused our TLS certificate, or we its) fails every
-    /// waiting call at once.
+    /// next one will meet too (the server refused our TLS certificate, or we its; the peer does
+    /// not speak sockrpc) fails every waiting call at once.
     pub async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
         // A call that fails here at once (every attempt refused) spends a unit of the task's
         // tokio budget, as a started call does: a loop of such calls then yields now and again
@@ -494,6 +494,12 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                                 "{} closed the connection at once: {why}",
                                 inner.endpoint
                             )));
+                            // A peer that does not speak sockrpc will not on the next attempt
+                            // either: waiting calls fail now, as after a TLS refusal, rather
+                            // than wait out the backoff to meet it again.
+                            if conn.peer_is_foreign() {
+                                inner.refused.store(true, Ordering::Release);
+                            }
                             inner.failed.notify_waiters();
                         }
                         // An extra the server sent away (GOAWAY) while it carried nothing, as

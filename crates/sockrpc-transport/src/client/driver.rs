@@ -352,6 +352,12 @@ impl Future for Driver {
             };
             if let Err(err) = Self::dispatch_buffered(reader, &mut inbound, &mut state) {
                 tracing::warn!(peer = ?shared.peer, error = %err, "closing connection");
+                if matches!(
+                    err,
+                    DecodeError::Frame(FrameError::BadPreface | FrameError::UnsupportedVersion(_))
+                ) {
+                    shared.foreign.store(true, Ordering::Release);
+                }
                 drop(state);
                 let status = Self::read_error(err, this.reader.buffered());
                 this.fail_all(status);

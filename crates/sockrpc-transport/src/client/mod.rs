@@ -286,6 +286,9 @@ struct Shared {
     /// Set once the server's preface has arrived: the connection is known to speak sockrpc.
     handshaken: AtomicBool,
     handshake: Notify,
+    /// Set when the peer's first bytes were no sockrpc preface (an HTTP or TLS server, another
+    /// protocol version): another connection there would meet the same.
+    foreign: AtomicBool,
 }
 
 impl Shared {
@@ -392,6 +395,7 @@ impl ClientConnection {
             waiting: AtomicUsize::new(0),
             handshaken: AtomicBool::new(false),
             handshake: Notify::new(),
+            foreign: AtomicBool::new(false),
         });
         let driver = Driver::new(
             Arc::clone(&shared),
@@ -493,6 +497,12 @@ impl ClientConnection {
     /// Whether the server's preface has arrived: the peer speaks sockrpc.
     pub fn is_handshaken(&self) -> bool {
         self.handle.shared.handshaken.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection closed because the peer does not speak sockrpc (its first bytes
+    /// were no sockrpc preface, or named another version).
+    pub fn peer_is_foreign(&self) -> bool {
+        self.handle.shared.foreign.load(Ordering::Acquire)
     }
 
     /// Waits until the server's preface has arrived (the handshake), or fails with the reason
