@@ -253,7 +253,11 @@ message Shape {
 "#;
 
     fn pool() -> DescriptorPool {
-        let dir = std::env::temp_dir().join(format!("sockrpc-describe-{}", std::process::id()));
+        // One directory per call: the tests of this module run at once in one process, and a
+        // directory named by the process alone was removed under another test's compile.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sockrpc-describe-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("shapes.proto");
         std::fs::write(&file, PROTO).expect("write proto");
