@@ -287,10 +287,63 @@ async fn malformed_settings_close_the_connection() {
                 continue;
             }
         };
+        // The call meets the protocol error on the connection (INTERNAL), or, when the close
+        // came first, hears at once that the server broke the protocol on a connection that
+        // carried nothing (UNAVAILABLE): never a wait through the reconnect backoff.
         let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
-        failed(name, result, Code::Internal);
+        match result {
+            Err(status) if status.code() == Code::Unavailable => assert!(
+                status.message().contains("protocol error"),
+                "{name}: {status:?}"
+            ),
+            other => drop(failed(name, other, Code::Internal)),
+        }
         assert!(took < BOUND, "{name}: took {took:?}");
     }
+}
+
+/// The race the test above allows, made certain: the call comes after the connection closed
+/// for a malformed SETTINGS it never carried a call on. It must hear at once that the server
+/// broke the protocol (the next attempt would meet the same), not wait out a reconnect backoff:
+/// here a minute, so a wait would end only at the call's 30 s deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_a_protocol_error_on_an_unused_connection_fails_at_once() {
+    // The preface first, so the connect completes; the malformed SETTINGS a moment later.
+    let fake = fake_server(|mut stream| async move {
+        let _ = stream.write_all(PREFACE).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stream
+            .write_all(&frame(WINDOW, SETTINGS, 0, &[0, 1, 0]))
+            .await;
+        let mut rest = [0u8; 4096];
+        // Bounded: reads until the client closes, at most 100 reads.
+        for _ in 0..100 {
+            if matches!(stream.read(&mut rest).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+    })
+    .await;
+    let endpoint = sockrpc::Endpoint::from_uri(&format!("tcp://{}", fake.addr))
+        .expect("endpoint")
+        .backoff(sockrpc::transport::backoff::Backoff::starting_at(
+            Duration::from_secs(60),
+        ));
+    let channel = bounded("connect", sockrpc::Channel::connect(endpoint))
+        .await
+        .expect("the preface alone: the connect succeeds");
+    // The SETTINGS follows 100 ms after the preface: give the close time to land (loopback).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut client = EchoClient::new(channel);
+    let (result, took) = call(&mut client, 1, Duration::from_secs(30)).await;
+    let status = failed("after the close", result, Code::Unavailable);
+    assert!(status.message().contains("protocol error"), "{status:?}");
+    assert!(took < BOUND, "took {took:?}");
+    assert_eq!(
+        fake.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one connection: no second attempt inside the backoff"
+    );
 }
 
 /// A peer that answers the client's first bytes with `bytes` (or says nothing), then reads and

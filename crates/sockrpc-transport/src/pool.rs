@@ -60,8 +60,9 @@ struct Inner {
     failed: Notify,
     last_error: Mutex<Option<Status>>,
     /// The last attempt was refused for a reason another attempt will meet again (a TLS
-    /// certificate refused, plain text on a TLS port, a peer that does not speak sockrpc): calls
-    /// waiting for a connection fail at once instead of waiting out their deadline.
+    /// certificate refused, plain text on a TLS port, a peer that does not speak sockrpc or
+    /// broke the protocol unprompted): calls waiting for a connection fail at once instead of
+    /// waiting out their deadline.
     refused: AtomicBool,
     started: std::sync::Once,
 }
@@ -198,7 +199,8 @@ impl Pool {
     /// reconnect attempts; a call without one waits for the outcome of the next attempt only
     /// (gRPC's fail-fast), and at most the connect timeout. An attempt refused for a reason the
     /// next one will meet too (the server refused our TLS certificate, or we its; the peer does
-    /// not speak sockrpc) fails every waiting call at once.
+    /// not speak sockrpc, or broke the protocol on a connection that carried no call) fails
+    /// every waiting call at once.
     pub async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
         // A call that fails here at once (every attempt refused) spends a unit of the task's
         // tokio budget, as a started call does: a loop of such calls then yields now and again
@@ -495,9 +497,11 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                                 inner.endpoint
                             )));
                             // A peer that does not speak sockrpc will not on the next attempt
-                            // either: waiting calls fail now, as after a TLS refusal, rather
-                            // than wait out the backoff to meet it again.
-                            if conn.peer_is_foreign() {
+                            // either, nor will one that broke the protocol before any call was
+                            // made (its first frames are malformed): waiting calls fail now, as
+                            // after a TLS refusal, rather than wait out the backoff to meet it
+                            // again.
+                            if conn.peer_is_foreign() || (!used && conn.peer_broke_protocol()) {
                                 inner.refused.store(true, Ordering::Release);
                             }
                             inner.failed.notify_waiters();

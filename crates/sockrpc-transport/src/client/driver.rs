@@ -352,11 +352,14 @@ impl Future for Driver {
             };
             if let Err(err) = Self::dispatch_buffered(reader, &mut inbound, &mut state) {
                 tracing::warn!(peer = ?shared.peer, error = %err, "closing connection");
-                if matches!(
-                    err,
-                    DecodeError::Frame(FrameError::BadPreface | FrameError::UnsupportedVersion(_))
-                ) {
-                    shared.foreign.store(true, Ordering::Release);
+                match &err {
+                    DecodeError::Frame(
+                        FrameError::BadPreface | FrameError::UnsupportedVersion(_),
+                    ) => {
+                        shared.foreign.store(true, Ordering::Release);
+                    }
+                    DecodeError::Frame(_) => shared.broken.store(true, Ordering::Release),
+                    DecodeError::Io(_) => {}
                 }
                 drop(state);
                 let status = Self::read_error(err, this.reader.buffered());

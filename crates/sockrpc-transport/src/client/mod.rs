@@ -289,6 +289,9 @@ struct Shared {
     /// Set when the peer's first bytes were no sockrpc preface (an HTTP or TLS server, another
     /// protocol version): another connection there would meet the same.
     foreign: AtomicBool,
+    /// Set when the connection closed for a frame that broke the protocol (a malformed
+    /// SETTINGS, an unknown frame type, ...).
+    broken: AtomicBool,
 }
 
 impl Shared {
@@ -396,6 +399,7 @@ impl ClientConnection {
             handshaken: AtomicBool::new(false),
             handshake: Notify::new(),
             foreign: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
         });
         let driver = Driver::new(
             Arc::clone(&shared),
@@ -503,6 +507,13 @@ impl ClientConnection {
     /// were no sockrpc preface, or named another version).
     pub fn peer_is_foreign(&self) -> bool {
         self.handle.shared.foreign.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection closed because the peer sent a frame that breaks the protocol.
+    /// On a connection that never carried a call the peer's own state cannot explain it: the
+    /// pool then takes it as a refusal another attempt would meet too.
+    pub fn peer_broke_protocol(&self) -> bool {
+        self.handle.shared.broken.load(Ordering::Acquire)
     }
 
     /// Waits until the server's preface has arrived (the handshake), or fails with the reason
