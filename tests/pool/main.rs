@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 mod room;
 mod share;
 mod stream_room;
+mod wait_for_ready;
 mod write_room;
 mod yields;
 

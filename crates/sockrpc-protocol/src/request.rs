@@ -24,11 +24,13 @@ pub struct Request<T> {
     wire: Wire,
 }
 
-/// What the wire said about compression beside a message (see [`Request::encoding`]).
+/// Small per-call fields kept beside the message: what the wire said about compression (see
+/// [`Request::encoding`]), and the client's wait-for-ready choice (never sent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Wire {
     encoding: Option<EncodingFields>,
     compressed: bool,
+    wait_for_ready: Option<bool>,
 }
 
 impl<T> Request<T> {
@@ -162,6 +164,24 @@ impl<T> Request<T> {
     /// Marks the one message as compressed (or not).
     pub fn set_message_compressed(&mut self, compressed: bool) {
         self.wire.compressed = compressed;
+    }
+
+    /// On a client: whether the call waits for a connection to come up (gRPC's wait-for-ready)
+    /// rather than failing fast. `None` (the default) takes the channel's choice,
+    /// `Endpoint::wait_for_ready`, which is off unless set.
+    ///
+    /// A fail-fast call that finds no connection waits only for the outcome of the attempt under
+    /// way (or the next one), and fails `UNAVAILABLE` with its error when it fails. A
+    /// wait-for-ready call waits across failed attempts, up to its deadline (then
+    /// `DEADLINE_EXCEEDED`, naming the last attempt's error), or without a deadline until a
+    /// connection comes up.
+    pub fn wait_for_ready(&self) -> Option<bool> {
+        self.wire.wait_for_ready
+    }
+
+    /// Sets whether the call waits for a connection (see [`wait_for_ready`](Request::wait_for_ready)).
+    pub fn set_wait_for_ready(&mut self, wait: bool) {
+        self.wire.wait_for_ready = Some(wait);
     }
 
     /// Replaces the message, keeping metadata, timeout, connection info and extensions.

@@ -124,6 +124,9 @@ impl Call {
         // What the OPEN says about compression travels with every copy.
         request.set_encoding(self.request.encoding());
         request.set_message_compressed(self.request.message_compressed());
+        if let Some(wait) = self.request.wait_for_ready() {
+            request.set_wait_for_ready(wait);
+        }
         Some(Call {
             path: self.path.clone(),
             request,
@@ -287,5 +290,18 @@ mod tests {
         assert_eq!(copy.request().encoding(), Some(fields));
         assert!(copy.request().message_compressed());
         assert!(copy.request().get_ref().is_once());
+        // Not set: the copy leaves it to the channel too.
+        assert_eq!(copy.request().wait_for_ready(), None);
+    }
+
+    #[test]
+    fn a_copy_keeps_the_wait_for_ready_choice() {
+        for wait in [true, false] {
+            let mut request = Request::new(Body::once(Bytes::from_static(b"r")));
+            request.set_wait_for_ready(wait);
+            let call = Call::new(MethodPath::from_static("/p.S/M"), request);
+            let copy = call.try_clone().expect("one message");
+            assert_eq!(copy.request().wait_for_ready(), Some(wait));
+        }
     }
 }

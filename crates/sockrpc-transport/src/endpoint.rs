@@ -53,6 +53,13 @@ pub struct Endpoint {
     pub udp: Option<UdpPolicy>,
     /// Timeout for calls that set none themselves; `None`: wait as long as the call takes.
     pub timeout: Option<Duration>,
+    /// Whether calls that find no connection wait for one (gRPC's wait-for-ready) rather than
+    /// fail fast; a call's own choice (`Request::set_wait_for_ready`) overrides it. Default
+    /// off, as in gRPC: a call waits for the outcome of the connection attempt under way, or
+    /// the next one, and fails `UNAVAILABLE` with its error if it fails. With it on, a call
+    /// waits across failed attempts up to its deadline (then `DEADLINE_EXCEEDED`), or without
+    /// one until a connection comes up.
+    pub wait_for_ready: bool,
     /// Message and metadata limits for this client.
     pub limits: Limits,
     /// Socket options.
@@ -166,6 +173,7 @@ impl Endpoint {
             backoff: Backoff::default(),
             udp: None,
             timeout: None,
+            wait_for_ready: false,
             limits: Limits::default(),
             socket: SocketConfig::default(),
             #[cfg(feature = "tls")]
@@ -229,6 +237,12 @@ impl Endpoint {
     /// Sets the idle timeout for pooled connections beyond the first.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets whether calls wait for a connection by default ([`Endpoint::wait_for_ready`]).
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.wait_for_ready = wait;
         self
     }
 

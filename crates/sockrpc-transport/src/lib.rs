@@ -24,6 +24,7 @@
 //! Connections are generic over `AsyncRead + AsyncWrite`: TCP, Unix sockets and an in-memory
 //! duplex share all of this code.
 
+mod attempt;
 pub mod backoff;
 pub mod client;
 pub mod codec;

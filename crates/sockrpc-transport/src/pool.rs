@@ -4,9 +4,9 @@
 //!  call ──pick: first with room, else least loaded──▶ Live(conn) ──▶ ClientConnection
 //!                     │ none live
 //!                     ▼
-//!          wait (≤ the call's deadline) ◀── maintainer: reconnects Down slots with backoff,
-//!                                                       closes idle extras (Live → Idle),
-//!                                                       reopens Idle slots when load returns
+//!     wait for the attempt's outcome ◀── maintainer: reconnects Down slots with backoff,
+//!     (wait-for-ready: ≤ the deadline)               closes idle extras (Live → Idle),
+//!                                                    reopens Idle slots when load returns
 //! ```
 //!
 //! Calls fill one connection before the next, as HTTP/2 clients open a second connection only
@@ -18,9 +18,10 @@
 //! A connection that breaks fails only its own calls (`Unavailable`); its slot goes `Down` and
 //! the maintainer replaces it while the other connections keep serving.
 
+use crate::attempt::{connect_one, ConnectError};
 use crate::backoff::BackoffState;
 use crate::endpoint::Endpoint;
-use crate::{connect_tcp, ClientConnection, ConnectionOptions};
+use crate::ClientConnection;
 use sockrpc_protocol::Status;
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -195,19 +196,35 @@ impl Pool {
         chosen
     }
 
-    /// A connection, waiting for one to come up. A call with a deadline waits up to it, across
-    /// reconnect attempts; a call without one waits for the outcome of the next attempt only
-    /// (gRPC's fail-fast), and at most the connect timeout. An attempt refused for a reason the
-    /// next one will meet too (the server refused our TLS certificate, or we its; the peer does
-    /// not speak sockrpc, or broke the protocol on a connection that carried no call) fails
-    /// every waiting call at once.
-    pub async fn get(&self, deadline: Option<Instant>) -> Result<ClientConnection, Status> {
+    /// A connection, waiting for one to come up.
+    ///
+    /// A fail-fast call (`wait_for_ready` false, gRPC's default) waits for the outcome of the
+    /// attempt under way, or the next one, within its deadline and at most the connect timeout:
+    /// when that attempt fails, or the wait ends first, it fails `UNAVAILABLE` with the last
+    /// attempt's error, as a grpc-go call does in `TRANSIENT_FAILURE`, rather than wait out its
+    /// deadline across attempts against a server that is down. An attempt refused for a reason
+    /// the next one will meet too (the server refused our TLS certificate, or we its; the peer
+    /// does not speak sockrpc, or broke the protocol on a connection that carried no call) fails
+    /// it at once.
+    ///
+    /// A wait-for-ready call waits across failed attempts up to its deadline, then fails
+    /// `DEADLINE_EXCEEDED` naming the last attempt's error; without a deadline, until a
+    /// connection comes up.
+    pub async fn get(
+        &self,
+        deadline: Option<Instant>,
+        wait_for_ready: bool,
+    ) -> Result<ClientConnection, Status> {
         // A call that fails here at once (every attempt refused) spends a unit of the task's
         // tokio budget, as a started call does: a loop of such calls then yields now and again
         // to the reconnecting task, which may share its thread.
         tokio::task::coop::consume_budget().await;
-        let limit =
-            deadline.unwrap_or_else(|| Instant::now() + self.inner.endpoint.connect_timeout);
+        let limit = if wait_for_ready {
+            deadline
+        } else {
+            let patience = Instant::now() + self.inner.endpoint.connect_timeout;
+            Some(deadline.map_or(patience, |d| d.min(patience)))
+        };
         loop {
             let connected = self.inner.connected.notified();
             let failed = self.inner.failed.notified();
@@ -217,20 +234,45 @@ impl Pool {
             if let Some(conn) = self.pick() {
                 return Ok(conn);
             }
-            if self.inner.refused.load(Ordering::Acquire) {
+            if !wait_for_ready && self.inner.refused.load(Ordering::Acquire) {
                 // Until an attempt succeeds, waiting would only meet the same refusal.
                 return Err(self.unavailable());
             }
+            let give_up = async {
+                match limit {
+                    Some(limit) => tokio::time::sleep_until(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut connected => {}
                 () = &mut failed => {
-                    if deadline.is_none() || self.inner.refused.load(Ordering::Acquire) {
+                    if !wait_for_ready {
                         return Err(self.unavailable());
                     }
                 }
-                () = tokio::time::sleep_until(limit) => return Err(self.unavailable()),
+                () = give_up => {
+                    // A fail-fast call hears why there is no connection, as when the attempt
+                    // fails; a wait-for-ready call, that its own deadline passed.
+                    return Err(if wait_for_ready {
+                        self.deadline_passed()
+                    } else {
+                        self.unavailable()
+                    });
+                }
             }
         }
+    }
+
+    /// The status of a call whose deadline passed while it waited for a connection: the last
+    /// attempt's failure named in the message, as in [`unavailable`](Self::unavailable).
+    fn deadline_passed(&self) -> Status {
+        let unavailable = self.unavailable();
+        let status = Status::deadline_exceeded(format!(
+            "deadline exceeded while waiting for a connection: {}",
+            unavailable.message()
+        ));
+        status.with_source(unavailable)
     }
 
     /// The status of a call that found no connection: the last attempt's failure, named in
@@ -310,133 +352,6 @@ impl Pool {
             })
             .collect()
     }
-}
-
-/// Why a connection attempt failed, and whether the same attempt would fail again.
-#[derive(Debug)]
-pub(crate) struct ConnectError {
-    pub(crate) status: Status,
-    /// Refused for a reason another attempt meets again (a TLS certificate, plain text on a
-    /// TLS port), not a passing condition.
-    pub(crate) refused: bool,
-}
-
-impl From<Status> for ConnectError {
-    fn from(status: Status) -> ConnectError {
-        ConnectError {
-            status,
-            refused: false,
-        }
-    }
-}
-
-/// One connection attempt, through the handshake.
-async fn connect_one(
-    endpoint: &Endpoint,
-    timeout: Duration,
-    on_close: Arc<Notify>,
-) -> Result<ClientConnection, ConnectError> {
-    let options = ConnectionOptions::new(endpoint.limits)
-        .keepalive(endpoint.keepalive)
-        .on_close(on_close);
-    let attempt = async {
-        let conn = if let Some(path) = &endpoint.unix_path {
-            let stream = crate::connect_unix(path)
-                .await
-                .and_then(crate::UnixIo::from_tokio)
-                .map_err(|err| {
-                    Status::unavailable(format!("cannot connect to {endpoint}: {err}"))
-                        .with_source(err)
-                })?;
-            #[cfg(feature = "tls")]
-            if let Some(tls) = &endpoint.tls {
-                return connect_tls(tls, stream, endpoint, options, None).await;
-            }
-            let (reader, writer) = stream.into_split();
-            ClientConnection::spawn_with(reader, writer, options, None)
-        } else {
-            let mut last = None;
-            let mut stream = None;
-            for addr in endpoint.resolve().await? {
-                match connect_tcp(addr, &endpoint.socket, timeout).await {
-                    Ok(s) => {
-                        stream = Some(s);
-                        break;
-                    }
-                    Err(err) => {
-                        last = Some(
-                            Status::unavailable(format!("cannot connect to {addr}: {err}"))
-                                .with_source(err),
-                        )
-                    }
-                }
-            }
-            let Some(stream) = stream else {
-                return Err(last
-                    .unwrap_or_else(|| Status::unavailable(format!("cannot connect to {endpoint}")))
-                    .into());
-            };
-            #[cfg(feature = "tls")]
-            if let Some(tls) = &endpoint.tls {
-                let peer = stream.peer_addr().ok();
-                return connect_tls(tls, stream, endpoint, options, peer).await;
-            }
-            ClientConnection::spawn_tcp_with(stream, options)
-        };
-        // Not waiting for the server's preface here keeps connecting at one round trip; the
-        // maintainer resets backoff only once a connection has shown it (see `maintain`).
-        Ok(conn)
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(Status::unavailable(format!(
-            "connecting to {endpoint} timed out after {timeout:?}"
-        ))
-        .into()),
-    }
-}
-
-/// The TLS handshake over a connected stream, then the sockrpc one: a TLS connection counts as
-/// up only once the server's preface has arrived (all within the connect timeout). Under TLS
-/// 1.3 a server refuses a client certificate only after the client's side of the handshake is
-/// over; waiting for the preface makes that refusal this connect's error, so the first call
-/// fails at once with it (and the connection is never handed to calls). It costs one round trip
-/// per TLS connection, not per call.
-#[cfg(feature = "tls")]
-async fn connect_tls<T>(
-    tls: &crate::tls::ClientTlsConfig,
-    stream: T,
-    endpoint: &Endpoint,
-    options: ConnectionOptions,
-    peer: Option<std::net::SocketAddr>,
-) -> Result<ClientConnection, ConnectError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static,
-{
-    let stream = tls.connect(stream, &endpoint.host, endpoint).await?;
-    let refused_by_tls = Arc::clone(&stream.tls_error);
-    let conn = ClientConnection::spawn_with(stream.reader, stream.writer, options, peer);
-    if let Err(status) = conn.ready().await {
-        conn.close();
-        return Err(ConnectError {
-            status: Status::unavailable(format!(
-                "connection to {endpoint} ended after the TLS handshake: {}",
-                status.message()
-            )),
-            refused: refused_by_tls.load(Ordering::Acquire),
-        });
-    }
-    // A server past its connection cap sends its preface and a GOAWAY together: a connection
-    // closed before it carried a call is a failed attempt with the server's reason (which the
-    // calls waiting for it then fail with), not a live one to hand calls to and reconnect from
-    // without backoff.
-    if let Some(status) = conn.closed_reason() {
-        return Err(ConnectError::from(Status::unavailable(format!(
-            "{endpoint} closed the connection at once: {}",
-            status.message()
-        ))));
-    }
-    Ok(conn)
 }
 
 /// How long an unused connection must have stayed up for its close not to count as a failed

@@ -23,8 +23,11 @@ use tower_service::Service;
 /// Calls fill the first pooled connection up to `Endpoint::calls_per_connection` calls in
 /// flight (or the server's announced limit, if lower) before the next, and go to the least loaded once every connection has that many. A
 /// connection that breaks
-/// fails only its own calls (`Unavailable`) and is replaced in the background with backoff;
-/// while none is up, calls wait for one up to their deadline.
+/// fails only its own calls (`Unavailable`) and is replaced in the background with backoff.
+/// While none is up, a call waits for the outcome of the attempt under way and fails
+/// `Unavailable` with its error if it fails (gRPC's fail-fast); a wait-for-ready call
+/// (`Request::set_wait_for_ready`, `Endpoint::wait_for_ready`) waits for one up to its
+/// deadline instead.
 #[derive(Clone)]
 pub struct Channel {
     pool: Pool,
@@ -184,6 +187,9 @@ impl Service<Call> for Channel {
         // What a generated client set for compression: the OPEN's encoding fields, and how
         // the body's messages go on the wire.
         let encoding_fields = request.encoding();
+        let wait_for_ready = request
+            .wait_for_ready()
+            .unwrap_or(self.pool.endpoint().wait_for_ready);
         let (mut metadata, body, mut timeout) = request.into_parts();
         let encoder = body.encoding().cloned();
         if timeout.is_none() {
@@ -205,6 +211,9 @@ impl Service<Call> for Channel {
         let (first, body) = match body.into_once() {
             Ok(message) if !streaming_response => {
                 let mut request = Request::from_parts(metadata, message, timeout);
+                if wait_for_ready {
+                    request.set_wait_for_ready(true);
+                }
                 if let Some(udp) = &self.udp {
                     let ready = udp.get();
                     let suitable =
@@ -236,6 +245,7 @@ impl Service<Call> for Channel {
             metadata,
             timeout,
             encoding: encoding_fields,
+            wait_for_ready,
         };
         ChannelFuture {
             kind: Kind::Boxed {
@@ -283,6 +293,8 @@ struct Open {
     metadata: MetadataMap,
     timeout: Option<std::time::Duration>,
     encoding: Option<sockrpc_protocol::EncodingFields>,
+    /// Whether opening waits across failed connection attempts (see `Pool::get`).
+    wait_for_ready: bool,
 }
 
 fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture {
@@ -310,7 +322,9 @@ async fn unary_waiting(
     reissue: Option<(u64, u32)>,
 ) -> Result<Response<Body>, Status> {
     let deadline = request.timeout().map(|t| Instant::now() + t);
-    let conn = pool.get(deadline).await?;
+    let conn = pool
+        .get(deadline, request.wait_for_ready().unwrap_or(false))
+        .await?;
     if let Some(deadline) = deadline {
         // The wait for a connection counts against the call's own deadline.
         request.set_timeout(deadline.saturating_duration_since(Instant::now()));
@@ -406,6 +420,7 @@ async fn open_stream(
         metadata,
         timeout,
         encoding,
+        wait_for_ready,
     } = open;
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut body = body;
@@ -417,7 +432,7 @@ async fn open_stream(
         attempt += 1;
         let conn = match pool.pick() {
             Some(conn) => conn,
-            None => pool.get(deadline).await?,
+            None => pool.get(deadline, wait_for_ready).await?,
         };
         // At the server's limit of calls on that connection, wait for room (as unary calls
         // do), rather than open a call the server would refuse; what the opening would refuse

@@ -5,7 +5,7 @@ use super::pem::{Certificates, Identity, TlsError};
 use super::split::{TlsReader, TlsWriter};
 use super::verify::{noting, ServerVerifier};
 use super::{explain_client_error, provider, versions, ALPN_PROTOCOL};
-use crate::pool::ConnectError;
+use crate::attempt::ConnectError;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::RootCertStore;
