@@ -6,6 +6,7 @@
 mod edges;
 mod fold;
 mod folded_request;
+mod linger;
 mod memory;
 mod pending_memory;
 mod pinned_streams;

@@ -237,6 +237,21 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Sends a connection away (GOAWAY) once it is this old, ±10 % (gRPC's
+    /// `MAX_CONNECTION_AGE`): its calls in flight finish and the client reconnects, through
+    /// DNS and its balancer again. Default: never.
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.config.max_connection_age = Some(age);
+        self
+    }
+
+    /// How long calls still running on a connection sent away for its age may take before it
+    /// is closed (gRPC's `MAX_CONNECTION_AGE_GRACE`). Default: as long as they take.
+    pub fn max_connection_age_grace(mut self, grace: Duration) -> Self {
+        self.config.max_connection_age_grace = Some(grace);
+        self
+    }
+
     /// Sets the server's keepalive: PING a client heard nothing from for `interval`, close it
     /// if the PONG does not come within `timeout` (`None`: never PING).
     pub fn keepalive(mut self, keepalive: Option<sockrpc_transport::Keepalive>) -> Self {

@@ -95,6 +95,12 @@ impl FrameReader {
         }
     }
 
+    /// Drops every byte read and not decoded (a closing connection that no longer reads
+    /// frames, only waits for the peer's FIN).
+    pub fn discard(&mut self) {
+        self.buf.clear();
+    }
+
     /// Frames decoded so far.
     pub fn frames(&self) -> u64 {
         self.frames

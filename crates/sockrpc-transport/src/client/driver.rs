@@ -341,6 +341,9 @@ impl Future for Driver {
                 }
             };
             if n == 0 {
+                // The server said goodbye (a FIN): ours back, so a server that lingers for it
+                // (`server/linger.rs`) closes now rather than at its linger timeout.
+                let _ = state.outbox.poll_shutdown(cx);
                 drop(state);
                 this.fail_all(Status::unavailable("connection closed by the server"));
                 return Poll::Ready(());

@@ -48,6 +48,18 @@ pub struct ServerConfig {
     /// `MAX_CONNECTION_IDLE`; clients reconnect when they next need to). `None` keeps idle
     /// connections forever. Default 5 minutes.
     pub idle_timeout: Option<Duration>,
+    /// A connection older than this (±10 % jitter, so connections opened together do not all
+    /// go at once) is sent a GOAWAY (gRPC's `MAX_CONNECTION_AGE`): it takes no new call, its
+    /// calls in flight finish, and the client opens a new connection for the next — through
+    /// DNS and its balancer again, so a long-lived client spreads onto backends added since it
+    /// connected. A call the client sent before the GOAWAY reached it is refused unstarted and
+    /// goes on the new connection. `None` (the default): connections live as long as they are
+    /// used.
+    pub max_connection_age: Option<Duration>,
+    /// After `max_connection_age`'s GOAWAY, how long calls still running may take before the
+    /// connection is closed and they fail `UNAVAILABLE` (gRPC's `MAX_CONNECTION_AGE_GRACE`).
+    /// `None` (the default): as long as they take.
+    pub max_connection_age_grace: Option<Duration>,
     /// Time a frame may take from its first byte to its last. A peer that starts a frame and
     /// stops sending (slowloris) is closed when it passes. Default 30 s.
     pub frame_timeout: Duration,
@@ -91,6 +103,8 @@ impl Default for ServerConfig {
             ping_policy: PingPolicy::default(),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(300)),
+            max_connection_age: None,
+            max_connection_age_grace: None,
             frame_timeout: Duration::from_secs(30),
             #[cfg(feature = "tls")]
             tls: None,

@@ -19,6 +19,7 @@
 //! included), `local.rs` holds the streaming calls polled here, `timers.rs` holds every "the peer
 //! owes us something by then", `respond.rs` writes answers.
 
+use super::linger::Linger;
 use super::local::LocalCalls;
 use super::open::OpenCalls;
 use super::respond::{encode_status, Shared};
@@ -55,6 +56,8 @@ pub(super) struct ConnConfig {
     pub(super) reply_cache: Option<Arc<ReplyCache>>,
     pub(super) handshake_timeout: Duration,
     pub(super) idle_timeout: Option<Duration>,
+    pub(super) max_age: Option<Duration>,
+    pub(super) max_age_grace: Option<Duration>,
     pub(super) frame_timeout: Duration,
     pub(super) keepalive: Option<crate::client::Keepalive>,
     /// The server-wide cap on any call's deadline.
@@ -73,6 +76,8 @@ impl ConnConfig {
             reply_cache,
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
+            max_age: config.max_connection_age,
+            max_age_grace: config.max_connection_age_grace,
             frame_timeout: config.frame_timeout,
             keepalive: config.keepalive,
             timeout: config.timeout,
@@ -87,7 +92,10 @@ const READS_PER_POLL: usize = 16;
 pub(super) struct Connection<D> {
     pub(super) dispatch: D,
     pub(super) shared: Arc<Shared>,
-    reader: FrameReader,
+    pub(super) reader: FrameReader,
+    /// Set once the connection closes politely (`linger.rs`): from then on it only waits for
+    /// the client's FIN.
+    pub(super) linger: Option<Linger>,
     /// The connection as every call on it is told of it (socket kind, addresses, the TLS peer),
     /// and as the logs name it: one `Arc`, shared, so a call costs a reference count.
     pub(super) conn_info: Arc<ConnInfo>,
@@ -101,6 +109,8 @@ pub(super) struct Connection<D> {
     shutdown_notice: Notice,
     pub(super) timers: Timers,
     pub(super) draining: bool,
+    /// The connection reached its maximum age and was sent away (`age.rs`).
+    pub(super) aged: bool,
     pub(super) last_ping: Option<Instant>,
     pub(super) ping_strikes: u32,
     /// `answers_sent` when the last PING came: data sent since clears the strikes.
@@ -162,6 +172,7 @@ impl<D: Dispatch> Connection<D> {
             dispatch,
             shared: Arc::new(Shared::new(outbox, config.limits)),
             reader: FrameReader::new(accepted.reader, FrameDecoder::new(config.limits)),
+            linger: None,
             conn_info: Arc::new(
                 ConnInfo::new(accepted.transport, accepted.peer, accepted.local)
                     .with_tls(accepted.tls),
@@ -173,10 +184,12 @@ impl<D: Dispatch> Connection<D> {
             shutdown_notice: Notice::new(),
             timers: Timers::new(Deadlines {
                 handshake: Some(now + config.handshake_timeout),
+                age: config.max_age.map(|age| now + super::age::jittered(age)),
                 ..Deadlines::default()
             }),
             config,
             draining: false,
+            aged: false,
             last_ping: None,
             ping_strikes: 0,
             answers_at_last_ping: 0,
@@ -338,14 +351,24 @@ impl<D: Dispatch> Connection<D> {
                 self.frames_at_keepalive = self.reader.frames();
             }
         }
+        if due.age.is_some_and(|at| at <= now) {
+            if let Some(done) = self.on_age(cx, now) {
+                return Some(done);
+            }
+        }
         if let (Some(at), Some(limit)) = (due.idle, self.config.idle_timeout) {
             if at <= now {
                 let activity = (self.last_call_id, self.shared.lock().went_idle);
                 let quiet = activity == self.calls_at_idle_check;
                 if quiet && self.in_flight() == 0 {
                     tracing::debug!(peer = ?self.conn_info.peer, "closing idle connection");
-                    let reason = (Code::Unavailable, "idle connection closed".to_owned());
-                    return Some(self.close(cx, Some(reason)));
+                    frame::encode_goaway(
+                        self.shared.lock().outbox.buf_mut(),
+                        self.last_call_id,
+                        Code::Unavailable,
+                        "idle connection closed",
+                    );
+                    return Some(self.linger(cx));
                 }
                 // Busy since the timer was armed: idle, if at all, only from now on.
                 self.calls_at_idle_check = activity;
@@ -415,6 +438,9 @@ impl<D: Dispatch> Future for Connection<D> {
     /// before the task parks.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if this.linger.is_some() {
+            return this.poll_linger(cx);
+        }
         if this.locals.is_empty() {
             // Unary calls only (the common case): none of the streaming bookkeeping, and calls
             // write as they did before (alone: at once; in a batch: the flush below the reads).
@@ -488,8 +514,8 @@ impl<D: Dispatch> Connection<D> {
                 && state.running.is_empty()
                 && state.outbox.buffered() == 0
             {
-                let _ = state.outbox.poll_shutdown(cx);
-                return Poll::Ready(());
+                drop(state);
+                return this.linger(cx);
             }
             if state.outbox.buffered() > HIGH_WATER {
                 // The client is not reading its answers: stop reading its requests until it does.

@@ -9,10 +9,12 @@
 //! The service crate's `Server` builds the dispatcher (router + middleware) and calls
 //! [`serve`]; everything about sockets, frames, limits and timeouts lives here.
 
+mod age;
 mod call;
 pub(crate) mod config;
 mod conn;
 mod frames;
+mod linger;
 mod listener;
 mod local;
 mod open;

@@ -6,9 +6,11 @@
 //!  no call in flight:   idle_timeout since the last one ended          (MAX_CONNECTION_IDLE)
 //!  OPEN, no MESSAGE:    the call's deadline, or frame_timeout          (see open.rs)
 //!  nothing received:    keepalive interval, then PING; no PONG within its timeout: closed
+//!  since accept:        max_connection_age, then GOAWAY; its grace, then closed (age.rs)
 //! ```
 //!
-//! Why one: these are all "the peer owes us something by then"; keeping a single `Sleep` reset
+//! Why one: these are all "the peer owes us something by then" (or, for the age, "time for a
+//! new connection"); keeping a single `Sleep` reset
 //! to the soonest of them costs one timer entry per connection, and nothing on a call's path
 //! when none of them changes.
 //!
@@ -32,6 +34,8 @@ pub(super) struct Deadlines {
     pub(super) open: Option<Instant>,
     /// Keepalive: a PING is due (or, one being unanswered, the PONG is overdue).
     pub(super) keepalive: Option<Instant>,
+    /// The connection reaches its maximum age (or, sent away for it, its grace ends).
+    pub(super) age: Option<Instant>,
 }
 
 impl Deadlines {
@@ -47,7 +51,7 @@ impl Deadlines {
             }
         }
         earlier(
-            earlier(self.handshake, self.frame),
+            earlier(earlier(self.handshake, self.frame), self.age),
             earlier(earlier(self.idle, self.open), self.keepalive),
         )
     }
@@ -89,8 +93,8 @@ mod tests {
     fn soonest_is_the_earliest_set_deadline_for_every_combination() {
         let base = Instant::now();
         // Offsets out of order, so the earliest is not always the first field.
-        let at = [30u64, 10, 50, 20, 40].map(|ms| base + Duration::from_millis(ms));
-        for mask in 0u32..32 {
+        let at = [30u64, 10, 50, 20, 40, 5].map(|ms| base + Duration::from_millis(ms));
+        for mask in 0u32..64 {
             let pick = |i: usize| (mask & (1 << i) != 0).then_some(at[i]);
             let due = Deadlines {
                 handshake: pick(0),
@@ -98,9 +102,10 @@ mod tests {
                 idle: pick(2),
                 open: pick(3),
                 keepalive: pick(4),
+                age: pick(5),
             };
-            let expected = (0..5).filter_map(pick).min();
-            assert_eq!(due.soonest(), expected, "fields set: {mask:05b}");
+            let expected = (0..6).filter_map(pick).min();
+            assert_eq!(due.soonest(), expected, "fields set: {mask:06b}");
         }
     }
 }
