@@ -12,6 +12,11 @@
 //! keywords raw, as prost-build names it: `kw.r#type.v1.rs`; `_.rs` for files without a
 //! package), so a module that `include!`s the file gets the constant beside its messages; a
 //! `sockrpc-reflection` service registers it.
+//!
+//! The files are encoded as the compiler encoded them, not re-encoded from `prost_types`:
+//! those structs have no field for an extension option (`google.api.http`, a team's own method
+//! options), so a set built from them would drop every custom option, which reflection clients,
+//! transcoders and validators read.
 
 use prost::Message;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
@@ -22,9 +27,17 @@ use std::path::Path;
 /// The name of the constant appended to every generated package file.
 pub(crate) const CONST_NAME: &str = "FILE_DESCRIPTOR_SET";
 
+/// Each file's `FileDescriptorProto` as the compiler encoded it (extension options included),
+/// by file name. A file missing here is encoded from its `prost_types` form.
+pub(crate) type EncodedFiles = HashMap<String, Vec<u8>>;
+
 /// Appends `FILE_DESCRIPTOR_SET` to every package file in `out_dir` that prost-build wrote for
 /// `fds`. A package whose file is missing (an `extern_path` package) is skipped.
-pub(crate) fn append_descriptor_sets(out_dir: &Path, fds: &FileDescriptorSet) -> io::Result<()> {
+pub(crate) fn append_descriptor_sets(
+    out_dir: &Path,
+    fds: &FileDescriptorSet,
+    encoded: &EncodedFiles,
+) -> io::Result<()> {
     let by_name: HashMap<&str, &FileDescriptorProto> =
         fds.file.iter().map(|file| (file.name(), file)).collect();
     // Keyed by the file prost-build writes, which is not always `<package>.rs`: it names the
@@ -47,7 +60,7 @@ pub(crate) fn append_descriptor_sets(out_dir: &Path, fds: &FileDescriptorSet) ->
             Ok(text) if !text.contains(&format!("pub const {CONST_NAME}: &[u8]")) => {}
             _ => continue,
         }
-        let set = transitive_set(&by_name, &files);
+        let set = encode_set(&transitive_set(&by_name, &files), encoded);
         let mut out = std::fs::OpenOptions::new().append(true).open(&path)?;
         writeln!(
             out,
@@ -57,7 +70,7 @@ pub(crate) fn append_descriptor_sets(out_dir: &Path, fds: &FileDescriptorSet) ->
         writeln!(
             out,
             "pub const {CONST_NAME}: &[u8] = b\"{}\";",
-            escape(&set.encode_to_vec())
+            escape(&set)
         )?;
     }
     Ok(())
@@ -99,6 +112,73 @@ fn visit(
     let mut file = (*file).clone();
     file.source_code_info = None;
     ordered.push(file);
+}
+
+/// The encoded `FileDescriptorSet` of `set`'s files (source info already gone from them): each
+/// file as the compiler encoded it, less its source info, or else from its `prost_types` form.
+fn encode_set(set: &FileDescriptorSet, encoded: &EncodedFiles) -> Vec<u8> {
+    let mut out = Vec::new();
+    for file in &set.file {
+        let bytes = match encoded.get(file.name()) {
+            Some(bytes) => without_field(bytes, SOURCE_CODE_INFO),
+            None => file.encode_to_vec(),
+        };
+        // `repeated FileDescriptorProto file = 1`: key, length, the message.
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// `FileDescriptorProto.source_code_info`'s field number.
+const SOURCE_CODE_INFO: u64 = 9;
+
+/// `message` (encoded) without its top-level field `number`; unchanged if it does not parse as
+/// plain fields (a group, a truncated field).
+fn without_field(message: &[u8], number: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut rest = message;
+    while !rest.is_empty() {
+        let start = rest;
+        let Some(key) = read_varint(&mut rest) else {
+            return message.to_vec();
+        };
+        let len = match key & 7 {
+            0 => match read_varint(&mut rest) {
+                Some(_) => 0,
+                None => return message.to_vec(),
+            },
+            1 => 8,
+            2 => match read_varint(&mut rest).and_then(|len| usize::try_from(len).ok()) {
+                Some(len) => len,
+                None => return message.to_vec(),
+            },
+            5 => 4,
+            _ => return message.to_vec(),
+        };
+        if rest.len() < len {
+            return message.to_vec();
+        }
+        rest = &rest[len..];
+        if key >> 3 != number {
+            out.extend_from_slice(&start[..start.len() - rest.len()]);
+        }
+    }
+    out
+}
+
+/// Reads a base-128 varint off the front of `bytes`.
+fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// `bytes` as the inside of a Rust byte-string literal.
@@ -148,6 +228,45 @@ mod tests {
         let set = transitive_set(&by_name, &["a.proto"]);
         let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
         assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
+    }
+
+    #[test]
+    fn a_file_encoded_by_the_compiler_keeps_what_prost_types_cannot_hold() {
+        let mut with_info = file("a.proto", "a", &[]);
+        with_info.source_code_info = Some(prost_types::SourceCodeInfo::default());
+        let mut bytes = with_info.encode_to_vec();
+        // An extension option (field 50001 of FileOptions, a string), inside `options` (8).
+        let options = [0x8a, 0x8d, 0x18, 3, b'x', b'y', b'z'];
+        bytes.extend_from_slice(&[0x42, options.len() as u8]);
+        bytes.extend_from_slice(&options);
+        let encoded = EncodedFiles::from([("a.proto".to_owned(), bytes)]);
+        let set = FileDescriptorSet {
+            file: vec![file("a.proto", "a", &[])],
+        };
+        let out = encode_set(&set, &encoded);
+        assert!(
+            out.windows(3).any(|w| w == b"xyz"),
+            "the option was dropped"
+        );
+        let back = FileDescriptorSet::decode(out.as_slice()).expect("decodes");
+        assert_eq!(back.file.len(), 1);
+        assert_eq!(back.file[0].name(), "a.proto");
+        assert!(back.file[0].source_code_info.is_none());
+        assert!(back.file[0].options.is_some());
+    }
+
+    #[test]
+    fn without_field_drops_only_that_field_and_leaves_bad_input_alone() {
+        // name (1) = "n", field 9 = [1], public_dependency (10) = 5, a fixed64 and a fixed32.
+        let mut bytes = vec![0x0a, 1, b'n', 0x4a, 1, 1, 0x50, 5];
+        bytes.extend_from_slice(&[0x59, 1, 2, 3, 4, 5, 6, 7, 8, 0x65, 1, 2, 3, 4]);
+        let out = without_field(&bytes, 9);
+        let mut expected = vec![0x0a, 1, b'n', 0x50, 5];
+        expected.extend_from_slice(&[0x59, 1, 2, 3, 4, 5, 6, 7, 8, 0x65, 1, 2, 3, 4]);
+        assert_eq!(out, expected);
+        // Truncated, or a group: returned as it was.
+        assert_eq!(without_field(&[0x4a, 5, 1], 9), [0x4a, 5, 1]);
+        assert_eq!(without_field(&[0x4b, 0x4c], 9), [0x4b, 0x4c]);
     }
 
     #[test]

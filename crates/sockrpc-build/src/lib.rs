@@ -124,6 +124,7 @@ mod client;
 mod comments;
 mod config;
 mod descriptor;
+mod direction;
 mod dyn_trait;
 mod generator;
 mod names;
@@ -177,6 +178,14 @@ pub fn configure() -> Builder {
         file_descriptor_set_path: None,
         options: config::Options::default(),
     }
+}
+
+/// What the compiler encoded itself: the whole set (for `file_descriptor_set_path`) and each
+/// file, extension options included (`descriptor.rs` says why they matter).
+#[derive(Default)]
+struct Encoded {
+    set: Option<Vec<u8>>,
+    files: descriptor::EncodedFiles,
 }
 
 /// Code generation settings; create one with [`configure`].
@@ -331,8 +340,33 @@ impl Builder {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
         }
-        opened.map_err(protox_error)?;
-        self.generate(compiler.file_descriptor_set())
+        if let Err(err) = opened {
+            // protox says a file that does not exist "is not in any include path"; protoc,
+            // that there is no such file. Say the latter when it is so.
+            let found = |proto: &Path| {
+                proto.exists() || includes.iter().any(|dir| dir.as_ref().join(proto).exists())
+            };
+            if let Some(missing) = protos.iter().map(AsRef::as_ref).find(|p| !found(p)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "{}: no such file (looked for it as given and under every include path)",
+                        missing.display()
+                    ),
+                ));
+            }
+            return Err(protox_error(err));
+        }
+        // The compiler's own encodings keep extension options, which `prost_types` drops.
+        let encoded = Encoded {
+            set: Some(compiler.encode_file_descriptor_set()),
+            files: compiler
+                .descriptor_pool()
+                .files()
+                .map(|file| (file.name().to_owned(), file.encode_to_vec()))
+                .collect(),
+        };
+        self.generate(compiler.file_descriptor_set(), encoded)
     }
 
     /// Generates the Rust code for `fds`, a descriptor set built already (by `protoc
@@ -357,17 +391,23 @@ impl Builder {
                 ),
             ));
         }
-        self.generate(fds)
+        self.generate(fds, Encoded::default())
     }
 
     /// Everything but the parsing: prost-build's messages, the services, the descriptor sets
-    /// and the package aliases.
-    fn generate(self, fds: prost_types::FileDescriptorSet) -> io::Result<()> {
+    /// and the package aliases. `encoded` holds what the compiler encoded itself, if it did.
+    fn generate(self, fds: prost_types::FileDescriptorSet, encoded: Encoded) -> io::Result<()> {
         if let Some(path) = &self.file_descriptor_set_path {
-            std::fs::write(path, prost::Message::encode_to_vec(&fds)).map_err(|e| {
+            let set = encoded
+                .set
+                .unwrap_or_else(|| prost::Message::encode_to_vec(&fds));
+            std::fs::write(path, set).map_err(|e| {
                 io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
             })?;
         }
+        // The sets written above keep the comments as written; the docs cannot hold these.
+        let mut fds = fds;
+        direction::drop_direction_controls(&mut fds);
         let errors = Rc::new(RefCell::new(Vec::new()));
         let prost_modules = prost_modules::taken_modules(&fds);
         let source_comments = source_comments::SourceComments::collect(&fds);
@@ -383,7 +423,7 @@ impl Builder {
                 .map(PathBuf::from)
                 .ok_or_else(|| io::Error::other("OUT_DIR is not set"))?,
         };
-        descriptor::append_descriptor_sets(&out_dir, &fds)?;
+        descriptor::append_descriptor_sets(&out_dir, &fds, &encoded.files)?;
         if self.out_dir.is_none() {
             // `include_proto!` reads `$OUT_DIR` only.
             aliases::write_package_aliases(&out_dir, &fds)?;

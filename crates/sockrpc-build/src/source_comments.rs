@@ -21,6 +21,15 @@ use crate::names::qualified_service;
 const SERVICE_FIELD: i32 = 6;
 const METHOD_FIELD: i32 = 2;
 
+/// Every source location of every file in `fds` (files without source info have none), for the
+/// passes that rewrite comments before anything renders them.
+pub(crate) fn locations_mut(fds: &mut FileDescriptorSet) -> impl Iterator<Item = &mut Location> {
+    fds.file
+        .iter_mut()
+        .filter_map(|file| file.source_code_info.as_mut())
+        .flat_map(|info| info.location.iter_mut())
+}
+
 /// Raw comments of every service (`package.Service`) and rpc (`package.Service.Method`).
 #[derive(Debug, Default)]
 pub(crate) struct SourceComments {

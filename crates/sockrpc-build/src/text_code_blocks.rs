@@ -21,12 +21,7 @@ const TEXT: &str = "text";
 /// Rewrites the leading and trailing comments of every item in `fds` so that each fenced code
 /// block in them is tagged `text`. Files without source info are left as they are.
 pub(crate) fn text_code_blocks(fds: &mut FileDescriptorSet) {
-    let locations = fds
-        .file
-        .iter_mut()
-        .filter_map(|file| file.source_code_info.as_mut())
-        .flat_map(|info| info.location.iter_mut());
-    for location in locations {
+    for location in crate::source_comments::locations_mut(fds) {
         for comment in [
             &mut location.leading_comments,
             &mut location.trailing_comments,

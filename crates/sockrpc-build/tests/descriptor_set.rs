@@ -43,6 +43,65 @@ fn a_package_carries_its_files_and_imports() {
         .any(|f| f.service.iter().any(|s| s.name() == "TestService")));
 }
 
+/// Custom options (extensions of `MethodOptions`, `ServiceOptions`), which `prost_types` cannot
+/// hold, reach both the package's `FILE_DESCRIPTOR_SET` (what reflection serves) and the
+/// `file_descriptor_set_path` file, as protoc's `-o` keeps them for tonic.
+#[test]
+fn custom_options_stay_in_the_descriptor_sets() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let opts = protos.path().join("opts.proto");
+    std::fs::write(
+        &opts,
+        "syntax = \"proto3\"; package copt;\n\
+         import \"google/protobuf/descriptor.proto\";\n\
+         extend google.protobuf.MethodOptions { string scope = 50001; }\n\
+         extend google.protobuf.ServiceOptions { string owner = 50002; }\n\
+         message M { string s = 1; }\n\
+         service Things {\n\
+           option (owner) = \"team-zebra\";\n\
+           rpc Get(M) returns (M) { option (scope) = \"admin-scope-xyz\"; }\n\
+         }\n",
+    )
+    .expect("write");
+    let out = tempfile::tempdir().expect("temp dir");
+    let set_path = out.path().join("set.bin");
+    sockrpc_build::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .file_descriptor_set_path(&set_path)
+        .compile_protos(&[&opts], &[protos.path()])
+        .expect("generates");
+    let text = std::fs::read_to_string(out.path().join("copt.rs")).expect("generated");
+    let embedded = descriptor_set(&syn::parse_file(&text).expect("parses"));
+    let written = std::fs::read(&set_path).expect("the set is written");
+    for (what, bytes) in [
+        ("FILE_DESCRIPTOR_SET", &embedded),
+        ("the written set", &written),
+    ] {
+        for option in [&b"admin-scope-xyz"[..], b"team-zebra"] {
+            assert!(
+                bytes.windows(option.len()).any(|w| w == option),
+                "{what} lost the option {}",
+                String::from_utf8_lossy(option)
+            );
+        }
+        let set = prost_types::FileDescriptorSet::decode(bytes.as_slice()).expect("decodes");
+        let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            names,
+            ["google/protobuf/descriptor.proto", "opts.proto"],
+            "{what}"
+        );
+        let method = &set.file[1].service[0].method[0];
+        assert!(method.options.is_some(), "{what}: {method:?}");
+    }
+    // The embedded set still carries no source info; the written one does, as protoc's -o.
+    let embedded = prost_types::FileDescriptorSet::decode(embedded.as_slice()).expect("decodes");
+    assert!(embedded.file.iter().all(|f| f.source_code_info.is_none()));
+    let written = prost_types::FileDescriptorSet::decode(written.as_slice()).expect("decodes");
+    assert!(written.file[1].source_code_info.is_some());
+}
+
 /// Two builds into one directory, the second reaching the first's package through
 /// `extern_path`: the first's file keeps one `FILE_DESCRIPTOR_SET`, not two.
 #[test]
@@ -83,6 +142,21 @@ fn a_second_build_into_the_same_directory_leaves_the_first_s_set_alone() {
         );
         syn::parse_file(&text).expect("parses");
     }
+}
+
+/// A file that is not there is named as missing, not as outside the include paths.
+#[test]
+fn a_missing_proto_is_reported_as_missing() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let missing = protos.path().join("nope.proto");
+    let Err(err) = generate(&[&missing], &[protos.path()]) else {
+        panic!("a missing file compiled");
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    assert!(
+        err.to_string().contains("nope.proto: no such file"),
+        "{err}"
+    );
 }
 
 /// A mistake in a .proto is reported with its file, line and column, as protoc does.

@@ -102,3 +102,34 @@ fn tricky_proto_comments_hold_no_doctests() {
         );
     }
 }
+
+/// Direction controls in comments (which rustc refuses in doc comments) are dropped from the
+/// docs of services, rpcs, messages and fields alike; the text around them stays.
+#[test]
+fn direction_controls_never_reach_the_docs() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let bidi = protos.path().join("bidi.proto");
+    std::fs::write(
+        &bidi,
+        "syntax = \"proto3\";\npackage bidi;\n\
+         // Message says \u{202B}שלום\u{202C} here.\n\
+         message M {\n  // Field \u{2067}x\u{2069}.\n  string s = 1;\n}\n\
+         // Service \u{202E}override\u{202C} comment.\n\
+         service Bidi {\n  // Rpc \u{202D}ltr\u{202C} comment.\n  rpc Get(M) returns (M);\n}\n",
+    )
+    .expect("write");
+    let out = support::generate(&[&bidi], &[protos.path()]).expect("generates");
+    let source = out.source("bidi.rs");
+    assert!(
+        !source.contains(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')),
+        "a direction control reached the generated code"
+    );
+    for kept in [
+        "שלום",
+        "Field x.",
+        "Service override comment.",
+        "Rpc ltr comment.",
+    ] {
+        assert!(source.contains(kept), "{kept:?} missing from the docs");
+    }
+}
