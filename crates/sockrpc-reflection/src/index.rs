@@ -1,13 +1,15 @@
 //! The registered descriptors, indexed the way reflection asks for them: a file by its name, the
 //! file declaring a symbol, the file declaring an extension, and the services.
 //!
-//! Every file is kept encoded, so an answer copies bytes (reference-counted) and never
-//! re-encodes; the answer for a file carries the files it imports, transitively, imports first,
+//! Every file is kept encoded, as registered: an answer copies bytes (reference-counted) and
+//! never re-encodes, so what `prost_types` cannot hold (extension options such as
+//! `google.api.http`, a team's own method options) reaches the client as the generated set
+//! carries it. The answer for a file carries the files it imports, transitively, imports first,
 //! so a client can build a descriptor pool from one answer.
 
 use bytes::Bytes;
 use prost::Message;
-use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto, FileDescriptorSet};
+use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorProto};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -29,6 +31,14 @@ impl fmt::Display for IndexError {
 }
 
 impl std::error::Error for IndexError {}
+
+/// A `FileDescriptorSet` whose files stay encoded: `repeated bytes` has the wire form of
+/// `repeated FileDescriptorProto` (field 1, length-delimited).
+#[derive(Clone, PartialEq, Message)]
+struct EncodedSet {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    file: Vec<Bytes>,
+}
 
 #[derive(Debug)]
 struct File {
@@ -56,16 +66,32 @@ impl DescriptorIndex {
     /// Adds every file of an encoded `FileDescriptorSet`. A file already registered (the same
     /// import through two sets) is kept once.
     pub fn add_encoded_set(&mut self, set: &[u8]) -> Result<(), IndexError> {
-        let set = FileDescriptorSet::decode(set)
-            .map_err(|err| IndexError(format!("a descriptor set does not decode: {err}")))?;
-        for file in set.file {
-            self.add_file(file);
+        let undecodable = |err: prost::DecodeError| {
+            IndexError(format!("a descriptor set does not decode: {err}"))
+        };
+        let set = EncodedSet::decode(set).map_err(undecodable)?;
+        // Every file decodes before any is added: a bad set adds nothing.
+        let files = set
+            .file
+            .into_iter()
+            .map(|encoded| Ok((FileDescriptorProto::decode(encoded.clone())?, encoded)))
+            .collect::<Result<Vec<_>, prost::DecodeError>>()
+            .map_err(undecodable)?;
+        for (file, encoded) in files {
+            self.add_file_encoded(file, encoded);
         }
         Ok(())
     }
 
     /// Adds one file.
     pub fn add_file(&mut self, file: FileDescriptorProto) {
+        let encoded = Bytes::from(file.encode_to_vec());
+        self.add_file_encoded(file, encoded);
+    }
+
+    /// Adds one file, answered with `encoded` (its bytes as registered, extension options
+    /// included).
+    fn add_file_encoded(&mut self, file: FileDescriptorProto, encoded: Bytes) {
         let name = file.name().to_owned();
         if self.files.contains_key(&name) {
             return;
@@ -94,7 +120,6 @@ impl DescriptorIndex {
             self.extension(extension, &prefix, &name);
         }
         let dependencies = file.dependency.clone();
-        let encoded = Bytes::from(file.encode_to_vec());
         self.files.insert(
             name,
             File {
@@ -224,6 +249,36 @@ impl DescriptorIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost_types::FileDescriptorSet;
+
+    #[test]
+    fn a_file_is_answered_with_the_bytes_it_was_registered_with() {
+        let file = FileDescriptorProto {
+            name: Some("opt.proto".into()),
+            package: Some("opt".into()),
+            ..Default::default()
+        };
+        // What prost_types cannot hold, as an extension option is to it: field 999, a string.
+        let mut encoded = file.encode_to_vec();
+        encoded.extend_from_slice(&[0xba, 0x3e, 7]);
+        encoded.extend_from_slice(b"keep-me");
+        let set = EncodedSet {
+            file: vec![Bytes::from(encoded.clone())],
+        };
+        let mut index = DescriptorIndex::new();
+        index
+            .add_encoded_set(&set.encode_to_vec())
+            .expect("valid set");
+        let answer = index.file_by_name("opt.proto").expect("registered");
+        assert_eq!(answer, [Bytes::from(encoded)]);
+        // A set with a file that does not decode adds nothing.
+        let bad = EncodedSet {
+            file: vec![Bytes::from_static(b"\x0a\x05ab")],
+        };
+        let mut index = DescriptorIndex::new();
+        assert!(index.add_encoded_set(&bad.encode_to_vec()).is_err());
+        assert_eq!(index.services().count(), 0);
+    }
     use prost_types::{MethodDescriptorProto, ServiceDescriptorProto};
 
     fn names(files: &[Bytes]) -> Vec<String> {
