@@ -12,6 +12,7 @@ mod pending_memory;
 mod pinned_streams;
 mod probe;
 mod raw;
+mod reset;
 mod server_gone;
 mod server_probe;
 mod server_probe_io;

@@ -41,6 +41,22 @@ enum Tended {
     WriteFailed(Status, u64),
 }
 
+/// How long calls wait, after a write failed, for the read side to end (see
+/// [`WriteFailure`]). A reset connection's reads end at once; this bounds a stranger case.
+const READ_OUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A write failed (the server reset the connection, say). The calls do not fail yet: the
+/// server may have sent a GOAWAY just before, still unread in the socket (Linux hands out what
+/// was received before a reset's error), naming the calls it never started, which may then go
+/// on another connection. The driver reads on until the read side ends, at most [`READ_OUT`].
+struct WriteFailure {
+    status: Status,
+    /// The outbox's byte count when the write failed: a call whose OPEN starts at or past it
+    /// never left.
+    written: u64,
+    until: Pin<Box<Sleep>>,
+}
+
 /// The task that owns the read half: decodes frames and completes calls.
 pub(super) struct Driver {
     shared: Arc<Shared>,
@@ -51,6 +67,7 @@ pub(super) struct Driver {
     on_close: Option<Arc<Notify>>,
     /// Armed for the soonest unary deadline (`State::soonest_deadline`).
     deadlines: ConnTimer,
+    write_failed: Option<WriteFailure>,
 }
 
 impl Drop for Driver {
@@ -84,6 +101,7 @@ impl Driver {
             }),
             on_close,
             deadlines: ConnTimer::new(),
+            write_failed: None,
         }
     }
 
@@ -153,9 +171,13 @@ impl Driver {
         *soonest_deadline = soonest;
     }
 
-    /// Fails every call and refuses new ones.
+    /// Fails every call and refuses new ones; after a failed write, with the write's failure
+    /// (calls it never sent may go elsewhere).
     fn fail_all(&mut self, status: Status) {
-        self.fail_all_unsent(status, u64::MAX);
+        match self.write_failed.take() {
+            Some(failure) => self.fail_all_unsent(failure.status, failure.written),
+            None => self.fail_all_unsent(status, u64::MAX),
+        }
     }
 
     /// [`fail_all`](Self::fail_all) after a failed write: a unary call whose OPEN starts at or
@@ -191,40 +213,6 @@ impl Driver {
             inbound.dispatch(state, frame);
         }
         Ok(())
-    }
-
-    /// After a failed write: the frames the server sent before it closed, still in the socket's
-    /// receive queue (Linux hands them out before the reset's error). Its GOAWAY names the
-    /// calls it never started: a call written just before the server closed an idle
-    /// connection is then "not processed" and goes elsewhere, rather than failing as one the
-    /// server may have run.
-    fn dispatch_received(&mut self, cx: &mut Context<'_>) {
-        for _ in 0..READS_PER_POLL {
-            // What the reader holds first: the driver reads before it writes.
-            let Driver {
-                shared,
-                reader,
-                wake,
-                pinger,
-                ..
-            } = self;
-            let mut state = shared.lock();
-            let mut inbound = Inbound {
-                shared,
-                wake,
-                pinger,
-            };
-            if Self::dispatch_buffered(reader, &mut inbound, &mut state).is_err() {
-                // The connection fails anyway; a bad frame ends what it can tell.
-                return;
-            }
-            drop(state);
-            self.reader.settle();
-            match self.reader.poll_fill(cx) {
-                Poll::Ready(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-        }
     }
 
     /// What a wake-up may be for besides a read, under the lock: the write buffer to flush
@@ -293,6 +281,12 @@ impl Future for Driver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if let Some(failure) = this.write_failed.as_mut() {
+            if failure.until.as_mut().poll(cx).is_ready() {
+                this.fail_all(Status::unavailable("connection write failed"));
+                return Poll::Ready(());
+            }
+        }
         if !this.poll_keepalive(cx) {
             return Poll::Ready(());
         }
@@ -311,6 +305,7 @@ impl Future for Driver {
                 wake,
                 pinger,
                 deadlines,
+                write_failed,
                 ..
             } = &mut *this;
             let mut state = shared.lock();
@@ -319,10 +314,17 @@ impl Future for Driver {
                     Tended::Go => {}
                     Tended::Done => return Poll::Ready(()),
                     Tended::WriteFailed(status, written) => {
-                        drop(state);
-                        this.dispatch_received(cx);
-                        this.fail_all_unsent(status, written);
-                        return Poll::Ready(());
+                        if write_failed.is_none() {
+                            // No new call here; those sent wait for what the server said.
+                            shared.close(&mut state, status.clone());
+                            let mut until = Box::pin(tokio::time::sleep(READ_OUT));
+                            let _ = until.as_mut().poll(cx);
+                            *write_failed = Some(WriteFailure {
+                                status,
+                                written,
+                                until,
+                            });
+                        }
                     }
                 }
             }
