@@ -78,9 +78,16 @@ impl SourceComments {
 }
 
 /// `location`'s comments, one entry per line, as prost-build splits them without
-/// `cleanup-markdown`.
+/// `cleanup-markdown`. A lone CR (an old Mac line end) ends a line too, as `\r\n` and `\n` do:
+/// kept inside a line, it would be dropped as a control character and join two words.
 fn comments(location: &Location) -> Comments {
-    let lines = |text: &String| text.lines().map(str::to_owned).collect::<Vec<_>>();
+    let lines = |text: &String| {
+        text.replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     Comments {
         leading_detached: location
             .leading_detached_comments
@@ -98,6 +105,18 @@ fn comments(location: &Location) -> Comments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_line_end_ends_a_line() {
+        let location = Location {
+            leading_comments: Some(" one\r two\r\n three\n four\n".to_owned()),
+            trailing_comments: Some("end\r".to_owned()),
+            ..Location::default()
+        };
+        let comments = comments(&location);
+        assert_eq!(comments.leading, [" one", " two", " three", " four"]);
+        assert_eq!(comments.trailing, ["end"]);
+    }
     use prost_types::{
         FileDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto, SourceCodeInfo,
     };
