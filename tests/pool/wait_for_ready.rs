@@ -1,8 +1,9 @@
 //! gRPC's fail-fast and wait-for-ready, for a call that finds no connection up.
 //!
 //! A fail-fast call (the default) waits only for the outcome of the connection attempt under
-//! way and fails `UNAVAILABLE` with its error, whatever its deadline: a server that is down
-//! costs a caller one connect, not its whole deadline. A wait-for-ready call
+//! way (or one due within the first backoff) and fails `UNAVAILABLE` with its error, whatever
+//! its deadline: a server that is down costs a caller one connect, not its whole deadline, and
+//! in a longer backoff nothing at all. A wait-for-ready call
 //! (`Request::set_wait_for_ready`, or `Endpoint::wait_for_ready` for every call) waits across
 //! failed attempts: it is answered once the server comes up, or fails `DEADLINE_EXCEEDED` when
 //! its deadline passes first, naming the last attempt's error.
@@ -45,8 +46,15 @@ fn request(timeout: Duration, wait_for_ready: Option<bool>) -> Request<EchoReque
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_with_a_long_deadline_fails_fast_when_nothing_listens() {
     let addr = vacant();
-    // A backoff longer than the test's bound: the call cannot be answered by a later attempt.
-    let channel = Channel::lazy(endpoint(addr, Duration::from_secs(60))).expect("channel");
+    // The first retry after 50 ms, the next after 50 s: longer than the test's bound, so no
+    // call can be answered by a later attempt.
+    let mut backoff = Backoff::starting_at(Duration::from_millis(50)).max(Duration::from_secs(50));
+    backoff.multiplier = 1000.0;
+    backoff.jitter = 0.0;
+    let slow = Endpoint::from_uri(&format!("tcp://{addr}"))
+        .expect("endpoint")
+        .backoff(backoff);
+    let channel = Channel::lazy(slow).expect("channel");
     let mut client = EchoClient::new(channel.clone());
     let started = Instant::now();
     let err = tokio::time::timeout(BOUND, client.echo(request(Duration::from_secs(60), None)))
@@ -56,6 +64,17 @@ async fn a_call_with_a_long_deadline_fails_fast_when_nothing_listens() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("cannot connect"), "{err:?}");
     assert!(started.elapsed() < BOUND);
+    // The first retry is due within the first backoff: the next call waits for it, and fails
+    // with it. After that the retry is 50 s off: a call fails at once (it waited neither for
+    // that attempt nor for the 20 s connect timeout), with the last attempt's error.
+    for what in ["the first retry", "a call in a long backoff"] {
+        let err = tokio::time::timeout(BOUND, client.echo(request(Duration::from_secs(60), None)))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: a fail-fast call waited"))
+            .expect_err("nothing listens");
+        assert_eq!(err.code(), Code::Unavailable, "{what}: {err:?}");
+        assert!(err.message().contains("cannot connect"), "{what}: {err:?}");
+    }
 
     // A stream opens the same way.
     let other = Channel::lazy(endpoint(vacant(), Duration::from_secs(60))).expect("channel");

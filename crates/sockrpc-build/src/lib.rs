@@ -374,7 +374,9 @@ impl Builder {
     /// [`file_descriptor_set_path`](Self::file_descriptor_set_path)), without reading any
     /// `.proto` file: everything [`compile_protos`](Self::compile_protos) writes, for every file
     /// in the set. Comments become docs only if the set carries source info; messages of
-    /// imported files are generated only if the set holds those files.
+    /// imported files are generated only if the set holds those files. The descriptor sets it
+    /// writes are encoded from `fds`, so options `prost_types` cannot hold (extension options
+    /// such as `google.api.http`) are not in them, as with tonic's `compile_fds`.
     ///
     /// # Errors
     ///

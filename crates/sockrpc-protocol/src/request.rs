@@ -171,10 +171,11 @@ impl<T> Request<T> {
     /// `Endpoint::wait_for_ready`, which is off unless set.
     ///
     /// A fail-fast call that finds no connection waits only for the outcome of the attempt under
-    /// way (or the next one), and fails `UNAVAILABLE` with its error when it fails. A
-    /// wait-for-ready call waits across failed attempts, up to its deadline (then
-    /// `DEADLINE_EXCEEDED`, naming the last attempt's error), or without a deadline until a
-    /// connection comes up.
+    /// way (or of the next, when it is due within the first backoff's wait), within its deadline
+    /// and the connect timeout, and fails `UNAVAILABLE` with the last attempt's error; in a
+    /// longer backoff it fails at once. A wait-for-ready call waits across failed attempts, up
+    /// to its deadline (then `DEADLINE_EXCEEDED`, naming the last attempt's error), or without
+    /// a deadline until a connection comes up.
     pub fn wait_for_ready(&self) -> Option<bool> {
         self.wire.wait_for_ready
     }
@@ -218,7 +219,8 @@ impl<T> Request<T> {
         (head, message)
     }
 
-    /// Builds a request from its parts (no connection info, no extensions).
+    /// Builds a request from its parts (no connection info, no extensions, no wait-for-ready
+    /// choice: the channel's applies).
     pub fn from_parts(metadata: MetadataMap, message: T, timeout: Option<Duration>) -> Request<T> {
         Request {
             metadata,
@@ -230,8 +232,9 @@ impl<T> Request<T> {
         }
     }
 
-    /// Splits into metadata, message and timeout, dropping connection info and extensions
-    /// (keep them with [`map`](Request::map) or [`split_message`](Request::split_message)).
+    /// Splits into metadata, message and timeout, dropping connection info, extensions and the
+    /// wait-for-ready choice (keep them with [`map`](Request::map) or
+    /// [`split_message`](Request::split_message)).
     pub fn into_parts(self) -> (MetadataMap, T, Option<Duration>) {
         (self.metadata, self.message, self.timeout)
     }

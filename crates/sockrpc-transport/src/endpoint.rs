@@ -55,10 +55,11 @@ pub struct Endpoint {
     pub timeout: Option<Duration>,
     /// Whether calls that find no connection wait for one (gRPC's wait-for-ready) rather than
     /// fail fast; a call's own choice (`Request::set_wait_for_ready`) overrides it. Default
-    /// off, as in gRPC: a call waits for the outcome of the connection attempt under way, or
-    /// the next one, and fails `UNAVAILABLE` with its error if it fails. With it on, a call
-    /// waits across failed attempts up to its deadline (then `DEADLINE_EXCEEDED`), or without
-    /// one until a connection comes up.
+    /// off, as in gRPC: a call waits for the outcome of the connection attempt under way (or
+    /// of the next, when it is due within the first backoff's wait), within its deadline and
+    /// the connect timeout, and fails `UNAVAILABLE` with its error if it fails; in a longer
+    /// backoff it fails at once. With it on, a call waits across failed attempts up to its
+    /// deadline (then `DEADLINE_EXCEEDED`), or without one until a connection comes up.
     pub wait_for_ready: bool,
     /// Message and metadata limits for this client.
     pub limits: Limits,

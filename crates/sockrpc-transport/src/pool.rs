@@ -65,6 +65,9 @@ struct Inner {
     /// broke the protocol unprompted): calls waiting for a connection fail at once instead of
     /// waiting out their deadline.
     refused: AtomicBool,
+    /// While the last attempt failed and none is under way: when the next is due (the
+    /// maintainer's backoff). A fail-fast call fails at once when that is far off.
+    retry_at: Mutex<Option<Instant>>,
     started: std::sync::Once,
 }
 
@@ -109,6 +112,7 @@ impl Pool {
                 failed: Notify::new(),
                 last_error: Mutex::new(None),
                 refused: AtomicBool::new(false),
+                retry_at: Mutex::new(None),
                 started: std::sync::Once::new(),
             }),
         }
@@ -199,13 +203,14 @@ impl Pool {
     /// A connection, waiting for one to come up.
     ///
     /// A fail-fast call (`wait_for_ready` false, gRPC's default) waits for the outcome of the
-    /// attempt under way, or the next one, within its deadline and at most the connect timeout:
-    /// when that attempt fails, or the wait ends first, it fails `UNAVAILABLE` with the last
-    /// attempt's error, as a grpc-go call does in `TRANSIENT_FAILURE`, rather than wait out its
-    /// deadline across attempts against a server that is down. An attempt refused for a reason
-    /// the next one will meet too (the server refused our TLS certificate, or we its; the peer
-    /// does not speak sockrpc, or broke the protocol on a connection that carried no call) fails
-    /// it at once.
+    /// attempt under way, or of the next one if it is due within the first backoff's wait (1 s
+    /// ±20 % by default, at most 1.2 s: the first retry after a server went away), within its
+    /// deadline and at most the connect timeout; when that attempt fails, or the wait ends
+    /// first, it fails `UNAVAILABLE` with the last attempt's error. Once failed attempts have
+    /// pushed the next one further off, it fails at once, as a grpc-go call does in
+    /// `TRANSIENT_FAILURE`. An attempt refused for a reason the next one will meet too (the
+    /// server refused our TLS certificate, or we its; the peer does not speak sockrpc, or broke
+    /// the protocol on a connection that carried no call) fails it at once.
     ///
     /// A wait-for-ready call waits across failed attempts up to its deadline, then fails
     /// `DEADLINE_EXCEEDED` naming the last attempt's error; without a deadline, until a
@@ -238,6 +243,10 @@ impl Pool {
                 // Until an attempt succeeds, waiting would only meet the same refusal.
                 return Err(self.unavailable());
             }
+            if !wait_for_ready && self.retry_is_far() {
+                // In backoff after failed attempts (grpc-go's TRANSIENT_FAILURE): fail now.
+                return Err(self.unavailable());
+            }
             let give_up = async {
                 match limit {
                     Some(limit) => tokio::time::sleep_until(limit).await,
@@ -262,6 +271,18 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Whether the last attempt failed, none is under way, and the next is due later than the
+    /// first backoff's longest wait from now (at most [`SOON`]): a fail-fast call then fails at
+    /// once. One due sooner (the first retry after a server went away) is waited for.
+    fn retry_is_far(&self) -> bool {
+        let backoff = self.inner.endpoint.backoff;
+        let first = backoff
+            .initial
+            .mul_f64(1.0 + backoff.jitter.clamp(0.0, 1.0));
+        let soon = first.min(SOON);
+        lock(&self.inner.retry_at).is_some_and(|at| at > Instant::now() + soon)
     }
 
     /// The status of a call whose deadline passed while it waited for a connection: the last
@@ -354,6 +375,11 @@ impl Pool {
     }
 }
 
+/// The longest a fail-fast call waits for a retry that is due (gRPC's first backoff, 1 s, and
+/// its jitter): long enough for the first reconnect after a server restarted, short of making
+/// callers wait out a grown backoff.
+const SOON: Duration = Duration::from_millis(1_200);
+
 /// How long an unused connection must have stayed up for its close not to count as a failed
 /// attempt (a server's idle timeout closing it, say): well past any handshake, short of any
 /// idle timeout.
@@ -403,6 +429,7 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                             // at once; calls waiting for a connection hear why (a call with
                             // no deadline fails with it, as after a refused connect).
                             next_attempt = next_attempt.max(Instant::now() + backoff.current());
+                            *lock(&inner.retry_at) = Some(next_attempt);
                             backoff.fail();
                             let why = conn
                                 .closed_reason()
@@ -449,6 +476,7 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                 .collect()
         };
         if !down.is_empty() && Instant::now() >= next_attempt {
+            *lock(&inner.retry_at) = None;
             let started = Instant::now();
             let timeout = backoff.current().max(inner.endpoint.connect_timeout);
             for i in down {
@@ -463,8 +491,11 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                         tracing::debug!(endpoint = %inner.endpoint, error = %status, "connect failed");
                         *lock(&inner.last_error) = Some(status);
                         inner.refused.store(refused, Ordering::Release);
-                        inner.failed.notify_waiters();
+                        // Before the waiters hear of the failure: a call made right after it
+                        // must see the backoff.
                         next_attempt = started + backoff.current();
+                        *lock(&inner.retry_at) = Some(next_attempt);
+                        inner.failed.notify_waiters();
                         backoff.fail();
                         break;
                     }

@@ -5,7 +5,7 @@
 //! ```text
 //!  accept ──(max_connection_age ± 10 %)──▶ GOAWAY(last call id), draining: no new call
 //!                                          calls in flight go on ──(grace)──▶ closed
-//!                                          last call ends first ───────────▶ FIN
+//!                                          last call ends first ───────────▶ FIN, linger
 //! ```
 //!
 //! The age rides on the connection's one timer (`timers.rs`), so it costs a busy connection
