@@ -15,7 +15,6 @@
 
 use super::conn::Connection;
 use crate::dispatch::Dispatch;
-use sockrpc_protocol::frame;
 use sockrpc_protocol::Code;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -54,14 +53,7 @@ impl<D: Dispatch> Connection<D> {
         self.timers.due.age = self.config.max_age_grace.map(|grace| now + grace);
         if !self.draining {
             tracing::debug!(peer = ?self.conn_info.peer, "max connection age: sending the connection away");
-            self.draining = true;
-            let mut state = self.shared.lock();
-            frame::encode_goaway(
-                state.outbox.buf_mut(),
-                self.last_call_id,
-                Code::Unavailable,
-                "max connection age reached",
-            );
+            self.send_away("max connection age reached");
         }
         None
     }
