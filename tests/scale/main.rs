@@ -6,6 +6,8 @@
 //! - ring: a fourth server moves 15–35 % of keys, removing one moves only its keys;
 //! - health: NOT_SERVING takes a server out of rotation, SERVING brings it back; a streaming
 //!   call through the balanced channel;
+//! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
+//!   a wait-for-ready call waits (to its deadline, or for a server);
 //! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
 //! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
 //!   records added and removed on the TTL, SRV priority and weight, an early lookup after a
@@ -26,6 +28,7 @@ mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_process;
 
+mod fail_fast;
 mod health;
 mod kill;
 mod outlier;

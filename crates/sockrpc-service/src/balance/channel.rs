@@ -1,5 +1,5 @@
 //! `Balanced`: a channel over a changing set of endpoints, each its own pool, picking one per
-//! call.
+//! call. `follow.rs` keeps the set current and its members connected.
 //!
 //! ```text
 //!  Discovery ──Change──▶ driver task ──▶ Members (generation n+1) ──▶ connect task per member
@@ -9,22 +9,27 @@
 //! ```
 //!
 //! A call that finds no usable endpoint waits for one (a connection coming up, a health change)
-//! up to its deadline (its timeout, or else a `grpc-timeout` metadata entry) or [`BalanceBuilder::wait_for_endpoint`], then fails `Unavailable`, so no
-//! call hangs. Every member's latency, in-flight count and failures feed the picker and outlier
+//! up to its deadline (its timeout, or else a `grpc-timeout` metadata entry) or
+//! [`BalanceBuilder::wait_for_endpoint`], then fails `Unavailable`, so no call hangs. As in gRPC,
+//! a fail-fast call (the default) does not wait when every endpoint is failing (its last
+//! connection attempt failed, or its health check says `NOT_SERVING`): it fails `Unavailable`
+//! at once, naming the last failure. A wait-for-ready call waits through failures up to its
+//! deadline, then fails `DeadlineExceeded`. Every member's latency, in-flight count and failures feed the picker and outlier
 //! ejection.
 
-use super::health::{watch_member, HealthProbe};
+use super::follow::{connect, follow};
+use super::health::HealthProbe;
 use super::member::{EndpointStats, Health, Member, Members};
 use super::outlier::OutlierConfig;
 use super::peak_ewma::DEFAULT_DECAY;
 use super::picker::Picker;
 use super::P2c;
-use crate::discovery::{Change, Discovery, Problem};
+use crate::discovery::{Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel};
 use sockrpc_protocol::{Code, Response, Status};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -38,6 +43,7 @@ pub struct BalanceBuilder {
     outlier: OutlierConfig,
     decay: Duration,
     wait: Duration,
+    wait_for_ready: Option<bool>,
     attempts: u32,
 }
 
@@ -58,6 +64,7 @@ impl Default for BalanceBuilder {
             outlier: OutlierConfig::default(),
             decay: DEFAULT_DECAY,
             wait: Duration::from_secs(10),
+            wait_for_ready: None,
             attempts: 3,
         }
     }
@@ -95,6 +102,17 @@ impl BalanceBuilder {
         self
     }
 
+    /// Whether calls wait through failing endpoints by default (gRPC's wait-for-ready): a call
+    /// that does not (fail-fast, gRPC's default) fails `Unavailable` at once when every
+    /// endpoint's last connection attempt failed or its health check says `NOT_SERVING`;
+    /// one that does waits up to its deadline (without one, until an endpoint is usable) and
+    /// then fails `DeadlineExceeded`. A call's own choice (`Request::set_wait_for_ready`)
+    /// wins; unset here, the endpoints' `Endpoint::wait_for_ready` decides.
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.wait_for_ready = Some(wait);
+        self
+    }
+
     /// Endpoints a call refused unprocessed tries in all (default 3).
     pub fn attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts.max(1);
@@ -116,6 +134,7 @@ impl BalanceBuilder {
             outlier: self.outlier,
             decay: self.decay,
             wait: self.wait,
+            wait_for_ready: self.wait_for_ready,
             attempts: self.attempts,
             epoch: watch::Sender::new(0),
             totals: Mutex::default(),
@@ -138,26 +157,28 @@ impl Channel {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct Shared {
-    members: RwLock<Arc<Members>>,
-    picker: Arc<dyn Picker>,
-    probe: Option<Arc<dyn HealthProbe>>,
-    outlier: OutlierConfig,
-    decay: Duration,
-    wait: Duration,
-    attempts: u32,
+/// What every clone of a [`Balanced`] shares.
+pub(super) struct Shared {
+    pub(super) members: RwLock<Arc<Members>>,
+    pub(super) picker: Arc<dyn Picker>,
+    pub(super) probe: Option<Arc<dyn HealthProbe>>,
+    pub(super) outlier: OutlierConfig,
+    pub(super) decay: Duration,
+    pub(super) wait: Duration,
+    pub(super) wait_for_ready: Option<bool>,
+    pub(super) attempts: u32,
     /// Bumped whenever an endpoint may have become usable (or unusable).
-    epoch: watch::Sender<u64>,
+    pub(super) epoch: watch::Sender<u64>,
     /// Calls each key's endpoints answered, kept after they leave.
-    totals: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
-    on_failure: Option<Arc<Notify>>,
+    pub(super) totals: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    pub(super) on_failure: Option<Arc<Notify>>,
     /// Why discovery has no answer, when it says (see [`Problem`]).
-    problem: Option<Problem>,
-    driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(super) problem: Option<Problem>,
+    pub(super) driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -179,12 +200,45 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    fn snapshot(&self) -> Arc<Members> {
+    pub(super) fn snapshot(&self) -> Arc<Members> {
         Arc::clone(&self.members.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn bump(&self) {
+    pub(super) fn bump(&self) {
         self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Why no call should wait for an endpoint, if none is worth waiting for: every endpoint's
+    /// last connection attempt failed or its health check says `NOT_SERVING` (gRPC's
+    /// TRANSIENT_FAILURE for all), or discovery found none and reports an error. Members still
+    /// making their first attempt, or reconnecting after a connection was lost, are waited for.
+    fn all_failing(&self, list: &[Arc<Member>]) -> Option<String> {
+        if list.is_empty() {
+            return self
+                .problem
+                .as_ref()
+                .and_then(Problem::get)
+                .map(|problem| format!("no endpoints ({problem})"));
+        }
+        let mut last = None;
+        for m in list {
+            if m.is_connected() && m.health() == Health::NotServing {
+                last.get_or_insert_with(|| format!("{} is not serving", m.key()));
+                continue;
+            }
+            let failure = m.failure()?;
+            last = Some(format!("{}: {failure}", m.key()));
+        }
+        last.map(|last| format!("all {} endpoints are failing; {last}", list.len()))
+    }
+
+    /// Whether calls wait for an endpoint by default: as the endpoints discovery reported say
+    /// ([`Endpoint::wait_for_ready`](sockrpc_transport::endpoint::Endpoint::wait_for_ready)).
+    fn endpoints_wait_for_ready(&self) -> bool {
+        self.snapshot()
+            .list()
+            .first()
+            .is_some_and(|m| m.endpoint().wait_for_ready)
     }
 
     fn usable(&self, m: &Member) -> bool {
@@ -198,82 +252,14 @@ impl Shared {
     }
 }
 
-/// How often the driver looks for servers whose connection went away with no call to notice.
-const UPKEEP: Duration = Duration::from_millis(250);
-
-/// Follows discovery until the channel is dropped; between changes, reconnects servers whose
-/// connection went away (which also tells discovery, so DNS looks again early).
-async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::ChangeStream) {
-    let mut upkeep = tokio::time::interval(UPKEEP);
-    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut open = true;
-    loop {
-        // `Some(Some(change))`: a change; `Some(None)`: discovery ended (the set stays as it
-        // is); `None`: an upkeep tick.
-        let next = tokio::select! {
-            change = std::future::poll_fn(|cx| changes.as_mut().poll_next(cx)), if open => Some(change),
-            _ = upkeep.tick() => None,
-        };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        match next {
-            Some(Some(change)) => apply(&shared, change),
-            Some(None) => open = false,
-            None => {
-                for m in shared.snapshot().list() {
-                    if m.channel().is_some() && !m.is_connected() {
-                        connect(&shared, m);
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn apply(shared: &Arc<Shared>, change: Change) {
-    let current = shared.snapshot();
-    let mut list = current.list().to_vec();
-    let mut spawn = None;
-    match change {
-        Change::Insert {
-            key,
-            endpoint,
-            weight,
-            priority,
-        } => {
-            let same = list.iter().position(|m| m.key() == key);
-            match same {
-                Some(i) if list[i].endpoint().to_string() == endpoint.to_string() => {
-                    list[i].set_weight(weight);
-                    list[i].set_priority(priority);
-                }
-                _ => {
-                    let mut member = Member::new(key.clone(), *endpoint, weight, shared.decay);
-                    member.set_priority(priority);
-                    member.answered = Arc::clone(lock(&shared.totals).entry(key).or_default());
-                    let member = Arc::new(member);
-                    spawn = Some(Arc::clone(&member));
-                    match same {
-                        Some(i) => list[i] = member,
-                        None => list.push(member),
-                    }
-                }
-            }
-        }
-        Change::Remove(key) => list.retain(|m| m.key() != key),
-        Change::Weight(key, weight) => {
-            if let Some(m) = list.iter().find(|m| m.key() == key) {
-                m.set_weight(weight);
-            }
-        }
-    }
-    let next = Arc::new(Members::new(current.generation() + 1, list));
-    *shared.members.write().unwrap_or_else(|p| p.into_inner()) = next;
-    if let Some(member) = spawn {
-        connect(shared, &member);
-    }
-    shared.bump();
+/// How long a call waits for a usable endpoint.
+#[derive(Clone, Copy)]
+struct Wait {
+    /// Waits through failing endpoints (gRPC's wait-for-ready); else the call fails as soon as
+    /// every endpoint is failing.
+    for_ready: bool,
+    /// Until when; `None`: until an endpoint is usable.
+    until: Option<Instant>,
 }
 
 /// The lowest priority among the members `ok` accepts.
@@ -284,82 +270,15 @@ fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32
         .min()
 }
 
-/// The longest pause between connection attempts to a server that is down.
-const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
-
-/// Starts (re)connecting `member` in the background unless a task already does.
-fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
-    if !member.begin_connecting() {
-        return;
-    }
-    let weak_member = Arc::downgrade(member);
-    let weak_shared = Arc::downgrade(shared);
-    tokio::spawn(async move {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let Some(endpoint) = weak_member.upgrade().map(|m| m.endpoint().clone()) else {
-                return;
-            };
-            let timeout = endpoint.connect_timeout;
-            let attempt = tokio::time::timeout(timeout, async {
-                let channel = Channel::connect(endpoint).await?;
-                // Up only once the server's preface arrived: a server shutting down may leave
-                // the kernel to complete the TCP handshake from its backlog, then never answer.
-                let first = channel.connections().into_iter().next();
-                match first {
-                    Some(conn) => conn.ready().await.map(|()| channel),
-                    None => Err(sockrpc_protocol::Status::unavailable(
-                        "no connection came up",
-                    )),
-                }
-            })
-            .await;
-            let (Some(member), Some(shared)) = (weak_member.upgrade(), weak_shared.upgrade())
-            else {
-                return;
-            };
-            match attempt {
-                Ok(Ok(channel)) => {
-                    let first = member.channel().is_none();
-                    member.set_channel(channel);
-                    member.end_connecting();
-                    if let (true, Some(probe)) = (first, &shared.probe) {
-                        let epoch = weak_shared.clone();
-                        tokio::spawn(watch_member(
-                            Arc::downgrade(&member),
-                            Arc::clone(probe),
-                            move || {
-                                if let Some(s) = epoch.upgrade() {
-                                    s.bump();
-                                }
-                            },
-                        ));
-                    }
-                    shared.bump();
-                    return;
-                }
-                Ok(Err(err)) => {
-                    tracing::debug!(endpoint = member.key(), error = %err, "connect failed")
-                }
-                Err(_) => tracing::debug!(endpoint = member.key(), "connect timed out"),
-            }
-            if let Some(hint) = &shared.on_failure {
-                hint.notify_one();
-            }
-            drop((member, shared));
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
-        }
-    });
-}
-
 /// A channel over a changing set of endpoints (see the [module docs](crate::balance)). Clone
 /// it freely; clones share the set. A `tower::Service<Call>` like [`Channel`], so generated
 /// clients (`FooClient::new(balanced)`) and tower layers take it as they take a `Channel`.
 ///
 /// A call that finds no usable endpoint waits for one up to its deadline (its timeout, or else
 /// a `grpc-timeout` metadata entry) or [`BalanceBuilder::wait_for_endpoint`], then fails
-/// `Unavailable`; a call refused unprocessed goes to another endpoint, within the same
+/// `Unavailable`; when every endpoint is failing, a fail-fast call fails at once and a
+/// wait-for-ready call waits up to its deadline ([`BalanceBuilder::wait_for_ready`]). A call
+/// refused unprocessed goes to another endpoint, within the same
 /// deadline.
 #[derive(Clone)]
 pub struct Balanced {
@@ -423,13 +342,13 @@ impl Balanced {
         }
     }
 
-    /// Picks the member for `call`, waiting for one up to `deadline`.
+    /// Picks the member for `call`, waiting for one as `wait` says.
     async fn choose(
         &self,
         // `&mut`: a `Call` is `Send` but not `Sync`, and this future must be `Send`.
         call: &mut Call,
         tried: &[Arc<Member>],
-        deadline: Instant,
+        wait: Wait,
     ) -> Result<Arc<Member>, Status> {
         let shared = &self.shared;
         let mut epoch = shared.epoch.subscribe();
@@ -467,18 +386,34 @@ impl Balanced {
                     return Ok(Arc::clone(&list[i]));
                 }
             }
+            if !wait.for_ready {
+                if let Some(reason) = shared.all_failing(list) {
+                    return Err(Status::unavailable(format!(
+                        "no endpoint can take the call: {reason}"
+                    )));
+                }
+            }
             // Nobody usable (the unconnected are connecting): wait for news.
             let wake = Instant::now() + Duration::from_millis(50);
+            let wake = wait.until.map_or(wake, |deadline| wake.min(deadline));
             tokio::select! {
                 _ = epoch.changed() => {}
-                () = tokio::time::sleep_until(wake.min(deadline)) => {}
+                () = tokio::time::sleep_until(wake) => {}
             }
-            if Instant::now() >= deadline {
+            if wait
+                .until
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
                 let connected = list.iter().filter(|m| m.is_connected()).count();
-                return Err(Status::unavailable(shared.with_problem(format!(
+                let message = shared.with_problem(format!(
                     "no endpoint can take the call: {} known, {connected} connected, none serving and connected",
                     list.len()
-                ))));
+                ));
+                return Err(if wait.for_ready {
+                    Status::deadline_exceeded(message)
+                } else {
+                    Status::unavailable(message)
+                });
             }
         }
     }
@@ -489,13 +424,27 @@ impl Balanced {
         // an endpoint and every attempt count against it, and each attempt carries what
         // remains as its timeout.
         let call_deadline = call.request_mut().resolve_timeout().map(|t| started + t);
-        let wait_deadline = call_deadline.map_or(started + self.shared.wait, |d| {
-            d.min(started + self.shared.wait)
-        });
+        let for_ready = call
+            .request()
+            .wait_for_ready()
+            .or(self.shared.wait_for_ready)
+            .unwrap_or_else(|| self.shared.endpoints_wait_for_ready());
+        let wait = if for_ready {
+            Wait {
+                for_ready,
+                until: call_deadline,
+            }
+        } else {
+            let cap = started + self.shared.wait;
+            Wait {
+                for_ready,
+                until: Some(call_deadline.map_or(cap, |d| d.min(cap))),
+            }
+        };
         let mut tried: Vec<Arc<Member>> = Vec::new();
         let attempts = self.shared.attempts;
         for attempt in 1..=attempts {
-            let member = self.choose(&mut call, &tried, wait_deadline).await?;
+            let member = self.choose(&mut call, &tried, wait).await?;
             let Some(mut channel) = member.channel() else {
                 tried.push(member);
                 continue;

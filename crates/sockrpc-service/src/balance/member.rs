@@ -36,6 +36,9 @@ pub struct Member {
     channel: RwLock<Option<Channel>>,
     /// Connecting (or reconnecting) now: a task owns that.
     connecting: AtomicBool,
+    /// Why its last connection attempt failed, until one succeeds: gRPC's TRANSIENT_FAILURE,
+    /// in which a fail-fast call does not wait for it.
+    failure: Mutex<Option<String>>,
     in_flight: AtomicUsize,
     ewma: Mutex<PeakEwma>,
     health: AtomicU8,
@@ -64,6 +67,7 @@ impl Member {
             priority: AtomicU32::new(0),
             channel: RwLock::new(None),
             connecting: AtomicBool::new(false),
+            failure: Mutex::new(None),
             in_flight: AtomicUsize::new(0),
             ewma: Mutex::new(PeakEwma::new(DEFAULT_RTT, decay)),
             health: AtomicU8::new(0),
@@ -169,6 +173,25 @@ impl Member {
         self.connecting.store(false, Ordering::Release);
     }
 
+    /// A connection attempt failed for `reason`.
+    pub(crate) fn connect_failed(&self, reason: String) {
+        *lock(&self.failure) = Some(reason);
+    }
+
+    /// A connection attempt succeeded.
+    pub(crate) fn connect_succeeded(&self) {
+        *lock(&self.failure) = None;
+    }
+
+    /// Why its last connection attempt failed, when it failed and no connection is up since:
+    /// a fail-fast call does not wait for it (gRPC's TRANSIENT_FAILURE).
+    pub fn failure(&self) -> Option<String> {
+        if self.is_connected() {
+            return None;
+        }
+        lock(&self.failure).clone()
+    }
+
     /// Whether outlier ejection has it out of rotation now.
     pub fn is_ejected(&self) -> bool {
         lock(&self.outlier).is_ejected(Instant::now())
@@ -243,6 +266,8 @@ pub struct EndpointStats {
     pub ejected: bool,
     /// Whether it has a live connection.
     pub connected: bool,
+    /// Why its last connection attempt failed, when no connection is up since.
+    pub failure: Option<String>,
 }
 
 impl From<&Member> for EndpointStats {
@@ -257,6 +282,7 @@ impl From<&Member> for EndpointStats {
             health: m.health(),
             ejected: m.is_ejected(),
             connected: m.is_connected(),
+            failure: m.failure(),
         }
     }
 }

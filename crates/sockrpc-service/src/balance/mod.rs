@@ -16,11 +16,13 @@
 //! keep failing, with backoff. A call refused unprocessed (END's NOT_PROCESSED, GOAWAY, a
 //! connection lost before the call was sent) goes to another endpoint transparently.
 //!
-//! Files: `channel.rs` (the balanced channel), `member.rs` (one endpoint's state),
+//! Files: `channel.rs` (the balanced channel), `follow.rs` (following discovery, reconnecting
+//! members), `member.rs` (one endpoint's state),
 //! `picker.rs`, `p2c.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
 //! `health.rs`.
 
 mod channel;
+mod follow;
 mod hash_ring;
 mod health;
 mod member;

@@ -1,0 +1,198 @@
+//! gRPC's fail-fast and wait-for-ready through a balanced channel: with every endpoint failing
+//! (down, or `NOT_SERVING`), a fail-fast call fails `UNAVAILABLE` at once instead of waiting out
+//! its deadline; a wait-for-ready call waits up to its deadline (`DEADLINE_EXCEEDED`), or until
+//! an endpoint comes up.
+
+use super::support::{Server, GREETER};
+use sockrpc::service::balance::{BalanceBuilder, Balanced, Health};
+use sockrpc::service::discovery;
+use sockrpc::{Channel, Code, Request, Status};
+use sockrpc_health::GrpcHealthProbe;
+use sockrpc_tests::helloworld::greeter_client::GreeterClient;
+use sockrpc_tests::helloworld::HelloRequest;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// An address on `ip` where nothing listens (bound, then closed): connecting is refused.
+async fn refused(ip: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// One call with `timeout` and, when given, the call's own wait-for-ready choice; bounded by
+/// 20 s on top, and the time it took.
+async fn call(
+    channel: &Balanced,
+    timeout: Option<Duration>,
+    wait_for_ready: Option<bool>,
+) -> (Result<String, Status>, Duration) {
+    let mut client = GreeterClient::new(channel.clone());
+    let mut request = Request::new(HelloRequest { name: "x".into() });
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    if let Some(wait) = wait_for_ready {
+        request.set_wait_for_ready(wait);
+    }
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(20), client.say_hello(request))
+        .await
+        .expect("the call ended within 20 s")
+        .map(|reply| reply.into_inner().message);
+    (result, started.elapsed())
+}
+
+/// Waits (bounded) until every endpoint of `channel` has failed a connection attempt.
+async fn wait_all_failing(channel: &Balanced) {
+    for _ in 0..500 {
+        let stats = channel.stats();
+        if !stats.is_empty() && stats.iter().all(|s| s.failure.is_some()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("endpoints never failed: {:?}", channel.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_call_fails_at_once_when_every_endpoint_is_down() {
+    let down = [refused("127.0.0.1").await, refused("127.0.0.2").await];
+    let channel = Channel::balance(
+        discovery::fixed(down.iter().map(|a| format!("tcp://{a}"))).expect("endpoints"),
+    );
+    // The first call waits for the first attempts (as gRPC's CONNECTING), then fails with them.
+    let (first, _) = call(&channel, Some(Duration::from_secs(60)), None).await;
+    let status = first.expect_err("nothing listens");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(status.message().contains("failing"), "{status}");
+    wait_all_failing(&channel).await;
+    // Later calls, with a 60 s deadline, do not wait out the backoff or the 10 s wait.
+    for _ in 0..3 {
+        let (result, took) = call(&channel, Some(Duration::from_secs(60)), None).await;
+        let status = result.expect_err("nothing listens");
+        assert_eq!(status.code(), Code::Unavailable, "{status}");
+        assert!(
+            took < Duration::from_secs(5),
+            "fail-fast call waited {took:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_ready_call_waits_to_its_deadline_then_for_a_server() {
+    let addr = refused("127.0.0.1").await;
+    let channel = BalanceBuilder::default()
+        .build(discovery::fixed([format!("tcp://{addr}")]).expect("endpoints"));
+    wait_all_failing(&channel).await;
+
+    let (result, took) = call(&channel, Some(Duration::from_millis(1500)), Some(true)).await;
+    let status = result.expect_err("nothing listens");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "gave up after {took:?}"
+    );
+
+    // A waiting call without a deadline is answered once the server comes up; a fail-fast
+    // call made meanwhile fails.
+    let waiting = tokio::spawn({
+        let channel = channel.clone();
+        async move { call(&channel, None, Some(true)).await.0 }
+    });
+    let (fast, _) = call(&channel, Some(Duration::from_secs(60)), Some(false)).await;
+    assert_eq!(
+        fast.expect_err("down").code(),
+        Code::Unavailable,
+        "fail-fast"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the waiting call gave up");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let server = Server::on(listener, Duration::ZERO);
+    let answer = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("answered within 15 s")
+        .expect("task");
+    assert_eq!(answer.expect("answered"), addr.to_string());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builder_default_makes_calls_wait_and_the_call_choice_wins() {
+    let addr = refused("127.0.0.1").await;
+    let channel = BalanceBuilder::default()
+        .wait_for_ready(true)
+        .build(discovery::fixed([format!("tcp://{addr}")]).expect("endpoints"));
+    wait_all_failing(&channel).await;
+    let (result, took) = call(&channel, Some(Duration::from_millis(800)), None).await;
+    assert_eq!(
+        result.expect_err("down").code(),
+        Code::DeadlineExceeded,
+        "waited by default"
+    );
+    assert!(took >= Duration::from_millis(700), "gave up after {took:?}");
+    let (result, took) = call(&channel, Some(Duration::from_secs(60)), Some(false)).await;
+    assert_eq!(result.expect_err("down").code(), Code::Unavailable);
+    assert!(
+        took < Duration::from_secs(5),
+        "fail-fast call waited {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_call_fails_at_once_when_every_endpoint_is_not_serving() {
+    let servers = [
+        Server::start("127.0.0.1", Duration::ZERO).await,
+        Server::start("127.0.0.2", Duration::ZERO).await,
+    ];
+    let channel = BalanceBuilder::default()
+        .health_check(GrpcHealthProbe::new(GREETER))
+        .build(
+            discovery::fixed(servers.iter().map(|s| format!("tcp://{}", s.addr)))
+                .expect("endpoints"),
+        );
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("2 serving");
+    for server in &servers {
+        server.health.set_not_serving(GREETER);
+    }
+    for _ in 0..500 {
+        if channel
+            .stats()
+            .iter()
+            .all(|s| s.health == Health::NotServing)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (result, took) = call(&channel, Some(Duration::from_secs(60)), None).await;
+    let status = result.expect_err("none serving");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(status.message().contains("not serving"), "{status}");
+    assert!(
+        took < Duration::from_secs(5),
+        "fail-fast call waited {took:?}"
+    );
+
+    // Wait-for-ready waits for one to serve again.
+    let waiting = tokio::spawn({
+        let channel = channel.clone();
+        async move {
+            call(&channel, Some(Duration::from_secs(15)), Some(true))
+                .await
+                .0
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the waiting call gave up");
+    servers[1].health.set_serving(GREETER);
+    let answer = waiting.await.expect("task").expect("answered");
+    assert_eq!(answer, servers[1].addr.to_string());
+    for server in servers {
+        server.shutdown().await;
+    }
+}
