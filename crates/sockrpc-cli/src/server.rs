@@ -75,6 +75,11 @@ pub(crate) struct Listen {
     pub(crate) observe: bool,
     /// How long each unary Bench answer waits first (`serve --delay`).
     pub(crate) delay: Duration,
+    /// Send connections away at this age (`serve --max-connection-age`); `None`: never.
+    pub(crate) max_connection_age: Option<Duration>,
+    /// How long calls on a connection sent away for its age may still take
+    /// (`serve --max-connection-age-grace`); `None`: as long as they take.
+    pub(crate) max_connection_age_grace: Option<Duration>,
 }
 
 /// Where and as whom to serve TLS.
@@ -113,6 +118,8 @@ impl Listen {
             stack: stack.then_some(any),
             observe: false,
             delay: Duration::ZERO,
+            max_connection_age: None,
+            max_connection_age_grace: None,
         }
     }
 }
@@ -157,6 +164,8 @@ pub(crate) struct Sockets {
     observe: bool,
     /// How long each unary Bench answer waits first.
     delay: Duration,
+    /// The sockrpc listeners' maximum connection age, and its grace.
+    max_connection_age: (Option<Duration>, Option<Duration>),
 }
 
 impl Sockets {
@@ -213,6 +222,7 @@ impl Sockets {
             stack,
             observe: listen.observe,
             delay: listen.delay,
+            max_connection_age: (listen.max_connection_age, listen.max_connection_age_grace),
         })
     }
 
@@ -299,7 +309,7 @@ impl Sockets {
         let max_connections = connection_cap();
         let server = || {
             crate::cmd::health::with_reflection(
-                builder()
+                aged(builder(), self.max_connection_age)
                     .grace_period(GRACE)
                     // Room for the sockrpc-tcp-idle row's idle connections beside the busy ones.
                     .max_connections(max_connections)
@@ -375,7 +385,7 @@ impl Sockets {
             let Some(listener) = self.stack else {
                 return Ok(());
             };
-            let served = stack::server()
+            let served = aged(stack::server(), self.max_connection_age)
                 .grace_period(GRACE)
                 .add_service(BenchServer::new(EchoService { delay: self.delay }))
                 .serve_with_listener_and_shutdown(listener, stop_signal(stopped.clone()))
@@ -395,6 +405,21 @@ impl Sockets {
             remove_socket(&path);
         }
         tcp.and(tls).and(unix).and(stacked)
+    }
+}
+
+/// `builder` with a maximum connection age and its grace, when set.
+fn aged<L>(
+    builder: ServerBuilder<L>,
+    (age, grace): (Option<Duration>, Option<Duration>),
+) -> ServerBuilder<L> {
+    let builder = match age {
+        Some(age) => builder.max_connection_age(age),
+        None => builder,
+    };
+    match grace {
+        Some(grace) => builder.max_connection_age_grace(grace),
+        None => builder,
     }
 }
 

@@ -75,25 +75,55 @@ pub(crate) struct ServeArgs {
     /// server, to see how `bench --balance` spreads calls.
     #[arg(long, value_name = "DURATION", value_parser = parse_delay, default_value = "0ms")]
     delay: Duration,
+
+    /// Send each connection away (GOAWAY) once it is this old, ±10 % (gRPC's
+    /// `MAX_CONNECTION_AGE`: `30m`, `1h`, `90s`), so clients reconnect through DNS and their
+    /// balancer; its calls in flight finish. Default: never.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub(crate) max_connection_age: Option<Duration>,
+
+    /// With --max-connection-age: how long calls still running on a connection sent away may
+    /// take before it is closed under them (gRPC's `MAX_CONNECTION_AGE_GRACE`). Default: as long
+    /// as they take.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, requires = "max_connection_age")]
+    pub(crate) max_connection_age_grace: Option<Duration>,
 }
 
 /// Parses `250us`, `5ms`, `1.5s` (at most a minute).
 fn parse_delay(text: &str) -> Result<Duration, String> {
+    parse_duration(text, 60.0)
+}
+
+/// Parses a connection age, `500ms` to `30d`-ish in `ms`, `s`, `m`, `h` (at most 30 days, at
+/// least a millisecond).
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let age = parse_duration(text, 30.0 * 86_400.0)?;
+    if age < Duration::from_millis(1) {
+        return Err(format!("{text:?}: must be at least 1ms"));
+    }
+    Ok(age)
+}
+
+/// Parses a number and a unit (`us`, `ms`, `s`, `m`, `h`), between 0 and `max_secs`.
+fn parse_duration(text: &str, max_secs: f64) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = text
         .find(|c: char| c.is_ascii_alphabetic())
         .map_or((text, ""), |i| text.split_at(i));
     let value: f64 = number
+        .trim_end()
         .parse()
-        .map_err(|e| format!("{text:?}: want a number and a unit (us, ms, s): {e}"))?;
+        .map_err(|e| format!("{text:?}: want a number and a unit (us, ms, s, m, h): {e}"))?;
     let secs = match unit {
         "us" => value / 1e6,
         "ms" => value / 1e3,
         "s" => value,
-        _ => return Err(format!("{text:?}: the unit must be us, ms or s")),
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: the unit must be us, ms, s, m or h")),
     };
-    if !(0.0..=60.0).contains(&secs) {
-        return Err(format!("{text:?}: must be between 0 and 60 s"));
+    if !(0.0..=max_secs).contains(&secs) {
+        return Err(format!("{text:?}: must be between 0 and {max_secs} s"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -135,6 +165,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
             stack: None,
             observe: args.metrics.is_some(),
             delay: args.delay,
+            max_connection_age: args.max_connection_age,
+            max_connection_age_grace: args.max_connection_age_grace,
         };
         // The recorder first, so the layers register their handles with it.
         let metrics = match args.metrics {
