@@ -8,6 +8,8 @@
 //!   call through the balanced channel;
 //! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
 //!   a wait-for-ready call waits (to its deadline, or for a server);
+//! - pick_first: every call on the first server until it shuts down, then on the second, which
+//!   keeps them when the first comes back;
 //! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
 //! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
 //!   records added and removed on the TTL, SRV priority and weight, an early lookup after a
@@ -32,6 +34,7 @@ mod fail_fast;
 mod health;
 mod kill;
 mod outlier;
+mod pick_first;
 mod ring;
 mod slow;
 mod support;

@@ -76,6 +76,10 @@ fn bench_spreads_calls_and_p2c_avoids_the_slow_server() {
     );
     let hash = balanced_bench(&target, "hash", &[]);
     assert_eq!(hash.len(), 3, "{hash:?}");
+    // Every call on the first server of the target that takes calls.
+    let first = balanced_bench(&target, "pick-first", &[]);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first.contains_key(&a.to_string()), "{first:?}");
 }
 
 #[test]

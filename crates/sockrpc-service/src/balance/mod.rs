@@ -8,6 +8,8 @@
 //!
 //! - [`P2c`]: two random choices, the one with less peak-EWMA latency × in-flight (default);
 //! - [`RoundRobin`]: in turn;
+//! - [`PickFirst`]: every call to the first usable endpoint, kept until it fails (grpc-go's
+//!   default);
 //! - [`HashRing`]: consistent hashing on a metadata entry or a function of the call, with
 //!   virtual nodes, weights and fail-over to the next distinct endpoint.
 //!
@@ -18,7 +20,7 @@
 //!
 //! Files: `channel.rs` (the balanced channel), `follow.rs` (following discovery, reconnecting
 //! members), `member.rs` (one endpoint's state),
-//! `picker.rs`, `p2c.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
+//! `picker.rs`, `p2c.rs`, `pick_first.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
 //! `health.rs`.
 
 mod channel;
@@ -29,6 +31,7 @@ mod member;
 mod outlier;
 mod p2c;
 mod peak_ewma;
+mod pick_first;
 mod picker;
 mod round_robin;
 
@@ -39,6 +42,7 @@ pub use member::{EndpointStats, Health, Member, Members};
 pub use outlier::OutlierConfig;
 pub use p2c::P2c;
 pub use peak_ewma::{PeakEwma, DEFAULT_DECAY, DEFAULT_RTT};
+pub use pick_first::PickFirst;
 pub use picker::Picker;
 pub use round_robin::RoundRobin;
 

@@ -2,8 +2,9 @@
 //!
 //! The balanced channel owns the endpoint set and each endpoint's state (load, health,
 //! ejection); a picker only chooses, among the endpoints the channel says may take the call
-//! now. Three ship: [`P2c`](super::P2c) (least load of two random choices, the default),
-//! [`RoundRobin`](super::RoundRobin) and [`HashRing`](super::HashRing) (consistent hashing).
+//! now. Four ship: [`P2c`](super::P2c) (least load of two random choices, the default),
+//! [`RoundRobin`](super::RoundRobin), [`PickFirst`](super::PickFirst) (grpc-go's default) and
+//! [`HashRing`](super::HashRing) (consistent hashing).
 
 use super::member::Members;
 use crate::Call;

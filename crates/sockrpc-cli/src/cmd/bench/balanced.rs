@@ -1,6 +1,6 @@
 //! `sockrpc bench` against several servers through one balanced channel: `--target
 //! tcp://A,tcp://B,…` or `--target dns://NAME:PORT` (with `--dns-server`), `--balance
-//! p2c|round-robin|hash`. Each row (`sockrpc-balanced`) reports latency as the other rows do,
+//! p2c|round-robin|pick-first|hash`. Each row (`sockrpc-balanced`) reports latency as the other rows do,
 //! plus the calls each server answered, so a slow or dead server's share shows.
 
 use super::plan::Plan;
@@ -10,7 +10,9 @@ use crate::load::Budget;
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller};
 use crate::report::{self, Group, Machine, Row, Setup};
 use clap::ValueEnum;
-use sockrpc::service::balance::{BalanceBuilder, Balanced, HashKey, HashRing, P2c, RoundRobin};
+use sockrpc::service::balance::{
+    BalanceBuilder, Balanced, HashKey, HashRing, P2c, PickFirst, RoundRobin,
+};
 use sockrpc::service::discovery::{self, dns::DnsDiscovery, Discovery};
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -26,6 +28,8 @@ pub(super) enum Balance {
     P2c,
     /// Each server in turn.
     RoundRobin,
+    /// Every call to the first server that can take it, kept until it fails (grpc-go's default).
+    PickFirst,
     /// A consistent hash ring keyed by a per-call counter (keys spread evenly).
     Hash,
 }
@@ -98,6 +102,7 @@ fn channel(args: &BenchArgs, target: &str) -> Result<Balanced, String> {
     let builder = match args.balance.unwrap_or(Balance::P2c) {
         Balance::P2c => builder.picker(P2c),
         Balance::RoundRobin => builder.picker(RoundRobin::new()),
+        Balance::PickFirst => builder.picker(PickFirst::new()),
         Balance::Hash => {
             let counter = Arc::new(AtomicU64::new(0));
             builder.picker(HashRing::new(HashKey::Function(Arc::new(move |_| {
@@ -117,6 +122,7 @@ fn balance_name(args: &BenchArgs) -> &'static str {
     match args.balance.unwrap_or(Balance::P2c) {
         Balance::P2c => "p2c",
         Balance::RoundRobin => "round-robin",
+        Balance::PickFirst => "pick-first",
         Balance::Hash => "hash",
     }
 }

@@ -1,0 +1,50 @@
+//! grpc-go's pick_first through a balanced channel: every call on the first server; when it
+//! shuts down, every call moves to the second without a failure, and stays there when the first
+//! comes back.
+
+use super::support::{run_calls, shares, Server};
+use sockrpc::service::balance::{BalanceBuilder, PickFirst};
+use sockrpc::service::discovery;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pick_first_keeps_one_server_until_it_goes() {
+    let first = Server::start("127.0.0.1", Duration::ZERO).await;
+    let second = Server::start("127.0.0.2", Duration::ZERO).await;
+    let (first_addr, second_addr) = (first.addr, second.addr);
+    let channel = BalanceBuilder::default().picker(PickFirst::new()).build(
+        discovery::fixed([first_addr, second_addr].map(|a| format!("tcp://{a}")))
+            .expect("endpoints"),
+    );
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("both up");
+    let results = run_calls(&channel, 200, 4, |_| {}).await;
+    assert!(results.iter().all(Result::is_ok), "a call failed");
+    let before = shares(&results);
+    assert_eq!(before.get(&first_addr), Some(&200), "{before:?}");
+
+    // A graceful shutdown sends GOAWAY: calls move to the second server, none fails.
+    first.shutdown().await;
+    let results = run_calls(&channel, 200, 4, |_| {}).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let after = shares(&results);
+    assert_eq!(after.get(&second_addr), Some(&200), "{after:?}");
+
+    // The first comes back on its address: pick_first stays where it is.
+    let listener = tokio::net::TcpListener::bind(first_addr)
+        .await
+        .expect("rebind the first address");
+    let back = Server::on(listener, Duration::ZERO);
+    channel
+        .ready(2, Duration::from_secs(15))
+        .await
+        .expect("both up again");
+    let results = run_calls(&channel, 200, 4, |_| {}).await;
+    let stays = shares(&results);
+    assert_eq!(stays.get(&second_addr), Some(&200), "{stays:?}");
+    back.shutdown().await;
+    second.shutdown().await;
+}
