@@ -5,7 +5,8 @@
 
 use super::support::{Server, GREETER};
 use sockrpc::service::balance::{BalanceBuilder, Balanced, Health};
-use sockrpc::service::discovery;
+use sockrpc::service::discovery::{self, Change, Discovery};
+use sockrpc::transport::endpoint::Endpoint;
 use sockrpc::{Channel, Code, Request, Status};
 use sockrpc_health::GrpcHealthProbe;
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
@@ -195,4 +196,80 @@ async fn fail_fast_call_fails_at_once_when_every_endpoint_is_not_serving() {
     for server in servers {
         server.shutdown().await;
     }
+}
+
+/// The endpoints' `Endpoint::wait_for_ready` holds for a call made before discovery answered,
+/// and their `Endpoint::timeout` bounds a waiting call that set no deadline.
+#[tokio::test(flavor = "current_thread")]
+async fn endpoint_defaults_apply_before_discovery_answers() {
+    let addr = refused("127.0.0.1").await;
+    let template = |timeout: Option<Duration>| {
+        move |a: SocketAddr| {
+            let endpoint = Endpoint::from_uri(&format!("tcp://{a}"))
+                .expect("endpoint")
+                .wait_for_ready(true);
+            match timeout {
+                Some(t) => endpoint.timeout(t),
+                None => endpoint,
+            }
+        }
+    };
+    // Built and called at once, on one thread: the set is still empty at the first look.
+    let channel = BalanceBuilder::default().build(discovery::from_addrs([addr], template(None)));
+    let (result, took) = call(&channel, Some(Duration::from_millis(1500)), None).await;
+    let status = result.expect_err("nothing listens");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "gave up after {took:?}"
+    );
+    assert!(
+        status.message().contains("refused"),
+        "names the failure: {status}"
+    );
+    // No deadline on the call: the endpoints' 1 s timeout is its deadline.
+    let channel = BalanceBuilder::default().build(discovery::from_addrs(
+        [addr],
+        template(Some(Duration::from_secs(1))),
+    ));
+    let (result, took) = call(&channel, None, None).await;
+    assert_eq!(result.expect_err("down").code(), Code::DeadlineExceeded);
+    assert!(took >= Duration::from_millis(900), "gave up after {took:?}");
+}
+
+/// A set discovery says is empty fails fail-fast calls at once: an empty fixed list, and a
+/// set whose every endpoint was removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_set_fails_fail_fast_calls_at_once() {
+    let empty = Channel::balance(discovery::fixed(Vec::<String>::new()).expect("empty list"));
+    let (result, took) = call(&empty, Some(Duration::from_secs(60)), None).await;
+    let status = result.expect_err("no endpoint");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(status.message().contains("no endpoints"), "{status}");
+    assert!(took < Duration::from_secs(5), "waited {took:?}");
+
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let (changes, source) = Discovery::channel();
+    let key = server.addr.to_string();
+    changes
+        .send(Change::insert(
+            key.clone(),
+            Endpoint::from_uri(&format!("tcp://{}", server.addr)).expect("endpoint"),
+        ))
+        .expect("send");
+    let channel = Channel::balance(source);
+    channel.ready(1, Duration::from_secs(10)).await.expect("up");
+    let (answer, _) = call(&channel, Some(Duration::from_secs(5)), None).await;
+    answer.expect("answered");
+    changes.send(Change::Remove(key)).expect("send");
+    for _ in 0..500 {
+        if channel.stats().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (result, took) = call(&channel, Some(Duration::from_secs(60)), None).await;
+    assert_eq!(result.expect_err("removed").code(), Code::Unavailable);
+    assert!(took < Duration::from_secs(5), "waited {took:?}");
+    server.shutdown().await;
 }

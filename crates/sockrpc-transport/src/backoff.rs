@@ -49,9 +49,10 @@ impl Backoff {
     }
 }
 
-/// Where a sequence of attempts stands.
+/// Where a sequence of attempts stands: the wait before the next one, grown and jittered after
+/// each failure (a pool's reconnects, a balanced channel's per endpoint).
 #[derive(Debug, Clone)]
-pub(crate) struct BackoffState {
+pub struct BackoffState {
     config: Backoff,
     /// The wait without jitter; grows by the multiplier.
     base: Duration,
@@ -61,7 +62,8 @@ pub(crate) struct BackoffState {
 }
 
 impl BackoffState {
-    pub(crate) fn new(config: Backoff) -> BackoffState {
+    /// The state before any attempt failed: the next wait is `config.initial`.
+    pub fn new(config: Backoff) -> BackoffState {
         // Seeded per pool from the std hasher's random keys, so many clients restarted together
         // do not retry in lockstep.
         use std::hash::{BuildHasher, Hasher};
@@ -76,12 +78,12 @@ impl BackoffState {
     }
 
     /// The wait before the next attempt, measured from the start of the one that just failed.
-    pub(crate) fn current(&self) -> Duration {
+    pub fn current(&self) -> Duration {
         self.current
     }
 
     /// After a failed attempt: the next wait grows and gets its jitter.
-    pub(crate) fn fail(&mut self) {
+    pub fn fail(&mut self) {
         let grown = self.base.as_secs_f64() * self.config.multiplier;
         let capped = grown.min(self.config.max.as_secs_f64());
         self.base = Duration::from_secs_f64(capped);
@@ -90,7 +92,7 @@ impl BackoffState {
     }
 
     /// After a successful handshake: start over.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.base = self.config.initial;
         self.current = self.config.initial;
     }

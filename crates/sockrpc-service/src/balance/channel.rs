@@ -10,11 +10,12 @@
 //!
 //! A call that finds no usable endpoint waits for one (a connection coming up, a health change)
 //! up to its deadline (its timeout, or else a `grpc-timeout` metadata entry) or
-//! [`BalanceBuilder::wait_for_endpoint`], then fails `Unavailable`, so no call hangs. As in gRPC,
-//! a fail-fast call (the default) does not wait when every endpoint is failing (its last
-//! connection attempt failed, or its health check says `NOT_SERVING`): it fails `Unavailable`
-//! at once, naming the last failure. A wait-for-ready call waits through failures up to its
-//! deadline, then fails `DeadlineExceeded`. Every member's latency, in-flight count and failures feed the picker and outlier
+//! [`BalanceBuilder::wait_for_endpoint`], then fails `Unavailable`. As in gRPC, a fail-fast
+//! call (the default) does not wait when every endpoint is failing (its last connection
+//! attempt failed, or its health check says `NOT_SERVING`) or discovery's answer is an empty
+//! set: it fails `Unavailable` at once, naming the last failure. A wait-for-ready call waits
+//! through failures up to its deadline (its own, else the endpoints' `Endpoint::timeout`), then
+//! fails `DeadlineExceeded`; with neither, it waits until an endpoint is usable. Every member's latency, in-flight count and failures feed the picker and outlier
 //! ejection.
 
 use super::follow::{connect, follow};
@@ -28,7 +29,7 @@ use crate::discovery::{Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel};
 use sockrpc_protocol::{Code, Response, Status};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -96,7 +97,10 @@ impl BalanceBuilder {
         self
     }
 
-    /// How long a call without a (shorter) deadline waits for a usable endpoint. Default 10 s.
+    /// How long a fail-fast call without a (shorter) deadline waits for a usable endpoint
+    /// while endpoints are still connecting. Default 10 s. A wait-for-ready call waits up to its
+    /// deadline instead (its own, else the endpoints' `Endpoint::timeout`; without either,
+    /// until an endpoint is usable).
     pub fn wait_for_endpoint(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
@@ -140,6 +144,7 @@ impl BalanceBuilder {
             totals: Mutex::default(),
             on_failure,
             problem,
+            answered: AtomicBool::new(false),
             driver: Mutex::new(None),
         });
         let driver = tokio::spawn(follow(Arc::downgrade(&shared), changes));
@@ -178,6 +183,9 @@ pub(super) struct Shared {
     pub(super) on_failure: Option<Arc<Notify>>,
     /// Why discovery has no answer, when it says (see [`Problem`]).
     pub(super) problem: Option<Problem>,
+    /// Discovery has made a change (or ended): an empty set is then its answer, not a wait
+    /// for its first one.
+    pub(super) answered: AtomicBool,
     pub(super) driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -214,11 +222,14 @@ impl Shared {
     /// making their first attempt, or reconnecting after a connection was lost, are waited for.
     fn all_failing(&self, list: &[Arc<Member>]) -> Option<String> {
         if list.is_empty() {
-            return self
-                .problem
-                .as_ref()
-                .and_then(Problem::get)
-                .map(|problem| format!("no endpoints ({problem})"));
+            let problem = self.problem.as_ref().and_then(Problem::get);
+            return match problem {
+                Some(problem) => Some(format!("no endpoints ({problem})")),
+                None if self.answered.load(Ordering::Acquire) => {
+                    Some("discovery reports no endpoints".to_owned())
+                }
+                None => None,
+            };
         }
         let mut last = None;
         for m in list {
@@ -230,15 +241,6 @@ impl Shared {
             last = Some(format!("{}: {failure}", m.key()));
         }
         last.map(|last| format!("all {} endpoints are failing; {last}", list.len()))
-    }
-
-    /// Whether calls wait for an endpoint by default: as the endpoints discovery reported say
-    /// ([`Endpoint::wait_for_ready`](sockrpc_transport::endpoint::Endpoint::wait_for_ready)).
-    fn endpoints_wait_for_ready(&self) -> bool {
-        self.snapshot()
-            .list()
-            .first()
-            .is_some_and(|m| m.endpoint().wait_for_ready)
     }
 
     fn usable(&self, m: &Member) -> bool {
@@ -255,11 +257,37 @@ impl Shared {
 /// How long a call waits for a usable endpoint.
 #[derive(Clone, Copy)]
 struct Wait {
-    /// Waits through failing endpoints (gRPC's wait-for-ready); else the call fails as soon as
-    /// every endpoint is failing.
-    for_ready: bool,
-    /// Until when; `None`: until an endpoint is usable.
-    until: Option<Instant>,
+    /// The call's own wait-for-ready choice, else the builder's; `None`: the endpoints' default.
+    for_ready: Option<bool>,
+    /// When the call started.
+    started: Instant,
+    /// The call's own deadline (its timeout, or a `grpc-timeout` entry).
+    deadline: Option<Instant>,
+    /// The longest a fail-fast call waits (`BalanceBuilder::wait_for_endpoint`).
+    cap: Instant,
+}
+
+impl Wait {
+    /// Whether the call waits through failures, and until when (`None`: until an endpoint is
+    /// usable), given the endpoints now: their `Endpoint::wait_for_ready` and
+    /// `Endpoint::timeout` stand in for what the call did not say (the first endpoint's:
+    /// discovery makes them from one template).
+    fn resolve(&self, list: &[Arc<Member>]) -> (bool, Option<Instant>) {
+        let endpoint = list.first().map(|m| m.endpoint());
+        let for_ready = self
+            .for_ready
+            .unwrap_or_else(|| endpoint.is_some_and(|e| e.wait_for_ready));
+        let deadline = self.deadline.or_else(|| {
+            endpoint
+                .and_then(|e| e.timeout)
+                .map(|timeout| self.started + timeout)
+        });
+        if for_ready {
+            (true, deadline)
+        } else {
+            (false, Some(deadline.map_or(self.cap, |d| d.min(self.cap))))
+        }
+    }
 }
 
 /// The lowest priority among the members `ok` accepts.
@@ -386,30 +414,28 @@ impl Balanced {
                     return Ok(Arc::clone(&list[i]));
                 }
             }
-            if !wait.for_ready {
-                if let Some(reason) = shared.all_failing(list) {
-                    return Err(Status::unavailable(format!(
-                        "no endpoint can take the call: {reason}"
-                    )));
-                }
+            let (for_ready, until) = wait.resolve(list);
+            let failing = shared.all_failing(list);
+            if let (false, Some(reason)) = (for_ready, &failing) {
+                return Err(Status::unavailable(format!(
+                    "no endpoint can take the call: {reason}"
+                )));
             }
             // Nobody usable (the unconnected are connecting): wait for news.
             let wake = Instant::now() + Duration::from_millis(50);
-            let wake = wait.until.map_or(wake, |deadline| wake.min(deadline));
+            let wake = until.map_or(wake, |deadline| wake.min(deadline));
             tokio::select! {
                 _ = epoch.changed() => {}
                 () = tokio::time::sleep_until(wake) => {}
             }
-            if wait
-                .until
-                .is_some_and(|deadline| Instant::now() >= deadline)
-            {
+            if until.is_some_and(|deadline| Instant::now() >= deadline) {
                 let connected = list.iter().filter(|m| m.is_connected()).count();
+                let why = failing.map_or(String::new(), |reason| format!("; {reason}"));
                 let message = shared.with_problem(format!(
-                    "no endpoint can take the call: {} known, {connected} connected, none serving and connected",
+                    "no endpoint can take the call: {} known, {connected} connected, none serving and connected{why}",
                     list.len()
                 ));
-                return Err(if wait.for_ready {
+                return Err(if for_ready {
                     Status::deadline_exceeded(message)
                 } else {
                     Status::unavailable(message)
@@ -424,22 +450,14 @@ impl Balanced {
         // an endpoint and every attempt count against it, and each attempt carries what
         // remains as its timeout.
         let call_deadline = call.request_mut().resolve_timeout().map(|t| started + t);
-        let for_ready = call
-            .request()
-            .wait_for_ready()
-            .or(self.shared.wait_for_ready)
-            .unwrap_or_else(|| self.shared.endpoints_wait_for_ready());
-        let wait = if for_ready {
-            Wait {
-                for_ready,
-                until: call_deadline,
-            }
-        } else {
-            let cap = started + self.shared.wait;
-            Wait {
-                for_ready,
-                until: Some(call_deadline.map_or(cap, |d| d.min(cap))),
-            }
+        let wait = Wait {
+            for_ready: call
+                .request()
+                .wait_for_ready()
+                .or(self.shared.wait_for_ready),
+            started,
+            deadline: call_deadline,
+            cap: started + self.shared.wait,
         };
         let mut tried: Vec<Arc<Member>> = Vec::new();
         let attempts = self.shared.attempts;
@@ -449,7 +467,10 @@ impl Balanced {
                 tried.push(member);
                 continue;
             };
-            if let Some(deadline) = call_deadline {
+            // The endpoint's default deadline counts from when the call began, wait included.
+            let deadline = call_deadline
+                .or_else(|| member.endpoint().timeout.map(|timeout| started + timeout));
+            if let Some(deadline) = deadline {
                 call.request_mut()
                     .set_timeout(deadline.saturating_duration_since(Instant::now()));
             }

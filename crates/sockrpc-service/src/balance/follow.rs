@@ -7,8 +7,11 @@ use super::health::watch_member;
 use super::member::{Member, Members};
 use crate::discovery::Change;
 use crate::Channel;
+use sockrpc_transport::backoff::BackoffState;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How often the driver looks for servers whose connection went away with no call to notice.
 const UPKEEP: Duration = Duration::from_millis(250);
@@ -30,8 +33,16 @@ pub(super) async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::
             return;
         };
         match next {
-            Some(Some(change)) => apply(&shared, change),
-            Some(None) => open = false,
+            Some(Some(change)) => {
+                apply(&shared, change);
+                shared.answered.store(true, Ordering::Release);
+            }
+            Some(None) => {
+                open = false;
+                shared.answered.store(true, Ordering::Release);
+                // Calls waiting on an empty set look again: none is coming now.
+                shared.bump();
+            }
             None => {
                 for m in shared.snapshot().list() {
                     if m.channel().is_some() && !m.is_connected() {
@@ -88,9 +99,6 @@ fn apply(shared: &Arc<Shared>, change: Change) {
     shared.bump();
 }
 
-/// The longest pause between connection attempts to a server that is down.
-const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
-
 /// Starts (re)connecting `member` in the background unless a task already does.
 pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     if !member.begin_connecting() {
@@ -99,11 +107,15 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     let weak_member = Arc::downgrade(member);
     let weak_shared = Arc::downgrade(shared);
     tokio::spawn(async move {
-        let mut pause = Duration::from_millis(50);
+        // The endpoint's reconnect backoff (gRPC's: 1 s, ×1.6, ±20 %, at most 120 s), each
+        // wait measured from the start of the attempt that failed; made at the first failure.
+        let mut backoff: Option<BackoffState> = None;
         loop {
             let Some(endpoint) = weak_member.upgrade().map(|m| m.endpoint().clone()) else {
                 return;
             };
+            let began = Instant::now();
+            let config = endpoint.backoff;
             let timeout = endpoint.connect_timeout;
             let attempt = tokio::time::timeout(timeout, async {
                 let channel = Channel::connect(endpoint).await?;
@@ -158,8 +170,10 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             // Fail-fast calls waiting for an endpoint look again: this one is failing now.
             shared.bump();
             drop((member, shared));
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
+            let state = backoff.get_or_insert_with(|| BackoffState::new(config));
+            let next = began + state.current();
+            state.fail();
+            tokio::time::sleep_until(next).await;
         }
     });
 }

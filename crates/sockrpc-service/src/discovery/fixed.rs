@@ -17,14 +17,7 @@ where
         let endpoint = e.into_endpoint()?;
         changes.push(Change::insert(super::endpoint_key(&endpoint), endpoint));
     }
-    let mut changes = changes.into_iter();
-    Ok(Discovery::new(poll_fn_stream(move |_cx| {
-        match changes.next() {
-            Some(change) => Poll::Ready(Some(change)),
-            // The set never changes again: the stream stays open (pending) rather than end.
-            None => Poll::Pending,
-        }
-    })))
+    Ok(Discovery::new(fixed_stream(changes)))
 }
 
 /// Discovery of fixed socket addresses, each keyed `IP:PORT`, each endpoint made by `template`
@@ -33,15 +26,22 @@ pub fn from_addrs(
     addrs: impl IntoIterator<Item = SocketAddr>,
     template: impl Fn(SocketAddr) -> Endpoint,
 ) -> Discovery {
-    let mut changes: Vec<Change> = addrs
+    let changes = addrs
         .into_iter()
         .map(|addr| Change::insert(addr.to_string(), template(addr)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
         .collect();
-    Discovery::new(poll_fn_stream(move |_cx| match changes.pop() {
+    Discovery::new(fixed_stream(changes))
+}
+
+/// The inserts of a fixed set, in order. The set never changes again: the stream then stays
+/// open (pending) rather than end; an empty set ends at once, so a balanced channel knows no
+/// endpoint is coming and fails fail-fast calls instead of waiting for one.
+fn fixed_stream(changes: Vec<Change>) -> impl futures_core::Stream<Item = Change> + Send {
+    let empty = changes.is_empty();
+    let mut changes = changes.into_iter();
+    poll_fn_stream(move |_cx| match changes.next() {
         Some(change) => Poll::Ready(Some(change)),
+        None if empty => Poll::Ready(None),
         None => Poll::Pending,
-    }))
+    })
 }
