@@ -4,10 +4,10 @@
 
 use super::{live, loopback, wait_until, TestServer, BOUND};
 use sockrpc::server::PingPolicy;
-use sockrpc::Endpoint;
+use sockrpc::{Endpoint, Request};
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::EchoServer;
-use sockrpc_tests::echo::{EchoReply, SleepRequest};
+use sockrpc_tests::echo::{EchoReply, EchoRequest, SleepRequest};
 use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -213,6 +213,61 @@ async fn an_extra_the_server_sends_away_for_idleness_is_reopened_only_when_load_
     }
     wait_until("the extra reopened under load", || live(&channel) == 2).await;
     finish(calls, 2).await;
+    let _ = stop.send(());
+    tokio::time::timeout(BOUND, server)
+        .await
+        .expect("server stops in time")
+        .expect("task")
+        .expect("serve");
+}
+
+/// A server's idle timeout retires connections (GOAWAY with FLAG_RETIRE), it does not refuse
+/// them: unused connections it sends away, however soon, are no failed attempts, and a
+/// fail-fast call made after several of them is answered rather than failed for a backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_retired_for_idleness_are_no_failed_attempts() {
+    let listener =
+        sockrpc::transport::bind_tcp(loopback(), &sockrpc::SocketConfig::default()).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        sockrpc::Server::builder()
+            .idle_timeout(Some(Duration::from_millis(100)))
+            .add_service(EchoServer::new(super::Counting::default()))
+            .serve_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    // Three connections open at once and carry nothing: the server sends all three away.
+    let endpoint = Endpoint::from_uri(&format!("tcp://{addr}"))
+        .expect("endpoint")
+        .pool_size(3)
+        .calls_per_connection(1);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    let first = channel.connections();
+    assert_eq!(first.len(), 3);
+    wait_until("the server retired all three", || {
+        first.iter().all(|c| c.is_closed())
+    })
+    .await;
+    assert!(
+        first.iter().all(|c| c.was_retired()),
+        "GOAWAY with FLAG_RETIRE"
+    );
+    // Counted as refusals, three would have pushed the next attempt about 2.6 s out, and a
+    // fail-fast call would fail at once; retirements, they leave the pool free to reconnect.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = EchoClient::new(channel.clone());
+    let mut request = Request::new(EchoRequest {
+        id: 7,
+        ..EchoRequest::default()
+    });
+    request.set_timeout(Duration::from_secs(30));
+    let reply = tokio::time::timeout(BOUND, client.echo(request))
+        .await
+        .expect("answered in time")
+        .expect("a fail-fast call after retirements is answered");
+    assert_eq!(reply.into_inner().id, 7);
     let _ = stop.send(());
     tokio::time::timeout(BOUND, server)
         .await

@@ -26,10 +26,10 @@
 use crate::choose;
 use bytes::BytesMut;
 use sockrpc::protocol::frame::{
-    encode_cancel, encode_end_flagged, encode_goaway, encode_headers_with, encode_message_end_ok,
-    encode_message_flagged, encode_open_frame, encode_ping, encode_pong, encode_settings,
-    encode_window, max_frame_len, Frame, OpenFrame, HEADER_LEN, MAX_STATUS_DETAILS,
-    MAX_STATUS_MESSAGE,
+    encode_cancel, encode_end_flagged, encode_goaway_with, encode_headers_with,
+    encode_message_end_ok, encode_message_flagged, encode_open_frame, encode_ping, encode_pong,
+    encode_settings, encode_window, max_frame_len, Frame, OpenFrame, HEADER_LEN,
+    MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use sockrpc::transport::FrameDecoder;
 use sockrpc::Limits;
@@ -209,11 +209,12 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             last_call_id,
             code,
             message,
+            retire,
         } => {
             if message.len() > usize::from(u16::MAX) {
                 return false;
             }
-            encode_goaway(dst, *last_call_id, *code, message);
+            encode_goaway_with(dst, *last_call_id, *code, message, *retire);
         }
         Frame::Window { call_id, credit } => encode_window(dst, *call_id, *credit),
         Frame::Settings {

@@ -417,9 +417,11 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                         // For an unused connection, `idle_for` is its age.
                         let age = conn.idle_for();
                         let proven = conn.is_handshaken() && (used || age >= PROVEN_AFTER);
-                        // Sent away unused after a while: a server's idle timeout, not a
-                        // refusal.
-                        let retired = sent_away && conn.is_handshaken() && age >= AT_ONCE;
+                        // Sent away unused after a while, or retired in so many words
+                        // (FLAG_RETIRE): a server's idle timeout or age, not a refusal.
+                        let retired = sent_away
+                            && conn.is_handshaken()
+                            && (age >= AT_ONCE || conn.was_retired());
                         if proven {
                             backoff.reset();
                         } else if !retired && !conn.closed_by_client() {

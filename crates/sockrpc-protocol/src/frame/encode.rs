@@ -519,9 +519,22 @@ pub fn encode_pong(dst: &mut BytesMut, payload: u64) {
 /// +-------------------+-----------+--------------+---------+
 /// ```
 pub fn encode_goaway(dst: &mut BytesMut, last_call_id: u32, code: Code, message: &str) {
+    encode_goaway_with(dst, last_call_id, code, message, false);
+}
+
+/// Writes a GOAWAY frame, with [`FLAG_RETIRE`](super::FLAG_RETIRE) when `retire` (a server
+/// retiring an idle or old connection, not refusing it).
+pub fn encode_goaway_with(
+    dst: &mut BytesMut,
+    last_call_id: u32,
+    code: Code,
+    message: &str,
+    retire: bool,
+) {
     let message = truncate_utf8(message, usize::from(u16::MAX));
     let len = 4 + 4 + 2 + message.len();
-    put_header(dst, len, FrameKind::GoAway, 0, 0);
+    let flags = if retire { super::FLAG_RETIRE } else { 0 };
+    put_header(dst, len, FrameKind::GoAway, flags, 0);
     dst.put_u32(last_call_id);
     dst.put_u32(code.as_u32());
     dst.put_u16(message.len() as u16);

@@ -66,6 +66,11 @@ pub const FLAG_MESSAGE: u8 = 0x20;
 /// Flag on OPEN with [`FLAG_MESSAGE`]: the folded message is compressed, as
 /// [`FLAG_COMPRESSED`] says of a MESSAGE.
 pub const FLAG_MESSAGE_COMPRESSED: u8 = 0x40;
+/// Flag on GOAWAY, server to client: the server retires the connection (its idle timeout,
+/// its maximum age), it does not refuse it; a new connection is welcome at once. A client
+/// counts a GOAWAY without it on a connection that carried no call as a failed attempt (and
+/// backs off), as a server refusing every connection in its own protocol would need.
+pub const FLAG_RETIRE: u8 = 0x01;
 /// Flag on WINDOW with call id 0: the frame is SETTINGS, its `u32` the sender's limit of calls
 /// in flight (high 16 bits) and capability bits (low 16 bits) rather than credit. A version 1
 /// peer that knows no SETTINGS ignores it, as it ignores every WINDOW on call 0, so a server
@@ -300,6 +305,8 @@ pub enum Frame {
         code: Code,
         /// Why, for people.
         message: String,
+        /// [`FLAG_RETIRE`]: the server retires the connection (idle, old), not refuses it.
+        retire: bool,
     },
     /// Flow-control credit.
     Window {

@@ -3,7 +3,7 @@
 use super::{
     Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK,
     FLAG_END_STREAM, FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED,
-    FLAG_REISSUE, FLAG_SETTINGS, FLAG_STREAM, MAX_FOLDED_MESSAGE,
+    FLAG_REISSUE, FLAG_RETIRE, FLAG_SETTINGS, FLAG_STREAM, MAX_FOLDED_MESSAGE,
 };
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath, PathCache};
 use bytes::{Buf, Bytes};
@@ -216,6 +216,7 @@ impl Frame {
                     last_call_id,
                     code,
                     message: String::from_utf8_lossy(&message).into_owned(),
+                    retire: header.flags & FLAG_RETIRE != 0,
                 }
             }
             FrameKind::Window if call_id == 0 && header.flags & FLAG_SETTINGS != 0 => {

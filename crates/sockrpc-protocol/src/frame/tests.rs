@@ -127,6 +127,23 @@ fn every_kind_round_trips() {
         round_trip(buf),
         Frame::GoAway {
             last_call_id: 9,
+            retire: false,
+            ..
+        }
+    ));
+    let mut buf = BytesMut::new();
+    encode_goaway_with(
+        &mut buf,
+        3,
+        Code::Unavailable,
+        "idle connection closed",
+        true,
+    );
+    assert!(matches!(
+        round_trip(buf),
+        Frame::GoAway {
+            last_call_id: 3,
+            retire: true,
             ..
         }
     ));

@@ -188,9 +188,11 @@ impl Inbound<'_> {
                 last_call_id,
                 code,
                 message,
+                retire,
             } => {
-                tracing::debug!(last_call_id, %code, %message, "server sent goaway");
+                tracing::debug!(last_call_id, %code, %message, retire, "server sent goaway");
                 state.goaway = Some(last_call_id);
+                state.retired = retire;
                 self.shared.close(
                     state,
                     Status::unavailable(format!("server is draining this connection: {message}")),

@@ -110,6 +110,8 @@ struct State {
     closed: Option<Status>,
     /// Set when the server sent GOAWAY: calls above this id were never processed.
     goaway: Option<u32>,
+    /// That GOAWAY had FLAG_RETIRE: the server retired the connection (idle, old), not refused it.
+    retired: bool,
     /// Every user handle is gone, or the owner closed it: the driver ends once the last call does.
     abandoned: bool,
     /// When the last call ended (or the connection opened), for idle timeouts.
@@ -379,6 +381,7 @@ impl ClientConnection {
                 next_id: 1,
                 closed: None,
                 goaway: None,
+                retired: false,
                 abandoned: false,
                 idle_since: Instant::now(),
                 soonest_deadline: None,
@@ -496,6 +499,12 @@ impl ClientConnection {
     /// Whether the server sent GOAWAY on this connection (draining, or closing it for idleness).
     pub fn was_sent_away(&self) -> bool {
         self.handle.shared.lock().goaway.is_some()
+    }
+
+    /// Whether the server retired the connection (a GOAWAY with FLAG_RETIRE: its idle timeout
+    /// or maximum age), which refuses no new connection: a pool reconnects without backing off.
+    pub fn was_retired(&self) -> bool {
+        self.handle.shared.lock().retired
     }
 
     /// Whether the server's preface has arrived: the peer speaks sockrpc.

@@ -53,7 +53,7 @@ impl<D: Dispatch> Connection<D> {
         self.timers.due.age = self.config.max_age_grace.map(|grace| now + grace);
         if !self.draining {
             tracing::debug!(peer = ?self.conn_info.peer, "max connection age: sending the connection away");
-            self.send_away("max connection age reached");
+            self.send_away("max connection age reached", true);
         }
         None
     }

@@ -54,8 +54,8 @@ pub struct ServerConfig {
     /// DNS and its balancer again, so a long-lived client spreads onto backends added since it
     /// connected. A call the client sent before the GOAWAY reached it is refused unstarted and
     /// goes on the new connection. `None` (the default): connections live as long as they are
-    /// used. Keep it well above a second: a sockrpc client counts a connection sent away
-    /// sooner than that without carrying a call as a refused attempt (and backs off).
+    /// used. Its GOAWAY, as the idle timeout's, carries FLAG_RETIRE: a sockrpc client does not
+    /// take a connection retired so, however young, as a refused attempt to back off from.
     pub max_connection_age: Option<Duration>,
     /// After `max_connection_age`'s GOAWAY, how long calls still running may take before the
     /// connection is closed and they fail `UNAVAILABLE` (gRPC's `MAX_CONNECTION_AGE_GRACE`).

@@ -244,16 +244,17 @@ impl<D: Dispatch> Connection<D> {
     }
 
     /// Sends the connection away politely: a GOAWAY naming the last call it took (UNAVAILABLE,
-    /// `message`), and no new call from now on; calls in flight go on. Shutdown, the idle
-    /// timeout and the maximum age all end a connection so.
-    pub(super) fn send_away(&mut self, message: &str) {
+    /// `message`), and no new call from now on; calls in flight go on. `retire` (FLAG_RETIRE)
+    /// for the idle timeout and the maximum age, which refuse no reconnect; not for shutdown.
+    pub(super) fn send_away(&mut self, message: &str, retire: bool) {
         self.draining = true;
         let mut state = self.shared.lock();
-        frame::encode_goaway(
+        frame::encode_goaway_with(
             state.outbox.buf_mut(),
             self.last_call_id,
             Code::Unavailable,
             message,
+            retire,
         );
     }
 
@@ -376,7 +377,7 @@ impl<D: Dispatch> Connection<D> {
                 let quiet = activity == self.calls_at_idle_check;
                 if quiet && self.in_flight() == 0 {
                     tracing::debug!(peer = ?self.conn_info.peer, "closing idle connection");
-                    self.send_away("idle connection closed");
+                    self.send_away("idle connection closed", true);
                     return Some(self.linger(cx));
                 }
                 // Busy since the timer was armed: idle, if at all, only from now on.
@@ -497,7 +498,7 @@ impl<D: Dispatch> Connection<D> {
             let _ = this.timers.poll(cx);
         }
         if !this.draining && this.shutdown_signalled(cx) {
-            this.send_away("server is shutting down");
+            this.send_away("server is shutting down", false);
         }
         // Calls woken since the last pass (by timers, by tasks of their own): what they append
         // goes out in the flush just below.
