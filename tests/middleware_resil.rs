@@ -1,5 +1,5 @@
 //! Resilience middleware end to end over loopback TCP: retries, throttling and hedging on the
-//! client; concurrency, rate and shedding limits, the readiness queue and the server-wide
+//! client, and gRPC's service config JSON driving them; concurrency, rate and shedding limits, the readiness queue and the server-wide
 //! timeout on the server; interceptors on both sides; tower's own layers around generated
 //! clients and servers.
 //!
@@ -17,6 +17,8 @@ mod layers;
 mod limits;
 #[path = "middleware_resil/retry.rs"]
 mod retry;
+#[path = "middleware_resil/service_config.rs"]
+mod service_config;
 
 use bytes::Bytes;
 use sockrpc::server::{Finish, ServerBuilder};

@@ -48,3 +48,38 @@ async fn pick_first_keeps_one_server_until_it_goes() {
     back.shutdown().await;
     second.shutdown().await;
 }
+
+/// A service config's `loadBalancingConfig` picks the balanced channel's policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_config_chooses_the_policy() {
+    use sockrpc::middleware::service_config::ServiceConfig;
+    let first = Server::start("127.0.0.1", Duration::ZERO).await;
+    let second = Server::start("127.0.0.2", Duration::ZERO).await;
+    let targets = || {
+        discovery::fixed([first.addr, second.addr].map(|a| format!("tcp://{a}")))
+            .expect("endpoints")
+    };
+    for (json, want_both) in [
+        (r#"{"loadBalancingConfig": [{"pick_first": {}}]}"#, false),
+        (r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#, true),
+    ] {
+        let config = ServiceConfig::from_json(json).expect("valid");
+        let channel = config.balance_builder().build(targets());
+        channel
+            .ready(2, Duration::from_secs(10))
+            .await
+            .expect("both up");
+        let results = run_calls(&channel, 100, 2, |_| {}).await;
+        let seen = shares(&results);
+        if want_both {
+            for addr in [first.addr, second.addr] {
+                let n = seen.get(&addr).copied().unwrap_or(0);
+                assert!((40..=60).contains(&n), "{json}: {seen:?}");
+            }
+        } else {
+            assert_eq!(seen.get(&first.addr), Some(&100), "{json}: {seen:?}");
+        }
+    }
+    first.shutdown().await;
+    second.shutdown().await;
+}

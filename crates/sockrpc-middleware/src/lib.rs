@@ -23,6 +23,9 @@
 //! - [`metrics`]: [`MetricsLayer`](metrics::MetricsLayer), calls, durations, in-flight and bytes
 //!   per method and status on the `metrics` facade; [`metrics::prometheus`] (feature
 //!   `prometheus`) renders them and serves `/metrics`.
+//! - [`service_config`] (feature `service-config`, on by default): gRPC's service config JSON
+//!   (per-method timeout, wait-for-ready, retry and hedging policies, retry throttling, the
+//!   load-balancing policy) as these layers and a balanced channel's picker.
 //! - [`Side`]: which end of a call a layer observes.
 
 pub mod hedge;
@@ -30,6 +33,8 @@ pub mod interceptor;
 pub mod limit;
 pub mod metrics;
 pub mod retry;
+#[cfg(feature = "service-config")]
+pub mod service_config;
 mod side;
 pub mod trace;
 #[cfg(feature = "opentelemetry")]

@@ -15,7 +15,10 @@ pub struct HedgeLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     methods: HashMap<String, Arc<HedgingPolicy>>,
+    services: HashMap<String, Arc<HedgingPolicy>>,
     no_side_effects: Option<Arc<HedgingPolicy>>,
+    /// For every other method, whatever its idempotency (a service config's default entry).
+    fallback: Option<Arc<HedgingPolicy>>,
     pub(crate) throttle: Option<RetryThrottle>,
     pub(crate) cap: u32,
 }
@@ -25,11 +28,18 @@ impl Config {
     pub(crate) fn policy_for(&self, call: &Call) -> Option<Arc<HedgingPolicy>> {
         let explicit = (!self.methods.is_empty())
             .then(|| self.methods.get(call.path()))
-            .flatten();
+            .flatten()
+            .or_else(|| {
+                (!self.services.is_empty())
+                    .then(|| self.services.get(call.service()))
+                    .flatten()
+            });
         let policy = match explicit {
             Some(policy) => policy,
-            None if call.idempotency().is_hedge_safe() => self.no_side_effects.as_ref()?,
-            None => return None,
+            None if call.idempotency().is_hedge_safe() && self.no_side_effects.is_some() => {
+                self.no_side_effects.as_ref()?
+            }
+            None => self.fallback.as_ref()?,
         };
         (policy.max_attempts.min(self.cap) > 1).then(|| Arc::clone(policy))
     }
@@ -44,7 +54,9 @@ impl HedgeLayer {
         HedgeLayer {
             config: Arc::new(Config {
                 methods: HashMap::new(),
+                services: HashMap::new(),
                 no_side_effects: Some(Arc::new(policy)),
+                fallback: None,
                 throttle: Some(RetryThrottle::default()),
                 cap: 5,
             }),
@@ -66,6 +78,22 @@ impl HedgeLayer {
     /// name only methods that are safe to run several times at once.
     pub fn method(mut self, path: impl Into<String>, policy: HedgingPolicy) -> HedgeLayer {
         self.config().methods.insert(path.into(), Arc::new(policy));
+        self
+    }
+
+    /// Hedges every method of one service (`package.Service`) with `policy`, unless the method
+    /// has a policy of its own; name only services whose methods are safe to run several times
+    /// at once.
+    pub fn service(mut self, name: impl Into<String>, policy: HedgingPolicy) -> HedgeLayer {
+        self.config().services.insert(name.into(), Arc::new(policy));
+        self
+    }
+
+    /// Hedges every method that has no policy of its own, by name or service, and that the
+    /// idempotency rule of [`new`](HedgeLayer::new) does not cover, with `policy` (`None`:
+    /// they pass through); a service config's default entry.
+    pub fn fallback_policy(mut self, policy: Option<HedgingPolicy>) -> HedgeLayer {
+        self.config().fallback = policy.map(Arc::new);
         self
     }
 

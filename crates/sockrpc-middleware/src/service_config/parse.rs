@@ -1,0 +1,294 @@
+//! A service config's JSON, checked as gRPC checks it (gRFC A6 for the policies, the
+//! `grpc.service_config.ServiceConfig` message for the rest). Each error names the field.
+
+use super::{LoadBalancing, MethodConfig, ServiceConfig};
+use crate::hedge::HedgingPolicy;
+use crate::retry::RetryPolicy;
+use serde_json::{Map, Value};
+use sockrpc_protocol::Code;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Object = Map<String, Value>;
+
+/// Parses a whole service config.
+pub(super) fn service_config(json: &str) -> Result<ServiceConfig, String> {
+    let value: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let top = value.as_object().ok_or("not a JSON object")?;
+    let mut config = ServiceConfig::default();
+    for (i, entry) in array(top, "methodConfig")?.iter().enumerate() {
+        let at = format!("methodConfig[{i}]");
+        let entry = entry
+            .as_object()
+            .ok_or_else(|| format!("{at}: not an object"))?;
+        let method = Arc::new(method_config(entry, &at)?);
+        for (j, name) in array(entry, "name")?.iter().enumerate() {
+            add_name(&mut config, name, &method, &format!("{at}.name[{j}]"))?;
+        }
+    }
+    if let Some(throttling) = top.get("retryThrottling") {
+        let throttling = throttling
+            .as_object()
+            .ok_or("retryThrottling: not an object")?;
+        let tokens = integer(throttling, "maxTokens", "retryThrottling")?
+            .ok_or("retryThrottling.maxTokens: missing")?;
+        if !(1..=1000).contains(&tokens) {
+            return Err(format!(
+                "retryThrottling.maxTokens: {tokens} is not in 1..=1000"
+            ));
+        }
+        let ratio = throttling
+            .get("tokenRatio")
+            .and_then(Value::as_f64)
+            .ok_or("retryThrottling.tokenRatio: missing, or not a number")?;
+        if ratio <= 0.0 {
+            return Err(format!(
+                "retryThrottling.tokenRatio: {ratio} is not above 0"
+            ));
+        }
+        // Checked in 1..=1000 above.
+        config.throttle = Some((tokens as u32, ratio));
+    }
+    config.load_balancing = load_balancing(top)?;
+    Ok(config)
+}
+
+/// One `methodConfig` entry's settings (its names apart).
+fn method_config(entry: &Object, at: &str) -> Result<MethodConfig, String> {
+    let mut method = MethodConfig {
+        timeout: match entry.get("timeout") {
+            Some(value) => Some(duration(value, &format!("{at}.timeout"))?),
+            None => None,
+        },
+        wait_for_ready: match entry.get("waitForReady") {
+            Some(Value::Bool(wait)) => Some(*wait),
+            Some(_) => return Err(format!("{at}.waitForReady: not true or false")),
+            None => None,
+        },
+        max_request_message_bytes: integer(entry, "maxRequestMessageBytes", at)?,
+        max_response_message_bytes: integer(entry, "maxResponseMessageBytes", at)?,
+        ..MethodConfig::default()
+    };
+    match (entry.get("retryPolicy"), entry.get("hedgingPolicy")) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{at}: retryPolicy and hedgingPolicy are mutually exclusive"
+            ))
+        }
+        (Some(policy), None) => method.retry = Some(retry(policy, &format!("{at}.retryPolicy"))?),
+        (None, Some(policy)) => {
+            method.hedging = Some(hedging(policy, &format!("{at}.hedgingPolicy"))?)
+        }
+        (None, None) => {}
+    }
+    Ok(method)
+}
+
+/// Files `method` under one of its names: a method, a whole service, or the default.
+fn add_name(
+    config: &mut ServiceConfig,
+    name: &Value,
+    method: &Arc<MethodConfig>,
+    at: &str,
+) -> Result<(), String> {
+    let name = name
+        .as_object()
+        .ok_or_else(|| format!("{at}: not an object"))?;
+    let field = |key: &str| -> Result<&str, String> {
+        match name.get(key) {
+            None => Ok(""),
+            Some(Value::String(text)) => Ok(text),
+            Some(_) => Err(format!("{at}.{key}: not a string")),
+        }
+    };
+    let (service, method_name) = (field("service")?, field("method")?);
+    let taken = match (service, method_name) {
+        ("", "") => config.default.replace(Arc::clone(method)).is_some(),
+        ("", _) => return Err(format!("{at}: a method without its service")),
+        (service, "") => config
+            .services
+            .insert(service.to_owned(), Arc::clone(method))
+            .is_some(),
+        (service, name) => config
+            .methods
+            .insert(format!("/{service}/{name}"), Arc::clone(method))
+            .is_some(),
+    };
+    if taken {
+        return Err(format!("{at}: the same name is configured twice"));
+    }
+    Ok(())
+}
+
+/// A `retryPolicy`: every field required (gRFC A6).
+fn retry(value: &Value, at: &str) -> Result<RetryPolicy, String> {
+    let policy = value
+        .as_object()
+        .ok_or_else(|| format!("{at}: not an object"))?;
+    let attempts = attempts(policy, at)?;
+    let required = |key: &str| {
+        policy
+            .get(key)
+            .ok_or_else(|| format!("{at}.{key}: missing"))
+    };
+    let initial = duration(required("initialBackoff")?, &format!("{at}.initialBackoff"))?;
+    let max = duration(required("maxBackoff")?, &format!("{at}.maxBackoff"))?;
+    for (key, value) in [("initialBackoff", initial), ("maxBackoff", max)] {
+        if value.is_zero() {
+            return Err(format!("{at}.{key}: must be above 0"));
+        }
+    }
+    let multiplier = required("backoffMultiplier")?
+        .as_f64()
+        .filter(|m| *m > 0.0)
+        .ok_or_else(|| format!("{at}.backoffMultiplier: not a number above 0"))?;
+    let codes = codes(
+        required("retryableStatusCodes")?,
+        at,
+        "retryableStatusCodes",
+    )?;
+    if codes.is_empty() {
+        return Err(format!("{at}.retryableStatusCodes: empty"));
+    }
+    Ok(RetryPolicy::new(attempts)
+        .backoff(initial, max, multiplier)
+        .retryable(codes))
+}
+
+/// A `hedgingPolicy`: `maxAttempts` required, `hedgingDelay` 0 and no non-fatal code unless set.
+fn hedging(value: &Value, at: &str) -> Result<HedgingPolicy, String> {
+    let policy = value
+        .as_object()
+        .ok_or_else(|| format!("{at}: not an object"))?;
+    let attempts = attempts(policy, at)?;
+    let delay = match policy.get("hedgingDelay") {
+        Some(value) => duration(value, &format!("{at}.hedgingDelay"))?,
+        None => Duration::ZERO,
+    };
+    let non_fatal = match policy.get("nonFatalStatusCodes") {
+        Some(value) => codes(value, at, "nonFatalStatusCodes")?,
+        None => Vec::new(),
+    };
+    Ok(HedgingPolicy::new(attempts, delay).non_fatal(non_fatal))
+}
+
+/// `maxAttempts`: required, at least 2 (the layers cap it at 5).
+fn attempts(policy: &Object, at: &str) -> Result<u32, String> {
+    let attempts =
+        integer(policy, "maxAttempts", at)?.ok_or_else(|| format!("{at}.maxAttempts: missing"))?;
+    if attempts < 2 {
+        return Err(format!("{at}.maxAttempts: {attempts} is under 2"));
+    }
+    Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+}
+
+/// Status codes by name (`"UNAVAILABLE"`) or number.
+fn codes(value: &Value, at: &str, key: &str) -> Result<Vec<Code>, String> {
+    let list = value
+        .as_array()
+        .ok_or_else(|| format!("{at}.{key}: not an array"))?;
+    list.iter()
+        .map(|code| {
+            let found = match code {
+                Value::String(name) => Code::ALL.into_iter().find(|c| c.as_str() == name),
+                Value::Number(n) => n
+                    .as_u64()
+                    .and_then(|n| Code::ALL.into_iter().find(|c| *c as u64 == n)),
+                _ => None,
+            };
+            found.ok_or_else(|| format!("{at}.{key}: {code} is not a status code"))
+        })
+        .collect()
+}
+
+/// A non-negative integer field: a JSON number, or a string of digits (protobuf's JSON form of
+/// 64-bit integers).
+fn integer(object: &Object, key: &str, at: &str) -> Result<Option<u64>, String> {
+    match object.get(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("{at}.{key}: {n} is not a non-negative integer")),
+        Some(Value::String(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{at}.{key}: {text:?} is not a non-negative integer")),
+        Some(other) => Err(format!("{at}.{key}: {other} is not an integer")),
+    }
+}
+
+/// An array field; absent is empty.
+fn array<'a>(object: &'a Object, key: &str) -> Result<&'a [Value], String> {
+    match object.get(key) {
+        None => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(format!("{key}: not an array")),
+    }
+}
+
+/// protobuf's JSON `Duration`: seconds with up to nine decimals and an `s` (`"1.5s"`), not
+/// negative.
+fn duration(value: &Value, at: &str) -> Result<Duration, String> {
+    let bad = || format!("{at}: {value} is not a duration such as \"1.5s\"");
+    let text = value.as_str().ok_or_else(bad)?;
+    let number = text.strip_suffix('s').ok_or_else(bad)?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (number.contains('.') && !digits(fraction)) || fraction.len() > 9 {
+        return Err(bad());
+    }
+    // protobuf's largest Duration: 10,000 years.
+    let secs: u64 = whole
+        .parse()
+        .ok()
+        .filter(|s| *s <= 315_576_000_000)
+        .ok_or_else(bad)?;
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        let scale = 10u32.pow(9 - fraction.len() as u32);
+        fraction.parse::<u32>().map_err(|_| bad())? * scale
+    };
+    Ok(Duration::new(secs, nanos))
+}
+
+/// `loadBalancingConfig` (the first policy sockrpc knows; none known is an error), else the
+/// older `loadBalancingPolicy` (an unknown name is ignored, with a warning).
+fn load_balancing(top: &Object) -> Result<Option<LoadBalancing>, String> {
+    let known = |name: &str| match name {
+        "pick_first" => Some(LoadBalancing::PickFirst),
+        "round_robin" => Some(LoadBalancing::RoundRobin),
+        _ => None,
+    };
+    let policies = array(top, "loadBalancingConfig")?;
+    if !policies.is_empty() {
+        let mut names = Vec::new();
+        for (i, policy) in policies.iter().enumerate() {
+            let policy = policy
+                .as_object()
+                .filter(|p| p.len() == 1)
+                .ok_or_else(|| format!("loadBalancingConfig[{i}]: not an object of one policy"))?;
+            for name in policy.keys() {
+                if let Some(found) = known(name) {
+                    return Ok(Some(found));
+                }
+                names.push(name.clone());
+            }
+        }
+        return Err(format!(
+            "loadBalancingConfig: no policy sockrpc knows among {names:?} (it knows pick_first and round_robin)"
+        ));
+    }
+    match top.get("loadBalancingPolicy") {
+        None => Ok(None),
+        Some(Value::String(name)) => {
+            let found = known(&name.to_ascii_lowercase());
+            if found.is_none() {
+                tracing::warn!(policy = %name, "service config: unknown loadBalancingPolicy ignored");
+            }
+            Ok(found)
+        }
+        Some(_) => Err("loadBalancingPolicy: not a string".into()),
+    }
+}

@@ -1,0 +1,208 @@
+use super::*;
+use bytes::Bytes;
+use sockrpc_protocol::{Code, MethodPath, Request, Response, Status};
+use sockrpc_service::{Body, Call};
+use std::sync::Mutex;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+const CONFIG: &str = r#"{
+  "methodConfig": [
+    {"name": [{"service": "shop.Orders", "method": "Get"}, {"service": "shop.Stock"}],
+     "timeout": "2.5s", "waitForReady": true,
+     "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+                     "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", 14]}},
+    {"name": [{"service": "shop.Orders", "method": "Place"}], "timeout": "0.000000001s"},
+    {"name": [{"service": "shop.Prices"}],
+     "hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.05s",
+                       "nonFatalStatusCodes": ["UNAVAILABLE"]}},
+    {"name": [{}], "timeout": "30s",
+     "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s",
+                     "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}
+  ],
+  "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.5},
+  "loadBalancingConfig": [{"weighted_target_experimental": {}}, {"round_robin": {}}]
+}"#;
+
+#[test]
+fn entries_apply_by_method_then_service_then_default() {
+    let config = ServiceConfig::from_json(CONFIG).expect("valid");
+    let get = config.method_config("/shop.Orders/Get").expect("Get");
+    assert_eq!(get.timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(get.wait_for_ready, Some(true));
+    assert_eq!(get.retry.as_ref().map(|r| r.max_attempts()), Some(4));
+    // The whole service shares the entry; other services of the package do not.
+    assert_eq!(config.method_config("/shop.Stock/Count"), Some(get));
+    let place = config.method_config("/shop.Orders/Place").expect("Place");
+    assert_eq!(place.timeout, Some(Duration::from_nanos(1)));
+    assert!(
+        place.retry.is_none(),
+        "entries do not merge with the default"
+    );
+    let other = config
+        .method_config("/shop.Orders/Cancel")
+        .expect("default");
+    assert_eq!(other.timeout, Some(Duration::from_secs(30)));
+    assert_eq!(config.load_balancing(), Some(LoadBalancing::RoundRobin));
+    assert!(config.retry_throttle().is_some());
+    assert!(ServiceConfig::from_json("{}")
+        .expect("empty")
+        .method_config("/a.B/C")
+        .is_none());
+}
+
+#[test]
+fn configs_grpc_refuses_are_refused_with_the_field() {
+    let policy = r#""initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#;
+    let cases = [
+        ("[]".to_owned(), "not a JSON object"),
+        ("{".to_owned(), "not JSON"),
+        (
+            r#"{"methodConfig": [{"name": [{"service": "a.B"}]}, {"name": [{"service": "a.B"}]}]}"#.to_owned(),
+            "configured twice",
+        ),
+        (
+            r#"{"methodConfig": [{"name": [{}]}, {"name": [{"service": ""}]}]}"#.to_owned(),
+            "configured twice",
+        ),
+        (
+            r#"{"methodConfig": [{"name": [{"method": "Get"}]}]}"#.to_owned(),
+            "without its service",
+        ),
+        (
+            format!(r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {{"maxAttempts": 1, {policy}}}}}]}}"#),
+            "maxAttempts: 1 is under 2",
+        ),
+        (
+            format!(r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {{"maxAttempts": 3, {policy}}}, "hedgingPolicy": {{"maxAttempts": 2}}}}]}}"#),
+            "mutually exclusive",
+        ),
+        (
+            r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#.to_owned(),
+            "initialBackoff: must be above 0",
+        ),
+        (
+            r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []}}]}"#.to_owned(),
+            "retryableStatusCodes: empty",
+        ),
+        (
+            r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "SOMETIMES"]}}]}"#.to_owned(),
+            "\"SOMETIMES\" is not a status code",
+        ),
+        (r#"{"methodConfig": [{"name": [{}], "timeout": "1.5"}]}"#.to_owned(), "timeout"),
+        (r#"{"methodConfig": [{"name": [{}], "timeout": "-1s"}]}"#.to_owned(), "timeout"),
+        (r#"{"methodConfig": [{"name": [{}], "timeout": "1.0000000001s"}]}"#.to_owned(), "timeout"),
+        (r#"{"methodConfig": [{"name": [{}], "timeout": 1}]}"#.to_owned(), "timeout"),
+        (r#"{"methodConfig": [{"name": [{}], "waitForReady": "yes"}]}"#.to_owned(), "waitForReady"),
+        (r#"{"retryThrottling": {"maxTokens": 0, "tokenRatio": 0.1}}"#.to_owned(), "maxTokens"),
+        (r#"{"retryThrottling": {"maxTokens": 10}}"#.to_owned(), "tokenRatio"),
+        (r#"{"loadBalancingConfig": [{"grpclb": {}}]}"#.to_owned(), "no policy sockrpc knows"),
+    ];
+    for (json, want) in cases {
+        let err = ServiceConfig::from_json(&json).expect_err(&json);
+        assert!(err.to_string().contains(want), "{json}: {err}");
+    }
+    // The older field, in either case; an unknown name there is ignored.
+    let old = ServiceConfig::from_json(r#"{"loadBalancingPolicy": "ROUND_ROBIN"}"#).expect("ok");
+    assert_eq!(old.load_balancing(), Some(LoadBalancing::RoundRobin));
+    let unknown = ServiceConfig::from_json(r#"{"loadBalancingPolicy": "grpclb"}"#).expect("ok");
+    assert_eq!(unknown.load_balancing(), None);
+}
+
+/// What one attempt looked like to the service under the layer.
+#[derive(Debug, Clone, PartialEq)]
+struct Attempt {
+    path: String,
+    timeout: Option<Duration>,
+    wait_for_ready: Option<bool>,
+}
+
+/// Runs one call to `path` through the config's layer over a service that always fails
+/// `UNAVAILABLE`; every attempt the service saw.
+async fn attempts(config: &ServiceConfig, path: &'static str, call: Call) -> Vec<Attempt> {
+    assert_eq!(call.path(), path);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let inner = tower::service_fn(move |call: Call| {
+        record.lock().expect("lock").push(Attempt {
+            path: call.path().to_owned(),
+            timeout: call.request().timeout(),
+            wait_for_ready: call.request().wait_for_ready(),
+        });
+        async { Err::<Response<Body>, Status>(Status::unavailable("down")) }
+    });
+    let err = config
+        .layer()
+        .layer(inner)
+        .oneshot(call)
+        .await
+        .expect_err("always down");
+    assert_eq!(err.code(), Code::Unavailable);
+    let seen = seen.lock().expect("lock").clone();
+    seen
+}
+
+fn call(path: &'static str) -> Call {
+    Call::new(
+        MethodPath::from_static(path),
+        Request::new(Body::once(Bytes::from_static(b"x"))),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_retries_hedges_and_sets_deadlines_per_entry() {
+    let config = ServiceConfig::from_json(CONFIG).expect("valid");
+    // Get: 4 attempts, its 2.5 s timeout and wait-for-ready on each.
+    let get = attempts(&config, "/shop.Orders/Get", call("/shop.Orders/Get")).await;
+    assert_eq!(get.len(), 4, "{get:?}");
+    assert_eq!(get[0].wait_for_ready, Some(true));
+    assert!(get
+        .iter()
+        .all(|a| a.timeout <= Some(Duration::from_millis(2500))));
+    // Place has an entry of its own without a policy: one attempt, not the default's two.
+    let place = attempts(&config, "/shop.Orders/Place", call("/shop.Orders/Place")).await;
+    assert_eq!(place.len(), 1, "{place:?}");
+    assert_eq!(place[0].wait_for_ready, None);
+    // Cancel falls to the default entry: two attempts.
+    let cancel = attempts(&config, "/shop.Orders/Cancel", call("/shop.Orders/Cancel")).await;
+    assert_eq!(cancel.len(), 2, "{cancel:?}");
+    // A service's hedging policy: three copies.
+    let price = attempts(&config, "/shop.Prices/Quote", call("/shop.Prices/Quote")).await;
+    assert_eq!(price.len(), 3, "{price:?}");
+    assert!(price.iter().all(|a| a.path == "/shop.Prices/Quote"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_call_keeps_a_shorter_deadline_and_its_own_wait_choice() {
+    let config = ServiceConfig::from_json(CONFIG).expect("valid");
+    let mut own = call("/shop.Orders/Place");
+    own.request_mut().set_timeout(Duration::from_secs(1));
+    own.request_mut().set_wait_for_ready(false);
+    let seen = attempts(&config, "/shop.Orders/Place", own).await;
+    // The config's 1 ns is shorter than the call's 1 s.
+    assert_eq!(seen[0].timeout, Some(Duration::from_nanos(1)));
+    let mut own = call("/shop.Orders/Get");
+    own.request_mut().set_timeout(Duration::from_millis(300));
+    own.request_mut().set_wait_for_ready(false);
+    let seen = attempts(&config, "/shop.Orders/Get", own).await;
+    assert!(
+        seen[0].timeout <= Some(Duration::from_millis(300)),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[0].wait_for_ready,
+        Some(false),
+        "the call's choice wins"
+    );
+    // No entry at all: the call passes through untouched, once.
+    let empty = ServiceConfig::from_json("{}").expect("empty");
+    let seen = attempts(&empty, "/a.B/C", call("/a.B/C")).await;
+    assert_eq!(
+        seen,
+        vec![Attempt {
+            path: "/a.B/C".into(),
+            timeout: None,
+            wait_for_ready: None
+        }]
+    );
+}
