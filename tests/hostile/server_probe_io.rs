@@ -232,6 +232,51 @@ async fn servers_that_send_every_connection_away_are_not_reconnected_in_a_loop()
     }
 }
 
+/// A server that retires every connection at once (GOAWAY with FLAG_RETIRE, as an idle timeout
+/// of a millisecond would): a call waiting for a connection is neither left hanging (a retired
+/// connection wakes it to reopen one) nor the cause of a reconnect loop (past three young
+/// retirements in a row, the next counts as a failed attempt and the pool backs off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_retires_every_connection_at_once_fails_calls_fast_without_a_loop() {
+    const RETIRE: u8 = 0x01;
+    let retire = fake_server(|mut stream| async move {
+        let mut away = goaway(0, 14, b"idle connection closed");
+        // The GOAWAY frame header's flags byte (after length and kind).
+        away[5] = RETIRE;
+        let _ = stream.write_all(&[&PREFACE[..], &away].concat()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    let mut client = lazy_client(retire.addr);
+    let (result, took) = call(&mut client, 1, Duration::from_secs(5)).await;
+    failed("a fail-fast call", result, Code::Unavailable);
+    assert!(took < Duration::from_secs(2), "waited {took:?} of its 5 s");
+    let mut request = crate::server_probe::echo_request(2, Duration::from_millis(1500));
+    request.set_wait_for_ready(true);
+    let started = Instant::now();
+    let result = bounded("a wait-for-ready call", client.echo(request)).await;
+    let status = result.expect_err("never answered");
+    // Its deadline, or (sent on a connection whose GOAWAY it beat, twice) refused unprocessed.
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let idle = reconnects(&retire, false, Duration::from_millis(1500)).await;
+    let busy = reconnects(&retire, true, Duration::from_millis(1500)).await - idle;
+    // A call that reaches a retired connection may open one or two more; a loop would open
+    // thousands.
+    assert!(idle <= 5, "no calls: {idle} connections in 1.5 s");
+    assert!(
+        busy <= 90,
+        "a call every 50 ms: {busy} connections in 1.5 s"
+    );
+}
+
 /// A UDP server by hand: a COOKIE for each COOKIE_REQUEST; for each REQUEST, `noise` (given the
 /// request's header) first, then the real answer unless `answer` is false. Noise is sent from
 /// this socket, except a copy of the real answer sent from `spoof` (another port).

@@ -390,6 +390,10 @@ const PROVEN_AFTER: Duration = Duration::from_secs(10);
 /// server); later, it is a server retiring an idle connection, and not counted.
 const AT_ONCE: Duration = Duration::from_secs(1);
 
+/// Unused connections a server may retire (FLAG_RETIRE) within [`AT_ONCE`] of opening, in a
+/// row, before the next counts as a failed attempt.
+const YOUNG_RETIREMENTS: u32 = 3;
+
 /// Keeps the pool's slots filled, with backoff, and shrinks it when connections sit idle.
 ///
 /// Backoff resets only when a connection that completed the handshake (the server's preface
@@ -403,6 +407,10 @@ const AT_ONCE: Duration = Duration::from_secs(1);
 async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
     let mut backoff: Option<BackoffState> = None;
     let mut next_attempt = Instant::now();
+    // Unused connections retired (FLAG_RETIRE) within `AT_ONCE` of opening, in a row: past
+    // `YOUNG_RETIREMENTS`, further ones count as failed attempts, so a server that retires every
+    // connection at once cannot keep the pool reconnecting without backoff.
+    let mut young_retired = 0u32;
     loop {
         let Some(inner) = pool.upgrade() else { return };
         let backoff = backoff.get_or_insert_with(|| BackoffState::new(inner.endpoint.backoff));
@@ -418,11 +426,18 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                         let age = conn.idle_for();
                         let proven = conn.is_handshaken() && (used || age >= PROVEN_AFTER);
                         // Sent away unused after a while, or retired in so many words
-                        // (FLAG_RETIRE): a server's idle timeout or age, not a refusal.
+                        // (FLAG_RETIRE) and not too often in a row: a server's idle timeout or
+                        // age, not a refusal.
+                        let young = sent_away && !used && age < AT_ONCE;
                         let retired = sent_away
                             && conn.is_handshaken()
-                            && (age >= AT_ONCE || conn.was_retired());
+                            && (age >= AT_ONCE
+                                || (conn.was_retired() && young_retired < YOUNG_RETIREMENTS));
+                        if retired && young {
+                            young_retired += 1;
+                        }
                         if proven {
+                            young_retired = 0;
                             backoff.reset();
                         } else if !retired && !conn.closed_by_client() {
                             // Closed before the handshake, or soon after it without carrying a
@@ -461,6 +476,11 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                         } else {
                             Slot::Down
                         };
+                        if retired && matches!(slot, Slot::Idle) {
+                            // Calls waiting for a connection look again: their `pick` reopens
+                            // the slot (no failure will come to wake them).
+                            inner.connected.notify_waiters();
+                        }
                     }
                     // The first connection stays: a pool never shrinks to nothing.
                     Slot::Live(conn) if i > 0 && conn.idle_for() >= idle_timeout => {
