@@ -66,3 +66,69 @@ async fn service_config_timeout_bounds_a_call_that_set_none() {
     .await;
     server.stop().await;
 }
+
+/// The endpoint keeps the last word, as grpc-go's channel-wide call options do: its shorter
+/// timeout bounds a configured one, and its wait-for-ready holds against a config saying
+/// `false`; a config's `waitForReady` applies where the endpoint sets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_config_defaults_yield_to_the_endpoints() {
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(EchoServer::new(Plain))).await;
+    let config = ServiceConfig::from_json(
+        r#"{"methodConfig": [{"name": [{"service": "sockrpc.test.Echo"}],
+                             "timeout": "10s", "waitForReady": false}]}"#,
+    )
+    .expect("valid config");
+    let endpoint = sockrpc::Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .timeout(Duration::from_millis(200));
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    let mut client = EchoClient::new(config.layer().layer(channel));
+    let sleep = SleepRequest {
+        millis: 3_000,
+        token: String::new(),
+    };
+    ends_at_its_deadline(
+        client.sleep(sleep),
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+    )
+    .await;
+    server.stop().await;
+
+    // Nothing listens: the endpoint waits for ready, the config says not to; the endpoint wins.
+    let vacant = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let waiting = sockrpc::Endpoint::from_uri(&format!("tcp://{vacant}"))
+        .expect("endpoint")
+        .wait_for_ready(true);
+    let mut client = EchoClient::new(
+        config
+            .layer()
+            .layer(sockrpc::Channel::lazy(waiting).expect("lazy")),
+    );
+    let mut request = Request::new(SleepRequest::default());
+    request.set_timeout(Duration::from_millis(800));
+    ends_at_its_deadline(
+        client.sleep(request),
+        Duration::from_millis(800),
+        Duration::from_secs(3),
+    )
+    .await;
+    // And where the endpoint sets nothing, the config's `waitForReady: true` makes a call wait.
+    let config =
+        ServiceConfig::from_json(r#"{"methodConfig": [{"name": [{}], "waitForReady": true}]}"#)
+            .expect("valid config");
+    let plain = sockrpc::Channel::lazy(format!("tcp://{vacant}")).expect("lazy");
+    let mut client = EchoClient::new(config.layer().layer(plain));
+    let mut request = Request::new(SleepRequest::default());
+    request.set_timeout(Duration::from_millis(800));
+    ends_at_its_deadline(
+        client.sleep(request),
+        Duration::from_millis(800),
+        Duration::from_secs(3),
+    )
+    .await;
+}

@@ -32,6 +32,7 @@ mod body;
 mod call;
 pub mod client;
 pub mod compression;
+mod config_defaults;
 pub mod discovery;
 mod error;
 mod handler;
@@ -50,6 +51,7 @@ pub use call::{
     RpcService,
 };
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
+pub use config_defaults::ConfigDefaults;
 pub use error::{status_from_error, BoxError};
 pub use handler::{
     client_streaming_handler, server_streaming_handler, streaming_handler, unary_handler,

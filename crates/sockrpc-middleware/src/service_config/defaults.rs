@@ -2,15 +2,19 @@
 //! before the retry and hedging layers see it, so every attempt shares the one deadline.
 
 use super::ServiceConfig;
-use sockrpc_service::Call;
+use sockrpc_service::{Call, ConfigDefaults};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
 /// Sets each call's deadline to the smaller of its own (a timeout set, or a `grpc-timeout`
-/// entry) and its method's configured `timeout`, and its wait-for-ready choice to the
-/// configured `waitForReady` unless the call made one. Made by [`MethodDefaultsLayer`].
+/// entry) and its method's configured `timeout`, and hands the configured `waitForReady` of a
+/// call that made no choice to the channel ([`ConfigDefaults`], in the call's extensions). The
+/// channel's endpoint keeps the last word, as grpc-go's channel-wide call options do: its
+/// shorter `Endpoint::timeout` still bounds a configured deadline, and its
+/// `Endpoint::wait_for_ready` set true waits whatever the config says. Made by
+/// [`MethodDefaultsLayer`].
 #[derive(Debug, Clone)]
 pub struct MethodDefaults<S> {
     inner: S,
@@ -42,14 +46,22 @@ impl<S: Service<Call>> Service<Call> for MethodDefaults<S> {
     fn call(&mut self, mut call: Call) -> S::Future {
         if let Some(method) = self.config.method_config(call.path()) {
             let request = call.request_mut();
+            let mut from_config = false;
             if let Some(limit) = method.timeout {
-                let timeout = request
-                    .resolve_timeout()
-                    .map_or(limit, |own| own.min(limit));
-                request.set_timeout(timeout);
+                if request.resolve_timeout().is_none_or(|own| limit < own) {
+                    // The deadline every attempt shares, retries and hedges included.
+                    request.set_timeout(limit);
+                    from_config = true;
+                }
             }
-            if let (Some(wait), None) = (method.wait_for_ready, request.wait_for_ready()) {
-                request.set_wait_for_ready(wait);
+            // Left to the channel, which weighs it against its endpoint's default.
+            let wait = method
+                .wait_for_ready
+                .filter(|_| request.wait_for_ready().is_none());
+            if from_config || wait.is_some() {
+                request
+                    .extensions_mut()
+                    .insert(ConfigDefaults::new(from_config, wait));
             }
         }
         self.inner.call(call)

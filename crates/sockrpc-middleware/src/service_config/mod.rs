@@ -25,8 +25,16 @@
 //! default entry (`"name": [{}]`); entries do not merge, so a method's own entry without a
 //! retry policy means no retries for it, whatever the default says (a call the server refused
 //! unprocessed is still sent again by the channel, as in gRPC). Methods no entry covers get no
-//! policy. A config that breaks gRPC's rules (a name twice, both policies in one entry, a
-//! `maxAttempts` under 2, a malformed duration) is refused with the reason.
+//! policy. The document is read as grpc-go reads it (`parse.rs`): what grpc-go refuses (a name
+//! twice, a method without its service, a malformed duration or throttle, no known
+//! load-balancing policy) is refused with the reason; a retry or hedging policy that breaks
+//! gRFC A6's rules (`maxAttempts` under 2, a zero backoff, no codes) is logged and left out.
+//! Unlike grpc-go, sockrpc hedges: a config written for grpc-go, which reads no
+//! `hedgingPolicy`, hedges here the methods it names, so name only methods safe to run twice.
+//!
+//! The channel keeps the last word, as grpc-go's channel-wide call options do: an endpoint's
+//! shorter `Endpoint::timeout` bounds a configured deadline, and its `Endpoint::wait_for_ready`
+//! set true waits whatever the config says (`sockrpc_service::ConfigDefaults`).
 //!
 //! `maxRequestMessageBytes` and `maxResponseMessageBytes` are read and checked but not
 //! enforced per method: sockrpc's size limits are per connection
@@ -72,7 +80,8 @@ pub struct MethodConfig {
     /// `waitForReady`: whether calls wait for a connection by default (the call's own choice,
     /// `Request::set_wait_for_ready`, wins).
     pub wait_for_ready: Option<bool>,
-    /// `retryPolicy`, its attempts capped at 5.
+    /// `retryPolicy`, its attempts capped at 5 (`None` too when the config's broke gRFC A6's
+    /// rules: it is logged and left out).
     pub retry: Option<RetryPolicy>,
     /// `hedgingPolicy`, its attempts capped at 5.
     pub hedging: Option<HedgingPolicy>,
@@ -106,7 +115,8 @@ impl std::fmt::Display for ServiceConfigError {
 impl std::error::Error for ServiceConfigError {}
 
 impl ServiceConfig {
-    /// Parses a service config's JSON, checked as gRPC checks it; unknown fields are ignored.
+    /// Parses a service config's JSON as grpc-go reads it ([module docs](self)); unknown fields
+    /// are ignored.
     pub fn from_json(json: &str) -> Result<ServiceConfig, ServiceConfigError> {
         parse::service_config(json).map_err(ServiceConfigError)
     }
@@ -139,14 +149,13 @@ impl ServiceConfig {
         self.load_balancing
     }
 
-    /// A balanced channel's builder with the config's picker (`pick_first`: [`PickFirst`],
-    /// `round_robin`: [`RoundRobin`]); without a policy in the config, sockrpc's default (p2c).
+    /// A balanced channel's builder with the config's picker (`round_robin`: [`RoundRobin`];
+    /// `pick_first`, or no policy, as in grpc-go: [`PickFirst`]).
     pub fn balance_builder(&self) -> BalanceBuilder {
         let builder = BalanceBuilder::default();
         match self.load_balancing {
-            Some(LoadBalancing::PickFirst) => builder.picker(PickFirst::new()),
             Some(LoadBalancing::RoundRobin) => builder.picker(RoundRobin::new()),
-            None => builder,
+            Some(LoadBalancing::PickFirst) | None => builder.picker(PickFirst::new()),
         }
     }
 

@@ -1,5 +1,8 @@
-//! A service config's JSON, checked as gRPC checks it (gRFC A6 for the policies, the
-//! `grpc.service_config.ServiceConfig` message for the rest). Each error names the field.
+//! A service config's JSON, read as grpc-go reads it: keys matched regardless of case (Go's
+//! `encoding/json`), `null` as absent, entries without a name skipped, and a retry or hedging
+//! policy that breaks gRFC A6's rules logged and left out rather than failing the whole config;
+//! what grpc-go refuses (a name twice, a method without its service, a bad duration or
+//! throttle, no known load-balancing policy) is refused, naming the field.
 
 use super::{LoadBalancing, MethodConfig, ServiceConfig};
 use crate::hedge::HedgingPolicy;
@@ -21,24 +24,29 @@ pub(super) fn service_config(json: &str) -> Result<ServiceConfig, String> {
         let entry = entry
             .as_object()
             .ok_or_else(|| format!("{at}: not an object"))?;
+        let names = array(entry, "name")?;
+        if names.is_empty() {
+            // Applies to nothing (grpc-go skips it unread).
+            continue;
+        }
         let method = Arc::new(method_config(entry, &at)?);
-        for (j, name) in array(entry, "name")?.iter().enumerate() {
+        for (j, name) in names.iter().enumerate() {
             add_name(&mut config, name, &method, &format!("{at}.name[{j}]"))?;
         }
     }
-    if let Some(throttling) = top.get("retryThrottling") {
+    if let Some(throttling) = field(top, "retryThrottling") {
         let throttling = throttling
             .as_object()
             .ok_or("retryThrottling: not an object")?;
-        let tokens = integer(throttling, "maxTokens", "retryThrottling")?
-            .ok_or("retryThrottling.maxTokens: missing")?;
-        if !(1..=1000).contains(&tokens) {
+        let tokens = field(throttling, "maxTokens")
+            .and_then(Value::as_f64)
+            .ok_or("retryThrottling.maxTokens: missing, or not a number")?;
+        if !(tokens > 0.0 && tokens <= 1000.0) {
             return Err(format!(
-                "retryThrottling.maxTokens: {tokens} is not in 1..=1000"
+                "retryThrottling.maxTokens: {tokens} is not in (0, 1000]"
             ));
         }
-        let ratio = throttling
-            .get("tokenRatio")
+        let ratio = field(throttling, "tokenRatio")
             .and_then(Value::as_f64)
             .ok_or("retryThrottling.tokenRatio: missing, or not a number")?;
         if ratio <= 0.0 {
@@ -46,8 +54,8 @@ pub(super) fn service_config(json: &str) -> Result<ServiceConfig, String> {
                 "retryThrottling.tokenRatio: {ratio} is not above 0"
             ));
         }
-        // Checked in 1..=1000 above.
-        config.throttle = Some((tokens as u32, ratio));
+        // Whole tokens: a fraction rounds up (in (0, 1000], so 1..=1000).
+        config.throttle = Some((tokens.ceil() as u32, ratio));
     }
     config.load_balancing = load_balancing(top)?;
     Ok(config)
@@ -56,11 +64,11 @@ pub(super) fn service_config(json: &str) -> Result<ServiceConfig, String> {
 /// One `methodConfig` entry's settings (its names apart).
 fn method_config(entry: &Object, at: &str) -> Result<MethodConfig, String> {
     let mut method = MethodConfig {
-        timeout: match entry.get("timeout") {
-            Some(value) => Some(duration(value, &format!("{at}.timeout"))?),
+        timeout: match field(entry, "timeout") {
+            Some(value) => timeout(value, &format!("{at}.timeout"))?,
             None => None,
         },
-        wait_for_ready: match entry.get("waitForReady") {
+        wait_for_ready: match field(entry, "waitForReady") {
             Some(Value::Bool(wait)) => Some(*wait),
             Some(_) => return Err(format!("{at}.waitForReady: not true or false")),
             None => None,
@@ -69,19 +77,29 @@ fn method_config(entry: &Object, at: &str) -> Result<MethodConfig, String> {
         max_response_message_bytes: integer(entry, "maxResponseMessageBytes", at)?,
         ..MethodConfig::default()
     };
-    match (entry.get("retryPolicy"), entry.get("hedgingPolicy")) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "{at}: retryPolicy and hedgingPolicy are mutually exclusive"
-            ))
+    // A policy that breaks gRFC A6's rules is logged and left out, as grpc-go does; so is a
+    // hedging policy beside a retry policy (the two are exclusive; grpc-go reads no hedging).
+    let retry_policy = field(entry, "retryPolicy");
+    if let Some(policy) = retry_policy {
+        method.retry = lenient(retry(policy, &format!("{at}.retryPolicy")));
+    }
+    if let Some(policy) = field(entry, "hedgingPolicy") {
+        if retry_policy.is_some() {
+            tracing::warn!(
+                "service config: {at}: hedgingPolicy beside retryPolicy is ignored (they are exclusive)"
+            );
+        } else {
+            method.hedging = lenient(hedging(policy, &format!("{at}.hedgingPolicy")));
         }
-        (Some(policy), None) => method.retry = Some(retry(policy, &format!("{at}.retryPolicy"))?),
-        (None, Some(policy)) => {
-            method.hedging = Some(hedging(policy, &format!("{at}.hedgingPolicy"))?)
-        }
-        (None, None) => {}
     }
     Ok(method)
+}
+
+/// A policy, or a logged reason to leave it out.
+fn lenient<T>(policy: Result<T, String>) -> Option<T> {
+    policy
+        .map_err(|reason| tracing::warn!("service config: policy ignored: {reason}"))
+        .ok()
 }
 
 /// Files `method` under one of its names: a method, a whole service, or the default.
@@ -94,14 +112,14 @@ fn add_name(
     let name = name
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
-    let field = |key: &str| -> Result<&str, String> {
-        match name.get(key) {
+    let text = |key: &str| -> Result<&str, String> {
+        match field(name, key) {
             None => Ok(""),
             Some(Value::String(text)) => Ok(text),
             Some(_) => Err(format!("{at}.{key}: not a string")),
         }
     };
-    let (service, method_name) = (field("service")?, field("method")?);
+    let (service, method_name) = (text("service")?, text("method")?);
     let taken = match (service, method_name) {
         ("", "") => config.default.replace(Arc::clone(method)).is_some(),
         ("", _) => return Err(format!("{at}: a method without its service")),
@@ -126,11 +144,7 @@ fn retry(value: &Value, at: &str) -> Result<RetryPolicy, String> {
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
     let attempts = attempts(policy, at)?;
-    let required = |key: &str| {
-        policy
-            .get(key)
-            .ok_or_else(|| format!("{at}.{key}: missing"))
-    };
+    let required = |key: &str| field(policy, key).ok_or_else(|| format!("{at}.{key}: missing"));
     let initial = duration(required("initialBackoff")?, &format!("{at}.initialBackoff"))?;
     let max = duration(required("maxBackoff")?, &format!("{at}.maxBackoff"))?;
     for (key, value) in [("initialBackoff", initial), ("maxBackoff", max)] {
@@ -150,8 +164,9 @@ fn retry(value: &Value, at: &str) -> Result<RetryPolicy, String> {
     if codes.is_empty() {
         return Err(format!("{at}.retryableStatusCodes: empty"));
     }
+    // A first wait above the cap is the cap, as in grpc-go.
     Ok(RetryPolicy::new(attempts)
-        .backoff(initial, max, multiplier)
+        .backoff(initial.min(max), max, multiplier)
         .retryable(codes))
 }
 
@@ -161,11 +176,11 @@ fn hedging(value: &Value, at: &str) -> Result<HedgingPolicy, String> {
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
     let attempts = attempts(policy, at)?;
-    let delay = match policy.get("hedgingDelay") {
+    let delay = match field(policy, "hedgingDelay") {
         Some(value) => duration(value, &format!("{at}.hedgingDelay"))?,
         None => Duration::ZERO,
     };
-    let non_fatal = match policy.get("nonFatalStatusCodes") {
+    let non_fatal = match field(policy, "nonFatalStatusCodes") {
         Some(value) => codes(value, at, "nonFatalStatusCodes")?,
         None => Vec::new(),
     };
@@ -204,7 +219,7 @@ fn codes(value: &Value, at: &str, key: &str) -> Result<Vec<Code>, String> {
 /// A non-negative integer field: a JSON number, or a string of digits (protobuf's JSON form of
 /// 64-bit integers).
 fn integer(object: &Object, key: &str, at: &str) -> Result<Option<u64>, String> {
-    match object.get(key) {
+    match field(object, key) {
         None => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
@@ -218,32 +233,65 @@ fn integer(object: &Object, key: &str, at: &str) -> Result<Option<u64>, String> 
     }
 }
 
-/// An array field; absent is empty.
+/// An array field; absent (or `null`) is empty.
 fn array<'a>(object: &'a Object, key: &str) -> Result<&'a [Value], String> {
-    match object.get(key) {
+    match field(object, key) {
         None => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
         Some(_) => Err(format!("{key}: not an array")),
     }
 }
 
-/// protobuf's JSON `Duration`: seconds with up to nine decimals and an `s` (`"1.5s"`), not
-/// negative.
+/// `key` of `object`, matched regardless of case as Go's `encoding/json` matches it (an exact
+/// match first); `null` is absent.
+fn field<'a>(object: &'a Object, key: &str) -> Option<&'a Value> {
+    object
+        .get(key)
+        .or_else(|| {
+            object
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_null())
+}
+
+/// A method's `timeout`; a negative one is ignored, as grpc-go ignores it.
+fn timeout(value: &Value, at: &str) -> Result<Option<Duration>, String> {
+    if let Some(negative) = value.as_str().and_then(|t| t.strip_prefix('-')) {
+        duration(&Value::String(negative.to_owned()), at)?;
+        tracing::warn!("service config: {at}: a negative timeout is ignored");
+        return Ok(None);
+    }
+    duration(value, at).map(Some)
+}
+
+/// protobuf's JSON `Duration` as grpc-go parses it: seconds with up to nine decimals and an `s`
+/// (`"1.5s"`, `".5s"`, `"1.s"`, `"+1s"`), not negative.
 fn duration(value: &Value, at: &str) -> Result<Duration, String> {
     let bad = || format!("{at}: {value} is not a duration such as \"1.5s\"");
     let text = value.as_str().ok_or_else(bad)?;
     let number = text.strip_suffix('s').ok_or_else(bad)?;
+    let number = number.strip_prefix('+').unwrap_or(number);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || (number.contains('.') && !digits(fraction)) || fraction.len() > 9 {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty())
+        || !digits(whole)
+        || !digits(fraction)
+        || fraction.len() > 9
+    {
         return Err(bad());
     }
     // protobuf's largest Duration: 10,000 years.
-    let secs: u64 = whole
-        .parse()
-        .ok()
-        .filter(|s| *s <= 315_576_000_000)
-        .ok_or_else(bad)?;
+    let secs: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole
+            .parse()
+            .ok()
+            .filter(|s| *s <= 315_576_000_000)
+            .ok_or_else(bad)?
+    };
     let nanos = if fraction.is_empty() {
         0
     } else {
@@ -280,7 +328,7 @@ fn load_balancing(top: &Object) -> Result<Option<LoadBalancing>, String> {
             "loadBalancingConfig: no policy sockrpc knows among {names:?} (it knows pick_first and round_robin)"
         ));
     }
-    match top.get("loadBalancingPolicy") {
+    match field(top, "loadBalancingPolicy") {
         None => Ok(None),
         Some(Value::String(name)) => {
             let found = known(&name.to_ascii_lowercase());

@@ -1,7 +1,7 @@
 use super::*;
 use bytes::Bytes;
 use sockrpc_protocol::{Code, MethodPath, Request, Response, Status};
-use sockrpc_service::{Body, Call};
+use sockrpc_service::{Body, Call, ConfigDefaults};
 use std::sync::Mutex;
 use tower::ServiceExt;
 use tower_layer::Layer;
@@ -52,54 +52,58 @@ fn entries_apply_by_method_then_service_then_default() {
 }
 
 #[test]
-fn configs_grpc_refuses_are_refused_with_the_field() {
-    let policy = r#""initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#;
+fn configs_grpc_go_refuses_are_refused_with_the_field() {
     let cases = [
-        ("[]".to_owned(), "not a JSON object"),
-        ("{".to_owned(), "not JSON"),
+        ("[]", "not a JSON object"),
+        ("{", "not JSON"),
         (
-            r#"{"methodConfig": [{"name": [{"service": "a.B"}]}, {"name": [{"service": "a.B"}]}]}"#.to_owned(),
+            r#"{"methodConfig": [{"name": [{"service": "a.B"}]}, {"name": [{"service": "a.B"}]}]}"#,
             "configured twice",
         ),
         (
-            r#"{"methodConfig": [{"name": [{}]}, {"name": [{"service": ""}]}]}"#.to_owned(),
+            r#"{"methodConfig": [{"name": [{}]}, {"name": [{"service": ""}]}]}"#,
             "configured twice",
         ),
         (
-            r#"{"methodConfig": [{"name": [{"method": "Get"}]}]}"#.to_owned(),
+            r#"{"methodConfig": [{"name": [{"method": "Get"}]}]}"#,
             "without its service",
         ),
         (
-            format!(r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {{"maxAttempts": 1, {policy}}}}}]}}"#),
-            "maxAttempts: 1 is under 2",
+            r#"{"methodConfig": [{"name": [{}], "timeout": "1.5"}]}"#,
+            "timeout",
         ),
         (
-            format!(r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {{"maxAttempts": 3, {policy}}}, "hedgingPolicy": {{"maxAttempts": 2}}}}]}}"#),
-            "mutually exclusive",
+            r#"{"methodConfig": [{"name": [{}], "timeout": "1.0000000001s"}]}"#,
+            "timeout",
         ),
         (
-            r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#.to_owned(),
-            "initialBackoff: must be above 0",
+            r#"{"methodConfig": [{"name": [{}], "timeout": "s"}]}"#,
+            "timeout",
         ),
         (
-            r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []}}]}"#.to_owned(),
-            "retryableStatusCodes: empty",
+            r#"{"methodConfig": [{"name": [{}], "timeout": 1}]}"#,
+            "timeout",
         ),
         (
-            r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "SOMETIMES"]}}]}"#.to_owned(),
-            "\"SOMETIMES\" is not a status code",
+            r#"{"methodConfig": [{"name": [{}], "waitForReady": "yes"}]}"#,
+            "waitForReady",
         ),
-        (r#"{"methodConfig": [{"name": [{}], "timeout": "1.5"}]}"#.to_owned(), "timeout"),
-        (r#"{"methodConfig": [{"name": [{}], "timeout": "-1s"}]}"#.to_owned(), "timeout"),
-        (r#"{"methodConfig": [{"name": [{}], "timeout": "1.0000000001s"}]}"#.to_owned(), "timeout"),
-        (r#"{"methodConfig": [{"name": [{}], "timeout": 1}]}"#.to_owned(), "timeout"),
-        (r#"{"methodConfig": [{"name": [{}], "waitForReady": "yes"}]}"#.to_owned(), "waitForReady"),
-        (r#"{"retryThrottling": {"maxTokens": 0, "tokenRatio": 0.1}}"#.to_owned(), "maxTokens"),
-        (r#"{"retryThrottling": {"maxTokens": 10}}"#.to_owned(), "tokenRatio"),
-        (r#"{"loadBalancingConfig": [{"grpclb": {}}]}"#.to_owned(), "no policy sockrpc knows"),
+        (
+            r#"{"retryThrottling": {"maxTokens": 0, "tokenRatio": 0.1}}"#,
+            "maxTokens",
+        ),
+        (
+            r#"{"retryThrottling": {"maxTokens": 1001, "tokenRatio": 0.1}}"#,
+            "maxTokens",
+        ),
+        (r#"{"retryThrottling": {"maxTokens": 10}}"#, "tokenRatio"),
+        (
+            r#"{"loadBalancingConfig": [{"grpclb": {}}]}"#,
+            "no policy sockrpc knows",
+        ),
     ];
     for (json, want) in cases {
-        let err = ServiceConfig::from_json(&json).expect_err(&json);
+        let err = ServiceConfig::from_json(json).expect_err(json);
         assert!(err.to_string().contains(want), "{json}: {err}");
     }
     // The older field, in either case; an unknown name there is ignored.
@@ -109,12 +113,72 @@ fn configs_grpc_refuses_are_refused_with_the_field() {
     assert_eq!(unknown.load_balancing(), None);
 }
 
+#[test]
+fn what_grpc_go_accepts_is_accepted() {
+    let policy = |fields: &str| {
+        format!(
+            r#"{{"methodConfig": [{{"name": [{{"service": "a.B"}}], "timeout": "2s", "retryPolicy": {{{fields}}}}}]}}"#
+        )
+    };
+    let good = r#""initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#;
+    // A policy that breaks gRFC A6's rules is left out; the entry's other fields stay.
+    for broken in [
+        format!(r#""maxAttempts": 1, {good}"#),
+        r#""maxAttempts": 3, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["SOMETIMES"]"#.to_owned(),
+    ] {
+        let json = policy(&broken);
+        let config = ServiceConfig::from_json(&json).expect(&json);
+        let entry = config.method_config("/a.B/C").expect("the entry");
+        assert!(entry.retry.is_none(), "{json}");
+        assert_eq!(entry.timeout, Some(Duration::from_secs(2)), "{json}");
+    }
+    // Both policies: the retry policy stays, the hedging policy goes.
+    let both = format!(
+        r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {{"maxAttempts": 3, {good}}}, "hedgingPolicy": {{"maxAttempts": 2}}}}]}}"#
+    );
+    let config = ServiceConfig::from_json(&both).expect("both");
+    let entry = config.method_config("/a.B/C").expect("default");
+    assert!(entry.retry.is_some() && entry.hedging.is_none());
+    // Keys in any case, nulls, nameless entries, Go's duration forms, fractional tokens.
+    let loose = r#"{
+      "MethodConfig": [
+        {"timeout": "bogus"},
+        {"name": [{"service": "a.B", "method": null}], "Timeout": ".5s", "waitForReady": null,
+         "retryPolicy": null},
+        {"name": [{"service": "c.D"}], "timeout": "+1.s"},
+        {"name": [{"service": "e.F"}], "timeout": "-1s"}
+      ],
+      "retryThrottling": {"maxTokens": 2.5, "tokenRatio": 0.1},
+      "loadBalancingConfig": null
+    }"#;
+    let config = ServiceConfig::from_json(loose).expect("loose but valid");
+    let ab = config.method_config("/a.B/X").expect("a.B");
+    assert_eq!(ab.timeout, Some(Duration::from_millis(500)));
+    assert_eq!(ab.wait_for_ready, None);
+    assert_eq!(
+        config.method_config("/c.D/X").and_then(|m| m.timeout),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(
+        config.method_config("/e.F/X").map(|m| m.timeout),
+        Some(None),
+        "a negative timeout is ignored"
+    );
+    assert!(config.retry_throttle().is_some());
+    assert_eq!(config.load_balancing(), None);
+}
+
 /// What one attempt looked like to the service under the layer.
 #[derive(Debug, Clone, PartialEq)]
 struct Attempt {
     path: String,
     timeout: Option<Duration>,
+    /// The call's own choice.
     wait_for_ready: Option<bool>,
+    /// What the config left for the channel.
+    defaults: Option<ConfigDefaults>,
 }
 
 /// Runs one call to `path` through the config's layer over a service that always fails
@@ -128,6 +192,7 @@ async fn attempts(config: &ServiceConfig, path: &'static str, call: Call) -> Vec
             path: call.path().to_owned(),
             timeout: call.request().timeout(),
             wait_for_ready: call.request().wait_for_ready(),
+            defaults: call.request().extensions().get::<ConfigDefaults>().copied(),
         });
         async { Err::<Response<Body>, Status>(Status::unavailable("down")) }
     });
@@ -155,14 +220,15 @@ async fn the_layer_retries_hedges_and_sets_deadlines_per_entry() {
     // Get: 4 attempts, its 2.5 s timeout and wait-for-ready on each.
     let get = attempts(&config, "/shop.Orders/Get", call("/shop.Orders/Get")).await;
     assert_eq!(get.len(), 4, "{get:?}");
-    assert_eq!(get[0].wait_for_ready, Some(true));
+    assert_eq!(get[0].wait_for_ready, None, "left to the channel");
+    assert_eq!(get[0].defaults, Some(ConfigDefaults::new(true, Some(true))));
     assert!(get
         .iter()
         .all(|a| a.timeout <= Some(Duration::from_millis(2500))));
     // Place has an entry of its own without a policy: one attempt, not the default's two.
     let place = attempts(&config, "/shop.Orders/Place", call("/shop.Orders/Place")).await;
     assert_eq!(place.len(), 1, "{place:?}");
-    assert_eq!(place[0].wait_for_ready, None);
+    assert_eq!(place[0].defaults, Some(ConfigDefaults::new(true, None)));
     // Cancel falls to the default entry: two attempts.
     let cancel = attempts(&config, "/shop.Orders/Cancel", call("/shop.Orders/Cancel")).await;
     assert_eq!(cancel.len(), 2, "{cancel:?}");
@@ -181,6 +247,7 @@ async fn the_call_keeps_a_shorter_deadline_and_its_own_wait_choice() {
     let seen = attempts(&config, "/shop.Orders/Place", own).await;
     // The config's 1 ns is shorter than the call's 1 s.
     assert_eq!(seen[0].timeout, Some(Duration::from_nanos(1)));
+    assert_eq!(seen[0].defaults, Some(ConfigDefaults::new(true, None)));
     let mut own = call("/shop.Orders/Get");
     own.request_mut().set_timeout(Duration::from_millis(300));
     own.request_mut().set_wait_for_ready(false);
@@ -194,6 +261,10 @@ async fn the_call_keeps_a_shorter_deadline_and_its_own_wait_choice() {
         Some(false),
         "the call's choice wins"
     );
+    assert_eq!(
+        seen[0].defaults, None,
+        "the call's 300 ms and its own choice"
+    );
     // No entry at all: the call passes through untouched, once.
     let empty = ServiceConfig::from_json("{}").expect("empty");
     let seen = attempts(&empty, "/a.B/C", call("/a.B/C")).await;
@@ -202,7 +273,8 @@ async fn the_call_keeps_a_shorter_deadline_and_its_own_wait_choice() {
         vec![Attempt {
             path: "/a.B/C".into(),
             timeout: None,
-            wait_for_ready: None
+            wait_for_ready: None,
+            defaults: None,
         }]
     );
 }

@@ -26,7 +26,7 @@ use super::peak_ewma::DEFAULT_DECAY;
 use super::picker::Picker;
 use super::P2c;
 use crate::discovery::{Discovery, Problem};
-use crate::{Body, BoxFuture, Call, Channel};
+use crate::{Body, BoxFuture, Call, Channel, ConfigDefaults};
 use sockrpc_protocol::{Code, Response, Status};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -259,6 +259,8 @@ impl Shared {
 struct Wait {
     /// The call's own wait-for-ready choice, else the builder's; `None`: the endpoints' default.
     for_ready: Option<bool>,
+    /// What a service config chose for the call ([`ConfigDefaults`]).
+    config: Option<ConfigDefaults>,
     /// When the call started.
     started: Instant,
     /// The call's own deadline (its timeout, or a `grpc-timeout` entry).
@@ -274,18 +276,30 @@ impl Wait {
     /// discovery makes them from one template).
     fn resolve(&self, list: &[Arc<Member>]) -> (bool, Option<Instant>) {
         let endpoint = list.first().map(|m| m.endpoint());
-        let for_ready = self
-            .for_ready
-            .unwrap_or_else(|| endpoint.is_some_and(|e| e.wait_for_ready));
-        let deadline = self.deadline.or_else(|| {
-            endpoint
-                .and_then(|e| e.timeout)
-                .map(|timeout| self.started + timeout)
+        let for_ready = self.for_ready.unwrap_or_else(|| {
+            ConfigDefaults::waits(
+                self.config.as_ref(),
+                endpoint.is_some_and(|e| e.wait_for_ready),
+            )
         });
+        let deadline = endpoint.map_or(self.deadline, |e| self.deadline_for(e));
         if for_ready {
             (true, deadline)
         } else {
             (false, Some(deadline.map_or(self.cap, |d| d.min(self.cap))))
+        }
+    }
+
+    /// The call's deadline on `endpoint`: its own, else the endpoint's `timeout` from when the
+    /// call began; one a service config set is still bounded by the endpoint's.
+    fn deadline_for(&self, endpoint: &sockrpc_transport::endpoint::Endpoint) -> Option<Instant> {
+        let default = endpoint.timeout.map(|timeout| self.started + timeout);
+        match (self.deadline, default) {
+            (Some(own), Some(default)) if self.config.is_some_and(|c| c.timeout_from_config) => {
+                Some(own.min(default))
+            }
+            (Some(own), _) => Some(own),
+            (None, default) => default,
         }
     }
 }
@@ -455,6 +469,7 @@ impl Balanced {
                 .request()
                 .wait_for_ready()
                 .or(self.shared.wait_for_ready),
+            config: call.request().extensions().get::<ConfigDefaults>().copied(),
             started,
             deadline: call_deadline,
             cap: started + self.shared.wait,
@@ -468,8 +483,7 @@ impl Balanced {
                 continue;
             };
             // The endpoint's default deadline counts from when the call began, wait included.
-            let deadline = call_deadline
-                .or_else(|| member.endpoint().timeout.map(|timeout| started + timeout));
+            let deadline = wait.deadline_for(member.endpoint());
             if let Some(deadline) = deadline {
                 call.request_mut()
                     .set_timeout(deadline.saturating_duration_since(Instant::now()));

@@ -1,6 +1,6 @@
 //! `Channel`: a tower `Service` over a pool of connections to one endpoint.
 
-use crate::{Body, BoxFuture, Call};
+use crate::{Body, BoxFuture, Call, ConfigDefaults};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
@@ -187,11 +187,20 @@ impl Service<Call> for Channel {
         // What a generated client set for compression: the OPEN's encoding fields, and how
         // the body's messages go on the wire.
         let encoding_fields = request.encoding();
-        let wait_for_ready = request
-            .wait_for_ready()
-            .unwrap_or(self.pool.endpoint().wait_for_ready);
+        let defaults = request.extensions().get::<ConfigDefaults>().copied();
+        let wait_for_ready = request.wait_for_ready().unwrap_or_else(|| {
+            ConfigDefaults::waits(defaults.as_ref(), self.pool.endpoint().wait_for_ready)
+        });
         let (mut metadata, body, mut timeout) = request.into_parts();
         let encoder = body.encoding().cloned();
+        if let (Some(own), Some(default), true) = (
+            timeout,
+            self.pool.endpoint().timeout,
+            defaults.is_some_and(|d| d.timeout_from_config),
+        ) {
+            // A service config's timeout does not lift the endpoint's shorter one.
+            timeout = Some(own.min(default));
+        }
         if timeout.is_none() {
             timeout = self.pool.endpoint().timeout;
             if !metadata.is_empty() {
