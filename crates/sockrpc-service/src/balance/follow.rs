@@ -35,7 +35,11 @@ pub(super) async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::
         match next {
             Some(Some(change)) => {
                 apply(&shared, change);
-                shared.answered.store(true, Ordering::Release);
+                // After the change (a call must never see the set answered and still empty
+                // before its first insert), then a second wake for calls that looked between.
+                if !shared.answered.swap(true, Ordering::AcqRel) {
+                    shared.bump();
+                }
             }
             Some(None) => {
                 open = false;
