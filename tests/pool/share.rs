@@ -168,24 +168,9 @@ async fn by_default_a_pool_of_four_carries_64_calls_on_one_connection() {
 /// timeout, for nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extra_the_server_sends_away_for_idleness_is_reopened_only_when_load_needs_it() {
-    let listener =
-        sockrpc::transport::bind_tcp(loopback(), &sockrpc::SocketConfig::default()).expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let service = super::Counting::default();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        sockrpc::Server::builder()
-            .idle_timeout(Some(Duration::from_millis(150)))
-            .add_service(EchoServer::new(service.clone()))
-            .serve_with_listener_and_shutdown(listener, async {
-                let _ = stopped.await;
-            }),
-    );
-    let endpoint = Endpoint::from_uri(&format!("tcp://{addr}"))
-        .expect("endpoint")
-        .pool_size(2)
-        .calls_per_connection(1);
-    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    let server = IdleServer::start(Duration::from_millis(150), service.clone());
+    let channel = server.pool(2).await;
     assert_eq!(live(&channel), 2);
 
     // Both sit idle; the server sends both away. The first comes back (a pool keeps one), the
@@ -213,12 +198,7 @@ async fn an_extra_the_server_sends_away_for_idleness_is_reopened_only_when_load_
     }
     wait_until("the extra reopened under load", || live(&channel) == 2).await;
     finish(calls, 2).await;
-    let _ = stop.send(());
-    tokio::time::timeout(BOUND, server)
-        .await
-        .expect("server stops in time")
-        .expect("task")
-        .expect("serve");
+    server.stop().await;
 }
 
 /// A server's idle timeout retires connections (GOAWAY with FLAG_RETIRE), it does not refuse
@@ -226,24 +206,9 @@ async fn an_extra_the_server_sends_away_for_idleness_is_reopened_only_when_load_
 /// fail-fast call made after several of them is answered rather than failed for a backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_retired_for_idleness_are_no_failed_attempts() {
-    let listener =
-        sockrpc::transport::bind_tcp(loopback(), &sockrpc::SocketConfig::default()).expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        sockrpc::Server::builder()
-            .idle_timeout(Some(Duration::from_millis(100)))
-            .add_service(EchoServer::new(super::Counting::default()))
-            .serve_with_listener_and_shutdown(listener, async {
-                let _ = stopped.await;
-            }),
-    );
+    let server = IdleServer::start(Duration::from_millis(100), super::Counting::default());
     // Three connections open at once and carry nothing: the server sends all three away.
-    let endpoint = Endpoint::from_uri(&format!("tcp://{addr}"))
-        .expect("endpoint")
-        .pool_size(3)
-        .calls_per_connection(1);
-    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    let channel = server.pool(3).await;
     let first = channel.connections();
     assert_eq!(first.len(), 3);
     wait_until("the server retired all three", || {
@@ -268,10 +233,48 @@ async fn connections_retired_for_idleness_are_no_failed_attempts() {
         .expect("answered in time")
         .expect("a fail-fast call after retirements is answered");
     assert_eq!(reply.into_inner().id, 7);
-    let _ = stop.send(());
-    tokio::time::timeout(BOUND, server)
-        .await
-        .expect("server stops in time")
-        .expect("task")
-        .expect("serve");
+    server.stop().await;
+}
+
+/// A server with an idle timeout, serving the counting echo service.
+struct IdleServer {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl IdleServer {
+    fn start(idle: Duration, service: super::Counting) -> IdleServer {
+        let listener = sockrpc::transport::bind_tcp(loopback(), &sockrpc::SocketConfig::default())
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(
+            sockrpc::Server::builder()
+                .idle_timeout(Some(idle))
+                .add_service(EchoServer::new(service))
+                .serve_with_listener_and_shutdown(listener, async {
+                    let _ = stopped.await;
+                }),
+        );
+        IdleServer { addr, stop, task }
+    }
+
+    /// A channel whose pool keeps `size` connections of one call each.
+    async fn pool(&self, size: usize) -> sockrpc::Channel {
+        let endpoint = Endpoint::from_uri(&format!("tcp://{}", self.addr))
+            .expect("endpoint")
+            .pool_size(size)
+            .calls_per_connection(1);
+        sockrpc::Channel::connect(endpoint).await.expect("connect")
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(BOUND, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("task")
+            .expect("serve");
+    }
 }
