@@ -207,11 +207,11 @@ async fn an_extra_the_server_sends_away_for_idleness_is_reopened_only_when_load_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_retired_for_idleness_are_no_failed_attempts() {
     let server = IdleServer::start(Duration::from_millis(100), super::Counting::default());
-    // Three connections open at once and carry nothing: the server sends all three away.
-    let channel = server.pool(3).await;
+    // Five connections open at once and carry nothing: the server sends all five away.
+    let channel = server.pool(5).await;
     let first = channel.connections();
-    assert_eq!(first.len(), 3);
-    wait_until("the server retired all three", || {
+    assert_eq!(first.len(), 5);
+    wait_until("the server retired all five", || {
         first.iter().all(|c| c.is_closed())
     })
     .await;
@@ -219,20 +219,23 @@ async fn connections_retired_for_idleness_are_no_failed_attempts() {
         first.iter().all(|c| c.was_retired()),
         "GOAWAY with FLAG_RETIRE"
     );
-    // Counted as refusals, three would have pushed the next attempt about 2.6 s out, and a
+    // Counted as refusals, five would have pushed the next attempt seconds out, and a
     // fail-fast call would fail at once; retirements, they leave the pool free to reconnect.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // So do the retirements of the calls' own connections, idle between calls.
     let mut client = EchoClient::new(channel.clone());
-    let mut request = Request::new(EchoRequest {
-        id: 7,
-        ..EchoRequest::default()
-    });
-    request.set_timeout(Duration::from_secs(30));
-    let reply = tokio::time::timeout(BOUND, client.echo(request))
-        .await
-        .expect("answered in time")
-        .expect("a fail-fast call after retirements is answered");
-    assert_eq!(reply.into_inner().id, 7);
+    for id in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut request = Request::new(EchoRequest {
+            id,
+            ..EchoRequest::default()
+        });
+        request.set_timeout(Duration::from_secs(30));
+        let reply = tokio::time::timeout(BOUND, client.echo(request))
+            .await
+            .expect("answered in time")
+            .expect("a fail-fast call after retirements is answered");
+        assert_eq!(reply.into_inner().id, id);
+    }
     server.stop().await;
 }
 

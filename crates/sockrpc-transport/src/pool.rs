@@ -390,9 +390,9 @@ const PROVEN_AFTER: Duration = Duration::from_secs(10);
 /// server); later, it is a server retiring an idle connection, and not counted.
 const AT_ONCE: Duration = Duration::from_secs(1);
 
-/// Unused connections a server may retire (FLAG_RETIRE) within [`AT_ONCE`] of opening, in a
-/// row, before the next counts as a failed attempt.
-const YOUNG_RETIREMENTS: u32 = 3;
+/// Unused connections a server may retire (FLAG_RETIRE) within [`AT_ONCE`] of opening, within
+/// one [`AT_ONCE`], beyond twice the pool's size, before the next counts as a failed attempt.
+const YOUNG_RETIREMENTS: usize = 3;
 
 /// Keeps the pool's slots filled, with backoff, and shrinks it when connections sit idle.
 ///
@@ -407,16 +407,20 @@ const YOUNG_RETIREMENTS: u32 = 3;
 async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
     let mut backoff: Option<BackoffState> = None;
     let mut next_attempt = Instant::now();
-    // Unused connections retired (FLAG_RETIRE) within `AT_ONCE` of opening, in a row: past
-    // `YOUNG_RETIREMENTS`, further ones count as failed attempts, so a server that retires every
-    // connection at once cannot keep the pool reconnecting without backoff.
-    let mut young_retired = 0u32;
+    // Unused connections retired (FLAG_RETIRE) within `AT_ONCE` of opening, counted over a
+    // window of `AT_ONCE` from the first: past twice the pool's size and `YOUNG_RETIREMENTS`
+    // within one window, they count as failed attempts, so a server that retires every
+    // connection at once cannot keep the pool reconnecting without backoff, while a short idle
+    // timeout retiring a pool's eagerly opened slots together costs nothing.
+    let mut young_window = Instant::now();
+    let mut young_retired = 0usize;
     loop {
         let Some(inner) = pool.upgrade() else { return };
         let backoff = backoff.get_or_insert_with(|| BackoffState::new(inner.endpoint.backoff));
         let idle_timeout = inner.endpoint.idle_timeout;
         let down: Vec<usize> = {
             let mut slots = lock(&inner.slots);
+            let young_allowed = 2 * slots.len() + YOUNG_RETIREMENTS;
             for (i, slot) in slots.iter_mut().enumerate() {
                 match slot {
                     Slot::Live(conn) if conn.is_closed() => {
@@ -428,16 +432,18 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                         // Sent away unused after a while, or retired in so many words
                         // (FLAG_RETIRE) and not too often in a row: a server's idle timeout or
                         // age, not a refusal.
-                        let young = sent_away && !used && age < AT_ONCE;
-                        let retired = sent_away
-                            && conn.is_handshaken()
-                            && (age >= AT_ONCE
-                                || (conn.was_retired() && young_retired < YOUNG_RETIREMENTS));
-                        if retired && young {
+                        let young = sent_away && !used && age < AT_ONCE && conn.was_retired();
+                        if young {
+                            if young_window.elapsed() >= AT_ONCE {
+                                young_window = Instant::now();
+                                young_retired = 0;
+                            }
                             young_retired += 1;
                         }
+                        let retired = sent_away
+                            && conn.is_handshaken()
+                            && (age >= AT_ONCE || (young && young_retired <= young_allowed));
                         if proven {
-                            young_retired = 0;
                             backoff.reset();
                         } else if !retired && !conn.closed_by_client() {
                             // Closed before the handshake, or soon after it without carrying a
@@ -497,6 +503,7 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                 .map(|(i, _)| i)
                 .collect()
         };
+
         if !down.is_empty() && Instant::now() >= next_attempt {
             *lock(&inner.retry_at) = None;
             let started = Instant::now();
