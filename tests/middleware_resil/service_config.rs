@@ -94,6 +94,21 @@ async fn service_config_defaults_yield_to_the_endpoints() {
         Duration::from_secs(2),
     )
     .await;
+    // A `grpc-timeout` entry is no timeout of the caller's own: the endpoint's still bounds it.
+    let mut entry = Request::new(SleepRequest {
+        millis: 3_000,
+        token: String::new(),
+    });
+    entry
+        .metadata_mut()
+        .insert("grpc-timeout", "5S")
+        .expect("ascii");
+    ends_at_its_deadline(
+        client.sleep(entry),
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+    )
+    .await;
     server.stop().await;
 
     // Nothing listens: the endpoint waits for ready, the config says not to; the endpoint wins.

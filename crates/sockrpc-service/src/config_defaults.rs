@@ -12,9 +12,11 @@
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConfigDefaults {
-    /// The call's timeout is the config's (smaller than, or instead of, the caller's): the
-    /// endpoint's `timeout`, when shorter, still bounds it.
-    pub timeout_from_config: bool,
+    /// The caller set no timeout of its own (its deadline is the config's, or a `grpc-timeout`
+    /// entry's if shorter): the endpoint's `timeout`, when shorter, still bounds it, as it
+    /// bounds such a call without a config. Per attempt: under retries or hedging each attempt
+    /// is bounded by it afresh, the whole call by the config's timeout.
+    pub endpoint_timeout_applies: bool,
     /// The config's `waitForReady`, for a call that did not choose: an endpoint whose
     /// `wait_for_ready` is set waits whatever the config says.
     pub wait_for_ready: Option<bool>,
@@ -22,9 +24,9 @@ pub struct ConfigDefaults {
 
 impl ConfigDefaults {
     /// Defaults with the given fields.
-    pub fn new(timeout_from_config: bool, wait_for_ready: Option<bool>) -> ConfigDefaults {
+    pub fn new(endpoint_timeout_applies: bool, wait_for_ready: Option<bool>) -> ConfigDefaults {
         ConfigDefaults {
-            timeout_from_config,
+            endpoint_timeout_applies,
             wait_for_ready,
         }
     }

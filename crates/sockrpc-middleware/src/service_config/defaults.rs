@@ -46,22 +46,26 @@ impl<S: Service<Call>> Service<Call> for MethodDefaults<S> {
     fn call(&mut self, mut call: Call) -> S::Future {
         if let Some(method) = self.config.method_config(call.path()) {
             let request = call.request_mut();
-            let mut from_config = false;
+            let mut endpoint_applies = false;
             if let Some(limit) = method.timeout {
-                if request.resolve_timeout().is_none_or(|own| limit < own) {
+                // A timeout the caller set overrides the endpoint's default (as without a
+                // config); a `grpc-timeout` entry, or none, leaves the endpoint's in force.
+                let explicit = request.timeout().is_some();
+                let own = request.resolve_timeout();
+                if own.is_none_or(|own| limit < own) {
                     // The deadline every attempt shares, retries and hedges included.
                     request.set_timeout(limit);
-                    from_config = true;
                 }
+                endpoint_applies = !explicit;
             }
             // Left to the channel, which weighs it against its endpoint's default.
             let wait = method
                 .wait_for_ready
                 .filter(|_| request.wait_for_ready().is_none());
-            if from_config || wait.is_some() {
+            if endpoint_applies || wait.is_some() {
                 request
                     .extensions_mut()
-                    .insert(ConfigDefaults::new(from_config, wait));
+                    .insert(ConfigDefaults::new(endpoint_applies, wait));
             }
         }
         self.inner.call(call)

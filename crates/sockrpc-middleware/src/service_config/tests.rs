@@ -245,7 +245,18 @@ async fn the_call_keeps_a_shorter_deadline_and_its_own_wait_choice() {
     own.request_mut().set_timeout(Duration::from_secs(1));
     own.request_mut().set_wait_for_ready(false);
     let seen = attempts(&config, "/shop.Orders/Place", own).await;
-    // The config's 1 ns is shorter than the call's 1 s.
+    // The config's 1 ns is shorter than the call's 1 s; the call set its own, so the
+    // endpoint's default does not apply (as without a config).
+    assert_eq!(seen[0].timeout, Some(Duration::from_nanos(1)));
+    assert_eq!(seen[0].defaults, None);
+    // A `grpc-timeout` entry is no timeout of the caller's own: the endpoint's still applies.
+    let mut entry = call("/shop.Orders/Place");
+    entry
+        .request_mut()
+        .metadata_mut()
+        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "10S")
+        .expect("ascii");
+    let seen = attempts(&config, "/shop.Orders/Place", entry).await;
     assert_eq!(seen[0].timeout, Some(Duration::from_nanos(1)));
     assert_eq!(seen[0].defaults, Some(ConfigDefaults::new(true, None)));
     let mut own = call("/shop.Orders/Get");

@@ -295,7 +295,9 @@ impl Wait {
     fn deadline_for(&self, endpoint: &sockrpc_transport::endpoint::Endpoint) -> Option<Instant> {
         let default = endpoint.timeout.map(|timeout| self.started + timeout);
         match (self.deadline, default) {
-            (Some(own), Some(default)) if self.config.is_some_and(|c| c.timeout_from_config) => {
+            (Some(own), Some(default))
+                if self.config.is_some_and(|c| c.endpoint_timeout_applies) =>
+            {
                 Some(own.min(default))
             }
             (Some(own), _) => Some(own),

@@ -196,7 +196,7 @@ impl Service<Call> for Channel {
         if let (Some(own), Some(default), true) = (
             timeout,
             self.pool.endpoint().timeout,
-            defaults.is_some_and(|d| d.timeout_from_config),
+            defaults.is_some_and(|d| d.endpoint_timeout_applies),
         ) {
             // A service config's timeout does not lift the endpoint's shorter one.
             timeout = Some(own.min(default));
