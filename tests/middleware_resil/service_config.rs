@@ -119,25 +119,19 @@ async fn service_config_defaults_yield_to_the_endpoints() {
     let waiting = sockrpc::Endpoint::from_uri(&format!("tcp://{vacant}"))
         .expect("endpoint")
         .wait_for_ready(true);
-    let mut client = EchoClient::new(
-        config
-            .layer()
-            .layer(sockrpc::Channel::lazy(waiting).expect("lazy")),
-    );
-    let mut request = Request::new(SleepRequest::default());
-    request.set_timeout(Duration::from_millis(800));
-    ends_at_its_deadline(
-        client.sleep(request),
-        Duration::from_millis(800),
-        Duration::from_secs(3),
-    )
-    .await;
+    waits_to_its_deadline(&config, sockrpc::Channel::lazy(waiting).expect("lazy")).await;
     // And where the endpoint sets nothing, the config's `waitForReady: true` makes a call wait.
     let config =
         ServiceConfig::from_json(r#"{"methodConfig": [{"name": [{}], "waitForReady": true}]}"#)
             .expect("valid config");
     let plain = sockrpc::Channel::lazy(format!("tcp://{vacant}")).expect("lazy");
-    let mut client = EchoClient::new(config.layer().layer(plain));
+    waits_to_its_deadline(&config, plain).await;
+}
+
+/// A call with an 800 ms deadline through `config`'s layer over `channel`, to a server that is
+/// not there, waits for a connection until its deadline (it is wait-for-ready).
+async fn waits_to_its_deadline(config: &ServiceConfig, channel: sockrpc::Channel) {
+    let mut client = EchoClient::new(config.layer().layer(channel));
     let mut request = Request::new(SleepRequest::default());
     request.set_timeout(Duration::from_millis(800));
     ends_at_its_deadline(
