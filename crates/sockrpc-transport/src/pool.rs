@@ -430,8 +430,8 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
                         let age = conn.idle_for();
                         let proven = conn.is_handshaken() && (used || age >= PROVEN_AFTER);
                         // Sent away unused after a while, or retired in so many words
-                        // (FLAG_RETIRE) and not too often in a row: a server's idle timeout or
-                        // age, not a refusal.
+                        // (FLAG_RETIRE) and not too often within a second: a server's idle
+                        // timeout or age, not a refusal.
                         let young = sent_away && !used && age < AT_ONCE && conn.was_retired();
                         if young {
                             if young_window.elapsed() >= AT_ONCE {
