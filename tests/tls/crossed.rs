@@ -151,3 +151,56 @@ async fn udp_is_off_with_tls_unless_plain_text_is_allowed() {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_that_passes_while_the_handshake_is_under_way_is_deadline_exceeded() {
+    // A server that accepts and never answers the ClientHello: the client is still connecting
+    // (no attempt has failed) when the call's deadline passes. grpc-go says DEADLINE_EXCEEDED
+    // there, fail-fast or not; the connect timeout running out first is UNAVAILABLE.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        // Bounded: the test makes two connections.
+        for _ in 0..8 {
+            match listener.accept().await {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => break,
+            }
+        }
+    });
+    let ca = Ca::new("test CA");
+    let tls = ClientTlsConfig::new().ca_certificates(ca.certificates());
+    let endpoint = |connect: Duration| {
+        Endpoint::new("127.0.0.1", addr.port())
+            .tls(tls.clone())
+            .connect_timeout(connect)
+    };
+
+    let channel = Channel::lazy(endpoint(Duration::from_secs(10))).expect("endpoint");
+    let mut request = Request::new(HelloRequest { name: "tls".into() });
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = GreeterClient::new(channel)
+        .say_hello(request)
+        .await
+        .expect_err("never answered");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("waiting for a connection"),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+
+    let channel = Channel::lazy(endpoint(Duration::from_millis(300))).expect("endpoint");
+    let mut request = Request::new(HelloRequest { name: "tls".into() });
+    request.set_timeout(Duration::from_secs(5));
+    let status = GreeterClient::new(channel)
+        .say_hello(request)
+        .await
+        .expect_err("never answered");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    holder.abort();
+}

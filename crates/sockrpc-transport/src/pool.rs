@@ -206,7 +206,9 @@ impl Pool {
     /// attempt under way, or of the next one if it is due within the first backoff's wait (1 s
     /// ±20 % by default, at most 1.2 s: the first retry after a server went away), within its
     /// deadline and at most the connect timeout; when that attempt fails, or the wait ends
-    /// first, it fails `UNAVAILABLE` with the last attempt's error. Once failed attempts have
+    /// first, it fails `UNAVAILABLE` with the last attempt's error, except that its own
+    /// deadline passing while no attempt has failed yet fails it `DEADLINE_EXCEEDED` (as
+    /// grpc-go's call whose context expires while its channel is connecting). Once failed attempts have
     /// pushed the next one further off, it fails at once, as a grpc-go call does in
     /// `TRANSIENT_FAILURE`. An attempt refused for a reason the next one will meet too (the
     /// server refused our TLS certificate, or we its; the peer does not speak sockrpc, or broke
@@ -261,9 +263,15 @@ impl Pool {
                     }
                 }
                 () = give_up => {
-                    // A fail-fast call hears why there is no connection, as when the attempt
-                    // fails; a wait-for-ready call, that its own deadline passed.
-                    return Err(if wait_for_ready {
+                    // A wait-for-ready call hears that its deadline passed. So does a
+                    // fail-fast call whose deadline passed while the pool was still connecting
+                    // with no attempt failed yet (grpc-go's call in CONNECTING). One that waited
+                    // for the next attempt after a failure (grpc-go would have failed it at once
+                    // in TRANSIENT_FAILURE), or ran out of the connect timeout first, hears why
+                    // there is no connection, as when the attempt fails.
+                    let expired = deadline.is_some_and(|d| Instant::now() >= d)
+                        && lock(&self.inner.last_error).is_none();
+                    return Err(if wait_for_ready || expired {
                         self.deadline_passed()
                     } else {
                         self.unavailable()

@@ -9,8 +9,9 @@
 //! ```
 //!
 //! A call that finds no usable endpoint waits for one (a connection coming up, a health change)
-//! up to its deadline (its timeout, or else a `grpc-timeout` metadata entry) or
-//! [`BalanceBuilder::wait_for_endpoint`], then fails `Unavailable`. As in gRPC, a fail-fast
+//! up to its deadline (its timeout, or else a `grpc-timeout` metadata entry), then fails
+//! `DeadlineExceeded`, or up to [`BalanceBuilder::wait_for_endpoint`], then fails
+//! `Unavailable`. As in gRPC, a fail-fast
 //! call (the default) does not wait when every endpoint is failing (its last connection
 //! attempt failed, or its health check says `NOT_SERVING`) or discovery's answer is an empty
 //! set: it fails `Unavailable` at once, naming the last failure. A wait-for-ready call waits
@@ -98,7 +99,8 @@ impl BalanceBuilder {
     }
 
     /// How long a fail-fast call without a (shorter) deadline waits for a usable endpoint
-    /// while endpoints are still connecting. Default 10 s. A wait-for-ready call waits up to its
+    /// while endpoints are still connecting, before it fails `Unavailable` (a deadline
+    /// passing first fails it `DeadlineExceeded`). Default 10 s. A wait-for-ready call waits up to its
     /// deadline instead (its own, else the endpoints' `Endpoint::timeout`; without either,
     /// until an endpoint is usable).
     pub fn wait_for_endpoint(mut self, wait: Duration) -> Self {
@@ -269,12 +271,22 @@ struct Wait {
     cap: Instant,
 }
 
+/// How a call waits for a usable endpoint ([`Wait::resolve`]).
+struct Resolved {
+    /// Whether it waits through failures.
+    for_ready: bool,
+    /// Until when it waits (`None`: until an endpoint is usable).
+    until: Option<Instant>,
+    /// Its deadline: when it passes, the call fails `DEADLINE_EXCEEDED`, fail-fast or not.
+    deadline: Option<Instant>,
+}
+
 impl Wait {
     /// Whether the call waits through failures, and until when (`None`: until an endpoint is
     /// usable), given the endpoints now: their `Endpoint::wait_for_ready` and
     /// `Endpoint::timeout` stand in for what the call did not say (the first endpoint's:
     /// discovery makes them from one template).
-    fn resolve(&self, list: &[Arc<Member>]) -> (bool, Option<Instant>) {
+    fn resolve(&self, list: &[Arc<Member>]) -> Resolved {
         let endpoint = list.first().map(|m| m.endpoint());
         let for_ready = self.for_ready.unwrap_or_else(|| {
             ConfigDefaults::waits(
@@ -283,10 +295,15 @@ impl Wait {
             )
         });
         let deadline = endpoint.map_or(self.deadline, |e| self.deadline_for(e));
-        if for_ready {
-            (true, deadline)
+        let until = if for_ready {
+            deadline
         } else {
-            (false, Some(deadline.map_or(self.cap, |d| d.min(self.cap))))
+            Some(deadline.map_or(self.cap, |d| d.min(self.cap)))
+        };
+        Resolved {
+            for_ready,
+            until,
+            deadline,
         }
     }
 
@@ -319,8 +336,8 @@ fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32
 /// clients (`FooClient::new(balanced)`) and tower layers take it as they take a `Channel`.
 ///
 /// A call that finds no usable endpoint waits for one up to its deadline (its timeout, or else
-/// a `grpc-timeout` metadata entry) or [`BalanceBuilder::wait_for_endpoint`], then fails
-/// `Unavailable`; when every endpoint is failing, a fail-fast call fails at once and a
+/// a `grpc-timeout` metadata entry; then it fails `DeadlineExceeded`) or
+/// [`BalanceBuilder::wait_for_endpoint`] (then `Unavailable`); when every endpoint is failing, a fail-fast call fails at once and a
 /// wait-for-ready call waits up to its deadline ([`BalanceBuilder::wait_for_ready`]). A call
 /// refused unprocessed goes to another endpoint, within the same
 /// deadline.
@@ -430,7 +447,11 @@ impl Balanced {
                     return Ok(Arc::clone(&list[i]));
                 }
             }
-            let (for_ready, until) = wait.resolve(list);
+            let Resolved {
+                for_ready,
+                until,
+                deadline,
+            } = wait.resolve(list);
             let failing = shared.all_failing(list);
             if let (false, Some(reason)) = (for_ready, &failing) {
                 return Err(Status::unavailable(format!(
@@ -451,7 +472,10 @@ impl Balanced {
                     "no endpoint can take the call: {} known, {connected} connected, none serving and connected{why}",
                     list.len()
                 ));
-                return Err(if for_ready {
+                // The call's own deadline passed (grpc-go's DEADLINE_EXCEEDED, fail-fast or
+                // not), or a fail-fast call ran out of `wait_for_endpoint` first.
+                let expired = deadline.is_some_and(|d| Instant::now() >= d);
+                return Err(if for_ready || expired {
                     Status::deadline_exceeded(message)
                 } else {
                     Status::unavailable(message)
