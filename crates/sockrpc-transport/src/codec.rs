@@ -44,6 +44,10 @@ pub struct FrameDecoder {
     limits: Limits,
     /// The connection's recent method paths: see [`PathCache`].
     paths: PathCache,
+    /// Frames shorter than this (header included) are copied out of the read buffer instead
+    /// of sliced from it: set by the reader while its buffer is an allocation grown for a
+    /// large frame, which a small slice would otherwise keep alive whole. 0: never.
+    copy_below: usize,
 }
 
 impl FrameDecoder {
@@ -53,6 +57,7 @@ impl FrameDecoder {
             state: State::Preface,
             limits,
             paths: PathCache::default(),
+            copy_below: 0,
         }
     }
 
@@ -62,12 +67,19 @@ impl FrameDecoder {
             state: State::Head,
             limits,
             paths: PathCache::default(),
+            copy_below: 0,
         }
     }
 
     /// Whether the peer's preface has been read and accepted.
     pub fn past_preface(&self) -> bool {
         !matches!(self.state, State::Preface)
+    }
+
+    /// Frames shorter than `len` bytes (header included) are copied out of the buffer from
+    /// now on, not sliced from it (0: none). See `reader.rs`.
+    pub fn copy_below(&mut self, len: usize) {
+        self.copy_below = len;
     }
 
     /// The limits this decoder enforces.
@@ -164,8 +176,15 @@ impl Decoder for FrameDecoder {
                     if src.len() >= whole {
                         // The common case, the whole frame already read: one split of the
                         // buffer for header and body, and no trip through `State::Body`.
-                        let mut body = src.split_to(whole).freeze();
-                        body.advance(HEADER_LEN);
+                        let body = if whole < self.copy_below {
+                            let body = Bytes::copy_from_slice(&src[HEADER_LEN..whole]);
+                            src.advance(whole);
+                            body
+                        } else {
+                            let mut body = src.split_to(whole).freeze();
+                            body.advance(HEADER_LEN);
+                            body
+                        };
                         return Ok(Some(self.parse(&header, body)?));
                     }
                     src.advance(HEADER_LEN);
@@ -176,7 +195,13 @@ impl Decoder for FrameDecoder {
                     if src.len() < len {
                         return Ok(None);
                     }
-                    let body = src.split_to(len).freeze();
+                    let body = if HEADER_LEN + len < self.copy_below {
+                        let body = Bytes::copy_from_slice(&src[..len]);
+                        src.advance(len);
+                        body
+                    } else {
+                        src.split_to(len).freeze()
+                    };
                     self.state = State::Head;
                     return Ok(Some(self.parse(&header, body)?));
                 }

@@ -11,6 +11,12 @@
 //! buffers, the client did not). Frame bodies are slices of the read buffer (no copy for the
 //! common case); what keeps a slice alive keeps its buffer alive, so the buffer is sized to
 //! what is being read and given up once a large frame has been taken out of it.
+//!
+//! While the buffer is an allocation grown for a large frame, frames under a quarter of it
+//! are copied out instead of sliced: a small message read in the same batch as a 4 MiB one
+//! (a stream's queued message, a waiting handler's request) would otherwise keep the whole
+//! allocation alive while being counted as its own few kilobytes. What any frame holds is
+//! then at most four times its size, or a 16 KiB chunk.
 
 use crate::client::BoxReader;
 use crate::codec::{DecodeError, FrameDecoder};
@@ -37,6 +43,8 @@ pub struct FrameReader {
     buf: BytesMut,
     decoder: FrameDecoder,
     frames: u64,
+    /// The size of the allocation `buf` reads into (as seen when it was made).
+    alloc: usize,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -56,12 +64,16 @@ impl FrameReader {
 
     /// Like [`new`](Self::new), with bytes already read (e.g. while waiting for a preface).
     pub fn with_buffer(reader: BoxReader, decoder: FrameDecoder, buf: BytesMut) -> FrameReader {
-        FrameReader {
+        let alloc = buf.capacity();
+        let mut reader = FrameReader {
             reader,
             buf,
             decoder,
             frames: 0,
-        }
+            alloc: 0,
+        };
+        reader.note_alloc(alloc);
+        reader
     }
 
     /// Reads once into the buffer: `Ready(Ok(0))` when the peer closed.
@@ -71,9 +83,23 @@ impl FrameReader {
                 .decoder
                 .bytes_wanted(self.buf.len())
                 .clamp(CHUNK, MAX_RESERVE);
+            let before = self.buf.as_ptr();
             self.buf.reserve(want);
+            if self.buf.as_ptr() != before {
+                // A new allocation, or the old one reclaimed from its start: either way the
+                // buffer now starts its allocation, and its capacity is the allocation's size.
+                self.note_alloc(self.buf.capacity());
+            }
         }
         tokio_util::io::poll_read_buf(self.reader.as_mut(), cx, &mut self.buf)
+    }
+
+    /// Notes that the buffer reads into an allocation of `alloc` bytes: frames under a quarter
+    /// of a large one are copied out of it.
+    fn note_alloc(&mut self, alloc: usize) {
+        self.alloc = alloc;
+        self.decoder
+            .copy_below(if alloc > LARGE { alloc / 4 } else { 0 });
     }
 
     /// The next whole frame in the buffer, if any.
@@ -88,10 +114,11 @@ impl FrameReader {
     /// After the frames of one read were taken: gives up a buffer that grew for a large frame,
     /// moving what is left of the next frame into a fresh small one.
     pub fn settle(&mut self) {
-        if self.buf.capacity() > LARGE && self.buf.len() < CHUNK {
+        if self.alloc > LARGE && self.buf.len() < CHUNK {
             let mut fresh = BytesMut::with_capacity(CHUNK);
             fresh.extend_from_slice(&self.buf);
             self.buf = fresh;
+            self.note_alloc(CHUNK);
         }
     }
 
@@ -120,5 +147,76 @@ impl FrameReader {
     /// Whether the peer's preface has been read and accepted.
     pub fn past_preface(&self) -> bool {
         self.decoder.past_preface()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sockrpc_protocol::frame::encode_message;
+    use sockrpc_protocol::Limits;
+    use std::future::poll_fn;
+
+    /// Reads `wire` to its end through a [`FrameReader`]; the bodies of its MESSAGE frames.
+    async fn bodies(wire: Vec<u8>) -> Vec<Bytes> {
+        let reader: BoxReader = Box::pin(std::io::Cursor::new(wire));
+        let mut frames = FrameReader::new(reader, FrameDecoder::after_preface(Limits::default()));
+        let mut bodies = Vec::new();
+        // Bounded: a few MiB arrive in at most this many reads.
+        for _ in 0..1000 {
+            while let Some(frame) = frames.next_frame().expect("frame") {
+                match frame {
+                    Frame::Message { body, .. } => bodies.push(body),
+                    other => panic!("not a MESSAGE: {other:?}"),
+                }
+            }
+            frames.settle();
+            if poll_fn(|cx| frames.poll_fill(cx)).await.expect("read") == 0 {
+                return bodies;
+            }
+        }
+        panic!("the wire was not read to its end");
+    }
+
+    /// Whether `small` lies in the allocation `large` is a slice of (at most `reach` bytes on).
+    fn shares(large: &Bytes, small: &Bytes, reach: usize) -> bool {
+        let start = large.as_ptr() as usize;
+        let at = small.as_ptr() as usize;
+        at >= start.saturating_sub(64) && at < start + reach
+    }
+
+    #[tokio::test]
+    async fn a_small_frame_read_with_a_large_one_does_not_keep_its_allocation() {
+        // A 4 MiB message, then 5,000 bytes for another call, in the same reads.
+        let mut wire = BytesMut::new();
+        encode_message(&mut wire, 1, true, &vec![1u8; 4 << 20]);
+        encode_message(&mut wire, 3, false, &[2u8; 5000]);
+        encode_message(&mut wire, 3, true, &[3u8; 64]);
+        let got = bodies(wire.to_vec()).await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (got[0].len(), got[1].len(), got[2].len()),
+            (4 << 20, 5000, 64)
+        );
+        assert!(got[1].iter().all(|b| *b == 2) && got[2].iter().all(|b| *b == 3));
+        // The small ones are copies, not slices of the 4 MiB frame's allocation.
+        for small in &got[1..] {
+            assert!(
+                !shares(&got[0], small, 16 << 20),
+                "a small frame pins the large one's buffer"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn small_frames_read_together_stay_slices_of_one_chunk() {
+        // The fast path: frames in a 16 KiB chunk are slices of it, not copies.
+        let mut wire = BytesMut::new();
+        encode_message(&mut wire, 1, true, &[1u8; 100]);
+        encode_message(&mut wire, 3, true, &[2u8; 100]);
+        let got = bodies(wire.to_vec()).await;
+        assert_eq!(got.len(), 2);
+        assert!(shares(&got[0], &got[1], CHUNK));
     }
 }
