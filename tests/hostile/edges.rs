@@ -17,8 +17,9 @@ const CANCEL: u8 = 5;
 const PONG: u8 = 7;
 const WINDOW: u8 = 9;
 const UNIMPLEMENTED: u32 = 12;
-/// The default metadata limit (`Limits::max_metadata_size`).
-const METADATA_LIMIT: usize = 16 * 1024;
+/// The default metadata limit (`Limits::max_metadata_size`), less what its one entry counts
+/// beyond its bytes (`METADATA_ENTRY_OVERHEAD`, HTTP/2's 32): the largest one-entry block.
+const METADATA_LIMIT: usize = 16 * 1024 - 32;
 
 /// Reads until END for `call_id` arrives; fails if the connection closes or it takes too long.
 async fn until_end(stream: &mut TcpStream, got: &mut Vec<u8>, call_id: u32) -> Vec<ServerFrame> {

@@ -7,8 +7,9 @@
 pub struct Limits {
     /// Largest message (MESSAGE frame body) accepted or sent. Default 4 MiB.
     pub max_message_size: usize,
-    /// Largest metadata block (all keys and values of one OPEN, HEADERS or END frame).
-    /// Default 16 KiB.
+    /// Largest metadata block (all keys and values of one OPEN, HEADERS or END frame), each
+    /// entry counted with 32 bytes more than its key and value, as HTTP/2 counts a header list
+    /// ([`METADATA_ENTRY_OVERHEAD`](crate::frame::METADATA_ENTRY_OVERHEAD)). Default 16 KiB.
     pub max_metadata_size: usize,
     /// Largest message sent; `None`: the same as `max_message_size`, so that by default a
     /// side never sends what it would itself refuse (a peer closes the connection on a

@@ -39,12 +39,25 @@ pub fn metadata_len(metadata: &MetadataMap) -> usize {
         .sum::<usize>()
 }
 
+/// What each metadata entry counts against [`Limits::max_metadata_size`] beyond its key and
+/// value bytes on the wire: HTTP/2's 32 bytes per header-list entry (RFC 9113, 6.5.2), which
+/// gRPC's header-list limit counts too. It bounds the number of entries, each of which costs
+/// a map entry in memory, not only their bytes.
+pub const METADATA_ENTRY_OVERHEAD: usize = 32;
+
+/// What `metadata` counts against [`Limits::max_metadata_size`]: its encoded length plus
+/// [`METADATA_ENTRY_OVERHEAD`] per entry.
+pub fn metadata_charge(metadata: &MetadataMap) -> usize {
+    metadata_len(metadata) + metadata.len() * METADATA_ENTRY_OVERHEAD
+}
+
 /// Checks that `metadata` fits the wire format and `limits`.
 pub fn check_metadata(metadata: &MetadataMap, limits: &Limits) -> Result<(), String> {
-    let len = metadata_len(metadata);
+    let len = metadata_charge(metadata);
     if len > limits.max_metadata_size {
         return Err(format!(
-            "metadata of {len} bytes exceeds the limit of {}",
+            "metadata of {len} bytes ({} entries, counted with {METADATA_ENTRY_OVERHEAD} bytes each beyond their keys and values, as HTTP/2 counts) exceeds the limit of {}",
+            metadata.len(),
             limits.max_metadata_size
         ));
     }

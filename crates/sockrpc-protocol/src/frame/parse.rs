@@ -4,6 +4,7 @@ use super::{
     Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK,
     FLAG_END_STREAM, FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED,
     FLAG_REISSUE, FLAG_RETIRE, FLAG_SETTINGS, FLAG_STREAM, MAX_FOLDED_MESSAGE,
+    METADATA_ENTRY_OVERHEAD,
 };
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath, PathCache};
 use bytes::{Buf, Bytes};
@@ -73,12 +74,15 @@ impl Body {
         let start = self.buf.remaining();
         let count = self.u16()?;
         let mut map = MetadataMap::new();
-        for _ in 0..count {
+        for entry in 1..=usize::from(count) {
             let key_len = usize::from(self.u8()?);
             let key = self.bytes(key_len)?;
             let value_len = usize::from(self.u16()?);
             let value = self.bytes(value_len)?;
-            if start - self.buf.remaining() > limits.max_metadata_size {
+            // Counted as HTTP/2 counts a header list: each entry costs 32 bytes beyond its
+            // key and value, so many tiny entries (each a map entry here) are bounded too.
+            let charged = start - self.buf.remaining() + entry * METADATA_ENTRY_OVERHEAD;
+            if charged > limits.max_metadata_size {
                 return Err(self.malformed("metadata exceeds the limit"));
             }
             map.push_wire(&key, value)
@@ -233,5 +237,48 @@ impl Frame {
         };
         body.finish()?;
         Ok(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::check_metadata;
+    use bytes::BytesMut;
+    #[test]
+    fn many_tiny_metadata_entries_count_32_bytes_each() {
+        // 4 bytes on the wire per entry (`k` → empty), but each is a map entry in memory: the
+        // limit counts HTTP/2's 32 bytes per entry too, so 16 KiB holds 455 of them, not 4,095.
+        let limits = Limits::default();
+        let block = |n: usize| {
+            let mut b = BytesMut::new();
+            b.extend_from_slice(&u16::try_from(n).expect("count").to_be_bytes());
+            for _ in 0..n {
+                b.extend_from_slice(&[1, b'k', 0, 0]);
+            }
+            b.freeze()
+        };
+        let header = |len: usize| FrameHeader {
+            length: u32::try_from(len).expect("length"),
+            kind: FrameKind::Headers,
+            flags: 0,
+            call_id: 1,
+        };
+        let fits = (limits.max_metadata_size - 2) / (4 + METADATA_ENTRY_OVERHEAD);
+        assert_eq!(fits, 455);
+        let ok = block(fits);
+        match Frame::parse(&header(ok.len()), ok, &limits) {
+            Ok(Frame::Headers { metadata, .. }) => assert_eq!(metadata.len(), fits),
+            other => panic!("expected HEADERS: {other:?}"),
+        }
+        let over = block(fits + 1);
+        let err = Frame::parse(&header(over.len()), over, &limits).expect_err("one entry over");
+        assert!(err.to_string().contains("metadata exceeds"), "{err}");
+        // The sender checks the same count before sending.
+        let mut map = MetadataMap::new();
+        for i in 0..=fits {
+            map.insert(format!("k{i}").as_str(), "").expect("valid");
+        }
+        assert!(check_metadata(&map, &limits).is_err());
     }
 }

@@ -337,7 +337,7 @@ fn the_largest_open_a_client_can_send_fits_the_control_frame_limit() {
     let mut metadata = MetadataMap::new();
     // The block: a u16 count, then per entry a u8 key length, the key, a u16 value length and
     // the value.
-    let value = "v".repeat(limits.max_metadata_size - 2 - 1 - 1 - 2);
+    let value = "v".repeat(limits.max_metadata_size - 2 - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
     metadata.insert("k", value.as_str()).expect("valid");
     check_metadata(&metadata, &limits).expect("metadata at the limit is accepted");
     let mut wire = BytesMut::new();
@@ -351,7 +351,9 @@ fn the_largest_open_a_client_can_send_fits_the_control_frame_limit() {
             ..OpenFrame::new(&path, &metadata)
         },
     );
-    assert!(wire.len() - HEADER_LEN > limits.max_metadata_size + 64 * 1024);
+    assert!(
+        wire.len() - HEADER_LEN > limits.max_metadata_size - METADATA_ENTRY_OVERHEAD + 64 * 1024
+    );
     match round_trip(wire) {
         Frame::Open { path: got, .. } => assert_eq!(got, path),
         other => panic!("expected OPEN, got {other:?}"),
@@ -526,7 +528,7 @@ fn an_open_may_carry_the_largest_folded_message_and_not_a_byte_more() {
     let method = "m".repeat(usize::from(u16::MAX) - "/p.S/".len());
     let path = MethodPath::try_from_bytes(Bytes::from(format!("/p.S/{method}"))).expect("path");
     let mut metadata = MetadataMap::new();
-    let value = "v".repeat(limits.max_metadata_size - 2 - 1 - 1 - 2);
+    let value = "v".repeat(limits.max_metadata_size - 2 - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
     metadata.insert("k", value.as_str()).expect("valid");
     let message = vec![7u8; MAX_FOLDED_MESSAGE];
     let mut wire = BytesMut::new();
