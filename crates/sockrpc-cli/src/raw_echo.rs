@@ -13,17 +13,22 @@
 //! - a frame must complete within [`FRAME_TIMEOUT`] of its first byte (a completed frame
 //!   restarts the clock), as sockrpc's server asks: a peer that stops mid-frame is closed and
 //!   gives its budget back;
-//! - at most [`MAX_CONNECTIONS`] connections at once; one past it is closed on accept.
+//! - at most [`MAX_CONNECTIONS`] connections at once; one past it is closed on accept;
+//! - a connection that reads nothing for [`IDLE_TIMEOUT`] is closed, whether idle or stuck
+//!   writing an echo to a peer that does not read (which would hold its slot and its budget for
+//!   ever). A watchdog task per connection checks, so the echo's own path pays one store per
+//!   read and no timer: the floor stays the floor.
 //!
 //! Why each connection was closed is logged at DEBUG: the echo is a measuring tool, and a peer
 //! flooding it must not flood the log of the service it runs beside.
 
 use bytes::{Buf, BytesMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::{future::Future, io, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
 /// Largest frame payload the echo accepts: sockrpc's default message limit, which bounds the
@@ -41,6 +46,47 @@ pub(crate) const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connections one echo serves at once.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a connection may read nothing (idle, or stuck writing to a peer that does not read)
+/// before it is closed.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads one connection has made so far, for its watchdog ([`IDLE_TIMEOUT`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Activity(Arc<AtomicU64>);
+
+impl Activity {
+    /// Notes the `n`th read (one writer: a plain store, no locked instruction).
+    fn note(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    fn reads(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Closes the connection `abort` names once it has read nothing for [`IDLE_TIMEOUT`]; ends
+/// when `ended` does (the connection's task dropped its sender).
+async fn watchdog(
+    activity: Activity,
+    abort: AbortHandle,
+    mut ended: oneshot::Receiver<()>,
+) -> bool {
+    let mut seen = activity.reads();
+    loop {
+        tokio::select! {
+            _ = &mut ended => return false,
+            () = tokio::time::sleep(IDLE_TIMEOUT) => {}
+        }
+        let now = activity.reads();
+        if now == seen {
+            abort.abort();
+            return true;
+        }
+        seen = now;
+    }
+}
 
 /// Bytes an echo's connections may hold beyond their base buffers, shared among them.
 #[derive(Debug)]
@@ -145,7 +191,7 @@ pub(crate) async fn serve_tcp(listener: TcpListener) {
 /// budget they share, until the task is dropped; `what` names the echo in the log.
 pub(crate) async fn serve_each<F, Fut>(listener: TcpListener, what: &'static str, conn: F)
 where
-    F: Fn(TcpStream, Arc<Budget>) -> Fut,
+    F: Fn(TcpStream, Arc<Budget>, Activity) -> Fut,
     Fut: Future<Output = io::Result<()>> + Send + 'static,
 {
     let budget = Budget::new(BUDGET);
@@ -161,12 +207,20 @@ where
                     };
                     // Nagle would hold back every echo behind the peer's delayed ACK.
                     let _ = stream.set_nodelay(true);
-                    let served = conn(stream, Arc::clone(&budget));
-                    conns.spawn(async move {
+                    let activity = Activity::default();
+                    let served = conn(stream, Arc::clone(&budget), activity.clone());
+                    let (done, ended) = oneshot::channel::<()>();
+                    let abort = conns.spawn(async move {
+                        let _done = done;
                         if let Err(err) = served.await {
                             tracing::debug!(%peer, error = %err, "{what}: connection closed");
                         }
                         drop(slot);
+                    });
+                    conns.spawn(async move {
+                        if watchdog(activity, abort, ended).await {
+                            tracing::debug!(%peer, "{what}: nothing read for {IDLE_TIMEOUT:?}, closed");
+                        }
                     });
                 }
                 // Out of descriptors, usually: back off instead of spinning on the same error.
@@ -203,7 +257,9 @@ fn complete_frames(buf: &[u8]) -> io::Result<(usize, Option<usize>)> {
 pub(crate) async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     budget: Arc<Budget>,
+    activity: Activity,
 ) -> io::Result<()> {
+    let mut reads = 0u64;
     let mut buf = BytesMut::with_capacity(BASE);
     let mut charge = Charge { budget, bytes: 0 };
     // When the frame in progress must be complete; `None` while the buffer is empty.
@@ -224,6 +280,8 @@ pub(crate) async fn echo_tcp<S: AsyncRead + AsyncWrite + Unpin>(
         if n == 0 {
             return Ok(());
         }
+        reads += 1;
+        activity.note(reads);
         let (end, unfinished) = complete_frames(&buf)?;
         if end > 0 {
             stream.write_all(&buf[..end]).await?;
@@ -307,7 +365,7 @@ mod tests {
     async fn an_unfinished_frame_is_closed_at_the_frame_timeout_and_its_budget_given_back() {
         let budget = Budget::new(BUDGET);
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        let echo = tokio::spawn(echo_tcp(server, Arc::clone(&budget)));
+        let echo = tokio::spawn(echo_tcp(server, Arc::clone(&budget), Activity::default()));
         // A 1 MiB frame, of which 100 KiB arrive.
         client
             .write_all(&(1u32 << 20).to_be_bytes())
@@ -322,11 +380,61 @@ mod tests {
         assert_eq!(budget.held(), 0, "given back");
     }
 
+    /// Reads `stream` to its end, keeping at most 64 MiB: whether it ended (closed or reset).
+    async fn ends(stream: &mut TcpStream) -> bool {
+        let mut buf = vec![0; 1 << 20];
+        for _ in 0..64 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+        false
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_peers_and_peers_that_never_read_are_closed_after_the_idle_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(serve_tcp(listener));
+        let started = Instant::now();
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        // Another sends 16 MiB of frames and reads none of their echoes: the echo's write
+        // blocks, and with it its reads.
+        let mut stuck = TcpStream::connect(addr).await.expect("connect");
+        let (mut stuck_read, mut stuck_write) = stuck.split();
+        let frame = [&(1u32 << 22).to_be_bytes()[..], &vec![9u8; 1 << 22]].concat();
+        let flood = async {
+            for _ in 0..4 {
+                let wrote = tokio::time::timeout(IDLE_TIMEOUT * 2, stuck_write.write_all(&frame));
+                if !matches!(wrote.await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+        };
+        let ((), closed) = tokio::join!(flood, async {
+            tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+            tokio::time::timeout(IDLE_TIMEOUT * 2, ends(&mut silent))
+                .await
+                .unwrap_or(false)
+        });
+        assert!(closed, "the silent connection was closed");
+        assert!(
+            started.elapsed() >= IDLE_TIMEOUT,
+            "not before the idle timeout"
+        );
+        let mut rest = Vec::new();
+        let drained =
+            tokio::time::timeout(Duration::from_secs(5), stuck_read.read_to_end(&mut rest)).await;
+        assert!(drained.is_ok(), "the stuck connection ended");
+        server.abort();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn large_and_small_frames_are_echoed_and_the_large_buffer_given_up() {
         let budget = Budget::new(BUDGET);
         let (mut client, server) = tokio::io::duplex(8 << 20);
-        let echo = tokio::spawn(echo_tcp(server, Arc::clone(&budget)));
+        let echo = tokio::spawn(echo_tcp(server, Arc::clone(&budget), Activity::default()));
         for len in [3usize, 200_000, 5, MAX_FRAME, 0] {
             let mut frame = (len as u32).to_be_bytes().to_vec();
             frame.extend((0..len).map(|i| i as u8));

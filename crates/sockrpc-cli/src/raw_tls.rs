@@ -15,11 +15,11 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 /// inside each session, until the task is dropped. The limits are the TCP echo's
 /// (`raw_echo.rs`), the handshake bounded by [`CONNECT_TIMEOUT`].
 pub(crate) async fn serve_tls(listener: TcpListener, tls: ServerTls) {
-    serve_each(listener, "raw TLS echo", move |stream, budget| {
+    serve_each(listener, "raw TLS echo", move |stream, budget, activity| {
         let acceptor = TlsAcceptor::from(tls.rustls_config());
         async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(session)) => echo_tcp(session, budget).await,
+                Ok(Ok(session)) => echo_tcp(session, budget, activity).await,
                 Ok(Err(err)) => Err(err),
                 Err(_) => Err(io::Error::new(
                     io::ErrorKind::TimedOut,
