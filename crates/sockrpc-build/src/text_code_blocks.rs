@@ -9,6 +9,14 @@
 //! string of every fenced block is replaced by `text`; its cleanup then writes `text,text`,
 //! which rustdoc shows as plain text and never runs. A comment whose blocks cannot all be
 //! rewritten so is handed on as one fenced text block holding it as written.
+//!
+//! prost-build writes every block back with a three-backtick fence, whatever fenced it in the
+//! comment (an indentation, four backticks, tildes), so a line of the block that is itself a
+//! ```` ``` ```` closes it early and what follows runs as a doctest. Every comment is therefore
+//! rendered here as prost-build will render it (`prost_render`, its renderer and options) and
+//! checked; one that would still hold a doctest is handed on as one text block in which each
+//! line that starts with backticks or tildes is prefixed with a zero-width space (U+200B),
+//! which keeps it on show but never a fence.
 
 use std::ops::Range;
 
@@ -31,6 +39,15 @@ pub(crate) fn text_code_blocks(fds: &mut FileDescriptorSet) {
         {
             if let Some(rewritten) = rewrite(comment) {
                 *comment = rewritten;
+            }
+            if !survives_prost(comment) {
+                let defused = defused(comment);
+                *comment = if survives_prost(&defused) {
+                    defused
+                } else {
+                    // Never seen: no docs rather than a doctest that fails the user's build.
+                    String::new()
+                };
             }
         }
     }
@@ -110,6 +127,80 @@ fn verbatim(comment: &str) -> String {
     )
 }
 
+/// The zero-width space that keeps a line starting with a fence's characters from being one.
+const DEFUSE: char = '\u{200B}';
+
+/// `comment` as prost-build's `cleanup-markdown` renders it into doc lines (its parser, its
+/// retagging of blocks and its three-backtick fences; `prost-build`'s `ast.rs`), one space
+/// taken off each line as rustdoc takes it.
+fn prost_render(comment: &str) -> Vec<String> {
+    let events = parser(comment).map(|(event, _)| match event {
+        Event::Start(Tag::CodeBlock(kind)) => {
+            let info = match kind {
+                CodeBlockKind::Fenced(info) if &*info == "rust" => "compile_fail".to_owned(),
+                CodeBlockKind::Fenced(info) => format!("text,{info}"),
+                CodeBlockKind::Indented => TEXT.to_owned(),
+            };
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info.into())))
+        }
+        event => event,
+    });
+    let options = pulldown_cmark_to_cmark::Options {
+        code_block_token_count: 3,
+        ..Default::default()
+    };
+    let mut out = String::with_capacity(comment.len() + 256);
+    let rendered = match pulldown_cmark_to_cmark::cmark_with_options(events, &mut out, options) {
+        Ok(_) => out.as_str(),
+        // prost-build keeps the comment's own lines then.
+        Err(_) => comment,
+    };
+    rendered
+        .lines()
+        .map(|line| line.strip_prefix(' ').unwrap_or(line).to_owned())
+        .collect()
+}
+
+/// Whether `comment`, once prost-build has rendered it, holds no code block rustdoc would run:
+/// each is fenced, and its info string starts with `text` (prost-build's `text,…`; rustdoc
+/// runs no block naming a language it does not know).
+fn survives_prost(comment: &str) -> bool {
+    use pulldown_cmark::Options;
+    let text = prost_render(comment).join("\n");
+    // The extensions rustdoc reads docs with, as `comments::only_text_code_blocks`.
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS;
+    Parser::new_ext(&text, options).all(|event| match event {
+        Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
+            info.split(',').next().map(str::trim) == Some(TEXT)
+        }
+        Event::Start(Tag::CodeBlock(CodeBlockKind::Indented)) => false,
+        _ => true,
+    })
+}
+
+/// `comment` in one fenced text block, each line that starts (after its indentation) with a
+/// backtick or a tilde prefixed with [`DEFUSE`], so no line of it can close the fence
+/// prost-build writes around it.
+fn defused(comment: &str) -> String {
+    let lines: Vec<String> = comment
+        .trim_end_matches('\n')
+        .lines()
+        .map(|line| {
+            let body = line.trim_start_matches([' ', '\t']);
+            if body.starts_with(['`', '~']) {
+                let indent = &line[..line.len() - body.len()];
+                format!("{indent}{DEFUSE}{body}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    format!("```{TEXT}\n{}\n```\n", lines.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +244,37 @@ mod tests {
     #[test]
     fn an_unclosed_fence_is_tagged_to_the_end() {
         assert_eq!(rewritten(" ```rust\n open();\n"), " ```text\n open();\n");
+    }
+
+    #[test]
+    fn blocks_whose_lines_look_like_fences_are_defused() {
+        // prost-build writes each block back with three backticks: a ``` line inside it
+        // would close it and leave the next line a doctest.
+        for comment in [
+            " A field:\n\n     ```\n     ```\n     compile_error!(\"ran\");\n     ```\n",
+            " ````\n ```\n compile_error!(\"ran\");\n ```\n ````\n",
+            " ~~~\n ```\n compile_error!(\"ran\");\n ```\n ~~~\n",
+        ] {
+            let rewritten = rewritten(comment);
+            assert!(!survives_prost(&rewritten), "the case itself: {comment:?}");
+            let safe = defused(&rewritten);
+            assert!(survives_prost(&safe), "{safe:?}");
+            assert!(
+                safe.contains("compile_error!(\"ran\");"),
+                "the text is kept: {safe:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_blocks_survive_prost_as_they_are() {
+        for comment in [
+            " Before.\n\n ```text\n let x = 1;\n ```\n",
+            "     indented();\n",
+            " Plain text with `code`.\n",
+        ] {
+            assert!(survives_prost(comment), "{comment:?}");
+        }
     }
 
     #[test]
