@@ -3,7 +3,8 @@
 //! that is never below the real one (`at_call_limit`, `crates/sockrpc-transport/src/server/
 //! conn.rs`); these tests hold the limit to what the calls really do: an OPEN past it is
 //! answered `RESOURCE_EXHAUSTED`, and calls that ended on their own tasks free their slots for
-//! the next OPENs on the same connection.
+//! the next OPENs on the same connection. What the requests of those running calls hold
+//! together is bounded too (`max_running_requests_size`).
 
 use crate::raw::{concat, frame, open, END, END_STREAM, MESSAGE};
 use crate::service::HardEcho;
@@ -21,9 +22,14 @@ const SLEEP: Duration = Duration::from_secs(1);
 
 /// A `Sleep` call of `millis`: one that sleeps runs on in a task of its own.
 fn sleep_call(call_id: u32, millis: u64) -> Vec<u8> {
+    padded_sleep_call(call_id, millis, 0)
+}
+
+/// A `Sleep` call of `millis` whose request carries `pad` bytes more (in its token).
+fn padded_sleep_call(call_id: u32, millis: u64, pad: usize) -> Vec<u8> {
     let request = SleepRequest {
         millis,
-        token: String::new(),
+        token: "p".repeat(pad),
     };
     concat(&[
         &open(call_id, SLEEP_PATH, &[]),
@@ -87,4 +93,43 @@ async fn calls_in_their_own_tasks_hold_the_limit_and_free_it_when_they_end() {
     }
     assert_eq!(echo.seen.sleeping(), 4);
     server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_calls_requests_are_bounded_and_freed_when_they_end() {
+    // A budget of 1 MiB: three running calls of 400 KiB requests take it (the third is admitted
+    // at 800 KiB held), so a fourth, however small, is refused at once, unrun; once the three
+    // ended, the next call runs.
+    const PAD: usize = 400 * 1024;
+    let echo = HardEcho::default();
+    let server = Running::start(
+        Server::builder()
+            .idle_timeout(None)
+            .max_running_requests_size(1024 * 1024)
+            .add_service(EchoServer::new(echo.clone())),
+    );
+    let start = Instant::now();
+    let mut conn = RawConn::connect(server.addr).await;
+    let millis = SLEEP.as_millis() as u64;
+    conn.send(&concat(&[
+        &padded_sleep_call(1, millis, PAD),
+        &padded_sleep_call(2, millis, PAD),
+        &padded_sleep_call(3, millis, PAD),
+    ]))
+    .await;
+    conn.send(&sleep_call(4, 0)).await;
+    let (code, at) = ended(&mut conn, 4).await;
+    assert_eq!(code, RESOURCE_EXHAUSTED, "a call past the budget");
+    assert!(
+        at < start + SLEEP,
+        "refused at once, not after the sleepers"
+    );
+    assert_eq!(echo.seen.sleeping(), 3, "the three within the budget ran");
+    for call_id in [1, 2, 3] {
+        let (code, _) = ended(&mut conn, call_id).await;
+        assert_eq!(code, OK, "call {call_id}");
+    }
+    conn.send(&sleep_call(5, 0)).await;
+    let (code, _) = ended(&mut conn, 5).await;
+    assert_eq!(code, OK, "the budget was given back");
 }

@@ -20,6 +20,12 @@ pub struct Limits {
     /// ([`MAX_STATUS_MESSAGE`](crate::frame::MAX_STATUS_MESSAGE)), at most
     /// [`STATUS_MESSAGE_CEILING`].
     pub max_status_message_size: usize,
+    /// What the requests of one connection's unary calls whose handlers wait may hold
+    /// together (messages, metadata as counted against its limit, method paths), on a
+    /// server: past it, a new unary call fails `RESOURCE_EXHAUSTED` at once. Default 256 MiB,
+    /// 64 requests of the largest default message; it bounds what one connection holds,
+    /// which the limit of calls in flight alone (4,096 of up to 4 MiB) does not usefully.
+    pub max_running_requests_size: usize,
 }
 
 /// The most a status message may be set to carry: an END frame (message, up to 32 KiB of
@@ -48,6 +54,7 @@ impl Default for Limits {
             max_metadata_size: 16 * 1024,
             max_send_message_size: None,
             max_status_message_size: crate::frame::MAX_STATUS_MESSAGE,
+            max_running_requests_size: 256 * 1024 * 1024,
         }
     }
 }
@@ -75,6 +82,13 @@ impl Limits {
     /// one is lowered to it).
     pub fn with_max_status_message_size(mut self, size: usize) -> Limits {
         self.max_status_message_size = size.min(STATUS_MESSAGE_CEILING);
+        self
+    }
+
+    /// Limits with the given bound on what running unary calls' requests hold on one
+    /// connection (see [`max_running_requests_size`](Limits::max_running_requests_size)).
+    pub fn with_max_running_requests_size(mut self, size: usize) -> Limits {
+        self.max_running_requests_size = size;
         self
     }
 

@@ -209,6 +209,14 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Sets what the requests of one connection's unary calls whose handlers wait may hold
+    /// together (messages, metadata, method paths; default 256 MiB). Past it a new unary call
+    /// fails `RESOURCE_EXHAUSTED` at once, until running calls end.
+    pub fn max_running_requests_size(mut self, bytes: usize) -> Self {
+        self.config.limits = self.config.limits.with_max_running_requests_size(bytes);
+        self
+    }
+
     /// Sets how many calls one connection may have open. Clients learn it from the server's
     /// SETTINGS: a sockrpc client's calls past it wait for room instead of being refused,
     /// and its pool fills a connection no further.

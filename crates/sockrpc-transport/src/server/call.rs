@@ -16,6 +16,12 @@
 //! A handler that panics — while being dispatched, on its first poll here, or later in its own
 //! task or (a streaming call) on the connection's — fails its own call with `INTERNAL` and
 //! releases its slot; the connection and every other call on it go on.
+//!
+//! A unary handler that waits keeps its request (message, metadata, path) for as long as it
+//! runs; what those requests hold together is bounded per connection
+//! (`Limits::max_running_requests_size`): past it a new unary call fails `RESOURCE_EXHAUSTED` at once,
+//! as a call past the budget of requests waiting for their message does (`open.rs`). Without
+//! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection.
 
 use super::conn::Connection;
 use super::open::Opened;
@@ -23,7 +29,8 @@ use super::respond::{answer_now, encode_refusal, pump, ConnState, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::outbox::HIGH_WATER;
 use crate::panic::{panicked, poll_caught};
-use sockrpc_protocol::{Code, Request, Response, Status};
+use sockrpc_protocol::{frame, Code, Request, Response, Status};
+use std::sync::atomic::Ordering;
 use std::{
     future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
@@ -34,6 +41,28 @@ use std::{
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
+/// One running call's request, counted in [`Shared::running_held`] until the call's task ends
+/// (answered, cancelled or dropped with its connection).
+struct RunningCharge {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl RunningCharge {
+    fn new(shared: Arc<Shared>, bytes: usize) -> RunningCharge {
+        shared.running_held.fetch_add(bytes, Ordering::Relaxed);
+        RunningCharge { shared, bytes }
+    }
+}
+
+impl Drop for RunningCharge {
+    fn drop(&mut self) {
+        self.shared
+            .running_held
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 impl<D: Dispatch> Connection<D> {
     /// Starts a call; answers inline when it completes at once.
     pub(super) fn dispatch_call(
@@ -43,6 +72,21 @@ impl<D: Dispatch> Connection<D> {
         opened: Opened,
         body: RequestBody,
     ) {
+        let held = match &body {
+            RequestBody::Once(message) => {
+                let budget = self.shared.limits.max_running_requests_size;
+                if self.shared.running_held.load(Ordering::Relaxed) > budget {
+                    let status = Status::resource_exhausted(format!(
+                        "unary calls running on this connection hold over {budget} bytes of requests"
+                    ));
+                    return self.answer(call_id, Err(status));
+                }
+                message.len()
+                    + frame::metadata_charge(&opened.metadata)
+                    + opened.path.as_bytes().len()
+            }
+            RequestBody::Stream(_) => 0,
+        };
         let Opened {
             path,
             metadata,
@@ -121,7 +165,10 @@ impl<D: Dispatch> Connection<D> {
             Poll::Pending => {
                 let shared = Arc::clone(&self.shared);
                 let task_span = span.clone();
+                // Counted while the handler holds its request, however the task ends.
+                let charge = RunningCharge::new(Arc::clone(&self.shared), held);
                 let task = async move {
+                    let _charge = charge;
                     let result = future.await;
                     record(&task_span, started, &result);
                     finish_call(shared, call_id, result, fold_end, deadline).await;

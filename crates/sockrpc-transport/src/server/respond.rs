@@ -178,6 +178,9 @@ impl ConnState {
 pub(super) struct Shared {
     pub(super) state: Mutex<ConnState>,
     pub(super) limits: Limits,
+    /// What the requests of unary calls running in tasks of their own hold (`call.rs`,
+    /// bounded by `Limits::max_running_requests_size`).
+    pub(super) running_held: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -196,6 +199,7 @@ impl Shared {
                 went_idle: 0,
             }),
             limits,
+            running_held: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
