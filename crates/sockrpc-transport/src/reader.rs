@@ -43,7 +43,8 @@ pub struct FrameReader {
     buf: BytesMut,
     decoder: FrameDecoder,
     frames: u64,
-    /// The size of the allocation `buf` reads into (as seen when it was made).
+    /// The largest capacity `buf` has had since it was last a fresh buffer: at most the size of
+    /// the allocation it reads into, at least what a frame read now would keep alive.
     alloc: usize,
 }
 
@@ -83,11 +84,12 @@ impl FrameReader {
                 .decoder
                 .bytes_wanted(self.buf.len())
                 .clamp(CHUNK, MAX_RESERVE);
-            let before = self.buf.as_ptr();
             self.buf.reserve(want);
-            if self.buf.as_ptr() != before {
-                // A new allocation, or the old one reclaimed from its start: either way the
-                // buffer now starts its allocation, and its capacity is the allocation's size.
+            // However `reserve` made room (a new allocation, the old one grown in place by
+            // `realloc`, or reclaimed), the allocation holds at least the capacity: noted as
+            // the largest seen since the last fresh buffer, an upper bound on what was read
+            // into it only ever copying more, never less.
+            if self.buf.capacity() > self.alloc {
                 self.note_alloc(self.buf.capacity());
             }
         }
@@ -207,6 +209,25 @@ mod tests {
                 "a small frame pins the large one's buffer"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_noted_allocation_covers_a_large_frame_however_it_grew() {
+        // `realloc` may grow the buffer in place (no new pointer): the size noted must follow
+        // the capacity, or nothing read with the large frame would be copied out.
+        let mut wire = BytesMut::new();
+        encode_message(&mut wire, 1, true, &vec![1u8; 1 << 20]);
+        let reader: BoxReader = Box::pin(std::io::Cursor::new(wire.to_vec()));
+        let mut frames = FrameReader::new(reader, FrameDecoder::after_preface(Limits::default()));
+        // Bounded: 1 MiB arrives in at most this many reads.
+        for _ in 0..1000 {
+            if frames.next_frame().expect("frame").is_some() {
+                break;
+            }
+            poll_fn(|cx| frames.poll_fill(cx)).await.expect("read");
+            assert!(frames.alloc >= frames.buf.capacity(), "the noted size lags");
+        }
+        assert!(frames.alloc >= 1 << 20, "noted {}", frames.alloc);
     }
 
     #[tokio::test]
