@@ -48,7 +48,10 @@ pub const METADATA_ENTRY_OVERHEAD: usize = 32;
 /// What `metadata` counts against [`Limits::max_metadata_size`]: its encoded length plus
 /// [`METADATA_ENTRY_OVERHEAD`] per entry.
 pub fn metadata_charge(metadata: &MetadataMap) -> usize {
-    metadata_len(metadata) + metadata.len() * METADATA_ENTRY_OVERHEAD
+    2 + metadata
+        .iter()
+        .map(|(k, v)| 1 + k.len() + 2 + v.len() + METADATA_ENTRY_OVERHEAD)
+        .sum::<usize>()
 }
 
 /// Checks that `metadata` fits the wire format and `limits`.

@@ -81,9 +81,13 @@ impl<D: Dispatch> Connection<D> {
                     ));
                     return self.answer(call_id, Err(status));
                 }
-                message.len()
-                    + frame::metadata_charge(&opened.metadata)
-                    + opened.path.as_bytes().len()
+                // Most calls carry no metadata: one comparison then.
+                let metadata = if opened.metadata.is_empty() {
+                    0
+                } else {
+                    frame::metadata_charge(&opened.metadata)
+                };
+                message.len() + metadata + opened.path.as_bytes().len()
             }
             RequestBody::Stream(_) => 0,
         };
@@ -166,7 +170,7 @@ impl<D: Dispatch> Connection<D> {
                 let shared = Arc::clone(&self.shared);
                 let task_span = span.clone();
                 // Counted while the handler holds its request, however the task ends.
-                let charge = RunningCharge::new(Arc::clone(&self.shared), held);
+                let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&self.shared), held));
                 let task = async move {
                     let _charge = charge;
                     let result = future.await;
