@@ -14,7 +14,8 @@
 //!   restarts the clock), as sockrpc's server asks: a peer that stops mid-frame is closed and
 //!   gives its budget back;
 //! - at most [`MAX_CONNECTIONS`] connections at once; one past it is closed on accept;
-//! - a connection that reads nothing for [`IDLE_TIMEOUT`] is closed, whether idle or stuck
+//! - a connection that reads nothing for [`IDLE_TIMEOUT`] (within a quarter more) is closed,
+//!   whether idle or stuck
 //!   writing an echo to a peer that does not read (which would hold its slot and its budget for
 //!   ever). A watchdog task per connection checks, so the echo's own path pays one store per
 //!   read and no timer: the floor stays the floor.
@@ -66,25 +67,29 @@ impl Activity {
     }
 }
 
-/// Closes the connection `abort` names once it has read nothing for [`IDLE_TIMEOUT`]; ends
-/// when `ended` does (the connection's task dropped its sender).
+/// Closes the connection `abort` names once it has read nothing for [`IDLE_TIMEOUT`] (looking
+/// every quarter of it, so within 1.25 times it); ends when `ended` does (the connection's task
+/// dropped its sender).
 async fn watchdog(
     activity: Activity,
     abort: AbortHandle,
     mut ended: oneshot::Receiver<()>,
 ) -> bool {
     let mut seen = activity.reads();
+    let mut quiet_since = Instant::now();
     loop {
         tokio::select! {
             _ = &mut ended => return false,
-            () = tokio::time::sleep(IDLE_TIMEOUT) => {}
+            () = tokio::time::sleep(IDLE_TIMEOUT / 4) => {}
         }
         let now = activity.reads();
-        if now == seen {
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= IDLE_TIMEOUT {
             abort.abort();
             return true;
         }
-        seen = now;
     }
 }
 
