@@ -155,12 +155,20 @@ fn a_ping_flood_into_a_server_that_never_reads_is_bounded() {
             module_path!(),
             "a_ping_flood_into_a_server_that_never_reads_is_bounded",
         );
-        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
             .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
             .env(FLOOD_CHILD_ENV, "1")
-            .status()
+            .output()
             .expect("run the measuring process");
-        assert!(status.success(), "the measuring process failed: {status}");
+        let out = String::from_utf8_lossy(&run.stdout);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.success(),
+            "the measuring process failed: {out}{err}"
+        );
+        // Not a vacuous pass: the child ran this test, and measured.
+        assert!(out.contains("1 passed"), "the child ran no test: {out}");
+        assert!(err.contains("a PING flood unread"), "no measurement: {err}");
         return;
     }
     tokio::runtime::Builder::new_multi_thread()
