@@ -154,8 +154,41 @@ pub(crate) fn rss() -> u64 {
     pages * 4096
 }
 
-/// This process's peak resident size (VmHWM), in bytes: a brief spike counts too. Each test runs
-/// in its own process under nextest, so the peak is this test's.
+/// Set, to a test's name, in the process that test runs its measurement in
+/// ([`measured_alone`]).
+const ALONE_ENV: &str = "SOCKRPC_TEST_MEASURED_ALONE";
+
+/// For a test that reads this process's peak memory: whether to run its body here. Under
+/// `cargo test` every test of the binary shares one process, whose peak their memory would
+/// swell; so, unless this is already the process made for it, this runs the test binary again
+/// with the test alone, checks that it ran and passed, and returns false (the caller returns).
+pub(crate) fn measured_alone(module_path: &str, test: &str) -> bool {
+    let name = sockrpc_tests::child::test_name(module_path, test);
+    if std::env::var(ALONE_ENV).is_ok_and(|v| v == name) {
+        return true;
+    }
+    let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE_ENV, &name)
+        .output()
+        .expect("run the measuring process");
+    let out = String::from_utf8_lossy(&run.stdout);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{name} alone failed: {out}{err}");
+    // Not a vacuous pass: the child ran the test, and it measured.
+    assert!(
+        out.contains("1 passed"),
+        "{name}: the child ran no test: {out}"
+    );
+    assert!(
+        err.contains(", peak after "),
+        "{name}: no measurement: {err}"
+    );
+    false
+}
+
+/// This process's peak resident size (VmHWM), in bytes: a brief spike counts too. A test that
+/// reads it runs in a process of its own ([`measured_alone`]), so the peak is that test's.
 pub(crate) fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("status");
     status
@@ -227,6 +260,12 @@ pub(crate) fn failed(what: &str, result: Result<EchoReply, Status>, code: Code) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_for_calls_never_opened_or_already_ended_are_ignored() {
+    if !measured_alone(
+        module_path!(),
+        "answers_for_calls_never_opened_or_already_ended_are_ignored",
+    ) {
+        return;
+    }
     // 3,000 answers (HEADERS, a 16 KiB MESSAGE, END) for ids the client never opened, about
     // 50 MiB, before the real answer; then, on the next call, answers again for the first.
     let fake = fake_server(|mut stream| async move {
@@ -292,6 +331,12 @@ pub(crate) async fn answering(reply: Reply) -> Fake {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lengths_past_the_clients_limits_close_the_connection_at_once() {
+    if !measured_alone(
+        module_path!(),
+        "lengths_past_the_clients_limits_close_the_connection_at_once",
+    ) {
+        return;
+    }
     let cases: [(&str, Reply); 5] = [
         ("MESSAGE of 4 GiB", |id| header(u32::MAX, MESSAGE, 0, 0, id)),
         ("MESSAGE past the skippable size", |id| {

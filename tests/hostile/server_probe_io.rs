@@ -63,6 +63,12 @@ async fn a_dripped_answer_or_preface_ends_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_reads_bounds_the_calls_and_the_memory() {
+    if !crate::server_probe::measured_alone(
+        module_path!(),
+        "a_server_that_never_reads_bounds_the_calls_and_the_memory",
+    ) {
+        return;
+    }
     let fake = fake_server(|mut stream| async move {
         let _ = stream.write_all(PREFACE).await;
         // Never reads: the client's writes back up.

@@ -122,6 +122,12 @@ async fn repeating_headers(answer: bool) -> Fake {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_repeated_on_a_unary_call_do_not_pile_up() {
+    if !crate::server_probe::measured_alone(
+        module_path!(),
+        "headers_repeated_on_a_unary_call_do_not_pile_up",
+    ) {
+        return;
+    }
     let fake = repeating_headers(true).await;
     let mut client = client(fake.addr).await;
     let before = rss();
@@ -133,6 +139,12 @@ async fn headers_repeated_on_a_unary_call_do_not_pile_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_repeated_on_a_stream_do_not_pile_up() {
+    if !crate::server_probe::measured_alone(
+        module_path!(),
+        "headers_repeated_on_a_stream_do_not_pile_up",
+    ) {
+        return;
+    }
     let fake = repeating_headers(false).await;
     let mut client = bounded("connect", StreamerClient::connect(fake.addr.to_string()))
         .await
