@@ -82,6 +82,21 @@ impl FrameDecoder {
         self.copy_below = len;
     }
 
+    /// Takes `skip` bytes (a header already parsed) and the `len`-byte body after them off
+    /// `src`: the body sliced from the buffer, or copied out of it when the frame is under
+    /// [`copy_below`](Self::copy_below).
+    fn take_body(&self, src: &mut BytesMut, skip: usize, len: usize) -> Bytes {
+        if HEADER_LEN + len < self.copy_below {
+            let body = Bytes::copy_from_slice(&src[skip..skip + len]);
+            src.advance(skip + len);
+            body
+        } else {
+            let mut body = src.split_to(skip + len).freeze();
+            body.advance(skip);
+            body
+        }
+    }
+
     /// The limits this decoder enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -176,15 +191,7 @@ impl Decoder for FrameDecoder {
                     if src.len() >= whole {
                         // The common case, the whole frame already read: one split of the
                         // buffer for header and body, and no trip through `State::Body`.
-                        let body = if whole < self.copy_below {
-                            let body = Bytes::copy_from_slice(&src[HEADER_LEN..whole]);
-                            src.advance(whole);
-                            body
-                        } else {
-                            let mut body = src.split_to(whole).freeze();
-                            body.advance(HEADER_LEN);
-                            body
-                        };
+                        let body = self.take_body(src, HEADER_LEN, header.length as usize);
                         return Ok(Some(self.parse(&header, body)?));
                     }
                     src.advance(HEADER_LEN);
@@ -195,13 +202,7 @@ impl Decoder for FrameDecoder {
                     if src.len() < len {
                         return Ok(None);
                     }
-                    let body = if HEADER_LEN + len < self.copy_below {
-                        let body = Bytes::copy_from_slice(&src[..len]);
-                        src.advance(len);
-                        body
-                    } else {
-                        src.split_to(len).freeze()
-                    };
+                    let body = self.take_body(src, 0, len);
                     self.state = State::Head;
                     return Ok(Some(self.parse(&header, body)?));
                 }

@@ -43,8 +43,9 @@ pub struct FrameReader {
     buf: BytesMut,
     decoder: FrameDecoder,
     frames: u64,
-    /// The largest capacity `buf` has had since it was last a fresh buffer: at most the size of
-    /// the allocation it reads into, at least what a frame read now would keep alive.
+    /// The largest capacity `buf` has had since it was last a fresh buffer: never less than the
+    /// allocation it reads into now (which a frame sliced from it keeps alive), sometimes more
+    /// (after `reserve` moved it to a smaller one), which only copies more frames out.
     alloc: usize,
 }
 
@@ -87,8 +88,7 @@ impl FrameReader {
             self.buf.reserve(want);
             // However `reserve` made room (a new allocation, the old one grown in place by
             // `realloc`, or reclaimed), the allocation holds at least the capacity: noted as
-            // the largest seen since the last fresh buffer, an upper bound on what was read
-            // into it only ever copying more, never less.
+            // the largest seen since the last fresh buffer (see `alloc`).
             if self.buf.capacity() > self.alloc {
                 self.note_alloc(self.buf.capacity());
             }
