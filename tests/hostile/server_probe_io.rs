@@ -147,77 +147,49 @@ async fn pings_are_answered() {
     .await;
 }
 
-/// Set in the process [`a_ping_flood_into_a_server_that_never_reads_is_bounded`] runs its
-/// measurement in.
-const FLOOD_CHILD_ENV: &str = "SOCKRPC_TEST_PING_FLOOD_CHILD";
-
-/// The measurement is this process's peak memory, so it runs in a process of its own (this
-/// test binary again, this test alone): beside the binary's other tests, under `cargo test`,
-/// their memory counted too.
-#[test]
-fn a_ping_flood_into_a_server_that_never_reads_is_bounded() {
-    if std::env::var_os(FLOOD_CHILD_ENV).is_none() {
-        let name = sockrpc_tests::child::test_name(
-            module_path!(),
-            "a_ping_flood_into_a_server_that_never_reads_is_bounded",
-        );
-        let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-            .env(FLOOD_CHILD_ENV, "1")
-            .output()
-            .expect("run the measuring process");
-        let out = String::from_utf8_lossy(&run.stdout);
-        let err = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            run.status.success(),
-            "the measuring process failed: {out}{err}"
-        );
-        // Not a vacuous pass: the child ran this test, and measured.
-        assert!(out.contains("1 passed"), "the child ran no test: {out}");
-        assert!(err.contains("a PING flood unread"), "no measurement: {err}");
+/// A server that floods PINGs and never reads the PONGs: the client's memory stays bounded (its
+/// peak read in a process of its own: [`crate::server_probe::measured_alone`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_into_a_server_that_never_reads_is_bounded() {
+    if !crate::server_probe::measured_alone(
+        module_path!(),
+        "a_ping_flood_into_a_server_that_never_reads_is_bounded",
+    ) {
         return;
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            // A server that floods up to 200 MiB of PINGs for 3 s and never reads the PONGs.
-            let sent = Arc::new(AtomicUsize::new(0));
-            let counted = Arc::clone(&sent);
-            let fake = fake_server(move |mut stream| {
-                let counted = Arc::clone(&counted);
-                async move {
-                    let chunk: Vec<u8> = (0..(1u64 << 20) / 20)
-                        .flat_map(|i| frame(PING, 0, 0, &i.to_be_bytes()))
-                        .collect();
-                    let _ = stream.write_all(PREFACE).await;
-                    let started = Instant::now();
-                    while started.elapsed() < Duration::from_secs(3)
-                        && counted.load(Ordering::SeqCst) < 200
-                    {
-                        if stream.write_all(&chunk).await.is_err() {
-                            return;
-                        }
-                        counted.fetch_add(1, Ordering::SeqCst);
-                    }
-                    tokio::time::sleep(BOUND).await;
+    // A server that floods up to 200 MiB of PINGs for 3 s and never reads the PONGs.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&sent);
+    let fake = fake_server(move |mut stream| {
+        let counted = Arc::clone(&counted);
+        async move {
+            let chunk: Vec<u8> = (0..(1u64 << 20) / 20)
+                .flat_map(|i| frame(PING, 0, 0, &i.to_be_bytes()))
+                .collect();
+            let _ = stream.write_all(PREFACE).await;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(3) && counted.load(Ordering::SeqCst) < 200
+            {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
                 }
-            })
-            .await;
-            let before = rss();
-            let client = client(fake.addr).await;
-            tokio::time::sleep(Duration::from_millis(3200)).await;
-            let flooded = sent.load(Ordering::SeqCst);
-            eprintln!("{flooded} MiB of PINGs taken in 3 s");
-            assert!(
-                flooded >= 20,
-                "the client stopped reading after {flooded} MiB of PINGs"
-            );
-            assert_grew_less("a PING flood unread", before, 24 * MIB);
-            drop(client);
-        });
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::time::sleep(BOUND).await;
+        }
+    })
+    .await;
+    let before = rss();
+    let client = client(fake.addr).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let flooded = sent.load(Ordering::SeqCst);
+    eprintln!("{flooded} MiB of PINGs taken in 3 s");
+    assert!(
+        flooded >= 20,
+        "the client stopped reading after {flooded} MiB of PINGs"
+    );
+    assert_grew_less("a PING flood unread", before, 24 * MIB);
+    drop(client);
 }
 
 /// Connections a pool opens to `fake` within `window`, while it makes a call every 50 ms with
