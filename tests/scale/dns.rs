@@ -1,139 +1,16 @@
-//! DNS discovery against a real DNS server (hickory-server, in process, UDP on port 0) whose
-//! records change during the test, and which can be made to fail A queries (SERVFAIL).
+//! DNS discovery against a real DNS server (`dns_server.rs`) whose records change during the
+//! test, and which can be made to fail A queries (SERVFAIL).
 
+use super::dns_server::{name, Dns};
 use super::support::{hello, run_calls, shares, Server};
-use hickory_server::authority::{AuthorityObject, Catalog, MessageResponseBuilder, ZoneType};
-use hickory_server::proto::op::{Header, ResponseCode};
-use hickory_server::proto::rr::rdata::{A, AAAA, SOA, SRV};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryAuthority;
-use hickory_server::ServerFuture;
+use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
+use hickory_server::proto::rr::{RData, RecordType};
 use sockrpc::service::balance::{BalanceBuilder, RoundRobin};
 use sockrpc::service::discovery::dns::DnsDiscovery;
 use sockrpc::Channel;
-use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// The zone's catalog, except that A queries are answered SERVFAIL while `fail_a` is set.
-struct Flaky {
-    catalog: Catalog,
-    fail_a: Arc<AtomicBool>,
-    /// A queries answered SERVFAIL.
-    failed: Arc<AtomicU32>,
-}
-
-// `RequestHandler` is an `async_trait`: its method written out as that macro would.
-impl RequestHandler for Flaky {
-    fn handle_request<'life0, 'life1, 'async_trait, R>(
-        &'life0 self,
-        request: &'life1 Request,
-        mut response: R,
-    ) -> Pin<Box<dyn Future<Output = ResponseInfo> + Send + 'async_trait>>
-    where
-        R: ResponseHandler + 'async_trait,
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let asks_a = request
-                .request_info()
-                .is_ok_and(|info| info.query.query_type() == RecordType::A);
-            if !(asks_a && self.fail_a.load(Ordering::SeqCst)) {
-                return self.catalog.handle_request(request, response).await;
-            }
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            let message = MessageResponseBuilder::from_message_request(request)
-                .error_msg(request.header(), ResponseCode::ServFail);
-            match response.send_response(message).await {
-                Ok(info) => info,
-                Err(_) => {
-                    let mut header = Header::response_from_request(request.header());
-                    header.set_response_code(ResponseCode::ServFail);
-                    header.into()
-                }
-            }
-        })
-    }
-}
-
-/// A one-zone DNS server whose `svc.scale.test.` A records the test sets.
-struct Dns {
-    addr: SocketAddr,
-    zone: Arc<InMemoryAuthority>,
-    name: Name,
-    fail_a: Arc<AtomicBool>,
-    failed: Arc<AtomicU32>,
-    _server: ServerFuture<Flaky>,
-}
-
-impl Dns {
-    async fn start() -> Dns {
-        let origin = Name::from_str("scale.test.").expect("origin");
-        let mut zone = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
-        let soa = SOA::new(
-            Name::from_str("ns.scale.test.").expect("ns"),
-            Name::from_str("admin.scale.test.").expect("admin"),
-            1,
-            60,
-            60,
-            60,
-            1,
-        );
-        zone.upsert_mut(Record::from_rdata(origin.clone(), 1, RData::SOA(soa)), 1);
-        let zone = Arc::new(zone);
-        let mut catalog = Catalog::new();
-        let object: Arc<dyn AuthorityObject> = zone.clone();
-        catalog.upsert(LowerName::from(&origin), vec![object]);
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind dns");
-        let addr = socket.local_addr().expect("dns addr");
-        let (fail_a, failed) = (Arc::default(), Arc::default());
-        let mut server = ServerFuture::new(Flaky {
-            catalog,
-            fail_a: Arc::clone(&fail_a),
-            failed: Arc::clone(&failed),
-        });
-        server.register_socket(socket);
-        Dns {
-            addr,
-            zone,
-            name: Name::from_str("svc.scale.test.").expect("name"),
-            fail_a,
-            failed,
-            _server: server,
-        }
-    }
-
-    /// Sets the A records of `svc.scale.test.`, TTL 1 s.
-    async fn set(&self, ips: &[Ipv4Addr]) {
-        let data = ips.iter().map(|ip| RData::A(A(*ip))).collect();
-        self.set_records(&self.name.clone(), RecordType::A, 1, data)
-            .await;
-    }
-
-    /// Replaces the `kind` records of `name` (an empty list removes them).
-    async fn set_records(&self, name: &Name, kind: RecordType, ttl: u32, data: Vec<RData>) {
-        let key = RrKey::new(LowerName::from(name), kind);
-        let mut records = self.zone.records_mut().await;
-        if data.is_empty() {
-            records.remove(&key);
-            return;
-        }
-        let mut set = RecordSet::with_ttl(name.clone(), kind, ttl);
-        for rdata in data {
-            set.add_rdata(rdata);
-        }
-        records.insert(key, Arc::new(set));
-    }
-}
 
 /// Established TCP connections to `addr`, from /proc/net/tcp (IPv4 loopback only).
 fn established_to(addr: SocketAddr) -> usize {
@@ -239,10 +116,6 @@ async fn records_added_and_removed_mid_test_follow_the_ttl() {
     for server in servers {
         server.shutdown().await;
     }
-}
-
-fn name(text: &str) -> Name {
-    Name::from_str(text).expect("a DNS name")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

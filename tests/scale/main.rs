@@ -13,7 +13,8 @@
 //! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
 //! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
 //!   records added and removed on the TTL, SRV priority and weight, an early lookup after a
-//!   connection fails);
+//!   connection fails; `dns_server.rs`); dns_gone: a name deleted from DNS, or whose SRV
+//!   records name no usable target, empties the set and calls say why at once;
 //! - etcd: a real etcd (Debian's `etcd-server`, `etcd_process.rs`) with registrations under a
 //!   lease that survive an etcd restart and a revoked lease, and values changed, duplicated and
 //!   malformed under the watch (with the tests package's `etcd` feature, which `.ci/run` turns
@@ -25,6 +26,8 @@
 
 mod child;
 mod dns;
+mod dns_gone;
+mod dns_server;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]

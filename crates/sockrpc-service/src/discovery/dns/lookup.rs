@@ -2,7 +2,9 @@
 //!
 //! A name's addresses come from the hosts file when it lists the name (as glibc's `files`
 //! before `dns`), else from its A and AAAA records, asked at once. A record type the name has
-//! none of (NXDOMAIN, or NOERROR with no answer) adds no address; any other failure (SERVFAIL,
+//! none of (NXDOMAIN, or NOERROR with no answer) adds no address, and a name with no address
+//! at all is an answer too, an empty one (grpc-go's resolver treats "not found" the same way):
+//! a name deleted from DNS takes its endpoints with it. Any other failure (SERVFAIL,
 //! REFUSED, a timeout) makes the answer partial, and the discovery then keeps its last answer
 //! whole rather than take half of one: a name with both A and AAAA records would otherwise
 //! drop every IPv4 address because one query timed out. A partial answer is used only when
@@ -14,7 +16,11 @@
 //! records naming it at its best priority; the balanced channel sends calls to the best
 //! priority that has a usable server, and to a worse one only while none of the better has
 //! (RFC 2782). A target with no addresses is passed over; a target whose lookup fails makes the
-//! answer partial, unless its priority is worse than the best that resolved.
+//! answer partial, unless its priority is worse than the best that resolved. An SRV name that
+//! does not exist, or whose targets are all "." or have no address, is an empty answer.
+//!
+//! An empty answer says why it is empty ([`Found::none`]), and is looked up again after its
+//! negative TTL (the SOA's, RFC 2308), or [`ABSENT_TTL`] when the server gave none.
 
 use super::Query;
 use hickory_resolver::proto::op::{Query as DnsQuery, ResponseCode};
@@ -34,7 +40,15 @@ pub(super) struct Found {
     pub(super) ttl: Duration,
     /// What failed, when the answer is partial.
     pub(super) failed: Option<String>,
+    /// Why no address came back, when none did and nothing failed: the name does not exist,
+    /// has no address records, or its SRV records name no usable target.
+    pub(super) none: Option<String>,
 }
+
+/// How long an empty answer stands when the server gave no negative TTL (no SOA): as long as
+/// grpc-go's DNS resolver waits between lookups, so that a name that reappears is seen without
+/// asking every `min_ttl` for a name that is gone.
+pub(super) const ABSENT_TTL: Duration = Duration::from_secs(30);
 
 /// Where an address stands among the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +81,14 @@ pub(super) async fn lookup(
         Query::Ip { name, port } => {
             let found = addresses(resolver, hosts, name).await?;
             if found.ips.is_empty() {
-                return Err(format!("{name} has no A or AAAA records"));
+                return Ok(Found::empty(
+                    found.ttl,
+                    if found.nonexistent {
+                        format!("{name} does not exist (NXDOMAIN)")
+                    } else {
+                        format!("{name} has no A or AAAA records")
+                    },
+                ));
             }
             let addrs = found
                 .ips
@@ -84,9 +105,23 @@ pub(super) async fn lookup(
                 addrs,
                 ttl: seconds(found.ttl),
                 failed: found.failed,
+                none: None,
             })
         }
         Query::Srv { name } => srv(resolver, hosts, name).await,
+    }
+}
+
+impl Found {
+    /// An answer with no address: `why`, standing for the negative TTL `ttl` (seconds), or
+    /// [`ABSENT_TTL`] without one.
+    fn empty(ttl: Option<u32>, why: String) -> Found {
+        Found {
+            addrs: BTreeMap::new(),
+            ttl: ttl.map_or(ABSENT_TTL, |ttl| seconds(Some(ttl))),
+            failed: None,
+            none: Some(why),
+        }
     }
 }
 
@@ -96,17 +131,32 @@ fn seconds(ttl: Option<u32>) -> Duration {
 }
 
 async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Found, String> {
-    let found = resolver
-        .srv_lookup(name)
-        .await
-        .map_err(|e| format!("SRV {name}: {}", describe(&e)))?;
+    let found = match resolver.srv_lookup(name).await {
+        Ok(found) => found,
+        Err(error) => {
+            return match absent(&error) {
+                Some(absent) => Ok(Found::empty(
+                    absent.ttl,
+                    if absent.nonexistent {
+                        format!("SRV {name} does not exist (NXDOMAIN)")
+                    } else {
+                        format!("{name} has no SRV records")
+                    },
+                )),
+                None => Err(format!("SRV {name}: {}", describe(&error))),
+            };
+        }
+    };
     let mut ttl = shortest(found.as_lookup().records());
     let mut by_priority: BTreeMap<u16, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
     let mut failures: Vec<(u16, String)> = Vec::new();
+    // The targets passed over: "." and names without an address.
+    let mut unusable: Vec<String> = Vec::new();
     for record in found.iter() {
         let target = record.target().to_utf8();
         if target == "." {
             // RFC 2782: "the service is decidedly not available at this domain".
+            unusable.push(target);
             continue;
         }
         let priority = record.priority();
@@ -117,10 +167,12 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
                 continue;
             }
         };
-        if let Some(error) = addresses.failed {
-            failures.push((priority, error));
-        }
         ttl = sooner(ttl, addresses.ttl);
+        match addresses.failed {
+            Some(error) => failures.push((priority, error)),
+            None if addresses.ips.is_empty() => unusable.push(target.clone()),
+            None => {}
+        }
         let weight = u32::from(record.weight()).max(1);
         let tier = by_priority.entry(priority).or_default();
         for ip in addresses.ips {
@@ -150,10 +202,24 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
     }
     match (used, failed) {
         (None, Some(error)) => Err(error),
+        (None, None) => {
+            unusable.sort();
+            unusable.dedup();
+            let why = if unusable.iter().all(|t| t == ".") {
+                format!("{name}: the service is not available at this domain (SRV target \".\")")
+            } else {
+                format!(
+                    "none of the SRV targets of {name} has an address ({})",
+                    unusable.join(", ")
+                )
+            };
+            Ok(Found::empty(ttl, why))
+        }
         (_, failed) => Ok(Found {
             addrs,
             ttl: seconds(ttl),
             failed,
+            none: None,
         }),
     }
 }
@@ -165,6 +231,8 @@ struct Addresses {
     ttl: Option<u32>,
     /// The half (A or AAAA) that failed, when one did.
     failed: Option<String>,
+    /// The server said the name does not exist (NXDOMAIN).
+    nonexistent: bool,
 }
 
 /// `name`'s addresses: from the hosts file when it lists the name, else its A and AAAA
@@ -179,6 +247,7 @@ async fn addresses(
             ips: vec![ip],
             ttl: None,
             failed: None,
+            nonexistent: false,
         });
     }
     if let Some(ips) = from_hosts(hosts, name) {
@@ -186,6 +255,7 @@ async fn addresses(
             ips,
             ttl: None,
             failed: None,
+            nonexistent: false,
         });
     }
     let (v4, v6) = tokio::join!(resolver.ipv4_lookup(name), resolver.ipv6_lookup(name));
@@ -193,6 +263,7 @@ async fn addresses(
         ips: Vec::new(),
         ttl: None,
         failed: None,
+        nonexistent: false,
     };
     for (kind, answer) in [
         ("A", v4.map(|l| l.as_lookup().clone())),
@@ -200,8 +271,12 @@ async fn addresses(
     ] {
         let records = match answer {
             Ok(lookup) => lookup,
-            Err(error) if absent(&error) => continue,
             Err(error) => {
+                if let Some(absent) = absent(&error) {
+                    found.ttl = sooner(found.ttl, absent.ttl);
+                    found.nonexistent |= absent.nonexistent;
+                    continue;
+                }
                 let error = format!("{kind} {name}: {}", describe(&error));
                 found.failed = Some(match found.failed.take() {
                     Some(first) => format!("{first}; {error}"),
@@ -239,17 +314,29 @@ fn from_hosts(hosts: &Hosts, name: &str) -> Option<Vec<IpAddr>> {
     (!ips.is_empty()).then_some(ips)
 }
 
+/// An answer saying there is nothing of the type asked.
+struct Absent {
+    /// NXDOMAIN: the name does not exist (else it exists, with no records of that type).
+    nonexistent: bool,
+    /// How long that stands, from the SOA the answer carried (RFC 2308).
+    ttl: Option<u32>,
+}
+
 /// Whether `error` says the name has no records of the type asked (NXDOMAIN, or NOERROR with
 /// no answer): an answer. hickory reports SERVFAIL and REFUSED as "no records" too, with their
 /// response code: those are failures.
-fn absent(error: &ResolveError) -> bool {
-    matches!(
-        error.proto().map(|p| p.kind()),
+fn absent(error: &ResolveError) -> Option<Absent> {
+    match error.proto().map(|p| p.kind()) {
         Some(ProtoErrorKind::NoRecordsFound {
-            response_code: ResponseCode::NoError | ResponseCode::NXDomain,
+            response_code: code @ (ResponseCode::NoError | ResponseCode::NXDomain),
+            negative_ttl,
             ..
-        })
-    )
+        }) => Some(Absent {
+            nonexistent: *code == ResponseCode::NXDomain,
+            ttl: *negative_ttl,
+        }),
+        _ => None,
+    }
 }
 
 /// What went wrong, in words: hickory says "no records found" for SERVFAIL and REFUSED too,

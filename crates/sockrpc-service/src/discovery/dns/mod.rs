@@ -8,7 +8,9 @@
 //! balanced channel pokes the discovery, which looks again early (still no more often than
 //! `min_ttl`). A failed lookup, or one that came back in part (A answered, AAAA timed out),
 //! keeps the last good answer whole and tries again after `min_ttl`; with no answer yet, the
-//! part that came is used.
+//! part that came is used. A name that does not exist (NXDOMAIN), has no addresses, or whose
+//! SRV records name no usable target is an answer, an empty one: its endpoints leave, and calls
+//! fail at once with the reason (grpc-go's "produced zero addresses") until it comes back.
 //! With SRV, every priority's targets become endpoints with that priority, and their SRV
 //! weights endpoint weights; the balanced channel sends calls to the best priority that has a
 //! usable endpoint (RFC 2782's rule: a worse priority only when the better ones are down). How one lookup reads its answers: `lookup.rs`.
@@ -218,7 +220,10 @@ async fn follow(
         let looked = Instant::now();
         let wait = match lookup(&resolver, &hosts, &config.query).await {
             Ok(found) if found.failed.is_none() => {
-                problem.clear();
+                match &found.none {
+                    Some(why) => problem.set(format!("DNS found no address: {why}")),
+                    None => problem.clear(),
+                }
                 if !apply(&config, &mut known, found.addrs, &tx) {
                     return;
                 }

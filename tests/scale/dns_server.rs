@@ -1,0 +1,143 @@
+//! The DNS server the DNS discovery tests ask: hickory-server, in process, UDP on port 0, with
+//! one zone (`scale.test.`) whose records a test changes while it runs, and which can be made
+//! to fail A queries (SERVFAIL).
+
+use hickory_server::authority::{AuthorityObject, Catalog, MessageResponseBuilder, ZoneType};
+use hickory_server::proto::op::{Header, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, SOA};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryAuthority;
+use hickory_server::ServerFuture;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// The zone's catalog, except that A queries are answered SERVFAIL while `fail_a` is set.
+struct Flaky {
+    catalog: Catalog,
+    fail_a: Arc<AtomicBool>,
+    /// A queries answered SERVFAIL.
+    failed: Arc<AtomicU32>,
+}
+
+// `RequestHandler` is an `async_trait`: its method written out as that macro would.
+impl RequestHandler for Flaky {
+    fn handle_request<'life0, 'life1, 'async_trait, R>(
+        &'life0 self,
+        request: &'life1 Request,
+        mut response: R,
+    ) -> Pin<Box<dyn Future<Output = ResponseInfo> + Send + 'async_trait>>
+    where
+        R: ResponseHandler + 'async_trait,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let asks_a = request
+                .request_info()
+                .is_ok_and(|info| info.query.query_type() == RecordType::A);
+            if !(asks_a && self.fail_a.load(Ordering::SeqCst)) {
+                return self.catalog.handle_request(request, response).await;
+            }
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            let message = MessageResponseBuilder::from_message_request(request)
+                .error_msg(request.header(), ResponseCode::ServFail);
+            match response.send_response(message).await {
+                Ok(info) => info,
+                Err(_) => {
+                    let mut header = Header::response_from_request(request.header());
+                    header.set_response_code(ResponseCode::ServFail);
+                    header.into()
+                }
+            }
+        })
+    }
+}
+
+/// A one-zone DNS server (`scale.test.`, SOA minimum 1 s) whose `svc.scale.test.` A records the test sets.
+pub(crate) struct Dns {
+    pub(crate) addr: SocketAddr,
+    zone: Arc<InMemoryAuthority>,
+    pub(crate) name: Name,
+    pub(crate) fail_a: Arc<AtomicBool>,
+    pub(crate) failed: Arc<AtomicU32>,
+    _server: ServerFuture<Flaky>,
+}
+
+impl Dns {
+    pub(crate) async fn start() -> Dns {
+        let origin = Name::from_str("scale.test.").expect("origin");
+        let mut zone = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
+        let soa = SOA::new(
+            Name::from_str("ns.scale.test.").expect("ns"),
+            Name::from_str("admin.scale.test.").expect("admin"),
+            1,
+            60,
+            60,
+            60,
+            1,
+        );
+        zone.upsert_mut(Record::from_rdata(origin.clone(), 1, RData::SOA(soa)), 1);
+        let zone = Arc::new(zone);
+        let mut catalog = Catalog::new();
+        let object: Arc<dyn AuthorityObject> = zone.clone();
+        catalog.upsert(LowerName::from(&origin), vec![object]);
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind dns");
+        let addr = socket.local_addr().expect("dns addr");
+        let (fail_a, failed) = (Arc::default(), Arc::default());
+        let mut server = ServerFuture::new(Flaky {
+            catalog,
+            fail_a: Arc::clone(&fail_a),
+            failed: Arc::clone(&failed),
+        });
+        server.register_socket(socket);
+        Dns {
+            addr,
+            zone,
+            name: Name::from_str("svc.scale.test.").expect("name"),
+            fail_a,
+            failed,
+            _server: server,
+        }
+    }
+
+    /// Sets the A records of `svc.scale.test.`, TTL 1 s.
+    pub(crate) async fn set(&self, ips: &[Ipv4Addr]) {
+        let data = ips.iter().map(|ip| RData::A(A(*ip))).collect();
+        self.set_records(&self.name.clone(), RecordType::A, 1, data)
+            .await;
+    }
+
+    /// Replaces the `kind` records of `name` (an empty list removes them).
+    pub(crate) async fn set_records(
+        &self,
+        name: &Name,
+        kind: RecordType,
+        ttl: u32,
+        data: Vec<RData>,
+    ) {
+        let key = RrKey::new(LowerName::from(name), kind);
+        let mut records = self.zone.records_mut().await;
+        if data.is_empty() {
+            records.remove(&key);
+            return;
+        }
+        let mut set = RecordSet::with_ttl(name.clone(), kind, ttl);
+        for rdata in data {
+            set.add_rdata(rdata);
+        }
+        records.insert(key, Arc::new(set));
+    }
+}
+
+/// `text` as a DNS name.
+pub(crate) fn name(text: &str) -> Name {
+    Name::from_str(text).expect("a DNS name")
+}
