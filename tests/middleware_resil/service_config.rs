@@ -6,6 +6,7 @@ use sockrpc::middleware::service_config::ServiceConfig;
 use sockrpc_tests::counter::counter_client::CounterClient;
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::EchoServer;
+use sockrpc_tests::echo::{EchoRequest, GrowRequest};
 use tower::Layer;
 
 const CONFIG: &str = r#"{
@@ -140,4 +141,118 @@ async fn waits_to_its_deadline(config: &ServiceConfig, channel: sockrpc::Channel
         Duration::from_secs(3),
     )
     .await;
+}
+
+/// `maxRequestMessageBytes` and `maxResponseMessageBytes`, by entry: a request over the limit
+/// fails `RESOURCE_EXHAUSTED` before it is sent, an answer over it fails the call when it
+/// arrives; the client's own smaller limit still wins; methods the entry does not cover are
+/// not bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_config_bounds_each_methods_messages() {
+    let config = ServiceConfig::from_json(
+        r#"{"methodConfig": [
+             {"name": [{"service": "sockrpc.test.Echo", "method": "Echo"}],
+              "maxRequestMessageBytes": 1000},
+             {"name": [{"service": "sockrpc.test.Echo", "method": "Grow"}],
+              "maxResponseMessageBytes": 2000}]}"#,
+    )
+    .expect("valid config");
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(EchoServer::new(Plain))).await;
+    let channel = server.channel().await;
+    let mut client = EchoClient::new(config.layer().layer(channel.clone()));
+    let echo = |size: usize| EchoRequest {
+        payload: Bytes::from(vec![1u8; size]),
+        id: 1,
+    };
+    // The payload plus its tag and length (3 bytes) and the id (2 bytes).
+    let reply = bounded("Echo", client.echo(echo(995)))
+        .await
+        .expect("at the limit");
+    assert_eq!(reply.into_inner().payload.len(), 995);
+    exhausted(
+        client.echo(echo(996)),
+        "1001 bytes exceeds the sending limit of 1000",
+    )
+    .await;
+    // Grow's entry bounds answers, not requests; Echo's answers are not bounded.
+    let grow = |size| GrowRequest { size };
+    let reply = bounded("Grow", client.grow(grow(1997)))
+        .await
+        .expect("2000 bytes");
+    assert_eq!(reply.into_inner().payload.len(), 1997);
+    exhausted(
+        client.grow(grow(1998)),
+        "2001 bytes exceeds the limit of 2000",
+    )
+    .await;
+    // The client's own limit is smaller: it wins.
+    let mut strict = EchoClient::new(config.layer().layer(channel.clone()))
+        .max_decoding_message_size(500)
+        .max_encoding_message_size(500);
+    exhausted(strict.grow(grow(600)), "exceeds the limit of 500").await;
+    exhausted(strict.echo(echo(600)), "exceeds the sending limit of 500").await;
+    // And the connection carried on through all of it.
+    let reply = bounded("Echo", client.echo(echo(10))).await.expect("small");
+    assert_eq!(reply.into_inner().payload.len(), 10);
+    server.stop().await;
+}
+
+/// `call` fails `RESOURCE_EXHAUSTED`, saying `why`.
+async fn exhausted<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T, Status>>,
+    why: &str,
+) {
+    let status = bounded("the call", call).await.expect_err("over a limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains(why), "want {why:?}: {status:?}");
+}
+
+/// The same limits on a stream's messages, each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_config_bounds_stream_messages() {
+    use sockrpc_tests::mirror::Mirror;
+    use sockrpc_tests::stream::streamer_client::StreamerClient;
+    use sockrpc_tests::stream::streamer_server::StreamerServer;
+    use sockrpc_tests::stream::Chunk;
+
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(StreamerServer::new(Mirror))).await;
+    let chunk = |size: usize| Chunk {
+        seq: 1,
+        payload: Bytes::from(vec![2u8; size]),
+    };
+    for (key, want) in [
+        ("maxRequestMessageBytes", "sending limit of 100"),
+        ("maxResponseMessageBytes", "exceeds the limit of 100"),
+    ] {
+        let config = ServiceConfig::from_json(&format!(
+            r#"{{"methodConfig": [{{"name": [{{"service": "sockrpc.test.stream.Streamer"}}],
+                                  "{key}": 100}}]}}"#
+        ))
+        .expect("valid config");
+        let mut client = StreamerClient::new(config.layer().layer(server.channel().await));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let requests = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        let mut answers = bounded("PingPong", client.ping_pong(requests))
+            .await
+            .expect("opens")
+            .into_inner();
+        // One at a time, each answered before the next goes.
+        for size in [10, 20] {
+            tx.send(chunk(size)).await.expect("the stream reads");
+            let answer = bounded("an answer", answers.message()).await;
+            let answer = answer.expect("answered").expect("a message");
+            assert_eq!(answer.payload.len(), size, "{key}");
+        }
+        tx.send(chunk(200)).await.expect("the stream reads");
+        let status = bounded("an answer", answers.message())
+            .await
+            .expect_err("over the limit");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{key}: {status:?}");
+        assert!(status.message().contains(want), "{key}: {status:?}");
+    }
+    server.stop().await;
 }

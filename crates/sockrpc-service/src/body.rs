@@ -4,7 +4,7 @@
 //! carry a stream, either the caller's own (encoded as it is polled) or one fed by a connection
 //! (with flow control behind it).
 
-use crate::compression::{Decoding, Encoding};
+use crate::compression::{Decoding, Encoding, Side};
 use bytes::Bytes;
 use futures_core::Stream;
 use sockrpc_protocol::{MetadataMap, Status};
@@ -220,14 +220,43 @@ impl Body {
         self.codec.get_or_insert_with(Box::default)
     }
 
-    /// Decodes received messages as `decoding` says (a generated client or server sets it).
-    pub(crate) fn set_decoding(&mut self, decoding: Decoding) {
-        self.codec_mut().decoding = Some(decoding);
+    /// Decodes received messages as `decoding` says (a generated client or server sets it),
+    /// keeping a smaller receiving limit already set ([`limit_received`](Body::limit_received)).
+    pub(crate) fn set_decoding(&mut self, mut decoding: Decoding) {
+        let codec = self.codec_mut();
+        decoding.tighten(codec.decoding.as_ref().and_then(Decoding::max));
+        codec.decoding = Some(decoding);
     }
 
-    /// Encodes sent messages as `encoding` says.
-    pub(crate) fn set_encoding(&mut self, encoding: Encoding) {
-        self.codec_mut().encoding = Some(encoding);
+    /// Encodes sent messages as `encoding` says, keeping a smaller sending limit already set
+    /// ([`limit_sent`](Body::limit_sent)).
+    pub(crate) fn set_encoding(&mut self, mut encoding: Encoding) {
+        let codec = self.codec_mut();
+        encoding.tighten(codec.encoding.as_ref().and_then(Encoding::max));
+        codec.encoding = Some(encoding);
+    }
+
+    /// Bounds each message this body sends to `max` bytes (before compression): a larger one
+    /// fails the call `RESOURCE_EXHAUSTED` without being sent. Applies on top of any other
+    /// sending limit (the smaller wins): a service config's `maxRequestMessageBytes` sets it.
+    pub fn limit_sent(&mut self, max: usize) {
+        let codec = self.codec_mut();
+        match &mut codec.encoding {
+            Some(encoding) => encoding.tighten(Some(max)),
+            None => codec.encoding = Some(Encoding::bounded(max)),
+        }
+    }
+
+    /// Bounds each message a client reads from this body to `max` bytes (after
+    /// decompression): a larger one fails the call `RESOURCE_EXHAUSTED`. Applies on top of any
+    /// other receiving limit (the smaller wins): a service config's `maxResponseMessageBytes`
+    /// sets it on the answer's body.
+    pub fn limit_received(&mut self, max: usize) {
+        let codec = self.codec_mut();
+        match &mut codec.decoding {
+            Some(decoding) => decoding.tighten(Some(max)),
+            None => codec.decoding = Some(Decoding::bounded(max, Side::Client)),
+        }
     }
 
     /// The encoding set on this body, if any.

@@ -1,8 +1,13 @@
-//! `MethodDefaults`: a service config's `timeout` and `waitForReady`, applied to each call
-//! before the retry and hedging layers see it, so every attempt shares the one deadline.
+//! `MethodDefaults`: a service config's `timeout`, `waitForReady` and message size limits,
+//! applied to each call before the retry and hedging layers see it, so every attempt shares
+//! the one deadline and the same limits.
 
 use super::ServiceConfig;
-use sockrpc_service::{Call, ConfigDefaults};
+use pin_project_lite::pin_project;
+use sockrpc_protocol::Response;
+use sockrpc_service::{Body, Call, ConfigDefaults};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_layer::Layer;
@@ -13,8 +18,13 @@ use tower_service::Service;
 /// call that made no choice to the channel ([`ConfigDefaults`], in the call's extensions). The
 /// channel's endpoint keeps the last word, as grpc-go's channel-wide call options do: its
 /// shorter `Endpoint::timeout` still bounds a configured deadline, and its
-/// `Endpoint::wait_for_ready` set true waits whatever the config says. Made by
-/// [`MethodDefaultsLayer`].
+/// `Endpoint::wait_for_ready` set true waits whatever the config says.
+///
+/// `maxRequestMessageBytes` bounds each request message (before compression; a larger one
+/// fails the call `RESOURCE_EXHAUSTED` without being sent) and `maxResponseMessageBytes` each
+/// answer message (after decompression; a larger one fails the call `RESOURCE_EXHAUSTED`), on
+/// top of the client's own `max_encoding_message_size` / `max_decoding_message_size`: the
+/// smaller wins, as in grpc-go. Made by [`MethodDefaultsLayer`].
 #[derive(Debug, Clone)]
 pub struct MethodDefaults<S> {
     inner: S,
@@ -33,19 +43,23 @@ impl<S> MethodDefaults<S> {
     }
 }
 
-impl<S: Service<Call>> Service<Call> for MethodDefaults<S> {
-    type Response = S::Response;
+impl<S: Service<Call, Response = Response<Body>>> Service<Call> for MethodDefaults<S> {
+    type Response = Response<Body>;
     type Error = S::Error;
-    // Nothing to do once the call is on its way: the inner future as it is.
-    type Future = S::Future;
+    type Future = MethodDefaultsFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut call: Call) -> S::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
+        let mut max_response = None;
         if let Some(method) = self.config.method_config(call.path()) {
             let request = call.request_mut();
+            if let Some(max) = method.max_request_message_bytes {
+                request.get_mut().limit_sent(bytes(max));
+            }
+            max_response = method.max_response_message_bytes.map(bytes);
             let mut endpoint_applies = false;
             if let Some(limit) = method.timeout {
                 // A timeout the caller set overrides the endpoint's default (as without a
@@ -68,7 +82,42 @@ impl<S: Service<Call>> Service<Call> for MethodDefaults<S> {
                     .insert(ConfigDefaults::new(endpoint_applies, wait));
             }
         }
-        self.inner.call(call)
+        MethodDefaultsFuture {
+            inner: self.inner.call(call),
+            max_response,
+        }
+    }
+}
+
+/// A configured size in bytes, as this machine counts them (a larger one is no limit).
+fn bytes(max: u64) -> usize {
+    usize::try_from(max).unwrap_or(usize::MAX)
+}
+
+pin_project! {
+    /// The future of a [`MethodDefaults`] call: the inner call's, whose answer it bounds by
+    /// the method's `maxResponseMessageBytes`.
+    #[derive(Debug)]
+    pub struct MethodDefaultsFuture<F> {
+        #[pin]
+        inner: F,
+        max_response: Option<usize>,
+    }
+}
+
+impl<F, E> Future for MethodDefaultsFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(max) = *this.max_response {
+            response.get_mut().limit_received(max);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

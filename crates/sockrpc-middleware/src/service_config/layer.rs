@@ -53,20 +53,6 @@ impl ServiceConfigLayer {
                 .fallback_policy(method.retry.clone());
             hedge = hedge.fallback_policy(method.hedging.clone());
         }
-        let sized = config
-            .methods
-            .values()
-            .chain(config.services.values())
-            .chain(&config.default)
-            .any(|m| {
-                m.max_request_message_bytes.is_some() || m.max_response_message_bytes.is_some()
-            });
-        if sized {
-            tracing::warn!(
-                "service config: maxRequestMessageBytes and maxResponseMessageBytes are not \
-                 enforced per method; set the endpoint's message size limits"
-            );
-        }
         ServiceConfigLayer {
             defaults: MethodDefaultsLayer::new(config),
             retry,

@@ -16,7 +16,7 @@
 //!   "loadBalancingConfig": [{"round_robin": {}}]}
 //!
 //!  a call ──▶ MethodDefaults (timeout: the smaller of the call's and the config's;
-//!             │                wait-for-ready unless the call chose)
+//!             │                wait-for-ready unless the call chose; message size limits)
 //!             ▼
 //!            Retry (retryPolicy) ──▶ Hedge (hedgingPolicy) ──▶ the channel
 //! ```
@@ -36,10 +36,11 @@
 //! shorter `Endpoint::timeout` bounds a configured deadline, and its `Endpoint::wait_for_ready`
 //! set true waits whatever the config says (`sockrpc_service::ConfigDefaults`).
 //!
-//! `maxRequestMessageBytes` and `maxResponseMessageBytes` are read and checked but not
-//! enforced per method: sockrpc's size limits are per connection
-//! (`Endpoint::max_encoding_message_size`, `max_decoding_message_size`); building the layer
-//! from a config that sets them logs a warning saying so.
+//! `maxRequestMessageBytes` and `maxResponseMessageBytes` bound each message of the calls an
+//! entry covers, as in grpc-go: a request message over the limit fails its call
+//! `RESOURCE_EXHAUSTED` before it is sent, an answer message over it fails the call
+//! `RESOURCE_EXHAUSTED` when it arrives. A client's own `max_encoding_message_size` /
+//! `max_decoding_message_size` still apply: the smaller limit wins.
 //!
 //! - `parse.rs`: the JSON, checked as gRPC checks it.
 //! - `defaults.rs`: [`MethodDefaults`], the timeout and wait-for-ready of each call.
@@ -85,9 +86,9 @@ pub struct MethodConfig {
     pub retry: Option<RetryPolicy>,
     /// `hedgingPolicy`, its attempts capped at 5.
     pub hedging: Option<HedgingPolicy>,
-    /// `maxRequestMessageBytes` (read, not enforced per method: see the module docs).
+    /// `maxRequestMessageBytes`: the largest request message sent (before compression).
     pub max_request_message_bytes: Option<u64>,
-    /// `maxResponseMessageBytes` (read, not enforced per method: see the module docs).
+    /// `maxResponseMessageBytes`: the largest answer message accepted (after decompression).
     pub max_response_message_bytes: Option<u64>,
 }
 

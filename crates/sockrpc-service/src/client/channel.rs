@@ -511,14 +511,15 @@ async fn feed(mut sender: StreamSender, mut body: Body) {
                     Poll::Ready(sender.send_flagged(cx, &message, compressed))
                 })
                 .await;
-                if sent.is_err() {
-                    sender.cancel();
+                if let Err(status) = sent {
+                    sender.cancel_with(status);
                     return;
                 }
             }
+            // The call ends with the reason (a message over the sending limit, say).
             Some(Some(Err(status))) => {
                 tracing::debug!(error = %status, "request stream failed; cancelling the call");
-                sender.cancel();
+                sender.cancel_with(status);
                 return;
             }
         }

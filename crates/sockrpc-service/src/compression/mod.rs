@@ -224,6 +224,26 @@ pub(crate) struct Decoding {
 }
 
 impl Decoding {
+    /// A decoding that accepts no compression and refuses plain messages over `max`.
+    pub(crate) fn bounded(max: usize, side: Side) -> Decoding {
+        Decoding {
+            accept: EncodingSet::default(),
+            named: 0,
+            max: Some(max),
+            side,
+        }
+    }
+
+    /// Lowers the receiving limit to `max` when that is smaller.
+    pub(crate) fn tighten(&mut self, max: Option<usize>) {
+        self.max = smaller(self.max, max);
+    }
+
+    /// The receiving limit.
+    pub(crate) fn max(&self) -> Option<usize> {
+        self.max
+    }
+
     /// The message as the application reads it.
     pub(crate) fn decode(&self, message: Bytes, compressed: bool) -> Result<Bytes, Status> {
         if !compressed {
@@ -281,6 +301,26 @@ pub(crate) struct Encoding {
 }
 
 impl Encoding {
+    /// An encoding that compresses nothing and refuses messages over `max`.
+    pub(crate) fn bounded(max: usize) -> Encoding {
+        Encoding {
+            send: None,
+            min_size: DEFAULT_COMPRESSION_MIN_SIZE,
+            max: Some(max),
+            switch: None,
+        }
+    }
+
+    /// Lowers the sending limit to `max` when that is smaller.
+    pub(crate) fn tighten(&mut self, max: Option<usize>) {
+        self.max = smaller(self.max, max);
+    }
+
+    /// The sending limit.
+    pub(crate) fn max(&self) -> Option<usize> {
+        self.max
+    }
+
     /// The message as it goes on the wire, and whether it is compressed.
     pub(crate) fn encode(&self, message: Bytes) -> Result<(Bytes, bool), Status> {
         if let Some(max) = self.max.filter(|max| message.len() > *max) {
@@ -298,6 +338,14 @@ impl Encoding {
             }
             _ => Ok((message, false)),
         }
+    }
+}
+
+/// The smaller of two limits, either of which may be unset.
+fn smaller(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -295,12 +295,19 @@ impl StreamSender {
 
     /// Abandons the call (the request could not be produced): the server stops the handler.
     pub fn cancel(&mut self) {
+        self.cancel_with(Status::cancelled("the request stream failed"));
+    }
+
+    /// Abandons the call because of `status` (a request message over a limit, or the request
+    /// stream's own error): the server stops the handler, and the call ends with `status`, as
+    /// grpc-go's `SendMsg` failure ends its stream.
+    pub fn cancel_with(&mut self, status: Status) {
         self.closed = true;
         let shared = self.conn.shared();
         let mut state = shared.lock();
         if let Some(slot) = state.calls.get_mut(self.id) {
             if let Some(stream) = slot.stream.as_mut() {
-                stream.end(Err(Status::cancelled("the request stream failed")));
+                stream.end(Err(status));
             }
             frame::encode_cancel(state.outbox.buf_mut(), self.id);
             state.outbox.wake_driver();
