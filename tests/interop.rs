@@ -148,6 +148,66 @@ async fn large_unary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_compressed_unary() {
+    case("client_compressed_unary").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_compressed_unary() {
+    case("server_compressed_unary").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_compressed_streaming() {
+    case("client_compressed_streaming").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_compressed_streaming() {
+    case("server_compressed_streaming").await;
+}
+
+/// The compression cases check what they claim: against a `TestService` that neither accepts
+/// nor sends compression, each fails, saying what differed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_cases_fail_against_a_server_without_compression() {
+    use sockrpc_interop::pb::test_service_server::TestServiceServer;
+    let server = Running::start_with(|listener, shutdown| {
+        let service = TestServiceServer::new(InteropServer::new());
+        let serving = sockrpc::Server::builder()
+            .add_service(service)
+            .serve_with_listener_and_shutdown(listener, shutdown);
+        (ServerEvents::default(), tokio::spawn(serving))
+    })
+    .await;
+    for (name, want) in [
+        // A gzip request to a server that accepts none is never sent compressed: the server
+        // never says it accepts gzip, so the message expecting compression arrives plain.
+        (
+            "client_compressed_unary",
+            "UnaryCall (compressed): expected OK, got InvalidArgument",
+        ),
+        (
+            "server_compressed_unary",
+            "the answer's compressed flag is false",
+        ),
+        (
+            "client_compressed_streaming",
+            "StreamingInputCall (compressed, then not): expected OK, got InvalidArgument",
+        ),
+        (
+            "server_compressed_streaming",
+            "compressed flag false, expected true",
+        ),
+    ] {
+        let result = bounded(name, sockrpc_interop::run_case(name, &server.addr)).await;
+        let error = result.expect_err(name);
+        assert!(error.contains(want), "{name}: {error}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_streaming() {
     case("client_streaming").await;
 }
@@ -257,7 +317,7 @@ async fn channel_soak() {
 /// `run_case` knows every case and refuses unknown names without connecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_is_listed() {
-    assert_eq!(sockrpc_interop::all_cases().len(), 16);
+    assert_eq!(sockrpc_interop::all_cases().len(), 20);
     let err = sockrpc_interop::run_case("no_such_case", "127.0.0.1:1")
         .await
         .expect_err("unknown case");

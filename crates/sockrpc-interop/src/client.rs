@@ -2,9 +2,11 @@
 //! procedure and asserts. Each returns `Ok(())`, or an error saying what was expected and what
 //! came back.
 //!
-//! Where the spec speaks of HTTP/2 or compression, the cases assert sockrpc's equivalent and say
-//! so: a call's OPEN frame plays the HTTP/2 HEADERS frame, CANCEL plays `RST_STREAM(CANCEL)`,
-//! END_STREAM on the last MESSAGE is the half-close, and END carries status and trailers.
+//! Where the spec speaks of HTTP/2, the cases assert sockrpc's equivalent and say so: a call's
+//! OPEN frame plays the HTTP/2 HEADERS frame, CANCEL plays `RST_STREAM(CANCEL)`, END_STREAM on
+//! the last MESSAGE is the half-close, END carries status and trailers, and a MESSAGE's
+//! `FLAG_COMPRESSED` is the compressed-flag byte (the compression cases, gzip, are in
+//! `compressed.rs`).
 
 use crate::pb::test_service_client::TestServiceClient;
 use crate::pb::unimplemented_service_client::UnimplementedServiceClient;
@@ -20,6 +22,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use crate::cancel::{cancel_after_begin, cancel_after_first_response};
+pub use crate::compressed::{
+    client_compressed_streaming, client_compressed_unary, server_compressed_streaming,
+    server_compressed_unary,
+};
 pub use crate::soak::{channel_soak, rpc_soak, SoakConfig};
 
 /// A connected interop client.
@@ -29,8 +35,12 @@ pub type Client = TestServiceClient<Channel>;
 pub const CASES: &[&str] = &[
     "empty_unary",
     "large_unary",
+    "client_compressed_unary",
+    "server_compressed_unary",
     "client_streaming",
+    "client_compressed_streaming",
     "server_streaming",
+    "server_compressed_streaming",
     "ping_pong",
     "empty_stream",
     "cancel_after_begin",
@@ -83,6 +93,10 @@ pub async fn run_case(name: &str, addr: &str) -> Result<(), String> {
     match name {
         "empty_unary" => empty_unary(&mut client).await,
         "large_unary" => large_unary(&mut client).await,
+        "client_compressed_unary" => client_compressed_unary(&mut client).await,
+        "server_compressed_unary" => server_compressed_unary(&mut client).await,
+        "client_compressed_streaming" => client_compressed_streaming(&mut client).await,
+        "server_compressed_streaming" => server_compressed_streaming(&mut client).await,
         "client_streaming" => client_streaming(&mut client).await,
         "server_streaming" => server_streaming(&mut client).await,
         "ping_pong" => ping_pong(&mut client).await,

@@ -23,6 +23,7 @@
 
 mod cancel;
 pub mod client;
+mod compressed;
 pub mod server;
 mod soak;
 

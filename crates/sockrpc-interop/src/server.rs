@@ -1,7 +1,10 @@
 //! The interop `TestService` server, as gRPC's interop servers implement it (the "Server"
 //! section of the interop spec): EmptyCall, UnaryCall, CacheableUnaryCall, StreamingOutputCall,
 //! StreamingInputCall, FullDuplexCall and HalfDuplexCall, with Echo Status, Echo Metadata and
-//! `ResponseParameters.interval_us`. UnimplementedCall answers `UNIMPLEMENTED`, and
+//! `ResponseParameters.interval_us`, CompressedRequest (`expect_compressed`, checked against
+//! each message's `FLAG_COMPRESSED`) and CompressedResponse (`response_compressed` and
+//! `ResponseParameters.compressed`, gzip, message by message through the call's
+//! [`CompressionSwitch`]). UnimplementedCall answers `UNIMPLEMENTED`, and
 //! `grpc.testing.UnimplementedService` is not served at all.
 
 use crate::pb::test_service_server::{TestService, TestServiceServer};
@@ -12,7 +15,9 @@ use crate::pb::{
 };
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use sockrpc::{Code, MetadataMap, Request, Response, Status, Streaming};
+use sockrpc::{
+    Code, CompressionEncoding, CompressionSwitch, MetadataMap, Request, Response, Status, Streaming,
+};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,9 +127,14 @@ impl InteropServer {
         self.events.clone()
     }
 
-    /// The generated tower service for a router: `Server::builder().add_service(..)`.
+    /// The generated tower service for a router: `Server::builder().add_service(..)`. It
+    /// accepts gzip-compressed requests and compresses with gzip the answers a request asks to
+    /// have compressed, whatever their size, when the client accepts gzip.
     pub fn into_service(self) -> TestServiceServer<InteropServer> {
         TestServiceServer::new(self)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .compression_min_size(0)
     }
 }
 
@@ -207,16 +217,24 @@ fn echo_status(status: Option<&EchoStatus>) -> Result<(), Status> {
     }
 }
 
-/// CompressedRequest: sockrpc has no per-message compression, so a request that expects to have
-/// arrived compressed did not, and fails with `INVALID_ARGUMENT` as the spec requires.
-fn expect_uncompressed(expect_compressed: Option<&BoolValue>) -> Result<(), Status> {
-    if expect_compressed.is_some_and(|b| b.value) {
+/// CompressedRequest: a message that says it expects to have arrived compressed and did not
+/// fails the call with `INVALID_ARGUMENT` (the spec's feature probe). One that arrived
+/// compressed without expecting it is fine.
+fn expect_compressed(expect: Option<&BoolValue>, compressed: bool) -> Result<(), Status> {
+    if expect.is_some_and(|b| b.value) && !compressed {
         return Err(Status::invalid_argument(
-            "expect_compressed is set, but the request was not compressed (sockrpc does not \
-             compress messages)",
+            "expect_compressed is set, but the request message was not compressed",
         ));
     }
     Ok(())
+}
+
+/// CompressedResponse: the messages that follow go compressed when `wanted` (and the client
+/// accepts gzip: the call's switch exists only then), plain otherwise.
+fn compress(switch: Option<&CompressionSwitch>, wanted: Option<&BoolValue>) {
+    if let Some(switch) = switch {
+        switch.set(wanted.is_some_and(|b| b.value));
+    }
 }
 
 /// A payload of `size` zero bytes of `payload_type`; `INVALID_ARGUMENT` for a type or size the
@@ -261,8 +279,14 @@ fn check_parameters(response_type: i32, parameters: &[ResponseParameters]) -> Re
     Ok(())
 }
 
-fn unary(request: &SimpleRequest) -> Result<SimpleResponse, Status> {
-    expect_uncompressed(request.expect_compressed.as_ref())?;
+fn unary(request: &Request<SimpleRequest>) -> Result<SimpleResponse, Status> {
+    let compressed = request.message_compressed();
+    compress(
+        request.extensions().get(),
+        request.get_ref().response_compressed.as_ref(),
+    );
+    let request = request.get_ref();
+    expect_compressed(request.expect_compressed.as_ref(), compressed)?;
     echo_status(request.response_status.as_ref())?;
     Ok(SimpleResponse {
         payload: Some(payload(request.response_type, request.response_size)?),
@@ -295,6 +319,8 @@ struct Output {
     echo: Echo,
     guard: CallGuard,
     failed: bool,
+    /// The call's compression switch, when the answer may be compressed.
+    switch: Option<CompressionSwitch>,
 }
 
 impl Output {
@@ -316,6 +342,7 @@ impl Output {
                     if interval > 0 {
                         tokio::time::sleep(Duration::from_micros(interval)).await;
                     }
+                    compress(self.switch.as_ref(), parameters.compressed.as_ref());
                     let response = payload(response_type, parameters.size).map(|payload| {
                         StreamingOutputCallResponse {
                             payload: Some(payload),
@@ -374,6 +401,7 @@ impl InteropServer {
         buffer_all: bool,
     ) -> Result<Response<OutputStream>, Status> {
         let echo = Echo::from_request(request.metadata());
+        let switch = request.extensions().get::<CompressionSwitch>().cloned();
         let output = Output {
             requests: Some(request.into_inner()),
             buffer_all,
@@ -381,6 +409,7 @@ impl InteropServer {
             echo: echo.clone(),
             guard: self.events.guard(),
             failed: false,
+            switch,
         };
         let mut response = Response::new(output.into_stream());
         echo.apply(&mut response)?;
@@ -390,6 +419,7 @@ impl InteropServer {
 
 impl TestService for InteropServer {
     async fn empty_call(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        compress(request.extensions().get(), None);
         answer(&Echo::from_request(request.metadata()), Ok(Empty {}))
     }
 
@@ -399,7 +429,7 @@ impl TestService for InteropServer {
     ) -> Result<Response<SimpleResponse>, Status> {
         let mut guard = self.events.guard();
         let echo = Echo::from_request(request.metadata());
-        let result = answer(&echo, unary(request.get_ref()));
+        let result = answer(&echo, unary(&request));
         guard.finish(&result);
         result
     }
@@ -410,6 +440,7 @@ impl TestService for InteropServer {
     ) -> Result<Response<SimpleResponse>, Status> {
         // The body is the current time in nanoseconds, so every answer differs; the cache
         // header is what a caching proxy in front of the server would honour.
+        compress(request.extensions().get(), None);
         let echo = Echo::from_request(request.metadata());
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -438,6 +469,7 @@ impl TestService for InteropServer {
         request: Request<StreamingOutputCallRequest>,
     ) -> Result<Response<Self::StreamingOutputCallStream>, Status> {
         let echo = Echo::from_request(request.metadata());
+        let switch = request.extensions().get::<CompressionSwitch>().cloned();
         let request = request.into_inner();
         let accepted = echo_status(request.response_status.as_ref())
             .and_then(|()| check_parameters(request.response_type, &request.response_parameters));
@@ -456,6 +488,7 @@ impl TestService for InteropServer {
             echo: echo.clone(),
             guard: self.events.guard(),
             failed: false,
+            switch,
         };
         let mut response = Response::new(output.into_stream());
         echo.apply(&mut response)?;
@@ -467,12 +500,14 @@ impl TestService for InteropServer {
         request: Request<Streaming<StreamingInputCallRequest>>,
     ) -> Result<Response<StreamingInputCallResponse>, Status> {
         let mut guard = self.events.guard();
+        compress(request.extensions().get(), None);
         let echo = Echo::from_request(request.metadata());
         let mut requests = request.into_inner();
         let result = async {
             let mut total: usize = 0;
             while let Some(request) = requests.message().await? {
-                expect_uncompressed(request.expect_compressed.as_ref())?;
+                let compressed = requests.last_message_compressed();
+                expect_compressed(request.expect_compressed.as_ref(), compressed)?;
                 total += request.payload.map_or(0, |p| p.body.len());
             }
             let aggregated_payload_size = i32::try_from(total).map_err(|_| {

@@ -58,6 +58,13 @@ impl<T> Streaming<T> {
         self.body.trailers()
     }
 
+    /// Whether the last message read arrived compressed (see
+    /// [`Body::last_message_compressed`]): a sender may compress some messages of a stream and
+    /// not others.
+    pub fn last_message_compressed(&self) -> bool {
+        self.body.last_message_compressed()
+    }
+
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Status>>> {
         if self.done {
             return Poll::Ready(None);

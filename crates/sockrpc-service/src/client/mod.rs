@@ -191,13 +191,19 @@ impl<T: ClientService> Client<T> {
         response: Response<Body>,
         codec: &C,
     ) -> Result<Response<Resp>, Status> {
-        let (metadata, mut body, mut trailers) = response.into_parts();
+        let mut response = response;
+        let body = response.get_mut();
         let message = codec.decode(body.take_single().await?)?;
         // A streamed answer's trailers arrive at its end, inside the body.
-        if let Some(late) = body.trailers() {
-            trailers.extend(late.clone());
+        let late = body.trailers().cloned();
+        let compressed = body.last_message_compressed();
+        // `map` keeps what the answer's wire form said (its encoding fields).
+        let mut response = response.map(|_| message);
+        if let Some(late) = late {
+            response.trailers_mut().extend(late);
         }
-        Ok(Response::from_parts(metadata, message, trailers))
+        response.set_message_compressed(compressed);
+        Ok(response)
     }
 
     /// One request, one response.
