@@ -143,3 +143,61 @@ async fn srv_records_with_no_usable_target_fail_calls_at_once_with_the_reason() 
     .await;
     server.shutdown().await;
 }
+
+/// A name that does not exist yet is asked again soon (from `min_ttl`, backing off), not after
+/// its negative TTL (an hour here, as many zones' SOA says): created later, it is seen within
+/// seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_created_late_is_seen_within_seconds_whatever_its_negative_ttl() {
+    let dns = Dns::with_negative_ttl(3600).await;
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let SocketAddr::V4(addr) = server.addr else {
+        unreachable!("bound on IPv4")
+    };
+    let channel = Channel::balance(
+        DnsDiscovery::ip("svc.scale.test.", addr.port())
+            .server(dns.addr)
+            .min_ttl(Duration::from_millis(200))
+            .start()
+            .expect("dns discovery"),
+    );
+    fails_saying(&channel, "svc.scale.test. does not exist (NXDOMAIN)").await;
+    dns.set(&[*addr.ip()]).await;
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("seen once created");
+    assert_eq!(hello(&channel, None).await, Ok(server.addr));
+    server.shutdown().await;
+}
+
+/// The negative TTL of the half a name lacks (no AAAA, SOA minimum 1 s) does not shorten the
+/// wait on the half it has (A, TTL 60 s): no lookup for 2.5 s after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_half_does_not_shorten_the_ttl_of_the_other() {
+    let dns = Dns::start().await;
+    // A server that is up: a failing connection would make the discovery look again early.
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let SocketAddr::V4(addr) = server.addr else {
+        unreachable!("bound on IPv4")
+    };
+    let svc = dns.name.clone();
+    dns.set_records(&svc, RecordType::A, 60, vec![RData::A(A(*addr.ip()))])
+        .await;
+    let channel = Channel::balance(
+        DnsDiscovery::ip("svc.scale.test.", addr.port())
+            .server(dns.addr)
+            .min_ttl(Duration::from_millis(100))
+            .start()
+            .expect("dns discovery"),
+    );
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("up from DNS");
+    let asked = dns.asked.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = dns.asked.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(later, asked, "looked up again before the A record's TTL");
+    server.shutdown().await;
+}

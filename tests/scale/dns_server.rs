@@ -22,6 +22,8 @@ struct Flaky {
     fail_a: Arc<AtomicBool>,
     /// A queries answered SERVFAIL.
     failed: Arc<AtomicU32>,
+    /// Every query asked.
+    asked: Arc<AtomicU32>,
 }
 
 // `RequestHandler` is an `async_trait`: its method written out as that macro would.
@@ -38,6 +40,7 @@ impl RequestHandler for Flaky {
         Self: 'async_trait,
     {
         Box::pin(async move {
+            self.asked.fetch_add(1, Ordering::SeqCst);
             let asks_a = request
                 .request_info()
                 .is_ok_and(|info| info.query.query_type() == RecordType::A);
@@ -59,18 +62,27 @@ impl RequestHandler for Flaky {
     }
 }
 
-/// A one-zone DNS server (`scale.test.`, SOA minimum 1 s) whose `svc.scale.test.` A records the test sets.
+/// A one-zone DNS server (`scale.test.`) whose `svc.scale.test.` A records the test sets.
 pub(crate) struct Dns {
     pub(crate) addr: SocketAddr,
     zone: Arc<InMemoryAuthority>,
     pub(crate) name: Name,
     pub(crate) fail_a: Arc<AtomicBool>,
     pub(crate) failed: Arc<AtomicU32>,
+    /// Every query the server was asked.
+    pub(crate) asked: Arc<AtomicU32>,
     _server: ServerFuture<Flaky>,
 }
 
 impl Dns {
+    /// A server whose answers of "no such records" stand for 1 s (its SOA's TTL and minimum).
     pub(crate) async fn start() -> Dns {
+        Dns::with_negative_ttl(1).await
+    }
+
+    /// A server whose answers of "no such records" stand for `negative` seconds (RFC 2308: the
+    /// smaller of its SOA's TTL and minimum, both `negative` here).
+    pub(crate) async fn with_negative_ttl(negative: u32) -> Dns {
         let origin = Name::from_str("scale.test.").expect("origin");
         let mut zone = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
         let soa = SOA::new(
@@ -80,9 +92,10 @@ impl Dns {
             60,
             60,
             60,
-            1,
+            negative,
         );
-        zone.upsert_mut(Record::from_rdata(origin.clone(), 1, RData::SOA(soa)), 1);
+        let soa = Record::from_rdata(origin.clone(), negative, RData::SOA(soa));
+        zone.upsert_mut(soa, 1);
         let zone = Arc::new(zone);
         let mut catalog = Catalog::new();
         let object: Arc<dyn AuthorityObject> = zone.clone();
@@ -91,11 +104,12 @@ impl Dns {
             .await
             .expect("bind dns");
         let addr = socket.local_addr().expect("dns addr");
-        let (fail_a, failed) = (Arc::default(), Arc::default());
+        let (fail_a, failed, asked) = (Arc::default(), Arc::default(), Arc::default());
         let mut server = ServerFuture::new(Flaky {
             catalog,
             fail_a: Arc::clone(&fail_a),
             failed: Arc::clone(&failed),
+            asked: Arc::clone(&asked),
         });
         server.register_socket(socket);
         Dns {
@@ -104,6 +118,7 @@ impl Dns {
             name: Name::from_str("svc.scale.test.").expect("name"),
             fail_a,
             failed,
+            asked,
             _server: server,
         }
     }

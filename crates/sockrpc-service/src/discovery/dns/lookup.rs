@@ -19,8 +19,9 @@
 //! answer partial, unless its priority is worse than the best that resolved. An SRV name that
 //! does not exist, or whose targets are all "." or have no address, is an empty answer.
 //!
-//! An empty answer says why it is empty ([`Found::none`]), and is looked up again after its
-//! negative TTL (the SOA's, RFC 2308), or [`ABSENT_TTL`] when the server gave none.
+//! An empty answer says why it is empty ([`Found::none`]); its [`Found::ttl`] is its negative
+//! TTL (the SOA's, RFC 2308), or [`ABSENT_TTL`] when the server gave none: the longest the
+//! discovery waits before asking again (it backs off up to it, from `min_ttl`).
 
 use super::Query;
 use hickory_resolver::proto::op::{Query as DnsQuery, ResponseCode};
@@ -36,7 +37,7 @@ use std::time::Duration;
 pub(super) struct Found {
     /// Each address's place: its weight and priority.
     pub(super) addrs: BTreeMap<SocketAddr, Place>,
-    /// The shortest TTL of the records.
+    /// The shortest TTL of the records; for an empty answer, how long its absence stands.
     pub(super) ttl: Duration,
     /// What failed, when the answer is partial.
     pub(super) failed: Option<String>,
@@ -45,9 +46,9 @@ pub(super) struct Found {
     pub(super) none: Option<String>,
 }
 
-/// How long an empty answer stands when the server gave no negative TTL (no SOA): as long as
-/// grpc-go's DNS resolver waits between lookups, so that a name that reappears is seen without
-/// asking every `min_ttl` for a name that is gone.
+/// How long an empty answer stands when the server gave no negative TTL (no SOA): the cap of
+/// the discovery's backoff while a name stays gone, so that a name that reappears is seen
+/// within it without asking every `min_ttl` for a name that is gone for good.
 pub(super) const ABSENT_TTL: Duration = Duration::from_secs(30);
 
 /// Where an address stands among the others.
@@ -82,7 +83,7 @@ pub(super) async fn lookup(
             let found = addresses(resolver, hosts, name).await?;
             if found.ips.is_empty() {
                 return Ok(Found::empty(
-                    found.ttl,
+                    found.negative_ttl,
                     if found.nonexistent {
                         format!("{name} does not exist (NXDOMAIN)")
                     } else {
@@ -205,7 +206,7 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
         (None, None) => {
             unusable.sort();
             unusable.dedup();
-            let why = if unusable.iter().all(|t| t == ".") {
+            let why = if !unusable.is_empty() && unusable.iter().all(|t| t == ".") {
                 format!("{name}: the service is not available at this domain (SRV target \".\")")
             } else {
                 format!(
@@ -233,6 +234,9 @@ struct Addresses {
     failed: Option<String>,
     /// The server said the name does not exist (NXDOMAIN).
     nonexistent: bool,
+    /// How long "no such records" stands, from the SOA the answers carried (used only when
+    /// there is no address at all: it must not shorten the wait on a name that has some).
+    negative_ttl: Option<u32>,
 }
 
 /// `name`'s addresses: from the hosts file when it lists the name, else its A and AAAA
@@ -248,6 +252,7 @@ async fn addresses(
             ttl: None,
             failed: None,
             nonexistent: false,
+            negative_ttl: None,
         });
     }
     if let Some(ips) = from_hosts(hosts, name) {
@@ -256,6 +261,7 @@ async fn addresses(
             ttl: None,
             failed: None,
             nonexistent: false,
+            negative_ttl: None,
         });
     }
     let (v4, v6) = tokio::join!(resolver.ipv4_lookup(name), resolver.ipv6_lookup(name));
@@ -264,6 +270,7 @@ async fn addresses(
         ttl: None,
         failed: None,
         nonexistent: false,
+        negative_ttl: None,
     };
     for (kind, answer) in [
         ("A", v4.map(|l| l.as_lookup().clone())),
@@ -273,7 +280,7 @@ async fn addresses(
             Ok(lookup) => lookup,
             Err(error) => {
                 if let Some(absent) = absent(&error) {
-                    found.ttl = sooner(found.ttl, absent.ttl);
+                    found.negative_ttl = sooner(found.negative_ttl, absent.ttl);
                     found.nonexistent |= absent.nonexistent;
                     continue;
                 }

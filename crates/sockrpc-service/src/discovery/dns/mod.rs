@@ -10,7 +10,9 @@
 //! keeps the last good answer whole and tries again after `min_ttl`; with no answer yet, the
 //! part that came is used. A name that does not exist (NXDOMAIN), has no addresses, or whose
 //! SRV records name no usable target is an answer, an empty one: its endpoints leave, and calls
-//! fail at once with the reason (grpc-go's "produced zero addresses") until it comes back.
+//! fail at once with the reason (grpc-go's "produced zero addresses") until it comes back. While
+//! it stays gone it is asked again after `min_ttl`, then 1.6 times longer each time (as
+//! grpc-go backs off after a resolver error), up to its negative TTL or 30 s.
 //! With SRV, every priority's targets become endpoints with that priority, and their SRV
 //! weights endpoint weights; the balanced channel sends calls to the best priority that has a
 //! usable endpoint (RFC 2782's rule: a worse priority only when the better ones are down). How one lookup reads its answers: `lookup.rs`.
@@ -216,18 +218,34 @@ async fn follow(
 ) {
     // Each address's weight and the key its endpoint was inserted under.
     let mut known: BTreeMap<SocketAddr, (Place, String)> = BTreeMap::new();
+    // While the name stays gone, the wait before the last lookup: it grows from `min_ttl`.
+    let mut gone_for: Option<Duration> = None;
     loop {
         let looked = Instant::now();
         let wait = match lookup(&resolver, &hosts, &config.query).await {
             Ok(found) if found.failed.is_none() => {
+                let ttl = found.ttl.clamp(config.min_ttl, config.max_ttl);
                 match &found.none {
+                    // Said before the endpoints leave: a call between hears why.
                     Some(why) => problem.set(format!("DNS found no address: {why}")),
-                    None => problem.clear(),
+                    None => gone_for = None,
                 }
+                let empty = found.none.is_some();
                 if !apply(&config, &mut known, found.addrs, &tx) {
                     return;
                 }
-                found.ttl.clamp(config.min_ttl, config.max_ttl)
+                if empty {
+                    // Asked again soon, then less often (×1.6, as gRPC's backoff), up to how long
+                    // the absence stands: a name that is created late is seen within seconds.
+                    let next = gone_for.map_or(config.min_ttl, |wait| wait.mul_f64(1.6));
+                    let next = next.min(ttl);
+                    gone_for = Some(next);
+                    next
+                } else {
+                    // Cleared once the endpoints are on their way (inserts go first).
+                    problem.clear();
+                    ttl
+                }
             }
             // Part of the answer failed: keep the last answer whole, or, with none yet, take
             // the part that came (a server that never answers AAAA must not keep a name from
@@ -264,7 +282,8 @@ async fn follow(
 }
 
 /// Makes the endpoint set `found`: sends the changes from `known`, and records them there.
-/// `false` when nobody listens any more.
+/// Inserts go before removals, so that an address changing never shows the channel an empty
+/// set. `false` when nobody listens any more.
 fn apply(
     config: &DnsDiscovery,
     known: &mut BTreeMap<SocketAddr, (Place, String)>,
@@ -272,10 +291,11 @@ fn apply(
     tx: &mpsc::UnboundedSender<Change>,
 ) -> bool {
     let mut changes = Vec::new();
+    let mut removals = Vec::new();
     known.retain(|addr, (_, key)| {
         let keep = found.contains_key(addr);
         if !keep {
-            changes.push(Change::Remove(key.clone()));
+            removals.push(Change::Remove(key.clone()));
         }
         keep
     });
@@ -295,5 +315,8 @@ fn apply(
         });
         known.insert(addr, (place, key));
     }
-    changes.into_iter().all(|change| tx.send(change).is_ok())
+    changes
+        .into_iter()
+        .chain(removals)
+        .all(|change| tx.send(change).is_ok())
 }
