@@ -152,7 +152,10 @@ async fn service_config_bounds_each_methods_messages() {
     let config = ServiceConfig::from_json(
         r#"{"methodConfig": [
              {"name": [{"service": "sockrpc.test.Echo", "method": "Echo"}],
-              "maxRequestMessageBytes": 1000},
+              "maxRequestMessageBytes": 1000,
+              "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                              "backoffMultiplier": 2,
+                              "retryableStatusCodes": ["RESOURCE_EXHAUSTED"]}},
              {"name": [{"service": "sockrpc.test.Echo", "method": "Grow"}],
               "maxResponseMessageBytes": 2000}]}"#,
     )
@@ -170,11 +173,19 @@ async fn service_config_bounds_each_methods_messages() {
         .await
         .expect("at the limit");
     assert_eq!(reply.into_inner().payload.len(), 995);
-    exhausted(
+    // Refused before it is sent, and not retried (each attempt would fail the same way).
+    let status = exhausted(
         client.echo(echo(996)),
         "1001 bytes exceeds the sending limit of 1000",
     )
     .await;
+    assert!(
+        status
+            .metadata()
+            .get("grpc-previous-rpc-attempts")
+            .is_none(),
+        "{status:?}"
+    );
     // Grow's entry bounds answers, not requests; Echo's answers are not bounded.
     let grow = |size| GrowRequest { size };
     let reply = bounded("Grow", client.grow(grow(1997)))
@@ -198,14 +209,15 @@ async fn service_config_bounds_each_methods_messages() {
     server.stop().await;
 }
 
-/// `call` fails `RESOURCE_EXHAUSTED`, saying `why`.
+/// `call` fails `RESOURCE_EXHAUSTED`, saying `why`: its status.
 async fn exhausted<T: std::fmt::Debug>(
     call: impl std::future::Future<Output = Result<T, Status>>,
     why: &str,
-) {
+) -> Status {
     let status = bounded("the call", call).await.expect_err("over a limit");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains(why), "want {why:?}: {status:?}");
+    status
 }
 
 /// The same limits on a stream's messages, each way.

@@ -192,3 +192,56 @@ async fn deadline_ends_a_client_stream_on_both_sides() {
     unary_promptly(&channel, 6, STEP).await;
     server.stop().await;
 }
+
+/// A request stream that fails mid-call cancels the call; the call ends `CANCELLED` with the
+/// stream's message, not with the stream's own code (an `UNAVAILABLE` relayed from elsewhere
+/// must not read as this server's failure), and the connection carries later calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_stream_that_fails_ends_its_call_cancelled_with_the_reason() {
+    use sockrpc::service::{Body, Call};
+    use sockrpc::{MethodPath, Request, Status};
+    use tower::{Service, ServiceExt};
+
+    let server = Running::start();
+    let mut channel = server.channel().await;
+    let first = prost::Message::encode_to_vec(&Chunk {
+        seq: 1,
+        payload: Bytes::from_static(b"one"),
+    });
+    let messages = futures_util::stream::iter([
+        Ok(Bytes::from(first)),
+        Err(Status::unavailable("the upstream went away")),
+    ]);
+    let call = Call::new(
+        MethodPath::from_static("/sockrpc.test.stream.Streamer/PingPong"),
+        Request::new(Body::from_stream(messages)),
+    )
+    .with_streaming_response();
+    let ready = bounded("ready", channel.ready()).await.expect("ready");
+    let response = bounded("open", ready.call(call)).await;
+    let status = match response {
+        Err(status) => status,
+        Ok(response) => {
+            let mut body = response.into_inner();
+            let mut status = None;
+            for _ in 0..4 {
+                match bounded("read", std::future::poll_fn(|cx| body.poll_message(cx))).await {
+                    Some(Err(error)) => {
+                        status = Some(error);
+                        break;
+                    }
+                    Some(Ok(_)) => continue,
+                    None => break,
+                }
+            }
+            status.expect("the call failed")
+        }
+    };
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert!(
+        status.message().contains("the upstream went away"),
+        "{status:?}"
+    );
+    unary_promptly(&channel, 9, STEP).await;
+    server.stop().await;
+}

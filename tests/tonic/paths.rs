@@ -143,6 +143,26 @@ async fn udp_calls_go_uncompressed() {
     }
     let stats = channel.udp_stats().expect("udp set up");
     assert!(stats.replies >= 5, "{stats:?}");
+    // Plain over UDP, but not past the sending limit: refused before anything is sent.
+    let mut strict = client.max_encoding_message_size(300);
+    let chunk = Chunk {
+        seq: 6,
+        payload: payload(600),
+    };
+    let status = bounded("over the limit", strict.unary(chunk))
+        .await
+        .expect_err("over the sending limit");
+    assert_eq!(
+        status.code(),
+        sockrpc::Code::ResourceExhausted,
+        "{status:?}"
+    );
+    assert!(
+        status.message().contains("sending limit of 300"),
+        "{status:?}"
+    );
+    let after = channel.udp_stats().expect("udp set up");
+    assert_eq!(after.calls, stats.calls, "{after:?}");
     let _ = stop.send(());
     let _ = bounded("server stops", server).await;
 }

@@ -84,9 +84,10 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let hedging = self
-            .config
-            .policy_for(&call)
+        // A message over its sending limit fails before it is sent: no second copy.
+        let hedging = (!call.request().get_ref().exceeds_sending_limit())
+            .then(|| self.config.policy_for(&call))
+            .flatten()
             .and_then(|policy| Some((policy, call.try_clone()?)));
         match hedging {
             None => ResponseFuture::single(self.inner.call(call)),

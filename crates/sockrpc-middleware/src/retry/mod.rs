@@ -113,11 +113,12 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        // The copy kept for later attempts; none when the policy allows a single attempt or
-        // the request is a stream that cannot be replayed.
-        let retrying = self
-            .config
-            .policy_for(&call)
+        // The copy kept for later attempts; none when the policy allows a single attempt, the
+        // request is a stream that cannot be replayed, or it is a message over its sending
+        // limit (each attempt would fail the same way, before sending anything).
+        let retrying = (!call.request().get_ref().exceeds_sending_limit())
+            .then(|| self.config.policy_for(&call))
+            .flatten()
             .and_then(|policy| Some((policy, call.try_clone()?)))
             .map(|(policy, template)| {
                 future::Retrying::new(self.inner.clone(), template, policy, &self.config)

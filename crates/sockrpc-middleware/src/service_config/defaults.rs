@@ -20,11 +20,13 @@ use tower_service::Service;
 /// shorter `Endpoint::timeout` still bounds a configured deadline, and its
 /// `Endpoint::wait_for_ready` set true waits whatever the config says.
 ///
-/// `maxRequestMessageBytes` bounds each request message (before compression; a larger one
-/// fails the call `RESOURCE_EXHAUSTED` without being sent) and `maxResponseMessageBytes` each
-/// answer message (after decompression; a larger one fails the call `RESOURCE_EXHAUSTED`), on
-/// top of the client's own `max_encoding_message_size` / `max_decoding_message_size`: the
-/// smaller wins, as in grpc-go. Made by [`MethodDefaultsLayer`].
+/// `maxRequestMessageBytes` bounds each request message (before compression, as the client's
+/// own limit counts; a larger one fails the call `RESOURCE_EXHAUSTED` without being sent, and
+/// is not retried or hedged) and `maxResponseMessageBytes` each answer message (after
+/// decompression; a larger one fails the call `RESOURCE_EXHAUSTED`), on top of the client's own
+/// `max_encoding_message_size` / `max_decoding_message_size`: the smaller wins. The
+/// connection's own message limit (the endpoint's, 4 MiB by default) still applies: a config
+/// cannot raise it. Made by [`MethodDefaultsLayer`].
 #[derive(Debug, Clone)]
 pub struct MethodDefaults<S> {
     inner: S,

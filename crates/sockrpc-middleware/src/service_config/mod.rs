@@ -37,10 +37,12 @@
 //! set true waits whatever the config says (`sockrpc_service::ConfigDefaults`).
 //!
 //! `maxRequestMessageBytes` and `maxResponseMessageBytes` bound each message of the calls an
-//! entry covers, as in grpc-go: a request message over the limit fails its call
-//! `RESOURCE_EXHAUSTED` before it is sent, an answer message over it fails the call
-//! `RESOURCE_EXHAUSTED` when it arrives. A client's own `max_encoding_message_size` /
-//! `max_decoding_message_size` still apply: the smaller limit wins.
+//! entry covers: a request message over the limit fails its call `RESOURCE_EXHAUSTED` before
+//! it is sent (and is not retried: grpc-go too checks before its retries), an answer message
+//! over it fails the call `RESOURCE_EXHAUSTED` when it arrives. A client's own
+//! `max_encoding_message_size` / `max_decoding_message_size` still apply (the smaller limit
+//! wins), and so does the connection's message limit, which a config cannot raise. Unlike
+//! grpc-go, a request is measured before compression, as the client's own limit is.
 //!
 //! - `parse.rs`: the JSON, checked as gRPC checks it.
 //! - `defaults.rs`: [`MethodDefaults`], the timeout and wait-for-ready of each call.

@@ -3,7 +3,9 @@
 use crate::{Body, BoxFuture, Call, ConfigDefaults};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
+use sockrpc_protocol::{
+    take_grpc_timeout, Code, MetadataMap, MethodPath, Request, Response, Status,
+};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{ConnectionStats, Pool};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
@@ -224,6 +226,11 @@ impl Service<Call> for Channel {
                     request.set_wait_for_ready(true);
                 }
                 if let Some(udp) = &self.udp {
+                    // Datagrams go plain, but a message over the sending limit goes nowhere.
+                    let len = request.get_ref().len();
+                    if let Some(Err(status)) = encoder.as_ref().map(|e| e.check_size(len)) {
+                        return failed(status);
+                    }
                     let ready = udp.get();
                     let suitable =
                         ready.is_none_or(|c| c.fits(&path, &request) && !c.in_fallback());
@@ -483,6 +490,18 @@ async fn open_stream(
     }
 }
 
+/// How a call whose request stream failed with `status` ends: a message over the sending
+/// limit says so (`RESOURCE_EXHAUSTED`, as grpc-go's `SendMsg`); any other error of the
+/// caller's stream is `CANCELLED` with its message, so that no code of the caller's own (an
+/// `UNAVAILABLE` relayed from elsewhere, say) reads as the server's failure to a balancer or a
+/// retry policy.
+fn stream_failure(status: &Status) -> Status {
+    match status.code() {
+        Code::ResourceExhausted => Status::resource_exhausted(status.message()),
+        _ => Status::cancelled(format!("the request stream failed: {}", status.message())),
+    }
+}
+
 /// How many connections a streaming call tries when each refuses it unstarted.
 const OPEN_ATTEMPTS: u32 = 3;
 
@@ -516,10 +535,9 @@ async fn feed(mut sender: StreamSender, mut body: Body) {
                     return;
                 }
             }
-            // The call ends with the reason (a message over the sending limit, say).
             Some(Some(Err(status))) => {
                 tracing::debug!(error = %status, "request stream failed; cancelling the call");
-                sender.cancel_with(status);
+                sender.cancel_with(stream_failure(&status));
                 return;
             }
         }

@@ -321,14 +321,19 @@ impl Encoding {
         self.max
     }
 
+    /// Whether a message of `len` bytes may be sent: `RESOURCE_EXHAUSTED` over the limit.
+    pub(crate) fn check_size(&self, len: usize) -> Result<(), Status> {
+        match self.max.filter(|max| len > *max) {
+            Some(max) => Err(Status::resource_exhausted(format!(
+                "message of {len} bytes exceeds the sending limit of {max}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The message as it goes on the wire, and whether it is compressed.
     pub(crate) fn encode(&self, message: Bytes) -> Result<(Bytes, bool), Status> {
-        if let Some(max) = self.max.filter(|max| message.len() > *max) {
-            return Err(Status::resource_exhausted(format!(
-                "message of {} bytes exceeds the sending limit of {max}",
-                message.len()
-            )));
-        }
+        self.check_size(message.len())?;
         match self.send {
             Some(encoding)
                 if message.len() >= self.min_size
