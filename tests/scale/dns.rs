@@ -355,6 +355,36 @@ async fn a_and_aaaa_both_count_and_a_failed_half_keeps_the_last_answer() {
     wait_for_keys(&channel, &["[::1]:50051".to_owned()]).await;
 }
 
+/// An AAAA query that always fails does not freeze the IPv4 addresses: the half that answers
+/// is taken (the failed half keeps its last addresses, none here), so a moved A record is
+/// followed, as grpc-go follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aaaa_query_that_always_fails_does_not_freeze_the_ipv4_addresses() {
+    let dns = Dns::start().await;
+    dns.fail_aaaa.store(true, Ordering::SeqCst);
+    let ip = |n: u8| Ipv4Addr::new(127, 0, 0, n);
+    dns.set(&[ip(1)]).await;
+    let channel = Channel::balance(
+        DnsDiscovery::ip("svc.scale.test.", 50051)
+            .server(dns.addr)
+            .min_ttl(Duration::from_millis(200))
+            .start()
+            .expect("discovery"),
+    );
+    wait_for_keys(&channel, &["127.0.0.1:50051".to_owned()]).await;
+    dns.set(&[ip(2)]).await;
+    wait_for_keys(&channel, &["127.0.0.2:50051".to_owned()]).await;
+    assert!(
+        dns.failed.load(Ordering::SeqCst) >= 2,
+        "AAAA failed each time"
+    );
+    // Nothing listens there: a call says so, and that discovery's last lookup failed in part.
+    let status = hello(&channel, None).await.expect_err("nothing listens");
+    assert_eq!(status.code(), sockrpc::Code::Unavailable, "{status:?}");
+    let want = "DNS lookup failed: AAAA svc.scale.test.: the DNS server answered Server Failure";
+    assert!(status.message().contains(want), "{status:?}");
+}
+
 #[test]
 fn names_no_lookup_can_answer_are_refused_at_start() {
     for bad in ["", ".", "127.0.0.1:53/svc.test", "svc test"] {

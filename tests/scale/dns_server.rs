@@ -16,11 +16,13 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// The zone's catalog, except that A queries are answered SERVFAIL while `fail_a` is set.
+/// The zone's catalog, except that A (AAAA) queries are answered SERVFAIL while `fail_a`
+/// (`fail_aaaa`) is set.
 struct Flaky {
     catalog: Catalog,
     fail_a: Arc<AtomicBool>,
-    /// A queries answered SERVFAIL.
+    fail_aaaa: Arc<AtomicBool>,
+    /// Queries answered SERVFAIL.
     failed: Arc<AtomicU32>,
     /// Every query asked.
     asked: Arc<AtomicU32>,
@@ -41,10 +43,13 @@ impl RequestHandler for Flaky {
     {
         Box::pin(async move {
             self.asked.fetch_add(1, Ordering::SeqCst);
-            let asks_a = request
-                .request_info()
-                .is_ok_and(|info| info.query.query_type() == RecordType::A);
-            if !(asks_a && self.fail_a.load(Ordering::SeqCst)) {
+            let asks = request.request_info().map(|info| info.query.query_type());
+            let fails = match asks {
+                Ok(RecordType::A) => self.fail_a.load(Ordering::SeqCst),
+                Ok(RecordType::AAAA) => self.fail_aaaa.load(Ordering::SeqCst),
+                _ => false,
+            };
+            if !fails {
                 return self.catalog.handle_request(request, response).await;
             }
             self.failed.fetch_add(1, Ordering::SeqCst);
@@ -68,6 +73,7 @@ pub(crate) struct Dns {
     zone: Arc<InMemoryAuthority>,
     pub(crate) name: Name,
     pub(crate) fail_a: Arc<AtomicBool>,
+    pub(crate) fail_aaaa: Arc<AtomicBool>,
     pub(crate) failed: Arc<AtomicU32>,
     /// Every query the server was asked.
     pub(crate) asked: Arc<AtomicU32>,
@@ -104,10 +110,12 @@ impl Dns {
             .await
             .expect("bind dns");
         let addr = socket.local_addr().expect("dns addr");
-        let (fail_a, failed, asked) = (Arc::default(), Arc::default(), Arc::default());
+        let (fail_a, fail_aaaa) = (Arc::default(), Arc::default());
+        let (failed, asked) = (Arc::default(), Arc::default());
         let mut server = ServerFuture::new(Flaky {
             catalog,
             fail_a: Arc::clone(&fail_a),
+            fail_aaaa: Arc::clone(&fail_aaaa),
             failed: Arc::clone(&failed),
             asked: Arc::clone(&asked),
         });
@@ -117,6 +125,7 @@ impl Dns {
             zone,
             name: Name::from_str("svc.scale.test.").expect("name"),
             fail_a,
+            fail_aaaa,
             failed,
             asked,
             _server: server,

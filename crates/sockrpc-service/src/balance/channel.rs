@@ -454,9 +454,14 @@ impl Balanced {
             } = wait.resolve(list);
             let failing = shared.all_failing(list);
             if let (false, Some(reason)) = (for_ready, &failing) {
-                return Err(Status::unavailable(format!(
-                    "no endpoint can take the call: {reason}"
-                )));
+                let message = format!("no endpoint can take the call: {reason}");
+                // Failing endpoints and a failing discovery: the set may be stale, so say
+                // both (an empty set's reason already holds discovery's).
+                let message = match list.is_empty() {
+                    true => message,
+                    false => shared.with_problem(message),
+                };
+                return Err(Status::unavailable(message));
             }
             // Nobody usable (the unconnected are connecting): wait for news.
             let wake = Instant::now() + Duration::from_millis(50);

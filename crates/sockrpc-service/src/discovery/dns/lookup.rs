@@ -5,11 +5,10 @@
 //! none of (NXDOMAIN, or NOERROR with no answer) adds no address, and a name with no address
 //! at all is an answer too, an empty one (grpc-go's resolver treats "not found" the same way):
 //! a name deleted from DNS takes its endpoints with it. Any other failure (SERVFAIL,
-//! REFUSED, a timeout) makes the answer partial, and the discovery then keeps its last answer
-//! whole rather than take half of one: a name with both A and AAAA records would otherwise
-//! drop every IPv4 address because one query timed out. A partial answer is used only when
-//! there is no last answer (a server that never answers AAAA must not keep a name from ever
-//! resolving). hickory's own `Ipv4AndIpv6` strategy takes whichever half came back, and its
+//! REFUSED, a timeout) makes the answer partial ([`Keep`]): the discovery then takes the half
+//! that answered and keeps the last answer's addresses of the failed half, so that a name with
+//! both A and AAAA records does not drop every IPv4 address because one query timed out, nor
+//! freeze its IPv4 addresses while AAAA always fails. hickory's own `Ipv4AndIpv6` strategy takes whichever half came back, and its
 //! default, `Ipv4thenIpv6`, never asks AAAA when A has records: hence two queries of ours.
 //!
 //! SRV: the targets of every priority, each address weighted by the sum of the weights of the
@@ -41,9 +40,45 @@ pub(super) struct Found {
     pub(super) ttl: Duration,
     /// What failed, when the answer is partial.
     pub(super) failed: Option<String>,
+    /// For a partial answer, which addresses of the last answer stand in for the part that
+    /// failed.
+    pub(super) keep: Keep,
     /// Why no address came back, when none did and nothing failed: the name does not exist,
     /// has no address records, or its SRV records name no usable target.
     pub(super) none: Option<String>,
+}
+
+/// Which addresses of the last answer a partial answer keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// All of them: the answer is taken whole or not at all (SRV, whose failed targets'
+    /// addresses are not known apart; grpc-go too keeps its last state then).
+    All,
+    /// Those of the family whose query failed (A: IPv4, AAAA: IPv6); the other family's come
+    /// from the answer, so that an AAAA query that always fails does not freeze the IPv4
+    /// addresses (Go's resolver, and so grpc-go, takes the A records then).
+    Family {
+        /// The A query failed.
+        v4: bool,
+        /// The AAAA query failed.
+        v6: bool,
+    },
+}
+
+impl Keep {
+    /// Whether `addr`, of the last answer, stands in for a part that failed.
+    pub(super) fn covers(self, addr: &SocketAddr) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Family { v4, v6 } => {
+                if addr.is_ipv4() {
+                    v4
+                } else {
+                    v6
+                }
+            }
+        }
+    }
 }
 
 /// How long an empty answer stands when the server gave no negative TTL (no SOA): the cap of
@@ -106,6 +141,10 @@ pub(super) async fn lookup(
                 addrs,
                 ttl: seconds(found.ttl),
                 failed: found.failed,
+                keep: Keep::Family {
+                    v4: found.failed_v4,
+                    v6: found.failed_v6,
+                },
                 none: None,
             })
         }
@@ -121,6 +160,7 @@ impl Found {
             addrs: BTreeMap::new(),
             ttl: ttl.map_or(ABSENT_TTL, |ttl| seconds(Some(ttl))),
             failed: None,
+            keep: Keep::All,
             none: Some(why),
         }
     }
@@ -220,6 +260,7 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
             addrs,
             ttl: seconds(ttl),
             failed,
+            keep: Keep::All,
             none: None,
         }),
     }
@@ -237,6 +278,10 @@ struct Addresses {
     /// How long "no such records" stands, from the SOA the answers carried (used only when
     /// there is no address at all: it must not shorten the wait on a name that has some).
     negative_ttl: Option<u32>,
+    /// The A query failed.
+    failed_v4: bool,
+    /// The AAAA query failed.
+    failed_v6: bool,
 }
 
 /// `name`'s addresses: from the hosts file when it lists the name, else its A and AAAA
@@ -253,6 +298,8 @@ async fn addresses(
             failed: None,
             nonexistent: false,
             negative_ttl: None,
+            failed_v4: false,
+            failed_v6: false,
         });
     }
     if let Some(ips) = from_hosts(hosts, name) {
@@ -262,6 +309,8 @@ async fn addresses(
             failed: None,
             nonexistent: false,
             negative_ttl: None,
+            failed_v4: false,
+            failed_v6: false,
         });
     }
     let (v4, v6) = tokio::join!(resolver.ipv4_lookup(name), resolver.ipv6_lookup(name));
@@ -271,6 +320,8 @@ async fn addresses(
         failed: None,
         nonexistent: false,
         negative_ttl: None,
+        failed_v4: false,
+        failed_v6: false,
     };
     for (kind, answer) in [
         ("A", v4.map(|l| l.as_lookup().clone())),
@@ -285,6 +336,11 @@ async fn addresses(
                     continue;
                 }
                 let error = format!("{kind} {name}: {}", describe(&error));
+                if kind == "A" {
+                    found.failed_v4 = true;
+                } else {
+                    found.failed_v6 = true;
+                }
                 found.failed = Some(match found.failed.take() {
                     Some(first) => format!("{first}; {error}"),
                     None => error,

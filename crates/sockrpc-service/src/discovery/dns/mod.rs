@@ -6,9 +6,10 @@
 //! turn into a query storm) and above ([`DnsDiscovery::max_ttl`], default 5 min, so a long TTL
 //! does not hide a change for hours). When a connection to a resolved address fails the
 //! balanced channel pokes the discovery, which looks again early (still no more often than
-//! `min_ttl`). A failed lookup, or one that came back in part (A answered, AAAA timed out),
-//! keeps the last good answer whole and tries again after `min_ttl`; with no answer yet, the
-//! part that came is used. A name that does not exist (NXDOMAIN), has no addresses, or whose
+//! `min_ttl`). A failed lookup keeps the last good answer and tries again after `min_ttl`. One
+//! that came back in part (A answered, AAAA timed out) takes the half that answered and keeps
+//! the last answer's addresses of the other family (an SRV answer with a failed target keeps
+//! the last answer whole); with no answer yet, the part that came is used. A name that does not exist (NXDOMAIN), has no addresses, or whose
 //! SRV records name no usable target is an answer, an empty one: its endpoints leave, and calls
 //! fail at once with the reason (grpc-go's "produced zero addresses") until it comes back. While
 //! it stays gone it is asked again after `min_ttl`, then 1.6 times longer each time (as
@@ -27,7 +28,7 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Hosts, TokioResolver};
-use lookup::{literal, lookup, Place};
+use lookup::{literal, lookup, Keep, Place};
 use sockrpc_protocol::Status;
 use sockrpc_transport::endpoint::Endpoint;
 use std::collections::BTreeMap;
@@ -105,7 +106,8 @@ impl DnsDiscovery {
         DnsDiscovery::new(Query::Srv { name: name.into() })
     }
 
-    /// Asks this DNS server (UDP, then TCP) instead of the system's.
+    /// Asks this DNS server instead of the system's: over UDP, and over TCP when an answer was
+    /// truncated.
     pub fn server(mut self, server: SocketAddr) -> DnsDiscovery {
         self.server = Some(server);
         self
@@ -247,18 +249,31 @@ async fn follow(
                     ttl
                 }
             }
-            // Part of the answer failed: keep the last answer whole, or, with none yet, take
-            // the part that came (a server that never answers AAAA must not keep a name from
-            // ever resolving), and look again soon.
+            // Part of the answer failed: the last answer's addresses stand in for that part
+            // (for SRV, the whole last answer stands), or, with none yet, the part that came is
+            // taken (a server that never answers AAAA must not keep a name from ever
+            // resolving, nor freeze its IPv4 addresses); look again soon.
             Ok(found) => {
                 let error = found.failed.unwrap_or_default();
                 tracing::debug!(query = ?config.query, %error, "DNS lookup partly failed");
                 problem.set(format!("DNS lookup failed: {error}"));
-                if known.is_empty()
-                    && !found.addrs.is_empty()
-                    && !apply(&config, &mut known, found.addrs, &tx)
-                {
-                    return;
+                let merged = match (known.is_empty(), found.keep) {
+                    (true, _) => Some(found.addrs),
+                    (false, Keep::All) => None,
+                    (false, keep) => {
+                        let mut merged = found.addrs;
+                        for (addr, (place, _)) in &known {
+                            if keep.covers(addr) {
+                                merged.entry(*addr).or_insert(*place);
+                            }
+                        }
+                        Some(merged)
+                    }
+                };
+                if let Some(merged) = merged.filter(|m| !m.is_empty()) {
+                    if !apply(&config, &mut known, merged, &tx) {
+                        return;
+                    }
                 }
                 config.min_ttl
             }
