@@ -355,15 +355,12 @@ async fn a_and_aaaa_both_count_and_a_failed_half_keeps_the_last_answer() {
     wait_for_keys(&channel, &["[::1]:50051".to_owned()]).await;
 }
 
-/// An AAAA query that always fails does not freeze the IPv4 addresses: the half that answers
-/// is taken (the failed half keeps its last addresses, none here), so a moved A record is
-/// followed, as grpc-go follows it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_aaaa_query_that_always_fails_does_not_freeze_the_ipv4_addresses() {
+/// A server answering `svc.scale.test.` A 127.0.0.1 and SERVFAIL to every AAAA query, and a
+/// channel following the name (port 50051), once it holds 127.0.0.1.
+async fn svc_at_127_0_0_1_with_aaaa_failing() -> (Dns, sockrpc::service::balance::Balanced) {
     let dns = Dns::start().await;
     dns.fail_aaaa.store(true, Ordering::SeqCst);
-    let ip = |n: u8| Ipv4Addr::new(127, 0, 0, n);
-    dns.set(&[ip(1)]).await;
+    dns.set(&[Ipv4Addr::LOCALHOST]).await;
     let channel = Channel::balance(
         DnsDiscovery::ip("svc.scale.test.", 50051)
             .server(dns.addr)
@@ -372,6 +369,16 @@ async fn an_aaaa_query_that_always_fails_does_not_freeze_the_ipv4_addresses() {
             .expect("discovery"),
     );
     wait_for_keys(&channel, &["127.0.0.1:50051".to_owned()]).await;
+    (dns, channel)
+}
+
+/// An AAAA query that always fails does not freeze the IPv4 addresses: the half that answers
+/// is taken (the failed half keeps its last addresses, none here), so a moved A record is
+/// followed, as grpc-go follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aaaa_query_that_always_fails_does_not_freeze_the_ipv4_addresses() {
+    let (dns, channel) = svc_at_127_0_0_1_with_aaaa_failing().await;
+    let ip = |n: u8| Ipv4Addr::new(127, 0, 0, n);
     dns.set(&[ip(2)]).await;
     wait_for_keys(&channel, &["127.0.0.2:50051".to_owned()]).await;
     assert!(
@@ -383,6 +390,36 @@ async fn an_aaaa_query_that_always_fails_does_not_freeze_the_ipv4_addresses() {
     assert_eq!(status.code(), sockrpc::Code::Unavailable, "{status:?}");
     let want = "DNS lookup failed: AAAA svc.scale.test.: the DNS server answered Server Failure";
     assert!(status.message().contains(want), "{status:?}");
+}
+
+/// With AAAA failing throughout, a name deleted from DNS still leaves (NXDOMAIN for A says it
+/// does not exist), and an SRV target's moved A record is followed (one family of a target
+/// failing does not freeze the SRV answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_aaaa_does_not_keep_a_deleted_name_nor_freeze_srv_targets() {
+    let (dns, channel) = svc_at_127_0_0_1_with_aaaa_failing().await;
+    let ip = |n: u8| Ipv4Addr::new(127, 0, 0, n);
+    dns.set(&[]).await;
+    wait_for_keys(&channel, &[]).await;
+
+    let target = name("target.scale.test.");
+    dns.set_records(&target, RecordType::A, 1, vec![RData::A(A(ip(1)))])
+        .await;
+    let service = name("_moved._tcp.scale.test.");
+    let srv = RData::SRV(SRV::new(10, 1, 50051, target.clone()));
+    dns.set_records(&service, RecordType::SRV, 1, vec![srv])
+        .await;
+    let channel = Channel::balance(
+        DnsDiscovery::srv("_moved._tcp.scale.test.")
+            .server(dns.addr)
+            .min_ttl(Duration::from_millis(200))
+            .start()
+            .expect("discovery"),
+    );
+    wait_for_keys(&channel, &["127.0.0.1:50051".to_owned()]).await;
+    dns.set_records(&target, RecordType::A, 1, vec![RData::A(A(ip(2)))])
+        .await;
+    wait_for_keys(&channel, &["127.0.0.2:50051".to_owned()]).await;
 }
 
 #[test]

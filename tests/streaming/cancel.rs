@@ -194,54 +194,57 @@ async fn deadline_ends_a_client_stream_on_both_sides() {
 }
 
 /// A request stream that fails mid-call cancels the call; the call ends `CANCELLED` with the
-/// stream's message, not with the stream's own code (an `UNAVAILABLE` relayed from elsewhere
-/// must not read as this server's failure), and the connection carries later calls.
+/// stream's message, not with the stream's own code (an `UNAVAILABLE` relayed from elsewhere, a
+/// quota's `RESOURCE_EXHAUSTED`, must not read as this server's), and the connection carries
+/// later calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_stream_that_fails_ends_its_call_cancelled_with_the_reason() {
+    let server = Running::start();
+    let channel = server.channel().await;
+    for error in [
+        sockrpc::Status::unavailable("the upstream went away"),
+        sockrpc::Status::resource_exhausted("the upstream's quota ran out"),
+    ] {
+        let status = stream_failing_with(&channel, error.clone()).await;
+        assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+        assert!(status.message().contains(error.message()), "{status:?}");
+    }
+    unary_promptly(&channel, 9, STEP).await;
+    server.stop().await;
+}
+
+/// The status of a PingPong call whose request stream sends one message, then fails with
+/// `error`.
+async fn stream_failing_with(
+    channel: &sockrpc::Channel,
+    error: sockrpc::Status,
+) -> sockrpc::Status {
     use sockrpc::service::{Body, Call};
-    use sockrpc::{MethodPath, Request, Status};
+    use sockrpc::{MethodPath, Request};
     use tower::{Service, ServiceExt};
 
-    let server = Running::start();
-    let mut channel = server.channel().await;
     let first = prost::Message::encode_to_vec(&Chunk {
         seq: 1,
         payload: Bytes::from_static(b"one"),
     });
-    let messages = futures_util::stream::iter([
-        Ok(Bytes::from(first)),
-        Err(Status::unavailable("the upstream went away")),
-    ]);
+    let messages = futures_util::stream::iter([Ok(Bytes::from(first)), Err(error)]);
     let call = Call::new(
         MethodPath::from_static("/sockrpc.test.stream.Streamer/PingPong"),
         Request::new(Body::from_stream(messages)),
     )
     .with_streaming_response();
+    let mut channel = channel.clone();
     let ready = bounded("ready", channel.ready()).await.expect("ready");
-    let response = bounded("open", ready.call(call)).await;
-    let status = match response {
-        Err(status) => status,
-        Ok(response) => {
-            let mut body = response.into_inner();
-            let mut status = None;
-            for _ in 0..4 {
-                match bounded("read", std::future::poll_fn(|cx| body.poll_message(cx))).await {
-                    Some(Err(error)) => {
-                        status = Some(error);
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    None => break,
-                }
-            }
-            status.expect("the call failed")
-        }
+    let mut body = match bounded("open", ready.call(call)).await {
+        Err(status) => return status,
+        Ok(response) => response.into_inner(),
     };
-    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
-    assert!(
-        status.message().contains("the upstream went away"),
-        "{status:?}"
-    );
-    unary_promptly(&channel, 9, STEP).await;
-    server.stop().await;
+    for _ in 0..4 {
+        match bounded("read", std::future::poll_fn(|cx| body.poll_message(cx))).await {
+            Some(Err(status)) => return status,
+            Some(Ok(_)) => continue,
+            None => break,
+        }
+    }
+    panic!("the call did not fail");
 }

@@ -117,6 +117,10 @@ struct Codec {
     last_compressed: bool,
 }
 
+/// Why a message was not sent: the status, and whether this side refused it (`true`: over the
+/// sending limit, or its compression failed) rather than the body's own stream failing.
+pub(crate) type Refused = (Status, bool);
+
 /// The messages of a call, encoded.
 pub struct Body {
     kind: Kind,
@@ -316,12 +320,25 @@ impl Body {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        self.poll_wire_refused(cx)
+            .map(|next| next.map(|wire| wire.map_err(|(status, _)| status)))
+    }
+
+    /// Like [`poll_wire`](Body::poll_wire), telling an error of the body's own stream
+    /// (`false`) from this side's refusal to send the message (`true`: over the sending limit,
+    /// or its compression failed).
+    pub(crate) fn poll_wire_refused(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Refused>>> {
         let polled = self.poll_message(cx);
         match (polled, self.encoding()) {
             (Poll::Ready(Some(Ok(message))), Some(encoding)) => {
-                Poll::Ready(Some(encoding.encode(message)))
+                Poll::Ready(Some(encoding.encode(message).map_err(|s| (s, true))))
             }
-            (polled, _) => polled.map(|next| next.map(|message| message.map(|m| (m, false)))),
+            (polled, _) => polled.map(|next| {
+                next.map(|message| message.map(|m| (m, false)).map_err(|s| (s, false)))
+            }),
         }
     }
 

@@ -3,9 +3,7 @@
 use crate::{Body, BoxFuture, Call, ConfigDefaults};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{
-    take_grpc_timeout, Code, MetadataMap, MethodPath, Request, Response, Status,
-};
+use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{ConnectionStats, Pool};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
@@ -490,18 +488,6 @@ async fn open_stream(
     }
 }
 
-/// How a call whose request stream failed with `status` ends: a message over the sending
-/// limit says so (`RESOURCE_EXHAUSTED`, as grpc-go's `SendMsg`); any other error of the
-/// caller's stream is `CANCELLED` with its message, so that no code of the caller's own (an
-/// `UNAVAILABLE` relayed from elsewhere, say) reads as the server's failure to a balancer or a
-/// retry policy.
-fn stream_failure(status: &Status) -> Status {
-    match status.code() {
-        Code::ResourceExhausted => Status::resource_exhausted(status.message()),
-        _ => Status::cancelled(format!("the request stream failed: {}", status.message())),
-    }
-}
-
 /// How many connections a streaming call tries when each refuses it unstarted.
 const OPEN_ATTEMPTS: u32 = 3;
 
@@ -515,7 +501,7 @@ async fn feed(mut sender: StreamSender, mut body: Body) {
                 Poll::Ready(Err(_)) => return Poll::Ready(None),
                 Poll::Ready(Ok(())) => {}
             }
-            body.poll_wire(cx).map(Some)
+            body.poll_wire_refused(cx).map(Some)
         })
         .await;
         match next {
@@ -535,9 +521,19 @@ async fn feed(mut sender: StreamSender, mut body: Body) {
                     return;
                 }
             }
-            Some(Some(Err(status))) => {
+            // This side would not send the message (over the sending limit): the call ends
+            // with that reason, as grpc-go's `SendMsg` ends its stream.
+            Some(Some(Err((status, true)))) => {
+                sender.cancel_with(status);
+                return;
+            }
+            // The caller's stream failed: the call is cancelled, saying why, with no code of
+            // the caller's own (an `UNAVAILABLE` relayed from elsewhere, a quota's
+            // `RESOURCE_EXHAUSTED`), which a balancer or retry policy would read as the server's.
+            Some(Some(Err((status, false)))) => {
                 tracing::debug!(error = %status, "request stream failed; cancelling the call");
-                sender.cancel_with(stream_failure(&status));
+                let reason = format!("the request stream failed: {}", status.message());
+                sender.cancel_with(Status::cancelled(reason));
                 return;
             }
         }

@@ -116,7 +116,7 @@ pub(super) async fn lookup(
     match query {
         Query::Ip { name, port } => {
             let found = addresses(resolver, hosts, name).await?;
-            if found.ips.is_empty() {
+            if found.ips.is_empty() && found.failed.is_none() {
                 return Ok(Found::empty(
                     found.negative_ttl,
                     if found.nonexistent {
@@ -210,7 +210,13 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
         };
         ttl = sooner(ttl, addresses.ttl);
         match addresses.failed {
-            Some(error) => failures.push((priority, error)),
+            Some(error) if addresses.ips.is_empty() => failures.push((priority, error)),
+            // One family answered: the target resolved (Go's `LookupHost`, which grpc-go asks
+            // of each target, takes the A records when AAAA fails), so the SRV answer stays
+            // whole and follows its changes.
+            Some(error) => {
+                tracing::debug!(%target, %error, "DNS: one family of an SRV target failed");
+            }
             None if addresses.ips.is_empty() => unusable.push(target.clone()),
             None => {}
         }
@@ -285,7 +291,8 @@ struct Addresses {
 }
 
 /// `name`'s addresses: from the hosts file when it lists the name, else its A and AAAA
-/// records. `Err` when a half failed and the other gave nothing.
+/// records. `Err` when both halves failed; one half failed makes the answer partial (`failed`),
+/// unless the other said the name does not exist.
 async fn addresses(
     resolver: &TokioResolver,
     hosts: &Hosts,
@@ -355,9 +362,20 @@ async fn addresses(
             .ips
             .extend(records.iter().filter_map(|r| r.data().ip_addr()));
     }
-    match found.failed {
-        Some(error) if found.ips.is_empty() => Err(error),
-        _ => Ok(found),
+    match found.failed.take() {
+        // NXDOMAIN for one family: the name does not exist, whatever the other's query met.
+        Some(_) if found.nonexistent && found.ips.is_empty() => {
+            found.failed_v4 = false;
+            found.failed_v6 = false;
+            Ok(found)
+        }
+        // Neither family answered.
+        Some(error) if found.failed_v4 && found.failed_v6 => Err(error),
+        // One answered (perhaps with no records): a partial answer.
+        failed => {
+            found.failed = failed;
+            Ok(found)
+        }
     }
 }
 

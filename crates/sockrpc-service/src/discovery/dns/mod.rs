@@ -6,14 +6,21 @@
 //! turn into a query storm) and above ([`DnsDiscovery::max_ttl`], default 5 min, so a long TTL
 //! does not hide a change for hours). When a connection to a resolved address fails the
 //! balanced channel pokes the discovery, which looks again early (still no more often than
-//! `min_ttl`). A failed lookup keeps the last good answer and tries again after `min_ttl`. One
-//! that came back in part (A answered, AAAA timed out) takes the half that answered and keeps
-//! the last answer's addresses of the other family (an SRV answer with a failed target keeps
-//! the last answer whole); with no answer yet, the part that came is used. A name that does not exist (NXDOMAIN), has no addresses, or whose
-//! SRV records name no usable target is an answer, an empty one: its endpoints leave, and calls
-//! fail at once with the reason (grpc-go's "produced zero addresses") until it comes back. While
-//! it stays gone it is asked again after `min_ttl`, then 1.6 times longer each time (as
-//! grpc-go backs off after a resolver error), up to its negative TTL or 30 s.
+//! `min_ttl`).
+//!
+//! An answer that is not whole is followed by a backoff instead of a TTL: the next lookup comes
+//! after `min_ttl`, then 1.6 times later each time (± 20 %, as grpc-go backs off after a
+//! resolver error), up to 2 min (and `max_ttl`), starting over whenever the set changes:
+//! - a failed lookup (SERVFAIL, REFUSED, a timeout) keeps the last good answer;
+//! - one that came back in part (A answered, AAAA timed out) takes the half that answered and
+//!   keeps the last answer's addresses of the other family (an SRV answer with a target that
+//!   failed outright keeps the last answer whole; one family of a target failing does not
+//!   count); with no answer yet, the part that came is used;
+//! - a name that does not exist (NXDOMAIN), has no addresses, or whose SRV records name no
+//!   usable target is an answer, an empty one: its endpoints leave, and calls fail at once with
+//!   the reason (grpc-go's "produced zero addresses") until it comes back; it is asked again at
+//!   most its negative TTL (or 30 s) later.
+//!
 //! With SRV, every priority's targets become endpoints with that priority, and their SRV
 //! weights endpoint weights; the balanced channel sends calls to the best priority that has a
 //! usable endpoint (RFC 2782's rule: a worse priority only when the better ones are down). How one lookup reads its answers: `lookup.rs`.
@@ -30,6 +37,7 @@ use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Hosts, TokioResolver};
 use lookup::{literal, lookup, Keep, Place};
 use sockrpc_protocol::Status;
+use sockrpc_transport::backoff::{Backoff, BackoffState};
 use sockrpc_transport::endpoint::Endpoint;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -188,6 +196,9 @@ impl DnsDiscovery {
     }
 }
 
+/// The longest wait between lookups while answers are not whole (gRPC's backoff cap).
+const RETRY_CAP: Duration = Duration::from_secs(120);
+
 /// The floor of [`DnsDiscovery::min_ttl`].
 const MIN_TTL_FLOOR: Duration = Duration::from_millis(100);
 
@@ -220,43 +231,50 @@ async fn follow(
 ) {
     // Each address's weight and the key its endpoint was inserted under.
     let mut known: BTreeMap<SocketAddr, (Place, String)> = BTreeMap::new();
-    // While the name stays gone, the wait before the last lookup: it grows from `min_ttl`.
-    let mut gone_for: Option<Duration> = None;
+    // The wait after an answer that was not whole (empty, partial, failed): from `min_ttl`, ×1.6
+    // ± 20 % after each, as gRPC's backoff, up to [`RETRY_CAP`]; reset when the set changes.
+    let mut retry = BackoffState::new(Backoff::starting_at(config.min_ttl).max(RETRY_CAP));
     loop {
         let looked = Instant::now();
-        let wait = match lookup(&resolver, &hosts, &config.query).await {
+        // Whether the set changed, and the next wait: a whole answer's TTL, or (`Err`) a
+        // backoff capped by what is given.
+        let (changed, next): (bool, Result<Duration, Duration>) = match lookup(
+            &resolver,
+            &hosts,
+            &config.query,
+        )
+        .await
+        {
             Ok(found) if found.failed.is_none() => {
                 let ttl = found.ttl.clamp(config.min_ttl, config.max_ttl);
-                match &found.none {
+                if let Some(why) = &found.none {
                     // Said before the endpoints leave: a call between hears why.
-                    Some(why) => problem.set(format!("DNS found no address: {why}")),
-                    None => gone_for = None,
+                    problem.set(format!("DNS found no address: {why}"));
                 }
                 let empty = found.none.is_some();
-                if !apply(&config, &mut known, found.addrs, &tx) {
+                let Some(changed) = apply(&config, &mut known, found.addrs, &tx) else {
                     return;
-                }
+                };
                 if empty {
-                    // Asked again soon, then less often (×1.6, as gRPC's backoff), up to how long
-                    // the absence stands: a name that is created late is seen within seconds.
-                    let next = gone_for.map_or(config.min_ttl, |wait| wait.mul_f64(1.6));
-                    let next = next.min(ttl);
-                    gone_for = Some(next);
-                    next
+                    // Asked again soon, then less often, up to how long the absence
+                    // stands: a name that is created late is seen within seconds.
+                    (changed, Err(ttl))
                 } else {
                     // Cleared once the endpoints are on their way (inserts go first).
                     problem.clear();
-                    ttl
+                    retry.reset();
+                    (changed, Ok(ttl))
                 }
             }
             // Part of the answer failed: the last answer's addresses stand in for that part
-            // (for SRV, the whole last answer stands), or, with none yet, the part that came is
-            // taken (a server that never answers AAAA must not keep a name from ever
-            // resolving, nor freeze its IPv4 addresses); look again soon.
+            // (for SRV, the whole last answer stands), or, with none yet, the part that came
+            // is taken (a server that never answers AAAA must not keep a name from ever
+            // resolving, nor freeze its IPv4 addresses).
             Ok(found) => {
                 let error = found.failed.unwrap_or_default();
                 tracing::debug!(query = ?config.query, %error, "DNS lookup partly failed");
                 problem.set(format!("DNS lookup failed: {error}"));
+                let ttl = found.ttl.clamp(config.min_ttl, config.max_ttl);
                 let merged = match (known.is_empty(), found.keep) {
                     (true, _) => Some(found.addrs),
                     (false, Keep::All) => None,
@@ -270,17 +288,31 @@ async fn follow(
                         Some(merged)
                     }
                 };
-                if let Some(merged) = merged.filter(|m| !m.is_empty()) {
-                    if !apply(&config, &mut known, merged, &tx) {
-                        return;
-                    }
-                }
-                config.min_ttl
+                let changed = match merged {
+                    Some(merged) => match apply(&config, &mut known, merged, &tx) {
+                        Some(changed) => changed,
+                        None => return,
+                    },
+                    None => false,
+                };
+                (changed, Err(ttl))
             }
             Err(error) => {
                 tracing::debug!(query = ?config.query, %error, "DNS lookup failed; keeping the last answer");
                 problem.set(format!("DNS lookup failed: {error}"));
-                config.min_ttl
+                (false, Err(config.max_ttl))
+            }
+        };
+        let wait = match next {
+            Ok(ttl) => ttl,
+            // Not whole: back off (from `min_ttl` again after a change), at most `cap`.
+            Err(cap) => {
+                if changed {
+                    retry.reset();
+                }
+                let wait = retry.current().min(cap).max(config.min_ttl);
+                retry.fail();
+                wait
             }
         };
         // Until the TTL runs out, or earlier (but not before min_ttl) when a connection failed.
@@ -298,13 +330,15 @@ async fn follow(
 
 /// Makes the endpoint set `found`: sends the changes from `known`, and records them there.
 /// Inserts go before removals, so that an address changing never shows the channel an empty
-/// set. `false` when nobody listens any more.
+/// set (a removal of a key inserted again in the same change is dropped: an endpoint function
+/// may map two addresses to one key). Whether anything changed; `None` when nobody listens any
+/// more.
 fn apply(
     config: &DnsDiscovery,
     known: &mut BTreeMap<SocketAddr, (Place, String)>,
     found: BTreeMap<SocketAddr, Place>,
     tx: &mpsc::UnboundedSender<Change>,
-) -> bool {
+) -> Option<bool> {
     let mut changes = Vec::new();
     let mut removals = Vec::new();
     known.retain(|addr, (_, key)| {
@@ -330,8 +364,15 @@ fn apply(
         });
         known.insert(addr, (place, key));
     }
+    removals.retain(|removal| {
+        !changes
+            .iter()
+            .any(|insert| matches!((removal, insert), (Change::Remove(gone), Change::Insert { key, .. }) if gone == key))
+    });
+    let changed = !changes.is_empty() || !removals.is_empty();
     changes
         .into_iter()
         .chain(removals)
         .all(|change| tx.send(change).is_ok())
+        .then_some(changed)
 }
