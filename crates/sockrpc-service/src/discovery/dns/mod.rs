@@ -143,21 +143,25 @@ impl DnsDiscovery {
         self
     }
 
+    /// The resolver: the system's as `/etc/resolv.conf` configures it (its `timeout:` and
+    /// `attempts:` options included), or one asking [`server`](Self::server) with a 2 s
+    /// timeout, twice.
     fn resolver(&self) -> Result<TokioResolver, Status> {
         let builder = match self.server {
             Some(addr) => {
                 let mut config = ResolverConfig::new();
                 config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
                 config.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
-                TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+                let mut builder =
+                    TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+                builder.options_mut().timeout = Duration::from_secs(2);
+                builder.options_mut().attempts = 2;
+                builder
             }
             None => TokioResolver::builder_tokio().map_err(|e| {
                 Status::invalid_argument(format!("no system DNS configuration: {e}"))
             })?,
         };
-        let mut builder = builder;
-        builder.options_mut().timeout = Duration::from_secs(2);
-        builder.options_mut().attempts = 2;
         Ok(builder.build())
     }
 
