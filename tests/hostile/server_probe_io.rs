@@ -283,11 +283,16 @@ async fn a_server_that_retires_every_connection_at_once_fails_calls_fast_without
         "{:?}",
         started.elapsed()
     );
+    // The calls above opened up to six connections a second (five young retirements, then a
+    // backoff): counted apart. Their client's pool may finish one reconnect after it is dropped.
+    drop(client);
+    let before = retire.accepted.load(Ordering::SeqCst);
     let idle = reconnects(&retire, false, Duration::from_millis(1500)).await;
     let busy = reconnects(&retire, true, Duration::from_millis(1500)).await - idle;
+    let idle = idle - before;
     // A call that reaches a retired connection may open one or two more; a loop would open
     // thousands.
-    assert!(idle <= 5, "no calls: {idle} connections in 1.5 s");
+    assert!(idle <= 2, "no calls: {idle} connections in 1.5 s");
     assert!(
         busy <= 90,
         "a call every 50 ms: {busy} connections in 1.5 s"
