@@ -134,3 +134,94 @@ async fn retry_stays_within_a_grpc_timeout_entry() {
     assert_eq!(previous, [None, Some("1")], "{seen:?}");
     server.stop().await;
 }
+
+/// The connection's own limits (a request message past `max_encoding_message_size`, metadata
+/// past 16 KiB) refuse a call before anything is sent: a policy that retries or hedges on
+/// `RESOURCE_EXHAUSTED` makes no second attempt, which would be refused the same way. The
+/// same code from the server is retried and hedged (the policies are in force).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_sending_are_neither_retried_nor_hedged() {
+    use sockrpc::middleware::hedge::{HedgeLayer, HedgingPolicy};
+    use sockrpc::service::PREVIOUS_ATTEMPTS_KEY;
+
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(EchoServer::new(Plain))).await;
+    let endpoint =
+        sockrpc::Endpoint::new("127.0.0.1", server.addr.port()).max_encoding_message_size(1000);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    let quick = Duration::from_millis(5);
+    let retry = RetryPolicy::new(3)
+        .retryable([Code::ResourceExhausted])
+        .backoff(quick, quick, 1.0);
+    let retrying = EchoClient::new(
+        RetryLayer::new()
+            .service("sockrpc.test.Echo", retry)
+            .layer(channel.clone()),
+    );
+    let hedging = EchoClient::new(
+        HedgeLayer::methods_only()
+            .service(
+                "sockrpc.test.Echo",
+                HedgingPolicy::new(3, quick).non_fatal([Code::ResourceExhausted]),
+            )
+            .layer(channel),
+    );
+    let big = || EchoRequest {
+        payload: Bytes::from(vec![1u8; 2000]),
+        id: 1,
+    };
+    let loud = || {
+        let mut request = Request::new(EchoRequest {
+            payload: Bytes::from_static(b"small"),
+            id: 2,
+        });
+        let value = "v".repeat(20 * 1024);
+        request
+            .metadata_mut()
+            .insert("x-loud", &value)
+            .expect("ascii");
+        request
+    };
+    // The two clients differ in type: one body for both.
+    macro_rules! one_attempt_each {
+        ($name:expr, $client:expr) => {{
+            let (name, client) = ($name, $client);
+            for (what, request) in [("message", Request::new(big())), ("metadata", loud())] {
+                let status = bounded("refused", client.clone().echo(request))
+                    .await
+                    .expect_err("over a limit");
+                assert_eq!(
+                    status.code(),
+                    Code::ResourceExhausted,
+                    "{name}, {what}: {status:?}"
+                );
+                assert!(
+                    status.is_refused_before_sending(),
+                    "{name}, {what}: {status:?}"
+                );
+                assert_eq!(
+                    status.metadata().get(PREVIOUS_ATTEMPTS_KEY),
+                    None,
+                    "{name}, {what}: one attempt"
+                );
+            }
+            let from_server = FailRequest {
+                code: Code::ResourceExhausted as i32,
+                message: "busy".into(),
+                ..Default::default()
+            };
+            let status = bounded("failed", client.clone().fail(from_server))
+                .await
+                .expect_err("the server fails it");
+            assert!(!status.is_refused_before_sending(), "{name}: {status:?}");
+            assert_eq!(
+                status.metadata().get(PREVIOUS_ATTEMPTS_KEY),
+                Some("2"),
+                "{name}: three attempts"
+            );
+        }};
+    }
+    one_attempt_each!("retry", retrying);
+    one_attempt_each!("hedge", hedging);
+    server.stop().await;
+}

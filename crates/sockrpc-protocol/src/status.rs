@@ -22,6 +22,9 @@ struct Inner {
     /// The call never started. Carried by the protocol (END's `NOT_PROCESSED` flag), never in
     /// metadata a handler could forge.
     not_processed: bool,
+    /// This side refused the call before sending anything (a message or metadata over its
+    /// limit): another attempt would be refused the same way. Local, never sent.
+    refused_before_sending: bool,
     /// The local error this status stands for (a connect failure's `io::Error`), for
     /// [`Error::source`]; never sent.
     source: Option<Arc<dyn Error + Send + Sync>>,
@@ -29,7 +32,7 @@ struct Inner {
 
 impl PartialEq for Inner {
     fn eq(&self, other: &Inner) -> bool {
-        // The source is a local cause, not part of what the status says.
+        // The source and the refusal mark are local, not part of what the status says.
         self.code == other.code
             && self.message == other.message
             && self.details == other.details
@@ -60,6 +63,7 @@ impl Status {
             details: Bytes::new(),
             metadata: MetadataMap::new(),
             not_processed: false,
+            refused_before_sending: false,
             source: None,
         }))
     }
@@ -152,6 +156,21 @@ impl Status {
     /// Whether this status says the call was never started (see [`Status::not_processed`]).
     pub fn is_not_processed(&self) -> bool {
         self.0.code == Code::Unavailable && self.0.not_processed
+    }
+
+    /// Marks this status as this side's refusal of a call before anything of it was sent (a
+    /// message or metadata over a limit): the same call would be refused again, so retry and
+    /// hedging layers give up at once, as grpc-go checks a message's size before its retries,
+    /// and the refusal says nothing of the server's health. Local: the mark is never sent.
+    pub fn refused_before_sending(mut self) -> Status {
+        self.0.refused_before_sending = true;
+        self
+    }
+
+    /// Whether this side refused the call before sending it (see
+    /// [`Status::refused_before_sending`]).
+    pub fn is_refused_before_sending(&self) -> bool {
+        self.0.refused_before_sending
     }
 
     /// Maps a transport error: a refused, reset or closed connection, or any other I/O failure on

@@ -184,7 +184,9 @@ where
             };
             drop(self.in_flight.swap_remove(i));
             let unprocessed = status.is_not_processed();
-            let non_fatal = self.policy.is_non_fatal(status.code());
+            // This side's own refusal (a message over its limit) would only be met again.
+            let non_fatal =
+                self.policy.is_non_fatal(status.code()) && !status.is_refused_before_sending();
             let pushback = Pushback::of(&status);
             if !unprocessed && (non_fatal || pushback == Some(Pushback::DontRetry)) {
                 if let Some(throttle) = &self.throttle {

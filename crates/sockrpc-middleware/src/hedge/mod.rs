@@ -84,7 +84,8 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        // A message over its sending limit fails before it is sent: no second copy.
+        // A message over its sending limit fails before it is sent: no second copy (nor after
+        // any other refusal before sending, which the copies' outcomes show).
         let hedging = (!call.request().get_ref().exceeds_sending_limit())
             .then(|| self.config.policy_for(&call))
             .flatten()

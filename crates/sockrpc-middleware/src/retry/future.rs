@@ -96,7 +96,9 @@ impl<S> Retrying<S> {
             Err(status) => status,
         };
         let unprocessed = status.is_not_processed();
-        let retryable = self.policy.is_retryable(status.code());
+        // This side's own refusal (a message over its limit) would only be met again.
+        let retryable =
+            self.policy.is_retryable(status.code()) && !status.is_refused_before_sending();
         let pushback = Pushback::of(&status);
         // Only failures that speak of the server's health count (A6): a retryable code or a
         // pushback refusing retries; a call refused unprocessed never reached a handler.

@@ -17,7 +17,9 @@
 //!   sent again only when the server says it never started it.
 //! - **Which failures.** A status code the policy lists, or a status the server marked not
 //!   processed (the protocol's `NOT_PROCESSED` flag: refused before any handler ran — always
-//!   safe to send again, whatever the policy).
+//!   safe to send again, whatever the policy). Never this side's own refusal before sending
+//!   ([`Status::is_refused_before_sending`]:
+//!   a message or metadata over the channel's limits), which another attempt would meet again.
 //! - **Never once committed.** A call is committed once the server sent response headers or a
 //!   message: the `Channel` returns `Ok` at that point (a streamed answer as soon as its head
 //!   arrives), so only failures that arrive before any answer are retried. (A unary answer's

@@ -326,7 +326,8 @@ impl Encoding {
         match self.max.filter(|max| len > *max) {
             Some(max) => Err(Status::resource_exhausted(format!(
                 "message of {len} bytes exceeds the sending limit of {max}"
-            ))),
+            ))
+            .refused_before_sending()),
             None => Ok(()),
         }
     }

@@ -9,7 +9,7 @@ use crate::outbox::EARLY_FLUSH;
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::frame;
-use sockrpc_protocol::{MethodPath, Request, Response, Status};
+use sockrpc_protocol::{Limits, MetadataMap, MethodPath, Request, Response, Status};
 use std::{
     future::Future,
     pin::Pin,
@@ -122,6 +122,39 @@ enum Started {
 }
 
 /// A queued call gives up: it leaves the queue, and room kept for it goes to the next.
+/// Checks a request against this side's limits before anything of it is sent: its path, its
+/// metadata and (when known) its message. A refusal is marked
+/// ([`Status::refused_before_sending`]): another attempt would meet it again.
+pub(super) fn check_request(
+    path: Option<&MethodPath>,
+    metadata: &MetadataMap,
+    message: Option<&Bytes>,
+    limits: &Limits,
+) -> Result<(), Status> {
+    if let Some(path) = path {
+        frame::check_path(path)
+            .map_err(|why| Status::invalid_argument(why).refused_before_sending())?;
+    }
+    if let Some(message) = message {
+        check_message(message, limits)?;
+    }
+    frame::check_metadata(metadata, limits)
+        .map_err(|why| Status::resource_exhausted(why).refused_before_sending())
+}
+
+/// Checks one request message against this side's sending limit.
+pub(super) fn check_message(message: &Bytes, limits: &Limits) -> Result<(), Status> {
+    if message.len() > limits.send_limit() {
+        return Err(Status::resource_exhausted(format!(
+            "request message of {} bytes exceeds the limit of {}",
+            message.len(),
+            limits.send_limit()
+        ))
+        .refused_before_sending());
+    }
+    Ok(())
+}
+
 pub(super) fn leave_queue(shared: &Shared, ticket: u64) {
     let mut state = shared.lock();
     if state.room.leave(ticket) {
@@ -139,17 +172,9 @@ fn start_call(
     queued: Option<u64>,
 ) -> Result<Started, Status> {
     let (path, request) = call;
-    frame::check_path(path).map_err(Status::invalid_argument)?;
     let limits = &shared.limits;
     let (metadata, message) = (request.metadata(), request.get_ref());
-    if message.len() > limits.send_limit() {
-        return Err(Status::resource_exhausted(format!(
-            "request message of {} bytes exceeds the limit of {}",
-            message.len(),
-            limits.send_limit()
-        )));
-    }
-    frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)?;
+    check_request(Some(path), metadata, Some(message), limits)?;
     let mut state = shared.lock();
     // A queued call polled again either still waits, or was woken and holds room kept for it.
     let held = match queued {

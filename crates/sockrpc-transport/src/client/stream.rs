@@ -83,17 +83,7 @@ impl ClientConnection {
         metadata: &MetadataMap,
         request: Option<&Bytes>,
     ) -> Result<(), Status> {
-        let limits = &self.shared().limits;
-        if let Some(message) = request {
-            if message.len() > limits.send_limit() {
-                return Err(Status::resource_exhausted(format!(
-                    "request message of {} bytes exceeds the limit of {}",
-                    message.len(),
-                    limits.send_limit()
-                )));
-            }
-        }
-        frame::check_metadata(metadata, limits).map_err(Status::resource_exhausted)
+        super::call::check_request(None, metadata, request, &self.shared().limits)
     }
 
     /// Waits for room under the server's limit of calls in flight on this connection (its
@@ -127,14 +117,14 @@ impl ClientConnection {
         encoding: Option<EncodingFields>,
     ) -> Result<(StreamSender, StreamReceiver), Status> {
         let shared = self.shared();
-        frame::check_path(path).map_err(Status::invalid_argument)?;
+        let message = request.as_ref().map(|(message, _)| message);
+        super::call::check_request(Some(path), metadata, message, &shared.limits)?;
         if pass.as_ref().is_some_and(|pass| !pass.is_for(self)) {
             // Dropped, the pass gives its room back where it was kept.
             return Err(Status::invalid_argument(
                 "a room pass opens a stream only on the connection that kept the room",
             ));
         }
-        self.check_stream(metadata, request.as_ref().map(|(message, _)| message))?;
         let mut state = shared.lock();
         if let Some(pass) = pass {
             // The room it kept becomes the call's place; if the call fails here, the room is
@@ -252,13 +242,7 @@ impl StreamSender {
         compressed: bool,
     ) -> Result<(), Status> {
         let shared = self.conn.shared();
-        if message.len() > shared.limits.send_limit() {
-            return Err(Status::resource_exhausted(format!(
-                "request message of {} bytes exceeds the limit of {}",
-                message.len(),
-                shared.limits.send_limit()
-            )));
-        }
+        super::call::check_message(message, &shared.limits)?;
         let mut state = shared.lock();
         let Some(stream) = state.stream_mut(self.id) else {
             return Err(gone());
