@@ -273,3 +273,49 @@ async fn an_empty_set_fails_fail_fast_calls_at_once() {
     assert!(took < Duration::from_secs(5), "waited {took:?}");
     server.shutdown().await;
 }
+
+/// A source that has sent its answer to an error (`Problem::clear_once_applied`) before the
+/// channel applied it: a fail-fast call in between waits for the endpoints and is answered,
+/// instead of failing with no endpoint (the window when a DNS name that was gone comes back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_fast_call_waits_for_an_answer_on_its_way() {
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let key = server.addr.to_string();
+    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr)).expect("endpoint");
+    let (changes, source) = Discovery::channel();
+    let problem = discovery::Problem::default();
+    let channel = Channel::balance(source.with_problem(problem.clone()));
+    changes
+        .send(Change::insert(key.clone(), endpoint.clone()))
+        .expect("send");
+    channel.ready(1, Duration::from_secs(10)).await.expect("up");
+    // The name goes: discovery says why, and the endpoint leaves (applied once it is gone).
+    problem.set("the name is gone");
+    changes.send(Change::Remove(key.clone())).expect("send");
+    for _ in 0..500 {
+        if channel.stats().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(channel.stats().is_empty(), "{:?}", channel.stats());
+    // The driver's last step for the removal, after the set went empty, is done well before.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (result, _) = call(&channel, Some(Duration::from_secs(60)), None).await;
+    let status = result.expect_err("no endpoint");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(status.message().contains("the name is gone"), "{status}");
+    // The name is back: the source has sent its answer (here, held back), and clears.
+    problem.clear_once_applied();
+    let waiting = tokio::spawn({
+        let channel = channel.clone();
+        async move { call(&channel, Some(Duration::from_secs(60)), None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "{:?}", waiting.await);
+    changes.send(Change::insert(key, endpoint)).expect("send");
+    let (answer, _) = waiting.await.expect("join");
+    answer.expect("answered by the endpoint on its way");
+    assert_eq!(problem.get(), None, "cleared once applied");
+    server.shutdown().await;
+}

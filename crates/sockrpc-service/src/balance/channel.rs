@@ -224,6 +224,10 @@ impl Shared {
     /// making their first attempt, or reconnecting after a connection was lost, are waited for.
     fn all_failing(&self, list: &[Arc<Member>]) -> Option<String> {
         if list.is_empty() {
+            if self.problem.as_ref().is_some_and(Problem::answer_sent) {
+                // Discovery's answer is on its way: wait for it.
+                return None;
+            }
             let problem = self.problem.as_ref().and_then(Problem::get);
             return match problem {
                 Some(problem) => Some(format!("no endpoints ({problem})")),

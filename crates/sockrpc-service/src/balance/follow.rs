@@ -35,6 +35,9 @@ pub(super) async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::
         match next {
             Some(Some(change)) => {
                 apply(&shared, change);
+                if let Some(problem) = &shared.problem {
+                    problem.applied();
+                }
                 // After the change (a call must never see the set answered and still empty
                 // before its first insert), then a second wake for calls that looked between.
                 if !shared.answered.swap(true, Ordering::AcqRel) {

@@ -77,25 +77,56 @@ pub type ChangeStream = Pin<Box<dyn Stream<Item = Change> + Send + 'static>>;
 /// (as grpc-go reports a name resolver's error), so that a misspelt name or an unreachable DNS
 /// server says so instead of only "no endpoint".
 #[derive(Debug, Clone, Default)]
-pub struct Problem(Arc<Mutex<Option<String>>>);
+pub struct Problem(Arc<Mutex<ProblemState>>);
+
+#[derive(Debug, Default)]
+struct ProblemState {
+    error: Option<String>,
+    /// Changes that answer the error are on their way to the channel
+    /// ([`Problem::clear_once_applied`]).
+    answer_sent: bool,
+}
 
 impl Problem {
     /// Records the source's latest error.
     pub fn set(&self, error: impl Into<String>) {
-        *self.lock() = Some(error.into());
+        *self.lock() = ProblemState {
+            error: Some(error.into()),
+            answer_sent: false,
+        };
     }
 
     /// The source succeeded: nothing to report.
     pub fn clear(&self) {
-        *self.lock() = None;
+        *self.lock() = ProblemState::default();
+    }
+
+    /// The source succeeded and has sent the changes that say so: the error clears once the
+    /// channel has applied a change, and until then a call that finds no endpoint waits for
+    /// them instead of failing (with the old error, or with none).
+    pub fn clear_once_applied(&self) {
+        self.lock().answer_sent = true;
     }
 
     /// The latest error, if the source has not succeeded since.
     pub fn get(&self) -> Option<String> {
-        self.lock().clone()
+        self.lock().error.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+    /// Whether changes that answer the error are on their way to the channel.
+    pub(crate) fn answer_sent(&self) -> bool {
+        self.lock().answer_sent
+    }
+
+    /// The channel applied a change: an answer that was on its way has arrived.
+    pub(crate) fn applied(&self) {
+        let mut state = self.lock();
+        if state.answer_sent {
+            *state = ProblemState::default();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProblemState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

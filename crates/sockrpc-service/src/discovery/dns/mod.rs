@@ -264,8 +264,13 @@ async fn follow(
                     // stands: a name that is created late is seen within seconds.
                     (changed, Err(ttl))
                 } else {
-                    // Cleared once the endpoints are on their way (inserts go first).
-                    problem.clear();
+                    // Cleared once the channel has the endpoints (inserts go first): a call
+                    // in between waits for them.
+                    if changed {
+                        problem.clear_once_applied();
+                    } else {
+                        problem.clear();
+                    }
                     retry.reset();
                     (changed, Ok(ttl))
                 }

@@ -98,12 +98,17 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
         .map_err(|e| status("read", e))?;
         self.members
             .reset(read.kvs().iter().map(|kv| (kv.key(), kv.value())));
-        self.tell();
+        let sent = self.tell();
         if self.failures > 0 {
             tracing::info!(prefix = %self.prefix, failures = self.failures, "etcd discovery reads again");
         }
         self.failures = 0;
-        self.problem.clear();
+        // Cleared once the channel has what was read: a call in between waits for it.
+        if sent {
+            self.problem.clear_once_applied();
+        } else {
+            self.problem.clear();
+        }
         let revision = read.header().map_or(0, |h| h.revision());
         let options = WatchOptions::new()
             .with_prefix()
@@ -148,13 +153,16 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
     }
 
     /// Sends the channel what changed.
-    fn tell(&mut self) {
+    /// Sends what changed since the last call; whether anything did.
+    fn tell(&mut self) -> bool {
+        let mut sent = false;
         for diff in self.members.diff() {
             let change = match diff {
                 Diff::Add(addr) => Change::insert(addr.to_string(), (self.template)(addr)),
                 Diff::Remove(addr) => Change::Remove(addr.to_string()),
             };
-            let _ = self.tx.send(change);
+            sent |= self.tx.send(change).is_ok();
         }
+        sent
     }
 }
