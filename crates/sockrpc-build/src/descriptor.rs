@@ -55,9 +55,11 @@ pub(crate) fn append_descriptor_sets(
         let path = out_dir.join(name);
         // Only files prost-build wrote in this call: one it left alone (a package reached
         // through `extern_path`, written by an earlier call into the same directory) already
-        // has its set.
+        // has its set, on a line of its own (the same text elsewhere, say in a string field's
+        // default, is not the constant).
+        let declared = format!("pub const {CONST_NAME}: &[u8] = b\"");
         match std::fs::read_to_string(&path) {
-            Ok(text) if !text.contains(&format!("pub const {CONST_NAME}: &[u8]")) => {}
+            Ok(text) if !text.lines().any(|line| line.starts_with(&declared)) => {}
             _ => continue,
         }
         let set = encode_set(&transitive_set(&by_name, &files), encoded);

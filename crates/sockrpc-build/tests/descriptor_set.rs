@@ -176,3 +176,23 @@ fn a_proto_error_names_its_file_line_and_column() {
     assert!(text.starts_with("bad.proto:3:13: "), "{text}");
     assert!(text.contains("Missing"), "{text}");
 }
+
+/// The constant's own declaration, as text in the package (a string field's default), does
+/// not pass for the constant: it is still appended.
+#[test]
+fn the_constant_is_appended_when_its_text_appears_in_the_package() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let file = protos.path().join("quoted.proto");
+    std::fs::write(
+        &file,
+        "syntax = \"proto2\"; package quoted;\n\
+         message M { optional string s = 1 [default = \"pub const FILE_DESCRIPTOR_SET: &[u8]\"]; }\n\
+         service S { rpc A(M) returns (M); }\n",
+    )
+    .expect("write");
+    let out = generate(&[&file], &[protos.path()]).expect("generates");
+    let bytes = descriptor_set(&out.parse("quoted.rs"));
+    let set = prost_types::FileDescriptorSet::decode(bytes.as_slice()).expect("decodes");
+    let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
+    assert_eq!(names, ["quoted.proto"]);
+}
