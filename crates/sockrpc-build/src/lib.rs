@@ -121,6 +121,7 @@
 mod aliases;
 mod cfg_attrs;
 mod client;
+mod comment_html;
 mod comments;
 mod config;
 mod descriptor;
@@ -414,9 +415,10 @@ impl Builder {
         let prost_modules = prost_modules::taken_modules(&fds);
         let source_comments = source_comments::SourceComments::collect(&fds);
         let mut config = self.prost_config(prost_modules, source_comments, Rc::clone(&errors));
-        // prost-build renders the comments of messages, fields and enums: their code blocks
-        // are made text first (services and rpcs use `source_comments`, taken above).
+        // prost-build renders the comments of messages, fields and enums: their HTML and code
+        // blocks are made text first (services and rpcs use `source_comments`, taken above).
         let mut prost_fds = fds.clone();
+        comment_html::escape_html_in_comments(&mut prost_fds);
         text_code_blocks::text_code_blocks(&mut prost_fds);
         config.compile_fds(prost_fds)?;
         let out_dir = match &self.out_dir {

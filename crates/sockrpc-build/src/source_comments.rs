@@ -30,6 +30,18 @@ pub(crate) fn locations_mut(fds: &mut FileDescriptorSet) -> impl Iterator<Item =
         .flat_map(|info| info.location.iter_mut())
 }
 
+/// The leading and trailing comment of every source location in `fds`: what prost-build
+/// renders into docs.
+pub(crate) fn doc_comments_mut(fds: &mut FileDescriptorSet) -> impl Iterator<Item = &mut String> {
+    locations_mut(fds).flat_map(|location| {
+        location
+            .leading_comments
+            .as_mut()
+            .into_iter()
+            .chain(location.trailing_comments.as_mut())
+    })
+}
+
 /// Raw comments of every service (`package.Service`) and rpc (`package.Service.Method`).
 #[derive(Debug, Default)]
 pub(crate) struct SourceComments {

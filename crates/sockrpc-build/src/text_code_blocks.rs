@@ -29,26 +29,18 @@ const TEXT: &str = "text";
 /// Rewrites the leading and trailing comments of every item in `fds` so that each fenced code
 /// block in them is tagged `text`. Files without source info are left as they are.
 pub(crate) fn text_code_blocks(fds: &mut FileDescriptorSet) {
-    for location in crate::source_comments::locations_mut(fds) {
-        for comment in [
-            &mut location.leading_comments,
-            &mut location.trailing_comments,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if let Some(rewritten) = rewrite(comment) {
-                *comment = rewritten;
-            }
-            if !survives_prost(comment) {
-                let defused = defused(comment);
-                *comment = if survives_prost(&defused) {
-                    defused
-                } else {
-                    // Never seen: no docs rather than a doctest that fails the user's build.
-                    String::new()
-                };
-            }
+    for comment in crate::source_comments::doc_comments_mut(fds) {
+        if let Some(rewritten) = rewrite(comment) {
+            *comment = rewritten;
+        }
+        if !survives_prost(comment) {
+            let defused = defused(comment);
+            *comment = if survives_prost(&defused) {
+                defused
+            } else {
+                // Never seen: no docs rather than a doctest that fails the user's build.
+                String::new()
+            };
         }
     }
 }

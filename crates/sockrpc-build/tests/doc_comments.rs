@@ -1,51 +1,20 @@
 //! No comment in a `.proto` becomes a doctest: every code block rustdoc would find in the
 //! generated docs (services and rpcs rendered here, messages by prost-build) is tagged as text,
 //! ```` ```rust ```` blocks in message comments too (`rust_blocks.proto`, imported by
-//! `tricky.proto`).
+//! `tricky.proto`). Nor does any HTML in one reach rustdoc as HTML (`invalid_html_tags`).
 
 mod support;
 
 use std::path::Path;
 
-use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag};
-
-/// The doc comment blocks of a generated file: runs of `///` lines, markers stripped.
-fn doc_blocks(source: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Vec<&str> = Vec::new();
-    for line in source.lines() {
-        match line.trim_start().strip_prefix("///") {
-            Some(text) => current.push(text),
-            None if !current.is_empty() => {
-                // rustdoc strips the indentation all lines share.
-                let common = current
-                    .iter()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| l.len() - l.trim_start().len())
-                    .min()
-                    .unwrap_or(0);
-                let lines: Vec<&str> = current
-                    .iter()
-                    .map(|l| l.get(common..).unwrap_or(""))
-                    .collect();
-                blocks.push(lines.join("\n"));
-                current.clear();
-            }
-            None => {}
-        }
-    }
-    blocks
-}
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag};
+use support::doc_blocks;
 
 /// The info strings of the code blocks in `doc` tagged otherwise than `text` (services and
 /// rpcs) or `text,text` (prost-build's tag for a block tagged `text`): indented blocks, and
 /// fenced ones such as prost-build's `compile_fail` for ```` ```rust ````.
 fn doctests(doc: &str) -> Vec<String> {
-    let options = Options::ENABLE_TABLES
-        | Options::ENABLE_FOOTNOTES
-        | Options::ENABLE_STRIKETHROUGH
-        | Options::ENABLE_TASKLISTS;
-    Parser::new_ext(doc, options)
+    Parser::new_ext(doc, support::rustdoc_markdown())
         .filter_map(|event| match event {
             Event::Start(Tag::CodeBlock(CodeBlockKind::Indented)) => Some("<indented>".to_owned()),
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
@@ -131,5 +100,54 @@ fn direction_controls_never_reach_the_docs() {
         "Rpc ltr comment.",
     ] {
         assert!(source.contains(kept), "{kept:?} missing from the docs");
+    }
+}
+
+/// HTML in message, field, oneof, enum and value comments (and in service and rpc comments)
+/// reaches the docs as text: rustdoc finds no tag in them to report as unclosed.
+#[test]
+fn html_in_comments_reaches_the_docs_as_text() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let file = protos.path().join("html.proto");
+    std::fs::write(
+        &file,
+        "syntax = \"proto3\"; package html;\n\
+         // A Vec<u8> named <package>.<service>, <b>bold</b>, `Code<T>` and <https://a.b/c>.\n\
+         message M {\n\
+           // rejected_<signal> of Map<K, V>.\n\
+           string s = 1;\n\
+           // <div>\n\
+           // a block\n\
+           // </div>\n\
+           oneof o { int32 i = 2; }\n\
+         }\n\
+         // One of <A>, <B>.\n\
+         enum E {\n\
+           // The <default>.\n\
+           E_UNSPECIFIED = 0;\n\
+         }\n\
+         // Serves List<M>.\n\
+         service S {\n\
+           // Gets <one>.\n\
+           rpc Get(M) returns (M);\n\
+         }\n",
+    )
+    .expect("write");
+    let out = support::generate(&[&file], &[protos.path()]).expect("generates");
+    let source = out.source("html.rs");
+    let docs = doc_blocks(&source);
+    for doc in &docs {
+        let html = support::html_in(doc);
+        assert!(html.is_empty(), "HTML {html:?} in:\n{doc}");
+    }
+    let all = docs.join("\n");
+    for shown in [
+        "A Vec\\<u8> named \\<package>.\\<service>",
+        "`Code<T>`",
+        "<https://a.b/c>",
+        "rejected\\_\\<signal>",
+        "The \\<default>.",
+    ] {
+        assert!(all.contains(shown), "{shown:?} not in:\n{all}");
     }
 }

@@ -315,3 +315,52 @@ pub fn dispatch_handler(items: &[Item], proto_name: &str) -> String {
     let begin = rest[..end].rfind("::").expect("a qualified handler") + 2;
     rest[begin..end].to_owned()
 }
+
+/// The doc comment blocks of a generated file: runs of `///` lines, markers stripped.
+pub fn doc_blocks(source: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in source.lines() {
+        match line.trim_start().strip_prefix("///") {
+            Some(text) => current.push(text),
+            None if !current.is_empty() => {
+                // rustdoc strips the indentation all lines share.
+                let common = current
+                    .iter()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| l.len() - l.trim_start().len())
+                    .min()
+                    .unwrap_or(0);
+                let lines: Vec<&str> = current
+                    .iter()
+                    .map(|l| l.get(common..).unwrap_or(""))
+                    .collect();
+                blocks.push(lines.join("\n"));
+                current.clear();
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// The HTML rustdoc would find in `doc` (inline tags and HTML blocks), which it checks with
+/// `invalid_html_tags`.
+pub fn html_in(doc: &str) -> Vec<String> {
+    use pulldown_cmark::{Event, Parser};
+    Parser::new_ext(doc, rustdoc_markdown())
+        .filter_map(|event| match event {
+            Event::Html(html) | Event::InlineHtml(html) => Some(html.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Markdown extensions rustdoc reads docs with.
+pub fn rustdoc_markdown() -> pulldown_cmark::Options {
+    use pulldown_cmark::Options;
+    Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+}
