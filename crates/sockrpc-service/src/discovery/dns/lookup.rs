@@ -1,7 +1,8 @@
 //! One DNS lookup: what [`DnsDiscovery`](super::DnsDiscovery) asks each time a TTL runs out.
 //!
 //! A name's addresses come from the hosts file when it lists the name (as glibc's `files`
-//! before `dns`), else from its A and AAAA records, asked at once. A record type the name has
+//! before `dns`), else from its A and AAAA records, asked at once, of the first name of its
+//! search list that has any (`search.rs`). A record type the name has
 //! none of (NXDOMAIN, or NOERROR with no answer) adds no address, and a name with no address
 //! at all is an answer too, an empty one (grpc-go's resolver treats "not found" the same way):
 //! a name deleted from DNS takes its endpoints with it. Any other failure (SERVFAIL,
@@ -273,26 +274,26 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
 }
 
 /// A name's addresses.
-struct Addresses {
-    ips: Vec<IpAddr>,
+#[derive(Debug)]
+pub(super) struct Addresses {
+    pub(super) ips: Vec<IpAddr>,
     /// The shortest TTL of the records that gave them (`None`: no record).
-    ttl: Option<u32>,
+    pub(super) ttl: Option<u32>,
     /// The half (A or AAAA) that failed, when one did.
-    failed: Option<String>,
+    pub(super) failed: Option<String>,
     /// The server said the name does not exist (NXDOMAIN).
-    nonexistent: bool,
+    pub(super) nonexistent: bool,
     /// How long "no such records" stands, from the SOA the answers carried (used only when
     /// there is no address at all: it must not shorten the wait on a name that has some).
-    negative_ttl: Option<u32>,
+    pub(super) negative_ttl: Option<u32>,
     /// The A query failed.
-    failed_v4: bool,
+    pub(super) failed_v4: bool,
     /// The AAAA query failed.
-    failed_v6: bool,
+    pub(super) failed_v6: bool,
 }
 
-/// `name`'s addresses: from the hosts file when it lists the name, else its A and AAAA
-/// records. `Err` when both halves failed; one half failed makes the answer partial (`failed`),
-/// unless the other said the name does not exist.
+/// `name`'s addresses: from the hosts file when it lists the name, else the A and AAAA
+/// records of the first of its search list's candidates that has any ([`super::search`]).
 async fn addresses(
     resolver: &TokioResolver,
     hosts: &Hosts,
@@ -320,7 +321,22 @@ async fn addresses(
             failed_v6: false,
         });
     }
-    let (v4, v6) = tokio::join!(resolver.ipv4_lookup(name), resolver.ipv6_lookup(name));
+    let name = Name::from_utf8(name).map_err(|e| format!("{name}: {e}"))?;
+    let candidates = super::search::candidates(resolver, &name);
+    super::search::walk(candidates, |candidate| async move {
+        records(resolver, &candidate).await
+    })
+    .await
+}
+
+/// The A and AAAA records of `name` (fully qualified), asked at once. `Err` when both halves
+/// failed; one half failed makes the answer partial (`failed`), unless the other said the name
+/// does not exist.
+async fn records(resolver: &TokioResolver, name: &Name) -> Result<Addresses, String> {
+    let (v4, v6) = tokio::join!(
+        resolver.ipv4_lookup(name.clone()),
+        resolver.ipv6_lookup(name.clone())
+    );
     let mut found = Addresses {
         ips: Vec::new(),
         ttl: None,
@@ -440,7 +456,7 @@ fn describe(error: &ResolveError) -> String {
 }
 
 /// The shorter of two TTLs, either of which may be unknown.
-fn sooner(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+pub(super) fn sooner(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -29,6 +29,7 @@
 //! take a call (grpc-go's "name resolver error"), instead of only that none is usable.
 
 mod lookup;
+mod search;
 
 use super::{endpoint_key, Change, Discovery, Problem};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
