@@ -1,4 +1,8 @@
 //! Generated code and helpers shared by the integration tests.
+//!
+//! Lints that are allowed by default but that a user may deny crate-wide are denied here, so
+//! that the generated code is shown to pass them.
+#![deny(trivial_casts, trivial_numeric_casts, unused_qualifications)]
 
 pub mod child;
 pub mod logs;

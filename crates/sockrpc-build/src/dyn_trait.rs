@@ -112,9 +112,11 @@ fn blanket(m: &MethodModel, service_trait: &str, t: &str) -> String {
         format!(
             "::std::boxed::Box::pin(async move {{
                 let response = <{t} as {service_trait}>::{name}(self, request).await?;
-                ::core::result::Result::Ok(response.map(|stream| {{
-                    ::std::boxed::Box::pin(stream) as ::sockrpc::codegen::BoxStream<{output}>
-                }}))
+                ::core::result::Result::Ok(response.map(
+                    |stream| -> ::sockrpc::codegen::BoxStream<{output}> {{
+                        ::std::boxed::Box::pin(stream)
+                    }}
+                ))
             }})",
             name = m.ident,
             output = m.output,

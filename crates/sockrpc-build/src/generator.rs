@@ -20,7 +20,8 @@ pub(crate) const LINT_ALLOWS: &str = "unused_variables, dead_code, missing_docs,
     non_camel_case_types, non_snake_case, clippy::wildcard_imports, clippy::let_unit_value, \
     clippy::needless_lifetimes, clippy::type_complexity, clippy::doc_lazy_continuation, \
     clippy::wrong_self_convention, clippy::should_implement_trait, deprecated, \
-    rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls";
+    rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls, \
+    rustdoc::unescaped_backticks";
 
 /// How requests and responses flow in an rpc.
 ///
