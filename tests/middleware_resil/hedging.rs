@@ -60,3 +60,40 @@ async fn hedging_stays_within_a_grpc_timeout_entry() {
     assert_eq!(flaky.attempts(), 2);
     server.stop().await;
 }
+
+/// A later copy that this side refuses (its `grpc-previous-rpc-attempts` entry pushes metadata
+/// just under the limit over it) ends the hedging, not the call: the first copy, in flight,
+/// still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_copy_refused_before_sending_leaves_the_first_to_answer() {
+    use sockrpc_tests::echo::echo_client::EchoClient;
+    use sockrpc_tests::echo::echo_server::EchoServer;
+
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(EchoServer::new(Plain))).await;
+    let channel = server.channel().await;
+    // 16 KiB of metadata, each entry counted with 32 bytes beyond its key and value: 10 to
+    // spare, where the attempt count's entry needs 59.
+    let full = || {
+        let mut request = Request::new(sleep_request(300));
+        let value = "v".repeat(16 * 1024 - 10 - "x-fill".len() - 32);
+        request
+            .metadata_mut()
+            .insert("x-fill", &value)
+            .expect("ascii");
+        request
+    };
+    // Sent alone, it fits.
+    bounded("Sleep", EchoClient::new(channel.clone()).sleep(full()))
+        .await
+        .expect("fits the limit");
+    let hedge = HedgeLayer::methods_only().method(
+        "/sockrpc.test.Echo/Sleep",
+        HedgingPolicy::new(3, Duration::from_millis(50)),
+    );
+    let mut client = EchoClient::new(hedge.layer(channel));
+    bounded("Sleep", client.sleep(full()))
+        .await
+        .expect("the first copy answers");
+    server.stop().await;
+}

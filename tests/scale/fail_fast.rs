@@ -274,9 +274,10 @@ async fn an_empty_set_fails_fail_fast_calls_at_once() {
     server.shutdown().await;
 }
 
-/// A source that has sent its answer to an error (`Problem::clear_once_applied`) before the
-/// channel applied it: a fail-fast call in between waits for the endpoints and is answered,
+/// A source about to send its answer to an error (`Problem::clear_after`), which the channel
+/// has not applied yet: a fail-fast call in between waits for the endpoints and is answered,
 /// instead of failing with no endpoint (the window when a DNS name that was gone comes back).
+/// The error clears only once every change of the answer is applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fail_fast_call_waits_for_an_answer_on_its_way() {
     let server = Server::start("127.0.0.1", Duration::ZERO).await;
@@ -305,14 +306,20 @@ async fn a_fail_fast_call_waits_for_an_answer_on_its_way() {
     let status = result.expect_err("no endpoint");
     assert_eq!(status.code(), Code::Unavailable, "{status}");
     assert!(status.message().contains("the name is gone"), "{status}");
-    // The name is back: the source has sent its answer (here, held back), and clears.
-    problem.clear_once_applied();
+    // The name is back: the source will send its answer (two changes, held back here).
+    problem.clear_after(2);
     let waiting = tokio::spawn({
         let channel = channel.clone();
         async move { call(&channel, Some(Duration::from_secs(60)), None).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "{:?}", waiting.await);
+    changes
+        .send(Change::Remove("a server long gone".into()))
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "{:?}", waiting.await);
+    assert_eq!(problem.get().as_deref(), Some("the name is gone"));
     changes.send(Change::insert(key, endpoint)).expect("send");
     let (answer, _) = waiting.await.expect("join");
     answer.expect("answered by the endpoint on its way");

@@ -5,46 +5,49 @@
 //! `rejected_<signal>` (all in real protos: gRPC's reflection, OpenTelemetry's collectors) read
 //! to Markdown as inline HTML, and rustdoc then reports unclosed tags (`invalid_html_tags`), so
 //! a crate that documents its generated code with `-D warnings` fails to build its docs. Before
-//! prost-build sees a comment, every `<` that opens HTML (inline or a block) is escaped (`\<`),
+//! prost-build sees a comment (`text_code_blocks.rs` calls [`escape_html`] on each), every `<`
+//! that opens HTML (inline or a block) is escaped (`\<`),
 //! which prost-build's Markdown cleanup keeps as it is; the docs then show the text as written.
 //! Autolinks (`<https://…>`), code spans and code blocks are left alone.
 
 use std::ops::Range;
 
-use prost_types::FileDescriptorSet;
 use pulldown_cmark::{Event, Options, Parser};
 
-/// Escapes the HTML in the leading and trailing comments of every item in `fds`.
-pub(crate) fn escape_html_in_comments(fds: &mut FileDescriptorSet) {
-    for comment in crate::source_comments::doc_comments_mut(fds) {
-        if let Some(escaped) = escape_html(comment) {
-            *comment = escaped;
-        }
-    }
-}
-
 /// `comment` with every `<` inside HTML escaped; `None` when it holds no HTML.
-fn escape_html(comment: &str) -> Option<String> {
-    // The parser as prost-build's `cleanup-markdown` runs it, so the HTML found here is the
-    // HTML it keeps.
-    let parser = Parser::new_ext(comment, Options::all() - Options::ENABLE_SMART_PUNCTUATION)
-        .into_offset_iter();
-    let html: Vec<Range<usize>> = parser
-        .filter(|(event, _)| matches!(event, Event::Html(_) | Event::InlineHtml(_)))
-        .map(|(_, range)| range)
+pub(crate) fn escape_html(comment: &str) -> Option<String> {
+    // HTML as prost-build's `cleanup-markdown` parses the comment (what it keeps as HTML), and
+    // as rustdoc parses it (what it reports: HTML inside math or a wikilink, which prost-build
+    // writes back as text, is HTML to rustdoc).
+    let prost = Options::all() - Options::ENABLE_SMART_PUNCTUATION;
+    let rustdoc = Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS;
+    let mut html: Vec<Range<usize>> = [prost, rustdoc]
+        .into_iter()
+        .flat_map(|options| {
+            Parser::new_ext(comment, options)
+                .into_offset_iter()
+                .filter(|(event, _)| matches!(event, Event::Html(_) | Event::InlineHtml(_)))
+                .map(|(_, range)| range)
+                .collect::<Vec<_>>()
+        })
         .collect();
     if html.is_empty() {
         return None;
     }
+    html.sort_by_key(|range| (range.start, std::cmp::Reverse(range.end)));
     let mut out = String::with_capacity(comment.len() + 8 * html.len());
     let mut copied = 0;
     for range in html {
-        // Ranges come in order and do not overlap; a range already passed is skipped.
-        if range.start < copied {
+        // In order; the part of a range already copied (the two parses overlap) is skipped.
+        let start = range.start.max(copied);
+        if start >= range.end {
             continue;
         }
-        out.push_str(&comment[copied..range.start]);
-        for ch in comment[range.clone()].chars() {
+        out.push_str(&comment[copied..start]);
+        for ch in comment[start..range.end].chars() {
             if ch == '<' {
                 out.push('\\');
             }
@@ -91,6 +94,12 @@ mod tests {
         ] {
             assert_eq!(escape_html(comment), None, "{comment:?}");
         }
+    }
+
+    #[test]
+    fn html_that_only_rustdoc_reads_is_escaped() {
+        assert_eq!(escaped(" $x <b> y$\n"), " $x \\<b> y$\n");
+        assert_eq!(escaped(" [[Vec<u8>]]\n"), " [[Vec\\<u8>]]\n");
     }
 
     #[test]

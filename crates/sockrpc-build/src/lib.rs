@@ -418,7 +418,6 @@ impl Builder {
         // prost-build renders the comments of messages, fields and enums: their HTML and code
         // blocks are made text first (services and rpcs use `source_comments`, taken above).
         let mut prost_fds = fds.clone();
-        comment_html::escape_html_in_comments(&mut prost_fds);
         text_code_blocks::text_code_blocks(&mut prost_fds);
         config.compile_fds(prost_fds)?;
         let out_dir = match &self.out_dir {

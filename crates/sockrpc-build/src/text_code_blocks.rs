@@ -30,11 +30,17 @@ const TEXT: &str = "text";
 /// block in them is tagged `text`. Files without source info are left as they are.
 pub(crate) fn text_code_blocks(fds: &mut FileDescriptorSet) {
     for comment in crate::source_comments::doc_comments_mut(fds) {
+        // HTML becomes text too (`comment_html.rs`); a comment shown whole in one text block
+        // is shown as written.
+        let written = comment.clone();
+        if let Some(escaped) = crate::comment_html::escape_html(comment) {
+            *comment = escaped;
+        }
         if let Some(rewritten) = rewrite(comment) {
             *comment = rewritten;
         }
         if !survives_prost(comment) {
-            let defused = defused(comment);
+            let defused = defused(&written);
             *comment = if survives_prost(&defused) {
                 defused
             } else {
@@ -256,6 +262,35 @@ mod tests {
                 "the text is kept: {safe:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_defused_comment_shows_its_html_as_written() {
+        use prost_types::source_code_info::Location;
+        use prost_types::{FileDescriptorProto, SourceCodeInfo};
+        let comment = " Takes a Vec<u8>.\n\n ````\n ```\n compile_error!(\"ran\");\n ```\n ````\n";
+        let mut fds = FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                source_code_info: Some(SourceCodeInfo {
+                    location: vec![Location {
+                        leading_comments: Some(comment.to_owned()),
+                        ..Location::default()
+                    }],
+                }),
+                ..FileDescriptorProto::default()
+            }],
+        };
+        text_code_blocks(&mut fds);
+        let done = fds.file[0]
+            .source_code_info
+            .as_ref()
+            .expect("info")
+            .location[0]
+            .leading_comments
+            .clone()
+            .expect("a comment");
+        assert!(survives_prost(&done), "{done:?}");
+        assert!(done.contains("Takes a Vec<u8>."), "{done:?}");
     }
 
     #[test]

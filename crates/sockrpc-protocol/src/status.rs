@@ -158,10 +158,12 @@ impl Status {
         self.0.code == Code::Unavailable && self.0.not_processed
     }
 
-    /// Marks this status as this side's refusal of a call before anything of it was sent (a
-    /// message or metadata over a limit): the same call would be refused again, so retry and
-    /// hedging layers give up at once, as grpc-go checks a message's size before its retries,
-    /// and the refusal says nothing of the server's health. Local: the mark is never sent.
+    /// Marks this status as this side's refusal of what a call was about to send (its
+    /// metadata or a message over a limit: a unary call's before anything went out, a
+    /// stream's perhaps after earlier messages): the same call would be refused again, so
+    /// retry and hedging layers give up at once, as grpc-go checks a message's size before
+    /// its retries, and the refusal says nothing of the server's health. Local: the mark is
+    /// never sent.
     pub fn refused_before_sending(mut self) -> Status {
         self.0.refused_before_sending = true;
         self

@@ -193,6 +193,13 @@ where
                     throttle.record_failure();
                 }
             }
+            if status.is_refused_before_sending() && !self.in_flight.is_empty() {
+                // A later copy this side refused (its attempt count pushed the metadata over
+                // the limit): no more copies, and those in flight go on.
+                self.stopped = true;
+                self.last = Some(status);
+                continue;
+            }
             if !(non_fatal || unprocessed) {
                 return Some(Err(self.annotated(status)));
             }

@@ -224,7 +224,7 @@ impl Shared {
     /// making their first attempt, or reconnecting after a connection was lost, are waited for.
     fn all_failing(&self, list: &[Arc<Member>]) -> Option<String> {
         if list.is_empty() {
-            if self.problem.as_ref().is_some_and(Problem::answer_sent) {
+            if self.problem.as_ref().is_some_and(Problem::answer_pending) {
                 // Discovery's answer is on its way: wait for it.
                 return None;
             }

@@ -35,8 +35,14 @@ pub(super) async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::
         match next {
             Some(Some(change)) => {
                 apply(&shared, change);
-                if let Some(problem) = &shared.problem {
-                    problem.applied();
+                // The last change of an answer on its way: calls that woke before it clears
+                // the error look again (they would wait for a next change).
+                if shared
+                    .problem
+                    .as_ref()
+                    .is_some_and(crate::discovery::Problem::applied)
+                {
+                    shared.bump();
                 }
                 // After the change (a call must never see the set answered and still empty
                 // before its first insert), then a second wake for calls that looked between.

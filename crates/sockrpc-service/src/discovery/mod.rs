@@ -82,9 +82,9 @@ pub struct Problem(Arc<Mutex<ProblemState>>);
 #[derive(Debug, Default)]
 struct ProblemState {
     error: Option<String>,
-    /// Changes that answer the error are on their way to the channel
-    /// ([`Problem::clear_once_applied`]).
-    answer_sent: bool,
+    /// Changes that answer the error, still to be applied by the channel
+    /// ([`Problem::clear_after`]).
+    pending: usize,
 }
 
 impl Problem {
@@ -92,7 +92,7 @@ impl Problem {
     pub fn set(&self, error: impl Into<String>) {
         *self.lock() = ProblemState {
             error: Some(error.into()),
-            answer_sent: false,
+            pending: 0,
         };
     }
 
@@ -101,11 +101,18 @@ impl Problem {
         *self.lock() = ProblemState::default();
     }
 
-    /// The source succeeded and has sent the changes that say so: the error clears once the
-    /// channel has applied a change, and until then a call that finds no endpoint waits for
-    /// them instead of failing (with the old error, or with none).
-    pub fn clear_once_applied(&self) {
-        self.lock().answer_sent = true;
+    /// The source succeeded and is about to send `changes` changes that say so: the error
+    /// clears once the channel has applied that many more (at once when `changes` is 0), and
+    /// until then a call that finds no endpoint waits for them instead of failing (with the
+    /// old error, or with none). Call it before sending them: the channel may apply a change
+    /// as soon as it is sent.
+    pub fn clear_after(&self, changes: usize) {
+        let mut state = self.lock();
+        if changes == 0 {
+            *state = ProblemState::default();
+        } else {
+            state.pending = changes;
+        }
     }
 
     /// The latest error, if the source has not succeeded since.
@@ -114,15 +121,24 @@ impl Problem {
     }
 
     /// Whether changes that answer the error are on their way to the channel.
-    pub(crate) fn answer_sent(&self) -> bool {
-        self.lock().answer_sent
+    pub(crate) fn answer_pending(&self) -> bool {
+        self.lock().pending > 0
     }
 
-    /// The channel applied a change: an answer that was on its way has arrived.
-    pub(crate) fn applied(&self) {
+    /// The channel applied a change; whether that cleared the error (the last change of an
+    /// answer on its way).
+    pub(crate) fn applied(&self) -> bool {
         let mut state = self.lock();
-        if state.answer_sent {
-            *state = ProblemState::default();
+        match state.pending {
+            0 => false,
+            1 => {
+                *state = ProblemState::default();
+                true
+            }
+            _ => {
+                state.pending -= 1;
+                false
+            }
         }
     }
 

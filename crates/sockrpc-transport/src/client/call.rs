@@ -121,7 +121,6 @@ enum Started {
     Queued(u64),
 }
 
-/// A queued call gives up: it leaves the queue, and room kept for it goes to the next.
 /// Checks a request against this side's limits before anything of it is sent: its path, its
 /// metadata and (when known) its message. A refusal is marked
 /// ([`Status::refused_before_sending`]): another attempt would meet it again.
@@ -155,6 +154,7 @@ pub(super) fn check_message(message: &Bytes, limits: &Limits) -> Result<(), Stat
     Ok(())
 }
 
+/// A queued call gives up: it leaves the queue, and room kept for it goes to the next.
 pub(super) fn leave_queue(shared: &Shared, ticket: u64) {
     let mut state = shared.lock();
     if state.room.leave(ticket) {

@@ -257,7 +257,10 @@ async fn follow(
                     problem.set(format!("DNS found no address: {why}"));
                 }
                 let empty = found.none.is_some();
-                let Some(changed) = apply(&config, &mut known, found.addrs, &tx) else {
+                // A whole answer with addresses clears the problem once the channel has its
+                // changes: a call in between waits for them.
+                let clears = (!empty).then_some(&problem);
+                let Some(changed) = apply(&config, &mut known, found.addrs, &tx, clears) else {
                     return;
                 };
                 if empty {
@@ -265,13 +268,6 @@ async fn follow(
                     // stands: a name that is created late is seen within seconds.
                     (changed, Err(ttl))
                 } else {
-                    // Cleared once the channel has the endpoints (inserts go first): a call
-                    // in between waits for them.
-                    if changed {
-                        problem.clear_once_applied();
-                    } else {
-                        problem.clear();
-                    }
                     retry.reset();
                     (changed, Ok(ttl))
                 }
@@ -299,7 +295,7 @@ async fn follow(
                     }
                 };
                 let changed = match merged {
-                    Some(merged) => match apply(&config, &mut known, merged, &tx) {
+                    Some(merged) => match apply(&config, &mut known, merged, &tx, None) {
                         Some(changed) => changed,
                         None => return,
                     },
@@ -348,6 +344,7 @@ fn apply(
     known: &mut BTreeMap<SocketAddr, (Place, String)>,
     found: BTreeMap<SocketAddr, Place>,
     tx: &mpsc::UnboundedSender<Change>,
+    clears: Option<&Problem>,
 ) -> Option<bool> {
     let mut changes = Vec::new();
     let mut removals = Vec::new();
@@ -380,6 +377,9 @@ fn apply(
             .any(|insert| matches!((removal, insert), (Change::Remove(gone), Change::Insert { key, .. }) if gone == key))
     });
     let changed = !changes.is_empty() || !removals.is_empty();
+    if let Some(problem) = clears {
+        problem.clear_after(changes.len() + removals.len());
+    }
     changes
         .into_iter()
         .chain(removals)

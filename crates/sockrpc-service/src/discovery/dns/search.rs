@@ -4,11 +4,12 @@
 //! the resolver's configuration (`search` in `/etc/resolv.conf`), before or after the name as
 //! it is, as `ndots` orders them. hickory walks that list for each query on its own, so its A
 //! and AAAA lookups could stop at different candidates: `svc.a.test`'s IPv4 addresses mixed
-//! with `svc.b.test`'s IPv6 ones. Here the candidates are walked once, as Go's resolver and
-//! glibc walk them: both families of one candidate are asked together, and the first candidate
-//! with any address is the answer. A candidate that fails (SERVFAIL, a timeout) does not stop
-//! the walk, but when no later one has an address the failure is the answer, not an absence
-//! (the name may well exist there): the discovery keeps what it had.
+//! with `svc.b.test`'s IPv6 ones. Here the candidates are walked once, as Go's resolver walks
+//! them: both families of one candidate are asked together, and the first candidate with any
+//! address is the answer. A candidate that fails (SERVFAIL, a timeout) does not stop the walk
+//! (Go's default; glibc stops at a timeout), but when no later one has an address the failure
+//! is the answer, not an absence (the name may well exist there): the discovery keeps what it
+//! had.
 
 use super::lookup::Addresses;
 use hickory_resolver::{Name, TokioResolver};
@@ -16,11 +17,15 @@ use std::future::Future;
 
 /// The fully qualified names to try for `name`, in order: `name` itself when it ends with a
 /// dot; else the name as it is first when it has at least `ndots` dots (or is `localhost`),
-/// last otherwise, and between, the name under each search domain, then under the
-/// configuration's own domain.
+/// last otherwise, and between, the name under each search domain, or, with no search list,
+/// under the configuration's domain (as glibc and Go: one or the other, never both).
 pub(super) fn candidates(resolver: &TokioResolver, name: &Name) -> Vec<Name> {
     let config = resolver.config();
-    let domains: Vec<&Name> = config.search().iter().chain(config.domain()).collect();
+    let domains: Vec<&Name> = if config.search().is_empty() {
+        config.domain().into_iter().collect()
+    } else {
+        config.search().iter().collect()
+    };
     candidates_with(name, &domains, resolver.options().ndots)
 }
 
@@ -139,21 +144,23 @@ mod tests {
         let resolver = builder.build();
         assert_eq!(
             texts(&candidates(&resolver, &name("svc.ns"))),
-            [
-                "svc.ns.a.test.",
-                "svc.ns.b.test.",
-                "svc.ns.home.test.",
-                "svc.ns."
-            ]
+            ["svc.ns.a.test.", "svc.ns.b.test.", "svc.ns."]
         );
         assert_eq!(
             texts(&candidates(&resolver, &name("svc.ns.x"))),
-            [
-                "svc.ns.x.",
-                "svc.ns.x.a.test.",
-                "svc.ns.x.b.test.",
-                "svc.ns.x.home.test."
-            ]
+            ["svc.ns.x.", "svc.ns.x.a.test.", "svc.ns.x.b.test."]
+        );
+        // With no search list, the domain stands in for it.
+        let config = ResolverConfig::from_parts(
+            Some(name("home.test.")),
+            vec![],
+            NameServerConfigGroup::new(),
+        );
+        let resolver =
+            TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build();
+        assert_eq!(
+            texts(&candidates(&resolver, &name("svc"))),
+            ["svc.home.test.", "svc."]
         );
     }
 

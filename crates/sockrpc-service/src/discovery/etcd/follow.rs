@@ -98,17 +98,12 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
         .map_err(|e| status("read", e))?;
         self.members
             .reset(read.kvs().iter().map(|kv| (kv.key(), kv.value())));
-        let sent = self.tell();
+        // The problem clears once the channel has what was read: a call in between waits.
+        self.tell(true);
         if self.failures > 0 {
             tracing::info!(prefix = %self.prefix, failures = self.failures, "etcd discovery reads again");
         }
         self.failures = 0;
-        // Cleared once the channel has what was read: a call in between waits for it.
-        if sent {
-            self.problem.clear_once_applied();
-        } else {
-            self.problem.clear();
-        }
         let revision = read.header().map_or(0, |h| h.revision());
         let options = WatchOptions::new()
             .with_prefix()
@@ -136,7 +131,7 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
                     EventType::Delete => self.members.delete(kv.key()),
                 }
             }
-            self.tell();
+            self.tell(false);
         }
     }
 
@@ -152,17 +147,19 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
         }
     }
 
-    /// Sends the channel what changed.
-    /// Sends what changed since the last call; whether anything did.
-    fn tell(&mut self) -> bool {
-        let mut sent = false;
-        for diff in self.members.diff() {
+    /// Sends the channel what changed; with `clears`, the problem clears once the channel has
+    /// applied it (at once when nothing changed).
+    fn tell(&mut self, clears: bool) {
+        let diffs = self.members.diff();
+        if clears {
+            self.problem.clear_after(diffs.len());
+        }
+        for diff in diffs {
             let change = match diff {
                 Diff::Add(addr) => Change::insert(addr.to_string(), (self.template)(addr)),
                 Diff::Remove(addr) => Change::Remove(addr.to_string()),
             };
-            sent |= self.tx.send(change).is_ok();
+            let _ = self.tx.send(change);
         }
-        sent
     }
 }

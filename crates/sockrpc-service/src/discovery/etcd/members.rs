@@ -75,15 +75,12 @@ impl Members {
     }
 
     /// The changes since the last call: addresses now named by some key that the channel has
-    /// not been told about, and told addresses no key names any more.
+    /// not been told about, then told addresses no key names any more (adds first, so that a
+    /// moved server never leaves the channel an empty set between the two).
     pub(super) fn diff(&mut self) -> Vec<Diff> {
         let now: BTreeSet<SocketAddr> = self.by_key.values().copied().collect();
-        let mut diffs: Vec<Diff> = self
-            .told
-            .difference(&now)
-            .map(|a| Diff::Remove(*a))
-            .collect();
-        diffs.extend(now.difference(&self.told).map(|a| Diff::Add(*a)));
+        let mut diffs: Vec<Diff> = now.difference(&self.told).map(|a| Diff::Add(*a)).collect();
+        diffs.extend(self.told.difference(&now).map(|a| Diff::Remove(*a)));
         self.told = now;
         diffs
     }
@@ -150,7 +147,7 @@ mod tests {
         m.put(b"k", b"127.0.0.1:2");
         assert_eq!(
             m.diff(),
-            [Diff::Remove(a("127.0.0.1:1")), Diff::Add(a("127.0.0.1:2"))]
+            [Diff::Add(a("127.0.0.1:2")), Diff::Remove(a("127.0.0.1:1"))]
         );
         m.put(b"k", b"127.0.0.1:2");
         assert_eq!(m.diff(), []);
@@ -195,7 +192,7 @@ mod tests {
         ]);
         assert_eq!(
             m.diff(),
-            [Diff::Remove(a("127.0.0.1:1")), Diff::Add(a("127.0.0.1:3"))]
+            [Diff::Add(a("127.0.0.1:3")), Diff::Remove(a("127.0.0.1:1"))]
         );
     }
 }
