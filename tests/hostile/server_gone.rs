@@ -5,6 +5,7 @@ use crate::support::{assert_no_worker_panics, bounded, start_echo, EchoImpl, BOU
 use sockrpc::Code;
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::{EchoRequest, SleepRequest};
+use sockrpc_tests::refused::Refused;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,13 +14,11 @@ use tokio::task::JoinHandle;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_unavailable() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        listener.local_addr().expect("address").port()
-    };
+    // Held (bound, never listening) until the test ends: no other server can take the port.
+    let closed = Refused::loopback();
     let err = bounded(
         "connect to a closed port",
-        EchoClient::connect(format!("127.0.0.1:{port}")),
+        EchoClient::connect(closed.addr().to_string()),
     )
     .await
     .expect_err("nothing listens there");

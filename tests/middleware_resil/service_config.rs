@@ -113,10 +113,9 @@ async fn service_config_defaults_yield_to_the_endpoints() {
     server.stop().await;
 
     // Nothing listens: the endpoint waits for ready, the config says not to; the endpoint wins.
-    let vacant = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // Held (bound, never listening) until the test ends: no other server can take the port.
+    let refused = sockrpc_tests::refused::Refused::loopback();
+    let vacant = refused.addr();
     let waiting = sockrpc::Endpoint::from_uri(&format!("tcp://{vacant}"))
         .expect("endpoint")
         .wait_for_ready(true);

@@ -3,7 +3,7 @@
 //! `Endpoint::connect_lazy`, here `Channel::lazy`) fails its first call while nothing listens,
 //! succeeds once the server is up, and fails `UNAVAILABLE` again once it stopped.
 
-use crate::support::{bounded, channel, serve, uri, vacant_addr, Running};
+use crate::support::{bounded, channel, serve, uri, Refused, Running};
 use sockrpc::{Channel, Code, Keepalive, Request, Response, Server, Status};
 use sockrpc_tests::parity::test_client::TestClient;
 use sockrpc_tests::parity::test_server::{Test, TestServer};
@@ -30,7 +30,8 @@ impl Test for Svc {
 #[tokio::test]
 async fn connect_returns_err() {
     // Nothing listens: refused, UNAVAILABLE.
-    let err = bounded("connect", TestClient::connect(uri(vacant_addr())))
+    let vacant = Refused::loopback();
+    let err = bounded("connect", TestClient::connect(uri(vacant.addr())))
         .await
         .expect_err("refused");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
@@ -66,16 +67,16 @@ async fn connect_returns_err_via_call_after_connected() {
 
 #[tokio::test]
 async fn connect_lazy_reconnects_after_first_failure() {
-    let addr = vacant_addr();
-    let mut client = TestClient::new(Channel::lazy(uri(addr)).expect("endpoint"));
+    let vacant = Refused::loopback();
+    let mut client = TestClient::new(Channel::lazy(uri(vacant.addr())).expect("endpoint"));
     // Nothing listens yet.
     let err = bounded("first call", client.unary_call(Input {}))
         .await
         .expect_err("nothing listens");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    // The server comes up on that port: the next call reaches it.
-    let server = Running::start_at(
-        addr,
+    // The server comes up on that port (held till now): the next call reaches it.
+    let server = Running::start_on(
+        vacant.listen(),
         Server::builder().add_service(TestServer::new(Svc::default())),
     );
     bounded("second call", client.unary_call(Input {}))

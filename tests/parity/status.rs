@@ -4,7 +4,7 @@
 //! `status_code_and_message` and `special_status_message`: every code, and a message with
 //! whitespace and characters outside ASCII, arrive as sent.
 
-use crate::support::{bounded, channel, serve, vacant_addr};
+use crate::support::{bounded, channel, serve, Refused};
 use futures_util::stream;
 use sockrpc::{BoxStream, Channel, Code, MetadataMap, Request, Response, Server, Status};
 use sockrpc_tests::parity::test_client::TestClient;
@@ -171,7 +171,8 @@ fn io_cause(err: &Status) -> &std::io::Error {
 async fn status_from_a_failed_connect_keeps_its_source() {
     // A lazy channel to a port nothing listens on: the call fails UNAVAILABLE, and the status
     // keeps the local cause (the connect's I/O error) down its `source()` chain.
-    let addr = vacant_addr();
+    let vacant = Refused::loopback();
+    let addr = vacant.addr();
     let channel = Channel::lazy(format!("tcp://{addr}")).expect("endpoint");
     let mut client = TestStreamClient::new(channel);
     let err = bounded("call", client.stream_call(InputStream {}))

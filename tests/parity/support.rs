@@ -1,5 +1,5 @@
 //! What the parity tests share: a bound on every wait, a server on a fresh loopback port, a
-//! client for it, and the address of a port nothing listens on.
+//! client for it, and an address nothing listens on (held: [`Refused`]).
 
 use futures_util::stream;
 use sockrpc::service::ServerBuilder;
@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tower::layer::util::Identity;
 
+pub(crate) use sockrpc_tests::refused::Refused;
 pub(crate) use sockrpc_tests::serve::Running;
 
 /// Bound on every single step (a call, a message, a shutdown).
@@ -49,13 +50,6 @@ pub(crate) async fn channel_with(
     bounded("connect", Channel::connect(endpoint))
         .await
         .expect("connect")
-}
-
-/// A loopback address that nothing listens on (bound, then closed), for calls that must be
-/// refused, and for a server started on it later.
-pub(crate) fn vacant_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local address")
 }
 
 /// Polls `done` every 10 ms, at most for [`STEP`].

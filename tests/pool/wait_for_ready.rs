@@ -14,17 +14,12 @@ use sockrpc::server::PingPolicy;
 use sockrpc::{Channel, Code, Endpoint, Request};
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::EchoRequest;
+use sockrpc_tests::refused::Refused;
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::ProduceRequest;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// A loopback port nothing listens on (bound, then released), for a server to start on later.
-fn vacant() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
 
 /// An endpoint for `addr` whose reconnect backoff starts at `backoff`.
 fn endpoint(addr: SocketAddr, backoff: Duration) -> Endpoint {
@@ -45,7 +40,8 @@ fn request(timeout: Duration, wait_for_ready: Option<bool>) -> Request<EchoReque
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_with_a_long_deadline_fails_fast_when_nothing_listens() {
-    let addr = vacant();
+    let vacant = Refused::loopback();
+    let addr = vacant.addr();
     // The first retry after 50 ms, the next after 50 s: longer than the test's bound, so no
     // call can be answered by a later attempt.
     let mut backoff = Backoff::starting_at(Duration::from_millis(50)).max(Duration::from_secs(50));
@@ -77,7 +73,9 @@ async fn a_call_with_a_long_deadline_fails_fast_when_nothing_listens() {
     }
 
     // A stream opens the same way.
-    let other = Channel::lazy(endpoint(vacant(), Duration::from_secs(60))).expect("channel");
+    let other_vacant = Refused::loopback();
+    let other =
+        Channel::lazy(endpoint(other_vacant.addr(), Duration::from_secs(60))).expect("channel");
     let mut streamer = StreamerClient::new(other);
     let mut open = Request::new(ProduceRequest::default());
     open.set_timeout(Duration::from_secs(60));
@@ -90,7 +88,8 @@ async fn a_call_with_a_long_deadline_fails_fast_when_nothing_listens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_for_ready_call_is_answered_once_the_server_comes_up() {
-    let addr = vacant();
+    let vacant = Refused::loopback();
+    let addr = vacant.addr();
     let channel = Channel::lazy(endpoint(addr, Duration::from_millis(50))).expect("channel");
     let mut waiting = EchoClient::new(channel.clone());
     let call = tokio::spawn(async move { waiting.echo(request(BOUND * 2, Some(true))).await });
@@ -110,7 +109,9 @@ async fn a_wait_for_ready_call_is_answered_once_the_server_comes_up() {
         "the wait-for-ready call gave up: {call:?}"
     );
 
-    let server = TestServer::start(addr, PingPolicy::default()).expect("server on the port");
+    // The server binds the port itself (its own socket options): held until just before.
+    let server =
+        TestServer::start(vacant.release(), PingPolicy::default()).expect("server on the port");
     let answer = tokio::time::timeout(BOUND, call)
         .await
         .expect("answered once the server is up")
@@ -122,7 +123,8 @@ async fn a_wait_for_ready_call_is_answered_once_the_server_comes_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_for_ready_call_fails_deadline_exceeded_naming_the_last_attempt() {
-    let addr = vacant();
+    let vacant = Refused::loopback();
+    let addr = vacant.addr();
     // Every call waits for a connection by default.
     let endpoint = endpoint(addr, Duration::from_millis(20)).wait_for_ready(true);
     let channel = Channel::lazy(endpoint).expect("channel");

@@ -281,12 +281,10 @@ async fn the_set_follows_keys_whose_values_change_repeat_or_are_malformed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_etcd_is_named_in_the_status_and_a_bad_uri_is_invalid() {
-    // Nothing listens on this port: calls say why no endpoint is known.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let endpoints = [format!("http://127.0.0.1:{port}")];
+    // Nothing listens on this port (held, never listening, until the test ends): calls say why
+    // no endpoint is known.
+    let unreachable = sockrpc_tests::refused::Refused::loopback();
+    let endpoints = [format!("http://{}", unreachable.addr())];
     let channel = Channel::balance(
         etcd::discover(&endpoints, "/sockrpc/none/", template)
             .await

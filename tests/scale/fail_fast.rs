@@ -11,14 +11,15 @@ use sockrpc::{Channel, Code, Request, Status};
 use sockrpc_health::GrpcHealthProbe;
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
 use sockrpc_tests::helloworld::HelloRequest;
+use sockrpc_tests::refused::Refused;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// An address on `ip` where nothing listens (bound, then closed): connecting is refused.
-async fn refused(ip: &str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
-    listener.local_addr().expect("addr")
+/// An address on `ip` where nothing listens, for as long as the [`Refused`] lives: connecting
+/// is refused.
+fn refused(ip: &str) -> Refused {
+    Refused::on(ip.parse().expect("ip"))
 }
 
 /// One call with `timeout` and, when given, the call's own wait-for-ready choice; bounded by
@@ -58,9 +59,9 @@ async fn wait_all_failing(channel: &Balanced) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_call_fails_at_once_when_every_endpoint_is_down() {
-    let down = [refused("127.0.0.1").await, refused("127.0.0.2").await];
+    let down = [refused("127.0.0.1"), refused("127.0.0.2")];
     let channel = Channel::balance(
-        discovery::fixed(down.iter().map(|a| format!("tcp://{a}"))).expect("endpoints"),
+        discovery::fixed(down.iter().map(|a| format!("tcp://{}", a.addr()))).expect("endpoints"),
     );
     // The first call waits for the first attempts (as gRPC's CONNECTING), then fails with them.
     let (first, _) = call(&channel, Some(Duration::from_secs(60)), None).await;
@@ -82,7 +83,8 @@ async fn fail_fast_call_fails_at_once_when_every_endpoint_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_ready_call_waits_to_its_deadline_then_for_a_server() {
-    let addr = refused("127.0.0.1").await;
+    let down = refused("127.0.0.1");
+    let addr = down.addr();
     let channel = BalanceBuilder::default()
         .build(discovery::fixed([format!("tcp://{addr}")]).expect("endpoints"));
     wait_all_failing(&channel).await;
@@ -109,8 +111,8 @@ async fn wait_for_ready_call_waits_to_its_deadline_then_for_a_server() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "the waiting call gave up");
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
-    let server = Server::on(listener, Duration::ZERO);
+    // The server comes up on the port held till now.
+    let server = Server::on(down.listen(), Duration::ZERO);
     let answer = tokio::time::timeout(Duration::from_secs(15), waiting)
         .await
         .expect("answered within 15 s")
@@ -121,7 +123,8 @@ async fn wait_for_ready_call_waits_to_its_deadline_then_for_a_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builder_default_makes_calls_wait_and_the_call_choice_wins() {
-    let addr = refused("127.0.0.1").await;
+    let down = refused("127.0.0.1");
+    let addr = down.addr();
     let channel = BalanceBuilder::default()
         .wait_for_ready(true)
         .build(discovery::fixed([format!("tcp://{addr}")]).expect("endpoints"));
@@ -202,7 +205,8 @@ async fn fail_fast_call_fails_at_once_when_every_endpoint_is_not_serving() {
 /// and their `Endpoint::timeout` bounds a waiting call that set no deadline.
 #[tokio::test(flavor = "current_thread")]
 async fn endpoint_defaults_apply_before_discovery_answers() {
-    let addr = refused("127.0.0.1").await;
+    let down = refused("127.0.0.1");
+    let addr = down.addr();
     let template = |timeout: Option<Duration>| {
         move |a: SocketAddr| {
             let endpoint = Endpoint::from_uri(&format!("tcp://{a}"))

@@ -41,6 +41,15 @@ impl Running {
     {
         let listener = sockrpc::transport::bind_tcp(addr, &Default::default())
             .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        Running::start_on(listener, builder)
+    }
+
+    /// Serves `builder` on `listener` (e.g. one a test made of the port a lazy channel already
+    /// points at, [`Refused::listen`](crate::refused::Refused::listen)).
+    pub fn start_on<L>(listener: tokio::net::TcpListener, builder: ServerBuilder<L>) -> Running
+    where
+        L: Finish + Send + Sync + 'static,
+    {
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(

@@ -475,9 +475,10 @@ fn bench_timeout_is_every_calls_deadline() {
 /// echo, is still measured, printed and written.
 #[test]
 fn bench_fails_when_a_row_cannot_connect() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let closed_addr = closed.local_addr().expect("addr").to_string();
-    drop(closed);
+    // Held (bound, never listening) until the test ends: the server started next on port 0,
+    // or another test's, cannot be given this port.
+    let closed = Refused::loopback();
+    let closed_addr = closed.addr().to_string();
     let (mut server, line_rx) = spawn_server(sockrpc().args(["serve", "--tcp", "127.0.0.1:0"]));
     let line = first_line(&line_rx);
     let raw = line

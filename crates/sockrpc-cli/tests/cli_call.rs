@@ -130,10 +130,9 @@ fn a_non_ok_status_is_the_exit_code() {
         "",
     );
     assert_eq!(code, 3, "INVALID_ARGUMENT is 3: {stderr}");
-    // Nobody listening: UNAVAILABLE, 14.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = format!("tcp://{}", closed.local_addr().expect("addr"));
-    drop(closed);
+    // Nobody listening (the port held, never listening, until the test ends): UNAVAILABLE, 14.
+    let closed = Refused::loopback();
+    let addr = format!("tcp://{}", closed.addr());
     let (code, _, stderr) = call(
         &["call", &addr, "routeguide.RouteGuide/GetFeature", "--proto"],
         "",

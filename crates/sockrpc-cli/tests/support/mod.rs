@@ -217,3 +217,33 @@ pub fn terminate(server: &mut Server) {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A loopback TCP address that refuses connections for as long as this lives: a socket bound
+/// to it that never listens (a connect gets a RST: `ECONNREFUSED`). No other socket can bind
+/// the port meanwhile, so neither another test's server nor a `sockrpc serve` this test starts
+/// on port 0 can answer there, as they could on a port bound, read and dropped. Needs no
+/// runtime.
+pub struct Refused {
+    _socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl Refused {
+    /// A refused address on `127.0.0.1`, on a port the kernel picks.
+    pub fn loopback() -> Refused {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("bind a socket that never listens");
+        let addr = socket.local_addr().expect("local address");
+        Refused {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    /// The address, refused while `self` lives.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
