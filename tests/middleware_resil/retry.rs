@@ -225,3 +225,40 @@ async fn refusals_before_sending_are_neither_retried_nor_hedged() {
     one_attempt_each!("hedge", hedging);
     server.stop().await;
 }
+
+/// A retry this side refuses before sending (its `grpc-previous-rpc-attempts` entry pushes
+/// metadata just under the limit over it) ends the call with the server's failure that asked
+/// for it, not with the local refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_refused_before_sending_leaves_the_servers_failure() {
+    let server =
+        Running::start(sockrpc::Server::builder().add_service(EchoServer::new(Plain))).await;
+    let quick = Duration::from_millis(5);
+    let mut client = EchoClient::new(
+        RetryLayer::new()
+            .method(
+                "/sockrpc.test.Echo/Fail",
+                RetryPolicy::new(3).backoff(quick, quick, 1.0),
+            )
+            .layer(server.channel().await),
+    );
+    // 16 KiB of metadata, each entry counted with 32 bytes beyond its key and value: 10 to
+    // spare, where the attempt count's entry needs 59.
+    let mut request = Request::new(FailRequest {
+        code: Code::Unavailable as i32,
+        message: "the server is down".into(),
+        ..Default::default()
+    });
+    let value = "v".repeat(16 * 1024 - 10 - "x-fill".len() - 32);
+    request
+        .metadata_mut()
+        .insert("x-fill", &value)
+        .expect("ascii");
+    let status = bounded("Fail", client.fail(request))
+        .await
+        .expect_err("the server fails it");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "the server is down");
+    assert!(!status.is_refused_before_sending());
+    server.stop().await;
+}

@@ -49,6 +49,9 @@ pub(crate) struct Retrying<S> {
     step: u32,
     deadline: Option<Instant>,
     jitter: Option<Jitter>,
+    /// The failure that led to the attempt in flight: the call's answer if that attempt is
+    /// refused before it is sent (its attempt count pushed the metadata over the limit).
+    previous: Option<Status>,
 }
 
 /// What to do after an attempt.
@@ -81,6 +84,7 @@ impl<S> Retrying<S> {
             step: 0,
             deadline,
             jitter: None,
+            previous: None,
         }
     }
 
@@ -95,10 +99,15 @@ impl<S> Retrying<S> {
             }
             Err(status) => status,
         };
+        if status.is_refused_before_sending() {
+            // A retry this side would not send: the failure that asked for it is the answer
+            // (the first attempt's own refusal is, when there is none).
+            self.sent -= 1;
+            let status = self.previous.take().unwrap_or(status);
+            return Next::Answer(Err(self.annotated(status)));
+        }
         let unprocessed = status.is_not_processed();
-        // This side's own refusal (a message over its limit) would only be met again.
-        let retryable =
-            self.policy.is_retryable(status.code()) && !status.is_refused_before_sending();
+        let retryable = self.policy.is_retryable(status.code());
         let pushback = Pushback::of(&status);
         // Only failures that speak of the server's health count (A6): a retryable code or a
         // pushback refusing retries; a call refused unprocessed never reached a handler.
@@ -137,6 +146,7 @@ impl<S> Retrying<S> {
         {
             return Next::Answer(Err(self.annotated(status)));
         }
+        self.previous = Some(status);
         Next::RetryAfter(delay)
     }
 
