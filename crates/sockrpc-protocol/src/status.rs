@@ -22,7 +22,7 @@ struct Inner {
     /// The call never started. Carried by the protocol (END's `NOT_PROCESSED` flag), never in
     /// metadata a handler could forge.
     not_processed: bool,
-    /// This side refused the call before sending anything (a message or metadata over its
+    /// This side refused what the call was about to send (a message or metadata over its
     /// limit): another attempt would be refused the same way. Local, never sent.
     refused_before_sending: bool,
     /// The local error this status stands for (a connect failure's `io::Error`), for

@@ -253,16 +253,6 @@ impl Body {
         }
     }
 
-    /// Whether this body is one message over its sending limit (which then fails its call
-    /// `RESOURCE_EXHAUSTED` before anything is sent): retry and hedging layers make no second
-    /// attempt of such a call, as grpc-go checks the size before its retries.
-    pub fn exceeds_sending_limit(&self) -> bool {
-        match (&self.kind, self.encoding()) {
-            (Kind::Once(message), Some(encoding)) => encoding.check_size(message.len()).is_err(),
-            _ => false,
-        }
-    }
-
     /// Bounds each message a client reads from this body to `max` bytes (after
     /// decompression): a larger one fails the call `RESOURCE_EXHAUSTED`. Applies on top of any
     /// other receiving limit (the smaller wins): a service config's `maxResponseMessageBytes`

@@ -183,22 +183,26 @@ where
                 Poll::Ready(Err(err)) => status_from_error(err),
             };
             drop(self.in_flight.swap_remove(i));
+            if status.is_refused_before_sending() {
+                // This side's own refusal (a message over its limit, or a later copy's attempt
+                // count pushing the metadata over it) would only be met again: no more copies.
+                // Those in flight go on; else the failure before it, if any, is the answer.
+                self.stopped = true;
+                self.sent -= 1;
+                if self.in_flight.is_empty() {
+                    let status = self.last.take().unwrap_or(status);
+                    return Some(Err(self.annotated(status)));
+                }
+                self.last.get_or_insert(status);
+                continue;
+            }
             let unprocessed = status.is_not_processed();
-            // This side's own refusal (a message over its limit) would only be met again.
-            let non_fatal =
-                self.policy.is_non_fatal(status.code()) && !status.is_refused_before_sending();
+            let non_fatal = self.policy.is_non_fatal(status.code());
             let pushback = Pushback::of(&status);
             if !unprocessed && (non_fatal || pushback == Some(Pushback::DontRetry)) {
                 if let Some(throttle) = &self.throttle {
                     throttle.record_failure();
                 }
-            }
-            if status.is_refused_before_sending() && !self.in_flight.is_empty() {
-                // A later copy this side refused (its attempt count pushed the metadata over
-                // the limit): no more copies, and those in flight go on.
-                self.stopped = true;
-                self.last = Some(status);
-                continue;
             }
             if !(non_fatal || unprocessed) {
                 return Some(Err(self.annotated(status)));

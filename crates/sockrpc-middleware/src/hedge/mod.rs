@@ -84,11 +84,11 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        // A message over its sending limit fails before it is sent: no second copy (nor after
-        // any other refusal before sending, which the copies' outcomes show).
-        let hedging = (!call.request().get_ref().exceeds_sending_limit())
-            .then(|| self.config.policy_for(&call))
-            .flatten()
+        // A message over its sending limit fails before it is sent, marked so
+        // (`Status::is_refused_before_sending`): the copies stop there.
+        let hedging = self
+            .config
+            .policy_for(&call)
             .and_then(|policy| Some((policy, call.try_clone()?)));
         match hedging {
             None => ResponseFuture::single(self.inner.call(call)),

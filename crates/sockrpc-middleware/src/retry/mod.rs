@@ -115,12 +115,12 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        // The copy kept for later attempts; none when the policy allows a single attempt, the
-        // request is a stream that cannot be replayed, or it is a message over its sending
-        // limit (each attempt would fail the same way, before sending anything).
-        let retrying = (!call.request().get_ref().exceeds_sending_limit())
-            .then(|| self.config.policy_for(&call))
-            .flatten()
+        // The copy kept for later attempts; none when the policy allows a single attempt or the
+        // request is a stream that cannot be replayed. (A message over its sending limit fails
+        // before it is sent, marked so, and is not attempted again.)
+        let retrying = self
+            .config
+            .policy_for(&call)
             .and_then(|policy| Some((policy, call.try_clone()?)))
             .map(|(policy, template)| {
                 future::Retrying::new(self.inner.clone(), template, policy, &self.config)
