@@ -8,6 +8,8 @@
 //!   call through the balanced channel;
 //! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
 //!   a wait-for-ready call waits (to its deadline, or for a server);
+//! - given_up: a call its caller gave up on, or one refused before sending, leaves no mark
+//!   on its endpoint's load (in flight, answered);
 //! - pick_first: every call on the first server until it shuts down, then on the second, which
 //!   keeps them when the first comes back;
 //! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
@@ -34,6 +36,7 @@ mod etcd;
 mod etcd_process;
 
 mod fail_fast;
+mod given_up;
 mod health;
 mod kill;
 mod outlier;

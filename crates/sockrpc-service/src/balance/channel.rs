@@ -21,7 +21,7 @@
 
 use super::follow::{connect, follow};
 use super::health::HealthProbe;
-use super::member::{EndpointStats, Health, Member, Members};
+use super::member::{EndpointStats, Health, Member, Members, Outcome};
 use super::outlier::OutlierConfig;
 use super::peak_ewma::DEFAULT_DECAY;
 use super::picker::Picker;
@@ -531,7 +531,12 @@ impl Balanced {
             let begun = member.start();
             let result = channel.call(call).await;
             let failed = matches!(&result, Err(s) if s.code() == Code::Unavailable);
-            member.finish(begun, !failed, &self.shared.outlier);
+            let outcome = match &result {
+                Err(s) if s.is_refused_before_sending() => Outcome::NotSent,
+                _ if failed => Outcome::Failed,
+                _ => Outcome::Answered,
+            };
+            begun.finish(outcome, &self.shared.outlier);
             if failed && !member.is_connected() {
                 // Its connection is gone: reconnect in the background, and let discovery know.
                 connect(&self.shared, &member);

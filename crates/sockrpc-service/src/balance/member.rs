@@ -197,25 +197,60 @@ impl Member {
         lock(&self.outlier).is_ejected(Instant::now())
     }
 
-    /// A call starts on it.
-    pub(crate) fn start(&self) -> Instant {
+    /// A call starts on it: counted in flight until the [`Attempt`] is finished or dropped.
+    pub(crate) fn start(&self) -> Attempt<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Instant::now()
-    }
-
-    /// A call ends: `answered` when the server answered (any status), else it failed for the
-    /// endpoint's sake. Returns whether this ejected the endpoint.
-    pub(crate) fn finish(&self, started: Instant, answered: bool, outlier: &OutlierConfig) -> bool {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let now = Instant::now();
-        if answered {
-            self.answered.fetch_add(1, Ordering::Relaxed);
-            lock(&self.ewma).observe(now.saturating_duration_since(started), now);
-            lock(&self.outlier).success();
-            false
-        } else {
-            lock(&self.outlier).failure(outlier, now)
+        Attempt {
+            member: self,
+            started: Instant::now(),
         }
+    }
+}
+
+/// How a call on a member ended, for its load and outlier statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The server answered (any status): its latency counts.
+    Answered,
+    /// It failed for the endpoint's sake (`UNAVAILABLE`): an outlier's failure.
+    Failed,
+    /// This side refused it before sending: the endpoint never saw it, nothing counts.
+    NotSent,
+}
+
+/// One call in flight on a [`Member`]. Dropped unfinished (its caller gave up on the call, or
+/// a hedge cancelled the copy), it leaves the in-flight count and changes nothing else: a
+/// leaked count would make p2c shun the endpoint for good.
+#[must_use = "dropping the attempt ends it"]
+pub(crate) struct Attempt<'a> {
+    member: &'a Member,
+    started: Instant,
+}
+
+impl Attempt<'_> {
+    /// The call ended with `outcome`. Returns whether this ejected the endpoint.
+    pub(crate) fn finish(self, outcome: Outcome, outlier: &OutlierConfig) -> bool {
+        let member = self.member;
+        let started = self.started;
+        // Leaving the in-flight count is the drop's job.
+        drop(self);
+        let now = Instant::now();
+        match outcome {
+            Outcome::Answered => {
+                member.answered.fetch_add(1, Ordering::Relaxed);
+                lock(&member.ewma).observe(now.saturating_duration_since(started), now);
+                lock(&member.outlier).success();
+                false
+            }
+            Outcome::Failed => lock(&member.outlier).failure(outlier, now),
+            Outcome::NotSent => false,
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

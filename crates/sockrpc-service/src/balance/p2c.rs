@@ -85,16 +85,15 @@ mod tests {
     #[tokio::test]
     async fn picks_the_less_loaded_of_two_and_weights_divide_load() {
         let members = set(&[1, 1]);
-        for _ in 0..3 {
-            members.list()[0].start();
-        }
+        // Three calls in flight on the first, for as long as the attempts are held.
+        let _held: Vec<_> = (0..3).map(|_| members.list()[0].start()).collect();
         for _ in 0..50 {
             assert_eq!(P2c.pick(&members, &call(), &|_| true), Some(1));
         }
         assert_eq!(P2c.pick(&members, &call(), &|i| i == 0), Some(0));
         assert_eq!(P2c.pick(&members, &call(), &|_| false), None);
         let weighted = set(&[3, 1]);
-        weighted.list()[0].start();
+        let _one = weighted.list()[0].start();
         // Cost 2 ÷ 3 beats 1 ÷ 1.
         for _ in 0..50 {
             assert_eq!(P2c.pick(&weighted, &call(), &|_| true), Some(0));
