@@ -152,6 +152,21 @@ fn lenient() -> PingPolicy {
     policy
 }
 
+/// A new server on the address of one just stopped: tried again while the port is not free yet
+/// (the old listener still closing, or a connection of another test given it meanwhile).
+async fn restart(addr: SocketAddr) -> TestServer {
+    let started = Instant::now();
+    loop {
+        match TestServer::start(addr, PingPolicy::default()) {
+            Ok(server) => return server,
+            Err(_) if started.elapsed() < BOUND => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => panic!("could not listen on {addr} again: {err}"),
+        }
+    }
+}
+
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -364,7 +379,7 @@ async fn server_restart_on_the_same_port_reconnects_with_backoff() {
         started.elapsed()
     );
 
-    let restarted = TestServer::start(addr, PingPolicy::default()).expect("rebind the same port");
+    let restarted = restart(addr).await;
     let started = Instant::now();
     let mut succeeded = false;
     // Bounded: 500 calls, BOUND. Fail-fast calls made while the pool backs off fail at once,
@@ -497,16 +512,7 @@ async fn graceful_shutdown_finishes_calls_and_new_calls_reach_a_new_server() {
     first.signal_stop();
 
     // The old server drops its listener at once; the new one takes the port.
-    let started = Instant::now();
-    let second = loop {
-        match TestServer::start(addr, PingPolicy::default()) {
-            Ok(server) => break server,
-            Err(_) if started.elapsed() < BOUND => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(err) => panic!("could not rebind {addr}: {err}"),
-        }
-    };
+    let second = restart(addr).await;
     let mut fresh = client.clone();
     let mut request = Request::new(EchoRequest::default());
     request.set_timeout(Duration::from_secs(5));

@@ -196,7 +196,7 @@ async fn srv_priorities_fail_over_and_weights_add_up() {
     assert_eq!(shares(&results).get(&c), Some(&50), "{results:?}");
 
     // The first one comes back on its address: calls return to priority 10.
-    let listener = tokio::net::TcpListener::bind(a).await.expect("rebind");
+    let listener = sockrpc_tests::rebind::rebind(a).await;
     let back = Server::on(listener, Duration::ZERO);
     let mut returned = false;
     for _ in 0..300 {

@@ -101,9 +101,7 @@ async fn a_restarted_server_takes_calls_again() {
     let failed: Vec<_> = meanwhile.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failed.is_empty(), "the survivor answers all: {failed:?}");
     assert!(!shares(&meanwhile).contains_key(&addr));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("same address again");
+    let listener = sockrpc_tests::rebind::rebind(addr).await;
     let back = Server::on(listener, Duration::ZERO);
     channel
         .ready(2, Duration::from_secs(15))

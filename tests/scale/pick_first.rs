@@ -34,9 +34,7 @@ async fn pick_first_keeps_one_server_until_it_goes() {
     assert_eq!(after.get(&second_addr), Some(&200), "{after:?}");
 
     // The first comes back on its address: pick_first stays where it is.
-    let listener = tokio::net::TcpListener::bind(first_addr)
-        .await
-        .expect("rebind the first address");
+    let listener = sockrpc_tests::rebind::rebind(first_addr).await;
     let back = Server::on(listener, Duration::ZERO);
     channel
         .ready(2, Duration::from_secs(15))

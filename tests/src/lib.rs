@@ -8,6 +8,7 @@ pub mod child;
 pub mod logs;
 pub mod mirror;
 pub mod panics;
+pub mod rebind;
 pub mod refused;
 pub mod serve;
 pub mod starve;
