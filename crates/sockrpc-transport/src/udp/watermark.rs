@@ -24,6 +24,15 @@ use std::time::{Duration, Instant};
 /// cache then refused every UDP client's calls for 30 s.)
 pub(crate) const MAX_SWEEP: u32 = 256;
 
+/// How often, at most, a full table is scanned for marks past their ttl. Without a bound, every
+/// REQUEST of a client new to a full table scanned all of it (65,536 marks) under the reply
+/// cache's lock: a verified sender that filled the table with fresh instances (a REQUEST each,
+/// below its own watermark, so nothing else is kept or run) then made every further datagram
+/// of a new instance cost a whole scan, and the server handled a few hundred datagrams a
+/// second. Between scans a new client finds the table full and gets no mark, as it would if no
+/// mark had aged out; a mark past its ttl waits at most this long to make room.
+const SCAN_EVERY: Duration = Duration::from_millis(100);
+
 /// Whether call id `a` comes before `b` in serial order.
 pub(crate) fn serial_before(a: u32, b: u32) -> bool {
     a != b && b.wrapping_sub(a) < 1 << 31
@@ -44,6 +53,11 @@ pub(crate) struct Watermarks {
     marks: HashMap<u64, Mark>,
     max: usize,
     ttl: Duration,
+    /// When the full table was last scanned for marks past their ttl (see [`SCAN_EVERY`]).
+    last_scan: Option<Instant>,
+    /// Scans made, for the tests.
+    #[cfg(test)]
+    scans: usize,
 }
 
 impl Watermarks {
@@ -53,6 +67,9 @@ impl Watermarks {
             marks: HashMap::default(),
             max,
             ttl,
+            last_scan: None,
+            #[cfg(test)]
+            scans: 0,
         }
     }
 
@@ -93,7 +110,15 @@ impl Watermarks {
             mark.swept = first.wrapping_add(count);
             return ((first, count), Some(mark.below));
         }
-        if self.marks.len() >= self.max {
+        let scan_due = self
+            .last_scan
+            .is_none_or(|last| now.saturating_duration_since(last) >= SCAN_EVERY);
+        if self.marks.len() >= self.max && scan_due {
+            self.last_scan = Some(now);
+            #[cfg(test)]
+            {
+                self.scans += 1;
+            }
             let ttl = self.ttl;
             self.marks
                 .retain(|_, mark| now.saturating_duration_since(mark.seen) < ttl);
@@ -192,6 +217,36 @@ mod tests {
             "room made by dropping marks past their ttl"
         );
         assert!(marks.len() <= 2);
+    }
+
+    #[test]
+    fn new_clients_on_a_full_table_do_not_each_scan_it() {
+        let start = Instant::now();
+        let ttl = Duration::from_secs(30);
+        let mut marks = Watermarks::new(64, ttl);
+        for instance in 0..64 {
+            marks.advance(instance, 5, start);
+        }
+        // A flood of new clients while every mark is young: the table stays as it is, and is
+        // scanned once, not once per new client.
+        for instance in 1_000..11_000 {
+            assert_eq!(marks.advance_to(instance, 5, start).1, None);
+        }
+        assert_eq!(marks.scans, 1, "a full table scanned once per new client");
+        assert_eq!(marks.len(), 64);
+        // Past the ttl, the next scan makes room; and again at most one scan per interval.
+        let later = start + ttl + Duration::from_secs(1);
+        for instance in 20_000..20_064 {
+            assert!(marks.advance_to(instance, 5, later).1.is_some());
+        }
+        for instance in 30_000..31_000 {
+            assert_eq!(marks.advance_to(instance, 5, later).1, None);
+        }
+        assert_eq!(marks.scans, 2);
+        assert!(
+            marks.is_stale(20_000, 4),
+            "the new clients have their marks"
+        );
     }
 
     #[test]
