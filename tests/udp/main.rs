@@ -5,7 +5,7 @@
 //! at its edges: a full reply cache under load, oversized requests, idempotent re-issues; and
 //! watermarks: a small cache serving a long run of calls, late duplicates refused; and many calls
 //! on one socket through batched reads and segmented sends; and each host's share of the
-//! reply cache.
+//! reply cache and of the calls in flight.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
@@ -15,6 +15,7 @@ mod buffers;
 mod calls;
 mod channel;
 mod datagrams;
+mod in_flight_share;
 mod reliability;
 mod share;
 mod support;

@@ -5,7 +5,9 @@
 //! the no-amplification rule.
 
 use super::bump;
-use super::datagram::{self, Cookie, Header, Kind, Reply, FLAG_FITS, HEADER_LEN};
+use super::datagram::{
+    self, Cookie, Header, Kind, Reply, FLAG_FITS, FLAG_NOT_PROCESSED, HEADER_LEN,
+};
 use super::outbox::Outbox;
 use super::server::Shared;
 use super::socket::transmit;
@@ -94,6 +96,17 @@ impl Shared {
         outbox.push(to.addr, to.src_ip, |out| {
             self.encode_answer(out, to, answer)
         });
+    }
+
+    /// Queues the answer to a request refused without running (`why`): `UNAVAILABLE` with the
+    /// REPLY flag `NOT_PROCESSED`, so the client knows the call did not run and may send it
+    /// again, over TCP at once. Not cached: a later retransmission may find room and run it.
+    pub(super) fn queue_not_processed(&self, outbox: &mut Outbox, to: &ReplyTo, why: &str) {
+        let refused = ReplyTo {
+            flags: to.flags | FLAG_NOT_PROCESSED,
+            ..*to
+        };
+        self.queue_answer(outbox, &refused, &Err(Status::not_processed(why)));
     }
 
     /// Sends the answer of a call that finished on its own task, at once.

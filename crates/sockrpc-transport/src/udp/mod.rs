@@ -24,6 +24,7 @@ mod client;
 mod client_config;
 mod coalesce;
 mod cookie;
+mod in_flight;
 mod inbox;
 pub use sockrpc_protocol::datagram;
 mod limiter;

@@ -21,9 +21,9 @@ use super::answer::{is_unicast, one_message, reply_header, ReplyTo};
 use super::cache::{Begin, CompletionGuard, ReplyCache};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
-    self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_NOT_PROCESSED, FLAG_STALE_COOKIE,
-    HEADER_LEN,
+    self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_STALE_COOKIE, HEADER_LEN,
 };
+use super::in_flight::{self, InFlight};
 use super::limiter::Limiter;
 use super::outbox::Outbox;
 pub use super::server_config::UdpServerConfig;
@@ -78,6 +78,9 @@ counters! {
         amplification_dropped,
         /// Requests dropped because `max_in_flight` calls were running.
         overloaded,
+        /// Requests refused unrun because their source (an IPv4 address, an IPv6 /64) had
+        /// `max_in_flight_per_source` calls running.
+        over_in_flight_share,
         /// Handlers that panicked.
         panics,
         /// Requests dropped because the reply cache was full of answers too young to evict.
@@ -102,6 +105,8 @@ pub(super) struct Shared {
     pub(super) config: UdpServerConfig,
     cache: Arc<ReplyCache>,
     cookies: CookieJar,
+    /// Calls running on tasks of their own, per source (`in_flight.rs`).
+    in_flight: Arc<InFlight>,
     pub(super) stats: Arc<UdpServerStats>,
 }
 
@@ -177,6 +182,7 @@ where
                     BatchSocket::new(socket)?
                 },
                 cookies: CookieJar::new(config.cookie_lifetime),
+                in_flight: Arc::new(InFlight::new(config.max_in_flight_per_source)),
                 config,
                 cache,
                 stats: Arc::new(UdpServerStats::default()),
@@ -467,24 +473,18 @@ impl Shared {
                     bump(&self.stats.malformed);
                     return;
                 }
-                why @ (Begin::Full | Begin::OverShare) => {
-                    // Running it now could not be made at-most-once. Say so (the answer is
-                    // not cached: a later retransmission may find room and run it), rather
-                    // than leave the client waiting out its deadline, and say in the header
-                    // that it did not run: the client may send it again, over TCP at once.
-                    let status = Status::not_processed(if matches!(why, Begin::Full) {
-                        bump(&self.stats.cache_full);
-                        "the server's UDP reply cache is full; the call did not run"
-                    } else {
-                        bump(&self.stats.over_share);
-                        "this source holds its share of the server's UDP reply cache; \
-                         the call did not run"
-                    });
-                    let refused = ReplyTo {
-                        flags: reply_to.flags | FLAG_NOT_PROCESSED,
-                        ..reply_to
-                    };
-                    self.queue_answer(outbox, &refused, &Err(status));
+                Begin::Full => {
+                    // Running it could not be made at-most-once: say so (`queue_not_processed`).
+                    bump(&self.stats.cache_full);
+                    let why = "the server's UDP reply cache is full; the call did not run";
+                    self.queue_not_processed(outbox, &reply_to, why);
+                    return;
+                }
+                Begin::OverShare => {
+                    bump(&self.stats.over_share);
+                    let why = "this source holds its share of the server's UDP reply cache; \
+                               the call did not run";
+                    self.queue_not_processed(outbox, &reply_to, why);
                     return;
                 }
                 Begin::InProgress => {
@@ -502,11 +502,19 @@ impl Shared {
                 }
             }
         }
-        if tasks.len() >= self.config.max_in_flight {
+        let source = reply_to.addr.ip();
+        let at_share = self.in_flight.at_share(source);
+        if at_share || tasks.len() >= self.config.max_in_flight {
             if cached {
                 self.cache.abandon(key.0, key.1);
             }
-            bump(&self.stats.overloaded);
+            if at_share {
+                // Refused, not dropped: its client learns at once that the call did not run.
+                bump(&self.stats.over_in_flight_share);
+                self.queue_not_processed(outbox, &reply_to, in_flight::REFUSED);
+            } else {
+                bump(&self.stats.overloaded);
+            }
             return;
         }
         bump(&self.stats.executed);
@@ -545,7 +553,10 @@ impl Shared {
             }
             Poll::Pending => {
                 let shared = Arc::clone(self);
+                // Counted against its source's share until the task ends, however it ends.
+                let slot = self.in_flight.take(source);
                 tasks.spawn(async move {
+                    let _slot = slot;
                     // Within the deadline; a panic later on, in this task, fails the call the
                     // same way.
                     let mut future = std::pin::pin!(async move {

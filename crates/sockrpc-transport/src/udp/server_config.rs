@@ -16,6 +16,12 @@ pub struct UdpServerConfig {
     pub limits: Limits,
     /// Calls running at once; requests beyond are dropped (the client retransmits). Default 4096.
     pub max_in_flight: usize,
+    /// Calls one source (an IPv4 address, or an IPv6 /64) may have running at once, of those
+    /// `max_in_flight` counts (calls whose handler did not answer on its first poll); past it the
+    /// source's new calls are refused unrun, with `NOT_PROCESSED` (its client may carry them
+    /// over TCP), so that one host cannot hold every call slot. Default 512, an eighth of
+    /// `max_in_flight`.
+    pub max_in_flight_per_source: usize,
     /// Full paths (`/package.Service/Method`) of methods that may run more than once — marked
     /// `NO_SIDE_EFFECTS` or `IDEMPOTENT` in their `.proto` — and so skip the reply cache: a
     /// retransmission runs them again. A TCP re-issue of one finds nothing cached; the router
@@ -51,6 +57,7 @@ impl Default for UdpServerConfig {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             limits: Limits::default(),
             max_in_flight: 4096,
+            max_in_flight_per_source: 512,
             idempotent_methods: HashSet::new(),
             cookie_lifetime: Duration::from_secs(60),
             rate_limit: RateLimit::default(),
