@@ -1,4 +1,5 @@
-//! Unix domain sockets: round trip, a stale socket file replaced, a foreign file left alone.
+//! Unix domain sockets: round trip, a stale socket file replaced, a foreign file left alone,
+//! and a file put at the path while a server ran never deleted when it stops.
 
 use sockrpc::{Code, Request, Response, Server, Status};
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
@@ -86,5 +87,48 @@ async fn a_non_socket_file_is_never_deleted() {
         .await
         .expect_err("nothing listens");
     assert_eq!(err.code(), Code::Unavailable);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server's socket file deleted while it serves, and a file of data put at the path: when the
+/// server stops, it removes its own socket file only, never that file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_put_at_the_path_while_serving_is_not_deleted_at_the_end() {
+    let dir = temp_dir("uds-replaced");
+    let path = dir.join("greeter.sock");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = path.clone();
+    let server = tokio::spawn(async move {
+        Server::builder()
+            .add_service(GreeterServer::new(Hi))
+            .serve_unix_with_shutdown(&serving, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let uri = format!("unix://{}", path.display());
+    let mut connected = None;
+    for _ in 0..500 {
+        if let Ok(client) = GreeterClient::connect(uri.as_str()).await {
+            connected = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut client = connected.expect("the server listens within 5 s");
+    client
+        .say_hello(HelloRequest { name: "a".into() })
+        .await
+        .expect("call");
+    std::fs::remove_file(&path).expect("remove the socket file");
+    std::fs::write(&path, b"precious data").expect("write");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .expect("task")
+        .expect("serve");
+    assert_eq!(std::fs::read(&path).expect("kept"), b"precious data");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -387,7 +387,8 @@ impl<L: Finish> ServerBuilder<L> {
     }
 
     /// Binds a Unix socket at `path` (replacing a stale socket file, never another file) and
-    /// serves until `signal` completes. The socket file is removed afterwards.
+    /// serves until `signal` completes. The socket file is removed afterwards, if the path still
+    /// names it (not a file put there since: [`UnixSocketFile`](sockrpc_transport::UnixSocketFile)).
     pub async fn serve_unix_with_shutdown(
         self,
         path: impl AsRef<std::path::Path>,
@@ -395,8 +396,9 @@ impl<L: Finish> ServerBuilder<L> {
     ) -> io::Result<()> {
         let path = path.as_ref();
         let listener = sockrpc_transport::bind_unix(path)?;
+        let file = sockrpc_transport::UnixSocketFile::bound_at(path);
         let result = self.serve_incoming(listener, signal).await;
-        let _ = std::fs::remove_file(path);
+        file.remove();
         result
     }
 

@@ -66,5 +66,5 @@ pub use server::{PingPolicy, ServerConfig};
 pub use socket::{
     bind_tcp, connect_tcp, raise_recv_buffer, SocketConfig, SocketOptions, UDP_RECV_BUFFER,
 };
-pub use unix::{bind_unix, connect_unix};
+pub use unix::{bind_unix, connect_unix, UnixSocketFile};
 pub use unix_io::UnixIo;

@@ -2,10 +2,16 @@
 //!
 //! Binding removes a *stale* socket file (one left by a server that died: connecting to it is
 //! refused) but never a live one, never one it cannot tell is stale, and never a file that is
-//! not a socket — a typo in a path must not delete someone's data.
+//! not a socket — a typo in a path must not delete someone's data. Removing the socket file
+//! once serving ends ([`UnixSocketFile`]) likewise removes only the file the server bound: not
+//! whatever someone put at the path since.
 
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::{io, os::unix::fs::FileTypeExt, path::Path};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 use tokio::net::{UnixListener, UnixStream};
 
 /// Binds a Unix socket listener at `path`, replacing a stale socket file left there.
@@ -95,6 +101,40 @@ fn classify(err: io::Error) -> Probe {
     }
 }
 
+/// The socket file a listener was bound at, remembered by its identity (device and inode), so
+/// that [`remove`](UnixSocketFile::remove) deletes that file and nothing else.
+#[derive(Debug)]
+pub struct UnixSocketFile {
+    path: PathBuf,
+    /// Device and inode of the socket file, when it could be read just after binding.
+    identity: Option<(u64, u64)>,
+}
+
+impl UnixSocketFile {
+    /// Remembers the socket file at `path`; call it right after [`bind_unix`] bound `path`.
+    pub fn bound_at(path: impl AsRef<Path>) -> UnixSocketFile {
+        let path = path.as_ref().to_path_buf();
+        let identity = socket_identity(&path);
+        UnixSocketFile { path, identity }
+    }
+
+    /// Removes the socket file if `path` still names it. A file put at the path since — another
+    /// server's socket, or data written there after the socket was deleted — is left alone.
+    pub fn remove(self) {
+        if self.identity.is_some() && socket_identity(&self.path) == self.identity {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Device and inode of the socket file at `path` (not following a symlink), if it is one.
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.file_type()
+        .is_socket()
+        .then(|| (meta.dev(), meta.ino()))
+}
+
 /// Connects to the Unix socket at `path`.
 pub async fn connect_unix(path: impl AsRef<Path>) -> io::Result<UnixStream> {
     UnixStream::connect(path).await
@@ -143,6 +183,38 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[tokio::test]
+    async fn only_the_socket_file_bound_is_removed() {
+        let dir = TempDir::new("unix-remove");
+        let path = dir.0.join("s.sock");
+        let listener = bind_unix(&path).expect("bind");
+        UnixSocketFile::bound_at(&path).remove();
+        assert!(!path.exists(), "the socket file bound is removed");
+        drop(listener);
+
+        // Replaced while the server ran, by a file of data: kept.
+        let listener = bind_unix(&path).expect("bind");
+        let file = UnixSocketFile::bound_at(&path);
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::write(&path, b"precious").expect("write");
+        file.remove();
+        assert_eq!(std::fs::read(&path).expect("kept"), b"precious");
+        std::fs::remove_file(&path).expect("remove");
+        drop(listener);
+
+        // Replaced by another server's socket: kept, and that server still reachable.
+        let listener = bind_unix(&path).expect("bind");
+        let file = UnixSocketFile::bound_at(&path);
+        std::fs::remove_file(&path).expect("remove");
+        let other = bind_unix(&path).expect("another server binds the path");
+        file.remove();
+        assert!(
+            matches!(probe(&path), Probe::Live),
+            "the other server's socket is kept"
+        );
+        drop((listener, other));
     }
 
     #[test]
