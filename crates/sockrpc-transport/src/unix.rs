@@ -19,10 +19,19 @@ use tokio::net::{UnixListener, UnixStream};
 /// A socket file is stale when connecting to it is refused (`ECONNREFUSED`: nobody listens);
 /// only then is it removed. Fails with `AddrInUse` when a server listens on `path` (even one too
 /// busy to take another connection), with `AlreadyExists` when `path` is a file of another kind,
-/// and with the connect error when connecting fails otherwise (permission denied, a socket of
-/// another type such as a datagram server's, …): in those cases the file is left untouched.
+/// with `InvalidInput` when `path` is empty, and with the connect error when connecting fails
+/// otherwise (permission denied, a socket of another type such as a datagram server's, …): in
+/// those cases the file is left untouched.
 pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<UnixListener> {
     let path = path.as_ref();
+    if path.as_os_str().is_empty() {
+        // Linux binds an empty path to a random abstract address ("autobind"): a server no
+        // client could find by any path, listening without a word of error.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty Unix socket path: give the path of the socket file to create",
+        ));
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => match probe(path) {
             Probe::Live => {
@@ -158,6 +167,9 @@ mod tests {
         // The file stays behind after the listener is gone: stale, so it is replaced.
         assert!(path.exists());
         let _again = bind_unix(&path).expect("stale socket replaced");
+
+        let err = bind_unix("").expect_err("an empty path names no socket file");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
 
         let plain = dir.join("data.txt");
         std::fs::write(&plain, b"precious").expect("write");
