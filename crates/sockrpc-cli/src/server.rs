@@ -7,7 +7,7 @@ use crate::{raw, stack};
 use sockrpc::server::{Finish, ServerBuilder};
 use sockrpc::service::udp::UdpServerConfig;
 use sockrpc::tls::ServerTls;
-use sockrpc::transport::{bind_tcp, bind_unix};
+use sockrpc::transport::{bind_tcp, bind_unix, UnixSocketFile};
 use sockrpc::{Server, SocketConfig};
 use std::{
     future::Future,
@@ -154,8 +154,9 @@ pub(crate) struct Sockets {
     tls: Option<(TcpListener, TcpListener, ServerTls)>,
     raw_tcp: TcpListener,
     raw_udp: Option<UdpSocket>,
-    /// The Unix socket listener and its path (removed when serving ends).
-    uds: Option<(UnixListener, PathBuf)>,
+    /// The Unix socket listener, its path and its socket file (removed when serving ends, if
+    /// the path still names it).
+    uds: Option<(UnixListener, PathBuf, UnixSocketFile)>,
     /// sockrpc over UDP.
     udp: Option<UdpSocket>,
     /// The `Bench` service behind the middleware stack.
@@ -198,7 +199,8 @@ impl Sockets {
                         format!("cannot bind Unix socket {}: {err}", path.display()),
                     )
                 })?;
-                Some((listener, path))
+                let file = UnixSocketFile::bound_at(&path);
+                Some((listener, path, file))
             }
             None => None,
         };
@@ -246,7 +248,7 @@ impl Sockets {
                 .as_ref()
                 .map(UdpSocket::local_addr)
                 .transpose()?,
-            uds: self.uds.as_ref().map(|(_, path)| path.clone()),
+            uds: self.uds.as_ref().map(|(_, path, _)| path.clone()),
             udp: self.udp.as_ref().map(UdpSocket::local_addr).transpose()?,
             stack: self
                 .stack
@@ -367,8 +369,8 @@ impl Sockets {
             stop.send_replace(());
             served
         };
-        let (uds_path, uds) = match self.uds {
-            Some((listener, path)) => (Some(path), Some(listener)),
+        let (uds_file, uds) = match self.uds {
+            Some((listener, _, file)) => (Some(file), Some(listener)),
             None => (None, None),
         };
         let unix = async {
@@ -401,8 +403,8 @@ impl Sockets {
         if let Some(raw_udp) = raw_udp {
             raw_udp.abort();
         }
-        if let Some(path) = uds_path {
-            remove_socket(&path);
+        if let Some(file) = uds_file {
+            file.remove();
         }
         tcp.and(tls).and(unix).and(stacked)
     }
@@ -425,7 +427,7 @@ fn aged<L>(
 
 /// Removes the Unix socket file at `path` if it is still a socket: never another kind of file
 /// that someone put there since.
-pub(crate) fn remove_socket(path: &Path) {
+fn remove_socket(path: &Path) {
     use std::os::unix::fs::FileTypeExt;
     if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket()) {
         let _ = std::fs::remove_file(path);

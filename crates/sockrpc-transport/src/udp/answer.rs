@@ -16,6 +16,12 @@ use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{Response, Status};
 use std::net::{IpAddr, SocketAddr};
 
+/// Why a call the reply cache has no room for did not run.
+pub(super) const CACHE_FULL: &str = "the server's UDP reply cache is full; the call did not run";
+/// Why a call of a source holding its share of the reply cache did not run.
+pub(super) const OVER_CACHE_SHARE: &str =
+    "this source holds its share of the server's UDP reply cache; the call did not run";
+
 /// A call's answer as the cache and the datagram hold it: one message.
 pub(super) type Answer = Result<Response<Bytes>, Status>;
 

@@ -17,7 +17,7 @@
 //! gets any answer can prove its address from then on, and a client whose cookie went stale is
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
-use super::answer::{is_unicast, one_message, reply_header, ReplyTo};
+use super::answer::{is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE};
 use super::cache::{Begin, CompletionGuard, ReplyCache};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
@@ -473,17 +473,13 @@ impl Shared {
                     bump(&self.stats.malformed);
                     return;
                 }
-                Begin::Full => {
+                why @ (Begin::Full | Begin::OverShare) => {
                     // Running it could not be made at-most-once: say so (`queue_not_processed`).
-                    bump(&self.stats.cache_full);
-                    let why = "the server's UDP reply cache is full; the call did not run";
-                    self.queue_not_processed(outbox, &reply_to, why);
-                    return;
-                }
-                Begin::OverShare => {
-                    bump(&self.stats.over_share);
-                    let why = "this source holds its share of the server's UDP reply cache; \
-                               the call did not run";
+                    let (count, why) = match why {
+                        Begin::Full => (&self.stats.cache_full, CACHE_FULL),
+                        _ => (&self.stats.over_share, OVER_CACHE_SHARE),
+                    };
+                    bump(count);
                     self.queue_not_processed(outbox, &reply_to, why);
                     return;
                 }
@@ -503,7 +499,9 @@ impl Shared {
             }
         }
         let source = reply_to.addr.ip();
-        let at_share = self.in_flight.at_share(source);
+        // No source holds its share while fewer calls than a share run at all: no lock then.
+        let at_share =
+            tasks.len() >= self.config.max_in_flight_per_source && self.in_flight.at_share(source);
         if at_share || tasks.len() >= self.config.max_in_flight {
             if cached {
                 self.cache.abandon(key.0, key.1);
