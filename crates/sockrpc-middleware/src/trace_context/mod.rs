@@ -13,6 +13,12 @@
 //! `tracing_opentelemetry::OpenTelemetryLayer` in the subscriber; without one, nothing is
 //! injected and nothing is parented.
 //!
+//! What a server reads is checked by the W3C rules first (`w3c.rs`): a `traceparent` or
+//! `tracestate` they refuse (version `ff`, an all-zero or short id, upper-case hex, a
+//! `tracestate` of more than 32 members or with a key twice) is not shown to the propagator,
+//! so the call starts a trace of its own (or, for `tracestate` alone, continues the trace
+//! without it). Several `tracestate` entries are read as one list, as HTTP joins them.
+//!
 //! [`TraceLayer::propagate`]: crate::trace::TraceLayer::propagate
 
 use crate::trace::Propagate;
@@ -23,6 +29,9 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sockrpc_protocol::MetadataMap;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use w3c::W3cView;
+
+mod w3c;
 
 /// Writes propagation fields into a call's metadata. A field the metadata rules refuse (a key
 /// with characters outside `a-z 0-9 - _ .`, a value outside printable ASCII) is left out, as a
@@ -88,10 +97,10 @@ where
 {
     fn extract(&self, span: &Span, metadata: &MetadataMap) {
         // From an empty context, not the current one: a call that brings no trace context
-        // keeps the parent `tracing` gave its span.
+        // keeps the parent `tracing` gave its span. The W3C fields only when valid.
         let parent = self
             .propagator
-            .extract_with_context(&Context::new(), &MetadataExtractor(metadata));
+            .extract_with_context(&Context::new(), &W3cView::new(metadata));
         if parent.has_active_span() {
             // Fails only without an OpenTelemetry layer, or for a span already started: either
             // way there is nothing to parent.
@@ -104,3 +113,6 @@ where
             .inject_context(&span.context(), &mut MetadataInjector(metadata));
     }
 }
+
+#[cfg(test)]
+mod tests;

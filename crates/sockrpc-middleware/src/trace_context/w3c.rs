@@ -1,0 +1,248 @@
+//! `traceparent` and `tracestate` read by the W3C Trace Context rules, before any propagator
+//! sees them.
+//!
+//! Why here and not in the propagator: OpenTelemetry's `TraceContextPropagator` parses ids
+//! with `from_str_radix`, so it takes a trace id of 31 digits, a leading `+`, an upper-case
+//! version or a version `00` header with a dash after its flags; it reads only the first of
+//! several `tracestate` entries, and keeps the first 32 members of a longer list and
+//! duplicated keys. The W3C rules refuse all of these. So the propagator is shown a view of the
+//! metadata ([`W3cView`]) in which each field is either valid or absent:
+//!
+//! ```text
+//!  traceparent  version "-" trace-id "-" parent-id "-" flags   (lower-case hex: 2, 32, 16, 2)
+//!               version ff, an all-zero id, or a second traceparent entry: absent
+//!               version 00: exactly those 55 characters; a later version: more may follow
+//!               after a "-", and only the first four fields are read
+//!  tracestate   every entry joined with ",", empty members dropped, spaces and tabs around
+//!               members trimmed; more than 32 members, a key twice, or a member that is not
+//!               key=value by the grammar: absent (the trace still continues)
+//! ```
+//!
+//! A `tracestate` is only shown with a valid `traceparent`, as the specification asks.
+
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceState;
+use sockrpc_protocol::MetadataMap;
+
+/// The `traceparent` key.
+const TRACEPARENT: &str = "traceparent";
+
+/// The `tracestate` key.
+const TRACESTATE: &str = "tracestate";
+
+/// The most list members a `tracestate` may have.
+const MAX_MEMBERS: usize = 32;
+
+/// Length of a version `00` `traceparent`: `2 + 1 + 32 + 1 + 16 + 1 + 2`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// A call's metadata as a propagator should read it: `traceparent` and `tracestate` only when
+/// valid (and normalized), every other key as it is.
+#[derive(Debug)]
+pub(crate) struct W3cView<'a> {
+    metadata: &'a MetadataMap,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+impl<'a> W3cView<'a> {
+    /// Reads `metadata`'s trace context fields by the W3C rules.
+    pub(crate) fn new(metadata: &'a MetadataMap) -> W3cView<'a> {
+        let mut values = metadata.get_all(TRACEPARENT);
+        let traceparent = match (values.next(), values.next()) {
+            (Some(only), None) => std::str::from_utf8(only).ok().and_then(traceparent),
+            // None, or several: a caller's trace cannot be told apart from another's.
+            _ => None,
+        };
+        let tracestate = traceparent
+            .as_ref()
+            .and_then(|_| tracestate(metadata.get_all(TRACESTATE)));
+        W3cView {
+            metadata,
+            traceparent,
+            tracestate,
+        }
+    }
+}
+
+impl Extractor for W3cView<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key.eq_ignore_ascii_case(TRACEPARENT) {
+            self.traceparent.as_deref()
+        } else if key.eq_ignore_ascii_case(TRACESTATE) {
+            self.tracestate.as_deref()
+        } else {
+            self.metadata.get(key)
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.metadata
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| self.get(key).is_some())
+            .collect()
+    }
+}
+
+/// A `traceparent` value's first four fields, when the value is valid.
+pub(crate) fn traceparent(value: &str) -> Option<String> {
+    let value = value.trim_matches([' ', '\t']);
+    let bytes = value.as_bytes();
+    let head = bytes.get(..TRACEPARENT_LEN)?;
+    let version = &head[..2];
+    if !lower_hex(version) || version == b"ff" {
+        return None;
+    }
+    // Version 00 is exactly 55 characters; a later version may carry more after a dash.
+    let rest = &bytes[TRACEPARENT_LEN..];
+    if (version == b"00" && !rest.is_empty()) || rest.first().is_some_and(|b| *b != b'-') {
+        return None;
+    }
+    let field = |start: usize, len: usize| {
+        let field = &head[start..start + len];
+        (head[start - 1] == b'-' && lower_hex(field)).then_some(field)
+    };
+    let trace_id = field(3, 32)?;
+    let parent_id = field(36, 16)?;
+    field(53, 2)?;
+    if all_zero(trace_id) || all_zero(parent_id) {
+        return None;
+    }
+    // ASCII throughout, so the cut falls on a character boundary.
+    value.get(..TRACEPARENT_LEN).map(str::to_owned)
+}
+
+/// The `tracestate` entries as one valid list, or `None`.
+fn tracestate<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Option<String> {
+    let mut members: Vec<(&str, &str)> = Vec::new();
+    for entry in entries {
+        let entry = std::str::from_utf8(entry).ok()?;
+        for member in entry.split(',') {
+            let member = member.trim_matches([' ', '\t']);
+            if member.is_empty() {
+                continue;
+            }
+            let (key, value) = member.split_once('=')?;
+            // A key, and a value ending in a visible character (the rest of the grammar is
+            // OpenTelemetry's check below).
+            if key.is_empty() || value.is_empty() || value.ends_with(' ') {
+                return None;
+            }
+            if members.len() == MAX_MEMBERS || members.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            members.push((key, value));
+        }
+    }
+    if members.is_empty() {
+        return None;
+    }
+    // The key and value grammar, as OpenTelemetry checks it.
+    TraceState::from_key_value(members.iter().copied()).ok()?;
+    let list: Vec<String> = members.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Some(list.join(","))
+}
+
+fn lower_hex(field: &[u8]) -> bool {
+    field
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+fn all_zero(field: &[u8]) -> bool {
+    field.iter().all(|b| *b == b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+    const PARENT_ID: &str = "b7ad6b7169203331";
+
+    fn parent(version: &str, trace_id: &str, parent_id: &str, flags: &str) -> String {
+        format!("{version}-{trace_id}-{parent_id}-{flags}")
+    }
+
+    #[test]
+    fn traceparent_follows_the_w3c_grammar() {
+        let valid = parent("00", TRACE_ID, PARENT_ID, "01");
+        assert_eq!(traceparent(&valid), Some(valid.clone()));
+        assert_eq!(traceparent(&format!(" \t{valid} ")), Some(valid.clone()));
+        // Unknown flags are kept for the propagator to ignore.
+        let flags = parent("00", TRACE_ID, PARENT_ID, "09");
+        assert_eq!(traceparent(&flags), Some(flags.clone()));
+        // A later version: the first four fields, whatever follows a dash.
+        let future = parent("cc", TRACE_ID, PARENT_ID, "01");
+        assert_eq!(
+            traceparent(&format!("{future}-what-the-future-will-be-like")),
+            Some(future.clone())
+        );
+        assert_eq!(traceparent(&future), Some(future.clone()));
+        let short_trace = &TRACE_ID[1..];
+        let short_parent = &PARENT_ID[1..];
+        let plus_trace = format!("+{short_trace}");
+        let upper_trace = TRACE_ID.to_uppercase();
+        let upper_parent = PARENT_ID.to_uppercase();
+        let zeros_trace = "0".repeat(32);
+        let zeros_parent = "0".repeat(16);
+        for invalid in [
+            parent("ff", TRACE_ID, PARENT_ID, "01"),
+            parent("0A", TRACE_ID, PARENT_ID, "01"),
+            parent("0", TRACE_ID, PARENT_ID, "01"),
+            parent("00", &zeros_trace, PARENT_ID, "01"),
+            parent("00", TRACE_ID, &zeros_parent, "01"),
+            parent("00", &upper_trace, PARENT_ID, "01"),
+            parent("00", TRACE_ID, &upper_parent, "01"),
+            parent("00", TRACE_ID, PARENT_ID, "0A"),
+            parent("00", TRACE_ID, PARENT_ID, "1"),
+            parent("00", short_trace, PARENT_ID, "01"),
+            parent("00", TRACE_ID, short_parent, "01"),
+            parent("00", &plus_trace, PARENT_ID, "01"),
+            format!("{valid}-"),
+            format!("{valid}-extra"),
+            format!("{future}.what-the-future-will-be-like"),
+            valid.replacen('-', "_", 1),
+            String::new(),
+        ] {
+            assert_eq!(traceparent(&invalid), None, "{invalid:?}");
+        }
+    }
+
+    fn state(entries: &[&str]) -> Option<String> {
+        tracestate(entries.iter().map(|e| e.as_bytes()))
+    }
+
+    #[test]
+    fn tracestate_joins_entries_and_refuses_what_the_w3c_refuses() {
+        assert_eq!(state(&["foo=1,bar=2"]), Some("foo=1,bar=2".into()));
+        assert_eq!(state(&["foo=1 ,\t bar=2,,"]), Some("foo=1,bar=2".into()));
+        assert_eq!(state(&["foo=1", "bar=2"]), Some("foo=1,bar=2".into()));
+        assert_eq!(
+            state(&["tenant@vendor=a b"]),
+            Some("tenant@vendor=a b".into())
+        );
+        let members: Vec<String> = (1..=33).map(|n| format!("bar{n:02}={n:02}")).collect();
+        let thirty_two = members[..32].join(",");
+        assert_eq!(state(&[&thirty_two]), Some(thirty_two.clone()));
+        assert_eq!(
+            state(&[&members[..16].join(","), &members[16..32].join(",")]),
+            Some(thirty_two)
+        );
+        assert_eq!(state(&[&members.join(",")]), None, "33 members");
+        assert_eq!(
+            state(&[&members[..16].join(","), &members[16..].join(",")]),
+            None,
+            "33 members over two entries"
+        );
+        for invalid in ["foo=1,foo=2", "FOO=1", "foo=1,bar", "foo", "=1", "foo=", ""] {
+            assert_eq!(state(&[invalid]), None, "{invalid:?}");
+        }
+        assert_eq!(
+            state(&["foo=1", "foo=2"]),
+            None,
+            "a key twice over two entries"
+        );
+    }
+}
