@@ -13,8 +13,9 @@ use std::task::{Context, Poll};
 
 /// What a layer does as a streamed body passes.
 pub(crate) trait Watch: Send + 'static {
-    /// A message of `len` bytes passed.
-    fn on_message(&mut self, len: usize);
+    /// A message of `len` bytes passed; `compressed` when it arrived compressed (an incoming
+    /// message is seen before the body decodes it), so `len` is its compressed size.
+    fn on_message(&mut self, len: usize, compressed: bool);
 
     /// The stream ended: `Ok` after its last message, the status it failed with, or `Cancelled`
     /// when it was dropped before its end. Called once.
@@ -37,15 +38,42 @@ impl<W: Watch> Watched<W> {
     }
 }
 
-impl<W: Watch> Incoming for Watched<W> {
-    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
-        let polled = self.inner.poll_message(cx);
-        match &polled {
+impl<W: Watch> Watched<W> {
+    /// Reports what the inner body gave.
+    fn saw<T>(
+        &mut self,
+        polled: &Poll<Option<Result<T, Status>>>,
+        len: impl Fn(&T) -> (usize, bool),
+    ) {
+        match polled {
             Poll::Pending => {}
-            Poll::Ready(Some(Ok(message))) => self.watch.on_message(message.len()),
+            Poll::Ready(Some(Ok(message))) => {
+                let (len, compressed) = len(message);
+                self.watch.on_message(len, compressed);
+            }
             Poll::Ready(Some(Err(status))) => self.end(status.code()),
             Poll::Ready(None) => self.end(Code::Ok),
         }
+    }
+}
+
+/// The outer body ([`Body::wrap`]) reads messages as they arrived, flagged, and decodes them
+/// itself: a compressed one is reported with its compressed length.
+impl<W: Watch> Incoming for Watched<W> {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        let polled = self.inner.poll_message(cx);
+        self.saw(&polled, |message| (message.len(), false));
+        polled
+    }
+
+    fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        let polled = self.inner.poll_message_flagged(cx);
+        self.saw(&polled, |(message, compressed)| {
+            (message.len(), *compressed)
+        });
         polled
     }
 
@@ -60,10 +88,11 @@ impl<W: Watch> Drop for Watched<W> {
     }
 }
 
-/// `body`, reporting to `watch`.
+/// `body`, reporting to `watch`; its compression, limits and trailers are kept
+/// ([`Body::wrap`]).
 pub(crate) fn watch(body: Body, watch: impl Watch) -> Body {
-    Body::incoming(Watched {
-        inner: body,
+    body.wrap(|inner| Watched {
+        inner,
         watch,
         ended: false,
     })

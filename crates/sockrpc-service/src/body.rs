@@ -185,6 +185,24 @@ impl Body {
         Body::of(Kind::Incoming(Box::new(incoming)))
     }
 
+    /// `self` seen through `wrap`, which gets every message as it arrived and the trailers, and
+    /// gives them on: what a layer that watches or holds a streamed body (counts its messages,
+    /// keeps a permit to its end) wraps it with. What `self` was set to do with its messages —
+    /// compress or decompress them, bound their size — moves to the body returned, and so does
+    /// whatever is set on that later: wrapping changes nothing of what is sent or received.
+    /// (Through [`Body::incoming`] or [`Body::from_stream`] instead, a compressed message would
+    /// reach a wrapper that cannot read it, and trailers would be lost.) `wrap` should give
+    /// what its [`Incoming::poll_message_flagged`] reads from the inner body's
+    /// [`poll_message_flagged`](Body::poll_message_flagged), and its trailers from the inner
+    /// body's [`trailers`](Body::trailers).
+    pub fn wrap<I: Incoming + 'static>(mut self, wrap: impl FnOnce(Body) -> I) -> Body {
+        let codec = self.codec.take();
+        Body {
+            kind: Kind::Incoming(Box::new(wrap(self))),
+            codec,
+        }
+    }
+
     /// Any stream of encoded messages as a body; a `Body` passes through unchanged (not wrapped
     /// a second time, so a single message keeps its one-write path). What lets server layers
     /// that replace the response body (to count or transform messages) sit in front of the
@@ -403,6 +421,27 @@ impl Body {
             )),
             _ => Ok(message),
         }))
+    }
+
+    /// The next message as it arrived, with whether it arrived compressed (its MESSAGE's
+    /// `FLAG_COMPRESSED`), not yet decoded: what an [`Incoming`] made by [`wrap`](Body::wrap)
+    /// reads from the body it wraps. A body set to decode its messages gives them decoded, none
+    /// flagged, as [`poll_message`](Body::poll_message) does.
+    pub fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        let decodes = self.codec.as_ref().is_some_and(|c| c.decoding.is_some());
+        let plain = |next: Option<Result<Bytes, Status>>| next.map(|m| m.map(|m| (m, false)));
+        match &mut self.kind {
+            _ if decodes => self.poll_message(cx).map(plain),
+            Kind::Incoming(incoming) => incoming.poll_message_flagged(cx),
+            Kind::OnceCompressed(_) => match std::mem::replace(&mut self.kind, Kind::Empty) {
+                Kind::OnceCompressed(message) => Poll::Ready(Some(Ok((message, true)))),
+                _ => Poll::Ready(None),
+            },
+            _ => self.poll_message(cx).map(plain),
+        }
     }
 
     /// Whether the last message read from this body arrived compressed (its MESSAGE carried

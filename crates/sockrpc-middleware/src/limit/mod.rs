@@ -51,11 +51,9 @@ pub use rate::{RateLimit, RateLimitLayer};
 pub use shed::{LoadShed, LoadShedLayer};
 
 use bytes::Bytes;
-use futures_core::Stream;
-use sockrpc_protocol::{Response, Status};
-use sockrpc_service::{Body, Call, Pushback};
+use sockrpc_protocol::{MetadataMap, Response, Status};
+use sockrpc_service::{Body, Call, Incoming, Pushback};
 use std::{
-    pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -186,16 +184,14 @@ impl Drop for Place {
 }
 
 /// Keeps `guard` (a permit, an in-flight count) until the answer is complete: dropped now
-/// for a single message, carried to the end of a streamed body.
-pub(crate) fn hold<G: Send + Unpin + 'static>(
-    response: Response<Body>,
-    guard: G,
-) -> Response<Body> {
+/// for a single message, carried to the end of a streamed body (whose compression, limits and
+/// trailers are kept: [`Body::wrap`]).
+pub(crate) fn hold<G: Send + 'static>(response: Response<Body>, guard: G) -> Response<Body> {
     if response.get_ref().is_once() {
         return response;
     }
     response.map(|body| {
-        Body::from_stream(Held {
+        body.wrap(|body| Held {
             body,
             _guard: guard,
         })
@@ -207,11 +203,20 @@ struct Held<G> {
     _guard: G,
 }
 
-impl<G: Unpin> Stream for Held<G> {
-    type Item = Result<Bytes, Status>;
+impl<G: Send> Incoming for Held<G> {
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        self.body.poll_message(cx)
+    }
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().body.poll_message(cx)
+    fn poll_message_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        self.body.poll_message_flagged(cx)
+    }
+
+    fn trailers(&self) -> Option<&MetadataMap> {
+        self.body.trailers()
     }
 }
 

@@ -1,7 +1,9 @@
 use super::*;
-use sockrpc_protocol::{Code, MethodPath, Request};
-use sockrpc_service::Call;
+use futures_core::Stream;
+use sockrpc_protocol::{Code, MetadataMap, MethodPath, Request};
+use sockrpc_service::{Call, Incoming};
 use std::future::Future;
+use std::pin::Pin;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_layer::Layer;
@@ -429,4 +431,61 @@ async fn rate_limit_fails_a_call_whose_deadline_passes_in_the_queue_unsent() {
     // Each next token is exactly at the call's deadline: nothing is left to send it with.
     each_fails_at_its_deadline(&service, Duration::from_millis(900), "900m").await;
     assert_eq!(seen(&sent).len(), 1, "only the first was sent");
+}
+
+/// A streamed answer as a connection delivers it: one message that arrived compressed, then
+/// trailers.
+struct Arrived {
+    message: Option<Bytes>,
+    trailers: MetadataMap,
+}
+
+impl Incoming for Arrived {
+    fn poll_message(&mut self, _cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        Poll::Ready(self.message.take().map(Ok))
+    }
+
+    fn poll_message_flagged(
+        &mut self,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        Poll::Ready(self.message.take().map(|message| Ok((message, true))))
+    }
+
+    fn trailers(&self) -> Option<&MetadataMap> {
+        self.message.is_none().then_some(&self.trailers)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_stream_keeps_its_compression_flags_and_its_trailers() {
+    let inner = tower::service_fn(|_call: Call| async {
+        let mut trailers = MetadataMap::new();
+        trailers.insert("x-count", "1").expect("valid");
+        let arrived = Arrived {
+            message: Some(Bytes::from_static(b"gzipped")),
+            trailers,
+        };
+        Ok::<_, Status>(Response::new(Body::incoming(arrived)))
+    });
+    let limited = ConcurrencyLimitLayer::new().others(1).layer(inner);
+    let shed = LoadShedLayer::new(1).layer(limited);
+    let mut body = shed
+        .oneshot(call("/pkg.Svc/Watch", 0))
+        .await
+        .expect("answer")
+        .into_inner();
+    // The client decodes it: the limits must hand it over as it arrived.
+    let first = std::future::poll_fn(|cx| body.poll_message_flagged(cx)).await;
+    assert_eq!(
+        first.map(|m| m.ok()),
+        Some(Some((Bytes::from_static(b"gzipped"), true)))
+    );
+    let end = std::future::poll_fn(|cx| body.poll_message_flagged(cx)).await;
+    assert!(end.is_none());
+    assert_eq!(
+        body.trailers().and_then(|t| t.get("x-count")),
+        Some("1"),
+        "the trailers of a held stream"
+    );
 }

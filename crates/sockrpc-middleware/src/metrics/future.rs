@@ -52,7 +52,7 @@ impl Drop for CallGuard {
 
 /// Counts a streamed answer's bytes and finishes the call at its end.
 impl Watch for CallGuard {
-    fn on_message(&mut self, len: usize) {
+    fn on_message(&mut self, len: usize, _compressed: bool) {
         self.method.response_bytes.increment(len as u64);
     }
 

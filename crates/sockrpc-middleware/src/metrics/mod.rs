@@ -16,7 +16,8 @@
 //!
 //! A call is finished when its answer is complete: a unary answer when it arrives, a streamed
 //! one at its last message (or its error, or when it is dropped: `CANCELLED`). Byte counts are
-//! of encoded messages, without framing.
+//! of encoded messages, without framing; a streamed message that arrived compressed counts its
+//! compressed size (the layer sees it before the body decodes it).
 //!
 //! Cost per call: a read lock and a hash of the path to find the method's cached handles
 //! ([`handles`]), a clock read at each end, and a handful of atomic increments; streamed bodies
@@ -108,7 +109,7 @@ impl<S> Metrics<S> {
 struct RequestBytes(Arc<MethodMetrics>);
 
 impl Watch for RequestBytes {
-    fn on_message(&mut self, len: usize) {
+    fn on_message(&mut self, len: usize, _compressed: bool) {
         self.0.request_bytes.increment(len as u64);
     }
 

@@ -63,17 +63,25 @@ impl Events {
 }
 
 impl Watch for Events {
-    fn on_message(&mut self, len: usize) {
+    fn on_message(&mut self, len: usize, compressed: bool) {
         // Entered, not only named as the parent: OpenTelemetry's bridge ends a span at its last
         // exit, so a span never entered while its stream flows would end at the answer's head.
         let _entered = self.span.enter();
         let id = self.next_id;
         self.next_id += 1;
+        let size = i64::try_from(len).unwrap_or(i64::MAX);
+        // A message that arrived compressed is seen before the body decodes it.
+        let (uncompressed, compressed) = if compressed {
+            (None, Some(size))
+        } else {
+            (Some(size), None)
+        };
         tracing::debug!(
             parent: &self.span,
             rpc.message.type = self.direction.as_str(),
             rpc.message.id = id,
-            rpc.message.uncompressed_size = i64::try_from(len).unwrap_or(i64::MAX),
+            rpc.message.uncompressed_size = uncompressed,
+            rpc.message.compressed_size = compressed,
             "rpc.message"
         );
     }

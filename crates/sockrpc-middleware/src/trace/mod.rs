@@ -26,7 +26,8 @@
 //! name, since sockrpc uses gRPC's codes. A streamed answer keeps its span open until its last
 //! message, so the span covers the whole call; each streamed message is a DEBUG event
 //! `rpc.message` with `rpc.message.type` (`SENT`/`RECEIVED`), `rpc.message.id` and
-//! `rpc.message.uncompressed_size`.
+//! `rpc.message.uncompressed_size` (or `rpc.message.compressed_size` for a message received
+//! compressed, which the layer sees before the body decodes it).
 //!
 //! Cost: with the span disabled (no subscriber, or a level filter above INFO) a call pays a
 //! callsite check and nothing else — no allocation, no clock read, no body wrapping.
