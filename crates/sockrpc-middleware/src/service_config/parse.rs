@@ -187,14 +187,18 @@ fn hedging(value: &Value, at: &str) -> Result<HedgingPolicy, String> {
     Ok(HedgingPolicy::new(attempts, delay).non_fatal(non_fatal))
 }
 
-/// `maxAttempts`: required, at least 2 (the layers cap it at 5).
+/// gRFC A6's cap on `maxAttempts`: more is read as this many, as grpc-go reads it.
+const MAX_ATTEMPTS: u64 = 5;
+
+/// `maxAttempts`: required, at least 2, capped at [`MAX_ATTEMPTS`].
 fn attempts(policy: &Object, at: &str) -> Result<u32, String> {
     let attempts =
         integer(policy, "maxAttempts", at)?.ok_or_else(|| format!("{at}.maxAttempts: missing"))?;
     if attempts < 2 {
         return Err(format!("{at}.maxAttempts: {attempts} is under 2"));
     }
-    Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+    // At most 5: it fits.
+    Ok(attempts.min(MAX_ATTEMPTS) as u32)
 }
 
 /// Status codes by name (`"UNAVAILABLE"`) or number.

@@ -170,6 +170,32 @@ fn what_grpc_go_accepts_is_accepted() {
     assert_eq!(config.load_balancing(), None);
 }
 
+#[test]
+fn max_attempts_over_five_reads_as_five() {
+    let json = r#"{"methodConfig": [
+      {"name": [{"service": "a.B"}],
+       "retryPolicy": {"maxAttempts": 10, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                       "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}},
+      {"name": [{"service": "c.D"}], "hedgingPolicy": {"maxAttempts": 6}},
+      {"name": [{"service": "e.F"}], "hedgingPolicy": {"maxAttempts": 3}}
+    ]}"#;
+    let config = ServiceConfig::from_json(json).expect("valid");
+    let entry = |path| config.method_config(path).expect("an entry");
+    let retry = entry("/a.B/X")
+        .retry
+        .as_ref()
+        .map(RetryPolicy::max_attempts);
+    let hedging = |path| {
+        entry(path)
+            .hedging
+            .as_ref()
+            .map(HedgingPolicy::max_attempts)
+    };
+    assert_eq!(retry, Some(5));
+    assert_eq!(hedging("/c.D/X"), Some(5));
+    assert_eq!(hedging("/e.F/X"), Some(3));
+}
+
 /// What one attempt looked like to the service under the layer.
 #[derive(Debug, Clone, PartialEq)]
 struct Attempt {
