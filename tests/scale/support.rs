@@ -135,15 +135,32 @@ pub(crate) async fn run_calls(
     channel: &Balanced,
     total: usize,
     concurrency: usize,
-    mut during: impl FnMut(usize),
+    during: impl FnMut(usize),
 ) -> Vec<Result<SocketAddr, Status>> {
+    run_calls_numbered(channel, total, concurrency, during)
+        .await
+        .into_iter()
+        .map(|(_, result)| result)
+        .collect()
+}
+
+/// [`run_calls`], each result with its call's number in the order the calls started (results
+/// come in the order the calls ended): what tells a call started after something `during`
+/// did from one that merely ended later.
+pub(crate) async fn run_calls_numbered(
+    channel: &Balanced,
+    total: usize,
+    concurrency: usize,
+    mut during: impl FnMut(usize),
+) -> Vec<(usize, Result<SocketAddr, Status>)> {
     let mut set = tokio::task::JoinSet::new();
     let mut results = Vec::with_capacity(total);
     let mut started = 0;
     while results.len() < total {
         while started < total && set.len() < concurrency {
             let channel = channel.clone();
-            set.spawn(async move { hello(&channel, None).await });
+            let number = started;
+            set.spawn(async move { (number, hello(&channel, None).await) });
             started += 1;
         }
         let Some(done) = set.join_next().await else {
