@@ -28,9 +28,15 @@ pub enum Pushback {
 }
 
 impl Pushback {
-    /// The pushback a status carries, if any.
+    /// The pushback a status carries, if any. A value that is not a whole number of
+    /// milliseconds, a negative one, and more than one value all mean do not retry, as in
+    /// grpc-go.
     pub fn of(status: &Status) -> Option<Pushback> {
-        let raw = status.metadata().get_raw(RETRY_PUSHBACK_KEY)?;
+        let mut values = status.metadata().get_all(RETRY_PUSHBACK_KEY);
+        let raw = values.next()?;
+        if values.next().is_some() {
+            return Some(DontRetry);
+        }
         let parsed = std::str::from_utf8(raw)
             .ok()
             .and_then(|text| text.parse::<i32>().ok());
@@ -80,5 +86,14 @@ mod tests {
             .expect("valid");
         assert_eq!(Pushback::of(&status), Some(Pushback::DontRetry));
         assert_eq!(Pushback::of(&Status::unavailable("x")), None);
+        // Two values, each valid alone: the server did not say one thing.
+        let mut status = Status::unavailable("x");
+        for value in ["100", "200"] {
+            status
+                .metadata_mut()
+                .append(RETRY_PUSHBACK_KEY, value)
+                .expect("valid");
+        }
+        assert_eq!(Pushback::of(&status), Some(Pushback::DontRetry));
     }
 }

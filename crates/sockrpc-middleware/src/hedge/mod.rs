@@ -12,7 +12,8 @@
 //!   named with [`HedgeLayer::method`].
 //! - **When the next copy goes.** [`HedgingPolicy::delay`] after the one before, or at once
 //!   when a copy fails with a non-fatal code (or was refused unprocessed), or when the server's
-//!   pushback says (`grpc-retry-pushback-ms`); a negative pushback stops further copies.
+//!   pushback says (`grpc-retry-pushback-ms`); a negative pushback (or a malformed one, or
+//!   more than one) stops further copies.
 //! - **How it ends.** The first success wins; every other copy is dropped, which sends CANCEL
 //!   to the server and stops its handler. A fatal failure ends the call the same way. When every
 //!   copy failed with nothing left to send, the last failure is the answer.

@@ -85,12 +85,19 @@ pub async fn serve(
     }
 }
 
+/// Whether `head` holds a whole request head: up to its empty line, after lines ended by CRLF
+/// or, as HTTP/1.1 lets a server accept (RFC 9112, section 2.2) and `printf ... | nc` sends,
+/// by a bare LF.
+fn head_complete(head: &[u8]) -> bool {
+    head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
+}
+
 /// Reads one request head and answers it; the connection closes after.
 async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+        while !head_complete(&head) && head.len() < MAX_HEAD {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
                 break;
@@ -126,4 +133,36 @@ async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<
     }
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer to `request`, read for at most 3 s (a head the endpoint does not see whole
+    /// is answered only by its 5 s read timeout, with nothing).
+    async fn ask(request: &[u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let handle = builder().build_recorder().handle();
+        tokio::spawn(serve(listener, handle, std::future::pending()));
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("request");
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(3), stream.read_to_string(&mut answer))
+            .await
+            .expect("answered before the read timeout")
+            .expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn request_heads_with_crlf_or_bare_lf_lines_are_answered() {
+        let crlf = ask(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await;
+        assert!(crlf.starts_with("HTTP/1.1 200 OK\r\n"), "{crlf}");
+        let lf = ask(b"GET /metrics HTTP/1.0\nHost: test\n\n").await;
+        assert!(lf.starts_with("HTTP/1.1 200 OK\r\n"), "{lf}");
+        let other = ask(b"GET / HTTP/1.0\n\n").await;
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    }
 }

@@ -30,8 +30,9 @@
 //! - **How many.** The policy's `max_attempts`, capped at 5 (A6's client-side cap; see
 //!   [`RetryLayer::max_attempts_cap`]).
 //! - **When.** Full-jitter exponential backoff, or exactly what the server's pushback
-//!   (`grpc-retry-pushback-ms`) asks; a negative pushback means do not retry. A call refused
-//!   unprocessed is sent again at once.
+//!   (`grpc-retry-pushback-ms`) asks; a negative pushback, one that is not a number, or more
+//!   than one means do not retry (grpc-go's reading). A call refused unprocessed is sent again
+//!   at once.
 //! - **Within the deadline.** The call's timeout covers all attempts; each attempt is sent with
 //!   what remains, and no retry starts that could not finish in time. The timeout is the one
 //!   set on the request, or else a `grpc-timeout` metadata entry (`"500m"`, tonic's form): the
