@@ -26,9 +26,11 @@
 //! retry policy means no retries for it, whatever the default says (a call the server refused
 //! unprocessed is still sent again by the channel, as in gRPC). Methods no entry covers get no
 //! policy. The document is read as grpc-go reads it (`parse.rs`): what grpc-go refuses (a name
-//! twice, a method without its service, a malformed duration or throttle, no known
-//! load-balancing policy) is refused with the reason; a retry or hedging policy that breaks
-//! gRFC A6's rules (`maxAttempts` under 2, a zero backoff, no codes) is logged and left out.
+//! twice, a method without its service, a malformed duration or throttle, a retry policy with
+//! a status code it does not know or a field of the wrong type, no known load-balancing
+//! policy) is refused with the reason; a retry or hedging policy that breaks gRFC A6's rules (a
+//! field missing, `maxAttempts` under 2, a backoff not above 0, no codes) is logged and left
+//! out.
 //! Unlike grpc-go, sockrpc hedges: a config written for grpc-go, which reads no
 //! `hedgingPolicy`, hedges here the methods it names, so name only methods safe to run twice.
 //!

@@ -79,9 +79,11 @@ fn method_config(entry: &Object, at: &str) -> Result<MethodConfig, String> {
     };
     // A policy that breaks gRFC A6's rules is logged and left out, as grpc-go does; so is a
     // hedging policy beside a retry policy (the two are exclusive; grpc-go reads no hedging).
+    // A retry policy grpc-go cannot read at all (a malformed duration, an unknown code) refuses
+    // the whole config, as there.
     let retry_policy = field(entry, "retryPolicy");
     if let Some(policy) = retry_policy {
-        method.retry = lenient(retry(policy, &format!("{at}.retryPolicy")));
+        method.retry = lenient(retry(policy, &format!("{at}.retryPolicy"))?);
     }
     if let Some(policy) = field(entry, "hedgingPolicy") {
         if retry_policy.is_some() {
@@ -138,36 +140,63 @@ fn add_name(
     Ok(())
 }
 
-/// A `retryPolicy`: every field required (gRFC A6).
-fn retry(value: &Value, at: &str) -> Result<RetryPolicy, String> {
+/// A `retryPolicy`: every field required (gRFC A6). `Err`: grpc-go cannot read it (a field of
+/// the wrong type, a malformed duration, an unknown status code), which refuses the whole
+/// config. `Ok(Err)`: it reads but breaks A6's rules (a field missing, `maxAttempts` under 2, a
+/// backoff or multiplier not above 0, no codes), and grpc-go ignores the policy.
+fn retry(value: &Value, at: &str) -> Result<Result<RetryPolicy, String>, String> {
     let policy = value
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
-    let attempts = attempts(policy, at)?;
-    let required = |key: &str| field(policy, key).ok_or_else(|| format!("{at}.{key}: missing"));
-    let initial = duration(required("initialBackoff")?, &format!("{at}.initialBackoff"))?;
-    let max = duration(required("maxBackoff")?, &format!("{at}.maxBackoff"))?;
-    for (key, value) in [("initialBackoff", initial), ("maxBackoff", max)] {
-        if value.is_zero() {
-            return Err(format!("{at}.{key}: must be above 0"));
-        }
+    let Some(attempts) = integer(policy, "maxAttempts", at)? else {
+        return Ok(Err(format!("{at}.maxAttempts: missing")));
+    };
+    let mut broken = None;
+    if attempts < 2 {
+        broken = Some(format!("{at}.maxAttempts: {attempts} is under 2"));
     }
-    let multiplier = required("backoffMultiplier")?
-        .as_f64()
-        .filter(|m| *m > 0.0)
-        .ok_or_else(|| format!("{at}.backoffMultiplier: not a number above 0"))?;
-    let codes = codes(
-        required("retryableStatusCodes")?,
-        at,
-        "retryableStatusCodes",
-    )?;
+    let mut backoff = |key: &str| -> Result<Duration, String> {
+        let at = format!("{at}.{key}");
+        let Some(value) = field(policy, key) else {
+            broken.get_or_insert(format!("{at}: missing"));
+            return Ok(Duration::ZERO);
+        };
+        // grpc-go reads a negative duration, then finds it not above 0.
+        let negative = value.as_str().and_then(|t| t.strip_prefix('-'));
+        let read = match negative {
+            Some(rest) => duration(&Value::String(rest.to_owned()), &at).map(|_| Duration::ZERO)?,
+            None => duration(value, &at)?,
+        };
+        if read.is_zero() {
+            broken.get_or_insert(format!("{at}: must be above 0"));
+        }
+        Ok(read)
+    };
+    let initial = backoff("initialBackoff")?;
+    let max = backoff("maxBackoff")?;
+    let multiplier = match field(policy, "backoffMultiplier") {
+        Some(value) => value
+            .as_f64()
+            .ok_or_else(|| format!("{at}.backoffMultiplier: not a number"))?,
+        None => 0.0,
+    };
+    if multiplier <= 0.0 {
+        broken.get_or_insert(format!("{at}.backoffMultiplier: missing or not above 0"));
+    }
+    let codes = match field(policy, "retryableStatusCodes") {
+        Some(value) => codes(value, at, "retryableStatusCodes")?,
+        None => Vec::new(),
+    };
     if codes.is_empty() {
-        return Err(format!("{at}.retryableStatusCodes: empty"));
+        broken.get_or_insert(format!("{at}.retryableStatusCodes: missing or empty"));
+    }
+    if let Some(reason) = broken {
+        return Ok(Err(reason));
     }
     // A first wait above the cap is the cap, as in grpc-go.
-    Ok(RetryPolicy::new(attempts)
+    Ok(Ok(RetryPolicy::new(attempts.min(MAX_ATTEMPTS) as u32)
         .backoff(initial.min(max), max, multiplier)
-        .retryable(codes))
+        .retryable(codes)))
 }
 
 /// A `hedgingPolicy`: `maxAttempts` required, `hedgingDelay` 0 and no non-fatal code unless set.

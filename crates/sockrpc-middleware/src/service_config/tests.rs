@@ -126,13 +126,29 @@ fn what_grpc_go_accepts_is_accepted() {
         format!(r#""maxAttempts": 1, {good}"#),
         r#""maxAttempts": 3, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []"#.to_owned(),
-        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["SOMETIMES"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "-1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 0, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2"#.to_owned(),
     ] {
         let json = policy(&broken);
         let config = ServiceConfig::from_json(&json).expect(&json);
         let entry = config.method_config("/a.B/C").expect("the entry");
         assert!(entry.retry.is_none(), "{json}");
         assert_eq!(entry.timeout, Some(Duration::from_secs(2)), "{json}");
+    }
+    // A policy grpc-go cannot read at all refuses the whole config, as there: a status code
+    // it does not know (names are upper case), a malformed duration, a multiplier that is not
+    // a number.
+    for unreadable in [
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["SOMETIMES"]"#,
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["unavailable"]"#,
+        r#""maxAttempts": 3, "initialBackoff": "abc", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#,
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": "2", "retryableStatusCodes": ["UNAVAILABLE"]"#,
+    ] {
+        let json = policy(unreadable);
+        let refused = ServiceConfig::from_json(&json).expect_err(&json);
+        assert!(refused.to_string().contains("retryPolicy"), "{refused}");
     }
     // Both policies: the retry policy stays, the hedging policy goes.
     let both = format!(
