@@ -5,7 +5,8 @@
 //! - slow: one server 5 ms slower — p2c sends it under 10 %, round robin about a third;
 //! - ring: a fourth server moves 15–35 % of keys, removing one moves only its keys;
 //! - health: NOT_SERVING takes a server out of rotation, SERVING brings it back; a streaming
-//!   call through the balanced channel;
+//!   call through the balanced channel; health_gone: an endpoint's health watch ends when
+//!   discovery removes the endpoint, and when the channel is dropped;
 //! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
 //!   a wait-for-ready call waits (to its deadline, or for a server);
 //! - given_up: a call its caller gave up on, or one refused before sending, leaves no mark
@@ -38,6 +39,7 @@ mod etcd_process;
 mod fail_fast;
 mod given_up;
 mod health;
+mod health_gone;
 mod kill;
 mod outlier;
 mod pick_first;

@@ -155,7 +155,7 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
                     member.end_connecting();
                     if let (true, Some(probe)) = (first, &shared.probe) {
                         let epoch = weak_shared.clone();
-                        tokio::spawn(watch_member(
+                        let watch = tokio::spawn(watch_member(
                             Arc::downgrade(&member),
                             Arc::clone(probe),
                             move || {
@@ -164,6 +164,8 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
                                 }
                             },
                         ));
+                        // Stopped when the member goes (removed, or the channel dropped).
+                        member.set_health_watch(watch.abort_handle());
                     }
                     shared.bump();
                     return;

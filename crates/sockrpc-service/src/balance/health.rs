@@ -24,7 +24,9 @@ pub trait HealthProbe: Send + Sync + 'static {
 /// Pause before watching again after the stream ended or failed.
 const REWATCH: Duration = Duration::from_millis(200);
 
-/// Runs `probe` on `member` until the member is gone; `changed` is called on each change.
+/// Runs `probe` on `member` until the member is gone (the member aborts the task as it goes:
+/// between changes a watch stream says nothing, so the loop would not see it go); `changed` is
+/// called on each change.
 pub(crate) async fn watch_member(
     member: Weak<Member>,
     probe: std::sync::Arc<dyn HealthProbe>,

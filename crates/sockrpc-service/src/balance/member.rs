@@ -8,6 +8,7 @@ use sockrpc_transport::endpoint::Endpoint;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,6 +46,8 @@ pub struct Member {
     outlier: Mutex<OutlierState>,
     /// Calls this endpoint answered (shared with the channel's totals, so they outlive it).
     pub(crate) answered: Arc<AtomicU64>,
+    /// The task watching its health (`health.rs`), stopped when the member goes.
+    health_watch: Mutex<Option<AbortHandle>>,
 }
 
 impl std::fmt::Debug for Member {
@@ -73,6 +76,7 @@ impl Member {
             health: AtomicU8::new(0),
             outlier: Mutex::new(OutlierState::default()),
             answered: Arc::default(),
+            health_watch: Mutex::new(None),
         }
     }
 
@@ -192,6 +196,16 @@ impl Member {
         lock(&self.failure).clone()
     }
 
+    /// The task watching its health: it ends when the member does. A `Watch` stream stays open
+    /// while the server's answer stands, so the task cannot see for itself that the member was
+    /// removed (or its channel dropped); left running, it would keep the stream, the member's
+    /// connection and itself alive for as long as the server is up.
+    pub(crate) fn set_health_watch(&self, task: AbortHandle) {
+        if let Some(old) = lock(&self.health_watch).replace(task) {
+            old.abort();
+        }
+    }
+
     /// Whether outlier ejection has it out of rotation now.
     pub fn is_ejected(&self) -> bool {
         lock(&self.outlier).is_ejected(Instant::now())
@@ -203,6 +217,14 @@ impl Member {
         Attempt {
             member: self,
             started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(watch) = lock(&self.health_watch).take() {
+            watch.abort();
         }
     }
 }
