@@ -5,10 +5,12 @@
 //! at its edges: a full reply cache under load, oversized requests, idempotent re-issues; and
 //! watermarks: a small cache serving a long run of calls, late duplicates refused; and many calls
 //! on one socket through batched reads and segmented sends; and each host's share of the
-//! reply cache and of the calls in flight.
+//! reply cache and of the calls in flight; and a server dropped without a shutdown stopping its
+//! UDP side too.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
+mod aborted;
 mod at_most_once;
 mod batching;
 mod buffers;

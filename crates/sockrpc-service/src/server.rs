@@ -426,6 +426,10 @@ impl<L: Finish> ServerBuilder<L> {
         }
         let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &self.queue));
         let stop_udp = CancellationToken::new();
+        // However serving ends, this future dropped too (its task aborted, a `select!` that took
+        // another branch): the UDP side stops with the TCP side, rather than answer calls and
+        // hold its port for ever for a server its owner believes gone.
+        let _stop_udp_on_drop = stop_udp.clone().drop_guard();
         let mut udp_task = None;
         let timeout = self.config.timeout;
         let reply_cache = self.udp.take().map(|(socket, mut udp_config)| {
