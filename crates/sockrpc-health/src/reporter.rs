@@ -3,7 +3,10 @@
 //! One `tokio::sync::watch` channel per service name, so every `Watch` call sees each change
 //! without polling. A `Watch` for a name nobody reported yet makes an entry holding "unknown"
 //! (gRPC's `SERVICE_UNKNOWN`) so that a later report reaches it; entries are bounded by
-//! [`MAX_SERVICES`] so clients cannot grow the map without end.
+//! [`MAX_SERVICES`] so clients cannot grow the map without end. An entry that holds no status
+//! and that nobody watches any more (its watchers left, or it was cleared) is dropped when room
+//! is needed: names clients watched and left must not fill the map for good, or a service the
+//! application reports later (or a name another client watches) would be refused.
 
 use crate::ServingStatus;
 use sockrpc::Status;
@@ -53,8 +56,9 @@ impl HealthReporter {
         self.set_status(service, ServingStatus::NotServing);
     }
 
-    /// Sets `service`'s status; watchers hear of it only when it changed. A new name past
-    /// [`MAX_SERVICES`] is ignored (and logged), since a server has a handful of services.
+    /// Sets `service`'s status; watchers hear of it only when it changed. A new name is ignored
+    /// while [`MAX_SERVICES`] names are reported or watched, since a server has a handful of
+    /// services.
     pub fn set_status(&self, service: &str, status: ServingStatus) {
         let mut services = self.lock();
         if let Some(sender) = services.get(service) {
@@ -65,7 +69,7 @@ impl HealthReporter {
             });
             return;
         }
-        if services.len() >= MAX_SERVICES {
+        if !make_room(&mut services) {
             return;
         }
         services.insert(service.to_owned(), watch::Sender::new(Some(status)));
@@ -115,7 +119,7 @@ impl HealthReporter {
         if let Some(sender) = services.get(service) {
             return Ok(sender.subscribe());
         }
-        if services.len() >= MAX_SERVICES {
+        if !make_room(&mut services) {
             return Err(Status::resource_exhausted(format!(
                 "the health service tracks at most {MAX_SERVICES} service names"
             )));
@@ -125,6 +129,15 @@ impl HealthReporter {
         services.insert(service.to_owned(), sender);
         Ok(receiver)
     }
+}
+
+/// Whether `services` has room for one more name, once entries that hold no status and have no
+/// watcher left are dropped (only when it is full: most reports find their name).
+fn make_room(services: &mut HashMap<String, watch::Sender<Option<ServingStatus>>>) -> bool {
+    if services.len() >= MAX_SERVICES {
+        services.retain(|_, sender| sender.borrow().is_some() || sender.receiver_count() > 0);
+    }
+    services.len() < MAX_SERVICES
 }
 
 #[cfg(test)]
@@ -156,13 +169,35 @@ mod tests {
     #[test]
     fn watched_names_are_bounded() {
         let reporter = HealthReporter::new();
-        for i in 1..MAX_SERVICES {
-            reporter.subscribe(&format!("s{i}")).expect("room");
-        }
+        // Watched still: these names hold their entries.
+        let _watching: Vec<_> = (1..MAX_SERVICES)
+            .map(|i| reporter.subscribe(&format!("s{i}")).expect("room"))
+            .collect();
         let err = reporter.subscribe("one.too.many").expect_err("full");
         assert_eq!(err.code(), sockrpc::Code::ResourceExhausted);
         reporter.set_serving("also.too.many");
         assert_eq!(reporter.status("also.too.many"), None);
         assert_eq!(reporter.status(""), Some(ServingStatus::Serving));
+    }
+
+    #[test]
+    fn names_nobody_watches_any_more_make_room() {
+        let reporter = HealthReporter::new();
+        let mut watching = Vec::new();
+        for i in 1..MAX_SERVICES {
+            let rx = reporter.subscribe(&format!("s{i}")).expect("room");
+            if i % 2 == 0 {
+                watching.push(rx);
+            }
+        }
+        reporter.set_serving("reported.later");
+        assert_eq!(
+            reporter.status("reported.later"),
+            Some(ServingStatus::Serving)
+        );
+        reporter.subscribe("watched.later").expect("room again");
+        // Names still watched keep their entries, and see later reports.
+        reporter.set_serving("s2");
+        assert!(watching[0].has_changed().expect("open"));
     }
 }

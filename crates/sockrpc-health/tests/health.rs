@@ -87,3 +87,40 @@ async fn next(
         .expect("stream ok")
         .map(|m| m.status())
 }
+
+/// Names that clients watched and left do not stay: a client that watches many made-up names,
+/// one after another, must not fill the reporter, or a service the application reports later
+/// (or a name another client watches) would be refused for good.
+#[tokio::test]
+async fn names_watched_and_left_do_not_fill_the_reporter() {
+    let (reporter, mut client, _stop) = serve().await;
+    // Every name the reporter has room for beside the overall health ("").
+    for i in 1..sockrpc_health::MAX_SERVICES {
+        let mut stream = client
+            .watch(ask(&format!("made.up{i}")))
+            .await
+            .expect("watch")
+            .into_inner();
+        assert_eq!(next(&mut stream).await, Some(ServingStatus::ServiceUnknown));
+    }
+    // The server hears of each cancel a moment after its stream is dropped: look again, bounded.
+    let mut reported = false;
+    for _ in 0..500 {
+        reporter.set_serving("a.Late");
+        if reporter.status("a.Late").is_some() {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        reported,
+        "a service reported after the watches ended was ignored"
+    );
+    let mut stream = client
+        .watch(ask("another.Watched"))
+        .await
+        .expect("a new name can be watched")
+        .into_inner();
+    assert_eq!(next(&mut stream).await, Some(ServingStatus::ServiceUnknown));
+}
