@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 mod max_age;
 mod room;
+mod runtimes;
 mod share;
 mod stream_room;
 mod wait_for_ready;

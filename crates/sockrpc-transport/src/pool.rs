@@ -68,7 +68,8 @@ struct Inner {
     /// While the last attempt failed and none is under way: when the next is due (the
     /// maintainer's backoff). A fail-fast call fails at once when that is far off.
     retry_at: Mutex<Option<Instant>>,
-    started: std::sync::Once,
+    /// A maintainer task runs ([`Maintaining`] clears it as the task ends, however it ends).
+    maintained: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -113,7 +114,7 @@ impl Pool {
                 last_error: Mutex::new(None),
                 refused: AtomicBool::new(false),
                 retry_at: Mutex::new(None),
-                started: std::sync::Once::new(),
+                maintained: AtomicBool::new(false),
             }),
         }
     }
@@ -132,12 +133,18 @@ impl Pool {
     }
 
     /// The maintainer starts on first use, inside a runtime (a lazy channel may be built
-    /// outside one).
+    /// outside one), and again after it ended with the runtime that ran it: a pool used from
+    /// one runtime after another (a client kept in a static) reconnects on each.
     fn ensure_maintainer(&self) {
-        self.inner.started.call_once(|| {
-            let weak = Arc::downgrade(&self.inner);
-            let wake = Arc::clone(&self.inner.wake);
-            tokio::spawn(maintain(weak, wake));
+        if self.inner.maintained.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let wake = Arc::clone(&self.inner.wake);
+        let running = Maintaining(Arc::downgrade(&self.inner));
+        tokio::spawn(async move {
+            let _running = running;
+            maintain(weak, wake).await;
         });
     }
 
@@ -380,6 +387,19 @@ impl Pool {
                 _ => None,
             })
             .collect()
+    }
+}
+
+/// Marks the pool's maintainer as gone when its task ends for any reason: the pool is gone, or
+/// the task was dropped unfinished with its runtime (which ends the pool's connections too), so
+/// that the next use starts another.
+struct Maintaining(Weak<Inner>);
+
+impl Drop for Maintaining {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.maintained.store(false, Ordering::Release);
+        }
     }
 }
 
