@@ -22,12 +22,14 @@
 //!   lease that survive an etcd restart and a revoked lease, and values changed, duplicated and
 //!   malformed under the watch (with the tests package's `etcd` feature, which `.ci/run` turns
 //!   on; skipped, with the reason printed, when the binary is not installed);
+//! - churn: endpoints coming and going under fresh keys leave bounded state behind;
 //! - child: the SIGKILLable server process (`tests/bin/scale_server.rs`) the kill and etcd tests
 //!   spawn.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod child;
+mod churn;
 mod dns;
 mod dns_gone;
 mod dns_server;

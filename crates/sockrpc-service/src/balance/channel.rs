@@ -25,12 +25,13 @@ use super::member::{EndpointStats, Health, Member, Members, Outcome};
 use super::outlier::OutlierConfig;
 use super::peak_ewma::DEFAULT_DECAY;
 use super::picker::Picker;
+use super::totals::Totals;
 use super::P2c;
 use crate::discovery::{Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel, ConfigDefaults};
 use sockrpc_protocol::{Code, Response, Status};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -180,8 +181,8 @@ pub(super) struct Shared {
     pub(super) attempts: u32,
     /// Bumped whenever an endpoint may have become usable (or unusable).
     pub(super) epoch: watch::Sender<u64>,
-    /// Calls each key's endpoints answered, kept after they leave.
-    pub(super) totals: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// Calls each key's endpoints answered, kept after they leave (a bounded number of them).
+    pub(super) totals: Mutex<Totals>,
     pub(super) on_failure: Option<Arc<Notify>>,
     /// Why discovery has no answer, when it says (see [`Problem`]).
     pub(super) problem: Option<Problem>,
@@ -369,12 +370,11 @@ impl Balanced {
             .collect()
     }
 
-    /// Calls answered per endpoint key since the channel was made, departed endpoints included.
+    /// Calls answered per endpoint key since the channel was made, departed endpoints included
+    /// (at least the [`DEPARTED_KEPT`](super::DEPARTED_KEPT) that left last: under discovery
+    /// churn, older ones are forgotten).
     pub fn answered(&self) -> BTreeMap<String, u64> {
-        lock(&self.shared.totals)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
-            .collect()
+        lock(&self.shared.totals).snapshot()
     }
 
     /// Waits until at least `count` endpoints may take calls, up to `within`.

@@ -87,7 +87,7 @@ fn apply(shared: &Arc<Shared>, change: Change) {
                 _ => {
                     let mut member = Member::new(key.clone(), *endpoint, weight, shared.decay);
                     member.set_priority(priority);
-                    member.answered = Arc::clone(lock(&shared.totals).entry(key).or_default());
+                    member.answered = lock(&shared.totals).arrive(key, list.len());
                     let member = Arc::new(member);
                     spawn = Some(Arc::clone(&member));
                     match same {

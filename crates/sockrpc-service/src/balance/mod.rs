@@ -21,7 +21,7 @@
 //! Files: `channel.rs` (the balanced channel), `follow.rs` (following discovery, reconnecting
 //! members), `member.rs` (one endpoint's state),
 //! `picker.rs`, `p2c.rs`, `pick_first.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
-//! `health.rs`.
+//! `health.rs`, `totals.rs` (calls answered per key, departed keys bounded).
 
 mod channel;
 mod follow;
@@ -34,6 +34,7 @@ mod peak_ewma;
 mod pick_first;
 mod picker;
 mod round_robin;
+mod totals;
 
 pub use channel::{BalanceBuilder, Balanced};
 pub use hash_ring::{stable_hash, HashKey, HashRing, KeyFn, DEFAULT_VIRTUAL_NODES};
@@ -45,6 +46,7 @@ pub use peak_ewma::{PeakEwma, DEFAULT_DECAY, DEFAULT_RTT};
 pub use pick_first::PickFirst;
 pub use picker::Picker;
 pub use round_robin::RoundRobin;
+pub use totals::DEPARTED_KEPT;
 
 #[cfg(test)]
 mod tests;
