@@ -17,6 +17,7 @@
 //! - `stream.rs`: a streaming call's two halves.
 //! - `table.rs`: the calls in flight, by id.
 //! - `room.rs`: calls waiting for room under the server's limit of calls in flight.
+//! - `waiters.rs`: stream senders waiting for the write buffer to drain, or for credit.
 //! - `options.rs`: a connection's settings (limits, keepalive, close notification).
 
 mod call;
@@ -26,6 +27,9 @@ mod options;
 mod room;
 mod stream;
 mod table;
+#[cfg(test)]
+mod waiter_tests;
+mod waiters;
 
 pub use call::ResponseFuture;
 pub use options::{ConnectionOptions, Keepalive, DEFAULT_CONNECT_TIMEOUT};
@@ -51,6 +55,7 @@ use table::CallTable;
 use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use waiters::StreamWaiters;
 
 /// A boxed read half.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
@@ -128,10 +133,10 @@ struct State {
     room: room::RoomQueue,
     /// Stream senders waiting for the write buffer to drain below `HIGH_WATER`
     /// ([`StreamSender::poll_ready`]): woken all at once by the flush that brings it under.
-    drain_waiters: Vec<Waker>,
+    drain_waiters: StreamWaiters,
     /// Stream senders waiting for connection credit: woken all at once by the server's WINDOW
     /// on call 0 (not by every flush, as they would be in `drain_waiters`).
-    credit_waiters: Vec<Waker>,
+    credit_waiters: StreamWaiters,
     /// The server's SETTINGS announced `CAP_CONNECTION_WINDOW`: stream messages keep what they
     /// charge (`frame::message_charge`) outstanding under `frame::CONNECTION_WINDOW`.
     connection_window: bool,
@@ -181,6 +186,9 @@ impl State {
 
     fn remove_call(&mut self, shared: &Shared, id: u32) -> Option<Slot> {
         let slot = self.calls.remove(id)?;
+        // A sender waiting when its call ended never comes back for its place.
+        self.drain_waiters.forget(id);
+        self.credit_waiters.forget(id);
         self.call_ended(shared);
         Some(slot)
     }
@@ -224,7 +232,7 @@ impl State {
     /// look again.
     fn connection_credit(&mut self, credit: u32) {
         self.connection_outstanding = self.connection_outstanding.saturating_sub(credit as usize);
-        self.credit_waiters.drain(..).for_each(Waker::wake);
+        self.credit_waiters.wake_all();
     }
 
     /// Wakes as many calls waiting for room as there is room for, and every stream sender
@@ -236,7 +244,7 @@ impl State {
         {
             return;
         }
-        self.drain_waiters.drain(..).for_each(Waker::wake);
+        self.drain_waiters.wake_all();
         if !self.room.is_empty() {
             let limit = shared.max_calls.load(Ordering::Relaxed);
             self.room
@@ -246,9 +254,9 @@ impl State {
     }
 
     /// Whether the write buffer is past its high-water mark, or the connection window is all
-    /// outstanding; if so, `waker` is woken once the buffer drains below or credit comes (or
-    /// the connection closes). A stream sender then holds its next message.
-    fn wait_for_drain(&mut self, waker: &Waker) -> bool {
+    /// outstanding; if so, call `id`'s `waker` is woken once the buffer drains below or credit
+    /// comes (or the connection closes). A stream sender then holds its next message.
+    fn wait_for_drain(&mut self, id: u32, waker: &Waker) -> bool {
         let waiters = if self.connection_window
             && self.connection_outstanding >= sockrpc_protocol::frame::CONNECTION_WINDOW
         {
@@ -258,9 +266,7 @@ impl State {
         } else {
             return false;
         };
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
-        }
+        waiters.wait(id, waker);
         true
     }
 
@@ -313,8 +319,8 @@ impl Shared {
         // Wake anyone waiting for the handshake or for room: neither will come now.
         self.handshake.notify_waiters();
         state.room.wake_all();
-        state.drain_waiters.drain(..).for_each(Waker::wake);
-        state.credit_waiters.drain(..).for_each(Waker::wake);
+        state.drain_waiters.wake_all();
+        state.credit_waiters.wake_all();
         state.note_waiting(self);
     }
 }
@@ -387,8 +393,8 @@ impl ClientConnection {
                 soonest_deadline: None,
                 folds_request: false,
                 room: room::RoomQueue::default(),
-                drain_waiters: Vec::new(),
-                credit_waiters: Vec::new(),
+                drain_waiters: StreamWaiters::default(),
+                credit_waiters: StreamWaiters::default(),
                 connection_window: false,
                 connection_outstanding: 0,
             }),

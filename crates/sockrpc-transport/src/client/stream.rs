@@ -208,7 +208,7 @@ impl StreamSender {
             return Poll::Pending;
         }
         stream.outbound.register(cx);
-        if state.wait_for_drain(cx.waker()) {
+        if state.wait_for_drain(self.id, cx.waker()) {
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
