@@ -148,6 +148,12 @@ fn retry(value: &Value, at: &str) -> Result<Result<RetryPolicy, String>, String>
     let policy = value
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
+    // A negative count reads (grpc-go's field is an `int`) and breaks A6's rule.
+    if let Some(n) = field(policy, "maxAttempts").and_then(Value::as_i64) {
+        if n < 2 {
+            return Ok(Err(format!("{at}.maxAttempts: {n} is under 2")));
+        }
+    }
     let Some(attempts) = integer(policy, "maxAttempts", at)? else {
         return Ok(Err(format!("{at}.maxAttempts: missing")));
     };

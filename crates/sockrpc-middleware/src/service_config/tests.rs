@@ -124,6 +124,7 @@ fn what_grpc_go_accepts_is_accepted() {
     // A policy that breaks gRFC A6's rules is left out; the entry's other fields stay.
     for broken in [
         format!(r#""maxAttempts": 1, {good}"#),
+        format!(r#""maxAttempts": -1, {good}"#),
         r#""maxAttempts": 3, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []"#.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "-1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),

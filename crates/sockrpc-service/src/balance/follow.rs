@@ -97,7 +97,10 @@ fn apply(shared: &Arc<Shared>, change: Change) {
                 }
             }
         }
-        Change::Remove(key) => list.retain(|m| m.key() != key),
+        Change::Remove(key) => {
+            lock(&shared.totals).depart(&key);
+            list.retain(|m| m.key() != key);
+        }
         Change::Weight(key, weight) => {
             if let Some(m) = list.iter().find(|m| m.key() == key) {
                 m.set_weight(weight);

@@ -20,7 +20,7 @@ pub struct UdpServerConfig {
     /// `max_in_flight` counts (calls whose handler did not answer on its first poll); past it the
     /// source's new calls are refused unrun, with `NOT_PROCESSED` (its client may carry them
     /// over TCP), so that one host cannot hold every call slot. Default 512, an eighth of
-    /// `max_in_flight`.
+    /// `max_in_flight`; 0 behaves as 1 (a source with nothing running may always start one).
     pub max_in_flight_per_source: usize,
     /// Full paths (`/package.Service/Method`) of methods that may run more than once — marked
     /// `NO_SIDE_EFFECTS` or `IDEMPOTENT` in their `.proto` — and so skip the reply cache: a
