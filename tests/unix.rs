@@ -28,6 +28,19 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Tells a server to stop, and waits (at most 10 s) for it to end without an error.
+async fn stop_and_wait(
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .expect("task")
+        .expect("serve");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_over_a_unix_socket_with_a_stale_file() {
     let dir = temp_dir("uds");
@@ -60,12 +73,7 @@ async fn round_trip_over_a_unix_socket_with_a_stale_file() {
     let err = sockrpc::transport::bind_unix(&path).expect_err("live socket");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("server stops")
-        .expect("task")
-        .expect("serve");
+    stop_and_wait(stop, server).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -123,12 +131,7 @@ async fn a_file_put_at_the_path_while_serving_is_not_deleted_at_the_end() {
     std::fs::remove_file(&path).expect("remove the socket file");
     std::fs::write(&path, b"precious data").expect("write");
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("server stops")
-        .expect("task")
-        .expect("serve");
+    stop_and_wait(stop, server).await;
     assert_eq!(std::fs::read(&path).expect("kept"), b"precious data");
     let _ = std::fs::remove_dir_all(&dir);
 }
