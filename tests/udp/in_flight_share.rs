@@ -36,10 +36,15 @@ async fn cookie_for(socket: &UdpSocket) -> [u8; COOKIE_LEN] {
 
 /// A `Sleep` REQUEST (held by the handler until released) from a verified source.
 fn held_call(call_id: u32, cookie: [u8; COOKIE_LEN]) -> BytesMut {
+    held_call_of(0x0BAD, call_id, cookie)
+}
+
+/// [`held_call`] from client instance `instance`.
+fn held_call_of(instance: u64, call_id: u32, cookie: [u8; COOKIE_LEN]) -> BytesMut {
     let header = Header {
         kind: Kind::Request,
         flags: 0,
-        client_instance: 0x0BAD,
+        client_instance: instance,
         call_id,
         cookie,
     };
@@ -129,5 +134,65 @@ async fn a_host_holding_calls_open_takes_its_share_of_the_slots_not_everyone_s()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.handlers.release();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_the_server_s_limit_is_refused_unrun_not_dropped() {
+    const LIMIT: u32 = 8;
+    const SHARE: u32 = 6;
+    let mut config = UdpServerConfig::default();
+    config.max_in_flight = LIMIT as usize;
+    config.max_in_flight_per_source = SHARE as usize;
+    let server = HandBuilt::start(config, ReplyCacheConfig::default()).await;
+
+    // Two hosts, each within its share, between them hold every slot.
+    let first = UdpSocket::bind("127.0.0.2:0").await.expect("bind");
+    let second = UdpSocket::bind("127.0.0.3:0").await.expect("bind");
+    first.connect(server.addr).await.expect("connect");
+    second.connect(server.addr).await.expect("connect");
+    let (first_cookie, second_cookie) = (cookie_for(&first).await, cookie_for(&second).await);
+    for call_id in 1..=SHARE {
+        first
+            .send(&held_call(call_id, first_cookie))
+            .await
+            .expect("send");
+    }
+    for call_id in 1..=LIMIT - SHARE {
+        second
+            .send(&held_call_of(0x0B0B, call_id, second_cookie))
+            .await
+            .expect("send");
+    }
+    let start = Instant::now();
+    while server.handlers.held() < u64::from(LIMIT) {
+        assert!(start.elapsed() < BOUND, "{:?}", server.counters());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The second host is under its share, but the server is full: its next call is answered
+    // at once, NOT_PROCESSED, so its client can carry it over TCP instead of retransmitting
+    // into a full server until the deadline.
+    second
+        .send(&held_call_of(0x0B0B, LIMIT, second_cookie))
+        .await
+        .expect("send");
+    let mut buf = vec![0u8; 65536];
+    let n = tokio::time::timeout(BOUND, second.recv(&mut buf))
+        .await
+        .expect("a refusal, not silence")
+        .expect("recv");
+    let header = Header::parse(&buf[..n]).expect("server header");
+    assert_eq!(header.kind, Kind::Reply, "{header:?}");
+    assert_eq!(header.call_id, LIMIT, "{header:?}");
+    assert_ne!(header.flags & datagram::FLAG_NOT_PROCESSED, 0, "{header:?}");
+    let counters = server.counters();
+    assert_eq!(counters.overloaded, 1, "{counters:?}");
+    assert_eq!(counters.over_in_flight_share, 0, "{counters:?}");
+    assert_eq!(counters.executed, u64::from(LIMIT), "{counters:?}");
+
+    for _ in 0..LIMIT {
+        server.handlers.release();
+    }
     server.shutdown().await;
 }

@@ -76,7 +76,7 @@ counters! {
         rate_limited,
         /// Answers not sent because even TRUNCATED would exceed the request's size.
         amplification_dropped,
-        /// Requests dropped because `max_in_flight` calls were running.
+        /// Requests refused unrun (NOT_PROCESSED) because `max_in_flight` calls were running.
         overloaded,
         /// Requests refused unrun because their source (an IPv4 address, an IPv6 /64) had
         /// `max_in_flight_per_source` calls running.
@@ -506,13 +506,13 @@ impl Shared {
             if cached {
                 self.cache.abandon(key.0, key.1);
             }
-            if at_share {
-                // Refused, not dropped: its client learns at once that the call did not run.
-                bump(&self.stats.over_in_flight_share);
-                self.queue_not_processed(outbox, &reply_to, in_flight::REFUSED);
-            } else {
-                bump(&self.stats.overloaded);
-            }
+            // Refused, not dropped: its client may carry it over TCP at once (not retransmit).
+            let (counter, why) = match at_share {
+                true => (&self.stats.over_in_flight_share, in_flight::REFUSED),
+                false => (&self.stats.overloaded, in_flight::FULL),
+            };
+            bump(counter);
+            self.queue_not_processed(outbox, &reply_to, why);
             return;
         }
         bump(&self.stats.executed);

@@ -14,7 +14,8 @@ pub struct UdpServerConfig {
     pub max_datagram: usize,
     /// Metadata limits (the message limit is moot: a datagram is smaller).
     pub limits: Limits,
-    /// Calls running at once; requests beyond are dropped (the client retransmits). Default 4096.
+    /// Calls running at once; requests beyond are refused unrun, with `NOT_PROCESSED` (its
+    /// client may carry them over TCP). Default 4096.
     pub max_in_flight: usize,
     /// Calls one source (an IPv4 address, or an IPv6 /64) may have running at once, of those
     /// `max_in_flight` counts (calls whose handler did not answer on its first poll); past it the
