@@ -30,6 +30,8 @@ const TRACEPARENT: &str = "traceparent";
 /// The `tracestate` key.
 const TRACESTATE: &str = "tracestate";
 
+/// The longest value a `tracestate` list member may have.
+const MAX_VALUE_LEN: usize = 256;
 /// The most list members a `tracestate` may have.
 const MAX_MEMBERS: usize = 32;
 
@@ -124,9 +126,8 @@ fn tracestate<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Option<String> {
                 continue;
             }
             let (key, value) = member.split_once('=')?;
-            // A key, and a value ending in a visible character (the rest of the grammar is
-            // OpenTelemetry's check below).
-            if key.is_empty() || value.is_empty() || value.ends_with(' ') {
+            // A key (its grammar is OpenTelemetry's check below), and a value by the W3C's.
+            if key.is_empty() || !state_value(value) {
                 return None;
             }
             if members.len() == MAX_MEMBERS || members.iter().any(|(k, _)| *k == key) {
@@ -142,6 +143,18 @@ fn tracestate<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Option<String> {
     TraceState::from_key_value(members.iter().copied()).ok()?;
     let list: Vec<String> = members.iter().map(|(k, v)| format!("{k}={v}")).collect();
     Some(list.join(","))
+}
+
+/// A list member's value by the W3C grammar: 1 to 256 printable ASCII characters (spaces
+/// allowed) but `,` and `=`, the last not a space. OpenTelemetry lets a tab or any other
+/// control character through.
+fn state_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    (1..=MAX_VALUE_LEN).contains(&bytes.len())
+        && bytes.last() != Some(&b' ')
+        && bytes
+            .iter()
+            .all(|b| (0x20..=0x7e).contains(b) && *b != b',' && *b != b'=')
 }
 
 fn lower_hex(field: &[u8]) -> bool {
@@ -236,7 +249,32 @@ mod tests {
             None,
             "33 members over two entries"
         );
-        for invalid in ["foo=1,foo=2", "FOO=1", "foo=1,bar", "foo", "=1", "foo=", ""] {
+        assert_eq!(
+            state(&["foo=a \t"]),
+            Some("foo=a".into()),
+            "white space around a member"
+        );
+        let long = "v".repeat(256);
+        assert_eq!(
+            state(&[&format!("foo={long}")]),
+            Some(format!("foo={long}"))
+        );
+        let too_long = format!("foo={long}v");
+        let invalid = [
+            "foo=1,foo=2",
+            "FOO=1",
+            "foo=1,bar",
+            "foo",
+            "=1",
+            "foo=",
+            "",
+            "foo=a\tb",
+            "foo=a\u{7f}",
+            "foo=caf\u{e9}",
+            "foo=a=b",
+            &too_long,
+        ];
+        for invalid in invalid {
             assert_eq!(state(&[invalid]), None, "{invalid:?}");
         }
         assert_eq!(

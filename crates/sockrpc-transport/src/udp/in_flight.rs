@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(super) const REFUSED: &str =
     "this source has its share of calls running on the server; the call did not run";
 /// Why a call did not run when the server had its limit of calls running.
-pub(super) const FULL: &str =
-    "the server has its limit of UDP calls running; the call did not run";
+pub(super) const FULL: &str = "the server has its limit of UDP calls running; the call did not run";
 
 /// The calls each source has running on tasks of their own: a record only for a source that
 /// has one, so at most `max_in_flight` records.
