@@ -4,8 +4,9 @@
 //! Why here and not in the propagator: OpenTelemetry's `TraceContextPropagator` parses ids
 //! with `from_str_radix`, so it takes a trace id of 31 digits, a leading `+`, an upper-case
 //! version or a version `00` header with a dash after its flags; it reads only the first of
-//! several `tracestate` entries, and keeps the first 32 members of a longer list and
-//! duplicated keys. The W3C rules refuse all of these. So the propagator is shown a view of the
+//! several `tracestate` entries, keeps the first 32 members of a longer list and
+//! duplicated keys, and takes control characters in values and keys that start with a digit.
+//! The W3C rules refuse all of these. So the propagator is shown a view of the
 //! metadata ([`W3cView`]) in which each field is either valid or absent:
 //!
 //! ```text
@@ -126,8 +127,8 @@ fn tracestate<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Option<String> {
                 continue;
             }
             let (key, value) = member.split_once('=')?;
-            // A key (its grammar is OpenTelemetry's check below), and a value by the W3C's.
-            if key.is_empty() || !state_value(value) {
+            // A key and a value by the W3C's grammar (OpenTelemetry's check below is looser).
+            if !state_key(key) || !state_value(value) {
                 return None;
             }
             if members.len() == MAX_MEMBERS || members.iter().any(|(k, _)| *k == key) {
@@ -143,6 +144,32 @@ fn tracestate<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Option<String> {
     TraceState::from_key_value(members.iter().copied()).ok()?;
     let list: Vec<String> = members.iter().map(|(k, v)| format!("{k}={v}")).collect();
     Some(list.join(","))
+}
+
+/// A list member's key by the W3C grammar: a simple key (a lower-case letter, then up to 255
+/// of lower-case letters, digits, `_`, `-`, `*`, `/`), or `tenant@system` (a tenant of 1 to 241
+/// such characters starting with a letter or digit, a system of 1 to 14 starting with a
+/// letter). OpenTelemetry lets a simple key start with a digit and a system be empty, and
+/// refuses a 14-character system.
+fn state_key(key: &str) -> bool {
+    fn rest(part: &[u8], max: usize) -> bool {
+        part.len() <= max
+            && part.iter().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b'-' | b'*' | b'/')
+            })
+    }
+    match key.as_bytes().split(|b| *b == b'@').collect::<Vec<_>>()[..] {
+        [[first, simple @ ..]] => first.is_ascii_lowercase() && rest(simple, 255),
+        [[first, tenant @ ..], [head, system @ ..]] => {
+            (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && rest(tenant, 240)
+                && head.is_ascii_lowercase()
+                && rest(system, 13)
+        }
+        _ => false,
+    }
 }
 
 /// A list member's value by the W3C grammar: 1 to 256 printable ASCII characters (spaces
@@ -254,6 +281,9 @@ mod tests {
             Some("foo=a".into()),
             "white space around a member"
         );
+        for valid in ["1tenant@vendor=1", "a=1", "t@v=1", "a-b_c*d/e=1"] {
+            assert_eq!(state(&[valid]), Some(valid.into()), "{valid:?}");
+        }
         let long = "v".repeat(256);
         assert_eq!(
             state(&[&format!("foo={long}")]),
@@ -273,6 +303,13 @@ mod tests {
             "foo=caf\u{e9}",
             "foo=a=b",
             &too_long,
+            "1foo=1",
+            "foo@=1",
+            "@vendor=1",
+            "foo@1vendor=1",
+            "foo@a@b=1",
+            "foo@fifteen_chars_x=1",
+            "fo.o=1",
         ];
         for invalid in invalid {
             assert_eq!(state(&[invalid]), None, "{invalid:?}");
