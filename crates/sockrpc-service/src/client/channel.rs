@@ -210,6 +210,14 @@ impl Service<Call> for Channel {
                 }
             }
         }
+        if timeout.is_some_and(|left| left.is_zero()) {
+            // A deadline already past: nothing is sent, over TCP or UDP (on the wire it would
+            // read as one microsecond, and a quick handler would still run), as gRPC clients
+            // fail such a call at once.
+            return failed(Status::deadline_exceeded(
+                "deadline exceeded before the call was sent",
+            ));
+        }
         if let Some(agent) = &self.pool.endpoint().user_agent {
             if !metadata.contains_key("user-agent") {
                 // Checked printable ASCII when the endpoint was built.

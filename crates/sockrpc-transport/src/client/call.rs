@@ -14,6 +14,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 use tokio::time::{Instant, Sleep};
 
@@ -141,6 +142,18 @@ pub(super) fn check_request(
         .map_err(|why| Status::resource_exhausted(why).refused_before_sending())
 }
 
+/// Refuses a call whose deadline has already passed (no time left) before anything of it is
+/// sent, as gRPC clients do: on the wire it would read as a deadline of one microsecond (0
+/// means none), and a quick handler would still run and answer it.
+pub(super) fn check_timeout(timeout: Option<Duration>) -> Result<(), Status> {
+    if timeout.is_some_and(|left| left.is_zero()) {
+        return Err(Status::deadline_exceeded(
+            "deadline exceeded before the call was sent",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one request message against this side's sending limit.
 pub(super) fn check_message(message: &Bytes, limits: &Limits) -> Result<(), Status> {
     if message.len() > limits.send_limit() {
@@ -238,7 +251,16 @@ fn send(
             }
             Some(left)
         }
-        _ => request.timeout(),
+        // The time left now, not the timeout the call began with: a deadline that passed
+        // before the call could be sent fails it here, unsent.
+        _ => match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                check_timeout(Some(left))?;
+                Some(left)
+            }
+            None => None,
+        },
     };
     let id = state.next_call_id(shared)?;
     let alone = state.calls.is_empty();

@@ -119,6 +119,7 @@ impl ClientConnection {
         let shared = self.shared();
         let message = request.as_ref().map(|(message, _)| message);
         super::call::check_request(Some(path), metadata, message, &shared.limits)?;
+        super::call::check_timeout(timeout)?;
         if pass.as_ref().is_some_and(|pass| !pass.is_for(self)) {
             // Dropped, the pass gives its room back where it was kept.
             return Err(Status::invalid_argument(
