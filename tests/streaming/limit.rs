@@ -25,8 +25,14 @@ async fn a_stream_past_the_servers_limit_waits_for_room_and_then_opens() {
     let conn = only_connection(&channel);
     wait_until("the server's limit arrived", || conn.max_calls() == Some(1)).await;
     let mut client = StreamerClient::new(channel.clone());
-    // The first stream holds the only slot until it is read to its end.
-    let mut first = bounded("open the first stream", client.produce(produce(3, 0)))
+    // The first stream holds the only slot until it is read: its answer (100 chunks of 4 KiB)
+    // is larger than its window, so the server cannot end it before the client reads. (A
+    // stream the server has ended holds no slot, read or not.)
+    let first_request = ProduceRequest {
+        size: 4096,
+        ..produce(100, 0)
+    };
+    let mut first = bounded("open the first stream", client.produce(first_request))
         .await
         .expect("the first stream opens")
         .into_inner();
@@ -43,7 +49,7 @@ async fn a_stream_past_the_servers_limit_waits_for_room_and_then_opens() {
     wait_until("the second stream waits for room", || conn.waiting() == 1).await;
     assert_eq!(conn.calls_started(), 1, "the waiting stream was not sent");
 
-    for seq in 0..3 {
+    for seq in 0..100 {
         assert_eq!(next("the first stream's chunks", &mut first).await.seq, seq);
     }
     let end = bounded("the first stream's end", first.message()).await;

@@ -85,11 +85,13 @@ impl Inbound<'_> {
                                  not read yet"
                             ))));
                             frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                            state.stream_ended(self.shared, call_id);
                         } else if stream.inbound.push_flagged(body, compressed, max).is_err() {
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));
                             frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                            state.stream_ended(self.shared, call_id);
                         }
                     } else if slot.message.is_some() {
                         slot.extra_messages = true;
@@ -155,6 +157,7 @@ impl Inbound<'_> {
                         Err(end_status(code, message, details, trailers, not_processed))
                     };
                     stream.end(end);
+                    state.stream_ended(self.shared, call_id);
                     return;
                 }
                 let result = if code != Code::Ok {
@@ -262,12 +265,14 @@ impl Inbound<'_> {
         if state.outbox.failed().is_none() {
             frame::encode_cancel(state.outbox.buf_mut(), call_id);
         }
+        state.stream_ended(self.shared, call_id);
     }
 
     fn finish(&mut self, state: &mut State, call_id: u32, result: Result<Response<Bytes>, Status>) {
         if let Some(slot) = state.calls.get_mut(call_id) {
             if let Some(stream) = slot.stream.as_mut() {
                 stream.end(result.map(|response| response.into_parts().2));
+                state.stream_ended(self.shared, call_id);
                 return;
             }
             complete(self.wake, slot, result);

@@ -95,6 +95,9 @@ struct StreamSlot {
     head_waker: Option<Waker>,
     inbound: crate::flow::Inbound,
     outbound: crate::flow::Outbound,
+    /// The call has ended on the server's side and is counted in `State::ended_streams`
+    /// (see [`State::stream_ended`]).
+    ended: bool,
 }
 
 impl StreamSlot {
@@ -142,6 +145,9 @@ struct State {
     connection_window: bool,
     /// Charges of stream messages sent and not yet credited back by the server.
     connection_outstanding: usize,
+    /// Streaming calls still in `calls` (their receiver has not read their end yet) that the
+    /// server no longer counts under its limit: their END arrived, or this side cancelled them.
+    ended_streams: usize,
 }
 
 impl State {
@@ -186,6 +192,7 @@ impl State {
 
     fn remove_call(&mut self, shared: &Shared, id: u32) -> Option<Slot> {
         let slot = self.calls.remove(id)?;
+        self.forget_ended(&slot);
         // A sender waiting when its call ended never comes back for its place.
         self.drain_waiters.forget(id);
         self.credit_waiters.forget(id);
@@ -205,10 +212,41 @@ impl State {
     }
 
     /// [`remove_call`](Self::remove_call) for a call whose slot nobody needs: dropped in place.
+    /// Unary calls only: a streaming slot may count among `ended_streams`.
     fn discard_call(&mut self, shared: &Shared, id: u32) {
         if self.calls.discard(id) {
             self.call_ended(shared);
         }
+    }
+
+    /// A slot leaving the table no longer counts among `ended_streams`.
+    fn forget_ended(&mut self, slot: &Slot) {
+        if slot.stream.as_ref().is_some_and(|stream| stream.ended) {
+            self.ended_streams -= 1;
+        }
+    }
+
+    /// Streaming call `id` has ended (its END arrived, or this side cancelled it) while its
+    /// receiver may not have read that yet: the server counts it no longer under its limit of
+    /// calls in flight, so neither does [`at_limit`](Self::at_limit), and calls waiting for
+    /// room may go. Otherwise a stream the caller holds without reading its status would hold
+    /// its place until dropped, and at the server's limit every other call on the connection
+    /// would wait for it (grpc-go frees a stream's quota when its trailers arrive).
+    fn stream_ended(&mut self, shared: &Shared, id: u32) {
+        let Some(stream) = self.stream_mut(id) else {
+            return;
+        };
+        if stream.ended || !stream.inbound.is_finished() {
+            return;
+        }
+        stream.ended = true;
+        self.ended_streams += 1;
+        self.wake_for_room(shared);
+    }
+
+    /// Calls the server still counts under its limit.
+    fn live_calls(&self) -> usize {
+        self.calls.len() - self.ended_streams
     }
 
     fn call_ended(&mut self, shared: &Shared) {
@@ -224,7 +262,7 @@ impl State {
     /// is past its high-water mark: a new call waits for the server to read, as an HTTP/2
     /// stream waits for its connection's flow-control window, instead of failing.
     fn at_limit(&self, shared: &Shared) -> bool {
-        self.calls.len() + self.room.reserved() >= shared.max_calls.load(Ordering::Relaxed)
+        self.live_calls() + self.room.reserved() >= shared.max_calls.load(Ordering::Relaxed)
             || self.outbox.buffered() > HIGH_WATER
     }
 
@@ -248,7 +286,7 @@ impl State {
         if !self.room.is_empty() {
             let limit = shared.max_calls.load(Ordering::Relaxed);
             self.room
-                .wake(limit.saturating_sub(self.calls.len() + self.room.reserved()));
+                .wake(limit.saturating_sub(self.live_calls() + self.room.reserved()));
             self.note_waiting(shared);
         }
     }
@@ -397,6 +435,7 @@ impl ClientConnection {
                 credit_waiters: StreamWaiters::default(),
                 connection_window: false,
                 connection_outstanding: 0,
+                ended_streams: 0,
             }),
             limits,
             peer,

@@ -296,6 +296,7 @@ impl StreamSender {
             }
             frame::encode_cancel(state.outbox.buf_mut(), self.id);
             state.outbox.wake_driver();
+            state.stream_ended(shared, self.id);
         }
     }
 }
