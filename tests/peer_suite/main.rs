@@ -1,0 +1,25 @@
+//! The peer frameworks' suites — tonic's integration tests and grpc-go's `end2end_test.go`,
+//! `stream_cleanup_test.go`, `status_test.go` and `metadata_test.go` — for the behaviours the
+//! other folders (`parity`, `tonic`, `hardening`, `streaming`) do not already pin down, ported
+//! to sockrpc's API over loopback TCP. One concept per file:
+//!
+//! - metadata: key and value rules, case folding, every byte in `-bin` values, order and
+//!   duplicates kept, headers and trailers in every call shape;
+//! - status: messages (percent signs, newlines, non-ASCII) and details bytes exact,
+//!   out-of-range codes, a handler error that claims `OK`, statuses after stream messages;
+//! - deadlines: a deadline already past fails before reaching the server; deadlines years
+//!   away; the time left the handler sees;
+//! - cleanup: every way a call ends gives back its place under the server's call limit and
+//!   stops its handler;
+//! - interceptors: metadata added and removed on both sides; a refusal of every shape;
+//! - lifecycle: unknown methods, a graceful shutdown under a bidirectional stream.
+//!
+//! Every loop is bounded in count and every wait in time; nothing asserts speed.
+
+mod cleanup;
+mod deadlines;
+mod interceptors;
+mod lifecycle;
+mod metadata;
+mod status;
+mod support;
