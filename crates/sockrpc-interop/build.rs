@@ -1,5 +1,12 @@
-//! Generates the `grpc.testing` package (messages, `TestService` and `UnimplementedService`
-//! clients and servers) from the copies of gRPC's interop protos under the repository's `proto/`.
+//! Generates the `grpc.testing` package (messages, `TestService`, `UnimplementedService` and
+//! `BenchmarkService` clients and servers) from the copies of gRPC's interop and benchmark protos
+//! under the repository's `proto/`.
 fn main() -> std::io::Result<()> {
-    sockrpc_build::compile_protos(&["../../proto/grpc/testing/test.proto"], &["../../proto"])
+    sockrpc_build::compile_protos(
+        &[
+            "../../proto/grpc/testing/test.proto",
+            "../../proto/grpc/testing/benchmark_service.proto",
+        ],
+        &["../../proto"],
+    )
 }

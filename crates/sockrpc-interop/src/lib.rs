@@ -21,12 +21,14 @@
 //! # }
 //! ```
 
+pub mod benchmark;
 mod cancel;
 pub mod client;
 mod compressed;
 pub mod server;
 mod soak;
 
+pub use benchmark::BenchmarkServer;
 pub use client::{run_case, SoakConfig};
 pub use server::{run_server, serve, InteropServer, ServerEvents};
 
