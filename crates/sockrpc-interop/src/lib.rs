@@ -1,11 +1,13 @@
 //! gRPC's interop test service and test cases, ported onto sockrpc.
 //!
-//! The protos are gRPC's own (`proto/grpc/testing/{test,messages,empty}.proto`, copied from
-//! `../shared/protos`), the procedures and asserts follow
+//! The protos are gRPC's own (`proto/grpc/testing/{test,messages,empty,benchmark_service}.proto`,
+//! copied from `../shared/protos`), the procedures and asserts follow
 //! `../shared/specs/grpc/interop-test-descriptions.md`.
 //!
 //! - [`server`]: [`server::InteropServer`], the `TestService` as gRPC's interop
 //!   servers implement it, and [`run_server`] to serve it on a listener.
+//! - [`benchmark`]: [`BenchmarkServer`], gRPC's `BenchmarkService` as its reference servers
+//!   implement it, for gRPC's benchmark scenarios and load generators.
 //! - [`client`]: one `async fn` per test case, each returning `Ok(())` or a message saying
 //!   precisely what differed from the spec; [`run_case`] runs one by name against an address.
 //!
@@ -32,9 +34,9 @@ pub use benchmark::BenchmarkServer;
 pub use client::{run_case, SoakConfig};
 pub use server::{run_server, serve, InteropServer, ServerEvents};
 
-/// The `grpc.testing` package generated from gRPC's interop protos: messages, the
-/// `TestService` and `UnimplementedService` clients and servers (and the package's other
-/// services, unused here).
+/// The `grpc.testing` package generated from gRPC's interop and benchmark protos: messages, the
+/// `TestService`, `UnimplementedService` and `BenchmarkService` clients and servers (and the
+/// package's other services, unused here).
 pub mod pb {
     #![allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
     sockrpc::include_proto!("grpc.testing");
