@@ -150,6 +150,7 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             fold_end,
             message,
             message_compressed,
+            charged,
         } => encode_open_frame(
             dst,
             *call_id,
@@ -161,6 +162,7 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
                 encoding: *encoding,
                 fold_end: *fold_end,
                 message: message.as_ref().map(|m| (&m[..], *message_compressed)),
+                charged: *charged,
                 ..OpenFrame::new(path, metadata)
             },
         ),

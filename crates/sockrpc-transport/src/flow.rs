@@ -12,7 +12,7 @@
 //! producer does: a peer that ignores the window overflows the bound and loses its connection.
 
 use bytes::Bytes;
-use sockrpc_protocol::frame::STREAM_WINDOW;
+use sockrpc_protocol::frame::{self, STREAM_WINDOW};
 use sockrpc_protocol::{MetadataMap, Status};
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
@@ -24,6 +24,9 @@ pub struct Inbound {
     queue: VecDeque<(Bytes, bool)>,
     queued_bytes: usize,
     unreported: usize,
+    /// Credited per message beside its bytes: 0, or `MESSAGE_CHARGE` on a stream whose sender
+    /// counts each message as its `message_charge` (`FLAG_CHARGED`).
+    charge: usize,
     end: Option<Result<MetadataMap, Status>>,
     waker: Option<Waker>,
 }
@@ -34,6 +37,14 @@ pub struct Inbound {
 pub struct WindowExceeded;
 
 impl Inbound {
+    /// Credits each consumed message as its [`message_charge`](frame::message_charge), its bytes
+    /// and [`MESSAGE_CHARGE`](frame::MESSAGE_CHARGE), rather than its bytes alone: what a
+    /// sender that knows `FLAG_CHARGED` counts, so that it may send empty messages only as fast
+    /// as they are consumed.
+    pub fn credit_charges(&mut self) {
+        self.charge = frame::MESSAGE_CHARGE;
+    }
+
     /// Queues a received message; wakes the consumer.
     pub fn push(&mut self, message: Bytes, max_message: usize) -> Result<(), WindowExceeded> {
         self.push_flagged(message, false, max_message)
@@ -110,7 +121,7 @@ impl Inbound {
     ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
         if let Some((message, compressed)) = self.queue.pop_front() {
             self.queued_bytes -= message.len();
-            self.unreported += message.len();
+            self.unreported += message.len() + self.charge;
             return Poll::Ready(Some(Ok((message, compressed))));
         }
         match &self.end {

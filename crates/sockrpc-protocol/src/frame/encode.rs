@@ -1,9 +1,10 @@
 //! Writing frames: every encoder appends one whole frame to a buffer.
 
 use super::{
-    FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK, FLAG_END_STREAM, FLAG_FOLD_END,
-    FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_SETTINGS,
-    FLAG_STREAM, HEADER_LEN, MAX_ANNOUNCED_CALLS, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    FrameKind, FLAG_CHARGED, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK, FLAG_END_STREAM,
+    FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED, FLAG_REISSUE,
+    FLAG_SETTINGS, FLAG_STREAM, HEADER_LEN, MAX_ANNOUNCED_CALLS, MAX_STATUS_DETAILS,
+    MAX_STATUS_MESSAGE,
 };
 use crate::encoding::ENCODING_FIELDS_LEN;
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
@@ -121,6 +122,8 @@ pub struct OpenFrame<'a> {
     /// the OPEN, and whether it is compressed (`FLAG_MESSAGE_COMPRESSED`). Only toward a server
     /// that announced `CAP_FOLDED_REQUEST`, and at most `MAX_FOLDED_MESSAGE` bytes.
     pub message: Option<(&'a [u8], bool)>,
+    /// `FLAG_CHARGED`: the client credits streamed messages as their `message_charge`.
+    pub charged: bool,
 }
 
 impl<'a> OpenFrame<'a> {
@@ -136,6 +139,7 @@ impl<'a> OpenFrame<'a> {
             encoding: None,
             fold_end: false,
             message: None,
+            charged: false,
         }
     }
 }
@@ -244,6 +248,9 @@ fn put_open_head(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>, with_me
     }
     if open.fold_end {
         flags |= FLAG_FOLD_END;
+    }
+    if open.charged {
+        flags |= FLAG_CHARGED;
     }
     if let Some((_, compressed)) = open.message {
         flags |= FLAG_MESSAGE | FLAG_END_STREAM;

@@ -66,6 +66,13 @@ pub const FLAG_MESSAGE: u8 = 0x20;
 /// Flag on OPEN with [`FLAG_MESSAGE`]: the folded message is compressed, as
 /// [`FLAG_COMPRESSED`] says of a MESSAGE.
 pub const FLAG_MESSAGE_COMPRESSED: u8 = 0x40;
+/// Flag on OPEN of a streaming call: the client credits each message it is sent on a stream
+/// as its [`message_charge`] (its bytes and [`MESSAGE_CHARGE`]), not as its bytes alone. A
+/// server that knows the flag then counts what it sends on the connection's streams that way
+/// against [`STREAM_WINDOW`], so that empty messages are paced by a slow reader as others are
+/// (HTTP/2 charges each gRPC message its 5-byte prefix); one that does not ignores it and merely
+/// gets a little more credit than it counted. A sockrpc client sets it on every streaming OPEN.
+pub const FLAG_CHARGED: u8 = 0x80;
 /// Flag on GOAWAY, server to client: the server retires the connection (its idle timeout,
 /// its maximum age), it does not refuse it; a new connection is welcome at once. A client
 /// counts a GOAWAY without it on a connection that carried no call as a failed attempt (and
@@ -244,6 +251,8 @@ pub enum Frame {
         message: Option<Bytes>,
         /// `FLAG_MESSAGE_COMPRESSED`: the folded message is compressed.
         message_compressed: bool,
+        /// `FLAG_CHARGED`: the client credits streamed messages as their [`message_charge`].
+        charged: bool,
     },
     /// Server's leading metadata.
     Headers {

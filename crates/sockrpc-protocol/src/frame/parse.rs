@@ -1,9 +1,9 @@
 //! Reading frames: a header's body, checked field by field.
 
 use super::{
-    Frame, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK,
-    FLAG_END_STREAM, FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED,
-    FLAG_REISSUE, FLAG_RETIRE, FLAG_SETTINGS, FLAG_STREAM, MAX_FOLDED_MESSAGE,
+    Frame, FrameError, FrameHeader, FrameKind, FLAG_CHARGED, FLAG_COMPRESSED, FLAG_ENCODING,
+    FLAG_END_OK, FLAG_END_STREAM, FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED,
+    FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_RETIRE, FLAG_SETTINGS, FLAG_STREAM, MAX_FOLDED_MESSAGE,
     METADATA_ENTRY_OVERHEAD,
 };
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath, PathCache};
@@ -170,6 +170,7 @@ impl Frame {
                     fold_end: header.flags & FLAG_FOLD_END != 0,
                     message_compressed: message.is_some()
                         && header.flags & FLAG_MESSAGE_COMPRESSED != 0,
+                    charged: header.flags & FLAG_CHARGED != 0,
                     message,
                 }
             }

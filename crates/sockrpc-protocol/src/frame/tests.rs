@@ -45,6 +45,7 @@ fn every_kind_round_trips() {
             fold_end: false,
             message: None,
             message_compressed: false,
+            charged: false,
         }
     );
 
@@ -71,6 +72,7 @@ fn every_kind_round_trips() {
             fold_end: false,
             message: None,
             message_compressed: false,
+            charged: false,
         }
     );
 
@@ -295,6 +297,37 @@ fn truncated_bodies_are_malformed() {
 }
 
 #[test]
+fn charged_round_trips_and_is_off_by_default() {
+    let path = MethodPath::from_static("/p.S/M");
+    let metadata = MetadataMap::new();
+    let mut buf = BytesMut::new();
+    encode_open_frame(
+        &mut buf,
+        3,
+        &OpenFrame {
+            client_streams: true,
+            charged: true,
+            ..OpenFrame::new(&path, &metadata)
+        },
+    );
+    assert_eq!(buf[5], FLAG_STREAM | FLAG_CHARGED);
+    assert!(matches!(
+        round_trip(buf),
+        Frame::Open {
+            streaming: true,
+            charged: true,
+            ..
+        }
+    ));
+    let mut buf = BytesMut::new();
+    encode_open_frame(&mut buf, 5, &OpenFrame::new(&path, &metadata));
+    assert!(matches!(
+        round_trip(buf),
+        Frame::Open { charged: false, .. }
+    ));
+}
+
+#[test]
 fn fold_end_and_end_ok_round_trip() {
     let path = MethodPath::from_static("/p.S/M");
     let metadata = MetadataMap::new();
@@ -408,6 +441,7 @@ fn a_folded_request_message_round_trips_after_the_encoding_fields() {
                 fold_end: true,
                 message: Some(Bytes::copy_from_slice(message)),
                 message_compressed: compressed,
+                charged: false,
             }
         );
     }

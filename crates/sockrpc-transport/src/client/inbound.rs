@@ -15,9 +15,10 @@ use sockrpc_protocol::{Code, MetadataMap, Response, Status};
 use std::{sync::atomic::Ordering, sync::Arc, task::Waker};
 use tokio::time::Instant;
 
-/// Messages one streaming call may hold unread. The window bounds their bytes, but an empty
-/// message takes no credit, so a server could otherwise queue them without end; a compliant
-/// server sending non-empty messages stops at the window (64 KiB) long before this.
+/// Messages one streaming call may hold unread. The window bounds their bytes, and a server
+/// that knows `FLAG_CHARGED` (set on every streaming OPEN) counts 64 bytes more per message, so
+/// it stops at 1,024 empty ones; an older server counts no credit for an empty message and could
+/// otherwise queue them without end.
 const MAX_UNREAD_MESSAGES: usize = 2 * sockrpc_protocol::frame::STREAM_WINDOW;
 
 /// What dispatching a frame needs of the driver, borrowed beside the connection's lock: the

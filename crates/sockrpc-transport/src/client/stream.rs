@@ -154,6 +154,9 @@ impl ClientConnection {
                 timeout,
                 client_streams: request.is_none(),
                 encoding,
+                // Answers are credited with their charge (below): a server that knows the flag
+                // paces empty answers by it.
+                charged: true,
                 ..frame::OpenFrame::new(path, metadata)
             },
         );
@@ -161,7 +164,9 @@ impl ClientConnection {
             frame::encode_message_head(buf, id, true, *compressed, message.len());
             state.outbox.append_body(message);
         }
-        state.add_call(shared, id).stream = Some(Box::default());
+        let mut stream = Box::<super::StreamSlot>::default();
+        stream.inbound.credit_charges();
+        state.add_call(shared, id).stream = Some(stream);
         state.outbox.wake_driver();
         drop(state);
         crate::dispatch::note_call_id(id);

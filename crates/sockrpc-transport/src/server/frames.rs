@@ -33,7 +33,13 @@ impl<D: Dispatch> Connection<D> {
                 fold_end,
                 message,
                 message_compressed,
+                charged,
             } => {
+                if charged {
+                    // The client credits what it is sent on streams with each message's
+                    // charge: count it so, and empty answers are paced too.
+                    self.shared.lock().charge_answers = true;
+                }
                 if call_id <= self.last_call_id {
                     return Err((
                         Code::Internal,

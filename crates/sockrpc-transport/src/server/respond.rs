@@ -60,6 +60,10 @@ pub(super) struct ConnState {
     /// Answers (HEADERS or MESSAGE) written so far: a PING after the server sent data is not a
     /// strike (gRPC resets its strike count when it sends data, not when the peer opens calls).
     pub(super) answers_sent: u64,
+    /// The client set `FLAG_CHARGED` on a streaming OPEN: it credits each streamed answer as
+    /// its `frame::message_charge`, so answers count so against the stream window (an empty
+    /// answer would otherwise cost no credit, and a flood of them outrun any reader).
+    pub(super) charge_answers: bool,
     /// Times the last handler running in a task of its own finished: the connection's idle
     /// clock counts from then.
     pub(super) went_idle: u64,
@@ -196,6 +200,7 @@ impl Shared {
                 reader: None,
                 writers: Vec::new(),
                 answers_sent: 0,
+                charge_answers: false,
                 went_idle: 0,
             }),
             limits,
@@ -462,8 +467,13 @@ pub(super) async fn pump<B: OutboundBody>(
                     state.outbox.append_body(message);
                     state.answers_sent += 1;
                     let room = state.outbox.buffered() <= HIGH_WATER;
+                    let charge = if state.charge_answers {
+                        frame::message_charge(message.len())
+                    } else {
+                        message.len()
+                    };
                     if let Some(stream) = state.streams.get_mut(&call_id) {
-                        stream.outbound.sent(message.len());
+                        stream.outbound.sent(charge);
                         may_send = room && stream.outbound.has_credit();
                     }
                     return true;

@@ -1,0 +1,10 @@
+//! gRPC's benchmark shapes (`grpc.testing.BenchmarkService`, `sockrpc_interop::benchmark`) over
+//! loopback: defects found by driving sockrpc the way gRPC's benchmark scenarios do, each proven
+//! on behaviour (counts and status codes), never on speed.
+//!
+//! - empty answers: `StreamingFromServer` with `response_size` 0 to a reader slower than the
+//!   server is paced by flow control, as HTTP/2 paces it, instead of failing the call once the
+//!   client holds 131,072 unread messages.
+
+mod empty_flood;
+mod support;

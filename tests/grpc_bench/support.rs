@@ -1,0 +1,43 @@
+//! The benchmark server on a fresh loopback port, and bounded waits.
+
+use sockrpc::{Channel, Endpoint, Server};
+use sockrpc_interop::pb::benchmark_service_client::BenchmarkServiceClient;
+use sockrpc_interop::BenchmarkServer;
+use sockrpc_tests::serve::Running;
+use std::future::Future;
+use std::time::Duration;
+
+/// Bound on every single step of these tests.
+pub(crate) const STEP: Duration = Duration::from_secs(10);
+
+/// Bound on a whole test.
+pub(crate) const WHOLE: Duration = Duration::from_secs(120);
+
+/// `BenchmarkService` served on `127.0.0.1:0`, with a handle on the server's counts.
+pub(crate) struct Bench {
+    pub(crate) running: Running,
+    pub(crate) server: BenchmarkServer,
+}
+
+impl Bench {
+    pub(crate) fn start() -> Bench {
+        let server = BenchmarkServer::new();
+        let running = Running::start(Server::builder().add_service(server.clone().into_service()));
+        Bench { running, server }
+    }
+
+    /// A client on a channel of exactly one connection.
+    pub(crate) async fn client(&self) -> BenchmarkServiceClient<Channel> {
+        let endpoint = Endpoint::new("127.0.0.1", self.running.addr.port()).pool_size(1);
+        let channel = bounded("connect", Channel::connect(endpoint))
+            .await
+            .expect("connect");
+        BenchmarkServiceClient::new(channel)
+    }
+}
+
+pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
+}
