@@ -4,7 +4,10 @@
 //!
 //! - empty answers: `StreamingFromServer` with `response_size` 0 to a reader slower than the
 //!   server is paced by flow control, as HTTP/2 paces it, instead of failing the call once the
-//!   client holds 131,072 unread messages.
+//!   client holds 131,072 unread messages;
+//! - empty requests: a stream of empty requests to a handler that does not read them stops at
+//!   the stream's window instead of taking the whole connection window from the other streams.
 
 mod empty_flood;
+mod empty_requests;
 mod support;

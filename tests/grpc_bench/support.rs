@@ -1,11 +1,13 @@
 //! The benchmark server on a fresh loopback port, and bounded waits.
 
+use sockrpc::service::ServerBuilder;
 use sockrpc::{Channel, Endpoint, Server};
 use sockrpc_interop::pb::benchmark_service_client::BenchmarkServiceClient;
 use sockrpc_interop::BenchmarkServer;
 use sockrpc_tests::serve::Running;
 use std::future::Future;
 use std::time::Duration;
+use tower::layer::util::Identity;
 
 /// Bound on every single step of these tests.
 pub(crate) const STEP: Duration = Duration::from_secs(10);
@@ -24,6 +26,14 @@ impl Bench {
         let server = BenchmarkServer::new();
         let running = Running::start(Server::builder().add_service(server.clone().into_service()));
         Bench { running, server }
+    }
+
+    /// Serves `builder` (a test's own services) instead; `server` is then unused.
+    pub(crate) fn start_with(builder: ServerBuilder<Identity>) -> Bench {
+        Bench {
+            running: Running::start(builder),
+            server: BenchmarkServer::new(),
+        }
     }
 
     /// A client on a channel of exactly one connection.

@@ -96,8 +96,16 @@ pub const MAX_ANNOUNCED_CALLS: u16 = u16::MAX;
 /// would have to stop reading the whole connection to bound what many streams queue, and
 /// would then not read the stream credit its own stalled answers wait for: a deadlock.
 pub const CAP_CONNECTION_WINDOW: u32 = 0x2;
+/// Capability bit in a server's SETTINGS: on a streaming call whose OPEN had [`FLAG_CHARGED`],
+/// it credits each request message its handler consumes as its [`message_charge`]. A client
+/// that sees it counts its streamed requests so against [`STREAM_WINDOW`], so that a stream of
+/// empty requests to a handler that does not read stops at its own window (1,024 of them)
+/// instead of taking the whole [`CONNECTION_WINDOW`] from the connection's other streams. A
+/// client that counted a request by its bytes alone (sent before the SETTINGS arrived) merely
+/// gets more credit back than it counted.
+pub const CAP_CHARGED: u32 = 0x4;
 /// Every capability this crate's server announces.
-pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW;
+pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW | CAP_CHARGED;
 /// The largest request message a client folds into its OPEN; a larger one goes in a MESSAGE
 /// of its own. An OPEN may be this much longer than other control frames
 /// ([`Limits::max_open_frame`]).

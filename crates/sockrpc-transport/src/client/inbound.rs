@@ -234,6 +234,7 @@ impl Inbound<'_> {
             } => {
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
                 state.connection_window = capabilities & frame::CAP_CONNECTION_WINDOW != 0;
+                state.charged_requests = capabilities & frame::CAP_CHARGED != 0;
                 // The largest announced limit means "that many or more": no limit to keep.
                 let limit = match max_calls {
                     0 => None,

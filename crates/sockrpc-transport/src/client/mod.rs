@@ -149,6 +149,10 @@ struct State {
     /// Streaming calls still in `calls` (their receiver has not read their end yet) that the
     /// server no longer counts under its limit: their END arrived, or this side cancelled them.
     ended_streams: usize,
+    /// The server's SETTINGS announced `CAP_CHARGED`: it credits the request messages of our
+    /// streams (all opened with `FLAG_CHARGED`) as their `frame::message_charge`, so they count
+    /// so against the stream window.
+    charged_requests: bool,
 }
 
 impl State {
@@ -375,6 +379,7 @@ impl ClientConnection {
                 connection_window: false,
                 connection_outstanding: 0,
                 ended_streams: 0,
+                charged_requests: false,
             }),
             limits,
             peer,

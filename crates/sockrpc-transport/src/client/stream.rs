@@ -250,10 +250,15 @@ impl StreamSender {
         let shared = self.conn.shared();
         super::call::check_message(message, &shared.limits)?;
         let mut state = shared.lock();
+        let charge = if state.charged_requests {
+            frame::message_charge(message.len())
+        } else {
+            message.len()
+        };
         let Some(stream) = state.stream_mut(self.id) else {
             return Err(gone());
         };
-        stream.outbound.sent(message.len());
+        stream.outbound.sent(charge);
         if state.connection_window {
             state.connection_outstanding += frame::message_charge(message.len());
         }

@@ -243,7 +243,14 @@ impl<D: Dispatch> Connection<D> {
         if end_stream {
             stream.inbound.finish(Ok(MetadataMap::new()));
         }
-        self.shared.lock().streams.insert(call_id, stream);
+        let mut state = self.shared.lock();
+        if state.charge_answers {
+            // The client opened it with FLAG_CHARGED and we announced CAP_CHARGED: it counts
+            // each request as its charge, so that is what consuming one gives back.
+            stream.inbound.credit_charges();
+        }
+        state.streams.insert(call_id, stream);
+        drop(state);
         let body = RequestBody::Stream(CallReceiver {
             shared: Arc::clone(&self.shared),
             call_id,
