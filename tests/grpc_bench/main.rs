@@ -6,8 +6,11 @@
 //!   server is paced by flow control, as HTTP/2 paces it, instead of failing the call once the
 //!   client holds 131,072 unread messages;
 //! - empty requests: a stream of empty requests to a handler that does not read them stops at
-//!   the stream's window instead of taking the whole connection window from the other streams.
+//!   the stream's window instead of taking the whole connection window from the other streams;
+//! - the service itself: each method answers as gRPC's reference server does, and the
+//!   unbounded streams stop with their client.
 
 mod empty_flood;
 mod empty_requests;
+mod service;
 mod support;

@@ -8,8 +8,8 @@
 //!   `response_size`);
 //! - `StreamingFromServer`: answers the one request again and again, as fast as the client takes
 //!   the answers (flow control paces it), until the client cancels;
-//! - `StreamingBothWays`: after the first request, answers without waiting for requests while
-//!   reading whatever the client sends, until the client half-closes.
+//! - `StreamingBothWays`: after the first request, answers without waiting for requests while a
+//!   task of its own reads whatever the client sends, until the client half-closes.
 //!
 //! [`BenchmarkServer::live_streams`] counts the response streams still alive, so that a test
 //! can see an unbounded stream stop once its client cancels, and
@@ -20,6 +20,7 @@ use crate::pb::benchmark_service_server::{BenchmarkService, BenchmarkServiceServ
 use crate::pb::{Payload, PayloadType, SimpleRequest, SimpleResponse};
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use sockrpc::{Request, Response, Status, Streaming};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -107,10 +108,12 @@ fn answer(request: &SimpleRequest) -> Result<SimpleResponse, Status> {
     })
 }
 
-/// `StreamingBothWays`'s answers: `response` whenever polled, while draining every request that
-/// has arrived; ends once the client half-closed, fails if the request stream failed.
+/// `StreamingBothWays`'s answers: `response` whenever polled, while a task of its own reads
+/// every request (as the reference's reader thread: reading never waits for answers to go, nor
+/// answering for requests to come); ends once the client half-closed, fails if the request
+/// stream failed. Dropped, it stops its reader.
 struct BothWays {
-    requests: Streaming<SimpleRequest>,
+    reader: tokio::task::JoinHandle<Result<(), Status>>,
     response: SimpleResponse,
     done: bool,
     alive: Alive,
@@ -123,23 +126,22 @@ impl Stream for BothWays {
         if self.done {
             return Poll::Ready(None);
         }
-        // Read what has arrived (bounded by the call's window), as the reference's reader thread.
-        loop {
-            match Pin::new(&mut self.requests).poll_next(cx) {
-                Poll::Ready(Some(Ok(_))) => continue,
-                Poll::Ready(Some(Err(status))) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(status)));
-                }
-                Poll::Ready(None) => {
-                    self.done = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => break,
-            }
+        if let Poll::Ready(read) = Pin::new(&mut self.reader).poll(cx) {
+            self.done = true;
+            return Poll::Ready(match read {
+                Ok(Ok(())) => None,
+                Ok(Err(status)) => Some(Err(status)),
+                Err(_) => Some(Err(Status::internal("the request reader failed"))),
+            });
         }
         self.alive.answered();
         Poll::Ready(Some(Ok(self.response.clone())))
+    }
+}
+
+impl Drop for BothWays {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 
@@ -203,9 +205,14 @@ impl BenchmarkService for BenchmarkServer {
         let Some(first) = requests.message().await? else {
             return Ok(Response::new(stream::empty().boxed()));
         };
+        let response = answer(&first)?;
+        let reader = tokio::spawn(async move {
+            while requests.message().await?.is_some() {}
+            Ok(())
+        });
         let answers = BothWays {
-            requests,
-            response: answer(&first)?,
+            reader,
+            response,
             done: false,
             alive: self.alive(),
         };
