@@ -19,7 +19,7 @@
 //! fails `DeadlineExceeded`; with neither, it waits until an endpoint is usable. Every member's latency, in-flight count and failures feed the picker and outlier
 //! ejection.
 
-use super::follow::{connect, follow};
+use super::follow::{connect, follow, Following};
 use super::health::HealthProbe;
 use super::member::{EndpointStats, Health, Member, Members, Outcome};
 use super::outlier::OutlierConfig;
@@ -27,7 +27,7 @@ use super::peak_ewma::DEFAULT_DECAY;
 use super::picker::Picker;
 use super::totals::Totals;
 use super::P2c;
-use crate::discovery::{Discovery, Problem};
+use crate::discovery::{ChangeStream, Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel, ConfigDefaults};
 use sockrpc_protocol::{Code, Response, Status};
 use std::collections::BTreeMap;
@@ -149,9 +149,10 @@ impl BalanceBuilder {
             problem,
             answered: AtomicBool::new(false),
             driver: Mutex::new(None),
+            driving: AtomicBool::new(false),
+            changes: Mutex::new(Some(changes)),
         });
-        let driver = tokio::spawn(follow(Arc::downgrade(&shared), changes));
-        *lock(&shared.driver) = Some(driver);
+        shared.ensure_driver();
         Balanced { shared }
     }
 }
@@ -190,6 +191,10 @@ pub(super) struct Shared {
     /// for its first one.
     pub(super) answered: AtomicBool,
     pub(super) driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The driver task runs ([`Following`] clears it as the task ends, however it ends).
+    driving: AtomicBool,
+    /// The discovery stream while no driver holds it (`None` once discovery ended).
+    changes: Mutex<Option<ChangeStream>>,
 }
 
 impl Shared {
@@ -211,6 +216,36 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    /// Starts the driver (following discovery, reconnecting members) on the current runtime
+    /// unless it runs: at first, and again after the runtime that ran it ended (a channel kept
+    /// in a static, used from one runtime after another). One atomic load while it runs.
+    pub(super) fn ensure_driver(self: &Arc<Self>) {
+        if self.driving.load(Ordering::Acquire) {
+            return;
+        }
+        // Outside a runtime (`build` documents that it needs one), the next call starts it.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.driving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let changes = lock(&self.changes).take();
+        let following = Following::new(Arc::downgrade(self), changes);
+        let driver = runtime.spawn(follow(following));
+        if let Some(old) = lock(&self.driver).replace(driver) {
+            old.abort();
+        }
+    }
+
+    /// The driver ended (dropped with its runtime): its discovery stream, if any is left, waits
+    /// for the next, and the calls waiting for an endpoint look again, which starts it.
+    pub(super) fn driver_stopped(&self, changes: Option<ChangeStream>) {
+        *lock(&self.changes) = changes;
+        self.driving.store(false, Ordering::Release);
+        self.bump();
+    }
+
     pub(super) fn snapshot(&self) -> Arc<Members> {
         Arc::clone(&self.members.read().unwrap_or_else(|p| p.into_inner()))
     }
@@ -382,6 +417,7 @@ impl Balanced {
         let deadline = Instant::now() + within;
         let mut epoch = self.shared.epoch.subscribe();
         loop {
+            self.shared.ensure_driver();
             epoch.mark_unchanged();
             let usable = self
                 .shared
@@ -418,6 +454,8 @@ impl Balanced {
         let shared = &self.shared;
         let mut epoch = shared.epoch.subscribe();
         loop {
+            // Again after the runtime that ran it ended; a call that waits looks each turn.
+            shared.ensure_driver();
             epoch.mark_unchanged();
             let members = shared.snapshot();
             let list = members.list();

@@ -1,11 +1,18 @@
 //! Keeping a balanced channel's members current: the task that follows discovery (inserts,
 //! removals, weights) and the per-member connect task that reconnects with backoff, recording
 //! each failure so fail-fast calls know not to wait (`channel.rs`, `Shared::all_failing`).
+//!
+//! Both run on the runtime of whoever started them, and a channel may outlive that runtime (a
+//! channel kept in a static, used by tests that each run their own runtime). So neither task
+//! owns anything the channel needs afterwards: the discovery stream goes back to the channel
+//! when the following task ends unfinished ([`Following`]), and a member's right to connect is
+//! given back however its task ends ([`Connecting`]); the next call, on whatever runtime it
+//! runs, starts them again there.
 
 use super::channel::{lock, Shared};
-use super::health::watch_member;
+use super::health::{watch_member, HealthProbe};
 use super::member::{Member, Members};
-use crate::discovery::Change;
+use crate::discovery::{Change, ChangeStream};
 use crate::Channel;
 use sockrpc_transport::backoff::BackoffState;
 use std::sync::atomic::Ordering;
@@ -16,17 +23,44 @@ use tokio::time::Instant;
 /// How often the driver looks for servers whose connection went away with no call to notice.
 const UPKEEP: Duration = Duration::from_millis(250);
 
+/// The discovery stream, held by the task following it: given back to the channel when the
+/// task ends unfinished (dropped with its runtime), so that the next one takes it up where this
+/// one stopped; `None` once discovery ended. Either way the channel's driver counts as stopped
+/// afterwards, and the calls waiting for an endpoint look again (and start another).
+pub(super) struct Following {
+    shared: Weak<Shared>,
+    changes: Option<ChangeStream>,
+}
+
+impl Following {
+    pub(super) fn new(shared: Weak<Shared>, changes: Option<ChangeStream>) -> Following {
+        Following { shared, changes }
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.driver_stopped(self.changes.take());
+        }
+    }
+}
+
 /// Follows discovery until the channel is dropped; between changes, reconnects servers whose
 /// connection went away (which also tells discovery, so DNS looks again early).
-pub(super) async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::ChangeStream) {
+pub(super) async fn follow(mut following: Following) {
+    let shared = following.shared.clone();
     let mut upkeep = tokio::time::interval(UPKEEP);
     upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut open = true;
     loop {
         // `Some(Some(change))`: a change; `Some(None)`: discovery ended (the set stays as it
         // is); `None`: an upkeep tick.
+        let open = following.changes.is_some();
         let next = tokio::select! {
-            change = std::future::poll_fn(|cx| changes.as_mut().poll_next(cx)), if open => Some(change),
+            change = std::future::poll_fn(|cx| match following.changes.as_mut() {
+                Some(changes) => changes.as_mut().poll_next(cx),
+                None => std::task::Poll::Pending,
+            }), if open => Some(change),
             _ = upkeep.tick() => None,
         };
         let Some(shared) = shared.upgrade() else {
@@ -51,7 +85,8 @@ pub(super) async fn follow(shared: Weak<Shared>, mut changes: crate::discovery::
                 }
             }
             Some(None) => {
-                open = false;
+                // Not polled again (a stream may panic when polled after its end).
+                following.changes = None;
                 shared.answered.store(true, Ordering::Release);
                 // Calls waiting on an empty set look again: none is coming now.
                 shared.bump();
@@ -115,6 +150,65 @@ fn apply(shared: &Arc<Shared>, change: Change) {
     shared.bump();
 }
 
+/// A member's right to connect, given back when its connect task ends for any reason:
+/// connected, the member gone, or dropped unfinished with its runtime (in the middle of an
+/// attempt, or of its backoff), so that the next call or upkeep starts another.
+struct Connecting(Weak<Member>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        if let Some(member) = self.0.upgrade() {
+            member.end_connecting();
+        }
+    }
+}
+
+/// A member's health watch running: cleared when the task is dropped unfinished (with its
+/// runtime), so that the member's next connection starts another. A watch that ended by itself
+/// (the server has no health service, or the member is gone) stays ended.
+struct Watching {
+    member: Weak<Member>,
+    ended: bool,
+}
+
+impl Watching {
+    /// The watch ended by itself: it stays ended.
+    fn finish(mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let (false, Some(member)) = (self.ended, self.member.upgrade()) {
+            member.end_health_watch();
+        }
+    }
+}
+
+/// Starts `member`'s health watch through `probe` unless one runs.
+fn watch_health(shared: &Arc<Shared>, member: &Arc<Member>, probe: &Arc<dyn HealthProbe>) {
+    if !member.begin_health_watch() {
+        return;
+    }
+    let epoch = Arc::downgrade(shared);
+    let watching = Watching {
+        member: Arc::downgrade(member),
+        ended: false,
+    };
+    let watch = watch_member(Arc::downgrade(member), Arc::clone(probe), move || {
+        if let Some(s) = epoch.upgrade() {
+            s.bump();
+        }
+    });
+    let task = tokio::spawn(async move {
+        watch.await;
+        watching.finish();
+    });
+    // Stopped when the member goes (removed, or the channel dropped).
+    member.set_health_watch(task.abort_handle());
+}
+
 /// Starts (re)connecting `member` in the background unless a task already does.
 pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     if !member.begin_connecting() {
@@ -122,7 +216,9 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     }
     let weak_member = Arc::downgrade(member);
     let weak_shared = Arc::downgrade(shared);
+    let connecting = Connecting(Arc::downgrade(member));
     tokio::spawn(async move {
+        let _connecting = connecting;
         // The endpoint's reconnect backoff (gRPC's: 1 s, ×1.6, ±20 %, at most 120 s), each
         // wait measured from the start of the attempt that failed; made at the first failure.
         let mut backoff: Option<BackoffState> = None;
@@ -152,23 +248,13 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             };
             match attempt {
                 Ok(Ok(channel)) => {
-                    let first = member.channel().is_none();
                     member.set_channel(channel);
                     member.connect_succeeded();
                     member.end_connecting();
-                    if let (true, Some(probe)) = (first, &shared.probe) {
-                        let epoch = weak_shared.clone();
-                        let watch = tokio::spawn(watch_member(
-                            Arc::downgrade(&member),
-                            Arc::clone(probe),
-                            move || {
-                                if let Some(s) = epoch.upgrade() {
-                                    s.bump();
-                                }
-                            },
-                        ));
-                        // Stopped when the member goes (removed, or the channel dropped).
-                        member.set_health_watch(watch.abort_handle());
+                    // The first connection's, or one that replaces a watch gone with its
+                    // runtime.
+                    if let Some(probe) = &shared.probe {
+                        watch_health(&shared, &member, probe);
                     }
                     shared.bump();
                     return;

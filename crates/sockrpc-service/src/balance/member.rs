@@ -48,6 +48,9 @@ pub struct Member {
     pub(crate) answered: Arc<AtomicU64>,
     /// The task watching its health (`health.rs`), stopped when the member goes.
     health_watch: Mutex<Option<AbortHandle>>,
+    /// A health watch task runs (or ended by itself); cleared when it was dropped with its
+    /// runtime (`follow.rs`).
+    health_watched: AtomicBool,
 }
 
 impl std::fmt::Debug for Member {
@@ -77,6 +80,7 @@ impl Member {
             outlier: Mutex::new(OutlierState::default()),
             answered: Arc::default(),
             health_watch: Mutex::new(None),
+            health_watched: AtomicBool::new(false),
         }
     }
 
@@ -194,6 +198,16 @@ impl Member {
             return None;
         }
         lock(&self.failure).clone()
+    }
+
+    /// Claims the right to watch its health; false when a watch runs (or ended by itself).
+    pub(crate) fn begin_health_watch(&self) -> bool {
+        !self.health_watched.swap(true, Ordering::AcqRel)
+    }
+
+    /// Its health watch was dropped unfinished (with its runtime).
+    pub(crate) fn end_health_watch(&self) {
+        self.health_watched.store(false, Ordering::Release);
     }
 
     /// The task watching its health: it ends when the member does. A `Watch` stream stays open

@@ -1,0 +1,19 @@
+//! A client kept in a `static` (a `LazyLock`, a `OnceLock`) and used from one tokio runtime
+//! after another, as `#[tokio::test]` functions do, each on a runtime of its own: whatever the
+//! client started on the first runtime (connection tasks, the pool's reconnecting task, a
+//! balanced channel's discovery and connect tasks, a UDP socket's registration) ended with it,
+//! and the next runtime must find the client working all the same.
+//!
+//! Each turn runs on a new runtime, current-thread and multi-thread in turn, in a thread of its
+//! own; the runtime is dropped (its tasks with it) before the next turn starts, and every turn
+//! is bounded in time, so a client that hangs on the next runtime fails the test instead of
+//! blocking it. The servers run on a runtime of their own that outlives every turn.
+//!
+//! - balance: a balanced channel over real servers keeps calling, follows discovery changes
+//!   made after the switch, reconnects a member whose connect task died with its runtime, and
+//!   watches health again.
+//!
+//! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
+
+mod balance;
+mod support;
