@@ -11,9 +11,15 @@
 //!
 //! - balance: a balanced channel over real servers keeps calling, follows discovery changes
 //!   made after the switch, reconnects a member whose connect task died with its runtime, and
-//!   watches health again.
+//!   watches health again;
+//! - dns: DNS discovery started on one runtime follows record changes on the next (a real DNS
+//!   server in process, `tests/scale/dns_server.rs`).
 //!
 //! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
 
 mod balance;
+mod dns;
+#[allow(dead_code)]
+#[path = "../scale/dns_server.rs"]
+mod dns_server;
 mod support;

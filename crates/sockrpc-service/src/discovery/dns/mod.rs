@@ -42,7 +42,8 @@ use sockrpc_transport::backoff::{Backoff, BackoffState};
 use sockrpc_transport::endpoint::Endpoint;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -166,7 +167,8 @@ impl DnsDiscovery {
         Ok(builder.build())
     }
 
-    /// Starts looking up (in a task that ends when the discovery is dropped). A name that is
+    /// Starts looking up (in a task that ends when the discovery is dropped, or with its
+    /// runtime: then the next runtime to poll the discovery starts another). A name that is
     /// not a valid DNS name (nor an IP address) is refused here, `INVALID_ARGUMENT`, rather
     /// than looked up in vain every `min_ttl`.
     pub fn start(self) -> Result<Discovery, Status> {
@@ -182,22 +184,104 @@ impl DnsDiscovery {
         check_name(name)?;
         let resolver = self.resolver()?;
         // Read once, as the resolver reads its configuration once.
-        let hosts = Hosts::from_system().unwrap_or_default();
+        let hosts = Arc::new(Hosts::from_system().unwrap_or_default());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let hint = Arc::new(Notify::new());
         let problem = Problem::default();
-        tokio::spawn(follow(
-            self,
-            resolver,
+        let mut lookups = Lookups {
+            config: self,
+            resolver: Some(resolver),
             hosts,
             tx,
-            Arc::clone(&hint),
-            problem.clone(),
-        ));
-        let stream = super::futures_util_free::poll_fn_stream(move |cx| rx.poll_recv(cx));
+            hint: Arc::clone(&hint),
+            problem: problem.clone(),
+            known: Arc::default(),
+            running: Arc::new(AtomicBool::new(false)),
+        };
+        lookups.ensure_running();
+        let stream = super::futures_util_free::poll_fn_stream(move |cx| {
+            // Again after the runtime that ran the task ended (a channel kept in a static):
+            // one atomic load while it runs.
+            lookups.ensure_running();
+            rx.poll_recv(cx)
+        });
         Ok(Discovery::new(stream)
             .with_failure_hint(hint)
             .with_problem(problem))
+    }
+}
+
+/// Each address's weight and priority, and the key its endpoint was inserted under: what the
+/// channel was told, kept across the lookup task's restarts.
+type Known = BTreeMap<SocketAddr, (Place, String)>;
+
+/// What the lookup task needs, kept by the discovery's stream: the task runs on the runtime
+/// that started it and ends with it, and the stream starts another, on the runtime polling it,
+/// when it finds none running. The endpoints the channel was told of stay in `known`, so the
+/// next task's first answer is told as the changes since, removals included.
+struct Lookups {
+    config: DnsDiscovery,
+    /// The resolver for the first task; a later one makes its own (the first one's connections
+    /// belonged to the runtime that ended).
+    resolver: Option<TokioResolver>,
+    hosts: Arc<Hosts>,
+    /// The stream holds a sender too: the channel does not end when a task dies with its
+    /// runtime (a task still ends when the stream is dropped: `tx.closed()`).
+    tx: mpsc::UnboundedSender<Change>,
+    hint: Arc<Notify>,
+    problem: Problem,
+    known: Arc<Mutex<Known>>,
+    /// A task runs; cleared by [`Running`] as it ends, however it ends.
+    running: Arc<AtomicBool>,
+}
+
+impl Lookups {
+    /// Starts the lookup task on the current runtime unless one runs.
+    fn ensure_running(&mut self) {
+        if self.running.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let resolver = match self.resolver.take() {
+            Some(resolver) => resolver,
+            None => match self.config.resolver() {
+                Ok(resolver) => resolver,
+                Err(status) => {
+                    self.problem.set(status.message().to_owned());
+                    return;
+                }
+            },
+        };
+        self.running.store(true, Ordering::Release);
+        let running = Running(Arc::clone(&self.running));
+        let task = follow(
+            self.config.clone(),
+            resolver,
+            Arc::clone(&self.hosts),
+            self.tx.clone(),
+            Arc::clone(&self.hint),
+            self.problem.clone(),
+            Arc::clone(&self.known),
+        );
+        runtime.spawn(async move {
+            let _running = running;
+            task.await;
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks the lookup task as ended, however it ends (dropped with its runtime included).
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -229,13 +313,12 @@ fn check_name(name: &str) -> Result<(), Status> {
 async fn follow(
     config: DnsDiscovery,
     resolver: TokioResolver,
-    hosts: Hosts,
+    hosts: Arc<Hosts>,
     tx: mpsc::UnboundedSender<Change>,
     hint: Arc<Notify>,
     problem: Problem,
+    known: Arc<Mutex<Known>>,
 ) {
-    // Each address's weight and the key its endpoint was inserted under.
-    let mut known: BTreeMap<SocketAddr, (Place, String)> = BTreeMap::new();
     // The wait after an answer that was not whole (empty, partial, failed): from `min_ttl`, ×1.6
     // ± 20 % after each, as gRPC's backoff, up to [`RETRY_CAP`]; reset when the set changes.
     let mut retry = BackoffState::new(Backoff::starting_at(config.min_ttl).max(RETRY_CAP));
@@ -260,7 +343,8 @@ async fn follow(
                 // A whole answer with addresses clears the problem once the channel has its
                 // changes: a call in between waits for them.
                 let clears = (!empty).then_some(&problem);
-                let Some(changed) = apply(&config, &mut known, found.addrs, &tx, clears) else {
+                let applied = apply(&config, &mut lock(&known), found.addrs, &tx, clears);
+                let Some(changed) = applied else {
                     return;
                 };
                 if empty {
@@ -281,12 +365,13 @@ async fn follow(
                 tracing::debug!(query = ?config.query, %error, "DNS lookup partly failed");
                 problem.set(format!("DNS lookup failed: {error}"));
                 let ttl = found.ttl.clamp(config.min_ttl, config.max_ttl);
+                let mut known = lock(&known);
                 let merged = match (known.is_empty(), found.keep) {
                     (true, _) => Some(found.addrs),
                     (false, Keep::All) => None,
                     (false, keep) => {
                         let mut merged = found.addrs;
-                        for (addr, (place, _)) in &known {
+                        for (addr, (place, _)) in known.iter() {
                             if keep.covers(addr) {
                                 merged.entry(*addr).or_insert(*place);
                             }
