@@ -13,7 +13,9 @@
 //!   made after the switch, reconnects a member whose connect task died with its runtime, and
 //!   watches health again;
 //! - dns: DNS discovery started on one runtime follows record changes on the next (a real DNS
-//!   server in process, `tests/scale/dns_server.rs`).
+//!   server in process, `tests/scale/dns_server.rs`);
+//! - pool: a call waiting for a connection while the runtime running the pool's reconnecting
+//!   task shuts down gets a reconnect as that task ends, and that task's backoff ends with it.
 //!
 //! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
 
@@ -22,4 +24,5 @@ mod dns;
 #[allow(dead_code)]
 #[path = "../scale/dns_server.rs"]
 mod dns_server;
+mod pool;
 mod support;

@@ -393,12 +393,20 @@ impl Pool {
 /// Marks the pool's maintainer as gone when its task ends for any reason: the pool is gone, or
 /// the task was dropped unfinished with its runtime (which ends the pool's connections too), so
 /// that the next use starts another.
+///
+/// A call on another runtime may have looked while the task was still counted as running (its
+/// runtime shutting down, or not driven) and be waiting for a connection that task will never
+/// make: the calls waiting are woken, and their next look starts a task on their own runtime.
+/// The dead task's backoff goes with it: the next task's first attempt is due at once, and a
+/// fail-fast call must not fail for a retry nobody will make.
 struct Maintaining(Weak<Inner>);
 
 impl Drop for Maintaining {
     fn drop(&mut self) {
         if let Some(inner) = self.0.upgrade() {
+            *lock(&inner.retry_at) = None;
             inner.maintained.store(false, Ordering::Release);
+            inner.connected.notify_waiters();
         }
     }
 }
