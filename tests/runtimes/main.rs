@@ -15,7 +15,8 @@
 //! - dns: DNS discovery started on one runtime follows record changes on the next (a real DNS
 //!   server in process, `tests/scale/dns_server.rs`);
 //! - pool: a call waiting for a connection while the runtime running the pool's reconnecting
-//!   task shuts down gets a reconnect as that task ends, and that task's backoff ends with it.
+//!   task shuts down gets a reconnect as that task ends, and that task's backoff ends with it;
+//! - udp: a channel's UDP calls on one runtime after another.
 //!
 //! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
 
@@ -26,3 +27,4 @@ mod dns;
 mod dns_server;
 mod pool;
 mod support;
+mod udp;

@@ -1,12 +1,13 @@
 //! `Channel`: a tower `Service` over a pool of connections to one endpoint.
 
+use super::udp_side::{UdpSide, GENERATIONS};
 use crate::{Body, BoxFuture, Call, ConfigDefaults};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{ConnectionStats, Pool};
-use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
+use sockrpc_transport::udp::{UdpClientStats, UdpOutcome};
 use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
     future::Future,
@@ -31,7 +32,8 @@ use tower_service::Service;
 #[derive(Clone)]
 pub struct Channel {
     pool: Pool,
-    udp: Option<Arc<tokio::sync::OnceCell<UdpClient>>>,
+    /// The UDP client of the runtime using the channel (`udp_side.rs`).
+    udp: Option<Arc<UdpSide>>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -51,7 +53,7 @@ impl Channel {
         channel.pool.fill(deadline).await?;
         if let Some(udp) = &channel.udp {
             // Set up now, so the first small call does not pay for the socket.
-            let _ = init_udp(udp, channel.pool.endpoint()).await;
+            let _ = udp.client(channel.pool.endpoint()).await;
         }
         Ok(channel)
     }
@@ -86,9 +88,11 @@ impl Channel {
         self.pool.stats()
     }
 
-    /// What the UDP side has done, when the endpoint enables UDP and it is set up.
+    /// What the UDP side has done, when the endpoint enables UDP and it is set up: its client
+    /// on the current runtime (a channel used from one runtime after another makes a client
+    /// on each, its counters starting from zero).
     pub fn udp_stats(&self) -> Option<UdpClientStats> {
-        self.udp.as_ref()?.get().map(UdpClient::stats)
+        self.udp.as_ref()?.get().map(|client| client.stats())
     }
 
     /// The live pooled connections (to inspect, or to break one on purpose in a test).
@@ -237,15 +241,18 @@ impl Service<Call> for Channel {
                     if let Some(Err(status)) = encoder.as_ref().map(|e| e.check_size(len)) {
                         return failed(status);
                     }
-                    let ready = udp.get();
-                    let suitable =
-                        ready.is_none_or(|c| c.fits(&path, &request) && !c.in_fallback());
+                    // The client of the runtime now using the channel (`udp_side.rs`).
+                    let generation = udp.generation();
+                    let suitable = match udp.get_at(generation) {
+                        Some(c) => c.fits(&path, &request) && !c.in_fallback(),
+                        None => generation < GENERATIONS,
+                    };
                     if suitable {
                         // Datagrams carry no encoding fields: UDP calls always go plain.
                         let udp = Arc::clone(udp);
                         return ChannelFuture {
                             kind: Kind::Boxed {
-                                inner: Box::pin(unary_udp(udp, pool, path, request)),
+                                inner: Box::pin(unary_udp(udp, generation, pool, path, request)),
                             },
                         };
                     }
@@ -358,9 +365,9 @@ async fn unary_waiting(
     Ok(wire_response(response))
 }
 
-/// The UDP side's cell, when the endpoint's UDP policy is in force (with TLS, only when it
-/// allows plain text: a datagram cannot carry a TLS session).
-fn udp_cell(endpoint: &Endpoint) -> Option<Arc<tokio::sync::OnceCell<UdpClient>>> {
+/// The UDP side, when the endpoint's UDP policy is in force (with TLS, only when it allows
+/// plain text: a datagram cannot carry a TLS session).
+fn udp_cell(endpoint: &Endpoint) -> Option<Arc<UdpSide>> {
     if endpoint.udp.is_some() && endpoint.udp_in_effect().is_none() {
         tracing::info!(
             %endpoint,
@@ -370,26 +377,10 @@ fn udp_cell(endpoint: &Endpoint) -> Option<Arc<tokio::sync::OnceCell<UdpClient>>
     endpoint.udp_in_effect().map(|_| Arc::default())
 }
 
-async fn init_udp<'a>(
-    udp: &'a tokio::sync::OnceCell<UdpClient>,
-    endpoint: &Endpoint,
-) -> Option<&'a UdpClient> {
-    let policy = endpoint.udp_in_effect()?;
-    let client = udp
-        .get_or_try_init(|| UdpClient::connect(policy.addr, policy.config.clone()))
-        .await;
-    match client {
-        Ok(client) => Some(client),
-        Err(err) => {
-            tracing::debug!(error = %err, "UDP unavailable; using the stream");
-            None
-        }
-    }
-}
-
 /// A unary call over UDP when it fits, else (or after a truncated reply) over the stream.
 async fn unary_udp(
-    udp: Arc<tokio::sync::OnceCell<UdpClient>>,
+    udp: Arc<UdpSide>,
+    generation: usize,
     pool: Pool,
     path: MethodPath,
     mut request: Request<Bytes>,
@@ -397,9 +388,9 @@ async fn unary_udp(
     let deadline = request.timeout().map(|t| Instant::now() + t);
     // The cold paths (the socket's first use, the way out to the stream) are boxed, so this
     // future, boxed once per call, stays small enough for the allocator's fast path.
-    let client = match udp.get() {
+    let client = match udp.get_at(generation) {
         Some(client) => Some(client),
-        None => Box::pin(init_udp(&udp, pool.endpoint())).await,
+        None => Box::pin(udp.client(pool.endpoint())).await,
     };
     if let Some(client) = client {
         // Taken apart before anything else is awaited: the outcome is not kept across it.

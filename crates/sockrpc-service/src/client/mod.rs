@@ -2,6 +2,7 @@
 //! [`Client`], the typed helper generated stubs call.
 
 mod channel;
+mod udp_side;
 
 pub use channel::{Channel, ChannelFuture};
 pub use sockrpc_transport::backoff::Backoff;
