@@ -16,7 +16,8 @@
 //!   server in process, `tests/scale/dns_server.rs`);
 //! - pool: a call waiting for a connection while the runtime running the pool's reconnecting
 //!   task shuts down gets a reconnect as that task ends, and that task's backoff ends with it;
-//! - udp: a channel's UDP calls on one runtime after another.
+//! - udp: a channel's UDP calls on one runtime after another, and a `UdpClient` whose runtime
+//!   ended ends its calls at their deadline instead of hanging.
 //!
 //! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
 

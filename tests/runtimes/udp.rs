@@ -1,14 +1,21 @@
 //! A channel's UDP side used from one runtime after another: its socket was registered with
 //! the reactor of the runtime that made it, and its send-coalescing task ran there. Calls on
-//! the next runtime must still go over UDP and be answered, alone or many at once.
+//! the next runtime must still go over UDP and be answered, alone or many at once. A
+//! `UdpClient` used directly stays its runtime's: once that ended, its calls must still end by
+//! their deadline.
 
 use super::support::{on_runtime, serving, Flavor};
-use sockrpc::service::udp::UdpServerConfig;
-use sockrpc::{Channel, Endpoint, Request, Response, Status};
+use bytes::Bytes;
+use prost::Message as _;
+use sockrpc::service::udp::{UdpClient, UdpClientConfig, UdpOutcome, UdpServerConfig};
+use sockrpc::{Channel, Code, Endpoint, MethodPath, Request, Response, Status};
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
 use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use std::time::Duration;
+use tokio::time::Instant;
+
+static ECHO: MethodPath = MethodPath::from_static("/sockrpc.test.Echo/Echo");
 
 /// Echoes the request's id.
 struct Echoing;
@@ -103,4 +110,72 @@ fn udp_calls_are_answered_on_each_runtime_that_uses_the_channel() {
     let _ = stop.send(());
     drop(channel);
     drop(serving);
+}
+
+/// A `UdpClient` used directly belongs to the runtime that made it (a channel makes one per
+/// runtime): once that runtime shut down, its answers can no longer be read. A call on another
+/// runtime must still end by its deadline rather than hang (the reader's read failed every time,
+/// and it never looked at its own call's timeout).
+#[test]
+fn a_udp_client_whose_runtime_ended_ends_calls_by_their_deadline() {
+    let serving = serving();
+    let (udp, stop) = serving.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let udp = socket.local_addr().expect("addr");
+        let listener =
+            sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
+                .expect("bind tcp");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(
+            sockrpc::Server::builder()
+                .udp(socket, UdpServerConfig::default())
+                .add_service(EchoServer::new(Echoing))
+                .serve_with_listener_and_shutdown(listener, async {
+                    let _ = stopped.await;
+                }),
+        );
+        (udp, stop)
+    });
+    let request = Request::new(Bytes::from(
+        EchoRequest {
+            payload: Default::default(),
+            id: 7,
+        }
+        .encode_to_vec(),
+    ));
+    let call = |client: &UdpClient, turn: usize| {
+        let outcome = on_runtime(flavor(turn), &format!("turn {turn}"), || async {
+            let deadline = Instant::now() + Duration::from_millis(300);
+            client.call(&ECHO, &request, Some(deadline)).await
+        });
+        match outcome {
+            UdpOutcome::Reply(Ok(_)) => None,
+            UdpOutcome::Reply(Err(status)) => Some(status.code()),
+            other => panic!("turn {turn}: {other:?}"),
+        }
+    };
+    // Made on a runtime that lives on while the client is used there, then shut down.
+    let home = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = home
+        .block_on(UdpClient::connect(udp, UdpClientConfig::default()))
+        .expect("client");
+    let answered = home.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        client.call(&ECHO, &request, Some(deadline)).await
+    });
+    assert!(matches!(answered, UdpOutcome::Reply(Ok(_))), "{answered:?}");
+    drop(home);
+    for turn in 0..2 {
+        assert_eq!(
+            call(&client, turn),
+            Some(Code::DeadlineExceeded),
+            "turn {turn}"
+        );
+    }
+    let _ = stop.send(());
 }

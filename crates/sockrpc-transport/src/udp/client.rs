@@ -151,6 +151,10 @@ pub(super) struct Shared {
 /// A UDP client for one server address; clones share the socket, the RTT estimate and the
 /// cookie. There is no receive task: the callers waiting for answers read the socket, one at a
 /// time, for each other (`inbox.rs`).
+///
+/// Its socket is registered with the reactor of the runtime it was made on: once that runtime
+/// has shut down, answers can no longer be read, and calls end at their deadline (or the
+/// retransmit window) unanswered. Make one per runtime, as a channel does.
 #[derive(Clone)]
 pub struct UdpClient {
     inner: Arc<Inner>,

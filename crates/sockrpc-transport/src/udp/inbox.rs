@@ -173,9 +173,21 @@ impl Shared {
                 }
             }
             // Only after a failed read. Out of the loop, so that nothing read is held across
-            // this wait (it would make every call's future larger).
+            // this wait (it would make every call's future larger). `done` is looked at
+            // meanwhile: a read that fails every time (a socket whose runtime shut down, its
+            // reactor gone) must not keep the caller from its own timeout and deadline.
             drop(batch);
-            Box::pin(tokio::time::sleep(Duration::from_millis(1))).await;
+            let mut pause = Box::pin(tokio::time::sleep(Duration::from_millis(1)));
+            let paused = std::future::poll_fn(|cx| {
+                if let Poll::Ready(out) = done.as_mut().poll(cx) {
+                    return Poll::Ready(Some(out));
+                }
+                pause.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+            if let Some(out) = paused {
+                return Waited::Done(out);
+            }
         }
     }
 
