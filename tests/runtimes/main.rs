@@ -14,6 +14,8 @@
 //!   watches health again;
 //! - dns: DNS discovery started on one runtime follows record changes on the next (a real DNS
 //!   server in process, `tests/scale/dns_server.rs`);
+//! - etcd (feature `etcd`, as the scale tests: a real etcd, skipped when not installed): etcd
+//!   discovery started on one runtime follows keys put and deleted on the next;
 //! - pool: a call waiting for a connection while the runtime running the pool's reconnecting
 //!   task shuts down gets a reconnect as that task ends, and that task's backoff ends with it;
 //! - udp: a channel's UDP calls on one runtime after another, and a `UdpClient` whose runtime
@@ -26,6 +28,12 @@ mod dns;
 #[allow(dead_code)]
 #[path = "../scale/dns_server.rs"]
 mod dns_server;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "etcd")]
+#[allow(dead_code)]
+#[path = "../scale/etcd_process.rs"]
+mod etcd_process;
 mod pool;
 mod support;
 mod udp;

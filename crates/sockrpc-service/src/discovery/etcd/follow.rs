@@ -6,6 +6,13 @@
 //! between are lost) leaves an unknown gap. A read of the whole prefix closes it: the
 //! [`Members`] diff turns it into exactly the inserts and removals the channel missed, and the
 //! new watch starts at the revision after the read.
+//!
+//! The task runs on the runtime that started it, and its etcd client's connection belongs to
+//! that runtime too; a channel may outlive it (kept in a static, used by tests that each run
+//! their own runtime). So the follower's state goes back to the discovery's stream when the
+//! task is dropped unfinished ([`Held`]), and the stream, polled on another runtime with no task
+//! running, starts one there, which connects again and reads the prefix: the set it keeps turns
+//! that read into the changes since.
 
 use super::members::{Diff, Members};
 use super::{status, TIMEOUT};
@@ -14,6 +21,8 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse};
 use sockrpc_protocol::Status;
 use sockrpc_transport::endpoint::Endpoint;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -32,7 +41,8 @@ pub async fn discover(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let problem = Problem::default();
     let follower = Follower {
-        client,
+        endpoints: endpoints.to_vec(),
+        client: Some(client),
         prefix: prefix.to_owned(),
         template,
         tx,
@@ -40,14 +50,82 @@ pub async fn discover(
         problem: problem.clone(),
         failures: 0,
     };
-    tokio::spawn(follower.run());
-    let stream = crate::discovery::futures_util_free::poll_fn_stream(move |cx| rx.poll_recv(cx));
+    let mut following = Following {
+        parked: Arc::new(Mutex::new(Some(follower))),
+        running: Arc::new(AtomicBool::new(false)),
+    };
+    following.ensure_running();
+    let stream = crate::discovery::futures_util_free::poll_fn_stream(move |cx| {
+        // Again after the runtime that ran the task ended: one atomic load while it runs.
+        following.ensure_running();
+        rx.poll_recv(cx)
+    });
     Ok(Discovery::new(stream).with_problem(problem))
+}
+
+/// The follower while no task runs it, and whether one does; kept by the discovery's stream.
+struct Following<F> {
+    parked: Arc<Mutex<Option<Follower<F>>>>,
+    running: Arc<AtomicBool>,
+}
+
+impl<F: Fn(SocketAddr) -> Endpoint + Send + 'static> Following<F> {
+    /// Starts the follower's task on the current runtime unless one runs.
+    fn ensure_running(&mut self) {
+        if self.running.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(follower) = lock(&self.parked).take() else {
+            return;
+        };
+        self.running.store(true, Ordering::Release);
+        let held = Held {
+            parked: Arc::clone(&self.parked),
+            running: Arc::clone(&self.running),
+            follower: Some(follower),
+        };
+        runtime.spawn(async move {
+            // The whole guard, not only the field, lives in the task.
+            let mut held = held;
+            if let Some(follower) = held.follower.as_mut() {
+                follower.run().await;
+            }
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The follower, held by its task: parked again when the task ends, however it ends (dropped
+/// with its runtime included), without its client (whose connection belonged to that runtime):
+/// the next task connects again.
+struct Held<F> {
+    parked: Arc<Mutex<Option<Follower<F>>>>,
+    running: Arc<AtomicBool>,
+    follower: Option<Follower<F>>,
+}
+
+impl<F> Drop for Held<F> {
+    fn drop(&mut self) {
+        if let Some(mut follower) = self.follower.take() {
+            follower.client = None;
+            *lock(&self.parked) = Some(follower);
+        }
+        self.running.store(false, Ordering::Release);
+    }
 }
 
 /// The background task's state.
 struct Follower<F> {
-    client: Client,
+    /// etcd's endpoints, to connect again from another runtime.
+    endpoints: Vec<String>,
+    /// Connected; `None` until the task connects (again, on another runtime).
+    client: Option<Client>,
     prefix: String,
     template: F,
     tx: mpsc::UnboundedSender<Change>,
@@ -58,12 +136,12 @@ struct Follower<F> {
 }
 
 impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
-    async fn run(mut self) {
+    async fn run(&mut self) {
         let mut pause = Duration::from_millis(100);
         while !self.tx.is_closed() {
             let tx = self.tx.clone();
             let ended = tokio::select! {
-                ended = self.read_and_watch() => ended,
+                ended = self.connect_read_and_watch() => ended,
                 () = tx.closed() => return,
             };
             match ended {
@@ -86,16 +164,24 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
         }
     }
 
+    /// Connects unless connected, then [`read_and_watch`](Self::read_and_watch).
+    async fn connect_read_and_watch(&mut self) -> Result<(), Status> {
+        let mut client = match self.client.take() {
+            Some(client) => client,
+            None => super::connect(&self.endpoints).await?,
+        };
+        let ended = self.read_and_watch(&mut client).await;
+        self.client = Some(client);
+        ended
+    }
+
     /// One read of the prefix, then its watch until the watch can no longer be trusted.
-    async fn read_and_watch(&mut self) -> Result<(), Status> {
+    async fn read_and_watch(&mut self, client: &mut Client) -> Result<(), Status> {
         let options = GetOptions::new().with_prefix();
-        let read = tokio::time::timeout(
-            TIMEOUT,
-            self.client.get(self.prefix.as_str(), Some(options)),
-        )
-        .await
-        .map_err(|_| Status::unavailable(format!("etcd read: no answer within {TIMEOUT:?}")))?
-        .map_err(|e| status("read", e))?;
+        let read = tokio::time::timeout(TIMEOUT, client.get(self.prefix.as_str(), Some(options)))
+            .await
+            .map_err(|_| Status::unavailable(format!("etcd read: no answer within {TIMEOUT:?}")))?
+            .map_err(|e| status("read", e))?;
         self.members
             .reset(read.kvs().iter().map(|kv| (kv.key(), kv.value())));
         // The problem clears once the channel has what was read: a call in between waits.
@@ -108,13 +194,13 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);
-        let mut stream = tokio::time::timeout(
-            TIMEOUT,
-            self.client.watch(self.prefix.as_str(), Some(options)),
-        )
-        .await
-        .map_err(|_| Status::unavailable(format!("etcd watch: no answer within {TIMEOUT:?}")))?
-        .map_err(|e| status("watch", e))?;
+        let mut stream =
+            tokio::time::timeout(TIMEOUT, client.watch(self.prefix.as_str(), Some(options)))
+                .await
+                .map_err(|_| {
+                    Status::unavailable(format!("etcd watch: no answer within {TIMEOUT:?}"))
+                })?
+                .map_err(|e| status("watch", e))?;
         loop {
             let Some(resp) = stream.message().await.map_err(|e| status("watch", e))? else {
                 tracing::info!(prefix = %self.prefix, "etcd closed the watch; reading again");
