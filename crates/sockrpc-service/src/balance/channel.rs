@@ -126,8 +126,10 @@ impl BalanceBuilder {
         self
     }
 
-    /// The balanced channel over `discovery`. Call inside a Tokio runtime: it spawns the task
-    /// that follows discovery (stopped when the last clone of the channel is dropped).
+    /// The balanced channel over `discovery`. Spawns the task that follows discovery on the
+    /// current Tokio runtime (stopped when the last clone of the channel is dropped); outside a
+    /// runtime, or once the runtime that ran it ended, the next call (or
+    /// [`ready`](Balanced::ready)) starts it on its own runtime.
     pub fn build(self, discovery: impl Into<Discovery>) -> Balanced {
         let Discovery {
             changes,
@@ -160,7 +162,8 @@ impl BalanceBuilder {
 impl Channel {
     /// A channel balancing calls over the endpoints `discovery` reports, with p2c on
     /// peak-EWMA load; see [`BalanceBuilder`] for the other pickers and health checking. Call
-    /// inside a Tokio runtime (it spawns the task following discovery).
+    /// inside a Tokio runtime (it spawns the task following discovery; see
+    /// [`BalanceBuilder::build`]).
     pub fn balance(discovery: impl Into<Discovery>) -> Balanced {
         BalanceBuilder::default().build(discovery)
     }
