@@ -177,3 +177,23 @@ fn health_is_watched_again_on_the_next_runtime() {
     drop(servers);
     drop(serving);
 }
+
+#[test]
+fn a_channel_built_outside_any_runtime_starts_following_on_first_use() {
+    let serving = serving();
+    let server = serving.block_on(Server::start("127.0.0.1"));
+    let discovery = from_addrs([server.addr], |addr| {
+        Endpoint::new("127.0.0.1", addr.port())
+    });
+    // As a `LazyLock` initialised outside any runtime would build it.
+    let channel = BalanceBuilder::default().build(discovery);
+    on_runtime(Flavor::Current, "first runtime", || async {
+        let answered = hello(&channel)
+            .await
+            .unwrap_or_else(|status| panic!("the first call: {status:?}"));
+        assert_eq!(answered, server.addr);
+    });
+    drop(channel);
+    drop(server);
+    drop(serving);
+}
