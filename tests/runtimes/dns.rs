@@ -91,3 +91,27 @@ fn records_changed_after_the_switch_reach_the_channel() {
     drop(dns);
     drop(serving);
 }
+
+#[test]
+fn dns_discovery_started_outside_any_runtime_looks_up_on_first_use() {
+    let serving = serving();
+    let (dns, server) = serving.block_on(async {
+        let dns = Dns::start().await;
+        dns.set(&[Ipv4Addr::LOCALHOST]).await;
+        (dns, Server::start("127.0.0.1").await)
+    });
+    // As a `LazyLock` initialised outside any runtime would make them.
+    let discovery = DnsDiscovery::ip("svc.scale.test.", server.addr.port())
+        .server(dns.addr)
+        .start()
+        .expect("dns discovery");
+    let channel = BalanceBuilder::default().build(discovery);
+    on_runtime(Flavor::Multi, "first runtime", || async {
+        let by = answered_by(&channel, 2, "first runtime").await;
+        assert!(by.iter().all(|addr| *addr == server.addr), "{by:?}");
+    });
+    drop(channel);
+    drop(server);
+    drop(dns);
+    drop(serving);
+}
