@@ -11,9 +11,10 @@
 //!
 //! - balance: a balanced channel over real servers keeps calling, follows discovery changes
 //!   made after the switch, reconnects a member whose connect task died with its runtime, and
-//!   watches health again;
+//!   watches health again; one built outside any runtime starts on its first call's;
 //! - dns: DNS discovery started on one runtime follows record changes on the next (a real DNS
-//!   server in process, `tests/scale/dns_server.rs`);
+//!   server in process, `tests/scale/dns_server.rs`); started outside any runtime, it looks up
+//!   once a runtime polls it;
 //! - etcd (feature `etcd`, as the scale tests: a real etcd, skipped when not installed): etcd
 //!   discovery started on one runtime follows keys put and deleted on the next;
 //! - pool: a call waiting for a connection while the runtime running the pool's reconnecting
