@@ -428,4 +428,6 @@ mod parse;
 pub use encode::*;
 
 #[cfg(test)]
+mod open_tests;
+#[cfg(test)]
 mod tests;

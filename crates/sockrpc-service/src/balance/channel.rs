@@ -19,14 +19,13 @@
 //! fails `DeadlineExceeded`; with neither, it waits until an endpoint is usable. Every member's latency, in-flight count and failures feed the picker and outlier
 //! ejection.
 
+use super::builder::BalanceBuilder;
 use super::follow::{connect, follow, Following};
 use super::health::HealthProbe;
 use super::member::{EndpointStats, Health, Member, Members, Outcome};
 use super::outlier::OutlierConfig;
-use super::peak_ewma::DEFAULT_DECAY;
 use super::picker::Picker;
 use super::totals::Totals;
-use super::P2c;
 use crate::discovery::{ChangeStream, Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel, ConfigDefaults};
 use sockrpc_protocol::{Code, Response, Status};
@@ -39,93 +38,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tower_service::Service;
 
-/// Builds a [`Balanced`] channel: the picker, health checking, outlier ejection.
-pub struct BalanceBuilder {
-    picker: Arc<dyn Picker>,
-    probe: Option<Arc<dyn HealthProbe>>,
-    outlier: OutlierConfig,
-    decay: Duration,
-    wait: Duration,
-    wait_for_ready: Option<bool>,
-    attempts: u32,
-}
-
-impl std::fmt::Debug for BalanceBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BalanceBuilder")
-            .field("outlier", &self.outlier)
-            .field("health_checked", &self.probe.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for BalanceBuilder {
-    fn default() -> Self {
-        BalanceBuilder {
-            picker: Arc::new(P2c),
-            probe: None,
-            outlier: OutlierConfig::default(),
-            decay: DEFAULT_DECAY,
-            wait: Duration::from_secs(10),
-            wait_for_ready: None,
-            attempts: 3,
-        }
-    }
-}
-
 impl BalanceBuilder {
-    /// The picker ([`P2c`] by default).
-    pub fn picker(mut self, picker: impl Picker) -> Self {
-        self.picker = Arc::new(picker);
-        self
-    }
-
-    /// Watches every endpoint's health through `probe` (e.g. `sockrpc_health::GrpcHealthProbe`):
-    /// an endpoint takes calls only once it said `SERVING`, and none while it says otherwise.
-    pub fn health_check(mut self, probe: impl HealthProbe) -> Self {
-        self.probe = Some(Arc::new(probe));
-        self
-    }
-
-    /// Outlier ejection settings.
-    pub fn outlier(mut self, outlier: OutlierConfig) -> Self {
-        self.outlier = outlier;
-        self
-    }
-
-    /// The peak-EWMA decay time constant.
-    pub fn decay(mut self, decay: Duration) -> Self {
-        self.decay = decay;
-        self
-    }
-
-    /// How long a fail-fast call without a (shorter) deadline waits for a usable endpoint
-    /// while endpoints are still connecting, before it fails `Unavailable` (a deadline
-    /// passing first fails it `DeadlineExceeded`). Default 10 s. A wait-for-ready call waits up to its
-    /// deadline instead (its own, else the endpoints' `Endpoint::timeout`; without either,
-    /// until an endpoint is usable).
-    pub fn wait_for_endpoint(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
-
-    /// Whether calls wait through failing endpoints by default (gRPC's wait-for-ready): a call
-    /// that does not (fail-fast, gRPC's default) fails `Unavailable` at once when every
-    /// endpoint's last connection attempt failed or its health check says `NOT_SERVING`;
-    /// one that does waits up to its deadline (without one, until an endpoint is usable) and
-    /// then fails `DeadlineExceeded`. A call's own choice (`Request::set_wait_for_ready`)
-    /// wins; unset here, the endpoints' `Endpoint::wait_for_ready` decides.
-    pub fn wait_for_ready(mut self, wait: bool) -> Self {
-        self.wait_for_ready = Some(wait);
-        self
-    }
-
-    /// Endpoints a call refused unprocessed tries in all (default 3).
-    pub fn attempts(mut self, attempts: u32) -> Self {
-        self.attempts = attempts.max(1);
-        self
-    }
-
     /// The balanced channel over `discovery`. Spawns the task that follows discovery on the
     /// current Tokio runtime (stopped when the last clone of the channel is dropped); outside a
     /// runtime, or once the runtime that ran it ended, the next call (or

@@ -23,6 +23,7 @@
 //! `picker.rs`, `p2c.rs`, `pick_first.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
 //! `health.rs`, `totals.rs` (calls answered per key, departed keys bounded).
 
+mod builder;
 mod channel;
 mod follow;
 mod hash_ring;
@@ -36,7 +37,8 @@ mod picker;
 mod round_robin;
 mod totals;
 
-pub use channel::{BalanceBuilder, Balanced};
+pub use builder::BalanceBuilder;
+pub use channel::Balanced;
 pub use hash_ring::{stable_hash, HashKey, HashRing, KeyFn, DEFAULT_VIRTUAL_NODES};
 pub use health::HealthProbe;
 pub use member::{EndpointStats, Health, Member, Members};
