@@ -380,8 +380,9 @@ async fn finish_call<B: OutboundBody>(
 }
 
 /// A handler's call leaves the connection's count of calls in flight (once: later calls do
-/// nothing).
-fn release(state: &mut super::respond::ConnState, call_id: u32) {
+/// nothing). Called under the lock that writes the call's last frame: once another task writes
+/// that frame out, the client may send its next call into the slot.
+pub(super) fn release(state: &mut super::respond::ConnState, call_id: u32) {
     if state.running.remove(&call_id).is_some() && state.running.is_empty() {
         // A draining connection waits for its last handler to finish; an idle one starts its
         // idle clock.

@@ -393,6 +393,7 @@ pub(super) async fn pump<B: OutboundBody>(
             let status = Status::internal(format!("response metadata: {reason}"));
             encode_status(state.outbox.buf_mut(), call_id, &status, &limits);
             state.remove_stream(call_id);
+            super::call::release(state, call_id);
             return false;
         }
         // Always a head, so a client waiting for the response returns before the first message.
@@ -498,6 +499,12 @@ pub(super) async fn pump<B: OutboundBody>(
                 Err(status) => encode_status(state.outbox.buf_mut(), call_id, &status, &limits),
             }
             state.remove_stream(call_id);
+            // The call leaves the count of calls in flight with its END, under this lock: this
+            // flush may write the END out, and a client that counts the stream no longer once
+            // the END arrives (`State::stream_ended`) may open its next call into the slot
+            // before this task would otherwise get back to the lock (as `finish_call` does for
+            // a one-message answer), which the server would refuse `RESOURCE_EXHAUSTED`.
+            super::call::release(state, call_id);
             false
         })
         .await;

@@ -151,3 +151,45 @@ fn connection_credit_goes_back_for_messages_consumed_dropped_or_forgotten() {
     assert_eq!(credit + state.unreported, 2 * late * charge, "nothing lost");
     assert!(!state.over_budget());
 }
+
+/// One empty message, then the end.
+struct OneThenEnd(bool);
+
+impl OutboundBody for OneThenEnd {
+    fn into_once(self) -> Result<Bytes, Self> {
+        Err(self)
+    }
+
+    fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        if std::mem::replace(&mut self.0, true) {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Ok(Bytes::new())))
+    }
+}
+
+#[test]
+fn a_streamed_answer_leaves_the_calls_in_flight_with_its_end() {
+    let outbox = Outbox::new(Box::pin(tokio::io::sink()));
+    let shared = Arc::new(Shared::new(outbox, Limits::default()));
+    shared.lock().running.insert(1, None);
+    let mut pumping = Box::pin(pump(
+        Arc::clone(&shared),
+        1,
+        Response::new(OneThenEnd(false)),
+    ));
+    let waker = Waker::from(Arc::new(CountWakes(AtomicUsize::new(0))));
+    let mut cx = Context::from_waker(&waker);
+    assert!(
+        pumping.as_mut().poll(&mut cx).is_ready(),
+        "the stream ended"
+    );
+    let state = shared.lock();
+    assert!(!state.streams.contains_key(&1), "the END was written");
+    // A client frees the call's place as the END arrives and may open the next call at once:
+    // the server must not count it by then, whenever the task gets back to the lock.
+    assert!(
+        !state.running.contains_key(&1),
+        "the call still counts in flight after its END was written"
+    );
+}
