@@ -218,7 +218,8 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     let weak_shared = Arc::downgrade(shared);
     let connecting = Connecting(Arc::downgrade(member));
     tokio::spawn(async move {
-        let _connecting = connecting;
+        // Given back exactly once, by the guard, however the task ends.
+        let connecting = connecting;
         // The endpoint's reconnect backoff (gRPC's: 1 s, ×1.6, ±20 %, at most 120 s), each
         // wait measured from the start of the attempt that failed; made at the first failure.
         let mut backoff: Option<BackoffState> = None;
@@ -250,7 +251,10 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
                 Ok(Ok(channel)) => {
                     member.set_channel(channel);
                     member.connect_succeeded();
-                    member.end_connecting();
+                    // Given back now, and not again as the task ends: by then another connect
+                    // task may have claimed the member, whose claim a second release would
+                    // clear, letting a third start beside it.
+                    drop(connecting);
                     // The first connection's, or one that replaces a watch gone with its
                     // runtime.
                     if let Some(probe) = &shared.probe {
