@@ -119,13 +119,22 @@ fn a_member_whose_connect_task_died_with_its_runtime_connects_on_the_next() {
     // The server starts; the member's connect task is gone with the first runtime.
     let server = serving.block_on(async { Server::on(listener) });
     on_runtime(Flavor::Current, "second runtime", || async {
-        let answered = hello(&channel).await.unwrap_or_else(|status| {
-            panic!(
-                "the member never connected on the second runtime: {status:?}; {:?}",
-                channel.stats()
-            )
-        });
-        assert_eq!(answered, addr);
+        // Each call waits 200 ms for the member; a loaded machine may take longer to connect,
+        // so a few calls in turn (without the fix, no call ever finds it connected).
+        let mut last = None;
+        for _ in 0..25 {
+            match hello(&channel).await {
+                Ok(answered) => {
+                    assert_eq!(answered, addr);
+                    return;
+                }
+                Err(status) => last = Some(status),
+            }
+        }
+        panic!(
+            "the member never connected on the second runtime: {last:?}; {:?}",
+            channel.stats()
+        )
     });
     drop(channel);
     drop(server);
