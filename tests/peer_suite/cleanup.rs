@@ -76,12 +76,17 @@ async fn answers_over_the_clients_limit_release_their_call() {
 async fn a_status_the_client_never_reads_still_releases_its_call() {
     let peer = Peer::default();
     let server = one_at_a_time(&peer);
-    let mut client = Test1Client::new(channel(server.addr).await);
+    let channel = channel(server.addr).await;
+    let mut client = Test1Client::new(channel.clone());
     // A bidi stream the server fails at once; the client holds it and never reads.
     let request = with_meta(stream::pending::<Input1>(), &[("x-fail", "9")]);
     let held = bounded("chat", client.chat(request)).await.expect("opens");
     wait_until("the handler ended", || peer.counts.finished() == 1).await;
     next_call_is_served(&mut client, "while an ended stream is held unread").await;
+    // Nor does the pool count it as load.
+    let in_flight =
+        |c: &sockrpc::Channel| -> usize { c.connections().iter().map(|c| c.in_flight()).sum() };
+    wait_until("no call counted in flight", || in_flight(&channel) == 0).await;
     drop(held);
     server.stop().await;
 }

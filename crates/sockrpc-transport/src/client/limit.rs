@@ -35,6 +35,8 @@ impl State {
         }
         stream.ended = true;
         self.ended_streams += 1;
+        // The pool weighs connections by their calls in flight: this one is no longer.
+        shared.in_flight.store(self.live_calls(), Ordering::Relaxed);
         self.wake_for_room(shared);
     }
 

@@ -188,7 +188,7 @@ impl State {
     fn add_call(&mut self, shared: &Shared, id: u32) -> &mut Slot {
         shared
             .in_flight
-            .store(self.calls.len() + 1, Ordering::Relaxed);
+            .store(self.live_calls() + 1, Ordering::Relaxed);
         // Written only under the connection's lock: a plain add, no locked instruction.
         let started = shared.started.load(Ordering::Relaxed);
         shared.started.store(started + 1, Ordering::Relaxed);
@@ -225,7 +225,7 @@ impl State {
     }
 
     fn call_ended(&mut self, shared: &Shared) {
-        shared.in_flight.store(self.calls.len(), Ordering::Relaxed);
+        shared.in_flight.store(self.live_calls(), Ordering::Relaxed);
         if self.calls.is_empty() {
             self.idle_since = Instant::now();
         }
@@ -431,7 +431,8 @@ impl ClientConnection {
         self.handle.shared.peer
     }
 
-    /// Calls in flight.
+    /// Calls in flight: as the server counts them, so not a stream whose end arrived (or that
+    /// this side cancelled) while its receiver holds it unread.
     pub fn in_flight(&self) -> usize {
         self.handle.shared.in_flight.load(Ordering::Relaxed)
     }
