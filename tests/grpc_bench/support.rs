@@ -5,12 +5,10 @@ use sockrpc::{Channel, Endpoint, Server};
 use sockrpc_interop::pb::benchmark_service_client::BenchmarkServiceClient;
 use sockrpc_interop::BenchmarkServer;
 use sockrpc_tests::serve::Running;
-use std::future::Future;
 use std::time::Duration;
 use tower::layer::util::Identity;
 
-/// Bound on every single step of these tests.
-pub(crate) const STEP: Duration = Duration::from_secs(10);
+pub(crate) use sockrpc_tests::bounded::{bounded, STEP};
 
 /// Bound on a whole test.
 pub(crate) const WHOLE: Duration = Duration::from_secs(120);
@@ -51,10 +49,4 @@ impl Bench {
         }
         BenchmarkServiceClient::new(channel)
     }
-}
-
-pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
 }

@@ -6,7 +6,6 @@ use sockrpc::service::ServerBuilder;
 use sockrpc::{BoxStream, Channel, Endpoint, Request, Response, Status, Streaming};
 use sockrpc_tests::parity::test1_server::Test1;
 use sockrpc_tests::parity::{Input1, Output1};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tower::layer::util::Identity;
@@ -14,15 +13,7 @@ use tower::layer::util::Identity;
 pub(crate) use sockrpc_tests::refused::Refused;
 pub(crate) use sockrpc_tests::serve::Running;
 
-/// Bound on every single step (a call, a message, a shutdown).
-pub(crate) const STEP: Duration = Duration::from_secs(10);
-
-/// Runs `future`, failing the test if it takes longer than [`STEP`].
-pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
-}
+pub(crate) use sockrpc_tests::bounded::bounded;
 
 /// Serves `builder` on `127.0.0.1:0`.
 pub(crate) fn serve(builder: ServerBuilder<Identity>) -> Running {

@@ -9,7 +9,6 @@ use sockrpc::{
 };
 use sockrpc_tests::parity::test1_server::Test1;
 use sockrpc_tests::parity::{Input1, Output1};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,15 +17,7 @@ use tower::layer::util::Identity;
 
 pub(crate) use sockrpc_tests::serve::Running;
 
-/// Bound on every single step (a call, a message, a shutdown).
-pub(crate) const STEP: Duration = Duration::from_secs(10);
-
-/// Runs `future`, failing the test if it takes longer than [`STEP`].
-pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
-}
+pub(crate) use sockrpc_tests::bounded::bounded;
 
 /// Serves `builder` on `127.0.0.1:0`.
 pub(crate) fn serve(builder: ServerBuilder<Identity>) -> Running {

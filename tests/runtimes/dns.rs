@@ -12,20 +12,8 @@ use std::time::Duration;
 /// Three servers on one port at 127.0.0.1, .2 and .3 (A records carry no port); call within
 /// the servers' runtime.
 async fn three_on_one_port() -> Vec<Server> {
-    for _ in 0..20 {
-        let first = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = first.local_addr().expect("addr").port();
-        let (Ok(second), Ok(third)) = (
-            tokio::net::TcpListener::bind(("127.0.0.2", port)).await,
-            tokio::net::TcpListener::bind(("127.0.0.3", port)).await,
-        ) else {
-            continue;
-        };
-        return [first, second, third].into_iter().map(Server::on).collect();
-    }
-    panic!("no port free on 127.0.0.1, .2 and .3 in 20 tries");
+    let listeners = sockrpc_tests::rebind::listeners_on_one_port().await;
+    listeners.into_iter().map(Server::on).collect()
 }
 
 #[test]

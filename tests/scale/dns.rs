@@ -30,20 +30,8 @@ fn established_to(addr: SocketAddr) -> usize {
 
 /// Three servers on one port at 127.0.0.1, .2 and .3 (A records carry no port).
 async fn three_on_one_port() -> [Server; 3] {
-    for _ in 0..20 {
-        let first = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = first.local_addr().expect("addr").port();
-        let (Ok(second), Ok(third)) = (
-            tokio::net::TcpListener::bind(("127.0.0.2", port)).await,
-            tokio::net::TcpListener::bind(("127.0.0.3", port)).await,
-        ) else {
-            continue;
-        };
-        return [first, second, third].map(|l| Server::on(l, Duration::ZERO));
-    }
-    panic!("no port free on 127.0.0.1, .2 and .3 in 20 tries");
+    let listeners = sockrpc_tests::rebind::listeners_on_one_port().await;
+    listeners.map(|l| Server::on(l, Duration::ZERO))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

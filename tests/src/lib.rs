@@ -4,6 +4,7 @@
 //! that the generated code is shown to pass them.
 #![deny(trivial_casts, trivial_numeric_casts, unused_qualifications)]
 
+pub mod bounded;
 pub mod child;
 pub mod logs;
 pub mod mirror;

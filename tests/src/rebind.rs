@@ -28,3 +28,21 @@ pub async fn rebind(addr: SocketAddr) -> TcpListener {
         }
     }
 }
+
+/// Three listeners on one port at 127.0.0.1, .2 and .3, as servers behind A records (which
+/// carry no port) need. The port is drawn on 127.0.0.1 and may be taken on the others: tried
+/// 20 times, then panics.
+pub async fn listeners_on_one_port() -> [TcpListener; 3] {
+    for _ in 0..20 {
+        let first = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        let (Ok(second), Ok(third)) = (
+            TcpListener::bind(("127.0.0.2", port)).await,
+            TcpListener::bind(("127.0.0.3", port)).await,
+        ) else {
+            continue;
+        };
+        return [first, second, third];
+    }
+    panic!("no port free on 127.0.0.1, .2 and .3 in 20 tries");
+}
