@@ -67,8 +67,24 @@ async fn calls_past_a_full_write_buffer_wait_for_the_server_to_read() {
         "no call ended while the server was not reading"
     );
 
+    // The sockets fill piece by piece (large requests go out in pieces, one per flush), and
+    // calls that found room meanwhile start: wait until that settles. Bounded: 100 looks.
+    let mut started = conn.calls_started();
+    let mut still = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = conn.calls_started();
+        still = if now == started { still + 1 } else { 0 };
+        started = now;
+        if still >= 5 {
+            break;
+        }
+    }
+    assert!(
+        still >= 5,
+        "calls kept starting into a buffer nobody drains"
+    );
     // A call that waits past its deadline gives up, unsent.
-    let started = conn.calls_started();
     let mut request = sockrpc::Request::new(EchoRequest {
         payload: payload(0),
         id: 999,

@@ -10,6 +10,7 @@
 //! - fairness: a stream that wakes itself on every poll (streams are polled on their
 //!   connection's task) does not hold up a unary call on the same connection;
 //! - the server's call limit: a stream past it waits for room on the client, up to its deadline.
+//! - pieces: a unary answer passes a large message that goes out in pieces.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -18,6 +19,7 @@ mod cancel;
 mod connection_window;
 mod fairness;
 mod limit;
+mod pieces;
 mod retry;
 mod service;
 mod shapes;

@@ -9,7 +9,11 @@
 //!                        │
 //!                        └─ MESSAGE over the message limit ──▶ Skip(len) ──▶ Oversized, Head
 //! ```
+//!
+//! A message split into pieces (`FLAG_MORE`) comes out whole: the pieces are kept in
+//! [`Pieces`](crate::pieces) until the last, and the limit applies to their sum.
 
+use crate::pieces::{Admit, Pieces};
 use bytes::{Buf, Bytes, BytesMut};
 use sockrpc_protocol::frame::{
     max_frame_len, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, MAGIC, PREFACE, VERSION,
@@ -34,7 +38,13 @@ enum State {
     Preface,
     Head,
     Body(FrameHeader),
-    Skip { header: FrameHeader, remaining: u32 },
+    /// A MESSAGE body read and thrown away; `report`: the length `Frame::Oversized` reports
+    /// when done (`None`: a later piece of a message already reported).
+    Skip {
+        header: FrameHeader,
+        remaining: u32,
+        report: Option<u32>,
+    },
 }
 
 /// Decodes the peer's preface, then frames.
@@ -48,6 +58,8 @@ pub struct FrameDecoder {
     /// of sliced from it: set by the reader while its buffer is an allocation grown for a
     /// large frame, which a small slice would otherwise keep alive whole. 0: never.
     copy_below: usize,
+    /// The split message being put back together, if any.
+    pieces: Pieces,
 }
 
 impl FrameDecoder {
@@ -58,6 +70,7 @@ impl FrameDecoder {
             limits,
             paths: PathCache::default(),
             copy_below: 0,
+            pieces: Pieces::default(),
         }
     }
 
@@ -68,6 +81,7 @@ impl FrameDecoder {
             limits,
             paths: PathCache::default(),
             copy_below: 0,
+            pieces: Pieces::default(),
         }
     }
 
@@ -105,7 +119,9 @@ impl FrameDecoder {
     /// Whether a frame (or the preface) has started arriving and is not complete: `buffered`
     /// bytes wait in the read buffer, or a frame's body is being read or skipped.
     pub fn mid_frame(&self, buffered: usize) -> bool {
-        buffered > 0 || matches!(self.state, State::Body(_) | State::Skip { .. })
+        buffered > 0
+            || matches!(self.state, State::Body(_) | State::Skip { .. })
+            || self.pieces.is_open()
     }
 
     /// How many more bytes the current frame needs, to size the next read; 0 when unknown.
@@ -121,6 +137,25 @@ impl FrameDecoder {
     /// A frame's body, parsed with this connection's method paths.
     fn parse(&mut self, header: &FrameHeader, body: Bytes) -> Result<Frame, FrameError> {
         Frame::parse_with(header, body, &self.limits, Some(&mut self.paths))
+    }
+
+    /// A frame whose body was read: parsed, unless it is a piece of a split message that goes
+    /// on (`None`: kept until its last piece, which yields the whole message).
+    fn complete(&mut self, header: &FrameHeader, body: Bytes) -> Result<Option<Frame>, FrameError> {
+        if header.kind != FrameKind::Message {
+            return self.parse(header, body).map(Some);
+        }
+        let max = self.limits.max_message_size;
+        match self.pieces.take(header, body, max) {
+            Some(body) => {
+                let header = FrameHeader {
+                    length: u32::try_from(body.len()).unwrap_or(u32::MAX),
+                    ..*header
+                };
+                self.parse(&header, body).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     fn decode_preface(&mut self, src: &mut BytesMut) -> Result<bool, FrameError> {
@@ -179,20 +214,27 @@ impl Decoder for FrameDecoder {
                     let mut head = [0u8; HEADER_LEN];
                     head.copy_from_slice(&src[..HEADER_LEN]);
                     let header = FrameHeader::parse(&head, &self.limits)?;
-                    if header.is_oversized_message(&self.limits) {
-                        src.advance(HEADER_LEN);
-                        self.state = State::Skip {
-                            header,
-                            remaining: header.length,
-                        };
-                        continue;
+                    if header.kind == FrameKind::Message {
+                        let max = self.limits.max_message_size;
+                        if let Admit::Skip { report } = self.pieces.admit(&header, max)? {
+                            src.advance(HEADER_LEN);
+                            self.state = State::Skip {
+                                header,
+                                remaining: header.length,
+                                report,
+                            };
+                            continue;
+                        }
                     }
                     let whole = HEADER_LEN + header.length as usize;
                     if src.len() >= whole {
                         // The common case, the whole frame already read: one split of the
                         // buffer for header and body, and no trip through `State::Body`.
                         let body = self.take_body(src, HEADER_LEN, header.length as usize);
-                        return Ok(Some(self.parse(&header, body)?));
+                        match self.complete(&header, body)? {
+                            Some(frame) => return Ok(Some(frame)),
+                            None => continue,
+                        }
                     }
                     src.advance(HEADER_LEN);
                     self.state = State::Body(header);
@@ -204,21 +246,33 @@ impl Decoder for FrameDecoder {
                     }
                     let body = self.take_body(src, 0, len);
                     self.state = State::Head;
-                    return Ok(Some(self.parse(&header, body)?));
+                    if let Some(frame) = self.complete(&header, body)? {
+                        return Ok(Some(frame));
+                    }
                 }
-                State::Skip { header, remaining } => {
+                State::Skip {
+                    header,
+                    remaining,
+                    report,
+                } => {
                     let take = (remaining as usize).min(src.len());
                     src.advance(take);
                     let remaining = remaining - take as u32;
                     if remaining > 0 {
-                        self.state = State::Skip { header, remaining };
+                        self.state = State::Skip {
+                            header,
+                            remaining,
+                            report,
+                        };
                         return Ok(None);
                     }
                     self.state = State::Head;
-                    return Ok(Some(Frame::Oversized {
-                        call_id: header.call_id,
-                        length: header.length,
-                    }));
+                    if let Some(length) = report {
+                        return Ok(Some(Frame::Oversized {
+                            call_id: header.call_id,
+                            length,
+                        }));
+                    }
                 }
             }
         }

@@ -35,6 +35,7 @@ mod log_limit;
 mod notice;
 pub mod outbox;
 mod panic;
+mod pieces;
 pub mod pool;
 pub mod reader;
 mod readiness;

@@ -13,8 +13,21 @@
 //!  queue (written first, in order)                          buf (appended to)
 //!  [ heads set aside ][ 64 KiB body, by reference ][ ... ]   [ heads of later frames ]
 //! ```
+//!
+//! A message larger than [`PIECE`] to a peer that reads split messages ([`CAP_PIECES`](frame::CAP_PIECES)) is not
+//! queued whole: it waits in `bulks`, and a piece of it is cut only when everything appended
+//! before has been written, one piece per flush. The frames other calls append meanwhile go
+//! out between its pieces, so a small answer waits behind one piece, not the whole message.
+//! Frames of the same call that must follow the message (its END, its next message) wait in
+//! its bulk's tail and go out right after its last piece:
+//!
+//! ```text
+//!  bulks: [ call 3: 900 KiB left | tail: END(3) ][ call 5: 2 MiB | tail: - ]
+//!  flush: buf ─▶ piece(3, 64 KiB, MORE) ─▶ (yield: others append) ─▶ buf ─▶ piece(3) ...
+//! ```
 
 use bytes::{Buf, Bytes, BytesMut};
+use sockrpc_protocol::frame::{self, FLAG_COMPRESSED, FLAG_MORE, HEADER_LEN, PIECE};
 use std::{
     collections::VecDeque,
     io::{self, IoSlice},
@@ -69,6 +82,26 @@ pub struct Outbox {
     written: u64,
     /// The driver is running and writes before it parks: appenders leave the write to it.
     driving: bool,
+    /// Messages going out in pieces, oldest first: the front one's are cut as the writer
+    /// drains, one per flush.
+    bulks: VecDeque<Bulk>,
+    /// Bytes waiting in `bulks`: bodies not yet cut, and the tails' messages.
+    bulked: usize,
+    /// The peer reads split messages (it announced [`CAP_PIECES`](frame::CAP_PIECES)).
+    pieces: bool,
+}
+
+/// A message that goes out in pieces, and the frames of its call that must follow it.
+struct Bulk {
+    call_id: u32,
+    /// The whole message's flags: its last piece carries them.
+    flags: u8,
+    /// What is left to cut.
+    body: Bytes,
+    /// Frames of the same call appended after it, written right after its last piece.
+    tail: BytesMut,
+    /// Bytes of `tail` counted in `bulked`.
+    counted: usize,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -94,13 +127,105 @@ impl Outbox {
             batched: 0,
             written: 0,
             driving: false,
+            bulks: VecDeque::new(),
+            bulked: 0,
+            pieces: false,
+        }
+    }
+
+    /// Says whether the peer reads messages split into pieces (its SETTINGS had
+    /// [`CAP_PIECES`](frame::CAP_PIECES)): from then on a message larger than [`PIECE`] goes out in pieces.
+    pub fn set_pieces(&mut self, pieces: bool) {
+        self.pieces = pieces;
+    }
+
+    /// Appends a MESSAGE of `call_id` with `flags` (`FLAG_END_STREAM`, `FLAG_END_OK`,
+    /// `FLAG_COMPRESSED`): in pieces when it is larger than [`PIECE`] and the peer reads them;
+    /// behind the call's own unfinished split message when it has one.
+    #[inline]
+    pub fn append_message(&mut self, call_id: u32, flags: u8, body: &Bytes) {
+        if self.bulks.is_empty() && (body.len() <= PIECE || !self.pieces) {
+            frame::encode_message_head_flags(&mut self.buf, call_id, flags, body.len());
+            self.append_body(body);
+        } else {
+            self.append_bulk(call_id, flags, body);
+        }
+    }
+
+    /// [`append_message`](Self::append_message) when a message is split or one is waiting.
+    #[inline(never)]
+    fn append_bulk(&mut self, call_id: u32, flags: u8, body: &Bytes) {
+        if self.pieces && body.len() > PIECE {
+            self.bulked += body.len();
+            self.bulks.push_back(Bulk {
+                call_id,
+                flags,
+                body: body.clone(),
+                tail: BytesMut::new(),
+                counted: 0,
+            });
+            return;
+        }
+        match self.bulks.iter_mut().rev().find(|b| b.call_id == call_id) {
+            Some(bulk) => {
+                frame::encode_message_head_flags(&mut bulk.tail, call_id, flags, body.len());
+                bulk.tail.extend_from_slice(body);
+                bulk.counted += HEADER_LEN + body.len();
+                self.bulked += HEADER_LEN + body.len();
+            }
+            None => {
+                frame::encode_message_head_flags(&mut self.buf, call_id, flags, body.len());
+                self.append_body(body);
+            }
+        }
+    }
+
+    /// The buffer for a frame of `call_id` that must follow the messages it sent (its END):
+    /// the tail of its unfinished split message when it has one, else [`buf_mut`](Self::buf_mut).
+    #[inline]
+    pub fn frames_for(&mut self, call_id: u32) -> &mut BytesMut {
+        if self.bulks.is_empty() {
+            return &mut self.buf;
+        }
+        match self.bulks.iter().rposition(|b| b.call_id == call_id) {
+            Some(at) => &mut self.bulks[at].tail,
+            None => &mut self.buf,
+        }
+    }
+
+    /// Cuts the next piece of the oldest split message into the buffer (its last carries the
+    /// message's flags, then its tail).
+    fn cut_piece(&mut self) {
+        let Some(bulk) = self.bulks.front_mut() else {
+            return;
+        };
+        let piece = bulk.body.split_to(bulk.body.len().min(PIECE));
+        let last = bulk.body.is_empty();
+        let flags = if last {
+            bulk.flags
+        } else {
+            FLAG_MORE | bulk.flags & FLAG_COMPRESSED
+        };
+        frame::encode_message_head_flags(&mut self.buf, bulk.call_id, flags, piece.len());
+        self.bulked -= piece.len();
+        if self.vectored {
+            self.queue_body(&piece);
+        } else {
+            self.buf.extend_from_slice(&piece);
+        }
+        if last {
+            if let Some(bulk) = self.bulks.pop_front() {
+                self.bulked -= bulk.counted;
+                self.buf.extend_from_slice(&bulk.tail);
+            }
         }
     }
 
     /// Where the next frame appended will start, counted in bytes from the connection's first:
     /// a frame at or past [`written`](Self::written) has not reached the socket.
     pub fn position(&self) -> u64 {
-        self.written + self.buffered() as u64
+        // Split messages waiting in `bulks` go out after it, piece by piece.
+        self.written + (self.queued + self.buf.len()) as u64
     }
 
     /// Bytes the writer has accepted since the connection opened.
@@ -144,9 +269,9 @@ impl Outbox {
         self.batched
     }
 
-    /// Bytes waiting to be written, bodies held by reference included.
+    /// Bytes waiting to be written, bodies held by reference and split messages included.
     pub fn buffered(&self) -> usize {
-        self.queued + self.buf.len()
+        self.queued + self.buf.len() + self.bulked
     }
 
     /// Whether a write already failed; the connection is then dead.
@@ -193,19 +318,33 @@ impl Outbox {
         if let Some(kind) = self.failed {
             return Poll::Ready(Err(io::Error::new(kind, "connection write failed earlier")));
         }
-        if self.queued > 0 {
-            if let Err(err) = ready!(self.poll_flush_queue(cx)) {
-                return Poll::Ready(Err(err));
-            }
-        }
-        while !self.buf.is_empty() {
-            match self.writer.as_mut().poll_write(cx, &self.buf) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    self.buf.advance(n);
-                    self.written += n as u64;
+        let mut cut = false;
+        loop {
+            if self.queued > 0 {
+                if let Err(err) = ready!(self.poll_flush_queue(cx)) {
+                    return Poll::Ready(Err(err));
                 }
-                polled => return self.write_failed(polled),
             }
+            while !self.buf.is_empty() {
+                match self.writer.as_mut().poll_write(cx, &self.buf) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        self.buf.advance(n);
+                        self.written += n as u64;
+                    }
+                    polled => return self.write_failed(polled),
+                }
+            }
+            if self.bulks.is_empty() {
+                break;
+            }
+            if cut {
+                // One piece per flush: come back after the tasks woken meanwhile have appended,
+                // so their frames go out before the next piece.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.cut_piece();
+            cut = true;
         }
         self.batched = 0;
         if self.buf.capacity() > KEEP_CAPACITY * 4 {

@@ -195,3 +195,83 @@ fn only_a_large_body_is_held_and_only_until_it_is_written() {
     flush_all(&mut outbox);
     assert!(large.is_unique(), "written: no longer held");
 }
+
+/// The frames in `wire`, in order: (call id, flags, body).
+fn frames_of(mut wire: &[u8]) -> Vec<(u32, u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !wire.is_empty() {
+        let len = u32::from_be_bytes([wire[0], wire[1], wire[2], wire[3]]) as usize;
+        let call = u32::from_be_bytes([wire[8], wire[9], wire[10], wire[11]]);
+        frames.push((call, wire[5], wire[HEADER_LEN..HEADER_LEN + len].to_vec()));
+        wire = &wire[HEADER_LEN + len..];
+    }
+    frames
+}
+
+fn flush_once(outbox: &mut Outbox) -> Poll<io::Result<()>> {
+    let waker = Waker::from(Arc::new(Noop));
+    outbox.poll_flush(&mut Context::from_waker(&waker))
+}
+
+#[test]
+fn a_large_message_goes_out_in_pieces_that_other_calls_frames_pass() {
+    use sockrpc_protocol::frame::{FLAG_END_STREAM, FLAG_MORE};
+    for vectored in [true, false] {
+        let (mut outbox, out, _) = outbox(usize::MAX, vectored);
+        outbox.set_pieces(true);
+        let large: Bytes = (0..PIECE * 2 + 5).map(|i| i as u8).collect();
+        outbox.append_message(3, FLAG_COMPRESSED, &large);
+        // The call's next message and its END wait behind it, however small.
+        outbox.append_message(3, FLAG_END_STREAM, &Bytes::from_static(b"next"));
+        frame::encode_half_close(outbox.frames_for(3), 3);
+        assert_eq!(
+            outbox.position(),
+            0,
+            "nothing of call 3 is in the buffer yet"
+        );
+        assert!(outbox.buffered() > large.len());
+        // One piece per flush: the writer comes back for the next.
+        assert!(flush_once(&mut outbox).is_pending());
+        // Another call's frame appended now goes before the next piece.
+        outbox.append_message(5, FLAG_END_STREAM, &Bytes::from_static(b"small"));
+        frame::encode_half_close(outbox.frames_for(5), 5);
+        flush_all(&mut outbox);
+        assert_eq!(outbox.buffered(), 0);
+        let frames = frames_of(&out.lock().expect("out"));
+        let shape: Vec<(u32, u8, usize)> = frames
+            .iter()
+            .map(|(call, flags, body)| (*call, *flags, body.len()))
+            .collect();
+        let end = frames[2].2.len();
+        assert_eq!(
+            shape,
+            vec![
+                (3, FLAG_MORE | FLAG_COMPRESSED, PIECE),
+                (5, FLAG_END_STREAM, 5),
+                (5, 0, end),
+                (3, FLAG_MORE | FLAG_COMPRESSED, PIECE),
+                (3, FLAG_COMPRESSED, 5),
+                (3, FLAG_END_STREAM, 4),
+                (3, 0, end),
+            ],
+            "vectored {vectored}"
+        );
+        let joined: Vec<u8> = [&frames[0].2[..], &frames[3].2[..], &frames[4].2[..]].concat();
+        assert_eq!(joined, large.to_vec());
+    }
+}
+
+#[test]
+fn a_peer_that_reads_no_pieces_gets_large_messages_whole() {
+    let (mut outbox, out, _) = outbox(usize::MAX, true);
+    let large = Bytes::from(vec![1u8; PIECE * 3]);
+    outbox.append_message(3, 0, &large);
+    assert_eq!(outbox.position(), (HEADER_LEN + large.len()) as u64);
+    flush_all(&mut outbox);
+    let frames = frames_of(&out.lock().expect("out"));
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        (frames[0].0, frames[0].1, frames[0].2.len()),
+        (3, 0, PIECE * 3)
+    );
+}

@@ -395,6 +395,14 @@ pub fn encode_message_head(
     put_header(dst, body_len, FrameKind::Message, flags, call_id);
 }
 
+/// Writes the header of a MESSAGE frame with `flags` as given: a piece of a split message
+/// (`FLAG_MORE`), or its last, which carries the whole message's flags. The caller appends
+/// `body_len` bytes next.
+pub fn encode_message_head_flags(dst: &mut BytesMut, call_id: u32, flags: u8, body_len: usize) {
+    dst.reserve(HEADER_LEN);
+    put_header(dst, body_len, FrameKind::Message, flags, call_id);
+}
+
 /// Writes a unary call's whole OK answer in one frame: a MESSAGE with `FLAG_END_OK` (and
 /// `FLAG_END_STREAM`), for a call whose OPEN had `FLAG_FOLD_END` and whose answer has no
 /// trailing metadata: the END that would follow is folded into it.

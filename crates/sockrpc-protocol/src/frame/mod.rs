@@ -73,6 +73,24 @@ pub const FLAG_MESSAGE_COMPRESSED: u8 = 0x40;
 /// (HTTP/2 charges each gRPC message its 5-byte prefix); one that does not ignores it and merely
 /// gets a little more credit than it counted. A sockrpc client sets it on every streaming OPEN.
 pub const FLAG_CHARGED: u8 = 0x80;
+/// Flag on MESSAGE: the message goes on in this call's next MESSAGE frame; the frame without
+/// it ends the message and carries its flags ([`FLAG_END_STREAM`], [`FLAG_END_OK`],
+/// [`FLAG_COMPRESSED`]). A side splits a message larger than [`PIECE`] into pieces of that
+/// size only toward a peer that announced [`CAP_PIECES`], one message at a time per
+/// connection: other calls' frames may go between the pieces, the pieces of another split
+/// message never do. So a small answer no longer waits behind a whole large one (HTTP/2
+/// interleaves DATA frames of at most 16 KiB for the same reason).
+pub const FLAG_MORE: u8 = 0x02;
+/// A MESSAGE's flags: [`FLAG_END_STREAM`] when it ends the sender's side of the call,
+/// [`FLAG_COMPRESSED`] when its body is compressed.
+pub const fn message_flags(end_stream: bool, compressed: bool) -> u8 {
+    let end = if end_stream { FLAG_END_STREAM } else { 0 };
+    if compressed {
+        end | FLAG_COMPRESSED
+    } else {
+        end
+    }
+}
 /// Flag on GOAWAY, server to client: the server retires the connection (its idle timeout,
 /// its maximum age), it does not refuse it; a new connection is welcome at once. A client
 /// counts a GOAWAY without it on a connection that carried no call as a failed attempt (and
@@ -104,8 +122,20 @@ pub const CAP_CONNECTION_WINDOW: u32 = 0x2;
 /// client that counted a request by its bytes alone (sent before the SETTINGS arrived) merely
 /// gets more credit back than it counted.
 pub const CAP_CHARGED: u32 = 0x4;
+/// Capability bit in SETTINGS, from either side: the sender reads a message split into
+/// pieces ([`FLAG_MORE`]). A server announces it in its SETTINGS; a client announces it in a
+/// SETTINGS of its own, right after its preface (a server that knows none ignores it).
+pub const CAP_PIECES: u32 = 0x8;
 /// Every capability this crate's server announces.
-pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW | CAP_CHARGED;
+pub const SERVER_CAPABILITIES: u32 =
+    CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW | CAP_CHARGED | CAP_PIECES;
+/// Every capability this crate's client announces, in the SETTINGS it sends after its preface.
+pub const CLIENT_CAPABILITIES: u32 = CAP_PIECES;
+/// The largest piece of a split message ([`FLAG_MORE`]): a message larger than this is sent
+/// in pieces of this size to a peer that reads them. 64 KiB: a small frame waits behind at most
+/// this much of a large message, and a piece is still large enough that its header and the
+/// writer's turn between pieces cost nothing measurable.
+pub const PIECE: usize = 64 * 1024;
 /// The largest request message a client folds into its OPEN; a larger one goes in a MESSAGE
 /// of its own. An OPEN may be this much longer than other control frames
 /// ([`Limits::max_open_frame`]).
@@ -230,6 +260,15 @@ pub enum FrameError {
     /// A call-level frame with call id 0, or a connection-level one with another id.
     #[error("{0:?} frame has the wrong call id")]
     BadCallId(FrameKind),
+    /// A piece of one call's split message ([`FLAG_MORE`]) arrived while another call's split
+    /// message was not finished: a sender splits one message at a time.
+    #[error("a piece of call {got}'s message arrived before call {open}'s split message ended")]
+    Interleaved {
+        /// The call whose split message is unfinished.
+        open: u32,
+        /// The call the new piece belongs to.
+        got: u32,
+    },
 }
 
 /// One frame, decoded.

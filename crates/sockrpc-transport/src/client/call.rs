@@ -282,11 +282,14 @@ fn send(
             ..frame::OpenFrame::new(path, metadata)
         },
     );
-    if !fold {
-        frame::encode_message_head(buf, id, true, compressed, message.len());
+    if fold {
+        // The request ends the OPEN; a large one is written from where it is, not copied.
+        state.outbox.append_body(message);
+    } else {
+        // Its own MESSAGE: in pieces when it is large and the server reads them.
+        let flags = frame::message_flags(true, compressed);
+        state.outbox.append_message(id, flags, message);
     }
-    // The request ends either frame; a large one is written from where it is, not copied.
-    state.outbox.append_body(message);
     let slot = state.add_call(shared, id);
     slot.waker = Some(cx.waker().clone());
     slot.sent_from = Some(sent_from);

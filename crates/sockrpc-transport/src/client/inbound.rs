@@ -235,6 +235,10 @@ impl Inbound<'_> {
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
                 state.connection_window = capabilities & frame::CAP_CONNECTION_WINDOW != 0;
                 state.charged_requests = capabilities & frame::CAP_CHARGED != 0;
+                // Large request messages go out in pieces from now on.
+                state
+                    .outbox
+                    .set_pieces(capabilities & frame::CAP_PIECES != 0);
                 // The largest announced limit means "that many or more": no limit to keep.
                 let limit = match max_calls {
                     0 => None,

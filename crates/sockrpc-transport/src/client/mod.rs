@@ -358,8 +358,15 @@ impl ClientConnection {
     {
         let writer: BoxWriter = Box::pin(writer);
         let mut outbox = Outbox::new(writer);
-        // The preface rides along with the first call's frames: no extra round trip.
+        // The preface rides along with the first call's frames: no extra round trip. So does
+        // what this client reads beyond version 1's base (messages split into pieces): a
+        // server that knows no client SETTINGS ignores it.
         outbox.buf_mut().extend_from_slice(&PREFACE);
+        sockrpc_protocol::frame::encode_settings(
+            outbox.buf_mut(),
+            sockrpc_protocol::frame::CLIENT_CAPABILITIES,
+            0,
+        );
         let limits = options.limits;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {

@@ -161,8 +161,8 @@ impl ClientConnection {
             },
         );
         if let Some((message, compressed)) = &request {
-            frame::encode_message_head(buf, id, true, *compressed, message.len());
-            state.outbox.append_body(message);
+            let flags = frame::message_flags(true, *compressed);
+            state.outbox.append_message(id, flags, message);
         }
         let mut stream = Box::<super::StreamSlot>::default();
         stream.inbound.credit_charges();
@@ -262,14 +262,9 @@ impl StreamSender {
         if state.connection_window {
             state.connection_outstanding += frame::message_charge(message.len());
         }
-        frame::encode_message_head(
-            state.outbox.buf_mut(),
-            self.id,
-            false,
-            compressed,
-            message.len(),
-        );
-        state.outbox.append_body(message);
+        state
+            .outbox
+            .append_message(self.id, frame::message_flags(false, compressed), message);
         let alone = state.calls.len() == 1;
         state.outbox.flush_or_defer(cx, alone);
         Ok(())
@@ -283,7 +278,8 @@ impl StreamSender {
         self.closed = true;
         let mut state = self.conn.shared().lock();
         if state.calls.get(self.id).is_some() {
-            frame::encode_half_close(state.outbox.buf_mut(), self.id);
+            // After the last request message, even one still going out in pieces.
+            frame::encode_half_close(state.outbox.frames_for(self.id), self.id);
             state.outbox.wake_driver();
         }
     }

@@ -358,7 +358,7 @@ async fn finish_call<B: OutboundBody>(
             if state.remove_stream(call_id).is_some() {
                 let status = Status::deadline_exceeded("deadline exceeded on the server");
                 super::respond::encode_status(
-                    state.outbox.buf_mut(),
+                    state.outbox.frames_for(call_id),
                     call_id,
                     &status,
                     &shared.limits,

@@ -234,7 +234,12 @@ impl<D: Dispatch> Connection<D> {
             let mut state = shared.lock();
             if state.running.remove(&call_id).is_some() {
                 if state.remove_stream(call_id).is_some() {
-                    encode_status(state.outbox.buf_mut(), call_id, &status, &shared.limits);
+                    encode_status(
+                        state.outbox.frames_for(call_id),
+                        call_id,
+                        &status,
+                        &shared.limits,
+                    );
                 }
                 if state.running.is_empty() {
                     state.went_idle += 1;

@@ -186,7 +186,7 @@ impl<D: Dispatch> Connection<D> {
                             handle.abort();
                         }
                         super::respond::encode_status(
-                            state.outbox.buf_mut(),
+                            state.outbox.frames_for(call_id),
                             call_id,
                             &status,
                             &self.config.limits,
@@ -221,8 +221,13 @@ impl<D: Dispatch> Connection<D> {
                 self.awaiting_pong = None;
                 self.timers.due.keepalive = None;
             }
-            // A client's GOAWAY, HEADERS, SETTINGS or stray PONG needs no action from the
-            // server.
+            Frame::Settings { capabilities, .. } => {
+                // What the client reads beyond version 1's base: with CAP_PIECES, large
+                // answers go out in pieces that other calls' frames can pass.
+                let pieces = capabilities & frame::CAP_PIECES != 0;
+                self.shared.lock().outbox.set_pieces(pieces);
+            }
+            // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
             _ => {}
         }
         Ok(())

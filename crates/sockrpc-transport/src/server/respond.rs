@@ -251,7 +251,7 @@ pub(super) fn answer_now<B: OutboundBody>(
         Err(status) => {
             state.remove_stream(call_id);
             state.answers_sent += 1;
-            encode_status(state.outbox.buf_mut(), call_id, &status, limits);
+            encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
             return None;
         }
     };
@@ -310,14 +310,21 @@ fn encode_once(
     if !metadata.is_empty() || encoding.is_some() {
         frame::encode_headers_with(buf, call_id, metadata, encoding);
     }
+    // The message in pieces when it is large and the client reads them; its END after them.
+    let flags = frame::message_flags(true, compressed);
     if fold_end && trailers.is_empty() {
-        frame::encode_message_end_ok_head(buf, call_id, compressed, message.len());
-        outbox.append_body(message);
+        outbox.append_message(call_id, flags | frame::FLAG_END_OK, message);
         return;
     }
-    frame::encode_message_head(buf, call_id, true, compressed, message.len());
-    outbox.append_body(message);
-    frame::encode_end(outbox.buf_mut(), call_id, Code::Ok, "", &[], trailers);
+    outbox.append_message(call_id, flags, message);
+    frame::encode_end(
+        outbox.frames_for(call_id),
+        call_id,
+        Code::Ok,
+        "",
+        &[],
+        trailers,
+    );
 }
 
 /// Writes an END with `status`; trailers too large to send are dropped rather than failing.
@@ -391,7 +398,7 @@ pub(super) async fn pump<B: OutboundBody>(
     let started = with_state(&shared, |state| {
         if let Err(reason) = &checked {
             let status = Status::internal(format!("response metadata: {reason}"));
-            encode_status(state.outbox.buf_mut(), call_id, &status, &limits);
+            encode_status(state.outbox.frames_for(call_id), call_id, &status, &limits);
             state.remove_stream(call_id);
             super::call::release(state, call_id);
             return false;
@@ -463,9 +470,8 @@ pub(super) async fn pump<B: OutboundBody>(
             }
             let end = match &next {
                 Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
-                    let buf = state.outbox.buf_mut();
-                    frame::encode_message_head(buf, call_id, false, *compressed, message.len());
-                    state.outbox.append_body(message);
+                    let flags = frame::message_flags(false, *compressed);
+                    state.outbox.append_message(call_id, flags, message);
                     state.answers_sent += 1;
                     let room = state.outbox.buffered() <= HIGH_WATER;
                     let charge = if state.charge_answers {
@@ -487,16 +493,11 @@ pub(super) async fn pump<B: OutboundBody>(
                 Some(Err(status)) => Err(status.clone()),
                 None => Ok(()),
             };
+            // After the call's last message, even one still going out in pieces.
+            let buf = state.outbox.frames_for(call_id);
             match end {
-                Ok(()) => frame::encode_end(
-                    state.outbox.buf_mut(),
-                    call_id,
-                    Code::Ok,
-                    "",
-                    &[],
-                    &trailers,
-                ),
-                Err(status) => encode_status(state.outbox.buf_mut(), call_id, &status, &limits),
+                Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
+                Err(status) => encode_status(buf, call_id, &status, &limits),
             }
             state.remove_stream(call_id);
             // The call leaves the count of calls in flight with its END, under this lock: this

@@ -1,0 +1,143 @@
+//! `Pieces`: a message that came split into pieces ([`FLAG_MORE`]), put back together.
+//!
+//! A sender splits a message larger than [`PIECE`](sockrpc_protocol::frame::PIECE) so that
+//! other calls' frames can go between its pieces: a small answer then waits behind one piece of
+//! a large message, not all of it. It splits one message at a time per connection, so the
+//! receiver keeps at most one message in assembly: what a connection holds for it is bounded by
+//! the message limit, as a single large frame in the read buffer was.
+//!
+//! ```text
+//!  MESSAGE call 3 MORE [64 KiB] ─▶ open(3), held 64 KiB
+//!  MESSAGE call 5      [80 B]   ─▶ delivered at once (another call's whole message)
+//!  MESSAGE call 3 MORE [64 KiB] ─▶ held 128 KiB
+//!  MESSAGE call 3 END  [10 KiB] ─▶ delivered: call 3's 138 KiB message, with this frame's flags
+//!  MESSAGE call 7 MORE ...      ─▶ while 3 is open: protocol error (pieces interleaved)
+//! ```
+//!
+//! A message that grows past the limit is dropped as soon as it does: its call is told
+//! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread.
+
+use bytes::{Bytes, BytesMut};
+use sockrpc_protocol::frame::{FrameError, FrameHeader, FrameKind, FLAG_MORE};
+
+/// What the decoder does with a MESSAGE frame's body, judged from its header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Read it.
+    Read,
+    /// Skip it unread; when `report` is set, tell its call that a message of that many bytes
+    /// went over the limit.
+    Skip {
+        /// The message's length so far, to report in `Frame::Oversized`.
+        report: Option<u32>,
+    },
+}
+
+/// The one split message in assembly on a connection, if any.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Pieces {
+    open: Option<Open>,
+}
+
+#[derive(Debug, Clone)]
+struct Open {
+    call_id: u32,
+    /// Bytes announced so far, every piece's.
+    length: u64,
+    /// The pieces read so far; `None` once the message went over the limit (skipped).
+    body: Option<BytesMut>,
+}
+
+impl Pieces {
+    /// Whether a split message is in assembly (or being skipped).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Judges a MESSAGE frame by its `header`, before its body is buffered, against the message
+    /// limit `max`.
+    pub(crate) fn admit(&mut self, header: &FrameHeader, max: usize) -> Result<Admit, FrameError> {
+        debug_assert_eq!(header.kind, FrameKind::Message);
+        let more = header.flags & FLAG_MORE != 0;
+        match &self.open {
+            Some(open) if open.call_id != header.call_id && more => {
+                return Err(FrameError::Interleaved {
+                    open: open.call_id,
+                    got: header.call_id,
+                })
+            }
+            // A whole message: another call's, between the open one's pieces, or any.
+            Some(open) if open.call_id != header.call_id => return Ok(whole(header, max)),
+            None if !more => return Ok(whole(header, max)),
+            Some(_) => {}
+            None => {
+                self.open = Some(Open {
+                    call_id: header.call_id,
+                    length: 0,
+                    body: Some(BytesMut::new()),
+                })
+            }
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Ok(Admit::Read);
+        };
+        open.length += u64::from(header.length);
+        let admit = match &open.body {
+            // Skipped since it went over: the rest goes unread, unreported.
+            None => Admit::Skip { report: None },
+            Some(_) if open.length > max as u64 => {
+                open.body = None;
+                Admit::Skip {
+                    report: Some(u32::try_from(open.length).unwrap_or(u32::MAX)),
+                }
+            }
+            Some(_) => Admit::Read,
+        };
+        if !more && admit != Admit::Read {
+            // The last piece of a skipped message: nothing is left open.
+            self.open = None;
+        }
+        Ok(admit)
+    }
+
+    /// Takes a MESSAGE frame's `body` that [`admit`](Self::admit) said to read: `None` while the
+    /// message goes on (the piece is kept), or the whole message when this was its last piece
+    /// (or a message that came whole). `max` bounds what is held: the assembly never grows past it.
+    pub(crate) fn take(&mut self, header: &FrameHeader, body: Bytes, max: usize) -> Option<Bytes> {
+        let open = match &mut self.open {
+            Some(open) if open.call_id == header.call_id => open,
+            _ => return Some(body),
+        };
+        let held = open.body.get_or_insert_with(BytesMut::new);
+        if held.capacity() - held.len() < body.len() {
+            // Doubling, as `reserve` would, but never past the limit: what is held stays within it.
+            let want = held.len() + body.len();
+            let mut grown =
+                BytesMut::with_capacity(want.max(held.capacity() * 2).min(max).max(want));
+            grown.extend_from_slice(held);
+            *held = grown;
+        }
+        held.extend_from_slice(&body);
+        if header.flags & FLAG_MORE != 0 {
+            return None;
+        }
+        let whole = held.split().freeze();
+        self.open = None;
+        Some(whole)
+    }
+}
+
+/// A message that came in one frame: read, or skipped and reported when over `max`.
+fn whole(header: &FrameHeader, max: usize) -> Admit {
+    if header.length as usize > max {
+        Admit::Skip {
+            report: Some(header.length),
+        }
+    } else {
+        Admit::Read
+    }
+}
+
+#[cfg(test)]
+#[path = "pieces_tests.rs"]
+mod tests;

@@ -1,0 +1,170 @@
+//! Split messages through the frame decoder: put back together, bounded, refused interleaved.
+
+use crate::codec::{DecodeError, FrameDecoder};
+use bytes::{BufMut, Bytes, BytesMut};
+use sockrpc_protocol::frame::{
+    encode_message, encode_message_head_flags, Frame, FrameError, FLAG_COMPRESSED, FLAG_END_STREAM,
+    FLAG_MORE,
+};
+use sockrpc_protocol::Limits;
+use tokio_util::codec::Decoder;
+
+/// Appends one MESSAGE frame with `flags` as given.
+fn put(wire: &mut BytesMut, call_id: u32, flags: u8, body: &[u8]) {
+    encode_message_head_flags(wire, call_id, flags, body.len());
+    wire.put_slice(body);
+}
+
+/// Decodes `wire` fed in `step`-byte reads: the frames, or the first error.
+fn decode(decoder: &mut FrameDecoder, wire: &[u8], step: usize) -> Result<Vec<Frame>, DecodeError> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in wire.chunks(step) {
+        buf.put_slice(chunk);
+        while let Some(frame) = decoder.decode(&mut buf)? {
+            out.push(frame);
+        }
+    }
+    Ok(out)
+}
+
+fn message(frame: &Frame) -> (u32, bool, bool, &Bytes) {
+    match frame {
+        Frame::Message {
+            call_id,
+            end_stream,
+            compressed,
+            body,
+            ..
+        } => (*call_id, *end_stream, *compressed, body),
+        other => panic!("not a MESSAGE: {other:?}"),
+    }
+}
+
+#[test]
+fn pieces_come_out_whole_and_other_calls_pass_between_them() {
+    let mut wire = BytesMut::new();
+    put(&mut wire, 3, FLAG_MORE | FLAG_COMPRESSED, &[1u8; 70_000]);
+    encode_message(&mut wire, 5, true, b"small");
+    put(&mut wire, 3, FLAG_MORE | FLAG_COMPRESSED, &[2u8; 70_000]);
+    put(&mut wire, 3, FLAG_END_STREAM | FLAG_COMPRESSED, &[3u8; 10]);
+    for step in [1, 7, 4096, 1 << 20] {
+        let mut decoder = FrameDecoder::after_preface(Limits::default());
+        let frames = decode(&mut decoder, &wire, step).expect("decode");
+        assert_eq!(frames.len(), 2, "step {step}");
+        let (id, end, _, body) = message(&frames[0]);
+        assert_eq!((id, end, &body[..]), (5, true, &b"small"[..]));
+        let (id, end, compressed, body) = message(&frames[1]);
+        assert_eq!((id, end, compressed, body.len()), (3, true, true, 140_010));
+        assert!(body[..70_000].iter().all(|b| *b == 1));
+        assert!(body[70_000..140_000].iter().all(|b| *b == 2));
+        assert!(body[140_000..].iter().all(|b| *b == 3));
+        assert!(!decoder.mid_frame(0), "nothing is left open");
+    }
+}
+
+#[test]
+fn a_split_message_holds_its_call_open_between_frames() {
+    let mut wire = BytesMut::new();
+    put(&mut wire, 3, FLAG_MORE, &[1u8; 100]);
+    let mut decoder = FrameDecoder::after_preface(Limits::default());
+    assert!(decode(&mut decoder, &wire, 1 << 20)
+        .expect("decode")
+        .is_empty());
+    // Nothing buffered, but a message is half-read: the frame timer must run.
+    assert!(decoder.mid_frame(0));
+}
+
+#[test]
+fn pieces_of_two_messages_interleaved_are_a_protocol_error() {
+    let mut wire = BytesMut::new();
+    put(&mut wire, 3, FLAG_MORE, &[1u8; 100]);
+    put(&mut wire, 5, FLAG_MORE, &[1u8; 100]);
+    let mut decoder = FrameDecoder::after_preface(Limits::default());
+    let err = decode(&mut decoder, &wire, 1 << 20).expect_err("interleaved");
+    assert!(
+        matches!(
+            err,
+            DecodeError::Frame(FrameError::Interleaved { open: 3, got: 5 })
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_split_message_over_the_limit_is_reported_once_and_the_rest_skipped() {
+    let limits = Limits::default().with_max_message_size(100_000);
+    let mut wire = BytesMut::new();
+    put(&mut wire, 3, FLAG_MORE, &[1u8; 65_536]);
+    put(&mut wire, 3, FLAG_MORE, &[1u8; 65_536]);
+    put(&mut wire, 3, FLAG_MORE, &[1u8; 65_536]);
+    put(&mut wire, 3, 0, &[1u8; 10]);
+    // The call's next message, and another call's piece: both read normally.
+    encode_message(&mut wire, 3, true, b"after");
+    put(&mut wire, 7, FLAG_MORE, b"x");
+    put(&mut wire, 7, 0, b"y");
+    let mut decoder = FrameDecoder::after_preface(limits);
+    let frames = decode(&mut decoder, &wire, 4096).expect("decode");
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    assert_eq!(
+        frames[0],
+        Frame::Oversized {
+            call_id: 3,
+            length: 131_072
+        }
+    );
+    assert_eq!(message(&frames[1]).3, &b"after"[..]);
+    assert_eq!(
+        (message(&frames[2]).0, &message(&frames[2]).3[..]),
+        (7, &b"xy"[..])
+    );
+}
+
+#[test]
+fn a_first_piece_over_the_limit_skips_the_whole_message() {
+    // A peer that splits at 64 KiB, to a receiver whose limit is 1 KiB.
+    let limits = Limits::default().with_max_message_size(1024);
+    let mut wire = BytesMut::new();
+    put(&mut wire, 3, FLAG_MORE, &[1u8; 65_536]);
+    put(&mut wire, 3, FLAG_END_STREAM, &[1u8; 500]);
+    encode_message(&mut wire, 9, true, b"ok");
+    let mut decoder = FrameDecoder::after_preface(limits);
+    let frames = decode(&mut decoder, &wire, 1000).expect("decode");
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(
+        frames[0],
+        Frame::Oversized {
+            call_id: 3,
+            length: 65_536
+        }
+    );
+    assert_eq!(message(&frames[1]).0, 9);
+}
+
+#[test]
+fn what_a_split_message_holds_stays_within_the_limit() {
+    let max = 200_000;
+    let mut pieces = super::Pieces::default();
+    let mut held = 0;
+    let sizes = [65_536, 65_536, 65_536, 3_392];
+    for (i, size) in sizes.iter().enumerate() {
+        let last = i + 1 == sizes.len();
+        let header = sockrpc_protocol::frame::FrameHeader {
+            length: *size as u32,
+            kind: sockrpc_protocol::frame::FrameKind::Message,
+            flags: if last { 0 } else { FLAG_MORE },
+            call_id: 3,
+        };
+        assert_eq!(
+            pieces.admit(&header, max).expect("admit"),
+            super::Admit::Read
+        );
+        let whole = pieces.take(&header, Bytes::from(vec![0u8; *size]), max);
+        if let Some(open) = &pieces.open {
+            held = open.body.as_ref().map_or(0, BytesMut::capacity);
+            assert!(held <= max, "held {held} past the limit");
+        }
+        assert_eq!(whole.map(|b| b.len()), last.then_some(max));
+    }
+    assert!(held > 0);
+}
