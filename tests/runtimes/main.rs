@@ -25,6 +25,7 @@
 //! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
 
 mod balance;
+mod balance_in_flight;
 mod dns;
 #[allow(dead_code)]
 #[path = "../scale/dns_server.rs"]
@@ -36,5 +37,10 @@ mod etcd;
 #[path = "../scale/etcd_process.rs"]
 mod etcd_process;
 mod pool;
+mod slow;
+mod stream_in_flight;
 mod support;
+mod tls_in_flight;
+mod together;
 mod udp;
+mod unary_in_flight;

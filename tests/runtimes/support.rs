@@ -27,7 +27,8 @@ pub(crate) enum Flavor {
 }
 
 impl Flavor {
-    fn build(self) -> tokio::runtime::Runtime {
+    /// A new runtime of this kind, with I/O and time.
+    pub(crate) fn build(self) -> tokio::runtime::Runtime {
         match self {
             Flavor::Current => tokio::runtime::Builder::new_current_thread(),
             Flavor::Multi => {

@@ -68,10 +68,28 @@ pub(super) struct Driver {
     /// Armed for the soonest unary deadline (`State::soonest_deadline`).
     deadlines: ConnTimer,
     write_failed: Option<WriteFailure>,
+    /// The driver ran to its end (see [`Drop`]).
+    finished: bool,
 }
+
+/// Why the calls of a connection whose driver was dropped unfinished fail.
+const RUNTIME_GONE: &str = "connection closed: the runtime running its reader shut down";
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if !self.finished {
+            // Dropped before its end: the runtime it was spawned on shut down (a client kept
+            // in a static, whose connection one `#[tokio::test]` made, used by another test
+            // running at the same time; the first returned). Calls in flight may belong to a
+            // runtime that lives on, and nobody is left to complete them or to fire their
+            // deadlines: they fail now, as on a broken connection, and those whose OPEN never
+            // reached the socket as not processed (their channel sends them elsewhere).
+            let written = self.shared.lock().outbox.written();
+            match self.write_failed.take() {
+                Some(failure) => self.fail_all_unsent(failure.status, failure.written),
+                None => self.fail_all_unsent(Status::unavailable(RUNTIME_GONE), written),
+            }
+        }
         let mut state = self.shared.lock();
         self.shared
             .close(&mut state, Status::unavailable("connection closed"));
@@ -102,6 +120,7 @@ impl Driver {
             on_close,
             deadlines: ConnTimer::new(),
             write_failed: None,
+            finished: false,
         }
     }
 
@@ -281,6 +300,16 @@ impl Future for Driver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        let polled = this.drive(cx);
+        this.finished = polled.is_ready();
+        polled
+    }
+}
+
+impl Driver {
+    /// One poll: the reads, frames and timers that are ready.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         if let Some(failure) = this.write_failed.as_mut() {
             if failure.until.as_mut().poll(cx).is_ready() {
                 this.fail_all(Status::unavailable("connection write failed"));
