@@ -15,8 +15,9 @@
 //! ([`Room`]): one per socket however many writers wait, registered with the runtime the socket
 //! was made on (not whichever runtime the waiting writer happens to run on), and dropped once
 //! nobody waits. When no duplicate can be made (the process is out of descriptors: a hostile
-//! peer that stops reading on many connections must not turn that into failed writes), the
-//! writer retries after [`RETRY`] instead.
+//! peer that stops reading on many connections must not turn that into failed writes), or the
+//! socket's runtime has shut down (its reactor takes no registration), the writer retries
+//! after [`RETRY`] instead, by a timer of the runtime it runs on.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -130,8 +131,15 @@ impl<T: AsRawFd> ReadRegistered<T> {
 }
 
 impl<T: AsRawFd> ReadRegistered<T> {
-    /// A [`RETRY`] timer on the socket's runtime, for a writer that could not register.
+    /// A [`RETRY`] timer for a writer that could not register: on the runtime polling the
+    /// writer, which is alive and driven; on the socket's only for a writer polled outside any
+    /// runtime. The socket's runtime may have shut down (a client kept in a static, its socket
+    /// made by a test that has returned): no registration can be made there then, and a timer
+    /// made there panics when polled.
     pub(crate) fn retry_timer(&self) -> tokio::time::Sleep {
+        if Handle::try_current().is_ok() {
+            return tokio::time::sleep(RETRY);
+        }
         let _runtime = self.room.runtime.enter();
         tokio::time::sleep(RETRY)
     }
@@ -156,18 +164,7 @@ mod tests {
         let (ours, mut peer) = UnixStream::pair().expect("socketpair");
         ours.set_nonblocking(true).expect("non-blocking");
         let ours = ReadRegistered::new(ours).expect("register");
-        // Fill our send buffer (and the peer's receive buffer) until the kernel refuses more;
-        // bounded: a Unix socket buffers a few hundred KiB.
-        let chunk = [7u8; 64 * 1024];
-        let mut sent = 0usize;
-        loop {
-            match ours.get_ref().write(&chunk) {
-                Ok(n) => sent += n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) => panic!("write: {err}"),
-            }
-            assert!(sent < 64 << 20, "the socket never filled");
-        }
+        let sent = fill(ours.get_ref());
         // Nobody makes room yet: the wait must not end on its own.
         let early = tokio::time::timeout(
             Duration::from_millis(50),
@@ -200,6 +197,61 @@ mod tests {
         drop(drain.join().expect("drain thread"));
         // Nobody waits any more: the registration (and its descriptor) is gone.
         assert!(ours.room.shared.lock().expect("lock").upgrade().is_none());
+    }
+
+    /// Fills `ours`'s send buffer (and the peer's receive buffer): bounded, a Unix socket
+    /// buffers a few hundred KiB.
+    fn fill(ours: &UnixStream) -> usize {
+        let chunk = [7u8; 64 * 1024];
+        let mut sent = 0usize;
+        loop {
+            match (&*ours).write(&chunk) {
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return sent,
+                Err(err) => panic!("write: {err}"),
+            }
+            assert!(sent < 64 << 20, "the socket never filled");
+        }
+    }
+
+    #[test]
+    fn a_full_socket_whose_runtime_ended_waits_on_the_writers_runtime() {
+        // A client kept in a static: its socket was made on a runtime (a test's) that has
+        // ended, and a writer on another runtime finds the buffer full. No `EPOLLOUT`
+        // registration can be made on the dead runtime's reactor, so the writer waits by
+        // timer; made on the dead runtime, that timer panicked when polled.
+        let home = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (ours, mut peer) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let ours = home.block_on(async { ReadRegistered::new(ours).expect("register") });
+        drop(home);
+        let sent = fill(ours.get_ref());
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let drain = std::thread::spawn(move || {
+            // Room comes a little later, after the writer found none.
+            std::thread::sleep(Duration::from_millis(50));
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            while got < sent {
+                got += peer.read(&mut buf).expect("read");
+            }
+            peer
+        });
+        let written = other.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                ours.write_when_room(|mut socket| socket.write(b"x"), UnixStream::try_clone),
+            )
+            .await
+        });
+        assert!(matches!(written, Ok(Ok(1))), "{written:?}");
+        drop(drain.join().expect("drain thread"));
     }
 
     #[test]
