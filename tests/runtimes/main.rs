@@ -20,7 +20,7 @@
 //! - pool: a call waiting for a connection while the runtime running the pool's reconnecting
 //!   task shuts down gets a reconnect as that task ends, and that task's backoff ends with it;
 //! - udp: a channel's UDP calls on one runtime after another, and a `UdpClient` whose runtime
-//!   ended ends its calls at their deadline instead of hanging.
+//!   ended hands calls back unsent instead of hanging.
 //!
 //! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
 
@@ -43,4 +43,5 @@ mod support;
 mod tls_in_flight;
 mod together;
 mod udp;
+mod udp_in_flight;
 mod unary_in_flight;

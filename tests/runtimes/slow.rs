@@ -93,7 +93,6 @@ pub(crate) struct Options {
 /// The running server; stops when dropped.
 pub(crate) struct SlowServer {
     pub(crate) tcp: SocketAddr,
-    #[allow(dead_code)] // read by the UDP test
     pub(crate) udp: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }

@@ -142,6 +142,10 @@ pub(super) struct Shared {
     /// Whether `fallback_until` may be set: every call asks, and nearly always the answer is
     /// no, read without the lock (two locked instructions) or a clock read.
     pub(super) falling_back: AtomicBool,
+    /// The client's runtime shut down (`client/runtime_gone.rs`); `falling_back` is set too.
+    pub(super) gone: AtomicBool,
+    /// Dropped with the client: ends the watcher of its runtime.
+    alive: watch::Sender<()>,
     pub(super) stats: ClientCounters,
     /// The runtime the client was made in (its socket's reactor), where its coalescer's flush
     /// task runs; `None` when made outside any.
@@ -153,8 +157,9 @@ pub(super) struct Shared {
 /// time, for each other (`inbox.rs`).
 ///
 /// Its socket is registered with the reactor of the runtime it was made on: once that runtime
-/// has shut down, answers can no longer be read, and calls end at their deadline (or the
-/// retransmit window) unanswered. Make one per runtime, as a channel does.
+/// has shut down, answers can no longer be read; its calls in flight then end `Unavailable`,
+/// and new calls answer [`UdpOutcome::NotSuitable`] (nothing sent). Make one per runtime, as a
+/// channel does.
 #[derive(Clone)]
 pub struct UdpClient {
     inner: Arc<Inner>,
@@ -264,9 +269,13 @@ impl UdpClient {
             last_loss: Mutex::new(None),
             fallback_until: Mutex::new(None),
             falling_back: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            alive: watch::Sender::new(()),
             stats: ClientCounters::default(),
             runtime: tokio::runtime::Handle::try_current().ok(),
         });
+        let alive = shared.alive.subscribe();
+        runtime_gone::watch(&shared, shared.runtime.as_ref(), alive);
         Ok(UdpClient {
             inner: Arc::new(Inner { shared }),
         })
@@ -299,7 +308,8 @@ impl UdpClient {
         lock(&self.inner.shared.rtt).srtt()
     }
 
-    /// Whether new calls are going to TCP now because of repeated loss.
+    /// Whether new calls are going to TCP now because of repeated loss, or because the client's
+    /// runtime shut down.
     pub fn in_fallback(&self) -> bool {
         self.inner.shared.in_fallback()
     }
@@ -455,6 +465,11 @@ impl UdpClient {
                         "UDP client: the call's answer slot was dropped",
                     )))
                 }
+                Ok(Some(Incoming::Gone)) => {
+                    return UdpOutcome::Reply(Err(Status::unavailable(
+                        "the UDP client's runtime shut down: no answer can be read",
+                    )))
+                }
                 // (A timeout is never what `wait` answers.)
                 Ok(Some(Incoming::Timeout)) | Err(TimedOut) => {
                     if wake == rto_at {
@@ -566,6 +581,7 @@ impl Shared {
 
 mod cookie;
 mod loss;
+mod runtime_gone;
 #[cfg(test)]
 mod tests;
 mod timer;

@@ -51,6 +51,9 @@ pub(super) enum Incoming {
     Hurry,
     /// Not an answer: the call's timer went off (`client/timer.rs`).
     Timeout,
+    /// Not an answer: the client's runtime shut down, its socket's reactor with it, so no
+    /// answer can be read any more (`client/runtime_gone.rs`).
+    Gone,
 }
 
 impl Incoming {
@@ -61,9 +64,11 @@ impl Incoming {
 
     /// Which of two things left for one call it acts on: an answer before a timeout (which
     /// retransmits and counts a loss), a timeout before a hurry (which only retransmits: a call
-    /// both hurried and timed out backs off, as a timeout alone would).
+    /// both hurried and timed out backs off, as a timeout alone would); the runtime gone
+    /// before all (nothing else can come).
     pub(super) fn rank(&self) -> u8 {
         match self {
+            Incoming::Gone => 3,
             Incoming::Reply(_) | Incoming::Truncated { .. } => 2,
             Incoming::Timeout => 1,
             Incoming::Hurry => 0,

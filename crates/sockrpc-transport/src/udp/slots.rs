@@ -53,6 +53,9 @@ pub(super) struct Slots {
     calls: HashMap<u32, Slot>,
     spare: Vec<BytesMut>,
     timer: Timer,
+    /// The client's runtime shut down (`client/runtime_gone.rs`): every slot that waits, or
+    /// would, holds [`Incoming::Gone`].
+    gone: bool,
 }
 
 /// The client's timer task (`client/timer.rs`), as the calls see it.
@@ -90,7 +93,7 @@ impl Slots {
     /// Opens call `call_id`'s slot; returns an empty request buffer for it and whether other
     /// calls are in flight.
     pub(super) fn open(&mut self, call_id: u32) -> (BytesMut, bool) {
-        self.calls.insert(call_id, WAITING);
+        self.calls.insert(call_id, self.waiting());
         (self.spare.pop().unwrap_or_default(), self.calls.len() > 1)
     }
 
@@ -108,7 +111,33 @@ impl Slots {
 
     /// Waits again, for a second answer (after a TRUNCATED that a cookie would have avoided).
     pub(super) fn rearm(&mut self, call_id: u32) {
-        self.calls.insert(call_id, WAITING);
+        self.calls.insert(call_id, self.waiting());
+    }
+
+    /// What a slot that starts to wait holds: nothing yet, or, once the client's runtime is
+    /// gone, that.
+    fn waiting(&self) -> Slot {
+        if self.gone {
+            Slot::Answered(Incoming::Gone)
+        } else {
+            WAITING
+        }
+    }
+
+    /// The client's runtime shut down: no answer can be read any more. Every call waiting, and
+    /// every call that waits from now on, gets [`Incoming::Gone`] (the wakers of those waiting
+    /// join `wake`).
+    pub(super) fn runtime_gone(&mut self, wake: &mut Vec<Waker>) {
+        self.gone = true;
+        for slot in self.calls.values_mut() {
+            match slot {
+                Slot::Waiting { waker, .. } => wake.extend(waker.take()),
+                // An answer stays for its call to take.
+                Slot::Answered(held) if held.is_answer() => continue,
+                Slot::Answered(_) | Slot::Taken => {}
+            }
+            *slot = Slot::Answered(Incoming::Gone);
+        }
     }
 
     /// Sets when call `call_id`, on runtime `runtime`, is woken with [`Incoming::Timeout`] if
@@ -126,6 +155,10 @@ impl Slots {
         };
         match slot {
             Slot::Waiting { due, .. } => *due = Some(at),
+            Slot::Taken if self.gone => {
+                *slot = Slot::Answered(Incoming::Gone);
+                return Arm::Nothing;
+            }
             Slot::Taken => {
                 *slot = Slot::Waiting {
                     waker: None,
@@ -287,6 +320,33 @@ mod tests {
 
     fn truncated() -> Incoming {
         Incoming::Truncated { fits: false }
+    }
+
+    #[test]
+    fn the_runtime_gone_wakes_waiting_calls_and_every_later_wait_ends_at_once() {
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut slots = Slots::default();
+        slots.open(1);
+        slots.open(2);
+        assert!(slots.poll_take(1, &mut cx).is_pending());
+        // Call 2's answer came before the end: it stays for the call.
+        assert!(slots.deliver(2, truncated()).is_ok());
+        let mut wake = Vec::new();
+        slots.runtime_gone(&mut wake);
+        wake.into_iter().for_each(Waker::wake);
+        assert_eq!(count.count(), 1, "the waiting call is woken");
+        let gone = |got: Poll<Option<Incoming>>| matches!(got, Poll::Ready(Some(Incoming::Gone)));
+        assert!(gone(slots.poll_take(1, &mut cx)));
+        assert!(matches!(
+            slots.poll_take(2, &mut cx),
+            Poll::Ready(Some(Incoming::Truncated { .. }))
+        ));
+        // A call that waits again, or opens now, does not wait.
+        slots.rearm(1);
+        assert!(gone(slots.poll_take(1, &mut cx)));
+        slots.open(3);
+        assert!(gone(slots.poll_take(3, &mut cx)));
     }
 
     #[test]

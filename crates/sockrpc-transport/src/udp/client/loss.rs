@@ -17,6 +17,9 @@ impl Shared {
         if !self.falling_back.load(Ordering::Acquire) {
             return false;
         }
+        if self.gone.load(Ordering::Acquire) {
+            return true;
+        }
         let mut until = lock(&self.fallback_until);
         match *until {
             Some(t) if Instant::now() < t => true,
