@@ -43,5 +43,6 @@ mod support;
 mod tls_in_flight;
 mod together;
 mod udp;
+mod udp_generations;
 mod udp_in_flight;
 mod unary_in_flight;

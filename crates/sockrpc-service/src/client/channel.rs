@@ -7,7 +7,7 @@ use pin_project_lite::pin_project;
 use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{ConnectionStats, Pool};
-use sockrpc_transport::udp::{UdpClientStats, UdpOutcome};
+use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
 use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
     future::Future,
@@ -241,18 +241,26 @@ impl Service<Call> for Channel {
                     if let Some(Err(status)) = encoder.as_ref().map(|e| e.check_size(len)) {
                         return failed(status);
                     }
-                    // The client of the runtime now using the channel (`udp_side.rs`).
-                    let generation = udp.generation();
-                    let suitable = match udp.get_at(generation) {
-                        Some(c) => c.fits(&path, &request) && !c.in_fallback(),
-                        None => generation < GENERATIONS,
+                    let fits = self
+                        .pool
+                        .endpoint()
+                        .udp_in_effect()
+                        .is_some_and(|policy| policy.config.fits(&path, &request));
+                    // The client of the runtime now using the channel (`udp_side.rs`), held
+                    // for the call (the channel lets it go when its runtime ends); or, when
+                    // it is not made yet, the side that makes it.
+                    let route = match fits.then(|| (udp.generation(), udp)) {
+                        None => None,
+                        Some((generation, udp)) => match udp.get_at(generation) {
+                            Some(client) => (!client.in_fallback()).then_some(Ok(client)),
+                            None => (generation < GENERATIONS).then(|| Err(Arc::clone(udp))),
+                        },
                     };
-                    if suitable {
+                    if let Some(route) = route {
                         // Datagrams carry no encoding fields: UDP calls always go plain.
-                        let udp = Arc::clone(udp);
                         return ChannelFuture {
                             kind: Kind::Boxed {
-                                inner: Box::pin(unary_udp(udp, generation, pool, path, request)),
+                                inner: Box::pin(unary_udp(route, pool, path, request)),
                             },
                         };
                     }
@@ -379,8 +387,7 @@ fn udp_cell(endpoint: &Endpoint) -> Option<Arc<UdpSide>> {
 
 /// A unary call over UDP when it fits, else (or after a truncated reply) over the stream.
 async fn unary_udp(
-    udp: Arc<UdpSide>,
-    generation: usize,
+    route: Result<UdpClient, Arc<UdpSide>>,
     pool: Pool,
     path: MethodPath,
     mut request: Request<Bytes>,
@@ -388,9 +395,9 @@ async fn unary_udp(
     let deadline = request.timeout().map(|t| Instant::now() + t);
     // The cold paths (the socket's first use, the way out to the stream) are boxed, so this
     // future, boxed once per call, stays small enough for the allocator's fast path.
-    let client = match udp.get_at(generation) {
-        Some(client) => Some(client),
-        None => Box::pin(udp.client(pool.endpoint())).await,
+    let client = match route {
+        Ok(client) => Some(client),
+        Err(udp) => Box::pin(udp.client(pool.endpoint())).await,
     };
     if let Some(client) = client {
         // Taken apart before anything else is awaited: the outcome is not kept across it.

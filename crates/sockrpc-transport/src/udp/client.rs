@@ -26,7 +26,6 @@ use super::slots::Slots;
 use super::socket::{BatchSocket, RecvBatch};
 use super::{bump, counters, jitter_u64, random_u64};
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::frame::check_metadata;
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use std::{
     io,
@@ -168,6 +167,20 @@ pub struct UdpClient {
 /// What the clones of a client share.
 struct Inner {
     shared: Arc<Shared>,
+}
+
+/// A [`UdpClient`] that is not kept alive by this handle ([`UdpClient::downgrade`]): the
+/// client, its socket and its buffers go once its last strong handle does.
+#[derive(Debug, Clone, Default)]
+pub struct WeakUdpClient {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakUdpClient {
+    /// The client, while a strong handle to it lives somewhere.
+    pub fn upgrade(&self) -> Option<UdpClient> {
+        self.inner.upgrade().map(|inner| UdpClient { inner })
+    }
 }
 
 impl std::fmt::Debug for UdpClient {
@@ -316,10 +329,15 @@ impl UdpClient {
 
     /// Whether a call of `path` with `request` fits one REQUEST datagram.
     pub fn fits(&self, path: &MethodPath, request: &Request<Bytes>) -> bool {
-        let config = &self.inner.shared.config;
-        check_metadata(request.metadata(), &config.limits).is_ok()
-            && datagram::request_len(path, request.metadata(), request.get_ref())
-                <= config.max_datagram
+        self.inner.shared.config.fits(path, request)
+    }
+
+    /// A handle that does not keep the client (its socket, its buffers) alive: a channel keeps
+    /// one for each runtime that used it, and the client itself only while that runtime lives.
+    pub fn downgrade(&self) -> WeakUdpClient {
+        WeakUdpClient {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// Runs one unary call over UDP. `deadline` (or else the request's timeout, counted from

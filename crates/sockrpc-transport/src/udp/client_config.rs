@@ -1,8 +1,10 @@
 //! `UdpClientConfig`: how large a client's datagrams may be, how long it waits before it
 //! retransmits, and when it gives up on UDP for a while.
 
-use super::datagram::DEFAULT_MAX_DATAGRAM;
-use sockrpc_protocol::Limits;
+use super::datagram::{self, DEFAULT_MAX_DATAGRAM};
+use bytes::Bytes;
+use sockrpc_protocol::frame::check_metadata;
+use sockrpc_protocol::{Limits, MethodPath, Request};
 use std::time::Duration;
 
 /// UDP client settings.
@@ -60,5 +62,15 @@ impl Default for UdpClientConfig {
             max_window: 4096,
             recv_buffer_size: Some(crate::socket::UDP_RECV_BUFFER),
         }
+    }
+}
+
+impl UdpClientConfig {
+    /// Whether a call of `path` with `request` fits one REQUEST datagram of a client with this
+    /// configuration (what [`UdpClient::fits`](super::UdpClient::fits) asks, without a client).
+    pub fn fits(&self, path: &MethodPath, request: &Request<Bytes>) -> bool {
+        check_metadata(request.metadata(), &self.limits).is_ok()
+            && datagram::request_len(path, request.metadata(), request.get_ref())
+                <= self.max_datagram
     }
 }

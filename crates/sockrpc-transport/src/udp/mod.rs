@@ -38,7 +38,7 @@ mod socket;
 mod watermark;
 
 pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};
-pub use client::{UdpClient, UdpClientStats, UdpOutcome};
+pub use client::{UdpClient, UdpClientStats, UdpOutcome, WeakUdpClient};
 pub use client_config::UdpClientConfig;
 pub use limiter::RateLimit;
 pub use outstanding::ReissueHold;
