@@ -22,6 +22,18 @@
 //! - udp: a channel's UDP calls on one runtime after another, and a `UdpClient` whose runtime
 //!   ended hands calls back unsent instead of hanging.
 //!
+//! Runtimes alive at the same time (tests that cargo runs in parallel threads), the first
+//! ending mid-call (`together.rs` keeps it alive beside the second; `slow.rs` serves calls that
+//! take as long as asked): a call in flight on what the first made fails `UNAVAILABLE` at
+//! once, never past its deadline, and the next call works:
+//!
+//! - unary_in_flight: unary calls, current-thread and multi-thread runtimes mixed, and a pool
+//!   of connections;
+//! - stream_in_flight, tls_in_flight, balance_in_flight: a stream, a TLS connection, a
+//!   balanced channel's members;
+//! - udp_in_flight: a UDP call through the first runtime's UDP client;
+//! - udp_generations: a channel's UDP side over 80 runtimes in turn lets ended ones' clients go.
+//!
 //! (`tests/pool/runtimes.rs` covers a plain channel's reconnect across runtimes.)
 
 mod balance;
