@@ -9,6 +9,7 @@ mod folded_request;
 mod linger;
 mod memory;
 mod pending_memory;
+mod pieces;
 mod pinned_streams;
 mod probe;
 mod raw;

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! A message split into pieces (`FLAG_MORE`) comes out whole: the pieces are kept in
-//! [`Pieces`](crate::pieces) until the last, and the limit applies to their sum.
+//! `Pieces` (`pieces.rs`) until the last, and the limit applies to their sum.
 
 use crate::pieces::{Admit, Pieces};
 use bytes::{Buf, Bytes, BytesMut};

@@ -158,10 +158,9 @@ impl<D: Dispatch> Connection<D> {
     ) -> Connection<D> {
         let mut outbox = Outbox::new(accepted.writer);
         outbox.buf_mut().extend_from_slice(&PREFACE);
-        // What this server reads beyond version 1's base (a folded request message), and how
-        // many calls it takes in flight here: a client that knows no SETTINGS ignores it, one
-        // that does folds its unary requests from then on, and its pool fills this connection
-        // no further than the limit.
+        // What this server reads beyond version 1's base, and how many calls it takes in
+        // flight here: a client that knows no SETTINGS ignores it; one that does folds its
+        // unary requests and fills this connection no further than the limit.
         frame::encode_settings(
             outbox.buf_mut(),
             frame::SERVER_CAPABILITIES,
@@ -234,12 +233,8 @@ impl<D: Dispatch> Connection<D> {
             let mut state = shared.lock();
             if state.running.remove(&call_id).is_some() {
                 if state.remove_stream(call_id).is_some() {
-                    encode_status(
-                        state.outbox.frames_for(call_id),
-                        call_id,
-                        &status,
-                        &shared.limits,
-                    );
+                    let buf = state.outbox.frames_for(call_id);
+                    encode_status(buf, call_id, &status, &shared.limits);
                 }
                 if state.running.is_empty() {
                     state.went_idle += 1;

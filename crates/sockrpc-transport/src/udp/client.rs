@@ -169,20 +169,6 @@ struct Inner {
     shared: Arc<Shared>,
 }
 
-/// A [`UdpClient`] that is not kept alive by this handle ([`UdpClient::downgrade`]): the
-/// client, its socket and its buffers go once its last strong handle does.
-#[derive(Debug, Clone, Default)]
-pub struct WeakUdpClient {
-    inner: std::sync::Weak<Inner>,
-}
-
-impl WeakUdpClient {
-    /// The client, while a strong handle to it lives somewhere.
-    pub fn upgrade(&self) -> Option<UdpClient> {
-        self.inner.upgrade().map(|inner| UdpClient { inner })
-    }
-}
-
 impl std::fmt::Debug for UdpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UdpClient")
@@ -330,14 +316,6 @@ impl UdpClient {
     /// Whether a call of `path` with `request` fits one REQUEST datagram.
     pub fn fits(&self, path: &MethodPath, request: &Request<Bytes>) -> bool {
         self.inner.shared.config.fits(path, request)
-    }
-
-    /// A handle that does not keep the client (its socket, its buffers) alive: a channel keeps
-    /// one for each runtime that used it, and the client itself only while that runtime lives.
-    pub fn downgrade(&self) -> WeakUdpClient {
-        WeakUdpClient {
-            inner: Arc::downgrade(&self.inner),
-        }
     }
 
     /// Runs one unary call over UDP. `deadline` (or else the request's timeout, counted from
@@ -603,3 +581,6 @@ mod runtime_gone;
 #[cfg(test)]
 mod tests;
 mod timer;
+mod weak;
+
+pub use weak::WeakUdpClient;

@@ -1,0 +1,95 @@
+//! Messages in pieces (`FLAG_MORE`) from a hostile client: pieces of two messages interleaved
+//! close the connection with a reason; pieces that add up past the message limit fail their
+//! own call only, and what the server held for them is let go.
+
+use crate::raw::{
+    case, connect, echo_message, frame, open, send, server_frames, ServerFrame, END, MESSAGE,
+    PREFACE,
+};
+use crate::support::{attack, bounded, start_echo, EchoImpl};
+use sockrpc_tests::echo::EchoReply;
+use tokio::io::AsyncReadExt;
+
+const MORE: u8 = 0x02;
+const ECHO: &[u8] = b"/sockrpc.test.Echo/Echo";
+const RESOURCE_EXHAUSTED: u32 = 8;
+
+#[tokio::test]
+async fn pieces_of_two_messages_interleaved_close_the_connection() {
+    let bytes = [
+        &PREFACE[..],
+        &open(1, ECHO, &[]),
+        &frame(MESSAGE, MORE, 1, &[0u8; 100]),
+        &open(3, ECHO, &[]),
+        &frame(MESSAGE, MORE, 3, &[0u8; 100]),
+    ]
+    .concat();
+    attack(vec![case(
+        "pieces interleaved",
+        bytes,
+        Some("before call 1's split message ended"),
+    )])
+    .await;
+}
+
+#[tokio::test]
+async fn pieces_past_the_message_limit_fail_only_their_call() {
+    let server = start_echo(EchoImpl::default());
+    let mut stream = connect(server.addr).await;
+    // 65 pieces of 64 KiB: past the 4 MiB limit with the 65th; then the last piece, and
+    // another call on the same connection.
+    let piece = frame(MESSAGE, MORE, 1, &vec![0u8; 64 * 1024]);
+    send(&mut stream, &[&PREFACE[..], &open(1, ECHO, &[])]).await;
+    for _ in 0..65 {
+        send(&mut stream, &[&piece]).await;
+    }
+    send(
+        &mut stream,
+        &[
+            &frame(MESSAGE, 1, 1, &[0u8; 10]),
+            &open(3, ECHO, &[]),
+            &echo_message(3, 5, b"after"),
+        ],
+    )
+    .await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answered = |frames: &[ServerFrame]| {
+        frames.iter().any(|f| f.call_id == 1 && f.kind == END)
+            && frames.iter().any(|f| f.call_id == 3 && f.kind == MESSAGE)
+    };
+    // Bounded: each read takes at least one byte of a few hundred.
+    for _ in 0..1_000 {
+        if answered(&server_frames(&got)) {
+            break;
+        }
+        let n = bounded("read", stream.read(&mut buf)).await.expect("read");
+        assert!(
+            n > 0,
+            "the server closed the connection: {:?}",
+            server_frames(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let frames = server_frames(&got);
+    assert!(answered(&frames), "{frames:?}");
+    let end = frames
+        .iter()
+        .find(|f| f.call_id == 1 && f.kind == END)
+        .expect("call 1 ended");
+    let code = u32::from_be_bytes([end.body[0], end.body[1], end.body[2], end.body[3]]);
+    assert_eq!(
+        code,
+        RESOURCE_EXHAUSTED,
+        "{:?}",
+        String::from_utf8_lossy(&end.body)
+    );
+    let answer = frames
+        .iter()
+        .find(|f| f.call_id == 3 && f.kind == MESSAGE)
+        .expect("call 3 answered");
+    let reply: EchoReply = prost::Message::decode(&answer.body[..]).expect("reply");
+    assert_eq!((reply.id, &reply.payload[..]), (5, &b"after"[..]));
+    drop(stream);
+    server.stop().await;
+}
