@@ -228,6 +228,12 @@ impl State {
         shared.in_flight.store(self.live_calls(), Ordering::Relaxed);
         if self.calls.is_empty() {
             self.idle_since = Instant::now();
+            if self.abandoned {
+                // The driver ends an abandoned connection once its last call is gone, but it
+                // looks only when woken: a call removed by its own future or receiver (after
+                // the driver delivered its end) must wake it, or the connection stays open.
+                self.outbox.wake_driver();
+            }
         }
         self.wake_for_room(shared);
     }

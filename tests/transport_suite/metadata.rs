@@ -1,0 +1,140 @@
+//! Metadata against the receiver's limit (16 KiB: the block's bytes and 32 per entry, as HTTP/2
+//! counts a header list): the largest block fits each way; one byte more is refused by a sender that
+//! knows the limit; and a block past the receiver's limit, from a peer configured larger, fails
+//! the call (sockrpc closes the connection that sent it: a protocol error) without the
+//! receiver ever delivering any of it.
+
+use crate::support::*;
+use bytes::Bytes;
+use sockrpc::protocol::{Code, MetadataMap};
+use sockrpc::transport::ServerConfig;
+use sockrpc::Limits;
+
+/// The default metadata limit.
+const LIMIT: usize = 16 * 1024;
+
+/// The value length of the one `big-bin` entry in a block that counts `size`: the block's
+/// count (2), the key's length and bytes (1 + 7), the value's length (2) and the entry's 32.
+fn value_len(size: usize) -> usize {
+    size - 2 - 1 - "big-bin".len() - 2 - 32
+}
+
+/// One `big-bin` entry whose block counts exactly `size` against the limit.
+fn block_of(size: usize) -> MetadataMap {
+    let mut map = MetadataMap::new();
+    map.insert_bin("big-bin", Bytes::from(vec![7u8; value_len(size)]))
+        .expect("valid");
+    map
+}
+
+fn refused_as_grpc_java_allows(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown | Code::ResourceExhausted | Code::Internal | Code::Unavailable
+    )
+}
+
+/// Large metadata: a block of exactly the limit goes both ways (request, headers, trailers).
+#[tokio::test]
+async fn metadata_at_the_limit_goes_both_ways() {
+    let mut server = Server::start();
+    let client = client(server.addr).await;
+    let (mut tx, mut rx) = open(&client, &block_of(LIMIT));
+    tx.close();
+    let mut call = server.take_call().await;
+    assert_eq!(
+        call.metadata.get_bin("big-bin").map(|v| v.len()),
+        Some(value_len(LIMIT))
+    );
+    call.respond(block_of(LIMIT), block_of(LIMIT)).end();
+    let head = headers(&mut rx).await.expect("headers");
+    assert_eq!(
+        head.get_bin("big-bin").map(|v| v.len()),
+        Some(value_len(LIMIT))
+    );
+    let trailers = finish(&mut rx).await.1.expect("OK");
+    assert_eq!(
+        trailers.get_bin("big-bin").map(|v| v.len()),
+        Some(value_len(LIMIT))
+    );
+    server.stop().await;
+}
+
+/// One byte past the limit, the client refuses to send it (`RESOURCE_EXHAUSTED`), and nothing
+/// reaches the server.
+#[tokio::test]
+async fn the_client_refuses_to_send_metadata_past_the_limit() {
+    let mut server = Server::start();
+    let client = client(server.addr).await;
+    let err = client
+        .open_stream(&METHOD, &block_of(LIMIT + 1), None, None)
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(server.no_call().await);
+    server.stop().await;
+}
+
+/// `serverChecksInboundMetadataSize`: a client configured for more sends metadata past the
+/// server's limit; the call fails, and no call reaches the handler.
+#[tokio::test]
+async fn the_server_checks_inbound_metadata_size() {
+    let mut server = Server::start();
+    let client = client_with(
+        server.addr,
+        Limits::default().with_max_metadata_size(4 * LIMIT),
+    )
+    .await;
+    let (mut tx, mut rx) = open(&client, &block_of(LIMIT + 1));
+    let _ = send(&mut tx, &Bytes::from_static(b"foo")).await;
+    tx.close();
+    let (messages, end) = finish(&mut rx).await;
+    assert!(messages.is_empty());
+    let err = end.expect_err("refused");
+    assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
+    assert!(server.no_call().await, "the handler was reached");
+    server.stop().await;
+}
+
+/// `clientChecksInboundMetadataSize_header`: a server configured for more sends headers past
+/// the client's limit; the call fails and the headers are never delivered.
+#[tokio::test]
+async fn the_client_checks_inbound_header_size() {
+    let mut config = ServerConfig::default();
+    config.limits = Limits::default().with_max_metadata_size(4 * LIMIT);
+    let mut server = Server::start_with(config);
+    let client = client(server.addr).await;
+    let (mut tx, mut rx) = open(&client, &MetadataMap::new());
+    tx.close();
+    let mut call = server.take_call().await;
+    let responder = call.respond(block_of(LIMIT + 1), MetadataMap::new());
+    responder.send(Bytes::from_static(b"response"));
+    responder.end();
+    let err = headers(&mut rx).await.expect_err("the headers are refused");
+    assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
+    assert!(err.metadata().get_bin("big-bin").is_none());
+    server.stop().await;
+}
+
+/// `clientChecksInboundMetadataSize_trailer`: trailers past the client's limit fail the call,
+/// and none of them (not the small tell-tale entry either) is delivered.
+#[tokio::test]
+async fn the_client_checks_inbound_trailer_size() {
+    let mut config = ServerConfig::default();
+    config.limits = Limits::default().with_max_metadata_size(4 * LIMIT);
+    let mut server = Server::start_with(config);
+    let client = client(server.addr).await;
+    let (mut tx, mut rx) = open(&client, &MetadataMap::new());
+    tx.close();
+    let mut call = server.take_call().await;
+    let mut trailers = block_of(LIMIT + 1);
+    trailers.insert("tell-tale", "true").expect("valid");
+    let responder = call.respond(MetadataMap::new(), trailers);
+    responder.send(Bytes::from_static(b"response"));
+    responder.end();
+    let (_, end) = finish(&mut rx).await;
+    let err = end.expect_err("the trailers are refused");
+    assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
+    assert!(err.metadata().get("tell-tale").is_none());
+    assert!(rx.trailers().is_none());
+    server.stop().await;
+}
