@@ -10,12 +10,14 @@
 //!   addresses, a server that closes during the handshake;
 //! - streams: a basic stream, zero messages, early server closes, in-flight accounting, many
 //!   streams in sequence on one connection;
+//! - cancel: client and server cancellation, and what each side may still do afterwards;
 //! - flow: push back both ways, a message larger than the window, the producer pulled only as
 //!   credit allows;
 //! - metadata: metadata over the receiver's limit, each way, and just under it.
 //!
 //! Every wait is bounded (`support::bounded`) and nothing asserts speed.
 
+mod cancel;
 mod flow;
 mod lifecycle;
 mod metadata;

@@ -458,12 +458,22 @@ impl Responder {
         let _ = self.tx.send(Ok(message));
     }
 
+    /// Ends the response with `status` after what was queued.
+    pub(crate) fn fail(self, status: Status) {
+        let _ = self.tx.send(Err(status));
+    }
+
     /// Ends the response OK (with the trailers given to `respond`) after what was queued.
     pub(crate) fn end(self) {}
 
     /// Messages the transport has taken from the queue so far.
     pub(crate) fn pulled(&self) -> usize {
         self.pulled.load(Ordering::SeqCst)
+    }
+
+    /// Whether the transport stopped taking messages (the call ended).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 }
 

@@ -74,6 +74,21 @@ impl Inbound {
         self.wake();
     }
 
+    /// This side gave the call up with `status`: unless the sender's end has already arrived
+    /// (its whole answer then stands, as before), what is queued is dropped unread and the call
+    /// ends with `status` (a consumer that cancels is given no later message, as grpc's
+    /// `cancel` delivers none).
+    pub fn abort(&mut self, status: Status) {
+        if self.end.is_some() {
+            self.wake();
+            return;
+        }
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.end = Some(Err(status));
+        self.wake();
+    }
+
     /// Whether the sender has finished.
     pub fn is_finished(&self) -> bool {
         self.end.is_some()

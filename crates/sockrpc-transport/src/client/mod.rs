@@ -104,6 +104,17 @@ struct StreamSlot {
 impl StreamSlot {
     fn end(&mut self, end: Result<MetadataMap, Status>) {
         self.inbound.finish(end);
+        self.wake_all();
+    }
+
+    /// The client cancelled the call: unless the server's end has arrived, messages that arrived
+    /// and were not read are dropped, and the call ends with `status`.
+    fn abort(&mut self, status: Status) {
+        self.inbound.abort(status);
+        self.wake_all();
+    }
+
+    fn wake_all(&mut self) {
         if let Some(waker) = self.head_waker.take() {
             waker.wake();
         }

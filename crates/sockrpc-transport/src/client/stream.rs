@@ -291,14 +291,16 @@ impl StreamSender {
 
     /// Abandons the call because of `status` (a request message over a limit, or the request
     /// stream's own error): the server stops the handler, and the call ends with `status`, as
-    /// grpc-go's `SendMsg` failure ends its stream.
+    /// grpc-go's `SendMsg` failure ends its stream. Unless the server's end has already arrived,
+    /// response messages that arrived and were not yet read are dropped: the receiver's next
+    /// read is `status`.
     pub fn cancel_with(&mut self, status: Status) {
         self.closed = true;
         let shared = self.conn.shared();
         let mut state = shared.lock();
         if let Some(slot) = state.calls.get_mut(self.id) {
             if let Some(stream) = slot.stream.as_mut() {
-                stream.end(Err(status));
+                stream.abort(status);
             }
             frame::encode_cancel(state.outbox.buf_mut(), self.id);
             state.outbox.wake_driver();
