@@ -13,12 +13,16 @@
 //! - cancel: client and server cancellation, and what each side may still do afterwards;
 //! - flow: push back both ways, a message larger than the window, the producer pulled only as
 //!   credit allows;
-//! - metadata: metadata over the receiver's limit, each way, and just under it.
+//! - metadata: metadata over the receiver's limit, each way, and just under it;
+//! - interop: grpc-java's `AbstractInteropTest` cases that `sockrpc-interop` does not run
+//!   (half- and full-duplex calls, very large messages, deadlines, exact message limits),
+//!   against the interop server.
 //!
 //! Every wait is bounded (`support::bounded`) and nothing asserts speed.
 
 mod cancel;
 mod flow;
+mod interop;
 mod lifecycle;
 mod metadata;
 mod streams;
