@@ -25,5 +25,6 @@ mod flow;
 mod interop;
 mod lifecycle;
 mod metadata;
+mod races;
 mod streams;
 mod support;
