@@ -275,3 +275,20 @@ async fn a_server_that_closes_during_the_handshake_fails_the_connection() {
         server.await.expect("server task");
     }
 }
+
+/// A request stream held past its connection's end (a handler that moved it into a task of its
+/// own and stopped reading it) does not hold the connection's socket: once the client is gone
+/// and the server's connection task has ended, the socket is released.
+#[tokio::test]
+async fn a_request_stream_held_past_its_connection_does_not_hold_the_socket() {
+    let mut server = Server::start();
+    let client = client(server.addr).await;
+    let mut conn = server.take_conn().await;
+    let (tx, rx) = open(&client, &MetadataMap::new());
+    // The test keeps the call, and with it the request stream, unread, to the end.
+    let call = server.take_call().await;
+    drop((tx, rx, client));
+    conn.terminated().await;
+    drop(call);
+    server.stop().await;
+}

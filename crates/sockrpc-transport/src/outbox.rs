@@ -450,6 +450,21 @@ impl Outbox {
         }
     }
 
+    /// Gives the writer up for good (the connection has ended): it is dropped here, with what
+    /// waits to be written, and the outbox writes into a sink from now on, as a failed one.
+    /// Whoever still holds the outbox (a request stream a handler kept) then no longer holds
+    /// the socket.
+    pub fn release_writer(&mut self) {
+        self.writer = Box::pin(tokio::io::sink());
+        self.vectored = false;
+        self.buf.clear();
+        self.queue.clear();
+        self.queued = 0;
+        if self.failed.is_none() {
+            self.failed = Some(io::ErrorKind::NotConnected);
+        }
+    }
+
     /// Shuts the write side down (sends FIN on TCP).
     pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.writer.as_mut().poll_shutdown(cx)

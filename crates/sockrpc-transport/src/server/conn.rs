@@ -436,6 +436,9 @@ impl<D> Drop for Connection<D> {
         // not leave handlers running: each holds the write half, which would keep the socket
         // open and answer calls after the server is gone.
         self.shared.abort_running();
+        // Nor may a request stream held past the connection (its `CallReceiver` shares this
+        // state) keep the socket open.
+        self.shared.release_socket();
     }
 }
 
