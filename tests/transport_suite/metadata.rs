@@ -27,10 +27,12 @@ fn block_of(size: usize) -> MetadataMap {
     map
 }
 
+/// The codes grpc-java's cases accept for metadata refused by its receiver. Not
+/// `UNAVAILABLE`: that reads as "try again", and the same metadata would be refused again.
 fn refused_as_grpc_java_allows(code: Code) -> bool {
     matches!(
         code,
-        Code::Unknown | Code::ResourceExhausted | Code::Internal | Code::Unavailable
+        Code::Unknown | Code::ResourceExhausted | Code::Internal
     )
 }
 
@@ -91,7 +93,44 @@ async fn the_server_checks_inbound_metadata_size() {
     assert!(messages.is_empty());
     let err = end.expect_err("refused");
     assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
+    assert!(
+        !err.is_not_processed(),
+        "a call the server refused for its metadata would be sent again: {err:?}"
+    );
     assert!(server.no_call().await, "the handler was reached");
+    server.stop().await;
+}
+
+/// The same through a channel: the refused unary call fails with the server's reason and is
+/// not sent again on a new connection (where the same metadata would close that one too, with
+/// every call on it).
+#[tokio::test]
+async fn a_channel_does_not_resend_a_call_refused_for_its_metadata() {
+    let mut server = Server::start();
+    let endpoint = sockrpc::Endpoint::new("127.0.0.1", server.addr.port())
+        .pool_size(1)
+        .limits(Limits::default().with_max_metadata_size(4 * LIMIT));
+    let channel = bounded("connect", sockrpc::Channel::connect(endpoint))
+        .await
+        .expect("connect");
+    let _first = server.take_conn().await;
+    let mut client = sockrpc_interop::pb::test_service_client::TestServiceClient::new(channel);
+    let mut request = sockrpc::Request::new(sockrpc_interop::pb::SimpleRequest::default());
+    *request.metadata_mut() = block_of(LIMIT + 1);
+    let err = bounded("the refused call", client.unary_call(request))
+        .await
+        .expect_err("refused");
+    assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
+    assert!(server.no_call().await, "the handler was reached");
+    // The pool may reconnect; a call sent again there would close that connection too.
+    let second = tokio::time::timeout(std::time::Duration::from_secs(2), server.take_conn()).await;
+    if let Ok(second) = second {
+        tokio::time::sleep(QUIET).await;
+        assert!(
+            !second.is_terminated(),
+            "the call was sent again and closed a second connection"
+        );
+    }
     server.stop().await;
 }
 

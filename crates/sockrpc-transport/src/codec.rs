@@ -60,6 +60,8 @@ pub struct FrameDecoder {
     copy_below: usize,
     /// The split message being put back together, if any.
     pieces: Pieces,
+    /// The kind and call id of the frame whose body was refused, once one was.
+    refused: Option<(FrameKind, u32)>,
 }
 
 impl FrameDecoder {
@@ -71,6 +73,7 @@ impl FrameDecoder {
             paths: PathCache::default(),
             copy_below: 0,
             pieces: Pieces::default(),
+            refused: None,
         }
     }
 
@@ -82,6 +85,7 @@ impl FrameDecoder {
             paths: PathCache::default(),
             copy_below: 0,
             pieces: Pieces::default(),
+            refused: None,
         }
     }
 
@@ -136,7 +140,19 @@ impl FrameDecoder {
 
     /// A frame's body, parsed with this connection's method paths.
     fn parse(&mut self, header: &FrameHeader, body: Bytes) -> Result<Frame, FrameError> {
-        Frame::parse_with(header, body, &self.limits, Some(&mut self.paths))
+        let parsed = Frame::parse_with(header, body, &self.limits, Some(&mut self.paths));
+        if parsed.is_err() {
+            self.refused = Some((header.kind, header.call_id));
+        }
+        parsed
+    }
+
+    /// The kind and call id of the frame whose body this decoder refused (a malformed body, or
+    /// metadata past the limit), if it refused one: the connection closes on it, and a server
+    /// names a refused OPEN's call in its GOAWAY as received, so that its client does not take
+    /// the call for one never processed and send it again.
+    pub fn refused_frame(&self) -> Option<(FrameKind, u32)> {
+        self.refused
     }
 
     /// A frame whose body was read: parsed, unless it is a piece of a split message that goes

@@ -150,6 +150,12 @@ impl FrameReader {
     pub fn past_preface(&self) -> bool {
         self.decoder.past_preface()
     }
+
+    /// The kind and call id of the frame the decoder refused, if it refused one
+    /// ([`FrameDecoder::refused_frame`]).
+    pub fn refused_frame(&self) -> Option<(sockrpc_protocol::frame::FrameKind, u32)> {
+        self.decoder.refused_frame()
+    }
 }
 
 #[cfg(test)]

@@ -366,8 +366,12 @@ impl Driver {
                 }
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
+                    let status = state
+                        .goaway_failure
+                        .take()
+                        .unwrap_or_else(|| Status::from(err));
                     drop(state);
-                    this.fail_all(Status::from(err));
+                    this.fail_all(status);
                     return Poll::Ready(());
                 }
             };
@@ -375,8 +379,12 @@ impl Driver {
                 // The server said goodbye (a FIN): ours back, so a server that lingers for it
                 // (`server/linger.rs`) closes now rather than at its linger timeout.
                 let _ = state.outbox.poll_shutdown(cx);
+                let status = state
+                    .goaway_failure
+                    .take()
+                    .unwrap_or_else(|| Status::unavailable("connection closed by the server"));
                 drop(state);
-                this.fail_all(Status::unavailable("connection closed by the server"));
+                this.fail_all(status);
                 return Poll::Ready(());
             }
             let mut inbound = Inbound {

@@ -197,6 +197,11 @@ impl Inbound<'_> {
                 tracing::debug!(last_call_id, %code, %message, retire, "server sent goaway");
                 state.goaway = Some(last_call_id);
                 state.retired = retire;
+                if code == Code::Internal {
+                    state.goaway_failure = Some(Status::internal(format!(
+                        "the server closed the connection: {message}"
+                    )));
+                }
                 self.shared.close(
                     state,
                     Status::unavailable(format!("server is draining this connection: {message}")),

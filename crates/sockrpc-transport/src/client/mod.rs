@@ -132,6 +132,10 @@ struct State {
     goaway: Option<u32>,
     /// That GOAWAY had FLAG_RETIRE: the server retired the connection (idle, old), not refused it.
     retired: bool,
+    /// The server's GOAWAY said it closes the connection for a protocol error (`INTERNAL`): the
+    /// status the calls it names as received fail with when the connection then ends, rather
+    /// than the bare "connection closed" of an ordinary close.
+    goaway_failure: Option<Status>,
     /// Every user handle is gone, or the owner closed it: the driver ends once the last call does.
     abandoned: bool,
     /// When the last call ended (or the connection opened), for idle timeouts.
@@ -393,6 +397,7 @@ impl ClientConnection {
                 closed: None,
                 goaway: None,
                 retired: false,
+                goaway_failure: None,
                 abandoned: false,
                 idle_since: Instant::now(),
                 soonest_deadline: None,

@@ -33,7 +33,7 @@ use crate::outbox::{Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use crate::server::Accepted;
 use crate::udp::ReplyCache;
-use sockrpc_protocol::frame::{self, PREFACE};
+use sockrpc_protocol::frame::{self, FrameKind, PREFACE};
 use sockrpc_protocol::{Code, ConnInfo, Limits};
 use std::{
     future::Future,
@@ -414,6 +414,14 @@ impl<D: Dispatch> Connection<D> {
                     warn_limited!(self.config.log_limit, Kind::ProtocolError,
                         { peer = ?self.conn_info.peer, error = %err, },
                         "closing connection: protocol error");
+                    // An OPEN refused for its body (metadata past our limit, say) was received:
+                    // the GOAWAY names it, so that its client fails it with this reason rather
+                    // than taking it for a call never processed and sending it again, to be
+                    // refused again with every call on that connection. Later calls stay above
+                    // the GOAWAY's id: those may go elsewhere.
+                    if let Some((FrameKind::Open, id)) = self.reader.refused_frame() {
+                        self.last_call_id = self.last_call_id.max(id);
+                    }
                     return Err(self.close(cx, Some((Code::Internal, err.to_string()))));
                 }
                 Err(DecodeError::Io(err)) => {
