@@ -292,3 +292,42 @@ async fn a_request_stream_held_past_its_connection_does_not_hold_the_socket() {
     drop(call);
     server.stop().await;
 }
+
+/// The client's side of the same: a stream whose halves the caller still holds does not hold
+/// the client's socket once the server has closed the connection under it.
+#[tokio::test]
+async fn stream_halves_held_past_their_connection_do_not_hold_the_clients_socket() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        socket
+            .write_all(&sockrpc::protocol::frame::PREFACE)
+            .await
+            .expect("preface");
+        // The client's preface and OPEN, then the server goes away.
+        let mut buf = [0u8; 64];
+        let _ = socket.read(&mut buf).await;
+        drop(socket);
+    });
+    let stream = bounded("connect", tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    let (client, mut released) = tracked_client(stream);
+    let (tx, mut rx) = open(&client, &MetadataMap::new());
+    let err = headers(&mut rx).await.expect_err("the server went away");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    bounded("the server task", server).await.expect("server");
+    // The caller still holds the connection and both halves of the stream.
+    bounded(
+        "the client's socket released",
+        released.wait_for(|gone| *gone),
+    )
+    .await
+    .expect("the watch lives as long as the writer");
+    assert!(client.is_closed());
+    drop((tx, rx, client));
+}

@@ -264,7 +264,23 @@ impl Accept for Watched {
     }
 }
 
-/// A server connection's write half that says when it is dropped.
+/// A client over `stream` whose write half says when it is dropped: the receiver turns true
+/// then (the connection gave its socket up).
+pub(crate) fn tracked_client(
+    stream: tokio::net::TcpStream,
+) -> (ClientConnection, watch::Receiver<bool>) {
+    let peer = stream.peer_addr().ok();
+    let (reader, writer) = stream.into_split();
+    let (ended_tx, ended) = watch::channel(false);
+    let writer = Tracked {
+        inner: Box::pin(writer),
+        ended: ended_tx,
+    };
+    let conn = ClientConnection::spawn(reader, writer, Limits::default(), peer);
+    (conn, ended)
+}
+
+/// A connection's write half that says when it is dropped.
 struct Tracked {
     inner: Pin<Box<dyn AsyncWrite + Send + Sync>>,
     ended: watch::Sender<bool>,

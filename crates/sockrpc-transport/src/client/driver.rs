@@ -93,6 +93,9 @@ impl Drop for Driver {
         let mut state = self.shared.lock();
         self.shared
             .close(&mut state, Status::unavailable("connection closed"));
+        // The connection is over: its socket goes now, not when the caller drops the last
+        // handle or stream half (which may be kept long after the call ended).
+        state.outbox.release_writer();
         drop(state);
         if let Some(notify) = &self.on_close {
             notify.notify_one();
