@@ -247,7 +247,7 @@ async fn deadline_exceeded_mid_server_stream() {
         response_parameters: parameters,
         ..Default::default()
     });
-    request.set_timeout(Duration::from_millis(300));
+    request.set_timeout(Duration::from_secs(1));
     let mut responses = bounded("StreamingOutputCall", client.streaming_output_call(request))
         .await
         .expect("starts")
