@@ -460,6 +460,8 @@ impl Outbox {
         self.buf.clear();
         self.queue.clear();
         self.queued = 0;
+        self.bulks.clear();
+        self.bulked = 0;
         if self.failed.is_none() {
             self.failed = Some(io::ErrorKind::NotConnected);
         }

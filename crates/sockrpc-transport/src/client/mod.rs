@@ -42,7 +42,7 @@ use crate::outbox::{BoxWriter, Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use bytes::Bytes;
 use driver::Driver;
-use sockrpc_protocol::frame::PREFACE;
+use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::{Limits, MetadataMap, MethodPath, Request, Response, Status};
 use std::{
     net::SocketAddr,
@@ -379,15 +379,10 @@ impl ClientConnection {
     {
         let writer: BoxWriter = Box::pin(writer);
         let mut outbox = Outbox::new(writer);
-        // The preface rides along with the first call's frames: no extra round trip. So does
-        // what this client reads beyond version 1's base (messages split into pieces): a
-        // server that knows no client SETTINGS ignores it.
+        // The preface rides along with the first call's frames (no extra round trip), and so
+        // does what this client reads beyond version 1's base (an older server ignores it).
         outbox.buf_mut().extend_from_slice(&PREFACE);
-        sockrpc_protocol::frame::encode_settings(
-            outbox.buf_mut(),
-            sockrpc_protocol::frame::CLIENT_CAPABILITIES,
-            0,
-        );
+        frame::encode_settings(outbox.buf_mut(), frame::CLIENT_CAPABILITIES, 0);
         let limits = options.limits;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {

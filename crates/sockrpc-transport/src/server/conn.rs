@@ -116,13 +116,13 @@ pub(super) struct Connection<D> {
     /// `answers_sent` when the last PING came: data sent since clears the strikes.
     pub(super) answers_at_last_ping: u64,
     /// `reader.frames()` at the last look: when it moves, a partial frame is a new one.
-    frames_at_last_check: u64,
+    pub(super) frames_at_last_check: u64,
     /// Keepalive: `reader.frames()` when its timer was armed, and the PING awaiting its PONG.
-    frames_at_keepalive: u64,
+    pub(super) frames_at_keepalive: u64,
     pub(super) awaiting_pong: Option<u64>,
     /// `last_call_id` and `went_idle` when the idle timer was (re)armed: a call opened, or a
     /// running one finished, since then means the connection was not idle all along.
-    calls_at_idle_check: (u32, u64),
+    pub(super) calls_at_idle_check: (u32, u64),
     /// Whole frames wait in the read buffer: the last batch stopped taking them because the
     /// write buffer passed [`HIGH_WATER`] (see [`Connection::take_frames`]).
     backlog: bool,
@@ -274,120 +274,6 @@ impl<D: Dispatch> Connection<D> {
         Poll::Ready(())
     }
 
-    /// After a read batch: what the peer now owes, and by when. Reads the clock only when
-    /// something is owed: a connection whose reads end on frame boundaries and whose calls are
-    /// answered within the batch (the common case) pays nothing here.
-    fn update_deadlines(&mut self) {
-        let mut clock = None;
-        let mut now = || *clock.get_or_insert_with(Instant::now);
-        let frame_timeout = self.config.frame_timeout;
-        let due = &mut self.timers.due;
-        if due.handshake.is_some() && self.reader.past_preface() {
-            due.handshake = None;
-        }
-        // Each frame gets frame_timeout from its first byte: the clock restarts whenever a
-        // frame completed since the last look (what is buffered now is a newer frame).
-        let progressed = self.reader.frames() != self.frames_at_last_check;
-        self.frames_at_last_check = self.reader.frames();
-        due.frame = match (self.reader.mid_frame(), due.frame) {
-            (false, _) => None,
-            (true, Some(started)) if !progressed => Some(started),
-            (true, _) => Some(now() + frame_timeout),
-        };
-        due.open = if self.opened.is_empty() {
-            None
-        } else {
-            self.opened.settle(now(), frame_timeout)
-        };
-        if due.keepalive.is_none() {
-            if let Some(keepalive) = self.config.keepalive {
-                due.keepalive = Some(now() + keepalive.interval);
-                self.frames_at_keepalive = self.reader.frames();
-            }
-        }
-        // The idle deadline is armed once and checked when it fires (calls opened since then
-        // push it back), so a busy connection never moves its timer per call.
-        if due.idle.is_none() {
-            if let Some(limit) = self.config.idle_timeout {
-                due.idle = Some(now() + limit);
-                self.calls_at_idle_check = (self.last_call_id, self.shared.lock().went_idle);
-            }
-        }
-    }
-
-    /// The timer fired: act on whichever deadline passed. `Some` closes the connection.
-    fn on_timer(&mut self, cx: &mut Context<'_>) -> Option<Poll<()>> {
-        let now = Instant::now();
-        let due = self.timers.due;
-        if due.handshake.is_some_and(|at| at <= now) {
-            warn_limited!(self.config.log_limit, Kind::NoPreface, { peer = ?self.conn_info.peer, },
-                "closing connection: no preface in time");
-            return Some(self.close(cx, None));
-        }
-        if due.frame.is_some_and(|at| at <= now) {
-            if self.paused() {
-                // We stopped reading, not the peer: its frame is not late.
-                self.timers.due.frame = Some(now + self.config.frame_timeout);
-            } else {
-                warn_limited!(self.config.log_limit, Kind::FrameTimeout, { peer = ?self.conn_info.peer, },
-                    "closing connection: a frame did not complete in time");
-                let reason = (
-                    Code::DeadlineExceeded,
-                    "frame not completed in time".to_owned(),
-                );
-                return Some(self.close(cx, Some(reason)));
-            }
-        }
-        if due.open.is_some_and(|at| at <= now) {
-            self.expire_opened(now);
-            self.timers.due.open = if self.opened.is_empty() {
-                None
-            } else {
-                self.opened.settle(now, self.config.frame_timeout)
-            };
-        }
-        if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
-            if at <= now {
-                if self.awaiting_pong.is_some() {
-                    tracing::debug!(peer = ?self.conn_info.peer, "closing connection: keepalive PING unanswered");
-                    let reason = (Code::Unavailable, "keepalive timeout".to_owned());
-                    return Some(self.close(cx, Some(reason)));
-                }
-                if self.reader.frames() == self.frames_at_keepalive {
-                    // Nothing heard for a whole interval: is the client still there?
-                    let payload =
-                        u64::from(self.last_call_id) << 32 | self.reader.frames() & 0xffff_ffff;
-                    frame::encode_ping(self.shared.lock().outbox.buf_mut(), payload);
-                    self.awaiting_pong = Some(payload);
-                    self.timers.due.keepalive = Some(now + keepalive.timeout);
-                } else {
-                    self.timers.due.keepalive = Some(now + keepalive.interval);
-                }
-                self.frames_at_keepalive = self.reader.frames();
-            }
-        }
-        if due.age.is_some_and(|at| at <= now) {
-            if let Some(done) = self.on_age(cx, now) {
-                return Some(done);
-            }
-        }
-        if let (Some(at), Some(limit)) = (due.idle, self.config.idle_timeout) {
-            if at <= now {
-                let activity = (self.last_call_id, self.shared.lock().went_idle);
-                let quiet = activity == self.calls_at_idle_check;
-                if quiet && self.in_flight() == 0 {
-                    tracing::debug!(peer = ?self.conn_info.peer, "closing idle connection");
-                    self.send_away("idle connection closed", true);
-                    return Some(self.linger(cx));
-                }
-                // Busy since the timer was armed: idle, if at all, only from now on.
-                self.calls_at_idle_check = activity;
-                self.timers.due.idle = Some(now + limit);
-            }
-        }
-        None
-    }
-
     /// Hands each whole frame in the read buffer to [`on_frame`](Self::on_frame). Stops early
     /// — `Ok(true)`, the rest left in the read buffer — once the write buffer holds more than
     /// [`HIGH_WATER`]: one read may carry hundreds of calls whose answers are each up to the
@@ -432,7 +318,7 @@ impl<D: Dispatch> Connection<D> {
         }
     }
 
-    fn paused(&self) -> bool {
+    pub(super) fn paused(&self) -> bool {
         let state = self.shared.lock();
         state.over_budget() || state.outbox.buffered() > HIGH_WATER
     }
@@ -445,8 +331,8 @@ impl<D> Drop for Connection<D> {
         // open and answer calls after the server is gone.
         self.shared.abort_running();
         // Nor may a request stream held past the connection (its `CallReceiver` shares this
-        // state) keep the socket open.
-        self.shared.release_socket();
+        // state) keep the socket open: its write half is dropped now.
+        self.shared.lock().outbox.release_writer();
     }
 }
 

@@ -13,6 +13,7 @@ mod age;
 mod call;
 pub(crate) mod config;
 mod conn;
+mod deadlines;
 mod frames;
 mod linger;
 mod listener;

@@ -229,13 +229,6 @@ impl Shared {
         state.wake_writers();
     }
 
-    /// The connection has ended: its socket's write half is dropped now, not when the last
-    /// holder of this state lets go (a request stream a handler moved into a task of its own
-    /// holds it for as long as that task keeps the stream).
-    pub(super) fn release_socket(&self) {
-        self.lock().outbox.release_writer();
-    }
-
     /// Forgets a cancelled call's stream, waking whoever waits on it.
     pub(super) fn cancel_stream(state: &mut ConnState, call_id: u32) {
         if let Some(mut stream) = state.remove_stream(call_id) {
