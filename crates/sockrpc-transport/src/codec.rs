@@ -161,8 +161,7 @@ impl FrameDecoder {
         if header.kind != FrameKind::Message {
             return self.parse(header, body).map(Some);
         }
-        let max = self.limits.max_message_size;
-        match self.pieces.take(header, body, max) {
+        match self.pieces.take(header, body) {
             Some(body) => {
                 let header = FrameHeader {
                     length: u32::try_from(body.len()).unwrap_or(u32::MAX),

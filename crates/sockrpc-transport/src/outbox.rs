@@ -16,7 +16,7 @@
 //!
 //! A message larger than [`PIECE`] to a peer that reads split messages ([`CAP_PIECES`](frame::CAP_PIECES)) is not
 //! queued whole: it waits in `bulks`, and a piece of it is cut only when everything appended
-//! before has been written, one piece per flush. The frames other calls append meanwhile go
+//! before has been written (at most [`PIECES_PER_FLUSH`] per flush). The frames other calls append meanwhile go
 //! out between its pieces, so a small answer waits behind one piece, not the whole message.
 //! Frames of the same call that must follow the message (its END, its next message) wait in
 //! its bulk's tail and go out right after its last piece:
@@ -59,6 +59,13 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// alive whole. Past it a body has its own allocation, so what the outbox holds is what
 /// [`buffered`](Outbox::buffered) counts against [`HIGH_WATER`].
 pub const BY_REFERENCE: usize = sockrpc_protocol::codec::arena::LARGEST + 1;
+
+/// Pieces of split messages one flush writes at most (1 MiB) before it lets the tasks woken
+/// meanwhile append. A socket that takes no more ends a flush sooner, and then what they
+/// appended goes out before the next piece: that is where pieces matter, a peer slower than
+/// its sender. Pausing after every piece cost a 1 MiB echo twice its time (a re-poll of the
+/// writer per 64 KiB, both ways) and bought nothing while the socket took everything at once.
+const PIECES_PER_FLUSH: usize = 16;
 
 /// Slices one vectored write gathers at most.
 const MAX_SLICES: usize = 32;
@@ -318,7 +325,7 @@ impl Outbox {
         if let Some(kind) = self.failed {
             return Poll::Ready(Err(io::Error::new(kind, "connection write failed earlier")));
         }
-        let mut cut = false;
+        let mut cut = 0;
         loop {
             if self.queued > 0 {
                 if let Err(err) = ready!(self.poll_flush_queue(cx)) {
@@ -337,14 +344,14 @@ impl Outbox {
             if self.bulks.is_empty() {
                 break;
             }
-            if cut {
-                // One piece per flush: come back after the tasks woken meanwhile have appended,
-                // so their frames go out before the next piece.
+            if cut == PIECES_PER_FLUSH {
+                // Come back after the tasks woken meanwhile have appended, so their frames go
+                // out before the next piece.
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             self.cut_piece();
-            cut = true;
+            cut += 1;
         }
         self.batched = 0;
         if self.buf.capacity() > KEEP_CAPACITY * 4 {

@@ -219,7 +219,9 @@ fn a_large_message_goes_out_in_pieces_that_other_calls_frames_pass() {
     for vectored in [true, false] {
         let (mut outbox, out, _) = outbox(usize::MAX, vectored);
         outbox.set_pieces(true);
-        let large: Bytes = (0..PIECE * 2 + 5).map(|i| i as u8).collect();
+        // One flush's worth of pieces, one more, and 5 bytes.
+        let n = PIECES_PER_FLUSH;
+        let large: Bytes = (0..PIECE * (n + 1) + 5).map(|i| i as u8).collect();
         outbox.append_message(3, FLAG_COMPRESSED, &large);
         // The call's next message and its END wait behind it, however small.
         outbox.append_message(3, FLAG_END_STREAM, &Bytes::from_static(b"next"));
@@ -230,7 +232,7 @@ fn a_large_message_goes_out_in_pieces_that_other_calls_frames_pass() {
             "nothing of call 3 is in the buffer yet"
         );
         assert!(outbox.buffered() > large.len());
-        // One piece per flush: the writer comes back for the next.
+        // A flush writes at most PIECES_PER_FLUSH pieces, then comes back for the rest.
         assert!(flush_once(&mut outbox).is_pending());
         // Another call's frame appended now goes before the next piece.
         outbox.append_message(5, FLAG_END_STREAM, &Bytes::from_static(b"small"));
@@ -242,21 +244,20 @@ fn a_large_message_goes_out_in_pieces_that_other_calls_frames_pass() {
             .iter()
             .map(|(call, flags, body)| (*call, *flags, body.len()))
             .collect();
-        let end = frames[2].2.len();
-        assert_eq!(
-            shape,
-            vec![
-                (3, FLAG_MORE | FLAG_COMPRESSED, PIECE),
-                (5, FLAG_END_STREAM, 5),
-                (5, 0, end),
-                (3, FLAG_MORE | FLAG_COMPRESSED, PIECE),
-                (3, FLAG_COMPRESSED, 5),
-                (3, FLAG_END_STREAM, 4),
-                (3, 0, end),
-            ],
-            "vectored {vectored}"
-        );
-        let joined: Vec<u8> = [&frames[0].2[..], &frames[3].2[..], &frames[4].2[..]].concat();
+        let end = frames[n + 1].2.len();
+        let more = (3, FLAG_MORE | FLAG_COMPRESSED, PIECE);
+        let mut expected = vec![more; n];
+        expected.extend([
+            (5, FLAG_END_STREAM, 5),
+            (5, 0, end),
+            more,
+            (3, FLAG_COMPRESSED, 5),
+            (3, FLAG_END_STREAM, 4),
+            (3, 0, end),
+        ]);
+        assert_eq!(shape, expected, "vectored {vectored}");
+        let pieces = frames.iter().filter(|f| f.0 == 3).take(n + 2);
+        let joined: Vec<u8> = pieces.flat_map(|f| f.2.iter().copied()).collect();
         assert_eq!(joined, large.to_vec());
     }
 }
