@@ -1,12 +1,13 @@
 //! Frames that are legal but odd — WINDOW credit at `u32::MAX` or for calls that do not exist,
 //! CANCEL and END for unknown or finished calls, a MESSAGE for a call never opened, a client's
-//! own GOAWAY, HEADERS or PONG — are ignored: the connection goes on serving. Sizes exactly at
-//! a limit are accepted and one byte over refused (metadata), and a 65,535-byte method path is
-//! answered, not fatal.
+//! own GOAWAY, HEADERS or PONG — are ignored: the connection goes on serving. Metadata exactly
+//! at the limit is accepted and one byte over fails its call alone, and a 65,535-byte method
+//! path is answered, not fatal.
 
 use crate::raw::{
     case, concat, connect, echo_message, expect_closed, frame, goaway, open, open_body,
-    read_until_closed, send, server_frames, ServerFrame, ECHO_PATH, END, GOAWAY, OPEN, PREFACE,
+    read_until_closed, send, server_frames, ServerFrame, ECHO_PATH, END, END_STREAM, GOAWAY,
+    MESSAGE, OPEN, PREFACE,
 };
 use crate::support::{bounded, fresh_call, start_echo, EchoImpl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +18,9 @@ const CANCEL: u8 = 5;
 const PONG: u8 = 7;
 const WINDOW: u8 = 9;
 const UNIMPLEMENTED: u32 = 12;
+const RESOURCE_EXHAUSTED: u32 = 8;
+/// OPEN flag: the client streams its request.
+const STREAM: u8 = 0x02;
 /// The default metadata limit (`Limits::max_metadata_size`), less what its one entry counts
 /// beyond its bytes (`METADATA_ENTRY_OVERHEAD`, HTTP/2's 32): the largest one-entry block.
 const METADATA_LIMIT: usize = 16 * 1024 - 32;
@@ -141,8 +145,26 @@ async fn odd_but_legal_frames_are_ignored() {
     server.stop().await;
 }
 
+/// The END for `call_id` among `frames`: its code and message.
+fn end_status(frames: &[ServerFrame], call_id: u32) -> (u32, String) {
+    let end = frames
+        .iter()
+        .find(|f| f.kind == END && f.call_id == call_id)
+        .expect("END");
+    let len = u32::from_be_bytes(end.body[4..8].try_into().expect("length")) as usize;
+    (
+        end_code(frames, call_id),
+        String::from_utf8_lossy(&end.body[8..8 + len]).into_owned(),
+    )
+}
+
+/// A metadata block one byte past the limit fails its own call `RESOURCE_EXHAUSTED` (as HTTP/2
+/// makes a header list too large a stream error), unary or streaming, and the connection goes
+/// on: the streaming call's later MESSAGEs are dropped as an ended call's, and the calls after
+/// it are served. Until session 35 it was a protocol error that closed the connection with
+/// every call on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_at_the_limit_is_served_and_one_byte_over_is_refused() {
+async fn metadata_one_byte_over_fails_only_its_call() {
     let server = start_echo(EchoImpl::default());
     let mut stream = connect(server.addr).await;
     let mut got = Vec::new();
@@ -157,23 +179,68 @@ async fn metadata_at_the_limit_is_served_and_one_byte_over_is_refused() {
     .await;
     let frames = until_end(&mut stream, &mut got, 1).await;
     assert_eq!(end_code(&frames, 1), 0, "{frames:?}");
-    let over = concat(&[
-        PREFACE,
-        &open_raw(1, ECHO_PATH, &metadata_block_of(METADATA_LIMIT + 1)),
-        &echo_message(1, 1, b"over"),
-    ]);
-    expect_closed(
-        server.addr,
-        &case("metadata one byte over", over, Some("metadata exceeds")),
+    let over = metadata_block_of(METADATA_LIMIT + 1);
+    let mut streaming = open_raw(3, ECHO_PATH, &over);
+    streaming[5] = STREAM;
+    send(
+        &mut stream,
+        &[
+            &open_raw(2, ECHO_PATH, &over),
+            &echo_message(2, 2, b"over"),
+            &streaming,
+            &frame(MESSAGE, 0, 3, &[]),
+            &frame(MESSAGE, END_STREAM, 3, &[]),
+            &open(4, ECHO_PATH, &[]),
+            &echo_message(4, 4, b"after"),
+        ],
     )
     .await;
+    let frames = until_end(&mut stream, &mut got, 4).await;
+    for call in [2, 3] {
+        let (code, message) = end_status(&frames, call);
+        assert_eq!(code, RESOURCE_EXHAUSTED, "call {call}: {message}");
+        assert!(
+            message.contains("request metadata of 16385 bytes exceeds the limit of 16384"),
+            "call {call}: {message}"
+        );
+        let flags = frames
+            .iter()
+            .find(|f| f.kind == END && f.call_id == call)
+            .map(|f| f.flags);
+        assert_eq!(flags, Some(0), "call {call}: marked not processed");
+    }
+    assert_eq!(end_code(&frames, 4), 0, "{frames:?}");
+    // Malformed stays fatal: a block past the limit whose count runs past the body. The
+    // GOAWAY names the refused OPEN as received (its `last_call_id`), so that its client does
+    // not send it again as a call never processed.
+    let mut short = metadata_block_of(METADATA_LIMIT + 1);
+    short[..2].copy_from_slice(&2u16.to_be_bytes());
+    let malformed = concat(&[PREFACE, &open_raw(7, ECHO_PATH, &short)]);
+    expect_closed(
+        server.addr,
+        &case(
+            "metadata over, then short",
+            malformed.clone(),
+            Some("body ends early"),
+        ),
+    )
+    .await;
+    let mut bad = connect(server.addr).await;
+    send(&mut bad, &[&malformed]).await;
+    let (sent, _) = read_until_closed(&mut bad, "metadata over, then short").await;
+    let frames = server_frames(&sent);
+    let last_call_id = frames
+        .iter()
+        .find(|f| f.kind == GOAWAY)
+        .map(|f| u32::from_be_bytes(f.body[..4].try_into().expect("last call id")));
+    assert_eq!(last_call_id, Some(7), "{frames:?}");
     // The first connection lives on.
     send(
         &mut stream,
-        &[&open(2, ECHO_PATH, &[]), &echo_message(2, 2, b"again")],
+        &[&open(5, ECHO_PATH, &[]), &echo_message(5, 5, b"again")],
     )
     .await;
-    assert_eq!(end_code(&until_end(&mut stream, &mut got, 2).await, 2), 0);
+    assert_eq!(end_code(&until_end(&mut stream, &mut got, 5).await, 5), 0);
     fresh_call(server.addr, 1).await;
     server.stop().await;
 }

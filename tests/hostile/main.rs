@@ -8,6 +8,7 @@ mod fold;
 mod folded_request;
 mod linger;
 mod memory;
+mod metadata_limit;
 mod pending_memory;
 mod pieces;
 mod pinned_streams;

@@ -1,7 +1,8 @@
 //! The hostile server's metadata and handshake: HEADERS repeated without end, metadata blocks
-//! past the limit or breaking the key and value rules, reserved keys, absurd or malformed
-//! SETTINGS, and peers that do not speak sockrpc at all (silent, HTTP/1.1, a TLS alert, another
-//! version). Each call ends with a clear status, within bounds, and the client's memory holds.
+//! past the limit (their call fails alone) or breaking the key and value rules (a protocol
+//! error), reserved keys, absurd or malformed SETTINGS, and peers that do not speak sockrpc at
+//! all (silent, HTTP/1.1, a TLS alert, another version). Each call ends with a clear status,
+//! within bounds, and the client's memory holds.
 
 use crate::raw::{block, frame, header, MESSAGE, PREFACE, SETTINGS, WINDOW};
 use crate::server_probe::{
@@ -164,10 +165,16 @@ async fn headers_repeated_on_a_stream_do_not_pile_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_metadata_from_the_server_is_a_clear_error() {
     let cases: [(&str, Reply); 5] = [
-        ("a block over 16 KiB", |id| {
-            // 17 entries of about 1 KiB each.
-            frame(HEADERS, 0, id, &big_block(17, 1015))
-        }),
+        (
+            "a block over 16 KiB whose last entry runs past the body",
+            |id| {
+                // 17 entries of about 1 KiB each (over the limit: its call alone would fail), but
+                // the block is cut short: malformed, a protocol error.
+                let mut block = big_block(17, 1015);
+                block.truncate(block.len() - 1);
+                frame(HEADERS, 0, id, &block)
+            },
+        ),
         ("a key that is not lowercase ASCII", |id| {
             frame(HEADERS, 0, id, &block(&[(b"\xff\xfeKey", b"v")]))
         }),
@@ -182,6 +189,48 @@ async fn bad_metadata_from_the_server_is_a_clear_error() {
         }),
     ];
     fail_at_once_as_protocol_errors(&cases).await;
+}
+
+/// A well-formed block over the client's limit, as HEADERS or in an END, fails that call alone
+/// (`RESOURCE_EXHAUSTED`, as HTTP/2 makes a header list too large a stream error); the next
+/// call on the connection is answered. Until session 35 it closed the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_over_the_limit_from_the_server_fails_only_its_call() {
+    let fake = fake_server(|mut stream| async move {
+        let _ = stream.write_all(PREFACE).await;
+        let mut buf = Vec::new();
+        // Bounded: three calls. The first gets HEADERS over 16 KiB (17 entries of about
+        // 1 KiB), the second trailers as large; the third is answered.
+        for round in 0..3 {
+            let Some((id, body)) = any_request(&mut stream, &mut buf).await else {
+                return;
+            };
+            let big = big_block(17, 1015);
+            let reply = match round {
+                0 => [
+                    frame(HEADERS, 0, id, &big),
+                    frame(MESSAGE, ANSWER, id, &body),
+                ]
+                .concat(),
+                1 => [frame(MESSAGE, 1, id, &body), end(id, 0, b"", b"", &big)].concat(),
+                _ => frame(MESSAGE, ANSWER, id, &body),
+            };
+            if stream.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+        while next_frame(&mut stream, &mut buf).await.is_some() {}
+    })
+    .await;
+    let mut client = client(fake.addr).await;
+    for (id, what) in [(1, "response headers"), (2, "response trailers")] {
+        let (result, _) = call(&mut client, id, BOUND).await;
+        let status = failed(what, result, Code::ResourceExhausted);
+        assert!(status.message().contains(what), "{status:?}");
+    }
+    let (result, _) = call(&mut client, 3, BOUND).await;
+    assert_eq!(result.expect("the next call is answered").id, 3);
+    assert_eq!(fake.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

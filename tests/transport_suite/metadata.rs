@@ -1,8 +1,9 @@
 //! Metadata against the receiver's limit (16 KiB: the block's bytes and 32 per entry, as HTTP/2
 //! counts a header list): the largest block fits each way; one byte more is refused by a sender that
 //! knows the limit; and a block past the receiver's limit, from a peer configured larger, fails
-//! the call (sockrpc closes the connection that sent it: a protocol error) without the
-//! receiver ever delivering any of it.
+//! that call alone with `RESOURCE_EXHAUSTED` (as HTTP/2 makes a header list too large a stream
+//! error) without the receiver ever delivering any of it, and the connection goes on. Until
+//! session 35 sockrpc closed the connection that sent it, as a protocol error.
 
 use crate::support::*;
 use bytes::Bytes;
@@ -27,13 +28,30 @@ fn block_of(size: usize) -> MetadataMap {
     map
 }
 
-/// The codes grpc-java's cases accept for metadata refused by its receiver. Not
-/// `UNAVAILABLE`: that reads as "try again", and the same metadata would be refused again.
+/// grpc-java's cases accept `UNKNOWN`, `RESOURCE_EXHAUSTED` or `INTERNAL` for metadata refused
+/// by its receiver (not `UNAVAILABLE`: that reads as "try again", and the same metadata would be
+/// refused again). sockrpc answers `RESOURCE_EXHAUSTED`, the call alone failing.
 fn refused_as_grpc_java_allows(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unknown | Code::ResourceExhausted | Code::Internal
-    )
+    code == Code::ResourceExhausted
+}
+
+/// One more call on `client` goes through: the connection lives on after a refusal.
+async fn the_connection_goes_on(
+    server: &mut Server,
+    client: &sockrpc::transport::ClientConnection,
+) {
+    let (mut tx, mut rx) = open(client, &MetadataMap::new());
+    send(&mut tx, &Bytes::from_static(b"after"))
+        .await
+        .expect("sent");
+    tx.close();
+    let mut call = server.take_call().await;
+    let responder = call.respond(MetadataMap::new(), MetadataMap::new());
+    responder.send(Bytes::from_static(b"still served"));
+    responder.end();
+    let (messages, end) = finish(&mut rx).await;
+    end.expect("the next call ends OK");
+    assert_eq!(messages, [Bytes::from_static(b"still served")]);
 }
 
 /// Large metadata: a block of exactly the limit goes both ways (request, headers, trailers).
@@ -86,6 +104,7 @@ async fn the_server_checks_inbound_metadata_size() {
         Limits::default().with_max_metadata_size(4 * LIMIT),
     )
     .await;
+    let conn = server.take_conn().await;
     let (mut tx, mut rx) = open(&client, &block_of(LIMIT + 1));
     let _ = send(&mut tx, &Bytes::from_static(b"foo")).await;
     tx.close();
@@ -94,16 +113,23 @@ async fn the_server_checks_inbound_metadata_size() {
     let err = end.expect_err("refused");
     assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
     assert!(
+        err.message()
+            .contains("request metadata of 16385 bytes exceeds the limit of 16384"),
+        "{err:?}"
+    );
+    assert!(
         !err.is_not_processed(),
         "a call the server refused for its metadata would be sent again: {err:?}"
     );
     assert!(server.no_call().await, "the handler was reached");
+    the_connection_goes_on(&mut server, &client).await;
+    assert!(!conn.is_terminated(), "the server closed the connection");
     server.stop().await;
 }
 
 /// The same through a channel: the refused unary call fails with the server's reason and is
-/// not sent again on a new connection (where the same metadata would close that one too, with
-/// every call on it).
+/// not sent again, on this connection or a new one (it was received and refused, not left
+/// unprocessed).
 #[tokio::test]
 async fn a_channel_does_not_resend_a_call_refused_for_its_metadata() {
     let mut server = Server::start();
@@ -113,7 +139,7 @@ async fn a_channel_does_not_resend_a_call_refused_for_its_metadata() {
     let channel = bounded("connect", sockrpc::Channel::connect(endpoint))
         .await
         .expect("connect");
-    let _first = server.take_conn().await;
+    let first = server.take_conn().await;
     let mut client = sockrpc_interop::pb::test_service_client::TestServiceClient::new(channel);
     let mut request = sockrpc::Request::new(sockrpc_interop::pb::SimpleRequest::default());
     *request.metadata_mut() = block_of(LIMIT + 1);
@@ -122,7 +148,7 @@ async fn a_channel_does_not_resend_a_call_refused_for_its_metadata() {
         .expect_err("refused");
     assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
     assert!(server.no_call().await, "the handler was reached");
-    // The pool may reconnect; a call sent again there would close that connection too.
+    // The connection lives on; were the call sent again on a new one, it would fail there too.
     let second = tokio::time::timeout(std::time::Duration::from_secs(2), server.take_conn()).await;
     if let Ok(second) = second {
         tokio::time::sleep(QUIET).await;
@@ -131,6 +157,7 @@ async fn a_channel_does_not_resend_a_call_refused_for_its_metadata() {
             "the call was sent again and closed a second connection"
         );
     }
+    assert!(!first.is_terminated(), "the server closed the connection");
     server.stop().await;
 }
 
@@ -150,7 +177,9 @@ async fn the_client_checks_inbound_header_size() {
     responder.end();
     let err = headers(&mut rx).await.expect_err("the headers are refused");
     assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
+    assert!(err.message().contains("response headers"), "{err:?}");
     assert!(err.metadata().get_bin("big-bin").is_none());
+    the_connection_goes_on(&mut server, &client).await;
     server.stop().await;
 }
 
@@ -173,7 +202,9 @@ async fn the_client_checks_inbound_trailer_size() {
     let (_, end) = finish(&mut rx).await;
     let err = end.expect_err("the trailers are refused");
     assert!(refused_as_grpc_java_allows(err.code()), "{err:?}");
+    assert!(err.message().contains("response trailers"), "{err:?}");
     assert!(err.metadata().get("tell-tale").is_none());
     assert!(rx.trailers().is_none());
+    the_connection_goes_on(&mut server, &client).await;
     server.stop().await;
 }

@@ -229,7 +229,7 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             }
             encode_settings(dst, *capabilities, usize::from(*max_calls));
         }
-        Frame::Oversized { .. } => return false,
+        Frame::Oversized { .. } | Frame::MetadataTooLarge { .. } => return false,
     }
     true
 }

@@ -112,6 +112,8 @@ fn parse(block: &[u8], limits: &Limits) -> Option<MetadataMap> {
     };
     match Frame::parse(&header, Bytes::copy_from_slice(block), limits) {
         Ok(Frame::Headers { metadata, .. }) => Some(metadata),
+        // Past the limit: refused (for its call alone, on a connection).
+        Ok(Frame::MetadataTooLarge { .. }) => None,
         Ok(other) => panic!("a HEADERS body parsed as {other:?}"),
         Err(_) => None,
     }

@@ -209,6 +209,27 @@ impl MetadataMap {
         Ok(())
     }
 
+    /// Whether [`push_wire`](Self::push_wire) would take an entry, checked without allocating:
+    /// for the entries of a block past the receiver's limit, which is walked to the end (it
+    /// must still be well formed) but never kept.
+    pub(crate) fn wire_entry_ok(key: &[u8], value: &[u8]) -> bool {
+        let key_ok = !key.is_empty()
+            && key.len() <= MAX_KEY_LEN
+            && key
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !key_ok {
+            return false;
+        }
+        let prefix = RESERVED_PREFIX.as_bytes();
+        if key.len() >= prefix.len() && key[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            // Dropped unread by `push_wire`, whatever its value.
+            return true;
+        }
+        let bin = key.len() >= 4 && key[key.len() - 4..].eq_ignore_ascii_case(b"-bin");
+        bin || value.iter().all(|b| (0x20..=0x7e).contains(b))
+    }
+
     /// Copies every value into storage of its own. Values decoded off the wire share the
     /// connection's read buffer; a map that will be held for long (a call waiting for its
     /// request message) is unshared so it does not keep that whole buffer alive.

@@ -147,8 +147,9 @@ impl FrameDecoder {
         parsed
     }
 
-    /// The kind and call id of the frame whose body this decoder refused (a malformed body, or
-    /// metadata past the limit), if it refused one: the connection closes on it, and a server
+    /// The kind and call id of the frame whose body this decoder refused (a malformed body;
+    /// metadata merely past the limit is not refused here but parses as
+    /// `Frame::MetadataTooLarge`, for its call alone to fail), if it refused one: the connection closes on it, and a server
     /// names a refused OPEN's call in its GOAWAY as received, so that its client does not take
     /// the call for one never processed and send it again.
     pub fn refused_frame(&self) -> Option<(FrameKind, u32)> {

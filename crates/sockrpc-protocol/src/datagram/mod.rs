@@ -363,6 +363,10 @@ impl Cursor {
         };
         match Frame::parse(&header, block, limits) {
             Ok(Frame::Headers { metadata, .. }) => Ok(metadata),
+            // A datagram is one call: its metadata past the limit refuses it whole.
+            Ok(Frame::MetadataTooLarge { .. }) => {
+                Err(DatagramError::Malformed("metadata exceeds the limit"))
+            }
             _ => Err(DatagramError::Malformed("invalid metadata key or value")),
         }
     }

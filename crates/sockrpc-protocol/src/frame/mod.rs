@@ -385,6 +385,20 @@ pub enum Frame {
         /// `RESOURCE_EXHAUSTED`.
         max_calls: u16,
     },
+    /// Not a wire frame: an OPEN, HEADERS or END whose body is well formed but whose metadata
+    /// block is over the receiver's [`Limits::max_metadata_size`]. The block was walked and
+    /// checked to its end but none of it kept: only its call fails (`RESOURCE_EXHAUSTED`), not
+    /// the connection, as HTTP/2 makes a header list too large a stream error.
+    MetadataTooLarge {
+        /// The frame's kind: [`FrameKind::Open`], [`FrameKind::Headers`] or [`FrameKind::End`].
+        kind: FrameKind,
+        /// Call id.
+        call_id: u32,
+        /// The frame's flags (an OPEN's `FLAG_STREAM`, `FLAG_CHARGED`, …).
+        flags: u8,
+        /// What the block counts against the limit: its bytes and 32 per entry.
+        size: usize,
+    },
     /// Not a wire frame: a MESSAGE larger than the receiver's limit, whose body was read and
     /// thrown away so that only its call fails (`ResourceExhausted`), not the connection.
     Oversized {

@@ -14,6 +14,9 @@ use std::time::Duration;
 struct Body {
     kind: FrameKind,
     buf: Bytes,
+    /// The metadata block was over the limit: what it counts (its bytes and 32 per entry).
+    /// The frame then parses as [`Frame::MetadataTooLarge`], once the rest of it is checked.
+    over: Option<usize>,
 }
 
 impl Body {
@@ -70,10 +73,15 @@ impl Body {
         path.map_err(|_| self.malformed("invalid method path"))
     }
 
+    /// A metadata block. Past the limit, nothing more of it is kept (the map is dropped, so
+    /// what it holds never exceeds the limit) but the rest is still walked and checked: a
+    /// well-formed block that is merely too large fails its call only (`self.over`, read by
+    /// the caller), while one whose lengths or keys are wrong is a malformed frame.
     fn metadata(&mut self, limits: &Limits) -> Result<MetadataMap, FrameError> {
         let start = self.buf.remaining();
         let count = self.u16()?;
         let mut map = MetadataMap::new();
+        let mut over = false;
         for entry in 1..=usize::from(count) {
             let key_len = usize::from(self.u8()?);
             let key = self.bytes(key_len)?;
@@ -82,11 +90,22 @@ impl Body {
             // Counted as HTTP/2 counts a header list: each entry costs 32 bytes beyond its
             // key and value, so many tiny entries (each a map entry here) are bounded too.
             let charged = start - self.buf.remaining() + entry * METADATA_ENTRY_OVERHEAD;
-            if charged > limits.max_metadata_size {
-                return Err(self.malformed("metadata exceeds the limit"));
+            if !over && charged > limits.max_metadata_size {
+                over = true;
+                map = MetadataMap::new();
             }
-            map.push_wire(&key, value)
-                .map_err(|_| self.malformed("invalid metadata key or value"))?;
+            let valid = if over {
+                MetadataMap::wire_entry_ok(&key, &value)
+            } else {
+                map.push_wire(&key, value).is_ok()
+            };
+            if !valid {
+                return Err(self.malformed("invalid metadata key or value"));
+            }
+        }
+        if over {
+            let size = start - self.buf.remaining();
+            self.over = Some(size + usize::from(count) * METADATA_ENTRY_OVERHEAD);
         }
         Ok(map)
     }
@@ -128,6 +147,7 @@ impl Frame {
         let mut body = Body {
             kind: header.kind,
             buf: body,
+            over: None,
         };
         let frame = match header.kind {
             FrameKind::Open => {
@@ -237,6 +257,15 @@ impl Frame {
             },
         };
         body.finish()?;
+        if let Some(size) = body.over {
+            // Well formed, but its metadata is over this side's limit: only its call fails.
+            return Ok(Frame::MetadataTooLarge {
+                kind: header.kind,
+                call_id,
+                flags: header.flags,
+                size,
+            });
+        }
         Ok(frame)
     }
 }
@@ -273,13 +302,125 @@ mod tests {
             other => panic!("expected HEADERS: {other:?}"),
         }
         let over = block(fits + 1);
-        let err = Frame::parse(&header(over.len()), over, &limits).expect_err("one entry over");
-        assert!(err.to_string().contains("metadata exceeds"), "{err}");
+        let size = over.len() + (fits + 1) * METADATA_ENTRY_OVERHEAD;
+        match Frame::parse(&header(over.len()), over, &limits) {
+            Ok(Frame::MetadataTooLarge {
+                kind: FrameKind::Headers,
+                call_id: 1,
+                size: got,
+                ..
+            }) => assert_eq!(got, size),
+            other => panic!("expected metadata too large: {other:?}"),
+        }
         // The sender checks the same count before sending.
         let mut map = MetadataMap::new();
         for i in 0..=fits {
             map.insert(format!("k{i}").as_str(), "").expect("valid");
         }
         assert!(check_metadata(&map, &limits).is_err());
+    }
+
+    /// Parses the one frame `wire` holds (header and body) under `limits`.
+    fn parse_wire(wire: &[u8], limits: &Limits) -> Result<Frame, FrameError> {
+        let head: [u8; super::super::HEADER_LEN] = wire[..12].try_into().expect("header");
+        let header = FrameHeader::parse(&head, &Limits::default()).expect("header");
+        Frame::parse(&header, Bytes::copy_from_slice(&wire[12..]), limits)
+    }
+
+    #[test]
+    fn a_well_formed_block_past_the_limit_fails_only_its_call() {
+        use crate::frame::{encode_end, encode_open_frame, OpenFrame};
+        let small = Limits::default().with_max_metadata_size(1500);
+        let mut map = MetadataMap::new();
+        map.insert("a", "x".repeat(1000).as_str()).expect("valid");
+        map.insert("b", "y".repeat(1000).as_str()).expect("valid");
+        // 2 (count) + 2 × (1 + 1 + 2 + 1000) + 2 × 32.
+        let size = 2 + 2 * 1004 + 2 * METADATA_ENTRY_OVERHEAD;
+        let path = MethodPath::from_static("/p.S/M");
+        let mut wire = BytesMut::new();
+        let open = OpenFrame {
+            client_streams: true,
+            charged: true,
+            ..OpenFrame::new(&path, &map)
+        };
+        encode_open_frame(&mut wire, 7, &open);
+        match parse_wire(&wire, &small) {
+            Ok(Frame::MetadataTooLarge {
+                kind: FrameKind::Open,
+                call_id: 7,
+                flags,
+                size: got,
+            }) => {
+                assert_eq!(got, size);
+                assert_eq!(
+                    flags & (FLAG_STREAM | FLAG_CHARGED),
+                    FLAG_STREAM | FLAG_CHARGED
+                );
+            }
+            other => panic!("expected OPEN's metadata too large: {other:?}"),
+        }
+        let mut wire = BytesMut::new();
+        encode_end(&mut wire, 9, Code::NotFound, "gone", b"", &map);
+        assert!(matches!(
+            parse_wire(&wire, &small),
+            Ok(Frame::MetadataTooLarge {
+                kind: FrameKind::End,
+                call_id: 9,
+                ..
+            })
+        ));
+        // Under the default limit the same frames parse whole.
+        assert!(matches!(
+            parse_wire(&wire, &Limits::default()),
+            Ok(Frame::End { .. })
+        ));
+    }
+
+    #[test]
+    fn a_block_past_the_limit_is_still_checked_to_its_end() {
+        let small = Limits::default().with_max_metadata_size(100);
+        let header = |len: usize| FrameHeader {
+            length: u32::try_from(len).expect("length"),
+            kind: FrameKind::Headers,
+            flags: 0,
+            call_id: 1,
+        };
+        let entry = |b: &mut BytesMut, key: &[u8], value: &[u8]| {
+            b.extend_from_slice(&[u8::try_from(key.len()).expect("key")]);
+            b.extend_from_slice(key);
+            b.extend_from_slice(&u16::try_from(value.len()).expect("value").to_be_bytes());
+            b.extend_from_slice(value);
+        };
+        // Past the limit with the first entry; the second breaks the key rules.
+        let mut bad_key = BytesMut::new();
+        bad_key.extend_from_slice(&2u16.to_be_bytes());
+        entry(&mut bad_key, b"big", &[b'v'; 200]);
+        entry(&mut bad_key, b"Bad Key", b"v");
+        let err = Frame::parse(&header(bad_key.len()), bad_key.freeze(), &small)
+            .expect_err("a bad key past the limit");
+        assert!(err.to_string().contains("invalid metadata key"), "{err}");
+        // A text value with a control character, past the limit.
+        let mut bad_value = BytesMut::new();
+        bad_value.extend_from_slice(&2u16.to_be_bytes());
+        entry(&mut bad_value, b"big", &[b'v'; 200]);
+        entry(&mut bad_value, b"text", b"bell\x07");
+        assert!(Frame::parse(&header(bad_value.len()), bad_value.freeze(), &small).is_err());
+        // A count larger than the block.
+        let mut short = BytesMut::new();
+        short.extend_from_slice(&3u16.to_be_bytes());
+        entry(&mut short, b"big", &[b'v'; 200]);
+        let err = Frame::parse(&header(short.len()), short.freeze(), &small)
+            .expect_err("a count past the body");
+        assert!(err.to_string().contains("body ends early"), "{err}");
+        // Reserved keys and binary values past the limit are as acceptable as before it.
+        let mut fine = BytesMut::new();
+        fine.extend_from_slice(&3u16.to_be_bytes());
+        entry(&mut fine, b"big", &[b'v'; 200]);
+        entry(&mut fine, b"Sockrpc-x", b"\x00");
+        entry(&mut fine, b"raw-BIN", b"\x00\xff");
+        assert!(matches!(
+            Frame::parse(&header(fine.len()), fine.freeze(), &small),
+            Ok(Frame::MetadataTooLarge { .. })
+        ));
     }
 }

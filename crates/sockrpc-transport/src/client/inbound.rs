@@ -10,7 +10,7 @@ use super::driver::Pinger;
 use super::{Shared, State};
 use crate::outbox::HIGH_WATER;
 use bytes::Bytes;
-use sockrpc_protocol::frame::{self, Frame};
+use sockrpc_protocol::frame::{self, Frame, FrameKind};
 use sockrpc_protocol::{Code, MetadataMap, Response, Status};
 use std::{sync::atomic::Ordering, sync::Arc, task::Waker};
 use tokio::time::Instant;
@@ -140,6 +140,12 @@ impl Inbound<'_> {
                     ))),
                 );
             }
+            Frame::MetadataTooLarge {
+                kind,
+                call_id,
+                size,
+                ..
+            } => self.refuse_metadata(state, kind, call_id, size),
             Frame::End {
                 call_id,
                 code,
@@ -277,6 +283,38 @@ impl Inbound<'_> {
             frame::encode_cancel(state.outbox.buf_mut(), call_id);
         }
         state.stream_ended(self.shared, call_id);
+    }
+
+    /// HEADERS or END for `call_id` whose metadata (`size`, as counted against the limit) is
+    /// over this client's limit: that call fails `RESOURCE_EXHAUSTED` and, if it was still
+    /// streaming, is cancelled on the server; the connection and its other calls go on.
+    fn refuse_metadata(&mut self, state: &mut State, kind: FrameKind, call_id: u32, size: usize) {
+        let what = match kind {
+            FrameKind::Headers => "response headers",
+            FrameKind::End => "response trailers",
+            // Servers do not open calls.
+            _ => return,
+        };
+        let limit = self.shared.limits.max_metadata_size;
+        let status = Status::resource_exhausted(format!(
+            "{what} of {size} bytes exceed the limit of {limit}"
+        ));
+        let Some(slot) = state.calls.get_mut(call_id) else {
+            return;
+        };
+        match slot.stream.as_mut() {
+            Some(stream) if !stream.inbound.is_finished() => {
+                stream.end(Err(status));
+                // After HEADERS the server would go on streaming to a call that failed; after
+                // END it has ended the call already.
+                if kind == FrameKind::Headers && state.outbox.failed().is_none() {
+                    frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                }
+                state.stream_ended(self.shared, call_id);
+            }
+            Some(_) => {}
+            None => complete(self.wake, slot, Err(status)),
+        }
     }
 
     fn finish(&mut self, state: &mut State, call_id: u32, result: Result<Response<Bytes>, Status>) {

@@ -300,11 +300,11 @@ impl<D: Dispatch> Connection<D> {
                     warn_limited!(self.config.log_limit, Kind::ProtocolError,
                         { peer = ?self.conn_info.peer, error = %err, },
                         "closing connection: protocol error");
-                    // An OPEN refused for its body (metadata past our limit, say) was received:
-                    // the GOAWAY names it, so that its client fails it with this reason rather
-                    // than taking it for a call never processed and sending it again, to be
-                    // refused again with every call on that connection. Later calls stay above
-                    // the GOAWAY's id: those may go elsewhere.
+                    // An OPEN refused for its body (malformed: lengths that do not add up, say)
+                    // was received: the GOAWAY names it, so that its client fails it with this
+                    // reason rather than taking it for a call never processed and sending it
+                    // again, to be refused again with every call on that connection. Later
+                    // calls stay above the GOAWAY's id: those may go elsewhere.
                     if let Some((FrameKind::Open, id)) = self.reader.refused_frame() {
                         self.last_call_id = self.last_call_id.max(id);
                     }

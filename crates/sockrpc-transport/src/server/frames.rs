@@ -8,7 +8,7 @@ use super::conn::Connection;
 use super::open::{Opened, PENDING_OPEN_BUDGET};
 use super::respond::{CallReceiver, ServerStream, Shared};
 use crate::dispatch::{Dispatch, RequestBody};
-use sockrpc_protocol::frame::{self, Frame};
+use sockrpc_protocol::frame::{self, Frame, FrameKind};
 use sockrpc_protocol::{Code, MetadataMap, Status};
 use std::{sync::Arc, task::Context};
 use tokio::time::Instant;
@@ -35,21 +35,7 @@ impl<D: Dispatch> Connection<D> {
                 message_compressed,
                 charged,
             } => {
-                if charged {
-                    // The client credits what it is sent on streams with each message's
-                    // charge: count it so, and empty answers are paced too.
-                    self.shared.lock().charge_answers = true;
-                }
-                if call_id <= self.last_call_id {
-                    return Err((
-                        Code::Internal,
-                        format!(
-                            "call id {call_id} reused or out of order (last was {})",
-                            self.last_call_id
-                        ),
-                    ));
-                }
-                self.last_call_id = call_id;
+                self.take_call_id(call_id, charged)?;
                 let timeout = super::config::cap_timeout(timeout, self.config.timeout);
                 let busy = self.at_call_limit();
                 if self.draining {
@@ -215,6 +201,43 @@ impl<D: Dispatch> Connection<D> {
                     None => {}
                 }
             }
+            Frame::MetadataTooLarge {
+                kind: FrameKind::Open,
+                call_id,
+                flags,
+                size,
+            } => {
+                // A well-formed OPEN whose metadata is over our limit: received and refused,
+                // its call alone (as HTTP/2 makes a header list too large a stream error). Its
+                // id is used up; its later MESSAGEs are dropped as those of an ended call.
+                self.take_call_id(call_id, flags & frame::FLAG_CHARGED != 0)?;
+                let limit = self.config.limits.max_metadata_size;
+                self.answer(
+                    call_id,
+                    Err(Status::resource_exhausted(format!(
+                        "request metadata of {size} bytes exceeds the limit of {limit}"
+                    ))),
+                );
+            }
+            Frame::MetadataTooLarge {
+                kind: FrameKind::End,
+                call_id,
+                ..
+            } => {
+                // A client's END is its half-close; trailers it should not have sent change
+                // nothing, too large or not.
+                return self.on_frame(
+                    cx,
+                    Frame::End {
+                        call_id,
+                        code: Code::Ok,
+                        message: String::new(),
+                        details: bytes::Bytes::new(),
+                        trailers: MetadataMap::new(),
+                        not_processed: false,
+                    },
+                );
+            }
             Frame::Ping { payload } => self.on_ping(payload)?,
             Frame::Pong { payload } if self.awaiting_pong == Some(payload) => {
                 // The client is alive: the next keepalive PING is an interval away.
@@ -230,6 +253,27 @@ impl<D: Dispatch> Connection<D> {
             // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
             _ => {}
         }
+        Ok(())
+    }
+
+    /// A new OPEN's call id: above every id before it (else a protocol error), and from now on
+    /// the last one seen. `charged`: the OPEN had `FLAG_CHARGED`.
+    fn take_call_id(&mut self, call_id: u32, charged: bool) -> Result<(), (Code, String)> {
+        if charged {
+            // The client credits what it is sent on streams with each message's
+            // charge: count it so, and empty answers are paced too.
+            self.shared.lock().charge_answers = true;
+        }
+        if call_id <= self.last_call_id {
+            return Err((
+                Code::Internal,
+                format!(
+                    "call id {call_id} reused or out of order (last was {})",
+                    self.last_call_id
+                ),
+            ));
+        }
+        self.last_call_id = call_id;
         Ok(())
     }
 
