@@ -16,7 +16,8 @@
 use crate::pieces::{Admit, Pieces};
 use bytes::{Buf, Bytes, BytesMut};
 use sockrpc_protocol::frame::{
-    max_frame_len, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, MAGIC, PREFACE, VERSION,
+    max_frame_len, Frame, FrameError, FrameHeader, FrameKind, FLAG_MORE, HEADER_LEN, MAGIC,
+    PREFACE, VERSION,
 };
 use sockrpc_protocol::{Limits, PathCache};
 use std::io;
@@ -60,6 +61,9 @@ pub struct FrameDecoder {
     copy_below: usize,
     /// The split message being put back together, if any.
     pieces: Pieces,
+    /// Body bytes of pieces that were not a message's last (read or skipped): progress on a
+    /// split message, which completes no frame.
+    piece_bytes: u64,
     /// The kind and call id of the frame whose body was refused, once one was.
     refused: Option<(FrameKind, u32)>,
 }
@@ -73,6 +77,7 @@ impl FrameDecoder {
             paths: PathCache::default(),
             copy_below: 0,
             pieces: Pieces::default(),
+            piece_bytes: 0,
             refused: None,
         }
     }
@@ -85,6 +90,7 @@ impl FrameDecoder {
             paths: PathCache::default(),
             copy_below: 0,
             pieces: Pieces::default(),
+            piece_bytes: 0,
             refused: None,
         }
     }
@@ -126,6 +132,14 @@ impl FrameDecoder {
         buffered > 0
             || matches!(self.state, State::Body(_) | State::Skip { .. })
             || self.pieces.is_open()
+    }
+
+    /// Body bytes of pieces decoded so far that were not their message's last (read, or
+    /// skipped past the limit). A server's wait for a unary request message counts from when
+    /// these stop moving (`server/open.rs`): a client sends one split message at a time, so a
+    /// request may wait behind others' pieces after its OPEN has arrived.
+    pub fn piece_bytes(&self) -> u64 {
+        self.piece_bytes
     }
 
     /// How many more bytes the current frame needs, to size the next read; 0 when unknown.
@@ -170,7 +184,10 @@ impl FrameDecoder {
                 };
                 self.parse(&header, body).map(Some)
             }
-            None => Ok(None),
+            None => {
+                self.piece_bytes += u64::from(header.length);
+                Ok(None)
+            }
         }
     }
 
@@ -283,6 +300,9 @@ impl Decoder for FrameDecoder {
                         return Ok(None);
                     }
                     self.state = State::Head;
+                    if header.flags & FLAG_MORE != 0 {
+                        self.piece_bytes += u64::from(header.length);
+                    }
                     if let Some(length) = report {
                         return Ok(Some(Frame::Oversized {
                             call_id: header.call_id,

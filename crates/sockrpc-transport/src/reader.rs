@@ -135,6 +135,12 @@ impl FrameReader {
         self.frames
     }
 
+    /// Body bytes of split messages' pieces decoded so far, last pieces aside
+    /// ([`FrameDecoder::piece_bytes`]).
+    pub fn piece_bytes(&self) -> u64 {
+        self.decoder.piece_bytes()
+    }
+
     /// Whether a frame has started arriving and is not complete.
     pub fn mid_frame(&self) -> bool {
         self.decoder.mid_frame(self.buf.len())

@@ -117,6 +117,9 @@ pub(super) struct Connection<D> {
     pub(super) answers_at_last_ping: u64,
     /// `reader.frames()` at the last look: when it moves, a partial frame is a new one.
     pub(super) frames_at_last_check: u64,
+    /// `reader.piece_bytes()` at the last look: when it moves, calls waiting for their request
+    /// message wait afresh (`OpenCalls::restart`).
+    pub(super) pieces_at_last_check: u64,
     /// Keepalive: `reader.frames()` when its timer was armed, and the PING awaiting its PONG.
     pub(super) frames_at_keepalive: u64,
     pub(super) awaiting_pong: Option<u64>,
@@ -193,6 +196,7 @@ impl<D: Dispatch> Connection<D> {
             ping_strikes: 0,
             answers_at_last_ping: 0,
             frames_at_last_check: 0,
+            pieces_at_last_check: 0,
             calls_at_idle_check: (0, 0),
             frames_at_keepalive: 0,
             awaiting_pong: None,

@@ -33,6 +33,12 @@ impl<D: Dispatch> Connection<D> {
             (true, Some(started)) if !progressed => Some(started),
             (true, _) => Some(now() + frame_timeout),
         };
+        // Pieces of split messages arriving: the requests waiting behind them are not late.
+        let pieces = self.reader.piece_bytes();
+        if pieces != self.pieces_at_last_check {
+            self.pieces_at_last_check = pieces;
+            self.opened.restart();
+        }
         due.open = if self.opened.is_empty() {
             None
         } else {

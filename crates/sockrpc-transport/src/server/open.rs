@@ -4,6 +4,9 @@
 //! most recent OPEN is kept aside and a MESSAGE that follows it never touches the map. An OPEN
 //! whose MESSAGE does not come is not held forever: each waits at most until its deadline or
 //! the connection's frame timeout, whichever is sooner, and is then answered and forgotten.
+//! The frame timeout counts from the last piece of a split message that arrived, not from the
+//! OPEN: a client sends one split message at a time, so a request may wait behind other calls'
+//! pieces ([`OpenCalls::restart`]).
 //!
 //! What the waiting calls hold is counted ([`OpenCalls::held`]): the call cap bounds how many
 //! wait, but not what each holds — a path of up to 64 KiB and a 16 KiB metadata block that may
@@ -169,6 +172,17 @@ impl OpenCalls {
         last.chain(self.rest.values_mut())
             .map(|opened| opened.settle(now, frame_timeout))
             .min()
+    }
+
+    /// Split messages' pieces arrived since the last look: every waiting call's wait starts
+    /// again at the next [`settle`](Self::settle) (its deadline still bounds it). A client
+    /// sends one split message at a time, so a request may wait behind other calls' pieces
+    /// after its OPEN arrived; it is late only once the connection stops bringing them.
+    pub(super) fn restart(&mut self) {
+        let last = self.last.iter_mut().map(|(_, opened)| opened);
+        for opened in last.chain(self.rest.values_mut()) {
+            opened.expires = None;
+        }
     }
 
     /// Removes and returns every call whose wait has ended by `now`.

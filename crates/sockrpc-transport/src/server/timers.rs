@@ -4,7 +4,8 @@
 //!  before the preface:  handshake_timeout since accept
 //!  a frame half-read:   frame_timeout since its first byte arrived    (slowloris)
 //!  no call in flight:   idle_timeout since the last one ended          (MAX_CONNECTION_IDLE)
-//!  OPEN, no MESSAGE:    the call's deadline, or frame_timeout          (see open.rs)
+//!  OPEN, no MESSAGE:    the call's deadline, or frame_timeout since the OPEN or the
+//!                       last piece of a split message                  (see open.rs)
 //!  nothing received:    keepalive interval, then PING; no PONG within its timeout: closed
 //!  since accept:        max_connection_age, then GOAWAY; its grace, then closed (age.rs)
 //! ```
