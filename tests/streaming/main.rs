@@ -20,6 +20,7 @@ mod connection_window;
 mod fairness;
 mod limit;
 mod pieces;
+mod pieces_order;
 mod retry;
 mod service;
 mod shapes;
