@@ -253,3 +253,32 @@ async fn streams_dropped_while_their_large_messages_go_out_leave_the_connection_
     assert_eq!(produced, 300 * 1024);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutting_down_finishes_large_answers_in_pieces_first() {
+    let server = Running::start();
+    let channel = server.channel().await;
+    let mut client = StreamerClient::new(channel.clone());
+    let request = ProduceRequest {
+        count: 8,
+        size: 1 << 20,
+        ..ProduceRequest::default()
+    };
+    let mut answers = bounded("produce", client.produce(Request::new(request)))
+        .await
+        .expect("produce starts")
+        .into_inner();
+    let first = next("first answer", &mut answers).await;
+    assert_eq!(first.seq, 0);
+    // Shut down while most of the answers wait in the server's outbox, cut in pieces.
+    let stopping = tokio::spawn(server.stop());
+    for seq in 1..8 {
+        let got = next("answer during shutdown", &mut answers).await;
+        assert_eq!((got.seq, got.payload.len()), (seq, 1 << 20));
+    }
+    assert!(bounded("end", answers.message())
+        .await
+        .expect("ok")
+        .is_none());
+    bounded("server stops", stopping).await.expect("no panic");
+}
