@@ -108,15 +108,23 @@ impl Pieces {
             Some(open) if open.call_id == header.call_id => open,
             _ => return Some(body),
         };
+        let last = header.flags & FLAG_MORE == 0;
         let held = open.body.get_or_insert_with(BytesMut::new);
         // `reserve` doubles: few regrowths, and a large buffer grows in place (`mremap`); what
         // is written, and so resident, never passes the limit (`admit` checked the sum).
         held.reserve(body.len());
         held.extend_from_slice(&body);
-        if header.flags & FLAG_MORE != 0 {
+        if !last {
             return None;
         }
-        let whole = held.split().freeze();
+        // Receivers count a message by its length (a server's inbound budget, a client's
+        // queue): when doubling left much room behind it, a copy of its own size lets that go
+        // rather than keep up to twice the length alive with the message.
+        let whole = if held.capacity() - held.len() > held.len() / 4 {
+            Bytes::copy_from_slice(held)
+        } else {
+            held.split().freeze()
+        };
         self.open = None;
         Some(whole)
     }

@@ -1,0 +1,61 @@
+//! What a message put back together from pieces (`FLAG_MORE`) keeps allocated once delivered:
+//! about its own size. Receivers count a message by its length (a server's inbound budget and
+//! connection window, a client's queue of answers), so a message that kept twice its length
+//! alive would let a connection hold twice what those bounds say.
+//!
+//! Counted with dhat's global allocator (as `allocs.rs`), in a binary of its own: the count is
+//! of live bytes, and nothing else may allocate meanwhile.
+
+use bytes::BytesMut;
+use sockrpc::protocol::frame::Frame;
+use sockrpc::transport::FrameDecoder;
+use sockrpc::Limits;
+use tokio_util::codec::Decoder;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const PIECE: usize = 64 * 1024;
+const MESSAGE: u8 = 3;
+const END_STREAM: u8 = 0x01;
+const MORE: u8 = 0x02;
+
+fn frame(kind: u8, flags: u8, call_id: u32, body: &[u8]) -> BytesMut {
+    let mut out = BytesMut::from(&(body.len() as u32).to_be_bytes()[..]);
+    out.extend_from_slice(&[kind, flags, 0, 0]);
+    out.extend_from_slice(&call_id.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn a_message_from_pieces_keeps_about_its_own_size_alive() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let mut decoder = FrameDecoder::new(Limits::default());
+    let mut preface = BytesMut::from(&b"SOCKRPC\x01"[..]);
+    assert!(decoder.decode(&mut preface).expect("preface").is_none());
+    // Sizes just past a doubling of what the assembly held: five full pieces and one byte,
+    // and nine full pieces and one byte.
+    for pieces in [5usize, 9] {
+        let before = dhat::HeapStats::get().curr_bytes;
+        let mut delivered = None;
+        for i in 0..=pieces {
+            let last = i == pieces;
+            let (flags, len) = if last { (END_STREAM, 1) } else { (MORE, PIECE) };
+            let mut wire = frame(MESSAGE, flags, 1, &vec![7u8; len]);
+            if let Some(frame) = decoder.decode(&mut wire).expect("a piece") {
+                delivered = Some(frame);
+            }
+        }
+        let held = dhat::HeapStats::get().curr_bytes - before;
+        let Some(Frame::Message { body, .. }) = &delivered else {
+            panic!("no message: {delivered:?}");
+        };
+        assert_eq!(body.len(), pieces * PIECE + 1);
+        assert!(
+            held <= body.len() + body.len() / 4,
+            "a message of {} bytes keeps {held} bytes alive",
+            body.len()
+        );
+    }
+}
