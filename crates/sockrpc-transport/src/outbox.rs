@@ -14,16 +14,17 @@
 //!  [ heads set aside ][ 64 KiB body, by reference ][ ... ]   [ heads of later frames ]
 //! ```
 //!
-//! A message larger than [`PIECE`] to a peer that reads split messages ([`CAP_PIECES`](frame::CAP_PIECES)) is not
-//! queued whole: it waits in `bulks`, and a piece of it is cut only when everything appended
-//! before has been written (at most [`PIECES_PER_FLUSH`] per flush). The frames other calls append meanwhile go
-//! out between its pieces, so a small answer waits behind one piece, not the whole message.
+//! A message larger than [`PIECE`] to a peer that reads split messages
+//! ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it waits in `bulks`, and its
+//! pieces are cut only when everything appended before has been written (at most
+//! `PIECES_PER_FLUSH` per flush). When the socket fills, the frames other calls append meanwhile
+//! go out before the next piece, so a small answer waits behind a piece, not the whole message.
 //! Frames of the same call that must follow the message (its END, its next message) wait in
 //! its bulk's tail and go out right after its last piece:
 //!
 //! ```text
 //!  bulks: [ call 3: 900 KiB left | tail: END(3) ][ call 5: 2 MiB | tail: - ]
-//!  flush: buf ─▶ piece(3, 64 KiB, MORE) ─▶ (yield: others append) ─▶ buf ─▶ piece(3) ...
+//!  flush: buf ─▶ piece(3, 64 KiB, MORE) ×≤16 ─▶ (socket full: others append) ─▶ buf ─▶ piece(3)
 //! ```
 
 use bytes::{Buf, Bytes, BytesMut};
