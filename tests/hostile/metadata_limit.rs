@@ -10,6 +10,7 @@ use crate::support::{bounded, count_worker_panics, Running};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sockrpc::{Code, Limits, MetadataMap, Request, Response, Status, Streaming};
+use sockrpc_tests::mirror::{Chunks, Mirror};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
 use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
@@ -42,8 +43,6 @@ fn block_of(size: usize) -> MetadataMap {
 struct Heavy {
     dropped: Arc<AtomicBool>,
 }
-
-type Chunks = futures_util::stream::BoxStream<'static, Result<Chunk, Status>>;
 
 /// Sets its flag when dropped: the server dropped the answer stream (the call was cancelled).
 struct OnDrop(Arc<AtomicBool>);
@@ -95,14 +94,8 @@ impl Streamer for Heavy {
         &self,
         request: Request<Streaming<Chunk>>,
     ) -> Result<Response<Chunks>, Status> {
-        let echoes = futures_util::stream::unfold(request.into_inner(), |mut requests| async {
-            match requests.message().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), requests)),
-                Ok(None) => None,
-                Err(status) => Some((Err(status), requests)),
-            }
-        });
-        Ok(Response::new(echoes.boxed()))
+        // Echoes, as the shared `Mirror` does.
+        Mirror.ping_pong(request).await
     }
 
     type GatherStream = Chunks;
