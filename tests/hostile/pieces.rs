@@ -1,10 +1,11 @@
-//! Messages in pieces (`FLAG_MORE`) from a hostile client: pieces of two messages interleaved
+//! Messages in pieces (`FLAG_MORE`) from a hostile client: pieces of two messages interleaved,
+//! or with flags only a last piece may carry, or compressed on some pieces and not on others,
 //! close the connection with a reason; pieces that add up past the message limit fail their
 //! own call only, and what the server held for them is let go.
 
 use crate::raw::{
-    case, connect, echo_message, frame, open, send, server_frames, ServerFrame, END, MESSAGE,
-    PREFACE,
+    case, connect, echo_message, frame, open, send, server_frames, ServerFrame, END, END_STREAM,
+    MESSAGE, PREFACE,
 };
 use crate::support::{attack, bounded, start_echo, EchoImpl};
 use sockrpc_tests::echo::EchoReply;
@@ -29,6 +30,57 @@ async fn pieces_of_two_messages_interleaved_close_the_connection() {
         bytes,
         Some("before call 1's split message ended"),
     )])
+    .await;
+}
+
+#[tokio::test]
+async fn pieces_with_flags_of_a_last_piece_or_mixed_compression_close_the_connection() {
+    const COMPRESSED: u8 = 0x08;
+    let opened = |pieces: &[Vec<u8>]| {
+        let mut bytes = [&PREFACE[..], &open(1, ECHO, &[])].concat();
+        for piece in pieces {
+            bytes.extend_from_slice(piece);
+        }
+        bytes
+    };
+    let flags = "flags other than MORE and COMPRESSED on a piece before its last";
+    let mixed = "COMPRESSED differs from the message's first piece";
+    attack(vec![
+        case(
+            "END_STREAM before the last piece",
+            opened(&[frame(MESSAGE, MORE | END_STREAM, 1, &[0u8; 100])]),
+            Some(flags),
+        ),
+        case(
+            "an unknown bit on a piece",
+            opened(&[frame(MESSAGE, MORE | 0x40, 1, &[0u8; 100])]),
+            Some(flags),
+        ),
+        case(
+            "END_STREAM on a later piece",
+            opened(&[
+                frame(MESSAGE, MORE, 1, &[0u8; 100]),
+                frame(MESSAGE, MORE | 0x10, 1, &[0u8; 100]),
+            ]),
+            Some(flags),
+        ),
+        case(
+            "a compressed piece after a plain one",
+            opened(&[
+                frame(MESSAGE, MORE, 1, &[0u8; 100]),
+                frame(MESSAGE, MORE | COMPRESSED, 1, &[0u8; 100]),
+            ]),
+            Some(mixed),
+        ),
+        case(
+            "a plain last piece after compressed ones",
+            opened(&[
+                frame(MESSAGE, MORE | COMPRESSED, 1, &[0u8; 100]),
+                frame(MESSAGE, END_STREAM, 1, &[0u8; 100]),
+            ]),
+            Some(mixed),
+        ),
+    ])
     .await;
 }
 

@@ -14,11 +14,15 @@
 //!  MESSAGE call 7 MORE ...      ─▶ while 3 is open: protocol error (pieces interleaved)
 //! ```
 //!
+//! A piece before the last carries `FLAG_MORE` and the message's `FLAG_COMPRESSED` alone, and
+//! every piece the same `FLAG_COMPRESSED`: anything else is a protocol error. A sender that
+//! gives a message up ends it with an empty last piece (`Outbox::abandon`).
+//!
 //! A message that grows past the limit is dropped as soon as it does: its call is told
 //! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread.
 
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::frame::{FrameError, FrameHeader, FrameKind, FLAG_MORE};
+use sockrpc_protocol::frame::{FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_MORE};
 
 /// What the decoder does with a MESSAGE frame's body, judged from its header alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub(crate) struct Pieces {
 #[derive(Debug, Clone)]
 struct Open {
     call_id: u32,
+    /// The first piece's `FLAG_COMPRESSED`: every later piece must carry the same.
+    compressed: bool,
     /// Bytes announced so far, every piece's.
     length: u64,
     /// The pieces read so far; `None` once the message went over the limit (skipped).
@@ -59,6 +65,10 @@ impl Pieces {
     pub(crate) fn admit(&mut self, header: &FrameHeader, max: usize) -> Result<Admit, FrameError> {
         debug_assert_eq!(header.kind, FrameKind::Message);
         let more = header.flags & FLAG_MORE != 0;
+        let compressed = header.flags & FLAG_COMPRESSED != 0;
+        if more {
+            check_piece(header)?;
+        }
         match &self.open {
             Some(open) if open.call_id != header.call_id && more => {
                 return Err(FrameError::Interleaved {
@@ -69,10 +79,17 @@ impl Pieces {
             // A whole message: another call's, between the open one's pieces, or any.
             Some(open) if open.call_id != header.call_id => return Ok(whole(header, max)),
             None if !more => return Ok(whole(header, max)),
+            Some(open) if open.compressed != compressed => {
+                return Err(FrameError::BadPiece {
+                    call_id: header.call_id,
+                    reason: "COMPRESSED differs from the message's first piece",
+                })
+            }
             Some(_) => {}
             None => {
                 self.open = Some(Open {
                     call_id: header.call_id,
+                    compressed,
                     length: 0,
                     body: Some(BytesMut::new()),
                 })
@@ -128,6 +145,20 @@ impl Pieces {
         self.open = None;
         Some(whole)
     }
+}
+
+/// A piece before its message's last (`FLAG_MORE`) carries only `FLAG_MORE` and maybe
+/// `FLAG_COMPRESSED`: the message's other flags (`END_STREAM`, `END_OK`) go on its last
+/// piece, and a sender has no reason to set any other bit on one. (Ignored bits are ignored on
+/// a whole message, as on every frame; on a piece they can only be a broken sender.)
+fn check_piece(header: &FrameHeader) -> Result<(), FrameError> {
+    if header.flags & !(FLAG_MORE | FLAG_COMPRESSED) == 0 {
+        return Ok(());
+    }
+    Err(FrameError::BadPiece {
+        call_id: header.call_id,
+        reason: "flags other than MORE and COMPRESSED on a piece before its last",
+    })
 }
 
 /// A message that came in one frame: read, or skipped and reported when over `max`.

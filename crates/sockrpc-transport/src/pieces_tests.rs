@@ -171,3 +171,37 @@ fn what_a_split_message_holds_stays_within_the_limit() {
     }
     assert!(held > 0);
 }
+
+#[test]
+fn a_piece_before_the_last_carries_only_more_and_the_same_compressed() {
+    let refused = |pieces: &[(u8, usize)]| {
+        let mut wire = BytesMut::new();
+        for (flags, len) in pieces {
+            put(&mut wire, 3, *flags, &vec![1u8; *len]);
+        }
+        let mut decoder = FrameDecoder::after_preface(Limits::default());
+        match decode(&mut decoder, &wire, 4096) {
+            Err(DecodeError::Frame(FrameError::BadPiece { call_id: 3, reason })) => reason,
+            other => panic!("{pieces:?}: not refused: {other:?}"),
+        }
+    };
+    for flags in [FLAG_END_STREAM, 0x04, 0x10, 0x20, 0x40, 0x80] {
+        let reason = refused(&[(FLAG_MORE | flags, 10)]);
+        assert!(reason.contains("flags other than MORE"), "{reason}");
+    }
+    for pieces in [
+        [(FLAG_MORE, 10), (FLAG_MORE | FLAG_COMPRESSED, 10)],
+        [(FLAG_MORE | FLAG_COMPRESSED, 10), (FLAG_END_STREAM, 10)],
+    ] {
+        let reason = refused(&pieces);
+        assert!(reason.contains("COMPRESSED differs"), "{reason}");
+    }
+    // An empty last piece with the message's COMPRESSED ends it (a sender giving up on it).
+    let mut wire = BytesMut::new();
+    put(&mut wire, 3, FLAG_MORE | FLAG_COMPRESSED, &[1u8; 10]);
+    put(&mut wire, 3, FLAG_COMPRESSED, &[]);
+    let mut decoder = FrameDecoder::after_preface(Limits::default());
+    let frames = decode(&mut decoder, &wire, 4096).expect("decode");
+    assert_eq!(message(&frames[0]).3.len(), 10);
+    assert!(!decoder.assembling());
+}

@@ -269,6 +269,16 @@ pub enum FrameError {
         /// The call the new piece belongs to.
         got: u32,
     },
+    /// A piece before its message's last ([`FLAG_MORE`]) carried a flag other than
+    /// [`FLAG_COMPRESSED`], or a piece carried a different [`FLAG_COMPRESSED`] than its
+    /// message's first.
+    #[error("call {call_id}: bad piece of a split message: {reason}")]
+    BadPiece {
+        /// The call the piece belongs to.
+        call_id: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// One frame, decoded.
