@@ -142,6 +142,11 @@ impl FrameDecoder {
         self.piece_bytes
     }
 
+    /// Whether a split message is in assembly (or being skipped): its last piece is due.
+    pub fn assembling(&self) -> bool {
+        self.pieces.is_open()
+    }
+
     /// How many more bytes the current frame needs, to size the next read; 0 when unknown.
     pub fn bytes_wanted(&self, buffered: usize) -> usize {
         match self.state {

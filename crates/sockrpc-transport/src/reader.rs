@@ -141,6 +141,11 @@ impl FrameReader {
         self.decoder.piece_bytes()
     }
 
+    /// Whether a split message is in assembly ([`FrameDecoder::assembling`]).
+    pub fn assembling(&self) -> bool {
+        self.decoder.assembling()
+    }
+
     /// Whether a frame has started arriving and is not complete.
     pub fn mid_frame(&self) -> bool {
         self.decoder.mid_frame(self.buf.len())

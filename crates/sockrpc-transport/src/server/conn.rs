@@ -120,6 +120,9 @@ pub(super) struct Connection<D> {
     /// `reader.piece_bytes()` at the last look: when it moves, calls waiting for their request
     /// message wait afresh (`OpenCalls::restart`).
     pub(super) pieces_at_last_check: u64,
+    /// `reader.assembling()` at the last look: a split message in assembly since then restarts
+    /// the frame clock only with its own pieces (`deadlines.rs`).
+    pub(super) assembling_at_last_check: bool,
     /// Keepalive: `reader.frames()` when its timer was armed, and the PING awaiting its PONG.
     pub(super) frames_at_keepalive: u64,
     pub(super) awaiting_pong: Option<u64>,
@@ -197,6 +200,7 @@ impl<D: Dispatch> Connection<D> {
             answers_at_last_ping: 0,
             frames_at_last_check: 0,
             pieces_at_last_check: 0,
+            assembling_at_last_check: false,
             calls_at_idle_check: (0, 0),
             frames_at_keepalive: 0,
             awaiting_pong: None,

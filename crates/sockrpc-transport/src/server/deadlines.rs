@@ -25,8 +25,16 @@ impl<D: Dispatch> Connection<D> {
             due.handshake = None;
         }
         // Each frame gets frame_timeout from its first byte: the clock restarts whenever a
-        // frame completed since the last look (what is buffered now is a newer frame).
-        let progressed = self.reader.frames() != self.frames_at_last_check;
+        // frame completed since the last look (what is buffered now is a newer frame). While
+        // a split message stays in assembly only its own pieces' bytes restart it: other
+        // calls' frames (or empty pieces) between them would otherwise hold it open for ever.
+        let pieces = self.reader.piece_bytes();
+        let pieces_moved = pieces != self.pieces_at_last_check;
+        let assembling = self.reader.assembling();
+        let progressed = pieces_moved
+            || (!(assembling && self.assembling_at_last_check)
+                && self.reader.frames() != self.frames_at_last_check);
+        self.assembling_at_last_check = assembling;
         self.frames_at_last_check = self.reader.frames();
         due.frame = match (self.reader.mid_frame(), due.frame) {
             (false, _) => None,
@@ -34,8 +42,7 @@ impl<D: Dispatch> Connection<D> {
             (true, _) => Some(now() + frame_timeout),
         };
         // Pieces of split messages arriving: the requests waiting behind them are not late.
-        let pieces = self.reader.piece_bytes();
-        if pieces != self.pieces_at_last_check {
+        if pieces_moved {
             self.pieces_at_last_check = pieces;
             self.opened.restart();
         }
