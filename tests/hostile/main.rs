@@ -11,6 +11,7 @@ mod memory;
 mod metadata_limit;
 mod pending_memory;
 mod pieces;
+mod pieces_cancel;
 mod pieces_cross;
 mod pieces_wait;
 mod pinned_streams;

@@ -26,6 +26,11 @@
 //!  bulks: [ call 3: 900 KiB left | tail: END(3) ][ call 5: 2 MiB | tail: - ]
 //!  flush: buf ─▶ piece(3, 64 KiB, MORE) ×≤16 ─▶ (socket full: others append) ─▶ buf ─▶ piece(3)
 //! ```
+//!
+//! A call that ends early ([`Outbox::abandon`]: cancelled, reset) takes its bulks out of the
+//! lane, tail and all, so a cancelled 16 MiB message does not go on going out; the frame that
+//! ends the call goes in `buf`, then, if a piece was cut, an empty last piece that ends the
+//! peer's assembly.
 
 use bytes::{Buf, Bytes, BytesMut};
 use sockrpc_protocol::frame::{self, FLAG_COMPRESSED, FLAG_MORE, HEADER_LEN, PIECE};
@@ -106,6 +111,8 @@ struct Bulk {
     flags: u8,
     /// What is left to cut.
     body: Bytes,
+    /// A piece of it was cut: the peer has its message in assembly.
+    started: bool,
     /// Frames of the same call appended after it, written right after its last piece.
     tail: BytesMut,
     /// Bytes of `tail` counted in `bulked`.
@@ -169,6 +176,7 @@ impl Outbox {
                 call_id,
                 flags,
                 body: body.clone(),
+                started: false,
                 tail: BytesMut::new(),
                 counted: 0,
             });
@@ -201,6 +209,43 @@ impl Outbox {
         }
     }
 
+    /// Ends `call_id` early (cancelled, reset, aborted): its split messages still waiting in the
+    /// bulk lane are dropped with the frames queued behind them (its END, its next messages),
+    /// `ending` writes the frame that ends the call, if any (a client's CANCEL, a server's
+    /// error END; none when the peer ended it), and when a piece of a dropped message already
+    /// went out, an empty last piece ends the peer's assembly after it (see *Pieces* in
+    /// `docs/PROTOCOL.md`). Frames already cut are written whole.
+    #[inline]
+    pub fn abandon(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) {
+        if self.bulks.is_empty() {
+            return ending(&mut self.buf);
+        }
+        self.abandon_bulks(call_id, ending);
+    }
+
+    /// [`abandon`](Self::abandon) when split messages wait.
+    #[inline(never)]
+    fn abandon_bulks(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) {
+        let mut close = None;
+        let bulked = &mut self.bulked;
+        self.bulks.retain(|bulk| {
+            if bulk.call_id != call_id {
+                return true;
+            }
+            *bulked -= bulk.body.len() + bulk.counted;
+            if bulk.started {
+                close = Some(bulk.flags & FLAG_COMPRESSED);
+            }
+            false
+        });
+        ending(&mut self.buf);
+        if let Some(flags) = close {
+            // The last piece, empty: no MORE, and the COMPRESSED every piece carried. The call
+            // has ended on both sides by now, so the peer drops what it completes.
+            frame::encode_message_head_flags(&mut self.buf, call_id, flags, 0);
+        }
+    }
+
     /// Cuts the next piece of the oldest split message into the buffer (its last carries the
     /// message's flags, then its tail).
     fn cut_piece(&mut self) {
@@ -208,6 +253,7 @@ impl Outbox {
             return;
         };
         let piece = bulk.body.split_to(bulk.body.len().min(PIECE));
+        bulk.started = true;
         let last = bulk.body.is_empty();
         let flags = if last {
             bulk.flags

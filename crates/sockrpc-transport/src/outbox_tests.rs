@@ -276,3 +276,63 @@ fn a_peer_that_reads_no_pieces_gets_large_messages_whole() {
         (3, 0, PIECE * 3)
     );
 }
+
+#[test]
+fn an_abandoned_call_cuts_no_more_pieces_and_ends_the_one_begun() {
+    use crate::codec::FrameDecoder;
+    use sockrpc_protocol::frame::{Frame, FLAG_MORE};
+    use tokio_util::codec::Decoder;
+    let (mut outbox, out, _) = outbox(usize::MAX, true);
+    outbox.set_pieces(true);
+    let n = PIECES_PER_FLUSH;
+    let large = Bytes::from(vec![3u8; PIECE * (n + 4)]);
+    // Call 3's message and its END behind it; calls 5 and 7's messages behind that.
+    outbox.append_message(3, FLAG_COMPRESSED, &large);
+    frame::encode_half_close(outbox.frames_for(3), 3);
+    outbox.append_message(5, 0, &Bytes::from(vec![5u8; PIECE * 2]));
+    outbox.append_message(7, 0, &Bytes::from(vec![7u8; PIECE * 2]));
+    assert!(flush_once(&mut outbox).is_pending(), "a flush's worth cut");
+    // Call 3 is cancelled mid-message; call 7 before a piece of it was cut.
+    outbox.abandon(3, |buf| frame::encode_cancel(buf, 3));
+    outbox.abandon(7, |_| {});
+    flush_all(&mut outbox);
+    assert_eq!(outbox.buffered(), 0);
+    let wire = out.lock().expect("out").clone();
+    let shape: Vec<(u32, u8, usize)> = frames_of(&wire)
+        .iter()
+        .map(|(call, flags, body)| (*call, *flags, body.len()))
+        .collect();
+    let mut expected = vec![(3, FLAG_MORE | FLAG_COMPRESSED, PIECE); n];
+    expected.extend([
+        (3, 0, 0),               // CANCEL
+        (3, FLAG_COMPRESSED, 0), // the empty last piece
+        (5, FLAG_MORE, PIECE),
+        (5, 0, PIECE),
+    ]);
+    assert_eq!(shape, expected);
+    // A receiver takes it all without an error and is left with nothing in assembly.
+    let mut decoder = FrameDecoder::after_preface(sockrpc_protocol::Limits::default());
+    let mut buf = BytesMut::from(&wire[..]);
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.decode(&mut buf).expect("decode") {
+        frames.push(frame);
+    }
+    assert!(!decoder.assembling());
+    assert!(matches!(frames[0], Frame::Cancel { call_id: 3 }));
+    assert!(
+        matches!(
+            &frames[1],
+            Frame::Message {
+                call_id: 3,
+                end_stream: false,
+                ..
+            }
+        ),
+        "{:?}",
+        frames[1]
+    );
+    assert!(
+        matches!(&frames[2], Frame::Message { call_id: 5, body, .. } if body.len() == 2 * PIECE)
+    );
+    assert_eq!(frames.len(), 3, "no END of call 3: the cancel replaced it");
+}

@@ -60,7 +60,7 @@ pin_project! {
                     let mut state = shared.lock();
                     if let Some(slot) = state.remove_call(shared, id) {
                         if slot.done.is_none() && state.outbox.failed().is_none() {
-                            frame::encode_cancel(state.outbox.buf_mut(), id);
+                            state.outbox.abandon(id, |buf| frame::encode_cancel(buf, id));
                             state.outbox.wake_driver();
                         }
                     }

@@ -184,7 +184,7 @@ impl Driver {
                     )),
                 );
                 if outbox.failed().is_none() {
-                    frame::encode_cancel(outbox.buf_mut(), id);
+                    outbox.abandon(id, |buf| frame::encode_cancel(buf, id));
                 }
             } else if soonest.is_none_or(|s| deadline < s) {
                 soonest = Some(deadline);

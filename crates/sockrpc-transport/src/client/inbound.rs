@@ -85,13 +85,17 @@ impl Inbound<'_> {
                                 "the server sent {MAX_UNREAD_MESSAGES} messages this call has \
                                  not read yet"
                             ))));
-                            frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                            state
+                                .outbox
+                                .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
                         } else if stream.inbound.push_flagged(body, compressed, max).is_err() {
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));
-                            frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                            state
+                                .outbox
+                                .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
                         }
                     } else if slot.message.is_some() {
@@ -130,7 +134,9 @@ impl Inbound<'_> {
                 let streaming = state.calls.get(call_id).is_some_and(|s| s.stream.is_some());
                 if streaming {
                     // The server would go on streaming to a call that already failed.
-                    frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                    state
+                        .outbox
+                        .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
                 }
                 self.finish(
                     state,
@@ -154,6 +160,8 @@ impl Inbound<'_> {
                 trailers,
                 not_processed,
             } => {
+                // The server ended the call: what of its request has not gone out never will.
+                state.outbox.abandon(call_id, |_| {});
                 let Some(slot) = state.calls.get_mut(call_id) else {
                     return;
                 };
@@ -280,7 +288,9 @@ impl Inbound<'_> {
             _ => return,
         }
         if state.outbox.failed().is_none() {
-            frame::encode_cancel(state.outbox.buf_mut(), call_id);
+            state
+                .outbox
+                .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
         }
         state.stream_ended(self.shared, call_id);
     }
@@ -308,7 +318,9 @@ impl Inbound<'_> {
                 // After HEADERS the server would go on streaming to a call that failed; after
                 // END it has ended the call already.
                 if kind == FrameKind::Headers && state.outbox.failed().is_none() {
-                    frame::encode_cancel(state.outbox.buf_mut(), call_id);
+                    state
+                        .outbox
+                        .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
                 }
                 state.stream_ended(self.shared, call_id);
             }

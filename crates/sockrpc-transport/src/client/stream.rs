@@ -302,7 +302,9 @@ impl StreamSender {
             if let Some(stream) = slot.stream.as_mut() {
                 stream.abort(status);
             }
-            frame::encode_cancel(state.outbox.buf_mut(), self.id);
+            state
+                .outbox
+                .abandon(self.id, |buf| frame::encode_cancel(buf, self.id));
             state.outbox.wake_driver();
             state.stream_ended(shared, self.id);
         }
@@ -442,7 +444,9 @@ impl StreamReceiver {
             }
         }
         if cancel || !ended {
-            frame::encode_cancel(state.outbox.buf_mut(), self.id);
+            state
+                .outbox
+                .abandon(self.id, |buf| frame::encode_cancel(buf, self.id));
             state.outbox.wake_driver();
         }
     }

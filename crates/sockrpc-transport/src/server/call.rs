@@ -357,12 +357,10 @@ async fn finish_call<B: OutboundBody>(
             let mut state = shared.lock();
             if state.remove_stream(call_id).is_some() {
                 let status = Status::deadline_exceeded("deadline exceeded on the server");
-                super::respond::encode_status(
-                    state.outbox.frames_for(call_id),
-                    call_id,
-                    &status,
-                    &shared.limits,
-                );
+                // It replaces what of the answer waits: a split message ends unfinished.
+                state.outbox.abandon(call_id, |buf| {
+                    super::respond::encode_status(buf, call_id, &status, &shared.limits)
+                });
                 release(&mut state, call_id);
             }
         }

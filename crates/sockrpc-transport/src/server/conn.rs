@@ -241,8 +241,10 @@ impl<D: Dispatch> Connection<D> {
             let mut state = shared.lock();
             if state.running.remove(&call_id).is_some() {
                 if state.remove_stream(call_id).is_some() {
-                    let buf = state.outbox.frames_for(call_id);
-                    encode_status(buf, call_id, &status, &shared.limits);
+                    let limits = &shared.limits;
+                    state
+                        .outbox
+                        .abandon(call_id, |buf| encode_status(buf, call_id, &status, limits));
                 }
                 if state.running.is_empty() {
                     state.went_idle += 1;

@@ -171,12 +171,10 @@ impl<D: Dispatch> Connection<D> {
                         if let Some(Some(handle)) = state.running.remove(&call_id) {
                             handle.abort();
                         }
-                        super::respond::encode_status(
-                            state.outbox.frames_for(call_id),
-                            call_id,
-                            &status,
-                            &self.config.limits,
-                        );
+                        let limits = &self.config.limits;
+                        state.outbox.abandon(call_id, |buf| {
+                            super::respond::encode_status(buf, call_id, &status, limits)
+                        });
                         drop(state);
                         // Dropped without the lock: its drop may take it.
                         drop(self.locals.remove(call_id));
@@ -187,6 +185,8 @@ impl<D: Dispatch> Connection<D> {
                 self.opened.remove(&call_id);
                 let mut state = self.shared.lock();
                 Shared::cancel_stream(&mut state, call_id);
+                // What of its answer has not gone out never will (its split message ends).
+                state.outbox.abandon(call_id, |_| {});
                 let running = state.running.remove(&call_id);
                 if running.is_some() && state.running.is_empty() {
                     // As when a call finishes: a draining connection may now close, an idle
