@@ -26,7 +26,11 @@ const STREAM: u8 = 0x02;
 const METADATA_LIMIT: usize = 16 * 1024 - 32;
 
 /// Reads until END for `call_id` arrives; fails if the connection closes or it takes too long.
-async fn until_end(stream: &mut TcpStream, got: &mut Vec<u8>, call_id: u32) -> Vec<ServerFrame> {
+pub(crate) async fn until_end(
+    stream: &mut TcpStream,
+    got: &mut Vec<u8>,
+    call_id: u32,
+) -> Vec<ServerFrame> {
     let mut buf = vec![0u8; 64 * 1024];
     bounded("END", async {
         loop {
@@ -43,7 +47,7 @@ async fn until_end(stream: &mut TcpStream, got: &mut Vec<u8>, call_id: u32) -> V
     .await
 }
 
-fn end_code(frames: &[ServerFrame], call_id: u32) -> u32 {
+pub(crate) fn end_code(frames: &[ServerFrame], call_id: u32) -> u32 {
     let end = frames
         .iter()
         .find(|f| f.kind == END && f.call_id == call_id)

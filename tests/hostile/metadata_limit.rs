@@ -4,7 +4,9 @@
 //! channel of one connection: a client configured for more metadata than its server takes, and
 //! a server whose handler answers with more leading or trailing metadata than its client takes.
 //! Until session 35 either was a protocol error that closed the connection, failing every call
-//! on it.
+//! on it. Since session 36 each side knows the other's limit from its SETTINGS once the first
+//! call has come back: the client refuses such a call unsent, and the server answers `INTERNAL`
+//! (as grpc-go does) instead of sending metadata its client would refuse.
 
 use crate::support::{bounded, count_worker_panics, Running};
 use bytes::Bytes;
@@ -183,8 +185,8 @@ impl Pinging {
 }
 
 /// Checks `result` failed `RESOURCE_EXHAUSTED` with `why` in its message, not as a call the
-/// channel may send again.
-fn exhausted<T: std::fmt::Debug>(what: &str, result: Result<T, Status>, why: &str) {
+/// channel may send again; returns the status.
+fn exhausted<T: std::fmt::Debug>(what: &str, result: Result<T, Status>, why: &str) -> Status {
     let status = result.expect_err(what);
     assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
     assert!(
@@ -192,6 +194,18 @@ fn exhausted<T: std::fmt::Debug>(what: &str, result: Result<T, Status>, why: &st
         "{what}: want {why:?}: {status:?}"
     );
     assert!(!status.is_not_processed(), "{what}: {status:?}");
+    status
+}
+
+/// Checks `result` failed `INTERNAL` with `why` in its message: the server would not send
+/// response metadata past the limit its client announced.
+fn refused_by_server<T: std::fmt::Debug>(what: &str, result: Result<T, Status>, why: &str) {
+    let status = result.expect_err(what);
+    assert_eq!(status.code(), Code::Internal, "{what}: {status:?}");
+    assert!(
+        status.message().contains(why),
+        "{what}: want {why:?}: {status:?}"
+    );
 }
 
 /// A unary call with `seq`, on `client`.
@@ -220,16 +234,19 @@ async fn request_metadata_past_the_servers_limit_fails_only_its_call() {
         "request metadata of {} bytes exceeds the limit of {LIMIT}",
         LIMIT + 1
     );
-    exhausted(
+    // Refused unsent: the server announced its limit in SETTINGS, read before the stream's
+    // first answer.
+    let status = exhausted(
         "a unary call",
         unary(&mut client, 20, block_of(LIMIT + 1)).await,
         &why,
     );
-    // A stream, refused at its OPEN: what it sends after is dropped by the server.
+    assert!(status.is_refused_before_sending(), "{status:?}");
     let mut request = Request::new(futures_util::stream::iter(vec![Chunk::default(); 3]));
     *request.metadata_mut() = block_of(LIMIT + 1);
     let opened = bounded("the refused stream", client.ping_pong(request)).await;
-    exhausted("a stream", opened.map(|r| r.into_inner()), &why);
+    let status = exhausted("a stream", opened.map(|r| r.into_inner()), &why);
+    assert!(status.is_refused_before_sending(), "{status:?}");
     // The same connection goes on: the stream opened before, and a call after.
     stream.ping(11).await;
     assert_eq!(
@@ -252,23 +269,26 @@ async fn response_metadata_past_the_clients_limit_fails_only_its_call() {
     let mut stream = Pinging::open(&mut client).await;
     stream.ping(10).await;
     let size = LIMIT + 1;
-    exhausted(
+    let announced = |what: &str| {
+        format!("response {what} of {size} bytes exceed the limit of {LIMIT} the client announced")
+    };
+    refused_by_server(
         "headers past the limit",
         unary(&mut client, BIG_HEADERS, MetadataMap::new()).await,
-        &format!("response headers of {size} bytes exceed the limit of {LIMIT}"),
+        &announced("headers"),
     );
-    exhausted(
+    refused_by_server(
         "trailers past the limit",
         unary(&mut client, BIG_TRAILERS, MetadataMap::new()).await,
-        &format!("response trailers of {size} bytes exceed the limit of {LIMIT}"),
+        &announced("trailers"),
     );
-    // A server stream whose headers are past the limit fails, and is cancelled on the server
-    // (its answer stream dropped) rather than left streaming to a call that failed.
+    // A server stream whose headers are past the limit fails, its answer stream dropped on
+    // the server rather than left streaming to a call that failed.
     let produced = bounded("Produce", client.produce(ProduceRequest::default())).await;
-    exhausted(
+    refused_by_server(
         "a stream's headers past the limit",
         produced.map(|r| r.into_inner()),
-        "response headers",
+        &announced("headers"),
     );
     bounded("the server stream's cancel", async {
         while !dropped.load(Ordering::SeqCst) {

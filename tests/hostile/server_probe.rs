@@ -342,8 +342,13 @@ async fn lengths_past_the_clients_limits_close_the_connection_at_once() {
         ("MESSAGE past the skippable size", |id| {
             header(64 << 20 | 1, MESSAGE, 0, 0, id)
         }),
-        ("HEADERS of 1 MiB", |id| header(1 << 20, HEADERS, 0, 0, id)),
-        ("END of 1 MiB", |id| header(1 << 20, END, 0, 0, id)),
+        // Shorter ones are skipped, failing their call alone (`control_limit.rs`).
+        ("HEADERS past the skippable size", |id| {
+            header(64 << 20 | 1, HEADERS, 0, 0, id)
+        }),
+        ("END past the skippable size", |id| {
+            header(64 << 20 | 1, END, 0, 0, id)
+        }),
         ("PING of 9 bytes", |_| header(9, PING, 0, 0, 0)),
     ];
     let before = rss();

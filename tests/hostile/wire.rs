@@ -79,11 +79,13 @@ async fn huge_length_prefixes_are_refused_from_four_bytes() {
             Some("exceeds the limit"),
         ),
         case(
-            "OPEN over its limit (control frame and a folded message)",
+            // One over its own limit is skipped, failing its call alone
+            // (`tests/hostile/control_limit.rs`); past the skip bound it is an attack.
+            "OPEN over the skip limit",
             concat(&[
                 PREFACE,
                 &header(
-                    (sockrpc::protocol::Limits::default().max_open_frame() + 1) as u32,
+                    (sockrpc::protocol::Limits::default().max_skippable_message() + 1) as u32,
                     OPEN,
                     0,
                     0,

@@ -28,8 +28,8 @@ use bytes::BytesMut;
 use sockrpc::protocol::frame::{
     encode_cancel, encode_end_flagged, encode_goaway_with, encode_headers_with,
     encode_message_end_ok, encode_message_flagged, encode_open_frame, encode_ping, encode_pong,
-    encode_settings, encode_window, max_frame_len, Frame, OpenFrame, HEADER_LEN,
-    MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    encode_settings, encode_settings_with_limit, encode_window, max_frame_len, Frame, OpenFrame,
+    HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use sockrpc::transport::FrameDecoder;
 use sockrpc::Limits;
@@ -222,14 +222,25 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
         Frame::Settings {
             capabilities,
             max_calls,
+            max_metadata,
         } => {
             // Only the capability bits 0..16 travel (a parsed frame never has others).
             if *capabilities > 0xFFFF {
                 return false;
             }
-            encode_settings(dst, *capabilities, usize::from(*max_calls));
+            match max_metadata {
+                None => encode_settings(dst, *capabilities, usize::from(*max_calls)),
+                Some(limit) => encode_settings_with_limit(
+                    dst,
+                    *capabilities,
+                    usize::from(*max_calls),
+                    *limit as usize,
+                ),
+            }
         }
-        Frame::Oversized { .. } | Frame::MetadataTooLarge { .. } => return false,
+        Frame::Oversized { .. }
+        | Frame::MetadataTooLarge { .. }
+        | Frame::ControlTooLarge { .. } => return false,
     }
     true
 }

@@ -7,8 +7,14 @@
 //! ```text
 //!  Preface ──8 bytes──▶ Head ──12 bytes──▶ Body(len) ──len bytes──▶ Head ...
 //!                        │
-//!                        └─ MESSAGE over the message limit ──▶ Skip(len) ──▶ Oversized, Head
+//!                        ├─ MESSAGE over the message limit ──▶ Skip(len) ──▶ Oversized, Head
+//!                        └─ OPEN, HEADERS, END over the frame limit ─▶ Skip(len) ──▶ ControlTooLarge, Head
 //! ```
+//!
+//! A skipped body is read and dropped as it arrives, never buffered: an OPEN, HEADERS or END
+//! too long for this side's limits (a peer whose metadata limit is larger) fails its call only,
+//! as HTTP/2 makes a header list too large a stream error; past
+//! `Limits::max_skippable_message` (as for a MESSAGE) the connection closes.
 //!
 //! A message split into pieces (`FLAG_MORE`) comes out whole: the pieces are kept in
 //! `Pieces` (`pieces.rs`) until the last, and the limit applies to their sum.
@@ -16,8 +22,8 @@
 use crate::pieces::{Admit, Pieces};
 use bytes::{Buf, Bytes, BytesMut};
 use sockrpc_protocol::frame::{
-    max_frame_len, Frame, FrameError, FrameHeader, FrameKind, FLAG_MORE, HEADER_LEN, MAGIC,
-    PREFACE, VERSION,
+    frame_limit, max_frame_len, Frame, FrameError, FrameHeader, FrameKind, FLAG_MORE, HEADER_LEN,
+    MAGIC, PREFACE, VERSION,
 };
 use sockrpc_protocol::{Limits, PathCache};
 use std::io;
@@ -39,8 +45,9 @@ enum State {
     Preface,
     Head,
     Body(FrameHeader),
-    /// A MESSAGE body read and thrown away; `report`: the length `Frame::Oversized` reports
-    /// when done (`None`: a later piece of a message already reported).
+    /// A body read and thrown away: a MESSAGE's (`report`: the length `Frame::Oversized`
+    /// reports when done; `None`: a later piece of a message already reported), or an OPEN's,
+    /// HEADERS' or END's over its limit (`Frame::ControlTooLarge` when done).
     Skip {
         header: FrameHeader,
         remaining: u32,
@@ -251,7 +258,17 @@ impl Decoder for FrameDecoder {
                     }
                     let mut head = [0u8; HEADER_LEN];
                     head.copy_from_slice(&src[..HEADER_LEN]);
-                    let header = FrameHeader::parse(&head, &self.limits)?;
+                    let header = FrameHeader::read(&head)?;
+                    if header.is_skippable_control(&self.limits) {
+                        src.advance(HEADER_LEN);
+                        self.state = State::Skip {
+                            header,
+                            remaining: header.length,
+                            report: Some(header.length),
+                        };
+                        continue;
+                    }
+                    header.check_length(&self.limits)?;
                     if header.kind == FrameKind::Message {
                         let max = self.limits.max_message_size;
                         if let Admit::Skip { report } = self.pieces.admit(&header, max)? {
@@ -305,6 +322,15 @@ impl Decoder for FrameDecoder {
                         return Ok(None);
                     }
                     self.state = State::Head;
+                    if header.kind != FrameKind::Message {
+                        return Ok(Some(Frame::ControlTooLarge {
+                            kind: header.kind,
+                            call_id: header.call_id,
+                            flags: header.flags,
+                            length: header.length,
+                            limit: frame_limit(header.kind, &self.limits),
+                        }));
+                    }
                     if header.flags & FLAG_MORE != 0 {
                         self.piece_bytes += u64::from(header.length);
                     }
@@ -399,5 +425,57 @@ mod tests {
             }
         );
         assert!(matches!(frames[1], Frame::Message { call_id: 5, .. }));
+    }
+
+    #[test]
+    fn control_frames_over_their_limit_are_skipped_unread() {
+        let limits = Limits::default().with_max_metadata_size(64);
+        let open_len = limits.max_open_frame() + 1;
+        let mut wire = BytesMut::new();
+        // An OPEN (flags: STREAM, which is MORE on a MESSAGE) and an END past their limits,
+        // their bodies junk that is never parsed, then a MESSAGE.
+        wire.put_slice(&(open_len as u32).to_be_bytes());
+        wire.put_slice(&[1, 0x02, 0, 0, 0, 0, 0, 7]);
+        wire.put_bytes(0xAB, open_len);
+        let end_len = limits.max_control_frame() + 1;
+        wire.put_slice(&(end_len as u32).to_be_bytes());
+        wire.put_slice(&[4, 0, 0, 0, 0, 0, 0, 9]);
+        wire.put_bytes(0xAB, end_len);
+        encode_message(&mut wire, 11, true, b"ok");
+        let mut decoder = FrameDecoder::after_preface(limits);
+        let chunks: Vec<&[u8]> = wire.chunks(4096).collect();
+        let frames = feed(&mut decoder, &chunks).expect("decode");
+        assert_eq!(
+            frames[0],
+            Frame::ControlTooLarge {
+                kind: FrameKind::Open,
+                call_id: 7,
+                flags: 0x02,
+                length: open_len as u32,
+                limit: open_len - 1,
+            }
+        );
+        assert!(matches!(
+            frames[1],
+            Frame::ControlTooLarge {
+                kind: FrameKind::End,
+                call_id: 9,
+                ..
+            }
+        ));
+        assert!(matches!(frames[2], Frame::Message { call_id: 11, .. }));
+        assert_eq!(decoder.piece_bytes(), 0, "an OPEN is no piece of a message");
+        // Past the skippable size (and a GOAWAY past its limit) the connection is refused.
+        let mut wire = BytesMut::new();
+        let past = limits.max_skippable_message() + 1;
+        wire.put_slice(&(past as u32).to_be_bytes());
+        wire.put_slice(&[2, 0, 0, 0, 0, 0, 0, 1]);
+        let mut decoder = FrameDecoder::after_preface(limits);
+        assert!(feed(&mut decoder, &[&wire]).is_err());
+        let mut wire = BytesMut::new();
+        wire.put_slice(&(end_len as u32).to_be_bytes());
+        wire.put_slice(&[8, 0, 0, 0, 0, 0, 0, 0]);
+        let mut decoder = FrameDecoder::after_preface(limits);
+        assert!(feed(&mut decoder, &[&wire]).is_err());
     }
 }

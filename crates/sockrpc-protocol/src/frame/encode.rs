@@ -300,6 +300,17 @@ pub fn encode_settings(dst: &mut BytesMut, capabilities: u32, max_calls: usize) 
     dst.put_u32(u32::from(max_calls) << 16 | capabilities & 0xFFFF);
 }
 
+/// [`encode_settings`] with the sender's metadata limit `limit` as a second word (`u32::MAX`
+/// for that or more), only to a peer whose SETTINGS had [`CAP_METADATA_LIMIT`](super::CAP_METADATA_LIMIT)
+/// (an older peer takes a WINDOW of 8 bytes for a protocol error).
+pub fn encode_settings_with_limit(dst: &mut BytesMut, caps: u32, calls: usize, limit: usize) {
+    let calls = u16::try_from(calls).unwrap_or(MAX_ANNOUNCED_CALLS);
+    dst.reserve(HEADER_LEN + 8);
+    put_header(dst, 8, FrameKind::Window, FLAG_SETTINGS, 0);
+    dst.put_u32(u32::from(calls) << 16 | caps & 0xFFFF);
+    dst.put_u32(u32::try_from(limit).unwrap_or(u32::MAX));
+}
+
 /// Writes an OPEN frame for a streaming call (`FLAG_STREAM` when the client streams).
 pub fn encode_open_streaming(
     dst: &mut BytesMut,

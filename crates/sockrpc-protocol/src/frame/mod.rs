@@ -126,11 +126,21 @@ pub const CAP_CHARGED: u32 = 0x4;
 /// pieces ([`FLAG_MORE`]). A server announces it in its SETTINGS; a client announces it in a
 /// SETTINGS of its own, right after its preface (a server that knows none ignores it).
 pub const CAP_PIECES: u32 = 0x8;
+/// Capability bit in SETTINGS, from either side: the sender reads a SETTINGS longer than 4
+/// bytes (up to [`MAX_SETTINGS_LEN`], in words of 4; words past those it knows ignored), whose
+/// second word is its peer's metadata limit. A side sends its own metadata limit in a second
+/// SETTINGS once the peer's SETTINGS showed this bit (an older peer refuses a longer WINDOW),
+/// and then checks what it sends against the peer's limit: as HTTP/2's
+/// `SETTINGS_MAX_HEADER_LIST_SIZE`, metadata the peer would refuse is never sent.
+pub const CAP_METADATA_LIMIT: u32 = 0x10;
+/// The longest SETTINGS body a receiver that announced [`CAP_METADATA_LIMIT`] reads: room for
+/// later fields, which a peer of this version skips.
+pub const MAX_SETTINGS_LEN: usize = 64;
 /// Every capability this crate's server announces.
 pub const SERVER_CAPABILITIES: u32 =
-    CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW | CAP_CHARGED | CAP_PIECES;
+    CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW | CAP_CHARGED | CAP_PIECES | CAP_METADATA_LIMIT;
 /// Every capability this crate's client announces, in the SETTINGS it sends after its preface.
-pub const CLIENT_CAPABILITIES: u32 = CAP_PIECES;
+pub const CLIENT_CAPABILITIES: u32 = CAP_PIECES | CAP_METADATA_LIMIT;
 /// The largest piece of a split message ([`FLAG_MORE`]): a message larger than this is sent
 /// in pieces of this size to a peer that reads them. 64 KiB: a small frame waits behind at most
 /// this much of a large message, and a piece is still large enough that its header and the
@@ -394,6 +404,11 @@ pub enum Frame {
         /// [`MAX_ANNOUNCED_CALLS`] for that many or more. A call past it is refused with
         /// `RESOURCE_EXHAUSTED`.
         max_calls: u16,
+        /// The sender's metadata limit ([`Limits::max_metadata_size`], as HTTP/2's
+        /// `SETTINGS_MAX_HEADER_LIST_SIZE`), the body's second word: `None` when the SETTINGS
+        /// has none (4 bytes: an older peer, or the first SETTINGS, sent before the sender knew
+        /// the receiver reads [`CAP_METADATA_LIMIT`]) or it is 0; `u32::MAX` for that or more.
+        max_metadata: Option<u32>,
     },
     /// Not a wire frame: an OPEN, HEADERS or END whose body is well formed but whose metadata
     /// block is over the receiver's [`Limits::max_metadata_size`]. The block was walked and
@@ -409,6 +424,22 @@ pub enum Frame {
         /// What the block counts against the limit: its bytes and 32 per entry.
         size: usize,
     },
+    /// Not a wire frame: an OPEN, HEADERS or END longer than the receiver's limit for its kind
+    /// ([`frame_limit`]; a peer whose metadata limit is larger than ours), whose body was
+    /// skipped unread. Only its call fails (`RESOURCE_EXHAUSTED`), as for
+    /// [`MetadataTooLarge`](Frame::MetadataTooLarge); the connection goes on.
+    ControlTooLarge {
+        /// The frame's kind: [`FrameKind::Open`], [`FrameKind::Headers`] or [`FrameKind::End`].
+        kind: FrameKind,
+        /// Call id.
+        call_id: u32,
+        /// The frame's flags (an OPEN's `FLAG_STREAM`, `FLAG_CHARGED`, …).
+        flags: u8,
+        /// The announced body length.
+        length: u32,
+        /// The receiver's limit for a frame of this kind.
+        limit: usize,
+    },
     /// Not a wire frame: a MESSAGE larger than the receiver's limit, whose body was read and
     /// thrown away so that only its call fails (`ResourceExhausted`), not the connection.
     Oversized {
@@ -423,6 +454,16 @@ impl FrameHeader {
     /// Parses and checks a header against `limits`. Runs on the 12 header bytes alone, so a
     /// hostile length is refused before any of its body is buffered.
     pub fn parse(bytes: &[u8; HEADER_LEN], limits: &Limits) -> Result<FrameHeader, FrameError> {
+        let header = FrameHeader::read(bytes)?;
+        header.check_length(limits)?;
+        Ok(header)
+    }
+
+    /// Parses a header and checks every field but its length against the limits: its kind, its
+    /// reserved bits, its call id. [`parse`](Self::parse) is this and
+    /// [`check_length`](Self::check_length); a decoder that skips an OPEN, HEADERS or END over
+    /// its limit ([`is_skippable_control`](Self::is_skippable_control)) checks the length itself.
+    pub fn read(bytes: &[u8; HEADER_LEN]) -> Result<FrameHeader, FrameError> {
         let mut buf = &bytes[..];
         let length = buf.get_u32();
         let kind_byte = buf.get_u8();
@@ -433,7 +474,6 @@ impl FrameHeader {
         if reserved != 0 {
             return Err(FrameError::Reserved(reserved));
         }
-        check_length(kind, u64::from(length), limits)?;
         let connection_level =
             matches!(kind, FrameKind::Ping | FrameKind::Pong | FrameKind::GoAway);
         let id_ok = match kind {
@@ -452,6 +492,41 @@ impl FrameHeader {
         })
     }
 
+    /// Checks the body length against `limits` for this header's kind (a SETTINGS may be
+    /// longer than a WINDOW: [`MAX_SETTINGS_LEN`]).
+    pub fn check_length(&self, limits: &Limits) -> Result<(), FrameError> {
+        if self.is_settings() {
+            let length = self.length as usize;
+            if length > MAX_SETTINGS_LEN {
+                return Err(FrameError::TooLong {
+                    kind: self.kind,
+                    length: u64::from(self.length),
+                    limit: MAX_SETTINGS_LEN,
+                });
+            }
+            return Ok(());
+        }
+        check_length(self.kind, u64::from(self.length), limits)
+    }
+
+    /// Whether this is a SETTINGS: a WINDOW on call 0 with [`FLAG_SETTINGS`].
+    pub fn is_settings(&self) -> bool {
+        self.kind == FrameKind::Window && self.call_id == 0 && self.flags & FLAG_SETTINGS != 0
+    }
+
+    /// Whether this is an OPEN, HEADERS or END longer than its limit ([`frame_limit`]) but
+    /// not past [`Limits::max_skippable_message`]: a peer whose metadata limit is larger than
+    /// ours, not an attack. Its body is skipped unread and only its call fails
+    /// ([`Frame::ControlTooLarge`]), as an oversized MESSAGE's is; the connection goes on.
+    pub fn is_skippable_control(&self, limits: &Limits) -> bool {
+        let length = self.length as usize;
+        matches!(
+            self.kind,
+            FrameKind::Open | FrameKind::Headers | FrameKind::End
+        ) && length > frame_limit(self.kind, limits)
+            && length <= limits.max_skippable_message()
+    }
+
     /// Whether this is a MESSAGE whose body exceeds the message limit but may be skipped.
     pub fn is_oversized_message(&self, limits: &Limits) -> bool {
         self.kind == FrameKind::Message && self.length as usize > limits.max_message_size
@@ -461,14 +536,7 @@ impl FrameHeader {
 /// Checks the length announced for a frame of `kind` against `limits`; usable as soon as the
 /// first 4 header bytes are in, before the rest of the header arrives.
 pub fn check_length(kind: FrameKind, length: u64, limits: &Limits) -> Result<(), FrameError> {
-    let limit = match kind {
-        FrameKind::Message => limits.max_skippable_message(),
-        FrameKind::Open => limits.max_open_frame(),
-        FrameKind::Cancel => 0,
-        FrameKind::Ping | FrameKind::Pong => 8,
-        FrameKind::Window => 4,
-        _ => limits.max_control_frame(),
-    };
+    let limit = frame_limit(kind, limits);
     if length > limit as u64 {
         return Err(FrameError::TooLong {
             kind,
@@ -477,6 +545,19 @@ pub fn check_length(kind: FrameKind, length: u64, limits: &Limits) -> Result<(),
         });
     }
     Ok(())
+}
+
+/// The longest body a frame of `kind` may have under `limits` (a SETTINGS excepted:
+/// [`MAX_SETTINGS_LEN`]); a MESSAGE's is the longest that is skipped rather than refused.
+pub fn frame_limit(kind: FrameKind, limits: &Limits) -> usize {
+    match kind {
+        FrameKind::Message => limits.max_skippable_message(),
+        FrameKind::Open => limits.max_open_frame(),
+        FrameKind::Cancel => 0,
+        FrameKind::Ping | FrameKind::Pong => 8,
+        FrameKind::Window => 4,
+        _ => limits.max_control_frame(),
+    }
 }
 
 /// The largest body any frame may announce under `limits`: a longer length prefix is refused

@@ -245,10 +245,21 @@ impl Frame {
                 }
             }
             FrameKind::Window if call_id == 0 && header.flags & FLAG_SETTINGS != 0 => {
+                if body.buf.len() % 4 != 0 {
+                    return Err(body.malformed("SETTINGS body not in words of 4 bytes"));
+                }
                 let word = body.u32()?;
+                // The metadata limit, when the sender announced one; words after it are a
+                // later version's, skipped.
+                let max_metadata = match body.buf.len() {
+                    0 => None,
+                    _ => Some(body.u32()?).filter(|limit| *limit != 0),
+                };
+                body.buf.advance(body.buf.len());
                 Frame::Settings {
                     capabilities: word & 0xFFFF,
                     max_calls: (word >> 16) as u16,
+                    max_metadata,
                 }
             }
             FrameKind::Window => Frame::Window {

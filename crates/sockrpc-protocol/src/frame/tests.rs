@@ -361,6 +361,7 @@ fn settings_ride_on_a_window_for_call_zero() {
         Frame::Settings {
             capabilities: CAP_FOLDED_REQUEST | 0x8000,
             max_calls: 300,
+            max_metadata: None,
         }
     );
     // A limit past 16 bits is announced as the largest; capability bits past 16 are not sent.
@@ -371,6 +372,7 @@ fn settings_ride_on_a_window_for_call_zero() {
         Frame::Settings {
             capabilities: CAP_FOLDED_REQUEST,
             max_calls: MAX_ANNOUNCED_CALLS,
+            max_metadata: None,
         }
     );
     // An older server's SETTINGS: capabilities only, no limit announced.
@@ -382,6 +384,7 @@ fn settings_ride_on_a_window_for_call_zero() {
         Frame::Settings {
             capabilities: CAP_FOLDED_REQUEST,
             max_calls: 0,
+            max_metadata: None,
         }
     );
     // A version 1 WINDOW on call 0 is still credit, and the flag means nothing on a call's.
@@ -404,4 +407,91 @@ fn settings_ride_on_a_window_for_call_zero() {
             credit: 7
         }
     );
+}
+
+#[test]
+fn settings_carry_a_metadata_limit_when_the_peer_reads_one() {
+    let mut buf = BytesMut::new();
+    encode_settings_with_limit(&mut buf, CAP_METADATA_LIMIT, 300, 20_000);
+    assert_eq!(&buf[..4], &[0, 0, 0, 8]);
+    assert_eq!(
+        round_trip(buf),
+        Frame::Settings {
+            capabilities: CAP_METADATA_LIMIT,
+            max_calls: 300,
+            max_metadata: Some(20_000),
+        }
+    );
+    // A limit past 32 bits is announced as the largest; 0 is "not announced".
+    let mut buf = BytesMut::new();
+    encode_settings_with_limit(&mut buf, 0, 0, usize::MAX);
+    assert!(matches!(
+        round_trip(buf),
+        Frame::Settings {
+            max_metadata: Some(u32::MAX),
+            ..
+        }
+    ));
+    let mut buf = BytesMut::new();
+    encode_settings_with_limit(&mut buf, 0, 0, 0);
+    assert!(matches!(
+        round_trip(buf),
+        Frame::Settings {
+            max_metadata: None,
+            ..
+        }
+    ));
+    // Later words are skipped; a body not in words, or past 64 bytes, is refused.
+    let limits = Limits::default();
+    let settings = |len: u32| {
+        let mut head = [0u8; HEADER_LEN];
+        head[..4].copy_from_slice(&len.to_be_bytes());
+        head[4] = 9;
+        head[5] = FLAG_SETTINGS;
+        FrameHeader::parse(&head, &limits)
+    };
+    let header = settings(16).expect("16 bytes");
+    let mut body = vec![0u8; 16];
+    body[7] = 99;
+    assert!(matches!(
+        Frame::parse(&header, Bytes::from(body), &limits),
+        Ok(Frame::Settings {
+            max_metadata: Some(99),
+            ..
+        })
+    ));
+    let header = settings(6).expect("6 bytes");
+    assert!(Frame::parse(&header, Bytes::from(vec![0u8; 6]), &limits).is_err());
+    assert!(settings(MAX_SETTINGS_LEN as u32 + 4).is_err());
+    // A WINDOW that is not a SETTINGS keeps its 4 bytes.
+    let mut head = [0u8; HEADER_LEN];
+    head[3] = 8;
+    head[4] = 9;
+    assert!(FrameHeader::parse(&head, &limits).is_err());
+}
+
+#[test]
+fn control_frames_over_their_limit_are_skippable_up_to_the_skip_bound() {
+    let limits = Limits::default();
+    let header = |kind: FrameKind, length: usize| FrameHeader {
+        length: length as u32,
+        kind,
+        flags: 0,
+        call_id: 1,
+    };
+    let open = limits.max_open_frame();
+    let control = limits.max_control_frame();
+    assert!(!header(FrameKind::Open, open).is_skippable_control(&limits));
+    assert!(header(FrameKind::Open, open + 1).is_skippable_control(&limits));
+    assert!(header(FrameKind::Headers, control + 1).is_skippable_control(&limits));
+    assert!(header(FrameKind::End, control + 1).is_skippable_control(&limits));
+    let past = limits.max_skippable_message() + 1;
+    assert!(!header(FrameKind::End, past).is_skippable_control(&limits));
+    // Connection-level frames are never skipped: too long is a protocol error.
+    let goaway = FrameHeader {
+        call_id: 0,
+        ..header(FrameKind::GoAway, control + 1)
+    };
+    assert!(!goaway.is_skippable_control(&limits));
+    assert!(!header(FrameKind::Cancel, 1).is_skippable_control(&limits));
 }

@@ -13,6 +13,7 @@ use sockrpc_protocol::{Limits, MetadataMap, MethodPath, Request, Response, Statu
 use std::{
     future::Future,
     pin::Pin,
+    sync::atomic::Ordering,
     task::{ready, Context, Poll},
     time::Duration,
 };
@@ -123,14 +124,17 @@ enum Started {
 }
 
 /// Checks a request against this side's limits before anything of it is sent: its path, its
-/// metadata and (when known) its message. A refusal is marked
-/// ([`Status::refused_before_sending`]): another attempt would meet it again.
+/// metadata and (when known) its message; and its metadata against the limit the server
+/// announced in its SETTINGS, if it did (as HTTP/2's `SETTINGS_MAX_HEADER_LIST_SIZE`: the server
+/// would refuse it). A refusal is marked ([`Status::refused_before_sending`]): another attempt
+/// would meet it again.
 pub(super) fn check_request(
     path: Option<&MethodPath>,
     metadata: &MetadataMap,
     message: Option<&Bytes>,
-    limits: &Limits,
+    shared: &Shared,
 ) -> Result<(), Status> {
+    let limits = &shared.limits;
     if let Some(path) = path {
         frame::check_path(path)
             .map_err(|why| Status::invalid_argument(why).refused_before_sending())?;
@@ -139,7 +143,18 @@ pub(super) fn check_request(
         check_message(message, limits)?;
     }
     frame::check_metadata(metadata, limits)
-        .map_err(|why| Status::resource_exhausted(why).refused_before_sending())
+        .map_err(|why| Status::resource_exhausted(why).refused_before_sending())?;
+    // 0: not known yet; `usize::MAX`: none announced.
+    let announced = shared.server_metadata.load(Ordering::Relaxed);
+    let size = frame::metadata_charge(metadata);
+    if announced != 0 && size > announced {
+        return Err(Status::resource_exhausted(format!(
+            "request metadata of {size} bytes exceeds the limit of {announced} the server \
+             announced; not sent"
+        ))
+        .refused_before_sending());
+    }
+    Ok(())
 }
 
 /// Refuses a call whose deadline has already passed (no time left) before anything of it is
@@ -185,9 +200,8 @@ fn start_call(
     queued: Option<u64>,
 ) -> Result<Started, Status> {
     let (path, request) = call;
-    let limits = &shared.limits;
     let (metadata, message) = (request.metadata(), request.get_ref());
-    check_request(Some(path), metadata, Some(message), limits)?;
+    check_request(Some(path), metadata, Some(message), shared)?;
     let mut state = shared.lock();
     // A queued call polled again either still waits, or was woken and holds room kept for it.
     let held = match queued {

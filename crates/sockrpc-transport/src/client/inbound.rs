@@ -151,7 +151,27 @@ impl Inbound<'_> {
                 call_id,
                 size,
                 ..
-            } => self.refuse_metadata(state, kind, call_id, size),
+            } => {
+                let limit = self.shared.limits.max_metadata_size;
+                let why = format!("{size} bytes exceed the limit of {limit}");
+                self.refuse_metadata(state, kind, call_id, &why);
+            }
+            Frame::ControlTooLarge {
+                kind,
+                call_id,
+                length,
+                limit,
+                ..
+            } => {
+                // Too long to read at all (a server whose metadata limit is larger than ours):
+                // skipped unread, its call alone fails.
+                let metadata = self.shared.limits.max_metadata_size;
+                let why = format!(
+                    "in a {kind:?} frame of {length} bytes exceed the limit of {limit} \
+                     (the metadata limit is {metadata} bytes)"
+                );
+                self.refuse_metadata(state, kind, call_id, &why);
+            }
             Frame::End {
                 call_id,
                 code,
@@ -250,7 +270,24 @@ impl Inbound<'_> {
             Frame::Settings {
                 capabilities,
                 max_calls,
+                max_metadata,
             } => {
+                // The server's metadata limit (`call.rs` checks requests against it), and ours
+                // in answer to its first SETTINGS that shows it reads one (`server_metadata` 0:
+                // not answered yet).
+                let told = self.shared.server_metadata.load(Ordering::Relaxed) != 0;
+                if !told && capabilities & frame::CAP_METADATA_LIMIT != 0 {
+                    let (caps, ours) = (frame::CLIENT_CAPABILITIES, self.shared.limits);
+                    let buf = state.outbox.buf_mut();
+                    frame::encode_settings_with_limit(buf, caps, 0, ours.max_metadata_size);
+                    self.shared
+                        .server_metadata
+                        .store(usize::MAX, Ordering::Relaxed);
+                }
+                if let Some(limit) = max_metadata {
+                    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                    self.shared.server_metadata.store(limit, Ordering::Relaxed);
+                }
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
                 state.connection_window = capabilities & frame::CAP_CONNECTION_WINDOW != 0;
                 state.charged_requests = capabilities & frame::CAP_CHARGED != 0;
@@ -295,20 +332,17 @@ impl Inbound<'_> {
         state.stream_ended(self.shared, call_id);
     }
 
-    /// HEADERS or END for `call_id` whose metadata (`size`, as counted against the limit) is
-    /// over this client's limit: that call fails `RESOURCE_EXHAUSTED` and, if it was still
-    /// streaming, is cancelled on the server; the connection and its other calls go on.
-    fn refuse_metadata(&mut self, state: &mut State, kind: FrameKind, call_id: u32, size: usize) {
+    /// HEADERS or END for `call_id` whose metadata is over this client's limit (`why`, the
+    /// sizes), or that is too long to read: that call fails `RESOURCE_EXHAUSTED` and, if it was
+    /// still streaming, is cancelled on the server; the connection and its other calls go on.
+    fn refuse_metadata(&mut self, state: &mut State, kind: FrameKind, call_id: u32, why: &str) {
         let what = match kind {
             FrameKind::Headers => "response headers",
             FrameKind::End => "response trailers",
             // Servers do not open calls.
             _ => return,
         };
-        let limit = self.shared.limits.max_metadata_size;
-        let status = Status::resource_exhausted(format!(
-            "{what} of {size} bytes exceed the limit of {limit}"
-        ));
+        let status = Status::resource_exhausted(format!("{what} {why}"));
         let Some(slot) = state.calls.get_mut(call_id) else {
             return;
         };

@@ -291,6 +291,9 @@ struct Shared {
     /// The server's limit of calls in flight here, from its SETTINGS; `usize::MAX` until one
     /// arrives, or when the server announced none.
     max_calls: AtomicUsize,
+    /// The server's metadata limit from its SETTINGS (`inbound.rs`): 0 until we sent ours,
+    /// `usize::MAX` while it announced none.
+    server_metadata: AtomicUsize,
     /// Mirrors the room queue's length: calls waiting for room under that limit.
     waiting: AtomicUsize,
     /// Set once the server's preface has arrived: the connection is known to speak sockrpc.
@@ -411,6 +414,7 @@ impl ClientConnection {
             started: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             max_calls: AtomicUsize::new(usize::MAX),
+            server_metadata: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             handshaken: AtomicBool::new(false),
             handshake: Notify::new(),

@@ -83,7 +83,7 @@ impl ClientConnection {
         metadata: &MetadataMap,
         request: Option<&Bytes>,
     ) -> Result<(), Status> {
-        super::call::check_request(None, metadata, request, &self.shared().limits)
+        super::call::check_request(None, metadata, request, self.shared())
     }
 
     /// Waits for room under the server's limit of calls in flight on this connection (its
@@ -118,7 +118,7 @@ impl ClientConnection {
     ) -> Result<(StreamSender, StreamReceiver), Status> {
         let shared = self.shared();
         let message = request.as_ref().map(|(message, _)| message);
-        super::call::check_request(Some(path), metadata, message, &shared.limits)?;
+        super::call::check_request(Some(path), metadata, message, shared)?;
         super::call::check_timeout(timeout)?;
         if pass.as_ref().is_some_and(|pass| !pass.is_for(self)) {
             // Dropped, the pass gives its room back where it was kept.

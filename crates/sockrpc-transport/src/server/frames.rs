@@ -219,7 +219,33 @@ impl<D: Dispatch> Connection<D> {
                     ))),
                 );
             }
+            Frame::ControlTooLarge {
+                kind: FrameKind::Open,
+                call_id,
+                flags,
+                length,
+                limit,
+            } => {
+                // An OPEN too long for our limits, skipped unread (a client whose metadata
+                // limit is larger than ours): received and refused, its call alone, as an OPEN
+                // whose metadata is over the limit is above. Its id is used up, so a later GOAWAY
+                // counts it as received and the client does not send it again.
+                self.take_call_id(call_id, flags & frame::FLAG_CHARGED != 0)?;
+                let metadata = self.config.limits.max_metadata_size;
+                self.answer(
+                    call_id,
+                    Err(Status::resource_exhausted(format!(
+                        "Open frame of {length} bytes exceeds the server's limit of {limit} \
+                         (its metadata limit is {metadata} bytes)"
+                    ))),
+                );
+            }
             Frame::MetadataTooLarge {
+                kind: FrameKind::End,
+                call_id,
+                ..
+            }
+            | Frame::ControlTooLarge {
                 kind: FrameKind::End,
                 call_id,
                 ..
@@ -244,11 +270,22 @@ impl<D: Dispatch> Connection<D> {
                 self.awaiting_pong = None;
                 self.timers.due.keepalive = None;
             }
-            Frame::Settings { capabilities, .. } => {
+            Frame::Settings {
+                capabilities,
+                max_metadata,
+                ..
+            } => {
                 // What the client reads beyond version 1's base: with CAP_PIECES, large
                 // answers go out in pieces that other calls' frames can pass.
                 let pieces = capabilities & frame::CAP_PIECES != 0;
-                self.shared.lock().outbox.set_pieces(pieces);
+                let mut state = self.shared.lock();
+                state.outbox.set_pieces(pieces);
+                // Its metadata limit, and ours in answer (`announced.rs`).
+                let ours = (
+                    self.config.max_concurrent_calls,
+                    self.config.limits.max_metadata_size,
+                );
+                super::announced::on_settings(&mut state, capabilities, max_metadata, ours);
             }
             // A client's GOAWAY, HEADERS or stray PONG needs no action from the server.
             _ => {}

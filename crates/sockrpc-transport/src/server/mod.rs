@@ -10,6 +10,7 @@
 //! [`serve`]; everything about sockets, frames, limits and timeouts lives here.
 
 mod age;
+mod announced;
 mod call;
 pub(crate) mod config;
 mod conn;

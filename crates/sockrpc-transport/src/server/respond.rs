@@ -67,6 +67,8 @@ pub(super) struct ConnState {
     /// Times the last handler running in a task of its own finished: the connection's idle
     /// clock counts from then.
     pub(super) went_idle: u64,
+    /// The client's announced metadata limit (`announced.rs`; 0: not told yet).
+    pub(super) client_metadata: usize,
 }
 
 /// Inbound stream messages one connection may hold (in message charges) before it stops
@@ -202,6 +204,7 @@ impl Shared {
                 answers_sent: 0,
                 charge_answers: false,
                 went_idle: 0,
+                client_metadata: super::announced::NOT_TOLD,
             }),
             limits,
             running_held: std::sync::atomic::AtomicUsize::new(0),
@@ -251,6 +254,7 @@ pub(super) fn answer_now<B: OutboundBody>(
         Err(status) => {
             state.remove_stream(call_id);
             state.answers_sent += 1;
+            let status = super::announced::fit_status(state, status);
             encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
             return None;
         }
@@ -261,6 +265,11 @@ pub(super) fn answer_now<B: OutboundBody>(
         Ok((message, compressed)) => {
             state.remove_stream(call_id);
             state.answers_sent += 1;
+            let checked = super::announced::check_response(state, &metadata, &trailers, limits);
+            if let Err(status) = checked {
+                encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
+                return None;
+            }
             encode_once(
                 &mut state.outbox,
                 call_id,
@@ -393,11 +402,9 @@ pub(super) async fn pump<B: OutboundBody>(
     let limits = shared.limits;
     let encoding = response.encoding();
     let (metadata, mut body, trailers) = response.into_parts();
-    let checked = frame::check_metadata(&metadata, &limits)
-        .and_then(|()| frame::check_metadata(&trailers, &limits));
     let started = with_state(&shared, |state| {
-        if let Err(reason) = &checked {
-            let status = Status::internal(format!("response metadata: {reason}"));
+        let checked = super::announced::check_response(state, &metadata, &trailers, &limits);
+        if let Err(status) = checked {
             encode_status(state.outbox.frames_for(call_id), call_id, &status, &limits);
             state.remove_stream(call_id);
             super::call::release(state, call_id);
