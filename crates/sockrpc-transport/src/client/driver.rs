@@ -39,6 +39,8 @@ enum Tended {
     Done,
     /// Writing failed: the calls fail, with this status, past this many bytes written.
     WriteFailed(Status, u64),
+    /// The owner closed the connection at once: every call fails with this, and it ends.
+    Aborted(Status),
 }
 
 /// How long calls wait, after a write failed, for the read side to end (see
@@ -97,6 +99,8 @@ impl Drop for Driver {
         // handle or stream half (which may be kept long after the call ended).
         state.outbox.release_writer();
         drop(state);
+        self.shared.terminated.store(true, Ordering::Release);
+        self.shared.ended.notify_waiters();
         if let Some(notify) = &self.on_close {
             notify.notify_one();
         }
@@ -248,6 +252,9 @@ impl Driver {
         cx: &mut Context<'_>,
     ) -> Tended {
         state.outbox.set_driver(cx.waker());
+        if let Some(status) = state.aborted.clone() {
+            return Tended::Aborted(status);
+        }
         // Bounded: after an expiry the soonest deadline left is in the future.
         for _ in 0..4 {
             match deadlines.poll_at(state.soonest_deadline, cx) {
@@ -345,6 +352,11 @@ impl Driver {
                 match Self::tend(shared, &mut state, deadlines, wake, cx) {
                     Tended::Go => {}
                     Tended::Done => return Poll::Ready(()),
+                    Tended::Aborted(status) => {
+                        drop(state);
+                        this.fail_all(status);
+                        return Poll::Ready(());
+                    }
                     Tended::WriteFailed(status, written) => {
                         if write_failed.is_none() {
                             // No new call here; those sent wait for what the server said.

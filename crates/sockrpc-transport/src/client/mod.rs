@@ -19,6 +19,7 @@
 //! - `room.rs`: calls waiting for room under the server's limit of calls in flight.
 //! - `waiters.rs`: stream senders waiting for the write buffer to drain, or for credit.
 //! - `options.rs`: a connection's settings (limits, keepalive, close notification).
+//! - `shutdown.rs`: closing it from this side, gracefully or at once, and waiting for its end.
 
 mod call;
 mod driver;
@@ -26,6 +27,7 @@ mod inbound;
 mod limit;
 mod options;
 mod room;
+mod shutdown;
 mod stream;
 mod table;
 #[cfg(test)]
@@ -138,6 +140,8 @@ struct State {
     goaway_failure: Option<Status>,
     /// Every user handle is gone, or the owner closed it: the driver ends once the last call does.
     abandoned: bool,
+    /// The owner closed it at once (`close_now`): the driver fails every call with this and ends.
+    aborted: Option<Status>,
     /// When the last call ended (or the connection opened), for idle timeouts.
     idle_since: Instant,
     /// What the driver's timer is armed for: the soonest unary deadline when it was set. It may
@@ -302,6 +306,9 @@ struct Shared {
     /// Set when the peer's first bytes were no sockrpc preface (an HTTP or TLS server, another
     /// protocol version): another connection there would meet the same.
     foreign: AtomicBool,
+    /// Set as the driver ends (its socket released); `ended` wakes who waits for it.
+    terminated: AtomicBool,
+    ended: Notify,
     /// Set when the connection closed for a frame that broke the protocol (a malformed
     /// SETTINGS, an unknown frame type, ...).
     broken: AtomicBool,
@@ -397,6 +404,7 @@ impl ClientConnection {
                 retired: false,
                 goaway_failure: None,
                 abandoned: false,
+                aborted: None,
                 idle_since: Instant::now(),
                 soonest_deadline: None,
                 folds_request: false,
@@ -419,6 +427,8 @@ impl ClientConnection {
             handshaken: AtomicBool::new(false),
             handshake: Notify::new(),
             foreign: AtomicBool::new(false),
+            terminated: AtomicBool::new(false),
+            ended: Notify::new(),
             broken: AtomicBool::new(false),
         });
         let driver = Driver::new(
@@ -559,18 +569,6 @@ impl ClientConnection {
             }
             notified.await;
         }
-    }
-
-    /// Stops taking calls; the connection closes once the calls in flight have finished.
-    pub fn close(&self) {
-        let shared = &self.handle.shared;
-        let mut state = shared.lock();
-        shared.close(
-            &mut state,
-            Status::unavailable("connection closed by the client"),
-        );
-        state.abandoned = true;
-        state.outbox.wake_driver();
     }
 
     /// Starts a unary call: sends `request` to `path` and waits for the answer, for at most the
