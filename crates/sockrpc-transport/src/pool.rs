@@ -17,6 +17,12 @@
 //!
 //! A connection that breaks fails only its own calls (`Unavailable`); its slot goes `Down` and
 //! the maintainer replaces it while the other connections keep serving.
+//!
+//! `shutdown.rs`: closing the pool for good (gracefully or at once) and waiting for its end.
+
+mod shutdown;
+
+pub use shutdown::{closed_status, closing_now_status};
 
 use crate::attempt::{connect_one, ConnectError};
 use crate::backoff::BackoffState;
@@ -70,6 +76,8 @@ struct Inner {
     retry_at: Mutex<Option<Instant>>,
     /// A maintainer task runs ([`Maintaining`] clears it as the task ends, however it ends).
     maintained: AtomicBool,
+    /// The pool's shutdown: closed or not, its connections closing (`shutdown.rs`).
+    shut: shutdown::Shut,
 }
 
 impl Drop for Inner {
@@ -115,6 +123,7 @@ impl Pool {
                 refused: AtomicBool::new(false),
                 retry_at: Mutex::new(None),
                 maintained: AtomicBool::new(false),
+                shut: shutdown::Shut::default(),
             }),
         }
     }
@@ -136,15 +145,20 @@ impl Pool {
     /// outside one), and again after it ended with the runtime that ran it: a pool used from
     /// one runtime after another (a client kept in a static) reconnects on each.
     fn ensure_maintainer(&self) {
+        if self.inner.shut.is_closed() {
+            // Closed for good: nothing reconnects.
+            return;
+        }
         if self.inner.maintained.swap(true, Ordering::AcqRel) {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
         let wake = Arc::clone(&self.inner.wake);
         let running = Maintaining(Arc::downgrade(&self.inner));
+        let stop = self.inner.shut.stop();
         tokio::spawn(async move {
             let _running = running;
-            maintain(weak, wake).await;
+            maintain(weak, wake, stop).await;
         });
     }
 
@@ -160,6 +174,9 @@ impl Pool {
     pub fn pick(&self) -> Option<ClientConnection> {
         // The field is public: 0 would leave every connection without room.
         let share = self.inner.endpoint.calls_per_connection.max(1);
+        if self.inner.shut.is_closed() {
+            return None;
+        }
         let mut slots = lock(&self.inner.slots);
         let mut first_fit: Option<&ClientConnection> = None;
         // The least loaded connection, those with room under the server's limit first.
@@ -245,6 +262,9 @@ impl Pool {
             tokio::pin!(connected, failed);
             connected.as_mut().enable();
             failed.as_mut().enable();
+            if self.inner.shut.is_closed() {
+                return Err(closed_status());
+            }
             if let Some(conn) = self.pick() {
                 return Ok(conn);
             }
@@ -330,6 +350,9 @@ impl Pool {
 
     /// Waits until every slot has a live connection, or `deadline`; fails only if none is up.
     pub async fn fill(&self, deadline: Instant) -> Result<(), Status> {
+        if self.inner.shut.is_closed() {
+            return Err(closed_status());
+        }
         self.ensure_maintainer();
         self.inner.wake.notify_one();
         loop {
@@ -407,6 +430,7 @@ impl Drop for Maintaining {
             *lock(&inner.retry_at) = None;
             inner.maintained.store(false, Ordering::Release);
             inner.connected.notify_waiters();
+            inner.shut.changed();
         }
     }
 }
@@ -440,7 +464,7 @@ const YOUNG_RETIREMENTS: usize = 3;
 /// and calls waiting for a connection hear the server's reason. One the client closed itself
 /// counts as neither. One sent away before it carried a call stays closed until a call needs
 /// it, so a peer that sends every connection away at once is not reconnected in a loop either.
-async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
+async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>, stop: Arc<Notify>) {
     let mut backoff: Option<BackoffState> = None;
     let mut next_attempt = Instant::now();
     // Unused connections retired (FLAG_RETIRE) within `AT_ONCE` of opening, counted over a
@@ -452,6 +476,10 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
     let mut young_retired = 0usize;
     loop {
         let Some(inner) = pool.upgrade() else { return };
+        if inner.shut.is_closed() {
+            // Closed for good: no reconnect, no idle upkeep.
+            return;
+        }
         let backoff = backoff.get_or_insert_with(|| BackoffState::new(inner.endpoint.backoff));
         let idle_timeout = inner.endpoint.idle_timeout;
         let down: Vec<usize> = {
@@ -460,6 +488,9 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
             for (i, slot) in slots.iter_mut().enumerate() {
                 match slot {
                     Slot::Live(conn) if conn.is_closed() => {
+                        // Still carrying calls (a draining server's): the pool's shutdown
+                        // must reach them too.
+                        inner.shut.track(conn);
                         let used = conn.calls_started() > 0;
                         let sent_away = conn.in_flight() == 0 && conn.was_sent_away();
                         // For an unused connection, `idle_for` is its age.
@@ -545,9 +576,23 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
             let started = Instant::now();
             let timeout = backoff.current().max(inner.endpoint.connect_timeout);
             for i in down {
-                match connect_one(&inner.endpoint, timeout, Arc::clone(&wake)).await {
+                let attempt = tokio::select! {
+                    attempt = connect_one(&inner.endpoint, timeout, Arc::clone(&wake)) => attempt,
+                    // Closed while connecting: the attempt is dropped (its socket with it).
+                    () = stop.notified() => return,
+                };
+                match attempt {
                     Ok(conn) => {
-                        lock(&inner.slots)[i] = Slot::Live(conn);
+                        {
+                            let mut slots = lock(&inner.slots);
+                            if inner.shut.is_closed() {
+                                // Closed as it came up: it closes too, and is waited for.
+                                drop(slots);
+                                inner.shut.close_late(conn);
+                                return;
+                            }
+                            slots[i] = Slot::Live(conn);
+                        }
                         *lock(&inner.last_error) = None;
                         inner.refused.store(false, Ordering::Release);
                         inner.connected.notify_waiters();
@@ -577,6 +622,7 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>) {
         };
         tokio::select! {
             () = wake.notified(), if down.is_empty() => {}
+            () = stop.notified() => {}
             () = tokio::time::sleep_until(sleep_until) => {}
         }
     }

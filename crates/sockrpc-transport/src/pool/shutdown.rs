@@ -1,0 +1,171 @@
+//! Closing a pool for good: gracefully ([`Pool::close`], grpc-java's `shutdown`) or at once
+//! ([`Pool::close_now`], `shutdownNow`), and waiting for the end ([`Pool::closed`],
+//! `awaitTermination`).
+//!
+//! Why here: dropping a channel was the only way to end it, and any clone (a generated client,
+//! a middleware stack, a task) kept its pool reconnecting. A closed pool takes no call (each
+//! fails at once with [`closed_status`]), hands out no connection, and its maintainer stops;
+//! the connections it had close after their calls (gracefully) or at once, their calls failing
+//! with [`closing_now_status`]. The pool keeps each closing connection's handle, so
+//! [`Pool::closed`] can wait for every one to end.
+//!
+//! ```text
+//!  close ─▶ level 1: slots emptied (Idle) ─▶ conn.close()      ─▶ ends after its calls
+//!  close_now ─▶ level 2:            └──────▶ conn.close_now()  ─▶ ends at once, calls CANCELLED
+//!  maintainer: stops at its next look; an attempt under way is dropped
+//! ```
+
+use super::{lock, Pool, Slot};
+use crate::ClientConnection;
+use sockrpc_protocol::Status;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Open: calls go through.
+const OPEN: u8 = 0;
+/// Closed gracefully: calls in flight finish.
+const GRACEFUL: u8 = 1;
+/// Closed at once: calls in flight fail.
+const NOW: u8 = 2;
+
+/// The status of a call made on a closed channel (grpc-java's `UNAVAILABLE` "Channel shutdown
+/// invoked"): nothing was sent.
+pub fn closed_status() -> Status {
+    Status::unavailable("channel closed: close() was called; the call was not sent")
+}
+
+/// The status of a call in flight when its channel was closed at once (grpc-go's `Canceled`
+/// "grpc: the client connection is closing").
+pub fn closing_now_status() -> Status {
+    Status::cancelled("channel closed: close_now() was called")
+}
+
+/// A pool's shutdown state.
+#[derive(Default)]
+pub(super) struct Shut {
+    /// [`OPEN`], [`GRACEFUL`] or [`NOW`]; only ever rises.
+    level: AtomicU8,
+    /// Wakes [`Pool::closed`]: the pool closed, or its maintainer ended.
+    changed: Notify,
+    /// Wakes the maintainer to stop (a stored permit: it may be between two looks).
+    stop: Arc<Notify>,
+    /// The connections closing or to close with the pool: the slots' at the close, one that
+    /// came up just as it closed, and replaced ones still carrying calls (a draining server's).
+    closing: Mutex<Vec<ClientConnection>>,
+}
+
+impl Shut {
+    /// Whether the pool was closed (either way).
+    pub(super) fn is_closed(&self) -> bool {
+        self.level.load(Ordering::Acquire) != OPEN
+    }
+
+    /// What the maintainer waits on to stop.
+    pub(super) fn stop(&self) -> Arc<Notify> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Something [`Pool::closed`] waits for happened (the maintainer ended).
+    pub(super) fn changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// A connection leaving its slot closed: kept while it still carries calls, so that the
+    /// pool's shutdown reaches them too.
+    pub(super) fn track(&self, conn: &ClientConnection) {
+        if conn.in_flight() == 0 || conn.is_terminated() {
+            return;
+        }
+        let mut closing = lock(&self.closing);
+        closing.retain(|c| !c.is_terminated());
+        closing.push(conn.clone());
+    }
+
+    /// A connection that came up as the pool closed: closed the pool's way, and waited for.
+    pub(super) fn close_late(&self, conn: ClientConnection) {
+        self.close_one(&conn, self.level.load(Ordering::Acquire));
+        lock(&self.closing).push(conn);
+        self.changed.notify_waiters();
+    }
+
+    fn close_one(&self, conn: &ClientConnection, level: u8) {
+        if level >= NOW {
+            conn.close_now(closing_now_status());
+        } else {
+            conn.close();
+        }
+    }
+}
+
+impl Pool {
+    /// Closes the pool gracefully (grpc-java's `shutdown`): new calls fail at once with
+    /// [`closed_status`], calls in flight (streams included) finish, then each connection
+    /// closes; nothing reconnects. Idempotent; never blocks.
+    pub fn close(&self) {
+        self.shut_down(GRACEFUL);
+    }
+
+    /// Closes the pool at once (grpc-java's `shutdownNow`): as [`close`](Self::close), and the
+    /// calls in flight fail with [`closing_now_status`] (`CANCELLED`) as their connections
+    /// close now. Also after `close`, to stop waiting for slow calls.
+    pub fn close_now(&self) {
+        self.shut_down(NOW);
+    }
+
+    /// Whether [`close`](Self::close) or [`close_now`](Self::close_now) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shut.is_closed()
+    }
+
+    /// Waits until the pool is closed and every connection it had has ended (grpc-java's
+    /// `awaitTermination`, with the caller's own timeout around it). Waits for a close first.
+    pub async fn closed(&self) {
+        let shut = &self.inner.shut;
+        loop {
+            let changed = shut.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if shut.is_closed() && !self.inner.maintained.load(Ordering::Acquire) {
+                break;
+            }
+            changed.await;
+        }
+        // The maintainer has ended: the list is complete.
+        let conns = lock(&shut.closing).clone();
+        for conn in conns {
+            conn.terminated().await;
+        }
+    }
+
+    fn shut_down(&self, level: u8) {
+        let inner = &self.inner;
+        let before = inner.shut.level.fetch_max(level, Ordering::AcqRel);
+        if before >= level {
+            return;
+        }
+        // After the level is set: the maintainer checks it under this lock before it fills a
+        // slot, so every connection is either taken here or closed by it.
+        let taken: Vec<ClientConnection> = lock(&inner.slots)
+            .iter_mut()
+            .filter_map(|slot| match std::mem::replace(slot, Slot::Idle) {
+                Slot::Live(conn) => Some(conn),
+                _ => None,
+            })
+            .collect();
+        let conns = {
+            let mut closing = lock(&inner.shut.closing);
+            closing.extend(taken);
+            closing.clone()
+        };
+        for conn in &conns {
+            inner.shut.close_one(conn, level);
+        }
+        inner.shut.stop.notify_one();
+        inner.wake.notify_one();
+        // Calls waiting for a connection look again, and fail.
+        inner.connected.notify_waiters();
+        inner.failed.notify_waiters();
+        inner.shut.changed.notify_waiters();
+    }
+}
