@@ -1,4 +1,9 @@
 //! `Channel`: a tower `Service` over a pool of connections to one endpoint.
+//!
+//! Closing it ([`Channel::close`], [`Channel::close_now`], [`Channel::closed`]) is grpc-java's
+//! `shutdown`/`shutdownNow`/`awaitTermination` and grpc-go's `ClientConn.Close`: every clone
+//! shares the pool, so closing one clone closes the channel for all of them (dropping a clone
+//! closes nothing while another lives).
 
 use super::udp_side::{UdpSide, GENERATIONS};
 use crate::{Body, BoxFuture, Call, ConfigDefaults};
@@ -6,7 +11,7 @@ use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
-use sockrpc_transport::pool::{ConnectionStats, Pool};
+use sockrpc_transport::pool::{closed_status, ConnectionStats, Pool};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
 use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
@@ -29,6 +34,12 @@ use tower_service::Service;
 /// `Unavailable` with its error if it fails (gRPC's fail-fast); a wait-for-ready call
 /// (`Request::set_wait_for_ready`, `Endpoint::wait_for_ready`) waits for one up to its
 /// deadline instead.
+///
+/// [`close`](Channel::close) shuts it down for every clone: new calls (and `poll_ready`) fail
+/// `UNAVAILABLE` ([`closed_status`](sockrpc_transport::pool::closed_status)) without reaching
+/// the server, calls in flight finish, then the connections close and nothing reconnects;
+/// [`close_now`](Channel::close_now) also fails the calls in flight, streams included,
+/// `CANCELLED`; [`closed`](Channel::closed) waits for every connection to end.
 #[derive(Clone)]
 pub struct Channel {
     pool: Pool,
@@ -98,6 +109,41 @@ impl Channel {
     /// The live pooled connections (to inspect, or to break one on purpose in a test).
     pub fn connections(&self) -> Vec<ClientConnection> {
         self.pool.connections()
+    }
+
+    /// Closes the channel, and every clone of it, gracefully (grpc-java's `shutdown`): new
+    /// calls fail at once `UNAVAILABLE` ("channel closed", nothing sent), calls in flight
+    /// (unary and streams) finish normally, then each connection closes; nothing reconnects
+    /// and the UDP client lets its socket go once its calls end. Idempotent; never blocks.
+    pub fn close(&self) {
+        self.pool.close();
+        if let Some(udp) = &self.udp {
+            udp.close();
+        }
+    }
+
+    /// Closes the channel at once (grpc-java's `shutdownNow`, grpc-go's `ClientConn.Close`):
+    /// as [`close`](Self::close), and the calls in flight over its connections, streams
+    /// included, fail `CANCELLED` as the connections close now (the server sees them end
+    /// and cancels their handlers). Also after `close`. Idempotent; never blocks.
+    pub fn close_now(&self) {
+        self.pool.close_now();
+        if let Some(udp) = &self.udp {
+            udp.close();
+        }
+    }
+
+    /// Whether [`close`](Self::close) or [`close_now`](Self::close_now) was called on any
+    /// clone (grpc-java's `isShutdown`).
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    /// Waits until the channel is closed and every connection it had has ended (grpc-java's
+    /// `awaitTermination`; wrap it in `tokio::time::timeout` for a bound, then
+    /// [`close_now`](Self::close_now) if it ran out). Waits for a close first.
+    pub async fn closed(&self) {
+        self.pool.closed().await;
     }
 }
 
@@ -182,10 +228,17 @@ impl Service<Call> for Channel {
     type Future = ChannelFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        if self.pool.is_closed() {
+            return Poll::Ready(Err(closed_status()));
+        }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, call: Call) -> ChannelFuture {
+        if self.pool.is_closed() {
+            // Nothing is sent, over TCP or UDP.
+            return failed(closed_status());
+        }
         let streaming_response = call.streaming_response();
         let (path, request) = call.into_parts();
         // What a generated client set for compression: the OPEN's encoding fields, and how

@@ -66,8 +66,9 @@ pub(crate) struct UdpSide {
     /// The clients of the generations whose runtime has not ended, by generation: what keeps
     /// them alive between calls.
     live: Mutex<Vec<(usize, UdpClient)>>,
-    /// Dropped with the channel: the watchers of clients whose runtime lives on end then.
-    alive: watch::Sender<()>,
+    /// Dropped with the channel, or taken when it closes: the watchers of clients whose
+    /// runtime lives on end then.
+    alive: Mutex<Option<watch::Sender<()>>>,
 }
 
 impl Default for UdpSide {
@@ -76,7 +77,7 @@ impl Default for UdpSide {
             current: AtomicUsize::new(0),
             chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
             live: Mutex::new(Vec::new()),
-            alive: watch::Sender::new(()),
+            alive: Mutex::new(Some(watch::Sender::new(()))),
         }
     }
 }
@@ -109,6 +110,9 @@ impl UdpSide {
     /// channel made its last client).
     pub(crate) async fn client(self: &Arc<Self>, endpoint: &Endpoint) -> Option<UdpClient> {
         let policy = endpoint.udp_in_effect()?;
+        if self.is_closed() {
+            return None;
+        }
         let generation = self.current.load(Ordering::Acquire);
         let (chunk, at) = place(generation);
         let cells = self
@@ -120,8 +124,10 @@ impl UdpSide {
             .get_or_try_init(|| async {
                 let client = UdpClient::connect(policy.addr, policy.config.clone()).await?;
                 let weak = client.downgrade();
-                lock(&self.live).push((generation, client));
-                self.watch(generation);
+                // Not kept once the channel closed (it closed while this one was made).
+                if self.watch(generation) {
+                    lock(&self.live).push((generation, client));
+                }
                 Ok::<_, std::io::Error>(weak)
             })
             .await;
@@ -135,18 +141,35 @@ impl UdpSide {
         }
     }
 
-    /// Starts the task that moves `current` past `generation` when this runtime shuts down.
-    fn watch(self: &Arc<Self>, generation: usize) {
+    /// Whether the channel was closed ([`close`](Self::close)).
+    fn is_closed(&self) -> bool {
+        lock(&self.alive).is_none()
+    }
+
+    /// The channel closed: its clients are let go (each goes, its socket and its timer task
+    /// with it, as the last call on it ends) and their watchers end; no other is made.
+    pub(crate) fn close(&self) {
+        let alive = lock(&self.alive).take();
+        let clients = std::mem::take(&mut *lock(&self.live));
+        drop((alive, clients));
+    }
+
+    /// Starts the task that moves `current` past `generation` when this runtime shuts down;
+    /// false (none started) once the channel closed.
+    fn watch(self: &Arc<Self>, generation: usize) -> bool {
         let ended = RuntimeEnded {
             side: Arc::downgrade(self),
             generation,
         };
-        let mut alive = self.alive.subscribe();
+        let Some(mut alive) = lock(&self.alive).as_ref().map(watch::Sender::subscribe) else {
+            return false;
+        };
         tokio::spawn(async move {
             // Ends when the channel goes (the sender is dropped): nothing to move on then.
             while alive.changed().await.is_ok() {}
             ended.disarm();
         });
+        true
     }
 }
 
