@@ -29,6 +29,7 @@ use super::totals::Totals;
 use crate::discovery::{ChangeStream, Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel, ConfigDefaults};
 use sockrpc_protocol::{Code, Response, Status};
+use sockrpc_transport::pool::closed_status;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -66,6 +67,7 @@ impl BalanceBuilder {
             driver: Mutex::new(None),
             driving: AtomicBool::new(false),
             changes: Mutex::new(Some(changes)),
+            shut: super::shutdown::Shut::default(),
         });
         shared.ensure_driver();
         Balanced { shared }
@@ -111,6 +113,8 @@ pub(super) struct Shared {
     driving: AtomicBool,
     /// The discovery stream while no driver holds it (`None` once discovery ended).
     changes: Mutex<Option<ChangeStream>>,
+    /// Closed or not (`shutdown.rs`).
+    pub(super) shut: super::shutdown::Shut,
 }
 
 impl Shared {
@@ -136,7 +140,7 @@ impl Shared {
     /// unless it runs: at first, and again after the runtime that ran it ended (a channel kept
     /// in a static, used from one runtime after another). One atomic load while it runs.
     pub(super) fn ensure_driver(self: &Arc<Self>) {
-        if self.driving.load(Ordering::Acquire) {
+        if self.driving.load(Ordering::Acquire) || self.shut.is_closed() {
             return;
         }
         // Outside a runtime (`build` documents that it needs one), the next call starts it.
@@ -151,6 +155,12 @@ impl Shared {
         let driver = runtime.spawn(follow(following));
         if let Some(old) = lock(&self.driver).replace(driver) {
             old.abort();
+        }
+        if self.shut.is_closed() {
+            // Closed as it started: `shut_down` may have looked before it was in place.
+            if let Some(driver) = lock(&self.driver).take() {
+                driver.abort();
+            }
         }
     }
 
@@ -296,10 +306,11 @@ fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32
 /// [`BalanceBuilder::wait_for_endpoint`] (then `Unavailable`); when every endpoint is failing, a fail-fast call fails at once and a
 /// wait-for-ready call waits up to its deadline ([`BalanceBuilder::wait_for_ready`]). A call
 /// refused unprocessed goes to another endpoint, within the same
-/// deadline.
+/// deadline. [`close`](Balanced::close), [`close_now`](Balanced::close_now) and
+/// [`closed`](Balanced::closed) shut it down for every clone, as on a [`Channel`].
 #[derive(Clone)]
 pub struct Balanced {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Balanced {
@@ -370,6 +381,9 @@ impl Balanced {
         let shared = &self.shared;
         let mut epoch = shared.epoch.subscribe();
         loop {
+            if shared.shut.is_closed() {
+                return Err(closed_status());
+            }
             // Again after the runtime that ran it ended; a call that waits looks each turn.
             shared.ensure_driver();
             epoch.mark_unchanged();
@@ -523,6 +537,9 @@ impl Service<Call> for Balanced {
     type Future = BoxFuture<Result<Response<Body>, Status>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        if self.shared.shut.is_closed() {
+            return Poll::Ready(Err(closed_status()));
+        }
         Poll::Ready(Ok(()))
     }
 

@@ -211,13 +211,16 @@ fn watch_health(shared: &Arc<Shared>, member: &Arc<Member>, probe: &Arc<dyn Heal
 
 /// Starts (re)connecting `member` in the background unless a task already does.
 pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
-    if !member.begin_connecting() {
+    if shared.shut.is_closed() || !member.begin_connecting() {
         return;
     }
     let weak_member = Arc::downgrade(member);
     let weak_shared = Arc::downgrade(shared);
     let connecting = Connecting(Arc::downgrade(member));
+    let closing = shared.shut.closing();
     tokio::spawn(async move {
+        // Stops when the channel closes, an attempt or a backoff under way dropped with it.
+        tokio::pin!(closing);
         // Given back exactly once, by the guard, however the task ends.
         let connecting = connecting;
         // The endpoint's reconnect backoff (gRPC's: 1 s, ×1.6, ±20 %, at most 120 s), each
@@ -231,7 +234,14 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             let config = endpoint.backoff;
             let timeout = endpoint.connect_timeout;
             let attempt = tokio::time::timeout(timeout, async {
-                let channel = Channel::connect(endpoint).await?;
+                let closed = async {
+                    (&mut closing).await;
+                    Err(sockrpc_protocol::Status::cancelled("the channel closed"))
+                };
+                let channel = tokio::select! {
+                    channel = Channel::connect(endpoint) => channel?,
+                    failed = closed => return failed,
+                };
                 // Up only once the server's preface arrived: a server shutting down may leave
                 // the kernel to complete the TCP handshake from its backlog, then never answer.
                 let first = channel.connections().into_iter().next();
@@ -247,9 +257,20 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             else {
                 return;
             };
+            if shared.shut.is_closed() {
+                if let Ok(Ok(channel)) = attempt {
+                    shared.shut.close_late(channel);
+                }
+                return;
+            }
             match attempt {
                 Ok(Ok(channel)) => {
-                    member.set_channel(channel);
+                    member.set_channel(channel.clone());
+                    if shared.shut.is_closed() {
+                        // Closed just now: `shut_down` may have looked before it was set.
+                        shared.shut.close_late(channel);
+                        return;
+                    }
                     member.connect_succeeded();
                     // Given back now, and not again as the task ends: by then another connect
                     // task may have claimed the member, whose claim a second release would
@@ -281,7 +302,10 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             let state = backoff.get_or_insert_with(|| BackoffState::new(config));
             let next = began + state.current();
             state.fail();
-            tokio::time::sleep_until(next).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = &mut closing => return,
+            }
         }
     });
 }

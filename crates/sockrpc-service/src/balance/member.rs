@@ -220,6 +220,13 @@ impl Member {
         }
     }
 
+    /// Stops its health watch (the channel closed).
+    pub(crate) fn stop_health_watch(&self) {
+        if let Some(watch) = lock(&self.health_watch).take() {
+            watch.abort();
+        }
+    }
+
     /// Whether outlier ejection has it out of rotation now.
     pub fn is_ejected(&self) -> bool {
         lock(&self.outlier).is_ejected(Instant::now())

@@ -21,7 +21,8 @@
 //! Files: `channel.rs` (the balanced channel), `follow.rs` (following discovery, reconnecting
 //! members), `member.rs` (one endpoint's state),
 //! `picker.rs`, `p2c.rs`, `pick_first.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
-//! `health.rs`, `totals.rs` (calls answered per key, departed keys bounded).
+//! `health.rs`, `totals.rs` (calls answered per key, departed keys bounded), `shutdown.rs`
+//! (closing the channel: [`Balanced::close`], [`Balanced::close_now`], [`Balanced::closed`]).
 
 mod builder;
 mod channel;
@@ -35,6 +36,7 @@ mod peak_ewma;
 mod pick_first;
 mod picker;
 mod round_robin;
+mod shutdown;
 mod totals;
 
 pub use builder::BalanceBuilder;
