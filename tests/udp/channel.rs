@@ -266,3 +266,29 @@ fn idempotency_levels_from_the_proto_reach_the_router() {
     assert_eq!(known, marked);
     assert!(!known.contains(&"/sockrpc.test.counter.Counter/Add"));
 }
+
+/// A closed channel's UDP client stops: the channel lets it go (its socket and its timer task
+/// go with it, `udp_stats` has none to show), and a small call after the close goes nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_channel_lets_its_udp_client_go() {
+    let mut served = Served::start(UdpServerConfig::default(), UdpPolicy::new).await;
+    served.client.echo(echo(1, 32)).await.expect("a UDP call");
+    assert!(served.udp_stats().replies >= 1);
+    let echoes = served.handlers.echoes.load(Ordering::SeqCst);
+    served.channel.close();
+    tokio::time::timeout(BOUND, served.channel.closed())
+        .await
+        .expect("closed() resolves");
+    assert!(
+        served.channel.udp_stats().is_none(),
+        "the closed channel still holds its UDP client"
+    );
+    let status = served
+        .client
+        .echo(echo(2, 32))
+        .await
+        .expect_err("a call after the close fails");
+    assert_eq!(status.code(), sockrpc::Code::Unavailable, "{status:?}");
+    assert_eq!(served.handlers.echoes.load(Ordering::SeqCst), echoes);
+    served.shutdown().await;
+}
