@@ -125,7 +125,8 @@ impl Channel {
     /// Closes the channel at once (grpc-java's `shutdownNow`, grpc-go's `ClientConn.Close`):
     /// as [`close`](Self::close), and the calls in flight over its connections, streams
     /// included, fail `CANCELLED` as the connections close now (the server sees them end
-    /// and cancels their handlers). Also after `close`. Idempotent; never blocks.
+    /// and cancels their handlers). Also after `close`. Idempotent; never blocks. A UDP call
+    /// already sent is not cut short: it ends with its answer or its deadline.
     pub fn close_now(&self) {
         self.pool.close_now();
         if let Some(udp) = &self.udp {

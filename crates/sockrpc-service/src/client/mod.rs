@@ -8,6 +8,9 @@ pub use channel::{Channel, ChannelFuture};
 pub use sockrpc_transport::backoff::Backoff;
 pub use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use sockrpc_transport::pool::ConnectionStats;
+/// The statuses of a closed channel's calls: new ones ([`closed_status`], `UNAVAILABLE`) and
+/// those in flight at a [`Channel::close_now`] ([`closing_now_status`], `CANCELLED`).
+pub use sockrpc_transport::pool::{closed_status, closing_now_status};
 
 use crate::compression::{
     CompressionEncoding, CompressionSwitch, EncodingSet, MessageSettings, Side,
