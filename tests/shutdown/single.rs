@@ -127,8 +127,15 @@ async fn close_now_after_close_cancels_what_the_graceful_close_waits_for() {
             .await
             .is_err()
     );
-    channel.close();
-    channel.close();
+    // From a thread outside any runtime, twice: idempotent, and nothing blocks.
+    let clone = channel.clone();
+    std::thread::spawn(move || {
+        clone.close();
+        clone.close();
+    })
+    .join()
+    .expect("close from a plain thread");
+    assert!(channel.is_closed());
     assert!(
         tokio::time::timeout(Duration::from_millis(100), &mut closed)
             .await

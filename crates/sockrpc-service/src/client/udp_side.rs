@@ -127,6 +127,10 @@ impl UdpSide {
                 // Not kept once the channel closed (it closed while this one was made).
                 if self.watch(generation) {
                     lock(&self.live).push((generation, client));
+                    if self.is_closed() {
+                        // It closed between the two: `close` may have emptied `live` first.
+                        lock(&self.live).clear();
+                    }
                 }
                 Ok::<_, std::io::Error>(weak)
             })
