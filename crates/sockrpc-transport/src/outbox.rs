@@ -16,15 +16,16 @@
 //!
 //! A message larger than [`PIECE`] to a peer that reads split messages
 //! ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it waits in `bulks`, and its
-//! pieces are cut only when everything appended before has been written (at most
-//! `PIECES_PER_FLUSH` per flush). When the socket fills, the frames other calls append meanwhile
-//! go out before the next piece, so a small answer waits behind a piece, not the whole message.
+//! pieces are cut only when everything appended before has been written, `PIECES_PER_WRITE`
+//! (4) at a time for one vectored write, at most `PIECES_PER_FLUSH` (16) per flush. When the
+//! socket fills, the frames other calls append meanwhile go out before the next pieces cut, so
+//! a small answer waits behind at most four pieces, not the whole message.
 //! Frames of the same call that must follow the message (its END, its next message) wait in
 //! its bulk's tail and go out right after its last piece:
 //!
 //! ```text
 //!  bulks: [ call 3: 900 KiB left | tail: END(3) ][ call 5: 2 MiB | tail: - ]
-//!  flush: buf ─▶ piece(3, 64 KiB, MORE) ×≤16 ─▶ (socket full: others append) ─▶ buf ─▶ piece(3)
+//!  flush: buf ─▶ write(piece(3, 64 KiB, MORE) ×4) ×≤4 ─▶ (socket full: others append) ─▶ buf ─▶ …
 //! ```
 //!
 //! A call that ends early ([`Outbox::abandon`]: cancelled, reset) takes its bulks out of the
@@ -72,6 +73,11 @@ pub const BY_REFERENCE: usize = sockrpc_protocol::codec::arena::LARGEST + 1;
 /// its sender. Pausing after every piece cost a 1 MiB echo twice its time (a re-poll of the
 /// writer per 64 KiB, both ways) and bought nothing while the socket took everything at once.
 const PIECES_PER_FLUSH: usize = 16;
+
+/// Pieces cut before the next write, so that they go out in one vectored write (256 KiB): a
+/// write per piece cost a 1 MiB message 16 system calls each way, and its reader as many
+/// wake-ups. What other calls append while the socket is full waits behind at most these.
+const PIECES_PER_WRITE: usize = 4;
 
 /// Slices one vectored write gathers at most.
 const MAX_SLICES: usize = 32;
@@ -397,8 +403,13 @@ impl Outbox {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            self.cut_piece();
-            cut += 1;
+            for _ in 0..PIECES_PER_WRITE.min(PIECES_PER_FLUSH - cut) {
+                if self.bulks.is_empty() {
+                    break;
+                }
+                self.cut_piece();
+                cut += 1;
+            }
         }
         self.batched = 0;
         if self.buf.capacity() > KEEP_CAPACITY * 4 {

@@ -21,7 +21,8 @@
 //! A message that grows past the limit is dropped as soon as it does: its call is told
 //! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use sockrpc_protocol::codec::recycle;
 use sockrpc_protocol::frame::{FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_MORE};
 
 /// What the decoder does with a MESSAGE frame's body, judged from its header alone.
@@ -41,6 +42,10 @@ pub(crate) enum Admit {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Pieces {
     open: Option<Open>,
+    /// The length of the last message put together here: the first guess at the next one's
+    /// (a stream's messages are often alike), so that it is read into one buffer, not moved
+    /// from smaller ones as it grows.
+    last: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -50,8 +55,9 @@ struct Open {
     compressed: bool,
     /// Bytes announced so far, every piece's.
     length: u64,
-    /// The pieces read so far; `None` once the message went over the limit (skipped).
-    body: Option<BytesMut>,
+    /// The pieces read so far, in a recycled buffer (`recycle`); `None` once the message
+    /// went over the limit (skipped).
+    body: Option<Vec<u8>>,
 }
 
 impl Pieces {
@@ -91,7 +97,7 @@ impl Pieces {
                     call_id: header.call_id,
                     compressed,
                     length: 0,
-                    body: Some(BytesMut::new()),
+                    body: Some(Vec::new()),
                 })
             }
         }
@@ -103,7 +109,9 @@ impl Pieces {
             // Skipped since it went over: the rest goes unread, unreported.
             None => Admit::Skip { report: None },
             Some(_) if open.length > max as u64 => {
-                open.body = None;
+                if let Some(body) = open.body.take() {
+                    recycle::give_back(body);
+                }
                 Admit::Skip {
                     report: Some(u32::try_from(open.length).unwrap_or(u32::MAX)),
                 }
@@ -126,24 +134,39 @@ impl Pieces {
             _ => return Some(body),
         };
         let last = header.flags & FLAG_MORE == 0;
-        let held = open.body.get_or_insert_with(BytesMut::new);
-        // `reserve` doubles: few regrowths, and a large buffer grows in place (`mremap`); what
-        // is written, and so resident, never passes the limit (`admit` checked the sum).
-        held.reserve(body.len());
+        let held = open.body.get_or_insert_with(Vec::new);
+        let need = held.len() + body.len();
+        if need > held.capacity() {
+            // The first piece: room for the last message's length, or two pieces; after that
+            // the room doubles (few moves). The last piece: exactly what is left. What is
+            // written, and so resident, never passes the limit (`admit` checked the sum).
+            let want = if last {
+                need
+            } else if held.capacity() == 0 {
+                need.max(self.last).max(2 * body.len())
+            } else {
+                need.max(2 * held.capacity())
+            };
+            let mut bigger = recycle::take(want);
+            bigger.extend_from_slice(held);
+            recycle::give_back(std::mem::replace(held, bigger));
+        }
         held.extend_from_slice(&body);
         if !last {
             return None;
         }
-        // Receivers count a message by its length (a server's inbound budget, a client's
-        // queue): when doubling left much room behind it, a copy of its own size lets that go
-        // rather than keep up to twice the length alive with the message.
-        let whole = if held.capacity() - held.len() > held.len() / 4 {
-            Bytes::copy_from_slice(held)
-        } else {
-            held.split().freeze()
-        };
+        let mut held = std::mem::take(held);
         self.open = None;
-        Some(whole)
+        self.last = held.len();
+        // Receivers count a message by its length (a server's inbound budget, a client's
+        // queue): when the guess or the doubling left much room behind it, a copy in a
+        // buffer of its own size lets that go rather than keep the room alive with the message.
+        if held.capacity() - held.len() > held.len() / 4 {
+            let mut exact = recycle::take(held.len());
+            exact.extend_from_slice(&held);
+            recycle::give_back(std::mem::replace(&mut held, exact));
+        }
+        Some(recycle::freeze(held))
     }
 }
 

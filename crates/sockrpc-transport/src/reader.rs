@@ -20,7 +20,8 @@
 
 use crate::client::BoxReader;
 use crate::codec::{DecodeError, FrameDecoder};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use sockrpc_protocol::codec::recycle;
 use sockrpc_protocol::frame::Frame;
 use std::{
     io,
@@ -36,6 +37,10 @@ const LARGE: usize = 64 * 1024;
 
 /// Largest single reservation: a large frame's buffer grows in steps of this.
 const MAX_RESERVE: usize = 256 * 1024;
+
+/// Bytes read at a time while a split message is in assembly: several pieces per read, into
+/// a recycled buffer (its pieces are copied into the assembly, so nothing pins it).
+const ASSEMBLY_READ: usize = 256 * 1024;
 
 /// A connection's read half, its buffer and its frame decoder.
 pub struct FrameReader {
@@ -85,7 +90,15 @@ impl FrameReader {
                 .decoder
                 .bytes_wanted(self.buf.len())
                 .clamp(CHUNK, MAX_RESERVE);
-            self.buf.reserve(want);
+            if self.decoder.assembling() && self.buf.len() < CHUNK {
+                // Pieces of a split message: read several at once into a recycled buffer, not
+                // one a read into fresh memory (each new page a fault).
+                let mut fresh = BytesMut::from(Bytes::from(recycle::take(ASSEMBLY_READ)));
+                fresh.extend_from_slice(&self.buf);
+                retire(std::mem::replace(&mut self.buf, fresh));
+            } else {
+                self.buf.reserve(want);
+            }
             // However `reserve` made room (a new allocation, the old one grown in place by
             // `realloc`, or reclaimed), the allocation holds at least the capacity: noted as
             // the largest seen since the last fresh buffer (see `alloc`).
@@ -119,7 +132,7 @@ impl FrameReader {
         if self.alloc > LARGE && self.buf.len() < CHUNK {
             let mut fresh = BytesMut::with_capacity(CHUNK);
             fresh.extend_from_slice(&self.buf);
-            self.buf = fresh;
+            retire(std::mem::replace(&mut self.buf, fresh));
             self.note_alloc(CHUNK);
         }
     }
@@ -169,10 +182,19 @@ impl FrameReader {
     }
 }
 
+/// Lets a read buffer go: back to the recycled buffers when nothing read into it is still
+/// held (its capacity is then a class's), to the allocator otherwise, when the last frame
+/// sliced from it is dropped.
+fn retire(mut buf: BytesMut) {
+    buf.clear();
+    // Empty: a shared buffer gives an empty copy, and a buffer of its own gives itself back;
+    // neither copies a byte.
+    recycle::give_back(Vec::from(buf));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use sockrpc_protocol::frame::encode_message;
     use sockrpc_protocol::Limits;
     use std::future::poll_fn;

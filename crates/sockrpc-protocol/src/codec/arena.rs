@@ -9,8 +9,10 @@
 //!
 //! What it holds: a piece keeps its whole chunk alive, so a message kept long (a request held
 //! for a retry while its call is in flight) holds at most [`CHUNK`] bytes, never more; messages
-//! over [`LARGEST`] bytes get a buffer of their own, as before.
+//! over [`LARGEST`] bytes get a buffer of their own (a recycled one from 128 KiB:
+//! [`recycle`]).
 
+use super::recycle;
 use crate::Status;
 use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
@@ -71,9 +73,21 @@ fn fresh(
     hint: usize,
     encode: impl FnOnce(&mut BytesMut) -> Result<(), Status>,
 ) -> Result<Bytes, Status> {
-    let mut buf = BytesMut::with_capacity(hint);
-    encode(&mut buf)?;
-    Ok(buf.freeze())
+    if hint < recycle::SMALLEST_POOLED {
+        let mut buf = BytesMut::with_capacity(hint);
+        encode(&mut buf)?;
+        return Ok(buf.freeze());
+    }
+    // A large message: a recycled buffer (see `recycle`), which goes back to the pool when the
+    // message is dropped. Turning it into a `BytesMut` and back copies nothing.
+    let mut buf = BytesMut::from(Bytes::from(recycle::take(hint)));
+    match encode(&mut buf) {
+        Ok(()) => Ok(recycle::freeze(Vec::from(buf))),
+        Err(status) => {
+            recycle::give_back(Vec::from(buf));
+            Err(status)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +119,18 @@ mod tests {
             let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
             assert_eq!(&copy(&src)[..], &src[..], "{len} bytes");
         }
+    }
+
+    #[test]
+    fn a_large_message_reuses_the_buffer_of_one_dropped() {
+        // A size class no other test of this binary uses (the pool is process-wide).
+        let len = 5 * 1024 * 1024 + 3;
+        let first = encode_with(len, put(&vec![1u8; len])).expect("first");
+        let at = first.as_ptr();
+        drop(first);
+        let second = encode_with(len, put(&vec![2u8; len])).expect("second");
+        assert_eq!(second.as_ptr(), at, "a new buffer, not the recycled one");
+        assert!(second.len() == len && second.iter().all(|&b| b == 2));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod arena;
 mod prost;
+pub mod recycle;
 pub use self::prost::ProstCodec;
 
 #[cfg(feature = "bincode")]
