@@ -10,10 +10,12 @@
 //! - fairness: a stream that wakes itself on every poll (streams are polled on their
 //!   connection's task) does not hold up a unary call on the same connection;
 //! - the server's call limit: a stream past it waits for room on the client, up to its deadline.
-//! - pieces: a unary answer passes a large message that goes out in pieces.
+//! - pieces: a unary answer passes a large message that goes out in pieces; a cancelled split
+//!   message gives its connection credit back.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
+mod abandoned_credit;
 mod backpressure;
 mod cancel;
 mod connection_window;

@@ -221,18 +221,26 @@ impl Outbox {
     /// error END; none when the peer ended it), and when a piece of a dropped message already
     /// went out, an empty last piece ends the peer's assembly after it (see *Pieces* in
     /// `docs/PROTOCOL.md`). Frames already cut are written whole.
+    ///
+    /// Returns what the dropped messages would have charged the peer's connection window
+    /// (`frame::message_charge` each) and it will now never credit back: a message not begun,
+    /// whole; of the one begun, the bytes not cut (the peer credits the shorter message it
+    /// completes). A client gives that back to its count of outstanding stream messages, or
+    /// each cancelled upload would keep part of the window for ever.
     #[inline]
-    pub fn abandon(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) {
+    pub fn abandon(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) -> usize {
         if self.bulks.is_empty() {
-            return ending(&mut self.buf);
+            ending(&mut self.buf);
+            return 0;
         }
-        self.abandon_bulks(call_id, ending);
+        self.abandon_bulks(call_id, ending)
     }
 
     /// [`abandon`](Self::abandon) when split messages wait.
     #[inline(never)]
-    fn abandon_bulks(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) {
+    fn abandon_bulks(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) -> usize {
         let mut close = None;
+        let mut unsent = 0;
         let bulked = &mut self.bulked;
         self.bulks.retain(|bulk| {
             if bulk.call_id != call_id {
@@ -241,7 +249,11 @@ impl Outbox {
             *bulked -= bulk.body.len() + bulk.counted;
             if bulk.started {
                 close = Some(bulk.flags & FLAG_COMPRESSED);
+                unsent += bulk.body.len();
+            } else {
+                unsent += frame::message_charge(bulk.body.len());
             }
+            unsent += message_charges(&bulk.tail);
             false
         });
         ending(&mut self.buf);
@@ -250,6 +262,7 @@ impl Outbox {
             // has ended on both sides by now, so the peer drops what it completes.
             frame::encode_message_head_flags(&mut self.buf, call_id, flags, 0);
         }
+        unsent
     }
 
     /// Cuts the next piece of the oldest split message into the buffer (its last carries the
@@ -536,6 +549,21 @@ impl Outbox {
     pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.writer.as_mut().poll_shutdown(cx)
     }
+}
+
+/// What the MESSAGEs among `frames` (whole frames this side encoded: a bulk's tail) charge a
+/// connection window, each `frame::message_charge` of its body.
+fn message_charges(frames: &[u8]) -> usize {
+    let mut rest = frames;
+    let mut charges = 0;
+    while rest.len() >= HEADER_LEN {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest[4] == frame::FrameKind::Message as u8 {
+            charges += frame::message_charge(len);
+        }
+        rest = rest.get(HEADER_LEN + len..).unwrap_or_default();
+    }
+    charges
 }
 
 #[cfg(test)]

@@ -291,10 +291,18 @@ fn an_abandoned_call_cuts_no_more_pieces_and_ends_the_one_begun() {
     frame::encode_half_close(outbox.frames_for(3), 3);
     outbox.append_message(5, 0, &Bytes::from(vec![5u8; PIECE * 2]));
     outbox.append_message(7, 0, &Bytes::from(vec![7u8; PIECE * 2]));
+    outbox.append_message(7, 0, &Bytes::from_static(b"tail"));
     assert!(flush_once(&mut outbox).is_pending(), "a flush's worth cut");
-    // Call 3 is cancelled mid-message; call 7 before a piece of it was cut.
-    outbox.abandon(3, |buf| frame::encode_cancel(buf, 3));
-    outbox.abandon(7, |_| {});
+    // Call 3 is cancelled mid-message; call 7 before a piece of it was cut. What never goes
+    // out is what the peer will never credit: call 3's uncut bytes (the peer credits the
+    // shorter message it completes), call 7's messages whole, its tail's included.
+    let unsent = outbox.abandon(3, |buf| frame::encode_cancel(buf, 3));
+    assert_eq!(unsent, 4 * PIECE);
+    let unsent = outbox.abandon(7, |_| {});
+    assert_eq!(
+        unsent,
+        frame::message_charge(2 * PIECE) + frame::message_charge(4)
+    );
     flush_all(&mut outbox);
     assert_eq!(outbox.buffered(), 0);
     let wire = out.lock().expect("out").clone();

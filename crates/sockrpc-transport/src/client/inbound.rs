@@ -85,17 +85,13 @@ impl Inbound<'_> {
                                 "the server sent {MAX_UNREAD_MESSAGES} messages this call has \
                                  not read yet"
                             ))));
-                            state
-                                .outbox
-                                .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
+                            state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
                         } else if stream.inbound.push_flagged(body, compressed, max).is_err() {
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));
-                            state
-                                .outbox
-                                .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
+                            state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
                         }
                     } else if slot.message.is_some() {
@@ -134,9 +130,7 @@ impl Inbound<'_> {
                 let streaming = state.calls.get(call_id).is_some_and(|s| s.stream.is_some());
                 if streaming {
                     // The server would go on streaming to a call that already failed.
-                    state
-                        .outbox
-                        .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
+                    state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                 }
                 self.finish(
                     state,
@@ -181,7 +175,7 @@ impl Inbound<'_> {
                 not_processed,
             } => {
                 // The server ended the call: what of its request has not gone out never will.
-                state.outbox.abandon(call_id, |_| {});
+                state.abandon_call(call_id, |_| {});
                 let Some(slot) = state.calls.get_mut(call_id) else {
                     return;
                 };
@@ -325,9 +319,7 @@ impl Inbound<'_> {
             _ => return,
         }
         if state.outbox.failed().is_none() {
-            state
-                .outbox
-                .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
+            state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
         }
         state.stream_ended(self.shared, call_id);
     }
@@ -352,9 +344,7 @@ impl Inbound<'_> {
                 // After HEADERS the server would go on streaming to a call that failed; after
                 // END it has ended the call already.
                 if kind == FrameKind::Headers && state.outbox.failed().is_none() {
-                    state
-                        .outbox
-                        .abandon(call_id, |buf| frame::encode_cancel(buf, call_id));
+                    state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                 }
                 state.stream_ended(self.shared, call_id);
             }

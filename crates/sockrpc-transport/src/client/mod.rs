@@ -257,6 +257,27 @@ impl State {
         self.wake_for_room(shared);
     }
 
+    /// Ends call `id` early in the outbox (`Outbox::abandon`: `ending` writes its CANCEL, if
+    /// any). For a streaming call still in the table, what its dropped messages charged comes
+    /// off the connection window's count: the server never sees them, so never credits them
+    /// back. (A unary call's message is not counted there.)
+    fn abandon_call(&mut self, id: u32, ending: impl FnOnce(&mut bytes::BytesMut)) {
+        let streaming = self.stream(id).is_some();
+        let unsent = self.outbox.abandon(id, ending);
+        if streaming {
+            self.give_back(unsent);
+        }
+    }
+
+    /// Takes `unsent` (the charge of stream messages dropped unsent) off the connection
+    /// window's count.
+    fn give_back(&mut self, unsent: usize) {
+        if unsent > 0 && self.connection_window {
+            self.connection_outstanding = self.connection_outstanding.saturating_sub(unsent);
+            self.credit_waiters.wake_all();
+        }
+    }
+
     /// Connection credit from the server (WINDOW on call 0): stream senders waiting for it
     /// look again.
     fn connection_credit(&mut self, credit: u32) {

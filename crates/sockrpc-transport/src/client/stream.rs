@@ -302,9 +302,7 @@ impl StreamSender {
             if let Some(stream) = slot.stream.as_mut() {
                 stream.abort(status);
             }
-            state
-                .outbox
-                .abandon(self.id, |buf| frame::encode_cancel(buf, self.id));
+            state.abandon_call(self.id, |buf| frame::encode_cancel(buf, self.id));
             state.outbox.wake_driver();
             state.stream_ended(shared, self.id);
         }
@@ -444,9 +442,11 @@ impl StreamReceiver {
             }
         }
         if cancel || !ended {
-            state
+            // Its slot is gone: what its dropped messages charged is given back here.
+            let unsent = state
                 .outbox
                 .abandon(self.id, |buf| frame::encode_cancel(buf, self.id));
+            state.give_back(unsent);
             state.outbox.wake_driver();
         }
     }

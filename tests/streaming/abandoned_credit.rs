@@ -1,0 +1,66 @@
+//! A stream cancelled while its large message still goes out in pieces gives back the
+//! connection credit of what never went out.
+//!
+//! A client keeps its streams' request messages under the connection window its server
+//! announced (`CONNECTION_WINDOW`, 16 MiB), each counted when sent and credited back (WINDOW on
+//! call 0) as the server consumes or drops it. Since `Outbox::abandon` (session 36), a cancelled
+//! call's split message stops going out: the server sees only the pieces that left, ended by
+//! an empty last piece, and credits only those. Before this test, the client went on counting
+//! the rest as outstanding, for ever: a few cancelled 4 MiB uploads wedged every stream on the
+//! connection (`poll_ready` waited for credit that could never come).
+
+use crate::support::{bounded, only_connection, Running};
+use bytes::Bytes;
+use sockrpc::{MetadataMap, MethodPath};
+use std::future::poll_fn;
+use std::task::Poll;
+
+static PING_PONG: MethodPath = MethodPath::from_static("/sockrpc.test.stream.Streamer/PingPong");
+
+/// Each cancelled message: under the server's 4 MiB message limit, 64 pieces.
+const LARGE: usize = 4 << 20;
+/// Cancelled streams: together they count four times the 16 MiB window.
+const ROUNDS: usize = 16;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_split_messages_give_their_connection_credit_back() {
+    let server = Running::start();
+    let channel = server.channel().await;
+    let conn = only_connection(&channel);
+    let large = Bytes::from(vec![0u8; LARGE - 1024]);
+    for round in 0..ROUNDS {
+        let (mut sender, receiver) = conn
+            .open_stream(&PING_PONG, &MetadataMap::new(), None, None)
+            .expect("open a stream");
+        bounded(
+            &format!("round {round}: room to send (the connection window)"),
+            poll_fn(|cx| sender.poll_ready(cx)),
+        )
+        .await
+        .expect("ready");
+        poll_fn(|cx| Poll::Ready(sender.send(cx, &large)))
+            .await
+            .expect("sent");
+        // At once: most of its pieces are not cut yet.
+        sender.cancel();
+        drop(receiver);
+    }
+    // A stream after them still sends, and is answered.
+    let (mut sender, mut receiver) = conn
+        .open_stream(&PING_PONG, &MetadataMap::new(), None, None)
+        .expect("open the last stream");
+    bounded(
+        "the last stream's room to send",
+        poll_fn(|cx| sender.poll_ready(cx)),
+    )
+    .await
+    .expect("ready");
+    // An empty Chunk: echoed as one.
+    poll_fn(|cx| Poll::Ready(sender.send(cx, &Bytes::new())))
+        .await
+        .expect("sent");
+    let echo = bounded("the echo", poll_fn(|cx| receiver.poll_message(cx))).await;
+    assert!(matches!(echo, Some(Ok(_))), "{echo:?}");
+    sender.close();
+    server.stop().await;
+}
