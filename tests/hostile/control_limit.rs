@@ -5,13 +5,16 @@
 //! connection with every call on it. And the metadata limits each side announces in SETTINGS
 //! (`CAP_METADATA_LIMIT`): a client never sends request metadata past its server's, a server
 //! answers `INTERNAL` rather than send response metadata past its client's (as grpc-go does).
+//! An END too long to read ends its call as any END does: the request stops going out.
 
 use crate::edges::{end_code, until_end};
 use crate::raw::{
     connect, echo_message, frame, goaway, header, open, read_until_closed, send, server_frames,
     ECHO_PATH, END, END_STREAM, MESSAGE, OPEN, PREFACE, SETTINGS, WINDOW,
 };
-use crate::server_probe::{client, failed, fake_server, next_frame, next_request, ANSWER, HEADERS};
+use crate::server_probe::{
+    client, failed, fake_server, next_frame, next_request, settings, ANSWER, HEADERS,
+};
 use crate::support::{bounded, fresh_call, start_echo, EchoImpl};
 use bytes::Bytes;
 use sockrpc::{Code, Limits, MetadataMap, Request};
@@ -280,4 +283,89 @@ async fn peers_that_do_not_read_a_metadata_limit_are_never_sent_one() {
         assert_eq!(answer.expect("answered").into_inner().id, id);
     }
     assert_eq!(longest.load(Ordering::SeqCst), 4, "the client's SETTINGS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_past_the_clients_frame_limit_stops_the_calls_request_too() {
+    // A server by hand (CAP_PIECES) that echoes call 1, and answers call 2, whose 4 MiB request
+    // goes out in pieces, with an END past the client's control-frame limit as soon as its OPEN
+    // arrives; then, having read nothing more for a while, it counts call 2's piece bytes up to
+    // the piece that ends its message. Any END ends the call on both sides: what of the
+    // request has not gone out never will, its split message ended by an empty last piece.
+    // Before, an END too long to read (or with trailers past the limit) failed the call, but
+    // its 4 MiB went on going out in full.
+    const LARGE: usize = 4 << 20;
+    const CAP_PIECES: u16 = 0x8;
+    const MORE: u8 = 0x02;
+    let piece_bytes = Arc::new(AtomicUsize::new(0));
+    let last_piece = Arc::new(AtomicUsize::new(usize::MAX));
+    let (bytes_seen, last_seen) = (Arc::clone(&piece_bytes), Arc::clone(&last_piece));
+    let fake = fake_server(move |mut stream| {
+        let (bytes_seen, last_seen) = (Arc::clone(&bytes_seen), Arc::clone(&last_seen));
+        async move {
+            let hello = [&PREFACE[..], &settings(0, CAP_PIECES)].concat();
+            let _ = stream.write_all(&hello).await;
+            let over = Limits::default().max_control_frame() + 1000;
+            let mut buf = Vec::new();
+            // Bounded: 1,000 frames (call 2's request is 64 pieces).
+            for _ in 0..1000 {
+                let Some((kind, flags, id, body)) = next_frame(&mut stream, &mut buf).await else {
+                    return;
+                };
+                match (kind, id) {
+                    (OPEN, 2) => {
+                        let _ = stream.write_all(&junk(END, 0, 2, over)).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    }
+                    (MESSAGE, 2) => {
+                        bytes_seen.fetch_add(body.len(), Ordering::SeqCst);
+                        if flags & MORE == 0 {
+                            last_seen.store(body.len(), Ordering::SeqCst);
+                        }
+                    }
+                    (MESSAGE, _) if flags & END_STREAM != 0 => {
+                        let _ = stream.write_all(&frame(MESSAGE, ANSWER, id, &body)).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    let endpoint = sockrpc::Endpoint::new("127.0.0.1", fake.addr.port())
+        .pool_size(1)
+        .socket_config(sockrpc::SocketConfig::default().send_buffer_size(Some(64 * 1024)));
+    let channel = bounded("connect", sockrpc::Channel::connect(endpoint))
+        .await
+        .expect("connect");
+    let mut client = sockrpc_tests::echo::echo_client::EchoClient::new(channel);
+    // The first answer comes after the SETTINGS: large messages go in pieces from then on.
+    let first = bounded("a first call", client.echo(request_with(1, 10))).await;
+    assert_eq!(first.expect("answered").into_inner().id, 1);
+    let large = Request::new(EchoRequest {
+        payload: Bytes::from(vec![7u8; LARGE - 1024]),
+        id: 2,
+    });
+    let result = bounded("the large call", client.echo(large)).await;
+    failed(
+        "an END past the limit",
+        result.map(|r| r.into_inner()),
+        Code::ResourceExhausted,
+    );
+    let after = bounded("a call after", client.echo(request_with(3, 10))).await;
+    assert_eq!(after.expect("the connection goes on").into_inner().id, 3);
+    bounded("call 2's message ends", async {
+        while last_piece.load(Ordering::SeqCst) == usize::MAX {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let (sent, last) = (
+        piece_bytes.load(Ordering::SeqCst),
+        last_piece.load(Ordering::SeqCst),
+    );
+    assert!(
+        last == 0 && sent < LARGE / 2,
+        "after the END, call 2's request went on: {sent} bytes, its last piece {last} bytes"
+    );
 }

@@ -342,14 +342,25 @@ impl Inbound<'_> {
             Some(stream) if !stream.inbound.is_finished() => {
                 stream.end(Err(status));
                 // After HEADERS the server would go on streaming to a call that failed; after
-                // END it has ended the call already.
-                if kind == FrameKind::Headers && state.outbox.failed().is_none() {
-                    state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
+                // END it has ended the call already. Either way what of the request has not
+                // gone out never will (a split message ends), as for any END.
+                if state.outbox.failed().is_none() {
+                    let cancel = kind == FrameKind::Headers;
+                    state.abandon_call(call_id, |buf| {
+                        if cancel {
+                            frame::encode_cancel(buf, call_id);
+                        }
+                    });
                 }
                 state.stream_ended(self.shared, call_id);
             }
             Some(_) => {}
-            None => complete(self.wake, slot, Err(status)),
+            None => {
+                complete(self.wake, slot, Err(status));
+                if kind == FrameKind::End {
+                    state.abandon_call(call_id, |_| {});
+                }
+            }
         }
     }
 
