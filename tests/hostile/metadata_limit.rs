@@ -40,7 +40,8 @@ fn block_of(size: usize) -> MetadataMap {
 
 /// Echoes like `Mirror`, but answers [`BIG_HEADERS`] and [`BIG_TRAILERS`] with metadata past the
 /// default limit, and `Produce` with leading metadata past it (then streams slowly until
-/// cancelled, setting `dropped` when its stream is dropped).
+/// cancelled, setting `dropped` when its stream is dropped); `Gather`'s stream fails `ABORTED`
+/// with trailers past it.
 #[derive(Default, Clone)]
 struct Heavy {
     dropped: Arc<AtomicBool>,
@@ -103,7 +104,12 @@ impl Streamer for Heavy {
     type GatherStream = Chunks;
 
     async fn gather(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Chunks>, Status> {
-        Err(Status::unimplemented("not here"))
+        // A stream that fails at once, its status' trailers past the default limit.
+        let mut status = Status::aborted("gave up");
+        *status.metadata_mut() = block_of(LIMIT + 1);
+        Ok(Response::new(
+            futures_util::stream::iter([Err(status)]).boxed(),
+        ))
     }
 }
 
@@ -306,5 +312,35 @@ async fn response_metadata_past_the_clients_limit_fails_only_its_call() {
         21
     );
     stream.finish().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streams_error_keeps_its_code_when_its_trailers_are_past_the_clients_limit() {
+    // As a unary call's error (`fit_status`): the trailers the client announced it would refuse
+    // are dropped, the code and message stand. Before, a stream's error went out whole and the
+    // client failed it RESOURCE_EXHAUSTED ("response trailers of ... exceed the limit").
+    let server = start(
+        Heavy::default(),
+        Limits::default().with_max_metadata_size(4 * LIMIT),
+    );
+    let mut client = client(&server, Limits::default()).await;
+    // A first call: each side's SETTINGS has crossed.
+    let first = unary(&mut client, 20, MetadataMap::new()).await;
+    assert_eq!(first.expect("answered").seq, 20);
+    let requests = futures_util::stream::iter(Vec::<Chunk>::new());
+    let mut answers = bounded("Gather", client.gather(requests))
+        .await
+        .expect("opened")
+        .into_inner();
+    let status = bounded("the stream's end", answers.message())
+        .await
+        .expect_err("the stream fails");
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Aborted, "gave up"),
+        "{status:?}"
+    );
+    assert!(status.metadata().is_empty(), "{status:?}");
     server.stop().await;
 }

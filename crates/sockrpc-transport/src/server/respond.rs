@@ -501,6 +501,9 @@ pub(super) async fn pump<B: OutboundBody>(
                 None => Ok(()),
             };
             // After the call's last message, even one still going out in pieces.
+            // An error's trailers past the client's announced limit are dropped, as a unary
+            // call's are (`announced.rs`): the client would refuse them, and the status with them.
+            let end = end.map_err(|status| super::announced::fit_status(state, status));
             let buf = state.outbox.frames_for(call_id);
             match end {
                 Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
