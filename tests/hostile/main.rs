@@ -12,6 +12,7 @@ mod memory;
 mod metadata_limit;
 mod pending_memory;
 mod pieces;
+mod pieces_abandon_answer;
 mod pieces_cancel;
 mod pieces_cross;
 mod pieces_wait;
