@@ -164,8 +164,11 @@ impl<D: Dispatch> Connection<D> {
                     self.answer(call_id, Err(status));
                 } else {
                     // A streamed request: the message is gone, so the call cannot go on. It
-                    // ends with the same code a unary call gets; the connection lives on.
+                    // ends with the same code a unary call gets; the connection lives on. The
+                    // client counted it against the connection window: credited back, as any
+                    // message dropped unread (`queue_message`), or a few wedge its streams.
                     let mut state = self.shared.lock();
+                    state.grant(frame::message_charge(length as usize));
                     if state.streams.contains_key(&call_id) {
                         Shared::cancel_stream(&mut state, call_id);
                         if let Some(Some(handle)) = state.running.remove(&call_id) {

@@ -155,7 +155,7 @@ impl ConnState {
     /// once half the window has gathered. A client is held back only while the window is all
     /// outstanding, so what it waits for is either queued (and granted as handlers consume) or
     /// at least half a window here, already sent.
-    fn grant(&mut self, charge: usize) {
+    pub(super) fn grant(&mut self, charge: usize) {
         self.unreported = self.unreported.saturating_add(charge);
         if self.unreported >= frame::CONNECTION_WINDOW / 2 {
             let credit = u32::try_from(self.unreported).unwrap_or(u32::MAX);
