@@ -79,3 +79,76 @@ async fn close_now_cancels_a_balanced_call_in_flight() {
     .await;
     assert_closed_status(client.unary(unary(2)).await);
 }
+
+/// A server that accepts and never sends its preface (a server shutting down, the kernel
+/// completing the TCP handshake from its backlog): a member's connect task waits for the
+/// handshake. Closing the channel ends that wait and the connection, and `closed()` waits for
+/// it, rather than leaving it up until the connect timeout.
+#[tokio::test]
+async fn close_ends_a_member_connection_still_in_its_handshake() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let endpoint = Endpoint::new("127.0.0.1", port).connect_timeout(Duration::from_secs(600));
+    let balanced = Channel::balance(discovery::fixed([endpoint]).expect("discovery"));
+    let (mut socket, _) = bounded("the member connects", listener.accept())
+        .await
+        .expect("accept");
+    balanced.close();
+    bounded("closed()", balanced.closed()).await;
+    // `closed()` resolved: the connection has ended, the server reads its end at once (after
+    // the client's preface, which may be there first).
+    let mut buf = [0u8; 256];
+    let end = tokio::time::timeout(Duration::from_millis(500), async {
+        while tokio::io::AsyncReadExt::read(&mut socket, &mut buf)
+            .await
+            .is_ok_and(|n| n > 0)
+        {}
+    })
+    .await;
+    assert!(end.is_ok(), "the connection outlived closed()");
+}
+
+/// An endpoint that discovery removed keeps its calls in flight going (they finish, then its
+/// connection closes): the channel's `close_now` cancels them too, and `closed()` waits for
+/// that connection, as grpc-java's `shutdownNow` reaches subchannels still shutting down.
+#[tokio::test]
+async fn close_now_reaches_a_call_on_an_endpoint_discovery_removed() {
+    let server = Running::start().await;
+    let (changes, discovery) = discovery::Discovery::channel();
+    let endpoint = server.endpoint(1);
+    let key = discovery::endpoint_key(&endpoint);
+    changes
+        .send(discovery::Change::insert(key.clone(), endpoint))
+        .expect("insert");
+    let balanced = Channel::balance(discovery);
+    bounded("the endpoint", balanced.ready(1, STEP))
+        .await
+        .expect("ready");
+    let mut blocked = StreamerClient::new(balanced.clone());
+    let pending = tokio::spawn(async move { blocked.unary(unary(1)).await });
+    eventually("the call reaches the server", || server.entered() == 1).await;
+    changes
+        .send(discovery::Change::Remove(key))
+        .expect("remove");
+    eventually("the endpoint leaves the set", || {
+        balanced.stats().is_empty()
+    })
+    .await;
+    assert_eq!(
+        server.proxy.open(),
+        1,
+        "the call's connection stays while it runs"
+    );
+
+    balanced.close_now();
+    let status = bounded("the call in flight", pending)
+        .await
+        .expect("task")
+        .expect_err("cancelled");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    bounded("closed()", balanced.closed()).await;
+    eventually("the server sees the connection end", || {
+        server.proxy.open() == 0
+    })
+    .await;
+}

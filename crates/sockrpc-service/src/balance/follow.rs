@@ -106,6 +106,9 @@ fn apply(shared: &Arc<Shared>, change: Change) {
     let current = shared.snapshot();
     let mut list = current.list().to_vec();
     let mut spawn = None;
+    // The connections of members that leave the set: they close as their pools go, and are
+    // kept (`Shut::retire`) while they carry calls.
+    let mut gone = Vec::new();
     match change {
         Change::Insert {
             key,
@@ -126,7 +129,10 @@ fn apply(shared: &Arc<Shared>, change: Change) {
                     let member = Arc::new(member);
                     spawn = Some(Arc::clone(&member));
                     match same {
-                        Some(i) => list[i] = member,
+                        Some(i) => {
+                            let old = std::mem::replace(&mut list[i], member);
+                            gone.extend(old.channel().map(|c| c.connections()));
+                        }
                         None => list.push(member),
                     }
                 }
@@ -134,6 +140,12 @@ fn apply(shared: &Arc<Shared>, change: Change) {
         }
         Change::Remove(key) => {
             lock(&shared.totals).depart(&key);
+            gone.extend(
+                list.iter()
+                    .filter(|m| m.key() == key)
+                    .filter_map(|m| m.channel())
+                    .map(|c| c.connections()),
+            );
             list.retain(|m| m.key() != key);
         }
         Change::Weight(key, weight) => {
@@ -144,6 +156,7 @@ fn apply(shared: &Arc<Shared>, change: Change) {
     }
     let next = Arc::new(Members::new(current.generation() + 1, list));
     *shared.members.write().unwrap_or_else(|p| p.into_inner()) = next;
+    shared.shut.retire(gone.into_iter().flatten());
     if let Some(member) = spawn {
         connect(shared, &member);
     }
@@ -211,6 +224,8 @@ fn watch_health(shared: &Arc<Shared>, member: &Arc<Member>, probe: &Arc<dyn Heal
 
 /// Starts (re)connecting `member` in the background unless a task already does.
 pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
+    // Counted before the look at the level: `Balanced::closed` waits for every task counted.
+    let task = shared.shut.task(shared);
     if shared.shut.is_closed() || !member.begin_connecting() {
         return;
     }
@@ -219,6 +234,7 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
     let connecting = Connecting(Arc::downgrade(member));
     let closing = shared.shut.closing();
     tokio::spawn(async move {
+        let _task = task;
         // Stops when the channel closes, an attempt or a backoff under way dropped with it.
         tokio::pin!(closing);
         // Given back exactly once, by the guard, however the task ends.
@@ -234,22 +250,24 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             let config = endpoint.backoff;
             let timeout = endpoint.connect_timeout;
             let attempt = tokio::time::timeout(timeout, async {
-                let closed = async {
-                    (&mut closing).await;
-                    Err(sockrpc_protocol::Status::cancelled("the channel closed"))
-                };
                 let channel = tokio::select! {
                     channel = Channel::connect(endpoint) => channel?,
-                    failed = closed => return failed,
+                    () = &mut closing => {
+                        return Err(sockrpc_protocol::Status::cancelled("the channel closed"));
+                    }
                 };
                 // Up only once the server's preface arrived: a server shutting down may leave
                 // the kernel to complete the TCP handshake from its backlog, then never answer.
-                let first = channel.connections().into_iter().next();
-                match first {
-                    Some(conn) => conn.ready().await.map(|()| channel),
-                    None => Err(sockrpc_protocol::Status::unavailable(
+                let Some(conn) = channel.connections().into_iter().next() else {
+                    return Err(sockrpc_protocol::Status::unavailable(
                         "no connection came up",
-                    )),
+                    ));
+                };
+                tokio::select! {
+                    ready = conn.ready() => ready.map(|()| channel),
+                    // Closed during the handshake: handed back as it is, to be closed with
+                    // the channel and waited for (not left up until the connect timeout).
+                    () = &mut closing => Ok(channel),
                 }
             })
             .await;

@@ -5,11 +5,17 @@
 //! Why apart: a balanced channel is many pools plus tasks that would bring them back (the task
 //! following discovery, each member's connect task, health watches). Closing stops those first
 //! (so nothing connects again), then closes every member's channel the same way; a member
-//! whose connection comes up as the channel closes is closed too, and waited for.
+//! whose connection comes up (or is still in its handshake) as the channel closes is closed
+//! too, and waited for: [`Balanced::closed`] first waits for every connect task to end. The
+//! connections of members discovery removed while they still carried calls are kept too, so
+//! that `close_now` cancels those calls and `closed` waits for them.
 
 use super::channel::{lock, Balanced, Shared};
 use crate::Channel;
-use std::sync::Mutex;
+use sockrpc_transport::pool::closing_now_status;
+use sockrpc_transport::ClientConnection;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{watch, Notify};
 
 /// Open: calls go through.
@@ -25,8 +31,27 @@ pub(super) struct Shut {
     level: watch::Sender<u8>,
     /// The member channels closed with the channel (what [`Balanced::closed`] waits for).
     closing: Mutex<Vec<Channel>>,
-    /// A channel joined `closing`.
+    /// A channel joined `closing`, or a member's connect task ended.
     changed: Notify,
+    /// Members' connect tasks running (or about to): one may still bring a channel up, to be
+    /// closed late, so [`Balanced::closed`] waits for them first.
+    tasks: AtomicUsize,
+    /// The connections of members discovery removed (or replaced), kept while they carry
+    /// calls: the channel's close reaches them too (`close_now` cancels those calls, `closed`
+    /// waits for them), as grpc-java's `shutdownNow` reaches subchannels still shutting down.
+    retired: Mutex<Vec<ClientConnection>>,
+}
+
+/// One member connect task counted in [`Shut::task`]; uncounted as it ends, however it ends.
+pub(super) struct Task(Weak<Shared>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.shut.tasks.fetch_sub(1, Ordering::SeqCst);
+            shared.shut.changed.notify_waiters();
+        }
+    }
 }
 
 impl Default for Shut {
@@ -35,6 +60,8 @@ impl Default for Shut {
             level: watch::Sender::new(OPEN),
             closing: Mutex::default(),
             changed: Notify::new(),
+            tasks: AtomicUsize::new(0),
+            retired: Mutex::default(),
         }
     }
 }
@@ -53,11 +80,45 @@ impl Shut {
         }
     }
 
+    /// Counts a member connect task (before it looks whether the channel closed).
+    pub(super) fn task(&self, shared: &Arc<Shared>) -> Task {
+        self.tasks.fetch_add(1, Ordering::SeqCst);
+        Task(Arc::downgrade(shared))
+    }
+
+    /// Members left the set (removed, or replaced by another endpoint under their key): their
+    /// connections close gracefully as their pools go, as before, and those still carrying
+    /// calls are kept until they end, so that the channel's own close reaches them too.
+    pub(super) fn retire(&self, conns: impl IntoIterator<Item = ClientConnection>) {
+        let mut retired = lock(&self.retired);
+        retired.retain(|c| !c.is_terminated());
+        let before = retired.len();
+        retired.extend(conns.into_iter().filter(|c| c.in_flight() > 0));
+        let added: Vec<ClientConnection> = retired[before..].to_vec();
+        drop(retired);
+        // Closed already (or meanwhile: `shut_down` may have looked before they were in).
+        let level = *self.level.borrow();
+        if level != OPEN {
+            for conn in &added {
+                close_conn(conn, level);
+            }
+        }
+    }
+
     /// A member channel that came up as the balanced channel closed: closed its way too.
     pub(super) fn close_late(&self, channel: Channel) {
         close_one(&channel, *self.level.borrow());
         lock(&self.closing).push(channel);
         self.changed.notify_waiters();
+    }
+}
+
+/// A retired member's connection, closed the channel's way.
+fn close_conn(conn: &ClientConnection, level: u8) {
+    if level >= NOW {
+        conn.close_now(closing_now_status());
+    } else {
+        conn.close();
     }
 }
 
@@ -83,6 +144,9 @@ impl Shared {
         // look at the level first).
         if let Some(driver) = lock(&self.driver).take() {
             driver.abort();
+        }
+        for conn in lock(&self.shut.retired).iter() {
+            close_conn(conn, level);
         }
         let mut channels = Vec::new();
         for member in self.snapshot().list() {
@@ -126,24 +190,33 @@ impl Balanced {
     /// Waits until the channel is closed and every endpoint's connections have ended
     /// (grpc-java's `awaitTermination`, with the caller's own timeout). Waits for a close first.
     pub async fn closed(&self) {
-        self.shared.shut.closing().await;
-        let mut done = 0;
+        let shut = &self.shared.shut;
+        shut.closing().await;
+        // Connect tasks first: one may still hand a channel in (`close_late`).
         loop {
-            let changed = self.shared.shut.changed.notified();
+            let changed = shut.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let channels: Vec<Channel> = lock(&self.shared.shut.closing)
-                .iter()
-                .skip(done)
-                .cloned()
-                .collect();
+            if shut.tasks.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            changed.await;
+        }
+        let mut done = 0;
+        loop {
+            let channels: Vec<Channel> = lock(&shut.closing).iter().skip(done).cloned().collect();
             if channels.is_empty() {
-                return;
+                break;
             }
             done += channels.len();
             for channel in channels {
                 channel.closed().await;
             }
+        }
+        // The connections of members that left the set, still carrying calls at the close.
+        let retired = lock(&shut.retired).clone();
+        for conn in retired {
+            conn.terminated().await;
         }
     }
 }
