@@ -152,3 +152,47 @@ async fn close_now_reaches_a_call_on_an_endpoint_discovery_removed() {
     })
     .await;
 }
+
+/// Set when dropped.
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Closing lets the discovery source go while clones of the channel live on: a source with a
+/// task of its own (DNS re-resolution, an etcd watch) ends with its stream, instead of looking
+/// up names for a closed channel (grpc-java's `shutdown` shuts its name resolver down).
+#[tokio::test]
+async fn close_lets_the_discovery_source_go() {
+    let server = Running::start().await;
+    let (changes, rx) = tokio::sync::mpsc::unbounded_channel();
+    let endpoint = server.endpoint(1);
+    changes
+        .send(discovery::Change::insert(
+            discovery::endpoint_key(&endpoint),
+            endpoint,
+        ))
+        .expect("insert");
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = DropFlag(Arc::clone(&dropped));
+    let source =
+        discovery::Discovery::new(stream::unfold((rx, flag), |(mut rx, flag)| async move {
+            let change = rx.recv().await?;
+            Some((change, (rx, flag)))
+        }));
+    let balanced = Channel::balance(source);
+    bounded("the endpoint", balanced.ready(1, STEP))
+        .await
+        .expect("ready");
+    let kept = balanced.clone();
+    balanced.close();
+    bounded("closed()", balanced.closed()).await;
+    eventually("the discovery stream is dropped", || {
+        dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(kept.is_closed());
+}

@@ -111,8 +111,9 @@ pub(super) struct Shared {
     pub(super) driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The driver task runs ([`Following`] clears it as the task ends, however it ends).
     driving: AtomicBool,
-    /// The discovery stream while no driver holds it (`None` once discovery ended).
-    changes: Mutex<Option<ChangeStream>>,
+    /// The discovery stream while no driver holds it (`None` once discovery ended, or the
+    /// channel closed).
+    pub(super) changes: Mutex<Option<ChangeStream>>,
     /// Closed or not (`shutdown.rs`).
     pub(super) shut: super::shutdown::Shut,
 }
@@ -167,7 +168,13 @@ impl Shared {
     /// The driver ended (dropped with its runtime): its discovery stream, if any is left, waits
     /// for the next, and the calls waiting for an endpoint look again, which starts it.
     pub(super) fn driver_stopped(&self, changes: Option<ChangeStream>) {
+        // Closed: the stream goes (a DNS or etcd source's lookup task ends with it).
         *lock(&self.changes) = changes;
+        if self.shut.is_closed() {
+            // After the store: `shut_down` may have looked before it.
+            let gone = lock(&self.changes).take();
+            drop(gone);
+        }
         self.driving.store(false, Ordering::Release);
         self.bump();
     }

@@ -145,6 +145,11 @@ impl Shared {
         if let Some(driver) = lock(&self.driver).take() {
             driver.abort();
         }
+        // Discovery is let go (the aborted driver lets its stream go too, `driver_stopped`): a
+        // source with a task of its own (DNS re-resolution, an etcd watch) stops with it,
+        // rather than looking up names for a closed channel for as long as a clone lives.
+        let changes = lock(&self.changes).take();
+        drop(changes);
         for conn in lock(&self.shut.retired).iter() {
             close_conn(conn, level);
         }
