@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 mod balanced;
 mod pooled;
+mod races;
 mod single;
 
 /// Bound on every single step.
@@ -171,6 +172,12 @@ struct Running {
 
 impl Running {
     async fn start() -> Running {
+        Running::start_limited(0).await
+    }
+
+    /// As [`start`](Self::start), taking at most `limit` calls in flight per connection
+    /// (0: the server's default).
+    async fn start_limited(limit: usize) -> Running {
         let gate = Gate::default();
         let listener = sockrpc::transport::bind_tcp(
             "127.0.0.1:0".parse().expect("address"),
@@ -179,8 +186,12 @@ impl Running {
         .expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
+        let mut builder = Server::builder();
+        if limit > 0 {
+            builder = builder.max_concurrent_calls(limit);
+        }
         tokio::spawn(
-            Server::builder()
+            builder
                 .add_service(StreamerServer::new(gate.clone()))
                 .serve_with_listener_and_shutdown(listener, async move {
                     let _ = stopped.await;

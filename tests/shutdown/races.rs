@@ -1,0 +1,166 @@
+//! Edges of a channel's close: a server that is down, several tasks waiting on `closed()`,
+//! and many channels closed in a row (nothing left behind).
+
+use super::*;
+
+/// A lazy channel to a port nobody listens on, with a wait-for-ready call retrying across
+/// failed attempts: `close` fails the call at once, stops the reconnect backoff and lets
+/// `closed()` resolve, for every task waiting on it, under tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn close_stops_a_channel_whose_server_is_down() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let mut backoff = sockrpc::client::Backoff::default();
+    backoff.initial = Duration::from_secs(60);
+    backoff.max = Duration::from_secs(60);
+    let endpoint = Endpoint::new("127.0.0.1", port).backoff(backoff);
+    let channel = Channel::lazy(endpoint).expect("endpoint");
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let channel = channel.clone();
+            tokio::spawn(async move { channel.closed().await })
+        })
+        .collect();
+    let mut client = Client::new(channel.clone());
+    let pending = tokio::spawn(async move {
+        let mut request = Request::new(unary(1));
+        request.set_wait_for_ready(true);
+        client.unary(request).await
+    });
+    // Long enough for the first attempt to fail and the backoff to start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!pending.is_finished(), "a wait-for-ready call waits");
+    assert!(
+        waiters.iter().all(|w| !w.is_finished()),
+        "closed() waits for a close"
+    );
+    let started = Instant::now();
+    channel.close();
+    assert_closed_status(bounded("the waiting call", pending).await.expect("task"));
+    for waiter in waiters {
+        bounded("closed() in each task", waiter)
+            .await
+            .expect("task");
+    }
+    bounded("closed() once more", channel.closed()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "closing waited out the backoff"
+    );
+}
+
+/// Open file descriptors of this process (Linux).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Fifty channels, each used then closed and waited for: none leaves a socket or a task.
+#[tokio::test]
+async fn fifty_closed_channels_leave_no_socket_behind() {
+    let server = Running::start().await;
+    server.gate.release.send_replace(true);
+    let before = open_fds();
+    for seq in 0..50 {
+        let channel = bounded("connect", Channel::connect(server.endpoint(2)))
+            .await
+            .expect("connect");
+        let mut client = Client::new(channel.clone());
+        bounded("a call", client.unary(unary(seq)))
+            .await
+            .expect("answered");
+        if seq % 2 == 0 {
+            channel.close();
+        } else {
+            channel.close_now();
+        }
+        bounded("closed()", channel.closed()).await;
+    }
+    eventually("the server sees every connection end", || {
+        server.proxy.open() == 0
+    })
+    .await;
+    // The proxy's and the server's ends close as they see ours close: give them a moment.
+    eventually("as many descriptors as before", || open_fds() <= before).await;
+}
+
+/// A call waiting for room under the server's limit of calls in flight when the channel closes
+/// gracefully: the user already started it, so it is among the calls that finish (grpc-java's
+/// `shutdown` lets pre-existing calls continue, those held back by the peer's stream limit
+/// included).
+#[tokio::test]
+#[ignore = "known gap: the call fails UNAVAILABLE 'channel closed' (the connection's close wakes \
+            room waiters to go elsewhere, as after a GOAWAY)"]
+async fn graceful_close_lets_a_call_waiting_for_room_finish() {
+    let server = Running::start_limited(1).await;
+    let channel = bounded("connect", Channel::connect(server.endpoint(1)))
+        .await
+        .expect("connect");
+    let client = Client::new(channel.clone());
+    let mut first = client.clone();
+    let first = tokio::spawn(async move { first.unary(unary(1)).await });
+    eventually("the first call reaches its handler", || {
+        server.entered() == 1
+    })
+    .await;
+    let mut second = client.clone();
+    let second = tokio::spawn(async move { second.unary(unary(2)).await });
+    eventually("the second call waits for room", || {
+        channel.connections().iter().any(|c| c.waiting() == 1)
+    })
+    .await;
+    channel.close();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.gate.release.send_replace(true);
+    bounded("the first call", first)
+        .await
+        .expect("task")
+        .expect("answered");
+    let second = bounded("the second call", second).await.expect("task");
+    assert!(second.is_ok(), "{second:?}");
+    bounded("closed()", channel.closed()).await;
+}
+
+/// A channel used and closed (gracefully, a call still in flight) on a runtime that then
+/// shuts down: `closed()` awaited on another runtime resolves, and nothing reconnects there.
+#[test]
+fn closed_resolves_after_the_runtime_that_closed_the_channel_ended() {
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let server = servers.block_on(Running::start());
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("first runtime");
+    let channel = first.block_on(async {
+        let channel = bounded("connect", Channel::connect(server.endpoint(2)))
+            .await
+            .expect("connect");
+        let mut client = Client::new(channel.clone());
+        tokio::spawn(async move { client.unary(unary(1)).await });
+        eventually("the call reaches its handler", || server.entered() == 1).await;
+        channel.close();
+        channel
+    });
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("second runtime");
+    second.block_on(async {
+        bounded("closed() on another runtime", channel.closed()).await;
+        assert_closed_status(Client::new(channel.clone()).unary(unary(2)).await);
+        let accepted = server.proxy.accepted();
+        assert_no_reconnect(&server.proxy, accepted).await;
+    });
+    servers.block_on(async {
+        eventually("the server sees every connection end", || {
+            server.proxy.open() == 0
+        })
+        .await;
+    });
+}
