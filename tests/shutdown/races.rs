@@ -164,3 +164,108 @@ fn closed_resolves_after_the_runtime_that_closed_the_channel_ended() {
         .await;
     });
 }
+
+/// A lazy channel whose first connection is still in its handshake (the server accepted and
+/// never answers) with a call waiting for it: `close` fails the call, ends the attempt and its
+/// socket, and `closed()` resolves, well before the connect timeout.
+#[tokio::test]
+async fn close_ends_a_connection_still_in_its_handshake() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let endpoint = Endpoint::new("127.0.0.1", port).connect_timeout(Duration::from_secs(600));
+    let channel = Channel::lazy(endpoint).expect("endpoint");
+    let mut client = Client::new(channel.clone());
+    let pending = tokio::spawn(async move {
+        let mut request = Request::new(unary(1));
+        request.set_wait_for_ready(true);
+        client.unary(request).await
+    });
+    let (mut socket, _) = bounded("the channel connects", listener.accept())
+        .await
+        .expect("accept");
+    channel.close();
+    assert_closed_status(bounded("the waiting call", pending).await.expect("task"));
+    bounded("closed()", channel.closed()).await;
+    let mut buf = [0u8; 256];
+    let end = tokio::time::timeout(Duration::from_millis(500), async {
+        while tokio::io::AsyncReadExt::read(&mut socket, &mut buf)
+            .await
+            .is_ok_and(|n| n > 0)
+        {}
+    })
+    .await;
+    assert!(end.is_ok(), "the connection outlived closed()");
+}
+
+/// Fifty balanced channels, each used, closed and waited for while a clone is kept: no task
+/// (discovery, connect, health, connection) and no socket outlives them.
+#[tokio::test]
+async fn fifty_closed_balanced_channels_leave_no_task_behind() {
+    let servers = vec![Running::start().await];
+    servers[0].gate.release.send_replace(true);
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let (tasks_before, fds_before) = (tasks(), open_fds());
+    let mut kept = Vec::new();
+    for seq in 0..50 {
+        let balanced = Channel::balance(fixed(&servers, 2));
+        let mut client = StreamerClient::new(balanced.clone());
+        bounded("a call", client.unary(unary(seq)))
+            .await
+            .expect("answered");
+        if seq % 2 == 0 {
+            balanced.close();
+        } else {
+            balanced.close_now();
+        }
+        bounded("closed()", balanced.closed()).await;
+        kept.push(balanced);
+    }
+    eventually("the server sees every connection end", || {
+        servers[0].proxy.open() == 0
+    })
+    .await;
+    eventually("as many tasks as before", || tasks() <= tasks_before).await;
+    eventually("as many descriptors as before", || open_fds() <= fds_before).await;
+}
+
+/// A balanced channel whose only endpoint is down, its connect task in a 60 s backoff:
+/// `closed()`, awaited before the close by two tasks, resolves once it is closed, without
+/// waiting out the backoff (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_balanced_channel_to_a_server_that_is_down_closes_at_once() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let mut backoff = sockrpc::client::Backoff::default();
+    backoff.initial = Duration::from_secs(60);
+    backoff.max = Duration::from_secs(60);
+    let endpoint = Endpoint::new("127.0.0.1", port).backoff(backoff);
+    let balanced = Channel::balance(discovery::fixed([endpoint]).expect("discovery"));
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let balanced = balanced.clone();
+            tokio::spawn(async move { balanced.closed().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        waiters.iter().all(|w| !w.is_finished()),
+        "closed() waits for a close"
+    );
+    let started = Instant::now();
+    balanced.close_now();
+    for waiter in waiters {
+        bounded("closed() in each task", waiter)
+            .await
+            .expect("task");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "closing waited out the backoff"
+    );
+}
