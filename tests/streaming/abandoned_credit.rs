@@ -76,15 +76,28 @@ async fn stream_messages_past_the_servers_limit_give_their_connection_credit_bac
     // under the client's own 4 MiB): each such message is skipped unread and fails its stream
     // RESOURCE_EXHAUSTED. The client counted it against the connection window; the server
     // must credit it back, as it does any message it drops, or some 280 of them wedge the
-    // connection's streams. (A message in pieces is reported at the piece that crossed the
-    // limit, so its later pieces are still not credited: see the session's report.)
+    // connection's streams.
+    over_the_limit_rounds(16 << 10, 60 << 10, WHOLE_ROUNDS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_messages_past_the_servers_limit_give_all_their_pieces_credit_back() {
+    // The same with messages in pieces (2 MiB against a 1 MiB limit): the decoder reports the
+    // piece that crossed the limit and skips the rest unreported; those are credited too, or
+    // about a dozen such messages wedge the connection.
+    over_the_limit_rounds(1 << 20, 2 << 20, 40).await;
+}
+
+/// `rounds` streams on one connection each send one message of `len` bytes to a server whose
+/// limit is `limit`, and fail; a last stream must still get room to send and its echo.
+async fn over_the_limit_rounds(limit: usize, len: usize, rounds: usize) {
     let listener =
         sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
             .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     let server = tokio::spawn(
         sockrpc::Server::builder()
-            .max_decoding_message_size(16 << 10)
+            .max_decoding_message_size(limit)
             .add_service(StreamerServer::new(Mirror))
             .serve_with_listener(listener),
     );
@@ -93,8 +106,8 @@ async fn stream_messages_past_the_servers_limit_give_their_connection_credit_bac
         .await
         .expect("connect");
     let conn = only_connection(&channel);
-    let over = Bytes::from(vec![0u8; 60 << 10]);
-    for round in 0..WHOLE_ROUNDS {
+    let over = Bytes::from(vec![0u8; len]);
+    for round in 0..rounds {
         let (mut sender, mut receiver) = conn
             .open_stream(&PING_PONG, &MetadataMap::new(), None, None)
             .expect("open a stream");

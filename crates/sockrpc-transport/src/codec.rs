@@ -149,6 +149,12 @@ impl FrameDecoder {
         self.piece_bytes
     }
 
+    /// Body bytes of a split message's pieces skipped after the piece that took it over the
+    /// limit (which `Frame::Oversized` reported), since the last call: see `Pieces`.
+    pub fn take_skipped(&mut self) -> u64 {
+        self.pieces.take_skipped()
+    }
+
     /// Whether a split message is in assembly (or being skipped): its last piece is due.
     pub fn assembling(&self) -> bool {
         self.pieces.is_open()

@@ -19,7 +19,8 @@
 //! gives a message up ends it with an empty last piece (`Outbox::abandon`).
 //!
 //! A message that grows past the limit is dropped as soon as it does: its call is told
-//! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread.
+//! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread,
+//! their bytes counted for the server to credit back (`take_skipped`).
 
 use bytes::Bytes;
 use sockrpc_protocol::codec::recycle;
@@ -46,6 +47,9 @@ pub(crate) struct Pieces {
     /// (a stream's messages are often alike), so that it is read into one buffer, not moved
     /// from smaller ones as it grows.
     last: usize,
+    /// Bytes of pieces skipped unreported (after their message's report), not yet taken by
+    /// [`take_skipped`](Self::take_skipped).
+    skipped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -106,8 +110,12 @@ impl Pieces {
         };
         open.length += u64::from(header.length);
         let admit = match &open.body {
-            // Skipped since it went over: the rest goes unread, unreported.
-            None => Admit::Skip { report: None },
+            // Skipped since it went over: the rest goes unread, unreported but counted (its
+            // sender counted it against its window: `take_skipped`).
+            None => {
+                self.skipped += u64::from(header.length);
+                Admit::Skip { report: None }
+            }
             Some(_) if open.length > max as u64 => {
                 if let Some(body) = open.body.take() {
                     recycle::give_back(body);
@@ -123,6 +131,13 @@ impl Pieces {
             self.open = None;
         }
         Ok(admit)
+    }
+
+    /// Takes the bytes of pieces skipped since the last call without a report of their own:
+    /// the pieces after the one that took their message over the limit. A server credits them
+    /// back to the connection window as it credits the reported part.
+    pub(crate) fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Takes a MESSAGE frame's `body` that [`admit`](Self::admit) said to read: `None` while the

@@ -159,6 +159,12 @@ impl FrameReader {
         self.decoder.assembling()
     }
 
+    /// Body bytes of pieces skipped unreported since the last call
+    /// ([`FrameDecoder::take_skipped`]).
+    pub fn take_skipped(&mut self) -> u64 {
+        self.decoder.take_skipped()
+    }
+
     /// Whether a frame has started arriving and is not complete.
     pub fn mid_frame(&self) -> bool {
         self.decoder.mid_frame(self.buf.len())

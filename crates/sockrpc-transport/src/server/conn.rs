@@ -123,6 +123,10 @@ pub(super) struct Connection<D> {
     /// `reader.assembling()` at the last look: a split message in assembly since then restarts
     /// the frame clock only with its own pieces (`deadlines.rs`).
     pub(super) assembling_at_last_check: bool,
+    /// Whether the split message skipped last (over the limit) was a stream's: the pieces
+    /// skipped after its report are then credited back to the connection window, as the
+    /// reported part was (a unary request never counted against it).
+    pub(super) credit_skipped: bool,
     /// Keepalive: `reader.frames()` when its timer was armed, and the PING awaiting its PONG.
     pub(super) frames_at_keepalive: u64,
     pub(super) awaiting_pong: Option<u64>,
@@ -201,6 +205,7 @@ impl<D: Dispatch> Connection<D> {
             frames_at_last_check: 0,
             pieces_at_last_check: 0,
             assembling_at_last_check: false,
+            credit_skipped: false,
             calls_at_idle_check: (0, 0),
             frames_at_keepalive: 0,
             awaiting_pong: None,
@@ -305,7 +310,10 @@ impl<D: Dispatch> Connection<D> {
                         return Ok(true);
                     }
                 }
-                Ok(None) => return Ok(false),
+                Ok(None) => {
+                    self.credit_skipped_pieces();
+                    return Ok(false);
+                }
                 Err(DecodeError::Frame(err)) => {
                     warn_limited!(self.config.log_limit, Kind::ProtocolError,
                         { peer = ?self.conn_info.peer, error = %err, },

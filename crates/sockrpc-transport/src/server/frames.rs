@@ -160,7 +160,11 @@ impl<D: Dispatch> Connection<D> {
                 let status = Status::resource_exhausted(format!(
                     "request message of {length} bytes exceeds the limit of {limit}"
                 ));
-                if self.opened.remove(&call_id).is_some() {
+                // The pieces skipped after the previous report were that message's.
+                self.credit_skipped_pieces();
+                let unary = self.opened.remove(&call_id).is_some();
+                self.credit_skipped = !unary;
+                if unary {
                     self.answer(call_id, Err(status));
                 } else {
                     // A streamed request: the message is gone, so the call cannot go on. It
@@ -371,5 +375,19 @@ impl<D: Dispatch> Connection<D> {
         }
         frame::encode_pong(state.outbox.buf_mut(), payload);
         Ok(())
+    }
+}
+
+impl<D> Connection<D> {
+    /// Credits the connection window with the pieces of a stream's split message skipped
+    /// unreported since the last look (the decoder reports only the piece that took the
+    /// message over the limit): the client counted them, and without this a few such messages
+    /// wedge every stream on the connection.
+    pub(super) fn credit_skipped_pieces(&mut self) {
+        let skipped = self.reader.take_skipped();
+        if skipped > 0 && self.credit_skipped {
+            let skipped = usize::try_from(skipped).unwrap_or(usize::MAX);
+            self.shared.lock().grant(skipped);
+        }
     }
 }
