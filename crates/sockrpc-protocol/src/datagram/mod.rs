@@ -258,7 +258,7 @@ pub fn encode_request(
     let path = path.as_bytes();
     dst.put_u16(path.len() as u16);
     dst.put_slice(path);
-    frame::encode::put_metadata(dst, metadata);
+    frame::metadata_block::put_metadata(dst, metadata);
     dst.put_slice(message);
 }
 
@@ -490,8 +490,8 @@ impl<'a> Reply<'a> {
         dst.put_slice(self.message.as_bytes());
         dst.put_u16(self.details.len() as u16);
         dst.put_slice(self.details);
-        frame::encode::put_metadata(dst, self.leading);
-        frame::encode::put_metadata(dst, self.trailing);
+        frame::metadata_block::put_metadata(dst, self.leading);
+        frame::metadata_block::put_metadata(dst, self.trailing);
         dst.put_slice(self.body);
     }
 }

@@ -1,5 +1,6 @@
 //! Writing frames: every encoder appends one whole frame to a buffer.
 
+use super::metadata_block::{metadata_len, put_metadata};
 use super::{
     FrameKind, FLAG_CHARGED, FLAG_COMPRESSED, FLAG_ENCODING, FLAG_END_OK, FLAG_END_STREAM,
     FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED, FLAG_NOT_PROCESSED, FLAG_REISSUE,
@@ -7,7 +8,7 @@ use super::{
     MAX_STATUS_MESSAGE,
 };
 use crate::encoding::ENCODING_FIELDS_LEN;
-use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath};
+use crate::{Code, EncodingFields, MetadataMap, MethodPath};
 use bytes::{BufMut, BytesMut};
 use std::time::Duration;
 
@@ -26,79 +27,6 @@ fn header_bytes(length: usize, kind: FrameKind, flags: u8, call_id: u32) -> [u8;
     head
 }
 
-/// Bytes a metadata block takes on the wire.
-///
-/// ```text
-/// +-------------+---------------------------------------------------+
-/// | count: u16  | count × ( key_len: u8 | key | val_len: u16 | val ) |
-/// +-------------+---------------------------------------------------+
-/// ```
-pub fn metadata_len(metadata: &MetadataMap) -> usize {
-    2 + metadata
-        .iter()
-        .map(|(k, v)| 1 + k.len() + 2 + v.len())
-        .sum::<usize>()
-}
-
-/// What each metadata entry counts against [`Limits::max_metadata_size`] beyond its key and
-/// value bytes on the wire: HTTP/2's 32 bytes per header-list entry (RFC 9113, 6.5.2), which
-/// gRPC's header-list limit counts too. It bounds the number of entries, each of which costs
-/// a map entry in memory, not only their bytes.
-pub const METADATA_ENTRY_OVERHEAD: usize = 32;
-
-/// What `metadata` counts against [`Limits::max_metadata_size`]: its encoded length plus
-/// [`METADATA_ENTRY_OVERHEAD`] per entry.
-pub fn metadata_charge(metadata: &MetadataMap) -> usize {
-    2 + metadata
-        .iter()
-        .map(|(k, v)| 1 + k.len() + 2 + v.len() + METADATA_ENTRY_OVERHEAD)
-        .sum::<usize>()
-}
-
-/// Checks that `metadata` fits the wire format and `limits`.
-pub fn check_metadata(metadata: &MetadataMap, limits: &Limits) -> Result<(), String> {
-    let len = metadata_charge(metadata);
-    if len > limits.max_metadata_size {
-        return Err(format!(
-            "metadata of {len} bytes ({} entries, counted with {METADATA_ENTRY_OVERHEAD} bytes each beyond their keys and values, as HTTP/2 counts) exceeds the limit of {}",
-            metadata.len(),
-            limits.max_metadata_size
-        ));
-    }
-    if metadata.len() > usize::from(u16::MAX)
-        || metadata
-            .iter()
-            .any(|(_, v)| v.len() > usize::from(u16::MAX))
-    {
-        return Err("metadata has too many entries or a value over 65535 bytes".into());
-    }
-    Ok(())
-}
-
-/// Checks that `path` fits an OPEN frame's 16-bit length (a longer one would be cut on the wire
-/// and read as another call's bytes): the client refuses such a call, `INVALID_ARGUMENT`.
-pub fn check_path(path: &crate::MethodPath) -> Result<(), String> {
-    let len = path.as_bytes().len();
-    if len > usize::from(u16::MAX) {
-        return Err(format!(
-            "a method path of {len} bytes: the wire format's limit is 65535"
-        ));
-    }
-    Ok(())
-}
-
-/// Appends a metadata block (the caller has checked it with [`check_metadata`]); the UDP
-/// datagram format uses the same block.
-pub(crate) fn put_metadata(dst: &mut BytesMut, metadata: &MetadataMap) {
-    dst.put_u16(metadata.len() as u16);
-    for (key, value) in metadata.iter() {
-        dst.put_u8(key.len() as u8);
-        dst.put_slice(key.as_bytes());
-        dst.put_u16(value.len() as u16);
-        dst.put_slice(value);
-    }
-}
-
 /// Every field of an OPEN frame, for [`encode_open_frame`].
 #[derive(Debug, Clone, Copy)]
 pub struct OpenFrame<'a> {
@@ -106,7 +34,7 @@ pub struct OpenFrame<'a> {
     pub timeout: Option<Duration>,
     /// `/package.Service/Method`.
     pub path: &'a MethodPath,
-    /// Request metadata (checked with [`check_metadata`]).
+    /// Request metadata (checked with [`check_metadata`](super::check_metadata)).
     pub metadata: &'a MetadataMap,
     /// `FLAG_END_STREAM`: the client sends no message.
     pub end_stream: bool,
@@ -144,7 +72,7 @@ impl<'a> OpenFrame<'a> {
     }
 }
 
-/// Writes an OPEN frame. The caller has checked the metadata with [`check_metadata`].
+/// Writes an OPEN frame. The caller has checked the metadata with [`check_metadata`](super::check_metadata).
 ///
 /// ```text
 /// +-------------------+---------------+------+----------------+

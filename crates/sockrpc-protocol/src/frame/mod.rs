@@ -567,9 +567,11 @@ pub fn max_frame_len(limits: &Limits) -> usize {
 }
 
 pub(crate) mod encode;
+pub(crate) mod metadata_block;
 mod parse;
 
 pub use encode::*;
+pub use metadata_block::*;
 
 #[cfg(test)]
 mod open_tests;

@@ -22,6 +22,7 @@
 //! - `shutdown.rs`: closing it from this side, gracefully or at once, and waiting for its end.
 
 mod call;
+mod credit;
 mod driver;
 mod inbound;
 mod limit;
@@ -40,7 +41,7 @@ pub use room::{RoomFuture, RoomPass};
 pub use stream::{StreamReceiver, StreamSender};
 
 use crate::codec::FrameDecoder;
-use crate::outbox::{BoxWriter, Outbox, HIGH_WATER};
+use crate::outbox::{BoxWriter, Outbox};
 use crate::reader::FrameReader;
 use bytes::Bytes;
 use driver::Driver;
@@ -255,51 +256,6 @@ impl State {
             }
         }
         self.wake_for_room(shared);
-    }
-
-    /// Ends call `id` early in the outbox (`Outbox::abandon`: `ending` writes its CANCEL, if
-    /// any). For a streaming call still in the table, what its dropped messages charged comes
-    /// off the connection window's count: the server never sees them, so never credits them
-    /// back. (A unary call's message is not counted there.)
-    fn abandon_call(&mut self, id: u32, ending: impl FnOnce(&mut bytes::BytesMut)) {
-        let streaming = self.stream(id).is_some();
-        let unsent = self.outbox.abandon(id, ending);
-        if streaming {
-            self.give_back(unsent);
-        }
-    }
-
-    /// Takes `unsent` (the charge of stream messages dropped unsent) off the connection
-    /// window's count.
-    fn give_back(&mut self, unsent: usize) {
-        if unsent > 0 && self.connection_window {
-            self.connection_outstanding = self.connection_outstanding.saturating_sub(unsent);
-            self.credit_waiters.wake_all();
-        }
-    }
-
-    /// Connection credit from the server (WINDOW on call 0): stream senders waiting for it
-    /// look again.
-    fn connection_credit(&mut self, credit: u32) {
-        self.connection_outstanding = self.connection_outstanding.saturating_sub(credit as usize);
-        self.credit_waiters.wake_all();
-    }
-
-    /// Whether the write buffer is past its high-water mark, or the connection window is all
-    /// outstanding; if so, call `id`'s `waker` is woken once the buffer drains below or credit
-    /// comes (or the connection closes). A stream sender then holds its next message.
-    fn wait_for_drain(&mut self, id: u32, waker: &Waker) -> bool {
-        let waiters = if self.connection_window
-            && self.connection_outstanding >= sockrpc_protocol::frame::CONNECTION_WINDOW
-        {
-            &mut self.credit_waiters
-        } else if self.outbox.buffered() > HIGH_WATER {
-            &mut self.drain_waiters
-        } else {
-            return false;
-        };
-        waiters.wait(id, waker);
-        true
     }
 }
 

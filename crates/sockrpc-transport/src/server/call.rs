@@ -25,7 +25,8 @@
 
 use super::conn::Connection;
 use super::open::Opened;
-use super::respond::{answer_now, encode_refusal, pump, ConnState, Shared};
+use super::pump::pump;
+use super::respond::{answer_now, encode_refusal, ConnState, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::outbox::HIGH_WATER;
 use crate::panic::{panicked, poll_caught};

@@ -21,6 +21,7 @@ mod listener;
 mod local;
 mod open;
 mod ping;
+mod pump;
 mod respond;
 mod timers;
 

@@ -5,10 +5,12 @@
 //!  handler result ── Body::once ──▶ [HEADERS] MESSAGE(end) END            (one write, inline)
 //!                 └─ stream ─────▶ HEADERS, then MESSAGE while credit ≥ 0, END(trailers)
 //! ```
+//!
+//! A streamed answer is `pump.rs`.
 
 use crate::dispatch::OutboundBody;
 use crate::flow::{Inbound, Outbound};
-use crate::outbox::{Outbox, HIGH_WATER};
+use crate::outbox::Outbox;
 use bytes::{Bytes, BytesMut};
 use foldhash::HashMap;
 use sockrpc_protocol::frame;
@@ -371,177 +373,6 @@ fn encode_end_with(
         not_processed,
     };
     frame::encode_end_capped(buf, call_id, &end, limits.status_message_cap());
-}
-
-/// Runs `f` on the state with a context, then flushes (or hands the flush to the driver).
-async fn with_state<R>(shared: &Shared, mut f: impl FnMut(&mut ConnState) -> R) -> R {
-    std::future::poll_fn(|cx| {
-        let mut state = shared.lock();
-        let result = f(&mut state);
-        let alone = state.running.len() <= 1;
-        state.outbox.flush_or_defer(cx, alone);
-        Poll::Ready(result)
-    })
-    .await
-}
-
-/// Messages a response stream sends in a row without having waited (for credit, room or its
-/// own next message) before it yields once. Credit bounds a burst in bytes, not in messages (an
-/// empty message takes none), so an always-ready stream of small messages to a fast reader would
-/// otherwise hold the task that polls it, which for streams is the connection's (`local.rs`).
-pub(super) const MESSAGES_PER_POLL: usize = 32;
-
-/// Streams a response: HEADERS, then each message as credit allows, then END with trailers (or
-/// the status the stream failed with). Stops quietly when the call is cancelled. Yields after
-/// [`MESSAGES_PER_POLL`] messages sent without a wait.
-pub(super) async fn pump<B: OutboundBody>(
-    shared: Arc<Shared>,
-    call_id: u32,
-    response: Response<B>,
-) {
-    let limits = shared.limits;
-    let encoding = response.encoding();
-    let (metadata, mut body, trailers) = response.into_parts();
-    let started = with_state(&shared, |state| {
-        let checked = super::announced::check_response(state, &metadata, &trailers, &limits);
-        if let Err(status) = checked {
-            encode_status(state.outbox.frames_for(call_id), call_id, &status, &limits);
-            state.remove_stream(call_id);
-            super::call::release(state, call_id);
-            return false;
-        }
-        // Always a head, so a client waiting for the response returns before the first message.
-        frame::encode_headers_with(state.outbox.buf_mut(), call_id, &metadata, encoding);
-        state.answers_sent += 1;
-        state.streams.entry(call_id).or_default();
-        true
-    })
-    .await;
-    if !started {
-        return;
-    }
-    // Known, under the lock that wrote the last message, that the next may go: the wait for
-    // credit and room is skipped, and with it a lock per message.
-    let mut may_send = false;
-    // Messages sent since the stream last waited.
-    let mut burst = 0;
-    loop {
-        if may_send {
-            may_send = false;
-        } else {
-            let alive = std::future::poll_fn(|cx| {
-                let mut state = shared.lock();
-                if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
-                    // The client is not reading: wait for the connection to drain the buffer.
-                    state.writers.push(cx.waker().clone());
-                    state.outbox.wake_driver();
-                    burst = 0;
-                    return Poll::Pending;
-                }
-                match state.streams.get_mut(&call_id) {
-                    None => Poll::Ready(false),
-                    Some(stream) => {
-                        let credit = stream.outbound.poll_credit(cx);
-                        if credit.is_pending() {
-                            burst = 0;
-                        }
-                        credit.map(|()| true)
-                    }
-                }
-            })
-            .await;
-            if !alive {
-                return;
-            }
-        }
-        // A stream that panics fails its own call, like a handler that does.
-        let next = std::future::poll_fn(|cx| {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                body.poll_message_flagged(cx)
-            })) {
-                Ok(Poll::Pending) => {
-                    burst = 0;
-                    Poll::Pending
-                }
-                Ok(polled) => polled,
-                Err(_) => {
-                    tracing::error!(call_id, "response stream panicked");
-                    Poll::Ready(Some(Err(Status::internal("response stream panicked"))))
-                }
-            }
-        })
-        .await;
-        let more = with_state(&shared, |state| {
-            if !state.streams.contains_key(&call_id) {
-                return false;
-            }
-            let end = match &next {
-                Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
-                    let flags = frame::message_flags(false, *compressed);
-                    state.outbox.append_message(call_id, flags, message);
-                    state.answers_sent += 1;
-                    let room = state.outbox.buffered() <= HIGH_WATER;
-                    let charge = if state.charge_answers {
-                        frame::message_charge(message.len())
-                    } else {
-                        message.len()
-                    };
-                    if let Some(stream) = state.streams.get_mut(&call_id) {
-                        stream.outbound.sent(charge);
-                        may_send = room && stream.outbound.has_credit();
-                    }
-                    return true;
-                }
-                Some(Ok((message, _))) => Err(Status::resource_exhausted(format!(
-                    "response message of {} bytes exceeds the limit of {}",
-                    message.len(),
-                    limits.send_limit()
-                ))),
-                Some(Err(status)) => Err(status.clone()),
-                None => Ok(()),
-            };
-            // After the call's last message, even one still going out in pieces.
-            // An error's trailers past the client's announced limit are dropped, as a unary
-            // call's are (`announced.rs`): the client would refuse them, and the status with them.
-            let end = end.map_err(|status| super::announced::fit_status(state, status));
-            let buf = state.outbox.frames_for(call_id);
-            match end {
-                Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
-                Err(status) => encode_status(buf, call_id, &status, &limits),
-            }
-            state.remove_stream(call_id);
-            // The call leaves the count of calls in flight with its END, under this lock: this
-            // flush may write the END out, and a client that counts the stream no longer once
-            // the END arrives (`State::stream_ended`) may open its next call into the slot
-            // before this task would otherwise get back to the lock (as `finish_call` does for
-            // a one-message answer), which the server would refuse `RESOURCE_EXHAUSTED`.
-            super::call::release(state, call_id);
-            false
-        })
-        .await;
-        if !more {
-            return;
-        }
-        burst += 1;
-        if burst >= MESSAGES_PER_POLL {
-            burst = 0;
-            yield_once().await;
-        }
-    }
-}
-
-/// Pending once, having woken its own task: whoever polls it polls the others first.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
 }
 
 /// A streaming request's messages, as the handler reads them; credit goes back to the client as

@@ -1,6 +1,7 @@
 //! Tests of `respond.rs`: pacing of response streams and the inbound budget.
 
 use super::*;
+use crate::server::pump::{pump, MESSAGES_PER_POLL};
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
