@@ -14,7 +14,7 @@
 //!  [ heads set aside ][ 64 KiB body, by reference ][ ... ]   [ heads of later frames ]
 //! ```
 //!
-//! A message larger than [`PIECE`] to a peer that reads split messages
+//! A message larger than `LONGEST_PIECE` (96 KiB) to a peer that reads split messages
 //! ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it waits in `bulks`, and its
 //! pieces are cut only when everything appended before has been written, `PIECES_PER_WRITE`
 //! (4) at a time for one vectored write, at most `PIECES_PER_FLUSH` (16) per flush. When the
@@ -78,6 +78,10 @@ const PIECES_PER_FLUSH: usize = 16;
 /// write per piece cost a 1 MiB message 16 system calls each way, and its reader as many
 /// wake-ups. What other calls append while the socket is full waits behind at most these.
 const PIECES_PER_WRITE: usize = 4;
+
+/// The largest last piece (96 KiB): a tail of a few bytes as a piece of its own would go in a
+/// write, and a wake-up of the reader, of its own; and a message up to this size goes whole.
+const LONGEST_PIECE: usize = PIECE + PIECE / 2;
 
 /// Slices one vectored write gathers at most.
 const MAX_SLICES: usize = 32;
@@ -155,17 +159,18 @@ impl Outbox {
     }
 
     /// Says whether the peer reads messages split into pieces (its SETTINGS had
-    /// [`CAP_PIECES`](frame::CAP_PIECES)): from then on a message larger than [`PIECE`] goes out in pieces.
+    /// [`CAP_PIECES`](frame::CAP_PIECES)): from then on a message larger than `LONGEST_PIECE`
+    /// goes out in pieces.
     pub fn set_pieces(&mut self, pieces: bool) {
         self.pieces = pieces;
     }
 
     /// Appends a MESSAGE of `call_id` with `flags` (`FLAG_END_STREAM`, `FLAG_END_OK`,
-    /// `FLAG_COMPRESSED`): in pieces when it is larger than [`PIECE`] and the peer reads them;
-    /// behind the call's own unfinished split message when it has one.
+    /// `FLAG_COMPRESSED`): in pieces when it is larger than `LONGEST_PIECE` and the peer reads
+    /// them; behind the call's own unfinished split message when it has one.
     #[inline]
     pub fn append_message(&mut self, call_id: u32, flags: u8, body: &Bytes) {
-        if self.bulks.is_empty() && (body.len() <= PIECE || !self.pieces) {
+        if self.bulks.is_empty() && (body.len() <= LONGEST_PIECE || !self.pieces) {
             frame::encode_message_head_flags(&mut self.buf, call_id, flags, body.len());
             self.append_body(body);
         } else {
@@ -271,7 +276,11 @@ impl Outbox {
         let Some(bulk) = self.bulks.front_mut() else {
             return;
         };
-        let piece = bulk.body.split_to(bulk.body.len().min(PIECE));
+        // The last piece takes what is left up to `LONGEST_PIECE`.
+        let left = bulk.body.len();
+        let piece = bulk
+            .body
+            .split_to(if left <= LONGEST_PIECE { left } else { PIECE });
         bulk.started = true;
         let last = bulk.body.is_empty();
         let flags = if last {

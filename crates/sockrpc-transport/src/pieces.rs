@@ -157,8 +157,12 @@ impl Pieces {
             // written, and so resident, never passes the limit (`admit` checked the sum).
             let want = if last {
                 need
+            } else if held.capacity() == 0 && self.last >= need {
+                // As long as the last one: taken as a good guess, so that a run of messages
+                // of one size is read into buffers of that size (no move, no copy to trim).
+                self.last
             } else if held.capacity() == 0 {
-                need.max(self.last).max(2 * body.len())
+                need.max(2 * body.len())
             } else {
                 need.max(2 * held.capacity())
             };
