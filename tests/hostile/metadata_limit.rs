@@ -8,7 +8,7 @@
 //! call has come back: the client refuses such a call unsent, and the server answers `INTERNAL`
 //! (as grpc-go does) instead of sending metadata its client would refuse.
 
-use crate::support::{bounded, count_worker_panics, Running};
+use crate::support::{bounded, start_serving, Running};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sockrpc::{Code, Limits, MetadataMap, Request, Response, Status, Streaming};
@@ -19,7 +19,7 @@ use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// The default metadata limit.
 const LIMIT: usize = 16 * 1024;
@@ -115,25 +115,12 @@ impl Streamer for Heavy {
 
 /// Serves `service` with `limits` on 127.0.0.1.
 fn start(service: Heavy, limits: Limits) -> Running {
-    count_worker_panics();
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
-            .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
+    start_serving(|listener, shutdown| {
         sockrpc::Server::builder()
             .limits(limits)
             .add_service(StreamerServer::new(service))
-            .serve_with_listener_and_shutdown(listener, async move {
-                let _ = stopped.await;
-            }),
-    );
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    })
 }
 
 /// A generated client on a channel of one connection, with `limits`.

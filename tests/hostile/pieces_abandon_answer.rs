@@ -8,7 +8,7 @@
 //! here is raw, so that only the server's deadline, not a client's CANCEL, ends the call.
 
 use crate::raw::{connect, frame, send, END, END_STREAM, MESSAGE, PREFACE, SETTINGS, WINDOW};
-use crate::support::{bounded, count_worker_panics, Running};
+use crate::support::{bounded, start_serving, Running};
 use futures_util::StreamExt;
 use prost::Message;
 use sockrpc::{Request, Response, Status, Streaming};
@@ -17,7 +17,6 @@ use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
 use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::sync::oneshot;
 
 /// The answer the server gives up on.
 const LARGE: usize = 16 << 20;
@@ -75,25 +74,12 @@ impl Streamer for Flood {
 }
 
 fn start() -> Running {
-    count_worker_panics();
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
-            .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
+    start_serving(|listener, shutdown| {
         sockrpc::Server::builder()
             .max_encoding_message_size(2 * LARGE)
             .add_service(StreamerServer::new(Flood))
-            .serve_with_listener_and_shutdown(listener, async move {
-                let _ = stopped.await;
-            }),
-    );
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

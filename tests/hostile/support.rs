@@ -103,19 +103,36 @@ impl Running {
 }
 
 pub(crate) fn start_echo(service: EchoImpl) -> Running {
+    start_serving(|listener, shutdown| {
+        sockrpc::Server::builder()
+            .add_service(EchoServer::new(service))
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    })
+}
+
+/// The shutdown signal [`start_serving`] hands its server.
+pub(crate) type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves what `serve` builds on a fresh 127.0.0.1 listener, until [`Running::stop`] sends
+/// the shutdown: the start-up every hostile test's server shares.
+pub(crate) fn start_serving<Fut>(
+    serve: impl FnOnce(tokio::net::TcpListener, Shutdown) -> Fut,
+) -> Running
+where
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
     count_worker_panics();
     let listener =
         sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
             .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
-        sockrpc::Server::builder()
-            .add_service(EchoServer::new(service))
-            .serve_with_listener_and_shutdown(listener, async move {
-                let _ = stopped.await;
-            }),
-    );
+    let task = tokio::spawn(serve(
+        listener,
+        Box::pin(async move {
+            let _ = stopped.await;
+        }),
+    ));
     Running {
         addr,
         stop: Some(stop),

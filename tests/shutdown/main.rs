@@ -172,12 +172,6 @@ struct Running {
 
 impl Running {
     async fn start() -> Running {
-        Running::start_limited(0).await
-    }
-
-    /// As [`start`](Self::start), taking at most `limit` calls in flight per connection
-    /// (0: the server's default).
-    async fn start_limited(limit: usize) -> Running {
         let gate = Gate::default();
         let listener = sockrpc::transport::bind_tcp(
             "127.0.0.1:0".parse().expect("address"),
@@ -186,12 +180,8 @@ impl Running {
         .expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut builder = Server::builder();
-        if limit > 0 {
-            builder = builder.max_concurrent_calls(limit);
-        }
         tokio::spawn(
-            builder
+            Server::builder()
                 .add_service(StreamerServer::new(gate.clone()))
                 .serve_with_listener_and_shutdown(listener, async move {
                     let _ = stopped.await;

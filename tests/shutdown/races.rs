@@ -85,43 +85,6 @@ async fn fifty_closed_channels_leave_no_socket_behind() {
     eventually("as many descriptors as before", || open_fds() <= before).await;
 }
 
-/// A call waiting for room under the server's limit of calls in flight when the channel closes
-/// gracefully: the user already started it, so it is among the calls that finish (grpc-java's
-/// `shutdown` lets pre-existing calls continue, those held back by the peer's stream limit
-/// included).
-#[tokio::test]
-#[ignore = "known gap: the call fails UNAVAILABLE 'channel closed' (the connection's close wakes \
-            room waiters to go elsewhere, as after a GOAWAY)"]
-async fn graceful_close_lets_a_call_waiting_for_room_finish() {
-    let server = Running::start_limited(1).await;
-    let channel = bounded("connect", Channel::connect(server.endpoint(1)))
-        .await
-        .expect("connect");
-    let client = Client::new(channel.clone());
-    let mut first = client.clone();
-    let first = tokio::spawn(async move { first.unary(unary(1)).await });
-    eventually("the first call reaches its handler", || {
-        server.entered() == 1
-    })
-    .await;
-    let mut second = client.clone();
-    let second = tokio::spawn(async move { second.unary(unary(2)).await });
-    eventually("the second call waits for room", || {
-        channel.connections().iter().any(|c| c.waiting() == 1)
-    })
-    .await;
-    channel.close();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    server.gate.release.send_replace(true);
-    bounded("the first call", first)
-        .await
-        .expect("task")
-        .expect("answered");
-    let second = bounded("the second call", second).await.expect("task");
-    assert!(second.is_ok(), "{second:?}");
-    bounded("closed()", channel.closed()).await;
-}
-
 /// A channel used and closed (gracefully, a call still in flight) on a runtime that then
 /// shuts down: `closed()` awaited on another runtime resolves, and nothing reconnects there.
 #[test]
