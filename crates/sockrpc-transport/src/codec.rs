@@ -53,6 +53,30 @@ enum State {
         remaining: u32,
         report: Option<u32>,
     },
+    /// A piece of the split message in assembly, its body written straight into the
+    /// assembly's buffer as it arrives (`remaining` bytes to go): see [`FrameDecoder::direct`].
+    Into {
+        header: FrameHeader,
+        remaining: u32,
+    },
+}
+
+/// A piece whose body has at least this much left to arrive goes into its assembly's buffer
+/// as it is read (`State::Into`); a shorter rest is read with what follows it.
+const DIRECT_MIN: usize = 16 * 1024;
+
+/// Pieces longer than this are read the usual way (into the read buffer, then copied), so that
+/// room is never made for more than a read would reserve on a peer's word (`reader.rs`).
+const DIRECT_MAX: usize = 256 * 1024;
+
+/// The assembly buffer a piece's body is read into, and how much of the body is still due: see
+/// [`FrameDecoder::direct`].
+#[derive(Debug)]
+pub struct Direct<'a> {
+    /// The assembly: the body goes after what it holds, within its spare capacity.
+    pub held: &'a mut Vec<u8>,
+    /// Bytes of the piece's body still to come.
+    pub remaining: &'a mut u32,
 }
 
 /// Decodes the peer's preface, then frames.
@@ -137,7 +161,10 @@ impl FrameDecoder {
     /// bytes wait in the read buffer, or a frame's body is being read or skipped.
     pub fn mid_frame(&self, buffered: usize) -> bool {
         buffered > 0
-            || matches!(self.state, State::Body(_) | State::Skip { .. })
+            || matches!(
+                self.state,
+                State::Body(_) | State::Skip { .. } | State::Into { .. }
+            )
             || self.pieces.is_open()
     }
 
@@ -166,8 +193,21 @@ impl FrameDecoder {
             State::Preface => PREFACE.len().saturating_sub(buffered),
             State::Head => HEADER_LEN.saturating_sub(buffered),
             State::Body(header) => (header.length as usize).saturating_sub(buffered),
-            State::Skip { remaining, .. } => remaining as usize,
+            State::Skip { remaining, .. } | State::Into { remaining, .. } => remaining as usize,
         }
+    }
+
+    /// While a piece's body is due and goes straight into its assembly, the buffer to read it
+    /// into: the reader reads the socket into `held`'s spare capacity, at most `remaining` bytes
+    /// and the header after them (whatever it reads past `remaining` it hands back to the read
+    /// buffer), and lowers `remaining` by what it kept. This saves copying every piece from
+    /// the read buffer into the assembly (a copy of the whole message, about 80 µs per MiB).
+    pub fn direct(&mut self) -> Option<Direct<'_>> {
+        let State::Into { remaining, .. } = &mut self.state else {
+            return None;
+        };
+        let held = self.pieces.held_mut()?;
+        Some(Direct { held, remaining })
     }
 
     /// A frame's body, parsed with this connection's method paths.
@@ -194,7 +234,18 @@ impl FrameDecoder {
         if header.kind != FrameKind::Message {
             return self.parse(header, body).map(Some);
         }
-        match self.pieces.take(header, body) {
+        let whole = self.pieces.take(header, body);
+        self.assembled(header, whole)
+    }
+
+    /// After a MESSAGE frame's body was taken: the message parsed when it is whole (`whole`),
+    /// or `None` when it was a piece and its message goes on.
+    fn assembled(
+        &mut self,
+        header: &FrameHeader,
+        whole: Option<Bytes>,
+    ) -> Result<Option<Frame>, FrameError> {
+        match whole {
             Some(body) => {
                 let header = FrameHeader {
                     length: u32::try_from(body.len()).unwrap_or(u32::MAX),
@@ -207,6 +258,27 @@ impl FrameDecoder {
                 Ok(None)
             }
         }
+    }
+
+    /// Starts reading the body of the piece `header` straight into its assembly when enough
+    /// of it is still to arrive (`src` holds the header and less than the body): what `src`
+    /// holds of the body is moved into the assembly. Whether it did.
+    fn start_direct(&mut self, header: &FrameHeader, src: &mut BytesMut) -> bool {
+        let length = header.length as usize;
+        let arrived = src.len() - HEADER_LEN;
+        if length > DIRECT_MAX || length - arrived < DIRECT_MIN {
+            return false;
+        }
+        let Some(held) = self.pieces.room(header) else {
+            return false;
+        };
+        held.extend_from_slice(&src[HEADER_LEN..]);
+        src.clear();
+        self.state = State::Into {
+            header: *header,
+            remaining: u32::try_from(length - arrived).unwrap_or(u32::MAX),
+        };
+        true
     }
 
     fn decode_preface(&mut self, src: &mut BytesMut) -> Result<bool, FrameError> {
@@ -297,8 +369,30 @@ impl Decoder for FrameDecoder {
                             None => continue,
                         }
                     }
+                    if header.kind == FrameKind::Message && self.start_direct(&header, src) {
+                        continue;
+                    }
                     src.advance(HEADER_LEN);
                     self.state = State::Body(header);
+                }
+                State::Into { header, remaining } => {
+                    let take = (remaining as usize).min(src.len());
+                    if take > 0 {
+                        if let Some(held) = self.pieces.held_mut() {
+                            held.extend_from_slice(&src[..take]);
+                        }
+                        src.advance(take);
+                    }
+                    let remaining = remaining - take as u32;
+                    if remaining > 0 {
+                        self.state = State::Into { header, remaining };
+                        return Ok(None);
+                    }
+                    self.state = State::Head;
+                    let whole = self.pieces.finish(&header);
+                    if let Some(frame) = self.assembled(&header, whole)? {
+                        return Ok(Some(frame));
+                    }
                 }
                 State::Body(header) => {
                     let len = header.length as usize;

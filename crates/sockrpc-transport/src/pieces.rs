@@ -144,13 +144,27 @@ impl Pieces {
     /// message goes on (the piece is kept), or the whole message when this was its last piece
     /// (or a message that came whole).
     pub(crate) fn take(&mut self, header: &FrameHeader, body: Bytes) -> Option<Bytes> {
+        let Some(held) = self.room(header) else {
+            return Some(body);
+        };
+        held.extend_from_slice(&body);
+        self.finish(header)
+    }
+
+    /// The open assembly's buffer with room for the piece `header` announces, if `header` is a
+    /// piece of the open message that [`admit`](Self::admit) said to read; `None` for a message
+    /// that came whole. The piece's body is then written after what the buffer holds (a copy
+    /// from the read buffer, or a read straight into it: `reader.rs`), and
+    /// [`finish`](Self::finish) called once it is all there.
+    pub(crate) fn room(&mut self, header: &FrameHeader) -> Option<&mut Vec<u8>> {
         let open = match &mut self.open {
             Some(open) if open.call_id == header.call_id => open,
-            _ => return Some(body),
+            _ => return None,
         };
         let last = header.flags & FLAG_MORE == 0;
+        let piece = header.length as usize;
         let held = open.body.get_or_insert_with(Vec::new);
-        let need = held.len() + body.len();
+        let need = held.len() + piece;
         if need > held.capacity() {
             // The first piece: room for the last message's length, or two pieces; after that
             // the room doubles (few moves). The last piece: exactly what is left. What is
@@ -162,7 +176,7 @@ impl Pieces {
                 // of one size is read into buffers of that size (no move, no copy to trim).
                 self.last
             } else if held.capacity() == 0 {
-                need.max(2 * body.len())
+                need.max(2 * piece)
             } else {
                 need.max(2 * held.capacity())
             };
@@ -170,12 +184,27 @@ impl Pieces {
             bigger.extend_from_slice(held);
             recycle::give_back(std::mem::replace(held, bigger));
         }
-        held.extend_from_slice(&body);
-        if !last {
+        Some(held)
+    }
+
+    /// The open assembly's buffer, while a piece's body is being written into it (after
+    /// [`room`](Self::room)).
+    pub(crate) fn held_mut(&mut self) -> Option<&mut Vec<u8>> {
+        self.open.as_mut()?.body.as_mut()
+    }
+
+    /// After the body of the piece `header` was written into the buffer [`room`](Self::room)
+    /// gave: the whole message when that was its last piece, `None` while the message goes on.
+    pub(crate) fn finish(&mut self, header: &FrameHeader) -> Option<Bytes> {
+        if header.flags & FLAG_MORE != 0 {
             return None;
         }
-        let mut held = std::mem::take(held);
-        self.open = None;
+        // `room` made the buffer: there is one.
+        let mut held = self
+            .open
+            .take()
+            .and_then(|open| open.body)
+            .unwrap_or_default();
         self.last = held.len();
         // Receivers count a message by its length (a server's inbound budget, a client's
         // queue): when the guess or the doubling left much room behind it, a copy in a
