@@ -1,6 +1,6 @@
 //! Messages in pieces (`FLAG_MORE`) from a hostile client: pieces of two messages interleaved,
 //! or with flags only a last piece may carry, or compressed on some pieces and not on others,
-//! close the connection with a reason; pieces that add up past the message limit fail their
+//! or short pieces dripped to hold an assembly open, close the connection with a reason; pieces that add up past the message limit fail their
 //! own call only, and what the server held for them is let go.
 
 use crate::raw::{
@@ -12,6 +12,8 @@ use sockrpc_tests::echo::EchoReply;
 use tokio::io::AsyncReadExt;
 
 const MORE: u8 = 0x02;
+/// `sockrpc_protocol::frame::MIN_PIECE`: a piece before the last is at least this long.
+const MIN_PIECE: usize = 16 * 1024;
 const ECHO: &[u8] = b"/sockrpc.test.Echo/Echo";
 const RESOURCE_EXHAUSTED: u32 = 8;
 
@@ -20,9 +22,9 @@ async fn pieces_of_two_messages_interleaved_close_the_connection() {
     let bytes = [
         &PREFACE[..],
         &open(1, ECHO, &[]),
-        &frame(MESSAGE, MORE, 1, &[0u8; 100]),
+        &frame(MESSAGE, MORE, 1, &[0u8; MIN_PIECE]),
         &open(3, ECHO, &[]),
-        &frame(MESSAGE, MORE, 3, &[0u8; 100]),
+        &frame(MESSAGE, MORE, 3, &[0u8; MIN_PIECE]),
     ]
     .concat();
     attack(vec![case(
@@ -48,37 +50,74 @@ async fn pieces_with_flags_of_a_last_piece_or_mixed_compression_close_the_connec
     attack(vec![
         case(
             "END_STREAM before the last piece",
-            opened(&[frame(MESSAGE, MORE | END_STREAM, 1, &[0u8; 100])]),
+            opened(&[frame(MESSAGE, MORE | END_STREAM, 1, &[0u8; MIN_PIECE])]),
             Some(flags),
         ),
         case(
             "an unknown bit on a piece",
-            opened(&[frame(MESSAGE, MORE | 0x40, 1, &[0u8; 100])]),
+            opened(&[frame(MESSAGE, MORE | 0x40, 1, &[0u8; MIN_PIECE])]),
             Some(flags),
         ),
         case(
             "END_STREAM on a later piece",
             opened(&[
-                frame(MESSAGE, MORE, 1, &[0u8; 100]),
-                frame(MESSAGE, MORE | 0x10, 1, &[0u8; 100]),
+                frame(MESSAGE, MORE, 1, &[0u8; MIN_PIECE]),
+                frame(MESSAGE, MORE | 0x10, 1, &[0u8; MIN_PIECE]),
             ]),
             Some(flags),
         ),
         case(
             "a compressed piece after a plain one",
             opened(&[
-                frame(MESSAGE, MORE, 1, &[0u8; 100]),
-                frame(MESSAGE, MORE | COMPRESSED, 1, &[0u8; 100]),
+                frame(MESSAGE, MORE, 1, &[0u8; MIN_PIECE]),
+                frame(MESSAGE, MORE | COMPRESSED, 1, &[0u8; MIN_PIECE]),
             ]),
             Some(mixed),
         ),
         case(
             "a plain last piece after compressed ones",
             opened(&[
-                frame(MESSAGE, MORE | COMPRESSED, 1, &[0u8; 100]),
-                frame(MESSAGE, END_STREAM, 1, &[0u8; 100]),
+                frame(MESSAGE, MORE | COMPRESSED, 1, &[0u8; MIN_PIECE]),
+                frame(MESSAGE, END_STREAM, 1, &[0u8; MIN_PIECE]),
             ]),
             Some(mixed),
+        ),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn short_pieces_before_the_last_close_the_connection() {
+    // Each piece restarts the frame clock: 1-byte pieces, one per frame timeout, held an
+    // assembly (and its connection) open for up to 4 Mi frame timeouts. Every sockrpc sender
+    // cuts 64 KiB pieces; under 16 KiB (but the last) is refused at once.
+    let opened = |pieces: &[Vec<u8>]| {
+        let mut bytes = [&PREFACE[..], &open(1, ECHO, &[])].concat();
+        for piece in pieces {
+            bytes.extend_from_slice(piece);
+        }
+        bytes
+    };
+    let short = "a piece before its last shorter than 16 KiB";
+    attack(vec![
+        case(
+            "a 1-byte drip after a full piece",
+            opened(&[
+                frame(MESSAGE, MORE, 1, &[0u8; 64 * 1024]),
+                frame(MESSAGE, MORE, 1, &[0u8; 1]),
+                frame(MESSAGE, MORE, 1, &[0u8; 1]),
+            ]),
+            Some(short),
+        ),
+        case(
+            "an empty piece before the last",
+            opened(&[frame(MESSAGE, MORE, 1, &[])]),
+            Some(short),
+        ),
+        case(
+            "a first piece one byte short",
+            opened(&[frame(MESSAGE, MORE, 1, &[0u8; MIN_PIECE - 1])]),
+            Some(short),
         ),
     ])
     .await;

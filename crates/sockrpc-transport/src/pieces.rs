@@ -15,8 +15,10 @@
 //! ```
 //!
 //! A piece before the last carries `FLAG_MORE` and the message's `FLAG_COMPRESSED` alone, and
-//! every piece the same `FLAG_COMPRESSED`: anything else is a protocol error. A sender that
-//! gives a message up ends it with an empty last piece (`Outbox::abandon`).
+//! every piece the same `FLAG_COMPRESSED`, and is at least [`MIN_PIECE`] long (each piece
+//! restarts the frame clock, so 1-byte pieces would hold an assembly open for hours): anything
+//! else is a protocol error. A sender that gives a message up ends it with an empty last piece
+//! (`Outbox::abandon`).
 //!
 //! A message that grows past the limit is dropped as soon as it does: its call is told
 //! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread,
@@ -24,7 +26,9 @@
 
 use bytes::Bytes;
 use sockrpc_protocol::codec::recycle;
-use sockrpc_protocol::frame::{FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_MORE};
+use sockrpc_protocol::frame::{
+    FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_MORE, MIN_PIECE,
+};
 
 /// What the decoder does with a MESSAGE frame's body, judged from its header alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,18 +222,25 @@ impl Pieces {
     }
 }
 
-/// A piece before its message's last (`FLAG_MORE`) carries only `FLAG_MORE` and maybe
-/// `FLAG_COMPRESSED`: the message's other flags (`END_STREAM`, `END_OK`) go on its last
+/// A piece before its message's last (`FLAG_MORE`) is at least [`MIN_PIECE`] long and carries
+/// only `FLAG_MORE` and maybe `FLAG_COMPRESSED`: the message's other flags (`END_STREAM`, `END_OK`) go on its last
 /// piece, and a sender has no reason to set any other bit on one. (Ignored bits are ignored on
 /// a whole message, as on every frame; on a piece they can only be a broken sender.)
 fn check_piece(header: &FrameHeader) -> Result<(), FrameError> {
-    if header.flags & !(FLAG_MORE | FLAG_COMPRESSED) == 0 {
-        return Ok(());
+    if header.flags & !(FLAG_MORE | FLAG_COMPRESSED) != 0 {
+        return Err(FrameError::BadPiece {
+            call_id: header.call_id,
+            reason: "flags other than MORE and COMPRESSED on a piece before its last",
+        });
     }
-    Err(FrameError::BadPiece {
-        call_id: header.call_id,
-        reason: "flags other than MORE and COMPRESSED on a piece before its last",
-    })
+    // Every sockrpc sender, from the first with pieces, cuts `PIECE` (64 KiB) before the last.
+    if (header.length as usize) < MIN_PIECE {
+        return Err(FrameError::BadPiece {
+            call_id: header.call_id,
+            reason: "a piece before its last shorter than 16 KiB (MIN_PIECE)",
+        });
+    }
+    Ok(())
 }
 
 /// A message that came in one frame: read, or skipped and reported when over `max`.

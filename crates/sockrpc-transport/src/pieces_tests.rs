@@ -4,7 +4,7 @@ use crate::codec::{DecodeError, FrameDecoder};
 use bytes::{BufMut, Bytes, BytesMut};
 use sockrpc_protocol::frame::{
     encode_message, encode_message_head_flags, Frame, FrameError, FLAG_COMPRESSED, FLAG_END_STREAM,
-    FLAG_MORE,
+    FLAG_MORE, MIN_PIECE,
 };
 use sockrpc_protocol::Limits;
 use tokio_util::codec::Decoder;
@@ -66,7 +66,7 @@ fn pieces_come_out_whole_and_other_calls_pass_between_them() {
 #[test]
 fn a_split_message_holds_its_call_open_between_frames() {
     let mut wire = BytesMut::new();
-    put(&mut wire, 3, FLAG_MORE, &[1u8; 100]);
+    put(&mut wire, 3, FLAG_MORE, &[1u8; MIN_PIECE]);
     let mut decoder = FrameDecoder::after_preface(Limits::default());
     assert!(decode(&mut decoder, &wire, 1 << 20)
         .expect("decode")
@@ -78,8 +78,8 @@ fn a_split_message_holds_its_call_open_between_frames() {
 #[test]
 fn pieces_of_two_messages_interleaved_are_a_protocol_error() {
     let mut wire = BytesMut::new();
-    put(&mut wire, 3, FLAG_MORE, &[1u8; 100]);
-    put(&mut wire, 5, FLAG_MORE, &[1u8; 100]);
+    put(&mut wire, 3, FLAG_MORE, &[1u8; MIN_PIECE]);
+    put(&mut wire, 5, FLAG_MORE, &[1u8; MIN_PIECE]);
     let mut decoder = FrameDecoder::after_preface(Limits::default());
     let err = decode(&mut decoder, &wire, 1 << 20).expect_err("interleaved");
     assert!(
@@ -101,7 +101,7 @@ fn a_split_message_over_the_limit_is_reported_once_and_the_rest_skipped() {
     put(&mut wire, 3, 0, &[1u8; 10]);
     // The call's next message, and another call's piece: both read normally.
     encode_message(&mut wire, 3, true, b"after");
-    put(&mut wire, 7, FLAG_MORE, b"x");
+    put(&mut wire, 7, FLAG_MORE, &[b'x'; MIN_PIECE]);
     put(&mut wire, 7, 0, b"y");
     let mut decoder = FrameDecoder::after_preface(limits);
     let frames = decode(&mut decoder, &wire, 4096).expect("decode");
@@ -114,9 +114,10 @@ fn a_split_message_over_the_limit_is_reported_once_and_the_rest_skipped() {
         }
     );
     assert_eq!(message(&frames[1]).3, &b"after"[..]);
+    let (id, _, _, body) = message(&frames[2]);
     assert_eq!(
-        (message(&frames[2]).0, &message(&frames[2]).3[..]),
-        (7, &b"xy"[..])
+        (id, body.len(), body.last()),
+        (7, MIN_PIECE + 1, Some(&b'y'))
     );
 }
 
@@ -190,18 +191,31 @@ fn a_piece_before_the_last_carries_only_more_and_the_same_compressed() {
         assert!(reason.contains("flags other than MORE"), "{reason}");
     }
     for pieces in [
-        [(FLAG_MORE, 10), (FLAG_MORE | FLAG_COMPRESSED, 10)],
-        [(FLAG_MORE | FLAG_COMPRESSED, 10), (FLAG_END_STREAM, 10)],
+        [
+            (FLAG_MORE, MIN_PIECE),
+            (FLAG_MORE | FLAG_COMPRESSED, MIN_PIECE),
+        ],
+        [
+            (FLAG_MORE | FLAG_COMPRESSED, MIN_PIECE),
+            (FLAG_END_STREAM, 10),
+        ],
     ] {
         let reason = refused(&pieces);
         assert!(reason.contains("COMPRESSED differs"), "{reason}");
     }
     // An empty last piece with the message's COMPRESSED ends it (a sender giving up on it).
     let mut wire = BytesMut::new();
-    put(&mut wire, 3, FLAG_MORE | FLAG_COMPRESSED, &[1u8; 10]);
+    put(&mut wire, 3, FLAG_MORE | FLAG_COMPRESSED, &[1u8; MIN_PIECE]);
     put(&mut wire, 3, FLAG_COMPRESSED, &[]);
     let mut decoder = FrameDecoder::after_preface(Limits::default());
     let frames = decode(&mut decoder, &wire, 4096).expect("decode");
-    assert_eq!(message(&frames[0]).3.len(), 10);
+    assert_eq!(message(&frames[0]).3.len(), MIN_PIECE);
+    // A piece before the last shorter than MIN_PIECE: a sender dripping bytes to hold the
+    // assembly (and the frame clock) open. One byte short is enough; the empty last piece
+    // above is not a piece before the last.
+    for len in [0, 1, MIN_PIECE - 1] {
+        let reason = refused(&[(FLAG_MORE, len)]);
+        assert!(reason.contains("shorter than 16 KiB"), "{len}: {reason}");
+    }
     assert!(!decoder.assembling());
 }

@@ -146,6 +146,10 @@ pub const CLIENT_CAPABILITIES: u32 = CAP_PIECES | CAP_METADATA_LIMIT;
 /// this much of a large message, and a piece is still large enough that its header and the
 /// writer's turn between pieces cost nothing measurable.
 pub const PIECE: usize = 64 * 1024;
+/// The shortest piece a split message may have before its last (16 KiB): shorter, a protocol
+/// error. Every sockrpc sender cuts [`PIECE`]; a peer that dripped 1-byte pieces would restart
+/// the frame clock with each, holding an assembly open for as long as its message limit allows.
+pub const MIN_PIECE: usize = PIECE / 4;
 /// The largest request message a client folds into its OPEN; a larger one goes in a MESSAGE
 /// of its own. An OPEN may be this much longer than other control frames
 /// ([`Limits::max_open_frame`]).
