@@ -7,6 +7,7 @@ mod control_limit;
 mod edges;
 mod fold;
 mod folded_request;
+mod late_unary_credit;
 mod linger;
 mod memory;
 mod metadata_limit;

@@ -101,6 +101,8 @@ pub(super) struct Connection<D> {
     pub(super) conn_info: Arc<ConnInfo>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) opened: OpenCalls,
+    /// Unary calls ended before their message arrived: not credited when it does.
+    pub(super) uncounted: super::uncounted::Uncounted,
     /// Streaming calls polled on this task (`local.rs`).
     pub(super) locals: LocalCalls,
     pub(super) last_call_id: u32,
@@ -187,6 +189,7 @@ impl<D: Dispatch> Connection<D> {
                     .with_tls(accepted.tls),
             ),
             opened: OpenCalls::default(),
+            uncounted: Default::default(),
             locals: LocalCalls::default(),
             last_call_id: 0,
             shutdown: Box::pin(shutdown.cancelled_owned()),

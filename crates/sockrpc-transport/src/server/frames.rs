@@ -36,6 +36,7 @@ impl<D: Dispatch> Connection<D> {
                 charged,
             } => {
                 self.take_call_id(call_id, charged)?;
+                let folded = message.is_some();
                 let timeout = super::config::cap_timeout(timeout, self.config.timeout);
                 let busy = self.at_call_limit();
                 if self.draining {
@@ -91,7 +92,13 @@ impl<D: Dispatch> Connection<D> {
                         self.open_stream(cx, call_id, opened, end_stream);
                     } else {
                         self.opened.insert(call_id, opened);
+                        return Ok(());
                     }
+                }
+                // Refused before its message came (draining, the call limit, the budget): the
+                // message may still come, and the client never counted it.
+                if !streaming && !end_stream && !folded {
+                    self.uncounted.note(call_id);
                 }
             }
             Frame::Message {
@@ -110,6 +117,10 @@ impl<D: Dispatch> Connection<D> {
                 if let Some(mut opened) = self.opened.remove(&call_id) {
                     opened.compressed = compressed;
                     self.dispatch_call(cx, call_id, opened, RequestBody::Once(body));
+                    return Ok(());
+                }
+                if self.uncounted.take(call_id) {
+                    // The late message of a unary call ended here: never counted, no credit.
                     return Ok(());
                 }
                 let max = self.config.limits.max_message_size;
@@ -162,10 +173,14 @@ impl<D: Dispatch> Connection<D> {
                 ));
                 // The pieces skipped after the previous report were that message's.
                 self.credit_skipped_pieces();
-                let unary = self.opened.remove(&call_id).is_some();
+                let waiting = self.opened.remove(&call_id).is_some();
+                let unary = waiting || self.uncounted.take(call_id);
                 self.credit_skipped = !unary;
                 if unary {
-                    self.answer(call_id, Err(status));
+                    // Never counted by the client: no credit; answered if still waiting.
+                    if waiting {
+                        self.answer(call_id, Err(status));
+                    }
                 } else {
                     // A streamed request: the message is gone, so the call cannot go on. It
                     // ends with the same code a unary call gets; the connection lives on. The
@@ -189,7 +204,10 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
             Frame::Cancel { call_id } => {
-                self.opened.remove(&call_id);
+                if self.opened.remove(&call_id).is_some() {
+                    // Its message may still come (an empty last piece of one it gave up).
+                    self.uncounted.note(call_id);
+                }
                 let mut state = self.shared.lock();
                 Shared::cancel_stream(&mut state, call_id);
                 // What of its answer has not gone out never will (its split message ends).
@@ -218,6 +236,7 @@ impl<D: Dispatch> Connection<D> {
                 // its call alone (as HTTP/2 makes a header list too large a stream error). Its
                 // id is used up; its later MESSAGEs are dropped as those of an ended call.
                 self.take_call_id(call_id, flags & frame::FLAG_CHARGED != 0)?;
+                self.note_if_unary(call_id, flags);
                 let limit = self.config.limits.max_metadata_size;
                 self.answer(
                     call_id,
@@ -238,6 +257,7 @@ impl<D: Dispatch> Connection<D> {
                 // whose metadata is over the limit is above. Its id is used up, so a later GOAWAY
                 // counts it as received and the client does not send it again.
                 self.take_call_id(call_id, flags & frame::FLAG_CHARGED != 0)?;
+                self.note_if_unary(call_id, flags);
                 let metadata = self.config.limits.max_metadata_size;
                 self.answer(
                     call_id,
@@ -379,6 +399,14 @@ impl<D: Dispatch> Connection<D> {
 }
 
 impl<D> Connection<D> {
+    /// Notes a refused OPEN with `flags` whose request message may still come uncounted: a
+    /// unary one (no `STREAM`) with neither `END_STREAM` nor a folded `MESSAGE`.
+    fn note_if_unary(&mut self, call_id: u32, flags: u8) {
+        if flags & (frame::FLAG_STREAM | frame::FLAG_END_STREAM | frame::FLAG_MESSAGE) == 0 {
+            self.uncounted.note(call_id);
+        }
+    }
+
     /// Credits the connection window with the pieces of a stream's split message skipped
     /// unreported since the last look (the decoder reports only the piece that took the
     /// message over the limit): the client counted them, and without this a few such messages

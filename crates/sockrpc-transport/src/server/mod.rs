@@ -24,6 +24,7 @@ mod ping;
 mod pump;
 mod respond;
 mod timers;
+mod uncounted;
 
 pub use config::ServerConfig;
 pub use listener::{serve, serve_connection, Accept, Accepted, AcceptedIo, BoxIo, Io};
