@@ -369,3 +369,28 @@ async fn an_end_past_the_clients_frame_limit_stops_the_calls_request_too() {
         "after the END, call 2's request went on: {sent} bytes, its last piece {last} bytes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_response_metadata_counts_nothing_against_the_clients_limit() {
+    // A client by hand that announces a metadata limit of 1 byte: an answer with no headers
+    // and no trailers fits it. The server counted an empty block as its 2-byte count and
+    // answered `INTERNAL` ("response headers of 2 bytes exceed the limit of 1 …"); an empty
+    // map counts 0 on both sides now, as an empty header list does in HTTP/2.
+    let server = start_echo(EchoImpl::default());
+    let mut stream = connect(server.addr).await;
+    let mut got = Vec::new();
+    send(
+        &mut stream,
+        &[
+            PREFACE,
+            &settings_with_limit(CAP_METADATA_LIMIT, 1),
+            &open(1, ECHO_PATH, &[]),
+            &echo_message(1, 1, b"empty metadata"),
+        ],
+    )
+    .await;
+    let frames = until_end(&mut stream, &mut got, 1).await;
+    assert_eq!(end_code(&frames, 1), 0, "{}", end_message(&frames, 1));
+    drop(stream);
+    server.stop().await;
+}

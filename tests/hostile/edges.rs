@@ -22,8 +22,9 @@ const RESOURCE_EXHAUSTED: u32 = 8;
 /// OPEN flag: the client streams its request.
 const STREAM: u8 = 0x02;
 /// The default metadata limit (`Limits::max_metadata_size`), less what its one entry counts
-/// beyond its bytes (`METADATA_ENTRY_OVERHEAD`, HTTP/2's 32): the largest one-entry block.
-const METADATA_LIMIT: usize = 16 * 1024 - 32;
+/// beyond its bytes (`METADATA_ENTRY_OVERHEAD`, HTTP/2's 32), plus the block's count (2 bytes,
+/// not counted): the largest one-entry block.
+const METADATA_LIMIT: usize = 16 * 1024 - 32 + 2;
 
 /// Reads until END for `call_id` arrives; fails if the connection closes or it takes too long.
 pub(crate) async fn until_end(

@@ -29,9 +29,10 @@ const BIG_HEADERS: u64 = 1;
 /// `seq` of a unary call whose answer carries metadata past [`LIMIT`] in its trailers.
 const BIG_TRAILERS: u64 = 2;
 
-/// One `big-bin` entry that counts `size` against a limit (its bytes, the count's 2 and 32).
+/// One `big-bin` entry that counts `size` against a limit (its bytes and 32; the block's
+/// count is not counted).
 fn block_of(size: usize) -> MetadataMap {
-    let value = size - 2 - 1 - "big-bin".len() - 2 - 32;
+    let value = size - 1 - "big-bin".len() - 2 - 32;
     let mut map = MetadataMap::new();
     map.insert_bin("big-bin", Bytes::from(vec![7u8; value]))
         .expect("valid");

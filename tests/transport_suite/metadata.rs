@@ -15,10 +15,11 @@ use sockrpc::Limits;
 /// The default metadata limit.
 const LIMIT: usize = 16 * 1024;
 
-/// The value length of the one `big-bin` entry in a block that counts `size`: the block's
-/// count (2), the key's length and bytes (1 + 7), the value's length (2) and the entry's 32.
+/// The value length of the one `big-bin` entry in a block that counts `size`: the key's
+/// length and bytes (1 + 7), the value's length (2) and the entry's 32 (the block's count is
+/// not counted).
 fn value_len(size: usize) -> usize {
-    size - 2 - 1 - "big-bin".len() - 2 - 32
+    size - 1 - "big-bin".len() - 2 - 32
 }
 
 /// One `big-bin` entry whose block counts exactly `size` against the limit.

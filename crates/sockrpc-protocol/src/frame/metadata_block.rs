@@ -25,10 +25,13 @@ pub fn metadata_len(metadata: &MetadataMap) -> usize {
 /// a map entry in memory, not only their bytes.
 pub const METADATA_ENTRY_OVERHEAD: usize = 32;
 
-/// What `metadata` counts against [`Limits::max_metadata_size`]: its encoded length plus
-/// [`METADATA_ENTRY_OVERHEAD`] per entry.
+/// What `metadata` counts against [`Limits::max_metadata_size`]: each entry's key, value and
+/// their 3 length bytes, plus [`METADATA_ENTRY_OVERHEAD`]. The block's 2-byte count is not
+/// counted, so an empty map counts 0, as an empty header list does in HTTP/2 (grpc-go counts
+/// `key + value + 32` per entry; the 3 length bytes are this format's). Sender and receiver
+/// (`parse.rs`) count the same.
 pub fn metadata_charge(metadata: &MetadataMap) -> usize {
-    2 + metadata
+    metadata
         .iter()
         .map(|(k, v)| 1 + k.len() + 2 + v.len() + METADATA_ENTRY_OVERHEAD)
         .sum::<usize>()

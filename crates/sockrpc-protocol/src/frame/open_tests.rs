@@ -160,7 +160,7 @@ fn an_open_may_carry_the_largest_folded_message_and_not_a_byte_more() {
     let method = "m".repeat(usize::from(u16::MAX) - "/p.S/".len());
     let path = MethodPath::try_from_bytes(Bytes::from(format!("/p.S/{method}"))).expect("path");
     let mut metadata = MetadataMap::new();
-    let value = "v".repeat(limits.max_metadata_size - 2 - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
+    let value = "v".repeat(limits.max_metadata_size - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
     metadata.insert("k", value.as_str()).expect("valid");
     let message = vec![7u8; MAX_FOLDED_MESSAGE];
     let mut wire = BytesMut::new();

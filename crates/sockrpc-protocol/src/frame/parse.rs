@@ -89,7 +89,8 @@ impl Body {
             let value = self.bytes(value_len)?;
             // Counted as HTTP/2 counts a header list: each entry costs 32 bytes beyond its
             // key and value, so many tiny entries (each a map entry here) are bounded too.
-            let charged = start - self.buf.remaining() + entry * METADATA_ENTRY_OVERHEAD;
+            // The block's 2-byte count is not counted (`metadata_charge`).
+            let charged = start - self.buf.remaining() - 2 + entry * METADATA_ENTRY_OVERHEAD;
             if !over && charged > limits.max_metadata_size {
                 over = true;
                 map = MetadataMap::new();
@@ -104,7 +105,7 @@ impl Body {
             }
         }
         if over {
-            let size = start - self.buf.remaining();
+            let size = start - self.buf.remaining() - 2;
             self.over = Some(size + usize::from(count) * METADATA_ENTRY_OVERHEAD);
         }
         Ok(map)
@@ -305,7 +306,7 @@ mod tests {
             flags: 0,
             call_id: 1,
         };
-        let fits = (limits.max_metadata_size - 2) / (4 + METADATA_ENTRY_OVERHEAD);
+        let fits = limits.max_metadata_size / (4 + METADATA_ENTRY_OVERHEAD);
         assert_eq!(fits, 455);
         let ok = block(fits);
         match Frame::parse(&header(ok.len()), ok, &limits) {
@@ -313,7 +314,7 @@ mod tests {
             other => panic!("expected HEADERS: {other:?}"),
         }
         let over = block(fits + 1);
-        let size = over.len() + (fits + 1) * METADATA_ENTRY_OVERHEAD;
+        let size = over.len() - 2 + (fits + 1) * METADATA_ENTRY_OVERHEAD;
         match Frame::parse(&header(over.len()), over, &limits) {
             Ok(Frame::MetadataTooLarge {
                 kind: FrameKind::Headers,
@@ -345,8 +346,8 @@ mod tests {
         let mut map = MetadataMap::new();
         map.insert("a", "x".repeat(1000).as_str()).expect("valid");
         map.insert("b", "y".repeat(1000).as_str()).expect("valid");
-        // 2 (count) + 2 × (1 + 1 + 2 + 1000) + 2 × 32.
-        let size = 2 + 2 * 1004 + 2 * METADATA_ENTRY_OVERHEAD;
+        // 2 × (1 + 1 + 2 + 1000) + 2 × 32: the count is not counted.
+        let size = 2 * 1004 + 2 * METADATA_ENTRY_OVERHEAD;
         let path = MethodPath::from_static("/p.S/M");
         let mut wire = BytesMut::new();
         let open = OpenFrame {

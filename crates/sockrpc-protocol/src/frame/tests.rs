@@ -308,7 +308,7 @@ fn the_largest_open_a_client_can_send_fits_the_control_frame_limit() {
     let mut metadata = MetadataMap::new();
     // The block: a u16 count, then per entry a u8 key length, the key, a u16 value length and
     // the value.
-    let value = "v".repeat(limits.max_metadata_size - 2 - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
+    let value = "v".repeat(limits.max_metadata_size - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
     metadata.insert("k", value.as_str()).expect("valid");
     check_metadata(&metadata, &limits).expect("metadata at the limit is accepted");
     let mut wire = BytesMut::new();
