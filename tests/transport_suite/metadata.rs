@@ -226,3 +226,53 @@ async fn the_client_checks_inbound_trailer_size() {
     the_connection_goes_on(&mut server, &client).await;
     server.stop().await;
 }
+
+/// Calls sent before the server's SETTINGS arrived: the client does not know the server's
+/// limit yet and assumes none, as grpc-go does until SETTINGS; the server, the receiver, refuses
+/// the one past its limit as any other, `RESOURCE_EXHAUSTED` for that call alone, and the
+/// stream opened beside it in the same write is served. On this current-thread runtime the
+/// client's driver has not run when both are opened, so its SETTINGS cannot have been read.
+#[tokio::test]
+async fn a_call_sent_before_the_servers_settings_is_refused_by_the_server_alone() {
+    let mut server = Server::start();
+    let stream = bounded("connect", tokio::net::TcpStream::connect(server.addr))
+        .await
+        .expect("connect");
+    let client = sockrpc::transport::ClientConnection::spawn_tcp(
+        stream,
+        Limits::default().with_max_metadata_size(4 * LIMIT),
+    );
+    let (mut big_tx, mut big_rx) = client
+        .open_stream(&METHOD, &block_of(LIMIT + 1), None, None)
+        .expect("not refused by the client: it does not know the server's limit yet");
+    let (mut tx, mut rx) = open(&client, &MetadataMap::new());
+    let _ = send(&mut big_tx, &Bytes::from_static(b"big")).await;
+    big_tx.close();
+    send(&mut tx, &Bytes::from_static(b"small"))
+        .await
+        .expect("sent");
+    tx.close();
+    let (messages, end) = finish(&mut big_rx).await;
+    assert!(messages.is_empty());
+    let err = end.expect_err("refused by the server");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains("request metadata of 16385 bytes exceeds the limit of 16384"),
+        "{err:?}"
+    );
+    assert!(!err.message().contains("announced"), "{err:?}");
+    let mut call = server.take_call().await;
+    let responder = call.respond(MetadataMap::new(), MetadataMap::new());
+    responder.send(Bytes::from_static(b"served"));
+    responder.end();
+    let (messages, end) = finish(&mut rx).await;
+    end.expect("the stream beside it ends OK");
+    assert_eq!(messages, [Bytes::from_static(b"served")]);
+    assert!(
+        server.no_call().await,
+        "the refused call reached the handler"
+    );
+    the_connection_goes_on(&mut server, &client).await;
+    server.stop().await;
+}
