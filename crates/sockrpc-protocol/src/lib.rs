@@ -6,6 +6,8 @@
 //! - [`MetadataMap`]: ASCII keys; keys ending in `-bin` carry bytes.
 //! - [`Request`], [`Response`], [`IntoRequest`]: messages with their metadata and timeout.
 //! - [`Extensions`]: typed values middleware attaches to a request, never sent.
+//! - [`RequestCharge`]: what a compressed request decompresses to, counted against its
+//!   connection's budget of running requests.
 //! - [`ConnInfo`] and [`TransportKind`]: the connection a server-side call came in on, with
 //!   the [`TlsPeer`] when it runs TLS.
 //! - [`MethodPath`]: the path a call is routed by, `/package.Service/Method`.
@@ -27,6 +29,7 @@ mod metadata;
 mod method;
 mod path_cache;
 mod request;
+mod request_charge;
 mod status;
 mod tls_peer;
 
@@ -43,5 +46,6 @@ pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED
 pub use method::{InvalidPath, MethodPath};
 pub use path_cache::PathCache;
 pub use request::{IntoRequest, IntoStreamingRequest, Request, Response, MAX_TIMEOUT};
+pub use request_charge::RequestCharge;
 pub use status::Status;
 pub use tls_peer::{TlsPeer, TlsVersion};

@@ -3,9 +3,10 @@
 
 use crate::streaming::{EncodeResultStream, Streaming};
 use crate::{Body, Call};
+use bytes::Bytes;
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
-use sockrpc_protocol::{Request, Response, Status};
+use sockrpc_protocol::{Request, RequestCharge, Response, Status};
 use std::future::Future;
 
 /// Splits a call into its request, keeping connection info and extensions.
@@ -16,8 +17,20 @@ fn request_with<T>(call: Call, message: impl FnOnce(Body) -> T) -> Request<T> {
 
 async fn single_request<Req, C: Codec<Req>>(call: Call, codec: &C) -> Result<Request<Req>, Status> {
     let (head, body) = call.into_parts().1.split_message();
-    let message = codec.decode(body.single().await?)?;
+    let message = decoded(&head, body.single().await?)?;
+    let message = codec.decode(message)?;
     Ok(head.map(|()| message))
+}
+
+/// A request message as its body gave it (decompressed when it came compressed), counted
+/// against its connection's budget of running requests when the transport asked for that (a
+/// `RequestCharge` in the extensions of a compressed request): its handler holds it
+/// decompressed, far more than its wire size the transport counted.
+fn decoded(head: &Request<()>, message: Bytes) -> Result<Bytes, Status> {
+    if let Some(charge) = head.extensions().get::<RequestCharge>() {
+        charge.add(message.len())?;
+    }
+    Ok(message)
 }
 
 fn once<Resp, C: Codec<Resp>>(
@@ -61,7 +74,8 @@ where
         let request = match early {
             Ok(decoded) => decoded?,
             Err((head, body)) => {
-                let message = Codec::<Req>::decode(&codec, body.single().await?)?;
+                let message = decoded(&head, body.single().await?)?;
+                let message = Codec::<Req>::decode(&codec, message)?;
                 head.map(|()| message)
             }
         };

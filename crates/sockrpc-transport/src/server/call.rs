@@ -21,7 +21,9 @@
 //! runs; what those requests hold together is bounded per connection
 //! (`Limits::max_running_requests_size`): past it a new unary call fails `RESOURCE_EXHAUSTED` at once,
 //! as a call past the budget of requests waiting for their message does (`open.rs`). Without
-//! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection.
+//! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection. A compressed
+//! request counts what it decompresses to as well: the service layer adds it through the
+//! `RequestCharge` in the request's extensions (a gzip request of 1 KiB holds 1 MiB).
 
 use super::conn::Connection;
 use super::open::Opened;
@@ -30,7 +32,7 @@ use super::respond::{answer_now, encode_refusal, ConnState, Shared};
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::outbox::HIGH_WATER;
 use crate::panic::{panicked, poll_caught};
-use sockrpc_protocol::{frame, Code, Request, Response, Status};
+use sockrpc_protocol::{frame, Code, Request, RequestCharge, Response, Status};
 use std::sync::atomic::Ordering;
 use std::{
     future::Future,
@@ -73,6 +75,7 @@ impl<D: Dispatch> Connection<D> {
         opened: Opened,
         body: RequestBody,
     ) {
+        let mut decoded_charge = None;
         let held = match &body {
             RequestBody::Once(message) => {
                 let budget = self.shared.limits.max_running_requests_size;
@@ -88,6 +91,14 @@ impl<D: Dispatch> Connection<D> {
                 } else {
                     frame::metadata_charge(&opened.metadata)
                 };
+                if opened.compressed {
+                    // Its handler holds it decompressed: the layer that decompresses it adds
+                    // that to the count (`RequestCharge`), for as long as this call's task runs.
+                    decoded_charge = Some(RequestCharge::new(
+                        Arc::clone(&self.shared.running_held),
+                        budget,
+                    ));
+                }
                 message.len() + metadata + opened.path.as_bytes().len()
             }
             RequestBody::Stream(_) => 0,
@@ -131,6 +142,9 @@ impl<D: Dispatch> Connection<D> {
         let mut request = Request::from_parts(metadata, body, remaining.or(timeout));
         request.set_encoding(encoding);
         request.set_message_compressed(compressed);
+        if let Some(charge) = &decoded_charge {
+            request.extensions_mut().insert(charge.clone());
+        }
         // The connection's own, shared: no allocation per call.
         request.set_shared_conn_info(Some(Arc::clone(&self.conn_info)));
         let call = IncomingCall {
@@ -173,7 +187,7 @@ impl<D: Dispatch> Connection<D> {
                 // Counted while the handler holds its request, however the task ends.
                 let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&self.shared), held));
                 let task = async move {
-                    let _charge = charge;
+                    let _charge = (charge, decoded_charge);
                     let result = future.await;
                     record(&task_span, started, &result);
                     finish_call(shared, call_id, result, fold_end, deadline).await;

@@ -187,8 +187,9 @@ pub(super) struct Shared {
     pub(super) state: Mutex<ConnState>,
     pub(super) limits: Limits,
     /// What the requests of unary calls running in tasks of their own hold (`call.rs`,
-    /// bounded by `Limits::max_running_requests_size`).
-    pub(super) running_held: std::sync::atomic::AtomicUsize,
+    /// bounded by `Limits::max_running_requests_size`); shared with the `RequestCharge` of
+    /// each compressed request, which adds what it decompresses to.
+    pub(super) running_held: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Shared {
@@ -209,7 +210,7 @@ impl Shared {
                 client_metadata: super::announced::NOT_TOLD,
             }),
             limits,
-            running_held: std::sync::atomic::AtomicUsize::new(0),
+            running_held: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
