@@ -18,8 +18,9 @@
 //! releases its slot; the connection and every other call on it go on.
 //!
 //! A unary handler that waits keeps its request (message, metadata, path) for as long as it
-//! runs; what those requests hold together is bounded per connection
-//! (`Limits::max_running_requests_size`): past it a new unary call fails `RESOURCE_EXHAUSTED` at once,
+//! runs, and a streaming handler its metadata and path; what those requests hold together is
+//! bounded per connection
+//! (`Limits::max_running_requests_size`): past it a new call fails `RESOURCE_EXHAUSTED` at once,
 //! as a call past the budget of requests waiting for their message does (`open.rs`). Without
 //! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection. A compressed
 //! request counts what it decompresses to as well: the service layer adds it through the
@@ -79,7 +80,7 @@ impl<D: Dispatch> Connection<D> {
         let held = match &body {
             RequestBody::Once(message) => {
                 let budget = self.shared.limits.max_running_requests_size;
-                if self.shared.running_held.load(Ordering::Relaxed) > budget {
+                if self.running_over_budget() {
                     let status = Status::resource_exhausted(format!(
                         "unary calls running on this connection hold over {budget} bytes of requests"
                     ));
@@ -101,7 +102,9 @@ impl<D: Dispatch> Connection<D> {
                 }
                 message.len() + metadata + opened.path.as_bytes().len()
             }
-            RequestBody::Stream(_) => 0,
+            // Its handler holds path and metadata while the stream runs (`frames.rs` refuses
+            // a new stream past the budget).
+            RequestBody::Stream(_) => opened.cost(),
         };
         let Opened {
             path,
@@ -199,6 +202,13 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
         }
+    }
+
+    /// Whether the requests of the calls running on this connection hold more than
+    /// `Limits::max_running_requests_size`: a new call is then refused.
+    pub(super) fn running_over_budget(&self) -> bool {
+        self.shared.running_held.load(Ordering::Relaxed)
+            > self.shared.limits.max_running_requests_size
     }
 
     /// Runs the rest of a call in a task of its own, registered so CANCEL can abort it.

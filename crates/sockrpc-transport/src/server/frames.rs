@@ -84,6 +84,17 @@ impl<D: Dispatch> Connection<D> {
                             "calls waiting for their request message on this connection hold over {PENDING_OPEN_BUDGET} bytes"
                         ))),
                     );
+                } else if streaming && self.running_over_budget() {
+                    // A streaming call's handler holds its path and metadata for as long as it
+                    // runs (`call.rs` counts them): 4,000 streams of 455 tiny entries each held
+                    // 151 MiB of one connection, uncounted, from 7 MiB on the wire.
+                    let budget = self.shared.limits.max_running_requests_size;
+                    self.answer(
+                        call_id,
+                        Err(Status::resource_exhausted(format!(
+                            "calls running on this connection hold over {budget} bytes of requests"
+                        ))),
+                    );
                 } else {
                     let mut opened = Opened::new(path, metadata, timeout, reissue);
                     opened.encoding = encoding;

@@ -75,8 +75,9 @@ impl Opened {
         }
     }
 
-    /// What this call holds while it waits, counted generously (see [`METADATA_ENTRY_COST`]).
-    fn cost(&self) -> usize {
+    /// What this call holds while it waits (or, a streaming call, while it runs), counted
+    /// generously (see [`METADATA_ENTRY_COST`]).
+    pub(super) fn cost(&self) -> usize {
         let entries: usize = self
             .metadata
             .iter()
