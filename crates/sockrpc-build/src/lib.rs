@@ -330,7 +330,8 @@ impl Builder {
             // them must trigger a rebuild. The requested files are printed
             // too since the failing one may not have been recorded.
             for proto in protos {
-                println!("cargo:rerun-if-changed={}", proto.as_ref().display());
+                let path = source_files::requested_path(proto.as_ref(), includes);
+                println!("cargo:rerun-if-changed={}", path.display());
             }
             for file in compiler.files() {
                 if let Some(path) = file.path() {

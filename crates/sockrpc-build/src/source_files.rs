@@ -42,6 +42,22 @@ pub(crate) fn resolver(
     chain
 }
 
+/// Where a requested `.proto` is read from, for `cargo:rerun-if-changed`: the path as given when
+/// a file is there, else the first include path holding it (protox takes a path relative to an
+/// include path, as `grpc/testing/test.proto` with `../protos` included), else as given (the
+/// build then fails saying so). Printed as given although it names no file, it would make cargo
+/// find the file missing and run the build script, and compile the crate, on every build.
+pub(crate) fn requested_path(proto: &Path, includes: &[impl AsRef<Path>]) -> PathBuf {
+    if proto.is_file() {
+        return proto.to_owned();
+    }
+    includes
+        .iter()
+        .map(|dir| dir.as_ref().join(proto))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| proto.to_owned())
+}
+
 /// One include path: protox's resolver, with a look at the file's start first.
 struct IncludeDir {
     dir: PathBuf,
@@ -117,6 +133,24 @@ fn first_token(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requested_file_is_watched_where_it_is_read() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let (first, second) = (root.path().join("first"), root.path().join("second"));
+        std::fs::create_dir_all(second.join("pkg")).expect("dirs");
+        std::fs::create_dir_all(&first).expect("dirs");
+        let proto = second.join("pkg/a.proto");
+        std::fs::write(&proto, "syntax = \"proto3\";").expect("write");
+        let includes = [&first, &second];
+        // Named relative to an include path: the file under it, not a path that names nothing.
+        assert_eq!(requested_path(Path::new("pkg/a.proto"), &includes), proto);
+        // Named as it is: kept.
+        assert_eq!(requested_path(&proto, &includes), proto);
+        // Nowhere: as given.
+        let missing = Path::new("pkg/missing.proto");
+        assert_eq!(requested_path(missing, &includes), missing);
+    }
 
     #[test]
     fn editions_are_found_past_comments() {
