@@ -104,6 +104,12 @@ fn codegen_gaps() -> std::io::Result<()> {
             .client_attribute(".gaps.gated", cfg)
             .compile_protos(&["proto/sockrpc/gaps/gated.proto"], &["proto"])?;
     }
+    // Warnings: a package of its own, included under `#[deny(dead_code)]` (`lint.rs`).
+    let lint = out.join("gaps_lint");
+    std::fs::create_dir_all(&lint)?;
+    sockrpc_build::configure()
+        .out_dir(&lint)
+        .compile_protos(&["proto/sockrpc/gaps/lint.proto"], &["proto"])?;
     // tonic-build's options: a custom codec, BTreeMap maps, a boxed field, the descriptor set
     // written out, then generated again from that set alone.
     let opts = out.join("opts");

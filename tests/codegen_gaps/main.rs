@@ -2,11 +2,12 @@
 //! called (`glob.rs`), child packages named like a service's modules (`packages.rs`), and a
 //! service gated by `#[cfg]` attributes given to the builder (`cfg.rs`), and tonic-build's
 //! options `codec_path`, `btree_map`, `boxed`, `file_descriptor_set_path` and `compile_fds`
-//! (`codec.rs`).
+//! (`codec.rs`), and a package's code that must not warn where `dead_code` is denied (`lint.rs`).
 
 mod cfg;
 mod codec;
 mod glob;
+mod lint;
 mod packages;
 
 use std::future::Future;

@@ -69,6 +69,9 @@ pub(crate) fn append_descriptor_sets(
             "/// The encoded `FileDescriptorSet` of package `{package}`: its files and every file \
              they import (for server reflection)."
         )?;
+        // Emitted for every package, used by few: unused, it must not warn (a binary built
+        // with `#![deny(warnings)]` fails on an unused const, as on any item of its own).
+        writeln!(out, "#[allow(dead_code)]")?;
         writeln!(
             out,
             "pub const {CONST_NAME}: &[u8] = b\"{}\";",

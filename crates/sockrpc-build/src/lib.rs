@@ -54,7 +54,9 @@
 //!
 //! Every package module also gets `FILE_DESCRIPTOR_SET: &[u8]`, the encoded
 //! descriptors of its files and their imports, for server reflection
-//! (`sockrpc-reflection`) and tools that encode messages at run time.
+//! (`sockrpc-reflection`) and tools that encode messages at run time; it is
+//! `#[allow(dead_code)]`, so a binary that never uses it builds without a
+//! warning.
 //!
 //! `option deprecated = true` on an rpc marks its client method and its
 //! server trait method `#[deprecated]` (tonic-build marks the client method
