@@ -55,6 +55,12 @@ pub use sockrpc_service::compression::{CompressionEncoding, CompressionSwitch};
 /// [`Server`] builder, [`TlsPeer`](tls::TlsPeer) for what a handshake established.
 pub use sockrpc_transport::tls;
 
+/// Protobuf's well-known types (`google.protobuf.Timestamp`, `Duration`, `Any`, `Struct`,
+/// `FieldMask`, ...), prost-types' structs, which generated messages use for them: a crate
+/// builds them as `sockrpc::prost_types::Timestamp { .. }` without a `prost-types` dependency of
+/// its own (that would have to be the very version sockrpc uses).
+pub use prost_types;
+
 /// Includes the code `sockrpc-build` generated for a protobuf package, e.g.
 /// `sockrpc::include_proto!("helloworld")`.
 ///

@@ -1,9 +1,10 @@
 //! The deprecated service named `Server`: well-known types (`Empty`, `Timestamp`, `Any`, the
-//! wrappers, `Duration`, `Struct`, `FieldMask`, `Value`) as requests, answers and streams.
+//! wrappers, `Duration`, `Struct`, `FieldMask`, `Value`) as requests, answers and streams, built
+//! through the facade's `sockrpc::prost_types` as a user's crate builds them.
 
 use futures_util::stream::{self, BoxStream, StreamExt};
-use sockrpc::codegen::prost_types::value::Kind;
-use sockrpc::codegen::prost_types::{Any, Duration, FieldMask, Struct, Timestamp, Value};
+use sockrpc::prost_types::value::Kind;
+use sockrpc::prost_types::{Any, Duration, FieldMask, Struct, Timestamp, Value};
 use sockrpc::{Request, Response, Status, Streaming};
 use sockrpc_tests::tricky::sockrpc::test::tricky as t;
 // The service is deprecated as a whole, and so is its client.
