@@ -108,6 +108,15 @@ impl From<u32> for Code {
     }
 }
 
+/// A code held in a protobuf `int32` field (`google.rpc.Status.code`, gRPC's test services'
+/// `EchoStatus.code`), as tonic's `Code::from(i32)` reads it: a number outside gRPC's range,
+/// negative ones included, is [`Code::Unknown`].
+impl From<i32> for Code {
+    fn from(n: i32) -> Code {
+        u32::try_from(n).map_or(Code::Unknown, Code::from_u32)
+    }
+}
+
 impl From<Code> for u32 {
     fn from(code: Code) -> u32 {
         code.as_u32()
@@ -135,5 +144,15 @@ mod tests {
         assert_eq!(Code::from_u32(17), Code::Unknown);
         assert_eq!(Code::from_u32(u32::MAX), Code::Unknown);
         assert_eq!(Code::DeadlineExceeded.to_string(), "DEADLINE_EXCEEDED");
+    }
+
+    #[test]
+    fn an_int32_field_reads_as_tonic_reads_it() {
+        let field: i32 = 5;
+        assert_eq!(Code::from(field), Code::NotFound);
+        assert_eq!(Code::from(16i32), Code::Unauthenticated);
+        assert_eq!(Code::from(17i32), Code::Unknown);
+        assert_eq!(Code::from(-1i32), Code::Unknown);
+        assert_eq!(Code::from(i32::MIN), Code::Unknown);
     }
 }
