@@ -23,6 +23,7 @@ use tokio::time::Instant;
 mod balanced;
 mod pooled;
 mod races;
+mod room;
 mod single;
 
 /// Bound on every single step.
@@ -172,6 +173,12 @@ struct Running {
 
 impl Running {
     async fn start() -> Running {
+        // The server's default limit.
+        Running::start_limited(4096).await
+    }
+
+    /// [`start`](Self::start), taking at most `limit` calls in flight per connection.
+    async fn start_limited(limit: usize) -> Running {
         let gate = Gate::default();
         let listener = sockrpc::transport::bind_tcp(
             "127.0.0.1:0".parse().expect("address"),
@@ -182,6 +189,7 @@ impl Running {
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(
             Server::builder()
+                .max_concurrent_calls(limit)
                 .add_service(StreamerServer::new(gate.clone()))
                 .serve_with_listener_and_shutdown(listener, async move {
                     let _ = stopped.await;

@@ -270,8 +270,9 @@ impl Driver {
         }
         // Calls that waited for the write buffer to drain below its high-water mark.
         state.wake_for_room(shared);
-        if state.abandoned && state.calls.is_empty() {
-            // Nobody can start another call: say goodbye with a FIN and stop.
+        if state.abandoned && state.calls.is_empty() && !state.room.drains() {
+            // Nobody can start another call (those a graceful close let drain are sent): say
+            // goodbye with a FIN and stop.
             let _ = state.outbox.poll_shutdown(cx);
             return Tended::Done;
         }

@@ -58,6 +58,10 @@ impl State {
     /// waiting for the write buffer (none while the buffer is past its high-water mark: the
     /// flush that brings it under wakes them).
     pub(super) fn wake_for_room(&mut self, shared: &Shared) {
+        if self.abandoned && self.calls.is_empty() && !self.room.drains() {
+            // The last call a graceful close let drain has gone: the driver may end now.
+            self.outbox.wake_driver();
+        }
         if (self.room.is_empty() && self.drain_waiters.is_empty())
             || self.outbox.buffered() > HIGH_WATER
         {

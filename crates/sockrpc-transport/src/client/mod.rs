@@ -301,13 +301,20 @@ impl Shared {
     }
 
     fn close(&self, state: &mut State, status: Status) {
+        // Calls waiting for room fail too, even those a graceful close let drain (`room.rs`).
+        state.room.stop_draining();
+        state.room.wake_all();
+        self.close_to_new_calls(state, status);
+    }
+
+    /// [`close`](Self::close), but the calls waiting for room keep waiting (a graceful close).
+    fn close_to_new_calls(&self, state: &mut State, status: Status) {
         if state.closed.is_none() {
             state.closed = Some(status);
         }
         self.closed.store(true, Ordering::Release);
-        // Wake anyone waiting for the handshake or for room: neither will come now.
+        // Wake anyone waiting for the handshake: it will not come now.
         self.handshake.notify_waiters();
-        state.room.wake_all();
         state.drain_waiters.wake_all();
         state.credit_waiters.wake_all();
         state.note_waiting(self);

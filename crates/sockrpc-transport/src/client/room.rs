@@ -19,6 +19,14 @@
 //! up after it was woken hands its room to the next. Waiters are kept by ticket, in the order
 //! tickets were given, so one that leaves (thousands may expire together) or comes back costs a
 //! lookup, not a scan.
+//!
+//! A graceful close by the connection's owner ([`ClientConnection::close`], a channel's
+//! `close`) drains the queue rather than failing it: as grpc-java's `shutdown` lets calls
+//! already started finish, a call that was waiting for room when the connection closed keeps
+//! its place, and is sent when room comes (only calls that come after the close are refused).
+//! The driver ends once the queue is empty too ([`RoomQueue::drains`]). Any other close (the
+//! connection failed, the server sent GOAWAY, `close_now`) ends the draining: the waiters fail
+//! ([`unsent_status`]), `close_now`'s with its own status (`CANCELLED` for a channel).
 
 use super::ClientConnection;
 use sockrpc_protocol::Status;
@@ -33,6 +41,19 @@ use tokio::time::{Instant, Sleep};
 pub(super) const ROOM_DEADLINE: &str =
     "deadline exceeded while waiting for room on this connection (under the server's limit of \
      calls in flight, or for its write buffer to drain below 8 MiB)";
+
+/// Why a call that has not been sent cannot be now: the connection closed. Not processed (the
+/// call may go on another connection), unless the owner closed it at once (`close_now`): the
+/// call then fails with that status, as the calls in flight do.
+pub(super) fn unsent_status(state: &super::State, closed: &Status) -> Status {
+    match &state.aborted {
+        Some(aborted) => aborted.clone(),
+        None => Status::not_processed(format!(
+            "connection closed before the call was sent: {}",
+            closed.message()
+        )),
+    }
+}
 
 /// Whether a call waiting for room has reached its `deadline` (none: never), polling the timer
 /// it makes on first use, so that the call is woken when the deadline comes.
@@ -124,11 +145,10 @@ impl Future for RoomFuture {
         let this = &mut *self;
         let shared = Arc::clone(this.conn.shared());
         let mut state = shared.lock();
-        if let Some(status) = &state.closed {
-            let status = Status::not_processed(format!(
-                "connection closed before the call was sent: {}",
-                status.message()
-            ));
+        // A call queued before a graceful close stays queued: it was started, and drains.
+        let draining = this.ticket.is_some() && state.room.is_draining();
+        if let Some(status) = state.closed.as_ref().filter(|_| !draining) {
+            let status = unsent_status(&state, status);
             if let Some(ticket) = this.ticket.take() {
                 if state.room.leave(ticket) {
                     state.wake_for_room(&shared);
@@ -190,9 +210,33 @@ pub(super) struct RoomQueue {
     /// Room kept: for waiters woken into it that have not come back for it yet, and for
     /// [`RoomPass`]es not yet used. Counted against the limit as calls in flight are.
     reserved: usize,
+    /// The owner closed the connection gracefully: the calls queued (and passes held) then go
+    /// on as room comes, though no new call may join.
+    draining: bool,
 }
 
 impl RoomQueue {
+    /// A graceful close: the calls queued now are sent as room comes ([`drains`](Self::drains)).
+    pub(super) fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Any other close: the calls queued fail (they are woken by [`wake_all`](Self::wake_all)).
+    pub(super) fn stop_draining(&mut self) {
+        self.draining = false;
+    }
+
+    /// Whether queued calls may still be sent on a connection closed to new calls.
+    pub(super) fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Whether calls started before a graceful close still wait here (queued, or woken into
+    /// room, or holding a pass): the connection must not end before they are sent.
+    pub(super) fn drains(&self) -> bool {
+        self.draining && (!self.waiters.is_empty() || self.reserved > 0)
+    }
+
     /// Queues a new call at the back; its ticket.
     pub(super) fn join(&mut self, waker: &Waker) -> u64 {
         let ticket = self.next_ticket;

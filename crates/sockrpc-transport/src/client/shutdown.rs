@@ -11,28 +11,35 @@ use sockrpc_protocol::Status;
 use std::sync::atomic::Ordering;
 
 impl ClientConnection {
-    /// Stops taking calls; the connection closes once the calls in flight have finished.
+    /// Stops taking calls; the connection closes once the calls in flight have finished,
+    /// those waiting for room under the server's limit included: they were started, and are
+    /// sent as room comes (`room.rs`).
     pub fn close(&self) {
         let shared = &self.handle.shared;
         let mut state = shared.lock();
-        shared.close(
-            &mut state,
-            Status::unavailable("connection closed by the client"),
-        );
+        if state.closed.is_none() {
+            state.room.start_draining();
+            shared.close_to_new_calls(
+                &mut state,
+                Status::unavailable("connection closed by the client"),
+            );
+        }
         state.abandoned = true;
         state.outbox.wake_driver();
     }
 
-    /// Stops taking calls and fails every call in flight, streams included, with `status`;
+    /// Stops taking calls and fails every call in flight, streams included, and every call
+    /// waiting for room, with `status`;
     /// the connection closes at once (the server sees it end and cancels their handlers).
     pub fn close_now(&self, status: Status) {
         let shared = &self.handle.shared;
         let mut state = shared.lock();
-        shared.close(&mut state, status.clone());
-        state.abandoned = true;
+        // Set first: the waiters `close` wakes fail with it (`room::unsent_status`).
         if state.aborted.is_none() {
-            state.aborted = Some(status);
+            state.aborted = Some(status.clone());
         }
+        shared.close(&mut state, status);
+        state.abandoned = true;
         state.outbox.wake_driver();
     }
 

@@ -127,17 +127,18 @@ impl ClientConnection {
             ));
         }
         let mut state = shared.lock();
+        // Room kept before a graceful close: the call was started, and drains (`room.rs`).
+        let draining = pass.is_some() && state.room.is_draining();
         if let Some(pass) = pass {
             // The room it kept becomes the call's place; if the call fails here, the room is
             // free again for the next waiter.
             pass.use_in(&mut state);
         }
-        if let Some(status) = &state.closed {
+        if let Some(status) = state.closed.as_ref().filter(|_| !draining) {
             // Nothing was sent: safe to open on another connection, as a unary call would be.
-            return Err(Status::not_processed(format!(
-                "connection closed before the call was sent: {}",
-                status.message()
-            )));
+            let status = super::room::unsent_status(&state, status);
+            state.wake_for_room(shared);
+            return Err(status);
         }
         let id = match state.next_call_id(shared) {
             Ok(id) => id,

@@ -7,7 +7,8 @@ use super::Channel;
 impl Channel {
     /// Closes the channel, and every clone of it, gracefully (grpc-java's `shutdown`): new
     /// calls fail at once `UNAVAILABLE` ("channel closed", nothing sent), calls in flight
-    /// (unary and streams) finish normally, then each connection closes; nothing reconnects
+    /// (unary and streams, those still waiting for room under the server's limit of calls
+    /// included) finish normally, then each connection closes; nothing reconnects
     /// and the UDP client lets its socket go once its calls end. Idempotent; never blocks.
     pub fn close(&self) {
         self.pool.close();
