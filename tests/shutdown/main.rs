@@ -26,6 +26,7 @@ mod races;
 mod retry;
 mod room;
 mod single;
+mod udp;
 
 /// Bound on every single step.
 const STEP: Duration = Duration::from_secs(10);

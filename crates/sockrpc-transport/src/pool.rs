@@ -24,7 +24,7 @@
 mod maintain;
 mod shutdown;
 
-pub use shutdown::{closed_status, closing_now_status};
+pub use shutdown::{closed_status, closing_now_status, StartedConn};
 
 use crate::endpoint::Endpoint;
 use crate::ClientConnection;

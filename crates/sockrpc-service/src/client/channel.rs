@@ -383,9 +383,14 @@ async fn unary_waiting(
     reissue: Option<(u64, u32)>,
 ) -> Result<Response<Body>, Status> {
     let deadline = request.timeout().map(|t| Instant::now() + t);
-    let conn = pool
-        .get(deadline, request.wait_for_ready().unwrap_or(false))
-        .await?;
+    // A re-issue fetches the answer of a call started over UDP: after a graceful close too.
+    let (conn, _started) = match reissue {
+        None => {
+            let wait_for_ready = request.wait_for_ready().unwrap_or(false);
+            (pool.get(deadline, wait_for_ready).await?, None)
+        }
+        Some(_) => pool.get_started(deadline).await?,
+    };
     if let Some(deadline) = deadline {
         // The wait for a connection counts against the call's own deadline.
         request.set_timeout(deadline.saturating_duration_since(Instant::now()));

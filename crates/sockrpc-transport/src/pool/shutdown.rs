@@ -16,11 +16,13 @@
 //! ```
 
 use super::{lock, Pool, Slot};
+use crate::attempt::connect_one;
 use crate::ClientConnection;
 use sockrpc_protocol::Status;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Open: calls go through.
 const OPEN: u8 = 0;
@@ -98,7 +100,53 @@ impl Shut {
     }
 }
 
+/// A connection of its own, made after a graceful close for a call started before it
+/// ([`Pool::get_started`]): closed gracefully when dropped, once that call is done.
+#[derive(Debug)]
+pub struct StartedConn(ClientConnection);
+
+impl Drop for StartedConn {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 impl Pool {
+    /// A connection for a call started before the pool closed (the TCP fetch of a truncated UDP
+    /// answer: the server ran the call and keeps its answer). While the pool is open, as
+    /// [`get`](Self::get). After [`close`](Self::close), a connection of its own outside the
+    /// slots (those are closed to new calls), which [`close_now`](Self::close_now) reaches;
+    /// keep the guard until the call is done, then it closes. After `close_now`,
+    /// [`closing_now_status`].
+    pub async fn get_started(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(ClientConnection, Option<StartedConn>), Status> {
+        let shut = &self.inner.shut;
+        match shut.level.load(Ordering::Acquire) {
+            OPEN => return self.get(deadline, false).await.map(|conn| (conn, None)),
+            GRACEFUL => {}
+            _ => return Err(closing_now_status()),
+        }
+        let endpoint = &self.inner.endpoint;
+        let timeout = deadline.map_or(endpoint.connect_timeout, |deadline| {
+            endpoint
+                .connect_timeout
+                .min(deadline.saturating_duration_since(Instant::now()))
+        });
+        let conn = connect_one(endpoint, timeout, Arc::new(Notify::new()))
+            .await
+            .map_err(|err| err.status)?;
+        let guard = StartedConn(conn.clone());
+        lock(&shut.closing).push(conn.clone());
+        // After it is in: a `close_now` that looked before reaches it here, one after there.
+        if shut.level.load(Ordering::Acquire) >= NOW {
+            conn.close_now(closing_now_status());
+            return Err(closing_now_status());
+        }
+        Ok((conn, Some(guard)))
+    }
+
     /// Closes the pool gracefully (grpc-java's `shutdown`): new calls fail at once with
     /// [`closed_status`], calls in flight (streams included) finish, then each connection
     /// closes; nothing reconnects. Idempotent; never blocks.

@@ -9,7 +9,9 @@ impl Channel {
     /// calls fail at once `UNAVAILABLE` ("channel closed", nothing sent), calls in flight
     /// (unary and streams, those still waiting for room under the server's limit of calls
     /// included) finish normally, then each connection closes; nothing reconnects
-    /// and the UDP client lets its socket go once its calls end. Idempotent; never blocks.
+    /// and the UDP client lets its socket go once its calls end (a UDP call whose answer comes
+    /// back truncated still fetches it over TCP, on a connection of its own:
+    /// `Pool::get_started`). Idempotent; never blocks.
     pub fn close(&self) {
         self.pool.close();
         if let Some(udp) = &self.udp {
