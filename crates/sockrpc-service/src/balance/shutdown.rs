@@ -194,6 +194,12 @@ impl Balanced {
 
     /// Waits until the channel is closed and every endpoint's connections have ended
     /// (grpc-java's `awaitTermination`, with the caller's own timeout). Waits for a close first.
+    ///
+    /// It also waits for the channel's connect tasks to end, which they do at the close, but
+    /// only when their runtime runs them: if the channel was used from a runtime that is still
+    /// alive but no longer driven (a current-thread runtime nobody blocks on), `closed` waits
+    /// until that runtime runs again or is dropped (its tasks then end with it). Bound it with
+    /// a timeout of your own.
     pub async fn closed(&self) {
         let shut = &self.shared.shut;
         shut.closing().await;

@@ -39,7 +39,10 @@ impl Channel {
 
     /// Waits until the channel is closed and every connection it had has ended (grpc-java's
     /// `awaitTermination`; wrap it in `tokio::time::timeout` for a bound, then
-    /// [`close_now`](Self::close_now) if it ran out). Waits for a close first.
+    /// [`close_now`](Self::close_now) if it ran out). Waits for a close first. The channel's
+    /// tasks (its reconnecting task, each connection's driver) end on the runtime the channel
+    /// was used from: if that runtime is alive but no longer driven, this waits until it runs
+    /// again or is dropped.
     pub async fn closed(&self) {
         self.pool.closed().await;
     }
