@@ -23,7 +23,6 @@ use tokio::time::Instant;
 mod balanced;
 mod pooled;
 mod races;
-mod retry;
 mod room;
 mod single;
 mod udp;
@@ -34,9 +33,6 @@ const STEP: Duration = Duration::from_secs(10);
 /// How long a closed channel is watched for a reconnect (its backoff is 10 ms).
 const QUIET: Duration = Duration::from_millis(1_500);
 
-/// The number of a unary call the server fails `UNAVAILABLE` at once.
-const FAIL: u64 = 666;
-
 /// What the server's handlers saw.
 #[derive(Clone, Default)]
 struct Gate {
@@ -46,8 +42,6 @@ struct Gate {
     cancelled: Arc<AtomicUsize>,
     /// Bidi streams whose response stream was dropped (ended or cancelled).
     streams_gone: Arc<AtomicUsize>,
-    /// Unary calls failed `UNAVAILABLE` at once (numbered [`FAIL`]).
-    failed: Arc<AtomicUsize>,
     /// Released: blocked unary handlers answer.
     release: Arc<watch::Sender<bool>>,
 }
@@ -66,12 +60,8 @@ impl Drop for Armed {
 type ChunkStream = sockrpc::BoxStream<Chunk>;
 
 impl Streamer for Gate {
-    /// Blocks until the gate is released; a chunk numbered [`FAIL`] fails at once instead.
+    /// Blocks until the gate is released.
     async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        if request.get_ref().seq == FAIL {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            return Err(Status::unavailable("asked to fail"));
-        }
         self.entered.fetch_add(1, Ordering::SeqCst);
         let mut guard = Armed(Arc::clone(&self.cancelled), true);
         let mut released = self.release.subscribe();

@@ -31,7 +31,6 @@ pub mod balance;
 mod body;
 mod call;
 pub mod client;
-mod close_hook;
 pub mod compression;
 mod config_defaults;
 pub mod discovery;
@@ -52,7 +51,6 @@ pub use call::{
     RpcService,
 };
 pub use client::{Channel, Client, Endpoint, IntoEndpoint};
-pub use close_hook::CloseHook;
 pub use config_defaults::ConfigDefaults;
 pub use error::{status_from_error, BoxError};
 pub use handler::{

@@ -3,9 +3,7 @@
 use super::{layer::Config, Jitter, RetryPolicy, RetryThrottle};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{MetadataMap, Response, Status};
-use sockrpc_service::{
-    status_from_error, Body, BoxError, Call, CloseHook, Pushback, PREVIOUS_ATTEMPTS_KEY,
-};
+use sockrpc_service::{status_from_error, Body, BoxError, Call, Pushback, PREVIOUS_ATTEMPTS_KEY};
 use std::{
     future::Future,
     pin::Pin,
@@ -32,8 +30,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Attempt { #[pin] attempt: F },
-        // `closing`: the channel's close ends the wait at once (`sockrpc_service::CloseHook`).
-        Backoff { #[pin] sleep: Sleep, closing: Pin<Box<dyn Future<Output = Status> + Send>> },
+        Backoff { #[pin] sleep: Sleep },
         Ready,
         Done,
     }
@@ -55,8 +52,6 @@ pub(crate) struct Retrying<S> {
     /// The failure that led to the attempt in flight: the call's answer if that attempt is
     /// refused before it is sent (its attempt count pushed the metadata over the limit).
     previous: Option<Status>,
-    /// Tied to the channel by the first attempt: a wait for the next ends when it closes.
-    hook: CloseHook,
 }
 
 /// What to do after an attempt.
@@ -79,12 +74,6 @@ impl<S> Retrying<S> {
             .request_mut()
             .resolve_timeout()
             .map(|t| Instant::now() + t);
-        let template_hook = template
-            .request()
-            .extensions()
-            .get::<CloseHook>()
-            .cloned()
-            .unwrap_or_default();
         Retrying {
             service,
             template,
@@ -96,7 +85,6 @@ impl<S> Retrying<S> {
             deadline,
             jitter: None,
             previous: None,
-            hook: template_hook,
         }
     }
 
@@ -232,22 +220,11 @@ where
                         Next::RetryAfter(delay) if delay.is_zero() => this.state.set(State::Ready),
                         Next::RetryAfter(delay) => this.state.set(State::Backoff {
                             sleep: tokio::time::sleep(delay),
-                            closing: Box::pin(retrying.hook.closing()),
                         }),
                     }
                     continue;
                 }
-                StateProj::Backoff { sleep, closing } => {
-                    if let Poll::Ready(status) = closing.as_mut().poll(cx) {
-                        // The channel closed: the next attempt would be a call after the close
-                        // (`UNAVAILABLE`), or the close was at once (`CANCELLED`).
-                        this.state.set(State::Done);
-                        let status = match this.retrying.as_ref() {
-                            Some(retrying) => retrying.annotated(status),
-                            None => status,
-                        };
-                        return Poll::Ready(Err(status));
-                    }
+                StateProj::Backoff { sleep } => {
                     ready!(sleep.poll(cx));
                     this.state.set(State::Ready);
                     continue;

@@ -115,19 +115,13 @@ where
         self.inner.poll_ready(cx).map_err(status_from_error)
     }
 
-    fn call(&mut self, mut call: Call) -> Self::Future {
-        let policy = self.config.policy_for(&call);
-        if policy.is_some() {
-            // The channel the first attempt reaches ties it to itself: a wait between two
-            // attempts ends when that channel closes.
-            call.request_mut()
-                .extensions_mut()
-                .insert(sockrpc_service::CloseHook::new());
-        }
+    fn call(&mut self, call: Call) -> Self::Future {
         // The copy kept for later attempts; none when the policy allows a single attempt or the
         // request is a stream that cannot be replayed. (A message over its sending limit fails
         // before it is sent, marked so, and is not attempted again.)
-        let retrying = policy
+        let retrying = self
+            .config
+            .policy_for(&call)
             .and_then(|policy| Some((policy, call.try_clone()?)))
             .map(|(policy, template)| {
                 future::Retrying::new(self.inner.clone(), template, policy, &self.config)

@@ -206,10 +206,6 @@ impl Service<Call> for Channel {
             // Nothing is sent, over TCP or UDP.
             return failed(closed_status());
         }
-        if let Some(hook) = call.request().extensions().get::<crate::CloseHook>() {
-            // A layer above (a retry) hears of this channel's close through it.
-            hook.attach(&self.pool);
-        }
         let streaming_response = call.streaming_response();
         let (path, request) = call.into_parts();
         // What a generated client set for compression: the OPEN's encoding fields, and how

@@ -166,24 +166,6 @@ impl Pool {
         self.inner.shut.is_closed()
     }
 
-    /// Resolves once the pool is closed, with the status a call not yet started (a retry
-    /// waiting for its next attempt) ends with: [`closing_now_status`] after
-    /// [`close_now`](Self::close_now), [`closed_status`] after [`close`](Self::close).
-    pub async fn closing(&self) -> Status {
-        let shut = &self.inner.shut;
-        loop {
-            let changed = shut.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            match shut.level.load(Ordering::Acquire) {
-                OPEN => {}
-                GRACEFUL => return closed_status(),
-                _ => return closing_now_status(),
-            }
-            changed.await;
-        }
-    }
-
     /// Waits until the pool is closed and every connection it had has ended (grpc-java's
     /// `awaitTermination`, with the caller's own timeout around it). Waits for a close first.
     pub async fn closed(&self) {
