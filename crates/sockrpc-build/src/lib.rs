@@ -119,6 +119,9 @@
 //! - If two rpcs of a service (or two services of a package) still end up
 //!   with the same Rust name or associated stream type, compilation fails
 //!   with an error naming both.
+//! - So does a pair of types prost-build would give one Rust name in one
+//!   module (`message M` and `message m`; a nested `enum Kind` and a `oneof
+//!   kind`), which rustc would otherwise report as `E0428` in generated code.
 
 mod aliases;
 mod cfg_attrs;
@@ -137,6 +140,7 @@ mod server;
 mod source_comments;
 mod source_files;
 mod text_code_blocks;
+mod type_names;
 
 use std::cell::RefCell;
 use std::io;
@@ -412,6 +416,14 @@ impl Builder {
             })?;
         }
         // The sets written above keep the comments as written; the docs cannot hold these.
+        let extern_paths: Vec<&str> = self.extern_paths.iter().map(|(p, _)| p.as_str()).collect();
+        let clashes = type_names::clashes(&fds, &extern_paths);
+        if !clashes.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                clashes.join("\n"),
+            ));
+        }
         let mut fds = fds;
         direction::drop_direction_controls(&mut fds);
         let errors = Rc::new(RefCell::new(Vec::new()));

@@ -546,3 +546,25 @@ fn errors_are_returned_not_panicked() {
     assert_eq!(trait_fns(service), ["a1", "a_1"]);
     assert_eq!(trait_types(service), ["A1Stream"]);
 }
+
+#[test]
+fn types_whose_rust_names_collide_fail_the_build_naming_both() {
+    // Two types to protox, one `pub struct M` (and one `pub enum Kind`) to rustc.
+    let src = tempfile::tempdir().expect("temp dir");
+    write(
+        src.path(),
+        "case.proto",
+        "syntax = \"proto3\"; package p.q; message M {} message m {} \
+         message Shape { enum Kind { K = 0; } oneof kind { int32 x = 1; } }",
+    );
+    let err = generate(&[src.path().join("case.proto")], &[src.path()])
+        .err()
+        .expect("fails");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`p.q.M`") && msg.contains("`p.q.m`") && msg.contains("`p::q::M`"),
+        "{msg}"
+    );
+    assert!(msg.contains("`p::q::shape::Kind`"), "{msg}");
+}
