@@ -88,7 +88,12 @@ impl FrameReader {
     /// Reads once into the buffer: `Ready(Ok(0))` when the peer closed.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.is_empty() {
-            if let Some(direct) = self.decoder.direct() {
+            // Never a read of nothing (which would look like the peer's FIN): only while some
+            // of the piece is due and the assembly has room for it, as it always has.
+            let direct = self.decoder.direct().filter(|direct| {
+                *direct.remaining > 0 && direct.held.capacity() > direct.held.len()
+            });
+            if let Some(direct) = direct {
                 return read_into(self.reader.as_mut(), cx, direct, &mut self.buf);
             }
         }
