@@ -203,9 +203,16 @@ impl FrameDecoder {
     /// buffer), and lowers `remaining` by what it kept. This saves copying every piece from
     /// the read buffer into the assembly (a copy of the whole message, about 80 µs per MiB).
     pub fn direct(&mut self) -> Option<Direct<'_>> {
+        // Once the body is all there, what follows is read the usual way: a read into the
+        // assembly would find it full (a read of nothing, taken for the peer's end) or take a
+        // header's 16 bytes at a time, for a reader that only drops what it reads
+        // (`server/linger.rs`) and so never decodes the piece out of `Into`.
         let State::Into { remaining, .. } = &mut self.state else {
             return None;
         };
+        if *remaining == 0 {
+            return None;
+        }
         let held = self.pieces.held_mut()?;
         Some(Direct { held, remaining })
     }

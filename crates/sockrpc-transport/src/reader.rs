@@ -394,3 +394,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "reader_direct_tests.rs"]
+mod direct_tests;
