@@ -30,8 +30,12 @@ fn frame(kind: u8, flags: u8, call_id: u32, body: &[u8]) -> BytesMut {
     out
 }
 
+/// One dhat profiler at a time: the tests of this binary take turns.
+static PROFILER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_message_from_pieces_keeps_about_its_own_size_alive() {
+    let _turn = PROFILER.lock().unwrap_or_else(|e| e.into_inner());
     let _profiler = dhat::Profiler::builder().testing().build();
     let mut decoder = FrameDecoder::new(Limits::default());
     let mut preface = BytesMut::from(&b"SOCKRPC\x01"[..]);
@@ -65,4 +69,58 @@ fn a_message_from_pieces_keeps_about_its_own_size_alive() {
             body.len()
         );
     }
+}
+
+/// What a piece's header alone makes a receiver allocate: a peer that announces a piece and
+/// sends a few bytes of it, then stalls, holds that for a frame timeout on each connection.
+/// The decoder may read a piece straight into its assembly, so room for it is made when its
+/// header arrives: never more than a read of it would reserve (`reader.rs`, 256 KiB), or
+/// thousands of connections that each sent one header hold twice that, or the whole of a
+/// previous message's size.
+#[test]
+fn a_piece_announced_and_not_sent_makes_no_more_room_than_a_read() {
+    const ANNOUNCED: usize = 256 * 1024;
+    let _turn = PROFILER.lock().unwrap_or_else(|e| e.into_inner());
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let mut over = Vec::new();
+    // A fresh connection, and one whose last message was 4 MiB (the limit): its length is
+    // the guess at the next one's.
+    for (before_message, piece) in [
+        (0usize, ANNOUNCED),
+        (4 << 20, 16 * 1024),
+        (4 << 20, ANNOUNCED),
+    ] {
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let mut preface = BytesMut::from(&b"SOCKRPC\x01"[..]);
+        assert!(decoder.decode(&mut preface).expect("preface").is_none());
+        if before_message > 0 {
+            let mut left = before_message;
+            while left > 0 {
+                let len = left.min(PIECE);
+                left -= len;
+                let flags = if left == 0 { END_STREAM } else { MORE };
+                let mut wire = frame(MESSAGE, flags, 1, &vec![7u8; len]);
+                if let Some(message) = decoder.decode(&mut wire).expect("a piece") {
+                    drop(message);
+                }
+            }
+        }
+        let before = dhat::HeapStats::get().curr_bytes;
+        let pooled_before = recycle::pooled_bytes();
+        let mut wire = frame(MESSAGE, MORE, 3, &[9u8; 13]);
+        wire[..4].copy_from_slice(&(piece as u32).to_be_bytes());
+        assert!(decoder
+            .decode(&mut wire)
+            .expect("a piece's start")
+            .is_none());
+        let taken = pooled_before.saturating_sub(recycle::pooled_bytes()) as i64;
+        let grew = dhat::HeapStats::get().curr_bytes as i64 - before as i64 + taken;
+        if grew > ANNOUNCED as i64 + 4096 {
+            over.push(format!(
+                "after a {before_message}-byte message, the header of a {piece}-byte piece \
+                 and 13 bytes of it hold {grew} bytes"
+            ));
+        }
+    }
+    assert!(over.is_empty(), "{over:#?}");
 }

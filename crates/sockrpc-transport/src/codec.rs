@@ -65,8 +65,9 @@ enum State {
 /// as it is read (`State::Into`); a shorter rest is read with what follows it.
 const DIRECT_MIN: usize = 16 * 1024;
 
-/// Pieces longer than this are read the usual way (into the read buffer, then copied), so that
-/// room is never made for more than a read would reserve on a peer's word (`reader.rs`).
+/// Pieces longer than this, or whose assembly would grow by more than this to take them, are
+/// read the usual way (into the read buffer, then copied), so that room is never made for
+/// more than a read would reserve on a peer's word (`reader.rs`).
 const DIRECT_MAX: usize = 256 * 1024;
 
 /// The assembly buffer a piece's body is read into, and how much of the body is still due: see
@@ -274,6 +275,16 @@ impl FrameDecoder {
         let length = header.length as usize;
         let arrived = src.len() - HEADER_LEN;
         if length > DIRECT_MAX || length - arrived < DIRECT_MIN {
+            return false;
+        }
+        // The room is made on the header's word, before the body arrives: no more than a
+        // read of it would reserve (the first piece's guess at the whole message, or a
+        // doubling, wait until the piece is read).
+        if self
+            .pieces
+            .room_beyond_held(header)
+            .is_none_or(|beyond| beyond > DIRECT_MAX)
+        {
             return false;
         }
         let Some(held) = self.pieces.room(header) else {

@@ -161,34 +161,57 @@ impl Pieces {
     /// from the read buffer, or a read straight into it: `reader.rs`), and
     /// [`finish`](Self::finish) called once it is all there.
     pub(crate) fn room(&mut self, header: &FrameHeader) -> Option<&mut Vec<u8>> {
-        let open = match &mut self.open {
-            Some(open) if open.call_id == header.call_id => open,
-            _ => return None,
-        };
-        let last = header.flags & FLAG_MORE == 0;
-        let piece = header.length as usize;
-        let held = open.body.get_or_insert_with(Vec::new);
-        let need = held.len() + piece;
-        if need > held.capacity() {
-            // The first piece: room for the last message's length, or two pieces; after that
-            // the room doubles (few moves). The last piece: exactly what is left. What is
-            // written, and so resident, never passes the limit (`admit` checked the sum).
-            let want = if last {
-                need
-            } else if held.capacity() == 0 && self.last >= need {
-                // As long as the last one: taken as a good guess, so that a run of messages
-                // of one size is read into buffers of that size (no move, no copy to trim).
-                self.last
-            } else if held.capacity() == 0 {
-                need.max(2 * piece)
-            } else {
-                need.max(2 * held.capacity())
-            };
+        let want = self.room_wanted(header)?;
+        let held = self.open.as_mut()?.body.get_or_insert_with(Vec::new);
+        if want > held.capacity() {
             let mut bigger = recycle::take(want);
             bigger.extend_from_slice(held);
             recycle::give_back(std::mem::replace(held, bigger));
         }
         Some(held)
+    }
+
+    /// The room [`room`](Self::room) makes for the piece `header`, beyond what the assembly
+    /// holds already: 0 when it has the room. `None` for a message that came whole. The
+    /// decoder reads a piece straight into its assembly only when this is no more than a read
+    /// would reserve (`codec.rs`), since it is made on the header's word alone.
+    pub(crate) fn room_beyond_held(&self, header: &FrameHeader) -> Option<usize> {
+        let want = self.room_wanted(header)?;
+        let held = self.open.as_ref()?.body.as_ref().map_or(0, Vec::len);
+        Some(want.saturating_sub(held))
+    }
+
+    /// The capacity the open assembly needs for the piece `header` (its own when it has room
+    /// enough), or `None` for a message that came whole.
+    fn room_wanted(&self, header: &FrameHeader) -> Option<usize> {
+        let open = match &self.open {
+            Some(open) if open.call_id == header.call_id => open,
+            _ => return None,
+        };
+        let last = header.flags & FLAG_MORE == 0;
+        let piece = header.length as usize;
+        let (len, capacity) = open
+            .body
+            .as_ref()
+            .map_or((0, 0), |held| (held.len(), held.capacity()));
+        let need = len + piece;
+        if need <= capacity {
+            return Some(capacity);
+        }
+        // The first piece: room for the last message's length, or two pieces; after that the
+        // room doubles (few moves). The last piece: exactly what is left. What is written, and
+        // so resident, never passes the limit (`admit` checked the sum).
+        Some(if last {
+            need
+        } else if capacity == 0 && self.last >= need {
+            // As long as the last one: taken as a good guess, so that a run of messages of
+            // one size is read into buffers of that size (no move, no copy to trim).
+            self.last
+        } else if capacity == 0 {
+            need.max(2 * piece)
+        } else {
+            need.max(2 * capacity)
+        })
     }
 
     /// The open assembly's buffer, while a piece's body is being written into it (after
