@@ -1,11 +1,12 @@
 //! Pieces (`FLAG_MORE`) where a hostile or merely unlucky client puts them: for a call never
 //! opened, across the call's own CANCEL, with other calls' whole frames between them; and an
-//! assembly left open with other calls' frames between its pieces, which the frame timeout
-//! still closes. (Empty or short pieces before the last are refused: `pieces.rs`.)
+//! assembly left open with other calls' frames between its pieces, or with a piece's body
+//! dripped, which the frame timeout still closes. (Empty or short pieces before the last are
+//! refused: `pieces.rs`.)
 
 use crate::raw::{
-    connect, echo_message, frame, goaway, open, send, server_frames, ServerFrame, ECHO_PATH, END,
-    END_STREAM, MESSAGE, PREFACE, WINDOW,
+    connect, echo_message, frame, goaway, header, open, send, server_frames, ServerFrame,
+    ECHO_PATH, END, END_STREAM, MESSAGE, PREFACE, WINDOW,
 };
 use crate::support::{bounded, start_echo, EchoImpl, BOUND};
 use prost::Message as _;
@@ -116,14 +117,22 @@ async fn an_assembly_kept_open_by_other_calls_frames_meets_the_frame_timeout() {
     // Whole frames complete between the pieces (a WINDOW for a call the server does not know,
     // which it ignores): before, each restarted the frame clock. (An empty piece, once a
     // second way to do it, is now refused outright: `pieces.rs`.)
-    held_open_by(frame(WINDOW, 0, 99, &1u32.to_be_bytes())).await;
+    held_open_by(&[], frame(WINDOW, 0, 99, &1u32.to_be_bytes())).await;
 }
 
-/// Opens a split message of 100 KiB with its first 64 KiB piece, then sends `drip` every
-/// 50 ms for 3 s and never the rest: the server must close the connection as a frame not
+#[tokio::test]
+async fn a_piece_read_straight_into_its_assembly_meets_the_frame_timeout() {
+    // The second piece announced (64 KiB: its body is read straight into the assembly,
+    // `codec.rs` `State::Into`) and its body dripped 16 bytes at a time: bytes arrive, but
+    // the frame does not complete.
+    held_open_by(&header(64 * 1024, MESSAGE, MORE, 0, 1), vec![5u8; 16]).await;
+}
+
+/// Opens a split message of 100 KiB with its first 64 KiB piece and `then`, then sends `drip`
+/// every 50 ms for 3 s and never the rest: the server must close the connection as a frame not
 /// completed within its frame timeout (500 ms), while the drip still goes on. On the real
 /// clock: a paused one runs ahead of the socket, and a drip that does not arrive proves nothing.
-async fn held_open_by(drip: Vec<u8>) {
+async fn held_open_by(then: &[u8], drip: Vec<u8>) {
     const FRAME: Duration = Duration::from_millis(500);
     let listener =
         sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
@@ -144,6 +153,7 @@ async fn held_open_by(drip: Vec<u8>) {
             &PREFACE[..],
             &open(1, ECHO_PATH, &[]),
             &frame(MESSAGE, MORE, 1, &body[..64 * 1024]),
+            then,
         ],
     )
     .await;
