@@ -172,13 +172,14 @@ impl Pieces {
     }
 
     /// The room [`room`](Self::room) makes for the piece `header`, beyond what the assembly
-    /// holds already: 0 when it has the room. `None` for a message that came whole. The
+    /// has allocated already: 0 when it has the room (a later piece of a message whose
+    /// assembly was sized for it). `None` for a message that came whole. The
     /// decoder reads a piece straight into its assembly only when this is no more than a read
     /// would reserve (`codec.rs`), since it is made on the header's word alone.
     pub(crate) fn room_beyond_held(&self, header: &FrameHeader) -> Option<usize> {
         let want = self.room_wanted(header)?;
-        let held = self.open.as_ref()?.body.as_ref().map_or(0, Vec::len);
-        Some(want.saturating_sub(held))
+        let allocated = self.open.as_ref()?.body.as_ref().map_or(0, Vec::capacity);
+        Some(want.saturating_sub(allocated))
     }
 
     /// The capacity the open assembly needs for the piece `header` (its own when it has room

@@ -219,3 +219,32 @@ fn a_piece_before_the_last_carries_only_more_and_the_same_compressed() {
     }
     assert!(!decoder.assembling());
 }
+
+#[test]
+fn later_pieces_of_a_message_whose_assembly_has_room_make_no_more() {
+    // After a 1 MiB message, the next one's assembly is sized for it when its first piece is
+    // read; its later pieces then need no room beyond that allocation, so they can be read
+    // straight into it however far the assembly is from its end.
+    let max = 4 << 20;
+    let mut pieces = super::Pieces::default();
+    let piece = |flags: u8| sockrpc_protocol::frame::FrameHeader {
+        length: 64 * 1024,
+        kind: sockrpc_protocol::frame::FrameKind::Message,
+        flags,
+        call_id: 3,
+    };
+    for round in 0..2 {
+        for i in 0..16 {
+            let header = piece(if i == 15 { 0 } else { FLAG_MORE });
+            assert_eq!(
+                pieces.admit(&header, max).expect("admit"),
+                super::Admit::Read
+            );
+            let beyond = pieces.room_beyond_held(&header).expect("a piece");
+            if round == 1 && i > 0 {
+                assert_eq!(beyond, 0, "piece {i} would make room");
+            }
+            let _ = pieces.take(&header, Bytes::from(vec![0u8; 64 * 1024]));
+        }
+    }
+}
