@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 /// The cookie the server gives `socket`'s address (a COOKIE_REQUEST, sent again if lost).
-async fn cookie_for(socket: &UdpSocket) -> [u8; COOKIE_LEN] {
+pub(crate) async fn cookie_for(socket: &UdpSocket) -> [u8; COOKIE_LEN] {
     let mut ask = BytesMut::new();
     datagram::encode_cookie_request(&mut ask, 0x0BAD);
     let mut buf = vec![0u8; 65536];
@@ -40,7 +40,7 @@ fn held_call(call_id: u32, cookie: [u8; COOKIE_LEN]) -> BytesMut {
 }
 
 /// [`held_call`] from client instance `instance`.
-fn held_call_of(instance: u64, call_id: u32, cookie: [u8; COOKIE_LEN]) -> BytesMut {
+pub(crate) fn held_call_of(instance: u64, call_id: u32, cookie: [u8; COOKIE_LEN]) -> BytesMut {
     let header = Header {
         kind: Kind::Request,
         flags: 0,

@@ -20,5 +20,6 @@ mod datagrams;
 mod in_flight_share;
 mod reliability;
 mod share;
+mod spoofed;
 mod support;
 mod watermark;

@@ -3,8 +3,9 @@
 //! other hosts' calls still run over UDP.
 
 use crate::at_most_once::HandBuilt;
+use crate::in_flight_share::cookie_for;
 use crate::support::{eventually, raw_echo_request, request, BOUND, ECHO};
-use sockrpc::service::udp::datagram::{self, Header};
+use sockrpc::service::udp::datagram::{self, Header, COOKIE_LEN, HEADER_LEN};
 use sockrpc::service::udp::{
     ReplyCacheConfig, UdpClient, UdpClientConfig, UdpOutcome, UdpServerConfig,
 };
@@ -22,17 +23,18 @@ async fn a_flooding_host_fills_its_share_of_the_reply_cache_not_everyone_s() {
     cache.max_entries_per_source = SHARE;
     let server = HandBuilt::start(UdpServerConfig::default(), cache).await;
 
-    // The flooding host: 127.0.0.2, a new client instance per request (each call 1 of a new
-    // client, as a flood of fresh instances looks to the server), no watermark ever.
+    // The flooding host: 127.0.0.2, verified (an unverified one draws on the pool of all
+    // unverified sources instead: `spoofed.rs`), a new client instance per request (each call 1
+    // of a new client, as a flood of fresh instances looks to the server), no watermark ever.
     let flooder = UdpSocket::bind("127.0.0.2:0")
         .await
         .expect("bind 127.0.0.2");
     flooder.connect(server.addr).await.expect("connect");
+    let cookie = cookie_for(&flooder).await;
     for instance in 1..=FLOOD {
-        flooder
-            .send(&raw_echo_request(instance, 1, 0))
-            .await
-            .expect("send");
+        let mut call = raw_echo_request(instance, 1, 0);
+        call[HEADER_LEN - COOKIE_LEN..HEADER_LEN].copy_from_slice(&cookie);
+        flooder.send(&call).await.expect("send");
     }
     eventually("every flooded request handled", || {
         let c = server.counters();

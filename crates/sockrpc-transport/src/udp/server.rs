@@ -9,6 +9,7 @@
 //!                                          ├InProgress─▶ PENDING (the answer leaves when done)
 //!                                          └New───────▶ handler, polled once here;
 //!                                                       still pending: its own task
+//!  (unverified sources' calls draw on one small pool of cache entries and call slots, all told)
 //!  answer ─▶ fits max_datagram, and (cookie or ≤ request size)? ─yes─▶ REPLY
 //!                                                               └no──▶ TRUNCATED
 //! ```
@@ -18,12 +19,12 @@
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
 use super::answer::{is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE};
-use super::cache::{Begin, CompletionGuard, ReplyCache};
+use super::cache::{Begin, CompletionGuard, Owner, ReplyCache};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
     self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_STALE_COOKIE, HEADER_LEN,
 };
-use super::in_flight::{self, InFlight};
+use super::in_flight::{self, InFlight, Refusal};
 use super::limiter::Limiter;
 use super::outbox::Outbox;
 pub use super::server_config::UdpServerConfig;
@@ -88,6 +89,9 @@ counters! {
         /// Requests refused unrun because their source (an IPv4 address, an IPv6 /64) held
         /// its share of the reply cache (`ReplyCacheConfig::max_entries_per_source`).
         over_share,
+        /// Requests from sources without a valid cookie refused unrun: such sources, all told,
+        /// held their pool of the reply cache or of the calls in flight (`in_flight.rs`).
+        unverified_refused,
         /// Requests larger than `max_datagram`, refused without running.
         oversized,
         /// Requests below their client's watermark (late duplicates of calls it is done
@@ -182,7 +186,10 @@ where
                     BatchSocket::new(socket)?
                 },
                 cookies: CookieJar::new(config.cookie_lifetime),
-                in_flight: Arc::new(InFlight::new(config.max_in_flight_per_source)),
+                in_flight: Arc::new(InFlight::new(
+                    config.max_in_flight_per_source,
+                    config.max_unverified_in_flight,
+                )),
                 config,
                 cache,
                 stats: Arc::new(UdpServerStats::default()),
@@ -455,7 +462,7 @@ impl Shared {
         }
         if cached {
             match self.cache.begin(
-                reply_to.addr.ip(),
+                Owner::of(reply_to.addr.ip(), verified),
                 key.0,
                 key.1,
                 body.path.as_bytes(),
@@ -473,11 +480,12 @@ impl Shared {
                     bump(&self.stats.malformed);
                     return;
                 }
-                why @ (Begin::Full | Begin::OverShare) => {
+                why @ (Begin::Full | Begin::OverShare | Begin::UnverifiedFull) => {
                     // Running it could not be made at-most-once: say so (`queue_not_processed`).
                     let (count, why) = match why {
                         Begin::Full => (&self.stats.cache_full, CACHE_FULL),
-                        _ => (&self.stats.over_share, OVER_CACHE_SHARE),
+                        Begin::OverShare => (&self.stats.over_share, OVER_CACHE_SHARE),
+                        _ => (&self.stats.unverified_refused, in_flight::UNVERIFIED_FULL),
                     };
                     bump(count);
                     self.queue_not_processed(outbox, &reply_to, why);
@@ -498,18 +506,18 @@ impl Shared {
                 }
             }
         }
-        let source = reply_to.addr.ip();
-        // No source holds its share while fewer calls than a share run at all: no lock then.
-        let at_share =
-            tasks.len() >= self.config.max_in_flight_per_source && self.in_flight.at_share(source);
-        if at_share || tasks.len() >= self.config.max_in_flight {
+        // An unverified source's calls count in the pool all such sources share (`in_flight.rs`).
+        let source = verified.then_some(reply_to.addr.ip());
+        let max = self.config.max_in_flight;
+        if let Some(refusal) = self.in_flight.refusal(tasks.len(), source, max) {
             if cached {
                 self.cache.abandon(key.0, key.1);
             }
             // Refused, not dropped: its client may carry it over TCP at once (not retransmit).
-            let (counter, why) = match at_share {
-                true => (&self.stats.over_in_flight_share, in_flight::REFUSED),
-                false => (&self.stats.overloaded, in_flight::FULL),
+            let (counter, why) = match refusal {
+                Refusal::Share => (&self.stats.over_in_flight_share, in_flight::REFUSED),
+                Refusal::Unverified => (&self.stats.unverified_refused, in_flight::UNVERIFIED_FULL),
+                Refusal::Full => (&self.stats.overloaded, in_flight::FULL),
             };
             bump(counter);
             self.queue_not_processed(outbox, &reply_to, why);

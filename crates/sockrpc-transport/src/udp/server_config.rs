@@ -23,6 +23,12 @@ pub struct UdpServerConfig {
     /// over TCP), so that one host cannot hold every call slot. Default 512, an eighth of
     /// `max_in_flight`; 0 behaves as 1 (a source with nothing running may always start one).
     pub max_in_flight_per_source: usize,
+    /// Calls all sources without a valid cookie (perhaps forged) may have running at once
+    /// together, of those `max_in_flight` counts, whatever addresses they claim; past it every
+    /// unverified call is refused unrun, with `NOT_PROCESSED` (counted `unverified_refused`), so
+    /// verified clients keep the rest. Unverified calls count here only, never against a
+    /// verified source's share. Default 256, a sixteenth of `max_in_flight`.
+    pub max_unverified_in_flight: usize,
     /// Full paths (`/package.Service/Method`) of methods that may run more than once — marked
     /// `NO_SIDE_EFFECTS` or `IDEMPOTENT` in their `.proto` — and so skip the reply cache: a
     /// retransmission runs them again. A TCP re-issue of one finds nothing cached; the router
@@ -59,6 +65,7 @@ impl Default for UdpServerConfig {
             limits: Limits::default(),
             max_in_flight: 4096,
             max_in_flight_per_source: 512,
+            max_unverified_in_flight: 256,
             idempotent_methods: HashSet::new(),
             cookie_lifetime: Duration::from_secs(60),
             rate_limit: RateLimit::default(),

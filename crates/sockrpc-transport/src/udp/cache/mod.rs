@@ -22,7 +22,10 @@
 //!
 //! No source (an IPv4 address, an IPv6 /64) holds more than its share of the entries and bytes
 //! (`quota.rs`): one host flooding calls under fresh client instances has its own calls refused
-//! once it holds its share, not everyone's.
+//! once it holds its share, not everyone's. Sources without a valid cookie (perhaps forged)
+//! have no share each: together they hold at most a small pool of their own
+//! (`max_unverified_entries`, `max_unverified_bytes`), so a flood of forged addresses cannot take
+//! what verified clients need.
 //!
 //! A client that says which calls it is done with (`FLAG_DONE_BELOW`, see `watermark.rs`) gets
 //! their answers dropped at once, and its late duplicates refused: with such clients the cache
@@ -34,6 +37,7 @@ mod quota;
 pub(crate) use guard::CompletionGuard;
 
 use super::watermark::{serial_before, Watermarks};
+pub(crate) use quota::Owner;
 use quota::Quotas;
 // Seeded fast hashing (keys come from clients): a few lookups per call, each a SipHash before.
 use bytes::Bytes;
@@ -42,7 +46,6 @@ use sockrpc_protocol::{Response, Status};
 use std::collections::hash_map::Entry;
 use std::{
     collections::VecDeque,
-    net::IpAddr,
     sync::atomic::{AtomicUsize, Ordering},
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -75,6 +78,17 @@ pub struct ReplyCacheConfig {
     /// running is kept whole even past it (`max_bytes` bounds the memory), since a truncated
     /// call's client fetches that answer over TCP.
     pub max_bytes_per_source: usize,
+    /// Most entries (calls running or finished) held by all sources without a valid cookie
+    /// together, whatever addresses they claim; past it every unverified call is refused unrun
+    /// (counted `unverified_refused`), while verified clients keep the rest of `max_entries`.
+    /// Unverified calls count here only, never against a verified source's share, so calls
+    /// forged from a client's address cannot use up that client's share. Default 16,384 (a
+    /// sixteenth of `max_entries`): our clients' calls are unverified only before their cookie
+    /// exchange and the first call after a cookie goes stale.
+    pub max_unverified_entries: usize,
+    /// Most bytes of answers held by unverified sources together. Default 4 MiB (a sixteenth
+    /// of `max_bytes`); an answer to an unverified source is no larger than its request anyway.
+    pub max_unverified_bytes: usize,
 }
 
 impl Default for ReplyCacheConfig {
@@ -85,6 +99,8 @@ impl Default for ReplyCacheConfig {
             ttl: Duration::from_secs(30),
             max_entries_per_source: 32 * 1024,
             max_bytes_per_source: 8 * 1024 * 1024,
+            max_unverified_entries: 16 * 1024,
+            max_unverified_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -117,6 +133,9 @@ pub(crate) enum Begin {
     Full,
     /// The call's source holds its share of the cache (`quota.rs`): it must not run now.
     OverShare,
+    /// The call's source is unverified, and unverified sources hold their pool of the cache
+    /// (`quota.rs`): it must not run now.
+    UnverifiedFull,
     /// The key is known under another method path: not a retransmission of that call.
     OtherMethod,
     /// Below the client's watermark: a late duplicate of a call it is done with.
@@ -126,12 +145,12 @@ pub(crate) enum Begin {
 enum Slot {
     Running {
         path: Bytes,
-        /// Who started it (its share's key: see `quota.rs`).
-        source: IpAddr,
+        /// Who started it (its share's key, or the unverified pool: see `quota.rs`).
+        owner: Owner,
     },
     Done {
         path: Bytes,
-        source: IpAddr,
+        owner: Owner,
         answer: Result<Response<Bytes>, Status>,
         size: usize,
         finished: Instant,
@@ -182,13 +201,13 @@ impl State {
             Slot::Done {
                 size,
                 finished: at,
-                source,
+                owner,
                 ..
             } if finished.is_none_or(|f| f == *at) => {
                 let at = *at;
                 self.bytes = self.bytes.saturating_sub(*size);
                 self.done -= 1;
-                self.quotas.remove(source, *size);
+                self.quotas.remove(owner, *size);
                 entry.remove();
                 // Its record in `order` goes too when it is the newest (a client with one call
                 // in flight acks the call before): otherwise it waits to be passed over.
@@ -302,7 +321,11 @@ impl ReplyCache {
                 marks: Watermarks::new(MAX_CLIENTS, config.ttl),
                 paths: HashSet::default(),
                 last_path: Bytes::new(),
-                quotas: Quotas::new(config.max_entries_per_source, config.max_bytes_per_source),
+                quotas: Quotas::new(
+                    config.max_entries_per_source,
+                    config.max_bytes_per_source,
+                    (config.max_unverified_entries, config.max_unverified_bytes),
+                ),
             }),
             finished: Notify::new(),
             waiters: AtomicUsize::new(0),
@@ -375,12 +398,13 @@ impl ReplyCache {
         mark
     }
 
-    /// Records that a call of `path` from `source` starts, unless it is already known (or the
-    /// cache, or the source's share of it, is full); first, under the same lock,
-    /// [`ack`](Self::ack)s `done_below` when given.
+    /// Records that a call of `path` from `owner` starts, unless it is already known (or the
+    /// cache, or the owner's share of it, is full); first, under the same lock,
+    /// [`ack`](Self::ack)s `done_below` when given. An `IpAddr` is a verified source;
+    /// [`Owner::Unverified`] draws from the pool of unverified sources.
     pub(crate) fn begin(
         &self,
-        source: IpAddr,
+        owner: impl Into<Owner>,
         instance: u64,
         call_id: u32,
         path: &[u8],
@@ -399,7 +423,7 @@ impl ReplyCache {
         if stale {
             return Begin::Stale;
         }
-        let source = Quotas::source(source);
+        let owner = Quotas::owner(owner.into());
         let full = state.done >= self.config.max_entries || state.bytes >= self.config.max_bytes;
         let State {
             map,
@@ -417,11 +441,14 @@ impl ReplyCache {
             },
             Entry::Vacant(_) if full => Begin::Full,
             // The share is counted in the same lookup that checks it.
-            Entry::Vacant(_) if !quotas.admit(source) => Begin::OverShare,
+            Entry::Vacant(_) if !quotas.admit(owner) => match owner {
+                Owner::Verified(_) => Begin::OverShare,
+                Owner::Unverified => Begin::UnverifiedFull,
+            },
             Entry::Vacant(slot) => {
                 slot.insert(Slot::Running {
                     path: intern(paths, last_path, path),
-                    source,
+                    owner,
                 });
                 Begin::New
             }
@@ -432,9 +459,9 @@ impl ReplyCache {
     /// retransmission may run it later.
     pub(crate) fn abandon(&self, instance: u64, call_id: u32) {
         let mut state = self.lock();
-        if let Some(&Slot::Running { source, .. }) = state.map.get(&(instance, call_id)) {
+        if let Some(&Slot::Running { owner, .. }) = state.map.get(&(instance, call_id)) {
             state.map.remove(&(instance, call_id));
-            state.quotas.remove(&source, 0);
+            state.quotas.remove(&owner, 0);
         }
     }
 
@@ -457,14 +484,14 @@ impl ReplyCache {
             let Some(slot) = map.get_mut(&key) else {
                 return;
             };
-            let Slot::Running { path, source } = slot else {
+            let Slot::Running { path, owner } = slot else {
                 return;
             };
-            let source = *source;
+            let owner = *owner;
             if stale {
                 // The client gave up on it meanwhile: nobody will ask for this answer.
                 map.remove(&key);
-                quotas.remove(&source, 0);
+                quotas.remove(&owner, 0);
                 drop(state);
                 self.notify();
                 return;
@@ -485,12 +512,12 @@ impl ReplyCache {
             // In place: one lookup, no second hash of the key.
             *slot = Slot::Done {
                 path: std::mem::take(path),
-                source,
+                owner,
                 answer,
                 size,
                 finished: now,
             };
-            quotas.add_bytes(&source, size);
+            quotas.add_bytes(&owner, size);
             state.order.push_back((key, now));
             state.done += 1;
             state.bytes += size;

@@ -11,6 +11,15 @@
 //! client carries them over TCP); other sources are untouched. Our own clients tell the server
 //! which answers they are done with (`watermark.rs`), so one holds about its calls in flight,
 //! far below its share.
+//!
+//! Sources that have not proved their address with a cookie are no sources at all here: a
+//! spoofer picks any address, so a share per forged address is a share per guess, and eight
+//! /32s (or the 4,096 the rate limit tracks) used to fill the cache for everyone. So unverified
+//! calls hold entries from one small pool of their own ([`Owner::Unverified`]), and only from
+//! it, as DNS cookies (RFC 7873 §5.2.3) and QUIC address validation (RFC 9000 §8) bound what
+//! an unvalidated address may cost: a flood of them fills that pool and no more, and a verified
+//! client's calls still find room, whatever address the flood claims (the verified client's own
+//! included).
 
 use super::super::limiter::source_key;
 use foldhash::HashMap;
@@ -28,23 +37,70 @@ struct Usage {
     bytes: usize,
 }
 
+/// Who an entry is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A source that proved its address (a valid cookie): its own share, keyed by its address
+    /// (see [`Quotas::source`]).
+    Verified(IpAddr),
+    /// A source without a valid cookie, perhaps forged: the one pool all such sources share.
+    Unverified,
+}
+
+impl Owner {
+    /// The owner of a call from `ip`, verified or not.
+    pub(crate) fn of(ip: IpAddr, verified: bool) -> Owner {
+        match verified {
+            true => Owner::Verified(ip),
+            false => Owner::Unverified,
+        }
+    }
+}
+
+impl From<IpAddr> for Owner {
+    /// A verified source's calls.
+    fn from(ip: IpAddr) -> Owner {
+        Owner::Verified(ip)
+    }
+}
+
 /// Entries and bytes held per source, against the shares of
-/// [`ReplyCacheConfig`](super::ReplyCacheConfig). Holds a record for each source that holds
-/// an entry, bounded by the cache's own bound, and for at most 256 that hold none.
+/// [`ReplyCacheConfig`](super::ReplyCacheConfig), and by all unverified sources together,
+/// against their pool. Holds a record for each verified source that holds an entry, bounded by
+/// the cache's own bound, and for at most 256 that hold none.
 #[derive(Debug)]
 pub(super) struct Quotas {
     usage: HashMap<IpAddr, Usage>,
     max_entries: usize,
     max_bytes: usize,
+    /// What unverified sources hold, all together.
+    unverified: Usage,
+    /// Their pool: (entries, bytes).
+    max_unverified: (usize, usize),
 }
 
 impl Quotas {
-    /// Shares of at most `max_entries` entries and `max_bytes` bytes per source.
-    pub(super) fn new(max_entries: usize, max_bytes: usize) -> Quotas {
+    /// Shares of at most `max_entries` entries and `max_bytes` bytes per verified source, and
+    /// a pool of `max_unverified` (entries, bytes) for all unverified sources together.
+    pub(super) fn new(
+        max_entries: usize,
+        max_bytes: usize,
+        max_unverified: (usize, usize),
+    ) -> Quotas {
         Quotas {
             usage: HashMap::default(),
             max_entries,
             max_bytes,
+            unverified: Usage::default(),
+            max_unverified,
+        }
+    }
+
+    /// The owner `owner` is counted as: a verified source under its key.
+    pub(super) fn owner(owner: Owner) -> Owner {
+        match owner {
+            Owner::Verified(ip) => Owner::Verified(Quotas::source(ip)),
+            Owner::Unverified => Owner::Unverified,
         }
     }
 
@@ -58,7 +114,18 @@ impl Quotas {
     /// answer of a call already admitted is kept whole even when it takes its source past its
     /// bytes (the cache's own `max_bytes` bounds memory), because a TRUNCATED call's client
     /// fetches that answer over TCP.
-    pub(super) fn admit(&mut self, source: IpAddr) -> bool {
+    /// An unverified call is counted in the unverified pool, under the same rule.
+    pub(super) fn admit(&mut self, owner: Owner) -> bool {
+        let source = match owner {
+            Owner::Verified(source) => source,
+            Owner::Unverified => {
+                let (entries, bytes) = self.max_unverified;
+                let pool = &mut self.unverified;
+                let room = pool.entries < entries && pool.bytes < bytes;
+                pool.entries += usize::from(room);
+                return room;
+            }
+        };
         let usage = self.usage.entry(source).or_default();
         if usage.entries < self.max_entries && usage.bytes < self.max_bytes {
             usage.entries += 1;
@@ -71,15 +138,31 @@ impl Quotas {
         false
     }
 
-    /// A call of `source` finished, its answer kept: `size` bytes.
-    pub(super) fn add_bytes(&mut self, source: &IpAddr, size: usize) {
+    /// A call of `owner` finished, its answer kept: `size` bytes.
+    pub(super) fn add_bytes(&mut self, owner: &Owner, size: usize) {
+        let source = match owner {
+            Owner::Verified(source) => source,
+            Owner::Unverified => {
+                self.unverified.bytes += size;
+                return;
+            }
+        };
         if let Some(usage) = self.usage.get_mut(source) {
             usage.bytes += size;
         }
     }
 
-    /// An entry of `source` went, with the `size` bytes it held (0 for a call still running).
-    pub(super) fn remove(&mut self, source: &IpAddr, size: usize) {
+    /// An entry of `owner` went, with the `size` bytes it held (0 for a call still running).
+    pub(super) fn remove(&mut self, owner: &Owner, size: usize) {
+        let source = match owner {
+            Owner::Verified(source) => source,
+            Owner::Unverified => {
+                let pool = &mut self.unverified;
+                pool.entries = pool.entries.saturating_sub(1);
+                pool.bytes = pool.bytes.saturating_sub(size);
+                return;
+            }
+        };
         let Some(usage) = self.usage.get_mut(source) else {
             return;
         };
@@ -108,49 +191,73 @@ mod tests {
 
     #[test]
     fn a_source_at_its_share_is_refused_others_are_not() {
-        let mut quotas = Quotas::new(2, 100);
+        let mut quotas = Quotas::new(2, 100, (8, 800));
         let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-        assert!(quotas.admit(a));
-        assert!(quotas.admit(a));
-        assert!(!quotas.admit(a), "two entries: at its share");
-        assert!(quotas.admit(b));
-        quotas.remove(&a, 0);
-        quotas.remove(&b, 0);
+        assert!(quotas.admit(a.into()));
+        assert!(quotas.admit(a.into()));
+        assert!(!quotas.admit(a.into()), "two entries: at its share");
+        assert!(quotas.admit(b.into()));
+        quotas.remove(&a.into(), 0);
+        quotas.remove(&b.into(), 0);
         // Bytes: a source holding its share of bytes is refused, whatever its entries.
-        quotas.add_bytes(&a, 100);
-        assert!(!quotas.admit(a), "at its share of bytes");
-        quotas.remove(&a, 100);
-        assert!(quotas.admit(a), "its bytes went with its entry");
-        quotas.remove(&a, 0);
+        quotas.add_bytes(&a.into(), 100);
+        assert!(!quotas.admit(a.into()), "at its share of bytes");
+        quotas.remove(&a.into(), 100);
+        assert!(quotas.admit(a.into()), "its bytes went with its entry");
+        quotas.remove(&a.into(), 0);
         // A share of 0 admits nothing, and keeps no more than KEPT_IDLE records.
-        let mut none = Quotas::new(0, 100);
+        let mut none = Quotas::new(0, 100, (8, 800));
         for n in 0..1_000u32 {
-            assert!(!none.admit(IpAddr::V4(Ipv4Addr::from(n))));
+            assert!(!none.admit(Owner::from(IpAddr::V4(Ipv4Addr::from(n)))));
         }
         assert!(none.sources() <= KEPT_IDLE + 1);
     }
 
     #[test]
+    fn unverified_sources_share_one_pool_apart_from_every_verified_share() {
+        let mut quotas = Quotas::new(2, 100, (3, 300));
+        let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+        for _ in 0..3 {
+            assert!(quotas.admit(Owner::of(a, false)));
+        }
+        assert!(!quotas.admit(Owner::Unverified), "the pool is full");
+        // A verified source's share is untouched by calls claiming its address unverified.
+        assert!(quotas.admit(a.into()));
+        assert!(quotas.admit(a.into()));
+        assert!(!quotas.admit(a.into()));
+        // The pool empties as its entries go, bytes and all.
+        quotas.add_bytes(&Owner::Unverified, 300);
+        quotas.remove(&Owner::Unverified, 0);
+        assert!(!quotas.admit(Owner::Unverified), "at the pool's bytes");
+        quotas.remove(&Owner::Unverified, 300);
+        assert!(quotas.admit(Owner::Unverified));
+        assert_eq!(quotas.sources(), 1, "no record per unverified address");
+    }
+
+    #[test]
     fn records_of_idle_sources_are_bounded() {
-        let mut quotas = Quotas::new(4, 100);
+        let mut quotas = Quotas::new(4, 100, (8, 800));
         let ip = |n: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
         // Each source makes one call and ends it: at most KEPT_IDLE records stay.
         for n in 0..1_000 {
-            assert!(quotas.admit(ip(n)));
-            quotas.remove(&ip(n), 0);
+            assert!(quotas.admit(ip(n).into()));
+            quotas.remove(&ip(n).into(), 0);
         }
         assert!(quotas.sources() <= KEPT_IDLE + 1, "{}", quotas.sources());
         // A busy source's record is never dropped while it holds entries.
-        assert!(quotas.admit(ip(5_000)));
+        assert!(quotas.admit(ip(5_000).into()));
         for n in 1_000..2_000 {
-            assert!(quotas.admit(ip(n)));
-            quotas.remove(&ip(n), 0);
+            assert!(quotas.admit(ip(n).into()));
+            quotas.remove(&ip(n).into(), 0);
         }
-        assert!(quotas.admit(ip(5_000)));
-        assert!(quotas.admit(ip(5_000)));
-        assert!(quotas.admit(ip(5_000)));
-        assert!(!quotas.admit(ip(5_000)), "its four entries were kept");
+        assert!(quotas.admit(ip(5_000).into()));
+        assert!(quotas.admit(ip(5_000).into()));
+        assert!(quotas.admit(ip(5_000).into()));
+        assert!(
+            !quotas.admit(ip(5_000).into()),
+            "its four entries were kept"
+        );
     }
 
     #[test]

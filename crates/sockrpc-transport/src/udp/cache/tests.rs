@@ -1,6 +1,7 @@
 //! The reply cache's own tests: at-most-once bookkeeping, bounds, ageing, watermarks.
 
 use super::*;
+use std::net::IpAddr;
 
 const PATH: &[u8] = b"/p.S/M";
 /// The source of every call unless a test says otherwise.
