@@ -17,7 +17,8 @@ pub struct UdpServerConfig {
     /// Calls running at once; requests beyond are refused unrun, with `NOT_PROCESSED` (its
     /// client may carry them over TCP). Default 4096.
     pub max_in_flight: usize,
-    /// Calls one source (an IPv4 address, or an IPv6 /64) may have running at once, of those
+    /// Calls one verified source (an IPv4 address, or an IPv6 /64) may have running at once
+    /// (unverified sources draw on `max_unverified_in_flight` instead), of those
     /// `max_in_flight` counts (calls whose handler did not answer on its first poll); past it the
     /// source's new calls are refused unrun, with `NOT_PROCESSED` (its client may carry them
     /// over TCP), so that one host cannot hold every call slot. Default 512, an eighth of

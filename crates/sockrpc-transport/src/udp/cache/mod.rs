@@ -66,8 +66,8 @@ pub struct ReplyCacheConfig {
     /// retransmitting (its `retransmit_window`, 20 s by default), so a late duplicate still finds
     /// the answer instead of running the call again.
     pub ttl: Duration,
-    /// Most entries (calls running or finished) one source holds: an IPv4 address, or an IPv6
-    /// /64. Past it that source's new calls are refused unrun, as a full cache refuses them, so
+    /// Most entries (calls running or finished) one verified source holds: an IPv4 address, or
+    /// an IPv6 /64 (unverified sources draw on `max_unverified_entries` instead). Past it that source's new calls are refused unrun, as a full cache refuses them, so
     /// one host cannot fill the cache for everyone. Default 32,768 (an eighth of
     /// `max_entries`): a client that sends watermarks holds about its calls in flight (at most
     /// 4,096). A source here is a host's address, or its /64: clients behind one NAT address
