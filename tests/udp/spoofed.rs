@@ -161,3 +161,46 @@ async fn unverified_sources_cannot_take_every_call_slot_from_a_verified_client()
     }
     server.shutdown().await;
 }
+
+/// A verified client whose cookie goes stale while unverified sources hold their whole pool:
+/// its next call is unverified, refused (the pool is full), and the refusal, no larger than the
+/// request, comes as TRUNCATED with FITS and the fresh cookie; the client sends the call again at
+/// once with it, and the call runs over UDP. (The cookie's clock is the wall clock: this test
+/// waits two cookie lifetimes of 1 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_cookie_went_stale_gets_through_a_full_unverified_pool() {
+    const POOL: u64 = 4;
+    let mut config = UdpServerConfig::default();
+    config.cookie_lifetime = Duration::from_secs(1);
+    let mut cache = ReplyCacheConfig::default();
+    cache.max_unverified_entries = POOL as usize;
+    let server = HandBuilt::start(config, cache).await;
+    let client = verified_client(server.addr).await;
+    let flooders = sources(2, server.addr).await;
+    for (n, socket) in flooders.iter().enumerate() {
+        for call in 0..POOL {
+            let instance = 0x7000 + n as u64 * 100 + call;
+            socket
+                .send(&raw_echo_request(instance, 1, 0))
+                .await
+                .expect("send");
+        }
+    }
+    eventually("the pool full", || {
+        server.counters().unverified_refused >= POOL
+    })
+    .await;
+    // Two lifetimes: the client's cookie is no longer valid.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let before = server.counters();
+    // 16 calls at once: those sent before the fresh cookie came carry the stale one.
+    calls_succeed_over_udp(&client, 1).await;
+    let after = server.counters();
+    assert_eq!(client.stats().cookie_refreshes, 1, "{:?}", client.stats());
+    let refused = after.unverified_refused - before.unverified_refused;
+    assert!(
+        (1..=16).contains(&refused),
+        "each stale call was refused once, then ran verified: {after:?}"
+    );
+    server.shutdown().await;
+}
