@@ -33,6 +33,7 @@ mod outstanding;
 mod rtt;
 mod server;
 mod server_config;
+mod server_stats;
 mod slots;
 mod socket;
 mod watermark;
