@@ -200,7 +200,11 @@ impl Drop for Watching {
 }
 
 /// Starts `member`'s health watch through `probe` unless one runs.
-fn watch_health(shared: &Arc<Shared>, member: &Arc<Member>, probe: &Arc<dyn HealthProbe>) {
+pub(super) fn watch_health(
+    shared: &Arc<Shared>,
+    member: &Arc<Member>,
+    probe: &Arc<dyn HealthProbe>,
+) {
     if !member.begin_health_watch() {
         return;
     }
@@ -220,6 +224,12 @@ fn watch_health(shared: &Arc<Shared>, member: &Arc<Member>, probe: &Arc<dyn Heal
     });
     // Stopped when the member goes (removed, or the channel dropped).
     member.set_health_watch(task.abort_handle());
+    // Or now, if the channel closed since its connect task last looked: `shut_down` raises
+    // the level before it stops each member's watch, so either it found this one or the level
+    // shows here (the member's watch lock orders the two).
+    if shared.shut.is_closed() {
+        member.stop_health_watch();
+    }
 }
 
 /// Starts (re)connecting `member` in the background unless a task already does.

@@ -54,3 +54,5 @@ pub use totals::DEPARTED_KEPT;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watch_tests;
