@@ -24,7 +24,7 @@
 mod maintain;
 mod shutdown;
 
-pub use shutdown::{closed_status, closing_now_status, StartedConn};
+pub use shutdown::{closed_status, closing_now_status, StartedCall, StartedConn};
 
 use crate::endpoint::Endpoint;
 use crate::ClientConnection;

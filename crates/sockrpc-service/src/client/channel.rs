@@ -13,7 +13,7 @@ use bytes::Bytes;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
-use sockrpc_transport::pool::{closed_status, ConnectionStats, Pool};
+use sockrpc_transport::pool::{closed_status, ConnectionStats, Pool, StartedCall};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
 use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
 use std::{
@@ -277,10 +277,15 @@ impl Service<Call> for Channel {
                         },
                     };
                     if let Some(route) = route {
+                        // Counted for the whole call (its answer may be fetched over TCP
+                        // later): `closed()` after a graceful close waits for it.
+                        let Some(started) = self.pool.begin_started() else {
+                            return failed(closed_status());
+                        };
                         // Datagrams carry no encoding fields: UDP calls always go plain.
                         return ChannelFuture {
                             kind: Kind::Boxed {
-                                inner: Box::pin(unary_udp(route, pool, path, request)),
+                                inner: Box::pin(unary_udp(route, pool, path, request, started)),
                             },
                         };
                     }
@@ -416,7 +421,10 @@ async fn unary_udp(
     pool: Pool,
     path: MethodPath,
     mut request: Request<Bytes>,
+    started: StartedCall,
 ) -> Result<Response<Body>, Status> {
+    // Held until the call is over, a fetch of its answer included.
+    let _started = started;
     let deadline = request.timeout().map(|t| Instant::now() + t);
     // The cold paths (the socket's first use, the way out to the stream) are boxed, so this
     // future, boxed once per call, stays small enough for the allocator's fast path.

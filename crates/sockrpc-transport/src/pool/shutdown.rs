@@ -19,7 +19,7 @@ use super::{lock, Pool, Slot};
 use crate::attempt::connect_one;
 use crate::ClientConnection;
 use sockrpc_protocol::Status;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -55,12 +55,37 @@ pub(super) struct Shut {
     /// The connections closing or to close with the pool: the slots' at the close, one that
     /// came up just as it closed, and replaced ones still carrying calls (a draining server's).
     closing: Mutex<Vec<ClientConnection>>,
+    /// Calls begun while the pool was open that may still fetch an answer over a connection of
+    /// their own ([`Pool::begin_started`]): after a graceful close, [`Pool::closed`] waits for
+    /// them, since such a fetch may start after it looked at `closing`.
+    started: AtomicUsize,
+    /// [`Pool::get_started`] calls under way, until their connection is in `closing` (or
+    /// they gave up): [`Pool::closed`] waits for them, after either close.
+    fetching: AtomicUsize,
 }
 
 impl Shut {
     /// Whether the pool was closed (either way).
     pub(super) fn is_closed(&self) -> bool {
-        self.level.load(Ordering::Acquire) != OPEN
+        // Sequentially consistent, as the counters below: a call counted before it looks at
+        // the level, and `closed` looking at the level before the counters, cannot miss each
+        // other.
+        self.level.load(Ordering::SeqCst) != OPEN
+    }
+
+    /// Nothing left that may still bring a connection into `closing`: no fetch under way, and
+    /// (after a graceful close) no call begun that may start one.
+    fn settled(&self) -> bool {
+        self.fetching.load(Ordering::SeqCst) == 0
+            && (self.level.load(Ordering::SeqCst) >= NOW
+                || self.started.load(Ordering::SeqCst) == 0)
+    }
+
+    /// One of `counter`'s count ended: [`Pool::closed`] looks again.
+    fn uncount(&self, counter: &AtomicUsize) {
+        if counter.fetch_sub(1, Ordering::SeqCst) == 1 && self.is_closed() {
+            self.changed.notify_waiters();
+        }
     }
 
     /// What the maintainer waits on to stop.
@@ -111,7 +136,45 @@ impl Drop for StartedConn {
     }
 }
 
+/// A call begun while the pool was open that may later fetch its answer with
+/// [`Pool::get_started`] (a UDP call whose answer may come back truncated): held for the whole
+/// call, so that [`Pool::closed`] after a graceful close waits for it, fetch included. Costs a
+/// counter and a reference to the pool, nothing allocated.
+pub struct StartedCall(Pool);
+
+impl std::fmt::Debug for StartedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartedCall").finish_non_exhaustive()
+    }
+}
+
+impl Drop for StartedCall {
+    fn drop(&mut self) {
+        let shut = &self.0.inner.shut;
+        shut.uncount(&shut.started);
+    }
+}
+
+/// A [`Pool::get_started`] under way, until its connection is in the closing list.
+struct Fetching<'a>(&'a Shut);
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        self.0.uncount(&self.0.fetching);
+    }
+}
+
 impl Pool {
+    /// Counts a call that may later fetch its answer with [`get_started`](Self::get_started);
+    /// `None` (nothing counted) once the pool is closed: the call must not start. Keep the
+    /// guard until the call is over.
+    pub fn begin_started(&self) -> Option<StartedCall> {
+        // Counted before the look at the level (see `Shut::is_closed`).
+        self.inner.shut.started.fetch_add(1, Ordering::SeqCst);
+        let call = StartedCall(self.clone());
+        (!self.is_closed()).then_some(call)
+    }
+
     /// A connection for a call started before the pool closed (the TCP fetch of a truncated UDP
     /// answer: the server ran the call and keeps its answer). While the pool is open, as
     /// [`get`](Self::get). After [`close`](Self::close), a connection of its own outside the
@@ -123,7 +186,10 @@ impl Pool {
         deadline: Option<Instant>,
     ) -> Result<(ClientConnection, Option<StartedConn>), Status> {
         let shut = &self.inner.shut;
-        match shut.level.load(Ordering::Acquire) {
+        // Counted before the look at the level, until the connection is in `closing`.
+        shut.fetching.fetch_add(1, Ordering::SeqCst);
+        let _fetching = Fetching(shut);
+        match shut.level.load(Ordering::SeqCst) {
             OPEN => return self.get(deadline, false).await.map(|conn| (conn, None)),
             GRACEFUL => {}
             _ => return Err(closing_now_status()),
@@ -168,18 +234,22 @@ impl Pool {
 
     /// Waits until the pool is closed and every connection it had has ended (grpc-java's
     /// `awaitTermination`, with the caller's own timeout around it). Waits for a close first.
+    /// After a graceful close it also waits for the calls counted with
+    /// [`begin_started`](Self::begin_started) (and the connections they fetch over); after
+    /// [`close_now`](Self::close_now), only for the fetches already under way.
     pub async fn closed(&self) {
         let shut = &self.inner.shut;
         loop {
             let changed = shut.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if shut.is_closed() && !self.inner.maintained.load(Ordering::Acquire) {
+            if shut.is_closed() && !self.inner.maintained.load(Ordering::Acquire) && shut.settled()
+            {
                 break;
             }
             changed.await;
         }
-        // The maintainer has ended: the list is complete.
+        // The maintainer has ended, and no fetch may still come: the list is complete.
         let conns = lock(&shut.closing).clone();
         for conn in conns {
             conn.terminated().await;
@@ -188,7 +258,7 @@ impl Pool {
 
     fn shut_down(&self, level: u8) {
         let inner = &self.inner;
-        let before = inner.shut.level.fetch_max(level, Ordering::AcqRel);
+        let before = inner.shut.level.fetch_max(level, Ordering::SeqCst);
         if before >= level {
             return;
         }

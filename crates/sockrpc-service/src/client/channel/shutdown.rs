@@ -39,7 +39,9 @@ impl Channel {
 
     /// Waits until the channel is closed and every connection it had has ended (grpc-java's
     /// `awaitTermination`; wrap it in `tokio::time::timeout` for a bound, then
-    /// [`close_now`](Self::close_now) if it ran out). Waits for a close first. The channel's
+    /// [`close_now`](Self::close_now) if it ran out). Waits for a close first. After a
+    /// graceful close it also waits for the UDP calls begun before it, and for the TCP fetch
+    /// of an answer that came back truncated. The channel's
     /// tasks (its reconnecting task, each connection's driver) end on the runtime the channel
     /// was used from: if that runtime is alive but no longer driven, this waits until it runs
     /// again or is dropped.
