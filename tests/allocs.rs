@@ -269,7 +269,8 @@ fn stack_round_trip(subscriber: tracing::Dispatch, what: &str) -> f64 {
         let channel = rt.block_on(Channel::connect(addr)).expect("connect");
         let stack = tower::ServiceBuilder::new()
             .layer(TraceLayer::for_channel(&channel))
-            .layer(RetryLayer::new())
+            // With the channel's close signal: it must cost nothing per call.
+            .layer(RetryLayer::new().close_signal(channel.close_signal()))
             .layer(MetricsLayer::client())
             .service(channel);
         let mut client = EchoClient::new(stack);

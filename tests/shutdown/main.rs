@@ -23,6 +23,7 @@ use tokio::time::Instant;
 mod balanced;
 mod pooled;
 mod races;
+mod retry;
 mod room;
 mod single;
 mod udp;
@@ -33,6 +34,9 @@ const STEP: Duration = Duration::from_secs(10);
 /// How long a closed channel is watched for a reconnect (its backoff is 10 ms).
 const QUIET: Duration = Duration::from_millis(1_500);
 
+/// The number of a unary call the server fails `UNAVAILABLE` at once.
+const FAIL: u64 = 666;
+
 /// What the server's handlers saw.
 #[derive(Clone, Default)]
 struct Gate {
@@ -42,6 +46,8 @@ struct Gate {
     cancelled: Arc<AtomicUsize>,
     /// Bidi streams whose response stream was dropped (ended or cancelled).
     streams_gone: Arc<AtomicUsize>,
+    /// Unary calls failed `UNAVAILABLE` at once (numbered [`FAIL`]).
+    failed: Arc<AtomicUsize>,
     /// Released: blocked unary handlers answer.
     release: Arc<watch::Sender<bool>>,
 }
@@ -60,8 +66,12 @@ impl Drop for Armed {
 type ChunkStream = sockrpc::BoxStream<Chunk>;
 
 impl Streamer for Gate {
-    /// Blocks until the gate is released.
+    /// Blocks until the gate is released; a chunk numbered [`FAIL`] fails at once instead.
     async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
+        if request.get_ref().seq == FAIL {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(Status::unavailable("asked to fail"));
+        }
         self.entered.fetch_add(1, Ordering::SeqCst);
         let mut guard = Armed(Arc::clone(&self.cancelled), true);
         let mut released = self.release.subscribe();

@@ -20,10 +20,13 @@
 //!
 //! `maintain.rs`: the maintainer task (reconnects, backoff, idle upkeep). `shutdown.rs`:
 //! closing the pool for good (gracefully or at once) and waiting for its end.
+//! `close_signal.rs`: that close as the layers above the channel see it.
 
+mod close_signal;
 mod maintain;
 mod shutdown;
 
+pub use close_signal::{CloseSignal, Closing};
 pub use shutdown::{closed_status, closing_now_status, StartedCall, StartedConn};
 
 use crate::endpoint::Endpoint;

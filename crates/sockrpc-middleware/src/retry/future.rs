@@ -3,7 +3,9 @@
 use super::{layer::Config, Jitter, RetryPolicy, RetryThrottle};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{MetadataMap, Response, Status};
-use sockrpc_service::{status_from_error, Body, BoxError, Call, Pushback, PREVIOUS_ATTEMPTS_KEY};
+use sockrpc_service::{
+    status_from_error, Body, BoxError, Call, CloseSignal, Closing, Pushback, PREVIOUS_ATTEMPTS_KEY,
+};
 use std::{
     future::Future,
     pin::Pin,
@@ -30,7 +32,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Attempt { #[pin] attempt: F },
-        Backoff { #[pin] sleep: Sleep },
+        // `closing`: the channel's close ends the wait (`RetryLayer::close_signal`).
+        Backoff { #[pin] sleep: Sleep, #[pin] closing: Option<Closing> },
         Ready,
         Done,
     }
@@ -52,6 +55,8 @@ pub(crate) struct Retrying<S> {
     /// The failure that led to the attempt in flight: the call's answer if that attempt is
     /// refused before it is sent (its attempt count pushed the metadata over the limit).
     previous: Option<Status>,
+    /// The channel's close, when the layer was given it: a wait ends there.
+    closing: Option<CloseSignal>,
 }
 
 /// What to do after an attempt.
@@ -85,6 +90,7 @@ impl<S> Retrying<S> {
             deadline,
             jitter: None,
             previous: None,
+            closing: config.closing.clone(),
         }
     }
 
@@ -220,11 +226,22 @@ where
                         Next::RetryAfter(delay) if delay.is_zero() => this.state.set(State::Ready),
                         Next::RetryAfter(delay) => this.state.set(State::Backoff {
                             sleep: tokio::time::sleep(delay),
+                            closing: retrying.closing.as_ref().map(CloseSignal::closing),
                         }),
                     }
                     continue;
                 }
-                StateProj::Backoff { sleep } => {
+                StateProj::Backoff { sleep, closing } => {
+                    if let Some(Poll::Ready(status)) = closing.as_pin_mut().map(|c| c.poll(cx)) {
+                        // The channel closed: the next attempt would be a call after the close
+                        // (`UNAVAILABLE`), or the close was at once (`CANCELLED`).
+                        this.state.set(State::Done);
+                        let status = match this.retrying.as_ref() {
+                            Some(retrying) => retrying.annotated(status),
+                            None => status,
+                        };
+                        return Poll::Ready(Err(status));
+                    }
                     ready!(sleep.poll(cx));
                     this.state.set(State::Ready);
                     continue;

@@ -1,7 +1,7 @@
 //! `RetryLayer`: which policy each method gets, and the throttle its calls share.
 
 use super::{Retry, RetryPolicy, RetryThrottle};
-use sockrpc_service::Call;
+use sockrpc_service::{Call, CloseSignal};
 use std::{collections::HashMap, sync::Arc};
 use tower_layer::Layer;
 
@@ -26,6 +26,8 @@ pub(crate) struct Config {
     fallback: Option<Arc<RetryPolicy>>,
     pub(crate) throttle: Option<RetryThrottle>,
     pub(crate) cap: u32,
+    /// The channel's close: ends a wait between two attempts ([`RetryLayer::close_signal`]).
+    pub(crate) closing: Option<CloseSignal>,
 }
 
 impl Config {
@@ -68,6 +70,7 @@ impl RetryLayer {
                 fallback: Some(Arc::new(RetryPolicy::not_processed_only())),
                 throttle: Some(RetryThrottle::default()),
                 cap: 5,
+                closing: None,
             }),
         }
     }
@@ -116,6 +119,16 @@ impl RetryLayer {
     /// a misconfigured policy cannot multiply load without bound).
     pub fn max_attempts_cap(mut self, cap: u32) -> RetryLayer {
         self.config().cap = cap.max(1);
+        self
+    }
+
+    /// Ends a call's wait between two attempts when the channel below closes, rather than at
+    /// its next attempt a backoff later: `CANCELLED` after `close_now`, `UNAVAILABLE`
+    /// ("channel closed") after `close`. Pass the channel's own signal
+    /// (`Channel::close_signal`, `Balanced::close_signal`: a balanced channel's, which a
+    /// member leaving the set does not raise). Nothing is allocated per call for it.
+    pub fn close_signal(mut self, signal: CloseSignal) -> RetryLayer {
+        self.config().closing = Some(signal);
         self
     }
 

@@ -40,6 +40,11 @@
 //!   what remains as their timeout instead of the entry. (A call with neither gets the
 //!   endpoint's default from the channel, per attempt: set one on the request to bound the
 //!   whole call.)
+//! - **At the channel's close.** Built with the channel's [`CloseSignal`]
+//!   ([`RetryLayer::close_signal`]), a wait between two attempts ends when the channel closes:
+//!   `CANCELLED` after `close_now`, `UNAVAILABLE` ("channel closed") after `close`. Without it,
+//!   the wait runs out and the next attempt finds the channel closed. A balanced channel's
+//!   signal is its own: a member leaving the set does not raise it.
 //! - **Throttling.** A [`RetryThrottle`] per layer (so per server, when one layer wraps one
 //!   channel) stops retries while the server fails more than it succeeds.
 //!
@@ -49,7 +54,7 @@
 //!
 //! Cost on the path that succeeds first time: the request is kept for a possible retry — its
 //! message is shared, not copied, but its metadata map is cloned — and the inner service is
-//! cloned once. Nothing else is allocated.
+//! cloned once. Nothing else is allocated (the close signal is cloned, not allocated).
 
 mod future;
 mod layer;
@@ -64,6 +69,8 @@ pub use throttle::RetryThrottle;
 pub(crate) use policy::{CodeSet, Jitter};
 
 use sockrpc_protocol::{Response, Status};
+#[cfg(doc)]
+use sockrpc_service::CloseSignal;
 use sockrpc_service::{status_from_error, Body, BoxError, Call};
 use std::{
     sync::Arc,

@@ -11,7 +11,7 @@
 //! that `close_now` cancels those calls and `closed` waits for them.
 
 use super::channel::{lock, Balanced, Shared};
-use crate::Channel;
+use crate::{Channel, CloseSignal};
 use sockrpc_transport::pool::closing_now_status;
 use sockrpc_transport::ClientConnection;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,6 +40,9 @@ pub(super) struct Shut {
     /// calls: the channel's close reaches them too (`close_now` cancels those calls, `closed`
     /// waits for them), as grpc-java's `shutdownNow` reaches subchannels still shutting down.
     retired: Mutex<Vec<ClientConnection>>,
+    /// The close as the layers above see it ([`Balanced::close_signal`]): the balanced
+    /// channel's own, which no member's close (discovery removing it) raises.
+    signal: CloseSignal,
 }
 
 /// One member connect task counted in [`Shut::task`]; uncounted as it ends, however it ends.
@@ -62,6 +65,7 @@ impl Default for Shut {
             changed: Notify::new(),
             tasks: AtomicUsize::new(0),
             retired: Mutex::default(),
+            signal: CloseSignal::new(),
         }
     }
 }
@@ -140,6 +144,7 @@ impl Shared {
         if !raised {
             return;
         }
+        self.shut.signal.raise(level >= NOW);
         // Nothing follows discovery or reconnects from now on (`ensure_driver` and `connect`
         // look at the level first).
         if let Some(driver) = lock(&self.driver).take() {
@@ -185,6 +190,13 @@ impl Balanced {
     /// calls in flight, streams included, fail `CANCELLED` as every connection closes now.
     pub fn close_now(&self) {
         self.shared.shut_down(NOW);
+    }
+
+    /// The channel's close as a layer above it sees it (as [`Channel::close_signal`]): raised
+    /// by this channel's own close only, not when discovery removes a member (whose pool
+    /// closes), so a retry built with it goes on over the other members.
+    pub fn close_signal(&self) -> CloseSignal {
+        self.shared.shut.signal.clone()
     }
 
     /// Whether [`close`](Self::close) or [`close_now`](Self::close_now) was called on any clone.

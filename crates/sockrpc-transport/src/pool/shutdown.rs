@@ -15,7 +15,7 @@
 //!  maintainer: stops at its next look; an attempt under way is dropped
 //! ```
 
-use super::{lock, Pool, Slot};
+use super::{lock, CloseSignal, Pool, Slot};
 use crate::attempt::connect_one;
 use crate::ClientConnection;
 use sockrpc_protocol::Status;
@@ -62,6 +62,8 @@ pub(super) struct Shut {
     /// [`Pool::get_started`] calls under way, until their connection is in `closing` (or
     /// they gave up): [`Pool::closed`] waits for them, after either close.
     fetching: AtomicUsize,
+    /// The close as the layers above see it ([`Pool::close_signal`]).
+    signal: CloseSignal,
 }
 
 impl Shut {
@@ -227,6 +229,12 @@ impl Pool {
         self.shut_down(NOW);
     }
 
+    /// The pool's close as a layer above sees it (a retry waiting between two attempts ends
+    /// at the close rather than at its next attempt).
+    pub fn close_signal(&self) -> CloseSignal {
+        self.inner.shut.signal.clone()
+    }
+
     /// Whether [`close`](Self::close) or [`close_now`](Self::close_now) was called.
     pub fn is_closed(&self) -> bool {
         self.inner.shut.is_closed()
@@ -279,6 +287,7 @@ impl Pool {
         for conn in &conns {
             inner.shut.close_one(conn, level);
         }
+        inner.shut.signal.raise(level >= NOW);
         inner.shut.stop.notify_one();
         inner.wake.notify_one();
         // Calls waiting for a connection look again, and fail.

@@ -31,6 +31,13 @@ impl Channel {
         }
     }
 
+    /// The channel's close as a layer above it sees it: build a retry layer with it
+    /// (`RetryLayer::close_signal`) so that a call waiting between two attempts ends at the
+    /// close (`CANCELLED` after `close_now`, `UNAVAILABLE` after `close`).
+    pub fn close_signal(&self) -> crate::CloseSignal {
+        self.pool.close_signal()
+    }
+
     /// Whether [`close`](Self::close) or [`close_now`](Self::close_now) was called on any
     /// clone (grpc-java's `isShutdown`).
     pub fn is_closed(&self) -> bool {
