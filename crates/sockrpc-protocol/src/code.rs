@@ -102,6 +102,50 @@ impl Code {
     }
 }
 
+impl Code {
+    /// The code for a number, as tonic's `Code::from_i32`: outside gRPC's range (negative
+    /// numbers included) is [`Code::Unknown`].
+    pub fn from_i32(n: i32) -> Code {
+        Code::from(n)
+    }
+
+    /// A sentence saying what the code means, tonic's `Code::description` word for word (e.g.
+    /// "The operation completed successfully"). [`Display`](fmt::Display) prints gRPC's name
+    /// instead ([`as_str`](Code::as_str)).
+    pub fn description(&self) -> &'static str {
+        match self {
+            Code::Ok => "The operation completed successfully",
+            Code::Cancelled => "The operation was cancelled",
+            Code::Unknown => "Unknown error",
+            Code::InvalidArgument => "Client specified an invalid argument",
+            Code::DeadlineExceeded => "Deadline expired before operation could complete",
+            Code::NotFound => "Some requested entity was not found",
+            Code::AlreadyExists => "Some entity that we attempted to create already exists",
+            Code::PermissionDenied => {
+                "The caller does not have permission to execute the specified operation"
+            }
+            Code::ResourceExhausted => "Some resource has been exhausted",
+            Code::FailedPrecondition => {
+                "The system is not in a state required for the operation's execution"
+            }
+            Code::Aborted => "The operation was aborted",
+            Code::OutOfRange => "Operation was attempted past the valid range",
+            Code::Unimplemented => "Operation is not implemented or not supported",
+            Code::Internal => "Internal error",
+            Code::Unavailable => "The service is currently unavailable",
+            Code::DataLoss => "Unrecoverable data loss or corruption",
+            Code::Unauthenticated => "The request does not have valid authentication credentials",
+        }
+    }
+}
+
+/// The code's number as a protobuf `int32` field holds it (tonic's `i32::from(code)`).
+impl From<Code> for i32 {
+    fn from(code: Code) -> i32 {
+        code as i32
+    }
+}
+
 impl From<u32> for Code {
     fn from(n: u32) -> Code {
         Code::from_u32(n)

@@ -9,6 +9,7 @@
 //! them and the wire parser drops them, so no handler or peer can speak for the protocol
 //! (protocol signals travel in frame fields, never in metadata).
 
+use crate::metadata_value::{AsciiMetadataValue, BinaryMetadataValue, TextValue};
 use bytes::Bytes;
 use std::fmt;
 
@@ -81,31 +82,64 @@ impl MetadataMap {
     }
 
     /// Sets a text value, replacing every earlier value of the key.
-    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), MetadataError> {
-        let key = normalize_key(key)?;
-        if is_bin_key(&key) {
-            return Err(MetadataError::WrongKind(key));
-        }
-        check_text_value(&key, value.as_bytes())?;
+    ///
+    /// The value is a `&str` (or `&String`) or tonic's [`AsciiMetadataValue`]
+    /// (`MetadataValue::from_static("v")`, `"v".parse::<AsciiMetadataValue>()?`). Unlike tonic's,
+    /// this returns whether the entry was taken rather than the value it replaced, so a bare
+    /// `"v".parse()` needs its type named.
+    pub fn insert(&mut self, key: &str, value: impl TextValue) -> Result<(), MetadataError> {
+        let (key, value) = text_entry(key, value)?;
         self.remove(&key);
-        self.entries_mut()
-            .push((key, Bytes::copy_from_slice(value.as_bytes())));
+        self.entries_mut().push((key, value));
         Ok(())
     }
 
-    /// Adds a text value, keeping earlier values of the key.
-    pub fn append(&mut self, key: &str, value: &str) -> Result<(), MetadataError> {
-        let key = normalize_key(key)?;
-        if is_bin_key(&key) {
-            return Err(MetadataError::WrongKind(key));
+    /// Adds a text value, keeping earlier values of the key (the value as for
+    /// [`insert`](Self::insert)).
+    pub fn append(&mut self, key: &str, value: impl TextValue) -> Result<(), MetadataError> {
+        let (key, value) = text_entry(key, value)?;
+        self.entries_mut().push((key, value));
+        Ok(())
+    }
+
+    /// Every distinct key, in the order of its first entry (a repeated key once, as tonic's
+    /// `keys`).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        let entries = self.entries();
+        entries
+            .iter()
+            .enumerate()
+            .filter_map(move |(at, (key, _))| {
+                let first = !entries[..at].iter().any(|(earlier, _)| earlier == key);
+                first.then_some(key.as_str())
+            })
+    }
+
+    /// The first text value of `key` as tonic's [`AsciiMetadataValue`] (sharing its bytes).
+    pub fn get_value(&self, key: &str) -> Option<AsciiMetadataValue> {
+        if is_bin_key(key) {
+            return None;
         }
-        check_text_value(&key, value.as_bytes())?;
-        self.entries_mut()
-            .push((key, Bytes::copy_from_slice(value.as_bytes())));
-        Ok(())
+        self.entries()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| AsciiMetadataValue::wrap(v.clone()))
     }
 
-    /// Sets a binary value under a key that ends in `-bin`, replacing earlier values.
+    /// The first binary value of `key` as tonic's [`BinaryMetadataValue`].
+    pub fn get_bin_value(&self, key: &str) -> Option<BinaryMetadataValue> {
+        if !is_bin_key(key) {
+            return None;
+        }
+        self.entries()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| BinaryMetadataValue::wrap(v.clone()))
+    }
+
+    /// Sets a binary value under a key that ends in `-bin`, replacing earlier values. The
+    /// value is bytes in any form `Bytes` is made from, or tonic's [`BinaryMetadataValue`]
+    /// (`MetadataValue::from_bytes(b"..")`).
     pub fn insert_bin(&mut self, key: &str, value: impl Into<Bytes>) -> Result<(), MetadataError> {
         let key = normalize_key(key)?;
         if !is_bin_key(&key) {
@@ -273,6 +307,17 @@ fn normalize_key(key: &str) -> Result<String, MetadataError> {
         return Err(MetadataError::Reserved(key));
     }
     Ok(key)
+}
+
+/// Checks a text entry: its key (normalized, not `-bin`) and its value.
+fn text_entry(key: &str, value: impl TextValue) -> Result<(String, Bytes), MetadataError> {
+    let key = normalize_key(key)?;
+    if is_bin_key(&key) {
+        return Err(MetadataError::WrongKind(key));
+    }
+    let value = value.into_text_bytes();
+    check_text_value(&key, &value)?;
+    Ok((key, value))
 }
 
 fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {

@@ -102,6 +102,21 @@ impl<T> Request<T> {
         self.conn.as_ref().and_then(|conn| conn.peer)
     }
 
+    /// Our own address on the call's connection, on the server, where the transport has one
+    /// (tonic's `local_addr`; also in [`conn_info`](Request::conn_info)).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.conn.as_ref().and_then(|conn| conn.local)
+    }
+
+    /// On a server over TLS: the client's verified certificate chain, leaf first (tonic's
+    /// `peer_certs`, borrowed here rather than an `Arc<Vec<_>>`); `None` without TLS or when
+    /// the client sent no certificate.
+    pub fn peer_certs(&self) -> Option<&[rustls_pki_types::CertificateDer<'static>]> {
+        let tls = self.conn.as_ref()?.tls.as_ref()?;
+        let certs = tls.certificates();
+        (!certs.is_empty()).then_some(certs)
+    }
+
     /// Sets the peer's address, keeping the rest of the connection info (a request without any
     /// gets [`TransportKind::Other`]).
     pub fn set_remote_addr(&mut self, addr: Option<SocketAddr>) {

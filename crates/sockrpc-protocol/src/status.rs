@@ -93,7 +93,36 @@ impl Status {
         status
     }
 
+    /// A status with `code`, `message`, `details` and trailing `metadata` (tonic's
+    /// `with_details_and_metadata`).
+    pub fn with_details_and_metadata(
+        code: Code,
+        message: impl Into<String>,
+        details: impl Into<Bytes>,
+        metadata: MetadataMap,
+    ) -> Status {
+        let mut status = Status::with_details(code, message, details);
+        status.0.metadata = metadata;
+        status
+    }
+
+    /// The status an error stands for, as tonic's `Status::from_error`: a boxed `Status` is
+    /// itself, an `io::Error` is [`from_io_error`](Status::from_io_error)'s, anything else is
+    /// `UNKNOWN` with the error's text, kept as its [`source`](Error::source).
+    pub fn from_error(err: Box<dyn Error + Send + Sync + 'static>) -> Status {
+        let err = match err.downcast::<Status>() {
+            Ok(status) => return *status,
+            Err(err) => err,
+        };
+        let err = match err.downcast::<io::Error>() {
+            Ok(io) => return Status::from_io_error(&io).with_source(*io),
+            Err(err) => err,
+        };
+        Status::unknown(err.to_string()).with_source(err)
+    }
+
     constructors! {
+        ok => Ok,
         cancelled => Cancelled,
         unknown => Unknown,
         invalid_argument => InvalidArgument,

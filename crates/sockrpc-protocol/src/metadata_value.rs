@@ -1,0 +1,319 @@
+//! tonic's typed metadata values, so that code ported from tonic keeps its `MetadataValue`s.
+//!
+//! [`MetadataMap`](crate::MetadataMap) stores keys and raw bytes and hands out `&str` and
+//! `&[u8]`; tonic's map takes and returns `MetadataValue<Ascii>` and `MetadataValue<Binary>`.
+//! These types are the values tonic code builds (`MetadataValue::from_static("v")`,
+//! `"v".parse()`, `MetadataValue::from_bytes(b"..")`), checked by the same rules as the map (a
+//! text value is printable ASCII), and the map's `insert`/`append`/`insert_bin`/`append_bin`
+//! take them beside `&str` and bytes. A binary value holds its bytes as they are: sockrpc's wire
+//! carries bytes, so there is no base64 form, and [`to_bytes`](MetadataValue::to_bytes) cannot
+//! fail (it returns a `Result` because tonic's does).
+
+use bytes::Bytes;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+/// The encoding of a [`MetadataValue`]: [`Ascii`] or [`Binary`]. Sealed.
+pub trait ValueEncoding: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Ascii {}
+    impl Sealed for super::Binary {}
+}
+
+/// Marks a text value: printable ASCII (`0x20..=0x7e`), under a key not ending in `-bin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ascii {}
+
+/// Marks a binary value: any bytes, under a key ending in `-bin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Binary {}
+
+impl ValueEncoding for Ascii {}
+impl ValueEncoding for Binary {}
+
+/// A metadata value, text ([`AsciiMetadataValue`]) or binary ([`BinaryMetadataValue`]), as
+/// tonic names it. Cloning shares the bytes.
+pub struct MetadataValue<VE: ValueEncoding> {
+    bytes: Bytes,
+    encoding: PhantomData<fn() -> VE>,
+}
+
+/// A text metadata value.
+pub type AsciiMetadataValue = MetadataValue<Ascii>;
+
+/// A binary metadata value.
+pub type BinaryMetadataValue = MetadataValue<Binary>;
+
+/// A text value with a byte outside printable ASCII (`0x20..=0x7e`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid metadata value: text values are printable ASCII; use a -bin key for bytes")]
+pub struct InvalidMetadataValue {
+    _private: (),
+}
+
+/// What [`MetadataValue::to_str`] would fail with; never returned, since a text value is
+/// checked when it is made (tonic's `to_str` returns a `Result`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metadata value is not printable ASCII")]
+pub struct ToStrError {
+    _private: (),
+}
+
+/// What [`MetadataValue::to_bytes`] would fail with; never returned, since binary values are
+/// held as bytes, not base64 (tonic's `to_bytes` returns a `Result`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid binary metadata value")]
+pub struct InvalidMetadataValueBytes {
+    _private: (),
+}
+
+fn is_text(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+}
+
+impl<VE: ValueEncoding> MetadataValue<VE> {
+    /// Wraps bytes already checked for `VE` (the map's stored values).
+    pub(crate) fn wrap(bytes: Bytes) -> MetadataValue<VE> {
+        MetadataValue {
+            bytes,
+            encoding: PhantomData,
+        }
+    }
+
+    /// The value's bytes (for a binary value, the bytes themselves: there is no base64 form).
+    pub fn as_encoded_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The value's length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the value is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl MetadataValue<Ascii> {
+    /// A text value from a constant string.
+    ///
+    /// # Panics
+    /// If `value` has a byte outside printable ASCII, as tonic's does.
+    pub fn from_static(value: &'static str) -> AsciiMetadataValue {
+        assert!(
+            is_text(value.as_bytes()),
+            "invalid metadata value {value:?}: text values are printable ASCII"
+        );
+        MetadataValue::wrap(Bytes::from_static(value.as_bytes()))
+    }
+
+    /// A text value from bytes, checked.
+    pub fn try_from_bytes(value: &[u8]) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        if is_text(value) {
+            Ok(MetadataValue::wrap(Bytes::copy_from_slice(value)))
+        } else {
+            Err(InvalidMetadataValue { _private: () })
+        }
+    }
+
+    /// The value as a string; never fails (checked when made).
+    pub fn to_str(&self) -> Result<&str, ToStrError> {
+        std::str::from_utf8(&self.bytes).map_err(|_| ToStrError { _private: () })
+    }
+
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl MetadataValue<Binary> {
+    /// A binary value holding a copy of `value`.
+    pub fn from_bytes(value: &[u8]) -> BinaryMetadataValue {
+        MetadataValue::wrap(Bytes::copy_from_slice(value))
+    }
+
+    /// The value's bytes; never fails (they are held as they are, not as base64).
+    pub fn to_bytes(&self) -> Result<Bytes, InvalidMetadataValueBytes> {
+        Ok(self.bytes.clone())
+    }
+}
+
+impl FromStr for MetadataValue<Ascii> {
+    type Err = InvalidMetadataValue;
+
+    fn from_str(s: &str) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        MetadataValue::try_from_bytes(s.as_bytes())
+    }
+}
+
+impl TryFrom<&str> for MetadataValue<Ascii> {
+    type Error = InvalidMetadataValue;
+
+    fn try_from(s: &str) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        s.parse()
+    }
+}
+
+impl TryFrom<&String> for MetadataValue<Ascii> {
+    type Error = InvalidMetadataValue;
+
+    fn try_from(s: &String) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for MetadataValue<Ascii> {
+    type Error = InvalidMetadataValue;
+
+    fn try_from(s: String) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        if is_text(s.as_bytes()) {
+            Ok(MetadataValue::wrap(Bytes::from(s)))
+        } else {
+            Err(InvalidMetadataValue { _private: () })
+        }
+    }
+}
+
+impl TryFrom<&[u8]> for MetadataValue<Ascii> {
+    type Error = InvalidMetadataValue;
+
+    fn try_from(bytes: &[u8]) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        MetadataValue::try_from_bytes(bytes)
+    }
+}
+
+macro_rules! from_integers {
+    ($($int:ty),*) => {$(
+        impl From<$int> for MetadataValue<Ascii> {
+            #[doc = concat!("The decimal form of a `", stringify!($int), "`.")]
+            fn from(n: $int) -> AsciiMetadataValue {
+                MetadataValue::wrap(Bytes::from(n.to_string()))
+            }
+        }
+    )*};
+}
+
+from_integers!(u16, i16, u32, i32, u64, i64, usize, isize);
+
+impl From<&[u8]> for MetadataValue<Binary> {
+    fn from(bytes: &[u8]) -> BinaryMetadataValue {
+        MetadataValue::from_bytes(bytes)
+    }
+}
+
+impl From<Vec<u8>> for MetadataValue<Binary> {
+    fn from(bytes: Vec<u8>) -> BinaryMetadataValue {
+        MetadataValue::wrap(Bytes::from(bytes))
+    }
+}
+
+impl From<Bytes> for MetadataValue<Binary> {
+    fn from(bytes: Bytes) -> BinaryMetadataValue {
+        MetadataValue::wrap(bytes)
+    }
+}
+
+/// What [`MetadataMap::insert_bin`](crate::MetadataMap::insert_bin) stores.
+impl<VE: ValueEncoding> From<MetadataValue<VE>> for Bytes {
+    fn from(value: MetadataValue<VE>) -> Bytes {
+        value.bytes
+    }
+}
+
+impl AsRef<str> for MetadataValue<Ascii> {
+    fn as_ref(&self) -> &str {
+        // Printable ASCII, checked when made: always UTF-8.
+        std::str::from_utf8(&self.bytes).unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for MetadataValue<Binary> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl<VE: ValueEncoding> Clone for MetadataValue<VE> {
+    fn clone(&self) -> Self {
+        MetadataValue::wrap(self.bytes.clone())
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq for MetadataValue<VE> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl<VE: ValueEncoding> Eq for MetadataValue<VE> {}
+
+impl<VE: ValueEncoding> std::hash::Hash for MetadataValue<VE> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq<str> for MetadataValue<VE> {
+    fn eq(&self, other: &str) -> bool {
+        self.bytes == other.as_bytes()
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq<&str> for MetadataValue<VE> {
+    fn eq(&self, other: &&str) -> bool {
+        self.bytes == other.as_bytes()
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq<[u8]> for MetadataValue<VE> {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.bytes == other
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq<MetadataValue<VE>> for str {
+    fn eq(&self, other: &MetadataValue<VE>) -> bool {
+        other == self
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq<MetadataValue<VE>> for &str {
+    fn eq(&self, other: &MetadataValue<VE>) -> bool {
+        other == *self
+    }
+}
+
+impl<VE: ValueEncoding> fmt::Debug for MetadataValue<VE> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) if is_text(&self.bytes) => fmt::Debug::fmt(text, f),
+            _ => fmt::Debug::fmt(&self.bytes, f),
+        }
+    }
+}
+
+/// A text value [`MetadataMap::insert`](crate::MetadataMap::insert) and
+/// [`append`](crate::MetadataMap::append) take: a `&str` (or `&String`) or an
+/// [`AsciiMetadataValue`]. It is checked (printable ASCII) either way.
+pub trait TextValue {
+    /// The value's bytes, to be checked and stored.
+    fn into_text_bytes(self) -> Bytes;
+}
+
+impl<T: AsRef<str> + ?Sized> TextValue for &T {
+    fn into_text_bytes(self) -> Bytes {
+        Bytes::copy_from_slice(self.as_ref().as_bytes())
+    }
+}
+
+impl TextValue for MetadataValue<Ascii> {
+    fn into_text_bytes(self) -> Bytes {
+        self.bytes
+    }
+}
