@@ -334,6 +334,46 @@ impl Endpoint {
     }
 }
 
+/// tonic's names for making an endpoint from an address.
+impl Endpoint {
+    /// An endpoint from a constant address, as tonic's `Endpoint::from_static`.
+    ///
+    /// # Panics
+    /// If `uri` is not an address [`from_uri`](Endpoint::from_uri) takes, as tonic's does.
+    pub fn from_static(uri: &'static str) -> Endpoint {
+        match Endpoint::from_uri(uri) {
+            Ok(endpoint) => endpoint,
+            Err(status) => panic!("Endpoint::from_static({uri:?}): {}", status.message()),
+        }
+    }
+
+    /// An endpoint from an address held at run time, as tonic's `Endpoint::from_shared`:
+    /// [`from_uri`](Endpoint::from_uri) for an owned string (or bytes, which must be UTF-8).
+    pub fn from_shared(uri: impl Into<Vec<u8>>) -> Result<Endpoint, Status> {
+        let uri = String::from_utf8(uri.into())
+            .map_err(|_| Status::invalid_argument("invalid endpoint: not UTF-8"))?;
+        Endpoint::from_uri(&uri)
+    }
+}
+
+/// `Endpoint::try_from("tcp://127.0.0.1:50051")`, as tonic's.
+impl TryFrom<&str> for Endpoint {
+    type Error = Status;
+
+    fn try_from(uri: &str) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(uri)
+    }
+}
+
+/// `Endpoint::try_from(address_string)`, as tonic's.
+impl TryFrom<String> for Endpoint {
+    type Error = Status;
+
+    fn try_from(uri: String) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(&uri)
+    }
+}
+
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.is_tls() { "tls" } else { "tcp" };

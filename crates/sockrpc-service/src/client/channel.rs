@@ -6,6 +6,7 @@
 //! closes nothing while another lives).
 
 mod shutdown;
+mod tonic_names;
 
 use super::udp_side::{UdpSide, GENERATIONS};
 use crate::{Body, BoxFuture, Call, ConfigDefaults};

@@ -1,0 +1,31 @@
+//! tonic's names for making a channel, so a client set-up ported from tonic compiles. tonic
+//! builds an `Endpoint` from `Channel::from_static`/`from_shared` and then calls the endpoint's
+//! `connect()`; sockrpc's `Endpoint` lives in the transport crate, below `Channel`, so the
+//! connect step is `Channel::connect(endpoint)` (or [`Channel::connect_lazy`] for tonic's
+//! `connect_lazy()`).
+
+use super::Channel;
+use sockrpc_protocol::Status;
+use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
+
+impl Channel {
+    /// tonic's `Channel::from_static`: the [`Endpoint`] for a constant address, to configure
+    /// and then connect with [`Channel::connect`].
+    ///
+    /// # Panics
+    /// If `uri` is not an address `Endpoint::from_uri` takes.
+    pub fn from_static(uri: &'static str) -> Endpoint {
+        Endpoint::from_static(uri)
+    }
+
+    /// tonic's `Channel::from_shared`: the [`Endpoint`] for an address held at run time.
+    pub fn from_shared(uri: impl Into<Vec<u8>>) -> Result<Endpoint, Status> {
+        Endpoint::from_shared(uri)
+    }
+
+    /// tonic's `Endpoint::connect_lazy`: a channel that connects on its first call (the same as
+    /// [`Channel::lazy`]).
+    pub fn connect_lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
+        Channel::lazy(dst)
+    }
+}
