@@ -26,8 +26,44 @@
 
 pub use sockrpc_middleware as middleware;
 pub use sockrpc_protocol as protocol;
-pub use sockrpc_service as service;
-pub use sockrpc_transport as transport;
+
+/// The service crate ([`sockrpc_service`]: router, server builder, channel), with tonic's
+/// `service` names beside it: [`Interceptor`](service::Interceptor),
+/// [`interceptor::InterceptedService`](service::interceptor::InterceptedService) and
+/// [`interceptor(f)`](service::interceptor()), the layer of an interceptor closure.
+pub mod service {
+    pub use sockrpc_service::*;
+
+    /// Interceptors (`sockrpc_middleware::interceptor`), where tonic has them:
+    /// `service::interceptor::InterceptedService`.
+    pub mod interceptor {
+        pub use sockrpc_middleware::interceptor::*;
+    }
+    pub use sockrpc_middleware::interceptor::{InterceptedService, Interceptor, InterceptorLayer};
+
+    /// tonic's `service::interceptor(f)`: a tower layer that runs `f` on every call's
+    /// `Request<()>` (client or server side), the same as [`InterceptorLayer::new`].
+    pub fn interceptor<F>(f: F) -> InterceptorLayer<F> {
+        InterceptorLayer::new(f)
+    }
+}
+
+/// The transport crate ([`sockrpc_transport`]: sockets, framing, connections, `Endpoint`),
+/// with [`Server`] and [`Channel`] beside it, where tonic users look for them
+/// (`tonic::transport::{Channel, Endpoint, Server}`).
+pub mod transport {
+    pub use sockrpc_service::{Channel, Server};
+    pub use sockrpc_transport::*;
+}
+
+/// Metadata as tonic's `metadata` module names it: [`MetadataMap`] and the typed values
+/// ([`MetadataValue`](metadata::MetadataValue),
+/// [`AsciiMetadataValue`](metadata::AsciiMetadataValue),
+/// [`BinaryMetadataValue`](metadata::BinaryMetadataValue)) its setters take.
+pub mod metadata {
+    pub use sockrpc_protocol::metadata_value::*;
+    pub use sockrpc_protocol::{is_bin_key, MetadataError, MetadataMap};
+}
 
 #[cfg(feature = "bincode")]
 pub use sockrpc_protocol::BincodeCodec;
