@@ -10,10 +10,14 @@
 //! - stubs: a server generated with default stubs answers what it does not implement
 //!   `UNIMPLEMENTED`, with the well-known types compiled into the output;
 //! - dyn_service: a generated server trait served as a trait object;
-//! - paths: a compression switch turned off mid-stream, and UDP calls, go plain.
+//! - paths: a compression switch turned off mid-stream, and UDP calls, go plain;
+//! - api: the rest of tonic's public API a ported test touches (typed metadata values, code
+//!   and status constructors, addresses, `transport::{Server, Channel, Endpoint}` with tonic's
+//!   builder names, `service::interceptor`, `serve_unix`).
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
+mod api;
 mod dyn_service;
 mod limits;
 mod matrix;
