@@ -183,7 +183,9 @@ async fn addresses_and_interceptors_by_tonic_names() {
                     .map_err(|e| Status::internal(e.to_string()))?;
                 Ok(req)
             }))
-            .add_service(TestServer::new(Addresses)),
+            .add_service(TestServer::new(Addresses))
+            // Left out: `Addresses` still answers.
+            .add_optional_service(None::<TestServer<Plain>>),
     );
     let endpoint = Endpoint::try_from(format!("tcp://{}", server.addr))
         .expect("endpoint")
@@ -237,7 +239,7 @@ async fn serve_unix_serves_until_dropped() {
     let path = std::env::temp_dir().join(name);
     let server = tokio::spawn(
         Server::builder()
-            .add_service(TestServer::new(Plain))
+            .add_optional_service(Some(TestServer::new(Plain)))
             .serve_unix(path.clone()),
     );
     let uri = format!("unix://{}", path.display());

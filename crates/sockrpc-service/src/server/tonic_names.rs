@@ -4,13 +4,30 @@
 //! `concurrency_limit_per_connection` and `max_concurrent_streams` its limit of calls).
 
 use super::{Finish, ServerBuilder};
+use crate::{BoxError, Call, IntoCallResponse, NamedService};
 use sockrpc_transport::Keepalive;
 use std::{io, path::Path, time::Duration};
+use tower_service::Service;
 
 /// tonic's default wait for a keepalive PONG.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl<L> ServerBuilder<L> {
+    /// Mounts `service` if there is one (tonic's `add_optional_service`): a server whose
+    /// services depend on its configuration builds in one chain.
+    pub fn add_optional_service<S>(self, service: Option<S>) -> Self
+    where
+        S: NamedService + Service<Call> + Clone + Send + Sync + 'static,
+        S::Response: IntoCallResponse,
+        S::Error: Into<BoxError> + 'static,
+        S::Future: Send + 'static,
+    {
+        match service {
+            Some(service) => self.add_service(service),
+            None => self,
+        }
+    }
+
     /// tonic's name for [`max_concurrent_calls`](ServerBuilder::max_concurrent_calls): how many
     /// calls one connection may have open.
     ///
