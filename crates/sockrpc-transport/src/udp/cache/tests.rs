@@ -2,6 +2,7 @@
 
 use super::*;
 use std::net::IpAddr;
+use std::time::Duration;
 
 const PATH: &[u8] = b"/p.S/M";
 /// The source of every call unless a test says otherwise.
