@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-/// Settings for a [`ReplyCache`].
+/// Settings for a [`ReplyCache`](super::ReplyCache).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct ReplyCacheConfig {
