@@ -67,8 +67,10 @@ const DIRECT_MIN: usize = 16 * 1024;
 
 /// Pieces longer than this, or whose assembly would grow by more than this to take them, are
 /// read the usual way (into the read buffer, then copied), so that room is never made for
-/// more than a read would reserve on a peer's word (`reader.rs`).
-const DIRECT_MAX: usize = 256 * 1024;
+/// more than the read buffer could come to on a peer's word: its 16 KiB chunk and one
+/// reservation of at most 256 KiB (`reader.rs`). (A message of 256 KiB and its few bytes of
+/// encoding is then read straight into an assembly sized by the one before it.)
+const DIRECT_MAX: usize = (256 + 16) * 1024;
 
 /// The assembly buffer a piece's body is read into, and how much of the body is still due: see
 /// [`FrameDecoder::direct`].
