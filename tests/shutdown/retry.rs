@@ -46,35 +46,33 @@ async fn in_backoff(
     call
 }
 
-#[tokio::test]
-async fn close_now_ends_a_retry_waiting_in_its_backoff_cancelled() {
+/// A retrying call on a fresh channel, put in its backoff and then ended by `close` of the
+/// channel: how it ended (one attempt made, never retried), with its server and channel.
+async fn retry_ended_by(close: fn(&Channel)) -> (Status, Running, Channel) {
     let server = Running::start().await;
     let channel = Channel::lazy(server.endpoint(1)).expect("endpoint");
     let call = in_backoff(&server, &channel).await;
-    channel.close_now();
+    close(&channel);
     let status = bounded("the retrying call", call)
         .await
         .expect("task")
         .expect_err("the retry ends with the close");
-    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
     assert_one_attempt(&status);
     assert_eq!(server.gate.failed.load(Ordering::SeqCst), 1, "retried");
+    (status, server, channel)
+}
+
+#[tokio::test]
+async fn close_now_ends_a_retry_waiting_in_its_backoff_cancelled() {
+    let (status, _server, channel) = retry_ended_by(Channel::close_now).await;
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
     bounded("closed()", channel.closed()).await;
 }
 
 #[tokio::test]
 async fn close_ends_a_retry_waiting_in_its_backoff_unavailable() {
-    let server = Running::start().await;
-    let channel = Channel::lazy(server.endpoint(1)).expect("endpoint");
-    let call = in_backoff(&server, &channel).await;
-    channel.close();
-    let status = bounded("the retrying call", call)
-        .await
-        .expect("task")
-        .expect_err("the retry ends with the close");
-    assert_one_attempt(&status);
+    let (status, _server, _channel) = retry_ended_by(Channel::close).await;
     assert_closed_status(Err::<(), _>(status));
-    assert_eq!(server.gate.failed.load(Ordering::SeqCst), 1, "retried");
 }
 
 #[tokio::test]
