@@ -42,6 +42,19 @@ impl Echo for Grower {
 
 /// A server with `grower` over TCP and UDP: its endpoint (UDP on), and what keeps it up.
 async fn serve(grower: &Grower) -> (Endpoint, oneshot::Sender<()>) {
+    let (tcp_addr, udp_addr, stop) = serve_at(grower).await;
+    (endpoint(tcp_addr.port(), udp_addr), stop)
+}
+
+/// An endpoint for TCP port `tcp_port` on 127.0.0.1 with UDP on at `udp_addr`.
+fn endpoint(tcp_port: u16, udp_addr: SocketAddr) -> Endpoint {
+    Endpoint::new("127.0.0.1", tcp_port)
+        .udp_policy(Some(UdpPolicy::new(udp_addr)))
+        .timeout(STEP)
+}
+
+/// A server with `grower` over TCP and UDP: its two addresses, and what keeps it up.
+async fn serve_at(grower: &Grower) -> (SocketAddr, SocketAddr, oneshot::Sender<()>) {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let listener = sockrpc::transport::bind_tcp(any, &Default::default()).expect("bind tcp");
     let tcp_addr = listener.local_addr().expect("addr");
@@ -56,10 +69,7 @@ async fn serve(grower: &Grower) -> (Endpoint, oneshot::Sender<()>) {
                 let _ = stopped.await;
             }),
     );
-    let endpoint = Endpoint::new("127.0.0.1", tcp_addr.port())
-        .udp_policy(Some(UdpPolicy::new(udp_addr)))
-        .timeout(STEP);
-    (endpoint, stop)
+    (tcp_addr, udp_addr, stop)
 }
 
 #[tokio::test]
@@ -143,4 +153,82 @@ async fn closed_waits_for_the_fetch_of_a_truncated_answer() {
         answered_first, 1,
         "closed() resolved before the call's fetch ended"
     );
+}
+
+/// A TCP listener in front of `backend` whose accept queue is full: a connect to it waits (its
+/// SYN dropped, retransmitted after about a second) until [`open`](Self::open) accepts the
+/// connection filling the queue and starts forwarding.
+struct Stalled {
+    addr: SocketAddr,
+    listener: TcpListener,
+    filler: tokio::net::TcpStream,
+}
+
+impl Stalled {
+    async fn start() -> Stalled {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        socket.bind(&any.into()).expect("bind");
+        // A backlog of 0 queues one connection; the next SYN is dropped.
+        socket.listen(0).expect("listen");
+        socket.set_nonblocking(true).expect("nonblocking");
+        let listener = TcpListener::from_std(socket.into()).expect("listener");
+        let addr = listener.local_addr().expect("addr");
+        let filler = tokio::net::TcpStream::connect(addr).await.expect("filler");
+        Stalled {
+            addr,
+            listener,
+            filler,
+        }
+    }
+
+    /// Accepts (and drops) the filler, then forwards every connection to `backend`.
+    fn open(self, backend: SocketAddr) -> JoinHandle<()> {
+        drop(self.filler);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = self.listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_fetch_waiting_for_its_connection_at_close_still_gets_the_answer() {
+    let grower = Grower::default();
+    let (tcp_addr, udp_addr, _stop) = serve_at(&grower).await;
+    let stalled = Stalled::start().await;
+    let channel = Channel::lazy(endpoint(stalled.addr.port(), udp_addr)).expect("channel");
+    let mut client = EchoClient::new(channel.clone());
+    let call = tokio::spawn(async move { client.grow(GrowRequest { size: 50_000 }).await });
+    eventually("the call runs over UDP", || {
+        grower.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    // The answer comes back truncated; its fetch waits for the pool's first connection, whose
+    // connect is stalled, when the channel closes.
+    grower.release.send_replace(true);
+    eventually("the answer comes back truncated", || {
+        channel.udp_stats().expect("udp").truncations == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!call.is_finished(), "the fetch waits for its connection");
+    channel.close();
+    let forwarding = stalled.open(tcp_addr);
+    let reply = bounded("the call in flight", call)
+        .await
+        .expect("task")
+        .expect("the fetch that waited for a connection at close() gets its answer")
+        .into_inner();
+    assert_eq!(reply.payload.len(), 50_000);
+    assert_eq!(grower.entered.load(Ordering::SeqCst), 1, "ran once");
+    bounded("closed()", channel.closed()).await;
+    forwarding.abort();
 }

@@ -15,7 +15,7 @@
 //!  maintainer: stops at its next look; an attempt under way is dropped
 //! ```
 
-use super::{lock, CloseSignal, Pool, Slot};
+use super::{lock, CloseSignal, CloseTrigger, Pool, Slot};
 use crate::attempt::connect_one;
 use crate::ClientConnection;
 use sockrpc_protocol::Status;
@@ -63,7 +63,7 @@ pub(super) struct Shut {
     /// they gave up): [`Pool::closed`] waits for them, after either close.
     fetching: AtomicUsize,
     /// The close as the layers above see it ([`Pool::close_signal`]).
-    signal: CloseSignal,
+    signal: CloseTrigger,
 }
 
 impl Shut {
@@ -179,10 +179,10 @@ impl Pool {
 
     /// A connection for a call started before the pool closed (the TCP fetch of a truncated UDP
     /// answer: the server ran the call and keeps its answer). While the pool is open, as
-    /// [`get`](Self::get). After [`close`](Self::close), a connection of its own outside the
-    /// slots (those are closed to new calls), which [`close_now`](Self::close_now) reaches;
-    /// keep the guard until the call is done, then it closes. After `close_now`,
-    /// [`closing_now_status`].
+    /// [`get`](Self::get). After [`close`](Self::close) (before it, or while it waited for a
+    /// connection), a connection of its own outside the slots (those are closed to new calls),
+    /// which [`close_now`](Self::close_now) reaches; keep the guard until the call is done,
+    /// then it closes. After `close_now`, [`closing_now_status`].
     pub async fn get_started(
         &self,
         deadline: Option<Instant>,
@@ -191,10 +191,16 @@ impl Pool {
         // Counted before the look at the level, until the connection is in `closing`.
         shut.fetching.fetch_add(1, Ordering::SeqCst);
         let _fetching = Fetching(shut);
-        match shut.level.load(Ordering::SeqCst) {
-            OPEN => return self.get(deadline, false).await.map(|conn| (conn, None)),
-            GRACEFUL => {}
-            _ => return Err(closing_now_status()),
+        if shut.level.load(Ordering::SeqCst) == OPEN {
+            let got = self.get(deadline, false).await;
+            // A graceful close while it waited for a connection (one still connecting) sends
+            // it on below, to a connection of its own, as if it had begun after the close.
+            if got.is_ok() || shut.level.load(Ordering::SeqCst) == OPEN {
+                return got.map(|conn| (conn, None));
+            }
+        }
+        if shut.level.load(Ordering::SeqCst) != GRACEFUL {
+            return Err(closing_now_status());
         }
         let endpoint = &self.inner.endpoint;
         let timeout = deadline.map_or(endpoint.connect_timeout, |deadline| {
@@ -232,7 +238,7 @@ impl Pool {
     /// The pool's close as a layer above sees it (a retry waiting between two attempts ends
     /// at the close rather than at its next attempt).
     pub fn close_signal(&self) -> CloseSignal {
-        self.inner.shut.signal.clone()
+        self.inner.shut.signal.signal()
     }
 
     /// Whether [`close`](Self::close) or [`close_now`](Self::close_now) was called.
