@@ -42,7 +42,7 @@ mod ready;
 mod router;
 pub mod server;
 mod streaming;
-pub use sockrpc_transport::pool::{CloseSignal, Closing};
+pub use sockrpc_transport::pool::{CloseSignal, CloseTrigger, Closing};
 pub use sockrpc_transport::tls;
 pub use sockrpc_transport::udp;
 

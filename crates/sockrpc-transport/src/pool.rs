@@ -26,7 +26,7 @@ mod close_signal;
 mod maintain;
 mod shutdown;
 
-pub use close_signal::{CloseSignal, Closing};
+pub use close_signal::{CloseSignal, CloseTrigger, Closing};
 pub use shutdown::{closed_status, closing_now_status, StartedCall, StartedConn};
 
 use crate::endpoint::Endpoint;

@@ -11,7 +11,7 @@
 //! that `close_now` cancels those calls and `closed` waits for them.
 
 use super::channel::{lock, Balanced, Shared};
-use crate::{Channel, CloseSignal};
+use crate::{Channel, CloseSignal, CloseTrigger};
 use sockrpc_transport::pool::closing_now_status;
 use sockrpc_transport::ClientConnection;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +42,7 @@ pub(super) struct Shut {
     retired: Mutex<Vec<ClientConnection>>,
     /// The close as the layers above see it ([`Balanced::close_signal`]): the balanced
     /// channel's own, which no member's close (discovery removing it) raises.
-    signal: CloseSignal,
+    signal: CloseTrigger,
 }
 
 /// One member connect task counted in [`Shut::task`]; uncounted as it ends, however it ends.
@@ -65,7 +65,7 @@ impl Default for Shut {
             changed: Notify::new(),
             tasks: AtomicUsize::new(0),
             retired: Mutex::default(),
-            signal: CloseSignal::new(),
+            signal: CloseTrigger::new(),
         }
     }
 }
@@ -196,7 +196,7 @@ impl Balanced {
     /// by this channel's own close only, not when discovery removes a member (whose pool
     /// closes), so a retry built with it goes on over the other members.
     pub fn close_signal(&self) -> CloseSignal {
-        self.shared.shut.signal.clone()
+        self.shared.shut.signal.signal()
     }
 
     /// Whether [`close`](Self::close) or [`close_now`](Self::close_now) was called on any clone.

@@ -5,6 +5,10 @@
 //! once with the channel (a plain channel's pool, or a balanced channel as a whole, never one
 //! of its members) and handed to the layer when it is built lets such a wait end at the close,
 //! with nothing allocated per call: cloning it, and waiting on it, allocate nothing.
+//!
+//! Only the channel raises it: it keeps the [`CloseTrigger`] and hands out [`CloseSignal`]s,
+//! which can wait and look but not raise, so a layer holding a signal cannot end the retries of
+//! a channel that is still open.
 
 use super::shutdown::{closed_status, closing_now_status};
 use pin_project_lite::pin_project;
@@ -16,7 +20,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// A channel's close, for the layers above it: [`status`](Self::status) says whether it was
 /// closed (and how), [`closing`](Self::closing) waits for that. `Channel::close_signal` and
-/// `Balanced::close_signal` hand theirs out. Cloning shares it.
+/// `Balanced::close_signal` hand theirs out. Cloning shares it; only its [`CloseTrigger`]
+/// raises it. A default one is never raised.
 #[derive(Debug, Clone, Default)]
 pub struct CloseSignal {
     /// Cancelled at either close.
@@ -25,20 +30,34 @@ pub struct CloseSignal {
     now: CancellationToken,
 }
 
-impl CloseSignal {
-    /// A signal of its own, open (for a channel type that raises it as it closes).
-    pub fn new() -> CloseSignal {
-        CloseSignal::default()
+/// What raises a [`CloseSignal`]: kept by the channel whose close it is (a pool, a balanced
+/// channel), never handed out.
+#[derive(Debug, Default)]
+pub struct CloseTrigger {
+    signal: CloseSignal,
+}
+
+impl CloseTrigger {
+    /// A trigger with its signal, open (for a channel type that raises it as it closes).
+    pub fn new() -> CloseTrigger {
+        CloseTrigger::default()
     }
 
-    /// Raises it: `now` for a close at once (`close_now`), else graceful. Only rises.
+    /// The signal to hand to the layers above: it waits for [`raise`](Self::raise).
+    pub fn signal(&self) -> CloseSignal {
+        self.signal.clone()
+    }
+
+    /// Raises the signal: `now` for a close at once (`close_now`), else graceful. Only rises.
     pub fn raise(&self, now: bool) {
         if now {
-            self.now.cancel();
+            self.signal.now.cancel();
         }
-        self.closed.cancel();
+        self.signal.closed.cancel();
     }
+}
 
+impl CloseSignal {
     /// `None` while open; else what a call the close reached ends with: `UNAVAILABLE`
     /// ([`closed_status`]) after a graceful close, `CANCELLED` ([`closing_now_status`]) after
     /// a close at once.
