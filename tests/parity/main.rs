@@ -15,7 +15,8 @@
 //! - streams: empty and zero-length messages, empty streams, many concurrent streams, a client
 //!   that goes away;
 //! - shutdown: a graceful shutdown lets calls in flight finish;
-//! - load_shed: a server over its limit refuses with `RESOURCE_EXHAUSTED`.
+//! - load_shed: a server over its limit refuses with `RESOURCE_EXHAUSTED`;
+//! - response_extensions: a response's extensions between handlers, layers and callers;
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -23,6 +24,7 @@ mod connection;
 mod extensions;
 mod limits;
 mod load_shed;
+mod response_extensions;
 mod routes;
 mod shutdown;
 mod status;

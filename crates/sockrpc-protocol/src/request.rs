@@ -313,11 +313,16 @@ where
 
 /// A call's successful answer: the message, the server's leading metadata, and its trailing
 /// metadata (sent after the message, with the status).
+///
+/// Like tonic's, a response also carries [`Extensions`]: typed values that stay in the process
+/// (a handler's note for a server-side tower layer, a client layer's for the caller), never
+/// sent.
 #[derive(Debug, Clone, Default)]
 pub struct Response<T> {
     metadata: MetadataMap,
     message: T,
     trailers: MetadataMap,
+    extensions: Extensions,
     wire: Wire,
 }
 
@@ -328,6 +333,7 @@ impl<T> Response<T> {
             metadata: MetadataMap::new(),
             message,
             trailers: MetadataMap::new(),
+            extensions: Extensions::new(),
             wire: Wire::default(),
         }
     }
@@ -367,6 +373,17 @@ impl<T> Response<T> {
         &mut self.trailers
     }
 
+    /// Values that travel with the response inside this process, never on the wire (tonic's
+    /// `Response::extensions`).
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// The extensions, to change.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
     /// The encoding fields of the answer's HEADERS: on a client, what the server accepts and
     /// sends with (`None`: it said nothing); on a server, what its HEADERS will carry.
     pub fn encoding(&self) -> Option<EncodingFields> {
@@ -388,27 +405,29 @@ impl<T> Response<T> {
         self.wire.compressed = compressed;
     }
 
-    /// Replaces the message, keeping the metadata.
+    /// Replaces the message, keeping the metadata and the extensions.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Response<U> {
         Response {
             metadata: self.metadata,
             message: f(self.message),
             trailers: self.trailers,
+            extensions: self.extensions,
             wire: self.wire,
         }
     }
 
-    /// Builds a response from its parts.
+    /// Builds a response from its parts (no extensions).
     pub fn from_parts(metadata: MetadataMap, message: T, trailers: MetadataMap) -> Response<T> {
         Response {
             metadata,
             message,
             trailers,
+            extensions: Extensions::new(),
             wire: Wire::default(),
         }
     }
 
-    /// Splits into leading metadata, message and trailing metadata.
+    /// Splits into leading metadata, message and trailing metadata, dropping the extensions.
     pub fn into_parts(self) -> (MetadataMap, T, MetadataMap) {
         (self.metadata, self.message, self.trailers)
     }

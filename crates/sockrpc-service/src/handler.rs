@@ -37,9 +37,9 @@ fn once<Resp, C: Codec<Resp>>(
     response: Response<Resp>,
     codec: &C,
 ) -> Result<Response<Body>, Status> {
-    let (metadata, message, trailers) = response.into_parts();
-    let body = encode_to_bytes(codec, &message)?;
-    Ok(Response::from_parts(metadata, Body::once(body), trailers))
+    let body = encode_to_bytes(codec, response.get_ref())?;
+    // `map` keeps the handler's extensions, for the server's tower layers to read.
+    Ok(response.map(|_| Body::once(body)))
 }
 
 fn streamed<St, Resp, C>(response: Response<St>, codec: C) -> Response<Body>
