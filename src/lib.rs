@@ -50,9 +50,10 @@ pub mod service {
 
 /// The transport crate ([`sockrpc_transport`]: sockets, framing, connections, `Endpoint`),
 /// with [`Server`] and [`Channel`] beside it, where tonic users look for them
-/// (`tonic::transport::{Channel, Endpoint, Server}`).
+/// (`tonic::transport::{Channel, Endpoint, Server}`), and
+/// [`EndpointExt`], tonic's `endpoint.connect().await`.
 pub mod transport {
-    pub use sockrpc_service::{Channel, Server};
+    pub use sockrpc_service::{Channel, EndpointExt, Server};
     pub use sockrpc_transport::*;
 }
 
@@ -67,14 +68,18 @@ pub mod metadata {
 
 #[cfg(feature = "bincode")]
 pub use sockrpc_protocol::BincodeCodec;
+/// tonic's name for the method a call is for, as a client interceptor finds it in the
+/// request's extensions (`request.extensions().get::<GrpcMethod>()`): [`MethodPath`], with
+/// tonic's `service()` and `method()`.
+pub use sockrpc_protocol::MethodPath as GrpcMethod;
 pub use sockrpc_protocol::{
     Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
     Request, Response, Status, MAX_TIMEOUT,
 };
 pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_service::{
-    client, server, Body, BoxStream, Call, Channel, Client, Endpoint, IntoEndpoint, NamedService,
-    Router, RpcService, Server, ServerConfig, Streaming,
+    client, server, Body, BoxStream, Call, Channel, Client, Endpoint, EndpointExt, IntoEndpoint,
+    NamedService, Router, RpcService, Server, ServerConfig, Streaming,
 };
 pub use sockrpc_service::{
     status_from_error, BoxError, ClientService, Idempotency, ReadyQueue, RpcMethod,

@@ -1,12 +1,12 @@
 //! tonic's `extensions.rs`, `interceptor.rs`, `client_layer.rs`, `user_agent.rs` and
 //! `connect_info.rs`: values an interceptor or a tower layer puts in a request's extensions
-//! reach the handler; a client interceptor sees the method it intercepts; client-side tower
-//! layers set metadata; `Endpoint::user_agent` names the client; a handler knows its caller's
-//! addresses (TCP) or that it came over a Unix socket.
+//! reach the handler; a client interceptor sees the method it intercepts (tonic's
+//! `GrpcMethod`); client-side tower layers set metadata; `Endpoint::user_agent` names the
+//! client; a handler knows its caller's addresses (TCP) or that it came over a Unix socket.
 
 use crate::support::{bounded, channel, channel_with, serve, uri};
 use sockrpc::middleware::interceptor::InterceptorLayer;
-use sockrpc::{Call, Channel, Code, MethodPath, NamedService, Request, Response, Server, Status};
+use sockrpc::{Call, Channel, Code, GrpcMethod, NamedService, Request, Response, Server, Status};
 use sockrpc_tests::parity::test_client::TestClient;
 use sockrpc_tests::parity::test_server::{Test, TestServer};
 use sockrpc_tests::parity::{Input, Output};
@@ -150,8 +150,8 @@ async fn interceptor_retrieves_grpc_method() {
     let mut client = TestClient::with_interceptor(channel, move |mut request: Request<()>| {
         let method = request
             .extensions()
-            .get::<MethodPath>()
-            .ok_or_else(|| Status::internal("no MethodPath"))?;
+            .get::<GrpcMethod>()
+            .ok_or_else(|| Status::internal("no GrpcMethod"))?;
         *record.lock().expect("lock") =
             Some((method.service().to_owned(), method.method().to_owned()));
         request

@@ -16,11 +16,13 @@
 //!   that goes away;
 //! - shutdown: a graceful shutdown lets calls in flight finish;
 //! - load_shed: a server over its limit refuses with `RESOURCE_EXHAUSTED`;
+//! - endpoint_connect: tonic's `endpoint.connect().await` and `connect_lazy()`;
 //! - response_extensions: a response's extensions between handlers, layers and callers;
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod connection;
+mod endpoint_connect;
 mod extensions;
 mod limits;
 mod load_shed;

@@ -51,7 +51,7 @@ pub use call::{
     deadline_passed, BoxFuture, Call, CallFuture, ClientService, NamedService, RouteService,
     RpcService,
 };
-pub use client::{Channel, Client, Endpoint, IntoEndpoint};
+pub use client::{Channel, Client, Endpoint, EndpointExt, IntoEndpoint};
 pub use config_defaults::ConfigDefaults;
 pub use error::{status_from_error, BoxError};
 pub use handler::{

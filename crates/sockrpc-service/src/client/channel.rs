@@ -8,6 +8,8 @@
 mod shutdown;
 mod tonic_names;
 
+pub use tonic_names::EndpointExt;
+
 use super::udp_side::{UdpSide, GENERATIONS};
 use crate::{Body, BoxFuture, Call, ConfigDefaults};
 use bytes::Bytes;
@@ -74,12 +76,16 @@ impl Channel {
 
     /// A channel that connects on its first call.
     pub fn lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
-        let endpoint = dst.into_endpoint()?;
+        Ok(Channel::lazy_from(dst.into_endpoint()?))
+    }
+
+    /// [`lazy`](Channel::lazy) for an endpoint already made.
+    fn lazy_from(endpoint: Endpoint) -> Channel {
         let udp = udp_cell(&endpoint);
-        Ok(Channel {
+        Channel {
             pool: Pool::new(endpoint),
             udp,
-        })
+        }
     }
 
     /// A channel over a connection made elsewhere (a Unix socket, an in-memory duplex). If it

@@ -4,7 +4,7 @@
 mod channel;
 mod udp_side;
 
-pub use channel::{Channel, ChannelFuture};
+pub use channel::{Channel, ChannelFuture, EndpointExt};
 pub use sockrpc_transport::backoff::Backoff;
 pub use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint, UdpPolicy};
 pub use sockrpc_transport::pool::ConnectionStats;

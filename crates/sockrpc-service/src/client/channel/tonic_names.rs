@@ -2,7 +2,9 @@
 //! builds an `Endpoint` from `Channel::from_static`/`from_shared` and then calls the endpoint's
 //! `connect()`; sockrpc's `Endpoint` lives in the transport crate, below `Channel`, so the
 //! connect step is `Channel::connect(endpoint)` (or [`Channel::connect_lazy`] for tonic's
-//! `connect_lazy()`).
+//! `connect_lazy()`). [`EndpointExt`] gives the endpoint tonic's own spelling,
+//! `endpoint.connect().await` and `endpoint.connect_lazy()`, once the trait is in scope (a
+//! method of the transport's type defined up here, where `Channel` is, must be a trait's).
 
 use super::Channel;
 use sockrpc_protocol::Status;
@@ -27,5 +29,28 @@ impl Channel {
     /// [`Channel::lazy`]).
     pub fn connect_lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
         Channel::lazy(dst)
+    }
+}
+
+/// tonic's `Endpoint::connect` and `Endpoint::connect_lazy`, as methods of sockrpc's
+/// [`Endpoint`]: `use sockrpc::transport::EndpointExt;` and a set-up ported from tonic,
+/// `Endpoint::from_static(..).connect().await?`, compiles as it was.
+pub trait EndpointExt: Sized {
+    /// Connects now, as [`Channel::connect`]: `UNAVAILABLE` when not even one connection
+    /// comes up within the endpoint's connect timeout (tonic's `transport::Error`).
+    fn connect(self) -> impl std::future::Future<Output = Result<Channel, Status>> + Send;
+
+    /// A channel that connects on its first call, as [`Channel::lazy`]. Infallible, as
+    /// tonic's: the endpoint is already checked.
+    fn connect_lazy(self) -> Channel;
+}
+
+impl EndpointExt for Endpoint {
+    fn connect(self) -> impl std::future::Future<Output = Result<Channel, Status>> + Send {
+        Channel::connect(self)
+    }
+
+    fn connect_lazy(self) -> Channel {
+        Channel::lazy_from(self)
     }
 }
