@@ -18,6 +18,7 @@
 //! - load_shed: a server over its limit refuses with `RESOURCE_EXHAUSTED`;
 //! - endpoint_connect: tonic's `endpoint.connect().await` and `connect_lazy()`;
 //! - response_extensions: a response's extensions between handlers, layers and callers;
+//! - stream_trailers: `Streaming::trailers().await` reads to the end first;
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -30,6 +31,7 @@ mod response_extensions;
 mod routes;
 mod shutdown;
 mod status;
+mod stream_trailers;
 mod streams;
 mod support;
 mod timeout;

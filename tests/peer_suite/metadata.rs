@@ -155,7 +155,10 @@ async fn metadata_round_trips_exactly_in_every_shape() {
         .expect("message")
         .is_some()
     {}
-    let trailers = messages.trailers().expect("trailers once the stream ended");
+    let trailers = bounded("trailers", messages.trailers())
+        .await
+        .expect("a clean end")
+        .expect("trailers once the stream ended");
     assert_eq!(
         trailers.get("x-trailer"),
         Some("t"),
@@ -188,7 +191,10 @@ async fn metadata_round_trips_exactly_in_every_shape() {
         answers += 1;
     }
     assert_eq!(answers, 3);
-    let trailers = messages.trailers().expect("trailers once the stream ended");
+    let trailers = bounded("trailers", messages.trailers())
+        .await
+        .expect("a clean end")
+        .expect("trailers once the stream ended");
     assert_eq!(trailers.get("x-trailer"), Some("t"), "bidi trailers");
     server.stop().await;
 }

@@ -103,7 +103,9 @@ async fn slow_reader_bounds_the_producer_and_other_calls_proceed() {
         assert!(end.is_none(), "exactly {BACKPRESSURE_COUNT} messages");
         assert_eq!(probe.produced(), BACKPRESSURE_COUNT as usize);
         assert!(probe.finished());
-        let trailers = responses.trailers().expect("trailers after a clean end");
+        let trailers = responses
+            .trailers_now()
+            .expect("trailers after a clean end");
         assert_eq!(
             trailers.get("x-produced"),
             Some(BACKPRESSURE_COUNT.to_string().as_str())

@@ -55,7 +55,7 @@ async fn bidi_ping_pong_ten_thousand_round_trips() {
             .await
             .expect("clean end");
         assert!(end.is_none(), "exactly one response per request");
-        assert!(responses.trailers().is_some(), "trailers end the call");
+        assert!(responses.trailers_now().is_some(), "trailers end the call");
         wait_until("the server saw the end", || probe.finished()).await;
         assert_eq!(probe.received(), ROUNDS as usize);
         assert_eq!(probe.produced(), ROUNDS as usize);
@@ -146,7 +146,10 @@ async fn bidi_half_close_keeps_reading() {
     assert!(!probe.finished());
     let early = tokio::time::timeout(Duration::from_millis(50), responses.message()).await;
     assert!(early.is_err(), "an answer before the half-close: {early:?}");
-    assert!(responses.trailers().is_none(), "no trailers before the end");
+    assert!(
+        responses.trailers_now().is_none(),
+        "no trailers before the end"
+    );
     drop(tx);
     for seq in (0..N).rev() {
         let chunk = next("gathered", &mut responses).await;
@@ -157,7 +160,9 @@ async fn bidi_half_close_keeps_reading() {
         .await
         .expect("clean end")
         .is_none());
-    let trailers = responses.trailers().expect("trailers after a clean end");
+    let trailers = responses
+        .trailers_now()
+        .expect("trailers after a clean end");
     assert_eq!(trailers.get("x-gather"), Some("done"));
     assert!(probe.finished());
     server.stop().await;
@@ -182,13 +187,18 @@ async fn server_stream_ends_with_trailers() {
     let mut responses = response.into_inner();
     for seq in 0..10 {
         assert_eq!(next("message", &mut responses).await.seq, seq);
-        assert!(responses.trailers().is_none(), "no trailers before the end");
+        assert!(
+            responses.trailers_now().is_none(),
+            "no trailers before the end"
+        );
     }
     assert!(bounded("end", responses.message())
         .await
         .expect("clean end")
         .is_none());
-    let trailers = responses.trailers().expect("trailers after a clean end");
+    let trailers = responses
+        .trailers_now()
+        .expect("trailers after a clean end");
     assert_eq!(trailers.get("x-produced"), Some("10"));
     server.stop().await;
 }
@@ -230,7 +240,7 @@ async fn server_error_mid_stream_ends_the_client_stream_with_its_status() {
             .expect("ended")
             .is_none());
         assert!(
-            responses.trailers().is_none(),
+            responses.trailers_now().is_none(),
             "a failed call has no clean end"
         );
     }

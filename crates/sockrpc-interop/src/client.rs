@@ -334,7 +334,7 @@ pub async fn custom_metadata(client: &mut Client) -> Result<(), String> {
     let first = next_response("FullDuplexCall response 1", &mut responses).await?;
     check_payload("FullDuplexCall response 1", first.payload.as_ref(), 314_159)?;
     expect_clean_end("FullDuplexCall", &mut responses, 1).await?;
-    check_echo("FullDuplexCall", &leading, responses.trailers())
+    check_echo("FullDuplexCall", &leading, responses.trailers_now())
 }
 
 // ---- helpers ----

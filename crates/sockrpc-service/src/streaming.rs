@@ -18,7 +18,8 @@ pub type BoxStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> +
 
 /// Messages of a streaming call, decoded: a `Stream<Item = Result<T, Status>>`, with
 /// [`message`](Streaming::message) for use without stream combinators. A call that fails ends the
-/// stream with its status; trailers are available once it ended cleanly.
+/// stream with its status; trailers are available once it ended cleanly
+/// ([`trailers`](Streaming::trailers) reads on to that end).
 pub struct Streaming<T> {
     body: Body,
     decode: Decoder<T>,
@@ -53,8 +54,26 @@ impl<T> Streaming<T> {
             .transpose()
     }
 
-    /// Trailing metadata, once the stream ended cleanly.
-    pub fn trailers(&self) -> Option<&MetadataMap> {
+    /// Trailing metadata, as tonic's `Streaming::trailers`: reads (and drops, undecoded) the
+    /// messages still to come, then hands out the trailers; `Ok(None)` if the stream had
+    /// already ended with an error, `Err` if it ends with one now. For a look without
+    /// waiting, [`trailers_now`](Self::trailers_now).
+    pub async fn trailers(&mut self) -> Result<Option<MetadataMap>, Status> {
+        while !self.done {
+            match std::future::poll_fn(|cx| self.body.poll_message(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(status)) => {
+                    self.done = true;
+                    return Err(status);
+                }
+                None => self.done = true,
+            }
+        }
+        Ok(self.body.trailers().cloned())
+    }
+
+    /// Trailing metadata if the stream has already ended cleanly, without reading further.
+    pub fn trailers_now(&self) -> Option<&MetadataMap> {
         self.body.trailers()
     }
 
