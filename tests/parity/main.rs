@@ -19,6 +19,8 @@
 //! - endpoint_connect: tonic's `endpoint.connect().await` and `connect_lazy()`;
 //! - response_extensions: a response's extensions between handlers, layers and callers;
 //! - stream_trailers: `Streaming::trailers().await` reads to the end first;
+//! - unsync_stream: a server stream that is `Send` but not `Sync`;
+//! - long_status: a 20,000-byte status message arrives whole under a raised limit.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -27,6 +29,7 @@ mod endpoint_connect;
 mod extensions;
 mod limits;
 mod load_shed;
+mod long_status;
 mod response_extensions;
 mod routes;
 mod shutdown;
@@ -35,3 +38,4 @@ mod stream_trailers;
 mod streams;
 mod support;
 mod timeout;
+mod unsync_stream;
