@@ -20,10 +20,12 @@
 //! - response_extensions: a response's extensions between handlers, layers and callers;
 //! - stream_trailers: `Streaming::trailers().await` reads to the end first;
 //! - unsync_stream: a server stream that is `Send` but not `Sync`;
-//! - long_status: a 20,000-byte status message arrives whole under a raised limit.
+//! - long_status: a 20,000-byte status message arrives whole under a raised limit;
+//! - complex_middleware: a server layer with its own future, body and error types.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
+mod complex_middleware;
 mod connection;
 mod endpoint_connect;
 mod extensions;
