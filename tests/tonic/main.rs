@@ -19,6 +19,7 @@
 
 mod api;
 mod dyn_service;
+mod forwarded;
 mod limits;
 mod matrix;
 mod paths;

@@ -39,7 +39,15 @@ fn once<Resp, C: Codec<Resp>>(
 ) -> Result<Response<Body>, Status> {
     let body = encode_to_bytes(codec, response.get_ref())?;
     // `map` keeps the handler's extensions, for the server's tower layers to read.
-    Ok(response.map(|_| Body::once(body)))
+    Ok(answer_of(response.map(|_| Body::once(body))))
+}
+
+/// A handler's answer as this server sends it: the encoding fields of its HEADERS are this
+/// server's to set. An answer a handler got from another server (a proxy's) carries that
+/// server's, which would tell this server's client to compress what this one cannot read.
+fn answer_of(mut response: Response<Body>) -> Response<Body> {
+    response.set_encoding(None);
+    response
 }
 
 fn streamed<St, Resp, C>(response: Response<St>, codec: C) -> Response<Body>
@@ -47,7 +55,7 @@ where
     St: Stream<Item = Result<Resp, Status>> + Send + 'static,
     C: Codec<Resp>,
 {
-    response.map(|stream| Body::from_stream(EncodeResultStream::new(stream, codec)))
+    answer_of(response.map(|stream| Body::from_stream(EncodeResultStream::new(stream, codec))))
 }
 
 /// Runs a unary handler: one request message in, one response message out.
