@@ -28,6 +28,7 @@ mod server_probe_io;
 mod server_probe_meta;
 mod silent;
 mod streaming_metadata;
+mod streaming_ready_metadata;
 mod support;
 mod unread;
 mod unread_answers;

@@ -16,21 +16,21 @@ use sockrpc_tests::echo::echo_server::EchoServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const STREAM: u8 = 0x02;
-const CANCEL: u8 = 5;
-const RESOURCE_EXHAUSTED: u32 = 8;
+pub(crate) const STREAM: u8 = 0x02;
+pub(crate) const CANCEL: u8 = 5;
+pub(crate) const RESOURCE_EXHAUSTED: u32 = 8;
 /// Streaming OPENs sent: 200 blocks of 16,382 bytes as HTTP/2 counts them, over 3 MiB.
-const OPENS: u32 = 200;
+pub(crate) const OPENS: u32 = 200;
 /// Entries per block: 2 + 4 × 455 bytes, 16,382 as counted, just under the 16 KiB limit.
-const ENTRIES: usize = 455;
-const BUDGET: usize = 1 << 20;
+pub(crate) const ENTRIES: usize = 455;
+pub(crate) const BUDGET: usize = 1 << 20;
 
-/// A streaming OPEN of the echo method with `ENTRIES` entries `a: ""`.
-fn streaming_open(call_id: u32) -> Vec<u8> {
-    let mut body = Vec::with_capacity(12 + ECHO_PATH.len() + 4 * ENTRIES);
+/// A streaming OPEN of `path` with `ENTRIES` entries `a: ""`.
+pub(crate) fn streaming_open(call_id: u32, path: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(12 + path.len() + 4 * ENTRIES);
     body.extend_from_slice(&0u64.to_be_bytes());
-    body.extend_from_slice(&(ECHO_PATH.len() as u16).to_be_bytes());
-    body.extend_from_slice(ECHO_PATH);
+    body.extend_from_slice(&(path.len() as u16).to_be_bytes());
+    body.extend_from_slice(path);
     body.extend_from_slice(&(ENTRIES as u16).to_be_bytes());
     for _ in 0..ENTRIES {
         body.extend_from_slice(&[1, b'a', 0, 0]);
@@ -49,7 +49,7 @@ async fn streaming_calls_past_the_running_budget_are_refused() {
     let mut stream = TcpStream::connect(running.addr).await.expect("connect");
     let mut bytes = PREFACE.to_vec();
     for call_id in 1..=OPENS {
-        bytes.extend_from_slice(&streaming_open(call_id));
+        bytes.extend_from_slice(&streaming_open(call_id, ECHO_PATH));
     }
     // A unary call after them: its answer shows the server has taken every OPEN.
     let last = OPENS + 1;

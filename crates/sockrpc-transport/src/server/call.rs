@@ -18,8 +18,9 @@
 //! releases its slot; the connection and every other call on it go on.
 //!
 //! A unary handler that waits keeps its request (message, metadata, path) for as long as it
-//! runs, and a streaming handler its metadata and path; what those requests hold together is
-//! bounded per connection
+//! runs, and a streaming handler its metadata and path (a handler that returned its answer
+//! stream at once too, for as long as the stream runs: the stream may hold the request); what
+//! those requests hold together is bounded per connection
 //! (`Limits::max_running_requests_size`): past it a new call fails `RESOURCE_EXHAUSTED` at once,
 //! as a call past the budget of requests waiting for their message does (`open.rs`). Without
 //! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection. A compressed
@@ -178,9 +179,16 @@ impl<D: Dispatch> Connection<D> {
                 };
                 if let Some(response) = streamed {
                     // Streamed answers are paced by the client's credit: they go on, polled
-                    // on this task.
+                    // on this task. The stream may hold the request (a handler that returned
+                    // it at once still keeps what it captured): counted while it runs, as a
+                    // handler that waits is.
                     let shared = Arc::clone(&self.shared);
+                    let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&shared), held));
                     let task = finish_call(shared, call_id, Ok(response), fold_end, deadline);
+                    let task = async move {
+                        let _charge = (charge, decoded_charge);
+                        task.await;
+                    };
                     self.run_local(call_id, task.instrument(span));
                 }
             }
