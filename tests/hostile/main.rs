@@ -32,4 +32,5 @@ mod streaming_ready_metadata;
 mod support;
 mod unread;
 mod unread_answers;
+mod unread_waiting_answers;
 mod wire;

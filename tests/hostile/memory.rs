@@ -6,7 +6,7 @@
 use crate::raw::{
     concat, header, open, read_while_open, server_frames, ECHO_PATH, END_STREAM, MESSAGE, PREFACE,
 };
-use crate::support::{bounded, fresh_call, EchoImpl, Witness};
+use crate::support::{bounded, fresh_call, EchoImpl, Shutdown, Witness};
 use sockrpc_tests::child::{memory_of, parent_pid, test_name, ChildServer};
 use sockrpc_tests::echo::echo_server::EchoServer;
 use std::time::Duration;
@@ -20,6 +20,19 @@ pub(crate) const MIB: u64 = 1024 * 1024;
 /// arenas appear mid-measurement), printing its address, exiting when its parent is gone or after
 /// two minutes. A panic anywhere aborts it, which the parent notices.
 pub(crate) fn child_server() {
+    child_serving(|listener, shutdown| {
+        sockrpc::Server::builder()
+            .add_service(EchoServer::new(EchoImpl::default()))
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    })
+}
+
+/// [`child_server`] with the server `serve` builds on the child's listener, until the shutdown
+/// it is handed (the parent gone, or two minutes).
+pub(crate) fn child_serving<Fut>(serve: impl FnOnce(tokio::net::TcpListener, Shutdown) -> Fut)
+where
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
     std::panic::set_hook(Box::new(|info| {
         eprintln!("child server panicked: {info}");
         std::process::abort();
@@ -48,10 +61,7 @@ pub(crate) fn child_server() {
                 }
             }
         };
-        let _ = sockrpc::Server::builder()
-            .add_service(EchoServer::new(EchoImpl::default()))
-            .serve_with_listener_and_shutdown(listener, orphaned)
-            .await;
+        let _ = serve(listener, Box::pin(orphaned)).await;
     });
     std::process::exit(0);
 }

@@ -25,8 +25,9 @@ const ANSWER: u64 = 1 << 20;
 /// allocator's slack. Buffering every answer would be 200 MiB.
 const HELD: u64 = 48 * MIB;
 
-/// Reads frames until `CALLS` ENDs arrived (bounded by `limit` bytes); returns the END codes.
-async fn read_all_ends(stream: &mut TcpStream, limit: u64) -> Vec<u32> {
+/// Reads frames until `calls` ENDs arrived, for calls 1 to `calls` (bounded by `limit`
+/// bytes); returns the END codes.
+pub(crate) async fn read_all_ends(stream: &mut TcpStream, calls: u32, limit: u64) -> Vec<u32> {
     let mut codes = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut pending: Vec<u8> = Vec::new();
@@ -34,11 +35,11 @@ async fn read_all_ends(stream: &mut TcpStream, limit: u64) -> Vec<u32> {
     let mut skip: u64 = 0;
     let mut total: u64 = 0;
     let mut preface = false;
-    while codes.len() < CALLS as usize {
+    while codes.len() < calls as usize {
         let n = stream.read(&mut buf).await.expect("read answers");
         assert!(
             n > 0,
-            "server closed after {} of {CALLS} answers",
+            "server closed after {} of {calls} answers",
             codes.len()
         );
         total += n as u64;
@@ -64,7 +65,7 @@ async fn read_all_ends(stream: &mut TcpStream, limit: u64) -> Vec<u32> {
                     break;
                 }
                 codes.push(u32::from_be_bytes(pending[12..16].try_into().expect("4")));
-                assert!((1..=CALLS).contains(&call_id), "END for call {call_id}");
+                assert!((1..=calls).contains(&call_id), "END for call {call_id}");
                 pending.drain(..12 + len);
             } else {
                 let have = (pending.len() - 12).min(len);
@@ -122,10 +123,12 @@ fn answers_a_client_does_not_read_stay_bounded() {
         // Nothing was lost: once the client reads, every call is answered, in a bounded time
         // (generous: a debug build on a shared machine writes 200 MiB).
         let limit = u64::from(CALLS) * (ANSWER + 1024) + 1024;
-        let codes =
-            tokio::time::timeout(Duration::from_secs(60), read_all_ends(&mut stream, limit))
-                .await
-                .expect("every answer arrives once the client reads");
+        let codes = tokio::time::timeout(
+            Duration::from_secs(60),
+            read_all_ends(&mut stream, CALLS, limit),
+        )
+        .await
+        .expect("every answer arrives once the client reads");
         assert!(codes.iter().all(|&c| c == 0), "END codes: {codes:?}");
         witness.finish().await;
         drop(stream);

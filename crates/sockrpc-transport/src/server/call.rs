@@ -26,6 +26,10 @@
 //! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection. A compressed
 //! request counts what it decompresses to as well: the service layer adds it through the
 //! `RequestCharge` in the request's extensions (a gzip request of 1 KiB holds 1 MiB).
+//!
+//! A handler still pending after its first poll is polled only while the connection's write
+//! buffer has room (`room.rs`): otherwise the answers of every call in flight could pile up
+//! there for a client that does not read.
 
 use super::conn::Connection;
 use super::open::Opened;
@@ -193,6 +197,8 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
             Poll::Pending => {
+                // Polled from now on only while the write buffer has room (`room.rs`).
+                future.pace(Arc::clone(&self.shared));
                 let shared = Arc::clone(&self.shared);
                 let task_span = span.clone();
                 // Counted while the handler holds its request, however the task ends.
@@ -257,6 +263,7 @@ impl<D: Dispatch> Connection<D> {
     fn note_outbox(&self, state: &ConnState) {
         if state.outbox.buffered() > HIGH_WATER {
             self.outbox_full.set(true);
+            super::room::note_appended(&self.shared, state);
         }
     }
 
@@ -305,6 +312,9 @@ struct Guarded<B> {
     inner: DispatchFuture<B>,
     deadline: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Set once the handler waits: it is then polled only while its connection's write buffer
+    /// has room (`room.rs`); its deadline runs regardless.
+    paced: Option<Arc<Shared>>,
 }
 
 impl<B> Guarded<B> {
@@ -313,7 +323,13 @@ impl<B> Guarded<B> {
             inner,
             deadline,
             sleep: None,
+            paced: None,
         }
+    }
+
+    /// From now on, polls the handler only while `shared`'s write buffer has room.
+    fn pace(&mut self, shared: Arc<Shared>) {
+        self.paced = Some(shared);
     }
 }
 
@@ -322,8 +338,14 @@ impl<B: OutboundBody> Future for Guarded<B> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let Poll::Ready(result) = poll_caught(this.inner.as_mut(), cx) {
-            return Poll::Ready(result.unwrap_or_else(|_| Err(panicked())));
+        let room = match &this.paced {
+            None => true,
+            Some(shared) => super::room::has_room(shared, cx),
+        };
+        if room {
+            if let Poll::Ready(result) = poll_caught(this.inner.as_mut(), cx) {
+                return Poll::Ready(result.unwrap_or_else(|_| Err(panicked())));
+            }
         }
         if let Some(deadline) = this.deadline {
             let sleep = this
@@ -370,6 +392,7 @@ async fn finish_call<B: OutboundBody>(
             return;
         }
         let streamed = answer_now(&mut state, call_id, result, fold_end, &shared.limits);
+        super::room::note_appended(&shared, &state);
         if streamed.is_none() {
             // The call's last frame is written: it leaves the count of calls in flight in the
             // same breath. Once another task writes that frame out, the client may send its

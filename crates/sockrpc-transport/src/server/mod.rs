@@ -23,6 +23,7 @@ mod open;
 mod ping;
 mod pump;
 mod respond;
+mod room;
 mod timers;
 mod uncounted;
 

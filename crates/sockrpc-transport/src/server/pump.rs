@@ -120,6 +120,9 @@ pub(super) async fn pump<B: OutboundBody>(
                     state.outbox.append_message(call_id, flags, message);
                     state.answers_sent += 1;
                     let room = state.outbox.buffered() <= HIGH_WATER;
+                    if !room {
+                        super::room::note_appended(&shared, state);
+                    }
                     let charge = if state.charge_answers {
                         frame::message_charge(message.len())
                     } else {

@@ -190,6 +190,9 @@ pub(super) struct Shared {
     /// bounded by `Limits::max_running_requests_size`); shared with the `RequestCharge` of
     /// each compressed request, which adds what it decompresses to.
     pub(super) running_held: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set when an answer left the write buffer past its high-water mark: handlers that wait
+    /// are not polled until it drains (`room.rs`).
+    pub(super) answers_paused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -211,6 +214,7 @@ impl Shared {
             }),
             limits,
             running_held: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            answers_paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
