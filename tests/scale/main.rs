@@ -33,6 +33,7 @@ mod churn;
 mod dns;
 mod dns_gone;
 mod dns_server;
+mod dns_silent;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]

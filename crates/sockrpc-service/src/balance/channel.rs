@@ -121,7 +121,7 @@ pub(super) struct Shared {
 impl Shared {
     /// `message`, with discovery's latest error when it has one.
     fn with_problem(&self, message: String) -> String {
-        match self.problem.as_ref().and_then(Problem::get) {
+        match self.problem.as_ref().and_then(Problem::describe) {
             Some(problem) => format!("{message} ({problem})"),
             None => message,
         }

@@ -85,6 +85,8 @@ struct ProblemState {
     /// Changes that answer the error, still to be applied by the channel
     /// ([`Problem::clear_after`]).
     pending: usize,
+    /// What the source is still waiting for, when it has no error ([`Problem::waiting`]).
+    waiting: Option<String>,
 }
 
 impl Problem {
@@ -93,7 +95,16 @@ impl Problem {
         *self.lock() = ProblemState {
             error: Some(error.into()),
             pending: 0,
+            waiting: None,
         };
+    }
+
+    /// Says what the source is still waiting for (`None`: nothing), such as a DNS server that
+    /// has not answered yet. Not an error: a call that finds no endpoint still waits for the
+    /// answer, but when it gives up (its deadline) its status says what was awaited, instead
+    /// of only that no endpoint was known. An error set later takes its place.
+    pub fn waiting(&self, note: Option<String>) {
+        self.lock().waiting = note;
     }
 
     /// The source succeeded: nothing to report.
@@ -118,6 +129,13 @@ impl Problem {
     /// The latest error, if the source has not succeeded since.
     pub fn get(&self) -> Option<String> {
         self.lock().error.clone()
+    }
+
+    /// The latest error, else what the source is still waiting for: what a call's status says
+    /// about discovery.
+    pub fn describe(&self) -> Option<String> {
+        let state = self.lock();
+        state.error.clone().or_else(|| state.waiting.clone())
     }
 
     /// Whether changes that answer the error are on their way to the channel.

@@ -26,7 +26,8 @@
 //! usable endpoint (RFC 2782's rule: a worse priority only when the better ones are down). How one lookup reads its answers: `lookup.rs`.
 //!
 //! Why a lookup failed is kept for the balanced channel, which says it when no endpoint can
-//! take a call (grpc-go's "name resolver error"), instead of only that none is usable.
+//! take a call (grpc-go's "name resolver error"), instead of only that none is usable; before
+//! the first answer, a call that gives up waiting says which server and name it waited for.
 
 mod lookup;
 mod search;
@@ -75,6 +76,10 @@ pub struct DnsDiscovery {
     server: Option<SocketAddr>,
     min_ttl: Duration,
     max_ttl: Duration,
+    /// Per-query timeout and attempts; `None`: 2 s and 2 with [`server`](Self::server), else
+    /// what `/etc/resolv.conf` says.
+    timeout: Option<Duration>,
+    attempts: Option<usize>,
     endpoint: EndpointFn,
 }
 
@@ -85,6 +90,8 @@ impl std::fmt::Debug for DnsDiscovery {
             .field("server", &self.server)
             .field("min_ttl", &self.min_ttl)
             .field("max_ttl", &self.max_ttl)
+            .field("timeout", &self.timeout)
+            .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +104,8 @@ impl DnsDiscovery {
             server: None,
             min_ttl: Duration::from_secs(1),
             max_ttl: Duration::from_secs(300),
+            timeout: None,
+            attempts: None,
             endpoint: Arc::new(|addr: SocketAddr| {
                 Endpoint::new(addr.ip().to_string(), addr.port())
             }),
@@ -136,6 +145,24 @@ impl DnsDiscovery {
         self
     }
 
+    /// How long one query waits for the DNS server's answer (default 2 s with
+    /// [`server`](Self::server), else `/etc/resolv.conf`'s `timeout:`, 5 s by default; at least
+    /// 10 ms). A server that never answers holds a lookup for about `timeout` ×
+    /// [`attempts`](Self::attempts), and up to twice that with [`server`](Self::server) (UDP,
+    /// then TCP): until the first lookup ends, a call waits for an endpoint, up to its
+    /// deadline, and its status then says the DNS answer is still awaited.
+    pub fn timeout(mut self, timeout: Duration) -> DnsDiscovery {
+        self.timeout = Some(timeout.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// How many times a query is sent before the lookup gives up (default 2 with
+    /// [`server`](Self::server), else `/etc/resolv.conf`'s `attempts:`; at least 1).
+    pub fn attempts(mut self, attempts: usize) -> DnsDiscovery {
+        self.attempts = Some(attempts.max(1));
+        self
+    }
+
     /// Makes each resolved address's endpoint with `f`.
     pub fn endpoint(
         mut self,
@@ -147,9 +174,10 @@ impl DnsDiscovery {
 
     /// The resolver: the system's as `/etc/resolv.conf` configures it (its `timeout:` and
     /// `attempts:` options included), or one asking [`server`](Self::server) with a 2 s
-    /// timeout, twice.
+    /// timeout, twice; [`timeout`](Self::timeout) and [`attempts`](Self::attempts) override
+    /// either.
     fn resolver(&self) -> Result<TokioResolver, Status> {
-        let builder = match self.server {
+        let mut builder = match self.server {
             Some(addr) => {
                 let mut config = ResolverConfig::new();
                 config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
@@ -164,6 +192,12 @@ impl DnsDiscovery {
                 Status::invalid_argument(format!("no system DNS configuration: {e}"))
             })?,
         };
+        if let Some(timeout) = self.timeout {
+            builder.options_mut().timeout = timeout;
+        }
+        if let Some(attempts) = self.attempts {
+            builder.options_mut().attempts = attempts;
+        }
         Ok(builder.build())
     }
 
@@ -188,6 +222,13 @@ impl DnsDiscovery {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let hint = Arc::new(Notify::new());
         let problem = Problem::default();
+        // Until the first answer (or error): what a call that gives up waiting says.
+        problem.waiting(Some(format!(
+            "waiting for the first DNS answer for {} from {}",
+            describe_query(&self.query),
+            self.server
+                .map_or_else(|| "the system's DNS servers".to_owned(), |s| s.to_string()),
+        )));
         let mut lookups = Lookups {
             config: self,
             resolver: Some(resolver),
@@ -290,6 +331,14 @@ const RETRY_CAP: Duration = Duration::from_secs(120);
 
 /// The floor of [`DnsDiscovery::min_ttl`].
 const MIN_TTL_FLOOR: Duration = Duration::from_millis(100);
+
+/// The query in words: `NAME:PORT`, or `SRV NAME`.
+fn describe_query(query: &Query) -> String {
+    match query {
+        Query::Ip { name, port } => format!("{name}:{port}"),
+        Query::Srv { name } => format!("SRV {name}"),
+    }
+}
 
 /// Refuses a name no lookup can answer: empty, or not a DNS name (`dns:///x` or
 /// `dns://server/x` written where a name goes, a port left in it).
