@@ -89,6 +89,16 @@ impl Dns {
     /// A server whose answers of "no such records" stand for `negative` seconds (RFC 2308: the
     /// smaller of its SOA's TTL and minimum, both `negative` here).
     pub(crate) async fn with_negative_ttl(negative: u32) -> Dns {
+        Dns::serve(negative, false).await
+    }
+
+    /// [`Dns::start`], answering over TCP too, on the same port: an answer too long for UDP
+    /// comes back truncated, and the resolver must ask again over TCP.
+    pub(crate) async fn with_tcp() -> Dns {
+        Dns::serve(1, true).await
+    }
+
+    async fn serve(negative: u32, tcp: bool) -> Dns {
         let origin = Name::from_str("scale.test.").expect("origin");
         let mut zone = InMemoryAuthority::empty(origin.clone(), ZoneType::Primary, false);
         let soa = SOA::new(
@@ -120,6 +130,12 @@ impl Dns {
             asked: Arc::clone(&asked),
         });
         server.register_socket(socket);
+        if tcp {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .expect("bind dns over TCP on the UDP port");
+            server.register_listener(listener, std::time::Duration::from_secs(5));
+        }
         Dns {
             addr,
             zone,

@@ -31,6 +31,7 @@
 mod child;
 mod churn;
 mod dns;
+mod dns_answers;
 mod dns_gone;
 mod dns_server;
 mod dns_silent;

@@ -28,6 +28,9 @@
 //! Why a lookup failed is kept for the balanced channel, which says it when no endpoint can
 //! take a call (grpc-go's "name resolver error"), instead of only that none is usable; before
 //! the first answer, a call that gives up waiting says which server and name it waited for.
+//!
+//! Queries carry EDNS0, so that an answer longer than 512 bytes (50 addresses) comes whole
+//! over UDP or truncated, then over TCP.
 
 mod lookup;
 mod search;
@@ -192,6 +195,11 @@ impl DnsDiscovery {
                 Status::invalid_argument(format!("no system DNS configuration: {e}"))
             })?,
         };
+        // EDNS0 (RFC 6891): without it a server may send a UDP answer longer than the 512
+        // bytes hickory then reads, which it drops as malformed and waits out to a timeout
+        // (50 A records is 850 bytes); with it, the answer fits the 1232 bytes offered, or
+        // comes back truncated and is asked again over TCP.
+        builder.options_mut().edns0 = true;
         if let Some(timeout) = self.timeout {
             builder.options_mut().timeout = timeout;
         }
