@@ -1,7 +1,7 @@
-//! What a grpc-go user expects of the answers behind a `dns:` target, against a real DNS
-//! server (`dns_server.rs`): CNAME chains and a CNAME to a name that does not exist, 50
-//! addresses in one UDP answer, and an answer too long for UDP (100 addresses) that the
-//! resolver asks again over TCP.
+//! What a grpc-go user expects of `dns:` targets and of the answers behind them, against a
+//! real DNS server (`dns_server.rs`): the target forms (`dns://DNS-IP:PORT/NAME:PORT` asking
+//! that server, upper case, no trailing dot), CNAME chains and a CNAME to a name that does not
+//! exist, and an answer too long for UDP (100 addresses) that the resolver asks again over TCP.
 
 use super::dns_server::{name, Dns};
 use super::support::{hello, Server};
@@ -29,6 +29,47 @@ async fn server() -> (Server, u16) {
     let server = Server::start("127.0.0.1", Duration::ZERO).await;
     let port = server.addr.port();
     (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_go_s_target_forms_ask_the_server_they_name() {
+    let dns = Dns::start().await;
+    let (server, port) = server().await;
+    dns.set(&[Ipv4Addr::LOCALHOST]).await;
+    // The DNS server in the authority; the name in upper case and without its trailing dot.
+    let target = format!("dns://{}/SVC.Scale.TEST:{port}", dns.addr);
+    let channel = follow(DnsDiscovery::target(&target).expect("a DNS target"));
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("up from the DNS server the target names");
+    assert_eq!(hello(&channel, None).await.expect("a call"), server.addr);
+    // An IP literal, IPv4 or IPv6 in brackets: used as it is, no query.
+    for literal in [
+        format!("dns:///127.0.0.1:{port}"),
+        format!("dns:[::1]:{port}"),
+    ] {
+        let channel = follow(DnsDiscovery::target(&literal).expect("a literal"));
+        let want = if literal.contains("::1") {
+            format!("[::1]:{port}")
+        } else {
+            format!("127.0.0.1:{port}")
+        };
+        let mut seen = false;
+        for _ in 0..100 {
+            if channel.stats().iter().any(|s| s.key == want) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen, "{literal}: {:?}", channel.stats());
+    }
+    // Malformed: refused at once, saying why.
+    let status = DnsDiscovery::target("dns:///svc.scale.test:http").expect_err("bad port");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("not a port"), "{status:?}");
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,10 +30,14 @@
 //! the first answer, a call that gives up waiting says which server and name it waited for.
 //!
 //! Queries carry EDNS0, so that an answer longer than 512 bytes (50 addresses) comes whole
-//! over UDP or truncated, then over TCP.
+//! over UDP or truncated, then over TCP. gRPC's `dns:` target strings are read by
+//! [`DnsDiscovery::target`] (`target.rs`).
 
 mod lookup;
 mod search;
+mod target;
+
+pub use target::DEFAULT_PORT;
 
 use super::{endpoint_key, Change, Discovery, Problem};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
