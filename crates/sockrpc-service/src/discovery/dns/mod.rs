@@ -30,8 +30,10 @@
 //! the first answer, a call that gives up waiting says which server and name it waited for.
 //!
 //! Queries carry EDNS0, so that an answer longer than 512 bytes (50 addresses) comes whole
-//! over UDP or truncated, then over TCP. gRPC's `dns:` target strings are read by
-//! [`DnsDiscovery::target`] (`target.rs`).
+//! over UDP or truncated, then over TCP. A query's timeout and attempts are settable
+//! ([`DnsDiscovery::timeout`], [`DnsDiscovery::attempts`]), and gRPC's `dns:` target strings are
+//! read by [`DnsDiscovery::target`] (`target.rs`). The whole behaviour, and where it differs from
+//! grpc-go's: `docs/DNS.md`.
 
 mod lookup;
 mod search;
