@@ -189,3 +189,38 @@ async fn fifty_addresses_come_in_one_udp_answer() {
     };
     assert_eq!(count, ips.len(), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_on_an_address_dns_drops_finishes() {
+    let dns = Dns::start().await;
+    // Each call takes 3 s: long enough for the record to go (TTL 1 s) while one is in flight.
+    let server = Server::start("127.0.0.1", Duration::from_secs(3)).await;
+    dns.set(&[Ipv4Addr::LOCALHOST]).await;
+    let channel = follow(DnsDiscovery::ip("svc.scale.test.", server.addr.port()).server(dns.addr));
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("up from DNS");
+    let in_flight = tokio::spawn({
+        let channel = channel.clone();
+        async move { hello(&channel, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dns.set(&[]).await;
+    let mut gone = false;
+    for _ in 0..200 {
+        if channel.stats().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the address stayed: {:?}", channel.stats());
+    assert!(
+        !in_flight.is_finished(),
+        "the call ended before its address left"
+    );
+    let answered = in_flight.await.expect("call task");
+    assert_eq!(answered.expect("the call in flight finishes"), server.addr);
+    server.shutdown().await;
+}
