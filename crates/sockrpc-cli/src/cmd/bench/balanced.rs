@@ -44,14 +44,8 @@ pub(super) fn wanted(args: &BenchArgs) -> bool {
 }
 
 fn discovery(target: &str, dns_server: Option<SocketAddr>) -> Result<Discovery, String> {
-    if let Some(rest) = target.strip_prefix("dns:") {
-        let (name, port, server) = dns_target(rest, dns_server)
-            .map_err(|e| format!("{target}: {e} (want dns://NAME:PORT, dns:///NAME:PORT or dns://DNS-IP[:PORT]/NAME:PORT)"))?;
-        let mut dns = DnsDiscovery::ip(name, port);
-        if let Some(server) = server {
-            dns = dns.server(server);
-        }
-        return dns
+    if target.starts_with("dns:") {
+        return dns_discovery(target, dns_server)?
             .start()
             .map_err(|s| format!("{target}: {}", s.message()));
     }
@@ -59,42 +53,24 @@ fn discovery(target: &str, dns_server: Option<SocketAddr>) -> Result<Discovery, 
         .map_err(|s| format!("{target}: {}", s.message()))
 }
 
-/// A `dns:` target's name, port and DNS server, in grpc's forms: `dns://NAME:PORT` (ours),
-/// `dns:///NAME:PORT` and `dns:NAME:PORT` (no authority: the system's resolver) and
-/// `dns://DNS-IP[:PORT]/NAME:PORT` (that DNS server, port 53 by default). `--dns-server`
-/// names the server too; not both.
-fn dns_target(
-    rest: &str,
-    flag: Option<SocketAddr>,
-) -> Result<(String, u16, Option<SocketAddr>), String> {
-    let (authority, host_port) = match rest.strip_prefix("//") {
-        Some(rest) => rest.split_once('/').unwrap_or(("", rest)),
-        // grpc's `dns:NAME:PORT`, no authority.
-        None => ("", rest),
+/// A `dns:` target in gRPC's forms (`DnsDiscovery::target`: `dns:///NAME[:PORT]`,
+/// `dns://DNS-IP[:PORT]/NAME[:PORT]`) or ours, `dns://NAME:PORT`. `--dns-server` names the DNS
+/// server too; not both.
+fn dns_discovery(target: &str, flag: Option<SocketAddr>) -> Result<DnsDiscovery, String> {
+    let dns = DnsDiscovery::target(target).map_err(|s| s.message().to_owned())?;
+    let Some(server) = flag else {
+        return Ok(dns);
     };
-    let from_authority = match authority {
-        "" => None,
-        a => Some(match a.parse::<SocketAddr>() {
-            Ok(addr) => addr,
-            Err(_) => SocketAddr::new(
-                a.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .map_err(|_| format!("DNS server {a:?} is not IP[:PORT]"))?,
-                53,
-            ),
-        }),
-    };
-    let server = match (from_authority, flag) {
-        (Some(_), Some(_)) => return Err("a DNS server in the target and --dns-server".into()),
-        (a, f) => a.or(f),
-    };
-    let (name, port) = host_port.rsplit_once(':').ok_or("no port")?;
-    let port: u16 = port.parse().map_err(|e| format!("bad port: {e}"))?;
-    if name.is_empty() {
-        return Err("no name".into());
+    let names_server = target
+        .strip_prefix("dns://")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(authority, _)| !authority.is_empty());
+    if names_server {
+        return Err(format!(
+            "{target}: a DNS server in the target and --dns-server"
+        ));
     }
-    Ok((name.to_owned(), port, server))
+    Ok(dns.server(server))
 }
 
 fn channel(args: &BenchArgs, target: &str) -> Result<Balanced, String> {
@@ -274,29 +250,25 @@ async fn row(
 
 #[cfg(test)]
 mod tests {
-    use super::dns_target;
+    use super::dns_discovery;
 
     #[test]
-    fn dns_targets_in_grpc_go_s_forms() {
+    fn dns_targets_take_the_server_from_the_target_or_the_flag_not_both() {
         let flag = Some("127.0.0.1:5353".parse().expect("addr"));
-        let ours = dns_target("//svc.test:50051", flag).expect("ours");
-        assert_eq!(ours, ("svc.test".into(), 50051, flag));
-        let none = dns_target("///svc.test:50051", None).expect("no authority");
-        assert_eq!(none, ("svc.test".into(), 50051, None));
-        let server = dns_target("//127.0.0.9/svc.test:7", None).expect("authority");
-        assert_eq!(server.2, Some("127.0.0.9:53".parse().expect("addr")));
-        let server = dns_target("//[::1]:5300/svc.test:7", None).expect("v6 authority");
-        assert_eq!(server.2, Some("[::1]:5300".parse().expect("addr")));
-        let literal = dns_target("///[::1]:50051", None).expect("literal");
-        assert_eq!(literal.0, "[::1]");
-        let bare = dns_target("svc.test:1", None).expect("dns:NAME:PORT");
-        assert_eq!(bare, ("svc.test".into(), 1, None));
-        for bad in ["//svc.test", "//:50051", "//x/svc.test:99999", "svc.test"] {
-            assert!(dns_target(bad, None).is_err(), "{bad}");
+        for ok in [
+            "dns://svc.test:50051",
+            "dns:///svc.test:50051",
+            "dns:svc.test:1",
+        ] {
+            assert!(dns_discovery(ok, flag).is_ok(), "{ok}");
         }
+        assert!(dns_discovery("dns://127.0.0.9/svc.test:7", None).is_ok());
         assert!(
-            dns_target("//127.0.0.9/svc.test:7", flag).is_err(),
+            dns_discovery("dns://127.0.0.9/svc.test:7", flag).is_err(),
             "two servers"
         );
+        for bad in ["dns://:50051", "dns://x/svc.test:99999", "dns://svc.test:0"] {
+            assert!(dns_discovery(bad, None).is_err(), "{bad}");
+        }
     }
 }
