@@ -12,6 +12,13 @@
 //! budget, that call fails `RESOURCE_EXHAUSTED` as a call past it at arrival does. What was
 //! added is given back when the last clone is dropped: the transport keeps one for as long as
 //! the call's task runs.
+//!
+//! A charge counts its call's one request message once, however many copies of the call decode
+//! it: a layer that runs a call again (`Call::try_clone`, as retry and hedging layers do)
+//! clones the extensions, and so the charge, and each copy's handler decompresses the same
+//! message and adds its size. Summed, a call retried once counted twice what it held, and the
+//! connection refused other calls early, for as long as the call ran. So [`add`](RequestCharge::add)
+//! counts the largest size added to the charge, not the sum.
 
 use crate::Status;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,22 +47,43 @@ impl RequestCharge {
         }))
     }
 
-    /// Counts `bytes` more held by this call. `RESOURCE_EXHAUSTED` (and nothing counted) when
-    /// the connection's requests already hold more than its budget: as at a call's arrival, a
-    /// call is refused only past the budget, so the count exceeds it by one call at most.
+    /// Counts that this call's request message decompressed to `bytes`. A copy of the call
+    /// (`Call::try_clone`) decoding the same message again counts nothing more: the charge
+    /// holds the largest size added to it, not their sum. `RESOURCE_EXHAUSTED` (and nothing
+    /// counted) when the count must grow and the connection's requests already hold more than
+    /// its budget: as at a call's arrival, a call is refused only past the budget, so the count
+    /// exceeds it by one call at most.
     pub fn add(&self, bytes: usize) -> Result<(), Status> {
         let charged = &*self.0;
-        let before = charged.held.fetch_add(bytes, Ordering::Relaxed);
-        if before > charged.budget {
-            charged.held.fetch_sub(bytes, Ordering::Relaxed);
-            return Err(Status::resource_exhausted(format!(
-                "unary calls running on this connection hold over {} bytes of requests \
-                 (decompressed)",
-                charged.budget
-            )));
+        let mut added = charged.added.load(Ordering::Relaxed);
+        // Bounded in practice: each retry follows another copy's add of the same charge, and a
+        // call has a few copies at most.
+        loop {
+            let Some(more) = bytes.checked_sub(added).filter(|more| *more > 0) else {
+                // Counted already, by this copy or another.
+                return Ok(());
+            };
+            let before = charged.held.fetch_add(more, Ordering::Relaxed);
+            if before > charged.budget {
+                charged.held.fetch_sub(more, Ordering::Relaxed);
+                return Err(Status::resource_exhausted(format!(
+                    "unary calls running on this connection hold over {} bytes of requests \
+                     (decompressed)",
+                    charged.budget
+                )));
+            }
+            match charged
+                .added
+                .compare_exchange(added, bytes, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => {
+                    // Another copy counted meanwhile: take this count back and look again.
+                    charged.held.fetch_sub(more, Ordering::Relaxed);
+                    added = now;
+                }
+            }
         }
-        charged.added.fetch_add(bytes, Ordering::Relaxed);
-        Ok(())
     }
 }
 
@@ -76,7 +104,10 @@ mod tests {
         let charge = RequestCharge::new(Arc::clone(&held), 100);
         let copy = charge.clone();
         charge.add(80).expect("under the budget");
-        copy.add(80).expect("the count was under the budget before");
+        let second = RequestCharge::new(Arc::clone(&held), 100);
+        second
+            .add(80)
+            .expect("the count was under the budget before");
         assert_eq!(held.load(Ordering::Relaxed), 160);
         let other = RequestCharge::new(Arc::clone(&held), 100);
         let refused = other.add(1).expect_err("past the budget");
@@ -86,9 +117,35 @@ mod tests {
             160,
             "a refusal counts nothing"
         );
+        drop(second);
+        assert_eq!(held.load(Ordering::Relaxed), 80);
         drop(charge);
-        assert_eq!(held.load(Ordering::Relaxed), 160, "a clone still holds it");
+        assert_eq!(held.load(Ordering::Relaxed), 80, "a clone still holds it");
         drop(copy);
         assert_eq!(held.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_copy_of_the_call_decoding_its_message_again_counts_it_once() {
+        // A retry layer on the server copies the call (`Call::try_clone` clones the
+        // extensions, and so the charge) and runs it again: each attempt's handler decodes the
+        // same message and adds its size. Summed, the call counted 2 x 80 against a budget of
+        // 100, and the second attempt was refused although the call held one 80-byte message.
+        let held = Arc::new(AtomicUsize::new(0));
+        let charge = RequestCharge::new(Arc::clone(&held), 100);
+        let retried = charge.clone();
+        charge.add(80).expect("under the budget");
+        // Over the budget meanwhile by another call's count: the copy is not refused, since
+        // its message is counted already.
+        held.fetch_add(50, Ordering::Relaxed);
+        retried.add(80).expect("the same message, counted already");
+        assert_eq!(held.load(Ordering::Relaxed), 130, "counted once");
+        held.fetch_sub(50, Ordering::Relaxed);
+        // A larger size (never the same message, but so defined) counts the difference.
+        retried.add(90).expect("under the budget before");
+        assert_eq!(held.load(Ordering::Relaxed), 90);
+        drop(charge);
+        drop(retried);
+        assert_eq!(held.load(Ordering::Relaxed), 0, "the count returns to zero");
     }
 }
