@@ -17,6 +17,7 @@ mod pieces;
 mod pieces_abandon_answer;
 mod pieces_cancel;
 mod pieces_cross;
+mod pieces_rate;
 mod pieces_wait;
 mod pinned_streams;
 mod probe;

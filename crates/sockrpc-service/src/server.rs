@@ -274,6 +274,14 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Sets the slowest a message split into pieces may arrive, in bytes per second: it must be
+    /// whole within the frame timeout plus its length at this rate, or the connection is
+    /// closed (see [`ServerConfig::min_message_rate`]). Default 32 KiB/s; 0: no floor.
+    pub fn min_message_rate(mut self, bytes_per_second: u64) -> Self {
+        self.config.min_message_rate = bytes_per_second;
+        self
+    }
+
     /// Sets the longest any call may run, server-wide: calls without a deadline get this one,
     /// and a client's deadline further away is shortened to it. When it passes the handler is
     /// cancelled and the client gets `DEADLINE_EXCEEDED`. Applies to TCP, Unix and UDP calls.

@@ -190,6 +190,12 @@ impl FrameDecoder {
         self.pieces.is_open()
     }
 
+    /// The split message in assembly, if any: its serial number and the bytes its pieces
+    /// announced so far (see `Pieces::assembly`).
+    pub fn assembly(&self) -> Option<(u64, u64)> {
+        self.pieces.assembly()
+    }
+
     /// How many more bytes the current frame needs, to size the next read; 0 when unknown.
     pub fn bytes_wanted(&self, buffered: usize) -> usize {
         match self.state {

@@ -20,6 +20,12 @@
 //! else is a protocol error. A sender that gives a message up ends it with an empty last piece
 //! (`Outbox::abandon`).
 //!
+//! Each piece restarts the frame clock, so pieces of [`MIN_PIECE`] dripped one per frame timeout
+//! could still hold a 4 MiB assembly open for 256 frame timeouts: a server also bounds the
+//! whole message's time by a floor on its rate (`ServerConfig::min_message_rate`,
+//! `server/deadlines.rs`), from the serial number and length [`assembly`](Pieces::assembly)
+//! gives.
+//!
 //! A message that grows past the limit is dropped as soon as it does: its call is told
 //! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread,
 //! their bytes counted for the server to credit back (`take_skipped`).
@@ -54,6 +60,9 @@ pub(crate) struct Pieces {
     /// Bytes of pieces skipped unreported (after their message's report), not yet taken by
     /// [`take_skipped`](Self::take_skipped).
     skipped: u64,
+    /// Split messages opened so far: the open one's serial number, so that a message begun
+    /// right after another ended is told from it.
+    opened: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +81,12 @@ impl Pieces {
     /// Whether a split message is in assembly (or being skipped).
     pub(crate) fn is_open(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// The split message in assembly (or being skipped), if any: its serial number on this
+    /// connection and the bytes its pieces announced so far, the piece being read included.
+    pub(crate) fn assembly(&self) -> Option<(u64, u64)> {
+        self.open.as_ref().map(|open| (self.opened, open.length))
     }
 
     /// Judges a MESSAGE frame by its `header`, before its body is buffered, against the message
@@ -101,6 +116,7 @@ impl Pieces {
             }
             Some(_) => {}
             None => {
+                self.opened += 1;
                 self.open = Some(Open {
                     call_id: header.call_id,
                     compressed,

@@ -163,6 +163,12 @@ impl FrameReader {
         self.decoder.assembling()
     }
 
+    /// The split message in assembly, if any: its serial number and the bytes its pieces
+    /// announced so far ([`FrameDecoder::assembly`]).
+    pub fn assembly(&self) -> Option<(u64, u64)> {
+        self.decoder.assembly()
+    }
+
     /// Body bytes of pieces skipped unreported since the last call
     /// ([`FrameDecoder::take_skipped`]).
     pub fn take_skipped(&mut self) -> u64 {

@@ -64,6 +64,15 @@ pub struct ServerConfig {
     /// Time a frame may take from its first byte to its last. A peer that starts a frame and
     /// stops sending (slowloris) is closed when it passes. Default 30 s.
     pub frame_timeout: Duration,
+    /// The slowest a message split into pieces may arrive, in bytes per second: it must be
+    /// whole within `frame_timeout` of its first piece's arrival plus its length at this rate,
+    /// or the connection is closed with a GOAWAY (`DEADLINE_EXCEEDED`, "message not completed
+    /// in time"; the client's calls fail `UNAVAILABLE` with that reason). Each piece also has
+    /// `frame_timeout`; without this floor, pieces of 16 KiB sent one per frame timeout held
+    /// a 4 MiB message (and its memory) for 256 of them. Default 32 KiB/s (256 kbit/s): a
+    /// 4 MiB request then has 30 s + 128 s, and a 1 MiB one 30 s + 32 s, far more than a
+    /// message sent in one frame, which must arrive within `frame_timeout`. 0: no floor.
+    pub min_message_rate: u64,
     /// TLS on every connection (`None`: plain text). The handshake runs on the connection's own
     /// task and must finish within `handshake_timeout`; the sockrpc preface then has another
     /// `handshake_timeout`.
@@ -107,6 +116,7 @@ impl Default for ServerConfig {
             max_connection_age: None,
             max_connection_age_grace: None,
             frame_timeout: Duration::from_secs(30),
+            min_message_rate: 32 * 1024,
             #[cfg(feature = "tls")]
             tls: None,
             keepalive: Some(Keepalive::new(

@@ -59,6 +59,8 @@ pub(super) struct ConnConfig {
     pub(super) max_age: Option<Duration>,
     pub(super) max_age_grace: Option<Duration>,
     pub(super) frame_timeout: Duration,
+    /// `ServerConfig::min_message_rate`: a split message's floor (`deadlines.rs`).
+    pub(super) min_message_rate: u64,
     pub(super) keepalive: Option<crate::client::Keepalive>,
     /// The server-wide cap on any call's deadline.
     pub(super) timeout: Option<Duration>,
@@ -79,6 +81,7 @@ impl ConnConfig {
             max_age: config.max_connection_age,
             max_age_grace: config.max_connection_age_grace,
             frame_timeout: config.frame_timeout,
+            min_message_rate: config.min_message_rate,
             keepalive: config.keepalive,
             timeout: config.timeout,
             log_limit: Arc::clone(&config.log_limit),

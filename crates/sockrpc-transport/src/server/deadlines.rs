@@ -5,6 +5,7 @@
 //! kept on the peer (slowloris, keepalive, idleness, age) another.
 
 use super::conn::Connection;
+use super::timers::Assembly;
 use crate::dispatch::Dispatch;
 use crate::log_limit::{warn_limited, Kind};
 use sockrpc_protocol::frame;
@@ -41,6 +42,19 @@ impl<D: Dispatch> Connection<D> {
             (true, Some(started)) if !progressed => Some(started),
             (true, _) => Some(now() + frame_timeout),
         };
+        // A split message in assembly must also be whole within a frame timeout plus its
+        // length at the server's floor (`timers.rs` `Assembly`): each piece restarts the frame
+        // clock, so 16 KiB pieces, one per frame timeout, held an assembly for hours.
+        if assembling {
+            let seen = self.reader.assembly();
+            let rate = self.config.min_message_rate;
+            let assembly = &mut self.timers.assembly;
+            if let Some(at) = Assembly::note(assembly, seen, &mut now, rate, frame_timeout) {
+                due.frame = Some(due.frame.map_or(at, |frame| frame.min(at)));
+            }
+        } else {
+            self.timers.assembly = None;
+        }
         // Pieces of split messages arriving: the requests waiting behind them are not late.
         if pieces_moved {
             self.pieces_at_last_check = pieces;
@@ -78,8 +92,16 @@ impl<D: Dispatch> Connection<D> {
         }
         if due.frame.is_some_and(|at| at <= now) {
             if self.paused() {
-                // We stopped reading, not the peer: its frame is not late.
+                // We stopped reading, not the peer: its frame is not late, nor its message (its
+                // floor counts afresh from now).
                 self.timers.due.frame = Some(now + self.config.frame_timeout);
+                if let Some(assembly) = &mut self.timers.assembly {
+                    assembly.since = now;
+                }
+            } else if let Some(reason) = self.message_late(now) {
+                warn_limited!(self.config.log_limit, Kind::FrameTimeout, { peer = ?self.conn_info.peer, },
+                    "closing connection: a split message did not complete in time");
+                return Some(self.close(cx, Some((Code::DeadlineExceeded, reason))));
             } else {
                 warn_limited!(self.config.log_limit, Kind::FrameTimeout, { peer = ?self.conn_info.peer, },
                     "closing connection: a frame did not complete in time");
@@ -138,5 +160,22 @@ impl<D: Dispatch> Connection<D> {
             }
         }
         None
+    }
+
+    /// When the split message in assembly passed its floor by `now` (`Assembly`): the GOAWAY
+    /// reason that says so.
+    fn message_late(&self, now: Instant) -> Option<String> {
+        let (_, length) = self.reader.assembly()?;
+        let assembly = self.timers.assembly?;
+        let (rate, grace) = (self.config.min_message_rate, self.config.frame_timeout);
+        let due = assembly.due(length, rate, grace)?;
+        (due <= now).then(|| {
+            format!(
+                "message not completed in time: a split message of {length} bytes so far, \
+                 begun {:?} ago, is due within the frame timeout ({grace:?}) plus its length \
+                 at {rate} bytes/s (min_message_rate)",
+                now.saturating_duration_since(assembly.since)
+            )
+        })
     }
 }

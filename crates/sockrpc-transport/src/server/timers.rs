@@ -3,6 +3,8 @@
 //! ```text
 //!  before the preface:  handshake_timeout since accept
 //!  a frame half-read:   frame_timeout since its first byte arrived    (slowloris)
+//!  a split message:     frame_timeout, plus its length so far at min_message_rate, since
+//!                       its assembly was first seen open (folded into the frame deadline)
 //!  no call in flight:   idle_timeout since the last one ended          (MAX_CONNECTION_IDLE)
 //!  OPEN, no MESSAGE:    the call's deadline, or frame_timeout since the OPEN or the
 //!                       last piece of a split message                  (see open.rs)
@@ -20,6 +22,7 @@
 
 use crate::timer::ConnTimer;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// What the connection is waiting for, each with the instant it gives up.
@@ -58,9 +61,67 @@ impl Deadlines {
     }
 }
 
+/// The split message in assembly, as the connection first saw it open after a read batch.
+///
+/// Each piece restarts the frame clock, so the frame deadline alone let pieces of 16 KiB, one
+/// per frame timeout, hold a 4 MiB assembly for 256 frame timeouts; the message as a whole
+/// must also arrive at `ServerConfig::min_message_rate` ([`due`](Self::due)). Kept apart from
+/// [`Deadlines`] and folded into its `frame` (the sooner of the two), so the timer's fast path
+/// compares no more fields, and only a batch that ends mid-assembly computes it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Assembly {
+    /// Its serial number on the connection (`FrameReader::assembly`): a message begun after
+    /// another ended in the same batch is a new one.
+    pub(super) serial: u64,
+    /// When it was first seen open.
+    pub(super) since: Instant,
+}
+
+impl Assembly {
+    /// Notes the split message `seen` (serial number, bytes announced so far; `None` when
+    /// none is open) after a read batch, and returns by when it must be whole: `grace` (the
+    /// frame timeout) after it was first seen, plus `length` at `rate` bytes per second.
+    /// `now` is read only when a new message is first seen. `None` when no message is open, or
+    /// `rate` is 0 (no floor).
+    pub(super) fn note(
+        assembly: &mut Option<Assembly>,
+        seen: Option<(u64, u64)>,
+        now: impl FnOnce() -> Instant,
+        rate: u64,
+        grace: Duration,
+    ) -> Option<Instant> {
+        let Some((serial, length)) = seen else {
+            *assembly = None;
+            return None;
+        };
+        let noted = match assembly {
+            Some(noted) if noted.serial == serial => *noted,
+            _ => *assembly.insert(Assembly {
+                serial,
+                since: now(),
+            }),
+        };
+        noted.due(length, rate, grace)
+    }
+
+    /// By when the message must be whole, having announced `length` bytes so far: `grace`
+    /// after it was first seen, plus `length` at `rate` bytes per second (`None`: no floor, or
+    /// a time past what the clock can hold).
+    pub(super) fn due(&self, length: u64, rate: u64, grace: Duration) -> Option<Instant> {
+        if rate == 0 {
+            return None;
+        }
+        let nanos = u128::from(length) * 1_000_000_000 / u128::from(rate);
+        let allowed = Duration::from_nanos(u64::try_from(nanos).ok()?);
+        self.since.checked_add(grace)?.checked_add(allowed)
+    }
+}
+
 /// The connection's one timer.
 pub(super) struct Timers {
     pub(super) due: Deadlines,
+    /// The split message in assembly, if one was open after the last read batch.
+    pub(super) assembly: Option<Assembly>,
     timer: ConnTimer,
 }
 
@@ -68,6 +129,7 @@ impl Timers {
     pub(super) fn new(due: Deadlines) -> Timers {
         Timers {
             due,
+            assembly: None,
             timer: ConnTimer::new(),
         }
     }
@@ -88,7 +150,48 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn a_split_message_is_due_a_grace_plus_its_length_at_the_floor_after_it_was_first_seen() {
+        let base = Instant::now();
+        let grace = Duration::from_secs(30);
+        let mut noted = None;
+        let clock = |ms: u64| move || base + Duration::from_millis(ms);
+        // First seen at 0 with 64 KiB announced, at 32 KiB/s: 30 s + 2 s.
+        let due = Assembly::note(&mut noted, Some((1, 64 << 10)), clock(0), 32 << 10, grace);
+        assert_eq!(due, Some(base + Duration::from_secs(32)));
+        // The same message later, at 4 MiB: counted from when it was first seen, not now.
+        let due = Assembly::note(
+            &mut noted,
+            Some((1, 4 << 20)),
+            clock(9_000),
+            32 << 10,
+            grace,
+        );
+        assert_eq!(due, Some(base + Duration::from_secs(30 + 128)));
+        // The next message (begun in the same batch as the last one ended): counted afresh.
+        let due = Assembly::note(
+            &mut noted,
+            Some((2, 16 << 10)),
+            clock(9_000),
+            32 << 10,
+            grace,
+        );
+        assert_eq!(
+            due,
+            Some(base + Duration::from_millis(9_000 + 30_000 + 500))
+        );
+        // No floor; then no message open.
+        assert_eq!(
+            Assembly::note(&mut noted, Some((2, 1)), clock(0), 0, grace),
+            None
+        );
+        assert_eq!(Assembly::note(&mut noted, None, clock(0), 1, grace), None);
+        assert!(noted.is_none());
+        // A length no clock can hold: no deadline rather than a panic.
+        let far = Assembly::note(&mut noted, Some((3, u64::MAX)), clock(0), 1, grace);
+        assert_eq!(far, None);
+    }
 
     #[test]
     fn soonest_is_the_earliest_set_deadline_for_every_combination() {
