@@ -23,9 +23,9 @@ use tokio::sync::Semaphore;
 
 const FLAG_ENCODING: u8 = 0x08;
 const FLAG_COMPRESSED: u8 = 0x08;
-const RESOURCE_EXHAUSTED: u32 = 8;
+pub(crate) const RESOURCE_EXHAUSTED: u32 = 8;
 const BUDGET: usize = 4 << 20;
-const DECODED: usize = 1 << 20;
+pub(crate) const DECODED: usize = 1 << 20;
 const CALLS: u32 = 8;
 
 /// An echo whose handler holds its request until the test releases it.
@@ -60,7 +60,7 @@ impl Echo for Holding {
 
 /// A unary echo call whose OPEN names gzip as what it sends, and whose MESSAGE is a gzip
 /// request of `DECODED` bytes of payload (about 1 KiB on the wire).
-fn compressed_call(call_id: u32) -> Vec<u8> {
+pub(crate) fn compressed_call(call_id: u32) -> Vec<u8> {
     let mut open = open_body(b"/sockrpc.test.Echo/Echo", &[]);
     // Encoding fields: length 3, accept gzip, send gzip (docs/COMPRESSION.md).
     open.extend_from_slice(&[3, 0, 1, 1]);
@@ -84,7 +84,7 @@ fn compressed_call(call_id: u32) -> Vec<u8> {
 }
 
 /// The calls with an END among what the server sent, with its code.
-fn ends(got: &[u8]) -> Vec<(u32, u32)> {
+pub(crate) fn ends(got: &[u8]) -> Vec<(u32, u32)> {
     server_frames(got)
         .iter()
         .filter(|f| f.kind == END)
