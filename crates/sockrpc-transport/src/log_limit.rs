@@ -31,7 +31,8 @@ pub(crate) enum Kind {
     Tls(crate::tls::refusals::Refusal),
     /// A connection closed for not sending its preface within the handshake timeout.
     NoPreface,
-    /// A connection closed for a frame not completed within the frame timeout.
+    /// A connection closed for a frame not completed within the frame timeout, or a split
+    /// message not completed at the server's `min_message_rate`.
     FrameTimeout,
     /// A connection closed for a protocol error.
     ProtocolError,
