@@ -7,7 +7,7 @@ use super::dynamic::{reflect, source};
 use clap::Args;
 use prost_reflect::{
     Cardinality, DescriptorPool, EnumDescriptor, EnumValueDescriptor, FieldDescriptor, Kind,
-    MessageDescriptor, MethodDescriptor, ServiceDescriptor,
+    MessageDescriptor, MethodDescriptor, ServiceDescriptor, Syntax,
 };
 use std::fmt::Write as _;
 
@@ -159,9 +159,15 @@ fn message_text(message: &MessageDescriptor) -> String {
 
 /// `message` as `.proto` text at `indent`: its fields in the order they were declared, each
 /// real `oneof` as a block where its first field stands, proto3 `optional` fields (a synthetic
-/// oneof each) labelled, and its nested messages and enums (map entries aside) after its fields.
+/// oneof each) labelled, and its nested messages and enums (map entries and proto2 groups, which
+/// their field writes, aside) after its fields.
 fn write_message(out: &mut String, message: &MessageDescriptor, indent: &str) {
     let _ = writeln!(out, "{indent}message {} {{", message.name());
+    write_message_body(out, message, indent);
+}
+
+/// What `write_message` writes after the `message Name {` line, closing brace included.
+fn write_message_body(out: &mut String, message: &MessageDescriptor, indent: &str) {
     let inner = format!("{indent}  ");
     let proto = message.descriptor_proto();
     let declared = proto
@@ -186,11 +192,9 @@ fn write_message(out: &mut String, message: &MessageDescriptor, indent: &str) {
             None => {
                 let label = match field.cardinality() {
                     Cardinality::Repeated if !field.is_map() => "repeated ",
-                    // proto2's optional (proto3 has presence only through a synthetic oneof).
-                    Cardinality::Optional
-                        if field.supports_presence()
-                            && !matches!(field.kind(), Kind::Message(_)) =>
-                    {
+                    // proto2 labels every field, message fields too (proto3 labels an optional
+                    // field only, and it has a synthetic oneof).
+                    Cardinality::Optional if field.parent_file().syntax() == Syntax::Proto2 => {
                         "optional "
                     }
                     Cardinality::Required => "required ",
@@ -200,7 +204,18 @@ fn write_message(out: &mut String, message: &MessageDescriptor, indent: &str) {
             }
         }
     }
-    for nested in message.child_messages().filter(|m| !m.is_map_entry()) {
+    let groups: Vec<String> = message
+        .fields()
+        .filter(|f| f.is_group())
+        .filter_map(|f| match f.kind() {
+            Kind::Message(group) => Some(group.full_name().to_owned()),
+            _ => None,
+        })
+        .collect();
+    for nested in message
+        .child_messages()
+        .filter(|m| !m.is_map_entry() && !groups.iter().any(|g| g == m.full_name()))
+    {
         write_message(out, &nested, &inner);
     }
     for en in message.child_enums() {
@@ -211,19 +226,72 @@ fn write_message(out: &mut String, message: &MessageDescriptor, indent: &str) {
     let _ = writeln!(out, "{indent}}}");
 }
 
+/// One field; a proto2 group as its block (`optional group Name = 1 { .. }`, the group's
+/// message written inside), since its wire form is a group's, not a message field's.
 fn write_field(out: &mut String, field: &FieldDescriptor, label: &str, indent: &str) {
+    if let (true, Kind::Message(group)) = (field.is_group(), field.kind()) {
+        let _ = writeln!(
+            out,
+            "{indent}{label}group {} = {} {{",
+            group.name(),
+            field.number()
+        );
+        write_message_body(out, &group, indent);
+        return;
+    }
     let _ = writeln!(
         out,
-        "{indent}{label}{} {} = {};",
+        "{indent}{label}{} {} = {}{};",
         field_type(field),
         field.name(),
-        field.number()
+        field.number(),
+        default_option(field)
     );
 }
 
+/// ` [default = ..]` for a proto2 field declared with a default, as `.proto` text writes it:
+/// a string quoted and escaped, bytes quoted (the descriptor holds them escaped already).
+fn default_option(field: &FieldDescriptor) -> String {
+    let Some(value) = field.field_descriptor_proto().default_value.as_deref() else {
+        return String::new();
+    };
+    let value = match field.kind() {
+        Kind::String => format!("\"{}\"", escape(value)),
+        Kind::Bytes => format!("\"{value}\""),
+        _ => value.to_owned(),
+    };
+    format!(" [default = {value}]")
+}
+
+/// `text` as the inside of a `.proto` string literal: quotes, backslashes and control
+/// characters escaped, the rest (UTF-8 included) as it is.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\{:03o}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `en` with its values in the order they were declared (the first one is the default, and
+/// proto3 wants it to be zero), and `allow_alias` when it has it (values sharing a number).
 fn enum_text(en: &EnumDescriptor) -> String {
     let mut out = format!("enum {} {{\n", en.name());
-    for value in en.values() {
+    let proto = en.enum_descriptor_proto();
+    if proto.options.as_ref().and_then(|o| o.allow_alias) == Some(true) {
+        out.push_str("  option allow_alias = true;\n");
+    }
+    for value in &proto.value {
         let _ = writeln!(out, "  {} = {};", value.name(), value.number());
     }
     out.push_str("}\n");
@@ -253,6 +321,10 @@ message Shape {
 "#;
 
     fn pool() -> DescriptorPool {
+        pool_of(PROTO)
+    }
+
+    fn pool_of(proto: &str) -> DescriptorPool {
         // One directory per call: the tests of this module run at once in one process, and a
         // directory named by the process alone was removed under another test's compile.
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -260,7 +332,7 @@ message Shape {
         let dir = std::env::temp_dir().join(format!("sockrpc-describe-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("shapes.proto");
-        std::fs::write(&file, PROTO).expect("write proto");
+        std::fs::write(&file, proto).expect("write proto");
         let pool = source::compile(std::slice::from_ref(&file), &[]).expect("compile");
         let _ = std::fs::remove_dir_all(&dir);
         pool
@@ -312,5 +384,66 @@ message Shape {
             assert_eq!(render(&pool, name), Some(format!("{name} {red}")));
         }
         assert!(render(&pool, "shapes.v1.RED").is_none());
+    }
+
+    const PROTO2: &str = r#"
+syntax = "proto2";
+package legacy;
+message Req {
+  required string name = 1;
+  optional int32 n = 2 [default = -42];
+  optional string s = 3 [default = "say \"hi\"\\ é"];
+  optional group Grp = 4 { optional int32 a = 5; }
+  repeated group Items = 6 { optional string x = 7; }
+  optional Req next = 8;
+  optional Colour colour = 9 [default = RED];
+  message Inner { optional bool b = 1 [default = true]; }
+}
+enum Colour {
+  option allow_alias = true;
+  RED = 1;
+  ROUGE = 1;
+  NEG = -1;
+  ZERO = 0;
+}
+"#;
+
+    #[test]
+    fn proto2_is_written_back_with_labels_defaults_and_groups() {
+        let text = render(&pool_of(PROTO2), "legacy.Req").expect("a message");
+        let want = r#"legacy.Req is a message:
+message Req {
+  required string name = 1;
+  optional int32 n = 2 [default = -42];
+  optional string s = 3 [default = "say \"hi\"\\ é"];
+  optional group Grp = 4 {
+    optional int32 a = 5;
+  }
+  repeated group Items = 6 {
+    optional string x = 7;
+  }
+  optional .legacy.Req next = 8;
+  optional .legacy.Colour colour = 9 [default = RED];
+  message Inner {
+    optional bool b = 1 [default = true];
+  }
+}
+"#;
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn an_enum_keeps_its_declared_order_and_its_aliases() {
+        let text = render(&pool_of(PROTO2), "legacy.Colour").expect("an enum");
+        let want = "legacy.Colour is an enum:
+enum Colour {
+  option allow_alias = true;
+  RED = 1;
+  ROUGE = 1;
+  NEG = -1;
+  ZERO = 0;
+}
+";
+        assert_eq!(text, want);
     }
 }
