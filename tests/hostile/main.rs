@@ -35,4 +35,5 @@ mod support;
 mod unread;
 mod unread_answers;
 mod unread_waiting_answers;
+mod window_credit;
 mod wire;
