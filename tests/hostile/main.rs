@@ -29,6 +29,7 @@ mod server_probe;
 mod server_probe_io;
 mod server_probe_meta;
 mod silent;
+mod stream_memory;
 mod stream_reset;
 mod streaming_metadata;
 mod streaming_ready_metadata;

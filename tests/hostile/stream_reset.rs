@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-const COLLECT_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Collect";
-const UNARY_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Unary";
+pub(crate) const COLLECT_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Collect";
+pub(crate) const UNARY_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Unary";
 /// OPEN flag: the client streams its request.
 const STREAM: u8 = 0x02;
 const CANCEL: u8 = 5;
@@ -31,7 +31,7 @@ const LIMIT: usize = 64;
 
 /// `Collect` handlers alive now, the most ever alive at once, and how many started.
 #[derive(Default)]
-struct Live {
+pub(crate) struct Live {
     now: AtomicUsize,
     peak: AtomicUsize,
     started: AtomicUsize,
@@ -47,7 +47,7 @@ impl Drop for Alive {
 
 /// `Collect` waits for ever (until dropped), counted in [`Live`]; the rest is [`Mirror`]'s.
 #[derive(Default)]
-struct Holding {
+pub(crate) struct Holding {
     live: Arc<Live>,
 }
 
