@@ -9,7 +9,9 @@
 //! beside it — and the connection goes on serving.
 
 use crate::edges::{end_code, until_end};
-use crate::raw::{connect, frame, open, open_body, send, END_STREAM, MESSAGE, OPEN, PREFACE};
+use crate::raw::{
+    connect, frame, open, open_body, send, server_frames, END_STREAM, MESSAGE, OPEN, PING, PREFACE,
+};
 use crate::support::{bounded, start_serving, Running};
 use prost::Message as _;
 use sockrpc::{Request, Response, Status, Streaming};
@@ -19,13 +21,14 @@ use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub(crate) const COLLECT_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Collect";
 pub(crate) const UNARY_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Unary";
 /// OPEN flag: the client streams its request.
 const STREAM: u8 = 0x02;
 const CANCEL: u8 = 5;
+const PONG: u8 = 7;
 /// The server's limit of calls in flight per connection.
 const LIMIT: usize = 64;
 
@@ -136,6 +139,18 @@ async fn streams_reset_by_either_side_leave_no_handler_running() {
             .expect("write");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // A PING: its PONG comes once the server has taken every frame before it.
+    send(&mut stream, &[&frame(PING, 0, 0, &7u64.to_be_bytes())]).await;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    bounded("the PONG", async {
+        while !server_frames(&got).iter().any(|f| f.kind == PONG) {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the server closed the connection");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
     // Each stream ended by either side: its handler is dropped, none left behind.
     bounded("every handler dropped", async {
         while live.now.load(Ordering::SeqCst) != 0 {
@@ -156,7 +171,6 @@ async fn streams_reset_by_either_side_leave_no_handler_running() {
         ],
     )
     .await;
-    let mut got = Vec::new();
     let frames = until_end(&mut stream, &mut got, call_id).await;
     assert_eq!(end_code(&frames, call_id), 0, "the call after the resets");
     let started = live.started.load(Ordering::SeqCst);
