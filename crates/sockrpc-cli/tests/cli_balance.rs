@@ -154,7 +154,10 @@ fn serve_registers_health_for_its_bench_service() {
 fn bad_balance_flags_are_clear_errors() {
     let cases: [(&[&str], &str); 3] = [
         (&["bench", "--balance", "p2c"], "--target"),
-        (&["bench", "--target", "dns://svc.test:99999"], "is not a port"),
+        (
+            &["bench", "--target", "dns://svc.test:99999"],
+            "is not a port",
+        ),
         (&["serve", "--delay", "5 parsecs"], "unit"),
     ];
     for (args, expected) in cases {

@@ -12,6 +12,12 @@
 //! wait, but not what each holds — a path of up to 64 KiB and a 16 KiB metadata block that may
 //! be 4,000 tiny entries, each far larger parsed than on the wire — so a connection refuses
 //! new unary OPENs while its waiting calls hold more than [`PENDING_OPEN_BUDGET`].
+//!
+//! After each read batch the calls that arrived in it are settled (their wait fixed, their
+//! path and metadata copied out), not every call waiting: with thousands waiting, a client
+//! sending one tiny frame per read made the server walk all of them each time. The soonest
+//! expiry is kept as it was computed; a call removed since may have held it, so the timer can
+//! fire early once, and [`OpenCalls::expire`] computes it again from the calls left.
 
 use foldhash::HashMap;
 use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath, PathCache};
@@ -117,6 +123,14 @@ impl Opened {
     }
 }
 
+/// The sooner of two expiries, either of which may be unknown.
+fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Calls opened whose request message has not arrived yet.
 #[derive(Default)]
 pub(super) struct OpenCalls {
@@ -125,6 +139,16 @@ pub(super) struct OpenCalls {
     rest: HashMap<u32, Opened>,
     /// The sum of the waiting calls' costs.
     held: usize,
+    /// Calls inserted since the last [`settle`](Self::settle) (some may be gone already).
+    fresh: Vec<u32>,
+    /// Every waiting call's wait starts again at the next settle ([`restart`](Self::restart)).
+    restarted: bool,
+    /// The soonest expiry of the settled calls, as last computed: never later than the true
+    /// one (a call removed since may have held it).
+    soonest: Option<Instant>,
+    /// Calls settled, for the tests: a settle visits the fresh calls only.
+    #[cfg(test)]
+    visits: usize,
 }
 
 impl OpenCalls {
@@ -134,6 +158,7 @@ impl OpenCalls {
         if let Some((previous, earlier)) = self.last.replace((id, opened)) {
             self.rest.insert(previous, earlier);
         }
+        self.fresh.push(id);
     }
 
     pub(super) fn remove(&mut self, id: &u32) -> Option<Opened> {
@@ -143,6 +168,11 @@ impl OpenCalls {
         };
         if let Some(opened) = &removed {
             self.held -= opened.cost;
+            if self.is_empty() {
+                // Nothing waits: nothing to settle (a call whose MESSAGE followed its OPEN in
+                // the same read never reaches `settle`).
+                self.forget_settled();
+            }
         }
         removed
     }
@@ -164,15 +194,62 @@ impl OpenCalls {
         self.last = None;
         self.rest.clear();
         self.held = 0;
+        self.forget_settled();
     }
 
-    /// Called after each read batch while calls still wait: they will be held across reads
-    /// (see [`Opened::settle`]). Returns the soonest expiry.
+    fn forget_settled(&mut self) {
+        self.fresh.clear();
+        self.restarted = false;
+        self.soonest = None;
+    }
+
+    /// Called after each read batch: the calls still waiting will be held across reads (see
+    /// [`Opened::settle`]). Settles those inserted since the last call (all of them after a
+    /// [`restart`](Self::restart)); returns the soonest expiry (`None`: none waits).
     pub(super) fn settle(&mut self, now: Instant, frame_timeout: Duration) -> Option<Instant> {
-        let last = self.last.iter_mut().map(|(_, opened)| opened);
-        last.chain(self.rest.values_mut())
-            .map(|opened| opened.settle(now, frame_timeout))
-            .min()
+        if self.is_empty() {
+            self.forget_settled();
+            return None;
+        }
+        let OpenCalls {
+            last,
+            rest,
+            fresh,
+            soonest,
+            ..
+        } = self;
+        if std::mem::take(&mut self.restarted) {
+            fresh.clear();
+            let all = last
+                .iter_mut()
+                .map(|(_, opened)| opened)
+                .chain(rest.values_mut());
+            *soonest = all
+                .map(|opened| {
+                    opened.expires = None;
+                    opened.settle(now, frame_timeout)
+                })
+                .min();
+            #[cfg(test)]
+            {
+                self.visits += self.len();
+            }
+            return self.soonest;
+        }
+        for id in fresh.drain(..) {
+            let opened = match last {
+                Some((last_id, opened)) if *last_id == id => Some(opened),
+                _ => rest.get_mut(&id),
+            };
+            if let Some(opened) = opened {
+                *soonest = sooner(*soonest, Some(opened.settle(now, frame_timeout)));
+                #[cfg(test)]
+                {
+                    self.visits += 1;
+                }
+            }
+        }
+        self.soonest
     }
 
     /// Split messages' pieces arrived since the last look: every waiting call's wait starts
@@ -180,10 +257,7 @@ impl OpenCalls {
     /// sends one split message at a time, so a request may wait behind other calls' pieces
     /// after its OPEN arrived; it is late only once the connection stops bringing them.
     pub(super) fn restart(&mut self) {
-        let last = self.last.iter_mut().map(|(_, opened)| opened);
-        for opened in last.chain(self.rest.values_mut()) {
-            opened.expires = None;
-        }
+        self.restarted = true;
     }
 
     /// Removes and returns every call whose wait has ended by `now`.
@@ -204,6 +278,109 @@ impl OpenCalls {
             }
         }
         self.held -= expired.iter().map(|(_, opened)| opened.cost).sum::<usize>();
+        if self.is_empty() {
+            self.forget_settled();
+            return expired;
+        }
+        // The soonest of those left, now exactly (calls not settled yet are the next settle's).
+        let last = self.last.iter().map(|(_, opened)| opened);
+        self.soonest = last
+            .chain(self.rest.values())
+            .filter_map(|opened| opened.expires)
+            .min();
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+    fn opened(timeout: Option<Duration>) -> Opened {
+        let path =
+            MethodPath::try_from_bytes(bytes::Bytes::from_static(b"/svc.S/M")).expect("path");
+        Opened::new(path, MetadataMap::new(), timeout, None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_settle_visits_only_the_calls_that_arrived_since_the_last() {
+        let mut calls = OpenCalls::default();
+        for id in 0..1_000 {
+            calls.insert(id, opened(None));
+        }
+        let first = Instant::now();
+        assert_eq!(
+            calls.settle(first, FRAME_TIMEOUT),
+            Some(first + FRAME_TIMEOUT)
+        );
+        assert_eq!(calls.visits, 1_000);
+
+        // One more call, a second later, with a deadline sooner than the others' wait: one visit.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let later = Instant::now();
+        calls.insert(1_000, opened(Some(Duration::from_secs(5))));
+        let soonest = calls.settle(later, FRAME_TIMEOUT);
+        assert_eq!(soonest, Some(later + Duration::from_secs(5)));
+        assert_eq!(calls.visits, 1_001, "only the new call was settled");
+        // Nothing new: nothing visited.
+        assert_eq!(calls.settle(later, FRAME_TIMEOUT), soonest);
+        assert_eq!(calls.visits, 1_001);
+
+        // A restart settles every call again, from now.
+        calls.restart();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let restarted = Instant::now();
+        assert_eq!(
+            calls.settle(restarted, FRAME_TIMEOUT),
+            Some(later + Duration::from_secs(5)),
+            "a deadline still bounds a restarted wait"
+        );
+        assert_eq!(calls.visits, 2_002);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_soonest_expiry_survives_removals_and_expiries() {
+        let mut calls = OpenCalls::default();
+        let start = Instant::now();
+        calls.insert(1, opened(Some(Duration::from_secs(1))));
+        calls.insert(2, opened(Some(Duration::from_secs(2))));
+        calls.insert(3, opened(Some(Duration::from_secs(3))));
+        assert_eq!(
+            calls.settle(start, FRAME_TIMEOUT),
+            Some(start + Duration::from_secs(1))
+        );
+        // The soonest call's MESSAGE came: the kept expiry may be early, never late.
+        assert!(calls.remove(&1).is_some());
+        let kept = calls.settle(start, FRAME_TIMEOUT).expect("calls wait");
+        assert!(kept <= start + Duration::from_secs(2));
+        // The timer fires there: nothing expired yet, and the soonest is exact again.
+        assert!(calls.expire(kept).is_empty());
+        assert_eq!(
+            calls.settle(kept, FRAME_TIMEOUT),
+            Some(start + Duration::from_secs(2))
+        );
+        let expired = calls.expire(start + Duration::from_secs(2));
+        assert_eq!(expired.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            calls.settle(start + Duration::from_secs(2), FRAME_TIMEOUT),
+            Some(start + Duration::from_secs(3))
+        );
+        // The last one goes: nothing waits, nothing is kept.
+        assert!(calls.remove(&3).is_some());
+        assert!(calls.fresh.is_empty());
+        assert_eq!(calls.settle(start, FRAME_TIMEOUT), None);
+    }
+
+    #[test]
+    fn calls_answered_in_their_read_leave_nothing_to_settle() {
+        let mut calls = OpenCalls::default();
+        for id in 0..10_000 {
+            calls.insert(id, opened(None));
+            assert!(calls.remove(&id).is_some());
+        }
+        assert!(calls.fresh.is_empty(), "no id kept for calls gone");
+        assert_eq!(calls.held(), 0);
     }
 }
