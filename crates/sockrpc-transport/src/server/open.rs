@@ -36,6 +36,10 @@ const OPEN_COST: usize = 256;
 /// its key's own allocation (an entry is 4 bytes on the wire at least, over 80 parsed).
 const METADATA_ENTRY_COST: usize = 128;
 
+/// The room [`OpenCalls`] keeps for the ids of calls to settle: a client that opens and
+/// cancels calls by the thousand in one batch makes it grow for that batch, not for good.
+const FRESH_KEPT: usize = 64;
+
 /// A call whose OPEN arrived and whose request message has not.
 pub(super) struct Opened {
     pub(super) path: MethodPath,
@@ -199,6 +203,7 @@ impl OpenCalls {
 
     fn forget_settled(&mut self) {
         self.fresh.clear();
+        self.fresh.shrink_to(FRESH_KEPT);
         self.restarted = false;
         self.soonest = None;
     }
@@ -220,6 +225,7 @@ impl OpenCalls {
         } = self;
         if std::mem::take(&mut self.restarted) {
             fresh.clear();
+            fresh.shrink_to(FRESH_KEPT);
             let all = last
                 .iter_mut()
                 .map(|(_, opened)| opened)
@@ -249,6 +255,7 @@ impl OpenCalls {
                 }
             }
         }
+        fresh.shrink_to(FRESH_KEPT);
         self.soonest
     }
 
@@ -373,8 +380,8 @@ mod tests {
         assert_eq!(calls.settle(start, FRAME_TIMEOUT), None);
     }
 
-    #[test]
-    fn calls_answered_in_their_read_leave_nothing_to_settle() {
+    #[tokio::test(start_paused = true)]
+    async fn calls_answered_in_their_read_leave_nothing_to_settle() {
         let mut calls = OpenCalls::default();
         for id in 0..10_000 {
             calls.insert(id, opened(None));
@@ -382,5 +389,18 @@ mod tests {
         }
         assert!(calls.fresh.is_empty(), "no id kept for calls gone");
         assert_eq!(calls.held(), 0);
+
+        // One call waits while thousands come and go in one batch: their ids are kept for
+        // that batch only.
+        calls.insert(0, opened(None));
+        for id in 1..10_000 {
+            calls.insert(id, opened(None));
+            assert!(calls.remove(&id).is_some());
+        }
+        assert!(calls.settle(Instant::now(), FRAME_TIMEOUT).is_some());
+        assert!(
+            calls.fresh.capacity() <= FRESH_KEPT,
+            "the batch's room is given back"
+        );
     }
 }
