@@ -341,3 +341,50 @@ async fn a_flood_past_the_connection_cap_holds_a_bounded_number_of_refusals() {
     assert_eq!(end_code(frames.last().expect("an END")), OK);
     server.stop().await;
 }
+
+/// A call waiting for its request message at one look of the idle timer and gone by the next
+/// (cancelled, or answered once its message came) is activity: the connection is idle from
+/// then, not from the timer's last look. Before, such a call ending just before the timer fired
+/// left the connection closed as idle a moment later.
+async fn idle_clock_after_a_waiting_call(cancel: bool) {
+    const IDLE: Duration = Duration::from_secs(1);
+    const CANCEL: u8 = 5;
+    let server = Running::start(
+        Server::builder()
+            .idle_timeout(Some(IDLE))
+            .frame_timeout(Duration::from_secs(30))
+            .add_service(EchoServer::new(HardEcho::default())),
+    );
+    let mut conn = RawConn::connect(server.addr).await;
+    // An OPEN whose MESSAGE has not come: in flight at the idle timer's first look (1 s),
+    // which arms it again from there.
+    conn.send(&open(1, ECHO_PATH, &[])).await;
+    tokio::time::sleep(IDLE + IDLE * 9 / 10).await;
+    if cancel {
+        conn.send(&frame(CANCEL, 0, 1, &[])).await;
+    } else {
+        conn.send(&crate::raw::echo_message(1, 1, b"late")).await;
+        let frames = conn.call_until_end(1, "the late request").await;
+        assert_eq!(end_code(frames.last().expect("an END")), OK, "{frames:?}");
+    }
+    let ended = Instant::now();
+    let (code, reason) = conn.goaway_then_close("the connection once quiet").await;
+    assert_eq!(code, UNAVAILABLE, "{reason}");
+    assert!(reason.contains("idle"), "{reason:?}");
+    let quiet = Instant::now() - ended;
+    assert!(
+        quiet >= IDLE,
+        "cancel {cancel}: closed as idle {quiet:?} after its last call ended (idle timeout {IDLE:?})"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_cancelled_restarts_the_idle_clock() {
+    idle_clock_after_a_waiting_call(true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_answered_late_restarts_the_idle_clock() {
+    idle_clock_after_a_waiting_call(false).await;
+}

@@ -135,9 +135,10 @@ pub(super) struct Connection<D> {
     /// Keepalive: `reader.frames()` when its timer was armed, and the PING awaiting its PONG.
     pub(super) frames_at_keepalive: u64,
     pub(super) awaiting_pong: Option<u64>,
-    /// `last_call_id` and `went_idle` when the idle timer was (re)armed: a call opened, or a
-    /// running one finished, since then means the connection was not idle all along.
-    pub(super) calls_at_idle_check: (u32, u64),
+    /// `last_call_id`, `went_idle` and `opened.departed()` when the idle timer was (re)armed
+    /// (`Connection::activity`): a call opened, a running one finished, or a waiting one gone
+    /// since then means the connection was not idle all along.
+    pub(super) calls_at_idle_check: (u32, u64, u64),
     /// Whole frames wait in the read buffer: the last batch stopped taking them because the
     /// write buffer passed [`HIGH_WATER`] (see [`Connection::take_frames`]).
     backlog: bool,
@@ -212,7 +213,7 @@ impl<D: Dispatch> Connection<D> {
             pieces_at_last_check: 0,
             assembling_at_last_check: false,
             credit_skipped: false,
-            calls_at_idle_check: (0, 0),
+            calls_at_idle_check: (0, 0, 0),
             frames_at_keepalive: 0,
             awaiting_pong: None,
             backlog: false,

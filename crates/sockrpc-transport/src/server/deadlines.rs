@@ -76,7 +76,7 @@ impl<D: Dispatch> Connection<D> {
         if due.idle.is_none() {
             if let Some(limit) = self.config.idle_timeout {
                 due.idle = Some(now() + limit);
-                self.calls_at_idle_check = (self.last_call_id, self.shared.lock().went_idle);
+                self.calls_at_idle_check = self.activity();
             }
         }
     }
@@ -147,7 +147,7 @@ impl<D: Dispatch> Connection<D> {
         }
         if let (Some(at), Some(limit)) = (due.idle, self.config.idle_timeout) {
             if at <= now {
-                let activity = (self.last_call_id, self.shared.lock().went_idle);
+                let activity = self.activity();
                 let quiet = activity == self.calls_at_idle_check;
                 if quiet && self.in_flight() == 0 {
                     tracing::debug!(peer = ?self.conn_info.peer, "closing idle connection");
@@ -160,6 +160,18 @@ impl<D: Dispatch> Connection<D> {
             }
         }
         None
+    }
+
+    /// What the idle timer compares between two looks: the last call opened, the handlers
+    /// run to their end, and the calls that stopped waiting for their request message (it
+    /// came, or they were cancelled or expired). A call waiting at one look and gone by the
+    /// next, however it went, was activity: the connection is idle only from then.
+    fn activity(&self) -> (u32, u64, u64) {
+        (
+            self.last_call_id,
+            self.shared.lock().went_idle,
+            self.opened.departed(),
+        )
     }
 
     /// When the split message in assembly passed its floor by `now` (`Assembly`): the GOAWAY

@@ -201,7 +201,12 @@ impl<D: Dispatch> Connection<D> {
                     state.grant(frame::message_charge(length as usize));
                     if state.streams.contains_key(&call_id) {
                         Shared::cancel_stream(&mut state, call_id);
-                        if let Some(Some(handle)) = state.running.remove(&call_id) {
+                        let running = state.running.remove(&call_id);
+                        if running.is_some() && state.running.is_empty() {
+                            // As when a call finishes: the idle clock starts from here.
+                            state.went_idle += 1;
+                        }
+                        if let Some(Some(handle)) = running {
                             handle.abort();
                         }
                         let limits = &self.config.limits;

@@ -147,6 +147,9 @@ pub(super) struct OpenCalls {
     fresh: Vec<u32>,
     /// Every waiting call's wait starts again at the next settle ([`restart`](Self::restart)).
     restarted: bool,
+    /// Calls that stopped waiting (removed or expired), for the idle timer's look at the
+    /// connection's activity.
+    departed: u64,
     /// The soonest expiry of the settled calls, as last computed: never later than the true
     /// one (a call removed since may have held it).
     soonest: Option<Instant>,
@@ -172,6 +175,7 @@ impl OpenCalls {
         };
         if let Some(opened) = &removed {
             self.held -= opened.cost;
+            self.departed += 1;
             if self.is_empty() {
                 // Nothing waits: nothing to settle (a call whose MESSAGE followed its OPEN in
                 // the same read never reaches `settle`).
@@ -179,6 +183,12 @@ impl OpenCalls {
             }
         }
         removed
+    }
+
+    /// How many calls stopped waiting so far (their message came, or they were removed or
+    /// expired).
+    pub(super) fn departed(&self) -> u64 {
+        self.departed
     }
 
     /// What the waiting calls hold, as counted against [`PENDING_OPEN_BUDGET`].
@@ -285,6 +295,7 @@ impl OpenCalls {
             }
         }
         self.held -= expired.iter().map(|(_, opened)| opened.cost).sum::<usize>();
+        self.departed += expired.len() as u64;
         if self.is_empty() {
             self.forget_settled();
             return expired;
