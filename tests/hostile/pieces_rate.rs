@@ -193,3 +193,64 @@ async fn a_slow_upload_above_the_floor_is_answered() {
     drop(stream);
     server.stop().await;
 }
+
+/// The floor is folded into the frame deadline; a piece begun (its header read, its length
+/// announced) moves the floor later but is no progress of the frame clock. The deadline kept
+/// then was the old fold, the floor for the shorter length: when it fired, the message was not
+/// late by its new length and the frame clock had not run out either, yet the connection was
+/// closed, as "frame not completed in time".
+#[tokio::test(start_paused = true)]
+async fn a_piece_begun_moves_the_floor_without_closing_on_the_old_one() {
+    let server = start();
+    let mut stream = connect(server.addr).await;
+    let body = EchoRequest {
+        payload: vec![5u8; 300 * 1024].into(),
+        id: 11,
+    }
+    .encode_to_vec();
+    let chunks = [
+        &body[..MIN_PIECE],
+        &body[MIN_PIECE..2 * MIN_PIECE],
+        &body[2 * MIN_PIECE..2 * MIN_PIECE + 256 * 1024],
+        &body[2 * MIN_PIECE + 256 * 1024..],
+    ];
+    send(&mut stream, &[&PREFACE[..], &open(1, ECHO_PATH, &[])]).await;
+    let mut got = Vec::new();
+    let first = Instant::now();
+    // 16 KiB at 0, 16 KiB at 0.9 s: the frame clock runs to 1.9 s, the floor (32 KiB at
+    // 64 KiB/s) to 1.5 s.
+    let piece = frame(MESSAGE, MORE, 1, chunks[0]);
+    assert!(piece_then_pong(&mut stream, &mut got, &piece, 0).await);
+    tokio::time::sleep(FRAME * 9 / 10).await;
+    let piece = frame(MESSAGE, MORE, 1, chunks[1]);
+    assert!(piece_then_pong(&mut stream, &mut got, &piece, 1).await);
+    // At 1.4 s a 256 KiB piece begins: the floor moves to 1 s + 288 KiB at 64 KiB/s = 5.5 s;
+    // the frame clock stays at 1.9 s.
+    tokio::time::sleep_until(first + Duration::from_millis(1_400)).await;
+    let piece = frame(MESSAGE, MORE, 1, chunks[2]);
+    send(&mut stream, &[&piece[..2048]]).await;
+    tokio::time::sleep_until(first + Duration::from_millis(1_600)).await;
+    assert!(
+        !closed_meanwhile(&mut stream, &mut got).await,
+        "closed at {:?}, before both the frame clock (1.9 s) and the floor (5.5 s): {:?}",
+        first.elapsed(),
+        goaway(&server_frames(&got))
+    );
+    // The rest in time: answered.
+    let last = frame(MESSAGE, END_STREAM, 1, chunks[3]);
+    send(&mut stream, &[&piece[2048..], &last]).await;
+    let answered = read_until(&mut stream, &mut got, |frames| {
+        frames.iter().any(|f| f.call_id == 1 && f.kind == END)
+    })
+    .await;
+    let frames = server_frames(&got);
+    assert!(answered, "closed: {:?}", goaway(&frames));
+    let reply = frames
+        .iter()
+        .find(|f| f.call_id == 1 && f.kind == MESSAGE)
+        .map(|f| EchoReply::decode(&f.body[..]).expect("reply"))
+        .unwrap_or_else(|| panic!("no answer: {frames:?}"));
+    assert_eq!((reply.id, reply.payload.len()), (11, 300 * 1024));
+    drop(stream);
+    server.stop().await;
+}

@@ -37,7 +37,9 @@ impl<D: Dispatch> Connection<D> {
                 && self.reader.frames() != self.frames_at_last_check);
         self.assembling_at_last_check = assembling;
         self.frames_at_last_check = self.reader.frames();
-        due.frame = match (self.reader.mid_frame(), due.frame) {
+        // The frame clock alone: `due.frame` may hold the floor folded in (below).
+        let frame_clock = self.timers.assembly.map_or(due.frame, |noted| noted.frame);
+        due.frame = match (self.reader.mid_frame(), frame_clock) {
             (false, _) => None,
             (true, Some(started)) if !progressed => Some(started),
             (true, _) => Some(now() + frame_timeout),
@@ -49,8 +51,12 @@ impl<D: Dispatch> Connection<D> {
             let seen = self.reader.assembly();
             let rate = self.config.min_message_rate;
             let assembly = &mut self.timers.assembly;
+            let frame = due.frame;
             if let Some(at) = Assembly::note(assembly, seen, &mut now, rate, frame_timeout) {
-                due.frame = Some(due.frame.map_or(at, |frame| frame.min(at)));
+                due.frame = Some(frame.map_or(at, |frame| frame.min(at)));
+            }
+            if let Some(noted) = assembly {
+                noted.frame = frame;
             }
         } else {
             self.timers.assembly = None;
@@ -97,11 +103,16 @@ impl<D: Dispatch> Connection<D> {
                 self.timers.due.frame = Some(now + self.config.frame_timeout);
                 if let Some(assembly) = &mut self.timers.assembly {
                     assembly.since = now;
+                    assembly.frame = self.timers.due.frame;
                 }
             } else if let Some(reason) = self.message_late(now) {
                 warn_limited!(self.config.log_limit, Kind::FrameTimeout, { peer = ?self.conn_info.peer, },
                     "closing connection: a split message did not complete in time");
                 return Some(self.close(cx, Some((Code::DeadlineExceeded, reason))));
+            } else if let Some(later) = self.frame_not_due(now) {
+                // What fired was the floor for a shorter message: a piece begun since moved it
+                // on, and the frame clock has not run out.
+                self.timers.due.frame = Some(later);
             } else {
                 warn_limited!(self.config.log_limit, Kind::FrameTimeout, { peer = ?self.conn_info.peer, },
                     "closing connection: a frame did not complete in time");
@@ -171,6 +182,21 @@ impl<D: Dispatch> Connection<D> {
             self.last_call_id,
             self.shared.lock().went_idle,
             self.opened.departed(),
+        )
+    }
+
+    /// When the deadline that fired at `now` was the floor of a split message that has since
+    /// announced more (and is not late by that), and its frame clock runs on: the sooner of the
+    /// two, to wait for instead.
+    fn frame_not_due(&self, now: Instant) -> Option<Instant> {
+        let (_, length) = self.reader.assembly()?;
+        let assembly = self.timers.assembly?;
+        let frame = assembly.frame.filter(|&at| at > now)?;
+        let (rate, grace) = (self.config.min_message_rate, self.config.frame_timeout);
+        Some(
+            assembly
+                .due(length, rate, grace)
+                .map_or(frame, |due| due.min(frame)),
         )
     }
 

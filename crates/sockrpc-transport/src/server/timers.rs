@@ -75,6 +75,10 @@ pub(super) struct Assembly {
     pub(super) serial: u64,
     /// When it was first seen open.
     pub(super) since: Instant,
+    /// The frame deadline alone, before the floor was folded in: a piece begun (its length
+    /// announced, its bytes not all read) moves the floor later but does not restart the frame
+    /// clock, which must then go on from here, not from the old fold.
+    pub(super) frame: Option<Instant>,
 }
 
 impl Assembly {
@@ -99,6 +103,7 @@ impl Assembly {
             _ => *assembly.insert(Assembly {
                 serial,
                 since: now(),
+                frame: None,
             }),
         };
         noted.due(length, rate, grace)
