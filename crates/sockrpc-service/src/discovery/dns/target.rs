@@ -201,4 +201,68 @@ mod tests {
         assert_eq!(status.code(), sockrpc_protocol::Code::InvalidArgument);
         assert!(status.message().contains("dns:///NAME"), "{status:?}");
     }
+
+    /// Odd targets (every pair of these pieces, and long or non-ASCII ones) are refused or
+    /// read, never a panic; a name read is one the lookup can take (an IP literal or a name).
+    #[test]
+    fn odd_targets_never_panic() {
+        let pieces = [
+            "dns:",
+            "DNS:",
+            "dnś:",
+            "d",
+            "/",
+            "//",
+            "///",
+            "[",
+            "]",
+            "[::1]",
+            "::1",
+            ":",
+            ":0",
+            ":65536",
+            ":-1",
+            ":+7",
+            "127.0.0.1",
+            "é",
+            "🦀",
+            "\u{0}",
+            " ",
+            ".",
+            "..",
+            "%",
+            "%2F",
+            "[fe80::1%eth0]",
+            "@",
+            "xn--",
+            "*",
+            "?",
+            "#",
+            "\u{200b}",
+        ];
+        let mut targets: Vec<String> = Vec::new();
+        for a in pieces {
+            for b in pieces {
+                for c in ["", "svc.test", ":7", "/x"] {
+                    targets.push(format!("{a}{b}{c}"));
+                    targets.push(format!("dns:{a}{b}{c}"));
+                    targets.push(format!("dns://{a}/{b}{c}"));
+                    targets.push(format!("dns:///{a}{b}{c}"));
+                }
+            }
+        }
+        targets.push(format!("dns:///{}", "a".repeat(100_000)));
+        targets.push(format!("dns:///{}:7", "a.".repeat(300)));
+        targets.push(format!("dns:///{}", "é".repeat(300)));
+        targets.push(format!("dns://{}/x", "[".repeat(1000)));
+        for target in &targets {
+            if let Ok((name, port, _)) = parse(target) {
+                assert!(port > 0, "{target}");
+                assert!(!name.is_empty(), "{target}");
+                let _ = super::super::lookup::literal(&name);
+                let _ = name.parse::<hickory_resolver::Name>();
+            }
+            let _ = DnsDiscovery::target(target);
+        }
+    }
 }
