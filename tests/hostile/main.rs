@@ -13,6 +13,7 @@ mod late_unary_credit;
 mod linger;
 mod memory;
 mod metadata_limit;
+mod parked_handlers;
 mod pending_memory;
 mod pieces;
 mod pieces_abandon_answer;

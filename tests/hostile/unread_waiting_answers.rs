@@ -24,7 +24,7 @@ use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, Slee
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-const GROW_PATH: &[u8] = b"/sockrpc.test.Echo/Grow";
+pub(crate) const GROW_PATH: &[u8] = b"/sockrpc.test.Echo/Grow";
 /// Calls sent at once, each answered [`ANSWER`] bytes after [`WAIT`]: 200 MiB in all.
 const CALLS: u32 = 200;
 const ANSWER: u64 = 1 << 20;
@@ -34,7 +34,7 @@ const WAIT: Duration = Duration::from_millis(50);
 const HELD: u64 = 48 * MIB;
 
 /// An echo whose `Grow` waits a little before it answers, as a handler that asks a database.
-struct SlowGrow;
+pub(crate) struct SlowGrow;
 
 impl Echo for SlowGrow {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
