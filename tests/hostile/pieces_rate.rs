@@ -17,10 +17,11 @@ use crate::raw::{
 };
 use crate::server_probe::PONG;
 use crate::support::{bounded, start_serving, EchoImpl, Running};
+use crate::unread_waiting_answers::GROW_PATH;
 use prost::Message as _;
 use sockrpc::server::{PingPolicy, ServerConfig};
 use sockrpc_tests::echo::echo_server::EchoServer;
-use sockrpc_tests::echo::{EchoReply, EchoRequest};
+use sockrpc_tests::echo::{EchoReply, EchoRequest, GrowRequest};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -251,6 +252,67 @@ async fn a_piece_begun_moves_the_floor_without_closing_on_the_old_one() {
         .map(|f| EchoReply::decode(&f.body[..]).expect("reply"))
         .unwrap_or_else(|| panic!("no answer: {frames:?}"));
     assert_eq!((reply.id, reply.payload.len()), (11, 300 * 1024));
+    drop(stream);
+    server.stop().await;
+}
+
+/// While the server does not read (its write buffer is past the high-water mark), the time
+/// is the server's, not the client's: a split message's floor must not count it. It was
+/// counted afresh only when the floor came due during the pause; a pause that ended before
+/// was charged to the client whole.
+#[tokio::test(start_paused = true)]
+async fn time_the_server_stopped_reading_does_not_count_against_the_floor() {
+    let server = start();
+    let mut stream = connect(server.addr).await;
+    let body = EchoRequest {
+        payload: vec![3u8; 40 * 1024].into(),
+        id: 12,
+    }
+    .encode_to_vec();
+    send(&mut stream, &[&PREFACE[..], &open(1, ECHO_PATH, &[])]).await;
+    let mut got = Vec::new();
+    let first = Instant::now();
+    // 16 KiB at 0: the floor (1 s + 16 KiB at 64 KiB/s) is at 1.25 s.
+    let piece = frame(MESSAGE, MORE, 1, &body[..MIN_PIECE]);
+    assert!(piece_then_pong(&mut stream, &mut got, &piece, 0).await);
+    // 24 calls answered with 1 MiB each, not read: the server's write buffer passes its
+    // high-water mark and it stops reading, the next 16 KiB piece (sent now) unread.
+    let grow = GrowRequest { size: 1 << 20 }.encode_to_vec();
+    let mut calls = Vec::new();
+    for call_id in 2..26 {
+        calls.extend_from_slice(&open(call_id, GROW_PATH, &[]));
+        calls.extend_from_slice(&frame(MESSAGE, END_STREAM, call_id, &grow));
+    }
+    let piece = frame(MESSAGE, MORE, 1, &body[MIN_PIECE..2 * MIN_PIECE]);
+    let ping = frame(PING, 0, 0, &1u64.to_be_bytes());
+    send(&mut stream, &[&calls, &piece, &ping]).await;
+    // At 0.9 s the client reads: the server goes on, and reads the piece. It stopped reading
+    // for 0.9 s, so the message (32 KiB) is due at 0.9 s + 1 s + 0.5 s, not at 1.5 s.
+    tokio::time::sleep_until(first + Duration::from_millis(900)).await;
+    assert!(
+        read_until(&mut stream, &mut got, |frames| {
+            frames
+                .iter()
+                .any(|f| f.kind == PONG && f.body[..] == 1u64.to_be_bytes())
+        })
+        .await
+    );
+    // Nothing follows the PONG yet: keep only the preface, not the 24 MiB of answers.
+    got = PREFACE.to_vec();
+    tokio::time::sleep_until(first + Duration::from_millis(1_600)).await;
+    assert!(
+        !closed_meanwhile(&mut stream, &mut got).await,
+        "closed at {:?}: {:?}",
+        first.elapsed(),
+        goaway(&server_frames(&got))
+    );
+    let last = frame(MESSAGE, END_STREAM, 1, &body[2 * MIN_PIECE..]);
+    send(&mut stream, &[&last]).await;
+    let answered = read_until(&mut stream, &mut got, |frames| {
+        frames.iter().any(|f| f.call_id == 1 && f.kind == END)
+    })
+    .await;
+    assert!(answered, "closed: {:?}", goaway(&server_frames(&got)));
     drop(stream);
     server.stop().await;
 }

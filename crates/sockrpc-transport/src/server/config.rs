@@ -67,7 +67,8 @@ pub struct ServerConfig {
     /// The slowest a message split into pieces may arrive, in bytes per second: it must be
     /// whole within `frame_timeout` of its first piece's arrival plus its length at this rate,
     /// or the connection is closed with a GOAWAY (`DEADLINE_EXCEEDED`, "message not completed
-    /// in time"; the client's calls fail `UNAVAILABLE` with that reason). Each piece also has
+    /// in time"; the client's calls fail `UNAVAILABLE` with that reason). Time the server
+    /// spends not reading (its write buffer full, its streams over budget) is not counted. Each piece also has
     /// `frame_timeout`; without this floor, pieces of 16 KiB sent one per frame timeout held
     /// a 4 MiB message (and its memory) for 256 of them. Default 32 KiB/s (256 kbit/s): a
     /// 4 MiB request then has 30 s + 128 s, and a 1 MiB one 30 s + 32 s, far more than a

@@ -444,6 +444,8 @@ impl<D: Dispatch> Connection<D> {
             }
             if state.outbox.buffered() > HIGH_WATER {
                 // The client is not reading its answers: stop reading its requests until it does.
+                drop(state);
+                this.timers.pause();
                 return Poll::Pending;
             }
             state.wake_writers();
@@ -460,9 +462,13 @@ impl<D: Dispatch> Connection<D> {
                     // Handlers are behind on what this client streamed: read no more until they
                     // catch up (they wake this task as they consume).
                     state.reader = Some(cx.waker().clone());
+                    drop(state);
+                    this.timers.pause();
                     return Poll::Pending;
                 }
             }
+            // Reading (again): a pause is not the peer's time (`Timers::resume`).
+            this.timers.resume();
             // Frames left in the read buffer by a batch cut short (`backlog`) come before any
             // new read: the peer may have sent them all and be waiting.
             if !this.backlog {
@@ -506,6 +512,7 @@ impl<D: Dispatch> Connection<D> {
                 // read buffer until the write buffer drains (the flush above registered for it).
                 drop(state);
                 this.update_deadlines();
+                this.timers.pause();
                 return Poll::Pending;
             }
             over_budget = state.over_budget();

@@ -105,6 +105,7 @@ impl<D: Dispatch> Connection<D> {
                     assembly.since = now;
                     assembly.frame = self.timers.due.frame;
                 }
+                self.timers.pause_from(now);
             } else if let Some(reason) = self.message_late(now) {
                 warn_limited!(self.config.log_limit, Kind::FrameTimeout, { peer = ?self.conn_info.peer, },
                     "closing connection: a split message did not complete in time");

@@ -127,6 +127,10 @@ pub(super) struct Timers {
     pub(super) due: Deadlines,
     /// The split message in assembly, if one was open after the last read batch.
     pub(super) assembly: Option<Assembly>,
+    /// When the connection stopped reading (its write buffer past the high-water mark, or
+    /// its streams over their budget) with a split message in assembly: that time is the
+    /// server's, and moves the message's floor on when reading resumes.
+    paused_at: Option<Instant>,
     timer: ConnTimer,
 }
 
@@ -135,7 +139,35 @@ impl Timers {
         Timers {
             due,
             assembly: None,
+            paused_at: None,
             timer: ConnTimer::new(),
+        }
+    }
+
+    /// The connection stops reading: with a split message in assembly, notes when (the clock
+    /// is read once per pause, and only then).
+    pub(super) fn pause(&mut self) {
+        if self.assembly.is_some() && self.paused_at.is_none() {
+            self.paused_at = Some(Instant::now());
+        }
+    }
+
+    /// The connection stopped reading at `now` and restarted the message's floor from then:
+    /// the pause counts from `now`.
+    pub(super) fn pause_from(&mut self, now: Instant) {
+        if self.assembly.is_some() {
+            self.paused_at = Some(now);
+        }
+    }
+
+    /// The connection reads again: the split message in assembly had the time it did not
+    /// added to its floor (`since` moves on by it). One branch when it was not paused.
+    #[inline]
+    pub(super) fn resume(&mut self) {
+        if let Some(at) = self.paused_at.take() {
+            if let Some(assembly) = &mut self.assembly {
+                assembly.since += Instant::now().saturating_duration_since(at);
+            }
         }
     }
 
