@@ -9,7 +9,8 @@
 use crate::raw::{connect, frame, open_body, END_STREAM, MESSAGE, OPEN, PREFACE};
 use crate::support::{bounded, fresh_call, start_serving, Running};
 use crate::unread_answers::read_all_ends;
-use crate::unread_waiting_answers::{SlowGrow, GROW_PATH};
+use crate::unread_answers::GROW_PATH;
+use crate::unread_waiting_answers::SlowGrow;
 use prost::Message as _;
 use sockrpc::server::ServerConfig;
 use sockrpc_tests::echo::echo_server::EchoServer;

@@ -17,7 +17,7 @@ use crate::raw::{
 };
 use crate::server_probe::PONG;
 use crate::support::{bounded, start_serving, EchoImpl, Running};
-use crate::unread_waiting_answers::GROW_PATH;
+use crate::unread_answers::GROW_PATH;
 use prost::Message as _;
 use sockrpc::server::{PingPolicy, ServerConfig};
 use sockrpc_tests::echo::echo_server::EchoServer;

@@ -16,11 +16,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const GROW_PATH: &[u8] = b"/sockrpc.test.Echo/Grow";
+pub(crate) const GROW_PATH: &[u8] = b"/sockrpc.test.Echo/Grow";
 /// Calls sent at once; each answer is [`ANSWER`] bytes, 200 MiB in all: about 13 KiB of
 /// requests, which the server reads in one or two reads.
 const CALLS: u32 = 200;
-const ANSWER: u64 = 1 << 20;
+pub(crate) const ANSWER: u64 = 1 << 20;
 /// What the server may hold for this client: its 8 MiB high-water mark, one more answer, the
 /// allocator's slack. Buffering every answer would be 200 MiB.
 const HELD: u64 = 48 * MIB;
@@ -89,8 +89,17 @@ fn answers_a_client_does_not_read_stay_bounded() {
         ),
         CHILD_ENV,
     );
+    sends_calls_then_reads_late(&child, "200 unread 1 MiB answers (peak RSS)");
+    child.finish();
+}
+
+/// The parent's side of both tests: [`CALLS`] `Grow` calls of [`ANSWER`] bytes to `child` in
+/// one write, nothing read for up to 3 s (or until the peak shows the server holding them),
+/// the server's growth checked against [`HELD`] as `what`, then every answer read, all OK;
+/// the server serves other connections throughout.
+pub(crate) fn sends_calls_then_reads_late(child: &ChildServer, what: &str) {
     parent_runtime().block_on(async {
-        let (_, virt_before) = warm_baseline(&child).await;
+        let (_, virt_before) = warm_baseline(child).await;
         let before = (peak_of(child.pid()).0, virt_before);
         let witness = Witness::start(child.addr).await;
         let mut calls = PREFACE.to_vec();
@@ -103,23 +112,18 @@ fn answers_a_client_does_not_read_stay_bounded() {
         bounded("write the calls", stream.write_all(&calls))
             .await
             .expect("write");
-        // Long enough for a server that buffers every answer to have done so; it stops early
-        // when the peak already shows it. The server keeps serving others meanwhile.
+        // Long enough for a server that holds every answer to have done so (handlers that wait
+        // included); it stops early when the peak already shows it.
         for _ in 0..30 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if peak_of(child.pid()).0.saturating_sub(before.0) >= HELD {
                 break;
             }
         }
+        // The server goes on serving other connections meanwhile.
         fresh_call(child.addr, 300).await;
         let after = peak_of(child.pid());
-        assert_growth(
-            "200 unread 1 MiB answers (peak RSS)",
-            before,
-            after,
-            HELD,
-            2 * HELD,
-        );
+        assert_growth(what, before, after, HELD, 2 * HELD);
         // Nothing was lost: once the client reads, every call is answered, in a bounded time
         // (generous: a debug build on a shared machine writes 200 MiB).
         let limit = u64::from(CALLS) * (ANSWER + 1024) + 1024;
@@ -134,5 +138,4 @@ fn answers_a_client_does_not_read_stay_bounded() {
         drop(stream);
         fresh_call(child.addr, 301).await;
     });
-    child.finish();
 }

@@ -10,28 +10,17 @@
 //! server in a child process (`memory.rs`'s), and every answer must still arrive once the client
 //! reads.
 
-use crate::memory::{
-    assert_growth, child_serving, parent_runtime, peak_of, warm_baseline, CHILD_ENV, MIB,
-};
-use crate::raw::{connect, frame, open, END_STREAM, MESSAGE, PREFACE};
-use crate::support::{bounded, fresh_call, Witness};
-use crate::unread_answers::read_all_ends;
-use prost::Message as _;
+use crate::memory::{child_serving, CHILD_ENV};
+use crate::unread_answers::{sends_calls_then_reads_late, ANSWER};
 use sockrpc::{Request, Response, Status};
 use sockrpc_tests::child::{test_name, ChildServer};
 use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
 use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
-pub(crate) const GROW_PATH: &[u8] = b"/sockrpc.test.Echo/Grow";
-/// Calls sent at once, each answered [`ANSWER`] bytes after [`WAIT`]: 200 MiB in all.
-const CALLS: u32 = 200;
-const ANSWER: u64 = 1 << 20;
+/// How long each `Grow` waits before its answer (200 calls of 1 MiB each, as
+/// `unread_answers.rs` sends them).
 const WAIT: Duration = Duration::from_millis(50);
-/// What the server may hold for this client: its 8 MiB high-water mark, one more answer, the
-/// allocator's slack (as `unread_answers.rs`). Holding every answer would be 200 MiB.
-const HELD: u64 = 48 * MIB;
 
 /// An echo whose `Grow` waits a little before it answers, as a handler that asks a database.
 pub(crate) struct SlowGrow;
@@ -74,51 +63,9 @@ fn answers_of_waiting_handlers_a_client_does_not_read_stay_bounded() {
         });
     }
     let child = ChildServer::spawn(&test_name(module_path!(), TEST), CHILD_ENV);
-    parent_runtime().block_on(async {
-        let (_, virt_before) = warm_baseline(&child).await;
-        let before = (peak_of(child.pid()).0, virt_before);
-        let witness = Witness::start(child.addr).await;
-        let mut calls = PREFACE.to_vec();
-        let grow = GrowRequest { size: ANSWER }.encode_to_vec();
-        for call_id in 1..=CALLS {
-            calls.extend_from_slice(&open(call_id, GROW_PATH, &[]));
-            calls.extend_from_slice(&frame(MESSAGE, END_STREAM, call_id, &grow));
-        }
-        let mut stream = connect(child.addr).await;
-        bounded("write the calls", stream.write_all(&calls))
-            .await
-            .expect("write");
-        // Long enough for every handler to have finished; stops early once the peak shows the
-        // server holding them all.
-        for _ in 0..30 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if peak_of(child.pid()).0.saturating_sub(before.0) >= HELD {
-                break;
-            }
-        }
-        // The server goes on serving other connections meanwhile.
-        fresh_call(child.addr, 300).await;
-        let after = peak_of(child.pid());
-        assert_growth(
-            "200 unread 1 MiB answers of handlers that waited (peak RSS)",
-            before,
-            after,
-            HELD,
-            2 * HELD,
-        );
-        // Nothing was lost: once the client reads, every call is answered, in a bounded time
-        // (generous: a debug build on a shared machine writes 200 MiB).
-        let limit = u64::from(CALLS) * (ANSWER + 1024) + 1024;
-        let codes = tokio::time::timeout(
-            Duration::from_secs(60),
-            read_all_ends(&mut stream, CALLS, limit),
-        )
-        .await
-        .expect("every answer arrives once the client reads");
-        assert!(codes.iter().all(|&c| c == 0), "END codes: {codes:?}");
-        witness.finish().await;
-        drop(stream);
-        fresh_call(child.addr, 301).await;
-    });
+    sends_calls_then_reads_late(
+        &child,
+        "200 unread 1 MiB answers of handlers that waited (peak RSS)",
+    );
     child.finish();
 }
