@@ -39,4 +39,5 @@ mod unread;
 mod unread_answers;
 mod unread_waiting_answers;
 mod window_credit;
+mod window_ignored;
 mod wire;

@@ -75,6 +75,7 @@ impl Inbound<'_> {
                 ..
             } => {
                 let max = self.shared.limits.max_message_size;
+                let window = unread_window(state.charged_requests);
                 if let Some(slot) = state.calls.get_mut(call_id) {
                     if let Some(stream) = slot.stream.as_mut() {
                         if stream.inbound.is_finished() {
@@ -87,7 +88,9 @@ impl Inbound<'_> {
                             ))));
                             state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
-                        } else if stream.inbound.push_flagged(body, compressed, max).is_err() {
+                        } else if stream.inbound.queued().1 >= window
+                            || stream.inbound.push_flagged(body, compressed, max).is_err()
+                        {
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));
@@ -373,6 +376,23 @@ impl Inbound<'_> {
             }
             complete(self.wake, slot, result);
         }
+    }
+}
+
+/// Unread bytes of one stream at which another message from the server breaks its window.
+///
+/// A server that announced `CAP_CHARGED` counts each answer as its length + 64 against the
+/// call's window and sends only while that count is under `STREAM_WINDOW`; the client credits
+/// an answer only once it is read, so such a server never sends while a window's worth is
+/// unread here, and a message arriving then comes from a server that ignores its credit. An
+/// older server counts answers by their length alone while the client credits the charge too,
+/// so it may run ahead of the window: for it only `flow::Inbound::push_flagged`'s own check
+/// stays, a whole message limit beyond the window (`usize::MAX` here: no check of this one).
+fn unread_window(charging_server: bool) -> usize {
+    if charging_server {
+        sockrpc_protocol::frame::STREAM_WINDOW
+    } else {
+        usize::MAX
     }
 }
 
