@@ -6,8 +6,9 @@
 //! finds a window's worth of answers unread when another arrives (`docs/FLOW-CONTROL.md`).
 //! Until session 38 the client refused a message only past the window *and* one whole message
 //! limit (4 MiB), so such a server could make it hold 4 MiB of small answers per stream, 64
-//! times the window: 64 streams on a connection, 256 MiB. Now the first answer past the window
-//! fails the call `INTERNAL` and the client sends CANCEL. A server that does not announce
+//! times the window: 64 streams on a connection, 256 MiB; and empty answers, which take no
+//! bytes, until 131,072 were unread. Now the first answer past the window, each counted as
+//! its charge, fails the call `INTERNAL` and the client sends CANCEL. A server that does not announce
 //! `CAP_CHARGED` (an older one) is over-credited by the client's charge, so it may run ahead of
 //! the window legitimately: it keeps the older slack.
 
@@ -28,11 +29,20 @@ const CAP_CHARGED: u16 = 0x4;
 /// Answers the server sends at once, each a `Chunk` of 1 KiB: 200 KiB, three windows, far
 /// under the older slack of a window and a message limit.
 const ANSWERS: u64 = 200;
+/// Empty answers the server sends at once: charged 64 bytes each, two windows (1,024 fill one),
+/// far under the 131,072 unread messages a client holds before it refuses for their number.
+const EMPTY_ANSWERS: u64 = 2048;
 
-/// A server that answers the first streaming call with [`ANSWERS`] chunks at once, ignoring
-/// credit, and an OK END, after a SETTINGS with `capabilities`; sets `cancelled` when the
-/// client's CANCEL of that call arrives (reading until the client closes, or a quiet while).
-async fn flooding_server(capabilities: u16, cancelled: Arc<AtomicBool>) -> std::net::SocketAddr {
+/// A server that answers the first streaming call with `answers` chunks of `size` bytes at
+/// once (empty messages when `size` is 0), ignoring credit, and an OK END, after a SETTINGS
+/// with `capabilities`; sets `cancelled` when the client's CANCEL of that call arrives (reading
+/// until the client closes, or a quiet while).
+async fn flooding_server(
+    capabilities: u16,
+    answers: u64,
+    size: usize,
+    cancelled: Arc<AtomicBool>,
+) -> std::net::SocketAddr {
     let fake = fake_server(move |mut stream| {
         let cancelled = Arc::clone(&cancelled);
         async move {
@@ -43,12 +53,15 @@ async fn flooding_server(capabilities: u16, cancelled: Arc<AtomicBool>) -> std::
                 return;
             };
             let mut flood = frame(HEADERS, 0, id, &block(&[]));
-            for seq in 0..ANSWERS {
-                let chunk = Chunk {
-                    seq,
-                    payload: vec![0x5a; 1024].into(),
-                }
-                .encode_to_vec();
+            for seq in 0..answers {
+                let chunk = match size {
+                    0 => Vec::new(),
+                    _ => Chunk {
+                        seq,
+                        payload: vec![0x5a; size].into(),
+                    }
+                    .encode_to_vec(),
+                };
                 flood.extend_from_slice(&frame(MESSAGE, 0, id, &chunk));
             }
             // Ended, so that only a refusal (not the stream's drop) makes the client cancel.
@@ -102,7 +115,7 @@ async fn read_later(addr: std::net::SocketAddr) -> (u64, Option<Status>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_past_the_window_of_a_charging_server_fail_the_call() {
     let cancelled = Arc::new(AtomicBool::new(false));
-    let addr = flooding_server(CAP_CHARGED, Arc::clone(&cancelled)).await;
+    let addr = flooding_server(CAP_CHARGED, ANSWERS, 1024, Arc::clone(&cancelled)).await;
     let (read, end) = read_later(addr).await;
     let status = end.unwrap_or_else(|| panic!("read {read} chunks and no failure"));
     assert_eq!(status.code(), Code::Internal, "{status:?}");
@@ -112,6 +125,30 @@ async fn answers_past_the_window_of_a_charging_server_fail_the_call() {
     );
     // What arrived within the window (64 KiB of 1 KiB chunks) is still delivered, no more.
     assert!((1..=64).contains(&read), "read {read} chunks");
+    cancel_arrives(&cancelled).await;
+}
+
+/// Empty answers take no bytes of the window, but a charging server counts each as 64: it
+/// sends at most 1,024 unread. Counted by their bytes alone, a server ignoring its credit could
+/// send 131,072 before the client refused them for their number (`unread.rs`), a few MiB held
+/// per stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_answers_past_the_window_of_a_charging_server_fail_the_call() {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let addr = flooding_server(CAP_CHARGED, EMPTY_ANSWERS, 0, Arc::clone(&cancelled)).await;
+    let (read, end) = read_later(addr).await;
+    let status = end.unwrap_or_else(|| panic!("read {read} empty answers and no failure"));
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status.message().contains("flow-control window"),
+        "{status:?}"
+    );
+    assert!((1..=1024).contains(&read), "read {read} empty answers");
+    cancel_arrives(&cancelled).await;
+}
+
+/// Waits for the client's CANCEL of the flooded call.
+async fn cancel_arrives(cancelled: &AtomicBool) {
     bounded("the client's CANCEL", async {
         while !cancelled.load(Ordering::SeqCst) {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -123,9 +160,11 @@ async fn answers_past_the_window_of_a_charging_server_fail_the_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_server_keeps_the_slack_its_over_credit_needs() {
     let cancelled = Arc::new(AtomicBool::new(false));
-    let addr = flooding_server(0, Arc::clone(&cancelled)).await;
-    let (read, end) = read_later(addr).await;
-    assert!(end.is_none(), "{end:?}");
-    assert_eq!(read, ANSWERS);
-    assert!(!cancelled.load(Ordering::SeqCst), "the call was cancelled");
+    for (answers, size) in [(ANSWERS, 1024), (EMPTY_ANSWERS, 0)] {
+        let addr = flooding_server(0, answers, size, Arc::clone(&cancelled)).await;
+        let (read, end) = read_later(addr).await;
+        assert!(end.is_none(), "{size}-byte answers: {end:?}");
+        assert_eq!(read, answers, "{size}-byte answers");
+        assert!(!cancelled.load(Ordering::SeqCst), "the call was cancelled");
+    }
 }

@@ -88,7 +88,7 @@ impl Inbound<'_> {
                             ))));
                             state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
-                        } else if stream.inbound.queued().1 >= window
+                        } else if unread_charge(stream.inbound.queued()) >= window
                             || stream.inbound.push_flagged(body, compressed, max).is_err()
                         {
                             stream.end(Err(Status::internal(
@@ -379,12 +379,22 @@ impl Inbound<'_> {
     }
 }
 
-/// Unread bytes of one stream at which another message from the server breaks its window.
+/// What one stream's unread answers charged a server that counts them as the client credits
+/// them (`frame::message_charge` each), from their number and bytes (`flow::Inbound::queued`).
+fn unread_charge((messages, bytes): (usize, usize)) -> usize {
+    messages
+        .saturating_mul(frame::MESSAGE_CHARGE)
+        .saturating_add(bytes)
+}
+
+/// The [`unread_charge`] of one stream at which another message from the server breaks its
+/// window.
 ///
 /// A server that announced `CAP_CHARGED` counts each answer as its length + 64 against the
 /// call's window and sends only while that count is under `STREAM_WINDOW`; the client credits
 /// an answer only once it is read, so such a server never sends while a window's worth is
-/// unread here, and a message arriving then comes from a server that ignores its credit. An
+/// unread here (1,024 empty answers), and a message arriving then comes from a server that
+/// ignores its credit. An
 /// older server counts answers by their length alone while the client credits the charge too,
 /// so it may run ahead of the window: for it only `flow::Inbound::push_flagged`'s own check
 /// stays, a whole message limit beyond the window (`usize::MAX` here: no check of this one).
