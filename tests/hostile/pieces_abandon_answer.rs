@@ -11,10 +11,10 @@ use crate::raw::{connect, frame, send, END, END_STREAM, MESSAGE, PREFACE, SETTIN
 use crate::support::{bounded, start_serving, Running};
 use futures_util::StreamExt;
 use prost::Message;
-use sockrpc::{Request, Response, Status, Streaming};
-use sockrpc_tests::mirror::{Chunks, Mirror};
+use sockrpc::{Request, Response, Status};
+use sockrpc_tests::mirror::Chunks;
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
-use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
+use sockrpc_tests::stream::{Chunk, ProduceRequest};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
@@ -34,9 +34,7 @@ const DEADLINE_EXCEEDED: u32 = 4;
 struct Flood;
 
 impl Streamer for Flood {
-    async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        Mirror.unary(request).await
-    }
+    sockrpc_tests::mirror_methods!(unary, collect, ping_pong, gather);
 
     type ProduceStream = Chunks;
 
@@ -48,28 +46,6 @@ impl Streamer for Flood {
         let answers =
             futures_util::stream::iter([Ok(large)]).chain(futures_util::stream::pending());
         Ok(Response::new(answers.boxed()))
-    }
-
-    async fn collect(
-        &self,
-        request: Request<Streaming<Chunk>>,
-    ) -> Result<Response<Summary>, Status> {
-        Mirror.collect(request).await
-    }
-
-    type PingPongStream = Chunks;
-
-    async fn ping_pong(
-        &self,
-        request: Request<Streaming<Chunk>>,
-    ) -> Result<Response<Chunks>, Status> {
-        Mirror.ping_pong(request).await
-    }
-
-    type GatherStream = Chunks;
-
-    async fn gather(&self, request: Request<Streaming<Chunk>>) -> Result<Response<Chunks>, Status> {
-        Mirror.gather(request).await
     }
 }
 

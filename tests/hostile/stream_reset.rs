@@ -15,9 +15,8 @@ use crate::raw::{
 use crate::support::{bounded, start_serving, Running};
 use prost::Message as _;
 use sockrpc::{Request, Response, Status, Streaming};
-use sockrpc_tests::mirror::{Chunks, Mirror};
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
-use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
+use sockrpc_tests::stream::{Chunk, Summary};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,15 +54,7 @@ pub(crate) struct Holding {
 }
 
 impl Streamer for Holding {
-    async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        Mirror.unary(request).await
-    }
-
-    type ProduceStream = Chunks;
-
-    async fn produce(&self, request: Request<ProduceRequest>) -> Result<Response<Chunks>, Status> {
-        Mirror.produce(request).await
-    }
+    sockrpc_tests::mirror_methods!(unary, produce, ping_pong, gather);
 
     async fn collect(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Summary>, Status> {
         let live = &self.live;
@@ -73,21 +64,6 @@ impl Streamer for Holding {
         let _alive = Alive(Arc::clone(live));
         std::future::pending::<()>().await;
         unreachable!("pending never completes")
-    }
-
-    type PingPongStream = Chunks;
-
-    async fn ping_pong(
-        &self,
-        request: Request<Streaming<Chunk>>,
-    ) -> Result<Response<Chunks>, Status> {
-        Mirror.ping_pong(request).await
-    }
-
-    type GatherStream = Chunks;
-
-    async fn gather(&self, request: Request<Streaming<Chunk>>) -> Result<Response<Chunks>, Status> {
-        Mirror.gather(request).await
     }
 }
 

@@ -14,10 +14,10 @@ use crate::raw::{
 use crate::support::{bounded, start_serving, Running};
 use futures_util::StreamExt;
 use prost::Message as _;
-use sockrpc::{Request, Response, Status, Streaming};
-use sockrpc_tests::mirror::{Chunks, Mirror};
+use sockrpc::{Request, Response, Status};
+use sockrpc_tests::mirror::Chunks;
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
-use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
+use sockrpc_tests::stream::{Chunk, ProduceRequest};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -37,9 +37,7 @@ const ONE_GRANT: usize = WINDOW_SIZE + (SIZE as usize + 16) * (1 + WINDOW_SIZE /
 struct Producer;
 
 impl Streamer for Producer {
-    async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        Mirror.unary(request).await
-    }
+    sockrpc_tests::mirror_methods!(unary, collect, ping_pong, gather);
 
     type ProduceStream = Chunks;
 
@@ -53,28 +51,6 @@ impl Streamer for Producer {
             })
         });
         Ok(Response::new(chunks.boxed()))
-    }
-
-    async fn collect(
-        &self,
-        request: Request<Streaming<Chunk>>,
-    ) -> Result<Response<Summary>, Status> {
-        Mirror.collect(request).await
-    }
-
-    type PingPongStream = Chunks;
-
-    async fn ping_pong(
-        &self,
-        request: Request<Streaming<Chunk>>,
-    ) -> Result<Response<Chunks>, Status> {
-        Mirror.ping_pong(request).await
-    }
-
-    type GatherStream = Chunks;
-
-    async fn gather(&self, request: Request<Streaming<Chunk>>) -> Result<Response<Chunks>, Status> {
-        Mirror.gather(request).await
     }
 }
 

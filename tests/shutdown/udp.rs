@@ -72,6 +72,36 @@ async fn serve_at(grower: &Grower) -> (SocketAddr, SocketAddr, oneshot::Sender<(
     (tcp_addr, udp_addr, stop)
 }
 
+/// A Grow call of 50,000 bytes on `channel`, spawned, once its handler runs on `grower`.
+async fn grow_running(
+    channel: &Channel,
+    grower: &Grower,
+) -> JoinHandle<Result<Response<EchoReply>, Status>> {
+    let mut client = EchoClient::new(channel.clone());
+    let call = tokio::spawn(async move { client.grow(GrowRequest { size: 50_000 }).await });
+    eventually("the call runs", || {
+        grower.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    call
+}
+
+/// The call's whole answer, fetched over TCP after the close: from the server's reply cache,
+/// the handler having run once.
+async fn fetched_once(
+    call: JoinHandle<Result<Response<EchoReply>, Status>>,
+    grower: &Grower,
+    what: &str,
+) {
+    let reply = bounded("the call in flight", call)
+        .await
+        .expect("task")
+        .unwrap_or_else(|status| panic!("{what}: {status:?}"))
+        .into_inner();
+    assert_eq!(reply.payload.len(), 50_000);
+    assert_eq!(grower.entered.load(Ordering::SeqCst), 1, "ran once");
+}
+
 #[tokio::test]
 async fn a_truncated_udp_answer_is_fetched_over_tcp_after_close() {
     let grower = Grower::default();
@@ -79,12 +109,7 @@ async fn a_truncated_udp_answer_is_fetched_over_tcp_after_close() {
     let channel = bounded("connect", Channel::connect(endpoint))
         .await
         .expect("connect");
-    let mut client = EchoClient::new(channel.clone());
-    let call = tokio::spawn(async move { client.grow(GrowRequest { size: 50_000 }).await });
-    eventually("the call runs", || {
-        grower.entered.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let call = grow_running(&channel, &grower).await;
     assert_eq!(
         channel.udp_stats().expect("udp").truncations,
         0,
@@ -93,14 +118,12 @@ async fn a_truncated_udp_answer_is_fetched_over_tcp_after_close() {
 
     channel.close();
     grower.release.send_replace(true);
-    let reply = bounded("the call in flight", call)
-        .await
-        .expect("task")
-        .expect("the truncated answer is fetched after close()")
-        .into_inner();
-    assert_eq!(reply.payload.len(), 50_000);
-    // Ran once: the answer came from the server's reply cache, not from a second run.
-    assert_eq!(grower.entered.load(Ordering::SeqCst), 1, "ran once");
+    fetched_once(
+        call,
+        &grower,
+        "the truncated answer is fetched after close()",
+    )
+    .await;
     bounded("closed()", channel.closed()).await;
 }
 
@@ -141,13 +164,12 @@ async fn closed_waits_for_the_fetch_of_a_truncated_answer() {
     })
     .await;
     grower.release.send_replace(true);
-    let reply = bounded("the call in flight", call)
-        .await
-        .expect("task")
-        .expect("the truncated answer is fetched after close()")
-        .into_inner();
-    // Too large for a datagram: fetched over TCP.
-    assert_eq!(reply.payload.len(), 50_000);
+    fetched_once(
+        call,
+        &grower,
+        "the truncated answer is fetched after close()",
+    )
+    .await;
     let answered_first = bounded("closed()", closed).await.expect("task");
     assert_eq!(
         answered_first, 1,
@@ -204,12 +226,7 @@ async fn a_fetch_waiting_for_its_connection_at_close_still_gets_the_answer() {
     let (tcp_addr, udp_addr, _stop) = serve_at(&grower).await;
     let stalled = Stalled::start().await;
     let channel = Channel::lazy(endpoint(stalled.addr.port(), udp_addr)).expect("channel");
-    let mut client = EchoClient::new(channel.clone());
-    let call = tokio::spawn(async move { client.grow(GrowRequest { size: 50_000 }).await });
-    eventually("the call runs over UDP", || {
-        grower.entered.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let call = grow_running(&channel, &grower).await;
 
     // The answer comes back truncated; its fetch waits for the pool's first connection, whose
     // connect is stalled, when the channel closes.
@@ -222,13 +239,8 @@ async fn a_fetch_waiting_for_its_connection_at_close_still_gets_the_answer() {
     assert!(!call.is_finished(), "the fetch waits for its connection");
     channel.close();
     let forwarding = stalled.open(tcp_addr);
-    let reply = bounded("the call in flight", call)
-        .await
-        .expect("task")
-        .expect("the fetch that waited for a connection at close() gets its answer")
-        .into_inner();
-    assert_eq!(reply.payload.len(), 50_000);
-    assert_eq!(grower.entered.load(Ordering::SeqCst), 1, "ran once");
+    let what = "the fetch that waited for a connection at close() gets its answer";
+    fetched_once(call, &grower, what).await;
     bounded("closed()", channel.closed()).await;
     forwarding.abort();
 }

@@ -52,3 +52,58 @@ impl Streamer for Mirror {
         Err(Status::unimplemented("Mirror only echoes"))
     }
 }
+
+/// Inside an `impl Streamer for X`, the named methods (`unary`, `produce`, `collect`,
+/// `ping_pong`, `gather`) as [`Mirror`]'s, with their associated stream types: for a test
+/// service that does something of its own in one or two methods only.
+#[macro_export]
+macro_rules! mirror_methods {
+    ($($method:ident),* $(,)?) => { $( $crate::mirror_methods!(@one $method); )* };
+    (@one unary) => {
+        async fn unary(
+            &self,
+            request: sockrpc::Request<$crate::stream::Chunk>,
+        ) -> Result<sockrpc::Response<$crate::stream::Chunk>, sockrpc::Status> {
+            $crate::stream::streamer_server::Streamer::unary(&$crate::mirror::Mirror, request).await
+        }
+    };
+    (@one produce) => {
+        type ProduceStream = $crate::mirror::Chunks;
+        async fn produce(
+            &self,
+            request: sockrpc::Request<$crate::stream::ProduceRequest>,
+        ) -> Result<sockrpc::Response<$crate::mirror::Chunks>, sockrpc::Status> {
+            $crate::stream::streamer_server::Streamer::produce(&$crate::mirror::Mirror, request)
+                .await
+        }
+    };
+    (@one collect) => {
+        async fn collect(
+            &self,
+            request: sockrpc::Request<sockrpc::Streaming<$crate::stream::Chunk>>,
+        ) -> Result<sockrpc::Response<$crate::stream::Summary>, sockrpc::Status> {
+            $crate::stream::streamer_server::Streamer::collect(&$crate::mirror::Mirror, request)
+                .await
+        }
+    };
+    (@one ping_pong) => {
+        type PingPongStream = $crate::mirror::Chunks;
+        async fn ping_pong(
+            &self,
+            request: sockrpc::Request<sockrpc::Streaming<$crate::stream::Chunk>>,
+        ) -> Result<sockrpc::Response<$crate::mirror::Chunks>, sockrpc::Status> {
+            $crate::stream::streamer_server::Streamer::ping_pong(&$crate::mirror::Mirror, request)
+                .await
+        }
+    };
+    (@one gather) => {
+        type GatherStream = $crate::mirror::Chunks;
+        async fn gather(
+            &self,
+            request: sockrpc::Request<sockrpc::Streaming<$crate::stream::Chunk>>,
+        ) -> Result<sockrpc::Response<$crate::mirror::Chunks>, sockrpc::Status> {
+            $crate::stream::streamer_server::Streamer::gather(&$crate::mirror::Mirror, request)
+                .await
+        }
+    };
+}
