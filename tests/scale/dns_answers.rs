@@ -1,6 +1,6 @@
 //! What a grpc-go user expects of `dns:` targets and of the answers behind them, against a
 //! real DNS server (`dns_server.rs`): the target forms (`dns://DNS-IP:PORT/NAME:PORT` asking
-//! that server, upper case, no trailing dot), CNAME chains and a CNAME to a name that does not
+//! that server, upper case, no trailing dot; a DNS server named by host name), CNAME chains and a CNAME to a name that does not
 //! exist, and an answer too long for UDP (100 addresses) that the resolver asks again over TCP.
 
 use super::dns_server::{name, Dns};
@@ -69,6 +69,35 @@ async fn grpc_go_s_target_forms_ask_the_server_they_name() {
     let status = DnsDiscovery::target("dns:///svc.scale.test:http").expect_err("bad port");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("not a port"), "{status:?}");
+    server.shutdown().await;
+}
+
+/// grpc-go's dialer looks a DNS server's name up (`dns://localhost:5353/…`): so does the
+/// lookup task. A name with no address says so when the call gives up, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_server_named_by_host_name_is_asked() {
+    let dns = Dns::start().await;
+    let (server, port) = server().await;
+    dns.set(&[Ipv4Addr::LOCALHOST]).await;
+    let target = format!("dns://localhost:{}/svc.scale.test:{port}", dns.addr.port());
+    let channel = follow(DnsDiscovery::target(&target).expect("a DNS target"));
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("up from the DNS server named localhost");
+    assert_eq!(hello(&channel, None).await.expect("a call"), server.addr);
+    // A DNS server's name that does not resolve (`.invalid`, RFC 6761): the call waits for
+    // the first answer and says what it waited for.
+    let target = format!(
+        "dns://nowhere.invalid:{}/svc.scale.test:{port}",
+        dns.addr.port()
+    );
+    let channel = follow(DnsDiscovery::target(&target).expect("a DNS target"));
+    let error = hello(&channel, None).await.expect_err("no DNS server");
+    assert!(
+        error.message().contains("nowhere.invalid"),
+        "the call names the DNS server: {error:?}"
+    );
     server.shutdown().await;
 }
 

@@ -54,7 +54,7 @@ fn discovery(target: &str, dns_server: Option<SocketAddr>) -> Result<Discovery, 
 }
 
 /// A `dns:` target in gRPC's forms (`DnsDiscovery::target`: `dns:///NAME[:PORT]`,
-/// `dns://DNS-IP[:PORT]/NAME[:PORT]`) or ours, `dns://NAME:PORT`. `--dns-server` names the DNS
+/// `dns://DNS-SERVER[:PORT]/NAME[:PORT]`) or ours, `dns://NAME:PORT`. `--dns-server` names the DNS
 /// server too; not both.
 fn dns_discovery(target: &str, flag: Option<SocketAddr>) -> Result<DnsDiscovery, String> {
     let dns = DnsDiscovery::target(target).map_err(|s| s.message().to_owned())?;

@@ -266,7 +266,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum)]
     balance: Option<balanced::Balance>,
     /// With `--target dns://NAME:PORT` (or grpc-go's `dns:///NAME:PORT`): the DNS server to ask
-    /// (IP:PORT) [default: the system's; `dns://DNS-IP[:PORT]/NAME:PORT` names it too].
+    /// (IP:PORT) [default: the system's; `dns://DNS-SERVER[:PORT]/NAME:PORT` names it too].
     #[arg(long, value_name = "IP:PORT")]
     dns_server: Option<std::net::SocketAddr>,
 }

@@ -37,16 +37,15 @@
 
 mod lookup;
 mod search;
+mod server;
 mod target;
 
 pub use target::DEFAULT_PORT;
 
 use super::{endpoint_key, Change, Discovery, Problem};
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Hosts, TokioResolver};
 use lookup::{literal, lookup, Keep, Place};
+use server::Server;
 use sockrpc_protocol::Status;
 use sockrpc_transport::backoff::{Backoff, BackoffState};
 use sockrpc_transport::endpoint::Endpoint;
@@ -82,7 +81,7 @@ pub type EndpointFn = Arc<dyn Fn(SocketAddr) -> Endpoint + Send + Sync>;
 #[derive(Clone)]
 pub struct DnsDiscovery {
     query: Query,
-    server: Option<SocketAddr>,
+    server: Option<Server>,
     min_ttl: Duration,
     max_ttl: Duration,
     /// Per-query timeout and attempts; `None`: 2 s and 2 with [`server`](Self::server), else
@@ -137,7 +136,19 @@ impl DnsDiscovery {
     /// Asks this DNS server instead of the system's: over UDP, and over TCP when an answer was
     /// truncated.
     pub fn server(mut self, server: SocketAddr) -> DnsDiscovery {
-        self.server = Some(server);
+        self.server = Some(Server::Addr(server));
+        self
+    }
+
+    /// Asks the DNS server named `name` on `port` instead of the system's, as
+    /// [`server`](Self::server) does; the name is looked up with the system's resolver (the
+    /// hosts file, then DNS) when the lookups start, and again after a lookup that failed
+    /// (grpc-go's `dns://NAME:PORT/…` authority).
+    pub fn server_host(mut self, name: impl Into<String>, port: u16) -> DnsDiscovery {
+        self.server = Some(Server::Host {
+            name: name.into(),
+            port,
+        });
         self
     }
 
@@ -181,40 +192,6 @@ impl DnsDiscovery {
         self
     }
 
-    /// The resolver: the system's as `/etc/resolv.conf` configures it (its `timeout:` and
-    /// `attempts:` options included), or one asking [`server`](Self::server) with a 2 s
-    /// timeout, twice; [`timeout`](Self::timeout) and [`attempts`](Self::attempts) override
-    /// either.
-    fn resolver(&self) -> Result<TokioResolver, Status> {
-        let mut builder = match self.server {
-            Some(addr) => {
-                let mut config = ResolverConfig::new();
-                config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
-                config.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
-                let mut builder =
-                    TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
-                builder.options_mut().timeout = Duration::from_secs(2);
-                builder.options_mut().attempts = 2;
-                builder
-            }
-            None => TokioResolver::builder_tokio().map_err(|e| {
-                Status::invalid_argument(format!("no system DNS configuration: {e}"))
-            })?,
-        };
-        // EDNS0 (RFC 6891): without it a server may send a UDP answer longer than the 512
-        // bytes hickory then reads, which it drops as malformed and waits out to a timeout
-        // (50 A records is 850 bytes); with it, the answer fits the 1232 bytes offered, or
-        // comes back truncated and is asked again over TCP.
-        builder.options_mut().edns0 = true;
-        if let Some(timeout) = self.timeout {
-            builder.options_mut().timeout = timeout;
-        }
-        if let Some(attempts) = self.attempts {
-            builder.options_mut().attempts = attempts;
-        }
-        Ok(builder.build())
-    }
-
     /// Starts looking up (in a task that ends when the discovery is dropped, or with its
     /// runtime: then the next runtime to poll the discovery starts another). A name that is
     /// not a valid DNS name (nor an IP address) is refused here, `INVALID_ARGUMENT`, rather
@@ -241,11 +218,12 @@ impl DnsDiscovery {
             "waiting for the first DNS answer for {} from {}",
             describe_query(&self.query),
             self.server
+                .as_ref()
                 .map_or_else(|| "the system's DNS servers".to_owned(), |s| s.to_string()),
         )));
         let mut lookups = Lookups {
             config: self,
-            resolver: Some(resolver),
+            resolver,
             hosts,
             tx,
             hint: Arc::clone(&hint),
@@ -277,7 +255,8 @@ type Known = BTreeMap<SocketAddr, (Place, String)>;
 struct Lookups {
     config: DnsDiscovery,
     /// The resolver for the first task; a later one makes its own (the first one's connections
-    /// belonged to the runtime that ended).
+    /// belonged to the runtime that ended). `None` for a DNS server named by host name: the
+    /// task makes it.
     resolver: Option<TokioResolver>,
     hosts: Arc<Hosts>,
     /// The stream holds a sender too: the channel does not end when a task dies with its
@@ -300,7 +279,7 @@ impl Lookups {
             return;
         };
         let resolver = match self.resolver.take() {
-            Some(resolver) => resolver,
+            Some(resolver) => Some(resolver),
             None => match self.config.resolver() {
                 Ok(resolver) => resolver,
                 Err(status) => {
@@ -375,7 +354,7 @@ fn check_name(name: &str) -> Result<(), Status> {
 
 async fn follow(
     config: DnsDiscovery,
-    resolver: TokioResolver,
+    mut resolver: Option<TokioResolver>,
     hosts: Arc<Hosts>,
     tx: mpsc::UnboundedSender<Change>,
     hint: Arc<Notify>,
@@ -389,13 +368,22 @@ async fn follow(
         let looked = Instant::now();
         // Whether the set changed, and the next wait: a whole answer's TTL, or (`Err`) a
         // backoff capped by what is given.
-        let (changed, next): (bool, Result<Duration, Duration>) = match lookup(
-            &resolver,
-            &hosts,
-            &config.query,
-        )
-        .await
-        {
+        let made = match resolver.take() {
+            Some(resolver) => Ok(resolver),
+            None => config.resolver_named().await,
+        };
+        let result = match made {
+            Ok(made) => {
+                let result = lookup(&made, &hosts, &config.query).await;
+                // A DNS server named by host name is looked up again after a failure: it
+                // may have moved.
+                let named = matches!(config.server, Some(Server::Host { .. }));
+                resolver = (result.is_ok() || !named).then_some(made);
+                result
+            }
+            Err(why) => Err(why),
+        };
+        let (changed, next): (bool, Result<Duration, Duration>) = match result {
             Ok(found) if found.failed.is_none() => {
                 let ttl = found.ttl.clamp(config.min_ttl, config.max_ttl);
                 if let Some(why) = &found.none {

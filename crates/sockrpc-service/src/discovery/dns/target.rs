@@ -7,6 +7,7 @@
 //! | `dns:///NAME:PORT`, `dns:NAME:PORT` | NAME | PORT | the system's (`/etc/resolv.conf`) |
 //! | `dns:///NAME`, `dns:NAME` | NAME | 443 (grpc-go's default) | the system's |
 //! | `dns://IP[:P]/NAME[:PORT]` | NAME | PORT, else 443 | IP, port P (53 by default) |
+//! | `dns://HOST[:P]/NAME[:PORT]` | NAME | PORT, else 443 | HOST's addresses, port P (53 by default; `server.rs`) |
 //! | `dns://NAME:PORT` | NAME | PORT | the system's (sockrpc's CLI form; grpc-go refuses it) |
 //!
 //! NAME may be an IP literal (`[::1]:50051`, `127.0.0.1`, or `::1` without a port), used as
@@ -14,15 +15,13 @@
 //! target that fits none of these is refused with `INVALID_ARGUMENT` saying why, never
 //! looked up in vain.
 
+use super::server::{self, Server};
 use super::DnsDiscovery;
 use sockrpc_protocol::Status;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// The port of a target that names none: grpc-go's (`defaultPort = "443"`).
 pub const DEFAULT_PORT: u16 = 443;
-
-/// The port of a DNS server named without one.
-const DNS_PORT: u16 = 53;
 
 impl DnsDiscovery {
     /// The A and AAAA lookup a gRPC `dns:` target asks for (the forms: this module's docs):
@@ -32,19 +31,17 @@ impl DnsDiscovery {
         let (name, port, server) = parse(target).map_err(|why| {
             Status::invalid_argument(format!(
                 "{target:?} is not a DNS target: {why} (want dns:///NAME[:PORT], dns:NAME[:PORT] \
-                 or dns://DNS-IP[:PORT]/NAME[:PORT])"
+                 or dns://DNS-SERVER[:PORT]/NAME[:PORT])"
             ))
         })?;
-        let discovery = DnsDiscovery::ip(name, port);
-        Ok(match server {
-            Some(server) => discovery.server(server),
-            None => discovery,
-        })
+        let mut discovery = DnsDiscovery::ip(name, port);
+        discovery.server = server;
+        Ok(discovery)
     }
 }
 
 /// A target's name, port and DNS server.
-fn parse(target: &str) -> Result<(String, u16, Option<SocketAddr>), String> {
+fn parse(target: &str) -> Result<(String, u16, Option<Server>), String> {
     let scheme_len = "dns:".len();
     let rest = match target.get(..scheme_len) {
         Some(scheme) if scheme.eq_ignore_ascii_case("dns:") => &target[scheme_len..],
@@ -63,28 +60,15 @@ fn parse(target: &str) -> Result<(String, u16, Option<SocketAddr>), String> {
     };
     let server = match authority {
         "" => None,
-        authority => Some(dns_server(authority)?),
+        authority => Some(server::parse(authority)?),
     };
-    let (name, port) = host_port(host)?;
+    let (name, port) = host_port(host, DEFAULT_PORT)?;
     Ok((name, port, server))
 }
 
-/// The DNS server an authority names: `IP`, `IP:PORT`, `[IPv6]`, `[IPv6]:PORT`.
-fn dns_server(authority: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = authority.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let bare = authority
-        .strip_prefix('[')
-        .and_then(|a| a.strip_suffix(']'))
-        .unwrap_or(authority);
-    bare.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, DNS_PORT))
-        .map_err(|_| format!("the DNS server {authority:?} is not IP[:PORT]"))
-}
-
-/// The name and port of `NAME[:PORT]`, `[IPv6][:PORT]` or a bare IPv6 address.
-fn host_port(host: &str) -> Result<(String, u16), String> {
+/// The name and port of `NAME[:PORT]`, `[IPv6][:PORT]` or a bare IPv6 address; `default` when
+/// none is given.
+pub(super) fn host_port(host: &str, default: u16) -> Result<(String, u16), String> {
     if host.is_empty() {
         return Err("no name".into());
     }
@@ -95,7 +79,7 @@ fn host_port(host: &str) -> Result<(String, u16), String> {
     }
     // A bare IPv6 address: its colons are not a port's.
     if let Ok(IpAddr::V6(ip)) = host.parse::<IpAddr>() {
-        return Ok((format!("[{ip}]"), DEFAULT_PORT));
+        return Ok((format!("[{ip}]"), default));
     }
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         let (ip, after) = rest
@@ -125,7 +109,7 @@ fn host_port(host: &str) -> Result<(String, u16), String> {
         return Err(format!("{host:?} has no name"));
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default,
         Some("") => return Err(format!("{host:?}: no port after ':'")),
         Some(port) => match port.parse::<u16>() {
             Ok(0) | Err(_) => return Err(format!("{host:?}: {port:?} is not a port (1-65535)")),
@@ -139,13 +123,15 @@ fn host_port(host: &str) -> Result<(String, u16), String> {
 mod tests {
     use super::*;
 
-    fn ok(target: &str) -> (String, u16, Option<SocketAddr>) {
+    use std::net::SocketAddr;
+
+    fn ok(target: &str) -> (String, u16, Option<Server>) {
         parse(target).unwrap_or_else(|e| panic!("{target}: {e}"))
     }
 
     #[test]
     fn grpc_go_s_forms() {
-        let server = |s: &str| Some(s.parse::<SocketAddr>().expect("addr"));
+        let server = |s: &str| Some(Server::Addr(s.parse::<SocketAddr>().expect("addr")));
         assert_eq!(
             ok("dns:///svc.test:50051"),
             ("svc.test".into(), 50051, None)
@@ -167,6 +153,18 @@ mod tests {
             ("svc.test".into(), 7, server("[::1]:5300"))
         );
         assert_eq!(ok("dns://[::1]/x:7").2, server("[::1]:53"));
+        // grpc-go's dialer looks a DNS server's name up; so does the lookup task here.
+        let host = |name: &str, port| {
+            Some(Server::Host {
+                name: name.into(),
+                port,
+            })
+        };
+        assert_eq!(
+            ok("dns://dns.example/svc.test:7"),
+            ("svc.test".into(), 7, host("dns.example", 53))
+        );
+        assert_eq!(ok("dns://localhost:5353/x").2, host("localhost", 5353));
         assert_eq!(ok("dns:///[::1]:50051"), ("[::1]".into(), 50051, None));
         assert_eq!(ok("dns:///[::1]"), ("[::1]".into(), 443, None));
         assert_eq!(ok("dns:///::1"), ("[::1]".into(), 443, None));
@@ -186,7 +184,13 @@ mod tests {
             ("dns:///svc.test:99999", "not a port"),
             ("dns:///svc.test:0", "not a port"),
             ("dns:///svc.test:http", "not a port"),
-            ("dns://dns.example/svc.test:7", "not IP[:PORT]"),
+            (
+                "dns://dns example/svc.test:7",
+                "not IP[:PORT] nor NAME[:PORT]",
+            ),
+            ("dns://dns.example:0/svc.test:7", "not a port"),
+            ("dns://dns.example:/svc.test:7", "no port"),
+            ("dns://:53/svc.test:7", "no name"),
             ("dns:///[::1", "without ']'"),
             ("dns:///[nope]:7", "not an IPv6"),
             ("dns:///[::1]x", "after ']'"),
