@@ -24,9 +24,11 @@ use tokio::task::JoinHandle;
 
 mod bodies;
 mod cap;
+mod chain_size;
 mod coalescing;
 mod crossed;
 mod handshake;
+mod hostile_clients;
 mod messages;
 mod mtls;
 mod openssl;
@@ -34,5 +36,6 @@ mod refusals;
 mod refused_loop;
 mod rotation;
 mod support;
+mod truncation;
 
 use support::*;

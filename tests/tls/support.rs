@@ -335,3 +335,83 @@ pub(crate) async fn warned(words: &[&str]) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile peers
+
+/// A bare rustls server configuration that presents `chain` (leaf first, in DER, in any order
+/// and of any size: rustls checks neither) with `key`, TLS 1.3 and 1.2, ALPN `sockrpc/1`.
+pub(crate) fn rustls_server(
+    chain: Vec<sockrpc::tls::pki_types::CertificateDer<'static>>,
+    leaf: &Leaf,
+) -> sockrpc::tls::rustls::ServerConfig {
+    use sockrpc::tls::pki_types::{pem::PemObject, PrivateKeyDer};
+    use sockrpc::tls::rustls;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(rustls::ALL_VERSIONS)
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        chain,
+        PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key"),
+    )
+    .expect("config");
+    config.alpn_protocols = vec![sockrpc::tls::ALPN_PROTOCOL.to_vec()];
+    config
+}
+
+/// A TLS server on loopback that completes each handshake with `config`, then runs `script` on
+/// the session (each connection bounded to 15 s; the server to 100 connections).
+pub(crate) async fn scripted_server<F, Fut>(
+    config: sockrpc::tls::rustls::ServerConfig,
+    script: F,
+) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let script = Arc::new(script);
+    let task = tokio::spawn(async move {
+        for _ in 0..100 {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, script) = (acceptor.clone(), Arc::clone(&script));
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(15), async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        script(tls).await;
+                    }
+                })
+                .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Reads from `stream` until `at_least` bytes have arrived in all (or it ends, or 5 s pass).
+pub(crate) async fn read_at_least<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    at_least: usize,
+) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while got.len() < at_least {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}

@@ -336,7 +336,7 @@ impl<D: Dispatch> Connection<D> {
                     return Err(self.close(cx, Some((Code::Internal, err.to_string()))));
                 }
                 Err(DecodeError::Io(err)) => {
-                    tracing::debug!(peer = ?self.conn_info.peer, error = %err, "connection read failed");
+                    read_failed(&self.config.log_limit, self.conn_info.peer, &err);
                     return Err(self.close(cx, None));
                 }
             }
@@ -479,7 +479,7 @@ impl<D: Dispatch> Connection<D> {
                     }
                     Poll::Ready(Ok(n)) => n,
                     Poll::Ready(Err(err)) => {
-                        tracing::debug!(peer = ?this.conn_info.peer, error = %err, "connection read failed");
+                        read_failed(&this.config.log_limit, this.conn_info.peer, &err);
                         return this.close(cx, None);
                     }
                 };
@@ -526,4 +526,24 @@ impl<D: Dispatch> Connection<D> {
         }
         Poll::Pending
     }
+}
+
+/// Logs why reading a connection failed. A TLS error (a record that does not decrypt, bytes
+/// that are not TLS, a fatal alert) is a broken or hostile client an operator should see: WARN,
+/// within the protocol errors' budget. Anything else (a reset, an end without close_notify) is
+/// what clients do every day: DEBUG.
+fn read_failed(limit: &LogLimit, peer: Option<std::net::SocketAddr>, err: &std::io::Error) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        let why = crate::tls::explain_session_error(tls);
+        warn_limited!(limit, Kind::ProtocolError, { ?peer, },
+            "closing connection: TLS error from the client: {why}");
+        return;
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = limit;
+    tracing::debug!(?peer, error = %err, "connection read failed");
 }

@@ -154,6 +154,12 @@ pub(crate) fn explain_client_error(err: &rustls::Error, note: Option<&str>) -> S
         Error::PeerIncompatible(_) => {
             "the server has no TLS version or cipher suite in common with this client".to_owned()
         }
+        Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => {
+            format!(
+                "the server sent a handshake message past TLS's {TOO_LARGE} (a certificate chain \
+                 that large?): refused before it was held whole"
+            )
+        }
         Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
             "the server did not answer in TLS".to_owned()
         }
@@ -161,6 +167,11 @@ pub(crate) fn explain_client_error(err: &rustls::Error, note: Option<&str>) -> S
     };
     with_detail(&what, err, note)
 }
+
+/// The bound rustls puts on one handshake message (a certificate chain travels in one), which
+/// it checks from the message's header, before buffering it whole.
+#[cfg(feature = "tls")]
+const TOO_LARGE: &str = "64 KiB limit on one handshake message";
 
 /// `what`, then the note if there is one, else `err`, in parentheses.
 #[cfg(feature = "tls")]
@@ -188,8 +199,38 @@ pub(crate) fn explain_server_error(err: &rustls::Error, note: Option<&str>) -> S
         Error::NoApplicationProtocol => "the client does not offer ALPN sockrpc/1",
         Error::AlertReceived(_) => "the client refused the server (see its side)",
         Error::PeerIncompatible(_) => "no TLS version or cipher suite in common",
+        Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => {
+            return with_detail(
+                &format!(
+                    "the client sent a handshake message past TLS's {TOO_LARGE} (a certificate \
+                     chain that large?): refused before it was held whole"
+                ),
+                err,
+                note,
+            );
+        }
         Error::InvalidMessage(_) => "the client did not speak TLS",
         _ => "TLS handshake failed",
     };
     with_detail(what, err, note)
+}
+
+/// What a TLS error on an established session means (a record that does not decrypt, bytes that
+/// are not TLS, a fatal alert, a peer past rustls' bounds), for the server's log.
+#[cfg(feature = "tls")]
+pub(crate) fn explain_session_error(err: &rustls::Error) -> String {
+    use rustls::Error;
+    let what = match err {
+        Error::DecryptError => "a record did not decrypt (bad_record_mac: altered or forged)",
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            "bytes that are not a TLS record of this session"
+        }
+        Error::AlertReceived(_) => "the client ended the session with a fatal alert",
+        Error::PeerMisbehaved(_) => {
+            "the client broke TLS's rules (too many empty records, warning alerts or \
+             renegotiation attempts, say)"
+        }
+        _ => "TLS failed",
+    };
+    format!("{what} ({err})")
 }
