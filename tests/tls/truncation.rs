@@ -152,7 +152,7 @@ async fn a_server_that_stalls_its_handshake_is_ended_by_the_connect_timeout() {
             .connect_timeout(Duration::from_millis(800))
             .timeout(Duration::from_secs(10));
         let started = Instant::now();
-        let status = expect_unavailable(greet(endpoint).await, started, "connect");
+        let status = expect_unavailable(greet(endpoint).await, started, "timed out");
         assert!(
             started.elapsed() >= Duration::from_millis(700),
             "{status:?}"

@@ -278,10 +278,15 @@ impl Pool {
                     // for the next attempt after a failure (grpc-go would have failed it at once
                     // in TRANSIENT_FAILURE), or ran out of the connect timeout first, hears why
                     // there is no connection, as when the attempt fails.
-                    let expired = deadline.is_some_and(|d| Instant::now() >= d)
-                        && lock(&self.inner.last_error).is_none();
+                    let unfailed = lock(&self.inner.last_error).is_none();
+                    let expired = deadline.is_some_and(|d| Instant::now() >= d) && unfailed;
                     return Err(if wait_for_ready || expired {
                         self.deadline_passed()
+                    } else if unfailed {
+                        // The connect timeout ran out with the attempt still under way (a
+                        // server stalled in its handshake): the attempt's own timeout fires at
+                        // the same instant but may not have been recorded yet.
+                        self.connect_timed_out()
                     } else {
                         self.unavailable()
                     });
@@ -311,6 +316,16 @@ impl Pool {
             unavailable.message()
         ));
         status.with_source(unavailable)
+    }
+
+    /// The status of a fail-fast call that waited its connect timeout for an attempt still
+    /// under way: said as the attempt's own timeout says it, not "still connecting".
+    fn connect_timed_out(&self) -> Status {
+        let endpoint = &self.inner.endpoint;
+        Status::unavailable(format!(
+            "no connection to {endpoint}: connecting timed out after {:?}",
+            endpoint.connect_timeout
+        ))
     }
 
     /// The status of a call that found no connection: the last attempt's failure, named in
@@ -363,7 +378,9 @@ impl Pool {
                 () = &mut connected => {}
                 () = &mut failed => {}
                 () = tokio::time::sleep_until(deadline) => {
-                    return if live > 0 { Ok(()) } else { Err(self.unavailable()) };
+                    // No attempt failed yet: the one under way ran out of the connect timeout
+                    // (`Channel::connect`'s deadline) at this same instant.
+                    return if live > 0 { Ok(()) } else { Err(self.connect_timed_out()) };
                 }
             }
         }
