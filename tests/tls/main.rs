@@ -35,6 +35,7 @@ mod openssl;
 mod refusals;
 mod refused_loop;
 mod rotation;
+mod sni;
 mod support;
 mod truncation;
 
