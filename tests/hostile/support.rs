@@ -121,10 +121,21 @@ pub(crate) fn start_serving<Fut>(
 where
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
 {
+    start_serving_with(&Default::default(), serve)
+}
+
+/// [`start_serving`] on a listener bound with `socket`'s options (its accepted connections
+/// inherit its buffer sizes).
+pub(crate) fn start_serving_with<Fut>(
+    socket: &sockrpc::transport::SocketConfig,
+    serve: impl FnOnce(tokio::net::TcpListener, Shutdown) -> Fut,
+) -> Running
+where
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
     count_worker_panics();
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
-            .expect("bind 127.0.0.1:0");
+    let listener = sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), socket)
+        .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(

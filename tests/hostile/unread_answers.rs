@@ -14,7 +14,6 @@ use sockrpc_tests::child::{test_name, ChildServer};
 use sockrpc_tests::echo::GrowRequest;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub(crate) const GROW_PATH: &[u8] = b"/sockrpc.test.Echo/Grow";
 /// Calls sent at once; each answer is [`ANSWER`] bytes, 200 MiB in all: about 13 KiB of
@@ -27,7 +26,11 @@ const HELD: u64 = 48 * MIB;
 
 /// Reads frames until `calls` ENDs arrived, for calls 1 to `calls` (bounded by `limit`
 /// bytes); returns the END codes.
-pub(crate) async fn read_all_ends(stream: &mut TcpStream, calls: u32, limit: u64) -> Vec<u32> {
+pub(crate) async fn read_all_ends(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    calls: u32,
+    limit: u64,
+) -> Vec<u32> {
     let mut codes = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut pending: Vec<u8> = Vec::new();
