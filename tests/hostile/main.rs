@@ -15,6 +15,7 @@ mod linger;
 mod memory;
 mod metadata_limit;
 mod parked_handlers;
+mod parked_wakes;
 mod pending_memory;
 mod pieces;
 mod pieces_abandon_answer;

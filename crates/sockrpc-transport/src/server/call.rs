@@ -35,6 +35,7 @@ use super::conn::Connection;
 use super::open::Opened;
 use super::pump::pump;
 use super::respond::{answer_now, encode_refusal, ConnState, Shared};
+use super::room::Turn;
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::outbox::HIGH_WATER;
 use crate::panic::{panicked, poll_caught};
@@ -188,7 +189,8 @@ impl<D: Dispatch> Connection<D> {
                     // handler that waits is.
                     let shared = Arc::clone(&self.shared);
                     let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&shared), held));
-                    let task = finish_call(shared, call_id, Ok(response), fold_end, deadline);
+                    let turn = Turn::default();
+                    let task = finish_call(shared, call_id, Ok(response), fold_end, deadline, turn);
                     let task = async move {
                         let _charge = (charge, decoded_charge);
                         task.await;
@@ -205,9 +207,11 @@ impl<D: Dispatch> Connection<D> {
                 let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&self.shared), held));
                 let task = async move {
                     let _charge = (charge, decoded_charge);
-                    let result = future.await;
+                    let result = (&mut future).await;
                     record(&task_span, started, &result);
-                    finish_call(shared, call_id, result, fold_end, deadline).await;
+                    let turn = future.take_turn();
+                    drop(future);
+                    finish_call(shared, call_id, result, fold_end, deadline, turn).await;
                 };
                 if streaming {
                     self.run_local(call_id, task.instrument(span));
@@ -312,9 +316,9 @@ struct Guarded<B> {
     inner: DispatchFuture<B>,
     deadline: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
-    /// Set once the handler waits: it is then polled only while its connection's write buffer
+    /// Paced once the handler waits: it is then polled only while its connection's write buffer
     /// has room (`room.rs`); its deadline runs regardless.
-    paced: Option<Arc<Shared>>,
+    turn: Turn,
 }
 
 impl<B> Guarded<B> {
@@ -323,13 +327,19 @@ impl<B> Guarded<B> {
             inner,
             deadline,
             sleep: None,
-            paced: None,
+            turn: Turn::default(),
         }
     }
 
     /// From now on, polls the handler only while `shared`'s write buffer has room.
     fn pace(&mut self, shared: Arc<Shared>) {
-        self.paced = Some(shared);
+        self.turn.pace(shared);
+    }
+
+    /// Once it is ready: its place among the parked handlers, to leave once its answer is
+    /// appended (`finish_call`), so that the next parked handler sees that answer's room.
+    fn take_turn(&mut self) -> Turn {
+        std::mem::take(&mut self.turn)
     }
 }
 
@@ -338,14 +348,11 @@ impl<B: OutboundBody> Future for Guarded<B> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let room = match &this.paced {
-            None => true,
-            Some(shared) => super::room::has_room(shared, cx),
-        };
-        if room {
+        if this.turn.has_room(cx) {
             if let Poll::Ready(result) = poll_caught(this.inner.as_mut(), cx) {
                 return Poll::Ready(result.unwrap_or_else(|_| Err(panicked())));
             }
+            this.turn.waiting_again();
         }
         if let Some(deadline) = this.deadline {
             let sleep = this
@@ -378,21 +385,25 @@ fn record<B>(
 }
 
 /// Answers a call whose handler finished in its own task: at once, or by streaming; then
-/// forgets it. A call cancelled meanwhile gets nothing.
+/// forgets it. A call cancelled meanwhile gets nothing. `turn`, the handler's place among the
+/// parked (`room.rs`), is left once the answer (or its head) is appended.
 async fn finish_call<B: OutboundBody>(
     shared: Arc<Shared>,
     call_id: u32,
     result: Result<Response<B>, Status>,
     fold_end: bool,
     deadline: Option<Instant>,
+    turn: Turn,
 ) {
     let streamed = {
         let mut state = shared.lock();
         if !state.running.contains_key(&call_id) {
+            turn.end(&shared, &mut state);
             return;
         }
         let streamed = answer_now(&mut state, call_id, result, fold_end, &shared.limits);
         super::room::note_appended(&shared, &state);
+        turn.end(&shared, &mut state);
         if streamed.is_none() {
             // The call's last frame is written: it leaves the count of calls in flight in the
             // same breath. Once another task writes that frame out, the client may send its

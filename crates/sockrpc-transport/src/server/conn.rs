@@ -449,6 +449,7 @@ impl<D: Dispatch> Connection<D> {
                 return Poll::Pending;
             }
             state.wake_writers();
+            super::room::resume(&this.shared, &mut state);
             over_budget = state.over_budget();
             this.running_hint.set(state.running.len());
         }

@@ -59,6 +59,8 @@ pub(super) struct ConnState {
     /// Response pumps parked because the write buffer is past its high-water mark (a client
     /// that does not read must not make every stream fill the buffer by its own window).
     pub(super) writers: Vec<Waker>,
+    /// Handlers that wait, parked for room in the write buffer (`room.rs`).
+    pub(super) parked: super::room::Parked,
     /// Answers (HEADERS or MESSAGE) written so far: a PING after the server sent data is not a
     /// strike (gRPC resets its strike count when it sends data, not when the peer opens calls).
     pub(super) answers_sent: u64,
@@ -207,6 +209,7 @@ impl Shared {
                 unreported: 0,
                 reader: None,
                 writers: Vec::new(),
+                parked: super::room::Parked::default(),
                 answers_sent: 0,
                 charge_answers: false,
                 went_idle: 0,
@@ -237,6 +240,7 @@ impl Shared {
         }
         state.inbound_bytes = 0;
         state.wake_writers();
+        super::room::wake_all(&mut state);
     }
 
     /// Forgets a cancelled call's stream, waking whoever waits on it.
