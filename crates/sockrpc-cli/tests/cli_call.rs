@@ -331,7 +331,7 @@ fn list_and_describe_over_reflection() {
     assert_eq!(code, 0);
     assert!(
         stdout.contains(
-            "rpc RouteChat(stream routeguide.RouteNote) returns (stream routeguide.RouteNote);"
+            "rpc RouteChat(stream .routeguide.RouteNote) returns (stream .routeguide.RouteNote);"
         ),
         "{stdout}"
     );
@@ -346,6 +346,19 @@ fn list_and_describe_over_reflection() {
         "routeguide.Point.latitude is a field:\nint32 latitude = 1;\n"
     );
     let (code, _, stderr) = call(&["describe", &guide.addr, "routeguide.Nothing"], "");
+    assert_ne!(code, 0, "{stderr}");
+    // A whole file, by the name reflection knows it by.
+    let file = "routeguide/route_guide.proto";
+    let (code, stdout, stderr) = call(&["describe", &guide.addr, file], "");
+    assert_eq!(code, 0, "{stderr}");
+    for line in [
+        "syntax = \"proto3\";",
+        "package routeguide;",
+        "service RouteGuide {",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line} in {stdout}");
+    }
+    let (code, _, stderr) = call(&["describe", &guide.addr, "nope/none.proto"], "");
     assert_ne!(code, 0, "{stderr}");
 }
 

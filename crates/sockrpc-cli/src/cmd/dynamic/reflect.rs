@@ -140,11 +140,30 @@ pub(crate) async fn pool_for_symbol(
     channel: &Channel,
     symbol: &str,
 ) -> Result<DescriptorPool, Failure> {
-    let first = ask(
+    let request = MessageRequest::FileContainingSymbol(symbol.to_owned());
+    pool_from(channel, request, symbol).await
+}
+
+/// A pool with the file named `name` and everything it imports.
+pub(crate) async fn pool_for_file(
+    channel: &Channel,
+    name: &str,
+) -> Result<DescriptorPool, Failure> {
+    pool_from(
         channel,
-        MessageRequest::FileContainingSymbol(symbol.to_owned()),
+        MessageRequest::FileByFilename(name.to_owned()),
+        name,
     )
-    .await?;
+    .await
+}
+
+/// The files `first` answers with, and everything they import; `symbol` names what was asked.
+async fn pool_from(
+    channel: &Channel,
+    first: MessageRequest,
+    symbol: &str,
+) -> Result<DescriptorPool, Failure> {
+    let first = ask(channel, first).await?;
     let mut files: HashMap<String, FileDescriptorProto> = HashMap::new();
     let mut missing = VecDeque::new();
     add(&mut files, decode_files(first)?, &mut missing);

@@ -26,6 +26,8 @@ pub(crate) fn compile(protos: &[PathBuf], imports: &[PathBuf]) -> Result<Descrip
     let mut compiler = protox::Compiler::new(&includes)
         .map_err(|err| Failure::Input(format!("cannot compile the --proto files: {err}")))?;
     compiler.include_imports(true);
+    // Comments, for `describe` to write back.
+    compiler.include_source_info(true);
     compiler
         .open_files(protos)
         .map_err(|err| Failure::Input(format!("cannot compile the --proto files: {err}")))?;
