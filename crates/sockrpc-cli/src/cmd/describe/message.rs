@@ -159,14 +159,24 @@ pub(super) fn write_scope(
     }
 }
 
-/// A scope's fields as units: a real `oneof` as one block where its first member stands.
+/// A scope's fields as units: a real `oneof` as one block where its first member stands (its
+/// members are contiguous when compiled from text; a member found apart from the others, in a
+/// descriptor made otherwise, is already in the block).
 fn field_spans(fields: &[Member]) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::new();
+    let mut oneofs: Vec<OneofDescriptor> = Vec::new();
     for (i, member) in fields.iter().enumerate() {
         let oneof = match member {
             Member::Field(f) => f.containing_oneof().filter(|o| !o.is_synthetic()),
             Member::Extension(_) => None,
         };
+        let open = matches!(spans.last(), Some(Span { unit: Unit::Oneof(o), .. }) if Some(o) == oneof.as_ref());
+        if let Some(oneof) = &oneof {
+            if !open && oneofs.contains(oneof) {
+                continue;
+            }
+            oneofs.push(oneof.clone());
+        }
         match oneof {
             Some(oneof) => match spans.last_mut() {
                 Some(Span {

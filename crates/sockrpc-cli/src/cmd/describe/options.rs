@@ -101,12 +101,14 @@ fn key_text(key: &MapKey) -> String {
     }
 }
 
-/// A float the way `.proto` reads it back to the same value (`inf`, `-inf`, `nan` by name).
+/// A float the way `.proto` reads it back to the same value. An infinity is `1e999` (a literal
+/// past the largest double): protoc also takes `inf`, but prost-reflect's option interpreter
+/// (protox's) takes no name there. NaN has no literal, so it is `nan`, which protoc takes.
 fn float_text(x: f64, shortest: &str) -> String {
     if x.is_nan() {
         "nan".to_owned()
     } else if x.is_infinite() {
-        if x > 0.0 { "inf" } else { "-inf" }.to_owned()
+        if x > 0.0 { "1e999" } else { "-1e999" }.to_owned()
     } else {
         shortest.to_owned()
     }

@@ -147,3 +147,84 @@ enum Colour {
 ";
     assert_eq!(text, want);
 }
+
+const OPTIONS: &str = r#"
+syntax = "proto3";
+package opts;
+import "google/protobuf/descriptor.proto";
+extend google.protobuf.FieldOptions { string unit = 50000; }
+// A reading.
+message Reading {
+  option deprecated = true;
+  double value = 1 [json_name = "v", (unit) = "kg"]; // In kilograms.
+  repeated int32 raw = 2 [packed = false];
+  reserved 5, 8 to 10, 100 to max;
+  reserved "old";
+}
+"#;
+
+#[test]
+fn a_message_is_written_with_its_options_reserved_and_comments() {
+    let text = render(&pool_of(OPTIONS), "opts.Reading").expect("a message");
+    let want = r#"opts.Reading is a message:
+// A reading.
+message Reading {
+  option deprecated = true;
+  double value = 1 [json_name = "v", (opts.unit) = "kg"]; // In kilograms.
+  repeated int32 raw = 2 [packed = false];
+  reserved 5, 8 to 10, 100 to max;
+  reserved "old";
+}
+"#;
+    assert_eq!(text, want);
+}
+
+#[test]
+fn a_oneof_whose_members_are_apart_is_written_once() {
+    use prost_reflect::prost_types::field_descriptor_proto::Type;
+    use prost_reflect::prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, OneofDescriptorProto,
+    };
+    let field = |name: &str, number: i32, oneof: Option<i32>| FieldDescriptorProto {
+        name: Some(name.to_owned()),
+        number: Some(number),
+        r#type: Some(Type::Int32 as i32),
+        oneof_index: oneof,
+        ..Default::default()
+    };
+    // Members 1 and 3 of `pick` with a plain field between them: no compiler writes this, a
+    // descriptor made by hand (and served over reflection) may.
+    let file = FileDescriptorProto {
+        name: Some("apart.proto".to_owned()),
+        package: Some("apart".to_owned()),
+        syntax: Some("proto3".to_owned()),
+        message_type: vec![DescriptorProto {
+            name: Some("M".to_owned()),
+            field: vec![
+                field("a", 1, Some(0)),
+                field("b", 2, None),
+                field("c", 3, Some(0)),
+            ],
+            oneof_decl: vec![OneofDescriptorProto {
+                name: Some("pick".to_owned()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut pool = DescriptorPool::new();
+    pool.add_file_descriptor_proto(file)
+        .expect("a valid descriptor");
+    let text = render(&pool, "apart.M").expect("a message");
+    let want = "apart.M is a message:
+message M {
+  oneof pick {
+    int32 a = 1;
+    int32 c = 3;
+  }
+  int32 b = 2;
+}
+";
+    assert_eq!(text, want);
+}
