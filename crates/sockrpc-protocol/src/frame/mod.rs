@@ -133,12 +133,24 @@ pub const CAP_PIECES: u32 = 0x8;
 /// and then checks what it sends against the peer's limit: as HTTP/2's
 /// `SETTINGS_MAX_HEADER_LIST_SIZE`, metadata the peer would refuse is never sent.
 pub const CAP_METADATA_LIMIT: u32 = 0x10;
+/// Capability bit in SETTINGS, from either side. From a client: it grants connection credit
+/// for the answers it is streamed ([`ANSWER_WINDOW`], given back with WINDOW on call 0 as its
+/// application consumes or drops them). From a server: it keeps to that window toward a client
+/// that grants it, counting each streamed answer's [`message_charge`] (unary answers are not
+/// counted). The mirror of [`CAP_CONNECTION_WINDOW`]: without it a client holds up to a stream
+/// window and one message on each of thousands of streams. A client holds a server that did
+/// not announce it to the per-stream rules alone.
+pub const CAP_ANSWER_WINDOW: u32 = 0x20;
 /// The longest SETTINGS body a receiver that announced [`CAP_METADATA_LIMIT`] reads: room for
 /// later fields, which a peer of this version skips.
 pub const MAX_SETTINGS_LEN: usize = 64;
 /// Every capability this crate's server announces.
-pub const SERVER_CAPABILITIES: u32 =
-    CAP_FOLDED_REQUEST | CAP_CONNECTION_WINDOW | CAP_CHARGED | CAP_PIECES | CAP_METADATA_LIMIT;
+pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST
+    | CAP_CONNECTION_WINDOW
+    | CAP_CHARGED
+    | CAP_PIECES
+    | CAP_METADATA_LIMIT
+    | CAP_ANSWER_WINDOW;
 /// Every capability this crate's client announces, in the SETTINGS it sends after its preface.
 pub const CLIENT_CAPABILITIES: u32 = CAP_PIECES | CAP_METADATA_LIMIT;
 /// The largest piece of a split message ([`FLAG_MORE`]): a message larger than this is sent
@@ -166,6 +178,12 @@ pub const STREAM_WINDOW: usize = 64 * 1024;
 /// a connection to a server that announced [`CAP_CONNECTION_WINDOW`]. As with
 /// [`STREAM_WINDOW`], a message may be sent whenever less than this is outstanding.
 pub const CONNECTION_WINDOW: usize = 16 * 1024 * 1024;
+
+/// What a server may have outstanding, in [`message_charge`]s, across the streamed answers of
+/// a connection whose client granted [`CAP_ANSWER_WINDOW`], before the client credits more with
+/// WINDOW on call 0: the size of [`CONNECTION_WINDOW`], the other way. As there, an answer may
+/// be sent whenever less than this is outstanding.
+pub const ANSWER_WINDOW: usize = CONNECTION_WINDOW;
 
 /// What one streamed message of `len` bytes counts against [`CONNECTION_WINDOW`]: its bytes
 /// and [`MESSAGE_CHARGE`] for its queue entry, so that empty messages are bounded too.

@@ -172,6 +172,10 @@ impl<D: Dispatch> Connection<D> {
                     stream.inbound.finish(Ok(MetadataMap::new()));
                 }
             }
+            Frame::Window { call_id: 0, credit } => {
+                // Answer credit from a client that grants it (`answer_window.rs`).
+                self.shared.lock().answer_credit(credit);
+            }
             Frame::Window { call_id, credit } => {
                 if let Some(stream) = self.shared.lock().streams.get_mut(&call_id) {
                     stream.outbound.credit(credit);
@@ -323,6 +327,10 @@ impl<D: Dispatch> Connection<D> {
                 let pieces = capabilities & frame::CAP_PIECES != 0;
                 let mut state = self.shared.lock();
                 state.outbox.set_pieces(pieces);
+                // It grants credit for the answers we stream (`answer_window.rs`).
+                if capabilities & frame::CAP_ANSWER_WINDOW != 0 {
+                    state.answer_window = true;
+                }
                 // Its metadata limit, and ours in answer (`announced.rs`).
                 let ours = (
                     self.config.max_concurrent_calls,

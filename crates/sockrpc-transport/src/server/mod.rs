@@ -11,6 +11,7 @@
 
 mod age;
 mod announced;
+mod answer_window;
 mod call;
 pub(crate) mod config;
 mod conn;

@@ -77,16 +77,23 @@ pub(super) async fn pump<B: OutboundBody>(
                     burst = 0;
                     return Poll::Pending;
                 }
-                match state.streams.get_mut(&call_id) {
-                    None => Poll::Ready(false),
-                    Some(stream) => {
-                        let credit = stream.outbound.poll_credit(cx);
-                        if credit.is_pending() {
-                            burst = 0;
-                        }
-                        credit.map(|()| true)
-                    }
+                let blocked = state.answers_blocked();
+                let Some(stream) = state.streams.get_mut(&call_id) else {
+                    return Poll::Ready(false);
+                };
+                if stream.outbound.poll_credit(cx).is_pending() {
+                    burst = 0;
+                    return Poll::Pending;
                 }
+                if blocked {
+                    // The client's answer window (`answer_window.rs`): woken by its credit,
+                    // or by a cancel as for stream credit.
+                    stream.outbound.register(cx);
+                    state.wait_for_answer_credit(call_id, cx);
+                    burst = 0;
+                    return Poll::Pending;
+                }
+                Poll::Ready(true)
             })
             .await;
             if !alive {
@@ -128,9 +135,11 @@ pub(super) async fn pump<B: OutboundBody>(
                     } else {
                         message.len()
                     };
+                    state.answer_sent(message.len());
+                    let window = !state.answers_blocked();
                     if let Some(stream) = state.streams.get_mut(&call_id) {
                         stream.outbound.sent(charge);
-                        may_send = room && stream.outbound.has_credit();
+                        may_send = room && window && stream.outbound.has_credit();
                     }
                     return true;
                 }

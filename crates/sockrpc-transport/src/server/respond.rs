@@ -73,6 +73,12 @@ pub(super) struct ConnState {
     pub(super) went_idle: u64,
     /// The client's announced metadata limit (`announced.rs`; 0: not told yet).
     pub(super) client_metadata: usize,
+    /// The client granted an answer window (`CAP_ANSWER_WINDOW`, `answer_window.rs`).
+    pub(super) answer_window: bool,
+    /// Charges of streamed answers sent and not yet credited back by the client.
+    pub(super) answers_outstanding: usize,
+    /// Response pumps waiting for answer credit, by call id.
+    pub(super) answer_waiters: HashMap<u32, Waker>,
 }
 
 /// Inbound stream messages one connection may hold (in message charges) before it stops
@@ -100,6 +106,9 @@ impl ConnState {
     /// Forgets a stream, releasing what its queue held from the connection's budget.
     pub(super) fn remove_stream(&mut self, call_id: u32) -> Option<ServerStream> {
         let stream = self.streams.remove(&call_id)?;
+        if !self.answer_waiters.is_empty() {
+            self.answer_waiters.remove(&call_id);
+        }
         let (count, bytes) = stream.inbound.queued();
         self.release_inbound(held(count, bytes));
         Some(stream)
@@ -214,6 +223,9 @@ impl Shared {
                 charge_answers: false,
                 went_idle: 0,
                 client_metadata: super::announced::NOT_TOLD,
+                answer_window: false,
+                answers_outstanding: 0,
+                answer_waiters: HashMap::default(),
             }),
             limits,
             running_held: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
@@ -241,6 +253,7 @@ impl Shared {
         state.inbound_bytes = 0;
         state.wake_writers();
         super::room::wake_all(&mut state);
+        state.wake_answer_waiters();
     }
 
     /// Forgets a cancelled call's stream, waking whoever waits on it.
