@@ -3,6 +3,7 @@
 //! allocate what a peer merely announces, while a well-behaved generated client keeps being
 //! served; and a client whose server is gone fails with `Unavailable`, never hangs.
 
+mod answer_window_ignored;
 mod compressed_retried;
 mod compressed_running;
 mod control_limit;

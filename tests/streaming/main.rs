@@ -16,6 +16,7 @@
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod abandoned_credit;
+mod answer_window;
 mod backpressure;
 mod cancel;
 mod connection_window;

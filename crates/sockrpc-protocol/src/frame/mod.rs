@@ -152,7 +152,7 @@ pub const SERVER_CAPABILITIES: u32 = CAP_FOLDED_REQUEST
     | CAP_METADATA_LIMIT
     | CAP_ANSWER_WINDOW;
 /// Every capability this crate's client announces, in the SETTINGS it sends after its preface.
-pub const CLIENT_CAPABILITIES: u32 = CAP_PIECES | CAP_METADATA_LIMIT;
+pub const CLIENT_CAPABILITIES: u32 = CAP_PIECES | CAP_METADATA_LIMIT | CAP_ANSWER_WINDOW;
 /// The largest piece of a split message ([`FLAG_MORE`]): a message larger than this is sent
 /// in pieces of this size to a peer that reads them. 64 KiB: a small frame waits behind at most
 /// this much of a large message, and a piece is still large enough that its header and the

@@ -237,6 +237,10 @@ impl Driver {
     ) -> Result<(), DecodeError> {
         while let Some(frame) = reader.next_frame()? {
             inbound.dispatch(state, frame);
+            if state.answers_overrun {
+                // Past the answer window: the caller closes the connection.
+                break;
+            }
         }
         Ok(())
     }
@@ -422,6 +426,13 @@ impl Driver {
                 drop(state);
                 let status = Self::read_error(err, this.reader.buffered());
                 this.fail_all(status);
+                return Poll::Ready(());
+            }
+            if state.answers_overrun {
+                tracing::warn!(peer = ?shared.peer, "server streamed past the answer window");
+                shared.broken.store(true, Ordering::Release);
+                drop(state);
+                this.fail_all(Status::internal(super::answers::OVERRUN));
                 return Poll::Ready(());
             }
             reader.settle();

@@ -10,7 +10,7 @@ use super::driver::Pinger;
 use super::{Shared, State};
 use crate::outbox::HIGH_WATER;
 use bytes::Bytes;
-use sockrpc_protocol::frame::{self, Frame, FrameKind};
+use sockrpc_protocol::frame::{self, Frame, FrameKind, ANSWER_WINDOW};
 use sockrpc_protocol::{Code, MetadataMap, Response, Status};
 use std::{sync::atomic::Ordering, sync::Arc, task::Waker};
 use tokio::time::Instant;
@@ -72,15 +72,26 @@ impl Inbound<'_> {
                 body,
                 compressed,
                 end_ok,
-                ..
+                end_stream,
             } => {
                 let max = self.shared.limits.max_message_size;
                 let window = unread_window(state.charged_requests);
+                let len = body.len();
+                // A streamed answer this side drops unread: the server counted it against the
+                // answer window, so it is credited (`answers.rs`).
+                let mut dropped = false;
                 if let Some(slot) = state.calls.get_mut(call_id) {
                     if let Some(stream) = slot.stream.as_mut() {
                         if stream.inbound.is_finished() {
                             // Ended here already (refused, failed): late messages are dropped.
+                            dropped = true;
+                        } else if state.answer_window && state.answers_held >= ANSWER_WINDOW {
+                            // A whole window unread, and the server sent more: the driver
+                            // closes the connection.
+                            state.answers_overrun = true;
+                            return;
                         } else if stream.inbound.queued().0 >= MAX_UNREAD_MESSAGES {
+                            dropped = true;
                             // Empty messages take no credit: only their count bounds them.
                             stream.end(Err(Status::resource_exhausted(format!(
                                 "the server sent {MAX_UNREAD_MESSAGES} messages this call has \
@@ -91,11 +102,14 @@ impl Inbound<'_> {
                         } else if unread_charge(stream.inbound.queued()) >= window
                             || stream.inbound.push_flagged(body, compressed, max).is_err()
                         {
+                            dropped = true;
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));
                             state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
+                        } else if state.answer_window {
+                            state.answers_held += frame::message_charge(len);
                         }
                     } else if slot.message.is_some() {
                         slot.extra_messages = true;
@@ -112,6 +126,12 @@ impl Inbound<'_> {
                         slot.message = Some(body);
                         slot.compressed = compressed;
                     }
+                } else if !end_stream {
+                    // A streamed answer (a unary one ends its stream) to a call gone here.
+                    dropped = true;
+                }
+                if dropped {
+                    state.answer_dropped(len);
                 }
                 if end_ok {
                     // The server folded the call's OK end into this message (`FLAG_END_OK`).
@@ -288,6 +308,8 @@ impl Inbound<'_> {
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
                 state.connection_window = capabilities & frame::CAP_CONNECTION_WINDOW != 0;
                 state.charged_requests = capabilities & frame::CAP_CHARGED != 0;
+                // It keeps what it streams under the answer window we grant (`answers.rs`).
+                state.answer_window = capabilities & frame::CAP_ANSWER_WINDOW != 0;
                 // Large request messages go out in pieces from now on.
                 state
                     .outbox

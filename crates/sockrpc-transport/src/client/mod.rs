@@ -17,10 +17,12 @@
 //! - `stream.rs`: a streaming call's two halves.
 //! - `table.rs`: the calls in flight, by id.
 //! - `room.rs`: calls waiting for room under the server's limit of calls in flight.
+//! - `answers.rs`: the answer window, what this side grants the server for streamed answers.
 //! - `waiters.rs`: stream senders waiting for the write buffer to drain, or for credit.
 //! - `options.rs`: a connection's settings (limits, keepalive, close notification).
 //! - `shutdown.rs`: closing it from this side, gracefully or at once, and waiting for its end.
 
+mod answers;
 mod call;
 mod credit;
 mod driver;
@@ -173,6 +175,16 @@ struct State {
     /// streams (all opened with `FLAG_CHARGED`) as their `frame::message_charge`, so they count
     /// so against the stream window.
     charged_requests: bool,
+    /// The server's SETTINGS announced `CAP_ANSWER_WINDOW`: it keeps what it streams to us
+    /// under the answer window we grant (`answers.rs`).
+    answer_window: bool,
+    /// Charges of streamed answers received and not yet consumed or dropped (`answers.rs`).
+    answers_held: usize,
+    /// Charges of streamed answers consumed or dropped and not yet credited back to the server.
+    answers_unreported: usize,
+    /// The server sent streamed answers past the answer window we granted: a protocol error,
+    /// on which the driver closes the connection.
+    answers_overrun: bool,
 }
 
 impl State {
@@ -217,6 +229,8 @@ impl State {
 
     fn remove_call(&mut self, shared: &Shared, id: u32) -> Option<Slot> {
         let slot = self.calls.remove(id)?;
+        // Answers it holds unread are dropped with it: the server counted them.
+        self.drop_held_answers(&slot);
         self.forget_ended(&slot);
         // A sender waiting when its call ended never comes back for its place.
         self.drain_waiters.forget(id);
@@ -399,6 +413,10 @@ impl ClientConnection {
                 connection_outstanding: 0,
                 ended_streams: 0,
                 charged_requests: false,
+                answer_window: false,
+                answers_held: 0,
+                answers_unreported: 0,
+                answers_overrun: false,
             }),
             limits,
             peer,

@@ -300,9 +300,15 @@ impl StreamSender {
         let shared = self.conn.shared();
         let mut state = shared.lock();
         if let Some(slot) = state.calls.get_mut(self.id) {
+            let mut held = 0;
             if let Some(stream) = slot.stream.as_mut() {
+                if !stream.inbound.is_finished() {
+                    // Dropped unread by the abort: credited (`answers.rs`).
+                    held = super::answers::charge_of(stream.inbound.queued());
+                }
                 stream.abort(status);
             }
+            state.answers_released(held);
             state.abandon_call(self.id, |buf| frame::encode_cancel(buf, self.id));
             state.outbox.wake_driver();
             state.stream_ended(shared, self.id);
@@ -395,9 +401,14 @@ impl StreamReceiver {
         };
         let polled = stream.inbound.poll_next_flagged(cx);
         match &polled {
-            Poll::Ready(Some(Ok(_))) => {
-                if let Some(credit) = stream.inbound.take_credit() {
+            Poll::Ready(Some(Ok((message, _)))) => {
+                let credit = stream.inbound.take_credit();
+                if let Some(credit) = credit {
                     frame::encode_window(state.outbox.buf_mut(), self.id, credit);
+                }
+                // The answer window too (`answers.rs`): a counter under this lock.
+                let window = state.answers_released(frame::message_charge(message.len()));
+                if credit.is_some() || window {
                     let alone = state.calls.len() == 1;
                     state.outbox.flush_or_defer(cx, alone);
                 }
