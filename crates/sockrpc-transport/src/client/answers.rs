@@ -22,7 +22,7 @@
 //! Only toward a server whose SETTINGS announced the bit (it comes before any answer): an
 //! older server keeps to the per-stream windows alone, and is bounded by them alone.
 
-use super::{Slot, State};
+use super::{Slot, State, StreamSlot};
 use sockrpc_protocol::frame::{self, ANSWER_WINDOW};
 
 /// Why the connection closes when a server sends past the answer window.
@@ -30,7 +30,7 @@ pub(super) const OVERRUN: &str = "protocol error from server: it streamed answer
      connection's answer window (16 MiB of unread answers)";
 
 /// What `count` answers of `bytes` in all charge: each its bytes and `frame::MESSAGE_CHARGE`.
-pub(super) fn charge_of((count, bytes): (usize, usize)) -> usize {
+fn charge_of((count, bytes): (usize, usize)) -> usize {
     count
         .saturating_mul(frame::MESSAGE_CHARGE)
         .saturating_add(bytes)
@@ -60,7 +60,7 @@ impl State {
     /// What `slot` still holds unread is dropped with it: credited.
     pub(super) fn drop_held_answers(&mut self, slot: &Slot) {
         if let Some(stream) = slot.stream.as_ref() {
-            let charge = charge_of(stream.inbound.queued());
+            let charge = stream.held_charge();
             if charge > 0 && self.answers_released(charge) {
                 self.outbox.wake_driver();
             }
@@ -77,5 +77,24 @@ impl State {
         self.answers_unreported -= credit as usize;
         frame::encode_window(self.outbox.buf_mut(), 0, credit);
         true
+    }
+}
+
+impl StreamSlot {
+    /// What this stream's unread answers charged the server's count: all but a one-message
+    /// answer (END_STREAM), which the server does not count.
+    pub(super) fn held_charge(&self) -> usize {
+        let queued = self.inbound.queued();
+        let uncounted = match self.uncounted {
+            Some(len) if queued.0 > 0 => frame::message_charge(len),
+            _ => 0,
+        };
+        charge_of(queued).saturating_sub(uncounted)
+    }
+
+    /// Whether the answer just taken from the queue was counted by the server: not the
+    /// one-message answer (END_STREAM), always the last.
+    pub(super) fn took_counted(&mut self) -> bool {
+        !(self.inbound.queued().0 == 0 && self.uncounted.take().is_some())
     }
 }

@@ -109,7 +109,12 @@ impl Inbound<'_> {
                             state.abandon_call(call_id, |buf| frame::encode_cancel(buf, call_id));
                             state.stream_ended(self.shared, call_id);
                         } else if state.answer_window {
-                            state.answers_held += frame::message_charge(len);
+                            if end_stream {
+                                // A one-message answer: the server did not count it.
+                                stream.uncounted = Some(len);
+                            } else {
+                                state.answers_held += frame::message_charge(len);
+                            }
                         }
                     } else if slot.message.is_some() {
                         slot.extra_messages = true;
@@ -126,11 +131,12 @@ impl Inbound<'_> {
                         slot.message = Some(body);
                         slot.compressed = compressed;
                     }
-                } else if !end_stream {
-                    // A streamed answer (a unary one ends its stream) to a call gone here.
+                } else {
+                    // A streamed answer (not a one-message answer, which ends its stream) to
+                    // a call gone here.
                     dropped = true;
                 }
-                if dropped {
+                if dropped && !end_stream {
                     state.answer_dropped(len);
                 }
                 if end_ok {

@@ -104,6 +104,9 @@ struct StreamSlot {
     /// The call has ended on the server's side and is counted in `State::ended_streams`
     /// (see [`State::stream_ended`]).
     ended: bool,
+    /// The length of a queued answer with END_STREAM (a one-message answer, which the server
+    /// does not count against the answer window), the last in the queue: not credited.
+    uncounted: Option<usize>,
 }
 
 impl StreamSlot {

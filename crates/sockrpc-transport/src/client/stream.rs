@@ -304,7 +304,7 @@ impl StreamSender {
             if let Some(stream) = slot.stream.as_mut() {
                 if !stream.inbound.is_finished() {
                     // Dropped unread by the abort: credited (`answers.rs`).
-                    held = super::answers::charge_of(stream.inbound.queued());
+                    held = stream.held_charge();
                 }
                 stream.abort(status);
             }
@@ -403,11 +403,13 @@ impl StreamReceiver {
         match &polled {
             Poll::Ready(Some(Ok((message, _)))) => {
                 let credit = stream.inbound.take_credit();
+                let counted = stream.took_counted();
                 if let Some(credit) = credit {
                     frame::encode_window(state.outbox.buf_mut(), self.id, credit);
                 }
                 // The answer window too (`answers.rs`): a counter under this lock.
-                let window = state.answers_released(frame::message_charge(message.len()));
+                let charge = frame::message_charge(message.len());
+                let window = counted && state.answers_released(charge);
                 if credit.is_some() || window {
                     let alone = state.calls.len() == 1;
                     state.outbox.flush_or_defer(cx, alone);
