@@ -8,7 +8,7 @@
 //! connection, its calls failing `INTERNAL` with the reason. A server that did not announce the
 //! bit (an older one) is held to the per-stream windows alone, as before: every answer arrives.
 
-use crate::raw::{block, frame, MESSAGE, PREFACE};
+use crate::raw::{block, frame, END_STREAM, MESSAGE, PREFACE};
 use crate::server_probe::{end, fake_server, next_frame, next_request, settings, HEADERS};
 use crate::support::bounded;
 use prost::Message as _;
@@ -25,9 +25,9 @@ const CAP_CHARGED: u16 = 0x4;
 const STREAMS: usize = 20;
 
 /// A server that answers each of the first [`STREAMS`] streaming calls with HEADERS as it opens,
-/// then sends each one 1 MiB chunk and an OK END, all at once, after a SETTINGS with
-/// `capabilities`; then reads until the client goes.
-async fn flooding_server(capabilities: u16) -> std::net::SocketAddr {
+/// then sends each one 1 MiB chunk (a MESSAGE with `flags`) and an OK END, all at once, after a
+/// SETTINGS with `capabilities`; then reads until the client goes.
+async fn flooding_server(capabilities: u16, flags: u8) -> std::net::SocketAddr {
     let fake = fake_server(move |mut stream| async move {
         let hello = [&PREFACE[..], &settings(0, capabilities)].concat();
         let _ = stream.write_all(&hello).await;
@@ -47,7 +47,7 @@ async fn flooding_server(capabilities: u16) -> std::net::SocketAddr {
         .encode_to_vec();
         let mut flood = Vec::new();
         for id in &ids {
-            flood.extend_from_slice(&frame(MESSAGE, 0, *id, &chunk));
+            flood.extend_from_slice(&frame(MESSAGE, flags, *id, &chunk));
         }
         for id in &ids {
             flood.extend_from_slice(&end(*id, 0, b"", b"", &block(&[])));
@@ -99,7 +99,7 @@ async fn read_later(addr: std::net::SocketAddr) -> Vec<(usize, Option<Status>)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_past_the_answer_window_close_the_connection() {
-    let addr = flooding_server(CAP_CHARGED | CAP_ANSWER_WINDOW).await;
+    let addr = flooding_server(CAP_CHARGED | CAP_ANSWER_WINDOW, 0).await;
     let ends = read_later(addr).await;
     let read: usize = ends.iter().map(|(read, _)| read).sum();
     assert!(read <= 17, "the client held {read} MiB of answers unread");
@@ -117,7 +117,20 @@ async fn answers_past_the_answer_window_close_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_server_is_held_to_the_stream_windows_alone() {
-    let addr = flooding_server(CAP_CHARGED).await;
+    let addr = flooding_server(CAP_CHARGED, 0).await;
+    for (stream, (read, end)) in read_later(addr).await.into_iter().enumerate() {
+        assert!(end.is_none(), "stream {stream}: {end:?}");
+        assert_eq!(read, 1, "stream {stream}");
+    }
+}
+
+/// A stream answered with one message goes out as a unary answer does (END_STREAM on its
+/// MESSAGE), which a server does not count against the answer window: the client neither
+/// counts it as held nor credits it, so 20 MiB of them from a window-keeping server are no
+/// protocol error (counted, the 17th was refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_answers_are_not_counted() {
+    let addr = flooding_server(CAP_CHARGED | CAP_ANSWER_WINDOW, END_STREAM).await;
     for (stream, (read, end)) in read_later(addr).await.into_iter().enumerate() {
         assert!(end.is_none(), "stream {stream}: {end:?}");
         assert_eq!(read, 1, "stream {stream}");
