@@ -5,10 +5,13 @@
 //! the server connection (commit 84bffd8). Later: a flood past the connection cap holds a
 //! bounded number of refusals (`slowloris.rs`), and a flood of bad connections is one warning
 //! per kind in the log (`warnings.rs`). The limit of calls in flight per connection counts
-//! calls running in tasks of their own (`call_limit.rs`).
+//! calls running in tasks of their own (`call_limit.rs`). Connections that never send their
+//! preface cannot hold every slot at the cap: the oldest is evicted for a newcomer
+//! (`eviction.rs`).
 
 mod call_limit;
 mod config;
+mod eviction;
 mod half_close;
 mod keepalive;
 mod oversized;

@@ -7,7 +7,7 @@ use super::*;
 use sockrpc::tls::rustls;
 
 /// A real ClientHello (offering ALPN `sockrpc/1`), as the bytes a client sends first.
-fn client_hello(ca: &Ca) -> Vec<u8> {
+pub(crate) fn client_hello(ca: &Ca) -> Vec<u8> {
     let name = sockrpc::tls::pki_types::ServerName::try_from("localhost").expect("name");
     let config = rustls_client(ca, &[sockrpc::tls::ALPN_PROTOCOL], false);
     let mut conn = rustls::ClientConnection::new(config, name).expect("client");
@@ -17,7 +17,7 @@ fn client_hello(ca: &Ca) -> Vec<u8> {
 }
 
 /// Reads until `stream` ends (or errs): how long after `started` that was, if within `bound`.
-async fn closed_within(stream: &mut TcpStream, bound: Duration) -> Option<Duration> {
+pub(crate) async fn closed_within(stream: &mut TcpStream, bound: Duration) -> Option<Duration> {
     let started = Instant::now();
     tokio::time::timeout(bound, async {
         let mut buf = [0u8; 4096];

@@ -1,6 +1,7 @@
 //! TLS and mutual TLS on loopback, with certificates made here (rcgen): success, every way a
 //! handshake is refused, the client's certificate reaching a handler, rotation under a
-//! continuous stream of calls, plain text and TLS crossed, a handshake that never completes.
+//! continuous stream of calls, plain text and TLS crossed, a handshake that never completes, and
+//! handshakes stalled at the connection cap evicted for real clients.
 //! Handlers read the TLS peer from `request.conn_info()`, middleware from the `Call`.
 
 use sockrpc::service::ServerBuilder;
@@ -36,6 +37,7 @@ mod refusals;
 mod refused_loop;
 mod rotation;
 mod sni;
+mod stalled_at_cap;
 mod support;
 mod truncation;
 

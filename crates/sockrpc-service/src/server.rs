@@ -230,7 +230,9 @@ impl<L> ServerBuilder<L> {
         self
     }
 
-    /// Sets how many connections are served at once.
+    /// Sets how many connections are served at once. At the cap, the oldest connection still in
+    /// its handshake is evicted for a new one; only established connections are never evicted
+    /// (see [`ServerConfig::max_connections`]).
     ///
     /// # Panics
     /// If `n` is 0.

@@ -2,10 +2,11 @@
 //!
 //! Some warnings are the server's to give whenever a peer misbehaves: a connection closed for a
 //! protocol error, a preface or a frame not sent in time, a client refused at the connection cap
-//! or by TLS, a failed `accept`. They are logged at WARN, the level `sockrpc serve` logs at: a
-//! misconfigured client must be visible. But a peer can repeat them at will (a port scanner, a
-//! health check that speaks something else, a flood of bad connections), and one line per
-//! connection would flood the log, and the disk and the CPU behind it. So per kind of warning at
+//! or by TLS, a failed `accept`, a connection evicted at the cap in its handshake. They are
+//! logged at WARN, the level `sockrpc serve` logs at: a misconfigured client must be visible.
+//! But a peer can repeat them at will (a port scanner, a health check that speaks something
+//! else, a flood of bad connections), and one line per connection would flood the log, and the
+//! disk and the CPU behind it. So per kind of warning at
 //! most one goes out at WARN per [`EVERY`]; the ones in between are logged at DEBUG only, and
 //! counted, and the next WARN of that kind says how many there were.
 //!
@@ -40,6 +41,8 @@ pub(crate) enum Kind {
     ConnectionLimit,
     /// An `accept` that failed.
     AcceptFailed,
+    /// A connection still in its handshake evicted at the connection cap for a newer one.
+    Evicted,
 }
 
 /// Kinds of TLS refusal, numbered first.
@@ -49,7 +52,7 @@ const TLS_KINDS: usize = crate::tls::refusals::Refusal::COUNT;
 const TLS_KINDS: usize = 0;
 
 /// Kinds in all.
-const KINDS: usize = TLS_KINDS + 5;
+const KINDS: usize = TLS_KINDS + 6;
 
 impl Kind {
     fn index(self) -> usize {
@@ -61,6 +64,7 @@ impl Kind {
             Kind::ProtocolError => TLS_KINDS + 2,
             Kind::ConnectionLimit => TLS_KINDS + 3,
             Kind::AcceptFailed => TLS_KINDS + 4,
+            Kind::Evicted => TLS_KINDS + 5,
         }
     }
 }
@@ -203,6 +207,7 @@ mod tests {
             Kind::ProtocolError,
             Kind::ConnectionLimit,
             Kind::AcceptFailed,
+            Kind::Evicted,
         ];
         let kinds: Vec<Kind> = tls.into_iter().map(Kind::Tls).chain(plain).collect();
         assert_eq!(kinds.len(), KINDS);

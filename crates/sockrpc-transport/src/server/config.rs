@@ -27,13 +27,22 @@ pub struct ServerConfig {
     /// announced as that), so a sockrpc client holds calls back instead of sending them
     /// past it.
     pub max_concurrent_calls: usize,
-    /// Connections served at once. A client connecting past the cap is accepted, told why with
-    /// a GOAWAY (`RESOURCE_EXHAUSTED`) and closed at once, never left hanging in the listen
-    /// backlog; in a flood past the cap, only so many are told at once (64, 16 with TLS), and the
-    /// rest are closed without a word (their clients fail `UNAVAILABLE`). Default 10,000. Keep it under the process's open-file limit (`ulimit -n`) less
-    /// what else the process holds open: past that limit `accept` fails (EMFILE) before the cap
-    /// is reached, and new clients wait in the backlog, told nothing, until descriptors free up
-    /// (`sockrpc serve` raises its limit as far as it goes and sets its cap 256 under it).
+    /// Connections served at once, counting those still in their handshake. At the cap, a new
+    /// connection evicts the oldest connection that has not yet finished its handshake (with
+    /// TLS, the TLS handshake and then the preface; else the preface) if that one is at least
+    /// 100 ms old: it is closed, with a WARN naming its peer and age (rate-limited), and its
+    /// slot goes to the newcomer — so connections that stall their handshake cannot keep real
+    /// clients out unless more than `max_connections` of them are opened every 100 ms. An
+    /// established connection is never evicted for this: when no slot can be had so, a client
+    /// connecting past the cap is
+    /// accepted, told why with a GOAWAY (`RESOURCE_EXHAUSTED`) and closed at once, never left
+    /// hanging in the listen backlog; in a flood past the cap, only so many are told at once
+    /// (64, 16 with TLS), and the rest are closed without a word (their clients fail
+    /// `UNAVAILABLE`). Default 10,000. Keep it under the process's open-file limit (`ulimit -n`)
+    /// less what else the process holds open: past that limit `accept` fails (EMFILE) before
+    /// the cap is reached, and new clients wait in the backlog, told nothing, until descriptors
+    /// free up (`sockrpc serve` raises its limit as far as it goes and sets its cap 256 under
+    /// it).
     pub max_connections: usize,
     /// How long in-flight calls may run after shutdown begins. Default 30 s.
     pub grace_period: Duration,

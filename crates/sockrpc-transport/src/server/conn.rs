@@ -152,6 +152,10 @@ pub(super) struct Connection<D> {
     /// lower only the real count. A call under the limit by this count is under it for sure,
     /// and only one that may not be takes the lock to count ([`Connection::at_call_limit`]).
     pub(super) running_hint: std::cell::Cell<usize>,
+    /// Its place among the connections still in their handshake, which the accept loop evicts
+    /// from at the connection cap (`handshakes.rs`): given up once the preface is read
+    /// (`deadlines.rs`), so an established connection is never evicted.
+    pub(super) awaiting: Option<super::handshakes::Ticket>,
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -219,7 +223,15 @@ impl<D: Dispatch> Connection<D> {
             backlog: false,
             outbox_full: std::cell::Cell::new(false),
             running_hint: std::cell::Cell::new(0),
+            awaiting: None,
         }
+    }
+
+    /// Keeps `ticket` (its place among the connections the accept loop may evict) until the
+    /// preface is read.
+    pub(super) fn awaiting(mut self, ticket: super::handshakes::Ticket) -> Connection<D> {
+        self.awaiting = Some(ticket);
+        self
     }
 
     /// Calls in flight: waiting for their message, or running past their first poll.

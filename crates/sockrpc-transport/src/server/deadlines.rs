@@ -24,6 +24,8 @@ impl<D: Dispatch> Connection<D> {
         let due = &mut self.timers.due;
         if due.handshake.is_some() && self.reader.past_preface() {
             due.handshake = None;
+            // Established: the accept loop may no longer evict it (`handshakes.rs`).
+            self.awaiting = None;
         }
         // Each frame gets frame_timeout from its first byte: the clock restarts whenever a
         // frame completed since the last look (what is buffered now is a newer frame). While

@@ -2,12 +2,18 @@
 //!
 //! ```text
 //!  loop ─▶ accept ─▶ permit free? ─yes─▶ spawn Connection (holds the permit until it ends)
-//!            │                    └no──▶ refusal slot free? ─yes─▶ PREFACE + GOAWAY
-//!            │                                                    (RESOURCE_EXHAUSTED), close
-//!            │                                         └no──▶ close at once, without a word
+//!            │                    └no──▶ one in its handshake, ≥ 100 ms old? ─yes─▶ evict the
+//!            │                           oldest, its permit (≤ 100 ms) to this one ─▶ spawn
+//!            │                                  └no──▶ refusal slot free? ─yes─▶ PREFACE +
+//!            │                                         GOAWAY (RESOURCE_EXHAUSTED), close
+//!            │                                                       └no──▶ close at once
 //!            └ EMFILE / ENFILE / ENOMEM ─▶ log, pause 50 ms, keep listening
 //!  signal ─▶ stop accepting, GOAWAY on every connection, wait ≤ grace period, abort the rest
 //! ```
+//!
+//! A connection that has not finished its handshake (TLS, then the preface) is in the server's
+//! [`Handshakes`] until it does; at the cap the oldest of those is evicted for a newcomer, so
+//! stalled handshakes cannot keep real clients out (`handshakes.rs` says why and how).
 //!
 //! Telling a refused client why takes a task and its socket for up to [`REFUSAL_LINGER`], so at
 //! most [`PLAIN_REFUSALS`] (and [`TLS_REFUSALS`] with TLS) are told at once: a flood of
@@ -22,6 +28,7 @@
 //! own (see [`refuse_tls`]).
 
 use super::conn::{ConnConfig, Connection};
+use super::handshakes::{Handshakes, Ticket};
 use super::ServerConfig;
 use crate::client::BoxReader;
 use crate::dispatch::{Dispatch, TransportKind};
@@ -37,7 +44,8 @@ use sockrpc_protocol::Code;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Any byte stream a server can take whole: what TLS runs over.
@@ -255,7 +263,15 @@ async fn handshake(
     }
 }
 
-/// Starts the task of one connection (after its TLS handshake, when it has one).
+/// A connection's place in the server: its permit under the cap, held until it ends, and its
+/// ticket among the connections still in their handshake, held until its preface is read.
+struct Slot {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    ticket: Ticket,
+}
+
+/// Starts the task of one connection (after its TLS handshake, when it has one), in `slot`.
+/// The handle returned ends the task if it is evicted while still in its handshake.
 fn spawn_connection<D: Dispatch>(
     conns: &mut JoinSet<()>,
     incoming: Incoming,
@@ -263,37 +279,75 @@ fn spawn_connection<D: Dispatch>(
     config: &ServerConfig,
     conn_config: &Arc<ConnConfig>,
     shutdown: CancellationToken,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
+    slot: Slot,
+) -> Option<AbortHandle> {
     let conn_config = Arc::clone(conn_config);
+    let Slot { permit, ticket } = slot;
     match incoming {
         Incoming::Plain(accepted) => {
-            let conn = Connection::new(dispatch, accepted, conn_config, shutdown);
-            conns.spawn(async move {
+            let conn = Connection::new(dispatch, accepted, conn_config, shutdown).awaiting(ticket);
+            Some(conns.spawn(async move {
                 conn.await;
                 drop(permit);
-            });
+            }))
         }
         #[cfg(feature = "tls")]
         Incoming::Whole(whole) => {
-            let Some(tls) = config.tls.clone() else {
-                return;
-            };
+            let tls = config.tls.clone()?;
             let timeout = config.handshake_timeout;
-            conns.spawn(async move {
+            Some(conns.spawn(async move {
                 let limit = &conn_config.log_limit;
                 if let Some(accepted) = handshake(&tls, limit, whole, timeout, &shutdown).await {
-                    Connection::new(dispatch, accepted, conn_config, shutdown).await;
+                    Connection::new(dispatch, accepted, conn_config, shutdown)
+                        .awaiting(ticket)
+                        .await;
                 }
                 drop(permit);
-            });
+            }))
         }
         #[cfg(not(feature = "tls"))]
         Incoming::Whole(_) => {
-            let _ = (config, permit);
+            let _ = (config, permit, ticket);
+            None
         }
     }
 }
+
+/// At the connection cap: evicts the oldest connection still in its handshake (TLS or preface)
+/// and returns its permit for the newcomer. `None` when no connection can be evicted (every
+/// one established, or the oldest in its handshake too young: `handshakes.rs`), or
+/// when the evicted one's task has not let go of its permit within [`EVICTION_WAIT`] (the
+/// newcomer is then refused as at the cap; the permit frees for a later one).
+async fn make_room(
+    handshakes: &Handshakes,
+    permits: &Arc<tokio::sync::Semaphore>,
+    config: &ServerConfig,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let evicted = handshakes.evict_oldest()?;
+    warn_limited!(
+        config.log_limit,
+        Kind::Evicted,
+        {
+            peer = ?evicted.peer,
+            age = ?Instant::now().saturating_duration_since(evicted.since),
+            limit = config.max_connections,
+        },
+        "closing connection: evicted at the connection limit for a newer one, its handshake or \
+         preface still not done"
+    );
+    evicted.end();
+    // Only this loop acquires permits: the one the evicted task releases as it is dropped
+    // comes here. A single wait at a time, bounded: no queue of waiters can build up.
+    tokio::time::timeout(EVICTION_WAIT, Arc::clone(permits).acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// The longest the accept loop waits for an evicted connection's task to be dropped and
+/// release its permit: the runtime drops an aborted task as soon as a thread is free, in
+/// microseconds unless every thread is busy.
+const EVICTION_WAIT: Duration = Duration::from_millis(100);
 
 /// Serves `dispatch` on every connection `listener` accepts until `signal` completes; then
 /// stops accepting, sends GOAWAY on every connection, lets in-flight calls finish within the
@@ -315,6 +369,7 @@ where
     let conn_config = Arc::new(ConnConfig::new(&config, reply_cache));
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let tls = tls_on(&config);
+    let handshakes = Handshakes::default();
     let refusals = Arc::new(tokio::sync::Semaphore::new(PLAIN_REFUSALS));
     let tls_refusals = Arc::new(tokio::sync::Semaphore::new(TLS_REFUSALS));
     tokio::pin!(signal);
@@ -338,7 +393,11 @@ where
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => make_room(&handshakes, &permits, &config).await,
+        };
+        let Some(permit) = permit else {
             warn_limited!(
                 config.log_limit,
                 Kind::ConnectionLimit,
@@ -351,15 +410,19 @@ where
             }
             continue;
         };
-        spawn_connection(
+        let ticket = handshakes.admit(accepted.peer());
+        let key = ticket.key();
+        if let Some(task) = spawn_connection(
             &mut conns,
             accepted,
             dispatch.clone(),
             &config,
             &conn_config,
             shutdown.child_token(),
-            permit,
-        );
+            Slot { permit, ticket },
+        ) {
+            handshakes.arm(key, task);
+        }
     }
     drop(listener);
     shutdown.cancel();

@@ -17,6 +17,7 @@ pub(crate) mod config;
 mod conn;
 mod deadlines;
 mod frames;
+mod handshakes;
 mod linger;
 mod listener;
 mod local;
