@@ -1,5 +1,6 @@
 //! Unix domain sockets: round trip, a stale socket file replaced, a foreign file left alone,
-//! and a file put at the path while a server ran never deleted when it stops.
+//! a file put at the path while a server ran never deleted when it stops, and silent
+//! connections at the connection cap evicted for a real client.
 
 use sockrpc::{Code, Request, Response, Server, Status};
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
@@ -133,5 +134,59 @@ async fn a_file_put_at_the_path_while_serving_is_not_deleted_at_the_end() {
 
     stop_and_wait(stop, server).await;
     assert_eq!(std::fs::read(&path).expect("kept"), b"precious data");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Unix socket connections that never send a preface cannot keep real clients out: at the
+/// connection cap, the oldest of them (once 100 ms old) is evicted for a newcomer. Before the
+/// fix the client below was refused at the connection limit until the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_unix_connections_at_the_cap_are_evicted_for_a_real_client() {
+    const CAP: usize = 4;
+    let dir = temp_dir("uds-evict");
+    let path = dir.join("greeter.sock");
+    let listener = sockrpc::transport::bind_unix(&path).expect("bind");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::builder()
+            .max_connections(CAP)
+            .handshake_timeout(Duration::from_secs(60))
+            .add_service(GreeterServer::new(Hi))
+            .serve_unix_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let mut silent = Vec::new();
+    for _ in 0..CAP {
+        silent.push(
+            tokio::net::UnixStream::connect(&path)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let uri = format!("unix://{}", path.display());
+    let reply = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut client = GreeterClient::connect(uri.as_str()).await?;
+        client
+            .say_hello(HelloRequest {
+                name: "at the cap".into(),
+            })
+            .await
+    })
+    .await
+    .expect("answered in time")
+    .expect("served at the cap");
+    assert_eq!(reply.into_inner().message, "Hello at the cap!");
+    // The oldest silent connection was closed for it (the server's preface, then the end).
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        while silent[0].read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the oldest silent connection was left open");
+    drop(silent);
+    stop_and_wait(stop, server).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
