@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod max_age;
+mod nodelay;
 mod room;
 mod runtimes;
 mod share;

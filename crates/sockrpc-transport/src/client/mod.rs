@@ -457,8 +457,14 @@ impl ClientConnection {
         Self::spawn(reader, writer, limits, peer)
     }
 
-    /// Starts a connection over a TCP stream, split without a lock.
+    /// Starts a connection over a TCP stream, split without a lock, with `TCP_NODELAY` set as
+    /// the pool's connections have it (Go sets it on every TCP connection): with Nagle on, a
+    /// small call written while the one before is unacknowledged waits for the peer's delayed
+    /// ACK, up to 40 ms. [`spawn_tcp_with`](Self::spawn_tcp_with) takes the stream as it is.
     pub fn spawn_tcp(stream: tokio::net::TcpStream, limits: Limits) -> Self {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
         Self::spawn_tcp_with(stream, ConnectionOptions::new(limits))
     }
 
