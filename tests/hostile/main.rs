@@ -36,6 +36,7 @@ mod silent;
 mod stream_after_end;
 mod stream_memory;
 mod stream_reset;
+mod stream_wakes;
 mod streaming_metadata;
 mod streaming_ready_metadata;
 mod support;

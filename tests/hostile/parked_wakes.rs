@@ -37,7 +37,7 @@ const CHUNK: usize = 32 * 1024;
 const PAUSE: Duration = Duration::from_millis(1);
 const READS_PER_PAUSE: u32 = 8;
 /// The server's `SO_SNDBUF` (the kernel doubles it).
-const SEND_BUFFER: usize = 128 * 1024;
+pub(crate) const SEND_BUFFER: usize = 128 * 1024;
 /// Polls of one call's task, all told, a server may take: its first poll inline, the wake of
 /// its own timer (while parked), the wake that lets it answer, a few more for its flush (about
 /// 6 measured). Waking every parked handler per drain made it 42.
@@ -48,9 +48,11 @@ const POLLS_PER_CALL_READING: u64 = 3;
 
 /// Counts the enters of `rpc` spans: one per poll of a call's task. Nothing else is enabled.
 #[derive(Default)]
-struct PollCount {
-    spans: AtomicU64,
-    enters: AtomicU64,
+pub(crate) struct PollCount {
+    /// `rpc` spans made: one per call.
+    pub(crate) spans: AtomicU64,
+    /// Their enters: one per poll of a call's task.
+    pub(crate) enters: AtomicU64,
 }
 
 impl tracing::Subscriber for PollCount {
@@ -77,11 +79,39 @@ impl tracing::Subscriber for PollCount {
 
 /// A reader that takes at most [`CHUNK`] bytes a read and now and then waits [`PAUSE`]: a
 /// client that reads slowly.
-struct Slow<'a> {
+pub(crate) struct Slow<'a> {
     stream: &'a mut TcpStream,
     pause: Option<Pin<Box<Sleep>>>,
     chunk: Vec<u8>,
     reads: u32,
+}
+
+impl<'a> Slow<'a> {
+    /// Reads `stream` slowly.
+    pub(crate) fn new(stream: &'a mut TcpStream) -> Slow<'a> {
+        Slow {
+            stream,
+            pause: None,
+            chunk: vec![0; CHUNK],
+            reads: 0,
+        }
+    }
+}
+
+/// A runtime of two workers on which every task's `rpc` span enters are counted by `counter`
+/// (set as each worker's default subscriber): a server started on it has its calls' polls
+/// counted, and nothing else.
+pub(crate) fn counted_runtime(counter: &Arc<PollCount>) -> tokio::runtime::Runtime {
+    let dispatch = tracing::Dispatch::from(Arc::clone(counter));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // For the thread's life: the guard only restores the previous default.
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .build()
+        .expect("runtime")
 }
 
 impl AsyncRead for Slow<'_> {
@@ -110,17 +140,8 @@ impl AsyncRead for Slow<'_> {
 #[test]
 fn parked_handlers_are_woken_a_few_at_a_time_as_a_slow_client_reads() {
     let counter = Arc::new(PollCount::default());
-    let dispatch = tracing::Dispatch::from(Arc::clone(&counter));
     // The server's tasks run on these workers only: the count sees them and nothing else.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            // For the thread's life: the guard only restores the previous default.
-            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-        })
-        .build()
-        .expect("runtime");
+    let runtime = counted_runtime(&counter);
     runtime.block_on(async {
         // A small socket send buffer: each time the client reads, the server writes a little
         // and its buffer falls just under the mark, as it does for a client that reads a few
@@ -145,12 +166,7 @@ fn parked_handlers_are_woken_a_few_at_a_time_as_a_slow_client_reads() {
         // Every handler has waited its 50 ms: the buffer is past the mark, the rest parked.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = counter.enters.load(Ordering::Relaxed);
-        let mut slow = Slow {
-            stream: &mut stream,
-            pause: None,
-            chunk: vec![0; CHUNK],
-            reads: 0,
-        };
+        let mut slow = Slow::new(&mut stream);
         let limit = u64::from(CALLS) * (ANSWER + 1024) + 1024;
         let codes = tokio::time::timeout(
             Duration::from_secs(60),

@@ -45,6 +45,7 @@ pub mod socket;
 mod test_runtime;
 mod timer;
 pub mod tls;
+mod turns;
 pub mod udp;
 pub mod unix;
 pub mod unix_io;

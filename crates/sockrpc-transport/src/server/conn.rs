@@ -460,7 +460,7 @@ impl<D: Dispatch> Connection<D> {
                 this.timers.pause();
                 return Poll::Pending;
             }
-            state.wake_writers();
+            state.resume_writers();
             super::room::resume(&this.shared, &mut state);
             over_budget = state.over_budget();
             this.running_hint.set(state.running.len());

@@ -70,9 +70,12 @@ pub(super) async fn pump<B: OutboundBody>(
         } else {
             let alive = std::future::poll_fn(|cx| {
                 let mut state = shared.lock();
-                if state.outbox.buffered() > HIGH_WATER && state.streams.contains_key(&call_id) {
-                    // The client is not reading: wait for the connection to drain the buffer.
-                    state.writers.push(cx.waker().clone());
+                let room = state.outbox.buffered() <= HIGH_WATER;
+                if state.streams.contains_key(&call_id)
+                    && !state.writers.poll_turn(call_id, room, cx.waker())
+                {
+                    // The client is not reading: wait for the connection to drain the buffer,
+                    // and for a turn (`turns.rs`: a few pumps woken at a time, in order).
                     state.outbox.wake_driver();
                     burst = 0;
                     return Poll::Pending;

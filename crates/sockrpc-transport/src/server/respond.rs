@@ -57,8 +57,9 @@ pub(super) struct ConnState {
     /// The connection task, parked because of the inbound budget.
     pub(super) reader: Option<Waker>,
     /// Response pumps parked because the write buffer is past its high-water mark (a client
-    /// that does not read must not make every stream fill the buffer by its own window).
-    pub(super) writers: Vec<Waker>,
+    /// that does not read must not make every stream fill the buffer by its own window), woken
+    /// a few at a time as it drains (`turns.rs`).
+    pub(super) writers: crate::turns::TurnQueue,
     /// Handlers that wait, parked for room in the write buffer (`room.rs`).
     pub(super) parked: super::room::Parked,
     /// Answers (HEADERS or MESSAGE) written so far: a PING after the server sent data is not a
@@ -109,6 +110,9 @@ impl ConnState {
         if !self.answer_waiters.is_empty() {
             self.answer_waiters.remove(&call_id);
         }
+        // A pump parked or woken for room never comes back: its turn goes on.
+        let room = self.outbox.buffered() <= crate::outbox::HIGH_WATER;
+        self.writers.forget(call_id, room);
         let (count, bytes) = stream.inbound.queued();
         self.release_inbound(held(count, bytes));
         Some(stream)
@@ -179,10 +183,11 @@ impl ConnState {
         }
     }
 
-    /// Wakes response pumps waiting for room in the write buffer.
-    pub(super) fn wake_writers(&mut self) {
-        for writer in self.writers.drain(..) {
-            writer.wake();
+    /// The connection's look after a flush, the buffer under its high-water mark: once it is
+    /// down to [`RESUME_AT`](crate::turns::RESUME_AT), response pumps parked for room get turns.
+    pub(super) fn resume_writers(&mut self) {
+        if !self.writers.is_empty() && self.outbox.buffered() <= crate::turns::RESUME_AT {
+            self.writers.resume();
         }
     }
 
@@ -217,7 +222,7 @@ impl Shared {
                 pause_at: pause_at(limits.max_message_size),
                 unreported: 0,
                 reader: None,
-                writers: Vec::new(),
+                writers: crate::turns::TurnQueue::default(),
                 parked: super::room::Parked::default(),
                 answers_sent: 0,
                 charge_answers: false,
@@ -251,7 +256,7 @@ impl Shared {
             stream.wake_all();
         }
         state.inbound_bytes = 0;
-        state.wake_writers();
+        state.writers.wake_all();
         super::room::wake_all(&mut state);
         state.wake_answer_waiters();
     }
