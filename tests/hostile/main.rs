@@ -28,6 +28,7 @@ mod pinned_streams;
 mod probe;
 mod raw;
 mod reset;
+mod sender_wakes;
 mod server_gone;
 mod server_probe;
 mod server_probe_io;

@@ -36,20 +36,28 @@ impl State {
         self.credit_waiters.wake_all();
     }
 
-    /// Whether the write buffer is past its high-water mark, or the connection window is all
-    /// outstanding; if so, call `id`'s `waker` is woken once the buffer drains below or credit
-    /// comes (or the connection closes). A stream sender then holds its next message.
+    /// Whether the connection window is all outstanding, or the write buffer is past its
+    /// high-water mark (or other senders wait in line for it to drain: `turns.rs`); if so,
+    /// call `id`'s `waker` is woken once credit comes, or with its turn once the buffer has
+    /// drained (or the connection closes). A stream sender then holds its next message.
     pub(super) fn wait_for_drain(&mut self, id: u32, waker: &Waker) -> bool {
-        let waiters = if self.connection_window
+        let room = self.outbox.buffered() <= HIGH_WATER;
+        if self.connection_window
             && self.connection_outstanding >= sockrpc_protocol::frame::CONNECTION_WINDOW
         {
-            &mut self.credit_waiters
-        } else if self.outbox.buffered() > HIGH_WATER {
-            &mut self.drain_waiters
-        } else {
+            // Out of the line for room, if it was in it: a turn it held goes on.
+            self.drain_waiters.forget(id, room);
+            self.credit_waiters.wait(id, waker);
+            return true;
+        }
+        if self.drain_waiters.poll_turn(id, room, waker) {
             return false;
-        };
-        waiters.wait(id, waker);
+        }
+        if room {
+            // In line behind others with the buffer under the mark: the driver hands out turns
+            // (`wake_for_room`) once it is down to the resume mark.
+            self.outbox.wake_driver();
+        }
         true
     }
 }

@@ -54,9 +54,10 @@ impl State {
             || self.outbox.buffered() > HIGH_WATER
     }
 
-    /// Wakes as many calls waiting for room as there is room for, and every stream sender
-    /// waiting for the write buffer (none while the buffer is past its high-water mark: the
-    /// flush that brings it under wakes them).
+    /// Wakes as many calls waiting for room as there is room for, and, once the buffer is down
+    /// to `turns::RESUME_AT`, a few stream senders waiting for it, first parked first (none
+    /// while the buffer is past its high-water mark: the flush that brings it under wakes
+    /// them; each woken sender that finds room wakes the next, `turns.rs`).
     pub(super) fn wake_for_room(&mut self, shared: &Shared) {
         if self.abandoned && self.calls.is_empty() && !self.room.drains() {
             // The last call a graceful close let drain has gone: the driver may end now.
@@ -67,7 +68,9 @@ impl State {
         {
             return;
         }
-        self.drain_waiters.wake_all();
+        if !self.drain_waiters.is_empty() && self.outbox.buffered() <= crate::turns::RESUME_AT {
+            self.drain_waiters.resume();
+        }
         if !self.room.is_empty() {
             let limit = shared.max_calls.load(Ordering::Relaxed);
             self.room

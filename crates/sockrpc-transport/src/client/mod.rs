@@ -161,8 +161,9 @@ struct State {
     /// Calls waiting for room under the server's limit (`Shared::max_calls`).
     room: room::RoomQueue,
     /// Stream senders waiting for the write buffer to drain below `HIGH_WATER`
-    /// ([`StreamSender::poll_ready`]): woken all at once by the flush that brings it under.
-    drain_waiters: StreamWaiters,
+    /// ([`StreamSender::poll_ready`]): woken a few at a time, in the order they parked, once a
+    /// flush brings it down to `turns::RESUME_AT` (`turns.rs`).
+    drain_waiters: crate::turns::TurnQueue,
     /// Stream senders waiting for connection credit: woken all at once by the server's WINDOW
     /// on call 0 (not by every flush, as they would be in `drain_waiters`).
     credit_waiters: StreamWaiters,
@@ -236,7 +237,8 @@ impl State {
         self.drop_held_answers(&slot);
         self.forget_ended(&slot);
         // A sender waiting when its call ended never comes back for its place.
-        self.drain_waiters.forget(id);
+        let room = self.outbox.buffered() <= crate::outbox::HIGH_WATER;
+        self.drain_waiters.forget(id, room);
         self.credit_waiters.forget(id);
         self.call_ended(shared);
         Some(slot)
@@ -410,7 +412,7 @@ impl ClientConnection {
                 soonest_deadline: None,
                 folds_request: false,
                 room: room::RoomQueue::default(),
-                drain_waiters: StreamWaiters::default(),
+                drain_waiters: crate::turns::TurnQueue::default(),
                 credit_waiters: StreamWaiters::default(),
                 connection_window: false,
                 connection_outstanding: 0,

@@ -1,6 +1,6 @@
-//! `StreamWaiters`: stream senders waiting for the connection to take their next message — for
-//! its write buffer to drain below its high-water mark, or for connection credit — woken all
-//! at once when it may, and forgotten as their calls end.
+//! `StreamWaiters`: stream senders waiting for connection credit, woken all at once when it
+//! comes (credit comes once per half window, not per flush), and forgotten as their calls end.
+//! Senders waiting for the write buffer to drain wait in a `TurnQueue` instead (`turns.rs`).
 //!
 //! Why kept by call, not by waker alone: a sender whose call ends while it waits (cancelled,
 //! answered, past its deadline) never comes back for its place. A server that keeps the
@@ -54,6 +54,7 @@ impl StreamWaiters {
     }
 
     /// Whether no sender waits.
+    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
