@@ -4,6 +4,7 @@
 //! served; and a client whose server is gone fails with `Unavailable`, never hangs.
 
 mod answer_window_ignored;
+mod answer_window_skipped;
 mod compressed_retried;
 mod compressed_running;
 mod control_limit;

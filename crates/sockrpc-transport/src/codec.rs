@@ -185,6 +185,12 @@ impl FrameDecoder {
         self.pieces.take_skipped()
     }
 
+    /// Charges of messages skipped whole over the limit, since the last call, whose last frame
+    /// lacked END_STREAM (streamed answers, for a client's answer window): see `Pieces`.
+    pub fn take_skipped_streamed(&mut self) -> u64 {
+        self.pieces.take_skipped_streamed()
+    }
+
     /// Whether a split message is in assembly (or being skipped): its last piece is due.
     pub fn assembling(&self) -> bool {
         self.pieces.is_open()

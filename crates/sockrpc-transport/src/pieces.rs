@@ -28,12 +28,15 @@
 //!
 //! A message that grows past the limit is dropped as soon as it does: its call is told
 //! (`Frame::Oversized`, as for one large frame), and its later pieces are skipped unread,
-//! their bytes counted for the server to credit back (`take_skipped`).
+//! their bytes counted for the server to credit back (`take_skipped`). A client credits the
+//! answer window for every message skipped whole whose last frame lacked `FLAG_END_STREAM` (a
+//! streamed answer, which the server counted: `take_skipped_streamed`).
 
 use bytes::Bytes;
 use sockrpc_protocol::codec::recycle;
 use sockrpc_protocol::frame::{
-    FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_MORE, MIN_PIECE,
+    self, FrameError, FrameHeader, FrameKind, FLAG_COMPRESSED, FLAG_END_STREAM, FLAG_MORE,
+    MIN_PIECE,
 };
 
 /// What the decoder does with a MESSAGE frame's body, judged from its header alone.
@@ -60,6 +63,10 @@ pub(crate) struct Pieces {
     /// Bytes of pieces skipped unreported (after their message's report), not yet taken by
     /// [`take_skipped`](Self::take_skipped).
     skipped: u64,
+    /// Charges (`frame::message_charge`) of messages skipped over the limit, whole or in
+    /// pieces, whose last frame did not carry `FLAG_END_STREAM`, not yet taken by
+    /// [`take_skipped_streamed`](Self::take_skipped_streamed).
+    skipped_streamed: u64,
     /// Split messages opened so far: the open one's serial number, so that a message begun
     /// right after another ended is told from it.
     opened: u64,
@@ -106,8 +113,8 @@ impl Pieces {
                 })
             }
             // A whole message: another call's, between the open one's pieces, or any.
-            Some(open) if open.call_id != header.call_id => return Ok(whole(header, max)),
-            None if !more => return Ok(whole(header, max)),
+            Some(open) if open.call_id != header.call_id => return Ok(self.whole(header, max)),
+            None if !more => return Ok(self.whole(header, max)),
             Some(open) if open.compressed != compressed => {
                 return Err(FrameError::BadPiece {
                     call_id: header.call_id,
@@ -148,6 +155,8 @@ impl Pieces {
         };
         if !more && admit != Admit::Read {
             // The last piece of a skipped message: nothing is left open.
+            let length = usize::try_from(open.length).unwrap_or(usize::MAX);
+            self.note_skipped_message(header, length);
             self.open = None;
         }
         Ok(admit)
@@ -158,6 +167,31 @@ impl Pieces {
     /// back to the connection window as it credits the reported part.
     pub(crate) fn take_skipped(&mut self) -> u64 {
         std::mem::take(&mut self.skipped)
+    }
+
+    /// Takes the charges of messages skipped whole over the limit since the last call whose
+    /// last frame lacked `FLAG_END_STREAM`: streamed answers a server counted against the
+    /// answer window (`client/answers.rs`), which the client credits as it does any answer it
+    /// drops. A message ended with END_STREAM (a unary or one-message answer) is not counted.
+    pub(crate) fn take_skipped_streamed(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped_streamed)
+    }
+
+    /// A message that came in one frame: read, or skipped and reported when over `max`.
+    fn whole(&mut self, header: &FrameHeader, max: usize) -> Admit {
+        let admit = whole(header, max);
+        if admit != Admit::Read {
+            self.note_skipped_message(header, header.length as usize);
+        }
+        admit
+    }
+
+    /// The message whose last frame is `header` was skipped, `length` bytes in all.
+    fn note_skipped_message(&mut self, header: &FrameHeader, length: usize) {
+        if header.flags & FLAG_END_STREAM == 0 {
+            let charge = length.saturating_add(frame::MESSAGE_CHARGE) as u64;
+            self.skipped_streamed = self.skipped_streamed.saturating_add(charge);
+        }
     }
 
     /// Takes a MESSAGE frame's `body` that [`admit`](Self::admit) said to read: `None` while the

@@ -175,6 +175,12 @@ impl FrameReader {
         self.decoder.take_skipped()
     }
 
+    /// Charges of streamed messages skipped over the limit since the last call
+    /// ([`FrameDecoder::take_skipped_streamed`]).
+    pub fn take_skipped_streamed(&mut self) -> u64 {
+        self.decoder.take_skipped_streamed()
+    }
+
     /// Whether a frame has started arriving and is not complete.
     pub fn mid_frame(&self) -> bool {
         self.decoder.mid_frame(self.buf.len())

@@ -57,6 +57,18 @@ impl State {
         }
     }
 
+    /// Streamed answers that charged `charge` in all were skipped unread for going over the
+    /// message limit (`FrameReader::take_skipped_streamed`; their calls failed
+    /// `RESOURCE_EXHAUSTED`): the server counted them, so they are credited, or 16 answers of
+    /// 1 MiB over a client's limit would stall every stream of the connection for ever.
+    pub(super) fn answers_skipped(&mut self, charge: u64) {
+        let charge = usize::try_from(charge).unwrap_or(usize::MAX);
+        // The caller flushes what this writes.
+        if self.answer_window {
+            self.credit_answers(charge);
+        }
+    }
+
     /// What `slot` still holds unread is dropped with it: credited.
     pub(super) fn drop_held_answers(&mut self, slot: &Slot) {
         if let Some(stream) = slot.stream.as_ref() {

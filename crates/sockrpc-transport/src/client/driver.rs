@@ -435,6 +435,12 @@ impl Driver {
                 this.fail_all(Status::internal(super::answers::OVERRUN));
                 return Poll::Ready(());
             }
+            // Streamed answers skipped over the message limit (their calls failed
+            // RESOURCE_EXHAUSTED): the server counted them, so they are credited (`answers.rs`).
+            let skipped = reader.take_skipped_streamed();
+            if skipped > 0 {
+                state.answers_skipped(skipped);
+            }
             reader.settle();
             if state.outbox.buffered() > 0 {
                 let _ = state.outbox.poll_flush(cx);
