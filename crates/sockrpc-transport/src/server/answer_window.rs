@@ -14,8 +14,12 @@
 //! so none is ever stuck. The client sends its SETTINGS in its first write, before any call,
 //! so every streamed answer is counted; one sent before it was read would only be credited
 //! without having been counted, which lets the server send a little sooner, never later.
+//! What of a streamed answer the server drops unsent (the call ended early) comes off what is
+//! outstanding ([`abandon_answer`](ConnState::abandon_answer)): the client credits only what
+//! arrives.
 
 use super::respond::ConnState;
+use bytes::BytesMut;
 use sockrpc_protocol::frame::{self, ANSWER_WINDOW};
 use std::task::Context;
 
@@ -40,6 +44,20 @@ impl ConnState {
     pub(super) fn answer_sent(&mut self, len: usize) {
         if self.answer_window {
             self.answers_outstanding += frame::message_charge(len);
+        }
+    }
+
+    /// Ends `call_id`'s answer early in the outbox (`Outbox::abandon`: `ending` writes its END,
+    /// if any): what its dropped streamed answers charged, and the client will never see nor
+    /// credit, comes off what is outstanding. Without it, each stream cancelled (or timed out,
+    /// or panicking) with a large answer still queued kept that much of the window for ever.
+    pub(super) fn abandon_answer(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) {
+        let unsent = self.outbox.abandon(call_id, ending);
+        if self.answer_window && unsent > 0 {
+            self.answers_outstanding = self.answers_outstanding.saturating_sub(unsent);
+            if !self.answers_blocked() {
+                self.wake_answer_waiters();
+            }
         }
     }
 

@@ -426,7 +426,7 @@ async fn finish_call<B: OutboundBody>(
             if state.remove_stream(call_id).is_some() {
                 let status = Status::deadline_exceeded("deadline exceeded on the server");
                 // It replaces what of the answer waits: a split message ends unfinished.
-                state.outbox.abandon(call_id, |buf| {
+                state.abandon_answer(call_id, |buf| {
                     super::respond::encode_status(buf, call_id, &status, &shared.limits)
                 });
                 release(&mut state, call_id);

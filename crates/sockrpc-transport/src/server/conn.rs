@@ -266,9 +266,9 @@ impl<D: Dispatch> Connection<D> {
             if state.running.remove(&call_id).is_some() {
                 if state.remove_stream(call_id).is_some() {
                     let limits = &shared.limits;
-                    state
-                        .outbox
-                        .abandon(call_id, |buf| encode_status(buf, call_id, &status, limits));
+                    state.abandon_answer(call_id, |buf| {
+                        encode_status(buf, call_id, &status, limits)
+                    });
                 }
                 if state.running.is_empty() {
                     state.went_idle += 1;

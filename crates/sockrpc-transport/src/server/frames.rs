@@ -214,7 +214,7 @@ impl<D: Dispatch> Connection<D> {
                             handle.abort();
                         }
                         let limits = &self.config.limits;
-                        state.outbox.abandon(call_id, |buf| {
+                        state.abandon_answer(call_id, |buf| {
                             super::respond::encode_status(buf, call_id, &status, limits)
                         });
                         drop(state);
@@ -231,7 +231,7 @@ impl<D: Dispatch> Connection<D> {
                 let mut state = self.shared.lock();
                 Shared::cancel_stream(&mut state, call_id);
                 // What of its answer has not gone out never will (its split message ends).
-                state.outbox.abandon(call_id, |_| {});
+                state.abandon_answer(call_id, |_| {});
                 let running = state.running.remove(&call_id);
                 if running.is_some() && state.running.is_empty() {
                     // As when a call finishes: a draining connection may now close, an idle
