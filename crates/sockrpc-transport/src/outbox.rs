@@ -34,7 +34,9 @@
 //! peer's assembly.
 
 use bytes::{Buf, Bytes, BytesMut};
-use sockrpc_protocol::frame::{self, FLAG_COMPRESSED, FLAG_MORE, HEADER_LEN, PIECE};
+use sockrpc_protocol::frame::{
+    self, FLAG_COMPRESSED, FLAG_END_STREAM, FLAG_MORE, HEADER_LEN, PIECE,
+};
 use std::{
     collections::VecDeque,
     io::{self, IoSlice},
@@ -231,7 +233,11 @@ impl Outbox {
     /// (`frame::message_charge` each) and it will now never credit back: a message not begun,
     /// whole; of the one begun, the bytes not cut (the peer credits the shorter message it
     /// completes). A client gives that back to its count of outstanding stream messages, or
-    /// each cancelled upload would keep part of the window for ever.
+    /// each cancelled upload would keep part of the window for ever; a server gives it back
+    /// to its count of the client's answer window. A message with `FLAG_END_STREAM` (a unary
+    /// or one-message answer, the one request of a server-streaming call) is counted by
+    /// neither window, so not here either, and its empty last piece keeps the flag, so that
+    /// the peer does not credit what it completes.
     #[inline]
     pub fn abandon(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) -> usize {
         if self.bulks.is_empty() {
@@ -252,10 +258,13 @@ impl Outbox {
                 return true;
             }
             *bulked -= bulk.body.len() + bulk.counted;
+            let counted = bulk.flags & FLAG_END_STREAM == 0;
             if bulk.started {
-                close = Some(bulk.flags & FLAG_COMPRESSED);
-                unsent += bulk.body.len();
-            } else {
+                close = Some(bulk.flags & (FLAG_COMPRESSED | FLAG_END_STREAM));
+                if counted {
+                    unsent += bulk.body.len();
+                }
+            } else if counted {
                 unsent += frame::message_charge(bulk.body.len());
             }
             unsent += message_charges(&bulk.tail);
@@ -567,7 +576,8 @@ fn message_charges(frames: &[u8]) -> usize {
     let mut charges = 0;
     while rest.len() >= HEADER_LEN {
         let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if rest[4] == frame::FrameKind::Message as u8 {
+        // Messages with END_STREAM are not counted (see `Outbox::abandon`).
+        if rest[4] == frame::FrameKind::Message as u8 && rest[5] & FLAG_END_STREAM == 0 {
             charges += frame::message_charge(len);
         }
         rest = rest.get(HEADER_LEN + len..).unwrap_or_default();

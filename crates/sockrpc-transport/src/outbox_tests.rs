@@ -344,3 +344,35 @@ fn an_abandoned_call_cuts_no_more_pieces_and_ends_the_one_begun() {
     );
     assert_eq!(frames.len(), 3, "no END of call 3: the cancel replaced it");
 }
+
+#[test]
+fn an_abandoned_end_stream_message_is_not_counted_and_its_last_piece_keeps_the_flag() {
+    use sockrpc_protocol::frame::{FLAG_END_STREAM, FLAG_MORE};
+    let (mut outbox, out, _) = outbox(usize::MAX, true);
+    outbox.set_pieces(true);
+    let n = PIECES_PER_FLUSH;
+    // A one-message answer (END_STREAM) begun, another not begun, and a streamed answer not
+    // begun with an END_STREAM message in its tail.
+    outbox.append_message(3, FLAG_END_STREAM, &Bytes::from(vec![3u8; PIECE * (n + 4)]));
+    outbox.append_message(5, FLAG_END_STREAM, &Bytes::from(vec![5u8; PIECE * 2]));
+    outbox.append_message(7, 0, &Bytes::from(vec![7u8; PIECE * 2]));
+    outbox.append_message(7, FLAG_END_STREAM, &Bytes::from_static(b"tail"));
+    assert!(flush_once(&mut outbox).is_pending(), "a flush's worth cut");
+    // Neither window counts a message with END_STREAM, so none is given back for it.
+    assert_eq!(outbox.abandon(3, |buf| frame::encode_cancel(buf, 3)), 0);
+    assert_eq!(outbox.abandon(5, |_| {}), 0);
+    assert_eq!(outbox.abandon(7, |_| {}), frame::message_charge(2 * PIECE));
+    flush_all(&mut outbox);
+    let wire = out.lock().expect("out").clone();
+    let shape: Vec<(u32, u8, usize)> = frames_of(&wire)
+        .iter()
+        .map(|(call, flags, body)| (*call, *flags, body.len()))
+        .collect();
+    let mut expected = vec![(3, FLAG_MORE, PIECE); n];
+    expected.extend([
+        (3, 0, 0), // CANCEL
+        // The empty last piece keeps END_STREAM: the peer does not credit what it completes.
+        (3, FLAG_END_STREAM, 0),
+    ]);
+    assert_eq!(shape, expected);
+}
