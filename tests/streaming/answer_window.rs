@@ -10,7 +10,9 @@
 use crate::support::{bounded, Running, STEP};
 use bytes::Bytes;
 use prost::Message as _;
-use sockrpc::protocol::frame::{encode_message, encode_open, encode_settings, PREFACE};
+use sockrpc::protocol::frame::{
+    encode_message, encode_open, encode_settings, ANSWER_WINDOW, PREFACE,
+};
 use sockrpc::{MetadataMap, MethodPath, Request};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::ProduceRequest;
@@ -212,5 +214,60 @@ async fn an_older_client_is_streamed_to_as_before() {
     for client in clients {
         client.abort();
     }
+    server.stop().await;
+}
+
+/// Streams opened and dropped, one after another, before the window is measured.
+const CYCLES: usize = 600;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_and_drop_cycles_return_every_credit() {
+    let server = Running::start();
+    let channel = server.channel().await;
+    let client = StreamerClient::new(channel.clone());
+    // Streams of four 256 KiB answers, dropped at every point: before the first answer is
+    // read, after one, after all, with answers in flight, queued or on their way.
+    for cycle in 0..CYCLES {
+        let mut request = produce(&format!("cycle-{cycle}"), 4);
+        request.get_mut().size = 256 * 1024;
+        let mut answers = bounded("open", client.clone().produce(request))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        for _ in 0..cycle % 6 {
+            match bounded("an answer", answers.message()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(status) => panic!("cycle {cycle}: {status:?}"),
+            }
+        }
+        drop(answers);
+    }
+    // Once all is quiet, nothing is held, and what the server counts outstanding is what the
+    // client has yet to report: the probes then fill exactly the rest of the window.
+    settled(|| produced(&server, "cycle-", CYCLES)).await;
+    let connection = &channel.connections()[0];
+    let (held, unreported) = connection.answers_unread();
+    assert_eq!(held, 0, "answers held by streams all dropped");
+    let room = ANSWER_WINDOW - unreported;
+    // A probe answer charges 1 MiB, its few bytes of protobuf and 64.
+    let fit = room.div_ceil(SIZE as usize + 64 + 8)..=room.div_ceil(SIZE as usize + 64) + 1;
+    let mut opened = Vec::with_capacity(STREAMS / 2);
+    for i in 0..STREAMS / 2 {
+        let request = produce(&format!("probe-{i}"), 1);
+        let answers = bounded("open", client.clone().produce(request))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        opened.push(answers);
+    }
+    let sent = settled(|| produced(&server, "probe-", STREAMS / 2)).await;
+    assert!(
+        fit.contains(&sent),
+        "after {CYCLES} open/drop cycles the server sent {sent} unread answers of 1 MiB: \
+         {unreported} bytes unreported here, so {fit:?} should go (fewer: credit leaked; \
+         more: over-credited)"
+    );
+    drop(opened);
     server.stop().await;
 }

@@ -22,7 +22,7 @@
 //! Only toward a server whose SETTINGS announced the bit (it comes before any answer): an
 //! older server keeps to the per-stream windows alone, and is bounded by them alone.
 
-use super::{Slot, State, StreamSlot};
+use super::{ClientConnection, Slot, State, StreamSlot};
 use sockrpc_protocol::frame::{self, ANSWER_WINDOW};
 
 /// Why the connection closes when a server sends past the answer window.
@@ -34,6 +34,17 @@ fn charge_of((count, bytes): (usize, usize)) -> usize {
     count
         .saturating_mul(frame::MESSAGE_CHARGE)
         .saturating_add(bytes)
+}
+
+impl ClientConnection {
+    /// The answer window's two counts (toward a server that keeps it; `(0, 0)` otherwise):
+    /// charges of streamed answers held unread, and of those consumed or dropped and not yet
+    /// credited back (a WINDOW goes once half the window gathers). What the server counts
+    /// outstanding is their sum and what is on its way: tests check that it returns exactly.
+    pub fn answers_unread(&self) -> (usize, usize) {
+        let state = self.shared().lock();
+        (state.answers_held, state.answers_unreported)
+    }
 }
 
 impl State {
