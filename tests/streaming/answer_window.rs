@@ -271,3 +271,47 @@ async fn open_and_drop_cycles_return_every_credit() {
     drop(opened);
     server.stop().await;
 }
+
+/// A streaming method called as unary (a client that has its shape wrong: a dynamic call, a
+/// proxy): the server streams its answers, counted, while the client's unary slot holds the
+/// first and drops the rest. Each is credited, or 16 such calls of 1 MiB answers would stall
+/// every stream of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_to_a_unary_call_are_credited() {
+    let server = Running::start();
+    let channel = server.channel().await;
+    let connection = crate::support::only_connection(&channel);
+    let path = MethodPath::from_static("/sockrpc.test.stream.Streamer/Produce");
+    for i in 0..FIT + 2 {
+        let request = produce(&format!("unary-{i}"), 1);
+        let (metadata, message, _) = request.into_parts();
+        let mut request = Request::new(Bytes::from(message.encode_to_vec()));
+        *request.metadata_mut() = metadata;
+        request.set_timeout(Duration::from_millis(200));
+        // Its one answer comes, and no END: the server waits for stream credit a unary call
+        // never gives; the call ends at its deadline.
+        let called = bounded("the unary call", connection.unary(path.clone(), request)).await;
+        assert!(called.is_err(), "call {i}: {called:?}");
+        assert_eq!(
+            server.streamer.probe(&format!("unary-{i}")).produced(),
+            1,
+            "call {i}'s answer was not sent: the window is spent"
+        );
+    }
+    // A proper stream on the connection still gets its answers.
+    let mut answers = bounded(
+        "open",
+        StreamerClient::new(channel).produce(produce("after", 4)),
+    )
+    .await
+    .expect("the stream opens")
+    .into_inner();
+    for seq in 0..4 {
+        let chunk = bounded("an answer", answers.message())
+            .await
+            .expect("an answer")
+            .expect("not the end yet");
+        assert_eq!(chunk.seq, seq);
+    }
+    server.stop().await;
+}

@@ -77,21 +77,22 @@ impl Inbound<'_> {
                 let max = self.shared.limits.max_message_size;
                 let window = unread_window(state.charged_requests);
                 let len = body.len();
-                // A streamed answer this side drops unread: the server counted it against the
-                // answer window, so it is credited (`answers.rs`).
-                let mut dropped = false;
+                // A streamed answer this side does not hold on a stream (dropped unread, or
+                // kept by a unary call's slot, which holds one): the server counted it against
+                // the answer window, so it is credited now (`answers.rs`).
+                let mut credit_now = false;
                 if let Some(slot) = state.calls.get_mut(call_id) {
                     if let Some(stream) = slot.stream.as_mut() {
                         if stream.inbound.is_finished() {
                             // Ended here already (refused, failed): late messages are dropped.
-                            dropped = true;
+                            credit_now = true;
                         } else if state.answer_window && state.answers_held >= ANSWER_WINDOW {
                             // A whole window unread, and the server sent more: the driver
                             // closes the connection.
                             state.answers_overrun = true;
                             return;
                         } else if stream.inbound.queued().0 >= MAX_UNREAD_MESSAGES {
-                            dropped = true;
+                            credit_now = true;
                             // Empty messages take no credit: only their count bounds them.
                             stream.end(Err(Status::resource_exhausted(format!(
                                 "the server sent {MAX_UNREAD_MESSAGES} messages this call has \
@@ -102,7 +103,7 @@ impl Inbound<'_> {
                         } else if unread_charge(stream.inbound.queued()) >= window
                             || stream.inbound.push_flagged(body, compressed, max).is_err()
                         {
-                            dropped = true;
+                            credit_now = true;
                             stream.end(Err(Status::internal(
                                 "server sent past its flow-control window",
                             )));
@@ -118,6 +119,7 @@ impl Inbound<'_> {
                         }
                     } else if slot.message.is_some() {
                         slot.extra_messages = true;
+                        credit_now = true;
                     } else if end_ok {
                         // The whole answer in one frame (the common case): complete the call
                         // here, without looking it up again as an END.
@@ -130,13 +132,16 @@ impl Inbound<'_> {
                     } else {
                         slot.message = Some(body);
                         slot.compressed = compressed;
+                        // A streaming method called as unary: what the server streams to it
+                        // is counted (no END_STREAM), and this slot holds one message at most.
+                        credit_now = true;
                     }
                 } else {
                     // A streamed answer (not a one-message answer, which ends its stream) to
                     // a call gone here.
-                    dropped = true;
+                    credit_now = true;
                 }
-                if dropped && !end_stream {
+                if credit_now && !end_stream {
                     state.answer_dropped(len);
                 }
                 if end_ok {
