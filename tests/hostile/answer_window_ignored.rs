@@ -9,7 +9,7 @@
 //! bit (an older one) is held to the per-stream windows alone, as before: every answer arrives.
 
 use crate::raw::{block, frame, END_STREAM, MESSAGE, PREFACE};
-use crate::server_probe::{end, fake_server, next_frame, next_request, settings, HEADERS};
+use crate::server_probe::{end, fake_server, next_frame, open_streams, settings};
 use crate::support::bounded;
 use prost::Message as _;
 use sockrpc::{Code, Status};
@@ -32,14 +32,9 @@ async fn flooding_server(capabilities: u16, flags: u8) -> std::net::SocketAddr {
         let hello = [&PREFACE[..], &settings(0, capabilities)].concat();
         let _ = stream.write_all(&hello).await;
         let mut buf = Vec::new();
-        let mut ids = Vec::with_capacity(STREAMS);
-        for _ in 0..STREAMS {
-            let Some((id, _)) = next_request(&mut stream, &mut buf).await else {
-                return;
-            };
-            let _ = stream.write_all(&frame(HEADERS, 0, id, &block(&[]))).await;
-            ids.push(id);
-        }
+        let Some(ids) = open_streams(&mut stream, &mut buf, STREAMS).await else {
+            return;
+        };
         let chunk = Chunk {
             seq: 0,
             payload: vec![0x5a; 1 << 20].into(),

@@ -9,8 +9,8 @@
 //! connection credit (WINDOW on call 0) the client sends back. A one-message answer
 //! (END_STREAM), which the server does not count, is not credited.
 
-use crate::raw::{block, frame, END_STREAM, MESSAGE, PREFACE, WINDOW};
-use crate::server_probe::{fake_server, next_frame, next_request, settings, HEADERS};
+use crate::raw::{frame, END_STREAM, MESSAGE, PREFACE, WINDOW};
+use crate::server_probe::{fake_server, next_frame, open_streams, settings};
 use crate::support::{bounded, BOUND};
 use prost::Message as _;
 use sockrpc::{Channel, Code, Endpoint};
@@ -64,14 +64,9 @@ async fn skipping_server(shape: Shape) -> (std::net::SocketAddr, Arc<AtomicU64>)
             let hello = [&PREFACE[..], &settings(0, CAPABILITIES)].concat();
             let _ = stream.write_all(&hello).await;
             let mut buf = Vec::new();
-            let mut ids = Vec::with_capacity(STREAMS);
-            for _ in 0..STREAMS {
-                let Some((id, _)) = next_request(&mut stream, &mut buf).await else {
-                    return;
-                };
-                let _ = stream.write_all(&frame(HEADERS, 0, id, &block(&[]))).await;
-                ids.push(id);
-            }
+            let Some(ids) = open_streams(&mut stream, &mut buf, STREAMS).await else {
+                return;
+            };
             let chunk = chunk();
             let mut flood = Vec::new();
             for id in &ids {

@@ -76,6 +76,25 @@ pub(crate) async fn next_request(
     }
 }
 
+/// Reads `n` calls' requests and answers each with empty leading metadata (HEADERS): their
+/// ids in the order they came, `None` once the client went.
+pub(crate) async fn open_streams(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+) -> Option<Vec<u32>> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (id, _) = next_request(stream, buf).await?;
+        stream
+            .write_all(&frame(HEADERS, 0, id, &block(&[])))
+            .await
+            .ok()?;
+        ids.push(id);
+    }
+    Some(ids)
+}
+
 /// A fake server on 127.0.0.1: runs `script` on each connection it accepts (each bounded in
 /// time), and counts them.
 pub(crate) struct Fake {
