@@ -10,6 +10,7 @@ mod compressed_retried;
 mod compressed_running;
 mod control_limit;
 mod edges;
+mod ended_sender_turns;
 mod fold;
 mod folded_request;
 mod goaway_sequence;

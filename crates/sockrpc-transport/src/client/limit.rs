@@ -35,6 +35,13 @@ impl State {
         }
         stream.ended = true;
         self.ended_streams += 1;
+        // Its sender sends no more (`poll_ready` fails from now on), so it never comes back
+        // for a place in line for room: the place goes, and a turn it holds goes on. Kept, the
+        // turns handed to ended streams whose receivers are held went to no one, and the
+        // senders parked behind them waited for ever (`tests/hostile/ended_sender_turns.rs`).
+        let room = self.outbox.buffered() <= HIGH_WATER;
+        self.drain_waiters.forget(id, room);
+        self.credit_waiters.forget(id);
         // The pool weighs connections by their calls in flight: this one is no longer.
         shared.in_flight.store(self.live_calls(), Ordering::Relaxed);
         self.wake_for_room(shared);
