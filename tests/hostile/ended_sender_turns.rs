@@ -4,10 +4,13 @@
 //! `WOKEN_AT_ONCE` of them holding every turn, the senders parked behind them were never woken
 //! while the ended streams' receivers were kept (unread) by the application.
 //!
+//! The same for senders dropped while they wait, their calls going on (receivers kept).
+//!
 //! Here: a raw server that greets, learns the streams' call ids from their OPENs, then stops
 //! reading while unary calls fill the client's buffer past its mark. Four senders park, then a
-//! fifth behind them; the server ends the first four's streams (their receivers are kept, not
-//! read), then reads everything. The fifth must get its turn.
+//! fifth behind them; the first four give up (the server ends their streams, or their senders
+//! are dropped; their receivers are kept, not read), then the server reads everything. The
+//! fifth must get its turn.
 
 use crate::raw::{block, OPEN, PREFACE};
 use crate::server_probe::{end, next_frame, settings};
@@ -22,15 +25,33 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-/// Streams that park first and are then ended by the server: as many as turns go out at once.
+/// Streams whose senders park first, then give up: as many as turns go out at once.
 const ENDED: usize = 4;
 /// Unary requests that fill the client's write buffer past its 8 MiB mark (the server reads
 /// nothing meanwhile; what the kernel's buffers take is far less than this).
 const FILLERS: usize = 8;
 const FILLER_SIZE: usize = 3 * 1024 * 1024;
 
+/// How the first senders give up their wait.
+#[derive(Clone, Copy, PartialEq)]
+enum GiveUp {
+    /// The server ends their streams (END): their `poll_ready` fails.
+    Ended,
+    /// Their tasks are aborted, dropping the senders mid-wait.
+    Dropped,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn senders_behind_streams_ended_while_parked_get_their_turn() {
+    senders_behind_give_ups_get_their_turn(GiveUp::Ended).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_behind_senders_dropped_while_parked_get_their_turn() {
+    senders_behind_give_ups_get_their_turn(GiveUp::Dropped).await;
+}
+
+async fn senders_behind_give_ups_get_their_turn(give_up: GiveUp) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -64,7 +85,8 @@ async fn senders_behind_streams_ended_while_parked_get_their_turn() {
             .iter()
             .flat_map(|&id| end(id, 0, b"", b"", &block(&[])))
             .collect();
-        if socket.write_all(&ends).await.is_err() {
+        // Dropped senders' streams go on: their places must go with the senders alone.
+        if give_up == GiveUp::Ended && socket.write_all(&ends).await.is_err() {
             return;
         }
         // Then everything the client wrote is read, until it closes.
@@ -135,18 +157,24 @@ async fn senders_behind_streams_ended_while_parked_get_their_turn() {
         );
     }
     let last = tasks.pop().expect("the sender behind");
-    // The server ends the first streams; their senders learn it and give up.
+    if give_up == GiveUp::Dropped {
+        for (_, task) in &tasks {
+            task.abort();
+        }
+    }
+    // The server ends the first streams (`GiveUp::Ended`: their senders learn it and give up),
+    // then reads everything.
     end_tx.send(()).expect("server alive");
     for (i, (_, task)) in tasks.into_iter().enumerate() {
-        let ready = bounded("an ended stream's sender", task)
-            .await
-            .expect("task");
-        assert!(!ready, "sender {i}: its stream ended");
+        match bounded("a first sender's task", task).await {
+            Ok(ready) => assert!(!ready, "sender {i}: its stream ended"),
+            Err(err) => assert!(err.is_cancelled() && give_up == GiveUp::Dropped),
+        }
     }
     // The application keeps the ended streams' receivers (unread) and the last one's.
     let ready = tokio::time::timeout(BOUND * 2, last.1)
         .await
-        .expect("the sender parked behind ended streams got its turn as the buffer drained")
+        .expect("the sender parked behind those that gave up got its turn as the buffer drained")
         .expect("task");
     assert!(ready, "the last stream is open: its sender may send");
     receivers.clear();

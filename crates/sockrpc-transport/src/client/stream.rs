@@ -466,6 +466,23 @@ impl StreamReceiver {
     }
 }
 
+impl Drop for StreamSender {
+    /// A sender dropped while it waited for room or credit never comes back for its place:
+    /// the place goes, and a turn it holds passes on (`turns.rs`), else the turns handed to
+    /// dropped senders whose calls go on (their receivers kept) went to no one.
+    fn drop(&mut self) {
+        let shared = self.conn.shared();
+        let mut state = shared.lock();
+        if state.stream_mut(self.id).is_none() {
+            // The call has left the table, and its places with it.
+            return;
+        }
+        let room = state.outbox.buffered() <= crate::outbox::HIGH_WATER;
+        state.drain_waiters.forget(self.id, room);
+        state.credit_waiters.forget(self.id);
+    }
+}
+
 impl Drop for StreamReceiver {
     fn drop(&mut self) {
         // Ended calls are already gone; anything else is abandoned and cancelled.
