@@ -317,6 +317,12 @@ impl<D: Dispatch> Connection<D> {
         loop {
             match self.reader.next_frame() {
                 Ok(Some(frame)) => {
+                    if self.awaiting.is_some() {
+                        // Past the preface: established before this frame can start a call, so
+                        // the accept loop cannot evict a connection with calls under way
+                        // (`handshakes.rs`; `update_deadlines` looked only after the batch).
+                        self.awaiting = None;
+                    }
                     if let Err((code, reason)) = self.on_frame(cx, frame) {
                         warn_limited!(self.config.log_limit, Kind::ProtocolError,
                             { peer = ?self.conn_info.peer, %reason, },
