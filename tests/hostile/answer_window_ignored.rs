@@ -9,12 +9,12 @@
 //! bit (an older one) is held to the per-stream windows alone, as before: every answer arrives.
 
 use crate::raw::{block, frame, END_STREAM, MESSAGE, PREFACE};
-use crate::server_probe::{end, fake_server, next_frame, open_streams, settings};
+use crate::server_probe::{end, fake_server, next_frame, open_streams, produce_streams, settings};
 use crate::support::bounded;
 use prost::Message as _;
 use sockrpc::{Code, Status};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
-use sockrpc_tests::stream::{Chunk, ProduceRequest};
+use sockrpc_tests::stream::Chunk;
 use tokio::io::AsyncWriteExt;
 
 /// `CAP_ANSWER_WINDOW` in the server's SETTINGS.
@@ -62,16 +62,7 @@ async fn read_later(addr: std::net::SocketAddr) -> Vec<(usize, Option<Status>)> 
     let client = bounded("connect", StreamerClient::connect(addr.to_string()))
         .await
         .expect("connect to the fake server");
-    let mut opened = Vec::with_capacity(STREAMS);
-    for _ in 0..STREAMS {
-        let response = bounded(
-            "the answer's head",
-            client.clone().produce(ProduceRequest::default()),
-        )
-        .await
-        .expect("the server answered with HEADERS");
-        opened.push(response.into_inner());
-    }
+    let opened = produce_streams(&client, STREAMS).await;
     // The application reads nothing while the flood arrives.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let mut ends = Vec::with_capacity(STREAMS);

@@ -10,12 +10,12 @@
 //! (END_STREAM), which the server does not count, is not credited.
 
 use crate::raw::{frame, END_STREAM, MESSAGE, PREFACE, WINDOW};
-use crate::server_probe::{fake_server, next_frame, open_streams, settings};
+use crate::server_probe::{fake_server, next_frame, open_streams, produce_streams, settings};
 use crate::support::{bounded, BOUND};
 use prost::Message as _;
 use sockrpc::{Channel, Code, Endpoint};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
-use sockrpc_tests::stream::{Chunk, ProduceRequest};
+use sockrpc_tests::stream::Chunk;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,16 +109,7 @@ async fn open_and_fail(addr: std::net::SocketAddr) -> Channel {
         .await
         .expect("connect to the fake server");
     let client = StreamerClient::new(channel.clone());
-    let mut opened = Vec::with_capacity(STREAMS);
-    for _ in 0..STREAMS {
-        let response = bounded(
-            "the answer's head",
-            client.clone().produce(ProduceRequest::default()),
-        )
-        .await
-        .expect("the server answered with HEADERS");
-        opened.push(response.into_inner());
-    }
+    let opened = produce_streams(&client, STREAMS).await;
     for (i, mut stream) in opened.into_iter().enumerate() {
         let status = bounded("the oversized answer", stream.message())
             .await

@@ -95,6 +95,27 @@ pub(crate) async fn open_streams(
     Some(ids)
 }
 
+/// Opens `n` `Produce` streams through `client` and waits for each one's head (HEADERS): the
+/// answer streams, unread.
+pub(crate) async fn produce_streams(
+    client: &sockrpc_tests::stream::streamer_client::StreamerClient<sockrpc::Channel>,
+    n: usize,
+) -> Vec<sockrpc::Streaming<sockrpc_tests::stream::Chunk>> {
+    let mut opened = Vec::with_capacity(n);
+    for _ in 0..n {
+        let response = bounded(
+            "the answer's head",
+            client
+                .clone()
+                .produce(sockrpc_tests::stream::ProduceRequest::default()),
+        )
+        .await
+        .expect("the server answered with HEADERS");
+        opened.push(response.into_inner());
+    }
+    opened
+}
+
 /// A fake server on 127.0.0.1: runs `script` on each connection it accepts (each bounded in
 /// time), and counts them.
 pub(crate) struct Fake {
