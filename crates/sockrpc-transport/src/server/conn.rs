@@ -91,6 +91,10 @@ impl ConnConfig {
 
 const READS_PER_POLL: usize = 16;
 
+/// The GOAWAY's reason for a connection evicted at the connection cap (`handshakes.rs`).
+pub(super) const EVICTED: &str =
+    "server closed this connection at its connection limit before its handshake was done";
+
 /// The connection's task.
 pub(super) struct Connection<D> {
     pub(super) dispatch: D,
@@ -308,6 +312,14 @@ impl<D: Dispatch> Connection<D> {
         Poll::Ready(())
     }
 
+    /// Closes a connection the accept loop evicted at the connection cap before its preface was
+    /// read: its client has the PREFACE and may have written calls, so a GOAWAY (last call id
+    /// 0: none ran) tells it they may go elsewhere. Written without waiting on the client.
+    fn close_evicted(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.awaiting = None;
+        self.close(cx, Some((Code::Unavailable, EVICTED.to_string())))
+    }
+
     /// Hands each whole frame in the read buffer to [`on_frame`](Self::on_frame). Stops early
     /// — `Ok(true)`, the rest left in the read buffer — once the write buffer holds more than
     /// [`HIGH_WATER`]: one read may carry hundreds of calls whose answers are each up to the
@@ -317,11 +329,14 @@ impl<D: Dispatch> Connection<D> {
         loop {
             match self.reader.next_frame() {
                 Ok(Some(frame)) => {
-                    if self.awaiting.is_some() {
+                    if let Some(ticket) = self.awaiting.take() {
                         // Past the preface: established before this frame can start a call, so
                         // the accept loop cannot evict a connection with calls under way
                         // (`handshakes.rs`; `update_deadlines` looked only after the batch).
-                        self.awaiting = None;
+                        // Evicted just before: this frame starts nothing; the client is told.
+                        if !ticket.establish() {
+                            return Err(self.close_evicted(cx));
+                        }
                     }
                     if let Err((code, reason)) = self.on_frame(cx, frame) {
                         warn_limited!(self.config.log_limit, Kind::ProtocolError,
@@ -436,6 +451,9 @@ impl<D: Dispatch> Connection<D> {
             }
             // Re-arm for what is left.
             let _ = this.timers.poll(cx);
+        }
+        if this.awaiting.as_mut().is_some_and(|t| t.poll_evicted(cx)) {
+            return this.close_evicted(cx);
         }
         if !this.draining && this.shutdown_signalled(cx) {
             this.send_away("server is shutting down", false);

@@ -6,7 +6,7 @@
 //! its slot for the whole handshake timeout; an attacker that kept `max_connections` of them
 //! open, reopening each as it timed out, had every real client refused for as long as it
 //! liked, from one address, with almost no bandwidth. So when a connection arrives at the cap,
-//! the accept loop evicts the oldest connection that is still in its handshake (`listener.rs`,
+//! the accept loop evicts the oldest connection that is still in its handshake (`evict.rs`,
 //! `make_room`) and gives its slot to the newcomer; only when there is none (every slot held by
 //! an established connection) is the newcomer refused. An attacker's stalled connections then
 //! live `max_connections` / (its connect rate) at most, while a real client's handshake takes
@@ -15,7 +15,22 @@
 //! read (the server's own PREFACE already on its way to it), and evicting it would cut off a
 //! client that believes itself connected for the sake of one that is not yet. So to keep real
 //! clients out an attacker must open more than `max_connections` connections every
-//! [`EVICTABLE_AFTER`] — 100,000 a second at the default cap.
+//! [`EVICTABLE_AFTER`] — 100,000 a second at the default cap. An evicted connection whose
+//! PREFACE went out is told with a GOAWAY (last call id 0) before it closes (`evict.rs`).
+//!
+//! The floor grows under pressure. On a loaded server real handshakes may take longer than
+//! 100 ms; with a fixed floor each newcomer would evict one of them before it finished, and at
+//! a steady arrival rate none ever would (refusal at least told clients to back off). So the
+//! floor doubles each time a cap's worth of connections has been evicted with none established
+//! in between, up to 1.6 s ([`MAX_LEVEL`]), and halves with each connection established:
+//! evictions that finish nothing raise it until handshakes outlive it, the first that completes
+//! lowers it again, and it settles around what handshakes take. Chosen over a budget of
+//! evictions per time window because an attacker can spend a budget with its own connections
+//! (and lock clients out again for the rest of the window), while the floor it can raise is
+//! bounded: at worst it must open `max_connections` connections every 1.6 s (6,250 a second at
+//! the default cap, against the cap per handshake timeout without eviction), and each real
+//! client that gets in brings the floor back down. Handshakes slower than 1.6 s at the cap can
+//! still be evicted; newcomers past the evictable ones are refused with a GOAWAY, as before.
 //!
 //! ```text
 //!  accept ─▶ admit (tail) ─▶ handshake (TLS) ─▶ preface read: established, leaves the set
@@ -30,19 +45,29 @@
 //! most `max_connections`). Each entry is named by its index and a generation, so a connection
 //! that leaves after it was evicted (its slot since reused by another) touches nothing. The set
 //! is touched at accept, once when a connection is established and once when it ends: an
-//! established connection's calls never see it.
+//! established connection's calls never see it. A connection evicted just as its preface was
+//! read learns it from [`Ticket::establish`], under the same lock, and closes before its first
+//! frame can start a call.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Context;
 use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// No entry: the end of the list.
 const NIL: usize = usize::MAX;
 
-/// The youngest a connection may be and still be evicted (see the module docs).
+/// The youngest a connection may be and still be evicted while no livelock threatens (see the
+/// module docs).
 pub(super) const EVICTABLE_AFTER: Duration = Duration::from_millis(100);
+
+/// How many times the floor may double: at most `EVICTABLE_AFTER << MAX_LEVEL` (1.6 s).
+const MAX_LEVEL: u32 = 4;
 
 /// One connection still in its handshake.
 #[derive(Debug)]
@@ -53,6 +78,8 @@ struct Waiting {
     since: Instant,
     /// Its task, to end it when evicted (set just after the task is spawned).
     abort: Option<AbortHandle>,
+    /// Cancelled when it is evicted: its task then says why and closes (`conn.rs`).
+    evict: CancellationToken,
 }
 
 /// A slot of the slab: a waiting connection, or free.
@@ -74,6 +101,10 @@ struct List {
     head: usize,
     tail: usize,
     len: usize,
+    /// How many times the floor has doubled (≤ [`MAX_LEVEL`]).
+    level: u32,
+    /// Evictions since the floor last moved, or since a connection was last established.
+    evictions: usize,
 }
 
 impl Default for List {
@@ -84,6 +115,8 @@ impl Default for List {
             head: NIL,
             tail: NIL,
             len: 0,
+            level: 0,
+            evictions: 0,
         }
     }
 }
@@ -163,6 +196,27 @@ impl List {
         }
         self.unlink(head)
     }
+
+    /// The youngest a connection may be and still be evicted, now.
+    fn floor(&self) -> Duration {
+        EVICTABLE_AFTER * (1 << self.level)
+    }
+
+    /// Counts one eviction: a cap's worth (`cap`) with no connection established in between
+    /// doubles the floor.
+    fn evicted(&mut self, cap: usize) {
+        self.evictions += 1;
+        if self.evictions >= cap.max(1) && self.level < MAX_LEVEL {
+            self.level += 1;
+            self.evictions = 0;
+        }
+    }
+
+    /// Counts one connection established: handshakes complete at this floor, so it halves.
+    fn established(&mut self) {
+        self.level = self.level.saturating_sub(1);
+        self.evictions = 0;
+    }
 }
 
 /// Names one connection in the set: its node and the node's generation then.
@@ -179,7 +233,8 @@ pub(super) struct Handshakes {
     list: Arc<Mutex<List>>,
 }
 
-/// A connection evicted from the set: its task is ended by [`Evicted::end`].
+/// A connection evicted from the set: told to go by [`Evicted::tell`], its task ended by
+/// [`Evicted::end`] if it does not.
 #[derive(Debug)]
 pub(super) struct Evicted {
     /// Its peer (`None` for a Unix socket).
@@ -187,12 +242,21 @@ pub(super) struct Evicted {
     /// When it was accepted.
     pub(super) since: Instant,
     abort: Option<AbortHandle>,
+    evict: CancellationToken,
 }
 
 impl Evicted {
-    /// Ends the connection's task: its socket closes and its slot is released as the task is
-    /// dropped (by the runtime, at once, on whichever thread gets to it).
+    /// Tells the connection's task it was evicted: it sends its client a GOAWAY if its
+    /// PREFACE went out (best effort, without waiting on the client), closes, and releases its
+    /// slot as it ends (`conn.rs`); one still in its TLS handshake just closes.
+    pub(super) fn tell(&self) {
+        self.evict.cancel();
+    }
+
+    /// Ends the connection's task outright: its socket closes and its slot is released as the
+    /// task is dropped (by the runtime, at once, on whichever thread gets to it).
     pub(super) fn end(self) {
+        self.evict.cancel();
         if let Some(abort) = self.abort {
             abort.abort();
         }
@@ -209,14 +273,18 @@ impl Handshakes {
     /// Adds a connection just accepted, as the youngest. It stays until its [`Ticket`] is
     /// dropped (established, or ended) or it is evicted.
     pub(super) fn admit(&self, peer: Option<SocketAddr>) -> Ticket {
+        let evict = CancellationToken::new();
         let key = self.lock().push(Waiting {
             peer,
             since: Instant::now(),
             abort: None,
+            evict: evict.clone(),
         });
         Ticket {
             set: self.clone(),
             key,
+            evicted: Box::pin(evict.clone().cancelled_owned()),
+            evict,
         }
     }
 
@@ -230,14 +298,18 @@ impl Handshakes {
 
     /// Takes the oldest connection still in its handshake out of the set, for the caller to
     /// end; `None` when every connection is established, or the oldest that is not is younger
-    /// than [`EVICTABLE_AFTER`].
-    pub(super) fn evict_oldest(&self) -> Option<Evicted> {
-        let before = Instant::now().checked_sub(EVICTABLE_AFTER)?;
-        let waiting = self.lock().pop_oldest(before)?;
+    /// than the floor ([`EVICTABLE_AFTER`], doubled for each `cap`'s worth of evictions with
+    /// no connection established in between: the module docs say why).
+    pub(super) fn evict_oldest(&self, cap: usize) -> Option<Evicted> {
+        let mut list = self.lock();
+        let before = Instant::now().checked_sub(list.floor())?;
+        let waiting = list.pop_oldest(before)?;
+        list.evicted(cap);
         Some(Evicted {
             peer: waiting.peer,
             since: waiting.since,
             abort: waiting.abort,
+            evict: waiting.evict,
         })
     }
 
@@ -250,16 +322,46 @@ impl Handshakes {
 
 /// A connection's place in [`Handshakes`], held by its task while it is in its handshake:
 /// dropped once it is established (its preface read) or as the task ends, it leaves the set.
-#[derive(Debug)]
 pub(super) struct Ticket {
     set: Handshakes,
     key: Key,
+    evict: CancellationToken,
+    /// Ready once the connection is evicted (polled by its task while it waits for the preface).
+    evicted: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("key", &self.key).finish()
+    }
 }
 
 impl Ticket {
     /// What names this connection in the set.
     pub(super) fn key(&self) -> Key {
         self.key
+    }
+
+    /// Whether the accept loop evicted this connection; registers `cx` to be woken when it does.
+    pub(super) fn poll_evicted(&mut self, cx: &mut Context<'_>) -> bool {
+        self.evict.is_cancelled() || self.evicted.as_mut().poll(cx).is_ready()
+    }
+
+    /// A token cancelled when this connection is evicted.
+    pub(super) fn evict_token(&self) -> CancellationToken {
+        self.evict.clone()
+    }
+
+    /// The connection is established (its preface read): it leaves the set, and counts as a
+    /// handshake completed at the current floor. `false` when it was evicted first (under the
+    /// set's lock, so never both): its task must close it rather than start a call.
+    pub(super) fn establish(self) -> bool {
+        let mut list = self.set.lock();
+        let stayed = list.remove(self.key).is_some();
+        if stayed {
+            list.established();
+        }
+        stayed
     }
 }
 
@@ -273,12 +375,15 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
+    /// A cap no test here reaches: the floor stays at [`EVICTABLE_AFTER`].
+    const NO_CAP: usize = usize::MAX;
+
     fn peer(port: u16) -> Option<SocketAddr> {
         Some(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     fn evicted_port(set: &Handshakes) -> Option<u16> {
-        set.evict_oldest()
+        set.evict_oldest(NO_CAP)
             .map(|evicted| evicted.peer.map_or(0, |p| p.port()))
     }
 
@@ -334,7 +439,7 @@ mod tests {
                 drop(a);
                 drop(b);
             } else {
-                let _ = set.evict_oldest();
+                let _ = set.evict_oldest(NO_CAP);
                 drop(b);
                 drop(a);
             }
@@ -353,7 +458,7 @@ mod tests {
         let set = Handshakes::default();
         let _waiting = set.admit(peer(1));
         tokio::time::advance(EVICTABLE_AFTER - Duration::from_millis(1)).await;
-        assert!(set.evict_oldest().is_none());
+        assert!(set.evict_oldest(NO_CAP).is_none());
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(evicted_port(&set), Some(1));
     }
@@ -371,9 +476,47 @@ mod tests {
         let waiting = set.admit(peer(2));
         set.arm(waiting.key(), task.abort_handle());
         tokio::time::advance(EVICTABLE_AFTER).await;
-        let evicted = set.evict_oldest().expect("one waiting");
+        let evicted = set.evict_oldest(NO_CAP).expect("one waiting");
         assert_eq!(evicted.peer, peer(2));
         evicted.end();
         assert!(task.await.expect_err("aborted").is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_floor_doubles_per_caps_worth_of_evictions_and_halves_per_establishment() {
+        const CAP: usize = 2;
+        let set = Handshakes::default();
+        let mut floors = Vec::new();
+        let mut held = Vec::new();
+        // Every connection evicted as soon as it may be, none established: the floor doubles
+        // every two evictions, up to 1.6 s.
+        for port in 0..12 {
+            held.push(set.admit(peer(port)));
+            let admitted = Instant::now();
+            let evicted = loop {
+                if let Some(evicted) = set.evict_oldest(CAP) {
+                    break evicted;
+                }
+                tokio::time::advance(Duration::from_millis(10)).await;
+            };
+            floors.push(evicted.since.elapsed().as_millis());
+            assert_eq!(evicted.since, admitted);
+        }
+        assert_eq!(
+            floors,
+            [100, 100, 200, 200, 400, 400, 800, 800, 1600, 1600, 1600, 1600]
+        );
+        // A connection established halves it.
+        let done = set.admit(peer(100));
+        assert!(done.establish());
+        let slow = set.admit(peer(101));
+        tokio::time::advance(Duration::from_millis(799)).await;
+        assert!(set.evict_oldest(CAP).is_none());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let evicted = set.evict_oldest(CAP).expect("800 ms old");
+        assert_eq!(evicted.peer, peer(101));
+        // Evicted first: its own establishment is refused, and counts for nothing.
+        assert!(!slow.establish());
+        assert_eq!(set.lock().level, 3);
     }
 }

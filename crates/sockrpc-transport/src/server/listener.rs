@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!  loop ─▶ accept ─▶ permit free? ─yes─▶ spawn Connection (holds the permit until it ends)
-//!            │                    └no──▶ one in its handshake, ≥ 100 ms old? ─yes─▶ evict the
-//!            │                           oldest, its permit (≤ 100 ms) to this one ─▶ spawn
+//!            │                    └no──▶ one in its handshake, old enough? ─yes─▶ evict the
+//!            │                           oldest (GOAWAY), its permit (≤ 100 ms) to this one
 //!            │                                  └no──▶ refusal slot free? ─yes─▶ PREFACE +
 //!            │                                         GOAWAY (RESOURCE_EXHAUSTED), close
 //!            │                                                       └no──▶ close at once
@@ -13,7 +13,8 @@
 //!
 //! A connection that has not finished its handshake (TLS, then the preface) is in the server's
 //! [`Handshakes`] until it does; at the cap the oldest of those is evicted for a newcomer, so
-//! stalled handshakes cannot keep real clients out (`handshakes.rs` says why and how).
+//! stalled handshakes cannot keep real clients out (`handshakes.rs` says why and how; `evict.rs`
+//! how the evicted one is told and its slot waited for, never past the shutdown signal).
 //!
 //! Telling a refused client why takes a task and its socket for up to [`REFUSAL_LINGER`], so at
 //! most [`PLAIN_REFUSALS`] (and [`TLS_REFUSALS`] with TLS) are told at once: a flood of
@@ -28,6 +29,7 @@
 //! own (see [`refuse_tls`]).
 
 use super::conn::{ConnConfig, Connection};
+use super::evict::{make_room, Room};
 use super::handshakes::{Handshakes, Ticket};
 use super::ServerConfig;
 use crate::client::BoxReader;
@@ -45,7 +47,6 @@ use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Any byte stream a server can take whole: what TLS runs over.
@@ -295,9 +296,15 @@ fn spawn_connection<D: Dispatch>(
         Incoming::Whole(whole) => {
             let tls = config.tls.clone()?;
             let timeout = config.handshake_timeout;
+            let evicted = ticket.evict_token();
             Some(conns.spawn(async move {
                 let limit = &conn_config.log_limit;
-                if let Some(accepted) = handshake(&tls, limit, whole, timeout, &shutdown).await {
+                let shaken = tokio::select! {
+                    shaken = handshake(&tls, limit, whole, timeout, &shutdown) => shaken,
+                    // Evicted before its session is up: no GOAWAY can reach it; just close.
+                    () = evicted.cancelled() => None,
+                };
+                if let Some(accepted) = shaken {
                     Connection::new(dispatch, accepted, conn_config, shutdown)
                         .awaiting(ticket)
                         .await;
@@ -312,42 +319,6 @@ fn spawn_connection<D: Dispatch>(
         }
     }
 }
-
-/// At the connection cap: evicts the oldest connection still in its handshake (TLS or preface)
-/// and returns its permit for the newcomer. `None` when no connection can be evicted (every
-/// one established, or the oldest in its handshake too young: `handshakes.rs`), or
-/// when the evicted one's task has not let go of its permit within [`EVICTION_WAIT`] (the
-/// newcomer is then refused as at the cap; the permit frees for a later one).
-async fn make_room(
-    handshakes: &Handshakes,
-    permits: &Arc<tokio::sync::Semaphore>,
-    config: &ServerConfig,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let evicted = handshakes.evict_oldest()?;
-    warn_limited!(
-        config.log_limit,
-        Kind::Evicted,
-        {
-            peer = ?evicted.peer,
-            age = ?Instant::now().saturating_duration_since(evicted.since),
-            limit = config.max_connections,
-        },
-        "closing connection: evicted at the connection limit for a newer one, its handshake or \
-         preface still not done"
-    );
-    evicted.end();
-    // Only this loop acquires permits: the one the evicted task releases as it is dropped
-    // comes here. A single wait at a time, bounded: no queue of waiters can build up.
-    tokio::time::timeout(EVICTION_WAIT, Arc::clone(permits).acquire_owned())
-        .await
-        .ok()?
-        .ok()
-}
-
-/// The longest the accept loop waits for an evicted connection's task to be dropped and
-/// release its permit: the runtime drops an aborted task as soon as a thread is free, in
-/// microseconds unless every thread is busy.
-const EVICTION_WAIT: Duration = Duration::from_millis(100);
 
 /// Serves `dispatch` on every connection `listener` accepts until `signal` completes; then
 /// stops accepting, sends GOAWAY on every connection, lets in-flight calls finish within the
@@ -395,7 +366,11 @@ where
         };
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => Some(permit),
-            Err(_) => make_room(&handshakes, &permits, &config).await,
+            Err(_) => match make_room(&handshakes, &permits, &config, &mut signal).await {
+                Room::Made(permit) => Some(permit),
+                Room::Full => None,
+                Room::Stopping => break,
+            },
         };
         let Some(permit) = permit else {
             warn_limited!(

@@ -16,6 +16,7 @@ mod call;
 pub(crate) mod config;
 mod conn;
 mod deadlines;
+mod evict;
 mod frames;
 mod handshakes;
 mod linger;
