@@ -11,6 +11,7 @@
 
 mod call_limit;
 mod config;
+mod evicted;
 mod eviction;
 mod half_close;
 mod keepalive;
