@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 mod bodies;
 mod cap;
 mod chain_size;
+mod chain_size_config;
 mod coalescing;
 mod crossed;
 mod handshake;

@@ -1,6 +1,6 @@
 //! Checks of a server's own identity, when a configuration is built (at start and at every
-//! rotation): the key belongs to the first certificate, and the certificates of the chain file
-//! form a chain, in order.
+//! rotation): the key belongs to the first certificate, the certificates of the chain file
+//! form a chain, in order, and the chain fits in one handshake message (see `chain_size.rs`).
 //!
 //! What is checked, and why no more:
 //! - The key must belong to the first certificate (an error otherwise, naming both files and,
@@ -24,6 +24,7 @@
 //! The chain is not verified against any CA here, as neither openssl s_server nor grpc-go
 //! verify their own: the server does not know which CAs its clients trust.
 
+use super::chain_size::check_chain_size;
 use super::pem::{Identity, TlsError};
 use super::x509::{name, tbs, Tbs};
 use rustls::crypto::CryptoProvider;
@@ -71,6 +72,7 @@ pub(crate) fn certified_key(
         }
     }
     check_order(cert_source, &certs)?;
+    check_chain_size(&identity.chain, "server", cert_source)?;
     if let [Some(only)] = certs.as_slice() {
         if only.issuer != only.subject && first_time(cert_source, only.issuer) {
             tracing::warn!(

@@ -1,5 +1,6 @@
 //! The client's side: what it trusts, whom it expects, who it is; and the handshake itself.
 
+use super::chain_size::check_chain_size;
 use super::io::{Explained, Recorder};
 use super::pem::{Certificates, Identity, TlsError};
 use super::split::{TlsReader, TlsWriter};
@@ -109,7 +110,9 @@ impl ClientTlsConfig {
         self.changed()
     }
 
-    /// Presents `identity` to servers that ask for a client certificate (mutual TLS).
+    /// Presents `identity` to servers that ask for a client certificate (mutual TLS). A chain
+    /// too large for one TLS handshake message (64 KiB) is refused by [`build`](Self::build),
+    /// and so by every connect, without contacting the server.
     pub fn identity(mut self, identity: Identity) -> ClientTlsConfig {
         self.identity = Some(identity);
         self.changed()
@@ -172,9 +175,12 @@ impl ClientTlsConfig {
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let mut config = match &self.identity {
-            Some(identity) => builder
-                .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
-                .map_err(|err| TlsError::new(format!("unusable client identity: {err}")))?,
+            Some(identity) => {
+                check_chain_size(&identity.chain, "client", identity.cert_source())?;
+                builder
+                    .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+                    .map_err(|err| TlsError::new(format!("unusable client identity: {err}")))?
+            }
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];

@@ -27,6 +27,8 @@ pub use sockrpc_protocol::{TlsPeer, TlsVersion};
 #[cfg(feature = "tls")]
 mod chain;
 #[cfg(feature = "tls")]
+mod chain_size;
+#[cfg(feature = "tls")]
 mod client;
 #[cfg(feature = "tls")]
 mod io;

@@ -117,7 +117,8 @@ impl ServerTlsConfig {
 
     /// Builds the rustls configuration: checks that the key belongs to the first certificate,
     /// that the chain's certificates are in order (each issued by the next; a lone certificate
-    /// whose issuer is not in the file is logged as a warning, see `chain.rs`), and that client
+    /// whose issuer is not in the file is logged as a warning, see `chain.rs`), that the chain
+    /// fits in one TLS handshake message (64 KiB: see `chain_size.rs`), and that client
     /// authentication has CAs to check against.
     pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = provider();
