@@ -2,9 +2,13 @@
 //! proto3 wants it to be zero), its options (`allow_alias` among them), each value's options in
 //! brackets, and its reserved numbers and names.
 
-use super::options::{brackets, entries};
+use super::options::{brackets, entries, write_statements};
+use super::ranges::write_enum_reserved;
 use super::text::Text;
 use prost_reflect::{EnumDescriptor, EnumValueDescriptor};
+
+/// Path of an enum's options in its `EnumDescriptorProto` (the field number).
+const ENUM_OPTIONS: i32 = 3;
 
 /// Writes `en` at `indent`, comments included.
 pub(super) fn write_enum(text: &mut Text, en: &EnumDescriptor, indent: &str) {
@@ -13,29 +17,14 @@ pub(super) fn write_enum(text: &mut Text, en: &EnumDescriptor, indent: &str) {
     text.leading(en.path(), indent);
     text.line(indent, &format!("enum {} {{", en.name()));
     text.trailing(en.path(), &inner);
-    for entry in entries(&en.options(), &[]) {
-        text.line(&inner, &format!("option {entry};"));
-    }
+    let options_path = [en.path(), &[ENUM_OPTIONS]].concat();
+    write_statements(text, &en.options(), &[], &options_path, &inner);
     for value in values_in_declared_order(en) {
         text.leading(value.path(), &inner);
         text.line(&inner, &value_line(&value));
         text.trailing(value.path(), &inner);
     }
-    let reserved: Vec<String> = en
-        .reserved_ranges()
-        .map(|r| match (*r.start(), *r.end()) {
-            (start, end) if start == end => start.to_string(),
-            (start, i32::MAX) => format!("{start} to max"),
-            (start, end) => format!("{start} to {end}"),
-        })
-        .collect();
-    if !reserved.is_empty() {
-        text.line(&inner, &format!("reserved {};", reserved.join(", ")));
-    }
-    let names: Vec<String> = en.reserved_names().map(|n| format!("\"{n}\"")).collect();
-    if !names.is_empty() {
-        text.line(&inner, &format!("reserved {};", names.join(", ")));
-    }
+    write_enum_reserved(text, en, &inner);
     text.line(indent, "}");
 }
 

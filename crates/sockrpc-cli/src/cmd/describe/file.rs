@@ -5,7 +5,7 @@
 
 use super::enums::write_enum;
 use super::message::write_scope;
-use super::options::entries;
+use super::options::write_statements;
 use super::service::write_service;
 use super::text::{escape, Text};
 use prost_reflect::{ExtensionDescriptor, FileDescriptor, MessageDescriptor};
@@ -16,6 +16,8 @@ const SYNTAX: i32 = 12;
 const PACKAGE: i32 = 2;
 /// Path of the imports.
 const DEPENDENCY: i32 = 3;
+/// Path of the file's options.
+const OPTIONS: i32 = 8;
 /// Path of the top-level extensions (and `extend` blocks).
 const EXTENSION: i32 = 7;
 
@@ -50,9 +52,7 @@ pub(super) fn file_text(file: &FileDescriptor) -> String {
         text.trailing(&path, "");
     }
     text.gap("");
-    for entry in entries(&file.options(), &[]) {
-        text.line("", &format!("option {entry};"));
-    }
+    write_statements(&mut text, &file.options(), &[], &[OPTIONS], "");
     let extensions: Vec<ExtensionDescriptor> = file.extensions().collect();
     let messages: Vec<MessageDescriptor> = file.messages().collect();
     write_scope(&mut text, &[], &extensions, &messages, &[EXTENSION], "");

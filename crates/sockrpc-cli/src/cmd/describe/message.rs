@@ -7,7 +7,8 @@
 
 use super::enums::write_enum;
 use super::field::{label, write_member, Member};
-use super::options::entries;
+use super::options::write_statements;
+use super::ranges::write_message_ranges;
 use super::text::Text;
 use prost_reflect::{ExtensionDescriptor, MessageDescriptor, OneofDescriptor};
 use std::collections::HashMap;
@@ -15,8 +16,11 @@ use std::collections::HashMap;
 /// Path of a message's extensions in its `DescriptorProto` (the field number).
 const EXTENSION: i32 = 6;
 
-/// The largest field number; `to max` in a range (past it: a message set's `max`).
-const MAX_FIELD: u32 = 536_870_911;
+/// Path of a message's options in its `DescriptorProto`.
+const MESSAGE_OPTIONS: i32 = 7;
+
+/// Path of a oneof's options in its `OneofDescriptorProto`.
+const ONEOF_OPTIONS: i32 = 2;
 
 /// Writes `message` at `indent`, comments included.
 pub(super) fn write_message(text: &mut Text, message: &MessageDescriptor, indent: &str) {
@@ -30,9 +34,14 @@ pub(super) fn write_message(text: &mut Text, message: &MessageDescriptor, indent
 /// What `write_message` writes after the `message Name {` line, closing brace included.
 pub(super) fn write_body(text: &mut Text, message: &MessageDescriptor, indent: &str) {
     let inner = format!("{indent}  ");
-    for entry in entries(&message.options(), &["map_entry"]) {
-        text.line(&inner, &format!("option {entry};"));
-    }
+    let options_path = [message.path(), &[MESSAGE_OPTIONS]].concat();
+    write_statements(
+        text,
+        &message.options(),
+        &["map_entry"],
+        &options_path,
+        &inner,
+    );
     let proto = message.descriptor_proto();
     let fields: Vec<Member> = proto
         .field
@@ -47,36 +56,8 @@ pub(super) fn write_body(text: &mut Text, message: &MessageDescriptor, indent: &
     for en in message.child_enums() {
         write_enum(text, &en, &inner);
     }
-    let reserved: Vec<String> = message
-        .reserved_ranges()
-        .map(|r| range_text(r.start, r.end.saturating_sub(1)))
-        .collect();
-    if !reserved.is_empty() {
-        text.line(&inner, &format!("reserved {};", reserved.join(", ")));
-    }
-    let names: Vec<String> = message
-        .reserved_names()
-        .map(|n| format!("\"{n}\""))
-        .collect();
-    if !names.is_empty() {
-        text.line(&inner, &format!("reserved {};", names.join(", ")));
-    }
-    for range in message.extension_ranges() {
-        let range = range_text(range.start, range.end.saturating_sub(1));
-        text.line(&inner, &format!("extensions {range};"));
-    }
+    write_message_ranges(text, message, &inner);
     text.line(indent, "}");
-}
-
-/// `a`, `a to b` or `a to max`, as `reserved` and `extensions` write an inclusive range.
-fn range_text(start: u32, last: u32) -> String {
-    if start == last {
-        start.to_string()
-    } else if last >= MAX_FIELD {
-        format!("{start} to max")
-    } else {
-        format!("{start} to {last}")
-    }
 }
 
 /// What one statement of a scope writes: a field, a `oneof` block, or an `extend` block.
@@ -262,9 +243,8 @@ pub(super) fn write_oneof(text: &mut Text, oneof: &OneofDescriptor, indent: &str
     text.leading(oneof.path(), indent);
     text.line(indent, &format!("oneof {} {{", oneof.name()));
     text.trailing(oneof.path(), &inner);
-    for entry in entries(&oneof.options(), &[]) {
-        text.line(&inner, &format!("option {entry};"));
-    }
+    let options_path = [oneof.path(), &[ONEOF_OPTIONS]].concat();
+    write_statements(text, &oneof.options(), &[], &options_path, &inner);
     for member in oneof.fields() {
         write_member(text, &Member::Field(member), "", &inner);
     }

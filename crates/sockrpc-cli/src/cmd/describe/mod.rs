@@ -1,15 +1,20 @@
 //! `sockrpc describe ADDR SYMBOL`: a service, method, message, field, oneof, enum, enum value or
 //! whole file, written back as `.proto` text from its descriptor (from reflection, or from
-//! `--proto` files). Everything the descriptor holds is written (options, custom ones too,
-//! `reserved`, `extensions` ranges, `extend` blocks, comments when it has source info), so that
-//! the text of a file compiles back to the descriptor it came from.
+//! `--proto` files). Everything the descriptor holds is written (options, custom ones too, those
+//! of `extensions` ranges among them; `reserved` and `extensions` statements as they were
+//! grouped; `extend` blocks; comments when it has source info, those of `option` and `reserved`
+//! statements too), so that the text of a file compiles back to the descriptor it came from.
+//! One exception: a NaN as the value of a float option statement is written `nan`, which
+//! protoc reads and protox does not (see `options.rs`).
 
 mod enums;
 mod field;
 mod file;
 mod message;
 mod options;
+mod ranges;
 mod service;
+mod statements;
 mod text;
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! decoded options message so that an extension the pool knows is written by its name.
 //! Options a pool cannot name (unknown fields) cannot be written as `.proto`; they are left out.
 
-use super::text::{bytes_literal, escape};
+use super::text::{bytes_literal, escape, Text};
 use prost_reflect::{DynamicMessage, Kind, MapKey, Value};
 use std::fmt::Write as _;
 
@@ -11,28 +11,65 @@ use std::fmt::Write as _;
 /// entry: fields in number order, then extensions; a repeated option once per element.
 /// `skip` names standard options written some other way (a map entry's `map_entry`).
 pub(super) fn entries(options: &DynamicMessage, skip: &[&str]) -> Vec<String> {
+    entries_at(options, skip)
+        .into_iter()
+        .map(|(_, entry)| entry)
+        .collect()
+}
+
+/// As [`entries`], each with where a parser files the comments of its `option` statement,
+/// under the options' own path: the field's number, then the element's index when repeated.
+pub(super) fn entries_at(options: &DynamicMessage, skip: &[&str]) -> Vec<(Vec<i32>, String)> {
     let mut out = Vec::new();
     for (field, value) in options.fields() {
         if field.name() == "uninterpreted_option" || skip.contains(&field.name()) {
             continue;
         }
-        push(&mut out, field.name(), &field.kind(), value);
+        push(&mut out, field.number(), field.name(), &field.kind(), value);
     }
     for (extension, value) in options.extensions() {
         let name = format!("({})", extension.full_name());
-        push(&mut out, &name, &extension.kind(), value);
+        push(
+            &mut out,
+            extension.number(),
+            &name,
+            &extension.kind(),
+            value,
+        );
     }
     out
 }
 
-fn push(out: &mut Vec<String>, name: &str, kind: &Kind, value: &Value) {
+fn push(out: &mut Vec<(Vec<i32>, String)>, number: u32, name: &str, kind: &Kind, value: &Value) {
+    let number = i32::try_from(number).unwrap_or(i32::MAX);
     match value {
         Value::List(values) => {
-            for value in values {
-                out.push(format!("{name} = {}", value_text(kind, value)));
+            for (i, value) in values.iter().enumerate() {
+                let path = vec![number, i32::try_from(i).unwrap_or(i32::MAX)];
+                out.push((path, format!("{name} = {}", value_text(kind, value, false))));
             }
         }
-        value => out.push(format!("{name} = {}", value_text(kind, value))),
+        value => out.push((
+            vec![number],
+            format!("{name} = {}", value_text(kind, value, false)),
+        )),
+    }
+}
+
+/// Writes each option of `options` as an `option` statement at `indent`, with the comments
+/// filed under `path` (the options' path in the file: the element's, then its options field).
+pub(super) fn write_statements(
+    text: &mut Text,
+    options: &DynamicMessage,
+    skip: &[&str],
+    path: &[i32],
+    indent: &str,
+) {
+    for (at, entry) in entries_at(options, skip) {
+        let at = [path, &at].concat();
+        text.leading(&at, indent);
+        text.line(indent, &format!("option {entry};"));
+        text.trailing(&at, indent);
     }
 }
 
@@ -45,16 +82,16 @@ pub(super) fn brackets(entries: &[String]) -> String {
     }
 }
 
-/// One option value as `.proto` text.
-fn value_text(kind: &Kind, value: &Value) -> String {
+/// One option value as `.proto` text; `nested`: inside an aggregate (the text format).
+fn value_text(kind: &Kind, value: &Value, nested: bool) -> String {
     match value {
         Value::Bool(b) => b.to_string(),
         Value::I32(n) => n.to_string(),
         Value::I64(n) => n.to_string(),
         Value::U32(n) => n.to_string(),
         Value::U64(n) => n.to_string(),
-        Value::F32(x) => float_text(f64::from(*x), &format!("{x:?}")),
-        Value::F64(x) => float_text(*x, &format!("{x:?}")),
+        Value::F32(x) => float_text(f64::from(*x), &format!("{x:?}"), nested),
+        Value::F64(x) => float_text(*x, &format!("{x:?}"), nested),
         Value::String(s) => format!("\"{}\"", escape(s)),
         Value::Bytes(b) => bytes_literal(b),
         Value::EnumNumber(n) => match kind {
@@ -65,7 +102,7 @@ fn value_text(kind: &Kind, value: &Value) -> String {
         },
         Value::Message(message) => aggregate(message),
         Value::List(values) => {
-            let items: Vec<String> = values.iter().map(|v| value_text(kind, v)).collect();
+            let items: Vec<String> = values.iter().map(|v| value_text(kind, v, nested)).collect();
             format!("[{}]", items.join(", "))
         }
         Value::Map(map) => {
@@ -81,7 +118,7 @@ fn value_text(kind: &Kind, value: &Value) -> String {
                     format!(
                         "{{ key: {} value: {} }}",
                         key_text(k),
-                        value_text(&value_kind, v)
+                        value_text(&value_kind, v, true)
                     )
                 })
                 .collect();
@@ -101,14 +138,25 @@ fn key_text(key: &MapKey) -> String {
     }
 }
 
-/// A float the way `.proto` reads it back to the same value. An infinity is `1e999` (a literal
-/// past the largest double): protoc also takes `inf`, but prost-reflect's option interpreter
-/// (protox's) takes no name there. NaN has no literal, so it is `nan`, which protoc takes.
-fn float_text(x: f64, shortest: &str) -> String {
+/// A float the way `.proto` reads it back to the same value.
+///
+/// In an aggregate (the text format) an infinity is `inf` or `-inf` and NaN `nan` or `-nan`,
+/// which protoc and prost-reflect's text format (protox's) both read. As the value of an
+/// option statement or bracket entry, an infinity is `1e999` or `-1e999` (a literal past the
+/// largest double): protoc also takes `inf`, but protox takes no identifier there (`-inf` does
+/// not even parse). NaN has no literal: it is `nan`, which protoc reads and protox (0.9)
+/// refuses; no spelling suits both, so describe writes the standard one.
+fn float_text(x: f64, shortest: &str, nested: bool) -> String {
+    let sign = if x.is_sign_negative() { "-" } else { "" };
     if x.is_nan() {
-        "nan".to_owned()
+        if nested {
+            format!("{sign}nan")
+        } else {
+            "nan".to_owned()
+        }
     } else if x.is_infinite() {
-        if x > 0.0 { "1e999" } else { "-1e999" }.to_owned()
+        let name = if nested { "inf" } else { "1e999" };
+        format!("{sign}{name}")
     } else {
         shortest.to_owned()
     }
@@ -123,7 +171,7 @@ fn aggregate(message: &DynamicMessage) -> String {
             value => vec![value],
         };
         for value in values {
-            let _ = write!(out, " {name}: {}", value_text(kind, value));
+            let _ = write!(out, " {name}: {}", value_text(kind, value, true));
         }
     };
     for (field, value) in message.fields() {

@@ -5,13 +5,15 @@
 //!
 //! What the comparison ignores, and why:
 //! - `source_code_info` spans: the text is laid out anew, so lines and columns move. Comments are
-//!   compared instead, by element path (leading, trailing and detached).
+//!   compared instead, by element path (leading, trailing and detached), every location of a
+//!   path in the order of the text (statements that add to one list share its path).
 //! - `json_name` equal to the one derived from the field's name: protox records `json_name` only
 //!   when declared, protoc always; `describe` writes it only when it differs from the derived one
 //!   (so a declared `json_name` equal to the derived one is not written back).
 //!
 //! Options are compared twice: in the `FileDescriptorProto` (standard options) and decoded per
-//! element with the pool's extensions (custom options, which `prost_types` drops).
+//! element with the pool's extensions (custom options, which `prost_types` drops), extension
+//! ranges' options included.
 
 use super::file::file_text;
 use super::options::entries;
@@ -131,6 +133,7 @@ fn options(file: &FileDescriptor) -> BTreeMap<String, DynamicMessage> {
         let key = format!("extension {}", extension.full_name());
         out.insert(key, extension.options());
     }
+    range_options(file, &mut out);
     for service in file.services() {
         out.insert(
             format!("service {}", service.full_name()),
@@ -143,6 +146,49 @@ fn options(file: &FileDescriptor) -> BTreeMap<String, DynamicMessage> {
     out
 }
 
+/// Every extension range's options, custom ones included, by message and index: read from the
+/// file as encoded (prost-reflect has no accessor for them, and `prost_types` drops custom
+/// options), walking its messages by field number, apart from what `describe` does.
+fn range_options(file: &FileDescriptor, out: &mut BTreeMap<String, DynamicMessage>) {
+    let Some(ty) = file
+        .parent_pool()
+        .get_message_by_name("google.protobuf.FileDescriptorProto")
+    else {
+        return; // No descriptor.proto: no custom options either.
+    };
+    let encoded = file.encode_to_vec();
+    let decoded = DynamicMessage::decode(ty, encoded.as_slice()).expect("decode the file");
+    range_options_of(&decoded, 4, file.package_name(), out);
+}
+
+/// The messages in field `field` of `parent` (4: a file's, 3: a message's nested ones).
+fn range_options_of(
+    parent: &DynamicMessage,
+    field: u32,
+    scope: &str,
+    out: &mut BTreeMap<String, DynamicMessage>,
+) {
+    let Some(messages) = parent.get_field_by_number(field) else {
+        return;
+    };
+    for message in messages.as_list().unwrap_or_default() {
+        let message = message.as_message().expect("a message");
+        let name = message.get_field_by_number(1).expect("name");
+        let full = format!("{scope}.{}", name.as_str().expect("a name"));
+        if let Some(ranges) = message.get_field_by_number(5) {
+            for (i, range) in ranges.as_list().unwrap_or_default().iter().enumerate() {
+                let range = range.as_message().expect("a range");
+                if range.has_field_by_number(3) {
+                    let options = range.get_field_by_number(3).expect("options");
+                    let options = options.as_message().expect("options").clone();
+                    out.insert(format!("extension range {i} of {full}"), options);
+                }
+            }
+        }
+        range_options_of(message, 3, &full, out);
+    }
+}
+
 fn enum_options(en: &prost_reflect::EnumDescriptor, out: &mut BTreeMap<String, DynamicMessage>) {
     out.insert(format!("enum {}", en.full_name()), en.options());
     for value in en.values() {
@@ -150,25 +196,30 @@ fn enum_options(en: &prost_reflect::EnumDescriptor, out: &mut BTreeMap<String, D
     }
 }
 
-/// Each commented path's (detached, leading, trailing) comments.
-type Comments = BTreeMap<Vec<i32>, (Vec<String>, Option<String>, Option<String>)>;
+/// Each commented path's (detached, leading, trailing) comments: one per location, in the order
+/// of the text (statements that add to one list, `reserved` or `extend` blocks, share its path;
+/// the source info need not list them in that order).
+type Comments = BTreeMap<Vec<i32>, Vec<(Vec<String>, Option<String>, Option<String>)>>;
 
 fn comments(file: &FileDescriptor) -> Comments {
     let info = file.file_descriptor_proto().source_code_info.as_ref();
+    let mut locations: Vec<_> = info
+        .into_iter()
+        .flat_map(|info| &info.location)
+        .filter(|location| {
+            location.leading_comments.is_some()
+                || location.trailing_comments.is_some()
+                || !location.leading_detached_comments.is_empty()
+        })
+        .collect();
+    locations.sort_by_key(|location| location.span.get(..2).map(<[i32]>::to_vec));
     let mut out = Comments::new();
-    for location in info.into_iter().flat_map(|info| &info.location) {
-        if location.leading_comments.is_some()
-            || location.trailing_comments.is_some()
-            || !location.leading_detached_comments.is_empty()
-        {
-            out.entry(location.path.clone()).or_insert_with(|| {
-                (
-                    location.leading_detached_comments.clone(),
-                    location.leading_comments.clone(),
-                    location.trailing_comments.clone(),
-                )
-            });
-        }
+    for location in locations {
+        out.entry(location.path.clone()).or_default().push((
+            location.leading_detached_comments.clone(),
+            location.leading_comments.clone(),
+            location.trailing_comments.clone(),
+        ));
     }
     out
 }

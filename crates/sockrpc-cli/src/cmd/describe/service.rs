@@ -1,9 +1,14 @@
 //! A service as `.proto` text: its options, and each method with its streaming markers and,
 //! when it has options (`idempotency_level`, `deprecated`, custom ones), a block holding them.
 
-use super::options::entries;
+use super::options::{entries, write_statements};
 use super::text::Text;
 use prost_reflect::{MethodDescriptor, ServiceDescriptor};
+
+/// Path of a service's options in its `ServiceDescriptorProto`.
+const SERVICE_OPTIONS: i32 = 3;
+/// Path of a method's options in its `MethodDescriptorProto`.
+const METHOD_OPTIONS: i32 = 4;
 
 /// Writes `service` at `indent`, comments included.
 pub(super) fn write_service(text: &mut Text, service: &ServiceDescriptor, indent: &str) {
@@ -12,9 +17,8 @@ pub(super) fn write_service(text: &mut Text, service: &ServiceDescriptor, indent
     text.leading(service.path(), indent);
     text.line(indent, &format!("service {} {{", service.name()));
     text.trailing(service.path(), &inner);
-    for entry in entries(&service.options(), &[]) {
-        text.line(&inner, &format!("option {entry};"));
-    }
+    let options_path = [service.path(), &[SERVICE_OPTIONS]].concat();
+    write_statements(text, &service.options(), &[], &options_path, &inner);
     for method in service.methods() {
         write_method(text, &method, &inner);
     }
@@ -34,9 +38,8 @@ pub(super) fn write_method(text: &mut Text, method: &MethodDescriptor, indent: &
     let inner = format!("{indent}  ");
     text.line(indent, &format!("{head} {{"));
     text.trailing(method.path(), &inner);
-    for entry in options {
-        text.line(&inner, &format!("option {entry};"));
-    }
+    let options_path = [method.path(), &[METHOD_OPTIONS]].concat();
+    write_statements(text, &method.options(), &[], &options_path, &inner);
     text.line(indent, "}");
 }
 

@@ -228,3 +228,39 @@ message M {
 ";
     assert_eq!(text, want);
 }
+
+const RANGES: &str = r#"
+syntax = "proto2";
+package ranges;
+import "google/protobuf/descriptor.proto";
+extend google.protobuf.ExtensionRangeOptions { optional int32 tag = 50000; }
+extend google.protobuf.MessageOptions { optional double weight = 50001; }
+message M {
+  // Why deprecated.
+  option deprecated = true; // Since v2.
+  // Old numbers.
+  reserved 1, 3 to 5; // Do not reuse.
+  reserved 9;
+  extensions 100 to 199, 300 to 300 [(tag) = 7];
+  extensions 500 to max;
+}
+"#;
+
+#[test]
+fn reserved_and_extensions_keep_their_statements_options_and_comments() {
+    let text = render(&pool_of(RANGES), "ranges.M").expect("a message");
+    let want = "ranges.M is a message:
+message M {
+
+  // Why deprecated.
+  option deprecated = true; // Since v2.
+
+  // Old numbers.
+  reserved 1, 3 to 5; // Do not reuse.
+  reserved 9;
+  extensions 100 to 199, 300 to 300 [(ranges.tag) = 7];
+  extensions 500 to max;
+}
+";
+    assert_eq!(text, want);
+}

@@ -2,6 +2,7 @@
 //! each comment by the element's path, and writing the comment where a parser attaches it back
 //! (leading, trailing, detached) keeps what the author wrote to explain the schema.
 
+use prost_reflect::prost_types::source_code_info::Location;
 use prost_reflect::FileDescriptor;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -14,12 +15,24 @@ struct Comments {
     trailing: Option<String>,
 }
 
+impl Comments {
+    fn of(location: &Location) -> Comments {
+        Comments {
+            detached: location.leading_detached_comments.clone(),
+            leading: location.leading_comments.clone(),
+            trailing: location.trailing_comments.clone(),
+        }
+    }
+}
+
 /// `.proto` text under construction, with the comments of the file it comes from.
 #[derive(Debug, Default)]
 pub(super) struct Text {
     /// The text so far.
     pub(super) out: String,
     comments: HashMap<Vec<i32>, Vec<Comments>>,
+    /// Every location of the source info, in order (the spans of statements and their items).
+    pub(super) locations: Vec<Location>,
 }
 
 impl Text {
@@ -39,15 +52,12 @@ impl Text {
             comments
                 .entry(location.path.clone())
                 .or_default()
-                .push(Comments {
-                    detached: location.leading_detached_comments.clone(),
-                    leading: location.leading_comments.clone(),
-                    trailing: location.trailing_comments.clone(),
-                });
+                .push(Comments::of(location));
         }
         Text {
             out: String::new(),
             comments,
+            locations: info.map(|info| info.location.clone()).unwrap_or_default(),
         }
     }
 
@@ -67,6 +77,18 @@ impl Text {
         };
         let comments = comments.remove(0);
         self.write_leading(&comments, indent);
+    }
+
+    /// Writes the detached and leading comments of `location`, as [`leading`](Self::leading).
+    pub(super) fn leading_of(&mut self, location: &Location, indent: &str) {
+        self.write_leading(&Comments::of(location), indent);
+    }
+
+    /// Writes the trailing comment of `location`, as [`trailing`](Self::trailing).
+    pub(super) fn trailing_of(&mut self, location: &Location, indent: &str) {
+        if let Some(trailing) = location.trailing_comments.clone() {
+            self.write_trailing(trailing, indent);
+        }
     }
 
     fn write_leading(&mut self, comments: &Comments, indent: &str) {
@@ -93,6 +115,10 @@ impl Text {
         let Some(trailing) = trailing.and_then(|c| c.trailing.clone()) else {
             return;
         };
+        self.write_trailing(trailing, indent);
+    }
+
+    fn write_trailing(&mut self, trailing: String, indent: &str) {
         // One line: at the end of the element's line, where people write it.
         if let Some(line) = trailing.strip_suffix('\n').filter(|l| !l.contains('\n')) {
             if self.out.ends_with('\n') {
