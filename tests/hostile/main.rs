@@ -18,6 +18,7 @@ mod late_unary_credit;
 mod linger;
 mod memory;
 mod metadata_limit;
+mod panic_log;
 mod parked_handlers;
 mod parked_wakes;
 mod pending_memory;

@@ -17,6 +17,9 @@
 //!
 //! A warning goes through [`warn_limited!`], which keeps its message text and fields whichever
 //! level it lands at.
+//!
+//! Handler panics have a budget of the same shape, at ERROR, held for the whole process by
+//! `panic.rs` ([`Kind::Panicked`]): a client can repeat those too.
 
 use std::{fmt, sync::Mutex, time::Duration};
 use tokio::time::Instant;
@@ -43,6 +46,9 @@ pub(crate) enum Kind {
     AcceptFailed,
     /// A connection still in its handshake evicted at the connection cap for a newer one.
     Evicted,
+    /// A handler (or its response stream) panicked: its call fails `INTERNAL`, and a client
+    /// that found the request that makes it panic can send it again and again (`panic.rs`).
+    Panicked,
 }
 
 /// Kinds of TLS refusal, numbered first.
@@ -52,7 +58,7 @@ const TLS_KINDS: usize = crate::tls::refusals::Refusal::COUNT;
 const TLS_KINDS: usize = 0;
 
 /// Kinds in all.
-const KINDS: usize = TLS_KINDS + 6;
+const KINDS: usize = TLS_KINDS + 7;
 
 impl Kind {
     fn index(self) -> usize {
@@ -65,6 +71,7 @@ impl Kind {
             Kind::ConnectionLimit => TLS_KINDS + 3,
             Kind::AcceptFailed => TLS_KINDS + 4,
             Kind::Evicted => TLS_KINDS + 5,
+            Kind::Panicked => TLS_KINDS + 6,
         }
     }
 }
@@ -76,6 +83,12 @@ struct Slot {
     /// How many of this kind went to DEBUG only since.
     suppressed: u64,
 }
+
+/// A kind never logged yet.
+const UNUSED: Slot = Slot {
+    last: None,
+    suppressed: 0,
+};
 
 /// The WARN budget of each kind of warning, for one server.
 pub(crate) struct LogLimit {
@@ -99,9 +112,9 @@ impl Default for LogLimit {
 
 impl LogLimit {
     /// A budget of one WARN per kind per `every`.
-    pub(crate) fn new(every: Duration) -> LogLimit {
+    pub(crate) const fn new(every: Duration) -> LogLimit {
         LogLimit {
-            slots: Mutex::new([Slot::default(); KINDS]),
+            slots: Mutex::new([UNUSED; KINDS]),
             every,
         }
     }
@@ -208,6 +221,7 @@ mod tests {
             Kind::ConnectionLimit,
             Kind::AcceptFailed,
             Kind::Evicted,
+            Kind::Panicked,
         ];
         let kinds: Vec<Kind> = tls.into_iter().map(Kind::Tls).chain(plain).collect();
         assert_eq!(kinds.len(), KINDS);

@@ -114,7 +114,7 @@ pub(super) async fn pump<B: OutboundBody>(
                 }
                 Ok(polled) => polled,
                 Err(_) => {
-                    tracing::error!(call_id, "response stream panicked");
+                    crate::panic::log_panic("response stream panicked", Some(call_id));
                     Poll::Ready(Some(Err(Status::internal("response stream panicked"))))
                 }
             }
