@@ -1,6 +1,7 @@
 //! `TurnQueue`: calls waiting for a connection's write buffer to drain, woken a few at a time
 //! in the order they parked, not all at once. Used by the server's response streams
-//! (`server/pump.rs`) and the client's stream senders (`client/credit.rs`).
+//! (`server/pump.rs`; and, for the client's answer credit rather than room,
+//! `server/answer_window.rs`) and the client's stream senders (`client/credit.rs`).
 //!
 //! ```text
 //!  buffer past the mark (or others in line) ──▶ park(id): in line, by ticket (FIFO)

@@ -11,9 +11,20 @@
 //!
 //! The connection's task keeps reading while pumps wait (the credit they wait for comes on
 //! it); an answer larger than what is left goes whenever less than the window is outstanding,
-//! so none is ever stuck. The client sends its SETTINGS in its first write, before any call,
-//! so every streamed answer is counted; one sent before it was read would only be credited
-//! without having been counted, which lets the server send a little sooner, never later.
+//! so none is ever stuck.
+//!
+//! Pumps wait for credit in line (`turns.rs`), and credit wakes a few of them, not all: each
+//! that goes passes its turn on while the window stays open, each that finds it full again
+//! parks at the back, and one that waits for something else (its stream's credit, room in the
+//! write buffer) leaves the line, passing on a turn it held. Any pump that finds the window
+//! open goes. Waking every waiting pump per
+//! credit let a client that credits one answer at a time, in WINDOW frames of 16 bytes, make
+//! the server poll every stream it holds blocked (thousands) per frame
+//! (`tests/hostile/answer_window_wakes.rs`).
+//!
+//! The client sends its SETTINGS in its first write, before any call, so every streamed answer
+//! is counted; one sent before it was read would only be credited without having been counted,
+//! which lets the server send a little sooner, never later.
 //! What of a streamed answer the server drops unsent (the call ended early) comes off what is
 //! outstanding ([`abandon_answer`](ConnState::abandon_answer)): the client credits only what
 //! arrives.
@@ -29,14 +40,29 @@ impl ConnState {
         self.answer_window && self.answers_outstanding >= ANSWER_WINDOW
     }
 
-    /// Call `call_id`'s next answer waits for credit ([`answers_blocked`](Self::answers_blocked)):
-    /// its pump is woken when credit comes (or the connection ends).
-    pub(super) fn wait_for_answer_credit(&mut self, call_id: u32, cx: &Context<'_>) {
-        match self.answer_waiters.get(&call_id) {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => {
-                self.answer_waiters.insert(call_id, cx.waker().clone());
-            }
+    /// Whether call `call_id`'s next answer may go as far as the answer window goes: true when
+    /// it is open (a place or turn it held in line passes on); false: it waits in line, woken
+    /// through `cx` with a turn once credit opens the window.
+    ///
+    /// Open means go, even past pumps waiting in line: those were given turns when it opened,
+    /// and pass them on as they go or leave. Making it wait behind them deadlocked with the
+    /// line for room in the write buffer (`tests/streaming/answer_window.rs`): pumps woken in
+    /// one line found the other's turn-holders ahead and left, round and round, while nothing
+    /// was sent.
+    pub(super) fn poll_answer_turn(&mut self, call_id: u32, cx: &Context<'_>) -> bool {
+        if !self.answers_blocked() {
+            self.leave_answer_line(call_id);
+            return true;
+        }
+        self.answer_waiters.poll_turn(call_id, false, cx.waker())
+    }
+
+    /// Call `call_id` waits for something other than answer credit (its stream's credit, room):
+    /// it leaves the line, and a turn it held passes on, so that it never holds up the others.
+    pub(super) fn leave_answer_line(&mut self, call_id: u32) {
+        if !self.answer_waiters.is_empty() {
+            let open = !self.answers_blocked();
+            self.answer_waiters.forget(call_id, open);
         }
     }
 
@@ -56,23 +82,21 @@ impl ConnState {
         if self.answer_window && unsent > 0 {
             self.answers_outstanding = self.answers_outstanding.saturating_sub(unsent);
             if !self.answers_blocked() {
-                self.wake_answer_waiters();
+                self.answer_waiters.resume();
             }
         }
     }
 
-    /// Credit from the client (WINDOW on call 0): waiting pumps look again.
+    /// Credit from the client (WINDOW on call 0): a few waiting pumps get a turn.
     pub(super) fn answer_credit(&mut self, credit: u32) {
         self.answers_outstanding = self.answers_outstanding.saturating_sub(credit as usize);
         if !self.answers_blocked() {
-            self.wake_answer_waiters();
+            self.answer_waiters.resume();
         }
     }
 
-    /// Wakes every pump waiting for answer credit (credit came, or the connection ends).
+    /// Wakes every pump waiting for answer credit (the connection ends).
     pub(super) fn wake_answer_waiters(&mut self) {
-        for (_, waker) in self.answer_waiters.drain() {
-            waker.wake();
-        }
+        self.answer_waiters.wake_all();
     }
 }

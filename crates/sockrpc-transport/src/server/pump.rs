@@ -77,22 +77,24 @@ pub(super) async fn pump<B: OutboundBody>(
                     // The client is not reading: wait for the connection to drain the buffer,
                     // and for a turn (`turns.rs`: a few pumps woken at a time, in order).
                     state.outbox.wake_driver();
+                    state.leave_answer_line(call_id);
                     burst = 0;
                     return Poll::Pending;
                 }
-                let blocked = state.answers_blocked();
                 let Some(stream) = state.streams.get_mut(&call_id) else {
                     return Poll::Ready(false);
                 };
                 if stream.outbound.poll_credit(cx).is_pending() {
+                    state.leave_answer_line(call_id);
                     burst = 0;
                     return Poll::Pending;
                 }
-                if blocked {
-                    // The client's answer window (`answer_window.rs`): woken by its credit,
-                    // or by a cancel as for stream credit.
-                    stream.outbound.register(cx);
-                    state.wait_for_answer_credit(call_id, cx);
+                if !state.poll_answer_turn(call_id, cx) {
+                    // The client's answer window (`answer_window.rs`): woken with a turn once
+                    // its credit opens it, or by a cancel as for stream credit.
+                    if let Some(stream) = state.streams.get_mut(&call_id) {
+                        stream.outbound.register(cx);
+                    }
                     burst = 0;
                     return Poll::Pending;
                 }

@@ -78,8 +78,8 @@ pub(super) struct ConnState {
     pub(super) answer_window: bool,
     /// Charges of streamed answers sent and not yet credited back by the client.
     pub(super) answers_outstanding: usize,
-    /// Response pumps waiting for answer credit, by call id.
-    pub(super) answer_waiters: HashMap<u32, Waker>,
+    /// Response pumps waiting for answer credit, in line (`answer_window.rs`).
+    pub(super) answer_waiters: crate::turns::TurnQueue,
 }
 
 /// Inbound stream messages one connection may hold (in message charges) before it stops
@@ -107,9 +107,7 @@ impl ConnState {
     /// Forgets a stream, releasing what its queue held from the connection's budget.
     pub(super) fn remove_stream(&mut self, call_id: u32) -> Option<ServerStream> {
         let stream = self.streams.remove(&call_id)?;
-        if !self.answer_waiters.is_empty() {
-            self.answer_waiters.remove(&call_id);
-        }
+        self.leave_answer_line(call_id);
         // A pump parked or woken for room never comes back: its turn goes on.
         let room = self.outbox.buffered() <= crate::outbox::HIGH_WATER;
         self.writers.forget(call_id, room);
@@ -230,7 +228,7 @@ impl Shared {
                 client_metadata: super::announced::NOT_TOLD,
                 answer_window: false,
                 answers_outstanding: 0,
-                answer_waiters: HashMap::default(),
+                answer_waiters: Default::default(),
             }),
             limits,
             running_held: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
