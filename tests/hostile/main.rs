@@ -38,6 +38,7 @@ mod server_gone;
 mod server_probe;
 mod server_probe_io;
 mod server_probe_meta;
+mod settings_again;
 mod silent;
 mod stream_after_end;
 mod stream_memory;
