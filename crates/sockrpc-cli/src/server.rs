@@ -175,16 +175,23 @@ impl Sockets {
     /// error and is left alone.
     pub(crate) async fn bind(listen: Listen) -> io::Result<Sockets> {
         let config = SocketConfig::default();
-        let rpc = listen.rpc.map(|addr| bind_tcp(addr, &config)).transpose()?;
+        // Which listener and address, as the UDP and Unix errors say: `Address already in use`
+        // alone does not tell --tcp from --raw.
+        let bind_tcp = |what: &str, addr: SocketAddr| {
+            bind_tcp(addr, &config).map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot bind {what} {addr}: {err}"))
+            })
+        };
+        let rpc = listen.rpc.map(|addr| bind_tcp("TCP", addr)).transpose()?;
         let tls = match listen.tls {
             Some(tls) => Some((
-                bind_tcp(tls.rpc, &config)?,
-                bind_tcp(tls.raw, &config)?,
+                bind_tcp("TLS", tls.rpc)?,
+                bind_tcp("raw TLS", tls.raw)?,
                 tls.server,
             )),
             None => None,
         };
-        let raw_tcp = bind_tcp(listen.raw_tcp, &config)?;
+        let raw_tcp = bind_tcp("raw TCP", listen.raw_tcp)?;
         let raw_udp = match listen.raw_udp {
             Some(addr) => Some(UdpSocket::bind(addr).await.map_err(|err| {
                 io::Error::new(err.kind(), format!("cannot bind raw UDP {addr}: {err}"))
@@ -211,7 +218,7 @@ impl Sockets {
             None => None,
         };
         let stack = match listen.stack {
-            Some(addr) => Some(bind_tcp(addr, &config)?),
+            Some(addr) => Some(bind_tcp("TCP", addr)?),
             None => None,
         };
         Ok(Sockets {

@@ -176,6 +176,12 @@ fn open_row(run: &OpenLoop, target: &Target, transport: &'static str, cap: u64) 
     row.hist = run.hist.clone();
     row.errors = run.errors;
     row.elapsed = run.elapsed;
+    if row.hist.is_empty() {
+        row.failed = Some(format!(
+            "no call succeeded ({} failed, {} slots dropped)",
+            run.errors, run.dropped
+        ));
+    }
     row
 }
 

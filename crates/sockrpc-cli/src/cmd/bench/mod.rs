@@ -52,6 +52,15 @@ const MAX_PAYLOAD: usize = 4 * 1024 * 1024 - 64;
 /// (nine at 64 B, seven at 4 KiB), so the whole run takes under forty seconds.
 const DEFAULT_SECS: f64 = 2.0;
 
+/// Most payload bytes a row may hold in flight (`--payload` × `--concurrency`): every task holds
+/// its own request (a raw connection also its reply buffer), and the server as much again, so
+/// 10 000 tasks of 4 MiB asked for ~80 GB before a call was made. 1 GiB takes 1024 × 1 MiB.
+const MAX_IN_FLIGHT_BYTES: usize = 1 << 30;
+
+/// Most `--rounds`: each round of each row pays its warmup again, so more rounds than this are
+/// a run that does not end (and, past `u32::MAX`, a share of the time divided by zero).
+const MAX_ROUNDS: usize = 1000;
+
 /// A transport name on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Transport {
@@ -106,6 +115,31 @@ fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_rounds(text: &str) -> Result<usize, String> {
+    match parse_positive(text)? {
+        n if n <= MAX_ROUNDS => Ok(n),
+        n => Err(format!("{n} rounds is over the most, {MAX_ROUNDS}")),
+    }
+}
+
+/// Refuses a payload and concurrency whose product is past [`MAX_IN_FLIGHT_BYTES`], before
+/// anything is started or allocated.
+fn check_in_flight(payloads: &[usize], concurrencies: &[usize]) -> Result<(), String> {
+    for &payload in payloads {
+        for &concurrency in concurrencies {
+            if payload.saturating_mul(concurrency) > MAX_IN_FLIGHT_BYTES {
+                return Err(format!(
+                    "--payload {payload} B × --concurrency {concurrency} is over the {} MiB a \
+                     row may hold in flight (each task holds its own payload, and the server as \
+                     much again): lower one of them",
+                    MAX_IN_FLIGHT_BYTES >> 20
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse_secs(text: &str) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
@@ -125,7 +159,7 @@ pub(crate) struct BenchArgs {
           value_parser = parse_payload)]
     payload: Vec<usize>,
     /// Calls in flight: N client tasks each looping calls. A comma-separated list makes one
-    /// table per value.
+    /// table per value. Each --payload times each value must be at most 1 GiB.
     #[arg(long, value_name = "N", value_delimiter = ',', default_value = "1",
           value_parser = parse_positive)]
     concurrency: Vec<usize>,
@@ -207,8 +241,8 @@ pub(crate) struct BenchArgs {
     /// (or calls) per round, and reports each row over all its rounds. Raw and sockrpc rows then
     /// sample the same stretches of a machine whose speed drifts (a VM whose cross-CPU wake-up
     /// cost changes within minutes), so their ratio is not skewed by when each row ran. For the
-    /// transport rows; `--call`, `--rate` and `--balance` run once.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_positive)]
+    /// transport rows; `--call`, `--rate` and `--balance` run once. At most 1000.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_rounds)]
     rounds: usize,
     /// Worker threads of the embedded server's runtime.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_positive)]
@@ -312,6 +346,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             .is_some_and(|t| t.starts_with("dns:"))
     {
         return Err("--dns-server goes with a --target dns://NAME:PORT".into());
+    }
+    if args.call.is_none() {
+        check_in_flight(&args.payload, &args.concurrency)?;
     }
     if balanced::wanted(&args) {
         return balanced::run(&args);

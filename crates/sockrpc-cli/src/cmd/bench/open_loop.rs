@@ -103,7 +103,8 @@ pub(crate) struct OpenLoop {
     pub(crate) median_send_lag: Duration,
     /// Most calls in flight at once.
     pub(crate) peak_in_flight: u64,
-    /// From the first slot until the last answer (or the drain's end).
+    /// From the first slot until the last answer (or the drain's end), and at least the span of
+    /// the schedule (slots × the interval).
     pub(crate) elapsed: Duration,
 }
 
@@ -223,7 +224,9 @@ pub(crate) async fn run(
         max_send_lag: max_lag,
         median_send_lag: Duration::from_nanos(lags.hist.value_at_quantile(0.5)),
         peak_in_flight: peak,
-        elapsed: start.elapsed(),
+        // At least the schedule's span: answers that all come back early (one slot at 1/s)
+        // must not make a throughput far above the rate asked.
+        elapsed: start.elapsed().max(interval.mul_f64(slots as f64)),
     }
 }
 

@@ -60,7 +60,7 @@ impl Plan {
         let rounds = self.rounds.max(1);
         let budget = match self.budget {
             Budget::Calls(calls) => Budget::Calls((calls / rounds as u64).max(1)),
-            Budget::Time(time) => Budget::Time(time / rounds as u32),
+            Budget::Time(time) => Budget::Time(time / u32::try_from(rounds).unwrap_or(u32::MAX)),
         };
         Plan {
             budget,

@@ -33,16 +33,27 @@ fn describe(status: &Status) -> String {
     format!("{}: {}", status.code(), status.message())
 }
 
-/// Opens one `PingPong` stream per task on the shared channel, one after another.
+/// Opens one `PingPong` stream per task on the shared channel, one after another, each within
+/// [`CONNECT_TIMEOUT`]: a server takes a bounded number of calls per connection (4096 by
+/// default), and a stream past it waits for a slot that its open siblings never free.
 async fn open_streams(
     client: &BenchClient,
     count: usize,
     payload: usize,
 ) -> Result<Vec<StreamCaller>, String> {
     let mut callers = Vec::with_capacity(count);
-    for _ in 0..count {
-        let caller = StreamCaller::open(client.clone(), payload)
+    for index in 0..count {
+        let open = StreamCaller::open(client.clone(), payload);
+        let caller = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
+            .map_err(|_| {
+                format!(
+                    "stream {} of {count} not open within {} s: the server takes no more calls \
+                     on the pool's connections (try more --connections)",
+                    index + 1,
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })?
             .map_err(|status| format!("cannot open the stream: {}", describe(&status)))?;
         callers.push(caller);
     }
@@ -396,8 +407,18 @@ pub(super) async fn measure<C: Caller>(
     row.hist = phase.hist;
     row.errors = phase.errors;
     row.elapsed = phase.elapsed;
-    if let Some(first) = phase.first_error {
+    if let Some(first) = &phase.first_error {
         add_note(&mut row, format!("first error: {first}"));
+    }
+    if row.hist.is_empty() {
+        // Dashes in every column and a zero exit would read as a run that went well.
+        row.failed = Some(format!(
+            "no call succeeded ({} failed{})",
+            row.errors,
+            phase
+                .first_error
+                .map_or_else(String::new, |first| format!(", first: {first}"))
+        ));
     }
     row
 }
