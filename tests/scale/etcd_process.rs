@@ -21,11 +21,19 @@ impl Drop for Etcd {
     }
 }
 
+/// A free loopback port below Linux's ephemeral range (32768–60999 by default). A port from
+/// that range (`bind` to port 0) can be handed to another test's socket while etcd is down
+/// between [`Etcd::kill`] and [`Etcd::restart`]; nothing hands out a port below it unasked.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::hash::{BuildHasher, RandomState};
+    let seed = RandomState::new().hash_one(std::process::id());
+    for attempt in 0..200u64 {
+        let port = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 after 200 tries");
 }
 
 fn spawn(binary: &str, args: &[String]) -> std::process::Child {
@@ -75,7 +83,7 @@ impl Etcd {
         .map(String::from)
         .collect();
         let process = spawn(binary, &args);
-        let etcd = Etcd {
+        let mut etcd = Etcd {
             process,
             binary,
             args,
@@ -88,8 +96,11 @@ impl Etcd {
 
     /// Up when a client can connect and read (≤ 60 s: etcd fsyncs its first writes, and a CI
     /// disk busy with a build has taken longer than 20 s).
-    async fn wait_up(&self) {
+    async fn wait_up(&mut self) {
         for _ in 0..600 {
+            if let Ok(Some(status)) = self.process.try_wait() {
+                panic!("etcd exited before it served ({status}): {:?}", self.args);
+            }
             if let Ok(mut c) = etcd_client::Client::connect([self.endpoint.as_str()], None).await {
                 if c.get("probe", None).await.is_ok() {
                     return;
