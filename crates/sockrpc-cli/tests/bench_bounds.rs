@@ -178,3 +178,20 @@ fn serve_on_a_port_in_use_names_the_listener_and_address() {
         "{stderr}"
     );
 }
+
+/// A worker count past the bound is a usage error, not a runtime that tries to start that many
+/// threads (past the machine's thread limit it cannot, and on the way it starves the machine).
+#[test]
+fn worker_counts_past_the_bound_are_a_usage_error() {
+    let (code, stderr) = refused(&["--transport", "tcp", "--server-workers", "100000"]);
+    assert_eq!(code, Some(2), "bench --server-workers 100000: {stderr}");
+    assert!(stderr.contains("--server-workers"), "{stderr}");
+    let output = run(sockrpc().args(["serve", "--workers", "100000"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "serve --workers 100000: {stderr}"
+    );
+    assert!(stderr.contains("--workers"), "{stderr}");
+}

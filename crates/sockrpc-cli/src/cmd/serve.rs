@@ -68,8 +68,8 @@ pub(crate) struct ServeArgs {
     /// the sockrpc listeners behind the tracing and metrics layers.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
-    /// Worker threads of the server runtime.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS)]
+    /// Worker threads of the server runtime (1 to 1024; 0 is taken as 1).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_workers)]
     workers: usize,
     /// Make every unary Bench answer wait this long first (`5ms`, `1.5s`, `250us`): a slow
     /// server, to see how `bench --balance` spreads calls.
@@ -126,6 +126,19 @@ fn parse_duration(text: &str, max_secs: f64) -> Result<Duration, String> {
         return Err(format!("{text:?}: must be between 0 and {max_secs} s"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// The most worker threads a runtime of ours is given: past a machine's thread limit the
+/// runtime cannot start, and a huge count would only hold the machine's other processes back.
+pub(crate) const MAX_WORKERS: usize = 1024;
+
+/// A count of worker threads, 0 to [`MAX_WORKERS`] (0 is taken as 1 where it is used).
+pub(crate) fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= MAX_WORKERS => Ok(n),
+        Ok(n) => Err(format!("{n} workers is over the most, {MAX_WORKERS}")),
+        Err(err) => Err(format!("{text:?}: {err}")),
+    }
 }
 
 /// Runs `sockrpc serve` until Ctrl-C or SIGTERM.

@@ -140,6 +140,13 @@ fn check_in_flight(payloads: &[usize], concurrencies: &[usize]) -> Result<(), St
     Ok(())
 }
 
+fn parse_server_workers(text: &str) -> Result<usize, String> {
+    match crate::cmd::serve::parse_workers(text)? {
+        0 => Err("must be at least 1".to_owned()),
+        n => Ok(n),
+    }
+}
+
 fn parse_secs(text: &str) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
@@ -244,8 +251,8 @@ pub(crate) struct BenchArgs {
     /// transport rows; `--call`, `--rate` and `--balance` run once. At most 1000.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_rounds)]
     rounds: usize,
-    /// Worker threads of the embedded server's runtime.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_positive)]
+    /// Worker threads of the embedded server's runtime (1 to 1024).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_server_workers)]
     server_workers: usize,
     /// Measure this unary method of your own service at --target instead of the built-in rows
     /// (package.Service/Method; descriptors from the server's reflection, or --proto).
