@@ -5,6 +5,7 @@ use super::rows::{add_note, run_row};
 use super::{BenchArgs, Transport};
 use crate::load::Budget;
 use crate::raw::MAX_UDP_PAYLOAD;
+use crate::raw_echo;
 use crate::report::{Group, Row, FLOOR};
 use crate::server::Bound;
 use indicatif::ProgressBar;
@@ -273,6 +274,15 @@ impl Kind {
     }
 }
 
+/// Why a raw row that needs `concurrency` connections is skipped.
+fn raw_past_cap(row: &str, concurrency: usize) -> String {
+    format!(
+        "{row} skipped: it needs one connection per call in flight ({concurrency}), and the raw \
+         echo serves at most {} at once",
+        raw_echo::MAX_CONNECTIONS
+    )
+}
+
 /// Runs the rows `wanted` asks for, at one payload and concurrency, and notes those skipped.
 pub(super) async fn run_group(
     wanted: &[Transport],
@@ -292,8 +302,13 @@ pub(super) async fn run_group(
     };
     let mut kinds = Vec::new();
     // raw-tcp runs whatever was asked for: it is what every other row is quoted against.
+    // Raw TCP and TLS cannot multiplex: a row opens one connection per call in flight, and
+    // the raw echo serves at most `raw_echo::MAX_CONNECTIONS` (past it each would fail its row
+    // with a bare "early eof").
+    let raw_fits = concurrency <= raw_echo::MAX_CONNECTIONS;
     match targets.raw_tcp {
-        Some(_) => kinds.push(Kind::RawTcp),
+        Some(_) if raw_fits => kinds.push(Kind::RawTcp),
+        Some(_) => group.skipped.push(raw_past_cap("raw-tcp", concurrency)),
         None => group
             .skipped
             .push("raw rows skipped: no --raw-target (the raw= address of `sockrpc serve`)".into()),
@@ -328,7 +343,8 @@ pub(super) async fn run_group(
     }
     if wanted.contains(&Transport::Tls) {
         match targets.raw_tls {
-            Some(_) => kinds.push(Kind::RawTls),
+            Some(_) if raw_fits => kinds.push(Kind::RawTls),
+            Some(_) => group.skipped.push(raw_past_cap("raw-tls", concurrency)),
             None => group.skipped.push(
                 "raw-tls skipped: no --raw-tls-target (the raw-tls= address of `sockrpc serve \
                  --tls-cert`)"
