@@ -21,14 +21,19 @@
 //! - stream_trailers: `Streaming::trailers().await` reads to the end first;
 //! - unsync_stream: a server stream that is `Send` but not `Sync`;
 //! - long_status: a 20,000-byte status message arrives whole under a raised limit;
-//! - complex_middleware: a server layer with its own future, body and error types.
+//! - complex_middleware: a server layer with its own future, body and error types;
+//! - layer_answers: a server layer that answers a server stream itself decides its status;
+//! - cut_stream: a server stream whose connection goes before its status fails, never ends
+//!   clean.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod complex_middleware;
 mod connection;
+mod cut_stream;
 mod endpoint_connect;
 mod extensions;
+mod layer_answers;
 mod limits;
 mod load_shed;
 mod long_status;
