@@ -24,7 +24,9 @@
 //! - complex_middleware: a server layer with its own future, body and error types;
 //! - layer_answers: a server layer that answers a server stream itself decides its status;
 //! - cut_stream: a server stream whose connection goes before its status fails, never ends
-//!   clean.
+//!   clean;
+//! - server_middleware_status: tower's timeout and load-shed layers on a server answer with
+//!   their codes, in words that do not blame the caller's side.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -39,6 +41,7 @@ mod load_shed;
 mod long_status;
 mod response_extensions;
 mod routes;
+mod server_middleware_status;
 mod shutdown;
 mod status;
 mod stream_trailers;

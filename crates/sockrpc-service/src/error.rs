@@ -56,18 +56,16 @@ fn known(err: &(dyn Error + 'static)) -> Option<Status> {
     }
     if err.is::<tower::timeout::error::Elapsed>() {
         return Some(Status::deadline_exceeded(format!(
-            "client middleware timed out: {err}"
+            "middleware timed out: {err}"
         )));
     }
     if err.is::<tower::load_shed::error::Overloaded>() {
         return Some(Status::resource_exhausted(format!(
-            "client middleware shed the call: {err}"
+            "middleware shed the call: {err}"
         )));
     }
     if err.is::<tower::buffer::error::Closed>() {
-        return Some(Status::unavailable(format!(
-            "client middleware is gone: {err}"
-        )));
+        return Some(Status::unavailable(format!("middleware is gone: {err}")));
     }
     if let Some(io) = err.downcast_ref::<std::io::Error>() {
         return Some(Status::from_io_error(io));
