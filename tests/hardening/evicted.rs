@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
-fn capped_server(cap: usize) -> Running {
+pub(crate) fn capped_server(cap: usize) -> Running {
     Running::start(
         Server::builder()
             .max_connections(cap)
@@ -35,7 +35,7 @@ fn capped_server(cap: usize) -> Running {
 
 /// A TCP proxy to `server` that passes what the server sends at once and what a client sends
 /// only `delay` after it connected: to the server, every client's handshake takes `delay`.
-async fn delaying_proxy(server: SocketAddr, delay: Duration) -> SocketAddr {
+pub(crate) async fn delaying_proxy(server: SocketAddr, delay: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let addr = listener.local_addr().expect("proxy address");
     tokio::spawn(async move {
@@ -58,7 +58,7 @@ async fn delaying_proxy(server: SocketAddr, delay: Duration) -> SocketAddr {
 }
 
 /// One echo call on a fresh generated client connected to `addr`, within 5 s.
-async fn call_through(addr: SocketAddr, id: u64) -> Result<u64, sockrpc::Status> {
+pub(crate) async fn call_through(addr: SocketAddr, id: u64) -> Result<u64, sockrpc::Status> {
     let call = async {
         let mut client = EchoClient::connect(format!("tcp://{addr}")).await?;
         let request = EchoRequest {

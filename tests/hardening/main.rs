@@ -13,6 +13,7 @@ mod call_limit;
 mod config;
 mod evicted;
 mod eviction;
+mod eviction_floor;
 mod half_close;
 mod keepalive;
 mod oversized;

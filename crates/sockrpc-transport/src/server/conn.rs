@@ -404,6 +404,11 @@ impl<D: Dispatch> Future for Connection<D> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         if this.linger.is_some() {
+            // Evicted while it closes politely before its preface (an idle timeout shorter
+            // than the handshake's): the accept loop waits for its slot, so it goes at once.
+            if this.awaiting.as_mut().is_some_and(|t| t.poll_evicted(cx)) {
+                return Poll::Ready(());
+            }
             return this.poll_linger(cx);
         }
         if this.locals.is_empty() {

@@ -24,8 +24,16 @@ impl<D: Dispatch> Connection<D> {
         let due = &mut self.timers.due;
         if due.handshake.is_some() && self.reader.past_preface() {
             due.handshake = None;
-            // Established: the accept loop may no longer evict it (`handshakes.rs`).
-            self.awaiting = None;
+            // Established: the accept loop may no longer evict it, and the floor comes down
+            // (`handshakes.rs`). Evicted just before: the ticket stays, and the next pass (its
+            // eviction woke the task) closes the connection with its GOAWAY.
+            if self
+                .awaiting
+                .as_ref()
+                .is_none_or(|ticket| ticket.establish())
+            {
+                self.awaiting = None;
+            }
         }
         // Each frame gets frame_timeout from its first byte: the clock restarts whenever a
         // frame completed since the last look (what is buffered now is a newer frame). While

@@ -14,9 +14,10 @@
 //! younger than [`EVICTABLE_AFTER`]: its client may have sent its preface a moment ago, not yet
 //! read (the server's own PREFACE already on its way to it), and evicting it would cut off a
 //! client that believes itself connected for the sake of one that is not yet. So to keep real
-//! clients out an attacker must open more than `max_connections` connections every
-//! [`EVICTABLE_AFTER`] — 100,000 a second at the default cap. An evicted connection whose
-//! PREFACE went out is told with a GOAWAY (last call id 0) before it closes (`evict.rs`).
+//! clients out an attacker must open more than `max_connections` connections every floor:
+//! [`EVICTABLE_AFTER`] at first (100,000 a second at the default cap), 1.6 s at most once it
+//! has raised the floor (below). An evicted connection whose PREFACE went out is told with a
+//! GOAWAY (last call id 0) before it closes (`evict.rs`).
 //!
 //! The floor grows under pressure. On a loaded server real handshakes may take longer than
 //! 100 ms; with a fixed floor each newcomer would evict one of them before it finished, and at
@@ -34,12 +35,14 @@
 //!
 //! ```text
 //!  accept ─▶ admit (tail) ─▶ handshake (TLS) ─▶ preface read: established, leaves the set
-//!                 at the cap: evict the head ──▶ its task aborted, its slot to the newcomer
+//!                 at the cap: evict the head ──▶ its task told (aborted after 100 ms), its
+//!                                                 slot to the newcomer
 //!  a connection that ends before (timeout, refusal, error) leaves the set as it ends
 //! ```
 //!
 //! A connection counts as established once its preface has been read (with TLS, after the
-//! handshake: the preface comes inside the session). The set is a list threaded through a slab:
+//! handshake: the preface comes inside the session), whether frames follow it in the same read
+//! or not: both ways go through [`Ticket::establish`], which lowers the floor. The set is a list threaded through a slab:
 //! admit, leave and evict are O(1), whatever the number of connections; a slot freed is reused,
 //! so the slab never holds more entries than connections were at once in their handshake (at
 //! most `max_connections`). Each entry is named by its index and a generation, so a connection
@@ -354,8 +357,11 @@ impl Ticket {
 
     /// The connection is established (its preface read): it leaves the set, and counts as a
     /// handshake completed at the current floor. `false` when it was evicted first (under the
-    /// set's lock, so never both): its task must close it rather than start a call.
-    pub(super) fn establish(self) -> bool {
+    /// set's lock, so never both): its task must close it rather than start a call. Called
+    /// whichever way the preface came (alone, or with frames after it: `deadlines.rs`,
+    /// `conn.rs`); dropping the ticket instead would count no establishment, and the floor
+    /// raised by an attacker would stay up for clients whose preface comes alone.
+    pub(super) fn establish(&self) -> bool {
         let mut list = self.set.lock();
         let stayed = list.remove(self.key).is_some();
         if stayed {
