@@ -34,6 +34,7 @@ mod hostile_clients;
 mod messages;
 mod mtls;
 mod openssl;
+mod real_chains;
 mod refusals;
 mod refused_loop;
 mod rotation;
