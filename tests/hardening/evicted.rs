@@ -13,7 +13,7 @@
 
 use crate::raw::GOAWAY;
 use crate::service::HardEcho;
-use crate::support::{bounded, Running};
+use crate::support::{bounded, Running, Warnings};
 use crate::wire::{goaway_of, RawConn, UNAVAILABLE};
 use sockrpc::{Code, Server};
 use sockrpc_tests::echo::echo_client::EchoClient;
@@ -22,6 +22,15 @@ use sockrpc_tests::echo::EchoRequest;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+
+/// A WARN capture on this thread, for a test that evicts but reads no warnings. A test thread
+/// with no subscriber that is the first to reach the eviction WARN while another test captures
+/// on its own thread can cache that callsite as never wanted (tracing-core's `has_just_one`
+/// path, tokio-rs/tracing#3611); the capturing test (`eviction.rs`) then sees no WARN. It
+/// failed so in 6 of 30 runs of `hardening evict`; every test that evicts holds one of these.
+pub(crate) fn quiet() -> Warnings {
+    Warnings::capture()
+}
 
 pub(crate) fn capped_server(cap: usize) -> Running {
     Running::start(
@@ -74,6 +83,7 @@ pub(crate) async fn call_through(addr: SocketAddr, id: u64) -> Result<u64, sockr
 
 #[tokio::test(start_paused = true)]
 async fn an_evicted_connection_gets_a_goaway_naming_the_connection_limit() {
+    let _warnings = quiet();
     const CAP: usize = 4;
     let server = capped_server(CAP);
     let mut stalled = Vec::new();
@@ -97,6 +107,7 @@ async fn an_evicted_connection_gets_a_goaway_naming_the_connection_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_evicted_right_after_it_connected_has_its_call_retried_or_told_why() {
+    let _warnings = quiet();
     let server = capped_server(1);
     let proxy = delaying_proxy(server.addr, Duration::from_millis(300)).await;
     // Through the proxy: connected (the server's PREFACE passes at once), its preface and call
@@ -127,6 +138,7 @@ async fn a_client_evicted_right_after_it_connected_has_its_call_retried_or_told_
 /// got through. The growing floor lets some handshakes finish.
 #[tokio::test(start_paused = true)]
 async fn slow_handshakes_at_the_cap_still_complete_while_newcomers_keep_coming() {
+    let _warnings = quiet();
     const CLIENTS: u64 = 60;
     const CAP: usize = 4;
     let server = capped_server(CAP);

@@ -175,6 +175,7 @@ async fn established_idle_connections_at_the_cap_are_never_evicted() {
 /// timeout and each real client was refused.
 #[tokio::test(start_paused = true)]
 async fn real_calls_are_served_while_an_attacker_reconnects_in_a_loop() {
+    let _warnings = crate::evicted::quiet();
     const ATTACKS: usize = 400;
     const CALLS: u64 = 40;
     let server = capped_server();

@@ -4,7 +4,7 @@
 //! preface must not hold a slot it was evicted from; the slots stay exact under long churn; and
 //! a call on an evicted connection goes again. Real sockets, tokio's paused clock.
 
-use crate::evicted::{call_through, capped_server, delaying_proxy};
+use crate::evicted::{call_through, capped_server, delaying_proxy, quiet};
 use crate::raw::GOAWAY;
 use crate::service::HardEcho;
 use crate::support::{bounded, Running};
@@ -51,6 +51,7 @@ async fn assert_served(conn: &mut RawConn, payload: u64, what: &str) {
 /// stalled connection 1.2 s old (past 800 ms) could not be evicted and the newcomer was refused.
 #[tokio::test(start_paused = true)]
 async fn a_client_whose_preface_comes_alone_brings_the_raised_floor_down() {
+    let _warnings = quiet();
     const CAP: usize = 2;
     let server = capped_server(CAP);
     let mut stalled = VecDeque::new();
@@ -90,6 +91,7 @@ async fn a_client_whose_preface_comes_alone_brings_the_raised_floor_down() {
 /// aborted it, and refused the newcomer that room was made for.
 #[tokio::test(start_paused = true)]
 async fn a_connection_lingering_before_its_preface_gives_up_its_slot_when_evicted() {
+    let _warnings = quiet();
     let server = Running::start(
         Server::builder()
             .max_connections(1)
@@ -114,6 +116,7 @@ async fn a_connection_lingering_before_its_preface_gives_up_its_slot_when_evicte
 /// the `CAP`; a slot released twice would let the next in).
 #[tokio::test(start_paused = true)]
 async fn after_a_thousand_evictions_and_closes_exactly_the_cap_is_served() {
+    let _warnings = quiet();
     const CAP: usize = 4;
     const ROUNDS: u64 = 1_000;
     let server = capped_server(CAP);
@@ -163,6 +166,7 @@ async fn after_a_thousand_evictions_and_closes_exactly_the_cap_is_served() {
 /// the client's; the retry evicts the silent one and is served.
 #[tokio::test(start_paused = true)]
 async fn a_call_on_an_evicted_connection_is_retried_and_served() {
+    let _warnings = quiet();
     let server = capped_server(2);
     let proxy = delaying_proxy(server.addr, Duration::from_millis(300)).await;
     let call = tokio::spawn(call_through(proxy, 7));
