@@ -29,6 +29,7 @@ mod chain_size;
 mod chain_size_config;
 mod coalescing;
 mod crossed;
+mod floor_at_cap;
 mod handshake;
 mod hostile_clients;
 mod messages;
