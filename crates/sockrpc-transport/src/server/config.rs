@@ -29,12 +29,14 @@ pub struct ServerConfig {
     pub max_concurrent_calls: usize,
     /// Connections served at once, counting those still in their handshake. At the cap, a new
     /// connection evicts the oldest connection that has not yet finished its handshake (with
-    /// TLS, the TLS handshake and then the preface; else the preface) if that one is at least
-    /// 100 ms old: it is closed, with a WARN naming its peer and age (rate-limited), and its
-    /// slot goes to the newcomer — so connections that stall their handshake cannot keep real
-    /// clients out unless more than `max_connections` of them are opened every 100 ms. An
-    /// established connection is never evicted for this: when no slot can be had so, a client
-    /// connecting past the cap is
+    /// TLS, the TLS handshake and then the preface; else the preface) if that one is older than
+    /// a floor (100 ms, doubling up to 1.6 s while evictions finish no handshake, halving with
+    /// each one finished): it is told with a GOAWAY where its client already has the server's
+    /// PREFACE, closed, logged with a WARN naming its peer and age (rate-limited), and its slot
+    /// goes to the newcomer — so connections that stall their handshake cannot keep real
+    /// clients out unless more than `max_connections` of them are opened every floor (1.6 s at
+    /// most). An established connection is never evicted for this: when no slot can be had
+    /// so, a client connecting past the cap is
     /// accepted, told why with a GOAWAY (`RESOURCE_EXHAUSTED`) and closed at once, never left
     /// hanging in the listen backlog; in a flood past the cap, only so many are told at once
     /// (64, 16 with TLS), and the rest are closed without a word (their clients fail
