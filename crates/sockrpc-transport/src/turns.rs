@@ -25,6 +25,10 @@
 //! again), or ends, and [`forget`](TurnQueue::forget) passes its turn on. A call waiting while
 //! others are in line parks behind them, so a newcomer never jumps the line. When the
 //! connection ends, [`wake_all`](TurnQueue::wake_all) wakes everyone, to see it ended.
+//! That asks of the callers that a call with a place is polled again or forgotten: one
+//! dropped while it holds a place holds a turn for good once it is given one, and
+//! [`WOKEN_AT_ONCE`] such hold every turn (the server's pumps take no place for a call
+//! cancelled before its answer started, `server/pump.rs`).
 //!
 //! What it costs: nothing on the fast path (nobody parked: one length check); one map lookup
 //! per look of a parked or woken call.

@@ -42,6 +42,14 @@ pub(super) async fn pump<B: OutboundBody>(
     let encoding = response.encoding();
     let (metadata, mut body, trailers) = response.into_parts();
     let started = with_state(&shared, |state| {
+        if !state.running.contains_key(&call_id) {
+            // Cancelled since its handler answered (`finish_call` looked under an earlier
+            // lock): the CANCEL aborted this task, which runs on to its next wait. Nothing of
+            // it goes out, and it takes no place in a line: a stream made for it here would
+            // outlive the task, its place passed a turn no one gives back, and four such
+            // held every turn of the line for answer credit (or room) for good.
+            return false;
+        }
         let checked = super::announced::check_response(state, &metadata, &trailers, &limits);
         if let Err(status) = checked {
             encode_status(state.outbox.frames_for(call_id), call_id, &status, &limits);

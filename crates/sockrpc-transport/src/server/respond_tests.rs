@@ -194,3 +194,59 @@ fn a_streamed_answer_leaves_the_calls_in_flight_with_its_end() {
         "the call still counts in flight after its END was written"
     );
 }
+
+#[test]
+fn a_stream_cancelled_before_its_answer_starts_takes_no_turn() {
+    let outbox = Outbox::new(Box::pin(tokio::io::sink()));
+    let shared = Arc::new(Shared::new(outbox, Limits::default()));
+    {
+        let mut state = shared.lock();
+        // The client's answer window is all outstanding: streams wait for its credit in line.
+        state.answer_window = true;
+        state.answers_outstanding = frame::ANSWER_WINDOW;
+    }
+    let woken = Arc::new(CountWakes(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&woken));
+    let mut cx = Context::from_waker(&waker);
+    // Calls cancelled between their handler's answer and their stream's start: the CANCEL
+    // took them out of the calls in flight and aborted their tasks, which ran on to the first
+    // wait and were dropped there (`finish_call` in a task of its own).
+    for call_id in [1, 3, 5, 7] {
+        let mut pumping = Box::pin(pump(
+            Arc::clone(&shared),
+            call_id,
+            Response::new(OneThenEnd(false)),
+        ));
+        let _ = pumping.as_mut().poll(&mut cx);
+    }
+    {
+        let state = shared.lock();
+        assert!(state.streams.is_empty(), "a cancelled call got a stream");
+        assert!(
+            state.answer_waiters.is_empty(),
+            "a cancelled call waits in line"
+        );
+        assert_eq!(state.answers_sent, 0, "a cancelled call got an answer");
+    }
+    // A live stream waits for credit, and credit comes: it must get a turn.
+    shared.lock().running.insert(9, None);
+    let live = Arc::new(CountWakes(AtomicUsize::new(0)));
+    let live_waker = Waker::from(Arc::clone(&live));
+    let mut live_cx = Context::from_waker(&live_waker);
+    let mut pumping = Box::pin(pump(
+        Arc::clone(&shared),
+        9,
+        Response::new(OneThenEnd(false)),
+    ));
+    assert!(
+        pumping.as_mut().poll(&mut live_cx).is_pending(),
+        "the window is closed"
+    );
+    shared.lock().answer_credit(u32::MAX);
+    assert_eq!(
+        live.0.load(Ordering::SeqCst),
+        1,
+        "credit came and the live stream waiting for it got no turn: the dropped ones held them"
+    );
+    assert!(pumping.as_mut().poll(&mut live_cx).is_ready(), "it went");
+}
