@@ -201,7 +201,16 @@ fn start_call(
 ) -> Result<Started, Status> {
     let (path, request) = call;
     let (metadata, message) = (request.metadata(), request.get_ref());
-    check_request(Some(path), metadata, Some(message), shared)?;
+    if let Err(status) = check_request(Some(path), metadata, Some(message), shared) {
+        // Checked again on each look: a SETTINGS that came while the call waited may announce
+        // a metadata limit it is over. It ends here, unsent, and never looks again: its place
+        // in the queue, or the room kept for it once woken, goes to the next (kept, that room
+        // was handed to no one for good, and a graceful close never ended).
+        if let Some(ticket) = queued {
+            leave_queue(shared, ticket);
+        }
+        return Err(status);
+    }
     let mut state = shared.lock();
     // A queued call polled again either still waits, or was woken and holds room kept for it.
     let held = match queued {

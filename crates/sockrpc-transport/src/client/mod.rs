@@ -27,6 +27,8 @@ mod call;
 mod credit;
 mod driver;
 mod inbound;
+#[cfg(test)]
+mod leave_tests;
 mod limit;
 mod observe;
 mod options;
