@@ -36,6 +36,14 @@ impl State {
         self.credit_waiters.wake_all();
     }
 
+    /// Call `id`'s sender will not look for room again (dropped, or half-closed): it leaves
+    /// both lines, and a turn it holds passes on (`turns.rs`).
+    pub(super) fn leave_lines(&mut self, id: u32) {
+        let room = self.outbox.buffered() <= HIGH_WATER;
+        self.drain_waiters.forget(id, room);
+        self.credit_waiters.forget(id);
+    }
+
     /// Whether the connection window is all outstanding, or the write buffer is past its
     /// high-water mark (or other senders wait in line for it to drain: `turns.rs`); if so,
     /// call `id`'s `waker` is woken once credit comes, or with its turn once the buffer has

@@ -8,7 +8,7 @@ use super::ClientConnection;
 use crate::wake_count::counting_waker;
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::frame::{self, PREFACE};
-use sockrpc_protocol::{Code, Limits, MethodPath, Request};
+use sockrpc_protocol::{Code, Limits, MetadataMap, MethodPath, Request};
 use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -114,4 +114,94 @@ async fn a_queued_call_refused_on_its_second_look_gives_its_room_back() {
         (1, 0),
         "the third call waits for room kept for a call that is gone"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_half_closes_while_in_line_for_room_leaves_the_line() {
+    // A server that reads nothing until told to, then everything.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (drain, drained) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut hello = BytesMut::new();
+        hello.extend_from_slice(&PREFACE);
+        frame::encode_settings(&mut hello, 0, 0);
+        if socket.write_all(&hello).await.is_err() || drained.await.is_err() {
+            return;
+        }
+        let mut sink = vec![0u8; 256 * 1024];
+        while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let conn = ClientConnection::spawn_tcp(socket, Limits::default());
+    tokio::time::timeout(Duration::from_secs(10), conn.ready())
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let shared = std::sync::Arc::clone(conn.shared());
+    let path = MethodPath::from_static("/t.S/Up");
+    let metadata = MetadataMap::new();
+    let (_, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    // Fill the write buffer past its high-water mark: a message of the largest size per
+    // stream (its own window lets one go), until the socket takes no more (bounded: 16).
+    let big = Bytes::from(vec![0u8; Limits::default().max_message_size]);
+    let mut hogs = Vec::new();
+    for _ in 0..16 {
+        if shared.lock().outbox.buffered() > crate::outbox::HIGH_WATER {
+            break;
+        }
+        let (mut sender, receiver) = conn
+            .open_stream(&path, &metadata, None, None)
+            .expect("open");
+        assert!(
+            matches!(sender.poll_ready(&mut cx), Poll::Ready(Ok(()))),
+            "under the mark"
+        );
+        sender.send(&mut cx, &big).expect("sent");
+        hogs.push((sender, receiver));
+    }
+    assert!(
+        shared.lock().outbox.buffered() > crate::outbox::HIGH_WATER,
+        "the buffer is past its mark"
+    );
+    // Four senders take a place in line for room, then half-close without sending (their
+    // callers had nothing more to say) and are kept, with their calls, which go on.
+    let mut closed = Vec::new();
+    for _ in 0..crate::turns::WOKEN_AT_ONCE {
+        let (mut sender, receiver) = conn
+            .open_stream(&path, &metadata, None, None)
+            .expect("open");
+        assert!(sender.poll_ready(&mut cx).is_pending(), "past the mark");
+        sender.close();
+        closed.push((sender, receiver));
+    }
+    // A fifth waits behind them.
+    let (mut waiting, _receiver) = conn
+        .open_stream(&path, &metadata, None, None)
+        .expect("open");
+    let (woken, waiting_waker) = counting_waker();
+    assert!(waiting
+        .poll_ready(&mut Context::from_waker(&waiting_waker))
+        .is_pending());
+    // The server reads: the buffer drains, and turns go out.
+    drain.send(()).expect("server still there");
+    eventually(
+        "the sender waiting behind half-closed ones gets a turn once the buffer drained",
+        || woken.count() > 0,
+    )
+    .await;
+    assert!(
+        matches!(
+            waiting.poll_ready(&mut Context::from_waker(&waiting_waker)),
+            Poll::Ready(Ok(()))
+        ),
+        "woken with a turn, it goes"
+    );
+    drop((hogs, closed));
 }

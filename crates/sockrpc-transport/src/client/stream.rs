@@ -271,7 +271,8 @@ impl StreamSender {
         Ok(())
     }
 
-    /// Ends the request stream (half-close); the response keeps coming.
+    /// Ends the request stream (half-close); the response keeps coming. A place the sender
+    /// took in a line for room or credit goes with it (it will send nothing more).
     pub fn close(&mut self) {
         if self.closed {
             return;
@@ -281,6 +282,10 @@ impl StreamSender {
         if state.calls.get(self.id).is_some() {
             // After the last request message, even one still going out in pieces.
             frame::encode_half_close(state.outbox.frames_for(self.id), self.id);
+            // It sends no more, so it never comes back for a place it took in a line for room
+            // or credit (`poll_ready` then half-close, the sender kept while the answers come):
+            // the place goes, and a turn it holds passes on.
+            state.leave_lines(self.id);
             state.outbox.wake_driver();
         }
     }
@@ -477,9 +482,7 @@ impl Drop for StreamSender {
             // The call has left the table, and its places with it.
             return;
         }
-        let room = state.outbox.buffered() <= crate::outbox::HIGH_WATER;
-        state.drain_waiters.forget(self.id, room);
-        state.credit_waiters.forget(self.id);
+        state.leave_lines(self.id);
     }
 }
 
