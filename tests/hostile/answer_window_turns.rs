@@ -12,6 +12,9 @@
 //! bound on each step. A second test drops the connection while the streams wait: every one of
 //! them must be dropped.
 
+use crate::answer_probe::{
+    credit, until_quiet, walk_frames, Pace, CAP_ANSWER_WINDOW, PRODUCE_PATH,
+};
 use crate::raw::{connect, frame, END, END_STREAM, MESSAGE, PREFACE, SETTINGS, WINDOW};
 use crate::support::{fresh_call, start_serving, Running};
 use futures_util::StreamExt;
@@ -26,12 +29,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
 
-const PRODUCE_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Produce";
-/// `CAP_ANSWER_WINDOW` (crates/sockrpc-protocol/src/frame/settings.rs).
-const CAP_ANSWER_WINDOW: u32 = 0x20;
 /// A CANCEL frame's kind.
 const CANCEL: u8 = 5;
 /// What a streamed answer charges beyond its bytes.
@@ -148,63 +148,24 @@ struct Seen {
     ended: Mutex<HashSet<u32>>,
 }
 
-/// Reads everything the server sends, slowly (16 KiB at a time, a pause every 64 KiB), until
-/// it closes, walking its frames.
-async fn read_slowly(mut reader: OwnedReadHalf, seen: Arc<Seen>) {
-    let mut pending = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut preface = true;
-    for reads in 0u64.. {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if reads % 4 == 3 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        seen.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        pending.extend_from_slice(&buf[..n]);
-        if preface {
-            if pending.len() < PREFACE.len() {
-                continue;
+/// Reads everything the server sends, slowly, until it closes, counting the answers' charges
+/// and the calls ended.
+async fn read_slowly(reader: OwnedReadHalf, seen: Arc<Seen>) {
+    walk_frames(
+        reader,
+        &seen.bytes,
+        Pace::Slow,
+        |kind, call_id, length| match kind {
+            MESSAGE if call_id != 0 => {
+                let charge = length as u64 + MESSAGE_CHARGE;
+                seen.charges.fetch_add(charge, Ordering::Relaxed);
             }
-            pending.drain(..PREFACE.len());
-            preface = false;
-        }
-        let mut at = 0;
-        while pending.len() - at >= 12 {
-            let length = u32::from_be_bytes(pending[at..at + 4].try_into().expect("4")) as usize;
-            if pending.len() - at < 12 + length {
-                break;
+            END => {
+                seen.ended.lock().expect("ended").insert(call_id);
             }
-            let call_id = u32::from_be_bytes(pending[at + 8..at + 12].try_into().expect("4"));
-            match pending[at + 4] {
-                MESSAGE if call_id != 0 => {
-                    let charge = length as u64 + MESSAGE_CHARGE;
-                    seen.charges.fetch_add(charge, Ordering::Relaxed);
-                }
-                END => {
-                    seen.ended.lock().expect("ended").insert(call_id);
-                }
-                _ => {}
-            }
-            at += 12 + length;
-        }
-        pending.drain(..at);
-    }
-}
-
-/// Waits until nothing more has arrived for a while (the server waits for credit).
-async fn until_quiet(seen: &Seen) {
-    bounded("the server stops sending", async {
-        loop {
-            let before = seen.bytes.load(Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            if seen.bytes.load(Ordering::Relaxed) == before {
-                return;
-            }
-        }
-    })
+            _ => {}
+        },
+    )
     .await;
 }
 
@@ -223,7 +184,7 @@ async fn streams_waiting(
     bounded("write the calls", writer.write_all(&calls()))
         .await
         .expect("write");
-    until_quiet(&seen).await;
+    until_quiet(&seen.bytes, Duration::from_millis(400)).await;
     let read = seen.bytes.load(Ordering::Relaxed);
     let ended = seen.ended.lock().expect("ended").len();
     assert!(
@@ -268,14 +229,14 @@ async fn streams_leaving_the_lines_never_strand_the_others() {
             break;
         }
         let charges = seen.charges.load(Ordering::Relaxed);
-        let mut credit = Vec::new();
-        while credited < charges && credit.len() < 64 * 1024 {
+        let mut credits = Vec::new();
+        while credited < charges && credits.len() < 64 * 1024 {
             let piece = PIECE.min(charges - credited);
-            credit.extend_from_slice(&frame(WINDOW, 0, 0, &(piece as u32).to_be_bytes()));
+            credits.extend_from_slice(&credit(piece as u32));
             credited += piece;
         }
-        if !credit.is_empty() {
-            bounded("credit", writer.write_all(&credit))
+        if !credits.is_empty() {
+            bounded("credit", writer.write_all(&credits))
                 .await
                 .expect("write");
         }

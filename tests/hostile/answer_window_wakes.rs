@@ -10,6 +10,9 @@
 //! Counted here as the enters of the streams' `rpc` spans (`parked_wakes.rs`'s counter). Then
 //! the client credits everything, and every stream must still end: none is left waiting.
 
+use crate::answer_probe::{
+    credit, until_quiet, walk_frames, Pace, CAP_ANSWER_WINDOW, PRODUCE_PATH,
+};
 use crate::parked_wakes::{counted_runtime, PollCount};
 use crate::raw::{connect, frame, open, END, END_STREAM, MESSAGE, PREFACE, SETTINGS, WINDOW};
 use crate::support::{bounded, fresh_call, start_serving};
@@ -23,11 +26,8 @@ use sockrpc_tests::stream::{Chunk, ProduceRequest};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-const PRODUCE_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Produce";
-/// `CAP_ANSWER_WINDOW` (crates/sockrpc-protocol/src/frame/settings.rs).
-const CAP_ANSWER_WINDOW: u32 = 0x20;
 /// Streams, each answering [`MESSAGES`] chunks of [`SIZE`] bytes: 56 KiB a stream, within its
 /// 64 KiB stream window; 33 MiB in all, twice the 16 MiB answer window.
 const STREAMS: u32 = 600;
@@ -67,57 +67,14 @@ struct Seen {
     ends: AtomicU64,
 }
 
-/// Reads everything the server sends, walking its frames to count the ENDs, until it closes.
-async fn read_all(mut reader: tokio::net::tcp::OwnedReadHalf, seen: Arc<Seen>) {
-    let mut pending = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut preface = true;
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        seen.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        pending.extend_from_slice(&buf[..n]);
-        if preface {
-            if pending.len() < PREFACE.len() {
-                continue;
-            }
-            pending.drain(..PREFACE.len());
-            preface = false;
-        }
-        let mut at = 0;
-        while pending.len() - at >= 12 {
-            let length = u32::from_be_bytes(pending[at..at + 4].try_into().expect("4")) as usize;
-            if pending.len() - at < 12 + length {
-                break;
-            }
-            if pending[at + 4] == END {
-                seen.ends.fetch_add(1, Ordering::Relaxed);
-            }
-            at += 12 + length;
-        }
-        pending.drain(..at);
-    }
-}
-
-/// Waits until nothing more has arrived for a while (the server waits for credit).
-async fn until_quiet(seen: &Seen) {
-    bounded("the server stops sending", async {
-        loop {
-            let before = seen.bytes.load(Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            if seen.bytes.load(Ordering::Relaxed) == before {
-                return;
-            }
+/// Reads everything the server sends, counting the ENDs, until it closes.
+async fn read_all(reader: tokio::net::tcp::OwnedReadHalf, seen: Arc<Seen>) {
+    walk_frames(reader, &seen.bytes, Pace::Fast, |kind, _, _| {
+        if kind == END {
+            seen.ends.fetch_add(1, Ordering::Relaxed);
         }
     })
     .await;
-}
-
-/// A WINDOW on call 0: answer credit.
-fn credit(bytes: u32) -> Vec<u8> {
-    frame(WINDOW, 0, 0, &bytes.to_be_bytes())
 }
 
 #[test]
@@ -155,7 +112,7 @@ fn streams_waiting_for_answer_credit_are_woken_a_few_at_a_time() {
             .await
             .expect("write");
         // 16 MiB go out; the rest of the streams wait for credit.
-        until_quiet(&seen).await;
+        until_quiet(&seen.bytes, Duration::from_millis(300)).await;
         let first = seen.bytes.load(Ordering::Relaxed);
         assert!(
             first >= 15 << 20 && seen.ends.load(Ordering::Relaxed) < u64::from(STREAMS),
@@ -172,7 +129,7 @@ fn streams_waiting_for_answer_credit_are_woken_a_few_at_a_time() {
                 .expect("write");
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
-        until_quiet(&seen).await;
+        until_quiet(&seen.bytes, Duration::from_millis(300)).await;
         let polls = counter.enters.load(Ordering::Relaxed) - before;
         let more = seen.bytes.load(Ordering::Relaxed) - first;
         eprintln!("{CREDITS} credits of one answer: {polls} polls of the streams, {more} bytes");

@@ -3,6 +3,7 @@
 //! allocate what a peer merely announces, while a well-behaved generated client keeps being
 //! served; and a client whose server is gone fails with `Unavailable`, never hangs.
 
+mod answer_probe;
 mod answer_window_abandoned;
 mod answer_window_ignored;
 mod answer_window_skipped;
