@@ -7,11 +7,12 @@
 //! per kind in the log (`warnings.rs`). The limit of calls in flight per connection counts
 //! calls running in tasks of their own (`call_limit.rs`). Connections that never send their
 //! preface cannot hold every slot at the cap: the oldest is evicted for a newcomer
-//! (`eviction.rs`).
+//! (`eviction.rs`), and told why with no reset, lingering off its slot (`evicted_linger.rs`).
 
 mod call_limit;
 mod config;
 mod evicted;
+mod evicted_linger;
 mod eviction;
 mod eviction_floor;
 mod half_close;

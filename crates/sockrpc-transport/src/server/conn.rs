@@ -67,6 +67,8 @@ pub(super) struct ConnConfig {
     /// The server's WARN budget: why a connection was closed is logged through it, so that a
     /// flood of bad connections is one warning, not one per connection.
     pub(super) log_limit: Arc<LogLimit>,
+    /// The server's slots for sockets lingering off their task (`linger.rs`), refusals' too.
+    pub(super) lingering: Arc<tokio::sync::Semaphore>,
 }
 
 impl ConnConfig {
@@ -85,6 +87,7 @@ impl ConnConfig {
             keepalive: config.keepalive,
             timeout: config.timeout,
             log_limit: Arc::clone(&config.log_limit),
+            lingering: Arc::new(tokio::sync::Semaphore::new(super::listener::PLAIN_REFUSALS)),
         }
     }
 }
@@ -251,7 +254,7 @@ impl<D: Dispatch> Connection<D> {
         self.opened.len() + self.running_hint.get() >= limit && self.in_flight() >= limit
     }
 
-    fn abort_all(&mut self) {
+    pub(super) fn abort_all(&mut self) {
         self.opened.clear();
         self.shared.abort_running();
         self.locals.clear();
@@ -312,11 +315,14 @@ impl<D: Dispatch> Connection<D> {
         Poll::Ready(())
     }
 
-    /// Closes a connection the accept loop evicted at the connection cap before its preface was
-    /// read: its client has the PREFACE and may have written calls, so a GOAWAY (last call id
-    /// 0: none ran) tells it they may go elsewhere. Written without waiting on the client.
+    /// Closes a connection evicted at the cap before its preface was read: a GOAWAY (last call
+    /// id 0: none ran) tells its client its calls may go elsewhere; the socket lingers off this
+    /// task if it can (`linger.rs`), else closes at once. This task, and its slot, end now.
     fn close_evicted(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.awaiting = None;
+        if self.hand_off(Some(EVICTED)) {
+            return Poll::Ready(());
+        }
         self.close(cx, Some((Code::Unavailable, EVICTED.to_string())))
     }
 
@@ -405,8 +411,10 @@ impl<D: Dispatch> Future for Connection<D> {
         let this = &mut *self;
         if this.linger.is_some() {
             // Evicted while it closes politely before its preface (an idle timeout shorter
-            // than the handshake's): the accept loop waits for its slot, so it goes at once.
+            // than the handshake's): its slot is waited for, so it goes at once (its socket
+            // lingering on off this task if it can).
             if this.awaiting.as_mut().is_some_and(|t| t.poll_evicted(cx)) {
+                this.hand_off(None);
                 return Poll::Ready(());
             }
             return this.poll_linger(cx);

@@ -14,8 +14,11 @@
 //! the server's PREFACE (and may have written calls) learns from a GOAWAY (last call id 0, the
 //! connection limit named) that none of its calls ran, and retries them or fails them as not
 //! processed, instead of seeing a bare close. The task writes it without waiting on the client
-//! (`conn.rs`), so the wait here stays in microseconds unless every thread is busy. The wait
-//! also listens for the server's shutdown signal: a server stopping at the cap does not sit in it.
+//! (`conn.rs`) and hands its socket to the server's bounded lingering (`linger.rs`: GOAWAY,
+//! FIN, the client's unread bytes read and dropped, so no RST destroys the GOAWAY) on a task
+//! that holds no connection slot; so the wait here stays in microseconds unless every thread
+//! is busy. The wait also listens for the server's shutdown signal: a server stopping at the
+//! cap does not sit in it.
 
 use super::handshakes::Handshakes;
 use super::ServerConfig;

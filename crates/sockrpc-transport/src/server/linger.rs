@@ -16,16 +16,73 @@
 //!
 //! Only the polite closes linger (a drained connection, an idle one): a peer that broke the
 //! protocol or timed out is closed at once.
+//!
+//! A connection evicted at the connection cap before its preface (`evict.rs`) is told with a
+//! GOAWAY too, and its client's preface and calls may sit unread in the socket: closed at once,
+//! the kernel would answer them with a RST that can destroy the GOAWAY. It cannot linger on its
+//! own task, which holds the `max_connections` slot eviction exists to free; so its socket is
+//! handed over ([`linger_handed_off`]) to a task of its own that holds one of the server's
+//! lingering slots instead (shared with the clients refused at the cap, `listener.rs`): at most
+//! [`LINGERING`] at once, each for at most [`HANDED_OFF_LINGER`] and [`HANDED_OFF_DRAIN`] bytes.
+//! With no lingering slot free it closes at once, as a refused client past those does.
 
 use super::conn::Connection;
+use crate::codec::FrameDecoder;
 use crate::dispatch::Dispatch;
+use crate::outbox::Outbox;
+use crate::reader::FrameReader;
+use sockrpc_protocol::{frame, Code};
+use std::sync::Arc;
 use std::{
     future::Future,
+    io,
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
 };
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
+
+/// Sockets lingering at once off their connection's task: clients refused at the connection cap
+/// and connections evicted there (`listener.rs` says why 64).
+pub(super) const LINGERING: usize = 64;
+
+/// The longest a socket handed off to linger is kept: a client that reads its GOAWAY closes
+/// within a round trip.
+pub(super) const HANDED_OFF_LINGER: Duration = Duration::from_secs(1);
+
+/// Bytes read (and dropped) from a socket handed off to linger while its GOAWAY is delivered.
+pub(super) const HANDED_OFF_DRAIN: usize = 64 * 1024;
+
+/// Lingers on a socket handed off by its connection (evicted at the cap, `conn.rs`), on a task
+/// that holds `slot` (one of [`LINGERING`]) and no connection slot: what `outbox` holds (the
+/// GOAWAY) goes out, then the FIN, then what the client sends is read and dropped until it
+/// closes too, for at most [`HANDED_OFF_LINGER`] and [`HANDED_OFF_DRAIN`] bytes.
+pub(super) async fn linger_handed_off(
+    mut outbox: Outbox,
+    mut reader: FrameReader,
+    slot: OwnedSemaphorePermit,
+) {
+    let _ = tokio::time::timeout(HANDED_OFF_LINGER, async {
+        std::future::poll_fn(|cx| outbox.poll_flush(cx)).await?;
+        // Already shut (it was lingering on its own task when evicted) or not: either way the
+        // client's bytes are still read below.
+        let _ = std::future::poll_fn(|cx| outbox.poll_shutdown(cx)).await;
+        let mut drained = 0;
+        while drained < HANDED_OFF_DRAIN {
+            match std::future::poll_fn(|cx| reader.poll_fill(cx)).await? {
+                0 => break,
+                n => {
+                    drained += n;
+                    reader.discard();
+                }
+            }
+        }
+        io::Result::Ok(())
+    })
+    .await;
+    drop(slot);
+}
 
 /// The longest a closing connection waits for the client's FIN. A client that has read the
 /// GOAWAY and the FIN closes within a round trip; one that does not is not waited for long.
@@ -51,6 +108,36 @@ impl<D: Dispatch> Connection<D> {
             shut: false,
         });
         self.poll_linger(cx)
+    }
+
+    /// Hands the socket, after a GOAWAY (`Some(reason)`, UNAVAILABLE, the last call id) or with
+    /// what the write buffer holds, to a task that lingers on it off this connection's task
+    /// (`linger.rs`), when one of the server's lingering slots is free. `false`: none is; the
+    /// connection still has its socket.
+    pub(super) fn hand_off(&mut self, goaway: Option<&str>) -> bool {
+        let Ok(slot) = Arc::clone(&self.config.lingering).try_acquire_owned() else {
+            return false;
+        };
+        self.abort_all();
+        let outbox = {
+            let mut state = self.shared.lock();
+            if let Some(reason) = goaway {
+                frame::encode_goaway(
+                    state.outbox.buf_mut(),
+                    self.last_call_id,
+                    Code::Unavailable,
+                    reason,
+                );
+            }
+            std::mem::replace(&mut state.outbox, Outbox::new(Box::pin(tokio::io::sink())))
+        };
+        let decoder = FrameDecoder::new(self.config.limits);
+        let reader = std::mem::replace(
+            &mut self.reader,
+            FrameReader::new(Box::pin(tokio::io::empty()), decoder),
+        );
+        tokio::spawn(super::linger::linger_handed_off(outbox, reader, slot));
+        true
     }
 
     /// One wake-up of a lingering connection: `Ready` when it is done.

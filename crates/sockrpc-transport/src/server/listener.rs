@@ -19,7 +19,8 @@
 //! Telling a refused client why takes a task and its socket for up to [`REFUSAL_LINGER`], so at
 //! most [`PLAIN_REFUSALS`] (and [`TLS_REFUSALS`] with TLS) are told at once: a flood of
 //! connections past the cap costs a bounded number of tasks and descriptors, whatever its
-//! size. Its warnings (a client refused, an accept failed) go through the server's WARN budget
+//! size. Connections evicted at the cap linger on the same [`PLAIN_REFUSALS`] slots
+//! (`linger.rs`). Its warnings (a client refused, an accept failed) go through the server's WARN budget
 //! (`log_limit.rs`), as the connections' own do: one per kind every 10 s, the rest at DEBUG.
 //!
 //! With TLS the listener hands over each stream whole ([`Accept::accept_io`]); the TLS
@@ -341,7 +342,9 @@ where
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
     let tls = tls_on(&config);
     let handshakes = Handshakes::default();
-    let refusals = Arc::new(tokio::sync::Semaphore::new(PLAIN_REFUSALS));
+    // Shared with the connections evicted at the cap, which linger off their task too
+    // (`linger.rs`).
+    let refusals = Arc::clone(&conn_config.lingering);
     let tls_refusals = Arc::new(tokio::sync::Semaphore::new(TLS_REFUSALS));
     tokio::pin!(signal);
     loop {
@@ -435,8 +438,9 @@ fn refuse_plain(refusals: &Arc<tokio::sync::Semaphore>, accepted: Accepted) {
 /// round trip), at most [`REFUSAL_LINGER`]; without a bound, a flood of connections past the cap
 /// would hold one task and one descriptor each for that long. 64 tell every client that comes
 /// past the cap at any ordinary rate, and together with [`TLS_REFUSALS`] stay well inside the
-/// 256 descriptors `sockrpc serve` keeps free above its cap.
-const PLAIN_REFUSALS: usize = 64;
+/// 256 descriptors `sockrpc serve` keeps free above its cap. Connections evicted at the cap
+/// linger on the same slots (`linger.rs`): together they stay within this bound.
+pub(super) const PLAIN_REFUSALS: usize = super::linger::LINGERING;
 
 /// Refuses a TLS client past the connection cap the way [`refuse`] refuses a plain one: the
 /// GOAWAY can only travel inside a TLS session, so the handshake runs first, on a task of its
@@ -504,11 +508,11 @@ async fn refuse(accepted: Accepted) {
     .await;
 }
 
-/// How long a refused connection is kept to deliver its GOAWAY.
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// How long a refused connection is kept to deliver its GOAWAY (as an evicted one).
+const REFUSAL_LINGER: Duration = super::linger::HANDED_OFF_LINGER;
 
 /// Bytes read (and dropped) from a refused client while its GOAWAY is delivered.
-const REFUSAL_DRAIN: usize = 64 * 1024;
+const REFUSAL_DRAIN: usize = super::linger::HANDED_OFF_DRAIN;
 
 /// Serves one already-connected stream (a Unix socket, an in-memory duplex) until it closes;
 /// with `config.tls`, after a TLS handshake on it.
