@@ -193,6 +193,19 @@ fn intern(paths: &mut HashSet<Bytes>, last: &mut Bytes, path: &[u8]) -> Bytes {
     kept
 }
 
+/// Bytes of `path` an entry counts: none for one of the shared copies in `paths` (a few dozen
+/// methods, at most [`MAX_PATHS`]), its length for a copy of its own. Without it, entries naming
+/// a new method each held a path of up to a datagram uncounted, behind an answer counted at
+/// ~200 bytes: six times the byte bound (`tests/udp/paths.rs`). While `paths` has room every
+/// path is shared, so the set is looked at only once it is full.
+fn own_path_size(paths: &HashSet<Bytes>, path: &Bytes) -> usize {
+    if paths.len() < MAX_PATHS || paths.contains(path) {
+        0
+    } else {
+        path.len()
+    }
+}
+
 /// Recent answers keyed by `(client_instance, call_id)`; shared (in an `Arc`) by the UDP server
 /// and the TCP server, which looks up re-issued calls with [`ReplyCache::wait`].
 pub struct ReplyCache {
@@ -428,7 +441,11 @@ impl ReplyCache {
             let key = (instance, call_id);
             let stale = state.marks.is_stale(instance, call_id);
             let State {
-                map, quotas, bytes, ..
+                map,
+                quotas,
+                bytes,
+                paths,
+                ..
             } = &mut *state;
             let Some(slot) = map.get_mut(&key) else {
                 return;
@@ -437,6 +454,9 @@ impl ReplyCache {
                 return;
             };
             let owner = *owner;
+            // A path of its own (not one of the shared copies) is memory this entry holds.
+            let path_size = own_path_size(paths, path);
+            size += path_size;
             if stale {
                 // The client gave up on it meanwhile: nobody will ask for this answer.
                 map.remove(&key);
@@ -453,7 +473,7 @@ impl ReplyCache {
                     "the call ran, but its answer was too large to keep for a retransmission",
                 );
                 let answer = Err(status);
-                size = answer_size(&answer);
+                size = answer_size(&answer) + path_size;
                 answer
             } else {
                 owned(answer)
