@@ -6,7 +6,8 @@
 //! watermarks: a small cache serving a long run of calls, late duplicates refused; and many calls
 //! on one socket through batched reads and segmented sends; and each host's share of the
 //! reply cache and of the calls in flight; and a server dropped without a shutdown stopping its
-//! UDP side too; and method paths a hostile host makes up, each entry's copy counted.
+//! UDP side too; and method paths a hostile host makes up, each entry's copy counted; and
+//! watermarks jumping by almost 2³¹ a request, never sweeping answers past the mark.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
@@ -18,6 +19,7 @@ mod calls;
 mod channel;
 mod datagrams;
 mod in_flight_share;
+mod mark_jumps;
 mod paths;
 mod reliability;
 mod share;

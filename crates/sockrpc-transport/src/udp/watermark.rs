@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 /// cache then refused every UDP client's calls for 30 s.)
 pub(crate) const MAX_SWEEP: u32 = 256;
 
+/// Farthest the sweep's cursor may be behind a mark: every id from it to the mark is before
+/// the mark in serial order.
+const MAX_BEHIND: u32 = (1 << 31) - 1;
+
 /// How often, at most, a full table is scanned for marks past their ttl. Without a bound, every
 /// REQUEST of a client new to a full table scanned all of it (65,536 marks) under the reply
 /// cache's lock: a verified sender that filled the table with fresh instances (a REQUEST each,
@@ -103,6 +107,13 @@ impl Watermarks {
             mark.seen = now;
             if serial_before(mark.below, below) {
                 mark.below = below;
+            }
+            // The cursor stays under 2³¹ ids behind the mark: further back, the ids it sweeps
+            // next come *after* the mark in serial order, calls the client is not done with
+            // (a mark jumping ~2³¹ a request outruns 256 a request; `tests/udp/mark_jumps.rs`).
+            // What the cursor skips is left to the ttl.
+            if mark.below.wrapping_sub(mark.swept) > MAX_BEHIND {
+                mark.swept = mark.below.wrapping_sub(MAX_BEHIND);
             }
             // `swept` only moves toward `below`, so this is how far behind it is.
             let first = mark.swept;
