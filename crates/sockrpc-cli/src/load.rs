@@ -62,7 +62,7 @@ pub(crate) struct Tally {
     hist: Mutex<Histogram<u64>>,
     /// Calls handed out so far, for a call budget.
     started: AtomicU64,
-    /// Set when a time budget runs out. A flag rather than a clock read per round: the client
+    /// Set when a time budget (or a call budget's time bound) runs out. A flag rather than a clock read per round: the client
     /// thread is the bottleneck at high concurrency, and every clock read is ~40 ns of it.
     stop: AtomicBool,
     errors: AtomicU64,
@@ -137,12 +137,33 @@ pub(crate) async fn run_phase<C: Caller>(
     budget: Budget,
     progress: &ProgressBar,
 ) -> (Vec<C>, PhaseResult) {
+    run_phase_within(callers, budget, None, progress).await
+}
+
+/// [`run_phase`] with a call budget that also ends after `within`: a warmup of `--warmup N`
+/// calls must not outlast a run of `--duration 0.1` by hours when N is huge or calls are slow.
+pub(crate) async fn run_calls_within<C: Caller>(
+    callers: Vec<C>,
+    calls: u64,
+    within: Duration,
+    progress: &ProgressBar,
+) -> (Vec<C>, PhaseResult) {
+    run_phase_within(callers, Budget::Calls(calls), Some(within), progress).await
+}
+
+async fn run_phase_within<C: Caller>(
+    callers: Vec<C>,
+    budget: Budget,
+    within: Option<Duration>,
+    progress: &ProgressBar,
+) -> (Vec<C>, PhaseResult) {
     let tally = Arc::new(Tally::new());
     let started = Instant::now();
-    let deadline = tokio::time::sleep(match budget {
-        Budget::Time(duration) => duration,
+    let deadline = tokio::time::sleep(match (budget, within) {
+        (Budget::Time(duration), _) => duration,
+        (Budget::Calls(_), Some(within)) => within,
         // Never reached: the call budget ends the phase, or the watchdog does.
-        Budget::Calls(_) => Duration::from_secs(86_400 * 365),
+        (Budget::Calls(_), None) => Duration::from_secs(86_400 * 365),
     });
     tokio::pin!(deadline);
     let per_task = callers.first().map_or(1, Caller::calls_per_round);
@@ -153,7 +174,9 @@ pub(crate) async fn run_phase<C: Caller>(
             let batch = caller.calls_per_round();
             loop {
                 let more = match budget {
-                    Budget::Calls(limit) => tally.claim(batch, limit),
+                    Budget::Calls(limit) => {
+                        !tally.stop.load(Ordering::Relaxed) && tally.claim(batch, limit)
+                    }
                     Budget::Time(_) => !tally.stop.load(Ordering::Relaxed),
                 };
                 if !more {

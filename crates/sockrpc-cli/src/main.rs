@@ -18,6 +18,7 @@
 
 mod cmd;
 mod load;
+mod out;
 mod plot;
 mod proto;
 mod raw;
@@ -59,6 +60,7 @@ enum Command {
     ///
     /// Exit code 1 when a row measured nothing (it could not connect, or its warmup stalled):
     /// every row still runs and is reported, then each failed row and why are named on stderr.
+    /// Exit code 141 (any command) when stdout's reader left early (`| head -1`).
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///
@@ -110,7 +112,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sockrpc: {err}");
+            crate::out::errln!("sockrpc: {err}");
             ExitCode::FAILURE
         }
     }

@@ -144,7 +144,7 @@ async fn call(args: CallArgs) -> Result<(), Failure> {
     )
     .await;
     if result.is_ok() {
-        eprintln!("status OK (0)");
+        crate::out::errln!("status OK (0)");
     }
     result
 }
@@ -226,19 +226,19 @@ fn print_status(status: &Status, verbose: bool) {
         return;
     }
     if !status.details().is_empty() {
-        eprintln!("status details (base64): {}", base64(status.details()));
+        crate::out::errln!("status details (base64): {}", base64(status.details()));
     }
     print_metadata("status metadata", status.metadata());
 }
 
 /// `title:` then one `key: value` line per entry on stderr (`-bin` values as base64).
 fn print_metadata(title: &str, metadata: &sockrpc::MetadataMap) {
-    eprintln!("{title}: {}", metadata.len());
+    crate::out::errln!("{title}: {}", metadata.len());
     for (key, value) in metadata.iter() {
         if key.ends_with("-bin") {
-            eprintln!("  {key}: {}", base64(value));
+            crate::out::errln!("  {key}: {}", base64(value));
         } else {
-            eprintln!("  {key}: {}", String::from_utf8_lossy(value));
+            crate::out::errln!("  {key}: {}", String::from_utf8_lossy(value));
         }
     }
 }

@@ -46,7 +46,7 @@ async fn check(args: HealthArgs) -> Result<(), Failure> {
         .await?
         .into_inner();
     let status = ServingStatus::try_from(answer.status).unwrap_or(ServingStatus::Unknown);
-    println!("{}", status.as_str_name());
+    crate::out::outln!("{}", status.as_str_name());
     if status == ServingStatus::Serving {
         Ok(())
     } else {

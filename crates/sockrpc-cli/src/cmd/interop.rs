@@ -66,9 +66,9 @@ async fn client(addr: &str, case: &str) -> Result<(), Box<dyn Error>> {
     let mut failures = Vec::new();
     for name in cases {
         match sockrpc_interop::run_case(name, addr).await {
-            Ok(()) => println!("PASS {name}"),
+            Ok(()) => crate::out::outln!("PASS {name}"),
             Err(message) => {
-                println!("FAIL {name}: {message}");
+                crate::out::outln!("FAIL {name}: {message}");
                 failures.push(format!("{name}: {message}"));
             }
         }

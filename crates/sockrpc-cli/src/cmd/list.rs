@@ -31,7 +31,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
             pool.services().map(|s| s.full_name().to_owned()).collect()
         };
         for name in names {
-            println!("{name}");
+            crate::out::outln!("{name}");
         }
         return Ok(());
     };
@@ -47,7 +47,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         .get_service_by_name(service)
         .ok_or_else(|| Failure::Input(format!("unknown service {service}")))?;
     for method in found.methods() {
-        println!("{}", method.full_name());
+        crate::out::outln!("{}", method.full_name());
     }
     Ok(())
 }

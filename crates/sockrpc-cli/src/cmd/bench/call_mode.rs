@@ -17,7 +17,7 @@ use crate::cmd::call::single_request;
 use crate::cmd::dynamic::exit::Failure;
 use crate::cmd::dynamic::invoke::Outgoing;
 use crate::cmd::dynamic::{conn, reflect, source};
-use crate::load::{run_phase, Budget, Caller, Tally};
+use crate::load::{run_calls_within, Budget, Caller, Tally};
 use crate::plot;
 use crate::report::{self, Group, Machine, Row, Setup};
 use crate::server::Embedded;
@@ -259,7 +259,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         Some(calls) => Budget::Calls(calls),
         None => Budget::Time(duration),
     };
-    println!(
+    crate::out::outln!(
         "sockrpc bench: {} at {}, request {} B",
         target.name,
         match &args.target {
@@ -268,7 +268,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         },
         target.request_bytes
     );
-    println!();
+    crate::out::outln!();
     let progress = progress_bar();
     let plan = super::plan::Plan {
         budget,
@@ -303,7 +303,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
                 rows: vec![row],
                 skipped: Vec::new(),
             };
-            progress.suspend(|| println!("{}", report::table(&group, &plan.describe())));
+            progress.suspend(|| crate::out::outln!("{}", report::table(&group, &plan.describe())));
             groups.push(group);
         }
     } else {
@@ -314,7 +314,13 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             let warm = vec![DynCaller {
                 fire: Arc::clone(&target.fire),
             }];
-            client.block_on(run_phase(warm, Budget::Calls(args.warmup), &progress));
+            // As long as one rate then runs (--duration), or 10 s with --calls, at most.
+            let bound = super::rows::warmup_bound(budget);
+            let (_, phase) = client.block_on(run_calls_within(warm, args.warmup, bound, &progress));
+            let made = phase.hist.len() + phase.errors;
+            if let Some(note) = super::rows::warmup_cut(args.warmup, made, bound) {
+                crate::out::errln!("sockrpc bench: {note}");
+            }
         }
         for &rate in &args.rate {
             let time = match budget {
@@ -351,12 +357,12 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             },
             args.max_in_flight
         );
-        progress.suspend(|| println!("{}", report::table(&group, &title)));
+        progress.suspend(|| crate::out::outln!("{}", report::table(&group, &title)));
         groups.push(group);
         if let Some(path) = &args.rate_plot {
             rate_plot::write_svg(path, &target.name, &runs)
                 .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-            println!("wrote {}", path.display());
+            crate::out::outln!("wrote {}", path.display());
         }
     }
     progress.finish_and_clear();
@@ -376,16 +382,16 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         annotate(path, &runs, &target.name)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        println!("wrote {}", path.display());
+        crate::out::outln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
         plot::write_svg(path, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        println!("wrote {}", path.display());
+        crate::out::outln!("wrote {}", path.display());
     }
     if let Some(path) = &args.compare {
         let (table, _) = compare::compare(&groups, path)?;
-        println!("{table}");
+        crate::out::outln!("{table}");
     }
     Ok(report::failures(&groups)?)
 }

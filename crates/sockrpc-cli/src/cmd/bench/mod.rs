@@ -140,6 +140,20 @@ fn check_in_flight(payloads: &[usize], concurrencies: &[usize]) -> Result<(), St
     Ok(())
 }
 
+/// Refuses a `--rate` list that names one rate twice (`1k,1000`): each rate is a row named
+/// `open-loop RATE/s`, and two rows of one name are one row to `--compare`, to the JSON's
+/// `open_loop` figures and to anyone reading the table.
+fn check_rates_distinct(rates: &[f64]) -> Result<(), String> {
+    for (index, rate) in rates.iter().enumerate() {
+        if rates[..index].contains(rate) {
+            return Err(format!(
+                "--rate names {rate} calls/s twice: each rate is one row, give each once"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse_server_workers(text: &str) -> Result<usize, String> {
     match crate::cmd::serve::parse_workers(text)? {
         0 => Err("must be at least 1".to_owned()),
@@ -186,7 +200,9 @@ pub(crate) struct BenchArgs {
     /// Calls each row makes, instead of running for --duration.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     calls: Option<u64>,
-    /// Calls made on each row's connections before measuring (0: none).
+    /// Calls made on each row's connections before measuring (0: none). A warmup also ends
+    /// after as long as the row then measures (--duration), or 10 s with --calls; the row's
+    /// note says when it did.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     warmup: u64,
     /// Gives every sockrpc call this deadline, in seconds (the channel's default timeout), as
@@ -278,8 +294,8 @@ pub(crate) struct BenchArgs {
     /// Open loop: send this many calls per second on a fixed schedule, whatever the answers
     /// do, latency measured from each call's scheduled send (no coordinated omission); the
     /// achieved rate and the dropped slots are reported. A list (`10k,50k,100k`) is a sweep,
-    /// one row per rate. On --call's method, or the bench service's Echo with the first
-    /// --payload.
+    /// one row per rate; each rate at most once. On --call's method, or the bench service's Echo
+    /// with the first --payload.
     #[arg(long, value_name = "CALLS/S", value_delimiter = ',',
           value_parser = open_loop::parse_rate)]
     rate: Vec<f64>,
@@ -354,6 +370,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     {
         return Err("--dns-server goes with a --target dns://NAME:PORT".into());
     }
+    check_rates_distinct(&args.rate)?;
     if args.call.is_none() {
         check_in_flight(&args.payload, &args.concurrency)?;
     }
@@ -442,7 +459,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     }
     let machine = Machine::this();
     match &embedded {
-        Some(server) => println!(
+        Some(server) => crate::out::outln!(
             "sockrpc bench: embedded server ({} workers; {} raw={}{}{}{}), client on a \
              current-thread runtime; {} CPUs available",
             args.server_workers,
@@ -461,7 +478,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
                 .map_or_else(String::new, |uds| format!(" {uds}")),
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
-        None => println!(
+        None => crate::out::outln!(
             "sockrpc bench: target {} raw={} raw-tls={} raw-udp={} udp={} uds={}",
             targets.main(),
             or_dash(targets.raw_tcp),
@@ -471,7 +488,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             or_dash(args.uds_target.as_ref().map(|path| path.display())),
         ),
     }
-    println!();
+    crate::out::outln!();
 
     let progress = progress_bar();
     let mut groups = Vec::new();
@@ -486,7 +503,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
                 &progress,
             ));
             let table = report::table(&group, &plan.describe());
-            progress.suspend(|| println!("{table}"));
+            progress.suspend(|| crate::out::outln!("{table}"));
             groups.push(group);
         }
     }
@@ -510,15 +527,15 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         );
         report::write_json(path, &machine, &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        println!("wrote {}", path.display());
+        crate::out::outln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
         plot::write_svg(path, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        println!("wrote {}", path.display());
+        crate::out::outln!("wrote {}", path.display());
     }
     if let Some(path) = &args.compare {
-        println!("{}", compare::compare(&groups, path)?.0);
+        crate::out::outln!("{}", compare::compare(&groups, path)?.0);
     }
     // Every row has run and been reported; a row that measured nothing fails the run.
     Ok(report::failures(&groups)?)

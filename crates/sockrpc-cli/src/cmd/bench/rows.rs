@@ -3,7 +3,7 @@
 //! which transport carried them).
 
 use super::plan::{Kind, Plan, Targets, MAX_SOCKRPC_UDP_PAYLOAD};
-use crate::load::{run_phase, Budget, Caller};
+use crate::load::{run_calls_within, run_phase, Budget, Caller};
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller, StreamCaller};
 use crate::raw::{RawTcp, RawTcpPipelined, RawUdp};
 use crate::raw_tls::RawTls;
@@ -15,6 +15,29 @@ use std::time::Duration;
 
 /// How long a sockrpc row waits for its pool to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a warmup may run when rows run for `--calls` rather than `--duration`.
+const WARMUP_BOUND_WITH_CALLS: Duration = Duration::from_secs(10);
+
+/// The longest a warmup runs, whatever `--warmup` asks: as long as the row then measures for
+/// (`--duration`), or [`WARMUP_BOUND_WITH_CALLS`] with `--calls`. A huge `--warmup` with a short
+/// `--duration` otherwise ran for hours before measuring a tenth of a second.
+pub(super) fn warmup_bound(budget: Budget) -> Duration {
+    match budget {
+        Budget::Time(time) => time,
+        Budget::Calls(_) => WARMUP_BOUND_WITH_CALLS,
+    }
+}
+
+/// The note for a warmup its time bound ended early, or `None`.
+pub(super) fn warmup_cut(asked: u64, made: u64, bound: Duration) -> Option<String> {
+    (made < asked).then(|| {
+        format!(
+            "warmup ended at its {} s bound after {made} of {asked} calls",
+            bound.as_secs_f64()
+        )
+    })
+}
 
 /// Connects `count` callers one after another.
 async fn connect_all<C, F, Fut>(count: usize, connect: F) -> Result<Vec<C>, String>
@@ -382,7 +405,14 @@ pub(super) async fn measure<C: Caller>(
         progress.reset();
         progress.set_length(plan.warmup);
         progress.set_message(format!("{label} (warmup)"));
-        let (warm, phase) = run_phase(callers, Budget::Calls(plan.warmup), progress).await;
+        let bound = warmup_bound(plan.budget);
+        let (warm, phase) = run_calls_within(callers, plan.warmup, bound, progress).await;
+        if !phase.stalled {
+            let made = phase.hist.len() + phase.errors;
+            if let Some(note) = warmup_cut(plan.warmup, made, bound) {
+                add_note(&mut row, note);
+            }
+        }
         let first = phase.first_error.unwrap_or_default();
         if phase.errors > 0 {
             add_note(

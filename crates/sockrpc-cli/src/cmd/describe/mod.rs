@@ -72,7 +72,7 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     };
     let text =
         render(&pool, &symbol).ok_or_else(|| Failure::Input(format!("unknown symbol {symbol}")))?;
-    print!("{text}");
+    crate::out::out!("{text}");
     Ok(())
 }
 
@@ -89,7 +89,7 @@ async fn describe_file(args: &DescribeArgs, name: &str) -> Result<(), Failure> {
     let file = pool
         .get_file_by_name(name)
         .ok_or_else(|| Failure::Input(format!("unknown file {name}")))?;
-    print!("{}", file::file_text(&file));
+    crate::out::out!("{}", file::file_text(&file));
     Ok(())
 }
 

@@ -77,14 +77,14 @@ pub(crate) fn finish(
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("sockrpc: cannot start the runtime: {err}");
+            crate::out::errln!("sockrpc: cannot start the runtime: {err}");
             return std::process::ExitCode::from(BAD_INPUT);
         }
     };
     match runtime.block_on(body) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("sockrpc: {failure}");
+            crate::out::errln!("sockrpc: {failure}");
             std::process::ExitCode::from(failure.code())
         }
     }

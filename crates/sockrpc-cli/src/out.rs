@@ -1,0 +1,51 @@
+//! Writing to stdout and stderr without panicking when the reader has gone.
+//!
+//! Rust ignores SIGPIPE, so `println!` into a pipe whose reader exited (`sockrpc bench | head
+//! -1`) fails with EPIPE, and `println!` turns that into a panic: a backtrace hint and exit
+//! code 101 for what the shell means as "enough". Resetting SIGPIPE would take `unsafe`, which
+//! the workspace forbids, so every line goes through [`line`]: when stdout is gone, the process
+//! exits at once, quietly, with 141 (128 + SIGPIPE), the status a C tool killed by SIGPIPE
+//! reports; a reader that went away wants no more output, and a run left going would only wait
+//! (a `call` streaming answers for ever). A failed write to stderr is dropped: there is nowhere
+//! left to say so.
+
+use std::fmt;
+use std::io::{ErrorKind, Write};
+
+/// The exit code when stdout's reader has gone: 128 + SIGPIPE (13), as a shell reports a
+/// process that SIGPIPE ended.
+pub(crate) const BROKEN_PIPE_EXIT: i32 = 141;
+
+/// Writes `text` to stdout and flushes it; exits the process when stdout cannot be written.
+pub(crate) fn stdout(text: fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_fmt(text).and_then(|()| out.flush()) {
+        if err.kind() != ErrorKind::BrokenPipe {
+            let _ = writeln!(std::io::stderr(), "sockrpc: cannot write to stdout: {err}");
+        }
+        std::process::exit(BROKEN_PIPE_EXIT);
+    }
+}
+
+/// Writes `text` to stderr, dropping a failure.
+pub(crate) fn stderr(text: fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(text);
+}
+
+/// `println!` that exits quietly when stdout's reader has gone (see [`stdout`]).
+macro_rules! outln {
+    () => { $crate::out::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::out::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that exits quietly when stdout's reader has gone (see [`stdout`]).
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::out::stdout(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::out::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+pub(crate) use {errln, out, outln};

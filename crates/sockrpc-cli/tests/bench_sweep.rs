@@ -1,0 +1,164 @@
+//! A second sweep of `sockrpc bench` as other benchmarks drive it: flags repeated, a warmup
+//! far longer than the run, and stdout closed by its reader (`| head -1`). Each test fails
+//! without its fix.
+
+mod support;
+
+use support::*;
+
+/// `--rate 1k,1000` made two rows named `open-loop 1000/s`: `--compare` and the JSON's
+/// `open_loop` figures matched both to the first. A rate named twice is now refused before any
+/// server starts.
+#[test]
+fn a_rate_named_twice_is_refused_before_anything_runs() {
+    let output = run(sockrpc().args([
+        "bench",
+        "--rate",
+        "1k,1000",
+        "--duration",
+        "0.05",
+        "--warmup",
+        "0",
+    ]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("--rate names 1000 calls/s twice"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("open-loop"), "{stdout}");
+}
+
+/// `--warmup 1000000000 --duration 0.2` warmed up for a billion calls (hours) before measuring
+/// a fifth of a second. A warmup now ends after as long as its row then measures, and the row
+/// says so.
+#[test]
+fn a_huge_warmup_ends_after_the_rows_duration() {
+    let started = Instant::now();
+    let stdout = run_ok(sockrpc().args([
+        "bench",
+        "--transport",
+        "tcp",
+        "--payload",
+        "64",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "1000000000",
+    ]));
+    assert!(
+        stdout.contains("warmup ended at its 0.2 s bound after"),
+        "{stdout}"
+    );
+    // Two rows of 0.2 s warmup and 0.2 s measurement, and the server's start and stop.
+    assert!(started.elapsed() < Duration::from_secs(30), "{stdout}");
+}
+
+/// The open loop's warmup (one closed-loop caller) is bounded the same way.
+#[test]
+fn a_huge_warmup_before_an_open_loop_ends_after_its_duration() {
+    let output = run(sockrpc().args([
+        "bench",
+        "--rate",
+        "100",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "1000000000",
+    ]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}\n{stderr}", output.status);
+    assert!(
+        stderr.contains("warmup ended at its 0.2 s bound after"),
+        "{stderr}"
+    );
+}
+
+/// `sockrpc bench | head -1`: Rust ignores SIGPIPE, so the next `println!` after the reader
+/// left panicked (exit 101, "failed printing to stdout: Broken pipe"). The run now ends quietly
+/// with 141, the status of a process SIGPIPE ended.
+#[cfg(unix)]
+#[test]
+fn stdout_closed_by_its_reader_ends_the_run_quietly() {
+    let mut child = sockrpc()
+        .args([
+            "bench",
+            "--transport",
+            "tcp",
+            "--payload",
+            "64",
+            "--duration",
+            "0.1",
+            "--warmup",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sockrpc");
+    // The reader goes before the table (after the first row's 0.1 s) is written.
+    drop(child.stdout.take());
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let status = wait_bounded(&mut child, "bench with stdout closed");
+    let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr thread")).into_owned();
+    assert!(!stderr.contains("panicked"), "{status}\n{stderr}");
+    assert_eq!(status.code(), Some(141), "{stderr}");
+}
+
+/// `--balance` over several servers, one of them down: the run waited 10 s for every server,
+/// then exited 1 without measuring ("servers not reachable: 1 of the 2 endpoints wanted are
+/// usable"), so a balancer could not be measured doing its job. It now measures on the live
+/// ones, saying on stderr that one is not reachable.
+#[test]
+fn a_balanced_run_with_one_server_down_measures_the_others() {
+    let dead = Refused::loopback();
+    let (mut server, lines) = spawn_server(sockrpc().args(["serve"]));
+    let live = tcp_addr(&first_line(&lines));
+    let output = run(sockrpc().args([
+        "bench",
+        "--balance",
+        "round-robin",
+        "--target",
+        &format!("tcp://{live},tcp://{}", dead.addr()),
+        "--payload",
+        "64",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "10",
+    ]));
+    terminate(&mut server);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stderr.contains("not every server is reachable"), "{stderr}");
+    assert!(stdout.contains("sockrpc-balanced"), "{stdout}");
+    assert!(stdout.contains(&format!("{live} ")), "{stdout}");
+}
+
+/// `--call`, `--rate` and `--timeout` with several targets were dropped without a word: the
+/// balanced rows ran the bench service's Echo instead. They are now refused.
+#[test]
+fn call_rate_and_timeout_with_several_targets_are_refused() {
+    for flag in [
+        &["--call", "sockrpc.bench.Bench/Echo"][..],
+        &["--rate", "100"],
+        &["--timeout", "1"],
+    ] {
+        let output = run(sockrpc()
+            .args(["bench", "--target", "tcp://127.0.0.1:1,tcp://127.0.0.1:2"])
+            .args(flag));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flag:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{} takes one server", flag[0])),
+            "{stderr}"
+        );
+    }
+}
