@@ -25,6 +25,8 @@
 mod answers;
 mod call;
 mod credit;
+#[cfg(test)]
+mod deadline_tests;
 mod driver;
 mod inbound;
 #[cfg(test)]
