@@ -207,7 +207,10 @@ pub(crate) struct BenchArgs {
     warmup: u64,
     /// Gives every sockrpc call this deadline, in seconds (the channel's default timeout), as
     /// production callers should: the rows then include what keeping a deadline costs. A call
-    /// past it counts as an error. Raw rows have none. Not with --balance.
+    /// still waiting on its connection when its deadline passes fails and counts as an error;
+    /// the deadline runs from when the channel takes the encoded request (as tonic's endpoint
+    /// timeout), so encoding and decoding a large message fall outside it, and tokio's timer
+    /// fires it up to a millisecond late. Raw rows have none. Not with --balance.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "balance")]
     timeout: Option<Duration>,
     /// Measure a running `sockrpc serve` at tcp://HOST:PORT (or, served with --tls-cert, at
