@@ -11,7 +11,7 @@
 //! a while stands in for the slow handshake (the server reads the preface only then); the tests
 //! run on tokio's paused clock.
 
-use crate::raw::GOAWAY;
+use crate::raw::{ServerFrame, GOAWAY};
 use crate::service::HardEcho;
 use crate::support::{bounded, Running, Warnings};
 use crate::wire::{goaway_of, RawConn, UNAVAILABLE};
@@ -66,6 +66,23 @@ pub(crate) async fn delaying_proxy(server: SocketAddr, delay: Duration) -> Socke
     addr
 }
 
+/// `frames` (what an evicted connection got before it closed) hold its GOAWAY: last call id 0
+/// (none ran), UNAVAILABLE, the connection limit named.
+pub(crate) fn assert_told_evicted(frames: &[ServerFrame], what: &str) {
+    let goaway = frames
+        .iter()
+        .find(|f| f.kind == GOAWAY)
+        .unwrap_or_else(|| panic!("{what}: closed without a GOAWAY: {frames:?}"));
+    assert_eq!(
+        &goaway.body[..4],
+        &[0, 0, 0, 0],
+        "{what}: last call id 0: none ran"
+    );
+    let (code, reason) = goaway_of(goaway);
+    assert_eq!(code, UNAVAILABLE, "{what}: {reason}");
+    assert!(reason.contains("connection limit"), "{what}: {reason}");
+}
+
 /// One echo call on a fresh generated client connected to `addr`, within 5 s.
 pub(crate) async fn call_through(addr: SocketAddr, id: u64) -> Result<u64, sockrpc::Status> {
     let call = async {
@@ -93,14 +110,7 @@ async fn an_evicted_connection_gets_a_goaway_naming_the_connection_limit() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _newcomer = RawConn::connect(server.addr).await;
     let (frames, _) = stalled[0].until_closed("the evicted connection").await;
-    let goaway = frames
-        .iter()
-        .find(|f| f.kind == GOAWAY)
-        .unwrap_or_else(|| panic!("evicted without a GOAWAY: {frames:?}"));
-    assert_eq!(&goaway.body[..4], &[0, 0, 0, 0], "last call id 0: none ran");
-    let (code, reason) = goaway_of(goaway);
-    assert_eq!(code, UNAVAILABLE, "{reason}");
-    assert!(reason.contains("connection limit"), "{reason}");
+    assert_told_evicted(&frames, "the evicted connection");
     drop(stalled);
     server.stop().await;
 }

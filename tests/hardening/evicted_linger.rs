@@ -15,10 +15,10 @@
 //! evicted connection's task runs, and that task checks its eviction before it reads: the
 //! client's bytes are unread when it closes.
 
-use crate::evicted::{call_through, capped_server, quiet};
+use crate::evicted::{assert_told_evicted, call_through, capped_server, quiet};
 use crate::raw::{concat, echo_message, open, Closed, ECHO_PATH, GOAWAY, PREFACE};
 use crate::support::bounded;
-use crate::wire::{goaway_of, RawConn, UNAVAILABLE};
+use crate::wire::RawConn;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -62,14 +62,7 @@ async fn an_evicted_client_with_unread_calls_gets_the_goaway_and_no_reset() {
     );
 
     let (frames, closed) = evicted.until_closed("the evicted connection").await;
-    let goaway = frames
-        .iter()
-        .find(|f| f.kind == GOAWAY)
-        .unwrap_or_else(|| panic!("evicted without a GOAWAY: {frames:?}"));
-    assert_eq!(&goaway.body[..4], &[0, 0, 0, 0], "last call id 0: none ran");
-    let (code, reason) = goaway_of(goaway);
-    assert_eq!(code, UNAVAILABLE, "{reason}");
-    assert!(reason.contains("connection limit"), "{reason}");
+    assert_told_evicted(&frames, "the evicted connection");
     assert!(
         matches!(closed, Closed::Eof),
         "an orderly close: {closed:?}"

@@ -4,11 +4,11 @@
 //! preface must not hold a slot it was evicted from; the slots stay exact under long churn; and
 //! a call on an evicted connection goes again. Real sockets, tokio's paused clock.
 
-use crate::evicted::{call_through, capped_server, delaying_proxy, quiet};
+use crate::evicted::{assert_told_evicted, call_through, capped_server, delaying_proxy, quiet};
 use crate::raw::GOAWAY;
 use crate::service::HardEcho;
 use crate::support::{bounded, Running};
-use crate::wire::{goaway_of, ping, RawConn, PONG, RESOURCE_EXHAUSTED, UNAVAILABLE};
+use crate::wire::{goaway_of, ping, RawConn, PONG, RESOURCE_EXHAUSTED};
 use sockrpc::Server;
 use sockrpc_tests::echo::echo_server::EchoServer;
 use std::collections::VecDeque;
@@ -21,14 +21,7 @@ const OLD: Duration = Duration::from_secs(2);
 /// the close.
 async fn assert_evicted(conn: &mut RawConn, what: &str) {
     let (frames, _) = conn.until_closed(what).await;
-    let goaway = frames
-        .iter()
-        .find(|f| f.kind == GOAWAY)
-        .unwrap_or_else(|| panic!("{what}: closed without a GOAWAY: {frames:?}"));
-    assert_eq!(&goaway.body[..4], &[0, 0, 0, 0], "{what}: last call id 0");
-    let (code, reason) = goaway_of(goaway);
-    assert_eq!(code, UNAVAILABLE, "{what}: {reason}");
-    assert!(reason.contains("connection limit"), "{what}: {reason}");
+    assert_told_evicted(&frames, what);
 }
 
 /// `conn` (its preface sent) is served: a PING comes back as a PONG, not a refusal.
