@@ -77,7 +77,7 @@ fn read(dir: &Path, name: &str) -> String {
 /// The chain's files in a fresh directory: root, two intermediates, a leaf, and `huge` (a leaf
 /// of the second intermediate whose names make its DER past 64 KiB). `None`: no openssl.
 fn chain(tag: &str) -> Option<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("sockrpc-tls-{tag}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("sockrpc-tls-chain-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let mut ext = EXTENSIONS.to_owned();
