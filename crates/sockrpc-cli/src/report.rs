@@ -149,9 +149,16 @@ pub(crate) fn table(group: &Group, budget: &str) -> String {
         "payload {} B, concurrency {}, {budget}",
         group.payload_bytes, group.concurrency
     );
+    // The name column fits the longest name (a `--call` row is named after its method), so
+    // the figures stay under their headings.
+    let width = group
+        .rows
+        .iter()
+        .map(|row| row.name.chars().count())
+        .fold(18, usize::max);
     let _ = writeln!(
         out,
-        "{:<18} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7} {:>6}",
+        "{:<width$} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7} {:>6}",
         "name",
         "conns",
         "p50 µs",
@@ -168,7 +175,7 @@ pub(crate) fn table(group: &Group, budget: &str) -> String {
     for row in &group.rows {
         let _ = writeln!(
             out,
-            "{:<18} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7} {:>6}",
+            "{:<width$} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>7} {:>6}",
             row.name,
             row.connections,
             cell(row.quantile_us(0.5), 1),
@@ -347,4 +354,64 @@ pub(crate) fn write_json(
     let mut text = serde_json::to_string_pretty(&report).map_err(io::Error::other)?;
     text.push('\n');
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &'static str) -> Row {
+        let mut hist = Histogram::<u64>::new(3).expect("a histogram of 3 figures");
+        hist.record(20_000).expect("a value in range");
+        Row {
+            name,
+            transport: "tcp",
+            payload_bytes: 64,
+            concurrency: 1,
+            connections: 1,
+            hist,
+            errors: 0,
+            elapsed: Duration::from_secs(1),
+            note: None,
+            servers: None,
+            failed: None,
+        }
+    }
+
+    /// The column (in characters) where the `index`th word of `line` ends.
+    fn word_end(line: &str, index: usize) -> usize {
+        let mut words = 0;
+        let mut in_word = false;
+        for (column, c) in line.chars().enumerate() {
+            if c == ' ' && in_word {
+                if words == index {
+                    return column;
+                }
+                words += 1;
+            }
+            in_word = c != ' ';
+        }
+        assert_eq!(words, index, "{line} has no word {index}");
+        line.chars().count()
+    }
+
+    #[test]
+    fn a_long_name_widens_its_column_and_keeps_the_figures_under_their_headings() {
+        let long = "grpc.testing.TestService/StreamingOutputCallWithAVeryLongName";
+        let group = Group {
+            payload_bytes: 64,
+            concurrency: 1,
+            rows: vec![row(FLOOR), row(long)],
+            skipped: Vec::new(),
+        };
+        let text = table(&group, "1 s");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[3].starts_with(long), "{text}");
+        // The headings are one word each but "p50 µs"-style pairs: calls/s is word 12.
+        let calls_heading = word_end(lines[1], 12);
+        for line in &lines[2..4] {
+            // Words: name, conns, p50, p90, p99, p99.9, max, calls/s.
+            assert_eq!(word_end(line, 7), calls_heading, "{text}");
+        }
+    }
 }

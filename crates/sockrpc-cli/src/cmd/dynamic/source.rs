@@ -23,15 +23,36 @@ pub(crate) fn compile(protos: &[PathBuf], imports: &[PathBuf]) -> Result<Descrip
             }
         }
     }
-    let mut compiler = protox::Compiler::new(&includes)
-        .map_err(|err| Failure::Input(format!("cannot compile the --proto files: {err}")))?;
+    let mut compiler =
+        protox::Compiler::new(&includes).map_err(|err| compile_failure(&err, &includes))?;
     compiler.include_imports(true);
     // Comments, for `describe` to write back.
     compiler.include_source_info(true);
     compiler
         .open_files(protos)
-        .map_err(|err| Failure::Input(format!("cannot compile the --proto files: {err}")))?;
+        .map_err(|err| compile_failure(&err, &includes))?;
     Ok(compiler.descriptor_pool())
+}
+
+/// protox's error, with what to do when a file or an import was not found where it looked.
+fn compile_failure(err: &protox::Error, includes: &[PathBuf]) -> Failure {
+    let mut message = format!("cannot compile the --proto files: {err}");
+    if let Some(file) = err.file() {
+        message.push_str(&format!(" (in {file})"));
+    }
+    let missing = err.is_file_not_found() || err.to_string().contains("not in any include path");
+    if missing {
+        let searched: Vec<String> = includes
+            .iter()
+            .map(|dir| dir.display().to_string())
+            .collect();
+        message.push_str(&format!(
+            "; looked in: {}; give each directory imports are named from with --import-path DIR \
+             (the --proto files must be under one of them too)",
+            searched.join(", ")
+        ));
+    }
+    Failure::Input(message)
 }
 
 /// The descriptors for `symbol`: from the `--proto` files when given, else from reflection.
@@ -160,5 +181,37 @@ mod tests {
             .err()
             .unwrap_or_default()
             .contains("routeguide.RouteGuide"));
+    }
+
+    #[test]
+    fn an_import_not_found_says_where_it_looked_and_what_to_pass() {
+        let root = std::env::temp_dir().join(format!("sockrpc-import-hint-{}", std::process::id()));
+        let (app, shared) = (root.join("app"), root.join("shared/dep"));
+        std::fs::create_dir_all(&app).expect("app dir");
+        std::fs::create_dir_all(&shared).expect("shared dir");
+        let main = app.join("main.proto");
+        std::fs::write(
+            &main,
+            "syntax = \"proto3\";\nimport \"dep/b.proto\";\nmessage A { dep.B b = 1; }\n",
+        )
+        .expect("main.proto");
+        std::fs::write(
+            shared.join("b.proto"),
+            "syntax = \"proto3\";\npackage dep;\nmessage B {}\n",
+        )
+        .expect("b.proto");
+        let message = compile(std::slice::from_ref(&main), &[])
+            .map(|_| ())
+            .map_err(|f| f.to_string())
+            .err()
+            .unwrap_or_default();
+        assert!(message.contains("dep/b.proto"), "{message}");
+        assert!(message.contains("main.proto"), "{message}");
+        assert!(message.contains("--import-path"), "{message}");
+        assert!(message.contains(&app.display().to_string()), "{message}");
+        // With both roots named, it compiles.
+        let pool = compile(&[main], &[app, root.join("shared")]).map_err(|f| f.to_string());
+        assert!(pool.is_ok_and(|pool| pool.get_message_by_name("A").is_some()));
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
