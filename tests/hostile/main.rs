@@ -17,6 +17,8 @@ mod ended_sender_turns;
 mod fold;
 mod folded_request;
 mod goaway_sequence;
+mod health_names;
+mod health_watchers;
 mod late_unary_credit;
 mod linger;
 mod memory;

@@ -27,7 +27,7 @@ mod reporter;
 mod server;
 
 pub use probe::GrpcHealthProbe;
-pub use reporter::{HealthReporter, MAX_SERVICES};
+pub use reporter::{HealthReporter, MAX_SERVICES, MAX_WATCHED_NAME};
 pub use server::{health_service, HealthService};
 
 /// The `grpc.health.v1` package generated from gRPC's `health.proto`: the messages and the

@@ -2,11 +2,15 @@
 //!
 //! One `tokio::sync::watch` channel per service name, so every `Watch` call sees each change
 //! without polling. A `Watch` for a name nobody reported yet makes an entry holding "unknown"
-//! (gRPC's `SERVICE_UNKNOWN`) so that a later report reaches it; entries are bounded by
-//! [`MAX_SERVICES`] so clients cannot grow the map without end. An entry that holds no status
+//! (gRPC's `SERVICE_UNKNOWN`) so that a later report reaches it. Those entries are what clients
+//! can make, so they are what is bounded: at most [`MAX_SERVICES`] of them, each named in at
+//! most [`MAX_WATCHED_NAME`] bytes (the name is the entry's key, held while the call lasts: a
+//! 4 MiB name per `Watch` would let one connection hold gigabytes). An entry that holds no status
 //! and that nobody watches any more (its watchers left, or it was cleared) is dropped when room
-//! is needed: names clients watched and left must not fill the map for good, or a service the
-//! application reports later (or a name another client watches) would be refused.
+//! is needed, so names clients watched and left do not fill the map for good. What the
+//! application reports is always kept: a client watching [`MAX_SERVICES`] made-up names must
+//! not make the server's own report of a service vanish (`Check` would say `NOT_FOUND`, and a
+//! balancer take the server out of rotation).
 
 use crate::ServingStatus;
 use sockrpc::Status;
@@ -14,8 +18,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// How many service names (reported or watched) a reporter tracks at most.
+/// How many service names nobody reported (made by `Watch` calls) a reporter tracks at most.
 pub const MAX_SERVICES: usize = 1024;
+
+/// The longest name a `Watch` call may add (one nobody reported yet), in bytes: a
+/// fully qualified service name is far shorter. Longer ones fail `INVALID_ARGUMENT`.
+pub const MAX_WATCHED_NAME: usize = 1024;
 
 /// Sets and reads the serving status of each service; cloning shares the state. The server's
 /// overall health is the service named `""`, `SERVING` from the start.
@@ -56,9 +64,8 @@ impl HealthReporter {
         self.set_status(service, ServingStatus::NotServing);
     }
 
-    /// Sets `service`'s status; watchers hear of it only when it changed. A new name is ignored
-    /// while [`MAX_SERVICES`] names are reported or watched, since a server has a handful of
-    /// services.
+    /// Sets `service`'s status; watchers hear of it only when it changed. Always kept, however
+    /// many names clients watch (a server reports a handful of services).
     pub fn set_status(&self, service: &str, status: ServingStatus) {
         let mut services = self.lock();
         if let Some(sender) = services.get(service) {
@@ -67,9 +74,6 @@ impl HealthReporter {
                 *current = Some(status);
                 changed
             });
-            return;
-        }
-        if !make_room(&mut services) {
             return;
         }
         services.insert(service.to_owned(), watch::Sender::new(Some(status)));
@@ -110,7 +114,8 @@ impl HealthReporter {
     }
 
     /// A receiver of `service`'s status (`None` while unknown), which sees every later change.
-    /// `ResourceExhausted` when [`MAX_SERVICES`] names are tracked already.
+    /// For a name not tracked yet: `InvalidArgument` past [`MAX_WATCHED_NAME`] bytes,
+    /// `ResourceExhausted` when [`MAX_SERVICES`] names nobody reported are tracked already.
     pub(crate) fn subscribe(
         &self,
         service: &str,
@@ -119,9 +124,16 @@ impl HealthReporter {
         if let Some(sender) = services.get(service) {
             return Ok(sender.subscribe());
         }
+        if service.len() > MAX_WATCHED_NAME {
+            return Err(Status::invalid_argument(format!(
+                "a service name of {} bytes: the health service watches unreported names of at \
+                 most {MAX_WATCHED_NAME} bytes",
+                service.len()
+            )));
+        }
         if !make_room(&mut services) {
             return Err(Status::resource_exhausted(format!(
-                "the health service tracks at most {MAX_SERVICES} service names"
+                "the health service tracks at most {MAX_SERVICES} service names nobody reported"
             )));
         }
         let sender = watch::Sender::new(None);
@@ -131,13 +143,16 @@ impl HealthReporter {
     }
 }
 
-/// Whether `services` has room for one more name, once entries that hold no status and have no
-/// watcher left are dropped (only when it is full: most reports find their name).
+/// Whether `services` has room for one more name nobody reported, once entries that hold no
+/// status and have no watcher left are dropped (only when the map is that full: most calls
+/// find their name).
 fn make_room(services: &mut HashMap<String, watch::Sender<Option<ServingStatus>>>) -> bool {
-    if services.len() >= MAX_SERVICES {
-        services.retain(|_, sender| sender.borrow().is_some() || sender.receiver_count() > 0);
+    if services.len() < MAX_SERVICES {
+        return true;
     }
-    services.len() < MAX_SERVICES
+    services.retain(|_, sender| sender.borrow().is_some() || sender.receiver_count() > 0);
+    let unreported = services.values().filter(|s| s.borrow().is_none()).count();
+    unreported < MAX_SERVICES
 }
 
 #[cfg(test)]
@@ -167,17 +182,38 @@ mod tests {
     }
 
     #[test]
-    fn watched_names_are_bounded() {
+    fn watched_names_are_bounded_but_reports_are_kept() {
         let reporter = HealthReporter::new();
         // Watched still: these names hold their entries.
-        let _watching: Vec<_> = (1..MAX_SERVICES)
+        let _watching: Vec<_> = (0..MAX_SERVICES)
             .map(|i| reporter.subscribe(&format!("s{i}")).expect("room"))
             .collect();
         let err = reporter.subscribe("one.too.many").expect_err("full");
         assert_eq!(err.code(), sockrpc::Code::ResourceExhausted);
-        reporter.set_serving("also.too.many");
-        assert_eq!(reporter.status("also.too.many"), None);
+        // The application's own report is kept all the same, and can be watched.
+        reporter.set_serving("reported.later");
+        assert_eq!(
+            reporter.status("reported.later"),
+            Some(ServingStatus::Serving)
+        );
+        reporter
+            .subscribe("reported.later")
+            .expect("a reported name");
         assert_eq!(reporter.status(""), Some(ServingStatus::Serving));
+    }
+
+    #[test]
+    fn long_unreported_names_are_refused() {
+        let reporter = HealthReporter::new();
+        reporter
+            .subscribe(&"n".repeat(MAX_WATCHED_NAME))
+            .expect("at the bound");
+        let long = "n".repeat(MAX_WATCHED_NAME + 1);
+        let err = reporter.subscribe(&long).expect_err("too long");
+        assert_eq!(err.code(), sockrpc::Code::InvalidArgument);
+        // Reported by the application, any name can be watched.
+        reporter.set_serving(&long);
+        reporter.subscribe(&long).expect("a reported name");
     }
 
     #[test]
