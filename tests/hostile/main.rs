@@ -17,6 +17,7 @@ mod ended_sender_turns;
 mod fold;
 mod folded_request;
 mod goaway_sequence;
+mod health_check_name;
 mod health_names;
 mod health_watchers;
 mod late_unary_credit;

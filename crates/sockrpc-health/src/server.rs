@@ -27,6 +27,19 @@ impl HealthService {
     }
 }
 
+/// The most of a client's service name an error quotes, in bytes: the name may be as long as
+/// the message limit, and escaped (`Debug`) it grows up to six times.
+const QUOTED_NAME: usize = 256;
+
+/// `name`, cut to at most [`QUOTED_NAME`] bytes at a character boundary.
+fn quoted(name: &str) -> &str {
+    let mut end = name.len().min(QUOTED_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 fn response(status: Option<ServingStatus>) -> HealthCheckResponse {
     HealthCheckResponse {
         status: status.unwrap_or(ServingStatus::ServiceUnknown) as i32,
@@ -41,7 +54,15 @@ impl Health for HealthService {
         let service = &request.get_ref().service;
         match self.reporter.status(service) {
             Some(status) => Ok(Response::new(response(Some(status)))),
-            None => Err(Status::not_found(format!("unknown service {service:?}"))),
+            None => Err(Status::not_found(format!(
+                "unknown service {:?}{}",
+                quoted(service),
+                if service.len() > QUOTED_NAME {
+                    format!(" (… {} bytes)", service.len())
+                } else {
+                    String::new()
+                }
+            ))),
         }
     }
 
