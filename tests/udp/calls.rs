@@ -9,6 +9,9 @@ use sockrpc::Code;
 use sockrpc_tests::echo::{EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use std::sync::atomic::Ordering;
 
+/// The address every client here sends from: the cache answers only the address that asked.
+const LOCAL: Option<std::net::IpAddr> = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
 // ---------------------------------------------------------------------------------------------
 // (1) Small calls go over UDP: answers, errors and metadata intact, no truncation.
 
@@ -168,7 +171,11 @@ async fn large_answer_is_truncated_and_cached_for_the_tcp_reissue() {
     // What the TCP path does: the re-issue names the UDP call in the OPEN frame, and the
     // router answers from the cache, for the same method only.
     let path = GROW.as_bytes().as_ref();
-    let cached = match server.cache.wait(instance, call_id, path, deadline()).await {
+    let cached = match server
+        .cache
+        .wait(LOCAL, instance, call_id, path, deadline())
+        .await
+    {
         Lookup::Done(answer) => answer.expect("grow succeeded"),
         other => panic!("expected the cached answer, got {other:?}"),
     };
@@ -176,11 +183,13 @@ async fn large_answer_is_truncated_and_cached_for_the_tcp_reissue() {
     assert_eq!(reply.payload.len(), 5000);
     assert!(reply.payload.iter().all(|&b| b == 7));
     assert!(matches!(
-        server.cache.lookup(instance, call_id + 1, path),
+        server.cache.lookup(LOCAL, instance, call_id + 1, path),
         Lookup::Missing
     ));
     assert!(matches!(
-        server.cache.lookup(instance, call_id, ECHO.as_bytes()),
+        server
+            .cache
+            .lookup(LOCAL, instance, call_id, ECHO.as_bytes()),
         Lookup::OtherMethod
     ));
     assert_eq!(

@@ -181,7 +181,13 @@ fn replay_call(
         let path = call.method_path().as_bytes().clone();
         match replay
             .cache
-            .wait(replay.instance, replay.call_id, &path, deadline)
+            .wait(
+                replay.peer,
+                replay.instance,
+                replay.call_id,
+                &path,
+                deadline,
+            )
             .await
         {
             Lookup::Done(answer) => answer.map(|response| response.map(Body::once)),

@@ -57,6 +57,9 @@ pub struct Replay {
     pub instance: u64,
     /// The UDP call's id.
     pub call_id: u32,
+    /// The IP address of the connection's peer (`None` over a Unix socket): the cache answers
+    /// only the address the UDP call came from, since the instance is plain text on the wire.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for Replay {
@@ -64,6 +67,7 @@ impl fmt::Debug for Replay {
         f.debug_struct("Replay")
             .field("instance", &self.instance)
             .field("call_id", &self.call_id)
+            .field("peer", &self.peer)
             .finish()
     }
 }

@@ -138,6 +138,7 @@ impl<D: Dispatch> Connection<D> {
                 cache: Arc::clone(cache),
                 instance,
                 call_id,
+                peer: self.conn_info.peer.map(|peer| peer.ip()),
             }),
             (Some(_), None) => {
                 let status = Status::failed_precondition(

@@ -21,6 +21,9 @@ pub(super) const CACHE_FULL: &str = "the server's UDP reply cache is full; the c
 /// Why a call of a source holding its share of the reply cache did not run.
 pub(super) const OVER_CACHE_SHARE: &str =
     "this source holds its share of the server's UDP reply cache; the call did not run";
+/// Why a call under a client instance whose watermark another address owns did not run.
+pub(super) const OTHER_SOURCE: &str =
+    "this UDP client instance belongs to another address; the call did not run";
 
 /// A call's answer as the cache and the datagram hold it: one message.
 pub(super) type Answer = Result<Response<Bytes>, Status>;

@@ -18,9 +18,11 @@
 //! gets any answer can prove its address from then on, and a client whose cookie went stale is
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
-use super::answer::{is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE};
+use super::answer::{
+    is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OTHER_SOURCE, OVER_CACHE_SHARE,
+};
 use super::bump;
-use super::cache::{Begin, CompletionGuard, Owner, ReplyCache};
+use super::cache::{Begin, CompletionGuard, ReplyCache, Source};
 use super::cookie::{CookieJar, LastCookie};
 use super::datagram::{
     self, Header, Kind, FLAG_ACKS, FLAG_DONE_BELOW, FLAG_STALE_COOKIE, HEADER_LEN,
@@ -405,12 +407,12 @@ impl Shared {
             || !self.config.is_idempotent(body.path.as_str());
         if !cached {
             if let Some(below) = done_below {
-                self.cache.ack(key.0, below);
+                self.cache.ack(reply_to.addr.ip(), key.0, below);
             }
         }
         if cached {
             match self.cache.begin(
-                Owner::of(reply_to.addr.ip(), verified),
+                Source::new(reply_to.addr.ip(), verified),
                 key.0,
                 key.1,
                 body.path.as_bytes(),
@@ -420,6 +422,20 @@ impl Shared {
                 Begin::Stale => {
                     // A late duplicate of a call the client is done with: never run again.
                     bump(&self.stats.stale);
+                    return;
+                }
+                Begin::OtherSource => {
+                    // A call another address made: its answer is that address's alone, and
+                    // the call is never run again (a client that moved retransmits in vain,
+                    // then its TCP re-issue learns the call is not cached: docs/UDP.md).
+                    bump(&self.stats.other_source);
+                    return;
+                }
+                Begin::Foreign => {
+                    // Another address owns this client instance: refused unrun (nothing
+                    // recorded), so a client that moved carries the call over TCP at once.
+                    bump(&self.stats.other_source);
+                    self.queue_not_processed(outbox, &reply_to, OTHER_SOURCE);
                     return;
                 }
                 Begin::OtherMethod => {

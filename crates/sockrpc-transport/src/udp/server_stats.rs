@@ -55,5 +55,9 @@ counters! {
         /// Requests below their client's watermark (late duplicates of calls it is done
         /// with), dropped without running.
         stale,
+        /// Requests naming a client instance or call that another IP address owns: a call
+        /// that address made, dropped unanswered, or a new call under an instance whose
+        /// watermark that address holds, refused unrun (NOT_PROCESSED).
+        other_source,
     }
 }

@@ -10,8 +10,15 @@
 //!
 //! Call ids wrap (they are `u32`, 0 unused), so ids compare in serial order (RFC 1982): `a` is
 //! before `b` when `b - a`, wrapping, is under 2³¹.
+//!
+//! The instance is plain text in every datagram, so anyone who sees it could otherwise move the
+//! mark and make the server forget answers the client still needs. A mark therefore belongs to
+//! the IP address whose verified REQUEST made it (ports aside): a datagram from another address
+//! neither moves it nor is judged by it ([`Foreign`]). A mark unmoved for the ttl (the owner
+//! went quiet, or moved: NAT rebinding) passes to the next address that sends one.
 
 use foldhash::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// Most ids one advance sweeps (drops the answers of). A client usually moves its mark by the
@@ -49,6 +56,20 @@ struct Mark {
     /// Ids before this one have been swept; from it to `below` they are still to sweep.
     swept: u32,
     seen: Instant,
+    /// The address that made the mark and alone moves it (canonical: see [`canonical`]).
+    owner: IpAddr,
+}
+
+/// The instance's mark belongs to another address, which sent it within the ttl: the datagram
+/// must neither move it nor use anything the owner's calls left in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Foreign;
+
+/// `ip` as one form per address: an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`, what a
+/// dual-stack socket reports for an IPv4 peer) as the IPv4 address, so the same host compares
+/// equal whether its UDP and TCP sockets are dual-stack or not.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
 }
 
 /// The marks of the clients seen lately, bounded in number.
@@ -85,6 +106,27 @@ impl Watermarks {
             .is_some_and(|mark| serial_before(call_id, mark.below))
     }
 
+    /// [`is_stale`](Self::is_stale) for a datagram from `src` (canonical), or [`Foreign`] when
+    /// another address owns the instance's mark.
+    pub(crate) fn is_stale_from(
+        &self,
+        instance: u64,
+        src: IpAddr,
+        call_id: u32,
+        now: Instant,
+    ) -> Result<bool, Foreign> {
+        match self.marks.get(&instance) {
+            None => Ok(false),
+            Some(mark) if self.held_by_other(mark, src, now) => Err(Foreign),
+            Some(mark) => Ok(serial_before(call_id, mark.below)),
+        }
+    }
+
+    /// Whether `mark` belongs to an address other than `src` that moved it within the ttl.
+    fn held_by_other(&self, mark: &Mark, src: IpAddr, now: Instant) -> bool {
+        mark.owner != src && now.saturating_duration_since(mark.seen) < self.ttl
+    }
+
     /// Moves client `instance`'s mark forward to `below` (never back). Returns the next ids
     /// below the mark not yet swept, `(first, count)`, at most [`MAX_SWEEP`], whose answers
     /// may go: those this advance passed over, or those an earlier jump left to sweep. A client
@@ -94,16 +136,45 @@ impl Watermarks {
         self.advance_to(instance, below, now).0
     }
 
-    /// [`advance`](Self::advance), also returning the mark it leaves (`None` when the table
-    /// is full and the client has none): what [`is_stale`](Self::is_stale) would compare
-    /// against, without a second lookup.
+    /// [`advance_from`](Self::advance_from) the tests' one address.
+    #[cfg(test)]
     pub(crate) fn advance_to(
         &mut self,
         instance: u64,
         below: u32,
         now: Instant,
     ) -> ((u32, u32), Option<u32>) {
+        let localhost = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        self.advance_from(instance, localhost, below, now)
+            .unwrap_or(((below, 0), None))
+    }
+
+    /// [`advance`](Self::advance) for a datagram from `src` (canonical), also returning the mark
+    /// it leaves (`None` when the table is full and the client has none): what
+    /// [`is_stale`](Self::is_stale) would compare against, without a second lookup. A mark that
+    /// another address moved within the ttl is left as it is ([`Foreign`]); one unmoved for the
+    /// ttl passes to `src` afresh, passing over nothing.
+    pub(crate) fn advance_from(
+        &mut self,
+        instance: u64,
+        src: IpAddr,
+        below: u32,
+        now: Instant,
+    ) -> Result<((u32, u32), Option<u32>), Foreign> {
+        let ttl = self.ttl;
         if let Some(mark) = self.marks.get_mut(&instance) {
+            if mark.owner != src {
+                if now.saturating_duration_since(mark.seen) < ttl {
+                    return Err(Foreign);
+                }
+                *mark = Mark {
+                    below,
+                    swept: below,
+                    seen: now,
+                    owner: src,
+                };
+                return Ok(((below, 0), Some(below)));
+            }
             mark.seen = now;
             if serial_before(mark.below, below) {
                 mark.below = below;
@@ -119,7 +190,7 @@ impl Watermarks {
             let first = mark.swept;
             let count = mark.below.wrapping_sub(first).min(MAX_SWEEP);
             mark.swept = first.wrapping_add(count);
-            return ((first, count), Some(mark.below));
+            return Ok(((first, count), Some(mark.below)));
         }
         let scan_due = self
             .last_scan
@@ -130,7 +201,6 @@ impl Watermarks {
             {
                 self.scans += 1;
             }
-            let ttl = self.ttl;
             self.marks
                 .retain(|_, mark| now.saturating_duration_since(mark.seen) < ttl);
         }
@@ -141,11 +211,12 @@ impl Watermarks {
                     below,
                     swept: below,
                     seen: now,
+                    owner: src,
                 },
             );
-            return ((below, 0), Some(below));
+            return Ok(((below, 0), Some(below)));
         }
-        ((below, 0), None)
+        Ok(((below, 0), None))
     }
 
     /// Clients with a mark.
@@ -258,6 +329,28 @@ mod tests {
             marks.is_stale(20_000, 4),
             "the new clients have their marks"
         );
+    }
+
+    #[test]
+    fn only_the_owner_moves_a_mark_until_it_goes_quiet_for_the_ttl() {
+        let start = Instant::now();
+        let ttl = Duration::from_secs(30);
+        let mut marks = Watermarks::new(8, ttl);
+        let owner = canonical(IpAddr::V6(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped()));
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(owner, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        assert!(marks.advance_from(7, owner, 10, start).is_ok());
+        assert_eq!(marks.advance_from(7, other, 1_000, start), Err(Foreign));
+        assert_eq!(marks.is_stale_from(7, other, 5, start), Err(Foreign));
+        assert_eq!(marks.is_stale_from(7, owner, 9, start), Ok(true));
+        assert!(!marks.is_stale(7, 10), "the other address moved nothing");
+        // Unmoved for the ttl: the next address takes it, afresh (sweeping nothing).
+        let later = start + ttl;
+        assert_eq!(
+            marks.advance_from(7, other, 1_000, later),
+            Ok(((1_000, 0), Some(1_000)))
+        );
+        assert_eq!(marks.is_stale_from(7, owner, 999, later), Err(Foreign));
     }
 
     #[test]

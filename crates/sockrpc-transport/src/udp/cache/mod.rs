@@ -30,22 +30,36 @@
 //! A client that says which calls it is done with (`FLAG_DONE_BELOW`, see `watermark.rs`) gets
 //! their answers dropped at once, and its late duplicates refused: with such clients the cache
 //! holds about the calls in flight, not `ttl` × the call rate, and never fills.
+//!
+//! The client instance travels in plain text in every datagram, so it proves nothing. Each entry
+//! keeps the IP address of the datagram that made it, and only that address gets its answer:
+//! a retransmission from another address is dropped unanswered ([`Begin::OtherSource`]), a TCP
+//! re-issue from another peer (or from a Unix socket, which has no address) finds nothing
+//! ([`Lookup::Missing`]). An instance whose watermark another address owns takes no new calls
+//! from this one ([`Begin::Foreign`]), so no one who learns an instance can take its ids.
 
 mod config;
 mod guard;
+mod paths;
 mod quota;
+mod size;
+mod source;
 
 pub use config::ReplyCacheConfig;
 pub(crate) use guard::CompletionGuard;
 
-use super::watermark::{serial_before, Watermarks};
+use super::watermark::{canonical, serial_before, Foreign, Watermarks};
+use paths::{intern, own_path_size};
 pub(crate) use quota::Owner;
 use quota::Quotas;
+use size::{answer_size, owned};
+pub(crate) use source::Source;
 // Seeded fast hashing (keys come from clients): a few lookups per call, each a SipHash before.
 use bytes::Bytes;
 use foldhash::{HashMap, HashSet};
 use sockrpc_protocol::{Response, Status};
 use std::collections::hash_map::Entry;
+use std::net::IpAddr;
 use std::{
     collections::VecDeque,
     sync::atomic::{AtomicUsize, Ordering},
@@ -89,6 +103,11 @@ pub(crate) enum Begin {
     OtherMethod,
     /// Below the client's watermark: a late duplicate of a call it is done with.
     Stale,
+    /// The key is a call from another IP address: never answered here, never run again.
+    OtherSource,
+    /// Another IP address owns the client's watermark (`watermark.rs`): the call must not run
+    /// under that client's identity from here.
+    Foreign,
 }
 
 enum Slot {
@@ -96,10 +115,13 @@ enum Slot {
         path: Bytes,
         /// Who started it (its share's key, or the unverified pool: see `quota.rs`).
         owner: Owner,
+        /// The address of the datagram that started it: the only one its answer goes to.
+        src: IpAddr,
     },
     Done {
         path: Bytes,
         owner: Owner,
+        src: IpAddr,
         answer: Result<Response<Bytes>, Status>,
         size: usize,
         finished: Instant,
@@ -110,6 +132,12 @@ impl Slot {
     fn path(&self) -> &Bytes {
         match self {
             Slot::Running { path, .. } | Slot::Done { path, .. } => path,
+        }
+    }
+
+    fn src(&self) -> IpAddr {
+        match self {
+            Slot::Running { src, .. } | Slot::Done { src, .. } => *src,
         }
     }
 }
@@ -133,10 +161,6 @@ struct State {
 
 /// Clients whose watermark is kept.
 const MAX_CLIENTS: usize = 64 * 1024;
-
-/// Distinct method paths kept for sharing; past it each entry gets a copy of its own. A server
-/// has a few dozen methods; a client naming others only makes its own entries cost a copy.
-const MAX_PATHS: usize = 1024;
 
 impl State {
     /// Removes a finished entry; `None` when `key` is not a finished call (finished at
@@ -170,42 +194,6 @@ impl State {
     }
 }
 
-/// The path an entry keeps: never a slice of the request it came in (a `Bytes` slice keeps its
-/// whole datagram alive, and entries live up to `ttl`), but one shared copy per method, kept in
-/// `paths`.
-/// `last` is the path interned last: calls of one method in a row (the common case) compare
-/// bytes with it instead of hashing the path.
-fn intern(paths: &mut HashSet<Bytes>, last: &mut Bytes, path: &[u8]) -> Bytes {
-    if last.as_ref() == path {
-        return last.clone();
-    }
-    let kept = match paths.get(path) {
-        Some(kept) => kept.clone(),
-        None => {
-            let copy = Bytes::copy_from_slice(path);
-            if paths.len() < MAX_PATHS {
-                paths.insert(copy.clone());
-            }
-            copy
-        }
-    };
-    *last = kept.clone();
-    kept
-}
-
-/// Bytes of `path` an entry counts: none for one of the shared copies in `paths` (a few dozen
-/// methods, at most [`MAX_PATHS`]), its length for a copy of its own. Without it, entries naming
-/// a new method each held a path of up to a datagram uncounted, behind an answer counted at
-/// ~200 bytes: six times the byte bound (`tests/udp/paths.rs`). While `paths` has room every
-/// path is shared, so the set is looked at only once it is full.
-fn own_path_size(paths: &HashSet<Bytes>, path: &Bytes) -> usize {
-    if paths.len() < MAX_PATHS || paths.contains(path) {
-        0
-    } else {
-        path.len()
-    }
-}
-
 /// Recent answers keyed by `(client_instance, call_id)`; shared (in an `Arc`) by the UDP server
 /// and the TCP server, which looks up re-issued calls with [`ReplyCache::wait`].
 pub struct ReplyCache {
@@ -232,41 +220,6 @@ impl std::fmt::Debug for ReplyCache {
 impl Default for ReplyCache {
     fn default() -> ReplyCache {
         ReplyCache::new(ReplyCacheConfig::default())
-    }
-}
-
-/// The answer with every byte in storage of its own, as the cache keeps it: a message cut from
-/// a shared chunk (the encoder's arena), or metadata sliced from a request, would keep that whole
-/// buffer alive for as long as the entry lives, beyond what [`answer_size`] counts.
-fn owned(answer: Result<Response<Bytes>, Status>) -> Result<Response<Bytes>, Status> {
-    match answer {
-        Ok(mut response) => {
-            response.metadata_mut().unshare();
-            response.trailers_mut().unshare();
-            let message = response.get_mut();
-            *message = Bytes::copy_from_slice(message);
-            Ok(response)
-        }
-        Err(mut status) => {
-            status.metadata_mut().unshare();
-            if !status.details().is_empty() {
-                let details = Bytes::copy_from_slice(status.details());
-                status.set_details(details);
-            }
-            Err(status)
-        }
-    }
-}
-
-/// Bytes an answer holds, for the byte bound.
-fn answer_size(answer: &Result<Response<Bytes>, Status>) -> usize {
-    let metadata = |m: &sockrpc_protocol::MetadataMap| {
-        m.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
-    };
-    // A fixed overhead per entry keeps a flood of empty answers from looking free.
-    128 + match answer {
-        Ok(r) => r.get_ref().len() + metadata(r.metadata()) + metadata(r.trailers()),
-        Err(s) => s.message().len() + s.details().len() + metadata(s.metadata()),
     }
 }
 
@@ -333,23 +286,36 @@ impl ReplyCache {
     }
 
     /// Client `instance` is done with every call before `below`: forgets their answers, and
-    /// refuses their duplicates from now on. Only for a REQUEST from a verified source.
-    pub(crate) fn ack(&self, instance: u64, below: u32) {
-        self.ack_locked(&mut self.lock(), instance, below, Instant::now());
+    /// refuses their duplicates from now on. Only for a REQUEST from a verified source, `src`;
+    /// nothing happens when another address owns the instance's mark.
+    pub(crate) fn ack(&self, src: IpAddr, instance: u64, below: u32) {
+        let _ = self.ack_locked(
+            &mut self.lock(),
+            canonical(src),
+            instance,
+            below,
+            Instant::now(),
+        );
     }
 
     /// [`ack`](Self::ack) under the lock; returns the client's mark after it (see
-    /// [`Watermarks::advance_to`]).
+    /// [`Watermarks::advance_from`]). Sweeps only entries `src` made: a mark's owner and an
+    /// entry's source differ only after the mark changed hands, and then the entry stays for
+    /// the address that made it, until its ttl.
     fn ack_locked(
         &self,
         state: &mut State,
+        src: IpAddr,
         instance: u64,
         below: u32,
         now: Instant,
-    ) -> Option<u32> {
-        let ((first, count), mark) = state.marks.advance_to(instance, below, now);
+    ) -> Result<Option<u32>, Foreign> {
+        let ((first, count), mark) = state.marks.advance_from(instance, src, below, now)?;
         for i in 0..count {
-            state.remove_done(&(instance, first.wrapping_add(i)), None);
+            let key = (instance, first.wrapping_add(i));
+            if state.map.get(&key).is_some_and(|slot| slot.src() == src) {
+                state.remove_done(&key, None);
+            }
         }
         if state.order.len() > 2 * state.done + 1024 {
             let State { order, map, .. } = state;
@@ -357,35 +323,40 @@ impl ReplyCache {
                 matches!(map.get(key), Some(Slot::Done { finished, .. }) if finished == at)
             });
         }
-        mark
+        Ok(mark)
     }
 
-    /// Records that a call of `path` from `owner` starts, unless it is already known (or the
-    /// cache, or the owner's share of it, is full); first, under the same lock,
-    /// [`ack`](Self::ack)s `done_below` when given. An `IpAddr` is a verified source;
-    /// [`Owner::Unverified`] draws from the pool of unverified sources.
+    /// Records that a call of `path` from `source` starts, unless it is already known (or the
+    /// cache, or the source's share of it, is full); first, under the same lock,
+    /// [`ack`](Self::ack)s `done_below` when given. An `IpAddr` is a verified source; an
+    /// unverified one draws from the pool of unverified sources. A known call answers only
+    /// the address that started it ([`Begin::OtherSource`]), and a client whose mark another
+    /// address owns starts no call from this one ([`Begin::Foreign`]).
     pub(crate) fn begin(
         &self,
-        owner: impl Into<Owner>,
+        source: impl Into<Source>,
         instance: u64,
         call_id: u32,
         path: &[u8],
         done_below: Option<u32>,
     ) -> Begin {
         let now = Instant::now();
+        let source = source.into();
+        let src = source.ip;
         let mut state = self.lock();
         // The mark the ack leaves is the one to compare with: no second lookup.
         let stale = match done_below {
             Some(below) => self
-                .ack_locked(&mut state, instance, below, now)
-                .is_some_and(|mark| serial_before(call_id, mark)),
-            None => state.marks.is_stale(instance, call_id),
+                .ack_locked(&mut state, src, instance, below, now)
+                .map(|mark| mark.is_some_and(|mark| serial_before(call_id, mark))),
+            None => state.marks.is_stale_from(instance, src, call_id, now),
         };
         self.expire(&mut state, now);
-        if stale {
+        if stale == Ok(true) {
             return Begin::Stale;
         }
-        let owner = Quotas::owner(owner.into());
+        let foreign = stale.is_err();
+        let owner = Quotas::owner(Owner::of(src, source.verified));
         let full = state.done >= self.config.max_entries || state.bytes >= self.config.max_bytes;
         let State {
             map,
@@ -396,11 +367,14 @@ impl ReplyCache {
         } = &mut *state;
         // One lookup: the entry found is the one filled.
         match map.entry((instance, call_id)) {
+            // Checked first: another address's call is not even told apart by method.
+            Entry::Occupied(slot) if slot.get().src() != src => Begin::OtherSource,
             Entry::Occupied(slot) if slot.get().path().as_ref() != path => Begin::OtherMethod,
             Entry::Occupied(slot) => match slot.get() {
                 Slot::Running { .. } => Begin::InProgress,
                 Slot::Done { answer, .. } => Begin::Done(answer.clone()),
             },
+            Entry::Vacant(_) if foreign => Begin::Foreign,
             Entry::Vacant(_) if full => Begin::Full,
             // The share is counted in the same lookup that checks it.
             Entry::Vacant(_) if !quotas.admit(owner) => match owner {
@@ -411,6 +385,7 @@ impl ReplyCache {
                 slot.insert(Slot::Running {
                     path: intern(paths, last_path, path),
                     owner,
+                    src,
                 });
                 Begin::New
             }
@@ -450,10 +425,10 @@ impl ReplyCache {
             let Some(slot) = map.get_mut(&key) else {
                 return;
             };
-            let Slot::Running { path, owner } = slot else {
+            let Slot::Running { path, owner, src } = slot else {
                 return;
             };
-            let owner = *owner;
+            let (owner, src) = (*owner, *src);
             // A path of its own (not one of the shared copies) is memory this entry holds.
             let path_size = own_path_size(paths, path);
             size += path_size;
@@ -482,6 +457,7 @@ impl ReplyCache {
             *slot = Slot::Done {
                 path: std::mem::take(path),
                 owner,
+                src,
                 answer,
                 size,
                 finished: now,
@@ -503,12 +479,17 @@ impl ReplyCache {
         }
     }
 
-    /// What the cache knows about `(instance, call_id)`, a call of `path`, now.
-    pub fn lookup(&self, instance: u64, call_id: u32, path: &[u8]) -> Lookup {
+    /// What the cache knows about `(instance, call_id)`, a call of `path`, for a caller at
+    /// `peer`'s IP address, now. A call made from another address, or asked for by a peer
+    /// without one (`None`: a Unix socket), is [`Lookup::Missing`]: the instance is plain text
+    /// in every datagram, the address is what ties an answer to its client.
+    pub fn lookup(&self, peer: Option<IpAddr>, instance: u64, call_id: u32, path: &[u8]) -> Lookup {
         let mut state = self.lock();
         let now = Instant::now();
         self.expire(&mut state, now);
+        let peer = peer.map(canonical);
         match state.map.get(&(instance, call_id)) {
+            Some(slot) if Some(slot.src()) != peer => Lookup::Missing,
             Some(slot) if slot.path().as_ref() != path => Lookup::OtherMethod,
             Some(Slot::Running { .. }) => Lookup::InProgress,
             Some(Slot::Done {
@@ -522,9 +503,11 @@ impl ReplyCache {
 
     /// Like [`lookup`](Self::lookup), but waits while the call is still running, until
     /// `deadline` (`None`: as long as it runs). Never returns `InProgress` unless the deadline
-    /// passed. This is what the service layer calls for a re-issued call.
+    /// passed. This is what the service layer calls for a re-issued call, with the TCP peer's
+    /// address as `peer`.
     pub async fn wait(
         &self,
+        peer: Option<IpAddr>,
         instance: u64,
         call_id: u32,
         path: &[u8],
@@ -539,14 +522,14 @@ impl ReplyCache {
             tokio::pin!(notified);
             // Registered before the check, so a completion between check and await is not lost.
             notified.as_mut().enable();
-            match self.lookup(instance, call_id, path) {
+            match self.lookup(peer, instance, call_id, path) {
                 Lookup::InProgress => {}
                 other => return other,
             }
             match deadline {
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return self.lookup(instance, call_id, path);
+                        return self.lookup(peer, instance, call_id, path);
                     }
                 }
                 None => notified.await,
@@ -579,5 +562,7 @@ impl Drop for Waiting<'_> {
     }
 }
 
+#[cfg(test)]
+mod address_tests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! The reply cache's own tests: at-most-once bookkeeping, bounds, ageing, watermarks.
 
+use super::paths::MAX_PATHS;
 use super::*;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -24,7 +25,10 @@ fn begin_complete_lookup() {
         cache.begin(HOST, 1, 1, &path(), None),
         Begin::InProgress
     ));
-    assert!(matches!(cache.lookup(1, 1, PATH), Lookup::InProgress));
+    assert!(matches!(
+        cache.lookup(Some(HOST), 1, 1, PATH),
+        Lookup::InProgress
+    ));
     cache.complete(1, 1, ok(3));
     assert!(matches!(
         cache.begin(HOST, 1, 1, &path(), None),
@@ -35,12 +39,17 @@ fn begin_complete_lookup() {
         cache.begin(HOST, 1, 1, &other, None),
         Begin::OtherMethod
     ));
-    assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(r)) if r.get_ref().len() == 3));
+    assert!(
+        matches!(cache.lookup(Some(HOST), 1, 1, PATH), Lookup::Done(Ok(r)) if r.get_ref().len() == 3)
+    );
     assert!(matches!(
-        cache.lookup(1, 1, b"/p.S/Other"),
+        cache.lookup(Some(HOST), 1, 1, b"/p.S/Other"),
         Lookup::OtherMethod
     ));
-    assert!(matches!(cache.lookup(2, 1, PATH), Lookup::Missing));
+    assert!(matches!(
+        cache.lookup(Some(HOST), 2, 1, PATH),
+        Lookup::Missing
+    ));
 }
 
 #[test]
@@ -63,7 +72,10 @@ fn young_answers_are_never_evicted_a_full_cache_refuses_new_calls() {
         cache.begin(HOST, 1, 3, &path(), None),
         Begin::Full
     ));
-    assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(_))));
+    assert!(matches!(
+        cache.lookup(Some(HOST), 1, 1, PATH),
+        Lookup::Done(Ok(_))
+    ));
     assert!(matches!(
         cache.begin(HOST, 1, 2, &path(), None),
         Begin::Done(Ok(_))
@@ -81,7 +93,7 @@ fn an_answer_over_the_byte_bound_is_kept_as_an_aborted_status() {
     cache.complete(1, 4, ok(20_000));
     assert!(cache.bytes() <= 10_000);
     assert!(matches!(
-        cache.lookup(1, 4, PATH),
+        cache.lookup(Some(HOST), 1, 4, PATH),
         Lookup::Done(Err(s)) if s.code() == sockrpc_protocol::Code::Aborted
     ));
 }
@@ -139,7 +151,7 @@ fn the_ttl_is_counted_from_the_answer_to_the_instant() {
 #[test]
 fn acked_answers_leave_no_record_in_the_eviction_order() {
     let cache = ReplyCache::default();
-    cache.ack(9, 1);
+    cache.ack(HOST, 9, 1);
     for id in 1..=200u32 {
         assert!(matches!(
             cache.begin(HOST, 9, id, &path(), Some(id)),
@@ -177,7 +189,7 @@ async fn wait_sees_completion_and_guard_completes_on_drop() {
     assert!(matches!(cache.begin(HOST, 5, 5, &path(), None), Begin::New));
     let waiter = {
         let cache = std::sync::Arc::clone(&cache);
-        tokio::spawn(async move { cache.wait(5, 5, PATH, None).await })
+        tokio::spawn(async move { cache.wait(Some(HOST), 5, 5, PATH, None).await })
     };
     tokio::task::yield_now().await;
     drop(CompletionGuard {
@@ -199,10 +211,10 @@ fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
     };
     let cache = ReplyCache::new(config);
     // The client's first watermark: nothing done yet.
-    cache.ack(9, 1);
+    cache.ack(HOST, 9, 1);
     // Far more calls than max_entries: each REQUEST says the one before it is done.
     for id in 1..=100u32 {
-        cache.ack(9, id);
+        cache.ack(HOST, 9, id);
         assert!(
             matches!(cache.begin(HOST, 9, id, &path(), None), Begin::New),
             "call {id}"
@@ -222,9 +234,12 @@ fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
         cache.begin(HOST, 9, 100, &path(), None),
         Begin::Done(Ok(_))
     ));
-    cache.ack(9, 101);
+    cache.ack(HOST, 9, 101);
     assert_eq!(cache.len(), 0);
-    assert!(matches!(cache.lookup(9, 100, PATH), Lookup::Missing));
+    assert!(matches!(
+        cache.lookup(Some(HOST), 9, 100, PATH),
+        Lookup::Missing
+    ));
     // Another client is untouched by this one's watermark.
     assert!(matches!(
         cache.begin(HOST, 10, 5, &path(), None),
@@ -235,9 +250,12 @@ fn a_watermark_drops_answers_at_once_and_refuses_late_duplicates() {
         cache.begin(HOST, 9, 101, &path(), None),
         Begin::New
     ));
-    cache.ack(9, 102);
+    cache.ack(HOST, 9, 102);
     cache.complete(9, 101, ok(1));
-    assert!(matches!(cache.lookup(9, 101, PATH), Lookup::Missing));
+    assert!(matches!(
+        cache.lookup(Some(HOST), 9, 101, PATH),
+        Lookup::Missing
+    ));
     assert!(cache.bytes() < 1_000);
 }
 
@@ -318,7 +336,10 @@ fn an_entry_does_not_keep_its_request_datagram_alive() {
     );
     cache.complete(1, 1, ok(3));
     assert!(datagram.is_unique());
-    assert!(matches!(cache.lookup(1, 1, PATH), Lookup::Done(Ok(_))));
+    assert!(matches!(
+        cache.lookup(Some(HOST), 1, 1, PATH),
+        Lookup::Done(Ok(_))
+    ));
 }
 
 #[test]
@@ -334,10 +355,13 @@ fn many_distinct_paths_stay_told_apart() {
     for id in [1, MAX_PATHS as u32, count] {
         let own = format!("/p.S/M{id}");
         assert!(matches!(
-            cache.lookup(1, id, own.as_bytes()),
+            cache.lookup(Some(HOST), 1, id, own.as_bytes()),
             Lookup::Done(Ok(_))
         ));
-        assert!(matches!(cache.lookup(1, id, PATH), Lookup::OtherMethod));
+        assert!(matches!(
+            cache.lookup(Some(HOST), 1, id, PATH),
+            Lookup::OtherMethod
+        ));
     }
 }
 
@@ -347,13 +371,13 @@ async fn a_wait_that_times_out_is_no_longer_counted() {
     assert!(matches!(cache.begin(HOST, 2, 2, &path(), None), Begin::New));
     let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
     assert!(matches!(
-        cache.wait(2, 2, PATH, Some(deadline)).await,
+        cache.wait(Some(HOST), 2, 2, PATH, Some(deadline)).await,
         Lookup::InProgress
     ));
     assert_eq!(cache.waiters.load(Ordering::SeqCst), 0);
     cache.complete(2, 2, ok(1));
     assert!(matches!(
-        cache.wait(2, 2, PATH, None).await,
+        cache.wait(Some(HOST), 2, 2, PATH, None).await,
         Lookup::Done(Ok(_))
     ));
     assert_eq!(cache.waiters.load(Ordering::SeqCst), 0);
@@ -388,7 +412,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
     assert!(chunk.is_unique() && request.is_unique());
 
     // Kept whole all the same.
-    match cache.lookup(1, 1, PATH) {
+    match cache.lookup(Some(HOST), 1, 1, PATH) {
         Lookup::Done(Ok(kept)) => {
             assert_eq!(&kept.get_ref()[..], &[7u8; 64][..]);
             assert_eq!(
@@ -398,7 +422,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
         }
         _ => panic!("the first answer is kept"),
     }
-    match cache.lookup(1, 2, PATH) {
+    match cache.lookup(Some(HOST), 1, 2, PATH) {
         Lookup::Done(Err(kept)) => assert_eq!(&kept.details()[..], &[7u8; 8][..]),
         _ => panic!("the second answer is kept"),
     }
@@ -406,9 +430,9 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
 
 /// Client `instance` says it is done with its call 1: a first watermark (a client's first
 /// only sets where it starts), then one past it.
-fn done_with_call_1(cache: &ReplyCache, instance: u64) {
-    cache.ack(instance, 1);
-    cache.ack(instance, 2);
+fn done_with_call_1(cache: &ReplyCache, src: IpAddr, instance: u64) {
+    cache.ack(src, instance, 1);
+    cache.ack(src, instance, 2);
 }
 
 #[test]
@@ -441,7 +465,7 @@ fn a_source_past_its_share_is_refused_others_run_and_its_room_comes_back() {
     // Another host is untouched.
     assert!(matches!(cache.begin(HOST, 9, 1, &path(), None), Begin::New));
     // A running call counts; abandoned, it gives its room back.
-    done_with_call_1(&cache, 1);
+    done_with_call_1(&cache, flood, 1);
     assert!(matches!(
         cache.begin(flood, 5, 1, &path(), None),
         Begin::New
@@ -457,24 +481,24 @@ fn a_source_past_its_share_is_refused_others_run_and_its_room_comes_back() {
     ));
     // Bytes: an answer past the source's share is kept whole (a truncated call's client
     // fetches it over TCP); the source's next calls are refused until it lets go of it.
-    done_with_call_1(&cache, 2);
+    done_with_call_1(&cache, flood, 2);
     assert!(matches!(
         cache.begin(flood, 7, 1, &path(), None),
         Begin::New
     ));
     cache.complete(7, 1, ok(2_000));
     assert!(matches!(
-        cache.lookup(7, 1, PATH),
+        cache.lookup(Some(flood), 7, 1, PATH),
         Lookup::Done(Ok(r)) if r.get_ref().len() == 2_000
     ));
     cache.complete(6, 1, ok(10));
-    done_with_call_1(&cache, 3);
-    done_with_call_1(&cache, 6);
+    done_with_call_1(&cache, flood, 3);
+    done_with_call_1(&cache, flood, 6);
     assert!(matches!(
         cache.begin(flood, 8, 1, &path(), None),
         Begin::OverShare
     ));
-    done_with_call_1(&cache, 7);
+    done_with_call_1(&cache, flood, 7);
     assert!(matches!(
         cache.begin(flood, 8, 1, &path(), None),
         Begin::New

@@ -1,0 +1,31 @@
+//! Where a call came from. The client instance is plain text in every datagram and proves
+//! nothing, so the cache ties each entry, and the watermark each instance, to the IP address
+//! that made it (see `mod.rs` and `watermark.rs`).
+
+use super::super::watermark::canonical;
+use std::net::IpAddr;
+
+/// Where a datagram came from: its IP address, in one form per address (IPv4-mapped IPv6 as
+/// IPv4), and whether it proved the address (a valid cookie).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Source {
+    pub(super) ip: IpAddr,
+    pub(super) verified: bool,
+}
+
+impl Source {
+    /// A datagram from `ip`, verified or not.
+    pub(crate) fn new(ip: IpAddr, verified: bool) -> Source {
+        Source {
+            ip: canonical(ip),
+            verified,
+        }
+    }
+}
+
+impl From<IpAddr> for Source {
+    /// A verified source.
+    fn from(ip: IpAddr) -> Source {
+        Source::new(ip, true)
+    }
+}
