@@ -7,11 +7,13 @@
 //! on one socket through batched reads and segmented sends; and each host's share of the
 //! reply cache and of the calls in flight; and a server dropped without a shutdown stopping its
 //! UDP side too; and method paths a hostile host makes up, each entry's copy counted; and
-//! watermarks jumping by almost 2³¹ a request, never sweeping answers past the mark.
+//! watermarks jumping by almost 2³¹ a request, never sweeping answers past the mark; and
+//! cached answers and watermarks bound to the client's address, out of reach of another host.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
 mod aborted;
+mod address_bound;
 mod at_most_once;
 mod batching;
 mod buffers;
