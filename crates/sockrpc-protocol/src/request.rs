@@ -2,6 +2,7 @@
 
 use crate::{ConnInfo, EncodingFields, Extensions, MetadataMap, TransportKind};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::time::Instant;
 
 /// The longest timeout a request carries: what gRPC's `grpc-timeout` can say at most
 /// (99,999,999 hours, about 11,400 years). A longer one is taken as this, so that "now plus the
@@ -16,6 +17,10 @@ pub struct Request<T> {
     metadata: MetadataMap,
     message: T,
     timeout: Option<Duration>,
+    /// On a client, the instant the call gives up, once fixed ([`Request::fix_deadline`]):
+    /// every layer below counts from it, and the time left when the request is sent is what
+    /// goes on the wire.
+    deadline: Option<Instant>,
     /// Shared, not inline: a server's connection hands every call the same one (a reference
     /// count, no allocation), and a request that moves through the client's layers is 72 bytes
     /// smaller for it (each move a shorter copy).
@@ -40,6 +45,7 @@ impl<T> Request<T> {
             metadata: MetadataMap::new(),
             message,
             timeout: None,
+            deadline: None,
             conn: None,
             extensions: Extensions::new(),
             wire: Wire::default(),
@@ -75,8 +81,51 @@ impl<T> Request<T> {
     /// (no clock skew between hosts) and fails the call with `DeadlineExceeded` when it passes;
     /// the server cancels the handler at the same moment. A timeout past [`MAX_TIMEOUT`]
     /// (`Duration::MAX`, say, for "no hurry") is taken as `MAX_TIMEOUT`.
+    ///
+    /// The timeout counts from when the call starts, not from when it is sent: a generated
+    /// client (`Client`'s methods) fixes the deadline ([`fix_deadline`](Request::fix_deadline))
+    /// on entry, before it encodes the request, so encoding, waiting for a connection or for
+    /// room, and retries all come out of it, and the server is told the time left when the
+    /// request goes out. Setting a timeout drops a deadline fixed before. A caller that
+    /// encodes on its own (a `Call` built by hand, the transport's `ClientConnection`) calls
+    /// `fix_deadline` before encoding for the same; without it the timeout counts from when
+    /// the channel or transport takes the call.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = Some(timeout.min(MAX_TIMEOUT));
+        self.deadline = None;
+    }
+
+    /// On a client: the instant the call gives up, once fixed (by
+    /// [`fix_deadline`](Request::fix_deadline) or [`set_deadline`](Request::set_deadline));
+    /// `None` before, and always on a server (read [`timeout`](Request::timeout) there).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Fixes the call's deadline at `deadline` (a layer that waited, or a retry, hands on the
+    /// deadline the call began with; nothing lifts it). What [`timeout`](Request::timeout)
+    /// says is left as it was; the deadline is what counts.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Fixes the deadline, if a timeout was set and no deadline was fixed yet, at now plus the
+    /// timeout (one clock read, which the transport would otherwise make when it sends), and
+    /// returns it. A request without a timeout costs one check.
+    pub fn fix_deadline(&mut self) -> Option<Instant> {
+        if self.deadline.is_none() {
+            self.deadline = self.timeout.map(|t| Instant::now() + t);
+        }
+        self.deadline
+    }
+
+    /// [`resolve_timeout`](Request::resolve_timeout), then [`fix_deadline`](Request::fix_deadline):
+    /// the deadline as a client layer that times the whole call must read it.
+    pub fn resolve_deadline(&mut self) -> Option<Instant> {
+        if self.deadline.is_none() {
+            self.resolve_timeout();
+        }
+        self.fix_deadline()
     }
 
     /// The timeout: on the client, what was set; on the server, what remained when the call arrived.
@@ -206,6 +255,7 @@ impl<T> Request<T> {
             metadata: self.metadata,
             message: f(self.message),
             timeout: self.timeout,
+            deadline: self.deadline,
             conn: self.conn,
             extensions: self.extensions,
             wire: self.wire,
@@ -219,6 +269,7 @@ impl<T> Request<T> {
             metadata,
             message,
             timeout,
+            deadline,
             conn,
             extensions,
             wire,
@@ -227,6 +278,7 @@ impl<T> Request<T> {
             metadata,
             message: (),
             timeout,
+            deadline,
             conn,
             extensions,
             wire,
@@ -241,6 +293,7 @@ impl<T> Request<T> {
             metadata,
             message,
             timeout: timeout.map(|t| t.min(MAX_TIMEOUT)),
+            deadline: None,
             conn: None,
             extensions: Extensions::new(),
             wire: Wire::default(),
