@@ -518,6 +518,8 @@ async fn client_default_timeout_applies() {
 #[cfg(feature = "bincode")]
 mod bincode_codec;
 
+mod deadline_encode;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_layers_wrap_both_sides() {
     use sockrpc::Call;

@@ -155,7 +155,9 @@ impl Retry {
         deadline: Option<Instant>,
     ) -> BoxFuture<Result<Response<Body>, Status>> {
         if let Some(deadline) = deadline {
-            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+            // The first attempt's deadline, not a new one: the transport tells the server
+            // what is left of it when it sends.
+            request.set_deadline(deadline);
         }
         Box::pin(unary_waiting(self.pool, path, request, None))
     }
@@ -222,6 +224,10 @@ impl Service<Call> for Channel {
         let wait_for_ready = request.wait_for_ready().unwrap_or_else(|| {
             ConfigDefaults::waits(defaults.as_ref(), self.pool.endpoint().wait_for_ready)
         });
+        // Fixed when the caller started the call (a generated client's method, before it
+        // encoded the request): everything below counts from it. Otherwise the timeout (or
+        // the endpoint's default) counts from when the transport takes the call.
+        let mut deadline = request.deadline();
         let (mut metadata, body, mut timeout) = request.into_parts();
         let encoder = body.encoding().cloned();
         if let (Some(own), Some(default), true) = (
@@ -231,6 +237,9 @@ impl Service<Call> for Channel {
         ) {
             // A service config's timeout does not lift the endpoint's shorter one.
             timeout = Some(own.min(default));
+            if default < own {
+                deadline = deadline.map(|fixed| fixed.min(Instant::now() + default));
+            }
         }
         if timeout.is_none() {
             timeout = self.pool.endpoint().timeout;
@@ -259,6 +268,9 @@ impl Service<Call> for Channel {
         let (first, body) = match body.into_once() {
             Ok(message) if !streaming_response => {
                 let mut request = Request::from_parts(metadata, message, timeout);
+                if let Some(deadline) = deadline {
+                    request.set_deadline(deadline);
+                }
                 if wait_for_ready {
                     request.set_wait_for_ready(true);
                 }
@@ -313,6 +325,7 @@ impl Service<Call> for Channel {
             path,
             metadata,
             timeout,
+            deadline,
             encoding: encoding_fields,
             wait_for_ready,
         };
@@ -361,6 +374,8 @@ struct Open {
     path: MethodPath,
     metadata: MetadataMap,
     timeout: Option<std::time::Duration>,
+    /// Fixed when the caller started the call, if it was; else counted from the opening.
+    deadline: Option<Instant>,
     encoding: Option<sockrpc_protocol::EncodingFields>,
     /// Whether opening waits across failed connection attempts (see `Pool::get`).
     wait_for_ready: bool,
@@ -390,7 +405,7 @@ async fn unary_waiting(
     mut request: Request<Bytes>,
     reissue: Option<(u64, u32)>,
 ) -> Result<Response<Body>, Status> {
-    let deadline = request.timeout().map(|t| Instant::now() + t);
+    let deadline = request.fix_deadline();
     // A re-issue fetches the answer of a call started over UDP: after a graceful close too.
     let (conn, _started) = match reissue {
         None => {
@@ -399,10 +414,8 @@ async fn unary_waiting(
         }
         Some(_) => pool.get_started(deadline).await?,
     };
-    if let Some(deadline) = deadline {
-        // The wait for a connection counts against the call's own deadline.
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-    }
+    // The wait for a connection counts against the call's own deadline: the request keeps it
+    // fixed, and the transport sends what is left of it.
     let response = match reissue {
         None => conn.into_unary(path, request).await?,
         Some(udp_call) => conn.reissue(path, request, udp_call).await?,
@@ -432,7 +445,7 @@ async fn unary_udp(
 ) -> Result<Response<Body>, Status> {
     // Held until the call is over, a fetch of its answer included.
     let _started = started;
-    let deadline = request.timeout().map(|t| Instant::now() + t);
+    let deadline = request.fix_deadline();
     // The cold paths (the socket's first use, the way out to the stream) are boxed, so this
     // future, boxed once per call, stays small enough for the allocator's fast path.
     let client = match route {
@@ -456,9 +469,7 @@ async fn unary_udp(
             // The call ran; fetch its answer over the stream, by its UDP identity. Until that
             // is over the server must keep the answer: `hold` keeps the call below this
             // client's watermark.
-            if let Some(deadline) = deadline {
-                request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-            }
+            // The request keeps its deadline fixed: the fetch has what is left of it.
             let answer = Box::pin(unary_waiting(pool, path, request, Some(udp_call))).await;
             drop(hold);
             return answer;
@@ -479,10 +490,11 @@ async fn open_stream(
         path,
         metadata,
         timeout,
+        deadline,
         encoding,
         wait_for_ready,
     } = open;
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = deadline.or_else(|| timeout.map(|t| Instant::now() + t));
     let mut body = body;
     // A call refused unstarted (its connection closed before it was sent, or a draining
     // server refused it) opens again on another connection, as unary calls do — as long as

@@ -211,39 +211,47 @@ impl<T: ClientService> Client<T> {
     }
 
     /// One request, one response.
+    ///
+    /// The request's timeout counts from here: the deadline is fixed before the request is
+    /// encoded, so a slow encoding comes out of it, and the server is told what is left when
+    /// the request goes out. An answer that arrived in time is returned even if decoding it
+    /// ends past the deadline (the server committed it; see `docs/ARCHITECTURE.md`).
     pub async fn unary<Req, Resp, C>(
         &mut self,
-        request: Request<Req>,
+        mut request: Request<Req>,
         method: impl Into<RpcMethod>,
         codec: C,
     ) -> Result<Response<Resp>, Status>
     where
         C: Codec<Req> + Codec<Resp>,
     {
+        request.fix_deadline();
         let request = Self::once(request, &codec)?;
         let response = self.exchange(method.into(), request, false).await?;
         Self::single(response, &codec).await
     }
 
-    /// One request, a stream of responses.
+    /// One request, a stream of responses (the deadline is fixed on entry, as for
+    /// [`unary`](Client::unary), and covers the whole stream).
     pub async fn server_streaming<Req, Resp, C>(
         &mut self,
-        request: Request<Req>,
+        mut request: Request<Req>,
         method: impl Into<RpcMethod>,
         codec: C,
     ) -> Result<Response<Streaming<Resp>>, Status>
     where
         C: Codec<Req> + Codec<Resp>,
     {
+        request.fix_deadline();
         let request = Self::once(request, &codec)?;
         let response = self.exchange(method.into(), request, true).await?;
         Ok(response.map(|body| Streaming::new(body, codec)))
     }
 
-    /// A stream of requests, one response.
+    /// A stream of requests, one response (the deadline is fixed on entry).
     pub async fn client_streaming<S, Req, Resp, C>(
         &mut self,
-        request: Request<S>,
+        mut request: Request<S>,
         method: impl Into<RpcMethod>,
         codec: C,
     ) -> Result<Response<Resp>, Status>
@@ -251,15 +259,16 @@ impl<T: ClientService> Client<T> {
         S: Stream<Item = Req> + Send + 'static,
         C: Codec<Req> + Codec<Resp>,
     {
+        request.fix_deadline();
         let request = Self::stream(request, codec.clone());
         let response = self.exchange(method.into(), request, false).await?;
         Self::single(response, &codec).await
     }
 
-    /// A stream of requests, a stream of responses.
+    /// A stream of requests, a stream of responses (the deadline is fixed on entry).
     pub async fn streaming<S, Req, Resp, C>(
         &mut self,
-        request: Request<S>,
+        mut request: Request<S>,
         method: impl Into<RpcMethod>,
         codec: C,
     ) -> Result<Response<Streaming<Resp>>, Status>
@@ -267,6 +276,7 @@ impl<T: ClientService> Client<T> {
         S: Stream<Item = Req> + Send + 'static,
         C: Codec<Req> + Codec<Resp>,
     {
+        request.fix_deadline();
         let request = Self::stream(request, codec.clone());
         let response = self.exchange(method.into(), request, true).await?;
         Ok(response.map(|body| Streaming::new(body, codec)))

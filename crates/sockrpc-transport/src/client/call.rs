@@ -85,14 +85,17 @@ impl ResponseFuture {
         }
     }
 
-    /// When the call gives up waiting (from its request's timeout, counted from when this
-    /// future was made): what a retry of it elsewhere must still honour.
+    /// When the call gives up waiting (the request's fixed deadline, else its timeout counted
+    /// from when this future was made): what a retry of it elsewhere must still honour.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
     pub(super) fn new(conn: ClientConnection, path: MethodPath, request: Request<Bytes>) -> Self {
-        let deadline = request.timeout().map(|t| Instant::now() + t);
+        // A deadline the caller fixed (before encoding) stands; else the timeout counts from now.
+        let deadline = request
+            .deadline()
+            .or_else(|| request.timeout().map(|t| Instant::now() + t));
         ResponseFuture {
             conn,
             state: CallState::Start,

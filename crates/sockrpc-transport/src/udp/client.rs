@@ -329,7 +329,9 @@ impl UdpClient {
         deadline: Option<Instant>,
     ) -> UdpOutcome {
         let shared = &*self.inner.shared;
-        let deadline = deadline.or_else(|| request.timeout().map(|t| Instant::now() + t));
+        let deadline = deadline
+            .or_else(|| request.deadline())
+            .or_else(|| request.timeout().map(|t| Instant::now() + t));
         if !self.fits(path, request) || shared.in_fallback() {
             bump(&shared.stats.not_suitable);
             return UdpOutcome::NotSuitable;
