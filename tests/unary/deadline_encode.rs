@@ -187,6 +187,39 @@ async fn a_quick_call_keeps_its_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_share_the_deadline_the_call_began_with() {
+    use sockrpc::middleware::retry::{RetryLayer, RetryPolicy};
+    use tower::Layer;
+    let (server, recorder, client) = setup().await;
+    recorder.fail_first.store(2, Ordering::SeqCst);
+    let retrying = RetryLayer::new()
+        .method(PATH, RetryPolicy::new(3))
+        .layer(client.into_inner());
+    let mut client = sockrpc::Client::new(retrying);
+    let encode_delay = Duration::from_millis(300);
+    let timeout = Duration::from_secs(3);
+    let codec = SlowCodec { encode_delay };
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client.unary(request(timeout), PATH, codec),
+    )
+    .await
+    .expect("the call ends within 10 s")
+    .expect("the third attempt succeeds");
+    let seen = recorder.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // Every attempt, the retried ones too, counts from the call's start, before encoding.
+    for told in seen {
+        let told = told.expect("a timeout on the wire");
+        assert!(
+            told <= timeout - encode_delay,
+            "told {told:?} after a {encode_delay:?} encoding of a {timeout:?} timeout"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_udp_path_counts_the_encoding_too() {
     use sockrpc::service::udp::UdpServerConfig;
     use sockrpc::transport::endpoint::UdpPolicy;

@@ -119,6 +119,10 @@ impl Call {
             body,
             self.request.timeout(),
         );
+        if let Some(deadline) = self.request.deadline() {
+            // The copy keeps the deadline the call began with: a retry never extends it.
+            request.set_deadline(deadline);
+        }
         request.set_shared_conn_info(self.request.shared_conn_info().cloned());
         *request.extensions_mut() = self.request.extensions().clone();
         // What the OPEN says about compression travels with every copy.
@@ -213,6 +217,8 @@ impl Call {
             return Err(deadline_passed(self.path(), waited));
         }
         self.request.set_timeout(remaining);
+        // On a client, the transport counts from the deadline itself, not from the send.
+        self.request.set_deadline(deadline);
         Ok(())
     }
 

@@ -73,10 +73,7 @@ impl<S: Service<Call>> ResponseFuture<S> {
         // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the copy
         // kept for later copies carries it as its timeout (the first copy, already on its way,
         // leaves it to the channel).
-        let deadline = template
-            .request_mut()
-            .resolve_timeout()
-            .map(|t| Instant::now() + t);
+        let deadline = template.request_mut().resolve_deadline();
         let hedging = Hedging {
             service,
             template,
@@ -240,7 +237,10 @@ where
             .metadata_mut()
             .insert(PREVIOUS_ATTEMPTS_KEY, &self.sent.to_string());
         if let Some(deadline) = self.deadline {
+            // What remains as its timeout, for the layers below; and the deadline itself,
+            // which the transport counts from (the server is told what is left when it sends).
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+            request.set_deadline(deadline);
         }
         self.in_flight.push(Box::pin(self.service.call(call)));
         self.sent += 1;

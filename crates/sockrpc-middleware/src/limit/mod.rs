@@ -131,7 +131,12 @@ impl WaitQueue {
 ///
 /// [`Request::resolve_timeout`]: sockrpc_protocol::Request::resolve_timeout
 pub(crate) fn deadline_of(call: &mut Call, now: Instant) -> Option<Instant> {
-    call.request_mut()
+    let request = call.request_mut();
+    if let Some(fixed) = request.deadline() {
+        // Fixed when the caller started the call, before encoding: it stands.
+        return Some(fixed);
+    }
+    request
         .resolve_timeout()
         .and_then(|timeout| now.checked_add(timeout))
 }

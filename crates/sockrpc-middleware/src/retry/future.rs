@@ -75,10 +75,8 @@ impl<S> Retrying<S> {
         // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the copy
         // kept for later attempts carries it as its timeout (the first attempt, already on its
         // way, leaves it to the channel).
-        let deadline = template
-            .request_mut()
-            .resolve_timeout()
-            .map(|t| Instant::now() + t);
+        // A deadline fixed when the caller started the call stands (a retry never extends it).
+        let deadline = template.request_mut().resolve_deadline();
         Retrying {
             service,
             template,
@@ -166,7 +164,10 @@ impl<S> Retrying<S> {
             .metadata_mut()
             .insert(PREVIOUS_ATTEMPTS_KEY, &self.sent.to_string());
         if let Some(deadline) = self.deadline {
+            // What remains as its timeout, for the layers below; and the deadline itself,
+            // which the transport counts from (the server is told what is left when it sends).
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+            request.set_deadline(deadline);
         }
         self.sent += 1;
         Some(call)

@@ -69,8 +69,14 @@ impl<S: Service<Call, Response = Response<Body>>> Service<Call> for MethodDefaul
                 let explicit = request.timeout().is_some();
                 let own = request.resolve_timeout();
                 if own.is_none_or(|own| limit < own) {
-                    // The deadline every attempt shares, retries and hedges included.
+                    // The deadline every attempt shares, retries and hedges included; counted,
+                    // like the caller's, from when the call started (a fixed deadline is
+                    // `own` after that start).
+                    let fixed = request.deadline();
                     request.set_timeout(limit);
+                    if let Some(fixed) = fixed {
+                        request.set_deadline(shorter(fixed, own, limit));
+                    }
                 }
                 endpoint_applies = !explicit;
             }
@@ -147,4 +153,19 @@ impl<S> Layer<S> for MethodDefaultsLayer {
             config: Arc::clone(&self.config),
         }
     }
+}
+
+/// The deadline of a call whose deadline was `fixed` (its own timeout `own`, if it has one)
+/// under a config's shorter `limit`, counted from when the call started: `own` before `fixed`
+/// for a deadline fixed from the call's timeout (no clock read), now for one fixed without.
+fn shorter(
+    fixed: tokio::time::Instant,
+    own: Option<std::time::Duration>,
+    limit: std::time::Duration,
+) -> tokio::time::Instant {
+    let limited = match own {
+        Some(own) => fixed.checked_sub(own.saturating_sub(limit)),
+        None => tokio::time::Instant::now().checked_add(limit),
+    };
+    limited.map_or(fixed, |limited| limited.min(fixed))
 }

@@ -332,3 +332,29 @@ async fn the_call_keeps_a_shorter_deadline_and_its_own_wait_choice() {
         }]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_config_timeout_counts_from_when_the_caller_started_the_call() {
+    let config = ServiceConfig::from_json(CONFIG).expect("valid");
+    let mut own = call("/shop.Orders/Get");
+    own.request_mut().set_timeout(Duration::from_secs(10));
+    // Fixed as a generated client fixes it, before encoding; then 1 s passes (encoding).
+    let started = tokio::time::Instant::now();
+    own.request_mut().fix_deadline();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deadlines = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&deadlines);
+    let inner = tower::service_fn(move |call: Call| {
+        record.lock().expect("lock").push(call.request().deadline());
+        async { Ok::<_, Status>(Response::new(Body::once(Bytes::from_static(b"ok")))) }
+    });
+    config
+        .layer()
+        .layer(inner)
+        .oneshot(own)
+        .await
+        .expect("answered");
+    // Get's 2.5 s from the call's start, not from when the layer saw it.
+    let seen = deadlines.lock().expect("lock").clone();
+    assert_eq!(seen, [Some(started + Duration::from_millis(2500))]);
+}

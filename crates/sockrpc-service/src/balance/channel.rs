@@ -473,7 +473,11 @@ impl Balanced {
         // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the wait for
         // an endpoint and every attempt count against it, and each attempt carries what
         // remains as its timeout.
-        let call_deadline = call.request_mut().resolve_timeout().map(|t| started + t);
+        // A deadline the caller fixed before encoding stands.
+        let call_deadline = match call.request().deadline() {
+            Some(fixed) => Some(fixed),
+            None => call.request_mut().resolve_timeout().map(|t| started + t),
+        };
         let wait = Wait {
             for_ready: call
                 .request()
@@ -495,8 +499,9 @@ impl Balanced {
             // The endpoint's default deadline counts from when the call began, wait included.
             let deadline = wait.deadline_for(member.endpoint());
             if let Some(deadline) = deadline {
-                call.request_mut()
-                    .set_timeout(deadline.saturating_duration_since(Instant::now()));
+                let request = call.request_mut();
+                request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+                request.set_deadline(deadline);
             }
             let spare = if attempt < attempts {
                 call.try_clone()
