@@ -360,6 +360,14 @@ impl Outbox {
         self.batched
     }
 
+    /// Wakes the driver to write the batch, unless an earlier call of it already did: only a
+    /// flush that wrote everything empties the count, so the driver woken has not written yet.
+    pub fn wake_driver_for_batch(&self) {
+        if self.batched <= 1 {
+            self.wake_driver();
+        }
+    }
+
     /// Bytes waiting to be written, bodies held by reference and split messages included.
     pub fn buffered(&self) -> usize {
         self.queued + self.buf.len() + self.bulked

@@ -376,3 +376,29 @@ fn an_abandoned_end_stream_message_is_not_counted_and_its_last_piece_keeps_the_f
     ]);
     assert_eq!(shape, expected);
 }
+
+#[test]
+fn a_batch_wakes_its_driver_once() {
+    let (mut outbox, _, _) = outbox(usize::MAX, true);
+    let (count, waker) = crate::wake_count::counting_waker();
+    outbox.set_driver(&waker);
+    for _ in 0..3 {
+        outbox.buf_mut().extend_from_slice(b"a frame");
+        outbox.add_to_batch();
+        outbox.wake_driver_for_batch();
+    }
+    assert_eq!(
+        count.count(),
+        1,
+        "the rest of the batch found the driver woken"
+    );
+    flush_all(&mut outbox);
+    outbox.buf_mut().extend_from_slice(b"a frame");
+    outbox.add_to_batch();
+    outbox.wake_driver_for_batch();
+    assert_eq!(
+        count.count(),
+        2,
+        "a batch begun after a write wakes the driver again"
+    );
+}

@@ -145,6 +145,10 @@ pub(super) fn check_request(
     if let Some(message) = message {
         check_message(message, limits)?;
     }
+    if metadata.is_empty() {
+        // Nearly every call: nothing to check, and an empty block is under any limit.
+        return Ok(());
+    }
     frame::check_metadata(metadata, limits)
         .map_err(|why| Status::resource_exhausted(why).refused_before_sending())?;
     // 0: not known yet; `usize::MAX`: none announced.
@@ -331,8 +335,9 @@ fn send(
         // Calls may wait for the write buffer to drain below its high-water mark.
         state.wake_for_room(shared);
     } else {
-        // Others are in flight: their frames and ours leave together when the driver runs.
-        state.outbox.wake_driver();
+        // Others are in flight: their frames and ours leave together when the driver runs,
+        // woken by the batch's first call (one wake-up per batch, not per call).
+        state.outbox.wake_driver_for_batch();
     }
     Ok(Started::Sent(id))
 }
