@@ -318,7 +318,8 @@ pub(super) fn answer_now<B: OutboundBody>(
 
 /// Writes a one-message answer: HEADERS (when there is leading metadata or encoding fields),
 /// MESSAGE (with its `FLAG_COMPRESSED`), END; or, when the client allowed it and there are no
-/// trailers, the MESSAGE alone with the END folded in (`FLAG_END_OK`).
+/// trailers, the MESSAGE alone with the END folded in (`FLAG_END_OK`). The caller checked the
+/// metadata (`announced::check_response`, against the same limits).
 fn encode_once(
     outbox: &mut Outbox,
     call_id: u32,
@@ -335,12 +336,6 @@ fn encode_once(
             message.len(),
             limits.send_limit()
         ));
-        return encode_status(buf, call_id, &status, limits);
-    }
-    if let Err(reason) = frame::check_metadata(metadata, limits)
-        .and_then(|()| frame::check_metadata(trailers, limits))
-    {
-        let status = Status::internal(format!("response metadata: {reason}"));
         return encode_status(buf, call_id, &status, limits);
     }
     if !metadata.is_empty() || encoding.is_some() {
