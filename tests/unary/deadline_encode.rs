@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 /// The method the tests call.
-const PATH: &str = "/deadline.Slow/Call";
+pub(super) const PATH: &str = "/deadline.Slow/Call";
 
 /// Bytes as they are, after sleeping `encode_delay` in `encode`.
 #[derive(Clone)]
-struct SlowCodec {
-    encode_delay: Duration,
+pub(super) struct SlowCodec {
+    pub(super) encode_delay: Duration,
 }
 
 impl Codec<Bytes> for SlowCodec {
@@ -38,9 +38,9 @@ impl Codec<Bytes> for SlowCodec {
 /// Answers with the request, recording the timeout each call arrived with; fails the first
 /// `fail_first` calls `UNAVAILABLE` (for retries).
 #[derive(Clone, Default)]
-struct Recorder {
-    seen: Arc<Mutex<Vec<Option<Duration>>>>,
-    fail_first: Arc<AtomicUsize>,
+pub(super) struct Recorder {
+    pub(super) seen: Arc<Mutex<Vec<Option<Duration>>>>,
+    pub(super) fail_first: Arc<AtomicUsize>,
 }
 
 impl tower::Service<Call> for Recorder {
@@ -76,7 +76,7 @@ impl tower::Service<Call> for Recorder {
 }
 
 /// A server with the recorder mounted, and a client on a channel to it.
-async fn setup() -> (
+pub(super) async fn setup() -> (
     sockrpc_tests::serve::Running,
     Recorder,
     sockrpc::Client<sockrpc::Channel>,
@@ -90,7 +90,7 @@ async fn setup() -> (
     (server, recorder, sockrpc::Client::new(channel))
 }
 
-fn request(timeout: Duration) -> Request<Bytes> {
+pub(super) fn request(timeout: Duration) -> Request<Bytes> {
     let mut request = Request::new(Bytes::from_static(b"payload"));
     request.set_timeout(timeout);
     request

@@ -519,6 +519,7 @@ async fn client_default_timeout_applies() {
 mod bincode_codec;
 
 mod deadline_encode;
+mod deadline_lift;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_layers_wrap_both_sides() {

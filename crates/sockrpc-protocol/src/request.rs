@@ -86,13 +86,20 @@ impl<T> Request<T> {
     /// client (`Client`'s methods) fixes the deadline ([`fix_deadline`](Request::fix_deadline))
     /// on entry, before it encodes the request, so encoding, waiting for a connection or for
     /// room, and retries all come out of it, and the server is told the time left when the
-    /// request goes out. Setting a timeout drops a deadline fixed before. A caller that
-    /// encodes on its own (a `Call` built by hand, the transport's `ClientConnection`) calls
-    /// `fix_deadline` before encoding for the same; without it the timeout counts from when
-    /// the channel or transport takes the call.
+    /// request goes out. A caller that encodes on its own (a `Call` built by hand, the
+    /// transport's `ClientConnection`) calls `fix_deadline` before encoding for the same;
+    /// without it the timeout counts from when the channel or transport takes the call.
+    ///
+    /// Once the deadline is fixed, a timeout set (by an interceptor, a tower layer, a service
+    /// config) can only bring it closer: the deadline becomes the sooner of the fixed one and
+    /// now plus `timeout` (one clock read), so nothing below the caller runs a call past the
+    /// deadline its caller began it with.
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = Some(timeout.min(MAX_TIMEOUT));
-        self.deadline = None;
+        let timeout = timeout.min(MAX_TIMEOUT);
+        self.timeout = Some(timeout);
+        if let Some(fixed) = self.deadline {
+            self.deadline = Some(fixed.min(Instant::now() + timeout));
+        }
     }
 
     /// On a client: the instant the call gives up, once fixed (by
@@ -102,9 +109,10 @@ impl<T> Request<T> {
         self.deadline
     }
 
-    /// Fixes the call's deadline at `deadline` (a layer that waited, or a retry, hands on the
-    /// deadline the call began with; nothing lifts it). What [`timeout`](Request::timeout)
-    /// says is left as it was; the deadline is what counts.
+    /// Fixes the call's deadline at `deadline`, sooner or later than one fixed before: for a
+    /// layer that waited, or a retry, to hand on the deadline the call began with (the
+    /// library's layers never hand on a later one). What [`timeout`](Request::timeout) says
+    /// is left as it was; the deadline is what counts.
     pub fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = Some(deadline);
     }
@@ -287,7 +295,8 @@ impl<T> Request<T> {
     }
 
     /// Builds a request from its parts (no connection info, no extensions, no wait-for-ready
-    /// choice: the channel's applies).
+    /// choice: the channel's applies; no fixed deadline: the timeout counts from when the
+    /// request is next timed).
     pub fn from_parts(metadata: MetadataMap, message: T, timeout: Option<Duration>) -> Request<T> {
         Request {
             metadata,
@@ -300,8 +309,8 @@ impl<T> Request<T> {
         }
     }
 
-    /// Splits into metadata, message and timeout, dropping connection info, extensions and the
-    /// wait-for-ready choice (keep them with [`map`](Request::map) or
+    /// Splits into metadata, message and timeout, dropping connection info, extensions, the
+    /// wait-for-ready choice and a fixed deadline (keep them with [`map`](Request::map) or
     /// [`split_message`](Request::split_message)).
     pub fn into_parts(self) -> (MetadataMap, T, Option<Duration>) {
         (self.metadata, self.message, self.timeout)
@@ -485,6 +494,10 @@ impl<T> Response<T> {
         (self.metadata, self.message, self.trailers)
     }
 }
+
+#[cfg(test)]
+#[path = "request_deadline_tests.rs"]
+mod deadline_tests;
 
 #[cfg(test)]
 mod tests {
