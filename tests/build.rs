@@ -66,7 +66,19 @@ fn main() -> std::io::Result<()> {
         .include_file("tricky.rs")
         .compile_protos(&["proto/sockrpc/test/tricky.proto"], &["proto"])?;
 
+    proto2()?;
     codegen_gaps()
+}
+
+/// `tests/proto2/`: a proto2 file (required fields, defaults, groups, extensions, closed enums,
+/// packed fields) served end to end.
+fn proto2() -> std::io::Result<()> {
+    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("p2");
+    std::fs::create_dir_all(&out)?;
+    sockrpc_build::configure()
+        .out_dir(&out)
+        .include_file("p2.rs")
+        .compile_protos(&["proto/sockrpc/p2/shop.proto"], &["proto"])
 }
 
 /// `tests/codegen_gaps/`: a glob-imported server module, child packages named like a service's

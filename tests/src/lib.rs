@@ -78,3 +78,10 @@ pub mod options {
 pub mod tricky {
     include!(concat!(env!("OUT_DIR"), "/tricky/tricky.rs"));
 }
+
+/// `tests/proto/sockrpc/p2/shop.proto`: proto2 (required fields, defaults, groups, extensions,
+/// closed enums), served by `tests/proto2/`.
+#[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
+pub mod p2 {
+    include!(concat!(env!("OUT_DIR"), "/p2/p2.rs"));
+}
