@@ -2,7 +2,7 @@
 //! count, not a copy: the benchmark should measure the framework, not memcpy), and, for the
 //! end-to-end tests
 //! only, the route guide (the tests' server is their own binary re-run; the CLI never includes
-//! it).
+//! it) and the proto2 shop of `tests/proto/sockrpc/p2/` (`tests/cli_proto2.rs`).
 fn main() -> std::io::Result<()> {
     sockrpc_build::configure()
         .bytes(["."])
@@ -10,5 +10,9 @@ fn main() -> std::io::Result<()> {
     sockrpc_build::compile_protos(
         &["../../proto/routeguide/route_guide.proto"],
         &["../../proto"],
+    )?;
+    sockrpc_build::compile_protos(
+        &["../../tests/proto/sockrpc/p2/shop.proto"],
+        &["../../tests/proto"],
     )
 }
