@@ -3,7 +3,8 @@
 //! enum), served in this process by its generated server with reflection, with descriptors from
 //! reflection and from `--proto`: JSON in and out follows proto2's presence (a field set to its
 //! default is written, an absent one is not), groups and extensions are JSON fields like any
-//! other, and an extension the server's prost types drop does not break the call.
+//! other, and an extension the server's prost types drop does not break the call. A `--proto`
+//! file in protobuf editions is refused with an error that says so.
 
 mod call_support;
 mod support;
@@ -269,4 +270,39 @@ fn proto2_list_and_describe() {
             );
         }
     }
+}
+
+/// A `--proto` file in protobuf editions: refused before any call with an input error (exit 64)
+/// that names editions, the file and the statement, not protox's parse error at `edition`.
+#[test]
+fn an_editions_proto_is_refused_by_name() {
+    let (_runtime, addr) = serve();
+    let dir = support::temp_path("editions");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let proto = dir.join("ed.proto");
+    std::fs::write(
+        &proto,
+        "edition = \"2023\";\npackage ed;\noption features.field_presence = EXPLICIT;\n\
+         message E { int32 x = 1 [features.message_encoding = DELIMITED]; }\n\
+         service S { rpc M(E) returns (E); }\n",
+    )
+    .expect("ed.proto");
+    let proto = proto.to_str().expect("utf-8 path").to_owned();
+    for args in [
+        vec!["call", &addr, "ed.S/M", "-d", "{}", "--proto", &proto],
+        vec!["describe", &addr, "ed.E", "--proto", &proto],
+    ] {
+        let (code, stdout, stderr) = call(&args, "");
+        assert_eq!(code, 64, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains("protobuf editions are not supported"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("ed.proto:1:1: `edition = \"2023\";`"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,6 +14,7 @@
 //! [prost-reflect]: https://docs.rs/prost-reflect
 
 pub(crate) mod conn;
+mod editions;
 pub(crate) mod exit;
 pub(crate) mod invoke;
 pub(crate) mod json;

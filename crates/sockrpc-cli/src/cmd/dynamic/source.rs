@@ -3,6 +3,7 @@
 //! reflection service.
 
 use super::conn::ConnArgs;
+use super::editions::edition_error;
 use super::exit::Failure;
 use super::reflect;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
@@ -24,18 +25,23 @@ pub(crate) fn compile(protos: &[PathBuf], imports: &[PathBuf]) -> Result<Descrip
         }
     }
     let mut compiler =
-        protox::Compiler::new(&includes).map_err(|err| compile_failure(&err, &includes))?;
+        protox::Compiler::new(&includes).map_err(|err| compile_failure(&err, protos, &includes))?;
     compiler.include_imports(true);
     // Comments, for `describe` to write back.
     compiler.include_source_info(true);
     compiler
         .open_files(protos)
-        .map_err(|err| compile_failure(&err, &includes))?;
+        .map_err(|err| compile_failure(&err, protos, &includes))?;
     Ok(compiler.descriptor_pool())
 }
 
-/// protox's error, with what to do when a file or an import was not found where it looked.
-fn compile_failure(err: &protox::Error, includes: &[PathBuf]) -> Failure {
+/// protox's error, with what to do when a file or an import was not found where it looked; or,
+/// for a file in protobuf editions, that editions are not read (protox's own error is a parse
+/// error at `edition`).
+fn compile_failure(err: &protox::Error, protos: &[PathBuf], includes: &[PathBuf]) -> Failure {
+    if let Some(editions) = editions_in(err, protos, includes) {
+        return Failure::Input(format!("cannot compile the --proto files: {editions}"));
+    }
     let mut message = format!("cannot compile the --proto files: {err}");
     if let Some(file) = err.file() {
         message.push_str(&format!(" (in {file})"));
@@ -53,6 +59,19 @@ fn compile_failure(err: &protox::Error, includes: &[PathBuf]) -> Failure {
         ));
     }
     Failure::Input(message)
+}
+
+/// The editions error for the file protox failed on (looked for under each include path) or
+/// for one of the `--proto` files, if one is written in editions.
+fn editions_in(err: &protox::Error, protos: &[PathBuf], includes: &[PathBuf]) -> Option<String> {
+    let named: Vec<PathBuf> = err
+        .file()
+        .map(|file| includes.iter().map(|dir| dir.join(file)).collect())
+        .unwrap_or_default();
+    named.iter().chain(protos).find_map(|path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        edition_error(&path.display().to_string(), &text)
+    })
 }
 
 /// The descriptors for `symbol`: from the `--proto` files when given, else from reflection.
@@ -212,6 +231,34 @@ mod tests {
         // With both roots named, it compiles.
         let pool = compile(&[main], &[app, root.join("shared")]).map_err(|f| f.to_string());
         assert!(pool.is_ok_and(|pool| pool.get_message_by_name("A").is_some()));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_file_in_editions_is_refused_by_name() {
+        let root = std::env::temp_dir().join(format!("sockrpc-editions-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("dir");
+        let edition =
+            "// Editions.\nedition = \"2023\";\npackage ed;\nmessage E { int32 x = 1; }\n";
+        std::fs::write(root.join("ed.proto"), edition).expect("ed.proto");
+        std::fs::write(
+            root.join("main.proto"),
+            "syntax = \"proto3\";\nimport \"ed.proto\";\nmessage M { ed.E e = 1; }\n",
+        )
+        .expect("main.proto");
+        // Given, and imported: either way the error names editions and the file.
+        for file in ["ed.proto", "main.proto"] {
+            let message = compile(&[root.join(file)], &[])
+                .map(|_| ())
+                .map_err(|f| f.to_string())
+                .err()
+                .unwrap_or_default();
+            assert!(message.contains("editions are not supported"), "{message}");
+            assert!(
+                message.contains("ed.proto:2:1: `edition = \"2023\";`"),
+                "{message}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&root);
     }
 }
