@@ -8,7 +8,8 @@
 //! reply cache and of the calls in flight; and a server dropped without a shutdown stopping its
 //! UDP side too; and method paths a hostile host makes up, each entry's copy counted; and
 //! watermarks jumping by almost 2³¹ a request, never sweeping answers past the mark; and
-//! cached answers and watermarks bound to the client's address, out of reach of another host.
+//! cached answers and watermarks bound to the client's address, out of reach of another host;
+//! and a channel over a Unix socket re-issuing its truncated UDP calls there.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
@@ -27,4 +28,5 @@ mod reliability;
 mod share;
 mod spoofed;
 mod support;
+mod unix_reissue;
 mod watermark;

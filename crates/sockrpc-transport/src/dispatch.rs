@@ -58,7 +58,8 @@ pub struct Replay {
     /// The UDP call's id.
     pub call_id: u32,
     /// The IP address of the connection's peer (`None` over a Unix socket): the cache answers
-    /// only the address the UDP call came from, since the instance is plain text on the wire.
+    /// only the address the UDP call came from, since the instance is plain text on the wire
+    /// (over a Unix socket, a process on this host: calls made from a loopback address).
     pub peer: Option<std::net::IpAddr>,
 }
 

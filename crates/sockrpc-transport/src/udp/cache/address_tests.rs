@@ -20,7 +20,8 @@ fn ok(n: usize) -> Result<Response<Bytes>, Status> {
 
 /// The instance is plain text on the wire: a call's answer goes only to the address that made
 /// it, over UDP and over TCP, whatever form of the address (IPv4-mapped or not) the socket
-/// reports; and a peer with no address (a Unix socket) gets nothing.
+/// reports; and a peer with no address (a Unix socket, on this host) only calls made from a
+/// loopback address.
 #[test]
 fn answers_go_only_to_the_address_that_made_the_call() {
     let cache = ReplyCache::default();
@@ -48,7 +49,21 @@ fn answers_go_only_to_the_address_that_made_the_call() {
         cache.lookup(Some(other), 1, 1, PATH),
         Lookup::Missing
     ));
-    assert!(matches!(cache.lookup(None, 1, 1, PATH), Lookup::Missing));
+    assert!(matches!(
+        cache.lookup(None, 1, 1, PATH),
+        Lookup::Done(Ok(_))
+    ));
+    let remote = IpAddr::V6("2001:db8::1".parse().expect("addr"));
+    assert!(matches!(
+        cache.begin(remote, 2, 1, &path(), None),
+        Begin::New
+    ));
+    cache.complete(2, 1, ok(3));
+    assert!(matches!(cache.lookup(None, 2, 1, PATH), Lookup::Missing));
+    assert!(matches!(
+        cache.lookup(Some(remote), 2, 1, PATH),
+        Lookup::Done(Ok(_))
+    ));
     assert!(matches!(
         cache.lookup(Some(mapped), 1, 1, PATH),
         Lookup::Done(Ok(_))

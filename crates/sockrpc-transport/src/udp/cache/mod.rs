@@ -53,6 +53,7 @@ use paths::{intern, own_path_size};
 pub(crate) use quota::Owner;
 use quota::Quotas;
 use size::{answer_size, owned};
+use source::may_fetch;
 pub(crate) use source::Source;
 // Seeded fast hashing (keys come from clients): a few lookups per call, each a SipHash before.
 use bytes::Bytes;
@@ -480,16 +481,17 @@ impl ReplyCache {
     }
 
     /// What the cache knows about `(instance, call_id)`, a call of `path`, for a caller at
-    /// `peer`'s IP address, now. A call made from another address, or asked for by a peer
-    /// without one (`None`: a Unix socket), is [`Lookup::Missing`]: the instance is plain text
-    /// in every datagram, the address is what ties an answer to its client.
+    /// `peer`'s IP address, now. A call made from another address is [`Lookup::Missing`]: the
+    /// instance is plain text in every datagram, the address is what ties an answer to its
+    /// client. A peer without one (`None`: a Unix socket) is a process on this host, and gets
+    /// only calls made from a loopback address ([`may_fetch`]).
     pub fn lookup(&self, peer: Option<IpAddr>, instance: u64, call_id: u32, path: &[u8]) -> Lookup {
         let mut state = self.lock();
         let now = Instant::now();
         self.expire(&mut state, now);
         let peer = peer.map(canonical);
         match state.map.get(&(instance, call_id)) {
-            Some(slot) if Some(slot.src()) != peer => Lookup::Missing,
+            Some(slot) if !may_fetch(slot.src(), peer) => Lookup::Missing,
             Some(slot) if slot.path().as_ref() != path => Lookup::OtherMethod,
             Some(Slot::Running { .. }) => Lookup::InProgress,
             Some(Slot::Done {

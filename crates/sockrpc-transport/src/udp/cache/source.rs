@@ -29,3 +29,16 @@ impl From<IpAddr> for Source {
         Source::new(ip, true)
     }
 }
+
+/// Whether a re-issue from `peer` (`None`: over a Unix socket) may have the answer of a call
+/// that `src` started (both canonical): the same address; or, over a Unix socket, a call made from a
+/// loopback address. Both are processes on this host: the kernel drops a datagram from outside
+/// that claims a loopback source (a martian), and the socket's peer could send from loopback
+/// itself. So a channel whose stream side is a Unix socket (`Endpoint::unix(..).udp(..)`, a
+/// server on the same host) gets its TRUNCATED answers; without this, every one was `ABORTED`.
+pub(crate) fn may_fetch(src: IpAddr, peer: Option<IpAddr>) -> bool {
+    match peer {
+        Some(peer) => peer == src,
+        None => src.is_loopback(),
+    }
+}
