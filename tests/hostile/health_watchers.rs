@@ -99,3 +99,64 @@ async fn watched_names_do_not_lock_out_reports() {
     drop((held, watching, hostile, other));
     server.stop().await;
 }
+
+/// A server that reports many services, and a client that holds as many watches of made-up
+/// names as it may: when it leaves one, the name goes with it (its last watcher) and another
+/// watch finds room, while reports stay watchable throughout. Room is a count kept as names
+/// come and go: a refused watch no longer scans every name the server tracks, reports
+/// included (it did, twice, under the reporter's lock, for each refused watch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_leaving_makes_room_beside_many_reports() {
+    let (reporter, health) = health_service();
+    for i in 0..2 * MAX_SERVICES {
+        reporter.set_serving(&format!("app.S{i}"));
+    }
+    let server = start_serving(|listener, shutdown| {
+        sockrpc::Server::builder()
+            .add_service(health)
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    });
+    let mut hostile = connect(server.addr).await;
+    let mut held = Vec::with_capacity(MAX_SERVICES);
+    for i in 0..MAX_SERVICES {
+        let (status, stream) = watch_first(&mut hostile, &format!("made.up.S{i}"))
+            .await
+            .unwrap_or_else(|err| panic!("watch {i}: {err}"));
+        assert_eq!(status, ServingStatus::ServiceUnknown);
+        held.push(stream);
+    }
+    for i in 0..64 {
+        let err = watch_first(&mut hostile, &format!("one.more.{i}"))
+            .await
+            .expect_err("full");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    }
+    let (status, _reported) = watch_first(&mut hostile, "app.S7")
+        .await
+        .expect("a reported service can be watched");
+    assert_eq!(status, ServingStatus::Serving);
+
+    // One watch ends: the server sees its stream go, and the name with it.
+    drop(held.pop());
+    let mut freed = None;
+    for attempt in 0..200 {
+        match watch_first(&mut hostile, "after.leaving").await {
+            Ok((_, stream)) => {
+                freed = Some(stream);
+                break;
+            }
+            Err(err) => {
+                assert_eq!(
+                    err.code(),
+                    Code::ResourceExhausted,
+                    "attempt {attempt}: {err}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+    assert!(freed.is_some(), "a watch that ended left its room");
+
+    drop((held, freed, hostile));
+    server.stop().await;
+}

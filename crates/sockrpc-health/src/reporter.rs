@@ -25,16 +25,67 @@ pub const MAX_SERVICES: usize = 1024;
 /// fully qualified service name is far shorter. Longer ones fail `INVALID_ARGUMENT`.
 pub const MAX_WATCHED_NAME: usize = 1024;
 
+/// One service's status channel: `None` while nobody reported it (or after `clear`).
+type Sender = watch::Sender<Option<ServingStatus>>;
+
+/// The names tracked, and how many of them hold no status.
+///
+/// An entry that holds no status exists only while someone watches it: the last watcher to
+/// leave removes it ([`Watched`]'s drop), and [`HealthReporter::clear`] removes an unwatched
+/// one at once. So `unreported` is exactly what clients hold, and checking it for room is one
+/// comparison. (Room used to be made by scanning the whole map, reports included, twice, under
+/// this lock, for every `Watch` of a new name once the map held [`MAX_SERVICES`] names: a
+/// client holding that many watches made each further one cost two scans, as did every `Watch`
+/// of a new name on a server reporting that many services.)
+#[derive(Debug, Default)]
+struct Services {
+    /// Keyed by a shared name, so a watcher can find its entry again without a copy.
+    map: HashMap<Arc<str>, Sender>,
+    /// Entries of `map` holding `None`.
+    unreported: usize,
+}
+
 /// Sets and reads the serving status of each service; cloning shares the state. The server's
 /// overall health is the service named `""`, `SERVING` from the start.
 #[derive(Clone, Debug)]
 pub struct HealthReporter {
-    services: Arc<Mutex<HashMap<String, watch::Sender<Option<ServingStatus>>>>>,
+    services: Arc<Mutex<Services>>,
 }
 
 impl Default for HealthReporter {
     fn default() -> Self {
         HealthReporter::new()
+    }
+}
+
+/// A receiver of one service's status, from [`HealthReporter::subscribe`]; dropping it leaves,
+/// and the last to leave an entry holding no status removes it.
+#[derive(Debug)]
+pub(crate) struct Watched {
+    // Fields drop in order: the receiver goes before `leave` counts what is left.
+    /// Sees every change of the service's status.
+    pub(crate) receiver: watch::Receiver<Option<ServingStatus>>,
+    _leave: Leave,
+}
+
+/// Removes its entry, if it holds no status and nobody watches it any more, when dropped.
+#[derive(Debug)]
+struct Leave {
+    reporter: HealthReporter,
+    name: Arc<str>,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let mut services = self.reporter.lock();
+        let dead = services
+            .map
+            .get(&*self.name)
+            .is_some_and(|sender| sender.borrow().is_none() && sender.receiver_count() == 0);
+        if dead {
+            services.map.remove(&*self.name);
+            services.unreported -= 1;
+        }
     }
 }
 
@@ -48,9 +99,7 @@ impl HealthReporter {
         reporter
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Option<ServingStatus>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Services> {
         self.services.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -68,28 +117,44 @@ impl HealthReporter {
     /// many names clients watch (a server reports a handful of services).
     pub fn set_status(&self, service: &str, status: ServingStatus) {
         let mut services = self.lock();
-        if let Some(sender) = services.get(service) {
+        if let Some(sender) = services.map.get(service) {
+            let mut was_unreported = false;
             sender.send_if_modified(|current| {
+                was_unreported = current.is_none();
                 let changed = *current != Some(status);
                 *current = Some(status);
                 changed
             });
+            if was_unreported {
+                services.unreported -= 1;
+            }
             return;
         }
-        services.insert(service.to_owned(), watch::Sender::new(Some(status)));
+        services
+            .map
+            .insert(Arc::from(service), watch::Sender::new(Some(status)));
     }
 
     /// Forgets `service`: `Check` answers `NOT_FOUND` again and watchers see `SERVICE_UNKNOWN`.
     pub fn clear(&self, service: &str) {
-        if let Some(sender) = self.lock().get(service) {
-            sender.send_if_modified(|current| current.take().is_some());
+        let mut services = self.lock();
+        let Some(sender) = services.map.get(service) else {
+            return;
+        };
+        if !sender.send_if_modified(|current| current.take().is_some()) {
+            return;
+        }
+        if sender.receiver_count() == 0 {
+            services.map.remove(service);
+        } else {
+            services.unreported += 1;
         }
     }
 
     /// Sets every reported service (the overall `""` included) to `NOT_SERVING`: what a server
     /// does first when it begins to shut down, so balancers stop sending before it closes.
     pub fn set_all_not_serving(&self) {
-        for sender in self.lock().values() {
+        for sender in self.lock().map.values() {
             sender.send_if_modified(|current| match current {
                 Some(status) if *status != ServingStatus::NotServing => {
                     *status = ServingStatus::NotServing;
@@ -102,27 +167,32 @@ impl HealthReporter {
 
     /// `service`'s status, if it was reported.
     pub fn status(&self, service: &str) -> Option<ServingStatus> {
-        *self.lock().get(service)?.borrow()
+        *self.lock().map.get(service)?.borrow()
     }
 
     /// Every reported service and its status.
     pub fn statuses(&self) -> BTreeMap<String, ServingStatus> {
         self.lock()
+            .map
             .iter()
-            .filter_map(|(name, sender)| Some((name.clone(), (*sender.borrow())?)))
+            .filter_map(|(name, sender)| Some((name.to_string(), (*sender.borrow())?)))
             .collect()
     }
 
     /// A receiver of `service`'s status (`None` while unknown), which sees every later change.
     /// For a name not tracked yet: `InvalidArgument` past [`MAX_WATCHED_NAME`] bytes,
-    /// `ResourceExhausted` when [`MAX_SERVICES`] names nobody reported are tracked already.
-    pub(crate) fn subscribe(
-        &self,
-        service: &str,
-    ) -> Result<watch::Receiver<Option<ServingStatus>>, Status> {
+    /// `ResourceExhausted` when [`MAX_SERVICES`] names nobody reported are watched already.
+    /// One lookup and a comparison, whatever the number of names.
+    pub(crate) fn subscribe(&self, service: &str) -> Result<Watched, Status> {
         let mut services = self.lock();
-        if let Some(sender) = services.get(service) {
-            return Ok(sender.subscribe());
+        if let Some((name, sender)) = services.map.get_key_value(service) {
+            return Ok(Watched {
+                receiver: sender.subscribe(),
+                _leave: Leave {
+                    reporter: self.clone(),
+                    name: Arc::clone(name),
+                },
+            });
         }
         if service.len() > MAX_WATCHED_NAME {
             return Err(Status::invalid_argument(format!(
@@ -131,28 +201,31 @@ impl HealthReporter {
                 service.len()
             )));
         }
-        if !make_room(&mut services) {
+        if services.unreported >= MAX_SERVICES {
             return Err(Status::resource_exhausted(format!(
                 "the health service tracks at most {MAX_SERVICES} service names nobody reported"
             )));
         }
+        let name: Arc<str> = Arc::from(service);
         let sender = watch::Sender::new(None);
         let receiver = sender.subscribe();
-        services.insert(service.to_owned(), sender);
-        Ok(receiver)
+        services.map.insert(Arc::clone(&name), sender);
+        services.unreported += 1;
+        Ok(Watched {
+            receiver,
+            _leave: Leave {
+                reporter: self.clone(),
+                name,
+            },
+        })
     }
-}
 
-/// Whether `services` has room for one more name nobody reported, once entries that hold no
-/// status and have no watcher left are dropped (only when the map is that full: most calls
-/// find their name).
-fn make_room(services: &mut HashMap<String, watch::Sender<Option<ServingStatus>>>) -> bool {
-    if services.len() < MAX_SERVICES {
-        return true;
+    /// Names tracked: those reported and those clients watch.
+    #[cfg(test)]
+    fn tracked(&self) -> (usize, usize) {
+        let services = self.lock();
+        (services.map.len(), services.unreported)
     }
-    services.retain(|_, sender| sender.borrow().is_some() || sender.receiver_count() > 0);
-    let unreported = services.values().filter(|s| s.borrow().is_none()).count();
-    unreported < MAX_SERVICES
 }
 
 #[cfg(test)]
@@ -164,7 +237,8 @@ mod tests {
         let reporter = HealthReporter::new();
         assert_eq!(reporter.status(""), Some(ServingStatus::Serving));
         assert_eq!(reporter.status("a.B"), None);
-        let mut rx = reporter.subscribe("a.B").expect("room");
+        let mut watched = reporter.subscribe("a.B").expect("room");
+        let rx = &mut watched.receiver;
         assert_eq!(*rx.borrow_and_update(), None);
         reporter.set_not_serving("a.B");
         assert!(rx.has_changed().expect("open"));
@@ -223,7 +297,7 @@ mod tests {
         for i in 1..MAX_SERVICES {
             let rx = reporter.subscribe(&format!("s{i}")).expect("room");
             if i % 2 == 0 {
-                watching.push(rx);
+                watching.push(rx.receiver);
             }
         }
         reporter.set_serving("reported.later");
@@ -235,5 +309,60 @@ mod tests {
         // Names still watched keep their entries, and see later reports.
         reporter.set_serving("s2");
         assert!(watching[0].has_changed().expect("open"));
+    }
+
+    #[test]
+    fn a_name_nobody_reported_goes_with_its_last_watcher() {
+        let reporter = HealthReporter::new();
+        let first = reporter.subscribe("made.up").expect("room");
+        let second = reporter.subscribe("made.up").expect("the same entry");
+        assert_eq!(reporter.tracked(), (2, 1));
+        drop(first);
+        assert_eq!(reporter.tracked(), (2, 1), "still watched");
+        drop(second);
+        assert_eq!(reporter.tracked(), (1, 0), "gone with its last watcher");
+        // Reported meanwhile: kept when its watchers leave, until cleared.
+        let watched = reporter.subscribe("app.S").expect("room");
+        reporter.set_serving("app.S");
+        assert_eq!(reporter.tracked(), (2, 0));
+        drop(watched);
+        assert_eq!(reporter.status("app.S"), Some(ServingStatus::Serving));
+        // Cleared while watched: an unreported name its watcher holds, then gone.
+        let watched = reporter.subscribe("app.S").expect("a reported name");
+        reporter.clear("app.S");
+        assert_eq!(reporter.tracked(), (2, 1));
+        assert_eq!(*watched.receiver.borrow(), None);
+        drop(watched);
+        assert_eq!(reporter.tracked(), (1, 0));
+        // Cleared unwatched: gone at once; watched again, it is a new name.
+        reporter.set_serving("app.T");
+        reporter.clear("app.T");
+        assert_eq!(reporter.tracked(), (1, 0));
+        let again = reporter.subscribe("app.T").expect("room");
+        assert_eq!(*again.receiver.borrow(), None);
+        reporter.set_not_serving("app.T");
+        assert_eq!(reporter.tracked(), (2, 0));
+    }
+
+    #[test]
+    fn reports_take_no_room_and_a_leaving_watcher_frees_some() {
+        let reporter = HealthReporter::new();
+        for i in 0..4 * MAX_SERVICES {
+            reporter.set_serving(&format!("app.S{i}"));
+        }
+        let mut held: Vec<_> = (0..MAX_SERVICES)
+            .map(|i| reporter.subscribe(&format!("made.up.{i}")).expect("room"))
+            .collect();
+        for i in 0..100 {
+            let err = reporter
+                .subscribe(&format!("one.more.{i}"))
+                .expect_err("full");
+            assert_eq!(err.code(), sockrpc::Code::ResourceExhausted);
+        }
+        // Reports are watched whatever the count, and a watcher leaving makes room at once.
+        reporter.subscribe("app.S7").expect("a reported name");
+        held.pop();
+        let _more = reporter.subscribe("one.more").expect("room again");
+        assert_eq!(reporter.tracked(), (5 * MAX_SERVICES + 1, MAX_SERVICES));
     }
 }

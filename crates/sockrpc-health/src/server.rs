@@ -85,14 +85,15 @@ impl Health for HealthService {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let receiver = self.reporter.subscribe(&request.get_ref().service)?;
-        // The current status at once, then one message per change, until the caller leaves.
-        let updates = stream::unfold((receiver, true), |(mut receiver, first)| async move {
-            if !first && receiver.changed().await.is_err() {
+        let watched = self.reporter.subscribe(&request.get_ref().service)?;
+        // The current status at once, then one message per change, until the caller leaves
+        // (dropping `watched`, which removes a name nobody reported once nobody watches it).
+        let updates = stream::unfold((watched, true), |(mut watched, first)| async move {
+            if !first && watched.receiver.changed().await.is_err() {
                 return None;
             }
-            let status = *receiver.borrow_and_update();
-            Some((Ok(response(status)), (receiver, false)))
+            let status = *watched.receiver.borrow_and_update();
+            Some((Ok(response(status)), (watched, false)))
         });
         Ok(Response::new(updates.boxed()))
     }
