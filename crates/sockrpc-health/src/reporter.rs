@@ -6,8 +6,9 @@
 //! can make, so they are what is bounded: at most [`MAX_SERVICES`] of them, each named in at
 //! most [`MAX_WATCHED_NAME`] bytes (the name is the entry's key, held while the call lasts: a
 //! 4 MiB name per `Watch` would let one connection hold gigabytes). An entry that holds no status
-//! and that nobody watches any more (its watchers left, or it was cleared) is dropped when room
-//! is needed, so names clients watched and left do not fill the map for good. What the
+//! goes when nobody watches it any more (its last watcher leaves, or it is cleared unwatched),
+//! so names clients watched and left do not fill the map, and room is a count, never a scan of
+//! the map under its lock (which every refused `Watch` once cost). What the
 //! application reports is always kept: a client watching [`MAX_SERVICES`] made-up names must
 //! not make the server's own report of a service vanish (`Check` would say `NOT_FOUND`, and a
 //! balancer take the server out of rotation).
