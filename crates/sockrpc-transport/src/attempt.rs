@@ -58,7 +58,11 @@ pub(crate) async fn connect_one(
         } else {
             let mut last = None;
             let mut stream = None;
-            for addr in endpoint.resolve().await? {
+            let mut addrs = endpoint.resolve().await?;
+            if let Some(udp) = endpoint.udp_in_effect() {
+                udp_address_first(&mut addrs, udp.addr.ip());
+            }
+            for addr in addrs {
                 match connect_tcp(addr, &endpoint.socket, timeout).await {
                     Ok(s) => {
                         stream = Some(s);
@@ -138,4 +142,46 @@ where
         ))));
     }
     Ok(conn)
+}
+
+/// Puts first the resolved addresses that are the UDP side's server address (then those of its
+/// family), keeping the resolver's order otherwise. The server answers a TCP re-issue of a
+/// TRUNCATED UDP call only from the address the call came from (docs/UDP.md, *Bound to the
+/// client's address*), and this host sends from the same address to the same server address:
+/// a name resolving to `::1` and `127.0.0.1`, UDP to one and TCP to the other, made every large
+/// answer of a method not marked idempotent come back `ABORTED`.
+fn udp_address_first(addrs: &mut [std::net::SocketAddr], udp: std::net::IpAddr) {
+    let udp = udp.to_canonical();
+    addrs.sort_by_key(|addr| {
+        let ip = addr.ip().to_canonical();
+        (ip != udp, ip.is_ipv4() != udp.is_ipv4())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::udp_address_first;
+    use std::net::SocketAddr;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().expect("addr")).collect()
+    }
+
+    #[test]
+    fn the_udp_servers_address_is_tried_first() {
+        let mut resolved = addrs(&["127.0.0.1:9", "[::1]:9"]);
+        udp_address_first(&mut resolved, "::1".parse().expect("ip"));
+        assert_eq!(resolved, addrs(&["[::1]:9", "127.0.0.1:9"]));
+        // Then its family, the resolver's order kept among equals.
+        let mut resolved = addrs(&["[2001:db8::1]:9", "10.0.0.2:9", "10.0.0.1:9", "[::1]:9"]);
+        udp_address_first(&mut resolved, "10.0.0.1".parse().expect("ip"));
+        assert_eq!(
+            resolved,
+            addrs(&["10.0.0.1:9", "10.0.0.2:9", "[2001:db8::1]:9", "[::1]:9"])
+        );
+        // An IPv4-mapped UDP address is its IPv4 address.
+        let mut resolved = addrs(&["[::1]:9", "127.0.0.1:9"]);
+        udp_address_first(&mut resolved, "::ffff:127.0.0.1".parse().expect("ip"));
+        assert_eq!(resolved, addrs(&["127.0.0.1:9", "[::1]:9"]));
+    }
 }
