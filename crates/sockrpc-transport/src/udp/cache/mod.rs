@@ -484,7 +484,7 @@ impl ReplyCache {
     /// `peer`'s IP address, now. A call made from another address is [`Lookup::Missing`]: the
     /// instance is plain text in every datagram, the address is what ties an answer to its
     /// client. A peer without one (`None`: a Unix socket) is a process on this host, and gets
-    /// only calls made from a loopback address ([`may_fetch`]).
+    /// only calls made from a loopback address (`cache/source.rs`).
     pub fn lookup(&self, peer: Option<IpAddr>, instance: u64, call_id: u32, path: &[u8]) -> Lookup {
         let mut state = self.lock();
         let now = Instant::now();
