@@ -12,13 +12,26 @@ mod support;
 use call_support::call;
 use futures_util::stream::{self, StreamExt};
 use serde_json::json;
+use sockrpc::Code;
 use sockrpc::{BoxStream, Request, Response, Server, Status, Streaming};
+use sockrpc_reflection::pb::server_reflection_request::MessageRequest;
+use sockrpc_reflection::pb::server_reflection_response::MessageResponse;
+use sockrpc_reflection::pb::server_reflection_server::{ServerReflection, ServerReflectionServer};
+use sockrpc_reflection::pb::{ErrorResponse, ServerReflectionRequest, ServerReflectionResponse};
 use sockrpc_reflection::ReflectionExt;
+use sockrpc_reflection::{DescriptorIndex, Reflection};
+use std::sync::Arc;
 use support::Value;
 
 pub mod p2 {
     #![allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
     sockrpc::include_proto!("sockrpc.p2");
+}
+
+/// Extensions of `Order` in a file `shop.proto` does not import (`p2/addon.proto`).
+pub mod addon {
+    #![allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
+    sockrpc::include_proto!("sockrpc.p2.addon");
 }
 
 use p2::shop_server::{Shop, ShopServer};
@@ -83,6 +96,13 @@ impl Shop for Store {
 /// The shop with reflection on `127.0.0.1:0`, on a runtime of its own (the CLI runs as a child
 /// process from the test's thread); `tcp://ADDR`.
 fn serve() -> (tokio::runtime::Runtime, String) {
+    serve_with(None)
+}
+
+/// [`serve`], with reflection that, given `older`, answers the extension requests
+/// (`all_extension_numbers_of_type`, `file_containing_extension`) with that error code, as
+/// servers from before them do.
+fn serve_with(older: Option<Code>) -> (tokio::runtime::Runtime, String) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -92,9 +112,22 @@ fn serve() -> (tokio::runtime::Runtime, String) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let builder = Server::builder()
-        .add_service(ShopServer::new(Store))
-        .add_reflection(&[p2::FILE_DESCRIPTOR_SET]);
+    let sets = [p2::FILE_DESCRIPTOR_SET, addon::FILE_DESCRIPTOR_SET];
+    let builder = Server::builder().add_service(ShopServer::new(Store));
+    let builder = match older {
+        None => builder.add_reflection(&sets),
+        Some(code) => {
+            let mut index = DescriptorIndex::new();
+            for set in sets {
+                index.add_encoded_set(set).expect("set");
+            }
+            builder.add_service(ServerReflectionServer::new(Older {
+                reflection: Reflection::from_index(DescriptorIndex::new()),
+                index: Arc::new(index),
+                code,
+            }))
+        }
+    };
     runtime.spawn(builder.serve_with_listener(listener));
     (runtime, format!("tcp://{addr}"))
 }
@@ -305,4 +338,106 @@ fn an_editions_proto_is_refused_by_name() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// v1 reflection over `index` that answers the extension requests with `code`.
+#[derive(Clone)]
+struct Older {
+    reflection: Reflection,
+    index: Arc<DescriptorIndex>,
+    code: Code,
+}
+
+impl ServerReflection for Older {
+    type ServerReflectionInfoStream = BoxStream<ServerReflectionResponse>;
+
+    async fn server_reflection_info(
+        &self,
+        request: Request<Streaming<ServerReflectionRequest>>,
+    ) -> Result<Response<Self::ServerReflectionInfoStream>, Status> {
+        let this = self.clone();
+        let answers = request.into_inner().map(move |request| {
+            let request = request?;
+            let extension = matches!(
+                request.message_request,
+                Some(
+                    MessageRequest::AllExtensionNumbersOfType(_)
+                        | MessageRequest::FileContainingExtension(_)
+                )
+            );
+            if !extension {
+                return Ok(this.reflection.answer(&this.index, request));
+            }
+            Ok(ServerReflectionResponse {
+                valid_host: String::new(),
+                original_request: Some(request),
+                message_response: Some(MessageResponse::ErrorResponse(ErrorResponse {
+                    error_code: this.code as i32,
+                    error_message: "not supported here".to_owned(),
+                })),
+            })
+        });
+        Ok(Response::new(answers.boxed()))
+    }
+}
+
+/// An order naming the extensions `addon.proto` declares, a file `shop.proto` does not import.
+fn order_with_addon() -> String {
+    json!({
+        "id": "o-4",
+        "quantity": 1,
+        "[sockrpc.p2.addon.addon_note]": "leave at the door",
+        "[sockrpc.p2.addon.wrapping]": {"paper": "red", "ribbon": true},
+        "[sockrpc.p2.ext_comment]": "same file",
+    })
+    .to_string()
+}
+
+/// Through reflection, JSON may name an extension of the request type declared in a file the
+/// service's file does not import: the CLI asks for the type's extensions and their files (as
+/// grpcurl does) and encodes it, where before it refused the field as unknown (exit 64).
+#[test]
+fn reflection_fetches_extensions_declared_in_other_files() {
+    let (_runtime, addr) = serve();
+    let order = order_with_addon();
+    for method in ["sockrpc.p2.Shop/Place", "sockrpc.p2.Shop/Inspect"] {
+        let args = ["call", addr.as_str(), method, "-d", order.as_str()];
+        let (code, stdout, stderr) = call(&args, "");
+        assert_eq!(code, 0, "{method}: {stderr}");
+        assert!(stdout.contains("\"o-4\""), "{method}: {stdout}");
+    }
+    // The server's prost types drop the extensions; the rest comes back.
+    let echoed = ok(
+        &["call", &addr, "sockrpc.p2.Shop/Place", "-d", &order],
+        false,
+        "",
+    );
+    assert_eq!(echoed, [json!({"id": "o-4", "quantity": 1})]);
+}
+
+/// A server whose reflection answers the extension requests NOT_FOUND or UNIMPLEMENTED (older
+/// servers) still serves calls: only the extensions of other files stay unknown, refused as an
+/// unknown field before any call.
+#[test]
+fn a_server_without_extension_requests_still_serves_calls() {
+    for older in [Code::NotFound, Code::Unimplemented] {
+        let (_runtime, addr) = serve_with(Some(older));
+        let echoed = ok(
+            &[
+                "call",
+                &addr,
+                "sockrpc.p2.Shop/Place",
+                "-d",
+                r#"{"id": "o-5", "quantity": 2, "[sockrpc.p2.ext_comment]": "x"}"#,
+            ],
+            false,
+            "",
+        );
+        assert_eq!(echoed, [json!({"id": "o-5", "quantity": 2})], "{older:?}");
+        let order = order_with_addon();
+        let args = ["call", addr.as_str(), "sockrpc.p2.Shop/Place", "-d", &order];
+        let (code, stdout, stderr) = call(&args, "");
+        assert_eq!(code, 64, "{older:?}: {stdout}");
+        assert!(stderr.contains("addon"), "{older:?}: {stderr}");
+    }
 }

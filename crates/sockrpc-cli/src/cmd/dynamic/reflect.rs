@@ -29,7 +29,10 @@ const PATHS: [&str; 2] = [
 
 /// Asks one question on a stream of its own and returns the answer: of v1 reflection, or of
 /// v1alpha when the server has no v1 (as grpcurl falls back).
-async fn ask(channel: &Channel, request: MessageRequest) -> Result<MessageResponse, Failure> {
+pub(super) async fn ask(
+    channel: &Channel,
+    request: MessageRequest,
+) -> Result<MessageResponse, Failure> {
     let question = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),
@@ -89,7 +92,7 @@ pub(crate) async fn list_services(channel: &Channel) -> Result<Vec<String>, Fail
 
 /// An answer that is not the `wanted` kind: the error it carries, or one line naming what came
 /// instead (never the answer itself, which may be a whole descriptor set).
-fn unexpected(answer: MessageResponse, wanted: &str) -> Failure {
+pub(super) fn unexpected(answer: MessageResponse, wanted: &str) -> Failure {
     let got = match answer {
         MessageResponse::ErrorResponse(error) => {
             return Failure::Status(Status::new(
@@ -106,7 +109,8 @@ fn unexpected(answer: MessageResponse, wanted: &str) -> Failure {
     )))
 }
 
-fn decode_files(answer: MessageResponse) -> Result<Vec<FileDescriptorProto>, Failure> {
+/// The files of a `FileDescriptorResponse`, decoded; any other answer is its error.
+pub(super) fn decode_files(answer: MessageResponse) -> Result<Vec<FileDescriptorProto>, Failure> {
     match answer {
         MessageResponse::FileDescriptorResponse(files) => files
             .file_descriptor_proto

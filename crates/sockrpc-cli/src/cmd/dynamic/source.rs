@@ -5,6 +5,7 @@
 use super::conn::ConnArgs;
 use super::editions::edition_error;
 use super::exit::Failure;
+use super::extensions;
 use super::reflect;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 use sockrpc::Channel;
@@ -128,7 +129,8 @@ pub(crate) fn find_method(
     })
 }
 
-/// Descriptors for the method named `text` at the server: resolved and looked up.
+/// Descriptors for the method named `text` at the server: resolved and looked up; from
+/// reflection, with the extensions of its message types declared in other files.
 pub(crate) async fn resolve_method(
     conn: &ConnArgs,
     channel: &Channel,
@@ -138,7 +140,12 @@ pub(crate) async fn resolve_method(
     let pool = pool_for(conn, channel, &service)
         .await
         .map_err(|failure| unknown(failure, "service", &service))?;
-    find_method(&pool, &service, &method)
+    let method = find_method(&pool, &service, &method)?;
+    if conn.proto.is_empty() {
+        extensions::with_extensions(channel, method).await
+    } else {
+        Ok(method)
+    }
 }
 
 /// Reflection's NOT_FOUND for `name` as the input error it is, `unknown {what} {name}`: the
