@@ -147,7 +147,7 @@ async fn another_address_cannot_fetch_a_cached_answer_over_tcp() {
 }
 
 /// An `Echo` REQUEST of client `instance` with watermark `done_below`.
-fn echo_with_mark(
+pub(crate) fn echo_with_mark(
     instance: u64,
     call_id: u32,
     done_below: u32,

@@ -9,7 +9,8 @@
 //! UDP side too; and method paths a hostile host makes up, each entry's copy counted; and
 //! watermarks jumping by almost 2³¹ a request, never sweeping answers past the mark; and
 //! cached answers and watermarks bound to the client's address, out of reach of another host;
-//! and a channel over a Unix socket re-issuing its truncated UDP calls there.
+//! and a channel over a Unix socket re-issuing its truncated UDP calls there; and a client
+//! whose instance another address took drawing a new one.
 //!
 //! Real sockets on 127.0.0.1, port 0. Every loop is bounded in count and in time.
 
@@ -24,6 +25,7 @@ mod datagrams;
 mod in_flight_share;
 mod mark_jumps;
 mod paths;
+mod redraw;
 mod reliability;
 mod share;
 mod spoofed;

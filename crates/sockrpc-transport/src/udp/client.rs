@@ -24,7 +24,7 @@ use super::outstanding::{Outstanding, ReissueHold};
 use super::rtt::{RttBounds, RttEstimator};
 use super::slots::Slots;
 use super::socket::{BatchSocket, RecvBatch};
-use super::{bump, counters, jitter_u64, random_u64};
+use super::{bump, counters, jitter_u64};
 use bytes::{Bytes, BytesMut};
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use std::{
@@ -85,7 +85,8 @@ counters! {
         fallbacks,
         /// Calls answered `NotSuitable`.
         not_suitable,
-        /// Calls the server refused unrun, its reply cache full (`Status::is_not_processed`).
+        /// Calls the server refused unrun (`Status::is_not_processed`): its reply cache full,
+        /// say, or another address owning this client's instance.
         refused,
         /// Of those `NotSuitable`, the calls refused because `max_window` calls had started
         /// since the oldest unanswered one.
@@ -104,6 +105,8 @@ counters! {
         cookie_requests,
         /// Times the server said the cookie was stale and sent a new one.
         cookie_refreshes,
+        /// Fresh instances drawn because another address owned this one (`client/instance.rs`).
+        redraws,
     }
 }
 
@@ -115,7 +118,8 @@ pub(super) struct Shared {
     server: Option<SocketAddr>,
     /// Requests of calls that send together, on their way out together (`coalesce.rs`).
     coalescer: Arc<Coalescer>,
-    pub(super) instance: u64,
+    /// The instance new calls use, and those retired that calls in flight still use.
+    pub(super) instances: Instances,
     pub(super) config: UdpClientConfig,
     /// Calls this client may still send, for the watermark (`outstanding.rs`).
     pub(super) outstanding: Arc<Outstanding>,
@@ -175,7 +179,7 @@ impl std::fmt::Debug for UdpClient {
             .field("peer", &self.inner.shared.socket.get_ref().peer_addr().ok())
             .field(
                 "instance",
-                &format_args!("{:016x}", self.inner.shared.instance),
+                &format_args!("{:016x}", self.inner.shared.instances.current()),
             )
             .finish()
     }
@@ -253,8 +257,7 @@ impl UdpClient {
                 .filter(|_| cfg!(target_os = "linux") && batch_socket.max_segments() > 1),
             coalescer: Arc::default(),
             socket: Arc::new(batch_socket),
-            // Never 0, so an all-zero header is never mistaken for ours.
-            instance: random_u64().max(1),
+            instances: Instances::new(),
             config,
             outstanding: Arc::new(Outstanding::default()),
             acks: AtomicBool::new(false),
@@ -287,9 +290,11 @@ impl UdpClient {
         self.inner.shared.reader.lock().await
     }
 
-    /// This client's random instance, which with a call id names a call to the server.
+    /// This client's random instance, which with a call id names a call to the server. New
+    /// calls take the one current as they start: it changes when the server refuses a call
+    /// because another address owns it (`client/instance.rs`).
     pub fn instance(&self) -> u64 {
-        self.inner.shared.instance
+        self.inner.shared.instances.current()
     }
 
     /// The local address of the socket.
@@ -347,6 +352,7 @@ impl UdpClient {
             cookie = *shared.cookie.borrow();
         }
         let started = Instant::now();
+        let instance = shared.instances.current();
         let (seq, call_id, done_below) =
             match shared.outstanding.start(shared.config.max_window, started) {
                 Ok(started) => started,
@@ -376,7 +382,7 @@ impl UdpClient {
             &Header {
                 kind: Kind::Request,
                 flags: 0,
-                client_instance: shared.instance,
+                client_instance: instance,
                 call_id,
                 cookie: [0; COOKIE_LEN],
             },
@@ -431,9 +437,7 @@ impl UdpClient {
                         lock(&shared.rtt).sample(started.elapsed());
                     }
                     bump(&shared.stats.replies);
-                    if answer.as_ref().is_err_and(Status::is_not_processed) {
-                        bump(&shared.stats.refused);
-                    }
+                    shared.on_refused(instance, &answer);
                     if let Some(seq) = pending.seq.take() {
                         shared.answered(seq);
                     }
@@ -453,7 +457,7 @@ impl UdpClient {
                     bump(&shared.stats.truncations);
                     let seq = pending.seq.take().unwrap_or(seq);
                     return UdpOutcome::Truncated {
-                        instance: shared.instance,
+                        instance,
                         call_id,
                         hold: ReissueHold::new(Arc::clone(&shared.outstanding), seq),
                     };
@@ -578,6 +582,7 @@ impl Shared {
 }
 
 mod cookie;
+mod instance;
 mod loss;
 mod runtime_gone;
 #[cfg(test)]
@@ -585,4 +590,5 @@ mod tests;
 mod timer;
 mod weak;
 
+use instance::Instances;
 pub use weak::WeakUdpClient;

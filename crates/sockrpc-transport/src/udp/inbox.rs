@@ -234,7 +234,7 @@ impl Shared {
     /// send would wake the reader's own task for nothing).
     pub(super) fn on_datagram(&self, datagram: &[u8], mine: Option<u32>) -> Option<Incoming> {
         let header = match Header::parse(datagram) {
-            Ok(h) if h.kind.is_from_server() && h.client_instance == self.instance => h,
+            Ok(h) if h.kind.is_from_server() && self.instances.is_ours(h.client_instance) => h,
             _ => {
                 bump(&self.stats.malformed);
                 return None;

@@ -28,7 +28,7 @@ impl Shared {
         };
         let mut rx = self.cookie.subscribe();
         let mut out = BytesMut::new();
-        datagram::encode_cookie_request(&mut out, self.instance);
+        datagram::encode_cookie_request(&mut out, self.instances.current());
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
