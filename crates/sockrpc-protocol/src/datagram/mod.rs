@@ -73,6 +73,10 @@ pub const FLAG_DONE_BELOW: u8 = 0x04;
 /// client may do so at once, as it retries a TCP call refused unstarted (END's
 /// `NOT_PROCESSED`); a handler's own status never carries it.
 pub const FLAG_NOT_PROCESSED: u8 = 0x08;
+/// REPLY flag, with [`FLAG_NOT_PROCESSED`]: the call did not run because another address owns
+/// this client instance on the server. The client should draw a fresh instance for its new
+/// calls. A protocol field, not the status's text, so that no message wording is a signal.
+pub const FLAG_FOREIGN_INSTANCE: u8 = 0x10;
 /// Longest status details a REPLY carries (its length is a u16); longer ones are dropped.
 pub const MAX_REPLY_DETAILS: usize = u16::MAX as usize;
 

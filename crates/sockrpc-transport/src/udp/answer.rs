@@ -6,7 +6,8 @@
 
 use super::bump;
 use super::datagram::{
-    self, Cookie, Header, Kind, Reply, FLAG_FITS, FLAG_NOT_PROCESSED, HEADER_LEN,
+    self, Cookie, Header, Kind, Reply, FLAG_FITS, FLAG_FOREIGN_INSTANCE, FLAG_NOT_PROCESSED,
+    HEADER_LEN,
 };
 use super::outbox::Outbox;
 use super::server::Shared;
@@ -111,8 +112,20 @@ impl Shared {
     /// REPLY flag `NOT_PROCESSED`, so the client knows the call did not run and may send it
     /// again, over TCP at once. Not cached: a later retransmission may find room and run it.
     pub(super) fn queue_not_processed(&self, outbox: &mut Outbox, to: &ReplyTo, why: &str) {
+        self.queue_refusal(outbox, to, why, FLAG_NOT_PROCESSED);
+    }
+
+    /// Queues the refusal of a call under a client instance another address owns
+    /// ([`OTHER_SOURCE`]): NOT_PROCESSED, and the flag `FOREIGN_INSTANCE` that tells the client
+    /// to draw a fresh instance.
+    pub(super) fn queue_foreign(&self, outbox: &mut Outbox, to: &ReplyTo) {
+        let flags = FLAG_NOT_PROCESSED | FLAG_FOREIGN_INSTANCE;
+        self.queue_refusal(outbox, to, OTHER_SOURCE, flags);
+    }
+
+    fn queue_refusal(&self, outbox: &mut Outbox, to: &ReplyTo, why: &str, flags: u8) {
         let refused = ReplyTo {
-            flags: to.flags | FLAG_NOT_PROCESSED,
+            flags: to.flags | flags,
             ..*to
         };
         self.queue_answer(outbox, &refused, &Err(Status::not_processed(why)));

@@ -437,7 +437,7 @@ impl UdpClient {
                         lock(&shared.rtt).sample(started.elapsed());
                     }
                     bump(&shared.stats.replies);
-                    shared.on_refused(instance, &answer);
+                    shared.on_refused(&answer);
                     if let Some(seq) = pending.seq.take() {
                         shared.answered(seq);
                     }

@@ -27,8 +27,8 @@ use super::bump;
 use super::client::lock;
 use super::client::Shared;
 use super::datagram::{
-    self, Header, Kind, COOKIE_LEN, FLAG_ACKS, FLAG_FITS, FLAG_NOT_PROCESSED, FLAG_STALE_COOKIE,
-    HEADER_LEN,
+    self, Header, Kind, COOKIE_LEN, FLAG_ACKS, FLAG_FITS, FLAG_FOREIGN_INSTANCE,
+    FLAG_NOT_PROCESSED, FLAG_STALE_COOKIE, HEADER_LEN,
 };
 use super::socket::RecvBatch;
 use bytes::Bytes;
@@ -252,6 +252,10 @@ impl Shared {
                     {
                         // Refused unrun (the server's reply cache was full): marked so, the
                         // caller may send it again (a channel does, over TCP).
+                        if header.flags & FLAG_FOREIGN_INSTANCE != 0 {
+                            // Another address owns this instance on the server.
+                            self.on_foreign(header.client_instance);
+                        }
                         Some(Incoming::Reply(Err(Status::not_processed(
                             status.message(),
                         ))))

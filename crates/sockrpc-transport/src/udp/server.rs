@@ -18,9 +18,7 @@
 //! gets any answer can prove its address from then on, and a client whose cookie went stale is
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
-use super::answer::{
-    is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OTHER_SOURCE, OVER_CACHE_SHARE,
-};
+use super::answer::{is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE};
 use super::bump;
 use super::cache::{Begin, CompletionGuard, ReplyCache, Source};
 use super::cookie::{CookieJar, LastCookie};
@@ -435,7 +433,7 @@ impl Shared {
                     // Another address owns this client instance: refused unrun (nothing
                     // recorded), so a client that moved carries the call over TCP at once.
                     bump(&self.stats.other_source);
-                    self.queue_not_processed(outbox, &reply_to, OTHER_SOURCE);
+                    self.queue_foreign(outbox, &reply_to);
                     return;
                 }
                 Begin::OtherMethod => {

@@ -20,7 +20,6 @@
 //!   instances, and its watermark (the least call still in flight, of any instance) is a safe
 //!   `done_below` for the new instance too.
 
-use super::super::answer::OTHER_SOURCE;
 use super::super::random_u64;
 use super::{bump, lock, Shared};
 use bytes::Bytes;
@@ -110,18 +109,20 @@ fn draw() -> u64 {
 }
 
 impl Shared {
-    /// Counts a REPLY of a call under `instance` that says the call did not run, and redraws
-    /// the instance when the reason was that another address owns it.
-    pub(super) fn on_refused(&self, instance: u64, answer: &Result<Response<Bytes>, Status>) {
-        let Err(status) = answer else { return };
-        if !status.is_not_processed() {
-            return;
+    /// Counts a REPLY that says its call did not run.
+    pub(super) fn on_refused(&self, answer: &Result<Response<Bytes>, Status>) {
+        if answer.as_ref().is_err_and(Status::is_not_processed) {
+            bump(&self.stats.refused);
         }
-        bump(&self.stats.refused);
-        if status.message() == OTHER_SOURCE
-            && self
-                .instances
-                .redraw(instance, Instant::now(), self.config.retransmit_window)
+    }
+
+    /// A REPLY refusing a call under `instance` carried `FOREIGN_INSTANCE`: another address
+    /// owns that instance on the server. Draws a fresh one (once per episode, at most once a
+    /// second: [`Instances::redraw`]).
+    pub(in crate::udp) fn on_foreign(&self, instance: u64) {
+        if self
+            .instances
+            .redraw(instance, Instant::now(), self.config.retransmit_window)
         {
             bump(&self.stats.redraws);
             tracing::debug!(
