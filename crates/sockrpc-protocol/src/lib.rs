@@ -32,6 +32,8 @@ mod method;
 mod path_cache;
 mod request;
 mod request_charge;
+mod request_timing;
+mod request_wire;
 mod status;
 mod tls_peer;
 
