@@ -95,11 +95,26 @@ pub fn decompress(
     match encoding {
         #[cfg(feature = "gzip")]
         CompressionEncoding::Gzip => {
-            read_bounded(encoding, flate2::read::GzDecoder::new(message), limit)
+            // Members one after another, as Go's `gzip.Reader` (grpc-go's decompressor) reads
+            // them: bytes after a member are the next member's header, or the body is refused.
+            read_bounded(
+                encoding,
+                &mut flate2::bufread::MultiGzDecoder::new(message),
+                limit,
+            )
         }
         #[cfg(feature = "deflate")]
         CompressionEncoding::Deflate => {
-            read_bounded(encoding, flate2::read::ZlibDecoder::new(message), limit)
+            let mut decoder = flate2::bufread::ZlibDecoder::new(message);
+            let out = read_bounded(encoding, &mut decoder, limit)?;
+            // A zlib body ends with its checksum; bytes after it are not part of the message.
+            match decoder.into_inner().len() {
+                0 => Ok(out),
+                extra => Err(Status::internal(format!(
+                    "could not decompress a {encoding} message: {extra} bytes after the end of \
+                     its body"
+                ))),
+            }
         }
         #[cfg(feature = "zstd")]
         CompressionEncoding::Zstd => {
@@ -111,7 +126,7 @@ pub fn decompress(
             decoder
                 .window_log_max(window_log_for(limit))
                 .map_err(|err| corrupt(encoding, &err))?;
-            read_bounded(encoding, decoder, limit).map_err(|status| {
+            read_bounded(encoding, &mut decoder, limit).map_err(|status| {
                 if status.message().contains("too much memory") {
                     too_large(encoding, limit)
                 } else {
@@ -150,7 +165,7 @@ fn corrupt(encoding: CompressionEncoding, err: &std::io::Error) -> Status {
 #[cfg(any(feature = "gzip", feature = "deflate", feature = "zstd"))]
 fn read_bounded(
     encoding: CompressionEncoding,
-    mut reader: impl Read,
+    reader: &mut impl Read,
     limit: usize,
 ) -> Result<Bytes, Status> {
     let mut out: Vec<u8> = Vec::new();
@@ -215,5 +230,29 @@ mod tests {
             let err = decompress(encoding, b"not compressed at all", 1 << 20).expect_err("junk");
             assert_eq!(err.code(), Code::Internal, "{encoding}: {err}");
         }
+    }
+
+    #[test]
+    fn bytes_after_the_body_are_refused() {
+        let message = sample();
+        for encoding in compiled_encodings().iter() {
+            let mut packed = compress(encoding, &message).expect("compress").to_vec();
+            packed.extend_from_slice(b"trailing junk");
+            let err = decompress(encoding, &packed, 1 << 20).expect_err("trailing bytes");
+            assert_eq!(err.code(), Code::Internal, "{encoding}: {err}");
+        }
+    }
+
+    #[cfg(feature = "gzip")]
+    #[test]
+    fn gzip_members_one_after_another_are_one_message() {
+        let gzip = CompressionEncoding::Gzip;
+        let mut packed = compress(gzip, b"first ").expect("compress").to_vec();
+        packed.extend_from_slice(&compress(gzip, b"second").expect("compress"));
+        let unpacked = decompress(gzip, &packed, 1 << 10).expect("two members");
+        assert_eq!(&unpacked[..], b"first second");
+        // The limit holds across members.
+        let err = decompress(gzip, &packed, 8).expect_err("limit");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
     }
 }
