@@ -1,4 +1,4 @@
-//! `sockrpc call`, `list` and `describe` against a proto2 service
+//! `sockrpc call`, `list`, `describe` and `bench --call` against a proto2 service
 //! (`tests/proto/sockrpc/p2/shop.proto`: required fields, defaults, groups, extensions, a closed
 //! enum), served in this process by its generated server with reflection, with descriptors from
 //! reflection and from `--proto`: JSON in and out follows proto2's presence (a field set to its
@@ -439,5 +439,87 @@ fn a_server_without_extension_requests_still_serves_calls() {
         let (code, stdout, stderr) = call(&args, "");
         assert_eq!(code, 64, "{older:?}: {stdout}");
         assert!(stderr.contains("addon"), "{older:?}: {stderr}");
+    }
+}
+
+/// `tests/proto` and `addon.proto` in it, which imports `sockrpc/p2/shop.proto` from there.
+fn addon_proto() -> (String, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/proto");
+    let addon = root.join("sockrpc/p2/addon.proto");
+    let text = |path: &std::path::Path| path.to_str().expect("utf-8 path").to_owned();
+    (text(&root), text(&addon))
+}
+
+/// `bench --call` and `call` with JSON naming extensions declared in a file the service's file
+/// does not import: through reflection (`bench` refused the field as unknown before it fetched
+/// them as `call` does) and with that file among the `--proto` files, the calls succeed;
+/// without it, the error names the extension and says to give its file.
+#[test]
+fn bench_and_call_find_extensions_through_reflection_or_the_files_given() {
+    let (_runtime, addr) = serve();
+    let (root, addon) = addon_proto();
+    let shop = shop_proto();
+    let order = order_with_addon();
+    let bench = |extra: &[&str], name: &str| {
+        let json = support::temp_path(name);
+        let json_text = json.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec![
+            "bench",
+            "--call",
+            "sockrpc.p2.Shop/Place",
+            "-d",
+            order.as_str(),
+            "--target",
+            addr.as_str(),
+            "--calls",
+            "20",
+            "--warmup",
+            "0",
+            "--concurrency",
+            "1",
+            "--json",
+            json_text.as_str(),
+        ];
+        args.extend(extra);
+        let (code, _, stderr) = call(&args, "");
+        (code, stderr, json)
+    };
+    for (extra, name) in [
+        (&[][..], "ext-reflect.json"),
+        (
+            &["--proto", &addon, "--import-path", &root][..],
+            "ext-proto.json",
+        ),
+    ] {
+        let (code, stderr, json) = bench(extra, name);
+        assert_eq!(code, 0, "{extra:?}: {stderr}");
+        let report = support::read_json(&json);
+        assert_eq!(report["rows"][0]["calls"], 20, "{report:#}");
+        assert_eq!(report["rows"][0]["errors"], 0, "{report:#}");
+        let mut args = vec!["call", addr.as_str(), "sockrpc.p2.Shop/Place", "-d", &order];
+        args.extend(extra);
+        let echoed = ok(&args, false, "");
+        assert_eq!(echoed, [json!({"id": "o-4", "quantity": 1})], "{extra:?}");
+    }
+    let (code, stderr, _) = bench(&["--proto", &shop], "ext-missing.json");
+    let call_args = [
+        "call",
+        addr.as_str(),
+        "sockrpc.p2.Shop/Place",
+        "-d",
+        &order,
+        "--proto",
+        &shop,
+    ];
+    let (call_code, _, call_stderr) = call(&call_args, "");
+    // bench exits 1 on any failure, call 64 on bad input.
+    for (code, want, stderr) in [(code, 1, stderr), (call_code, 64, call_stderr)] {
+        assert_eq!(code, want, "{stderr}");
+        assert!(
+            stderr.contains(
+                "[sockrpc.p2.addon.addon_note] is not a known extension of sockrpc.p2.Order"
+            ) && stderr.contains("--proto"),
+            "{stderr}"
+        );
     }
 }

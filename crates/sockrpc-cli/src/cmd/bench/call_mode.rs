@@ -3,8 +3,8 @@
 //! [`open_loop`](super::open_loop)). Without `--call`, `--rate` loads the bench service's
 //! `Echo` with the first `--payload` (on the embedded server, or `--target`).
 //!
-//! The method's descriptors come from the server's reflection service or from `--proto`
-//! files; the request is encoded once, and every call sends those bytes through the channel
+//! The method's descriptors come from the server's reflection service (with the extensions of
+//! its message types declared in other files, as `call` has them) or from `--proto` files; the request is encoded once, and every call sends those bytes through the channel
 //! with no codec, so what is measured is the service and the framework, not JSON.
 //!
 //! Closed loop (no `--rate`): one row per `--concurrency`, each task waiting for its answer
@@ -16,7 +16,7 @@ use super::{compare, progress_bar, rate_plot, BenchArgs, DEFAULT_SECS};
 use crate::cmd::call::single_request;
 use crate::cmd::dynamic::exit::Failure;
 use crate::cmd::dynamic::invoke::Outgoing;
-use crate::cmd::dynamic::{conn, reflect, source};
+use crate::cmd::dynamic::{conn, source};
 use crate::load::{run_calls_within, Budget, Caller, Tally};
 use crate::plot;
 use crate::report::{self, Group, Machine, Row, Setup};
@@ -105,15 +105,9 @@ async fn prepare(args: &BenchArgs, endpoint: Endpoint) -> Result<Target, Failure
             fire: fire(channel, outgoing, message),
         });
     };
-    let (service, method) = source::split_method(text)?;
-    let pool = if args.proto.is_empty() {
-        reflect::pool_for_symbol(&channel, &service)
-            .await
-            .map_err(|failure| source::unknown(failure, "service", &service))?
-    } else {
-        source::compile(&args.proto, &args.import_path)?
-    };
-    let method = source::find_method(&pool, &service, &method)?;
+    let method =
+        source::resolve_method_from(&args.proto, &args.import_path, &channel, text).await?;
+    let service = method.parent_service().full_name().to_owned();
     if method.is_client_streaming() || method.is_server_streaming() {
         return Err(Failure::Input(format!(
             "{text}: bench --call measures unary methods; this one streams"

@@ -4,7 +4,9 @@
 //! be an unknown field and an answer carrying one could not show it. As grpcurl does, the
 //! client asks for every extendable message type the method reaches (request and response,
 //! through their fields) `all_extension_numbers_of_type`, then the file of each extension it
-//! does not know yet (`file_containing_extension`), and adds those files to the pool.
+//! does not know yet (`file_containing_extension`), and adds those files to the pool. `call`
+//! and `bench --call` do this for a method; `describe` for the message it shows, so that the
+//! extensions declared elsewhere are written with it.
 //!
 //! This is best effort for servers that predate these requests: NOT_FOUND or UNIMPLEMENTED
 //! means "no extensions", never a failed call. Everything a server can make the client fetch
@@ -24,7 +26,7 @@ use std::collections::{HashSet, VecDeque};
 /// the extensions found so far).
 const MAX_TYPES: usize = 256;
 
-/// Most reflection requests one method's extensions may take.
+/// Most reflection requests one lookup's extensions (a method's, a message's) may take.
 const MAX_REQUESTS: usize = 1024;
 
 /// Most files the extensions may add to the pool (with the imports they need).
@@ -50,10 +52,10 @@ impl Budget {
     }
 
     /// One more request, or the error that says the server asked for too many.
-    fn request(&mut self, method: &str) -> Result<(), Failure> {
+    fn request(&mut self, what: &str) -> Result<(), Failure> {
         self.requests = self.requests.checked_sub(1).ok_or_else(|| {
             exhausted(format!(
-                "{method}'s extensions need more than {MAX_REQUESTS} reflection requests"
+                "{what}'s extensions need more than {MAX_REQUESTS} reflection requests"
             ))
         })?;
         Ok(())
@@ -63,20 +65,20 @@ impl Budget {
     fn files(
         &mut self,
         answer: MessageResponse,
-        method: &str,
+        what: &str,
     ) -> Result<Vec<FileDescriptorProto>, Failure> {
         if let MessageResponse::FileDescriptorResponse(files) = &answer {
             let bytes: usize = files.file_descriptor_proto.iter().map(Vec::len).sum();
             self.bytes = self.bytes.checked_sub(bytes).ok_or_else(|| {
                 exhausted(format!(
-                    "{method}'s extensions need more than {MAX_BYTES} bytes of descriptors"
+                    "{what}'s extensions need more than {MAX_BYTES} bytes of descriptors"
                 ))
             })?;
         }
         let files = decode_files(answer)?;
         self.files = self.files.checked_sub(files.len()).ok_or_else(|| {
             exhausted(format!(
-                "{method}'s extensions need more than {MAX_FILES} files"
+                "{what}'s extensions need more than {MAX_FILES} files"
             ))
         })?;
         Ok(files)
@@ -99,10 +101,40 @@ pub(crate) async fn with_extensions(
     channel: &Channel,
     method: MethodDescriptor,
 ) -> Result<MethodDescriptor, Failure> {
-    let mut pool = method.parent_pool().clone();
     let name = method.full_name().to_owned();
+    let roots = vec![method.input(), method.output()];
+    let pool = extended_pool(channel, roots, Reach::Deep, &name).await?;
+    let found = pool
+        .get_service_by_name(method.parent_service().full_name())
+        .and_then(|service| service.methods().find(|m| m.name() == method.name()));
+    Ok(found.unwrap_or(method))
+}
+
+/// Which message types [`extended_pool`] asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The roots only (`describe` of a message shows its own extensions).
+    Roots,
+    /// The roots and every message type their fields and extensions reach (what a call's JSON
+    /// may name).
+    Deep,
+}
+
+/// The pool of `roots` (all from one pool), with the files declaring the extensions of the
+/// extendable message types `reach` takes in, as far as the bounds allow; `what` names what
+/// they are for in errors.
+pub(crate) async fn extended_pool(
+    channel: &Channel,
+    roots: Vec<MessageDescriptor>,
+    reach: Reach,
+    what: &str,
+) -> Result<DescriptorPool, Failure> {
+    let Some(first) = roots.first() else {
+        return Ok(DescriptorPool::new());
+    };
+    let mut pool = first.parent_pool().clone();
     let mut budget = Budget::new();
-    let mut queue: VecDeque<MessageDescriptor> = VecDeque::from([method.input(), method.output()]);
+    let mut queue: VecDeque<MessageDescriptor> = roots.into();
     let mut seen: HashSet<String> = HashSet::new();
     let mut asked = 0;
     while let Some(message) = queue.pop_front() {
@@ -114,7 +146,10 @@ pub(crate) async fn with_extensions(
                 break;
             }
             asked += 1;
-            fetch_extensions(channel, &mut pool, message.full_name(), &mut budget, &name).await?;
+            fetch_extensions(channel, &mut pool, message.full_name(), &mut budget, what).await?;
+        }
+        if reach == Reach::Roots {
+            continue;
         }
         // Read again from the pool, which may now know more extensions of it.
         let message = pool
@@ -128,10 +163,7 @@ pub(crate) async fn with_extensions(
             }
         }
     }
-    let found = pool
-        .get_service_by_name(method.parent_service().full_name())
-        .and_then(|service| service.methods().find(|m| m.name() == method.name()));
-    Ok(found.unwrap_or(method))
+    Ok(pool)
 }
 
 /// Adds to `pool` the files declaring the extensions of `message` it does not know yet.
@@ -140,9 +172,9 @@ async fn fetch_extensions(
     pool: &mut DescriptorPool,
     message: &str,
     budget: &mut Budget,
-    method: &str,
+    what: &str,
 ) -> Result<(), Failure> {
-    budget.request(method)?;
+    budget.request(what)?;
     let numbers = match ask(
         channel,
         MessageRequest::AllExtensionNumbersOfType(message.to_owned()),
@@ -169,13 +201,13 @@ async fn fetch_extensions(
         if known {
             continue;
         }
-        budget.request(method)?;
+        budget.request(what)?;
         let request = MessageRequest::FileContainingExtension(ExtensionRequest {
             containing_type: message.to_owned(),
             extension_number: number,
         });
         let files = match ask(channel, request).await {
-            Ok(answer) => match budget.files(answer, method) {
+            Ok(answer) => match budget.files(answer, what) {
                 Ok(files) => files,
                 Err(failure) if absent(&failure) => continue,
                 Err(failure) => return Err(failure),
@@ -183,7 +215,7 @@ async fn fetch_extensions(
             Err(failure) if absent(&failure) => continue,
             Err(failure) => return Err(failure),
         };
-        add_files(channel, pool, files, budget, method).await?;
+        add_files(channel, pool, files, budget, what).await?;
     }
     Ok(())
 }
@@ -195,7 +227,7 @@ async fn add_files(
     pool: &mut DescriptorPool,
     found: Vec<FileDescriptorProto>,
     budget: &mut Budget,
-    method: &str,
+    what: &str,
 ) -> Result<(), Failure> {
     let mut batch: Vec<FileDescriptorProto> = Vec::new();
     let mut missing: VecDeque<FileDescriptorProto> = found.into();
@@ -215,16 +247,16 @@ async fn add_files(
         if pool.get_file_by_name(&name).is_some() || batch.iter().any(|f| f.name() == name) {
             continue;
         }
-        budget.request(method)?;
+        budget.request(what)?;
         let answer = ask(channel, MessageRequest::FileByFilename(name)).await?;
-        missing.extend(budget.files(answer, method)?);
+        missing.extend(budget.files(answer, what)?);
     }
     if batch.is_empty() {
         return Ok(());
     }
     pool.add_file_descriptor_protos(batch).map_err(|err| {
         Failure::Status(Status::internal(format!(
-            "the server's descriptors of {method}'s extensions do not build: {err}"
+            "the server's descriptors of {what}'s extensions do not build: {err}"
         )))
     })
 }

@@ -1,15 +1,82 @@
 //! JSON ⇄ protobuf for one message type, through prost-reflect's implementation of protobuf's
 //! JSON mapping: field names in lowerCamelCase or as in the `.proto`, 64-bit integers as
-//! strings, bytes as base64, enums by name. Unknown fields are an error, not silently dropped.
+//! strings, bytes as base64, enums by name. Unknown fields are an error, not silently dropped;
+//! an extension (`"[pkg.name]"`) the descriptors lack is named as one, with where to find it.
 
 use bytes::Bytes;
 use prost::Message;
-use prost_reflect::{DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
+
+/// How deep [`unknown_extension`] looks into nested messages (serde_json refuses JSON nested
+/// deeper than 128 already; this bounds the walk on its own).
+const MAX_DEPTH: usize = 128;
+
+/// The first key naming an extension (`[pkg.name]`) that `desc`, or a message `json` holds
+/// in one of its fields, does not know, with that message's name; fields it cannot read are
+/// left to the decoder's own error.
+fn unknown_extension(
+    desc: &MessageDescriptor,
+    json: &serde_json::Value,
+    depth: usize,
+) -> Option<(String, String)> {
+    let object = json.as_object()?;
+    let depth = depth.checked_sub(1)?;
+    for (key, value) in object {
+        if key.starts_with('[') && key.ends_with(']') {
+            match desc.get_extension_by_json_name(key) {
+                Some(extension) => {
+                    if let Kind::Message(inner) = extension.kind() {
+                        if let Some(found) = unknown_extension(&inner, value, depth) {
+                            return Some(found);
+                        }
+                    }
+                }
+                None => return Some((desc.full_name().to_owned(), key.clone())),
+            }
+            continue;
+        }
+        let field = desc
+            .get_field_by_json_name(key)
+            .or_else(|| desc.get_field_by_name(key));
+        let Some(field) = field else { continue };
+        let Kind::Message(inner) = field.kind() else {
+            continue;
+        };
+        let inner = if field.is_map() {
+            match inner.map_entry_value_field().kind() {
+                Kind::Message(value) => value,
+                _ => continue,
+            }
+        } else {
+            inner
+        };
+        let values: Vec<&serde_json::Value> = match value {
+            serde_json::Value::Array(items) => items.iter().collect(),
+            serde_json::Value::Object(map) if field.is_map() => map.values().collect(),
+            other => vec![other],
+        };
+        for value in values {
+            if let Some(found) = unknown_extension(&inner, value, depth) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
 
 /// The encoding of one JSON value as a `desc` message.
 pub(crate) fn encode(desc: &MessageDescriptor, json: &serde_json::Value) -> Result<Bytes, String> {
-    let message = DynamicMessage::deserialize(desc.clone(), json)
-        .map_err(|err| format!("not a valid {}: {err}", desc.full_name()))?;
+    let message = DynamicMessage::deserialize(desc.clone(), json).map_err(|err| {
+        match unknown_extension(desc, json, MAX_DEPTH) {
+            Some((message, key)) => format!(
+                "not a valid {}: {key} is not a known extension of {message}: give the .proto \
+                 file that declares it with --proto (or, through reflection, the server does \
+                 not list it)",
+                desc.full_name()
+            ),
+            None => format!("not a valid {}: {err}", desc.full_name()),
+        }
+    })?;
     Ok(Bytes::from(message.encode_to_vec()))
 }
 
@@ -37,4 +104,65 @@ pub(crate) fn decode(desc: &MessageDescriptor, bytes: Bytes) -> Result<String, S
         .serialize_with_options(&mut serializer, &SerializeOptions::new())
         .map_err(|err| format!("cannot write {} as JSON: {err}", desc.full_name()))?;
     String::from_utf8(out).map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A and B in package `x`: A has an extension range and one extension, B holds As in a
+    /// repeated field and a map.
+    fn pool() -> prost_reflect::DescriptorPool {
+        let dir = std::env::temp_dir().join(format!("sockrpc-json-ext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("x.proto");
+        std::fs::write(
+            &file,
+            "syntax = \"proto2\";\npackage x;\nmessage A { extensions 10 to 20; }\n\
+             extend A { optional int32 known = 10; }\n\
+             message B { repeated A list = 1; map<string, A> by_name = 2; optional A one = 3; }\n",
+        )
+        .expect("x.proto");
+        let pool = super::super::source::compile(&[file], &[]).map_err(|f| f.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        pool.expect("compiles")
+    }
+
+    #[test]
+    fn an_unknown_extension_is_found_where_it_stands_and_named() {
+        let pool = pool();
+        let b = pool.get_message_by_name("x.B").expect("x.B");
+        let a = pool.get_message_by_name("x.A").expect("x.A");
+        let unknown = |desc: &MessageDescriptor, value: serde_json::Value| {
+            unknown_extension(desc, &value, MAX_DEPTH).map(|(m, k)| format!("{m} {k}"))
+        };
+        assert_eq!(unknown(&a, json!({"[x.known]": 1})), None);
+        assert_eq!(
+            unknown(&a, json!({"[x.other]": 1})).as_deref(),
+            Some("x.A [x.other]")
+        );
+        for value in [
+            json!({"list": [{"[x.known]": 1}, {"[y.z]": 2}]}),
+            json!({"byName": {"k": {"[y.z]": 2}}}),
+            json!({"one": {"[y.z]": 2}}),
+        ] {
+            assert_eq!(
+                unknown(&b, value.clone()).as_deref(),
+                Some("x.A [y.z]"),
+                "{value}"
+            );
+        }
+        let message = encode(&b, &json!({"one": {"[y.z]": 2}}))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            message.contains("[y.z] is not a known extension of x.A")
+                && message.contains("--proto"),
+            "{message}"
+        );
+        // Anything else is the decoder's own error.
+        let message = encode(&b, &json!({"nope": 1})).err().unwrap_or_default();
+        assert!(message.contains("nope"), "{message}");
+    }
 }

@@ -6,8 +6,8 @@
 //! - [`conn`]: the address, TLS, metadata and deadline flags every command shares.
 //! - [`source`]: descriptors from `--proto` files or from reflection.
 //! - [`reflect`]: the reflection client (list services, fetch files with their imports).
-//! - [`extensions`]: through reflection, the extensions of a method's message types that are
-//!   declared in files its own files do not import.
+//! - [`extensions`]: through reflection, the extensions of a method's message types (or of one
+//!   message, for `describe`) that are declared in files their own files do not import.
 //! - [`json`]: JSON ⇄ protobuf for one method's messages.
 //! - [`invoke`]: one call of any shape with encoded messages, over the `Channel`.
 //! - [`exit`]: errors as the process exit code (the gRPC code number; 64 for bad input).

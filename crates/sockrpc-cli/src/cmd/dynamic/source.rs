@@ -75,19 +75,6 @@ fn editions_in(err: &protox::Error, protos: &[PathBuf], includes: &[PathBuf]) ->
     })
 }
 
-/// The descriptors for `symbol`: from the `--proto` files when given, else from reflection.
-pub(crate) async fn pool_for(
-    conn: &ConnArgs,
-    channel: &Channel,
-    symbol: &str,
-) -> Result<DescriptorPool, Failure> {
-    if conn.proto.is_empty() {
-        reflect::pool_for_symbol(channel, symbol).await
-    } else {
-        compile(&conn.proto, &conn.import_path)
-    }
-}
-
 /// `pkg.Svc/Method`, `/pkg.Svc/Method` or `pkg.Svc.Method` as (service, method).
 pub(crate) fn split_method(text: &str) -> Result<(String, String), Failure> {
     let text = text.trim().trim_start_matches('/');
@@ -136,12 +123,26 @@ pub(crate) async fn resolve_method(
     channel: &Channel,
     text: &str,
 ) -> Result<MethodDescriptor, Failure> {
+    resolve_method_from(&conn.proto, &conn.import_path, channel, text).await
+}
+
+/// [`resolve_method`] for a command whose `--proto` and `--import-path` are flags of its own
+/// (`bench --call`): from the `protos` when given, else from reflection with the extensions.
+pub(crate) async fn resolve_method_from(
+    protos: &[PathBuf],
+    imports: &[PathBuf],
+    channel: &Channel,
+    text: &str,
+) -> Result<MethodDescriptor, Failure> {
     let (service, method) = split_method(text)?;
-    let pool = pool_for(conn, channel, &service)
-        .await
-        .map_err(|failure| unknown(failure, "service", &service))?;
+    let pool = if protos.is_empty() {
+        reflect::pool_for_symbol(channel, &service).await
+    } else {
+        compile(protos, imports)
+    };
+    let pool = pool.map_err(|failure| unknown(failure, "service", &service))?;
     let method = find_method(&pool, &service, &method)?;
-    if conn.proto.is_empty() {
+    if protos.is_empty() {
         extensions::with_extensions(channel, method).await
     } else {
         Ok(method)
