@@ -450,6 +450,57 @@ fn addon_proto() -> (String, String) {
     (text(&root), text(&addon))
 }
 
+/// `describe` of a message extended in a file its own does not import: through reflection the
+/// extensions are fetched (as `call` fetches them) and written after the message as `extend`
+/// blocks, each naming where it is declared; a server without the extension requests still
+/// describes it. With `--proto`, the extensions of the files given are written.
+#[test]
+fn describe_writes_the_extensions_declared_in_other_files() {
+    let addon_block = [
+        "// Declared in sockrpc.p2.addon (sockrpc/p2/addon.proto):\nextend .sockrpc.p2.Order {",
+        "  optional string addon_note = 150;\n  optional .sockrpc.p2.addon.Wrapping wrapping = 151;",
+    ];
+    let own_block =
+        "// Declared in sockrpc.p2 (sockrpc/p2/shop.proto):\nextend .sockrpc.p2.Order {";
+    let (_runtime, addr) = serve();
+    let (root, addon) = addon_proto();
+    let shop = shop_proto();
+    let runs: [(&[&str], bool); 3] = [
+        (&[], true),
+        (&["--proto", &addon, "--import-path", &root], true),
+        (&["--proto", &shop], false),
+    ];
+    for (extra, has_addon) in runs {
+        let mut args = vec!["describe", addr.as_str(), "sockrpc.p2.Order"];
+        args.extend(extra);
+        let (code, described, stderr) = call(&args, "");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(described.starts_with("sockrpc.p2.Order is a message:\nmessage Order {"));
+        for block in addon_block {
+            assert_eq!(
+                described.contains(block),
+                has_addon,
+                "{args:?}:\n{described}"
+            );
+        }
+        // Given alone, shop.proto is named from its own directory.
+        let own = if has_addon {
+            own_block.to_owned()
+        } else {
+            own_block.replace("sockrpc/p2/shop.proto", "shop.proto")
+        };
+        assert!(described.contains(&own), "{args:?}:\n{described}");
+    }
+    for older in [Code::NotFound, Code::Unimplemented] {
+        let (_runtime, addr) = serve_with(Some(older));
+        let args = ["describe", addr.as_str(), "sockrpc.p2.Order"];
+        let (code, described, stderr) = call(&args, "");
+        assert_eq!(code, 0, "{older:?}: {stderr}");
+        assert!(described.contains(own_block), "{older:?}:\n{described}");
+        assert!(!described.contains("addon_note"), "{older:?}:\n{described}");
+    }
+}
+
 /// `bench --call` and `call` with JSON naming extensions declared in a file the service's file
 /// does not import: through reflection (`bench` refused the field as unknown before it fetched
 /// them as `call` does) and with that file among the `--proto` files, the calls succeed;

@@ -4,10 +4,13 @@
 //! of `extensions` ranges among them; `reserved` and `extensions` statements as they were
 //! grouped; `extend` blocks; comments when it has source info, those of `option` and `reserved`
 //! statements too), so that the text of a file compiles back to the descriptor it came from.
+//! A message is followed by its extensions declared elsewhere, as `extend` blocks (`extend.rs`;
+//! through reflection, fetched from the server as `call` fetches a method's).
 //! One exception: a NaN as the value of a float option statement is written `nan`, which
 //! protoc reads and protox does not (see `options.rs`).
 
 mod enums;
+mod extend;
 mod field;
 mod file;
 mod message;
@@ -24,6 +27,7 @@ mod tests;
 
 use super::dynamic::conn::ConnArgs;
 use super::dynamic::exit::{finish, Failure};
+use super::dynamic::extensions::{extended_pool, Reach};
 use super::dynamic::{reflect, source};
 use clap::Args;
 use enums::{value_line, write_enum};
@@ -64,9 +68,13 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     }
     let pool = if args.conn.proto.is_empty() {
         let channel = args.conn.connect().await?;
-        reflect::pool_for_symbol(&channel, &symbol)
+        let pool = reflect::pool_for_symbol(&channel, &symbol)
             .await
-            .map_err(|failure| source::unknown(failure, "symbol", &symbol))?
+            .map_err(|failure| source::unknown(failure, "symbol", &symbol))?;
+        match pool.get_message_by_name(&symbol) {
+            Some(message) => extended_pool(&channel, vec![message], Reach::Roots, &symbol).await?,
+            None => pool,
+        }
     } else {
         source::compile(&args.conn.proto, &args.conn.import_path)?
     };
@@ -103,7 +111,8 @@ fn render(pool: &DescriptorPool, symbol: &str) -> Option<String> {
     if let Some(message) = pool.get_message_by_name(symbol) {
         let mut text = Text::for_file(&message.parent_file());
         write_message(&mut text, &message, "");
-        return Some(format!("{symbol} is a message:\n{}", text.out));
+        let extends = extend::extend_blocks(&message);
+        return Some(format!("{symbol} is a message:\n{}{extends}", text.out));
     }
     if let Some(en) = pool.get_enum_by_name(symbol) {
         let mut text = Text::for_file(&en.parent_file());
