@@ -12,7 +12,10 @@
 //! - cleanup: every way a call ends gives back its place under the server's call limit and
 //!   stops its handler;
 //! - interceptors: metadata added and removed on both sides; a refusal of every shape;
-//! - lifecycle: unknown methods, a graceful shutdown under a bidirectional stream.
+//! - lifecycle: unknown methods, a graceful shutdown under a bidirectional stream;
+//! - sharing: concurrent server streams on one connection, streams read in part and dropped,
+//!   an answer over the client's limit or undecodable on a held bidi stream, headers before
+//!   any message.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -21,5 +24,6 @@ mod deadlines;
 mod interceptors;
 mod lifecycle;
 mod metadata;
+mod sharing;
 mod status;
 mod support;

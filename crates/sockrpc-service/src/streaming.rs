@@ -18,8 +18,9 @@ pub type BoxStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> +
 
 /// Messages of a streaming call, decoded: a `Stream<Item = Result<T, Status>>`, with
 /// [`message`](Streaming::message) for use without stream combinators. A call that fails ends the
-/// stream with its status; trailers are available once it ended cleanly
-/// ([`trailers`](Streaming::trailers) reads on to that end).
+/// stream with its status; a message this side refuses (over its limit, not decodable) ends it
+/// with that error and cancels the call at once, held or not. Trailers are available once it
+/// ended cleanly ([`trailers`](Streaming::trailers) reads on to that end).
 pub struct Streaming<T> {
     body: Body,
     decode: Decoder<T>,
@@ -63,7 +64,7 @@ impl<T> Streaming<T> {
             match std::future::poll_fn(|cx| self.body.poll_message(cx)).await {
                 Some(Ok(_)) => {}
                 Some(Err(status)) => {
-                    self.done = true;
+                    self.end();
                     return Err(status);
                 }
                 None => self.done = true,
@@ -84,14 +85,30 @@ impl<T> Streaming<T> {
         self.body.last_message_compressed()
     }
 
+    /// Ends the stream after an error: a message this side could not take (over its limit,
+    /// not decodable) fails the call here, as a status from the peer does, so the call is
+    /// cancelled now, as gRPC's clients cancel a stream whose message they refused, rather than
+    /// when the caller drops the stream: until then the peer's handler would run on and keep
+    /// its place under the server's limit of calls in flight.
+    fn end(&mut self) {
+        self.done = true;
+        self.body = Body::empty();
+    }
+
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Status>>> {
         if self.done {
             return Poll::Ready(None);
         }
         match self.body.poll_message(cx) {
-            Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some((self.decode)(bytes))),
+            Poll::Ready(Some(Ok(bytes))) => {
+                let decoded = (self.decode)(bytes);
+                if decoded.is_err() {
+                    self.end();
+                }
+                Poll::Ready(Some(decoded))
+            }
             Poll::Ready(Some(Err(status))) => {
-                self.done = true;
+                self.end();
                 Poll::Ready(Some(Err(status)))
             }
             Poll::Ready(None) => {
