@@ -1,6 +1,7 @@
 //! grpc-go's `status_test.go` and end2end status cases, tonic's `status.rs`: a handler's status
 //! arrives exactly as it was made (any message, any details bytes, out-of-range codes read as
-//! `UNKNOWN`), from every call shape, including after messages a stream already sent.
+//! `UNKNOWN`), from every call shape, including after messages a stream already sent, and
+//! never ahead of the last of them.
 
 use crate::support::{bounded, channel, serve, with_meta, Peer};
 use futures_util::stream;
@@ -149,5 +150,57 @@ async fn every_shape_ends_with_the_handlers_status_after_its_messages() {
         .await
         .expect_err("the status");
     assert_eq!((err.code(), err.message()), (Code::PermissionDenied, text));
+    server.stop().await;
+}
+
+/// grpc-go's `TestRecvWhileReturningStatus`: the status a handler returns right after its last
+/// message never overtakes that message, nor is taken for a clean end, however the two frames
+/// meet the reader. Many rounds, so that some statuses arrive while the reader is mid-message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_right_after_the_last_message_never_overtakes_it() {
+    const ROUNDS: usize = 100;
+    const SENT: usize = 10;
+    let server = serve(Server::builder().add_service(Test1Server::new(Peer::default())));
+    let mut client = Test1Client::new(channel(server.addr).await);
+    for round in 0..ROUNDS {
+        let mut request = failing(Input1::default(), 15, "after ten", b"");
+        let sent = SENT.to_string();
+        request
+            .metadata_mut()
+            .insert("x-after", &sent)
+            .expect("text");
+        request
+            .metadata_mut()
+            .insert("x-count", &sent)
+            .expect("text");
+        request
+            .metadata_mut()
+            .insert("x-size", "300")
+            .expect("text");
+        let result = bounded("a stream", async {
+            let mut messages = client
+                .stream_call(request)
+                .await
+                .map_err(|status| (0, status))?
+                .into_inner();
+            let mut read = 0;
+            loop {
+                match messages.message().await {
+                    Ok(Some(_)) => read += 1,
+                    Ok(None) => return Ok(read),
+                    Err(status) => return Err((read, status)),
+                }
+            }
+        })
+        .await;
+        match result {
+            Err((read, status)) => {
+                assert_eq!(read, SENT, "round {round}: messages before the status");
+                assert_eq!(status.code(), Code::DataLoss, "round {round}: {status:?}");
+                assert_eq!(status.message(), "after ten", "round {round}");
+            }
+            Ok(read) => panic!("round {round}: ended OK after {read} messages"),
+        }
+    }
     server.stop().await;
 }
