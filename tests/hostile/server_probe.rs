@@ -194,37 +194,12 @@ pub(crate) fn rss() -> u64 {
     pages * 4096
 }
 
-/// Set, to a test's name, in the process that test runs its measurement in
-/// ([`measured_alone`]).
-const ALONE_ENV: &str = "SOCKRPC_TEST_MEASURED_ALONE";
-
-/// For a test that reads this process's peak memory: whether to run its body here. Under
-/// `cargo test` every test of the binary shares one process, whose peak their memory would
-/// swell; so, unless this is already the process made for it, this runs the test binary again
-/// with the test alone, checks that it ran and passed, and returns false (the caller returns).
+/// For a test that reads this process's peak memory: whether to run its body here (see
+/// [`sockrpc_tests::child::alone`]: under `cargo test` the other tests of the binary would
+/// swell the peak, so the test runs again in a process of its own and this returns false).
 pub(crate) fn measured_alone(module_path: &str, test: &str) -> bool {
     let name = sockrpc_tests::child::test_name(module_path, test);
-    if std::env::var(ALONE_ENV).is_ok_and(|v| v == name) {
-        return true;
-    }
-    let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env(ALONE_ENV, &name)
-        .output()
-        .expect("run the measuring process");
-    let out = String::from_utf8_lossy(&run.stdout);
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{name} alone failed: {out}{err}");
-    // Not a vacuous pass: the child ran the test, and it measured.
-    assert!(
-        out.contains("1 passed"),
-        "{name}: the child ran no test: {out}"
-    );
-    assert!(
-        err.contains(", peak after "),
-        "{name}: no measurement: {err}"
-    );
-    false
+    sockrpc_tests::child::alone(&name, ", peak after ")
 }
 
 /// This process's peak resident size (VmHWM), in bytes: a brief spike counts too. A test that

@@ -18,8 +18,21 @@ fn open_descriptors() -> usize {
         .unwrap_or(0)
 }
 
+/// What the test prints once it counted (the proof that it ran).
+const COUNTED: &str = "descriptors open: ";
+
 #[test]
 fn every_runtime_in_turn_calls_over_udp_and_ended_ones_leave_no_socket() {
+    // It counts this process's descriptors: under `cargo test` the binary's other tests open
+    // and close theirs meanwhile (dozens for a balanced channel's servers), so it runs in a
+    // process of its own, and here only checks that it passed there.
+    let name = sockrpc_tests::child::test_name(
+        module_path!(),
+        "every_runtime_in_turn_calls_over_udp_and_ended_ones_leave_no_socket",
+    );
+    if !sockrpc_tests::child::alone(&name, COUNTED) {
+        return;
+    }
     let serving = serving();
     let server = serving.block_on(SlowServer::start(Options {
         tls: None,
@@ -46,9 +59,11 @@ fn every_runtime_in_turn_calls_over_udp_and_ended_ones_leave_no_socket() {
         }
     }
     // Each runtime left a socket behind before (one per turn); a few come and go with the
-    // turns (the stream's connection, made again on each runtime), and other tests run in
-    // this process under `cargo test`: a margin well under one per turn.
-    let grown = open_descriptors().saturating_sub(before.unwrap_or(0));
+    // turns (the stream's connection, made again on each runtime): a margin well under one
+    // per turn.
+    let after = open_descriptors();
+    eprintln!("{COUNTED}{after} after the last turn, {before:?} after the first");
+    let grown = after.saturating_sub(before.unwrap_or(0));
     assert!(
         grown < TURNS / 2,
         "{grown} more descriptors open after {TURNS} runtimes"

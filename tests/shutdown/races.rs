@@ -56,9 +56,25 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// What a test that counts descriptors prints once it counted (the proof that it ran).
+const COUNTED: &str = "descriptors open: ";
+
+/// Whether to run `test`, which counts this process's descriptors, here: the other tests of
+/// the binary run meanwhile under `cargo test`, and a test that opened sockets after the count
+/// before and holds them past the wait failed this one (or one that closed its own made a leak
+/// pass). So it runs in a process of its own (`sockrpc_tests::child::alone`), and here only
+/// checks that it passed there.
+fn counted_alone(test: &str) -> bool {
+    let name = sockrpc_tests::child::test_name(module_path!(), test);
+    sockrpc_tests::child::alone(&name, COUNTED)
+}
+
 /// Fifty channels, each used then closed and waited for: none leaves a socket or a task.
 #[tokio::test]
 async fn fifty_closed_channels_leave_no_socket_behind() {
+    if !counted_alone("fifty_closed_channels_leave_no_socket_behind") {
+        return;
+    }
     let server = Running::start().await;
     server.gate.release.send_replace(true);
     let before = open_fds();
@@ -83,6 +99,7 @@ async fn fifty_closed_channels_leave_no_socket_behind() {
     .await;
     // The proxy's and the server's ends close as they see ours close: give them a moment.
     eventually("as many descriptors as before", || open_fds() <= before).await;
+    eprintln!("{COUNTED}{} after, {before} before", open_fds());
 }
 
 /// A channel used and closed (gracefully, a call still in flight) on a runtime that then
@@ -164,6 +181,9 @@ async fn close_ends_a_connection_still_in_its_handshake() {
 /// (discovery, connect, health, connection) and no socket outlives them.
 #[tokio::test]
 async fn fifty_closed_balanced_channels_leave_no_task_behind() {
+    if !counted_alone("fifty_closed_balanced_channels_leave_no_task_behind") {
+        return;
+    }
     let servers = vec![Running::start().await];
     servers[0].gate.release.send_replace(true);
     let tasks = || {
@@ -193,6 +213,7 @@ async fn fifty_closed_balanced_channels_leave_no_task_behind() {
     .await;
     eventually("as many tasks as before", || tasks() <= tasks_before).await;
     eventually("as many descriptors as before", || open_fds() <= fds_before).await;
+    eprintln!("{COUNTED}{} after, {fds_before} before", open_fds());
 }
 
 /// A balanced channel whose only endpoint is down, its connect task in a 60 s backoff:

@@ -1,6 +1,7 @@
 //! A server in a child process, for tests that read a process's memory: the child is this
 //! same test binary, re-run on one test (which serves when the given environment variable is
-//! set), so the other tests of the binary cannot disturb the numbers.
+//! set), so the other tests of the binary cannot disturb the numbers. [`alone`] runs a whole
+//! test that way, for tests that count the process's own memory or descriptors.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -79,6 +80,36 @@ pub fn test_name(module_path: &str, test: &str) -> String {
         Some((_, module)) => format!("{module}::{test}"),
         None => test.to_owned(),
     }
+}
+
+/// Set, to a test's name, in the process [`alone`] runs that test in.
+const ALONE_ENV: &str = "SOCKRPC_TEST_ALONE";
+
+/// For a test that reads a count of the whole process (its peak memory, its open descriptors):
+/// whether to run its body here. Under `cargo test` every test of a binary runs in one process,
+/// at the same time, and their sockets and memory would swell the count; so, unless this is
+/// already the process made for it, this runs the test binary again with `test` alone (the
+/// test's path as libtest names it, `module::test`: see [`test_name`]), checks that it ran,
+/// passed and printed `evidence` on its stderr (what the test prints when it measured: the pass
+/// is not vacuous), and returns false (the caller returns).
+pub fn alone(test: &str, evidence: &str) -> bool {
+    if std::env::var(ALONE_ENV).is_ok_and(|v| v == test) {
+        return true;
+    }
+    let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE_ENV, test)
+        .output()
+        .expect("run the measuring process");
+    let out = String::from_utf8_lossy(&run.stdout);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{test} alone failed: {out}{err}");
+    assert!(
+        out.contains("1 passed"),
+        "{test}: the child ran no test: {out}"
+    );
+    assert!(err.contains(evidence), "{test}: no measurement: {err}");
+    false
 }
 
 /// Waits (≤ 30 s) for the address `process` prints after `prefix` on its (piped) stdout; the
