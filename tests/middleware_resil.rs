@@ -116,6 +116,9 @@ async fn flaky_server() -> (Flaky, Running) {
 struct Seen {
     method: &'static str,
     previous: Option<String>,
+    /// The time the attempt was sent with (its deadline's remainder when it was sent): what a
+    /// test of a deadline shared by attempts checks, whatever the machine's speed.
+    timeout: Option<Duration>,
 }
 
 /// The counter service, failing and stalling on command.
@@ -156,11 +159,11 @@ impl Flaky {
             .metadata()
             .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
             .map(str::to_owned);
-        self.0
-            .seen
-            .lock()
-            .expect("lock")
-            .push(Seen { method, previous });
+        self.0.seen.lock().expect("lock").push(Seen {
+            method,
+            previous,
+            timeout: request.timeout(),
+        });
         let failing = self.0.fail_all.load(Ordering::SeqCst)
             || self
                 .0

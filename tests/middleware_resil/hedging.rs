@@ -45,8 +45,11 @@ async fn hedging_returns_the_faster_answer_and_cancels_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedging_stays_within_a_grpc_timeout_entry() {
     // Copy 1 fails after 500 ms; copy 2, sent at 400 ms, stalls. The entry's 800 ms cover
-    // both: copy 2 is sent with what remains (about 400 ms), so the call ends at about 800 ms,
-    // not 800 ms after copy 2 began (1.2 s).
+    // both: copy 2 is sent with what remains (400 ms at most), so the call ends at its 800 ms,
+    // not 800 ms after copy 2 began (1.2 s). What copy 2 was sent with is checked, not how
+    // long the call took past 800 ms: on a loaded machine (`cargo test` runs this binary's
+    // tests at once on CI's 2 cores) the end can be late by more than the 400 ms between the
+    // right end and the wrong one, and the test failed for it; copy 2 sent late has less left.
     let (flaky, server) = flaky_server().await;
     flaky.0.slow_first_then_stall.store(500, Ordering::SeqCst);
     let hedge = HedgeLayer::new(HedgingPolicy::new(2, Duration::from_millis(400)));
@@ -54,10 +57,13 @@ async fn hedging_stays_within_a_grpc_timeout_entry() {
     ends_at_its_deadline(
         client.get(get_with_grpc_timeout("800m")),
         Duration::from_millis(800),
-        Duration::from_millis(1100),
+        Duration::from_secs(4),
     )
     .await;
-    assert_eq!(flaky.attempts(), 2);
+    let seen = flaky.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let sent_with = seen[1].timeout.expect("copy 2 has a deadline");
+    assert!(sent_with <= Duration::from_millis(400), "{seen:?}");
     server.stop().await;
 }
 

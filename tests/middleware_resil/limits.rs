@@ -199,32 +199,38 @@ async fn server_timeout_ends_calls_that_set_no_deadline() {
 async fn concurrency_limit_on_a_client_counts_the_wait_against_the_deadline() {
     let server =
         Running::start(sockrpc::Server::builder().add_service(EchoServer::new(Plain))).await;
+    // A queue that keeps a caller longer than its deadline (the default keeps one 1 s).
     let channel = ConcurrencyLimitLayer::new()
         .others(1)
+        .queue(WaitQueue::new(4, Duration::from_secs(10)))
         .layer(server.channel().await);
-    let with_deadline = |millis| {
+    let with_deadline = |millis, deadline| {
         let mut request = Request::new(sleep_request(millis));
-        request.set_timeout(Duration::from_secs(1));
+        request.set_timeout(deadline);
         request
     };
 
-    // The first holds the one permit for 600 ms of its 1 s.
+    // The first holds the one permit for 1.5 s of its 4 s.
     let mut first = EchoClient::new(channel.clone());
-    let running = tokio::spawn(async move { first.sleep(with_deadline(600)).await });
+    let first_sleep = with_deadline(1_500, Duration::from_secs(4));
+    let running = tokio::spawn(async move { first.sleep(first_sleep).await });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    // The second waits ~580 ms for the permit, so its 5 s sleep is sent with the ~420 ms left
-    // of its 1 s: it ends at its deadline, not 1 s after it got the permit (~1.6 s).
+    // The second waits ~1.48 s for the permit, so its 5 s sleep is sent with the ~0.5 s left
+    // of its 2 s: it ends at its deadline, not 2 s after it got the permit (~3.5 s). The two
+    // ends are 1.5 s apart, so that a loaded machine (`cargo test` runs this binary's tests at
+    // once on CI's 2 cores) is not taken for the wrong end: they were 0.6 s apart (1 s and
+    // 1.6 s), the bound 0.4 s past the right one.
     let started = std::time::Instant::now();
     let err = bounded(
         "Sleep",
-        EchoClient::new(channel).sleep(with_deadline(5_000)),
+        EchoClient::new(channel).sleep(with_deadline(5_000, Duration::from_secs(2))),
     )
     .await
     .expect_err("it outlives its deadline");
     let elapsed = started.elapsed();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(
-        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(1400),
+        elapsed >= Duration::from_millis(1_900) && elapsed < Duration::from_millis(3_000),
         "took {elapsed:?}"
     );
     bounded("the first Sleep", running)

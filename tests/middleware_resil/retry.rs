@@ -118,20 +118,25 @@ async fn retry_waits_for_the_pushback_of_a_shedding_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_stays_within_a_grpc_timeout_entry() {
     // The first attempt fails after 500 ms; the retry stalls. The entry's 800 ms cover both:
-    // the retry is sent with what remains (300 ms at most), so the call ends at about 800 ms,
-    // not 800 ms after the retry began (1.3 s or more).
+    // the retry is sent with what remains (300 ms at most), so the call ends at its 800 ms,
+    // not 800 ms after the retry began (1.3 s or more). What the retry was sent with is
+    // checked, not how long the call took past 800 ms: on a loaded machine (`cargo test` runs
+    // this binary's tests at once on CI's 2 cores) the end can be late by more than the 350 ms
+    // the bound allowed; a retry sent late has less left.
     let (flaky, server) = flaky_server().await;
     flaky.0.slow_first_then_stall.store(500, Ordering::SeqCst);
     let mut client = CounterClient::new(RetryLayer::new().layer(server.channel().await));
     ends_at_its_deadline(
         client.get(get_with_grpc_timeout("800m")),
         Duration::from_millis(800),
-        Duration::from_millis(1150),
+        Duration::from_secs(4),
     )
     .await;
     let seen = flaky.seen();
     let previous: Vec<Option<&str>> = seen.iter().map(|s| s.previous.as_deref()).collect();
     assert_eq!(previous, [None, Some("1")], "{seen:?}");
+    let sent_with = seen[1].timeout.expect("the retry has a deadline");
+    assert!(sent_with <= Duration::from_millis(300), "{seen:?}");
     server.stop().await;
 }
 
