@@ -375,8 +375,10 @@ async fn server_restart_on_the_same_port_reconnects_with_backoff() {
         matches!(err.code(), Code::Unavailable | Code::DeadlineExceeded),
         "{err:?}"
     );
+    // By then, give or take a loaded machine (`cargo test` runs this binary's tests at once,
+    // on CI's 2 cores): not the 20 s of a connect timeout.
     assert!(
-        started.elapsed() < Duration::from_millis(1_000),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
@@ -439,9 +441,10 @@ async fn keepalive_detects_a_peer_that_stops_answering() {
         .expect("task");
     let err = result.expect_err("peer stopped answering");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    // Detected within interval + timeout (plus scheduling slack), not TCP's minutes.
+    // Detected within interval + timeout, plus slack for a loaded machine (`cargo test` runs
+    // this binary's tests at once, on CI's 2 cores): not the 30 s call, nor TCP's minutes.
     assert!(
-        started.elapsed() <= interval + timeout + Duration::from_millis(700),
+        started.elapsed() <= interval + timeout + Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );

@@ -302,7 +302,9 @@ async fn deadline_exceeded_and_handler_cancelled() {
     let elapsed = started.elapsed();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(elapsed >= Duration::from_millis(45), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(1_000), "{elapsed:?}");
+    // Not the handler's 5 s: 3 s leaves a loaded machine room (`cargo test` runs this binary's
+    // tests at once, on CI's 2 cores).
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     // The server's own deadline fires at the same moment; give it a bounded while to show.
     let mut fate = None;
     for _ in 0..100 {
