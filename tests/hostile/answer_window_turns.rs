@@ -265,12 +265,7 @@ async fn streams_leaving_the_lines_never_strand_the_others() {
         cancelled.len(),
         seen.bytes.load(Ordering::Relaxed) >> 20
     );
-    bounded("every stream is dropped", async {
-        while dropped.load(Ordering::SeqCst) < STREAMS as usize {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    all_dropped(&dropped).await;
     drop(writer);
     reading.abort();
     fresh_call(server.addr, 1).await;
@@ -285,12 +280,27 @@ async fn a_connection_that_closes_ends_every_stream_waiting_in_line() {
     drop(writer);
     reading.abort();
     let _ = reading.await;
-    bounded("every stream is dropped", async {
-        while dropped.load(Ordering::SeqCst) < STREAMS as usize {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    all_dropped(&dropped).await;
     fresh_call(server.addr, 1).await;
     server.stop().await;
+}
+
+/// Waits (bounded: STEP, polled every 20 ms) until every stream's handler was dropped; a
+/// failure says how many were, then and when the wait began, so that streams left parked for
+/// good are told from a slow machine.
+async fn all_dropped(dropped: &AtomicUsize) {
+    let waited = std::time::Instant::now();
+    let first = dropped.load(Ordering::SeqCst);
+    loop {
+        let now = dropped.load(Ordering::SeqCst);
+        if now >= STREAMS as usize {
+            return;
+        }
+        assert!(
+            waited.elapsed() < STEP,
+            "every stream is dropped: {now} of {STREAMS} after {STEP:?} ({first} when the wait \
+             began)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
