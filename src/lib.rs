@@ -74,7 +74,7 @@ pub use sockrpc_protocol::BincodeCodec;
 pub use sockrpc_protocol::MethodPath as GrpcMethod;
 pub use sockrpc_protocol::{
     Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
-    Request, Response, Status, MAX_TIMEOUT,
+    Request, Response, Status, Timing, MAX_TIMEOUT,
 };
 pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
 pub use sockrpc_service::{

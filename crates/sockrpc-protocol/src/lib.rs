@@ -51,5 +51,6 @@ pub use method::{InvalidPath, MethodPath};
 pub use path_cache::PathCache;
 pub use request::{IntoRequest, IntoStreamingRequest, Request, Response, MAX_TIMEOUT};
 pub use request_charge::RequestCharge;
+pub use request_timing::Timing;
 pub use status::Status;
 pub use tls_peer::{TlsPeer, TlsVersion};

@@ -1,8 +1,7 @@
 //! `Request` and `Response`: a message with the metadata that travels beside it.
 
-use crate::request_timing::Timing;
 use crate::request_wire::Wire;
-use crate::{ConnInfo, EncodingFields, Extensions, MetadataMap, TransportKind};
+use crate::{ConnInfo, EncodingFields, Extensions, MetadataMap, Timing, TransportKind};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::time::Instant;
 
@@ -113,15 +112,45 @@ impl<T> Request<T> {
     /// Fixes the deadline, if a timeout was set and no deadline was fixed yet, at now plus the
     /// timeout (one clock read, which the transport would otherwise make when it sends), and
     /// returns it. A request without a timeout costs one check.
+    ///
+    /// Counted from the call's start when one was noted ([`start_call`](Request::start_call)),
+    /// with no clock read.
     pub fn fix_deadline(&mut self) -> Option<Instant> {
         if let Some(fixed) = self.timing.deadline() {
             return Some(fixed);
         }
-        let deadline = self.timing.timeout().map(|t| Instant::now() + t);
-        if let Some(deadline) = deadline {
-            self.timing.set_deadline(deadline);
+        let timeout = self.timing.timeout()?;
+        let from = self.timing.started().unwrap_or_else(Instant::now);
+        let deadline = from + timeout;
+        self.timing.set_deadline(deadline);
+        Some(deadline)
+    }
+
+    /// What a generated client's method does on entry, before it encodes the request: fixes
+    /// the deadline from the timeout ([`fix_deadline`](Request::fix_deadline)); or, with no
+    /// timeout set, notes when the call started (one clock read) if a timeout may still come
+    /// below it — a `grpc-timeout` metadata entry, or `default_timeout` (a channel with a
+    /// default timeout, `Endpoint::timeout`, may take the call) — so that it too counts from
+    /// here, encoding and the layers between included. A request with none of them costs a
+    /// few checks and no clock read.
+    pub fn start_call(&mut self, default_timeout: bool) -> Option<Instant> {
+        let deadline = self.fix_deadline();
+        if deadline.is_none()
+            && (default_timeout
+                || (!self.metadata.is_empty()
+                    && self.metadata.contains_key(crate::GRPC_TIMEOUT_KEY)))
+        {
+            self.timing.set_started(Instant::now());
         }
         deadline
+    }
+
+    /// On a client, before the deadline is fixed: when the call started, if its method noted it
+    /// ([`start_call`](Request::start_call)). A timeout the call gets later (a `grpc-timeout`
+    /// entry, the channel's default, a layer's [`set_timeout`](Request::set_timeout)) counts
+    /// from it.
+    pub fn started(&self) -> Option<Instant> {
+        self.timing.started()
     }
 
     /// [`resolve_timeout`](Request::resolve_timeout), then [`fix_deadline`](Request::fix_deadline):
@@ -131,6 +160,12 @@ impl<T> Request<T> {
             self.resolve_timeout();
         }
         self.fix_deadline()
+    }
+
+    /// The timeout and deadline (or noted start) together, as [`into_parts`](Request::into_parts)
+    /// gives them: for a copy of the request that times out with it.
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// The timeout: on the client, what was set; on the server, what remained when the call arrived.
@@ -290,26 +325,28 @@ impl<T> Request<T> {
     }
 
     /// Builds a request from its parts (no connection info, no extensions, no wait-for-ready
-    /// choice: the channel's applies; no fixed deadline: the timeout counts from when the
-    /// request is next timed).
-    pub fn from_parts(metadata: MetadataMap, message: T, timeout: Option<Duration>) -> Request<T> {
-        let mut timing = Timing::default();
-        timing.set_timeout(timeout.map(|t| t.min(MAX_TIMEOUT)));
+    /// choice: the channel's applies). `timing` is the timeout, as `Option<Duration>` or
+    /// `Duration`, or the [`Timing`] [`into_parts`](Request::into_parts) gave, which keeps a
+    /// deadline fixed before: a request rebuilt from its parts (a tower-style layer's) times
+    /// out when the caller's would have.
+    pub fn from_parts(metadata: MetadataMap, message: T, timing: impl Into<Timing>) -> Request<T> {
         Request {
             metadata,
             message,
-            timing,
+            timing: timing.into(),
             conn: None,
             extensions: Extensions::new(),
             wire: Wire::default(),
         }
     }
 
-    /// Splits into metadata, message and timeout, dropping connection info, extensions, the
-    /// wait-for-ready choice and a fixed deadline (keep them with [`map`](Request::map) or
+    /// Splits into metadata, message and timing (the timeout, [`Timing::timeout`], and the
+    /// deadline fixed when the call started, [`Timing::deadline`], which
+    /// [`from_parts`](Request::from_parts) keeps), dropping connection info, extensions and the
+    /// wait-for-ready choice (keep them with [`map`](Request::map) or
     /// [`split_message`](Request::split_message)).
-    pub fn into_parts(self) -> (MetadataMap, T, Option<Duration>) {
-        (self.metadata, self.message, self.timing.timeout())
+    pub fn into_parts(self) -> (MetadataMap, T, Timing) {
+        (self.metadata, self.message, self.timing)
     }
 }
 
@@ -496,81 +533,5 @@ impl<T> Response<T> {
 mod deadline_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every move of a request, a `Call` or a call's future through the client's layers copies
-    /// the request (docs/PERFORMANCE.md): session 24 brought `Request<Bytes>` to 112 bytes, and
-    /// the fixed deadline must not undo it (`request_timing.rs` packs it with the timeout).
-    #[test]
-    fn a_request_of_bytes_is_at_most_112_bytes() {
-        assert!(std::mem::size_of::<Request<bytes::Bytes>>() <= 112);
-    }
-
-    #[test]
-    fn shared_conn_info_is_copied_on_write() {
-        let peer: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
-        let local: SocketAddr = "127.0.0.1:2000".parse().expect("addr");
-        let shared = Arc::new(ConnInfo::new(TransportKind::Tcp, Some(peer), Some(local)));
-        let mut first = Request::new(());
-        first.set_shared_conn_info(Some(Arc::clone(&shared)));
-        let mut second = Request::new(());
-        second.set_shared_conn_info(first.shared_conn_info().cloned());
-        assert!(Arc::ptr_eq(
-            second.shared_conn_info().expect("set"),
-            &shared
-        ));
-
-        // Changing one request's peer leaves the connection's record and the other alone.
-        let other: SocketAddr = "127.0.0.2:3000".parse().expect("addr");
-        second.set_remote_addr(Some(other));
-        assert_eq!(second.remote_addr(), Some(other));
-        assert_eq!(second.conn_info().expect("set").local, Some(local));
-        assert_eq!(first.remote_addr(), Some(peer));
-        assert_eq!(shared.peer, Some(peer));
-
-        // Without any, a peer address makes a record of its own.
-        let mut bare = Request::new(());
-        bare.set_remote_addr(Some(other));
-        let conn = bare.conn_info().expect("made");
-        assert_eq!(
-            (conn.transport, conn.peer),
-            (TransportKind::Other, Some(other))
-        );
-    }
-
-    #[test]
-    fn resolve_timeout_moves_a_valid_grpc_timeout_entry_into_the_timeout() {
-        let with_entry = |value: &str| {
-            let mut request = Request::new(());
-            request
-                .metadata_mut()
-                .insert(crate::GRPC_TIMEOUT_KEY, value)
-                .expect("ascii");
-            request
-        };
-        let mut request = with_entry("250m");
-        assert_eq!(request.resolve_timeout(), Some(Duration::from_millis(250)));
-        assert_eq!(request.timeout(), Some(Duration::from_millis(250)));
-        assert!(!request.metadata().contains_key(crate::GRPC_TIMEOUT_KEY));
-
-        // A timeout set wins; the entry is then left alone, as the channel leaves it.
-        let mut request = with_entry("250m");
-        request.set_timeout(Duration::from_secs(3));
-        assert_eq!(request.resolve_timeout(), Some(Duration::from_secs(3)));
-        assert_eq!(
-            request.metadata().get(crate::GRPC_TIMEOUT_KEY),
-            Some("250m")
-        );
-
-        // Not a gRPC timeout: no deadline, and the entry stays.
-        let mut request = with_entry("250ms");
-        assert_eq!(request.resolve_timeout(), None);
-        assert_eq!(
-            request.metadata().get(crate::GRPC_TIMEOUT_KEY),
-            Some("250ms")
-        );
-
-        assert_eq!(Request::new(()).resolve_timeout(), None);
-    }
-}
+#[path = "request_tests.rs"]
+mod tests;

@@ -57,3 +57,42 @@ fn a_deadline_is_fixed_outside_any_runtime() {
     let fixed = request.fix_deadline().expect("fixed");
     assert!(fixed >= before + Duration::from_millis(250));
 }
+
+#[test]
+fn a_request_rebuilt_from_its_parts_keeps_its_deadline() {
+    let mut request = Request::new(());
+    request.set_timeout(Duration::from_secs(2));
+    let fixed = request.fix_deadline().expect("fixed");
+    let (metadata, message, timing) = request.into_parts();
+    let rebuilt = Request::from_parts(metadata, message, timing);
+    assert_eq!(rebuilt.deadline(), Some(fixed));
+    assert_eq!(rebuilt.timeout(), Some(Duration::from_secs(2)));
+    // A bare timeout still makes a request with no deadline.
+    let bare = Request::from_parts(MetadataMap::new(), (), Some(Duration::from_secs(2)));
+    assert_eq!(
+        (bare.deadline(), bare.timeout()),
+        (None, Some(Duration::from_secs(2)))
+    );
+}
+
+#[test]
+fn a_timeout_that_comes_later_counts_from_the_noted_start() {
+    // No timeout and nothing that may give one: no start noted (no clock read).
+    let mut request = Request::new(());
+    assert_eq!(request.start_call(false), None);
+    assert_eq!(request.started(), None);
+    // A `grpc-timeout` entry, or a channel's default, may give one: the start is noted.
+    let mut request = Request::new(());
+    let _ = request.metadata_mut().insert(crate::GRPC_TIMEOUT_KEY, "1S");
+    assert_eq!(request.start_call(false), None);
+    let started = request.started().expect("noted");
+    assert!(started <= Instant::now());
+    let mut request = Request::new(());
+    request.start_call(true);
+    let began = request.started().expect("noted");
+    // A timeout set later counts from the start, not from its fixing.
+    request.set_timeout(Duration::from_secs(1));
+    let deadline = request.fix_deadline().expect("fixed");
+    assert_eq!(deadline, began + Duration::from_secs(1));
+    assert_eq!(request.started(), None, "the deadline replaced the start");
+}

@@ -114,15 +114,10 @@ impl Call {
     /// cloned. `None` for a streamed request, which cannot be replayed.
     pub fn try_clone(&self) -> Option<Call> {
         let body = self.request.get_ref().try_clone()?;
-        let mut request = Request::from_parts(
-            self.request.metadata().clone(),
-            body,
-            self.request.timeout(),
-        );
-        if let Some(deadline) = self.request.deadline() {
-            // The copy keeps the deadline the call began with: a retry never extends it.
-            request.set_deadline(deadline);
-        }
+        // The copy keeps the deadline the call began with (or the start it noted): a retry
+        // never extends it.
+        let mut request =
+            Request::from_parts(self.request.metadata().clone(), body, self.request.timing());
         request.set_shared_conn_info(self.request.shared_conn_info().cloned());
         *request.extensions_mut() = self.request.extensions().clone();
         // What the OPEN says about compression travels with every copy.

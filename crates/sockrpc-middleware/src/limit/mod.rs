@@ -125,8 +125,9 @@ impl WaitQueue {
     }
 }
 
-/// The deadline of a call about to wait, fixed now (`now`, when it entered the layer): its
-/// timeout, or a `grpc-timeout` entry moved into it ([`Request::resolve_timeout`]). `None`
+/// The deadline of a call about to wait: its timeout, or a `grpc-timeout` entry moved into it
+/// ([`Request::resolve_timeout`]), counted from the call's start when its method noted one,
+/// else from `now` (when it entered the layer). `None`
 /// for a call with no deadline (or one too far away to name).
 ///
 /// [`Request::resolve_timeout`]: sockrpc_protocol::Request::resolve_timeout
@@ -136,9 +137,11 @@ pub(crate) fn deadline_of(call: &mut Call, now: Instant) -> Option<Instant> {
         // Fixed when the caller started the call, before encoding: it stands.
         return Some(fixed);
     }
+    // A `grpc-timeout` entry counts from the call's start, when its method noted one.
+    let from = request.started().unwrap_or(now);
     request
         .resolve_timeout()
-        .and_then(|timeout| now.checked_add(timeout))
+        .and_then(|timeout| from.checked_add(timeout))
 }
 
 /// What a call waited for, in the `DEADLINE_EXCEEDED` of one whose deadline passed meanwhile

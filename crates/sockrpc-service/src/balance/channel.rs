@@ -236,7 +236,7 @@ struct Wait {
     for_ready: Option<bool>,
     /// What a service config chose for the call ([`ConfigDefaults`]).
     config: Option<ConfigDefaults>,
-    /// When the call started.
+    /// When the call started: its method's noted start, else when this channel took it.
     started: Instant,
     /// The call's own deadline (its timeout, or a `grpc-timeout` entry).
     deadline: Option<Instant>,
@@ -469,7 +469,10 @@ impl Balanced {
     }
 
     async fn run(self, mut call: Call) -> Result<Response<Body>, Status> {
-        let started = Instant::now();
+        let entered = Instant::now();
+        // When the caller's method noted the start (a timeout may come below it), a timeout
+        // given below (a `grpc-timeout` entry, an endpoint's default) counts from there.
+        let started = call.request().started().unwrap_or(entered);
         // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the wait for
         // an endpoint and every attempt count against it, and each attempt carries what
         // remains as its timeout.
@@ -486,7 +489,7 @@ impl Balanced {
             config: call.request().extensions().get::<ConfigDefaults>().copied(),
             started,
             deadline: call_deadline,
-            cap: started + self.shared.wait,
+            cap: entered + self.shared.wait,
         };
         let mut tried: Vec<Arc<Member>> = Vec::new();
         let attempts = self.shared.attempts;

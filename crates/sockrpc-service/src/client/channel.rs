@@ -5,9 +5,11 @@
 //! shares the pool, so closing one clone closes the channel for all of them (dropping a clone
 //! closes nothing while another lives).
 
+mod feed;
 mod shutdown;
 mod tonic_names;
 
+use feed::feed;
 pub use tonic_names::EndpointExt;
 
 use super::udp_side::{UdpSide, GENERATIONS};
@@ -18,7 +20,7 @@ use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Resp
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{closed_status, ConnectionStats, Pool, StartedCall};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
-use sockrpc_transport::{ClientConnection, ResponseFuture, StreamSender};
+use sockrpc_transport::{ClientConnection, ResponseFuture};
 use std::{
     future::Future,
     pin::Pin,
@@ -81,6 +83,7 @@ impl Channel {
 
     /// [`lazy`](Channel::lazy) for an endpoint already made.
     fn lazy_from(endpoint: Endpoint) -> Channel {
+        super::default_timeout::note(&endpoint);
         let udp = udp_cell(&endpoint);
         Channel {
             pool: Pool::new(endpoint),
@@ -91,6 +94,7 @@ impl Channel {
     /// A channel over a connection made elsewhere (a Unix socket, an in-memory duplex). If it
     /// breaks, replacements connect to `endpoint`'s address.
     pub fn from_connection(endpoint: Endpoint, conn: ClientConnection) -> Channel {
+        super::default_timeout::note(&endpoint);
         let udp = udp_cell(&endpoint);
         Channel {
             pool: Pool::with_connection(endpoint, conn),
@@ -225,10 +229,13 @@ impl Service<Call> for Channel {
             ConfigDefaults::waits(defaults.as_ref(), self.pool.endpoint().wait_for_ready)
         });
         // Fixed when the caller started the call (a generated client's method, before it
-        // encoded the request): everything below counts from it. Otherwise the timeout (or
-        // the endpoint's default) counts from when the transport takes the call.
+        // encoded the request): everything below counts from it. A timeout it did not know
+        // then (a `grpc-timeout` entry, the endpoint's default) counts from the start it
+        // noted; without either, from when the transport takes the call.
         let mut deadline = request.deadline();
-        let (mut metadata, body, mut timeout) = request.into_parts();
+        let (mut metadata, body, timing) = request.into_parts();
+        let started = timing.started();
+        let mut timeout = timing.timeout();
         let encoder = body.encoding().cloned();
         if let (Some(own), Some(default), true) = (
             timeout,
@@ -249,6 +256,9 @@ impl Service<Call> for Channel {
                     timeout = Some(timeout.map_or(asked, |default| default.min(asked)));
                 }
             }
+        }
+        if let (None, Some(started), Some(left)) = (deadline, started, timeout) {
+            deadline = started.checked_add(left);
         }
         if timeout.is_some_and(|left| left.is_zero()) {
             // A deadline already past: nothing is sent, over TCP or UDP (on the wire it would
@@ -548,52 +558,3 @@ async fn open_stream(
 
 /// How many connections a streaming call tries when each refuses it unstarted.
 const OPEN_ATTEMPTS: u32 = 3;
-
-/// Sends a request stream as the window allows; stops when the call ends either way.
-async fn feed(mut sender: StreamSender, mut body: Body) {
-    loop {
-        let next = std::future::poll_fn(|cx| {
-            // Also registers to hear of the call's end while the body below waits.
-            match sender.poll_ready(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => return Poll::Ready(None),
-                Poll::Ready(Ok(())) => {}
-            }
-            body.poll_wire_refused(cx).map(Some)
-        })
-        .await;
-        match next {
-            // The call ended (answered, cancelled, failed): nobody reads more requests.
-            None => return,
-            Some(None) => {
-                sender.close();
-                return;
-            }
-            Some(Some(Ok((message, compressed)))) => {
-                let sent = std::future::poll_fn(|cx| {
-                    Poll::Ready(sender.send_flagged(cx, &message, compressed))
-                })
-                .await;
-                if let Err(status) = sent {
-                    sender.cancel_with(status);
-                    return;
-                }
-            }
-            // This side would not send the message (over the sending limit): the call ends
-            // with that reason, as grpc-go's `SendMsg` ends its stream.
-            Some(Some(Err((status, true)))) => {
-                sender.cancel_with(status);
-                return;
-            }
-            // The caller's stream failed: the call is cancelled, saying why, with no code of
-            // the caller's own (an `UNAVAILABLE` relayed from elsewhere, a quota's
-            // `RESOURCE_EXHAUSTED`), which a balancer or retry policy would read as the server's.
-            Some(Some(Err((status, false)))) => {
-                tracing::debug!(error = %status, "request stream failed; cancelling the call");
-                let reason = format!("the request stream failed: {}", status.message());
-                sender.cancel_with(Status::cancelled(reason));
-                return;
-            }
-        }
-    }
-}

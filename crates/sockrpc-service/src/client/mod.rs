@@ -2,6 +2,7 @@
 //! [`Client`], the typed helper generated stubs call.
 
 mod channel;
+mod default_timeout;
 mod udp_side;
 
 pub use channel::{Channel, ChannelFuture, EndpointExt};
@@ -214,7 +215,8 @@ impl<T: ClientService> Client<T> {
     ///
     /// The request's timeout counts from here: the deadline is fixed before the request is
     /// encoded, so a slow encoding comes out of it, and the server is told what is left when
-    /// the request goes out. An answer that arrived in time is returned even if decoding it
+    /// the request goes out. A timeout given below (a `grpc-timeout` entry, the channel's
+    /// default) counts from here too ([`Request::start_call`]). An answer that arrived in time is returned even if decoding it
     /// ends past the deadline (the server committed it; see `docs/ARCHITECTURE.md`).
     pub async fn unary<Req, Resp, C>(
         &mut self,
@@ -225,7 +227,7 @@ impl<T: ClientService> Client<T> {
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        request.fix_deadline();
+        request.start_call(default_timeout::default_timeouts());
         let request = Self::once(request, &codec)?;
         let response = self.exchange(method.into(), request, false).await?;
         Self::single(response, &codec).await
@@ -242,7 +244,7 @@ impl<T: ClientService> Client<T> {
     where
         C: Codec<Req> + Codec<Resp>,
     {
-        request.fix_deadline();
+        request.start_call(default_timeout::default_timeouts());
         let request = Self::once(request, &codec)?;
         let response = self.exchange(method.into(), request, true).await?;
         Ok(response.map(|body| Streaming::new(body, codec)))
@@ -259,7 +261,7 @@ impl<T: ClientService> Client<T> {
         S: Stream<Item = Req> + Send + 'static,
         C: Codec<Req> + Codec<Resp>,
     {
-        request.fix_deadline();
+        request.start_call(default_timeout::default_timeouts());
         let request = Self::stream(request, codec.clone());
         let response = self.exchange(method.into(), request, false).await?;
         Self::single(response, &codec).await
@@ -276,7 +278,7 @@ impl<T: ClientService> Client<T> {
         S: Stream<Item = Req> + Send + 'static,
         C: Codec<Req> + Codec<Resp>,
     {
-        request.fix_deadline();
+        request.start_call(default_timeout::default_timeouts());
         let request = Self::stream(request, codec.clone());
         let response = self.exchange(method.into(), request, true).await?;
         Ok(response.map(|body| Streaming::new(body, codec)))
