@@ -153,6 +153,17 @@ impl<T> Request<T> {
         self.timing.started()
     }
 
+    /// Fixes the deadline at `deadline` and sets the timeout to what is left of it at `now`:
+    /// what a layer that sends a call again (a retry, a hedge, a balanced channel's next
+    /// endpoint) hands the layers below, with the one clock read it makes anyway. Unlike
+    /// [`set_timeout`](Request::set_timeout) on a request whose deadline is fixed, it reads no
+    /// clock itself: the deadline is already the answer.
+    pub fn hand_on_deadline(&mut self, deadline: Instant, now: Instant) {
+        let left = deadline.saturating_duration_since(now);
+        self.timing.set_timeout(Some(left.min(MAX_TIMEOUT)));
+        self.timing.set_deadline(deadline);
+    }
+
     /// [`resolve_timeout`](Request::resolve_timeout), then [`fix_deadline`](Request::fix_deadline):
     /// the deadline as a client layer that times the whole call must read it.
     pub fn resolve_deadline(&mut self) -> Option<Instant> {

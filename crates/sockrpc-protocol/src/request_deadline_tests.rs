@@ -96,3 +96,20 @@ fn a_timeout_that_comes_later_counts_from_the_noted_start() {
     assert_eq!(deadline, began + Duration::from_secs(1));
     assert_eq!(request.started(), None, "the deadline replaced the start");
 }
+
+#[test]
+fn a_deadline_handed_on_keeps_its_instant_and_says_what_is_left() {
+    let mut request = Request::new(());
+    request.set_timeout(Duration::from_secs(5));
+    let fixed = request.fix_deadline().expect("fixed");
+    let now = fixed - Duration::from_secs(2);
+    request.hand_on_deadline(fixed, now);
+    assert_eq!(request.deadline(), Some(fixed));
+    assert_eq!(request.timeout(), Some(Duration::from_secs(2)));
+    // Past it: nothing left, the instant unchanged.
+    request.hand_on_deadline(fixed, fixed + Duration::from_secs(1));
+    assert_eq!(
+        (request.deadline(), request.timeout()),
+        (Some(fixed), Some(Duration::ZERO))
+    );
+}

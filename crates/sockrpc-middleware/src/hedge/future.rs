@@ -236,16 +236,17 @@ where
         let _ = request
             .metadata_mut()
             .insert(PREVIOUS_ATTEMPTS_KEY, &self.sent.to_string());
+        // One clock read for what remains and for when the next copy is due.
+        let now = Instant::now();
         if let Some(deadline) = self.deadline {
             // What remains as its timeout, for the layers below; and the deadline itself,
             // which the transport counts from (the server is told what is left when it sends).
-            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-            request.set_deadline(deadline);
+            request.hand_on_deadline(deadline, now);
         }
         self.in_flight.push(Box::pin(self.service.call(call)));
         self.sent += 1;
         self.now = false;
-        let next = Instant::now() + self.policy.delay;
+        let next = now + self.policy.delay;
         self.next.as_mut().reset(next);
     }
 

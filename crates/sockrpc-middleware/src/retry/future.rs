@@ -166,8 +166,7 @@ impl<S> Retrying<S> {
         if let Some(deadline) = self.deadline {
             // What remains as its timeout, for the layers below; and the deadline itself,
             // which the transport counts from (the server is told what is left when it sends).
-            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-            request.set_deadline(deadline);
+            request.hand_on_deadline(deadline, Instant::now());
         }
         self.sent += 1;
         Some(call)

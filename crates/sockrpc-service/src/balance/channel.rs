@@ -502,9 +502,8 @@ impl Balanced {
             // The endpoint's default deadline counts from when the call began, wait included.
             let deadline = wait.deadline_for(member.endpoint());
             if let Some(deadline) = deadline {
-                let request = call.request_mut();
-                request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-                request.set_deadline(deadline);
+                call.request_mut()
+                    .hand_on_deadline(deadline, Instant::now());
             }
             let spare = if attempt < attempts {
                 call.try_clone()
