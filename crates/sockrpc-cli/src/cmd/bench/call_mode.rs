@@ -29,6 +29,9 @@ use std::{error::Error, sync::Arc, time::Duration};
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest one open-loop rate may run, as `--duration` is bounded: a day.
+const MAX_OPEN_LOOP: Duration = Duration::from_secs(86_400);
+
 /// A name for a row: rows name themselves with `&'static str`, and a run makes a handful.
 fn leak(name: String) -> &'static str {
     Box::leak(name.into_boxed_str())
@@ -209,8 +212,31 @@ fn annotate(path: &std::path::Path, runs: &[OpenLoop], method: &str) -> Result<(
     std::fs::write(path, text).map_err(|err| err.to_string())
 }
 
+/// How long one open-loop rate runs: `--duration`, or `--calls` spread at `rate`, at most
+/// [`MAX_OPEN_LOOP`]. `--calls 18446744073709551615 --rate 1` made a time past what a
+/// `Duration` holds, and the conversion panicked once the server had started.
+fn open_loop_time(budget: Budget, rate: f64) -> Result<Duration, String> {
+    match budget {
+        Budget::Time(time) => Ok(time),
+        Budget::Calls(calls) => Duration::try_from_secs_f64(calls as f64 / rate)
+            .ok()
+            .filter(|time| *time <= MAX_OPEN_LOOP)
+            .ok_or_else(|| {
+                format!(
+                    "--calls {calls} at --rate {rate} calls/s would run for over a day: give \
+                     fewer --calls or a higher --rate (or --duration)"
+                )
+            }),
+    }
+}
+
 /// Runs `sockrpc bench --call` / `--rate`.
 pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
+    if let Some(calls) = args.calls {
+        for &rate in &args.rate {
+            open_loop_time(Budget::Calls(calls), rate)?;
+        }
+    }
     let embedded = match &args.target {
         Some(_) => None,
         None => Some(Embedded::start(
@@ -317,10 +343,7 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             }
         }
         for &rate in &args.rate {
-            let time = match budget {
-                Budget::Time(time) => time,
-                Budget::Calls(calls) => Duration::from_secs_f64(calls as f64 / rate),
-            };
+            let time = open_loop_time(budget, rate)?;
             progress.reset();
             progress.set_length(u64::try_from(time.as_millis()).unwrap_or(u64::MAX));
             progress.set_message(format!("open loop {rate}/s"));
