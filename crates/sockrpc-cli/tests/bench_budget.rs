@@ -1,5 +1,6 @@
-//! `sockrpc bench` budgets at their edges: `--calls` at an open-loop `--rate`. A budget no
-//! run can hold is refused before anything starts, not a panic.
+//! `sockrpc bench` budgets at their edges: `--calls` shared over `--rounds`, and `--calls` at
+//! an open-loop `--rate`. What a run reports it made must be what it made, and a budget no run
+//! can hold is refused before anything starts, not a panic.
 
 mod support;
 
@@ -24,4 +25,61 @@ fn calls_at_a_rate_past_a_day_are_refused_not_a_panic() {
         // Refused before the run: no header, no row.
         assert!(!stdout.contains("open-loop"), "{stdout}");
     }
+}
+
+/// Each round took `calls / rounds` calls, at least one: `--calls 5 --rounds 3` measured 3
+/// calls per row (and `--calls 1 --rounds 1000` 1000) under a title and a JSON `calls_per_row`
+/// of 5. The rounds now add up to `--calls`.
+#[test]
+fn calls_shared_over_rounds_add_up_to_the_calls_asked() {
+    let json = temp_path("calls-rounds.json");
+    run_ok(sockrpc().args([
+        "bench",
+        "--transport",
+        "tcp",
+        "--payload",
+        "64",
+        "--calls",
+        "5",
+        "--rounds",
+        "3",
+        "--warmup",
+        "0",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]));
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["setup"]["calls_per_row"], 5, "{report:#}");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{report:#}");
+    for row in rows {
+        let made = row["calls"].as_u64().expect("calls") + row["errors"].as_u64().expect("errors");
+        assert_eq!(made, 5, "{row:#}");
+    }
+}
+
+/// Fewer calls than rounds leaves a round with nothing to measure: refused up front, saying
+/// what to give, rather than quietly making one call per round.
+#[test]
+fn fewer_calls_than_rounds_are_refused() {
+    let output = run(sockrpc().args([
+        "bench",
+        "--transport",
+        "tcp",
+        "--calls",
+        "2",
+        "--rounds",
+        "3",
+        "--warmup",
+        "0",
+    ]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("--calls 2 cannot be shared over --rounds 3"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("raw-tcp"), "{stdout}");
 }

@@ -383,6 +383,16 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if args.call.is_some() || !args.rate.is_empty() {
         return call_mode::run(&args);
     }
+    if let Some(calls) = args.calls {
+        if calls < args.rounds as u64 {
+            return Err(format!(
+                "--calls {calls} cannot be shared over --rounds {}: every round needs a call; \
+                 give at least as many --calls as --rounds",
+                args.rounds
+            )
+            .into());
+        }
+    }
     let mut wanted = args.transport.clone();
     if wanted.contains(&Transport::All) {
         wanted = vec![

@@ -56,11 +56,17 @@ impl Plan {
         format!("{run} after {} warmup calls{rounds}", self.warmup)
     }
 
-    /// The plan of one round: the row's budget shared out over the rounds.
-    fn one_round(&self) -> Plan {
+    /// The plan of round `index`: the row's budget shared out over the rounds. Calls are
+    /// shared whole, the first `calls % rounds` rounds making one more, so that the rounds add
+    /// up to `--calls` (`--calls 5 --rounds 3` made 1 + 1 + 1; `--calls 1 --rounds 1000` made
+    /// 1000 calls, every round at least one, under a title that said 1 or 5).
+    fn round(&self, index: usize) -> Plan {
         let rounds = self.rounds.max(1);
         let budget = match self.budget {
-            Budget::Calls(calls) => Budget::Calls((calls / rounds as u64).max(1)),
+            Budget::Calls(calls) => {
+                let (rounds, index) = (rounds as u64, index as u64);
+                Budget::Calls(calls / rounds + u64::from(index < calls % rounds))
+            }
             Budget::Time(time) => Budget::Time(time / u32::try_from(rounds).unwrap_or(u32::MAX)),
         };
         Plan {
@@ -424,8 +430,8 @@ pub(super) async fn run_group(
                 .push("sockrpc-tcp-idle skipped: it needs a plain tcp:// target".into()),
         }
     }
-    let round = plan.one_round();
     for index in 0..plan.rounds.max(1) {
+        let round = plan.round(index);
         for (at, kind) in kinds.iter().copied().enumerate() {
             let mut row = run_row(kind, targets, &round, payload, concurrency, progress).await;
             if index == 0 {
