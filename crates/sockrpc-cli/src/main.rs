@@ -13,10 +13,12 @@
 //! - [`proto`]: the `Bench` service, its echo implementation, the unary and stream callers.
 //! - [`raw`]: the raw-socket floor, server and client side.
 //! - [`stack`]: the middleware stack of the `sockrpc-stack` rows and `serve --metrics`.
+//! - [`interrupt`]: Ctrl-C during a run with the embedded server's Unix socket.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
 //! - [`report`]: the table and the JSON; [`plot`]: the SVG.
 
 mod cmd;
+mod interrupt;
 mod load;
 mod out;
 mod plot;

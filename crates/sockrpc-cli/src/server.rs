@@ -465,7 +465,9 @@ impl SocketDir {
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {
                     let socket = dir.join("bench.sock");
-                    return Ok(SocketDir { dir, socket });
+                    let made = SocketDir { dir, socket };
+                    crate::interrupt::remove_on_interrupt(made.dir.clone(), made.socket.clone())?;
+                    return Ok(made);
                 }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last = Some(err),
                 Err(err) => return Err(err),
