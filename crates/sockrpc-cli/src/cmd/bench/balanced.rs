@@ -104,7 +104,10 @@ fn balance_name(args: &BenchArgs) -> &'static str {
 }
 
 /// Runs the balanced bench.
-pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
+pub(super) fn run(
+    args: &BenchArgs,
+    saved: Option<&super::compare::Saved>,
+) -> Result<(), Box<dyn Error>> {
     let target = args
         .target
         .clone()
@@ -218,6 +221,15 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
         report::write_json(path, &Machine::this(), &setup, &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         crate::out::outln!("wrote {}", path.display());
+    }
+    // Taken and then dropped without a word before: the rows are the other runs' rows.
+    if let Some(path) = &args.plot {
+        crate::plot::write_svg(path, &groups)
+            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        crate::out::outln!("wrote {}", path.display());
+    }
+    if let Some(saved) = saved {
+        crate::out::outln!("{}", super::compare::compare(&groups, saved).0);
     }
     Ok(report::failures(&groups)?)
 }

@@ -231,7 +231,7 @@ fn open_loop_time(budget: Budget, rate: f64) -> Result<Duration, String> {
 }
 
 /// Runs `sockrpc bench --call` / `--rate`.
-pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
+pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<(), Box<dyn Error>> {
     if let Some(calls) = args.calls {
         for &rate in &args.rate {
             open_loop_time(Budget::Calls(calls), rate)?;
@@ -406,9 +406,8 @@ pub(super) fn run(args: &BenchArgs) -> Result<(), Box<dyn Error>> {
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         crate::out::outln!("wrote {}", path.display());
     }
-    if let Some(path) = &args.compare {
-        let (table, _) = compare::compare(&groups, path)?;
-        crate::out::outln!("{table}");
+    if let Some(saved) = saved {
+        crate::out::outln!("{}", compare::compare(&groups, saved).0);
     }
     Ok(report::failures(&groups)?)
 }

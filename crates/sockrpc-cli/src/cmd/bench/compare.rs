@@ -11,7 +11,10 @@
 
 use crate::report::{Group, Row};
 use serde_json::Value;
-use std::{fmt::Write as _, path::Path};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
 
 /// Smallest relative latency change that is flagged, however narrow the interval.
 const MIN_LATENCY_CHANGE: f64 = 0.03;
@@ -55,15 +58,34 @@ fn cell(old: Option<f64>, new: Option<f64>, flagged: impl Fn(f64, f64) -> bool) 
     }
 }
 
-/// The comparison table, and how many values were flagged.
-pub(super) fn compare(groups: &[Group], old_path: &Path) -> Result<(String, usize), String> {
-    let text = std::fs::read_to_string(old_path)
-        .map_err(|err| format!("--compare {}: {err}", old_path.display()))?;
+/// The rows of a saved `--json` report. Read before the run: a missing or broken file is an
+/// error before anything is measured, not after, and `--json run.json --compare run.json`
+/// compares with the run saved before, not with the one just written over it.
+#[derive(Debug)]
+pub(super) struct Saved {
+    path: PathBuf,
+    rows: Vec<Value>,
+}
+
+/// Reads the report `--compare` names.
+pub(super) fn load(path: &Path) -> Result<Saved, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("--compare {}: {err}", path.display()))?;
     let old: Value = serde_json::from_str(&text)
-        .map_err(|err| format!("--compare {}: not JSON: {err}", old_path.display()))?;
-    let old_rows = old["rows"]
+        .map_err(|err| format!("--compare {}: not JSON: {err}", path.display()))?;
+    let rows = old["rows"]
         .as_array()
-        .ok_or_else(|| format!("--compare {}: no \"rows\" array", old_path.display()))?;
+        .ok_or_else(|| format!("--compare {}: no \"rows\" array", path.display()))?
+        .clone();
+    Ok(Saved {
+        path: path.to_owned(),
+        rows,
+    })
+}
+
+/// The comparison table, and how many values were flagged.
+pub(super) fn compare(groups: &[Group], saved: &Saved) -> (String, usize) {
+    let (old_path, old_rows) = (&saved.path, &saved.rows);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -115,7 +137,7 @@ pub(super) fn compare(groups: &[Group], old_path: &Path) -> Result<(String, usiz
         );
     }
     let _ = writeln!(out, "{flagged} value(s) beyond noise");
-    Ok((out, flagged))
+    (out, flagged)
 }
 
 #[cfg(test)]
@@ -161,10 +183,10 @@ mod tests {
             .to_string()
         };
         std::fs::write(&path, old(150.0, 10_000.0)).expect("write");
-        let (_, flagged) = compare(std::slice::from_ref(&group), &path).expect("compare");
+        let (_, flagged) = compare(std::slice::from_ref(&group), &load(&path).expect("load"));
         assert_eq!(flagged, 0);
         std::fs::write(&path, old(120.0, 12_000.0)).expect("write");
-        let (table, flagged) = compare(std::slice::from_ref(&group), &path).expect("compare");
+        let (table, flagged) = compare(std::slice::from_ref(&group), &load(&path).expect("load"));
         assert_eq!(flagged, 2, "{table}");
         assert!(table.contains('*'), "{table}");
         std::fs::remove_dir_all(&dir).expect("cleanup");

@@ -140,6 +140,39 @@ fn check_in_flight(payloads: &[usize], concurrencies: &[usize]) -> Result<(), St
     Ok(())
 }
 
+/// Refuses a `--json`, `--plot` or `--rate-plot` path that cannot be written (its directory
+/// does not exist, or it is a directory), before anything runs: the error used to come after
+/// every row had run, and the run was lost.
+fn check_outputs(args: &BenchArgs) -> Result<(), String> {
+    let outputs = [
+        ("--json", &args.json),
+        ("--plot", &args.plot),
+        ("--rate-plot", &args.rate_plot),
+    ];
+    for (flag, path) in outputs {
+        let Some(path) = path else { continue };
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "{flag} {}: there is no directory {} to write it in: create it, or give \
+                 another path",
+                path.display(),
+                dir.display()
+            ));
+        }
+        if path.is_dir() {
+            return Err(format!(
+                "{flag} {}: is a directory: give a file's path",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a `--rate` list that names one rate twice (`1k,1000`): each rate is a row named
 /// `open-loop RATE/s`, and two rows of one name are one row to `--compare`, to the JSON's
 /// `open_loop` figures and to anyone reading the table.
@@ -377,11 +410,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if args.call.is_none() {
         check_in_flight(&args.payload, &args.concurrency)?;
     }
+    check_outputs(&args)?;
+    let saved = args.compare.as_deref().map(compare::load).transpose()?;
     if balanced::wanted(&args) {
-        return balanced::run(&args);
+        return balanced::run(&args, saved.as_ref());
     }
     if args.call.is_some() || !args.rate.is_empty() {
-        return call_mode::run(&args);
+        return call_mode::run(&args, saved.as_ref());
     }
     if let Some(calls) = args.calls {
         if calls < args.rounds as u64 {
@@ -547,8 +582,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         crate::out::outln!("wrote {}", path.display());
     }
-    if let Some(path) = &args.compare {
-        crate::out::outln!("{}", compare::compare(&groups, path)?.0);
+    if let Some(saved) = &saved {
+        crate::out::outln!("{}", compare::compare(&groups, saved).0);
     }
     // Every row has run and been reported; a row that measured nothing fails the run.
     Ok(report::failures(&groups)?)

@@ -1,0 +1,104 @@
+//! `sockrpc bench`'s reports: `--compare` reads the saved run before this one is written over
+//! it, a report that cannot be read or written is an error before anything runs, and the
+//! balanced rows honour `--compare` and `--plot` as every other run does.
+
+mod support;
+
+use support::*;
+
+fn bench_tcp(extra: &[&str]) -> Output {
+    run(sockrpc()
+        .args([
+            "bench",
+            "--transport",
+            "tcp",
+            "--payload",
+            "64",
+            "--duration",
+            "0.05",
+            "--warmup",
+            "0",
+        ])
+        .args(extra))
+}
+
+/// The report was written before `--compare` read its file: `--json run.json --compare
+/// run.json` (compare with the last run, save this one) compared the run with itself, every
+/// change +0.0 %. The saved run is now read first.
+#[test]
+fn compare_with_the_file_json_overwrites_reads_the_saved_run() {
+    let json = temp_path("same.json");
+    let path = json.to_str().expect("utf-8 path");
+    let first = bench_tcp(&["--json", path]);
+    assert!(first.status.success(), "{first:?}");
+    // A saved run no new one can match to the tenth of a microsecond.
+    let mut saved = read_json(&json);
+    for row in saved["rows"].as_array_mut().expect("rows") {
+        row["p50_us"] = Value::from(1234.5);
+    }
+    std::fs::write(&json, saved.to_string()).expect("rewrite the saved run");
+    let second = bench_tcp(&["--json", path, "--compare", path]);
+    let _ = std::fs::remove_file(&json);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{second:?}");
+    assert!(
+        stdout.contains("sockrpc-tcp") && stdout.contains("1234.5→"),
+        "{stdout}"
+    );
+}
+
+/// A `--compare` file that is missing, or a `--json` or `--plot` path with no directory, was
+/// found out only after every row had run, and the run was lost. Both are now refused first.
+#[test]
+fn unreadable_and_unwritable_reports_are_refused_before_the_run() {
+    let missing = temp_path("no-such-dir").join("r.json");
+    let missing = missing.to_str().expect("utf-8 path");
+    for flag in ["--compare", "--json", "--plot"] {
+        let output = bench_tcp(&[flag, missing]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} {missing}")),
+            "{flag}: {stderr}"
+        );
+        assert!(!stdout.contains("raw-tcp"), "{flag}: ran anyway:\n{stdout}");
+    }
+}
+
+/// With several targets, `--compare` and `--plot` were taken and dropped without a word.
+#[test]
+fn balanced_rows_are_compared_and_plotted() {
+    let (mut a, lines_a) = spawn_server(sockrpc().args(["serve"]));
+    let (mut b, lines_b) = spawn_server(sockrpc().args(["serve"]));
+    let addr = |line: String| {
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix("tcp="))
+            .unwrap_or_else(|| panic!("no tcp= in {line:?}"))
+            .to_owned()
+    };
+    let target = format!(
+        "tcp://{},tcp://{}",
+        addr(first_line(&lines_a)),
+        addr(first_line(&lines_b))
+    );
+    let (json, svg) = (temp_path("balanced.json"), temp_path("balanced.svg"));
+    let (json_arg, svg_arg) = (json.to_str().expect("utf-8"), svg.to_str().expect("utf-8"));
+    let balanced = |extra: &[&str]| {
+        run(sockrpc()
+            .args(["bench", "--target", &target, "--payload", "64"])
+            .args(["--duration", "0.05", "--warmup", "0"])
+            .args(extra))
+    };
+    let first = balanced(&["--json", json_arg]);
+    let second = balanced(&["--compare", json_arg, "--plot", svg_arg]);
+    terminate(&mut a);
+    terminate(&mut b);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    let plotted = std::fs::read_to_string(&svg).unwrap_or_default();
+    let _ = (std::fs::remove_file(&json), std::fs::remove_file(&svg));
+    assert!(first.status.success(), "{first:?}");
+    assert!(second.status.success(), "{second:?}");
+    assert!(stdout.contains("compared with"), "{stdout}");
+    assert!(plotted.contains("<svg"), "no plot written:\n{stdout}");
+}
