@@ -358,8 +358,18 @@ fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
     );
     // A refusal is a REPLY too, but the call's answer came over TCP.
     let answered = stats.replies.saturating_sub(stats.refused);
+    // A call whose deadline passed while it waited for its datagram's reply went nowhere else:
+    // it is not one TCP carried (`--timeout` shorter than a call made this say "the rest over
+    // TCP" of calls that all went over UDP and expired there).
+    let expired = stats.deadline_exceeded;
+    let over_tcp = made.saturating_sub(answered).saturating_sub(expired);
     let verdict = if answered >= made {
         format!("all {made} calls (warmup included) answered over UDP")
+    } else if over_tcp == 0 {
+        format!(
+            "UDP carried all {made} calls (warmup included): {answered} answered, {expired} \
+             past their deadline waiting for a reply"
+        )
     } else if answered == 0 && row.payload_bytes > MAX_SOCKRPC_UDP_PAYLOAD {
         format!(
             "TCP carried all {made} calls: a {} B request does not fit a datagram",
@@ -367,10 +377,14 @@ fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
         )
     } else if kind == Kind::SockrpcUdp {
         format!(
-            "NOT ALL OVER UDP: only {answered} of {made} calls answered over UDP, the rest over TCP"
+            "NOT ALL OVER UDP: only {answered} of {made} calls answered over UDP, {over_tcp} \
+             over TCP, {expired} past their deadline on UDP"
         )
     } else {
-        format!("UDP answered {answered} of {made} calls, TCP carried the rest")
+        format!(
+            "UDP answered {answered} of {made} calls, TCP carried {over_tcp}, {expired} past \
+             their deadline on UDP"
+        )
     };
     add_note(row, format!("{verdict} ({detail})"));
 }
