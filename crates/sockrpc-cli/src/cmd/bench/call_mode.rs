@@ -157,13 +157,21 @@ fn open_row(run: &OpenLoop, target: &Target, transport: &'static str, cap: u64) 
     );
     row.note = Some(format!(
         "asked {:.0}/s, achieved {:.1}/s; {} of {} slots sent, {} dropped (cap {cap} in flight, \
-         peak {}); send lag p50 {} µs, max {} µs; latency from the scheduled send{}",
+         peak {}{}); send lag p50 {} µs, max {} µs; latency from the scheduled send{}",
         run.rate,
         run.achieved_rate,
         run.sent,
         run.slots,
         run.dropped,
         run.peak_in_flight,
+        match run.late {
+            0 => String::new(),
+            late => format!(
+                "; {late} of them never sent: the client was still {} s behind its schedule at \
+                 its end (it cannot send this rate)",
+                open_loop::LATE_LIMIT.as_secs()
+            ),
+        },
         run.median_send_lag.as_micros(),
         run.max_send_lag.as_micros(),
         run.first_error
@@ -200,6 +208,7 @@ fn annotate(path: &std::path::Path, runs: &[OpenLoop], method: &str) -> Result<(
                     "slots": run.slots,
                     "sent": run.sent,
                     "dropped_slots": run.dropped,
+                    "late_slots": run.late,
                     "peak_in_flight": run.peak_in_flight,
                     "median_send_lag_us": u64::try_from(run.median_send_lag.as_micros()).unwrap_or(u64::MAX),
                     "max_send_lag_us": u64::try_from(run.max_send_lag.as_micros()).unwrap_or(u64::MAX),

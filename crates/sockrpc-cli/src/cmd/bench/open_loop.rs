@@ -69,6 +69,12 @@ impl Stats {
     }
 }
 
+/// How far behind its schedule's end a sender may still send: past it, the slots not yet sent
+/// are counted as dropped (and as `late`) and the schedule ends. A client that cannot send at
+/// the rate asked (`--rate 10m --duration 1` on a debug build) otherwise went on sending, ever
+/// later, for 85 s.
+pub(super) const LATE_LIMIT: Duration = Duration::from_secs(1);
+
 /// Most slots sent at once when the scheduler wakes late: it catches up in bursts of this size,
 /// letting answers be read between them.
 const BURST: u64 = 256;
@@ -92,8 +98,11 @@ pub(crate) struct OpenLoop {
     pub(crate) slots: u64,
     /// Calls sent.
     pub(crate) sent: u64,
-    /// Slots not sent because `max_in_flight` calls were in flight.
+    /// Slots not sent: because `max_in_flight` calls were in flight, or because the sender was
+    /// still behind [`LATE_LIMIT`] after the schedule's end (`late`).
     pub(crate) dropped: u64,
+    /// Of `dropped`, the slots left unsent when the schedule ended [`LATE_LIMIT`] late.
+    pub(crate) late: u64,
     /// Calls sent per second, from the first slot to the last send.
     pub(crate) achieved_rate: f64,
     /// Longest delay between a slot and its send.
@@ -125,6 +134,7 @@ pub(crate) async fn run(
     let in_flight = Rc::new(Cell::new(0_u64));
     let mut peak = 0;
     let mut dropped = 0;
+    let mut late = 0;
     let mut sent = 0;
     let mut max_lag = Duration::ZERO;
     let mut lags = Stats::new();
@@ -132,6 +142,7 @@ pub(crate) async fn run(
     let local = tokio::task::LocalSet::new();
     let start = Instant::now() + SPIN;
     let slot_time = |slot: u64| start + interval.mul_f64(slot as f64);
+    let give_up = slot_time(slots) + LATE_LIMIT;
     local
         .run_until(async {
             let mut next = 0;
@@ -140,6 +151,11 @@ pub(crate) async fn run(
             let mut spun_at = None;
             while next < slots {
                 let now = Instant::now();
+                if now >= give_up {
+                    late = slots - next;
+                    dropped += late;
+                    break;
+                }
                 let due_at = slot_time(next);
                 if due_at > now {
                     let wait = due_at - now;
@@ -220,6 +236,7 @@ pub(crate) async fn run(
         slots,
         sent,
         dropped,
+        late,
         achieved_rate: sent as f64 / window.as_secs_f64(),
         max_send_lag: max_lag,
         median_send_lag: Duration::from_nanos(lags.hist.value_at_quantile(0.5)),
@@ -307,5 +324,30 @@ mod tests {
         let capped = run(fire, 200.0, Duration::from_secs(1), 1, true, &bar).await;
         assert!(capped.dropped > 0, "{capped:?}");
         assert_eq!(capped.sent + capped.dropped, capped.slots);
+    }
+
+    /// A client that cannot send at the rate asked (here every call moves the clock on 10 ms,
+    /// at a slot every millisecond) falls ever further behind. It went on sending every slot,
+    /// the run lasting ten times its schedule; now it stops [`LATE_LIMIT`] after the schedule's
+    /// end and counts the slots left as dropped.
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_far_behind_its_schedule_stops_and_counts_the_rest() {
+        let fire: Fire = Arc::new(|| {
+            Box::pin(async {
+                tokio::time::advance(Duration::from_millis(10)).await;
+                Ok(())
+            })
+        });
+        let bar = ProgressBar::hidden();
+        let schedule = Duration::from_secs(10);
+        let result = run(fire, 1000.0, schedule, 100_000, false, &bar).await;
+        assert_eq!(result.slots, 10_000);
+        assert!(result.late > 0, "{result:?}");
+        assert_eq!(result.sent + result.dropped, result.slots, "{result:?}");
+        // The clock is the paused test clock: no real time is measured.
+        assert!(
+            result.elapsed <= schedule + LATE_LIMIT + DRAIN + Duration::from_secs(3),
+            "{result:?}"
+        );
     }
 }
