@@ -37,6 +37,7 @@ mod pieces_wait;
 mod pinned_streams;
 mod probe;
 mod raw;
+mod refused_midstream;
 mod reset;
 mod sender_wakes;
 mod server_gone;

@@ -19,6 +19,9 @@
 //! - sharing: concurrent server streams on one connection, streams read in part and dropped,
 //!   an answer over the client's limit or undecodable on a held bidi stream, headers before
 //!   any message;
+//! - refused_requests: a request message over the server's limit (on the wire or inflated) or
+//!   undecodable midway through a client or bidi stream still open: the client gets
+//!   `RESOURCE_EXHAUSTED` or `INTERNAL`, the handler ends, its call slot comes back;
 //! - closing: a channel closed while, or after, its server begins to shut down; a newcomer
 //!   refused during the drain.
 //!
@@ -31,6 +34,7 @@ mod deadlines;
 mod interceptors;
 mod lifecycle;
 mod metadata;
+mod refused_requests;
 mod sharing;
 mod status;
 mod support;
