@@ -29,6 +29,9 @@ use tracing_subscriber::Layer as _;
 #[path = "middleware_obs/services.rs"]
 mod services;
 
+#[path = "middleware_obs/refused.rs"]
+mod refused;
+
 use services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Relay};
 
 /// Longest wait for spans or metrics that finish just after the answer left.

@@ -80,6 +80,13 @@ impl<W: Watch> Incoming for Watched<W> {
     fn trailers(&self) -> Option<&MetadataMap> {
         self.inner.trailers()
     }
+
+    /// A message passed whole and the reader refused it: the stream ends with its code (a
+    /// drop that follows is not a cancellation).
+    fn refused(&mut self, status: &Status) {
+        self.end(status.code());
+        self.inner.refuse(status);
+    }
 }
 
 impl<W: Watch> Drop for Watched<W> {

@@ -21,6 +21,15 @@ pub trait Incoming: Send {
     /// Trailing metadata, once ended cleanly.
     fn trailers(&self) -> Option<&MetadataMap>;
 
+    /// The reader refused the last message read from here (over its limit, not decodable, in
+    /// a compression it does not take): on this side the call ends with `status`. The message
+    /// passed through here whole, so a wrapper that watches how the stream ends learns it
+    /// only from this call, and should pass it on to what it wraps
+    /// ([`Body::refuse`]). By default, nothing.
+    fn refused(&mut self, status: &Status) {
+        let _ = status;
+    }
+
     /// The next message as it came off the wire, with its MESSAGE's `FLAG_COMPRESSED`. By
     /// default, [`poll_message`](Incoming::poll_message)'s messages, none compressed.
     fn poll_message_flagged(
@@ -407,7 +416,7 @@ impl Body {
                 }
             }
         };
-        Poll::Ready(Some(match self.codec.as_deref_mut() {
+        let decoded = match self.codec.as_deref_mut() {
             Some(Codec {
                 decoding: Some(decoding),
                 last_compressed,
@@ -420,7 +429,23 @@ impl Body {
                 "a compressed message, but this side accepts no compression",
             )),
             _ => Ok(message),
-        }))
+        };
+        if let Err(status) = &decoded {
+            self.refuse(status);
+        }
+        Poll::Ready(Some(decoded))
+    }
+
+    /// Tells the stream this body reads (through the layers that wrapped it,
+    /// [`Body::wrap`]) that the reader refused the last message it gave, and ends the call
+    /// with `status` on this side: [`Incoming::refused`]. What decodes a message after the
+    /// body gave it ([`Streaming`](crate::Streaming)'s codec) calls this when that fails; the
+    /// body's own refusals (over its limit, not decompressible) call it themselves. Nothing
+    /// for a body that is not a stream received.
+    pub fn refuse(&mut self, status: &Status) {
+        if let Kind::Incoming(incoming) = &mut self.kind {
+            incoming.refused(status);
+        }
     }
 
     /// The next message as it arrived, with whether it arrived compressed (its MESSAGE's

@@ -19,8 +19,11 @@ pub type BoxStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> +
 /// Messages of a streaming call, decoded: a `Stream<Item = Result<T, Status>>`, with
 /// [`message`](Streaming::message) for use without stream combinators. A call that fails ends the
 /// stream with its status; a message this side refuses (over its limit, not decodable) ends it
-/// with that error and cancels the call at once, held or not. Trailers are available once it
-/// ended cleanly ([`trailers`](Streaming::trailers) reads on to that end).
+/// with that error, held or not. A client's call is then cancelled at once; a server's goes on
+/// until its handler answers (with that error, through `?`, the client gets
+/// `RESOURCE_EXHAUSTED` or `INTERNAL`), the client's later messages held back by flow
+/// control. Trailers are available once it ended cleanly ([`trailers`](Streaming::trailers)
+/// reads on to that end).
 pub struct Streaming<T> {
     body: Body,
     decode: Decoder<T>,
@@ -48,7 +51,10 @@ impl<T> Streaming<T> {
         }
     }
 
-    /// The next message, `Ok(None)` at the end.
+    /// The next message, `Ok(None)` at the end. After an error the stream has ended and
+    /// gives `Ok(None)` (as a fused stream does): that is not the peer's clean end — on a
+    /// server, not the client's half-close, so a handler that reads on past an error and
+    /// answers from what it read answers a request it only saw in part.
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
         std::future::poll_fn(|cx| self.poll_message(cx))
             .await
@@ -89,7 +95,8 @@ impl<T> Streaming<T> {
     /// not decodable) fails the call here, as a status from the peer does, so the call is
     /// cancelled now, as gRPC's clients cancel a stream whose message they refused, rather than
     /// when the caller drops the stream: until then the peer's handler would run on and keep
-    /// its place under the server's limit of calls in flight.
+    /// its place under the server's limit of calls in flight. (A server's request body dropped
+    /// tells the client nothing: the handler's answer ends the call.)
     fn end(&mut self) {
         self.done = true;
         self.body = Body::empty();
@@ -102,7 +109,8 @@ impl<T> Streaming<T> {
         match self.body.poll_message(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
                 let decoded = (self.decode)(bytes);
-                if decoded.is_err() {
+                if let Err(status) = &decoded {
+                    self.body.refuse(status);
                     self.end();
                 }
                 Poll::Ready(Some(decoded))

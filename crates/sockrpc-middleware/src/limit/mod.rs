@@ -226,6 +226,10 @@ impl<G: Send> Incoming for Held<G> {
     fn trailers(&self) -> Option<&MetadataMap> {
         self.body.trailers()
     }
+
+    fn refused(&mut self, status: &Status) {
+        self.body.refuse(status);
+    }
 }
 
 #[cfg(test)]
