@@ -520,6 +520,7 @@ async fn client_default_timeout_applies() {
 #[cfg(feature = "bincode")]
 mod bincode_codec;
 
+mod deadline_attempts;
 mod deadline_below;
 mod deadline_encode;
 mod deadline_lift;

@@ -242,6 +242,11 @@ where
             // What remains as its timeout, for the layers below; and the deadline itself,
             // which the transport counts from (the server is told what is left when it sends).
             request.hand_on_deadline(deadline, now);
+        } else if request.started().is_some() {
+            // No deadline of the call's own, but its start noted for one given below (the
+            // endpoint's default): that one bounds each copy afresh, so this copy's counts
+            // from now, not from the call's start (tests/unary/deadline_attempts.rs).
+            request.start_call(true);
         }
         self.in_flight.push(Box::pin(self.service.call(call)));
         self.sent += 1;
