@@ -75,7 +75,7 @@ fn join(low: u64, high: u32) -> Duration {
         return Duration::from_nanos(low);
     }
     let count = u128::from(low) | (u128::from(high & HIGH_MASK) << 64);
-    // At most 2^79 ns: the seconds fit a u64 with room to spare.
+    // At most 2^78 ns: the seconds fit a u64 with room to spare.
     Duration::new(
         (count / NANOS_PER_SEC) as u64,
         (count % NANOS_PER_SEC) as u32,

@@ -350,7 +350,8 @@ impl Ticket {
         self.evict.is_cancelled() || self.evicted.as_mut().poll(cx).is_ready()
     }
 
-    /// A token cancelled when this connection is evicted.
+    /// A token cancelled when this connection is evicted (a TLS handshake watches it).
+    #[cfg(feature = "tls")]
     pub(super) fn evict_token(&self) -> CancellationToken {
         self.evict.clone()
     }
