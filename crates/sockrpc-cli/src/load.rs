@@ -39,6 +39,14 @@ pub(crate) trait Caller: Send + 'static {
 
     /// Runs one round and reports every call in it to `tally`, as a latency or as an error.
     fn round(&mut self, tally: &Tally) -> impl Future<Output = ()> + Send;
+
+    /// Runs a round of only `calls` calls (fewer than [`Caller::calls_per_round`]): the last
+    /// round of a call budget, which must not make more calls than it was given. A caller of
+    /// one call per round is never asked for fewer, so the default runs a whole round.
+    fn round_of(&mut self, calls: u64, tally: &Tally) -> impl Future<Output = ()> + Send {
+        let _ = calls;
+        self.round(tally)
+    }
 }
 
 /// How much work a phase does.
@@ -109,9 +117,17 @@ impl Tally {
         self.ok_count() + self.errors.load(Ordering::Relaxed)
     }
 
-    /// Claims the next round's calls against a call budget; `false` when none are left.
-    fn claim(&self, calls: u64, limit: u64) -> bool {
-        self.started.fetch_add(calls, Ordering::Relaxed) < limit
+    /// Claims up to `calls` calls for the next round against a call budget of `limit`, and
+    /// returns how many it got: `calls`, fewer for the last round (a pipelined batch of 64 with
+    /// 5 calls left makes 5, not 64), 0 when none are left.
+    fn claim(&self, calls: u64, limit: u64) -> u64 {
+        let before = self
+            .started
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |started| {
+                Some(started.saturating_add(calls).min(limit.max(started)))
+            })
+            .unwrap_or_else(|started| started);
+        calls.min(limit.saturating_sub(before))
     }
 }
 
@@ -173,16 +189,21 @@ async fn run_phase_within<C: Caller>(
         tasks.spawn(async move {
             let batch = caller.calls_per_round();
             loop {
-                let more = match budget {
-                    Budget::Calls(limit) => {
-                        !tally.stop.load(Ordering::Relaxed) && tally.claim(batch, limit)
-                    }
-                    Budget::Time(_) => !tally.stop.load(Ordering::Relaxed),
-                };
-                if !more {
+                if tally.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                caller.round(&tally).await;
+                let calls = match budget {
+                    Budget::Calls(limit) => tally.claim(batch, limit),
+                    Budget::Time(_) => batch,
+                };
+                if calls == 0 {
+                    break;
+                }
+                if calls < batch {
+                    caller.round_of(calls, &tally).await;
+                } else {
+                    caller.round(&tally).await;
+                }
             }
             caller
         });

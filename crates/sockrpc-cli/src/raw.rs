@@ -192,8 +192,18 @@ impl RawTcpPipelined {
         })
     }
 
-    /// Returns how many echoes arrived, and the error that stopped the batch, if any.
-    async fn batch(&mut self, started: Instant, tally: &Tally) -> (u64, io::Result<()>) {
+    /// Writes `calls` requests (at most `depth`) and reads their echoes; returns how many
+    /// echoes arrived, and the error that stopped the batch, if any.
+    async fn batch(
+        &mut self,
+        calls: u64,
+        started: Instant,
+        tally: &Tally,
+    ) -> (u64, io::Result<()>) {
+        let bytes = usize::try_from(calls.min(self.depth))
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.frame_len)
+            .min(self.frames.len());
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => match connect(self.addr).await {
@@ -205,9 +215,9 @@ impl RawTcpPipelined {
         let mut done = 0u64;
         // Write and read at once: a batch larger than the socket buffers would otherwise
         // deadlock, the server blocked writing echoes nobody reads yet.
-        let write = writer.write_all(&self.frames);
+        let write = writer.write_all(&self.frames[..bytes]);
         let frame_len = self.frame_len;
-        let reply = &mut self.reply;
+        let reply = &mut self.reply[..bytes];
         let done_ref = &mut done;
         let read = async move {
             let mut filled = 0;
@@ -236,11 +246,16 @@ impl Caller for RawTcpPipelined {
     }
 
     async fn round(&mut self, tally: &Tally) {
+        self.round_of(self.depth, tally).await;
+    }
+
+    async fn round_of(&mut self, calls: u64, tally: &Tally) {
+        let calls = calls.min(self.depth);
         let started = Instant::now();
-        let (done, result) = self.batch(started, tally).await;
+        let (done, result) = self.batch(calls, started, tally).await;
         if let Err(err) = result {
             self.stream = None;
-            tally.err(self.depth.saturating_sub(done), || {
+            tally.err(calls.saturating_sub(done), || {
                 format!("raw tcp pipelined: {err}")
             });
         }
