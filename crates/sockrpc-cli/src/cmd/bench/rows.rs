@@ -39,15 +39,24 @@ pub(super) fn warmup_cut(asked: u64, made: u64, bound: Duration) -> Option<Strin
     })
 }
 
-/// Connects `count` callers one after another.
-async fn connect_all<C, F, Fut>(count: usize, connect: F) -> Result<Vec<C>, String>
+/// Connects `count` callers to the raw echo at `addr`, one after another; an error names the
+/// address (a bare "Connection refused" left the user to guess which echo refused).
+async fn connect_all<C, F, Fut>(
+    addr: std::net::SocketAddr,
+    count: usize,
+    connect: F,
+) -> Result<Vec<C>, String>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = std::io::Result<C>>,
 {
     let mut callers = Vec::with_capacity(count);
     for index in 0..count {
-        callers.push(connect(index).await.map_err(|err| err.to_string())?);
+        callers.push(
+            connect(index)
+                .await
+                .map_err(|err| format!("the raw echo at {addr}: {err}"))?,
+        );
     }
     Ok(callers)
 }
@@ -116,7 +125,9 @@ pub(super) async fn run_row(
                 ));
             }
             let callers = match targets.raw_tcp {
-                Some(addr) => connect_all(concurrency, |_| RawTcp::connect(addr, payload)).await,
+                Some(addr) => {
+                    connect_all(addr, concurrency, |_| RawTcp::connect(addr, payload)).await
+                }
                 None => Err(missing()),
             };
             measure(callers, row, plan, progress).await
@@ -129,7 +140,10 @@ pub(super) async fn run_row(
             ));
             let callers = match targets.raw_tcp {
                 Some(addr) => {
-                    connect_all(1, |_| RawTcpPipelined::connect(addr, payload, concurrency)).await
+                    connect_all(addr, 1, |_| {
+                        RawTcpPipelined::connect(addr, payload, concurrency)
+                    })
+                    .await
                 }
                 None => Err(missing()),
             };
@@ -137,7 +151,9 @@ pub(super) async fn run_row(
         }
         Kind::RawUdp => {
             let callers = match targets.raw_udp {
-                Some(addr) => connect_all(concurrency, |_| RawUdp::connect(addr, payload)).await,
+                Some(addr) => {
+                    connect_all(addr, concurrency, |_| RawUdp::connect(addr, payload)).await
+                }
                 None => Err(missing()),
             };
             measure(callers, row, plan, progress).await
@@ -155,7 +171,10 @@ pub(super) async fn run_row(
                 .map_or("localhost", |endpoint| endpoint.host.as_str());
             let callers = match &targets.raw_tls {
                 Some((addr, tls)) => {
-                    connect_all(concurrency, |_| RawTls::connect(*addr, tls, host, payload)).await
+                    connect_all(*addr, concurrency, |_| {
+                        RawTls::connect(*addr, tls, host, payload)
+                    })
+                    .await
                 }
                 None => Err(missing()),
             };
