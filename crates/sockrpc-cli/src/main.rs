@@ -31,7 +31,8 @@ mod server;
 mod stack;
 mod tls;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// The command line.
@@ -53,12 +54,9 @@ struct Cli {
 // Parsed once per process: the size of the largest flag set costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 enum Command {
+    // `--help` lists the default run's rows after the first paragraph, from the list the run
+    // uses (`cmd::bench::with_default_rows`).
     /// Measure unary call latency and throughput against the raw-socket floor.
-    ///
-    /// With no arguments, starts an embedded server in this process (its own 2-worker runtime on
-    /// its own thread) and measures raw-tcp, raw-udp, sockrpc-tcp, sockrpc-udp, sockrpc-uds,
-    /// sockrpc-auto, sockrpc-stream, raw-tls and sockrpc-tls one after another, for 64 B and
-    /// 4 KiB payloads, one call in flight.
     ///
     /// Exit code 1 when a row measured nothing (it could not connect, or its warmup stalled):
     /// every row still runs and is reported, then each failed row and why are named on stderr.
@@ -100,7 +98,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut command = Cli::command().mut_subcommand("bench", cmd::bench::with_default_rows);
+    let matches = command.get_matches_mut();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut command).exit());
+    if let Some(bench) = matches.subcommand_matches("bench") {
+        // An option the mode would ignore is refused as clap refuses a conflict: exit code 2.
+        if let Err(message) = cmd::bench::refuse_ignored(bench) {
+            let mut bench = command
+                .find_subcommand("bench")
+                .cloned()
+                .unwrap_or_else(|| command.clone());
+            bench.error(ErrorKind::ArgumentConflict, message).exit();
+        }
+    }
     let result = match cli.command {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),

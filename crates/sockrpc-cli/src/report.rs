@@ -141,14 +141,21 @@ pub(crate) fn failures(groups: &[Group]) -> Result<(), String> {
     }
 }
 
-/// Renders one group as a table, notes underneath.
+/// Renders one group as a table, notes underneath, titled with its payload, concurrency and
+/// `budget`.
 pub(crate) fn table(group: &Group, budget: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
+    let title = format!(
         "payload {} B, concurrency {}, {budget}",
         group.payload_bytes, group.concurrency
     );
+    titled_table(group, &title)
+}
+
+/// [`table`] under a title of the caller's: an open-loop group has no concurrency of its own
+/// (its calls leave on a schedule), and titling it with `--max-in-flight` as one misled.
+pub(crate) fn titled_table(group: &Group, title: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{title}");
     // The name column fits the longest name (a `--call` row is named after its method), so
     // the figures stay under their headings.
     let width = group

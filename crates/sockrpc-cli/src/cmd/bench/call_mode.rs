@@ -376,14 +376,16 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
             skipped: Vec::new(),
         };
         let title = format!(
-            "open loop, {} per rate, at most {} calls in flight",
+            "open loop (calls sent on a schedule), request {} B, {} per rate, at most {} calls \
+             in flight (--max-in-flight)",
+            target.request_bytes,
             match budget {
                 Budget::Time(time) => format!("{} s", time.as_secs_f64()),
                 Budget::Calls(calls) => format!("{calls} calls"),
             },
             args.max_in_flight
         );
-        progress.suspend(|| crate::out::outln!("{}", report::table(&group, &title)));
+        progress.suspend(|| crate::out::outln!("{}", report::titled_table(&group, &title)));
         groups.push(group);
         if let Some(path) = &args.rate_plot {
             rate_plot::write_svg(path, &target.name, &runs)

@@ -23,13 +23,17 @@
 //! - [`call_mode`]: `--call` (a method of your own service) and `--rate` (open loop, with
 //!   [`open_loop`] and the sweep's [`rate_plot`]).
 //! - [`compare`]: `--compare old.json`, deltas against a saved run, flagged beyond noise.
+//! - [`options`]: options refused before anything runs (ignored in this mode, or unusable).
+//! - [`help`]: the default run's rows in `--help`, from the list the run uses.
 
 mod balanced;
 mod call_mode;
 mod compare;
 mod compressed;
+mod help;
 mod idle;
 mod open_loop;
+mod options;
 mod plan;
 mod rate_plot;
 mod rows;
@@ -40,7 +44,9 @@ use crate::report::{self, Machine, Setup};
 use crate::server::{Embedded, DEFAULT_WORKERS};
 use crate::stack;
 use clap::{Args, ValueEnum};
+pub(crate) use help::with_default_rows;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+pub(crate) use options::refuse_ignored;
 use plan::{run_group, targets, Plan};
 use std::{error::Error, io::IsTerminal, path::PathBuf, time::Duration};
 
@@ -93,6 +99,18 @@ enum Transport {
     All,
 }
 
+/// What `--transport all` (the default) measures; `--help` lists its rows from it too.
+const ALL: [Transport; 8] = [
+    Transport::Tcp,
+    Transport::Udp,
+    Transport::Uds,
+    Transport::Auto,
+    Transport::Stream,
+    Transport::Tls,
+    Transport::Stack,
+    Transport::Idle,
+];
+
 fn parse_payload(text: &str) -> Result<usize, String> {
     let bytes: usize = text
         .trim()
@@ -140,53 +158,6 @@ fn check_in_flight(payloads: &[usize], concurrencies: &[usize]) -> Result<(), St
     Ok(())
 }
 
-/// Refuses a `--json`, `--plot` or `--rate-plot` path that cannot be written (its directory
-/// does not exist, or it is a directory), before anything runs: the error used to come after
-/// every row had run, and the run was lost.
-fn check_outputs(args: &BenchArgs) -> Result<(), String> {
-    let outputs = [
-        ("--json", &args.json),
-        ("--plot", &args.plot),
-        ("--rate-plot", &args.rate_plot),
-    ];
-    for (flag, path) in outputs {
-        let Some(path) = path else { continue };
-        let dir = path
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        if !dir.is_dir() {
-            return Err(format!(
-                "{flag} {}: there is no directory {} to write it in: create it, or give \
-                 another path",
-                path.display(),
-                dir.display()
-            ));
-        }
-        if path.is_dir() {
-            return Err(format!(
-                "{flag} {}: is a directory: give a file's path",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a `--rate` list that names one rate twice (`1k,1000`): each rate is a row named
-/// `open-loop RATE/s`, and two rows of one name are one row to `--compare`, to the JSON's
-/// `open_loop` figures and to anyone reading the table.
-fn check_rates_distinct(rates: &[f64]) -> Result<(), String> {
-    for (index, rate) in rates.iter().enumerate() {
-        if rates[..index].contains(rate) {
-            return Err(format!(
-                "--rate names {rate} calls/s twice: each rate is one row, give each once"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn parse_server_workers(text: &str) -> Result<usize, String> {
     match crate::cmd::serve::parse_workers(text)? {
         0 => Err("must be at least 1".to_owned()),
@@ -205,15 +176,18 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 /// `sockrpc bench` flags.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Transports to measure, comma-separated, or `all`.
+    /// Transports to measure, comma-separated, or `all`. Not with --call or --rate (over TCP,
+    /// or TLS with a tls:// --target).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     transport: Vec<Transport>,
-    /// Payload sizes in bytes, comma-separated: one table each.
+    /// Payload sizes in bytes, comma-separated: one table each. Not with --call (the request
+    /// is -d's JSON); with --rate, one size.
     #[arg(long, value_name = "BYTES", value_delimiter = ',', default_value = "64,4096",
           value_parser = parse_payload)]
     payload: Vec<usize>,
     /// Calls in flight: N client tasks each looping calls. A comma-separated list makes one
-    /// table per value. Each --payload times each value must be at most 1 GiB.
+    /// table per value. Each --payload times each value must be at most 1 GiB. Not with
+    /// --rate (whose calls in flight --max-in-flight bounds).
     #[arg(long, value_name = "N", value_delimiter = ',', default_value = "1",
           value_parser = parse_positive)]
     concurrency: Vec<usize>,
@@ -300,7 +274,7 @@ pub(crate) struct BenchArgs {
     /// (or calls) per round, and reports each row over all its rounds. Raw and sockrpc rows then
     /// sample the same stretches of a machine whose speed drifts (a VM whose cross-CPU wake-up
     /// cost changes within minutes), so their ratio is not skewed by when each row ran. For the
-    /// transport rows; `--call`, `--rate` and `--balance` run once. At most 1000.
+    /// transport rows: refused with `--call` and `--rate`; `--balance` runs once. At most 1000.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_rounds)]
     rounds: usize,
     /// Worker threads of the embedded server's runtime (1 to 1024).
@@ -331,7 +305,8 @@ pub(crate) struct BenchArgs {
     /// do, latency measured from each call's scheduled send (no coordinated omission); the
     /// achieved rate and the dropped slots are reported. A list (`10k,50k,100k`) is a sweep,
     /// one row per rate; each rate at most once. On --call's method, or the bench service's Echo
-    /// with the first --payload.
+    /// with --payload (one size; without it, the first default). Not with --concurrency or
+    /// --transport.
     #[arg(long, value_name = "CALLS/S", value_delimiter = ',',
           value_parser = open_loop::parse_rate)]
     rate: Vec<f64>,
@@ -406,11 +381,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     {
         return Err("--dns-server goes with a --target dns://NAME:PORT".into());
     }
-    check_rates_distinct(&args.rate)?;
+    options::check_rates_distinct(&args.rate)?;
     if args.call.is_none() {
         check_in_flight(&args.payload, &args.concurrency)?;
     }
-    check_outputs(&args)?;
+    options::check_outputs(&args)?;
     let saved = args.compare.as_deref().map(compare::load).transpose()?;
     if balanced::wanted(&args) {
         return balanced::run(&args, saved.as_ref());
@@ -430,16 +405,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     }
     let mut wanted = args.transport.clone();
     if wanted.contains(&Transport::All) {
-        wanted = vec![
-            Transport::Tcp,
-            Transport::Udp,
-            Transport::Uds,
-            Transport::Auto,
-            Transport::Stream,
-            Transport::Tls,
-            Transport::Stack,
-            Transport::Idle,
-        ];
+        wanted = ALL.to_vec();
     }
     let stack = wanted.contains(&Transport::Stack) && args.target.is_none();
     if stack {

@@ -112,6 +112,24 @@ impl Targets {
             .map_or_else(|| "-".to_owned(), ToString::to_string)
     }
 
+    /// What an embedded server serves when every row is asked for, at placeholder addresses:
+    /// enough for [`kinds`] to say which rows a run would have, without starting anything.
+    pub(super) fn embedded_placeholder() -> Targets {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let at = || Endpoint::new(addr.ip().to_string(), addr.port());
+        Targets {
+            rpc: Some(at()),
+            tls: Some(at()),
+            raw_tls: Some((addr, ClientTlsConfig::default())),
+            raw_tcp: Some(addr),
+            raw_udp: Some(addr),
+            uds: Some(Endpoint::unix(std::path::Path::new("sockrpc-bench.sock"))),
+            udp: Some(addr),
+            stack: Some(at()),
+            compressed: Vec::new(),
+        }
+    }
+
     /// `base()` with UDP to `udp` (in plain text beside TLS, as `serve --udp` offers it).
     pub(super) fn with_udp(&self, udp: SocketAddr) -> Option<Endpoint> {
         let policy = UdpPolicy::new(udp).allow_plaintext_with_tls(true);
@@ -289,23 +307,19 @@ fn raw_past_cap(row: &str, concurrency: usize) -> String {
     )
 }
 
-/// Runs the rows `wanted` asks for, at one payload and concurrency, and notes those skipped.
-pub(super) async fn run_group(
+/// The rows `wanted` asks for at one payload and concurrency, in the order they run, in
+/// `group.rows`' stead; those skipped, and why, in `group.skipped`. `sockrpc bench --help`
+/// lists the default run's rows from it too.
+pub(super) fn kinds(
     wanted: &[Transport],
     targets: &Targets,
-    plan: &Plan,
     payload: usize,
     concurrency: usize,
-    progress: &ProgressBar,
-) -> Group {
+    group: &mut Group,
+) -> Vec<Kind> {
     let tcp = wanted.contains(&Transport::Tcp);
     let udp = wanted.contains(&Transport::Udp);
     let auto = wanted.contains(&Transport::Auto);
-    let mut group = Group {
-        payload_bytes: payload,
-        concurrency,
-        ..Group::default()
-    };
     let mut kinds = Vec::new();
     // raw-tcp runs whatever was asked for: it is what every other row is quoted against.
     // Raw TCP and TLS cannot multiplex: a row opens one connection per call in flight, and
@@ -430,6 +444,24 @@ pub(super) async fn run_group(
                 .push("sockrpc-tcp-idle skipped: it needs a plain tcp:// target".into()),
         }
     }
+    kinds
+}
+
+/// Runs the rows `wanted` asks for, at one payload and concurrency, and notes those skipped.
+pub(super) async fn run_group(
+    wanted: &[Transport],
+    targets: &Targets,
+    plan: &Plan,
+    payload: usize,
+    concurrency: usize,
+    progress: &ProgressBar,
+) -> Group {
+    let mut group = Group {
+        payload_bytes: payload,
+        concurrency,
+        ..Group::default()
+    };
+    let kinds = kinds(wanted, targets, payload, concurrency, &mut group);
     for index in 0..plan.rounds.max(1) {
         let round = plan.round(index);
         for (at, kind) in kinds.iter().copied().enumerate() {

@@ -1,0 +1,159 @@
+//! Options refused before anything runs, with one line that says what to do: an option the
+//! mode does not use (`--payload` with `--call`, whose request is the JSON given;
+//! `--concurrency` with `--rate`, whose open loop sends on a schedule), which a user would
+//! otherwise see silently ignored and trust the figures less; and report paths that could not
+//! be written once every row had run.
+
+use super::BenchArgs;
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+/// Whether the user gave `id` (on the command line or in the environment), not its default.
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches
+        .value_source(id)
+        .is_some_and(|source| source != ValueSource::DefaultValue)
+}
+
+/// The flags of the built-in rows' extra servers, by argument id, which `--call` and
+/// `--rate` do not run.
+const ROW_TARGETS: [(&str, &str); 5] = [
+    ("raw_target", "--raw-target"),
+    ("raw_tls_target", "--raw-tls-target"),
+    ("raw_udp_target", "--raw-udp-target"),
+    ("udp_target", "--udp-target"),
+    ("uds_target", "--uds-target"),
+];
+
+/// Refuses an option given with a mode that would ignore it, naming both and what to do.
+/// `main` reports the message as clap reports a conflict (exit code 2).
+pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
+    let call = given(matches, "call");
+    let rate = given(matches, "rate");
+    let mode = match (call, rate) {
+        (true, true) => "--call --rate",
+        (true, false) => "--call",
+        (false, true) => "--rate",
+        (false, false) => "",
+    };
+    if call && given(matches, "payload") {
+        return Err(
+            "--payload has no effect with --call: the request is the JSON of -d/--data \
+                    (default `{}`); leave --payload out"
+                .to_owned(),
+        );
+    }
+    if call || rate {
+        if given(matches, "transport") {
+            return Err(format!(
+                "--transport has no effect with {mode}: calls go over TCP (TLS with a tls:// \
+                 --target); leave --transport out"
+            ));
+        }
+        if given(matches, "rounds") {
+            return Err(format!(
+                "--rounds has no effect with {mode}, which runs once: leave --rounds out (or \
+                 run the command again)"
+            ));
+        }
+        if given(matches, "idle_connections") {
+            return Err(format!(
+                "--idle-connections has no effect with {mode}: it is for the sockrpc-tcp-idle \
+                 row, which {mode} does not run; leave it out"
+            ));
+        }
+        if let Some((_, flag)) = ROW_TARGETS.iter().find(|(id, _)| given(matches, id)) {
+            return Err(format!(
+                "{flag} has no effect with {mode}: it is for the built-in rows, which {mode} \
+                 does not run; leave it out"
+            ));
+        }
+    }
+    if rate && given(matches, "concurrency") {
+        return Err(
+            "--concurrency has no effect with --rate: the open loop sends on a \
+                    schedule whatever is in flight; bound the calls in flight with \
+                    --max-in-flight instead"
+                .to_owned(),
+        );
+    }
+    let payloads = matches
+        .get_many::<usize>("payload")
+        .map_or(0, |values| values.len());
+    if rate && !call && given(matches, "payload") && payloads > 1 {
+        return Err(format!(
+            "--rate loads Echo with one payload, and --payload gives {payloads}: give one \
+             --payload (run again for another)"
+        ));
+    }
+    if !rate && given(matches, "max_in_flight") {
+        return Err(
+            "--max-in-flight has no effect without --rate: it bounds the open loop's \
+                    calls in flight (a closed loop has --concurrency in flight); add --rate or \
+                    leave it out"
+                .to_owned(),
+        );
+    }
+    if !call && !rate && given(matches, "header") {
+        return Err(
+            "-H/--header has no effect without --call or --rate: the built-in rows \
+                    send no metadata; leave it out"
+                .to_owned(),
+        );
+    }
+    if given(matches, "target") && given(matches, "server_workers") {
+        return Err(
+            "--server-workers has no effect with --target: it sizes the embedded \
+                    server, and there is none; leave it out"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a `--json`, `--plot` or `--rate-plot` path that cannot be written (its directory
+/// does not exist, or it is a directory), before anything runs: the error used to come after
+/// every row had run, and the run was lost.
+pub(super) fn check_outputs(args: &BenchArgs) -> Result<(), String> {
+    let outputs = [
+        ("--json", &args.json),
+        ("--plot", &args.plot),
+        ("--rate-plot", &args.rate_plot),
+    ];
+    for (flag, path) in outputs {
+        let Some(path) = path else { continue };
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "{flag} {}: there is no directory {} to write it in: create it, or give \
+                 another path",
+                path.display(),
+                dir.display()
+            ));
+        }
+        if path.is_dir() {
+            return Err(format!(
+                "{flag} {}: is a directory: give a file's path",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a `--rate` list that names one rate twice (`1k,1000`): each rate is a row named
+/// `open-loop RATE/s`, and two rows of one name are one row to `--compare`, to the JSON's
+/// `open_loop` figures and to anyone reading the table.
+pub(super) fn check_rates_distinct(rates: &[f64]) -> Result<(), String> {
+    for (index, rate) in rates.iter().enumerate() {
+        if rates[..index].contains(rate) {
+            return Err(format!(
+                "--rate names {rate} calls/s twice: each rate is one row, give each once"
+            ));
+        }
+    }
+    Ok(())
+}

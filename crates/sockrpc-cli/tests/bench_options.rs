@@ -1,0 +1,237 @@
+//! `sockrpc bench` honours or refuses every option it is given: an option the mode would ignore
+//! (`--payload` with `--call`, `--concurrency` with `--rate`, ...) is refused as clap refuses a
+//! conflict, exit code 2 and one line naming both; `raw-tcp-pipelined` makes no more calls than
+//! `--calls`; a raw row that cannot connect names the address; `--help` lists the rows a
+//! default run prints.
+
+mod support;
+
+use support::*;
+
+/// A loopback port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Each option a mode ignored is refused before anything runs: exit code 2, `error:` and one
+/// line that names the option and the mode. Without the check, every one of these ran (or
+/// tried to connect) and exited 0 or 1 with the option silently dropped.
+#[test]
+fn options_a_mode_would_ignore_are_refused_naming_both() {
+    let nowhere = format!("tcp://127.0.0.1:{}", closed_port());
+    let call = ["--call", "x.Y/Z", "--target", nowhere.as_str()];
+    let rate = ["--rate", "100", "--duration", "0.1", "--warmup", "0"];
+    let rows = ["--transport", "tcp", "--duration", "0.05", "--warmup", "0"];
+    let cases: Vec<(Vec<&str>, [&str; 2])> = vec![
+        (
+            [&call[..], &["--payload", "128"]].concat(),
+            ["--payload", "--call"],
+        ),
+        (
+            [&call[..], &["--transport", "udp"]].concat(),
+            ["--transport", "--call"],
+        ),
+        (
+            [&call[..], &["--rounds", "3"]].concat(),
+            ["--rounds", "--call"],
+        ),
+        (
+            [&call[..], &["--raw-target", "127.0.0.1:9"]].concat(),
+            ["--raw-target", "--call"],
+        ),
+        (
+            [&rate[..], &["--concurrency", "4"]].concat(),
+            ["--concurrency", "--rate"],
+        ),
+        (
+            [&rate[..], &["--transport", "tcp"]].concat(),
+            ["--transport", "--rate"],
+        ),
+        (
+            [&rate[..], &["--rounds", "2"]].concat(),
+            ["--rounds", "--rate"],
+        ),
+        (
+            [&rate[..], &["--payload", "64,4096"]].concat(),
+            ["--payload", "--rate"],
+        ),
+        (
+            [&rows[..], &["--max-in-flight", "5"]].concat(),
+            ["--max-in-flight", "--rate"],
+        ),
+        ([&rows[..], &["-H", "a:b"]].concat(), ["--header", "--call"]),
+        (
+            [
+                &rows[..],
+                &["--target", nowhere.as_str(), "--server-workers", "3"],
+            ]
+            .concat(),
+            ["--server-workers", "--target"],
+        ),
+    ];
+    for (args, [option, mode]) in cases {
+        let output = run(sockrpc().arg("bench").args(&args));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let line = stderr.lines().next().unwrap_or_default();
+        assert!(
+            line.starts_with("error: ")
+                && line.contains(option)
+                && line.contains(mode)
+                && !line.contains("  "),
+            "{args:?}: the first line should name {option} and {mode}: {stderr}"
+        );
+    }
+}
+
+/// The open-loop table is titled as what it is: it said "concurrency 10000" (the default
+/// `--max-in-flight`), a closed-loop figure the run never had. Defaults of options a mode does
+/// not use are not refused.
+#[test]
+fn an_open_loop_table_says_it_is_one() {
+    let stdout = run_ok(sockrpc().args([
+        "bench",
+        "--rate",
+        "200",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+    ]));
+    let title = stdout
+        .lines()
+        .find(|line| line.contains("per rate"))
+        .unwrap_or_else(|| panic!("no open-loop title: {stdout}"));
+    assert!(
+        title.starts_with("open loop") && !title.contains("concurrency"),
+        "{title}"
+    );
+}
+
+/// `raw-tcp-pipelined` claimed calls a whole batch (the concurrency) at a time: `--calls 5
+/// --concurrency 64` made 64 calls.
+#[test]
+fn raw_tcp_pipelined_makes_no_more_calls_than_asked() {
+    let json = temp_path("pipelined.json");
+    let path = json.to_str().expect("utf-8 path");
+    run_ok(sockrpc().args([
+        "bench",
+        "--transport",
+        "tcp",
+        "--payload",
+        "64",
+        "--concurrency",
+        "64",
+        "--calls",
+        "5",
+        "--warmup",
+        "3",
+        "--json",
+        path,
+    ]));
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(&json);
+    let rows = report["rows"].as_array().expect("rows");
+    let pipelined = rows
+        .iter()
+        .find(|row| row["name"] == "raw-tcp-pipelined")
+        .unwrap_or_else(|| panic!("no raw-tcp-pipelined row: {report}"));
+    assert_eq!(pipelined["calls"], 5, "{pipelined}");
+    for row in rows {
+        assert_eq!(row["calls"], 5, "{row}");
+    }
+}
+
+/// A raw row that could not connect said only "Connection refused", not which echo refused.
+#[test]
+fn a_raw_row_that_cannot_connect_names_the_address() {
+    let target = format!("tcp://127.0.0.1:{}", closed_port());
+    let raw = format!("127.0.0.1:{}", closed_port());
+    let output = run(sockrpc().args([
+        "bench",
+        "--target",
+        &target,
+        "--raw-target",
+        &raw,
+        "--transport",
+        "tcp",
+        "--payload",
+        "64",
+        "--concurrency",
+        "2",
+        "--calls",
+        "5",
+        "--warmup",
+        "0",
+    ]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for row in ["raw-tcp ", "raw-tcp-pipelined "] {
+        let line = stderr
+            .lines()
+            .find(|line| line.trim_start().starts_with(row))
+            .unwrap_or_else(|| panic!("no failure line for {row}: {stderr}"));
+        assert!(
+            line.contains("could not connect") && line.contains(&raw),
+            "{row}should name {raw}: {line}"
+        );
+    }
+}
+
+/// The rows of each table a run printed: `(title, names)`.
+fn tables(stdout: &str) -> Vec<(String, Vec<String>)> {
+    let mut tables = Vec::new();
+    let mut lines = stdout.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.starts_with("payload ") {
+            continue;
+        }
+        let mut names = Vec::new();
+        lines.next(); // The heading.
+        while let Some(row) = lines.next_if(|row| !row.is_empty() && !row.starts_with(' ')) {
+            names.push(row.split_whitespace().next().unwrap_or_default().to_owned());
+        }
+        tables.push((line.to_owned(), names));
+    }
+    tables
+}
+
+/// `bench --help` listed the default rows without sockrpc-stack and sockrpc-tcp-idle. It now
+/// lists, per default payload, exactly the rows a run with the default transports prints.
+#[test]
+fn help_lists_the_rows_a_default_run_prints() {
+    let help = run_ok(sockrpc().args(["bench", "--help"]));
+    let listed: Vec<(String, Vec<String>)> = help
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .filter_map(|line| line.split_once(": "))
+        .filter(|(title, _)| title.contains(" B, concurrency "))
+        .map(|(title, rows)| {
+            let rows = rows.split(", ").map(|row| row.trim().to_owned());
+            (title.to_owned(), rows.collect())
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "{help}");
+    let stdout = run_ok(sockrpc().args([
+        "bench",
+        "--calls",
+        "20",
+        "--warmup",
+        "0",
+        "--idle-connections",
+        "4",
+    ]));
+    let ran = tables(&stdout);
+    assert_eq!(ran.len(), listed.len(), "{stdout}");
+    for ((title, rows), (ran_title, ran_rows)) in listed.iter().zip(&ran) {
+        assert!(
+            ran_title.starts_with(&format!("payload {title}")),
+            "{ran_title} vs {title}"
+        );
+        assert_eq!(rows, ran_rows, "{title}: help vs run\n{help}\n{stdout}");
+    }
+    for row in ALL_ROWS.iter().chain(&TLS_ROWS) {
+        assert!(help.contains(row), "{row} missing from the help: {help}");
+    }
+}
