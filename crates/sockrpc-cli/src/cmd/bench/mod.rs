@@ -54,8 +54,9 @@ use std::{error::Error, io::IsTerminal, path::PathBuf, time::Duration};
 /// header, so that a large payload is a measurement, not a stream of `ResourceExhausted`.
 const MAX_PAYLOAD: usize = 4 * 1024 * 1024 - 64;
 
-/// Seconds per row when neither `--duration` nor `--calls` is given: sixteen rows by default
-/// (nine at 64 B, seven at 4 KiB), so the whole run takes under forty seconds.
+/// Seconds per row when neither `--duration` nor `--calls` is given: twenty rows by default
+/// (eleven at 64 B, nine at 4 KiB, as `--help` lists), so the whole run takes under a minute
+/// (the idle row's connections take a few seconds more).
 const DEFAULT_SECS: f64 = 2.0;
 
 /// Most payload bytes a row may hold in flight (`--payload` × `--concurrency`): every task holds
