@@ -2,7 +2,8 @@
 //!
 //! - kill: SIGKILL one of three servers during 10,000 calls — only calls in flight on it fail,
 //!   the rest spread over the survivors, nothing hangs; a restarted server takes calls again;
-//! - slow: one server 5 ms slower — p2c sends it under 10 %, round robin about a third;
+//! - slow: one server slower (50 ms for p2c, 5 ms for round robin) — p2c sends it under 10 %,
+//!   round robin about a third;
 //! - ring: a fourth server moves 15–35 % of keys, removing one moves only its keys;
 //! - health: NOT_SERVING takes a server out of rotation, SERVING brings it back; a streaming
 //!   call through the balanced channel; health_gone: an endpoint's health watch ends when
