@@ -64,16 +64,9 @@ fn payload_times_concurrency_past_the_bound_is_refused_before_allocating() {
         "--warmup",
         "0",
     ]));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stderr}\n{stdout}");
-    assert!(
-        stderr.contains("--payload 4194240 B × --concurrency 10000")
-            && !stderr.contains("panicked"),
-        "{stderr}"
-    );
-    // Refused up front: no row ran, not even the 64 B ones that fit.
-    assert!(!stdout.contains("raw-tcp"), "{stdout}");
+    // Refused up front (not a panic, not an abort): no row ran, not even the 64 B ones that fit.
+    let says = "--payload 4194240 B × --concurrency 10000";
+    assert_refused_before_running(&output, 1, says, "raw-tcp");
 }
 
 /// More streams than the server takes calls on one connection (4096 by default): the stream
@@ -92,8 +85,7 @@ fn streams_past_the_servers_call_limit_fail_the_row_instead_of_hanging() {
         "--warmup",
         "0",
     ]));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (stdout, stderr) = texts(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}\n{stdout}");
     assert!(
         stderr.contains("sockrpc-stream 64 B ×4097") && stderr.contains("stream 4097 of 4097"),
@@ -136,26 +128,9 @@ fn an_open_loop_row_reports_no_more_throughput_than_its_schedule_allows() {
 /// if it had measured something. A row with no successful call now fails the run.
 #[test]
 fn a_target_that_answers_no_call_fails_the_run() {
-    let (mut server, lines) = spawn_server(sockrpc().args(["serve"]));
-    let line = first_line(&lines);
-    let raw = line
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("raw="))
-        .unwrap_or_else(|| panic!("no raw= in {line:?}"))
-        .to_owned();
-    let output = run(sockrpc().args([
-        "bench",
-        "--target",
-        &format!("tcp://{raw}"),
-        "--transport",
-        "tcp",
-        "--payload",
-        "64",
-        "--duration",
-        "0.1",
-        "--warmup",
-        "0",
-    ]));
+    let (mut server, line) = serve(&[]);
+    let raw = listed_addr(&line, "raw");
+    let output = run(tcp_bench("0.1").args(["--target", &format!("tcp://{raw}")]));
     terminate(&mut server);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -215,8 +190,7 @@ fn raw_rows_past_the_echos_connection_cap_are_skipped_saying_why() {
         "--warmup",
         "0",
     ]));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) = texts(&output);
     assert!(
         output.status.success(),
         "{}\n{stdout}\n{stderr}",

@@ -14,42 +14,26 @@ fn a_signal_mid_run_removes_the_socket_directory() {
     for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
         let tmp = temp_path(&format!("interrupt{signal}"));
         std::fs::create_dir_all(&tmp).expect("temporary directory");
-        let mut child = sockrpc()
-            .env("TMPDIR", &tmp)
-            .args([
-                "bench",
-                "--transport",
-                "uds",
-                "--duration",
-                "20",
-                "--warmup",
-                "0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sockrpc");
-        let stdout = drain(child.stdout.take().expect("stdout"));
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let dir = tmp.join(format!("sockrpc-bench-{}", child.id()));
+        let mut bench = Running::start(sockrpc().env("TMPDIR", &tmp).args([
+            "bench",
+            "--transport",
+            "uds",
+            "--duration",
+            "20",
+            "--warmup",
+            "0",
+        ]));
+        let dir = tmp.join(format!("sockrpc-bench-{}", bench.id()));
         // The socket exists once the embedded server has bound it: the run is under way.
-        let deadline = Instant::now() + TIMEOUT;
-        while !dir.join("bench.sock").exists() {
-            if Instant::now() >= deadline || child.try_wait().expect("wait").is_some() {
-                let _ = child.kill();
-                panic!("no socket in {} within {TIMEOUT:?}", dir.display());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let sent = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill {signal} failed");
-        let status = wait_bounded(&mut child, "bench after a signal");
-        let stdout = String::from_utf8_lossy(&stdout.join().expect("stdout thread")).into_owned();
-        let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr thread")).into_owned();
+        let socket = dir.join("bench.sock");
+        wait_until(&format!("a socket in {}", dir.display()), || {
+            socket.exists() || bench.exited()
+        });
+        assert!(socket.exists(), "bench exited before its socket appeared");
+        bench.signal(signal);
+        let output = bench.finish("bench after a signal");
+        let (stdout, stderr) = texts(&output);
+        let status = output.status;
         assert_eq!(
             status.code(),
             Some(code),

@@ -8,18 +8,13 @@ mod support;
 
 use support::*;
 
-/// A loopback port nothing listens on (bound, then closed).
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr").port()
-}
-
 /// Each option a mode ignored is refused before anything runs: exit code 2, `error:` and one
 /// line that names the option and the mode. Without the check, every one of these ran (or
 /// tried to connect) and exited 0 or 1 with the option silently dropped.
 #[test]
 fn options_a_mode_would_ignore_are_refused_naming_both() {
-    let nowhere = format!("tcp://127.0.0.1:{}", closed_port());
+    let refused = Refused::loopback();
+    let nowhere = format!("tcp://{}", refused.addr());
     let call = ["--call", "x.Y/Z", "--target", nowhere.as_str()];
     let rate = ["--rate", "100", "--duration", "0.1", "--warmup", "0"];
     let rows = ["--transport", "tcp", "--duration", "0.05", "--warmup", "0"];
@@ -70,18 +65,8 @@ fn options_a_mode_would_ignore_are_refused_naming_both() {
             ["--server-workers", "--target"],
         ),
     ];
-    for (args, [option, mode]) in cases {
-        let output = run(sockrpc().arg("bench").args(&args));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        let line = stderr.lines().next().unwrap_or_default();
-        assert!(
-            line.starts_with("error: ")
-                && line.contains(option)
-                && line.contains(mode)
-                && !line.contains("  "),
-            "{args:?}: the first line should name {option} and {mode}: {stderr}"
-        );
+    for (args, names) in cases {
+        assert_usage_error_naming(&args, &names);
     }
 }
 
@@ -146,8 +131,9 @@ fn raw_tcp_pipelined_makes_no_more_calls_than_asked() {
 /// A raw row that could not connect said only "Connection refused", not which echo refused.
 #[test]
 fn a_raw_row_that_cannot_connect_names_the_address() {
-    let target = format!("tcp://127.0.0.1:{}", closed_port());
-    let raw = format!("127.0.0.1:{}", closed_port());
+    let (refused_target, refused_raw) = (Refused::loopback(), Refused::loopback());
+    let target = format!("tcp://{}", refused_target.addr());
+    let raw = refused_raw.addr().to_string();
     let output = run(sockrpc().args([
         "bench",
         "--target",

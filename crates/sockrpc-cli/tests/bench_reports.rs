@@ -7,19 +7,7 @@ mod support;
 use support::*;
 
 fn bench_tcp(extra: &[&str]) -> Output {
-    run(sockrpc()
-        .args([
-            "bench",
-            "--transport",
-            "tcp",
-            "--payload",
-            "64",
-            "--duration",
-            "0.05",
-            "--warmup",
-            "0",
-        ])
-        .args(extra))
+    run(tcp_bench("0.05").args(extra))
 }
 
 /// The report was written before `--compare` read its file: `--json run.json --compare
@@ -55,33 +43,16 @@ fn unreadable_and_unwritable_reports_are_refused_before_the_run() {
     let missing = missing.to_str().expect("utf-8 path");
     for flag in ["--compare", "--json", "--plot"] {
         let output = bench_tcp(&[flag, missing]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(1), "{flag}: {stderr}");
-        assert!(
-            stderr.contains(&format!("{flag} {missing}")),
-            "{flag}: {stderr}"
-        );
-        assert!(!stdout.contains("raw-tcp"), "{flag}: ran anyway:\n{stdout}");
+        assert_refused_before_running(&output, 1, &format!("{flag} {missing}"), "raw-tcp");
     }
 }
 
 /// With several targets, `--compare` and `--plot` were taken and dropped without a word.
 #[test]
 fn balanced_rows_are_compared_and_plotted() {
-    let (mut a, lines_a) = spawn_server(sockrpc().args(["serve"]));
-    let (mut b, lines_b) = spawn_server(sockrpc().args(["serve"]));
-    let addr = |line: String| {
-        line.split_whitespace()
-            .find_map(|field| field.strip_prefix("tcp="))
-            .unwrap_or_else(|| panic!("no tcp= in {line:?}"))
-            .to_owned()
-    };
-    let target = format!(
-        "tcp://{},tcp://{}",
-        addr(first_line(&lines_a)),
-        addr(first_line(&lines_b))
-    );
+    let (mut a, line_a) = serve(&[]);
+    let (mut b, line_b) = serve(&[]);
+    let target = format!("tcp://{},tcp://{}", tcp_addr(&line_a), tcp_addr(&line_b));
     let (json, svg) = (temp_path("balanced.json"), temp_path("balanced.svg"));
     let (json_arg, svg_arg) = (json.to_str().expect("utf-8"), svg.to_str().expect("utf-8"));
     let balanced = |extra: &[&str]| {

@@ -20,14 +20,7 @@ fn a_rate_named_twice_is_refused_before_anything_runs() {
         "--warmup",
         "0",
     ]));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("--rate names 1000 calls/s twice"),
-        "{stderr}"
-    );
-    assert!(!stdout.contains("open-loop"), "{stdout}");
+    assert_refused_before_running(&output, 1, "--rate names 1000 calls/s twice", "open-loop");
 }
 
 /// `--warmup 1000000000 --duration 0.2` warmed up for a billion calls (hours) before measuring
@@ -81,30 +74,11 @@ fn a_huge_warmup_before_an_open_loop_ends_after_its_duration() {
 #[cfg(unix)]
 #[test]
 fn stdout_closed_by_its_reader_ends_the_run_quietly() {
-    let mut child = sockrpc()
-        .args([
-            "bench",
-            "--transport",
-            "tcp",
-            "--payload",
-            "64",
-            "--duration",
-            "0.1",
-            "--warmup",
-            "0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sockrpc");
     // The reader goes before the table (after the first row's 0.1 s) is written.
-    drop(child.stdout.take());
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let status = wait_bounded(&mut child, "bench with stdout closed");
-    let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr thread")).into_owned();
-    assert!(!stderr.contains("panicked"), "{status}\n{stderr}");
-    assert_eq!(status.code(), Some(141), "{stderr}");
+    let output = Running::without_reader(&mut tcp_bench("0.1")).finish("bench with stdout closed");
+    let (_, stderr) = texts(&output);
+    assert!(!stderr.contains("panicked"), "{}\n{stderr}", output.status);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
 }
 
 /// `--balance` over several servers, one of them down: the run waited 10 s for every server,
@@ -114,8 +88,8 @@ fn stdout_closed_by_its_reader_ends_the_run_quietly() {
 #[test]
 fn a_balanced_run_with_one_server_down_measures_the_others() {
     let dead = Refused::loopback();
-    let (mut server, lines) = spawn_server(sockrpc().args(["serve"]));
-    let live = tcp_addr(&first_line(&lines));
+    let (mut server, line) = serve(&[]);
+    let live = tcp_addr(&line);
     let output = run(sockrpc().args([
         "bench",
         "--balance",
@@ -130,8 +104,7 @@ fn a_balanced_run_with_one_server_down_measures_the_others() {
         "10",
     ]));
     terminate(&mut server);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) = texts(&output);
     assert!(
         output.status.success(),
         "{}\n{stdout}\n{stderr}",

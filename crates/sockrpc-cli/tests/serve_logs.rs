@@ -3,37 +3,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use support::*;
 
 #[test]
 fn a_protocol_error_is_logged_with_its_reason() {
-    let mut child = sockrpc()
-        .args(["serve", "--tcp", "127.0.0.1:0", "--workers", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let addr: SocketAddr = tcp_addr(&line);
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-
+    let (mut server, line, lines) =
+        spawn_logging_server(sockrpc().args(["serve", "--tcp", "127.0.0.1:0", "--workers", "1"]));
+    let addr = tcp_addr(&line);
     // A preface with the wrong magic: the server answers GOAWAY and closes this connection.
     let mut bad = TcpStream::connect(addr).expect("connect");
     bad.set_read_timeout(Some(Duration::from_secs(10)))
@@ -68,43 +46,21 @@ fn tls_refusals_are_logged_at_warn_once_per_kind_not_per_connection() {
     let certificate = params.self_signed(&pair).expect("certificate");
     std::fs::write(&cert, certificate.pem()).expect("write cert");
     std::fs::write(&key, pair.serialize_pem()).expect("write key");
-    let mut child = sockrpc()
-        .args([
-            "serve",
-            "--tcp",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--tls-cert",
-        ])
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("tls="))
-        .unwrap_or_else(|| panic!("no tls= in {line:?}"))
-        .parse()
-        .expect("address");
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-
+    let (server, line, lines) = spawn_logging_server(
+        sockrpc()
+            .args([
+                "serve",
+                "--tcp",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--tls-cert",
+            ])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+    );
+    let addr = listed_addr(&line, "tls");
     // Ten connections that speak HTTP to the TLS port.
     for _ in 0..10 {
         let mut scanner = TcpStream::connect(addr).expect("connect");

@@ -1,67 +1,16 @@
 //! `sockrpc serve --metrics ADDR`: the first line names the metrics endpoint, and scraping
 //! `http://ADDR/metrics` shows the calls the server answered, by method and status code.
 
+mod support;
+
 use bytes::Bytes;
 use sockrpc::{Body, Call, Channel, Code, MethodPath, Request};
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    thread,
-    time::Duration,
 };
+use support::{listed, listed_addr, serve, Duration};
 use tower::ServiceExt;
-
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `sockrpc serve` with `args`; returns it and the `key=value` pairs of its first line.
-fn serve(args: &[&str]) -> (Server, String, Vec<(String, String)>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sockrpc"))
-        .arg("serve")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sockrpc serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let (line_tx, line_rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    let line = line_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("serve printed no line within 30 s");
-    let fields = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|word| word.split_once('='))
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect();
-    (server, line, fields)
-}
-
-fn field(fields: &[(String, String)], key: &str) -> SocketAddr {
-    fields
-        .iter()
-        .find(|(name, _)| name == key)
-        .unwrap_or_else(|| panic!("no {key}= in {fields:?}"))
-        .1
-        .parse()
-        .expect("an address")
-}
 
 /// `GET path` over HTTP/1.1; the status line and the body.
 fn get(addr: SocketAddr, path: &str) -> (String, String) {
@@ -114,10 +63,10 @@ async fn call(channel: &Channel, method: &'static str, body: &'static [u8]) -> C
 
 #[test]
 fn serve_metrics_endpoint_shows_calls_by_method_and_code() {
-    let (_server, line, fields) = serve(&["--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    let (_server, line) = serve(&["--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
     assert!(line.starts_with("listening tcp="), "{line:?}");
-    let rpc = field(&fields, "tcp");
-    let metrics = field(&fields, "metrics");
+    let rpc = listed_addr(&line, "tcp");
+    let metrics = listed_addr(&line, "metrics");
     assert_ne!(
         metrics.port(),
         0,
@@ -179,6 +128,6 @@ fn serve_metrics_endpoint_shows_calls_by_method_and_code() {
 
 #[test]
 fn serve_without_metrics_prints_no_metrics_address() {
-    let (_server, line, fields) = serve(&["--tcp", "127.0.0.1:0"]);
-    assert!(fields.iter().all(|(key, _)| key != "metrics"), "{line:?}");
+    let (_server, line) = serve(&["--tcp", "127.0.0.1:0"]);
+    assert!(listed(&line, "metrics").is_none(), "{line:?}");
 }

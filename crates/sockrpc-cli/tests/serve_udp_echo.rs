@@ -4,58 +4,15 @@
 //! (`raw::tests`), where the echo's socket can truly send a datagram to itself; from another
 //! process the source of a datagram cannot be forged without raw sockets.
 
-use std::{
-    io::{BufRead, BufReader},
-    net::{SocketAddr, UdpSocket},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    thread,
-    time::Duration,
-};
+mod support;
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
+use std::net::{SocketAddr, UdpSocket};
+use support::{listening, serve, Duration};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `sockrpc serve` with `args` and returns it with its first stdout line, the addresses
-/// it bound as `key=value` pairs after `listening`.
-fn serve(args: &[&str]) -> (Server, Vec<(String, String)>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sockrpc"))
-        .arg("serve")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sockrpc serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let (line_tx, line_rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    let line = line_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("serve printed no line within 30 s");
-    let mut words = line.split_whitespace();
-    assert_eq!(words.next(), Some("listening"), "{line:?}");
-    let fields = words
-        .map(|word| {
-            let (key, value) = word
-                .split_once('=')
-                .unwrap_or_else(|| panic!("not key=value: {word:?} in {line:?}"));
-            (key.to_owned(), value.to_owned())
-        })
-        .collect();
-    (server, fields)
+/// Starts `sockrpc serve` with `args`; returns it with the `key=value` pairs of its first line.
+fn serve_listing(args: &[&str]) -> (support::Server, Vec<(String, String)>) {
+    let (server, line) = serve(args);
+    (server, listening(&line))
 }
 
 fn field(fields: &[(String, String)], key: &str) -> Option<SocketAddr> {
@@ -74,7 +31,7 @@ fn client(wait: Duration) -> UdpSocket {
 
 #[test]
 fn serve_runs_no_raw_udp_echo_unless_asked() {
-    let (_server, fields) = serve(&["--tcp", "127.0.0.1:0"]);
+    let (_server, fields) = serve_listing(&["--tcp", "127.0.0.1:0"]);
     let keys: Vec<&str> = fields.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(keys, ["tcp", "raw"], "{fields:?}");
     // Nothing answers on the raw TCP echo's port number over UDP either (where the UDP echo
@@ -89,7 +46,7 @@ fn serve_runs_no_raw_udp_echo_unless_asked() {
 
 #[test]
 fn serve_raw_udp_echoes_datagrams_when_asked() {
-    let (_server, fields) = serve(&["--tcp", "127.0.0.1:0", "--raw-udp", "127.0.0.1:0"]);
+    let (_server, fields) = serve_listing(&["--tcp", "127.0.0.1:0", "--raw-udp", "127.0.0.1:0"]);
     let keys: Vec<&str> = fields.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(keys, ["tcp", "raw", "raw-udp"], "{fields:?}");
     let echo = field(&fields, "raw-udp").expect("raw-udp=");
