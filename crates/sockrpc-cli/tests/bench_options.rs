@@ -1,8 +1,8 @@
 //! `sockrpc bench` honours or refuses every option it is given: an option the mode would ignore
-//! (`--payload` with `--call`, `--concurrency` with `--rate`, ...) is refused as clap refuses a
-//! conflict, exit code 2 and one line naming both; `raw-tcp-pipelined` makes no more calls than
-//! `--calls`; a raw row that cannot connect names the address; `--help` lists the rows a
-//! default run prints.
+//! (`--payload` with `--call`, `--concurrency` with `--rate`, `--rounds` with `--balance`, ...)
+//! is refused as clap refuses a conflict, exit code 2 and one line naming both;
+//! `raw-tcp-pipelined` makes no more calls than `--calls`; a raw row that cannot connect names
+//! the address; `--help` lists the rows a default run prints.
 
 mod support;
 
@@ -68,6 +68,40 @@ fn options_a_mode_would_ignore_are_refused_naming_both() {
     for (args, names) in cases {
         assert_usage_error_naming(&args, &names);
     }
+}
+
+/// A balanced run (`--balance`, several targets, or a dns:// target) measures one
+/// `sockrpc-balanced` row once through a channel that makes its own pools: `--rounds`,
+/// `--connections`, `--transport`, the built-in rows' targets and one target's TLS files were
+/// taken and dropped without a word (the run went on, or waited 10 s for servers that were not
+/// there and exited 1). Each is now refused first, naming it and the mode.
+#[test]
+fn options_a_balanced_run_would_ignore_are_refused_naming_both() {
+    let (a, b) = (Refused::loopback(), Refused::loopback());
+    let two = format!("tcp://{},tcp://{}", a.addr(), b.addr());
+    let balance = ["--balance", "round-robin", "--target", two.as_str()];
+    let cases: [(&[&str], &str); 8] = [
+        (&["--rounds", "2"], "--rounds"),
+        (&["--transport", "tcp"], "--transport"),
+        (&["--idle-connections", "5"], "--idle-connections"),
+        (&["--connections", "2"], "--connections"),
+        (&["--calls-per-connection", "4"], "--calls-per-connection"),
+        (&["--raw-target", "127.0.0.1:9"], "--raw-target"),
+        (&["--udp-target", "127.0.0.1:9"], "--udp-target"),
+        (&["--tls-ca", "ca.pem"], "--tls-ca"),
+    ];
+    for (extra, option) in cases {
+        assert_usage_error_naming(&[&balance[..], extra].concat(), &[option, "--balance"]);
+    }
+    // The balanced modes without --balance: several targets, and a DNS name.
+    assert_usage_error_naming(
+        &["--target", &two, "--rounds", "2"],
+        &["--rounds", "several --target servers"],
+    );
+    assert_usage_error_naming(
+        &["--target", "dns://svc.test:50051", "--connections", "2"],
+        &["--connections", "dns://"],
+    );
 }
 
 /// The open-loop table is titled as what it is: it said "concurrency 10000" (the default

@@ -194,12 +194,13 @@ pub(crate) struct BenchArgs {
     concurrency: Vec<usize>,
     /// Connections in the pool of the one sockrpc channel the tasks share; at most
     /// --concurrency. Calls fill one connection up to --calls-per-connection before the next.
-    /// Raw TCP cannot multiplex: its rows use one connection per task.
+    /// Raw TCP cannot multiplex: its rows use one connection per task. Not with --balance,
+    /// whose channel makes its own pools.
     #[arg(long, value_name = "N", default_value = "1", value_parser = parse_positive)]
     connections: usize,
     /// Calls in flight a pooled connection takes before calls go to the next one (the
     /// channel's `Endpoint::calls_per_connection`); 1 spreads calls over the pool one by one.
-    /// Not used with --balance, whose channel makes its own pools.
+    /// Not with --balance, whose channel makes its own pools.
     #[arg(long, value_name = "N", default_value = "64", value_parser = parse_positive)]
     calls_per_connection: usize,
     /// Seconds each row runs [default: 2, unless --calls is given].
@@ -275,7 +276,8 @@ pub(crate) struct BenchArgs {
     /// (or calls) per round, and reports each row over all its rounds. Raw and sockrpc rows then
     /// sample the same stretches of a machine whose speed drifts (a VM whose cross-CPU wake-up
     /// cost changes within minutes), so their ratio is not skewed by when each row ran. For the
-    /// transport rows: refused with `--call` and `--rate`; `--balance` runs once. At most 1000.
+    /// transport rows: refused with `--call`, `--rate` and `--balance` (which run once). At
+    /// most 1000.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_rounds)]
     rounds: usize,
     /// Worker threads of the embedded server's runtime (1 to 1024).

@@ -1,8 +1,9 @@
 //! Options refused before anything runs, with one line that says what to do: an option the
 //! mode does not use (`--payload` with `--call`, whose request is the JSON given;
-//! `--concurrency` with `--rate`, whose open loop sends on a schedule), which a user would
-//! otherwise see silently ignored and trust the figures less; and report paths that could not
-//! be written once every row had run.
+//! `--concurrency` with `--rate`, whose open loop sends on a schedule; `--rounds` with
+//! `--balance`, whose one balanced row runs once), which a user would otherwise see silently
+//! ignored and trust the figures less; and report paths that could not be written once every
+//! row had run.
 
 use super::BenchArgs;
 use clap::parser::ValueSource;
@@ -25,9 +26,79 @@ const ROW_TARGETS: [(&str, &str); 5] = [
     ("uds_target", "--uds-target"),
 ];
 
+/// The flags a balanced run (`--balance`, several targets, a dns:// target) does not use, by
+/// argument id, with what each is for: its one `sockrpc-balanced` row calls the bench service's
+/// Echo once through a channel that makes its own pools and connections.
+const UNUSED_BALANCED: [(&str, &str, &str); 8] = [
+    ("transport", "--transport", "the built-in rows' transports"),
+    (
+        "rounds",
+        "--rounds",
+        "interleaving the built-in rows' rounds",
+    ),
+    (
+        "idle_connections",
+        "--idle-connections",
+        "the sockrpc-tcp-idle row",
+    ),
+    ("connections", "--connections", "one channel's pool"),
+    (
+        "calls_per_connection",
+        "--calls-per-connection",
+        "one channel's pool",
+    ),
+    ("tls_ca", "--tls-ca", "one --target's TLS connection"),
+    ("tls_cert", "--tls-cert", "one --target's TLS connection"),
+    (
+        "tls_server_name",
+        "--tls-server-name",
+        "one --target's TLS connection",
+    ),
+];
+
+/// How the user asked for a balanced run, if they did: `--balance`, or a --target that names
+/// several servers or a DNS name (as `balanced::wanted` decides from the parsed flags).
+fn balanced_mode(matches: &ArgMatches) -> Option<&'static str> {
+    if given(matches, "balance") {
+        return Some("--balance");
+    }
+    let target = matches.get_one::<String>("target")?;
+    if target.starts_with("dns:") {
+        Some("a dns:// --target")
+    } else if target.contains(',') {
+        Some("several --target servers")
+    } else {
+        None
+    }
+}
+
+/// Refuses an option a balanced run would ignore, naming both.
+fn refuse_ignored_balanced(matches: &ArgMatches) -> Result<(), String> {
+    let Some(mode) = balanced_mode(matches) else {
+        return Ok(());
+    };
+    let unused = UNUSED_BALANCED
+        .iter()
+        .map(|(id, flag, what)| (*id, *flag, *what))
+        .chain(
+            ROW_TARGETS
+                .iter()
+                .map(|(id, flag)| (*id, *flag, "the built-in rows")),
+        )
+        .find(|(id, _, _)| given(matches, id));
+    match unused {
+        Some((_, flag, what)) => Err(format!(
+            "{flag} has no effect with {mode}: it is for {what}, and the balanced row measures \
+             Echo once through a channel of its own; leave {flag} out"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Refuses an option given with a mode that would ignore it, naming both and what to do.
 /// `main` reports the message as clap reports a conflict (exit code 2).
 pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
+    refuse_ignored_balanced(matches)?;
     let call = given(matches, "call");
     let rate = given(matches, "rate");
     let mode = match (call, rate) {
