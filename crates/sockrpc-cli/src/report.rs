@@ -21,8 +21,12 @@ pub(crate) struct Row {
     pub(crate) transport: &'static str,
     /// Payload size of each call.
     pub(crate) payload_bytes: usize,
-    /// Calls in flight.
+    /// Calls in flight (an open loop's: its `max_in_flight`, which its tables are titled by).
     pub(crate) concurrency: usize,
+    /// An open loop's `--max-in-flight`, the most calls it may have in flight. Its calls in
+    /// flight are whatever the schedule and the answers make them (the JSON's
+    /// `open_loop.peak_in_flight`), so the JSON row has this and no `concurrency`.
+    pub(crate) max_in_flight: Option<u64>,
     /// Connections (sockets, for UDP) the calls ran on.
     pub(crate) connections: usize,
     /// Latencies of the successful calls, in nanoseconds.
@@ -235,7 +239,10 @@ struct JsonRow<'a> {
     name: &'a str,
     transport: &'a str,
     payload_bytes: usize,
-    concurrency: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_in_flight: Option<u64>,
     connections: usize,
     calls: u64,
     errors: u64,
@@ -328,7 +335,8 @@ pub(crate) fn write_json(
                 name: row.name,
                 transport: row.transport,
                 payload_bytes: row.payload_bytes,
-                concurrency: row.concurrency,
+                concurrency: row.max_in_flight.is_none().then_some(row.concurrency),
+                max_in_flight: row.max_in_flight,
                 connections: row.connections,
                 calls: row.calls(),
                 errors: row.errors,
@@ -381,6 +389,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             note: None,
             servers: None,
+            max_in_flight: None,
             failed: None,
         }
     }

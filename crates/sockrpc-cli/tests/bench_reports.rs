@@ -73,3 +73,51 @@ fn balanced_rows_are_compared_and_plotted() {
     assert!(stdout.contains("compared with"), "{stdout}");
     assert!(plotted.contains("<svg"), "no plot written:\n{stdout}");
 }
+
+/// The open-loop JSON row wrote `--max-in-flight` as its `concurrency`, a closed-loop figure
+/// the run never had. It now has `max_in_flight` and no `concurrency`; `--compare` finds its
+/// rows in such a report, and in one written before (the cap as `concurrency`).
+#[test]
+fn an_open_loop_report_names_its_cap_and_old_reports_still_compare() {
+    let json = temp_path("open-loop.json");
+    let path = json.to_str().expect("utf-8 path");
+    let open_loop = |extra: &[&str]| {
+        run_ok(
+            sockrpc()
+                .args(["bench", "--rate", "200", "--max-in-flight", "7"])
+                .args(["--duration", "0.2", "--warmup", "0"])
+                .args(extra),
+        )
+    };
+    open_loop(&["--json", path]);
+    let report = read_json(&json);
+    let row = &report["rows"][0];
+    assert_eq!(row["name"], "open-loop 200/s", "{report:#}");
+    assert_eq!(row["max_in_flight"], 7, "{row:#}");
+    assert!(row.get("concurrency").is_none(), "{row:#}");
+    assert!(
+        row["open_loop"]["peak_in_flight"].as_u64().is_some(),
+        "{row:#}"
+    );
+    // Saved with a p50 no new run matches: as written, and as a run before `max_in_flight`
+    // would have written it.
+    let mut saved = report.clone();
+    saved["rows"][0]["p50_us"] = Value::from(1234.5);
+    std::fs::write(&json, saved.to_string()).expect("rewrite the report");
+    let old_row = saved["rows"][0].as_object_mut().expect("a row");
+    old_row.remove("max_in_flight");
+    old_row.insert("concurrency".to_owned(), Value::from(7));
+    let old_json = temp_path("open-loop-old.json");
+    std::fs::write(&old_json, saved.to_string()).expect("write the old report");
+    let compared: Vec<String> = [&json, &old_json]
+        .iter()
+        .map(|saved| open_loop(&["--compare", saved.to_str().expect("utf-8 path")]))
+        .collect();
+    let _ = (std::fs::remove_file(&json), std::fs::remove_file(&old_json));
+    for stdout in compared {
+        assert!(
+            stdout.contains("1234.5→") && !stdout.contains("not in the saved run"),
+            "{stdout}"
+        );
+    }
+}

@@ -253,6 +253,7 @@ async fn row(
         elapsed: Duration::ZERO,
         note: None,
         servers: None,
+        max_in_flight: None,
         failed: None,
     };
     let callers = || {

@@ -143,6 +143,7 @@ fn empty_row(name: &'static str, transport: &'static str, bytes: usize, concurre
         elapsed: Duration::ZERO,
         note: None,
         servers: None,
+        max_in_flight: None,
         failed: None,
     }
 }
@@ -178,6 +179,7 @@ fn open_row(run: &OpenLoop, target: &Target, transport: &'static str, cap: u64) 
             .as_ref()
             .map_or_else(String::new, |first| format!("; first error: {first}")),
     ));
+    row.max_in_flight = Some(cap);
     row.hist = run.hist.clone();
     row.errors = run.errors;
     row.elapsed = run.elapsed;

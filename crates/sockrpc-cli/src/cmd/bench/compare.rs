@@ -1,5 +1,6 @@
 //! `--compare old.json`: each row's p50, p99 and throughput against the same row (same name,
-//! payload and concurrency) of a saved `--json` report, flagged when the change is beyond noise.
+//! payload and concurrency, or an open loop's `max_in_flight`) of a saved `--json` report,
+//! flagged when the change is beyond noise.
 //!
 //! How noise is judged: a percentile measured from n calls is uncertain by the spread of the
 //! order statistic. The 95 % confidence interval of the q-quantile runs from the value at rank
@@ -24,6 +25,35 @@ const THROUGHPUT_NOISE: f64 = 0.05;
 
 /// z for a two-sided 95 % interval.
 const Z95: f64 = 1.96;
+
+/// Whether the saved row `old` is `row` run again: same name and payload, and the same
+/// concurrency, or for an open loop the same `max_in_flight` (which reports before it had
+/// that field wrote as `concurrency`, and are still read so).
+fn same_row(old: &Value, row: &Row) -> bool {
+    let in_flight = match row.max_in_flight {
+        Some(cap) => {
+            old["max_in_flight"]
+                .as_u64()
+                .or_else(|| old["concurrency"].as_u64())
+                == Some(cap)
+        }
+        None => {
+            old["max_in_flight"].is_null()
+                && old["concurrency"].as_u64() == Some(row.concurrency as u64)
+        }
+    };
+    old["name"] == row.name
+        && old["payload_bytes"].as_u64() == Some(row.payload_bytes as u64)
+        && in_flight
+}
+
+/// What the `conc` column shows for `row`: an open loop has no fixed calls in flight.
+fn concurrency_cell(row: &Row) -> String {
+    match row.max_in_flight {
+        Some(_) => "-".to_owned(),
+        None => row.concurrency.to_string(),
+    }
+}
 
 /// The 95 % confidence interval of `row`'s `quantile`, in µs.
 fn interval_us(row: &Row, quantile: f64) -> Option<(f64, f64)> {
@@ -102,16 +132,14 @@ pub(super) fn compare(groups: &[Group], saved: &Saved) -> (String, usize) {
     );
     let mut flagged = 0;
     for row in groups.iter().flat_map(|group| group.rows.iter()) {
-        let matching = old_rows.iter().find(|old| {
-            old["name"] == row.name
-                && old["payload_bytes"].as_u64() == Some(row.payload_bytes as u64)
-                && old["concurrency"].as_u64() == Some(row.concurrency as u64)
-        });
+        let matching = old_rows.iter().find(|old| same_row(old, row));
         let Some(old) = matching else {
             let _ = writeln!(
                 out,
                 "{:<22} {:>7} {:>4}  not in the saved run",
-                row.name, row.payload_bytes, row.concurrency
+                row.name,
+                row.payload_bytes,
+                concurrency_cell(row)
             );
             continue;
         };
@@ -133,7 +161,9 @@ pub(super) fn compare(groups: &[Group], saved: &Saved) -> (String, usize) {
         let _ = writeln!(
             out,
             "{:<22} {:>7} {:>4}  {p50:<28} {p99:<28} {rps:<30}",
-            row.name, row.payload_bytes, row.concurrency
+            row.name,
+            row.payload_bytes,
+            concurrency_cell(row)
         );
     }
     let _ = writeln!(out, "{flagged} value(s) beyond noise");
@@ -161,6 +191,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             note: None,
             servers: None,
+            max_in_flight: None,
             failed: None,
         }
     }
@@ -190,5 +221,32 @@ mod tests {
         assert_eq!(flagged, 2, "{table}");
         assert!(table.contains('*'), "{table}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// An open-loop row wrote `--max-in-flight` as its `concurrency`; it now writes
+    /// `max_in_flight`, and a saved run of either kind still finds its rows.
+    #[test]
+    fn open_loop_rows_match_by_max_in_flight_in_new_and_old_reports() {
+        let mut open = row(std::iter::once(100));
+        open.name = "open-loop 100/s";
+        open.concurrency = 7;
+        open.max_in_flight = Some(7);
+        let saved = |in_flight: Value| {
+            let mut old = serde_json::json!({"name": "open-loop 100/s", "payload_bytes": 64});
+            if let (Some(old), Some(fields)) = (old.as_object_mut(), in_flight.as_object()) {
+                old.extend(fields.clone());
+            }
+            old
+        };
+        let new = saved(serde_json::json!({"max_in_flight": 7}));
+        let old = saved(serde_json::json!({"concurrency": 7}));
+        let other = saved(serde_json::json!({"max_in_flight": 8}));
+        assert!(same_row(&new, &open) && same_row(&old, &open));
+        assert!(!same_row(&other, &open));
+        // A closed-loop row of concurrency 7 is not an open loop capped at 7.
+        let mut closed = row(std::iter::once(100));
+        closed.name = "open-loop 100/s";
+        closed.concurrency = 7;
+        assert!(!same_row(&new, &closed) && same_row(&old, &closed));
     }
 }

@@ -113,6 +113,7 @@ pub(super) async fn run_row(
         elapsed: Duration::ZERO,
         note: None,
         servers: None,
+        max_in_flight: None,
         failed: None,
     };
     let missing = || "no address".to_owned();
