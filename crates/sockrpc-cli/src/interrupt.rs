@@ -1,12 +1,14 @@
-//! Ctrl-C (or SIGTERM) during a run whose embedded server has a Unix socket.
+//! Ctrl-C (or SIGTERM) during `sockrpc bench`.
 //!
 //! The default action of either signal ends the process at once: no destructor runs, so the
 //! embedded server's private socket directory (`$TMPDIR/sockrpc-bench-PID`, with `bench.sock`
-//! in it) stayed behind, one for every interrupted `sockrpc bench`. While such a directory
-//! exists, a thread of its own waits for either signal, removes the socket and the directory,
-//! and ends the process with the status a shell reports for the signal (130 for SIGINT, 143
-//! for SIGTERM), as the default action would have.
+//! in it) stayed behind, one for every interrupted `sockrpc bench`, and a run given `--json`
+//! wrote nothing of the rows it had finished. Once something asks ([`on_interrupt`]), a thread
+//! of its own waits for either signal, does what was asked in the order asked (remove the
+//! directory, write the partial report), and ends the process with the status a shell reports
+//! for the signal (130 for SIGINT, 143 for SIGTERM), as the default action would have.
 
+use std::sync::{Mutex, PoisonError};
 use std::{io, path::PathBuf};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -16,17 +18,42 @@ const INTERRUPTED_EXIT: i32 = 130;
 /// 128 + SIGTERM (15).
 const TERMINATED_EXIT: i32 = 143;
 
-/// Listens for SIGINT and SIGTERM from now on, and on the first of them, on a thread of its
-/// own, removes `socket` and `dir` (only if empty) and exits. An error (no runtime, no signal
-/// handler, no thread) leaves nothing installed that would swallow the signals.
-pub(crate) fn remove_on_interrupt(dir: PathBuf, socket: PathBuf) -> io::Result<()> {
+/// Something to do on a signal, before the process exits.
+pub(crate) type Action = Box<dyn FnOnce() + Send>;
+
+/// What to do on a signal, and whether the thread that waits for one runs.
+struct Asked {
+    actions: Vec<Action>,
+    listening: bool,
+}
+
+static ASKED: Mutex<Asked> = Mutex::new(Asked {
+    actions: Vec::new(),
+    listening: false,
+});
+
+/// Does `action` on the first SIGINT or SIGTERM from now on, then exits with the signal's
+/// status. The first call starts the waiting thread; an error (no runtime, no signal handler,
+/// no thread) leaves nothing installed that would swallow the signals.
+pub(crate) fn on_interrupt(action: Action) -> io::Result<()> {
+    let mut asked = ASKED.lock().unwrap_or_else(PoisonError::into_inner);
+    if !asked.listening {
+        listen()?;
+        asked.listening = true;
+    }
+    asked.actions.push(action);
+    Ok(())
+}
+
+/// Starts the thread that waits for SIGINT or SIGTERM, does what was asked and exits.
+fn listen() -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let thread = std::thread::Builder::new().name("sockrpc-interrupt".into());
-    // Registered before this returns, so no signal falls between the caller's directory and
-    // the thread's first poll; the thread is spawned last, so a failure to register leaves the
-    // default actions.
+    // Registered before this returns, so no signal falls between the caller's first action
+    // and the thread's first poll; the thread is spawned last, so a failure to register leaves
+    // the default actions.
     let (mut interrupt, mut terminate) = {
         let _entered = runtime.enter();
         (
@@ -41,10 +68,22 @@ pub(crate) fn remove_on_interrupt(dir: PathBuf, socket: PathBuf) -> io::Result<(
                 _ = terminate.recv() => TERMINATED_EXIT,
             }
         });
-        let _ = std::fs::remove_file(&socket);
-        let _ = std::fs::remove_dir(&dir);
+        // Taken out, so an action that takes a while holds no lock a caller could wait on.
+        let actions =
+            std::mem::take(&mut ASKED.lock().unwrap_or_else(PoisonError::into_inner).actions);
+        for action in actions {
+            action();
+        }
         crate::out::errln!("sockrpc: interrupted");
         std::process::exit(code);
     })?;
     Ok(())
+}
+
+/// Removes `socket` and `dir` (only if empty) on SIGINT or SIGTERM, before exiting.
+pub(crate) fn remove_on_interrupt(dir: PathBuf, socket: PathBuf) -> io::Result<()> {
+    on_interrupt(Box::new(move || {
+        let _ = std::fs::remove_file(&socket);
+        let _ = std::fs::remove_dir(&dir);
+    }))
 }

@@ -312,6 +312,9 @@ struct JsonReport<'a> {
     rows: Vec<JsonRow<'a>>,
     /// Rows not measured, and why.
     skipped: Vec<String>,
+    /// The run was interrupted: `rows` are the tables it finished, not all it was asked for.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    partial: bool,
 }
 
 /// Rounds to what the histogram resolves, so the JSON does not pretend to more digits.
@@ -325,6 +328,27 @@ pub(crate) fn write_json(
     machine: &Machine,
     setup: &Setup,
     groups: &[Group],
+) -> io::Result<()> {
+    write(path, machine, setup, groups, false)
+}
+
+/// [`write_json`] for a run interrupted before its end: the groups it finished, marked
+/// `"partial": true`.
+pub(crate) fn write_partial_json(
+    path: &Path,
+    machine: &Machine,
+    setup: &Setup,
+    groups: &[Group],
+) -> io::Result<()> {
+    write(path, machine, setup, groups, true)
+}
+
+fn write(
+    path: &Path,
+    machine: &Machine,
+    setup: &Setup,
+    groups: &[Group],
+    partial: bool,
 ) -> io::Result<()> {
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
@@ -365,6 +389,7 @@ pub(crate) fn write_json(
         sockrpc_version: env!("CARGO_PKG_VERSION"),
         rows,
         skipped,
+        partial,
     };
     let mut text = serde_json::to_string_pretty(&report).map_err(io::Error::other)?;
     text.push('\n');

@@ -1,5 +1,6 @@
 //! Ctrl-C (SIGINT) or SIGTERM in the middle of `sockrpc bench`: the run ends as the signal
-//! asks, and the embedded server's private Unix socket directory does not stay behind.
+//! asks, the embedded server's private Unix socket directory does not stay behind, and a
+//! `--json` report holds the tables finished so far.
 
 mod support;
 
@@ -42,4 +43,35 @@ fn a_signal_mid_run_removes_the_socket_directory() {
         assert!(!dir.exists(), "{signal}: {} left behind", dir.display());
         let _ = std::fs::remove_dir_all(&tmp);
     }
+}
+
+/// `--json F` and Ctrl-C after the first table: SIGINT's default action ended the process and
+/// F was never written, the finished table lost with the one being measured. F now holds the
+/// finished table's rows, marked `"partial": true`, and the run still exits 130.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_writes_the_tables_it_finished_marked_partial() {
+    let json = temp_path("interrupted.json");
+    let (bench, lines) = Running::watched(
+        sockrpc()
+            .args(["bench", "--transport", "tcp", "--payload", "64,4096"])
+            .args(["--duration", "2", "--warmup", "0", "--json"])
+            .arg(&json),
+    );
+    // The 64 B table is printed once its rows have run; the 4096 B rows take 4 s more.
+    wait_for_line(&lines, "payload 64 B");
+    bench.signal("-INT");
+    let output = bench.finish("bench after Ctrl-C");
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["partial"], true, "{report:#}");
+    let rows = report["rows"].as_array().expect("rows");
+    let names: Vec<&str> = rows.iter().filter_map(|row| row["name"].as_str()).collect();
+    assert_eq!(names, ["raw-tcp", "sockrpc-tcp"], "{report:#}");
+    for name in names {
+        clean_row(&report, name, 64);
+    }
+    assert!(stderr.contains("partial"), "{stderr}");
 }

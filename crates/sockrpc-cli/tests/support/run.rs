@@ -6,6 +6,7 @@
 use std::{
     io::Read,
     process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
@@ -62,6 +63,21 @@ pub fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
     }
 }
 
+/// Waits (at most `TIMEOUT`) for a line of `lines` that starts with `start`, failing the test
+/// (with the lines seen) if the channel ends or the time runs out first.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, start: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.starts_with(start) => return line,
+            Ok(line) => seen.push(line),
+            Err(err) => panic!("no line {start:?} ({err}) in:\n{}", seen.join("\n")),
+        }
+    }
+}
+
 /// Sends `signal` (`-INT`, `-TERM`, …) to process `pid` with `kill`; whether it was sent (no
 /// `kill` binary, or no such process: not).
 pub fn send_signal(pid: u32, signal: &str) -> bool {
@@ -81,16 +97,25 @@ pub struct Running {
 impl Running {
     /// Starts `command`, both its outputs drained.
     pub fn start(command: &mut Command) -> Running {
-        Running::spawn(command, true)
+        let (mut running, stdout) = Running::spawn(command);
+        running.stdout = Some(drain(stdout));
+        running
     }
 
     /// Starts `command` with its stdout closed by its reader at once (as `| head -1` leaves
     /// it), its stderr drained.
     pub fn without_reader(command: &mut Command) -> Running {
-        Running::spawn(command, false)
+        Running::spawn(command).0
     }
 
-    fn spawn(command: &mut Command, read_stdout: bool) -> Running {
+    /// Starts `command` with its stdout lines sent on the returned channel as they come
+    /// ([`Running::finish`] then returns no stdout), its stderr drained.
+    pub fn watched(command: &mut Command) -> (Running, mpsc::Receiver<String>) {
+        let (running, stdout) = Running::spawn(command);
+        (running, super::serve::lines_of(stdout))
+    }
+
+    fn spawn(command: &mut Command) -> (Running, std::process::ChildStdout) {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -98,13 +123,13 @@ impl Running {
             .spawn()
             .expect("spawn sockrpc");
         let stdout = child.stdout.take().expect("stdout");
-        let stdout = read_stdout.then(|| drain(stdout));
         let stderr = Some(drain(child.stderr.take().expect("stderr")));
-        Running {
+        let running = Running {
             child,
-            stdout,
+            stdout: None,
             stderr,
-        }
+        };
+        (running, stdout)
     }
 
     /// The child's process id.

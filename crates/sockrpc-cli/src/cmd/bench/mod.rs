@@ -24,6 +24,7 @@
 //!   [`open_loop`] and the sweep's [`rate_plot`]).
 //! - [`compare`]: `--compare old.json`, deltas against a saved run, flagged beyond noise.
 //! - [`options`]: options refused before anything runs (ignored in this mode, or unusable).
+//! - [`partial`]: the tables finished so far, written with `--json` if the run is interrupted.
 //! - [`help`]: the default run's rows in `--help`, from the list the run uses.
 
 mod balanced;
@@ -34,6 +35,7 @@ mod help;
 mod idle;
 mod open_loop;
 mod options;
+mod partial;
 mod plan;
 mod rate_plot;
 mod rows;
@@ -261,7 +263,8 @@ pub(crate) struct BenchArgs {
     /// prints). Without it, the sockrpc-udp and sockrpc-auto rows are skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     udp_target: Option<String>,
-    /// Write every row as JSON to this file.
+    /// Write every row as JSON to this file. A run of the built-in rows that is interrupted
+    /// (Ctrl-C, SIGTERM) writes the tables it finished, marked `"partial": true`.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Draw latency by percentile, one line per row, as an SVG at this path.
@@ -507,8 +510,20 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     }
     crate::out::outln!();
 
+    let setup = || {
+        Setup::new(
+            match &args.target {
+                Some(_) => targets.main(),
+                None => "embedded".to_owned(),
+            },
+            args.target.is_none().then_some(args.server_workers),
+            plan.budget,
+            plan.warmup,
+            plan.rounds,
+        )
+    };
+    let finished = partial::Finished::new(args.json.as_ref(), setup())?;
     let progress = progress_bar();
-    let mut groups = Vec::new();
     for &payload in &args.payload {
         for &concurrency in &args.concurrency {
             let group = client.block_on(run_group(
@@ -520,10 +535,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
                 &progress,
             ));
             let table = report::table(&group, &plan.describe());
+            // Kept before it is printed: a table on the screen is in an interrupt's report.
+            finished.push(group);
             progress.suspend(|| crate::out::outln!("{table}"));
-            groups.push(group);
         }
     }
+    let groups = finished.take();
     progress.finish_and_clear();
     // Close the client side first, so the server's drain finds no connection left.
     drop(client);
@@ -532,17 +549,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     }
     drop(compressed);
     if let Some(path) = &args.json {
-        let setup = Setup::new(
-            match &args.target {
-                Some(_) => targets.main(),
-                None => "embedded".to_owned(),
-            },
-            args.target.is_none().then_some(args.server_workers),
-            plan.budget,
-            plan.warmup,
-            plan.rounds,
-        );
-        report::write_json(path, &machine, &setup, &groups)
+        report::write_json(path, &machine, &setup(), &groups)
             .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
         crate::out::outln!("wrote {}", path.display());
     }
