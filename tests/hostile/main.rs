@@ -12,6 +12,7 @@ mod answer_window_wakes;
 mod compressed_retried;
 mod compressed_running;
 mod control_limit;
+mod dropped_reader;
 mod edges;
 mod ended_sender_turns;
 mod fold;

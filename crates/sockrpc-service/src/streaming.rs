@@ -21,8 +21,10 @@ pub type BoxStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> +
 /// stream with its status; a message this side refuses (over its limit, not decodable) ends it
 /// with that error, held or not. A client's call is then cancelled at once; a server's goes on
 /// until its handler answers (with that error, through `?`, the client gets
-/// `RESOURCE_EXHAUSTED` or `INTERNAL`), the client's later messages held back by flow
-/// control. Trailers are available once it ended cleanly ([`trailers`](Streaming::trailers)
+/// `RESOURCE_EXHAUSTED` or `INTERNAL`), the client's later messages dropped as they arrive.
+/// A server's `Streaming` dropped before its end does the same for a handler that answers on
+/// without reading: what was queued is freed and, with what comes later, credited to the client
+/// as if read, so it holds no flow-control window from the connection's other calls. Trailers are available once it ended cleanly ([`trailers`](Streaming::trailers)
 /// reads on to that end).
 pub struct Streaming<T> {
     body: Body,
@@ -96,7 +98,8 @@ impl<T> Streaming<T> {
     /// cancelled now, as gRPC's clients cancel a stream whose message they refused, rather than
     /// when the caller drops the stream: until then the peer's handler would run on and keep
     /// its place under the server's limit of calls in flight. (A server's request body dropped
-    /// tells the client nothing: the handler's answer ends the call.)
+    /// tells the client nothing: its later messages are dropped and credited as they arrive,
+    /// and the handler's answer ends the call.)
     fn end(&mut self) {
         self.done = true;
         self.body = Body::empty();

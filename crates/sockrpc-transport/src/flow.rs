@@ -160,6 +160,24 @@ impl Inbound {
         }
     }
 
+    /// Its consumer is gone (a server's handler dropped its request stream): drops what is
+    /// queued unread, counting it as consumed so that it is credited as if read, and returns
+    /// what it held, `(messages, bytes)`. Later messages go to [`discard`](Inbound::discard).
+    pub fn drop_unread(&mut self) -> (usize, usize) {
+        let held = (self.queue.len(), self.queued_bytes);
+        self.unreported += held.1 + held.0 * self.charge;
+        self.queue.clear();
+        self.queued_bytes = 0;
+        held
+    }
+
+    /// A message of `len` bytes that arrived for a consumer that is gone: not kept, counted
+    /// as consumed (credited as if read), so the sender is never held back by what no one
+    /// will read.
+    pub fn discard(&mut self, len: usize) {
+        self.unreported += len + self.charge;
+    }
+
     /// Credit to grant now: half a window consumed since the last grant, and the sender still
     /// sending. Batching grants keeps WINDOW frames rare.
     pub fn take_credit(&mut self) -> Option<u32> {

@@ -391,6 +391,7 @@ impl<D: Dispatch> Connection<D> {
         let body = RequestBody::Stream(CallReceiver {
             shared: Arc::clone(&self.shared),
             call_id,
+            ended: false,
         });
         self.dispatch_call(cx, call_id, opened, body);
     }

@@ -26,6 +26,9 @@ use tokio::task::AbortHandle;
 pub(super) struct ServerStream {
     pub(super) inbound: Inbound,
     pub(super) outbound: Outbound,
+    /// The handler dropped its request stream ([`CallReceiver`]) while the call goes on: the
+    /// request messages that arrive are dropped, and credited, as they come.
+    pub(super) reader_gone: bool,
 }
 
 impl ServerStream {
@@ -133,6 +136,19 @@ impl ConnState {
             self.grant(frame::message_charge(len));
             return Ok(false);
         };
+        if stream.reader_gone {
+            // No one will read it: dropped, and both windows credited as if it were read.
+            stream.inbound.discard(len);
+            if end_stream {
+                stream.inbound.finish(Ok(MetadataMap::new()));
+            }
+            let credit = stream.inbound.take_credit();
+            if let Some(credit) = credit {
+                frame::encode_window(self.outbox.buf_mut(), call_id, credit);
+            }
+            self.grant(frame::message_charge(len));
+            return Ok(true);
+        }
         // Queued messages wait for the handler: small ones are copied out of the read buffer
         // so that what a stream holds is what it counts.
         let body = if len < 4096 {
@@ -397,9 +413,17 @@ fn encode_end_with(
 
 /// A streaming request's messages, as the handler reads them; credit goes back to the client as
 /// they are consumed.
+///
+/// Dropped before the client's half-close (a handler that stops reading but answers on), it
+/// lets the call go on without its requests: what is queued is freed, and what comes later is
+/// dropped as it arrives, both credited to the client (its stream and the connection window)
+/// as if read, so that neither waits on a reader that is gone (`docs/FLOW-CONTROL.md`).
 pub struct CallReceiver {
     pub(super) shared: Arc<Shared>,
     pub(super) call_id: u32,
+    /// Read to its end (the half-close, or a failure): nothing more will come to it, so its
+    /// drop has nothing to give back and takes no lock.
+    pub(super) ended: bool,
 }
 
 impl std::fmt::Debug for CallReceiver {
@@ -441,16 +465,48 @@ impl CallReceiver {
             return Poll::Ready(Some(Err(Status::cancelled("the call has ended"))));
         };
         let polled = stream.inbound.poll_next_flagged(cx);
-        if let Poll::Ready(Some(Ok((message, _)))) = &polled {
-            let credit = stream.inbound.take_credit();
-            state.release_inbound(held(1, message.len()));
-            if let Some(credit) = credit {
-                frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
-                let alone = state.running.len() <= 1;
-                state.outbox.flush_or_defer(cx, alone);
+        match &polled {
+            Poll::Ready(Some(Ok((message, _)))) => {
+                let credit = stream.inbound.take_credit();
+                state.release_inbound(held(1, message.len()));
+                if let Some(credit) = credit {
+                    frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
+                    let alone = state.running.len() <= 1;
+                    state.outbox.flush_or_defer(cx, alone);
+                }
             }
+            Poll::Ready(_) => self.ended = true,
+            Poll::Pending => {}
         }
         polled
+    }
+}
+
+impl Drop for CallReceiver {
+    /// A request stream dropped before its end: the call goes on (its answers still go out),
+    /// but its requests are no longer read. What they hold is freed and credited now, and
+    /// later ones as they arrive (`ConnState::queue_message`): kept, they held their place
+    /// under the connection window until the handler ended, and a few such handlers left no
+    /// credit for any other stream on the connection.
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        let Some(stream) = state.streams.get_mut(&self.call_id) else {
+            return;
+        };
+        stream.reader_gone = true;
+        let (count, bytes) = stream.inbound.drop_unread();
+        let credit = stream.inbound.take_credit();
+        if let Some(credit) = credit {
+            frame::encode_window(state.outbox.buf_mut(), self.call_id, credit);
+            state.outbox.wake_driver();
+        }
+        if count > 0 {
+            state.release_inbound(held(count, bytes));
+        }
     }
 }
 

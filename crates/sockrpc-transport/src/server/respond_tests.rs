@@ -250,3 +250,78 @@ fn a_stream_cancelled_before_its_answer_starts_takes_no_turn() {
     );
     assert!(pumping.as_mut().poll(&mut live_cx).is_ready(), "it went");
 }
+
+#[test]
+fn a_dropped_receiver_frees_its_queue_and_credits_what_comes_later() {
+    use sockrpc_protocol::frame::{message_charge, Frame, STREAM_WINDOW};
+    let outbox = Outbox::new(Box::pin(tokio::io::sink()));
+    let shared = Arc::new(Shared::new(outbox, Limits::default()));
+    let body = Bytes::from(vec![1u8; 1000]);
+    let charge = message_charge(body.len());
+    let queued = STREAM_WINDOW / body.len();
+    {
+        let mut state = shared.lock();
+        let mut stream = ServerStream::default();
+        stream.inbound.credit_charges();
+        state.streams.insert(3, stream);
+        for _ in 0..queued {
+            let pushed = state.queue_message(3, body.clone(), false, false, 1 << 20);
+            assert_eq!(pushed, Ok(true));
+        }
+        assert_eq!(state.inbound_bytes, queued * charge);
+    }
+    let receiver = CallReceiver {
+        shared: Arc::clone(&shared),
+        call_id: 3,
+        ended: false,
+    };
+    drop(receiver);
+    let mut state = shared.lock();
+    assert_eq!(state.inbound_bytes, 0, "the queue is released");
+    assert_eq!(state.streams[&3].inbound.queued(), (0, 0), "and freed");
+    assert_eq!(
+        state.unreported,
+        queued * charge,
+        "its connection credit noted"
+    );
+    let stream_credit: usize = frames_written(&mut state)
+        .into_iter()
+        .map(|frame| match frame {
+            Frame::Window { call_id: 3, credit } => credit as usize,
+            other => panic!("only stream credit expected, got {other:?}"),
+        })
+        .sum();
+    assert_eq!(
+        stream_credit,
+        queued * charge,
+        "its stream credited as read"
+    );
+    // Later messages, far past the stream's window, are dropped and credited as they come.
+    let later = 10 * STREAM_WINDOW / body.len();
+    for i in 0..later {
+        let pushed = state.queue_message(3, body.clone(), false, false, 1 << 20);
+        assert_eq!(pushed, Ok(true), "message {i}");
+        assert_eq!(state.streams[&3].inbound.queued(), (0, 0), "message {i}");
+        assert_eq!(state.inbound_bytes, 0, "message {i}");
+    }
+    let (mut stream_credit, mut connection_credit) = (0, 0);
+    for frame in frames_written(&mut state) {
+        match frame {
+            Frame::Window { call_id: 3, credit } => stream_credit += credit as usize,
+            Frame::Window { call_id: 0, credit } => connection_credit += credit as usize,
+            other => panic!("only credit expected, got {other:?}"),
+        }
+    }
+    let unreported_stream = later * charge - stream_credit;
+    assert!(
+        unreported_stream < STREAM_WINDOW / 2,
+        "the stream credited all but {unreported_stream}"
+    );
+    assert_eq!(
+        connection_credit + state.unreported,
+        (queued + later) * charge,
+        "the connection credited every message"
+    );
+    // The call itself goes on: its answers still go out on this stream.
+    assert!(state.streams.contains_key(&3));
+}
