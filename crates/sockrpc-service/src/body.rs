@@ -368,17 +368,34 @@ impl Body {
     /// Like [`single`](Body::single), leaving the body in place so its trailers can be read
     /// afterwards.
     pub async fn take_single(&mut self) -> Result<Bytes, Status> {
+        self.take_single_with(Ok).await
+    }
+
+    /// Like [`take_single`](Body::take_single), handing the message to `decode` before the
+    /// stream's end is read: a streamed answer the reader refuses is then refused while the
+    /// layers watching it wait for its end ([`refuse`](Body::refuse)), as a stream's
+    /// messages are, rather than after they saw it end cleanly.
+    pub async fn take_single_with<T>(
+        &mut self,
+        decode: impl FnOnce(Bytes) -> Result<T, Status>,
+    ) -> Result<T, Status> {
         let decodes = self.codec.as_ref().is_some_and(|c| c.decoding.is_some());
         if let (Kind::Once(_), false) = (&self.kind, decodes) {
             if let Kind::Once(message) = std::mem::replace(&mut self.kind, Kind::Empty) {
-                return Ok(message);
+                return decode(message);
             }
         }
         let first = std::future::poll_fn(|cx| self.poll_message(cx)).await;
         let Some(first) = first else {
             return Err(Status::unimplemented("expected one message, got none"));
         };
-        let first = first?;
+        let first = match decode(first?) {
+            Ok(first) => first,
+            Err(status) => {
+                self.refuse(&status);
+                return Err(status);
+            }
+        };
         match std::future::poll_fn(|cx| self.poll_message(cx)).await {
             None => Ok(first),
             Some(Err(status)) => Err(status),

@@ -18,7 +18,7 @@ use crate::compression::{
 };
 use crate::ready::to_status;
 use crate::streaming::{EncodeStream, Streaming};
-use crate::{Body, Call, ClientService, RpcMethod};
+use crate::{AnswerHooks, Body, Call, ClientService, RpcMethod};
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Code, MethodPath, Request, Response, Status};
@@ -197,8 +197,15 @@ impl<T: ClientService> Client<T> {
         codec: &C,
     ) -> Result<Response<Resp>, Status> {
         let mut response = response;
+        // What the layers that watched the call left to learn how it ends for the caller
+        // (`answer_hooks.rs`): without layers the map is empty, and this is one check.
+        let hooks = response.extensions_mut().remove::<AnswerHooks>();
         let body = response.get_mut();
-        let message = codec.decode(body.take_single().await?)?;
+        let decoded = body.take_single_with(|message| codec.decode(message)).await;
+        if let Some(hooks) = hooks {
+            hooks.answered(decoded.as_ref().map_or_else(Status::code, |_| Code::Ok));
+        }
+        let message = decoded?;
         // A streamed answer's trailers arrive at its end, inside the body.
         let late = body.trailers().cloned();
         let compressed = body.last_message_compressed();
