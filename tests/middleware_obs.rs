@@ -32,6 +32,9 @@ mod services;
 #[path = "middleware_obs/refused.rs"]
 mod refused;
 
+#[path = "middleware_obs/refused_single.rs"]
+mod refused_single;
+
 use services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Relay};
 
 /// Longest wait for spans or metrics that finish just after the answer left.

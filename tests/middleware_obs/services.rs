@@ -91,14 +91,15 @@ impl Echo for Relay {
     }
 }
 
-/// Streams chunks: `Produce` answers `count` of them, `PingPong` echoes each as it comes.
+/// Streams chunks: `Produce` answers `count` of them, `PingPong` echoes each as it comes;
+/// `Unary` echoes its chunk, `Collect` sums what it read.
 pub(crate) struct Chunks;
 
 pub(crate) type ChunkStream = BoxStream<'static, Result<Chunk, Status>>;
 
 impl Streamer for Chunks {
-    async fn unary(&self, _: Request<Chunk>) -> Result<Response<Chunk>, Status> {
-        Err(Status::unimplemented("not in this test"))
+    async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
+        Ok(Response::new(request.into_inner()))
     }
 
     type ProduceStream = ChunkStream;
@@ -117,8 +118,18 @@ impl Streamer for Chunks {
         Ok(Response::new(futures_util::stream::iter(chunks).boxed()))
     }
 
-    async fn collect(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Summary>, Status> {
-        Err(Status::unimplemented("not in this test"))
+    async fn collect(
+        &self,
+        request: Request<Streaming<Chunk>>,
+    ) -> Result<Response<Summary>, Status> {
+        let mut chunks = request.into_inner();
+        let mut summary = Summary::default();
+        while let Some(chunk) = chunks.message().await? {
+            summary.count += 1;
+            summary.bytes += chunk.payload.len() as u64;
+            summary.seq_sum += chunk.seq;
+        }
+        Ok(Response::new(summary))
     }
 
     type PingPongStream = ChunkStream;

@@ -27,7 +27,10 @@
 //! message, so the span covers the whole call; each streamed message is a DEBUG event
 //! `rpc.message` with `rpc.message.type` (`SENT`/`RECEIVED`), `rpc.message.id` and
 //! `rpc.message.uncompressed_size` (or `rpc.message.compressed_size` for a message received
-//! compressed, which the layer sees before the body decodes it).
+//! compressed, which the layer sees before the body decodes it). On a client, a one-message
+//! answer's span records its code once the caller decoded the message, or refused it
+//! (`RESOURCE_EXHAUSTED` over its limit, `INTERNAL` undecodable): the layer hands
+//! [`Client`](sockrpc_service::Client) a hook ([`AnswerHooks`](sockrpc_service::AnswerHooks)).
 //!
 //! Cost: with the span disabled (no subscriber, or a level filter above INFO) a call pays a
 //! callsite check and nothing else — no allocation, no clock read, no body wrapping.

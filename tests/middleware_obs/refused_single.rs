@@ -1,0 +1,346 @@
+//! A one-message answer the client refuses — a unary or client-streaming call's, over its
+//! `max_decoding_message_size` or not decodable — fails the call for the caller with
+//! `RESOURCE_EXHAUSTED` or `INTERNAL`. `Client` decodes it after the layers' futures completed,
+//! so the client's span and `rpc_client_call_finished_total` must learn that code from it
+//! (`AnswerHooks`, or for a streamed body `Incoming::refused`), not record `OK`. The server
+//! answered: its span and metrics say `OK`.
+
+use super::services::{client_stack, spawn_router, spawn_server, Chunks, Leaf};
+use super::{attribute, finished_trace, int, telemetry, trace_id_of};
+use bytes::Bytes;
+use opentelemetry::trace::SpanKind;
+use sockrpc::{Body, Call, Channel, Code, Request, Response, Status};
+use sockrpc_middleware::metrics::MetricsLayer;
+use sockrpc_middleware::retry::{RetryLayer, RetryPolicy};
+use sockrpc_middleware::trace::TraceLayer;
+use sockrpc_middleware::trace_context::OtelPropagation;
+use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::EchoRequest;
+use sockrpc_tests::stream::streamer_client::StreamerClient;
+use sockrpc_tests::stream::streamer_server::StreamerServer;
+use sockrpc_tests::stream::Chunk;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{Service, ServiceBuilder};
+
+/// How a `Chunk` (field 2: bytes) is misread: field 2 a varint.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MisreadChunk {
+    #[prost(int64, tag = "2")]
+    payload: i64,
+}
+
+/// How a `Summary` (field 2: a varint) is misread: field 2 bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MisreadSummary {
+    #[prost(bytes = "bytes", tag = "2")]
+    bytes: Bytes,
+}
+
+fn chunk(size: usize) -> Chunk {
+    Chunk {
+        seq: 7,
+        payload: Bytes::from(vec![0x5A; size]),
+    }
+}
+
+fn chunks() -> futures_util::stream::Iter<std::vec::IntoIter<Chunk>> {
+    futures_util::stream::iter(vec![chunk(100), chunk(200), chunk(300)])
+}
+
+/// A span's `rpc.sockrpc.status_code` and `error.type`.
+type Spanned = (i64, Option<String>);
+
+/// Runs `call` under a root span of its own; the code it failed with, and the client and server
+/// spans of its trace.
+async fn traced<T>(
+    name: &'static str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> (Code, Spanned, Spanned) {
+    let root = tracing::info_span!("test.refused_single", case = name);
+    let result = tracing::Instrument::instrument(call, root.clone()).await;
+    let code = match result {
+        Ok(_) => panic!("{name}: the client took the answer"),
+        Err(status) => status.code(),
+    };
+    let trace = trace_id_of(&root);
+    drop(root);
+    let spans = finished_trace(&telemetry().spans, &trace, 3).await;
+    let of = |kind: SpanKind| {
+        let span = spans
+            .iter()
+            .find(|s| s.span_kind == kind)
+            .unwrap_or_else(|| panic!("{name}: a {kind:?} span: {spans:#?}"));
+        (
+            int(span, "rpc.sockrpc.status_code"),
+            attribute(span, "error.type").map(|v| v.as_str().into_owned()),
+        )
+    };
+    (code, of(SpanKind::Client), of(SpanKind::Server))
+}
+
+/// `side`'s count of finished `Streamer/method` calls with status `code`, waited for until it
+/// is `want` (a server records its call as its answer leaves, perhaps after the client read it).
+async fn finished(side: &str, method: &str, code: &str, want: f64) -> f64 {
+    let metric = format!("rpc_{side}_call_finished_total");
+    let labels = [
+        ("rpc_service", "sockrpc.test.stream.Streamer"),
+        ("rpc_method", method),
+        ("rpc_sockrpc_status_code", code),
+    ];
+    let mut seen = 0.0;
+    for _ in 0..500 {
+        let rendered = telemetry().prometheus.render();
+        seen = super::sample(&rendered, &metric, &labels).unwrap_or(0.0);
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
+}
+
+/// What a refused call must show: the caller's code on the client span, `OK` on the server's.
+/// A mismatch is noted in `wrong`, so that one run shows every case that fails.
+fn check(
+    wrong: &mut Vec<String>,
+    name: &str,
+    (code, client, server): (Code, Spanned, Spanned),
+    want: Code,
+) {
+    let expected = (want as i64, Some(want.as_str().to_owned()));
+    if code != want || client != expected || server != (Code::Ok as i64, None) {
+        wrong.push(format!(
+            "{name}: caller {code:?}, client span {client:?}, server span {server:?}; \
+             want {want:?}, {expected:?}, (0, None)"
+        ));
+    }
+}
+
+/// Notes in `wrong` a count that is not `want`.
+fn check_count(wrong: &mut Vec<String>, what: &str, seen: f64, want: f64) {
+    if seen != want {
+        wrong.push(format!("{what}: {seen}, want {want}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_unary_answer_is_recorded_with_its_code() {
+    let _telemetry = telemetry();
+    let addr = spawn_router(sockrpc::Router::new().add_service(StreamerServer::new(Chunks))).await;
+    let channel = Channel::connect(addr).await.expect("connect");
+
+    // The echoed chunk is over the client's 1 KiB limit.
+    let mut client = StreamerClient::new(client_stack(&channel)).max_decoding_message_size(1024);
+    let mut wrong = Vec::new();
+    let over = traced("unary over the limit", client.unary(chunk(4096))).await;
+    check(
+        &mut wrong,
+        "unary over the limit",
+        over,
+        Code::ResourceExhausted,
+    );
+
+    // Not decodable as what the caller asked for.
+    let mut raw = sockrpc::Client::new(client_stack(&channel));
+    let undecodable = traced(
+        "unary undecodable",
+        raw.unary::<Chunk, MisreadChunk, _>(
+            Request::new(chunk(16)),
+            "/sockrpc.test.stream.Streamer/Unary",
+            sockrpc::ProstCodec,
+        ),
+    )
+    .await;
+    check(&mut wrong, "unary undecodable", undecodable, Code::Internal);
+
+    // Taken whole, it is `OK` as before.
+    let mut plain = StreamerClient::new(client_stack(&channel));
+    plain.unary(chunk(16)).await.expect("echoed");
+
+    for (side, code, want) in [
+        ("client", "RESOURCE_EXHAUSTED", 1.0),
+        ("client", "INTERNAL", 1.0),
+        ("client", "OK", 1.0),
+        ("server", "OK", 3.0),
+    ] {
+        let seen = finished(side, "Unary", code, want).await;
+        check_count(&mut wrong, &format!("{side} Unary {code}"), seen, want);
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_streaming_answer_is_recorded_with_its_code() {
+    let _telemetry = telemetry();
+    let addr = spawn_router(sockrpc::Router::new().add_service(StreamerServer::new(Chunks))).await;
+    let channel = Channel::connect(addr).await.expect("connect");
+
+    // The summary (three varints, 7 bytes) is over a 4-byte limit.
+    let mut client = StreamerClient::new(client_stack(&channel)).max_decoding_message_size(4);
+    let mut wrong = Vec::new();
+    let over = traced("collect over the limit", client.collect(chunks())).await;
+    check(
+        &mut wrong,
+        "collect over the limit",
+        over,
+        Code::ResourceExhausted,
+    );
+
+    // Not decodable as what the caller asked for.
+    let mut raw = sockrpc::Client::new(client_stack(&channel));
+    let undecodable = traced(
+        "collect undecodable",
+        raw.client_streaming::<_, Chunk, MisreadSummary, _>(
+            Request::new(chunks()),
+            "/sockrpc.test.stream.Streamer/Collect",
+            sockrpc::ProstCodec,
+        ),
+    )
+    .await;
+    check(
+        &mut wrong,
+        "collect undecodable",
+        undecodable,
+        Code::Internal,
+    );
+
+    for (side, code, want) in [
+        ("client", "RESOURCE_EXHAUSTED", 1.0),
+        ("client", "INTERNAL", 1.0),
+        ("client", "OK", 0.0),
+        ("server", "OK", 2.0),
+    ] {
+        let seen = finished(side, "Collect", code, want).await;
+        check_count(&mut wrong, &format!("{side} Collect {code}"), seen, want);
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A channel whose first call fails `UNAVAILABLE` unsent, so a retry layer above sends it again.
+#[derive(Clone)]
+struct FailFirst {
+    channel: Channel,
+    failed: Arc<AtomicBool>,
+}
+
+impl Service<Call> for FailFirst {
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = sockrpc::service::BoxFuture<Result<Response<Body>, Status>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.channel.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        if self.failed.swap(true, Ordering::SeqCst) {
+            Box::pin(self.channel.call(call))
+        } else {
+            Box::pin(async { Err(Status::unavailable("the first attempt fails")) })
+        }
+    }
+}
+
+/// The client spans' (code, `error.type`) of the trace `root` began, in no order, once
+/// `count` spans in all finished; and the server span's.
+async fn spans_of(root: tracing::Span, count: usize) -> (Vec<Spanned>, Vec<Spanned>) {
+    let trace = trace_id_of(&root);
+    drop(root);
+    let spans = finished_trace(&telemetry().spans, &trace, count).await;
+    let of = |kind: SpanKind| -> Vec<Spanned> {
+        let mut found: Vec<Spanned> = spans
+            .iter()
+            .filter(|s| s.span_kind == kind)
+            .map(|span| {
+                (
+                    int(span, "rpc.sockrpc.status_code"),
+                    attribute(span, "error.type").map(|v| v.as_str().into_owned()),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    (of(SpanKind::Client), of(SpanKind::Server))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_call_whose_last_answer_is_refused_is_recorded_with_its_code() {
+    let _telemetry = telemetry();
+    let addr = spawn_server(Leaf::default()).await;
+    let channel = Channel::connect(addr).await.expect("connect");
+    let retry = || {
+        RetryLayer::new().method(
+            "/sockrpc.test.Echo/Echo",
+            RetryPolicy::new(2).backoff(Duration::from_millis(1), Duration::from_millis(1), 1.0),
+        )
+    };
+    let fail_first = || FailFirst {
+        channel: channel.clone(),
+        failed: Arc::new(AtomicBool::new(false)),
+    };
+    let observed = || {
+        ServiceBuilder::new()
+            .layer(TraceLayer::for_channel(&channel).propagate(OtelPropagation::w3c()))
+            .layer(MetricsLayer::client())
+    };
+    let big = || EchoRequest {
+        payload: Bytes::from(vec![0x3C; 4096]),
+        id: 1,
+    };
+    let unavailable = (Code::Unavailable as i64, Some("UNAVAILABLE".to_owned()));
+    let exhausted = (
+        Code::ResourceExhausted as i64,
+        Some("RESOURCE_EXHAUSTED".to_owned()),
+    );
+    let served = vec![(Code::Ok as i64, None)];
+
+    // Retry above the span and metrics: one span per attempt, the last one's answer refused.
+    let below = ServiceBuilder::new()
+        .layer(retry())
+        .layer(observed())
+        .service(fail_first());
+    let mut client = EchoClient::new(below).max_decoding_message_size(1024);
+    let root = tracing::info_span!("test.refused_single.retried_below");
+    let err = tracing::Instrument::instrument(client.echo(big()), root.clone())
+        .await
+        .expect_err("over the limit");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let (clients, servers) = spans_of(root, 4).await;
+    assert_eq!(clients, vec![exhausted.clone(), unavailable], "retry above");
+    assert_eq!(servers, served, "retry above");
+
+    // The span and metrics above retry: one span for the call.
+    let above = ServiceBuilder::new()
+        .layer(observed())
+        .layer(retry())
+        .service(fail_first());
+    let mut client = EchoClient::new(above).max_decoding_message_size(1024);
+    let root = tracing::info_span!("test.refused_single.retried_above");
+    let err = tracing::Instrument::instrument(client.echo(big()), root.clone())
+        .await
+        .expect_err("over the limit");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let (clients, servers) = spans_of(root, 3).await;
+    assert_eq!(clients, vec![exhausted], "retry below");
+    assert_eq!(servers, served, "retry below");
+
+    let echo = |code| {
+        let labels = [
+            ("rpc_service", "sockrpc.test.Echo"),
+            ("rpc_method", "Echo"),
+            ("rpc_sockrpc_status_code", code),
+        ];
+        super::sample(
+            &telemetry().prometheus.render(),
+            "rpc_client_call_finished_total",
+            &labels,
+        )
+    };
+    assert_eq!(echo("RESOURCE_EXHAUSTED"), Some(2.0));
+    assert_eq!(echo("UNAVAILABLE"), Some(1.0));
+}
