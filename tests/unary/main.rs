@@ -523,6 +523,7 @@ mod bincode_codec;
 mod deadline_attempts;
 mod deadline_below;
 mod deadline_encode;
+mod deadline_entry_bounded;
 mod deadline_lift;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

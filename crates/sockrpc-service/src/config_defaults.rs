@@ -7,6 +7,9 @@
 //! channel's default call options win over the method config, and a deadline is the smallest
 //! of all that apply.
 
+use sockrpc_protocol::Request;
+use std::time::Duration;
+
 /// A service config's defaults for one call (set by
 /// `sockrpc_middleware::service_config::MethodDefaults`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,6 +32,31 @@ impl ConfigDefaults {
             endpoint_timeout_applies,
             wait_for_ready,
         }
+    }
+
+    /// For a layer that times a whole call (retries, hedging, a balanced channel): moves a
+    /// `grpc-timeout` entry into the request's timeout, unless a deadline is fixed
+    /// ([`Request::resolve_timeout`]), and returns the timeout. When the entry gave it (the
+    /// caller set none of its own), the call is marked
+    /// ([`endpoint_timeout_applies`](ConfigDefaults::endpoint_timeout_applies)) so that the
+    /// endpoint's default, when shorter, still bounds each attempt, as the channel bounds such
+    /// a call when it reads the entry itself: below the layer the timeout could not be told
+    /// from one the caller set (`tests/unary/deadline_entry_bounded.rs`).
+    pub fn resolve_entry<T>(request: &mut Request<T>) -> Option<Duration> {
+        if request.deadline().is_some() || request.timeout().is_some() {
+            return request.timeout();
+        }
+        let timeout = request.resolve_timeout();
+        if timeout.is_some() {
+            let wait_for_ready = request
+                .extensions()
+                .get::<ConfigDefaults>()
+                .and_then(|d| d.wait_for_ready);
+            request
+                .extensions_mut()
+                .insert(ConfigDefaults::new(true, wait_for_ready));
+        }
+        timeout
     }
 
     /// Whether a call that did not choose waits for a connection, given the endpoint's default.

@@ -4,7 +4,9 @@ use super::{layer::Config, HedgingPolicy};
 use crate::retry::RetryThrottle;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{MetadataMap, Response, Status};
-use sockrpc_service::{status_from_error, Body, BoxError, Call, Pushback, PREVIOUS_ATTEMPTS_KEY};
+use sockrpc_service::{
+    status_from_error, Body, BoxError, Call, ConfigDefaults, Pushback, PREVIOUS_ATTEMPTS_KEY,
+};
 use std::{
     future::Future,
     pin::Pin,
@@ -73,6 +75,8 @@ impl<S: Service<Call>> ResponseFuture<S> {
         // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the copy
         // kept for later copies carries it as its timeout (the first copy, already on its way,
         // leaves it to the channel).
+        // An entry's deadline stays bounded by the endpoint's default on each copy.
+        ConfigDefaults::resolve_entry(template.request_mut());
         let deadline = template.request_mut().resolve_deadline();
         let hedging = Hedging {
             service,

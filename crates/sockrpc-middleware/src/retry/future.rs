@@ -4,7 +4,8 @@ use super::{layer::Config, Jitter, RetryPolicy, RetryThrottle};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{MetadataMap, Response, Status};
 use sockrpc_service::{
-    status_from_error, Body, BoxError, Call, CloseSignal, Closing, Pushback, PREVIOUS_ATTEMPTS_KEY,
+    status_from_error, Body, BoxError, Call, CloseSignal, Closing, ConfigDefaults, Pushback,
+    PREVIOUS_ATTEMPTS_KEY,
 };
 use std::{
     future::Future,
@@ -76,6 +77,8 @@ impl<S> Retrying<S> {
         // kept for later attempts carries it as its timeout (the first attempt, already on its
         // way, leaves it to the channel).
         // A deadline fixed when the caller started the call stands (a retry never extends it).
+        // An entry's deadline stays bounded by the endpoint's default on each attempt.
+        ConfigDefaults::resolve_entry(template.request_mut());
         let deadline = template.request_mut().resolve_deadline();
         Retrying {
             service,

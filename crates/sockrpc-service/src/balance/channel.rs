@@ -479,7 +479,8 @@ impl Balanced {
         // A deadline the caller fixed before encoding stands.
         let call_deadline = match call.request().deadline() {
             Some(fixed) => Some(fixed),
-            None => call.request_mut().resolve_timeout().map(|t| started + t),
+            // An entry's, still bounded by the endpoint's default (`Wait::deadline_for`).
+            None => ConfigDefaults::resolve_entry(call.request_mut()).map(|t| started + t),
         };
         let wait = Wait {
             for_ready: call
