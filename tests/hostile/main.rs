@@ -9,6 +9,7 @@ mod answer_window_ignored;
 mod answer_window_skipped;
 mod answer_window_turns;
 mod answer_window_wakes;
+mod compressed_members;
 mod compressed_retried;
 mod compressed_running;
 mod control_limit;
