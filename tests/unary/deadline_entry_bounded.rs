@@ -120,3 +120,25 @@ async fn a_balanced_channel_bounds_an_entry_by_the_default() {
     assert_bounded(&recorder, 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_below_the_retry_keeps_the_entry_bounded_by_the_default() {
+    use sockrpc::middleware::retry::{RetryLayer, RetryPolicy};
+    use sockrpc::middleware::service_config::{MethodDefaultsLayer, ServiceConfig};
+    // The config names the method with waitForReady only: below the retry layer it marks the
+    // call, and that mark must not undo the retry's (the entry is bounded by the default).
+    let (service, method) = PATH
+        .trim_start_matches('/')
+        .split_once('/')
+        .expect("a path");
+    let config = ServiceConfig::from_json(&format!(
+        r#"{{"methodConfig": [{{"name": [{{"service": "{service}", "method": "{method}"}}],
+            "waitForReady": true}}]}}"#
+    ))
+    .expect("a valid config");
+    let layer = tower::layer::util::Stack::new(
+        MethodDefaultsLayer::new(&config),
+        RetryLayer::new().method(PATH, RetryPolicy::new(2)),
+    );
+    assert_layer_bounds_both_attempts(layer).await;
+}

@@ -84,6 +84,12 @@ impl<S: Service<Call, Response = Response<Body>>> Service<Call> for MethodDefaul
             let wait = method
                 .wait_for_ready
                 .filter(|_| request.wait_for_ready().is_none());
+            // A layer above (retries, hedging) that moved a `grpc-timeout` entry into the
+            // timeout marked the call so (`ConfigDefaults::resolve_entry`): that mark is kept.
+            endpoint_applies |= request
+                .extensions()
+                .get::<ConfigDefaults>()
+                .is_some_and(|d| d.endpoint_timeout_applies);
             if endpoint_applies || wait.is_some() {
                 request
                     .extensions_mut()
