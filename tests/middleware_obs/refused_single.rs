@@ -344,3 +344,82 @@ async fn a_retried_call_whose_last_answer_is_refused_is_recorded_with_its_code()
     assert_eq!(echo("RESOURCE_EXHAUSTED"), Some(2.0));
     assert_eq!(echo("UNAVAILABLE"), Some(1.0));
 }
+
+/// Answers `Gather` with two chunks whatever it is sent: a peer that breaks the one-message
+/// answer a client-streaming caller expects. The other methods are not called here.
+struct TwoAnswers;
+
+impl sockrpc_tests::stream::streamer_server::Streamer for TwoAnswers {
+    async fn unary(&self, _: Request<Chunk>) -> Result<Response<Chunk>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    type ProduceStream = super::services::ChunkStream;
+
+    async fn produce(
+        &self,
+        _: Request<sockrpc_tests::stream::ProduceRequest>,
+    ) -> Result<Response<super::services::ChunkStream>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn collect(
+        &self,
+        _: Request<sockrpc::Streaming<Chunk>>,
+    ) -> Result<Response<sockrpc_tests::stream::Summary>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    type PingPongStream = super::services::ChunkStream;
+
+    async fn ping_pong(
+        &self,
+        _: Request<sockrpc::Streaming<Chunk>>,
+    ) -> Result<Response<super::services::ChunkStream>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    type GatherStream = super::services::ChunkStream;
+
+    async fn gather(
+        &self,
+        _: Request<sockrpc::Streaming<Chunk>>,
+    ) -> Result<Response<super::services::ChunkStream>, Status> {
+        use futures_util::StreamExt;
+        let two = futures_util::stream::iter([Ok(chunk(10)), Ok(chunk(20))]);
+        Ok(Response::new(two.boxed()))
+    }
+}
+
+/// A client-streaming caller sent two answers where it takes one fails `UNIMPLEMENTED` (gRPC's
+/// code for a cardinality violation); the client's span and metrics must say so too, not
+/// `CANCELLED` as when the caller gave the call up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_answer_to_a_one_message_call_is_recorded_with_the_callers_code() {
+    let _telemetry = telemetry();
+    let router = sockrpc::Router::new().add_service(StreamerServer::new(TwoAnswers));
+    let addr = spawn_router(router).await;
+    let channel = Channel::connect(addr).await.expect("connect");
+    let mut raw = sockrpc::Client::new(client_stack(&channel));
+    let (code, client, _server) = traced(
+        "two answers",
+        raw.client_streaming::<_, Chunk, Chunk, _>(
+            Request::new(chunks()),
+            "/sockrpc.test.stream.Streamer/Gather",
+            sockrpc::ProstCodec,
+        ),
+    )
+    .await;
+    let mut wrong = Vec::new();
+    let want = (Code::Unimplemented as i64, Some("UNIMPLEMENTED".to_owned()));
+    if code != Code::Unimplemented || client != want {
+        wrong.push(format!(
+            "two answers: caller {code:?}, client span {client:?}; want Unimplemented, {want:?}"
+        ));
+    }
+    for (code, want) in [("UNIMPLEMENTED", 1.0), ("CANCELLED", 0.0)] {
+        let seen = finished("client", "Gather", code, want).await;
+        check_count(&mut wrong, &format!("client Gather {code}"), seen, want);
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -374,7 +374,9 @@ impl Body {
     /// Like [`take_single`](Body::take_single), handing the message to `decode` before the
     /// stream's end is read: a streamed answer the reader refuses is then refused while the
     /// layers watching it wait for its end ([`refuse`](Body::refuse)), as a stream's
-    /// messages are, rather than after they saw it end cleanly.
+    /// messages are, rather than after they saw it end cleanly. A second message is refused
+    /// so too (`UNIMPLEMENTED`). (An answer with no message has ended cleanly before this can
+    /// tell: the layers saw its end.)
     pub async fn take_single_with<T>(
         &mut self,
         decode: impl FnOnce(Bytes) -> Result<T, Status>,
@@ -399,9 +401,13 @@ impl Body {
         match std::future::poll_fn(|cx| self.poll_message(cx)).await {
             None => Ok(first),
             Some(Err(status)) => Err(status),
-            Some(Ok(_)) => Err(Status::unimplemented(
-                "expected one message, got more than one",
-            )),
+            Some(Ok(_)) => {
+                // Refused as a message that does not decode is: the layers watching the
+                // stream hear the caller's code, not the `CANCELLED` of a body dropped early.
+                let status = Status::unimplemented("expected one message, got more than one");
+                self.refuse(&status);
+                Err(status)
+            }
         }
     }
 
