@@ -4,9 +4,7 @@
 //! arrives first and the messages follow in the body, and the call's status is known only when
 //! the body ends. The tracing and metrics layers both need that end (a span must cover the whole
 //! call, a latency must measure it), so both wrap streamed bodies in a [`Watched`] body that
-//! reports to them. Unary bodies are never wrapped: that would cost a box per call. (On a
-//! client, the caller may still refuse a one-message answer as it decodes it: the layers learn
-//! that through `sockrpc-service`'s `AnswerHooks`, which only calls through a layer pay for.)
+//! reports to them. Unary bodies are never wrapped: that would cost a box per call.
 
 use bytes::Bytes;
 use sockrpc_protocol::{Code, MetadataMap, Status};

@@ -27,7 +27,6 @@
 //! → [`Dispatcher`](server::Dispatcher) → middleware → [`Router`] → generated server → your
 //! handler, and back as MESSAGE + END. `docs/ARCHITECTURE.md` names the files on the way.
 
-mod answer_hooks;
 pub mod balance;
 mod body;
 mod call;
@@ -47,7 +46,6 @@ pub use sockrpc_transport::pool::{CloseSignal, CloseTrigger, Closing};
 pub use sockrpc_transport::tls;
 pub use sockrpc_transport::udp;
 
-pub use answer_hooks::{AnswerHook, AnswerHooks};
 pub use body::{Body, Incoming};
 pub use call::{
     deadline_passed, BoxFuture, Call, CallFuture, ClientService, NamedService, RouteService,

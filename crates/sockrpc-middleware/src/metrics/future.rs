@@ -4,7 +4,7 @@ use super::handles::MethodMetrics;
 use crate::watch::{code_of, once_len, watch, Watch};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Code, Response, Status};
-use sockrpc_service::{status_from_error, AnswerHook, AnswerHooks, Body, BoxError};
+use sockrpc_service::{status_from_error, Body, BoxError};
 use std::{
     future::Future,
     pin::Pin,
@@ -50,14 +50,6 @@ impl Drop for CallGuard {
     }
 }
 
-/// On a client, a one-message answer's call ends when the caller decoded it (or refused it:
-/// `answer_hooks.rs` in sockrpc-service).
-impl AnswerHook for CallGuard {
-    fn answered(mut self: Box<Self>, code: Code) {
-        self.finish(code);
-    }
-}
-
 /// Counts a streamed answer's bytes and finishes the call at its end.
 impl Watch for CallGuard {
     fn on_message(&mut self, len: usize, _compressed: bool) {
@@ -71,21 +63,19 @@ impl Watch for CallGuard {
 
 pin_project! {
     /// The future of a call through [`Metrics`](super::Metrics): finishes the call when the
-    /// answer is complete (on a client, a one-message answer once the caller decoded it).
+    /// answer is complete.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         guard: Option<CallGuard>,
-        client: bool,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, guard: CallGuard, client: bool) -> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, guard: CallGuard) -> ResponseFuture<F> {
         ResponseFuture {
             inner,
             guard: Some(guard),
-            client,
         }
     }
 }
@@ -114,12 +104,6 @@ where
         if let Ok(response) = &mut result {
             let body = response.get_mut();
             match once_len(body) {
-                Some(len) if *this.client => {
-                    guard.method.response_bytes.increment(len as u64);
-                    // The caller may yet refuse it: it tells the guard how the call ended.
-                    AnswerHooks::add(response.extensions_mut(), guard);
-                    return Poll::Ready(result);
-                }
                 Some(len) => guard.method.response_bytes.increment(len as u64),
                 None => {
                     // The call goes on in the body, which now finishes it.

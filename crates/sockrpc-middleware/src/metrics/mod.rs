@@ -14,10 +14,8 @@
 //! | `rpc.server.call.request.size` | counter, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
 //! | `rpc.server.call.response.size` | counter, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
 //!
-//! A call is finished when its answer is complete: a unary answer when it arrives (on a client,
-//! when the caller decoded it, or refused it: `RESOURCE_EXHAUSTED` over its limit, `INTERNAL`
-//! undecodable), a streamed one at its last message (or its error, or when it is dropped:
-//! `CANCELLED`). Byte counts are
+//! A call is finished when its answer is complete: a unary answer when it arrives, a streamed
+//! one at its last message (or its error, or when it is dropped: `CANCELLED`). Byte counts are
 //! of encoded messages, without framing; a streamed message that arrived compressed counts its
 //! compressed size (the layer sees it before the body decodes it).
 //!
@@ -143,8 +141,7 @@ where
             }
         }
         let guard = CallGuard::new(method, Instant::now());
-        let client = self.registry.side() == Side::Client;
-        ResponseFuture::new(self.inner.call(call), guard, client)
+        ResponseFuture::new(self.inner.call(call), guard)
     }
 }
 

@@ -6,7 +6,7 @@ use crate::watch::{code_of, is_streamed, watch};
 use crate::Side;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Code, Response, Status};
-use sockrpc_service::{status_from_error, AnswerHook, AnswerHooks, Body, BoxError};
+use sockrpc_service::{status_from_error, Body, BoxError};
 use std::{
     future::Future,
     pin::Pin,
@@ -78,35 +78,10 @@ where
                 *body = watch(std::mem::take(body), events);
                 Poll::Ready(Ok(response))
             }
-            Ok(mut response) if *this.side == Side::Client && !this.span.is_disabled() => {
-                // One message, still encoded: the caller may refuse it, and tells the span how
-                // the call ended (`answer_hooks.rs` in sockrpc-service).
-                let span = std::mem::replace(this.span, Span::none());
-                let end = AnswerEnd {
-                    span,
-                    side: *this.side,
-                };
-                AnswerHooks::add(response.extensions_mut(), end);
-                Poll::Ready(Ok(response))
-            }
             result => {
                 record_end(this.span, *this.side, code_of(&result));
                 Poll::Ready(result)
             }
         }
-    }
-}
-
-/// A one-message answer's call, ended on its span once the caller decoded (or refused) it.
-struct AnswerEnd {
-    span: Span,
-    side: Side,
-}
-
-impl AnswerHook for AnswerEnd {
-    fn answered(self: Box<Self>, code: Code) {
-        // Entered, as a streamed answer's end is (`body.rs`).
-        let _entered = self.span.enter();
-        record_end(&self.span, self.side, code);
     }
 }

@@ -18,7 +18,7 @@ use crate::compression::{
 };
 use crate::ready::to_status;
 use crate::streaming::{EncodeStream, Streaming};
-use crate::{AnswerHooks, Body, Call, ClientService, RpcMethod};
+use crate::{Body, Call, ClientService, RpcMethod};
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Code, MethodPath, Request, Response, Status};
@@ -197,15 +197,12 @@ impl<T: ClientService> Client<T> {
         codec: &C,
     ) -> Result<Response<Resp>, Status> {
         let mut response = response;
-        // What the layers that watched the call left to learn how it ends for the caller
-        // (`answer_hooks.rs`): without layers the map is empty, and this is one check.
-        let hooks = response.extensions_mut().remove::<AnswerHooks>();
         let body = response.get_mut();
-        let decoded = body.take_single_with(|message| codec.decode(message)).await;
-        if let Some(hooks) = hooks {
-            hooks.answered(decoded.as_ref().map_or_else(Status::code, |_| Code::Ok));
-        }
-        let message = decoded?;
+        // Decoded before the stream's end is read: a streamed answer that does not decode is
+        // refused to the layers watching it (`Body::refuse`), which then record its code.
+        let message = body
+            .take_single_with(|message| codec.decode(message))
+            .await?;
         // A streamed answer's trailers arrive at its end, inside the body.
         let late = body.trailers().cloned();
         let compressed = body.last_message_compressed();
