@@ -11,12 +11,14 @@
 //! connection to a discovered address fails, so DNS re-resolves early instead of waiting
 //! for the TTL.
 
+mod config_feed;
 #[cfg(feature = "dns")]
 pub mod dns;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod fixed;
 
+pub use config_feed::ServiceConfigFeed;
 pub use fixed::{fixed, from_addrs};
 
 use futures_core::Stream;

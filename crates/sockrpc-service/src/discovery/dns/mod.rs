@@ -39,10 +39,11 @@ mod lookup;
 mod search;
 mod server;
 mod target;
+mod txt;
 
 pub use target::DEFAULT_PORT;
 
-use super::{endpoint_key, Change, Discovery, Problem};
+use super::{endpoint_key, Change, Discovery, Problem, ServiceConfigFeed};
 use hickory_resolver::{Hosts, TokioResolver};
 use lookup::{literal, lookup, Keep, Place};
 use server::Server;
@@ -89,6 +90,9 @@ pub struct DnsDiscovery {
     timeout: Option<Duration>,
     attempts: Option<usize>,
     endpoint: EndpointFn,
+    /// Where the service config of `_grpc_config.NAME` goes, when asked for, and who this
+    /// client is when choosing it.
+    service_config: Option<(ServiceConfigFeed, txt::Client)>,
 }
 
 impl std::fmt::Debug for DnsDiscovery {
@@ -100,6 +104,7 @@ impl std::fmt::Debug for DnsDiscovery {
             .field("max_ttl", &self.max_ttl)
             .field("timeout", &self.timeout)
             .field("attempts", &self.attempts)
+            .field("service_config", &self.service_config.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +122,7 @@ impl DnsDiscovery {
             endpoint: Arc::new(|addr: SocketAddr| {
                 Endpoint::new(addr.ip().to_string(), addr.port())
             }),
+            service_config: None,
         }
     }
 
@@ -180,6 +186,21 @@ impl DnsDiscovery {
     /// [`server`](Self::server), else `/etc/resolv.conf`'s `attempts:`; at least 1).
     pub fn attempts(mut self, attempts: usize) -> DnsDiscovery {
         self.attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Also looks up the service config in DNS (gRFC A2: the TXT record `_grpc_config.NAME`,
+    /// at each lookup of the name's addresses) and publishes the config chosen for this
+    /// client into `feed`, which `sockrpc-middleware`'s `DynamicServiceConfigLayer` applies to
+    /// the channel's calls. Off unless asked for, as in grpc-java (grpc-go asks by default): a
+    /// TXT query at every lookup costs, and a record anyone with the zone can write changes
+    /// the client's timeouts and retries. No record (or no choice for this client) publishes
+    /// `None`, the user's default; a malformed record, or a failed TXT lookup, leaves the last
+    /// config in place, and a malformed one is logged once per change. For an IP literal, and
+    /// for SRV queries, nothing is looked up (grpc-go looks up the TXT of the target's host,
+    /// which an SRV query here does not have).
+    pub fn service_config(mut self, feed: &ServiceConfigFeed) -> DnsDiscovery {
+        self.service_config = Some((feed.clone(), txt::Client::this_machine()));
         self
     }
 
@@ -364,6 +385,8 @@ async fn follow(
     // The wait after an answer that was not whole (empty, partial, failed): from `min_ttl`, ×1.6
     // ± 20 % after each, as gRPC's backoff, up to [`RETRY_CAP`]; reset when the set changes.
     let mut retry = BackoffState::new(Backoff::starting_at(config.min_ttl).max(RETRY_CAP));
+    // The malformed TXT record last logged: logged again only when it changes.
+    let mut txt_problem: Option<String> = None;
     loop {
         let looked = Instant::now();
         // Whether the set changed, and the next wait: a whole answer's TTL, or (`Err`) a
@@ -374,7 +397,10 @@ async fn follow(
         };
         let result = match made {
             Ok(made) => {
-                let result = lookup(&made, &hosts, &config.query).await;
+                let (result, ()) = tokio::join!(
+                    lookup(&made, &hosts, &config.query),
+                    txt::follow(&config, &made, &mut txt_problem)
+                );
                 // A DNS server named by host name is looked up again after a failure: it
                 // may have moved.
                 let named = matches!(config.server, Some(Server::Host { .. }));

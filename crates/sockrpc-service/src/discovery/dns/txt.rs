@@ -1,0 +1,322 @@
+//! A service config in DNS (gRFC A2, as grpc-go's `dns` resolver reads it): the TXT record
+//! `_grpc_config.NAME`, whose text (a record's strings joined) starts `grpc_config=` and goes
+//! on with a JSON list of choices; the first choice that matches this client gives the config.
+//!
+//! ```text
+//!  _grpc_config.svc.example. TXT "grpc_config=[{\"clientLanguage\": [\"rust\"],"
+//!                                " \"percentage\": 20, \"serviceConfig\": {...}}, ...]"
+//! ```
+//!
+//! A choice matches when each of its criteria does (one absent or empty matches all):
+//! `clientLanguage` names `rust` or `sockrpc` (case-insensitively, as A2 says; grpc-go matches
+//! `go`), `clientHostname` names this machine, and `percentage` (0–100) is at least this
+//! client's draw (1–100, drawn once per discovery, so one client does not flap between two
+//! choices; grpc-go draws again at each lookup). A matching choice without `serviceConfig` is
+//! passed over, as grpc-go does. Unknown fields are ignored, as grpc-go and C-core do (A2 would
+//! refuse them). No record, no `grpc_config=` record, or no matching choice: no config (the
+//! user's default applies). A list that is not JSON, or a criterion of the wrong type, is
+//! malformed: the discovery keeps the last good config and says why, once.
+
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{ResolveError, TokioResolver};
+use serde_json::Value;
+
+/// The prefix of the record that holds the config.
+const ATTRIBUTE: &str = "grpc_config=";
+
+/// The languages a `clientLanguage` list may name for this client.
+const LANGUAGES: [&str; 2] = ["rust", "sockrpc"];
+
+/// What this client is, for choosing.
+#[derive(Debug, Clone)]
+pub(super) struct Client {
+    /// The machine's host name, when known (a choice naming hosts is passed over without it).
+    pub(super) hostname: Option<String>,
+    /// This client's draw, 1–100: a choice with `percentage` ≥ draw applies.
+    pub(super) draw: u32,
+}
+
+impl Client {
+    /// This machine, with a draw from the clock (no random crate for one number).
+    pub(super) fn this_machine() -> Client {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        Client {
+            hostname,
+            draw: nanos % 100 + 1,
+        }
+    }
+}
+
+/// What the TXT lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Txt {
+    /// The chosen service config's JSON, or `None`: there is none for this client.
+    Config(Option<String>),
+    /// A `grpc_config=` record that is not a valid choice list: the last config stands.
+    Malformed(String),
+    /// The lookup failed (SERVFAIL, a timeout): the last config stands.
+    Failed(String),
+}
+
+/// Looks up the service config in DNS, when asked for, and publishes it (or keeps the last
+/// one: see [`super::DnsDiscovery::service_config`]).
+pub(super) async fn follow(
+    config: &super::DnsDiscovery,
+    resolver: &TokioResolver,
+    logged: &mut Option<String>,
+) {
+    let (Some((feed, client)), super::Query::Ip { name, .. }) =
+        (&config.service_config, &config.query)
+    else {
+        return;
+    };
+    if super::literal(name).is_some() {
+        return;
+    }
+    match lookup(resolver, name, client).await {
+        Txt::Config(chosen) => {
+            feed.publish(chosen.as_deref());
+            *logged = None;
+        }
+        Txt::Malformed(why) => {
+            if logged.as_ref() != Some(&why) {
+                tracing::warn!(%why, "DNS service config is malformed; keeping the last one");
+                *logged = Some(why);
+            }
+        }
+        Txt::Failed(why) => {
+            tracing::debug!(%why, "DNS service config lookup failed; keeping the last one");
+        }
+    }
+}
+
+/// Looks up `_grpc_config.NAME` and chooses from its config.
+pub(super) async fn lookup(resolver: &TokioResolver, name: &str, client: &Client) -> Txt {
+    let name = format!("{ATTRIBUTE_NAME}{name}");
+    match resolver.txt_lookup(name.as_str()).await {
+        Ok(found) => {
+            let texts: Vec<Vec<u8>> = found
+                .as_lookup()
+                .records()
+                .iter()
+                .filter_map(|r| match r.data() {
+                    RData::TXT(txt) => Some(txt.txt_data().concat()),
+                    _ => None,
+                })
+                .collect();
+            match choose_from_records(&texts, client) {
+                Ok(config) => Txt::Config(config),
+                Err(why) => Txt::Malformed(format!("TXT {name}: {why}")),
+            }
+        }
+        Err(error) if absent(&error) => Txt::Config(None),
+        Err(error) => Txt::Failed(format!("TXT {name}: {error}")),
+    }
+}
+
+/// The owner name's prefix.
+const ATTRIBUTE_NAME: &str = "_grpc_config.";
+
+/// NXDOMAIN, or NOERROR with no TXT record: no config.
+fn absent(error: &ResolveError) -> bool {
+    use hickory_resolver::proto::op::ResponseCode;
+    use hickory_resolver::proto::ProtoErrorKind;
+    matches!(
+        error.proto().map(|p| p.kind()),
+        Some(ProtoErrorKind::NoRecordsFound {
+            response_code: ResponseCode::NoError | ResponseCode::NXDomain,
+            ..
+        })
+    )
+}
+
+/// The config for `client` from a name's TXT records (each one's strings joined): the one
+/// record starting `grpc_config=` (others are not ours), its choices read.
+pub(super) fn choose_from_records(
+    texts: &[Vec<u8>],
+    client: &Client,
+) -> Result<Option<String>, String> {
+    let ours: Vec<&[u8]> = texts
+        .iter()
+        .filter_map(|t| t.strip_prefix(ATTRIBUTE.as_bytes()))
+        .collect();
+    match ours.as_slice() {
+        [] => Ok(None),
+        [one] => {
+            let text = std::str::from_utf8(one).map_err(|_| "the config is not UTF-8")?;
+            choose(text, client)
+        }
+        more => Err(format!(
+            "{} records start with {ATTRIBUTE}, one may",
+            more.len()
+        )),
+    }
+}
+
+/// The first of the choices (`json`, a JSON list) that matches `client`: its `serviceConfig`.
+pub(super) fn choose(json: &str, client: &Client) -> Result<Option<String>, String> {
+    let choices: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Array(choices) = choices else {
+        return Err("not a JSON list of choices".to_owned());
+    };
+    // Every choice is checked, also those after the one taken: a typo in a later choice is
+    // found before the choices in front of it are removed.
+    let mut chosen = None;
+    for (n, choice) in choices.iter().enumerate() {
+        let matched = matches(choice, client).map_err(|why| format!("choice {n}: {why}"))?;
+        if chosen.is_none() && matched {
+            chosen = choice.get("serviceConfig").map(Value::to_string);
+        }
+    }
+    Ok(chosen)
+}
+
+/// Whether `choice` applies to `client`; `Err` when a criterion is malformed.
+fn matches(choice: &Value, client: &Client) -> Result<bool, String> {
+    let Value::Object(fields) = choice else {
+        return Err("not a JSON object".to_owned());
+    };
+    let languages = strings(fields.get("clientLanguage"), "clientLanguage")?;
+    let hosts = strings(fields.get("clientHostname"), "clientHostname")?;
+    let percentage = match fields.get("percentage") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_u64() {
+            Some(p) if p <= 100 => Some(p),
+            _ => return Err(format!("percentage {value} is not a whole number 0–100")),
+        },
+    };
+    match fields.get("serviceConfig") {
+        None | Some(Value::Object(_)) => {}
+        Some(_) => return Err("serviceConfig is not a JSON object".to_owned()),
+    }
+    let language = languages.is_empty()
+        || languages
+            .iter()
+            .any(|l| LANGUAGES.iter().any(|ours| l.eq_ignore_ascii_case(ours)));
+    let host = hosts.is_empty()
+        || client
+            .hostname
+            .as_ref()
+            .is_some_and(|h| hosts.iter().any(|l| l == h));
+    let share = percentage.is_none_or(|p| u64::from(client.draw) <= p);
+    Ok(language && host && share)
+}
+
+/// A list of strings (absent: empty).
+fn strings<'a>(value: Option<&'a Value>, field: &str) -> Result<Vec<&'a str>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .ok_or_else(|| format!("{field} lists a non-string"))
+            })
+            .collect(),
+        Some(_) => Err(format!("{field} is not a list")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(draw: u32) -> Client {
+        Client {
+            hostname: Some("box1".to_owned()),
+            draw,
+        }
+    }
+
+    #[test]
+    fn the_first_matching_choice_wins_and_other_languages_are_skipped() {
+        let json = r#"[{"clientLanguage": ["go", "java"], "serviceConfig": {"a": 1}},
+                       {"clientLanguage": ["RUST"], "serviceConfig": {"b": 2}},
+                       {"serviceConfig": {"c": 3}}]"#;
+        assert_eq!(choose(json, &client(50)), Ok(Some(r#"{"b":2}"#.to_owned())));
+        let json = r#"[{"clientLanguage": ["go"], "serviceConfig": {"a": 1}},
+                       {"clientLanguage": ["Sockrpc"], "serviceConfig": {"b": 2}}]"#;
+        assert_eq!(choose(json, &client(50)), Ok(Some(r#"{"b":2}"#.to_owned())));
+        let json = r#"[{"clientLanguage": ["go"], "serviceConfig": {"a": 1}}]"#;
+        assert_eq!(choose(json, &client(50)), Ok(None));
+    }
+
+    #[test]
+    fn percentage_and_hostname_select() {
+        let json = r#"[{"percentage": 30, "serviceConfig": {"canary": 1}},
+                       {"clientHostname": ["box2"], "serviceConfig": {"box2": 1}},
+                       {"clientHostname": ["box1"], "serviceConfig": {"box1": 1}}]"#;
+        assert_eq!(
+            choose(json, &client(30)),
+            Ok(Some(r#"{"canary":1}"#.to_owned()))
+        );
+        assert_eq!(
+            choose(json, &client(31)),
+            Ok(Some(r#"{"box1":1}"#.to_owned()))
+        );
+        let nameless = Client {
+            hostname: None,
+            draw: 100,
+        };
+        assert_eq!(choose(json, &nameless), Ok(None));
+        // 0 %: never; 100 %: always.
+        let json = r#"[{"percentage": 0, "serviceConfig": {"x": 1}}]"#;
+        assert_eq!(choose(json, &client(1)), Ok(None));
+        let json = r#"[{"percentage": 100, "serviceConfig": {"x": 1}}]"#;
+        assert_eq!(
+            choose(json, &client(100)),
+            Ok(Some(r#"{"x":1}"#.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_matching_choice_without_a_config_is_passed_over() {
+        let json = r#"[{"clientLanguage": ["rust"]}, {"serviceConfig": {"y": 1}}]"#;
+        assert_eq!(choose(json, &client(1)), Ok(Some(r#"{"y":1}"#.to_owned())));
+    }
+
+    #[test]
+    fn malformed_choices_are_refused_with_the_reason() {
+        for (json, says) in [
+            ("{", "not JSON"),
+            (r#"{"serviceConfig": {}}"#, "not a JSON list"),
+            (r#"[1]"#, "choice 0: not a JSON object"),
+            (r#"[{"percentage": 101}]"#, "0–100"),
+            (r#"[{"percentage": 1.5}]"#, "0–100"),
+            (
+                r#"[{"clientLanguage": "rust"}]"#,
+                "clientLanguage is not a list",
+            ),
+            (r#"[{"clientHostname": [1]}]"#, "non-string"),
+            (r#"[{"serviceConfig": []}]"#, "not a JSON object"),
+            (
+                r#"[{"serviceConfig": {}}, {"percentage": -1}]"#,
+                "choice 1: percentage",
+            ),
+        ] {
+            let error = choose(json, &client(1)).expect_err(json);
+            assert!(error.contains(says), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn only_the_grpc_config_record_counts() {
+        let ours = br#"grpc_config=[{"serviceConfig": {"z": 1}}]"#.to_vec();
+        let other = b"v=spf1 -all".to_vec();
+        assert_eq!(
+            choose_from_records(&[other.clone(), ours.clone()], &client(1)),
+            Ok(Some(r#"{"z":1}"#.to_owned()))
+        );
+        assert_eq!(choose_from_records(&[other], &client(1)), Ok(None));
+        let error = choose_from_records(&[ours.clone(), ours], &client(1)).expect_err("two");
+        assert!(error.contains("2 records"), "{error}");
+    }
+}
