@@ -49,14 +49,18 @@
 //! - `parse.rs`: the JSON, checked as gRPC checks it.
 //! - `defaults.rs`: [`MethodDefaults`], the timeout and wait-for-ready of each call.
 //! - `layer.rs`: [`ServiceConfigLayer`], the three layers together.
+//! - `dynamic.rs`: [`DynamicServiceConfigLayer`], the layers of a config that discovery (DNS
+//!   TXT records) changes while the channel runs, over a default of the user's.
 
 mod defaults;
+mod dynamic;
 mod layer;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 pub use defaults::{MethodDefaults, MethodDefaultsLayer};
+pub use dynamic::{DynamicServiceConfig, DynamicServiceConfigLayer};
 pub use layer::ServiceConfigLayer;
 
 use crate::hedge::HedgingPolicy;
