@@ -18,7 +18,8 @@
 //! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
 //!   records added and removed on the TTL, SRV priority and weight, an early lookup after a
 //!   connection fails; `dns_server.rs`); dns_gone: a name deleted from DNS, or whose SRV
-//!   records name no usable target, empties the set and calls say why at once;
+//!   records name no usable target, empties the set and calls say why at once; dns_config: a
+//!   service config in a TXT record (gRFC A2) applied to the next calls as it changes;
 //! - etcd: a real etcd (Debian's `etcd-server`, `etcd_process.rs`) with registrations under a
 //!   lease that survive an etcd restart and a revoked lease, and values changed, duplicated and
 //!   malformed under the watch (with the tests package's `etcd` feature, which `.ci/run` turns
@@ -33,6 +34,7 @@ mod child;
 mod churn;
 mod dns;
 mod dns_answers;
+mod dns_config;
 mod dns_gone;
 mod dns_server;
 mod dns_silent;
