@@ -209,7 +209,7 @@ fn corrupt(encoding: CompressionEncoding, err: &std::io::Error) -> Status {
 }
 
 /// Reads `reader` to its end into a buffer that never grows past `limit`.
-#[cfg(any(feature = "gzip", feature = "deflate", feature = "zstd"))]
+#[cfg(feature = "deflate")]
 fn read_bounded(
     encoding: CompressionEncoding,
     reader: &mut impl Read,
