@@ -188,10 +188,15 @@ async fn run_phase_within<C: Caller>(
         let tally = Arc::clone(&tally);
         tasks.spawn(async move {
             let batch = caller.calls_per_round();
+            // Every caller makes at least one round, even if the budget's time ran out before
+            // its task first ran (a loaded machine, a `--duration` of a few milliseconds): a
+            // phase that made no call would report none succeeded.
+            let mut first = true;
             loop {
-                if tally.stop.load(Ordering::Relaxed) {
+                if !first && tally.stop.load(Ordering::Relaxed) {
                     break;
                 }
+                first = false;
                 let calls = match budget {
                     Budget::Calls(limit) => tally.claim(batch, limit),
                     Budget::Time(_) => batch,
@@ -264,3 +269,7 @@ async fn run_phase_within<C: Caller>(
         },
     )
 }
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;
