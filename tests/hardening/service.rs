@@ -129,14 +129,10 @@ impl Streamer for HardStreamer {
         &self,
         request: Request<Streaming<Chunk>>,
     ) -> Result<Response<Summary>, Status> {
-        let mut chunks = request.into_inner();
-        let mut summary = Summary::default();
-        while let Some(chunk) = chunks.message().await? {
+        let summary = sockrpc_tests::summary::summarize(request.into_inner(), |_| {
             self.seen.collected.fetch_add(1, Ordering::SeqCst);
-            summary.count += 1;
-            summary.bytes += chunk.payload.len() as u64;
-            summary.seq_sum += chunk.seq;
-        }
+        })
+        .await?;
         Ok(Response::new(summary))
     }
 

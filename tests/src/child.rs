@@ -61,13 +61,20 @@ impl ChildServer {
         self.process.id()
     }
 
-    /// Checks the child is still running (it aborts on panic), then ends it.
+    /// Checks the child is still running (it aborts on panic), then ends it (on drop).
     pub fn finish(mut self) {
         let status = self.process.try_wait().expect("try_wait");
         assert!(
             status.is_none(),
             "child server exited ({status:?}): it panicked or crashed"
         );
+    }
+}
+
+impl Drop for ChildServer {
+    /// Ends the child, also when the test panicked before [`finish`](ChildServer::finish): it
+    /// would otherwise serve on until it noticed it was orphaned.
+    fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }

@@ -13,6 +13,7 @@ pub mod rebind;
 pub mod refused;
 pub mod serve;
 pub mod starve;
+pub mod summary;
 
 /// `proto/helloworld/helloworld.proto`.
 pub mod helloworld {

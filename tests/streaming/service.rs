@@ -140,14 +140,10 @@ impl Streamer for TestStreamer {
     ) -> Result<Response<Summary>, Status> {
         let probe = self.probe_for(&request);
         let _guard = DropFlag(Arc::clone(&probe));
-        let mut chunks = request.into_inner();
-        let mut summary = Summary::default();
-        while let Some(chunk) = chunks.message().await? {
+        let summary = sockrpc_tests::summary::summarize(request.into_inner(), |_| {
             probe.received.fetch_add(1, Ordering::SeqCst);
-            summary.count += 1;
-            summary.bytes += chunk.payload.len() as u64;
-            summary.seq_sum += chunk.seq;
-        }
+        })
+        .await?;
         probe.finished.store(true, Ordering::SeqCst);
         let mut response = Response::new(summary);
         response

@@ -82,13 +82,7 @@ impl Streamer for EchoStreamer {
         &self,
         request: Request<Streaming<Chunk>>,
     ) -> Result<Response<Summary>, Status> {
-        let mut chunks = request.into_inner();
-        let mut summary = Summary::default();
-        while let Some(chunk) = chunks.message().await? {
-            summary.count += 1;
-            summary.bytes += chunk.payload.len() as u64;
-            summary.seq_sum += chunk.seq;
-        }
+        let summary = sockrpc_tests::summary::summarize(request.into_inner(), |_| {}).await?;
         Ok(Response::new(summary))
     }
 

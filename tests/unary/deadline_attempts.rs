@@ -7,9 +7,8 @@
 //! `UNAVAILABLE` at once: the second attempt must be told more than 1.5 s. Counted from the
 //! call's start (the start noted on entry, copied into every attempt) it was told less.
 
-use super::deadline_encode::{setup, SlowCodec, PATH};
+use super::deadline_encode::{layered_failing_first, SlowCodec, PATH};
 use super::*;
-use std::sync::atomic::Ordering;
 
 const DEFAULT: Duration = Duration::from_secs(3);
 const ENCODE: Duration = Duration::from_millis(1_500);
@@ -25,13 +24,7 @@ where
         + 'static,
     <L::Service as tower::Service<sockrpc::codegen::Call>>::Future: Send + 'static,
 {
-    let (server, recorder, _) = setup().await;
-    recorder.fail_first.store(1, Ordering::SeqCst);
-    let endpoint = Endpoint::from_uri(&format!("tcp://{}", server.addr))
-        .expect("endpoint")
-        .timeout(DEFAULT);
-    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
-    let mut client = sockrpc::Client::new(layer.layer(channel));
+    let (server, recorder, mut client) = layered_failing_first(layer, DEFAULT).await;
     tokio::time::timeout(
         Duration::from_secs(10),
         client.unary(

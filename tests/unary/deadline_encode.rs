@@ -90,6 +90,29 @@ pub(super) async fn setup() -> (
     (server, recorder, sockrpc::Client::new(channel))
 }
 
+/// A server with the recorder mounted, failing its first call, and a client over `layer` on
+/// a channel whose endpoint's default timeout is `default`: what the per-attempt deadline
+/// tests (`deadline_attempts.rs`, `deadline_entry_bounded.rs`) share.
+pub(super) async fn layered_failing_first<L>(
+    layer: L,
+    default: Duration,
+) -> (
+    sockrpc_tests::serve::Running,
+    Recorder,
+    sockrpc::Client<L::Service>,
+)
+where
+    L: tower::Layer<sockrpc::Channel>,
+{
+    let (server, recorder, _) = setup().await;
+    recorder.fail_first.store(1, Ordering::SeqCst);
+    let endpoint = sockrpc::Endpoint::from_uri(&format!("tcp://{}", server.addr))
+        .expect("endpoint")
+        .timeout(default);
+    let channel = sockrpc::Channel::connect(endpoint).await.expect("connect");
+    (server, recorder, sockrpc::Client::new(layer.layer(channel)))
+}
+
 pub(super) fn request(timeout: Duration) -> Request<Bytes> {
     let mut request = Request::new(Bytes::from_static(b"payload"));
     request.set_timeout(timeout);

@@ -10,11 +10,10 @@
 //! `30S` entry on an endpoint with a 2 s default was sent with 30 s on a retry's second
 //! attempt, a hedged copy, and every balanced attempt.
 
-use super::deadline_encode::{setup, Recorder, SlowCodec, PATH};
+use super::deadline_encode::{layered_failing_first, setup, Recorder, SlowCodec, PATH};
 use super::*;
 use sockrpc::service::balance::BalanceBuilder;
 use sockrpc::service::discovery;
-use std::sync::atomic::Ordering;
 
 const DEFAULT: Duration = Duration::from_secs(2);
 const ENTRY: &str = "30S";
@@ -71,12 +70,7 @@ where
         + 'static,
     <L::Service as tower::Service<sockrpc::codegen::Call>>::Future: Send + 'static,
 {
-    let (server, recorder, _) = setup().await;
-    recorder.fail_first.store(1, Ordering::SeqCst);
-    let channel = sockrpc::Channel::connect(endpoint(server.addr))
-        .await
-        .expect("connect");
-    let mut client = sockrpc::Client::new(layer.layer(channel));
+    let (server, recorder, mut client) = layered_failing_first(layer, DEFAULT).await;
     call_with_entry(&mut client).await;
     assert_bounded(&recorder, 2);
     server.stop().await;
