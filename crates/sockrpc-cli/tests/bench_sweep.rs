@@ -116,7 +116,8 @@ fn a_balanced_run_with_one_server_down_measures_the_others() {
 }
 
 /// `--call`, `--rate` and `--timeout` with several targets were dropped without a word: the
-/// balanced rows ran the bench service's Echo instead. They are now refused.
+/// balanced rows ran the bench service's Echo instead. They are now refused as a usage error
+/// (exit 2, before anything runs), naming the option and the mode.
 #[test]
 fn call_rate_and_timeout_with_several_targets_are_refused() {
     for flag in [
@@ -128,9 +129,12 @@ fn call_rate_and_timeout_with_several_targets_are_refused() {
             .args(["bench", "--target", "tcp://127.0.0.1:1,tcp://127.0.0.1:2"])
             .args(flag));
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{flag:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(2), "{flag:?}: {stderr}");
         assert!(
-            stderr.contains(&format!("{} takes one server", flag[0])),
+            stderr.contains(&format!(
+                "{} has no effect with several --target servers",
+                flag[0]
+            )),
             "{stderr}"
         );
     }

@@ -112,21 +112,6 @@ pub(super) fn run(
         .target
         .clone()
         .ok_or("--balance needs --target tcp://A,tcp://B,… or dns://NAME:PORT")?;
-    // These would be dropped without a word: the balanced rows call the bench service's Echo
-    // on a channel with no default deadline.
-    for (given, flag) in [
-        (args.call.is_some(), "--call"),
-        (!args.rate.is_empty(), "--rate"),
-        (args.timeout.is_some(), "--timeout"),
-    ] {
-        if given {
-            return Err(format!(
-                "{flag} takes one server: with several targets, dns:// or --balance, bench \
-                 measures the bench service's Echo through the balanced channel"
-            )
-            .into());
-        }
-    }
     let plan = Plan {
         budget: match (args.calls, args.duration) {
             (Some(calls), _) => Budget::Calls(calls),

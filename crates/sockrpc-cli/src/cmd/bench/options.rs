@@ -29,7 +29,10 @@ const ROW_TARGETS: [(&str, &str); 5] = [
 /// The flags a balanced run (`--balance`, several targets, a dns:// target) does not use, by
 /// argument id, with what each is for: its one `sockrpc-balanced` row calls the bench service's
 /// Echo once through a channel that makes its own pools and connections.
-const UNUSED_BALANCED: [(&str, &str, &str); 8] = [
+const UNUSED_BALANCED: [(&str, &str, &str); 11] = [
+    ("call", "--call", "calling one server's method"),
+    ("rate", "--rate", "one server's open loop"),
+    ("timeout", "--timeout", "one server's calls' deadline"),
     ("transport", "--transport", "the built-in rows' transports"),
     (
         "rounds",
