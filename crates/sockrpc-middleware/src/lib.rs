@@ -28,6 +28,7 @@
 //!   load-balancing policy) as these layers and a balanced channel's picker.
 //! - [`Side`]: which end of a call a layer observes.
 
+mod attempts;
 pub mod hedge;
 pub mod interceptor;
 pub mod limit;

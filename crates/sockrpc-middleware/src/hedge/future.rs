@@ -1,12 +1,10 @@
 //! The future of a call under [`Hedge`](super::Hedge): copies in flight, a timer for the next.
 
 use super::{layer::Config, HedgingPolicy};
-use crate::retry::RetryThrottle;
+use crate::attempts::Attempts;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{MetadataMap, Response, Status};
-use sockrpc_service::{
-    status_from_error, Body, BoxError, Call, ConfigDefaults, Pushback, PREVIOUS_ATTEMPTS_KEY,
-};
+use sockrpc_protocol::{Response, Status};
+use sockrpc_service::{status_from_error, Body, BoxError, Call, Pushback};
 use std::{
     future::Future,
     pin::Pin,
@@ -41,12 +39,9 @@ pin_project! {
 /// A hedged call's copies and what decides the next one.
 struct Hedging<S: Service<Call>> {
     service: S,
-    template: Call,
     policy: Arc<HedgingPolicy>,
-    max_attempts: u32,
-    throttle: Option<RetryThrottle>,
-    /// Copies sent so far.
-    sent: u32,
+    /// The copy kept to send again, the deadline, the count sent, the throttle.
+    attempts: Attempts,
     in_flight: Vec<Pin<Box<S::Future>>>,
     /// When the next copy is due.
     next: Pin<Box<Sleep>>,
@@ -54,7 +49,6 @@ struct Hedging<S: Service<Call>> {
     now: bool,
     /// No more copies (pushback said so, the throttle ran dry, or the service failed).
     stopped: bool,
-    deadline: Option<Instant>,
     last: Option<Status>,
 }
 
@@ -68,28 +62,18 @@ impl<S: Service<Call>> ResponseFuture<S> {
     pub(crate) fn hedged(
         first: S::Future,
         service: S,
-        mut template: Call,
+        template: Call,
         policy: Arc<HedgingPolicy>,
         config: &Config,
     ) -> ResponseFuture<S> {
-        // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the copy
-        // kept for later copies carries it as its timeout (the first copy, already on its way,
-        // leaves it to the channel).
-        // An entry's deadline stays bounded by the endpoint's default on each copy.
-        ConfigDefaults::resolve_entry(template.request_mut());
-        let deadline = template.request_mut().resolve_deadline();
         let hedging = Hedging {
             service,
-            template,
-            max_attempts: policy.max_attempts.min(config.cap),
+            attempts: Attempts::new(template, &*policy, &config.table),
             next: Box::pin(tokio::time::sleep(policy.delay)),
             policy,
-            throttle: config.throttle.clone(),
-            sent: 1,
             in_flight: vec![Box::pin(first)],
             now: false,
             stopped: false,
-            deadline,
             last: None,
         };
         ResponseFuture {
@@ -133,11 +117,7 @@ where
             }
             if self.may_send() && (self.now || self.next.as_mut().poll(cx).is_ready()) {
                 // The first copy went out unconditionally; every further one asks the throttle.
-                if !self
-                    .throttle
-                    .as_ref()
-                    .is_none_or(RetryThrottle::allows_retry)
-                {
+                if !self.attempts.throttle_allows() {
                     self.stopped = true;
                     continue;
                 }
@@ -159,7 +139,7 @@ where
                     .last
                     .take()
                     .unwrap_or_else(|| Status::internal("hedged call ended without an answer"));
-                return Poll::Ready(Err(self.annotated(last)));
+                return Poll::Ready(Err(self.attempts.annotated(last)));
             }
             return Poll::Pending;
         }
@@ -175,10 +155,8 @@ where
                     continue;
                 }
                 Poll::Ready(Ok(mut response)) => {
-                    if let Some(throttle) = &self.throttle {
-                        throttle.record_success();
-                    }
-                    self.annotate(response.metadata_mut());
+                    self.attempts.succeeded();
+                    self.attempts.annotate(response.metadata_mut());
                     return Some(Ok(response));
                 }
                 Poll::Ready(Err(err)) => status_from_error(err),
@@ -189,26 +167,20 @@ where
                 // count pushing the metadata over it) would only be met again: no more copies.
                 // Those in flight go on; else the failure before it, if any, is the answer.
                 self.stopped = true;
-                self.sent -= 1;
+                self.attempts.unsent();
                 if self.in_flight.is_empty() {
                     let status = self.last.take().unwrap_or(status);
-                    return Some(Err(self.annotated(status)));
+                    return Some(Err(self.attempts.annotated(status)));
                 }
                 self.last.get_or_insert(status);
                 continue;
             }
-            let unprocessed = status.is_not_processed();
             let non_fatal = self.policy.is_non_fatal(status.code());
-            let pushback = Pushback::of(&status);
-            if !unprocessed && (non_fatal || pushback == Some(Pushback::DontRetry)) {
-                if let Some(throttle) = &self.throttle {
-                    throttle.record_failure();
-                }
+            let failure = self.attempts.failed(&status, non_fatal);
+            if !(non_fatal || failure.unprocessed) {
+                return Some(Err(self.attempts.annotated(status)));
             }
-            if !(non_fatal || unprocessed) {
-                return Some(Err(self.annotated(status)));
-            }
-            match pushback {
+            match failure.pushback {
                 Some(Pushback::DontRetry) => self.stopped = true,
                 Some(Pushback::RetryAfter(delay)) => {
                     self.now = false;
@@ -222,51 +194,19 @@ where
     }
 
     fn may_send(&self) -> bool {
-        !self.stopped
-            && self.sent < self.max_attempts
-            && self
-                .deadline
-                .is_none_or(|deadline| Instant::now() < deadline)
+        !self.stopped && !self.attempts.exhausted() && !self.attempts.past_deadline(Instant::now())
     }
 
     /// Sends the next copy, with the attempt count and what remains of the deadline.
     fn send(&mut self) {
-        let Some(mut call) = self.template.try_clone() else {
+        // One clock read for what remains and for when the next copy is due.
+        let now = Instant::now();
+        let Some(call) = self.attempts.next_call(now) else {
             self.stopped = true;
             return;
         };
-        let request = call.request_mut();
-        // Digits are always a valid value.
-        let _ = request
-            .metadata_mut()
-            .insert(PREVIOUS_ATTEMPTS_KEY, &self.sent.to_string());
-        // One clock read for what remains and for when the next copy is due.
-        let now = Instant::now();
-        if let Some(deadline) = self.deadline {
-            // What remains as its timeout, for the layers below; and the deadline itself,
-            // which the transport counts from (the server is told what is left when it sends).
-            request.hand_on_deadline(deadline, now);
-        } else if request.started().is_some() {
-            // No deadline of the call's own, but its start noted for one given below (the
-            // endpoint's default): that one bounds each copy afresh, so this copy's counts
-            // from now, not from the call's start (tests/unary/deadline_attempts.rs).
-            request.start_call(true);
-        }
         self.in_flight.push(Box::pin(self.service.call(call)));
-        self.sent += 1;
         self.now = false;
-        let next = now + self.policy.delay;
-        self.next.as_mut().reset(next);
-    }
-
-    fn annotate(&self, metadata: &mut MetadataMap) {
-        if self.sent > 1 {
-            let _ = metadata.insert(PREVIOUS_ATTEMPTS_KEY, &(self.sent - 1).to_string());
-        }
-    }
-
-    fn annotated(&self, mut status: Status) -> Status {
-        self.annotate(status.metadata_mut());
-        status
+        self.next.as_mut().reset(now + self.policy.delay);
     }
 }

@@ -1,9 +1,10 @@
 //! `HedgeLayer`: which methods are hedged, how, and the throttle their copies share.
 
 use super::{Hedge, HedgingPolicy};
+use crate::attempts::PolicyTable;
 use crate::retry::RetryThrottle;
 use sockrpc_service::Call;
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 use tower_layer::Layer;
 
 /// Wraps a service in [`Hedge`]. Every service it makes shares one [`RetryThrottle`].
@@ -14,34 +15,21 @@ pub struct HedgeLayer {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    methods: HashMap<String, Arc<HedgingPolicy>>,
-    services: HashMap<String, Arc<HedgingPolicy>>,
+    /// By method, by service, the fallback; the cap and the throttle.
+    pub(crate) table: PolicyTable<HedgingPolicy>,
+    /// For `NO_SIDE_EFFECTS` methods without one of their own (`None`: no such rule, they get
+    /// the fallback).
     no_side_effects: Option<Arc<HedgingPolicy>>,
-    /// For every other method, whatever its idempotency (a service config's default entry).
-    fallback: Option<Arc<HedgingPolicy>>,
-    pub(crate) throttle: Option<RetryThrottle>,
-    pub(crate) cap: u32,
 }
 
 impl Config {
     /// The policy for `call`, when more than one copy of it may be sent.
     pub(crate) fn policy_for(&self, call: &Call) -> Option<Arc<HedgingPolicy>> {
-        let explicit = (!self.methods.is_empty())
-            .then(|| self.methods.get(call.path()))
-            .flatten()
-            .or_else(|| {
-                (!self.services.is_empty())
-                    .then(|| self.services.get(call.service()))
-                    .flatten()
-            });
-        let policy = match explicit {
-            Some(policy) => policy,
-            None if call.idempotency().is_hedge_safe() && self.no_side_effects.is_some() => {
-                self.no_side_effects.as_ref()?
-            }
-            None => self.fallback.as_ref()?,
-        };
-        (policy.max_attempts.min(self.cap) > 1).then(|| Arc::clone(policy))
+        let by_level = self
+            .no_side_effects
+            .as_ref()
+            .filter(|_| call.idempotency().is_hedge_safe());
+        self.table.policy_for(call, by_level.map(Some))
     }
 }
 
@@ -53,12 +41,8 @@ impl HedgeLayer {
     pub fn new(policy: HedgingPolicy) -> HedgeLayer {
         HedgeLayer {
             config: Arc::new(Config {
-                methods: HashMap::new(),
-                services: HashMap::new(),
+                table: PolicyTable::new(None),
                 no_side_effects: Some(Arc::new(policy)),
-                fallback: None,
-                throttle: Some(RetryThrottle::default()),
-                cap: 5,
             }),
         }
     }
@@ -77,7 +61,7 @@ impl HedgeLayer {
     /// Hedges one method, by its full path, with `policy` — whatever its idempotency level:
     /// name only methods that are safe to run several times at once.
     pub fn method(mut self, path: impl Into<String>, policy: HedgingPolicy) -> HedgeLayer {
-        self.config().methods.insert(path.into(), Arc::new(policy));
+        self.config().table.set_method(path.into(), policy);
         self
     }
 
@@ -85,7 +69,7 @@ impl HedgeLayer {
     /// has a policy of its own; name only services whose methods are safe to run several times
     /// at once.
     pub fn service(mut self, name: impl Into<String>, policy: HedgingPolicy) -> HedgeLayer {
-        self.config().services.insert(name.into(), Arc::new(policy));
+        self.config().table.set_service(name.into(), policy);
         self
     }
 
@@ -93,20 +77,20 @@ impl HedgeLayer {
     /// idempotency rule of [`new`](HedgeLayer::new) does not cover, with `policy` (`None`:
     /// they pass through); a service config's default entry.
     pub fn fallback_policy(mut self, policy: Option<HedgingPolicy>) -> HedgeLayer {
-        self.config().fallback = policy.map(Arc::new);
+        self.config().table.set_fallback(policy);
         self
     }
 
     /// Sets the throttle (`None`: never throttled). Share it with the retry layer of the same
     /// server: A6 throttles retries and hedges together.
     pub fn throttle(mut self, throttle: Option<RetryThrottle>) -> HedgeLayer {
-        self.config().throttle = throttle;
+        self.config().table.throttle = throttle;
         self
     }
 
     /// Sets the most copies any policy may send (default 5).
     pub fn max_attempts_cap(mut self, cap: u32) -> HedgeLayer {
-        self.config().cap = cap.max(1);
+        self.config().table.set_cap(cap);
         self
     }
 }

@@ -1,6 +1,7 @@
 //! `HedgingPolicy`: gRFC A6's `hedgingPolicy` — how many copies of a call, how far apart, and
 //! which failures leave the others worth waiting for.
 
+use crate::attempts::AttemptPolicy;
 use crate::retry::CodeSet;
 use sockrpc_protocol::Code;
 use std::time::Duration;
@@ -45,5 +46,11 @@ impl HedgingPolicy {
     /// Whether a failure with `code` leaves the call going.
     pub fn is_non_fatal(&self, code: Code) -> bool {
         self.non_fatal.contains(code)
+    }
+}
+
+impl AttemptPolicy for HedgingPolicy {
+    fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
 }

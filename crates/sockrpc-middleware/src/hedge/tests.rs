@@ -255,3 +255,24 @@ async fn hedging_sends_no_copy_after_a_grpc_timeout_entry_passes() {
         ]
     );
 }
+
+#[test]
+fn hedging_methods_only_gives_the_fallback_to_a_pure_read_it_does_not_name() {
+    // Without the `NO_SIDE_EFFECTS` rule a pure read is like any other method: the fallback's.
+    let hedge = HedgeLayer::methods_only()
+        .fallback_policy(Some(policy()))
+        .layer(tower::service_fn(|_: Call| async {
+            Ok::<_, Status>(Response::new(Body::empty()))
+        }));
+    for idempotency in [Idempotency::NoSideEffects, Idempotency::Unknown] {
+        let chosen = hedge.config.policy_for(&call(idempotency));
+        assert_eq!(chosen.as_deref(), Some(&policy()), "{idempotency:?}");
+    }
+    let plain = HedgeLayer::methods_only().layer(tower::service_fn(|_: Call| async {
+        Ok::<_, Status>(Response::new(Body::empty()))
+    }));
+    assert_eq!(
+        plain.config.policy_for(&call(Idempotency::NoSideEffects)),
+        None
+    );
+}

@@ -1,12 +1,10 @@
 //! The future of a call under [`Retry`](super::Retry): one attempt after another, with waits.
 
-use super::{layer::Config, Jitter, RetryPolicy, RetryThrottle};
+use super::{layer::Config, Jitter, RetryPolicy};
+use crate::attempts::Attempts;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{MetadataMap, Response, Status};
-use sockrpc_service::{
-    status_from_error, Body, BoxError, Call, CloseSignal, Closing, ConfigDefaults, Pushback,
-    PREVIOUS_ATTEMPTS_KEY,
-};
+use sockrpc_protocol::{Response, Status};
+use sockrpc_service::{status_from_error, Body, BoxError, Call, CloseSignal, Closing, Pushback};
 use std::{
     future::Future,
     pin::Pin,
@@ -43,15 +41,11 @@ pin_project! {
 /// What a call that may be attempted again keeps.
 pub(crate) struct Retrying<S> {
     service: S,
-    template: Call,
     policy: Arc<RetryPolicy>,
-    max_attempts: u32,
-    throttle: Option<RetryThrottle>,
-    /// Attempts sent so far.
-    sent: u32,
+    /// The copy kept to send again, the deadline, the count sent, the throttle.
+    attempts: Attempts,
     /// Retries since the first attempt or the last pushback: what the backoff grows with.
     step: u32,
-    deadline: Option<Instant>,
     jitter: Option<Jitter>,
     /// The failure that led to the attempt in flight: the call's answer if that attempt is
     /// refused before it is sent (its attempt count pushed the metadata over the limit).
@@ -69,26 +63,15 @@ enum Next {
 impl<S> Retrying<S> {
     pub(crate) fn new(
         service: S,
-        mut template: Call,
+        template: Call,
         policy: Arc<RetryPolicy>,
         config: &Config,
     ) -> Retrying<S> {
-        // A `grpc-timeout` entry is the call's deadline as much as a timeout set: the copy
-        // kept for later attempts carries it as its timeout (the first attempt, already on its
-        // way, leaves it to the channel).
-        // A deadline fixed when the caller started the call stands (a retry never extends it).
-        // An entry's deadline stays bounded by the endpoint's default on each attempt.
-        ConfigDefaults::resolve_entry(template.request_mut());
-        let deadline = template.request_mut().resolve_deadline();
         Retrying {
             service,
-            template,
-            max_attempts: policy.max_attempts.min(config.cap),
+            attempts: Attempts::new(template, &*policy, &config.table),
             policy,
-            throttle: config.throttle.clone(),
-            sent: 1,
             step: 0,
-            deadline,
             jitter: None,
             previous: None,
             closing: config.closing.clone(),
@@ -98,10 +81,8 @@ impl<S> Retrying<S> {
     fn after(&mut self, result: Result<Response<Body>, Status>) -> Next {
         let status = match result {
             Ok(mut response) => {
-                if let Some(throttle) = &self.throttle {
-                    throttle.record_success();
-                }
-                self.annotate(response.metadata_mut());
+                self.attempts.succeeded();
+                self.attempts.annotate(response.metadata_mut());
                 return Next::Answer(Ok(response));
             }
             Err(status) => status,
@@ -109,31 +90,20 @@ impl<S> Retrying<S> {
         if status.is_refused_before_sending() {
             // A retry this side would not send: the failure that asked for it is the answer
             // (the first attempt's own refusal is, when there is none).
-            self.sent -= 1;
+            self.attempts.unsent();
             let status = self.previous.take().unwrap_or(status);
-            return Next::Answer(Err(self.annotated(status)));
+            return Next::Answer(Err(self.attempts.annotated(status)));
         }
-        let unprocessed = status.is_not_processed();
         let retryable = self.policy.is_retryable(status.code());
-        let pushback = Pushback::of(&status);
-        // Only failures that speak of the server's health count (A6): a retryable code or a
-        // pushback refusing retries; a call refused unprocessed never reached a handler.
-        if !unprocessed && (retryable || pushback == Some(Pushback::DontRetry)) {
-            if let Some(throttle) = &self.throttle {
-                throttle.record_failure();
-            }
-        }
-        let throttled = !unprocessed
-            && self
-                .throttle
-                .as_ref()
-                .is_some_and(|throttle| !throttle.allows_retry());
+        let failure = self.attempts.failed(&status, retryable);
+        let (unprocessed, pushback) = (failure.unprocessed, failure.pushback);
+        let throttled = !unprocessed && !self.attempts.throttle_allows();
         let give_up = !(retryable || unprocessed)
             || pushback == Some(Pushback::DontRetry)
-            || self.sent >= self.max_attempts
+            || self.attempts.exhausted()
             || throttled;
         if give_up {
-            return Next::Answer(Err(self.annotated(status)));
+            return Next::Answer(Err(self.attempts.annotated(status)));
         }
         let delay = match pushback {
             _ if unprocessed => Duration::ZERO,
@@ -147,48 +117,11 @@ impl<S> Retrying<S> {
                 self.jitter.get_or_insert_with(Jitter::new).below(cap)
             }
         };
-        if self
-            .deadline
-            .is_some_and(|deadline| Instant::now() + delay >= deadline)
-        {
-            return Next::Answer(Err(self.annotated(status)));
+        if self.attempts.past_deadline(Instant::now() + delay) {
+            return Next::Answer(Err(self.attempts.annotated(status)));
         }
         self.previous = Some(status);
         Next::RetryAfter(delay)
-    }
-
-    /// The next attempt: a copy of the request, with the attempt count and what remains of
-    /// the deadline.
-    fn next_call(&mut self) -> Option<Call> {
-        let mut call = self.template.try_clone()?;
-        let request = call.request_mut();
-        // Digits are always a valid value.
-        let _ = request
-            .metadata_mut()
-            .insert(PREVIOUS_ATTEMPTS_KEY, &self.sent.to_string());
-        if let Some(deadline) = self.deadline {
-            // What remains as its timeout, for the layers below; and the deadline itself,
-            // which the transport counts from (the server is told what is left when it sends).
-            request.hand_on_deadline(deadline, Instant::now());
-        } else if request.started().is_some() {
-            // No deadline of the call's own, but its start noted for one given below (the
-            // endpoint's default): that one bounds each attempt afresh, so this attempt's
-            // counts from now, not from the call's start (tests/unary/deadline_attempts.rs).
-            request.start_call(true);
-        }
-        self.sent += 1;
-        Some(call)
-    }
-
-    fn annotate(&self, metadata: &mut MetadataMap) {
-        if self.sent > 1 {
-            let _ = metadata.insert(PREVIOUS_ATTEMPTS_KEY, &(self.sent - 1).to_string());
-        }
-    }
-
-    fn annotated(&self, mut status: Status) -> Status {
-        self.annotate(status.metadata_mut());
-        status
     }
 }
 
@@ -204,7 +137,10 @@ impl<S: Service<Call>> ResponseFuture<S> {
 impl<S: Service<Call>> std::fmt::Debug for ResponseFuture<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("retry::ResponseFuture")
-            .field("attempts", &self.retrying.as_ref().map_or(1, |r| r.sent))
+            .field(
+                "attempts",
+                &self.retrying.as_ref().map_or(1, |r| r.attempts.sent()),
+            )
             .finish()
     }
 }
@@ -245,7 +181,7 @@ where
                         // (`UNAVAILABLE`), or the close was at once (`CANCELLED`).
                         this.state.set(State::Done);
                         let status = match this.retrying.as_ref() {
-                            Some(retrying) => retrying.annotated(status),
+                            Some(retrying) => retrying.attempts.annotated(status),
                             None => status,
                         };
                         return Poll::Ready(Err(status));
@@ -265,9 +201,10 @@ where
             };
             if let Err(err) = ready!(retrying.service.poll_ready(cx)) {
                 this.state.set(State::Done);
-                return Poll::Ready(Err(retrying.annotated(status_from_error(err))));
+                let status = status_from_error(err);
+                return Poll::Ready(Err(retrying.attempts.annotated(status)));
             }
-            let Some(call) = retrying.next_call() else {
+            let Some(call) = retrying.attempts.next_call(Instant::now()) else {
                 this.state.set(State::Done);
                 return Poll::Ready(Err(Status::internal("retry request lost")));
             };

@@ -1,8 +1,9 @@
 //! `RetryLayer`: which policy each method gets, and the throttle its calls share.
 
 use super::{Retry, RetryPolicy, RetryThrottle};
+use crate::attempts::PolicyTable;
 use sockrpc_service::{Call, CloseSignal};
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 use tower_layer::Layer;
 
 /// Wraps a service in [`Retry`]. Every service it makes shares one [`RetryThrottle`], so use
@@ -20,12 +21,11 @@ pub struct RetryLayer {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    methods: HashMap<String, Arc<RetryPolicy>>,
-    services: HashMap<String, Arc<RetryPolicy>>,
+    /// By method, by service, the fallback; the cap and the throttle.
+    pub(crate) table: PolicyTable<RetryPolicy>,
+    /// For `NO_SIDE_EFFECTS` and `IDEMPOTENT` methods without one of their own (`None`: they
+    /// are sent once, not given the fallback).
     idempotent: Option<Arc<RetryPolicy>>,
-    fallback: Option<Arc<RetryPolicy>>,
-    pub(crate) throttle: Option<RetryThrottle>,
-    pub(crate) cap: u32,
     /// The channel's close: ends a wait between two attempts ([`RetryLayer::close_signal`]).
     pub(crate) closing: Option<CloseSignal>,
 }
@@ -33,20 +33,11 @@ pub(crate) struct Config {
 impl Config {
     /// The policy for `call`, when it may be attempted more than once.
     pub(crate) fn policy_for(&self, call: &Call) -> Option<Arc<RetryPolicy>> {
-        let explicit = (!self.methods.is_empty())
-            .then(|| self.methods.get(call.path()))
-            .flatten()
-            .or_else(|| {
-                (!self.services.is_empty())
-                    .then(|| self.services.get(call.service()))
-                    .flatten()
-            });
-        let policy = match explicit {
-            Some(policy) => policy,
-            None if call.idempotency().is_retry_safe() => self.idempotent.as_ref()?,
-            None => self.fallback.as_ref()?,
-        };
-        (policy.max_attempts.min(self.cap) > 1).then(|| Arc::clone(policy))
+        let by_level = call
+            .idempotency()
+            .is_retry_safe()
+            .then_some(self.idempotent.as_ref());
+        self.table.policy_for(call, by_level)
     }
 }
 
@@ -64,12 +55,8 @@ impl RetryLayer {
     pub fn new() -> RetryLayer {
         RetryLayer {
             config: Arc::new(Config {
-                methods: HashMap::new(),
-                services: HashMap::new(),
+                table: PolicyTable::new(Some(RetryPolicy::not_processed_only())),
                 idempotent: Some(Arc::new(RetryPolicy::default())),
-                fallback: Some(Arc::new(RetryPolicy::not_processed_only())),
-                throttle: Some(RetryThrottle::default()),
-                cap: 5,
                 closing: None,
             }),
         }
@@ -82,14 +69,14 @@ impl RetryLayer {
     /// Sets the policy of one method, by its full path (`/package.Service/Method`). It wins
     /// over every other setting, whatever the method's idempotency level.
     pub fn method(mut self, path: impl Into<String>, policy: RetryPolicy) -> RetryLayer {
-        self.config().methods.insert(path.into(), Arc::new(policy));
+        self.config().table.set_method(path.into(), policy);
         self
     }
 
     /// Sets the policy of every method of a service (`package.Service`) that has none of its
     /// own.
     pub fn service(mut self, name: impl Into<String>, policy: RetryPolicy) -> RetryLayer {
-        self.config().services.insert(name.into(), Arc::new(policy));
+        self.config().table.set_service(name.into(), policy);
         self
     }
 
@@ -104,21 +91,21 @@ impl RetryLayer {
     /// all). Listing a code here retries calls that may have run — only for methods you know
     /// are safe to run twice.
     pub fn fallback_policy(mut self, policy: Option<RetryPolicy>) -> RetryLayer {
-        self.config().fallback = policy.map(Arc::new);
+        self.config().table.set_fallback(policy);
         self
     }
 
     /// Sets the throttle (`None`: retries are never throttled). Share one throttle between
     /// layers that talk to the same server.
     pub fn throttle(mut self, throttle: Option<RetryThrottle>) -> RetryLayer {
-        self.config().throttle = throttle;
+        self.config().table.throttle = throttle;
         self
     }
 
     /// Sets the most attempts any policy may make (default 5, gRFC A6's client-side cap, so
     /// a misconfigured policy cannot multiply load without bound).
     pub fn max_attempts_cap(mut self, cap: u32) -> RetryLayer {
-        self.config().cap = cap.max(1);
+        self.config().table.set_cap(cap);
         self
     }
 
@@ -134,7 +121,7 @@ impl RetryLayer {
 
     /// The throttle the layer's services share.
     pub fn get_throttle(&self) -> Option<&RetryThrottle> {
-        self.config.throttle.as_ref()
+        self.config.table.throttle.as_ref()
     }
 }
 

@@ -10,6 +10,7 @@
 //! calls that failed together — a server restart fails them all at once — then come back
 //! spread over the whole window instead of in a slightly blurred wave.
 
+use crate::attempts::AttemptPolicy;
 use sockrpc_protocol::Code;
 use std::time::Duration;
 
@@ -97,6 +98,12 @@ impl RetryPolicy {
         } else {
             self.max_backoff
         }
+    }
+}
+
+impl AttemptPolicy for RetryPolicy {
+    fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
 }
 

@@ -346,3 +346,25 @@ async fn throttling_caps_attempts_per_call_when_the_server_fails_every_call() {
     assert!(per_call <= 1.1, "{per_call} attempts per call");
     assert!(!layer.get_throttle().expect("throttle").allows_retry());
 }
+
+#[test]
+fn retry_without_an_idempotent_policy_sends_idempotent_methods_once_whatever_the_fallback() {
+    // `idempotent_policy(None)` is a rule of its own, not "no rule": the fallback is for the
+    // other methods only.
+    let fallback = RetryPolicy::new(3);
+    let retry = RetryLayer::new()
+        .idempotent_policy(None)
+        .fallback_policy(Some(fallback.clone()))
+        .layer(tower::service_fn(|_: Call| async {
+            Ok::<_, Status>(Response::new(Body::empty()))
+        }));
+    for idempotency in [Idempotency::NoSideEffects, Idempotency::Idempotent] {
+        assert_eq!(
+            retry.config.policy_for(&call(idempotency)),
+            None,
+            "{idempotency:?}"
+        );
+    }
+    let other = retry.config.policy_for(&call(Idempotency::Unknown));
+    assert_eq!(other.as_deref(), Some(&fallback));
+}
