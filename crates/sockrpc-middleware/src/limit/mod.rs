@@ -45,10 +45,13 @@
 pub mod concurrency;
 pub mod rate;
 pub mod shed;
+mod waiter;
 
 pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
 pub use rate::{RateLimit, RateLimitLayer};
 pub use shed::{LoadShed, LoadShedLayer};
+
+pub(crate) use waiter::Waiter;
 
 use bytes::Bytes;
 use sockrpc_protocol::{MetadataMap, Response, Status};
@@ -168,6 +171,14 @@ fn far_future(now: Instant) -> Instant {
 /// The refusal every limit answers with.
 pub(crate) fn refusal(why: String, pushback: Duration) -> Status {
     Pushback::RetryAfter(pushback).on(Status::resource_exhausted(why))
+}
+
+/// The answer of a limit's future that refused its call: the refusal, once (polled again
+/// after that, an internal error).
+pub(crate) fn take_refusal(status: &mut Option<Status>) -> Status {
+    status
+        .take()
+        .unwrap_or_else(|| Status::internal("response polled after completion"))
 }
 
 /// A place in a wait queue: taken if there is room, given back on drop.

@@ -1,7 +1,7 @@
 //! The future of a call under [`ConcurrencyLimit`](super::ConcurrencyLimit): wait for a
 //! permit (bounded), then run holding it.
 
-use crate::limit::{after_wait, hold, past_deadline, refusal, Place};
+use crate::limit::{hold, past_deadline, refusal, take_refusal, Place, Waiter};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{Body, Call};
@@ -46,12 +46,9 @@ pin_project! {
             acquire: Acquire,
             #[pin]
             sleep: Sleep,
-            // The call's deadline, fixed when it entered the layer.
-            deadline: Option<Instant>,
             // The wait ends at the deadline (not at `max_wait`).
             ends_at_deadline: bool,
-            place: Option<Place>,
-            rest: Option<(S, Call)>,
+            waiter: Waiter<S>,
             max: usize,
             pushback: Duration,
         },
@@ -92,10 +89,8 @@ impl<S: Service<Call>> ResponseFuture<S> {
             state: State::Waiting {
                 acquire,
                 sleep: tokio::time::sleep_until(wait.until),
-                deadline: wait.deadline,
                 ends_at_deadline: wait.ends_at_deadline,
-                place: Some(place),
-                rest: Some((service, call)),
+                waiter: Waiter::new(wait.deadline, place, service, call),
                 max,
                 pushback,
             },
@@ -123,10 +118,8 @@ where
                 StateProj::Waiting {
                     acquire,
                     sleep,
-                    deadline,
                     ends_at_deadline,
-                    place,
-                    rest,
+                    waiter,
                     max,
                     pushback,
                 } => {
@@ -141,7 +134,7 @@ where
                         }
                         Poll::Pending => {
                             ready!(sleep.poll(cx));
-                            let path = rest.as_ref().map_or("?", |(_, call)| call.path());
+                            let path = waiter.path();
                             let status = if *ends_at_deadline {
                                 past_deadline(path)
                             } else {
@@ -156,26 +149,18 @@ where
                             continue;
                         }
                     };
-                    drop(place.take());
-                    let Some((mut service, mut call)) = rest.take() else {
-                        state.set(State::Refused {
-                            status: Some(Status::internal("call lost while waiting")),
-                        });
-                        continue;
-                    };
-                    // The wait counts against the call's deadline: it goes with what remains.
-                    if let Err(status) = after_wait(&mut call, *deadline) {
-                        drop(permit);
-                        state.set(State::Refused {
-                            status: Some(status),
-                        });
-                        continue;
+                    match waiter.send() {
+                        Ok(inner) => state.set(State::Running {
+                            inner,
+                            permit: Some(permit),
+                        }),
+                        Err(status) => {
+                            drop(permit);
+                            state.set(State::Refused {
+                                status: Some(status),
+                            });
+                        }
                     }
-                    let inner = service.call(call);
-                    state.set(State::Running {
-                        inner,
-                        permit: Some(permit),
-                    });
                 }
                 StateProj::Running { inner, permit } => {
                     let result = ready!(inner.poll(cx));
@@ -185,10 +170,7 @@ where
                     });
                 }
                 StateProj::Refused { status } => {
-                    let status = status
-                        .take()
-                        .unwrap_or_else(|| Status::internal("response polled after completion"));
-                    return Poll::Ready(Err(status.into()));
+                    return Poll::Ready(Err(take_refusal(status).into()));
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! The future of a call under [`RateLimit`](super::RateLimit): wait for the reserved token,
 //! then run.
 
-use crate::limit::{after_wait, Place};
+use crate::limit::{take_refusal, Place, Waiter};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{Body, Call};
@@ -30,14 +30,7 @@ pin_project! {
     where
         S: Service<Call>,
     {
-        Waiting {
-            #[pin]
-            sleep: Sleep,
-            // The call's deadline, fixed when it entered the layer.
-            deadline: Option<Instant>,
-            place: Option<Place>,
-            rest: Option<(S, Call)>,
-        },
+        Waiting { #[pin] sleep: Sleep, waiter: Waiter<S> },
         Running { #[pin] inner: S::Future },
         Refused { status: Option<Status> },
     }
@@ -68,9 +61,7 @@ impl<S: Service<Call>> ResponseFuture<S> {
         ResponseFuture {
             state: State::Waiting {
                 sleep: tokio::time::sleep_until(until),
-                deadline,
-                place: Some(place),
-                rest: Some((service, call)),
+                waiter: Waiter::new(deadline, place, service, call),
             },
         }
     }
@@ -93,31 +84,18 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Waiting {
-                    sleep,
-                    deadline,
-                    place,
-                    rest,
-                } => {
+                StateProj::Waiting { sleep, waiter } => {
                     ready!(sleep.poll(cx));
-                    drop(place.take());
-                    let Some((mut service, mut call)) = rest.take() else {
-                        let status = Status::internal("call lost while waiting");
-                        return Poll::Ready(Err(status.into()));
-                    };
-                    // The wait counts against the call's deadline: it goes with what remains.
-                    if let Err(status) = after_wait(&mut call, *deadline) {
-                        return Poll::Ready(Err(status.into()));
+                    match waiter.send() {
+                        Ok(inner) => state.set(State::Running { inner }),
+                        Err(status) => state.set(State::Refused {
+                            status: Some(status),
+                        }),
                     }
-                    let inner = service.call(call);
-                    state.set(State::Running { inner });
                 }
                 StateProj::Running { inner } => return inner.poll(cx),
                 StateProj::Refused { status } => {
-                    let status = status
-                        .take()
-                        .unwrap_or_else(|| Status::internal("response polled after completion"));
-                    return Poll::Ready(Err(status.into()));
+                    return Poll::Ready(Err(take_refusal(status).into()));
                 }
             }
         }

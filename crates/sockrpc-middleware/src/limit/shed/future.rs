@@ -1,7 +1,7 @@
 //! The future of a call under [`LoadShed`](super::LoadShed).
 
 use super::InFlight;
-use crate::limit::hold;
+use crate::limit::{hold, take_refusal};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::Body;
@@ -56,11 +56,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(inner) = this.inner.as_pin_mut() else {
-            let status = this
-                .shed
-                .take()
-                .unwrap_or_else(|| Status::internal("response polled after completion"));
-            return Poll::Ready(Err(status.into()));
+            return Poll::Ready(Err(take_refusal(this.shed).into()));
         };
         let result = ready!(inner.poll(cx));
         Poll::Ready(match (result, this.counted.take()) {
