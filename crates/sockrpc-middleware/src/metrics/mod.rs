@@ -2,7 +2,7 @@
 //! in flight and the bytes in and out, on the [`metrics`](https://docs.rs/metrics) crate's facade.
 //!
 //! Why the facade: the layer only counts; the application picks where the numbers go
-//! (Prometheus through [`prometheus`] with feature `prometheus`, OpenTelemetry, statsd...) by
+//! (Prometheus through `prometheus` with feature `prometheus`, OpenTelemetry, statsd...) by
 //! installing a recorder, and without one every handle is a no-op.
 //!
 //! | metric (server; client: `rpc.client.…`) | kind | labels |
