@@ -3,6 +3,7 @@
 //! allocate what a peer merely announces, while a well-behaved generated client keeps being
 //! served; and a client whose server is gone fails with `Unavailable`, never hangs.
 
+mod absurd_timeouts;
 mod answer_probe;
 mod answer_window_abandoned;
 mod answer_window_ignored;
@@ -61,3 +62,4 @@ mod unread_waiting_answers;
 mod window_credit;
 mod window_ignored;
 mod wire;
+mod zero_length;
