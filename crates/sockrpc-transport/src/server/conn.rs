@@ -159,6 +159,8 @@ pub(super) struct Connection<D> {
     /// lower only the real count. A call under the limit by this count is under it for sure,
     /// and only one that may not be takes the lock to count ([`Connection::at_call_limit`]).
     pub(super) running_hint: std::cell::Cell<usize>,
+    /// Cancelled calls whose tasks may still be alive: they keep their slots (`aborted.rs`).
+    pub(super) aborted: super::aborted::Aborted,
     /// Its place among the connections still in their handshake, which the accept loop evicts
     /// from at the connection cap (`handshakes.rs`): given up once the preface is read
     /// (`deadlines.rs`), so an established connection is never evicted.
@@ -230,6 +232,7 @@ impl<D: Dispatch> Connection<D> {
             backlog: false,
             outbox_full: std::cell::Cell::new(false),
             running_hint: std::cell::Cell::new(0),
+            aborted: super::aborted::Aborted::default(),
             awaiting: None,
         }
     }
@@ -248,16 +251,11 @@ impl<D: Dispatch> Connection<D> {
         self.opened.len() + running
     }
 
-    /// Whether the connection has as many calls in flight as it takes (`max_concurrent_calls`).
-    pub(super) fn at_call_limit(&self) -> bool {
-        let limit = self.config.max_concurrent_calls;
-        self.opened.len() + self.running_hint.get() >= limit && self.in_flight() >= limit
-    }
-
     pub(super) fn abort_all(&mut self) {
         self.opened.clear();
         self.shared.abort_running();
         self.locals.clear();
+        self.aborted.clear();
     }
 
     /// Polls the streaming calls woken since the last pass, each once (`local.rs`). What they

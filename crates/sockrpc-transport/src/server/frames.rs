@@ -211,7 +211,7 @@ impl<D: Dispatch> Connection<D> {
                             state.went_idle += 1;
                         }
                         if let Some(Some(handle)) = running {
-                            handle.abort();
+                            self.aborted.abort(handle);
                         }
                         let limits = &self.config.limits;
                         state.abandon_answer(call_id, |buf| {
@@ -240,7 +240,8 @@ impl<D: Dispatch> Connection<D> {
                 }
                 drop(state);
                 match running {
-                    Some(Some(handle)) => handle.abort(),
+                    // Its slot is kept until the task is gone (`aborted.rs`).
+                    Some(Some(handle)) => self.aborted.abort(handle),
                     // Polled on this task: dropped here, without the lock its drop may take.
                     Some(None) => drop(self.locals.remove(call_id)),
                     None => {}

@@ -9,6 +9,7 @@
 //! The service crate's `Server` builds the dispatcher (router + middleware) and calls
 //! [`serve`]; everything about sockets, frames, limits and timeouts lives here.
 
+mod aborted;
 mod age;
 mod announced;
 mod answer_window;

@@ -1,0 +1,74 @@
+//! Calls cancelled while their handler ran in a task of its own count against
+//! `max_concurrent_calls` until that task is really gone (past a limit's worth of slack, see
+//! [`Connection::at_call_limit`]): HTTP/2's "rapid reset" (CVE-2023-44487), as grpc-go's fix
+//! counts a reset stream's handler until it returns.
+//!
+//! ```text
+//!  OPEN ─▶ handler pending ─▶ task (running: slot taken)
+//!  CANCEL ─▶ running.remove, abort ─▶ Aborted (still counted) ─▶ task dropped: not counted
+//! ```
+//!
+//! Aborting a task only asks for it to be dropped: a worker drops it when it next runs it. The
+//! slot used to be given back at the CANCEL, so a client sending OPEN+CANCEL pairs faster than
+//! the workers dropped the aborted tasks had hundreds of handlers alive (483 measured) on a
+//! connection limited to 4 calls (`tests/hostile/reset_slots.rs`). A call answered normally
+//! still frees its slot as its last frame is written (`call.rs`, `release`): its task ends in
+//! the same poll, and its client may send the next call at once.
+
+use super::conn::Connection;
+use crate::dispatch::Dispatch;
+use std::collections::VecDeque;
+use tokio::task::AbortHandle;
+
+/// Handles of aborted call tasks not yet seen finished, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Aborted {
+    tasks: VecDeque<AbortHandle>,
+}
+
+impl Aborted {
+    /// Aborts `task` and keeps its slot until it is gone.
+    pub(super) fn abort(&mut self, task: AbortHandle) {
+        task.abort();
+        self.tasks.push_back(task);
+    }
+
+    /// Aborted tasks that may still be alive: an upper bound that costs nothing to read.
+    pub(super) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Lets go of the oldest tasks that are finished (their handlers dropped), and returns
+    /// how many are left. Only from the front, so each call costs O(1) amortized however many
+    /// wait: aborted together, the oldest are dropped first, and a later one finished early
+    /// is counted a little longer, never too little.
+    pub(super) fn settle(&mut self) -> usize {
+        while self.tasks.front().is_some_and(AbortHandle::is_finished) {
+            self.tasks.pop_front();
+        }
+        self.tasks.len()
+    }
+
+    /// The connection ends: nothing to count any more (its tasks are aborted with it).
+    pub(super) fn clear(&mut self) {
+        self.tasks.clear();
+    }
+}
+
+impl<D: Dispatch> Connection<D> {
+    /// Whether the connection has as many calls in flight as it takes (`max_concurrent_calls`),
+    /// or, counting the cancelled handlers not yet gone, twice that. The slack is for clients
+    /// that keep to the limit: one whose calls expire together sends their CANCELs and its next
+    /// calls in one write, before a worker has dropped the aborted tasks, and must not be
+    /// refused for it. Only more than a limit's worth of cancels within that time (a rapid
+    /// reset) reaches the ceiling, and no more than twice the limit of handlers are then alive.
+    pub(super) fn at_call_limit(&mut self) -> bool {
+        let limit = self.config.max_concurrent_calls;
+        let fast = self.opened.len() + self.running_hint.get();
+        if fast >= limit && self.in_flight() >= limit {
+            return true;
+        }
+        let ceiling = limit.saturating_mul(2);
+        fast + self.aborted.len() >= ceiling && self.in_flight() + self.aborted.settle() >= ceiling
+    }
+}
