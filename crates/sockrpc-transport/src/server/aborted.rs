@@ -27,8 +27,12 @@ pub(super) struct Aborted {
 }
 
 impl Aborted {
-    /// Aborts `task` and keeps its slot until it is gone.
+    /// Aborts `task` and keeps its slot until it is gone. The finished tasks at the front go
+    /// first: a handle keeps its task's allocation alive, and a connection whose calls are
+    /// cancelled now and then (a client's timeouts) must not hold one per cancel until the
+    /// ceiling is near (twice a default limit of 4096).
     pub(super) fn abort(&mut self, task: AbortHandle) {
+        self.settle();
         task.abort();
         self.tasks.push_back(task);
     }
@@ -70,5 +74,30 @@ impl<D: Dispatch> Connection<D> {
         }
         let ceiling = limit.saturating_mul(2);
         fast + self.aborted.len() >= ceiling && self.in_flight() + self.aborted.settle() >= ceiling
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Aborted;
+
+    /// Finished tasks at the front are let go of as the next is aborted: a connection whose
+    /// calls are cancelled one at a time keeps about one handle, not one per cancel.
+    #[tokio::test]
+    async fn finished_tasks_are_let_go_of_at_the_next_abort() {
+        let mut aborted = Aborted::default();
+        for _ in 0..100 {
+            let task = tokio::spawn(async {});
+            let handle = task.abort_handle();
+            task.await.expect("the task ends");
+            aborted.abort(handle);
+        }
+        assert_eq!(aborted.len(), 1, "finished handles were kept");
+        let pending = tokio::spawn(std::future::pending::<()>());
+        aborted.abort(pending.abort_handle());
+        assert_eq!(aborted.len(), 1);
+        // Aborted, but not dropped until a worker runs it: still counted until then.
+        assert!(pending.await.expect_err("aborted").is_cancelled());
+        assert_eq!(aborted.settle(), 0);
     }
 }
