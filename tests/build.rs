@@ -67,7 +67,28 @@ fn main() -> std::io::Result<()> {
         .compile_protos(&["proto/sockrpc/test/tricky.proto"], &["proto"])?;
 
     proto2()?;
+    brought()?;
     codegen_gaps()
+}
+
+/// `tests/brought/`: protos a tonic user brings (services named like std and generated items,
+/// nested packages, a service name in three packages, every call shape over `Empty`), served
+/// end to end.
+fn brought() -> std::io::Result<()> {
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("brought");
+    std::fs::create_dir_all(&out)?;
+    sockrpc_build::configure()
+        .out_dir(&out)
+        .include_file("brought.rs")
+        .compile_protos(
+            &[
+                "proto/brought/names/names.proto",
+                "proto/brought/deep/deep.proto",
+                "proto/brought/deep/nopkg.proto",
+            ],
+            &["proto"],
+        )
 }
 
 /// `tests/proto2/`: a proto2 file (required fields, defaults, groups, extensions, closed enums,

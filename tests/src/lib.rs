@@ -80,6 +80,14 @@ pub mod tricky {
     include!(concat!(env!("OUT_DIR"), "/tricky/tricky.rs"));
 }
 
+/// `tests/proto/brought/`: protos a tonic user brings, served by `tests/brought/`. Rustdoc's
+/// lints stay on here (no `rustdoc::all`), so `cargo doc` with `-D warnings` checks what the
+/// generated docs make of the comments.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod brought {
+    include!(concat!(env!("OUT_DIR"), "/brought/brought.rs"));
+}
+
 /// `tests/proto/sockrpc/p2/shop.proto`: proto2 (required fields, defaults, groups, extensions,
 /// closed enums), served by `tests/proto2/`.
 #[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
