@@ -15,13 +15,17 @@ use crate::{client, server};
 
 /// Lints silenced inside every generated module: generated code can't adapt
 /// to the user's lint configuration, and proto comments aren't written with
-/// clippy's doc lints in mind.
+/// clippy's doc lints in mind. A `[text](target)` link in a comment is kept as
+/// written (`comments.rs`); when rustdoc resolves `target` itself and the text
+/// names it too (`[Option](Option)`, `[Greeter](Greeter)` on the trait
+/// `Greeter`), `rustdoc::redundant_explicit_links` would fail `cargo doc` with
+/// `-D warnings`, so it is silenced beside `broken_intra_doc_links`.
 pub(crate) const LINT_ALLOWS: &str = "unused_variables, dead_code, missing_docs, \
     non_camel_case_types, non_snake_case, clippy::wildcard_imports, clippy::let_unit_value, \
     clippy::needless_lifetimes, clippy::type_complexity, clippy::doc_lazy_continuation, \
     clippy::wrong_self_convention, clippy::should_implement_trait, deprecated, \
-    rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls, \
-    rustdoc::unescaped_backticks";
+    rustdoc::broken_intra_doc_links, rustdoc::redundant_explicit_links, \
+    rustdoc::invalid_html_tags, rustdoc::bare_urls, rustdoc::unescaped_backticks";
 
 /// How requests and responses flow in an rpc.
 ///

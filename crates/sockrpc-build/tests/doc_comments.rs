@@ -1,7 +1,8 @@
 //! No comment in a `.proto` becomes a doctest: every code block rustdoc would find in the
 //! generated docs (services and rpcs rendered here, messages by prost-build) is tagged as text,
 //! ```` ```rust ```` blocks in message comments too (`rust_blocks.proto`, imported by
-//! `tricky.proto`). Nor does any HTML in one reach rustdoc as HTML (`invalid_html_tags`).
+//! `tricky.proto`). Nor does any HTML in one reach rustdoc as HTML (`invalid_html_tags`), nor
+//! does a link rustdoc resolves itself fail `cargo doc` (`redundant_explicit_links`).
 
 mod support;
 
@@ -150,4 +151,46 @@ fn html_in_comments_reaches_the_docs_as_text() {
     ] {
         assert!(all.contains(shown), "{shown:?} not in:\n{all}");
     }
+}
+
+/// A `[text](target)` link stays a link, and rustdoc resolves a target that is a Rust path:
+/// `[Greeter](Greeter)` on the trait `Greeter`, or `[Option](Option)`, is then a redundant
+/// explicit link, which fails `cargo doc` under `-D warnings` unless the generated modules
+/// allow it (seen with `tests/proto/brought/names/names.proto` before they did).
+#[test]
+fn links_rustdoc_resolves_itself_are_allowed_in_the_generated_modules() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let file = protos.path().join("links.proto");
+    std::fs::write(
+        &file,
+        "syntax = \"proto3\"; package links;\n\
+         message M { string s = 1; }\n\
+         // See [Greeter](Greeter) and [Option](Option).\n\
+         service Greeter {\n\
+           // Like [`Vec`](Vec).\n\
+           rpc Get(M) returns (M);\n\
+         }\n",
+    )
+    .expect("write");
+    let out = support::generate(&[&file], &[protos.path()]).expect("generates");
+    let source = out.source("links.rs");
+    assert!(source.contains("[Greeter](Greeter) and [Option](Option)"));
+    assert!(source.contains("[`Vec`](Vec)"));
+    for name in ["greeter_client", "greeter_server"] {
+        assert!(
+            source_allows(&source, name),
+            "mod {name} does not allow rustdoc::redundant_explicit_links"
+        );
+    }
+}
+
+/// Whether `mod name`'s inner `#![allow(..)]` in `source` names `redundant_explicit_links`.
+fn source_allows(source: &str, name: &str) -> bool {
+    let start = source
+        .find(&format!("pub mod {name} {{"))
+        .unwrap_or_else(|| panic!("mod {name} in the source"));
+    let rest = &source[start..];
+    let allow = rest.find("#![allow(").expect("an inner allow");
+    let end = rest[allow..].find(")]").expect("its end") + allow;
+    rest[allow..end].contains("rustdoc::redundant_explicit_links")
 }
