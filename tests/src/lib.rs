@@ -80,10 +80,11 @@ pub mod tricky {
     include!(concat!(env!("OUT_DIR"), "/tricky/tricky.rs"));
 }
 
-/// `tests/proto/brought/`: protos a tonic user brings, served by `tests/brought/`. Rustdoc's
-/// lints stay on here (no `rustdoc::all`), so `cargo doc` with `-D warnings` checks what the
-/// generated docs make of the comments.
-#[allow(missing_docs, unreachable_pub, clippy::all)]
+/// `tests/proto/brought/`: protos a tonic user brings, served by `tests/brought/`. Rustdoc's and
+/// clippy's lints stay on here (no `rustdoc::all`, no `clippy::all`), so `cargo doc` and `cargo
+/// clippy` with `-D warnings` check the generated code as a user's crate would
+/// (`module_inception`: the package `brought` sits in this module `brought`).
+#[allow(missing_docs, unreachable_pub, clippy::module_inception)]
 pub mod brought {
     include!(concat!(env!("OUT_DIR"), "/brought/brought.rs"));
 }
