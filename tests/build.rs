@@ -86,6 +86,7 @@ fn brought() -> std::io::Result<()> {
                 "proto/brought/names/names.proto",
                 "proto/brought/deep/deep.proto",
                 "proto/brought/deep/nopkg.proto",
+                "proto/brought/caps.proto",
             ],
             &["proto"],
         )

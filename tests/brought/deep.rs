@@ -1,11 +1,13 @@
 //! Nested packages: `brought.deep.a.b.c.Greeter` uses types of its parents (`brought.deep.a`,
 //! `brought.deep.a.b`) and of its child (`brought.deep.a.b.c.d`), and shares its name with
 //! `brought.deep.a.b.Greeter` and with a `Greeter` in a file without a package. All three on
-//! one server, each reached by its own full name.
+//! one server, each reached by its own full name. And a package in capitals, `Brought.Caps.V1`,
+//! whose module prost-build merges with the lower-case `brought`.
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use sockrpc::{NamedService, Request, Response, Status, Streaming};
 use sockrpc_tests::brought as root;
+use sockrpc_tests::brought::brought::caps::v1 as a_caps;
 use sockrpc_tests::brought::brought::deep::a;
 
 use a::b::c::d::Leaf;
@@ -169,4 +171,43 @@ async fn types_of_parent_and_child_packages_in_every_shape() {
         .expect("nothing")
         .into_inner();
     assert_eq!(collect("nothing", nothing).await.len(), 3);
+}
+
+/// `Brought.Caps.V1.API`: a package and a service in capitals. prost-build's module is
+/// `brought::caps::v1`, merged with the lower-case packages' `brought`; the service keeps its
+/// name as written on the wire.
+struct Caps;
+
+impl a_caps::api_server::Api for Caps {
+    async fn get_http(
+        &self,
+        request: Request<a_caps::GetHttpRequest>,
+    ) -> Result<Response<sockrpc_tests::brought::brought::std::v1::String>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            sockrpc_tests::brought::brought::std::v1::String {
+                text: format!("{} {}", request.http_code, request.url),
+            },
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_package_in_capitals() {
+    assert_eq!(
+        <a_caps::api_server::ApiServer<Caps> as NamedService>::NAME,
+        "Brought.Caps.V1.API"
+    );
+    let server =
+        start(sockrpc::Server::builder().add_service(a_caps::api_server::ApiServer::new(Caps)));
+    let mut client = a_caps::api_client::ApiClient::new(channel(&server).await);
+    let request = a_caps::GetHttpRequest {
+        url: "/x".to_owned(),
+        http_code: 200,
+    };
+    let text = bounded("get_http", client.get_http(request))
+        .await
+        .expect("get_http")
+        .into_inner();
+    assert_eq!(text.text, "200 /x");
 }
