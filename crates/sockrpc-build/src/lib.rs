@@ -127,6 +127,7 @@ mod aliases;
 mod cfg_attrs;
 mod client;
 mod comment_html;
+mod comment_links;
 mod comments;
 mod config;
 mod descriptor;

@@ -33,6 +33,10 @@ pub(crate) fn text_code_blocks(fds: &mut FileDescriptorSet) {
         // HTML becomes text too (`comment_html.rs`); a comment shown whole in one text block
         // is shown as written.
         let written = comment.clone();
+        // So do links rustdoc would resolve as Rust paths (`comment_links.rs`).
+        if let Some(escaped) = crate::comment_links::escape_path_links(comment) {
+            *comment = escaped;
+        }
         if let Some(escaped) = crate::comment_html::escape_html(comment) {
             *comment = escaped;
         }

@@ -194,3 +194,33 @@ fn source_allows(source: &str, name: &str) -> bool {
     let end = rest[allow..].find(")]").expect("its end") + allow;
     rest[allow..end].contains("rustdoc::redundant_explicit_links")
 }
+
+/// In the comments prost-build renders (the package module allows no rustdoc lint), a link
+/// whose target rustdoc reads as a Rust path loses its link: `[Option](Option)` on a message
+/// `Option` is a redundant explicit link, `[x](NoSuchItem)` a broken one, and either fails
+/// `cargo doc` under `-D warnings`. URLs stay links.
+#[test]
+fn path_links_in_message_comments_become_text() {
+    let protos = tempfile::tempdir().expect("temp dir");
+    let file = protos.path().join("paths.proto");
+    std::fs::write(
+        &file,
+        "syntax = \"proto3\"; package paths;\n\
+         // See [Option](Option), [x](NoSuchItem) and [the site](https://example.com).\n\
+         message Option {\n\
+           // The [`Vec`](Vec).\n\
+           string s = 1;\n\
+         }\n",
+    )
+    .expect("write");
+    let out = support::generate(&[&file], &[protos.path()]).expect("generates");
+    let source = out.source("paths.rs");
+    for shown in [
+        "\\[Option\\](Option)",
+        "\\[x\\](NoSuchItem)",
+        "\\[`Vec`\\](Vec)",
+        "[the site](<https://example.com>)",
+    ] {
+        assert!(source.contains(shown), "{shown:?} not in:\n{source}");
+    }
+}
