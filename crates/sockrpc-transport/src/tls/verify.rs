@@ -37,23 +37,12 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            Ok(verified) => Ok(verified),
-            Err(err) if is_pinned(&self.pinned, end_entity) => {
-                if let Err(pin_err) = check_validity(end_entity, now) {
-                    tracing::debug!(webpki = %err, "pinned certificate refused");
-                    return Err(noted(end_entity, now, pin_err));
-                }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .or_else(|err| {
+                pinned_verdict(&self.pinned, end_entity, now, err)?;
                 Ok(ServerCertVerified::assertion())
-            }
-            Err(err) => Err(noted(end_entity, now, err)),
-        }
+            })
     }
 
     fn verify_tls12_signature(
@@ -105,17 +94,12 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        match self
-            .inner
+        self.inner
             .verify_client_cert(end_entity, intermediates, now)
-        {
-            Ok(verified) => Ok(verified),
-            Err(_) if is_pinned(&self.pinned, end_entity) => {
-                check_validity(end_entity, now).map_err(|err| noted(end_entity, now, err))?;
+            .or_else(|err| {
+                pinned_verdict(&self.pinned, end_entity, now, err)?;
                 Ok(ClientCertVerified::assertion())
-            }
-            Err(err) => Err(noted(end_entity, now, err)),
-        }
+            })
     }
 
     fn verify_tls12_signature(
@@ -141,8 +125,23 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-fn is_pinned(pinned: &[CertificateDer<'static>], cert: &CertificateDer<'_>) -> bool {
-    pinned.iter().any(|pin| pin.as_ref() == cert.as_ref())
+/// The second look at a certificate WebPKI refused with `webpki`, for the server's and the
+/// client's verifier alike: accepted (`Ok`) when it is one of `pinned`, byte for byte, and within
+/// its validity period; otherwise the refusal (WebPKI's, or the validity check's for a pinned
+/// certificate), noted for the handshake.
+fn pinned_verdict(
+    pinned: &[CertificateDer<'static>],
+    cert: &CertificateDer<'_>,
+    now: UnixTime,
+    webpki: Error,
+) -> Result<(), Error> {
+    if !pinned.iter().any(|pin| pin.as_ref() == cert.as_ref()) {
+        return Err(noted(cert, now, webpki));
+    }
+    check_validity(cert, now).map_err(|pin_err| {
+        tracing::debug!(%webpki, "pinned certificate refused");
+        noted(cert, now, pin_err)
+    })
 }
 
 /// Checks `cert`'s validity period against `now`.
