@@ -19,7 +19,7 @@ use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 /// Largest payload the raw-udp row sends: what fits one datagram on any IPv6 path without
@@ -134,17 +134,27 @@ impl RawTcp {
             Some(stream) => stream,
             None => self.stream.insert(connect(self.addr).await?),
         };
-        stream.write_all(&self.frame).await?;
-        // One call in flight: the reply is exactly as long as the request, so read exactly that.
-        stream.read_exact(&mut self.reply).await?;
-        if self.reply[..4] != self.frame[..4] {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "echo came back with another length",
-            ));
-        }
-        Ok(())
+        echo_frame(stream, &self.frame, &mut self.reply).await
     }
+}
+
+/// One call on a raw connection, TCP or TLS alike: writes `frame` (flushed, for TLS's buffered
+/// writer), reads exactly `frame.len()` bytes into `reply` (with one call in flight the echo is
+/// exactly as long as the request), and checks the echo carries the same length prefix.
+pub(crate) async fn echo_frame<S>(stream: &mut S, frame: &[u8], reply: &mut [u8]) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(frame).await?;
+    stream.flush().await?;
+    stream.read_exact(reply).await?;
+    if reply.get(..4) != frame.get(..4) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "echo came back with another length",
+        ));
+    }
+    Ok(())
 }
 
 impl Caller for RawTcp {

@@ -2,12 +2,11 @@
 //! echo) and its client, for the `raw-tls` row that `sockrpc-tls` is quoted against.
 
 use crate::load::{Caller, Tally};
-use crate::raw::{connect, frame, CONNECT_TIMEOUT};
+use crate::raw::{connect, echo_frame, frame, CONNECT_TIMEOUT};
 use crate::raw_echo::{echo_tcp, serve_each};
 use sockrpc::tls::pki_types::ServerName;
 use sockrpc::tls::{ClientTlsConfig, ServerTls};
 use std::{io, net::SocketAddr, time::Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -91,16 +90,7 @@ impl RawTls {
                 .stream
                 .insert(connect_tls(&self.connector, self.addr, self.name.clone()).await?),
         };
-        stream.write_all(&self.frame).await?;
-        stream.flush().await?;
-        stream.read_exact(&mut self.reply).await?;
-        if self.reply[..4] != self.frame[..4] {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "echo came back with another length",
-            ));
-        }
-        Ok(())
+        echo_frame(stream, &self.frame, &mut self.reply).await
     }
 }
 
