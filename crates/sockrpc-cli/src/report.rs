@@ -45,6 +45,32 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// A row before its first call: no latencies, no errors, no time, no notes. Every bench row
+    /// starts so and is filled in by its run.
+    pub(crate) fn empty(
+        name: &'static str,
+        transport: &'static str,
+        payload_bytes: usize,
+        concurrency: usize,
+        connections: usize,
+    ) -> Row {
+        Row {
+            name,
+            transport,
+            payload_bytes,
+            concurrency,
+            connections,
+            hist: Histogram::new(3)
+                .unwrap_or_else(|_| unreachable!("3 significant figures are valid")),
+            errors: 0,
+            elapsed: Duration::ZERO,
+            note: None,
+            servers: None,
+            max_in_flight: None,
+            failed: None,
+        }
+    }
+
     /// Adds a later round of the same row: its latencies, errors and time. The notes stay the
     /// first round's (what they count, they count for that round), unless it had none.
     pub(crate) fn absorb(&mut self, later: Row) {
@@ -401,22 +427,10 @@ mod tests {
     use super::*;
 
     fn row(name: &'static str) -> Row {
-        let mut hist = Histogram::<u64>::new(3).expect("a histogram of 3 figures");
-        hist.record(20_000).expect("a value in range");
-        Row {
-            name,
-            transport: "tcp",
-            payload_bytes: 64,
-            concurrency: 1,
-            connections: 1,
-            hist,
-            errors: 0,
-            elapsed: Duration::from_secs(1),
-            note: None,
-            servers: None,
-            max_in_flight: None,
-            failed: None,
-        }
+        let mut row = Row::empty(name, "tcp", 64, 1, 1);
+        row.hist.record(20_000).expect("a value in range");
+        row.elapsed = Duration::from_secs(1);
+        row
     }
 
     /// The column (in characters) where the `index`th word of `line` ends.

@@ -226,20 +226,14 @@ async fn row(
     concurrency: usize,
     progress: &indicatif::ProgressBar,
 ) -> Row {
-    let new_row = || Row {
-        name: "sockrpc-balanced",
-        transport: "tcp",
-        payload_bytes: payload,
-        concurrency,
-        connections: channel.stats().len(),
-        hist: hdrhistogram::Histogram::new(3)
-            .unwrap_or_else(|_| unreachable!("3 significant figures are valid")),
-        errors: 0,
-        elapsed: Duration::ZERO,
-        note: None,
-        servers: None,
-        max_in_flight: None,
-        failed: None,
+    let new_row = || {
+        Row::empty(
+            "sockrpc-balanced",
+            "tcp",
+            payload,
+            concurrency,
+            channel.stats().len(),
+        )
     };
     let callers = || {
         let client = BenchClient::new(channel.clone());

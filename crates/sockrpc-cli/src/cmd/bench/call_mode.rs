@@ -130,22 +130,9 @@ async fn prepare(args: &BenchArgs, endpoint: Endpoint) -> Result<Target, Failure
     })
 }
 
+/// A call-mode row before its first call: every call-mode row runs on one connection.
 fn empty_row(name: &'static str, transport: &'static str, bytes: usize, concurrency: usize) -> Row {
-    Row {
-        name,
-        transport,
-        payload_bytes: bytes,
-        concurrency,
-        connections: 1,
-        hist: hdrhistogram::Histogram::new(3)
-            .unwrap_or_else(|_| unreachable!("3 significant figures are valid")),
-        errors: 0,
-        elapsed: Duration::ZERO,
-        note: None,
-        servers: None,
-        max_in_flight: None,
-        failed: None,
-    }
+    Row::empty(name, transport, bytes, concurrency, 1)
 }
 
 /// The open-loop run of one rate as a row.

@@ -176,24 +176,12 @@ mod tests {
     use std::time::Duration;
 
     fn row(latencies_us: impl Iterator<Item = u64>) -> Row {
-        let mut hist = hdrhistogram::Histogram::new(3).expect("histogram");
+        let mut row = Row::empty("r", "tcp", 64, 1, 1);
         for us in latencies_us {
-            hist.record(us * 1000).expect("record");
+            row.hist.record(us * 1000).expect("record");
         }
-        Row {
-            name: "r",
-            transport: "tcp",
-            payload_bytes: 64,
-            concurrency: 1,
-            connections: 1,
-            hist,
-            errors: 0,
-            elapsed: Duration::from_secs(1),
-            note: None,
-            servers: None,
-            max_in_flight: None,
-            failed: None,
-        }
+        row.elapsed = Duration::from_secs(1);
+        row
     }
 
     #[test]

@@ -101,21 +101,13 @@ pub(super) async fn run_row(
     concurrency: usize,
     progress: &ProgressBar,
 ) -> Row {
-    let mut row = Row {
-        name: kind.name(),
-        transport: kind.transport(),
-        payload_bytes: payload,
+    let mut row = Row::empty(
+        kind.name(),
+        kind.transport(),
+        payload,
         concurrency,
-        connections: concurrency,
-        hist: hdrhistogram::Histogram::new(3)
-            .unwrap_or_else(|_| unreachable!("3 significant figures are valid")),
-        errors: 0,
-        elapsed: Duration::ZERO,
-        note: None,
-        servers: None,
-        max_in_flight: None,
-        failed: None,
-    };
+        concurrency,
+    );
     let missing = || "no address".to_owned();
     match kind {
         Kind::RawTcp => {
