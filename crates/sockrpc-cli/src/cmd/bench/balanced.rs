@@ -5,7 +5,7 @@
 
 use super::plan::Plan;
 use super::rows::measure;
-use super::{BenchArgs, DEFAULT_SECS};
+use super::BenchArgs;
 use crate::load::Budget;
 use crate::proto::{bench::bench_client::BenchClient, RpcCaller};
 use crate::report::{self, Group, Machine, Row, Setup};
@@ -113,11 +113,7 @@ pub(super) fn run(
         .clone()
         .ok_or("--balance needs --target tcp://A,tcp://B,… or dns://NAME:PORT")?;
     let plan = Plan {
-        budget: match (args.calls, args.duration) {
-            (Some(calls), _) => Budget::Calls(calls),
-            (None, Some(time)) => Budget::Time(time),
-            (None, None) => Budget::Time(Duration::from_secs_f64(DEFAULT_SECS)),
-        },
+        budget: args.budget(),
         warmup: args.warmup,
         connections: args.connections,
         calls_per_connection: args.calls_per_connection,

@@ -12,7 +12,7 @@
 
 use super::open_loop::{self, Fire, OpenLoop};
 use super::rows::measure;
-use super::{compare, progress_bar, rate_plot, BenchArgs, DEFAULT_SECS};
+use super::{compare, progress_bar, rate_plot, BenchArgs};
 use crate::cmd::call::single_request;
 use crate::cmd::dynamic::exit::Failure;
 use crate::cmd::dynamic::invoke::Outgoing;
@@ -270,13 +270,7 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
     let target = client
         .block_on(prepare(args, endpoint.clone()))
         .map_err(|failure| failure.to_string())?;
-    let duration = args
-        .duration
-        .unwrap_or_else(|| Duration::from_secs_f64(DEFAULT_SECS));
-    let budget = match args.calls {
-        Some(calls) => Budget::Calls(calls),
-        None => Budget::Time(duration),
-    };
+    let budget = args.budget();
     crate::out::outln!(
         "sockrpc bench: {} at {}, request {} B",
         target.name,

@@ -345,6 +345,18 @@ pub(crate) struct BenchArgs {
     dns_server: Option<std::net::SocketAddr>,
 }
 
+impl BenchArgs {
+    /// What each row runs for: `--calls` when given, else `--duration`, else
+    /// [`DEFAULT_SECS`]; the same for every mode of `bench`.
+    fn budget(&self) -> Budget {
+        match (self.calls, self.duration) {
+            (Some(calls), _) => Budget::Calls(calls),
+            (None, Some(time)) => Budget::Time(time),
+            (None, None) => Budget::Time(Duration::from_secs_f64(DEFAULT_SECS)),
+        }
+    }
+}
+
 fn progress_bar() -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
@@ -421,11 +433,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         install_recorder()?;
     }
     let plan = Plan {
-        budget: match (args.calls, args.duration) {
-            (Some(calls), _) => Budget::Calls(calls),
-            (None, Some(time)) => Budget::Time(time),
-            (None, None) => Budget::Time(Duration::from_secs_f64(DEFAULT_SECS)),
-        },
+        budget: args.budget(),
         warmup: args.warmup,
         connections: args.connections,
         calls_per_connection: args.calls_per_connection,
