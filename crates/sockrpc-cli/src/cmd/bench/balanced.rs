@@ -199,20 +199,12 @@ pub(super) fn run(
             plan.warmup,
             1,
         );
-        report::write_json(path, &Machine::this(), &setup, &groups)
-            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        crate::out::outln!("wrote {}", path.display());
+        super::outputs::write_file(path, || {
+            report::write_json(path, &Machine::this(), &setup, &groups)
+        })?;
     }
-    // Taken and then dropped without a word before: the rows are the other runs' rows.
-    if let Some(path) = &args.plot {
-        crate::plot::write_svg(path, &groups)
-            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        crate::out::outln!("wrote {}", path.display());
-    }
-    if let Some(saved) = saved {
-        crate::out::outln!("{}", super::compare::compare(&groups, saved).0);
-    }
-    Ok(report::failures(&groups)?)
+    // `--plot` was taken and then dropped without a word before: the rows are the other runs'.
+    super::outputs::finish(args, &groups, saved)
 }
 
 async fn row(

@@ -12,13 +12,12 @@
 
 use super::open_loop::{self, Fire, OpenLoop};
 use super::rows::measure;
-use super::{compare, progress_bar, rate_plot, BenchArgs};
+use super::{compare, outputs, progress_bar, rate_plot, BenchArgs};
 use crate::cmd::call::single_request;
 use crate::cmd::dynamic::exit::Failure;
 use crate::cmd::dynamic::invoke::Outgoing;
 use crate::cmd::dynamic::{conn, source};
 use crate::load::{run_calls_within, Budget, Caller, Tally};
-use crate::plot;
 use crate::report::{self, Group, Machine, Row, Setup};
 use crate::server::Embedded;
 use bytes::Bytes;
@@ -371,9 +370,7 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
         progress.suspend(|| crate::out::outln!("{}", report::titled_table(&group, &title)));
         groups.push(group);
         if let Some(path) = &args.rate_plot {
-            rate_plot::write_svg(path, &target.name, &runs)
-                .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-            crate::out::outln!("wrote {}", path.display());
+            outputs::write_file(path, || rate_plot::write_svg(path, &target.name, &runs))?;
         }
     }
     progress.finish_and_clear();
@@ -389,19 +386,11 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
             args.warmup,
             1,
         );
-        report::write_json(path, &Machine::this(), &setup, &groups)
-            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        annotate(path, &runs, &target.name)
-            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        crate::out::outln!("wrote {}", path.display());
+        outputs::write_file(path, || {
+            report::write_json(path, &Machine::this(), &setup, &groups)
+                .map_err(|err| err.to_string())
+                .and_then(|()| annotate(path, &runs, &target.name))
+        })?;
     }
-    if let Some(path) = &args.plot {
-        plot::write_svg(path, &groups)
-            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        crate::out::outln!("wrote {}", path.display());
-    }
-    if let Some(saved) = saved {
-        crate::out::outln!("{}", compare::compare(&groups, saved).0);
-    }
-    Ok(report::failures(&groups)?)
+    outputs::finish(args, &groups, saved)
 }

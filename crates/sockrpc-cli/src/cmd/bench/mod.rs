@@ -25,6 +25,7 @@
 //! - [`compare`]: `--compare old.json`, deltas against a saved run, flagged beyond noise.
 //! - [`options`]: options refused before anything runs (ignored in this mode, or unusable).
 //! - [`partial`]: the tables finished so far, written with `--json` if the run is interrupted.
+//! - [`outputs`]: how every mode's run ends: the files written, the comparison, the verdict.
 //! - [`help`]: the default run's rows in `--help`, from the list the run uses.
 
 mod balanced;
@@ -35,13 +36,13 @@ mod help;
 mod idle;
 mod open_loop;
 mod options;
+mod outputs;
 mod partial;
 mod plan;
 mod rate_plot;
 mod rows;
 
 use crate::load::Budget;
-use crate::plot;
 use crate::report::{self, Machine, Setup};
 use crate::server::{Embedded, DEFAULT_WORKERS};
 use crate::stack;
@@ -557,18 +558,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     }
     drop(compressed);
     if let Some(path) = &args.json {
-        report::write_json(path, &machine, &setup(), &groups)
-            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        crate::out::outln!("wrote {}", path.display());
-    }
-    if let Some(path) = &args.plot {
-        plot::write_svg(path, &groups)
-            .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        crate::out::outln!("wrote {}", path.display());
-    }
-    if let Some(saved) = &saved {
-        crate::out::outln!("{}", compare::compare(&groups, saved).0);
+        outputs::write_file(path, || {
+            report::write_json(path, &machine, &setup(), &groups)
+        })?;
     }
     // Every row has run and been reported; a row that measured nothing fails the run.
-    Ok(report::failures(&groups)?)
+    outputs::finish(&args, &groups, saved.as_ref())
 }
