@@ -70,6 +70,21 @@ fn curve(hist: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The log latency axis of `lines` (points of (x, latency µs)), for this plot and the rate
+/// sweep's: a quarter of margin below the lowest point and above the highest, never below 0.1 µs
+/// and at least a decade tall. On a log axis the p50s rows are compared by stay apart even under
+/// a tail 100× higher.
+pub(crate) fn latency_range<L>(lines: &[(L, Vec<(f64, f64)>)]) -> (f64, f64) {
+    let values = || {
+        lines
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
+    };
+    let y_min = (values().fold(f64::INFINITY, f64::min) / 1.25).max(0.1);
+    let y_max = (values().fold(0.0, f64::max) * 1.25).max(y_min * 10.0);
+    (y_min, y_max)
+}
+
 fn draw_error(err: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("cannot draw the plot: {err}"))
 }
@@ -90,14 +105,7 @@ pub(crate) fn write_svg(path: &Path, groups: &[Group]) -> io::Result<()> {
             (label, curve(&row.hist))
         })
         .collect();
-    let values = || {
-        lines
-            .iter()
-            .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
-    };
-    // A log latency axis: the p50s rows are compared by stay apart even under a tail 100× higher.
-    let y_min = (values().fold(f64::INFINITY, f64::min) / 1.25).max(0.1);
-    let y_max = (values().fold(0.0, f64::max) * 1.25).max(y_min * 10.0);
+    let (y_min, y_max) = latency_range(&lines);
 
     let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
@@ -132,4 +140,25 @@ pub(crate) fn write_svg(path: &Path, groups: &[Group]) -> io::Result<()> {
         .map_err(draw_error)?;
     root.present().map_err(draw_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency_range;
+
+    #[test]
+    fn the_latency_axis_has_a_margin_a_floor_and_at_least_a_decade() {
+        // 20..400 µs: a quarter below and above, the points all inside.
+        let (lo, hi) = latency_range(&[
+            ("a", vec![(0.0, 20.0), (1.0, 100.0)]),
+            ("b", vec![(0.0, 400.0)]),
+        ]);
+        assert_eq!((lo, hi), (16.0, 500.0));
+        // One value: stretched to a decade above the bottom.
+        let (lo, hi) = latency_range(&[("a", vec![(0.0, 8.0)])]);
+        assert_eq!((lo, hi), (6.4, 64.0));
+        // Sub-0.1 µs latencies: the bottom stays at 0.1 (a log axis needs it above zero).
+        let (lo, hi) = latency_range(&[("a", vec![(0.0, 0.01), (1.0, 0.02)])]);
+        assert_eq!((lo, hi), (0.1, 1.0));
+    }
 }

@@ -37,13 +37,7 @@ pub(super) fn write_svg(path: &Path, method: &str, runs: &[OpenLoop]) -> io::Res
             (*label, points)
         })
         .collect();
-    let ys = || {
-        lines
-            .iter()
-            .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
-    };
-    let y_min = (ys().fold(f64::INFINITY, f64::min) / 1.25).max(0.1);
-    let y_max = (ys().fold(0.0, f64::max) * 1.25).max(y_min * 10.0);
+    let (y_min, y_max) = crate::plot::latency_range(&lines);
     let x_min = runs
         .iter()
         .map(|run| run.rate)
