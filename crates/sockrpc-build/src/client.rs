@@ -10,6 +10,7 @@ use crate::cfg_attrs::cfg_attributes;
 use crate::comments::doc_attrs;
 use crate::config::Options;
 use crate::generator::{CallShape, MethodModel, ServiceModel, LINT_ALLOWS};
+use crate::message_settings::{self, Side};
 
 /// Renders the client module for `service`.
 pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut String) {
@@ -23,6 +24,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let attributes = Options::attributes(&options.client_attributes, &service.full_name);
     let cfgs = cfg_attributes(&attributes);
     let deprecated = deprecated_attr(service.deprecated);
+    let settings = message_settings::setters(Side::Client, "inner");
 
     // `write!` into a String cannot fail.
     let _ = write!(
@@ -66,36 +68,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
         {{
             {client}::new(::sockrpc::codegen::InterceptedService::new(inner, interceptor))
         }}
-        /// Compresses requests with `encoding` once the server has said it accepts it.
-        #[must_use]
-        pub fn send_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
-            self.inner = self.inner.send_compressed(encoding);
-            self
-        }}
-        /// Accepts answers compressed with `encoding` (tells the server so).
-        #[must_use]
-        pub fn accept_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
-            self.inner = self.inner.accept_compressed(encoding);
-            self
-        }}
-        /// Requests shorter than `bytes` go uncompressed.
-        #[must_use]
-        pub fn compression_min_size(mut self, bytes: usize) -> Self {{
-            self.inner = self.inner.compression_min_size(bytes);
-            self
-        }}
-        /// The largest answer message accepted, counted after decompression.
-        #[must_use]
-        pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {{
-            self.inner = self.inner.max_decoding_message_size(bytes);
-            self
-        }}
-        /// The largest request message sent, counted before compression.
-        #[must_use]
-        pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {{
-            self.inner = self.inner.max_encoding_message_size(bytes);
-            self
-        }}
+        {settings}
         /// Returns the wrapped channel or service stack.
         pub fn into_inner(self) -> {t} {{
             self.inner.into_inner()

@@ -134,6 +134,7 @@ mod descriptor;
 mod direction;
 mod dyn_trait;
 mod generator;
+mod message_settings;
 mod names;
 mod prost_modules;
 mod prost_options;

@@ -12,6 +12,7 @@ use crate::client::deprecated_attr;
 use crate::comments::doc_attrs;
 use crate::config::Options;
 use crate::generator::{CallShape, MethodModel, ServiceModel, LINT_ALLOWS};
+use crate::message_settings::{self, Side};
 
 /// Renders the server module for `service`.
 pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut String) {
@@ -31,6 +32,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     // A cfg on the struct gates its impls; one on the trait gates what names the trait.
     let cfgs = cfg_attributes(&attributes);
     let trait_cfgs = cfg_attributes(&trait_attributes);
+    let settings = message_settings::setters(Side::Server, "settings");
     let twin = crate::dyn_trait::generate(service, options.default_stubs, &trait_cfgs);
     let arms: String = service
         .methods
@@ -72,36 +74,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
         pub fn from_arc(inner: ::std::sync::Arc<{t}>) -> Self {{
             Self {{ inner, settings: ::sockrpc::codegen::MessageSettings::new() }}
         }}
-        /// Accepts requests compressed with `encoding` (tells clients so in its HEADERS).
-        #[must_use]
-        pub fn accept_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
-            self.settings = self.settings.accept_compressed(encoding);
-            self
-        }}
-        /// Compresses answers with `encoding` for clients that accept it.
-        #[must_use]
-        pub fn send_compressed(mut self, encoding: ::sockrpc::codegen::CompressionEncoding) -> Self {{
-            self.settings = self.settings.send_compressed(encoding);
-            self
-        }}
-        /// Answers shorter than `bytes` go uncompressed.
-        #[must_use]
-        pub fn compression_min_size(mut self, bytes: usize) -> Self {{
-            self.settings = self.settings.compression_min_size(bytes);
-            self
-        }}
-        /// The largest request message accepted, counted after decompression.
-        #[must_use]
-        pub fn max_decoding_message_size(mut self, bytes: usize) -> Self {{
-            self.settings = self.settings.max_decoding_message_size(bytes);
-            self
-        }}
-        /// The largest answer message sent, counted before compression.
-        #[must_use]
-        pub fn max_encoding_message_size(mut self, bytes: usize) -> Self {{
-            self.settings = self.settings.max_encoding_message_size(bytes);
-            self
-        }}
+        {settings}
         /// Serves `inner` behind `interceptor`, which sees (and may change or refuse) every
         /// call before the handler runs; mount the result with `add_service` as usual.
         pub fn with_interceptor<F>(
