@@ -157,17 +157,30 @@ where
     Ok(())
 }
 
+/// Counts one raw call, TCP or TLS alike, begun at `started`: its latency, or its error (named
+/// `label: error`), after which `stream` is dropped: it may be mid-frame, and only a new
+/// connection is in a known state.
+pub(crate) fn tally_echo<S>(
+    tally: &Tally,
+    started: Instant,
+    outcome: io::Result<()>,
+    stream: &mut Option<S>,
+    label: &str,
+) {
+    match outcome {
+        Ok(()) => tally.ok(started.elapsed()),
+        Err(err) => {
+            *stream = None;
+            tally.err(1, || format!("{label}: {err}"));
+        }
+    }
+}
+
 impl Caller for RawTcp {
     async fn round(&mut self, tally: &Tally) {
         let started = Instant::now();
-        match self.echo().await {
-            Ok(()) => tally.ok(started.elapsed()),
-            Err(err) => {
-                // The stream may be mid-frame: only a new connection is in a known state.
-                self.stream = None;
-                tally.err(1, || format!("raw tcp: {err}"));
-            }
-        }
+        let outcome = self.echo().await;
+        tally_echo(tally, started, outcome, &mut self.stream, "raw tcp");
     }
 }
 

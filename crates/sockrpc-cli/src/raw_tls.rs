@@ -2,7 +2,7 @@
 //! echo) and its client, for the `raw-tls` row that `sockrpc-tls` is quoted against.
 
 use crate::load::{Caller, Tally};
-use crate::raw::{connect, echo_frame, frame, CONNECT_TIMEOUT};
+use crate::raw::{connect, echo_frame, frame, tally_echo, CONNECT_TIMEOUT};
 use crate::raw_echo::{echo_tcp, serve_each};
 use sockrpc::tls::pki_types::ServerName;
 use sockrpc::tls::{ClientTlsConfig, ServerTls};
@@ -97,12 +97,7 @@ impl RawTls {
 impl Caller for RawTls {
     async fn round(&mut self, tally: &Tally) {
         let started = Instant::now();
-        match self.echo().await {
-            Ok(()) => tally.ok(started.elapsed()),
-            Err(err) => {
-                self.stream = None;
-                tally.err(1, || format!("raw tls: {err}"));
-            }
-        }
+        let outcome = self.echo().await;
+        tally_echo(tally, started, outcome, &mut self.stream, "raw tls");
     }
 }
