@@ -489,3 +489,79 @@ async fn a_held_stream_keeps_its_compression_flags_and_its_trailers() {
         "the trailers of a held stream"
     );
 }
+
+/// Sends `waiting` (it must wait for room in a queue of one place), drops it while it waits,
+/// and hands back when that is done: the place it held must be free again.
+async fn drop_while_waiting<S>(service: &S, waiting: Call)
+where
+    S: Service<Call, Response = Response<Body>, Error = Status> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let dropped = spawn(service.clone().oneshot(waiting));
+    tokio::task::yield_now().await;
+    assert!(!dropped.is_finished(), "it waits for room");
+    dropped.abort();
+    let err = dropped.await.expect_err("dropped while it waited");
+    assert!(err.is_cancelled(), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_limit_gives_back_the_queue_place_of_a_call_dropped_or_past_its_deadline() {
+    // One place in the queue: a place kept by a call that left would refuse every later one.
+    let layer = ConcurrencyLimitLayer::new()
+        .others(1)
+        .queue(WaitQueue::new(1, Duration::from_secs(5)));
+    let service = layer.layer(slow());
+    let hog = spawn(service.clone().oneshot(call("/s.Svc/Get", 1000)));
+    tokio::task::yield_now().await;
+
+    drop_while_waiting(&service, call("/s.Svc/Get", 0)).await;
+    let err = service
+        .clone()
+        .oneshot(with_timeout("/s.Svc/Get", 0, Duration::from_millis(300)))
+        .await
+        .expect_err("its deadline passes in the queue");
+    assert_eq!(
+        err.code(),
+        Code::DeadlineExceeded,
+        "queued, not refused: {err:?}"
+    );
+    service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect("queued, then run after the hog");
+    hog.await.expect("join").expect("the hog ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_gives_back_the_queue_place_of_a_call_dropped_or_past_its_deadline() {
+    // One token every 900 ms and one place in the queue (tokens reserved are not given back).
+    let layer = RateLimitLayer::new(1, Duration::from_millis(900))
+        .burst(1)
+        .queue(WaitQueue::new(1, Duration::from_secs(5)));
+    let service = layer.layer(slow());
+    service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect("first token");
+
+    // The next token (900 ms) is the dropped call's; the one after (1.8 s) is at the deadline.
+    drop_while_waiting(&service, call("/s.Svc/Get", 0)).await;
+    let err = service
+        .clone()
+        .oneshot(with_timeout("/s.Svc/Get", 0, Duration::from_millis(1800)))
+        .await
+        .expect_err("its deadline passes in the queue");
+    assert_eq!(
+        err.code(),
+        Code::DeadlineExceeded,
+        "queued, not refused: {err:?}"
+    );
+    service
+        .clone()
+        .oneshot(call("/s.Svc/Get", 0))
+        .await
+        .expect("queued for the next token");
+}
