@@ -19,6 +19,7 @@
 //! - endpoint_connect: tonic's `endpoint.connect().await` and `connect_lazy()`;
 //! - response_extensions: a response's extensions between handlers, layers and callers;
 //! - restarted_server: a channel reaches a server restarted on the same address;
+//! - stream_limits: a message over its sender's limit midway fails its stream, never skipped;
 //! - stream_status_fields: a status's details and metadata on every streaming path;
 //! - stream_trailers: `Streaming::trailers().await` reads to the end first;
 //! - unsync_stream: a server stream that is `Send` but not `Sync`;
@@ -47,6 +48,7 @@ mod routes;
 mod server_middleware_status;
 mod shutdown;
 mod status;
+mod stream_limits;
 mod stream_status_fields;
 mod stream_trailers;
 mod streams;
