@@ -321,6 +321,9 @@ impl Body {
         let Body { kind, codec } = self;
         match (kind, codec.as_ref().and_then(|c| c.encoding.as_ref())) {
             (Kind::Once(message), None) => Ok((message, false)),
+            // Already in its wire form (a layer forwarding an answer as it arrived): sent so,
+            // flagged, under the encoding fields its response names.
+            (Kind::OnceCompressed(message), None) => Ok((message, true)),
             (Kind::Once(message), Some(encoding)) => match encoding.encode(message) {
                 Ok(wire) => Ok(wire),
                 Err(status) => Err(Body {
@@ -348,6 +351,13 @@ impl Body {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(Bytes, bool), Refused>>> {
+        if self.codec.is_none() {
+            // Nothing to decode or encode: messages go on as they came, flagged as they came
+            // (a compressed one a layer forwards is not this side's to read).
+            return self
+                .poll_message_flagged(cx)
+                .map(|next| next.map(|wire| wire.map_err(|s| (s, false))));
+        }
         let polled = self.poll_message(cx);
         match (polled, self.encoding()) {
             (Poll::Ready(Some(Ok(message))), Some(encoding)) => {
