@@ -120,7 +120,7 @@ fn all_text(text: &str) -> bool {
 }
 
 /// `comment` as written, in one fenced text block longer than any run of backticks in it.
-fn verbatim(comment: &str) -> String {
+pub(crate) fn verbatim(comment: &str) -> String {
     let longest = comment.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     format!(
@@ -135,7 +135,7 @@ const DEFUSE: char = '\u{200B}';
 /// `comment` as prost-build's `cleanup-markdown` renders it into doc lines (its parser, its
 /// retagging of blocks and its three-backtick fences; `prost-build`'s `ast.rs`), one space
 /// taken off each line as rustdoc takes it.
-fn prost_render(comment: &str) -> Vec<String> {
+pub(crate) fn prost_render(comment: &str) -> Vec<String> {
     let events = parser(comment).map(|(event, _)| match event {
         Event::Start(Tag::CodeBlock(kind)) => {
             let info = match kind {
