@@ -42,6 +42,7 @@ mod probe;
 mod raw;
 mod refused_midstream;
 mod reset;
+mod reset_pace;
 mod reset_slots;
 mod sender_wakes;
 mod server_gone;

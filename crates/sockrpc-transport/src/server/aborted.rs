@@ -1,7 +1,10 @@
 //! Calls cancelled while their handler ran in a task of its own count against
 //! `max_concurrent_calls` until that task is really gone (past a limit's worth of slack, see
-//! [`Connection::at_call_limit`]): HTTP/2's "rapid reset" (CVE-2023-44487), as grpc-go's fix
-//! counts a reset stream's handler until it returns.
+//! [`Connection::aborted_in_the_way`]): HTTP/2's "rapid reset" (CVE-2023-44487), as grpc-go's
+//! fix counts a reset stream's handler until it returns, and stops reading meanwhile. A call is
+//! never refused for them: the client is read later (`tests/hostile/reset_pace.rs`); refused
+//! `RESOURCE_EXHAUSTED`, a client cancelling one call at a time on a connection limited to one
+//! had every call past the second refused.
 //!
 //! ```text
 //!  OPEN ─▶ handler pending ─▶ task (running: slot taken)
@@ -60,19 +63,25 @@ impl Aborted {
 }
 
 impl<D: Dispatch> Connection<D> {
-    /// Whether the connection has as many calls in flight as it takes (`max_concurrent_calls`),
-    /// or, counting the cancelled handlers not yet gone, twice that. The slack is for clients
-    /// that keep to the limit: one whose calls expire together sends their CANCELs and its next
-    /// calls in one write, before a worker has dropped the aborted tasks, and must not be
-    /// refused for it. Only more than a limit's worth of cancels within that time (a rapid
-    /// reset) reaches the ceiling, and no more than twice the limit of handlers are then alive.
-    pub(super) fn at_call_limit(&mut self) -> bool {
+    /// Whether the connection has as many calls in flight as it takes (`max_concurrent_calls`).
+    pub(super) fn at_call_limit(&self) -> bool {
         let limit = self.config.max_concurrent_calls;
-        let fast = self.opened.len() + self.running_hint.get();
-        if fast >= limit && self.in_flight() >= limit {
-            return true;
+        self.opened.len() + self.running_hint.get() >= limit && self.in_flight() >= limit
+    }
+
+    /// Whether the calls in flight and the cancelled handlers not yet gone reach twice the
+    /// limit: then no further frame is read (`take_frames`) until a worker has dropped enough of
+    /// those tasks, as grpc-go stops reading while a reset stream's handler runs on. The next
+    /// OPEN is never taken at that ceiling, so no more than twice the limit of handlers are ever
+    /// alive, and a client is never refused for the calls it cancelled (the slack of one limit
+    /// spares a burst of cancels the pause). Checked before each frame: one length read while
+    /// none wait.
+    pub(super) fn aborted_in_the_way(&mut self) -> bool {
+        if self.aborted.len() == 0 {
+            return false;
         }
-        let ceiling = limit.saturating_mul(2);
+        let ceiling = self.config.max_concurrent_calls.saturating_mul(2);
+        let fast = self.opened.len() + self.running_hint.get();
         fast + self.aborted.len() >= ceiling && self.in_flight() + self.aborted.settle() >= ceiling
     }
 }

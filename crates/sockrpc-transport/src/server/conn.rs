@@ -328,9 +328,10 @@ impl<D: Dispatch> Connection<D> {
     /// — `Ok(true)`, the rest left in the read buffer — once the write buffer holds more than
     /// [`HIGH_WATER`]: one read may carry hundreds of calls whose answers are each up to the
     /// message limit, and a client that does not read them must not make the server buffer them
-    /// all. `Err`: the connection was closed (a protocol error, a failed read).
+    /// all; and while cancelled handlers not yet gone fill the slack (`aborted.rs`). `Err`: the
+    /// connection was closed (a protocol error, a failed read).
     fn take_frames(&mut self, cx: &mut Context<'_>) -> Result<bool, Poll<()>> {
-        loop {
+        while !self.aborted_in_the_way() {
             match self.reader.next_frame() {
                 Ok(Some(frame)) => {
                     if let Some(ticket) = self.awaiting.take() {
@@ -378,6 +379,7 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
         }
+        Ok(true)
     }
 
     pub(super) fn paused(&self) -> bool {
