@@ -122,6 +122,10 @@
 //! - So does a pair of types prost-build would give one Rust name in one
 //!   module (`message M` and `message m`; a nested `enum Kind` and a `oneof
 //!   kind`), which rustc would otherwise report as `E0428` in generated code.
+//! - So do two values of one enum that prost-build would make one variant
+//!   (`FOO_BAR` and `FooBar`; `COLOR_RED` and `RED` in `enum Color`, whose
+//!   prefix prost-build strips), on which prost-build itself panics; aliases
+//!   (one number) are fine.
 
 mod aliases;
 mod cfg_attrs;
@@ -133,6 +137,7 @@ mod config;
 mod descriptor;
 mod direction;
 mod dyn_trait;
+mod enum_values;
 mod generator;
 mod message_settings;
 mod names;
@@ -419,7 +424,8 @@ impl Builder {
         }
         // The sets written above keep the comments as written; the docs cannot hold these.
         let extern_paths: Vec<&str> = self.extern_paths.iter().map(|(p, _)| p.as_str()).collect();
-        let clashes = type_names::clashes(&fds, &extern_paths);
+        let mut clashes = type_names::clashes(&fds, &extern_paths);
+        clashes.extend(enum_values::clashes(&fds, &extern_paths));
         if !clashes.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -99,7 +99,7 @@ pub(crate) fn stream_type(proto_name: &str) -> String {
 /// prost-build's UpperCamelCase for a proto name (its `to_upper_camel`), which
 /// is the `Service::name` tonic-build builds its names on: `Self` → `Self_`,
 /// `_2fa` → `_2fa`.
-fn prost_upper_camel(proto_name: &str) -> String {
+pub(crate) fn prost_upper_camel(proto_name: &str) -> String {
     sanitize(&proto_name.to_upper_camel_case())
 }
 

@@ -134,7 +134,7 @@ fn camel(proto_name: &str) -> String {
 
 /// Whether prost-build maps the type `full` to a Rust path instead of generating it: the
 /// well-known types, and what `extern_paths` cover.
-fn external(full: &str, extern_paths: &[&str]) -> bool {
+pub(crate) fn external(full: &str, extern_paths: &[&str]) -> bool {
     [".google.protobuf"].iter().chain(extern_paths).any(|path| {
         full.strip_prefix(path)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))

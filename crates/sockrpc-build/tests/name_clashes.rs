@@ -1,0 +1,70 @@
+//! Protos that protox accepts but prost-build cannot render: each must fail the build with an
+//! error naming the file and both proto names, never panic inside prost-build and never write
+//! code rustc refuses inside `OUT_DIR`.
+
+mod support;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use support::generate;
+
+/// Runs the builder on `proto` (as `clash.proto`), and returns its error, failing the test if
+/// it panics or succeeds.
+fn refused(proto: &str) -> String {
+    let src = tempfile::tempdir().expect("temp dir");
+    std::fs::write(src.path().join("clash.proto"), proto).expect("write proto");
+    let run = catch_unwind(AssertUnwindSafe(|| {
+        generate(&[src.path().join("clash.proto")], &[src.path()]).map(|_| ())
+    }));
+    match run {
+        Err(_) => panic!("the builder panicked on:\n{proto}"),
+        Ok(Ok(())) => panic!("the builder accepted:\n{proto}"),
+        Ok(Err(err)) => {
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+            err.to_string()
+        }
+    }
+}
+
+/// Runs the builder on `proto`, which must succeed.
+fn accepted(proto: &str) {
+    let src = tempfile::tempdir().expect("temp dir");
+    std::fs::write(src.path().join("fine.proto"), proto).expect("write proto");
+    if let Err(err) = generate(&[src.path().join("fine.proto")], &[src.path()]) {
+        panic!("refused: {err}\n{proto}");
+    }
+}
+
+#[test]
+fn enum_values_prost_names_alike_are_refused() {
+    // prost-build 0.14 panics on each: "Generated enum variant names overlap".
+    for (proto, values, variant) in [
+        (
+            "syntax = \"proto3\"; package p; enum E { FOO_BAR = 0; FooBar = 1; }",
+            "`FOO_BAR` and `FooBar`",
+            "`E::FooBar`",
+        ),
+        (
+            "syntax = \"proto2\"; package p; enum Color { COLOR_RED = 0; RED = 1; }",
+            "`COLOR_RED` and `RED`",
+            "`Color::Red`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; message M { enum Kind { KIND_A = 0; A = 1; } }",
+            "`KIND_A` and `A`",
+            "`Kind::A`",
+        ),
+    ] {
+        let msg = refused(proto);
+        assert!(
+            msg.contains("clash.proto") && msg.contains(values) && msg.contains(variant),
+            "{msg}"
+        );
+    }
+    // Aliases share a number and prost-build gives them no variant; distinct names are fine.
+    accepted(
+        "syntax = \"proto3\"; package p; \
+         enum E { option allow_alias = true; FOO_BAR = 0; FooBar = 0; FOO_BAR2 = 1; } \
+         enum Color { COLOR_RED = 0; COLORFUL = 1; }",
+    );
+}
