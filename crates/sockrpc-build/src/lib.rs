@@ -126,6 +126,9 @@
 //!   (`FOO_BAR` and `FooBar`; `COLOR_RED` and `RED` in `enum Color`, whose
 //!   prefix prost-build strips), on which prost-build itself panics; aliases
 //!   (one number) are fine.
+//! - So does a package, message, enum, enum value, field or oneof named with
+//!   underscores only (`message _ {}`), which prost-build's case conversion
+//!   turns into an empty identifier.
 
 mod aliases;
 mod cfg_attrs;
@@ -137,6 +140,7 @@ mod config;
 mod descriptor;
 mod direction;
 mod dyn_trait;
+mod empty_names;
 mod enum_values;
 mod generator;
 mod message_settings;
@@ -424,7 +428,8 @@ impl Builder {
         }
         // The sets written above keep the comments as written; the docs cannot hold these.
         let extern_paths: Vec<&str> = self.extern_paths.iter().map(|(p, _)| p.as_str()).collect();
-        let mut clashes = type_names::clashes(&fds, &extern_paths);
+        let mut clashes = empty_names::empty_names(&fds, &extern_paths);
+        clashes.extend(type_names::clashes(&fds, &extern_paths));
         clashes.extend(enum_values::clashes(&fds, &extern_paths));
         if !clashes.is_empty() {
             return Err(io::Error::new(

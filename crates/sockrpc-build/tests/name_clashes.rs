@@ -68,3 +68,40 @@ fn enum_values_prost_names_alike_are_refused() {
          enum Color { COLOR_RED = 0; COLORFUL = 1; }",
     );
 }
+
+#[test]
+fn names_of_underscores_only_are_refused() {
+    // prost-build 0.14 panics on the first five (its output does not parse) and writes
+    // `pub mod  { .. }` into the include file for the last.
+    for (proto, name) in [
+        (
+            "syntax = \"proto3\"; package p; message _ { int32 a = 1; }",
+            "message `p._`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; message M { int32 __ = 1; }",
+            "field `p.M.__`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; message M { oneof _ { int32 a = 1; } }",
+            "oneof `p.M._`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; enum _ { A = 0; }",
+            "enum `p._`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; enum E { _ = 0; }",
+            "enum value `p.E._`",
+        ),
+        (
+            "syntax = \"proto3\"; package a._; message M {}",
+            "package `a._`",
+        ),
+    ] {
+        let msg = refused(proto);
+        assert!(msg.contains("clash.proto") && msg.contains(name), "{msg}");
+    }
+    // A leading underscore keeps a name: `_1` is `_1`, `_a` is `a`.
+    accepted("syntax = \"proto3\"; package p; message _M { int32 _1 = 1; int32 _a = 2; }");
+}
