@@ -129,6 +129,10 @@
 //! - So does a package, message, enum, enum value, field or oneof named with
 //!   underscores only (`message _ {}`), which prost-build's case conversion
 //!   turns into an empty identifier.
+//! - So do two fields of one message that become one Rust field, variant or
+//!   accessor method (proto2 `FooBar` and `foo_bar`; a field `Kind` and a
+//!   `oneof kind`; oneof fields `FooBar` and `foo_bar`; enum fields `foo` and
+//!   `set_foo`, whose accessors are `foo`/`set_foo` and `set_foo`/`set_set_foo`).
 
 mod aliases;
 mod cfg_attrs;
@@ -142,6 +146,7 @@ mod direction;
 mod dyn_trait;
 mod empty_names;
 mod enum_values;
+mod field_names;
 mod generator;
 mod message_settings;
 mod names;
@@ -431,6 +436,7 @@ impl Builder {
         let mut clashes = empty_names::empty_names(&fds, &extern_paths);
         clashes.extend(type_names::clashes(&fds, &extern_paths));
         clashes.extend(enum_values::clashes(&fds, &extern_paths));
+        clashes.extend(field_names::clashes(&fds, &extern_paths));
         if !clashes.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -105,3 +105,53 @@ fn names_of_underscores_only_are_refused() {
     // A leading underscore keeps a name: `_1` is `_1`, `_a` is `a`.
     accepted("syntax = \"proto3\"; package p; message _M { int32 _1 = 1; int32 _a = 2; }");
 }
+
+#[test]
+fn fields_prost_names_alike_are_refused() {
+    // prost-build 0.14 writes each, and rustc refuses the code: E0124 (a struct field declared
+    // twice), E0428 (a variant defined twice) or E0592 (an accessor method defined twice).
+    for (proto, names, rust) in [
+        (
+            "syntax = \"proto2\"; package p; \
+             message M { optional int32 FooBar = 1; optional int32 foo_bar = 2; }",
+            "field `FooBar` and field `foo_bar`",
+            "the Rust field `foo_bar`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; message M { int32 Kind = 1; oneof kind { int32 a = 2; } }",
+            "oneof `kind` and field `Kind`",
+            "the Rust field `kind`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; \
+             message M { int32 foo_bar = 1; oneof fooBar { int32 a = 2; } }",
+            "oneof `fooBar` and field `foo_bar`",
+            "the Rust field `foo_bar`",
+        ),
+        (
+            "syntax = \"proto2\"; package p; \
+             message M { message N { oneof k { int32 FooBar = 1; int32 foo_bar = 2; } } }",
+            "oneof `p.M.N.k`: field `FooBar` and field `foo_bar`",
+            "the variant `K::FooBar`",
+        ),
+        (
+            "syntax = \"proto3\"; package p; enum E { A = 0; } message M { E foo = 1; E set_foo = 2; }",
+            "field `foo` and field `set_foo`",
+            "the accessor method `set_foo`",
+        ),
+    ] {
+        let msg = refused(proto);
+        assert!(
+            msg.contains("clash.proto") && msg.contains(names) && msg.contains(rust),
+            "{msg}"
+        );
+    }
+    // Distinct Rust names, and names that meet in different namespaces (a struct field and a
+    // method, a oneof's enum and a field) compile.
+    accepted(
+        "syntax = \"proto2\"; package p; enum E { A = 0; } \
+         message M { optional int32 foo_bar = 1; optional int32 foo_bar2 = 2; \
+         optional E kind = 3; repeated int32 set_kind = 4; repeated int32 push_kind = 5; \
+         oneof Choice { int32 choice_a = 6; int32 choiceB = 7; } }",
+    );
+}
