@@ -133,6 +133,9 @@
 //!   accessor method (proto2 `FooBar` and `foo_bar`; a field `Kind` and a
 //!   `oneof kind`; oneof fields `FooBar` and `foo_bar`; enum fields `foo` and
 //!   `set_foo`, whose accessors are `foo`/`set_foo` and `set_foo`/`set_set_foo`).
+//! - So does a message with nested items in package `a` whose module (`b`
+//!   for `message B`) is also the child package `a.b`, when an include file
+//!   nests the packages or `a` names a type of `a.b`.
 
 mod aliases;
 mod cfg_attrs;
@@ -149,6 +152,7 @@ mod enum_values;
 mod field_names;
 mod generator;
 mod message_settings;
+mod module_names;
 mod names;
 mod prost_modules;
 mod prost_options;
@@ -437,6 +441,8 @@ impl Builder {
         clashes.extend(type_names::clashes(&fds, &extern_paths));
         clashes.extend(enum_values::clashes(&fds, &extern_paths));
         clashes.extend(field_names::clashes(&fds, &extern_paths));
+        let include_file = self.include_file.is_some();
+        clashes.extend(module_names::clashes(&fds, &extern_paths, include_file));
         if !clashes.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -57,7 +57,7 @@ pub(crate) fn taken_modules(fds: &FileDescriptorSet) -> PackageModules {
 /// Whether prost-build wraps `message`'s nested items in a module: it has a nested enum, a
 /// nested message other than a map entry, or a real (not proto3 `optional`) oneof. This is
 /// prost-build's own condition (`CodeGenerator::append_message`).
-fn has_module(message: &DescriptorProto) -> bool {
+pub(crate) fn has_module(message: &DescriptorProto) -> bool {
     let nested_message = message
         .nested_type
         .iter()

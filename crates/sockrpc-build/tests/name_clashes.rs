@@ -155,3 +155,55 @@ fn fields_prost_names_alike_are_refused() {
          oneof Choice { int32 choice_a = 6; int32 choiceB = 7; } }",
     );
 }
+
+/// Runs the builder on `a.proto` and `a_b.proto` (which has package `a.b`), with or without
+/// an include file.
+fn parent_and_child(parent: &str, include_file: bool) -> std::io::Result<()> {
+    let src = tempfile::tempdir().expect("temp dir");
+    let out = tempfile::tempdir().expect("temp dir");
+    std::fs::write(src.path().join("a.proto"), parent).expect("write proto");
+    std::fs::write(
+        src.path().join("a_b.proto"),
+        "syntax = \"proto3\"; package a.b; message D {}",
+    )
+    .expect("write proto");
+    let mut builder = sockrpc_build::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false);
+    if include_file {
+        builder = builder.include_file("_includes.rs");
+    }
+    let protos = [src.path().join("a.proto"), src.path().join("a_b.proto")];
+    builder.compile_protos(&protos, &[src.path()])
+}
+
+#[test]
+fn a_message_module_that_is_also_a_child_package_is_refused() {
+    // prost-build writes `pub mod b` into `a.rs` and the include file nests `pub mod b` for
+    // package `a.b` after including it: rustc reports E0428 (`b` defined twice).
+    let nested = "syntax = \"proto3\"; package a; message B { message C {} }";
+    let err = parent_and_child(nested, true).expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("a.proto")
+            && msg.contains("message `a.B`")
+            && msg.contains("`a::b`")
+            && msg.contains("package `a.b`"),
+        "{msg}"
+    );
+    // Without an include file the packages may be mounted apart, unless `a` names a type of
+    // `a.b`: prost-build writes `b::D`, which resolves into the message's module.
+    parent_and_child(nested, false).expect("may be mounted apart");
+    let naming = "syntax = \"proto3\"; package a; import \"a_b.proto\"; \
+                  message B { enum K { Z = 0; } } message U { a.b.D d = 1; }";
+    let err = parent_and_child(naming, false).expect_err("refused");
+    assert!(err.to_string().contains("message `a.B`"), "{err}");
+    // A message without nested items declares no module, and `a` naming the message's own
+    // nested type (`b::C`) is no reference into `a.b`.
+    parent_and_child("syntax = \"proto3\"; package a; message B {}", true).expect("no module");
+    parent_and_child(
+        "syntax = \"proto3\"; package a; message B { message C {} } message U { B.C c = 1; }",
+        false,
+    )
+    .expect("names no type of `a.b`");
+}
