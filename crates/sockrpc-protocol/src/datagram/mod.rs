@@ -446,13 +446,17 @@ impl<'a> Reply<'a> {
             },
             Err(status) => {
                 let (message, details) = if status.details().len() > MAX_REPLY_DETAILS {
-                    ("status details too large to send; dropped", &[][..])
+                    let note =
+                        frame::details_dropped_note(status.details().len(), MAX_REPLY_DETAILS);
+                    let message = frame::noted_status(status.message(), &note, MAX_STATUS_MESSAGE);
+                    (message, &[][..])
                 } else {
-                    (status.message(), &status.details()[..])
+                    let message = frame::truncate_status(status.message(), MAX_STATUS_MESSAGE);
+                    (message, &status.details()[..])
                 };
                 Reply {
                     code: status.code(),
-                    message: frame::truncate_status(message, MAX_STATUS_MESSAGE),
+                    message,
                     details,
                     leading: &EMPTY,
                     trailing: status.metadata(),

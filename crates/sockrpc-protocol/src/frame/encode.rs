@@ -424,12 +424,11 @@ pub struct EndFrame<'a> {
 
 /// Writes an END frame whose message is cut to `message_cap` bytes (see [`truncate_status`]).
 pub fn encode_end_capped(dst: &mut BytesMut, call_id: u32, end: &EndFrame<'_>, message_cap: usize) {
-    let mut message = truncate_status(end.message, message_cap);
-    let details = if end.details.len() > MAX_STATUS_DETAILS {
-        message = "status details too large to send; dropped".into();
-        &[][..]
+    let (message, details) = if end.details.len() > MAX_STATUS_DETAILS {
+        let note = details_dropped_note(end.details.len(), MAX_STATUS_DETAILS);
+        (noted_status(end.message, &note, message_cap), &[][..])
     } else {
-        end.details
+        (truncate_status(end.message, message_cap), end.details)
     };
     let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(end.trailers);
     dst.reserve(HEADER_LEN + len);
@@ -462,6 +461,21 @@ pub fn truncate_status(message: &str, cap: usize) -> std::borrow::Cow<'_, str> {
     let kept = truncate_utf8(message, cap - widest);
     let dropped = message.len() - kept.len();
     format!("{kept}… [truncated {dropped} bytes]").into()
+}
+
+/// What a status message says when its details were over `limit` and dropped.
+pub fn details_dropped_note(len: usize, limit: usize) -> String {
+    format!("[status details of {len} bytes over the limit of {limit}; dropped]")
+}
+
+/// `message` with `note` after it (the handler's words are kept: only what it sent could not
+/// go), cut so that the whole is within `cap`; the note alone when `cap` leaves no room.
+pub fn noted_status<'a>(message: &str, note: &str, cap: usize) -> std::borrow::Cow<'a, str> {
+    let room = cap.saturating_sub(note.len() + 1);
+    if message.is_empty() || room == 0 {
+        return truncate_utf8(note, cap).to_owned().into();
+    }
+    format!("{} {note}", truncate_status(message, room)).into()
 }
 
 /// Writes a CANCEL frame (empty body).

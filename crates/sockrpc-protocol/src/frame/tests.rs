@@ -257,6 +257,53 @@ fn a_long_status_message_is_cut_and_marked() {
     );
 }
 
+/// Details over the limit are dropped, but the handler's message is kept, with a note of what
+/// was dropped (it was replaced by the note alone), the whole within the cap.
+#[test]
+fn details_too_large_keep_the_message_with_a_note() {
+    let details = vec![7u8; MAX_STATUS_DETAILS + 1];
+    let encode = |message: &str, cap: usize| {
+        let mut buf = BytesMut::new();
+        let end = EndFrame {
+            code: Code::FailedPrecondition,
+            message,
+            details: &details,
+            trailers: &MetadataMap::new(),
+            not_processed: false,
+        };
+        encode_end_capped(&mut buf, 1, &end, cap);
+        let Frame::End {
+            code,
+            message,
+            details,
+            ..
+        } = round_trip(buf)
+        else {
+            panic!("not an END");
+        };
+        assert_eq!(code, Code::FailedPrecondition);
+        assert!(details.is_empty());
+        assert!(message.len() <= cap, "{} > {cap}", message.len());
+        message
+    };
+    let note = details_dropped_note(details.len(), MAX_STATUS_DETAILS);
+    assert_eq!(
+        encode("account locked", 1000),
+        format!("account locked {note}")
+    );
+    // No message of its own: the note alone.
+    assert_eq!(encode("", 1000), note);
+    // A long message is cut to make room for the note.
+    let message = encode(&"x".repeat(5_000), 1000);
+    assert!(
+        message.starts_with("xxx") && message.ends_with(&note),
+        "{message}"
+    );
+    assert!(message.contains("[truncated "), "{message}");
+    // A cap too small for both: the note, cut.
+    assert_eq!(encode("account locked", 20), &note[..20]);
+}
+
 #[test]
 fn hostile_headers_are_refused() {
     let limits = Limits::default();

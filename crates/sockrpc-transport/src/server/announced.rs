@@ -6,7 +6,8 @@
 //! with `INTERNAL` ("trying to send header list size larger than the limit set by peer"); this
 //! one sends a short END `INTERNAL` that names the sizes instead, so the client's call ends with
 //! a reason and the connection goes on. An error status whose trailers are over the limit loses
-//! its trailers, as one over the server's own limit does (`respond.rs`, `encode_end_with`).
+//! its trailers, as one over the server's own limit does (`respond.rs`, `encode_end_with`), and
+//! its message says so.
 //!
 //! ```text
 //!  server                                   client
@@ -83,10 +84,20 @@ pub(super) fn check_response(
     Ok(())
 }
 
-/// An error status to send: its trailers dropped when they are over the client's limit.
-pub(super) fn fit_status(state: &ConnState, mut status: Status) -> Status {
-    if client_limit(state).is_some_and(|limit| metadata_charge(status.metadata()) > limit) {
-        *status.metadata_mut() = MetadataMap::new();
+/// An error status to send: its trailers dropped when they are over the client's limit, and
+/// its message saying so (the code, the handler's words and the details go as they are).
+pub(super) fn fit_status(state: &ConnState, status: Status, limits: &Limits) -> Status {
+    let Some(limit) = client_limit(state) else {
+        return status;
+    };
+    let size = metadata_charge(status.metadata());
+    if size <= limit {
+        return status;
     }
-    status
+    let note = format!(
+        "[trailing metadata dropped: {size} bytes exceed the limit of {limit} the client \
+         announced]"
+    );
+    let message = frame::noted_status(status.message(), &note, limits.status_message_cap());
+    Status::with_details(status.code(), message, status.details().clone())
 }

@@ -167,7 +167,7 @@ pub(super) async fn pump<B: OutboundBody>(
             // After the call's last message, even one still going out in pieces.
             // An error's trailers past the client's announced limit are dropped, as a unary
             // call's are (`announced.rs`): the client would refuse them, and the status with them.
-            let end = end.map_err(|status| super::announced::fit_status(state, status));
+            let end = end.map_err(|status| super::announced::fit_status(state, status, &limits));
             let buf = state.outbox.frames_for(call_id);
             match end {
                 Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),

@@ -297,7 +297,7 @@ pub(super) fn answer_now<B: OutboundBody>(
         Err(status) => {
             state.remove_stream(call_id);
             state.answers_sent += 1;
-            let status = super::announced::fit_status(state, status);
+            let status = super::announced::fit_status(state, status, limits);
             encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
             return None;
         }
@@ -374,7 +374,8 @@ fn encode_once(
     );
 }
 
-/// Writes an END with `status`; trailers too large to send are dropped rather than failing.
+/// Writes an END with `status`; trailers too large to send are dropped rather than failing the
+/// call, and the status message says so.
 ///
 /// A handler's status never carries the protocol's "not processed" flag, even when the handler
 /// built it with `Status::not_processed`: only the connection itself may say a call never ran
@@ -397,13 +398,20 @@ fn encode_end_with(
     not_processed: bool,
 ) {
     let empty = MetadataMap::new();
-    let trailers = match frame::check_metadata(status.metadata(), limits) {
-        Ok(()) => status.metadata(),
-        Err(_) => &empty,
-    };
+    let (trailers, message): (&MetadataMap, std::borrow::Cow<'_, str>) =
+        match frame::check_metadata(status.metadata(), limits) {
+            Ok(()) => (status.metadata(), status.message().into()),
+            // The status still goes, with its code; its message says what could not.
+            Err(why) => {
+                let note = format!("[trailing metadata dropped: {why}]");
+                let message =
+                    frame::noted_status(status.message(), &note, limits.status_message_cap());
+                (&empty, message)
+            }
+        };
     let end = frame::EndFrame {
         code: status.code(),
-        message: status.message(),
+        message: &message,
         details: status.details(),
         trailers,
         not_processed,
