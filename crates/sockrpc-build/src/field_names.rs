@@ -16,7 +16,7 @@ use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 
 use crate::names::{prost_snake, prost_upper_camel};
-use crate::type_names::external;
+use crate::type_names::{external, oneof_type};
 
 /// Every clash in the messages of `fds`, one message each; messages under `extern_paths` and
 /// the well-known types are not generated and left out.
@@ -69,11 +69,8 @@ fn walk(
             variants.add("field", field.name(), prost_upper_camel(field.name()));
         }
         let name = format!("oneof `{shown}.{}`", oneof.name());
-        variants.report(
-            &name,
-            &format!("{}::", prost_upper_camel(oneof.name())),
-            report,
-        );
+        let path = format!("{}::", oneof_type(message, oneof.name()));
+        variants.report(&name, &path, report);
     }
     for field in &message.field {
         if field.oneof_index.is_some() && !field.proto3_optional() {

@@ -120,8 +120,10 @@
 //!   with the same Rust name or associated stream type, compilation fails
 //!   with an error naming both.
 //! - So does a pair of types prost-build would give one Rust name in one
-//!   module (`message M` and `message m`; a nested `enum Kind` and a `oneof
-//!   kind`), which rustc would otherwise report as `E0428` in generated code.
+//!   module (`message M` and `message m`; a nested `enum KindOneOf` and a
+//!   `oneof kind` beside a nested `Kind`, whose enum prost-build names
+//!   `KindOneOf`), which rustc would otherwise report as `E0428` in generated
+//!   code.
 //! - So do two values of one enum that prost-build would make one variant
 //!   (`FOO_BAR` and `FooBar`; `COLOR_RED` and `RED` in `enum Color`, whose
 //!   prefix prost-build strips), on which prost-build itself panics; aliases

@@ -2,8 +2,9 @@
 //!
 //! Proto names are case-sensitive and Rust names are made from them by prost-build's case
 //! conversion, so `message M` and `message m` in one package are two types to `protoc` and
-//! `protox` but both `pub struct M` to rustc; so are a nested `enum Kind` and a `oneof kind` of
-//! the same message (both `pub enum Kind` in the message's module). prost-build writes both
+//! `protox` but both `pub struct M` to rustc; so are a nested `enum KindOneOf` and a `oneof kind`
+//! beside a nested `Kind` (prost-build names that oneof's enum `KindOneOf`, so a `oneof kind`
+//! and a nested `Kind` alone do not clash). prost-build writes both
 //! without complaint and the user's crate fails at its `include!` with `E0428`, pointing at
 //! generated code. Checked here first, the build script fails instead, naming both proto
 //! types and the Rust name they share.
@@ -12,7 +13,7 @@ use heck::ToUpperCamelCase;
 use prost_types::{DescriptorProto, FileDescriptorSet};
 use std::collections::HashMap;
 
-use crate::names::prost_snake;
+use crate::names::{prost_snake, prost_upper_camel};
 use crate::prost_modules::package_key;
 
 /// Every clash in `fds` (the files and their imports, all of which prost-build generates),
@@ -92,7 +93,7 @@ impl Seen {
             });
             if real {
                 let name = format!("{full}.{}", oneof.name());
-                self.add(&inner, &camel(oneof.name()), name, "oneof");
+                self.add(&inner, &oneof_type(message, oneof.name()), name, "oneof");
             }
         }
     }
@@ -129,6 +130,24 @@ fn camel(proto_name: &str) -> String {
         "Self_".to_owned()
     } else {
         ident
+    }
+}
+
+/// prost-build's name for the enum of the oneof `oneof_name` of `message`: its UpperCamelCase,
+/// with `OneOf` appended when a type nested in `message` (a map entry too) has that name too,
+/// as prost-build's `OneofField::type_name` does (`message Bakery { message Bread {} oneof
+/// bread { .. } }` → `bakery::Bread` and `bakery::BreadOneOf`).
+pub(crate) fn oneof_type(message: &DescriptorProto, oneof_name: &str) -> String {
+    let name = prost_upper_camel(oneof_name);
+    let nested = message.nested_type.iter().map(DescriptorProto::name);
+    let enums = message.enum_type.iter().map(|item| item.name());
+    if nested
+        .chain(enums)
+        .any(|type_name| prost_upper_camel(type_name) == name)
+    {
+        format!("{name}OneOf")
+    } else {
+        name
     }
 }
 
@@ -191,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn a_oneof_and_a_nested_enum_of_one_name_clash() {
+    fn a_oneof_named_like_a_nested_type_is_renamed_not_refused() {
         let mut m = message("Shape");
         m.oneof_decl.push(OneofDescriptorProto {
             name: Some("kind".to_owned()),
@@ -206,9 +225,18 @@ mod tests {
             name: Some("Kind".to_owned()),
             ..Default::default()
         });
+        // prost-build names the oneof's enum `KindOneOf`, beside the enum `Kind`.
+        assert_eq!(oneof_type(&m, "kind"), "KindOneOf");
+        assert_eq!(oneof_type(&m, "other"), "Other");
+        assert_eq!(
+            clashes(&set(vec![file("geo", vec![m.clone()])]), &[]).len(),
+            0
+        );
+        // A nested type named as the renamed enum does clash with it.
+        m.nested_type.push(message("KindOneOf"));
         let found = clashes(&set(vec![file("geo", vec![m.clone()])]), &[]);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("`geo::shape::Kind`"), "{}", found[0]);
+        assert!(found[0].contains("`geo::shape::KindOneOf`"), "{}", found[0]);
         // A proto3 `optional` field's synthetic oneof is no enum.
         m.field[0].proto3_optional = Some(true);
         assert_eq!(clashes(&set(vec![file("geo", vec![m])]), &[]).len(), 0);

@@ -549,13 +549,13 @@ fn errors_are_returned_not_panicked() {
 
 #[test]
 fn types_whose_rust_names_collide_fail_the_build_naming_both() {
-    // Two types to protox, one `pub struct M` (and one `pub enum Kind`) to rustc.
+    // Two types to protox, one `pub struct M` (and one `pub enum KindOneOf`) to rustc.
     let src = tempfile::tempdir().expect("temp dir");
     write(
         src.path(),
         "case.proto",
         "syntax = \"proto3\"; package p.q; message M {} message m {} \
-         message Shape { enum Kind { K = 0; } oneof kind { int32 x = 1; } }",
+         message Shape { enum Kind { K = 0; } enum KindOneOf { L = 0; } oneof kind { int32 x = 1; } }",
     );
     let err = generate(&[src.path().join("case.proto")], &[src.path()])
         .err()
@@ -566,5 +566,6 @@ fn types_whose_rust_names_collide_fail_the_build_naming_both() {
         msg.contains("`p.q.M`") && msg.contains("`p.q.m`") && msg.contains("`p::q::M`"),
         "{msg}"
     );
-    assert!(msg.contains("`p::q::shape::Kind`"), "{msg}");
+    // prost-build names the oneof's enum `KindOneOf`, as a nested `Kind` exists.
+    assert!(msg.contains("`p::q::shape::KindOneOf`"), "{msg}");
 }

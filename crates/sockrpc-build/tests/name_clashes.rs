@@ -156,6 +156,38 @@ fn fields_prost_names_alike_are_refused() {
     );
 }
 
+#[test]
+fn a_oneof_named_like_a_nested_type_is_accepted() {
+    // prost-build names such a oneof's enum `<Name>OneOf` (its `OneofField::type_name`), as in
+    // its own test `oneof_name_conflict.proto`: `bakery::Bread` and `bakery::BreadOneOf`.
+    let proto = "syntax = \"proto3\"; package p; \
+                 message Bakery { message Bread { int32 weight = 3; } \
+                 enum Kind { K = 0; } oneof bread { string a = 1; Bread b = 2; } \
+                 oneof kind { int32 c = 4; } }";
+    accepted(proto);
+    let src = tempfile::tempdir().expect("temp dir");
+    std::fs::write(src.path().join("fine.proto"), proto).expect("write proto");
+    let out = generate(&[src.path().join("fine.proto")], &[src.path()]).expect("generates");
+    let code = out.source("p.rs");
+    for item in [
+        "pub enum BreadOneOf",
+        "pub struct Bread",
+        "pub enum KindOneOf",
+        "pub enum Kind ",
+    ] {
+        assert!(code.contains(item), "no `{item}` in:\n{code}");
+    }
+    // The renamed enum still meets a nested type of its new name.
+    let msg = refused(
+        "syntax = \"proto3\"; package p; message M { message Bread {} message BreadOneOf {} \
+         oneof bread { string a = 1; } }",
+    );
+    assert!(
+        msg.contains("`p.M.BreadOneOf`") && msg.contains("`p::m::BreadOneOf`"),
+        "{msg}"
+    );
+}
+
 /// Runs the builder on `a.proto` and `a_b.proto` (which has package `a.b`), with or without
 /// an include file.
 fn parent_and_child(parent: &str, include_file: bool) -> std::io::Result<()> {
