@@ -137,7 +137,9 @@
 //!   `set_foo`, whose accessors are `foo`/`set_foo` and `set_foo`/`set_set_foo`).
 //! - So does a message with nested items in package `a` whose module (`b`
 //!   for `message B`) is also the child package `a.b`, when an include file
-//!   nests the packages or `a` names a type of `a.b`.
+//!   nests the packages or `a` names a type of `a.b`; a package prost-build
+//!   writes no code for (extensions only, or types under an `extern_path`)
+//!   is in no include file and meets nothing.
 
 mod aliases;
 mod cfg_attrs;
@@ -444,7 +446,13 @@ impl Builder {
         clashes.extend(enum_values::clashes(&fds, &extern_paths));
         clashes.extend(field_names::clashes(&fds, &extern_paths));
         let include_file = self.include_file.is_some();
-        clashes.extend(module_names::clashes(&fds, &extern_paths, include_file));
+        let services = self.build_client || self.build_server;
+        clashes.extend(module_names::clashes(
+            &fds,
+            &extern_paths,
+            include_file,
+            services,
+        ));
         if !clashes.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

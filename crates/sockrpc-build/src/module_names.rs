@@ -7,7 +7,9 @@
 //! hand, the two still meet where package `a` names a type of `a.b` (or below): prost-build
 //! writes `b::D`, which resolves into the message's module. Checked here first, the build
 //! fails with an error naming the message, its file and the package. A package `a.b` that `a`
-//! never names, built without an include file, may be mounted apart and is left alone.
+//! never names, built without an include file, may be mounted apart and is left alone; so is
+//! one prost-build writes no code for (extensions only, or every type under an `extern_path`),
+//! which it leaves out of the include file.
 
 use std::collections::HashMap;
 
@@ -20,10 +22,12 @@ use crate::type_names::external;
 /// Every message of `fds` whose module is also a child package's, one message each, when
 /// `include_file` nests the packages or the parent package names a type of the child's;
 /// messages under `extern_paths` and the well-known types are not generated and left out.
+/// `services` says whether services generate code (a client or a server is built).
 pub(crate) fn clashes(
     fds: &FileDescriptorSet,
     extern_paths: &[&str],
     include_file: bool,
+    services: bool,
 ) -> Vec<String> {
     // Child package modules: by (parent module key, module name), a package that makes it.
     let mut children: HashMap<(String, String), &str> = HashMap::new();
@@ -36,9 +40,13 @@ pub(crate) fn clashes(
         } else {
             key.split('.').collect()
         };
-        for depth in 1..=parts.len() {
-            let module = (parts[..depth - 1].join("."), parts[depth - 1].to_owned());
-            children.entry(module).or_insert(file.package());
+        // prost-build leaves a package it writes no code for out of the include file (its
+        // modules are nested only for a descendant that has code), and it has no type to name.
+        if generates_code(file, extern_paths, services) {
+            for depth in 1..=parts.len() {
+                let module = (parts[..depth - 1].join("."), parts[depth - 1].to_owned());
+                children.entry(module).or_insert(file.package());
+            }
         }
         let prefix = scope(file);
         for message in &file.message_type {
@@ -91,6 +99,19 @@ pub(crate) fn clashes(
         }
     }
     found
+}
+
+/// Whether prost-build writes any code for `file`: a message or enum not under `extern_paths`
+/// (nor a well-known type), or a service when `services` generate code. A file of extensions
+/// or options only, or of types mapped elsewhere, writes none.
+fn generates_code(file: &FileDescriptorProto, extern_paths: &[&str], services: bool) -> bool {
+    let prefix = scope(file);
+    let names = file.message_type.iter().map(DescriptorProto::name);
+    let enums = file.enum_type.iter().map(|item| item.name());
+    (services && !file.service.is_empty())
+        || names
+            .chain(enums)
+            .any(|name| !external(&format!("{prefix}.{name}"), extern_paths))
 }
 
 /// `.package` of `file`, or nothing if it has none: the prefix of its full type names.

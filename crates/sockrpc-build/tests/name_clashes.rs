@@ -188,25 +188,44 @@ fn a_oneof_named_like_a_nested_type_is_accepted() {
     );
 }
 
-/// Runs the builder on `a.proto` and `a_b.proto` (which has package `a.b`), with or without
+/// Runs `builder` on `a.proto` and `a_b.proto` (package `a.b`, holding `child`), with or without
 /// an include file.
-fn parent_and_child(parent: &str, include_file: bool) -> std::io::Result<()> {
+fn parent_and_child_with(
+    builder: sockrpc_build::Builder,
+    parent: &str,
+    child: &str,
+    include_file: bool,
+) -> std::io::Result<()> {
     let src = tempfile::tempdir().expect("temp dir");
     let out = tempfile::tempdir().expect("temp dir");
     std::fs::write(src.path().join("a.proto"), parent).expect("write proto");
-    std::fs::write(
-        src.path().join("a_b.proto"),
-        "syntax = \"proto3\"; package a.b; message D {}",
-    )
-    .expect("write proto");
-    let mut builder = sockrpc_build::configure()
-        .out_dir(out.path())
-        .emit_rerun_if_changed(false);
+    std::fs::write(src.path().join("a_b.proto"), child).expect("write proto");
+    let mut builder = builder.out_dir(out.path()).emit_rerun_if_changed(false);
     if include_file {
         builder = builder.include_file("_includes.rs");
     }
     let protos = [src.path().join("a.proto"), src.path().join("a_b.proto")];
     builder.compile_protos(&protos, &[src.path()])
+}
+
+/// [`parent_and_child_with`] the default builder, package `a.b` holding `message D {}`.
+fn parent_and_child(parent: &str, include_file: bool) -> std::io::Result<()> {
+    let child = "syntax = \"proto3\"; package a.b; message D {}";
+    parent_and_child_with(sockrpc_build::configure(), parent, child, include_file)
+}
+
+#[test]
+fn a_child_package_without_code_is_accepted() {
+    // prost-build leaves a package it writes no code for out of the include file, so only the
+    // message declares `a::b`: extensions only, or every type of `a.b` under an extern path.
+    let nested = "syntax = \"proto3\"; package a; message B { message C {} }";
+    let options = "syntax = \"proto2\"; package a.b; import \"google/protobuf/descriptor.proto\"; \
+                   extend google.protobuf.FieldOptions { optional string note = 50001; }";
+    parent_and_child_with(sockrpc_build::configure(), nested, options, true)
+        .expect("extensions only");
+    let external = sockrpc_build::configure().extern_path(".a.b", "::elsewhere::b");
+    let child = "syntax = \"proto3\"; package a.b; message D {}";
+    parent_and_child_with(external, nested, child, true).expect("a.b is extern");
 }
 
 #[test]
