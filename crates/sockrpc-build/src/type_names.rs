@@ -47,7 +47,8 @@ pub(crate) fn clashes(fds: &FileDescriptorSet, extern_paths: &[&str]) -> Vec<Str
 
 /// The Rust names met so far, per module, and the clashes found.
 struct Seen {
-    /// Keyed by module path and Rust name: the proto type that took the name, and its kind.
+    /// Keyed by module path (`a.b` for a package, `a.b/m` for the module of its message `M`)
+    /// and Rust name: the proto type that took the name, and its kind.
     names: HashMap<(String, String), (String, &'static str)>,
     clashes: Vec<String>,
 }
@@ -67,11 +68,10 @@ impl Seen {
             return;
         }
         self.add(module, &camel(message.name()), full.clone(), "message");
-        let inner = if module.is_empty() {
-            prost_snake(message.name())
-        } else {
-            format!("{module}.{}", prost_snake(message.name()))
-        };
+        // A message's module is keyed apart from a package's: where a message `a.B` with nested
+        // items and a package `a.b` are one module `a::b`, `module_names.rs` tells (or allows,
+        // when the two may be mounted apart), not a clash of each pair of their types.
+        let inner = format!("{module}/{}", prost_snake(message.name()));
         for nested in &message.nested_type {
             if !nested.options.as_ref().is_some_and(|o| o.map_entry()) {
                 self.message(&inner, &full, nested, extern_paths);
@@ -106,7 +106,8 @@ impl Seen {
                 let path = if module.is_empty() {
                     rust.to_owned()
                 } else {
-                    format!("{}::{rust}", module.replace('.', "::"))
+                    let module = module.trim_start_matches('/').replace(['.', '/'], "::");
+                    format!("{module}::{rust}")
                 };
                 self.clashes.push(format!(
                     "{other_kind} `{}` and {kind} `{}` both become the Rust type `{path}` \

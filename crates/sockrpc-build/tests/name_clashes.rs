@@ -229,6 +229,16 @@ fn a_child_package_without_code_is_accepted() {
 }
 
 #[test]
+fn types_of_a_message_module_and_a_child_package_mounted_apart_are_accepted() {
+    // Without an include file the two may be mounted apart, where their types of one name
+    // (`a::b::D` twice) are two types.
+    let same_name = "syntax = \"proto3\"; package a; message B { message D {} }";
+    parent_and_child(same_name, false).expect("mounted apart");
+    let err = parent_and_child(same_name, true).expect_err("nested by the include file");
+    assert!(err.to_string().contains("message `a.B`"), "{err}");
+}
+
+#[test]
 fn a_message_module_that_is_also_a_child_package_is_refused() {
     // prost-build writes `pub mod b` into `a.rs` and the include file nests `pub mod b` for
     // package `a.b` after including it: rustc reports E0428 (`b` defined twice).
