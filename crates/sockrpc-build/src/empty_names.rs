@@ -7,7 +7,10 @@
 //! include file and a hidden `.rs` for `package _;`, which rustc refuses. Checked here first,
 //! the build fails with an error naming the file and the proto name. Services and rpcs are not
 //! checked: the service generator gives such names an identifier of its own
-//! ([`crate::names::sanitize`]).
+//! ([`crate::names::sanitize`]); nor are enum aliases (a number already used), to which
+//! prost-build gives no variant.
+
+use std::collections::HashSet;
 
 use prost_types::{DescriptorProto, FileDescriptorSet};
 
@@ -95,8 +98,10 @@ fn check_enum(
     if underscores_only(item.name()) {
         report("enum", full);
     }
+    // prost-build skips a value whose number an earlier one has (an alias): it is no variant.
+    let mut numbers = HashSet::new();
     for value in &item.value {
-        if underscores_only(value.name()) {
+        if numbers.insert(value.number()) && underscores_only(value.name()) {
             report("enum value", &format!("{full}.{}", value.name()));
         }
     }

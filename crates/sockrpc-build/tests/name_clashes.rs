@@ -104,6 +104,8 @@ fn names_of_underscores_only_are_refused() {
     }
     // A leading underscore keeps a name: `_1` is `_1`, `_a` is `a`.
     accepted("syntax = \"proto3\"; package p; message _M { int32 _1 = 1; int32 _a = 2; }");
+    // An alias (a number already used) gets no variant from prost-build, so no name at all.
+    accepted("syntax = \"proto3\"; package p; enum E { option allow_alias = true; A = 0; _ = 0; }");
 }
 
 #[test]
