@@ -1,7 +1,5 @@
 //! The `Shop` service the tests serve, and the helpers they share.
 
-use std::future::Future;
-
 use futures_util::stream::{self, BoxStream, StreamExt};
 use sockrpc::{Request, Response, Status, Streaming};
 use sockrpc_tests::p2::sockrpc::p2::order::nested::Level;
@@ -10,7 +8,7 @@ use sockrpc_tests::p2::sockrpc::p2::shop_server::{Shop, ShopServer};
 use sockrpc_tests::p2::sockrpc::p2::{Color, Order, Seen};
 
 /// Bound on every single step of these tests.
-pub(crate) const STEP: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) use sockrpc_tests::bounded::{bounded, channel};
 
 /// A running server on `127.0.0.1:0` (`sockrpc_tests::serve`).
 pub(crate) use sockrpc_tests::serve::Running;
@@ -138,19 +136,4 @@ pub(crate) fn full_order() -> Order {
 /// Serves `Shop` on a fresh loopback port.
 pub(crate) fn start() -> Running {
     Running::start(sockrpc::Server::builder().add_service(ShopServer::new(Store)))
-}
-
-pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
-}
-
-pub(crate) async fn channel(server: &Running) -> sockrpc::Channel {
-    bounded(
-        "connect",
-        sockrpc::Channel::connect(format!("tcp://{}", server.addr)),
-    )
-    .await
-    .expect("connect")
 }

@@ -13,3 +13,25 @@ pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
 }
+
+/// Reads a response stream to its end, each message within [`STEP`].
+pub async fn collect<T>(what: &str, mut stream: sockrpc::Streaming<T>) -> Vec<T>
+where
+    T: prost::Message + Default + 'static,
+{
+    let mut out = Vec::new();
+    while let Some(item) = bounded(what, stream.message()).await.expect(what) {
+        out.push(item);
+    }
+    out
+}
+
+/// A channel to `server`, connected within [`STEP`].
+pub async fn channel(server: &crate::serve::Running) -> sockrpc::Channel {
+    bounded(
+        "connect",
+        sockrpc::Channel::connect(format!("tcp://{}", server.addr)),
+    )
+    .await
+    .expect("connect")
+}

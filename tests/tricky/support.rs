@@ -1,8 +1,6 @@
 //! The server every tricky service runs on, and the helpers the tests share.
 
-use std::future::Future;
-
-use sockrpc::{Request, Response, Streaming};
+use sockrpc::{Request, Response};
 use sockrpc_tests::tricky::a::b::v1::nested_server::NestedServer;
 use sockrpc_tests::tricky::kw::r#type::v1::match_server::MatchServer;
 use sockrpc_tests::tricky::naked_server::NakedServer;
@@ -22,7 +20,7 @@ use crate::service::Svc;
 use crate::well_known::Wkt;
 
 /// Bound on every single step of these tests.
-pub(crate) const STEP: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) use sockrpc_tests::bounded::{bounded, channel, collect};
 
 pub(crate) fn msg(text: &str, n: i64) -> Msg {
     Msg {
@@ -62,31 +60,4 @@ pub(crate) fn start_all() -> Running {
             .add_service(NakedServer::new(NoPackage))
             .add_service(MatchServer::new(Matcher)),
     )
-}
-
-pub(crate) async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {STEP:?}"))
-}
-
-pub(crate) async fn channel(server: &Running) -> sockrpc::Channel {
-    bounded(
-        "connect",
-        sockrpc::Channel::connect(format!("tcp://{}", server.addr)),
-    )
-    .await
-    .expect("connect")
-}
-
-/// Reads a response stream to its end, each message within [`STEP`].
-pub(crate) async fn collect<T>(what: &str, mut stream: Streaming<T>) -> Vec<T>
-where
-    T: prost::Message + Default + 'static,
-{
-    let mut out = Vec::new();
-    while let Some(item) = bounded(what, stream.message()).await.expect(what) {
-        out.push(item);
-    }
-    out
 }
