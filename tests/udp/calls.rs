@@ -1,7 +1,8 @@
 //! Small calls over UDP, and the large answer a TCP re-issue fetches from the reply cache.
 
 use crate::support::{
-    deadline, echo_reply, reply_of, request, UdpTestServer, ECHO, FAIL, GROW, PANIC, SLEEP,
+    deadline, echo_reply, reply_of, request, UdpTestServer, BIG_TRAILERS, ECHO, FAIL, GROW, PANIC,
+    SLEEP,
 };
 use bytes::Bytes;
 use sockrpc::service::udp::{Lookup, UdpOutcome};
@@ -14,6 +15,29 @@ const LOCAL: Option<std::net::IpAddr> = Some(std::net::IpAddr::V4(std::net::Ipv4
 
 // ---------------------------------------------------------------------------------------------
 // (1) Small calls go over UDP: answers, errors and metadata intact, no truncation.
+
+/// An error status whose trailers are over the server's metadata limit loses them, as over TCP
+/// (`respond.rs`), but keeps its code, details and message, which says what was dropped: it
+/// was answered `INTERNAL` "response metadata: …", the handler's code lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_with_trailers_too_large_keeps_its_code_over_udp() {
+    let server = UdpTestServer::start().await;
+    let client = server.client().await;
+    let fail = request(&FailRequest {
+        code: Code::FailedPrecondition as i32,
+        message: BIG_TRAILERS.into(),
+        details: Bytes::from_static(b"\x07"),
+    });
+    let status = reply_of(client.call(&FAIL, &fail, deadline()).await).expect_err("fails");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().starts_with(BIG_TRAILERS)
+            && status.message().contains("[trailing metadata dropped: "),
+        "{status:?}"
+    );
+    assert_eq!(&status.details()[..], b"\x07");
+    assert!(status.metadata().get("x-big").is_none(), "{status:?}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_calls_succeed_over_udp() {

@@ -28,6 +28,9 @@ pub(crate) static GROW: MethodPath = MethodPath::from_static("/sockrpc.test.Echo
 /// A `Fail` message or `Sleep` token that makes the handler panic (on its first poll, or after
 /// its sleep); `quiet_deliberate_panics` keeps these out of the output.
 pub(crate) const PANIC: &str = sockrpc_tests::panics::DELIBERATE;
+/// A `Fail` message that makes the handler's status carry trailers over the default metadata
+/// limit.
+pub(crate) const BIG_TRAILERS: &str = "big trailers";
 
 /// Counts how often each handler ran: at-most-once is the point of several tests.
 #[derive(Default, Clone)]
@@ -77,11 +80,16 @@ impl Echo for Counting {
         } = request.into_inner();
         // Before any await: on the server's receive loop, in its one inline poll.
         assert_ne!(message, PANIC, "{PANIC}: on the first poll");
-        Err(Status::with_details(
-            Code::from_u32(code as u32),
-            message,
-            details,
-        ))
+        let mut status = Status::with_details(Code::from_u32(code as u32), message, details);
+        if status.message() == BIG_TRAILERS {
+            // Trailers over the default metadata limit (16 KiB).
+            let value = "t".repeat(20 * 1024);
+            status
+                .metadata_mut()
+                .insert("x-big", value.as_str())
+                .expect("valid");
+        }
+        Err(status)
     }
 
     async fn grow(&self, request: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {

@@ -14,7 +14,7 @@ use super::server::Shared;
 use super::socket::transmit;
 use crate::dispatch::OutboundBody;
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::{Response, Status};
+use sockrpc_protocol::{frame, Limits, Response, Status};
 use std::net::{IpAddr, SocketAddr};
 
 /// Why a call the reply cache has no room for did not run.
@@ -155,7 +155,11 @@ impl Shared {
         let refused;
         let mut reply = Reply::new(answer);
         if let Err(status) = reply.check(&self.config.limits) {
-            refused = Err(status);
+            refused = match answer {
+                // An error keeps its code: only its trailers are dropped, as over TCP.
+                Err(status) => Err(without_trailers(status, &self.config.limits)),
+                Ok(_) => Err(status),
+            };
             reply = Reply::new(&refused);
         }
         let len = reply.wire_len();
@@ -179,4 +183,18 @@ impl Shared {
             bump(&self.stats.truncated);
         }
     }
+}
+
+/// An error status whose trailers break `limits`, as a REPLY carries it: the trailers dropped,
+/// the code and details kept, and the message noted with what was dropped, as the TCP server
+/// sends it (`server/respond.rs`, `encode_end_with`). Before, the handler's status was replaced
+/// by `INTERNAL` "response metadata: …", its code lost.
+fn without_trailers(status: &Status, limits: &Limits) -> Status {
+    let why = match frame::check_metadata(status.metadata(), limits) {
+        Ok(()) => "over the limit".to_owned(),
+        Err(why) => why,
+    };
+    let note = format!("[trailing metadata dropped: {why}]");
+    let message = frame::noted_status(status.message(), &note, frame::MAX_STATUS_MESSAGE);
+    Status::with_details(status.code(), message, status.details().clone())
 }
