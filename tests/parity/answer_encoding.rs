@@ -172,3 +172,44 @@ async fn an_answer_in_an_encoding_the_client_does_not_accept_is_unimplemented() 
     assert!(err.message().contains("zstd"), "{err:?}");
     server.stop().await;
 }
+
+/// The answer compressed, as `zstd_answer` makes it, but with no encoding named in its HEADERS
+/// (a layer that forwards an upstream's messages and forgets its encoding fields).
+fn unnamed_answer(response: Response<Body>) -> Response<Body> {
+    let mut answer = zstd_answer(response);
+    answer.set_encoding(None);
+    answer
+}
+
+/// A compressed message under no named encoding reaches the client, which refuses it
+/// `UNIMPLEMENTED` saying the sender named none (not read as plain, not a hang), even when it
+/// accepts the encoding used. Before the body passed such messages on (fdd8e4b), the server
+/// refused its own answer ("this side accepts no compression").
+#[tokio::test]
+async fn a_compressed_answer_naming_no_encoding_is_refused_by_the_client() {
+    let server = serve_layered(
+        Server::builder()
+            .layer(tower::util::MapResponseLayer::new(unnamed_answer))
+            .add_service(TestServer::new(Svc))
+            .add_service(TestStreamServer::new(Svc)),
+    );
+    let channel = channel(server.addr).await;
+    let mut accepting =
+        TestClient::new(channel.clone()).accept_compressed(CompressionEncoding::Zstd);
+    let err = bounded("unary", accepting.unary_call(Input {}))
+        .await
+        .expect_err("no encoding named");
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("named no encoding"), "{err:?}");
+
+    let mut accepting = TestStreamClient::new(channel).accept_compressed(CompressionEncoding::Zstd);
+    let err = match bounded("open", accepting.stream_call(InputStream {})).await {
+        Ok(response) => bounded("message", response.into_inner().message())
+            .await
+            .expect_err("no encoding named"),
+        Err(err) => err,
+    };
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("named no encoding"), "{err:?}");
+    server.stop().await;
+}
