@@ -1,8 +1,8 @@
 //! Small calls over UDP, and the large answer a TCP re-issue fetches from the reply cache.
 
 use crate::support::{
-    deadline, echo_reply, reply_of, request, UdpTestServer, BIG_TRAILERS, ECHO, FAIL, GROW, PANIC,
-    SLEEP,
+    deadline, echo_reply, reply_of, request, UdpTestServer, BIG_DETAILS, BIG_TRAILERS, ECHO, FAIL,
+    GROW, PANIC, SLEEP,
 };
 use bytes::Bytes;
 use sockrpc::service::udp::{Lookup, UdpOutcome};
@@ -18,7 +18,8 @@ const LOCAL: Option<std::net::IpAddr> = Some(std::net::IpAddr::V4(std::net::Ipv4
 
 /// An error status whose trailers are over the server's metadata limit loses them, as over TCP
 /// (`respond.rs`), but keeps its code, details and message, which says what was dropped: it
-/// was answered `INTERNAL` "response metadata: …", the handler's code lost.
+/// was answered `INTERNAL` "response metadata: …", the handler's code lost. Details too large
+/// for a REPLY are dropped the same way (e928449).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_with_trailers_too_large_keeps_its_code_over_udp() {
     let server = UdpTestServer::start().await;
@@ -37,6 +38,21 @@ async fn an_error_with_trailers_too_large_keeps_its_code_over_udp() {
     );
     assert_eq!(&status.details()[..], b"\x07");
     assert!(status.metadata().get("x-big").is_none(), "{status:?}");
+
+    // Details over what a REPLY carries are dropped; the status still comes back in a datagram
+    // (a REPLY, not TRUNCATED), with its code and the handler's message, noted.
+    let fail = request(&FailRequest {
+        code: Code::FailedPrecondition as i32,
+        message: BIG_DETAILS.into(),
+        details: Bytes::new(),
+    });
+    let status = reply_of(client.call(&FAIL, &fail, deadline()).await).expect_err("fails");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!("{BIG_DETAILS} [status details of 70000 bytes over the limit of 65535; dropped]"),
+    );
+    assert!(status.details().is_empty(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,8 @@ pub(crate) const PANIC: &str = sockrpc_tests::panics::DELIBERATE;
 /// A `Fail` message that makes the handler's status carry trailers over the default metadata
 /// limit.
 pub(crate) const BIG_TRAILERS: &str = "big trailers";
+/// A `Fail` message that makes the handler's status carry details over what a REPLY carries.
+pub(crate) const BIG_DETAILS: &str = "big details";
 
 /// Counts how often each handler ran: at-most-once is the point of several tests.
 #[derive(Default, Clone)]
@@ -81,6 +83,10 @@ impl Echo for Counting {
         // Before any await: on the server's receive loop, in its one inline poll.
         assert_ne!(message, PANIC, "{PANIC}: on the first poll");
         let mut status = Status::with_details(Code::from_u32(code as u32), message, details);
+        if status.message() == BIG_DETAILS {
+            // Details over what a REPLY carries (u16::MAX bytes).
+            status = Status::with_details(status.code(), BIG_DETAILS, vec![9u8; 70_000]);
+        }
         if status.message() == BIG_TRAILERS {
             // Trailers over the default metadata limit (16 KiB).
             let value = "t".repeat(20 * 1024);
