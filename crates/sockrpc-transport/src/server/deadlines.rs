@@ -107,9 +107,10 @@ impl<D: Dispatch> Connection<D> {
             return Some(self.close(cx, None));
         }
         if due.frame.is_some_and(|at| at <= now) {
-            if self.paused() {
+            if self.paused() || self.aborted_in_the_way() {
                 // We stopped reading, not the peer: its frame is not late, nor its message (its
-                // floor counts afresh from now).
+                // floor counts afresh from now). Cancelled handlers not yet gone pause reading
+                // too (`aborted.rs`), for as long as one takes to return.
                 self.timers.due.frame = Some(now + self.config.frame_timeout);
                 if let Some(assembly) = &mut self.timers.assembly {
                     assembly.since = now;
@@ -145,11 +146,15 @@ impl<D: Dispatch> Connection<D> {
         if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
             if at <= now {
                 if self.awaiting_pong.is_some() {
-                    tracing::debug!(peer = ?self.conn_info.peer, "closing connection: keepalive PING unanswered");
-                    let reason = (Code::Unavailable, "keepalive timeout".to_owned());
-                    return Some(self.close(cx, Some(reason)));
-                }
-                if self.reader.frames() == self.frames_at_keepalive {
+                    if !self.aborted_in_the_way() {
+                        tracing::debug!(peer = ?self.conn_info.peer, "closing connection: keepalive PING unanswered");
+                        let reason = (Code::Unavailable, "keepalive timeout".to_owned());
+                        return Some(self.close(cx, Some(reason)));
+                    }
+                    // Reading stopped for cancelled handlers not yet gone (`aborted.rs`): the
+                    // PONG may be waiting unread. It has the timeout again from now.
+                    self.timers.due.keepalive = Some(now + keepalive.timeout);
+                } else if self.reader.frames() == self.frames_at_keepalive {
                     // Nothing heard for a whole interval: is the client still there?
                     let payload =
                         u64::from(self.last_call_id) << 32 | self.reader.frames() & 0xffff_ffff;
