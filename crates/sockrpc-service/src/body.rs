@@ -322,8 +322,13 @@ impl Body {
         match (kind, codec.as_ref().and_then(|c| c.encoding.as_ref())) {
             (Kind::Once(message), None) => Ok((message, false)),
             // Already in its wire form (a layer forwarding an answer as it arrived): sent so,
-            // flagged, under the encoding fields its response names.
-            (Kind::OnceCompressed(message), None) => Ok((message, true)),
+            // flagged, under the encoding fields its response names. A body that decodes (an
+            // answer this side received, forwarded) is read first: it goes out decoded, plain.
+            (Kind::OnceCompressed(message), None)
+                if codec.as_ref().is_none_or(|c| c.decoding.is_none()) =>
+            {
+                Ok((message, true))
+            }
             (Kind::Once(message), Some(encoding)) => match encoding.encode(message) {
                 Ok(wire) => Ok(wire),
                 Err(status) => Err(Body {
@@ -523,5 +528,23 @@ impl Stream for Body {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_message(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A compressed message goes out as it is only from a body that does not decode (a layer
+    /// forwarding what it got on the wire); a body that decodes what it holds (an answer this
+    /// side received, passed on) is read first, as before it could be sent raw at all.
+    #[test]
+    fn only_a_body_that_does_not_decode_sends_its_compressed_message_as_it_is() {
+        let wire = Bytes::from_static(b"\x1f\x8b compressed");
+        let forwarded = Body::once_wire(wire.clone(), true).into_once_wire();
+        assert_eq!(forwarded.ok(), Some((wire.clone(), true)));
+        let mut received = Body::once_wire(wire, true);
+        received.set_decoding(Decoding::bounded(1024, Side::Client));
+        assert!(received.into_once_wire().is_err(), "sent raw");
     }
 }
