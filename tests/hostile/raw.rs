@@ -65,6 +65,16 @@ pub(crate) fn open(call_id: u32, path: &[u8], metadata: &[(&[u8], &[u8])]) -> Ve
     frame(OPEN, 0, call_id, &open_body(path, metadata))
 }
 
+/// `FLAG_MESSAGE | END_STREAM` on an OPEN: the request folded into it.
+pub(crate) const FOLDED: u8 = 0x21;
+
+/// An OPEN for `path`, no metadata, with `message` folded into it ([`FOLDED`]).
+pub(crate) fn folded(call_id: u32, path: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut body = open_body(path, &[]);
+    body.extend_from_slice(message);
+    frame(OPEN, FOLDED, call_id, &body)
+}
+
 pub(crate) fn echo_message(call_id: u32, id: u64, payload: &[u8]) -> Vec<u8> {
     let body = EchoRequest {
         payload: payload.to_vec().into(),

@@ -7,50 +7,28 @@
 //! one. As grpc-go does, the server now stops reading the connection until those tasks are
 //! gone: the calls are late by that, never refused.
 
-use crate::raw::{connect, frame, open_body, send, server_frames, ECHO_PATH, END, OPEN, PREFACE};
-use crate::support::{bounded, count_worker_panics, EchoImpl, Running};
+use crate::raw::{connect, folded, frame, send, server_frames, ECHO_PATH, END, PREFACE};
+use crate::support::{bounded, start_serving, EchoImpl, Running};
 use prost::Message as _;
 use sockrpc_tests::echo::echo_server::EchoServer;
 use sockrpc_tests::echo::{EchoRequest, SleepRequest};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
 const SLEEP_PATH: &[u8] = b"/sockrpc.test.Echo/Sleep";
 const CANCEL: u8 = 5;
-/// `FLAG_MESSAGE | END_STREAM`: the request folded into the OPEN.
-const FOLDED: u8 = 0x21;
 const RESOURCE_EXHAUSTED: u32 = 8;
 /// Calls opened and cancelled one after the other, each alone on the connection.
 const CALLS: u32 = 20;
 
 fn start_limited(limit: usize) -> Running {
-    count_worker_panics();
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
-            .expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
+    start_serving(|listener, shutdown| {
         sockrpc::Server::builder()
             .max_concurrent_calls(limit)
             .grace_period(Duration::from_secs(2))
             .add_service(EchoServer::new(EchoImpl::default()))
-            .serve_with_listener_and_shutdown(listener, async move {
-                let _ = stopped.await;
-            }),
-    );
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-fn folded(call_id: u32, path: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut body = open_body(path, &[]);
-    body.extend_from_slice(message);
-    frame(OPEN, FOLDED, call_id, &body)
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    })
 }
 
 /// The server on this test's one thread, so that no worker drops an aborted task while the

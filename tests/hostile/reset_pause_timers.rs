@@ -6,7 +6,7 @@
 //! frame timeout to go (one blocking in synchronous code, say). The same for the PONG to the
 //! server's keepalive PING: it closed the connection "keepalive timeout".
 
-use crate::raw::{connect, frame, open_body, send, server_frames, GOAWAY, PING, PREFACE};
+use crate::raw::{connect, folded, frame, send, server_frames, GOAWAY, PING, PREFACE};
 use crate::support::{bounded, start_serving};
 use prost::Message as _;
 use sockrpc::service::ServerBuilder;
@@ -24,8 +24,6 @@ const SLEEP_PATH: &[u8] = b"/sockrpc.test.Echo/Sleep";
 const ECHO_PATH: &[u8] = b"/sockrpc.test.Echo/Echo";
 const CANCEL: u8 = 5;
 const PONG: u8 = 7;
-/// `FLAG_MESSAGE | END_STREAM`: the request folded into the OPEN.
-const FOLDED: u8 = 0x21;
 /// The server's frame timeout (in the first test): far shorter than the blocking handler's hold.
 const FRAME_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long the cancelled `Sleep` handler blocks its worker (it cannot be dropped meanwhile).
@@ -59,12 +57,6 @@ impl Echo for Blocking {
     async fn grow(&self, _: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
-}
-
-fn folded(call_id: u32, path: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut body = open_body(path, &[]);
-    body.extend_from_slice(message);
-    frame(crate::raw::OPEN, FOLDED, call_id, &body)
 }
 
 /// Limit 1: a call in flight plus one cancelled handler not yet gone reach the ceiling (twice

@@ -8,8 +8,8 @@
 //! OPEN+CANCEL pairs faster than the workers dropped the aborted tasks had hundreds of
 //! handlers alive on a connection limited to 4. A well-behaved client is served throughout.
 
-use crate::raw::{connect, frame, open_body, send, server_frames, ECHO_PATH, END, OPEN, PREFACE};
-use crate::support::{bounded, count_worker_panics, EchoImpl, Running, Witness};
+use crate::raw::{connect, folded, frame, send, server_frames, ECHO_PATH, END, PREFACE};
+use crate::support::{bounded, start_serving, EchoImpl, Running, Witness};
 use prost::Message as _;
 use sockrpc::{Request, Response, Status};
 use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
@@ -18,12 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
 const SLEEP_PATH: &[u8] = b"/sockrpc.test.Echo/Sleep";
 const CANCEL: u8 = 5;
-/// `FLAG_MESSAGE | END_STREAM`: the request folded into the OPEN.
-const FOLDED: u8 = 0x21;
 /// The server's `max_concurrent_calls`.
 const LIMIT: usize = 4;
 
@@ -73,32 +70,13 @@ impl Echo for Counting {
 }
 
 fn start(service: Counting) -> Running {
-    count_worker_panics();
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("address"), &Default::default())
-            .expect("bind");
-    let addr = listener.local_addr().expect("local address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
+    start_serving(|listener, shutdown| {
         sockrpc::Server::builder()
             .max_concurrent_calls(LIMIT)
             .grace_period(Duration::from_secs(2))
             .add_service(EchoServer::new(service))
-            .serve_with_listener_and_shutdown(listener, async move {
-                let _ = stopped.await;
-            }),
-    );
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
-
-fn folded(call_id: u32, path: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut body = open_body(path, &[]);
-    body.extend_from_slice(message);
-    frame(OPEN, FOLDED, call_id, &body)
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
