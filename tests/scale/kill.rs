@@ -64,16 +64,14 @@ async fn kill_one_of_three_only_its_in_flight_calls_fail() {
         !after.contains_key(&victim_addr),
         "the dead server answered: {after:?}"
     );
-    // Both survivors carry calls. Not an even split: under a full CI run (this binary's other
-    // tests in parallel threads) one took 1,114 of 6,984 (16 %), the balancer sending calls
-    // where fewer are in flight, as it should.
+    // Both survivors carry calls. Not an even split, nor any fixed share: p2c weighs peak
+    // latency, and one slow answer on a loaded machine (this binary's other tests run in
+    // parallel threads) shuns a survivor for seconds. CI saw 1,114 of 6,984 (16 %) once and
+    // 248 of 6,984 (3.5 %) another time; the split is printed below.
     let survivors = after_kill.len();
     for addr in [a.addr, b.addr] {
         let n = after.get(&addr).copied().unwrap_or(0);
-        assert!(
-            n * 10 > survivors,
-            "{addr} took {n} of {survivors} after the kill"
-        );
+        assert!(n > 0, "{addr} took none of {survivors} after the kill");
     }
     println!(
         "failed {}, before {before:?}, after {after:?}",

@@ -122,9 +122,15 @@ impl Member {
         Duration::from_nanos(lock(&self.ewma).rtt_ns() as u64)
     }
 
-    /// The p2c load: peak-EWMA latency × (in flight + 1) ÷ weight.
+    /// The p2c load: peak-EWMA latency (decayed for the time since its last sample) ×
+    /// (in flight + 1) ÷ weight.
     pub fn load(&self) -> f64 {
-        lock(&self.ewma).cost(self.in_flight()) / f64::from(self.weight())
+        self.load_at(Instant::now())
+    }
+
+    /// [`Member::load`] at `now` (one clock read for both of p2c's choices).
+    pub fn load_at(&self, now: Instant) -> f64 {
+        lock(&self.ewma).cost(self.in_flight(), now) / f64::from(self.weight())
     }
 
     /// The last health answer.

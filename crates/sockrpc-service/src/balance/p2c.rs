@@ -39,7 +39,8 @@ impl Picker for P2c {
                 }
                 let (a, b) = (candidates[a], candidates[b]);
                 let list = members.list();
-                Some(if list[a].load() <= list[b].load() {
+                let now = tokio::time::Instant::now();
+                Some(if list[a].load_at(now) <= list[b].load_at(now) {
                     a
                 } else {
                     b
@@ -98,5 +99,39 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(P2c.pick(&weighted, &call(), &|_| true), Some(0));
         }
+    }
+
+    /// One slow answer shuns a server; with no more samples it would stay shunned while the
+    /// other answers fast. The estimate's decay brings it back.
+    #[tokio::test(start_paused = true)]
+    async fn a_server_shunned_after_one_slow_answer_is_tried_again() {
+        use super::super::outlier::OutlierConfig;
+        let members = set(&[1, 1]);
+        let outlier = OutlierConfig::default();
+        let slow = members.list()[0].start();
+        tokio::time::advance(Duration::from_millis(200)).await;
+        let _ = slow.finish(super::super::member::Outcome::Answered, &outlier);
+        let fast = members.list()[1].start();
+        tokio::time::advance(Duration::from_micros(100)).await;
+        let _ = fast.finish(super::super::member::Outcome::Answered, &outlier);
+        let picks = |members: &Members| {
+            (0..50)
+                .filter(|_| P2c.pick(members, &call(), &|_| true) == Some(0))
+                .count()
+        };
+        assert_eq!(picks(&members), 0, "shunned after 200 ms against 100 µs");
+        // The fast one keeps answering (its estimate fresh); the slow one has no samples.
+        // 200 ms × e^(-60 s / 1 s decay) is far below 100 µs.
+        for _ in 0..60 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let fast = members.list()[1].start();
+            tokio::time::advance(Duration::from_micros(100)).await;
+            let _ = fast.finish(super::super::member::Outcome::Answered, &outlier);
+        }
+        assert_eq!(
+            picks(&members),
+            50,
+            "tried again after 60 s without a sample"
+        );
     }
 }

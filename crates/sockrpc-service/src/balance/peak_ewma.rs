@@ -4,6 +4,11 @@
 //! with an exponential weight that depends on the time since the last sample, so a server that
 //! turns slow is avoided after one slow answer and trusted again only gradually. The cost of
 //! sending one more call is the estimate times (calls in flight + 1).
+//!
+//! Read without a new sample, the estimate decays toward zero with the same time constant (as
+//! tower's and Finagle's do): a server shunned after one slow answer gets no samples, so without
+//! this it would stay shunned for good; with it, it is tried again within a few decay periods,
+//! and its next answer sets the estimate.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -51,9 +56,15 @@ impl PeakEwma {
         self.rtt_ns
     }
 
-    /// The cost of one more call with `in_flight` already pending.
-    pub fn cost(&self, in_flight: usize) -> f64 {
-        self.rtt_ns * (in_flight as f64 + 1.0)
+    /// The estimate at `now`: the last one, decayed toward zero for the time since its sample.
+    pub fn rtt_ns_at(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.stamp).as_nanos() as f64;
+        self.rtt_ns * (-elapsed / self.decay_ns).exp()
+    }
+
+    /// The cost at `now` of one more call with `in_flight` already pending.
+    pub fn cost(&self, in_flight: usize, now: Instant) -> f64 {
+        self.rtt_ns_at(now) * (in_flight as f64 + 1.0)
     }
 }
 
@@ -76,6 +87,24 @@ mod tests {
         tokio::time::advance(DEFAULT_DECAY * 5).await;
         e.observe(Duration::from_millis(1), Instant::now());
         assert!(e.rtt_ns() < 2e6, "{}", e.rtt_ns());
-        assert!(e.cost(3) > e.cost(0) * 3.9);
+        let now = Instant::now();
+        assert!(e.cost(3, now) > e.cost(0, now) * 3.9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_estimate_without_samples_decays_toward_zero() {
+        let mut e = PeakEwma::new(Duration::from_millis(1), DEFAULT_DECAY);
+        e.observe(Duration::from_millis(20), Instant::now());
+        assert!((e.cost(0, Instant::now()) - 20e6).abs() < 1.0);
+        tokio::time::advance(DEFAULT_DECAY).await;
+        let decayed = e.cost(0, Instant::now());
+        assert!(
+            (decayed - 20e6 / std::f64::consts::E).abs() < 1e3,
+            "{decayed}"
+        );
+        tokio::time::advance(DEFAULT_DECAY * 5).await;
+        assert!(e.cost(0, Instant::now()) < 0.2e6);
+        // The last sample itself is kept until the next one.
+        assert!((e.rtt_ns() - 20e6).abs() < 1.0);
     }
 }
