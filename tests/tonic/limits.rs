@@ -4,6 +4,7 @@
 
 use crate::support::{bounded, payload, EchoStreamer, Running, FAIL_SEQ};
 use futures_util::stream;
+use sockrpc::service::udp::UdpServerConfig;
 use sockrpc::{Channel, Code, Endpoint, Server, Status};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::streamer_server::StreamerServer;
@@ -175,4 +176,49 @@ async fn the_status_message_cap_is_configurable_and_marks_its_cut() {
         err.message().len()
     );
     server.stop().await;
+}
+
+/// The server's status message cap holds over UDP too: a UDP socket's own limits (here the
+/// defaults, 16 KiB) are taken within the server's. Before, a UDP reply carried the message
+/// whole up to 16 KiB whatever the server was told.
+#[tokio::test]
+async fn the_status_message_cap_holds_over_udp() {
+    let listener =
+        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
+            .expect("bind tcp");
+    let tcp_addr = listener.local_addr().expect("addr");
+    let udp_socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind udp");
+    let udp_addr = udp_socket.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::builder()
+            .max_status_message_size(200)
+            .udp(udp_socket, UdpServerConfig::default())
+            .add_service(StreamerServer::new(EchoStreamer))
+            .serve_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let endpoint = Endpoint::new("127.0.0.1", tcp_addr.port()).udp(udp_addr);
+    let channel = bounded("connect", Channel::connect(endpoint))
+        .await
+        .expect("connect");
+    let mut client = StreamerClient::new(channel.clone());
+    // A request and an uncut answer small enough for one datagram each.
+    let failing = Chunk {
+        seq: FAIL_SEQ,
+        payload: "x".repeat(900).into_bytes().into(),
+    };
+    let err = bounded("unary over udp", client.unary(failing))
+        .await
+        .expect_err("fails");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().len() <= 200, "{}", err.message().len());
+    assert!(err.message().contains("[truncated "), "{}", err.message());
+    let stats = channel.udp_stats().expect("udp set up");
+    assert_eq!(stats.replies, 1, "answered over UDP: {stats:?}");
+    let _ = stop.send(());
+    let _ = bounded("server stops", server).await;
 }

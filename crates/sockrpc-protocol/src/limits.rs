@@ -121,4 +121,58 @@ impl Limits {
             .saturating_mul(SKIP_FACTOR)
             .max(SKIP_FLOOR)
     }
+
+    /// Both `self` and `other` at once: each limit the smaller of the two. A server's UDP
+    /// socket takes its own limits within the server's, so that a cap set on the server (its
+    /// status message, its metadata) holds for answers over UDP too.
+    pub fn within(&self, other: &Limits) -> Limits {
+        Limits {
+            max_message_size: self.max_message_size.min(other.max_message_size),
+            max_metadata_size: self.max_metadata_size.min(other.max_metadata_size),
+            // Unset on both, it follows the smaller message limit; set on either, it is the
+            // smaller of the two sides' send limits (an unset one being its message limit).
+            max_send_message_size: match (self.max_send_message_size, other.max_send_message_size) {
+                (None, None) => None,
+                _ => Some(self.send_limit().min(other.send_limit())),
+            },
+            max_status_message_size: self
+                .max_status_message_size
+                .min(other.max_status_message_size),
+            max_running_requests_size: self
+                .max_running_requests_size
+                .min(other.max_running_requests_size),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_takes_the_smaller_of_each_limit() {
+        let a = Limits::default()
+            .with_max_status_message_size(64)
+            .with_max_send_message_size(1000);
+        let b = Limits::default()
+            .with_max_metadata_size(512)
+            .with_max_message_size(100);
+        let both = a.within(&b);
+        assert_eq!(both, b.within(&a));
+        assert_eq!(both.max_status_message_size, 64);
+        assert_eq!(both.max_metadata_size, 512);
+        assert_eq!(both.max_message_size, 100);
+        assert_eq!(
+            both.max_send_message_size,
+            Some(100),
+            "b sends at most its message limit"
+        );
+        let c = Limits::default().with_max_send_message_size(1000);
+        assert_eq!(c.within(&Limits::default()).send_limit(), 1000);
+        assert_eq!(
+            Limits::default().within(&Limits::default()),
+            Limits::default()
+        );
+        assert_eq!(both.max_running_requests_size, 256 * 1024 * 1024);
+    }
 }

@@ -435,6 +435,13 @@ impl<'a> Reply<'a> {
     /// The parts of `result` a REPLY carries (a status's text and details cut to what a
     /// datagram may hold).
     pub fn new(result: &'a Result<Response<Bytes>, Status>) -> Reply<'a> {
+        Reply::capped(result, MAX_STATUS_MESSAGE)
+    }
+
+    /// [`Reply::new`] with the status message cut to `cap` bytes (the server's
+    /// [`Limits::status_message_cap`], as over TCP), never above [`MAX_STATUS_MESSAGE`].
+    pub fn capped(result: &'a Result<Response<Bytes>, Status>, cap: usize) -> Reply<'a> {
+        let cap = cap.min(MAX_STATUS_MESSAGE);
         match result {
             Ok(response) => Reply {
                 code: Code::Ok,
@@ -448,10 +455,10 @@ impl<'a> Reply<'a> {
                 let (message, details) = if status.details().len() > MAX_REPLY_DETAILS {
                     let note =
                         frame::details_dropped_note(status.details().len(), MAX_REPLY_DETAILS);
-                    let message = frame::noted_status(status.message(), &note, MAX_STATUS_MESSAGE);
+                    let message = frame::noted_status(status.message(), &note, cap);
                     (message, &[][..])
                 } else {
-                    let message = frame::truncate_status(status.message(), MAX_STATUS_MESSAGE);
+                    let message = frame::truncate_status(status.message(), cap);
                     (message, &status.details()[..])
                 };
                 Reply {

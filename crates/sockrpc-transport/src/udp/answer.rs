@@ -153,14 +153,15 @@ impl Shared {
     fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) {
         // The answer's parts are gathered once, for the check, the size and the encoding.
         let refused;
-        let mut reply = Reply::new(answer);
+        let cap = self.config.limits.status_message_cap();
+        let mut reply = Reply::capped(answer, cap);
         if let Err(status) = reply.check(&self.config.limits) {
             refused = match answer {
                 // An error keeps its code: only its trailers are dropped, as over TCP.
                 Err(status) => Err(without_trailers(status, &self.config.limits)),
                 Ok(_) => Err(status),
             };
-            reply = Reply::new(&refused);
+            reply = Reply::capped(&refused, cap);
         }
         let len = reply.wire_len();
         let fits = len <= self.config.max_datagram;
@@ -195,6 +196,7 @@ fn without_trailers(status: &Status, limits: &Limits) -> Status {
         Err(why) => why,
     };
     let note = format!("[trailing metadata dropped: {why}]");
-    let message = frame::noted_status(status.message(), &note, frame::MAX_STATUS_MESSAGE);
+    let cap = limits.status_message_cap().min(frame::MAX_STATUS_MESSAGE);
+    let message = frame::noted_status(status.message(), &note, cap);
     Status::with_details(status.code(), message, status.details().clone())
 }
