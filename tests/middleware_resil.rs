@@ -5,10 +5,13 @@
 //!
 //! The servers here misbehave on purpose, by script: `Flaky` (the counter service, whose
 //! methods carry every idempotency level) fails or stalls chosen attempts and records what it
-//! saw; `Plain` (the echo service) sleeps, fails, and reports what it learned about the caller.
+//! saw; `Plain` (the echo service) sleeps (recording, by token, which sleeps run: `held`), fails,
+//! and reports what it learned about the caller.
 
 #[path = "middleware_resil/hedging.rs"]
 mod hedging;
+#[path = "middleware_resil/held.rs"]
+mod held;
 #[path = "middleware_resil/interceptors.rs"]
 mod interceptors;
 #[path = "middleware_resil/layers.rs"]
@@ -260,7 +263,9 @@ impl Echo for Plain {
     }
 
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
-        tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
+        let SleepRequest { millis, token } = request.into_inner();
+        let _holding = held::Holding::begin(token);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
         Ok(Response::new(EchoReply::default()))
     }
 

@@ -2,6 +2,7 @@
 //! limit on a client: the wait for room counts against the call's deadline.
 
 use super::*;
+use held::sleep_holding;
 use sockrpc::middleware::limit::{ConcurrencyLimitLayer, LoadShedLayer, RateLimitLayer, WaitQueue};
 use sockrpc::ReadyQueue;
 use sockrpc_tests::echo::echo_client::EchoClient;
@@ -27,8 +28,9 @@ async fn concurrency_limit_refuses_a_busy_method_and_recovers() {
 
     let mut hog = client.clone();
     // The hog holds the one slot for 2 s: a call refused "at once" is answered long before.
-    let running = tokio::spawn(async move { hog.sleep(sleep_request(2000)).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    const HOG: &str = "concurrency-limit-refuses-hog";
+    let running = tokio::spawn(async move { hog.sleep(sleep_holding(2000, HOG)).await });
+    held::wait_running(HOG).await;
     let err = bounded("Sleep", client.clone().sleep(sleep_request(0)))
         .await
         .expect_err("Sleep is at its limit");
@@ -102,19 +104,21 @@ async fn load_shed_refuses_at_once_over_its_cap_and_recovers() {
     let shed = LoadShedLayer::new(1).pushback(Duration::from_millis(250));
     let (server, client) = echo_server(sockrpc::Server::builder().layer(shed)).await;
     let mut hog = client.clone();
-    // The hog holds the one slot for 2 s: a call refused "at once" is answered long before.
-    let running = tokio::spawn(async move { hog.sleep(sleep_request(2000)).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = std::time::Instant::now();
+    // The hog holds the one slot for 2 s: a call refused "at once" is answered while the hog's
+    // handler still runs. (Not a bound on the time taken: a call queued behind the hog would
+    // be answered only after its handler ended, which a loaded machine cannot change.)
+    const HOG: &str = "load-shed-hog";
+    let running = tokio::spawn(async move { hog.sleep(sleep_holding(2000, HOG)).await });
+    held::wait_running(HOG).await;
     let err = bounded("Echo", client.clone().echo(whoami()))
         .await
         .expect_err("shed");
-    assert_eq!(err.code(), Code::ResourceExhausted);
-    assert_eq!(pushback(&err), Some(Duration::from_millis(250)));
     assert!(
-        started.elapsed() < Duration::from_millis(1500) && !running.is_finished(),
+        held::still_running(HOG),
         "at once, not queued behind the hog"
     );
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(pushback(&err), Some(Duration::from_millis(250)));
     running.await.expect("join").expect("the admitted call ran");
     bounded("Echo", client.clone().echo(whoami()))
         .await
@@ -156,8 +160,9 @@ async fn concurrency_limit_from_tower_on_the_server_waits_in_the_ready_queue_the
     )
     .await;
     let mut hog = client.clone();
-    let running = tokio::spawn(async move { hog.sleep(sleep_request(500)).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    const HOG: &str = "ready-queue-sheds-hog";
+    let running = tokio::spawn(async move { hog.sleep(sleep_holding(1000, HOG)).await });
+    held::wait_running(HOG).await;
     let started = std::time::Instant::now();
     let err = bounded("Sleep", client.clone().sleep(sleep_request(0)))
         .await
@@ -212,9 +217,11 @@ async fn concurrency_limit_on_a_client_counts_the_wait_against_the_deadline() {
 
     // The first holds the one permit for 1.5 s of its 4 s.
     let mut first = EchoClient::new(channel.clone());
-    let first_sleep = with_deadline(1_500, Duration::from_secs(4));
+    const FIRST: &str = "client-limit-first";
+    let mut first_sleep = Request::new(sleep_holding(1_500, FIRST));
+    first_sleep.set_timeout(Duration::from_secs(4));
     let running = tokio::spawn(async move { first.sleep(first_sleep).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    held::wait_running(FIRST).await;
     // The second waits ~1.48 s for the permit, so its 5 s sleep is sent with the ~0.5 s left
     // of its 2 s: it ends at its deadline, not 2 s after it got the permit (~3.5 s). The two
     // ends are 1.5 s apart, so that a loaded machine (`cargo test` runs this binary's tests at

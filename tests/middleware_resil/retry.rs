@@ -84,7 +84,14 @@ async fn throttling_caps_attempts_per_call_when_the_server_fails_every_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_waits_for_the_pushback_of_a_shedding_server() {
     // The server sheds past one call in flight, asking for 150 ms; the client's policy for
-    // Sleep retries RESOURCE_EXHAUSTED, and waits exactly as asked.
+    // Sleep retries RESOURCE_EXHAUSTED, and waits exactly as asked before each retry.
+    //
+    // The hog holds the one place for 400 ms from when its handler begins (waited for, not
+    // guessed: a 20 ms guess was outlasted under load and the call was admitted at once).
+    // The call, sent just after, is shed and retried every 150 ms until the hog is done: once,
+    // twice or (the hog's 400 ms, all of them still ahead) three times, which the policy's
+    // five attempts allow. Only a stall of 400 ms between the hog's start and the call's
+    // first attempt would let it in at once.
     let server = Running::start(
         sockrpc::Server::builder()
             .layer(LoadShedLayer::new(1).pushback(Duration::from_millis(150)))
@@ -94,22 +101,28 @@ async fn retry_waits_for_the_pushback_of_a_shedding_server() {
     let channel = RetryLayer::new()
         .method(
             "/sockrpc.test.Echo/Sleep",
-            RetryPolicy::new(3).retryable([Code::ResourceExhausted]),
+            RetryPolicy::new(5).retryable([Code::ResourceExhausted]),
         )
         .layer(server.channel().await);
     let mut busy = EchoClient::new(channel.clone());
-    let hog = tokio::spawn(async move { busy.sleep(sleep_request(100)).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    const HOG: &str = "retry-pushback-hog";
+    let hog = tokio::spawn(async move { busy.sleep(super::held::sleep_holding(400, HOG)).await });
+    super::held::wait_running(HOG).await;
     let started = std::time::Instant::now();
     let response = bounded("Sleep", EchoClient::new(channel).sleep(sleep_request(0)))
         .await
-        .expect("admitted on the retry");
-    assert!(started.elapsed() >= Duration::from_millis(150));
-    assert_eq!(
-        response
-            .metadata()
-            .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY),
-        Some("1")
+        .expect("admitted on a retry");
+    let took = started.elapsed();
+    let retries: u32 = response
+        .metadata()
+        .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
+        .expect("admitted on a retry, not the first attempt")
+        .parse()
+        .expect("a count");
+    assert!((1..=3).contains(&retries), "{retries} retries");
+    assert!(
+        took >= Duration::from_millis(150) * retries,
+        "{retries} retries after {took:?}: each waits the pushback"
     );
     hog.await.expect("join").expect("the first call ran");
     server.stop().await;
