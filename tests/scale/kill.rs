@@ -118,9 +118,20 @@ async fn a_restarted_server_takes_calls_again() {
         .ready(2, Duration::from_secs(15))
         .await
         .expect("reconnected to the restarted server");
-    let after = shares(&run_calls(&channel, 300, 4, |_| {}).await);
-    // Picked again, not merely connected. The share itself moves with load (the balancer
-    // weighs latency): about half on a quiet machine, 29 of 300 once on a loaded CI machine.
+    // Picked again, not merely connected. How soon moves with load: the balancer weighs peak
+    // latency, and one slow answer on the new connection (a loaded machine: this binary's
+    // other tests run in parallel threads) shuns it until its estimate decays, for seconds.
+    // About half of 300 calls on a quiet machine, 29 once on a loaded CI machine; a fixed
+    // count of 300 calls can end inside such a shun. Calls go on, 300 at a time, until it has
+    // answered three (bounded: 30 s, several decay periods).
+    let picking = std::time::Instant::now();
+    let mut after = std::collections::BTreeMap::new();
+    while after.get(&addr).copied().unwrap_or(0) < 3 && picking.elapsed() < Duration::from_secs(30)
+    {
+        for (answered_by, n) in shares(&run_calls(&channel, 300, 4, |_| {}).await) {
+            *after.entry(answered_by).or_insert(0) += n;
+        }
+    }
     assert!(after.get(&addr).copied().unwrap_or(0) >= 3, "{after:?}");
     stays.shutdown().await;
     back.shutdown().await;
