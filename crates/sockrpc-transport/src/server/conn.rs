@@ -146,9 +146,9 @@ pub(super) struct Connection<D> {
     /// (`Connection::activity`): a call opened, a running one finished, or a waiting one gone
     /// since then means the connection was not idle all along.
     pub(super) calls_at_idle_check: (u32, u64, u64),
-    /// Whole frames wait in the read buffer: the last batch stopped taking them because the
-    /// write buffer passed [`HIGH_WATER`] (see [`Connection::take_frames`]).
-    backlog: bool,
+    /// Whole frames wait in the read buffer: the last batch stopped taking them (write buffer
+    /// past [`HIGH_WATER`], cancelled handlers in the way); no deadline blames the peer then.
+    pub(super) backlog: bool,
     /// Set where this task appends an answer under the lock and finds the write buffer past
     /// [`HIGH_WATER`]; read (and cleared) by [`Connection::take_frames`] after each frame, so
     /// the check costs no lock per frame. Only this task's own answers can fill the buffer

@@ -107,10 +107,12 @@ impl<D: Dispatch> Connection<D> {
             return Some(self.close(cx, None));
         }
         if due.frame.is_some_and(|at| at <= now) {
-            if self.paused() || self.aborted_in_the_way() {
+            if self.paused() || self.aborted_in_the_way() || self.backlog {
                 // We stopped reading, not the peer: its frame is not late, nor its message (its
                 // floor counts afresh from now). Cancelled handlers not yet gone pause reading
-                // too (`aborted.rs`), for as long as one takes to return.
+                // too (`aborted.rs`), for as long as one takes to return. A pause that ended
+                // before a pass took the frames it left (`backlog`: on a loaded machine the
+                // pass after it can come late, and checks its timers first) counts the same.
                 self.timers.due.frame = Some(now + self.config.frame_timeout);
                 if let Some(assembly) = &mut self.timers.assembly {
                     assembly.since = now;
@@ -146,13 +148,14 @@ impl<D: Dispatch> Connection<D> {
         if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
             if at <= now {
                 if self.awaiting_pong.is_some() {
-                    if !self.aborted_in_the_way() {
+                    if !self.aborted_in_the_way() && !self.backlog {
                         tracing::debug!(peer = ?self.conn_info.peer, "closing connection: keepalive PING unanswered");
                         let reason = (Code::Unavailable, "keepalive timeout".to_owned());
                         return Some(self.close(cx, Some(reason)));
                     }
-                    // Reading stopped for cancelled handlers not yet gone (`aborted.rs`): the
-                    // PONG may be waiting unread. It has the timeout again from now.
+                    // Reading stopped for cancelled handlers not yet gone (`aborted.rs`), or no
+                    // pass has taken the frames such a pause left (`backlog`): the PONG may be
+                    // waiting unread. It has the timeout again from now.
                     self.timers.due.keepalive = Some(now + keepalive.timeout);
                 } else if self.reader.frames() == self.frames_at_keepalive {
                     // Nothing heard for a whole interval: is the client still there?
