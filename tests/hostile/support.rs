@@ -13,8 +13,9 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-/// How long the server may take to close a hostile connection, or a client to fail a call.
-pub(crate) const BOUND: Duration = Duration::from_secs(5);
+/// How long the server may take to close a hostile connection, or a client to fail a call: 10 s,
+/// as the other suites allow (5 s was outlasted beside eight busy loops on the 2-core machine).
+pub(crate) const BOUND: Duration = Duration::from_secs(10);
 
 /// Panics on tokio worker threads (where the server's connection tasks and handlers run) since
 /// the binary started; every test asserts it stays 0. Assertion failures in the tests themselves
