@@ -61,6 +61,7 @@ mod streaming_ready_metadata;
 mod support;
 mod unread;
 mod unread_answers;
+mod unread_keepalive;
 mod unread_waiting_answers;
 mod window_credit;
 mod window_ignored;

@@ -147,7 +147,8 @@ pub(super) struct Connection<D> {
     /// since then means the connection was not idle all along.
     pub(super) calls_at_idle_check: (u32, u64, u64),
     /// Whole frames wait in the read buffer: the last batch stopped taking them (write buffer
-    /// past [`HIGH_WATER`], cancelled handlers in the way); no deadline blames the peer then.
+    /// past [`HIGH_WATER`], cancelled handlers in the way). The frame deadline never blames the
+    /// peer then; the keepalive only while the write buffer is still full (`deadlines.rs`).
     pub(super) backlog: bool,
     /// Set where this task appends an answer under the lock and finds the write buffer past
     /// [`HIGH_WATER`]; read (and cleared) by [`Connection::take_frames`] after each frame, so
@@ -560,9 +561,14 @@ impl<D: Dispatch> Connection<D> {
             if this.backlog && state.outbox.buffered() > HIGH_WATER {
                 // The client is not reading its answers: the rest of what it sent waits in the
                 // read buffer until the write buffer drains (the flush above registered for it).
+                // The timer is armed for the deadlines as they are now: the keepalive is what
+                // ends a client that never reads (`tests/hostile/unread_keepalive.rs`).
                 drop(state);
                 this.update_deadlines();
                 this.timers.pause();
+                if this.timers.stale() && this.timers.poll(cx).is_ready() {
+                    cx.waker().wake_by_ref();
+                }
                 return Poll::Pending;
             }
             over_budget = state.over_budget();

@@ -148,7 +148,12 @@ impl<D: Dispatch> Connection<D> {
         if let (Some(at), Some(keepalive)) = (due.keepalive, self.config.keepalive) {
             if at <= now {
                 if self.awaiting_pong.is_some() {
-                    if !self.aborted_in_the_way() && !self.backlog {
+                    // Frames a pause left unread excuse the peer only once nothing holds reading
+                    // back: a write buffer past the high-water mark (a client not reading its
+                    // answers) does not, or such a client would never be closed
+                    // (`tests/hostile/unread_keepalive.rs`).
+                    let left_unread = self.backlog && !self.paused();
+                    if !self.aborted_in_the_way() && !left_unread {
                         tracing::debug!(peer = ?self.conn_info.peer, "closing connection: keepalive PING unanswered");
                         let reason = (Code::Unavailable, "keepalive timeout".to_owned());
                         return Some(self.close(cx, Some(reason)));
