@@ -24,6 +24,18 @@ pub(crate) const ANSWER: u64 = 1 << 20;
 /// allocator's slack. Buffering every answer would be 200 MiB.
 const HELD: u64 = 48 * MIB;
 
+/// A connection's first bytes: the preface, then `calls` `Grow` calls (ids 1 to `calls`)
+/// asking for answers of `size` bytes each.
+pub(crate) fn grow_calls(calls: u32, size: u64) -> Vec<u8> {
+    let mut bytes = PREFACE.to_vec();
+    let grow = GrowRequest { size }.encode_to_vec();
+    for call_id in 1..=calls {
+        bytes.extend_from_slice(&open(call_id, GROW_PATH, &[]));
+        bytes.extend_from_slice(&frame(MESSAGE, END_STREAM, call_id, &grow));
+    }
+    bytes
+}
+
 /// Reads frames until `calls` ENDs arrived, for calls 1 to `calls` (bounded by `limit`
 /// bytes); returns the END codes.
 pub(crate) async fn read_all_ends(
@@ -105,12 +117,7 @@ pub(crate) fn sends_calls_then_reads_late(child: &ChildServer, what: &str) {
         let (_, virt_before) = warm_baseline(child).await;
         let before = (peak_of(child.pid()).0, virt_before);
         let witness = Witness::start(child.addr).await;
-        let mut calls = PREFACE.to_vec();
-        let grow = GrowRequest { size: ANSWER }.encode_to_vec();
-        for call_id in 1..=CALLS {
-            calls.extend_from_slice(&open(call_id, GROW_PATH, &[]));
-            calls.extend_from_slice(&frame(MESSAGE, END_STREAM, call_id, &grow));
-        }
+        let calls = grow_calls(CALLS, ANSWER);
         let mut stream = connect(child.addr).await;
         bounded("write the calls", stream.write_all(&calls))
             .await

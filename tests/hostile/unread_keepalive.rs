@@ -6,13 +6,11 @@
 //! not shield a client that does not read from the keepalive, or it would hold its connection
 //! and the answers buffered for it for ever. On tokio's paused clock.
 
-use crate::raw::{connect, frame, open, END_STREAM, MESSAGE, PREFACE};
+use crate::raw::connect;
 use crate::support::{bounded, start_serving, EchoImpl};
-use crate::unread_answers::GROW_PATH;
-use prost::Message as _;
+use crate::unread_answers::grow_calls;
 use sockrpc::transport::Keepalive;
 use sockrpc_tests::echo::echo_server::EchoServer;
-use sockrpc_tests::echo::GrowRequest;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -30,12 +28,7 @@ async fn keepalive_closes_a_client_that_never_reads_its_answers() {
             .add_service(EchoServer::new(EchoImpl::default()))
             .serve_with_listener_and_shutdown(listener, shutdown)
     });
-    let mut calls = PREFACE.to_vec();
-    let grow = GrowRequest { size: 1 << 20 }.encode_to_vec();
-    for call_id in 1..=CALLS {
-        calls.extend_from_slice(&open(call_id, GROW_PATH, &[]));
-        calls.extend_from_slice(&frame(MESSAGE, END_STREAM, call_id, &grow));
-    }
+    let calls = grow_calls(CALLS, 1 << 20);
     let mut stream = connect(server.addr).await;
     bounded("write the calls", stream.write_all(&calls))
         .await

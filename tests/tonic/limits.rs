@@ -4,7 +4,6 @@
 
 use crate::support::{bounded, payload, EchoStreamer, Running, FAIL_SEQ};
 use futures_util::stream;
-use sockrpc::service::udp::UdpServerConfig;
 use sockrpc::{Channel, Code, Endpoint, Server, Status};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::streamer_server::StreamerServer;
@@ -183,25 +182,12 @@ async fn the_status_message_cap_is_configurable_and_marks_its_cut() {
 /// whole up to 16 KiB whatever the server was told.
 #[tokio::test]
 async fn the_status_message_cap_holds_over_udp() {
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
-            .expect("bind tcp");
-    let tcp_addr = listener.local_addr().expect("addr");
-    let udp_socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind udp");
-    let udp_addr = udp_socket.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
+    let (server, endpoint) = Running::serve_with_udp(
         Server::builder()
             .max_status_message_size(200)
-            .udp(udp_socket, UdpServerConfig::default())
-            .add_service(StreamerServer::new(EchoStreamer))
-            .serve_with_listener_and_shutdown(listener, async {
-                let _ = stopped.await;
-            }),
-    );
-    let endpoint = Endpoint::new("127.0.0.1", tcp_addr.port()).udp(udp_addr);
+            .add_service(StreamerServer::new(EchoStreamer)),
+    )
+    .await;
     let channel = bounded("connect", Channel::connect(endpoint))
         .await
         .expect("connect");
@@ -219,6 +205,5 @@ async fn the_status_message_cap_holds_over_udp() {
     assert!(err.message().contains("[truncated "), "{}", err.message());
     let stats = channel.udp_stats().expect("udp set up");
     assert_eq!(stats.replies, 1, "answered over UDP: {stats:?}");
-    let _ = stop.send(());
-    let _ = bounded("server stops", server).await;
+    server.stop().await;
 }

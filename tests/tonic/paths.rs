@@ -4,13 +4,10 @@
 
 use crate::support::{bounded, payload, EchoStreamer, Running, Sniffer};
 use futures_util::stream::{self, StreamExt};
-use sockrpc::service::udp::UdpServerConfig;
 use sockrpc::{Channel, CompressionEncoding, CompressionSwitch, Endpoint, Request, Server};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::streamer_server::StreamerServer;
 use sockrpc_tests::stream::{Chunk, ProduceRequest};
-use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
 const SIZE: usize = 4096;
 
@@ -92,22 +89,8 @@ async fn a_compression_switch_turns_compression_off_for_the_messages_that_follow
 
 #[tokio::test]
 async fn udp_calls_go_uncompressed() {
-    let listener =
-        sockrpc::transport::bind_tcp("127.0.0.1:0".parse().expect("addr"), &Default::default())
-            .expect("bind tcp");
-    let tcp_addr = listener.local_addr().expect("addr");
-    let udp_socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-    let udp_addr = udp_socket.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::builder()
-            .udp(udp_socket, UdpServerConfig::default())
-            .add_service(gzip_both_ways())
-            .serve_with_listener_and_shutdown(listener, async {
-                let _ = stopped.await;
-            }),
-    );
-    let endpoint = Endpoint::new("127.0.0.1", tcp_addr.port()).udp(udp_addr);
+    let (server, endpoint) =
+        Running::serve_with_udp(Server::builder().add_service(gzip_both_ways())).await;
     let channel = bounded("connect", Channel::connect(endpoint))
         .await
         .expect("connect");
@@ -163,6 +146,5 @@ async fn udp_calls_go_uncompressed() {
     );
     let after = channel.udp_stats().expect("udp set up");
     assert_eq!(after.calls, stats.calls, "{after:?}");
-    let _ = stop.send(());
-    let _ = bounded("server stops", server).await;
+    server.stop().await;
 }

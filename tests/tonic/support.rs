@@ -141,6 +141,21 @@ impl Running {
         Running::serve(builder.add_service(service))
     }
 
+    /// Serves what `builder` serves on UDP too (a socket on 127.0.0.1, default settings), and
+    /// gives the endpoint that reaches it over both.
+    pub(crate) async fn serve_with_udp(
+        builder: sockrpc::server::ServerBuilder<tower::layer::util::Identity>,
+    ) -> (Running, sockrpc::Endpoint) {
+        let udp_socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind udp");
+        let udp_addr = udp_socket.local_addr().expect("addr");
+        let config = sockrpc::service::udp::UdpServerConfig::default();
+        let running = Running::serve(builder.udp(udp_socket, config));
+        let endpoint = sockrpc::Endpoint::new("127.0.0.1", running.addr.port()).udp(udp_addr);
+        (running, endpoint)
+    }
+
     fn serve(builder: sockrpc::server::ServerBuilder<tower::layer::util::Identity>) -> Running {
         let inner = sockrpc_tests::serve::Running::start(builder);
         Running {
