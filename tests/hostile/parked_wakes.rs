@@ -137,6 +137,37 @@ impl AsyncRead for Slow<'_> {
     }
 }
 
+/// How often [`quiet`] reads the count, and how many reads in a row must find it unchanged.
+const SAMPLE: Duration = Duration::from_millis(20);
+const QUIET_SAMPLES: u32 = 15;
+
+/// Waits until every call's span is made and the polls stopped ([`QUIET_SAMPLES`] reads in a
+/// row, [`SAMPLE`] apart, find the same count), then returns the count; bounded. A fixed
+/// 300 ms sleep did this, and a loaded machine (`cargo test` runs this binary's tests at once
+/// on CI's 2 cores) had handlers still waking after it: their polls were counted as the
+/// reading's (11,220 against 9,000 once).
+async fn quiet(counter: &PollCount) -> u64 {
+    bounded("the handlers park", async {
+        let mut last = counter.enters.load(Ordering::Relaxed);
+        let mut same = 0;
+        loop {
+            tokio::time::sleep(SAMPLE).await;
+            let now = counter.enters.load(Ordering::Relaxed);
+            let made = counter.spans.load(Ordering::Relaxed);
+            same = if now == last && made >= u64::from(CALLS) {
+                same + 1
+            } else {
+                0
+            };
+            last = now;
+            if same >= QUIET_SAMPLES {
+                return now;
+            }
+        }
+    })
+    .await
+}
+
 #[test]
 fn parked_handlers_are_woken_a_few_at_a_time_as_a_slow_client_reads() {
     let counter = Arc::new(PollCount::default());
@@ -163,9 +194,9 @@ fn parked_handlers_are_woken_a_few_at_a_time_as_a_slow_client_reads() {
         bounded("write the calls", stream.write_all(&calls))
             .await
             .expect("write");
-        // Every handler has waited its 50 ms: the buffer is past the mark, the rest parked.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = counter.enters.load(Ordering::Relaxed);
+        // Once every handler has waited its 50 ms, the buffer is past the mark and the rest
+        // are parked: nothing polls them until the client reads.
+        let before = quiet(&counter).await;
         let mut slow = Slow::new(&mut stream);
         let limit = u64::from(CALLS) * (ANSWER + 1024) + 1024;
         let codes = tokio::time::timeout(
