@@ -263,8 +263,9 @@ impl Echo for Plain {
     }
 
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
+        let timeout = request.timeout();
         let SleepRequest { millis, token } = request.into_inner();
-        let _holding = held::Holding::begin(token);
+        let _holding = held::Holding::begin(token, timeout);
         tokio::time::sleep(Duration::from_millis(millis)).await;
         Ok(Response::new(EchoReply::default()))
     }

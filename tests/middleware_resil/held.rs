@@ -4,37 +4,56 @@
 //! (`cargo test` runs this binary's tests at once on CI's 2 cores): the call meant to hold the
 //! place arrives after the one meant to be refused, which is then admitted.
 //!
+//! The record also keeps what a test of a deadline checks instead of how long a call took:
+//! the timeout the call reached the server with, and when its handler ended.
+//!
 //! The record is process-wide (the tests run as threads of one process), so each test uses
 //! tokens of its own.
 
 use super::*;
+use std::time::Instant;
 
-/// Each tokened `Sleep` the server began, and whether its handler still runs.
-static SLEEPS: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
+/// A tokened `Sleep` as the server ran it.
+struct Record {
+    token: String,
+    /// The time the call reached the server with (its deadline's remainder when sent).
+    timeout: Option<Duration>,
+    /// When its handler ended or was dropped; `None` while it runs.
+    ended: Option<Instant>,
+}
+
+/// Each tokened `Sleep` the server began.
+static SLEEPS: Mutex<Vec<Record>> = Mutex::new(Vec::new());
 
 /// Marks a tokened `Sleep` as running for as long as it lives (its handler ends or is dropped).
 pub(crate) struct Holding(String);
 
 impl Holding {
-    /// Records `token`'s `Sleep` as begun; an empty token (most tests) records nothing.
-    pub(crate) fn begin(token: String) -> Option<Holding> {
+    /// Records `token`'s `Sleep`, sent with `timeout`, as begun; an empty token (most tests)
+    /// records nothing.
+    pub(crate) fn begin(token: String, timeout: Option<Duration>) -> Option<Holding> {
         if token.is_empty() {
             return None;
         }
-        lock().push((token.clone(), true));
+        lock().push(Record {
+            token: token.clone(),
+            timeout,
+            ended: None,
+        });
         Some(Holding(token))
     }
 }
 
 impl Drop for Holding {
     fn drop(&mut self) {
-        for entry in lock().iter_mut().filter(|(t, _)| *t == self.0) {
-            entry.1 = false;
+        let now = Instant::now();
+        for record in lock().iter_mut().filter(|r| r.token == self.0) {
+            record.ended.get_or_insert(now);
         }
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Vec<(String, bool)>> {
+fn lock() -> std::sync::MutexGuard<'static, Vec<Record>> {
     // A test that panicked while holding the lock poisons it; the record is still whole.
     SLEEPS
         .lock()
@@ -51,7 +70,23 @@ pub(crate) fn sleep_holding(millis: u64, token: &str) -> SleepRequest {
 
 /// Whether `token`'s `Sleep` began and its handler still runs.
 pub(crate) fn still_running(token: &str) -> bool {
-    lock().iter().any(|(t, running)| t == token && *running)
+    lock().iter().any(|r| r.token == token && r.ended.is_none())
+}
+
+/// The timeout `token`'s `Sleep` reached the server with, if it began and carried one.
+pub(crate) fn sent_with(token: &str) -> Option<Duration> {
+    lock()
+        .iter()
+        .find(|r| r.token == token)
+        .and_then(|r| r.timeout)
+}
+
+/// When `token`'s `Sleep` handler ended, if it began and ended.
+pub(crate) fn ended_at(token: &str) -> Option<Instant> {
+    lock()
+        .iter()
+        .find(|r| r.token == token)
+        .and_then(|r| r.ended)
 }
 
 /// Waits (bounded: 20 s) until `token`'s `Sleep` runs on the server.
