@@ -3,6 +3,15 @@ use super::*;
 /// Longest a failure may take to surface: "at once", with room for a loaded CI machine.
 pub(crate) const PROMPT: Duration = Duration::from_secs(3);
 
+/// The handshake timeout while real clients are served beside stalled handshakes, and the
+/// time those clients must be served in: a server that ran handshakes one at a time would
+/// serve them only after a stalled one's timeout (4 s at least), so the bound may be loose.
+/// It was 1.2 s of a 1.5 s timeout, and a 1.2 s stall of a loaded machine (`cargo test` runs
+/// this binary's tests at once on CI's 2 cores) would have failed it.
+pub(crate) const STALLED_TIMEOUT: Duration = Duration::from_secs(4);
+/// See [`STALLED_TIMEOUT`].
+pub(crate) const SERVED_WITHIN: Duration = Duration::from_secs(3);
+
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
