@@ -137,7 +137,8 @@ pub(crate) async fn run_calls(
     concurrency: usize,
     during: impl FnMut(usize),
 ) -> Vec<Result<SocketAddr, Status>> {
-    run_calls_numbered(channel, total, concurrency, during)
+    let mut during = during;
+    run_calls_numbered(channel, total, concurrency, |done| during(done.len()))
         .await
         .into_iter()
         .map(|(_, result)| result)
@@ -146,12 +147,12 @@ pub(crate) async fn run_calls(
 
 /// [`run_calls`], each result with its call's number in the order the calls started (results
 /// come in the order the calls ended): what tells a call started after something `during`
-/// did from one that merely ended later.
+/// did from one that merely ended later. `during` sees the results so far.
 pub(crate) async fn run_calls_numbered(
     channel: &Balanced,
     total: usize,
     concurrency: usize,
-    mut during: impl FnMut(usize),
+    mut during: impl FnMut(&[(usize, Result<SocketAddr, Status>)]),
 ) -> Vec<(usize, Result<SocketAddr, Status>)> {
     let mut set = tokio::task::JoinSet::new();
     let mut results = Vec::with_capacity(total);
@@ -167,7 +168,7 @@ pub(crate) async fn run_calls_numbered(
             break;
         };
         results.push(done.expect("call task"));
-        during(results.len());
+        during(&results);
     }
     results
 }
