@@ -122,8 +122,8 @@ impl Member {
         Duration::from_nanos(lock(&self.ewma).rtt_ns() as u64)
     }
 
-    /// The p2c load: peak-EWMA latency (decayed for the time since its last sample) ×
-    /// (in flight + 1) ÷ weight.
+    /// The p2c load: peak-EWMA latency (decayed for the time since its last sample while no
+    /// call is in flight) × (in flight + 1) ÷ weight.
     pub fn load(&self) -> f64 {
         self.load_at(Instant::now())
     }

@@ -134,4 +134,30 @@ mod tests {
             "tried again after 60 s without a sample"
         );
     }
+
+    /// A server that stopped answering keeps its calls in flight: its estimate must not decay
+    /// while they pile up, or it would look ever cheaper and draw every call.
+    #[tokio::test(start_paused = true)]
+    async fn a_server_with_calls_stuck_in_flight_stays_shunned() {
+        use super::super::member::Outcome;
+        use super::super::outlier::OutlierConfig;
+        let members = set(&[1, 1]);
+        let outlier = OutlierConfig::default();
+        for i in 0..2 {
+            let attempt = members.list()[i].start();
+            tokio::time::advance(Duration::from_micros(100)).await;
+            let _ = attempt.finish(Outcome::Answered, &outlier);
+        }
+        // Three calls on the first that never end.
+        let _stuck: Vec<_> = (0..3).map(|_| members.list()[0].start()).collect();
+        for _ in 0..60 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let fast = members.list()[1].start();
+            tokio::time::advance(Duration::from_micros(100)).await;
+            let _ = fast.finish(Outcome::Answered, &outlier);
+        }
+        for _ in 0..50 {
+            assert_eq!(P2c.pick(&members, &call(), &|_| true), Some(1));
+        }
+    }
 }

@@ -5,10 +5,12 @@
 //! turns slow is avoided after one slow answer and trusted again only gradually. The cost of
 //! sending one more call is the estimate times (calls in flight + 1).
 //!
-//! Read without a new sample, the estimate decays toward zero with the same time constant (as
-//! tower's and Finagle's do): a server shunned after one slow answer gets no samples, so without
-//! this it would stay shunned for good; with it, it is tried again within a few decay periods,
-//! and its next answer sets the estimate.
+//! Read without a new sample while no call is in flight on it, the estimate decays toward zero
+//! with the same time constant (as tower's does): a server shunned after one slow answer gets
+//! no samples, so without this it would stay shunned for good; with it, it is tried again within
+//! a few decay periods, and its next answer sets the estimate. With calls in flight it does not
+//! decay (tower's does): a server that stopped answering would otherwise look ever cheaper while
+//! its calls pile up, and draw every call.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -62,9 +64,15 @@ impl PeakEwma {
         self.rtt_ns * (-elapsed / self.decay_ns).exp()
     }
 
-    /// The cost at `now` of one more call with `in_flight` already pending.
+    /// The cost at `now` of one more call with `in_flight` already pending: the estimate
+    /// decayed for the time since its sample when nothing is in flight, as it is otherwise.
     pub fn cost(&self, in_flight: usize, now: Instant) -> f64 {
-        self.rtt_ns_at(now) * (in_flight as f64 + 1.0)
+        let rtt = if in_flight == 0 {
+            self.rtt_ns_at(now)
+        } else {
+            self.rtt_ns
+        };
+        rtt * (in_flight as f64 + 1.0)
     }
 }
 
@@ -106,5 +114,8 @@ mod tests {
         assert!(e.cost(0, Instant::now()) < 0.2e6);
         // The last sample itself is kept until the next one.
         assert!((e.rtt_ns() - 20e6).abs() < 1.0);
+        // With calls in flight it does not decay: a server that stopped answering must not look
+        // cheaper as its calls pile up.
+        assert!((e.cost(3, Instant::now()) - 4.0 * 20e6).abs() < 1.0);
     }
 }
