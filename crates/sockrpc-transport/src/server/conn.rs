@@ -25,7 +25,7 @@ use super::open::OpenCalls;
 use super::respond::{encode_status, Shared};
 use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
-use crate::codec::{DecodeError, FrameDecoder};
+use crate::codec::FrameDecoder;
 use crate::dispatch::Dispatch;
 use crate::log_limit::{warn_limited, Kind, LogLimit};
 use crate::notice::Notice;
@@ -33,7 +33,7 @@ use crate::outbox::{Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use crate::server::Accepted;
 use crate::udp::ReplyCache;
-use sockrpc_protocol::frame::{self, FrameKind, PREFACE};
+use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::{Code, ConnInfo, Limits};
 use std::{
     future::Future,
@@ -317,70 +317,12 @@ impl<D: Dispatch> Connection<D> {
     /// Closes a connection evicted at the cap before its preface was read: a GOAWAY (last call
     /// id 0: none ran) tells its client its calls may go elsewhere; the socket lingers off this
     /// task if it can (`linger.rs`), else closes at once. This task, and its slot, end now.
-    fn close_evicted(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(super) fn close_evicted(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.awaiting = None;
         if self.hand_off(Some(EVICTED)) {
             return Poll::Ready(());
         }
         self.close(cx, Some((Code::Unavailable, EVICTED.to_string())))
-    }
-
-    /// Hands each whole frame in the read buffer to [`on_frame`](Self::on_frame). Stops early
-    /// — `Ok(true)`, the rest left in the read buffer — once the write buffer holds more than
-    /// [`HIGH_WATER`]: one read may carry hundreds of calls whose answers are each up to the
-    /// message limit, and a client that does not read them must not make the server buffer them
-    /// all; and while cancelled handlers not yet gone fill the slack (`aborted.rs`). `Err`: the
-    /// connection was closed (a protocol error, a failed read).
-    fn take_frames(&mut self, cx: &mut Context<'_>) -> Result<bool, Poll<()>> {
-        while !self.aborted_in_the_way() {
-            match self.reader.next_frame() {
-                Ok(Some(frame)) => {
-                    if let Some(ticket) = self.awaiting.take() {
-                        // Past the preface: established before this frame can start a call, so
-                        // the accept loop cannot evict a connection with calls under way
-                        // (`handshakes.rs`; `update_deadlines` looked only after the batch).
-                        // Evicted just before: this frame starts nothing; the client is told.
-                        if !ticket.establish() {
-                            return Err(self.close_evicted(cx));
-                        }
-                    }
-                    if let Err((code, reason)) = self.on_frame(cx, frame) {
-                        warn_limited!(self.config.log_limit, Kind::ProtocolError,
-                            { peer = ?self.conn_info.peer, %reason, },
-                            "closing connection: protocol error");
-                        return Err(self.close(cx, Some((code, reason))));
-                    }
-                    if self.outbox_full.replace(false)
-                        && self.shared.lock().outbox.buffered() > HIGH_WATER
-                    {
-                        return Ok(true);
-                    }
-                }
-                Ok(None) => {
-                    self.credit_skipped_pieces();
-                    return Ok(false);
-                }
-                Err(DecodeError::Frame(err)) => {
-                    warn_limited!(self.config.log_limit, Kind::ProtocolError,
-                        { peer = ?self.conn_info.peer, error = %err, },
-                        "closing connection: protocol error");
-                    // An OPEN refused for its body (malformed: lengths that do not add up, say)
-                    // was received: the GOAWAY names it, so that its client fails it with this
-                    // reason rather than taking it for a call never processed and sending it
-                    // again, to be refused again with every call on that connection. Later
-                    // calls stay above the GOAWAY's id: those may go elsewhere.
-                    if let Some((FrameKind::Open, id)) = self.reader.refused_frame() {
-                        self.last_call_id = self.last_call_id.max(id);
-                    }
-                    return Err(self.close(cx, Some((Code::Internal, err.to_string()))));
-                }
-                Err(DecodeError::Io(err)) => {
-                    read_failed(&self.config.log_limit, self.conn_info.peer, &err);
-                    return Err(self.close(cx, None));
-                }
-            }
-        }
-        Ok(true)
     }
 
     pub(super) fn paused(&self) -> bool {
@@ -588,7 +530,11 @@ impl<D: Dispatch> Connection<D> {
 /// that are not TLS, a fatal alert) is a broken or hostile client an operator should see: WARN,
 /// within the protocol errors' budget. Anything else (a reset, an end without close_notify) is
 /// what clients do every day: DEBUG.
-fn read_failed(limit: &LogLimit, peer: Option<std::net::SocketAddr>, err: &std::io::Error) {
+pub(super) fn read_failed(
+    limit: &LogLimit,
+    peer: Option<std::net::SocketAddr>,
+    err: &std::io::Error,
+) {
     #[cfg(feature = "tls")]
     if let Some(tls) = err
         .get_ref()

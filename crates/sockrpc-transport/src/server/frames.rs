@@ -1,19 +1,84 @@
-//! What a server connection does with each frame a client sends.
+//! What a server connection does with each frame a client sends, and how it takes the whole
+//! frames of its read buffer in turn (`take_frames`, which stops where reading must pause).
 //!
 //! An `Err` closes the connection with a GOAWAY that carries the reason: the peer broke the
 //! protocol (a reused call id, a MESSAGE after its own half-close, more than its window, too
 //! many PINGs). Anything that concerns one call only ends that call with a status.
 
-use super::conn::Connection;
+use super::conn::{read_failed, Connection};
 use super::open::{Opened, PENDING_OPEN_BUDGET};
 use super::respond::{CallReceiver, ServerStream, Shared};
+use crate::codec::DecodeError;
 use crate::dispatch::{Dispatch, RequestBody};
+use crate::log_limit::{warn_limited, Kind};
+use crate::outbox::HIGH_WATER;
 use sockrpc_protocol::frame::{self, Frame, FrameKind};
 use sockrpc_protocol::{Code, MetadataMap, Status};
-use std::{sync::Arc, task::Context};
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
 use tokio::time::Instant;
 
 impl<D: Dispatch> Connection<D> {
+    /// Hands each whole frame in the read buffer to [`on_frame`](Self::on_frame). Stops early
+    /// — `Ok(true)`, the rest left in the read buffer — once the write buffer holds more than
+    /// [`HIGH_WATER`]: one read may carry hundreds of calls whose answers are each up to the
+    /// message limit, and a client that does not read them must not make the server buffer them
+    /// all; and while cancelled handlers not yet gone fill the slack (`aborted.rs`). `Err`: the
+    /// connection was closed (a protocol error, a failed read).
+    pub(super) fn take_frames(&mut self, cx: &mut Context<'_>) -> Result<bool, Poll<()>> {
+        while !self.aborted_in_the_way() {
+            match self.reader.next_frame() {
+                Ok(Some(frame)) => {
+                    if let Some(ticket) = self.awaiting.take() {
+                        // Past the preface: established before this frame can start a call, so
+                        // the accept loop cannot evict a connection with calls under way
+                        // (`handshakes.rs`; `update_deadlines` looked only after the batch).
+                        // Evicted just before: this frame starts nothing; the client is told.
+                        if !ticket.establish() {
+                            return Err(self.close_evicted(cx));
+                        }
+                    }
+                    if let Err((code, reason)) = self.on_frame(cx, frame) {
+                        warn_limited!(self.config.log_limit, Kind::ProtocolError,
+                            { peer = ?self.conn_info.peer, %reason, },
+                            "closing connection: protocol error");
+                        return Err(self.close(cx, Some((code, reason))));
+                    }
+                    if self.outbox_full.replace(false)
+                        && self.shared.lock().outbox.buffered() > HIGH_WATER
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(None) => {
+                    self.credit_skipped_pieces();
+                    return Ok(false);
+                }
+                Err(DecodeError::Frame(err)) => {
+                    warn_limited!(self.config.log_limit, Kind::ProtocolError,
+                        { peer = ?self.conn_info.peer, error = %err, },
+                        "closing connection: protocol error");
+                    // An OPEN refused for its body (malformed: lengths that do not add up, say)
+                    // was received: the GOAWAY names it, so that its client fails it with this
+                    // reason rather than taking it for a call never processed and sending it
+                    // again, to be refused again with every call on that connection. Later
+                    // calls stay above the GOAWAY's id: those may go elsewhere.
+                    if let Some((FrameKind::Open, id)) = self.reader.refused_frame() {
+                        self.last_call_id = self.last_call_id.max(id);
+                    }
+                    return Err(self.close(cx, Some((Code::Internal, err.to_string()))));
+                }
+                Err(DecodeError::Io(err)) => {
+                    read_failed(&self.config.log_limit, self.conn_info.peer, &err);
+                    return Err(self.close(cx, None));
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Handles one frame; an error closes the connection.
     pub(super) fn on_frame(
         &mut self,
