@@ -43,6 +43,7 @@ mod raw;
 mod refused_midstream;
 mod reset;
 mod reset_pace;
+mod reset_pause_idle;
 mod reset_pause_timers;
 mod reset_slots;
 mod sender_wakes;

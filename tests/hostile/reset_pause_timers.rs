@@ -20,19 +20,19 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 use tower::layer::util::Identity;
 
-const SLEEP_PATH: &[u8] = b"/sockrpc.test.Echo/Sleep";
-const ECHO_PATH: &[u8] = b"/sockrpc.test.Echo/Echo";
-const CANCEL: u8 = 5;
-const PONG: u8 = 7;
+pub(crate) const SLEEP_PATH: &[u8] = b"/sockrpc.test.Echo/Sleep";
+pub(crate) const ECHO_PATH: &[u8] = b"/sockrpc.test.Echo/Echo";
+pub(crate) const CANCEL: u8 = 5;
+pub(crate) const PONG: u8 = 7;
 /// The server's frame timeout (in the first test): far shorter than the blocking handler's hold.
 const FRAME_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long the cancelled `Sleep` handler blocks its worker (it cannot be dropped meanwhile).
-const BLOCKS_MS: u64 = 1_500;
+pub(crate) const BLOCKS_MS: u64 = 1_500;
 
 /// `Sleep` blocks its thread after its first await (so it runs in a task of its own, which a
 /// CANCEL aborts but no worker can drop until it returns); `Echo` never answers.
-struct Blocking {
-    started: Arc<Notify>,
+pub(crate) struct Blocking {
+    pub(crate) started: Arc<Notify>,
 }
 
 impl Echo for Blocking {

@@ -17,16 +17,24 @@
 //! connection limited to 4 calls (`tests/hostile/reset_slots.rs`). A call answered normally
 //! still frees its slot as its last frame is written (`call.rs`, `release`): its task ends in
 //! the same poll, and its client may send the next call at once.
+//!
+//! While reading waits for aborted tasks, the connection waits on the oldest one's
+//! `JoinHandle` ([`Aborted::poll_oldest_gone`]) and is woken when it is gone. It used to wake
+//! itself and look again, so a handler slow to go (one whose drop blocks its worker, say) kept
+//! a second worker spinning for as long (`tests/hostile/reset_pause_idle.rs`).
 
 use super::conn::Connection;
 use crate::dispatch::Dispatch;
 use std::collections::VecDeque;
-use tokio::task::AbortHandle;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::task::JoinHandle;
 
 /// Handles of aborted call tasks not yet seen finished, oldest first.
 #[derive(Debug, Default)]
 pub(super) struct Aborted {
-    tasks: VecDeque<AbortHandle>,
+    tasks: VecDeque<JoinHandle<()>>,
 }
 
 impl Aborted {
@@ -34,7 +42,7 @@ impl Aborted {
     /// first: a handle keeps its task's allocation alive, and a connection whose calls are
     /// cancelled now and then (a client's timeouts) must not hold one per cancel until the
     /// ceiling is near (twice a default limit of 4096).
-    pub(super) fn abort(&mut self, task: AbortHandle) {
+    pub(super) fn abort(&mut self, task: JoinHandle<()>) {
         self.settle();
         task.abort();
         self.tasks.push_back(task);
@@ -50,10 +58,25 @@ impl Aborted {
     /// wait: aborted together, the oldest are dropped first, and a later one finished early
     /// is counted a little longer, never too little.
     pub(super) fn settle(&mut self) -> usize {
-        while self.tasks.front().is_some_and(AbortHandle::is_finished) {
+        while self.tasks.front().is_some_and(JoinHandle::is_finished) {
             self.tasks.pop_front();
         }
         self.tasks.len()
+    }
+
+    /// `Ready` once the oldest aborted task is gone (it is let go of), or when none is left;
+    /// otherwise `Pending`, and `cx` is woken when it goes. Only the oldest: [`settle`]
+    /// (Self::settle) lets go of tasks from the front, so the count falls when it goes.
+    pub(super) fn poll_oldest_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(oldest) = self.tasks.front_mut() else {
+            return Poll::Ready(());
+        };
+        // Cancelled (or, had it ended first, finished or panicked): gone either way.
+        if Pin::new(oldest).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.tasks.pop_front();
+        Poll::Ready(())
     }
 
     /// The connection ends: nothing to count any more (its tasks are aborted with it).
@@ -84,6 +107,17 @@ impl<D: Dispatch> Connection<D> {
         let fast = self.opened.len() + self.running_hint.get();
         fast + self.aborted.len() >= ceiling && self.in_flight() + self.aborted.settle() >= ceiling
     }
+
+    /// Whether reading must wait for aborted tasks still in the way: then `cx` is woken when
+    /// the oldest is gone, and the connection has nothing to do until then.
+    pub(super) fn wait_for_aborted(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.aborted_in_the_way() {
+            if self.aborted.poll_oldest_gone(cx).is_pending() {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 #[cfg(test)]
@@ -96,17 +130,42 @@ mod tests {
     async fn finished_tasks_are_let_go_of_at_the_next_abort() {
         let mut aborted = Aborted::default();
         for _ in 0..100 {
-            let task = tokio::spawn(async {});
-            let handle = task.abort_handle();
-            task.await.expect("the task ends");
-            aborted.abort(handle);
+            let mut task = tokio::spawn(async {});
+            (&mut task).await.expect("the task ends");
+            aborted.abort(task);
         }
         assert_eq!(aborted.len(), 1, "finished handles were kept");
         let pending = tokio::spawn(std::future::pending::<()>());
-        aborted.abort(pending.abort_handle());
+        let watch = pending.abort_handle();
+        aborted.abort(pending);
         assert_eq!(aborted.len(), 1);
         // Aborted, but not dropped until a worker runs it: still counted until then.
-        assert!(pending.await.expect_err("aborted").is_cancelled());
+        while !watch.is_finished() {
+            tokio::task::yield_now().await;
+        }
         assert_eq!(aborted.settle(), 0);
+    }
+
+    /// The connection waits on the oldest aborted task: woken once when it is gone, not
+    /// before, and then lets go of it.
+    #[tokio::test]
+    async fn the_oldest_aborted_task_wakes_its_waiter_when_gone() {
+        let (count, waker) = crate::wake_count::counting_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut aborted = Aborted::default();
+        assert!(aborted.poll_oldest_gone(&mut cx).is_ready(), "none left");
+        let task = tokio::spawn(std::future::pending::<()>());
+        let watch = task.abort_handle();
+        aborted.tasks.push_back(task);
+        assert!(aborted.poll_oldest_gone(&mut cx).is_pending());
+        tokio::task::yield_now().await;
+        assert_eq!(count.count(), 0, "woken before the task was gone");
+        watch.abort();
+        while !watch.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(count.count(), 1, "not woken when the task went");
+        assert!(aborted.poll_oldest_gone(&mut cx).is_ready());
+        assert_eq!(aborted.len(), 0);
     }
 }

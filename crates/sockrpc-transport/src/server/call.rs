@@ -235,7 +235,7 @@ impl<D: Dispatch> Connection<D> {
         self.register_running(call_id);
         let handle = tokio::spawn(task);
         if let Some(entry) = self.shared.lock().running.get_mut(&call_id) {
-            *entry = Some(handle.abort_handle());
+            *entry = Some(handle);
         }
     }
 

@@ -445,7 +445,8 @@ impl<D: Dispatch> Connection<D> {
             over_budget = state.over_budget();
             this.running_hint.set(state.running.len());
         }
-        let mut drained = false;
+        // Nothing to do until woken: the socket is empty, or cancelled handlers are in the way.
+        let mut waiting = false;
         for _ in 0..READS_PER_POLL {
             // Seen under the lock the pass already took (above, or after the last batch's
             // flush): one lock per read batch, not two.
@@ -467,7 +468,7 @@ impl<D: Dispatch> Connection<D> {
             if !this.backlog {
                 let n = match this.reader.poll_fill(cx) {
                     Poll::Pending => {
-                        drained = true;
+                        waiting = true;
                         break;
                     }
                     Poll::Ready(Ok(n)) => n,
@@ -515,9 +516,15 @@ impl<D: Dispatch> Connection<D> {
             }
             over_budget = state.over_budget();
             this.running_hint.set(state.running.len());
+            drop(state);
+            if this.backlog && this.wait_for_aborted(cx) {
+                // Woken when the oldest cancelled handler is gone (`aborted.rs`), not before.
+                waiting = true;
+                break;
+            }
         }
         this.update_deadlines();
-        if !drained || (this.timers.stale() && this.timers.poll(cx).is_ready()) {
+        if !waiting || (this.timers.stale() && this.timers.poll(cx).is_ready()) {
             // More to read (yield to other tasks first), or a deadline already past (a clock
             // jump, a paused-clock test): come back at once.
             cx.waker().wake_by_ref();

@@ -19,7 +19,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
 };
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 /// A streaming call's flow state on the server.
 #[derive(Debug, Default)]
@@ -43,7 +43,7 @@ pub(super) struct ConnState {
     pub(super) outbox: Outbox,
     /// Calls still running past their first poll: in a task of their own (its handle), or
     /// polled on the connection's task (`None`, as while a task is being spawned).
-    pub(super) running: HashMap<u32, Option<AbortHandle>>,
+    pub(super) running: HashMap<u32, Option<JoinHandle<()>>>,
     /// Streaming calls' queues and credit.
     pub(super) streams: HashMap<u32, ServerStream>,
     /// What all streams' inbound queues hold, in message charges (bytes, and
