@@ -8,17 +8,12 @@
 //! does not depend on how much CPU the test gets. The blocked handler does not count: it
 //! blocks in `block_in_place`, which hands its worker to another thread.
 
-use crate::raw::{connect, folded, frame, send, server_frames, PING, PREFACE};
-use crate::reset_pause_timers::{Blocking, CANCEL, ECHO_PATH, PONG, SLEEP_PATH};
-use crate::support::{bounded, start_serving};
-use prost::Message as _;
-use sockrpc_tests::echo::echo_server::EchoServer;
-use sockrpc_tests::echo::{EchoRequest, SleepRequest};
-use std::sync::Arc;
+use crate::raw::{folded, frame, send, server_frames, PING};
+use crate::reset_pause_timers::{blocked_connection, never_answered, CANCEL, ECHO_PATH, PONG};
+use crate::support::bounded;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
-use tokio::sync::Notify;
 
 /// How long the cancelled handler blocks: the length of the pause.
 const BLOCK_MS: u64 = 1_000;
@@ -36,30 +31,8 @@ fn busy() -> Duration {
 /// that wait the workers are idle; spinning, one was busy throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_connection_waiting_for_cancelled_handlers_does_not_spin() {
-    let started = Arc::new(Notify::new());
-    let service = Blocking {
-        started: Arc::clone(&started),
-    };
-    let server = start_serving(|listener, shutdown| {
-        sockrpc::Server::builder()
-            .max_concurrent_calls(1)
-            .grace_period(Duration::from_secs(2))
-            .add_service(EchoServer::new(service))
-            .serve_with_listener_and_shutdown(listener, shutdown)
-    });
-    let sleep = SleepRequest {
-        millis: BLOCK_MS,
-        token: String::new(),
-    }
-    .encode_to_vec();
-    let echo = EchoRequest {
-        payload: b"never answered".to_vec().into(),
-        id: 1,
-    }
-    .encode_to_vec();
-    let mut stream = connect(server.addr).await;
-    send(&mut stream, &[PREFACE, &folded(1, SLEEP_PATH, &sleep)]).await;
-    bounded("the Sleep handler starts", started.notified()).await;
+    let (server, mut stream) = blocked_connection(sockrpc::Server::builder(), BLOCK_MS).await;
+    let echo = never_answered();
     let (busy_before, since) = (busy(), Instant::now());
     send(
         &mut stream,

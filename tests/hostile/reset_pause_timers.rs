@@ -7,7 +7,7 @@
 //! server's keepalive PING: it closed the connection "keepalive timeout".
 
 use crate::raw::{connect, folded, frame, send, server_frames, GOAWAY, PING, PREFACE};
-use crate::support::{bounded, start_serving};
+use crate::support::{bounded, start_serving, Running};
 use prost::Message as _;
 use sockrpc::service::ServerBuilder;
 use sockrpc::transport::Keepalive;
@@ -17,10 +17,11 @@ use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, Slee
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tower::layer::util::Identity;
 
-pub(crate) const SLEEP_PATH: &[u8] = b"/sockrpc.test.Echo/Sleep";
+const SLEEP_PATH: &[u8] = b"/sockrpc.test.Echo/Sleep";
 pub(crate) const ECHO_PATH: &[u8] = b"/sockrpc.test.Echo/Echo";
 pub(crate) const CANCEL: u8 = 5;
 pub(crate) const PONG: u8 = 7;
@@ -31,8 +32,8 @@ pub(crate) const BLOCKS_MS: u64 = 1_500;
 
 /// `Sleep` blocks its thread after its first await (so it runs in a task of its own, which a
 /// CANCEL aborts but no worker can drop until it returns); `Echo` never answers.
-pub(crate) struct Blocking {
-    pub(crate) started: Arc<Notify>,
+struct Blocking {
+    started: Arc<Notify>,
 }
 
 impl Echo for Blocking {
@@ -59,11 +60,12 @@ impl Echo for Blocking {
     }
 }
 
-/// Limit 1: a call in flight plus one cancelled handler not yet gone reach the ceiling (twice
-/// the limit), and the PING behind them waits in the read buffer until the handler returns.
-/// It is answered then, and the connection stays open; the server's own PINGs meanwhile are
-/// answered at once (their PONGs wait in the read buffer too).
-async fn a_ping_behind_cancelled_handlers_is_answered(builder: ServerBuilder<Identity>) {
+/// Serves [`Blocking`] with `builder` at a limit of one call, connects to it, and starts a
+/// `Sleep` call (id 1) that blocks its thread for `millis`: the connection once the handler runs.
+pub(crate) async fn blocked_connection(
+    builder: ServerBuilder<Identity>,
+    millis: u64,
+) -> (Running, TcpStream) {
     let started = Arc::new(Notify::new());
     let service = Blocking {
         started: Arc::clone(&started),
@@ -76,18 +78,32 @@ async fn a_ping_behind_cancelled_handlers_is_answered(builder: ServerBuilder<Ide
             .serve_with_listener_and_shutdown(listener, shutdown)
     });
     let sleep = SleepRequest {
-        millis: BLOCKS_MS,
+        millis,
         token: String::new(),
-    }
-    .encode_to_vec();
-    let echo = EchoRequest {
-        payload: b"never answered".to_vec().into(),
-        id: 1,
     }
     .encode_to_vec();
     let mut stream = connect(server.addr).await;
     send(&mut stream, &[PREFACE, &folded(1, SLEEP_PATH, &sleep)]).await;
     bounded("the Sleep handler starts", started.notified()).await;
+    (server, stream)
+}
+
+/// An `Echo` request, which [`Blocking`] never answers.
+pub(crate) fn never_answered() -> Vec<u8> {
+    EchoRequest {
+        payload: b"never answered".to_vec().into(),
+        id: 1,
+    }
+    .encode_to_vec()
+}
+
+/// Limit 1: a call in flight plus one cancelled handler not yet gone reach the ceiling (twice
+/// the limit), and the PING behind them waits in the read buffer until the handler returns.
+/// It is answered then, and the connection stays open; the server's own PINGs meanwhile are
+/// answered at once (their PONGs wait in the read buffer too).
+async fn a_ping_behind_cancelled_handlers_is_answered(builder: ServerBuilder<Identity>) {
+    let (server, mut stream) = blocked_connection(builder, BLOCKS_MS).await;
+    let echo = never_answered();
     // Call 1 cancelled (its handler blocks on), call 3 in flight: the ceiling. The PING waits.
     let ping = frame(PING, 0, 0, &42u64.to_be_bytes());
     send(
