@@ -12,12 +12,13 @@ async fn hedging_returns_the_faster_answer_and_cancels_the_other() {
     let hedge = HedgeLayer::new(HedgingPolicy::new(2, Duration::from_millis(50)));
     let mut client = CounterClient::new(hedge.layer(server.channel().await));
 
-    let started = std::time::Instant::now();
+    // The first copy stalls 5 s, then answers total 1: only the hedged copy answers 2, and a
+    // call that waited for the first copy leaves it finished, not cancelled (checked below).
+    // That proves which copy answered with no bound on the time, which a loaded CI machine
+    // (`cargo test` runs this binary's tests at once on 2 cores) can stretch by seconds.
     let response = bounded("Get", client.get(GetRequest {}))
         .await
         .expect("the second copy answers");
-    let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
     assert_eq!(
         response.into_inner().total,
         2,

@@ -376,12 +376,9 @@ async fn server_restart_on_the_same_port_reconnects_with_backoff() {
         "{err:?}"
     );
     // By then, give or take a loaded machine (`cargo test` runs this binary's tests at once,
-    // on CI's 2 cores): not the 20 s of a connect timeout.
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    // on CI's 2 cores, where a stall of a few seconds happens): within BOUND (10 s), not the
+    // 20 s of a connect timeout.
+    assert!(started.elapsed() < BOUND, "{:?}", started.elapsed());
 
     let restarted = restart(addr).await;
     let started = Instant::now();
@@ -434,20 +431,15 @@ async fn keepalive_detects_a_peer_that_stops_answering() {
     let running = Arc::clone(&server.service.running);
     wait_until("call running", || running.load(Ordering::SeqCst) == 1).await;
     proxy.swallow.store(true, Ordering::SeqCst);
-    let started = Instant::now();
+    // Detected within interval + timeout (0.5 s), plus slack for a loaded machine (`cargo test`
+    // runs this binary's tests at once, on CI's 2 cores, where a stall of a few seconds
+    // happens): within BOUND (10 s), not the 30 s call, nor TCP's minutes.
     let result = tokio::time::timeout(BOUND, call)
         .await
-        .expect("the call must fail, not hang")
+        .expect("the call must fail within BOUND, not hang")
         .expect("task");
     let err = result.expect_err("peer stopped answering");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    // Detected within interval + timeout, plus slack for a loaded machine (`cargo test` runs
-    // this binary's tests at once, on CI's 2 cores): not the 30 s call, nor TCP's minutes.
-    assert!(
-        started.elapsed() <= interval + timeout + Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
     server.stop().await;
 }
 

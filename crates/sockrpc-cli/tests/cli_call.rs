@@ -276,9 +276,12 @@ fn metadata_deadline_and_request_files() {
         "",
     );
     assert_eq!(code, 4, "DEADLINE_EXCEEDED is 4: {stderr}");
+    // Not the handler's 30 s. 10 s, not less: the time includes starting the CLI's process, and
+    // `cargo test` runs the tests at once on CI's 2 cores, where a stall of seconds happens.
     assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the deadline did not end the call"
+        started.elapsed() < Duration::from_secs(10),
+        "the deadline did not end the call: {:?}",
+        started.elapsed()
     );
     let file = temp_path("request.json");
     std::fs::write(&file, r#"{"latitude": 3, "longitude": 3}"#).expect("write");

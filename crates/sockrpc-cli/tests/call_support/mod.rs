@@ -35,7 +35,8 @@ const ADDR_LINE: &str = "ROUTE_GUIDE_ADDR=";
 
 /// Every 100th `GetFeature` stalls the server this long (with `ROUTE_GUIDE_STALL`).
 pub const STALL: Duration = Duration::from_millis(200);
-/// `GetFeature` at this latitude takes 5 s (for the deadline test).
+/// `GetFeature` at this latitude takes 30 s (for the deadline test: far past the 10 s it
+/// allows a 0.3 s deadline on a loaded machine, well within `wait_bounded`'s 60 s).
 pub const SLOW_LATITUDE: i32 = 99;
 /// `GetFeature` at this latitude fails INTERNAL with a message of two lines and an escape.
 pub const MULTILINE_LATITUDE: i32 = 77;
@@ -82,7 +83,7 @@ impl RouteGuide for Guide {
             .map(Bytes::copy_from_slice);
         let point = request.into_inner();
         if point.latitude == SLOW_LATITUDE {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
         }
         if point.latitude == MULTILINE_LATITUDE {
             return Err(Status::internal("first line\nsecond line\u{1b}[31m"));
