@@ -97,8 +97,11 @@ async fn close_ends_a_member_connection_still_in_its_handshake() {
     bounded("closed()", balanced.closed()).await;
     // `closed()` resolved: the connection has ended, the server reads its end at once (after
     // the client's preface, which may be there first).
+    // Within STEP (10 s), not 500 ms: the FIN is on its way when `closed()` resolves, but
+    // `cargo test` runs this binary's tests at once on CI's 2 cores, where a stall of seconds
+    // happens. A connection left to its handshake would stay up for the 600 s connect timeout.
     let mut buf = [0u8; 256];
-    let end = tokio::time::timeout(Duration::from_millis(500), async {
+    let end = tokio::time::timeout(STEP, async {
         while tokio::io::AsyncReadExt::read(&mut socket, &mut buf)
             .await
             .is_ok_and(|n| n > 0)
