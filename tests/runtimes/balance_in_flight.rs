@@ -63,7 +63,16 @@ fn balanced_calls_in_flight_fail_unavailable_and_the_next_work() {
         let calls: Vec<_> = (0..2)
             .map(|_| tokio::spawn(slow(channel.clone())))
             .collect();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // In flight: the servers have both. Waited for (bounded by the calls' deadline), not
+        // assumed after 300 ms: a call a stalled machine had not sent yet when the runtime
+        // ended would go on a new connection and succeed after 3 s.
+        while servers.iter().map(SlowServer::sleeps).sum::<usize>() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the calls did not reach the servers"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         beside.end().await;
         for (n, call) in calls.into_iter().enumerate() {
             let what = format!("call {n} in flight");

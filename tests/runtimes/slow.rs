@@ -12,11 +12,17 @@ use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, Slee
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
 use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// Echo: `echo` answers at once, `sleep` after the time asked.
-#[derive(Clone)]
-struct Slow;
+/// Echo: `echo` answers at once, `sleep` after the time asked, counting the sleeps begun (a
+/// test waits for its calls to be in flight by that count, not by a guess of how long it takes).
+#[derive(Clone, Default)]
+struct Slow {
+    sleeps: Arc<AtomicUsize>,
+}
 
 impl Echo for Slow {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
@@ -25,6 +31,7 @@ impl Echo for Slow {
     }
 
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
         Ok(Response::new(EchoReply::default()))
     }
@@ -94,6 +101,7 @@ pub(crate) struct Options {
 pub(crate) struct SlowServer {
     pub(crate) tcp: SocketAddr,
     pub(crate) udp: Option<SocketAddr>,
+    sleeps: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -114,10 +122,12 @@ impl SlowServer {
             builder = builder.udp(socket, UdpServerConfig::default());
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let slow = Slow::default();
+        let sleeps = Arc::clone(&slow.sleeps);
         tokio::spawn(
             builder
-                .add_service(EchoServer::new(Slow))
-                .add_service(StreamerServer::new(Slow))
+                .add_service(EchoServer::new(slow.clone()))
+                .add_service(StreamerServer::new(slow))
                 .serve_with_listener_and_shutdown(listener, async {
                     let _ = stopped.await;
                 }),
@@ -125,7 +135,26 @@ impl SlowServer {
         SlowServer {
             tcp,
             udp,
+            sleeps,
             stop: Some(stop),
+        }
+    }
+
+    /// How many `Sleep` calls the server has begun, over its life.
+    pub(crate) fn sleeps(&self) -> usize {
+        self.sleeps.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the server has begun `n` `Sleep` calls over its life (calls in flight, their
+    /// requests read), at most until `until`: then `what` did not reach it, and the test fails.
+    pub(crate) async fn sleeping(&self, n: usize, until: Instant, what: &str) {
+        while self.sleeps() < n {
+            assert!(
+                Instant::now() < until,
+                "{what}: {} of {n} Sleep calls reached the server",
+                self.sleeps()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }

@@ -32,7 +32,14 @@ fn a_tls_call_in_flight_fails_unavailable_and_the_next_works() {
     }));
     let endpoint = Endpoint::new("127.0.0.1", server.tcp.port())
         .tls(ClientTlsConfig::new().ca_certificates(Certificates::from_pem(ca).expect("CA PEM")));
-    in_flight_when_the_connections_runtime_ends(Flavor::Current, Flavor::Current, endpoint, 1);
+    in_flight_when_the_connections_runtime_ends(
+        Flavor::Current,
+        Flavor::Current,
+        endpoint,
+        &server,
+        1,
+        1,
+    );
     drop(server);
     drop(serving);
 }

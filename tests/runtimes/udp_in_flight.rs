@@ -32,8 +32,14 @@ fn a_udp_call_in_flight_ends_and_the_next_goes_over_udp() {
     });
     on_runtime(Flavor::Current, "second runtime", || async {
         let deadline = Instant::now() + Duration::from_secs(5);
+        let before = server.sleeps();
         let call = tokio::spawn(slow(channel.clone()));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // In flight: the server has it. Waited for, not assumed after 300 ms: a call a stalled
+        // machine had not sent yet when the runtime ended would go over a new UDP client and
+        // succeed after 3 s.
+        server
+            .sleeping(before + 1, deadline, "the UDP call in flight")
+            .await;
         beside.end().await;
         let ended = by_deadline("a UDP call in flight", deadline, call)
             .await

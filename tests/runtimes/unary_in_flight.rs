@@ -41,14 +41,17 @@ pub(crate) async fn slow(channel: Channel) -> Result<(), Status> {
     EchoClient::new(channel).sleep(request).await.map(drop)
 }
 
-/// The first runtime connects `endpoint` (every pooled connection) and makes a call; the
-/// second starts `calls` slow calls on those connections, then the first runtime ends: each
-/// call must fail `UNAVAILABLE` at once, and the next call must work.
+/// The first runtime connects `endpoint` (every pooled connection, to `server`) and makes a
+/// call; the second starts `calls` slow calls on those connections and waits until `server` has
+/// begun `at_server` of them (the others wait in the client for room in the pool), then the
+/// first runtime ends: each call must fail `UNAVAILABLE` at once, and the next call must work.
 pub(crate) fn in_flight_when_the_connections_runtime_ends(
     first: Flavor,
     second: Flavor,
     endpoint: Endpoint,
+    server: &SlowServer,
     calls: usize,
+    at_server: usize,
 ) {
     let (beside, channel) = Beside::start(first, move || async move {
         let channel = Channel::connect(endpoint).await.expect("connect");
@@ -57,11 +60,16 @@ pub(crate) fn in_flight_when_the_connections_runtime_ends(
     });
     on_runtime(second, "second runtime", || async {
         let deadline = Instant::now() + DEADLINE;
+        let before = server.sleeps();
         let slow_calls: Vec<_> = (0..calls)
             .map(|_| tokio::spawn(slow(channel.clone())))
             .collect();
-        // The calls are sent, on the first runtime's connections.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The calls are sent, on the first runtime's connections: the server has them. Waited
+        // for, not assumed after a while (300 ms once): a call a stalled machine had not sent
+        // yet when the runtime ended would go on a new connection and succeed.
+        server
+            .sleeping(before + at_server, deadline, "the calls in flight")
+            .await;
         beside.end().await;
         for (n, call) in slow_calls.into_iter().enumerate() {
             let what = format!("call {n} in flight");
@@ -92,7 +100,14 @@ fn a_unary_call_in_flight_fails_unavailable_and_the_next_works() {
         (Flavor::Multi, Flavor::Current),
         (Flavor::Current, Flavor::Multi),
     ] {
-        in_flight_when_the_connections_runtime_ends(first, second, endpoint(&server), 1);
+        in_flight_when_the_connections_runtime_ends(
+            first,
+            second,
+            endpoint(&server),
+            &server,
+            1,
+            1,
+        );
     }
     drop(server);
     drop(serving);
@@ -104,7 +119,15 @@ fn pooled_calls_in_flight_on_every_connection_fail_unavailable() {
     let server = serving.block_on(SlowServer::start(Options::default()));
     // One call per connection: the second call goes on the second connection.
     let pooled = endpoint(&server).pool_size(2).calls_per_connection(1);
-    in_flight_when_the_connections_runtime_ends(Flavor::Current, Flavor::Current, pooled, 3);
+    // The third waits in the client: the server has two.
+    in_flight_when_the_connections_runtime_ends(
+        Flavor::Current,
+        Flavor::Current,
+        pooled,
+        &server,
+        3,
+        2,
+    );
     drop(server);
     drop(serving);
 }
