@@ -22,6 +22,7 @@ use sockrpc_tests::echo::EchoRequest;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// A WARN capture on this thread, for a test that evicts but reads no warnings. A test thread
 /// with no subscriber that is the first to reach the eviction WARN while another test captures
@@ -44,15 +45,18 @@ pub(crate) fn capped_server(cap: usize) -> Running {
 
 /// A TCP proxy to `server` that passes what the server sends at once and what a client sends
 /// only `delay` after it connected: to the server, every client's handshake takes `delay`.
-pub(crate) async fn delaying_proxy(server: SocketAddr, delay: Duration) -> SocketAddr {
+pub(crate) async fn delaying_proxy(server: SocketAddr, delay: Duration) -> Delaying {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let addr = listener.local_addr().expect("proxy address");
+    let (connected, upstream) = watch::channel(0usize);
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
+            let connected = connected.clone();
             tokio::spawn(async move {
                 let Ok(upstream) = TcpStream::connect(server).await else {
                     return;
                 };
+                connected.send_modify(|n| *n += 1);
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut server_read, mut server_write) = upstream.into_split();
                 tokio::spawn(async move {
@@ -63,7 +67,29 @@ pub(crate) async fn delaying_proxy(server: SocketAddr, delay: Duration) -> Socke
             });
         }
     });
-    addr
+    Delaying { addr, upstream }
+}
+
+/// A [`delaying_proxy`]: its address, and what it has connected to the server.
+pub(crate) struct Delaying {
+    pub(crate) addr: SocketAddr,
+    upstream: watch::Receiver<usize>,
+}
+
+impl Delaying {
+    /// Waits (bounded) until the proxy has connected `n` clients to the server in all. Each is
+    /// then in the server's accept queue, ahead of any connection opened after, and its `delay`
+    /// runs from that instant of the paused clock: a test orders its next connections from
+    /// there, not from when it asked for the client's (on a loaded machine, the paused clock
+    /// can move on while that connection is still on its way through the kernel).
+    pub(crate) async fn connected(&mut self, n: usize) {
+        bounded(
+            "the proxy connects to the server",
+            self.upstream.wait_for(|c| *c >= n),
+        )
+        .await
+        .expect("the proxy runs");
+    }
 }
 
 /// `frames` (what an evicted connection got before it closed) hold its GOAWAY: last call id 0
@@ -119,10 +145,12 @@ async fn an_evicted_connection_gets_a_goaway_naming_the_connection_limit() {
 async fn a_client_evicted_right_after_it_connected_has_its_call_retried_or_told_why() {
     let _warnings = quiet();
     let server = capped_server(1);
-    let proxy = delaying_proxy(server.addr, Duration::from_millis(300)).await;
+    let mut proxy = delaying_proxy(server.addr, Duration::from_millis(300)).await;
     // Through the proxy: connected (the server's PREFACE passes at once), its preface and call
-    // held for 300 ms, so the server still counts it in its handshake.
-    let call = tokio::spawn(call_through(proxy, 7));
+    // held for 300 ms, so the server still counts it in its handshake. Its 150 ms are counted
+    // from when the proxy connected it to the server.
+    let call = tokio::spawn(call_through(proxy.addr, 7));
+    proxy.connected(1).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     // A newcomer, straight to the server, evicts it.
     let newcomer = RawConn::connect_silent(server.addr).await;
@@ -155,7 +183,7 @@ async fn slow_handshakes_at_the_cap_still_complete_while_newcomers_keep_coming()
     let proxy = delaying_proxy(server.addr, Duration::from_millis(300)).await;
     let mut calls = Vec::new();
     for id in 0..CLIENTS {
-        calls.push(tokio::spawn(call_through(proxy, id)));
+        calls.push(tokio::spawn(call_through(proxy.addr, id)));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut served = 0;

@@ -161,8 +161,11 @@ async fn after_a_thousand_evictions_and_closes_exactly_the_cap_is_served() {
 async fn a_call_on_an_evicted_connection_is_retried_and_served() {
     let _warnings = quiet();
     let server = capped_server(2);
-    let proxy = delaying_proxy(server.addr, Duration::from_millis(300)).await;
-    let call = tokio::spawn(call_through(proxy, 7));
+    let mut proxy = delaying_proxy(server.addr, Duration::from_millis(300)).await;
+    let call = tokio::spawn(call_through(proxy.addr, 7));
+    // The order is the server's: the client's connection first, then 50 ms later the silent
+    // one, 100 ms later the newcomer, all counted from when the proxy connected the client's.
+    proxy.connected(1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let silent = RawConn::connect_silent(server.addr).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
