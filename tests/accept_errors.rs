@@ -92,6 +92,46 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// When the child logged `line`, in seconds since midnight UTC: tracing's formatter starts each
+/// line with an RFC 3339 timestamp (`2026-01-02T03:04:05.678901Z`).
+fn logged_at(line: &str) -> f64 {
+    let clock = line
+        .split_whitespace()
+        .next()
+        .and_then(|stamp| stamp.split_once('T'))
+        .map(|(_, clock)| clock.trim_end_matches('Z'));
+    let fields: Vec<f64> = clock
+        .map(|clock| clock.split(':').filter_map(|f| f.parse().ok()).collect())
+        .unwrap_or_default();
+    match fields[..] {
+        [hours, minutes, seconds] => hours * 3600.0 + minutes * 60.0 + seconds,
+        _ => panic!("no timestamp at the start of the child's line: {line:?}"),
+    }
+}
+
+/// The most of `times` (seconds, in the order logged) that fall within any `window`: a run
+/// past midnight counts on from 24 h.
+fn densest(times: &[f64], window: Duration) -> usize {
+    let mut on = Vec::with_capacity(times.len());
+    for &time in times {
+        let last = on.last().copied().unwrap_or(time);
+        on.push(if time + 3600.0 < last {
+            time + 86_400.0
+        } else {
+            time
+        });
+    }
+    let mut most = 0;
+    let mut first = 0;
+    for (last, &time) in on.iter().enumerate() {
+        while time - on[first] > window.as_secs_f64() {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
+}
+
 /// One greeting on a fresh connection, within `wait`.
 async fn greet(addr: SocketAddr, name: &str, wait: Duration) -> Result<String, String> {
     let call = async {
@@ -163,10 +203,21 @@ fn server_out_of_descriptors_keeps_listening_and_serves_again() {
     thread::sleep(WINDOW);
     #[cfg(target_os = "linux")]
     let cpu = cpu_time(server.0.id()) - cpu_before;
-    let failed: Vec<String> = stderr
+    let mut failed: Vec<String> = stderr
         .try_iter()
         .filter(|line| line.contains("accept failed"))
         .collect();
+    // On a loaded machine (`cargo test` runs the tests at once on CI's 2 cores) the child, or
+    // the thread reading its log, can stall through the whole window: then the next attempt is
+    // waited for (bounded), and only none within 10 s means the server stopped listening.
+    if failed.is_empty() {
+        failed.extend(wait_for_line(
+            &stderr,
+            Duration::from_secs(10),
+            &mut Vec::new(),
+            |line| line.contains("accept failed"),
+        ));
+    }
     let failures = failed.len();
     let warned = failed.iter().filter(|line| line.contains("WARN")).count();
     assert!(
@@ -175,15 +226,19 @@ fn server_out_of_descriptors_keeps_listening_and_serves_again() {
     );
     assert!(
         failures >= 1,
-        "no accept attempt in {WINDOW:?}: the server stopped listening"
+        "no accept attempt within {WINDOW:?} and 10 s more: the server stopped listening"
     );
+    // The pace by the child's own clock: lines the reading thread hands over late count at the
+    // time they were logged, not all in the window they were read in.
+    let times: Vec<f64> = failed.iter().map(|line| logged_at(line)).collect();
+    let most = densest(&times, WINDOW);
     assert!(
-        failures <= MAX_FAILURES_PER_WINDOW,
-        "{failures} failed accepts in {WINDOW:?}: spinning on the error"
+        most <= MAX_FAILURES_PER_WINDOW,
+        "{most} failed accepts logged within {WINDOW:?}: spinning on the error"
     );
     assert!(
         warned <= 1,
-        "{warned} of {failures} failed accepts in {WINDOW:?} logged at WARN: {failed:#?}"
+        "{warned} of {failures} failed accepts logged at WARN: {failed:#?}"
     );
     #[cfg(target_os = "linux")]
     assert!(
