@@ -3,6 +3,7 @@
 use super::chain_size::check_chain_size;
 use super::io::{Explained, Recorder};
 use super::pem::{Certificates, Identity, TlsError};
+use super::read_ahead::ReadAhead;
 use super::split::{TlsReader, TlsWriter};
 use super::verify::{noting, ServerVerifier};
 use super::{explain_client_error, provider, versions, ALPN_PROTOCOL};
@@ -212,7 +213,7 @@ impl ClientTlsConfig {
         let connector = TlsConnector::from(config);
         let (outcome, note) = noting(
             connector
-                .connect(server_name, Recorder::new(io))
+                .connect(server_name, Recorder::new(ReadAhead::new(io)))
                 .into_fallible(),
         )
         .await;
@@ -248,8 +249,8 @@ impl ClientTlsConfig {
 
 /// A client's TLS stream, split.
 pub(crate) struct ClientStream<T> {
-    pub(crate) reader: Explained<TlsReader<TlsStream<Recorder<T>>>>,
-    pub(crate) writer: Explained<TlsWriter<TlsStream<Recorder<T>>>>,
+    pub(crate) reader: Explained<TlsReader<TlsStream<Recorder<ReadAhead<T>>>>>,
+    pub(crate) writer: Explained<TlsWriter<TlsStream<Recorder<ReadAhead<T>>>>>,
     /// Set when either half failed with a TLS error (the server's alert that it refused our
     /// certificate, under TLS 1.3 after the handshake).
     pub(crate) tls_error: Arc<AtomicBool>,

@@ -1,5 +1,5 @@
-//! Small stream adapters around a TLS session: bytes read ahead given back (server), the first
-//! bytes kept for diagnosis (client), and TLS errors turned into clear ones.
+//! Small stream adapters around a TLS session: the first bytes kept for diagnosis (client), and
+//! TLS errors turned into clear ones. The socket below rustls is read ahead (`read_ahead.rs`).
 
 use std::{
     io,
@@ -49,53 +49,7 @@ macro_rules! write_through {
     };
 }
 
-#[cfg(test)]
 pub(super) use write_through;
-
-/// A stream whose first bytes were already read (to tell TLS from plain text); reads give them
-/// back first.
-pub(crate) struct Rewind<T> {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: T,
-}
-
-impl<T> Rewind<T> {
-    pub(crate) fn new(prefix: Vec<u8>, inner: T) -> Rewind<T> {
-        Rewind {
-            prefix,
-            pos: 0,
-            inner,
-        }
-    }
-
-    pub(crate) fn into_inner(self) -> T {
-        self.inner
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.pos < self.prefix.len() {
-            let left = &self.prefix[self.pos..];
-            let n = left.len().min(buf.remaining());
-            buf.put_slice(&left[..n]);
-            self.pos += n;
-            if self.pos == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-write_through!(Rewind);
 
 /// Keeps the first bytes read through it, so a failed handshake can say what the peer spoke.
 pub(crate) struct Recorder<T> {

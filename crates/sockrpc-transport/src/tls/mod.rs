@@ -35,6 +35,8 @@ mod io;
 #[cfg(feature = "tls")]
 mod pem;
 #[cfg(feature = "tls")]
+mod read_ahead;
+#[cfg(feature = "tls")]
 pub(crate) mod refusals;
 #[cfg(feature = "tls")]
 mod reload;

@@ -2,8 +2,8 @@
 //! handshake, run on each connection's own task.
 
 use super::chain::certified_key;
-use super::io::Rewind;
 use super::pem::{Certificates, Identity, TlsError};
+use super::read_ahead::ReadAhead;
 use super::refusals::{self, Refusal};
 use super::reload::ServerTls;
 use super::verify::{noting, ClientVerifier};
@@ -212,7 +212,7 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// A server's side of one TLS connection, handshake done.
 pub(crate) struct Accepted {
-    pub(crate) stream: TlsStream<Rewind<BoxIo>>,
+    pub(crate) stream: TlsStream<ReadAhead<BoxIo>>,
     pub(crate) peer: Arc<TlsPeer>,
 }
 
@@ -252,7 +252,7 @@ pub(crate) async fn accept(
         }
         return None;
     }
-    let mut lazy = LazyConfigAcceptor::new(Acceptor::default(), Rewind::new(first, io));
+    let mut lazy = LazyConfigAcceptor::new(Acceptor::default(), ReadAhead::with_prefix(first, io));
     let start = match (&mut lazy).await {
         Ok(start) => start,
         Err(err) => {

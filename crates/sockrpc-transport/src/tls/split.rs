@@ -130,4 +130,4 @@ impl<S: Session> AsyncWrite for TlsWriter<S> {
 
 #[cfg(test)]
 #[path = "split_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -11,7 +11,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 const PROMPT: Duration = Duration::from_secs(5);
 
 /// A server and a client configuration that trust each other (a self-signed `localhost`).
-fn configs() -> (TlsAcceptor, TlsConnector) {
+pub(crate) fn configs() -> (TlsAcceptor, TlsConnector) {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
     let cert = made.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
@@ -35,9 +35,9 @@ fn configs() -> (TlsAcceptor, TlsConnector) {
 }
 
 /// A stream that counts the reads made of it.
-struct Counted<T> {
-    inner: T,
-    reads: Arc<AtomicUsize>,
+pub(crate) struct Counted<T> {
+    pub(crate) inner: T,
+    pub(crate) reads: Arc<AtomicUsize>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
@@ -53,7 +53,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
 
 crate::tls::io::write_through!(Counted);
 
-fn localhost() -> ServerName<'static> {
+pub(crate) fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").expect("name")
 }
 
