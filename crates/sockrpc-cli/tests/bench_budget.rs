@@ -70,3 +70,45 @@ fn fewer_calls_than_rounds_are_refused() {
     let says = "--calls 2 cannot be shared over --rounds 3";
     assert_refused_before_running(&output, 1, says, "raw-tcp");
 }
+
+/// Without `--rounds`, the built-in rows run in three interleaved rounds (one round let a host
+/// that drifted within the run skew every ratio), said in the table's title and the JSON.
+#[test]
+fn rows_run_in_three_interleaved_rounds_by_default() {
+    let json = temp_path("default-rounds.json");
+    let out = run_ok(tcp_bench("0.3").args(["--json", json.to_str().expect("utf-8 path")]));
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["setup"]["rounds"], 3, "{report:#}");
+    assert!(out.contains("in 3 interleaved rounds"), "{out}");
+}
+
+/// A `--calls` budget smaller than the default rounds runs fewer rounds rather than being
+/// refused for a `--rounds` nobody gave: every call asked is made, in one round per call.
+#[test]
+fn calls_fewer_than_the_default_rounds_run_one_round_each() {
+    for calls in [1u64, 2] {
+        let json = temp_path(&format!("default-rounds-{calls}.json"));
+        run_ok(sockrpc().args([
+            "bench",
+            "--transport",
+            "tcp",
+            "--payload",
+            "64",
+            "--calls",
+            &calls.to_string(),
+            "--warmup",
+            "0",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+        ]));
+        let report = read_json(&json);
+        let _ = std::fs::remove_file(&json);
+        assert_eq!(report["setup"]["rounds"], calls, "{report:#}");
+        for row in report["rows"].as_array().expect("rows") {
+            let made =
+                row["calls"].as_u64().expect("calls") + row["errors"].as_u64().expect("errors");
+            assert_eq!(made, calls, "{row:#}");
+        }
+    }
+}

@@ -67,6 +67,13 @@ const DEFAULT_SECS: f64 = 2.0;
 /// 10 000 tasks of 4 MiB asked for ~80 GB before a call was made. 1 GiB takes 1024 × 1 MiB.
 const MAX_IN_FLIGHT_BYTES: usize = 1 << 30;
 
+/// Rounds of the built-in rows when `--rounds` is not given. A host whose speed drifts within
+/// a minute (a shared VM) made one round's ratios say what the host did while each row ran:
+/// sockrpc-tcp at 0.96× raw-tcp and sockrpc-uds at 0.47× in one run, 1.13× and 0.85× in the
+/// next, run with three. Interleaved, raw and sockrpc rows sample the same stretches of it, for
+/// the same total time (each round gets a third of a row's time) and a warmup more per round.
+const DEFAULT_ROUNDS: usize = 3;
+
 /// Most `--rounds`: each round of each row pays its warmup again, so more rounds than this are
 /// a run that does not end (and, past `u32::MAX`, a share of the time divided by zero).
 const MAX_ROUNDS: usize = 1000;
@@ -281,9 +288,9 @@ pub(crate) struct BenchArgs {
     /// sample the same stretches of a machine whose speed drifts (a VM whose cross-CPU wake-up
     /// cost changes within minutes), so their ratio is not skewed by when each row ran. For the
     /// transport rows: refused with `--call`, `--rate` and `--balance` (which run once). At
-    /// most 1000.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_rounds)]
-    rounds: usize,
+    /// most 1000. Default: 3 (fewer when `--calls` is fewer, one call per round at least).
+    #[arg(long, value_name = "N", value_parser = parse_rounds)]
+    rounds: Option<usize>,
     /// Worker threads of the embedded server's runtime (1 to 1024).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_WORKERS, value_parser = parse_server_workers)]
     server_workers: usize,
@@ -349,6 +356,16 @@ pub(crate) struct BenchArgs {
 impl BenchArgs {
     /// What each row runs for: `--calls` when given, else `--duration`, else
     /// [`DEFAULT_SECS`]; the same for every mode of `bench`.
+    /// Rounds of the built-in rows: `--rounds`, or [`DEFAULT_ROUNDS`] cut to the calls of a
+    /// `--calls` budget so that every round makes one.
+    fn rounds(&self) -> usize {
+        self.rounds.unwrap_or_else(|| match self.calls {
+            Some(calls) => usize::try_from(calls)
+                .map_or(DEFAULT_ROUNDS, |calls| calls.clamp(1, DEFAULT_ROUNDS)),
+            None => DEFAULT_ROUNDS,
+        })
+    }
+
     fn budget(&self) -> Budget {
         match (self.calls, self.duration) {
             (Some(calls), _) => Budget::Calls(calls),
@@ -412,12 +429,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     if args.call.is_some() || !args.rate.is_empty() {
         return call_mode::run(&args, saved.as_ref());
     }
+    let rounds = args.rounds();
     if let Some(calls) = args.calls {
-        if calls < args.rounds as u64 {
+        if calls < rounds as u64 {
             return Err(format!(
-                "--calls {calls} cannot be shared over --rounds {}: every round needs a call; \
-                 give at least as many --calls as --rounds",
-                args.rounds
+                "--calls {calls} cannot be shared over --rounds {rounds}: every round needs a \
+                 call; give at least as many --calls as --rounds"
             )
             .into());
         }
@@ -439,7 +456,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         connections: args.connections,
         calls_per_connection: args.calls_per_connection,
         idle_connections: args.idle_connections,
-        rounds: args.rounds,
+        rounds,
         embedded: args.target.is_none(),
         timeout: args.timeout,
     };

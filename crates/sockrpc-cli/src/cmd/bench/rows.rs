@@ -29,13 +29,13 @@ pub(super) fn warmup_bound(budget: Budget) -> Duration {
     }
 }
 
-/// The note for a warmup its time bound ended early, or `None`.
+/// The note for a warmup its time bound ended early, or `None`. The bound is a round's share
+/// of the row's time, so it is written to the millisecond ("0.067 s", not "0.066666666 s").
 pub(super) fn warmup_cut(asked: u64, made: u64, bound: Duration) -> Option<String> {
     (made < asked).then(|| {
-        format!(
-            "warmup ended at its {} s bound after {made} of {asked} calls",
-            bound.as_secs_f64()
-        )
+        let secs = format!("{:.3}", bound.as_secs_f64());
+        let secs = secs.trim_end_matches('0').trim_end_matches('.');
+        format!("warmup ended at its {secs} s bound after {made} of {asked} calls")
     })
 }
 
