@@ -25,30 +25,50 @@ fn calls_at_a_rate_past_a_day_are_refused_not_a_panic() {
 /// of 5. The rounds now add up to `--calls`.
 #[test]
 fn calls_shared_over_rounds_add_up_to_the_calls_asked() {
-    let json = temp_path("calls-rounds.json");
-    run_ok(sockrpc().args([
-        "bench",
-        "--transport",
-        "tcp",
-        "--payload",
-        "64",
-        "--calls",
-        "5",
-        "--rounds",
-        "3",
-        "--warmup",
-        "0",
-        "--json",
-        json.to_str().expect("utf-8 path"),
-    ]));
+    let report = tcp_calls_report("calls-rounds.json", 5, &["--rounds", "3"]);
+    assert_eq!(report["setup"]["calls_per_row"], 5, "{report:#}");
+    assert_eq!(
+        report["rows"].as_array().expect("rows").len(),
+        2,
+        "{report:#}"
+    );
+    assert_every_row_made(&report, 5);
+}
+
+/// The JSON report of the TCP rows at 64 B with a budget of `calls` calls, no warmup, and
+/// `extra` flags.
+fn tcp_calls_report(name: &str, calls: u64, extra: &[&str]) -> Value {
+    let json = temp_path(name);
+    let calls = calls.to_string();
+    run_ok(
+        sockrpc()
+            .args([
+                "bench",
+                "--transport",
+                "tcp",
+                "--payload",
+                "64",
+                "--calls",
+                &calls,
+            ])
+            .args([
+                "--warmup",
+                "0",
+                "--json",
+                json.to_str().expect("utf-8 path"),
+            ])
+            .args(extra),
+    );
     let report = read_json(&json);
     let _ = std::fs::remove_file(&json);
-    assert_eq!(report["setup"]["calls_per_row"], 5, "{report:#}");
-    let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 2, "{report:#}");
-    for row in rows {
+    report
+}
+
+/// Every row of `report` made `calls` calls, measured or failed.
+fn assert_every_row_made(report: &Value, calls: u64) {
+    for row in report["rows"].as_array().expect("rows") {
         let made = row["calls"].as_u64().expect("calls") + row["errors"].as_u64().expect("errors");
-        assert_eq!(made, 5, "{row:#}");
+        assert_eq!(made, calls, "{row:#}");
     }
 }
 
@@ -88,27 +108,8 @@ fn rows_run_in_three_interleaved_rounds_by_default() {
 #[test]
 fn calls_fewer_than_the_default_rounds_run_one_round_each() {
     for calls in [1u64, 2] {
-        let json = temp_path(&format!("default-rounds-{calls}.json"));
-        run_ok(sockrpc().args([
-            "bench",
-            "--transport",
-            "tcp",
-            "--payload",
-            "64",
-            "--calls",
-            &calls.to_string(),
-            "--warmup",
-            "0",
-            "--json",
-            json.to_str().expect("utf-8 path"),
-        ]));
-        let report = read_json(&json);
-        let _ = std::fs::remove_file(&json);
+        let report = tcp_calls_report(&format!("default-rounds-{calls}.json"), calls, &[]);
         assert_eq!(report["setup"]["rounds"], calls, "{report:#}");
-        for row in report["rows"].as_array().expect("rows") {
-            let made =
-                row["calls"].as_u64().expect("calls") + row["errors"].as_u64().expect("errors");
-            assert_eq!(made, calls, "{row:#}");
-        }
+        assert_every_row_made(&report, calls);
     }
 }
