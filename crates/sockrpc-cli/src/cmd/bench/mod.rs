@@ -354,8 +354,6 @@ pub(crate) struct BenchArgs {
 }
 
 impl BenchArgs {
-    /// What each row runs for: `--calls` when given, else `--duration`, else
-    /// [`DEFAULT_SECS`]; the same for every mode of `bench`.
     /// Rounds of the built-in rows: `--rounds`, or [`DEFAULT_ROUNDS`] cut to the calls of a
     /// `--calls` budget so that every round makes one.
     fn rounds(&self) -> usize {
@@ -366,6 +364,8 @@ impl BenchArgs {
         })
     }
 
+    /// What each row runs for: `--calls` when given, else `--duration`, else
+    /// [`DEFAULT_SECS`]; the same for every mode of `bench`.
     fn budget(&self) -> Budget {
         match (self.calls, self.duration) {
             (Some(calls), _) => Budget::Calls(calls),
