@@ -219,9 +219,9 @@ pub(crate) struct BenchArgs {
     /// Calls each row makes, instead of running for --duration.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     calls: Option<u64>,
-    /// Calls made on each row's connections before measuring (0: none). A warmup also ends
-    /// after as long as the row then measures (--duration), or 10 s with --calls; the row's
-    /// note says when it did.
+    /// Calls made on each row's connections before measuring, in each round (0: none). A warmup
+    /// also ends after as long as the row then measures in that round (its share of
+    /// --duration), or 10 s with --calls; the row's note says when it did.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     warmup: u64,
     /// Gives every sockrpc call this deadline, in seconds (the channel's default timeout), as
