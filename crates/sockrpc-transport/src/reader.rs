@@ -19,6 +19,13 @@
 //! allocation alive while being counted as its own few kilobytes. What any frame holds is
 //! then at most four times its size, or a 16 KiB chunk.
 //!
+//! Before a read into an empty buffer, the buffer reclaims room for as many bytes as came
+//! since it was last empty (up to 64 KiB) from the allocation they were read into, once
+//! nothing holds the frames cut from it: a peer sending 20 KiB messages, one per round trip,
+//! then has each read in one `read` instead of two (a 16 KiB chunk, then the rest after a
+//! `realloc` that copied the chunk). Reclaiming never allocates, so it changes nothing of
+//! what a held frame keeps alive.
+//!
 //! The pieces of a split message are read straight into the buffer they are put together in
 //! (`FrameDecoder::direct`), each read stopping after the piece and the next frame's header:
 //! copying them from the read buffer instead cost a copy of the whole message on each side,
@@ -44,6 +51,9 @@ const LARGE: usize = 64 * 1024;
 /// Largest single reservation: a large frame's buffer grows in steps of this.
 const MAX_RESERVE: usize = 256 * 1024;
 
+/// Room below which the buffer is made larger before a read, whatever the frames' sizes.
+const MIN_ROOM: usize = 4096;
+
 /// A connection's read half, its buffer and its frame decoder.
 pub struct FrameReader {
     reader: BoxReader,
@@ -54,6 +64,11 @@ pub struct FrameReader {
     /// allocation it reads into now (which a frame sliced from it keeps alive), sometimes more
     /// (after `reserve` moved it to a smaller one), which only copies more frames out.
     alloc: usize,
+    /// Bytes read into `buf` since it was last found empty before a read.
+    burst: usize,
+    /// Room to reclaim before a read into the empty buffer, up to [`LARGE`]: the last burst,
+    /// until a reclaim succeeds (see [`poll_fill`](Self::poll_fill)).
+    expect: usize,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -80,6 +95,8 @@ impl FrameReader {
             decoder,
             frames: 0,
             alloc: 0,
+            burst: 0,
+            expect: 0,
         };
         reader.note_alloc(alloc);
         reader
@@ -97,7 +114,25 @@ impl FrameReader {
                 return read_into(self.reader.as_mut(), cx, direct, &mut self.buf);
             }
         }
-        if self.buf.capacity() - self.buf.len() < 4096 {
+        // A peer that sends messages of about one size past 4 KiB gets room for the next one
+        // before it is read: a 20 KiB message read into what was left of a 16 KiB chunk took
+        // two reads and a `realloc` copying the first part. What came since the buffer was
+        // last empty (one call's frames, one at a time) is the size expected; the room is
+        // only reclaimed from the allocation those frames were cut from, once nothing holds
+        // them: never a new allocation, so a frame still held keeps what it kept before.
+        if self.buf.is_empty() {
+            if self.burst > 0 {
+                self.expect = std::mem::take(&mut self.burst).min(LARGE);
+            }
+            // Fails, changing nothing, while a frame cut from the allocation is alive (a
+            // client's answer its caller has not taken yet): tried again before the next read.
+            if self.expect > 0
+                && (self.buf.capacity() >= self.expect || self.buf.try_reclaim(self.expect))
+            {
+                self.expect = 0;
+            }
+        }
+        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             let want = self
                 .decoder
                 .bytes_wanted(self.buf.len())
@@ -110,7 +145,11 @@ impl FrameReader {
                 self.note_alloc(self.buf.capacity());
             }
         }
-        tokio_util::io::poll_read_buf(self.reader.as_mut(), cx, &mut self.buf)
+        let read = tokio_util::io::poll_read_buf(self.reader.as_mut(), cx, &mut self.buf);
+        if let Poll::Ready(Ok(n)) = read {
+            self.burst += n;
+        }
+        read
     }
 
     /// Notes that the buffer reads into an allocation of `alloc` bytes: frames under a quarter
@@ -351,6 +390,97 @@ mod tests {
             buf.put_slice(&self.data[at..at + n]);
             self.at += n;
             Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A reader that gives what one write of the peer sent, at most, per read: a socket
+    /// whose peer waits for an answer before it writes again. With `waits`, each write is
+    /// not there yet when first asked for (`Pending`), as the answer to a call just sent.
+    struct Writes {
+        writes: std::collections::VecDeque<Vec<u8>>,
+        waits: bool,
+        asked: bool,
+        reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl tokio::io::AsyncRead for Writes {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.waits && !std::mem::replace(&mut self.asked, true) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.asked = false;
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(front) = self.writes.front_mut() {
+                let n = front.len().min(buf.remaining());
+                buf.put_slice(&front[..n]);
+                front.drain(..n);
+                if front.is_empty() {
+                    self.writes.pop_front();
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_of_one_size_past_a_chunk_take_one_read_each() {
+        // Ten 20,000-byte messages, each its own write (a unary echo): once the first has
+        // shown the size, each comes in one read. The server drops a request before it reads
+        // again; a client's driver looks for the next answer while the caller still holds
+        // the last (`held`), and reads it once the caller has let go.
+        for held in [false, true] {
+            let writes = (0..10u8)
+                .map(|i| {
+                    let mut wire = BytesMut::new();
+                    encode_message(&mut wire, 1 + 2 * u32::from(i), true, &[i; 20_000]);
+                    wire.to_vec()
+                })
+                .collect();
+            let reads = std::sync::Arc::default();
+            let reader = Writes {
+                writes,
+                waits: held,
+                asked: false,
+                reads: std::sync::Arc::clone(&reads),
+            };
+            let mut frames = FrameReader::new(
+                Box::pin(reader),
+                FrameDecoder::after_preface(Limits::default()),
+            );
+            let mut got = 0u8;
+            let mut answer = None;
+            // Bounded: ten messages in at most two reads each, and the end.
+            for _ in 0..30 {
+                while let Some(frame) = frames.next_frame().expect("frame") {
+                    let Frame::Message { body, .. } = frame else {
+                        panic!("not a MESSAGE: {frame:?}");
+                    };
+                    assert!(body.len() == 20_000 && body.iter().all(|b| *b == got));
+                    got += 1;
+                    answer = Some(body);
+                }
+                frames.settle();
+                assert!(frames.buf.capacity() <= LARGE, "{}", frames.buf.capacity());
+                if held {
+                    let mut cx = Context::from_waker(std::task::Waker::noop());
+                    assert!(frames.poll_fill(&mut cx).is_pending(), "not sent yet");
+                }
+                drop(answer.take());
+                if poll_fn(|cx| frames.poll_fill(cx)).await.expect("read") == 0 {
+                    break;
+                }
+            }
+            assert_eq!(got, 10);
+            // The first message in two reads (a chunk, then the rest), the other nine in one
+            // each, and the read that finds the end.
+            let reads = reads.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(reads, 12, "reads for ten messages, the answer held: {held}");
         }
     }
 
