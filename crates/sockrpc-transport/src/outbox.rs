@@ -16,10 +16,10 @@
 //!
 //! A message larger than `LONGEST_PIECE` (96 KiB) to a peer that reads split messages
 //! ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it waits in `bulks`, and its
-//! pieces are cut only when everything appended before has been written, `PIECES_PER_WRITE`
-//! (4) at a time for one vectored write, at most `PIECES_PER_FLUSH` (16) per flush. When the
-//! socket fills, the frames other calls append meanwhile go out before the next pieces cut, so
-//! a small answer waits behind at most four pieces, not the whole message.
+//! pieces are cut only when everything appended before has been written (or goes in the same
+//! write), `PIECES_PER_WRITE` (4) at a time for one vectored write, at most `PIECES_PER_FLUSH`
+//! (16) per flush. When the socket fills, the frames other calls append meanwhile go out
+//! before the next pieces cut, so a small answer waits behind at most four pieces.
 //! Frames of the same call that must follow the message (its END, its next message) wait in
 //! its bulk's tail and go out right after its last piece:
 //!
@@ -424,7 +424,9 @@ impl Outbox {
                     return Poll::Ready(Err(err));
                 }
             }
-            while !self.buf.is_empty() {
+            // The frames before a split message go out with its first pieces, in one write.
+            let with_pieces = cut == 0 && self.vectored && !self.bulks.is_empty();
+            while !with_pieces && !self.buf.is_empty() {
                 match self.writer.as_mut().poll_write(cx, &self.buf) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         self.buf.advance(n);

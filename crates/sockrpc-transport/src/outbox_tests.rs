@@ -10,8 +10,8 @@ struct Trickle {
     out: Arc<Mutex<Vec<u8>>>,
     max: usize,
     vectored: bool,
-    /// Vectored writes seen, and the most slices one of them carried.
-    seen: Arc<Mutex<(usize, usize)>>,
+    /// Vectored writes seen, the most slices one of them carried, and plain writes seen.
+    seen: Arc<Mutex<(usize, usize, usize)>>,
 }
 
 impl AsyncWrite for Trickle {
@@ -21,6 +21,7 @@ impl AsyncWrite for Trickle {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let n = buf.len().min(self.max);
+        self.seen.lock().expect("seen").2 += 1;
         self.out.lock().expect("out").extend_from_slice(&buf[..n]);
         Poll::Ready(Ok(n))
     }
@@ -69,11 +70,11 @@ impl Wake for Noop {
     fn wake(self: Arc<Self>) {}
 }
 
-type Seen = Arc<Mutex<(usize, usize)>>;
+type Seen = Arc<Mutex<(usize, usize, usize)>>;
 
 fn outbox(max: usize, vectored: bool) -> (Outbox, Arc<Mutex<Vec<u8>>>, Seen) {
     let out = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::new(Mutex::new((0, 0)));
+    let seen = Arc::new(Mutex::new((0, 0, 0)));
     let writer = Trickle {
         out: Arc::clone(&out),
         max,
@@ -139,7 +140,7 @@ fn bodies_by_reference_go_out_whole_and_in_order_through_short_writes() {
         assert_eq!(*out.lock().expect("out"), expected, "max {max}");
         assert_eq!(outbox.buffered(), 0);
         assert_eq!(outbox.written(), expected.len() as u64);
-        let (writes, most) = *seen.lock().expect("seen");
+        let (writes, most, _) = *seen.lock().expect("seen");
         assert!(
             writes > 0 && most >= 2,
             "max {max}: {writes} vectored writes"
@@ -171,7 +172,7 @@ fn many_queued_bodies_take_several_vectored_writes() {
     }
     flush_all(&mut outbox);
     assert_eq!(*out.lock().expect("out"), expected);
-    let (writes, most) = *seen.lock().expect("seen");
+    let (writes, most, _) = *seen.lock().expect("seen");
     assert_eq!(most, MAX_SLICES);
     assert!(writes >= 6, "{writes} writes for {} slices", MAX_SLICES * 6);
 }
@@ -260,6 +261,41 @@ fn a_large_message_goes_out_in_pieces_that_other_calls_frames_pass() {
         let joined: Vec<u8> = pieces.flat_map(|f| f.2.iter().copied()).collect();
         assert_eq!(joined, large.to_vec());
     }
+}
+
+#[test]
+fn the_frames_before_a_split_message_go_out_with_its_first_pieces() {
+    use sockrpc_protocol::frame::{FLAG_END_STREAM, FLAG_MORE};
+    let (mut outbox, out, seen) = outbox(usize::MAX, true);
+    outbox.set_pieces(true);
+    // A frame (a call's OPEN, say), then a 100,000-byte message: two pieces.
+    outbox.append_message(1, FLAG_END_STREAM, &Bytes::from_static(b"first"));
+    let large: Bytes = (0..100_000).map(|i| i as u8).collect();
+    outbox.append_message(3, FLAG_END_STREAM, &large);
+    assert!(flush_once(&mut outbox).is_ready());
+    let (vectored, _, plain) = *seen.lock().expect("seen");
+    assert_eq!(
+        (vectored, plain),
+        (1, 0),
+        "one write for the frame and both pieces"
+    );
+    let frames = frames_of(&out.lock().expect("out"));
+    let shape: Vec<(u32, u8, usize)> = frames
+        .iter()
+        .map(|(call, flags, body)| (*call, *flags, body.len()))
+        .collect();
+    let last = 100_000 - PIECE;
+    let expected = [
+        (1, FLAG_END_STREAM, 5),
+        (3, FLAG_MORE, PIECE),
+        (3, FLAG_END_STREAM, last),
+    ];
+    assert_eq!(shape, expected);
+    let joined: Vec<u8> = frames[1..]
+        .iter()
+        .flat_map(|f| f.2.iter().copied())
+        .collect();
+    assert_eq!(joined, large.to_vec());
 }
 
 #[test]
