@@ -15,17 +15,19 @@
 //! ```
 //!
 //! A message larger than `LONGEST_PIECE` (96 KiB) to a peer that reads split messages
-//! ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it waits in `bulks`, and its
-//! pieces are cut only when everything appended before has been written (or goes in the same
-//! write), `PIECES_PER_WRITE` (4) at a time for one vectored write, at most `PIECES_PER_FLUSH`
-//! (16) per flush. When the socket fills, the frames other calls append meanwhile go out
-//! before the next pieces cut, so a small answer waits behind at most four pieces.
+//! ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it waits in `bulks`
+//! (`outbox/bulk.rs`), and its pieces are cut as the writer takes them, at most
+//! `PIECES_PER_FLUSH` (16) per flush. A flush offers what waits before it and its next pieces
+//! in one vectored write, and cuts what the socket took; a piece not begun stays in the
+//! message, so when the socket fills, the frames other calls append meanwhile go out before it
+//! and a small answer waits behind at most the rest of one piece.
 //! Frames of the same call that must follow the message (its END, its next message) wait in
 //! its bulk's tail and go out right after its last piece:
 //!
 //! ```text
 //!  bulks: [ call 3: 900 KiB left | tail: END(3) ][ call 5: 2 MiB | tail: - ]
-//!  flush: buf ─▶ write(piece(3, 64 KiB, MORE) ×4) ×≤4 ─▶ (socket full: others append) ─▶ buf ─▶ …
+//!  flush: write(queue, buf, piece(3, 64 KiB, MORE) ×≤16) ─▶ (socket full: others append)
+//!         ─▶ write(rest of the piece begun, buf, next pieces) ─▶ …
 //! ```
 //!
 //! A call that ends early ([`Outbox::abandon`]: cancelled, reset) takes its bulks out of the
@@ -33,10 +35,11 @@
 //! ends the call goes in `buf`, then, if a piece was cut, an empty last piece that ends the
 //! peer's assembly.
 
+mod bulk;
+
+use bulk::{Bulk, LONGEST_PIECE};
 use bytes::{Buf, Bytes, BytesMut};
-use sockrpc_protocol::frame::{
-    self, FLAG_COMPRESSED, FLAG_END_STREAM, FLAG_MORE, HEADER_LEN, PIECE,
-};
+use sockrpc_protocol::frame;
 use std::{
     collections::VecDeque,
     io::{self, IoSlice},
@@ -74,16 +77,12 @@ pub const BY_REFERENCE: usize = sockrpc_protocol::codec::arena::LARGEST + 1;
 /// appended goes out before the next piece: that is where pieces matter, a peer slower than
 /// its sender. Pausing after every piece cost a 1 MiB echo twice its time (a re-poll of the
 /// writer per 64 KiB, both ways) and bought nothing while the socket took everything at once.
+/// On a vectored writer they are offered in one write (`outbox/bulk.rs`).
 const PIECES_PER_FLUSH: usize = 16;
 
-/// Pieces cut before the next write, so that they go out in one vectored write (256 KiB): a
-/// write per piece cost a 1 MiB message 16 system calls each way, and its reader as many
-/// wake-ups. What other calls append while the socket is full waits behind at most these.
+/// Pieces copied into the buffer before the next write, on a writer without vectored writes
+/// (256 KiB): a write per piece cost a 1 MiB message 16 system calls each way.
 const PIECES_PER_WRITE: usize = 4;
-
-/// The largest last piece (96 KiB): a tail of a few bytes as a piece of its own would go in a
-/// write, and a wake-up of the reader, of its own; and a message up to this size goes whole.
-const LONGEST_PIECE: usize = PIECE + PIECE / 2;
 
 /// Slices one vectored write gathers at most.
 const MAX_SLICES: usize = 32;
@@ -114,21 +113,6 @@ pub struct Outbox {
     bulked: usize,
     /// The peer reads split messages (it announced [`CAP_PIECES`](frame::CAP_PIECES)).
     pieces: bool,
-}
-
-/// A message that goes out in pieces, and the frames of its call that must follow it.
-struct Bulk {
-    call_id: u32,
-    /// The whole message's flags: its last piece carries them.
-    flags: u8,
-    /// What is left to cut.
-    body: Bytes,
-    /// A piece of it was cut: the peer has its message in assembly.
-    started: bool,
-    /// Frames of the same call appended after it, written right after its last piece.
-    tail: BytesMut,
-    /// Bytes of `tail` counted in `bulked`.
-    counted: usize,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -180,35 +164,6 @@ impl Outbox {
         }
     }
 
-    /// [`append_message`](Self::append_message) when a message is split or one is waiting.
-    #[inline(never)]
-    fn append_bulk(&mut self, call_id: u32, flags: u8, body: &Bytes) {
-        if self.pieces && body.len() > PIECE {
-            self.bulked += body.len();
-            self.bulks.push_back(Bulk {
-                call_id,
-                flags,
-                body: body.clone(),
-                started: false,
-                tail: BytesMut::new(),
-                counted: 0,
-            });
-            return;
-        }
-        match self.bulks.iter_mut().rev().find(|b| b.call_id == call_id) {
-            Some(bulk) => {
-                frame::encode_message_head_flags(&mut bulk.tail, call_id, flags, body.len());
-                bulk.tail.extend_from_slice(body);
-                bulk.counted += HEADER_LEN + body.len();
-                self.bulked += HEADER_LEN + body.len();
-            }
-            None => {
-                frame::encode_message_head_flags(&mut self.buf, call_id, flags, body.len());
-                self.append_body(body);
-            }
-        }
-    }
-
     /// The buffer for a frame of `call_id` that must follow the messages it sent (its END):
     /// the tail of its unfinished split message when it has one, else [`buf_mut`](Self::buf_mut).
     #[inline]
@@ -245,71 +200,6 @@ impl Outbox {
             return 0;
         }
         self.abandon_bulks(call_id, ending)
-    }
-
-    /// [`abandon`](Self::abandon) when split messages wait.
-    #[inline(never)]
-    fn abandon_bulks(&mut self, call_id: u32, ending: impl FnOnce(&mut BytesMut)) -> usize {
-        let mut close = None;
-        let mut unsent = 0;
-        let bulked = &mut self.bulked;
-        self.bulks.retain(|bulk| {
-            if bulk.call_id != call_id {
-                return true;
-            }
-            *bulked -= bulk.body.len() + bulk.counted;
-            let counted = bulk.flags & FLAG_END_STREAM == 0;
-            if bulk.started {
-                close = Some(bulk.flags & (FLAG_COMPRESSED | FLAG_END_STREAM));
-                if counted {
-                    unsent += bulk.body.len();
-                }
-            } else if counted {
-                unsent += frame::message_charge(bulk.body.len());
-            }
-            unsent += message_charges(&bulk.tail);
-            false
-        });
-        ending(&mut self.buf);
-        if let Some(flags) = close {
-            // The last piece, empty: no MORE, and the COMPRESSED every piece carried. The call
-            // has ended on both sides by now, so the peer drops what it completes.
-            frame::encode_message_head_flags(&mut self.buf, call_id, flags, 0);
-        }
-        unsent
-    }
-
-    /// Cuts the next piece of the oldest split message into the buffer (its last carries the
-    /// message's flags, then its tail).
-    fn cut_piece(&mut self) {
-        let Some(bulk) = self.bulks.front_mut() else {
-            return;
-        };
-        // The last piece takes what is left up to `LONGEST_PIECE`.
-        let left = bulk.body.len();
-        let piece = bulk
-            .body
-            .split_to(if left <= LONGEST_PIECE { left } else { PIECE });
-        bulk.started = true;
-        let last = bulk.body.is_empty();
-        let flags = if last {
-            bulk.flags
-        } else {
-            FLAG_MORE | bulk.flags & FLAG_COMPRESSED
-        };
-        frame::encode_message_head_flags(&mut self.buf, bulk.call_id, flags, piece.len());
-        self.bulked -= piece.len();
-        if self.vectored {
-            self.queue_body(&piece);
-        } else {
-            self.buf.extend_from_slice(&piece);
-        }
-        if last {
-            if let Some(bulk) = self.bulks.pop_front() {
-                self.bulked -= bulk.counted;
-                self.buf.extend_from_slice(&bulk.tail);
-            }
-        }
     }
 
     /// Where the next frame appended will start, counted in bytes from the connection's first:
@@ -417,40 +307,15 @@ impl Outbox {
         if let Some(kind) = self.failed {
             return Poll::Ready(Err(io::Error::new(kind, "connection write failed earlier")));
         }
-        let mut cut = 0;
-        loop {
-            if self.queued > 0 {
-                if let Err(err) = ready!(self.poll_flush_queue(cx)) {
-                    return Poll::Ready(Err(err));
-                }
-            }
-            // The frames before a split message go out with its first pieces, in one write.
-            let with_pieces = cut == 0 && self.vectored && !self.bulks.is_empty();
-            while !with_pieces && !self.buf.is_empty() {
-                match self.writer.as_mut().poll_write(cx, &self.buf) {
-                    Poll::Ready(Ok(n)) if n > 0 => {
-                        self.buf.advance(n);
-                        self.written += n as u64;
-                    }
-                    polled => return self.write_failed(polled),
-                }
-            }
-            if self.bulks.is_empty() {
-                break;
-            }
-            if cut == PIECES_PER_FLUSH {
-                // Come back after the tasks woken meanwhile have appended, so their frames go
-                // out before the next piece.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            for _ in 0..PIECES_PER_WRITE.min(PIECES_PER_FLUSH - cut) {
-                if self.bulks.is_empty() {
-                    break;
-                }
-                self.cut_piece();
-                cut += 1;
-            }
+        if self.vectored && !self.bulks.is_empty() {
+            ready!(self.poll_write_bulks(cx))?;
+        }
+        if self.queued > 0 {
+            ready!(self.poll_flush_queue(cx))?;
+        }
+        ready!(self.poll_write_buf(cx))?;
+        if !self.bulks.is_empty() {
+            ready!(self.poll_write_bulks_copied(cx))?;
         }
         self.batched = 0;
         if self.buf.capacity() > KEEP_CAPACITY * 4 {
@@ -464,6 +329,21 @@ impl Outbox {
             }
             other => other,
         }
+    }
+
+    /// Writes the buffer with plain writes until it is empty.
+    #[inline]
+    fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.buf.is_empty() {
+            match self.writer.as_mut().poll_write(cx, &self.buf) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.buf.advance(n);
+                    self.written += n as u64;
+                }
+                polled => return self.write_failed(polled),
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Writes until the queue is empty, each write a vectored one of the queue and the buffer
@@ -577,22 +457,6 @@ impl Outbox {
     pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.writer.as_mut().poll_shutdown(cx)
     }
-}
-
-/// What the MESSAGEs among `frames` (whole frames this side encoded: a bulk's tail) charge a
-/// connection window, each `frame::message_charge` of its body.
-fn message_charges(frames: &[u8]) -> usize {
-    let mut rest = frames;
-    let mut charges = 0;
-    while rest.len() >= HEADER_LEN {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        // Messages with END_STREAM are not counted (see `Outbox::abandon`).
-        if rest[4] == frame::FrameKind::Message as u8 && rest[5] & FLAG_END_STREAM == 0 {
-            charges += frame::message_charge(len);
-        }
-        rest = rest.get(HEADER_LEN + len..).unwrap_or_default();
-    }
-    charges
 }
 
 #[cfg(test)]

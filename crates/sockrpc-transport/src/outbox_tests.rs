@@ -2,6 +2,7 @@
 //! take a few bytes at a time, and are copied for writers without vectored writes.
 
 use super::*;
+use sockrpc_protocol::frame::{FLAG_COMPRESSED, HEADER_LEN, PIECE};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
@@ -208,6 +209,22 @@ fn frames_of(mut wire: &[u8]) -> Vec<(u32, u8, Vec<u8>)> {
     }
     frames
 }
+
+/// The wire `out` holds once everything was written, checked against the outbox's count: its
+/// frames, and their shape (call id, flags, body length).
+fn drained(outbox: &Outbox, out: &Mutex<Vec<u8>>) -> (Vec<(u32, u8, Vec<u8>)>, Shape) {
+    assert_eq!(outbox.buffered(), 0);
+    let wire = out.lock().expect("out").clone();
+    assert_eq!(outbox.written(), wire.len() as u64);
+    let frames = frames_of(&wire);
+    let shape = frames
+        .iter()
+        .map(|(call, flags, body)| (*call, *flags, body.len()))
+        .collect();
+    (frames, shape)
+}
+
+type Shape = Vec<(u32, u8, usize)>;
 
 fn flush_once(outbox: &mut Outbox) -> Poll<io::Result<()>> {
     let waker = Waker::from(Arc::new(Noop));
@@ -437,4 +454,118 @@ fn a_batch_wakes_its_driver_once() {
         2,
         "a batch begun after a write wakes the driver again"
     );
+}
+
+#[test]
+fn a_megabyte_in_pieces_goes_out_in_one_write_when_the_socket_takes_it() {
+    use sockrpc_protocol::frame::{FLAG_END_STREAM, FLAG_MORE};
+    let (mut outbox, out, seen) = outbox(usize::MAX, true);
+    outbox.set_pieces(true);
+    outbox.append_message(1, FLAG_END_STREAM, &Bytes::from_static(b"first"));
+    let large: Bytes = (0..PIECE * PIECES_PER_FLUSH).map(|i| i as u8).collect();
+    outbox.append_message(3, 0, &large);
+    frame::encode_half_close(outbox.frames_for(3), 3);
+    assert!(flush_once(&mut outbox).is_ready());
+    let (vectored, _, plain) = *seen.lock().expect("seen");
+    assert_eq!(
+        (vectored, plain),
+        (1, 0),
+        "the frame before, sixteen pieces and the END after them in one write"
+    );
+    let (frames, shape) = drained(&outbox, &out);
+    let mut expected = vec![(1, FLAG_END_STREAM, 5)];
+    expected.extend(vec![(3, FLAG_MORE, PIECE); PIECES_PER_FLUSH - 1]);
+    let end = frames[PIECES_PER_FLUSH + 1].2.len();
+    expected.extend([(3, 0, PIECE), (3, 0, end)]);
+    assert_eq!(shape, expected);
+    let joined: Vec<u8> = frames[1..=PIECES_PER_FLUSH]
+        .iter()
+        .flat_map(|f| f.2.iter().copied())
+        .collect();
+    assert_eq!(joined, large.to_vec());
+}
+
+/// A writer that takes what `room` allows, then reports itself full.
+struct Full {
+    out: Arc<Mutex<Vec<u8>>>,
+    room: Arc<Mutex<usize>>,
+}
+
+impl AsyncWrite for Full {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut room = self.room.lock().expect("room");
+        if *room == 0 {
+            return Poll::Pending;
+        }
+        let mut out = self.out.lock().expect("out");
+        let before = *room;
+        for buf in bufs {
+            let n = buf.len().min(*room);
+            out.extend_from_slice(&buf[..n]);
+            *room -= n;
+        }
+        Poll::Ready(Ok(before - *room))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn behind_a_full_socket_another_calls_frame_waits_for_the_piece_begun_only() {
+    use sockrpc_protocol::frame::{FLAG_END_STREAM, FLAG_MORE};
+    let frame = HEADER_LEN + PIECE;
+    // Where the socket fills: in the first piece's header, at a piece's end, in the second
+    // piece's header, in its body.
+    for first in [7, frame, frame + 5, frame + HEADER_LEN + 100] {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let room = Arc::new(Mutex::new(first));
+        let writer = Full {
+            out: Arc::clone(&out),
+            room: Arc::clone(&room),
+        };
+        let mut outbox = Outbox::new(Box::pin(writer));
+        outbox.set_pieces(true);
+        let large: Bytes = (0..PIECE * 4 + 5).map(|i| (i % 251) as u8).collect();
+        outbox.append_message(3, FLAG_END_STREAM, &large);
+        assert!(flush_once(&mut outbox).is_pending(), "the socket is full");
+        assert_eq!(outbox.written(), first as u64);
+        outbox.append_message(5, FLAG_END_STREAM, &Bytes::from_static(b"small"));
+        *room.lock().expect("room") = usize::MAX;
+        assert!(flush_once(&mut outbox).is_ready());
+        let (frames, shape) = drained(&outbox, &out);
+        // Only the pieces the first write began go before call 5's frame.
+        let begun = first.div_ceil(frame);
+        let mut expected = vec![(3, FLAG_MORE, PIECE); 3];
+        expected.push((3, FLAG_END_STREAM, PIECE + 5));
+        expected.insert(begun, (5, FLAG_END_STREAM, 5));
+        assert_eq!(shape, expected, "socket full after {first} bytes");
+        let joined: Vec<u8> = frames
+            .iter()
+            .filter(|f| f.0 == 3)
+            .flat_map(|f| f.2.iter().copied())
+            .collect();
+        assert_eq!(joined, large.to_vec());
+    }
 }

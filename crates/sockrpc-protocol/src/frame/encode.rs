@@ -342,6 +342,13 @@ pub fn encode_message_head_flags(dst: &mut BytesMut, call_id: u32, flags: u8, bo
     put_header(dst, body_len, FrameKind::Message, flags, call_id);
 }
 
+/// A MESSAGE frame's header with `flags`, for a body of `body_len` bytes, as bytes: for a writer
+/// that gathers it with the body in one vectored write without copying either (a split
+/// message's pieces, `Outbox` in sockrpc-transport).
+pub fn message_head(call_id: u32, flags: u8, body_len: usize) -> [u8; HEADER_LEN] {
+    header_bytes(body_len, FrameKind::Message, flags, call_id)
+}
+
 /// Writes a unary call's whole OK answer in one frame: a MESSAGE with `FLAG_END_OK` (and
 /// `FLAG_END_STREAM`), for a call whose OPEN had `FLAG_FOLD_END` and whose answer has no
 /// trailing metadata: the END that would follow is folded into it.
