@@ -36,6 +36,8 @@
 //! peer's assembly.
 
 mod bulk;
+#[cfg(test)]
+mod test_writer;
 
 use bulk::{Bulk, LONGEST_PIECE};
 use bytes::{Buf, Bytes, BytesMut};

@@ -485,53 +485,6 @@ fn a_megabyte_in_pieces_goes_out_in_one_write_when_the_socket_takes_it() {
     assert_eq!(joined, large.to_vec());
 }
 
-/// A writer that takes what `room` allows, then reports itself full.
-struct Full {
-    out: Arc<Mutex<Vec<u8>>>,
-    room: Arc<Mutex<usize>>,
-}
-
-impl AsyncWrite for Full {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let mut room = self.room.lock().expect("room");
-        if *room == 0 {
-            return Poll::Pending;
-        }
-        let mut out = self.out.lock().expect("out");
-        let before = *room;
-        for buf in bufs {
-            let n = buf.len().min(*room);
-            out.extend_from_slice(&buf[..n]);
-            *room -= n;
-        }
-        Poll::Ready(Ok(before - *room))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[test]
 fn behind_a_full_socket_another_calls_frame_waits_for_the_piece_begun_only() {
     use sockrpc_protocol::frame::{FLAG_END_STREAM, FLAG_MORE};
@@ -541,9 +494,10 @@ fn behind_a_full_socket_another_calls_frame_waits_for_the_piece_begun_only() {
     for first in [7, frame, frame + 5, frame + HEADER_LEN + 100] {
         let out = Arc::new(Mutex::new(Vec::new()));
         let room = Arc::new(Mutex::new(first));
-        let writer = Full {
+        let writer = test_writer::Room {
             out: Arc::clone(&out),
             room: Arc::clone(&room),
+            vectored: true,
         };
         let mut outbox = Outbox::new(Box::pin(writer));
         outbox.set_pieces(true);

@@ -308,3 +308,7 @@ pub(super) fn message_charges(frames: &[u8]) -> usize {
     }
     charges
 }
+
+#[cfg(test)]
+#[path = "bulk_tests.rs"]
+mod tests;
