@@ -192,9 +192,12 @@ impl Outbox {
             }
             let mut slices = [IoSlice::new(&[]); SLICES];
             let mut count = 0;
+            // Pieces are planned only when all of these fit (`room`); when more are queued
+            // than one write gathers, this write takes the first of them and no piece.
             let parts = self.queue.iter().map(|part| &part[..]);
-            for part in parts.chain([&self.buf[..]]).filter(|p| !p.is_empty()) {
-                slices[count] = IoSlice::new(part);
+            let parts = parts.chain([&self.buf[..]]).filter(|p| !p.is_empty());
+            for (slot, part) in slices.iter_mut().zip(parts) {
+                *slot = IoSlice::new(part);
                 count += 1;
             }
             let mut at = 0;

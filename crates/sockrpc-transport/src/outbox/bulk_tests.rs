@@ -1,4 +1,4 @@
-//! Tests of `bulk.rs`: random runs of large and small messages through writers that fill up
+//! Tests of `bulk.rs`: random runs of large, held and small messages through writers that fill up
 //! anywhere come out whole, in order per call, and readable by the frame decoder.
 
 use super::LONGEST_PIECE;
@@ -40,7 +40,7 @@ fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order(
     let sizes = [
         0,
         10,
-        5_000,
+        crate::outbox::BY_REFERENCE,
         PIECE - 1,
         PIECE + 1,
         LONGEST_PIECE,
@@ -69,7 +69,7 @@ fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order(
         outbox.set_pieces(true);
         // What each of calls 1 to 4 sent, in order.
         let mut sent: Vec<Vec<Bytes>> = vec![Vec::new(); 5];
-        for _ in 0..10 {
+        for _ in 0..1 + rng.below(40) {
             let call = 1 + rng.below(4);
             let len = rng.pick(&sizes);
             let from = rng.below(pattern.len() - len);
@@ -139,4 +139,40 @@ fn a_tail_taken_in_part_goes_out_whole_after_the_last_piece() {
         }
     }
     assert_eq!(bodies, vec![large, next]);
+}
+
+#[test]
+fn a_split_message_behind_more_queued_bodies_than_one_write_gathers_goes_out_after_them() {
+    use crate::outbox::BY_REFERENCE;
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let writer = Room {
+        out: Arc::clone(&out),
+        room: Arc::new(Mutex::new(usize::MAX)),
+        vectored: true,
+    };
+    let mut outbox = Outbox::new(Box::pin(writer));
+    outbox.set_pieces(true);
+    // 100 answers held by reference: 200 parts in the queue, past one write's slices.
+    let mut sent = Vec::new();
+    for call in 1..=100u32 {
+        let body = Bytes::from(vec![call as u8; BY_REFERENCE + call as usize]);
+        outbox.append_message(call, FLAG_END_STREAM, &body);
+        sent.push((call, body));
+    }
+    let large = Bytes::from(vec![7u8; 5 * PIECE]);
+    outbox.append_message(200, FLAG_END_STREAM, &large);
+    sent.push((200, large));
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    assert!(outbox.poll_flush(&mut cx).is_ready());
+    let wire = out.lock().expect("out").clone();
+    let mut decoder = FrameDecoder::after_preface(sockrpc_protocol::Limits::default());
+    let mut buf = bytes::BytesMut::from(&wire[..]);
+    let mut got = Vec::new();
+    while let Some(frame) = decoder.decode(&mut buf).expect("the wire decodes") {
+        if let Frame::Message { call_id, body, .. } = frame {
+            got.push((call_id, body));
+        }
+    }
+    assert_eq!(got, sent);
 }
