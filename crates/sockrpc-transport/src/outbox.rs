@@ -14,8 +14,9 @@
 //!  [ heads set aside ][ 64 KiB body, by reference ][ ... ]   [ heads of later frames ]
 //! ```
 //!
-//! A message larger than `LONGEST_PIECE` (96 KiB) to a peer that reads split messages
-//! ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it waits in `bulks`
+//! A message larger than `LONGEST_PIECE` (96 KiB; `PIECE`, 64 KiB, while others wait there) to
+//! a peer that reads split messages ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it
+//! waits in `bulks`
 //! (`outbox/bulk.rs`), and its pieces are cut as the writer takes them, at most
 //! `PIECES_PER_FLUSH` (16) per flush. A flush offers what waits before it and its next pieces
 //! in one vectored write, and cuts what the socket took; a piece not begun stays in the
@@ -109,7 +110,7 @@ pub struct Outbox {
     /// The driver is running and writes before it parks: appenders leave the write to it.
     driving: bool,
     /// Messages going out in pieces, oldest first: the front one's are cut as the writer
-    /// drains, one per flush.
+    /// takes them (`outbox/bulk.rs`).
     bulks: VecDeque<Bulk>,
     /// Bytes waiting in `bulks`: bodies not yet cut, and the tails' messages.
     bulked: usize,

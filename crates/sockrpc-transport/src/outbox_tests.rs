@@ -492,15 +492,7 @@ fn behind_a_full_socket_another_calls_frame_waits_for_the_piece_begun_only() {
     // Where the socket fills: in the first piece's header, at a piece's end, in the second
     // piece's header, in its body.
     for first in [7, frame, frame + 5, frame + HEADER_LEN + 100] {
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let room = Arc::new(Mutex::new(first));
-        let writer = test_writer::Room {
-            out: Arc::clone(&out),
-            room: Arc::clone(&room),
-            vectored: true,
-        };
-        let mut outbox = Outbox::new(Box::pin(writer));
-        outbox.set_pieces(true);
+        let (mut outbox, (out, room)) = test_writer::Room::outbox(first, true);
         let large: Bytes = (0..PIECE * 4 + 5).map(|i| (i % 251) as u8).collect();
         outbox.append_message(3, FLAG_END_STREAM, &large);
         assert!(flush_once(&mut outbox).is_pending(), "the socket is full");

@@ -168,6 +168,7 @@ impl Outbox {
     /// left in the lane (`Ready`: the tail of the last may wait in the buffer), the socket is
     /// full, or a flush's worth of pieces went out (`Pending`, with `cx` woken, so that what
     /// the tasks woken meanwhile append goes out before the next piece).
+    #[inline(never)]
     pub(super) fn poll_write_bulks(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut sent = 0;
         while !self.bulks.is_empty() {
@@ -276,6 +277,7 @@ impl Outbox {
 
     /// Writes what the lane holds, pieces copied, on a writer without vectored writes: up to
     /// `PIECES_PER_WRITE` pieces per write. See [`poll_write_bulks`](Self::poll_write_bulks).
+    #[inline(never)]
     pub(super) fn poll_write_bulks_copied(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut cut = 0;
         while !self.bulks.is_empty() {

@@ -4,7 +4,6 @@
 use super::LONGEST_PIECE;
 use crate::codec::FrameDecoder;
 use crate::outbox::test_writer::Room;
-use crate::outbox::Outbox;
 use bytes::Bytes;
 use sockrpc_protocol::frame::{Frame, FLAG_END_STREAM, PIECE};
 use std::{
@@ -35,6 +34,30 @@ impl Rng {
     }
 }
 
+/// The frames a receiver decodes from what `out` holds: the wire must decode whole, with no
+/// message left in assembly.
+fn decoded(out: &Mutex<Vec<u8>>) -> Vec<Frame> {
+    let wire = out.lock().expect("out").clone();
+    let mut decoder = FrameDecoder::after_preface(sockrpc_protocol::Limits::default());
+    let mut buf = bytes::BytesMut::from(&wire[..]);
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.decode(&mut buf).expect("the wire decodes") {
+        frames.push(frame);
+    }
+    assert!(buf.is_empty(), "a frame cut short at the end");
+    assert!(!decoder.assembling(), "a split message left in assembly");
+    frames
+}
+
+/// The messages among `frames`: (call id, body).
+fn messages(frames: Vec<Frame>) -> Vec<(u32, Bytes)> {
+    let messages = frames.into_iter().filter_map(|frame| match frame {
+        Frame::Message { call_id, body, .. } => Some((call_id, body)),
+        _ => None,
+    });
+    messages.collect()
+}
+
 #[test]
 fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order() {
     let sizes = [
@@ -58,15 +81,7 @@ fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order(
         .collect();
     for run in 0..300 {
         let vectored = run % 4 != 3;
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let room = Arc::new(Mutex::new(0));
-        let writer = Room {
-            out: Arc::clone(&out),
-            room: Arc::clone(&room),
-            vectored,
-        };
-        let mut outbox = Outbox::new(Box::pin(writer));
-        outbox.set_pieces(true);
+        let (mut outbox, (out, room)) = Room::outbox(0, vectored);
         // What each of calls 1 to 4 sent, in order.
         let mut sent: Vec<Vec<Bytes>> = vec![Vec::new(); 5];
         for _ in 0..1 + rng.below(40) {
@@ -88,18 +103,15 @@ fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order(
             assert!(flushes < 1_000, "run {run}: the outbox did not drain");
         }
         assert_eq!(outbox.buffered(), 0, "run {run}");
-        let wire = out.lock().expect("out").clone();
-        assert_eq!(outbox.written(), wire.len() as u64, "run {run}");
-        let mut decoder = FrameDecoder::after_preface(sockrpc_protocol::Limits::default());
-        let mut buf = bytes::BytesMut::from(&wire[..]);
+        let len = out.lock().expect("out").len();
+        assert_eq!(outbox.written(), len as u64, "run {run}");
         let mut got: Vec<Vec<Bytes>> = vec![Vec::new(); 5];
-        while let Some(frame) = decoder.decode(&mut buf).expect("the wire decodes") {
+        for frame in decoded(&out) {
             match frame {
                 Frame::Message { call_id, body, .. } => got[call_id as usize].push(body),
                 other => panic!("run {run}: unexpected frame {other:?}"),
             }
         }
-        assert!(buf.is_empty() && !decoder.assembling(), "run {run}");
         assert_eq!(got, sent, "run {run} (vectored {vectored})");
     }
 }
@@ -107,18 +119,10 @@ fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order(
 #[test]
 fn a_tail_taken_in_part_goes_out_whole_after_the_last_piece() {
     // The last piece is taken whole and the END behind it in part: its rest must follow.
-    let out = Arc::new(Mutex::new(Vec::new()));
     let large: Bytes = (0..2 * PIECE + 9).map(|i| i as u8).collect();
     let next = Bytes::from_static(b"the next message");
     let header = sockrpc_protocol::frame::HEADER_LEN;
-    let room = Arc::new(Mutex::new(2 * header + large.len() + header + 3));
-    let writer = Room {
-        out: Arc::clone(&out),
-        room: Arc::clone(&room),
-        vectored: true,
-    };
-    let mut outbox = Outbox::new(Box::pin(writer));
-    outbox.set_pieces(true);
+    let (mut outbox, (out, room)) = Room::outbox(2 * header + large.len() + header + 3, true);
     outbox.append_message(3, 0, &large);
     outbox.append_message(3, FLAG_END_STREAM, &next);
     let waker = Waker::from(Arc::new(Noop));
@@ -129,29 +133,13 @@ fn a_tail_taken_in_part_goes_out_whole_after_the_last_piece() {
     );
     *room.lock().expect("room") = usize::MAX;
     assert!(outbox.poll_flush(&mut cx).is_ready());
-    let wire = out.lock().expect("out").clone();
-    let mut decoder = FrameDecoder::after_preface(sockrpc_protocol::Limits::default());
-    let mut buf = bytes::BytesMut::from(&wire[..]);
-    let mut bodies = Vec::new();
-    while let Some(frame) = decoder.decode(&mut buf).expect("the wire decodes") {
-        if let Frame::Message { body, .. } = frame {
-            bodies.push(body);
-        }
-    }
-    assert_eq!(bodies, vec![large, next]);
+    assert_eq!(messages(decoded(&out)), vec![(3, large), (3, next)]);
 }
 
 #[test]
 fn a_split_message_behind_more_queued_bodies_than_one_write_gathers_goes_out_after_them() {
     use crate::outbox::BY_REFERENCE;
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let writer = Room {
-        out: Arc::clone(&out),
-        room: Arc::new(Mutex::new(usize::MAX)),
-        vectored: true,
-    };
-    let mut outbox = Outbox::new(Box::pin(writer));
-    outbox.set_pieces(true);
+    let (mut outbox, (out, _)) = Room::outbox(usize::MAX, true);
     // 100 answers held by reference: 200 parts in the queue, past one write's slices.
     let mut sent = Vec::new();
     for call in 1..=100u32 {
@@ -165,14 +153,46 @@ fn a_split_message_behind_more_queued_bodies_than_one_write_gathers_goes_out_aft
     let waker = Waker::from(Arc::new(Noop));
     let mut cx = Context::from_waker(&waker);
     assert!(outbox.poll_flush(&mut cx).is_ready());
-    let wire = out.lock().expect("out").clone();
-    let mut decoder = FrameDecoder::after_preface(sockrpc_protocol::Limits::default());
-    let mut buf = bytes::BytesMut::from(&wire[..]);
-    let mut got = Vec::new();
-    while let Some(frame) = decoder.decode(&mut buf).expect("the wire decodes") {
-        if let Frame::Message { call_id, body, .. } = frame {
-            got.push((call_id, body));
-        }
+    assert_eq!(messages(decoded(&out)), sent);
+}
+
+#[test]
+fn a_call_abandoned_after_a_piece_taken_in_part_ends_the_peers_assembly_cleanly() {
+    let header = sockrpc_protocol::frame::HEADER_LEN;
+    let waker = Waker::from(Arc::new(Noop));
+    let mut cx = Context::from_waker(&waker);
+    // The socket fills in the first piece's header, in its body, and in the second's header.
+    for first in [7, header + 100, header + PIECE + 5] {
+        let (mut outbox, (out, room)) = Room::outbox(first, true);
+        outbox.append_message(3, 0, &Bytes::from(vec![3u8; 5 * PIECE]));
+        let small = Bytes::from_static(b"another call's answer");
+        assert!(
+            outbox.poll_flush(&mut cx).is_pending(),
+            "the socket is full"
+        );
+        let unsent = outbox.abandon(3, |buf| sockrpc_protocol::frame::encode_cancel(buf, 3));
+        let begun = first.div_ceil(header + PIECE);
+        assert_eq!(
+            unsent,
+            (5 - begun) * PIECE,
+            "socket full after {first} bytes"
+        );
+        outbox.append_message(5, FLAG_END_STREAM, &small);
+        *room.lock().expect("room") = usize::MAX;
+        assert!(outbox.poll_flush(&mut cx).is_ready());
+        assert_eq!(outbox.buffered(), 0);
+        let frames = decoded(&out);
+        // The pieces begun, whole; the CANCEL; the empty last piece completing a shorter
+        // message; then the other call's answer.
+        assert!(
+            matches!(frames[0], Frame::Cancel { call_id: 3 }),
+            "{frames:?}"
+        );
+        assert!(
+            matches!(&frames[1], Frame::Message { call_id: 3, body, .. } if body.len() == begun * PIECE),
+            "after {first} bytes"
+        );
+        assert!(matches!(&frames[2], Frame::Message { call_id: 5, body, .. } if *body == small));
+        assert_eq!(frames.len(), 3);
     }
-    assert_eq!(got, sent);
 }

@@ -1,6 +1,7 @@
 //! A writer for the outbox's tests that takes what its room allows and is full at 0, so that a
 //! test can fill the socket at any byte.
 
+use super::Outbox;
 use std::{
     io::{self, IoSlice},
     pin::Pin,
@@ -54,5 +55,25 @@ impl AsyncWrite for Room {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// The output and the room of [`Room::outbox`]'s writer.
+pub(crate) type Wire = (Arc<Mutex<Vec<u8>>>, Arc<Mutex<usize>>);
+
+impl Room {
+    /// An outbox to a peer that reads pieces, over a writer with `room` bytes of room: the
+    /// outbox, what the writer took, and its room, to change.
+    pub(crate) fn outbox(room: usize, vectored: bool) -> (Outbox, Wire) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let room = Arc::new(Mutex::new(room));
+        let writer = Room {
+            out: Arc::clone(&out),
+            room: Arc::clone(&room),
+            vectored,
+        };
+        let mut outbox = Outbox::new(Box::pin(writer));
+        outbox.set_pieces(true);
+        (outbox, (out, room))
     }
 }
