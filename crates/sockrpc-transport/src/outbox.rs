@@ -16,10 +16,9 @@
 //!
 //! A message larger than `LONGEST_PIECE` (96 KiB; `PIECE`, 64 KiB, while others wait there) to
 //! a peer that reads split messages ([`CAP_PIECES`](frame::CAP_PIECES)) is not queued whole: it
-//! waits in `bulks`
-//! (`outbox/bulk.rs`), and its pieces are cut as the writer takes them, at most
-//! `PIECES_PER_FLUSH` (16) per flush. A flush offers what waits before it and its next pieces
-//! in one vectored write, and cuts what the socket took; a piece not begun stays in the
+//! waits in `bulks` (`outbox/bulk.rs`), and its pieces are cut as the writer takes them, at
+//! most `PIECES_PER_FLUSH` (16) per flush. A flush offers what waits before it and its next
+//! pieces in one vectored write, and cuts what the socket took; a piece not begun stays in the
 //! message, so when the socket fills, the frames other calls append meanwhile go out before it
 //! and a small answer waits behind at most the rest of one piece.
 //! Frames of the same call that must follow the message (its END, its next message) wait in

@@ -3,87 +3,9 @@
 
 use super::*;
 use sockrpc_protocol::frame::{FLAG_COMPRESSED, HEADER_LEN, PIECE};
-use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::sync::Mutex;
 
-/// A writer that takes at most `max` bytes per write and keeps them.
-struct Trickle {
-    out: Arc<Mutex<Vec<u8>>>,
-    max: usize,
-    vectored: bool,
-    /// Vectored writes seen, the most slices one of them carried, and plain writes seen.
-    seen: Arc<Mutex<(usize, usize, usize)>>,
-}
-
-impl AsyncWrite for Trickle {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let n = buf.len().min(self.max);
-        self.seen.lock().expect("seen").2 += 1;
-        self.out.lock().expect("out").extend_from_slice(&buf[..n]);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        assert!(
-            self.vectored,
-            "a vectored write to a writer that said it takes none"
-        );
-        let mut seen = self.seen.lock().expect("seen");
-        seen.0 += 1;
-        seen.1 = seen.1.max(bufs.len());
-        let mut out = self.out.lock().expect("out");
-        let mut left = self.max;
-        for buf in bufs {
-            let n = buf.len().min(left);
-            out.extend_from_slice(&buf[..n]);
-            left -= n;
-            if left == 0 {
-                break;
-            }
-        }
-        Poll::Ready(Ok(self.max - left))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.vectored
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-struct Noop;
-
-impl Wake for Noop {
-    fn wake(self: Arc<Self>) {}
-}
-
-type Seen = Arc<Mutex<(usize, usize, usize)>>;
-
-fn outbox(max: usize, vectored: bool) -> (Outbox, Arc<Mutex<Vec<u8>>>, Seen) {
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::new(Mutex::new((0, 0, 0)));
-    let writer = Trickle {
-        out: Arc::clone(&out),
-        max,
-        vectored,
-        seen: Arc::clone(&seen),
-    };
-    (Outbox::new(Box::pin(writer)), out, seen)
-}
+use test_writer::{noop_waker, outbox};
 
 /// Heads, bodies of every size around the threshold, more heads: what `expected` says, in order.
 fn fill(outbox: &mut Outbox) -> Vec<u8> {
@@ -113,7 +35,7 @@ fn fill(outbox: &mut Outbox) -> Vec<u8> {
 }
 
 fn flush_all(outbox: &mut Outbox) -> usize {
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     for rounds in 1..=1_000 {
         match outbox.poll_flush(&mut cx) {
@@ -227,7 +149,7 @@ fn drained(outbox: &Outbox, out: &Mutex<Vec<u8>>) -> (Vec<(u32, u8, Vec<u8>)>, S
 type Shape = Vec<(u32, u8, usize)>;
 
 fn flush_once(outbox: &mut Outbox) -> Poll<io::Result<()>> {
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = noop_waker();
     outbox.poll_flush(&mut Context::from_waker(&waker))
 }
 
@@ -492,7 +414,7 @@ fn behind_a_full_socket_another_calls_frame_waits_for_the_piece_begun_only() {
     // Where the socket fills: in the first piece's header, at a piece's end, in the second
     // piece's header, in its body.
     for first in [7, frame, frame + 5, frame + HEADER_LEN + 100] {
-        let (mut outbox, (out, room)) = test_writer::Room::outbox(first, true);
+        let (mut outbox, out, room) = test_writer::outbox_with_room(first, true);
         let large: Bytes = (0..PIECE * 4 + 5).map(|i| (i % 251) as u8).collect();
         outbox.append_message(3, FLAG_END_STREAM, &large);
         assert!(flush_once(&mut outbox).is_pending(), "the socket is full");

@@ -3,20 +3,11 @@
 
 use super::LONGEST_PIECE;
 use crate::codec::FrameDecoder;
-use crate::outbox::test_writer::Room;
+use crate::outbox::test_writer::{noop_waker, outbox_with_room};
 use bytes::Bytes;
 use sockrpc_protocol::frame::{Frame, FLAG_END_STREAM, PIECE};
-use std::{
-    sync::{Arc, Mutex},
-    task::{Context, Wake, Waker},
-};
+use std::{sync::Mutex, task::Context};
 use tokio_util::codec::Decoder;
-
-struct Noop;
-
-impl Wake for Noop {
-    fn wake(self: Arc<Self>) {}
-}
 
 /// A seeded xorshift: the same runs every time.
 struct Rng(u64);
@@ -72,7 +63,7 @@ fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order(
         17 * PIECE + 3,
     ];
     let rooms = [0, 1, 11, 13, 5_000, 70_000, 300_000, usize::MAX];
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // Bodies are slices of this at random offsets, so that a byte out of place shows.
@@ -81,7 +72,7 @@ fn random_messages_through_writers_that_fill_anywhere_arrive_whole_and_in_order(
         .collect();
     for run in 0..300 {
         let vectored = run % 4 != 3;
-        let (mut outbox, (out, room)) = Room::outbox(0, vectored);
+        let (mut outbox, out, room) = outbox_with_room(0, vectored);
         // What each of calls 1 to 4 sent, in order.
         let mut sent: Vec<Vec<Bytes>> = vec![Vec::new(); 5];
         for _ in 0..1 + rng.below(40) {
@@ -122,10 +113,10 @@ fn a_tail_taken_in_part_goes_out_whole_after_the_last_piece() {
     let large: Bytes = (0..2 * PIECE + 9).map(|i| i as u8).collect();
     let next = Bytes::from_static(b"the next message");
     let header = sockrpc_protocol::frame::HEADER_LEN;
-    let (mut outbox, (out, room)) = Room::outbox(2 * header + large.len() + header + 3, true);
+    let (mut outbox, out, room) = outbox_with_room(2 * header + large.len() + header + 3, true);
     outbox.append_message(3, 0, &large);
     outbox.append_message(3, FLAG_END_STREAM, &next);
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     assert!(
         outbox.poll_flush(&mut cx).is_pending(),
@@ -139,7 +130,7 @@ fn a_tail_taken_in_part_goes_out_whole_after_the_last_piece() {
 #[test]
 fn a_split_message_behind_more_queued_bodies_than_one_write_gathers_goes_out_after_them() {
     use crate::outbox::BY_REFERENCE;
-    let (mut outbox, (out, _)) = Room::outbox(usize::MAX, true);
+    let (mut outbox, out, _) = outbox_with_room(usize::MAX, true);
     // 100 answers held by reference: 200 parts in the queue, past one write's slices.
     let mut sent = Vec::new();
     for call in 1..=100u32 {
@@ -150,7 +141,7 @@ fn a_split_message_behind_more_queued_bodies_than_one_write_gathers_goes_out_aft
     let large = Bytes::from(vec![7u8; 5 * PIECE]);
     outbox.append_message(200, FLAG_END_STREAM, &large);
     sent.push((200, large));
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     assert!(outbox.poll_flush(&mut cx).is_ready());
     assert_eq!(messages(decoded(&out)), sent);
@@ -159,11 +150,11 @@ fn a_split_message_behind_more_queued_bodies_than_one_write_gathers_goes_out_aft
 #[test]
 fn a_call_abandoned_after_a_piece_taken_in_part_ends_the_peers_assembly_cleanly() {
     let header = sockrpc_protocol::frame::HEADER_LEN;
-    let waker = Waker::from(Arc::new(Noop));
+    let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
     // The socket fills in the first piece's header, in its body, and in the second's header.
     for first in [7, header + 100, header + PIECE + 5] {
-        let (mut outbox, (out, room)) = Room::outbox(first, true);
+        let (mut outbox, out, room) = outbox_with_room(first, true);
         outbox.append_message(3, 0, &Bytes::from(vec![3u8; 5 * PIECE]));
         let small = Bytes::from_static(b"another call's answer");
         assert!(
