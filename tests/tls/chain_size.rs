@@ -54,17 +54,15 @@ async fn a_client_chain_past_64_kib_is_refused_and_logged_saying_so() {
     roots
         .add(ca.certificates().as_slice()[0].clone())
         .expect("root");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(rustls::ALL_VERSIONS)
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        huge_chain(&ca, &client_leaf),
-        PrivateKeyDer::from_pem_slice(client_leaf.key_pem.as_bytes()).expect("key"),
-    )
-    .expect("client config");
+    let mut config = rustls::ClientConfig::builder_with_provider(ring_provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            huge_chain(&ca, &client_leaf),
+            PrivateKeyDer::from_pem_slice(client_leaf.key_pem.as_bytes()).expect("key"),
+        )
+        .expect("client config");
     config.alpn_protocols = vec![sockrpc::tls::ALPN_PROTOCOL.to_vec()];
     let stream = TcpStream::connect(server.addr).await.expect("tcp");
     let me = peer_field(stream.local_addr().expect("addr"));

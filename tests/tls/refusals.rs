@@ -135,12 +135,10 @@ async fn a_sockrpc_client_never_blames_its_certificate_for_what_is_not_about_it(
     let ca = Ca::new("foreign CA");
     let leaf = ca.leaf(SERVER_NAMES);
     let builder = || {
-        rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
+        rustls::ServerConfig::builder_with_provider(ring_provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
     };
     // A server that speaks h2 only.
     let mut h2 = builder()

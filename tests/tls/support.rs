@@ -278,6 +278,13 @@ pub(crate) fn expect_unavailable(
 
 // ---------------------------------------------------------------------------------------------
 
+/// rustls's `ring` provider, the one sockrpc uses (deprecated since rustls 0.23.48 for its lack
+/// of post-quantum key exchange: see `provider` in `crates/sockrpc-transport/src/tls/mod.rs`).
+#[allow(deprecated)]
+pub(crate) fn ring_provider() -> Arc<sockrpc::tls::rustls::crypto::CryptoProvider> {
+    Arc::new(sockrpc::tls::rustls::crypto::ring::default_provider())
+}
+
 /// A bare rustls client configuration trusting `ca`, offering `alpn`.
 pub(crate) fn rustls_client(
     ca: &Ca,
@@ -289,7 +296,7 @@ pub(crate) fn rustls_client(
     for cert in ca.certificates().as_slice() {
         roots.add(cert.clone()).expect("root");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = ring_provider();
     let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
         &[&rustls::version::TLS12]
     } else {
@@ -356,17 +363,15 @@ pub(crate) fn rustls_server(
 ) -> sockrpc::tls::rustls::ServerConfig {
     use sockrpc::tls::pki_types::{pem::PemObject, PrivateKeyDer};
     use sockrpc::tls::rustls;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(rustls::ALL_VERSIONS)
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        chain,
-        PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key"),
-    )
-    .expect("config");
+    let mut config = rustls::ServerConfig::builder_with_provider(ring_provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            chain,
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key"),
+        )
+        .expect("config");
     config.alpn_protocols = vec![sockrpc::tls::ALPN_PROTOCOL.to_vec()];
     config
 }

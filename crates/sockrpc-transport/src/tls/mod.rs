@@ -67,7 +67,13 @@ pub use server::{ClientAuth, ServerTlsConfig};
 pub const ALPN_PROTOCOL: &[u8] = b"sockrpc/1";
 
 /// The crypto provider: `ring` (pure Rust and assembly, no C toolchain step beyond `cc`).
+///
+/// rustls 0.23.48 deprecated `ring::default_provider` because ring offers no post-quantum key
+/// exchange (X25519MLKEM768 is in the `aws-lc-rs` provider only, which needs a C and CMake
+/// build). sockrpc keeps `ring` by choice: key exchange is X25519, P-256 or P-384, as with every
+/// rustls release before (`docs/TLS.md`).
 #[cfg(feature = "tls")]
+#[allow(deprecated)]
 pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: std::sync::OnceLock<std::sync::Arc<rustls::crypto::CryptoProvider>> =
         std::sync::OnceLock::new();
