@@ -69,8 +69,8 @@ pub const ALPN_PROTOCOL: &[u8] = b"sockrpc/1";
 /// The crypto provider: `ring` (pure Rust and assembly, no C toolchain step beyond `cc`).
 ///
 /// rustls 0.23.48 deprecated `ring::default_provider` because ring offers no post-quantum key
-/// exchange (X25519MLKEM768 is in the `aws-lc-rs` provider only, which needs a C and CMake
-/// build). sockrpc keeps `ring` by choice: key exchange is X25519, P-256 or P-384, as with every
+/// exchange (rustls has X25519MLKEM768 in its `aws-lc-rs` provider, which builds AWS-LC's C
+/// code). sockrpc keeps `ring` by choice: key exchange is X25519, P-256 or P-384, as with every
 /// rustls release before (`docs/TLS.md`).
 #[cfg(feature = "tls")]
 #[allow(deprecated)]
