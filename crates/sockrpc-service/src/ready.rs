@@ -30,6 +30,7 @@ use futures_core::Stream;
 use sockrpc_protocol::{Response, Status};
 use std::{
     future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -219,10 +220,36 @@ where
         return future;
     }
     match slot {
-        Some(future) => Box::pin(async move { to_call_result(future.await) }),
+        Some(inner) => Box::pin(IntoCallResult { inner }),
         None => Box::pin(std::future::ready(Err(Status::internal(
             "call future taken twice",
         )))),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `future`'s answer as a [`CallFuture`]'s, converted as it comes ([`call_future`]).
+    ///
+    /// A future of its own, not an `async` block: a block awaiting the future it captured
+    /// holds it twice (the capture, and the copy it awaits), which made the box a server with
+    /// layers makes per call 1,080 bytes (trace, limit and metrics layers): past glibc's
+    /// per-thread cache (requests up to 1,032 bytes), so every call took `malloc`'s slow path.
+    struct IntoCallResult<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, R, E> Future for IntoCallResult<F>
+where
+    F: Future<Output = Result<R, E>>,
+    R: IntoCallResponse,
+    E: Into<BoxError> + 'static,
+{
+    type Output = Result<Response<Body>, Status>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map(to_call_result)
     }
 }
 
