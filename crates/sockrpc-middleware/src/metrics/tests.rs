@@ -1,7 +1,8 @@
 //! `Metrics` with a Prometheus recorder local to the test: a streamed answer dropped before
-//! its end is finished as `CANCELLED` and leaves nothing in flight, and paths past the cap are
-//! counted under `_OTHER`.
+//! its end is finished as `CANCELLED` and leaves nothing in flight, and paths past the cap, or
+//! with names past the length bound, are counted under `_OTHER`.
 
+use super::handles::MAX_LABEL_LEN;
 use super::{prometheus, MetricsLayer};
 use bytes::Bytes;
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
@@ -118,4 +119,50 @@ fn dropped_stream_is_cancelled_and_paths_past_the_cap_are_other() {
         "{text}"
     );
     assert!(!text.contains("rpc_method=\"Other\""), "{text}");
+}
+
+#[test]
+fn names_past_the_length_bound_are_other_and_not_kept() {
+    let recorder = prometheus::builder().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let at_bound = format!("/pkg.Svc/{}", "m".repeat(MAX_LABEL_LEN));
+    let long_method = format!("/pkg.Svc/{}", "a".repeat(MAX_LABEL_LEN + 1));
+    let long_service = format!("/{}/M", "s".repeat(MAX_LABEL_LEN + 1));
+    ::metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let layer = MetricsLayer::server();
+            for path in [&at_bound, &long_method, &long_service] {
+                let path = MethodPath::try_from_bytes(Bytes::from(path.clone())).expect("path");
+                let call = Call::new(path, Request::new(Body::once(Bytes::from_static(b"abc"))));
+                let inner = tower::service_fn(|_call: Call| async {
+                    Err::<Response<Body>, _>(Status::unimplemented("no such method"))
+                });
+                assert!(layer.layer(inner).oneshot(call).await.is_err());
+            }
+        });
+    });
+    let text = handle.render();
+    let kept = format!("rpc_method=\"{}\"", "m".repeat(MAX_LABEL_LEN));
+    assert!(
+        line(&text, "rpc_server_call_finished_total{", &[&kept, "} 1"]).is_some(),
+        "a name at the bound keeps series of its own"
+    );
+    assert!(
+        line(
+            &text,
+            "rpc_server_call_finished_total{",
+            &["rpc_method=\"_OTHER\"", "UNIMPLEMENTED", "} 2"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    let longest = text.lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        !text.contains(&"a".repeat(MAX_LABEL_LEN + 1))
+            && !text.contains(&"s".repeat(MAX_LABEL_LEN + 1)),
+        "a name past the bound reached the page (its longest line: {longest} bytes)"
+    );
 }
