@@ -5,7 +5,9 @@
 //! gateway) rustls, for what is one GET answered with one body. The endpoint here is a few dozen
 //! lines over tokio: it reads a request head (bounded in size and time), answers `GET /metrics`
 //! (and `HEAD`) with the rendered text, anything else with 404 or 405, and closes the
-//! connection.
+//! connection. Writing the answer is bounded in time too: a scraper that stops reading gives up
+//! its slot after [`WRITE_TIMEOUT`] (with none, sixteen such scrapers stopped the endpoint for
+//! as long as they stayed connected).
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use std::{future::Future, io, sync::Arc, time::Duration};
@@ -28,6 +30,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Scrapes served at once; further connections wait to be accepted.
 const MAX_SCRAPES: usize = 16;
+
+/// How long a scraper may take to read its answer: Prometheus' default scrape timeout. Past
+/// it the connection is dropped, and its slot goes to the next scraper.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Prometheus builder set up for sockrpc's metrics: call durations as histograms with
 /// [`DURATION_BUCKETS`], and Prometheus' naming (`_total` on counters, the unit in the name:
@@ -57,6 +63,16 @@ pub async fn serve(
     handle: PrometheusHandle,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_within(listener, handle, shutdown, WRITE_TIMEOUT).await
+}
+
+/// [`serve`], with `write_timeout` for [`WRITE_TIMEOUT`].
+async fn serve_within(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: impl Future<Output = ()>,
+    write_timeout: Duration,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_SCRAPES));
     tokio::pin!(shutdown);
     loop {
@@ -71,7 +87,7 @@ pub async fn serve(
             Ok((stream, _)) => {
                 let handle = handle.clone();
                 tokio::spawn(async move {
-                    let _ = answer(stream, &handle).await;
+                    let _ = answer(stream, &handle, write_timeout).await;
                     drop(permit);
                 });
             }
@@ -92,8 +108,12 @@ fn head_complete(head: &[u8]) -> bool {
     head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
 }
 
-/// Reads one request head and answers it; the connection closes after.
-async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
+/// Reads one request head and answers it within `write_timeout`; the connection closes after.
+async fn answer(
+    mut stream: TcpStream,
+    handle: &PrometheusHandle,
+    write_timeout: Duration,
+) -> io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -131,8 +151,18 @@ async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<
     if method != "HEAD" {
         response.push_str(&body);
     }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    let written = tokio::time::timeout(write_timeout, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    written.unwrap_or_else(|_| {
+        tracing::debug!(
+            bytes = response.len(),
+            "metrics endpoint: the scraper did not read its answer within {write_timeout:?}"
+        );
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -154,6 +184,69 @@ mod tests {
             .expect("answered before the read timeout")
             .expect("read");
         answer
+    }
+
+    /// A handle whose page is about 1 MB: more than a socket with small buffers at both ends
+    /// takes before its reader reads.
+    fn large_page() -> PrometheusHandle {
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, || {
+            for i in 0..1000 {
+                let value = format!("{i:04}{}", "x".repeat(1000));
+                ::metrics::counter!("large_page_total", "series" => value).increment(1);
+            }
+        });
+        handle
+    }
+
+    #[tokio::test]
+    async fn scrapers_that_stop_reading_give_their_slots_up() {
+        // Accepted sockets take the listener's small send buffer: what a scraper does not read
+        // stays with the endpoint's write.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_send_buffer_size(4096).expect("send buffer");
+        let any = "127.0.0.1:0".parse().expect("address");
+        socket.bind(any).expect("bind");
+        let listener = socket.listen(64).expect("listen");
+        let addr = listener.local_addr().expect("local address");
+        // Long enough for the last scraper to read the whole page through its small buffers.
+        let write_timeout = Duration::from_secs(2);
+        let handle = large_page();
+        let page = handle.render().len();
+        let serving = serve_within(listener, handle, std::future::pending(), write_timeout);
+        tokio::spawn(serving);
+        let request = b"GET /metrics HTTP/1.1\r\n\r\n";
+        // The first slot frees a write timeout after its scraper was accepted, not before.
+        let started = tokio::time::Instant::now();
+        let mut stalled = Vec::new();
+        for _ in 0..MAX_SCRAPES {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.set_recv_buffer_size(4096).expect("receive buffer");
+            let mut stream = socket.connect(addr).await.expect("connect");
+            stream.write_all(request).await.expect("request");
+            stalled.push(stream);
+        }
+        // Every slot is taken by a scraper that never reads; the next one is served once their
+        // writes time out.
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("request");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+            .await
+            .expect("served once the stalled scrapers' writes timed out")
+            .expect("read");
+        // Not before: the page did not fit their buffers, so they held every slot until then.
+        let waited = started.elapsed();
+        assert!(waited >= write_timeout, "served after {waited:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        let head = &answer[..answer.len().min(100)];
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or(0, |(_, body)| body.len());
+        assert_eq!(body, page, "the whole page");
+        drop(stalled);
     }
 
     #[tokio::test]
