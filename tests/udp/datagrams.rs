@@ -222,6 +222,10 @@ async fn malformed_datagrams_are_dropped_and_counted() {
         by_hand(0x02, 0, 3, &[0u8; 32]),
         by_hand(0x02, 0, 0, &[1u8; 32]),
     ]);
+    // A REQUEST from client instance 0, which no client draws.
+    let mut no_instance = by_hand(0x01, 0, 1, &request_body(echo, 23, &no_metadata, b""));
+    no_instance[4..12].fill(0);
+    bad.push(no_instance);
     for datagram in &bad {
         assert!(
             refused_as_malformed(datagram),
@@ -284,6 +288,7 @@ fn refused_as_malformed(datagram: &[u8]) -> bool {
     match header.kind {
         Kind::Request => {
             header.call_id == 0
+                || header.client_instance == 0
                 || datagram::parse_request(
                     Bytes::copy_from_slice(body),
                     header.flags,

@@ -369,7 +369,8 @@ impl Shared {
     ) where
         S: Dispatch,
     {
-        if header.call_id == 0 {
+        // Neither is ever 0 from a client (docs/UDP.md): call id 0 is the cookie exchange's.
+        if header.call_id == 0 || header.client_instance == 0 {
             bump(&self.stats.malformed);
             return;
         }
