@@ -27,7 +27,7 @@ use super::timers::{Deadlines, Timers};
 use super::{PingPolicy, ServerConfig};
 use crate::codec::FrameDecoder;
 use crate::dispatch::Dispatch;
-use crate::log_limit::{warn_limited, Kind, LogLimit};
+use crate::log_limit::LogLimit;
 use crate::notice::Notice;
 use crate::outbox::{Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
@@ -547,6 +547,7 @@ pub(super) fn read_failed(
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
+        use crate::log_limit::{warn_limited, Kind};
         let why = crate::tls::explain_session_error(tls);
         warn_limited!(limit, Kind::ProtocolError, { ?peer, },
             "closing connection: TLS error from the client: {why}");
