@@ -400,6 +400,16 @@ impl Pool {
             .collect()
     }
 
+    /// Whether a pooled connection is up and past its handshake, as far as the pool knows
+    /// without waiting: what a balancer asks of each endpoint on every call, so nothing is
+    /// cloned or allocated for it.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.inner.slots).iter().any(|slot| match slot {
+            Slot::Live(conn) => !conn.is_closed() && conn.is_handshaken(),
+            _ => false,
+        })
+    }
+
     /// Live connections, for tests that break one on purpose.
     pub fn connections(&self) -> Vec<ClientConnection> {
         lock(&self.inner.slots)

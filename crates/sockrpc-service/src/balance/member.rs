@@ -171,11 +171,7 @@ impl Member {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(|c| {
-                c.connections()
-                    .iter()
-                    .any(|conn| !conn.is_closed() && conn.is_handshaken())
-            })
+            .is_some_and(Channel::is_connected)
     }
 
     /// Claims the right to (re)connect it; false when a task already does.

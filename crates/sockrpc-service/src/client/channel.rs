@@ -123,6 +123,12 @@ impl Channel {
     pub fn connections(&self) -> Vec<ClientConnection> {
         self.pool.connections()
     }
+
+    /// Whether one of its pooled connections is up and past its handshake (no waiting, and no
+    /// connection is made for it).
+    pub fn is_connected(&self) -> bool {
+        self.pool.is_connected()
+    }
 }
 
 pin_project! {
