@@ -1,6 +1,11 @@
 //! The reflection client: which services a server serves, and the descriptors of one symbol's
 //! file with everything it imports, asked for file by file until nothing is missing. It asks
 //! `grpc.reflection.v1`, then `v1alpha` when the server has only that (older servers).
+//!
+//! A lookup is bounded whatever the server answers: each question must bring the file it asked
+//! for (a server answering with files already kept, each naming new imports, had the client ask
+//! for ever), so there are at most [`MAX_FILES`] questions; the files together are at most
+//! [`MAX_BYTES`]; and the whole lookup at most [`LOOKUP_TIMEOUT`].
 
 use super::exit::Failure;
 use prost::Message;
@@ -10,7 +15,8 @@ use sockrpc::{Channel, Code, Request, Status};
 use sockrpc_reflection::pb::server_reflection_request::MessageRequest;
 use sockrpc_reflection::pb::server_reflection_response::MessageResponse;
 use sockrpc_reflection::pb::{ServerReflectionRequest, ServerReflectionResponse};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::time::Duration;
 
 /// Most files one lookup fetches (a symbol's file and its imports): a bound on a server that
@@ -19,6 +25,13 @@ const MAX_FILES: usize = 1000;
 
 /// How long one reflection request may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes of encoded descriptors one lookup takes in: with [`MAX_FILES`], what a server
+/// sending large files can make the client hold (real descriptor sets are a few MB at most).
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long one lookup (a symbol's file and all it imports) may take in all.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The reflection method under gRPC's current name, then under the name servers from before
 /// the rename still serve alone.
@@ -127,16 +140,78 @@ pub(super) fn decode_files(answer: MessageResponse) -> Result<Vec<FileDescriptor
     }
 }
 
-/// Keeps `found` (the first copy of each file) and queues the imports they name.
-fn add(
-    files: &mut HashMap<String, FileDescriptorProto>,
-    found: Vec<FileDescriptorProto>,
-    missing: &mut VecDeque<String>,
-) {
-    for file in found {
-        missing.extend(file.dependency.iter().cloned());
-        files.entry(file.name().to_owned()).or_insert(file);
+/// The files a lookup has, and the imports it still has to ask for.
+#[derive(Default)]
+struct Lookup {
+    files: HashMap<String, FileDescriptorProto>,
+    missing: VecDeque<String>,
+    /// Every name ever queued: a name is asked for once, however many files import it.
+    queued: HashSet<String>,
+    /// Encoded bytes of every file received.
+    bytes: usize,
+}
+
+impl Lookup {
+    /// Takes in an answer's files (the first copy of each), queues the imports they name, and
+    /// counts their bytes against [`MAX_BYTES`].
+    fn add(&mut self, answer: MessageResponse, symbol: &str) -> Result<Vec<String>, Failure> {
+        if let MessageResponse::FileDescriptorResponse(files) = &answer {
+            self.bytes += files
+                .file_descriptor_proto
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>();
+            if self.bytes > MAX_BYTES {
+                return Err(Failure::Status(Status::resource_exhausted(format!(
+                    "{symbol} needs more than {MAX_BYTES} bytes of descriptors"
+                ))));
+            }
+        }
+        let mut names = Vec::new();
+        for file in decode_files(answer)? {
+            for import in &file.dependency {
+                if !self.files.contains_key(import) && self.queued.insert(import.clone()) {
+                    self.missing.push_back(import.clone());
+                }
+            }
+            names.push(file.name().to_owned());
+            self.files.entry(file.name().to_owned()).or_insert(file);
+        }
+        Ok(names)
     }
+}
+
+/// The files `first`'s answer holds, and everything they import, asked for one by one with
+/// `ask`; `symbol` names what was asked.
+async fn fetch<A, F>(
+    mut ask: A,
+    first: MessageRequest,
+    symbol: &str,
+) -> Result<HashMap<String, FileDescriptorProto>, Failure>
+where
+    A: FnMut(MessageRequest) -> F,
+    F: Future<Output = Result<MessageResponse, Failure>>,
+{
+    let mut lookup = Lookup::default();
+    lookup.add(ask(first).await?, symbol)?;
+    while let Some(name) = lookup.missing.pop_front() {
+        if lookup.files.contains_key(&name) {
+            continue;
+        }
+        if lookup.files.len() >= MAX_FILES {
+            return Err(Failure::Status(Status::resource_exhausted(format!(
+                "{symbol} needs more than {MAX_FILES} files"
+            ))));
+        }
+        let answer = ask(MessageRequest::FileByFilename(name.clone())).await?;
+        if !lookup.add(answer, symbol)?.contains(&name) {
+            return Err(Failure::Status(Status::internal(format!(
+                "reflection was asked for {name} (imported by {symbol}'s files) and did not \
+                 send it"
+            ))));
+        }
+    }
+    Ok(lookup.files)
 }
 
 /// A pool with the file declaring `symbol` and everything it imports.
@@ -167,22 +242,15 @@ async fn pool_from(
     first: MessageRequest,
     symbol: &str,
 ) -> Result<DescriptorPool, Failure> {
-    let first = ask(channel, first).await?;
-    let mut files: HashMap<String, FileDescriptorProto> = HashMap::new();
-    let mut missing = VecDeque::new();
-    add(&mut files, decode_files(first)?, &mut missing);
-    while let Some(name) = missing.pop_front() {
-        if files.contains_key(&name) {
-            continue;
-        }
-        if files.len() >= MAX_FILES {
-            return Err(Failure::Status(Status::resource_exhausted(format!(
-                "{symbol} needs more than {MAX_FILES} files"
-            ))));
-        }
-        let found = decode_files(ask(channel, MessageRequest::FileByFilename(name)).await?)?;
-        add(&mut files, found, &mut missing);
-    }
+    let fetched = fetch(|request| ask(channel, request), first, symbol);
+    let files = tokio::time::timeout(LOOKUP_TIMEOUT, fetched)
+        .await
+        .map_err(|_| {
+            Failure::Status(Status::deadline_exceeded(format!(
+                "reflection did not send {symbol}'s files within {}s",
+                LOOKUP_TIMEOUT.as_secs()
+            )))
+        })??;
     let mut pool = DescriptorPool::new();
     pool.add_file_descriptor_protos(files.into_values())
         .map_err(|err| {
@@ -216,5 +284,96 @@ mod tests {
         let failure = unexpected(error, "files");
         assert_eq!(failure.code(), 5);
         assert!(failure.to_string().ends_with("no symbol x.Y"), "{failure}");
+    }
+
+    /// An answer with one file, `name`, importing `imports`.
+    fn file(name: &str, imports: &[&str]) -> MessageResponse {
+        let proto = FileDescriptorProto {
+            name: Some(name.to_owned()),
+            dependency: imports.iter().map(|i| (*i).to_owned()).collect(),
+            ..FileDescriptorProto::default()
+        };
+        MessageResponse::FileDescriptorResponse(FileDescriptorResponse {
+            file_descriptor_proto: vec![proto.encode_to_vec()],
+        })
+    }
+
+    fn asked_name(request: &MessageRequest) -> String {
+        match request {
+            MessageRequest::FileByFilename(name) => name.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_file_is_asked_for_once_however_many_import_it() {
+        // a imports b and c, b imports c and d, c imports d.
+        let mut asked = Vec::new();
+        let files = fetch(
+            |request| {
+                let name = asked_name(&request);
+                asked.push(name.clone());
+                std::future::ready(Ok(match name.as_str() {
+                    "b.proto" => file("b.proto", &["c.proto", "d.proto"]),
+                    "c.proto" => file("c.proto", &["d.proto"]),
+                    "d.proto" => file("d.proto", &[]),
+                    _ => file("a.proto", &["b.proto", "c.proto"]),
+                }))
+            },
+            MessageRequest::FileContainingSymbol("x.A".to_owned()),
+            "x.A",
+        )
+        .await
+        .map_err(|f| f.to_string())
+        .expect("fetched");
+        let mut names: Vec<&String> = files.keys().collect();
+        names.sort();
+        assert_eq!(names, ["a.proto", "b.proto", "c.proto", "d.proto"]);
+        assert_eq!(asked.len(), 4, "{asked:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_sends_the_file_asked_for_ends_the_lookup() {
+        // Every answer is a.proto again, naming one more import: the client used to ask for
+        // ever, its queue growing.
+        let mut asked = 0u32;
+        let failure = fetch(
+            |_| {
+                asked += 1;
+                let import = format!("dep{asked}.proto");
+                std::future::ready(Ok(file("a.proto", &[import.as_str()])))
+            },
+            MessageRequest::FileContainingSymbol("x.A".to_owned()),
+            "x.A",
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(failure.code(), Code::Internal as u8, "{failure}");
+        assert!(
+            failure.to_string().contains("asked for dep1.proto"),
+            "{failure}"
+        );
+        assert_eq!(asked, 2);
+    }
+
+    #[tokio::test]
+    async fn descriptors_past_the_byte_budget_are_refused_before_decoding() {
+        let failure = fetch(
+            |_| {
+                std::future::ready(Ok(MessageResponse::FileDescriptorResponse(
+                    FileDescriptorResponse {
+                        file_descriptor_proto: vec![
+                            vec![0; MAX_BYTES / 2],
+                            vec![0; MAX_BYTES / 2 + 1],
+                        ],
+                    },
+                )))
+            },
+            MessageRequest::FileContainingSymbol("x.A".to_owned()),
+            "x.A",
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(failure.code(), Code::ResourceExhausted as u8, "{failure}");
     }
 }
