@@ -2,8 +2,9 @@
 //! wrong method, service or symbol name, with malformed JSON, and when the server's status
 //! message spans lines. Each failure is one line on stderr (`sockrpc: …`), nothing on stdout,
 //! no panic, and a non-zero exit code: 12 (UNIMPLEMENTED) for absent reflection, 64 for wrong
-//! input, the status code otherwise. A server with reflection only under its v1alpha name is
-//! still reflected.
+//! input, the status code otherwise (13 for an answer that does not decode as the method's
+//! output). A server with reflection only under its v1alpha name is still reflected, and
+//! `--timeout` bounds the whole command, connecting and reflection included.
 
 mod call_support;
 mod support;
@@ -186,4 +187,53 @@ fn a_multi_line_status_message_is_printed_on_one_line() {
         13,
         &["status Internal (13): first line\\nsecond line\\u{1b}[31m"],
     );
+}
+
+#[test]
+fn an_answer_that_does_not_decode_is_internal_not_bad_input() {
+    let guide = spawn_guide(false);
+    // The route guide's service, with a Feature whose field 1 is a number: the server's answer
+    // (a string there) does not decode.
+    let dir = std::env::temp_dir().join(format!("sockrpc-cli-mismatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let proto = dir.join("route_guide.proto");
+    std::fs::write(
+        &proto,
+        "syntax = \"proto3\";\npackage routeguide;\n\
+         message Point { int32 latitude = 1; int32 longitude = 2; }\n\
+         message Feature { int32 name = 1; }\n\
+         service RouteGuide { rpc GetFeature(Point) returns (Feature); }\n",
+    )
+    .expect("write the proto");
+    let proto_arg = proto.to_str().expect("utf-8");
+    let data = r#"{"latitude": 1, "longitude": 1}"#;
+    let args = ["call", &guide.addr, GET, "--proto", proto_arg, "-d", data];
+    fails(
+        &args,
+        "",
+        13,
+        &["status Internal (13)", "not a valid routeguide.Feature"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_timeout_bounds_connecting_too() {
+    // A listener that never accepts: the kernel completes the TCP handshake, sockrpc's never
+    // comes. Connecting alone allows 10 s; --timeout 1 ends the command after about 1 s.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("tcp://{}", listener.local_addr().expect("addr"));
+    fails(
+        &["call", &addr, GET, "-d", "{}", "--timeout", "1"],
+        "",
+        4,
+        &["DeadlineExceeded", "--timeout of 1s"],
+    );
+    fails(
+        &["list", &addr, "--timeout", "1"],
+        "",
+        4,
+        &["--timeout of 1s"],
+    );
+    drop(listener);
 }

@@ -7,7 +7,7 @@
 //! number, newline-delimited (stdin without `-d`), read as they come, so a bidirectional call
 //! can be driven line by line.
 
-use super::dynamic::conn::ConnArgs;
+use super::dynamic::conn::{within, ConnArgs};
 use super::dynamic::exit::{finish, Failure};
 use super::dynamic::invoke::{next_message, Outgoing};
 use super::dynamic::{json, source};
@@ -113,26 +113,32 @@ pub(crate) fn run(args: CallArgs) -> std::process::ExitCode {
 }
 
 async fn call(args: CallArgs) -> Result<(), Failure> {
+    // --timeout bounds the command: connecting and reflection count against it.
+    let deadline = args.conn.timeout.map(|t| tokio::time::Instant::now() + t);
     let metadata = args.conn.metadata()?;
-    // With --proto, bad input is found before connecting.
-    let (channel, method) = if args.conn.proto.is_empty() {
-        let channel = args.conn.connect().await?;
-        let method = source::resolve_method(&args.conn, &channel, &args.method).await?;
-        (channel, method)
-    } else {
-        let pool = source::compile(&args.conn.proto, &args.conn.import_path)?;
-        let (service, name) = source::split_method(&args.method)?;
-        let method = source::find_method(&pool, &service, &name)?;
-        // Parse the requests before connecting too.
-        if !method.is_client_streaming() {
-            single_request(&method.input(), args.data.as_deref())?;
+    let found = async {
+        // With --proto, bad input is found before connecting.
+        if args.conn.proto.is_empty() {
+            let channel = args.conn.connect().await?;
+            let method = source::resolve_method(&args.conn, &channel, &args.method).await?;
+            Ok((channel, method))
+        } else {
+            let pool = source::compile(&args.conn.proto, &args.conn.import_path)?;
+            let (service, name) = source::split_method(&args.method)?;
+            let method = source::find_method(&pool, &service, &name)?;
+            // Parse the requests before connecting too.
+            if !method.is_client_streaming() {
+                single_request(&method.input(), args.data.as_deref())?;
+            }
+            Ok((args.conn.connect().await?, method))
         }
-        (args.conn.connect().await?, method)
     };
+    let (channel, method) = within(args.conn.timeout, found).await?;
     let outgoing = Outgoing {
         path: format!("/{}/{}", method.parent_service().full_name(), method.name()),
         metadata,
-        timeout: args.conn.timeout,
+        // What is left (none left: the call fails DEADLINE_EXCEEDED unsent).
+        timeout: deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now())),
         streaming_response: method.is_server_streaming(),
     };
     let result = send(
@@ -201,7 +207,9 @@ async fn print_answers(
     let stdout = std::io::stdout();
     while let Some(message) = next_message(&mut body).await {
         let message = message.inspect_err(|status| print_status(status, verbose))?;
-        let line = json::decode(output, message)?;
+        // An answer that does not decode as the method's output is the server's fault, as a
+        // generated client reports it: INTERNAL, not the usage error (64) of bad input.
+        let line = json::decode(output, message).map_err(Status::internal)?;
         let mut out = stdout.lock();
         let written = writeln!(out, "{line}").and_then(|()| out.flush());
         if let Err(err) = written {

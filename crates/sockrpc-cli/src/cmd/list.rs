@@ -1,7 +1,7 @@
 //! `sockrpc list ADDR [SERVICE]`: the services a server serves (from its reflection service, or
 //! from `--proto` files), one per line; with SERVICE, its methods as `package.Service.Method`.
 
-use super::dynamic::conn::ConnArgs;
+use super::dynamic::conn::{within, ConnArgs};
 use super::dynamic::exit::{finish, Failure};
 use super::dynamic::{reflect, source};
 use clap::Args;
@@ -18,7 +18,8 @@ pub(crate) struct ListArgs {
 
 /// Runs `sockrpc list`.
 pub(crate) fn run(args: ListArgs) -> std::process::ExitCode {
-    finish(list(args))
+    let timeout = args.conn.timeout;
+    finish(within(timeout, list(args)))
 }
 
 async fn list(args: ListArgs) -> Result<(), Failure> {

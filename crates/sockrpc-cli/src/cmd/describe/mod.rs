@@ -25,7 +25,7 @@ mod roundtrip;
 #[cfg(test)]
 mod tests;
 
-use super::dynamic::conn::ConnArgs;
+use super::dynamic::conn::{within, ConnArgs};
 use super::dynamic::exit::{finish, Failure};
 use super::dynamic::extensions::{extended_pool, Reach};
 use super::dynamic::{reflect, source};
@@ -52,7 +52,8 @@ pub(crate) struct DescribeArgs {
 
 /// Runs `sockrpc describe`.
 pub(crate) fn run(args: DescribeArgs) -> std::process::ExitCode {
-    finish(describe(args))
+    let timeout = args.conn.timeout;
+    finish(within(timeout, describe(args)))
 }
 
 async fn describe(args: DescribeArgs) -> Result<(), Failure> {

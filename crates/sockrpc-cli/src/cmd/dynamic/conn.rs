@@ -3,8 +3,8 @@
 
 use super::exit::Failure;
 use clap::Args;
-use sockrpc::{Channel, Endpoint, MetadataMap};
-use std::{path::PathBuf, time::Duration};
+use sockrpc::{Channel, Endpoint, MetadataMap, Status};
+use std::{future::Future, path::PathBuf, time::Duration};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,7 +18,9 @@ pub(crate) struct ConnArgs {
     /// Metadata sent with the call, `key:value`; repeatable.
     #[arg(short = 'H', long = "header", value_name = "KEY:VALUE")]
     pub(crate) headers: Vec<String>,
-    /// Deadline of the call, in seconds (sent to the server, which gives up past it too).
+    /// Deadline in seconds of the command as a whole: connecting and asking the server's
+    /// reflection service count against it, and a call is sent with what is left of it (the
+    /// server gives up past it too).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub(crate) timeout: Option<Duration>,
     /// `.proto` files describing the service, compiled here (no protoc), instead of asking the
@@ -73,6 +75,25 @@ impl ConnArgs {
     pub(crate) fn metadata(&self) -> Result<MetadataMap, Failure> {
         metadata(&self.headers)
     }
+}
+
+/// `body`, given at most `timeout` (`--timeout`) when one is set: a command waiting on a server
+/// (to connect, to answer reflection) ends by then with `DEADLINE_EXCEEDED`.
+pub(crate) async fn within<T>(
+    timeout: Option<Duration>,
+    body: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let Some(timeout) = timeout else {
+        return body.await;
+    };
+    tokio::time::timeout(timeout, body)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::Status(Status::deadline_exceeded(format!(
+                "the server did not answer within the --timeout of {}s",
+                timeout.as_secs_f64()
+            ))))
+        })
 }
 
 /// The endpoint at `addr` (a bare HOST:PORT is TCP), with TLS settings from the flags when the
