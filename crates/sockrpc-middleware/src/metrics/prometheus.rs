@@ -176,12 +176,19 @@ mod tests {
         let addr = listener.local_addr().expect("local address");
         let handle = builder().build_recorder().handle();
         tokio::spawn(serve(listener, handle, std::future::pending()));
+        let answer = answer_to(addr, request, Duration::from_secs(3)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// What the endpoint at `addr` answers `request` on a new connection, read to its end
+    /// within `within`.
+    async fn answer_to(addr: std::net::SocketAddr, request: &[u8], within: Duration) -> Vec<u8> {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(request).await.expect("request");
-        let mut answer = String::new();
-        tokio::time::timeout(Duration::from_secs(3), stream.read_to_string(&mut answer))
+        let mut answer = Vec::new();
+        tokio::time::timeout(within, stream.read_to_end(&mut answer))
             .await
-            .expect("answered before the read timeout")
+            .expect("answered in time")
             .expect("read");
         answer
     }
@@ -229,13 +236,7 @@ mod tests {
         }
         // Every slot is taken by a scraper that never reads; the next one is served once their
         // writes time out.
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream.write_all(request).await.expect("request");
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
-            .await
-            .expect("served once the stalled scrapers' writes timed out")
-            .expect("read");
+        let answer = answer_to(addr, request, Duration::from_secs(20)).await;
         // Not before: the page did not fit their buffers, so they held every slot until then.
         let waited = started.elapsed();
         assert!(waited >= write_timeout, "served after {waited:?}");

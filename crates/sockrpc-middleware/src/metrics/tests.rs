@@ -55,37 +55,38 @@ fn line<'a>(text: &'a str, prefix: &str, needles: &[&str]) -> Option<&'a str> {
         .find(|line| line.starts_with(prefix) && needles.iter().all(|n| line.contains(n)))
 }
 
-#[test]
-fn dropped_stream_is_cancelled_and_paths_past_the_cap_are_other() {
+/// The Prometheus page after `calls` ran with a recorder of their own.
+fn page_after(calls: impl std::future::Future<Output = ()>) -> String {
     let recorder = prometheus::builder().build_recorder();
-    let handle = recorder.handle();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    ::metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let layer = MetricsLayer::server().max_methods(1);
-            let inner = tower::service_fn(|_call: Call| async {
-                Ok::<_, Status>(Response::new(endless()))
-            });
-            let mut body = layer
-                .layer(inner)
-                .oneshot(call("/pkg.Svc/Watch"))
-                .await
-                .expect("head")
-                .into_inner();
-            let first = std::future::poll_fn(|cx| body.poll_message(cx)).await;
-            assert_eq!(first.map(|m| m.map(|b| b.len())), Some(Ok(5)));
-            drop(body);
+    ::metrics::with_local_recorder(&recorder, || runtime.block_on(calls));
+    recorder.handle().render()
+}
 
-            let unary = tower::service_fn(|_call: Call| async {
-                Err::<Response<Body>, _>(Status::not_found("no"))
-            });
-            let failed = layer.layer(unary).oneshot(call("/pkg.Svc/Other")).await;
-            assert!(failed.is_err());
+#[test]
+fn dropped_stream_is_cancelled_and_paths_past_the_cap_are_other() {
+    let text = page_after(async {
+        let layer = MetricsLayer::server().max_methods(1);
+        let inner =
+            tower::service_fn(|_call: Call| async { Ok::<_, Status>(Response::new(endless())) });
+        let mut body = layer
+            .layer(inner)
+            .oneshot(call("/pkg.Svc/Watch"))
+            .await
+            .expect("head")
+            .into_inner();
+        let first = std::future::poll_fn(|cx| body.poll_message(cx)).await;
+        assert_eq!(first.map(|m| m.map(|b| b.len())), Some(Ok(5)));
+        drop(body);
+
+        let unary = tower::service_fn(|_call: Call| async {
+            Err::<Response<Body>, _>(Status::not_found("no"))
         });
+        let failed = layer.layer(unary).oneshot(call("/pkg.Svc/Other")).await;
+        assert!(failed.is_err());
     });
-    let text = handle.render();
     let watch = "rpc_method=\"Watch\"";
     assert!(
         line(
@@ -123,28 +124,20 @@ fn dropped_stream_is_cancelled_and_paths_past_the_cap_are_other() {
 
 #[test]
 fn names_past_the_length_bound_are_other_and_not_kept() {
-    let recorder = prometheus::builder().build_recorder();
-    let handle = recorder.handle();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
     let at_bound = format!("/pkg.Svc/{}", "m".repeat(MAX_LABEL_LEN));
     let long_method = format!("/pkg.Svc/{}", "a".repeat(MAX_LABEL_LEN + 1));
     let long_service = format!("/{}/M", "s".repeat(MAX_LABEL_LEN + 1));
-    ::metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let layer = MetricsLayer::server();
-            for path in [&at_bound, &long_method, &long_service] {
-                let path = MethodPath::try_from_bytes(Bytes::from(path.clone())).expect("path");
-                let call = Call::new(path, Request::new(Body::once(Bytes::from_static(b"abc"))));
-                let inner = tower::service_fn(|_call: Call| async {
-                    Err::<Response<Body>, _>(Status::unimplemented("no such method"))
-                });
-                assert!(layer.layer(inner).oneshot(call).await.is_err());
-            }
-        });
+    let text = page_after(async {
+        let layer = MetricsLayer::server();
+        for path in [&at_bound, &long_method, &long_service] {
+            let path = MethodPath::try_from_bytes(Bytes::from(path.clone())).expect("path");
+            let call = Call::new(path, Request::new(Body::once(Bytes::from_static(b"abc"))));
+            let inner = tower::service_fn(|_call: Call| async {
+                Err::<Response<Body>, _>(Status::unimplemented("no such method"))
+            });
+            assert!(layer.layer(inner).oneshot(call).await.is_err());
+        }
     });
-    let text = handle.render();
     let kept = format!("rpc_method=\"{}\"", "m".repeat(MAX_LABEL_LEN));
     assert!(
         line(&text, "rpc_server_call_finished_total{", &[&kept, "} 1"]).is_some(),
