@@ -19,6 +19,7 @@ pub struct Call {
     request: Request<Body>,
     streaming_response: bool,
     idempotency: Idempotency,
+    outcome_counted: bool,
     replay: Option<Replay>,
     call_id: Option<u32>,
 }
@@ -39,6 +40,7 @@ impl Call {
             request,
             streaming_response: false,
             idempotency: Idempotency::Unknown,
+            outcome_counted: false,
             replay: None,
             call_id: None,
         }
@@ -67,6 +69,7 @@ impl Call {
             request,
             streaming_response: false,
             idempotency: Idempotency::Unknown,
+            outcome_counted: false,
             replay,
             call_id: Some(call_id),
         }
@@ -109,6 +112,19 @@ impl Call {
         self
     }
 
+    /// On a client: whether a layer above counts how this call ends on its retry throttle
+    /// (gRFC A6 counts every call's success once, whatever its method). A retry or hedging
+    /// layer below that shares the throttle leaves the call's success to that layer.
+    pub fn outcome_counted(&self) -> bool {
+        self.outcome_counted
+    }
+
+    /// Notes that a layer counts how this call ends on its retry throttle
+    /// ([`outcome_counted`](Call::outcome_counted)).
+    pub fn set_outcome_counted(&mut self) {
+        self.outcome_counted = true;
+    }
+
     /// A copy of this call to send again, when its request is one message (unary and
     /// server-streaming calls): the message is shared, not copied; metadata and extensions are
     /// cloned. `None` for a streamed request, which cannot be replayed.
@@ -131,6 +147,7 @@ impl Call {
             request,
             streaming_response: self.streaming_response,
             idempotency: self.idempotency,
+            outcome_counted: self.outcome_counted,
             replay: self.replay.clone(),
             call_id: self.call_id,
         })

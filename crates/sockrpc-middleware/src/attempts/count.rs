@@ -3,8 +3,8 @@
 
 use super::{AttemptPolicy, PolicyTable};
 use crate::retry::RetryThrottle;
-use sockrpc_protocol::{MetadataMap, Status};
-use sockrpc_service::{Call, ConfigDefaults, Pushback, PREVIOUS_ATTEMPTS_KEY};
+use sockrpc_protocol::{MetadataMap, Response, Status};
+use sockrpc_service::{Body, Call, ConfigDefaults, Pushback, PREVIOUS_ATTEMPTS_KEY};
 use tokio::time::Instant;
 
 /// One call's attempts: what each later one is made from, and how many were sent.
@@ -105,10 +105,11 @@ impl Attempts {
         self.sent = self.sent.saturating_sub(1);
     }
 
-    /// Tells the throttle an attempt succeeded.
-    pub(crate) fn succeeded(&self) {
+    /// Tells the throttle of an attempt answered `response`: a success once the call ends OK
+    /// (`RetryThrottle::count_success`).
+    pub(crate) fn succeeded(&self, response: &mut Response<Body>) {
         if let Some(throttle) = &self.throttle {
-            throttle.record_success();
+            throttle.count_success(response);
         }
     }
 

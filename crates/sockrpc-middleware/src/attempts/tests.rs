@@ -1,7 +1,7 @@
 use super::*;
 use crate::{hedge::HedgingPolicy, retry::RetryPolicy, retry::RetryThrottle};
 use bytes::Bytes;
-use sockrpc_protocol::{MethodPath, Request, Status};
+use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use sockrpc_service::{Body, Call, Idempotency, Pushback, PREVIOUS_ATTEMPTS_KEY};
 use std::{sync::Arc, time::Duration};
 use tokio::time::Instant;
@@ -124,6 +124,6 @@ async fn only_failures_that_speak_of_the_servers_health_drain_the_throttle() {
         "a pushback refusing more counts"
     );
 
-    attempts.succeeded();
+    attempts.succeeded(&mut Response::new(Body::once(Bytes::from_static(b"ok"))));
     assert!(attempts.throttle_allows(), "a success gives a token back");
 }

@@ -47,8 +47,11 @@ struct Hedging<S: Service<Call>> {
     next: Pin<Box<Sleep>>,
     /// A copy failed non-fatally: the next one goes without waiting for `next`.
     now: bool,
-    /// No more copies (pushback said so, the throttle ran dry, or the service failed).
+    /// No more copies (pushback said so, the throttle ran dry, the deadline would pass before
+    /// the next, or the service failed).
     stopped: bool,
+    /// A layer above counts the call's success on the throttle (`Call::outcome_counted`).
+    counted_above: bool,
     last: Option<Status>,
 }
 
@@ -66,8 +69,10 @@ impl<S: Service<Call>> ResponseFuture<S> {
         policy: Arc<HedgingPolicy>,
         config: &Config,
     ) -> ResponseFuture<S> {
+        let counted_above = template.outcome_counted();
         let hedging = Hedging {
             service,
+            counted_above,
             attempts: Attempts::new(template, &*policy, &config.table),
             next: Box::pin(tokio::time::sleep(policy.delay)),
             policy,
@@ -155,7 +160,9 @@ where
                     continue;
                 }
                 Poll::Ready(Ok(mut response)) => {
-                    self.attempts.succeeded();
+                    if !self.counted_above {
+                        self.attempts.succeeded(&mut response);
+                    }
                     self.attempts.annotate(response.metadata_mut());
                     return Some(Ok(response));
                 }
@@ -183,8 +190,16 @@ where
             match failure.pushback {
                 Some(Pushback::DontRetry) => self.stopped = true,
                 Some(Pushback::RetryAfter(delay)) => {
-                    self.now = false;
-                    self.next.as_mut().reset(Instant::now() + delay);
+                    // A copy the deadline would pass before is never sent: with none in
+                    // flight, the call ends now with this failure (A6: the deadline bounds
+                    // every hedge), as the retry layer gives up.
+                    let due = Instant::now() + delay;
+                    if self.attempts.past_deadline(due) {
+                        self.stopped = true;
+                    } else {
+                        self.now = false;
+                        self.next.as_mut().reset(due);
+                    }
                 }
                 None => self.now = true,
             }

@@ -276,3 +276,50 @@ fn hedging_methods_only_gives_the_fallback_to_a_pure_read_it_does_not_name() {
         None
     );
 }
+
+/// A hedged call with 300 ms whose copy 1 fails after 10 ms asking for `pushback_ms` before
+/// the next (copy 2 answers in 5 ms): its result, when it ended, and the copies' starts.
+async fn pushback_within_300_ms(pushback_ms: u64) -> (Result<String, Status>, Duration, usize) {
+    let server = Server::default();
+    let plan: Plan = match pushback_ms {
+        5000 => |copy| match copy {
+            1 => (
+                10,
+                Err(Pushback::RetryAfter(Duration::from_secs(5)).on(Status::unavailable("busy"))),
+            ),
+            _ => (5, Ok(())),
+        },
+        _ => |copy| match copy {
+            1 => (
+                10,
+                Err(Pushback::RetryAfter(Duration::from_millis(200))
+                    .on(Status::unavailable("busy"))),
+            ),
+            _ => (5, Ok(())),
+        },
+    };
+    let hedge = HedgeLayer::new(policy()).layer(server.service(plan));
+    let mut call = call(Idempotency::NoSideEffects);
+    call.request_mut().set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let result = match hedge.oneshot(call).await {
+        Ok(response) => Ok(copy_that_answered(response).await),
+        Err(status) => Err(status),
+    };
+    (result, started.elapsed(), server.started().len())
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_ends_at_once_when_a_pushback_would_pass_the_deadline() {
+    // A6: the deadline bounds every hedge, so the call ends now with that failure, as a retry
+    // would.
+    let (result, took, copies) = pushback_within_300_ms(5000).await;
+    let err = result.expect_err("no copy fits");
+    assert_eq!((err.code(), err.message()), (Code::Unavailable, "busy"));
+    assert_eq!((took, copies), (Duration::from_millis(10), 1));
+
+    // A pushback within the deadline is still waited for.
+    let (result, took, copies) = pushback_within_300_ms(200).await;
+    assert_eq!(result.expect("copy 2 answers"), "2");
+    assert_eq!((took, copies), (Duration::from_millis(215), 2));
+}

@@ -1,6 +1,6 @@
 //! The future of a call under [`Retry`](super::Retry): one attempt after another, with waits.
 
-use super::{layer::Config, Jitter, RetryPolicy};
+use super::{layer::Config, Jitter, RetryPolicy, RetryThrottle};
 use crate::attempts::Attempts;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
@@ -24,6 +24,8 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         retrying: Option<Retrying<S>>,
+        // A call sent once: the throttle its success counts on.
+        count: Option<RetryThrottle>,
     }
 }
 
@@ -81,7 +83,7 @@ impl<S> Retrying<S> {
     fn after(&mut self, result: Result<Response<Body>, Status>) -> Next {
         let status = match result {
             Ok(mut response) => {
-                self.attempts.succeeded();
+                self.attempts.succeeded(&mut response);
                 self.attempts.annotate(response.metadata_mut());
                 return Next::Answer(Ok(response));
             }
@@ -126,10 +128,15 @@ impl<S> Retrying<S> {
 }
 
 impl<S: Service<Call>> ResponseFuture<S> {
-    pub(crate) fn new(attempt: S::Future, retrying: Option<Retrying<S>>) -> ResponseFuture<S> {
+    pub(crate) fn new(
+        attempt: S::Future,
+        retrying: Option<Retrying<S>>,
+        count: Option<RetryThrottle>,
+    ) -> ResponseFuture<S> {
         ResponseFuture {
             state: State::Attempt { attempt },
             retrying,
+            count,
         }
     }
 }
@@ -157,9 +164,12 @@ where
         loop {
             let retrying = match this.state.as_mut().project() {
                 StateProj::Attempt { attempt } => {
-                    let result = ready!(attempt.poll(cx)).map_err(status_from_error);
+                    let mut result = ready!(attempt.poll(cx)).map_err(status_from_error);
                     let Some(retrying) = this.retrying.as_mut() else {
                         this.state.set(State::Done);
+                        if let (Ok(response), Some(throttle)) = (&mut result, this.count.take()) {
+                            throttle.count_success(response);
+                        }
                         return Poll::Ready(result);
                     };
                     match retrying.after(result) {

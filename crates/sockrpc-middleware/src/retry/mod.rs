@@ -32,7 +32,9 @@
 //! - **When.** Full-jitter exponential backoff, or exactly what the server's pushback
 //!   (`grpc-retry-pushback-ms`) asks; a negative pushback, one that is not a number, or more
 //!   than one means do not retry (grpc-go's reading). A call refused unprocessed is sent again
-//!   at once.
+//!   at once. (The channel already sent it again once, uncounted, as A6's transparent retry;
+//!   a refusal that reaches this layer is the second, and A6 leaves it to the policy: it counts
+//!   as an attempt and carries `grpc-previous-rpc-attempts`, but goes without a wait.)
 //! - **Within the deadline.** The call's timeout covers all attempts; each attempt is sent with
 //!   what remains, and no retry starts that could not finish in time. The timeout is the one
 //!   set on the request, or else a `grpc-timeout` metadata entry (`"500m"`, tonic's form): the
@@ -46,7 +48,9 @@
 //!   the wait runs out and the next attempt finds the channel closed. A balanced channel's
 //!   signal is its own: a member leaving the set does not raise it.
 //! - **Throttling.** A [`RetryThrottle`] per layer (so per server, when one layer wraps one
-//!   channel) stops retries while the server fails more than it succeeds.
+//!   channel) stops retries while the server fails more than it succeeds. Every call through
+//!   the layer that ends OK counts, with or without a policy (a streamed answer at its clean
+//!   end); only failures a policy would retry count against it.
 //!
 //! Attempts after the first carry `grpc-previous-rpc-attempts: n` (n attempts went before), and
 //! so does the answer (response metadata, or the final status's metadata) of a call that
@@ -122,7 +126,13 @@ where
         self.inner.poll_ready(cx).map_err(status_from_error)
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
+        // Every call's success counts on the throttle, here: a hedging layer below that shares
+        // it leaves the call to this one.
+        let throttle = self.config.table.throttle.as_ref();
+        if throttle.is_some() {
+            call.set_outcome_counted();
+        }
         // The copy kept for later attempts; none when the policy allows a single attempt or the
         // request is a stream that cannot be replayed. (A message over its sending limit fails
         // before it is sent, marked so, and is not attempted again.)
@@ -133,9 +143,16 @@ where
             .map(|(policy, template)| {
                 future::Retrying::new(self.inner.clone(), template, policy, &self.config)
             });
-        ResponseFuture::new(self.inner.call(call), retrying)
+        // A call sent once still counts its success.
+        let count = match retrying {
+            None => throttle.cloned(),
+            Some(_) => None,
+        };
+        ResponseFuture::new(self.inner.call(call), retrying, count)
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throttle_tests;

@@ -3,7 +3,7 @@
 //! ```text
 //!  tokens start at max_tokens, stay within [0, max_tokens]
 //!  attempt fails (retryable code, or pushback "don't retry")  tokens -= 1
-//!  attempt succeeds                                            tokens += token_ratio
+//!  a call ends OK (any method; a stream at its end)            tokens += token_ratio
 //!  a retry or hedge may be sent only while                     tokens >  max_tokens / 2
 //! ```
 //!
@@ -12,10 +12,16 @@
 //! succeed: against a dead server the client sends barely more than one attempt per call,
 //! and against a healthy one (failures under ~10 %) retries are never held back.
 //!
-//! Calls the server marks not processed are not counted: they never reached a handler, so
+//! Every call through a retry layer with a throttle counts its success, also a call its
+//! policy sends once (A6: "every outgoing RPC, regardless of service or method"), so the
+//! successes of other methods earn back what a failing one spent. Only an attempt a policy
+//! could send again counts a failure. Calls the server marks not processed are not counted: they never reached a handler, so
 //! they say nothing about its health. Tokens are counted in thousandths (A6 allows three
 //! decimals for the ratio) in one atomic, shared by every clone.
 
+use crate::watch::{is_streamed, watch, Watch};
+use sockrpc_protocol::{Code, Response};
+use sockrpc_service::Body;
 use std::sync::{
     atomic::{AtomicU32, Ordering},
     Arc,
@@ -89,6 +95,31 @@ impl RetryThrottle {
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
                 (t < max).then(|| (t + ratio).min(max))
             });
+    }
+
+    /// Counts the call `response` answers as a success once it ends OK: now for one message,
+    /// at its end for a streamed answer. A stream that fails after its head, or is dropped
+    /// before its end, is no success (grpc-go counts a call when it finishes without error).
+    pub(crate) fn count_success(&self, response: &mut Response<Body>) {
+        if !is_streamed(response.get_ref()) {
+            self.record_success();
+            return;
+        }
+        let body = response.get_mut();
+        *body = watch(std::mem::take(body), Succeeded(self.clone()));
+    }
+}
+
+/// Counts a streamed answer's clean end as a success.
+struct Succeeded(RetryThrottle);
+
+impl Watch for Succeeded {
+    fn on_message(&mut self, _: usize, _: bool) {}
+
+    fn on_end(&mut self, code: Code) {
+        if code == Code::Ok {
+            self.0.record_success();
+        }
     }
 }
 

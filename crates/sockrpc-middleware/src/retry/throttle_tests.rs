@@ -1,0 +1,158 @@
+//! What a call's end tells the retry throttle (gRFC A6): every call that ends OK earns tokens
+//! back, whatever its method's policy; a streamed answer counts at its clean end only; a call
+//! through a retry layer and a hedging layer that share a throttle counts once.
+
+use super::*;
+use crate::hedge::{HedgeLayer, HedgingPolicy};
+use bytes::Bytes;
+use sockrpc_protocol::{MethodPath, Request};
+use sockrpc_service::Idempotency;
+use std::time::Duration;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+fn call(idempotency: Idempotency) -> Call {
+    Call::new(
+        MethodPath::from_static("/shop.Catalog/Get"),
+        Request::new(Body::once(Bytes::from_static(b"req"))),
+    )
+    .with_idempotency(idempotency)
+}
+
+/// A throttle of 10 tokens earning 0.5 per success, drained to 0.
+fn drained() -> RetryThrottle {
+    let throttle = RetryThrottle::new(10, 0.5);
+    for _ in 0..10 {
+        throttle.record_failure();
+    }
+    assert_eq!(throttle.tokens(), 0.0);
+    throttle
+}
+
+/// Answers every call with `answer()`.
+fn answering(
+    answer: fn() -> Body,
+) -> impl Service<Call, Response = Response<Body>, Error = Status, Future: Send> + Clone {
+    tower::service_fn(move |_: Call| async move { Ok(Response::new(answer())) })
+}
+
+/// A streamed body of `items`.
+fn stream_of(items: Vec<Result<Bytes, Status>>) -> Body {
+    struct Items(std::collections::VecDeque<Result<Bytes, Status>>);
+    impl futures_core::Stream for Items {
+        type Item = Result<Bytes, Status>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Self::Item>> {
+            Poll::Ready(self.0.pop_front())
+        }
+    }
+    Body::from_stream(Items(items.into()))
+}
+
+/// The body's next message.
+async fn next(body: &mut Body) -> Option<Result<Bytes, Status>> {
+    std::future::poll_fn(|cx| body.poll_message(cx)).await
+}
+
+#[tokio::test]
+async fn calls_a_policy_sends_once_earn_tokens_back() {
+    let throttle = drained();
+    // `Unknown` idempotency and no fallback: sent once.
+    let retry = RetryLayer::new()
+        .fallback_policy(None)
+        .throttle(Some(throttle.clone()))
+        .layer(answering(|| Body::once(Bytes::from_static(b"ok"))));
+    assert!(retry
+        .config
+        .policy_for(&call(Idempotency::Unknown))
+        .is_none());
+    for _ in 0..20 {
+        retry
+            .clone()
+            .oneshot(call(Idempotency::Unknown))
+            .await
+            .expect("ok");
+    }
+    assert_eq!(throttle.tokens(), 10.0, "20 successes at 0.5 each");
+}
+
+#[tokio::test]
+async fn a_streamed_answer_counts_at_its_clean_end_only() {
+    for (idempotency, what) in [
+        (Idempotency::Unknown, "sent once"),
+        (Idempotency::NoSideEffects, "under a policy"),
+    ] {
+        let throttle = drained();
+        let layer = RetryLayer::new().throttle(Some(throttle.clone()));
+        let clean = layer.layer(answering(|| {
+            stream_of(vec![
+                Ok(Bytes::from_static(b"a")),
+                Ok(Bytes::from_static(b"b")),
+            ])
+        }));
+        let response = clean.oneshot(call(idempotency)).await.expect("head");
+        assert_eq!(throttle.tokens(), 0.0, "{what}: not before its end");
+        let mut body = response.into_inner();
+        while let Some(message) = next(&mut body).await {
+            message.expect("clean");
+        }
+        assert_eq!(throttle.tokens(), 0.5, "{what}: counted at its end");
+
+        let failing = layer.layer(answering(|| {
+            stream_of(vec![
+                Ok(Bytes::from_static(b"a")),
+                Err(Status::unavailable("gone")),
+            ])
+        }));
+        let mut body = failing
+            .oneshot(call(idempotency))
+            .await
+            .expect("head")
+            .into_inner();
+        let mut ended = None;
+        for _ in 0..3 {
+            match next(&mut body).await {
+                Some(Ok(_)) => {}
+                Some(Err(status)) => ended = Some(status.code()),
+                None => break,
+            }
+        }
+        assert_eq!(ended, Some(sockrpc_protocol::Code::Unavailable));
+        drop(body);
+        let dropped = layer.layer(answering(|| stream_of(vec![Ok(Bytes::from_static(b"a"))])));
+        drop(dropped.oneshot(call(idempotency)).await.expect("head"));
+        assert_eq!(
+            throttle.tokens(),
+            0.5,
+            "{what}: a failed or dropped stream is no success"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hedged_call_under_a_retry_layer_with_the_same_throttle_counts_once() {
+    let throttle = drained();
+    let hedge = HedgeLayer::new(HedgingPolicy::new(3, Duration::from_millis(50)))
+        .throttle(Some(throttle.clone()));
+    let retry = RetryLayer::new()
+        .throttle(Some(throttle.clone()))
+        .layer(hedge.layer(answering(|| Body::once(Bytes::from_static(b"ok")))));
+    retry
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect("ok");
+    assert_eq!(throttle.tokens(), 0.5);
+
+    // Alone, the hedging layer counts it.
+    let throttle = drained();
+    let hedge = HedgeLayer::new(HedgingPolicy::new(3, Duration::from_millis(50)))
+        .throttle(Some(throttle.clone()))
+        .layer(answering(|| Body::once(Bytes::from_static(b"ok"))));
+    hedge
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect("ok");
+    assert_eq!(throttle.tokens(), 0.5);
+}
