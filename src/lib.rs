@@ -128,6 +128,22 @@ macro_rules! include_proto {
     };
 }
 
+/// The bytes of an encoded `FileDescriptorSet` written to `$OUT_DIR/<name>.bin`, as tonic's
+/// macro of the same name reads them: the build script passes
+/// `file_descriptor_set_path(out_dir.join("<name>.bin"))` to `sockrpc_build::configure()`.
+/// Every generated package also carries its own set as `FILE_DESCRIPTOR_SET` (unless the build
+/// turns that off with `file_descriptor_set_const(false)`).
+///
+/// ```ignore
+/// pub const DESCRIPTORS: &[u8] = sockrpc::include_file_descriptor_set!("greeter_descriptor");
+/// ```
+#[macro_export]
+macro_rules! include_file_descriptor_set {
+    ($name:tt) => {
+        include_bytes!(concat!(env!("OUT_DIR"), concat!("/", $name, ".bin")))
+    };
+}
+
 /// What generated code refers to, under one stable path. Not for direct use.
 #[doc(hidden)]
 pub mod codegen {

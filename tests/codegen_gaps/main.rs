@@ -2,13 +2,16 @@
 //! called (`glob.rs`), child packages named like a service's modules (`packages.rs`), and a
 //! service gated by `#[cfg]` attributes given to the builder (`cfg.rs`), and tonic-build's
 //! options `codec_path`, `btree_map`, `boxed`, `file_descriptor_set_path` and `compile_fds`
-//! (`codec.rs`), and a package's code that must not warn where `dead_code` is denied (`lint.rs`).
+//! (`codec.rs`), a package's code that must not warn where `dead_code` is denied (`lint.rs`),
+//! and a tonic user's build: one-path options, two packages in one module beside the module's
+//! own descriptor set (`tonic_style.rs`).
 
 mod cfg;
 mod codec;
 mod glob;
 mod lint;
 mod packages;
+mod tonic_style;
 
 use std::future::Future;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 //! therefore normalised so the generated code passes `cargo doc`,
 //! `cargo test --doc` and clippy's doc lints in the user's crate.
 
+use crate::fences::{closes_fence, fence_marker};
 use prost_build::Comments;
 
 /// Renders the leading and trailing comments of an item as `#[doc]`
@@ -99,7 +100,7 @@ fn clean(line: &str) -> String {
     out.trim_end().to_owned()
 }
 
-fn indent_of(line: &str) -> usize {
+pub(crate) fn indent_of(line: &str) -> usize {
     line.len() - line.trim_start_matches(' ').len()
 }
 
@@ -116,18 +117,6 @@ fn dedent(lines: &[String]) -> Vec<String> {
         .iter()
         .map(|l| l.get(common..).unwrap_or("").to_owned())
         .collect()
-}
-
-/// Fence markers open and close code blocks; `None` if `line` isn't one.
-fn fence_marker(line: &str) -> Option<&'static str> {
-    let t = line.trim_start();
-    if t.starts_with("```") {
-        Some("```")
-    } else if t.starts_with("~~~") {
-        Some("~~~")
-    } else {
-        None
-    }
 }
 
 /// The length of a list item's marker and the spaces after it (`"- "`, `"12. "`), when `line`
@@ -206,7 +195,7 @@ fn render_markdown(lines: &[String]) -> Vec<String> {
                 // item's content was, and read the line afresh.
                 out.push(format!("{}{marker}", " ".repeat(content)));
                 fence = None;
-            } else if fence_marker(line) == Some(marker) {
+            } else if closes_fence(line, marker, content) {
                 out.push(format!("{}{marker}", &line[..indent_of(line)]));
                 fence = None;
                 code_can_start = true;
@@ -404,6 +393,14 @@ mod tests {
             trailing: Vec::new(),
         };
         doc_lines(&comments)
+    }
+
+    #[test]
+    fn a_line_opening_with_inline_code_keeps_its_text() {
+        let out = lines(&[" ```Greeter``` answers hellos.", " Twice."]);
+        assert!(!out.iter().any(|l| l.contains("```text")), "{out:?}");
+        assert!(out.iter().any(|l| l.contains("answers hellos.")), "{out:?}");
+        assert!(out.iter().any(|l| l.contains("Twice.")), "{out:?}");
     }
 
     #[test]

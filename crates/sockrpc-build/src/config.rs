@@ -5,10 +5,11 @@
 //! what the service generator writes, and live in one [`Options`] value it is handed.
 //!
 //! Paths name protobuf items as prost-build's do: `"."` is everything, `".pkg"` a package,
-//! `".pkg.Service"` a service and `".pkg.Service.Method"` one rpc (the leading dot is
-//! optional).
+//! `".pkg.Service"` a service and `".pkg.Service.Method"` one rpc. A path without the leading
+//! dot names the same from the root, and also every item it ends (`"Echo"` is every service
+//! `Echo`, `"Echo.Say"` every such rpc), as prost-build and tonic-build read it.
 
-use crate::Builder;
+use crate::{Builder, ProtoPaths};
 
 /// What the service generator is told beyond client/server.
 #[derive(Debug, Clone, Default)]
@@ -30,14 +31,28 @@ pub(crate) struct Options {
     pub(crate) codec_path: Option<String>,
 }
 
-/// Whether `path` (a builder path) covers the item at `item` (`pkg.Service[.Method]`).
+/// Whether `path` (a builder path) covers the item at `item` (`pkg.Service[.Method]`): the
+/// item or one of its parents is `path`, or, for a path without a leading dot, ends with it
+/// (prost-build and tonic-build read `"Echo"` as every `Echo`, `"v1.Echo"` as every `Echo` of
+/// a `v1` package).
 pub(crate) fn matches(path: &str, item: &str) -> bool {
-    let path = path.strip_prefix('.').unwrap_or(path);
-    path.is_empty()
-        || item == path
-        || item
-            .strip_prefix(path)
-            .is_some_and(|rest| rest.starts_with('.'))
+    let (relative, path) = match path.strip_prefix('.') {
+        Some(path) => (false, path),
+        None => (true, path),
+    };
+    if path.is_empty() {
+        return true;
+    }
+    // The item and each of its parents, at segment boundaries.
+    let mut parents =
+        std::iter::once(item).chain(item.rmatch_indices('.').map(|(i, _)| &item[..i]));
+    parents.any(|parent| {
+        parent == path
+            || (relative
+                && parent
+                    .strip_suffix(path)
+                    .is_some_and(|head| head.ends_with('.')))
+    })
 }
 
 impl Options {
@@ -73,29 +88,18 @@ impl Builder {
         self
     }
 
-    /// Leaves out the doc comments of the items under `paths` (`["."]` for all): services and
+    /// Leaves out the doc comments of the items under `paths` (`"."` or `["."]` for all:
+    /// [`ProtoPaths`]): services and
     /// rpcs here, messages and fields through [`prost_build::Config::disable_comments`].
-    pub fn disable_comments<I, S>(mut self, paths: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.options
-            .disable_comments
-            .extend(paths.into_iter().map(|p| p.as_ref().to_owned()));
+    pub fn disable_comments(mut self, paths: impl ProtoPaths) -> Self {
+        self.options.disable_comments.extend(paths.into_paths());
         self
     }
 
     /// Messages and enums under `paths` get no `#[derive(Debug)]` (implement it yourself); see
     /// [`prost_build::Config::skip_debug`].
-    pub fn skip_debug<I, S>(mut self, paths: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.options
-            .skip_debug
-            .extend(paths.into_iter().map(|p| p.as_ref().to_owned()));
+    pub fn skip_debug(mut self, paths: impl ProtoPaths) -> Self {
+        self.options.skip_debug.extend(paths.into_paths());
         self
     }
 
@@ -202,5 +206,21 @@ mod tests {
         assert!(matches(".pkg.Svc", "pkg.Svc.M"));
         assert!(!matches(".pkg.Sv", "pkg.Svc"));
         assert!(!matches(".other", "pkg.Svc"));
+    }
+
+    #[test]
+    fn paths_without_the_leading_dot_also_name_items_by_their_end() {
+        // tonic-build's `attrs` example: `.server_attribute("Echo", ..)` for `attrs.Echo`.
+        assert!(matches("Echo", "attrs.Echo"));
+        assert!(matches("Echo", "attrs.Echo.Say"));
+        assert!(matches("v1.Echo", "a.v1.Echo"));
+        assert!(matches("Echo.Say", "attrs.Echo.Say"));
+        assert!(matches("attrs", "attrs.Echo"), "from the root, as before");
+        assert!(!matches("cho", "attrs.Echo"), "at a segment boundary only");
+        assert!(
+            !matches(".Echo", "attrs.Echo"),
+            "a leading dot is from the root only"
+        );
+        assert!(!matches("Echo", "attrs.EchoTwo"));
     }
 }

@@ -153,11 +153,13 @@ mod direction;
 mod dyn_trait;
 mod empty_names;
 mod enum_values;
+mod fences;
 mod field_names;
 mod generator;
 mod message_settings;
 mod module_names;
 mod names;
+mod paths;
 mod prost_modules;
 mod prost_options;
 mod server;
@@ -165,6 +167,8 @@ mod source_comments;
 mod source_files;
 mod text_code_blocks;
 mod type_names;
+
+pub use paths::ProtoPaths;
 
 use std::cell::RefCell;
 use std::io;
@@ -207,6 +211,7 @@ pub fn configure() -> Builder {
         btree_maps: Vec::new(),
         boxed: Vec::new(),
         file_descriptor_set_path: None,
+        descriptor_set_consts: true,
         options: config::Options::default(),
     }
 }
@@ -240,6 +245,8 @@ pub struct Builder {
     boxed: Vec<String>,
     /// Where to write the encoded `FileDescriptorSet` (`prost_options.rs`).
     file_descriptor_set_path: Option<PathBuf>,
+    /// Each package file ends with its `FILE_DESCRIPTOR_SET` (`prost_options.rs`).
+    descriptor_set_consts: bool,
     /// The service options (`config.rs`).
     options: config::Options,
 }
@@ -292,14 +299,10 @@ impl Builder {
     }
 
     /// Generates `bytes::Bytes` instead of `Vec<u8>` for the `bytes` fields
-    /// matching `paths` (`["."]` for all); see [`prost_build::Config::bytes`].
-    pub fn bytes<I, S>(mut self, paths: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.bytes
-            .extend(paths.into_iter().map(|p| p.as_ref().to_owned()));
+    /// matching `paths` (`"."` or `["."]` for all: one path or a list, [`ProtoPaths`]); see
+    /// [`prost_build::Config::bytes`].
+    pub fn bytes(mut self, paths: impl ProtoPaths) -> Self {
+        self.bytes.extend(paths.into_paths());
         self
     }
 
@@ -462,7 +465,7 @@ impl Builder {
         let mut fds = fds;
         direction::drop_direction_controls(&mut fds);
         let errors = Rc::new(RefCell::new(Vec::new()));
-        let prost_modules = prost_modules::taken_modules(&fds);
+        let prost_modules = prost_modules::taken_modules(&fds, &extern_paths, services);
         let source_comments = source_comments::SourceComments::collect(&fds);
         let mut config = self.prost_config(prost_modules, source_comments, Rc::clone(&errors));
         // prost-build renders the comments of messages, fields and enums: their HTML and code
@@ -476,7 +479,9 @@ impl Builder {
                 .map(PathBuf::from)
                 .ok_or_else(|| io::Error::other("OUT_DIR is not set"))?,
         };
-        descriptor::append_descriptor_sets(&out_dir, &fds, &encoded.files)?;
+        if self.descriptor_set_consts {
+            descriptor::append_descriptor_sets(&out_dir, &fds, &encoded.files)?;
+        }
         if self.out_dir.is_none() {
             // `include_proto!` reads `$OUT_DIR` only.
             aliases::write_package_aliases(&out_dir, &fds)?;

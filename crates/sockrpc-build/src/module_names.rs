@@ -104,7 +104,11 @@ pub(crate) fn clashes(
 /// Whether prost-build writes any code for `file`: a message or enum not under `extern_paths`
 /// (nor a well-known type), or a service when `services` generate code. A file of extensions
 /// or options only, or of types mapped elsewhere, writes none.
-fn generates_code(file: &FileDescriptorProto, extern_paths: &[&str], services: bool) -> bool {
+pub(crate) fn generates_code(
+    file: &FileDescriptorProto,
+    extern_paths: &[&str],
+    services: bool,
+) -> bool {
     let prefix = scope(file);
     let names = file.message_type.iter().map(DescriptorProto::name);
     let enums = file.enum_type.iter().map(|item| item.name());

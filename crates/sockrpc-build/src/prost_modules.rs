@@ -33,13 +33,22 @@ pub(crate) fn package_key(package: &str) -> String {
 }
 
 /// The top-level module names of every package in `fds` (the files and their imports, all of
-/// which prost-build generates): message modules and child packages.
-pub(crate) fn taken_modules(fds: &FileDescriptorSet) -> PackageModules {
+/// which prost-build generates): message modules and child packages. A package prost-build
+/// writes no code for (extensions only, or every type under one of `extern_paths`; `services`:
+/// whether services generate code) is no module: it takes no name from its parent.
+pub(crate) fn taken_modules(
+    fds: &FileDescriptorSet,
+    extern_paths: &[&str],
+    services: bool,
+) -> PackageModules {
     let mut modules = PackageModules::new();
     for file in &fds.file {
         let taken = modules.entry(package_key(file.package())).or_default();
         for message in file.message_type.iter().filter(|m| has_module(m)) {
             taken.insert(crate::names::prost_snake(message.name()));
+        }
+        if !crate::module_names::generates_code(file, extern_paths, services) {
+            continue;
         }
         // Every ancestor (the root included) holds the next part of the path as a module.
         let module = prost_build::Module::from_protobuf_package_name(file.package());
@@ -133,7 +142,7 @@ mod tests {
                 },
             ],
         };
-        let modules = taken_modules(&fds);
+        let modules = taken_modules(&fds, &[], true);
         let pkg: HashSet<String> = ["echo_server", "echo_client"].map(String::from).into();
         assert_eq!(modules["pkg"], pkg);
         // No package, and prost's keyword escaping; the package `pkg` is a module there too.
@@ -148,12 +157,16 @@ mod tests {
         let file = |package: &str| FileDescriptorProto {
             name: Some(format!("{package}.proto")),
             package: Some(package.to_owned()),
+            message_type: vec![DescriptorProto {
+                name: Some("Thing".to_owned()),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let fds = FileDescriptorSet {
             file: vec![file("a"), file("a.foo_server.v1"), file("A.FooClient")],
         };
-        let modules = taken_modules(&fds);
+        let modules = taken_modules(&fds, &[], true);
         assert_eq!(modules[""], HashSet::from(["a".to_owned()]));
         // `A.FooClient` is the module `a::foo_client`, so it counts in `a`, under `a`'s key.
         let a: HashSet<String> = ["foo_server", "foo_client"].map(String::from).into();
@@ -162,5 +175,35 @@ mod tests {
         assert_eq!(package_key("A.FooClient"), "a.foo_client");
         assert_eq!(package_key("kw.type"), "kw.r#type");
         assert_eq!(package_key(""), "");
+    }
+
+    #[test]
+    fn a_package_prost_writes_no_code_for_takes_no_name() {
+        let thing = DescriptorProto {
+            name: Some("Thing".to_owned()),
+            ..Default::default()
+        };
+        let file = |package: &str, messages: Vec<DescriptorProto>| FileDescriptorProto {
+            name: Some(format!("{package}.proto")),
+            package: Some(package.to_owned()),
+            message_type: messages,
+            ..Default::default()
+        };
+        // `ext.foo_server` under an extern path, `ext2.foo_server` with extensions only.
+        let fds = FileDescriptorSet {
+            file: vec![
+                file("ext", vec![thing.clone()]),
+                file("ext.foo_server", vec![thing]),
+                file("ext2.foo_server", Vec::new()),
+            ],
+        };
+        let modules = taken_modules(&fds, &[".ext.foo_server"], true);
+        assert!(
+            modules.get("ext").is_none_or(HashSet::is_empty),
+            "{modules:?}"
+        );
+        assert!(!modules.contains_key("ext2"), "{modules:?}");
+        let modules = taken_modules(&fds, &[], true);
+        assert_eq!(modules["ext"], HashSet::from(["foo_server".to_owned()]));
     }
 }

@@ -1,5 +1,6 @@
 //! tonic-build's `btree_map`, `boxed`, `codec_path`, `file_descriptor_set_path` and
-//! `compile_fds`, read back from the generated source (`tests/codegen_gaps/codec.rs` serves
+//! `compile_fds`, its one-path and by-name forms, and the descriptor constant left out, read
+//! back from the generated source (`tests/codegen_gaps/codec.rs` and `tonic_style.rs` serve
 //! them).
 
 use prost::Message;
@@ -100,4 +101,47 @@ fn a_descriptor_set_of_editions_is_refused() {
         err.to_string().starts_with("ed.proto: protobuf editions"),
         "{err}"
     );
+}
+
+#[test]
+fn attributes_given_by_the_services_name_alone_reach_it() {
+    // tonic-build's `attrs` example names the service without its package.
+    let (_dir, source) = compile(|b| {
+        b.server_attribute("Grower", "#[doc = \"by name: server\"]")
+            .client_attribute("Grower", "#[doc = \"by name: client\"]")
+            .trait_attribute("Grower", "#[doc = \"by name: trait\"]")
+            .server_attribute("rower", "#[doc = \"not at a boundary\"]")
+    });
+    for (attribute, item) in [
+        ("by name: server", "pub struct GrowerServer"),
+        ("by name: client", "pub struct GrowerClient"),
+        ("by name: trait", "pub trait Grower"),
+    ] {
+        let at = source
+            .find(attribute)
+            .unwrap_or_else(|| panic!("{attribute}: {source}"));
+        let next = source[at..].find("pub ").map(|i| &source[at + i..]);
+        assert!(
+            next.is_some_and(|rest| rest.starts_with(item)),
+            "{attribute} is not on {item}: {source}"
+        );
+    }
+    assert!(!source.contains("not at a boundary"));
+}
+
+#[test]
+fn one_path_is_taken_where_prost_build_takes_a_list() {
+    let (_dir, source) = compile(|b| b.btree_map(".").disable_comments("."));
+    assert!(source.contains("BTreeMap<"), "{source}");
+    assert!(!source.contains("A tree."), "{source}");
+}
+
+#[test]
+fn the_descriptor_set_constant_can_be_left_out() {
+    let declared = "pub const FILE_DESCRIPTOR_SET: &[u8]";
+    let (_dir, source) = compile(|b| b);
+    assert!(source.contains(declared));
+    let (_dir, source) = compile(|b| b.file_descriptor_set_const(false));
+    assert!(!source.contains(declared), "{source}");
+    assert!(source.contains("pub struct GrowerServer"));
 }
