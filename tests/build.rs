@@ -166,11 +166,14 @@ fn codegen_gaps() -> std::io::Result<()> {
         .boxed(".gaps.opts.Tree.leaf")
         .compile_fds(fds)?;
     // A tonic user's build script as written for tonic-build: one path where prost-build takes
-    // a list, and no descriptor constant of sockrpc's (`tonic_style.rs` declares its own with
+    // a list, a `protoc` flag, services named without their package, and no descriptor
+    // constant of sockrpc's (`tonic_style.rs` declares its own with
     // `include_file_descriptor_set!`, and includes both packages into one module).
     sockrpc_build::configure()
         .bytes(".")
         .btree_map(".")
+        .protoc_arg("--experimental_allow_proto3_optional")
+        .emit_package(false)
         .file_descriptor_set_const(false)
         .file_descriptor_set_path(out.join("tstyle_descriptor.bin"))
         .compile_protos(

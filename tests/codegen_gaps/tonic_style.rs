@@ -1,5 +1,6 @@
 //! Code generated as a tonic user's build script asks (`tests/build.rs`: `.bytes(".")` and
-//! `.btree_map(".")` with one path, `file_descriptor_set_const(false)`): two packages included
+//! `.btree_map(".")` with one path, `protoc_arg`, `emit_package(false)`,
+//! `file_descriptor_set_const(false)`): two packages included
 //! into one module beside a `FILE_DESCRIPTOR_SET` the module declares itself with
 //! `include_file_descriptor_set!`, as tonic's reflection examples do. Both constants in one
 //! module would not compile.
@@ -57,6 +58,11 @@ async fn both_packages_of_one_module_serve() {
     let builder = sockrpc::Server::builder()
         .add_service(EchoServer::new(Both))
         .add_service(NotesServer::new(Both));
+    // `emit_package(false)`: named on the wire without the package.
+    assert_eq!(
+        <EchoServer<Both> as sockrpc::codegen::NamedService>::NAME,
+        "Echo"
+    );
     let (_server, channel) = serve(builder).await;
     // `bytes` and `btree_map` took their one path: `Bytes` and `BTreeMap` fields.
     let words = Words {

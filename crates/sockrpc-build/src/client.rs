@@ -38,16 +38,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     pub struct {client}<{t} = ::sockrpc::codegen::Channel> {{
         inner: ::sockrpc::codegen::Client<{t}>,
     }}
-    {cfgs}impl {client}<::sockrpc::codegen::Channel> {{
-        /// Connects to `dst` (e.g. `"tcp://127.0.0.1:50051"` or `"127.0.0.1:50051"`).
-        pub async fn connect<D: ::sockrpc::codegen::IntoEndpoint>(dst: D)
-            -> ::core::result::Result<Self, ::sockrpc::codegen::Status>
-        {{
-            let channel = ::sockrpc::codegen::Channel::connect(dst).await?;
-            ::core::result::Result::Ok(Self::new(channel))
-        }}
-    }}
-    {cfgs}impl<{t}> {client}<{t}>
+    {connect}{cfgs}impl<{t}> {client}<{t}>
     where
         {t}: ::sockrpc::codegen::ClientService,
     {{
@@ -86,7 +77,29 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
 }}
 "#,
         module = names.client_mod,
+        connect = if options.no_connect {
+            String::new()
+        } else {
+            connect(client, &cfgs)
+        },
     );
+}
+
+/// `connect(dst)`, which makes the client's channel itself (left out under
+/// `build_transport(false)`).
+fn connect(client: &str, cfgs: &str) -> String {
+    format!(
+        r#"{cfgs}impl {client}<::sockrpc::codegen::Channel> {{
+        /// Connects to `dst` (e.g. `"tcp://127.0.0.1:50051"` or `"127.0.0.1:50051"`).
+        pub async fn connect<D: ::sockrpc::codegen::IntoEndpoint>(dst: D)
+            -> ::core::result::Result<Self, ::sockrpc::codegen::Status>
+        {{
+            let channel = ::sockrpc::codegen::Channel::connect(dst).await?;
+            ::core::result::Result::Ok(Self::new(channel))
+        }}
+    }}
+    "#
+    )
 }
 
 /// One client method per rpc (encoding with `codec`, an expression), in tonic's shapes: a single request is taken

@@ -27,6 +27,10 @@ pub(crate) struct Options {
     pub(crate) server_mod_attributes: Vec<(String, String)>,
     pub(crate) server_attributes: Vec<(String, String)>,
     pub(crate) trait_attributes: Vec<(String, String)>,
+    /// Clients get no `connect` (`tonic_compat.rs`).
+    pub(crate) no_connect: bool,
+    /// Services are named on the wire without their package (`tonic_compat.rs`).
+    pub(crate) omit_package: bool,
     /// The codec type of generated clients and servers (`None`: `ProstCodec`).
     pub(crate) codec_path: Option<String>,
 }

@@ -103,6 +103,9 @@ pub(crate) struct ServiceModel {
     pub(crate) names: ServiceNames,
     /// `package.Service`.
     pub(crate) full_name: String,
+    /// The service's name on the wire: `package.Service`, or `Service` under
+    /// `emit_package(false)`.
+    pub(crate) wire_name: String,
     /// Comments from the .proto (empty when `disable_comments` covers the service).
     pub(crate) comments: Comments,
     /// The rpcs, in .proto order.
@@ -121,12 +124,17 @@ impl ServiceModel {
     fn new(service: Service, context: &Context<'_>) -> Result<Self, String> {
         let options = context.options;
         let full_name = names::qualified_service(&service.package, &service.proto_name);
+        let wire_name = if options.omit_package {
+            service.proto_name.clone()
+        } else {
+            full_name.clone()
+        };
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut stream_types: HashMap<String, String> = HashMap::new();
         let mut methods = Vec::with_capacity(service.methods.len());
         let deprecated = service.options.deprecated.unwrap_or(false);
         for method in service.methods {
-            let mut model = MethodModel::new(method, &full_name);
+            let mut model = MethodModel::new(method, &wire_name);
             model.deprecated |= deprecated;
             let method_name = format!("{full_name}.{}", model.proto_name);
             if !options.comments_for(&method_name) {
@@ -163,6 +171,7 @@ impl ServiceModel {
         Ok(Self {
             names: ServiceNames::new(&service.proto_name).avoiding(context.taken),
             full_name,
+            wire_name,
             comments,
             methods,
             deprecated,

@@ -166,6 +166,7 @@ mod server;
 mod source_comments;
 mod source_files;
 mod text_code_blocks;
+mod tonic_compat;
 mod type_names;
 
 pub use paths::ProtoPaths;
@@ -212,6 +213,7 @@ pub fn configure() -> Builder {
         boxed: Vec::new(),
         file_descriptor_set_path: None,
         descriptor_set_consts: true,
+        protoc_args: Vec::new(),
         options: config::Options::default(),
     }
 }
@@ -247,6 +249,8 @@ pub struct Builder {
     file_descriptor_set_path: Option<PathBuf>,
     /// Each package file ends with its `FILE_DESCRIPTOR_SET` (`prost_options.rs`).
     descriptor_set_consts: bool,
+    /// `protoc` flags as tonic-build takes them (`tonic_compat.rs`).
+    protoc_args: Vec<String>,
     /// The service options (`config.rs`).
     options: config::Options,
 }
@@ -349,6 +353,7 @@ impl Builder {
         protos: &[impl AsRef<Path>],
         includes: &[impl AsRef<Path>],
     ) -> io::Result<()> {
+        self.check_protoc_args()?;
         let stripped = source_files::StrippedPaths::default();
         let mut compiler =
             protox::Compiler::with_file_resolver(source_files::resolver(includes, &stripped));

@@ -118,7 +118,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
 }}
 "#,
         module = names.server_mod,
-        name = service.full_name,
+        name = service.wire_name,
         idempotent = service
             .methods
             .iter()

@@ -145,3 +145,42 @@ fn the_descriptor_set_constant_can_be_left_out() {
     assert!(!source.contains(declared), "{source}");
     assert!(source.contains("pub struct GrowerServer"));
 }
+
+#[test]
+fn build_transport_and_emit_package_change_what_they_do_in_tonic() {
+    let (_dir, source) = compile(|b| b);
+    assert!(source.contains("pub async fn connect"));
+    assert!(source.contains("\"/topts.Grower/Grow\""), "{source}");
+    assert!(
+        source.contains("const NAME: &'static str = \"topts.Grower\""),
+        "{source}"
+    );
+    let (_dir, source) = compile(|b| b.build_transport(false).emit_package(false));
+    assert!(!source.contains("pub async fn connect"), "{source}");
+    assert!(source.contains("\"/Grower/Grow\""), "{source}");
+    assert!(!source.contains("\"/topts.Grower/Grow\""), "{source}");
+    assert!(
+        source.contains("const NAME: &'static str = \"Grower\""),
+        "{source}"
+    );
+}
+
+#[test]
+fn protoc_args_are_taken_only_when_nothing_needs_doing() {
+    let (_dir, source) = compile(|b| b.protoc_arg("--experimental_allow_proto3_optional"));
+    assert!(source.contains("pub struct GrowerServer"));
+    let protos = tempfile::tempdir().expect("temp dir");
+    let proto = protos.path().join("topts.proto");
+    std::fs::write(&proto, PROTO).expect("write");
+    let err = sockrpc_build::configure()
+        .out_dir(protos.path())
+        .emit_rerun_if_changed(false)
+        .protoc_arg("--include_source_info")
+        .compile_protos(&[&proto], &[protos.path()])
+        .expect_err("a flag nothing carries out");
+    assert!(
+        err.to_string()
+            .starts_with("protoc_arg(\"--include_source_info\")"),
+        "{err}"
+    );
+}

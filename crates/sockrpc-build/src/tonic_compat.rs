@@ -1,0 +1,63 @@
+//! tonic-build calls that sockrpc-build carries out in its own terms: `build_transport`,
+//! `emit_package` and `protoc_arg`.
+//!
+//! Build scripts are copied from tonic projects, and these three appear in them often enough
+//! that refusing to compile them would send users hunting. Each does here what it does there,
+//! as far as sockrpc has the same thing: a client without `connect`, services named on the
+//! wire without their package, and the one `protoc` flag that matters to protox (none), with
+//! any other refused at build time rather than ignored.
+
+use std::io;
+
+use crate::Builder;
+
+/// The `protoc` flags that have nothing to do here: protox reads proto3 `optional` without one.
+const NO_OP_PROTOC_ARGS: [&str; 1] = ["--experimental_allow_proto3_optional"];
+
+impl Builder {
+    /// Whether generated clients get `connect(dst)`, which makes a [`Channel`] itself (default
+    /// `true`); without it, clients are made with `new(channel)` only (tonic-build's
+    /// `build_transport`).
+    ///
+    /// [`Channel`]: https://docs.rs/sockrpc/latest/sockrpc/struct.Channel.html
+    pub fn build_transport(mut self, enable: bool) -> Self {
+        self.options.no_connect = !enable;
+        self
+    }
+
+    /// Whether services are named on the wire with their package, `/pkg.Service/Method`
+    /// (default `true`, as gRPC names them); `false` names them `/Service/Method`, for peers
+    /// generated so (tonic-build's `emit_package`). Client and server agree when both are
+    /// generated with the same setting.
+    pub fn emit_package(mut self, enable: bool) -> Self {
+        self.options.omit_package = !enable;
+        self
+    }
+
+    /// A flag tonic-build hands `protoc`. sockrpc-build runs no `protoc` (protox compiles in
+    /// process): `--experimental_allow_proto3_optional` is taken and needs nothing (protox
+    /// reads proto3 `optional` as it is); any other flag fails
+    /// [`compile_protos`](Self::compile_protos) naming it, since it cannot be carried out.
+    pub fn protoc_arg(mut self, arg: impl AsRef<str>) -> Self {
+        self.protoc_args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Fails on a `protoc` flag nothing here carries out.
+    pub(crate) fn check_protoc_args(&self) -> io::Result<()> {
+        match self
+            .protoc_args
+            .iter()
+            .find(|arg| !NO_OP_PROTOC_ARGS.contains(&arg.as_str()))
+        {
+            None => Ok(()),
+            Some(arg) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "protoc_arg({arg:?}): sockrpc-build runs no protoc (protox compiles the \
+                     files in process), so only {NO_OP_PROTOC_ARGS:?} is taken"
+                ),
+            )),
+        }
+    }
+}
