@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// A UDP "DNS server" on loopback that reads every query and answers none; how many it read.
-async fn silent() -> (SocketAddr, Arc<AtomicU32>, tokio::task::JoinHandle<()>) {
+pub(crate) async fn silent() -> (SocketAddr, Arc<AtomicU32>, tokio::task::JoinHandle<()>) {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind silent dns");

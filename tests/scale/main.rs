@@ -36,6 +36,7 @@ mod dns;
 mod dns_answers;
 mod dns_config;
 mod dns_gone;
+mod dns_large;
 mod dns_server;
 mod dns_silent;
 #[cfg(feature = "etcd")]

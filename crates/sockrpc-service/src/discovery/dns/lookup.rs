@@ -190,11 +190,38 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
         }
     };
     let mut ttl = shortest(found.as_lookup().records());
+    // The records, the best priority first, and the distinct names they give, looked up
+    // together (`targets.rs`), at most `MAX_TARGETS` of them.
+    let mut records: Vec<_> = found.iter().collect();
+    records.sort_by_key(|record| record.priority());
+    let mut names: Vec<String> = Vec::new();
+    let mut passed_over = 0usize;
+    for record in &records {
+        let target = record.target().to_utf8();
+        if target == "." || names.contains(&target) {
+            continue;
+        }
+        if names.len() < super::targets::MAX_TARGETS {
+            names.push(target);
+        } else {
+            passed_over += 1;
+        }
+    }
+    if passed_over > 0 {
+        tracing::warn!(
+            %name,
+            passed_over,
+            "DNS: SRV records past the first {} distinct targets are passed over",
+            super::targets::MAX_TARGETS
+        );
+    }
+    let deadline = tokio::time::Instant::now() + super::targets::budget(resolver);
+    let answers = super::targets::resolve(resolver, hosts, names, deadline).await;
     let mut by_priority: BTreeMap<u16, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
     let mut failures: Vec<(u16, String)> = Vec::new();
     // The targets passed over: "." and names without an address.
     let mut unusable: Vec<String> = Vec::new();
-    for record in found.iter() {
+    for record in records {
         let target = record.target().to_utf8();
         if target == "." {
             // RFC 2782: "the service is decidedly not available at this domain".
@@ -202,16 +229,18 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
             continue;
         }
         let priority = record.priority();
-        let addresses = match addresses(resolver, hosts, &target).await {
-            Ok(addresses) => addresses,
-            Err(error) => {
-                failures.push((priority, error));
+        let addresses = match answers.get(&target) {
+            // Past `MAX_TARGETS`.
+            None => continue,
+            Some(Ok(addresses)) => addresses,
+            Some(Err(error)) => {
+                failures.push((priority, error.clone()));
                 continue;
             }
         };
         ttl = sooner(ttl, addresses.ttl);
-        match addresses.failed {
-            Some(error) if addresses.ips.is_empty() => failures.push((priority, error)),
+        match &addresses.failed {
+            Some(error) if addresses.ips.is_empty() => failures.push((priority, error.clone())),
             // One family answered: the target resolved (Go's `LookupHost`, which grpc-go asks
             // of each target, takes the A records when AAAA fails), so the SRV answer stays
             // whole and follows its changes.
@@ -223,8 +252,8 @@ async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Foun
         }
         let weight = u32::from(record.weight()).max(1);
         let tier = by_priority.entry(priority).or_default();
-        for ip in addresses.ips {
-            let total = tier.entry(SocketAddr::new(ip, record.port())).or_insert(0);
+        for ip in &addresses.ips {
+            let total = tier.entry(SocketAddr::new(*ip, record.port())).or_insert(0);
             *total = total.saturating_add(weight);
         }
     }
@@ -294,7 +323,7 @@ pub(super) struct Addresses {
 
 /// `name`'s addresses: from the hosts file when it lists the name, else the A and AAAA
 /// records of the first of its search list's candidates that has any ([`super::search`]).
-async fn addresses(
+pub(super) async fn addresses(
     resolver: &TokioResolver,
     hosts: &Hosts,
     name: &str,

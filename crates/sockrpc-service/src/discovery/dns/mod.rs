@@ -15,7 +15,9 @@
 //! - one that came back in part (A answered, AAAA timed out) takes the half that answered and
 //!   keeps the last answer's addresses of the other family (an SRV answer with a target that
 //!   failed outright keeps the last answer whole; one family of a target failing does not
-//!   count); with no answer yet, the part that came is used;
+//!   count); with no answer yet, the part that came is used. Its backoff is capped by the TTL
+//!   of the records that did come, so the half that answered is followed as a whole answer
+//!   would be;
 //! - a name that does not exist (NXDOMAIN), has no addresses, or whose SRV records name no
 //!   usable target is an answer, an empty one: its endpoints leave, and calls fail at once with
 //!   the reason (grpc-go's "produced zero addresses") until it comes back; it is asked again at
@@ -23,7 +25,10 @@
 //!
 //! With SRV, every priority's targets become endpoints with that priority, and their SRV
 //! weights endpoint weights; the balanced channel sends calls to the best priority that has a
-//! usable endpoint (RFC 2782's rule: a worse priority only when the better ones are down). How one lookup reads its answers: `lookup.rs`.
+//! usable endpoint (RFC 2782's rule: a worse priority only when the better ones are down). How one lookup reads its answers: `lookup.rs`;
+//! how an SRV answer's targets are looked up (each name once, several at a time, at most 64,
+//! within one deadline): `targets.rs`. One answer gives at most
+//! [`DnsDiscovery::max_endpoints`] endpoints (100), a subset of a larger one: `subset.rs`.
 //!
 //! Why a lookup failed is kept for the balanced channel, which says it when no endpoint can
 //! take a call (grpc-go's "name resolver error"), instead of only that none is usable; before
@@ -38,7 +43,9 @@
 mod lookup;
 mod search;
 mod server;
+mod subset;
 mod target;
+mod targets;
 mod txt;
 
 pub use target::DEFAULT_PORT;
@@ -89,6 +96,8 @@ pub struct DnsDiscovery {
     /// what `/etc/resolv.conf` says.
     timeout: Option<Duration>,
     attempts: Option<usize>,
+    /// The most endpoints one answer gives (`subset.rs`).
+    max_endpoints: usize,
     endpoint: EndpointFn,
     /// Where the service config of `_grpc_config.NAME` goes, when asked for, and who this
     /// client is when choosing it.
@@ -104,6 +113,7 @@ impl std::fmt::Debug for DnsDiscovery {
             .field("max_ttl", &self.max_ttl)
             .field("timeout", &self.timeout)
             .field("attempts", &self.attempts)
+            .field("max_endpoints", &self.max_endpoints)
             .field("service_config", &self.service_config.is_some())
             .finish_non_exhaustive()
     }
@@ -119,6 +129,7 @@ impl DnsDiscovery {
             max_ttl: Duration::from_secs(300),
             timeout: None,
             attempts: None,
+            max_endpoints: subset::DEFAULT_MAX_ENDPOINTS,
             endpoint: Arc::new(|addr: SocketAddr| {
                 Endpoint::new(addr.ip().to_string(), addr.port())
             }),
@@ -186,6 +197,16 @@ impl DnsDiscovery {
     /// [`server`](Self::server), else `/etc/resolv.conf`'s `attempts:`; at least 1).
     pub fn attempts(mut self, attempts: usize) -> DnsDiscovery {
         self.attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// The most endpoints (servers the channel connects to) one answer gives, default 100, at
+    /// least 1. A larger answer (a DNS answer over TCP may hold 4,000 addresses, and SRV
+    /// multiplies that by its targets) gives a subset: the best SRV priorities first, then
+    /// chosen by a hash under a seed of this client's, so the subset stays the same from one
+    /// lookup to the next while the answer does, and clients together cover the whole answer.
+    pub fn max_endpoints(mut self, max: usize) -> DnsDiscovery {
+        self.max_endpoints = max.max(1);
         self
     }
 
@@ -387,6 +408,7 @@ async fn follow(
     let mut retry = BackoffState::new(Backoff::starting_at(config.min_ttl).max(RETRY_CAP));
     // The malformed TXT record last logged: logged again only when it changes.
     let mut txt_problem: Option<String> = None;
+    let mut subset = subset::Subset::new(config.max_endpoints);
     loop {
         let looked = Instant::now();
         // Whether the set changed, and the next wait: a whole answer's TTL, or (`Err`) a
@@ -397,10 +419,18 @@ async fn follow(
         };
         let result = match made {
             Ok(made) => {
-                let (result, ()) = tokio::join!(
-                    lookup(&made, &hosts, &config.query),
-                    txt::follow(&config, &made, &mut txt_problem)
-                );
+                let both = async {
+                    tokio::join!(
+                        lookup(&made, &hosts, &config.query),
+                        txt::follow(&config, &made, &mut txt_problem)
+                    )
+                };
+                // Nobody listens any more: the lookup under way (up to its deadline) is
+                // dropped, not finished.
+                let (result, ()) = tokio::select! {
+                    both = both => both,
+                    () = tx.closed() => return,
+                };
                 // A DNS server named by host name is looked up again after a failure: it
                 // may have moved.
                 let named = matches!(config.server, Some(Server::Host { .. }));
@@ -420,7 +450,8 @@ async fn follow(
                 // A whole answer with addresses clears the problem once the channel has its
                 // changes: a call in between waits for them.
                 let clears = (!empty).then_some(&problem);
-                let applied = apply(&config, &mut lock(&known), found.addrs, &tx, clears);
+                let addrs = subset.take(found.addrs, &config.query);
+                let applied = apply(&config, &mut lock(&known), addrs, &tx, clears);
                 let Some(changed) = applied else {
                     return;
                 };
@@ -456,7 +487,7 @@ async fn follow(
                         Some(merged)
                     }
                 };
-                let changed = match merged {
+                let changed = match merged.map(|merged| subset.take(merged, &config.query)) {
                     Some(merged) => match apply(&config, &mut known, merged, &tx, None) {
                         Some(changed) => changed,
                         None => return,
