@@ -19,7 +19,7 @@ pub struct Call {
     request: Request<Body>,
     streaming_response: bool,
     idempotency: Idempotency,
-    outcome_counted: bool,
+    outcome_counter: Option<std::num::NonZeroU32>,
     replay: Option<Replay>,
     call_id: Option<u32>,
 }
@@ -40,7 +40,7 @@ impl Call {
             request,
             streaming_response: false,
             idempotency: Idempotency::Unknown,
-            outcome_counted: false,
+            outcome_counter: None,
             replay: None,
             call_id: None,
         }
@@ -69,7 +69,7 @@ impl Call {
             request,
             streaming_response: false,
             idempotency: Idempotency::Unknown,
-            outcome_counted: false,
+            outcome_counter: None,
             replay,
             call_id: Some(call_id),
         }
@@ -112,17 +112,17 @@ impl Call {
         self
     }
 
-    /// On a client: whether a layer above counts how this call ends on its retry throttle
-    /// (gRFC A6 counts every call's success once, whatever its method). A retry or hedging
-    /// layer below that shares the throttle leaves the call's success to that layer.
-    pub fn outcome_counted(&self) -> bool {
-        self.outcome_counted
+    /// On a client: the retry throttle (by its id) that a layer above counts how this call ends
+    /// on (gRFC A6 counts every call's success once, whatever its method). A retry or hedging
+    /// layer below with the same throttle leaves the call's success to that layer.
+    pub fn outcome_counter(&self) -> Option<std::num::NonZeroU32> {
+        self.outcome_counter
     }
 
-    /// Notes that a layer counts how this call ends on its retry throttle
-    /// ([`outcome_counted`](Call::outcome_counted)).
-    pub fn set_outcome_counted(&mut self) {
-        self.outcome_counted = true;
+    /// Notes that a layer counts how this call ends on the retry throttle `id`
+    /// ([`outcome_counter`](Call::outcome_counter)).
+    pub fn set_outcome_counter(&mut self, id: std::num::NonZeroU32) {
+        self.outcome_counter = Some(id);
     }
 
     /// A copy of this call to send again, when its request is one message (unary and
@@ -147,7 +147,7 @@ impl Call {
             request,
             streaming_response: self.streaming_response,
             idempotency: self.idempotency,
-            outcome_counted: self.outcome_counted,
+            outcome_counter: self.outcome_counter,
             replay: self.replay.clone(),
             call_id: self.call_id,
         })

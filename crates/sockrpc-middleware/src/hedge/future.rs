@@ -50,7 +50,7 @@ struct Hedging<S: Service<Call>> {
     /// No more copies (pushback said so, the throttle ran dry, the deadline would pass before
     /// the next, or the service failed).
     stopped: bool,
-    /// A layer above counts the call's success on the throttle (`Call::outcome_counted`).
+    /// A layer above counts the call's success on this throttle (`Call::outcome_counter`).
     counted_above: bool,
     last: Option<Status>,
 }
@@ -69,7 +69,11 @@ impl<S: Service<Call>> ResponseFuture<S> {
         policy: Arc<HedgingPolicy>,
         config: &Config,
     ) -> ResponseFuture<S> {
-        let counted_above = template.outcome_counted();
+        let counted_above = config
+            .table
+            .throttle
+            .as_ref()
+            .is_some_and(|throttle| template.outcome_counter() == Some(throttle.id()));
         let hedging = Hedging {
             service,
             counted_above,

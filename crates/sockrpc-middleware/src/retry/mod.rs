@@ -130,8 +130,8 @@ where
         // Every call's success counts on the throttle, here: a hedging layer below that shares
         // it leaves the call to this one.
         let throttle = self.config.table.throttle.as_ref();
-        if throttle.is_some() {
-            call.set_outcome_counted();
+        if let Some(throttle) = throttle {
+            call.set_outcome_counter(throttle.id());
         }
         // The copy kept for later attempts; none when the policy allows a single attempt or the
         // request is a stream that cannot be replayed. (A message over its sending limit fails

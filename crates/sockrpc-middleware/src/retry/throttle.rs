@@ -22,10 +22,14 @@
 use crate::watch::{is_streamed, watch, Watch};
 use sockrpc_protocol::{Code, Response};
 use sockrpc_service::Body;
+use std::num::NonZeroU32;
 use std::sync::{
     atomic::{AtomicU32, Ordering},
     Arc,
 };
+
+/// The next throttle's id.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// A retry throttle shared by every call to one server (clone it to share).
 #[derive(Debug, Clone)]
@@ -35,6 +39,8 @@ pub struct RetryThrottle {
 
 #[derive(Debug)]
 struct State {
+    /// Tells this throttle from others (`Call::outcome_counter`).
+    id: NonZeroU32,
     max: u32,
     ratio: u32,
     tokens: AtomicU32,
@@ -57,13 +63,24 @@ impl RetryThrottle {
         } else {
             1
         };
+        // Wraps after four billion throttles; an id shared then only merges two throttles'
+        // success counts for calls through both.
+        let id =
+            NonZeroU32::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)).unwrap_or(NonZeroU32::MIN);
         RetryThrottle {
             inner: Arc::new(State {
+                id,
                 max,
                 ratio,
                 tokens: AtomicU32::new(max),
             }),
         }
+    }
+
+    /// This throttle's id, the same for every clone: what a layer puts on the calls whose
+    /// success it counts (`Call::set_outcome_counter`).
+    pub fn id(&self) -> NonZeroU32 {
+        self.inner.id
     }
 
     /// The tokens now.

@@ -1,6 +1,7 @@
 //! What a call's end tells the retry throttle (gRFC A6): every call that ends OK earns tokens
 //! back, whatever its method's policy; a streamed answer counts at its clean end only; a call
-//! through a retry layer and a hedging layer that share a throttle counts once.
+//! through a retry layer and a hedging layer counts once on a throttle they share, once on
+//! each of two.
 
 use super::*;
 use crate::hedge::{HedgeLayer, HedgingPolicy};
@@ -144,6 +145,20 @@ async fn a_hedged_call_under_a_retry_layer_with_the_same_throttle_counts_once() 
         .await
         .expect("ok");
     assert_eq!(throttle.tokens(), 0.5);
+
+    // With a throttle of its own under the retry layer's, the hedging layer counts it on its
+    // own (else its throttle would only ever drain).
+    let (outer, inner) = (drained(), drained());
+    let hedge = HedgeLayer::new(HedgingPolicy::new(3, Duration::from_millis(50)))
+        .throttle(Some(inner.clone()));
+    let retry = RetryLayer::new()
+        .throttle(Some(outer.clone()))
+        .layer(hedge.layer(answering(|| Body::once(Bytes::from_static(b"ok")))));
+    retry
+        .oneshot(call(Idempotency::NoSideEffects))
+        .await
+        .expect("ok");
+    assert_eq!((outer.tokens(), inner.tokens()), (0.5, 0.5));
 
     // Alone, the hedging layer counts it.
     let throttle = drained();
