@@ -155,3 +155,41 @@ async fn a_failing_or_silent_dns_server_is_not_asked_in_a_loop() {
         assert!((1..=40).contains(&asked), "{what}: {asked} queries in 3 s");
     }
 }
+
+/// A UDP "DNS server" that answers every query with a reply no resolver can use (another
+/// query's id, then a header cut short).
+async fn junk() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind junk dns");
+    let addr = socket.local_addr().expect("junk addr");
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            if n < 12 {
+                continue;
+            }
+            // The query's header as an answer, its id changed: not the query's answer.
+            let mut reply = buf[..n].to_vec();
+            reply[0] ^= 0xff;
+            reply[2] |= 0x80;
+            let _ = socket.send_to(&reply, from).await;
+            let _ = socket.send_to(&buf[..5], from).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_do_not_parse_or_match_are_named_as_such() {
+    let (dns, _task) = junk().await;
+    let channel = asking(dns, Duration::from_millis(150));
+    let status = call(&channel, Duration::from_secs(10))
+        .await
+        .expect_err("no usable answer");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("no usable answer in time"),
+        "{status:?}"
+    );
+}

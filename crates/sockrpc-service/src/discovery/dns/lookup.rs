@@ -480,6 +480,13 @@ fn describe(error: &ResolveError) -> String {
                 u16::from(*response_code)
             )
         }
+        // hickory drops an answer it cannot use (garbage, another query's id or question, a
+        // compression loop) and waits on: what runs out is the wait, which it calls a timeout.
+        Some(ProtoErrorKind::Timeout) => {
+            "no usable answer in time (the DNS server sent none, or only answers that did not \
+             parse or did not match the query)"
+                .to_owned()
+        }
         _ => error.to_string(),
     }
 }
