@@ -169,14 +169,20 @@ fn codegen_gaps() -> std::io::Result<()> {
     // a list, a `protoc` flag, services named without their package, and no descriptor
     // constant of sockrpc's (`tonic_style.rs` declares its own with
     // `include_file_descriptor_set!`, and includes both packages into one module).
+    // prost-build's own settings come in a `Config` (`compile_with_config`), and the services
+    // find the messages at `proto_path`, the module both packages are included into.
+    let mut prost = sockrpc_build::prost_build::Config::new();
+    prost.type_attribute(".tstyle_two.Note", "#[derive(PartialOrd)]");
     sockrpc_build::configure()
         .bytes(".")
         .btree_map(".")
         .protoc_arg("--experimental_allow_proto3_optional")
         .emit_package(false)
+        .proto_path("crate::tonic_style::pb")
         .file_descriptor_set_const(false)
         .file_descriptor_set_path(out.join("tstyle_descriptor.bin"))
-        .compile_protos(
+        .compile_with_config(
+            prost,
             &[
                 "proto/sockrpc/gaps/tstyle.proto",
                 "proto/sockrpc/gaps/tstyle_two.proto",

@@ -31,6 +31,8 @@ pub(crate) struct Options {
     pub(crate) no_connect: bool,
     /// Services are named on the wire without their package (`tonic_compat.rs`).
     pub(crate) omit_package: bool,
+    /// Where relative message types are found instead of `super` (`tonic_compat.rs`).
+    pub(crate) proto_path: Option<String>,
     /// The codec type of generated clients and servers (`None`: `ProstCodec`).
     pub(crate) codec_path: Option<String>,
 }

@@ -134,7 +134,7 @@ impl ServiceModel {
         let mut methods = Vec::with_capacity(service.methods.len());
         let deprecated = service.options.deprecated.unwrap_or(false);
         for method in service.methods {
-            let mut model = MethodModel::new(method, &wire_name);
+            let mut model = MethodModel::new(method, &wire_name, options.proto_path.as_deref());
             model.deprecated |= deprecated;
             let method_name = format!("{full_name}.{}", model.proto_name);
             if !options.comments_for(&method_name) {
@@ -180,7 +180,7 @@ impl ServiceModel {
 }
 
 impl MethodModel {
-    fn new(method: Method, full_service: &str) -> Self {
+    fn new(method: Method, full_service: &str, proto_path: Option<&str>) -> Self {
         let shape = match (method.client_streaming, method.server_streaming) {
             (false, false) => CallShape::Unary,
             (true, false) => CallShape::ClientStreaming,
@@ -200,8 +200,8 @@ impl MethodModel {
             ident: names::method(&method.proto_name),
             path: format!("/{full_service}/{}", method.proto_name),
             stream_type: names::stream_type(&method.proto_name),
-            input: names::type_path(&method.input_type),
-            output: names::type_path(&method.output_type),
+            input: names::type_path(&method.input_type, proto_path),
+            output: names::type_path(&method.output_type, proto_path),
             shape,
             comments: method.comments,
             proto_name: method.proto_name,

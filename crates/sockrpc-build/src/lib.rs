@@ -170,6 +170,9 @@ mod tonic_compat;
 mod type_names;
 
 pub use paths::ProtoPaths;
+/// The prost-build this crate drives, for [`Builder::compile_with_config`]'s `Config` (one of
+/// the same version).
+pub use prost_build;
 
 use std::cell::RefCell;
 use std::io;
@@ -353,6 +356,17 @@ impl Builder {
         protos: &[impl AsRef<Path>],
         includes: &[impl AsRef<Path>],
     ) -> io::Result<()> {
+        self.compile_on(None, protos, includes)
+    }
+
+    /// [`compile_protos`](Self::compile_protos), prost-build's settings starting from `base`
+    /// when given (`tonic_compat.rs`).
+    pub(crate) fn compile_on(
+        self,
+        base: Option<prost_build::Config>,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> io::Result<()> {
         self.check_protoc_args()?;
         let stripped = source_files::StrippedPaths::default();
         let mut compiler =
@@ -406,7 +420,7 @@ impl Builder {
                 .map(|file| (file.name().to_owned(), file.encode_to_vec()))
                 .collect(),
         };
-        self.generate(compiler.file_descriptor_set(), encoded)
+        self.generate(compiler.file_descriptor_set(), encoded, base)
     }
 
     /// Generates the Rust code for `fds`, a descriptor set built already (by `protoc
@@ -433,12 +447,17 @@ impl Builder {
                 ),
             ));
         }
-        self.generate(fds, Encoded::default())
+        self.generate(fds, Encoded::default(), None)
     }
 
     /// Everything but the parsing: prost-build's messages, the services, the descriptor sets
     /// and the package aliases. `encoded` holds what the compiler encoded itself, if it did.
-    fn generate(self, fds: prost_types::FileDescriptorSet, encoded: Encoded) -> io::Result<()> {
+    fn generate(
+        self,
+        fds: prost_types::FileDescriptorSet,
+        encoded: Encoded,
+        base: Option<prost_build::Config>,
+    ) -> io::Result<()> {
         if let Some(path) = &self.file_descriptor_set_path {
             let set = encoded
                 .set
@@ -472,7 +491,8 @@ impl Builder {
         let errors = Rc::new(RefCell::new(Vec::new()));
         let prost_modules = prost_modules::taken_modules(&fds, &extern_paths, services);
         let source_comments = source_comments::SourceComments::collect(&fds);
-        let mut config = self.prost_config(prost_modules, source_comments, Rc::clone(&errors));
+        let mut config =
+            self.prost_config(base, prost_modules, source_comments, Rc::clone(&errors));
         // prost-build renders the comments of messages, fields and enums: their HTML and code
         // blocks are made text first (services and rpcs use `source_comments`, taken above).
         let mut prost_fds = fds.clone();
@@ -505,11 +525,12 @@ impl Builder {
 
     fn prost_config(
         &self,
+        base: Option<prost_build::Config>,
         prost_modules: prost_modules::PackageModules,
         source_comments: source_comments::SourceComments,
         errors: generator::Errors,
     ) -> prost_build::Config {
-        let mut config = prost_build::Config::new();
+        let mut config = base.unwrap_or_default();
         config.prost_types_path(PROST_TYPES_PATH);
         if let Some(out_dir) = &self.out_dir {
             config.out_dir(out_dir);

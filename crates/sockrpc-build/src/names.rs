@@ -182,8 +182,8 @@ pub(crate) fn qualified_service(package: &str, service: &str) -> String {
 /// generated code lives one module deeper. Absolute paths (extern paths such
 /// as `::sockrpc::codegen::prost_types::Any` or `crate::x`) and the builtin
 /// types prost maps wrapper well-known types to (`()`, `bool`, ...) must not
-/// get the `super::` prefix.
-pub(crate) fn type_path(rust_type: &str) -> String {
+/// get the `super::` prefix (or `proto_path`'s, when the builder was given one).
+pub(crate) fn type_path(rust_type: &str, proto_path: Option<&str>) -> String {
     const BUILTIN: &[&str] = &["bool", "f32", "f64", "i32", "i64", "u32", "u64"];
     let absolute = rust_type.starts_with("::")
         || rust_type.starts_with("crate::")
@@ -192,7 +192,19 @@ pub(crate) fn type_path(rust_type: &str) -> String {
     if absolute {
         rust_type.to_owned()
     } else {
-        format!("super::{rust_type}")
+        let Some(mut base) = proto_path else {
+            return format!("super::{rust_type}");
+        };
+        // prost-build names another package's type from this one's module (`super::other::X`):
+        // each `super` climbs out of the given path, which must not hold one in its middle.
+        let mut rest = rust_type;
+        while let (Some(tail), Some((parent, _))) =
+            (rest.strip_prefix("super::"), base.rsplit_once("::"))
+        {
+            rest = tail;
+            base = parent;
+        }
+        format!("{base}::{rest}")
     }
 }
 
@@ -333,15 +345,23 @@ mod tests {
 
     #[test]
     fn type_paths() {
-        assert_eq!(type_path("HelloRequest"), "super::HelloRequest");
+        assert_eq!(type_path("HelloRequest", None), "super::HelloRequest");
         assert_eq!(
-            type_path("super::core::Bucket"),
+            type_path("super::core::Bucket", None),
             "super::super::core::Bucket"
         );
-        assert_eq!(type_path("()"), "()");
-        assert_eq!(type_path("::prost_types::Any"), "::prost_types::Any");
-        assert_eq!(type_path("crate::x::Y"), "crate::x::Y");
-        assert_eq!(type_path("bool"), "bool");
+        assert_eq!(type_path("()", None), "()");
+        assert_eq!(type_path("::prost_types::Any", None), "::prost_types::Any");
+        assert_eq!(type_path("crate::x::Y", None), "crate::x::Y");
+        assert_eq!(type_path("bool", None), "bool");
+        // `proto_path`: the package's module named outright.
+        let pb = Some("crate::pb::shop");
+        assert_eq!(type_path("Order", pb), "crate::pb::shop::Order");
+        assert_eq!(
+            type_path("super::core::Bucket", pb),
+            "crate::pb::core::Bucket"
+        );
+        assert_eq!(type_path("::prost_types::Any", pb), "::prost_types::Any");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! tonic-build calls that sockrpc-build carries out in its own terms: `build_transport`,
-//! `emit_package` and `protoc_arg`.
+//! `emit_package`, `protoc_arg`, `proto_path` and `compile_with_config`.
 //!
 //! Build scripts are copied from tonic projects, and these three appear in them often enough
 //! that refusing to compile them would send users hunting. Each does here what it does there,
@@ -8,6 +8,7 @@
 //! any other refused at build time rather than ignored.
 
 use std::io;
+use std::path::Path;
 
 use crate::Builder;
 
@@ -41,6 +42,33 @@ impl Builder {
     pub fn protoc_arg(mut self, arg: impl AsRef<str>) -> Self {
         self.protoc_args.push(arg.as_ref().to_owned());
         self
+    }
+
+    /// Where generated clients and servers find the request and response types, instead of
+    /// `super` (the package's module, one up from theirs): e.g. `"crate::pb"` when the
+    /// messages are included elsewhere (tonic-build's `proto_path`). Types given absolute
+    /// paths (well-known types, `extern_path`) are left as they are.
+    pub fn proto_path(mut self, path: impl AsRef<str>) -> Self {
+        self.options.proto_path = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// [`compile_protos`](Self::compile_protos) with prost-build's settings starting from
+    /// `config` (tonic-build's `compile_with_config`): what it sets that this builder has no
+    /// call for reaches prost-build. The builder's own settings are applied over it, its
+    /// service generator replaces any the config had, and the output directory is the
+    /// builder's ([`out_dir`](Self::out_dir), else `$OUT_DIR`), not the config's.
+    ///
+    /// # Errors
+    ///
+    /// As [`compile_protos`](Self::compile_protos).
+    pub fn compile_with_config(
+        self,
+        config: prost_build::Config,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> io::Result<()> {
+        self.compile_on(Some(config), protos, includes)
     }
 
     /// Fails on a `protoc` flag nothing here carries out.
