@@ -356,6 +356,7 @@ impl ServerReflection for Older {
         request: Request<Streaming<ServerReflectionRequest>>,
     ) -> Result<Response<Self::ServerReflectionInfoStream>, Status> {
         let this = self.clone();
+        let mut sent = sockrpc_reflection::SentFiles::default();
         let answers = request.into_inner().map(move |request| {
             let request = request?;
             let extension = matches!(
@@ -366,7 +367,7 @@ impl ServerReflection for Older {
                 )
             );
             if !extension {
-                return Ok(this.reflection.answer(&this.index, request));
+                return Ok(this.reflection.answer(&this.index, request, &mut sent));
             }
             Ok(ServerReflectionResponse {
                 valid_host: String::new(),

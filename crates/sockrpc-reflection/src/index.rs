@@ -4,8 +4,9 @@
 //! Every file is kept encoded, as registered: an answer copies bytes (reference-counted) and
 //! never re-encodes, so what `prost_types` cannot hold (extension options such as
 //! `google.api.http`, a team's own method options) reaches the client as the generated set
-//! carries it. The answer for a file carries the files it imports, transitively, imports first,
-//! so a client can build a descriptor pool from one answer.
+//! carries it. The answer for a file carries it first, then the files it imports, transitively
+//! (grpc-go's order), except those the same stream carried already ([`SentFiles`]), so a
+//! client can build a descriptor pool from the answers of its stream.
 
 use bytes::Bytes;
 use prost::Message;
@@ -182,26 +183,32 @@ impl DescriptorIndex {
         self.services.iter().map(String::as_str)
     }
 
-    /// The file named `name` and its imports, transitively, imports first.
-    pub fn file_by_name(&self, name: &str) -> Option<Vec<Bytes>> {
+    /// The file named `name`, then its imports, transitively, but those `sent` on this stream
+    /// already.
+    pub fn file_by_name(&self, name: &str, sent: &mut SentFiles) -> Option<Vec<Bytes>> {
         self.files
             .contains_key(name)
-            .then(|| self.with_imports(name))
+            .then(|| self.with_imports(name, sent))
     }
 
     /// The file declaring `symbol` (a message, field, oneof, enum, enum value, service, method
-    /// or extension, fully qualified) and its imports.
-    pub fn file_containing_symbol(&self, symbol: &str) -> Option<Vec<Bytes>> {
+    /// or extension, fully qualified), then its imports not `sent` yet.
+    pub fn file_containing_symbol(&self, symbol: &str, sent: &mut SentFiles) -> Option<Vec<Bytes>> {
         let symbol = symbol.trim_start_matches('.');
-        self.symbols.get(symbol).map(|file| self.with_imports(file))
+        let file = self.symbols.get(symbol)?;
+        Some(self.with_imports(file, sent))
     }
 
-    /// The file declaring extension `number` of `message`, and its imports.
-    pub fn file_containing_extension(&self, message: &str, number: i32) -> Option<Vec<Bytes>> {
+    /// The file declaring extension `number` of `message`, then its imports not `sent` yet.
+    pub fn file_containing_extension(
+        &self,
+        message: &str,
+        number: i32,
+        sent: &mut SentFiles,
+    ) -> Option<Vec<Bytes>> {
         let key = (message.trim_start_matches('.').to_owned(), number);
-        self.extensions
-            .get(&key)
-            .map(|file| self.with_imports(file))
+        let file = self.extensions.get(&key)?;
+        Some(self.with_imports(file, sent))
     }
 
     /// The extension numbers registered for `message`, or `None` when the message is unknown.
@@ -218,33 +225,38 @@ impl DescriptorIndex {
         Some(numbers)
     }
 
-    fn with_imports(&self, name: &str) -> Vec<Bytes> {
-        let mut seen = HashSet::new();
+    /// `name` first, then the files it imports, transitively, breadth-first (grpc-go's order,
+    /// which clients that read the first file as the answer rely on), leaving out those `sent`
+    /// already holds and recording what goes. Each file is visited once.
+    fn with_imports(&self, name: &str, sent: &mut SentFiles) -> Vec<Bytes> {
+        let mut visited = HashSet::from([name]);
+        let mut queue = std::collections::VecDeque::from([name]);
         let mut out = Vec::new();
-        // Iterative depth-first walk (imports before importers) with the recursion bounded by
-        // the number of files: each file is visited once.
-        let mut stack = vec![(name, false)];
-        while let Some((file, expanded)) = stack.pop() {
+        while let Some(file) = queue.pop_front() {
             let Some(entry) = self.files.get(file) else {
                 continue;
             };
-            if expanded {
+            // The file asked for goes every time; an import only once per stream.
+            if out.is_empty() || !sent.0.contains(file) {
+                sent.0.insert(file.to_owned());
                 out.push(entry.encoded.clone());
-                continue;
             }
-            if !seen.insert(file) {
-                continue;
-            }
-            stack.push((file, true));
-            for dependency in entry.dependencies.iter().rev() {
-                if !seen.contains(dependency.as_str()) {
-                    stack.push((dependency.as_str(), false));
+            for dependency in &entry.dependencies {
+                if visited.insert(dependency.as_str()) {
+                    queue.push_back(dependency.as_str());
                 }
             }
         }
         out
     }
 }
+
+/// The files one reflection stream has sent: a later answer on the stream leaves out the
+/// imports it carried already, as grpc-go's server does (its client keeps what it was given).
+/// Without it a closure of large files went out whole with every answer, and past the 4 MiB
+/// message limit the stream died.
+#[derive(Debug, Default)]
+pub struct SentFiles(HashSet<String>);
 
 #[cfg(test)]
 mod tests {
@@ -269,7 +281,9 @@ mod tests {
         index
             .add_encoded_set(&set.encode_to_vec())
             .expect("valid set");
-        let answer = index.file_by_name("opt.proto").expect("registered");
+        let answer = index
+            .file_by_name("opt.proto", &mut SentFiles::default())
+            .expect("registered");
         assert_eq!(answer, [Bytes::from(encoded)]);
         // A set with a file that does not decode adds nothing.
         let bad = EncodedSet {
@@ -353,20 +367,26 @@ mod tests {
     }
 
     #[test]
-    fn symbols_resolve_to_their_file_with_imports_first() {
+    fn symbols_resolve_to_their_file_first_then_its_imports() {
         let index = index();
-        let found = index.file_containing_symbol("pkg.Svc.Get").expect("method");
-        assert_eq!(names(&found), ["base.proto", "api.proto"]);
         let found = index
-            .file_containing_symbol(".base.Outer.Inner")
+            .file_containing_symbol("pkg.Svc.Get", &mut SentFiles::default())
+            .expect("method");
+        assert_eq!(names(&found), ["api.proto", "base.proto"]);
+        let found = index
+            .file_containing_symbol(".base.Outer.Inner", &mut SentFiles::default())
             .expect("nested");
         assert_eq!(names(&found), ["base.proto"]);
-        assert!(index.file_containing_symbol("pkg.Nope").is_none());
+        assert!(index
+            .file_containing_symbol("pkg.Nope", &mut SentFiles::default())
+            .is_none());
         let found = index
-            .file_containing_symbol("base.Outer.size")
+            .file_containing_symbol("base.Outer.size", &mut SentFiles::default())
             .expect("a field");
         assert_eq!(names(&found), ["base.proto"]);
-        assert!(index.file_containing_symbol("base.Outer.nope").is_none());
+        assert!(index
+            .file_containing_symbol("base.Outer.nope", &mut SentFiles::default())
+            .is_none());
         // Enum values: siblings of their enum, and under it.
         for value in [
             "base.RED",
@@ -374,17 +394,43 @@ mod tests {
             "base.Outer.DARK",
             "base.Outer.Shade.DARK",
         ] {
-            let found = index.file_containing_symbol(value).expect("an enum value");
+            let found = index
+                .file_containing_symbol(value, &mut SentFiles::default())
+                .expect("an enum value");
             assert_eq!(names(&found), ["base.proto"], "{value}");
         }
-        assert!(index.file_containing_symbol("base.Colour.DARK").is_none());
+        assert!(index
+            .file_containing_symbol("base.Colour.DARK", &mut SentFiles::default())
+            .is_none());
         assert_eq!(index.services().collect::<Vec<_>>(), ["pkg.Svc"]);
         assert_eq!(
-            names(&index.file_by_name("api.proto").expect("file")),
-            ["base.proto", "api.proto"]
+            names(
+                &index
+                    .file_by_name("api.proto", &mut SentFiles::default())
+                    .expect("file")
+            ),
+            ["api.proto", "base.proto"]
         );
         assert_eq!(index.extension_numbers("base.Outer"), Some(vec![]));
         assert_eq!(index.extension_numbers("base.Missing"), None);
+    }
+
+    #[test]
+    fn a_stream_is_sent_each_import_once_and_the_file_asked_for_every_time() {
+        let index = index();
+        let mut sent = SentFiles::default();
+        let first = index.file_by_name("api.proto", &mut sent).expect("file");
+        assert_eq!(names(&first), ["api.proto", "base.proto"]);
+        let again = index.file_by_name("api.proto", &mut sent).expect("file");
+        assert_eq!(names(&again), ["api.proto"], "base.proto went already");
+        let base = index
+            .file_containing_symbol("base.Outer", &mut sent)
+            .expect("message");
+        assert_eq!(
+            names(&base),
+            ["base.proto"],
+            "the file asked for, sent before or not"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod index;
 pub mod service;
 pub mod v1alpha;
 
-pub use index::{DescriptorIndex, IndexError};
+pub use index::{DescriptorIndex, IndexError, SentFiles};
 pub use service::Reflection;
 
 /// `grpc.reflection.v1`, generated from gRPC's reflection.proto: the messages, the
@@ -46,7 +46,9 @@ pub const SERVICE_NAME: &str = "grpc.reflection.v1.ServerReflection";
 pub trait ReflectionExt: Sized {
     /// Mounts reflection (v1 and v1alpha) over `sets`, encoded `FileDescriptorSet`s such as the
     /// `FILE_DESCRIPTOR_SET` constants of generated packages. The services it lists are those
-    /// the sets declare, plus reflection itself under both names. A set that does not decode makes every
+    /// the sets declare, plus reflection itself under both names, as tonic-reflection lists
+    /// them (grpc-go lists the services mounted instead): a package's set declares all of its
+    /// services, mounted or not. A set that does not decode makes every
     /// reflection call fail with `Internal` and the decoding error, rather than a panic.
     fn add_reflection(self, sets: &[&[u8]]) -> Self;
 }

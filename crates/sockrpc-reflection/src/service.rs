@@ -1,8 +1,8 @@
 //! The `ServerReflectionInfo` stream: every request gets one answer, in order, on the same
-//! stream, as gRPC's reflection protocol has it. What is not found is an `ErrorResponse` on the
+//! stream, as gRPC's reflection protocol has it; a file's imports go once per stream. What is not found is an `ErrorResponse` on the
 //! stream (code `NOT_FOUND`), not the end of the call.
 
-use crate::index::{DescriptorIndex, IndexError};
+use crate::index::{DescriptorIndex, IndexError, SentFiles};
 use crate::pb::server_reflection_request::MessageRequest;
 use crate::pb::server_reflection_response::MessageResponse;
 use crate::pb::server_reflection_server::{ServerReflection, ServerReflectionServer};
@@ -56,11 +56,12 @@ impl Reflection {
         crate::v1alpha::V1Alpha::new(self.v1())
     }
 
-    /// The answer to one request.
+    /// The answer to one request of a stream that has sent `sent` so far (see [`SentFiles`]).
     pub fn answer(
         &self,
         index: &DescriptorIndex,
         request: ServerReflectionRequest,
+        sent: &mut SentFiles,
     ) -> ServerReflectionResponse {
         let files = |found: Option<Vec<Bytes>>, what: String| match found {
             Some(files) => MessageResponse::FileDescriptorResponse(FileDescriptorResponse {
@@ -69,15 +70,16 @@ impl Reflection {
             None => not_found(what),
         };
         let response = match &request.message_request {
-            Some(MessageRequest::FileByFilename(name)) => {
-                files(index.file_by_name(name), format!("no file named {name}"))
-            }
+            Some(MessageRequest::FileByFilename(name)) => files(
+                index.file_by_name(name, sent),
+                format!("no file named {name}"),
+            ),
             Some(MessageRequest::FileContainingSymbol(symbol)) => files(
-                index.file_containing_symbol(symbol),
+                index.file_containing_symbol(symbol, sent),
                 format!("no symbol {symbol}"),
             ),
             Some(MessageRequest::FileContainingExtension(ext)) => files(
-                index.file_containing_extension(&ext.containing_type, ext.extension_number),
+                index.file_containing_extension(&ext.containing_type, ext.extension_number, sent),
                 format!(
                     "no extension {} of {}",
                     ext.extension_number, ext.containing_type
@@ -135,10 +137,12 @@ impl ServerReflection for Reflection {
             return Err(Status::internal(format!("reflection: {err}")));
         }
         let this = self.clone();
+        // What this stream has sent: later answers leave those imports out.
+        let mut sent = SentFiles::default();
         let answers = request.into_inner().map(move |request| {
             let request = request?;
             match this.index.as_ref() {
-                Ok(index) => Ok(this.answer(index, request)),
+                Ok(index) => Ok(this.answer(index, request, &mut sent)),
                 Err(err) => Err(Status::internal(format!("reflection: {err}"))),
             }
         });
