@@ -75,7 +75,8 @@ enum Command {
     ///
     /// Descriptors come from the server's reflection service, or from --proto files. Answers
     /// are printed one JSON object per line on stdout; the status goes to stderr. Streaming
-    /// requests are newline-delimited JSON (-d, -d @FILE, or stdin).
+    /// requests are JSON objects one after another, in any layout (-d, -d @FILE, or stdin);
+    /// empty input is an empty request, as in grpcurl.
     ///
     /// Exit code: the call's gRPC status code (0 OK, 1 CANCELLED, 2 UNKNOWN, 3 INVALID_ARGUMENT,
     /// 4 DEADLINE_EXCEEDED, 5 NOT_FOUND, ..., 14 UNAVAILABLE (cannot connect), 16

@@ -3,9 +3,10 @@
 //! status code as the exit code (see [`exit`](super::dynamic::exit)).
 //!
 //! Requests: `-d TEXT`, `-d @FILE` or `-d @-` (stdin). A unary or server-streaming method takes
-//! one JSON object (`{}` without `-d`); a client- or bidirectional-streaming method takes any
-//! number, newline-delimited (stdin without `-d`), read as they come, so a bidirectional call
-//! can be driven line by line.
+//! one JSON object (`{}` without `-d`, and an empty request for empty input, as grpcurl sends);
+//! a client- or bidirectional-streaming method takes any number, one after another in any
+//! layout (stdin without `-d`), each sent as soon as it is read, so a bidirectional call can be
+//! driven line by line. `-d @` reads stdin too, as in grpcurl.
 
 use super::dynamic::conn::{within, ConnArgs};
 use super::dynamic::exit::{finish, Failure};
@@ -15,11 +16,11 @@ use bytes::Bytes;
 use clap::Args;
 use prost_reflect::{MessageDescriptor, MethodDescriptor};
 use sockrpc::{Channel, Status};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 
-/// Largest request text `-d @FILE` or a stdin line may hold (sockrpc's default message limit):
-/// checked before it is read into memory.
+/// Largest request text `-d @FILE` or one request on stdin may hold (sockrpc's default message
+/// limit): checked before it is read into memory.
 const MAX_INPUT: u64 = 4 * 1024 * 1024;
 
 /// `sockrpc call` flags.
@@ -30,8 +31,9 @@ pub(crate) struct CallArgs {
     /// The method: package.Service/Method.
     #[arg(value_name = "METHOD")]
     method: String,
-    /// The request as JSON; `@FILE` reads a file, `@-` stdin. Streaming requests: one JSON
-    /// object per line [default: `{}`, or stdin for client and bidirectional streams].
+    /// The request as JSON; `@FILE` reads a file, `@-` (or `@`) stdin. Streaming requests: JSON
+    /// objects one after another [default: `{}`, or stdin for client and bidirectional
+    /// streams].
     #[arg(short = 'd', long = "data", value_name = "JSON|@FILE|@-")]
     data: Option<String>,
     /// Also print the answer's headers and trailers, and an error status's details and
@@ -51,7 +53,7 @@ enum Input {
 /// Reads `-d @FILE` (bounded) or takes `-d TEXT`; `None` for stdin.
 pub(crate) fn read_data(data: Option<&str>) -> Result<Option<String>, Failure> {
     match data {
-        None | Some("@-") => Ok(None),
+        None | Some("@-" | "@") => Ok(None),
         Some(text) => match text.strip_prefix('@') {
             Some(path) => {
                 let size = std::fs::metadata(path)
@@ -94,13 +96,14 @@ pub(crate) fn single_request(
 ) -> Result<Bytes, Failure> {
     let text = match (data, read_data(data)?) {
         (_, Some(text)) => text,
-        (Some("@-"), None) => read_stdin()?,
+        (Some("@-" | "@"), None) => read_stdin()?,
         (_, None) => "{}".to_owned(),
     };
     let mut messages = json::encode_all(desc, &text)?;
     match messages.len() {
         1 => Ok(messages.remove(0)),
-        0 => Err(Failure::Input("no request: -d is empty".to_owned())),
+        // No input at all: an empty request, as grpcurl sends one.
+        0 => Ok(Bytes::new()),
         n => Err(Failure::Input(format!(
             "{n} requests given, but this method takes one"
         ))),
@@ -204,17 +207,13 @@ async fn print_answers(
     if verbose {
         print_metadata("response headers", &metadata);
     }
-    let stdout = std::io::stdout();
     while let Some(message) = next_message(&mut body).await {
         let message = message.inspect_err(|status| print_status(status, verbose))?;
         // An answer that does not decode as the method's output is the server's fault, as a
         // generated client reports it: INTERNAL, not the usage error (64) of bad input.
         let line = json::decode(output, message).map_err(Status::internal)?;
-        let mut out = stdout.lock();
-        let written = writeln!(out, "{line}").and_then(|()| out.flush());
-        if let Err(err) = written {
-            return Err(Failure::Input(format!("cannot write to stdout: {err}")));
-        }
+        // A reader that left (`| head -1`) ends the command quietly with 141, as every command.
+        crate::out::outln!("{line}");
     }
     if verbose {
         let mut all = trailers;
@@ -256,60 +255,81 @@ fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Stdin's lines (blank ones skipped) as encoded requests, read on a thread as the call
-/// consumes them. A line that is not a valid request ends the stream with an error (the call
-/// is cancelled) and is kept in `cut` for the report.
+/// The JSON values on stdin as encoded requests, each sent as soon as the line that ends it is
+/// read (so a bidirectional call can be driven line by line); a value may span lines, and a
+/// line may hold several, as grpcurl reads them. Lines are read on a thread as the call
+/// consumes them. A value that is not a valid request ends the stream with an error (the call
+/// is cancelled) and is kept in `cut` for the report, naming the line where it went wrong.
 fn stdin_requests(
     desc: MessageDescriptor,
     cut: Arc<Mutex<Option<String>>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Status>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, String>>(16);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            // Each line is read through a bound, so a line with no end never fills memory.
-            let mut line = String::new();
-            let read = std::io::Read::take(&mut stdin, MAX_INPUT + 1).read_line(&mut line);
-            let line = match read {
-                Ok(0) => break,
-                Ok(_) if line.len() as u64 > MAX_INPUT => {
-                    Err(format!("a stdin line holds more than {MAX_INPUT} bytes"))
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<(usize, serde_json::Value), String>>(16);
+    std::thread::spawn(move || read_values(&tx));
+    let state = (rx, desc, cut);
+    futures_util::stream::unfold(state, |(mut rx, desc, cut)| async move {
+        let encoded = rx.recv().await?.and_then(|(line, value)| {
+            json::encode(&desc, &value).map_err(|err| format!("stdin line {line}: {err}"))
+        });
+        match encoded {
+            Ok(bytes) => Some((Ok(bytes), (rx, desc, cut))),
+            Err(message) => {
+                if let Ok(mut slot) = cut.lock() {
+                    *slot = Some(message.clone());
                 }
-                Ok(_) => Ok(line),
-                Err(err) => Err(format!("cannot read stdin: {err}")),
-            };
-            let stop = line.is_err();
-            if tx.blocking_send(line).is_err() || stop {
-                break;
-            }
-        }
-    });
-    let state = (rx, desc, cut, 0_usize);
-    futures_util::stream::unfold(state, |(mut rx, desc, cut, mut number)| async move {
-        loop {
-            let line = rx.recv().await?;
-            number += 1;
-            let encoded = line.and_then(|line| {
-                if line.trim().is_empty() {
-                    return Ok(None);
-                }
-                let value: serde_json::Value = serde_json::from_str(&line)
-                    .map_err(|err| format!("stdin line {number}: bad JSON: {err}"))?;
-                json::encode(&desc, &value)
-                    .map(Some)
-                    .map_err(|err| format!("stdin line {number}: {err}"))
-            });
-            match encoded {
-                Ok(None) => continue,
-                Ok(Some(bytes)) => return Some((Ok(bytes), (rx, desc, cut, number))),
-                Err(message) => {
-                    if let Ok(mut slot) = cut.lock() {
-                        *slot = Some(message.clone());
-                    }
-                    rx.close();
-                    return Some((Err(Status::cancelled(message)), (rx, desc, cut, number)));
-                }
+                rx.close();
+                Some((Err(Status::cancelled(message)), (rx, desc, cut)))
             }
         }
     })
+}
+
+/// Reads stdin line by line into `tx` as JSON values (with the line each ends on), until its
+/// end, an error, or nobody listening. What is pending (a value not yet ended) is bounded by
+/// [`MAX_INPUT`], as each line read is.
+fn read_values(tx: &tokio::sync::mpsc::Sender<Result<(usize, serde_json::Value), String>>) {
+    let mut stdin = std::io::stdin().lock();
+    let mut pending = String::new();
+    let mut number = 0usize;
+    loop {
+        let room = MAX_INPUT + 1 - pending.len() as u64;
+        let read = std::io::Read::take(&mut stdin, room).read_line(&mut pending);
+        number += 1;
+        let failed = match read {
+            Ok(0) if pending.trim().is_empty() => return,
+            Ok(0) => Some(format!(
+                "stdin line {number}: a JSON value is cut short by the end of input"
+            )),
+            Ok(_) if pending.len() as u64 > MAX_INPUT => Some(format!(
+                "stdin line {number}: a request holds more than {MAX_INPUT} bytes"
+            )),
+            Ok(_) => None,
+            Err(err) => Some(format!("cannot read stdin: {err}")),
+        };
+        if let Some(message) = failed {
+            let _ = tx.blocking_send(Err(message));
+            return;
+        }
+        let mut values =
+            serde_json::Deserializer::from_str(&pending).into_iter::<serde_json::Value>();
+        let mut taken = 0;
+        loop {
+            match values.next() {
+                None => break,
+                Some(Ok(value)) => {
+                    taken = values.byte_offset();
+                    if tx.blocking_send(Ok((number, value))).is_err() {
+                        return;
+                    }
+                }
+                // The value goes on in the next line.
+                Some(Err(err)) if err.is_eof() => break,
+                Some(Err(err)) => {
+                    let _ = tx.blocking_send(Err(format!("stdin line {number}: bad JSON: {err}")));
+                    return;
+                }
+            }
+        }
+        pending.drain(..taken);
+    }
 }

@@ -119,13 +119,17 @@ pub(crate) fn endpoint(
 }
 
 /// `key:value` pairs as metadata; the reserved `sockrpc-` prefix and malformed pairs are
-/// refused here, before any call. A `-bin` key's value is base64 (padded or not), as grpcurl
-/// takes it, and is sent as the bytes it decodes to.
+/// refused here, before any call. A `-bin` key's value is base64, standard or URL-safe, padded
+/// or not, as grpcurl takes it, and is sent as the bytes it decodes to.
 pub(crate) fn metadata(headers: &[String]) -> Result<MetadataMap, Failure> {
     use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose};
     use base64::Engine as _;
     const BASE64: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
+        general_purpose::NO_PAD.with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
         general_purpose::NO_PAD.with_decode_padding_mode(DecodePaddingMode::Indifferent),
     );
     let mut map = MetadataMap::new();
@@ -135,7 +139,16 @@ pub(crate) fn metadata(headers: &[String]) -> Result<MetadataMap, Failure> {
         };
         let key = key.trim().to_ascii_lowercase();
         let added = if key.ends_with("-bin") {
-            let bytes = BASE64.decode(value.trim()).map_err(|err| {
+            let value = value.trim();
+            let bytes = BASE64.decode(value).or_else(|err| {
+                // `-` or `_` only appear in the URL-safe alphabet.
+                if value.contains(['-', '_']) {
+                    URL_SAFE.decode(value)
+                } else {
+                    Err(err)
+                }
+            });
+            let bytes = bytes.map_err(|err| {
                 Failure::Input(format!(
                     "-H {header:?}: a -bin key's value is base64: {err}"
                 ))
@@ -159,13 +172,19 @@ mod tests {
             "X-Trace: abc ".to_owned(),
             "x-echo-bin: AP8B".to_owned(),
             "x-echo-bin:AP8BAA==".to_owned(),
+            // URL-safe, as grpcurl takes it too: 0xfb 0xff 0x01.
+            "x-echo-bin: -_8B".to_owned(),
         ])
         .expect("valid headers");
         assert_eq!(map.get("x-trace"), Some("abc"));
         let bins: Vec<&[u8]> = map.get_all("x-echo-bin").collect();
         assert_eq!(
             bins,
-            [&[0x00, 0xff, 0x01][..], &[0x00, 0xff, 0x01, 0x00][..]]
+            [
+                &[0x00, 0xff, 0x01][..],
+                &[0x00, 0xff, 0x01, 0x00][..],
+                &[0xfb, 0xff, 0x01][..]
+            ]
         );
         for bad in ["x-echo-bin: not base64!", "no-colon", "sockrpc-flag: 1"] {
             assert!(
