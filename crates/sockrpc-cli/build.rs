@@ -2,8 +2,9 @@
 //! count, not a copy: the benchmark should measure the framework, not memcpy), and, for the
 //! end-to-end tests
 //! only, the route guide (the tests' server is their own binary re-run; the CLI never includes
-//! it) and the proto2 shop of `tests/proto/sockrpc/p2/` with the extensions `addon.proto`
-//! declares in a file of its own (`tests/cli_proto2.rs`).
+//! it), the proto2 shop of `tests/proto/sockrpc/p2/` with the extensions `addon.proto`
+//! declares in a file of its own (`tests/cli_proto2.rs`), and `tests/proto/sockrpc/wrap/`,
+//! whose `Any` fields carry a type from another file (`tests/cli_any.rs`).
 fn main() -> std::io::Result<()> {
     sockrpc_build::configure()
         .bytes(["."])
@@ -16,6 +17,10 @@ fn main() -> std::io::Result<()> {
         &[
             "../../tests/proto/sockrpc/p2/shop.proto",
             "../../tests/proto/sockrpc/p2/addon.proto",
+            // `Any` fields whose types are in a file the service's does not import
+            // (`tests/cli_any.rs`).
+            "../../tests/proto/sockrpc/wrap/wrap.proto",
+            "../../tests/proto/sockrpc/wrap/cargo.proto",
         ],
         &["../../tests/proto"],
     )

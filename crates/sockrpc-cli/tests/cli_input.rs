@@ -20,12 +20,7 @@ fn route_guide_child() {
 fn answers(guide: &GuideChild, extra: &[&str], stdin: &str) -> Vec<Value> {
     let mut args = vec!["call", guide.addr.as_str()];
     args.extend_from_slice(extra);
-    let (code, stdout, stderr) = call(&args, stdin);
-    assert_eq!(code, 0, "{args:?}: {stderr}");
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
-        .collect()
+    json_lines(&args, stdin)
 }
 
 #[test]

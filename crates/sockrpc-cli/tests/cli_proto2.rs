@@ -103,15 +103,6 @@ fn serve() -> (tokio::runtime::Runtime, String) {
 /// (`all_extension_numbers_of_type`, `file_containing_extension`) with that error code, as
 /// servers from before them do.
 fn serve_with(older: Option<Code>) -> (tokio::runtime::Runtime, String) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let sets = [p2::FILE_DESCRIPTOR_SET, addon::FILE_DESCRIPTOR_SET];
     let builder = Server::builder().add_service(ShopServer::new(Store));
     let builder = match older {
@@ -128,8 +119,7 @@ fn serve_with(older: Option<Code>) -> (tokio::runtime::Runtime, String) {
             }))
         }
     };
-    runtime.spawn(builder.serve_with_listener(listener));
-    (runtime, format!("tcp://{addr}"))
+    call_support::serve_on_runtime(builder)
 }
 
 fn shop_proto() -> String {
@@ -146,12 +136,7 @@ fn ok(args: &[&str], from_proto: bool, stdin: &str) -> Vec<Value> {
     if from_proto {
         all.extend(["--proto", proto.as_str()]);
     }
-    let (code, stdout, stderr) = call(&all, stdin);
-    assert_eq!(code, 0, "{all:?} failed: {stderr}");
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
-        .collect()
+    call_support::json_lines(&all, stdin)
 }
 
 #[test]

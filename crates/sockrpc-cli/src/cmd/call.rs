@@ -11,7 +11,7 @@
 use super::dynamic::conn::{within, ConnArgs};
 use super::dynamic::exit::{finish, Failure};
 use super::dynamic::invoke::{next_message, Outgoing};
-use super::dynamic::{json, source};
+use super::dynamic::{any, json, source};
 use bytes::Bytes;
 use clap::Args;
 use prost_reflect::{MessageDescriptor, MethodDescriptor};
@@ -94,12 +94,37 @@ pub(crate) fn single_request(
     desc: &MessageDescriptor,
     data: Option<&str>,
 ) -> Result<Bytes, Failure> {
-    let text = match (data, read_data(data)?) {
+    single_from(desc, &request_text(data)?)
+}
+
+/// The request text of a unary or server-streaming method: `-d`'s, the file's, stdin's, or
+/// `{}` without `-d`.
+fn request_text(data: Option<&str>) -> Result<String, Failure> {
+    Ok(match (data, read_data(data)?) {
         (_, Some(text)) => text,
         (Some("@-" | "@"), None) => read_stdin()?,
         (_, None) => "{}".to_owned(),
-    };
-    let mut messages = json::encode_all(desc, &text)?;
+    })
+}
+
+/// `desc`, or through `reflection` the same type in a pool that also describes the `Any` types
+/// `text` names (`"@type"`) outside the method's files.
+async fn input_for(
+    reflection: Option<&Channel>,
+    desc: MessageDescriptor,
+    text: &str,
+) -> Result<MessageDescriptor, Failure> {
+    match reflection {
+        Some(channel) if text.contains("@type") => Ok(any::for_request(channel, &desc, text)
+            .await?
+            .unwrap_or(desc)),
+        _ => Ok(desc),
+    }
+}
+
+/// The one request `text` holds, as a `desc` message.
+fn single_from(desc: &MessageDescriptor, text: &str) -> Result<Bytes, Failure> {
+    let mut messages = json::encode_all(desc, text)?;
     match messages.len() {
         1 => Ok(messages.remove(0)),
         // No input at all: an empty request, as grpcurl sends one.
@@ -144,8 +169,11 @@ async fn call(args: CallArgs) -> Result<(), Failure> {
         timeout: deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now())),
         streaming_response: method.is_server_streaming(),
     };
+    // Through reflection, `Any` types outside the method's files are asked for as needed.
+    let reflection = args.conn.proto.is_empty().then_some(&channel);
     let result = send(
         &channel,
+        reflection,
         &method,
         &outgoing,
         args.data.as_deref(),
@@ -160,6 +188,7 @@ async fn call(args: CallArgs) -> Result<(), Failure> {
 
 async fn send(
     channel: &Channel,
+    reflection: Option<&Channel>,
     method: &MethodDescriptor,
     outgoing: &Outgoing,
     data: Option<&str>,
@@ -169,7 +198,10 @@ async fn send(
     let cut = Arc::new(Mutex::new(None::<String>));
     let response = if method.is_client_streaming() {
         let input = match read_data(data)? {
-            Some(text) => Input::Ready(json::encode_all(&method.input(), &text)?),
+            Some(text) => {
+                let desc = input_for(reflection, method.input(), &text).await?;
+                Input::Ready(json::encode_all(&desc, &text)?)
+            }
             None => Input::Stdin,
         };
         match input {
@@ -183,10 +215,11 @@ async fn send(
             }
         }
     } else {
-        let message = single_request(&method.input(), data)?;
-        outgoing.once(channel, message).await
+        let text = request_text(data)?;
+        let desc = input_for(reflection, method.input(), &text).await?;
+        outgoing.once(channel, single_from(&desc, &text)?).await
     };
-    let result = print_answers(response, &output, verbose).await;
+    let result = print_answers(response, output, reflection, verbose).await;
     // A bad stdin line cancels the call: that, not the status it caused, is the error.
     let cut = cut.lock().map(|mut slot| slot.take()).unwrap_or_default();
     if let Some(message) = cut {
@@ -196,10 +229,12 @@ async fn send(
 }
 
 /// Prints every answer as a JSON line as it arrives; `verbose`: the headers before them and the
-/// trailers after, or an error's details and metadata, on stderr.
+/// trailers after, or an error's details and metadata, on stderr. An answer holding an `Any`
+/// whose type `output`'s pool lacks has the type asked of `reflection`, when given.
 async fn print_answers(
     response: Result<sockrpc::Response<sockrpc::Body>, Status>,
-    output: &MessageDescriptor,
+    mut output: MessageDescriptor,
+    reflection: Option<&Channel>,
     verbose: bool,
 ) -> Result<(), Failure> {
     let response = response.inspect_err(|status| print_status(status, verbose))?;
@@ -211,7 +246,18 @@ async fn print_answers(
         let message = message.inspect_err(|status| print_status(status, verbose))?;
         // An answer that does not decode as the method's output is the server's fault, as a
         // generated client reports it: INTERNAL, not the usage error (64) of bad input.
-        let line = json::decode(output, message).map_err(Status::internal)?;
+        let line = match (json::decode(&output, message.clone()), reflection) {
+            (Ok(line), _) => line,
+            (Err(error), Some(channel)) => match any::for_answer(channel, &output, &message).await?
+            {
+                Some(wider) => {
+                    output = wider;
+                    json::decode(&output, message).map_err(Status::internal)?
+                }
+                None => return Err(Status::internal(error).into()),
+            },
+            (Err(error), None) => return Err(Status::internal(error).into()),
+        };
         // A reader that left (`| head -1`) ends the command quietly with 141, as every command.
         crate::out::outln!("{line}");
     }

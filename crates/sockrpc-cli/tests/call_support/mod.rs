@@ -306,3 +306,31 @@ pub fn call(args: &[&str], stdin: &str) -> (i32, String, String) {
         stderr,
     )
 }
+
+/// Runs `sockrpc ARGS` with `stdin`, which must succeed; each stdout line as JSON.
+pub fn json_lines(args: &[&str], stdin: &str) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr) = call(args, stdin);
+    assert_eq!(code, 0, "{args:?} failed: {stderr}");
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect()
+}
+
+/// Serves `builder` on `127.0.0.1:0` on a runtime of its own (the CLI runs as a child process
+/// from the test's thread): the runtime, to keep, and `tcp://ADDR`.
+pub fn serve_on_runtime(
+    builder: sockrpc::server::ServerBuilder<tower::layer::util::Identity>,
+) -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(builder.serve_with_listener(listener));
+    (runtime, format!("tcp://{addr}"))
+}

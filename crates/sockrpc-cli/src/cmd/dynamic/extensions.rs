@@ -36,14 +36,15 @@ const MAX_FILES: usize = 256;
 const MAX_BYTES: usize = 16 << 20;
 
 /// What is left of the bounds above.
-struct Budget {
+pub(super) struct Budget {
     requests: usize,
     files: usize,
     bytes: usize,
 }
 
 impl Budget {
-    fn new() -> Budget {
+    /// The bounds in full.
+    pub(super) fn new() -> Budget {
         Budget {
             requests: MAX_REQUESTS,
             files: MAX_FILES,
@@ -52,7 +53,7 @@ impl Budget {
     }
 
     /// One more request, or the error that says the server asked for too many.
-    fn request(&mut self, what: &str) -> Result<(), Failure> {
+    pub(super) fn request(&mut self, what: &str) -> Result<(), Failure> {
         self.requests = self.requests.checked_sub(1).ok_or_else(|| {
             exhausted(format!(
                 "{what}'s extensions need more than {MAX_REQUESTS} reflection requests"
@@ -62,7 +63,7 @@ impl Budget {
     }
 
     /// `answer`'s files, counted against the file and byte bounds.
-    fn files(
+    pub(super) fn files(
         &mut self,
         answer: MessageResponse,
         what: &str,
@@ -90,7 +91,7 @@ fn exhausted(message: String) -> Failure {
 }
 
 /// Whether `failure` is how a server without these requests (or without the type) answers.
-fn absent(failure: &Failure) -> bool {
+pub(super) fn absent(failure: &Failure) -> bool {
     matches!(failure, Failure::Status(status)
         if matches!(status.code(), Code::NotFound | Code::Unimplemented))
 }
@@ -222,7 +223,7 @@ async fn fetch_extensions(
 
 /// Adds `found` to `pool`, with the imports of theirs it lacks (asked for by name); files the
 /// pool already has are kept as they are.
-async fn add_files(
+pub(super) async fn add_files(
     channel: &Channel,
     pool: &mut DescriptorPool,
     found: Vec<FileDescriptorProto>,

@@ -8,6 +8,7 @@
 //! - [`reflect`]: the reflection client (list services, fetch files with their imports).
 //! - [`extensions`]: through reflection, the extensions of a method's message types (or of one
 //!   message, for `describe`) that are declared in files their own files do not import.
+//! - [`any`]: through reflection, the types of `Any` values outside the method's files.
 //! - [`json`]: JSON ⇄ protobuf for one method's messages.
 //! - [`invoke`]: one call of any shape with encoded messages, over the `Channel`.
 //! - [`exit`]: errors as the process exit code (the gRPC code number; 64 for bad input).
@@ -15,6 +16,7 @@
 //! [protox]: https://docs.rs/protox
 //! [prost-reflect]: https://docs.rs/prost-reflect
 
+pub(crate) mod any;
 pub(crate) mod conn;
 mod editions;
 pub(crate) mod exit;
