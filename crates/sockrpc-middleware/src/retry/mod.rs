@@ -58,7 +58,10 @@
 //!
 //! Cost on the path that succeeds first time: the request is kept for a possible retry — its
 //! message is shared, not copied, but its metadata map is cloned — and the inner service is
-//! cloned once. Nothing else is allocated (the close signal is cloned, not allocated).
+//! cloned once. Nothing else is allocated (the close signal is cloned, not allocated). So a
+//! request of any size may be retried: grpc-go commits a call whose buffered messages pass its
+//! retry buffer (256 KiB a call), a bound on the copies it keeps of a stream; a unary request
+//! here is kept by reference until the call ends, and streamed requests are never replayed.
 
 mod future;
 mod layer;
