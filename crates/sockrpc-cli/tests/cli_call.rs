@@ -338,6 +338,17 @@ fn list_and_describe_over_reflection() {
         ),
         "{stdout}"
     );
+    // No symbol: every service the server lists, as grpcurl's `describe` does.
+    let (code, stdout, stderr) = call(&["describe", &guide.addr], "");
+    assert_eq!(code, 0, "{stderr}");
+    for service in [
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "routeguide.RouteGuide",
+    ] {
+        let head = format!("{service} is a service:");
+        assert!(stdout.contains(&head), "{head} in {stdout}");
+    }
     let (code, stdout, _) = call(&["describe", &guide.addr, "routeguide.Point"], "");
     assert_eq!(code, 0);
     assert!(stdout.contains("int32 latitude = 1;"), "{stdout}");

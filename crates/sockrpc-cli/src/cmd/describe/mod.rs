@@ -1,6 +1,6 @@
-//! `sockrpc describe ADDR SYMBOL`: a service, method, message, field, oneof, enum, enum value or
-//! whole file, written back as `.proto` text from its descriptor (from reflection, or from
-//! `--proto` files). Everything the descriptor holds is written (options, custom ones too, those
+//! `sockrpc describe ADDR [SYMBOL]`: a service, method, message, field, oneof, enum, enum value
+//! or whole file (without a symbol, every service), written back as `.proto` text from its
+//! descriptor (from reflection, or from `--proto` files). Everything the descriptor holds is written (options, custom ones too, those
 //! of `extensions` ranges among them; `reserved` and `extensions` statements as they were
 //! grouped; `extend` blocks; comments when it has source info, those of `option` and `reserved`
 //! statements too), so that the text of a file compiles back to the descriptor it came from.
@@ -45,9 +45,10 @@ pub(crate) struct DescribeArgs {
     /// A fully qualified name: package.Service, package.Service.Method (or
     /// package.Service/Method), package.Message, package.Message.field (or a oneof),
     /// package.Enum, package.VALUE (or package.Enum.VALUE); or a file's name as the server
-    /// (or the import path) knows it, ending in .proto.
+    /// (or the import path) knows it, ending in .proto. Without it, every service the server
+    /// lists (or the --proto files declare), as grpcurl's `describe` does.
     #[arg(value_name = "SYMBOL")]
-    symbol: String,
+    symbol: Option<String>,
 }
 
 /// Runs `sockrpc describe`.
@@ -57,7 +58,10 @@ pub(crate) fn run(args: DescribeArgs) -> std::process::ExitCode {
 }
 
 async fn describe(args: DescribeArgs) -> Result<(), Failure> {
-    let raw = args.symbol.trim();
+    let Some(raw) = args.symbol.as_deref() else {
+        return describe_services(&args).await;
+    };
+    let raw = raw.trim();
     if raw.ends_with(".proto") {
         return describe_file(&args, raw).await;
     }
@@ -82,6 +86,28 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     let text =
         render(&pool, &symbol).ok_or_else(|| Failure::Input(format!("unknown symbol {symbol}")))?;
     crate::out::out!("{text}");
+    Ok(())
+}
+
+/// `describe ADDR`: every service, each as `describe ADDR SERVICE` writes it, in the order
+/// `list` gives them.
+async fn describe_services(args: &DescribeArgs) -> Result<(), Failure> {
+    let mut texts = Vec::new();
+    if args.conn.proto.is_empty() {
+        let channel = args.conn.connect().await?;
+        for service in reflect::list_services(&channel).await? {
+            let pool = reflect::pool_for_symbol(&channel, &service)
+                .await
+                .map_err(|failure| source::unknown(failure, "service", &service))?;
+            texts.extend(render(&pool, &service));
+        }
+    } else {
+        let pool = source::compile(&args.conn.proto, &args.conn.import_path)?;
+        let mut names: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
+        names.sort();
+        texts.extend(names.iter().filter_map(|name| render(&pool, name)));
+    }
+    crate::out::out!("{}", texts.join("\n"));
     Ok(())
 }
 
