@@ -1,9 +1,10 @@
 //! `sockrpc describe ADDR [SYMBOL]`: a service, method, message, field, oneof, enum, enum value
 //! or whole file (without a symbol, every service), written back as `.proto` text from its
-//! descriptor (from reflection, or from `--proto` files). Everything the descriptor holds is written (options, custom ones too, those
-//! of `extensions` ranges among them; `reserved` and `extensions` statements as they were
-//! grouped; `extend` blocks; comments when it has source info, those of `option` and `reserved`
-//! statements too), so that the text of a file compiles back to the descriptor it came from.
+//! descriptor (from reflection, or from `--proto` files). Everything the descriptor holds is
+//! written (options, custom ones too, those of `extensions` ranges among them; `reserved` and
+//! `extensions` statements as they were grouped; `extend` blocks; comments when it has source
+//! info, those of `option` and `reserved` statements too), so that the text of a file compiles
+//! back to the descriptor it came from.
 //! A message is followed by its extensions declared elsewhere, as `extend` blocks (`extend.rs`;
 //! through reflection, fetched from the server as `call` fetches a method's).
 //! One exception: a NaN as the value of a float option statement is written `nan`, which
