@@ -337,8 +337,10 @@ fn read_values(tx: &tokio::sync::mpsc::Sender<Result<(usize, serde_json::Value),
     let mut stdin = std::io::stdin().lock();
     let mut pending = String::new();
     let mut number = 0usize;
+    let mut depth = Depth::default();
     loop {
         let room = MAX_INPUT + 1 - pending.len() as u64;
+        let before = pending.len();
         let read = std::io::Read::take(&mut stdin, room).read_line(&mut pending);
         number += 1;
         let failed = match read {
@@ -355,6 +357,11 @@ fn read_values(tx: &tokio::sync::mpsc::Sender<Result<(usize, serde_json::Value),
         if let Some(message) = failed {
             let _ = tx.blocking_send(Err(message));
             return;
+        }
+        // Parsed only once every bracket opened is closed: reading a long value line by line
+        // costs its length once, not once per line.
+        if !depth.feed(&pending[before..]) {
+            continue;
         }
         let mut values =
             serde_json::Deserializer::from_str(&pending).into_iter::<serde_json::Value>();
@@ -377,5 +384,57 @@ fn read_values(tx: &tokio::sync::mpsc::Sender<Result<(usize, serde_json::Value),
             }
         }
         pending.drain(..taken);
+    }
+}
+
+/// How deep in `{`/`[` the text fed so far stands, outside strings: a value that opened
+/// brackets cannot have ended before they close. A line ends any string (JSON strings hold no
+/// raw newline: the parser reports that one).
+#[derive(Debug, Default)]
+struct Depth {
+    open: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Depth {
+    /// Takes in `line`; whether every bracket opened so far is closed.
+    fn feed(&mut self, line: &str) -> bool {
+        for byte in line.bytes() {
+            match (self.in_string, self.escaped, byte) {
+                (true, true, _) => self.escaped = false,
+                (true, false, b'\\') => self.escaped = true,
+                (true, false, b'"') => self.in_string = false,
+                (true, false, _) => {}
+                (false, _, b'"') => self.in_string = true,
+                (false, _, b'{' | b'[') => self.open += 1,
+                (false, _, b'}' | b']') => self.open = self.open.saturating_sub(1),
+                (false, _, _) => {}
+            }
+        }
+        self.in_string = false;
+        self.escaped = false;
+        self.open == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Depth;
+
+    #[test]
+    fn depth_follows_brackets_outside_strings_across_lines() {
+        let mut depth = Depth::default();
+        assert!(!depth.feed("{\"a\": [1, {\n"));
+        assert!(
+            !depth.feed("  \"b}]\": \"\\\"}\"\n"),
+            "brackets in strings do not count"
+        );
+        assert!(!depth.feed("}]\n"));
+        assert!(depth.feed("}\n"));
+        assert!(
+            depth.feed("not json\n"),
+            "no bracket: parsed, so its error is said"
+        );
     }
 }
