@@ -29,6 +29,9 @@ use tracing_subscriber::Layer as _;
 #[path = "middleware_obs/services.rs"]
 mod services;
 
+#[path = "middleware_obs/ended.rs"]
+mod ended;
+
 #[path = "middleware_obs/refused.rs"]
 mod refused;
 
@@ -461,6 +464,27 @@ fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
+}
+
+/// `side`'s count of finished `service/method` calls with status `code`, waited for until it
+/// is `want` (a server records its call as its answer leaves, perhaps after the client read it).
+async fn finished_count(side: &str, service: &str, method: &str, code: &str, want: f64) -> f64 {
+    let metric = format!("rpc_{side}_call_finished_total");
+    let labels = [
+        ("rpc_service", service),
+        ("rpc_method", method),
+        ("rpc_sockrpc_status_code", code),
+    ];
+    let mut seen = 0.0;
+    for _ in 0..500 {
+        let rendered = telemetry().prometheus.render();
+        seen = sample(&rendered, &metric, &labels).unwrap_or(0.0);
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

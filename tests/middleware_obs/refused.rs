@@ -12,7 +12,6 @@ use sockrpc::{Channel, Code, Request, Status};
 use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::streamer_server::StreamerServer;
 use sockrpc_tests::stream::ProduceRequest;
-use std::time::Duration;
 
 /// What the client reads `Produce`'s answers as: field 2 a varint, where a `Chunk` has bytes.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -42,23 +41,16 @@ async fn client_code(trace: &str) -> (i64, String) {
     )
 }
 
-/// The client's count of finished `Produce` calls with status `code`, waited for.
+/// The client's count of finished `Produce` calls with status `code`, waited for until it is 1.
 async fn client_finished(code: &str) -> f64 {
-    let labels = [
-        ("rpc_service", "sockrpc.test.stream.Streamer"),
-        ("rpc_method", "Produce"),
-        ("rpc_sockrpc_status_code", code),
-    ];
-    let mut seen = None;
-    for _ in 0..500 {
-        let rendered = telemetry().prometheus.render();
-        seen = super::sample(&rendered, "rpc_client_call_finished_total", &labels);
-        if seen.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    seen.unwrap_or(0.0)
+    super::finished_count(
+        "client",
+        "sockrpc.test.stream.Streamer",
+        "Produce",
+        code,
+        1.0,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

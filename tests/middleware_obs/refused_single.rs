@@ -18,7 +18,6 @@ use sockrpc_tests::stream::streamer_client::StreamerClient;
 use sockrpc_tests::stream::streamer_server::StreamerServer;
 use sockrpc_tests::stream::Chunk;
 use std::future::Future;
-use std::time::Duration;
 
 /// How a `Summary` (field 2: a varint) is misread: field 2 bytes.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -70,24 +69,9 @@ async fn traced<T>(
 }
 
 /// `side`'s count of finished `Streamer/method` calls with status `code`, waited for until it
-/// is `want` (a server records its call as its answer leaves, perhaps after the client read it).
+/// is `want`.
 async fn finished(side: &str, method: &str, code: &str, want: f64) -> f64 {
-    let metric = format!("rpc_{side}_call_finished_total");
-    let labels = [
-        ("rpc_service", "sockrpc.test.stream.Streamer"),
-        ("rpc_method", method),
-        ("rpc_sockrpc_status_code", code),
-    ];
-    let mut seen = 0.0;
-    for _ in 0..500 {
-        let rendered = telemetry().prometheus.render();
-        seen = super::sample(&rendered, &metric, &labels).unwrap_or(0.0);
-        if seen == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    seen
+    super::finished_count(side, "sockrpc.test.stream.Streamer", method, code, want).await
 }
 
 /// What a refused call must show: the caller's code on the client span, `OK` on the server's.

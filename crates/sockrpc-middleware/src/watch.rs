@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use sockrpc_protocol::{Code, MetadataMap, Status};
 use sockrpc_service::{Body, Incoming};
+use sockrpc_transport::ending::dropped_as;
 use std::task::{Context, Poll};
 
 /// What a layer does as a streamed body passes.
@@ -17,8 +18,9 @@ pub(crate) trait Watch: Send + 'static {
     /// message is seen before the body decodes it), so `len` is its compressed size.
     fn on_message(&mut self, len: usize, compressed: bool);
 
-    /// The stream ended: `Ok` after its last message, the status it failed with, or `Cancelled`
-    /// when it was dropped before its end. Called once.
+    /// The stream ended: `Ok` after its last message, the status it failed with, or, dropped
+    /// before its end, `Cancelled` or what the server's transport ended it with
+    /// ([`dropped_as`]: a panic, a deadline, a message over the limit). Called once.
     fn on_end(&mut self, code: Code);
 }
 
@@ -91,7 +93,7 @@ impl<W: Watch> Incoming for Watched<W> {
 
 impl<W: Watch> Drop for Watched<W> {
     fn drop(&mut self) {
-        self.end(Code::Cancelled);
+        self.end(dropped_as());
     }
 }
 

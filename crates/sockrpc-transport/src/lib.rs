@@ -11,6 +11,8 @@
 //!   [`Dispatch`].
 //! - [`dispatch`]: [`Dispatch`], the one shape in which TCP, Unix and UDP hand calls to the
 //!   service layer.
+//! - [`ending`]: the code a call ended with, for what watches its future and sees it dropped
+//!   (a panic, a deadline, an answer over the limit: not the caller's cancel).
 //! - [`pool`], [`endpoint`], [`backoff`]: N connections to one endpoint, kept up with gRPC's
 //!   reconnect backoff.
 //! - [`udp`]: small unary calls over UDP, client and server, with at-most-once execution.
@@ -29,6 +31,7 @@ pub mod backoff;
 pub mod client;
 pub mod codec;
 pub mod dispatch;
+pub mod ending;
 pub mod endpoint;
 pub mod flow;
 mod log_limit;

@@ -5,6 +5,7 @@ use crate::watch::{code_of, once_len, watch, Watch};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Code, Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError};
+use sockrpc_transport::ending::dropped_as;
 use std::{
     future::Future,
     pin::Pin,
@@ -13,8 +14,9 @@ use std::{
     time::Instant,
 };
 
-/// Finishes a call once: when told how it ended, or as `CANCELLED` when dropped unfinished (the
-/// caller gave up, the server aborted the handler), so the in-flight gauge never drifts.
+/// Finishes a call once: when told how it ended, or when dropped unfinished, as `CANCELLED` (the
+/// caller gave up) or as what the server's transport ended it with ([`dropped_as`]: a panic, a
+/// deadline), so the in-flight gauge never drifts.
 pub(crate) struct CallGuard {
     method: Arc<MethodMetrics>,
     started: Instant,
@@ -46,7 +48,7 @@ impl CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        self.finish(Code::Cancelled);
+        self.finish(dropped_as());
     }
 }
 

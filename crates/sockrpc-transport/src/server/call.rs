@@ -350,8 +350,14 @@ impl<B: OutboundBody> Future for Guarded<B> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         if this.turn.has_room(cx) {
-            if let Poll::Ready(result) = poll_caught(this.inner.as_mut(), cx) {
-                return Poll::Ready(result.unwrap_or_else(|_| Err(panicked())));
+            match poll_caught(this.inner.as_mut(), cx) {
+                Poll::Ready(Ok(result)) => return Poll::Ready(result),
+                Poll::Ready(Err(_)) => {
+                    let status = panicked();
+                    this.end_as(Code::Internal);
+                    return Poll::Ready(Err(status));
+                }
+                Poll::Pending => {}
             }
             this.turn.waiting_again();
         }
@@ -360,12 +366,23 @@ impl<B: OutboundBody> Future for Guarded<B> {
                 .sleep
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
             if sleep.as_mut().poll(cx).is_ready() {
+                this.end_as(Code::DeadlineExceeded);
                 return Poll::Ready(Err(Status::deadline_exceeded(
                     "deadline exceeded on the server",
                 )));
             }
         }
         Poll::Pending
+    }
+}
+
+impl<B: OutboundBody> Guarded<B> {
+    /// Drops the handler's future now, as ended with `code` (`ending.rs`): the layers that
+    /// watch it record what the client is told, not a cancel. What takes its place is never
+    /// polled (and, empty, allocates nothing).
+    fn end_as(&mut self, code: Code) {
+        let ended = std::mem::replace(&mut self.inner, Box::pin(std::future::pending()));
+        crate::ending::drop_as(code, ended);
     }
 }
 
@@ -420,7 +437,20 @@ async fn finish_call<B: OutboundBody>(
                 pumping.await;
                 true
             }
-            Some(deadline) => tokio::time::timeout_at(deadline, pumping).await.is_ok(),
+            Some(deadline) => {
+                // Kept here, not moved into the timeout, so that a deadline drops the stream
+                // as ended `DEADLINE_EXCEEDED` (`ending.rs`) rather than as cancelled.
+                let mut pumping = std::pin::pin!(Some(pumping));
+                let running = std::future::poll_fn(|cx| match pumping.as_mut().as_pin_mut() {
+                    Some(pumping) => pumping.poll(cx),
+                    None => Poll::Ready(()),
+                });
+                let finished = tokio::time::timeout_at(deadline, running).await.is_ok();
+                if !finished {
+                    crate::ending::dropping_as(Code::DeadlineExceeded, || pumping.set(None));
+                }
+                finished
+            }
         };
         if !finished {
             let mut state = shared.lock();

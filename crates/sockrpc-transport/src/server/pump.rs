@@ -72,6 +72,9 @@ pub(super) async fn pump<B: OutboundBody>(
     let mut may_send = false;
     // Messages sent since the stream last waited.
     let mut burst = 0;
+    // The code of an end this side made (a panic, a message over the limit): the body is
+    // dropped as ended with it (`ending.rs`), not as cancelled.
+    let mut ended_as = None;
     loop {
         if may_send {
             may_send = false;
@@ -125,6 +128,7 @@ pub(super) async fn pump<B: OutboundBody>(
                 Ok(polled) => polled,
                 Err(_) => {
                     crate::panic::log_panic("response stream panicked", Some(call_id));
+                    ended_as = Some(Code::Internal);
                     Poll::Ready(Some(Err(Status::internal("response stream panicked"))))
                 }
             }
@@ -156,11 +160,14 @@ pub(super) async fn pump<B: OutboundBody>(
                     }
                     return true;
                 }
-                Some(Ok((message, _))) => Err(Status::resource_exhausted(format!(
-                    "response message of {} bytes exceeds the limit of {}",
-                    message.len(),
-                    limits.send_limit()
-                ))),
+                Some(Ok((message, _))) => {
+                    ended_as = Some(Code::ResourceExhausted);
+                    Err(Status::resource_exhausted(format!(
+                        "response message of {} bytes exceeds the limit of {}",
+                        message.len(),
+                        limits.send_limit()
+                    )))
+                }
                 Some(Err(status)) => Err(status.clone()),
                 None => Ok(()),
             };
@@ -184,6 +191,9 @@ pub(super) async fn pump<B: OutboundBody>(
         })
         .await;
         if !more {
+            if let Some(code) = ended_as {
+                crate::ending::drop_as(code, body);
+            }
             return;
         }
         burst += 1;

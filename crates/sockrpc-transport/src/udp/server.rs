@@ -35,7 +35,7 @@ use crate::dispatch::{Dispatch, IncomingCall, RequestBody, TransportKind};
 use crate::notice::Notice;
 use crate::panic::{panicked, poll_caught};
 use bytes::Bytes;
-use sockrpc_protocol::{ConnInfo, PathCache, Request, Status};
+use sockrpc_protocol::{Code, ConnInfo, PathCache, Request, Status};
 use std::{
     future::Future,
     io,
@@ -514,7 +514,15 @@ impl Shared {
         // fails this call, not the server.
         match poll_caught(future.as_mut(), cx) {
             Poll::Ready(routed) => {
-                let answer = routed.map_or_else(|_| Err(self.panicked()), one_message);
+                let answer = match routed {
+                    Ok(routed) => one_message(routed),
+                    Err(_) => {
+                        let status = self.panicked();
+                        // As ended `INTERNAL`, not cancelled (`ending.rs`).
+                        crate::ending::drop_as(Code::Internal, future);
+                        Err(status)
+                    }
+                };
                 // Encoded into the outbox (sent at its flush, after this), then kept: the cache
                 // takes the answer itself, not a copy.
                 self.queue_answer(outbox, &reply_to, &answer);
@@ -528,21 +536,25 @@ impl Shared {
                     let _slot = slot;
                     // Within the deadline; a panic later on, in this task, fails the call the
                     // same way.
-                    let mut future = std::pin::pin!(async move {
-                        match deadline {
-                            None => future.await,
-                            Some(deadline) => tokio::time::timeout_at(deadline, future)
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(Status::deadline_exceeded(
-                                        "deadline exceeded on the server",
-                                    ))
-                                }),
+                    // A panic or the deadline drops the handler's future as ended with what
+                    // the client is told (`ending.rs`), not as cancelled.
+                    let caught = std::future::poll_fn(|cx| poll_caught(future.as_mut(), cx));
+                    let polled = match deadline {
+                        None => Some(caught.await),
+                        Some(deadline) => tokio::time::timeout_at(deadline, caught).await.ok(),
+                    };
+                    let answer = match polled {
+                        Some(Ok(routed)) => one_message(routed),
+                        Some(Err(_)) => {
+                            let status = shared.panicked();
+                            crate::ending::drop_as(Code::Internal, future);
+                            Err(status)
                         }
-                    });
-                    let answer = std::future::poll_fn(|cx| poll_caught(future.as_mut(), cx))
-                        .await
-                        .map_or_else(|_| Err(shared.panicked()), one_message);
+                        None => {
+                            crate::ending::drop_as(Code::DeadlineExceeded, future);
+                            Err(Status::deadline_exceeded("deadline exceeded on the server"))
+                        }
+                    };
                     guard.complete(answer.clone());
                     shared.send_answer(&reply_to, &answer).await;
                 });

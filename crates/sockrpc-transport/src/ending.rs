@@ -1,0 +1,110 @@
+//! Why a call's future or body is being dropped before it finished.
+//!
+//! A layer that watches a call (a span, a metrics guard) and sees its future or its answer's
+//! body dropped unfinished records the call as `CANCELLED`, since that is what a drop usually
+//! means: the caller gave up. But a server's transport also drops a call's future or body when
+//! it ends the call itself:
+//!
+//! - a handler, or the stream it answers with, panicked: the client gets `INTERNAL`;
+//! - the call's deadline passed: `DEADLINE_EXCEEDED`;
+//! - a streamed answer's message was over the send limit: `RESOURCE_EXHAUSTED`.
+//!
+//! Recorded as `CANCELLED`, those failures vanished from dashboards and from error-based trace
+//! sampling, which count `CANCELLED` as the client's doing. The transport now drops such a
+//! future or body inside [`drop_as`], and a drop path asks [`dropped_as`] which code to record.
+//!
+//! Why a thread-local and not a field of the call: a drop runs synchronously, so what runs
+//! inside [`drop_as`] is that call's own futures and bodies, and nothing else; and no call
+//! pays anything unless it is dropped this way. A layer of one's own can use it the same way.
+
+use sockrpc_protocol::Code;
+use std::{
+    cell::Cell,
+    panic::{catch_unwind, AssertUnwindSafe},
+};
+
+thread_local! {
+    /// The code of the call whose parts are being dropped on this thread, if any.
+    static DROPPING_AS: Cell<Option<Code>> = const { Cell::new(None) };
+}
+
+/// Drops `value`, a call's future or body, as ended with `code`: what runs in its drop sees
+/// `code` from [`dropped_as`]. A panic in the drop is caught: the call has already failed, and
+/// the connection serves others.
+pub fn drop_as<T>(code: Code, value: T) {
+    dropping_as(code, move || drop(value));
+}
+
+/// Runs `drop`, which drops a call's future or body (in place, say, with `Pin::set`), as
+/// [`drop_as`] does.
+pub(crate) fn dropping_as(code: Code, drop: impl FnOnce()) {
+    let before = DROPPING_AS.with(|cell| cell.replace(Some(code)));
+    let dropped = catch_unwind(AssertUnwindSafe(drop));
+    DROPPING_AS.with(|cell| cell.set(before));
+    if dropped.is_err() {
+        tracing::debug!(%code, "a call's future panicked while being dropped");
+    }
+}
+
+/// The code a call's part being dropped now ended with: the one given to [`drop_as`] when the
+/// drop runs inside it, else `CANCELLED` (the caller or the connection gave the call up).
+pub fn dropped_as() -> Code {
+    DROPPING_AS.with(Cell::get).unwrap_or(Code::Cancelled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what [`dropped_as`] says when it is dropped.
+    struct Witness<'a>(&'a Cell<Option<Code>>);
+
+    impl Drop for Witness<'_> {
+        fn drop(&mut self) {
+            self.0.set(Some(dropped_as()));
+        }
+    }
+
+    #[test]
+    fn a_drop_inside_drop_as_sees_its_code_and_one_outside_sees_cancelled() {
+        let seen = Cell::new(None);
+        drop_as(Code::Internal, Witness(&seen));
+        assert_eq!(seen.get(), Some(Code::Internal));
+        drop(Witness(&seen));
+        assert_eq!(seen.get(), Some(Code::Cancelled));
+        // Nested: the inner code holds inside, the outer one is back after.
+        let inner = Cell::new(None);
+        let outer = Cell::new(None);
+        drop_as(
+            Code::DeadlineExceeded,
+            (
+                Witness(&outer),
+                Nest(Code::ResourceExhausted, Some(Witness(&inner))),
+            ),
+        );
+        assert_eq!(inner.get(), Some(Code::ResourceExhausted));
+        assert_eq!(outer.get(), Some(Code::DeadlineExceeded));
+        assert_eq!(dropped_as(), Code::Cancelled);
+    }
+
+    /// Drops what it holds inside `drop_as` with its own code.
+    struct Nest<'a>(Code, Option<Witness<'a>>);
+
+    impl Drop for Nest<'_> {
+        fn drop(&mut self) {
+            drop_as(self.0, self.1.take());
+        }
+    }
+
+    #[test]
+    fn a_panicking_drop_is_caught_and_the_code_is_cleared() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("drop panics");
+            }
+        }
+        drop_as(Code::Internal, Bomb);
+        assert_eq!(dropped_as(), Code::Cancelled);
+    }
+}
