@@ -153,39 +153,4 @@ async fn expired_server_certificate_is_refused() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pinned_self_signed_certificate_is_trusted_as_it_is_but_not_once_expired() {
-    // A self-signed certificate marked CA (as `openssl req -x509` makes them), with no name of
-    // the host: trusted because the client lists exactly it.
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("cert");
-    let server = TestServer::start(server_tls(ServerTlsConfig::new(
-        Identity::from_pem(cert.pem(), key.serialize_pem()).expect("identity"),
-    )))
-    .await;
-    let pinned =
-        ClientTlsConfig::new().ca_certificates(Certificates::from_pem(cert.pem()).expect("pem"));
-    assert_eq!(
-        greet(server.endpoint(pinned)).await.expect("call"),
-        "Hello tls!"
-    );
-    server.stop().await;
-
-    let now = std::time::SystemTime::now();
-    params.not_before = (now - Duration::from_secs(30 * 86_400)).into();
-    params.not_after = (now - Duration::from_secs(86_400)).into();
-    let expired = params.self_signed(&key).expect("cert");
-    let server = TestServer::start(server_tls(ServerTlsConfig::new(
-        Identity::from_pem(expired.pem(), key.serialize_pem()).expect("identity"),
-    )))
-    .await;
-    let pinned =
-        ClientTlsConfig::new().ca_certificates(Certificates::from_pem(expired.pem()).expect("pem"));
-    let started = Instant::now();
-    expect_unavailable(greet(server.endpoint(pinned)).await, started, "has expired");
-    server.stop().await;
-}
-
 // ---------------------------------------------------------------------------------------------

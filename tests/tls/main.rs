@@ -35,6 +35,7 @@ mod hostile_clients;
 mod messages;
 mod mtls;
 mod openssl;
+mod pinned;
 mod real_chains;
 mod refusals;
 mod refused_loop;

@@ -103,10 +103,19 @@ pub(crate) fn explain_client_error(err: &rustls::Error, note: Option<&str>) -> S
             Cert::UnknownIssuer => {
                 "the server's certificate is not signed by a CA this client trusts".to_owned()
             }
+            Cert::NotValidForNameContext { presented, .. } if presented.is_empty() => {
+                "the server's certificate is not valid for the name this client checks: it has \
+                 no subjectAltName, so it names nothing (its CN is not used)"
+                    .to_owned()
+            }
             Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
                 "the server's certificate is not valid for the name this client checks (set the \
-                 server name to one the certificate names; a certificate without \
-                 subjectAltName names nothing, its CN is not used)"
+                 server name to one the certificate names)"
+                    .to_owned()
+            }
+            Cert::InvalidPurpose | Cert::InvalidPurposeContext { .. } => {
+                "the server's certificate is not for server authentication (its extended key \
+                 usage does not allow it)"
                     .to_owned()
             }
             Cert::Expired | Cert::ExpiredContext { .. } => {

@@ -55,8 +55,9 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
 /// A certificate in this list is also trusted **as it is** when the peer presents exactly it as
 /// its own certificate (byte for byte), so a self-signed certificate made with
 /// `openssl req -x509` works unchanged: give it to the server as its identity and to the client
-/// as its CA. Such a pinned certificate is still checked for its validity period; its names are
-/// not checked (the pin names exactly one certificate).
+/// as its CA. Such a pinned certificate is still checked for its validity period, its extended
+/// key usage and (a server's) the names in its subjectAltName; one with no subjectAltName at all
+/// is trusted under any name (the pin stands for its one key).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Certificates {
     certs: Vec<CertificateDer<'static>>,

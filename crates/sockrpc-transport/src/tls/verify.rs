@@ -3,8 +3,15 @@
 //! WebPKI refuses a certificate marked as a CA when it is presented as an end entity
 //! (`CaUsedAsEndEntity`), and `openssl req -x509` marks every self-signed certificate as a CA.
 //! So a certificate the user listed as trusted that the peer presents byte for byte is accepted
-//! when WebPKI refuses it, once its validity period has been checked here (its names are not:
-//! the pin names exactly one certificate). Everything else is WebPKI's verdict unchanged.
+//! when WebPKI refuses it, as grpc-go accepts a leaf found among its roots, once it has been
+//! checked here for what WebPKI would have checked on a chain: its validity period, its
+//! extended key usage (server or client authentication), and on a client the server's name
+//! among its subjectAltNames. The names must be checked: a file of trusted CAs often holds the
+//! server's own certificate (a "full chain" file), and without the check any server holding
+//! that certificate's key could pose as any name. A certificate with no subjectAltName at all
+//! (`openssl req -x509 -subj /CN=HOST` makes those) names nothing WebPKI reads, so its pin
+//! stands for its one key under any name, as it did before. Everything else is WebPKI's
+//! verdict unchanged.
 //!
 //! A refusal's error stays rustls' own (it picks the alert the peer is sent), but rustls names
 //! no certificate and gives times in seconds since the epoch. So the verifier also writes a
@@ -13,11 +20,14 @@
 //! when the handshake fails. Outside such a task (a listener of the caller's own that uses
 //! these verifiers) there is no slot, and no note.
 
-use super::x509::{name, tbs, utc, validity};
+use super::x509::{
+    allows_purpose, has_alt_names, name, tbs, utc, validity, CLIENT_AUTH, SERVER_AUTH,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use std::{cell::RefCell, future::Future, sync::Arc, time::Duration};
 
@@ -40,7 +50,8 @@ impl ServerCertVerifier for ServerVerifier {
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             .or_else(|err| {
-                pinned_verdict(&self.pinned, end_entity, now, err)?;
+                let purpose = Purpose::Server(server_name);
+                pinned_verdict(&self.pinned, end_entity, now, err, purpose)?;
                 Ok(ServerCertVerified::assertion())
             })
     }
@@ -97,7 +108,7 @@ impl ClientCertVerifier for ClientVerifier {
         self.inner
             .verify_client_cert(end_entity, intermediates, now)
             .or_else(|err| {
-                pinned_verdict(&self.pinned, end_entity, now, err)?;
+                pinned_verdict(&self.pinned, end_entity, now, err, Purpose::Client)?;
                 Ok(ClientCertVerified::assertion())
             })
     }
@@ -125,23 +136,60 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
+/// What a pinned certificate is presented as.
+#[derive(Clone, Copy)]
+enum Purpose<'a> {
+    /// A server's, to a client that asked for this name.
+    Server(&'a ServerName<'a>),
+    /// A client's, to a server.
+    Client,
+}
+
 /// The second look at a certificate WebPKI refused with `webpki`, for the server's and the
-/// client's verifier alike: accepted (`Ok`) when it is one of `pinned`, byte for byte, and within
-/// its validity period; otherwise the refusal (WebPKI's, or the validity check's for a pinned
-/// certificate), noted for the handshake.
+/// client's verifier alike: accepted (`Ok`) when it is one of `pinned`, byte for byte, within
+/// its validity period, allowed for `purpose` by its extended key usage, and (a server's) valid
+/// for the name asked for; otherwise the refusal (WebPKI's, or for a pinned certificate the
+/// first of those checks that failed), noted for the handshake.
 fn pinned_verdict(
     pinned: &[CertificateDer<'static>],
     cert: &CertificateDer<'_>,
     now: UnixTime,
     webpki: Error,
+    purpose: Purpose<'_>,
 ) -> Result<(), Error> {
     if !pinned.iter().any(|pin| pin.as_ref() == cert.as_ref()) {
         return Err(noted(cert, now, webpki));
     }
-    check_validity(cert, now).map_err(|pin_err| {
-        tracing::debug!(%webpki, "pinned certificate refused");
-        noted(cert, now, pin_err)
-    })
+    check_validity(cert, now)
+        .and_then(|()| check_purpose(cert, purpose))
+        .map_err(|pin_err| {
+            tracing::debug!(%webpki, "pinned certificate refused");
+            noted(cert, now, pin_err)
+        })
+}
+
+/// Checks that `cert` may serve as `purpose` says: its extended key usage, and a server's names.
+fn check_purpose(cert: &CertificateDer<'_>, purpose: Purpose<'_>) -> Result<(), Error> {
+    let usage = match purpose {
+        Purpose::Server(_) => SERVER_AUTH,
+        Purpose::Client => CLIENT_AUTH,
+    };
+    match allows_purpose(cert, usage) {
+        Some(true) => {}
+        Some(false) => return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose)),
+        None => return Err(Error::InvalidCertificate(CertificateError::BadEncoding)),
+    }
+    let Purpose::Server(name) = purpose else {
+        return Ok(());
+    };
+    match has_alt_names(cert) {
+        Some(true) => verify_server_name(&ParsedCertificate::try_from(cert)?, name),
+        // No subjectAltName at all (`openssl req -x509 -subj /CN=HOST`, the README's command):
+        // WebPKI would not read its CN, so it names nothing, and the pin stands for the one
+        // key, whatever name the client used.
+        Some(false) => Ok(()),
+        None => Err(Error::InvalidCertificate(CertificateError::BadEncoding)),
+    }
 }
 
 /// Checks `cert`'s validity period against `now`.
@@ -222,6 +270,11 @@ pub(crate) fn describe(cert: &[u8], now: UnixTime, err: &Error) -> String {
                 },
                 expected.to_str()
             ),
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "its extended key usage does not allow it to be used this way (server or client \
+                 authentication)"
+                    .to_owned()
+            }
             other => other.to_string(),
         },
         other => other.to_string(),

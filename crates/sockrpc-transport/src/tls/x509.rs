@@ -1,6 +1,8 @@
 //! Just enough X.509 to explain a certificate in a message: its subject and issuer as text
 //! (`CN=api.example.test, O=Example`), its validity period, its public key; and times as UTC
-//! dates (`2026-12-03 06:12:30 UTC`), not seconds since the epoch.
+//! dates (`2026-12-03 06:12:30 UTC`), not seconds since the epoch. And its extended key usage,
+//! which a certificate pinned as it is (`verify.rs`) is checked for, WebPKI not having built a
+//! chain that would check it.
 //!
 //! A small DER reader, not a validator: whatever it cannot read is `None`, and the caller says
 //! less. Verification itself is WebPKI's (see `verify.rs`).
@@ -43,6 +45,8 @@ pub(crate) struct Tbs<'a> {
     pub(crate) not_after: u64,
     pub(crate) subject: &'a [u8],
     pub(crate) spki: &'a [u8],
+    /// The `extensions` SEQUENCE's contents; empty when there are none (a v1 certificate).
+    pub(crate) extensions: &'a [u8],
 }
 
 /// Reads `cert` (DER).
@@ -74,14 +78,96 @@ pub(crate) fn tbs(cert: &[u8]) -> Option<Tbs<'_>> {
     let (tag, not_after, _) = element(after)?;
     let not_after = time(tag, not_after)?;
     let (subject, rest) = whole(rest)?;
-    let (spki, _) = whole(rest)?;
+    let (spki, mut rest) = whole(rest)?;
+    // [1] issuerUniqueID and [2] subjectUniqueID, when present; then [3] EXPLICIT extensions.
+    let mut extensions: &[u8] = &[];
+    while !rest.is_empty() {
+        let (tag, contents, after) = element(rest)?;
+        if tag == 0xa3 {
+            let (tag, list, _) = element(contents)?;
+            if tag != SEQUENCE {
+                return None;
+            }
+            extensions = list;
+        }
+        rest = after;
+    }
     Some(Tbs {
         issuer,
         not_before,
         not_after,
         subject,
         spki,
+        extensions,
     })
+}
+
+/// `id-ce-extKeyUsage` (2.5.29.37), its OID's contents.
+const EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+
+/// `id-ce-subjectAltName` (2.5.29.17).
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// `anyExtendedKeyUsage` (2.5.29.37.0).
+const ANY_PURPOSE: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+
+/// `id-kp-serverAuth` (1.3.6.1.5.5.7.3.1).
+pub(crate) const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+
+/// `id-kp-clientAuth` (1.3.6.1.5.5.7.3.2).
+pub(crate) const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+/// The value (the `extnValue` OCTET STRING's contents) of `cert`'s extension `oid`: `Some(None)`
+/// when it has none, `None` when the certificate cannot be read.
+fn extension<'a>(cert: &'a [u8], oid: &[u8]) -> Option<Option<&'a [u8]>> {
+    let mut extensions = tbs(cert)?.extensions;
+    while !extensions.is_empty() {
+        let (tag, extension, after) = element(extensions)?;
+        extensions = after;
+        if tag != SEQUENCE {
+            return None;
+        }
+        let (tag, id, mut rest) = element(extension)?;
+        if tag != 0x06 || id != oid {
+            continue;
+        }
+        // critical BOOLEAN DEFAULT FALSE, then the extnValue OCTET STRING.
+        if rest.first() == Some(&0x01) {
+            rest = element(rest)?.2;
+        }
+        let (tag, value, _) = element(rest)?;
+        return (tag == 0x04).then_some(Some(value));
+    }
+    Some(None)
+}
+
+/// Whether `cert` may be used for `purpose` (an OID's contents, such as [`SERVER_AUTH`]): yes
+/// when it has no extended key usage (RFC 5280: any use), or when its list names `purpose` or
+/// `anyExtendedKeyUsage`. `None` when the certificate cannot be read.
+pub(crate) fn allows_purpose(cert: &[u8], purpose: &[u8]) -> Option<bool> {
+    let Some(value) = extension(cert, EXT_KEY_USAGE)? else {
+        return Some(true);
+    };
+    let (tag, mut purposes, _) = element(value)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    while !purposes.is_empty() {
+        let (tag, oid, after) = element(purposes)?;
+        if tag != 0x06 {
+            return None;
+        }
+        if oid == purpose || oid == ANY_PURPOSE {
+            return Some(true);
+        }
+        purposes = after;
+    }
+    Some(false)
+}
+
+/// Whether `cert` has a subjectAltName extension (`None`: it cannot be read).
+pub(crate) fn has_alt_names(cert: &[u8]) -> Option<bool> {
+    extension(cert, SUBJECT_ALT_NAME).map(|value| value.is_some())
 }
 
 /// A certificate's `notBefore` and `notAfter`, in seconds since the Unix epoch.
@@ -92,6 +178,16 @@ pub(crate) fn validity(cert: &[u8]) -> Option<(u64, u64)> {
 /// A distinguished name (DER `Name`, tag included) as text, attributes in the order stored:
 /// `C=US, O=Example, CN=api.example.test`.
 pub(crate) fn name(der: &[u8]) -> String {
+    let parts = attributes(der);
+    if parts.is_empty() {
+        "(empty name)".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A distinguished name's attributes as `CN=value`, in the order stored.
+fn attributes(der: &[u8]) -> Vec<String> {
     let mut parts = Vec::new();
     if let Some((SEQUENCE, mut rdns, _)) = element(der) {
         while let Some((_, mut rdn, rest)) = element(rdns) {
@@ -104,11 +200,7 @@ pub(crate) fn name(der: &[u8]) -> String {
             }
         }
     }
-    if parts.is_empty() {
-        "(empty name)".to_owned()
-    } else {
-        parts.join(", ")
-    }
+    parts
 }
 
 /// One `AttributeTypeAndValue` as `CN=value`.
@@ -310,6 +402,40 @@ mod tests {
         assert_eq!(name(&der), "C=US, CN=a.test, 1.2.3=x");
         assert_eq!(name(&[0x30, 0x00]), "(empty name)");
         assert_eq!(name(&[]), "(empty name)");
+    }
+
+    /// A self-signed certificate for `names` whose extended key usage is `purposes` (none: no
+    /// such extension).
+    fn made(names: &[&str], purposes: Vec<rcgen::ExtendedKeyUsagePurpose>) -> Vec<u8> {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("params");
+        params.extended_key_usages = purposes;
+        let key = rcgen::KeyPair::generate().expect("key");
+        params
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn key_purposes_and_alt_names_are_read() {
+        use rcgen::ExtendedKeyUsagePurpose::{Any, ClientAuth, ServerAuth};
+        let plain = made(&["a.test"], vec![]);
+        assert_eq!(allows_purpose(&plain, SERVER_AUTH), Some(true));
+        assert_eq!(allows_purpose(&plain, CLIENT_AUTH), Some(true));
+        assert_eq!(has_alt_names(&plain), Some(true));
+        let client = made(&[], vec![ClientAuth]);
+        assert_eq!(allows_purpose(&client, SERVER_AUTH), Some(false));
+        assert_eq!(allows_purpose(&client, CLIENT_AUTH), Some(true));
+        assert_eq!(has_alt_names(&client), Some(false));
+        let both = made(&["a.test"], vec![ServerAuth, ClientAuth]);
+        assert_eq!(allows_purpose(&both, SERVER_AUTH), Some(true));
+        assert_eq!(allows_purpose(&both, CLIENT_AUTH), Some(true));
+        let any = made(&["a.test"], vec![Any]);
+        assert_eq!(allows_purpose(&any, SERVER_AUTH), Some(true));
+        assert_eq!(allows_purpose(&[], SERVER_AUTH), None);
+        assert_eq!(has_alt_names(&[0x30, 0x02, 0x30, 0x00]), None);
     }
 
     #[test]
