@@ -39,6 +39,7 @@ mod dns_gone;
 mod dns_large;
 mod dns_server;
 mod dns_silent;
+mod drained;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]

@@ -25,6 +25,9 @@ struct Inner {
     /// This side refused what the call was about to send (a message or metadata over its
     /// limit): another attempt would be refused the same way. Local, never sent.
     refused_before_sending: bool,
+    /// The call failed before it was written to any connection: there was none to be had.
+    /// Local, never sent.
+    never_sent: bool,
     /// The local error this status stands for (a connect failure's `io::Error`), for
     /// [`Error::source`]; never sent.
     source: Option<Arc<dyn Error + Send + Sync>>,
@@ -64,6 +67,7 @@ impl Status {
             metadata: MetadataMap::new(),
             not_processed: false,
             refused_before_sending: false,
+            never_sent: false,
             source: None,
         }))
     }
@@ -202,6 +206,23 @@ impl Status {
     /// [`Status::refused_before_sending`]).
     pub fn is_refused_before_sending(&self) -> bool {
         self.0.refused_before_sending
+    }
+
+    /// Marks this status as the failure of a call that was never written to a connection:
+    /// its endpoint had none to give (refused, or none came up in time). No server can have
+    /// seen the call, so a balancer tries it on another endpoint, as grpc-go picks again
+    /// when a picked connection is no longer ready. Unlike [`Status::not_processed`] it does
+    /// not make the same channel try again at once: its endpoint would fail it the same way.
+    /// Local: the mark is never sent.
+    pub fn never_sent(mut self) -> Status {
+        self.0.never_sent = true;
+        self
+    }
+
+    /// Whether the call failed before it was written to any connection (see
+    /// [`Status::never_sent`]).
+    pub fn is_never_sent(&self) -> bool {
+        self.0.never_sent
     }
 
     /// Maps a transport error: a refused, reset or closed connection, or any other I/O failure on

@@ -326,6 +326,7 @@ impl Pool {
             "no connection to {endpoint}: connecting timed out after {:?}",
             endpoint.connect_timeout
         ))
+        .never_sent()
     }
 
     /// The status of a call that found no connection: the last attempt's failure, named in
@@ -338,7 +339,8 @@ impl Pool {
             .map_or("still connecting", |s| s.message())
             .to_owned();
         let status =
-            Status::unavailable(format!("no connection to {}: {cause}", self.inner.endpoint));
+            Status::unavailable(format!("no connection to {}: {cause}", self.inner.endpoint))
+                .never_sent();
         match last {
             Some(last) => status.with_source(last),
             None => status,

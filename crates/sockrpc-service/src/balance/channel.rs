@@ -559,10 +559,14 @@ impl Balanced {
                     self.shared.bump();
                 }
                 match (result, spare) {
-                    (Err(status), Some(again)) if status.is_not_processed() => {
+                    // Refused unstarted by the server, or never written to a connection (the
+                    // member's went away and it could get no other): no server ran it.
+                    (Err(status), Some(again))
+                        if status.is_not_processed() || status.is_never_sent() =>
+                    {
                         tracing::debug!(
                             endpoint = member.key(),
-                            "refused unprocessed; trying another endpoint"
+                            "refused unprocessed or not sent; trying another endpoint"
                         );
                         tried.push(member);
                         call = again;

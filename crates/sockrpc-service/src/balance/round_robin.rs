@@ -91,7 +91,9 @@ mod tests {
         let picker = RoundRobin::new();
         let mut counts = vec![0; n];
         for _ in 0..600 {
-            let picked = picker.pick(&members, &call, usable).expect("a usable member");
+            let picked = picker
+                .pick(&members, &call, usable)
+                .expect("a usable member");
             counts[picked] += 1;
         }
         counts
