@@ -10,6 +10,7 @@ mod answer_window_ignored;
 mod answer_window_skipped;
 mod answer_window_turns;
 mod answer_window_wakes;
+mod bad_path;
 mod compressed_members;
 mod compressed_retried;
 mod compressed_running;

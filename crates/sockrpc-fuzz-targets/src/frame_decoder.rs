@@ -240,7 +240,8 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
         }
         Frame::Oversized { .. }
         | Frame::MetadataTooLarge { .. }
-        | Frame::ControlTooLarge { .. } => return false,
+        | Frame::ControlTooLarge { .. }
+        | Frame::InvalidPath { .. } => return false,
     }
     true
 }

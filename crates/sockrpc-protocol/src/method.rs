@@ -9,7 +9,8 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct MethodPath {
     bytes: Bytes,
-    /// Index of the `/` between service and method (0 for an unchecked static path without one).
+    /// Index of the `/` between service and method; 0 for an invalid static path (no valid one
+    /// has it there).
     split: usize,
 }
 
@@ -19,20 +20,22 @@ pub struct MethodPath {
 pub struct InvalidPath(pub String);
 
 impl MethodPath {
-    /// A path from a string known at compile time; not checked, so generated code pays nothing.
+    /// A path from a string known at compile time, checked at compile time when it is a
+    /// constant (generated code pays nothing). An invalid one is kept, but a client refuses to
+    /// send it ([`is_valid`](MethodPath::is_valid)): on the wire a server would refuse it.
     pub const fn from_static(path: &'static str) -> MethodPath {
         let bytes = path.as_bytes();
-        let mut split = bytes.len();
-        while split > 0 {
-            split -= 1;
-            if bytes[split] == b'/' {
-                break;
-            }
-        }
         MethodPath {
             bytes: Bytes::from_static(bytes),
-            split,
+            split: static_split(bytes),
         }
+    }
+
+    /// Whether this is a valid path: `/package.Service/Method`, neither part empty, in UTF-8.
+    /// A path read off the wire always is; one made by [`from_static`](MethodPath::from_static)
+    /// may not be.
+    pub fn is_valid(&self) -> bool {
+        self.split != 0
     }
 
     /// The same path in storage of its own (a path decoded off the wire shares the read
@@ -90,6 +93,29 @@ impl MethodPath {
     }
 }
 
+/// [`split_of`] for a `&str` at compile time: 0 for an invalid path (no valid path has its
+/// second `/` at 0, its service is not empty).
+const fn static_split(path: &[u8]) -> usize {
+    if path.is_empty() || path[0] != b'/' {
+        return 0;
+    }
+    let mut split = 0;
+    let mut i = 1;
+    while i < path.len() {
+        if path[i] == b'/' {
+            if split != 0 {
+                return 0;
+            }
+            split = i;
+        }
+        i += 1;
+    }
+    if split < 2 || split + 1 == path.len() {
+        return 0;
+    }
+    split
+}
+
 /// The index of the `/` between service and method of a valid path, or `None`.
 ///
 /// Paths are ASCII in practice, so that is checked first (a word at a time) and one search for
@@ -135,11 +161,17 @@ mod tests {
         assert_eq!(read, Ok(path));
         let odd = MethodPath::from_static("no-slash");
         assert_eq!((odd.service(), odd.method()), ("", "no-slash"));
-        for bad in ["", "/", "//", "/a/", "//b", "a/b", "/a/b/c", "/a"] {
+        for bad in [
+            "", "/", "//", "/a/", "//b", "a/b", "/a/b/c", "/a", "no-slash", "/a//",
+        ] {
             assert!(
                 MethodPath::try_from_bytes(Bytes::from(bad)).is_err(),
                 "{bad}"
             );
+            assert!(!MethodPath::from_static(bad).is_valid(), "{bad}");
+        }
+        for good in ["/a/b", "/helloworld.Greeter/SayHello", "/pkg.Sérvice/Mé"] {
+            assert!(MethodPath::from_static(good).is_valid(), "{good}");
         }
         assert!(MethodPath::try_from_bytes(Bytes::from_static(&[b'/', 0xff, b'/', b'm'])).is_err());
         // Not ASCII but UTF-8: valid, split at the right byte.

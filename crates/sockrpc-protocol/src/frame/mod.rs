@@ -144,6 +144,8 @@ pub const MESSAGE_CHARGE: usize = 64;
 
 /// Longest status message carried; longer ones are cut at a character boundary.
 pub const MAX_STATUS_MESSAGE: usize = 16 * 1024;
+/// The most of an invalid method path a refusal quotes ([`Frame::InvalidPath`]).
+pub const MAX_QUOTED_PATH: usize = 256;
 /// Longest status details carried; longer ones are dropped with a note in the message.
 pub const MAX_STATUS_DETAILS: usize = 32 * 1024;
 
@@ -409,6 +411,19 @@ pub enum Frame {
         length: u32,
         /// The receiver's limit for a frame of this kind.
         limit: usize,
+    },
+    /// Not a wire frame: an OPEN whose body is well formed but whose method path is not
+    /// `/package.Service/Method` in UTF-8. Only its call fails (`UNIMPLEMENTED`, as grpc-go
+    /// answers a malformed method name on its stream): a path is what the caller asked for, not
+    /// how the connection is framed.
+    InvalidPath {
+        /// Call id.
+        call_id: u32,
+        /// The frame's flags (an OPEN's `FLAG_STREAM`, `FLAG_CHARGED`, …).
+        flags: u8,
+        /// The path as sent, as text (invalid UTF-8 replaced), at most [`MAX_QUOTED_PATH`]
+        /// bytes of it.
+        path: String,
     },
     /// Not a wire frame: a MESSAGE larger than the receiver's limit, whose body was read and
     /// thrown away so that only its call fails (`ResourceExhausted`), not the connection.

@@ -4,7 +4,7 @@ use super::{
     Frame, FrameError, FrameHeader, FrameKind, FLAG_CHARGED, FLAG_COMPRESSED, FLAG_ENCODING,
     FLAG_END_OK, FLAG_END_STREAM, FLAG_FOLD_END, FLAG_MESSAGE, FLAG_MESSAGE_COMPRESSED,
     FLAG_NOT_PROCESSED, FLAG_REISSUE, FLAG_RETIRE, FLAG_SETTINGS, FLAG_STREAM, MAX_FOLDED_MESSAGE,
-    METADATA_ENTRY_OVERHEAD,
+    MAX_QUOTED_PATH, METADATA_ENTRY_OVERHEAD,
 };
 use crate::{Code, EncodingFields, Limits, MetadataMap, MethodPath, PathCache};
 use bytes::{Buf, Bytes};
@@ -17,6 +17,9 @@ struct Body {
     /// The metadata block was over the limit: what it counts (its bytes and 32 per entry).
     /// The frame then parses as [`Frame::MetadataTooLarge`], once the rest of it is checked.
     over: Option<usize>,
+    /// The method path was not valid: as text, quoted at most [`MAX_QUOTED_PATH`] bytes. The
+    /// frame then parses as [`Frame::InvalidPath`], once the rest of it is checked.
+    bad_path: Option<String>,
 }
 
 impl Body {
@@ -59,18 +62,21 @@ impl Body {
         Ok(self.buf.split_to(n))
     }
 
-    /// A method path of `n` bytes: through `paths` when given, else sliced from the body.
+    /// A method path of `n` bytes: through `paths` when given, else sliced from the body. An
+    /// invalid one is noted (`bad_path`) and stood in for: it fails its call, not the frame.
     fn path(&mut self, n: usize, paths: Option<&mut PathCache>) -> Result<MethodPath, FrameError> {
+        self.need(n)?;
         let path = match paths {
-            Some(paths) => {
-                self.need(n)?;
-                let path = paths.get(&self.buf, 0..n);
-                self.buf.advance(n);
-                path
-            }
-            None => MethodPath::try_from_bytes(self.bytes(n)?),
+            Some(paths) => paths.get(&self.buf, 0..n),
+            None => MethodPath::try_from_bytes(self.buf.slice(0..n)),
         };
-        path.map_err(|_| self.malformed("invalid method path"))
+        let path = path.unwrap_or_else(|_| {
+            let quoted = &self.buf[..n.min(MAX_QUOTED_PATH)];
+            self.bad_path = Some(String::from_utf8_lossy(quoted).into_owned());
+            MethodPath::from_static("/invalid/path")
+        });
+        self.buf.advance(n);
+        Ok(path)
     }
 
     /// A metadata block. Past the limit, nothing more of it is kept (the map is dropped, so
@@ -149,6 +155,7 @@ impl Frame {
             kind: header.kind,
             buf: body,
             over: None,
+            bad_path: None,
         };
         let frame = match header.kind {
             FrameKind::Open => {
@@ -269,6 +276,14 @@ impl Frame {
             },
         };
         body.finish()?;
+        if let Some(path) = body.bad_path {
+            // Well formed, but it asks for no method there can be: only its call fails.
+            return Ok(Frame::InvalidPath {
+                call_id,
+                flags: header.flags,
+                path,
+            });
+        }
         if let Some(size) = body.over {
             // Well formed, but its metadata is over this side's limit: only its call fails.
             return Ok(Frame::MetadataTooLarge {

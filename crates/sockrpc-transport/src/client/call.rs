@@ -139,6 +139,15 @@ pub(super) fn check_request(
 ) -> Result<(), Status> {
     let limits = &shared.limits;
     if let Some(path) = path {
+        if !path.is_valid() {
+            // A server would refuse it `UNIMPLEMENTED` (`Frame::InvalidPath`): so does this side,
+            // without sending what other servers might read as a framing error.
+            return Err(Status::unimplemented(format!(
+                "malformed method path {:?}: expected /package.Service/Method; not sent",
+                path.as_str()
+            ))
+            .refused_before_sending());
+        }
         frame::check_path(path)
             .map_err(|why| Status::invalid_argument(why).refused_before_sending())?;
     }

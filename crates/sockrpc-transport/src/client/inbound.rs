@@ -338,7 +338,7 @@ impl Inbound<'_> {
                 }
             }
             // Servers do not open or cancel calls.
-            Frame::Open { .. } | Frame::Cancel { .. } => {}
+            Frame::Open { .. } | Frame::InvalidPath { .. } | Frame::Cancel { .. } => {}
         }
     }
 

@@ -331,6 +331,23 @@ impl<D: Dispatch> Connection<D> {
                     ))),
                 );
             }
+            Frame::InvalidPath {
+                call_id,
+                flags,
+                path,
+            } => {
+                // A well-formed OPEN for a path that names no method: refused, its call alone,
+                // as grpc-go answers a malformed method name on its stream (it is what the
+                // caller asked for, not a framing error). Its id is used up, as above.
+                self.take_call_id(call_id, flags & frame::FLAG_CHARGED != 0)?;
+                self.note_if_unary(call_id, flags);
+                self.answer(
+                    call_id,
+                    Err(Status::unimplemented(format!(
+                        "malformed method path {path:?}: expected /package.Service/Method"
+                    ))),
+                );
+            }
             Frame::ControlTooLarge {
                 kind: FrameKind::Open,
                 call_id,

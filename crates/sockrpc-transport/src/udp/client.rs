@@ -337,7 +337,8 @@ impl UdpClient {
         let deadline = deadline
             .or_else(|| request.deadline())
             .or_else(|| request.timeout().map(|t| Instant::now() + t));
-        if !self.fits(path, request) || shared.in_fallback() {
+        // A malformed path goes to TCP's checks, which refuse it unsent.
+        if !path.is_valid() || !self.fits(path, request) || shared.in_fallback() {
             bump(&shared.stats.not_suitable);
             return UdpOutcome::NotSuitable;
         }
