@@ -4,11 +4,13 @@
 //!
 //! ```text
 //!  client: TraceLayer ─▶ RetryLayer ─▶ MetricsLayer ─▶ Channel
-//!  server: TraceLayer ─▶ ConcurrencyLimitLayer ─▶ MetricsLayer ─▶ Router
+//!  server: TraceLayer ─▶ MetricsLayer ─▶ ConcurrencyLimitLayer ─▶ Router
 //! ```
 //!
 //! Order matters: the span is outermost, so everything inside it runs in the call's span (each
-//! retry attempt too); metrics are innermost, so they count what went over the wire.
+//! retry attempt too). On the client, metrics are innermost, so they count what went over the
+//! wire (every attempt). On the server they are outside the limit, so the calls it refuses are
+//! counted too (`RESOURCE_EXHAUSTED`), as grpc-go's server metrics count every call.
 //! `examples/resilience/` shows the other resilience layers (hedging, rate limits, shedding).
 
 use opentelemetry::trace::TracerProvider as _;
@@ -40,15 +42,15 @@ pub fn client(channel: &Channel) -> ClientStack {
 
 /// The server's layers (the first added is the outermost).
 pub type ServerLayers =
-    Stack<MetricsLayer, Stack<ConcurrencyLimitLayer, Stack<TraceLayer<OtelPropagation>, Identity>>>;
+    Stack<ConcurrencyLimitLayer, Stack<MetricsLayer, Stack<TraceLayer<OtelPropagation>, Identity>>>;
 
-/// A server builder: the span (parented on the caller's `traceparent`) outermost, then at most
-/// 64 calls at once (more wait up to their deadline), then metrics.
+/// A server builder: the span (parented on the caller's `traceparent`) outermost, then
+/// metrics, then at most 64 calls at once (more wait up to their deadline).
 pub fn server() -> ServerBuilder<ServerLayers> {
     Server::builder()
         .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
-        .layer(ConcurrencyLimitLayer::new().others(64))
         .layer(MetricsLayer::server())
+        .layer(ConcurrencyLimitLayer::new().others(64))
 }
 
 /// Logs to stderr (`RUST_LOG`, default `info`) and gives every span an OpenTelemetry context,

@@ -1,9 +1,9 @@
 //! `ResponseFuture` and the guard that finishes a call exactly once.
 
-use super::handles::MethodMetrics;
+use super::handles::{MethodMetrics, Registry};
 use crate::watch::{code_of, once_len, watch, Watch};
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{Code, Response, Status};
+use sockrpc_protocol::{Code, MethodPath, Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError};
 use sockrpc_transport::ending::dropped_as;
 use std::{
@@ -21,6 +21,9 @@ pub(crate) struct CallGuard {
     method: Arc<MethodMetrics>,
     started: Instant,
     done: bool,
+    /// A path counted under `_OTHER` for want of room among unconfirmed paths: confirmed by
+    /// this call's end, it gets series of its own ([`Registry::confirm`]). Boxed: rare.
+    candidate: Option<Box<(Arc<Registry>, MethodPath)>>,
 }
 
 impl CallGuard {
@@ -29,7 +32,14 @@ impl CallGuard {
             method,
             started,
             done: false,
+            candidate: None,
         }
+    }
+
+    /// The call's path is a candidate for series of its own ([`Registry::get`]).
+    pub(crate) fn candidate(mut self, registry: &Arc<Registry>, path: &MethodPath) -> CallGuard {
+        self.candidate = Some(Box::new((Arc::clone(registry), path.unshared())));
+        self
     }
 
     fn finish(&mut self, code: Code) {
@@ -37,6 +47,12 @@ impl CallGuard {
             return;
         }
         self.done = true;
+        self.method.ended(code);
+        if let Some(candidate) = self.candidate.take() {
+            if code != Code::Unimplemented {
+                candidate.0.confirm(&candidate.1);
+            }
+        }
         self.method.active.decrement(1.0);
         let finished = self.method.finished(code);
         finished.count.increment(1);

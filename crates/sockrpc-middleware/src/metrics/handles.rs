@@ -10,6 +10,16 @@
 //! [`DEFAULT_MAX_METHODS`] distinct paths, calls are counted under `_OTHER` (OpenTelemetry's
 //! name for a value outside the known set).
 //!
+//! Why a second, smaller cap: first come, first served, a client that called a thousand
+//! made-up paths right after a restart took every place, and the methods really served were
+//! counted under `_OTHER` for the life of the process. The layer does not know which methods
+//! the router serves, but it learns it from the answers: a path is *confirmed* once a call of it
+//! ends with anything but `UNIMPLEMENTED` (what the router answers a path it does not serve).
+//! Paths not yet confirmed take at most [`DEFAULT_MAX_UNCONFIRMED`] places; past that, a new
+//! path's calls count under `_OTHER` until one of them ends confirmed, which then gives the
+//! path its own series (grpc-go's OpenTelemetry plugin labels unregistered methods "other" from
+//! the start; it knows the server's registered methods).
+//!
 //! Why a length bound too: every series of a method repeats its service and method names, and
 //! the recorder keeps them for as long as the process runs. A thousand made-up paths of 60 KB
 //! each held 475 MB on a server and rendered a 1.6 GB page. A path whose service or method
@@ -24,11 +34,16 @@ use sockrpc_protocol::{Code, MethodPath};
 use std::{
     collections::HashMap,
     hash::{BuildHasherDefault, Hasher},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     sync::{Arc, OnceLock, RwLock},
 };
 
 /// How many distinct method paths a layer gives series of their own.
 pub const DEFAULT_MAX_METHODS: usize = 1000;
+
+/// How many method paths not yet confirmed (no call of theirs ended with anything but
+/// `UNIMPLEMENTED`) a layer gives series of their own; within [`DEFAULT_MAX_METHODS`].
+pub const DEFAULT_MAX_UNCONFIRMED: usize = 100;
 
 /// The longest service or method name, in bytes, that gets series of its own: a longer one is
 /// counted under `_OTHER`. Real names are far shorter (`grpc.reflection.v1.ServerReflection`
@@ -46,6 +61,11 @@ pub(crate) struct MethodMetrics {
     pub(crate) request_bytes: Counter,
     pub(crate) response_bytes: Counter,
     by_code: [OnceLock<Finished>; Code::ALL.len()],
+    /// Whether a call of this path ended with anything but `UNIMPLEMENTED` (always for
+    /// `_OTHER`).
+    confirmed: AtomicBool,
+    /// The registry's count of paths not yet confirmed, which this one leaves when it is.
+    unconfirmed: Arc<AtomicUsize>,
 }
 
 /// The handles of one method and status code, registered the first time a call ends with it
@@ -61,6 +81,8 @@ impl MethodMetrics {
         path: Option<MethodPath>,
         service: &str,
         method: &str,
+        unconfirmed: &Arc<AtomicUsize>,
+        confirmed: bool,
     ) -> MethodMetrics {
         let labels = [
             Label::from_static_parts("rpc.system", RPC_SYSTEM),
@@ -76,6 +98,19 @@ impl MethodMetrics {
             names,
             labels,
             by_code: std::array::from_fn(|_| OnceLock::new()),
+            confirmed: AtomicBool::new(confirmed),
+            unconfirmed: Arc::clone(unconfirmed),
+        }
+    }
+
+    /// A call of this path ended with `code`: the path is confirmed unless it is
+    /// `UNIMPLEMENTED`.
+    pub(crate) fn ended(&self, code: Code) {
+        if code != Code::Unimplemented
+            && !self.confirmed.load(Ordering::Relaxed)
+            && !self.confirmed.swap(true, Ordering::Relaxed)
+        {
+            self.unconfirmed.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -129,8 +164,19 @@ pub(crate) struct Registry {
     side: Side,
     names: &'static Names,
     max_methods: usize,
+    max_unconfirmed: usize,
     methods: RwLock<Methods>,
+    /// How many of `methods` are not confirmed yet.
+    unconfirmed: Arc<AtomicUsize>,
     other: OnceLock<Arc<MethodMetrics>>,
+}
+
+/// What a call's path found: its handles, and whether it is a candidate, a path counted under
+/// `_OTHER` only because the places of unconfirmed paths are taken: if the call ends
+/// confirmed, [`Registry::confirm`] gives the path its own series.
+pub(crate) struct Found {
+    pub(crate) handles: Arc<MethodMetrics>,
+    pub(crate) candidate: bool,
 }
 
 impl Registry {
@@ -139,7 +185,9 @@ impl Registry {
             side,
             names: Names::of(side),
             max_methods,
+            max_unconfirmed: DEFAULT_MAX_UNCONFIRMED.min(max_methods),
             methods: RwLock::new(Methods::default()),
+            unconfirmed: Arc::new(AtomicUsize::new(0)),
             other: OnceLock::new(),
         }
     }
@@ -149,26 +197,54 @@ impl Registry {
         self.side
     }
 
-    /// The handles for `path`, registering them on first sight.
-    pub(crate) fn get(&self, path: &MethodPath) -> Arc<MethodMetrics> {
+    /// The handles for `path`, registering them on first sight while there is room (see the
+    /// module docs for the two caps).
+    pub(crate) fn get(&self, path: &MethodPath) -> Found {
+        let other = |candidate| Found {
+            handles: self.other(),
+            candidate,
+        };
         // Checked before any lookup: a long path is not even hashed.
         if path.service().len() > MAX_LABEL_LEN || path.method().len() > MAX_LABEL_LEN {
-            return self.other();
+            return other(false);
         }
         {
             let methods = self.methods.read().unwrap_or_else(|p| p.into_inner());
             if let Some(found) = methods.get(path) {
-                return Arc::clone(found);
+                return Found {
+                    handles: Arc::clone(found),
+                    candidate: false,
+                };
             }
         }
         let mut methods = self.methods.write().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = methods.get(path) {
-            return Arc::clone(found);
+            return Found {
+                handles: Arc::clone(found),
+                candidate: false,
+            };
         }
         if methods.len() >= self.max_methods {
-            drop(methods);
-            return self.other();
+            return other(false);
         }
+        if self.unconfirmed.load(Ordering::Relaxed) >= self.max_unconfirmed {
+            return other(true);
+        }
+        self.unconfirmed.fetch_add(1, Ordering::Relaxed);
+        self.insert(&mut methods, path, false)
+    }
+
+    /// A call of `path`, a candidate counted under `_OTHER`, ended confirmed: the path gets
+    /// series of its own from its next call, if there is room.
+    pub(crate) fn confirm(&self, path: &MethodPath) {
+        let mut methods = self.methods.write().unwrap_or_else(|p| p.into_inner());
+        if methods.len() < self.max_methods && !methods.contains_key(path) {
+            self.insert(&mut methods, path, true);
+        }
+    }
+
+    /// Registers `path`'s handles.
+    fn insert(&self, methods: &mut Methods, path: &MethodPath, confirmed: bool) -> Found {
         if methods.is_empty() {
             // Descriptions go to the recorder installed now, which is the one the handles use.
             self.names.describe();
@@ -180,17 +256,30 @@ impl Registry {
             Some(path.clone()),
             path.service(),
             path.method(),
+            &self.unconfirmed,
+            confirmed,
         ));
         methods.insert(path, Arc::clone(&registered));
-        registered
+        Found {
+            handles: registered,
+            candidate: false,
+        }
     }
 
     /// The handles of `_OTHER`, registered on first use.
     fn other(&self) -> Arc<MethodMetrics> {
-        Arc::clone(
-            self.other
-                .get_or_init(|| Arc::new(MethodMetrics::register(self.names, None, OTHER, OTHER))),
-        )
+        Arc::clone(self.other.get_or_init(|| {
+            // It may be the first series (`max_methods(0)`, a long first path): described too.
+            self.names.describe();
+            Arc::new(MethodMetrics::register(
+                self.names,
+                None,
+                OTHER,
+                OTHER,
+                &self.unconfirmed,
+                true,
+            ))
+        }))
     }
 }
 

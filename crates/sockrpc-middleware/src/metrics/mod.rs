@@ -36,7 +36,7 @@ pub use layer::MetricsLayer;
 use crate::watch::{once_len, watch, Watch};
 use crate::Side;
 use future::CallGuard;
-use handles::{MethodMetrics, Registry};
+use handles::{Found, MethodMetrics, Registry};
 use sockrpc_protocol::{Code, Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call};
 use std::{
@@ -76,17 +76,20 @@ impl<S> Metrics<S> {
     }
 
     /// The handles for `path`: the last method's when it is the same, else from the registry.
-    fn handles(&mut self, path: &sockrpc_protocol::MethodPath) -> Arc<MethodMetrics> {
+    fn handles(&mut self, path: &sockrpc_protocol::MethodPath) -> Found {
         if let Some(last) = &self.last {
             if last.is_for(path) {
-                return Arc::clone(last);
+                return Found {
+                    handles: Arc::clone(last),
+                    candidate: false,
+                };
             }
         }
-        let handles = self.registry.get(path);
-        if handles.is_for(path) {
-            self.last = Some(Arc::clone(&handles));
+        let found = self.registry.get(path);
+        if found.handles.is_for(path) {
+            self.last = Some(Arc::clone(&found.handles));
         }
-        handles
+        found
     }
 
     /// The wrapped service.
@@ -130,7 +133,10 @@ where
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {
-        let method = self.handles(call.method_path());
+        let Found {
+            handles: method,
+            candidate,
+        } = self.handles(call.method_path());
         method.started.increment(1);
         method.active.increment(1.0);
         let request = call.request_mut().get_mut();
@@ -140,7 +146,10 @@ where
                 *request = watch(std::mem::take(request), RequestBytes(Arc::clone(&method)));
             }
         }
-        let guard = CallGuard::new(method, Instant::now());
+        let mut guard = CallGuard::new(method, Instant::now());
+        if candidate {
+            guard = guard.candidate(&self.registry, call.method_path());
+        }
         ResponseFuture::new(self.inner.call(call), guard)
     }
 }

@@ -159,3 +159,69 @@ fn names_past_the_length_bound_are_other_and_not_kept() {
         "a name past the bound reached the page (its longest line: {longest} bytes)"
     );
 }
+
+#[test]
+fn made_up_paths_cannot_take_the_places_of_methods_served() {
+    use super::handles::DEFAULT_MAX_UNCONFIRMED;
+    let junk = DEFAULT_MAX_UNCONFIRMED + 50;
+    let text = page_after(async {
+        // A router: `UNIMPLEMENTED` for a path it does not serve, an answer for the one it does.
+        let router = tower::service_fn(|call: Call| async move {
+            if call.method_path().service() == "real.Svc" {
+                Ok(Response::new(Body::once(Bytes::from_static(b"ok"))))
+            } else {
+                Err(Status::unimplemented("no such method"))
+            }
+        });
+        let layer = MetricsLayer::server();
+        let mut service = layer.layer(router);
+        // A client calls made-up paths first, right after the server started.
+        for i in 0..junk {
+            let path = MethodPath::try_from_bytes(Bytes::from(format!("/x.Y{i}/m"))).expect("path");
+            let call = Call::new(path, Request::new(Body::once(Bytes::new())));
+            let made_up = (&mut service).oneshot(call).await;
+            assert!(made_up.is_err());
+        }
+        // The method served: its first call confirms it, the next two have series of its own.
+        for _ in 0..3 {
+            let served = (&mut service).oneshot(call("/real.Svc/M")).await;
+            assert!(served.is_ok());
+        }
+    });
+    let real = ["rpc_service=\"real.Svc\"", "rpc_method=\"M\""];
+    assert!(
+        line(
+            &text,
+            "rpc_server_call_finished_total{",
+            &[real[0], real[1], "} 2"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    // What found no place: the made-up paths past the cap and the real one's first call.
+    let others = format!("}} {}", junk - DEFAULT_MAX_UNCONFIRMED);
+    assert!(
+        line(
+            &text,
+            "rpc_server_call_finished_total{",
+            &["rpc_method=\"_OTHER\"", "UNIMPLEMENTED", &others]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line(
+            &text,
+            "rpc_server_call_finished_total{",
+            &["rpc_method=\"_OTHER\"", "\"OK\"", "} 1"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("rpc_server_call_started_total{"))
+        .count();
+    // The unconfirmed paths, the real one and `_OTHER`.
+    assert_eq!(series, DEFAULT_MAX_UNCONFIRMED + 2, "{text}");
+}
