@@ -529,6 +529,7 @@ mod deadline_below;
 mod deadline_encode;
 mod deadline_entry_bounded;
 mod deadline_lift;
+mod large_request;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_layers_wrap_both_sides() {
