@@ -227,3 +227,34 @@ async fn reloaded(tls: &ServerTls) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A watched file that goes missing is warned of once, naming it, not on every tick; the
+/// configuration in force stays, and the watch takes the files again once they are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_watched_file_is_named_and_warned_of_once() {
+    let _ = warnings();
+    let dir = std::env::temp_dir().join(format!("sockrpc-tls-missing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("missing-test.pem"), dir.join("missing-test.key"));
+    let ca = Ca::new("watch CA");
+    let leaf = ca.leaf(SERVER_NAMES);
+    std::fs::write(&cert, &leaf.cert_pem).expect("write");
+    std::fs::write(&key, &leaf.key_pem).expect("write");
+    let tls = server_tls(ServerTlsConfig::new(leaf.identity()));
+    let _watch = tls.watch(TlsFiles::new(&cert, &key), Duration::from_millis(10));
+    std::fs::remove_file(&cert).expect("remove");
+    let named = cert.display().to_string();
+    let first = warned(&["cannot read the files", &named]).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Thirty more ticks with the file still missing: no more lines.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = warned(&["cannot read the files", &named]).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // Back, changed: taken.
+    let next = ca.leaf(SERVER_NAMES);
+    std::fs::write(&key, &next.key_pem).expect("write");
+    std::fs::write(&cert, &next.cert_pem).expect("write");
+    reloaded(&tls).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,10 +12,10 @@ use std::{
 
 /// A server address and the settings for talking to it.
 ///
-/// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port`,
-/// `unix:///path/to.sock` for a Unix domain socket, and `tls://host:port` (or `tcps://`) for TLS
-/// with default settings: the platform's CAs, the host as the server name (set others with
-/// [`tls`](Endpoint::tls)).
+/// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port` and
+/// `grpc://`, `unix:///path/to.sock` for a Unix domain socket, and `tls://host:port` (or
+/// `tcps://`, and as tonic users write it `https://`, `grpcs://`) for TLS with default settings:
+/// the platform's CAs, the host as the server name (set others with [`tls`](Endpoint::tls)).
 /// Host names resolve through the system resolver at connect time; every address of a name is
 /// tried in turn.
 #[derive(Debug, Clone)]
@@ -97,15 +97,17 @@ impl Endpoint {
             }
             return Ok(Endpoint::unix(path));
         }
-        let tls_rest = ["tls://", "tcps://"]
+        // `https://` and `grpcs://` as tonic and grpc users write them: TLS, as `tls://` is.
+        let tls_rest = ["tls://", "tcps://", "https://", "grpcs://"]
             .iter()
             .find_map(|scheme| uri.strip_prefix(scheme));
         let rest = tls_rest.unwrap_or_else(|| {
-            ["tcp://", "http://"]
+            ["tcp://", "http://", "grpc://"]
                 .iter()
                 .find_map(|scheme| uri.strip_prefix(scheme))
                 .unwrap_or(uri)
         });
+
         if rest.contains("://") {
             return Err(Status::invalid_argument(format!(
                 "unsupported scheme in endpoint {uri:?}"
@@ -552,6 +554,20 @@ mod tests {
         let e = Endpoint::from_uri("tcps://[::1]:7").expect("tcps");
         assert_eq!(e.to_string(), "tls://[::1]:7");
         assert!(!Endpoint::from_uri("tcp://h:1").expect("tcp").is_tls());
+        // As tonic and grpc users write them.
+        for (uri, shown) in [
+            ("https://example.com:443", "tls://example.com:443"),
+            ("https://example.com:8443/", "tls://example.com:8443"),
+            ("https://[::1]:7", "tls://[::1]:7"),
+            ("grpcs://h:9", "tls://h:9"),
+            ("grpc://h:9", "tcp://h:9"),
+        ] {
+            let e = Endpoint::from_uri(uri).expect(uri);
+            assert_eq!(e.to_string(), shown, "{uri}");
+        }
+        // No port is still named, as for every scheme.
+        let err = Endpoint::from_uri("https://example.com").expect_err("no port");
+        assert!(err.message().contains("has no port"), "{err}");
     }
 
     #[cfg(feature = "tls")]

@@ -294,7 +294,8 @@ impl Driver {
                 let sent = if first.starts_with(b"HTTP/") {
                     "an HTTP/1 response"
                 } else if matches!(first.first(), Some(0x15 | 0x16)) {
-                    "a TLS record (a TLS port? connect with tls://)"
+                    "a TLS record (a TLS port? connect with tls://, or on a Unix socket an \
+                     endpoint with `.tls(...)`)"
                 } else {
                     "bytes that are not a sockrpc preface"
                 };

@@ -104,8 +104,7 @@ impl Certificates {
             .map_err(|err| {
                 // A traditional encrypted key's headers make the whole file unreadable as PEM,
                 // certificates and all (a certificate and its key may share one file).
-                encrypted_key(pem, source)
-                    .unwrap_or_else(|| TlsError::new(format!("{source}: malformed PEM: {err}")))
+                encrypted_key(pem, source).unwrap_or_else(|| malformed(source, &err))
             })?;
         if certs.is_empty() {
             return Err(TlsError::new(format!(
@@ -276,7 +275,7 @@ impl Identity {
                     "{key_source}: no private key found (expected a PRIVATE KEY, RSA PRIVATE \
                      KEY or EC PRIVATE KEY block)"
                 )),
-                err => TlsError::new(format!("{key_source}: malformed PEM: {err}")),
+                err => malformed(key_source, &err),
             }
         })?;
         Ok(Identity {
@@ -290,6 +289,27 @@ impl Identity {
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
     }
+}
+
+/// A PEM file that does not parse, said in words: rustls-pki-types writes the markers it
+/// expected as lists of byte values (`[69, 78, 68, ...]`), which no one can read.
+fn malformed(source: &str, err: &rustls_pki_types::pem::Error) -> TlsError {
+    use rustls_pki_types::pem::Error;
+    let what = match err {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a block is not closed: no \"-----END {}-----\" line (a file cut short, or still \
+             being written?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!(
+                "a malformed BEGIN line: {:?}",
+                String::from_utf8_lossy(line)
+            )
+        }
+        other => other.to_string(),
+    };
+    TlsError::new(format!("{source}: malformed PEM: {what}"))
 }
 
 #[cfg(test)]
@@ -342,5 +362,19 @@ mod tests {
             "quoted"
         );
         assert!(encrypted_key(b"-----BEGIN PRIVATE KEY-----", "k").is_none());
+    }
+
+    #[test]
+    fn a_file_cut_short_is_said_in_words() {
+        let cut = "-----BEGIN CERTIFICATE-----\nAAAA\n";
+        let err = Certificates::parse_pem(cut.as_bytes(), "half.pem")
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("half.pem: malformed PEM: a block is not closed")
+                && err.contains("-----END CERTIFICATE-----"),
+            "{err}"
+        );
     }
 }

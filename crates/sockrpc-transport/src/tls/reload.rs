@@ -141,6 +141,9 @@ impl ServerTls {
         let mut seen = files.read().ok();
         let task = tokio::spawn(async move {
             let mut failed: Option<Snapshot> = None;
+            // What the last failed read said: a file that stays missing is warned of once,
+            // not on every tick.
+            let mut unread: Option<String> = None;
             let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
@@ -149,10 +152,19 @@ impl ServerTls {
                 let now = match files.read() {
                     Ok(now) => now,
                     Err(err) => {
-                        tracing::warn!(error = %err, "TLS watch: cannot read the files");
+                        let err = err.to_string();
+                        if unread.as_ref() != Some(&err) {
+                            tracing::warn!(error = %err, "TLS watch: cannot read the files; keeping the configuration in force (said once until it changes)");
+                        } else {
+                            tracing::debug!(error = %err, "TLS watch: cannot read the files");
+                        }
+                        unread = Some(err);
                         continue;
                     }
                 };
+                if unread.take().is_some() {
+                    tracing::info!("TLS watch: the files can be read again");
+                }
                 if seen.as_ref() == Some(&now) || failed.as_ref() == Some(&now) {
                     continue;
                 }
@@ -215,10 +227,16 @@ impl TlsFiles {
     }
 
     fn read(&self) -> std::io::Result<Snapshot> {
+        // The error names its file: "No such file or directory" alone says not which.
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|err| {
+                std::io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+            })
+        };
         Ok(Snapshot {
-            cert: std::fs::read(&self.cert)?,
-            key: std::fs::read(&self.key)?,
-            client_ca: self.client_ca.as_ref().map(std::fs::read).transpose()?,
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
+            client_ca: self.client_ca.as_ref().map(read).transpose()?,
         })
     }
 }

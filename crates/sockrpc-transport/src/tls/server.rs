@@ -204,8 +204,8 @@ fn alpn_mismatch(hello: &ClientHello<'_>) -> Option<String> {
 }
 
 /// What a plain-text sockrpc client is told on a TLS port.
-pub(crate) const PLAINTEXT_REFUSED: &str =
-    "this server requires TLS: connect with tls:// (the connection was plain text)";
+pub(crate) const PLAINTEXT_REFUSED: &str = "this server requires TLS: connect with tls:// (on a \
+     Unix socket: an endpoint with `.tls(...)`; the connection was plain text)";
 
 /// Time a failed connection is given to take our last words before it is closed.
 const LINGER: Duration = Duration::from_secs(1);
