@@ -24,6 +24,8 @@
 
 mod answers;
 mod call;
+#[cfg(test)]
+mod closing_tests;
 mod credit;
 #[cfg(test)]
 mod deadline_tests;
@@ -302,6 +304,8 @@ struct Shared {
     waiting: AtomicUsize,
     /// Set once the server's preface has arrived: the connection is known to speak sockrpc.
     handshaken: AtomicBool,
+    /// Woken when the handshake completes, and when the connection stops taking new calls
+    /// (`ClientConnection::ready`, `ClientConnection::closing`).
     handshake: Notify,
     /// Set when the peer's first bytes were no sockrpc preface (an HTTP or TLS server, another
     /// protocol version): another connection there would meet the same.

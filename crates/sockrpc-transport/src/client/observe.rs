@@ -1,7 +1,8 @@
 //! What a connection's holder can see of it without making a call: its counts (in flight,
-//! waiting, started), the server's announced limit, whether and why it closed, and what kind of
-//! peer it met. Apart from `mod.rs` because a pool and the balanced channel read these on every
-//! pick, while the calls themselves go through `call.rs` and `stream.rs`.
+//! waiting, started), the server's announced limit, whether and why it closed (or a wait for
+//! it to stop taking calls), and what kind of peer it met. Apart from `mod.rs` because a pool
+//! and the balanced channel read these on every pick, while the calls themselves go through
+//! `call.rs` and `stream.rs`.
 
 use super::ClientConnection;
 use sockrpc_protocol::Status;
@@ -42,6 +43,23 @@ impl ClientConnection {
     /// Whether the connection takes no new calls: it failed, closed, or the server is draining.
     pub fn is_closed(&self) -> bool {
         self.handle.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until the connection takes no new calls ([`is_closed`](Self::is_closed)): it
+    /// failed, this side closed it, or the server sent GOAWAY (the calls in flight may still be
+    /// finishing). What a call that should not outlive its connection's useful life (a health
+    /// watch) waits for, to end itself so that a draining server is not kept waiting.
+    pub async fn closing(&self) {
+        let shared = &self.handle.shared;
+        loop {
+            let notified = shared.handshake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Why the connection takes no new calls, if it does not.
