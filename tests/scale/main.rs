@@ -7,7 +7,9 @@
 //! - ring: a fourth server moves 15–35 % of keys, removing one moves only its keys;
 //! - health: NOT_SERVING takes a server out of rotation, SERVING brings it back; a streaming
 //!   call through the balanced channel; health_gone: an endpoint's health watch ends when
-//!   discovery removes the endpoint, and when the channel is dropped;
+//!   discovery removes the endpoint, and when the channel is dropped; health_shutdown: a
+//!   health watch ends as its server sends the connection away, not holding the server's
+//!   graceful shutdown for its grace period;
 //! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
 //!   a wait-for-ready call waits (to its deadline, or for a server);
 //! - given_up: a call its caller gave up on, or one refused before sending, leaves no mark
@@ -49,6 +51,7 @@ mod fail_fast;
 mod given_up;
 mod health;
 mod health_gone;
+mod health_shutdown;
 mod kill;
 mod outlier;
 mod pick_first;

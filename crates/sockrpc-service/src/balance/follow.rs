@@ -178,7 +178,7 @@ impl Drop for Connecting {
 
 /// A member's health watch running: cleared when the task is dropped unfinished (with its
 /// runtime), so that the member's next connection starts another. A watch that ended by itself
-/// (the server has no health service, or the member is gone) stays ended.
+/// (the member is gone) stays ended; one runs for the member's life, following its connections.
 struct Watching {
     member: Weak<Member>,
     ended: bool,

@@ -6,66 +6,143 @@
 //! generated client lives in the `sockrpc-health` crate (generated code refers to
 //! `::sockrpc::`, which this crate cannot depend on): `sockrpc_health::GrpcHealthProbe`
 //! implements it with the `Watch` call.
+//!
+//! A watch belongs to one connection, as grpc-go's health stream belongs to its transport:
+//! what it says is that server's word, and a `Watch` stream stays open for as long as the
+//! server's answer stands. So it ends when its connection stops taking calls (the server sent
+//! it away with GOAWAY, or it broke), and starts again on the member's next connection. Left
+//! open on a connection the server is draining, it would hold the server's graceful shutdown
+//! for the whole grace period.
 
 use super::member::{Health, Member};
 use crate::{BoxStream, Channel};
 use sockrpc_protocol::Code;
-use std::sync::Weak;
+use sockrpc_transport::ClientConnection;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Watches one endpoint's health over its channel.
 pub trait HealthProbe: Send + Sync + 'static {
     /// A stream of answers, `true` for `SERVING`: the current status first, then each change.
     /// The balancer restarts it (after a pause) when it ends or fails, except when it fails with
-    /// `Unimplemented`: the server has no health service and counts as serving.
+    /// `Unimplemented`: the server has no health service and counts as serving (until the
+    /// connection goes). It drops the stream when the connection it runs on is sent away or
+    /// closes, and watches again on the endpoint's next connection.
     fn watch(&self, channel: Channel) -> BoxStream<bool>;
 }
 
 /// Pause before watching again after the stream ended or failed.
 const REWATCH: Duration = Duration::from_millis(200);
 
+/// How often a member without a live connection is looked at again for one.
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
+
+/// How one watch stream ended.
+enum Ended {
+    /// Its connection stopped taking calls: watch again on the member's next one.
+    Moved,
+    /// It ended or failed on a connection still up: watch again there after a pause.
+    Again,
+    /// The member is gone.
+    Gone,
+}
+
 /// Runs `probe` on `member` until the member is gone (the member aborts the task as it goes:
 /// between changes a watch stream says nothing, so the loop would not see it go); `changed` is
 /// called on each change.
 pub(crate) async fn watch_member(
     member: Weak<Member>,
-    probe: std::sync::Arc<dyn HealthProbe>,
+    probe: Arc<dyn HealthProbe>,
     changed: impl Fn() + Send,
 ) {
     loop {
-        let Some(channel) = member.upgrade().and_then(|m| m.channel()) else {
+        let Some(bound) = member.upgrade().map(|m| bind(&m)) else {
             return;
         };
-        let mut stream = probe.watch(channel);
-        loop {
-            let next = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
-            let Some(member) = member.upgrade() else {
+        // Its pool reconnects by itself, or the connect task sets a new channel: look again.
+        let Some((channel, conn)) = bound else {
+            tokio::time::sleep(LOOK_AGAIN).await;
+            continue;
+        };
+        let moved = match watch_on(&member, &*probe, channel, &conn, &changed).await {
+            Ended::Gone => return,
+            Ended::Moved => true,
+            Ended::Again => tokio::select! {
+                () = tokio::time::sleep(REWATCH) => false,
+                () = conn.closing() => true,
+            },
+        };
+        if moved {
+            // What the server said on that connection no longer stands: unknown until the
+            // next connection's watch answers.
+            let Some(m) = member.upgrade() else {
                 return;
             };
-            let health = match next {
-                Some(Ok(true)) => Health::Serving,
-                Some(Ok(false)) => Health::NotServing,
-                Some(Err(status)) if status.code() == Code::Unimplemented => {
-                    if member.set_health(Health::Serving) {
-                        changed();
-                    }
-                    return;
-                }
-                Some(Err(status)) => {
-                    tracing::debug!(endpoint = member.key(), error = %status, "health watch failed");
-                    // Unknown until the server answers again (its connection may be gone).
-                    if member.set_health(Health::Unknown) {
-                        changed();
-                    }
-                    break;
-                }
-                None => break,
-            };
-            if member.set_health(health) {
-                tracing::debug!(endpoint = member.key(), ?health, "health changed");
+            if m.set_health(Health::Unknown) {
                 changed();
             }
         }
-        tokio::time::sleep(REWATCH).await;
+    }
+}
+
+/// The member's channel and the connection a watch on it runs on: the first live one (a
+/// member's pool has one connection unless its endpoint asks for more, and a stream goes to
+/// the first with room). `None` while it has none: the watch waits for one rather than make
+/// its pool connect, as a call would.
+fn bind(member: &Member) -> Option<(Channel, ClientConnection)> {
+    let channel = member.channel()?;
+    let conn = channel
+        .connections()
+        .into_iter()
+        .find(|c| !c.is_closed() && c.is_handshaken())?;
+    Some((channel, conn))
+}
+
+/// One watch stream on `channel`, until it ends, fails, or `conn` stops taking calls.
+async fn watch_on(
+    member: &Weak<Member>,
+    probe: &dyn HealthProbe,
+    channel: Channel,
+    conn: &ClientConnection,
+    changed: &(impl Fn() + Send),
+) -> Ended {
+    let mut stream = probe.watch(channel);
+    loop {
+        let next = tokio::select! {
+            next = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)) => next,
+            // Dropping the stream cancels the call: a draining server is not kept waiting.
+            () = conn.closing() => return Ended::Moved,
+        };
+        let Some(member) = member.upgrade() else {
+            return Ended::Gone;
+        };
+        let health = match next {
+            Some(Ok(true)) => Health::Serving,
+            Some(Ok(false)) => Health::NotServing,
+            // Failed with its connection: the next one is watched.
+            Some(Err(_)) if conn.is_closed() => return Ended::Moved,
+            Some(Err(status)) if status.code() == Code::Unimplemented => {
+                if member.set_health(Health::Serving) {
+                    changed();
+                }
+                drop((member, stream));
+                // No health service there: serving for as long as this connection lasts.
+                conn.closing().await;
+                return Ended::Moved;
+            }
+            Some(Err(status)) => {
+                tracing::debug!(endpoint = member.key(), error = %status, "health watch failed");
+                // Unknown until the server answers again.
+                if member.set_health(Health::Unknown) {
+                    changed();
+                }
+                return Ended::Again;
+            }
+            None => return Ended::Again,
+        };
+        if member.set_health(health) {
+            tracing::debug!(endpoint = member.key(), ?health, "health changed");
+            changed();
+        }
     }
 }

@@ -222,6 +222,14 @@ impl Member {
         }
     }
 
+    /// Whether a health watch task is set and still running.
+    #[cfg(test)]
+    pub(crate) fn health_watch_running(&self) -> bool {
+        lock(&self.health_watch)
+            .as_ref()
+            .is_some_and(|watch| !watch.is_finished())
+    }
+
     /// Stops its health watch (the channel closed).
     pub(crate) fn stop_health_watch(&self) {
         if let Some(watch) = lock(&self.health_watch).take() {

@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Counts the watches asked for; each fails at once (as on a closed channel), so a watch left
-/// running asks again every `REWATCH`.
+/// Counts the watches asked for; each fails at once (as on a closed channel).
 struct Counting(Arc<AtomicUsize>);
 
 impl HealthProbe for Counting {
@@ -65,8 +64,13 @@ async fn a_health_watch_started_just_after_the_close_stops_at_once() {
     // The connect task goes on and starts the watch.
     let probe = shared.probe.clone().expect("probe");
     watch_health(&shared, &member, &probe);
-    // Left running, it would ask every 200 ms (REWATCH) for as long as the channel lives.
+    // Left running, it would look for the member's connection (and watch on each) for as long
+    // as the channel lives.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !member.health_watch_running(),
+        "the watch ran on after the close"
+    );
     let asked = watches.load(Ordering::SeqCst);
     assert!(
         asked <= 1,
