@@ -12,7 +12,9 @@
 //! server's answer stands. So it ends when its connection stops taking calls (the server sent
 //! it away with GOAWAY, or it broke), and starts again on the member's next connection. Left
 //! open on a connection the server is draining, it would hold the server's graceful shutdown
-//! for the whole grace period.
+//! for the whole grace period. It also moves when the member's connect task sets a new channel:
+//! kept for the watch, the old channel's pool would reconnect by itself, a second connection
+//! to the endpoint.
 
 use super::member::{Health, Member};
 use crate::{BoxStream, Channel};
@@ -39,7 +41,8 @@ const LOOK_AGAIN: Duration = Duration::from_millis(250);
 
 /// How one watch stream ended.
 enum Ended {
-    /// Its connection stopped taking calls: watch again on the member's next one.
+    /// Its connection stopped taking calls, or the member has a new channel: watch again on
+    /// the member's next connection.
     Moved,
     /// It ended or failed on a connection still up: watch again there after a pause.
     Again,
@@ -56,20 +59,27 @@ pub(crate) async fn watch_member(
     changed: impl Fn() + Send,
 ) {
     loop {
-        let Some(bound) = member.upgrade().map(|m| bind(&m)) else {
+        // Subscribed before the look at its channel: one set after it wakes the waits below.
+        let Some((channels, bound)) = member.upgrade().map(|m| (m.channel_changes(), bind(&m)))
+        else {
             return;
         };
         // Its pool reconnects by itself, or the connect task sets a new channel: look again.
         let Some((channel, conn)) = bound else {
-            tokio::time::sleep(LOOK_AGAIN).await;
+            let mut channels = channels;
+            tokio::select! {
+                () = tokio::time::sleep(LOOK_AGAIN) => {}
+                _ = channels.changed() => {}
+            }
             continue;
         };
-        let moved = match watch_on(&member, &*probe, channel, &conn, &changed).await {
+        let mut on = Bound { conn, channels };
+        let moved = match watch_on(&member, &*probe, channel, &mut on, &changed).await {
             Ended::Gone => return,
             Ended::Moved => true,
             Ended::Again => tokio::select! {
                 () = tokio::time::sleep(REWATCH) => false,
-                () = conn.closing() => true,
+                () = on.moved() => true,
             },
         };
         if moved {
@@ -98,12 +108,30 @@ fn bind(member: &Member) -> Option<(Channel, ClientConnection)> {
     Some((channel, conn))
 }
 
-/// One watch stream on `channel`, until it ends, fails, or `conn` stops taking calls.
+/// What a watch runs on: a connection of the member's channel, and word of the next channel.
+struct Bound {
+    conn: ClientConnection,
+    channels: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Bound {
+    /// Resolves when the watch must move: its connection stopped taking calls (sent away,
+    /// broken), or the member has a new channel (its old pool would otherwise live on for the
+    /// watch, with a connection of its own), or the member is gone.
+    async fn moved(&mut self) {
+        tokio::select! {
+            () = self.conn.closing() => {}
+            _ = self.channels.changed() => {}
+        }
+    }
+}
+
+/// One watch stream on `channel`, until it ends, fails, or must move ([`Bound::moved`]).
 async fn watch_on(
     member: &Weak<Member>,
     probe: &dyn HealthProbe,
     channel: Channel,
-    conn: &ClientConnection,
+    on: &mut Bound,
     changed: &(impl Fn() + Send),
 ) -> Ended {
     let mut stream = probe.watch(channel);
@@ -111,7 +139,7 @@ async fn watch_on(
         let next = tokio::select! {
             next = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)) => next,
             // Dropping the stream cancels the call: a draining server is not kept waiting.
-            () = conn.closing() => return Ended::Moved,
+            () = on.moved() => return Ended::Moved,
         };
         let Some(member) = member.upgrade() else {
             return Ended::Gone;
@@ -120,14 +148,14 @@ async fn watch_on(
             Some(Ok(true)) => Health::Serving,
             Some(Ok(false)) => Health::NotServing,
             // Failed with its connection: the next one is watched.
-            Some(Err(_)) if conn.is_closed() => return Ended::Moved,
+            Some(Err(_)) if on.conn.is_closed() => return Ended::Moved,
             Some(Err(status)) if status.code() == Code::Unimplemented => {
                 if member.set_health(Health::Serving) {
                     changed();
                 }
                 drop((member, stream));
                 // No health service there: serving for as long as this connection lasts.
-                conn.closing().await;
+                on.moved().await;
                 return Ended::Moved;
             }
             Some(Err(status)) => {

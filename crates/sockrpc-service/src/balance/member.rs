@@ -35,6 +35,8 @@ pub struct Member {
     /// Lower is preferred: calls go to the best priority with a usable endpoint.
     priority: AtomicU32,
     channel: RwLock<Option<Channel>>,
+    /// Counts the channels set: its health watch, on the channel it had, moves to a new one.
+    channel_set: tokio::sync::watch::Sender<u64>,
     /// Connecting (or reconnecting) now: a task owns that.
     connecting: AtomicBool,
     /// Why its last connection attempt failed, until one succeeds: gRPC's TRANSIENT_FAILURE,
@@ -72,6 +74,7 @@ impl Member {
             weight: AtomicU32::new(weight.max(1)),
             priority: AtomicU32::new(0),
             channel: RwLock::new(None),
+            channel_set: tokio::sync::watch::Sender::new(0),
             connecting: AtomicBool::new(false),
             failure: Mutex::new(None),
             in_flight: AtomicUsize::new(0),
@@ -162,6 +165,14 @@ impl Member {
 
     pub(crate) fn set_channel(&self, channel: Channel) {
         *self.channel.write().unwrap_or_else(|p| p.into_inner()) = Some(channel);
+        self.channel_set.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes as a new channel is set (after this call): the old one's pool reconnects by itself,
+    /// so a health watch that kept it would keep a second connection to the endpoint. Fails once
+    /// the member is gone.
+    pub(crate) fn channel_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.channel_set.subscribe()
     }
 
     /// Whether it has a live connection whose handshake completed (as far as the pool knows

@@ -19,10 +19,11 @@
 //! connection lost before the call was sent) goes to another endpoint transparently.
 //!
 //! Files: `channel.rs` (the balanced channel), `follow.rs` (following discovery, reconnecting
-//! members), `member.rs` (one endpoint's state),
-//! `picker.rs`, `p2c.rs`, `pick_first.rs`, `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`,
-//! `health.rs`, `totals.rs` (calls answered per key, departed keys bounded), `shutdown.rs`
-//! (closing the channel: [`Balanced::close`], [`Balanced::close_now`], [`Balanced::closed`]).
+//! members), `member.rs` (one endpoint's state), `picker.rs`, `p2c.rs`, `pick_first.rs`,
+//! `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`, `health.rs` (a member's health
+//! watch, following its connection), `totals.rs` (calls answered per key, departed keys
+//! bounded), `shutdown.rs` (closing the channel: [`Balanced::close`], [`Balanced::close_now`],
+//! [`Balanced::closed`]).
 
 mod builder;
 mod channel;
@@ -52,6 +53,8 @@ pub use picker::Picker;
 pub use round_robin::RoundRobin;
 pub use totals::DEPARTED_KEPT;
 
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
