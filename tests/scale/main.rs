@@ -10,7 +10,8 @@
 //!   discovery removes the endpoint, and when the channel is dropped; health_shutdown: a
 //!   health watch ends as its server sends the connection away, not holding the server's
 //!   graceful shutdown for its grace period; health_reconnect: an endpoint whose server was
-//!   killed and came back keeps one connection, its health watch on it;
+//!   killed and came back keeps one connection, its health watch on it; health_error: a
+//!   health watch failing (not UNIMPLEMENTED) fails fast calls at once and backs off;
 //! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
 //!   a wait-for-ready call waits (to its deadline, or for a server);
 //! - given_up: a call its caller gave up on, or one refused before sending, leaves no mark
@@ -51,6 +52,7 @@ mod etcd_process;
 mod fail_fast;
 mod given_up;
 mod health;
+mod health_error;
 mod health_gone;
 mod health_reconnect;
 mod health_shutdown;

@@ -18,7 +18,8 @@
 
 use super::member::{Health, Member};
 use crate::{BoxStream, Channel};
-use sockrpc_protocol::Code;
+use sockrpc_protocol::{Code, Status};
+use sockrpc_transport::backoff::BackoffState;
 use sockrpc_transport::ClientConnection;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -26,14 +27,19 @@ use std::time::Duration;
 /// Watches one endpoint's health over its channel.
 pub trait HealthProbe: Send + Sync + 'static {
     /// A stream of answers, `true` for `SERVING`: the current status first, then each change.
-    /// The balancer restarts it (after a pause) when it ends or fails, except when it fails with
+    /// The balancer restarts it when it ends or fails, except when it fails with
     /// `Unimplemented`: the server has no health service and counts as serving (until the
-    /// connection goes). It drops the stream when the connection it runs on is sent away or
-    /// closes, and watches again on the endpoint's next connection.
+    /// connection goes). Another error counts the endpoint as failing until the server answers
+    /// (fail-fast calls do not wait for it), and the watch is restarted with the endpoint's
+    /// reconnect backoff, as grpc-go's health client does. The balancer drops the stream when
+    /// the connection it runs on is sent away or closes, and watches again on the endpoint's
+    /// next connection.
     fn watch(&self, channel: Channel) -> BoxStream<bool>;
 }
 
-/// Pause before watching again after the stream ended or failed.
+/// Pause before watching again after a stream that answered ended: a server whose `Watch`
+/// answers once and ends (a `Check` in disguise) is not asked in a loop. One that ended or
+/// failed without an answer waits out the backoff instead.
 const REWATCH: Duration = Duration::from_millis(200);
 
 /// How often a member without a live connection is looked at again for one.
@@ -44,8 +50,9 @@ enum Ended {
     /// Its connection stopped taking calls, or the member has a new channel: watch again on
     /// the member's next connection.
     Moved,
-    /// It ended or failed on a connection still up: watch again there after a pause.
-    Again,
+    /// It ended or failed on a connection still up: watch again there after a pause, the
+    /// backoff's unless it `answered` first.
+    Again { answered: bool },
     /// The member is gone.
     Gone,
 }
@@ -58,6 +65,9 @@ pub(crate) async fn watch_member(
     probe: Arc<dyn HealthProbe>,
     changed: impl Fn() + Send,
 ) {
+    // The waits between watches that brought no answer: the endpoint's reconnect backoff
+    // (gRPC's: 1 s, ×1.6, ±20 %, at most 120 s), started over by an answer or a new connection.
+    let mut backoff: Option<BackoffState> = None;
     loop {
         // Subscribed before the look at its channel: one set after it wakes the waits below.
         let Some((channels, bound)) = member.upgrade().map(|m| (m.channel_changes(), bind(&m)))
@@ -73,22 +83,37 @@ pub(crate) async fn watch_member(
             }
             continue;
         };
+        let config = channel.endpoint().backoff;
         let mut on = Bound { conn, channels };
-        let moved = match watch_on(&member, &*probe, channel, &mut on, &changed).await {
+        let pause = match watch_on(&member, &*probe, channel, &mut on, &changed).await {
             Ended::Gone => return,
-            Ended::Moved => true,
-            Ended::Again => tokio::select! {
-                () = tokio::time::sleep(REWATCH) => false,
+            Ended::Moved => None,
+            Ended::Again { answered: true } => {
+                backoff = None;
+                Some(REWATCH)
+            }
+            Ended::Again { answered: false } => {
+                let state = backoff.get_or_insert_with(|| BackoffState::new(config));
+                let wait = state.current();
+                state.fail();
+                Some(wait)
+            }
+        };
+        let moved = match pause {
+            None => true,
+            Some(pause) => tokio::select! {
+                () = tokio::time::sleep(pause) => false,
                 () = on.moved() => true,
             },
         };
         if moved {
-            // What the server said on that connection no longer stands: unknown until the
-            // next connection's watch answers.
+            backoff = None;
+            // What the server said on that connection no longer stands, nor how its watch
+            // failed: unknown until the next connection's watch answers.
             let Some(m) = member.upgrade() else {
                 return;
             };
-            if m.set_health(Health::Unknown) {
+            if m.set_health(Health::Unknown) | m.set_health_failure(None) {
                 changed();
             }
         }
@@ -135,6 +160,7 @@ async fn watch_on(
     changed: &(impl Fn() + Send),
 ) -> Ended {
     let mut stream = probe.watch(channel);
+    let mut answered = false;
     loop {
         let next = tokio::select! {
             next = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)) => next,
@@ -147,10 +173,12 @@ async fn watch_on(
         let health = match next {
             Some(Ok(true)) => Health::Serving,
             Some(Ok(false)) => Health::NotServing,
+            // A stream that ends cleanly leaves the last answer standing.
+            None => return Ended::Again { answered },
             // Failed with its connection: the next one is watched.
             Some(Err(_)) if on.conn.is_closed() => return Ended::Moved,
             Some(Err(status)) if status.code() == Code::Unimplemented => {
-                if member.set_health(Health::Serving) {
+                if member.set_health(Health::Serving) | member.set_health_failure(None) {
                     changed();
                 }
                 drop((member, stream));
@@ -160,17 +188,28 @@ async fn watch_on(
             }
             Some(Err(status)) => {
                 tracing::debug!(endpoint = member.key(), error = %status, "health watch failed");
-                // Unknown until the server answers again.
-                if member.set_health(Health::Unknown) {
+                // Failing until the server answers again: fail-fast calls hear why at once.
+                let failed = member.set_health_failure(Some(failure(&status)));
+                if member.set_health(Health::Unknown) | failed {
                     changed();
                 }
-                return Ended::Again;
+                return Ended::Again { answered };
             }
-            None => return Ended::Again,
         };
-        if member.set_health(health) {
+        answered = true;
+        let cleared = member.set_health_failure(None);
+        if member.set_health(health) | cleared {
             tracing::debug!(endpoint = member.key(), ?health, "health changed");
             changed();
         }
     }
+}
+
+/// How a failed watch is told: in grpc-go's words, and the server's.
+fn failure(status: &Status) -> String {
+    format!(
+        "connection active but received health check RPC error: {:?}: {}",
+        status.code(),
+        status.message()
+    )
 }

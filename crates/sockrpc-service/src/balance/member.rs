@@ -45,6 +45,9 @@ pub struct Member {
     in_flight: AtomicUsize,
     ewma: Mutex<PeakEwma>,
     health: AtomicU8,
+    /// Why its health watch failed (an error other than `UNIMPLEMENTED`), until the server
+    /// answers: gRPC's TRANSIENT_FAILURE, in which a fail-fast call does not wait for it.
+    health_failure: Mutex<Option<String>>,
     outlier: Mutex<OutlierState>,
     /// Calls this endpoint answered (shared with the channel's totals, so they outlive it).
     pub(crate) answered: Arc<AtomicU64>,
@@ -80,6 +83,7 @@ impl Member {
             in_flight: AtomicUsize::new(0),
             ewma: Mutex::new(PeakEwma::new(DEFAULT_RTT, decay)),
             health: AtomicU8::new(0),
+            health_failure: Mutex::new(None),
             outlier: Mutex::new(OutlierState::default()),
             answered: Arc::default(),
             health_watch: Mutex::new(None),
@@ -153,6 +157,25 @@ impl Member {
             Health::NotServing => 2,
         };
         self.health.swap(v, Ordering::Relaxed) != v
+    }
+
+    /// Why its health watch failed, while it has a connection and no answer since: the watch
+    /// call ended with an error other than `UNIMPLEMENTED` (gRPC's "connection active but
+    /// received health check RPC error"). A fail-fast call does not wait for it.
+    pub fn health_failure(&self) -> Option<String> {
+        if !self.is_connected() {
+            return None;
+        }
+        lock(&self.health_failure).clone()
+    }
+
+    /// Records why its health watch failed (`None`: it answered, or its connection changed);
+    /// returns whether that changed.
+    pub(crate) fn set_health_failure(&self, failure: Option<String>) -> bool {
+        let mut held = lock(&self.health_failure);
+        let changed = *held != failure;
+        *held = failure;
+        changed
     }
 
     /// The member's channel, once connected.
@@ -367,6 +390,9 @@ pub struct EndpointStats {
     pub connected: bool,
     /// Why its last connection attempt failed, when no connection is up since.
     pub failure: Option<String>,
+    /// Why its health watch failed, while it is connected and the server has not answered
+    /// since.
+    pub health_failure: Option<String>,
 }
 
 impl From<&Member> for EndpointStats {
@@ -382,6 +408,7 @@ impl From<&Member> for EndpointStats {
             ejected: m.is_ejected(),
             connected: m.is_connected(),
             failure: m.failure(),
+            health_failure: m.health_failure(),
         }
     }
 }
