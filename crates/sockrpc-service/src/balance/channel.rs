@@ -26,6 +26,7 @@ use super::member::{EndpointStats, Health, Member, Members, Outcome};
 use super::outlier::OutlierConfig;
 use super::picker::Picker;
 use super::totals::Totals;
+use super::wait::{Resolved, Wait};
 use crate::discovery::{ChangeStream, Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel, ConfigDefaults};
 use sockrpc_protocol::{Code, Response, Status};
@@ -189,8 +190,9 @@ impl Shared {
 
     /// Why no call should wait for an endpoint, if none is worth waiting for: every endpoint's
     /// last connection attempt failed, its health check says `NOT_SERVING` or its health watch
-    /// failed (gRPC's TRANSIENT_FAILURE for all), or discovery found none and reports an error. Members still
-    /// making their first attempt, or reconnecting after a connection was lost, are waited for.
+    /// failed (gRPC's TRANSIENT_FAILURE for all), or discovery found none and reports an error.
+    /// Members still making their first attempt, or reconnecting after a connection was lost,
+    /// are waited for.
     fn all_failing(&self, list: &[Arc<Member>]) -> Option<String> {
         if list.is_empty() {
             if self.problem.as_ref().is_some_and(Problem::answer_pending) {
@@ -236,73 +238,6 @@ impl Shared {
     }
 }
 
-/// How long a call waits for a usable endpoint.
-#[derive(Clone, Copy)]
-struct Wait {
-    /// The call's own wait-for-ready choice, else the builder's; `None`: the endpoints' default.
-    for_ready: Option<bool>,
-    /// What a service config chose for the call ([`ConfigDefaults`]).
-    config: Option<ConfigDefaults>,
-    /// When the call started: its method's noted start, else when this channel took it.
-    started: Instant,
-    /// The call's own deadline (its timeout, or a `grpc-timeout` entry).
-    deadline: Option<Instant>,
-    /// The longest a fail-fast call waits (`BalanceBuilder::wait_for_endpoint`).
-    cap: Instant,
-}
-
-/// How a call waits for a usable endpoint ([`Wait::resolve`]).
-struct Resolved {
-    /// Whether it waits through failures.
-    for_ready: bool,
-    /// Until when it waits (`None`: until an endpoint is usable).
-    until: Option<Instant>,
-    /// Its deadline: when it passes, the call fails `DEADLINE_EXCEEDED`, fail-fast or not.
-    deadline: Option<Instant>,
-}
-
-impl Wait {
-    /// Whether the call waits through failures, and until when (`None`: until an endpoint is
-    /// usable), given the endpoints now: their `Endpoint::wait_for_ready` and
-    /// `Endpoint::timeout` stand in for what the call did not say (the first endpoint's:
-    /// discovery makes them from one template).
-    fn resolve(&self, list: &[Arc<Member>]) -> Resolved {
-        let endpoint = list.first().map(|m| m.endpoint());
-        let for_ready = self.for_ready.unwrap_or_else(|| {
-            ConfigDefaults::waits(
-                self.config.as_ref(),
-                endpoint.is_some_and(|e| e.wait_for_ready),
-            )
-        });
-        let deadline = endpoint.map_or(self.deadline, |e| self.deadline_for(e));
-        let until = if for_ready {
-            deadline
-        } else {
-            Some(deadline.map_or(self.cap, |d| d.min(self.cap)))
-        };
-        Resolved {
-            for_ready,
-            until,
-            deadline,
-        }
-    }
-
-    /// The call's deadline on `endpoint`: its own, else the endpoint's `timeout` from when the
-    /// call began; one a service config set is still bounded by the endpoint's.
-    fn deadline_for(&self, endpoint: &sockrpc_transport::endpoint::Endpoint) -> Option<Instant> {
-        let default = endpoint.timeout.map(|timeout| self.started + timeout);
-        match (self.deadline, default) {
-            (Some(own), Some(default))
-                if self.config.is_some_and(|c| c.endpoint_timeout_applies) =>
-            {
-                Some(own.min(default))
-            }
-            (Some(own), _) => Some(own),
-            (None, default) => default,
-        }
-    }
-}
-
 /// The lowest priority among the members `ok` accepts.
 fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32> {
     (0..list.len())
@@ -317,10 +252,10 @@ fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32
 ///
 /// A call that finds no usable endpoint waits for one up to its deadline (its timeout, or else
 /// a `grpc-timeout` metadata entry; then it fails `DeadlineExceeded`) or
-/// [`BalanceBuilder::wait_for_endpoint`] (then `Unavailable`); when every endpoint is failing, a fail-fast call fails at once and a
-/// wait-for-ready call waits up to its deadline ([`BalanceBuilder::wait_for_ready`]). A call
-/// refused unprocessed goes to another endpoint, within the same
-/// deadline. [`close`](Balanced::close), [`close_now`](Balanced::close_now) and
+/// [`BalanceBuilder::wait_for_endpoint`] (then `Unavailable`); when every endpoint is failing,
+/// a fail-fast call fails at once and a wait-for-ready call waits up to its deadline
+/// ([`BalanceBuilder::wait_for_ready`]). A call refused unprocessed, or never sent (its
+/// endpoint had no connection to give), goes to another endpoint, within the same deadline. [`close`](Balanced::close), [`close_now`](Balanced::close_now) and
 /// [`closed`](Balanced::closed) shut it down for every clone, as on a [`Channel`].
 #[derive(Clone)]
 pub struct Balanced {

@@ -39,6 +39,7 @@ mod picker;
 mod round_robin;
 mod shutdown;
 mod totals;
+mod wait;
 
 pub use builder::BalanceBuilder;
 pub use channel::Balanced;
