@@ -14,7 +14,7 @@
 //! running, starts one there, which connects again and reads the prefix: the set it keeps turns
 //! that read into the changes since.
 
-use super::members::{Diff, Members};
+use super::members::{key_prefix, Diff, Members, DEFAULT_MAX_ENDPOINTS};
 use super::{status, TIMEOUT};
 use crate::discovery::{Change, Discovery, Problem};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse};
@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Discovery of the servers registered under `prefix`: each key's value is `IP:PORT` or etcd
-/// naming's JSON `{"Addr":"IP:PORT",…}`, the endpoint made by `template`.
+/// Discovery of the servers registered under `prefix` (a `/` added to a prefix without one):
+/// each key's value is `IP:PORT` or etcd naming's JSON `{"Addr":"IP:PORT",…}`, the endpoint
+/// made by `template`; at most [`DEFAULT_MAX_ENDPOINTS`] of them ([`discover_at_most`]).
 ///
 /// Fails with `INVALID_ARGUMENT` for an endpoint that is not a URI; an etcd that cannot be
 /// reached is retried in the background (with its error in the status of calls that find no
@@ -37,16 +38,28 @@ pub async fn discover(
     prefix: &str,
     template: impl Fn(SocketAddr) -> Endpoint + Send + 'static,
 ) -> Result<Discovery, Status> {
+    discover_at_most(endpoints, prefix, DEFAULT_MAX_ENDPOINTS, template).await
+}
+
+/// [`discover`], giving the channel at most `max_endpoints` addresses (at least 1; `discover`
+/// gives [`DEFAULT_MAX_ENDPOINTS`]): with more keys under the prefix, a subset stable while the
+/// keys are and different on each client (`members.rs`).
+pub async fn discover_at_most(
+    endpoints: &[String],
+    prefix: &str,
+    max_endpoints: usize,
+    template: impl Fn(SocketAddr) -> Endpoint + Send + 'static,
+) -> Result<Discovery, Status> {
     let client = super::connect(endpoints).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let problem = Problem::default();
     let follower = Follower {
         endpoints: endpoints.to_vec(),
         client: Some(client),
-        prefix: prefix.to_owned(),
+        prefix: key_prefix(prefix),
         template,
         tx,
-        members: Members::default(),
+        members: Members::at_most(max_endpoints),
         problem: problem.clone(),
         failures: 0,
     };

@@ -10,9 +10,20 @@
 //! client/v3/naming/endpoints`, which grpc-go's etcd resolver reads): `{"Op":0,"Addr":
 //! "IP:PORT","Metadata":null}`. Anything else is logged once per key and value, and the key
 //! counts as absent.
+//!
+//! Why a cap: every endpoint of a balanced channel is a pool that connects, so 3,000 keys
+//! under a prefix opened 3,000 connections on every client (a probe: 3,000 descriptors, and
+//! under `ulimit -n 1024` a process that could no longer open a file). As DNS discovery does
+//! (`dns/subset.rs`), at most [`DEFAULT_MAX_ENDPOINTS`] addresses are used: those with the
+//! lowest hash under a seed of this client's own, so the subset stays put while the keys do
+//! and clients together cover every address.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
+
+/// The most addresses one discovery gives its channel ([`super::discover_at_most`]).
+pub const DEFAULT_MAX_ENDPOINTS: usize = 100;
 
 /// What the channel must be told after a batch of puts and deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,16 +35,39 @@ pub(super) enum Diff {
 }
 
 /// The keys under a prefix and the addresses they name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Members {
     by_key: BTreeMap<Vec<u8>, SocketAddr>,
     /// Keys whose value could not be read, with that value (so each is logged once).
     bad: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The addresses the channel has been told about.
     told: BTreeSet<SocketAddr>,
+    /// At most this many addresses go to the channel.
+    max: usize,
+    seed: foldhash::fast::RandomState,
+    /// How many addresses the cap left out last time, so a change is logged once.
+    left_out: usize,
+}
+
+impl Default for Members {
+    fn default() -> Members {
+        Members::at_most(DEFAULT_MAX_ENDPOINTS)
+    }
 }
 
 impl Members {
+    /// A set that gives its channel at most `max` addresses (at least 1).
+    pub(super) fn at_most(max: usize) -> Members {
+        Members {
+            by_key: BTreeMap::new(),
+            bad: BTreeMap::new(),
+            told: BTreeSet::new(),
+            max: max.max(1),
+            seed: foldhash::fast::RandomState::default(),
+            left_out: 0,
+        }
+    }
+
     /// A key was written.
     pub(super) fn put(&mut self, key: &[u8], value: &[u8]) {
         match parse(value) {
@@ -78,11 +112,52 @@ impl Members {
     /// not been told about, then told addresses no key names any more (adds first, so that a
     /// moved server never leaves the channel an empty set between the two).
     pub(super) fn diff(&mut self) -> Vec<Diff> {
-        let now: BTreeSet<SocketAddr> = self.by_key.values().copied().collect();
+        let now = self.capped(self.by_key.values().copied().collect());
         let mut diffs: Vec<Diff> = now.difference(&self.told).map(|a| Diff::Add(*a)).collect();
         diffs.extend(self.told.difference(&now).map(|a| Diff::Remove(*a)));
         self.told = now;
         diffs
+    }
+}
+
+impl Members {
+    /// `all`, or the `max` of them with the lowest hash under this set's seed.
+    fn capped(&mut self, all: BTreeSet<SocketAddr>) -> BTreeSet<SocketAddr> {
+        let left_out = all.len().saturating_sub(self.max);
+        if left_out != self.left_out {
+            self.left_out = left_out;
+            if left_out > 0 {
+                tracing::warn!(
+                    total = all.len(),
+                    kept = self.max,
+                    "etcd discovery found more addresses than its cap: a subset is used"
+                );
+            }
+        }
+        if left_out == 0 {
+            return all;
+        }
+        let mut ranked: Vec<(u64, SocketAddr)> = all
+            .into_iter()
+            .map(|addr| (self.seed.hash_one(addr), addr))
+            .collect();
+        ranked.sort_unstable();
+        ranked
+            .into_iter()
+            .take(self.max)
+            .map(|(_, addr)| addr)
+            .collect()
+    }
+}
+
+/// A prefix as keys are made under it and read back: with a trailing `/`, so that
+/// `/svc/greet` does not also find the servers of `/svc/greeter` (grpc-go's etcd resolver
+/// watches `target + "/"` too).
+pub(super) fn key_prefix(prefix: &str) -> String {
+    if prefix.ends_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/")
     }
 }
 
@@ -137,6 +212,50 @@ mod tests {
             .contains("\"Addr\""));
         assert!(parse(b"{nope").expect_err("refused").contains("JSON"));
         assert!(parse(&[0xff, 0xfe]).expect_err("refused").contains("UTF-8"));
+    }
+
+    #[test]
+    fn at_most_the_cap_of_addresses_go_to_the_channel_and_they_stay_put() {
+        let mut m = Members::at_most(40);
+        for port in 1..=300u16 {
+            m.put(
+                format!("k{port}").as_bytes(),
+                format!("127.0.0.1:{port}").as_bytes(),
+            );
+        }
+        let first = m.diff();
+        assert_eq!(first.len(), 40);
+        assert!(first.iter().all(|d| matches!(d, Diff::Add(_))));
+        // Another key for a new address changes nothing unless it ranks in; the set is stable.
+        m.put(b"k301", b"127.0.0.1:301");
+        assert!(m.diff().len() <= 2);
+        assert_eq!(m.told.len(), 40);
+        // A kept address that goes is replaced by the next in rank.
+        let Some(Diff::Add(gone)) = first.first().copied() else {
+            panic!("an add")
+        };
+        let key = format!("k{}", gone.port());
+        m.delete(key.as_bytes());
+        let replaced = m.diff();
+        assert_eq!(replaced.len(), 2, "{replaced:?}");
+        assert!(replaced.contains(&Diff::Remove(gone)));
+        // Another client keeps another subset (its own seed), so together they cover more.
+        let mut other = Members::at_most(40);
+        for port in 1..=300u16 {
+            other.put(
+                format!("k{port}").as_bytes(),
+                format!("127.0.0.1:{port}").as_bytes(),
+            );
+        }
+        other.diff();
+        assert_ne!(other.told, m.told);
+        assert_eq!(Members::default().max, DEFAULT_MAX_ENDPOINTS);
+    }
+
+    #[test]
+    fn prefixes_end_with_a_slash() {
+        assert_eq!(key_prefix("/svc/greet"), "/svc/greet/");
+        assert_eq!(key_prefix("/svc/greet/"), "/svc/greet/");
     }
 
     #[test]

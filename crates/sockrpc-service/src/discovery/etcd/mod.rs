@@ -23,7 +23,8 @@ mod follow;
 mod members;
 mod register;
 
-pub use follow::discover;
+pub use follow::{discover, discover_at_most};
+pub use members::DEFAULT_MAX_ENDPOINTS;
 pub use register::{register, Registration};
 
 use etcd_client::{Client, ConnectOptions};

@@ -35,7 +35,8 @@ pub struct Registration {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Registers `addr` under `prefix` (key `PREFIX` + `IP:PORT`, value etcd naming's JSON
+/// Registers `addr` under `prefix` (key `PREFIX/IP:PORT`, a `/` added to a prefix without
+/// one, value etcd naming's JSON
 /// `{"Op":0,"Addr":"IP:PORT","Metadata":null}`) with a lease of `ttl`, rounded up to whole
 /// seconds (etcd's unit) and at least 1 s, renewed every third of it.
 ///
@@ -51,7 +52,7 @@ pub async fn register(
     let mut client = super::connect(endpoints).await?;
     let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
     let secs = i64::try_from(secs.max(1)).unwrap_or(i64::MAX);
-    let key = format!("{prefix}{addr}");
+    let key = format!("{}{addr}", super::members::key_prefix(prefix));
     let value = encode(addr);
     let lease = grant_and_put(&mut client, secs, &key, &value).await?;
     let lease = Arc::new(AtomicI64::new(lease));
