@@ -311,7 +311,7 @@ impl Sockets {
             let health = health.clone();
             async move {
                 trigger.await;
-                health.set_all_not_serving();
+                health.shutdown();
             }
         };
         // A builder per listener: each `serve*` consumes its own.

@@ -44,6 +44,9 @@ struct Services {
     map: HashMap<Arc<str>, Sender>,
     /// Entries of `map` holding `None`.
     unreported: usize,
+    /// Shut down ([`HealthReporter::shutdown`]): every status `NOT_SERVING`, reports ignored
+    /// until [`HealthReporter::resume`].
+    shut: bool,
 }
 
 /// Sets and reads the serving status of each service; cloning shares the state. The server's
@@ -118,6 +121,10 @@ impl HealthReporter {
     /// many names clients watch (a server reports a handful of services).
     pub fn set_status(&self, service: &str, status: ServingStatus) {
         let mut services = self.lock();
+        if services.shut {
+            // Ignored, as grpc-go's health server ignores them after `Shutdown`.
+            return;
+        }
         if let Some(sender) = services.map.get(service) {
             let mut was_unreported = false;
             sender.send_if_modified(|current| {
@@ -153,17 +160,27 @@ impl HealthReporter {
     }
 
     /// Sets every reported service (the overall `""` included) to `NOT_SERVING`: what a server
-    /// does first when it begins to shut down, so balancers stop sending before it closes.
+    /// does first when it begins to shut down, so balancers stop sending before it closes. A
+    /// later report still counts; [`shutdown`](HealthReporter::shutdown) holds them off.
     pub fn set_all_not_serving(&self) {
-        for sender in self.lock().map.values() {
-            sender.send_if_modified(|current| match current {
-                Some(status) if *status != ServingStatus::NotServing => {
-                    *status = ServingStatus::NotServing;
-                    true
-                }
-                _ => false,
-            });
-        }
+        set_all(&self.lock(), ServingStatus::NotServing);
+    }
+
+    /// Sets every reported service to `NOT_SERVING` and ignores reports until
+    /// [`resume`](HealthReporter::resume), as grpc-go's health server's `Shutdown` does: a
+    /// component that reports `SERVING` while the server shuts down cannot bring traffic back.
+    pub fn shutdown(&self) {
+        let mut services = self.lock();
+        services.shut = true;
+        set_all(&services, ServingStatus::NotServing);
+    }
+
+    /// Takes reports again after [`shutdown`](HealthReporter::shutdown), and sets every
+    /// reported service to `SERVING` (grpc-go's `Resume`).
+    pub fn resume(&self) {
+        let mut services = self.lock();
+        services.shut = false;
+        set_all(&services, ServingStatus::Serving);
     }
 
     /// `service`'s status, if it was reported.
@@ -229,9 +246,49 @@ impl HealthReporter {
     }
 }
 
+/// Sets every reported service to `status` (entries nobody reported stay unknown).
+fn set_all(services: &Services, status: ServingStatus) {
+    for sender in services.map.values() {
+        sender.send_if_modified(|current| match current {
+            Some(now) if *now != status => {
+                *now = status;
+                true
+            }
+            _ => false,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shutdown_holds_every_service_not_serving_until_resumed() {
+        let reporter = HealthReporter::new();
+        reporter.set_serving("a.B");
+        let mut watched = reporter.subscribe("a.B").expect("room");
+        let rx = &mut watched.receiver;
+        rx.borrow_and_update();
+        reporter.shutdown();
+        assert_eq!(*rx.borrow_and_update(), Some(ServingStatus::NotServing));
+        assert_eq!(reporter.status(""), Some(ServingStatus::NotServing));
+        // A component that reports while the server shuts down brings no traffic back.
+        reporter.set_serving("a.B");
+        reporter.set_serving("c.D");
+        assert_eq!(reporter.status("a.B"), Some(ServingStatus::NotServing));
+        assert_eq!(reporter.status("c.D"), None);
+        assert!(!rx.has_changed().expect("open"));
+        reporter.resume();
+        assert_eq!(*rx.borrow_and_update(), Some(ServingStatus::Serving));
+        assert_eq!(reporter.status(""), Some(ServingStatus::Serving));
+        reporter.set_not_serving("a.B");
+        assert_eq!(reporter.status("a.B"), Some(ServingStatus::NotServing));
+        // set_all_not_serving, unlike shutdown, lets later reports count.
+        reporter.set_all_not_serving();
+        reporter.set_serving("a.B");
+        assert_eq!(reporter.status("a.B"), Some(ServingStatus::Serving));
+    }
 
     #[test]
     fn overall_health_starts_serving_and_changes_are_seen() {
