@@ -16,6 +16,41 @@ async fn plain_client_to_a_tls_server_fails_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_client_is_answered_for_the_call_it_opened() {
+    // A lazy channel connects as its first call begins, so its OPEN follows the preface: the
+    // server must answer that call. It ended call 1 at once, and now and then that END
+    // overtook the OPEN: the call then failed as never processed, went again after the
+    // reconnect backoff (a second) and heard the reason second-hand. The race made certain:
+    // the preface alone, a pause, then an OPEN with id 3, which the server ends.
+    let ca = Ca::new("test CA");
+    let server = TestServer::start(server_tls(ServerTlsConfig::new(
+        ca.leaf(SERVER_NAMES).identity(),
+    )))
+    .await;
+    let mut raw = TcpStream::connect(server.addr).await.expect("connect");
+    raw.write_all(b"SOCKRPC\x01").await.expect("preface");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let path = b"/helloworld.Greeter/SayHello";
+    let mut body = 0u64.to_be_bytes().to_vec();
+    body.extend_from_slice(&(path.len() as u16).to_be_bytes());
+    body.extend_from_slice(path);
+    body.extend_from_slice(&0u16.to_be_bytes());
+    let mut open = (body.len() as u32).to_be_bytes().to_vec();
+    open.extend_from_slice(&[1, 0, 0, 0]);
+    open.extend_from_slice(&3u32.to_be_bytes());
+    open.extend_from_slice(&body);
+    raw.write_all(&open).await.expect("open");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(PROMPT, raw.read_to_end(&mut got)).await;
+    // After the server's preface, its first frame: END (kind 4) for call 3.
+    assert!(got.len() >= 8 + 12, "{got:?}");
+    let head = &got[8..20];
+    assert_eq!(head[4], 4, "an END first: {got:?}");
+    assert_eq!(&head[8..12], &3u32.to_be_bytes(), "for call 3: {got:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_client_to_a_plain_server_fails_at_once() {
     let ca = Ca::new("test CA");
     let server = TestServer::start_with(Server::builder()).await;

@@ -245,7 +245,7 @@ pub(crate) async fn accept(
                 peer,
                 "the client spoke sockrpc without TLS (it was told to connect with tls://)",
             );
-            refuse_plaintext(io).await;
+            refuse_plaintext(io, first).await;
         } else {
             let reason = format!("the first bytes were {:02x?}", &first[..n.min(8)]);
             refusals::log(limit, Refusal::NotTls, peer, &reason);
@@ -326,24 +326,55 @@ pub(crate) async fn accept(
     }
 }
 
-/// Answers a plain-text sockrpc client in its own protocol: the server's preface, call 1 (its
-/// first call, if it sent one) ended `UNAVAILABLE` with the reason, and GOAWAY for the rest,
-/// which it may send elsewhere. Then closes.
-async fn refuse_plaintext(mut io: BoxIo) {
+/// Answers a plain-text sockrpc client in its own protocol: the server's preface, its first
+/// call ended `UNAVAILABLE` with the reason, and GOAWAY for the rest, which it may send
+/// elsewhere. Then closes. `first` is what was read of the client so far.
+async fn refuse_plaintext(mut io: BoxIo, first: Vec<u8>) {
+    let call_id = first_open(&mut io, first).await.unwrap_or(1);
     let mut buf = BytesMut::with_capacity(256);
     buf.extend_from_slice(&PREFACE);
     frame::encode_end(
         &mut buf,
-        1,
+        call_id,
         Code::Unavailable,
         PLAINTEXT_REFUSED,
         &[],
         &MetadataMap::new(),
     );
-    frame::encode_goaway(&mut buf, 1, Code::Unavailable, PLAINTEXT_REFUSED);
+    frame::encode_goaway(&mut buf, call_id, Code::Unavailable, PLAINTEXT_REFUSED);
     if io.write_all(&buf).await.is_ok() {
         linger(io).await;
     }
+}
+
+/// How long a plain-text client's first OPEN is waited for ([`first_open`]).
+const FIRST_OPEN_WAIT: Duration = Duration::from_millis(100);
+
+/// The id of the first call a plain-text client opens, read within [`FIRST_OPEN_WAIT`] and
+/// 4 KiB of what it sent (`read`: its first bytes, the preface). Ending that call, not call 1
+/// blindly, gives the call the reason itself: a client that connected as its first call began
+/// (a lazy channel) wrote its OPEN just after the preface, and an END that overtook the OPEN
+/// was taken for a stray one, the call left to fail as never processed and wait out a
+/// reconnect's backoff (a second) before it heard why.
+async fn first_open(io: &mut BoxIo, mut read: Vec<u8>) -> Option<u32> {
+    let deadline = tokio::time::Instant::now() + FIRST_OPEN_WAIT;
+    let mut at = PREFACE.len();
+    let mut chunk = [0u8; 1024];
+    while read.len() <= 4096 {
+        // Whole frame heads from `at`: an OPEN's call id, or the next frame.
+        while let Some(head) = read.get(at..at.saturating_add(frame::HEADER_LEN)) {
+            if head[4] == frame::FrameKind::Open as u8 {
+                return Some(u32::from_be_bytes([head[8], head[9], head[10], head[11]]));
+            }
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            at = at.saturating_add(frame::HEADER_LEN).saturating_add(len);
+        }
+        match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => read.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Half-closes, then reads and drops what the peer still sends for up to [`LINGER`], so that
