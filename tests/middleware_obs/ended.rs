@@ -5,7 +5,7 @@
 //! body and which dashboards and error sampling count as the client's doing. The span ends when
 //! the call ended, not at its last poll.
 
-use super::services::client_stack;
+use super::services::{client_stack, spawn_router, Chunks};
 use super::{finished_trace, int, telemetry, text, trace_id_of};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -247,4 +247,46 @@ async fn a_call_past_the_server_deadline_is_recorded_as_such_and_ends_then() {
 
     assert_eq!(server_finished("Unary", "DEADLINE_EXCEEDED").await, 1.0);
     assert_eq!(server_finished("Produce", "DEADLINE_EXCEEDED").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_read_to_its_end_ends_the_client_span_though_the_stream_is_kept() {
+    let _telemetry = telemetry();
+    let addr = spawn_router(sockrpc::Router::new().add_service(StreamerServer::new(Chunks))).await;
+    let channel = Channel::connect(addr).await.expect("connect");
+    let mut client = sockrpc::Client::new(client_stack(&channel));
+    let root = tracing::info_span!("test.ended.kept_stream");
+    let kept = tracing::Instrument::instrument(
+        async {
+            let mut answers = client
+                .server_streaming::<ProduceRequest, Chunk, _>(
+                    Request::new(ProduceRequest {
+                        count: 3,
+                        ..ProduceRequest::default()
+                    }),
+                    "/sockrpc.test.stream.Streamer/Produce",
+                    ProstCodec,
+                )
+                .await?
+                .into_inner();
+            for _ in 0..4 {
+                if answers.message().await?.is_none() {
+                    break;
+                }
+            }
+            Ok::<_, Status>(answers)
+        },
+        root.clone(),
+    )
+    .await
+    .expect("three chunks");
+    let trace = trace_id_of(&root);
+    drop(root);
+    // Root, client and server spans, the stream still held.
+    let spans = finished_trace(&telemetry().spans, &trace, 3).await;
+    assert!(
+        spans.iter().any(|s| s.span_kind == SpanKind::Client),
+        "the client span ends with its stream, not when the stream is dropped: {spans:#?}"
+    );
+    drop(kept);
 }

@@ -88,8 +88,11 @@ impl Watch for Events {
 
     fn on_end(&mut self, code: Code) {
         if let Some(side) = self.ends_call {
-            let _entered = self.span.enter();
-            record_end(&self.span, side, code);
+            // Let go of the span as the call ends: held until the body is dropped, it stayed
+            // open (and unexported) for as long as the caller kept its finished stream.
+            let span = std::mem::replace(&mut self.span, Span::none());
+            let _entered = span.enter();
+            record_end(&span, side, code);
         }
     }
 }
