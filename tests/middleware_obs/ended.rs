@@ -5,7 +5,7 @@
 //! body and which dashboards and error sampling count as the client's doing. The span ends when
 //! the call ended, not at its last poll.
 
-use super::services::{client_stack, spawn_router, Chunks};
+use super::services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Stack};
 use super::{finished_trace, int, telemetry, text, trace_id_of};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -15,6 +15,9 @@ use sockrpc::{Channel, Code, ProstCodec, Request, Response, Server, Status, Stre
 use sockrpc_middleware::metrics::MetricsLayer;
 use sockrpc_middleware::trace::TraceLayer;
 use sockrpc_middleware::trace_context::OtelPropagation;
+use sockrpc_tests::echo::echo_client::EchoClient;
+use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
+use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
 use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::{net::SocketAddr, time::Duration};
@@ -289,4 +292,92 @@ async fn a_streamed_answer_read_to_its_end_ends_the_client_span_though_the_strea
         "the client span ends with its stream, not when the stream is dropped: {spans:#?}"
     );
     drop(kept);
+}
+
+/// Answers `Sleep` by asking the next server to sleep 10 s: the call it makes is its own.
+#[derive(Clone)]
+struct SlowRelay {
+    next: EchoClient<Stack>,
+}
+
+impl Echo for SlowRelay {
+    async fn echo(&self, _: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn sleep(&self, _: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
+        let mut next = self.next.clone();
+        let asked = SleepRequest {
+            millis: 10_000,
+            token: "relayed".into(),
+        };
+        next.sleep(asked).await
+    }
+
+    async fn fail(&self, _: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn grow(&self, _: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handlers_own_client_call_dropped_with_it_is_cancelled_not_its_failure() {
+    let _telemetry = telemetry();
+    let leaf = spawn_server(Leaf::default()).await;
+    let to_leaf = Channel::connect(leaf).await.expect("connect to the leaf");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let relay = listener.local_addr().expect("local addr");
+    let service = SlowRelay {
+        next: EchoClient::new(client_stack(&to_leaf)),
+    };
+    tokio::spawn(
+        Server::builder()
+            .timeout(SERVER_TIMEOUT)
+            .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
+            .layer(MetricsLayer::server())
+            .add_service(EchoServer::new(service))
+            .serve_with_listener(listener),
+    );
+    let to_relay = Channel::connect(relay).await.expect("connect to the relay");
+    let mut client = EchoClient::new(client_stack(&to_relay));
+    let root = tracing::info_span!("test.ended.relayed");
+    let answer = tracing::Instrument::instrument(
+        client.sleep(SleepRequest {
+            millis: 0,
+            token: "relay".into(),
+        }),
+        root.clone(),
+    )
+    .await;
+    assert_eq!(answer.expect_err("too slow").code(), Code::DeadlineExceeded);
+    let trace = trace_id_of(&root);
+    drop(root);
+    // Root, the client's span, the relay's server and client spans, the leaf's server span.
+    let spans = finished_trace(&telemetry().spans, &trace, 5).await;
+    let child_of = |parent: &SpanData, kind: SpanKind| {
+        spans
+            .iter()
+            .find(|s| s.span_kind == kind && s.parent_span_id == parent.span_context.span_id())
+            .cloned()
+            .unwrap_or_else(|| panic!("a {kind:?} child of {}: {spans:#?}", parent.name))
+    };
+    let root = spans
+        .iter()
+        .find(|s| s.name == "test.ended.relayed")
+        .unwrap_or_else(|| panic!("the root: {spans:#?}"));
+    let outer = child_of(root, SpanKind::Client);
+    let relay_server = &child_of(&outer, SpanKind::Server);
+    assert_ended(relay_server, Code::DeadlineExceeded);
+    let relayed = child_of(relay_server, SpanKind::Client);
+    // Given up with its handler, not failed: its backend is not to blame.
+    assert_eq!(
+        int(&relayed, "rpc.sockrpc.status_code"),
+        Code::Cancelled as i64,
+        "{relayed:#?}"
+    );
 }

@@ -6,6 +6,7 @@
 //! call, a latency must measure it), so both wrap streamed bodies in a [`Watched`] body that
 //! reports to them. Unary bodies are never wrapped: that would cost a box per call.
 
+use crate::Side;
 use bytes::Bytes;
 use sockrpc_protocol::{Code, MetadataMap, Status};
 use sockrpc_service::{Body, Incoming};
@@ -18,10 +19,27 @@ pub(crate) trait Watch: Send + 'static {
     /// message is seen before the body decodes it), so `len` is its compressed size.
     fn on_message(&mut self, len: usize, compressed: bool);
 
-    /// The stream ended: `Ok` after its last message, the status it failed with, or, dropped
-    /// before its end, `Cancelled` or what the server's transport ended it with
-    /// ([`dropped_as`]: a panic, a deadline, a message over the limit). Called once.
+    /// The stream ended: `Ok` after its last message, or the status it failed with. Called
+    /// once, or [`on_drop`](Watch::on_drop) instead.
     fn on_end(&mut self, code: Code);
+
+    /// The stream was dropped before its end: by default, ended `Cancelled`. A watcher that
+    /// knows its side says what a server's transport ended it with ([`dropped_code`]).
+    fn on_drop(&mut self) {
+        self.on_end(Code::Cancelled);
+    }
+}
+
+/// The code of a call's part dropped unfinished on `side`. On a server, what its transport
+/// ended the call with when it dropped it ([`dropped_as`]: a panic, a deadline, a message over
+/// the limit), else `CANCELLED`. On a client always `CANCELLED`: a client call dropped inside a
+/// server's `drop_as` belongs to a handler that failed, and was given up, not failed itself
+/// (its backend is not to blame for the handler's panic).
+pub(crate) fn dropped_code(side: Side) -> Code {
+    match side {
+        Side::Server => dropped_as(),
+        Side::Client => Code::Cancelled,
+    }
 }
 
 /// A body that reports its messages and its end to `W`.
@@ -93,7 +111,10 @@ impl<W: Watch> Incoming for Watched<W> {
 
 impl<W: Watch> Drop for Watched<W> {
     fn drop(&mut self) {
-        self.end(dropped_as());
+        if !self.ended {
+            self.ended = true;
+            self.watch.on_drop();
+        }
     }
 }
 

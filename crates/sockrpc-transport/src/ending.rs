@@ -14,8 +14,11 @@
 //! future or body inside [`drop_as`], and a drop path asks [`dropped_as`] which code to record.
 //!
 //! Why a thread-local and not a field of the call: a drop runs synchronously, so what runs
-//! inside [`drop_as`] is that call's own futures and bodies, and nothing else; and no call
-//! pays anything unless it is dropped this way. A layer of one's own can use it the same way.
+//! inside [`drop_as`] is what that call's future owns, and no call pays anything unless it is
+//! dropped this way. What it owns may include client calls its handler made (a proxy): a
+//! watcher of a client call should not read the code, since that call was given up, not failed
+//! (sockrpc's middleware reads it on the server side only). A layer of one's own can use it the
+//! same way.
 
 use sockrpc_protocol::Code;
 use std::{

@@ -1,11 +1,11 @@
 //! `ResponseFuture` and the guard that finishes a call exactly once.
 
 use super::handles::{MethodMetrics, Registry};
-use crate::watch::{code_of, once_len, watch, Watch};
+use crate::watch::{code_of, dropped_code, once_len, watch, Watch};
+use crate::Side;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Code, MethodPath, Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError};
-use sockrpc_transport::ending::dropped_as;
 use std::{
     future::Future,
     pin::Pin,
@@ -15,11 +15,12 @@ use std::{
 };
 
 /// Finishes a call once: when told how it ended, or when dropped unfinished, as `CANCELLED` (the
-/// caller gave up) or as what the server's transport ended it with ([`dropped_as`]: a panic, a
-/// deadline), so the in-flight gauge never drifts.
+/// caller gave up) or on a server as what its transport ended it with (a panic, a deadline:
+/// [`dropped_code`]), so the in-flight gauge never drifts.
 pub(crate) struct CallGuard {
     method: Arc<MethodMetrics>,
     started: Instant,
+    side: Side,
     done: bool,
     /// A path counted under `_OTHER` for want of room among unconfirmed paths: confirmed by
     /// this call's end, it gets series of its own ([`Registry::confirm`]). Boxed: rare.
@@ -27,10 +28,11 @@ pub(crate) struct CallGuard {
 }
 
 impl CallGuard {
-    pub(crate) fn new(method: Arc<MethodMetrics>, started: Instant) -> CallGuard {
+    pub(crate) fn new(method: Arc<MethodMetrics>, started: Instant, side: Side) -> CallGuard {
         CallGuard {
             method,
             started,
+            side,
             done: false,
             candidate: None,
         }
@@ -49,7 +51,7 @@ impl CallGuard {
         self.done = true;
         self.method.ended(code);
         if let Some(candidate) = self.candidate.take() {
-            if code != Code::Unimplemented {
+            if code == Code::Ok {
                 candidate.0.confirm(&candidate.1);
             }
         }
@@ -64,7 +66,7 @@ impl CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        self.finish(dropped_as());
+        self.finish(dropped_code(self.side));
     }
 }
 
@@ -76,6 +78,10 @@ impl Watch for CallGuard {
 
     fn on_end(&mut self, code: Code) {
         self.finish(code);
+    }
+
+    fn on_drop(&mut self) {
+        self.finish(dropped_code(self.side));
     }
 }
 

@@ -14,11 +14,14 @@
 //! made-up paths right after a restart took every place, and the methods really served were
 //! counted under `_OTHER` for the life of the process. The layer does not know which methods
 //! the router serves, but it learns it from the answers: a path is *confirmed* once a call of it
-//! ends with anything but `UNIMPLEMENTED` (what the router answers a path it does not serve).
-//! Paths not yet confirmed take at most [`DEFAULT_MAX_UNCONFIRMED`] places; past that, a new
-//! path's calls count under `_OTHER` until one of them ends confirmed, which then gives the
-//! path its own series (grpc-go's OpenTelemetry plugin labels unregistered methods "other" from
-//! the start; it knows the server's registered methods).
+//! ends `OK`. (Not "anything but `UNIMPLEMENTED`", what the router answers a path it does not
+//! serve: a layer inside this one answers made-up paths too, an authentication check with
+//! `UNAUTHENTICATED`, a limit with `RESOURCE_EXHAUSTED`, and a call dropped unfinished ends
+//! `CANCELLED` wherever it was going.) Paths not yet confirmed take at most
+//! [`DEFAULT_MAX_UNCONFIRMED`] places; past that, a new path's calls count under `_OTHER` until
+//! one of them ends `OK`, which then gives the path its own series (grpc-go's OpenTelemetry
+//! plugin labels unregistered methods "other" from the start; it knows the server's registered
+//! methods).
 //!
 //! Why a length bound too: every series of a method repeats its service and method names, and
 //! the recorder keeps them for as long as the process runs. A thousand made-up paths of 60 KB
@@ -41,8 +44,8 @@ use std::{
 /// How many distinct method paths a layer gives series of their own.
 pub const DEFAULT_MAX_METHODS: usize = 1000;
 
-/// How many method paths not yet confirmed (no call of theirs ended with anything but
-/// `UNIMPLEMENTED`) a layer gives series of their own; within [`DEFAULT_MAX_METHODS`].
+/// How many method paths not yet confirmed (no call of theirs ended `OK`) a layer gives series
+/// of their own; within [`DEFAULT_MAX_METHODS`].
 pub const DEFAULT_MAX_UNCONFIRMED: usize = 100;
 
 /// The longest service or method name, in bytes, that gets series of its own: a longer one is
@@ -61,8 +64,7 @@ pub(crate) struct MethodMetrics {
     pub(crate) request_bytes: Counter,
     pub(crate) response_bytes: Counter,
     by_code: [OnceLock<Finished>; Code::ALL.len()],
-    /// Whether a call of this path ended with anything but `UNIMPLEMENTED` (always for
-    /// `_OTHER`).
+    /// Whether a call of this path ended `OK` (always for `_OTHER`).
     confirmed: AtomicBool,
     /// The registry's count of paths not yet confirmed, which this one leaves when it is.
     unconfirmed: Arc<AtomicUsize>,
@@ -103,10 +105,9 @@ impl MethodMetrics {
         }
     }
 
-    /// A call of this path ended with `code`: the path is confirmed unless it is
-    /// `UNIMPLEMENTED`.
+    /// A call of this path ended with `code`: `OK` confirms the path.
     pub(crate) fn ended(&self, code: Code) {
-        if code != Code::Unimplemented
+        if code == Code::Ok
             && !self.confirmed.load(Ordering::Relaxed)
             && !self.confirmed.swap(true, Ordering::Relaxed)
         {
@@ -172,8 +173,8 @@ pub(crate) struct Registry {
 }
 
 /// What a call's path found: its handles, and whether it is a candidate, a path counted under
-/// `_OTHER` only because the places of unconfirmed paths are taken: if the call ends
-/// confirmed, [`Registry::confirm`] gives the path its own series.
+/// `_OTHER` only because the places of unconfirmed paths are taken: if the call ends `OK`,
+/// [`Registry::confirm`] gives the path its own series.
 pub(crate) struct Found {
     pub(crate) handles: Arc<MethodMetrics>,
     pub(crate) candidate: bool,

@@ -38,9 +38,9 @@ impl MetricsLayer {
     /// Sets how many distinct method paths get series of their own (default
     /// [`DEFAULT_MAX_METHODS`]); calls to further paths are counted under `_OTHER`. On a
     /// server the paths come from peers, so this bounds what a peer can make the recorder hold.
-    /// Of these places, paths no call has yet ended for with anything but `UNIMPLEMENTED` take
-    /// at most [`DEFAULT_MAX_UNCONFIRMED`](super::handles::DEFAULT_MAX_UNCONFIRMED), so made-up
-    /// paths cannot take those of the methods served.
+    /// Of these places, paths no call of which has yet ended `OK` take at most
+    /// [`DEFAULT_MAX_UNCONFIRMED`](super::handles::DEFAULT_MAX_UNCONFIRMED), so made-up paths
+    /// cannot take those of the methods served.
     pub fn max_methods(self, max: usize) -> MetricsLayer {
         MetricsLayer {
             registry: Arc::new(Registry::new(self.registry.side(), max)),

@@ -146,7 +146,7 @@ where
                 *request = watch(std::mem::take(request), RequestBytes(Arc::clone(&method)));
             }
         }
-        let mut guard = CallGuard::new(method, Instant::now());
+        let mut guard = CallGuard::new(method, Instant::now(), self.registry.side());
         if candidate {
             guard = guard.candidate(&self.registry, call.method_path());
         }

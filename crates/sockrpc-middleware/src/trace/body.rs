@@ -1,7 +1,7 @@
 //! A streamed body's messages as span events, and the span kept open to the stream's end.
 
 use super::record_end;
-use crate::watch::Watch;
+use crate::watch::{dropped_code, Watch};
 use crate::Side;
 use sockrpc_protocol::Code;
 use tracing::Span;
@@ -84,6 +84,11 @@ impl Watch for Events {
             rpc.message.compressed_size = compressed,
             "rpc.message"
         );
+    }
+
+    fn on_drop(&mut self) {
+        let code = self.ends_call.map_or(Code::Cancelled, dropped_code);
+        self.on_end(code);
     }
 
     fn on_end(&mut self, code: Code) {

@@ -2,12 +2,11 @@
 
 use super::body::Events;
 use super::record_end;
-use crate::watch::{code_of, is_streamed, watch};
+use crate::watch::{code_of, dropped_code, is_streamed, watch};
 use crate::Side;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError};
-use sockrpc_transport::ending::dropped_as;
 use std::{
     future::Future,
     pin::Pin,
@@ -18,8 +17,9 @@ use tracing::Span;
 pin_project! {
     /// The future of a call through [`Trace`](super::Trace): polls the inner future inside the
     /// call's span, and records the status when it completes (or, for a streamed answer, when
-    /// the stream ends). Dropped before completing, the call is recorded as `CANCELLED`, or as
-    /// what the server's transport ended it with ([`dropped_as`]: a panic, a deadline).
+    /// the stream ends). Dropped before completing, the call is recorded as `CANCELLED`, or on
+    /// a server as what its transport ended it with (a panic, a deadline:
+    /// `sockrpc_transport::ending`).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
@@ -35,7 +35,7 @@ pin_project! {
                 // Entered, so that the span ends now (its end is its last exit), with the code
                 // the transport ended the call with when it dropped it (`dropped_as`).
                 let _entered = this.span.enter();
-                record_end(this.span, *this.side, dropped_as());
+                record_end(this.span, *this.side, dropped_code(*this.side));
             }
         }
     }
