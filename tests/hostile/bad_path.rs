@@ -42,7 +42,16 @@ async fn a_malformed_path_fails_its_call_and_the_connection_serves_on() {
             &echo_message(3, 3, b"good"),
         ]);
         stream.write_all(&request).await.expect("write");
-        let got = read_while_open(&mut stream, Duration::from_millis(300), &what).await;
+        // Read until both answers are in (bounded), the connection open throughout.
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got.extend(read_while_open(&mut stream, Duration::from_millis(100), &what).await);
+            let frames = server_frames(&got);
+            let has = |kind, id| frames.iter().any(|f| f.kind == kind && f.call_id == id);
+            if has(END, 1) && has(MESSAGE, 3) {
+                break;
+            }
+        }
         let frames = server_frames(&got);
         let end = frames
             .iter()

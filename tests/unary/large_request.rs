@@ -57,15 +57,29 @@ async fn a_large_requests_work_does_not_hold_its_connections_other_calls() {
         answered: Arc::new(Mutex::new(answered)),
     };
     let started = Arc::clone(&service.started);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    // The server on a runtime of its own, so the worker its handler blocks is not one the
+    // client's tasks run on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(
-        Server::builder()
-            .add_service(EchoServer::new(service))
-            .serve_with_listener(listener),
-    );
+    listener.set_nonblocking(true).expect("nonblocking");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let serving = Server::builder()
+                .add_service(EchoServer::new(service))
+                .serve_with_listener(listener);
+            tokio::select! {
+                _ = serving => {}
+                _ = stopped => {}
+            }
+        });
+    });
     let channel = sockrpc::Channel::connect(addr).await.expect("connect");
     let mut large = EchoClient::new(channel.clone());
     let large = tokio::spawn(async move {
@@ -108,5 +122,6 @@ async fn a_large_requests_work_does_not_hold_its_connections_other_calls() {
         1,
         "its handler saw the small call answered"
     );
-    server.abort();
+    let _ = stop.send(());
+    let _ = tokio::task::spawn_blocking(move || server.join()).await;
 }

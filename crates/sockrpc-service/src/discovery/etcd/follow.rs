@@ -14,7 +14,7 @@
 //! running, starts one there, which connects again and reads the prefix: the set it keeps turns
 //! that read into the changes since.
 
-use super::members::{key_prefix, Diff, Members, DEFAULT_MAX_ENDPOINTS};
+use super::members::{under, Diff, Members, DEFAULT_MAX_ENDPOINTS};
 use super::{status, TIMEOUT};
 use crate::discovery::{Change, Discovery, Problem};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse};
@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Discovery of the servers registered under `prefix` (a `/` added to a prefix without one):
+/// Discovery of the servers registered under `prefix` (`PREFIX/IP:PORT`, and the keys
+/// `PREFIX` + `IP:PORT` that servers before session 53 wrote for a prefix without a `/`):
 /// each key's value is `IP:PORT` or etcd naming's JSON `{"Addr":"IP:PORT",…}`, the endpoint
 /// made by `template`; at most [`DEFAULT_MAX_ENDPOINTS`] of them ([`discover_at_most`]).
 ///
@@ -56,7 +57,7 @@ pub async fn discover_at_most(
     let follower = Follower {
         endpoints: endpoints.to_vec(),
         client: Some(client),
-        prefix: key_prefix(prefix),
+        prefix: prefix.to_owned(),
         template,
         tx,
         members: Members::at_most(max_endpoints),
@@ -195,8 +196,13 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
             .await
             .map_err(|_| Status::unavailable(format!("etcd read: no answer within {TIMEOUT:?}")))?
             .map_err(|e| status("read", e))?;
-        self.members
-            .reset(read.kvs().iter().map(|kv| (kv.key(), kv.value())));
+        let prefix = self.prefix.as_str();
+        self.members.reset(
+            read.kvs()
+                .iter()
+                .filter(|kv| under(prefix, kv.key()))
+                .map(|kv| (kv.key(), kv.value())),
+        );
         // The problem clears once the channel has what was read: a call in between waits.
         self.tell(true);
         if self.failures > 0 {
@@ -225,6 +231,9 @@ impl<F: Fn(SocketAddr) -> Endpoint + Send> Follower<F> {
             }
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
+                if !under(&self.prefix, kv.key()) {
+                    continue;
+                }
                 match event.event_type() {
                     EventType::Put => self.members.put(kv.key(), kv.value()),
                     EventType::Delete => self.members.delete(kv.key()),

@@ -150,15 +150,29 @@ impl Members {
     }
 }
 
-/// A prefix as keys are made under it and read back: with a trailing `/`, so that
-/// `/svc/greet` does not also find the servers of `/svc/greeter` (grpc-go's etcd resolver
-/// watches `target + "/"` too).
+/// A prefix as keys are made under it: with a trailing `/`, so that `/svc/greet` and
+/// `/svc/greeter` do not share keys (grpc-go's etcd resolver watches `target + "/"` too).
 pub(super) fn key_prefix(prefix: &str) -> String {
     if prefix.ends_with('/') {
         prefix.to_owned()
     } else {
         format!("{prefix}/")
     }
+}
+
+/// Whether `key`, read under `prefix` (the prefix as given: etcd matches bytes), is one of
+/// its servers: `PREFIX/…`, or `PREFIX` followed by an address, the key earlier registrations
+/// wrote for a prefix without a `/` (so clients and servers can be upgraded in any order). Not
+/// a key of a longer name: `/svc/greeter/…` is not under `/svc/greet`.
+pub(super) fn under(prefix: &str, key: &[u8]) -> bool {
+    if prefix.ends_with('/') {
+        return true;
+    }
+    let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+        return false;
+    };
+    rest.first() == Some(&b'/')
+        || std::str::from_utf8(rest).is_ok_and(|rest| rest.parse::<SocketAddr>().is_ok())
 }
 
 /// Reads a value: `IP:PORT` or etcd naming's JSON.
@@ -253,9 +267,16 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_end_with_a_slash() {
+    fn prefixes_end_with_a_slash_and_a_longer_name_is_not_under_them() {
         assert_eq!(key_prefix("/svc/greet"), "/svc/greet/");
         assert_eq!(key_prefix("/svc/greet/"), "/svc/greet/");
+        assert!(under("/svc/greet", b"/svc/greet/10.0.0.1:80"));
+        // Written by an earlier registration: the address right after the prefix.
+        assert!(under("/svc/greet", b"/svc/greet10.0.0.1:80"));
+        assert!(under("/svc/greet", b"/svc/greet[::1]:80"));
+        assert!(!under("/svc/greet", b"/svc/greeter/10.0.0.1:80"));
+        assert!(!under("/svc/greet", b"/svc/greeter10.0.0.1:80"));
+        assert!(under("/svc/greet/", b"/svc/greet/anything"));
     }
 
     #[test]
