@@ -553,7 +553,11 @@ async fn metrics_scraped_over_http_count_calls_by_method_and_code() {
         assert_eq!(sample(&text, &duration, &ok), Some(3.0), "{side}:\n{text}");
         let buckets = format!("rpc_{side}_call_duration_seconds_bucket");
         assert_eq!(
-            sample(&text, &buckets, &[("rpc_method", "Sleep"), ("le", "+Inf")]),
+            sample(
+                &text,
+                &buckets,
+                &[service, ("rpc_method", "Sleep"), ("le", "+Inf")]
+            ),
             Some(3.0),
             "{side}:\n{text}"
         );

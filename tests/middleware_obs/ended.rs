@@ -5,7 +5,7 @@
 //! body and which dashboards and error sampling count as the client's doing. The span ends when
 //! the call ended, not at its last poll.
 
-use super::services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Stack};
+use super::services::{client_stack, spawn_router, Chunks, Leaf, Stack};
 use super::{finished_trace, int, telemetry, text, trace_id_of};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -15,7 +15,6 @@ use sockrpc::{Channel, Code, ProstCodec, Request, Response, Server, Status, Stre
 use sockrpc_middleware::metrics::MetricsLayer;
 use sockrpc_middleware::trace::TraceLayer;
 use sockrpc_middleware::trace_context::OtelPropagation;
-use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
 use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
@@ -294,10 +293,15 @@ async fn a_streamed_answer_read_to_its_end_ends_the_client_span_though_the_strea
     drop(kept);
 }
 
+/// The names the relay and its backend are mounted under: their metrics are this test's alone
+/// (the metrics test counts `sockrpc.test.Echo`'s).
+const RELAY: &str = "/sockrpc.test.Relay/Sleep";
+const BACKEND: &str = "/sockrpc.test.RelayBackend/Sleep";
+
 /// Answers `Sleep` by asking the next server to sleep 10 s: the call it makes is its own.
 #[derive(Clone)]
 struct SlowRelay {
-    next: EchoClient<Stack>,
+    next: sockrpc::Client<Stack>,
 }
 
 impl Echo for SlowRelay {
@@ -311,7 +315,7 @@ impl Echo for SlowRelay {
             millis: 10_000,
             token: "relayed".into(),
         };
-        next.sleep(asked).await
+        next.unary(Request::new(asked), BACKEND, ProstCodec).await
     }
 
     async fn fail(&self, _: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
@@ -326,31 +330,38 @@ impl Echo for SlowRelay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handlers_own_client_call_dropped_with_it_is_cancelled_not_its_failure() {
     let _telemetry = telemetry();
-    let leaf = spawn_server(Leaf::default()).await;
+    let backend = sockrpc::Router::new().add_named(
+        "sockrpc.test.RelayBackend",
+        EchoServer::new(Leaf::default()),
+    );
+    let leaf = spawn_router(backend).await;
     let to_leaf = Channel::connect(leaf).await.expect("connect to the leaf");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let relay = listener.local_addr().expect("local addr");
     let service = SlowRelay {
-        next: EchoClient::new(client_stack(&to_leaf)),
+        next: sockrpc::Client::new(client_stack(&to_leaf)),
     };
     tokio::spawn(
         Server::builder()
             .timeout(SERVER_TIMEOUT)
             .layer(TraceLayer::server().propagate(OtelPropagation::w3c()))
             .layer(MetricsLayer::server())
-            .add_service(EchoServer::new(service))
+            .router(
+                sockrpc::Router::new().add_named("sockrpc.test.Relay", EchoServer::new(service)),
+            )
             .serve_with_listener(listener),
     );
     let to_relay = Channel::connect(relay).await.expect("connect to the relay");
-    let mut client = EchoClient::new(client_stack(&to_relay));
+    let mut client = sockrpc::Client::new(client_stack(&to_relay));
     let root = tracing::info_span!("test.ended.relayed");
+    let asked = SleepRequest {
+        millis: 0,
+        token: "relay".into(),
+    };
     let answer = tracing::Instrument::instrument(
-        client.sleep(SleepRequest {
-            millis: 0,
-            token: "relay".into(),
-        }),
+        client.unary::<SleepRequest, EchoReply, _>(Request::new(asked), RELAY, ProstCodec),
         root.clone(),
     )
     .await;
