@@ -5,8 +5,8 @@
 //! health stream to the current transport and starts it again when the transport changes.
 
 use super::child::Child;
-use super::support::{hello, Server, GREETER};
-use sockrpc::service::balance::{BalanceBuilder, Balanced, Health};
+use super::support::{hello, until_health, Server, GREETER};
+use sockrpc::service::balance::{BalanceBuilder, Health};
 use sockrpc::service::discovery;
 use sockrpc_health::GrpcHealthProbe;
 use std::net::{IpAddr, SocketAddr};
@@ -48,17 +48,6 @@ async fn settle(addr: SocketAddr, want: usize) -> usize {
         count = established_to(addr);
     }
     count
-}
-
-/// Waits (bounded) until the channel's one endpoint says `want`.
-async fn until_health(channel: &Balanced, want: Health) {
-    for _ in 0..1_000 {
-        if channel.stats().iter().all(|s| s.health == want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never {want:?}: {:?}", channel.stats());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 //! away (GOAWAY), and so must ours, or every shutdown takes the server's whole grace period.
 //! The watch then starts again on the next connection (to a server back on the same address).
 
-use super::support::{hello, Named, GREETER};
-use sockrpc::service::balance::{BalanceBuilder, Balanced, Health};
+use super::support::{hello, until_health, Named, GREETER};
+use sockrpc::service::balance::{BalanceBuilder, Health};
 use sockrpc::service::discovery;
 use sockrpc_health::GrpcHealthProbe;
 use sockrpc_tests::helloworld::greeter_server::GreeterServer;
@@ -61,17 +61,6 @@ impl Running {
         drop(self.health);
         took
     }
-}
-
-/// Waits (bounded) until the channel's one endpoint says `want`.
-async fn until_health(channel: &Balanced, want: Health) {
-    for _ in 0..1_000 {
-        if channel.stats().iter().all(|s| s.health == want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never {want:?}: {:?}", channel.stats());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

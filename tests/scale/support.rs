@@ -1,7 +1,7 @@
 //! Servers for the scale tests: a Greeter that answers with its own address (after an optional
 //! delay) plus the health service, in process or in a child process that can be SIGKILLed.
 
-use sockrpc::service::balance::Balanced;
+use sockrpc::service::balance::{Balanced, Health};
 use sockrpc::{Code, Request, Status};
 use sockrpc_health::HealthReporter;
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
@@ -180,4 +180,15 @@ pub(crate) fn shares(results: &[Result<SocketAddr, Status>]) -> BTreeMap<SocketA
         *map.entry(*addr).or_default() += 1;
     }
     map
+}
+
+/// Waits (bounded) until the channel's endpoints all says `want`.
+pub(crate) async fn until_health(channel: &Balanced, want: Health) {
+    for _ in 0..1_000 {
+        if channel.stats().iter().all(|s| s.health == want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never {want:?}: {:?}", channel.stats());
 }

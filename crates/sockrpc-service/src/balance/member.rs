@@ -349,6 +349,42 @@ pub struct Members {
     list: Vec<Arc<Member>>,
 }
 
+/// What pickers' unit tests pick from.
+#[cfg(test)]
+pub(crate) mod test_set {
+    use super::{Member, Members};
+    use crate::{Body, Call};
+    use sockrpc_protocol::{MethodPath, Request};
+    use sockrpc_transport::endpoint::Endpoint;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Endpoints `10.0.0.I:1`, one per weight, in order.
+    pub(crate) fn weighted(weights: &[u32]) -> Members {
+        let list = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                Arc::new(Member::new(
+                    format!("10.0.0.{i}:1"),
+                    Endpoint::new("127.0.0.1", 1),
+                    *w,
+                    Duration::from_secs(1),
+                ))
+            })
+            .collect();
+        Members::new(1, list)
+    }
+
+    /// A unary call to pick for.
+    pub(crate) fn call() -> Call {
+        Call::new(
+            MethodPath::from_static("/a.B/C"),
+            Request::new(Body::once(bytes::Bytes::new())),
+        )
+    }
+}
+
 impl Members {
     /// A set (for pickers' own tests, or a picker built outside a channel).
     pub fn new(generation: u64, list: Vec<Arc<Member>>) -> Members {

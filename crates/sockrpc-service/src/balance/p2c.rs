@@ -52,36 +52,9 @@ impl Picker for P2c {
 
 #[cfg(test)]
 mod tests {
-    use super::super::member::Member;
+    use super::super::member::test_set::{call, weighted as set};
     use super::*;
-    use crate::Body;
-    use sockrpc_protocol::{MethodPath, Request};
-    use sockrpc_transport::endpoint::Endpoint;
-    use std::sync::Arc;
     use std::time::Duration;
-
-    fn set(weights: &[u32]) -> Members {
-        let list = weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                Arc::new(Member::new(
-                    format!("10.0.0.{i}:1"),
-                    Endpoint::new("127.0.0.1", 1),
-                    *w,
-                    Duration::from_secs(1),
-                ))
-            })
-            .collect();
-        Members::new(1, list)
-    }
-
-    fn call() -> Call {
-        Call::new(
-            MethodPath::from_static("/a.B/C"),
-            Request::new(Body::once(bytes::Bytes::new())),
-        )
-    }
 
     #[tokio::test]
     async fn picks_the_less_loaded_of_two_and_weights_divide_load() {

@@ -56,32 +56,10 @@ impl Picker for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::member::Member;
-    use crate::Body;
-    use sockrpc_protocol::{MethodPath, Request};
-    use sockrpc_transport::Endpoint;
-    use std::sync::Arc;
-    use std::time::Duration;
+    use crate::balance::member::test_set::{call, weighted};
 
     fn members(n: usize) -> Members {
-        let list = (0..n)
-            .map(|i| {
-                Arc::new(Member::new(
-                    format!("10.0.0.{i}:1"),
-                    Endpoint::new("127.0.0.1", 1),
-                    1,
-                    Duration::from_secs(1),
-                ))
-            })
-            .collect();
-        Members::new(1, list)
-    }
-
-    fn call() -> Call {
-        Call::new(
-            MethodPath::from_static("/a.B/C"),
-            Request::new(Body::once(bytes::Bytes::new())),
-        )
+        weighted(&vec![1; n])
     }
 
     /// How many of 600 picks each of `n` members gets, `usable` deciding which may.

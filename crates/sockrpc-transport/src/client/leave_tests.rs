@@ -4,6 +4,7 @@
 //! holders do (`turns.rs`). Each schedule here is made deterministic by a server by hand (or
 //! an in-memory pipe) that says and reads only what the test lets it.
 
+use super::scripted_tests::{connected, scripted};
 use super::ClientConnection;
 use crate::wake_count::counting_waker;
 use bytes::{Bytes, BytesMut};
@@ -30,37 +31,10 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 async fn a_queued_call_refused_on_its_second_look_gives_its_room_back() {
     // The server takes one call in flight, then, once a second call waits for room, announces
     // a metadata limit that call is over (a SETTINGS may come again: `inbound.rs`).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tighten, tightened) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let Ok((socket, _)) = listener.accept().await else {
-            return;
-        };
-        let (mut reader, mut writer) = socket.into_split();
-        tokio::spawn(async move {
-            let mut sink = vec![0u8; 64 * 1024];
-            while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
-        });
-        let mut hello = BytesMut::new();
-        hello.extend_from_slice(&PREFACE);
-        frame::encode_settings(&mut hello, 0, 1);
-        if writer.write_all(&hello).await.is_err() || tightened.await.is_err() {
-            return;
-        }
-        let mut again = BytesMut::new();
-        frame::encode_settings_with_limit(&mut again, 0, 1, 64);
-        let _ = writer.write_all(&again).await;
-        std::future::pending::<()>().await;
-    });
-    let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let conn = ClientConnection::spawn_tcp(socket, Limits::default());
-    tokio::time::timeout(Duration::from_secs(10), conn.ready())
-        .await
-        .expect("handshake in time")
-        .expect("handshake");
+    let mut again = BytesMut::new();
+    frame::encode_settings_with_limit(&mut again, 0, 1, 64);
+    let (addr, tighten) = scripted(1, again).await;
+    let conn = connected(addr).await;
     let shared = std::sync::Arc::clone(conn.shared());
     eventually("the server's limit of one call is known", || {
         conn.max_calls() == Some(1)

@@ -37,6 +37,8 @@ mod limit;
 mod observe;
 mod options;
 mod room;
+#[cfg(test)]
+mod scripted_tests;
 mod shutdown;
 mod stream;
 mod table;
