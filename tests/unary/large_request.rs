@@ -28,8 +28,12 @@ impl Echo for Blocking {
             return Ok(Response::new(EchoReply { payload, id }));
         }
         self.started.store(true, Ordering::SeqCst);
-        // Work that holds its thread, as decoding and encoding megabytes does.
-        let answered = self.answered.lock().expect("lock").recv_timeout(WAIT);
+        // Work that holds its thread, as decoding and encoding megabytes does. In
+        // `block_in_place`, so that the worker's other duties (its queue, the I/O driver it
+        // may hold) move to another thread, as they would while a long decode runs; what it
+        // cannot hand over is the task it runs in, the connection's, were it polled there.
+        let answered =
+            tokio::task::block_in_place(|| self.answered.lock().expect("lock").recv_timeout(WAIT));
         Ok(Response::new(EchoReply {
             payload: Bytes::new(),
             id: u64::from(answered.is_ok()),
