@@ -347,6 +347,12 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
                 &progress,
             )));
         }
+        for warning in runs
+            .iter()
+            .filter_map(|run| open_loop::cap_warning(run, args.max_in_flight))
+        {
+            progress.suspend(|| crate::out::errln!("sockrpc bench: {warning}"));
+        }
         let kept = runs
             .iter()
             .map(|run| open_row(run, &target, transport, args.max_in_flight))

@@ -324,7 +324,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "CALLS/S", value_delimiter = ',',
           value_parser = open_loop::parse_rate)]
     rate: Vec<f64>,
-    /// With --rate: most calls in flight; a slot that finds this many is dropped (counted).
+    /// With --rate: most calls in flight; a slot that finds this many is dropped (counted, and
+    /// warned about on stderr: the percentiles leave dropped calls out).
     #[arg(long, value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_in_flight: u64,

@@ -247,6 +247,21 @@ pub(crate) async fn run(
     }
 }
 
+/// The warning printed when slots were dropped at the cap: the percentiles then leave out the
+/// calls that would have waited longest, as a closed loop's do, which a table read alone hides
+/// (k6 warns likewise when its constant-arrival-rate runs out of VUs).
+pub(crate) fn cap_warning(run: &OpenLoop, cap: u64) -> Option<String> {
+    let capped = run.dropped.saturating_sub(run.late);
+    (capped > 0).then(|| {
+        format!(
+            "at {:.0}/s, {capped} of {} slots were dropped: {cap} calls were in flight \
+             (--max-in-flight); the percentiles leave those calls out, so they understate a \
+             stall. Raise --max-in-flight or lower --rate",
+            run.rate, run.slots
+        )
+    })
+}
+
 /// `10k`, `2.5k`, `1m` or a plain number, as calls per second.
 pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     let text = text.trim().to_ascii_lowercase();
@@ -324,6 +339,14 @@ mod tests {
         let capped = run(fire, 200.0, Duration::from_secs(1), 1, true, &bar).await;
         assert!(capped.dropped > 0, "{capped:?}");
         assert_eq!(capped.sent + capped.dropped, capped.slots);
+        // ... and the user is told, naming the cap; the uncapped run has nothing to say.
+        let warning = cap_warning(&capped, 1).unwrap_or_default();
+        assert!(
+            warning.contains(&format!("{} of 200 slots were dropped", capped.dropped)),
+            "{warning}"
+        );
+        assert!(warning.contains("--max-in-flight"), "{warning}");
+        assert_eq!(cap_warning(&result, 1000), None);
     }
 
     /// A client that cannot send at the rate asked (here every call moves the clock on 10 ms,
