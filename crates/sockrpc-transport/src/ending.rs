@@ -7,7 +7,11 @@
 //!
 //! - a handler, or the stream it answers with, panicked: the client gets `INTERNAL`;
 //! - the call's deadline passed: `DEADLINE_EXCEEDED`;
-//! - a streamed answer's message was over the send limit: `RESOURCE_EXHAUSTED`.
+//! - a streamed answer's message was over the send limit: `RESOURCE_EXHAUSTED`;
+//! - a one-message answer could not be sent (over the send limit: `RESOURCE_EXHAUSTED`; its
+//!   metadata over the client's limit: `INTERNAL`): the handler's future completed `OK`, and is
+//!   dropped after the refusal. A layer that waits for its future's drop to record an answer
+//!   it passed whole (sockrpc's trace and metrics layers on a server) asks [`ending_as`].
 //!
 //! Recorded as `CANCELLED`, those failures vanished from dashboards and from error-based trace
 //! sampling, which count `CANCELLED` as the client's doing. The transport now drops such a
@@ -52,7 +56,13 @@ pub(crate) fn dropping_as(code: Code, drop: impl FnOnce()) {
 /// The code a call's part being dropped now ended with: the one given to [`drop_as`] when the
 /// drop runs inside it, else `CANCELLED` (the caller or the connection gave the call up).
 pub fn dropped_as() -> Code {
-    DROPPING_AS.with(Cell::get).unwrap_or(Code::Cancelled)
+    ending_as().unwrap_or(Code::Cancelled)
+}
+
+/// The code given to [`drop_as`] when the drop running now runs inside it, else `None`: for a
+/// future that completed, whose drop is ordinary unless the transport then refused its answer.
+pub fn ending_as() -> Option<Code> {
+    DROPPING_AS.with(Cell::get)
 }
 
 #[cfg(test)]
@@ -75,6 +85,7 @@ mod tests {
         assert_eq!(seen.get(), Some(Code::Internal));
         drop(Witness(&seen));
         assert_eq!(seen.get(), Some(Code::Cancelled));
+        assert_eq!(ending_as(), None);
         // Nested: the inner code holds inside, the outer one is back after.
         let inner = Cell::new(None);
         let outer = Cell::new(None);

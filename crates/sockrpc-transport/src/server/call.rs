@@ -35,7 +35,7 @@
 use super::conn::Connection;
 use super::open::Opened;
 use super::pump::pump;
-use super::respond::{answer_now, encode_refusal, ConnState, Shared};
+use super::respond::{answer_now, encode_refusal, Answered, ConnState, Shared};
 use super::room::Turn;
 use crate::dispatch::{Dispatch, DispatchFuture, IncomingCall, OutboundBody, Replay, RequestBody};
 use crate::outbox::HIGH_WATER;
@@ -183,12 +183,21 @@ impl<D: Dispatch> Connection<D> {
         match polled {
             Poll::Ready(result) => {
                 record(&span, started, &result);
-                let streamed = {
+                let answered = {
                     let mut state = self.shared.lock();
-                    let streamed =
+                    let answered =
                         answer_now(&mut state, call_id, result, fold_end, &self.shared.limits);
                     self.note_outbox(&state);
-                    streamed
+                    answered
+                };
+                // The handler's future goes now, out of the lock; as ended with the code its
+                // answer was refused with, if it was.
+                let streamed = match answered {
+                    Answered::Written { refused } => {
+                        drop_handler(future, refused);
+                        None
+                    }
+                    Answered::Streamed(response) => Some(response),
                 };
                 if let Some(response) = streamed {
                     // Streamed answers are paced by the client's credit: they go on, polled
@@ -197,8 +206,12 @@ impl<D: Dispatch> Connection<D> {
                     // handler that waits is.
                     let shared = Arc::clone(&self.shared);
                     let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&shared), held));
-                    let turn = Turn::default();
-                    let task = finish_call(shared, call_id, Ok(response), fold_end, deadline, turn);
+                    let handler = Handler {
+                        future: (),
+                        turn: Turn::default(),
+                    };
+                    let task =
+                        finish_call(shared, call_id, Ok(response), fold_end, deadline, handler);
                     let task = async move {
                         let _charge = (charge, decoded_charge);
                         task.await;
@@ -218,8 +231,8 @@ impl<D: Dispatch> Connection<D> {
                     let result = (&mut future).await;
                     record(&task_span, started, &result);
                     let turn = future.take_turn();
-                    drop(future);
-                    finish_call(shared, call_id, result, fold_end, deadline, turn).await;
+                    let handler = Handler { future, turn };
+                    finish_call(shared, call_id, result, fold_end, deadline, handler).await;
                 };
                 if streaming {
                     self.run_local(call_id, task.instrument(span));
@@ -262,10 +275,10 @@ impl<D: Dispatch> Connection<D> {
     /// Answers a call from the connection task (errors the connection itself decides on).
     pub(super) fn answer(&self, call_id: u32, result: Result<Response<D::Body>, Status>) {
         let mut state = self.shared.lock();
-        let streamed = answer_now(&mut state, call_id, result, false, &self.shared.limits);
+        let answered = answer_now(&mut state, call_id, result, false, &self.shared.limits);
         self.note_outbox(&state);
         debug_assert!(
-            streamed.is_none(),
+            matches!(answered, Answered::Written { refused: None }),
             "the connection only answers with errors"
         );
     }
@@ -414,33 +427,64 @@ fn record<B>(
     }
 }
 
+/// A finished handler as [`finish_call`] gets it: its future, kept until its answer is written
+/// (`()` when it is gone already), and its place among the parked (`room.rs`).
+struct Handler<F> {
+    future: F,
+    turn: Turn,
+}
+
+/// Drops a handler's `future` once its answer is written: as ended with `refused` when its
+/// one-message answer could not be sent (`ending.rs`), else as any value.
+fn drop_handler<F>(future: F, refused: Option<Code>) {
+    match refused {
+        Some(code) => crate::ending::drop_as(code, future),
+        None => drop(future),
+    }
+}
+
 /// Answers a call whose handler finished in its own task: at once, or by streaming; then
-/// forgets it. A call cancelled meanwhile gets nothing. `turn`, the handler's place among the
-/// parked (`room.rs`), is left once the answer (or its head) is appended.
-async fn finish_call<B: OutboundBody>(
+/// forgets it. A call cancelled meanwhile gets nothing. The handler's turn among the parked
+/// (`room.rs`) is left once the answer (or its head) is appended, and its future dropped after.
+async fn finish_call<B: OutboundBody, F>(
     shared: Arc<Shared>,
     call_id: u32,
     result: Result<Response<B>, Status>,
     fold_end: bool,
     deadline: Option<Instant>,
-    turn: Turn,
+    handler: Handler<F>,
 ) {
-    let streamed = {
+    let Handler { future, turn } = handler;
+    let answered = {
         let mut state = shared.lock();
         if !state.running.contains_key(&call_id) {
             turn.end(&shared, &mut state);
+            drop(state);
+            drop(future);
             return;
         }
-        let streamed = answer_now(&mut state, call_id, result, fold_end, &shared.limits);
+        let answered = answer_now(&mut state, call_id, result, fold_end, &shared.limits);
         super::room::note_appended(&shared, &state);
         turn.end(&shared, &mut state);
-        if streamed.is_none() {
+        if let Answered::Written { .. } = answered {
             // The call's last frame is written: it leaves the count of calls in flight in the
             // same breath. Once another task writes that frame out, the client may send its
             // next call into the slot (it holds calls back at the limit it was announced).
             release(&mut state, call_id);
         }
-        streamed
+        answered
+    };
+    // Out of the lock: what the future's drop runs (the layers' records) is not the
+    // connection's business.
+    let streamed = match answered {
+        Answered::Written { refused } => {
+            drop_handler(future, refused);
+            None
+        }
+        Answered::Streamed(response) => {
+            drop(future);
+            Some(response)
+        }
     };
     if let Some(response) = streamed {
         let pumping = pump(Arc::clone(&shared), call_id, response);

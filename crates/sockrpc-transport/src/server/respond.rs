@@ -283,6 +283,17 @@ impl Shared {
     }
 }
 
+/// What [`answer_now`] did with a handler's result.
+pub(super) enum Answered<B> {
+    /// Written whole: an error, or one message. `refused`: the message could not be sent (over
+    /// the send limit, or its metadata over a limit) and the call ended with this code instead,
+    /// which the caller drops the handler's future with (`ending.rs`), so the layers that
+    /// watched it record what the client got, not the `OK` the handler answered.
+    Written { refused: Option<Code> },
+    /// A streamed answer, for [`pump`](super::pump::pump).
+    Streamed(Response<B>),
+}
+
 /// Answers at once when the result is an error or one message; hands a streamed response back
 /// for [`pump`]. `fold_end`: the call's OPEN allowed an OK end folded into its MESSAGE.
 pub(super) fn answer_now<B: OutboundBody>(
@@ -291,7 +302,7 @@ pub(super) fn answer_now<B: OutboundBody>(
     result: Result<Response<B>, Status>,
     fold_end: bool,
     limits: &Limits,
-) -> Option<Response<B>> {
+) -> Answered<B> {
     let response = match result {
         Ok(response) => response,
         Err(status) => {
@@ -299,7 +310,7 @@ pub(super) fn answer_now<B: OutboundBody>(
             state.answers_sent += 1;
             let status = super::announced::fit_status(state, status, limits);
             encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
-            return None;
+            return Answered::Written { refused: None };
         }
     };
     let encoding = response.encoding();
@@ -311,9 +322,11 @@ pub(super) fn answer_now<B: OutboundBody>(
             let checked = super::announced::check_response(state, &metadata, &trailers, limits);
             if let Err(status) = checked {
                 encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
-                return None;
+                return Answered::Written {
+                    refused: Some(status.code()),
+                };
             }
-            encode_once(
+            let refused = encode_once(
                 &mut state.outbox,
                 call_id,
                 (&metadata, encoding),
@@ -322,12 +335,12 @@ pub(super) fn answer_now<B: OutboundBody>(
                 fold_end,
                 limits,
             );
-            None
+            Answered::Written { refused }
         }
         Err(body) => {
             let mut response = Response::from_parts(metadata, body, trailers);
             response.set_encoding(encoding);
-            Some(response)
+            Answered::Streamed(response)
         }
     }
 }
@@ -335,7 +348,8 @@ pub(super) fn answer_now<B: OutboundBody>(
 /// Writes a one-message answer: HEADERS (when there is leading metadata or encoding fields),
 /// MESSAGE (with its `FLAG_COMPRESSED`), END; or, when the client allowed it and there are no
 /// trailers, the MESSAGE alone with the END folded in (`FLAG_END_OK`). The caller checked the
-/// metadata (`announced::check_response`, against the same limits).
+/// metadata (`announced::check_response`, against the same limits). A message over the send
+/// limit is refused: an END `RESOURCE_EXHAUSTED` instead, and that code returned.
 fn encode_once(
     outbox: &mut Outbox,
     call_id: u32,
@@ -344,7 +358,7 @@ fn encode_once(
     trailers: &MetadataMap,
     fold_end: bool,
     limits: &Limits,
-) {
+) -> Option<Code> {
     let buf = outbox.buf_mut();
     if message.len() > limits.send_limit() {
         let status = Status::resource_exhausted(format!(
@@ -352,7 +366,8 @@ fn encode_once(
             message.len(),
             limits.send_limit()
         ));
-        return encode_status(buf, call_id, &status, limits);
+        encode_status(buf, call_id, &status, limits);
+        return Some(Code::ResourceExhausted);
     }
     if !metadata.is_empty() || encoding.is_some() {
         frame::encode_headers_with(buf, call_id, metadata, encoding);
@@ -361,7 +376,7 @@ fn encode_once(
     let flags = frame::message_flags(true, compressed);
     if fold_end && trailers.is_empty() {
         outbox.append_message(call_id, flags | frame::FLAG_END_OK, message);
-        return;
+        return None;
     }
     outbox.append_message(call_id, flags, message);
     frame::encode_end(
@@ -372,6 +387,7 @@ fn encode_once(
         &[],
         trailers,
     );
+    None
 }
 
 /// Writes an END with `status`; trailers too large to send are dropped rather than failing the

@@ -544,7 +544,13 @@ impl Shared {
                         Some(deadline) => tokio::time::timeout_at(deadline, caught).await.ok(),
                     };
                     let answer = match polled {
-                        Some(Ok(routed)) => one_message(routed),
+                        Some(Ok(routed)) => {
+                            // Dropped before the answer leaves: the layers that finish a call
+                            // when its future goes (a one-message answer on a server) record
+                            // it before the client can see the answer.
+                            drop(future);
+                            one_message(routed)
+                        }
                         Some(Err(_)) => {
                             let status = shared.panicked();
                             crate::ending::drop_as(Code::Internal, future);
