@@ -38,6 +38,9 @@ mod refused;
 #[path = "middleware_obs/refused_single.rs"]
 mod refused_single;
 
+#[path = "middleware_obs/sizes.rs"]
+mod sizes;
+
 use services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Relay};
 
 /// Longest wait for spans or metrics that finish just after the answer left.
@@ -567,9 +570,16 @@ async fn metrics_scraped_over_http_count_calls_by_method_and_code() {
             Some(0.0),
             "{side}:\n{text}"
         );
-        let sent = format!("rpc_{side}_call_request_size_bytes_total");
-        let bytes = sample(&text, &sent, &[service, ("rpc_method", "Sleep")]).unwrap_or(0.0);
+        let sleep = [service, ("rpc_method", "Sleep")];
+        let sent = format!("rpc_{side}_request_size_bytes_sum");
+        let bytes = sample(&text, &sent, &sleep).unwrap_or(0.0);
         // Three requests of a 7-byte token field (2 bytes of tag and length, 7 of text).
         assert_eq!(bytes, 27.0, "{side}:\n{text}");
+        let requests = format!("rpc_{side}_request_size_bytes_count");
+        assert_eq!(sample(&text, &requests, &sleep), Some(3.0), "{side}");
+        // A failed call answered no message.
+        let answered = format!("rpc_{side}_responses_per_rpc_sum");
+        assert_eq!(sample(&text, &answered, &ok), Some(3.0), "{side}");
+        assert_eq!(sample(&text, &answered, &not_found), Some(0.0), "{side}");
     }
 }

@@ -114,13 +114,12 @@ fn serve_metrics_endpoint_shows_calls_by_method_and_code() {
         Some(5.0),
         "{text}"
     );
-    // Five requests of 7 bytes (the payload's tag, length and 5 bytes).
-    let received = "rpc_server_call_request_size_bytes_total";
-    assert_eq!(
-        sample(&text, received, &[bench, ("rpc_method", "Echo")]),
-        Some(35.0),
-        "{text}"
-    );
+    // Five requests of 7 bytes (the payload's tag, length and 5 bytes), each a sample.
+    let echo = [bench, ("rpc_method", "Echo")];
+    let received = "rpc_server_request_size_bytes_sum";
+    assert_eq!(sample(&text, received, &echo), Some(35.0), "{text}");
+    let requests = "rpc_server_request_size_bytes_count";
+    assert_eq!(sample(&text, requests, &echo), Some(5.0), "{text}");
 
     let (status, _) = get(metrics, "/elsewhere");
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");

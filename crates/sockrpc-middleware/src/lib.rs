@@ -20,9 +20,9 @@
 //!   after OpenTelemetry's RPC conventions; stream messages as DEBUG events.
 //! - `trace_context` (feature `opentelemetry`): W3C `traceparent`/`tracestate` in the call's
 //!   metadata, so a call through several services is one trace.
-//! - [`metrics`]: [`MetricsLayer`](metrics::MetricsLayer), calls, durations, in-flight and bytes
-//!   per method and status on the `metrics` facade; `metrics::prometheus` (feature
-//!   `prometheus`) renders them and serves `/metrics`.
+//! - [`metrics`]: [`MetricsLayer`](metrics::MetricsLayer), calls, durations, in-flight, message
+//!   sizes and messages per call, per method and status on the `metrics` facade;
+//!   `metrics::prometheus` (feature `prometheus`) renders them and serves `/metrics`.
 //! - `service_config` (feature `service-config`, on by default): gRPC's service config JSON
 //!   (per-method timeout, wait-for-ready, retry and hedging policies, retry throttling, the
 //!   load-balancing policy) as these layers and a balanced channel's picker.

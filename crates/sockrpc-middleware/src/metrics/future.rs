@@ -9,6 +9,7 @@ use sockrpc_service::{status_from_error, Body, BoxError};
 use std::{
     future::Future,
     pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
     sync::Arc,
     task::{ready, Context, Poll},
     time::Instant,
@@ -22,18 +23,29 @@ pub(crate) struct CallGuard {
     started: Instant,
     side: Side,
     done: bool,
+    /// The request's messages: `None` for one message, else counted by the request's watcher.
+    requests: Option<Arc<AtomicU64>>,
+    /// The answer's messages passed on so far.
+    responses: u64,
     /// A path counted under `_OTHER` for want of room among unconfirmed paths: confirmed by
     /// this call's end, it gets series of its own ([`Registry::confirm`]). Boxed: rare.
     candidate: Option<Box<(Arc<Registry>, MethodPath)>>,
 }
 
 impl CallGuard {
-    pub(crate) fn new(method: Arc<MethodMetrics>, started: Instant, side: Side) -> CallGuard {
+    /// A call started now; `requests` counts its request's messages when they are streamed.
+    pub(crate) fn new(
+        method: Arc<MethodMetrics>,
+        side: Side,
+        requests: Option<Arc<AtomicU64>>,
+    ) -> CallGuard {
         CallGuard {
             method,
-            started,
+            started: Instant::now(),
             side,
             done: false,
+            requests,
+            responses: 0,
             candidate: None,
         }
     }
@@ -42,6 +54,12 @@ impl CallGuard {
     pub(crate) fn candidate(mut self, registry: &Arc<Registry>, path: &MethodPath) -> CallGuard {
         self.candidate = Some(Box::new((Arc::clone(registry), path.unshared())));
         self
+    }
+
+    /// A response message of `len` bytes passed.
+    fn responded(&mut self, len: usize) {
+        self.method.response_size.record(len as f64);
+        self.responses += 1;
     }
 
     fn finish(&mut self, code: Code) {
@@ -61,6 +79,12 @@ impl CallGuard {
         finished
             .duration
             .record(self.started.elapsed().as_secs_f64());
+        let requests = self
+            .requests
+            .as_ref()
+            .map_or(1, |count| count.load(Ordering::Relaxed));
+        finished.requests.record(requests as f64);
+        finished.responses.record(self.responses as f64);
     }
 }
 
@@ -70,10 +94,10 @@ impl Drop for CallGuard {
     }
 }
 
-/// Counts a streamed answer's bytes and finishes the call at its end.
+/// Records a streamed answer's messages and finishes the call at its end.
 impl Watch for CallGuard {
     fn on_message(&mut self, len: usize, _compressed: bool) {
-        self.method.response_bytes.increment(len as u64);
+        self.responded(len);
     }
 
     fn on_end(&mut self, code: Code) {
@@ -83,6 +107,21 @@ impl Watch for CallGuard {
     fn on_drop(&mut self) {
         self.finish(dropped_code(self.side));
     }
+}
+
+/// Records a streamed request's messages, and counts them for the call's end.
+pub(crate) struct RequestMessages {
+    pub(crate) method: Arc<MethodMetrics>,
+    pub(crate) count: Arc<AtomicU64>,
+}
+
+impl Watch for RequestMessages {
+    fn on_message(&mut self, len: usize, _compressed: bool) {
+        self.method.request_size.record(len as f64);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_end(&mut self, _code: Code) {}
 }
 
 pin_project! {
@@ -128,7 +167,7 @@ where
         if let Ok(response) = &mut result {
             let body = response.get_mut();
             match once_len(body) {
-                Some(len) => guard.method.response_bytes.increment(len as u64),
+                Some(len) => guard.responded(len),
                 None => {
                     // The call goes on in the body, which now finishes it.
                     *body = watch(std::mem::take(body), guard);

@@ -61,8 +61,10 @@ pub(crate) struct MethodMetrics {
     labels: [Label; 3],
     pub(crate) started: Counter,
     pub(crate) active: Gauge,
-    pub(crate) request_bytes: Counter,
-    pub(crate) response_bytes: Counter,
+    /// Each request message's size, as it passes.
+    pub(crate) request_size: Histogram,
+    /// Each response message's size, as it passes (a server's one-message answer: once sent).
+    pub(crate) response_size: Histogram,
     by_code: [OnceLock<Finished>; Code::ALL.len()],
     /// Whether a call of this path ended `OK` (always for `_OTHER`).
     confirmed: AtomicBool,
@@ -75,6 +77,10 @@ pub(crate) struct MethodMetrics {
 pub(crate) struct Finished {
     pub(crate) count: Counter,
     pub(crate) duration: Histogram,
+    /// Request messages per call.
+    pub(crate) requests: Histogram,
+    /// Response messages per call.
+    pub(crate) responses: Histogram,
 }
 
 impl MethodMetrics {
@@ -94,8 +100,8 @@ impl MethodMetrics {
         MethodMetrics {
             started: ::metrics::counter!(names.started, labels.to_vec()),
             active: ::metrics::gauge!(names.active, labels.to_vec()),
-            request_bytes: ::metrics::counter!(names.request_bytes, labels.to_vec()),
-            response_bytes: ::metrics::counter!(names.response_bytes, labels.to_vec()),
+            request_size: ::metrics::histogram!(names.request_size, labels.to_vec()),
+            response_size: ::metrics::histogram!(names.response_size, labels.to_vec()),
             path,
             names,
             labels,
@@ -128,7 +134,9 @@ impl MethodMetrics {
             labels.push(Label::from_static_parts(STATUS_CODE, code.as_str()));
             Finished {
                 count: ::metrics::counter!(self.names.finished, labels.clone()),
-                duration: ::metrics::histogram!(self.names.duration, labels),
+                duration: ::metrics::histogram!(self.names.duration, labels.clone()),
+                requests: ::metrics::histogram!(self.names.requests_per_rpc, labels.clone()),
+                responses: ::metrics::histogram!(self.names.responses_per_rpc, labels),
             }
         })
     }

@@ -1,5 +1,6 @@
 //! `Metrics`: per method and status code, calls started and finished, their duration, the calls
-//! in flight and the bytes in and out, on the [`metrics`](https://docs.rs/metrics) crate's facade.
+//! in flight, each message's size and the messages per call, on the
+//! [`metrics`](https://docs.rs/metrics) crate's facade.
 //!
 //! Why the facade: the layer only counts; the application picks where the numbers go
 //! (Prometheus through `prometheus` with feature `prometheus`, OpenTelemetry, statsd...) by
@@ -11,17 +12,28 @@
 //! | `rpc.server.call.finished` | counter | the same and `rpc.sockrpc.status_code` |
 //! | `rpc.server.call.duration` | histogram, seconds | the same and `rpc.sockrpc.status_code` |
 //! | `rpc.server.call.active` | gauge | `rpc.system`, `rpc.service`, `rpc.method` |
-//! | `rpc.server.call.request.size` | counter, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
-//! | `rpc.server.call.response.size` | counter, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
+//! | `rpc.server.request.size` | histogram, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
+//! | `rpc.server.response.size` | histogram, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
+//! | `rpc.server.requests_per_rpc` | histogram, messages | the same and `rpc.sockrpc.status_code` |
+//! | `rpc.server.responses_per_rpc` | histogram, messages | the same and `rpc.sockrpc.status_code` |
+//!
+//! The sizes and the messages per call are OpenTelemetry's RPC metrics of the conventions up to
+//! v1.37 (later versions dropped them, with no replacement yet), under their names: a size is
+//! recorded per message, as it passes; the counts once per call, when it ends. Why the sizes
+//! carry no status code: a streamed message passes before the call's status exists, and a
+//! histogram of sizes cannot wait for it without keeping every size (OpenTelemetry's Go gRPC
+//! instrumentation, `otelgrpc`, records them the same way). Sizes are of encoded messages,
+//! without framing, uncompressed, except a streamed message that arrived compressed: the layer
+//! sees it before the body decodes it, and records its compressed size. (Earlier versions kept
+//! byte totals per call instead, under `rpc.server.call.request.size` and the like.)
 //!
 //! A call is finished when its answer is complete: a unary answer when it arrives, a streamed
-//! one at its last message (or its error, or when it is dropped: `CANCELLED`). Byte counts are
-//! of encoded messages, without framing; a streamed message that arrived compressed counts its
-//! compressed size (the layer sees it before the body decodes it).
+//! one at its last message (or its error, or when it is dropped: `CANCELLED`).
 //!
 //! Cost per call: a read lock and a hash of the path to find the method's cached handles
-//! ([`handles`]), a clock read at each end, and a handful of atomic increments; streamed bodies
-//! get one box each to count their messages.
+//! ([`handles`]), a clock read at each end, and a handful of atomic increments and histogram
+//! records; streamed bodies get one box each to count their messages, and a streamed request
+//! one more, its count shared with the call's end.
 
 mod future;
 pub mod handles;
@@ -33,16 +45,15 @@ pub mod prometheus;
 pub use future::ResponseFuture;
 pub use layer::MetricsLayer;
 
-use crate::watch::{once_len, watch, Watch};
+use crate::watch::{once_len, watch};
 use crate::Side;
-use future::CallGuard;
+use future::{CallGuard, RequestMessages};
 use handles::{Found, MethodMetrics, Registry};
-use sockrpc_protocol::{Code, Response, Status};
+use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call};
 use std::{
-    sync::Arc,
+    sync::{atomic::AtomicU64, Arc},
     task::{Context, Poll},
-    time::Instant,
 };
 use tower_service::Service;
 
@@ -108,17 +119,6 @@ impl<S> Metrics<S> {
     }
 }
 
-/// Counts a request stream's bytes as they pass.
-struct RequestBytes(Arc<MethodMetrics>);
-
-impl Watch for RequestBytes {
-    fn on_message(&mut self, len: usize, _compressed: bool) {
-        self.0.request_bytes.increment(len as u64);
-    }
-
-    fn on_end(&mut self, _code: Code) {}
-}
-
 impl<S> Service<Call> for Metrics<S>
 where
     S: Service<Call, Response = Response<Body>>,
@@ -140,13 +140,24 @@ where
         method.started.increment(1);
         method.active.increment(1.0);
         let request = call.request_mut().get_mut();
-        match once_len(request) {
-            Some(len) => method.request_bytes.increment(len as u64),
-            None => {
-                *request = watch(std::mem::take(request), RequestBytes(Arc::clone(&method)));
+        let requests = match once_len(request) {
+            Some(len) => {
+                method.request_size.record(len as f64);
+                None
             }
-        }
-        let mut guard = CallGuard::new(method, Instant::now(), self.registry.side());
+            None => {
+                // Counted as they pass, for the call's end: the one allocation of a streamed
+                // request's own (its watcher's box is another).
+                let count = Arc::new(AtomicU64::new(0));
+                let messages = RequestMessages {
+                    method: Arc::clone(&method),
+                    count: Arc::clone(&count),
+                };
+                *request = watch(std::mem::take(request), messages);
+                Some(count)
+            }
+        };
+        let mut guard = CallGuard::new(method, self.registry.side(), requests);
         if candidate {
             guard = guard.candidate(&self.registry, call.method_path());
         }

@@ -22,10 +22,20 @@ pub struct Names {
     pub duration: &'static str,
     /// Gauge: calls started and not yet finished.
     pub active: &'static str,
-    /// Counter, bytes: request messages (encoded), received on a server, sent by a client.
-    pub request_bytes: &'static str,
-    /// Counter, bytes: response messages (encoded), sent by a server, received by a client.
-    pub response_bytes: &'static str,
+    /// Histogram, bytes: each request message's size, encoded, received on a server, sent by a
+    /// client (`rpc.server.request.size` / `rpc.client.request.size`). Uncompressed, as the
+    /// conventions ask, except a streamed message received compressed: the layer sees it before
+    /// the body decodes it, and records its compressed size.
+    pub request_size: &'static str,
+    /// Histogram, bytes: each response message's size, sent by a server, received by a client
+    /// (`rpc.server.response.size` / `rpc.client.response.size`).
+    pub response_size: &'static str,
+    /// Histogram, messages: request messages per call, by status code, recorded when the call
+    /// ends (`rpc.server.requests_per_rpc` / `rpc.client.requests_per_rpc`).
+    pub requests_per_rpc: &'static str,
+    /// Histogram, messages: response messages per call, by status code, recorded when the call
+    /// ends (`rpc.server.responses_per_rpc` / `rpc.client.responses_per_rpc`).
+    pub responses_per_rpc: &'static str,
 }
 
 /// A server's metric names.
@@ -34,8 +44,10 @@ pub const SERVER: Names = Names {
     finished: "rpc.server.call.finished",
     duration: "rpc.server.call.duration",
     active: "rpc.server.call.active",
-    request_bytes: "rpc.server.call.request.size",
-    response_bytes: "rpc.server.call.response.size",
+    request_size: "rpc.server.request.size",
+    response_size: "rpc.server.response.size",
+    requests_per_rpc: "rpc.server.requests_per_rpc",
+    responses_per_rpc: "rpc.server.responses_per_rpc",
 };
 
 /// A client's metric names.
@@ -44,8 +56,10 @@ pub const CLIENT: Names = Names {
     finished: "rpc.client.call.finished",
     duration: "rpc.client.call.duration",
     active: "rpc.client.call.active",
-    request_bytes: "rpc.client.call.request.size",
-    response_bytes: "rpc.client.call.response.size",
+    request_size: "rpc.client.request.size",
+    response_size: "rpc.client.response.size",
+    requests_per_rpc: "rpc.client.requests_per_rpc",
+    responses_per_rpc: "rpc.client.responses_per_rpc",
 };
 
 impl Names {
@@ -72,15 +86,25 @@ impl Names {
             "Duration of RPC calls, to the last message, by status code."
         );
         ::metrics::describe_gauge!(self.active, Unit::Count, "RPC calls in flight.");
-        ::metrics::describe_counter!(
-            self.request_bytes,
+        ::metrics::describe_histogram!(
+            self.request_size,
             Unit::Bytes,
-            "Bytes of request messages, encoded."
+            "Size of each request message, encoded (one received compressed: as received)."
         );
-        ::metrics::describe_counter!(
-            self.response_bytes,
+        ::metrics::describe_histogram!(
+            self.response_size,
             Unit::Bytes,
-            "Bytes of response messages, encoded."
+            "Size of each response message, encoded (one received compressed: as received)."
+        );
+        ::metrics::describe_histogram!(
+            self.requests_per_rpc,
+            Unit::Count,
+            "Request messages per RPC call, by status code."
+        );
+        ::metrics::describe_histogram!(
+            self.responses_per_rpc,
+            Unit::Count,
+            "Response messages per RPC call, by status code."
         );
     }
 }

@@ -22,6 +22,32 @@ pub const DURATION_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Bucket bounds of the message-size histograms, in bytes: gRPC's (proposal A66), from 1 KiB
+/// to 4 GiB by powers of four.
+pub const SIZE_BUCKETS: &[f64] = &[
+    0.0,
+    1024.0,
+    2048.0,
+    4096.0,
+    16_384.0,
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+    268_435_456.0,
+    1_073_741_824.0,
+    4_294_967_296.0,
+];
+
+/// Bucket bounds of the messages-per-call histograms: gRPC's (proposal A66), 0, 1, then powers
+/// of two to 65,536.
+pub const COUNT_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+    16_384.0, 32_768.0, 65_536.0,
+];
+
 /// Longest request head the endpoint reads.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -35,18 +61,27 @@ const MAX_SCRAPES: usize = 16;
 /// it the connection is dropped, and its slot goes to the next scraper.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A Prometheus builder set up for sockrpc's metrics: call durations as histograms with
-/// [`DURATION_BUCKETS`], and Prometheus' naming (`_total` on counters, the unit in the name:
-/// `rpc_server_call_duration_seconds`).
+/// A Prometheus builder set up for sockrpc's metrics: call durations, message sizes and
+/// messages per call as histograms with [`DURATION_BUCKETS`], [`SIZE_BUCKETS`] and
+/// [`COUNT_BUCKETS`] (without buckets the exporter renders a histogram as a summary, whose
+/// quantiles cannot be summed across servers), and Prometheus' naming (`_total` on counters,
+/// the unit in the name: `rpc_server_call_duration_seconds`, `rpc_server_request_size_bytes`).
 pub fn builder() -> PrometheusBuilder {
     let mut builder = PrometheusBuilder::new().with_recommended_naming(true);
-    for name in [super::names::SERVER.duration, super::names::CLIENT.duration] {
-        builder = match builder
-            .set_buckets_for_metric(Matcher::Full(name.to_owned()), DURATION_BUCKETS)
-        {
-            Ok(builder) => builder,
-            Err(_) => unreachable!("the bucket list is not empty"),
-        };
+    for names in [&super::names::SERVER, &super::names::CLIENT] {
+        for (name, buckets) in [
+            (names.duration, DURATION_BUCKETS),
+            (names.request_size, SIZE_BUCKETS),
+            (names.response_size, SIZE_BUCKETS),
+            (names.requests_per_rpc, COUNT_BUCKETS),
+            (names.responses_per_rpc, COUNT_BUCKETS),
+        ] {
+            builder = match builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+            {
+                Ok(builder) => builder,
+                Err(_) => unreachable!("the bucket lists are not empty"),
+            };
+        }
     }
     builder
 }

@@ -1,6 +1,7 @@
 //! `Metrics` with a Prometheus recorder local to the test: a streamed answer dropped before
-//! its end is finished as `CANCELLED` and leaves nothing in flight, and paths past the cap, or
-//! with names past the length bound, are counted under `_OTHER`.
+//! its end is finished as `CANCELLED` and leaves nothing in flight, paths past the cap, or
+//! with names past the length bound, are counted under `_OTHER`, and sizes are per message and
+//! counts per call.
 
 use super::handles::MAX_LABEL_LEN;
 use super::{prometheus, MetricsLayer};
@@ -104,8 +105,17 @@ fn dropped_stream_is_cancelled_and_paths_past_the_cap_are_other() {
     assert!(
         line(
             &text,
-            "rpc_server_call_response_size_bytes_total{",
+            "rpc_server_response_size_bytes_sum{",
             &[watch, "} 5"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line(
+            &text,
+            "rpc_server_responses_per_rpc_sum{",
+            &[watch, "CANCELLED", "} 1"]
         )
         .is_some(),
         "{text}"
@@ -228,4 +238,79 @@ fn made_up_paths_cannot_take_the_places_of_methods_served() {
         .count();
     // The unconfirmed paths, the real one and `_OTHER`.
     assert_eq!(series, DEFAULT_MAX_UNCONFIRMED + 2, "{text}");
+}
+
+/// `count` messages of `len` bytes, then the end.
+fn messages(count: usize, len: usize) -> Body {
+    let mut left = count;
+    Body::from_stream(futures_stream(move || {
+        if left == 0 {
+            return Poll::Ready(None);
+        }
+        left -= 1;
+        Poll::Ready(Some(Ok(Bytes::from(vec![7u8; len]))))
+    }))
+}
+
+/// Reads `body` to its end.
+async fn drain(mut body: Body) -> usize {
+    let mut read = 0;
+    while let Some(message) = std::future::poll_fn(|cx| body.poll_message(cx)).await {
+        assert!(message.is_ok(), "{message:?}");
+        read += 1;
+    }
+    read
+}
+
+#[test]
+fn sizes_are_recorded_per_message_and_counts_per_call() {
+    let text = page_after(async {
+        // Reads the request to its end, answers two messages of 4 bytes.
+        let inner = tower::service_fn(|mut call: Call| async move {
+            let read = drain(std::mem::take(call.request_mut().get_mut())).await;
+            assert_eq!(read, 3);
+            Ok::<_, Status>(Response::new(messages(2, 4)))
+        });
+        let streamed = Call::new(
+            MethodPath::from_static("/pkg.Svc/Chat"),
+            Request::new(messages(3, 10)),
+        );
+        let layer = MetricsLayer::server();
+        let body = layer.layer(inner).oneshot(streamed).await.expect("head");
+        assert_eq!(drain(body.into_inner()).await, 2);
+    });
+    let chat = "rpc_method=\"Chat\"";
+    for (prefix, value) in [
+        ("rpc_server_request_size_bytes_count{", "} 3"),
+        ("rpc_server_request_size_bytes_sum{", "} 30"),
+        ("rpc_server_response_size_bytes_count{", "} 2"),
+        ("rpc_server_response_size_bytes_sum{", "} 8"),
+        ("rpc_server_requests_per_rpc_count{", "} 1"),
+        ("rpc_server_requests_per_rpc_sum{", "} 3"),
+        ("rpc_server_responses_per_rpc_sum{", "} 2"),
+    ] {
+        assert!(
+            line(&text, prefix, &[chat, value]).is_some(),
+            "{prefix}..{value}: {text}"
+        );
+    }
+    // Sizes by message, in byte buckets; counts by call and code, in count buckets.
+    assert!(
+        line(
+            &text,
+            "rpc_server_request_size_bytes_bucket{",
+            &[chat, "le=\"1024\"", "} 3"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line(
+            &text,
+            "rpc_server_responses_per_rpc_bucket{",
+            &[chat, "\"OK\"", "le=\"2\"", "} 1"]
+        )
+        .is_some(),
+        "{text}"
+    );
 }
