@@ -6,6 +6,7 @@ use crate::Side;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Code, MethodPath, Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError};
+use sockrpc_transport::ending::ending_as;
 use std::{
     future::Future,
     pin::Pin,
@@ -27,6 +28,9 @@ pub(crate) struct CallGuard {
     requests: Option<Arc<AtomicU64>>,
     /// The answer's messages passed on so far.
     responses: u64,
+    /// A server's one-message answer, passed whole, of this size: the call finishes when the
+    /// future is dropped, after the transport sent the answer or refused it.
+    answered: Option<usize>,
     /// A path counted under `_OTHER` for want of room among unconfirmed paths: confirmed by
     /// this call's end, it gets series of its own ([`Registry::confirm`]). Boxed: rare.
     candidate: Option<Box<(Arc<Registry>, MethodPath)>>,
@@ -46,6 +50,7 @@ impl CallGuard {
             done: false,
             requests,
             responses: 0,
+            answered: None,
             candidate: None,
         }
     }
@@ -90,7 +95,19 @@ impl CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        self.finish(dropped_code(self.side));
+        let code = match self.answered.take() {
+            // Sent, unless the transport refused it (over the send limit): then the client got
+            // the code it drops the call's future with, and no message.
+            Some(len) => match ending_as() {
+                Some(refused) if refused != Code::Ok => refused,
+                _ => {
+                    self.responded(len);
+                    Code::Ok
+                }
+            },
+            None => dropped_code(self.side),
+        };
+        self.finish(code);
     }
 }
 
@@ -130,6 +147,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // Kept past completion on a server with a one-message answer, finished when dropped.
         guard: Option<CallGuard>,
     }
 }
@@ -167,6 +185,13 @@ where
         if let Ok(response) = &mut result {
             let body = response.get_mut();
             match once_len(body) {
+                // On a server the transport may yet refuse the answer (too large to send): the
+                // call finishes when it drops this future, knowing (`ending_as`).
+                Some(len) if guard.side == Side::Server => {
+                    guard.answered = Some(len);
+                    *this.guard = Some(guard);
+                    return Poll::Ready(result);
+                }
                 Some(len) => guard.responded(len),
                 None => {
                     // The call goes on in the body, which now finishes it.

@@ -28,7 +28,11 @@
 //! byte totals per call instead, under `rpc.server.call.request.size` and the like.)
 //!
 //! A call is finished when its answer is complete: a unary answer when it arrives, a streamed
-//! one at its last message (or its error, or when it is dropped: `CANCELLED`).
+//! one at its last message (or its error, or when it is dropped: `CANCELLED`). On a server, a
+//! one-message answer is finished when the transport drops the call's future, after writing
+//! the answer: a message it refused to send (over the send limit) finishes the call with the
+//! code the client got, `RESOURCE_EXHAUSTED`, and is not recorded as a response
+//! ([`sockrpc_transport::ending`]).
 //!
 //! Cost per call: a read lock and a hash of the path to find the method's cached handles
 //! ([`handles`]), a clock read at each end, and a handful of atomic increments and histogram

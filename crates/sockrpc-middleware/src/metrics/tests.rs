@@ -1,15 +1,17 @@
 //! `Metrics` with a Prometheus recorder local to the test: a streamed answer dropped before
 //! its end is finished as `CANCELLED` and leaves nothing in flight, paths past the cap, or
-//! with names past the length bound, are counted under `_OTHER`, and sizes are per message and
-//! counts per call.
+//! with names past the length bound, are counted under `_OTHER`, sizes are per message and
+//! counts per call, and a server's answer the transport refused is recorded with its code.
 
 use super::handles::MAX_LABEL_LEN;
 use super::{prometheus, MetricsLayer};
 use bytes::Bytes;
+use sockrpc_protocol::Code;
 use sockrpc_protocol::{MethodPath, Request, Response, Status};
 use sockrpc_service::{Body, Call};
+use sockrpc_transport::ending::drop_as;
 use std::task::Poll;
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 fn call(path: &'static str) -> Call {
     Call::new(
@@ -311,6 +313,78 @@ fn sizes_are_recorded_per_message_and_counts_per_call() {
             &[chat, "\"OK\"", "le=\"2\"", "} 1"]
         )
         .is_some(),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_one_message_answer_the_transport_refused_is_recorded_with_its_code() {
+    let text = page_after(async {
+        let layer = MetricsLayer::server();
+        let mut service = layer.layer(tower::service_fn(|_call: Call| async {
+            Ok::<_, Status>(Response::new(Body::once(Bytes::from_static(b"12345678"))))
+        }));
+        // Sent: the transport drops the future as any value.
+        let sent = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(call("/pkg.Svc/Sent"));
+        let mut sent = Box::pin(sent);
+        assert!((&mut sent).await.is_ok());
+        drop(sent);
+        // Refused (over the send limit): dropped as ended `RESOURCE_EXHAUSTED`.
+        let refused = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(call("/pkg.Svc/Refused"));
+        let mut refused = Box::pin(refused);
+        assert!((&mut refused).await.is_ok());
+        drop_as(Code::ResourceExhausted, refused);
+    });
+    let sent = "rpc_method=\"Sent\"";
+    let refused = "rpc_method=\"Refused\"";
+    for (prefix, needles) in [
+        ("rpc_server_call_finished_total{", [sent, "\"OK\"", "} 1"]),
+        ("rpc_server_response_size_bytes_sum{", [sent, "", "} 8"]),
+        ("rpc_server_responses_per_rpc_sum{", [sent, "\"OK\"", "} 1"]),
+        (
+            "rpc_server_call_finished_total{",
+            [refused, "\"RESOURCE_EXHAUSTED\"", "} 1"],
+        ),
+        (
+            "rpc_server_responses_per_rpc_sum{",
+            [refused, "\"RESOURCE_EXHAUSTED\"", "} 0"],
+        ),
+        (
+            "rpc_server_requests_per_rpc_sum{",
+            [refused, "\"RESOURCE_EXHAUSTED\"", "} 1"],
+        ),
+        ("rpc_server_call_active{", [refused, "", "} 0"]),
+    ] {
+        assert!(
+            line(&text, prefix, &needles).is_some(),
+            "{prefix}{needles:?}: {text}"
+        );
+    }
+    // Not sent, so not a response; and never `OK`.
+    assert!(
+        line(
+            &text,
+            "rpc_server_response_size_bytes_count{",
+            &[refused, "} 1"]
+        )
+        .is_none(),
+        "{text}"
+    );
+    assert!(
+        line(
+            &text,
+            "rpc_server_call_finished_total{",
+            &[refused, "\"OK\""]
+        )
+        .is_none(),
         "{text}"
     );
 }

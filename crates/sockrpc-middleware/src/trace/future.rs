@@ -5,8 +5,9 @@ use super::record_end;
 use crate::watch::{code_of, dropped_code, is_streamed, watch};
 use crate::Side;
 use pin_project_lite::pin_project;
-use sockrpc_protocol::{Response, Status};
+use sockrpc_protocol::{Code, Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError};
+use sockrpc_transport::ending::ending_as;
 use std::{
     future::Future,
     pin::Pin,
@@ -26,6 +27,9 @@ pin_project! {
         span: Span,
         side: Side,
         done: bool,
+        // A server's one-message answer passed whole: the span ends when the transport drops
+        // this future, which knows whether it sent the answer (`ending_as`).
+        answered: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -33,9 +37,15 @@ pin_project! {
             let this = this.project();
             if !*this.done {
                 // Entered, so that the span ends now (its end is its last exit), with the code
-                // the transport ended the call with when it dropped it (`dropped_as`).
+                // the transport ended the call with when it dropped it (`dropped_as`), or for an
+                // answer passed whole, `OK` unless the transport refused it.
                 let _entered = this.span.enter();
-                record_end(this.span, *this.side, dropped_code(*this.side));
+                let code = match ending_as() {
+                    Some(refused) if *this.answered && refused != Code::Ok => refused,
+                    _ if *this.answered => Code::Ok,
+                    _ => dropped_code(*this.side),
+                };
+                record_end(this.span, *this.side, code);
             }
         }
     }
@@ -48,6 +58,7 @@ impl<F> ResponseFuture<F> {
             span,
             side,
             done: false,
+            answered: false,
         }
     }
 }
@@ -74,9 +85,19 @@ where
             let _entered = this.span.enter();
             ready!(this.inner.poll(cx)).map_err(status_from_error)
         };
-        *this.done = true;
+        if this.span.is_disabled() {
+            *this.done = true;
+            return Poll::Ready(result);
+        }
         match result {
-            Ok(mut response) if is_streamed(response.get_ref()) && !this.span.is_disabled() => {
+            Ok(response) if *this.side == Side::Server && !is_streamed(response.get_ref()) => {
+                // The transport may yet refuse to send it (too large): the span ends when the
+                // transport drops this future, knowing.
+                *this.answered = true;
+                Poll::Ready(Ok(response))
+            }
+            Ok(mut response) if is_streamed(response.get_ref()) => {
+                *this.done = true;
                 // The call goes on in the body: the body takes the span along and ends it.
                 let events = Events::answers(this.span.clone(), *this.side);
                 let body = response.get_mut();
@@ -84,6 +105,7 @@ where
                 Poll::Ready(Ok(response))
             }
             result => {
+                *this.done = true;
                 record_end(this.span, *this.side, code_of(&result));
                 Poll::Ready(result)
             }

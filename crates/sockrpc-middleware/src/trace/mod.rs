@@ -37,6 +37,12 @@
 //! the span along to the decoding costs about five allocations per call with trace and metrics
 //! (measured in `tests/allocs.rs`), so it is not done.
 //!
+//! A server's one-message answer is recorded when the transport drops the call's future, after
+//! writing the answer, not when the future completes: an answer the transport refused to send
+//! (over its send limit: `RESOURCE_EXHAUSTED`; its metadata over the client's limit:
+//! `INTERNAL`) is recorded with the code the client got, which the transport drops the future
+//! with (`sockrpc_transport::ending`), not as the `OK` the handler answered.
+//!
 //! Cost: with the span disabled (no subscriber, or a level filter above INFO) a call pays a
 //! callsite check and nothing else — no allocation, no clock read, no body wrapping.
 
