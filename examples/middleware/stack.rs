@@ -26,6 +26,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::ServiceBuilder;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer as _;
 
 /// The client's services, outermost first.
 pub type ClientStack = Trace<Retry<Metrics<Channel>>, OtelPropagation>;
@@ -56,14 +57,23 @@ pub fn server() -> ServerBuilder<ServerLayers> {
 /// Logs to stderr (`RUST_LOG`, default `info`) and gives every span an OpenTelemetry context,
 /// so trace ids exist and travel. A real service would add an exporter (OTLP, Jaeger...) to the
 /// provider; this one keeps the spans in-process. Returns the provider, to keep alive.
+///
+/// The transport's DEBUG span per call (`RUST_LOG=debug`) is logged but not given to
+/// OpenTelemetry: it opens before the call's own span, so it would be a trace of its own.
 pub fn init_tracing(service: &'static str) -> SdkTracerProvider {
     let provider = SdkTracerProvider::builder().build();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let not_the_transport = tracing_subscriber::filter::filter_fn(|metadata| {
+        !metadata.target().starts_with("sockrpc_transport")
+    });
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service))
+        .with_filter(not_the_transport);
     tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(service)))
+        .with(otel)
         .init();
     provider
 }

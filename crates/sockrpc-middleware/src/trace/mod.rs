@@ -7,6 +7,14 @@
 //! socket or UDP — and can carry the trace context in the call's metadata
 //! ([`Propagate`]).
 //!
+//! The transport's own DEBUG span per server call (`rpc`, target `sockrpc_transport`) stays,
+//! for its logs, but it opens before any layer sees the call, so it cannot be a child of this
+//! span: this span is its child when no trace context came with the call, and belongs to the
+//! caller's trace when one did, leaving `rpc` alone in a trace of its own. An OpenTelemetry
+//! layer should therefore not export it: give that layer a filter of its own that leaves out
+//! target `sockrpc_transport` (as `examples/middleware/stack.rs` does); the spans it exports then
+//! parent on their closest ancestor it exports, and every call is one trace.
+//!
 //! Each span (level INFO, named `rpc.server` or `rpc.client` for `tracing` and
 //! `package.Service/Method` for OpenTelemetry through `otel.name`) carries:
 //!
