@@ -14,8 +14,8 @@
 //! | `rpc.server.call.active` | gauge | `rpc.system`, `rpc.service`, `rpc.method` |
 //! | `rpc.server.request.size` | histogram, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
 //! | `rpc.server.response.size` | histogram, bytes | `rpc.system`, `rpc.service`, `rpc.method` |
-//! | `rpc.server.requests_per_rpc` | histogram, messages | the same and `rpc.sockrpc.status_code` |
-//! | `rpc.server.responses_per_rpc` | histogram, messages | the same and `rpc.sockrpc.status_code` |
+//! | `rpc.server.requests_per_rpc` | histogram, count | the same and `rpc.sockrpc.status_code` |
+//! | `rpc.server.responses_per_rpc` | histogram, count | the same and `rpc.sockrpc.status_code` |
 //!
 //! The sizes and the messages per call are OpenTelemetry's RPC metrics of the conventions up to
 //! v1.37 (later versions dropped them, with no replacement yet), under their names: a size is
