@@ -15,7 +15,9 @@
 //! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
 //!   a wait-for-ready call waits (to its deadline, or for a server);
 //! - given_up: a call its caller gave up on, or one refused before sending, leaves no mark
-//!   on its endpoint's load (in flight, answered);
+//!   on its endpoint's load (in flight, answered); never_sent: a call whose endpoint's
+//!   connection went away under it goes to an endpoint connected now, not waiting for that
+//!   one's reconnection;
 //! - pick_first: every call on the first server until it shuts down, then on the second, which
 //!   keeps them when the first comes back;
 //! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
@@ -57,6 +59,7 @@ mod health_gone;
 mod health_reconnect;
 mod health_shutdown;
 mod kill;
+mod never_sent;
 mod outlier;
 mod pick_first;
 mod ring;

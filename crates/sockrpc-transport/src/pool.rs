@@ -329,6 +329,16 @@ impl Pool {
         .never_sent()
     }
 
+    /// The status of a call that takes no connection but one up now and found none (its
+    /// caller sends it elsewhere rather than wait): `UNAVAILABLE`, [never
+    /// sent](Status::is_never_sent), naming the last attempt's failure, as when waiting ends.
+    pub fn no_connection(&self) -> Status {
+        if self.inner.shut.is_closed() {
+            return closed_status();
+        }
+        self.unavailable()
+    }
+
     /// The status of a call that found no connection: the last attempt's failure, named in
     /// the message and kept as the source (so its own source, the connect's `io::Error`, is
     /// one step further down `Error::source`).

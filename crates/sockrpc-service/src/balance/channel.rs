@@ -255,7 +255,9 @@ fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32
 /// [`BalanceBuilder::wait_for_endpoint`] (then `Unavailable`); when every endpoint is failing,
 /// a fail-fast call fails at once and a wait-for-ready call waits up to its deadline
 /// ([`BalanceBuilder::wait_for_ready`]). A call refused unprocessed, or never sent (its
-/// endpoint had no connection to give), goes to another endpoint, within the same deadline. [`close`](Balanced::close), [`close_now`](Balanced::close_now) and
+/// endpoint's connection had just gone: a call never waits for one endpoint's reconnection),
+/// goes to an endpoint connected now, else waits for one within the same deadline.
+/// [`close`](Balanced::close), [`close_now`](Balanced::close_now) and
 /// [`closed`](Balanced::closed) shut it down for every clone, as on a [`Channel`].
 #[derive(Clone)]
 pub struct Balanced {
@@ -481,7 +483,10 @@ impl Balanced {
                     None
                 };
                 let begun = member.start();
-                let result = channel.call(call).await;
+                // On the connection up now, or not at all: a member whose connection just went
+                // fails it at once, never sent, and it goes to one connected now (or waits once
+                // for one, within its deadline), not for this one's connect timeout.
+                let result = channel.call_now(call).await;
                 let failed = matches!(&result, Err(s) if s.code() == Code::Unavailable);
                 let outcome = match &result {
                     Err(s) if s.is_refused_before_sending() => Outcome::NotSent,

@@ -6,24 +6,25 @@
 //! closes nothing while another lives).
 
 mod feed;
+mod future;
 mod shutdown;
 mod tonic_names;
 
 use feed::feed;
+pub use future::ChannelFuture;
+use future::{boxed, failed, unary};
 pub use tonic_names::EndpointExt;
 
 use super::udp_side::{UdpSide, GENERATIONS};
-use crate::{Body, BoxFuture, Call, ConfigDefaults};
+use crate::{Body, Call, ConfigDefaults};
 use bytes::Bytes;
-use pin_project_lite::pin_project;
 use sockrpc_protocol::{take_grpc_timeout, MetadataMap, MethodPath, Request, Response, Status};
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 use sockrpc_transport::pool::{closed_status, ConnectionStats, Pool, StartedCall};
 use sockrpc_transport::udp::{UdpClient, UdpClientStats, UdpOutcome};
-use sockrpc_transport::{ClientConnection, ResponseFuture};
+use sockrpc_transport::ClientConnection;
 use std::{
     future::Future,
-    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -131,83 +132,6 @@ impl Channel {
     }
 }
 
-pin_project! {
-    /// The future of a call on a [`Channel`].
-    pub struct ChannelFuture {
-        #[pin]
-        kind: Kind,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind {
-        // A connection was up: no allocation, no extra task. If the server refuses the call
-        // unstarted (a GOAWAY race), the request comes back and goes out once more on another
-        // connection.
-        Call { #[pin] inner: ResponseFuture, retry: Option<Retry> },
-        // The call had to wait for a connection first, or streams.
-        Boxed { inner: BoxFuture<Result<Response<Body>, Status>> },
-    }
-}
-
-/// What a unary call needs for one transparent retry (the request itself comes back from the
-/// connection, so nothing is copied up front; its deadline is the first attempt's).
-struct Retry {
-    pool: Pool,
-}
-
-impl Retry {
-    fn run(
-        self,
-        path: MethodPath,
-        mut request: Request<Bytes>,
-        deadline: Option<Instant>,
-    ) -> BoxFuture<Result<Response<Body>, Status>> {
-        if let Some(deadline) = deadline {
-            // The first attempt's deadline, not a new one: the transport tells the server
-            // what is left of it when it sends.
-            request.set_deadline(deadline);
-        }
-        Box::pin(unary_waiting(self.pool, path, request, None))
-    }
-}
-
-impl std::fmt::Debug for ChannelFuture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ChannelFuture")
-    }
-}
-
-impl Future for ChannelFuture {
-    type Output = Result<Response<Body>, Status>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
-        loop {
-            let next = match kind.as_mut().project() {
-                KindProj::Boxed { inner } => return inner.as_mut().poll(cx),
-                KindProj::Call { mut inner, retry } => {
-                    match std::task::ready!(inner.as_mut().poll(cx)) {
-                        Ok(response) => return Poll::Ready(Ok(wire_response(response))),
-                        Err(status) if status.is_not_processed() => {
-                            let deadline = inner.deadline();
-                            match (retry.take(), inner.take_unsent()) {
-                                (Some(retry), Some((path, request))) => {
-                                    retry.run(path, request, deadline)
-                                }
-                                _ => return Poll::Ready(Err(status)),
-                            }
-                        }
-                        Err(status) => return Poll::Ready(Err(status)),
-                    }
-                }
-            };
-            kind.set(Kind::Boxed { inner: next });
-        }
-    }
-}
-
 impl Service<Call> for Channel {
     type Response = Response<Body>;
     type Error = Status;
@@ -221,6 +145,24 @@ impl Service<Call> for Channel {
     }
 
     fn call(&mut self, call: Call) -> ChannelFuture {
+        self.start(call, true)
+    }
+}
+
+impl Channel {
+    /// A call that is sent only if a connection is up now: with none (it just broke, or never
+    /// came up), it fails at once `UNAVAILABLE`, [never sent](Status::is_never_sent), instead
+    /// of waiting for the pool to connect (up to the connect timeout, or to a wait-for-ready
+    /// call's deadline); refused unstarted by its connection, it is not sent again here. What
+    /// a caller that can send it elsewhere wants: a balanced channel, which sends it to an
+    /// endpoint connected now, or waits once for one, bounded by the call's deadline (as
+    /// grpc-go picks again when a picked connection is no longer ready).
+    pub fn call_now(&mut self, call: Call) -> ChannelFuture {
+        self.start(call, false)
+    }
+
+    /// A call, waiting for a connection (`waits`) or not ([`Channel::call_now`]).
+    fn start(&mut self, call: Call, waits: bool) -> ChannelFuture {
         if self.pool.is_closed() {
             // Nothing is sent, over TCP or UDP.
             return failed(closed_status());
@@ -318,17 +260,13 @@ impl Service<Call> for Channel {
                             return failed(closed_status());
                         };
                         // Datagrams carry no encoding fields: UDP calls always go plain.
-                        return ChannelFuture {
-                            kind: Kind::Boxed {
-                                inner: Box::pin(unary_udp(route, pool, path, request, started)),
-                            },
-                        };
+                        return boxed(Box::pin(unary_udp(route, pool, path, request, started)));
                     }
                 }
                 if let Err(status) = to_wire(&mut request, encoding_fields, encoder.as_ref()) {
                     return failed(status);
                 }
-                return unary(pool, path, request);
+                return unary(pool, path, request, waits);
             }
             Ok(message) => match encoder.as_ref().map(|e| e.encode(message.clone())) {
                 None => (Some((message, false)), None),
@@ -344,21 +282,9 @@ impl Service<Call> for Channel {
             deadline,
             encoding: encoding_fields,
             wait_for_ready,
+            waits,
         };
-        ChannelFuture {
-            kind: Kind::Boxed {
-                inner: Box::pin(open_stream(pool, open, first, body)),
-            },
-        }
-    }
-}
-
-/// A call that failed before anything was sent.
-fn failed(status: Status) -> ChannelFuture {
-    ChannelFuture {
-        kind: Kind::Boxed {
-            inner: Box::pin(std::future::ready(Err(status))),
-        },
+        boxed(Box::pin(open_stream(pool, open, first, body)))
     }
 }
 
@@ -395,23 +321,8 @@ struct Open {
     encoding: Option<sockrpc_protocol::EncodingFields>,
     /// Whether opening waits across failed connection attempts (see `Pool::get`).
     wait_for_ready: bool,
-}
-
-fn unary(pool: Pool, path: MethodPath, request: Request<Bytes>) -> ChannelFuture {
-    if let Some(conn) = pool.pick() {
-        let retry = Retry { pool };
-        return ChannelFuture {
-            kind: Kind::Call {
-                inner: conn.into_unary(path, request),
-                retry: Some(retry),
-            },
-        };
-    }
-    ChannelFuture {
-        kind: Kind::Boxed {
-            inner: Box::pin(unary_waiting(pool, path, request, None)),
-        },
-    }
+    /// Whether opening waits for a connection at all ([`Channel::call_now`]: not).
+    waits: bool,
 }
 
 /// A unary call that first waits for a connection (within its deadline).
@@ -519,6 +430,7 @@ async fn open_stream(
         deadline,
         encoding,
         wait_for_ready,
+        waits,
     } = open;
     let deadline = deadline.or_else(|| timeout.map(|t| Instant::now() + t));
     let mut body = body;
@@ -530,7 +442,8 @@ async fn open_stream(
         attempt += 1;
         let conn = match pool.pick() {
             Some(conn) => conn,
-            None => pool.get(deadline, wait_for_ready).await?,
+            None if waits => pool.get(deadline, wait_for_ready).await?,
+            None => return Err(pool.no_connection()),
         };
         // At the server's limit of calls on that connection, wait for room (as unary calls
         // do), rather than open a call the server would refuse; what the opening would refuse

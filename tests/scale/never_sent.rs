@@ -1,0 +1,132 @@
+//! A call whose endpoint's connection went away under it goes to an endpoint connected now,
+//! without waiting for that endpoint to reconnect: grpc-go picks again when a picked
+//! connection is no longer ready. It used to wait, in the endpoint's pool, for the reconnection
+//! (up to the connect timeout, or the call's deadline) before trying another endpoint: with a
+//! deadline shorter than the connect timeout, the call failed `DEADLINE_EXCEEDED` although
+//! another endpoint was up all along; with a longer one, each endpoint tried could cost a
+//! connect timeout.
+//!
+//! The first endpoint is a bare sockrpc speaker on a socket of the test's: it completes the
+//! handshake, answers the first call with a GOAWAY that refuses it unstarted, and stalls every
+//! later connection in its handshake (as a server that went away behind a load balancer that
+//! still accepts). On tokio's paused clock, so the waits cannot be cut short by the machine.
+
+use super::support::Server;
+use sockrpc::protocol::frame::{encode_goaway, encode_settings, HEADER_LEN, PREFACE};
+use sockrpc::service::balance::{BalanceBuilder, Members, Picker};
+use sockrpc::service::discovery;
+use sockrpc::{Call, Code};
+use sockrpc_tests::helloworld::greeter_client::GreeterClient;
+use sockrpc_tests::helloworld::HelloRequest;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The first usable endpoint in list order: the call meets the refusing endpoint first.
+struct ListOrder;
+
+impl Picker for ListOrder {
+    fn pick(&self, members: &Members, _: &Call, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        (0..members.list().len()).find(|&i| usable(i))
+    }
+}
+
+/// The frame kind of an OPEN.
+const OPEN: u8 = 1;
+
+/// Serves the handshake on the first connection and refuses its first call with GOAWAY (last
+/// call id 0); holds every later connection open without a word. Counts the calls refused.
+async fn refusing() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let refused = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&refused);
+    tokio::spawn(async move {
+        let mut stalled = Vec::new();
+        let mut first = true;
+        while let Ok((stream, _)) = listener.accept().await {
+            if std::mem::take(&mut first) {
+                tokio::spawn(refuse_first_call(stream, Arc::clone(&count)));
+            } else {
+                stalled.push(stream);
+            }
+        }
+    });
+    (addr, refused)
+}
+
+async fn refuse_first_call(mut stream: TcpStream, refused: Arc<AtomicUsize>) {
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(&PREFACE);
+    encode_settings(&mut out, 0, 100);
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    // The client's preface, then frames until an OPEN.
+    let mut preface = [0u8; PREFACE.len()];
+    if stream.read_exact(&mut preface).await.is_err() {
+        return;
+    }
+    loop {
+        let mut head = [0u8; HEADER_LEN];
+        if stream.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let mut body = vec![0u8; len];
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        if head[4] == OPEN {
+            break;
+        }
+    }
+    let mut goaway = bytes::BytesMut::new();
+    encode_goaway(&mut goaway, 0, Code::Unavailable, "going away");
+    let _ = stream.write_all(&goaway).await;
+    let _ = stream.flush().await;
+    refused.fetch_add(1, Ordering::SeqCst);
+    // Held open: the client sees the GOAWAY, not a reset.
+    tokio::time::sleep(Duration::from_secs(3_600)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_refused_unsent_goes_to_a_connected_endpoint_without_waiting() {
+    let (refusing, refused) = refusing().await;
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let endpoints = [refusing, server.addr].map(|a| format!("tcp://{a}"));
+    let channel = BalanceBuilder::default()
+        .picker(ListOrder)
+        .build(discovery::fixed(endpoints).expect("endpoints"));
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("both connected");
+
+    // A deadline well inside the connect timeout (20 s): waiting for the refusing endpoint's
+    // reconnection would spend all of it.
+    let mut client = GreeterClient::new(channel.clone());
+    let mut request = sockrpc::Request::new(HelloRequest { name: "x".into() });
+    request.set_timeout(Duration::from_secs(5));
+    let reply = tokio::time::timeout(Duration::from_secs(60), client.say_hello(request))
+        .await
+        .expect("the call ended")
+        .unwrap_or_else(|status| {
+            panic!(
+                "the call failed instead of going to the connected endpoint: {status:?}; \
+                 {:?}",
+                channel.stats()
+            )
+        });
+    let answered: SocketAddr = reply.into_inner().message.parse().expect("an address");
+    assert_eq!(answered, server.addr);
+    // It did meet the refusing endpoint first.
+    assert_eq!(refused.load(Ordering::SeqCst), 1);
+    let stats = channel.stats();
+    assert_eq!(stats[0].answered, 0, "{stats:?}");
+    assert_eq!(stats[1].answered, 1, "{stats:?}");
+    server.shutdown().await;
+}
