@@ -422,6 +422,47 @@ impl Pool {
         })
     }
 
+    /// Waits until one of its connections is up and past its handshake
+    /// ([`is_connected`](Self::is_connected)), making none for it: for whoever follows the
+    /// pool's connections without calling (a balanced channel's health watch), which would
+    /// otherwise have to look again now and then. Never resolves once the pool is closed.
+    pub async fn connection_up(&self) {
+        loop {
+            let connected = self.inner.connected.notified();
+            tokio::pin!(connected);
+            connected.as_mut().enable();
+            if self.inner.shut.is_closed() {
+                return std::future::pending().await;
+            }
+            // Up but still in its handshake: that handshake's end, or another connection.
+            let handshaking = {
+                let slots = lock(&self.inner.slots);
+                let mut handshaking = None;
+                for slot in slots.iter() {
+                    if let Slot::Live(conn) = slot {
+                        if conn.is_closed() {
+                            continue;
+                        }
+                        if conn.is_handshaken() {
+                            return;
+                        }
+                        handshaking = Some(conn.clone());
+                    }
+                }
+                handshaking
+            };
+            match handshaking {
+                Some(conn) => {
+                    tokio::select! {
+                        _ = conn.ready() => {}
+                        () = &mut connected => {}
+                    }
+                }
+                None => connected.await,
+            }
+        }
+    }
+
     /// Live connections, for tests that break one on purpose.
     pub fn connections(&self) -> Vec<ClientConnection> {
         lock(&self.inner.slots)

@@ -14,7 +14,9 @@
 //! open on a connection the server is draining, it would hold the server's graceful shutdown
 //! for the whole grace period. It also moves when the member's connect task sets a new channel:
 //! kept for the watch, the old channel's pool would reconnect by itself, a second connection
-//! to the endpoint.
+//! to the endpoint. Between connections it waits for word of the next (its pool's connection
+//! coming up, a channel set): a member without a connection costs nothing, and its next one is
+//! watched as soon as it is up.
 
 use super::member::{Health, Member};
 use crate::{BoxStream, Channel};
@@ -41,9 +43,6 @@ pub trait HealthProbe: Send + Sync + 'static {
 /// answers once and ends (a `Check` in disguise) is not asked in a loop. One that ended or
 /// failed without an answer waits out the backoff instead.
 const REWATCH: Duration = Duration::from_millis(200);
-
-/// How often a member without a live connection is looked at again for one.
-const LOOK_AGAIN: Duration = Duration::from_millis(250);
 
 /// How one watch stream ended.
 enum Ended {
@@ -74,17 +73,27 @@ pub(crate) async fn watch_member(
         else {
             return;
         };
-        // Its pool reconnects by itself, or the connect task sets a new channel: look again.
-        let Some((channel, conn)) = bound else {
-            let mut channels = channels;
-            tokio::select! {
-                () = tokio::time::sleep(LOOK_AGAIN) => {}
-                _ = channels.changed() => {}
+        // No connection to watch on: wait, doing nothing meanwhile, until its pool reconnects
+        // by itself or the connect task sets a new channel (or takes it away: pick first).
+        let (channel, conn) = match bound {
+            Bound::On(channel, conn) => (channel, conn),
+            Bound::Unconnected(channel) => {
+                let mut channels = channels;
+                tokio::select! {
+                    () = channel.connection_up() => {}
+                    _ = channels.changed() => {}
+                }
+                continue;
             }
-            continue;
+            Bound::NoChannel => {
+                let mut channels = channels;
+                // Fails once the member is gone: the next turn sees it.
+                let _ = channels.changed().await;
+                continue;
+            }
         };
         let config = channel.endpoint().backoff;
-        let mut on = Bound { conn, channels };
+        let mut on = Watched { conn, channels };
         let pause = match watch_on(&member, &*probe, channel, &mut on, &changed).await {
             Ended::Gone => return,
             Ended::Moved => None,
@@ -120,26 +129,41 @@ pub(crate) async fn watch_member(
     }
 }
 
+/// What a member's watch can run on now ([`bind`]).
+enum Bound {
+    /// Its channel, and the connection a watch on it runs on.
+    On(Channel, ClientConnection),
+    /// A channel, with no connection up.
+    Unconnected(Channel),
+    /// No channel (not connected yet, or pick first holds no connection to it).
+    NoChannel,
+}
+
 /// The member's channel and the connection a watch on it runs on: the first live one (a
 /// member's pool has one connection unless its endpoint asks for more, and a stream goes to
-/// the first with room). `None` while it has none: the watch waits for one rather than make
-/// its pool connect, as a call would.
-fn bind(member: &Member) -> Option<(Channel, ClientConnection)> {
-    let channel = member.channel()?;
+/// the first with room). Without one, the watch waits for one rather than make its pool
+/// connect, as a call would.
+fn bind(member: &Member) -> Bound {
+    let Some(channel) = member.channel() else {
+        return Bound::NoChannel;
+    };
     let conn = channel
         .connections()
         .into_iter()
-        .find(|c| !c.is_closed() && c.is_handshaken())?;
-    Some((channel, conn))
+        .find(|c| !c.is_closed() && c.is_handshaken());
+    match conn {
+        Some(conn) => Bound::On(channel, conn),
+        None => Bound::Unconnected(channel),
+    }
 }
 
 /// What a watch runs on: a connection of the member's channel, and word of the next channel.
-struct Bound {
+struct Watched {
     conn: ClientConnection,
     channels: tokio::sync::watch::Receiver<u64>,
 }
 
-impl Bound {
+impl Watched {
     /// Resolves when the watch must move: its connection stopped taking calls (sent away,
     /// broken), or the member has a new channel (its old pool would otherwise live on for the
     /// watch, with a connection of its own), or the member is gone.
@@ -151,12 +175,12 @@ impl Bound {
     }
 }
 
-/// One watch stream on `channel`, until it ends, fails, or must move ([`Bound::moved`]).
+/// One watch stream on `channel`, until it ends, fails, or must move ([`Watched::moved`]).
 async fn watch_on(
     member: &Weak<Member>,
     probe: &dyn HealthProbe,
     channel: Channel,
-    on: &mut Bound,
+    on: &mut Watched,
     changed: &(impl Fn() + Send),
 ) -> Ended {
     let mut stream = probe.watch(channel);

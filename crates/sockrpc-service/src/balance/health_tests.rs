@@ -138,3 +138,91 @@ async fn a_health_watch_moves_to_the_members_new_channel() {
     .await;
     watch.abort();
 }
+
+/// Counts the polls of the future it wraps: the wake-ups of a task that runs it.
+struct Polls<F> {
+    inner: Pin<Box<F>>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl<F: std::future::Future> std::future::Future for Polls<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// Yields (the clock standing still: a paused clock moves only when every task waits) until
+/// `cond` holds, for at most 10,000 turns; other tasks and the sockets make progress meanwhile.
+async fn without_time_passing(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    for _ in 0..10_000 {
+        if cond() {
+            assert_eq!(
+                tokio::time::Instant::now(),
+                start,
+                "{what}: the clock moved"
+            );
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("not without time passing: {what}");
+}
+
+/// A member with no connection costs its health watch nothing: it is woken by the member's
+/// channel being set, or its pool's connection coming up, not every so often to look. And the
+/// connection is watched as soon as it is up.
+#[tokio::test(start_paused = true)]
+async fn an_unconnected_members_health_watch_waits_for_word_of_a_connection() {
+    let port = hello_server().await;
+    let endpoint = Endpoint::new("127.0.0.1", port);
+    let member = Arc::new(Member::new(
+        format!("127.0.0.1:{port}"),
+        endpoint.clone(),
+        1,
+        Duration::from_secs(10),
+    ));
+    let probe = Recording::default();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let watch = tokio::spawn(Polls {
+        inner: Box::pin(watch_member(
+            Arc::downgrade(&member),
+            Arc::new(probe.clone()),
+            || {},
+        )),
+        polls: Arc::clone(&polls),
+    });
+    // No channel for a minute: the watch is not woken.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let idle = polls.load(Ordering::SeqCst);
+    assert!(idle <= 2, "woken {idle} times without a channel");
+
+    // A channel that has not connected yet (lazy): still nothing to do.
+    let channel = Channel::lazy(endpoint).expect("lazy");
+    member.set_channel(channel.clone());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let unconnected = polls.load(Ordering::SeqCst) - idle;
+    assert!(
+        unconnected <= 3,
+        "woken {unconnected} times with an unconnected channel"
+    );
+    assert!(probe.watched().is_empty(), "{:?}", probe.watched());
+
+    // Its pool connects (for a call): the watch starts on that connection at once.
+    let call = tokio::spawn({
+        let mut channel = channel.clone();
+        async move {
+            use tower_service::Service;
+            let _ = channel.call(super::member::test_set::call()).await;
+        }
+    });
+    without_time_passing("watched on the pool's connection", || {
+        probe.watched() == [port] && member.health() == Health::Serving
+    })
+    .await;
+    call.abort();
+    watch.abort();
+}

@@ -130,6 +130,12 @@ impl Channel {
     pub fn is_connected(&self) -> bool {
         self.pool.is_connected()
     }
+
+    /// Waits until [`is_connected`](Self::is_connected) holds, making no connection for it
+    /// (`Pool::connection_up`); never resolves once the channel is closed.
+    pub async fn connection_up(&self) {
+        self.pool.connection_up().await;
+    }
 }
 
 impl Service<Call> for Channel {
