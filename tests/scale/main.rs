@@ -19,7 +19,9 @@
 //!   connection went away under it goes to an endpoint connected now, not waiting for that
 //!   one's reconnection;
 //! - pick_first: every call on the first server until it shuts down, then on the second, which
-//!   keeps them when the first comes back;
+//!   keeps them when the first comes back; pick_first_conns: a connection to the server in use
+//!   only (counted on the servers' side, `counted.rs`), the next tried after 250 ms while one
+//!   stalls, the server in use kept while discovery still lists it;
 //! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
 //! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
 //!   records added and removed on the TTL, SRV priority and weight, an early lookup after a
@@ -38,6 +40,7 @@
 
 mod child;
 mod churn;
+mod counted;
 mod dns;
 mod dns_answers;
 mod dns_config;
@@ -62,6 +65,7 @@ mod kill;
 mod never_sent;
 mod outlier;
 mod pick_first;
+mod pick_first_conns;
 mod ring;
 mod slow;
 mod support;

@@ -1,5 +1,6 @@
 //! `Balanced`: a channel over a changing set of endpoints, each its own pool, picking one per
-//! call. `follow.rs` keeps the set current and its members connected.
+//! call. `follow.rs` keeps the set current and its members connected (with pick first, only
+//! one member at a time: `in_order.rs`).
 //!
 //! ```text
 //!  Discovery ──Change──▶ driver task ──▶ Members (generation n+1) ──▶ connect task per member
@@ -22,6 +23,7 @@
 use super::builder::BalanceBuilder;
 use super::follow::{connect, follow, Following};
 use super::health::HealthProbe;
+use super::in_order::connect_in_order;
 use super::member::{EndpointStats, Health, Member, Members, Outcome};
 use super::outlier::OutlierConfig;
 use super::picker::Picker;
@@ -53,6 +55,8 @@ impl BalanceBuilder {
         } = discovery.into();
         let shared = Arc::new(Shared {
             members: RwLock::new(Arc::new(Members::default())),
+            in_order: self.picker.connects_in_order(),
+            passing: AtomicBool::new(false),
             picker: self.picker,
             probe: self.probe,
             outlier: self.outlier,
@@ -93,6 +97,11 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) struct Shared {
     pub(super) members: RwLock<Arc<Members>>,
     pub(super) picker: Arc<dyn Picker>,
+    /// The picker's [`Picker::connects_in_order`]: one endpoint connected at a time
+    /// (`in_order.rs`), not each its own connect task.
+    pub(super) in_order: bool,
+    /// A pass over the endpoints runs (`in_order.rs`).
+    pub(super) passing: AtomicBool,
     pub(super) probe: Option<Arc<dyn HealthProbe>>,
     pub(super) outlier: OutlierConfig,
     pub(super) decay: Duration,
@@ -290,7 +299,9 @@ impl Balanced {
         lock(&self.shared.totals).snapshot()
     }
 
-    /// Waits until at least `count` endpoints may take calls, up to `within`.
+    /// Waits until at least `count` endpoints may take calls, up to `within`. With
+    /// [`PickFirst`](super::PickFirst), at most one ever is (it holds no connection to the
+    /// others).
     pub async fn ready(&self, count: usize, within: Duration) -> Result<(), Status> {
         let deadline = Instant::now() + within;
         let mut epoch = self.shared.epoch.subscribe();
@@ -332,18 +343,26 @@ impl Balanced {
         shared.ensure_driver();
         let members = shared.snapshot();
         let list = members.list();
+        let mut connected = false;
         let now_usable: Vec<bool> = list
             .iter()
             .map(|m| {
                 if !m.is_connected() {
                     // Lost its connection without a call failing on it (a server that
-                    // restarted): reconnect in the background, once.
-                    connect(shared, m);
+                    // restarted): reconnect in the background, once. In order, the others
+                    // hold no connection on purpose: only none connected starts a pass.
+                    if !shared.in_order {
+                        connect(shared, m);
+                    }
                     return false;
                 }
+                connected = true;
                 shared.healthy(m)
             })
             .collect();
+        if shared.in_order && !connected {
+            connect_in_order(shared);
+        }
         let fresh = |i: usize| !tried.iter().any(|t| Arc::ptr_eq(t, &list[i]));
         let healthy = |i: usize| now_usable[i] && !list[i].is_ejected();
         // The best priority with a healthy endpoint, else with a usable one: a worse priority

@@ -11,10 +11,13 @@
 
 use super::channel::{lock, Shared};
 use super::health::{watch_member, HealthProbe};
+use super::in_order::connect_in_order;
 use super::member::{Member, Members};
 use crate::discovery::{Change, ChangeStream};
 use crate::Channel;
 use sockrpc_transport::backoff::BackoffState;
+use sockrpc_transport::endpoint::Endpoint;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -157,7 +160,11 @@ fn apply(shared: &Arc<Shared>, change: Change) {
     let next = Arc::new(Members::new(current.generation() + 1, list));
     *shared.members.write().unwrap_or_else(|p| p.into_inner()) = next;
     shared.shut.retire(gone.into_iter().flatten());
-    if let Some(member) = spawn {
+    if shared.in_order {
+        // The endpoint in use stays while it is listed (as grpc-go's pick_first keeps its
+        // connection); else a pass starts from the first of the new list.
+        connect_in_order(shared);
+    } else if let Some(member) = spawn {
         connect(shared, &member);
     }
     shared.bump();
@@ -232,8 +239,14 @@ pub(super) fn watch_health(
     }
 }
 
-/// Starts (re)connecting `member` in the background unless a task already does.
+/// Starts (re)connecting `member` in the background unless a task already does; with a picker
+/// that connects in order ([`Picker::connects_in_order`](super::Picker::connects_in_order)),
+/// starts a pass over the endpoints instead, unless one runs or one endpoint is connected
+/// (`in_order.rs`).
 pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
+    if shared.in_order {
+        return connect_in_order(shared);
+    }
     // Counted before the look at the level: `Balanced::closed` waits for every task counted.
     let task = shared.shut.task(shared);
     if shared.shut.is_closed() || !member.begin_connecting() {
@@ -258,41 +271,19 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             };
             let began = Instant::now();
             let config = endpoint.backoff;
-            let timeout = endpoint.connect_timeout;
-            let attempt = tokio::time::timeout(timeout, async {
-                let channel = tokio::select! {
-                    channel = Channel::connect(endpoint) => channel?,
-                    () = &mut closing => {
-                        return Err(sockrpc_protocol::Status::cancelled("the channel closed"));
-                    }
-                };
-                // Up only once the server's preface arrived: a server shutting down may leave
-                // the kernel to complete the TCP handshake from its backlog, then never answer.
-                let Some(conn) = channel.connections().into_iter().next() else {
-                    return Err(sockrpc_protocol::Status::unavailable(
-                        "no connection came up",
-                    ));
-                };
-                tokio::select! {
-                    ready = conn.ready() => ready.map(|()| channel),
-                    // Closed during the handshake: handed back as it is, to be closed with
-                    // the channel and waited for (not left up until the connect timeout).
-                    () = &mut closing => Ok(channel),
-                }
-            })
-            .await;
+            let outcome = attempt(endpoint, &mut closing).await;
             let (Some(member), Some(shared)) = (weak_member.upgrade(), weak_shared.upgrade())
             else {
                 return;
             };
             if shared.shut.is_closed() {
-                if let Ok(Ok(channel)) = attempt {
+                if let Ok(channel) = outcome {
                     shared.shut.close_late(channel);
                 }
                 return;
             }
-            match attempt {
-                Ok(Ok(channel)) => {
+            match outcome {
+                Ok(channel) => {
                     member.set_channel(channel.clone());
                     if shared.shut.is_closed() {
                         // Closed just now: `shut_down` may have looked before it was set.
@@ -312,13 +303,9 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
                     shared.bump();
                     return;
                 }
-                Ok(Err(err)) => {
-                    tracing::debug!(endpoint = member.key(), error = %err, "connect failed");
-                    member.connect_failed(err.message().to_string());
-                }
-                Err(_) => {
-                    tracing::debug!(endpoint = member.key(), "connect timed out");
-                    member.connect_failed(format!("connect timed out after {timeout:?}"));
+                Err(reason) => {
+                    tracing::debug!(endpoint = member.key(), error = %reason, "connect failed");
+                    member.connect_failed(reason);
                 }
             }
             if let Some(hint) = &shared.on_failure {
@@ -336,4 +323,39 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             }
         }
     });
+}
+
+/// One connection attempt to `endpoint`, within its connect timeout: the channel, up once the
+/// server's preface arrived (a server shutting down may leave the kernel to complete the TCP
+/// handshake from its backlog, then never answer), else why not. `closing` (the balanced
+/// channel closing) ends it: a channel still in its handshake is then handed back as it is,
+/// to be closed with the balanced channel and waited for.
+pub(super) async fn attempt(
+    endpoint: Endpoint,
+    closing: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<Channel, String> {
+    let timeout = endpoint.connect_timeout;
+    let attempt = tokio::time::timeout(timeout, async {
+        let channel = tokio::select! {
+            channel = Channel::connect(endpoint) => channel?,
+            () = &mut *closing => {
+                return Err(sockrpc_protocol::Status::cancelled("the channel closed"));
+            }
+        };
+        let Some(conn) = channel.connections().into_iter().next() else {
+            return Err(sockrpc_protocol::Status::unavailable(
+                "no connection came up",
+            ));
+        };
+        tokio::select! {
+            ready = conn.ready() => ready.map(|()| channel),
+            () = &mut *closing => Ok(channel),
+        }
+    })
+    .await;
+    match attempt {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(err)) => Err(err.message().to_owned()),
+        Err(_) => Err(format!("connect timed out after {timeout:?}")),
+    }
 }

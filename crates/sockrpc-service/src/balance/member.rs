@@ -35,7 +35,8 @@ pub struct Member {
     /// Lower is preferred: calls go to the best priority with a usable endpoint.
     priority: AtomicU32,
     channel: RwLock<Option<Channel>>,
-    /// Counts the channels set: its health watch, on the channel it had, moves to a new one.
+    /// Counts the channels set (or taken away): its health watch, on the channel it had, moves
+    /// to a new one.
     channel_set: tokio::sync::watch::Sender<u64>,
     /// Connecting (or reconnecting) now: a task owns that.
     connecting: AtomicBool,
@@ -191,9 +192,23 @@ impl Member {
         self.channel_set.send_modify(|n| *n += 1);
     }
 
-    /// Wakes as a new channel is set (after this call): the old one's pool reconnects by itself,
-    /// so a health watch that kept it would keep a second connection to the endpoint. Fails once
-    /// the member is gone.
+    /// Takes its channel away (pick first holds a connection only to the endpoint it uses):
+    /// the member counts as unconnected until a channel is set again.
+    pub(crate) fn take_channel(&self) -> Option<Channel> {
+        let taken = self
+            .channel
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if taken.is_some() {
+            self.channel_set.send_modify(|n| *n += 1);
+        }
+        taken
+    }
+
+    /// Wakes as a new channel is set, or the channel taken away (after this call): the old
+    /// one's pool reconnects by itself, so a health watch that kept it would keep a second
+    /// connection to the endpoint. Fails once the member is gone.
     pub(crate) fn channel_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.channel_set.subscribe()
     }

@@ -8,8 +8,9 @@
 //!
 //! - [`P2c`]: two random choices, the one with less peak-EWMA latency × in-flight (default);
 //! - [`RoundRobin`]: in turn;
-//! - [`PickFirst`]: every call to the first usable endpoint, kept until it fails (grpc-go's
-//!   default);
+//! - [`PickFirst`]: every call to the first endpoint that connects, kept until it fails
+//!   (grpc-go's default); the channel connects to one endpoint at a time, in order, and holds
+//!   no connection to the others;
 //! - [`HashRing`]: consistent hashing on a metadata entry or a function of the call, with
 //!   virtual nodes, weights and fail-over to the next distinct endpoint.
 //!
@@ -20,7 +21,8 @@
 //!
 //! Files: `channel.rs` (the balanced channel), `follow.rs` (following discovery, reconnecting
 //! members), `member.rs` (one endpoint's state), `picker.rs`, `p2c.rs`, `pick_first.rs`,
-//! `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `outlier.rs`, `health.rs` (a member's health
+//! `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `in_order.rs` (connecting one endpoint
+//! at a time, for pick first), `outlier.rs`, `health.rs` (a member's health
 //! watch, following its connection), `totals.rs` (calls answered per key, departed keys
 //! bounded), `shutdown.rs` (closing the channel: [`Balanced::close`], [`Balanced::close_now`],
 //! [`Balanced::closed`]).
@@ -30,6 +32,7 @@ mod channel;
 mod follow;
 mod hash_ring;
 mod health;
+mod in_order;
 mod member;
 mod outlier;
 mod p2c;

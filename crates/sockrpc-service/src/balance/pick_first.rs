@@ -1,10 +1,13 @@
-//! Pick first: every call to one endpoint, the first usable one in discovery's order, kept
+//! Pick first: every call to one endpoint, the first in discovery's order that connects, kept
 //! until it cannot take calls (grpc-go's default policy, `pick_first`).
 //!
 //! Why a picker of its own: a client that wants one connection's ordering and warm caches (or a
 //! primary with standbys listed after it) wants every call on the same server, and moving only
-//! when that server fails. Like grpc-go's, it is sticky: once it moved to the second endpoint,
-//! it stays there when the first comes back, until the second fails in turn.
+//! when that server fails. Like grpc-go's, the channel connects to the endpoints one at a time,
+//! in order, and holds a connection only to the one in use (`in_order.rs`); when that one's
+//! connection goes, it tries them in order again. So it is sticky: once it moved to the second
+//! endpoint, it stays there when the first comes back (it holds no connection to the first to
+//! notice), until the second fails in turn.
 
 use super::member::Members;
 use super::picker::Picker;
@@ -12,7 +15,10 @@ use crate::Call;
 use std::sync::Mutex;
 
 /// Sends every call to one endpoint: the current one while it is usable, else the first usable
-/// one in list order, which becomes the current one.
+/// one in list order, which becomes the current one. The channel holds a connection only to
+/// that one ([`Picker::connects_in_order`]); with health checking, one that says `NOT_SERVING`
+/// takes no calls and is not left for another while connected (grpc-go's `pick_first` does no
+/// health checking of its own).
 #[derive(Debug, Default)]
 pub struct PickFirst {
     /// The key of the endpoint calls go to now.
@@ -45,6 +51,10 @@ impl Picker for PickFirst {
         let first = (0..list.len()).find(|&i| usable(i))?;
         *current = Some(list[first].key().to_owned());
         Some(first)
+    }
+
+    fn connects_in_order(&self) -> bool {
+        true
     }
 }
 

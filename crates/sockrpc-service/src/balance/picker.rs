@@ -15,6 +15,14 @@ pub trait Picker: Send + Sync + 'static {
     /// for which `usable(index)` holds; `None` when none is.
     fn pick(&self, members: &Members, call: &Call, usable: &dyn Fn(usize) -> bool)
         -> Option<usize>;
+
+    /// Whether the channel connects to one endpoint at a time, in discovery's order, and keeps
+    /// a connection only to the first that connects (and to the one being tried), as grpc-go's
+    /// `pick_first` does; `pick` then chooses among at most that one. False (the default): the
+    /// channel keeps every endpoint connected, for `pick` to choose among.
+    fn connects_in_order(&self) -> bool {
+        false
+    }
 }
 
 /// A random number below `n` (`n > 0`), from a per-thread xorshift generator seeded by the

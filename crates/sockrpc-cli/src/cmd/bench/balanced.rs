@@ -125,7 +125,9 @@ pub(super) fn run(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let expected = if target.starts_with("dns:") {
+    // Pick first connects to one server only (as grpc-go's `pick_first`).
+    let one = matches!(args.balance, Some(Balance::PickFirst));
+    let expected = if one || target.starts_with("dns:") {
         1
     } else {
         // One endpoint per distinct server: `tcp://A,tcp://A` is one.

@@ -1,0 +1,253 @@
+//! Connecting one endpoint at a time, in order, for [`PickFirst`](super::PickFirst): grpc-go's
+//! `pick_first` holds a connection only to the address it uses, not one to each.
+//!
+//! Why not the per-member connect tasks the other pickers use (`follow.rs`): they keep every
+//! endpoint connected, which is what a picker choosing among them per call needs, but a client
+//! that sends every call to one server (a primary with standbys listed after it) would hold a
+//! connection to each standby for nothing, and each standby would carry one per client.
+//!
+//! A pass tries the endpoints in discovery's order, one attempt at a time, except that an
+//! attempt still under way after [`NEXT_AFTER`] has the next one's start beside it (grpc-go's
+//! Happy Eyeballs, gRFC A61); the first to connect is kept, the attempts still under way are
+//! dropped, and any other endpoint's channel is let go. When every endpoint failed, the next
+//! pass starts after the first endpoint's reconnect backoff. When the endpoint in use loses
+//! its connection (noticed as the other pickers' members are: a call failing on it, the next
+//! call, or the driver's upkeep), a pass starts again from the first endpoint. A set change
+//! keeps the endpoint in use while it is still listed; else a pass starts over the new list.
+
+use super::channel::Shared;
+use super::follow::{attempt, watch_health};
+use super::member::Member;
+use crate::Channel;
+use sockrpc_transport::backoff::BackoffState;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long an attempt runs alone before the next endpoint's attempt starts beside it
+/// (grpc-go's Happy Eyeballs delay).
+pub(super) const NEXT_AFTER: Duration = Duration::from_millis(250);
+
+/// The right to run a pass, given back however the pass task ends (done, the channel dropped,
+/// or dropped unfinished with its runtime), so that the next trigger starts another.
+struct Passing(Weak<Shared>);
+
+impl Drop for Passing {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.passing.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Starts a pass over the endpoints in the background, unless one runs (one atomic load then):
+/// it ends at once when an endpoint is connected, letting the others' channels go.
+pub(super) fn connect_in_order(shared: &Arc<Shared>) {
+    if shared.passing.load(Ordering::Acquire) || shared.shut.is_closed() {
+        return;
+    }
+    // Counted before the second look at the level: `Balanced::closed` waits for it.
+    let task = shared.shut.task(shared);
+    if shared.shut.is_closed() || shared.passing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let passing = Passing(Arc::downgrade(shared));
+    let weak = Arc::downgrade(shared);
+    let closing = shared.shut.closing();
+    tokio::spawn(async move {
+        let _task = task;
+        let _passing = passing;
+        tokio::pin!(closing);
+        passes(weak, &mut closing).await;
+    });
+}
+
+/// Passes until an endpoint is connected, the set is empty, or the channel closes or goes.
+async fn passes(shared: Weak<Shared>, closing: &mut (impl Future<Output = ()> + Unpin)) {
+    // The first endpoint's reconnect backoff (gRPC's: 1 s, ×1.6, ±20 %, at most 120 s)
+    // between passes, each wait measured from the start of the pass that failed.
+    let mut backoff: Option<BackoffState> = None;
+    loop {
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        let members = s.snapshot();
+        if let Some(held) = members.list().iter().find(|m| m.is_connected()) {
+            // The endpoint in use (this pass's, or one still up): the others hold nothing.
+            release_others(&s, held);
+            return;
+        }
+        // An empty set: the next insert starts a pass.
+        let Some(first) = members.list().first() else {
+            return;
+        };
+        let config = first.endpoint().backoff;
+        drop((s, members));
+        let began = Instant::now();
+        if !first_to_connect(&shared).await {
+            return;
+        }
+        let connected = shared
+            .upgrade()
+            .is_some_and(|s| s.snapshot().list().iter().any(|m| m.is_connected()));
+        if connected {
+            continue;
+        }
+        let state = backoff.get_or_insert_with(|| BackoffState::new(config));
+        let next = began + state.current();
+        state.fail();
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = &mut *closing => return,
+        }
+    }
+}
+
+/// An attempt under way: its member, and the channel it brings up or why not.
+type Attempt = Pin<Box<dyn Future<Output = (Arc<Member>, Result<Channel, String>)> + Send>>;
+
+/// One pass: tries the endpoints in order until one connects (set as its member's channel) or
+/// every one failed (each recorded). False when the channel closed or went: the attempts under
+/// way end then too (each watches the close), and one that connected is closed the channel's
+/// way, waited for by [`Balanced::closed`](super::Balanced::closed).
+async fn first_to_connect(shared: &Weak<Shared>) -> bool {
+    let mut tried: Vec<Arc<Member>> = Vec::new();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    // When the next endpoint's attempt starts (`None`: every endpoint is tried).
+    let mut next_at = Some(Instant::now());
+    loop {
+        if next_at.is_some_and(|at| at <= Instant::now()) {
+            let Some(s) = shared.upgrade() else {
+                return false;
+            };
+            // In the set as it is now: one inserted meanwhile has its turn too.
+            let next = s
+                .snapshot()
+                .list()
+                .iter()
+                .find(|m| !tried.iter().any(|t| Arc::ptr_eq(t, m)))
+                .cloned();
+            next_at = match next {
+                Some(member) => {
+                    tried.push(Arc::clone(&member));
+                    let endpoint = member.endpoint().clone();
+                    let mut closing = Box::pin(s.shut.closing());
+                    attempts.push(Box::pin(async move {
+                        let outcome = attempt(endpoint, &mut closing).await;
+                        (member, outcome)
+                    }));
+                    Some(Instant::now() + NEXT_AFTER)
+                }
+                None => None,
+            };
+            if s.shut.is_closed() {
+                next_at = None;
+            }
+        }
+        if attempts.is_empty() {
+            // Every endpoint failed, or the channel closed.
+            return shared.upgrade().is_some_and(|s| !s.shut.is_closed());
+        }
+        let start_next = async {
+            match next_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (member, outcome) = tokio::select! {
+            done = std::future::poll_fn(|cx| first_done(&mut attempts, cx)) => done,
+            () = start_next => continue,
+        };
+        let Some(s) = shared.upgrade() else {
+            return false;
+        };
+        if s.shut.is_closed() {
+            // Closed: no more attempts; what came up is closed with the channel.
+            next_at = None;
+            if let Ok(channel) = outcome {
+                s.shut.close_late(channel);
+            }
+            continue;
+        }
+        match outcome {
+            Ok(channel) if !s.snapshot().list().iter().any(|m| Arc::ptr_eq(m, &member)) => {
+                // Removed from the set meanwhile: let go, and the next one's turn now.
+                drop(channel);
+                if next_at.is_some() {
+                    next_at = Some(Instant::now());
+                }
+            }
+            Ok(channel) => {
+                // The attempts still under way are dropped with their channels.
+                drop(attempts);
+                keep(&s, &member, channel);
+                return !s.shut.is_closed();
+            }
+            Err(reason) => {
+                tracing::debug!(endpoint = member.key(), error = %reason, "connect failed");
+                member.connect_failed(reason);
+                if let Some(hint) = &s.on_failure {
+                    hint.notify_one();
+                }
+                // Fail-fast calls waiting for an endpoint look again: this one is failing.
+                s.bump();
+                // The next endpoint's turn, now.
+                if next_at.is_some() {
+                    next_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// The first attempt to end, taken out of `attempts`.
+fn first_done(
+    attempts: &mut Vec<Attempt>,
+    cx: &mut Context<'_>,
+) -> Poll<(Arc<Member>, Result<Channel, String>)> {
+    for i in 0..attempts.len() {
+        if let Poll::Ready(done) = attempts[i].as_mut().poll(cx) {
+            drop(attempts.swap_remove(i));
+            return Poll::Ready(done);
+        }
+    }
+    Poll::Pending
+}
+
+/// `member` connected: its channel is set (or closed, when the balanced channel closed), the
+/// others' let go, its health watched, and the calls waiting for an endpoint look again.
+fn keep(shared: &Arc<Shared>, member: &Arc<Member>, channel: Channel) {
+    if shared.shut.is_closed() {
+        shared.shut.close_late(channel);
+        return;
+    }
+    member.set_channel(channel.clone());
+    if shared.shut.is_closed() {
+        // Closed just now: `shut_down` may have looked before it was set.
+        shared.shut.close_late(channel);
+        return;
+    }
+    member.connect_succeeded();
+    release_others(shared, member);
+    if let Some(probe) = &shared.probe {
+        watch_health(shared, member, probe);
+    }
+    shared.bump();
+}
+
+/// Every member but `held` lets its channel go: its connection closes once the calls it
+/// carries end (kept for the balanced channel's close meanwhile, as a removed member's).
+fn release_others(shared: &Shared, held: &Arc<Member>) {
+    for member in shared.snapshot().list() {
+        if Arc::ptr_eq(member, held) {
+            continue;
+        }
+        if let Some(channel) = member.take_channel() {
+            shared.shut.retire(channel.connections());
+        }
+    }
+}
