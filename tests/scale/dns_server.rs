@@ -80,6 +80,27 @@ pub(crate) struct Dns {
     _server: ServerFuture<Flaky>,
 }
 
+/// A UDP socket on a free port, and with `tcp` a listener on the same port number, as a DNS
+/// server answers on both. The port the kernel picks for UDP may be taken for TCP (another
+/// test's connection): then another port, a bounded number of times.
+async fn bind_both(tcp: bool) -> (tokio::net::UdpSocket, Option<tokio::net::TcpListener>) {
+    for _ in 0..50 {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind dns");
+        if !tcp {
+            return (socket, None);
+        }
+        let addr = socket.local_addr().expect("dns addr");
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return (socket, Some(listener)),
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(err) => panic!("bind dns over TCP on the UDP port: {err}"),
+        }
+    }
+    panic!("no port free for DNS over both UDP and TCP in 50 tries")
+}
+
 impl Dns {
     /// A server whose answers of "no such records" stand for 1 s (its SOA's TTL and minimum).
     pub(crate) async fn start() -> Dns {
@@ -116,9 +137,7 @@ impl Dns {
         let mut catalog = Catalog::new();
         let object: Arc<dyn AuthorityObject> = zone.clone();
         catalog.upsert(LowerName::from(&origin), vec![object]);
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind dns");
+        let (socket, listener) = bind_both(tcp).await;
         let addr = socket.local_addr().expect("dns addr");
         let (fail_a, fail_aaaa) = (Arc::default(), Arc::default());
         let (failed, asked) = (Arc::default(), Arc::default());
@@ -130,10 +149,7 @@ impl Dns {
             asked: Arc::clone(&asked),
         });
         server.register_socket(socket);
-        if tcp {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .expect("bind dns over TCP on the UDP port");
+        if let Some(listener) = listener {
             server.register_listener(listener, std::time::Duration::from_secs(5));
         }
         Dns {
