@@ -60,9 +60,14 @@ pub(super) fn one_message<B: OutboundBody>(routed: Result<Response<B>, Status>) 
     let (metadata, body, trailers) = routed?.into_parts();
     match body.into_once() {
         Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
-        Err(_) => Err(Status::unimplemented(
-            "streaming responses are not served over UDP",
-        )),
+        Err(streamed) => {
+            // Dropped as ended with what the client is told (`ending.rs`): a layer watching the
+            // stream records `UNIMPLEMENTED`, not a cancel.
+            crate::ending::drop_as(sockrpc_protocol::Code::Unimplemented, streamed);
+            Err(Status::unimplemented(
+                "streaming responses are not served over UDP",
+            ))
+        }
     }
 }
 
@@ -199,4 +204,46 @@ fn without_trailers(status: &Status, limits: &Limits) -> Status {
     let cap = limits.status_message_cap().min(frame::MAX_STATUS_MESSAGE);
     let message = frame::noted_status(status.message(), &note, cap);
     Status::with_details(status.code(), message, status.details().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockrpc_protocol::Code;
+    use std::cell::Cell;
+    use std::task::{Context, Poll};
+
+    thread_local! {
+        static SEEN: Cell<Option<Code>> = const { Cell::new(None) };
+    }
+
+    /// A streamed body that notes the code its drop ran under.
+    struct Streamed;
+
+    impl Drop for Streamed {
+        fn drop(&mut self) {
+            SEEN.with(|seen| seen.set(Some(crate::ending::dropped_as())));
+        }
+    }
+
+    impl OutboundBody for Streamed {
+        fn into_once(self) -> Result<Bytes, Self> {
+            Err(self)
+        }
+
+        fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+            Poll::Ready(None)
+        }
+    }
+
+    /// A streamed answer cannot go over UDP: the client gets `UNIMPLEMENTED`, and the body is
+    /// dropped as ended so, which the server's trace and metrics layers record (it was
+    /// recorded `CANCELLED`).
+    #[test]
+    fn a_streamed_answer_is_dropped_as_unimplemented() {
+        let answer = one_message(Ok(Response::new(Streamed)));
+        let status = answer.err().map(|status| status.code());
+        assert_eq!(status, Some(Code::Unimplemented));
+        assert_eq!(SEEN.with(Cell::get), Some(Code::Unimplemented));
+    }
 }
