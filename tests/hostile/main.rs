@@ -42,6 +42,7 @@ mod pinned_streams;
 mod probe;
 mod raw;
 mod refused_midstream;
+mod refused_span;
 mod reset;
 mod reset_pace;
 mod reset_pause_idle;

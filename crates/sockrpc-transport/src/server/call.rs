@@ -182,7 +182,7 @@ impl<D: Dispatch> Connection<D> {
         };
         match polled {
             Poll::Ready(result) => {
-                record(&span, started, &result);
+                let code = code_of(&result);
                 let answered = {
                     let mut state = self.shared.lock();
                     let answered =
@@ -194,10 +194,14 @@ impl<D: Dispatch> Connection<D> {
                 // answer was refused with, if it was.
                 let streamed = match answered {
                     Answered::Written { refused } => {
+                        record(&span, started, refused.unwrap_or(code));
                         drop_handler(future, refused);
                         None
                     }
-                    Answered::Streamed(response) => Some(response),
+                    Answered::Streamed(response) => {
+                        record(&span, started, code);
+                        Some(response)
+                    }
                 };
                 if let Some(response) = streamed {
                     // Streamed answers are paced by the client's credit: they go on, polled
@@ -210,8 +214,16 @@ impl<D: Dispatch> Connection<D> {
                         future: (),
                         turn: Turn::default(),
                     };
-                    let task =
-                        finish_call(shared, call_id, Ok(response), fold_end, deadline, handler);
+                    let done = |_: Option<Code>| {};
+                    let task = finish_call(
+                        shared,
+                        call_id,
+                        Ok(response),
+                        fold_end,
+                        deadline,
+                        handler,
+                        done,
+                    );
                     let task = async move {
                         let _charge = (charge, decoded_charge);
                         task.await;
@@ -229,10 +241,16 @@ impl<D: Dispatch> Connection<D> {
                 let task = async move {
                     let _charge = (charge, decoded_charge);
                     let result = (&mut future).await;
-                    record(&task_span, started, &result);
+                    let code = code_of(&result);
                     let turn = future.take_turn();
                     let handler = Handler { future, turn };
-                    finish_call(shared, call_id, result, fold_end, deadline, handler).await;
+                    let answered = |refused: Option<Code>| {
+                        record(&task_span, started, refused.unwrap_or(code));
+                    };
+                    finish_call(
+                        shared, call_id, result, fold_end, deadline, handler, answered,
+                    )
+                    .await;
                 };
                 if streaming {
                     self.run_local(call_id, task.instrument(span));
@@ -411,16 +429,19 @@ impl<B: OutboundBody> Guarded<B> {
     }
 }
 
-fn record<B>(
-    span: &tracing::Span,
-    started: Option<std::time::Instant>,
-    result: &Result<Response<B>, Status>,
-) {
+/// The code a handler's result ends its call with, unless its answer is refused.
+fn code_of<B>(result: &Result<Response<B>, Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// Records a call's end on its DEBUG `rpc` span: `code`, the one its client is told (a
+/// one-message answer the transport refused for its size ends with the refusal's code, not
+/// the handler's `OK`), and the time since the call started.
+fn record(span: &tracing::Span, started: Option<std::time::Instant>, code: Code) {
     if let Some(started) = started {
-        let code = match result {
-            Ok(_) => Code::Ok,
-            Err(status) => status.code(),
-        };
         span.record("status", tracing::field::display(code));
         span.record("elapsed_us", started.elapsed().as_micros() as u64);
         tracing::debug!(parent: span, "call finished");
@@ -446,6 +467,8 @@ fn drop_handler<F>(future: F, refused: Option<Code>) {
 /// Answers a call whose handler finished in its own task: at once, or by streaming; then
 /// forgets it. A call cancelled meanwhile gets nothing. The handler's turn among the parked
 /// (`room.rs`) is left once the answer (or its head) is appended, and its future dropped after.
+/// `on_answered` hears, out of the lock, the code a refused one-message answer ended with
+/// (`None`: not refused, a streamed answer, or a call cancelled meanwhile).
 async fn finish_call<B: OutboundBody, F>(
     shared: Arc<Shared>,
     call_id: u32,
@@ -453,6 +476,7 @@ async fn finish_call<B: OutboundBody, F>(
     fold_end: bool,
     deadline: Option<Instant>,
     handler: Handler<F>,
+    on_answered: impl FnOnce(Option<Code>),
 ) {
     let Handler { future, turn } = handler;
     let answered = {
@@ -460,6 +484,7 @@ async fn finish_call<B: OutboundBody, F>(
         if !state.running.contains_key(&call_id) {
             turn.end(&shared, &mut state);
             drop(state);
+            on_answered(None);
             drop(future);
             return;
         }
@@ -478,10 +503,12 @@ async fn finish_call<B: OutboundBody, F>(
     // connection's business.
     let streamed = match answered {
         Answered::Written { refused } => {
+            on_answered(refused);
             drop_handler(future, refused);
             None
         }
         Answered::Streamed(response) => {
+            on_answered(None);
             drop(future);
             Some(response)
         }
