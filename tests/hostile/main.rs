@@ -38,6 +38,7 @@ mod pieces_cancel;
 mod pieces_cross;
 mod pieces_rate;
 mod pieces_wait;
+mod pinned_small;
 mod pinned_streams;
 mod probe;
 mod raw;

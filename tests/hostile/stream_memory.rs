@@ -25,7 +25,7 @@ const HALF_CLOSED: u8 = 0x02 | END_STREAM;
 
 /// A `Unary` call on `stream` as call `call_id`, answered OK: every frame sent before it on the
 /// connection has been taken. `first`: the server's preface is still to be read.
-async fn unary(stream: &mut TcpStream, call_id: u32, first: bool) {
+pub(crate) async fn unary(stream: &mut TcpStream, call_id: u32, first: bool) {
     let chunk = Chunk {
         seq: u64::from(call_id),
         payload: bytes::Bytes::from_static(b"unary"),

@@ -13,11 +13,14 @@
 //! common case); what keeps a slice alive keeps its buffer alive, so the buffer is sized to
 //! what is being read and given up once a large frame has been taken out of it.
 //!
-//! While the buffer is an allocation grown for a large frame, frames under a quarter of it
-//! are copied out instead of sliced: a small message read in the same batch as a 4 MiB one
-//! (a stream's queued message, a waiting handler's request) would otherwise keep the whole
-//! allocation alive while being counted as its own few kilobytes. What any frame holds is
-//! then at most four times its size, or a 16 KiB chunk.
+//! While the buffer is an allocation grown for a frame larger than a chunk, frames under a
+//! quarter of it are copied out instead of sliced: a small message read in the same batch as
+//! a 4 MiB one (a stream's queued message, a waiting handler's request) would otherwise keep
+//! the whole allocation alive while being counted as its own few kilobytes. What any frame
+//! holds is then at most four times its size, or `GROWN` (32 KiB: the most small frames
+//! alone make a buffer grow to). Until session 55 only buffers past 64 KiB were treated so:
+//! a 48,000-byte frame read before each 4 KiB message queued on a stream made each hold a
+//! buffer of 60 KiB (`tests/hostile/pinned_small.rs`).
 //!
 //! Before a read into an empty buffer, the buffer reclaims room for as many bytes as came
 //! since it was last empty (up to 64 KiB) from the allocation they were read into, once
@@ -53,6 +56,13 @@ const MAX_RESERVE: usize = 256 * 1024;
 
 /// Room below which the buffer is made larger before a read, whatever the frames' sizes.
 const MIN_ROOM: usize = 4096;
+
+/// The largest allocation frames no larger than a chunk make the buffer read into: a chunk
+/// grown once (doubled, or a chunk past a partial frame). A larger one grew for a larger
+/// frame, and frames under a quarter of it are copied out of it rather than kept as slices
+/// that keep it alive. Below it, small frames stay slices (the common case costs no copy), and
+/// a frame holds at most this much.
+pub(crate) const GROWN: usize = 2 * CHUNK;
 
 /// A connection's read half, its buffer and its frame decoder.
 pub struct FrameReader {
@@ -153,11 +163,11 @@ impl FrameReader {
     }
 
     /// Notes that the buffer reads into an allocation of `alloc` bytes: frames under a quarter
-    /// of a large one are copied out of it.
+    /// of one past [`GROWN`] are copied out of it.
     fn note_alloc(&mut self, alloc: usize) {
         self.alloc = alloc;
         self.decoder
-            .copy_below(if alloc > LARGE { alloc / 4 } else { 0 });
+            .copy_below(if alloc > GROWN { alloc / 4 } else { 0 });
     }
 
     /// The next whole frame in the buffer, if any.
