@@ -5,15 +5,24 @@
 //! that put a 48,000-byte MESSAGE for a call never opened (read, then dropped and credited)
 //! before each 4 KiB message of a stream whose handler does not read, made each queued 4 KiB
 //! message hold a buffer of about 60 KiB: 3,840 of them, 15 MiB under the 16 MiB window, held
-//! over 200 MiB. Measured as `memory.rs` does: the resident size of a server in a child process.
+//! over 200 MiB; and a unary request whose handler waits kept one so too. Measured as
+//! `memory.rs` does: the resident size of a server in a child process.
 
+use crate::edges::{end_code, until_end};
 use crate::memory::{assert_growth, child_serving, parent_runtime, CHILD_ENV};
-use crate::raw::{concat, connect, frame, header, open_body, send, MESSAGE, OPEN, PREFACE};
+use crate::raw::{
+    concat, connect, echo_message, frame, header, open, open_body, send, ECHO_PATH, END_STREAM,
+    MESSAGE, OPEN, PREFACE,
+};
 use crate::stream_memory::unary;
 use crate::stream_reset::{Holding, COLLECT_PATH};
+use sockrpc::{Request, Response, Status};
 use sockrpc_tests::child::{memory_of, test_name, ChildServer};
+use sockrpc_tests::echo::echo_server::{Echo, EchoServer};
+use sockrpc_tests::echo::{EchoReply, EchoRequest, FailRequest, GrowRequest, SleepRequest};
 use sockrpc_tests::stream::streamer_server::StreamerServer;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// The OPEN flag for a streamed request (docs/PROTOCOL.md, *Flags*).
@@ -79,7 +88,7 @@ fn held_by(test: &str, attack: Attack) {
     parent_runtime().block_on(async {
         // Warm up: the same on a few streams, closed again.
         drop(queued(child.addr, 16, attack).await);
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let before = memory_of(child.pid());
         let mut stream = queued(child.addr, STREAMS, attack).await;
         // Twice what the queues count leaves room for the allocator and the handlers; a buffer
@@ -144,4 +153,93 @@ fn queued_messages_past_a_quarter_of_two_chunks_do_not_pin_a_larger_buffer() {
             per_stream: 7,
         },
     );
+}
+
+/// An echo whose `Echo` holds its request for 30 s before it answers, as a handler that
+/// waits on a database holds what it was sent.
+struct HoldingEcho;
+
+impl Echo for HoldingEcho {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        let request = request.into_inner();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(Response::new(EchoReply {
+            payload: request.payload,
+            id: request.id,
+        }))
+    }
+
+    async fn sleep(&self, _: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("sleep"))
+    }
+
+    async fn fail(&self, _: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::aborted("fail"))
+    }
+
+    async fn grow(&self, _: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
+        Err(Status::unimplemented("grow"))
+    }
+}
+
+/// Waiting unary calls: each request of 100 bytes read right after a frame of 48,000 bytes for
+/// a call never opened.
+const WAITING: u32 = 2000;
+
+/// A connection with [`WAITING`] `Echo` calls waiting, each read after a filler; every frame
+/// read once a `Fail` call behind them is answered.
+async fn waiting(addr: SocketAddr, calls: u32) -> TcpStream {
+    let mut stream = connect(addr).await;
+    let filler = vec![0x5A; 48_000];
+    let mut wire = PREFACE.to_vec();
+    for call_id in 1..=calls {
+        wire.extend_from_slice(&concat(&[
+            &header(filler.len() as u32, MESSAGE, 0, 0, 1_000_000 + call_id),
+            &filler,
+            &open(call_id, ECHO_PATH, &[]),
+            &echo_message(call_id, u64::from(call_id), &[0xA5; 100]),
+        ]));
+    }
+    let fail = calls + 1;
+    wire.extend_from_slice(&open(fail, b"/sockrpc.test.Echo/Fail", &[]));
+    wire.extend_from_slice(&frame(MESSAGE, END_STREAM, fail, &[]));
+    send(&mut stream, &[&wire]).await;
+    let frames = until_end(&mut stream, &mut Vec::new(), fail).await;
+    assert_eq!(end_code(&frames, fail), 10, "ABORTED, from the handler");
+    stream
+}
+
+#[test]
+fn waiting_requests_do_not_pin_the_buffer_of_a_larger_frame_read_before_them() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child_serving(|listener, shutdown| {
+            sockrpc::Server::builder()
+                .add_service(EchoServer::new(HoldingEcho))
+                .serve_with_listener_and_shutdown(listener, shutdown)
+        });
+    }
+    let child = ChildServer::spawn(
+        &test_name(
+            module_path!(),
+            "waiting_requests_do_not_pin_the_buffer_of_a_larger_frame_read_before_them",
+        ),
+        CHILD_ENV,
+    );
+    parent_runtime().block_on(async {
+        // Warm up: the same with a few calls, on a connection closed again (which ends them).
+        drop(waiting(child.addr, 50).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = memory_of(child.pid());
+        let _stream = waiting(child.addr, WAITING).await;
+        // A request holds at most 32 KiB (`reader::GROWN`) or four times its size: 62.5 MiB
+        // here at most; 125 MiB before the fix (a 64 KiB buffer each).
+        assert_growth(
+            "2,000 waiting requests of 100 bytes (RSS now)",
+            before,
+            memory_of(child.pid()),
+            u64::from(WAITING) * 32 * 1024,
+            4 * u64::from(WAITING) * 32 * 1024,
+        );
+    });
+    child.finish();
 }
