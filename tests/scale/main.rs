@@ -21,7 +21,9 @@
 //! - pick_first: every call on the first server until it shuts down, then on the second, which
 //!   keeps them when the first comes back; pick_first_conns: a connection to the server in use
 //!   only (counted on the servers' side, `counted.rs`), the next tried after 250 ms while one
-//!   stalls, the server in use kept while discovery still lists it;
+//!   stalls, the server in use kept while discovery still lists it, a server discovery adds
+//!   while every other one is failing tried at once, not after the backoff between passes,
+//!   and passes that stop at a server closing after its handshake kept apart by that backoff;
 //! - outlier: a server failing UNAVAILABLE is ejected (with backoff) and readmitted;
 //! - dns: a real DNS server (hickory-server, in process) whose records change mid-test (A
 //!   records added and removed on the TTL, SRV priority and weight, an early lookup after a

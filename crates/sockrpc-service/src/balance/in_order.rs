@@ -10,10 +10,12 @@
 //! attempt still under way after [`NEXT_AFTER`] has the next one's start beside it (grpc-go's
 //! Happy Eyeballs, gRFC A61); the first to connect is kept, the attempts still under way are
 //! dropped, and any other endpoint's channel is let go. When every endpoint failed, the next
-//! pass starts after the first endpoint's reconnect backoff. When the endpoint in use loses
-//! its connection (noticed as the other pickers' members are: a call failing on it, the next
-//! call, or the driver's upkeep), a pass starts again from the first endpoint. A set change
-//! keeps the endpoint in use while it is still listed; else a pass starts over the new list.
+//! pass starts after the first endpoint's reconnect backoff; an endpoint discovery adds
+//! meanwhile is tried at once, alone (gRFC A62: a new address list is tried in
+//! TRANSIENT_FAILURE). When the endpoint in use loses its connection (noticed as the other
+//! pickers' members are: a call failing on it, the next call, or the driver's upkeep), a pass
+//! starts again from the first endpoint. A set change keeps the endpoint in use while it is
+//! still listed; else a pass starts over the new list.
 
 use super::channel::Shared;
 use super::follow::{attempt, watch_health};
@@ -86,36 +88,119 @@ async fn passes(shared: Weak<Shared>, closing: &mut (impl Future<Output = ()> + 
             return;
         };
         let config = first.endpoint().backoff;
+        // The endpoints this pass knows of (weak: one removed goes, its channel with it).
+        let mut known: Vec<Weak<Member>> = members.list().iter().map(Arc::downgrade).collect();
         drop((s, members));
         let began = Instant::now();
-        if !first_to_connect(&shared).await {
+        if !pass(&shared, &mut known, false).await {
             return;
         }
-        let connected = shared
-            .upgrade()
-            .is_some_and(|s| s.snapshot().list().iter().any(|m| m.is_connected()));
-        if connected {
-            continue;
-        }
-        let state = backoff.get_or_insert_with(|| BackoffState::new(config));
-        let next = began + state.current();
-        state.fail();
-        tokio::select! {
-            () = tokio::time::sleep_until(next) => {}
-            () = &mut *closing => return,
+        if !is_connected(&shared) {
+            let state = backoff.get_or_insert_with(|| BackoffState::new(config));
+            let next = began + state.current();
+            state.fail();
+            // Meanwhile an endpoint discovery adds is tried at once, alone: grpc-go's
+            // pick_first tries a new address list in TRANSIENT_FAILURE (gRFC A62) without
+            // waiting out the backoff of the addresses that failed (up to 120 s). Those that
+            // failed keep their wait, and one this pass did not reach (it stopped at an
+            // endpoint that connected, then lost its connection at once) is not new.
+            loop {
+                match backoff_until(&shared, next, &known, closing).await {
+                    Wake::Gone => return,
+                    Wake::Due => break,
+                    Wake::Added => {
+                        if !pass(&shared, &mut known, true).await {
+                            return;
+                        }
+                        if is_connected(&shared) {
+                            break;
+                        }
+                    }
+                }
+            }
         }
     }
+}
+
+/// A pass over the endpoints (with `only_new`, over those not `known` only), each one tried
+/// added to `known`; what [`first_to_connect`] returns.
+async fn pass(shared: &Weak<Shared>, known: &mut Vec<Weak<Member>>, only_new: bool) -> bool {
+    let skip = if only_new { known.clone() } else { Vec::new() };
+    let mut tried = Vec::new();
+    let open = first_to_connect(shared, &mut tried, &skip).await;
+    known.extend(tried.iter().map(Arc::downgrade));
+    open
+}
+
+/// Whether an endpoint of the set is connected.
+fn is_connected(shared: &Weak<Shared>) -> bool {
+    shared
+        .upgrade()
+        .is_some_and(|s| s.snapshot().list().iter().any(|m| m.is_connected()))
+}
+
+/// Why [`backoff_until`] returned.
+enum Wake {
+    /// The wait is over: the next pass is due.
+    Due,
+    /// The set holds an endpoint not known to the passes since the wait's.
+    Added,
+    /// The channel closed or went.
+    Gone,
+}
+
+/// Waits until `next`, or until the set holds an endpoint not in `known`.
+async fn backoff_until(
+    shared: &Weak<Shared>,
+    next: Instant,
+    known: &[Weak<Member>],
+    closing: &mut (impl Future<Output = ()> + Unpin),
+) -> Wake {
+    let Some(mut epoch) = shared.upgrade().map(|s| s.epoch.subscribe()) else {
+        return Wake::Gone;
+    };
+    loop {
+        // Before the look: a change after it wakes the wait below.
+        epoch.mark_unchanged();
+        let Some(s) = shared.upgrade() else {
+            return Wake::Gone;
+        };
+        let added = s.snapshot().list().iter().any(|m| !is_known(known, m));
+        drop(s);
+        if added {
+            return Wake::Added;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => return Wake::Due,
+            () = &mut *closing => return Wake::Gone,
+            changed = epoch.changed() => {
+                if changed.is_err() {
+                    return Wake::Gone;
+                }
+            }
+        }
+    }
+}
+
+/// Whether `member` is one of `known`.
+fn is_known(known: &[Weak<Member>], member: &Arc<Member>) -> bool {
+    let member = Arc::downgrade(member);
+    known.iter().any(|k| k.ptr_eq(&member))
 }
 
 /// An attempt under way: its member, and the channel it brings up or why not.
 type Attempt = Pin<Box<dyn Future<Output = (Arc<Member>, Result<Channel, String>)> + Send>>;
 
-/// One pass: tries the endpoints in order until one connects (set as its member's channel) or
-/// every one failed (each recorded). False when the channel closed or went: the attempts under
-/// way end then too (each watches the close), and one that connected is closed the channel's
-/// way, waited for by [`Balanced::closed`](super::Balanced::closed).
-async fn first_to_connect(shared: &Weak<Shared>) -> bool {
-    let mut tried: Vec<Arc<Member>> = Vec::new();
+/// One pass: tries the endpoints in order, but those in `skip`, until one connects (set as its
+/// member's channel) or every one failed (each recorded), each one tried pushed to `tried`.
+/// False when the channel closed or went: the attempts under way end then too (each watches the
+/// close), and one that connected is closed the channel's way, waited for by
+/// [`Balanced::closed`](super::Balanced::closed).
+async fn first_to_connect(
+    shared: &Weak<Shared>,
+    tried: &mut Vec<Arc<Member>>,
+    skip: &[Weak<Member>],
+) -> bool {
     let mut attempts: Vec<Attempt> = Vec::new();
     // When the next endpoint's attempt starts (`None`: every endpoint is tried).
     let mut next_at = Some(Instant::now());
@@ -129,7 +214,7 @@ async fn first_to_connect(shared: &Weak<Shared>) -> bool {
                 .snapshot()
                 .list()
                 .iter()
-                .find(|m| !tried.iter().any(|t| Arc::ptr_eq(t, m)))
+                .find(|m| !tried.iter().any(|t| Arc::ptr_eq(t, m)) && !is_known(skip, m))
                 .cloned();
             next_at = match next {
                 Some(member) => {
