@@ -20,9 +20,10 @@ pub struct MethodPath {
 pub struct InvalidPath(pub String);
 
 impl MethodPath {
-    /// A path from a string known at compile time, checked at compile time when it is a
-    /// constant (generated code pays nothing). An invalid one is kept, but a client refuses to
-    /// send it ([`is_valid`](MethodPath::is_valid)): on the wire a server would refuse it.
+    /// A path from a string known at compile time, split at compile time when it is a
+    /// constant (generated code pays nothing). An invalid one still compiles and is kept, but a
+    /// client refuses to send it ([`is_valid`](MethodPath::is_valid)): on the wire a server
+    /// would refuse it.
     pub const fn from_static(path: &'static str) -> MethodPath {
         let bytes = path.as_bytes();
         MethodPath {
