@@ -15,6 +15,7 @@ mod compressed_members;
 mod compressed_retried;
 mod compressed_running;
 mod control_limit;
+mod credit_wakes;
 mod dropped_reader;
 mod edges;
 mod ended_sender_turns;

@@ -1,0 +1,263 @@
+//! A client's stream senders waiting for the server's connection credit (`CAP_CONNECTION_WINDOW`,
+//! `client/credit.rs`) are woken a few at a time as credit comes, not all at once, and a
+//! GOAWAY repeated does not wake them at all.
+//!
+//! The mirror of `answer_window_wakes.rs`, with the roles swapped: a hostile server announces
+//! the connection window, reads everything and credits nothing until hundreds of streams wait
+//! for credit, then credits one message at a time, a 16-byte WINDOW frame each. The client used
+//! to wake every waiting sender per frame: one sent, the window closed again, and the rest
+//! waited again, so each frame cost a poll of every blocked stream (about 600 here). So did each
+//! GOAWAY of a server repeating it, 22 bytes a frame, which takes no call away from a connection
+//! it already drains. Counted here as the polls of the senders' `poll_ready`, each sender in a
+//! task of its own; then the server credits everything, and every sender must still finish.
+
+use crate::answer_probe::{credit, walk_frames, Pace};
+use crate::raw::{frame, MESSAGE, PING, PREFACE, SETTINGS, WINDOW};
+use crate::server_probe::{goaway, PONG};
+use crate::support::bounded;
+use bytes::Bytes;
+use sockrpc::transport::ClientConnection;
+use sockrpc::{Limits, MetadataMap, MethodPath};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
+
+/// Streams, each sending [`MESSAGES`] messages of [`SIZE`] bytes: 56 KiB a stream, within its
+/// own 64 KiB window (which the server never credits); 33 MiB in all, twice the 16 MiB
+/// connection window, so that most senders wait for connection credit.
+const STREAMS: usize = 600;
+const MESSAGES: usize = 7;
+const SIZE: usize = 8 * 1024;
+/// What one message charges the connection window: its length and 64 (`message_charge`).
+const CHARGE: u32 = SIZE as u32 + 64;
+/// `CAP_CONNECTION_WINDOW` (crates/sockrpc-protocol/src/frame/settings.rs).
+const CAP_CONNECTION_WINDOW: u32 = 0x2;
+/// Credits of one message each, one WINDOW frame a write.
+const CREDITS: u64 = 60;
+/// Polls of senders a credit of one message may cost: the few woken with turns, the one that
+/// goes and the one it passes its turn to (about 600 when every waiting sender was woken).
+const POLLS_PER_CREDIT: u64 = 20;
+/// GOAWAYs after the first, one a write.
+const GOAWAYS: u64 = 40;
+/// GOAWAY code UNAVAILABLE.
+const UNAVAILABLE: u32 = 14;
+
+/// What the server has read from the client.
+#[derive(Default)]
+struct Seen {
+    bytes: AtomicU64,
+    messages: AtomicU64,
+    pongs: AtomicU64,
+}
+
+/// A server by hand: greets with the connection window and room for every stream, reads
+/// (and counts) everything the client sends, and hands back its write half, for the test to
+/// credit or send GOAWAYs with.
+async fn stingy_server() -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Receiver<OwnedWriteHalf>,
+    Arc<Seen>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Seen::default());
+    let counted = Arc::clone(&seen);
+    let (give, writer) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        let (reader, mut writer) = socket.into_split();
+        let word = (u32::try_from(STREAMS * 2).expect("fits") << 16) | CAP_CONNECTION_WINDOW;
+        let hello = [
+            PREFACE.as_slice(),
+            &frame(WINDOW, SETTINGS, 0, &word.to_be_bytes()),
+        ]
+        .concat();
+        if writer.write_all(&hello).await.is_err() {
+            return;
+        }
+        let _ = give.send(writer);
+        walk_frames(
+            reader,
+            &counted.bytes,
+            Pace::Fast,
+            |kind, _, _| match kind {
+                MESSAGE => {
+                    counted.messages.fetch_add(1, Ordering::Relaxed);
+                }
+                PONG => {
+                    counted.pongs.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            },
+        )
+        .await;
+    });
+    (addr, writer, seen)
+}
+
+/// The client's streams, each sender in a task of its own counting its polls into `polls`.
+struct Senders {
+    conn: ClientConnection,
+    polls: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<sockrpc::transport::StreamSender>>,
+    receivers: Vec<sockrpc::transport::StreamReceiver>,
+}
+
+async fn start_senders(addr: std::net::SocketAddr) -> Senders {
+    let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let conn = ClientConnection::spawn_tcp(socket, Limits::default());
+    bounded("handshake", conn.ready()).await.expect("handshake");
+    let path = MethodPath::from_static("/sockrpc.test.stream.Streamer/Collect");
+    let metadata = MetadataMap::new();
+    let message = Bytes::from(vec![5u8; SIZE]);
+    let polls = Arc::new(AtomicU64::new(0));
+    let mut receivers = Vec::with_capacity(STREAMS);
+    let mut tasks = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        let (mut sender, receiver) = conn
+            .open_stream(&path, &metadata, None, None)
+            .expect("open");
+        receivers.push(receiver);
+        let polls = Arc::clone(&polls);
+        let message = message.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..MESSAGES {
+                std::future::poll_fn(|cx| {
+                    polls.fetch_add(1, Ordering::Relaxed);
+                    match sender.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => Poll::Ready(sender.send(cx, &message)),
+                        Poll::Ready(Err(status)) => Poll::Ready(Err(status)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                })
+                .await
+                .expect("sent");
+            }
+            sender
+        }));
+    }
+    Senders {
+        conn,
+        polls,
+        tasks,
+        receivers,
+    }
+}
+
+/// Waits until the client has sent nothing for a while: its senders wait for credit. Checks
+/// that they do (the window is spent, not every message sent).
+async fn until_waiting(seen: &Seen) {
+    crate::answer_probe::until_quiet(&seen.bytes, Duration::from_millis(300)).await;
+    let sent = seen.messages.load(Ordering::Relaxed);
+    assert!(
+        sent < (STREAMS * MESSAGES) as u64 / 2 + 100,
+        "{sent} messages sent: the senders do not wait for connection credit"
+    );
+}
+
+/// Credits everything until every sender has sent all its messages (none is left waiting),
+/// then closes the streams.
+async fn finish(senders: Senders, writer: &mut OwnedWriteHalf) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&stop);
+    let tasks = senders.tasks;
+    let finished = tokio::spawn(async move {
+        let mut kept = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            kept.push(task.await.expect("sender task"));
+        }
+        done.store(true, Ordering::Relaxed);
+        kept
+    });
+    // Bounded: 60 s of credit, a window's worth every 20 ms.
+    for _ in 0..3000 {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        writer.write_all(&credit(u32::MAX)).await.expect("credit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kept = bounded("every sender finishes once credited", finished)
+        .await
+        .expect("senders");
+    drop((kept, senders.receivers, senders.conn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_waiting_for_connection_credit_are_woken_a_few_at_a_time() {
+    let (addr, writer, seen) = stingy_server().await;
+    let senders = start_senders(addr).await;
+    let mut writer = bounded("the server's writer", writer)
+        .await
+        .expect("writer");
+    until_waiting(&seen).await;
+    let before = senders.polls.load(Ordering::Relaxed);
+    for _ in 0..CREDITS {
+        let sent = seen.messages.load(Ordering::Relaxed);
+        writer.write_all(&credit(CHARGE)).await.expect("credit");
+        bounded("a message for each credit", async {
+            while seen.messages.load(Ordering::Relaxed) == sent {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
+    let polls = senders.polls.load(Ordering::Relaxed) - before;
+    eprintln!("{CREDITS} credits of one message: {polls} polls of the waiting senders");
+    assert!(
+        polls <= CREDITS * POLLS_PER_CREDIT,
+        "{polls} polls for {CREDITS} credits: every waiting sender was woken per credit"
+    );
+    finish(senders, &mut writer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaways_repeated_do_not_wake_the_waiting_senders() {
+    let (addr, writer, seen) = stingy_server().await;
+    let senders = start_senders(addr).await;
+    let mut writer = bounded("the server's writer", writer)
+        .await
+        .expect("writer");
+    until_waiting(&seen).await;
+    let before = senders.polls.load(Ordering::Relaxed);
+    // Each GOAWAY names every call as one it finishes; the PING after it says (by its PONG)
+    // when the client has read it.
+    for n in 0..=GOAWAYS {
+        let pongs = seen.pongs.load(Ordering::Relaxed);
+        let out = [
+            goaway(u32::MAX, UNAVAILABLE, b"draining"),
+            frame(PING, 0, 0, &n.to_be_bytes()),
+        ]
+        .concat();
+        writer.write_all(&out).await.expect("goaway");
+        bounded("the PONG after the GOAWAY", async {
+            while seen.pongs.load(Ordering::Relaxed) == pongs {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        // Senders woken by it look again, and wait again, before the next.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let polls = senders.polls.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "{} GOAWAYs: {polls} polls of the waiting senders",
+        GOAWAYS + 1
+    );
+    // The first GOAWAY may wake each waiting sender once; the ones after it nobody.
+    assert!(
+        polls <= STREAMS as u64 + GOAWAYS * 4,
+        "{polls} polls for {} GOAWAYs: each woke every waiting sender",
+        GOAWAYS + 1
+    );
+    // The connection drains: every call on it goes on, and ends as credit comes.
+    finish(senders, &mut writer).await;
+}
