@@ -257,7 +257,10 @@ impl Inbound<'_> {
                 retire,
             } => {
                 tracing::debug!(last_call_id, %code, %message, retire, "server sent goaway");
-                state.goaway = Some(last_call_id);
+                // The calls above the lowest id an earlier GOAWAY named were refused then, and
+                // no call starts after one: only those between the two are left to refuse.
+                let refused_above = state.goaway.unwrap_or(u32::MAX);
+                state.goaway = Some(refused_above.min(last_call_id));
                 state.retired = retire;
                 if code == Code::Internal {
                     state.goaway_failure = Some(Status::internal(format!(
@@ -268,7 +271,17 @@ impl Inbound<'_> {
                     state,
                     Status::unavailable(format!("server is draining this connection: {message}")),
                 );
-                let refused: Vec<u32> = state.calls.ids().filter(|id| *id > last_call_id).collect();
+                // No call here has an id past the last one given out.
+                let highest = state.next_id.wrapping_sub(1);
+                let up_to = refused_above.min(highest);
+                #[cfg(test)]
+                {
+                    state.goaway_looked += state.calls.steps_between(last_call_id, up_to);
+                }
+                // Looked up id by id, or the ring walked, whichever is shorter: a GOAWAY
+                // repeated (22 bytes a frame) walked every call in flight, under the lock, each
+                // time (`goaway_tests.rs`).
+                let refused = state.calls.ids_between(last_call_id, up_to);
                 for id in refused {
                     self.finish(
                         state,

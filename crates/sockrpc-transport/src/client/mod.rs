@@ -29,6 +29,8 @@ mod credit;
 #[cfg(test)]
 mod deadline_tests;
 mod driver;
+#[cfg(test)]
+mod goaway_tests;
 mod inbound;
 #[cfg(test)]
 mod leave_tests;
@@ -141,8 +143,12 @@ struct State {
     next_id: u32,
     /// Why the connection can take no more calls (closed, failed, draining, ids spent).
     closed: Option<Status>,
-    /// Set when the server sent GOAWAY: calls above this id were never processed.
+    /// Set when the server sent GOAWAY: calls above this id (the lowest any GOAWAY named)
+    /// were never processed.
     goaway: Option<u32>,
+    /// Call ids looked up, or ring positions walked, to find the calls GOAWAYs refused.
+    #[cfg(test)]
+    goaway_looked: usize,
     /// That GOAWAY had FLAG_RETIRE: the server retired the connection (idle, old), not refused it.
     retired: bool,
     /// The server's GOAWAY said it closes the connection for a protocol error (`INTERNAL`): the
@@ -418,6 +424,8 @@ impl ClientConnection {
                 next_id: 1,
                 closed: None,
                 goaway: None,
+                #[cfg(test)]
+                goaway_looked: 0,
                 retired: false,
                 goaway_failure: None,
                 abandoned: false,

@@ -129,6 +129,31 @@ impl CallTable {
             .filter_map(|entry| entry.as_ref().map(|(id, _)| *id))
     }
 
+    /// The ids of the calls in `after + 1 ..= up_to`: each id looked up when there are fewer
+    /// of them than positions in the ring, else the ring walked; never more steps than
+    /// [`steps_between`](Self::steps_between) says.
+    pub(super) fn ids_between(&self, after: u32, up_to: u32) -> Vec<u32> {
+        if after >= up_to {
+            return Vec::new();
+        }
+        if ((up_to - after) as usize) <= self.ring.len() {
+            (after + 1..=up_to)
+                .filter(|id| self.get(*id).is_some())
+                .collect()
+        } else {
+            self.ids()
+                .filter(|id| (after + 1..=up_to).contains(id))
+                .collect()
+        }
+    }
+
+    /// What [`ids_between`](Self::ids_between) costs: the ids it looks up or the positions it
+    /// walks.
+    #[cfg(test)]
+    pub(super) fn steps_between(&self, after: u32, up_to: u32) -> usize {
+        (up_to.saturating_sub(after) as usize).min(self.ring.len())
+    }
+
     /// Doubles the ring and puts every call at its new position (distinct, since two ids that
     /// differ modulo the old size differ modulo the new one too, and the old ring had no two
     /// calls at one position).
@@ -222,6 +247,31 @@ mod tests {
         }
         assert_eq!(table.len(), 1500);
         assert_eq!(table.iter_mut().count(), 1500);
+    }
+
+    #[test]
+    fn ids_between_by_lookup_or_by_walk_find_the_same_calls() {
+        let mut table = CallTable::default();
+        let mut next = 100;
+        let ids: Vec<u32> = (0..50).map(|_| take(&mut table, &mut next)).collect();
+        for (after, up_to) in [
+            (0, u32::MAX),
+            (120, 130),
+            (99, 149),
+            (149, 10),
+            (u32::MAX, 0),
+        ] {
+            let mut found = table.ids_between(after, up_to);
+            found.sort_unstable();
+            let want: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|id| *id > after && *id <= up_to)
+                .collect();
+            assert_eq!(found, want, "({after}, {up_to}]");
+            let steps = table.steps_between(after, up_to);
+            assert!(steps <= table.ring.len(), "{steps}");
+        }
     }
 
     #[test]
