@@ -10,6 +10,9 @@
 //! GOAWAY of a server repeating it, 22 bytes a frame, which takes no call away from a connection
 //! it already drains. Counted here as the polls of the senders' `poll_ready`, each sender in a
 //! task of its own; then the server credits everything, and every sender must still finish.
+//! And a server that takes the window away (a later SETTINGS without `CAP_CONNECTION_WINDOW`)
+//! lets the senders waiting for its credit go: they used to wait for a WINDOW that would never
+//! come.
 
 use crate::answer_probe::{credit, walk_frames, Pace};
 use crate::raw::{frame, MESSAGE, PING, PREFACE, SETTINGS, WINDOW};
@@ -260,4 +263,32 @@ async fn goaways_repeated_do_not_wake_the_waiting_senders() {
     );
     // The connection drains: every call on it goes on, and ends as credit comes.
     finish(senders, &mut writer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_waiting_for_credit_go_once_a_settings_takes_the_window_away() {
+    // A later SETTINGS without CAP_CONNECTION_WINDOW: the server grants no connection credit
+    // any more, and the client counts none. The senders already waiting for credit used to
+    // wait for a WINDOW that would never come.
+    let (addr, writer, seen) = stingy_server().await;
+    let senders = start_senders(addr).await;
+    let mut writer = bounded("the server's writer", writer)
+        .await
+        .expect("writer");
+    until_waiting(&seen).await;
+    let word = u32::try_from(STREAMS * 2).expect("fits") << 16;
+    writer
+        .write_all(&frame(WINDOW, SETTINGS, 0, &word.to_be_bytes()))
+        .await
+        .expect("settings");
+    let tasks = senders.tasks;
+    let kept = bounded("every sender finishes with no credit", async move {
+        let mut kept = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            kept.push(task.await.expect("sender task"));
+        }
+        kept
+    })
+    .await;
+    drop((kept, senders.receivers, senders.conn));
 }
