@@ -14,6 +14,7 @@ mod bad_path;
 mod compressed_members;
 mod compressed_retried;
 mod compressed_running;
+mod compressed_unnamed;
 mod control_limit;
 mod credit_wakes;
 mod dropped_reader;

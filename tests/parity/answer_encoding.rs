@@ -182,9 +182,11 @@ fn unnamed_answer(response: Response<Body>) -> Response<Body> {
 }
 
 /// A compressed message under no named encoding reaches the client, which refuses it
-/// `UNIMPLEMENTED` saying the sender named none (not read as plain, not a hang), even when it
-/// accepts the encoding used. Before the body passed such messages on (fdd8e4b), the server
-/// refused its own answer ("this side accepts no compression").
+/// `INTERNAL` saying the sender named none (not read as plain, not a hang), whether or not it
+/// accepts the encoding used: a protocol error, as tonic's client answers ("received message
+/// with compressed-flag but no grpc-encoding was specified") and grpc-go's. Before the body
+/// passed such messages on (fdd8e4b), the server refused its own answer ("this side accepts no
+/// compression").
 #[tokio::test]
 async fn a_compressed_answer_naming_no_encoding_is_refused_by_the_client() {
     let server = serve_layered(
@@ -194,12 +196,21 @@ async fn a_compressed_answer_naming_no_encoding_is_refused_by_the_client() {
             .add_service(TestStreamServer::new(Svc)),
     );
     let channel = channel(server.addr).await;
+    // A client that accepts no compression says the same: the fault is the sender's.
+    let err = bounded(
+        "unary",
+        TestClient::new(channel.clone()).unary_call(Input {}),
+    )
+    .await
+    .expect_err("no encoding named");
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(err.message().contains("named no encoding"), "{err:?}");
     let mut accepting =
         TestClient::new(channel.clone()).accept_compressed(CompressionEncoding::Zstd);
     let err = bounded("unary", accepting.unary_call(Input {}))
         .await
         .expect_err("no encoding named");
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
     assert!(err.message().contains("named no encoding"), "{err:?}");
 
     let mut accepting = TestStreamClient::new(channel).accept_compressed(CompressionEncoding::Zstd);
@@ -209,7 +220,7 @@ async fn a_compressed_answer_naming_no_encoding_is_refused_by_the_client() {
             .expect_err("no encoding named"),
         Err(err) => err,
     };
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
     assert!(err.message().contains("named no encoding"), "{err:?}");
     server.stop().await;
 }

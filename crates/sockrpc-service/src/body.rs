@@ -171,6 +171,34 @@ impl Body {
         }
     }
 
+    /// [`once_wire`](Body::once_wire) for a message received under the encoding fields its
+    /// sender named (its OPEN's or HEADERS'): one flagged compressed when the sender named no
+    /// encoding fails `INTERNAL` when read, a protocol error (`compression::unnamed_encoding`),
+    /// whatever this side accepts.
+    pub(crate) fn once_received(
+        message: Bytes,
+        compressed: bool,
+        fields: Option<sockrpc_protocol::EncodingFields>,
+    ) -> Body {
+        if compressed && crate::compression::names_no_encoding(fields) {
+            return Body::of(Kind::Failed(Some(crate::compression::unnamed_encoding())));
+        }
+        Body::once_wire(message, compressed)
+    }
+
+    /// [`once_received`](Body::once_received)'s check on a body already made: one message that
+    /// arrived compressed, under `fields` that name no encoding, fails `INTERNAL` when read.
+    pub(crate) fn refuse_unnamed_compression(
+        &mut self,
+        fields: Option<sockrpc_protocol::EncodingFields>,
+    ) {
+        if matches!(self.kind, Kind::OnceCompressed(_))
+            && crate::compression::names_no_encoding(fields)
+        {
+            self.kind = Kind::Failed(Some(crate::compression::unnamed_encoding()));
+        }
+    }
+
     /// No messages.
     pub fn empty() -> Body {
         Body::of(Kind::Empty)

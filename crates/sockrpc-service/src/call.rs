@@ -58,10 +58,14 @@ impl Call {
             replay,
             call_id,
         } = incoming;
-        // A unary request's one message keeps its MESSAGE's COMPRESSED flag.
+        // A unary request's one message keeps its MESSAGE's COMPRESSED flag (refused
+        // `INTERNAL` when read if its OPEN named no encoding).
         let compressed = request.message_compressed();
+        let fields = request.encoding();
         let request = request.map(|body| match body {
-            sockrpc_transport::RequestBody::Once(message) => Body::once_wire(message, compressed),
+            sockrpc_transport::RequestBody::Once(message) => {
+                Body::once_received(message, compressed, fields)
+            }
             body => Body::from(body),
         });
         Call {

@@ -262,13 +262,7 @@ impl Decoding {
         };
         let encoding = match fields.send_encoding() {
             Ok(Some(encoding)) => encoding,
-            Ok(None) => {
-                return Err(Status::unimplemented(format!(
-                    "a compressed message, but its sender named no encoding (this {side} \
-                     accepts {})",
-                    self.accept
-                )))
-            }
+            Ok(None) => return Err(unnamed_encoding()),
             Err(id) => {
                 return Err(Status::unimplemented(format!(
                     "a message compressed with encoding id {id}, unknown to this {side} (it \
@@ -289,6 +283,22 @@ impl Decoding {
             self.max.unwrap_or(DEFAULT_MAX_DECODING_MESSAGE_SIZE),
         )
     }
+}
+
+/// The refusal of a message flagged compressed whose sender named no encoding: a protocol
+/// error, `INTERNAL` on either side, as gRPC's compression spec says of a message with its
+/// Compressed-Flag set and no `grpc-encoding` (and tonic and grpc-go answer). An encoding named
+/// but not accepted is another matter: `UNIMPLEMENTED`, naming what is accepted.
+pub(crate) fn unnamed_encoding() -> Status {
+    Status::internal(
+        "protocol error: a message flagged compressed, but its sender named no encoding",
+    )
+}
+
+/// Whether `fields` (a peer's, as its OPEN or HEADERS carried them) name no encoding its
+/// compressed messages use.
+pub(crate) fn names_no_encoding(fields: Option<EncodingFields>) -> bool {
+    fields.is_none_or(|fields| fields.send == 0)
 }
 
 /// How a body encodes the messages it sends.
