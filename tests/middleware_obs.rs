@@ -1,5 +1,6 @@
-//! The observability layers end to end, over loopback TCP: tracing spans that join across
-//! processes through W3C trace context, and metrics by method and status code scraped over HTTP.
+//! The observability layers end to end, over loopback TCP (and UDP: `udp_refused.rs`): tracing
+//! spans that join across processes through W3C trace context, and metrics by method and status
+//! code scraped over HTTP.
 //!
 //! One process-wide subscriber (an OpenTelemetry layer with an in-memory exporter) and one
 //! process-wide Prometheus recorder serve every test here; each test uses methods of its own
@@ -40,6 +41,9 @@ mod refused_single;
 
 #[path = "middleware_obs/sizes.rs"]
 mod sizes;
+
+#[path = "middleware_obs/udp_refused.rs"]
+mod udp_refused;
 
 use services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Relay};
 

@@ -48,7 +48,7 @@ fn chunk(size: usize) -> Chunk {
 
 /// Waits until `metric`'s sample with `labels` is `want` (a server records a call as its
 /// answer leaves, perhaps after the client read it); what it was last.
-async fn sample_of(metric: &str, labels: &[(&str, &str)], want: f64) -> Option<f64> {
+pub(super) async fn sample_of(metric: &str, labels: &[(&str, &str)], want: f64) -> Option<f64> {
     let mut seen = None;
     for _ in 0..500 {
         seen = super::sample(&telemetry().prometheus.render(), metric, labels);
@@ -62,7 +62,7 @@ async fn sample_of(metric: &str, labels: &[(&str, &str)], want: f64) -> Option<f
 
 /// Runs `call` under a root span; the code it failed with, and the status codes of its client
 /// and server spans.
-async fn traced<T>(
+pub(super) async fn traced<T>(
     name: &'static str,
     call: impl Future<Output = Result<T, Status>>,
 ) -> (Code, i64, i64) {

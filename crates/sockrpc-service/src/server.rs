@@ -445,7 +445,7 @@ impl<L: Finish> ServerBuilder<L> {
         let timeout = self.config.timeout;
         let reply_cache = self.udp.take().map(|(socket, mut udp_config)| {
             udp_config.timeout = udp_config.timeout.or(timeout);
-            // The server's caps (status message, metadata) hold over UDP too.
+            // The server's caps (status message, metadata, send limit) hold over UDP too.
             udp_config.limits = udp_config.limits.within(&self.config.limits);
             // Methods the .proto marks idempotent skip the at-most-once cache.
             udp_config

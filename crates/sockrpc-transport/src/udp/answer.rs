@@ -14,7 +14,7 @@ use super::server::Shared;
 use super::socket::transmit;
 use crate::dispatch::OutboundBody;
 use bytes::{Bytes, BytesMut};
-use sockrpc_protocol::{frame, Limits, Response, Status};
+use sockrpc_protocol::{frame, Code, Limits, Response, Status};
 use std::net::{IpAddr, SocketAddr};
 
 /// Why a call the reply cache has no room for did not run.
@@ -106,11 +106,19 @@ pub(super) fn is_unicast(ip: &IpAddr) -> bool {
 }
 
 impl Shared {
-    /// Queues the answer to a request of this batch (see [`encode_answer`](Self::encode_answer)).
-    pub(super) fn queue_answer(&self, outbox: &mut Outbox, to: &ReplyTo, answer: &Answer) {
+    /// Queues the answer to a request of this batch (see [`encode_answer`](Self::encode_answer));
+    /// the code a one-message answer was refused with, if it was.
+    pub(super) fn queue_answer(
+        &self,
+        outbox: &mut Outbox,
+        to: &ReplyTo,
+        answer: &Answer,
+    ) -> Option<Code> {
+        let mut refused = None;
         outbox.push(to.addr, to.src_ip, |out| {
-            self.encode_answer(out, to, answer)
+            refused = self.encode_answer(out, to, answer);
         });
+        refused
     }
 
     /// Queues the answer to a request refused without running (`why`): `UNAVAILABLE` with the
@@ -136,10 +144,17 @@ impl Shared {
         self.queue_answer(outbox, &refused, &Err(Status::not_processed(why)));
     }
 
-    /// Sends the answer of a call that finished on its own task, at once.
-    pub(super) async fn send_answer(&self, to: &ReplyTo, answer: &Answer) {
+    /// Encodes the answer of a call that finished on its own task, for
+    /// [`send_encoded`](Self::send_encoded); the code a one-message answer was refused with,
+    /// if it was.
+    pub(super) fn encode_alone(&self, to: &ReplyTo, answer: &Answer) -> (BytesMut, Option<Code>) {
         let mut out = scratch(0);
-        self.encode_answer(&mut out, to, answer);
+        let refused = self.encode_answer(&mut out, to, answer);
+        (out, refused)
+    }
+
+    /// Sends at once what [`encode_alone`](Self::encode_alone) encoded.
+    pub(super) async fn send_encoded(&self, to: &ReplyTo, out: BytesMut) {
         if !out.is_empty() {
             if let Err(err) = self
                 .socket
@@ -154,19 +169,30 @@ impl Shared {
     }
 
     /// Appends REPLY to `out` when it fits and the source may receive it, TRUNCATED otherwise,
-    /// nothing when even TRUNCATED would break the no-amplification rule.
-    fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) {
+    /// nothing when even TRUNCATED would break the no-amplification rule. A one-message answer
+    /// that cannot be sent, as over TCP (`server/respond.rs`: its metadata over the limits,
+    /// `INTERNAL`; its message over the send limit, `RESOURCE_EXHAUSTED`), is replaced by that
+    /// status, whose code is returned: the handler's future is dropped as ended with it.
+    fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) -> Option<Code> {
         // The answer's parts are gathered once, for the check, the size and the encoding.
-        let refused;
-        let cap = self.config.limits.status_message_cap();
+        let replaced;
+        let mut refused = None;
+        let limits = &self.config.limits;
+        let cap = limits.status_message_cap();
         let mut reply = Reply::capped(answer, cap);
-        if let Err(status) = reply.check(&self.config.limits) {
-            refused = match answer {
+        if let Err(status) = reply
+            .check(limits)
+            .and_then(|()| within_send_limit(answer, limits))
+        {
+            replaced = match answer {
                 // An error keeps its code: only its trailers are dropped, as over TCP.
-                Err(status) => Err(without_trailers(status, &self.config.limits)),
-                Ok(_) => Err(status),
+                Err(status) => Err(without_trailers(status, limits)),
+                Ok(_) => {
+                    refused = Some(status.code());
+                    Err(status)
+                }
             };
-            reply = Reply::capped(&refused, cap);
+            reply = Reply::capped(&replaced, cap);
         }
         let len = reply.wire_len();
         let fits = len <= self.config.max_datagram;
@@ -179,7 +205,7 @@ impl Shared {
                 // Cannot happen for a well-formed REQUEST (always larger than a header), but
                 // the rule is absolute.
                 bump(&self.stats.amplification_dropped);
-                return;
+                return refused;
             }
             let mut header = reply_header(Kind::Truncated, to);
             if fits {
@@ -188,6 +214,31 @@ impl Shared {
             datagram::encode_header_only(out, &header);
             bump(&self.stats.truncated);
         }
+        refused
+    }
+}
+
+/// Refuses a one-message answer over the server's send limit, as the TCP server does
+/// (`server/respond.rs`, `encode_once`): a limit below the datagram size holds over UDP too.
+fn within_send_limit(answer: &Answer, limits: &Limits) -> Result<(), Status> {
+    match answer {
+        Ok(response) if response.get_ref().len() > limits.send_limit() => {
+            Err(Status::resource_exhausted(format!(
+                "response message of {} bytes exceeds the limit of {}",
+                response.get_ref().len(),
+                limits.send_limit()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Drops a handler's future (`None`: gone already) once its answer is encoded: as ended with
+/// `refused` when its one-message answer could not be sent (`ending.rs`), else as any value.
+pub(super) fn drop_handler<F>(future: Option<F>, refused: Option<Code>) {
+    match refused {
+        Some(code) => crate::ending::drop_as(code, future),
+        None => drop(future),
     }
 }
 
@@ -209,7 +260,6 @@ fn without_trailers(status: &Status, limits: &Limits) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sockrpc_protocol::Code;
     use std::cell::Cell;
     use std::task::{Context, Poll};
 

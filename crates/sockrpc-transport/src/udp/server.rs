@@ -18,7 +18,9 @@
 //! gets any answer can prove its address from then on, and a client whose cookie went stale is
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
-use super::answer::{is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE};
+use super::answer::{
+    drop_handler, is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE,
+};
 use super::bump;
 use super::cache::{Begin, CompletionGuard, ReplyCache, Source};
 use super::cookie::{CookieJar, LastCookie};
@@ -514,18 +516,20 @@ impl Shared {
         // fails this call, not the server.
         match poll_caught(future.as_mut(), cx) {
             Poll::Ready(routed) => {
-                let answer = match routed {
-                    Ok(routed) => one_message(routed),
+                let (answer, future) = match routed {
+                    Ok(routed) => (one_message(routed), Some(future)),
                     Err(_) => {
                         let status = self.panicked();
                         // As ended `INTERNAL`, not cancelled (`ending.rs`).
                         crate::ending::drop_as(Code::Internal, future);
-                        Err(status)
+                        (Err(status), None)
                     }
                 };
                 // Encoded into the outbox (sent at its flush, after this), then kept: the cache
-                // takes the answer itself, not a copy.
-                self.queue_answer(outbox, &reply_to, &answer);
+                // takes the answer itself, not a copy. The handler's future goes once its answer
+                // is checked: as ended with the code the client gets if it was refused.
+                let refused = self.queue_answer(outbox, &reply_to, &answer);
+                drop_handler(future, refused);
                 guard.complete(answer);
             }
             Poll::Pending => {
@@ -543,26 +547,28 @@ impl Shared {
                         None => Some(caught.await),
                         Some(deadline) => tokio::time::timeout_at(deadline, caught).await.ok(),
                     };
-                    let answer = match polled {
-                        Some(Ok(routed)) => {
-                            // Dropped before the answer leaves: the layers that finish a call
-                            // when its future goes (a one-message answer on a server) record
-                            // it before the client can see the answer.
-                            drop(future);
-                            one_message(routed)
-                        }
+                    let (answer, future) = match polled {
+                        Some(Ok(routed)) => (one_message(routed), Some(future)),
                         Some(Err(_)) => {
                             let status = shared.panicked();
                             crate::ending::drop_as(Code::Internal, future);
-                            Err(status)
+                            (Err(status), None)
                         }
                         None => {
                             crate::ending::drop_as(Code::DeadlineExceeded, future);
-                            Err(Status::deadline_exceeded("deadline exceeded on the server"))
+                            let status =
+                                Status::deadline_exceeded("deadline exceeded on the server");
+                            (Err(status), None)
                         }
                     };
-                    guard.complete(answer.clone());
-                    shared.send_answer(&reply_to, &answer).await;
+                    let (out, refused) = shared.encode_alone(&reply_to, &answer);
+                    // Dropped once its answer is checked and before it leaves: the layers that
+                    // finish a call when its future goes (a one-message answer on a server)
+                    // record it before the client can see the answer, with the code the client
+                    // gets (`ending.rs`).
+                    drop_handler(future, refused);
+                    guard.complete(answer);
+                    shared.send_encoded(&reply_to, out).await;
                 });
             }
         }

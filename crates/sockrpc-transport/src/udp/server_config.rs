@@ -12,9 +12,10 @@ use std::{collections::HashSet, time::Duration};
 pub struct UdpServerConfig {
     /// Largest datagram sent; a larger answer goes out as TRUNCATED. Default 1232.
     pub max_datagram: usize,
-    /// Metadata limits and the status message cap (the message limit is moot: a datagram is
-    /// smaller). The service crate's `Server` takes these within its own limits (each the
-    /// smaller of the two), so that a cap set on the server holds over UDP too.
+    /// Metadata limits, the send limit (an answer's message over it is refused
+    /// `RESOURCE_EXHAUSTED`, as over TCP) and the status message cap (the receive limit is
+    /// moot: a datagram is smaller). The service crate's `Server` takes these within its own
+    /// limits (each the smaller of the two), so that a cap set on the server holds over UDP too.
     pub limits: Limits,
     /// Calls running at once; requests beyond are refused unrun, with `NOT_PROCESSED` (its
     /// client may carry them over TCP). Default 4096.
