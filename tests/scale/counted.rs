@@ -81,6 +81,11 @@ impl Counted {
         self.open.load(Ordering::SeqCst)
     }
 
+    /// What cuts the connections open at the time, the server going on accepting new ones.
+    pub(crate) fn cutter(&self) -> Cutter {
+        Cutter(Arc::clone(&self.conns))
+    }
+
     /// Stops listening and cuts every connection, as a killed server: its port refuses.
     pub(crate) fn kill(self) -> SocketAddr {
         self.accept.abort();
@@ -88,6 +93,18 @@ impl Counted {
             conn.abort();
         }
         self.addr
+    }
+}
+
+/// Cuts a [`Counted`] server's open connections ([`Counted::cutter`]).
+pub(crate) struct Cutter(Arc<Mutex<Vec<AbortHandle>>>);
+
+impl Cutter {
+    /// Cuts every connection open now, as a reset: the client sees it closed.
+    pub(crate) fn cut(&self) {
+        for conn in self.0.lock().expect("conns").drain(..) {
+            conn.abort();
+        }
     }
 }
 

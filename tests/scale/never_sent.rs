@@ -10,7 +10,14 @@
 //! handshake, answers the first call with a GOAWAY that refuses it unstarted, and stalls every
 //! later connection in its handshake (as a server that went away behind a load balancer that
 //! still accepts). On tokio's paused clock, so the waits cannot be cut short by the machine.
+//!
+//! And a wait-for-ready call that meets no connection again and again (its endpoint's
+//! connection cut each time it is picked) waits within its deadline, re-picking as its
+//! endpoint reconnects: a call never sent is no attempt (grpc-go re-picks a call that never
+//! reached a transport, without counting it, until the deadline). It used to fail `UNAVAILABLE`
+//! after 3 such non-attempts (`BalanceBuilder::attempts`), its deadline far.
 
+use super::counted::{Counted, Cutter};
 use super::support::Server;
 use sockrpc::protocol::frame::{encode_goaway, encode_settings, HEADER_LEN, PREFACE};
 use sockrpc::service::balance::{BalanceBuilder, Members, Picker};
@@ -129,4 +136,123 @@ async fn a_call_refused_unsent_goes_to_a_connected_endpoint_without_waiting() {
     assert_eq!(stats[0].answered, 0, "{stats:?}");
     assert_eq!(stats[1].answered, 1, "{stats:?}");
     server.shutdown().await;
+}
+
+/// The first usable endpoint in list order, whose connections it cuts `left` times before it
+/// returns it, waiting (blocking: a picker is synchronous) until the channel saw them go: the
+/// call picked then finds no connection up, and fails never sent.
+struct Cutting {
+    cutter: Cutter,
+    left: Arc<AtomicUsize>,
+}
+
+impl Picker for Cutting {
+    fn pick(&self, members: &Members, _: &Call, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let i = (0..members.list().len()).find(|&i| usable(i))?;
+        let cut = self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if cut.is_ok() {
+            let member = &members.list()[i];
+            tokio::task::block_in_place(|| {
+                for _ in 0..500 {
+                    // Again each turn: the server notes a connection just after it starts
+                    // serving it, perhaps after the channel saw it up.
+                    self.cutter.cut();
+                    if !member.is_connected() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+        Some(i)
+    }
+}
+
+/// Cuts: more than the 3 attempts a call refused unprocessed may make.
+const CUTS: usize = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_ready_call_never_sent_again_and_again_waits_within_its_deadline() {
+    let server = Counted::start().await;
+    let left = Arc::new(AtomicUsize::new(0));
+    let channel = BalanceBuilder::default()
+        .picker(Cutting {
+            cutter: server.cutter(),
+            left: Arc::clone(&left),
+        })
+        .wait_for_ready(true)
+        .build(discovery::fixed([format!("tcp://{}", server.addr)]).expect("endpoints"));
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("connected");
+    left.store(CUTS, Ordering::SeqCst);
+    let mut client = GreeterClient::new(channel.clone());
+    // On a task: the picker blocks its worker while the connection goes.
+    let call = tokio::spawn(async move {
+        let mut request = sockrpc::Request::new(HelloRequest { name: "x".into() });
+        request.set_timeout(Duration::from_secs(30));
+        client.say_hello(request).await
+    });
+    let reply = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("the call ended")
+        .expect("the call's task")
+        .unwrap_or_else(|status| {
+            panic!(
+                "the call failed within its deadline: {status:?}; {} cuts left; {:?}",
+                left.load(Ordering::SeqCst),
+                channel.stats()
+            )
+        });
+    let answered: SocketAddr = reply.into_inner().message.parse().expect("an address");
+    assert_eq!(answered, server.addr);
+    assert_eq!(left.load(Ordering::SeqCst), 0, "every cut met the call");
+    assert!(server.accepted() > CUTS, "reconnected after each cut");
+}
+
+/// Bounded by its deadline, not by a count: a wait-for-ready call whose endpoint's connection
+/// is cut every time it is picked fails `DEADLINE_EXCEEDED` as its deadline passes (it failed
+/// `UNAVAILABLE` after 3 picks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_never_sent_until_its_deadline_fails_deadline_exceeded() {
+    let server = Counted::start().await;
+    let left = Arc::new(AtomicUsize::new(0));
+    let channel = BalanceBuilder::default()
+        .picker(Cutting {
+            cutter: server.cutter(),
+            left: Arc::clone(&left),
+        })
+        .wait_for_ready(true)
+        .build(discovery::fixed([format!("tcp://{}", server.addr)]).expect("endpoints"));
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("connected");
+    const ENDLESS: usize = 1_000_000;
+    left.store(ENDLESS, Ordering::SeqCst);
+    let mut client = GreeterClient::new(channel.clone());
+    let timeout = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let call = tokio::spawn(async move {
+        let mut request = sockrpc::Request::new(HelloRequest { name: "x".into() });
+        request.set_timeout(timeout);
+        client.say_hello(request).await
+    });
+    let status = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("the call ended")
+        .expect("the call's task")
+        .expect_err("every pick was cut");
+    let took = started.elapsed();
+    let cuts = ENDLESS - left.load(Ordering::SeqCst);
+    assert_eq!(
+        status.code(),
+        Code::DeadlineExceeded,
+        "{status:?}; {cuts} cuts"
+    );
+    assert!(took >= timeout, "ended after {took:?}, before its deadline");
+    assert!(cuts > 3, "picked again past the attempts: {cuts} cuts");
 }

@@ -91,7 +91,11 @@ impl BalanceBuilder {
         self
     }
 
-    /// Endpoints a call refused unprocessed tries in all (default 3).
+    /// Endpoints a call refused unprocessed tries in all (default 3). A call that was never
+    /// sent (its endpoint had no connection up as it was picked) made no attempt: it is picked
+    /// again until its wait for an endpoint ends (its deadline; a fail-fast call's
+    /// [`wait_for_endpoint`](Self::wait_for_endpoint), or none usable and all failing), and
+    /// after `attempts` such failures, only once an endpoint changed or 50 ms passed.
     pub fn attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts.max(1);
         self

@@ -6,7 +6,8 @@
 //!  Discovery ──Change──▶ driver task ──▶ Members (generation n+1) ──▶ connect task per member
 //!                                                              └──▶ health watch per member
 //!  call ──▶ usable? (connected, SERVING, not ejected, not tried) ──Picker──▶ member's Channel
-//!        ◀── NOT_PROCESSED / GOAWAY / lost before sent: the same call on another member
+//!        ◀── NOT_PROCESSED / GOAWAY: the same call on another member (`attempts` in all)
+//!        ◀── never sent (no connection up): picked again, uncounted, while the call may wait
 //! ```
 //!
 //! A call that finds no usable endpoint waits for one (a connection coming up, a health change)
@@ -28,6 +29,7 @@ use super::member::{EndpointStats, Health, Member, Members, Outcome};
 use super::outlier::OutlierConfig;
 use super::picker::Picker;
 use super::totals::Totals;
+use super::unsent::note_unsent;
 use super::wait::{Resolved, Wait};
 use crate::discovery::{ChangeStream, Discovery, Problem};
 use crate::{Body, BoxFuture, Call, Channel, ConfigDefaults};
@@ -130,7 +132,7 @@ pub(super) struct Shared {
 
 impl Shared {
     /// `message`, with discovery's latest error when it has one.
-    fn with_problem(&self, message: String) -> String {
+    pub(super) fn with_problem(&self, message: String) -> String {
         match self.problem.as_ref().and_then(Problem::describe) {
             Some(problem) => format!("{message} ({problem})"),
             None => message,
@@ -265,7 +267,10 @@ fn best_priority(list: &[Arc<Member>], ok: impl Fn(usize) -> bool) -> Option<u32
 /// a fail-fast call fails at once and a wait-for-ready call waits up to its deadline
 /// ([`BalanceBuilder::wait_for_ready`]). A call refused unprocessed, or never sent (its
 /// endpoint's connection had just gone: a call never waits for one endpoint's reconnection),
-/// goes to an endpoint connected now, else waits for one within the same deadline.
+/// goes to an endpoint connected now, else waits for one within the same deadline. One refused
+/// unprocessed goes to [`BalanceBuilder::attempts`] endpoints at most; one never sent made no
+/// attempt, and goes again as long as it may wait (after `attempts` of them, each time once an
+/// endpoint changed or 50 ms passed), as grpc-go picks again a call that reached no transport.
 /// [`close`](Balanced::close), [`close_now`](Balanced::close_now) and
 /// [`closed`](Balanced::closed) shut it down for every clone, as on a [`Channel`].
 #[derive(Clone)]
@@ -481,13 +486,23 @@ impl Balanced {
             };
             let mut tried: Vec<Arc<Member>> = Vec::new();
             let attempts = self.shared.attempts;
-            for attempt in 1..=attempts {
+            // Attempts a server may have seen: a call never sent is none (`note_unsent`).
+            let mut attempt = 0;
+            let mut unsent = 0;
+            loop {
                 let member = match self.pick_now(&call, &tried)? {
                     Some(member) => member,
                     None => Box::pin(self.choose(&mut call, &tried, wait)).await?,
                 };
                 let Some(mut channel) = member.channel() else {
-                    tried.push(member);
+                    // Its connection went as it was picked (pick first moved on): never sent.
+                    let status = Status::unavailable(format!(
+                        "{} had no connection when picked",
+                        member.key()
+                    ));
+                    if note_unsent(&mut tried, member, &mut unsent, attempts) {
+                        Box::pin(self.pause(wait, &status, unsent)).await?;
+                    }
                     continue;
                 };
                 // The endpoint's default deadline counts from when the call began, wait included.
@@ -496,11 +511,8 @@ impl Balanced {
                     call.request_mut()
                         .hand_on_deadline(deadline, Instant::now());
                 }
-                let spare = if attempt < attempts {
-                    call.try_clone()
-                } else {
-                    None
-                };
+                // Kept whatever the attempt: a call never sent may always go again.
+                let spare = call.try_clone();
                 let begun = member.start();
                 // On the connection up now, or not at all: a member whose connection just went
                 // fails it at once, never sent, and it goes to one connected now (or waits once
@@ -521,15 +533,28 @@ impl Balanced {
                     }
                     self.shared.bump();
                 }
+                let never_sent = matches!(&result, Err(s) if s.is_never_sent());
+                if !never_sent {
+                    attempt += 1;
+                }
                 match (result, spare) {
-                    // Refused unstarted by the server, or never written to a connection (the
-                    // member's went away and it could get no other): no server ran it.
+                    // Never written to a connection (the member's went away and it could get no
+                    // other): no attempt at all. It goes again, as long as the call may wait.
+                    (Err(status), Some(again)) if never_sent => {
+                        tracing::debug!(endpoint = member.key(), "not sent; picking again");
+                        call = again;
+                        if note_unsent(&mut tried, member, &mut unsent, attempts) {
+                            Box::pin(self.pause(wait, &status, unsent)).await?;
+                        }
+                    }
+                    // Refused unstarted by the server: no server ran it, but one saw it; tried
+                    // on `attempts` endpoints in all.
                     (Err(status), Some(again))
-                        if status.is_not_processed() || status.is_never_sent() =>
+                        if status.is_not_processed() && attempt < attempts =>
                     {
                         tracing::debug!(
                             endpoint = member.key(),
-                            "refused unprocessed or not sent; trying another endpoint"
+                            "refused unprocessed; trying another endpoint"
                         );
                         tried.push(member);
                         call = again;
@@ -537,9 +562,6 @@ impl Balanced {
                     (result, _) => return result,
                 }
             }
-            Err(Status::unavailable(format!(
-                "{attempts} endpoints refused the call unprocessed"
-            )))
         }
     }
 }

@@ -42,6 +42,7 @@ mod picker;
 mod round_robin;
 mod shutdown;
 mod totals;
+mod unsent;
 mod wait;
 
 pub use builder::BalanceBuilder;
