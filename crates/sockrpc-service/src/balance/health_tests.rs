@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A server by hand on loopback: says hello on every connection, then reads and drops what
 /// comes until the client leaves. Enough for a channel to connect; no call is answered.
-async fn hello_server() -> u16 {
+pub(super) async fn hello_server() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -156,7 +156,7 @@ impl<F: std::future::Future> std::future::Future for Polls<F> {
 
 /// Yields (the clock standing still: a paused clock moves only when every task waits) until
 /// `cond` holds, for at most 10,000 turns; other tasks and the sockets make progress meanwhile.
-async fn without_time_passing(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) async fn without_time_passing(what: &str, mut cond: impl FnMut() -> bool) {
     let start = tokio::time::Instant::now();
     for _ in 0..10_000 {
         if cond() {

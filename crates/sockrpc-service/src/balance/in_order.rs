@@ -36,13 +36,37 @@ pub(super) const NEXT_AFTER: Duration = Duration::from_millis(250);
 
 /// The right to run a pass, given back however the pass task ends (done, the channel dropped,
 /// or dropped unfinished with its runtime), so that the next trigger starts another.
-struct Passing(Weak<Shared>);
+pub(super) struct Passing(Weak<Shared>);
+
+#[cfg(test)]
+impl Passing {
+    /// The right as a pass task holds it, once `shared.passing` was claimed.
+    pub(super) fn held(shared: &Arc<Shared>) -> Passing {
+        Passing(Arc::downgrade(shared))
+    }
+}
 
 impl Drop for Passing {
     fn drop(&mut self) {
         if let Some(shared) = self.0.upgrade() {
             shared.passing.store(false, Ordering::Release);
         }
+    }
+}
+
+/// A pass task's end (not a task dropped unfinished): its right given back, then the set looked
+/// at again. An endpoint discovery inserted between the pass's last look at the set (empty)
+/// and now found the pass running and started none; with no call to start one, it would wait
+/// for the next (`in_order_tests.rs`). An insert after the flag is down starts its own.
+pub(super) fn pass_ended(passing: Passing, shared: &Weak<Shared>) {
+    drop(passing);
+    let Some(shared) = shared.upgrade() else {
+        return;
+    };
+    let members = shared.snapshot();
+    let list = members.list();
+    if !list.is_empty() && !list.iter().any(|m| m.is_connected()) {
+        connect_in_order(&shared);
     }
 }
 
@@ -62,9 +86,9 @@ pub(super) fn connect_in_order(shared: &Arc<Shared>) {
     let closing = shared.shut.closing();
     tokio::spawn(async move {
         let _task = task;
-        let _passing = passing;
         tokio::pin!(closing);
-        passes(weak, &mut closing).await;
+        passes(weak.clone(), &mut closing).await;
+        pass_ended(passing, &weak);
     });
 }
 

@@ -61,6 +61,8 @@ pub use totals::DEPARTED_KEPT;
 #[cfg(test)]
 mod health_tests;
 #[cfg(test)]
+mod in_order_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod watch_tests;
