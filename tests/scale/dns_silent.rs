@@ -1,6 +1,8 @@
 //! A DNS server that never answers, and one that only fails: a call with a deadline ends at its
 //! deadline and says the DNS answer is still awaited (not only "0 known"), the resolver's
-//! timeout is the caller's to set, and a failing server is not asked in a loop.
+//! timeout is the caller's to set, and a failing server is not asked in a loop. A DNS server
+//! that is not running (nothing on its port: the kernel answers "port unreachable") is not a
+//! silent one: the lookup fails at once, and so do fail-fast calls, saying so.
 
 use super::dns_server::Dns;
 use sockrpc::service::balance::Balanced;
@@ -73,6 +75,42 @@ async fn a_silent_dns_server_fails_a_call_at_its_deadline_saying_so() {
         took >= deadline && took < Duration::from_secs(10),
         "took {took:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_server_that_is_not_running_fails_calls_at_once_saying_so() {
+    // A loopback port nothing listens on, over UDP or TCP (taken, then let go).
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let dns = udp.local_addr().expect("addr");
+    let tcp = std::net::TcpListener::bind(dns);
+    drop((udp, tcp));
+    // A resolver timeout far longer than the call's deadline: only an error seen at once
+    // (ICMP port unreachable, as a connected UDP socket reports it) ends the lookup in time.
+    let channel = Channel::balance(
+        DnsDiscovery::ip("svc.scale.test.", 50051)
+            .server(dns)
+            .timeout(Duration::from_secs(20))
+            .attempts(1)
+            .start()
+            .expect("dns discovery"),
+    );
+    let started = Instant::now();
+    let status = call(&channel, Duration::from_secs(8))
+        .await
+        .expect_err("no DNS server");
+    let took = started.elapsed();
+    assert_eq!(
+        status.code(),
+        Code::Unavailable,
+        "{status:?} after {took:?}"
+    );
+    assert!(
+        status
+            .message()
+            .contains("the DNS server refused the connection (nothing listens on its port)"),
+        "the status says the DNS server refused: {status:?}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 /// A discovery asking `dns` with a resolver timeout of `timeout`, one attempt.

@@ -23,11 +23,12 @@
 //! TTL (the SOA's, RFC 2308), or [`ABSENT_TTL`] when the server gave none: the longest the
 //! discovery waits before asking again (it backs off up to it, from `min_ttl`).
 
+use super::connected::DnsResolver;
 use super::Query;
 use hickory_resolver::proto::op::{Query as DnsQuery, ResponseCode};
 use hickory_resolver::proto::rr::{Record, RecordType};
 use hickory_resolver::proto::ProtoErrorKind;
-use hickory_resolver::{Hosts, Name, ResolveError, TokioResolver};
+use hickory_resolver::{Hosts, Name, ResolveError};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -109,7 +110,7 @@ pub(super) fn literal(name: &str) -> Option<IpAddr> {
 /// Looks `query` up, bypassing the resolver's cache (the TTLs are ours to follow). `Err`:
 /// nothing usable came back.
 pub(super) async fn lookup(
-    resolver: &TokioResolver,
+    resolver: &DnsResolver,
     hosts: &Hosts,
     query: &Query,
 ) -> Result<Found, String> {
@@ -172,7 +173,7 @@ fn seconds(ttl: Option<u32>) -> Duration {
     Duration::from_secs(u64::from(ttl.unwrap_or(u32::MAX)))
 }
 
-async fn srv(resolver: &TokioResolver, hosts: &Hosts, name: &str) -> Result<Found, String> {
+async fn srv(resolver: &DnsResolver, hosts: &Hosts, name: &str) -> Result<Found, String> {
     let found = match resolver.srv_lookup(name).await {
         Ok(found) => found,
         Err(error) => {
@@ -324,7 +325,7 @@ pub(super) struct Addresses {
 /// `name`'s addresses: from the hosts file when it lists the name, else the A and AAAA
 /// records of the first of its search list's candidates that has any ([`super::search`]).
 pub(super) async fn addresses(
-    resolver: &TokioResolver,
+    resolver: &DnsResolver,
     hosts: &Hosts,
     name: &str,
 ) -> Result<Addresses, String> {
@@ -361,7 +362,7 @@ pub(super) async fn addresses(
 /// The A and AAAA records of `name` (fully qualified), asked at once. `Err` when both halves
 /// failed; one half failed makes the answer partial (`failed`), unless the other said the name
 /// does not exist.
-async fn records(resolver: &TokioResolver, name: &Name) -> Result<Addresses, String> {
+async fn records(resolver: &DnsResolver, name: &Name) -> Result<Addresses, String> {
     let (v4, v6) = tokio::join!(
         resolver.ipv4_lookup(name.clone()),
         resolver.ipv6_lookup(name.clone())
@@ -486,6 +487,10 @@ fn describe(error: &ResolveError) -> String {
             "no usable answer in time (the DNS server sent none, or only answers that did not \
              parse or did not match the query)"
                 .to_owned()
+        }
+        // ICMP "port unreachable", as a connected UDP socket reports it (`connected.rs`).
+        Some(ProtoErrorKind::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "the DNS server refused the connection (nothing listens on its port)".to_owned()
         }
         _ => error.to_string(),
     }

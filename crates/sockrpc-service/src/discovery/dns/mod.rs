@@ -40,6 +40,7 @@
 //! read by [`DnsDiscovery::target`] (`target.rs`). The whole behaviour, and where it differs from
 //! grpc-go's: `docs/DNS.md`.
 
+mod connected;
 mod lookup;
 mod search;
 mod server;
@@ -51,7 +52,8 @@ mod txt;
 pub use target::DEFAULT_PORT;
 
 use super::{endpoint_key, Change, Discovery, Problem, ServiceConfigFeed};
-use hickory_resolver::{Hosts, TokioResolver};
+use connected::DnsResolver;
+use hickory_resolver::Hosts;
 use lookup::{literal, lookup, Keep, Place};
 use server::Server;
 use sockrpc_protocol::Status;
@@ -299,7 +301,7 @@ struct Lookups {
     /// The resolver for the first task; a later one makes its own (the first one's connections
     /// belonged to the runtime that ended). `None` for a DNS server named by host name: the
     /// task makes it.
-    resolver: Option<TokioResolver>,
+    resolver: Option<DnsResolver>,
     hosts: Arc<Hosts>,
     /// The stream holds a sender too: the channel does not end when a task dies with its
     /// runtime (a task still ends when the stream is dropped: `tx.closed()`).
@@ -396,7 +398,7 @@ fn check_name(name: &str) -> Result<(), Status> {
 
 async fn follow(
     config: DnsDiscovery,
-    mut resolver: Option<TokioResolver>,
+    mut resolver: Option<DnsResolver>,
     hosts: Arc<Hosts>,
     tx: mpsc::UnboundedSender<Change>,
     hint: Arc<Notify>,

@@ -11,15 +11,16 @@
 //! is the answer, not an absence (the name may well exist there): the discovery keeps what it
 //! had.
 
+use super::connected::DnsResolver;
 use super::lookup::Addresses;
-use hickory_resolver::{Name, TokioResolver};
+use hickory_resolver::Name;
 use std::future::Future;
 
 /// The fully qualified names to try for `name`, in order: `name` itself when it ends with a
 /// dot; else the name as it is first when it has at least `ndots` dots (or is `localhost`),
 /// last otherwise, and between, the name under each search domain, or, with no search list,
 /// under the configuration's domain (as glibc and Go: one or the other, never both).
-pub(super) fn candidates(resolver: &TokioResolver, name: &Name) -> Vec<Name> {
+pub(super) fn candidates(resolver: &DnsResolver, name: &Name) -> Vec<Name> {
     let config = resolver.config();
     let domains: Vec<&Name> = if config.search().is_empty() {
         config.domain().into_iter().collect()
@@ -132,14 +133,13 @@ mod tests {
     #[test]
     fn candidates_come_from_the_resolvers_configuration() {
         use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
-        use hickory_resolver::name_server::TokioConnectionProvider;
         let config = ResolverConfig::from_parts(
             Some(name("home.test.")),
             vec![name("a.test."), name("b.test.")],
             NameServerConfigGroup::new(),
         );
         let mut builder =
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+            DnsResolver::builder_with_config(config, crate::discovery::dns::connected::provider());
         builder.options_mut().ndots = 2;
         let resolver = builder.build();
         assert_eq!(
@@ -157,7 +157,8 @@ mod tests {
             NameServerConfigGroup::new(),
         );
         let resolver =
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default()).build();
+            DnsResolver::builder_with_config(config, crate::discovery::dns::connected::provider())
+                .build();
         assert_eq!(
             texts(&candidates(&resolver, &name("svc"))),
             ["svc.home.test.", "svc."]

@@ -8,11 +8,11 @@
 //! task builds its resolver, and again after a lookup that failed, so a DNS server that moved is
 //! found again; each address it has is asked, as `/etc/resolv.conf`'s `nameserver` lines are.
 
+use super::connected::{self, Connected, DnsResolver};
 use super::DnsDiscovery;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::name_server::GenericConnector;
 use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::TokioResolver;
 use sockrpc_protocol::Status;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -58,10 +58,10 @@ impl DnsDiscovery {
     /// [`server`](Self::server) with a 2 s timeout, twice; [`timeout`](Self::timeout) and
     /// [`attempts`](Self::attempts) override either. `None` for a server named by host name:
     /// the lookup task makes that one ([`resolver_named`](Self::resolver_named)).
-    pub(super) fn resolver(&self) -> Result<Option<TokioResolver>, Status> {
+    pub(super) fn resolver(&self) -> Result<Option<DnsResolver>, Status> {
         match &self.server {
             None => {
-                let builder = TokioResolver::builder_tokio().map_err(|e| {
+                let builder = DnsResolver::builder(connected::provider()).map_err(|e| {
                     Status::invalid_argument(format!("no system DNS configuration: {e}"))
                 })?;
                 Ok(Some(self.finish(builder)))
@@ -73,7 +73,7 @@ impl DnsDiscovery {
 
     /// The resolver asking a DNS server named by host name, once the name is looked up.
     /// `Err` says why it could not be made; the caller backs off and tries again.
-    pub(super) async fn resolver_named(&self) -> Result<TokioResolver, String> {
+    pub(super) async fn resolver_named(&self) -> Result<DnsResolver, String> {
         let Some(Server::Host { name, port }) = &self.server else {
             return match self.resolver() {
                 Ok(Some(resolver)) => Ok(resolver),
@@ -101,14 +101,13 @@ impl DnsDiscovery {
 
     /// A resolver asking these DNS servers over UDP, and over TCP when an answer was truncated
     /// (2 s timeout, 2 attempts unless set).
-    fn asking(&self, addrs: &[SocketAddr]) -> TokioResolver {
+    fn asking(&self, addrs: &[SocketAddr]) -> DnsResolver {
         let mut config = ResolverConfig::new();
         for addr in addrs {
             config.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
             config.add_name_server(NameServerConfig::new(*addr, Protocol::Tcp));
         }
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
+        let mut builder = DnsResolver::builder_with_config(config, connected::provider());
         builder.options_mut().timeout = Duration::from_secs(2);
         builder.options_mut().attempts = 2;
         self.finish(builder)
@@ -116,8 +115,8 @@ impl DnsDiscovery {
 
     fn finish(
         &self,
-        mut builder: hickory_resolver::ResolverBuilder<TokioConnectionProvider>,
-    ) -> TokioResolver {
+        mut builder: hickory_resolver::ResolverBuilder<GenericConnector<Connected>>,
+    ) -> DnsResolver {
         // EDNS0 (RFC 6891): without it a server may send a UDP answer longer than the 512
         // bytes hickory then reads, which it drops as malformed and waits out to a timeout
         // (50 A records is 850 bytes); with it, the answer fits the 1232 bytes offered, or

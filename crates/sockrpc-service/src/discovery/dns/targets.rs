@@ -8,8 +8,9 @@
 //! time, and the whole lookup ends within [`budget`] of its start: a target not answered by
 //! then counts as failed, as a timeout would.
 
+use super::connected::DnsResolver;
 use super::lookup::{addresses, Addresses};
-use hickory_resolver::{Hosts, TokioResolver};
+use hickory_resolver::Hosts;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ const AT_ONCE: usize = 8;
 
 /// How long one phase of a lookup may take: each query's timeout × attempts, twice (UDP, then
 /// TCP), as a single name's lookup may.
-pub(super) fn budget(resolver: &TokioResolver) -> Duration {
+pub(super) fn budget(resolver: &DnsResolver) -> Duration {
     let options = resolver.options();
     let attempts = u32::try_from(options.attempts.max(1)).unwrap_or(u32::MAX);
     options.timeout.saturating_mul(attempts).saturating_mul(2)
@@ -35,7 +36,7 @@ pub(super) fn budget(resolver: &TokioResolver) -> Duration {
 /// The addresses of each of `targets` (distinct names, the best priority first), looked up
 /// [`AT_ONCE`] at a time; one not answered by `deadline` is an error.
 pub(super) async fn resolve(
-    resolver: &TokioResolver,
+    resolver: &DnsResolver,
     hosts: &Hosts,
     targets: Vec<String>,
     deadline: Instant,

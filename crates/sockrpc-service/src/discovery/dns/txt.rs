@@ -17,8 +17,9 @@
 //! user's default applies). A list that is not JSON, or a criterion of the wrong type, is
 //! malformed: the discovery keeps the last good config and says why, once.
 
+use super::connected::DnsResolver;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::{ResolveError, TokioResolver};
+use hickory_resolver::ResolveError;
 use serde_json::Value;
 
 /// The prefix of the record that holds the config.
@@ -70,7 +71,7 @@ pub(super) enum Txt {
 /// one: see [`super::DnsDiscovery::service_config`]).
 pub(super) async fn follow(
     config: &super::DnsDiscovery,
-    resolver: &TokioResolver,
+    resolver: &DnsResolver,
     logged: &mut Option<String>,
 ) {
     let (Some((feed, client)), super::Query::Ip { name, .. }) =
@@ -99,7 +100,7 @@ pub(super) async fn follow(
 }
 
 /// Looks up `_grpc_config.NAME` and chooses from its config.
-pub(super) async fn lookup(resolver: &TokioResolver, name: &str, client: &Client) -> Txt {
+pub(super) async fn lookup(resolver: &DnsResolver, name: &str, client: &Client) -> Txt {
     let name = format!("{ATTRIBUTE_NAME}{name}");
     match resolver.txt_lookup(name.as_str()).await {
         Ok(found) => {
