@@ -30,6 +30,11 @@
 //!   connection fails; `dns_server.rs`); dns_gone: a name deleted from DNS, or whose SRV
 //!   records name no usable target, empties the set and calls say why at once; dns_config: a
 //!   service config in a TXT record (gRFC A2) applied to the next calls as it changes;
+//! - dns_daemon: the same against a real DNS server daemon, dnsmasq (Debian's `dnsmasq-base`,
+//!   `dnsmasq_process.rs`): each address family, SRV weights and priorities, a long TXT
+//!   service config, NXDOMAIN, NODATA and REFUSED, a hosts file changed under it, an answer
+//!   only TCP carries whole (with the tests package's `real-dns` feature, which `.ci/run`
+//!   turns on; failing, not skipped, when dnsmasq is not installed);
 //! - etcd: a real etcd (Debian's `etcd-server`, `etcd_process.rs`) with registrations under a
 //!   lease that survive an etcd restart and a revoked lease, and values changed, duplicated and
 //!   malformed under the watch (with the tests package's `etcd` feature, which `.ci/run` turns
@@ -46,10 +51,14 @@ mod counted;
 mod dns;
 mod dns_answers;
 mod dns_config;
+#[cfg(feature = "real-dns")]
+mod dns_daemon;
 mod dns_gone;
 mod dns_large;
 mod dns_server;
 mod dns_silent;
+#[cfg(feature = "real-dns")]
+mod dnsmasq_process;
 mod drained;
 #[cfg(feature = "etcd")]
 mod etcd;
