@@ -25,6 +25,7 @@
 //! - stream_trailers: `Streaming::trailers().await` reads to the end first;
 //! - unsync_stream: a server stream that is `Send` but not `Sync`;
 //! - long_status: a 20,000-byte status message arrives whole under a raised limit;
+//! - status_from_error: `Status::from_error` finds a status anywhere in an error's source chain;
 //! - status_too_large: details or trailers over what an END carries are dropped with a note;
 //! - complex_middleware: a server layer with its own future, body and error types;
 //! - layer_answers: a server layer that answers a server stream itself decides its status;
@@ -51,6 +52,7 @@ mod routes;
 mod server_middleware_status;
 mod shutdown;
 mod status;
+mod status_from_error;
 mod status_too_large;
 mod stream_limits;
 mod stream_status_fields;

@@ -111,8 +111,12 @@ impl Status {
     }
 
     /// The status an error stands for, as tonic's `Status::from_error`: a boxed `Status` is
-    /// itself, an `io::Error` is [`from_io_error`](Status::from_io_error)'s, anything else is
-    /// `UNKNOWN` with the error's text, kept as its [`source`](Error::source).
+    /// itself, an `io::Error` is [`from_io_error`](Status::from_io_error)'s; otherwise the
+    /// nearest `Status` in the error's [`source`](Error::source) chain stands for it (an
+    /// application error that wraps a downstream call's status keeps its code, message,
+    /// details and metadata, none of the local marks a transport put on it; an `io::Error`
+    /// deeper down is the application's, not a transport's, and is not looked for); anything
+    /// else is `UNKNOWN` with the error's text. The error is kept as the source.
     pub fn from_error(err: Box<dyn Error + Send + Sync + 'static>) -> Status {
         let err = match err.downcast::<Status>() {
             Ok(status) => return *status,
@@ -122,7 +126,28 @@ impl Status {
             Ok(io) => return Status::from_io_error(&io).with_source(*io),
             Err(err) => err,
         };
-        Status::unknown(err.to_string()).with_source(err)
+        let found = Status::in_source_chain(err.as_ref())
+            .unwrap_or_else(|| Status::unknown(err.to_string()));
+        found.with_source(err)
+    }
+
+    /// The nearest `Status` below `err` (among its sources, not `err` itself).
+    fn in_source_chain(err: &(dyn Error + 'static)) -> Option<Status> {
+        // Bounded: a source chain that loops would otherwise never end.
+        let mut cause = err.source();
+        for _ in 0..64 {
+            let current = cause?;
+            if let Some(status) = current.downcast_ref::<Status>() {
+                return Some(Status::with_details_and_metadata(
+                    status.code(),
+                    status.message(),
+                    status.details().clone(),
+                    status.metadata().clone(),
+                ));
+            }
+            cause = current.source();
+        }
+        None
     }
 
     constructors! {
