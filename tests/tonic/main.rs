@@ -7,6 +7,8 @@
 //!   (`INTERNAL`), a zip bomb (`RESOURCE_EXHAUSTED`), and a client of the previous version
 //!   that never receives a compressed message;
 //! - limits: send and receive limits, separate on both sides, and the status message cap;
+//! - response_encoding: an answer's `grpc-encoding` metadata names the encoding it is
+//!   compressed with, as tonic's compression suite reads it;
 //! - stubs: a server generated with default stubs answers what it does not implement
 //!   `UNIMPLEMENTED`, with the well-known types compiled into the output;
 //! - dyn_service: a generated server trait served as a trait object;
@@ -24,5 +26,6 @@ mod limits;
 mod matrix;
 mod paths;
 mod refusals;
+mod response_encoding;
 mod stubs;
 mod support;

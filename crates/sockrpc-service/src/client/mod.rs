@@ -125,6 +125,7 @@ impl<T> Client<T> {
         if !self.settings.is_default() {
             let decoding = self.settings.decoding(response.encoding(), Side::Client);
             response.get_mut().set_decoding(decoding);
+            show_encoding(response, self.settings.accepted());
         }
     }
 
@@ -141,6 +142,26 @@ impl<T> Client<T> {
     /// The wrapped service, to use directly.
     pub fn get_mut(&mut self) -> &mut T {
         &mut self.inner
+    }
+}
+
+/// The metadata key under which a client configured for compression shows the encoding an
+/// answer's messages are compressed with, as tonic's response header reads.
+pub(crate) const ENCODING_KEY: &str = "grpc-encoding";
+
+/// Shows, as tonic's `grpc-encoding` response header does, the encoding the server's HEADERS
+/// say the answer's messages are compressed with (one `accepted` here): the entry is this
+/// side's reading of the encoding fields, so one the handler wrote itself is dropped.
+fn show_encoding(response: &mut Response<Body>, accepted: EncodingSet) {
+    let encoding = response
+        .encoding()
+        .and_then(|fields| fields.send_encoding().ok().flatten())
+        .filter(|encoding| accepted.contains(*encoding));
+    let metadata = response.metadata_mut();
+    metadata.remove(ENCODING_KEY);
+    if let Some(encoding) = encoding {
+        // A valid key and an ASCII value: this cannot fail, and nothing is lost if it did.
+        let _ = metadata.insert(ENCODING_KEY, encoding.as_str());
     }
 }
 
