@@ -144,6 +144,12 @@ fn codegen_gaps() -> std::io::Result<()> {
     sockrpc_build::configure()
         .out_dir(&lint)
         .compile_protos(&["proto/sockrpc/gaps/lint.proto"], &["proto"])?;
+    // The shapes tonic-build's compile tests guard (names of prost's and std's items).
+    let shapes = out.join("gaps_shapes");
+    std::fs::create_dir_all(&shapes)?;
+    sockrpc_build::configure()
+        .out_dir(&shapes)
+        .compile_protos(&["proto/sockrpc/gaps/shapes.proto"], &["proto"])?;
     // tonic-build's options: a custom codec, BTreeMap maps, a boxed field, the descriptor set
     // written out, then generated again from that set alone.
     let opts = out.join("opts");

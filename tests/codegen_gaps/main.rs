@@ -4,13 +4,16 @@
 //! options `codec_path`, `btree_map`, `boxed`, `file_descriptor_set_path` and `compile_fds`
 //! (`codec.rs`), a package's code that must not warn where `dead_code` is denied (`lint.rs`),
 //! and a tonic user's build: one-path options, two packages in one module beside the module's
-//! own descriptor set (`tonic_style.rs`).
+//! own descriptor set (`tonic_style.rs`), and the shapes tonic-build's compile tests guard
+//! (`shapes.rs`: `Message`, `Drop`, `Clone`, `Service`, `Result`, a service and its rpc of one
+//! name).
 
 mod cfg;
 mod codec;
 mod glob;
 mod lint;
 mod packages;
+mod shapes;
 mod tonic_style;
 
 use std::future::Future;
