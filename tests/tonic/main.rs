@@ -6,6 +6,7 @@
 //! - refusals: an encoding the server does not accept (`UNIMPLEMENTED`), a corrupt body
 //!   (`INTERNAL`), a zip bomb (`RESOURCE_EXHAUSTED`), and a client of the previous version
 //!   that never receives a compressed message;
+//! - disable_compression: tonic's `Response::disable_compression` sends one answer plain;
 //! - limits: send and receive limits, separate on both sides, and the status message cap;
 //! - response_encoding: an answer's `grpc-encoding` metadata names the encoding it is
 //!   compressed with, as tonic's compression suite reads it;
@@ -20,6 +21,7 @@
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod api;
+mod disable_compression;
 mod dyn_service;
 mod forwarded;
 mod limits;

@@ -81,6 +81,12 @@ impl fmt::Display for CompressionEncoding {
     }
 }
 
+/// The mark [`Response::disable_compression`](crate::Response::disable_compression) leaves in
+/// a response's extensions: a server whose settings would compress the answer's single message
+/// sends it plain (its HEADERS still name the encoding, as tonic's header does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompressionDisabled;
+
 /// A set of encodings: what a side accepts. Empty means identity only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct EncodingSet(u16);

@@ -42,7 +42,9 @@ pub use code::Code;
 pub use codec::BincodeCodec;
 pub use codec::{Codec, ProstCodec};
 pub use conn_info::{ConnInfo, TransportKind};
-pub use encoding::{CompressionEncoding, EncodingFields, EncodingSet, ENCODING_FIELDS_LEN};
+pub use encoding::{
+    CompressionDisabled, CompressionEncoding, EncodingFields, EncodingSet, ENCODING_FIELDS_LEN,
+};
 pub use extensions::Extensions;
 pub use grpc_timeout::{parse_grpc_timeout, take_grpc_timeout, GRPC_TIMEOUT_KEY};
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR, STATUS_MESSAGE_CEILING};

@@ -490,6 +490,15 @@ impl<T> Response<T> {
         &mut self.extensions
     }
 
+    /// Sends this answer's message plain even where the server compresses answers (tonic's
+    /// `Response::disable_compression`): for a unary or client-streaming rpc's answer; a
+    /// streaming answer's messages are compressed as usual (turn them off with the call's
+    /// `CompressionSwitch`). Leaves [`CompressionDisabled`](crate::CompressionDisabled) in the
+    /// extensions.
+    pub fn disable_compression(&mut self) {
+        self.extensions.insert(crate::CompressionDisabled);
+    }
+
     /// The encoding fields of the answer's HEADERS: on a client, what the server accepts and
     /// sends with (`None`: it said nothing); on a server, what its HEADERS will carry.
     pub fn encoding(&self) -> Option<EncodingFields> {

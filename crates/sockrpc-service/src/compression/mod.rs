@@ -27,7 +27,7 @@
 mod algorithm;
 
 pub use algorithm::{compiled_encodings, compress, decompress};
-pub use sockrpc_protocol::{CompressionEncoding, EncodingFields, EncodingSet};
+pub use sockrpc_protocol::{CompressionDisabled, CompressionEncoding, EncodingFields, EncodingSet};
 
 use crate::{Call, CallFuture};
 use bytes::Bytes;
@@ -191,6 +191,17 @@ impl MessageSettings {
         Box::pin(async move {
             let mut response = answer.await?;
             response.set_encoding(fields);
+            let encoding = if response.extensions().get::<CompressionDisabled>().is_some()
+                && response.get_ref().is_once()
+            {
+                // tonic's `disable_compression`: this one message goes plain.
+                Encoding {
+                    send: None,
+                    ..encoding
+                }
+            } else {
+                encoding
+            };
             response.get_mut().set_encoding(encoding);
             Ok(response)
         })
