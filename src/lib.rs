@@ -66,6 +66,10 @@ pub mod metadata {
     pub use sockrpc_protocol::{is_bin_key, MetadataError, MetadataMap};
 }
 
+/// tonic's `#[async_trait]` on an `impl` of a generated server trait: accepted and left as is
+/// (the traits' methods return `impl Future`, which `async fn` implements), so a service
+/// implementation ported from tonic compiles unchanged.
+pub use sockrpc_macros::async_trait;
 #[cfg(feature = "bincode")]
 pub use sockrpc_protocol::BincodeCodec;
 /// tonic's name for the method a call is for, as a client interceptor finds it in the

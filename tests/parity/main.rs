@@ -3,6 +3,7 @@
 //! (and a Unix socket where the original used one). The services are tonic's test shapes
 //! (`tests/proto/parity/test.proto`), so most messages are empty: zero-length on the wire.
 //!
+//! - async_trait_attr: `#[sockrpc::async_trait]` on a service's impl, as tonic's are written;
 //! - answer_encoding: an answer compressed in an encoding the client does not accept fails;
 //! - status: a handler's code, message, details and metadata; statuses from a server stream,
 //!   before and after a message; the local cause of a connect failure;
@@ -37,6 +38,7 @@
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod answer_encoding;
+mod async_trait_attr;
 mod complex_middleware;
 mod connection;
 mod cut_stream;
