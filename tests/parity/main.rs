@@ -14,6 +14,7 @@
 //!   interceptor; `user-agent`; the caller's addresses;
 //! - routes: several services behind one server, unknown ones `UNIMPLEMENTED`;
 //! - limits: tonic's message size cases, boundaries included;
+//! - routes_by_reference: tonic's `Routes` and `RoutesBuilder`, filled by reference;
 //! - streams: empty and zero-length messages, empty streams, many concurrent streams, a client
 //!   that goes away;
 //! - shutdown: a graceful shutdown lets calls in flight finish;
@@ -51,6 +52,7 @@ mod long_status;
 mod response_extensions;
 mod restarted_server;
 mod routes;
+mod routes_by_reference;
 mod server_middleware_status;
 mod shutdown;
 mod status;

@@ -164,8 +164,8 @@ impl<L> ServerBuilder<L> {
 
     /// Mounts every service of `routes` beside those already added (tonic's `add_routes`):
     /// a service mounted on both is `routes`' afterwards.
-    pub fn add_routes(mut self, routes: Router) -> Self {
-        self.router = std::mem::take(&mut self.router).merge(routes);
+    pub fn add_routes(mut self, routes: impl Into<Router>) -> Self {
+        self.router = std::mem::take(&mut self.router).merge(routes.into());
         self
     }
 
