@@ -150,6 +150,12 @@ fn codegen_gaps() -> std::io::Result<()> {
     sockrpc_build::configure()
         .out_dir(&shapes)
         .compile_protos(&["proto/sockrpc/gaps/shapes.proto"], &["proto"])?;
+    // tonic's `included_service`: only the importing file is compiled.
+    let included = out.join("gaps_included");
+    std::fs::create_dir_all(&included)?;
+    sockrpc_build::configure()
+        .out_dir(&included)
+        .compile_protos(&["proto/sockrpc/gaps/includer.proto"], &["proto"])?;
     // tonic-build's options: a custom codec, BTreeMap maps, a boxed field, the descriptor set
     // written out, then generated again from that set alone.
     let opts = out.join("opts");

@@ -6,11 +6,13 @@
 //! and a tonic user's build: one-path options, two packages in one module beside the module's
 //! own descriptor set (`tonic_style.rs`), and the shapes tonic-build's compile tests guard
 //! (`shapes.rs`: `Message`, `Drop`, `Clone`, `Service`, `Result`, a service and its rpc of one
-//! name).
+//! name), and tonic's `included_service`: a service defined before an import of another
+//! package's (`included.rs`).
 
 mod cfg;
 mod codec;
 mod glob;
+mod included;
 mod lint;
 mod packages;
 mod shapes;
