@@ -8,8 +8,8 @@
 //! compression shows it as that metadata entry, on every call shape, as tonic's does.
 //!
 //! The entry is the client's reading of the encoding fields, never the peer's metadata: a
-//! `grpc-encoding` entry a handler wrote is dropped by such a client (a default client, which
-//! reads no encoding fields, leaves a handler's metadata alone).
+//! `grpc-encoding` entry a handler wrote is dropped by such a client (a client not configured
+//! for compression, which reads no encoding fields, leaves a handler's metadata alone).
 
 use crate::support::{bounded, payload, EchoStreamer, Running};
 use futures_util::stream;
@@ -196,5 +196,14 @@ async fn a_handlers_own_encoding_entry_is_not_taken_for_the_encoding() {
         .await
         .expect("unary");
     assert_eq!(answer.metadata().get(KEY), None);
+    // A client with settings but no compression reads no encoding fields: the handler's
+    // metadata stays as it came, as toward a default client.
+    let mut client = client_of(server.addr)
+        .await
+        .max_decoding_message_size(1 << 20);
+    let answer = bounded("unary", client.unary(chunk(0)))
+        .await
+        .expect("unary");
+    assert_eq!(answer.metadata().get(KEY), Some("br"));
     server.stop().await;
 }

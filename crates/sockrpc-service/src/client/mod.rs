@@ -125,7 +125,10 @@ impl<T> Client<T> {
         if !self.settings.is_default() {
             let decoding = self.settings.decoding(response.encoding(), Side::Client);
             response.get_mut().set_decoding(decoding);
-            show_encoding(response, self.settings.accepted());
+            if self.settings.fields().is_some() {
+                // Configured for compression: its encoding fields say what the answer is in.
+                show_encoding(response, self.settings.accepted());
+            }
         }
     }
 
