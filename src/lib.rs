@@ -55,6 +55,14 @@ pub mod service {
 pub mod transport {
     pub use sockrpc_service::{Channel, EndpointExt, Server};
     pub use sockrpc_transport::*;
+
+    /// The transport's server side ([`sockrpc_transport::server`]), with tonic's
+    /// `transport::server::{Routes, RoutesBuilder}` beside it (also in
+    /// [`service`](crate::service), tonic's newer home for them).
+    pub mod server {
+        pub use sockrpc_service::{Routes, RoutesBuilder};
+        pub use sockrpc_transport::server::*;
+    }
 }
 
 /// Metadata as tonic's `metadata` module names it: [`MetadataMap`] and the typed values

@@ -1,12 +1,14 @@
 //! tonic's `routes.rs` and `routes_builder.rs` as tonic writes them: `Routes::default()` and
 //! `RoutesBuilder::default()` filled by reference (`routes.add_service(a).add_service(b)` on a
-//! `let mut`), then handed to `add_routes` (`sockrpc::service::{Routes, RoutesBuilder}`,
-//! tonic's `tonic::service` names; sockrpc's own `Router` takes and returns itself, which a
-//! by-reference chain cannot use). One channel reaches both services, unary and streaming.
+//! `let mut`), then handed to `add_routes`: `sockrpc::service::{Routes, RoutesBuilder}`,
+//! tonic's `tonic::service` names, also at tonic's older `transport::server` path (sockrpc's
+//! own `Router` takes and returns itself, which a by-reference chain cannot use). One channel
+//! reaches both services, unary and streaming.
 
 use crate::support::{bounded, channel, serve, Test1Svc};
 use futures_util::StreamExt;
-use sockrpc::service::{Routes, RoutesBuilder};
+use sockrpc::service::Routes;
+use sockrpc::transport::server::RoutesBuilder;
 use sockrpc::{Request, Response, Server, Status};
 use sockrpc_tests::parity::test1_client::Test1Client;
 use sockrpc_tests::parity::test1_server::Test1Server;
