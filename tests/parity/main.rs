@@ -12,6 +12,7 @@
 //! - timeout: the client's deadline, the server's timeout, whichever is nearer;
 //! - extensions: interceptors and tower layers hand values to handlers; the method in a client
 //!   interceptor; `user-agent`; the caller's addresses;
+//! - incoming: tonic's `serve_with_incoming(_shutdown)`, a stream of connections served;
 //! - routes: several services behind one server, unknown ones `UNIMPLEMENTED`;
 //! - limits: tonic's message size cases, boundaries included;
 //! - routes_by_reference: tonic's `Routes` and `RoutesBuilder`, filled by reference;
@@ -45,6 +46,7 @@ mod connection;
 mod cut_stream;
 mod endpoint_connect;
 mod extensions;
+mod incoming;
 mod layer_answers;
 mod limits;
 mod load_shed;

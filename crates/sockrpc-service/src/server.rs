@@ -11,6 +11,7 @@
 //! the transport's.
 
 mod dispatcher;
+mod incoming;
 mod tonic_names;
 
 pub(crate) use dispatcher::replay_in_scope;
