@@ -107,24 +107,35 @@ async fn stingy_server() -> (
 }
 
 /// The client's streams, each sender in a task of its own counting its polls into `polls`.
-struct Senders {
-    conn: ClientConnection,
-    polls: Arc<AtomicU64>,
-    tasks: Vec<JoinHandle<sockrpc::transport::StreamSender>>,
-    receivers: Vec<sockrpc::transport::StreamReceiver>,
+pub(crate) struct Senders {
+    pub(crate) conn: ClientConnection,
+    pub(crate) polls: Arc<AtomicU64>,
+    pub(crate) tasks: Vec<JoinHandle<sockrpc::transport::StreamSender>>,
+    pub(crate) receivers: Vec<sockrpc::transport::StreamReceiver>,
 }
 
 async fn start_senders(addr: std::net::SocketAddr) -> Senders {
+    spawn_senders(addr, STREAMS, MESSAGES, SIZE).await
+}
+
+/// Connects to `addr` and opens `streams` `Collect` streams, each sending `messages` messages
+/// of `size` bytes from a task of its own that counts every poll of its sender.
+pub(crate) async fn spawn_senders(
+    addr: std::net::SocketAddr,
+    streams: usize,
+    messages: usize,
+    size: usize,
+) -> Senders {
     let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let conn = ClientConnection::spawn_tcp(socket, Limits::default());
     bounded("handshake", conn.ready()).await.expect("handshake");
     let path = MethodPath::from_static("/sockrpc.test.stream.Streamer/Collect");
     let metadata = MetadataMap::new();
-    let message = Bytes::from(vec![5u8; SIZE]);
+    let message = Bytes::from(vec![5u8; size]);
     let polls = Arc::new(AtomicU64::new(0));
-    let mut receivers = Vec::with_capacity(STREAMS);
-    let mut tasks = Vec::with_capacity(STREAMS);
-    for _ in 0..STREAMS {
+    let mut receivers = Vec::with_capacity(streams);
+    let mut tasks = Vec::with_capacity(streams);
+    for _ in 0..streams {
         let (mut sender, receiver) = conn
             .open_stream(&path, &metadata, None, None)
             .expect("open");
@@ -132,7 +143,7 @@ async fn start_senders(addr: std::net::SocketAddr) -> Senders {
         let polls = Arc::clone(&polls);
         let message = message.clone();
         tasks.push(tokio::spawn(async move {
-            for _ in 0..MESSAGES {
+            for _ in 0..messages {
                 std::future::poll_fn(|cx| {
                     polls.fetch_add(1, Ordering::Relaxed);
                     match sender.poll_ready(cx) {

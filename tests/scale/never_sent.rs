@@ -173,8 +173,13 @@ impl Picker for Cutting {
 /// Cuts: more than the 3 attempts a call refused unprocessed may make.
 const CUTS: usize = 5;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wait_for_ready_call_never_sent_again_and_again_waits_within_its_deadline() {
+/// A server, the count of cuts left (none yet), and a wait-for-ready balanced channel to it,
+/// connected, whose picker cuts the server's connection while cuts are left.
+async fn cutting_channel() -> (
+    Counted,
+    Arc<AtomicUsize>,
+    sockrpc::service::balance::Balanced,
+) {
     let server = Counted::start().await;
     let left = Arc::new(AtomicUsize::new(0));
     let channel = BalanceBuilder::default()
@@ -188,6 +193,12 @@ async fn a_wait_for_ready_call_never_sent_again_and_again_waits_within_its_deadl
         .ready(1, Duration::from_secs(10))
         .await
         .expect("connected");
+    (server, left, channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_ready_call_never_sent_again_and_again_waits_within_its_deadline() {
+    let (server, left, channel) = cutting_channel().await;
     left.store(CUTS, Ordering::SeqCst);
     let mut client = GreeterClient::new(channel.clone());
     // On a task: the picker blocks its worker while the connection goes.
@@ -218,19 +229,7 @@ async fn a_wait_for_ready_call_never_sent_again_and_again_waits_within_its_deadl
 /// `UNAVAILABLE` after 3 picks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_never_sent_until_its_deadline_fails_deadline_exceeded() {
-    let server = Counted::start().await;
-    let left = Arc::new(AtomicUsize::new(0));
-    let channel = BalanceBuilder::default()
-        .picker(Cutting {
-            cutter: server.cutter(),
-            left: Arc::clone(&left),
-        })
-        .wait_for_ready(true)
-        .build(discovery::fixed([format!("tcp://{}", server.addr)]).expect("endpoints"));
-    channel
-        .ready(1, Duration::from_secs(10))
-        .await
-        .expect("connected");
+    let (_server, left, channel) = cutting_channel().await;
     const ENDLESS: usize = 1_000_000;
     left.store(ENDLESS, Ordering::SeqCst);
     let mut client = GreeterClient::new(channel.clone());
