@@ -18,6 +18,7 @@
 //! - `table.rs`: the calls in flight, by id.
 //! - `room.rs`: calls waiting for room under the server's limit of calls in flight.
 //! - `answers.rs`: the answer window, what this side grants the server for streamed answers.
+//! - `waiters.rs`: stream senders waiting for the write buffer to drain, or for credit.
 //! - `options.rs`: a connection's settings (limits, keepalive, close notification).
 //! - `shutdown.rs`: closing it from this side, gracefully or at once, and waiting for its end.
 
@@ -45,6 +46,7 @@ mod stream;
 mod table;
 #[cfg(test)]
 mod waiter_tests;
+mod waiters;
 
 pub use call::ResponseFuture;
 pub use options::{ConnectionOptions, Keepalive, DEFAULT_CONNECT_TIMEOUT};
@@ -69,6 +71,7 @@ use table::CallTable;
 use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use waiters::StreamWaiters;
 
 /// A boxed read half.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
@@ -175,10 +178,9 @@ struct State {
     /// ([`StreamSender::poll_ready`]): woken a few at a time, in the order they parked, once a
     /// flush brings it down to `turns::RESUME_AT` (`turns.rs`).
     drain_waiters: crate::turns::TurnQueue,
-    /// Stream senders waiting for connection credit: woken a few at a time, in the order they
-    /// parked, once the server's WINDOW on call 0 opens the window (not by every flush, as they
-    /// would be in `drain_waiters`; `credit.rs`).
-    credit_waiters: crate::turns::TurnQueue,
+    /// Stream senders waiting for connection credit: woken all at once by the server's WINDOW
+    /// on call 0 (not by every flush, as they would be in `drain_waiters`).
+    credit_waiters: StreamWaiters,
     /// The server's SETTINGS announced `CAP_CONNECTION_WINDOW`: stream messages keep what they
     /// charge (`frame::message_charge`) outstanding under `frame::CONNECTION_WINDOW`.
     connection_window: bool,
@@ -251,7 +253,7 @@ impl State {
         // A sender waiting when its call ended never comes back for its place.
         let room = self.outbox.buffered() <= crate::outbox::HIGH_WATER;
         self.drain_waiters.forget(id, room);
-        self.leave_credit_line(id);
+        self.credit_waiters.forget(id);
         self.call_ended(shared);
         Some(slot)
     }
@@ -342,20 +344,14 @@ impl Shared {
 
     /// [`close`](Self::close), but the calls waiting for room keep waiting (a graceful close).
     fn close_to_new_calls(&self, state: &mut State, status: Status) {
-        let first = state.closed.is_none();
-        if first {
+        if state.closed.is_none() {
             state.closed = Some(status);
         }
         self.closed.store(true, Ordering::Release);
         // Wake anyone waiting for the handshake: it will not come now.
         self.handshake.notify_waiters();
-        if first {
-            // Once: a server repeating GOAWAY (22 bytes a frame) made every stream sender
-            // waiting for room or credit look again per frame, and nothing had changed for
-            // them (`tests/hostile/credit_wakes.rs`).
-            state.drain_waiters.wake_all();
-            state.credit_waiters.wake_all();
-        }
+        state.drain_waiters.wake_all();
+        state.credit_waiters.wake_all();
         state.note_waiting(self);
     }
 }
@@ -435,7 +431,7 @@ impl ClientConnection {
                 folds_request: false,
                 room: room::RoomQueue::default(),
                 drain_waiters: crate::turns::TurnQueue::default(),
-                credit_waiters: crate::turns::TurnQueue::default(),
+                credit_waiters: StreamWaiters::default(),
                 connection_window: false,
                 connection_outstanding: 0,
                 ended_streams: 0,
