@@ -111,10 +111,18 @@ enum Kind {
     /// One message as it arrived, compressed (decoded when read).
     OnceCompressed(Bytes),
     Stream(Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>),
-    Incoming(Box<dyn Incoming>),
+    /// Messages arriving on a connection, and whether their sender named no encoding (then a
+    /// message flagged compressed is a protocol error, `INTERNAL`, whatever this side accepts).
+    Incoming(Box<dyn Incoming>, Unnamed),
     /// A body that failed before its first message (a message over the sending limit).
     Failed(Option<Status>),
 }
+
+/// Whether a stream's sender named no encoding in its OPEN or HEADERS: `true` only when the
+/// side that made the body said so ([`Body::incoming_received`],
+/// [`Body::refuse_unnamed_compression`]); a body made otherwise refuses a compressed message as
+/// one in an encoding it does not accept. (A flag beside the box: no bigger a body.)
+type Unnamed = bool;
 
 /// How a body decodes what it receives and encodes what it sends, when a generated client or
 /// server set it (boxed: most bodies have none, and stay small).
@@ -143,7 +151,7 @@ impl std::fmt::Debug for Body {
             Kind::Once(_) => "once",
             Kind::OnceCompressed(_) => "once (compressed)",
             Kind::Stream(_) => "stream",
-            Kind::Incoming(_) => "incoming",
+            Kind::Incoming(..) => "incoming",
             Kind::Failed(_) => "failed",
         };
         f.debug_struct("Body").field("kind", &kind).finish()
@@ -186,16 +194,34 @@ impl Body {
         Body::once_wire(message, compressed)
     }
 
-    /// [`once_received`](Body::once_received)'s check on a body already made: one message that
-    /// arrived compressed, under `fields` that name no encoding, fails `INTERNAL` when read.
+    /// [`Body::incoming`] for a stream received under the encoding fields its sender named
+    /// (its OPEN's or HEADERS'): each message flagged compressed when the sender named no
+    /// encoding fails `INTERNAL` when read, as [`once_received`](Body::once_received)'s one.
+    pub(crate) fn incoming_received(
+        incoming: impl Incoming + 'static,
+        fields: Option<sockrpc_protocol::EncodingFields>,
+    ) -> Body {
+        let unnamed = crate::compression::names_no_encoding(fields);
+        Body::of(Kind::Incoming(Box::new(incoming), unnamed))
+    }
+
+    /// [`once_received`](Body::once_received)'s and
+    /// [`incoming_received`](Body::incoming_received)'s check on a body already made: one
+    /// message that arrived compressed, under `fields` that name no encoding, fails `INTERNAL`
+    /// when read, and so does each such message of a stream received.
     pub(crate) fn refuse_unnamed_compression(
         &mut self,
         fields: Option<sockrpc_protocol::EncodingFields>,
     ) {
-        if matches!(self.kind, Kind::OnceCompressed(_))
-            && crate::compression::names_no_encoding(fields)
-        {
-            self.kind = Kind::Failed(Some(crate::compression::unnamed_encoding()));
+        if !crate::compression::names_no_encoding(fields) {
+            return;
+        }
+        match &mut self.kind {
+            Kind::OnceCompressed(_) => {
+                self.kind = Kind::Failed(Some(crate::compression::unnamed_encoding()));
+            }
+            Kind::Incoming(_, unnamed) => *unnamed = true,
+            _ => {}
         }
     }
 
@@ -219,7 +245,7 @@ impl Body {
 
     /// Messages arriving on a connection.
     pub fn incoming(incoming: impl Incoming + 'static) -> Body {
-        Body::of(Kind::Incoming(Box::new(incoming)))
+        Body::of(Kind::Incoming(Box::new(incoming), false))
     }
 
     /// `self` seen through `wrap`, which gets every message as it arrived and the trailers, and
@@ -234,8 +260,14 @@ impl Body {
     /// body's [`trailers`](Body::trailers).
     pub fn wrap<I: Incoming + 'static>(mut self, wrap: impl FnOnce(Body) -> I) -> Body {
         let codec = self.codec.take();
+        // Whether the sender named no encoding moves too: the body returned refuses what
+        // `self` would have.
+        let unnamed = match &mut self.kind {
+            Kind::Incoming(_, unnamed) => std::mem::take(unnamed),
+            _ => false,
+        };
         Body {
-            kind: Kind::Incoming(Box::new(wrap(self))),
+            kind: Kind::Incoming(Box::new(wrap(self)), unnamed),
             codec,
         }
     }
@@ -269,7 +301,7 @@ impl Body {
             Kind::Once(message) => Kind::Once(message.clone()),
             Kind::OnceCompressed(message) => Kind::OnceCompressed(message.clone()),
             Kind::Failed(status) => Kind::Failed(status.clone()),
-            Kind::Stream(_) | Kind::Incoming(_) => return None,
+            Kind::Stream(_) | Kind::Incoming(..) => return None,
         };
         Some(Body {
             kind,
@@ -455,9 +487,10 @@ impl Body {
     }
 
     /// The next message, decoded: a compressed one is decompressed when this side accepts
-    /// its encoding and refused (`UNIMPLEMENTED`) otherwise; one over the receiving limit
-    /// fails `RESOURCE_EXHAUSTED`.
+    /// its encoding and refused (`UNIMPLEMENTED`) otherwise, or `INTERNAL` when its sender
+    /// named no encoding; one over the receiving limit fails `RESOURCE_EXHAUSTED`.
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+        let mut unnamed = false;
         let (message, compressed) = match &mut self.kind {
             Kind::Empty => return Poll::Ready(None),
             Kind::Once(_) | Kind::OnceCompressed(_) => {
@@ -474,7 +507,8 @@ impl Body {
                 Some(Ok(message)) => (message, false),
                 other => return Poll::Ready(other),
             },
-            Kind::Incoming(incoming) => {
+            Kind::Incoming(incoming, named_none) => {
+                unnamed = *named_none;
                 match std::task::ready!(incoming.poll_message_flagged(cx)) {
                     Some(Ok(wire)) => wire,
                     Some(Err(status)) => return Poll::Ready(Some(Err(status))),
@@ -483,6 +517,7 @@ impl Body {
             }
         };
         let decoded = match self.codec.as_deref_mut() {
+            _ if compressed && unnamed => Err(crate::compression::unnamed_encoding()),
             Some(Codec {
                 decoding: Some(decoding),
                 last_compressed,
@@ -509,7 +544,7 @@ impl Body {
     /// body's own refusals (over its limit, not decompressible) call it themselves. Nothing
     /// for a body that is not a stream received.
     pub fn refuse(&mut self, status: &Status) {
-        if let Kind::Incoming(incoming) = &mut self.kind {
+        if let Kind::Incoming(incoming, _) = &mut self.kind {
             incoming.refused(status);
         }
     }
@@ -525,8 +560,11 @@ impl Body {
         let decodes = self.codec.as_ref().is_some_and(|c| c.decoding.is_some());
         let plain = |next: Option<Result<Bytes, Status>>| next.map(|m| m.map(|m| (m, false)));
         match &mut self.kind {
+            // A message its sender named no encoding for is refused here too, as a unary one
+            // is wherever it is read (`once_received`).
             _ if decodes => self.poll_message(cx).map(plain),
-            Kind::Incoming(incoming) => incoming.poll_message_flagged(cx),
+            Kind::Incoming(_, true) => self.poll_message(cx).map(plain),
+            Kind::Incoming(incoming, false) => incoming.poll_message_flagged(cx),
             Kind::OnceCompressed(_) => match std::mem::replace(&mut self.kind, Kind::Empty) {
                 Kind::OnceCompressed(message) => Poll::Ready(Some(Ok((message, true)))),
                 _ => Poll::Ready(None),
@@ -545,7 +583,7 @@ impl Body {
     /// Trailing metadata that arrived at the end of an incoming stream.
     pub fn trailers(&self) -> Option<&MetadataMap> {
         match &self.kind {
-            Kind::Incoming(incoming) => incoming.trailers(),
+            Kind::Incoming(incoming, _) => incoming.trailers(),
             _ => None,
         }
     }

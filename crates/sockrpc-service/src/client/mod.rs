@@ -118,8 +118,9 @@ impl<T> Client<T> {
         if let Some(fields) = response.encoding() {
             self.learned.store(fields.accept.bits(), Ordering::Relaxed);
         }
-        // An answer flagged compressed under no named encoding: `INTERNAL`, as tonic's client
-        // answers, whether or not this client accepts compression.
+        // An answer (its one message, or each of a stream's) flagged compressed under no named
+        // encoding: `INTERNAL`, as tonic's client answers, whether or not this client accepts
+        // compression.
         let fields = response.encoding();
         response.get_mut().refuse_unnamed_compression(fields);
         if !self.settings.is_default() {

@@ -171,7 +171,8 @@ impl MessageSettings {
     /// [`CompressionSwitch`] of its messages.
     pub fn serve(&self, mut call: Call, run: impl FnOnce(Call) -> CallFuture) -> CallFuture {
         if self.is_default() {
-            // A compressed message still meets the body's refusal (`UNIMPLEMENTED`).
+            // A compressed message still meets the body's refusal: `UNIMPLEMENTED`, or
+            // `INTERNAL` when the OPEN named no encoding (`Call::from_incoming`).
             return run(call);
         }
         let peer = call.request().encoding();
