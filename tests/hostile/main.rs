@@ -39,6 +39,7 @@ mod pieces_cancel;
 mod pieces_cross;
 mod pieces_rate;
 mod pieces_wait;
+mod pinned_budget;
 mod pinned_small;
 mod pinned_streams;
 mod probe;

@@ -157,7 +157,7 @@ fn queued_messages_past_a_quarter_of_two_chunks_do_not_pin_a_larger_buffer() {
 
 /// An echo whose `Echo` holds its request for 30 s before it answers, as a handler that
 /// waits on a database holds what it was sent.
-struct HoldingEcho;
+pub(crate) struct HoldingEcho;
 
 impl Echo for HoldingEcho {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {

@@ -21,8 +21,10 @@ pub struct Limits {
     /// [`STATUS_MESSAGE_CEILING`].
     pub max_status_message_size: usize,
     /// What the requests of one connection's unary calls whose handlers wait may hold
-    /// together (messages, metadata as counted against its limit, method paths), on a
-    /// server: past it, a new unary call fails `RESOURCE_EXHAUSTED` at once. Default 256 MiB,
+    /// together (messages, metadata as counted against its limit, method paths; a message
+    /// still a slice of the connection's read buffer counts that buffer, once for all the
+    /// requests sliced from it), on a server: past it, a new unary call fails
+    /// `RESOURCE_EXHAUSTED` at once. Default 256 MiB,
     /// 64 requests of the largest default message; it bounds what one connection holds,
     /// which the limit of calls in flight alone (4,096 of up to 4 MiB) does not usefully.
     pub max_running_requests_size: usize,

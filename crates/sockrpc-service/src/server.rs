@@ -212,8 +212,10 @@ impl<L> ServerBuilder<L> {
     }
 
     /// Sets what the requests of one connection's unary calls whose handlers wait may hold
-    /// together (messages, metadata, method paths; default 256 MiB). Past it a new unary call
-    /// fails `RESOURCE_EXHAUSTED` at once, until running calls end.
+    /// together (messages, metadata, method paths; default 256 MiB; a message still a slice of
+    /// the connection's read buffer counts that buffer, once for all the requests sliced from
+    /// it). Past it a new unary call fails `RESOURCE_EXHAUSTED` at once, until running calls
+    /// end.
     pub fn max_running_requests_size(mut self, bytes: usize) -> Self {
         self.config.limits = self.config.limits.with_max_running_requests_size(bytes);
         self

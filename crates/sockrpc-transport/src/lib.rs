@@ -42,6 +42,7 @@ mod pieces;
 pub mod pool;
 pub mod reader;
 mod readiness;
+mod region;
 pub mod server;
 pub mod socket;
 #[cfg(test)]

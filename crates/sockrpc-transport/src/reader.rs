@@ -36,6 +36,7 @@
 
 use crate::client::BoxReader;
 use crate::codec::{DecodeError, Direct, FrameDecoder};
+use crate::region::Region;
 use bytes::{BufMut, BytesMut};
 use sockrpc_protocol::codec::recycle;
 use sockrpc_protocol::frame::{Frame, HEADER_LEN};
@@ -79,6 +80,8 @@ pub struct FrameReader {
     /// Room to reclaim before a read into the empty buffer, up to [`LARGE`]: the last burst,
     /// until a reclaim succeeds (see [`poll_fill`](Self::poll_fill)).
     expect: usize,
+    /// The allocation `buf` reads into now, which the frames sliced from it keep alive.
+    region: Region,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -99,6 +102,7 @@ impl FrameReader {
     /// Like [`new`](Self::new), with bytes already read (e.g. while waiting for a preface).
     pub fn with_buffer(reader: BoxReader, decoder: FrameDecoder, buf: BytesMut) -> FrameReader {
         let alloc = buf.capacity();
+        let region = Region::of(&buf);
         let mut reader = FrameReader {
             reader,
             buf,
@@ -107,6 +111,7 @@ impl FrameReader {
             alloc: 0,
             burst: 0,
             expect: 0,
+            region,
         };
         reader.note_alloc(alloc);
         reader
@@ -121,7 +126,11 @@ impl FrameReader {
                 *direct.remaining > 0 && direct.held.capacity() > direct.held.len()
             });
             if let Some(direct) = direct {
-                return read_into(self.reader.as_mut(), cx, direct, &mut self.buf);
+                // What came past the piece goes to the buffer, which may grow for it.
+                let before = self.buf.as_ptr() as usize;
+                let read = read_into(self.reader.as_mut(), cx, direct, &mut self.buf);
+                self.region.after_growing(before, &self.buf);
+                return read;
             }
         }
         // A peer that sends messages of about one size past 4 KiB gets room for the next one
@@ -136,10 +145,13 @@ impl FrameReader {
             }
             // Fails, changing nothing, while a frame cut from the allocation is alive (a
             // client's answer its caller has not taken yet): tried again before the next read.
+            let before = self.buf.as_ptr() as usize;
             if self.expect > 0
                 && (self.buf.capacity() >= self.expect || self.buf.try_reclaim(self.expect))
             {
                 self.expect = 0;
+                // Reclaimed (nothing held the allocation), or room enough already.
+                self.region.after_growing(before, &self.buf);
             }
         }
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
@@ -147,7 +159,9 @@ impl FrameReader {
                 .decoder
                 .bytes_wanted(self.buf.len())
                 .clamp(CHUNK, MAX_RESERVE);
+            let before = self.buf.as_ptr() as usize;
             self.buf.reserve(want);
+            self.region.after_growing(before, &self.buf);
             // However `reserve` made room (a new allocation, the old one grown in place by
             // `realloc`, or reclaimed), the allocation holds at least the capacity: noted as
             // the largest seen since the last fresh buffer (see `alloc`).
@@ -186,6 +200,7 @@ impl FrameReader {
             let mut fresh = BytesMut::with_capacity(CHUNK);
             fresh.extend_from_slice(&self.buf);
             retire(std::mem::replace(&mut self.buf, fresh));
+            self.region.renew(&self.buf);
             self.note_alloc(CHUNK);
         }
     }
@@ -194,6 +209,14 @@ impl FrameReader {
     /// frames, only waits for the peer's FIN).
     pub fn discard(&mut self) {
         self.buf.clear();
+    }
+
+    /// The allocation `body` (a frame's, at this address) was sliced from, when it is the one
+    /// the buffer reads into now: its id (new with each allocation) and size. `None` for a
+    /// frame copied out, a split message (put together in a buffer of its own), or one cut
+    /// from an earlier allocation (`region.rs`).
+    pub(crate) fn region_of(&self, body: usize) -> Option<(u64, usize)> {
+        self.region.holding(body)
     }
 
     /// Frames decoded so far.

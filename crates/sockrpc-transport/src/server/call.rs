@@ -22,7 +22,8 @@
 //! runs, and a streaming handler its metadata and path (a handler that returned its answer
 //! stream at once too, for as long as the stream runs: the stream may hold the request); what
 //! those requests hold together is bounded per connection
-//! (`Limits::max_running_requests_size`): past it a new call fails `RESOURCE_EXHAUSTED` at once,
+//! (`Limits::max_running_requests_size`, a message still sliced from the read buffer counted as
+//! that buffer: `held.rs`): past it a new call fails `RESOURCE_EXHAUSTED` at once,
 //! as a call past the budget of requests waiting for their message does (`open.rs`). Without
 //! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection. A compressed
 //! request counts what it decompresses to as well: the service layer adds it through the
@@ -33,6 +34,7 @@
 //! there for a client that does not read.
 
 use super::conn::Connection;
+use super::held::RunningCharge;
 use super::open::Opened;
 use super::pump::pump;
 use super::respond::{answer_now, encode_refusal, Answered, ConnState, Shared};
@@ -52,28 +54,6 @@ use std::{
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
-/// One running call's request, counted in [`Shared::running_held`] until the call's task ends
-/// (answered, cancelled or dropped with its connection).
-struct RunningCharge {
-    shared: Arc<Shared>,
-    bytes: usize,
-}
-
-impl RunningCharge {
-    fn new(shared: Arc<Shared>, bytes: usize) -> RunningCharge {
-        shared.running_held.fetch_add(bytes, Ordering::Relaxed);
-        RunningCharge { shared, bytes }
-    }
-}
-
-impl Drop for RunningCharge {
-    fn drop(&mut self) {
-        self.shared
-            .running_held
-            .fetch_sub(self.bytes, Ordering::Relaxed);
-    }
-}
-
 impl<D: Dispatch> Connection<D> {
     /// Starts a call; answers inline when it completes at once.
     pub(super) fn dispatch_call(
@@ -84,8 +64,12 @@ impl<D: Dispatch> Connection<D> {
         body: RequestBody,
     ) {
         let mut decoded_charge = None;
+        // Where a unary request's message lies, and its size: counted, if its handler waits,
+        // as the read buffer it was sliced from (`held.rs`).
+        let mut sliced = None;
         let held = match &body {
             RequestBody::Once(message) => {
+                sliced = Some((message.as_ptr() as usize, message.len()));
                 let budget = self.shared.limits.max_running_requests_size;
                 if self.running_over_budget() {
                     let status = Status::resource_exhausted(format!(
@@ -209,7 +193,9 @@ impl<D: Dispatch> Connection<D> {
                     // it at once still keeps what it captured): counted while it runs, as a
                     // handler that waits is.
                     let shared = Arc::clone(&self.shared);
-                    let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&shared), held));
+                    let buffer = self.sliced_from(sliced);
+                    let charge =
+                        (held > 0).then(|| RunningCharge::new(Arc::clone(&shared), held, buffer));
                     let handler = Handler {
                         future: (),
                         turn: Turn::default(),
@@ -237,7 +223,9 @@ impl<D: Dispatch> Connection<D> {
                 let shared = Arc::clone(&self.shared);
                 let task_span = span.clone();
                 // Counted while the handler holds its request, however the task ends.
-                let charge = (held > 0).then(|| RunningCharge::new(Arc::clone(&self.shared), held));
+                let buffer = self.sliced_from(sliced);
+                let charge =
+                    (held > 0).then(|| RunningCharge::new(Arc::clone(&self.shared), held, buffer));
                 let task = async move {
                     let _charge = (charge, decoded_charge);
                     let result = (&mut future).await;
@@ -259,6 +247,14 @@ impl<D: Dispatch> Connection<D> {
                 }
             }
         }
+    }
+
+    /// The read buffer (region id and size) a message at `sliced` (its address and size) was
+    /// sliced from, with the message's size; `None` if it was copied out of it, or put
+    /// together from pieces (`Region`).
+    fn sliced_from(&self, sliced: Option<(usize, usize)>) -> Option<((u64, usize), usize)> {
+        let (at, len) = sliced?;
+        Some((self.reader.region_of(at)?, len))
     }
 
     /// Whether the requests of the calls running on this connection hold more than

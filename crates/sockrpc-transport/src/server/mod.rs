@@ -20,6 +20,7 @@ mod deadlines;
 mod evict;
 mod frames;
 mod handshakes;
+mod held;
 mod linger;
 mod listener;
 mod local;

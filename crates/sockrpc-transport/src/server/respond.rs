@@ -223,6 +223,9 @@ pub(super) struct Shared {
     /// bounded by `Limits::max_running_requests_size`); shared with the `RequestCharge` of
     /// each compressed request, which adds what it decompresses to.
     pub(super) running_held: Arc<std::sync::atomic::AtomicUsize>,
+    /// The read buffers running requests were sliced from, each counted once in
+    /// `running_held` (`held.rs`).
+    buffers: Mutex<super::held::Buffers>,
     /// Set when an answer left the write buffer past its high-water mark: handlers that wait
     /// are not polled until it drains (`room.rs`).
     pub(super) answers_paused: std::sync::atomic::AtomicBool,
@@ -251,12 +254,20 @@ impl Shared {
             }),
             limits,
             running_held: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            buffers: Mutex::default(),
             answers_paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, ConnState> {
         self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The read buffers running requests were sliced from (`held.rs`).
+    pub(super) fn buffers(&self) -> MutexGuard<'_, super::held::Buffers> {
+        self.buffers
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }

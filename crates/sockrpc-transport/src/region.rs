@@ -1,0 +1,91 @@
+//! `Region`: the allocation a read buffer reads into now, so that what a held frame keeps
+//! alive can be counted, once per allocation.
+//!
+//! Why: a frame sliced from the read buffer keeps its whole allocation alive (up to 32 KiB,
+//! `reader::GROWN`, or four times the frame), while what holds it counts the frame's own bytes.
+//! A server's unary request whose handler waits is counted against the connection's budget of
+//! running requests (`server/held.rs`): counted at its own size, 4,096 requests of 100 bytes,
+//! each cut from a buffer of its own, held 128 MiB uncounted. Counting each request at its
+//! allocation's size would count a buffer shared by hundreds of small requests hundreds of
+//! times; an id per allocation lets it be counted once.
+//!
+//! An allocation is told apart by its address: the buffer moved to another (or reclaimed the
+//! one it had, when nothing held it) when its data no longer starts where it did. A frame
+//! lies in the current allocation's address range exactly when it was sliced from it: a frame
+//! copied out, or a split message put together in a buffer of its own, lies elsewhere.
+
+use bytes::BytesMut;
+
+/// The allocation a read buffer reads into: an id, new with each allocation, and its address
+/// range.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Region {
+    id: u64,
+    start: usize,
+    end: usize,
+}
+
+impl Region {
+    /// The region of `buf`, a fresh buffer (its data starts where its allocation does).
+    pub(crate) fn of(buf: &BytesMut) -> Region {
+        let mut region = Region::default();
+        region.renew(buf);
+        region
+    }
+
+    /// `buf` reads into an allocation of its own now, its data at its start: a new region.
+    pub(crate) fn renew(&mut self, buf: &BytesMut) {
+        let start = buf.as_ptr() as usize;
+        *self = Region {
+            id: self.id.wrapping_add(1),
+            start,
+            end: start.saturating_add(buf.capacity()),
+        };
+    }
+
+    /// After `buf` made room (`reserve`, `extend_from_slice`): a new region when its data moved
+    /// from `before` (another allocation, or its own reclaimed: nothing held that one), the
+    /// same one grown when it grew in place.
+    pub(crate) fn after_growing(&mut self, before: usize, buf: &BytesMut) {
+        let at = buf.as_ptr() as usize;
+        if at == before {
+            self.end = self.end.max(at.saturating_add(buf.capacity()));
+        } else {
+            self.renew(buf);
+        }
+    }
+
+    /// The id and size of this allocation, when `body` was sliced from it.
+    pub(crate) fn holding(&self, body: usize) -> Option<(u64, usize)> {
+        (self.start <= body && body < self.end).then_some((self.id, self.end - self.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_is_in_its_allocation_and_a_copy_or_a_new_allocation_is_not() {
+        let mut buf = BytesMut::with_capacity(1024);
+        buf.extend_from_slice(&[7; 600]);
+        let mut region = Region::of(&buf);
+        let first = buf.split_to(100).freeze();
+        let (id, size) = region.holding(first.as_ptr() as usize).expect("sliced");
+        assert!(size >= 1024);
+        let copied = bytes::Bytes::copy_from_slice(&buf.split_to(100));
+        assert_eq!(region.holding(copied.as_ptr() as usize), None, "copied out");
+        // `first` holds the allocation: room for more is a new one.
+        let before = buf.as_ptr() as usize;
+        buf.reserve(4096);
+        region.after_growing(before, &buf);
+        let second = buf.split_to(100).freeze();
+        let (again, _) = region.holding(second.as_ptr() as usize).expect("sliced");
+        assert_ne!(again, id, "another allocation");
+        assert_eq!(
+            region.holding(first.as_ptr() as usize),
+            None,
+            "not the current one"
+        );
+    }
+}
