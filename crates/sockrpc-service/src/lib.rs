@@ -29,6 +29,7 @@
 
 pub mod balance;
 mod body;
+mod body_transport;
 mod call;
 pub mod client;
 pub mod compression;
