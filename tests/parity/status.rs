@@ -44,7 +44,7 @@ async fn status_with_details() {
     .await;
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert_eq!(err.message(), "Too many requests");
-    assert_eq!(err.details().as_ref(), &[1u8]);
+    assert_eq!(err.details(), &[1u8]);
 }
 
 #[tokio::test]

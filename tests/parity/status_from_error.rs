@@ -92,7 +92,7 @@ async fn a_handler_answers_the_status_its_error_wraps() {
         .expect_err("the handler fails");
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     assert_eq!(err.message(), "weeaboo");
-    assert_eq!(err.details().as_ref(), &[7u8]);
+    assert_eq!(err.details(), &[7u8]);
     assert_eq!(err.metadata().get("x-hint"), Some("later"));
     server.stop().await;
 }

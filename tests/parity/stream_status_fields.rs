@@ -37,7 +37,7 @@ fn full_status() -> Status {
 fn assert_full(err: &Status, what: &str) {
     assert_eq!(err.code(), Code::FailedPrecondition, "{what}: {err:?}");
     assert_eq!(err.message(), MESSAGE, "{what}");
-    assert_eq!(err.details().as_ref(), DETAILS, "{what}: details");
+    assert_eq!(err.details(), DETAILS, "{what}: details");
     assert_eq!(
         err.metadata().get("x-host-ip"),
         Some("127.0.0.1"),

@@ -43,7 +43,7 @@ fn client_side(mut request: Request<()>) -> Result<Request<()>, Status> {
 fn assert_refusal(err: &Status, what: &str) {
     assert_eq!(err.code(), Code::PermissionDenied, "{what}: {err:?}");
     assert_eq!(err.message(), "no, 100%\nnot", "{what}");
-    assert_eq!(err.details().as_ref(), &[9, 8, 7], "{what}");
+    assert_eq!(err.details(), &[9, 8, 7], "{what}");
     assert_eq!(err.metadata().get("x-why"), Some("refused"), "{what}");
     assert_eq!(
         err.metadata().get_bin("x-why-bin"),

@@ -45,7 +45,7 @@ async fn messages_and_details_round_trip_exactly() {
         .expect_err("fails");
         assert_eq!(err.code(), Code::FailedPrecondition);
         assert_eq!(err.message(), *text);
-        assert_eq!(err.details().as_ref(), details.as_slice());
+        assert_eq!(err.details(), details.as_slice());
     }
     server.stop().await;
 }
@@ -120,7 +120,7 @@ async fn every_shape_ends_with_the_handlers_status_after_its_messages() {
         .await
         .expect_err("the status");
     assert_eq!((err.code(), err.message()), (Code::Aborted, text));
-    assert_eq!(err.details().as_ref(), b"\x01\x02");
+    assert_eq!(err.details(), b"\x01\x02");
     assert_eq!(
         bounded("end", messages.message()).await.expect("ended"),
         None

@@ -61,7 +61,7 @@ async fn status_with_typed_metadata() {
 
     assert_eq!(err.code(), Code::Internal);
     assert_eq!(err.message(), "see metadata");
-    assert_eq!(&err.details()[..], &[1]);
+    assert_eq!(err.details(), &[1]);
     let metadata = err.metadata();
     assert_eq!(
         metadata

@@ -12,6 +12,7 @@
 //!   compressed with, as tonic's compression suite reads it;
 //! - stubs: a server generated with default stubs answers what it does not implement
 //!   `UNIMPLEMENTED`, with the well-known types compiled into the output;
+//! - status_details: `Status::details()` is tonic's `&[u8]`, decoded in place;
 //! - dyn_service: a generated server trait served as a trait object;
 //! - paths: a compression switch turned off mid-stream, and UDP calls, go plain;
 //! - api: the rest of tonic's public API a ported test touches (typed metadata values, code
@@ -29,5 +30,6 @@ mod matrix;
 mod paths;
 mod refusals;
 mod response_encoding;
+mod status_details;
 mod stubs;
 mod support;

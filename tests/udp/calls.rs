@@ -36,7 +36,7 @@ async fn an_error_with_trailers_too_large_keeps_its_code_over_udp() {
             && status.message().contains("[trailing metadata dropped: "),
         "{status:?}"
     );
-    assert_eq!(&status.details()[..], b"\x07");
+    assert_eq!(status.details(), b"\x07");
     assert!(status.metadata().get("x-big").is_none(), "{status:?}");
 
     // Details over what a REPLY carries are dropped; the status still comes back in a datagram
@@ -81,7 +81,7 @@ async fn small_calls_succeed_over_udp() {
     let status = reply_of(client.call(&FAIL, &fail, deadline()).await).expect_err("fails");
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.message(), "no such thing: tab\t 𝄞");
-    assert_eq!(&status.details()[..], b"\x00\x01\x02");
+    assert_eq!(status.details(), b"\x00\x01\x02");
 
     // A handler that waits runs in a task of its own; with the RTO now at its 25 ms floor
     // the client retransmits while it sleeps, and those retransmissions never run it again.

@@ -251,7 +251,7 @@ async fn status_code_message_and_details_round_trip() {
             .expect_err("fails");
         assert_eq!(err.code(), code);
         assert_eq!(err.message(), message);
-        assert_eq!(err.details().as_ref(), b"\x00\x01binary");
+        assert_eq!(err.details(), b"\x00\x01binary");
     }
     // An out-of-range code from a handler arrives as Unknown, as gRPC clients treat it.
     let err = client

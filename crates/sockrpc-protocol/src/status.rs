@@ -141,7 +141,7 @@ impl Status {
                 return Some(Status::with_details_and_metadata(
                     status.code(),
                     status.message(),
-                    status.details().clone(),
+                    status.details_bytes().clone(),
                     status.metadata().clone(),
                 ));
             }
@@ -180,8 +180,14 @@ impl Status {
         &self.0.message
     }
 
-    /// The details for programs.
-    pub fn details(&self) -> &Bytes {
+    /// The details for programs, as tonic's `details()` hands them out.
+    pub fn details(&self) -> &[u8] {
+        &self.0.details
+    }
+
+    /// The details for programs as the shared [`Bytes`] they are kept in: cloning them
+    /// shares the buffer instead of copying it.
+    pub fn details_bytes(&self) -> &Bytes {
         &self.0.details
     }
 

@@ -459,7 +459,7 @@ impl<'a> Reply<'a> {
                     (message, &[][..])
                 } else {
                     let message = frame::truncate_status(status.message(), cap);
-                    (message, &status.details()[..])
+                    (message, status.details())
                 };
                 Reply {
                     code: status.code(),

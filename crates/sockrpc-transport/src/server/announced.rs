@@ -99,5 +99,5 @@ pub(super) fn fit_status(state: &ConnState, status: Status, limits: &Limits) -> 
          announced]"
     );
     let message = frame::noted_status(status.message(), &note, limits.status_message_cap());
-    Status::with_details(status.code(), message, status.details().clone())
+    Status::with_details(status.code(), message, status.details_bytes().clone())
 }

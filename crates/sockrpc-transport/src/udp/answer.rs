@@ -254,7 +254,7 @@ fn without_trailers(status: &Status, limits: &Limits) -> Status {
     let note = format!("[trailing metadata dropped: {why}]");
     let cap = limits.status_message_cap().min(frame::MAX_STATUS_MESSAGE);
     let message = frame::noted_status(status.message(), &note, cap);
-    Status::with_details(status.code(), message, status.details().clone())
+    Status::with_details(status.code(), message, status.details_bytes().clone())
 }
 
 #[cfg(test)]

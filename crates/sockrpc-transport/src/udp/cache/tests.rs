@@ -423,7 +423,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
         _ => panic!("the first answer is kept"),
     }
     match cache.lookup(Some(HOST), 1, 2, PATH) {
-        Lookup::Done(Err(kept)) => assert_eq!(&kept.details()[..], &[7u8; 8][..]),
+        Lookup::Done(Err(kept)) => assert_eq!(kept.details(), &[7u8; 8][..]),
         _ => panic!("the second answer is kept"),
     }
 }
