@@ -19,7 +19,8 @@
 //! - streams: empty and zero-length messages, empty streams, many concurrent streams, a client
 //!   that goes away;
 //! - shutdown: a graceful shutdown lets calls in flight finish;
-//! - load_shed: a server over its limit refuses with `RESOURCE_EXHAUSTED`;
+//! - load_shed: tonic's `load_shed(true)` refuses with `RESOURCE_EXHAUSTED` a call past the
+//!   per-connection limit or one a full layer is not ready for; without it such calls wait;
 //! - endpoint_connect: tonic's `endpoint.connect().await` and `connect_lazy()`;
 //! - response_extensions: a response's extensions between handlers, layers and callers;
 //! - restarted_server: a channel reaches a server restarted on the same address;

@@ -85,6 +85,12 @@ impl ReadyQueue {
         self.max_wait
     }
 
+    /// The same queue with no room: a call that finds the stack not ready is shed at once
+    /// (tonic's `load_shed(true)`), with the same pushback hint.
+    pub(crate) fn shedding(&self) -> ReadyQueue {
+        ReadyQueue::new(0, self.max_wait).pushback(self.pushback)
+    }
+
     /// Calls waiting now.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
@@ -114,11 +120,15 @@ impl ReadyQueue {
             Poll::Pending => {
                 if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    let status = self.shed(&format!(
-                        "{} calls already wait for {}",
-                        self.max_waiting,
-                        call.path()
-                    ));
+                    let status = if self.max_waiting == 0 {
+                        self.shed(&format!("not ready for {} (load shedding)", call.path()))
+                    } else {
+                        self.shed(&format!(
+                            "{} calls already wait for {}",
+                            self.max_waiting,
+                            call.path()
+                        ))
+                    };
                     return Box::pin(std::future::ready(Err(status)));
                 }
                 let place = Place(Arc::clone(&self.waiting));

@@ -12,6 +12,7 @@
 
 mod dispatcher;
 mod incoming;
+mod load_shed;
 mod tonic_names;
 
 pub(crate) use dispatcher::replay_in_scope;
@@ -53,6 +54,7 @@ impl Server {
             udp: None,
             udp_beside_tls: false,
             queue: ReadyQueue::default(),
+            shedding: load_shed::Shedding::default(),
         }
     }
 }
@@ -66,6 +68,7 @@ pub struct ServerBuilder<L> {
     udp: Option<(tokio::net::UdpSocket, UdpServerConfig)>,
     udp_beside_tls: bool,
     queue: ReadyQueue,
+    shedding: load_shed::Shedding,
 }
 
 /// Turns the layered router into the service each connection runs, boxing futures only when a
@@ -148,6 +151,7 @@ impl<L> ServerBuilder<L> {
             udp: self.udp,
             udp_beside_tls: self.udp_beside_tls,
             queue: self.queue,
+            shedding: self.shedding,
         }
     }
 
@@ -438,7 +442,9 @@ impl<L: Finish> ServerBuilder<L> {
                  allow_plaintext_udp_with_tls(true), its calls then in plain text",
             ));
         }
-        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &self.queue));
+        let (config, queue) = self.shedding.apply(&self.config, &self.queue);
+        self.config = config;
+        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &queue));
         let stop_udp = CancellationToken::new();
         // However serving ends, this future dropped too (its task aborted, a `select!` that took
         // another branch): the UDP side stops with the TCP side, rather than answer calls and
@@ -485,7 +491,8 @@ impl<L: Finish> ServerBuilder<L> {
     where
         T: AsyncRead + AsyncWrite + Send + Sync + 'static,
     {
-        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &self.queue));
-        serve_connection(io, peer, dispatcher, self.config.clone()).await;
+        let (config, queue) = self.shedding.apply(&self.config, &self.queue);
+        let dispatcher = Dispatcher::new(self.layer.finish(self.router.clone(), &queue));
+        serve_connection(io, peer, dispatcher, config).await;
     }
 }

@@ -1,7 +1,8 @@
 //! tonic's names for the server builder's settings, so a builder chain ported from tonic
 //! compiles: each is a thin alias of the sockrpc setting with the same effect (HTTP/2 names
 //! map to sockrpc's own frames: `http2_keepalive_*` is the connection's PING keepalive,
-//! `concurrency_limit_per_connection` and `max_concurrent_streams` its limit of calls).
+//! `max_concurrent_streams` its limit of calls; `concurrency_limit_per_connection` is with
+//! `load_shed`, in `load_shed.rs`).
 
 use super::{Finish, ServerBuilder};
 use crate::{BoxError, Call, IntoCallResponse, NamedService};
@@ -26,15 +27,6 @@ impl<L> ServerBuilder<L> {
             Some(service) => self.add_service(service),
             None => self,
         }
-    }
-
-    /// tonic's name for [`max_concurrent_calls`](ServerBuilder::max_concurrent_calls): how many
-    /// calls one connection may have open.
-    ///
-    /// # Panics
-    /// If `n` is 0.
-    pub fn concurrency_limit_per_connection(self, n: usize) -> Self {
-        self.max_concurrent_calls(n)
     }
 
     /// tonic's (HTTP/2's) name for [`max_concurrent_calls`](ServerBuilder::max_concurrent_calls);

@@ -92,6 +92,14 @@ impl<D: Dispatch> Connection<D> {
         self.opened.len() + self.running_hint.get() >= limit && self.in_flight() >= limit
     }
 
+    /// Whether a new call is to be refused at once for the connection's load-shedding limit
+    /// (`shed_past_calls`), which the client was not told.
+    pub(super) fn past_shed_limit(&self) -> bool {
+        self.config.shed_past_calls.is_some_and(|limit| {
+            self.opened.len() + self.running_hint.get() >= limit && self.in_flight() >= limit
+        })
+    }
+
     /// Whether the calls in flight and the cancelled handlers not yet gone reach twice the
     /// limit: then no further frame is read (`take_frames`) until a worker has dropped enough of
     /// those tasks, as grpc-go stops reading while a reset stream's handler runs on. The next

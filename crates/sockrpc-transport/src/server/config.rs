@@ -27,6 +27,14 @@ pub struct ServerConfig {
     /// announced as that), so a sockrpc client holds calls back instead of sending them
     /// past it.
     pub max_concurrent_calls: usize,
+    /// Calls one connection may have in flight before a new one is refused at once with
+    /// `RESOURCE_EXHAUSTED` (the handler never runs), without the client being told the limit
+    /// beforehand: tonic's `concurrency_limit_per_connection(n)` with `load_shed(true)`, where
+    /// a client sends and learns from the refusal, instead of holding calls back as it does
+    /// under [`max_concurrent_calls`](ServerConfig::max_concurrent_calls). A call counts until
+    /// it ends (a stream until its status). `Some(0)` refuses every call. UDP calls have no
+    /// connection and are not counted. Default `None`.
+    pub shed_past_calls: Option<usize>,
     /// Connections served at once, counting those still in their handshake. At the cap, a new
     /// connection evicts the oldest connection that has not yet finished its handshake (with
     /// TLS, the TLS handshake and then the preface; else the preface) if that one is older than
@@ -119,6 +127,7 @@ impl Default for ServerConfig {
         ServerConfig {
             limits: Limits::default(),
             max_concurrent_calls: 4096,
+            shed_past_calls: None,
             max_connections: 10_000,
             grace_period: Duration::from_secs(30),
             socket: SocketConfig::default(),

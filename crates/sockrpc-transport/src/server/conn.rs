@@ -50,6 +50,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 pub(super) struct ConnConfig {
     pub(super) limits: Limits,
     pub(super) max_concurrent_calls: usize,
+    /// `ServerConfig::shed_past_calls`: the unannounced limit past which calls are refused.
+    pub(super) shed_past_calls: Option<usize>,
     pub(super) ping_policy: PingPolicy,
     /// The UDP side's reply cache, when the server also serves UDP: TCP re-issues of truncated
     /// UDP calls are answered from it.
@@ -76,6 +78,7 @@ impl ConnConfig {
         ConnConfig {
             limits: config.limits,
             max_concurrent_calls: config.max_concurrent_calls,
+            shed_past_calls: config.shed_past_calls,
             ping_policy: config.ping_policy,
             reply_cache,
             handshake_timeout: config.handshake_timeout,

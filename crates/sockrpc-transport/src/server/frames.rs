@@ -114,6 +114,15 @@ impl<D: Dispatch> Connection<D> {
                             self.config.max_concurrent_calls
                         ))),
                     );
+                } else if self.past_shed_limit() {
+                    let limit = self.config.shed_past_calls.unwrap_or_default();
+                    self.answer(
+                        call_id,
+                        Err(Status::resource_exhausted(format!(
+                            "server is overloaded: {limit} calls in flight on this connection \
+                             (load shedding)"
+                        ))),
+                    );
                 } else if let Some(message) = message {
                     // The request message came folded into the OPEN (`FLAG_MESSAGE`): the call
                     // starts now, as when its MESSAGE follows, and never waits in `opened`.
