@@ -177,6 +177,17 @@ fn codegen_gaps() -> std::io::Result<()> {
         .btree_map(["."])
         .boxed(".gaps.opts.Tree.leaf")
         .compile_fds(fds)?;
+    // tonic-build's `use_arc_self(true)`, with the trait's own methods and with default stubs
+    // (a streaming rpc's method then returns a `BoxStream`).
+    for (dir, stubs) in [("arc_self", false), ("arc_self_stubs", true)] {
+        let dir = out.join(dir);
+        std::fs::create_dir_all(&dir)?;
+        sockrpc_build::configure()
+            .out_dir(&dir)
+            .use_arc_self(true)
+            .generate_default_stubs(stubs)
+            .compile_protos(&["proto/sockrpc/gaps/arc_self.proto"], &["proto"])?;
+    }
     // A tonic user's build script as written for tonic-build: one path where prost-build takes
     // a list, a `protoc` flag, services named without their package, and no descriptor
     // constant of sockrpc's (`tonic_style.rs` declares its own with

@@ -7,8 +7,10 @@
 //! own descriptor set (`tonic_style.rs`), and the shapes tonic-build's compile tests guard
 //! (`shapes.rs`: `Message`, `Drop`, `Clone`, `Service`, `Result`, a service and its rpc of one
 //! name), and tonic's `included_service`: a service defined before an import of another
-//! package's (`included.rs`).
+//! package's (`included.rs`), and tonic-build's `use_arc_self`: handlers that take
+//! `self: Arc<Self>` (`arc_self.rs`).
 
+mod arc_self;
 mod cfg;
 mod codec;
 mod glob;

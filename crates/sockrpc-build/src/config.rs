@@ -35,6 +35,20 @@ pub(crate) struct Options {
     pub(crate) proto_path: Option<String>,
     /// The codec type of generated clients and servers (`None`: `ProstCodec`).
     pub(crate) codec_path: Option<String>,
+    /// Server trait methods take `self: Arc<Self>` instead of `&self` (`tonic_compat.rs`).
+    pub(crate) use_arc_self: bool,
+}
+
+impl Options {
+    /// The receiver of server trait methods: `&self`, or `self: Arc<Self>` (tonic-build's
+    /// `use_arc_self`).
+    pub(crate) fn receiver(&self) -> &'static str {
+        if self.use_arc_self {
+            "self: ::std::sync::Arc<Self>"
+        } else {
+            "&self"
+        }
+    }
 }
 
 /// Whether `path` (a builder path) covers the item at `item` (`pkg.Service[.Method]`): the

@@ -12,25 +12,59 @@
 //! module (`use greeter_server::*;`, bringing both traits into scope) and calls
 //! `imp.say_hello(request)` would otherwise get "multiple applicable items in scope".
 
+use crate::config::Options;
 use crate::generator::{MethodModel, ServiceModel};
 use crate::server::request_type;
 
+/// How the twin's methods take their receiver, as the trait's do: `&self`, with futures that
+/// borrow it, or `self: Arc<Self>` (`use_arc_self`), with futures that own it.
+#[derive(Clone, Copy)]
+struct Receiver {
+    arc: bool,
+}
+
+impl Receiver {
+    fn param(self) -> &'static str {
+        if self.arc {
+            "self: ::std::sync::Arc<Self>"
+        } else {
+            "&self"
+        }
+    }
+
+    fn lifetime(self) -> &'static str {
+        if self.arc {
+            "'static"
+        } else {
+            "'_"
+        }
+    }
+}
+
 /// The twin trait, its blanket impl and the impl for `Arc<dyn ..>`, inside the server module;
 /// `cfgs` are the `#[cfg(..)]` attributes of the trait, which gate all three.
-pub(crate) fn generate(service: &ServiceModel, default_stubs: bool, cfgs: &str) -> String {
+pub(crate) fn generate(service: &ServiceModel, options: &Options, cfgs: &str) -> String {
+    let default_stubs = options.default_stubs;
+    let receiver = Receiver {
+        arc: options.use_arc_self,
+    };
     let service_trait = &service.names.server_trait;
     let twin = format!("Dyn{}", service_trait.trim_end_matches('_'));
     let t = service.names.generic;
-    let methods: String = service.methods.iter().map(twin_method).collect();
+    let methods: String = service
+        .methods
+        .iter()
+        .map(|m| twin_method(m, receiver))
+        .collect();
     let forwards: String = service
         .methods
         .iter()
-        .map(|m| forward(m, &twin, default_stubs))
+        .map(|m| forward(m, &twin, default_stubs, receiver))
         .collect();
     let blanket: String = service
         .methods
         .iter()
-        .map(|m| blanket(m, service_trait, t))
+        .map(|m| blanket(m, service_trait, t, receiver))
         .collect();
     let stream_types: String = service
         .methods
@@ -89,25 +123,27 @@ fn twin_output(m: &MethodModel) -> String {
     }
 }
 
-fn future_of(output: &str) -> String {
+fn future_of(output: &str, receiver: Receiver) -> String {
     format!(
         "::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = \
          ::core::result::Result<::sockrpc::codegen::Response<{output}>, \
-         ::sockrpc::codegen::Status>> + ::core::marker::Send + '_>>"
+         ::sockrpc::codegen::Status>> + ::core::marker::Send + {lifetime}>>",
+        lifetime = receiver.lifetime(),
     )
 }
 
-fn twin_method(m: &MethodModel) -> String {
+fn twin_method(m: &MethodModel, receiver: Receiver) -> String {
     format!(
-        "#[doc = {doc:?}]\nfn {name}(&self, request: {input}) -> {future};\n",
+        "#[doc = {doc:?}]\nfn {name}({param}, request: {input}) -> {future};\n",
         doc = format!(" `{}`, boxed.", m.ident.trim_start_matches("r#")),
         name = twin_method_name(&m.ident),
+        param = receiver.param(),
         input = request_type(m),
-        future = future_of(&twin_output(m)),
+        future = future_of(&twin_output(m), receiver),
     )
 }
 
-fn blanket(m: &MethodModel, service_trait: &str, t: &str) -> String {
+fn blanket(m: &MethodModel, service_trait: &str, t: &str, receiver: Receiver) -> String {
     let body = if m.shape.server_streams() {
         format!(
             "::std::boxed::Box::pin(async move {{
@@ -128,30 +164,38 @@ fn blanket(m: &MethodModel, service_trait: &str, t: &str) -> String {
         )
     };
     format!(
-        "fn {twin_name}(&self, request: {input}) -> {future} {{ {body} }}\n",
+        "fn {twin_name}({param}, request: {input}) -> {future} {{ {body} }}\n",
         twin_name = twin_method_name(&m.ident),
+        param = receiver.param(),
         input = request_type(m),
-        future = future_of(&twin_output(m)),
+        future = future_of(&twin_output(m), receiver),
     )
 }
 
-fn forward(m: &MethodModel, twin: &str, default_stubs: bool) -> String {
+fn forward(m: &MethodModel, twin: &str, default_stubs: bool, receiver: Receiver) -> String {
     // The trait's own spelling of the output: its associated type, when it has one.
     let output = if m.shape.server_streams() && !default_stubs {
         format!("Self::{}", m.stream_type)
     } else {
         twin_output(m)
     };
+    // `self` is `&Arc<dyn Twin>`, or `Arc<Arc<dyn Twin>>` with `use_arc_self`.
+    let inner = if receiver.arc {
+        "::std::sync::Arc::clone(&*self)"
+    } else {
+        "&**self"
+    };
     format!(
         "fn {name}(
-            &self,
+            {param},
             request: {input},
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status>,
         > + ::core::marker::Send {{
-            <dyn {twin} as {twin}>::{twin_name}(&**self, request)
+            <dyn {twin} as {twin}>::{twin_name}({inner}, request)
         }}\n",
         name = m.ident,
+        param = receiver.param(),
         twin_name = twin_method_name(&m.ident),
         input = request_type(m),
     )

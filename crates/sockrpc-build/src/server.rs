@@ -24,7 +24,7 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let trait_methods: String = service
         .methods
         .iter()
-        .map(|m| trait_method(m, options.default_stubs))
+        .map(|m| trait_method(m, options))
         .collect();
     let mod_attributes = Options::attributes(&options.server_mod_attributes, &service.full_name);
     let attributes = Options::attributes(&options.server_attributes, &service.full_name);
@@ -33,11 +33,11 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
     let cfgs = cfg_attributes(&attributes);
     let trait_cfgs = cfg_attributes(&trait_attributes);
     let settings = message_settings::setters(Side::Server, "settings");
-    let twin = crate::dyn_trait::generate(service, options.default_stubs, &trait_cfgs);
+    let twin = crate::dyn_trait::generate(service, options, &trait_cfgs);
     let arms: String = service
         .methods
         .iter()
-        .map(|m| dispatch_arm(m, service_trait, t, &options.codec()))
+        .map(|m| dispatch_arm(m, service_trait, t, options))
         .collect();
     let unknown = "::std::boxed::Box::pin(::std::future::ready(::core::result::Result::Err(\
         ::sockrpc::codegen::Status::unimplemented(::std::format!(\"unknown method {}\", call.path())))))";
@@ -133,7 +133,8 @@ pub(crate) fn generate(service: &ServiceModel, options: &Options, buf: &mut Stri
 /// stream type when the server streams (tonic's shape). With default stubs,
 /// the method has a body answering `UNIMPLEMENTED`, and a streaming one
 /// returns a `BoxStream` (an associated type cannot have a default).
-fn trait_method(m: &MethodModel, default_stubs: bool) -> String {
+fn trait_method(m: &MethodModel, options: &Options) -> String {
+    let default_stubs = options.default_stubs;
     let input = request_type(m);
     let (stream_type, output) = match (m.shape.server_streams(), default_stubs) {
         (true, false) => {
@@ -175,7 +176,7 @@ fn trait_method(m: &MethodModel, default_stubs: bool) -> String {
         r#"{stream_type}
         {docs}{deprecated}
         fn {name}(
-            &self,
+            {receiver},
             request: {input},
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<::sockrpc::codegen::Response<{output}>, ::sockrpc::codegen::Status>,
@@ -184,6 +185,7 @@ fn trait_method(m: &MethodModel, default_stubs: bool) -> String {
         docs = doc_attrs(&m.comments),
         deprecated = deprecated_attr(m.deprecated),
         name = m.ident,
+        receiver = options.receiver(),
     )
 }
 
@@ -200,9 +202,17 @@ pub(crate) fn request_type(m: &MethodModel) -> String {
     }
 }
 
-/// The `match call.method_bytes()` arm for one rpc, decoding with `codec` (proto names are ASCII identifiers, so the
+/// The `match call.method_bytes()` arm for one rpc, decoding with the options' codec (proto
+/// names are ASCII identifiers, so the
 /// byte-string literal is the name as written).
-fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str, codec: &str) -> String {
+fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str, options: &Options) -> String {
+    let codec = options.codec();
+    // The handler gets the shared implementation itself (`use_arc_self`), or a borrow of it.
+    let receiver = if options.use_arc_self {
+        "inner"
+    } else {
+        "&*inner"
+    };
     let handler = match m.shape {
         CallShape::Unary => "unary_handler",
         CallShape::ServerStreaming => "server_streaming_handler",
@@ -219,7 +229,7 @@ fn dispatch_arm(m: &MethodModel, service_trait: &str, t: &str, codec: &str) -> S
                     call,
                     {codec},
                     move |request: {input}| async move {{
-                        <{t} as {service_trait}>::{name}(&*inner, request).await
+                        <{t} as {service_trait}>::{name}({receiver}, request).await
                     }},
                 ))
             }}

@@ -1,5 +1,5 @@
 //! tonic-build calls that sockrpc-build carries out in its own terms: `build_transport`,
-//! `emit_package`, `protoc_arg`, `proto_path` and `compile_with_config`.
+//! `emit_package`, `protoc_arg`, `proto_path`, `use_arc_self` and `compile_with_config`.
 //!
 //! Build scripts are copied from tonic projects, and these three appear in them often enough
 //! that refusing to compile them would send users hunting. Each does here what it does there,
@@ -50,6 +50,18 @@ impl Builder {
     /// paths (well-known types, `extern_path`) are left as they are.
     pub fn proto_path(mut self, path: impl AsRef<str>) -> Self {
         self.options.proto_path = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Whether server trait methods take `self: Arc<Self>` instead of `&self` (default `false`;
+    /// tonic-build's `use_arc_self`): a handler then owns a handle on its service, which it
+    /// can move into a task it spawns or a response stream it returns, without the service
+    /// keeping its state behind an `Arc` of its own. The server already holds the
+    /// implementation in an `Arc` (`from_arc` shares one), so each call costs an `Arc` clone,
+    /// as with `&self`. The trait-object twin (`Arc<dyn Dyn<Service>>`) takes the same
+    /// receiver.
+    pub fn use_arc_self(mut self, enable: bool) -> Self {
+        self.options.use_arc_self = enable;
         self
     }
 
