@@ -109,6 +109,16 @@ impl Code {
         Code::from(n)
     }
 
+    /// The code a `grpc-status` value spells (`b"14"`), as tonic's `Code::from_bytes`: `0`
+    /// to `16` written plainly (no sign, no leading zero), anything else [`Code::Unknown`].
+    pub fn from_bytes(bytes: &[u8]) -> Code {
+        match bytes {
+            [digit @ b'0'..=b'9'] => Code::from_u32(u32::from(digit - b'0')),
+            [b'1', digit @ b'0'..=b'6'] => Code::from_u32(10 + u32::from(digit - b'0')),
+            _ => Code::Unknown,
+        }
+    }
+
     /// A sentence saying what the code means, tonic's `Code::description` word for word (e.g.
     /// "The operation completed successfully"). [`Display`](fmt::Display) prints gRPC's name
     /// instead ([`as_str`](Code::as_str)).
@@ -198,5 +208,16 @@ mod tests {
         assert_eq!(Code::from(17i32), Code::Unknown);
         assert_eq!(Code::from(-1i32), Code::Unknown);
         assert_eq!(Code::from(i32::MIN), Code::Unknown);
+    }
+
+    #[test]
+    fn a_grpc_status_value_reads_as_tonic_reads_it() {
+        for code in Code::ALL {
+            let text = code.as_u32().to_string();
+            assert_eq!(Code::from_bytes(text.as_bytes()), code, "{text}");
+        }
+        for bad in [&b""[..], b"17", b"01", b"+1", b"-1", b"100", b"a", b"1a"] {
+            assert_eq!(Code::from_bytes(bad), Code::Unknown, "{bad:?}");
+        }
     }
 }

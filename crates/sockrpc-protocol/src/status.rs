@@ -118,17 +118,39 @@ impl Status {
     /// deeper down is the application's, not a transport's, and is not looked for); anything
     /// else is `UNKNOWN` with the error's text. The error is kept as the source.
     pub fn from_error(err: Box<dyn Error + Send + Sync + 'static>) -> Status {
+        Status::try_from_error(err)
+            .unwrap_or_else(|err| Status::unknown(err.to_string()).with_source(err))
+    }
+
+    /// [`from_error`](Status::from_error) without its fallback, as tonic's `try_from_error`:
+    /// the status an error stands for if it is one, an `io::Error`, or has a `Status` in its
+    /// source chain; otherwise the error itself, handed back for the caller to map.
+    ///
+    /// # Errors
+    ///
+    /// `err`, when nothing in it is a status.
+    pub fn try_from_error(
+        err: Box<dyn Error + Send + Sync + 'static>,
+    ) -> Result<Status, Box<dyn Error + Send + Sync + 'static>> {
         let err = match err.downcast::<Status>() {
-            Ok(status) => return *status,
+            Ok(status) => return Ok(*status),
             Err(err) => err,
         };
         let err = match err.downcast::<io::Error>() {
-            Ok(io) => return Status::from_io_error(&io).with_source(*io),
+            Ok(io) => return Ok(Status::from_io_error(&io).with_source(*io)),
             Err(err) => err,
         };
-        let found = Status::in_source_chain(err.as_ref())
-            .unwrap_or_else(|| Status::unknown(err.to_string()));
-        found.with_source(err)
+        match Status::in_source_chain(err.as_ref()) {
+            Some(found) => Ok(found.with_source(err)),
+            None => Err(err),
+        }
+    }
+
+    /// Keeps `source` as this status's underlying cause, tonic's `set_source` (see
+    /// [`with_source`](Status::with_source)); never sent.
+    pub fn set_source(&mut self, source: Arc<dyn Error + Send + Sync + 'static>) -> &mut Status {
+        self.0.source = Some(source);
+        self
     }
 
     /// The nearest `Status` below `err` (among its sources, not `err` itself).
@@ -334,6 +356,28 @@ mod source_tests {
         let plain = Status::new(status.code(), status.message());
         assert_eq!(status, plain, "the source is not part of the status");
         assert!(plain.source().is_none());
+    }
+
+    #[test]
+    fn try_from_error_hands_back_an_error_with_no_status_in_it() {
+        let plain: Box<dyn Error + Send + Sync> = "not a status".into();
+        let back = Status::try_from_error(plain).expect_err("nothing to map");
+        assert_eq!(back.to_string(), "not a status");
+        let status = Status::not_found("gone");
+        let found = Status::try_from_error(Box::new(status.clone())).expect("a status");
+        assert_eq!(found, status);
+        let io = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        let found = Status::try_from_error(Box::new(io)).expect("an io::Error");
+        assert_eq!(found.code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn set_source_keeps_the_cause_in_place() {
+        let mut status = Status::internal("failed");
+        let cause: Arc<dyn Error + Send + Sync> = Arc::new(io::Error::other("disk"));
+        assert!(status.set_source(cause).source().is_some());
+        let kept = status.source().expect("kept");
+        assert_eq!(kept.to_string(), "disk");
     }
 
     #[test]
