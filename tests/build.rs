@@ -188,6 +188,40 @@ fn codegen_gaps() -> std::io::Result<()> {
             .generate_default_stubs(stubs)
             .compile_protos(&["proto/sockrpc/gaps/arc_self.proto"], &["proto"])?;
     }
+    // tonic-build's `skip_protoc_run`: the set `opts` wrote, read back in place of the
+    // `.proto` files, which are not read (this one does not exist).
+    let skipped = out.join("opts_skip");
+    std::fs::create_dir_all(&skipped)?;
+    sockrpc_build::configure()
+        .out_dir(&skipped)
+        .btree_map(["."])
+        .boxed(".gaps.opts.Tree.leaf")
+        .file_descriptor_set_path(&set)
+        .skip_protoc_run()
+        .compile_protos(&["proto/sockrpc/gaps/not_read.proto"], &["proto"])?;
+    // `compile_protos_with_config` and `compile_fds_with_config`: prost-build's settings from
+    // a `Config` (`Leaf` gets `PartialOrd`), and `disable_package_emission`.
+    for (dir, from_set) in [("opts_protos_config", false), ("opts_fds_config", true)] {
+        let dir = out.join(dir);
+        std::fs::create_dir_all(&dir)?;
+        let mut prost = sockrpc_build::prost_build::Config::new();
+        prost.type_attribute(".gaps.opts.Leaf", "#[derive(PartialOrd)]");
+        let builder = sockrpc_build::configure()
+            .out_dir(&dir)
+            .boxed(".gaps.opts.Tree.leaf")
+            .disable_package_emission();
+        if from_set {
+            let fds = prost::Message::decode(std::fs::read(&set)?.as_slice())
+                .map_err(std::io::Error::other)?;
+            builder.compile_fds_with_config(prost, fds)?;
+        } else {
+            builder.compile_protos_with_config(
+                prost,
+                &["proto/sockrpc/gaps/opts.proto"],
+                &["proto"],
+            )?;
+        }
+    }
     // A tonic user's build script as written for tonic-build: one path where prost-build takes
     // a list, a `protoc` flag, services named without their package, and no descriptor
     // constant of sockrpc's (`tonic_style.rs` declares its own with

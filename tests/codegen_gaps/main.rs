@@ -8,7 +8,8 @@
 //! (`shapes.rs`: `Message`, `Drop`, `Clone`, `Service`, `Result`, a service and its rpc of one
 //! name), and tonic's `included_service`: a service defined before an import of another
 //! package's (`included.rs`), and tonic-build's `use_arc_self`: handlers that take
-//! `self: Arc<Self>` (`arc_self.rs`).
+//! `self: Arc<Self>` (`arc_self.rs`); `skip_protoc_run`, `compile_protos_with_config`,
+//! `compile_fds_with_config` and `disable_package_emission` (`set_options.rs`).
 
 mod arc_self;
 mod cfg;
@@ -17,6 +18,7 @@ mod glob;
 mod included;
 mod lint;
 mod packages;
+mod set_options;
 mod shapes;
 mod tonic_style;
 

@@ -153,6 +153,7 @@ mod direction;
 mod dyn_trait;
 mod empty_names;
 mod enum_values;
+mod fds;
 mod fences;
 mod field_names;
 mod generator;
@@ -217,6 +218,7 @@ pub fn configure() -> Builder {
         file_descriptor_set_path: None,
         descriptor_set_consts: true,
         protoc_args: Vec::new(),
+        skip_protoc_run: false,
         options: config::Options::default(),
     }
 }
@@ -252,8 +254,9 @@ pub struct Builder {
     file_descriptor_set_path: Option<PathBuf>,
     /// Each package file ends with its `FILE_DESCRIPTOR_SET` (`prost_options.rs`).
     descriptor_set_consts: bool,
-    /// `protoc` flags as tonic-build takes them (`tonic_compat.rs`).
+    /// `protoc` flags as tonic-build takes them, and its `skip_protoc_run` (`tonic_compat.rs`).
     protoc_args: Vec<String>,
+    skip_protoc_run: bool,
     /// The service options (`config.rs`).
     options: config::Options,
 }
@@ -368,6 +371,9 @@ impl Builder {
         includes: &[impl AsRef<Path>],
     ) -> io::Result<()> {
         self.check_protoc_args()?;
+        if self.skip_protoc_run {
+            return self.compile_set_file(base);
+        }
         let stripped = source_files::StrippedPaths::default();
         let mut compiler =
             protox::Compiler::with_file_resolver(source_files::resolver(includes, &stripped));
@@ -421,33 +427,6 @@ impl Builder {
                 .collect(),
         };
         self.generate(compiler.file_descriptor_set(), encoded, base)
-    }
-
-    /// Generates the Rust code for `fds`, a descriptor set built already (by `protoc
-    /// --include_imports --include_source_info -o`, by protox, or read back from a
-    /// [`file_descriptor_set_path`](Self::file_descriptor_set_path)), without reading any
-    /// `.proto` file: everything [`compile_protos`](Self::compile_protos) writes, for every file
-    /// in the set. Comments become docs only if the set carries source info; messages of
-    /// imported files are generated only if the set holds those files. The descriptor sets it
-    /// writes are encoded from `fds`, so options `prost_types` cannot hold (extension options
-    /// such as `google.api.http`) are not in them, as with tonic's `compile_fds`.
-    ///
-    /// # Errors
-    ///
-    /// A file using protobuf editions, generated names that collide, and failures writing the
-    /// output.
-    pub fn compile_fds(self, fds: prost_types::FileDescriptorSet) -> io::Result<()> {
-        if let Some(file) = fds.file.iter().find(|file| file.syntax() == "editions") {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{}: protobuf editions are not supported (sockrpc-build generates proto2 \
-                     and proto3 files only)",
-                    file.name()
-                ),
-            ));
-        }
-        self.generate(fds, Encoded::default(), None)
     }
 
     /// Everything but the parsing: prost-build's messages, the services, the descriptor sets

@@ -1,5 +1,7 @@
 //! tonic-build calls that sockrpc-build carries out in its own terms: `build_transport`,
-//! `emit_package`, `protoc_arg`, `proto_path`, `use_arc_self` and `compile_with_config`.
+//! `emit_package` (`disable_package_emission`), `protoc_arg`, `skip_protoc_run`, `proto_path`,
+//! `use_arc_self`, `compile_with_config` (`compile_protos_with_config`) and
+//! `compile_fds_with_config`.
 //!
 //! Build scripts are copied from tonic projects, and these three appear in them often enough
 //! that refusing to compile them would send users hunting. Each does here what it does there,
@@ -81,6 +83,52 @@ impl Builder {
         includes: &[impl AsRef<Path>],
     ) -> io::Result<()> {
         self.compile_on(Some(config), protos, includes)
+    }
+
+    /// tonic-build's newer name for [`compile_with_config`](Self::compile_with_config), with
+    /// the same arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`compile_protos`](Self::compile_protos).
+    pub fn compile_protos_with_config(
+        self,
+        config: prost_build::Config,
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
+    ) -> io::Result<()> {
+        self.compile_on(Some(config), protos, includes)
+    }
+
+    /// [`compile_fds`](Self::compile_fds) with prost-build's settings starting from `config`,
+    /// as [`compile_with_config`](Self::compile_with_config) takes them (tonic-build's
+    /// `compile_fds_with_config`, its arguments in that order).
+    ///
+    /// # Errors
+    ///
+    /// As [`compile_fds`](Self::compile_fds).
+    pub fn compile_fds_with_config(
+        self,
+        config: prost_build::Config,
+        fds: prost_types::FileDescriptorSet,
+    ) -> io::Result<()> {
+        self.compile_fds_on(Some(config), fds)
+    }
+
+    /// Names services on the wire without their package, tonic-build's older name for
+    /// [`emit_package(false)`](Self::emit_package).
+    pub fn disable_package_emission(self) -> Self {
+        self.emit_package(false)
+    }
+
+    /// Reads the descriptor set from [`file_descriptor_set_path`](Self::file_descriptor_set_path)
+    /// instead of compiling the `.proto` files (tonic-build's and prost-build's
+    /// `skip_protoc_run`, for a set made beforehand, e.g. by `buf build`): `compile_protos`
+    /// then generates every file of that set, as [`compile_fds`](Self::compile_fds) does, and
+    /// its `.proto` arguments are not read. The set file is read, never written.
+    pub fn skip_protoc_run(mut self) -> Self {
+        self.skip_protoc_run = true;
+        self
     }
 
     /// Fails on a `protoc` flag nothing here carries out.
