@@ -71,6 +71,26 @@ impl MetadataMap {
         self.entries.get_or_insert_with(Vec::new)
     }
 
+    /// An empty map with room for `capacity` entries, as tonic's `with_capacity` (allocated
+    /// now unless `capacity` is 0).
+    pub fn with_capacity(capacity: usize) -> MetadataMap {
+        MetadataMap {
+            entries: (capacity > 0).then(|| Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// Removes every entry, keeping the room they took (tonic's `clear`).
+    pub fn clear(&mut self) {
+        if let Some(entries) = &mut self.entries {
+            entries.clear();
+        }
+    }
+
+    /// Number of distinct keys (tonic's `keys_len`; [`len`](Self::len) counts values).
+    pub fn keys_len(&self) -> usize {
+        self.keys().count()
+    }
+
     /// Number of entries (a repeated key counts once per value).
     pub fn len(&self) -> usize {
         self.entries().len()
@@ -331,6 +351,21 @@ fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_clear_and_key_count_as_tonic_has_them() {
+        let mut map = MetadataMap::with_capacity(4);
+        assert!(map.is_empty());
+        map.append("x-a", "1").expect("valid");
+        map.append("x-a", "2").expect("valid");
+        map.insert_bin("x-b-bin", &b"\x00"[..]).expect("valid");
+        assert_eq!((map.len(), map.keys_len()), (3, 2));
+        map.clear();
+        assert!(map.is_empty());
+        assert_eq!(map.keys_len(), 0);
+        assert_eq!(map.get("x-a"), None);
+        assert!(MetadataMap::with_capacity(0).is_empty());
+    }
 
     #[test]
     fn text_and_binary_rules() {
