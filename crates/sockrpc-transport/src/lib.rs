@@ -33,6 +33,7 @@ pub mod codec;
 pub mod dispatch;
 pub mod ending;
 pub mod endpoint;
+mod endpoint_tonic;
 pub mod flow;
 mod log_limit;
 mod notice;
