@@ -193,12 +193,14 @@ async fn a_call_a_failed_write_never_sent_is_not_processed() {
         .await
         .expect_err("the write fails");
     assert!(unsent.is_not_processed(), "{unsent:?}");
+    // No byte of it left: a balanced channel picks it again without counting an attempt.
+    assert!(unsent.is_never_sent(), "{unsent:?}");
     let sent = bounded("the call written before", written)
         .await
         .expect_err("the connection is gone");
     assert_eq!(sent.code(), Code::Unavailable, "{sent:?}");
     assert!(
-        !sent.is_not_processed(),
+        !sent.is_not_processed() && !sent.is_never_sent(),
         "a written call may have run: {sent:?}"
     );
     drop(server_side);

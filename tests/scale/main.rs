@@ -18,6 +18,8 @@
 //!   on its endpoint's load (in flight, answered); never_sent: a call whose endpoint's
 //!   connection went away under it goes to an endpoint connected now, not waiting for that
 //!   one's reconnection, and one never sent again and again waits within its deadline;
+//!   room_unsent: a call whose connections close while it waits there for room is picked
+//!   again, uncounted, past the attempts;
 //! - pick_first: every call on the first server until it shuts down, then on the second, which
 //!   keeps them when the first comes back; pick_first_conns: a connection to the server in use
 //!   only (counted on the servers' side, `counted.rs`), the next tried after 250 ms while one
@@ -78,5 +80,6 @@ mod outlier;
 mod pick_first;
 mod pick_first_conns;
 mod ring;
+mod room_unsent;
 mod slow;
 mod support;

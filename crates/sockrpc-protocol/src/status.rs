@@ -262,11 +262,13 @@ impl Status {
     }
 
     /// Marks this status as the failure of a call that was never written to a connection:
-    /// its endpoint had none to give (refused, or none came up in time). No server can have
-    /// seen the call, so a balancer tries it on another endpoint, as grpc-go picks again
-    /// when a picked connection is no longer ready. Unlike [`Status::not_processed`] it does
-    /// not make the same channel try again at once: its endpoint would fail it the same way.
-    /// Local: the mark is never sent.
+    /// its endpoint had none to give (refused, or none came up in time), or the connection it
+    /// was given closed before any byte of it was written (it waited for room there, or sat
+    /// unwritten in the write buffer). No server can have seen the call, so a balancer tries
+    /// it again, without counting an attempt, as grpc-go picks again when a picked connection
+    /// is no longer ready. Alone, unlike [`Status::not_processed`], it does not make the same
+    /// channel try again at once: its endpoint would fail it the same way. Local: the mark is
+    /// never sent.
     pub fn never_sent(mut self) -> Status {
         self.0.never_sent = true;
         self

@@ -208,10 +208,14 @@ impl Driver {
 
     /// [`fail_all`](Self::fail_all) after a failed write: a unary call whose OPEN starts at or
     /// past byte `written` never reached the socket, so it fails "not processed" and may be
-    /// sent again elsewhere (the server just closed, say, and its GOAWAY was lost to a reset).
+    /// sent again elsewhere (the server just closed, say, and its GOAWAY was lost to a reset),
+    /// and [never sent](Status::never_sent): a balanced channel picks again without counting
+    /// an attempt. One whose OPEN starts before `written` (even if its message was cut short)
+    /// may have reached the server, and fails with `status`.
     fn fail_all_unsent(&mut self, status: Status, written: u64) {
         let unsent =
-            Status::not_processed(format!("{}; the call was never sent", status.message()));
+            Status::not_processed(format!("{}; the call was never sent", status.message()))
+                .never_sent();
         let mut state = self.shared.lock();
         self.shared.close(&mut state, status.clone());
         for (_, slot) in state.calls.iter_mut() {

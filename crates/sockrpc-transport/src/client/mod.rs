@@ -225,7 +225,7 @@ impl State {
         let Some(id) = self.calls.vacant_id(self.next_id) else {
             shared.close(self, Status::unavailable(SPENT));
             // Nothing was sent: the call may go on another connection.
-            return Err(Status::not_processed(SPENT));
+            return Err(Status::not_processed(SPENT).never_sent());
         };
         if id == u32::MAX {
             shared.close(self, Status::unavailable(SPENT));

@@ -43,15 +43,18 @@ pub(super) const ROOM_DEADLINE: &str =
      calls in flight, or for its write buffer to drain below 8 MiB)";
 
 /// Why a call that has not been sent cannot be now: the connection closed. Not processed (the
-/// call may go on another connection), unless the owner closed it at once (`close_now`): the
-/// call then fails with that status, as the calls in flight do.
+/// call may go on another connection) and [never sent](Status::never_sent): no byte of it was
+/// written, so a balanced channel picks again without counting an attempt. Unless the owner
+/// closed the connection at once (`close_now`): the call then fails with that status, as the
+/// calls in flight do.
 pub(super) fn unsent_status(state: &super::State, closed: &Status) -> Status {
     match &state.aborted {
         Some(aborted) => aborted.clone(),
         None => Status::not_processed(format!(
             "connection closed before the call was sent: {}",
             closed.message()
-        )),
+        ))
+        .never_sent(),
     }
 }
 
