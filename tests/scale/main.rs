@@ -17,9 +17,9 @@
 //! - given_up: a call its caller gave up on, or one refused before sending, leaves no mark
 //!   on its endpoint's load (in flight, answered); never_sent: a call whose endpoint's
 //!   connection went away under it goes to an endpoint connected now, not waiting for that
-//!   one's reconnection, and one never sent again and again waits within its deadline;
-//!   room_unsent: a call whose connections close while it waits there for room is picked
-//!   again, uncounted, past the attempts;
+//!   one's reconnection, and one never sent again and again waits within its deadline, and
+//!   counts for nothing in outlier ejection; room_unsent: a call whose connections close while
+//!   it waits there for room is picked again, uncounted, past the attempts;
 //! - pick_first: every call on the first server until it shuts down, then on the second, which
 //!   keeps them when the first comes back; pick_first_conns: a connection to the server in use
 //!   only (counted on the servers' side, `counted.rs`), the next tried after 250 ms while one

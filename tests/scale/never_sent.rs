@@ -15,18 +15,20 @@
 //! connection cut each time it is picked) waits within its deadline, re-picking as its
 //! endpoint reconnects: a call never sent is no attempt (grpc-go re-picks a call that never
 //! reached a transport, without counting it, until the deadline). It used to fail `UNAVAILABLE`
-//! after 3 such non-attempts (`BalanceBuilder::attempts`), its deadline far.
+//! after 3 such non-attempts (`BalanceBuilder::attempts`), its deadline far. Nor do such
+//! failures count for outlier ejection: no server saw the call (they ejected an endpoint after
+//! `OutlierConfig::consecutive_failures` of them, though its server had failed no call).
 
 use super::counted::{Counted, Cutter};
 use super::support::Server;
 use sockrpc::protocol::frame::{encode_goaway, encode_settings, HEADER_LEN, PREFACE};
-use sockrpc::service::balance::{BalanceBuilder, Members, Picker};
+use sockrpc::service::balance::{BalanceBuilder, Members, OutlierConfig, Picker};
 use sockrpc::service::discovery;
 use sockrpc::{Call, Code};
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
 use sockrpc_tests::helloworld::HelloRequest;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,15 +142,20 @@ async fn a_call_refused_unsent_goes_to_a_connected_endpoint_without_waiting() {
 
 /// The first usable endpoint in list order, whose connections it cuts `left` times before it
 /// returns it, waiting (blocking: a picker is synchronous) until the channel saw them go: the
-/// call picked then finds no connection up, and fails never sent.
+/// call picked then finds no connection up, and fails never sent. Notes whether a pick found
+/// the endpoint ejected.
 struct Cutting {
     cutter: Cutter,
     left: Arc<AtomicUsize>,
+    ejected: Arc<AtomicBool>,
 }
 
 impl Picker for Cutting {
     fn pick(&self, members: &Members, _: &Call, usable: &dyn Fn(usize) -> bool) -> Option<usize> {
         let i = (0..members.list().len()).find(|&i| usable(i))?;
+        if members.list()[i].is_ejected() {
+            self.ejected.store(true, Ordering::SeqCst);
+        }
         let cut = self
             .left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -173,32 +180,68 @@ impl Picker for Cutting {
 /// Cuts: more than the 3 attempts a call refused unprocessed may make.
 const CUTS: usize = 5;
 
-/// A server, the count of cuts left (none yet), and a wait-for-ready balanced channel to it,
-/// connected, whose picker cuts the server's connection while cuts are left.
-async fn cutting_channel() -> (
+/// What [`cutting_channel`] gives: the server, the count of cuts left (none yet), whether a
+/// pick found the endpoint ejected, and the channel.
+type Cut = (
     Counted,
     Arc<AtomicUsize>,
+    Arc<AtomicBool>,
     sockrpc::service::balance::Balanced,
-) {
+);
+
+/// A server and a wait-for-ready balanced channel to it (ejecting as `outlier` says),
+/// connected, whose picker cuts the server's connection while cuts are left.
+async fn cutting_channel(outlier: OutlierConfig) -> Cut {
     let server = Counted::start().await;
     let left = Arc::new(AtomicUsize::new(0));
+    let ejected = Arc::new(AtomicBool::new(false));
     let channel = BalanceBuilder::default()
         .picker(Cutting {
             cutter: server.cutter(),
             left: Arc::clone(&left),
+            ejected: Arc::clone(&ejected),
         })
+        .outlier(outlier)
         .wait_for_ready(true)
         .build(discovery::fixed([format!("tcp://{}", server.addr)]).expect("endpoints"));
     channel
         .ready(1, Duration::from_secs(10))
         .await
         .expect("connected");
-    (server, left, channel)
+    (server, left, ejected, channel)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_for_ready_call_never_sent_again_and_again_waits_within_its_deadline() {
-    let (server, left, channel) = cutting_channel().await;
+    let (server, left, _, channel) = cutting_channel(OutlierConfig::default()).await;
+    answered_after_the_cuts(&server, &left, &channel).await;
+}
+
+/// A call never sent is no failure of its endpoint's: [`CUTS`] of them in a row, past the
+/// failures that eject, leave it in rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_never_sent_do_not_eject_their_endpoint() {
+    let outlier = OutlierConfig {
+        consecutive_failures: 2,
+        base_ejection: Duration::from_secs(600),
+        max_ejection: Duration::from_secs(600),
+    };
+    let (server, left, ejected, channel) = cutting_channel(outlier).await;
+    answered_after_the_cuts(&server, &left, &channel).await;
+    assert!(
+        !ejected.load(Ordering::SeqCst),
+        "a pick found the endpoint ejected; {:?}",
+        channel.stats()
+    );
+}
+
+/// Makes a call (deadline 30 s) whose first [`CUTS`] picks find the connection cut, and
+/// checks that `server` answered it after them.
+async fn answered_after_the_cuts(
+    server: &Counted,
+    left: &AtomicUsize,
+    channel: &sockrpc::service::balance::Balanced,
+) {
     left.store(CUTS, Ordering::SeqCst);
     let mut client = GreeterClient::new(channel.clone());
     // On a task: the picker blocks its worker while the connection goes.
@@ -229,7 +272,7 @@ async fn a_wait_for_ready_call_never_sent_again_and_again_waits_within_its_deadl
 /// `UNAVAILABLE` after 3 picks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_never_sent_until_its_deadline_fails_deadline_exceeded() {
-    let (_server, left, channel) = cutting_channel().await;
+    let (_server, left, _, channel) = cutting_channel(OutlierConfig::default()).await;
     const ENDLESS: usize = 1_000_000;
     left.store(ENDLESS, Ordering::SeqCst);
     let mut client = GreeterClient::new(channel.clone());

@@ -520,7 +520,10 @@ impl Balanced {
                 let result = channel.call_now(call).await;
                 let failed = matches!(&result, Err(s) if s.code() == Code::Unavailable);
                 let outcome = match &result {
-                    Err(s) if s.is_refused_before_sending() => Outcome::NotSent,
+                    // The server never saw it: nothing counts (`Outcome::NotSent`).
+                    Err(s) if s.is_refused_before_sending() || s.is_never_sent() => {
+                        Outcome::NotSent
+                    }
                     _ if failed => Outcome::Failed,
                     _ => Outcome::Answered,
                 };

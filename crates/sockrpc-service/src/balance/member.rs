@@ -316,7 +316,15 @@ pub(crate) enum Outcome {
     Answered,
     /// It failed for the endpoint's sake (`UNAVAILABLE`): an outlier's failure.
     Failed,
-    /// This side refused it before sending: the endpoint never saw it, nothing counts.
+    /// The endpoint never saw it, and nothing counts, neither as a failure nor as a success:
+    /// this side refused it before sending, or it was never written to a connection
+    /// (`Status::is_never_sent`: none was up, or the one it was given closed before any byte
+    /// of it was written). Such a failure tells of a connection, which reconnecting handles,
+    /// not of how the server answers calls, which ejection is for; counted a failure, calls
+    /// re-picked again and again on a connection that kept closing ejected an endpoint that
+    /// had failed no call, and counted a success, it would clear a failing one's record.
+    /// grpc-go's picker, too, ends a pick whose connection is not ready without an error (so
+    /// no failure for its outlier detection) and picks again.
     NotSent,
 }
 

@@ -1,10 +1,14 @@
 //! Outlier ejection: an endpoint whose calls keep failing is taken out of rotation for a while.
 //!
 //! After [`OutlierConfig::consecutive_failures`] failures in a row (`Unavailable`: the
-//! connection broke, was refused, or the server is going away) the endpoint is ejected for
+//! connection broke under the call, or the server is going away) the endpoint is ejected for
 //! `base_ejection × 2^(ejections so far)`, capped at `max_ejection`; when the time is up it is
 //! tried again, and one success resets both counts. Ejection never empties the rotation: when
 //! every endpoint is ejected the balancer uses them anyway rather than fail every call.
+//!
+//! A call that never reached the server counts neither way (`member::Outcome::NotSent`): one
+//! this side refused, or one never written to a connection (`Status::is_never_sent`). It tells
+//! of the connection, which reconnecting handles, not of how the server answers calls.
 
 use std::time::Duration;
 use tokio::time::Instant;
