@@ -1,4 +1,5 @@
-//! The observability layers end to end, over loopback TCP (and UDP: `udp_refused.rs`): tracing
+//! The observability layers end to end, over loopback TCP (and UDP: `udp_refused.rs`,
+//! `udp_truncated.rs`): tracing
 //! spans that join across processes through W3C trace context, and metrics by method and status
 //! code scraped over HTTP.
 //!
@@ -44,6 +45,9 @@ mod sizes;
 
 #[path = "middleware_obs/udp_refused.rs"]
 mod udp_refused;
+
+#[path = "middleware_obs/udp_truncated.rs"]
+mod udp_truncated;
 
 use services::{client_stack, spawn_router, spawn_server, Chunks, Leaf, Relay};
 

@@ -165,6 +165,8 @@ impl Service<Call> for Router {
 
 /// Answers a TCP re-issue of UDP call `replay` from the reply cache: the call already ran, so it
 /// must not run again, unless its method is idempotent (the UDP side kept no answer for it).
+/// The UDP call, held with an answer that went out TRUNCATED, ends as this answer does
+/// ([`Replayed`]).
 fn replay_call(
     route: Arc<dyn Route>,
     call: Call,
@@ -173,36 +175,71 @@ fn replay_call(
     queue: ReadyQueue,
 ) -> CallFuture {
     use sockrpc_transport::udp::Lookup;
-    Box::pin(async move {
-        let deadline = call
-            .request()
-            .timeout()
-            .map(|t| tokio::time::Instant::now() + t);
-        let path = call.method_path().as_bytes().clone();
-        match replay
-            .cache
-            .wait(
-                replay.peer,
-                replay.instance,
-                replay.call_id,
-                &path,
-                deadline,
-            )
-            .await
-        {
-            Lookup::Done(answer) => answer.map(|response| response.map(Body::once)),
-            Lookup::Missing if idempotent => route.call(call, &queue).await,
-            Lookup::Missing => Err(Status::aborted(
-                "no cached reply for this UDP re-issue; not running the call again",
-            )),
-            Lookup::InProgress => Err(Status::deadline_exceeded(
-                "the UDP call this re-issues is still running",
-            )),
-            Lookup::OtherMethod => Err(Status::invalid_argument(format!(
-                "re-issue of UDP call {} names {}, not the method that call ran",
-                replay.call_id,
-                call.path()
-            ))),
-        }
+    Box::pin(Replayed {
+        inner: async move {
+            let deadline = call
+                .request()
+                .timeout()
+                .map(|t| tokio::time::Instant::now() + t);
+            let path = call.method_path().as_bytes().clone();
+            let (peer, instance, id) = (replay.peer, replay.instance, replay.call_id);
+            let (found, held) = replay
+                .cache
+                .wait_taking(peer, instance, id, &path, deadline)
+                .await;
+            let answer = match found {
+                Lookup::Done(answer) => answer.map(|response| response.map(Body::once)),
+                Lookup::Missing if idempotent => route.call(call, &queue).await,
+                Lookup::Missing => Err(Status::aborted(
+                    "no cached reply for this UDP re-issue; not running the call again",
+                )),
+                Lookup::InProgress => Err(Status::deadline_exceeded(
+                    "the UDP call this re-issues is still running",
+                )),
+                Lookup::OtherMethod => Err(Status::invalid_argument(format!(
+                    "re-issue of UDP call {id} names {}, not the method that call ran",
+                    call.path()
+                ))),
+            };
+            (answer, held)
+        },
+        held: None,
     })
+}
+
+pin_project_lite::pin_project! {
+    /// A re-issue's future, which keeps the UDP call held with its answer
+    /// ([`HeldCall`](sockrpc_transport::udp::HeldCall)) until it is dropped itself: after its
+    /// answer is sent, or inside the transport's `drop_as` when that answer is refused (its
+    /// metadata over the client's announced limit, say), so that the UDP side's layers record
+    /// the code the caller got. An error answer (an answer too large to keep is `ABORTED`)
+    /// ends it at once, with its code.
+    struct Replayed<F> {
+        #[pin]
+        inner: F,
+        held: Option<sockrpc_transport::udp::HeldCall>,
+    }
+}
+
+impl<F> std::future::Future for Replayed<F>
+where
+    F: std::future::Future<
+        Output = (
+            Result<Response<Body>, Status>,
+            Option<sockrpc_transport::udp::HeldCall>,
+        ),
+    >,
+{
+    type Output = Result<Response<Body>, Status>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let (answer, held) = std::task::ready!(this.inner.poll(cx));
+        match (&answer, held) {
+            (Err(status), Some(held)) => held.drop_as(status.code()),
+            (Ok(_), held) => *this.held = held,
+            (Err(_), None) => {}
+        }
+        Poll::Ready(answer)
+    }
 }

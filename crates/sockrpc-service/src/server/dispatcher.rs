@@ -10,9 +10,19 @@
 //! `Call::new`) and drop the mark with it, so the mark also travels beside the call, in a
 //! task-local scope around both the synchronous `call` and every poll of its future: whatever a
 //! layer does, the router finds it.
+//!
+//! Not with tokio's `LocalKey::scope`, whose future drops the call's future as soon as it
+//! completes: the transport drops a call's future after it checked the answer, inside
+//! `ending::drop_as` when it refused it (its metadata over the client's limit, say), and the
+//! layers that record a one-message answer at that drop recorded such a re-issue `OK`, as did
+//! the UDP call held with it (`sockrpc_transport::udp::HeldCall`).
 
 use crate::{Body, Call, RouteService};
+use pin_project_lite::pin_project;
 use sockrpc_transport::{Dispatch, DispatchFuture, IncomingCall, Replay};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 tokio::task_local! {
     static REPLAY: Replay;
@@ -49,8 +59,31 @@ where
                 let service = &mut self.service;
                 let future =
                     REPLAY.sync_scope(replay.clone(), || service.call(Call::from_incoming(call)));
-                Box::pin(REPLAY.scope(replay, future))
+                Box::pin(InReplay {
+                    inner: future,
+                    replay,
+                })
             }
         }
+    }
+}
+
+pin_project! {
+    /// A re-issue's future, polled inside the task-local scope of its mark, and dropped only
+    /// when the transport drops it (see the module's documentation).
+    struct InReplay<F> {
+        #[pin]
+        inner: F,
+        replay: Replay,
+    }
+}
+
+impl<F: Future> Future for InReplay<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        REPLAY.sync_scope(this.replay.clone(), || inner.poll(cx))
     }
 }

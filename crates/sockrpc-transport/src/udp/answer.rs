@@ -5,6 +5,7 @@
 //! the no-amplification rule.
 
 use super::bump;
+use super::cache::HeldCall;
 use super::datagram::{
     self, Cookie, Header, Kind, Reply, FLAG_FITS, FLAG_FOREIGN_INSTANCE, FLAG_NOT_PROCESSED,
     HEADER_LEN,
@@ -28,6 +29,15 @@ pub(super) const OTHER_SOURCE: &str =
 
 /// A call's answer as the cache and the datagram hold it: one message.
 pub(super) type Answer = Result<Response<Bytes>, Status>;
+
+/// What became of an answer encoded for a datagram.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Encoded {
+    /// The code a one-message answer was refused with, if it was.
+    pub(super) refused: Option<Code>,
+    /// It went out TRUNCATED: the client fetches it over TCP.
+    pub(super) truncated: bool,
+}
 
 thread_local! {
     /// The buffer answers are encoded into, kept between them: an answer is sent (copied into
@@ -106,19 +116,18 @@ pub(super) fn is_unicast(ip: &IpAddr) -> bool {
 }
 
 impl Shared {
-    /// Queues the answer to a request of this batch (see [`encode_answer`](Self::encode_answer));
-    /// the code a one-message answer was refused with, if it was.
+    /// Queues the answer to a request of this batch (see [`encode_answer`](Self::encode_answer)).
     pub(super) fn queue_answer(
         &self,
         outbox: &mut Outbox,
         to: &ReplyTo,
         answer: &Answer,
-    ) -> Option<Code> {
-        let mut refused = None;
+    ) -> Encoded {
+        let mut encoded = Encoded::default();
         outbox.push(to.addr, to.src_ip, |out| {
-            refused = self.encode_answer(out, to, answer);
+            encoded = self.encode_answer(out, to, answer);
         });
-        refused
+        encoded
     }
 
     /// Queues the answer to a request refused without running (`why`): `UNAVAILABLE` with the
@@ -145,12 +154,11 @@ impl Shared {
     }
 
     /// Encodes the answer of a call that finished on its own task, for
-    /// [`send_encoded`](Self::send_encoded); the code a one-message answer was refused with,
-    /// if it was.
-    pub(super) fn encode_alone(&self, to: &ReplyTo, answer: &Answer) -> (BytesMut, Option<Code>) {
+    /// [`send_encoded`](Self::send_encoded).
+    pub(super) fn encode_alone(&self, to: &ReplyTo, answer: &Answer) -> (BytesMut, Encoded) {
         let mut out = scratch(0);
-        let refused = self.encode_answer(&mut out, to, answer);
-        (out, refused)
+        let encoded = self.encode_answer(&mut out, to, answer);
+        (out, encoded)
     }
 
     /// Sends at once what [`encode_alone`](Self::encode_alone) encoded.
@@ -173,7 +181,7 @@ impl Shared {
     /// that cannot be sent, as over TCP (`server/respond.rs`: its metadata over the limits,
     /// `INTERNAL`; its message over the send limit, `RESOURCE_EXHAUSTED`), is replaced by that
     /// status, whose code is returned: the handler's future is dropped as ended with it.
-    fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) -> Option<Code> {
+    fn encode_answer(&self, out: &mut BytesMut, to: &ReplyTo, answer: &Answer) -> Encoded {
         // The answer's parts are gathered once, for the check, the size and the encoding.
         let replaced;
         let mut refused = None;
@@ -205,7 +213,10 @@ impl Shared {
                 // Cannot happen for a well-formed REQUEST (always larger than a header), but
                 // the rule is absolute.
                 bump(&self.stats.amplification_dropped);
-                return refused;
+                return Encoded {
+                    refused,
+                    truncated: false,
+                };
             }
             let mut header = reply_header(Kind::Truncated, to);
             if fits {
@@ -213,8 +224,15 @@ impl Shared {
             }
             datagram::encode_header_only(out, &header);
             bump(&self.stats.truncated);
+            return Encoded {
+                refused,
+                truncated: true,
+            };
         }
-        refused
+        Encoded {
+            refused,
+            truncated: false,
+        }
     }
 }
 
@@ -234,12 +252,22 @@ fn within_send_limit(answer: &Answer, limits: &Limits) -> Result<(), Status> {
 }
 
 /// Drops a handler's future (`None`: gone already) once its answer is encoded: as ended with
-/// `refused` when its one-message answer could not be sent (`ending.rs`), else as any value.
-pub(super) fn drop_handler<F>(future: Option<F>, refused: Option<Code>) {
-    match refused {
-        Some(code) => crate::ending::drop_as(code, future),
-        None => drop(future),
+/// the code its one-message answer was refused with (`ending.rs`); else, an answer that went
+/// out TRUNCATED is held with it in the cache until the TCP re-issue ends (`cache/held.rs`),
+/// which ends it with the code the caller got; else as any value.
+pub(super) fn settle_handler<F: Send + 'static>(
+    future: Option<F>,
+    encoded: Encoded,
+    answer: &Answer,
+) -> Option<HeldCall> {
+    match (encoded.refused, future) {
+        (Some(code), future) => crate::ending::drop_as(code, future),
+        (None, Some(future)) if encoded.truncated && answer.is_ok() => {
+            return Some(HeldCall::new(future));
+        }
+        (None, future) => drop(future),
     }
+    None
 }
 
 /// An error status whose trailers break `limits`, as a REPLY carries it: the trailers dropped,

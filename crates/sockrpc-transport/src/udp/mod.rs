@@ -8,6 +8,9 @@
 //!        └─ Truncated{instance, call_id} ──▶ caller re-issues over TCP ──▶ ReplyCache.wait
 //! ```
 //!
+//! A TRUNCATED answer's call is held with it until the re-issue takes it ([`HeldCall`]), so
+//! that the server's layers record the code its caller got over TCP.
+//!
 //! The pieces (`docs/UDP.md` has the protocol):
 //! - [`datagram`]: the wire format, version 1.
 //! - [`UdpClient`]: one socket per channel, retransmission from a smoothed RTT, fallback to TCP
@@ -38,7 +41,7 @@ mod slots;
 mod socket;
 mod watermark;
 
-pub use cache::{Lookup, ReplyCache, ReplyCacheConfig};
+pub use cache::{HeldCall, Lookup, ReplyCache, ReplyCacheConfig};
 pub use client::{UdpClient, UdpClientStats, UdpOutcome, WeakUdpClient};
 pub use client_config::UdpClientConfig;
 pub use limiter::RateLimit;

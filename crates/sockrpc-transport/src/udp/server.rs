@@ -19,7 +19,7 @@
 //! told so (flag `STALE_COOKIE`) together with the new one, with no extra round trip.
 
 use super::answer::{
-    drop_handler, is_unicast, one_message, reply_header, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE,
+    is_unicast, one_message, reply_header, settle_handler, ReplyTo, CACHE_FULL, OVER_CACHE_SHARE,
 };
 use super::bump;
 use super::cache::{Begin, CompletionGuard, ReplyCache, Source};
@@ -528,9 +528,9 @@ impl Shared {
                 // Encoded into the outbox (sent at its flush, after this), then kept: the cache
                 // takes the answer itself, not a copy. The handler's future goes once its answer
                 // is checked: as ended with the code the client gets if it was refused.
-                let refused = self.queue_answer(outbox, &reply_to, &answer);
-                drop_handler(future, refused);
-                guard.complete(answer);
+                let encoded = self.queue_answer(outbox, &reply_to, &answer);
+                let held = settle_handler(future, encoded, &answer);
+                guard.complete(answer, held);
             }
             Poll::Pending => {
                 let shared = Arc::clone(self);
@@ -561,13 +561,13 @@ impl Shared {
                             (Err(status), None)
                         }
                     };
-                    let (out, refused) = shared.encode_alone(&reply_to, &answer);
+                    let (out, encoded) = shared.encode_alone(&reply_to, &answer);
                     // Dropped once its answer is checked and before it leaves: the layers that
                     // finish a call when its future goes (a one-message answer on a server)
                     // record it before the client can see the answer, with the code the client
                     // gets (`ending.rs`).
-                    drop_handler(future, refused);
-                    guard.complete(answer);
+                    let held = settle_handler(future, encoded, &answer);
+                    guard.complete(answer, held);
                     shared.send_encoded(&reply_to, out).await;
                 });
             }

@@ -1,7 +1,7 @@
 //! `CompletionGuard`: a started call's entry never stays "running" for ever, whatever ends
 //! the call (its answer, a panic in its handler, its task aborted at shutdown).
 
-use super::ReplyCache;
+use super::{HeldCall, ReplyCache};
 use bytes::Bytes;
 use sockrpc_protocol::{Response, Status};
 use std::sync::Arc;
@@ -15,10 +15,15 @@ pub(crate) struct CompletionGuard {
 }
 
 impl CompletionGuard {
-    /// Stores the answer and disarms the guard.
-    pub(crate) fn complete(mut self, answer: Result<Response<Bytes>, Status>) {
+    /// Stores the answer, with its call `held` when it went out TRUNCATED (`held.rs`), and
+    /// disarms the guard. A call whose answer is not kept (its method skips the cache) goes now.
+    pub(crate) fn complete(
+        mut self,
+        answer: Result<Response<Bytes>, Status>,
+        held: Option<HeldCall>,
+    ) {
         if let Some((instance, call_id)) = self.key.take() {
-            self.cache.complete(instance, call_id, answer);
+            self.cache.complete_holding(instance, call_id, answer, held);
         }
     }
 }

@@ -40,13 +40,17 @@
 
 mod config;
 mod guard;
+mod held;
 mod paths;
 mod quota;
+mod reissue;
 mod size;
 mod source;
 
 pub use config::ReplyCacheConfig;
 pub(crate) use guard::CompletionGuard;
+pub use held::HeldCall;
+use held::Locked;
 
 use super::watermark::{canonical, serial_before, Foreign, Watermarks};
 use paths::{intern, own_path_size};
@@ -64,7 +68,7 @@ use std::net::IpAddr;
 use std::{
     collections::VecDeque,
     sync::atomic::{AtomicUsize, Ordering},
-    sync::{Mutex, MutexGuard},
+    sync::Mutex,
     time::Instant,
 };
 use tokio::sync::Notify;
@@ -126,6 +130,8 @@ enum Slot {
         answer: Result<Response<Bytes>, Status>,
         size: usize,
         finished: Instant,
+        /// Its call, when the answer went out TRUNCATED (`held.rs`), until a re-issue takes it.
+        held: Option<HeldCall>,
     },
 }
 
@@ -158,6 +164,8 @@ struct State {
     last_path: Bytes,
     /// What each source holds, against its share.
     quotas: Quotas,
+    /// Held calls of entries removed, dropped once the lock is released ([`Locked`]).
+    released: Vec<HeldCall>,
 }
 
 /// Clients whose watermark is kept.
@@ -182,7 +190,12 @@ impl State {
                 self.bytes = self.bytes.saturating_sub(*size);
                 self.done -= 1;
                 self.quotas.remove(owner, *size);
-                entry.remove();
+                if let Slot::Done {
+                    held: Some(held), ..
+                } = entry.remove()
+                {
+                    self.released.push(held);
+                }
                 // Its record in `order` goes too when it is the newest (a client with one call
                 // in flight acks the call before): otherwise it waits to be passed over.
                 if self.order.back() == Some(&(*key, at)) {
@@ -242,6 +255,7 @@ impl ReplyCache {
                     config.max_bytes_per_source,
                     (config.max_unverified_entries, config.max_unverified_bytes),
                 ),
+                released: Vec::new(),
             }),
             finished: Notify::new(),
             waiters: AtomicUsize::new(0),
@@ -266,8 +280,8 @@ impl ReplyCache {
         &self.config
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Locked<'_> {
+        Locked::new(self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Drops finished entries past their time, oldest first; never a younger one.
@@ -410,6 +424,18 @@ impl ReplyCache {
         call_id: u32,
         answer: Result<Response<Bytes>, Status>,
     ) {
+        self.complete_holding(instance, call_id, answer, None);
+    }
+
+    /// [`complete`](Self::complete), the answer kept with its call, `held`, when it went out
+    /// TRUNCATED (`held.rs`): the re-issue that takes the answer takes the call too.
+    pub(crate) fn complete_holding(
+        &self,
+        instance: u64,
+        call_id: u32,
+        answer: Result<Response<Bytes>, Status>,
+        held: Option<HeldCall>,
+    ) {
         let now = Instant::now();
         let mut size = answer_size(&answer);
         {
@@ -462,6 +488,7 @@ impl ReplyCache {
                 answer,
                 size,
                 finished: now,
+                held,
             };
             quotas.add_bytes(&owner, size);
             state.order.push_back((key, now));
@@ -480,65 +507,6 @@ impl ReplyCache {
         }
     }
 
-    /// What the cache knows about `(instance, call_id)`, a call of `path`, for a caller at
-    /// `peer`'s IP address, now. A call made from another address is [`Lookup::Missing`]: the
-    /// instance is plain text in every datagram, the address is what ties an answer to its
-    /// client. A peer without one (`None`: a Unix socket) is a process on this host, and gets
-    /// only calls made from a loopback address (`cache/source.rs`).
-    pub fn lookup(&self, peer: Option<IpAddr>, instance: u64, call_id: u32, path: &[u8]) -> Lookup {
-        let mut state = self.lock();
-        let now = Instant::now();
-        self.expire(&mut state, now);
-        let peer = peer.map(canonical);
-        match state.map.get(&(instance, call_id)) {
-            Some(slot) if !may_fetch(slot.src(), peer) => Lookup::Missing,
-            Some(slot) if slot.path().as_ref() != path => Lookup::OtherMethod,
-            Some(Slot::Running { .. }) => Lookup::InProgress,
-            Some(Slot::Done {
-                answer, finished, ..
-            }) if now.saturating_duration_since(*finished) < self.config.ttl => {
-                Lookup::Done(answer.clone())
-            }
-            _ => Lookup::Missing,
-        }
-    }
-
-    /// Like [`lookup`](Self::lookup), but waits while the call is still running, until
-    /// `deadline` (`None`: as long as it runs). Never returns `InProgress` unless the deadline
-    /// passed. This is what the service layer calls for a re-issued call, with the TCP peer's
-    /// address as `peer`.
-    pub async fn wait(
-        &self,
-        peer: Option<IpAddr>,
-        instance: u64,
-        call_id: u32,
-        path: &[u8],
-        deadline: Option<tokio::time::Instant>,
-    ) -> Lookup {
-        // Counted before the first look (which takes the lock that `complete` stores under),
-        // so a completion that this look misses sees the count and notifies.
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiters);
-        loop {
-            let notified = self.finished.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a completion between check and await is not lost.
-            notified.as_mut().enable();
-            match self.lookup(peer, instance, call_id, path) {
-                Lookup::InProgress => {}
-                other => return other,
-            }
-            match deadline {
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return self.lookup(peer, instance, call_id, path);
-                    }
-                }
-                None => notified.await,
-            }
-        }
-    }
-
     /// Finished entries held.
     pub fn len(&self) -> usize {
         self.lock().done
@@ -552,15 +520,6 @@ impl ReplyCache {
     /// Bytes of answers held (by the cache's accounting).
     pub fn bytes(&self) -> usize {
         self.lock().bytes
-    }
-}
-
-/// Counts one waiter in [`ReplyCache::wait`] while it lives, however the wait ends.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

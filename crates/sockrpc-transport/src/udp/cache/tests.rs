@@ -3,6 +3,8 @@
 use super::paths::MAX_PATHS;
 use super::*;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 const PATH: &[u8] = b"/p.S/M";
@@ -503,4 +505,59 @@ fn a_source_past_its_share_is_refused_others_run_and_its_room_comes_back() {
         cache.begin(flood, 8, 1, &path(), None),
         Begin::New
     ));
+}
+
+/// A held call that notes, as it is dropped, whether the cache's lock was free.
+struct Probe {
+    cache: Arc<ReplyCache>,
+    unlocked: Arc<AtomicBool>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let free = self.cache.state.try_lock().is_ok();
+        self.unlocked.store(free, Ordering::SeqCst);
+    }
+}
+
+fn held(cache: &Arc<ReplyCache>) -> (HeldCall, Arc<AtomicBool>) {
+    let unlocked = Arc::new(AtomicBool::new(false));
+    let probe = Probe {
+        cache: Arc::clone(cache),
+        unlocked: Arc::clone(&unlocked),
+    };
+    (HeldCall::new(probe), unlocked)
+}
+
+/// The call held with a TRUNCATED answer goes to the first re-issue that takes it (a lookup
+/// does not), once; one never taken goes with its entry, after the cache's lock is released
+/// (its drop runs the layers' code).
+#[tokio::test]
+async fn a_held_call_goes_to_one_re_issue_or_with_its_entry_out_of_the_lock() {
+    let cache = Arc::new(ReplyCache::default());
+    assert!(matches!(cache.begin(HOST, 9, 1, &path(), None), Begin::New));
+    let (call, _) = held(&cache);
+    cache.complete_holding(9, 1, ok(3), Some(call));
+    assert!(matches!(
+        cache.lookup(Some(HOST), 9, 1, PATH),
+        Lookup::Done(Ok(_))
+    ));
+    let (found, taken) = cache.wait_taking(Some(HOST), 9, 1, PATH, None).await;
+    assert!(matches!(found, Lookup::Done(Ok(_))));
+    assert!(taken.is_some(), "the first re-issue takes the call");
+    let (found, again) = cache.wait_taking(Some(HOST), 9, 1, PATH, None).await;
+    assert!(matches!(found, Lookup::Done(Ok(_))) && again.is_none());
+    drop(taken);
+
+    assert!(matches!(cache.begin(HOST, 9, 2, &path(), None), Begin::New));
+    let (call, unlocked) = held(&cache);
+    cache.complete_holding(9, 2, ok(3), Some(call));
+    // The client's first mark, then one past call 2: its answer goes.
+    cache.ack(HOST, 9, 1);
+    cache.ack(HOST, 9, 3);
+    assert!(matches!(
+        cache.lookup(Some(HOST), 9, 2, PATH),
+        Lookup::Missing
+    ));
+    assert!(unlocked.load(Ordering::SeqCst), "dropped out of the lock");
 }

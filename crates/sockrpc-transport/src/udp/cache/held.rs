@@ -1,0 +1,85 @@
+//! A truncated answer's call, held with the answer until its TCP re-issue takes it.
+//!
+//! A server's layers (sockrpc's trace and metrics) record a call whose one-message answer
+//! they passed whole when its handler's future is dropped, with the code the transport drops
+//! it with (`ending.rs`). An answer too large for a datagram goes out TRUNCATED, and the
+//! client fetches it over TCP, where it may yet be refused (its metadata over the limit the
+//! client announced there, say), or replaced (by `ABORTED`, an answer too large to keep):
+//! dropped as the TRUNCATED left, the future recorded `OK` for a call whose caller got that
+//! refusal. So the UDP server keeps the future with the cached answer ([`HeldCall`]), and the
+//! re-issue that takes the answer
+//! ([`ReplyCache::wait_taking`](super::ReplyCache::wait_taking)) drops it as its own answer
+//! ends: inside the transport's `drop_as` when that answer is refused, so the UDP side
+//! records the code the caller got. One never fetched (the client gave up) goes with its
+//! entry, as answered. Its call stays in flight for its layers until then.
+//!
+//! A held call's drop runs the layers' code, so none is dropped under the cache's lock:
+//! entries removed under it leave theirs in [`Locked`], which drops them after the unlock.
+
+use super::State;
+use sockrpc_protocol::Code;
+use std::any::Any;
+use std::ops::{Deref, DerefMut};
+use std::sync::MutexGuard;
+
+/// A UDP call whose answer went out TRUNCATED: its handler's future, kept until the TCP
+/// re-issue's answer ends (see the module's documentation). Dropped, it ends the call as
+/// answered; [`drop_as`](Self::drop_as) ends it with the code its caller got instead.
+pub struct HeldCall(Box<dyn Any + Send>);
+
+impl HeldCall {
+    /// Holds `future`, the handler's future of a call whose answer went out TRUNCATED.
+    pub(crate) fn new<F: Send + 'static>(future: F) -> HeldCall {
+        HeldCall(Box::new(future))
+    }
+
+    /// Ends the call with `code`, the one its caller got in place of the answer
+    /// (`ending::drop_as`): its layers record that, not `OK`.
+    pub fn drop_as(self, code: Code) {
+        crate::ending::drop_as(code, self.0);
+    }
+}
+
+impl std::fmt::Debug for HeldCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldCall")
+    }
+}
+
+/// The cache's state under its lock; the held calls of the entries removed meanwhile
+/// (`State::released`) are dropped once the lock is released.
+pub(super) struct Locked<'a> {
+    // Fields drop in order: the lock is released first.
+    guard: MutexGuard<'a, State>,
+    released: Vec<HeldCall>,
+}
+
+impl<'a> Locked<'a> {
+    pub(super) fn new(guard: MutexGuard<'a, State>) -> Locked<'a> {
+        Locked {
+            guard,
+            released: Vec::new(),
+        }
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Dropped after the guard (see the fields).
+        self.released = std::mem::take(&mut self.guard.released);
+    }
+}

@@ -1,0 +1,121 @@
+//! What a TCP re-issue of a UDP call finds in the cache: the call's answer, at once or once the
+//! call ends, and, for the re-issue that takes it, the call held with an answer that went out
+//! TRUNCATED (`held.rs`). Apart from `mod.rs`, which keeps the entries, because this is the
+//! TCP side's view of them.
+
+use super::{canonical, may_fetch, HeldCall, Lookup, ReplyCache, Slot};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+impl ReplyCache {
+    /// What the cache knows about `(instance, call_id)`, a call of `path`, for a caller at
+    /// `peer`'s IP address, now. A call made from another address is [`Lookup::Missing`]: the
+    /// instance is plain text in every datagram, the address is what ties an answer to its
+    /// client. A peer without one (`None`: a Unix socket) is a process on this host, and gets
+    /// only calls made from a loopback address (`cache/source.rs`).
+    pub fn lookup(&self, peer: Option<IpAddr>, instance: u64, call_id: u32, path: &[u8]) -> Lookup {
+        self.fetch(peer, instance, call_id, path, false).0
+    }
+
+    /// [`lookup`](Self::lookup), and when `take`, the call held with a TRUNCATED answer.
+    fn fetch(
+        &self,
+        peer: Option<IpAddr>,
+        instance: u64,
+        call_id: u32,
+        path: &[u8],
+        take: bool,
+    ) -> (Lookup, Option<HeldCall>) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        self.expire(&mut state, now);
+        let peer = peer.map(canonical);
+        let ttl = self.config.ttl;
+        match state.map.get_mut(&(instance, call_id)) {
+            Some(slot) if !may_fetch(slot.src(), peer) => (Lookup::Missing, None),
+            Some(slot) if slot.path().as_ref() != path => (Lookup::OtherMethod, None),
+            Some(Slot::Running { .. }) => (Lookup::InProgress, None),
+            Some(Slot::Done {
+                answer,
+                finished,
+                held,
+                ..
+            }) if now.saturating_duration_since(*finished) < ttl => {
+                let held = if take { held.take() } else { None };
+                (Lookup::Done(answer.clone()), held)
+            }
+            _ => (Lookup::Missing, None),
+        }
+    }
+
+    /// Like [`lookup`](Self::lookup), but waits while the call is still running, until
+    /// `deadline` (`None`: as long as it runs). Never returns `InProgress` unless the deadline
+    /// passed.
+    pub async fn wait(
+        &self,
+        peer: Option<IpAddr>,
+        instance: u64,
+        call_id: u32,
+        path: &[u8],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Lookup {
+        let call = (peer, instance, call_id, path);
+        self.wait_for(call, deadline, false).await.0
+    }
+
+    /// [`wait`](Self::wait), which the service layer calls for a re-issued call (with the TCP
+    /// peer's address as `peer`), and the call held with its answer, if that answer went out
+    /// TRUNCATED and no re-issue took it yet. The caller drops the call as its own answer ends
+    /// ([`HeldCall`]), so that the UDP side's layers record what the caller got.
+    pub async fn wait_taking(
+        &self,
+        peer: Option<IpAddr>,
+        instance: u64,
+        call_id: u32,
+        path: &[u8],
+        deadline: Option<tokio::time::Instant>,
+    ) -> (Lookup, Option<HeldCall>) {
+        let call = (peer, instance, call_id, path);
+        self.wait_for(call, deadline, true).await
+    }
+
+    async fn wait_for(
+        &self,
+        (peer, instance, call_id, path): (Option<IpAddr>, u64, u32, &[u8]),
+        deadline: Option<tokio::time::Instant>,
+        take: bool,
+    ) -> (Lookup, Option<HeldCall>) {
+        // Counted before the first look (which takes the lock that `complete` stores under),
+        // so a completion that this look misses sees the count and notifies.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiters);
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a completion between check and await is not lost.
+            notified.as_mut().enable();
+            match self.fetch(peer, instance, call_id, path, take) {
+                (Lookup::InProgress, _) => {}
+                other => return other,
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return self.fetch(peer, instance, call_id, path, take);
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+/// Counts one waiter in [`ReplyCache::wait`] while it lives, however the wait ends.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
