@@ -1,7 +1,8 @@
 //! `TurnQueue`: calls waiting for a connection's write buffer to drain, woken a few at a time
 //! in the order they parked, not all at once. Used by the server's response streams
 //! (`server/pump.rs`; and, for the client's answer credit rather than room,
-//! `server/answer_window.rs`) and the client's stream senders (`client/credit.rs`).
+//! `server/answer_window.rs`) and the client's stream senders, for room and for the server's
+//! connection credit (`client/credit.rs`).
 //!
 //! ```text
 //!  buffer past the mark (or others in line) ──▶ park(id): in line, by ticket (FIFO)
@@ -175,6 +176,24 @@ impl TurnQueue {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.places.len()
+    }
+
+    /// Calls parked, waiting for a turn.
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        self.line.len()
+    }
+
+    /// Calls holding a turn.
+    #[cfg(test)]
+    pub(crate) fn turns(&self) -> usize {
+        self.turns
+    }
+
+    /// Whether call `id` holds a turn (woken, not yet back).
+    #[cfg(test)]
+    pub(crate) fn holds_turn(&self, id: u32) -> bool {
+        matches!(self.places.get(&id), Some(Place::Woken))
     }
 }
 

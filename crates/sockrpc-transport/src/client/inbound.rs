@@ -331,6 +331,8 @@ impl Inbound<'_> {
                 }
                 state.folds_request = capabilities & frame::CAP_FOLDED_REQUEST != 0;
                 state.connection_window = capabilities & frame::CAP_CONNECTION_WINDOW != 0;
+                // A later SETTINGS without the window: senders waiting for credit may go.
+                state.resume_credit_waiters();
                 state.charged_requests = capabilities & frame::CAP_CHARGED != 0;
                 // It keeps what it streams under the answer window we grant (`answers.rs`).
                 state.answer_window = capabilities & frame::CAP_ANSWER_WINDOW != 0;

@@ -41,7 +41,7 @@ impl State {
         // senders parked behind them waited for ever (`tests/hostile/ended_sender_turns.rs`).
         let room = self.outbox.buffered() <= HIGH_WATER;
         self.drain_waiters.forget(id, room);
-        self.credit_waiters.forget(id);
+        self.leave_credit_line(id);
         // The pool weighs connections by their calls in flight: this one is no longer.
         shared.in_flight.store(self.live_calls(), Ordering::Relaxed);
         self.wake_for_room(shared);

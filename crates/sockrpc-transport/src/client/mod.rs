@@ -18,7 +18,7 @@
 //! - `table.rs`: the calls in flight, by id.
 //! - `room.rs`: calls waiting for room under the server's limit of calls in flight.
 //! - `answers.rs`: the answer window, what this side grants the server for streamed answers.
-//! - `waiters.rs`: stream senders waiting for the write buffer to drain, or for credit.
+//! - `credit.rs`: the connection window the server grants, and the senders waiting for it.
 //! - `options.rs`: a connection's settings (limits, keepalive, close notification).
 //! - `shutdown.rs`: closing it from this side, gracefully or at once, and waiting for its end.
 
@@ -27,6 +27,8 @@ mod call;
 #[cfg(test)]
 mod closing_tests;
 mod credit;
+#[cfg(test)]
+mod credit_tests;
 #[cfg(test)]
 mod deadline_tests;
 mod driver;
@@ -46,7 +48,6 @@ mod stream;
 mod table;
 #[cfg(test)]
 mod waiter_tests;
-mod waiters;
 
 pub use call::ResponseFuture;
 pub use options::{ConnectionOptions, Keepalive, DEFAULT_CONNECT_TIMEOUT};
@@ -71,7 +72,6 @@ use table::CallTable;
 use tokio::io::AsyncRead;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use waiters::StreamWaiters;
 
 /// A boxed read half.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
@@ -178,9 +178,10 @@ struct State {
     /// ([`StreamSender::poll_ready`]): woken a few at a time, in the order they parked, once a
     /// flush brings it down to `turns::RESUME_AT` (`turns.rs`).
     drain_waiters: crate::turns::TurnQueue,
-    /// Stream senders waiting for connection credit: woken all at once by the server's WINDOW
-    /// on call 0 (not by every flush, as they would be in `drain_waiters`).
-    credit_waiters: StreamWaiters,
+    /// Stream senders waiting for connection credit: woken a few at a time, in the order they
+    /// parked, once the server's WINDOW on call 0 opens the window (not by every flush, as they
+    /// would be in `drain_waiters`; `credit.rs`).
+    credit_waiters: crate::turns::TurnQueue,
     /// The server's SETTINGS announced `CAP_CONNECTION_WINDOW`: stream messages keep what they
     /// charge (`frame::message_charge`) outstanding under `frame::CONNECTION_WINDOW`.
     connection_window: bool,
@@ -253,7 +254,7 @@ impl State {
         // A sender waiting when its call ended never comes back for its place.
         let room = self.outbox.buffered() <= crate::outbox::HIGH_WATER;
         self.drain_waiters.forget(id, room);
-        self.credit_waiters.forget(id);
+        self.leave_credit_line(id);
         self.call_ended(shared);
         Some(slot)
     }
@@ -344,14 +345,20 @@ impl Shared {
 
     /// [`close`](Self::close), but the calls waiting for room keep waiting (a graceful close).
     fn close_to_new_calls(&self, state: &mut State, status: Status) {
-        if state.closed.is_none() {
+        let first = state.closed.is_none();
+        if first {
             state.closed = Some(status);
         }
         self.closed.store(true, Ordering::Release);
         // Wake anyone waiting for the handshake: it will not come now.
         self.handshake.notify_waiters();
-        state.drain_waiters.wake_all();
-        state.credit_waiters.wake_all();
+        if first {
+            // Once: a server repeating GOAWAY (22 bytes a frame) made every stream sender
+            // waiting for room or credit look again per frame, and nothing had changed for
+            // them (`tests/hostile/credit_wakes.rs`).
+            state.drain_waiters.wake_all();
+            state.credit_waiters.wake_all();
+        }
         state.note_waiting(self);
     }
 }
@@ -431,7 +438,7 @@ impl ClientConnection {
                 folds_request: false,
                 room: room::RoomQueue::default(),
                 drain_waiters: crate::turns::TurnQueue::default(),
-                credit_waiters: StreamWaiters::default(),
+                credit_waiters: crate::turns::TurnQueue::default(),
                 connection_window: false,
                 connection_outstanding: 0,
                 ended_streams: 0,

@@ -194,6 +194,12 @@ fn gone() -> Status {
 }
 
 impl StreamSender {
+    /// The call's id, for the tests that look at its places in the connection's lines.
+    #[cfg(test)]
+    pub(super) fn id(&self) -> u32 {
+        self.id
+    }
+
     /// Ready when the stream's window lets another message go, the connection window too
     /// (when the server announced one: `frame::CONNECTION_WINDOW`), and the connection's write
     /// buffer is under its high-water mark (8 MiB: a server that stops reading holds every
@@ -208,10 +214,17 @@ impl StreamSender {
             return Poll::Ready(Err(gone()));
         };
         if stream.inbound.is_finished() {
-            // The server already answered: nothing more it would read.
+            // The server already answered (or the connection failed): nothing more it would
+            // read. A place this sender holds in a line goes, and a turn it was woken with
+            // passes on: a caller that keeps the sender after this error never comes back.
+            state.leave_lines(self.id);
             return Poll::Ready(Err(gone()));
         }
         if stream.outbound.poll_credit(cx).is_pending() {
+            // Its own window is spent: it waits for the call's credit, in no line (it comes
+            // back through `cx` once that credit comes). Only a sender that sent without being
+            // ready can get here from a line, holding a turn the others wait for.
+            state.leave_lines(self.id);
             return Poll::Pending;
         }
         stream.outbound.register(cx);
