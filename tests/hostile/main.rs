@@ -16,6 +16,7 @@ mod compressed_retried;
 mod compressed_running;
 mod compressed_unnamed;
 mod control_limit;
+mod credit_wakes;
 mod dropped_reader;
 mod edges;
 mod ended_sender_turns;

@@ -9,15 +9,10 @@
 //! senders' `poll_ready`, each sender in a task of its own, against a raw server that reads
 //! slowly and never answers.
 
+use crate::credit_wakes::{spawn_senders, Senders};
 use crate::parked_wakes::Slow;
 use crate::raw::{frame, PREFACE, SETTINGS, WINDOW};
-use crate::support::bounded;
-use bytes::Bytes;
-use sockrpc::transport::ClientConnection;
-use sockrpc::{Limits, MetadataMap, MethodPath};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::Poll;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -73,38 +68,12 @@ async fn slow_sink() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn senders_waiting_for_the_buffer_are_woken_a_few_at_a_time_as_a_slow_server_reads() {
     let addr = slow_sink().await;
-    let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let conn = ClientConnection::spawn_tcp(socket, Limits::default());
-    bounded("handshake", conn.ready()).await.expect("handshake");
-    let path = MethodPath::from_static("/sockrpc.test.stream.Streamer/Collect");
-    let metadata = MetadataMap::new();
-    let message = Bytes::from(vec![5u8; SIZE]);
-    let polls = Arc::new(AtomicU64::new(0));
-    let mut receivers = Vec::with_capacity(STREAMS);
-    let mut senders = Vec::with_capacity(STREAMS);
-    for _ in 0..STREAMS {
-        let (mut sender, receiver) = conn
-            .open_stream(&path, &metadata, None, None)
-            .expect("open");
-        receivers.push(receiver);
-        let polls = Arc::clone(&polls);
-        let message = message.clone();
-        senders.push(tokio::spawn(async move {
-            for _ in 0..MESSAGES {
-                std::future::poll_fn(|cx| {
-                    polls.fetch_add(1, Ordering::Relaxed);
-                    match sender.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => Poll::Ready(sender.send(cx, &message)),
-                        Poll::Ready(Err(status)) => Poll::Ready(Err(status)),
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await
-                .expect("sent");
-            }
-            sender
-        }));
-    }
+    let Senders {
+        conn,
+        polls,
+        tasks: senders,
+        receivers,
+    } = spawn_senders(addr, STREAMS, MESSAGES, SIZE).await;
     let mut done = Vec::with_capacity(STREAMS);
     tokio::time::timeout(Duration::from_secs(60), async {
         for sender in senders {
@@ -119,5 +88,5 @@ async fn senders_waiting_for_the_buffer_are_woken_a_few_at_a_time_as_a_slow_serv
         polls <= STREAMS as u64 * POLLS_PER_SENDER,
         "{polls} polls of {STREAMS} senders: senders waiting for the buffer were woken all at once"
     );
-    drop((done, receivers));
+    drop((done, receivers, conn));
 }
