@@ -28,9 +28,11 @@
 //! ```
 //!
 //! A sender that looks while the window is open goes even past the line (those in it hold
-//! turns and pass them on), so the window may be overdrawn: every sender that found it open
-//! before the first of them charged it sends one message. A credit of one message then leaves
-//! it spent, and wakes no one, rightly (`credit_tests.rs`).
+//! turns and pass them on). Through `StreamSender::send` the window may be overdrawn: every
+//! sender that found it open before the first of them charged it sends one message, and a
+//! credit of one message then leaves it spent, waking no one, rightly. A client's feed sends
+//! with `StreamSender::poll_send_flagged` instead, which looks again as it charges, so the
+//! window is overdrawn by one message at most (`credit_tests.rs`).
 
 use super::State;
 use crate::outbox::HIGH_WATER;

@@ -352,6 +352,44 @@ async fn senders_that_find_the_window_open_at_once_overdraw_it() {
 }
 
 #[tokio::test]
+async fn a_sender_that_looks_as_it_charges_never_overdraws_by_more_than_a_message() {
+    // As the overdraw above, but sending as the connection's feed does (`poll_send_flagged`):
+    // the window is looked at again under the lock that charges it, so the second sender's
+    // message waits for credit instead of going past the spent window. Senders on other
+    // threads between `poll_ready` and `send` overdrew it by a message each, past the
+    // server's pause (the window and one message) with enough of them.
+    let (conn, _go) = connected(BytesMut::new(), CONNECTION_WINDOW - 1).await;
+    let mut early = [Sender::open(&conn), Sender::open(&conn)];
+    for sender in &mut early {
+        assert!(matches!(sender.look(), Poll::Ready(Ok(()))), "open");
+    }
+    let message = Bytes::from_static(MESSAGE);
+    let poll_send = |sender: &mut Sender| {
+        let waker = sender.waker.clone();
+        let inner = sender.sender.as_mut().expect("kept");
+        inner.poll_send_flagged(&mut Context::from_waker(&waker), &message, false)
+    };
+    assert!(matches!(poll_send(&mut early[0]), Poll::Ready(Ok(()))));
+    assert!(
+        poll_send(&mut early[1]).is_pending(),
+        "the window is spent now"
+    );
+    let outstanding = conn.shared().lock().connection_outstanding;
+    assert_eq!(
+        outstanding,
+        CONNECTION_WINDOW - 1 + charge(),
+        "one message past, not two"
+    );
+    check(&conn, &early, "a message waiting for credit");
+    // Credit that opens the window wakes the waiting message, which goes.
+    let seen = early[1].count.count();
+    credit(&conn, charge());
+    assert!(early[1].count.count() > seen, "woken by the credit");
+    assert!(matches!(poll_send(&mut early[1]), Poll::Ready(Ok(()))));
+    check(&conn, &early, "sent");
+}
+
+#[tokio::test]
 async fn a_settings_that_drops_the_window_lets_the_waiting_senders_go() {
     // The server's later SETTINGS without CAP_CONNECTION_WINDOW: no credit will come.
     let mut again = BytesMut::new();

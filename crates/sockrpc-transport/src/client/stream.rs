@@ -210,6 +210,15 @@ impl StreamSender {
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         let shared = self.conn.shared();
         let mut state = shared.lock();
+        self.ready_locked(&mut state, cx)
+    }
+
+    /// [`poll_ready`](StreamSender::poll_ready) under the connection's lock, held.
+    fn ready_locked(
+        &self,
+        state: &mut super::State,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Status>> {
         let Some(stream) = state.stream_mut(self.id) else {
             return Poll::Ready(Err(gone()));
         };
@@ -249,9 +258,30 @@ impl StreamSender {
         Ok(())
     }
 
-    /// Sends one message (after `poll_ready` said yes).
+    /// Sends one message (after `poll_ready` said yes). Senders on other threads that found
+    /// the connection window open at the same time may all send, overdrawing it by a message
+    /// each: [`poll_send_flagged`](StreamSender::poll_send_flagged) looks and charges at once.
     pub fn send(&mut self, cx: &mut Context<'_>, message: &Bytes) -> Result<(), Status> {
         self.send_flagged(cx, message, false)
+    }
+
+    /// Sends `message` (with `FLAG_COMPRESSED` when `compressed`) once the connection window
+    /// and the write buffer let it go, looked at and charged under one lock: however many
+    /// senders found the window open in [`poll_ready`](StreamSender::poll_ready), each
+    /// message after the window is spent waits here for credit, so a connection is overdrawn
+    /// by one message at most, which the server's pause (the window and one message past it)
+    /// allows. It looks as `poll_ready` does, and waits in the same lines.
+    pub fn poll_send_flagged(
+        &mut self,
+        cx: &mut Context<'_>,
+        message: &Bytes,
+        compressed: bool,
+    ) -> Poll<Result<(), Status>> {
+        let shared = self.conn.shared();
+        super::call::check_message(message, &shared.limits)?;
+        let mut state = shared.lock();
+        std::task::ready!(self.ready_locked(&mut state, cx))?;
+        Poll::Ready(self.send_locked(&mut state, cx, message, compressed))
     }
 
     /// Sends one message, with `FLAG_COMPRESSED` when `compressed`.
@@ -264,6 +294,17 @@ impl StreamSender {
         let shared = self.conn.shared();
         super::call::check_message(message, &shared.limits)?;
         let mut state = shared.lock();
+        self.send_locked(&mut state, cx, message, compressed)
+    }
+
+    /// [`send_flagged`](StreamSender::send_flagged) under the connection's lock, held.
+    fn send_locked(
+        &self,
+        state: &mut super::State,
+        cx: &mut Context<'_>,
+        message: &Bytes,
+        compressed: bool,
+    ) -> Result<(), Status> {
         let charge = if state.charged_requests {
             frame::message_charge(message.len())
         } else {

@@ -27,10 +27,11 @@ pub(super) async fn feed(mut sender: StreamSender, mut body: Body) {
                 return;
             }
             Some(Some(Ok((message, compressed)))) => {
-                let sent = std::future::poll_fn(|cx| {
-                    Poll::Ready(sender.send_flagged(cx, &message, compressed))
-                })
-                .await;
+                // Looked at again as it is charged: a sender on another thread may have spent
+                // the window since `poll_ready` (the message then waits here for credit).
+                let sent =
+                    std::future::poll_fn(|cx| sender.poll_send_flagged(cx, &message, compressed))
+                        .await;
                 if let Err(status) = sent {
                     sender.cancel_with(status);
                     return;
