@@ -211,12 +211,12 @@ impl FrameReader {
         self.buf.clear();
     }
 
-    /// The allocation `body` (a frame's, at this address) was sliced from, when it is the one
-    /// the buffer reads into now: its id (new with each allocation) and size. `None` for a
-    /// frame copied out, a split message (put together in a buffer of its own), or one cut
-    /// from an earlier allocation (`region.rs`).
-    pub(crate) fn region_of(&self, body: usize) -> Option<(u64, usize)> {
-        self.region.holding(body)
+    /// The allocation `body` (a frame's, at this address, `len` bytes long) was sliced from,
+    /// when it is the one the buffer reads into now: its id (new with each allocation) and
+    /// size. `None` for a frame copied out, a split message (put together in a buffer of its
+    /// own), or one cut from an earlier allocation (`region.rs`).
+    pub(crate) fn region_of(&self, body: usize, len: usize) -> Option<(u64, usize)> {
+        self.region.holding(body, len)
     }
 
     /// Frames decoded so far.

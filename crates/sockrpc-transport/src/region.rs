@@ -12,7 +12,9 @@
 //! An allocation is told apart by its address: the buffer moved to another (or reclaimed the
 //! one it had, when nothing held it) when its data no longer starts where it did. A frame
 //! lies in the current allocation's address range exactly when it was sliced from it: a frame
-//! copied out, or a split message put together in a buffer of its own, lies elsewhere.
+//! copied out, or a split message put together in a buffer of its own, lies elsewhere. An empty
+//! body is told by the byte before it: one that ends the allocation points one past it, and was
+//! counted as its path alone while it kept 16 KiB (`tests/hostile/pinned_budget.rs`).
 
 use bytes::BytesMut;
 
@@ -55,9 +57,12 @@ impl Region {
         }
     }
 
-    /// The id and size of this allocation, when `body` was sliced from it.
-    pub(crate) fn holding(&self, body: usize) -> Option<(u64, usize)> {
-        (self.start <= body && body < self.end).then_some((self.id, self.end - self.start))
+    /// The id and size of this allocation, when `body` (its address and length) was sliced
+    /// from it. An empty body is told by the byte before it (its frame's): sliced from the end
+    /// of the allocation, it points one past it, and keeps it alive all the same.
+    pub(crate) fn holding(&self, body: usize, len: usize) -> Option<(u64, usize)> {
+        let byte = if len == 0 { body.wrapping_sub(1) } else { body };
+        (self.start <= byte && byte < self.end).then_some((self.id, self.end - self.start))
     }
 }
 
@@ -71,21 +76,46 @@ mod tests {
         buf.extend_from_slice(&[7; 600]);
         let mut region = Region::of(&buf);
         let first = buf.split_to(100).freeze();
-        let (id, size) = region.holding(first.as_ptr() as usize).expect("sliced");
+        let (id, size) = region
+            .holding(first.as_ptr() as usize, first.len())
+            .expect("sliced");
         assert!(size >= 1024);
         let copied = bytes::Bytes::copy_from_slice(&buf.split_to(100));
-        assert_eq!(region.holding(copied.as_ptr() as usize), None, "copied out");
+        assert_eq!(
+            region.holding(copied.as_ptr() as usize, copied.len()),
+            None,
+            "copied out"
+        );
         // `first` holds the allocation: room for more is a new one.
         let before = buf.as_ptr() as usize;
         buf.reserve(4096);
         region.after_growing(before, &buf);
         let second = buf.split_to(100).freeze();
-        let (again, _) = region.holding(second.as_ptr() as usize).expect("sliced");
+        let (again, _) = region
+            .holding(second.as_ptr() as usize, second.len())
+            .expect("sliced");
         assert_ne!(again, id, "another allocation");
         assert_eq!(
-            region.holding(first.as_ptr() as usize),
+            region.holding(first.as_ptr() as usize, first.len()),
             None,
             "not the current one"
+        );
+    }
+
+    #[test]
+    fn an_empty_message_at_the_end_of_its_allocation_is_in_it() {
+        // The decoder slices a body as the frame, its header then skipped: an empty one that
+        // ends the allocation points one past it, and still keeps it alive.
+        let mut buf = BytesMut::with_capacity(1024);
+        let capacity = buf.capacity();
+        buf.resize(capacity, 0);
+        let region = Region::of(&buf);
+        let mut body = buf.split_to(capacity).freeze();
+        bytes::Buf::advance(&mut body, capacity);
+        assert!(body.is_empty());
+        assert!(
+            region.holding(body.as_ptr() as usize, 0).is_some(),
+            "an empty slice of the allocation not counted as it"
         );
     }
 }

@@ -254,7 +254,7 @@ impl<D: Dispatch> Connection<D> {
     /// together from pieces (`Region`).
     fn sliced_from(&self, sliced: Option<(usize, usize)>) -> Option<((u64, usize), usize)> {
         let (at, len) = sliced?;
-        Some((self.reader.region_of(at)?, len))
+        Some((self.reader.region_of(at, len)?, len))
     }
 
     /// Whether the requests of the calls running on this connection hold more than
