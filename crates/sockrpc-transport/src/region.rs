@@ -9,8 +9,9 @@
 //! allocation's size would count a buffer shared by hundreds of small requests hundreds of
 //! times; an id per allocation lets it be counted once.
 //!
-//! An allocation is told apart by its address: the buffer moved to another (or reclaimed the
-//! one it had, when nothing held it) when its data no longer starts where it did. A frame
+//! An allocation is told apart by its address and size: the buffer reads into another (or
+//! reuses the one it had, grown or reclaimed once nothing held it) when its data no longer
+//! starts where it did or its allocation no longer ends where it did. A frame
 //! lies in the current allocation's address range exactly when it was sliced from it: a frame
 //! copied out, or a split message put together in a buffer of its own, lies elsewhere. An empty
 //! body is told by the byte before it: one that ends the allocation points one past it, and was
@@ -45,14 +46,19 @@ impl Region {
         };
     }
 
-    /// After `buf` made room (`reserve`, `extend_from_slice`): a new region when its data moved
-    /// from `before` (another allocation, or its own reclaimed: nothing held that one), the
-    /// same one grown when it grew in place.
+    /// After `buf` made room (`reserve`, `extend_from_slice`, `try_reclaim`): the same region
+    /// when nothing changed, a new one otherwise: another allocation, or this one grown in
+    /// place or reclaimed (its data moved back to its start).
+    ///
+    /// Pointer equality alone does not tell the same allocation: a buffer read to the end of
+    /// its allocation points one past it, where an allocator with no headers between blocks
+    /// may place the next one, which was then counted as the old one. An allocation reused
+    /// counts again under its new id: it could be reused only once nothing held it, and the
+    /// requests sliced from it before, still counted under the old id, hold what they decoded
+    /// from it instead.
     pub(crate) fn after_growing(&mut self, before: usize, buf: &BytesMut) {
         let at = buf.as_ptr() as usize;
-        if at == before {
-            self.end = self.end.max(at.saturating_add(buf.capacity()));
-        } else {
+        if at != before || at.saturating_add(buf.capacity()) != self.end {
             self.renew(buf);
         }
     }
@@ -100,6 +106,38 @@ mod tests {
             None,
             "not the current one"
         );
+    }
+
+    #[test]
+    fn an_allocation_starting_where_the_last_one_ended_is_another() {
+        // The buffer read to the very end of its allocation (its data pointer one past it) and
+        // took a new one: an allocator with no headers between blocks may place it right there.
+        // Two halves of one allocation stand for the two blocks.
+        let mut whole = BytesMut::with_capacity(2048);
+        whole.resize(2048, 0);
+        let mut next = whole.split_off(1024);
+        let mut buf = whole;
+        let mut region = Region::of(&buf);
+        let last = buf.split_to(1024).freeze();
+        let (id, _) = region
+            .holding(last.as_ptr() as usize, last.len())
+            .expect("sliced");
+        let before = buf.as_ptr() as usize;
+        next.clear();
+        assert_eq!(
+            next.as_ptr() as usize,
+            before,
+            "the next block starts there"
+        );
+        region.after_growing(before, &next);
+        next.extend_from_slice(&[9; 100]);
+        let request = next.split_to(100).freeze();
+        let (other, size) = region
+            .holding(request.as_ptr() as usize, request.len())
+            .expect("sliced from the new one");
+        assert_ne!(other, id, "another allocation counted as the last one");
+        assert_eq!(size, 1024);
+        assert_eq!(region.holding(last.as_ptr() as usize, last.len()), None);
     }
 
     #[test]
