@@ -22,6 +22,7 @@ mod buffers;
 mod calls;
 mod channel;
 mod datagrams;
+mod held_calls;
 mod in_flight_share;
 mod mark_jumps;
 mod paths;

@@ -11,16 +11,31 @@
 //! ([`ReplyCache::wait_taking`](super::ReplyCache::wait_taking)) drops it as its own answer
 //! ends: inside the transport's `drop_as` when that answer is refused, so the UDP side
 //! records the code the caller got. One never fetched (the client gave up) goes with its
-//! entry, as answered. Its call stays in flight for its layers until then.
+//! entry or when its hold ends, whichever is first, as answered. Its call stays in flight for
+//! its layers until then.
 //!
 //! A held call's drop runs the layers' code, so none is dropped under the cache's lock:
 //! entries removed under it leave theirs in [`Locked`], which drops them after the unlock.
+//!
+//! A held call keeps whatever its layers keep until it is dropped: a tower `ConcurrencyLimit`
+//! keeps its permit in its future, for one. So it is held for [`HOLD`] at most (the re-issue
+//! follows the TRUNCATED at once), by a task of its own ([`Holding`]), not for the entry's
+//! `ttl`: held until the entry went (its expiry is only looked at when the cache is next
+//! used), a call that no client re-issued kept a `ConcurrencyLimitLayer::new(1)` server's one
+//! permit, and every call waited for it, with no further UDP call for ever. One let go
+//! unfetched ends as answered. An answer too large to keep (`ABORTED`) holds no call: it ends
+//! at once, as `ABORTED`.
 
 use super::State;
 use sockrpc_protocol::Code;
 use std::any::Any;
 use std::ops::{Deref, DerefMut};
-use std::sync::MutexGuard;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// The longest a call is held for its re-issue (at most the cache's `ttl`): a client re-issues
+/// as soon as it has the TRUNCATED, over a connection it may have to open first.
+pub(super) const HOLD: Duration = Duration::from_secs(5);
 
 /// A UDP call whose answer went out TRUNCATED: its handler's future, kept until the TCP
 /// re-issue's answer ends (see the module's documentation). Dropped, it ends the call as
@@ -43,6 +58,33 @@ impl HeldCall {
 impl std::fmt::Debug for HeldCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HeldCall")
+    }
+}
+
+/// A held call as a cache entry keeps it, shared with the task that lets it go after its hold:
+/// whoever [takes](Holding::take) it first has it.
+pub(super) struct Holding(Arc<Mutex<Option<HeldCall>>>);
+
+impl Holding {
+    /// Holds `call` for `hold` at most: a task of the current runtime lets it go then, unless a
+    /// re-issue took it. Without a runtime, the call is handed back, not held.
+    pub(super) fn start(call: HeldCall, hold: Duration) -> Result<Holding, HeldCall> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(call);
+        };
+        let holding = Holding(Arc::new(Mutex::new(Some(call))));
+        let timer = Holding(Arc::clone(&holding.0));
+        runtime.spawn(async move {
+            tokio::time::sleep(hold).await;
+            // Taken out of the mutex first: its drop runs the layers' code.
+            drop(timer.take());
+        });
+        Ok(holding)
+    }
+
+    /// The call, unless a re-issue or the hold's end took it already.
+    pub(super) fn take(&self) -> Option<HeldCall> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 

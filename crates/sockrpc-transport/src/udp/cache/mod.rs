@@ -50,7 +50,7 @@ mod source;
 pub use config::ReplyCacheConfig;
 pub(crate) use guard::CompletionGuard;
 pub use held::HeldCall;
-use held::Locked;
+use held::{Holding, Locked, HOLD};
 
 use super::watermark::{canonical, serial_before, Foreign, Watermarks};
 use paths::{intern, own_path_size};
@@ -130,8 +130,9 @@ enum Slot {
         answer: Result<Response<Bytes>, Status>,
         size: usize,
         finished: Instant,
-        /// Its call, when the answer went out TRUNCATED (`held.rs`), until a re-issue takes it.
-        held: Option<HeldCall>,
+        /// Its call, when the answer went out TRUNCATED (`held.rs`), until a re-issue takes it
+        /// or its hold ends.
+        held: Option<Holding>,
     },
 }
 
@@ -194,7 +195,7 @@ impl State {
                     held: Some(held), ..
                 } = entry.remove()
                 {
-                    self.released.push(held);
+                    self.released.extend(held.take());
                 }
                 // Its record in `order` goes too when it is the newest (a client with one call
                 // in flight acks the call before): otherwise it waits to be passed over.
@@ -438,6 +439,9 @@ impl ReplyCache {
     ) {
         let now = Instant::now();
         let mut size = answer_size(&answer);
+        // Started out of the lock; let go after it when the entry does not keep it.
+        let mut held = held.and_then(|call| Holding::start(call, HOLD.min(self.config.ttl)).ok());
+        let mut aborted = false;
         {
             let mut state = self.lock();
             let key = (instance, call_id);
@@ -450,9 +454,13 @@ impl ReplyCache {
                 ..
             } = &mut *state;
             let Some(slot) = map.get_mut(&key) else {
+                drop(state);
+                drop(held.as_ref().and_then(Holding::take));
                 return;
             };
             let Slot::Running { path, owner, src } = slot else {
+                drop(state);
+                drop(held.as_ref().and_then(Holding::take));
                 return;
             };
             let (owner, src) = (*owner, *src);
@@ -464,6 +472,7 @@ impl ReplyCache {
                 map.remove(&key);
                 quotas.remove(&owner, 0);
                 drop(state);
+                drop(held.as_ref().and_then(Holding::take));
                 self.notify();
                 return;
             }
@@ -476,6 +485,9 @@ impl ReplyCache {
                 );
                 let answer = Err(status);
                 size = answer_size(&answer) + path_size;
+                // Its call ends now, as the re-issue will (`ABORTED`), after the unlock:
+                // nothing is left to wait for, and the answer it would keep is not counted.
+                aborted = true;
                 answer
             } else {
                 owned(answer)
@@ -488,13 +500,16 @@ impl ReplyCache {
                 answer,
                 size,
                 finished: now,
-                held,
+                held: if aborted { None } else { held.take() },
             };
             quotas.add_bytes(&owner, size);
             state.order.push_back((key, now));
             state.done += 1;
             state.bytes += size;
             self.expire(&mut state, now);
+        }
+        if let Some(call) = held.as_ref().and_then(Holding::take) {
+            call.drop_as(sockrpc_protocol::Code::Aborted);
         }
         self.notify();
     }

@@ -42,7 +42,10 @@ impl ReplyCache {
                 held,
                 ..
             }) if now.saturating_duration_since(*finished) < ttl => {
-                let held = if take { held.take() } else { None };
+                let held = match take {
+                    true => held.take().and_then(|held| held.take()),
+                    false => None,
+                };
                 (Lookup::Done(answer.clone()), held)
             }
             _ => (Lookup::Missing, None),

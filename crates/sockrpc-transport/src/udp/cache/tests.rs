@@ -561,3 +561,35 @@ async fn a_held_call_goes_to_one_re_issue_or_with_its_entry_out_of_the_lock() {
     ));
     assert!(unlocked.load(Ordering::SeqCst), "dropped out of the lock");
 }
+
+/// A held call is let go when its hold ends ([`HOLD`]), not kept until its entry's `ttl` (nor
+/// until the cache is next used after it): its layers may keep a permit. The answer stays for
+/// a re-issue; the call goes as answered. An answer too large to keep holds no call at all.
+#[tokio::test(start_paused = true)]
+async fn a_held_call_goes_when_its_hold_ends_and_an_aborted_answer_holds_none() {
+    let cache = Arc::new(ReplyCache::default());
+    assert!(matches!(cache.begin(HOST, 9, 1, &path(), None), Begin::New));
+    let (call, dropped) = held(&cache);
+    cache.complete_holding(9, 1, ok(3), Some(call));
+    tokio::time::sleep(HOLD - Duration::from_millis(1)).await;
+    assert!(!dropped.load(Ordering::SeqCst), "held through its hold");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert!(dropped.load(Ordering::SeqCst), "let go, out of the lock");
+    let (found, taken) = cache.wait_taking(Some(HOST), 9, 1, PATH, None).await;
+    assert!(matches!(found, Lookup::Done(Ok(_))) && taken.is_none());
+
+    let small = ReplyCacheConfig {
+        max_bytes: 16,
+        ..ReplyCacheConfig::default()
+    };
+    let cache = Arc::new(ReplyCache::new(small));
+    assert!(matches!(cache.begin(HOST, 9, 1, &path(), None), Begin::New));
+    let (call, dropped) = held(&cache);
+    cache.complete_holding(9, 1, ok(3000), Some(call));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "ended at once, out of the lock"
+    );
+    let (found, taken) = cache.wait_taking(Some(HOST), 9, 1, PATH, None).await;
+    assert!(matches!(found, Lookup::Done(Err(_))) && taken.is_none());
+}
