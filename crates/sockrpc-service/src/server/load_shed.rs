@@ -67,7 +67,8 @@ impl<L> ServerBuilder<L> {
     /// ([`ServerConfig::shed_past_calls`]). A limit of 0 refuses every call (tonic's would
     /// make every call wait for ever without load shedding). A call counts until it ends,
     /// a stream until its status. Settled when serving starts, so it and `load_shed` may come
-    /// in either order; the last of it and `max_concurrent_calls` does not override the other.
+    /// in either order. Without `load_shed` it replaces `max_concurrent_calls` then, whichever
+    /// of the two was set last.
     pub fn concurrency_limit_per_connection(mut self, n: usize) -> Self {
         self.shedding.per_connection = Some(n);
         self
