@@ -96,7 +96,35 @@ async fn serve(service: &'static str, cache_bytes: usize) -> Channel {
         .limits(Limits::default().with_max_metadata_size(CLIENT_METADATA_LIMIT))
         .udp_policy(Some(UdpPolicy::new(udp)))
         .timeout(Duration::from_secs(20));
-    Channel::connect(endpoint).await.expect("connect")
+    let channel = Channel::connect(endpoint).await.expect("connect");
+    settle(&channel, service).await;
+    channel
+}
+
+/// Makes a call too large for a datagram (so over TCP) and waits for its answer: the client has
+/// then read the server's SETTINGS and answered with its metadata limit, which the server reads
+/// before any later OPEN. A re-issue sent before that exchange ends would find the server not
+/// yet told the limit: it sends the answer, and the client refuses it itself
+/// (`RESOURCE_EXHAUSTED`) instead of the server (`INTERNAL`). (The limit is announced only in
+/// answer to the peer's first SETTINGS: `server/announced.rs`.)
+async fn settle(channel: &Channel, service: &str) {
+    let mut client = sockrpc::Client::new(channel.clone());
+    let large = EchoRequest {
+        payload: Bytes::from(vec![0x11; 4096]),
+        id: 0,
+    };
+    let answer = client
+        .unary::<EchoRequest, EchoReply, _>(
+            Request::new(large),
+            // A method path is `'static`: one small string per server, for the test's life.
+            &*Box::leak(format!("/{service}/Echo").into_boxed_str()),
+            ProstCodec,
+        )
+        .await;
+    let Err(status) = answer else {
+        panic!("Echo is not served here")
+    };
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
 }
 
 /// Runs `call` under a root span; the code it failed with, and the status codes of its client
