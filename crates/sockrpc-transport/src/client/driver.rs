@@ -85,8 +85,15 @@ impl Drop for Driver {
             // running at the same time; the first returned). Calls in flight may belong to a
             // runtime that lives on, and nobody is left to complete them or to fire their
             // deadlines: they fail now, as on a broken connection, and those whose OPEN never
-            // reached the socket as not processed (their channel sends them elsewhere).
-            let written = self.shared.lock().outbox.written();
+            // reached the socket as not processed (their channel sends them elsewhere). The
+            // writer goes under the lock the bytes written are read with: a flush by a stream
+            // sender on another runtime between the two would put on the wire an OPEN then
+            // marked never sent, which a balanced channel would run again.
+            let written = {
+                let mut state = self.shared.lock();
+                state.outbox.release_writer();
+                state.outbox.written()
+            };
             match self.write_failed.take() {
                 Some(failure) => self.fail_all_unsent(failure.status, failure.written),
                 None => self.fail_all_unsent(Status::unavailable(RUNTIME_GONE), written),
