@@ -31,9 +31,10 @@ const SEND_LIMIT: usize = 300;
 /// of `size` bytes, `Fail` after a wait with one of twice [`SEND_LIMIT`].
 struct Oversized;
 
-fn big_metadata() -> Result<Response<EchoReply>, Status> {
+/// An answer whose metadata is twice `limit` (also `udp_truncated.rs`'s).
+pub(super) fn big_metadata(limit: usize) -> Result<Response<EchoReply>, Status> {
     let mut response = Response::new(EchoReply::default());
-    let value = "m".repeat(2 * METADATA_LIMIT);
+    let value = "m".repeat(2 * limit);
     response
         .metadata_mut()
         .insert("x-big", value.as_str())
@@ -50,12 +51,12 @@ fn of_size(size: usize) -> Result<Response<EchoReply>, Status> {
 
 impl Echo for Oversized {
     async fn echo(&self, _: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        big_metadata()
+        big_metadata(METADATA_LIMIT)
     }
 
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
         tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
-        big_metadata()
+        big_metadata(METADATA_LIMIT)
     }
 
     async fn fail(&self, _: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {

@@ -39,16 +39,6 @@ const TOO_LITTLE: usize = 1000;
 /// bytes.
 struct Large;
 
-fn big_metadata() -> Result<Response<EchoReply>, Status> {
-    let mut response = Response::new(EchoReply::default());
-    let value = "m".repeat(2 * CLIENT_METADATA_LIMIT);
-    response
-        .metadata_mut()
-        .insert("x-big", value.as_str())
-        .map_err(|err| Status::internal(err.to_string()))?;
-    Ok(response)
-}
-
 impl Echo for Large {
     async fn echo(&self, _: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         Err(Status::unimplemented("not in this test"))
@@ -56,7 +46,7 @@ impl Echo for Large {
 
     async fn sleep(&self, request: Request<SleepRequest>) -> Result<Response<EchoReply>, Status> {
         tokio::time::sleep(Duration::from_millis(request.into_inner().millis)).await;
-        big_metadata()
+        super::udp_refused::big_metadata(CLIENT_METADATA_LIMIT)
     }
 
     async fn fail(&self, _: Request<FailRequest>) -> Result<Response<EchoReply>, Status> {
@@ -67,7 +57,7 @@ impl Echo for Large {
     }
 
     async fn grow(&self, _: Request<GrowRequest>) -> Result<Response<EchoReply>, Status> {
-        big_metadata()
+        super::udp_refused::big_metadata(CLIENT_METADATA_LIMIT)
     }
 }
 

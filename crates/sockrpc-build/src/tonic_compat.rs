@@ -97,7 +97,7 @@ impl Builder {
         protos: &[impl AsRef<Path>],
         includes: &[impl AsRef<Path>],
     ) -> io::Result<()> {
-        self.compile_on(Some(config), protos, includes)
+        self.compile_with_config(config, protos, includes)
     }
 
     /// [`compile_fds`](Self::compile_fds) with prost-build's settings starting from `config`,
