@@ -15,6 +15,13 @@
 //! ```
 //!
 //! Both halves share the session behind one mutex, as tokio's halves do.
+//!
+//! The write half says what it took before it says that the socket failed. tokio-rustls's
+//! `poll_write` takes the plaintext, writes part of its records, and returns the error of a
+//! later socket write: the caller counted none of it written, though the peer may have read the
+//! records that went. A client marked the calls in it never sent, and a balanced channel ran
+//! them again elsewhere (`split_tests.rs`). Here the plaintext taken is the write's count, and
+//! the error is the next call's answer, so what the peer may have read counts as written.
 
 use std::{
     io,
@@ -29,17 +36,28 @@ pub(crate) trait Session: AsyncBufRead + AsyncWrite + Unpin {
     /// The first chunk of plaintext already decrypted (empty when there is none, or at the end
     /// of the stream); never reads the socket.
     fn decrypted(&mut self) -> &[u8];
+
+    /// Where plaintext is taken to be sent, encrypted into records; never writes the socket.
+    fn plaintext(&mut self) -> rustls::Writer<'_>;
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::client::TlsStream<IO> {
     fn decrypted(&mut self) -> &[u8] {
         self.get_mut().1.reader().into_first_chunk().unwrap_or(&[])
     }
+
+    fn plaintext(&mut self) -> rustls::Writer<'_> {
+        self.get_mut().1.writer()
+    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Session for tokio_rustls::server::TlsStream<IO> {
     fn decrypted(&mut self) -> &[u8] {
         self.get_mut().1.reader().into_first_chunk().unwrap_or(&[])
+    }
+
+    fn plaintext(&mut self) -> rustls::Writer<'_> {
+        self.get_mut().1.writer()
     }
 }
 
@@ -49,7 +67,11 @@ pub(crate) fn split<S: Session>(session: S) -> (TlsReader<S>, TlsWriter<S>) {
     let shared = Arc::new(Mutex::new(session));
     (
         TlsReader(Arc::clone(&shared)),
-        TlsWriter { shared, vectored },
+        TlsWriter {
+            shared,
+            vectored,
+            failed: None,
+        },
     )
 }
 
@@ -96,6 +118,51 @@ impl<S: Session> AsyncRead for TlsReader<S> {
 pub(crate) struct TlsWriter<S> {
     shared: Arc<Mutex<S>>,
     vectored: bool,
+    /// The socket failed after the session took a write's plaintext: the next call's answer.
+    failed: Option<io::Error>,
+}
+
+impl<S: Session> TlsWriter<S> {
+    /// Has the session take what `bufs` hold, then writes its records as far as the socket
+    /// takes them. Plaintext taken is counted written even when the socket then fails (its
+    /// records may have reached the peer): the error is kept for the next call.
+    fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(err) = self.failed.take() {
+            return Poll::Ready(Err(err));
+        }
+        if bufs.iter().all(|buf| buf.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        let mut session = lock(&self.shared);
+        // Twice at most: a session whose records the socket has not taken yet takes no more
+        // plaintext, and takes it once they went.
+        for _ in 0..2 {
+            let taken = io::Write::write_vectored(&mut session.plaintext(), bufs)?;
+            match Pin::new(&mut *session).poll_flush(cx) {
+                Poll::Ready(Err(err)) if taken > 0 => {
+                    self.failed = Some(err);
+                    return Poll::Ready(Ok(taken));
+                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                _ if taken > 0 => return Poll::Ready(Ok(taken)),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        Poll::Ready(Ok(0))
+    }
+
+    /// The error kept from a write whose plaintext was taken, if any.
+    fn kept_failure(&mut self) -> Poll<io::Result<()>> {
+        match self.failed.take() {
+            Some(err) => Poll::Ready(Err(err)),
+            None => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 impl<S: Session> AsyncWrite for TlsWriter<S> {
@@ -104,7 +171,7 @@ impl<S: Session> AsyncWrite for TlsWriter<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *lock(&self.shared)).poll_write(cx, buf)
+        self.get_mut().poll_take(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -112,7 +179,7 @@ impl<S: Session> AsyncWrite for TlsWriter<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *lock(&self.shared)).poll_write_vectored(cx, bufs)
+        self.get_mut().poll_take(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -120,11 +187,15 @@ impl<S: Session> AsyncWrite for TlsWriter<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *lock(&self.shared)).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.kept_failure())?;
+        Pin::new(&mut *lock(&this.shared)).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *lock(&self.shared)).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.kept_failure())?;
+        Pin::new(&mut *lock(&this.shared)).poll_shutdown(cx)
     }
 }
 

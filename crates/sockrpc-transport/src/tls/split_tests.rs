@@ -153,3 +153,159 @@ async fn over_tcp_a_waiting_read_wakes_for_data_writes_go_through_and_the_end_re
         .expect("read the end");
     assert_eq!(n, 0);
 }
+
+/// A stream whose writes, once `fail_after` is set to `Some(n)`, take `n` bytes more and then
+/// fail: a socket that takes part of a write and is reset before the next.
+pub(crate) struct Breaking<T> {
+    pub(crate) inner: T,
+    pub(crate) fail_after: Arc<Mutex<Option<usize>>>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Breaking<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Breaking<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let left = *self.fail_after.lock().expect("lock");
+        match left {
+            None => Pin::new(&mut self.inner).poll_write(cx, buf),
+            Some(0) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            Some(left) => {
+                let take = left.min(buf.len());
+                let polled = Pin::new(&mut self.inner).poll_write(cx, &buf[..take]);
+                if let Poll::Ready(Ok(n)) = polled {
+                    *self.fail_after.lock().expect("lock") = Some(left - n);
+                }
+                polled
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A handshaken client session over a stream that breaks once told to, its server, and the
+/// switch.
+async fn breaking_session() -> (
+    TlsWriter<tokio_rustls::client::TlsStream<Breaking<tokio::io::DuplexStream>>>,
+    tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
+    Arc<Mutex<Option<usize>>>,
+) {
+    let (acceptor, connector) = configs();
+    let (near, far) = tokio::io::duplex(1024 * 1024);
+    let fail_after = Arc::new(Mutex::new(None));
+    let near = Breaking {
+        inner: near,
+        fail_after: Arc::clone(&fail_after),
+    };
+    let (client, server) = tokio::join!(connector.connect(localhost(), near), acceptor.accept(far));
+    let (_reader, writer) = split(client.expect("client"));
+    (writer, server.expect("server"), fail_after)
+}
+
+#[tokio::test]
+async fn a_vectored_write_whose_records_partly_went_out_before_the_socket_failed_counts() {
+    // tokio-rustls takes the plaintext, writes part of its records, and returns the error of
+    // the next socket write: the plaintext counted as not written, though the server may have
+    // read the part that went (a client then marked calls in it never sent, and a balanced
+    // channel ran them again). The write half says it took the plaintext; the error comes next.
+    let (mut writer, _server, fail_after) = breaking_session().await;
+    *fail_after.lock().expect("lock") = Some(100);
+    let parts = [vec![1u8; 3000], vec![2u8; 3000]];
+    let slices = [io::IoSlice::new(&parts[0]), io::IoSlice::new(&parts[1])];
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let polled = Pin::new(&mut writer).poll_write_vectored(&mut cx, &slices);
+    assert!(
+        matches!(polled, Poll::Ready(Ok(6000))),
+        "the plaintext taken, part of it on the wire: {polled:?}"
+    );
+    assert!(
+        matches!(
+            Pin::new(&mut writer).poll_flush(&mut cx),
+            Poll::Ready(Err(_))
+        ),
+        "the socket's error comes next"
+    );
+}
+
+#[tokio::test]
+async fn an_outbox_counts_as_written_what_tls_took_before_the_socket_failed() {
+    // As the client's outbox sees it: the bytes written are where its calls start to count as
+    // maybe sent, so bytes whose records partly went out count, not only those before them.
+    let (writer, _server, fail_after) = breaking_session().await;
+    let mut outbox = crate::outbox::Outbox::new(Box::pin(writer));
+    outbox.buf_mut().extend_from_slice(&[7u8; 3000]);
+    *fail_after.lock().expect("lock") = Some(100);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(outbox.poll_flush(&mut cx), Poll::Ready(Err(_))));
+    assert_eq!(
+        outbox.written(),
+        3000,
+        "some of it reached the socket: all of it may have been sent"
+    );
+}
+
+#[tokio::test]
+async fn a_call_whose_first_record_went_out_before_tls_failed_is_not_never_sent() {
+    // The whole of it: a unary call whose OPEN's record reached the server before the socket
+    // failed under the next record. Counted unwritten, it failed never sent, and a balanced
+    // channel picked again without counting an attempt: a second run of a call the server may
+    // have run. It may have been sent: it fails as the connection did.
+    let (acceptor, connector) = configs();
+    let (near, far) = tokio::io::duplex(1024 * 1024);
+    let fail_after = Arc::new(Mutex::new(None));
+    let near = Breaking {
+        inner: near,
+        fail_after: Arc::clone(&fail_after),
+    };
+    let (client, server) = tokio::join!(connector.connect(localhost(), near), acceptor.accept(far));
+    let (reader, writer) = split(client.expect("client"));
+    // The first record (16 KiB of plaintext: the preface, the OPEN, the message's start) and
+    // a little of the second.
+    *fail_after.lock().expect("lock") = Some(17 * 1024);
+    let conn =
+        crate::ClientConnection::spawn(reader, writer, sockrpc_protocol::Limits::default(), None);
+    let path = sockrpc_protocol::MethodPath::from_static("/t.S/Once");
+    let request = sockrpc_protocol::Request::new(bytes::Bytes::from(vec![5u8; 40 * 1024]));
+    let mut call = Box::pin(conn.unary(path, request));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    // Alone on its connection, the call writes from its own poll.
+    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
+    let mut server = server.expect("server");
+    let mut got = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(PROMPT, server.read(&mut got))
+        .await
+        .expect("in time")
+        .expect("the first record");
+    assert!(
+        got[..n].windows(9).any(|w| w == b"/t.S/Once"),
+        "the server read the call's OPEN"
+    );
+    // The server goes: the client's read side ends, and the call fails.
+    drop(server);
+    let failed = tokio::time::timeout(PROMPT, call)
+        .await
+        .expect("in time")
+        .expect_err("the connection failed");
+    assert!(
+        !failed.is_never_sent(),
+        "its OPEN reached the server: {failed:?}"
+    );
+}
