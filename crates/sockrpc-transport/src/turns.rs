@@ -195,6 +195,12 @@ impl TurnQueue {
     pub(crate) fn holds_turn(&self, id: u32) -> bool {
         matches!(self.places.get(&id), Some(Place::Woken))
     }
+
+    /// Whether call `id` has a place (parked, or holding a turn).
+    #[cfg(test)]
+    pub(crate) fn has_place(&self, id: u32) -> bool {
+        self.places.contains_key(&id)
+    }
 }
 
 #[cfg(test)]

@@ -22,10 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 /// What each sender sends: small, so that no line for room ever forms.
-const MESSAGE: &[u8] = &[7; 16];
+pub(super) const MESSAGE: &[u8] = &[7; 16];
 
 /// What [`MESSAGE`] charges the connection window.
-fn charge() -> usize {
+pub(super) fn charge() -> usize {
     frame::message_charge(MESSAGE.len())
 }
 
@@ -59,7 +59,10 @@ async fn sink(then: BytesMut) -> (SocketAddr, oneshot::Sender<()>) {
 }
 
 /// A connection to a [`sink`], its handshake done, with `outstanding` of its window spent.
-async fn connected(then: BytesMut, outstanding: usize) -> (ClientConnection, oneshot::Sender<()>) {
+pub(super) async fn connected(
+    then: BytesMut,
+    outstanding: usize,
+) -> (ClientConnection, oneshot::Sender<()>) {
     let (addr, go) = sink(then).await;
     let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let conn = ClientConnection::spawn_tcp(socket, Limits::default());
@@ -75,24 +78,24 @@ async fn connected(then: BytesMut, outstanding: usize) -> (ClientConnection, one
 }
 
 /// One stream's halves, polled by hand through a waker that counts its wake-ups.
-struct Sender {
-    id: u32,
-    sender: Option<StreamSender>,
-    receiver: Option<StreamReceiver>,
-    count: Arc<WakeCount>,
-    waker: Waker,
+pub(super) struct Sender {
+    pub(super) id: u32,
+    pub(super) sender: Option<StreamSender>,
+    pub(super) receiver: Option<StreamReceiver>,
+    pub(super) count: Arc<WakeCount>,
+    pub(super) waker: Waker,
     /// Wake-ups counted when it last looked.
-    seen: usize,
+    pub(super) seen: usize,
     /// Ready, its message not sent yet.
-    ready: bool,
+    pub(super) ready: bool,
     /// Sent, and has another message: its task looks again without a wake.
-    again: bool,
+    pub(super) again: bool,
     /// Half-closed: it looks no more.
-    closed: bool,
+    pub(super) closed: bool,
 }
 
 impl Sender {
-    fn open(conn: &ClientConnection) -> Self {
+    pub(super) fn open(conn: &ClientConnection) -> Self {
         let path = MethodPath::from_static("/t.S/Up");
         let (sender, receiver) = conn
             .open_stream(&path, &MetadataMap::new(), None, None)
@@ -112,22 +115,22 @@ impl Sender {
     }
 
     /// Still polled: not dropped, not half-closed.
-    fn live(&self) -> bool {
+    pub(super) fn live(&self) -> bool {
         self.sender.is_some() && !self.closed
     }
 
     /// Woken since it last looked.
-    fn woken(&self) -> bool {
+    pub(super) fn woken(&self) -> bool {
         self.count.count() > self.seen
     }
 
     /// Its task would run: woken, or going on to its next message.
-    fn runnable(&self) -> bool {
+    pub(super) fn runnable(&self) -> bool {
         self.live() && (self.woken() || self.again)
     }
 
     /// Looks for room, as its task would when woken.
-    fn look(&mut self) -> Poll<Result<(), Status>> {
+    pub(super) fn look(&mut self) -> Poll<Result<(), Status>> {
         let Some(sender) = self.sender.as_mut() else {
             return Poll::Ready(Err(Status::cancelled("dropped")));
         };
@@ -164,13 +167,13 @@ fn woken(senders: &[Sender]) -> Vec<usize> {
     senders.iter().map(|s| s.count.count()).collect()
 }
 
-fn credit(conn: &ClientConnection, bytes: usize) {
+pub(super) fn credit(conn: &ClientConnection, bytes: usize) {
     let credit = u32::try_from(bytes).expect("fits");
     conn.shared().lock().connection_credit(credit);
 }
 
 /// The line's invariant, and that every turn is held by a live sender woken since it looked.
-fn check(conn: &ClientConnection, senders: &[Sender], what: &str) {
+pub(super) fn check(conn: &ClientConnection, senders: &[Sender], what: &str) {
     let state = conn.shared().lock();
     let line = &state.credit_waiters;
     let holders: Vec<&Sender> = senders
@@ -425,10 +428,10 @@ async fn a_settings_that_drops_the_window_lets_the_waiting_senders_go() {
 }
 
 /// xorshift64: the schedule's dice, seeded per run so a failure repeats.
-struct Dice(u64);
+pub(super) struct Dice(pub(super) u64);
 
 impl Dice {
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

@@ -28,6 +28,8 @@ mod call;
 mod closing_tests;
 mod credit;
 #[cfg(test)]
+mod credit_flagged_tests;
+#[cfg(test)]
 mod credit_tests;
 #[cfg(test)]
 mod deadline_tests;
