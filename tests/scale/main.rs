@@ -12,6 +12,8 @@
 //!   graceful shutdown for its grace period; health_reconnect: an endpoint whose server was
 //!   killed and came back keeps one connection, its health watch on it; health_error: a
 //!   health watch failing (not UNIMPLEMENTED) fails fast calls at once and backs off;
+//!   health_ended: an endpoint whose watch ended (cleanly, or failing after answers) on a
+//!   connection still up takes no calls until a new watch answers SERVING;
 //! - fail_fast: with every endpoint down or `NOT_SERVING`, a fail-fast call fails at once and
 //!   a wait-for-ready call waits (to its deadline, or for a server);
 //! - given_up: a call its caller gave up on, or one refused before sending, leaves no mark
@@ -70,6 +72,7 @@ mod etcd_process;
 mod fail_fast;
 mod given_up;
 mod health;
+mod health_ended;
 mod health_error;
 mod health_gone;
 mod health_reconnect;

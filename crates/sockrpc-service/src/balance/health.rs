@@ -1,6 +1,8 @@
 //! Client-side health checking: each endpoint of a balanced channel is watched through a
 //! [`HealthProbe`], and one that reports `NOT_SERVING` leaves the rotation until it reports
-//! `SERVING` again.
+//! `SERVING` again. So does one whose watch stream ends, cleanly or failing (but for
+//! `UNIMPLEMENTED`), while its connection stays up: its last answer no longer stands, and it
+//! takes calls again once a new watch answers `SERVING` (grpc-go's health client, gRFC A17).
 //!
 //! The probe is a trait because the standard probe speaks `grpc.health.v1.Health`, whose
 //! generated client lives in the `sockrpc-health` crate (generated code refers to
@@ -31,17 +33,20 @@ pub trait HealthProbe: Send + Sync + 'static {
     /// A stream of answers, `true` for `SERVING`: the current status first, then each change.
     /// The balancer restarts it when it ends or fails, except when it fails with
     /// `Unimplemented`: the server has no health service and counts as serving (until the
-    /// connection goes). Another error counts the endpoint as failing until the server answers
-    /// (fail-fast calls do not wait for it), and the watch is restarted with the endpoint's
-    /// reconnect backoff, as grpc-go's health client does. The balancer drops the stream when
-    /// the connection it runs on is sent away or closes, and watches again on the endpoint's
-    /// next connection.
+    /// connection goes). An end (a clean one too) or another error counts the endpoint as
+    /// failing, its last answer gone, until a new stream answers (fail-fast calls do not wait
+    /// for it), as grpc-go's health client does; the watch is restarted 200 ms after a stream
+    /// that answered, else with the endpoint's reconnect backoff. The balancer drops the
+    /// stream when the connection it runs on is sent away or closes, and watches again on the
+    /// endpoint's next connection.
     fn watch(&self, channel: Channel) -> BoxStream<bool>;
 }
 
 /// Pause before watching again after a stream that answered ended: a server whose `Watch`
 /// answers once and ends (a `Check` in disguise) is not asked in a loop. One that ended or
-/// failed without an answer waits out the backoff instead.
+/// failed without an answer waits out the backoff instead. Either way the endpoint is failing
+/// meanwhile, until the next stream answers. (grpc-go asks again at once after a stream that
+/// answered, and backs off only from the next failure.)
 const REWATCH: Duration = Duration::from_millis(200);
 
 /// How one watch stream ended.
@@ -49,8 +54,8 @@ enum Ended {
     /// Its connection stopped taking calls, or the member has a new channel: watch again on
     /// the member's next connection.
     Moved,
-    /// It ended or failed on a connection still up: watch again there after a pause, the
-    /// backoff's unless it `answered` first.
+    /// It ended or failed on a connection still up, the member failing until a new watch
+    /// answers: watch again there after a pause, the backoff's unless it `answered` first.
     Again { answered: bool },
     /// The member is gone.
     Gone,
@@ -197,10 +202,20 @@ async fn watch_on(
         let health = match next {
             Some(Ok(true)) => Health::Serving,
             Some(Ok(false)) => Health::NotServing,
-            // A stream that ends cleanly leaves the last answer standing.
-            None => return Ended::Again { answered },
-            // Failed with its connection: the next one is watched.
-            Some(Err(_)) if on.conn.is_closed() => return Ended::Moved,
+            // Ended or failed with its connection: the next one is watched.
+            None | Some(Err(_)) if on.conn.is_closed() => return Ended::Moved,
+            // Ended cleanly on a connection still up: the server's answer no longer stands (it
+            // may be going away, or its health service broken). As grpc-go's health client
+            // takes an end of the stream (`io.EOF`), and gRFC A17 "any other status" than
+            // UNIMPLEMENTED: failing until a new watch answers.
+            None => {
+                tracing::debug!(endpoint = member.key(), "health watch ended");
+                let failed = member.set_health_failure(Some(ended()));
+                if member.set_health(Health::Unknown) | failed {
+                    changed();
+                }
+                return Ended::Again { answered };
+            }
             Some(Err(status)) if status.code() == Code::Unimplemented => {
                 if member.set_health(Health::Serving) | member.set_health_failure(None) {
                     changed();
@@ -227,6 +242,13 @@ async fn watch_on(
             changed();
         }
     }
+}
+
+/// How a watch that ended cleanly is told: in grpc-go's words (its error is `io.EOF`).
+fn ended() -> String {
+    "connection active but received health check RPC error: EOF (the server ended the Watch \
+     stream)"
+        .to_owned()
 }
 
 /// How a failed watch is told: in grpc-go's words, and the server's.
