@@ -10,7 +10,7 @@
 //!   (`Watch` streams every change). [`health_service`] makes the pair.
 //! - [`GrpcHealthProbe`]: the client side — a balanced channel
 //!   ([`sockrpc::service::balance`]) watches each endpoint through it and takes endpoints that
-//!   say `NOT_SERVING` out of rotation.
+//!   say `NOT_SERVING` out of rotation, or whose `Watch` ended, until it answers `SERVING`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

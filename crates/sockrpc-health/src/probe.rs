@@ -9,8 +9,9 @@ use sockrpc::service::balance::HealthProbe;
 use sockrpc::{BoxStream, Channel, Request};
 
 /// Watches one service's status on each endpoint with the standard `Watch` call: `SERVING`
-/// keeps the endpoint in rotation, anything else takes it out. A server without the health
-/// service (`Unimplemented`) counts as serving.
+/// keeps the endpoint in rotation, anything else takes it out, and so does the call's end
+/// (cleanly, or with an error) until a new `Watch` answers `SERVING`, as in grpc-go. A server
+/// without the health service (`Unimplemented`) counts as serving.
 #[derive(Debug, Clone, Default)]
 pub struct GrpcHealthProbe {
     service: String,

@@ -52,7 +52,9 @@ impl BalanceBuilder {
     }
 
     /// Watches every endpoint's health through `probe` (e.g. `sockrpc_health::GrpcHealthProbe`):
-    /// an endpoint takes calls only once it said `SERVING`, and none while it says otherwise.
+    /// an endpoint takes calls only once it said `SERVING`, and none while it says otherwise,
+    /// nor once its watch ended or failed (but for `UNIMPLEMENTED`: no health service, serving)
+    /// until a new watch answers `SERVING` ([`HealthProbe::watch`]).
     pub fn health_check(mut self, probe: impl HealthProbe) -> Self {
         self.probe = Some(Arc::new(probe));
         self
@@ -82,7 +84,8 @@ impl BalanceBuilder {
 
     /// Whether calls wait through failing endpoints by default (gRPC's wait-for-ready): a call
     /// that does not (fail-fast, gRPC's default) fails `Unavailable` at once when every
-    /// endpoint's last connection attempt failed or its health check says `NOT_SERVING`;
+    /// endpoint's last connection attempt failed, its health check says `NOT_SERVING`, or its
+    /// health watch ended or failed with no answer since;
     /// one that does waits up to its deadline (without one, until an endpoint is usable) and
     /// then fails `DeadlineExceeded`. A call's own choice (`Request::set_wait_for_ready`)
     /// wins; unset here, the endpoints' `Endpoint::wait_for_ready` decides.

@@ -15,11 +15,11 @@
 //! `DeadlineExceeded`, or up to [`BalanceBuilder::wait_for_endpoint`], then fails
 //! `Unavailable`. As in gRPC, a fail-fast call (the default) does not wait when every endpoint
 //! is failing (its last connection attempt failed, its health check says `NOT_SERVING`, or its
-//! health watch failed) or discovery's answer is an empty set: it fails `Unavailable` at once,
-//! naming the last failure. A wait-for-ready call waits through failures up to its deadline
-//! (its own, else the endpoints' `Endpoint::timeout`), then fails `DeadlineExceeded`; with
-//! neither, it waits until an endpoint is usable. Every member's latency, in-flight count and
-//! failures feed the picker and outlier ejection.
+//! health watch ended or failed, with no answer since) or discovery's answer is an empty set:
+//! it fails `Unavailable` at once, naming the last failure. A wait-for-ready call waits
+//! through failures up to its deadline (its own, else the endpoints' `Endpoint::timeout`),
+//! then fails `DeadlineExceeded`; with neither, it waits until an endpoint is usable. Every
+//! member's latency, in-flight count and failures feed the picker and outlier ejection.
 
 use super::builder::BalanceBuilder;
 use super::follow::{connect, follow, Following};
@@ -201,7 +201,8 @@ impl Shared {
 
     /// Why no call should wait for an endpoint, if none is worth waiting for: every endpoint's
     /// last connection attempt failed, its health check says `NOT_SERVING` or its health watch
-    /// failed (gRPC's TRANSIENT_FAILURE for all), or discovery found none and reports an error.
+    /// ended or failed with no answer since (gRPC's TRANSIENT_FAILURE for all), or discovery
+    /// found none and reports an error.
     /// Members still making their first attempt, or reconnecting after a connection was lost,
     /// are waited for.
     fn all_failing(&self, list: &[Arc<Member>]) -> Option<String> {

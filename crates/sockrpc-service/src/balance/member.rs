@@ -19,7 +19,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Health {
-    /// No answer yet (or no health checking).
+    /// No answer yet (or no health checking), or none since its watch ended or failed.
     Unknown,
     /// `SERVING`: in rotation.
     Serving,
@@ -46,8 +46,9 @@ pub struct Member {
     in_flight: AtomicUsize,
     ewma: Mutex<PeakEwma>,
     health: AtomicU8,
-    /// Why its health watch failed (an error other than `UNIMPLEMENTED`), until the server
-    /// answers: gRPC's TRANSIENT_FAILURE, in which a fail-fast call does not wait for it.
+    /// Why its health watch ended or failed (cleanly, or with an error other than
+    /// `UNIMPLEMENTED`), until a new one answers: gRPC's TRANSIENT_FAILURE, in which a
+    /// fail-fast call does not wait for it.
     health_failure: Mutex<Option<String>>,
     outlier: Mutex<OutlierState>,
     /// Calls this endpoint answered (shared with the channel's totals, so they outlive it).
@@ -161,8 +162,8 @@ impl Member {
     }
 
     /// Why its health watch failed, while it has a connection and no answer since: the watch
-    /// call ended with an error other than `UNIMPLEMENTED` (gRPC's "connection active but
-    /// received health check RPC error"). A fail-fast call does not wait for it.
+    /// call ended, cleanly or with an error other than `UNIMPLEMENTED` (gRPC's "connection
+    /// active but received health check RPC error"). A fail-fast call does not wait for it.
     pub fn health_failure(&self) -> Option<String> {
         if !self.is_connected() {
             return None;
@@ -449,8 +450,8 @@ pub struct EndpointStats {
     pub connected: bool,
     /// Why its last connection attempt failed, when no connection is up since.
     pub failure: Option<String>,
-    /// Why its health watch failed, while it is connected and the server has not answered
-    /// since.
+    /// Why its health watch failed (or ended cleanly), while it is connected and the server
+    /// has not answered since.
     pub health_failure: Option<String>,
 }
 

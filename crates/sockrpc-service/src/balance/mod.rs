@@ -15,7 +15,8 @@
 //!   virtual nodes, weights and fail-over to the next distinct endpoint.
 //!
 //! Health: [`HealthProbe`] (implemented for `grpc.health.v1` by `sockrpc-health`) takes
-//! `NOT_SERVING` endpoints out of rotation; [`OutlierConfig`] ejects endpoints whose calls
+//! `NOT_SERVING` endpoints out of rotation, and those whose watch ended or failed until a new
+//! one answers `SERVING`; [`OutlierConfig`] ejects endpoints whose calls
 //! keep failing, with backoff. A call refused unprocessed (END's NOT_PROCESSED, GOAWAY, a
 //! connection lost before the call was sent) goes to another endpoint transparently.
 //!
