@@ -314,9 +314,18 @@ impl fmt::Debug for Status {
     }
 }
 
+/// tonic's form, field for field: the code by its Rust name (`Internal`), then the message,
+/// the details' bytes and the metadata, whether empty or not.
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "status: {}, message: {:?}", self.0.code, self.0.message)
+        write!(
+            f,
+            "status: {:?}, message: {:?}, details: {:?}, metadata: {:?}",
+            self.code(),
+            self.message(),
+            self.details(),
+            self.metadata(),
+        )
     }
 }
 
