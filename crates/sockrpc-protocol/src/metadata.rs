@@ -79,6 +79,22 @@ impl MetadataMap {
         }
     }
 
+    /// How many entries the map holds without allocating again (tonic's `capacity`; 0 for a
+    /// new map, which allocates nothing).
+    pub fn capacity(&self) -> usize {
+        self.entries.as_ref().map_or(0, Vec::capacity)
+    }
+
+    /// Makes room for at least `additional` more entries (tonic's `reserve`).
+    ///
+    /// # Panics
+    /// If the new capacity overflows `usize`, as tonic's does.
+    pub fn reserve(&mut self, additional: usize) {
+        if additional > 0 {
+            self.entries_mut().reserve(additional);
+        }
+    }
+
     /// Removes every entry, keeping the room they took (tonic's `clear`).
     pub fn clear(&mut self) {
         if let Some(entries) = &mut self.entries {
@@ -211,6 +227,27 @@ impl MetadataMap {
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.as_ref())
+    }
+
+    /// Every value of a binary `key` (one ending in `-bin`), in order, as tonic's
+    /// `get_all_bin`; nothing for a text key.
+    pub fn get_all_bin<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let bin = is_bin_key(key);
+        self.get_all(key).filter(move |_| bin)
+    }
+
+    /// Every value, in order, one per entry (a repeated key's each time), as tonic's
+    /// `values`; [`iter`](Self::iter) gives each with its key.
+    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries().iter().map(|(_, v)| v.as_ref())
+    }
+
+    /// Removes every value of a binary `key` (one ending in `-bin`) and returns the first, as
+    /// tonic's `remove_bin`; a text key is left alone (`None`).
+    pub fn remove_bin(&mut self, key: &str) -> Option<BinaryMetadataValue> {
+        let first = self.get_bin_value(key)?;
+        self.remove(key);
+        Some(first)
     }
 
     /// Removes every value of `key`; returns whether there was one.
@@ -365,6 +402,33 @@ mod tests {
         assert_eq!(map.keys_len(), 0);
         assert_eq!(map.get("x-a"), None);
         assert!(MetadataMap::with_capacity(0).is_empty());
+    }
+
+    #[test]
+    fn reserve_values_and_the_binary_readers_as_tonic_has_them() {
+        let mut map = MetadataMap::new();
+        assert_eq!(map.capacity(), 0, "a new map allocates nothing");
+        map.reserve(10);
+        assert!(map.capacity() >= 10);
+        map.append_bin("x-b-bin", &b"1"[..]).expect("valid");
+        map.append("x-a", "t").expect("valid");
+        map.append_bin("x-b-bin", &b"2"[..]).expect("valid");
+        assert_eq!(map.values().collect::<Vec<_>>(), [&b"1"[..], b"t", b"2"]);
+        assert_eq!(
+            map.get_all_bin("X-B-bin").collect::<Vec<_>>(),
+            [&b"1"[..], b"2"]
+        );
+        assert_eq!(
+            map.get_all_bin("x-a").count(),
+            0,
+            "a text key is not binary"
+        );
+        assert!(map.remove_bin("x-a").is_none(), "nor removed as binary");
+        assert!(map.contains_key("x-a"));
+        let first = map.remove_bin("x-b-bin").expect("was there");
+        assert_eq!(first.to_bytes().expect("bytes").as_ref(), b"1");
+        assert!(!map.contains_key("x-b-bin"), "every value removed");
+        assert!(map.remove_bin("x-b-bin").is_none());
     }
 
     #[test]
