@@ -17,19 +17,33 @@
 //! - paths: a compression switch turned off mid-stream, and UDP calls, go plain;
 //! - api: the rest of tonic's public API a ported test touches (typed metadata values, code
 //!   and status constructors, addresses, `transport::{Server, Channel, Endpoint}` with tonic's
-//!   builder names, `service::interceptor`, `serve_unix`).
+//!   builder names, `service::interceptor`, `serve_unix`);
+//! - keep_alive: tonic's `http2_keep_alive_interval`, `keep_alive_timeout` and
+//!   `keep_alive_while_idle` on an `Endpoint` fail calls, and idle connections, whose PONGs
+//!   stop coming;
+//! - local_address: `Endpoint::local_address` is the address the server sees the call from;
+//! - concurrency_limit, rate_limit: tonic's channel limits, shared by a channel's clones;
+//! - tls_config: tonic's `tls_config` on both ends sets up TLS, and refuses what rustls cannot
+//!   use at once;
+//! - status_display: `Status`'s `Display` is tonic's.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod api;
+mod concurrency_limit;
 mod disable_compression;
 mod dyn_service;
 mod forwarded;
+mod keep_alive;
 mod limits;
+mod local_address;
 mod matrix;
 mod paths;
+mod rate_limit;
 mod refusals;
 mod response_encoding;
 mod status_details;
+mod status_display;
 mod stubs;
 mod support;
+mod tls_config;

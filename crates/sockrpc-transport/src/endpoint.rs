@@ -73,6 +73,16 @@ pub struct Endpoint {
     /// The `user-agent` metadata every call on this endpoint carries (set with
     /// [`user_agent`](Endpoint::user_agent)); `None`, the default, sends none.
     pub user_agent: Option<String>,
+    /// Calls in flight at once on a channel made from this endpoint, all its clones together
+    /// (tonic's [`concurrency_limit`](Endpoint::concurrency_limit)); `None`, the default: no
+    /// limit. A call past it waits in the channel's `poll_ready` until one ends.
+    pub concurrency_limit: Option<usize>,
+    /// At most `.0` calls started in each window of `.1` on a channel made from this endpoint,
+    /// all its clones together (tonic's [`rate_limit`](Endpoint::rate_limit)); `None`, the
+    /// default: no limit. A call past it waits in the channel's `poll_ready` for the next window.
+    pub rate_limit: Option<(u64, Duration)>,
+    /// tonic's keepalive timeout and while-idle, as given (see `endpoint_tonic.rs`).
+    pub(crate) tonic_keepalive: crate::endpoint_tonic::KeepaliveParts,
 }
 
 /// The default [`Endpoint::calls_per_connection`]: 64 calls in flight fill one connection's
@@ -182,6 +192,9 @@ impl Endpoint {
             #[cfg(feature = "tls")]
             tls: None,
             user_agent: None,
+            concurrency_limit: None,
+            rate_limit: None,
+            tonic_keepalive: Default::default(),
         }
     }
 
@@ -333,46 +346,6 @@ impl Endpoint {
             )));
         }
         Ok(addrs)
-    }
-}
-
-/// tonic's names for making an endpoint from an address.
-impl Endpoint {
-    /// An endpoint from a constant address, as tonic's `Endpoint::from_static`.
-    ///
-    /// # Panics
-    /// If `uri` is not an address [`from_uri`](Endpoint::from_uri) takes, as tonic's does.
-    pub fn from_static(uri: &'static str) -> Endpoint {
-        match Endpoint::from_uri(uri) {
-            Ok(endpoint) => endpoint,
-            Err(status) => panic!("Endpoint::from_static({uri:?}): {}", status.message()),
-        }
-    }
-
-    /// An endpoint from an address held at run time, as tonic's `Endpoint::from_shared`:
-    /// [`from_uri`](Endpoint::from_uri) for an owned string (or bytes, which must be UTF-8).
-    pub fn from_shared(uri: impl Into<Vec<u8>>) -> Result<Endpoint, Status> {
-        let uri = String::from_utf8(uri.into())
-            .map_err(|_| Status::invalid_argument("invalid endpoint: not UTF-8"))?;
-        Endpoint::from_uri(&uri)
-    }
-}
-
-/// `Endpoint::try_from("tcp://127.0.0.1:50051")`, as tonic's.
-impl TryFrom<&str> for Endpoint {
-    type Error = Status;
-
-    fn try_from(uri: &str) -> Result<Endpoint, Status> {
-        Endpoint::from_uri(uri)
-    }
-}
-
-/// `Endpoint::try_from(address_string)`, as tonic's.
-impl TryFrom<String> for Endpoint {
-    type Error = Status;
-
-    fn try_from(uri: String) -> Result<Endpoint, Status> {
-        Endpoint::from_uri(&uri)
     }
 }
 

@@ -6,7 +6,11 @@
 //! buffer sizes and clamps them, so the value asked for is not the value in force.
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
-use std::{io, net::SocketAddr, time::Duration};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Options for every socket sockrpc creates; one value serves client and server.
@@ -32,6 +36,10 @@ pub struct SocketConfig {
     pub linger: Option<Duration>,
     /// On an IPv6 wildcard listener, accept IPv4 too (dual-stack). Default on.
     pub dual_stack: bool,
+    /// Client connections only: the local IP address a connection's socket is bound to before
+    /// it connects (`None`, the default: the system picks). Not used for a server of the other
+    /// family (as hyper's connector, which tonic's `local_address` sets).
+    pub local_address: Option<IpAddr>,
 }
 
 impl Default for SocketConfig {
@@ -45,6 +53,7 @@ impl Default for SocketConfig {
             backlog: 1024,
             linger: None,
             dual_stack: true,
+            local_address: None,
         }
     }
 }
@@ -95,6 +104,13 @@ impl SocketConfig {
     /// Sets dual-stack on IPv6 wildcard listeners.
     pub fn dual_stack(mut self, on: bool) -> Self {
         self.dual_stack = on;
+        self
+    }
+
+    /// Sets the local IP address client connections are bound to
+    /// ([`local_address`](SocketConfig::local_address)).
+    pub fn local_address(mut self, addr: Option<IpAddr>) -> Self {
+        self.local_address = addr;
         self
     }
 
@@ -154,6 +170,11 @@ pub async fn connect_tcp(
 ) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     config.apply_stream(&SockRef::from(&socket))?;
+    if let Some(local) = config.local_address {
+        if local.is_ipv4() == addr.is_ipv4() {
+            socket.bind(&SocketAddr::new(local, 0).into())?;
+        }
+    }
     socket.set_nonblocking(true)?;
     let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
     match tokio::time::timeout(timeout, socket.connect(addr)).await {

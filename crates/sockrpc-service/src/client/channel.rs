@@ -7,12 +7,14 @@
 
 mod feed;
 mod future;
+mod gate;
 mod shutdown;
 mod tonic_names;
 
 use feed::feed;
 pub use future::ChannelFuture;
 use future::{boxed, failed, unary};
+use gate::Gate;
 pub use tonic_names::EndpointExt;
 
 use super::udp_side::{UdpSide, GENERATIONS};
@@ -53,6 +55,8 @@ pub struct Channel {
     pool: Pool,
     /// The UDP client of the runtime using the channel (`udp_side.rs`).
     udp: Option<Arc<UdpSide>>,
+    /// The endpoint's concurrency and rate limits, if it sets them (`gate.rs`).
+    gate: Option<Box<Gate>>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -87,6 +91,7 @@ impl Channel {
         super::default_timeout::note(&endpoint);
         let udp = udp_cell(&endpoint);
         Channel {
+            gate: Gate::new(&endpoint),
             pool: Pool::new(endpoint),
             udp,
         }
@@ -98,6 +103,7 @@ impl Channel {
         super::default_timeout::note(&endpoint);
         let udp = udp_cell(&endpoint);
         Channel {
+            gate: Gate::new(&endpoint),
             pool: Pool::with_connection(endpoint, conn),
             udp,
         }
@@ -143,15 +149,18 @@ impl Service<Call> for Channel {
     type Error = Status;
     type Future = ChannelFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
         if self.pool.is_closed() {
             return Poll::Ready(Err(closed_status()));
+        }
+        if let Some(gate) = &mut self.gate {
+            std::task::ready!(gate.poll_ready(cx));
         }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, call: Call) -> ChannelFuture {
-        self.start(call, true)
+        self.gated(call, true)
     }
 }
 
@@ -164,7 +173,34 @@ impl Channel {
     /// endpoint connected now, or waits once for one, bounded by the call's deadline (as
     /// grpc-go picks again when a picked connection is no longer ready).
     pub fn call_now(&mut self, call: Call) -> ChannelFuture {
-        self.start(call, false)
+        self.gated(call, false)
+    }
+
+    /// A call through the endpoint's limits, if it sets any (`gate.rs`): with what
+    /// `poll_ready` took, or once what it lacks is there.
+    fn gated(&mut self, call: Call, waits: bool) -> ChannelFuture {
+        let Some(gate) = &mut self.gate else {
+            return self.start(call, waits);
+        };
+        match gate.take() {
+            Ok(pass) => {
+                let future = self.start(call, waits);
+                boxed(Box::pin(async move {
+                    let answer = future.await;
+                    drop(pass);
+                    answer
+                }))
+            }
+            Err(rest) => {
+                let mut channel = self.clone();
+                boxed(Box::pin(async move {
+                    let pass = rest.pass().await;
+                    let answer = channel.start(call, waits).await;
+                    drop(pass);
+                    answer
+                }))
+            }
+        }
     }
 
     /// A call, waiting for a connection (`waits`) or not ([`Channel::call_now`]).

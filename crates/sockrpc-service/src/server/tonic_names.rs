@@ -74,6 +74,19 @@ impl<L> ServerBuilder<L> {
     }
 }
 
+#[cfg(feature = "tls")]
+impl<L> ServerBuilder<L> {
+    /// Serves every connection over TLS with `config`, tonic's `tls_config`: the same as
+    /// [`tls`](ServerBuilder::tls), which fails as tonic's does when rustls cannot use the
+    /// identity or client CAs.
+    pub fn tls_config(
+        self,
+        config: sockrpc_transport::tls::ServerTlsConfig,
+    ) -> Result<Self, sockrpc_transport::tls::TlsError> {
+        self.tls(config)
+    }
+}
+
 impl<L: Finish> ServerBuilder<L> {
     /// Binds a Unix socket at `path` and serves until the process ends:
     /// [`serve_unix_with_shutdown`](ServerBuilder::serve_unix_with_shutdown) without a signal.

@@ -1,0 +1,167 @@
+//! The limits tonic's `Endpoint::concurrency_limit` and `Endpoint::rate_limit` put on a
+//! channel: tower's `ConcurrencyLimit` and `RateLimit`, with the channel's own sharing.
+//!
+//! tonic wraps the connection in both layers and puts the result behind one `Buffer`, so
+//! every clone of a tonic channel shares one limit. A sockrpc channel has no buffer task: its
+//! clones call the pool directly. So the limits' state is shared here instead (a semaphore,
+//! a rate window behind a lock) while each clone keeps what its `poll_ready` took (a permit, a
+//! place in the window) for its next call, as tower's layers keep it per service.
+//!
+//! A call made without `poll_ready` first (a balanced channel's `call_now`, a caller that
+//! breaks tower's contract) waits for what it lacks before it is sent, instead of panicking as
+//! tower's `RateLimit` does. The permit is held until the call's future ends (the answer,
+//! or a stream's first message), as tower's `ConcurrencyLimit` holds it.
+
+use sockrpc_transport::endpoint::Endpoint;
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::PollSemaphore;
+
+/// A channel's limits, as one clone sees them. See the module docs.
+pub(super) struct Gate {
+    concurrency: Option<PollSemaphore>,
+    rate: Option<Arc<Rate>>,
+    /// Taken by `poll_ready`, for the next call.
+    permit: Option<OwnedSemaphorePermit>,
+    /// A place in the current rate window, taken by `poll_ready`, for the next call.
+    admitted: bool,
+    /// The wait for the next rate window.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+/// What a call holds while it runs: its concurrency permit, if the channel has a limit.
+pub(super) struct Pass {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// tower's `RateLimit` window, shared by every clone.
+struct Rate {
+    limit: u64,
+    per: Duration,
+    window: Mutex<Window>,
+}
+
+struct Window {
+    /// When the current window ends; `None` before the first call.
+    until: Option<Instant>,
+    /// Calls the current window still lets through.
+    left: u64,
+}
+
+impl Rate {
+    /// Takes a place in the current window, or starts a new one if it is over; else says when
+    /// it will be.
+    fn take(&self, now: Instant) -> Result<(), Instant> {
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        match window.until {
+            Some(until) if now < until => {}
+            _ => {
+                window.until = Some(now + self.per);
+                // tower's lets one call through even with a limit of 0.
+                window.left = self.limit.max(1);
+            }
+        }
+        if window.left > 0 {
+            window.left -= 1;
+            return Ok(());
+        }
+        Err(window.until.unwrap_or(now))
+    }
+}
+
+impl Gate {
+    /// The gate of a channel made from `endpoint`, if it sets either limit.
+    pub(super) fn new(endpoint: &Endpoint) -> Option<Box<Gate>> {
+        if endpoint.concurrency_limit.is_none() && endpoint.rate_limit.is_none() {
+            return None;
+        }
+        Some(Box::new(Gate {
+            concurrency: endpoint
+                .concurrency_limit
+                .map(|limit| PollSemaphore::new(Arc::new(Semaphore::new(limit)))),
+            rate: endpoint.rate_limit.map(|(limit, per)| {
+                Arc::new(Rate {
+                    limit,
+                    per,
+                    window: Mutex::new(Window {
+                        until: None,
+                        left: 0,
+                    }),
+                })
+            }),
+            permit: None,
+            admitted: false,
+            sleep: None,
+        }))
+    }
+
+    /// Ready once this clone holds what its next call needs: a permit (concurrency) and a
+    /// place in the window (rate), in that order, as tower stacks the two layers.
+    pub(super) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let (Some(semaphore), None) = (&mut self.concurrency, &self.permit) {
+            // `None` only for a closed semaphore, which is never closed.
+            self.permit = ready!(semaphore.poll_acquire(cx));
+        }
+        if let Some(rate) = &self.rate {
+            while !self.admitted {
+                match rate.take(Instant::now()) {
+                    Ok(()) => self.admitted = true,
+                    Err(until) => {
+                        let sleep = self
+                            .sleep
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                        sleep.as_mut().reset(until);
+                        ready!(sleep.as_mut().poll(cx));
+                    }
+                }
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// What `poll_ready` took, for the call being made: `Ok` when it took all it needs, else
+    /// `Err` with a gate that holds what was taken, to wait for the rest with.
+    pub(super) fn take(&mut self) -> Result<Pass, Box<Gate>> {
+        let permit_ok = self.concurrency.is_none() || self.permit.is_some();
+        let rate_ok = self.rate.is_none() || self.admitted;
+        if permit_ok && rate_ok {
+            self.admitted = false;
+            return Ok(Pass {
+                _permit: self.permit.take(),
+            });
+        }
+        let mut rest = Box::new(self.clone());
+        rest.permit = self.permit.take();
+        rest.admitted = std::mem::take(&mut self.admitted);
+        Err(rest)
+    }
+
+    /// Waits until this gate is ready, then takes what it holds.
+    pub(super) async fn pass(mut self: Box<Gate>) -> Pass {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
+        self.admitted = false;
+        Pass {
+            _permit: self.permit.take(),
+        }
+    }
+}
+
+/// A clone shares the limits and holds nothing of what this one took.
+impl Clone for Gate {
+    fn clone(&self) -> Gate {
+        Gate {
+            concurrency: self.concurrency.clone(),
+            rate: self.rate.clone(),
+            permit: None,
+            admitted: false,
+            sleep: None,
+        }
+    }
+}
