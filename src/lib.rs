@@ -65,13 +65,17 @@ pub mod transport {
     }
 }
 
-/// Metadata as tonic's `metadata` module names it: [`MetadataMap`] and the typed values
+/// Metadata as tonic's `metadata` module names it: [`MetadataMap`], the typed values
 /// ([`MetadataValue`](metadata::MetadataValue),
 /// [`AsciiMetadataValue`](metadata::AsciiMetadataValue),
-/// [`BinaryMetadataValue`](metadata::BinaryMetadataValue)) its setters take.
+/// [`BinaryMetadataValue`](metadata::BinaryMetadataValue)) its setters take, and the views
+/// its `values`, `values_mut` and `iter_mut` lend them out as ([`ValueRef`](metadata::ValueRef),
+/// [`ValueRefMut`](metadata::ValueRefMut), [`KeyAndMutValueRef`](metadata::KeyAndMutValueRef)).
 pub mod metadata {
     pub use sockrpc_protocol::metadata_value::*;
-    pub use sockrpc_protocol::{is_bin_key, MetadataError, MetadataMap};
+    pub use sockrpc_protocol::{
+        is_bin_key, KeyAndMutValueRef, MetadataError, MetadataMap, ValueRef, ValueRefMut,
+    };
 }
 
 /// tonic's `#[async_trait]` on an `impl` of a generated server trait: accepted and left as is

@@ -25,7 +25,8 @@
 //! - concurrency_limit, rate_limit: tonic's channel limits, shared by a channel's clones;
 //! - tls_config: tonic's `tls_config` on both ends sets up TLS, and refuses what rustls cannot
 //!   use at once;
-//! - status_display: `Status`'s `Display` is tonic's.
+//! - status_display: `Status`'s `Display` is tonic's;
+//! - sensitive: metadata values marked sensitive print as `Sensitive` and are sent as before.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -42,6 +43,7 @@ mod paths;
 mod rate_limit;
 mod refusals;
 mod response_encoding;
+mod sensitive;
 mod status_details;
 mod status_display;
 mod stubs;

@@ -9,7 +9,7 @@
 //! them and the wire parser drops them, so no handler or peer can speak for the protocol
 //! (protocol signals travel in frame fields, never in metadata).
 
-use crate::metadata_value::{AsciiMetadataValue, BinaryMetadataValue, TextValue};
+use crate::metadata_value::{AsciiMetadataValue, BinaryMetadataValue, BinaryValue, TextValue};
 use bytes::Bytes;
 use std::fmt;
 
@@ -46,7 +46,48 @@ pub struct MetadataMap {
     /// `None` until the first entry: nearly every call's maps (its metadata, its answer's
     /// metadata and trailers) stay empty, and dropping an empty `Vec` is a call into its drop
     /// glue where dropping `None` is one comparison.
-    entries: Option<Vec<(String, Bytes)>>,
+    entries: Option<Vec<(String, Stored)>>,
+}
+
+/// A stored value: text under a text key, binary under a `-bin` key (never the other way),
+/// kept as tonic's typed value so the map can lend it out (`metadata_tonic.rs`) with its
+/// sensitive mark.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Ascii(AsciiMetadataValue),
+    Binary(BinaryMetadataValue),
+}
+
+impl Stored {
+    /// The value stored under `key` for bytes already checked for it.
+    fn checked(key: &str, bytes: Bytes) -> Stored {
+        if is_bin_key(key) {
+            Stored::Binary(BinaryMetadataValue::wrap(bytes))
+        } else {
+            Stored::Ascii(AsciiMetadataValue::wrap(bytes))
+        }
+    }
+
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Stored::Ascii(value) => value.shared_bytes(),
+            Stored::Binary(value) => value.shared_bytes(),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut Bytes {
+        match self {
+            Stored::Ascii(value) => value.shared_bytes_mut(),
+            Stored::Binary(value) => value.shared_bytes_mut(),
+        }
+    }
+
+    fn is_sensitive(&self) -> bool {
+        match self {
+            Stored::Ascii(value) => value.is_sensitive(),
+            Stored::Binary(value) => value.is_sensitive(),
+        }
+    }
 }
 
 impl PartialEq for MetadataMap {
@@ -63,11 +104,16 @@ impl MetadataMap {
         MetadataMap { entries: None }
     }
 
-    fn entries(&self) -> &[(String, Bytes)] {
+    pub(crate) fn entries(&self) -> &[(String, Stored)] {
         self.entries.as_deref().unwrap_or(&[])
     }
 
-    fn entries_mut(&mut self) -> &mut Vec<(String, Bytes)> {
+    /// The entries, to change in place (empty, and allocating nothing, for a new map).
+    pub(crate) fn entries_in_place(&mut self) -> &mut [(String, Stored)] {
+        self.entries.as_deref_mut().unwrap_or(&mut [])
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<(String, Stored)> {
         self.entries.get_or_insert_with(Vec::new)
     }
 
@@ -159,7 +205,10 @@ impl MetadataMap {
         self.entries()
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| AsciiMetadataValue::wrap(v.clone()))
+            .and_then(|(_, v)| match v {
+                Stored::Ascii(value) => Some(value.clone()),
+                Stored::Binary(_) => None,
+            })
     }
 
     /// The first binary value of `key` as tonic's [`BinaryMetadataValue`].
@@ -170,29 +219,34 @@ impl MetadataMap {
         self.entries()
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| BinaryMetadataValue::wrap(v.clone()))
+            .and_then(|(_, v)| match v {
+                Stored::Binary(value) => Some(value.clone()),
+                Stored::Ascii(_) => None,
+            })
     }
 
     /// Sets a binary value under a key that ends in `-bin`, replacing earlier values. The
     /// value is bytes in any form `Bytes` is made from, or tonic's [`BinaryMetadataValue`]
     /// (`MetadataValue::from_bytes(b"..")`).
-    pub fn insert_bin(&mut self, key: &str, value: impl Into<Bytes>) -> Result<(), MetadataError> {
+    pub fn insert_bin(&mut self, key: &str, value: impl BinaryValue) -> Result<(), MetadataError> {
         let key = normalize_key(key)?;
         if !is_bin_key(&key) {
             return Err(MetadataError::WrongKind(key));
         }
         self.remove(&key);
-        self.entries_mut().push((key, value.into()));
+        let value = Stored::Binary(value.into_binary_value());
+        self.entries_mut().push((key, value));
         Ok(())
     }
 
     /// Adds a binary value under a key that ends in `-bin`, keeping earlier values of the key.
-    pub fn append_bin(&mut self, key: &str, value: impl Into<Bytes>) -> Result<(), MetadataError> {
+    pub fn append_bin(&mut self, key: &str, value: impl BinaryValue) -> Result<(), MetadataError> {
         let key = normalize_key(key)?;
         if !is_bin_key(&key) {
             return Err(MetadataError::WrongKind(key));
         }
-        self.entries_mut().push((key, value.into()));
+        let value = Stored::Binary(value.into_binary_value());
+        self.entries_mut().push((key, value));
         Ok(())
     }
 
@@ -218,7 +272,7 @@ impl MetadataMap {
         self.entries()
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v.bytes().as_ref())
     }
 
     /// Every value of `key`, in order.
@@ -226,7 +280,7 @@ impl MetadataMap {
         self.entries()
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v.bytes().as_ref())
     }
 
     /// Every value of a binary `key` (one ending in `-bin`), in order, as tonic's
@@ -234,12 +288,6 @@ impl MetadataMap {
     pub fn get_all_bin<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         let bin = is_bin_key(key);
         self.get_all(key).filter(move |_| bin)
-    }
-
-    /// Every value, in order, one per entry (a repeated key's each time), as tonic's
-    /// `values`; [`iter`](Self::iter) gives each with its key.
-    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
-        self.entries().iter().map(|(_, v)| v.as_ref())
     }
 
     /// Removes every value of a binary `key` (one ending in `-bin`) and returns the first, as
@@ -267,7 +315,9 @@ impl MetadataMap {
 
     /// All entries, in order, as `(key, value bytes)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.entries().iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+        self.entries()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.bytes().as_ref()))
     }
 
     /// Moves every entry of `other` to the end of this map.
@@ -282,6 +332,7 @@ impl MetadataMap {
 
     /// Adds an entry that has already been validated (off the wire); keeps duplicates.
     pub(crate) fn push_validated(&mut self, key: String, value: Bytes) {
+        let value = Stored::checked(&key, value);
         self.entries_mut().push((key, value));
     }
 
@@ -326,7 +377,8 @@ impl MetadataMap {
     /// request message) is unshared so it does not keep that whole buffer alive.
     pub fn unshare(&mut self) {
         for (_, value) in self.entries.iter_mut().flatten() {
-            *value = Bytes::copy_from_slice(value);
+            let bytes = value.bytes_mut();
+            *bytes = Bytes::copy_from_slice(bytes);
         }
     }
 }
@@ -335,10 +387,13 @@ impl fmt::Debug for MetadataMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (k, v) in self.entries() {
-            if is_bin_key(k) {
-                map.entry(k, &v);
+            if v.is_sensitive() {
+                // As http's `HeaderValue` prints a sensitive value.
+                map.entry(k, &format_args!("Sensitive"));
+            } else if is_bin_key(k) {
+                map.entry(k, v.bytes());
             } else {
-                map.entry(k, &String::from_utf8_lossy(v));
+                map.entry(k, &String::from_utf8_lossy(v.bytes()));
             }
         }
         map.finish()
@@ -367,14 +422,17 @@ fn normalize_key(key: &str) -> Result<String, MetadataError> {
 }
 
 /// Checks a text entry: its key (normalized, not `-bin`) and its value.
-fn text_entry(key: &str, value: impl TextValue) -> Result<(String, Bytes), MetadataError> {
+fn text_entry(key: &str, value: impl TextValue) -> Result<(String, Stored), MetadataError> {
     let key = normalize_key(key)?;
     if is_bin_key(&key) {
         return Err(MetadataError::WrongKind(key));
     }
-    let value = value.into_text_bytes();
-    check_text_value(&key, &value)?;
-    Ok((key, value))
+    let sensitive = value.is_sensitive_text();
+    let bytes = value.into_text_bytes();
+    check_text_value(&key, &bytes)?;
+    let mut value = AsciiMetadataValue::wrap(bytes);
+    value.set_sensitive(sensitive);
+    Ok((key, Stored::Ascii(value)))
 }
 
 fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {
@@ -405,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn reserve_values_and_the_binary_readers_as_tonic_has_them() {
+    fn reserve_and_the_binary_readers_as_tonic_has_them() {
         let mut map = MetadataMap::new();
         assert_eq!(map.capacity(), 0, "a new map allocates nothing");
         map.reserve(10);
@@ -413,7 +471,8 @@ mod tests {
         map.append_bin("x-b-bin", &b"1"[..]).expect("valid");
         map.append("x-a", "t").expect("valid");
         map.append_bin("x-b-bin", &b"2"[..]).expect("valid");
-        assert_eq!(map.values().collect::<Vec<_>>(), [&b"1"[..], b"t", b"2"]);
+        let values: Vec<_> = map.iter().map(|(_, v)| v).collect();
+        assert_eq!(values, [&b"1"[..], b"t", b"2"]);
         assert_eq!(
             map.get_all_bin("X-B-bin").collect::<Vec<_>>(),
             [&b"1"[..], b"2"]

@@ -8,6 +8,11 @@
 //! take them beside `&str` and bytes. A binary value holds its bytes as they are: sockrpc's wire
 //! carries bytes, so there is no base64 form, and [`to_bytes`](MetadataValue::to_bytes) cannot
 //! fail (it returns a `Result` because tonic's does).
+//!
+//! A value may be marked sensitive ([`set_sensitive`](MetadataValue::set_sensitive)), as
+//! tonic's (http's `HeaderValue`): its `Debug`, and the map's, print `Sensitive` instead of it,
+//! so a logged request does not leak a token. The map keeps the mark with the value; values
+//! that arrive off the wire are not sensitive.
 
 use bytes::Bytes;
 use std::fmt;
@@ -35,9 +40,11 @@ impl ValueEncoding for Ascii {}
 impl ValueEncoding for Binary {}
 
 /// A metadata value, text ([`AsciiMetadataValue`]) or binary ([`BinaryMetadataValue`]), as
-/// tonic names it. Cloning shares the bytes.
+/// tonic names it. Cloning shares the bytes. Two values are equal when their bytes are,
+/// whether sensitive or not (as http's `HeaderValue`).
 pub struct MetadataValue<VE: ValueEncoding> {
     bytes: Bytes,
+    sensitive: bool,
     encoding: PhantomData<fn() -> VE>,
 }
 
@@ -79,8 +86,30 @@ impl<VE: ValueEncoding> MetadataValue<VE> {
     pub(crate) fn wrap(bytes: Bytes) -> MetadataValue<VE> {
         MetadataValue {
             bytes,
+            sensitive: false,
             encoding: PhantomData,
         }
+    }
+
+    /// The bytes, shared (the map's reads and its wire encoding).
+    pub(crate) fn shared_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The bytes, to move into storage of their own (`MetadataMap::unshare`).
+    pub(crate) fn shared_bytes_mut(&mut self) -> &mut Bytes {
+        &mut self.bytes
+    }
+
+    /// Marks the value sensitive, or not, as tonic's `set_sensitive`: a sensitive value's
+    /// `Debug` (and its map's) prints `Sensitive` instead of the value. It is sent all the same.
+    pub fn set_sensitive(&mut self, sensitive: bool) {
+        self.sensitive = sensitive;
+    }
+
+    /// Whether the value is marked sensitive ([`set_sensitive`](Self::set_sensitive)).
+    pub fn is_sensitive(&self) -> bool {
+        self.sensitive
     }
 
     /// The value's bytes (for a binary value, the bytes themselves: there is no base64 form).
@@ -241,7 +270,11 @@ impl AsRef<[u8]> for MetadataValue<Binary> {
 
 impl<VE: ValueEncoding> Clone for MetadataValue<VE> {
     fn clone(&self) -> Self {
-        MetadataValue::wrap(self.bytes.clone())
+        MetadataValue {
+            bytes: self.bytes.clone(),
+            sensitive: self.sensitive,
+            encoding: PhantomData,
+        }
     }
 }
 
@@ -291,6 +324,9 @@ impl<VE: ValueEncoding> PartialEq<MetadataValue<VE>> for &str {
 
 impl<VE: ValueEncoding> fmt::Debug for MetadataValue<VE> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.sensitive {
+            return f.write_str("Sensitive");
+        }
         match std::str::from_utf8(&self.bytes) {
             Ok(text) if is_text(&self.bytes) => fmt::Debug::fmt(text, f),
             _ => fmt::Debug::fmt(&self.bytes, f),
@@ -304,6 +340,11 @@ impl<VE: ValueEncoding> fmt::Debug for MetadataValue<VE> {
 pub trait TextValue {
     /// The value's bytes, to be checked and stored.
     fn into_text_bytes(self) -> Bytes;
+
+    /// Whether the value is marked sensitive (only an [`AsciiMetadataValue`] can be).
+    fn is_sensitive_text(&self) -> bool {
+        false
+    }
 }
 
 impl<T: AsRef<str> + ?Sized> TextValue for &T {
@@ -316,4 +357,43 @@ impl TextValue for MetadataValue<Ascii> {
     fn into_text_bytes(self) -> Bytes {
         self.bytes
     }
+
+    fn is_sensitive_text(&self) -> bool {
+        self.sensitive
+    }
 }
+
+/// A binary value [`MetadataMap::insert_bin`](crate::MetadataMap::insert_bin) and
+/// [`append_bin`](crate::MetadataMap::append_bin) take: bytes in every form `Bytes` is made
+/// from, or a [`BinaryMetadataValue`] (whose sensitive mark the map keeps).
+pub trait BinaryValue {
+    /// The value, as the map stores it.
+    fn into_binary_value(self) -> BinaryMetadataValue;
+}
+
+impl BinaryValue for MetadataValue<Binary> {
+    fn into_binary_value(self) -> BinaryMetadataValue {
+        self
+    }
+}
+
+macro_rules! binary_from_bytes {
+    ($($ty:ty),*) => {$(
+        impl BinaryValue for $ty {
+            fn into_binary_value(self) -> BinaryMetadataValue {
+                MetadataValue::wrap(Bytes::from(self))
+            }
+        }
+    )*};
+}
+
+// Every form `Bytes` is made from (`&'static [u8]` and `&'static str` without a copy).
+binary_from_bytes!(
+    Bytes,
+    bytes::BytesMut,
+    Vec<u8>,
+    Box<[u8]>,
+    String,
+    &'static [u8],
+    &'static str
+);
