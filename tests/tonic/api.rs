@@ -218,6 +218,9 @@ fn endpoints_by_tonic_names() {
     );
     assert!(Endpoint::from_shared("not an address").is_err());
     assert!(Endpoint::try_from("unix:///run/x.sock").is_ok());
+    let parsed: Endpoint = "http://127.0.0.1:50051".parse().expect("tonic's FromStr");
+    assert_eq!(parsed.to_string(), endpoint.to_string());
+    assert!("no-port".parse::<Endpoint>().is_err());
     let result = std::panic::catch_unwind(|| Endpoint::from_static("tcp://no-port"));
     assert!(result.is_err(), "from_static panics on a bad address");
 }

@@ -66,6 +66,15 @@ impl TryFrom<String> for Endpoint {
     }
 }
 
+/// `"tcp://127.0.0.1:50051".parse::<Endpoint>()`, as tonic's.
+impl std::str::FromStr for Endpoint {
+    type Err = Status;
+
+    fn from_str(uri: &str) -> Result<Endpoint, Status> {
+        Endpoint::from_uri(uri)
+    }
+}
+
 /// tonic's names for socket options, over [`SocketConfig`](crate::SocketConfig).
 impl Endpoint {
     /// Sets `TCP_NODELAY` on this endpoint's connections (on by default, as tonic's).
