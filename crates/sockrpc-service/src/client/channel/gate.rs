@@ -127,7 +127,8 @@ impl Gate {
     }
 
     /// What `poll_ready` took, for the call being made: `Ok` when it took all it needs, else
-    /// `Err` with a gate that holds what was taken, to wait for the rest with.
+    /// `Err` with this gate as it is (what it took, the waits under way), to wait for the rest
+    /// with, a fresh clone left in its place.
     pub(super) fn take(&mut self) -> Result<Pass, Box<Gate>> {
         let permit_ok = self.concurrency.is_none() || self.permit.is_some();
         let rate_ok = self.rate.is_none() || self.admitted;
@@ -137,10 +138,10 @@ impl Gate {
                 _permit: self.permit.take(),
             });
         }
-        let mut rest = Box::new(self.clone());
-        rest.permit = self.permit.take();
-        rest.admitted = std::mem::take(&mut self.admitted);
-        Err(rest)
+        // The waits under way move with it: a permit this clone's semaphore is queued for
+        // would otherwise go to a queue no one polls, and be lost to every clone.
+        let fresh = self.clone();
+        Err(Box::new(std::mem::replace(self, fresh)))
     }
 
     /// Waits until this gate is ready, then takes what it holds.
@@ -163,5 +164,71 @@ impl Clone for Gate {
             admitted: false,
             sleep: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn poll_ready(gate: &mut Gate) -> Poll<()> {
+        gate.poll_ready(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn gate(endpoint: Endpoint) -> Gate {
+        *Gate::new(&endpoint).expect("a limit is set")
+    }
+
+    #[test]
+    fn no_limit_no_gate() {
+        assert!(Gate::new(&Endpoint::new("localhost", 1)).is_none());
+    }
+
+    /// A permit taken by one clone's `poll_ready` holds the others back until its call ends;
+    /// a call made without `poll_ready` waits for one too.
+    #[tokio::test]
+    async fn clones_share_the_concurrency_limit() {
+        let mut first = gate(Endpoint::new("localhost", 1).concurrency_limit(1));
+        let mut second = first.clone();
+        assert!(poll_ready(&mut first).is_ready());
+        let pass = first.take().ok().expect("ready: taken");
+        assert!(
+            poll_ready(&mut second).is_pending(),
+            "the one permit is out"
+        );
+        let rest = second
+            .take()
+            .err()
+            .expect("nothing taken: wait for the rest");
+        let waiting = tokio::spawn(rest.pass());
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "waits while the first call runs");
+        drop(pass);
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the permit came back")
+            .expect("task");
+    }
+
+    /// tower's `RateLimit` window, shared by clones: `n` calls, then a wait for the next
+    /// window, which begins with the first call after the last one ended.
+    #[tokio::test(start_paused = true)]
+    async fn clones_share_the_rate_window() {
+        let per = Duration::from_secs(10);
+        let mut first = gate(Endpoint::new("localhost", 1).rate_limit(2, per));
+        let mut second = first.clone();
+        let start = Instant::now();
+        for gate in [&mut first, &mut second] {
+            assert!(poll_ready(gate).is_ready());
+            assert!(gate.take().is_ok());
+        }
+        assert!(
+            poll_ready(&mut first).is_pending(),
+            "two calls used the window"
+        );
+        let rest = first.take().err().expect("not admitted");
+        rest.pass().await;
+        assert_eq!(start.elapsed(), per, "admitted when the window ended");
     }
 }
