@@ -220,7 +220,7 @@ async fn a_server_that_accepts_gzip_refuses_an_unnamed_streamed_one_internal() {
 
 /// A fake server that answers the first stream a client opens with HEADERS naming gzip as what
 /// it sends (`named`) or no encoding, one gzip `Chunk` flagged compressed, and an OK END.
-async fn answering_compressed(named: bool) -> std::net::SocketAddr {
+pub(crate) async fn answering_compressed(named: bool) -> std::net::SocketAddr {
     let fake = fake_server(move |mut stream| async move {
         let _ = stream.write_all(PREFACE).await;
         let mut buf = Vec::new();

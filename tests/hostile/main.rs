@@ -15,6 +15,7 @@ mod compressed_members;
 mod compressed_retried;
 mod compressed_running;
 mod compressed_unnamed;
+mod compressed_unnamed_channel;
 mod control_limit;
 mod credit_wakes;
 mod dropped_reader;

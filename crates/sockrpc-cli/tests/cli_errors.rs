@@ -4,7 +4,9 @@
 //! no panic, and a non-zero exit code: 12 (UNIMPLEMENTED) for absent reflection, 64 for wrong
 //! input, the status code otherwise (13 for an answer that does not decode as the method's
 //! output). A server with reflection only under its v1alpha name is still reflected, and
-//! `--timeout` bounds the whole command, connecting and reflection included.
+//! `--timeout` bounds the whole command, connecting and reflection included. An answer whose
+//! message is flagged compressed while the server named no encoding is a protocol error:
+//! `INTERNAL` (13), as a generated client says, not `UNIMPLEMENTED`.
 
 mod call_support;
 mod support;
@@ -236,4 +238,107 @@ fn the_timeout_bounds_connecting_too() {
         &["--timeout of 1s"],
     );
     drop(listener);
+}
+
+/// A server that speaks only enough of sockrpc's wire to answer every call it is opened with
+/// HEADERS naming no encoding, one MESSAGE flagged compressed (its bytes need not be gzip: they
+/// are refused before anything reads them), and an OK END. Each connection is served on a
+/// thread of its own, every read bounded by a timeout; accepting stops when the flag returned
+/// is set (or after 20 s). Its `tcp://` address, the flag, the accepting thread.
+fn answering_compressed_unnamed() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    const PREFACE: &[u8; 8] = b"SOCKRPC\x01";
+    const OPEN: u8 = 1;
+    const HEADERS: u8 = 2;
+    const MESSAGE: u8 = 3;
+    const END: u8 = 4;
+    const FLAG_COMPRESSED: u8 = 0x08;
+    fn frame(kind: u8, flags: u8, call_id: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&[kind, flags, 0, 0]);
+        out.extend_from_slice(&call_id.to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+    /// Answers the first call opened on `stream`, then reads (and drops) the rest.
+    fn serve(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(PREFACE)?;
+        let mut preface = [0u8; 8];
+        stream.read_exact(&mut preface)?;
+        let mut answered = false;
+        for _ in 0..1000 {
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head)?;
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let mut body = vec![0u8; len];
+            stream.read_exact(&mut body)?;
+            let id = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+            if head[4] == OPEN && !answered {
+                answered = true;
+                // An empty metadata block, and no encoding fields: the END's code, message,
+                // details, then its (empty) trailers.
+                let end = [[0u8; 12].as_slice(), &[0, 0]].concat();
+                let answer = [
+                    frame(HEADERS, 0, id, &[0, 0]),
+                    frame(MESSAGE, FLAG_COMPRESSED, id, b"\x1f\x8b not read"),
+                    frame(END, 0, id, &end),
+                ]
+                .concat();
+                stream.write_all(&answer)?;
+            }
+        }
+        Ok(())
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = format!("tcp://{}", listener.local_addr().expect("addr"));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let accepting = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !stopped.load(Ordering::Relaxed) && Instant::now() < until {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(false).is_ok() {
+                        std::thread::spawn(move || serve(stream));
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    (addr, stop, accepting)
+}
+
+#[test]
+fn an_answer_flagged_compressed_with_no_encoding_named_is_internal() {
+    let (addr, stop, accepting) = answering_compressed_unnamed();
+    let proto = route_guide_proto();
+    let proto = proto.to_str().expect("utf-8");
+    let says = ["status Internal (13)", "named no encoding"];
+    // Unary, then server-streaming: the channel's body refuses the message either way.
+    fails(
+        &["call", &addr, GET, "--proto", proto, "-d", "{}"],
+        "",
+        13,
+        &says,
+    );
+    let list = "routeguide.RouteGuide/ListFeatures";
+    fails(
+        &["call", &addr, list, "--proto", proto, "-d", "{}"],
+        "",
+        13,
+        &says,
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    accepting
+        .join()
+        .expect("the fake server's accepting thread");
 }

@@ -347,10 +347,14 @@ fn to_wire(
 }
 
 /// A unary answer as the service layer sees it: its one message keeps its COMPRESSED flag
-/// (decoded, or refused, when read).
+/// (decoded, or refused, when read). Flagged under HEADERS that named no encoding, it fails
+/// `INTERNAL` however it is read (`Body::once_received`): by a generated client, or by a
+/// caller of this channel reading the body itself (the CLI's dynamic calls), or a layer
+/// wrapping or forwarding it.
 fn wire_response(response: Response<Bytes>) -> Response<Body> {
     let compressed = response.message_compressed();
-    response.map(|message| Body::once_wire(message, compressed))
+    let fields = response.encoding();
+    response.map(|message| Body::once_received(message, compressed, fields))
 }
 
 /// What a streaming call's OPEN carries.
@@ -516,8 +520,10 @@ async fn open_stream(
         match std::future::poll_fn(|cx| receiver.poll_headers(cx)).await {
             Ok(headers) => {
                 let encoding = receiver.encoding();
-                let mut response =
-                    Response::from_parts(headers, Body::incoming(receiver), MetadataMap::new());
+                // Each message flagged compressed under HEADERS that named no encoding fails
+                // `INTERNAL` however the body is read, as a unary answer's does.
+                let body = Body::incoming_received(receiver, encoding);
+                let mut response = Response::from_parts(headers, body, MetadataMap::new());
                 response.set_encoding(encoding);
                 return Ok(response);
             }

@@ -120,7 +120,8 @@ impl<T> Client<T> {
         }
         // An answer (its one message, or each of a stream's) flagged compressed under no named
         // encoding: `INTERNAL`, as tonic's client answers, whether or not this client accepts
-        // compression.
+        // compression. A `Channel`'s answer is so marked already; this marks any other
+        // service's (a body made with `Body::once_wire`, say).
         let fields = response.encoding();
         response.get_mut().refuse_unnamed_compression(fields);
         if !self.settings.is_default() {
