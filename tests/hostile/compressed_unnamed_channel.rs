@@ -4,12 +4,16 @@
 //! encoded bytes, the answer's [`Body`] read as it is). Only the generated client's path
 //! (`Client`) said `INTERNAL`: the channel's own body said `UNIMPLEMENTED` ("accepts no
 //! compression"), for a unary answer and a streamed one, as if an encoding had been named.
-//! An encoding named stays `UNIMPLEMENTED` here: a bare channel decodes nothing.
+//! An encoding named stays `UNIMPLEMENTED` here: a bare channel decodes nothing. Below the
+//! channel, the transport's own reader of a streamed answer says the same.
 
 use crate::compressed_unnamed::answering_compressed;
 use crate::support::bounded;
 use bytes::Bytes;
-use sockrpc::{Body, Call, Channel, Code, Endpoint, MethodPath, Request, Status};
+use sockrpc::transport::ClientConnection;
+use sockrpc::{
+    Body, Call, Channel, Code, Endpoint, Limits, MetadataMap, MethodPath, Request, Status,
+};
 use std::future::poll_fn;
 use tower::ServiceExt;
 
@@ -108,4 +112,29 @@ async fn a_bare_channel_refuses_an_unnamed_compressed_streamed_answer_internal()
         Code::Unimplemented,
         "server-streaming, gzip named, which a bare channel does not decode"
     );
+}
+
+/// The transport's reader of a streamed answer, under every layer above
+/// (`StreamReceiver::poll_message`, which decodes nothing): `INTERNAL` when no encoding was
+/// named, `UNIMPLEMENTED` ("no compression negotiated") when one was.
+#[tokio::test]
+async fn the_transports_stream_reader_refuses_an_unnamed_compressed_answer_internal() {
+    for (named, expected) in [(false, Code::Internal), (true, Code::Unimplemented)] {
+        let addr = answering_compressed(named).await;
+        let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let conn = ClientConnection::spawn_tcp(socket, Limits::default());
+        bounded("handshake", conn.ready()).await.expect("handshake");
+        let path = MethodPath::from_static("/sockrpc.test.stream.Streamer/Produce");
+        let (_sender, mut receiver) = conn
+            .open_stream(&path, &MetadataMap::new(), None, Some(Bytes::new()))
+            .expect("open the stream");
+        bounded("the HEADERS", poll_fn(|cx| receiver.poll_headers(cx)))
+            .await
+            .expect("the fake server answered with HEADERS");
+        let first = bounded("the first message", poll_fn(|cx| receiver.poll_message(cx))).await;
+        match first {
+            Some(Err(status)) => assert_eq!(status.code(), expected, "named {named}: {status:?}"),
+            other => panic!("named {named}: {other:?}"),
+        }
+    }
 }

@@ -189,6 +189,14 @@ impl ClientConnection {
     }
 }
 
+/// Of a message flagged compressed: whether the server's HEADERS named no encoding (`true`),
+/// which makes it a protocol error, not a compression this side does not take.
+#[derive(Debug, Clone, Copy)]
+struct Unnamed(bool);
+
+/// A message as it arrived: with [`Unnamed`] when it is flagged compressed.
+type Wire = (Bytes, Option<Unnamed>);
+
 fn gone() -> Status {
     Status::cancelled("the call has ended")
 }
@@ -427,16 +435,22 @@ impl StreamReceiver {
 
     /// The next response message; `None` after the call ended OK (then see [`trailers`]). A
     /// compressed message is refused with `UNIMPLEMENTED` (a reader that decompresses calls
-    /// [`poll_message_flagged`](StreamReceiver::poll_message_flagged)).
+    /// [`poll_message_flagged`](StreamReceiver::poll_message_flagged)), or `INTERNAL` when the
+    /// server's HEADERS named no encoding: a protocol error, as gRPC's compression spec has a
+    /// message flagged compressed with no `grpc-encoding`, and as the service layer answers it.
     ///
     /// [`trailers`]: StreamReceiver::trailers
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
-        self.poll_message_flagged(cx).map(|next| {
+        self.poll_wire(cx).map(|next| {
             next.map(|message| match message {
-                Ok((_, true)) => Err(Status::unimplemented(
+                Ok((_, Some(Unnamed(true)))) => Err(Status::internal(
+                    "protocol error: a message flagged compressed, but its sender named no \
+                     encoding",
+                )),
+                Ok((_, Some(Unnamed(false)))) => Err(Status::unimplemented(
                     "a compressed message arrived where no compression was negotiated",
                 )),
-                Ok((message, false)) => Ok(message),
+                Ok((message, None)) => Ok(message),
                 Err(status) => Err(status),
             })
         })
@@ -447,6 +461,13 @@ impl StreamReceiver {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(Bytes, bool), Status>>> {
+        self.poll_wire(cx)
+            .map(|next| next.map(|message| message.map(|(m, flag)| (m, flag.is_some()))))
+    }
+
+    /// The next response message, and when it is flagged compressed, whether the server's
+    /// HEADERS named no encoding (read under the lock the message is taken under).
+    fn poll_wire(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Wire, Status>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -458,7 +479,14 @@ impl StreamReceiver {
         let Some(stream) = state.stream_mut(self.id) else {
             return Poll::Ready(Some(Err(gone())));
         };
-        let polled = stream.inbound.poll_next_flagged(cx);
+        let polled = stream.inbound.poll_next_flagged(cx).map(|next| {
+            next.map(|message| {
+                message.map(|(message, compressed)| {
+                    let unnamed = stream.encoding.is_none_or(|fields| fields.send == 0);
+                    (message, compressed.then_some(Unnamed(unnamed)))
+                })
+            })
+        });
         match &polled {
             Poll::Ready(Some(Ok((message, _)))) => {
                 let credit = stream.inbound.take_credit();
