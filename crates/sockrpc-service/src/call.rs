@@ -61,16 +61,7 @@ impl Call {
         // A unary request's one message keeps its MESSAGE's COMPRESSED flag; it, or a streamed
         // request's message, is refused `INTERNAL` when read if flagged compressed and its OPEN
         // named no encoding.
-        let compressed = request.message_compressed();
-        let fields = request.encoding();
-        let request = request.map(|body| match body {
-            sockrpc_transport::RequestBody::Once(message) => {
-                Body::once_received(message, compressed, fields)
-            }
-            sockrpc_transport::RequestBody::Stream(receiver) => {
-                Body::incoming_received(receiver, fields)
-            }
-        });
+        let request = Body::received(request);
         Call {
             path,
             request,
