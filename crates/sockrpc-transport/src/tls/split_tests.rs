@@ -309,3 +309,59 @@ async fn a_call_whose_first_record_went_out_before_tls_failed_is_not_never_sent(
         "its OPEN reached the server: {failed:?}"
     );
 }
+
+#[tokio::test]
+async fn an_outbox_flush_that_says_done_has_put_every_record_on_a_socket_that_kept_filling() {
+    // The write half hands plaintext to rustls and returns what it took even when the socket
+    // is full and records wait in rustls: only a flush puts them on the socket. Over a pipe of
+    // 1,000 bytes (full at every record), each outbox flush that answers Ready must have left
+    // nothing in rustls, or the peer waits for the rest for ever. 3 MiB, held by reference
+    // (vectored writes) and copied (plain writes) in turn.
+    let (acceptor, connector) = configs();
+    let (near, far) = tokio::io::duplex(1000);
+    let (client, server) = tokio::join!(connector.connect(localhost(), near), acceptor.accept(far));
+    let (_reader, writer) = split(client.expect("client"));
+    let mut server = server.expect("server");
+    let mut outbox = crate::outbox::Outbox::new(Box::pin(writer));
+    let total: usize = 3 * 1024 * 1024 + 17;
+    let sent: bytes::Bytes = (0..total).map(|i| (i % 251) as u8).collect();
+    let mut at = 0;
+    let mut parts = 0;
+    let mut read = 0;
+    let mut got = vec![0u8; total];
+    while at < total {
+        let end = (at + 300_000).min(total);
+        let part = sent.slice(at..end);
+        if parts % 2 == 0 {
+            outbox.append_body(&part);
+        } else {
+            outbox.buf_mut().extend_from_slice(&part);
+        }
+        parts += 1;
+        at = end;
+        // The peer reads while the outbox flushes, until the flush says it is done.
+        let flush = std::future::poll_fn(|cx| outbox.poll_flush(cx));
+        let drain = async {
+            loop {
+                let n = server.read(&mut got[read..]).await.expect("read");
+                assert!(n > 0, "the stream ended early");
+                read += n;
+            }
+        };
+        tokio::time::timeout(PROMPT, async {
+            tokio::select! {
+                flushed = flush => flushed.expect("flushed"),
+                () = drain => unreachable!("the drain only ends by failing"),
+            }
+        })
+        .await
+        .expect("flushed in time");
+        // Flushed: all of it is on the socket now, with no further write.
+        tokio::time::timeout(PROMPT, server.read_exact(&mut got[read..at]))
+            .await
+            .expect("every record the flush took is on the socket")
+            .expect("read");
+        read = at;
+    }
+    assert!(got == sent[..], "whole and in order");
+}
