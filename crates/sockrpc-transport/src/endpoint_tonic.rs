@@ -150,7 +150,7 @@ impl Endpoint {
 /// channel made from this endpoint to all its clones together.
 impl Endpoint {
     /// At most `limit` calls in flight at once on the channel (tonic's `concurrency_limit`);
-    /// one more waits in `poll_ready` until a call's answer (its first message, for a stream)
+    /// one more waits in `poll_ready` until a call's answer (its headers, for a stream)
     /// has come. See [`Endpoint::concurrency_limit`](Endpoint#structfield.concurrency_limit).
     /// As tower's, a limit of 0 lets no call start.
     pub fn concurrency_limit(mut self, limit: usize) -> Self {
