@@ -14,8 +14,8 @@
 
 use super::exit::Failure;
 use super::reflect::{ask, decode_files};
+use super::served::{self, ServedFile};
 use prost_reflect::{DescriptorPool, Kind, MessageDescriptor, MethodDescriptor};
-use sockrpc::codegen::prost_types::FileDescriptorProto;
 use sockrpc::{Channel, Code, Status};
 use sockrpc_reflection::pb::server_reflection_request::MessageRequest;
 use sockrpc_reflection::pb::server_reflection_response::MessageResponse;
@@ -67,7 +67,7 @@ impl Budget {
         &mut self,
         answer: MessageResponse,
         what: &str,
-    ) -> Result<Vec<FileDescriptorProto>, Failure> {
+    ) -> Result<Vec<ServedFile>, Failure> {
         if let MessageResponse::FileDescriptorResponse(files) = &answer {
             let bytes: usize = files.file_descriptor_proto.iter().map(Vec::len).sum();
             self.bytes = self.bytes.checked_sub(bytes).ok_or_else(|| {
@@ -226,12 +226,12 @@ async fn fetch_extensions(
 pub(super) async fn add_files(
     channel: &Channel,
     pool: &mut DescriptorPool,
-    found: Vec<FileDescriptorProto>,
+    found: Vec<ServedFile>,
     budget: &mut Budget,
     what: &str,
 ) -> Result<(), Failure> {
-    let mut batch: Vec<FileDescriptorProto> = Vec::new();
-    let mut missing: VecDeque<FileDescriptorProto> = found.into();
+    let mut batch: Vec<ServedFile> = Vec::new();
+    let mut missing: VecDeque<ServedFile> = found.into();
     let mut wanted: VecDeque<String> = VecDeque::new();
     loop {
         while let Some(file) = missing.pop_front() {
@@ -239,7 +239,7 @@ pub(super) async fn add_files(
             if pool.get_file_by_name(name).is_some() || batch.iter().any(|f| f.name() == name) {
                 continue;
             }
-            wanted.extend(file.dependency.iter().cloned());
+            wanted.extend(file.proto.dependency.iter().cloned());
             batch.push(file);
         }
         let Some(name) = wanted.pop_front() else {
@@ -255,7 +255,7 @@ pub(super) async fn add_files(
     if batch.is_empty() {
         return Ok(());
     }
-    pool.add_file_descriptor_protos(batch).map_err(|err| {
+    served::add_to_pool(pool, batch).map_err(|err| {
         Failure::Status(Status::internal(format!(
             "the server's descriptors of {what}'s extensions do not build: {err}"
         )))

@@ -24,4 +24,5 @@ pub(crate) mod extensions;
 pub(crate) mod invoke;
 pub(crate) mod json;
 pub(crate) mod reflect;
+pub(crate) mod served;
 pub(crate) mod source;

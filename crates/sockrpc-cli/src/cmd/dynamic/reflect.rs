@@ -8,9 +8,8 @@
 //! [`MAX_BYTES`]; and the whole lookup at most [`LOOKUP_TIMEOUT`].
 
 use super::exit::Failure;
-use prost::Message;
+use super::served::{self, ServedFile};
 use prost_reflect::DescriptorPool;
-use sockrpc::codegen::prost_types::FileDescriptorProto;
 use sockrpc::{Channel, Code, Request, Status};
 use sockrpc_reflection::pb::server_reflection_request::MessageRequest;
 use sockrpc_reflection::pb::server_reflection_response::MessageResponse;
@@ -122,14 +121,15 @@ pub(super) fn unexpected(answer: MessageResponse, wanted: &str) -> Failure {
     )))
 }
 
-/// The files of a `FileDescriptorResponse`, decoded; any other answer is its error.
-pub(super) fn decode_files(answer: MessageResponse) -> Result<Vec<FileDescriptorProto>, Failure> {
+/// The files of a `FileDescriptorResponse`, decoded and kept as they came (custom options
+/// included: [`served`]); any other answer is its error.
+pub(super) fn decode_files(answer: MessageResponse) -> Result<Vec<ServedFile>, Failure> {
     match answer {
         MessageResponse::FileDescriptorResponse(files) => files
             .file_descriptor_proto
-            .iter()
+            .into_iter()
             .map(|bytes| {
-                FileDescriptorProto::decode(bytes.as_slice()).map_err(|err| {
+                ServedFile::decode(bytes).map_err(|err| {
                     Failure::Status(Status::internal(format!(
                         "reflection sent a file that does not decode: {err}"
                     )))
@@ -143,7 +143,7 @@ pub(super) fn decode_files(answer: MessageResponse) -> Result<Vec<FileDescriptor
 /// The files a lookup has, and the imports it still has to ask for.
 #[derive(Default)]
 struct Lookup {
-    files: HashMap<String, FileDescriptorProto>,
+    files: HashMap<String, ServedFile>,
     missing: VecDeque<String>,
     /// Every name ever queued: a name is asked for once, however many files import it.
     queued: HashSet<String>,
@@ -169,7 +169,7 @@ impl Lookup {
         }
         let mut names = Vec::new();
         for file in decode_files(answer)? {
-            for import in &file.dependency {
+            for import in &file.proto.dependency {
                 if !self.files.contains_key(import) && self.queued.insert(import.clone()) {
                     self.missing.push_back(import.clone());
                 }
@@ -187,7 +187,7 @@ async fn fetch<A, F>(
     mut ask: A,
     first: MessageRequest,
     symbol: &str,
-) -> Result<HashMap<String, FileDescriptorProto>, Failure>
+) -> Result<HashMap<String, ServedFile>, Failure>
 where
     A: FnMut(MessageRequest) -> F,
     F: Future<Output = Result<MessageResponse, Failure>>,
@@ -252,18 +252,19 @@ async fn pool_from(
             )))
         })??;
     let mut pool = DescriptorPool::new();
-    pool.add_file_descriptor_protos(files.into_values())
-        .map_err(|err| {
-            Failure::Status(Status::internal(format!(
-                "the server's descriptors do not build: {err}"
-            )))
-        })?;
+    served::add_to_pool(&mut pool, files.into_values()).map_err(|err| {
+        Failure::Status(Status::internal(format!(
+            "the server's descriptors do not build: {err}"
+        )))
+    })?;
     Ok(pool)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
+    use sockrpc::codegen::prost_types::FileDescriptorProto;
     use sockrpc_reflection::pb::{ErrorResponse, FileDescriptorResponse};
 
     #[test]
