@@ -147,3 +147,32 @@ async fn unrouted_services_are_unimplemented() {
         .expect("served");
     server.stop().await;
 }
+
+/// Answers `unary_call` with its name.
+struct Named(&'static str);
+
+impl Test for Named {
+    async fn unary_call(&self, _: Request<Input>) -> Result<Response<Output>, Status> {
+        Ok(Response::new(Output {
+            message: self.0.into(),
+        }))
+    }
+}
+
+/// A service mounted twice under one name is served by the one added last, as `add_service`
+/// says (a generated reflection server added before `add_reflection` is replaced by it).
+#[tokio::test]
+async fn a_service_added_twice_is_served_by_the_last() {
+    let server = serve(
+        Server::builder()
+            .add_service(TestServer::new(Named("first")))
+            .add_service(TestServer::new(Named("last"))),
+    );
+    let mut client = TestClient::new(channel(server.addr).await);
+    let answer = bounded("call", client.unary_call(Input {}))
+        .await
+        .expect("served")
+        .into_inner();
+    assert_eq!(answer.message, "last");
+    server.stop().await;
+}

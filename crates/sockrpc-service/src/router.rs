@@ -67,7 +67,9 @@ impl Router {
 
     /// Mounts a generated server under its name — or any named service over [`Call`]s, such
     /// as one wrapped in an interceptor or a limit: its error may be anything that converts
-    /// into a [`BoxError`] and its response body any stream of encoded messages.
+    /// into a [`BoxError`] and its response body any stream of encoded messages. A name already
+    /// mounted is served by the service added last (as [`merge`](Router::merge) does): a
+    /// generated `grpc.reflection.v1` server added before `add_reflection` is replaced by it.
     pub fn add_service<S>(mut self, service: S) -> Router
     where
         S: NamedService + Service<Call> + Clone + Send + Sync + 'static,

@@ -155,7 +155,8 @@ impl<L> ServerBuilder<L> {
         }
     }
 
-    /// Mounts a generated server, or one wrapped in middleware (an interceptor, a limit).
+    /// Mounts a generated server, or one wrapped in middleware (an interceptor, a limit). A
+    /// service whose name is already mounted replaces the one there (the last added serves it).
     pub fn add_service<S>(mut self, service: S) -> Self
     where
         S: NamedService + Service<Call> + Clone + Send + Sync + 'static,
