@@ -1,0 +1,134 @@
+//! `Endpoint`'s tests: the address forms parsed (TCP, TLS, Unix sockets) and refused, and
+//! the settings that sit beside them.
+
+use super::*;
+
+#[test]
+fn parses_forms() {
+    let e = Endpoint::from_uri("tcp://127.0.0.1:50051").expect("tcp");
+    assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 50051));
+    let e = Endpoint::from_uri("[::1]:7").expect("v6");
+    assert_eq!((e.host.as_str(), e.port), ("::1", 7));
+    assert_eq!(e.to_string(), "tcp://[::1]:7");
+    let e = Endpoint::from_uri("http://localhost:80/").expect("http");
+    assert_eq!(e.host, "localhost");
+    let e = Endpoint::from_uri("unix:///tmp/s.sock").expect("unix");
+    assert_eq!(e.unix_path.as_deref(), Some(Path::new("/tmp/s.sock")));
+    assert_eq!(e.to_string(), "unix:///tmp/s.sock");
+    for bad in [
+        "",
+        "unix://",
+        "nohost",
+        "host:",
+        ":80",
+        "host:99999",
+        "udp://h:1",
+        "tls://",
+        "tls://h",
+    ] {
+        assert!(Endpoint::from_uri(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_forms_tonic_users_type_and_a_missing_port_named() {
+    for (uri, host, port) in [
+        ("http://example.com:50051", "example.com", 50051),
+        ("example.com:50051", "example.com", 50051),
+        ("tcp://10.0.0.1:1", "10.0.0.1", 1),
+        ("http://[::1]:9/", "::1", 9),
+    ] {
+        let e = Endpoint::from_uri(uri).expect(uri);
+        assert_eq!((e.host.as_str(), e.port), (host, port), "{uri}");
+    }
+    for uri in [
+        "http://example.com",
+        "localhost",
+        "[::1]",
+        "tcp://h:",
+        "[::1]:",
+    ] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert!(
+            err.message().contains("has no port") && err.message().contains(uri),
+            "{uri}: {err}"
+        );
+    }
+    // The example given is the URI with a port, never a doubled colon.
+    for (uri, example) in [
+        ("127.0.0.1:", "127.0.0.1:50051"),
+        ("tcp://h:", "tcp://h:50051"),
+        ("tls://h", "tls://h:50051"),
+        ("[::1]:", "[::1]:50051"),
+        ("http://[::1]/", "http://[::1]:50051"),
+    ] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert!(
+            err.message().contains(&format!("(e.g. {example:?})")),
+            "{uri}: {err}"
+        );
+        assert!(!err.message().contains("::50051"), "{uri}: {err}");
+    }
+    let err = Endpoint::from_uri("h:99999").expect_err("port");
+    assert!(err.message().contains("invalid port \"99999\""), "{err}");
+}
+
+#[test]
+fn send_and_receive_limits_are_separate() {
+    let e = Endpoint::new("h", 1)
+        .max_decoding_message_size(1 << 20)
+        .max_encoding_message_size(8 << 20);
+    assert_eq!(e.limits.max_message_size, 1 << 20);
+    assert_eq!(e.limits.send_limit(), 8 << 20);
+    // Unset, a side sends no more than it would itself accept.
+    assert_eq!(Endpoint::new("h", 1).limits.send_limit(), 4 << 20);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn parses_tls_forms() {
+    let e = Endpoint::from_uri("tls://example.com:443").expect("tls");
+    assert!(e.is_tls());
+    assert_eq!(e.to_string(), "tls://example.com:443");
+    let e = Endpoint::from_uri("tcps://[::1]:7").expect("tcps");
+    assert_eq!(e.to_string(), "tls://[::1]:7");
+    assert!(!Endpoint::from_uri("tcp://h:1").expect("tcp").is_tls());
+    // As tonic and grpc users write them.
+    for (uri, shown) in [
+        ("https://example.com:443", "tls://example.com:443"),
+        ("https://example.com:8443/", "tls://example.com:8443"),
+        ("https://[::1]:7", "tls://[::1]:7"),
+        ("grpcs://h:9", "tls://h:9"),
+        ("grpc://h:9", "tcp://h:9"),
+    ] {
+        let e = Endpoint::from_uri(uri).expect(uri);
+        assert_eq!(e.to_string(), shown, "{uri}");
+    }
+    // No port is still named, as for every scheme.
+    let err = Endpoint::from_uri("https://example.com").expect_err("no port");
+    assert!(err.message().contains("has no port"), "{err}");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn udp_is_off_with_tls_unless_allowed() {
+    let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let plain = Endpoint::new("h", 1).udp(addr);
+    assert!(plain.udp_in_effect().is_some());
+    let tls = Endpoint::from_uri("tls://h:1").expect("tls").udp(addr);
+    assert!(tls.udp_in_effect().is_none());
+    let allowed = tls.udp_policy(Some(UdpPolicy::new(addr).allow_plaintext_with_tls(true)));
+    assert!(allowed.udp_in_effect().is_some());
+}
+
+#[test]
+fn user_agent_names_the_framework_too() {
+    let e = Endpoint::new("h", 1)
+        .user_agent("billing/2.1")
+        .expect("ascii");
+    assert_eq!(
+        e.user_agent.as_deref(),
+        Some(concat!("billing/2.1 sockrpc/", env!("CARGO_PKG_VERSION")))
+    );
+    assert!(Endpoint::new("h", 1).user_agent("bad\nagent").is_err());
+}
