@@ -1,6 +1,7 @@
 //! Unix domain sockets: round trip, a stale socket file replaced, a foreign file left alone,
 //! a file put at the path while a server ran never deleted when it stops, and silent
-//! connections at the connection cap evicted for a real client.
+//! connections at the connection cap evicted for a real client; the `unix:` URIs gRPC names
+//! connect, and one with a host (`unix://tmp/x.sock`) is refused saying which forms are taken.
 
 use sockrpc::{Code, Request, Response, Server, Status};
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
@@ -187,6 +188,58 @@ async fn silent_unix_connections_at_the_cap_are_evicted_for_a_real_client() {
     .await;
     assert!(closed.is_ok(), "the oldest silent connection was left open");
     drop(silent);
+    stop_and_wait(stop, server).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Unix socket URIs gRPC names connect (`unix:/abs`, `unix:///abs`), and `unix://tmp/x.sock`
+/// — a host `tmp`, which a Unix socket cannot have — is refused before any connect, with
+/// `INVALID_ARGUMENT` naming the forms taken. Before the fix it was read as the relative path
+/// `tmp/x.sock` and failed `UNAVAILABLE` with only "No such file or directory".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_uris_as_grpc_names_them_and_an_authority_refused() {
+    let dir = temp_dir("uds-uris");
+    let path = dir.join("greeter.sock");
+    let listener = sockrpc::transport::bind_unix(&path).expect("bind");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(GreeterServer::new(Hi))
+            .serve_unix_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    assert!(path.is_absolute(), "{}", path.display());
+    for uri in [
+        format!("unix:{}", path.display()),
+        format!("unix://{}", path.display()),
+    ] {
+        let reply = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut client = GreeterClient::connect(uri.as_str()).await?;
+            client.say_hello(HelloRequest { name: uri.clone() }).await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{uri}: answered within 10 s"))
+        .unwrap_or_else(|err| panic!("{uri}: {err}"));
+        assert_eq!(reply.into_inner().message, format!("Hello {uri}!"));
+    }
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        GreeterClient::connect("unix://tmp/x.sock"),
+    )
+    .await
+    .expect("refused within 10 s")
+    .expect_err("a Unix socket URI with a host");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    for part in [
+        "\"unix://tmp/x.sock\"",
+        "invalid (non-empty) authority \"tmp\"",
+        "unix:PATH (relative or absolute) or unix:///ABSOLUTE/PATH",
+        "\"unix:///tmp/x.sock\"",
+        "\"unix:tmp/x.sock\"",
+    ] {
+        assert!(err.message().contains(part), "no {part:?} in {err}");
+    }
     stop_and_wait(stop, server).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

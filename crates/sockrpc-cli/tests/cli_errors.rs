@@ -6,7 +6,8 @@
 //! output). A server with reflection only under its v1alpha name is still reflected, and
 //! `--timeout` bounds the whole command, connecting and reflection included. An answer whose
 //! message is flagged compressed while the server named no encoding is a protocol error:
-//! `INTERNAL` (13), as a generated client says, not `UNIMPLEMENTED`.
+//! `INTERNAL` (13), as a generated client says, not `UNIMPLEMENTED`. A Unix socket address with
+//! a host (`unix://tmp/x.sock`) is wrong input, refused before connecting.
 
 mod call_support;
 mod support;
@@ -139,6 +140,25 @@ fn wrong_names_are_one_line_input_errors() {
     for (args, expected) in cases {
         fails(args, "", 64, expected);
     }
+}
+
+/// `unix://tmp/x.sock` names a host `tmp`, which a Unix socket has none of: every command that
+/// takes an address refuses it as wrong input (64), naming the forms taken, before connecting
+/// (before the fix: the relative path `tmp/x.sock`, and only "No such file or directory").
+#[test]
+fn a_unix_uri_with_a_host_is_a_one_line_input_error() {
+    let uri = "unix://tmp/x.sock";
+    let says = [
+        "invalid (non-empty) authority \"tmp\"",
+        "unix:PATH (relative or absolute) or unix:///ABSOLUTE/PATH",
+        "\"unix:///tmp/x.sock\"",
+    ];
+    fails(&["list", uri], "", 64, &says);
+    fails(&["call", uri, GET, "-d", "{}"], "", 64, &says);
+    fails(&["health", uri], "", 64, &says);
+    fails(&["describe", uri, "routeguide.Point"], "", 64, &says);
+    fails(&["bench", "--call", GET, "--target", uri], "", 1, &says);
+    fails(&["bench", "--target", uri], "", 1, &says);
 }
 
 #[test]

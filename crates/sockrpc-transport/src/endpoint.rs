@@ -13,9 +13,12 @@ use std::{
 /// A server address and the settings for talking to it.
 ///
 /// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port` and
-/// `grpc://`, `unix:///path/to.sock` for a Unix domain socket, and `tls://host:port` (or
-/// `tcps://`, and as tonic users write it `https://`, `grpcs://`) for TLS with default settings:
-/// the platform's CAs, the host as the server name (set others with [`tls`](Endpoint::tls)).
+/// `grpc://`; `unix:path/to.sock` (relative or absolute) or `unix:///abs/path.sock` for a Unix
+/// domain socket, as gRPC names them (`unix://host/path` is refused, as grpc-go refuses it: a
+/// Unix socket has no host, and `unix://tmp/x.sock` is not the path `tmp/x.sock`); and
+/// `tls://host:port` (or `tcps://`, and as tonic users write it `https://`, `grpcs://`) for TLS
+/// with default settings: the platform's CAs, the host as the server name (set others with
+/// [`tls`](Endpoint::tls)). Linux abstract sockets (`unix-abstract:`) are not supported.
 /// Host names resolve through the system resolver at connect time; every address of a name is
 /// tried in turn.
 #[derive(Debug, Clone)]
@@ -85,27 +88,61 @@ pub struct Endpoint {
     pub(crate) tonic_keepalive: crate::endpoint_tonic::KeepaliveParts,
 }
 
+/// The Unix socket forms [`Endpoint::from_uri`] takes, as gRPC's naming doc has them; named in
+/// every error about a `unix:` URI.
+const UNIX_FORMS: &str = "write unix:PATH (relative or absolute) or unix:///ABSOLUTE/PATH";
+
+/// The socket path of the `unix:` URI `uri`, `rest` being what follows `unix:`: `unix:PATH`
+/// (relative or absolute) or `unix://` with an empty authority and an absolute path, as gRPC
+/// takes them. `unix://tmp/x.sock` names the host `tmp`, which a Unix socket cannot have: it
+/// is refused here, as grpc-go refuses it ("invalid (non-empty) authority"), rather than
+/// taken as the relative path `tmp/x.sock` and failing at connect time with ENOENT.
+fn unix_path<'a>(uri: &str, rest: &'a str) -> Result<&'a str, Status> {
+    let path = match rest.strip_prefix("//") {
+        None => rest,
+        Some(after) => {
+            let authority = after.find('/').map_or(after, |at| &after[..at]);
+            if !authority.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "invalid endpoint {uri:?}: invalid (non-empty) authority {authority:?}: a \
+                     Unix socket has no host; {UNIX_FORMS} (e.g. {:?} or {:?})",
+                    format!("unix:///{after}"),
+                    format!("unix:{after}"),
+                )));
+            }
+            &after[authority.len()..]
+        }
+    };
+    if path.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "invalid endpoint {uri:?}: no socket path; {UNIX_FORMS}"
+        )));
+    }
+    Ok(path)
+}
+
 /// The default [`Endpoint::calls_per_connection`]: 64 calls in flight fill one connection's
 /// write and read batches (see `docs/PERFORMANCE.md`) before a second connection is worth its
 /// extra system calls.
 const DEFAULT_CALLS_PER_CONNECTION: usize = 64;
 
 impl Endpoint {
-    /// Parses an address such as `tcp://127.0.0.1:50051` or `[::1]:50051`.
+    /// Parses an address such as `tcp://127.0.0.1:50051`, `[::1]:50051` or
+    /// `unix:///run/app.sock` (the forms are listed on [`Endpoint`]).
     pub fn from_uri(uri: &str) -> Result<Endpoint, Status> {
         let invalid = || {
             Status::invalid_argument(format!(
                 "invalid endpoint {uri:?}: expected tcp://host:port or host:port"
             ))
         };
-        if let Some(path) = uri
-            .strip_prefix("unix://")
-            .or_else(|| uri.strip_prefix("unix:"))
-        {
-            if path.is_empty() {
-                return Err(invalid());
-            }
-            return Ok(Endpoint::unix(path));
+        if let Some(rest) = uri.strip_prefix("unix:") {
+            return unix_path(uri, rest).map(Endpoint::unix);
+        }
+        if uri.starts_with("unix-abstract:") {
+            return Err(Status::invalid_argument(format!(
+                "endpoint {uri:?}: Linux abstract sockets (unix-abstract:) are not supported; \
+                 {UNIX_FORMS}"
+            )));
         }
         // `https://` and `grpcs://` as tonic and grpc users write them: TLS, as `tls://` is.
         let tls_rest = ["tls://", "tcps://", "https://", "grpcs://"]
@@ -353,7 +390,13 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.is_tls() { "tls" } else { "tcp" };
         if let Some(path) = &self.unix_path {
-            write!(f, "unix://{}", path.display())?;
+            // `unix:///abs` or `unix:rel`: each parses back to the same path
+            // (`unix://rel` would name the host of `rel`'s first component).
+            if path.is_absolute() {
+                write!(f, "unix://{}", path.display())?;
+            } else {
+                write!(f, "unix:{}", path.display())?;
+            }
             if self.is_tls() {
                 f.write_str(" (TLS)")?;
             }

@@ -1,5 +1,5 @@
-//! `Endpoint`'s tests: the address forms parsed (TCP, TLS, Unix sockets) and refused, and
-//! the settings that sit beside them.
+//! `Endpoint`'s tests: the address forms parsed (TCP, TLS, Unix sockets as gRPC names them)
+//! and refused, and the settings that sit beside them.
 
 use super::*;
 
@@ -28,6 +28,71 @@ fn parses_forms() {
     ] {
         assert!(Endpoint::from_uri(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn unix_forms_as_grpc_names_them() {
+    for (uri, path, shown) in [
+        ("unix:///tmp/s.sock", "/tmp/s.sock", "unix:///tmp/s.sock"),
+        ("unix:/tmp/s.sock", "/tmp/s.sock", "unix:///tmp/s.sock"),
+        ("unix:s.sock", "s.sock", "unix:s.sock"),
+        ("unix:run/s.sock", "run/s.sock", "unix:run/s.sock"),
+        ("unix:./s.sock", "./s.sock", "unix:./s.sock"),
+    ] {
+        let e = Endpoint::from_uri(uri).expect(uri);
+        assert_eq!(e.unix_path.as_deref(), Some(Path::new(path)), "{uri}");
+        assert_eq!(e.to_string(), shown, "{uri}");
+        // What is shown parses back to the same path.
+        let again = Endpoint::from_uri(&e.to_string()).expect(shown);
+        assert_eq!(again.unix_path, e.unix_path, "{uri}");
+    }
+    // A relative path given to `Endpoint::unix` is shown as a URI that parses back to it.
+    let e = Endpoint::unix("rel/s.sock");
+    assert_eq!(e.to_string(), "unix:rel/s.sock");
+    // `unix://HOST/...`: an authority, which a Unix socket cannot have. Refused at parse
+    // time, naming the forms taken and both readings of what was meant.
+    for (uri, authority, examples) in [
+        (
+            "unix://tmp/x.sock",
+            "tmp",
+            ["\"unix:///tmp/x.sock\"", "\"unix:tmp/x.sock\""],
+        ),
+        (
+            "unix://localhost/run/s.sock",
+            "localhost",
+            [
+                "\"unix:///localhost/run/s.sock\"",
+                "\"unix:localhost/run/s.sock\"",
+            ],
+        ),
+        (
+            "unix://x.sock",
+            "x.sock",
+            ["\"unix:///x.sock\"", "\"unix:x.sock\""],
+        ),
+    ] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert_eq!(err.code(), sockrpc_protocol::Code::InvalidArgument, "{uri}");
+        let message = err.message();
+        assert!(message.contains(&format!("{uri:?}")), "{uri}: {message}");
+        assert!(
+            message.contains(&format!("invalid (non-empty) authority {authority:?}")),
+            "{uri}: {message}"
+        );
+        assert!(message.contains(UNIX_FORMS), "{uri}: {message}");
+        for example in examples {
+            assert!(message.contains(example), "{uri}: {message}");
+        }
+    }
+    for uri in ["unix:", "unix://"] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert!(err.message().contains("no socket path"), "{uri}: {err}");
+        assert!(err.message().contains(UNIX_FORMS), "{uri}: {err}");
+    }
+    let err = Endpoint::from_uri("unix-abstract:name").expect_err("abstract");
+    assert_eq!(err.code(), sockrpc_protocol::Code::InvalidArgument);
+    assert!(err.message().contains("not supported"), "{err}");
+    assert!(err.message().contains(UNIX_FORMS), "{err}");
 }
 
 #[test]

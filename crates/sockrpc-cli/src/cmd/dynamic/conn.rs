@@ -12,7 +12,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server and how to call it.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ConnArgs {
-    /// The server: tcp://HOST:PORT (or HOST:PORT), tls://HOST:PORT, unix://PATH.
+    /// The server: tcp://HOST:PORT (or HOST:PORT), tls://HOST:PORT, or a Unix socket as
+    /// unix:PATH (relative or absolute) or unix:///ABSOLUTE/PATH.
     #[arg(value_name = "ADDR")]
     pub(crate) addr: String,
     /// Metadata sent with the call, `key:value`; repeatable.
