@@ -104,3 +104,48 @@ async fn a_later_copy_refused_before_sending_leaves_the_first_to_answer() {
         .expect("the first copy answers");
     server.stop().await;
 }
+
+/// gRFC A6: every call to the server earns `tokenRatio` back, whatever its method, so a
+/// hedging layer alone counts the successes of the calls it does not hedge too. A drained
+/// throttle that only hedged calls could refill stops hedging for as long as hedged reads
+/// keep failing, however many other calls succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_a_hedging_layer_sends_once_earn_its_throttle_back() {
+    use sockrpc::middleware::retry::RetryThrottle;
+
+    let (flaky, server) = flaky_server().await;
+    // 4 tokens, 1 back per success: hedges go while more than 2 are left. A copy goes only
+    // when the one before fails (the delay is far beyond the test), so no step hangs on time.
+    let throttle = RetryThrottle::new(4, 1.0);
+    let hedge = HedgeLayer::new(HedgingPolicy::new(2, Duration::from_secs(60)))
+        .throttle(Some(throttle.clone()));
+    let mut client = CounterClient::new(hedge.layer(server.channel().await));
+
+    // Both copies of a read fail: two failures, 2 tokens left, no more hedges.
+    flaky.fail_next(2);
+    let err = bounded("Get", client.get(GetRequest {}))
+        .await
+        .expect_err("both copies fail");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(flaky.attempts(), 2);
+    assert_eq!(throttle.tokens(), 2.0);
+
+    // Two writes (IDEMPOTENT, not hedged) succeed: each earns a token back.
+    for amount in 1..=2 {
+        bounded("Set", client.set(AddRequest { amount }))
+            .await
+            .expect("Set");
+    }
+    assert_eq!(flaky.attempts(), 4);
+    assert_eq!(throttle.tokens(), 4.0, "the unhedged successes count");
+
+    // So the next read that fails once is hedged again, and its second copy answers.
+    flaky.fail_next(1);
+    bounded("Get", client.get(GetRequest {}))
+        .await
+        .expect("the second copy answers");
+    let seen = flaky.seen();
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(seen[5].previous.as_deref(), Some("1"), "{seen:?}");
+    server.stop().await;
+}

@@ -2,6 +2,7 @@
 
 use super::{layer::Config, HedgingPolicy};
 use crate::attempts::Attempts;
+use crate::retry::RetryThrottle;
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call, Pushback};
@@ -9,7 +10,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -31,7 +32,9 @@ pin_project! {
     where
         S: Service<Call>,
     {
-        Single { #[pin] inner: S::Future },
+        // `count`: the throttle this call's success counts on (none when a layer above counts
+        // it, or there is no throttle).
+        Single { #[pin] inner: S::Future, count: Option<RetryThrottle> },
         Hedged { hedging: Hedging<S> },
     }
 }
@@ -56,9 +59,11 @@ struct Hedging<S: Service<Call>> {
 }
 
 impl<S: Service<Call>> ResponseFuture<S> {
-    pub(crate) fn single(inner: S::Future) -> ResponseFuture<S> {
+    /// A call sent once. Its success still counts on `count` (gRFC A6 counts every call to
+    /// the server), so that the throttle hedged calls drain is earned back by the others too.
+    pub(crate) fn single(inner: S::Future, count: Option<RetryThrottle>) -> ResponseFuture<S> {
         ResponseFuture {
-            kind: Kind::Single { inner },
+            kind: Kind::Single { inner, count },
         }
     }
 
@@ -106,7 +111,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Single { inner } => inner.poll(cx).map_err(status_from_error),
+            KindProj::Single { inner, count } => {
+                let mut result = ready!(inner.poll(cx)).map_err(status_from_error);
+                if let (Ok(response), Some(throttle)) = (&mut result, count.take()) {
+                    throttle.count_success(response);
+                }
+                Poll::Ready(result)
+            }
             KindProj::Hedged { hedging } => hedging.poll(cx),
         }
     }

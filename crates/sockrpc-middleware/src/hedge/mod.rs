@@ -21,6 +21,8 @@
 //!   call's deadline (its timeout, or else a `grpc-timeout` metadata entry, as the channel
 //!   reads it; later copies are sent with what remains of it), and only while the
 //!   [`RetryThrottle`](crate::retry::RetryThrottle) allows — the first copy is always sent.
+//!   Every call through the layer that ends OK earns its share back, hedged or not (A6 counts
+//!   every call to the server), unless a retry layer above that shares the throttle counts it.
 //!
 //! Copies after the first carry `grpc-previous-rpc-attempts` like retries do. A call should be
 //! hedged or retried, not both: stacking `RetryLayer` inside `HedgeLayer` retries each copy.
@@ -92,7 +94,18 @@ where
             .policy_for(&call)
             .and_then(|policy| Some((policy, call.try_clone()?)));
         match hedging {
-            None => ResponseFuture::single(self.inner.call(call)),
+            None => {
+                // Its success counts here unless a layer above counts it on the same throttle
+                // (a retry layer sharing it marks the call so).
+                let count = self
+                    .config
+                    .table
+                    .throttle
+                    .as_ref()
+                    .filter(|throttle| call.outcome_counter() != Some(throttle.id()));
+                let count = count.cloned();
+                ResponseFuture::single(self.inner.call(call), count)
+            }
             Some((policy, template)) => {
                 let first = self.inner.call(call);
                 ResponseFuture::hedged(first, self.inner.clone(), template, policy, &self.config)

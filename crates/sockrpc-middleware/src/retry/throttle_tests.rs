@@ -171,3 +171,27 @@ async fn a_hedged_call_under_a_retry_layer_with_the_same_throttle_counts_once() 
         .expect("ok");
     assert_eq!(throttle.tokens(), 0.5);
 }
+
+#[tokio::test]
+async fn a_call_the_hedging_layer_sends_once_counts_once_with_or_without_a_retry_layer() {
+    // `Idempotency::Unknown`: not hedged by `HedgeLayer::new`, not retried for a code.
+    let policy = || HedgingPolicy::new(3, Duration::from_millis(50));
+    let throttle = drained();
+    let hedge = HedgeLayer::new(policy())
+        .throttle(Some(throttle.clone()))
+        .layer(answering(|| Body::once(Bytes::from_static(b"ok"))));
+    hedge.oneshot(call(Idempotency::Unknown)).await.expect("ok");
+    assert_eq!(throttle.tokens(), 0.5, "alone, the hedging layer counts it");
+
+    let throttle = drained();
+    let hedge = HedgeLayer::new(policy()).throttle(Some(throttle.clone()));
+    let retry = RetryLayer::new()
+        .throttle(Some(throttle.clone()))
+        .layer(hedge.layer(answering(|| Body::once(Bytes::from_static(b"ok")))));
+    retry.oneshot(call(Idempotency::Unknown)).await.expect("ok");
+    assert_eq!(
+        throttle.tokens(),
+        0.5,
+        "under a retry layer sharing it, once"
+    );
+}
