@@ -73,12 +73,8 @@ impl<S: Service<Call>> ResponseFuture<S> {
         template: Call,
         policy: Arc<HedgingPolicy>,
         config: &Config,
+        counted_above: bool,
     ) -> ResponseFuture<S> {
-        let counted_above = config
-            .table
-            .throttle
-            .as_ref()
-            .is_some_and(|throttle| template.outcome_counter() == Some(throttle.id()));
         let hedging = Hedging {
             service,
             counted_above,

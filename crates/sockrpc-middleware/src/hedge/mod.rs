@@ -22,7 +22,8 @@
 //!   reads it; later copies are sent with what remains of it), and only while the
 //!   [`RetryThrottle`](crate::retry::RetryThrottle) allows — the first copy is always sent.
 //!   Every call through the layer that ends OK earns its share back, hedged or not (A6 counts
-//!   every call to the server), unless a retry layer above that shares the throttle counts it.
+//!   every call to the server), once: a retry layer above or below that shares the throttle
+//!   counts it only if it is the outer of the two.
 //!
 //! Copies after the first carry `grpc-previous-rpc-attempts` like retries do. A call should be
 //! hedged or retried, not both: stacking `RetryLayer` inside `HedgeLayer` retries each copy.
@@ -86,7 +87,16 @@ where
         self.inner.poll_ready(cx).map_err(status_from_error)
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
+    fn call(&mut self, mut call: Call) -> Self::Future {
+        // The call's success counts once on a throttle: here, unless a layer above that shares
+        // it marked the call (a retry layer outside); marked here, so that a retry layer
+        // inside sharing it (retrying each copy) leaves it to this one.
+        let throttle = self.config.table.throttle.as_ref();
+        let counted_above =
+            throttle.is_some_and(|throttle| call.outcome_counter() == Some(throttle.id()));
+        if let Some(throttle) = throttle {
+            call.set_outcome_counter(throttle.id());
+        }
         // A message over its sending limit fails before it is sent, marked so
         // (`Status::is_refused_before_sending`): the copies stop there.
         let hedging = self
@@ -95,20 +105,13 @@ where
             .and_then(|policy| Some((policy, call.try_clone()?)));
         match hedging {
             None => {
-                // Its success counts here unless a layer above counts it on the same throttle
-                // (a retry layer sharing it marks the call so).
-                let count = self
-                    .config
-                    .table
-                    .throttle
-                    .as_ref()
-                    .filter(|throttle| call.outcome_counter() != Some(throttle.id()));
-                let count = count.cloned();
+                let count = throttle.filter(|_| !counted_above).cloned();
                 ResponseFuture::single(self.inner.call(call), count)
             }
             Some((policy, template)) => {
                 let first = self.inner.call(call);
-                ResponseFuture::hedged(first, self.inner.clone(), template, policy, &self.config)
+                let (service, config) = (self.inner.clone(), &self.config);
+                ResponseFuture::hedged(first, service, template, policy, config, counted_above)
             }
         }
     }

@@ -54,6 +54,8 @@ pub(crate) struct Retrying<S> {
     previous: Option<Status>,
     /// The channel's close, when the layer was given it: a wait ends there.
     closing: Option<CloseSignal>,
+    /// A layer above counts the call's success on this throttle (`Call::outcome_counter`).
+    counted_above: bool,
 }
 
 /// What to do after an attempt.
@@ -68,6 +70,7 @@ impl<S> Retrying<S> {
         template: Call,
         policy: Arc<RetryPolicy>,
         config: &Config,
+        counted_above: bool,
     ) -> Retrying<S> {
         Retrying {
             service,
@@ -77,13 +80,16 @@ impl<S> Retrying<S> {
             jitter: None,
             previous: None,
             closing: config.closing.clone(),
+            counted_above,
         }
     }
 
     fn after(&mut self, result: Result<Response<Body>, Status>) -> Next {
         let status = match result {
             Ok(mut response) => {
-                self.attempts.succeeded(&mut response);
+                if !self.counted_above {
+                    self.attempts.succeeded(&mut response);
+                }
                 self.attempts.annotate(response.metadata_mut());
                 return Next::Answer(Ok(response));
             }

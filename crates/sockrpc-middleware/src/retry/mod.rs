@@ -130,9 +130,12 @@ where
     }
 
     fn call(&mut self, mut call: Call) -> Self::Future {
-        // Every call's success counts on the throttle, here: a hedging layer below that shares
-        // it leaves the call to this one.
+        // Every call's success counts once on the throttle: here, unless a layer above that
+        // shares it marked the call (a hedging layer outside, whose copies this one retries);
+        // marked here, so that a hedging layer below that shares it leaves the call to this one.
         let throttle = self.config.table.throttle.as_ref();
+        let counted_above =
+            throttle.is_some_and(|throttle| call.outcome_counter() == Some(throttle.id()));
         if let Some(throttle) = throttle {
             call.set_outcome_counter(throttle.id());
         }
@@ -144,11 +147,12 @@ where
             .policy_for(&call)
             .and_then(|policy| Some((policy, call.try_clone()?)))
             .map(|(policy, template)| {
-                future::Retrying::new(self.inner.clone(), template, policy, &self.config)
+                let service = self.inner.clone();
+                future::Retrying::new(service, template, policy, &self.config, counted_above)
             });
         // A call sent once still counts its success.
         let count = match retrying {
-            None => throttle.cloned(),
+            None => throttle.filter(|_| !counted_above).cloned(),
             Some(_) => None,
         };
         ResponseFuture::new(self.inner.call(call), retrying, count)

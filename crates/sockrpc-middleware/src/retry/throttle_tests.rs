@@ -195,3 +195,20 @@ async fn a_call_the_hedging_layer_sends_once_counts_once_with_or_without_a_retry
         "under a retry layer sharing it, once"
     );
 }
+
+#[tokio::test]
+async fn a_retry_layer_under_a_hedging_layer_with_the_same_throttle_counts_once() {
+    // The other stacking the hedging layer's docs name (a retry layer inside it retries each
+    // copy): whichever layer is outside counts the call, the one inside leaves it, for a call
+    // the hedging layer sends once (`Unknown`) and one it hedges and the retry layer would
+    // retry (`NoSideEffects`).
+    for idempotency in [Idempotency::Unknown, Idempotency::NoSideEffects] {
+        let throttle = drained();
+        let retry = RetryLayer::new().throttle(Some(throttle.clone()));
+        let hedge = HedgeLayer::new(HedgingPolicy::new(3, Duration::from_millis(50)))
+            .throttle(Some(throttle.clone()))
+            .layer(retry.layer(answering(|| Body::once(Bytes::from_static(b"ok")))));
+        hedge.oneshot(call(idempotency)).await.expect("ok");
+        assert_eq!(throttle.tokens(), 0.5, "{idempotency:?}: counted once");
+    }
+}
