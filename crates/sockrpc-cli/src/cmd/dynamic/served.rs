@@ -5,10 +5,15 @@
 //! ..]` on a field), and a pool built from it has none to describe. A file is decoded into it
 //! for its name and imports alone; the pool is built from the bytes, which prost-reflect
 //! decodes with the options whole.
+//!
+//! Files that import each other in a cycle are refused before any build: protoc refuses them
+//! ("recursively imports itself"), and prost-reflect follows a cycle of public imports for ever
+//! (the CLI died of a stack overflow on a server that sent one).
 
 use prost::Message;
-use prost_reflect::{DescriptorError, DescriptorPool};
+use prost_reflect::DescriptorPool;
 use sockrpc::codegen::prost_types::FileDescriptorProto;
+use std::collections::HashMap;
 
 /// One file as reflection sent it: decoded for its name and imports, and its bytes.
 #[derive(Debug)]
@@ -36,11 +41,13 @@ impl ServedFile {
 /// from their bytes, custom options included. Options the pool cannot read (a value whose wire
 /// type is not its extension's) fail that build; the files then go in as decoded, without
 /// their custom options, as they always did, so that such a server can still be called.
+/// Files importing each other in a cycle are refused, naming them.
 pub(crate) fn add_to_pool(
     pool: &mut DescriptorPool,
     files: impl IntoIterator<Item = ServedFile>,
-) -> Result<(), DescriptorError> {
+) -> Result<(), String> {
     let files: Vec<ServedFile> = files.into_iter().collect();
+    refuse_import_cycles(&files)?;
     // A `FileDescriptorSet`: `repeated FileDescriptorProto file = 1`, each key, length, bytes.
     let mut set = Vec::new();
     for file in &files {
@@ -51,8 +58,68 @@ pub(crate) fn add_to_pool(
     // A failed build leaves the pool as it was (prost-reflect rolls it back).
     match pool.decode_file_descriptor_set(set.as_slice()) {
         Ok(()) => Ok(()),
-        Err(_) => pool.add_file_descriptor_protos(files.into_iter().map(|file| file.proto)),
+        Err(_) => pool
+            .add_file_descriptor_protos(files.into_iter().map(|file| file.proto))
+            .map_err(|err| err.to_string()),
     }
+}
+
+/// Most file names an import cycle's error lists.
+const CYCLE_NAMES: usize = 4;
+
+/// An error naming some of `files` if they import each other in a cycle (imports of files
+/// outside `files`, already in a pool, cannot lead back into them). Kahn's order: a file is
+/// taken once every file of `files` it imports was; those never taken are in a cycle, or
+/// import one.
+fn refuse_import_cycles(files: &[ServedFile]) -> Result<(), String> {
+    let index: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(at, file)| (file.name(), at))
+        .collect();
+    // For each file, the files importing it; and how many of its imports are not taken yet.
+    let mut importers = vec![Vec::new(); files.len()];
+    let mut waiting = vec![0usize; files.len()];
+    for (at, file) in files.iter().enumerate() {
+        for import in &file.proto.dependency {
+            if let Some(&imported) = index.get(import.as_str()) {
+                importers[imported].push(at);
+                waiting[at] += 1;
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..files.len()).filter(|&at| waiting[at] == 0).collect();
+    let mut taken = 0;
+    while let Some(file) = ready.pop() {
+        taken += 1;
+        for &importer in &importers[file] {
+            waiting[importer] -= 1;
+            if waiting[importer] == 0 {
+                ready.push(importer);
+            }
+        }
+    }
+    if taken == files.len() {
+        return Ok(());
+    }
+    let mut stuck: Vec<&str> = files
+        .iter()
+        .zip(&waiting)
+        .filter(|(_, &left)| left > 0)
+        .map(|(file, _)| file.name())
+        .collect();
+    stuck.sort_unstable();
+    let more = stuck.len().saturating_sub(CYCLE_NAMES);
+    stuck.truncate(CYCLE_NAMES);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "files import each other in a cycle, which protoc refuses: {:?}{more}",
+        stuck
+    ))
 }
 
 #[cfg(test)]
@@ -130,6 +197,52 @@ mod tests {
         let options = file.options();
         let value = options.get_extension(&owner);
         assert_eq!(value.as_str(), Some("me"));
+    }
+
+    /// `name` importing `imports`, every one of them publicly.
+    fn importing(name: &str, imports: &[&str]) -> ServedFile {
+        let file = FileDescriptorProto {
+            name: Some(name.to_owned()),
+            dependency: imports.iter().map(|&import| import.to_owned()).collect(),
+            public_dependency: (0..imports.len() as i32).collect(),
+            ..FileDescriptorProto::default()
+        };
+        ServedFile::decode(file.encode_to_vec()).expect("decodes")
+    }
+
+    #[test]
+    fn files_importing_each_other_in_a_cycle_are_refused_naming_them() {
+        // A cycle of public imports sent prost-reflect's build into endless recursion: the
+        // process died of a stack overflow (a hostile reflection server crashed the CLI).
+        let cycles = [
+            vec![importing("a.proto", &["a.proto"])],
+            vec![
+                importing("a.proto", &["b.proto"]),
+                importing("b.proto", &["a.proto"]),
+            ],
+            vec![
+                importing("top.proto", &["a.proto"]),
+                importing("a.proto", &["b.proto"]),
+                importing("b.proto", &["c.proto"]),
+                importing("c.proto", &["a.proto"]),
+            ],
+        ];
+        for files in cycles {
+            let names: Vec<String> = files.iter().map(|f| f.name().to_owned()).collect();
+            let err = add_to_pool(&mut DescriptorPool::new(), files).expect_err("a cycle");
+            assert!(err.contains("import each other in a cycle"), "{err}");
+            for name in &names {
+                assert!(err.contains(name.as_str()), "{name} in {err}");
+            }
+        }
+        // Imports that only share files (a diamond) build.
+        let diamond = [
+            importing("top.proto", &["l.proto", "r.proto"]),
+            importing("l.proto", &["base.proto"]),
+            importing("r.proto", &["base.proto"]),
+            importing("base.proto", &[]),
+        ];
+        add_to_pool(&mut DescriptorPool::new(), diamond).expect("a diamond builds");
     }
 
     #[test]
