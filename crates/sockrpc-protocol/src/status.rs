@@ -28,6 +28,9 @@ struct Inner {
     /// The call failed before it was written to any connection: there was none to be had.
     /// Local, never sent.
     never_sent: bool,
+    /// On a client: the retry throttle (by its id) a retry or hedging layer counted this
+    /// failure on. Local, never sent.
+    failure_counter: Option<std::num::NonZeroU32>,
     /// The local error this status stands for (a connect failure's `io::Error`), for
     /// [`Error::source`]; never sent.
     source: Option<Arc<dyn Error + Send + Sync>>,
@@ -68,6 +71,7 @@ impl Status {
             not_processed: false,
             refused_before_sending: false,
             never_sent: false,
+            failure_counter: None,
             source: None,
         }))
     }
@@ -278,6 +282,20 @@ impl Status {
     /// [`Status::never_sent`]).
     pub fn is_never_sent(&self) -> bool {
         self.0.never_sent
+    }
+
+    /// On a client: the retry throttle (by its id) that a retry or hedging layer counted this
+    /// failed attempt on (gRFC A6 counts each failed attempt once). A layer above with the
+    /// same throttle, which sees the failure again as its own attempt's, leaves it. Local: the
+    /// mark is never sent.
+    pub fn failure_counter(&self) -> Option<std::num::NonZeroU32> {
+        self.0.failure_counter
+    }
+
+    /// Notes that this failure was counted on the retry throttle `id`
+    /// ([`failure_counter`](Status::failure_counter)).
+    pub fn set_failure_counter(&mut self, id: std::num::NonZeroU32) {
+        self.0.failure_counter = Some(id);
     }
 
     /// Maps a transport error: a refused, reset or closed connection, or any other I/O failure on

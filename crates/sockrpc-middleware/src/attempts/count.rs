@@ -30,6 +30,34 @@ pub(crate) struct Failure {
     pub(crate) pushback: Option<Pushback>,
 }
 
+/// Reads a failed attempt's `status` and counts it on `throttle` when it speaks of the server's
+/// health, as grpc-go's `shouldRetry` does: its code is one the method's policy lists
+/// (`listed`, whether or not another attempt can follow), or the server's pushback refuses
+/// more attempts. Never a call refused unprocessed, which reached no handler, nor one this side
+/// refused before sending, which reached no server; never twice on
+/// one throttle: the status is marked with the throttle it was counted on
+/// (`Status::failure_counter`), which a layer above sharing it reads.
+pub(crate) fn count_failure(
+    throttle: Option<&RetryThrottle>,
+    status: &mut Status,
+    listed: bool,
+) -> Failure {
+    let failure = Failure {
+        unprocessed: status.is_not_processed(),
+        pushback: Pushback::of(status),
+    };
+    let speaks = !failure.unprocessed
+        && !status.is_refused_before_sending()
+        && (listed || failure.pushback == Some(Pushback::DontRetry));
+    if let Some(throttle) = throttle.filter(|_| speaks) {
+        if status.failure_counter() != Some(throttle.id()) {
+            throttle.record_failure();
+            status.set_failure_counter(throttle.id());
+        }
+    }
+    failure
+}
+
 impl Attempts {
     /// The attempts of a call whose first attempt is on its way and `template` a copy of it,
     /// by `policy` under `table`'s cap and throttle.
@@ -114,20 +142,9 @@ impl Attempts {
     }
 
     /// Reads a failed attempt's `status` (`listed`: the policy sends again on its code) and
-    /// tells the throttle of it when it speaks of the server's health (A6): a listed code or a
-    /// pushback refusing more attempts; never a call refused unprocessed, which reached no
-    /// handler.
-    pub(crate) fn failed(&self, status: &Status, listed: bool) -> Failure {
-        let failure = Failure {
-            unprocessed: status.is_not_processed(),
-            pushback: Pushback::of(status),
-        };
-        if !failure.unprocessed && (listed || failure.pushback == Some(Pushback::DontRetry)) {
-            if let Some(throttle) = &self.throttle {
-                throttle.record_failure();
-            }
-        }
-        failure
+    /// tells the throttle of it when it speaks of the server's health ([`count_failure`]).
+    pub(crate) fn failed(&self, status: &mut Status, listed: bool) -> Failure {
+        count_failure(self.throttle.as_ref(), status, listed)
     }
 
     /// Puts `grpc-previous-rpc-attempts` (the attempts before the last) on the answer's

@@ -8,6 +8,7 @@
 //! - [`Attempts`]: one call's attempts — the copy kept to send again, its deadline, how many
 //!   went, `grpc-previous-rpc-attempts` on each later one and on the answer, and the
 //!   throttle's accounting of successes and of failures that speak of the server's health.
+//! - [`Once`]: the same accounting for a call the layer sends a single time.
 //!
 //! The layers differ in when the next attempt goes (after a failure and a backoff, or after a
 //! delay with the first still running) and in which idempotency level earns a policy; that
@@ -16,9 +17,11 @@
 //! of their own on a call's path.
 
 mod count;
+mod once;
 mod table;
 
 pub(crate) use count::Attempts;
+pub(crate) use once::Once;
 pub(crate) use table::{AttemptPolicy, PolicyTable};
 
 #[cfg(test)]

@@ -107,17 +107,17 @@ async fn only_failures_that_speak_of_the_servers_health_drain_the_throttle() {
     let attempts = Attempts::new(call("/a.B/C"), &policy, &table);
     assert!(attempts.throttle_allows());
 
-    let unlisted = attempts.failed(&Status::internal("bug"), false);
+    let unlisted = attempts.failed(&mut Status::internal("bug"), false);
     assert!(!unlisted.unprocessed && unlisted.pushback.is_none());
-    let unprocessed = attempts.failed(&Status::not_processed("refused"), true);
+    let unprocessed = attempts.failed(&mut Status::not_processed("refused"), true);
     assert!(unprocessed.unprocessed);
     assert!(
         attempts.throttle_allows(),
         "neither counts against the server"
     );
 
-    let refused = Pushback::DontRetry.on(Status::internal("no more"));
-    let pushback = attempts.failed(&refused, false);
+    let mut refused = Pushback::DontRetry.on(Status::internal("no more"));
+    let pushback = attempts.failed(&mut refused, false);
     assert_eq!(pushback.pushback, Some(Pushback::DontRetry));
     assert!(
         !attempts.throttle_allows(),

@@ -1,8 +1,7 @@
 //! The future of a call under [`Hedge`](super::Hedge): copies in flight, a timer for the next.
 
 use super::{layer::Config, HedgingPolicy};
-use crate::attempts::Attempts;
-use crate::retry::RetryThrottle;
+use crate::attempts::{Attempts, Once};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call, Pushback};
@@ -32,9 +31,8 @@ pin_project! {
     where
         S: Service<Call>,
     {
-        // `count`: the throttle this call's success counts on (none when a layer above counts
-        // it, or there is no throttle).
-        Single { #[pin] inner: S::Future, count: Option<RetryThrottle> },
+        // `count`: how the throttle counts this call's answer (none without a throttle).
+        Single { #[pin] inner: S::Future, count: Option<Once> },
         Hedged { hedging: Hedging<S> },
     }
 }
@@ -59,9 +57,9 @@ struct Hedging<S: Service<Call>> {
 }
 
 impl<S: Service<Call>> ResponseFuture<S> {
-    /// A call sent once. Its success still counts on `count` (gRFC A6 counts every call to
-    /// the server), so that the throttle hedged calls drain is earned back by the others too.
-    pub(crate) fn single(inner: S::Future, count: Option<RetryThrottle>) -> ResponseFuture<S> {
+    /// A call sent once. Its answer still counts on `count` (gRFC A6 counts every call to the
+    /// server), so that the throttle hedged calls drain is earned back by the others too.
+    pub(crate) fn single(inner: S::Future, count: Option<Once>) -> ResponseFuture<S> {
         ResponseFuture {
             kind: Kind::Single { inner, count },
         }
@@ -109,8 +107,8 @@ where
         match self.project().kind.project() {
             KindProj::Single { inner, count } => {
                 let mut result = ready!(inner.poll(cx)).map_err(status_from_error);
-                if let (Ok(response), Some(throttle)) = (&mut result, count.take()) {
-                    throttle.count_success(response);
+                if let Some(count) = count.take() {
+                    count.settle(&mut result);
                 }
                 Poll::Ready(result)
             }
@@ -165,7 +163,7 @@ where
     fn poll_copies(&mut self, cx: &mut Context<'_>) -> Option<Result<Response<Body>, Status>> {
         let mut i = 0;
         while i < self.in_flight.len() {
-            let status = match self.in_flight[i].as_mut().poll(cx) {
+            let mut status = match self.in_flight[i].as_mut().poll(cx) {
                 Poll::Pending => {
                     i += 1;
                     continue;
@@ -194,7 +192,7 @@ where
                 continue;
             }
             let non_fatal = self.policy.is_non_fatal(status.code());
-            let failure = self.attempts.failed(&status, non_fatal);
+            let failure = self.attempts.failed(&mut status, non_fatal);
             if !(non_fatal || failure.unprocessed) {
                 return Some(Err(self.attempts.annotated(status)));
             }

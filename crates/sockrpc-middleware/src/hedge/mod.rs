@@ -23,7 +23,9 @@
 //!   [`RetryThrottle`](crate::retry::RetryThrottle) allows — the first copy is always sent.
 //!   Every call through the layer that ends OK earns its share back, hedged or not (A6 counts
 //!   every call to the server), once: a retry layer above or below that shares the throttle
-//!   counts it only if it is the outer of the two.
+//!   counts it only if it is the outer of the two. Every copy that fails with a non-fatal code
+//!   costs a token, and so does any failure whose pushback refuses more, hedged or not: once,
+//!   by the inner of two such layers sharing the throttle (see [`retry`](crate::retry)).
 //!
 //! Copies after the first carry `grpc-previous-rpc-attempts` like retries do. A call should be
 //! hedged or retried, not both: stacking `RetryLayer` inside `HedgeLayer` retries each copy.
@@ -37,6 +39,7 @@ pub use future::ResponseFuture;
 pub use layer::HedgeLayer;
 pub use policy::HedgingPolicy;
 
+use crate::{attempts::Once, retry::CodeSet};
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call};
 use std::{
@@ -99,21 +102,18 @@ where
         }
         // A message over its sending limit fails before it is sent, marked so
         // (`Status::is_refused_before_sending`): the copies stop there.
-        let hedging = self
-            .config
-            .policy_for(&call)
-            .and_then(|policy| Some((policy, call.try_clone()?)));
-        match hedging {
-            None => {
-                let count = throttle.filter(|_| !counted_above).cloned();
-                ResponseFuture::single(self.inner.call(call), count)
-            }
-            Some((policy, template)) => {
-                let first = self.inner.call(call);
-                let (service, config) = (self.inner.clone(), &self.config);
-                ResponseFuture::hedged(first, service, template, policy, config, counted_above)
-            }
-        }
+        let Some(policy) = self.config.policy_for(&call) else {
+            let count = Once::new(throttle, counted_above, CodeSet::default());
+            return ResponseFuture::single(self.inner.call(call), count);
+        };
+        let Some(template) = call.try_clone() else {
+            // A streamed request is sent once, but its failures count as the policy's would.
+            let count = Once::new(throttle, counted_above, policy.non_fatal);
+            return ResponseFuture::single(self.inner.call(call), count);
+        };
+        let first = self.inner.call(call);
+        let (service, config) = (self.inner.clone(), &self.config);
+        ResponseFuture::hedged(first, service, template, policy, config, counted_above)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The future of a call under [`Retry`](super::Retry): one attempt after another, with waits.
 
-use super::{layer::Config, Jitter, RetryPolicy, RetryThrottle};
-use crate::attempts::Attempts;
+use super::{layer::Config, Jitter, RetryPolicy};
+use crate::attempts::{Attempts, Once};
 use pin_project_lite::pin_project;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call, CloseSignal, Closing, Pushback};
@@ -24,8 +24,8 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         retrying: Option<Retrying<S>>,
-        // A call sent once: the throttle its success counts on.
-        count: Option<RetryThrottle>,
+        // A call sent once: how the throttle counts its answer.
+        count: Option<Once>,
     }
 }
 
@@ -85,7 +85,7 @@ impl<S> Retrying<S> {
     }
 
     fn after(&mut self, result: Result<Response<Body>, Status>) -> Next {
-        let status = match result {
+        let mut status = match result {
             Ok(mut response) => {
                 if !self.counted_above {
                     self.attempts.succeeded(&mut response);
@@ -103,7 +103,7 @@ impl<S> Retrying<S> {
             return Next::Answer(Err(self.attempts.annotated(status)));
         }
         let retryable = self.policy.is_retryable(status.code());
-        let failure = self.attempts.failed(&status, retryable);
+        let failure = self.attempts.failed(&mut status, retryable);
         let (unprocessed, pushback) = (failure.unprocessed, failure.pushback);
         let throttled = !unprocessed && !self.attempts.throttle_allows();
         let give_up = !(retryable || unprocessed)
@@ -137,7 +137,7 @@ impl<S: Service<Call>> ResponseFuture<S> {
     pub(crate) fn new(
         attempt: S::Future,
         retrying: Option<Retrying<S>>,
-        count: Option<RetryThrottle>,
+        count: Option<Once>,
     ) -> ResponseFuture<S> {
         ResponseFuture {
             state: State::Attempt { attempt },
@@ -173,8 +173,8 @@ where
                     let mut result = ready!(attempt.poll(cx)).map_err(status_from_error);
                     let Some(retrying) = this.retrying.as_mut() else {
                         this.state.set(State::Done);
-                        if let (Ok(response), Some(throttle)) = (&mut result, this.count.take()) {
-                            throttle.count_success(response);
+                        if let Some(count) = this.count.take() {
+                            count.settle(&mut result);
                         }
                         return Poll::Ready(result);
                     };

@@ -50,7 +50,15 @@
 //! - **Throttling.** A [`RetryThrottle`] per layer (so per server, when one layer wraps one
 //!   channel) stops retries while the server fails more than it succeeds. Every call through
 //!   the layer that ends OK counts, with or without a policy (a streamed answer at its clean
-//!   end); only failures a policy would retry count against it.
+//!   end). Against it counts every attempt that fails with a code the method's policy lists
+//!   (the last one too, and one the layer cannot send again: a streamed request), and every
+//!   failure whose pushback refuses retries, on any method, with a policy or none: grpc-go's
+//!   `shouldRetry` reads the pushback before it looks for a policy. A failure the server marks
+//!   not processed, or this side refused before sending, never counts (grpc-go counts a
+//!   second unprocessed refusal whose code is retryable; here the channel re-sent the first).
+//!   Each failed attempt counts once: of a retry layer and a hedging layer stacked on one
+//!   throttle, the inner one counts it and marks the status ([`Status::failure_counter`]),
+//!   and the outer one, which sees it again as its own attempt's failure, leaves it.
 //!
 //! Attempts after the first carry `grpc-previous-rpc-attempts: n` (n attempts went before), and
 //! so does the answer (response metadata, or the final status's metadata) of a call that
@@ -75,6 +83,7 @@ pub use throttle::RetryThrottle;
 
 pub(crate) use policy::{CodeSet, Jitter};
 
+use crate::attempts::Once;
 use sockrpc_protocol::{Response, Status};
 #[cfg(doc)]
 use sockrpc_service::CloseSignal;
@@ -142,17 +151,31 @@ where
         // The copy kept for later attempts; none when the policy allows a single attempt or the
         // request is a stream that cannot be replayed. (A message over its sending limit fails
         // before it is sent, marked so, and is not attempted again.)
-        let retrying = self
-            .config
-            .policy_for(&call)
-            .and_then(|policy| Some((policy, call.try_clone()?)))
-            .map(|(policy, template)| {
-                let service = self.inner.clone();
-                future::Retrying::new(service, template, policy, &self.config, counted_above)
-            });
-        // A call sent once still counts its success.
+        let mut listed = CodeSet::default();
+        let retrying = match self.config.policy_for(&call) {
+            Some(policy) => match call.try_clone() {
+                Some(template) => {
+                    let service = self.inner.clone();
+                    let config = &self.config;
+                    Some(future::Retrying::new(
+                        service,
+                        template,
+                        policy,
+                        config,
+                        counted_above,
+                    ))
+                }
+                None => {
+                    // Sent once, but its failures count as the policy's would (A6).
+                    listed = policy.retryable;
+                    None
+                }
+            },
+            None => None,
+        };
+        // A call sent once still counts on the throttle.
         let count = match retrying {
-            None => throttle.filter(|_| !counted_above).cloned(),
+            None => Once::new(throttle, counted_above, listed),
             Some(_) => None,
         };
         ResponseFuture::new(self.inner.call(call), retrying, count)

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  tokens start at max_tokens, stay within [0, max_tokens]
-//!  attempt fails (retryable code, or pushback "don't retry")  tokens -= 1
+//!  attempt fails (listed code, or pushback "don't retry")     tokens -= 1
 //!  a call ends OK (any method; a stream at its end)            tokens += token_ratio
 //!  a retry or hedge may be sent only while                     tokens >  max_tokens / 2
 //! ```
@@ -12,12 +12,29 @@
 //! succeed: against a dead server the client sends barely more than one attempt per call,
 //! and against a healthy one (failures under ~10 %) retries are never held back.
 //!
-//! Every call through a retry layer with a throttle counts its success, also a call its
-//! policy sends once (A6: "every outgoing RPC, regardless of service or method"), so the
-//! successes of other methods earn back what a failing one spent. Only an attempt a policy
-//! could send again counts a failure. Calls the server marks not processed are not counted: they never reached a handler, so
-//! they say nothing about its health. Tokens are counted in thousandths (A6 allows three
-//! decimals for the ratio) in one atomic, shared by every clone.
+//! What counts, as grpc-go counts it (its `shouldRetry` and `finish`):
+//!
+//! - **A success:** every call through a retry or hedging layer with a throttle that ends OK,
+//!   also one its policy sends once (A6: "every outgoing RPC, regardless of service or
+//!   method"), so the successes of other methods earn back what a failing one spent.
+//! - **A failure:** an attempt that fails before any answer (a call that showed its caller an
+//!   answer is committed, as grpc-go's non-trailers-only failures) with a code its method's
+//!   policy lists (retryable, or non-fatal for hedging), whether or not another attempt can
+//!   follow; and, on any method, with a policy or without one, a failure whose pushback
+//!   refuses retries (negative, not a number, or more than one value). A pushback asking for
+//!   a wait counts only with a listed code.
+//! - **Once per attempt.** A retry layer and a hedging layer stacked on one throttle see the
+//!   inner one's last failure again as the outer one's attempt: the layer that counts a
+//!   failure marks the status with the throttle's id (`Status::failure_counter`), and a layer
+//!   above with the same throttle leaves it; a success is counted by the outer layer only
+//!   (`Call::outcome_counter`).
+//! - **Never:** a call the server marks not processed (it reached no handler, so it says
+//!   nothing of the server's health) or one this side refused before sending. grpc-go counts
+//!   a second unprocessed refusal when its code (`UNAVAILABLE`) is retryable; here the channel
+//!   already re-sent the first, and a refusal is never counted.
+//!
+//! Tokens are counted in thousandths (A6 allows three decimals for the ratio) in one atomic,
+//! shared by every clone.
 
 use crate::watch::{is_streamed, watch, Watch};
 use sockrpc_protocol::{Code, Response};
