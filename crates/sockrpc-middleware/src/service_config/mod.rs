@@ -25,14 +25,21 @@
 //! default entry (`"name": [{}]`); entries do not merge, so a method's own entry without a
 //! retry policy means no retries for it, whatever the default says (a call the server refused
 //! unprocessed is still sent again by the channel, as in gRPC). Methods no entry covers get no
-//! policy. The document is read as grpc-go reads it (`parse.rs`): what grpc-go refuses (a name
-//! twice, a method without its service, a malformed duration or throttle, a retry policy with
-//! a status code it does not know or a field of the wrong type, no known load-balancing
-//! policy) is refused with the reason; a retry or hedging policy that breaks gRFC A6's rules (a
-//! field missing, `maxAttempts` under 2, a backoff not above 0, no codes) is logged and left
-//! out.
+//! policy. The document is read as grpc-go reads it (`parse.rs`): what grpc-go refuses is
+//! refused with the reason — a name twice, a method without its service, a malformed duration,
+//! an integer given as a string (`"maxAttempts": "3"`: Go's JSON wants a number, though
+//! protobuf's JSON mapping would take it), a `retryThrottling` with `maxTokens` outside
+//! (0, 1000] or `tokenRatio` not above 0, a retry policy that breaks gRFC A6's rules (a field
+//! missing, `maxAttempts` under 2, a backoff or multiplier not above 0, no codes, a status code
+//! grpc-go does not know: names are upper case, as there, though A6 allows any case; grpc-go
+//! refuses the config for these since 1.70, and earlier dropped the policy), no known
+//! load-balancing policy. `maxAttempts` above 5 reads as 5, as there.
 //! Unlike grpc-go, sockrpc hedges: a config written for grpc-go, which reads no
 //! `hedgingPolicy`, hedges here the methods it names, so name only methods safe to run twice.
+//! A `hedgingPolicy` that breaks A6's rules (or stands beside a `retryPolicy`) is logged and
+//! left out rather than refusing the config: grpc-go takes any, and a config it takes is taken
+//! here. Left as they are: `maxTokens` with a fraction is rounded up to whole tokens (grpc-go
+//! keeps the fraction) and `tokenRatio` is rounded to three decimals (A6 says cut).
 //!
 //! The channel keeps the last word, as grpc-go's channel-wide call options do: an endpoint's
 //! shorter `Endpoint::timeout` bounds a configured deadline, and its `Endpoint::wait_for_ready`
@@ -89,10 +96,11 @@ pub struct MethodConfig {
     /// `waitForReady`: whether calls wait for a connection by default (the call's own choice,
     /// `Request::set_wait_for_ready`, wins).
     pub wait_for_ready: Option<bool>,
-    /// `retryPolicy`, its attempts capped at 5 (`None` too when the config's broke gRFC A6's
-    /// rules: it is logged and left out).
+    /// `retryPolicy`, its attempts capped at 5 (one that breaks gRFC A6's rules refuses the
+    /// config).
     pub retry: Option<RetryPolicy>,
-    /// `hedgingPolicy`, its attempts capped at 5.
+    /// `hedgingPolicy`, its attempts capped at 5 (`None` too when the config's broke gRFC A6's
+    /// rules: it is logged and left out).
     pub hedging: Option<HedgingPolicy>,
     /// `maxRequestMessageBytes`: the largest request message sent (before compression).
     pub max_request_message_bytes: Option<u64>,

@@ -1,8 +1,9 @@
 //! A service config's JSON, read as grpc-go reads it: keys matched regardless of case (Go's
-//! `encoding/json`), `null` as absent, entries without a name skipped, and a retry or hedging
-//! policy that breaks gRFC A6's rules logged and left out rather than failing the whole config;
-//! what grpc-go refuses (a name twice, a method without its service, a bad duration or
-//! throttle, no known load-balancing policy) is refused, naming the field.
+//! `encoding/json`), `null` as absent, entries without a name skipped; what grpc-go refuses (a
+//! name twice, a method without its service, a bad duration or throttle, a retry policy that
+//! breaks gRFC A6's rules, an integer given as a string, no known load-balancing policy) is
+//! refused, naming the field. A hedging policy, which grpc-go does not read, is logged and left
+//! out when it breaks A6's rules, rather than failing a config grpc-go would take.
 
 use super::{LoadBalancing, MethodConfig, ServiceConfig};
 use crate::hedge::HedgingPolicy;
@@ -77,13 +78,13 @@ fn method_config(entry: &Object, at: &str) -> Result<MethodConfig, String> {
         max_response_message_bytes: integer(entry, "maxResponseMessageBytes", at)?,
         ..MethodConfig::default()
     };
-    // A policy that breaks gRFC A6's rules is logged and left out, as grpc-go does; so is a
-    // hedging policy beside a retry policy (the two are exclusive; grpc-go reads no hedging).
-    // A retry policy grpc-go cannot read at all (a malformed duration, an unknown code) refuses
-    // the whole config, as there.
+    // A retry policy at fault refuses the whole config, as in grpc-go. A hedging policy that
+    // breaks gRFC A6's rules is logged and left out, and so is one beside a retry policy (the
+    // two are exclusive): grpc-go reads no `hedgingPolicy`, so a config it takes, whatever
+    // that field holds, is taken here too.
     let retry_policy = field(entry, "retryPolicy");
     if let Some(policy) = retry_policy {
-        method.retry = lenient(retry(policy, &format!("{at}.retryPolicy"))?);
+        method.retry = Some(retry(policy, &format!("{at}.retryPolicy"))?);
     }
     if let Some(policy) = field(entry, "hedgingPolicy") {
         if retry_policy.is_some() {
@@ -140,33 +141,26 @@ fn add_name(
     Ok(())
 }
 
-/// A `retryPolicy`: every field required (gRFC A6). `Err`: grpc-go cannot read it (a field of
-/// the wrong type, a malformed duration, an unknown status code), which refuses the whole
-/// config. `Ok(Err)`: it reads but breaks A6's rules (a field missing, `maxAttempts` under 2, a
-/// backoff or multiplier not above 0, no codes), and grpc-go ignores the policy.
-fn retry(value: &Value, at: &str) -> Result<Result<RetryPolicy, String>, String> {
+/// A `retryPolicy`: every field required (gRFC A6). Any fault refuses the whole config, as
+/// grpc-go does since 1.70 (before, it dropped a policy that broke A6's rules with a warning;
+/// A21 asks for the refusal): a field of the wrong type (a `maxAttempts` given as a string),
+/// a malformed duration, an unknown status code, a field missing, `maxAttempts` under 2, a
+/// backoff or multiplier not above 0, no codes.
+fn retry(value: &Value, at: &str) -> Result<RetryPolicy, String> {
     let policy = value
         .as_object()
         .ok_or_else(|| format!("{at}: not an object"))?;
-    // A negative count reads (grpc-go's field is an `int`) and breaks A6's rule.
-    if let Some(n) = field(policy, "maxAttempts").and_then(Value::as_i64) {
-        if n < 2 {
-            return Ok(Err(format!("{at}.maxAttempts: {n} is under 2")));
+    let attempts = match field(policy, "maxAttempts") {
+        // A negative count reads (grpc-go's field is an `int`) and breaks A6's rule.
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 2) => {
+            return Err(format!("{at}.maxAttempts: {n} is under 2"));
         }
-    }
-    let Some(attempts) = integer(policy, "maxAttempts", at)? else {
-        return Ok(Err(format!("{at}.maxAttempts: missing")));
+        _ => integer(policy, "maxAttempts", at)?
+            .ok_or_else(|| format!("{at}.maxAttempts: missing"))?,
     };
-    let mut broken = None;
-    if attempts < 2 {
-        broken = Some(format!("{at}.maxAttempts: {attempts} is under 2"));
-    }
-    let mut backoff = |key: &str| -> Result<Duration, String> {
+    let backoff = |key: &str| -> Result<Duration, String> {
         let at = format!("{at}.{key}");
-        let Some(value) = field(policy, key) else {
-            broken.get_or_insert(format!("{at}: missing"));
-            return Ok(Duration::ZERO);
-        };
+        let value = field(policy, key).ok_or_else(|| format!("{at}: missing"))?;
         // grpc-go reads a negative duration, then finds it not above 0.
         let negative = value.as_str().and_then(|t| t.strip_prefix('-'));
         let read = match negative {
@@ -174,35 +168,32 @@ fn retry(value: &Value, at: &str) -> Result<Result<RetryPolicy, String>, String>
             None => duration(value, &at)?,
         };
         if read.is_zero() {
-            broken.get_or_insert(format!("{at}: must be above 0"));
+            return Err(format!("{at}: must be above 0"));
         }
         Ok(read)
     };
     let initial = backoff("initialBackoff")?;
     let max = backoff("maxBackoff")?;
-    let multiplier = match field(policy, "backoffMultiplier") {
-        Some(value) => value
-            .as_f64()
-            .ok_or_else(|| format!("{at}.backoffMultiplier: not a number"))?,
-        None => 0.0,
-    };
+    let multiplier = field(policy, "backoffMultiplier")
+        .ok_or_else(|| format!("{at}.backoffMultiplier: missing"))?
+        .as_f64()
+        .ok_or_else(|| format!("{at}.backoffMultiplier: not a number"))?;
     if multiplier <= 0.0 {
-        broken.get_or_insert(format!("{at}.backoffMultiplier: missing or not above 0"));
+        return Err(format!(
+            "{at}.backoffMultiplier: {multiplier} is not above 0"
+        ));
     }
     let codes = match field(policy, "retryableStatusCodes") {
         Some(value) => codes(value, at, "retryableStatusCodes")?,
         None => Vec::new(),
     };
     if codes.is_empty() {
-        broken.get_or_insert(format!("{at}.retryableStatusCodes: missing or empty"));
-    }
-    if let Some(reason) = broken {
-        return Ok(Err(reason));
+        return Err(format!("{at}.retryableStatusCodes: missing or empty"));
     }
     // A first wait above the cap is the cap, as in grpc-go.
-    Ok(Ok(RetryPolicy::new(attempts.min(MAX_ATTEMPTS) as u32)
+    Ok(RetryPolicy::new(attempts.min(MAX_ATTEMPTS) as u32)
         .backoff(initial.min(max), max, multiplier)
-        .retryable(codes)))
+        .retryable(codes))
 }
 
 /// A `hedgingPolicy`: `maxAttempts` required, `hedgingDelay` 0 and no non-fatal code unless set.
@@ -255,8 +246,9 @@ fn codes(value: &Value, at: &str, key: &str) -> Result<Vec<Code>, String> {
         .collect()
 }
 
-/// A non-negative integer field: a JSON number, or a string of digits (protobuf's JSON form of
-/// 64-bit integers).
+/// A non-negative integer field, a JSON number as Go's `encoding/json` wants one for grpc-go's
+/// integer fields: a string of digits (`"3"`, which protobuf's JSON mapping would take) is
+/// refused, as there.
 fn integer(object: &Object, key: &str, at: &str) -> Result<Option<u64>, String> {
     match field(object, key) {
         None => Ok(None),
@@ -264,11 +256,7 @@ fn integer(object: &Object, key: &str, at: &str) -> Result<Option<u64>, String> 
             .as_u64()
             .map(Some)
             .ok_or_else(|| format!("{at}.{key}: {n} is not a non-negative integer")),
-        Some(Value::String(text)) => text
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("{at}.{key}: {text:?} is not a non-negative integer")),
-        Some(other) => Err(format!("{at}.{key}: {other} is not an integer")),
+        Some(other) => Err(format!("{at}.{key}: {other} is not a JSON number")),
     }
 }
 

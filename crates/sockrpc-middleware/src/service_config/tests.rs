@@ -98,6 +98,14 @@ fn configs_grpc_go_refuses_are_refused_with_the_field() {
         ),
         (r#"{"retryThrottling": {"maxTokens": 10}}"#, "tokenRatio"),
         (
+            r#"{"retryThrottling": {"maxTokens": 10, "tokenRatio": 0}}"#,
+            "tokenRatio",
+        ),
+        (
+            r#"{"retryThrottling": {"maxTokens": "10", "tokenRatio": 0.1}}"#,
+            "maxTokens",
+        ),
+        (
             r#"{"loadBalancingConfig": [{"grpclb": {}}]}"#,
             "no policy sockrpc knows",
         ),
@@ -114,42 +122,73 @@ fn configs_grpc_go_refuses_are_refused_with_the_field() {
 }
 
 #[test]
-fn what_grpc_go_accepts_is_accepted() {
+fn retry_policies_are_read_as_grpc_go_reads_them() {
     let policy = |fields: &str| {
         format!(
             r#"{{"methodConfig": [{{"name": [{{"service": "a.B"}}], "timeout": "2s", "retryPolicy": {{{fields}}}}}]}}"#
         )
     };
     let good = r#""initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#;
-    // A policy that breaks gRFC A6's rules is left out; the entry's other fields stay.
-    for broken in [
+    // A policy that breaks gRFC A6's rules, or that grpc-go cannot read at all, refuses the
+    // whole config, as grpc-go since 1.70 (A21): a field missing, `maxAttempts` under 2, a
+    // backoff or multiplier not above 0, no codes; a status code it does not know (names are
+    // upper case), a malformed duration, a number given as a string.
+    for refused in [
         format!(r#""maxAttempts": 1, {good}"#),
         format!(r#""maxAttempts": -1, {good}"#),
+        format!(r#""maxAttempts": 0, {good}"#),
+        format!(r#""maxAttempts": "3", {good}"#),
+        format!(r#""maxAttempts": 3.5, {good}"#),
+        good.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "0s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []"#.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "-1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
         r#""maxAttempts": 3, "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 0, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": -2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
         r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["SOMETIMES"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["unavailable"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "abc", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
+        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": "2", "retryableStatusCodes": ["UNAVAILABLE"]"#.to_owned(),
     ] {
-        let json = policy(&broken);
-        let config = ServiceConfig::from_json(&json).expect(&json);
-        let entry = config.method_config("/a.B/C").expect("the entry");
-        assert!(entry.retry.is_none(), "{json}");
-        assert_eq!(entry.timeout, Some(Duration::from_secs(2)), "{json}");
-    }
-    // A policy grpc-go cannot read at all refuses the whole config, as there: a status code
-    // it does not know (names are upper case), a malformed duration, a multiplier that is not
-    // a number.
-    for unreadable in [
-        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["SOMETIMES"]"#,
-        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["unavailable"]"#,
-        r#""maxAttempts": 3, "initialBackoff": "abc", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]"#,
-        r#""maxAttempts": 3, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": "2", "retryableStatusCodes": ["UNAVAILABLE"]"#,
-    ] {
-        let json = policy(unreadable);
+        let json = policy(&refused);
         let refused = ServiceConfig::from_json(&json).expect_err(&json);
         assert!(refused.to_string().contains("retryPolicy"), "{refused}");
+    }
+    // What A6 allows reads: two attempts, a first wait above the cap (the cap), codes by number.
+    let json = policy(
+        r#""maxAttempts": 2, "initialBackoff": "3s", "maxBackoff": "1s", "backoffMultiplier": 1, "retryableStatusCodes": [14, "ABORTED"]"#,
+    );
+    let config = ServiceConfig::from_json(&json).expect(&json);
+    let retry = config.method_config("/a.B/C").and_then(|m| m.retry.clone());
+    let want = RetryPolicy::new(2)
+        .backoff(Duration::from_secs(1), Duration::from_secs(1), 1.0)
+        .retryable([Code::Unavailable, Code::Aborted]);
+    assert_eq!(retry, Some(want));
+    // Integers elsewhere are JSON numbers too; a hedging policy grpc-go does not read is left
+    // out when it breaks A6's rules, its entry's other fields kept.
+    let json = r#"{"methodConfig": [{"name": [{}], "maxRequestMessageBytes": "1024"}]}"#;
+    let refused = ServiceConfig::from_json(json).expect_err(json);
+    assert!(
+        refused.to_string().contains("maxRequestMessageBytes"),
+        "{refused}"
+    );
+    for broken in [
+        r#"{"maxAttempts": 1}"#,
+        r#"{"maxAttempts": "3"}"#,
+        r#"{"maxAttempts": 3, "hedgingDelay": "1"}"#,
+    ] {
+        let json = format!(
+            r#"{{"methodConfig": [{{"name": [{{}}], "timeout": "2s", "hedgingPolicy": {broken}}}]}}"#
+        );
+        let config = ServiceConfig::from_json(&json).expect(&json);
+        let entry = config.method_config("/a.B/C").expect("the entry");
+        assert!(entry.hedging.is_none(), "{json}");
+        assert_eq!(entry.timeout, Some(Duration::from_secs(2)), "{json}");
     }
     // Both policies: the retry policy stays, the hedging policy goes.
     let both = format!(
