@@ -33,9 +33,9 @@ const LAST: u8 = 1;
 const STREAM: u8 = 0x02;
 /// Encoding fields: length 3, accept gzip, send gzip.
 const GZIP_FIELDS: [u8; 4] = [3, 0, 1, 1];
-const INTERNAL: u32 = 13;
-const UNIMPLEMENTED: u32 = 12;
-const COLLECT_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Collect";
+pub(crate) const INTERNAL: u32 = 13;
+pub(crate) const UNIMPLEMENTED: u32 = 12;
+pub(crate) const COLLECT_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/Collect";
 const PING_PONG_PATH: &[u8] = b"/sockrpc.test.stream.Streamer/PingPong";
 
 /// A gzip-compressed encoding of `message`.
@@ -86,7 +86,7 @@ fn gzip_chunk(seq: u64) -> Vec<u8> {
 
 /// A streamed request to `path`: a plain message, then one flagged compressed (gzip) that
 /// ends it, under an OPEN that names gzip (`named`) or no encoding.
-fn gzip_stream(call_id: u32, path: &[u8], named: bool) -> Vec<u8> {
+pub(crate) fn gzip_stream(call_id: u32, path: &[u8], named: bool) -> Vec<u8> {
     let (open, flags) = open_naming(path, named);
     let plain = Chunk {
         seq: 1,

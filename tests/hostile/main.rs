@@ -16,6 +16,7 @@ mod compressed_retried;
 mod compressed_running;
 mod compressed_unnamed;
 mod compressed_unnamed_channel;
+mod compressed_unnamed_transport;
 mod control_limit;
 mod credit_wakes;
 mod dropped_reader;

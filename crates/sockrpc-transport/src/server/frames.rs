@@ -468,6 +468,7 @@ impl<D: Dispatch> Connection<D> {
     ) {
         // The handler holds the request's metadata for as long as the stream runs.
         opened.unshare();
+        let unnamed = opened.encoding.is_none_or(|fields| fields.send == 0);
         let mut stream = ServerStream::default();
         if end_stream {
             stream.inbound.finish(Ok(MetadataMap::new()));
@@ -484,6 +485,7 @@ impl<D: Dispatch> Connection<D> {
             shared: Arc::clone(&self.shared),
             call_id,
             ended: false,
+            unnamed,
         });
         self.dispatch_call(cx, call_id, opened, body);
     }

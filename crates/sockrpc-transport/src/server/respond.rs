@@ -462,6 +462,9 @@ pub struct CallReceiver {
     /// Read to its end (the half-close, or a failure): nothing more will come to it, so its
     /// drop has nothing to give back and takes no lock.
     pub(super) ended: bool,
+    /// The client's OPEN named no encoding its messages use: one flagged compressed is then a
+    /// protocol error, not a compression this reader does not take ([`Self::poll_message`]).
+    pub(super) unnamed: bool,
 }
 
 impl std::fmt::Debug for CallReceiver {
@@ -476,13 +479,21 @@ impl CallReceiver {
     /// The next message; `None` after the client's half-close. A call that ended (cancelled,
     /// or its connection closed) yields a `CANCELLED` status; a compressed message,
     /// `UNIMPLEMENTED` (a reader that decompresses calls
-    /// [`poll_message_flagged`](CallReceiver::poll_message_flagged)).
+    /// [`poll_message_flagged`](CallReceiver::poll_message_flagged)), or `INTERNAL` when the
+    /// client's OPEN named no encoding: a protocol error, as gRPC's compression spec has a
+    /// message flagged compressed with no `grpc-encoding` (grpc-go: "compressed flag set with
+    /// identity or empty encoding"), and as the service layer answers it.
     pub fn poll_message(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<bytes::Bytes, Status>>> {
+        let unnamed = self.unnamed;
         self.poll_message_flagged(cx).map(|next| {
             next.map(|message| match message {
+                Ok((_, true)) if unnamed => Err(Status::internal(
+                    "protocol error: a message flagged compressed, but its sender named no \
+                     encoding",
+                )),
                 Ok((_, true)) => Err(Status::unimplemented(
                     "a compressed message arrived where no compression was negotiated",
                 )),

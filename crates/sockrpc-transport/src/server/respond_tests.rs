@@ -274,6 +274,7 @@ fn a_dropped_receiver_frees_its_queue_and_credits_what_comes_later() {
         shared: Arc::clone(&shared),
         call_id: 3,
         ended: false,
+        unnamed: true,
     };
     drop(receiver);
     let mut state = shared.lock();
