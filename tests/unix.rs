@@ -1,7 +1,9 @@
 //! Unix domain sockets: round trip, a stale socket file replaced, a foreign file left alone,
 //! a file put at the path while a server ran never deleted when it stops, and silent
 //! connections at the connection cap evicted for a real client; the `unix:` URIs gRPC names
-//! connect, and one with a host (`unix://tmp/x.sock`) is refused saying which forms are taken.
+//! connect, and one with a host (`unix://tmp/x.sock`) is refused saying which forms are taken;
+//! a path URI is percent-decoded as grpc-go decodes it (a socket file with a space in its name);
+//! and a server on a Linux abstract name (`unix-abstract:NAME`) answers a client that names it.
 
 use sockrpc::{Code, Request, Response, Server, Status};
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
@@ -242,4 +244,133 @@ async fn unix_uris_as_grpc_names_them_and_an_authority_refused() {
     }
     stop_and_wait(stop, server).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A path URI is percent-decoded, as grpc-go takes it from the URL's path: `%20` reaches the
+/// socket file whose name has a space. Before the fix `%20` was taken as written and the call
+/// failed `UNAVAILABLE` with "No such file or directory". A bad escape is refused when parsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percent_encoded_path_reaches_a_socket_file_with_a_space() {
+    let dir = temp_dir("uds-space");
+    let path = dir.join("greeter sock.sock");
+    let listener = sockrpc::transport::bind_unix(&path).expect("bind");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(GreeterServer::new(Hi))
+            .serve_unix_with_listener_and_shutdown(listener, async {
+                let _ = stopped.await;
+            }),
+    );
+    let shown = path.display().to_string();
+    assert!(shown.starts_with('/') && !shown.contains('%'), "{shown}");
+    let encoded = shown.replace(' ', "%20");
+    for uri in [
+        format!("unix://{encoded}"),
+        format!("unix:{encoded}"),
+        format!("unix://{shown}"),
+    ] {
+        let reply = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut client = GreeterClient::connect(uri.as_str()).await?;
+            client.say_hello(HelloRequest { name: uri.clone() }).await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{uri}: answered within 10 s"))
+        .unwrap_or_else(|err| panic!("{uri}: {err}"));
+        assert_eq!(reply.into_inner().message, format!("Hello {uri}!"));
+    }
+    for (uri, escape) in [
+        (format!("unix://{}%2", dir.display()), "%2"),
+        (format!("unix://{}/a%zz.sock", dir.display()), "%zz"),
+    ] {
+        let err =
+            tokio::time::timeout(Duration::from_secs(10), GreeterClient::connect(uri.clone()))
+                .await
+                .expect("refused within 10 s")
+                .expect_err("a bad escape");
+        assert_eq!(err.code(), Code::InvalidArgument, "{uri}: {err}");
+        assert!(
+            err.message()
+                .contains(&format!("invalid percent-escape {escape:?}")),
+            "{uri}: {err}"
+        );
+    }
+    stop_and_wait(stop, server).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Says where a call came from, as the server saw its connection.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+struct Seen;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Greeter for Seen {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        let transport = request.conn_info().map(|conn| conn.transport);
+        let peer = request.remote_addr();
+        Ok(Response::new(HelloReply {
+            message: format!(
+                "Hello {}! {transport:?} {peer:?}",
+                request.into_inner().name
+            ),
+        }))
+    }
+}
+
+/// A server on a Linux abstract name (`serve_unix_abstract_with_shutdown`) answers unary calls
+/// from clients that name it as gRPC does (`unix-abstract:NAME`) or build the endpoint
+/// (`Endpoint::unix_abstract`); the call knows it came over a Unix socket and has no peer
+/// address. Nothing is left on disk, and the name is free again once the server stops. Before
+/// the fix `unix-abstract:` was refused as not supported.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_an_abstract_name_answers_a_unary_call() {
+    let name = format!("sockrpc-tests-abstract-{}", std::process::id());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = name.clone();
+    let server = tokio::spawn(async move {
+        Server::builder()
+            .add_service(GreeterServer::new(Seen))
+            .serve_unix_abstract_with_shutdown(serving, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let uri = format!("unix-abstract:{name}");
+    let mut connected = None;
+    for _ in 0..500 {
+        if let Ok(client) = GreeterClient::connect(uri.as_str()).await {
+            connected = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut client = connected.expect("the server listens within 5 s");
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.say_hello(HelloRequest { name: "abs".into() }),
+    )
+    .await
+    .expect("answered within 10 s")
+    .expect("call");
+    assert_eq!(reply.into_inner().message, "Hello abs! Some(Unix) None");
+
+    let endpoint = sockrpc::Endpoint::unix_abstract(&name).expect("a name");
+    assert_eq!(endpoint.to_string(), uri);
+    let mut built = GreeterClient::connect(endpoint).await.expect("connect");
+    let reply = built
+        .say_hello(HelloRequest { name: "too".into() })
+        .await
+        .expect("call");
+    assert_eq!(reply.into_inner().message, "Hello too! Some(Unix) None");
+
+    // A second server is refused the name while the first holds it.
+    let err = sockrpc::transport::bind_unix_abstract(&name).expect_err("in use");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    drop((client, built));
+    stop_and_wait(stop, server).await;
+    drop(sockrpc::transport::bind_unix_abstract(&name).expect("free once the server stopped"));
 }

@@ -421,6 +421,20 @@ impl<L: Finish> ServerBuilder<L> {
         result
     }
 
+    /// Binds the Linux abstract Unix socket `name` (gRPC's `unix-abstract:NAME`: a name, no
+    /// file) and serves until `signal` completes. Fails with `AddrInUse` when a socket is bound
+    /// to the name already, and with `Unsupported` off Linux and Android
+    /// ([`bind_unix_abstract`](sockrpc_transport::bind_unix_abstract)). Nothing is left
+    /// behind: the name is free again once the server stops.
+    pub async fn serve_unix_abstract_with_shutdown(
+        self,
+        name: impl AsRef<[u8]>,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let listener = sockrpc_transport::bind_unix_abstract(name)?;
+        self.serve_incoming(listener, signal).await
+    }
+
     /// Serves on a bound Unix socket listener until `signal` completes.
     pub async fn serve_unix_with_listener_and_shutdown(
         self,

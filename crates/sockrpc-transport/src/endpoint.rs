@@ -1,7 +1,11 @@
 //! `Endpoint`: where and how a channel connects.
 
 use crate::backoff::Backoff;
+use crate::endpoint_unix;
+#[cfg(test)]
+use crate::endpoint_unix::UNIX_FORMS;
 use crate::udp::UdpClientConfig;
+use crate::unix_abstract::{abstract_name, abstract_path, check_name};
 use crate::{Keepalive, SocketConfig};
 use sockrpc_protocol::{Limits, Status, MAX_TIMEOUT};
 use std::{
@@ -14,13 +18,14 @@ use std::{
 ///
 /// Accepts `tcp://host:port`, `host:port`, (for tonic users' habits) `http://host:port` and
 /// `grpc://`; `unix:path/to.sock` (relative or absolute) or `unix:///abs/path.sock` for a Unix
-/// domain socket, as gRPC names them (`unix://host/path` is refused, as grpc-go refuses it: a
+/// domain socket, and `unix-abstract:NAME` for a Linux abstract one, as gRPC names them and
+/// grpc-go reads them (a path beginning with `/` is percent-decoded, `unix:///a%20b.sock`
+/// being `/a b.sock`; `unix:rel%20x` is taken as written; `unix://host/path` is refused: a
 /// Unix socket has no host, and `unix://tmp/x.sock` is not the path `tmp/x.sock`); and
 /// `tls://host:port` (or `tcps://`, and as tonic users write it `https://`, `grpcs://`) for TLS
 /// with default settings: the platform's CAs, the host as the server name (set others with
-/// [`tls`](Endpoint::tls)). Linux abstract sockets (`unix-abstract:`) are not supported.
-/// Host names resolve through the system resolver at connect time; every address of a name is
-/// tried in turn.
+/// [`tls`](Endpoint::tls)). Host names resolve through the system resolver at connect time;
+/// every address of a name is tried in turn.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -28,7 +33,9 @@ pub struct Endpoint {
     pub host: String,
     /// TCP port.
     pub port: u16,
-    /// Path of a Unix domain socket; when set, `host` and `port` are not used.
+    /// Path of a Unix domain socket; when set, `host` and `port` are not used. A path whose
+    /// first byte is NUL names the Linux abstract socket after it (as in the socket address,
+    /// and as tokio takes it; see [`unix_abstract`](Endpoint::unix_abstract)).
     pub unix_path: Option<PathBuf>,
     /// Time allowed to set up a connection. Default 20 s (gRPC's minimum connect timeout).
     pub connect_timeout: Duration,
@@ -88,39 +95,6 @@ pub struct Endpoint {
     pub(crate) tonic_keepalive: crate::endpoint_tonic::KeepaliveParts,
 }
 
-/// The Unix socket forms [`Endpoint::from_uri`] takes, as gRPC's naming doc has them; named in
-/// every error about a `unix:` URI.
-const UNIX_FORMS: &str = "write unix:PATH (relative or absolute) or unix:///ABSOLUTE/PATH";
-
-/// The socket path of the `unix:` URI `uri`, `rest` being what follows `unix:`: `unix:PATH`
-/// (relative or absolute) or `unix://` with an empty authority and an absolute path, as gRPC
-/// takes them. `unix://tmp/x.sock` names the host `tmp`, which a Unix socket cannot have: it
-/// is refused here, as grpc-go refuses it ("invalid (non-empty) authority"), rather than
-/// taken as the relative path `tmp/x.sock` and failing at connect time with ENOENT.
-fn unix_path<'a>(uri: &str, rest: &'a str) -> Result<&'a str, Status> {
-    let path = match rest.strip_prefix("//") {
-        None => rest,
-        Some(after) => {
-            let authority = after.find('/').map_or(after, |at| &after[..at]);
-            if !authority.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "invalid endpoint {uri:?}: invalid (non-empty) authority {authority:?}: a \
-                     Unix socket has no host; {UNIX_FORMS} (e.g. {:?} or {:?})",
-                    format!("unix:///{after}"),
-                    format!("unix:{after}"),
-                )));
-            }
-            &after[authority.len()..]
-        }
-    };
-    if path.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "invalid endpoint {uri:?}: no socket path; {UNIX_FORMS}"
-        )));
-    }
-    Ok(path)
-}
-
 /// The default [`Endpoint::calls_per_connection`]: 64 calls in flight fill one connection's
 /// write and read batches (see `docs/PERFORMANCE.md`) before a second connection is worth its
 /// extra system calls.
@@ -136,13 +110,11 @@ impl Endpoint {
             ))
         };
         if let Some(rest) = uri.strip_prefix("unix:") {
-            return unix_path(uri, rest).map(Endpoint::unix);
+            return endpoint_unix::socket_path(uri, rest).map(Endpoint::unix);
         }
-        if uri.starts_with("unix-abstract:") {
-            return Err(Status::invalid_argument(format!(
-                "endpoint {uri:?}: Linux abstract sockets (unix-abstract:) are not supported; \
-                 {UNIX_FORMS}"
-            )));
+        if let Some(rest) = uri.strip_prefix("unix-abstract:") {
+            let name = endpoint_unix::abstract_socket_name(uri, rest)?;
+            return Ok(Endpoint::unix(abstract_path(&name)));
         }
         // `https://` and `grpcs://` as tonic and grpc users write them: TLS, as `tls://` is.
         let tls_rest = ["tls://", "tcps://", "https://", "grpcs://"]
@@ -202,11 +174,33 @@ impl Endpoint {
         }
     }
 
-    /// An endpoint for a Unix domain socket at `path`.
+    /// An endpoint for a Unix domain socket at `path` (a path whose first byte is NUL: the
+    /// Linux abstract name after it, as [`unix_abstract`](Endpoint::unix_abstract) makes).
     pub fn unix(path: impl AsRef<Path>) -> Endpoint {
         let mut endpoint = Endpoint::new("localhost", 0);
         endpoint.unix_path = Some(path.as_ref().to_path_buf());
         endpoint
+    }
+
+    /// An endpoint for the Linux abstract Unix socket `name` (gRPC's `unix-abstract:NAME`;
+    /// the name without the NUL that begins it in the socket address). Fails with
+    /// `InvalidArgument` off Linux and Android, and for a name that is empty, holds a NUL
+    /// byte (gRPC's naming doc has none) or is longer than
+    /// [`MAX_ABSTRACT_NAME`](crate::unix_abstract::MAX_ABSTRACT_NAME) bytes.
+    pub fn unix_abstract(name: impl AsRef<[u8]>) -> Result<Endpoint, Status> {
+        let name = name.as_ref();
+        check_name(name).map_err(|why| {
+            Status::invalid_argument(format!(
+                "invalid abstract socket name {:?}: {why}",
+                String::from_utf8_lossy(name)
+            ))
+        })?;
+        Ok(Endpoint::unix(abstract_path(name)))
+    }
+
+    /// The Linux abstract name this endpoint connects to, if it names one.
+    pub fn unix_abstract_name(&self) -> Option<&[u8]> {
+        self.unix_path.as_deref().and_then(abstract_name)
     }
 
     /// An endpoint for `host` and `port` with default settings.
@@ -390,13 +384,8 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.is_tls() { "tls" } else { "tcp" };
         if let Some(path) = &self.unix_path {
-            // `unix:///abs` or `unix:rel`: each parses back to the same path
-            // (`unix://rel` would name the host of `rel`'s first component).
-            if path.is_absolute() {
-                write!(f, "unix://{}", path.display())?;
-            } else {
-                write!(f, "unix:{}", path.display())?;
-            }
+            // `unix:///abs`, `unix:rel` or `unix-abstract:NAME`: each parses back to it.
+            endpoint_unix::write_uri(f, path)?;
             if self.is_tls() {
                 f.write_str(" (TLS)")?;
             }

@@ -2,6 +2,7 @@
 //! and refused, and the settings that sit beside them.
 
 use super::*;
+use std::os::unix::ffi::OsStrExt;
 
 #[test]
 fn parses_forms() {
@@ -89,10 +90,130 @@ fn unix_forms_as_grpc_names_them() {
         assert!(err.message().contains("no socket path"), "{uri}: {err}");
         assert!(err.message().contains(UNIX_FORMS), "{uri}: {err}");
     }
-    let err = Endpoint::from_uri("unix-abstract:name").expect_err("abstract");
+}
+
+/// grpc-go takes a path that begins with `/` from the URL's path, percent-decoded, and any
+/// other from its opaque part, as written; a bad escape fails the parse.
+#[test]
+fn unix_paths_are_percent_decoded_as_grpc_go_reads_them() {
+    for (uri, path) in [
+        ("unix:///tmp/a%20b.sock", &b"/tmp/a b.sock"[..]),
+        ("unix:/tmp/a%20b.sock", b"/tmp/a b.sock"),
+        ("unix:///tmp/100%25.sock", b"/tmp/100%.sock"),
+        ("unix:///tmp/%C3%A9t%C3%A9.sock", "/tmp/été.sock".as_bytes()),
+        ("unix:///tmp/%ff.sock", b"/tmp/\xff.sock"),
+        ("unix:///tmp/a%2Fb", b"/tmp/a/b"),
+        ("unix:///tmp/a b.sock", b"/tmp/a b.sock"),
+        // Opaque: taken as written, `%` and all.
+        ("unix:a%20b.sock", b"a%20b.sock"),
+        ("unix:run/100%.sock", b"run/100%.sock"),
+        ("unix:a%zz", b"a%zz"),
+    ] {
+        let e = Endpoint::from_uri(uri).expect(uri);
+        let got = e.unix_path.as_deref().expect(uri);
+        assert_eq!(got.as_os_str().as_bytes(), path, "{uri}");
+        assert_eq!(e.unix_abstract_name(), None, "{uri}");
+        // What is shown parses back to the same path.
+        let shown = e.to_string();
+        let again = Endpoint::from_uri(&shown).expect(&shown);
+        assert_eq!(again.unix_path, e.unix_path, "{uri} shown as {shown}");
+    }
+    assert_eq!(
+        Endpoint::unix("/tmp/100%.sock").to_string(),
+        "unix:///tmp/100%25.sock"
+    );
+    assert_eq!(
+        Endpoint::unix("/tmp/a b.sock").to_string(),
+        "unix:///tmp/a b.sock"
+    );
+    assert_eq!(Endpoint::unix("//x.sock").to_string(), "unix:////x.sock");
+    for (uri, escape) in [
+        ("unix:///tmp/a%2", "%2"),
+        ("unix:///tmp/a%", "%"),
+        ("unix:///tmp/a%zz.sock", "%zz"),
+        ("unix:/tmp/%+1x", "%+1"),
+        ("unix:///tmp/%g0", "%g0"),
+        ("unix-abstract:/a%q", "%q"),
+    ] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert_eq!(err.code(), sockrpc_protocol::Code::InvalidArgument, "{uri}");
+        let message = err.message();
+        assert!(message.contains(&format!("{uri:?}")), "{uri}: {message}");
+        assert!(
+            message.contains(&format!("invalid percent-escape {escape:?}")),
+            "{uri}: {message}"
+        );
+    }
+    // A NUL cannot be in a file's path (and first, it would name an abstract socket).
+    for uri in ["unix:///tmp/a%00b", "unix:/%00x", "unix:\0x"] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert_eq!(err.code(), sockrpc_protocol::Code::InvalidArgument, "{uri}");
+        assert!(err.message().contains("NUL"), "{uri}: {err}");
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn unix_abstract_names_as_grpc_names_them() {
+    for (uri, name, shown) in [
+        ("unix-abstract:app", &b"app"[..], "unix-abstract:app"),
+        ("unix-abstract:a%20b", b"a%20b", "unix-abstract:a%20b"),
+        ("unix-abstract:/a%20b", b"/a b", "unix-abstract:///a b"),
+        (
+            "unix-abstract:///run/x",
+            b"/run/x",
+            "unix-abstract:///run/x",
+        ),
+        ("unix-abstract:/100%25", b"/100%", "unix-abstract:///100%25"),
+    ] {
+        let e = Endpoint::from_uri(uri).expect(uri);
+        assert_eq!(e.unix_abstract_name(), Some(name), "{uri}");
+        let mut nul_first = vec![0];
+        nul_first.extend_from_slice(name);
+        let path = e.unix_path.as_deref().expect(uri);
+        assert_eq!(path.as_os_str().as_bytes(), nul_first, "{uri}");
+        assert_eq!(e.to_string(), shown, "{uri}");
+        let again = Endpoint::from_uri(&e.to_string()).expect(shown);
+        assert_eq!(again.unix_path, e.unix_path, "{uri}");
+    }
+    let made = Endpoint::unix_abstract("app").expect("a name");
+    assert_eq!(made.unix_abstract_name(), Some(&b"app"[..]));
+    assert_eq!(made.to_string(), "unix-abstract:app");
+
+    let long = format!("unix-abstract:{}", "x".repeat(108));
+    for (uri, says) in [
+        ("unix-abstract:", "no abstract socket name"),
+        ("unix-abstract://", "no abstract socket name"),
+        ("unix-abstract:/a%00b", "cannot contain a NUL byte"),
+        ("unix-abstract:a\0b", "cannot contain a NUL byte"),
+        (long.as_str(), "longer than the 107"),
+        (
+            "unix-abstract://host/name",
+            "invalid (non-empty) authority \"host\"",
+        ),
+    ] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert_eq!(err.code(), sockrpc_protocol::Code::InvalidArgument, "{uri}");
+        assert!(err.message().contains(says), "{uri}: {err}");
+        assert!(err.message().contains("unix-abstract:NAME"), "{uri}: {err}");
+    }
+    for name in ["", "a\0b"] {
+        let err = Endpoint::unix_abstract(name).expect_err(name);
+        assert_eq!(
+            err.code(),
+            sockrpc_protocol::Code::InvalidArgument,
+            "{name:?}"
+        );
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[test]
+fn unix_abstract_names_are_refused_off_linux() {
+    let err = Endpoint::from_uri("unix-abstract:app").expect_err("not here");
     assert_eq!(err.code(), sockrpc_protocol::Code::InvalidArgument);
-    assert!(err.message().contains("not supported"), "{err}");
-    assert!(err.message().contains(UNIX_FORMS), "{err}");
+    assert!(err.message().contains("only on Linux"), "{err}");
+    assert!(Endpoint::unix_abstract("app").is_err());
 }
 
 #[test]

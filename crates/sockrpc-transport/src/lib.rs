@@ -17,6 +17,7 @@
 //!   reconnect backoff.
 //! - [`udp`]: small unary calls over UDP, client and server, with at-most-once execution.
 //! - [`unix`]: Unix domain sockets, with safe handling of stale socket files.
+//! - [`unix_abstract`]: Linux abstract Unix sockets (gRPC's `unix-abstract:NAME`), by name.
 //! - `timer` (private): one timer per connection task, for the deadlines both ends keep.
 //! - `log_limit` (private): a server's WARN budget for what a peer can make it log over and
 //!   over (protocol errors, timeouts, refusals).
@@ -34,6 +35,7 @@ pub mod dispatch;
 pub mod ending;
 pub mod endpoint;
 mod endpoint_tonic;
+mod endpoint_unix;
 pub mod flow;
 mod log_limit;
 mod notice;
@@ -53,6 +55,7 @@ pub mod tls;
 mod turns;
 pub mod udp;
 pub mod unix;
+pub mod unix_abstract;
 pub mod unix_io;
 #[cfg(test)]
 mod wake_count;
@@ -74,4 +77,5 @@ pub use socket::{
     bind_tcp, connect_tcp, raise_recv_buffer, SocketConfig, SocketOptions, UDP_RECV_BUFFER,
 };
 pub use unix::{bind_unix, connect_unix, UnixSocketFile};
+pub use unix_abstract::{abstract_name, bind_unix_abstract, connect_unix_abstract};
 pub use unix_io::UnixIo;

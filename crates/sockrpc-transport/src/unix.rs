@@ -1,5 +1,8 @@
 //! Unix domain sockets: same framing and features as TCP, for peers on one host.
 //!
+//! A path whose first byte is NUL names a Linux abstract socket instead of a file; binding and
+//! connecting hand it to `unix_abstract.rs`, and there is no file to look at or remove.
+//!
 //! Binding removes a *stale* socket file (one left by a server that died: connecting to it is
 //! refused) but never a live one, never one it cannot tell is stale, and never a file that is
 //! not a socket — a typo in a path must not delete someone's data. Removing the socket file
@@ -22,8 +25,14 @@ use tokio::net::{UnixListener, UnixStream};
 /// with `InvalidInput` when `path` is empty, and with the connect error when connecting fails
 /// otherwise (permission denied, a socket of another type such as a datagram server's, …): in
 /// those cases the file is left untouched.
+///
+/// A path whose first byte is NUL (`"\0NAME"`) binds the Linux abstract name after it, as
+/// [`bind_unix_abstract`](crate::bind_unix_abstract) does.
 pub fn bind_unix(path: impl AsRef<Path>) -> io::Result<UnixListener> {
     let path = path.as_ref();
+    if let Some(name) = crate::unix_abstract::abstract_name(path) {
+        return crate::bind_unix_abstract(name);
+    }
     if path.as_os_str().is_empty() {
         // Linux binds an empty path to a random abstract address ("autobind"): a server no
         // client could find by any path, listening without a word of error.
@@ -121,6 +130,7 @@ pub struct UnixSocketFile {
 
 impl UnixSocketFile {
     /// Remembers the socket file at `path`; call it right after [`bind_unix`] bound `path`.
+    /// An abstract name (a path whose first byte is NUL) has no file: removing it does nothing.
     pub fn bound_at(path: impl AsRef<Path>) -> UnixSocketFile {
         let path = path.as_ref().to_path_buf();
         let identity = socket_identity(&path);
@@ -144,9 +154,15 @@ fn socket_identity(path: &Path) -> Option<(u64, u64)> {
         .then(|| (meta.dev(), meta.ino()))
 }
 
-/// Connects to the Unix socket at `path`.
+/// Connects to the Unix socket at `path`; a path whose first byte is NUL (`"\0NAME"`), to the
+/// Linux abstract name after it, as
+/// [`connect_unix_abstract`](crate::connect_unix_abstract) does.
 pub async fn connect_unix(path: impl AsRef<Path>) -> io::Result<UnixStream> {
-    UnixStream::connect(path).await
+    let path = path.as_ref();
+    match crate::unix_abstract::abstract_name(path) {
+        Some(name) => crate::connect_unix_abstract(name).await,
+        None => UnixStream::connect(path).await,
+    }
 }
 
 #[cfg(test)]

@@ -91,7 +91,11 @@ impl Peer {
     fn from_endpoint(endpoint: &Endpoint) -> Peer {
         match &endpoint.unix_path {
             Some(path) => Peer {
-                address: path.display().to_string(),
+                // A Linux abstract name as `ss` shows it: `@NAME`.
+                address: match endpoint.unix_abstract_name() {
+                    Some(name) => format!("@{}", String::from_utf8_lossy(name)),
+                    None => path.display().to_string(),
+                },
                 port: None,
                 transport: Some("unix"),
             },

@@ -122,3 +122,17 @@ fn streamed_answer_keeps_the_span_open_to_its_end_and_logs_each_message() {
         assert_eq!(id, Some(Value::I64(n as i64 + 1)));
     }
 }
+
+/// A Linux abstract socket is named as `ss` shows it (`@NAME`), not as the NUL-first path the
+/// endpoint carries; a socket file by its path.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn a_unix_peer_is_named_by_its_path_or_abstract_name() {
+    use sockrpc_service::Endpoint;
+    let abstract_peer = super::Peer::from_endpoint(&Endpoint::unix_abstract("app").expect("name"));
+    assert_eq!(abstract_peer.address, "@app");
+    assert_eq!(abstract_peer.transport, Some("unix"));
+    assert_eq!(abstract_peer.port, None);
+    let file = super::Peer::from_endpoint(&Endpoint::unix("/run/app.sock"));
+    assert_eq!(file.address, "/run/app.sock");
+}

@@ -62,8 +62,12 @@ impl Change {
     }
 }
 
-/// The key an endpoint is known by: `IP:PORT` (`[IPv6]:PORT`), or the Unix socket's path.
+/// The key an endpoint is known by: `IP:PORT` (`[IPv6]:PORT`), the Unix socket's path, or
+/// `unix-abstract:NAME` for a Linux abstract socket.
 pub fn endpoint_key(endpoint: &Endpoint) -> String {
+    if let Some(name) = endpoint.unix_abstract_name() {
+        return format!("unix-abstract:{}", String::from_utf8_lossy(name));
+    }
     match &endpoint.unix_path {
         Some(path) => path.display().to_string(),
         None if endpoint.host.contains(':') => format!("[{}]:{}", endpoint.host, endpoint.port),
@@ -242,5 +246,24 @@ pub(crate) mod futures_util_free {
         F: FnMut(&mut Context<'_>) -> Poll<Option<T>>,
     {
         PollFn(f)
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::endpoint_key;
+    use sockrpc_transport::Endpoint;
+
+    /// A Linux abstract socket is keyed by its URI, never by the NUL-first path it travels as;
+    /// a socket file by its path, an address by `IP:PORT`.
+    #[test]
+    fn endpoints_are_keyed_by_address_path_or_abstract_name() {
+        assert_eq!(endpoint_key(&Endpoint::new("::1", 7)), "[::1]:7");
+        assert_eq!(endpoint_key(&Endpoint::unix("/run/a.sock")), "/run/a.sock");
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            endpoint_key(&Endpoint::unix_abstract("app").expect("name")),
+            "unix-abstract:app"
+        );
     }
 }
