@@ -16,6 +16,7 @@
 //! - [`interrupt`]: Ctrl-C during a run with the embedded server's Unix socket.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
 //! - [`report`]: the table and the JSON; [`plot`]: the SVG.
+//! - [`uds`]: what `--uds` and `--uds-target` take: a path, or `unix-abstract:NAME`.
 
 mod cmd;
 mod interrupt;
@@ -30,6 +31,7 @@ mod report;
 mod server;
 mod stack;
 mod tls;
+mod uds;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -66,8 +68,9 @@ enum Command {
     ///
     /// The first line on stdout is `listening tcp=IP:PORT raw=IP:PORT`, with the ports actually
     /// bound (with --tls-cert: `listening tls=IP:PORT raw=IP:PORT raw-tls=IP:PORT`), then
-    /// ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` with --uds, ` udp=IP:PORT` with --udp and
-    /// ` metrics=IP:PORT` with --metrics. Stops on Ctrl-C or SIGTERM.
+    /// ` raw-udp=IP:PORT` with --raw-udp, ` uds=PATH` (` uds=unix-abstract:NAME`) with --uds,
+    /// ` udp=IP:PORT` with --udp and ` metrics=IP:PORT` with --metrics. Stops on Ctrl-C or
+    /// SIGTERM.
     Serve(cmd::serve::ServeArgs),
     /// gRPC's interop test service and cases on sockrpc, across processes.
     Interop(cmd::interop::InteropArgs),

@@ -203,7 +203,7 @@ impl Sockets {
                 let listener = bind_unix(&path).map_err(|err| {
                     io::Error::new(
                         err.kind(),
-                        format!("cannot bind Unix socket {}: {err}", path.display()),
+                        format!("cannot bind Unix socket {}: {err}", crate::uds::show(&path)),
                     )
                 })?;
                 let file = UnixSocketFile::bound_at(&path);

@@ -55,10 +55,11 @@ pub(crate) struct ServeArgs {
     /// address on its own port), which would make it echo itself for ever.
     #[arg(long, value_name = "ADDR")]
     raw_udp: Option<SocketAddr>,
-    /// Also serve the Bench service on a Unix socket at this path (for `bench --uds-target`). A
-    /// stale socket file there is replaced; any other file is left alone and is an error. The
-    /// socket file is removed on exit.
-    #[arg(long, value_name = "PATH")]
+    /// Also serve the Bench service on a Unix socket at this path (for `bench --uds-target`, or
+    /// `bench --target unix:///ABSOLUTE/PATH`). A stale socket file there is replaced; any other
+    /// file is left alone and is an error. The socket file is removed on exit. On Linux,
+    /// `unix-abstract:NAME` serves on that abstract socket instead: a name, no file.
+    #[arg(long, value_name = "PATH", value_parser = crate::uds::parse)]
     uds: Option<PathBuf>,
     /// Also serve the Bench service over UDP on this address (for `bench --udp-target`): small
     /// unary calls, one datagram each way, beside the TCP listener (port 0: any free port).
@@ -210,7 +211,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn Error>> {
             write!(out, " raw-udp={addr}")?;
         }
         if let Some(path) = &bound.uds {
-            write!(out, " uds={}", path.display())?;
+            write!(out, " uds={}", crate::uds::show(path))?;
         }
         if let Some(addr) = bound.udp {
             write!(out, " udp={addr}")?;

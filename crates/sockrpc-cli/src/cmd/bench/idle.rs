@@ -1,20 +1,34 @@
-//! The idle connections of the sockrpc-tcp-idle row.
+//! The idle connections of the sockrpc-tcp-idle row (and of sockrpc-uds-idle, its Unix socket
+//! twin with a unix: --target).
 //!
 //! A server that does work per connection it holds (a timer per connection moved on every call,
 //! a list walked per wake-up) slows its busy connections as idle ones pile up; this row measures
-//! sockrpc-tcp again while thousands of connections sit open and silent on the same server. Each
-//! idle connection is a plain socket that sent the sockrpc preface and then nothing: to the
-//! server it is a client between calls, held until its idle timeout (5 minutes).
+//! sockrpc-tcp (sockrpc-uds) again while thousands of connections sit open and silent on the
+//! same server. Each idle connection is a plain socket that sent the sockrpc preface and then
+//! nothing: to the server it is a client between calls, held until its idle timeout (5
+//! minutes).
 
 use super::plan::Plan;
 use sockrpc::protocol::frame::PREFACE;
 use sockrpc::Endpoint;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// One idle connection, TCP or Unix socket; closed when dropped.
+type Idle = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Where the idle connections go.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// A Unix socket (a NUL first: an abstract name).
+    Unix(&'a std::path::Path),
+    /// The endpoint's first address.
+    Tcp(std::net::SocketAddr),
+}
 
 /// Connections held open and idle; closed when dropped.
 pub(super) struct IdleConnections {
-    sockets: Vec<TcpStream>,
+    sockets: Vec<Idle>,
     asked: usize,
     /// The open-file limit that capped the count, when it did.
     capped_by: Option<u64>,
@@ -57,17 +71,30 @@ pub(super) async fn open(endpoint: &Endpoint, plan: &Plan) -> Result<IdleConnect
     let room = usize::try_from(limit.saturating_sub(crate::server::SPARE_FDS) / per_connection)
         .unwrap_or(0);
     let count = asked.min(room);
-    let addr = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|err| format!("cannot resolve {endpoint}: {err}"))?
-        .next()
-        .ok_or_else(|| format!("{endpoint} has no address"))?;
+    let via = match &endpoint.unix_path {
+        // A Unix socket's path, or its abstract name, as the endpoint carries it.
+        Some(path) => Via::Unix(path),
+        None => Via::Tcp(
+            tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
+                .await
+                .map_err(|err| format!("cannot resolve {endpoint}: {err}"))?
+                .next()
+                .ok_or_else(|| format!("{endpoint} has no address"))?,
+        ),
+    };
     let before = resident_bytes();
     let mut sockets = Vec::with_capacity(count);
     for i in 0..count {
-        let mut socket = TcpStream::connect(addr)
-            .await
-            .map_err(|err| format!("idle connection {i} of {count}: {err}"))?;
+        let connected: std::io::Result<Idle> = match via {
+            Via::Unix(path) => sockrpc::transport::connect_unix(path)
+                .await
+                .map(|socket| Box::new(socket) as Idle),
+            Via::Tcp(addr) => TcpStream::connect(addr)
+                .await
+                .map(|socket| Box::new(socket) as Idle),
+        };
+        let mut socket =
+            connected.map_err(|err| format!("idle connection {i} of {count}: {err}"))?;
         socket
             .write_all(&PREFACE)
             .await

@@ -100,7 +100,8 @@ enum Transport {
     /// metrics into a Prometheus recorder): sockrpc-stack.
     Stack,
     /// sockrpc-tcp again with `--idle-connections` connections open and idle to the same server:
-    /// sockrpc-tcp-idle. Idle connections must not slow calls on a busy one.
+    /// sockrpc-tcp-idle (with a unix: --target, sockrpc-uds again with idle Unix connections:
+    /// sockrpc-uds-idle). Idle connections must not slow calls on a busy one.
     Idle,
     /// sockrpc over TCP with per-message compression both ways: sockrpc-gzip, sockrpc-zstd
     /// (embedded server only; the payload is one byte repeated, so try --payload 65536). Not
@@ -233,7 +234,10 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "balance")]
     timeout: Option<Duration>,
     /// Measure a running `sockrpc serve` at tcp://HOST:PORT (or, served with --tls-cert, at
-    /// tls://HOST:PORT: then the TLS rows) instead of an embedded server.
+    /// tls://HOST:PORT: then the TLS rows) instead of an embedded server. Its Unix socket
+    /// (`serve --uds`) as unix:PATH, unix:///ABSOLUTE/PATH or (Linux) unix-abstract:NAME: then
+    /// sockrpc-uds, sockrpc-stream and sockrpc-uds-idle run over it (not with --uds-target or
+    /// --udp-target).
     #[arg(long, value_name = "tcp://HOST:PORT")]
     target: Option<String>,
     /// With a tls:// --target: the PEM file of the CAs to trust (a self-signed server
@@ -263,9 +267,10 @@ pub(crate) struct BenchArgs {
     /// --raw-udp` prints). Without it, the raw-udp row is skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     raw_udp_target: Option<String>,
-    /// With --target: the server's Unix socket (the `uds=` path `sockrpc serve --uds` prints).
-    /// Without it, the sockrpc-uds row is skipped.
-    #[arg(long, value_name = "PATH", requires = "target")]
+    /// With a tcp:// or tls:// --target: the server's Unix socket (the `uds=` path, or
+    /// `unix-abstract:NAME`, that `sockrpc serve --uds` prints). Without it, the sockrpc-uds row
+    /// is skipped.
+    #[arg(long, value_name = "PATH", requires = "target", value_parser = crate::uds::parse)]
     uds_target: Option<PathBuf>,
     /// With --target: the server's sockrpc UDP port (the `udp=` address `sockrpc serve --udp`
     /// prints). Without it, the sockrpc-udp and sockrpc-auto rows are skipped.
@@ -278,9 +283,10 @@ pub(crate) struct BenchArgs {
     /// Draw latency by percentile, one line per row, as an SVG at this path.
     #[arg(long, value_name = "PATH.svg")]
     plot: Option<PathBuf>,
-    /// Idle connections the sockrpc-tcp-idle row holds open to the server while it measures
-    /// (each has sent its preface and then nothing). Capped by the open-file limit, raised to
-    /// its hard limit for the row; the row says when it was capped.
+    /// Idle connections the sockrpc-tcp-idle row (sockrpc-uds-idle with a unix: --target)
+    /// holds open to the server while it measures (each has sent its preface and then
+    /// nothing). Capped by the open-file limit, raised to its hard limit for the row; the row
+    /// says when it was capped.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     idle_connections: usize,
     /// Runs the whole sequence of rows this many times, each row getting its share of the time
@@ -532,7 +538,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             or_dash(targets.raw_tls.as_ref().map(|(addr, _)| addr)),
             or_dash(targets.raw_udp),
             or_dash(targets.udp),
-            or_dash(args.uds_target.as_ref().map(|path| path.display())),
+            or_dash(targets.uds.as_ref()),
         ),
     }
     crate::out::outln!();

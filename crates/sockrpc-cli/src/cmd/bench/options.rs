@@ -1,9 +1,9 @@
 //! Options refused before anything runs, with one line that says what to do: an option the
 //! mode does not use (`--payload` with `--call`, whose request is the JSON given;
 //! `--concurrency` with `--rate`, whose open loop sends on a schedule; `--rounds` with
-//! `--balance`, whose one balanced row runs once), which a user would otherwise see silently
-//! ignored and trust the figures less; and report paths that could not be written once every
-//! row had run.
+//! `--balance`, whose one balanced row runs once; `--uds-target` with a unix: `--target`,
+//! which is the Unix socket itself), which a user would otherwise see silently ignored and
+//! trust the figures less; and report paths that could not be written once every row had run.
 
 use super::BenchArgs;
 use clap::parser::ValueSource;
@@ -98,6 +98,11 @@ fn refuse_ignored_balanced(matches: &ArgMatches) -> Result<(), String> {
     }
 }
 
+/// Whether `target` names a Unix socket (`unix:`, `unix-abstract:`).
+fn is_unix(target: &str) -> bool {
+    target.starts_with("unix:") || target.starts_with("unix-abstract:")
+}
+
 /// Refuses an option given with a mode that would ignore it, naming both and what to do.
 /// `main` reports the message as clap reports a conflict (exit code 2).
 pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
@@ -141,6 +146,28 @@ pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
                 "{flag} has no effect with {mode}: it is for the built-in rows, which {mode} \
                  does not run; leave it out"
             ));
+        }
+    }
+    if !call
+        && !rate
+        && matches
+            .get_one::<String>("target")
+            .is_some_and(|t| is_unix(t))
+    {
+        if given(matches, "uds_target") {
+            return Err(
+                "--uds-target has no effect with a unix: --target: the sockrpc-uds row measures \
+                 the target's own Unix socket; leave --uds-target out"
+                    .to_owned(),
+            );
+        }
+        if given(matches, "udp_target") {
+            return Err(
+                "--udp-target needs a tcp:// or tls:// --target (the stream sockrpc-udp and \
+                 sockrpc-auto fall back to), not a unix: one; leave --udp-target out or give \
+                 the server's tcp= address as --target"
+                    .to_owned(),
+            );
         }
     }
     if rate && given(matches, "concurrency") {

@@ -90,7 +90,7 @@ pub(super) struct Targets {
     pub(super) raw_tcp: Option<SocketAddr>,
     /// The raw UDP echo.
     pub(super) raw_udp: Option<SocketAddr>,
-    /// The Bench service on a Unix socket.
+    /// The Bench service on a Unix socket (with a unix: --target, the target itself).
     pub(super) uds: Option<Endpoint>,
     /// The Bench service's UDP port (sockrpc over UDP, beside `rpc`).
     pub(super) udp: Option<SocketAddr>,
@@ -101,9 +101,19 @@ pub(super) struct Targets {
 }
 
 impl Targets {
-    /// The endpoint rows that are not about TLS use: the plain one, else the TLS one.
+    /// The endpoint rows that are not about TLS use: the plain one, else the TLS one, else (a
+    /// unix: --target) the Unix socket.
     pub(super) fn base(&self) -> Option<&Endpoint> {
-        self.rpc.as_ref().or(self.tls.as_ref())
+        self.rpc
+            .as_ref()
+            .or(self.tls.as_ref())
+            .or(self.uds.as_ref())
+    }
+
+    /// Whether the --target is a Unix socket: then the rows on [`base`](Targets::base) run over
+    /// it, and the idle row is sockrpc-uds-idle.
+    pub(super) fn over_unix(&self) -> bool {
+        self.rpc.is_none() && self.tls.is_none() && self.uds.is_some()
     }
 
     /// The Bench service's main endpoint, for the header.
@@ -180,11 +190,15 @@ pub(super) async fn targets(
     }
     let target = args.target.as_deref().unwrap_or_default();
     let endpoint = Endpoint::from_uri(target).map_err(|status| status.message().to_owned())?;
-    let (rpc, tls_endpoint) = if endpoint.is_tls() {
+    // A unix: target is the Unix socket the sockrpc-uds row measures (`options.rs` refuses
+    // --uds-target and --udp-target beside it).
+    let (rpc, tls_endpoint, uds) = if endpoint.unix_path.is_some() {
+        (None, None, Some(endpoint))
+    } else if endpoint.is_tls() {
         let tls = tls.unwrap_or_default();
-        (None, Some(endpoint.tls(tls)))
+        (None, Some(endpoint.tls(tls)), None)
     } else {
-        (Some(endpoint), None)
+        (Some(endpoint), None, None)
     };
     let raw_tls = match (&args.raw_tls_target, &tls_endpoint) {
         (Some(text), Some(endpoint)) => Some((
@@ -214,7 +228,7 @@ pub(super) async fn targets(
         raw_tls,
         raw_tcp,
         raw_udp,
-        uds: args.uds_target.as_ref().map(Endpoint::unix),
+        uds: uds.or_else(|| args.uds_target.as_ref().map(Endpoint::unix)),
         udp,
         stack: None,
         compressed: Vec::new(),
@@ -238,6 +252,7 @@ pub(super) enum Kind {
     SockrpcGzip,
     SockrpcZstd,
     SockrpcIdle,
+    SockrpcUdsIdle,
 }
 
 impl Kind {
@@ -276,6 +291,7 @@ impl Kind {
             Kind::SockrpcGzip => "sockrpc-gzip",
             Kind::SockrpcZstd => "sockrpc-zstd",
             Kind::SockrpcIdle => "sockrpc-tcp-idle",
+            Kind::SockrpcUdsIdle => "sockrpc-uds-idle",
         }
     }
 
@@ -283,7 +299,7 @@ impl Kind {
     pub(super) fn transport(self) -> &'static str {
         match self {
             Kind::RawUdp | Kind::SockrpcUdp => "udp",
-            Kind::SockrpcUds => "uds",
+            Kind::SockrpcUds | Kind::SockrpcUdsIdle => "uds",
             Kind::SockrpcAuto => "auto",
             Kind::RawTls | Kind::SockrpcTls => "tls",
             Kind::RawTcp
@@ -356,6 +372,9 @@ pub(super) fn kinds(
     if tcp {
         match targets.rpc {
             Some(_) => kinds.push(Kind::SockrpcTcp),
+            None if targets.over_unix() => group
+                .skipped
+                .push("sockrpc-tcp skipped: the target is a Unix socket (see sockrpc-uds)".into()),
             None => group
                 .skipped
                 .push("sockrpc-tcp skipped: the target speaks TLS (see sockrpc-tls)".into()),
@@ -439,9 +458,10 @@ pub(super) fn kinds(
     if wanted.contains(&Transport::Idle) {
         match targets.rpc {
             Some(_) => kinds.push(Kind::SockrpcIdle),
-            None => group
-                .skipped
-                .push("sockrpc-tcp-idle skipped: it needs a plain tcp:// target".into()),
+            None if targets.over_unix() => kinds.push(Kind::SockrpcUdsIdle),
+            None => group.skipped.push(
+                "sockrpc-tcp-idle skipped: it needs a plain tcp:// (or a unix:) target".into(),
+            ),
         }
     }
     kinds
@@ -479,6 +499,7 @@ pub(super) async fn run_group(
     note_tls_ratios(&mut group);
     note_ratio(&mut group, "sockrpc-stack", "sockrpc-tcp");
     note_ratio(&mut group, "sockrpc-tcp-idle", "sockrpc-tcp");
+    note_ratio(&mut group, "sockrpc-uds-idle", "sockrpc-uds");
     group
 }
 

@@ -101,13 +101,12 @@ pub(super) async fn run_row(
     concurrency: usize,
     progress: &ProgressBar,
 ) -> Row {
-    let mut row = Row::empty(
-        kind.name(),
-        kind.transport(),
-        payload,
-        concurrency,
-        concurrency,
-    );
+    // The stream row runs on the base endpoint: a unix: --target's Unix socket, then.
+    let transport = match kind {
+        Kind::SockrpcStream if targets.over_unix() => Kind::SockrpcUds.transport(),
+        _ => kind.transport(),
+    };
+    let mut row = Row::empty(kind.name(), transport, payload, concurrency, concurrency);
     let missing = || "no address".to_owned();
     match kind {
         Kind::RawTcp => {
@@ -182,8 +181,12 @@ pub(super) async fn run_row(
         | Kind::SockrpcStack
         | Kind::SockrpcGzip
         | Kind::SockrpcZstd => run_sockrpc(kind, targets, plan, row, progress).await,
-        Kind::SockrpcIdle => {
-            let idle = match &targets.rpc {
+        Kind::SockrpcIdle | Kind::SockrpcUdsIdle => {
+            let endpoint = match kind {
+                Kind::SockrpcUdsIdle => &targets.uds,
+                _ => &targets.rpc,
+            };
+            let idle = match endpoint {
                 Some(endpoint) => super::idle::open(endpoint, plan).await,
                 None => Err(missing()),
             };
@@ -216,7 +219,7 @@ async fn run_sockrpc(
 ) -> Row {
     let (payload, concurrency) = (row.payload_bytes, row.concurrency);
     let endpoint = match kind {
-        Kind::SockrpcUds => targets.uds.clone(),
+        Kind::SockrpcUds | Kind::SockrpcUdsIdle => targets.uds.clone(),
         Kind::SockrpcUdp | Kind::SockrpcAuto => targets.udp.and_then(|udp| targets.with_udp(udp)),
         Kind::SockrpcTls => targets.tls.clone(),
         Kind::SockrpcStack => targets.stack.clone(),

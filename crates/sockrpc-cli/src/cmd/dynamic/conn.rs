@@ -13,7 +13,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ConnArgs {
     /// The server: tcp://HOST:PORT (or HOST:PORT), tls://HOST:PORT, or a Unix socket as
-    /// unix:PATH (relative or absolute) or unix:///ABSOLUTE/PATH.
+    /// unix:PATH (relative or absolute) or unix:///ABSOLUTE/PATH (percent-decoded), or on Linux
+    /// an abstract one as unix-abstract:NAME.
     #[arg(value_name = "ADDR")]
     pub(crate) addr: String,
     /// Metadata sent with the call, `key:value`; repeatable.
