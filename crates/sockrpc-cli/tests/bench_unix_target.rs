@@ -1,7 +1,8 @@
 //! `bench --target` naming a `serve`'s Unix socket as gRPC names it: `unix:///PATH`
 //! (percent-decoded, as grpc-go reads it) or, on Linux, `unix-abstract:NAME` (which `serve
 //! --uds` and `bench --uds-target` take too). The sockrpc rows and the idle row run over the
-//! socket; flags that would name a second socket beside it are refused before anything runs.
+//! socket (the UDP rows fall back to it); `--uds-target` beside it, which would name a second
+//! socket, is refused before anything runs.
 
 mod support;
 
@@ -62,22 +63,31 @@ fn row_names(report: &Value) -> Vec<&str> {
 
 /// `--target unix:///…%20…` reaches the socket file whose name has a space, and the rows that
 /// make sense over a Unix socket run over it: sockrpc-uds, sockrpc-stream and sockrpc-uds-idle
-/// (idle Unix connections), every one over the socket ("uds"). Before the fix the target's
-/// `%20` was taken as written (nothing there: every row failed), and with a plain path the
-/// rows ran as sockrpc-tcp and sockrpc-tcp-idle, whose idle connections went to TCP
-/// `localhost:0` and failed.
+/// (idle Unix connections), every one over the socket ("uds"); with `--udp-target`,
+/// sockrpc-udp and sockrpc-auto beside it, over UDP. Before the fix the target's `%20` was
+/// taken as written (nothing there: every row failed), and with a plain path the rows ran as
+/// sockrpc-tcp and sockrpc-tcp-idle, whose idle connections went to TCP `localhost:0` and
+/// failed.
 #[test]
 fn bench_runs_its_rows_over_a_unix_socket_target() {
     let dir = TempDir::new("unix-target");
     let path = dir.0.join("bench s.sock");
     let (mut server, lines) = spawn_server(
         sockrpc()
-            .args(["serve", "--tcp", "127.0.0.1:0", "--uds"])
+            .args([
+                "serve",
+                "--tcp",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--uds",
+            ])
             .arg(&path),
     );
     let line = first_line(&lines);
+    let udp = listed_addr(&line, "udp").to_string();
     assert!(
-        line.ends_with(&format!("uds={}", path.display())),
+        line.contains(&format!("uds={} udp=", path.display())),
         "{line:?}"
     );
     let shown = path.display().to_string();
@@ -87,17 +97,28 @@ fn bench_runs_its_rows_over_a_unix_socket_target() {
         "unix-target.json",
         &target,
         "60",
-        &["--idle-connections", "20"],
+        &["--idle-connections", "20", "--udp-target", &udp],
     );
     assert_eq!(
         row_names(&report),
-        ["sockrpc-uds", "sockrpc-stream", "sockrpc-uds-idle"],
+        [
+            "sockrpc-udp",
+            "sockrpc-uds",
+            "sockrpc-auto",
+            "sockrpc-stream",
+            "sockrpc-uds-idle"
+        ],
         "{report:#}"
     );
     for name in ["sockrpc-uds", "sockrpc-stream", "sockrpc-uds-idle"] {
         let row = clean_row(&report, name, 64);
         assert_eq!(row["calls"], 60, "{row:#}");
         assert_eq!(row["transport"], "uds", "{row:#}");
+    }
+    for name in ["sockrpc-udp", "sockrpc-auto"] {
+        let row = clean_row(&report, name, 64);
+        assert_eq!(row["calls"], 60, "{row:#}");
+        assert_over_udp(row);
     }
     let idle = clean_row(&report, "sockrpc-uds-idle", 64)["note"].to_string();
     assert!(idle.contains("20 idle connections"), "{idle}");
@@ -167,21 +188,14 @@ fn serve_and_bench_on_an_abstract_name() {
 }
 
 /// A unix: --target is the Unix socket the sockrpc-uds row measures: `--uds-target` beside it
-/// would name a second one, and `--udp-target` needs a TCP or TLS stream to fall back to. Both
-/// are refused before anything runs (exit 2), as other flags a run would not use are.
+/// would name a second one, and is refused before anything runs (exit 2), as other flags a run
+/// would not use are.
 #[test]
 fn a_second_socket_beside_a_unix_target_is_refused() {
-    assert_usage_error_naming(
-        &[
-            "--target",
-            "unix:///tmp/x.sock",
-            "--uds-target",
-            "/tmp/y.sock",
-        ],
-        &["--uds-target", "unix: --target"],
-    );
-    assert_usage_error_naming(
-        &["--target", "unix:x.sock", "--udp-target", "127.0.0.1:9"],
-        &["--udp-target", "unix:"],
-    );
+    for target in ["unix:///tmp/x.sock", "unix:x.sock", "unix-abstract:x"] {
+        assert_usage_error_naming(
+            &["--target", target, "--uds-target", "/tmp/y.sock"],
+            &["--uds-target", "unix: --target"],
+        );
+    }
 }

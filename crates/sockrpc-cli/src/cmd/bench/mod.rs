@@ -236,8 +236,8 @@ pub(crate) struct BenchArgs {
     /// Measure a running `sockrpc serve` at tcp://HOST:PORT (or, served with --tls-cert, at
     /// tls://HOST:PORT: then the TLS rows) instead of an embedded server. Its Unix socket
     /// (`serve --uds`) as unix:PATH, unix:///ABSOLUTE/PATH or (Linux) unix-abstract:NAME: then
-    /// sockrpc-uds, sockrpc-stream and sockrpc-uds-idle run over it (not with --uds-target or
-    /// --udp-target).
+    /// sockrpc-uds, sockrpc-stream and sockrpc-uds-idle run over it, and with --udp-target
+    /// sockrpc-udp and sockrpc-auto fall back to it (not with --uds-target).
     #[arg(long, value_name = "tcp://HOST:PORT")]
     target: Option<String>,
     /// With a tls:// --target: the PEM file of the CAs to trust (a self-signed server

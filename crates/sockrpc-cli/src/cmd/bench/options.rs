@@ -148,27 +148,15 @@ pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
             ));
         }
     }
-    if !call
-        && !rate
-        && matches
-            .get_one::<String>("target")
-            .is_some_and(|t| is_unix(t))
-    {
-        if given(matches, "uds_target") {
-            return Err(
-                "--uds-target has no effect with a unix: --target: the sockrpc-uds row measures \
-                 the target's own Unix socket; leave --uds-target out"
-                    .to_owned(),
-            );
-        }
-        if given(matches, "udp_target") {
-            return Err(
-                "--udp-target needs a tcp:// or tls:// --target (the stream sockrpc-udp and \
-                 sockrpc-auto fall back to), not a unix: one; leave --udp-target out or give \
-                 the server's tcp= address as --target"
-                    .to_owned(),
-            );
-        }
+    let unix_target = matches
+        .get_one::<String>("target")
+        .is_some_and(|target| is_unix(target));
+    if !call && !rate && unix_target && given(matches, "uds_target") {
+        return Err(
+            "--uds-target has no effect with a unix: --target: the sockrpc-uds row measures the \
+             target's own Unix socket; leave --uds-target out"
+                .to_owned(),
+        );
     }
     if rate && given(matches, "concurrency") {
         return Err(

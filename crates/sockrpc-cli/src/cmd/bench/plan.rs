@@ -191,7 +191,7 @@ pub(super) async fn targets(
     let target = args.target.as_deref().unwrap_or_default();
     let endpoint = Endpoint::from_uri(target).map_err(|status| status.message().to_owned())?;
     // A unix: target is the Unix socket the sockrpc-uds row measures (`options.rs` refuses
-    // --uds-target and --udp-target beside it).
+    // --uds-target beside it); --udp-target's UDP goes beside it, as beside a TCP target.
     let (rpc, tls_endpoint, uds) = if endpoint.unix_path.is_some() {
         (None, None, Some(endpoint))
     } else if endpoint.is_tls() {

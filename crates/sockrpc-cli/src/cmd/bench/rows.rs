@@ -297,7 +297,14 @@ async fn run_sockrpc(
     };
     if let Ok(channel) = &channel {
         match kind {
-            Kind::SockrpcUdp | Kind::SockrpcAuto => note_udp(&mut row, channel, kind, plan),
+            Kind::SockrpcUdp | Kind::SockrpcAuto => {
+                let stream = if targets.over_unix() {
+                    "the Unix socket"
+                } else {
+                    "TCP"
+                };
+                note_udp(&mut row, channel, kind, plan, stream)
+            }
             _ => note_pool(&mut row, channel),
         }
     }
@@ -342,22 +349,23 @@ fn note_pool(row: &mut Row, channel: &Channel) {
 }
 
 /// Notes which transport carried the calls of a UDP-enabled row, from the channel's UDP
-/// counters: a UDP reply per call means UDP carried it; any call without one went over TCP
-/// (too large, truncated, or in fallback after loss).
-fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
+/// counters: a UDP reply per call means UDP carried it; any call without one went over the
+/// channel's stream, `stream` (TCP; with a unix: --target, the Unix socket): too large,
+/// truncated, or in fallback after loss.
+fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan, stream: &str) {
     // Every call the row made on this channel: the warmup's and the measured ones, either way.
     let made = plan.warmup + row.calls() + row.errors;
     let Some(stats) = channel.udp_stats() else {
         add_note(
             row,
-            "UDP could not be set up: every call went over TCP".into(),
+            format!("UDP could not be set up: every call went over {stream}"),
         );
         return;
     };
     let detail = format!(
         "UDP: {} calls sent, {} replies, {} retransmits, {} truncations, {} fallbacks, {} not \
          suitable ({} of them past the window of a slow call; {} such calls retransmitted \
-         early), {} refused unrun by a full reply cache (then sent over TCP), {} deadline \
+         early), {} refused unrun by a full reply cache (then sent over {stream}), {} deadline \
          exceeded, {} cookie requests",
         stats.calls,
         stats.replies,
@@ -387,17 +395,17 @@ fn note_udp(row: &mut Row, channel: &Channel, kind: Kind, plan: &Plan) {
         )
     } else if answered == 0 && row.payload_bytes > MAX_SOCKRPC_UDP_PAYLOAD {
         format!(
-            "TCP carried all {made} calls: a {} B request does not fit a datagram",
+            "{stream} carried all {made} calls: a {} B request does not fit a datagram",
             row.payload_bytes
         )
     } else if kind == Kind::SockrpcUdp {
         format!(
             "NOT ALL OVER UDP: only {answered} of {made} calls answered over UDP, {over_tcp} \
-             over TCP, {expired} past their deadline on UDP"
+             over {stream}, {expired} past their deadline on UDP"
         )
     } else {
         format!(
-            "UDP answered {answered} of {made} calls, TCP carried {over_tcp}, {expired} past \
+            "UDP answered {answered} of {made} calls, {stream} carried {over_tcp}, {expired} past \
              their deadline on UDP"
         )
     };
