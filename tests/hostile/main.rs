@@ -49,6 +49,7 @@ mod probe;
 mod raw;
 mod refused_midstream;
 mod refused_span;
+mod reissue_wakes;
 mod reset;
 mod reset_pace;
 mod reset_pause_idle;

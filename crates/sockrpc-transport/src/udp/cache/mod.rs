@@ -67,8 +67,7 @@ use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::{
     collections::VecDeque,
-    sync::atomic::{AtomicUsize, Ordering},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Instant,
 };
 use tokio::sync::Notify;
@@ -122,6 +121,9 @@ enum Slot {
         owner: Owner,
         /// The address of the datagram that started it: the only one its answer goes to.
         src: IpAddr,
+        /// Made by the first TCP re-issue that waits for this call (`reissue.rs`), notified
+        /// when the call ends or is forgotten: a re-issue wakes for its own call only.
+        ended: Option<Arc<Notify>>,
     },
     Done {
         path: Bytes,
@@ -147,6 +149,14 @@ impl Slot {
         match self {
             Slot::Running { src, .. } | Slot::Done { src, .. } => *src,
         }
+    }
+}
+
+/// Wakes the re-issues waiting for a call that ended or was forgotten (its slot's `ended`):
+/// called once the cache's lock is released, so that they find the new state at once.
+fn wake_waiting(ended: Option<Arc<Notify>>) {
+    if let Some(ended) = ended {
+        ended.notify_waiters();
     }
 }
 
@@ -214,9 +224,6 @@ impl State {
 pub struct ReplyCache {
     config: ReplyCacheConfig,
     state: Mutex<State>,
-    finished: Notify,
-    /// Callers inside [`wait`](Self::wait).
-    waiters: AtomicUsize,
     /// Methods that skip the cache on the UDP side (may run more than once): a TCP re-issue of
     /// one finds no answer here and runs it again.
     idempotent: HashSet<String>,
@@ -258,8 +265,6 @@ impl ReplyCache {
                 ),
                 released: Vec::new(),
             }),
-            finished: Notify::new(),
-            waiters: AtomicUsize::new(0),
             idempotent: HashSet::default(),
         }
     }
@@ -402,6 +407,7 @@ impl ReplyCache {
                     path: intern(paths, last_path, path),
                     owner,
                     src,
+                    ended: None,
                 });
                 Begin::New
             }
@@ -412,9 +418,14 @@ impl ReplyCache {
     /// retransmission may run it later.
     pub(crate) fn abandon(&self, instance: u64, call_id: u32) {
         let mut state = self.lock();
-        if let Some(&Slot::Running { owner, .. }) = state.map.get(&(instance, call_id)) {
-            state.map.remove(&(instance, call_id));
-            state.quotas.remove(&owner, 0);
+        let key = (instance, call_id);
+        if let Some(Slot::Running { .. }) = state.map.get(&key) {
+            if let Some(Slot::Running { owner, ended, .. }) = state.map.remove(&key) {
+                state.quotas.remove(&owner, 0);
+                drop(state);
+                // A re-issue waiting for it finds nothing now, rather than waiting on.
+                wake_waiting(ended);
+            }
         }
     }
 
@@ -442,6 +453,8 @@ impl ReplyCache {
         // Started out of the lock; let go after it when the entry does not keep it.
         let mut held = held.and_then(|call| Holding::start(call, HOLD.min(self.config.ttl)).ok());
         let mut aborted = false;
+        // The re-issues waiting for this call, if any, woken once its answer is in place.
+        let ended;
         {
             let mut state = self.lock();
             let key = (instance, call_id);
@@ -458,12 +471,19 @@ impl ReplyCache {
                 drop(held.as_ref().and_then(Holding::take));
                 return;
             };
-            let Slot::Running { path, owner, src } = slot else {
+            let Slot::Running {
+                path,
+                owner,
+                src,
+                ended: waiting,
+            } = slot
+            else {
                 drop(state);
                 drop(held.as_ref().and_then(Holding::take));
                 return;
             };
             let (owner, src) = (*owner, *src);
+            ended = waiting.take();
             // A path of its own (not one of the shared copies) is memory this entry holds.
             let path_size = own_path_size(paths, path);
             size += path_size;
@@ -473,7 +493,7 @@ impl ReplyCache {
                 quotas.remove(&owner, 0);
                 drop(state);
                 drop(held.as_ref().and_then(Holding::take));
-                self.notify();
+                wake_waiting(ended);
                 return;
             }
             let too_large = *bytes + size > self.config.max_bytes;
@@ -511,15 +531,7 @@ impl ReplyCache {
         if let Some(call) = held.as_ref().and_then(Holding::take) {
             call.drop_as(sockrpc_protocol::Code::Aborted);
         }
-        self.notify();
-    }
-
-    /// Wakes the re-issues waiting in [`wait`](Self::wait), if any (most calls have none: the
-    /// look at a counter spares them the notifier's lock).
-    fn notify(&self) {
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            self.finished.notify_waiters();
-        }
+        wake_waiting(ended);
     }
 
     /// Finished entries held.

@@ -5,8 +5,9 @@
 
 use super::{canonical, may_fetch, HeldCall, Lookup, ReplyCache, Slot};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Notify;
 
 impl ReplyCache {
     /// What the cache knows about `(instance, call_id)`, a call of `path`, for a caller at
@@ -52,6 +53,15 @@ impl ReplyCache {
         }
     }
 
+    /// What call `(instance, call_id)` notifies when it ends or is forgotten, made now if no
+    /// re-issue waits for it yet; `None` when it is not running.
+    fn ending(&self, instance: u64, call_id: u32) -> Option<Arc<Notify>> {
+        match self.lock().map.get_mut(&(instance, call_id)) {
+            Some(Slot::Running { ended, .. }) => Some(Arc::clone(ended.get_or_insert_default())),
+            _ => None,
+        }
+    }
+
     /// Like [`lookup`](Self::lookup), but waits while the call is still running, until
     /// `deadline` (`None`: as long as it runs). Never returns `InProgress` unless the deadline
     /// passed.
@@ -83,20 +93,29 @@ impl ReplyCache {
         self.wait_for(call, deadline, true).await
     }
 
+    /// Waits on the call's own notifier (`Slot::Running`), so that a re-issue wakes when
+    /// its call ends, not whenever any UDP call on the server ends: with one notifier for all,
+    /// a client's few hundred re-issues of its own slow call made every other client's UDP
+    /// call wake them all, each to take this cache's lock (`tests/hostile/reissue_wakes.rs`).
     async fn wait_for(
         &self,
         (peer, instance, call_id, path): (Option<IpAddr>, u64, u32, &[u8]),
         deadline: Option<tokio::time::Instant>,
         take: bool,
     ) -> (Lookup, Option<HeldCall>) {
-        // Counted before the first look (which takes the lock that `complete` stores under),
-        // so a completion that this look misses sees the count and notifies.
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let _waiting = Waiting(&self.waiters);
         loop {
-            let notified = self.finished.notified();
+            match self.fetch(peer, instance, call_id, path, take) {
+                (Lookup::InProgress, _) => {}
+                other => return other,
+            }
+            let Some(ended) = self.ending(instance, call_id) else {
+                // It ended since the look: look again.
+                continue;
+            };
+            let notified = ended.notified();
             tokio::pin!(notified);
-            // Registered before the check, so a completion between check and await is not lost.
+            // Registered, then a second look: a call that ended before the registration is
+            // seen now; one that ends after it wakes this wait.
             notified.as_mut().enable();
             match self.fetch(peer, instance, call_id, path, take) {
                 (Lookup::InProgress, _) => {}
@@ -111,14 +130,5 @@ impl ReplyCache {
                 None => notified.await,
             }
         }
-    }
-}
-
-/// Counts one waiter in [`ReplyCache::wait`] while it lives, however the wait ends.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

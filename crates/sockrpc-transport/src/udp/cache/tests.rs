@@ -3,7 +3,7 @@
 use super::paths::MAX_PATHS;
 use super::*;
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -367,22 +367,81 @@ fn many_distinct_paths_stay_told_apart() {
     }
 }
 
+/// Whether `(instance, call_id)` runs with a notifier made for re-issues waiting on it, and
+/// how many hold that notifier beside its slot.
+fn watchers(cache: &ReplyCache, instance: u64, call_id: u32) -> Option<usize> {
+    match cache.lock().map.get(&(instance, call_id)) {
+        Some(Slot::Running {
+            ended: Some(ended), ..
+        }) => Some(Arc::strong_count(ended) - 1),
+        _ => None,
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_wait_that_times_out_is_no_longer_counted() {
+async fn a_wait_that_times_out_leaves_nothing_waiting() {
     let cache = ReplyCache::default();
     assert!(matches!(cache.begin(HOST, 2, 2, &path(), None), Begin::New));
+    assert_eq!(
+        watchers(&cache, 2, 2),
+        None,
+        "no notifier until a re-issue waits"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
     assert!(matches!(
         cache.wait(Some(HOST), 2, 2, PATH, Some(deadline)).await,
         Lookup::InProgress
     ));
-    assert_eq!(cache.waiters.load(Ordering::SeqCst), 0);
+    assert_eq!(watchers(&cache, 2, 2), Some(0), "the wait let go of it");
     cache.complete(2, 2, ok(1));
     assert!(matches!(
         cache.wait(Some(HOST), 2, 2, PATH, None).await,
         Lookup::Done(Ok(_))
     ));
-    assert_eq!(cache.waiters.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_wait_wakes_for_its_own_call_only() {
+    let cache = Arc::new(ReplyCache::default());
+    for id in [1, 2] {
+        assert!(matches!(
+            cache.begin(HOST, 3, id, &path(), None),
+            Begin::New
+        ));
+    }
+    let waiting = Arc::clone(&cache);
+    let wait = tokio::spawn(async move { waiting.wait(Some(HOST), 3, 1, PATH, None).await });
+    while watchers(&cache, 3, 1) != Some(1) {
+        tokio::task::yield_now().await;
+    }
+    // Another call ends: the wait is not told (call 2 has no notifier of its own).
+    assert_eq!(watchers(&cache, 3, 2), None);
+    cache.complete(3, 2, ok(1));
+    // Its own call ends: it gets its answer.
+    cache.complete(3, 1, ok(5));
+    let found = tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("woken")
+        .expect("task");
+    assert!(matches!(found, Lookup::Done(Ok(_))), "{found:?}");
+}
+
+#[tokio::test]
+async fn a_wait_for_a_call_forgotten_unrun_ends_at_once() {
+    let cache = Arc::new(ReplyCache::default());
+    assert!(matches!(cache.begin(HOST, 4, 1, &path(), None), Begin::New));
+    let waiting = Arc::clone(&cache);
+    let wait = tokio::spawn(async move { waiting.wait(Some(HOST), 4, 1, PATH, None).await });
+    while watchers(&cache, 4, 1) != Some(1) {
+        tokio::task::yield_now().await;
+    }
+    // The server was overloaded and did not run it after all: nothing will end it.
+    cache.abandon(4, 1);
+    let found = tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("woken, not left waiting for ever")
+        .expect("task");
+    assert!(matches!(found, Lookup::Missing), "{found:?}");
 }
 
 #[test]
