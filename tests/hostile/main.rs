@@ -19,6 +19,7 @@ mod compressed_unnamed_channel;
 mod compressed_unnamed_transport;
 mod control_limit;
 mod credit_wakes;
+mod drop_panics;
 mod dropped_reader;
 mod edges;
 mod ended_sender_turns;

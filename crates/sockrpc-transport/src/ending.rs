@@ -53,6 +53,17 @@ pub(crate) fn dropping_as(code: Code, drop: impl FnOnce()) {
     }
 }
 
+/// Drops `value`, a call's future, catching a panic in its drop, as [`drop_as`] does, but with
+/// no code: what runs in its drop sees what an ordinary drop sees (`CANCELLED` for a future
+/// the client gave up, nothing for one that finished). A call's future dropped on its
+/// connection's task must not unwind through it: every other call there would fail with it,
+/// and a second such drop during that unwinding aborts the process.
+pub(crate) fn drop_caught<T>(value: T) {
+    if catch_unwind(AssertUnwindSafe(move || drop(value))).is_err() {
+        tracing::debug!("a call's future panicked while being dropped");
+    }
+}
+
 /// The code a call's part being dropped now ended with: the one given to [`drop_as`] when the
 /// drop runs inside it, else `CANCELLED` (the caller or the connection gave the call up).
 pub fn dropped_as() -> Code {
@@ -108,6 +119,20 @@ mod tests {
         fn drop(&mut self) {
             drop_as(self.0, self.1.take());
         }
+    }
+
+    #[test]
+    fn a_panicking_drop_is_caught_without_a_code() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                std::panic::resume_unwind(Box::new("drop panics"));
+            }
+        }
+        let seen = Cell::new(None);
+        drop_caught((Bomb, Witness(&seen)));
+        assert_eq!(seen.get(), Some(Code::Cancelled), "what it held was dropped too");
+        assert_eq!(ending_as(), None);
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl<D: Dispatch> Connection<D> {
                         });
                         drop(state);
                         // Dropped without the lock: its drop may take it.
-                        drop(self.locals.remove(call_id));
+                        self.locals.remove(call_id);
                     }
                 }
             }
@@ -317,7 +317,9 @@ impl<D: Dispatch> Connection<D> {
                     // Its slot is kept until the task is gone (`aborted.rs`).
                     Some(Some(handle)) => self.aborted.abort(handle),
                     // Polled on this task: dropped here, without the lock its drop may take.
-                    Some(None) => drop(self.locals.remove(call_id)),
+                    Some(None) => {
+                        self.locals.remove(call_id);
+                    }
                     None => {}
                 }
             }

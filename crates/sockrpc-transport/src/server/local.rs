@@ -25,12 +25,16 @@
 //!   worker. Such work belongs in `spawn_blocking` or a task of the handler's own, as it always
 //!   did for unary handlers (which are polled here for their first poll too).
 //! - Panics. Every poll is caught ([`poll_caught`]): a call that panics is dropped and reported
-//!   to the connection, which fails that call alone.
+//!   to the connection, which fails that call alone. So is every drop of a call's future
+//!   (`ending::drop_caught`): one that panicked as the client cancelled it unwound through the
+//!   connection's task, failing every call on it, and a second, dropped during that unwinding,
+//!   aborted the process (`tests/hostile/drop_panics.rs`).
 //! - Cancellation. A CANCEL (or an oversized message) drops the call's future by its id.
 //! - Deadlines. The futures keep their own timers, which wake them like any other waker.
 //! - Memory. One entry per call, and calls per connection are capped by the server's
 //!   `max_concurrent_calls`.
 
+use crate::ending::drop_caught;
 use crate::panic::{poll_caught, Panicked};
 use foldhash::HashMap;
 use std::{
@@ -135,14 +139,20 @@ impl LocalCalls {
         );
     }
 
-    /// Takes a call out (cancelled): the caller drops it, outside any lock its drop might take.
-    pub(super) fn remove(&mut self, call_id: u32) -> Option<LocalFuture> {
-        self.calls.remove(&call_id).map(|local| local.future)
+    /// Drops a call (cancelled), a panic in its drop caught; the caller holds no lock its drop
+    /// might take. Whether it was here.
+    pub(super) fn remove(&mut self, call_id: u32) -> bool {
+        let removed = self.calls.remove(&call_id);
+        let found = removed.is_some();
+        drop_caught(removed);
+        found
     }
 
-    /// Drops every call (the connection is closing).
+    /// Drops every call (the connection is closing), each on its own, panics caught.
     pub(super) fn clear(&mut self) {
-        self.calls.clear();
+        for (_, local) in self.calls.drain() {
+            drop_caught(local);
+        }
     }
 
     /// Calls held.
@@ -195,10 +205,18 @@ impl LocalCalls {
             local.flag.queued.store(false, Ordering::Release);
             let mut cx = Context::from_waker(&local.waker);
             if let Poll::Ready(result) = poll_caught(local.future.as_mut(), &mut cx) {
-                drop(self.calls.remove(&call_id));
+                drop_caught(self.calls.remove(&call_id));
                 done(call_id, result);
             }
         }
+    }
+}
+
+impl Drop for LocalCalls {
+    /// Each call dropped on its own, a panic in its drop caught (the connection dropped from
+    /// outside: the server aborted it, or its grace period ran out).
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -281,6 +299,36 @@ mod tests {
     }
 
     #[test]
+    fn a_call_that_panics_as_it_is_dropped_is_dropped_alone() {
+        struct Bomb(Arc<AtomicUsize>);
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                std::panic::resume_unwind(Box::new("dropped"));
+            }
+        }
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let bomb = |dropped: &Arc<AtomicUsize>| -> LocalFuture {
+            let bomb = Bomb(Arc::clone(dropped));
+            Box::pin(async move {
+                let _bomb = bomb;
+                std::future::pending::<()>().await;
+            })
+        };
+        let mut calls = LocalCalls::default();
+        for id in 1..=4 {
+            calls.insert(id, bomb(&dropped));
+        }
+        // Cancelled; then the connection closes; then it goes with two more.
+        assert!(calls.remove(1));
+        calls.clear();
+        calls.insert(5, bomb(&dropped));
+        calls.insert(6, bomb(&dropped));
+        drop(calls);
+        assert_eq!(dropped.load(Ordering::SeqCst), 6);
+    }
+
+    #[test]
     fn a_panicking_call_is_reported_and_removed_and_cancel_drops_by_id() {
         let (_parent, waker) = counting_waker();
         let cx = Context::from_waker(&waker);
@@ -298,8 +346,8 @@ mod tests {
         calls.end();
         assert_eq!(finished, vec![(1, false)]);
         assert_eq!(calls.len(), 1);
-        assert!(calls.remove(2).is_some());
-        assert!(calls.remove(2).is_none());
+        assert!(calls.remove(2));
+        assert!(!calls.remove(2));
         assert_eq!(calls.len(), 0);
     }
 }
