@@ -132,13 +132,28 @@ async fn an_answer_in_an_encoding_the_client_does_not_accept_is_unimplemented() 
         .await
         .expect_err("zstd is not accepted");
     assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
-    assert!(err.message().contains("zstd"), "{err:?}");
+    // tonic's words for it, and what this side accepts in `grpc-accept-encoding`.
+    assert!(
+        err.message()
+            .contains("Content is compressed with `zstd` which isn't supported"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.metadata().get("grpc-accept-encoding"),
+        Some("gzip,identity"),
+        "{err:?}"
+    );
 
     let mut plain = TestClient::new(channel.clone());
     let err = bounded("accepts nothing", plain.unary_call(Input {}))
         .await
         .expect_err("nothing compressed is accepted");
     assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(
+        err.metadata().get("grpc-accept-encoding"),
+        Some("identity"),
+        "{err:?}"
+    );
 
     // A server stream forwarded as it came: read by a client that accepts zstd, refused by one
     // that does not.

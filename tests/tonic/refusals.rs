@@ -63,6 +63,18 @@ async fn an_encoding_the_server_does_not_accept_is_unimplemented() {
         status.message().contains("gzip") && status.message().contains("accepts zstd"),
         "{status}"
     );
+    assert!(
+        status
+            .message()
+            .starts_with("Content is compressed with `gzip` which isn't supported"),
+        "{status}"
+    );
+    // gRPC's compression spec (and tonic): the refusal names what the server accepts.
+    assert_eq!(
+        status.metadata().get("grpc-accept-encoding"),
+        Some("zstd,identity"),
+        "{status:?}"
+    );
 
     // The same on a client-streaming call: the handler's read fails, and so does the call.
     let (mut sender, mut receiver) = conn
@@ -95,6 +107,11 @@ async fn an_encoding_the_server_does_not_accept_is_unimplemented() {
     .await
     .expect_err("refused");
     assert_eq!(status.code(), Code::Unimplemented, "{status}");
+    assert_eq!(
+        status.metadata().get("grpc-accept-encoding"),
+        Some("zstd,identity"),
+        "{status:?}"
+    );
 
     // A server with no compression settings at all refuses every compressed message.
     let plain = Running::start(StreamerServer::new(EchoStreamer));
@@ -106,6 +123,11 @@ async fn an_encoding_the_server_does_not_accept_is_unimplemented() {
     assert!(
         status.message().contains("accepts no compression"),
         "{status}"
+    );
+    assert_eq!(
+        status.metadata().get("grpc-accept-encoding"),
+        Some("identity"),
+        "{status:?}"
     );
     plain.stop().await;
     server.stop().await;

@@ -462,8 +462,10 @@ impl Body {
                 *last_compressed = compressed;
                 decoding.decode(message, compressed)
             }
-            _ if compressed => Err(Status::unimplemented(
-                "a compressed message, but this side accepts no compression",
+            _ if compressed => Err(crate::compression::encoding_refused(
+                "Content is compressed, which isn't supported: this side accepts no compression"
+                    .to_owned(),
+                sockrpc_protocol::EncodingSet::EMPTY,
             )),
             _ => Ok(message),
         };

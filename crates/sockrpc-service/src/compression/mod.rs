@@ -276,18 +276,25 @@ impl Decoding {
             Ok(Some(encoding)) => encoding,
             Ok(None) => return Err(unnamed_encoding()),
             Err(id) => {
-                return Err(Status::unimplemented(format!(
-                    "a message compressed with encoding id {id}, unknown to this {side} (it \
-                     accepts {})",
-                    self.accept
-                )))
+                return Err(encoding_refused(
+                    format!(
+                        "Content is compressed with encoding id {id}, unknown to this {side}, \
+                         which isn't supported (it accepts {})",
+                        self.accept
+                    ),
+                    self.accept,
+                ))
             }
         };
         if !self.accept.contains(encoding) {
-            return Err(Status::unimplemented(format!(
-                "a {encoding}-compressed message, but this {side} accepts {}",
-                self.accept
-            )));
+            return Err(encoding_refused(
+                format!(
+                    "Content is compressed with `{encoding}` which isn't supported (this {side} \
+                     accepts {})",
+                    self.accept
+                ),
+                self.accept,
+            ));
         }
         decompress(
             encoding,
@@ -295,6 +302,29 @@ impl Decoding {
             self.max.unwrap_or(DEFAULT_MAX_DECODING_MESSAGE_SIZE),
         )
     }
+}
+
+/// The metadata key under which a refusal of a message's encoding names the encodings this
+/// side reads, as gRPC's compression spec has a server answer and tonic's client and server do.
+pub(crate) const ACCEPT_ENCODING_KEY: &str = "grpc-accept-encoding";
+
+/// The refusal of a message compressed in an encoding this side does not read: `UNIMPLEMENTED`
+/// with `message`, and `grpc-accept-encoding` metadata naming what it reads, in tonic's form
+/// (`"gzip,zstd,identity"`; `"identity"` when it reads no compression), so that a program can
+/// tell what to send instead.
+pub(crate) fn encoding_refused(message: String, accept: EncodingSet) -> Status {
+    let mut status = Status::unimplemented(message);
+    let mut accepted = String::new();
+    for encoding in accept.iter() {
+        accepted.push_str(encoding.as_str());
+        accepted.push(',');
+    }
+    accepted.push_str("identity");
+    // A valid key and an ASCII value: this cannot fail, and the status stands if it did.
+    let _ = status
+        .metadata_mut()
+        .insert(ACCEPT_ENCODING_KEY, accepted.as_str());
+    status
 }
 
 /// The refusal of a message flagged compressed whose sender named no encoding: a protocol
