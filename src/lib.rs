@@ -58,8 +58,9 @@ pub mod transport {
 
     /// The transport's server side ([`sockrpc_transport::server`]), with tonic's
     /// `transport::server::{Routes, RoutesBuilder}` beside it (also in
-    /// [`service`](crate::service), tonic's newer home for them).
+    /// [`service`](crate::service), tonic's newer home for them) and its `TcpIncoming`.
     pub mod server {
+        pub use sockrpc_service::server::TcpIncoming;
         pub use sockrpc_service::{Routes, RoutesBuilder};
         pub use sockrpc_transport::server::*;
     }

@@ -1,32 +1,59 @@
 //! tonic's `serve_with_incoming` and `serve_with_incoming_shutdown`, which most of its tests
-//! serve with (`TcpListenerStream::new(listener)`, a stream of one connection): the server
-//! serves each connection the stream yields, an error item is a failed accept it logs and
-//! goes past, and the shutdown signal ends it. Such connections carry no addresses (the
-//! stream's items are bare byte streams): `remote_addr()` is `None` there.
+//! serve with (`TcpListenerStream::new(listener)`, `TcpIncoming::from(listener)`, a stream of
+//! one connection): the server serves each connection the stream yields, an error item is a
+//! failed accept it logs and goes past, and the shutdown signal ends it. A `TcpStream` or
+//! `UnixStream` item is known for what it is, as tonic's `Connected` knows it: calls on a TCP
+//! one see both addresses (`remote_addr()`, `local_addr()`, `conn_info()`); any other byte
+//! stream (an in-memory duplex) carries none.
 
-use crate::support::{bounded, channel};
-use futures_util::stream;
-use sockrpc::{Request, Response, Server, Status};
+use crate::support::bounded;
+use futures_util::{stream, StreamExt};
+use sockrpc::transport::server::TcpIncoming;
+use sockrpc::transport::ClientConnection;
+use sockrpc::{Channel, Endpoint, Limits, Request, Response, Server, Status};
 use sockrpc_tests::parity::test_client::TestClient;
 use sockrpc_tests::parity::test_server::{Test, TestServer};
 use sockrpc_tests::parity::{Input, Output};
 use std::io;
-use tokio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::oneshot;
 
-/// Answers with whether the call knew its caller's address.
+/// Answers with what the call knew of its connection: "<kind> <peer> <local>".
 struct Svc;
 
 impl Test for Svc {
     async fn unary_call(&self, request: Request<Input>) -> Result<Response<Output>, Status> {
-        let message = match request.remote_addr() {
-            Some(_) => "addressed",
-            None => "unaddressed",
-        };
-        Ok(Response::new(Output {
-            message: message.into(),
-        }))
+        let kind = request.conn_info().map(|info| info.transport);
+        let message = format!(
+            "{kind:?} {:?} {:?}",
+            request.remote_addr(),
+            request.local_addr()
+        );
+        Ok(Response::new(Output { message }))
     }
+}
+
+/// What `Svc` answers a TCP client at `client` of a server at `server`.
+fn tcp_seen(client: SocketAddr, server: SocketAddr) -> String {
+    format!("Some(Tcp) Some({client}) Some({server})")
+}
+
+/// A call through a fresh channel to `addr`, and the local address that channel's connection
+/// had (it has one connection).
+async fn call_from(addr: SocketAddr) -> (String, SocketAddr) {
+    let stream = bounded("connect", TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    let local = stream.local_addr().expect("client address");
+    let conn = ClientConnection::spawn_tcp(stream, Limits::default());
+    let endpoint = Endpoint::from_uri(&format!("tcp://{addr}")).expect("endpoint");
+    let mut client = TestClient::new(Channel::from_connection(endpoint, conn));
+    let answer = bounded("call", client.unary_call(Input {}))
+        .await
+        .expect("served");
+    (answer.into_inner().message, local)
 }
 
 #[tokio::test]
@@ -47,12 +74,9 @@ async fn serves_a_stream_of_accepted_connections_until_its_signal() {
             }),
     );
     for _ in 0..2 {
-        // A connection each time: both come from the stream.
-        let mut client = TestClient::new(channel(addr).await);
-        let answer = bounded("call", client.unary_call(Input {}))
-            .await
-            .expect("served");
-        assert_eq!(answer.into_inner().message, "unaddressed");
+        // A connection each time: both come from the stream, both with their addresses.
+        let (seen, client) = call_from(addr).await;
+        assert_eq!(seen, tcp_seen(client, addr));
     }
     let _ = stop.send(());
     bounded("server stops", server)
@@ -65,7 +89,7 @@ async fn serves_a_stream_of_accepted_connections_until_its_signal() {
 async fn an_error_item_is_a_failed_accept_and_serving_goes_on() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let connecting = tokio::spawn(async move { channel(addr).await });
+    let connecting = tokio::spawn(call_from(addr));
     let (accepted, _) = bounded("accept", listener.accept()).await.expect("accept");
     let items: Vec<io::Result<TcpStream>> = vec![Err(io::Error::other("refused")), Ok(accepted)];
     let server = tokio::spawn(
@@ -73,13 +97,122 @@ async fn an_error_item_is_a_failed_accept_and_serving_goes_on() {
             .add_service(TestServer::new(Svc))
             .serve_with_incoming(stream::iter(items)),
     );
-    let channel = bounded("connect", connecting).await.expect("connect task");
-    let mut client = TestClient::new(channel);
-    let answer = bounded("call", client.unary_call(Input {}))
-        .await
-        .expect("served past the error");
-    assert_eq!(answer.into_inner().message, "unaddressed");
+    let (seen, client) = bounded("call", connecting).await.expect("call task");
+    assert_eq!(seen, tcp_seen(client, addr), "served past the error");
     // The stream has ended; the server still runs, serving what it has, until dropped.
     assert!(!server.is_finished(), "the server stopped with its stream");
+    server.abort();
+}
+
+/// tonic's `TcpIncoming`, as its newer tests serve with it: `TcpIncoming::from(listener)` with
+/// its socket options, or `bind(addr)`; its connections keep their addresses, and the options
+/// are set on each (`TCP_NODELAY` read back from the server's side of the connection).
+#[tokio::test]
+async fn tcp_incoming_serves_with_its_options_and_the_addresses() {
+    for nodelay in [true, false] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(nodelay))
+            .with_keepalive(Some(Duration::from_secs(30)));
+        assert_eq!(incoming.local_addr().expect("bound"), addr);
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        // The connections as the server gets them, their `TCP_NODELAY` noted on the way.
+        let watched = incoming.map(move |item| {
+            if let Ok(stream) = &item {
+                let _ = seen_tx.send(stream.nodelay().expect("nodelay"));
+            }
+            item
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            Server::builder()
+                .add_service(TestServer::new(Svc))
+                .serve_with_incoming_shutdown(watched, async {
+                    let _ = stopped.await;
+                }),
+        );
+        let (seen, client) = call_from(addr).await;
+        assert_eq!(seen, tcp_seen(client, addr));
+        assert_eq!(seen_rx.recv().await, Some(nodelay), "TCP_NODELAY as set");
+        let _ = stop.send(());
+        bounded("server stops", server)
+            .await
+            .expect("server task")
+            .expect("served until its signal");
+    }
+    // `bind`, tonic 0.13's constructor, and tonic 0.12's `from_listener(listener, nodelay,
+    // keepalive)`.
+    let bound = TcpIncoming::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let addr = bound.local_addr().expect("bound");
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(TestServer::new(Svc))
+            .serve_with_incoming(bound),
+    );
+    let (seen, client) = call_from(addr).await;
+    assert_eq!(seen, tcp_seen(client, addr));
+    server.abort();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let incoming = TcpIncoming::from_listener(listener, true, None).expect("incoming");
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(TestServer::new(Svc))
+            .serve_with_incoming(incoming),
+    );
+    let (seen, client) = call_from(addr).await;
+    assert_eq!(seen, tcp_seen(client, addr));
+    server.abort();
+}
+
+/// A Unix socket's connections, served as a stream of `UnixStream`s, are known as Unix ones
+/// (client-side Unix sockets are unnamed: no addresses).
+#[tokio::test]
+async fn unix_streams_served_as_a_stream_are_unix_connections() {
+    let dir = std::env::temp_dir().join(format!("sockrpc-incoming-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("incoming.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("bind");
+    let incoming = stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    });
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(TestServer::new(Svc))
+            .serve_with_incoming(incoming),
+    );
+    let mut client = bounded(
+        "connect",
+        TestClient::connect(format!("unix://{}", path.display())),
+    )
+    .await
+    .expect("connect");
+    let answer = bounded("call", client.unary_call(Input {}))
+        .await
+        .expect("served");
+    assert_eq!(answer.into_inner().message, "Some(Unix) None None");
+    server.abort();
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Any other byte stream is served too, knowing nothing of its connection.
+#[tokio::test]
+async fn a_duplex_served_as_a_stream_carries_no_addresses() {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(TestServer::new(Svc))
+            .serve_with_incoming(stream::iter(vec![Ok::<_, io::Error>(server_io)])),
+    );
+    let conn = ClientConnection::spawn_io(client_io, Limits::default(), None);
+    let endpoint = Endpoint::from_uri("tcp://127.0.0.1:1").expect("endpoint");
+    let mut client = TestClient::new(Channel::from_connection(endpoint, conn));
+    let answer = bounded("call", client.unary_call(Input {}))
+        .await
+        .expect("served");
+    assert_eq!(answer.into_inner().message, "Some(Other) None None");
     server.abort();
 }

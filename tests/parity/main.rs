@@ -12,7 +12,8 @@
 //! - timeout: the client's deadline, the server's timeout, whichever is nearer;
 //! - extensions: interceptors and tower layers hand values to handlers; the method in a client
 //!   interceptor; `user-agent`; the caller's addresses;
-//! - incoming: tonic's `serve_with_incoming(_shutdown)`, a stream of connections served;
+//! - incoming: tonic's `serve_with_incoming(_shutdown)`, a stream of connections served, TCP
+//!   and Unix ones knowing their addresses, and its `TcpIncoming`;
 //! - routes: several services behind one server, unknown ones `UNIMPLEMENTED`;
 //! - limits: tonic's message size cases, boundaries included;
 //! - routes_by_reference: tonic's `Routes` and `RoutesBuilder`, filled by reference;

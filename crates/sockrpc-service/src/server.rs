@@ -13,11 +13,13 @@
 mod dispatcher;
 mod incoming;
 mod load_shed;
+mod tcp_incoming;
 mod tonic_names;
 
 pub(crate) use dispatcher::replay_in_scope;
 pub use dispatcher::Dispatcher;
 pub use sockrpc_transport::server::{PingPolicy, ServerConfig};
+pub use tcp_incoming::TcpIncoming;
 
 use crate::{Body, BoxError, IntoCallResponse, ReadyQueue};
 use crate::{Call, CallFuture, NamedService, RouteService, Router};

@@ -1,8 +1,10 @@
 //! tonic's `serve_with_incoming`: a server fed by a stream of connections the caller accepts
-//! (tonic's tests pass `TcpListenerStream::new(listener)`, `tokio_stream::once(Ok(io))`), not
-//! a listener it binds. Each item is served like an accepted socket; the stream's addresses
-//! are not known here, so calls on such a connection see none (`remote_addr()` is `None`) and
-//! its transport is `Other`: `serve_with_listener` keeps them.
+//! (tonic's tests pass `TcpListenerStream::new(listener)`, `TcpIncoming::from(listener)`,
+//! `tokio_stream::once(Ok(io))`), not a listener it binds. Each item is served like an
+//! accepted socket. A `TcpStream` or `UnixStream` item is known for what it is (as tonic's
+//! `Connected` impls know it), so calls on a TCP one see both addresses (`remote_addr()`,
+//! `local_addr()`) and transport `Tcp`, on a Unix one transport `Unix`; any other byte stream's
+//! addresses are not known here, so its calls see none and its transport is `Other`.
 
 use super::{Finish, ServerBuilder};
 use crate::BoxError;
@@ -10,10 +12,12 @@ use futures_core::Stream;
 use sockrpc_protocol::TransportKind;
 use sockrpc_transport::server::{Accept, Accepted};
 use sockrpc_transport::socket::SocketConfig;
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Mutex;
 
 /// A stream of connections, served as a listener: the next item is the next connection; an
@@ -37,21 +41,46 @@ where
         // The error as an `io::Error` at once: the item's own error type need not be `Send`.
         let next = next.map(|item| item.map_err(|err| io::Error::other(err.into())));
         match next {
-            Some(Ok(io)) => {
-                let (reader, writer) = tokio::io::split(io);
-                Ok(Accepted {
-                    reader: Box::pin(reader),
-                    writer: Box::pin(writer),
-                    peer: None,
-                    local: None,
-                    transport: TransportKind::Other,
-                    tls: None,
-                })
-            }
+            Some(Ok(io)) => accepted(io),
             Some(Err(err)) => Err(err),
             None => std::future::pending().await,
         }
     }
+}
+
+/// `io` served as an accepted connection: a TCP or Unix stream as the listeners take theirs,
+/// with what they know of it; any other stream split as it is, knowing nothing.
+fn accepted<IO>(io: IO) -> io::Result<Accepted>
+where
+    IO: AsyncRead + AsyncWrite + Send + Sync + 'static,
+{
+    let mut slot = Some(io);
+    let any: &mut dyn Any = &mut slot;
+    if let Some(tcp) = any
+        .downcast_mut::<Option<TcpStream>>()
+        .and_then(Option::take)
+    {
+        return Ok(Accepted::tcp(tcp));
+    }
+    if let Some(unix) = any
+        .downcast_mut::<Option<UnixStream>>()
+        .and_then(Option::take)
+    {
+        return Accepted::unix(unix);
+    }
+    let Some(io) = slot else {
+        // Only a TCP or Unix stream is taken out of the slot, and those returned above.
+        return Err(io::Error::other("connection taken twice"));
+    };
+    let (reader, writer) = tokio::io::split(io);
+    Ok(Accepted {
+        reader: Box::pin(reader),
+        writer: Box::pin(writer),
+        peer: None,
+        local: None,
+        transport: TransportKind::Other,
+        tls: None,
+    })
 }
 
 impl<L: Finish> ServerBuilder<L> {
@@ -69,7 +98,8 @@ impl<L: Finish> ServerBuilder<L> {
 
     /// Serves the connections `incoming` yields until `signal` completes, then shuts down as
     /// [`serve_with_listener_and_shutdown`](Self::serve_with_listener_and_shutdown) does
-    /// (tonic's `serve_with_incoming_shutdown`). Calls on them know no addresses.
+    /// (tonic's `serve_with_incoming_shutdown`). Calls on a `TcpStream` know its addresses;
+    /// calls on a byte stream of another kind know none.
     pub async fn serve_with_incoming_shutdown<S, IO, E>(
         self,
         incoming: S,

@@ -46,7 +46,7 @@ use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::Code;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +72,43 @@ pub struct Accepted {
     pub transport: TransportKind,
     /// The TLS peer, when the connection runs TLS (shared by every call on it).
     pub tls: Option<Arc<TlsPeer>>,
+}
+
+impl Accepted {
+    /// A connected TCP stream, split, with both its addresses: what a TCP listener's accept
+    /// gives, and what a stream of connections served as a listener gives for a `TcpStream`.
+    pub fn tcp(stream: TcpStream) -> Accepted {
+        let peer = stream.peer_addr().ok();
+        Accepted::tcp_from(stream, peer)
+    }
+
+    /// [`tcp`](Accepted::tcp) with the peer's address as the accept gave it.
+    fn tcp_from(stream: TcpStream, peer: Option<SocketAddr>) -> Accepted {
+        let local = stream.local_addr().ok();
+        let (reader, writer) = TcpStream::into_split(stream);
+        Accepted {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            peer,
+            local,
+            transport: TransportKind::Tcp,
+            tls: None,
+        }
+    }
+
+    /// A connected Unix stream, split (no addresses: a client's Unix socket is unnamed).
+    /// Registered for reads only: the peer's reads then wake nobody (`unix_io.rs`).
+    pub fn unix(stream: UnixStream) -> io::Result<Accepted> {
+        let (reader, writer) = UnixIo::from_tokio(stream)?.into_split();
+        Ok(Accepted {
+            reader: Box::pin(reader),
+            writer: Box::pin(writer),
+            peer: None,
+            local: None,
+            transport: TransportKind::Unix,
+            tls: None,
+        })
+    }
 }
 
 impl std::fmt::Debug for Accepted {
@@ -137,16 +174,7 @@ impl Accept for TcpListener {
         if let Err(err) = socket.apply_accepted(&stream) {
             tracing::debug!(%peer, error = %err, "could not set socket options");
         }
-        let local = stream.local_addr().ok();
-        let (reader, writer) = TcpStream::into_split(stream);
-        Ok(Accepted {
-            reader: Box::pin(reader),
-            writer: Box::pin(writer),
-            peer: Some(peer),
-            local,
-            transport: TransportKind::Tcp,
-            tls: None,
-        })
+        Ok(Accepted::tcp_from(stream, Some(peer)))
     }
 
     async fn accept_io(&self, socket: &SocketConfig) -> io::Result<AcceptedIo> {
@@ -167,16 +195,7 @@ impl Accept for TcpListener {
 impl Accept for UnixListener {
     async fn accept(&self, _socket: &SocketConfig) -> io::Result<Accepted> {
         let (stream, _) = UnixListener::accept(self).await?;
-        // Registered for reads only: the peer's reads then wake nobody (`unix_io.rs`).
-        let (reader, writer) = UnixIo::from_tokio(stream)?.into_split();
-        Ok(Accepted {
-            reader: Box::pin(reader),
-            writer: Box::pin(writer),
-            peer: None,
-            local: None,
-            transport: TransportKind::Unix,
-            tls: None,
-        })
+        Accepted::unix(stream)
     }
 
     async fn accept_io(&self, _socket: &SocketConfig) -> io::Result<AcceptedIo> {
