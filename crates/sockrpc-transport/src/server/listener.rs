@@ -29,16 +29,14 @@
 //! up. At the connection cap a TLS client gets its GOAWAY after a handshake, on a task of its
 //! own (see [`refuse_tls`]).
 
+pub use super::accepted::{Accepted, AcceptedIo, BoxIo, Io};
 use super::conn::{ConnConfig, Connection};
 use super::evict::{make_room, Room};
 use super::handshakes::{Handshakes, Ticket};
 use super::ServerConfig;
-use crate::client::BoxReader;
 use crate::dispatch::{Dispatch, TransportKind};
 use crate::log_limit::{warn_limited, Kind};
-use crate::outbox::BoxWriter;
 use crate::socket::SocketConfig;
-use crate::tls::TlsPeer;
 use crate::udp::ReplyCache;
 use crate::UnixIo;
 use bytes::BytesMut;
@@ -46,102 +44,9 @@ use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::Code;
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-
-/// Any byte stream a server can take whole: what TLS runs over.
-pub trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
-
-/// A boxed byte stream, not yet split.
-pub type BoxIo = Box<dyn Io>;
-
-/// One accepted connection, split for its task.
-pub struct Accepted {
-    /// The read half.
-    pub reader: BoxReader,
-    /// The write half.
-    pub writer: BoxWriter,
-    /// The peer's address (`None` for a Unix socket).
-    pub peer: Option<SocketAddr>,
-    /// Our address on this connection (`None` for a Unix socket).
-    pub local: Option<SocketAddr>,
-    /// Which kind of socket it is.
-    pub transport: TransportKind,
-    /// The TLS peer, when the connection runs TLS (shared by every call on it).
-    pub tls: Option<Arc<TlsPeer>>,
-}
-
-impl Accepted {
-    /// A connected TCP stream, split, with both its addresses: what a TCP listener's accept
-    /// gives, and what a stream of connections served as a listener gives for a `TcpStream`.
-    pub fn tcp(stream: TcpStream) -> Accepted {
-        let peer = stream.peer_addr().ok();
-        Accepted::tcp_from(stream, peer)
-    }
-
-    /// [`tcp`](Accepted::tcp) with the peer's address as the accept gave it.
-    fn tcp_from(stream: TcpStream, peer: Option<SocketAddr>) -> Accepted {
-        let local = stream.local_addr().ok();
-        let (reader, writer) = TcpStream::into_split(stream);
-        Accepted {
-            reader: Box::pin(reader),
-            writer: Box::pin(writer),
-            peer,
-            local,
-            transport: TransportKind::Tcp,
-            tls: None,
-        }
-    }
-
-    /// A connected Unix stream, split (no addresses: a client's Unix socket is unnamed).
-    /// Registered for reads only: the peer's reads then wake nobody (`unix_io.rs`).
-    pub fn unix(stream: UnixStream) -> io::Result<Accepted> {
-        let (reader, writer) = UnixIo::from_tokio(stream)?.into_split();
-        Ok(Accepted {
-            reader: Box::pin(reader),
-            writer: Box::pin(writer),
-            peer: None,
-            local: None,
-            transport: TransportKind::Unix,
-            tls: None,
-        })
-    }
-}
-
-impl std::fmt::Debug for Accepted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Accepted")
-            .field("peer", &self.peer)
-            .field("local", &self.local)
-            .field("transport", &self.transport)
-            .field("tls", &self.tls.is_some())
-            .finish()
-    }
-}
-
-/// One accepted connection, whole: TLS wraps it before it is split.
-pub struct AcceptedIo {
-    /// The stream.
-    pub io: BoxIo,
-    /// The peer's address (`None` for a Unix socket).
-    pub peer: Option<SocketAddr>,
-    /// Our address on this connection (`None` for a Unix socket).
-    pub local: Option<SocketAddr>,
-    /// Which kind of socket it is.
-    pub transport: TransportKind,
-}
-
-impl std::fmt::Debug for AcceptedIo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AcceptedIo")
-            .field("peer", &self.peer)
-            .field("transport", &self.transport)
-            .finish()
-    }
-}
 
 /// A listener the accept loop can serve: TCP or Unix.
 pub trait Accept: Send {

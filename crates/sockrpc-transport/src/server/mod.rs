@@ -10,6 +10,7 @@
 //! [`serve`]; everything about sockets, frames, limits and timeouts lives here.
 
 mod aborted;
+mod accepted;
 mod age;
 mod announced;
 mod answer_window;
