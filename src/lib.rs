@@ -93,7 +93,7 @@ pub use sockrpc_protocol::{
     Code, Codec, IntoRequest, IntoStreamingRequest, Limits, MetadataMap, MethodPath, ProstCodec,
     Request, Response, Status, Timing, MAX_TIMEOUT,
 };
-pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind};
+pub use sockrpc_protocol::{ConnInfo, Extensions, TransportKind, UCred};
 pub use sockrpc_service::{
     client, server, Body, BoxStream, Call, Channel, Client, Endpoint, EndpointExt, IntoEndpoint,
     NamedService, Router, RpcService, Server, ServerConfig, Streaming,

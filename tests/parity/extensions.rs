@@ -38,8 +38,11 @@ impl Test for Svc {
                 let conn = request
                     .conn_info()
                     .ok_or_else(|| Status::internal("no ConnInfo"))?;
+                let cred = conn
+                    .peer_cred
+                    .map(|cred| (cred.uid(), cred.gid(), cred.pid()));
                 format!(
-                    "{:?} remote={:?} local={:?} conn_peer={:?} conn_local={:?}",
+                    "{:?} remote={:?} local={:?} conn_peer={:?} conn_local={:?} cred={cred:?}",
                     conn.transport,
                     request.remote_addr(),
                     conn.local,
@@ -252,6 +255,10 @@ async fn getting_connect_info() {
     assert!(seen.starts_with("Tcp remote=Some(127.0.0.1:"), "{seen}");
     assert!(seen.contains(&local), "{seen}");
     assert!(seen.contains("conn_peer=Some(127.0.0.1:"), "{seen}");
+    assert!(
+        seen.ends_with("cred=None"),
+        "no credentials over TCP: {seen}"
+    );
     server.stop().await;
 }
 
@@ -283,6 +290,14 @@ async fn getting_connect_info_over_a_unix_socket() {
     let seen = message_of(&mut client, wanting("conn")).await;
     // Client-side Unix sockets are unnamed: no addresses.
     assert!(seen.starts_with("Unix remote=None"), "{seen}");
+    // tonic's `UdsConnectInfo::peer_cred`: the client's process credentials, this process's.
+    let (mine, _) = tokio::net::UnixStream::pair().expect("socket pair");
+    let me = mine.peer_cred().expect("own credentials");
+    let expected = format!(
+        "cred={:?}",
+        Some((me.uid(), me.gid(), Some(std::process::id() as i32)))
+    );
+    assert!(seen.ends_with(&expected), "{seen} (expected {expected})");
     let _ = stop.send(());
     bounded("server stops", server)
         .await

@@ -1,4 +1,5 @@
-//! `ConnInfo`: which connection a call arrived on — the socket kind and both addresses.
+//! `ConnInfo`: which connection a call arrived on — the socket kind, both addresses, and on a
+//! Unix socket the peer's credentials.
 //!
 //! The server's transport fills it in for every call it hands up, in a field of the request of
 //! its own rather than in the [`Extensions`](crate::Extensions) map: it is a few plain values,
@@ -8,6 +9,7 @@
 
 use crate::TlsPeer;
 use std::{net::SocketAddr, sync::Arc};
+pub use tokio::net::unix::UCred;
 
 /// Which kind of socket a call came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +41,11 @@ pub struct ConnInfo {
     /// certificate chain (leaf first; empty when it presented none) and the SNI name. One
     /// `Arc` per connection, shared by every call on it.
     pub tls: Option<Arc<TlsPeer>>,
+    /// On a Unix socket: the connecting process's credentials (user, group and process id)
+    /// as the kernel gave them when the server accepted it, tonic's `UdsConnectInfo::peer_cred`
+    /// (`None` on other transports, or if the kernel would not tell). A server can trust
+    /// them to tell local users apart, as it cannot trust anything the client sends.
+    pub peer_cred: Option<UCred>,
 }
 
 impl ConnInfo {
@@ -53,7 +60,14 @@ impl ConnInfo {
             peer,
             local,
             tls: None,
+            peer_cred: None,
         }
+    }
+
+    /// Sets the Unix peer's credentials.
+    pub fn with_peer_cred(mut self, peer_cred: Option<UCred>) -> ConnInfo {
+        self.peer_cred = peer_cred;
+        self
     }
 
     /// Sets the TLS peer.

@@ -42,7 +42,7 @@ pub use code::Code;
 #[cfg(feature = "bincode")]
 pub use codec::BincodeCodec;
 pub use codec::{Codec, ProstCodec};
-pub use conn_info::{ConnInfo, TransportKind};
+pub use conn_info::{ConnInfo, TransportKind, UCred};
 pub use encoding::{
     CompressionDisabled, CompressionEncoding, EncodingFields, EncodingSet, ENCODING_FIELDS_LEN,
 };

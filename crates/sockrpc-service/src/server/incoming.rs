@@ -80,6 +80,7 @@ where
         local: None,
         transport: TransportKind::Other,
         tls: None,
+        peer_cred: None,
     })
 }
 

@@ -8,6 +8,7 @@ use crate::dispatch::TransportKind;
 use crate::outbox::BoxWriter;
 use crate::tls::TlsPeer;
 use crate::UnixIo;
+use sockrpc_protocol::UCred;
 use std::{io, net::SocketAddr, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
@@ -34,6 +35,8 @@ pub struct Accepted {
     pub transport: TransportKind,
     /// The TLS peer, when the connection runs TLS (shared by every call on it).
     pub tls: Option<Arc<TlsPeer>>,
+    /// A Unix socket's peer credentials (`None` on other transports).
+    pub peer_cred: Option<UCred>,
 }
 
 impl Accepted {
@@ -55,12 +58,15 @@ impl Accepted {
             local,
             transport: TransportKind::Tcp,
             tls: None,
+            peer_cred: None,
         }
     }
 
-    /// A connected Unix stream, split (no addresses: a client's Unix socket is unnamed).
+    /// A connected Unix stream, split, with its peer's credentials (no addresses: a client's
+    /// Unix socket is unnamed).
     /// Registered for reads only: the peer's reads then wake nobody (`unix_io.rs`).
     pub fn unix(stream: UnixStream) -> io::Result<Accepted> {
+        let peer_cred = stream.peer_cred().ok();
         let (reader, writer) = UnixIo::from_tokio(stream)?.into_split();
         Ok(Accepted {
             reader: Box::pin(reader),
@@ -69,6 +75,7 @@ impl Accepted {
             local: None,
             transport: TransportKind::Unix,
             tls: None,
+            peer_cred,
         })
     }
 }
@@ -94,6 +101,8 @@ pub struct AcceptedIo {
     pub local: Option<SocketAddr>,
     /// Which kind of socket it is.
     pub transport: TransportKind,
+    /// A Unix socket's peer credentials (`None` on other transports).
+    pub peer_cred: Option<UCred>,
 }
 
 impl std::fmt::Debug for AcceptedIo {

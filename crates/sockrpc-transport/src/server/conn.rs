@@ -207,7 +207,8 @@ impl<D: Dispatch> Connection<D> {
             linger: None,
             conn_info: Arc::new(
                 ConnInfo::new(accepted.transport, accepted.peer, accepted.local)
-                    .with_tls(accepted.tls),
+                    .with_tls(accepted.tls)
+                    .with_peer_cred(accepted.peer_cred),
             ),
             opened: OpenCalls::default(),
             uncounted: Default::default(),

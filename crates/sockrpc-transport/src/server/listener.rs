@@ -68,6 +68,7 @@ pub trait Accept: Send {
                 peer: accepted.peer,
                 local: accepted.local,
                 transport: accepted.transport,
+                peer_cred: accepted.peer_cred,
             })
         }
     }
@@ -93,6 +94,7 @@ impl Accept for TcpListener {
             peer: Some(peer),
             local,
             transport: TransportKind::Tcp,
+            peer_cred: None,
         })
     }
 }
@@ -105,11 +107,13 @@ impl Accept for UnixListener {
 
     async fn accept_io(&self, _socket: &SocketConfig) -> io::Result<AcceptedIo> {
         let (stream, _) = UnixListener::accept(self).await?;
+        let peer_cred = stream.peer_cred().ok();
         Ok(AcceptedIo {
             io: Box::new(UnixIo::from_tokio(stream)?),
             peer: None,
             local: None,
             transport: TransportKind::Unix,
+            peer_cred,
         })
     }
 }
@@ -158,6 +162,7 @@ async fn handshake(
         peer,
         local,
         transport,
+        peer_cred,
     } = incoming;
     let attempt = tokio::time::timeout(timeout, crate::tls::server::accept(tls, limit, io, peer));
     let done = tokio::select! {
@@ -184,6 +189,7 @@ async fn handshake(
                 local,
                 transport,
                 tls: Some(session.peer),
+                peer_cred,
             })
         }
     }
@@ -456,6 +462,7 @@ pub async fn serve_connection<T, D>(
             peer,
             local: None,
             transport: TransportKind::Other,
+            peer_cred: None,
         };
         let token = CancellationToken::new();
         let limit = &config.log_limit;
@@ -474,6 +481,7 @@ pub async fn serve_connection<T, D>(
         local: None,
         transport: TransportKind::Other,
         tls: None,
+        peer_cred: None,
     };
     let config = Arc::new(ConnConfig::new(&config, None));
     Connection::new(dispatch, accepted, config, CancellationToken::new()).await;
