@@ -63,8 +63,17 @@ impl Change {
 }
 
 /// The key an endpoint is known by: `IP:PORT` (`[IPv6]:PORT`), the Unix socket's path, or
-/// `unix-abstract:NAME` for a Linux abstract socket.
+/// `unix-abstract:NAME` for a Linux abstract socket; a path or name whose bytes are not UTF-8
+/// (percent-decoded from `unix:///tmp/%FF.sock`), its URI, which escapes them.
 pub fn endpoint_key(endpoint: &Endpoint) -> String {
+    if let Some(path) = endpoint
+        .unix_path
+        .as_deref()
+        .filter(|p| p.to_str().is_none())
+    {
+        // Shown lossily, every such path of one shape would share a key.
+        return Endpoint::unix(path).to_string();
+    }
     if let Some(name) = endpoint.unix_abstract_name() {
         return format!("unix-abstract:{}", String::from_utf8_lossy(name));
     }
@@ -256,6 +265,23 @@ mod key_tests {
 
     /// A Linux abstract socket is keyed by its URI, never by the NUL-first path it travels as;
     /// a socket file by its path, an address by `IP:PORT`.
+    /// A socket path percent-decoded to bytes that are not UTF-8 (`unix:///tmp/%FF.sock`) is
+    /// keyed by its URI, which escapes them: shown lossily, every such path of one shape got
+    /// one key (`/tmp/\u{FFFD}.sock`), and a fixed list naming two sockets kept only the last.
+    #[test]
+    fn sockets_whose_paths_are_not_utf8_keep_keys_of_their_own() {
+        let key = |uri: &str| endpoint_key(&Endpoint::from_uri(uri).expect(uri));
+        assert_ne!(key("unix:///tmp/%FF.sock"), key("unix:///tmp/%FE.sock"));
+        assert_eq!(key("unix:///tmp/%FF.sock"), "unix:///tmp/%FF.sock");
+        assert_eq!(key("unix:///tmp/a%20b.sock"), "/tmp/a b.sock");
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            assert_ne!(key("unix-abstract:/%FF"), key("unix-abstract:/%FE"));
+            assert_eq!(key("unix-abstract:/%FF"), "unix-abstract:///%FF");
+            assert_eq!(key("unix-abstract:/x"), "unix-abstract:/x");
+        }
+    }
+
     #[test]
     fn endpoints_are_keyed_by_address_path_or_abstract_name() {
         assert_eq!(endpoint_key(&Endpoint::new("::1", 7)), "[::1]:7");
