@@ -199,3 +199,40 @@ fn a_second_socket_beside_a_unix_target_is_refused() {
         );
     }
 }
+
+/// `--call` and `--rate` at a unix: --target call over the Unix socket, and their rows say so
+/// (transport "uds", as the built-in rows over it do). Before the fix both said "tcp".
+#[test]
+fn call_and_rate_rows_over_a_unix_target_say_uds() {
+    let dir = TempDir::new("unix-call");
+    let path = dir.0.join("call.sock");
+    let (mut server, lines) = spawn_server(
+        sockrpc()
+            .args(["serve", "--tcp", "127.0.0.1:0", "--uds"])
+            .arg(&path),
+    );
+    first_line(&lines);
+    let target = format!("unix://{}", path.display());
+    for (name, mode) in [
+        ("unix-call.json", ["--call", "sockrpc.bench.Bench/Echo"]),
+        ("unix-rate.json", ["--rate", "50"]),
+    ] {
+        let json = temp_path(name);
+        run_ok(
+            sockrpc()
+                .args(["bench", "--calls", "10", "--warmup", "0"])
+                .args(mode)
+                .args(["--target", &target, "--json"])
+                .arg(&json),
+        );
+        let report = read_json(&json);
+        let _ = std::fs::remove_file(json);
+        let rows = report["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 1, "{mode:?}: {report:#}");
+        assert_eq!(rows[0]["calls"], 10, "{mode:?}: {report:#}");
+        assert_eq!(rows[0]["errors"], 0, "{mode:?}: {report:#}");
+        assert_eq!(rows[0]["transport"], "uds", "{mode:?}: {report:#}");
+    }
+    #[cfg(unix)]
+    terminate(&mut server);
+}

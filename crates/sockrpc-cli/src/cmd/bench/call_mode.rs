@@ -262,7 +262,14 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
         }
         (None, None) => return Err("no server to call".into()),
     };
-    let transport = if endpoint.is_tls() { "tls" } else { "tcp" };
+    // A unix: --target's calls go over the Unix socket, as the built-in rows over it say.
+    let transport = if endpoint.unix_path.is_some() {
+        "uds"
+    } else if endpoint.is_tls() {
+        "tls"
+    } else {
+        "tcp"
+    };
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -126,7 +126,7 @@ pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
         if given(matches, "transport") {
             return Err(format!(
                 "--transport has no effect with {mode}: calls go over TCP (TLS with a tls:// \
-                 --target); leave --transport out"
+                 --target, the Unix socket with a unix: one); leave --transport out"
             ));
         }
         if given(matches, "rounds") {
