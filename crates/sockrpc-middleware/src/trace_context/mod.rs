@@ -27,6 +27,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sockrpc_protocol::MetadataMap;
+use std::sync::Arc;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use w3c::W3cView;
@@ -61,9 +62,21 @@ impl Extractor for MetadataExtractor<'_> {
 
 /// Propagates with an OpenTelemetry propagator: [`w3c`](OtelPropagation::w3c) for W3C trace
 /// context (`traceparent`, `tracestate`), or any other with [`new`](OtelPropagation::new).
-#[derive(Debug, Clone)]
+///
+/// The propagator is shared, not cloned, between the clones a tower stack makes: OpenTelemetry's
+/// `TextMapCompositePropagator` and `BaggagePropagator` are not `Clone`, and trace context with
+/// W3C baggage is a composite of the two.
+#[derive(Debug)]
 pub struct OtelPropagation<P = TraceContextPropagator> {
-    propagator: P,
+    propagator: Arc<P>,
+}
+
+impl<P> Clone for OtelPropagation<P> {
+    fn clone(&self) -> OtelPropagation<P> {
+        OtelPropagation {
+            propagator: Arc::clone(&self.propagator),
+        }
+    }
 }
 
 impl OtelPropagation {
@@ -80,9 +93,26 @@ impl Default for OtelPropagation {
 }
 
 impl<P> OtelPropagation<P> {
-    /// Propagates with `propagator` (B3, Jaeger, a composite...).
+    /// Propagates with `propagator` (B3, Jaeger, a composite...). W3C trace context and W3C
+    /// baggage together, as OpenTelemetry SDKs propagate by default; a server's handler then
+    /// finds the caller's baggage in its span's context (`Span::current().context()`):
+    ///
+    /// ```
+    /// use opentelemetry::propagation::TextMapCompositePropagator;
+    /// use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+    /// use sockrpc_middleware::{trace::TraceLayer, trace_context::OtelPropagation};
+    ///
+    /// let w3c_and_baggage = OtelPropagation::new(TextMapCompositePropagator::new(vec![
+    ///     Box::new(TraceContextPropagator::new()),
+    ///     Box::new(BaggagePropagator::new()),
+    /// ]));
+    /// let server = TraceLayer::server().propagate(w3c_and_baggage.clone());
+    /// let client = TraceLayer::client().propagate(w3c_and_baggage);
+    /// ```
     pub fn new(propagator: P) -> OtelPropagation<P> {
-        OtelPropagation { propagator }
+        OtelPropagation {
+            propagator: Arc::new(propagator),
+        }
     }
 
     /// The propagator.
@@ -93,7 +123,7 @@ impl<P> OtelPropagation<P> {
 
 impl<P> Propagate for OtelPropagation<P>
 where
-    P: TextMapPropagator + Clone + Send + Sync + 'static,
+    P: TextMapPropagator + Send + Sync + 'static,
 {
     fn extract(&self, span: &Span, metadata: &MetadataMap) {
         // From an empty context, not the current one: a call that brings no trace context
