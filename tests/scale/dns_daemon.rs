@@ -15,11 +15,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Follows `target` (a `dns://` target naming the daemon) with lookups every 200 ms to 2 s.
-fn follow(target: &str) -> Balanced {
+pub(super) fn follow(target: &str) -> Balanced {
     Channel::balance(follow_discovery(target).start().expect("dns discovery"))
 }
 
-fn follow_discovery(target: &str) -> DnsDiscovery {
+pub(super) fn follow_discovery(target: &str) -> DnsDiscovery {
     DnsDiscovery::target(target)
         .expect("a valid target")
         .min_ttl(Duration::from_millis(200))
@@ -27,7 +27,7 @@ fn follow_discovery(target: &str) -> DnsDiscovery {
 }
 
 /// The channel's endpoints once `want` holds of them (polled for up to 10 s).
-async fn endpoints_when(
+pub(super) async fn endpoints_when(
     channel: &Balanced,
     what: &str,
     want: impl Fn(&[EndpointStats]) -> bool,
@@ -43,7 +43,7 @@ async fn endpoints_when(
 }
 
 /// Waits until the channel's endpoint keys are exactly `keys`.
-async fn keys_become(channel: &Balanced, keys: &[String]) {
+pub(super) async fn keys_become(channel: &Balanced, keys: &[String]) {
     let want: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
     endpoints_when(channel, &format!("want {want:?}"), |stats| {
         stats
@@ -56,7 +56,7 @@ async fn keys_become(channel: &Balanced, keys: &[String]) {
 }
 
 /// A call fails at once (well within its 5 s deadline), `UNAVAILABLE`, saying `why`.
-async fn fails_saying(channel: &Balanced, why: &str) {
+pub(super) async fn fails_saying(channel: &Balanced, why: &str) {
     let started = tokio::time::Instant::now();
     let status = hello(channel, None).await.expect_err("no endpoint");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");

@@ -37,7 +37,7 @@ impl Drop for Dnsmasq {
 /// TCP at the time asked: nothing hands out a port there unasked, so it stays free until
 /// dnsmasq binds it, unless another test picked the same one (then [`Dnsmasq::start`] sees
 /// dnsmasq exit and tries another).
-fn free_port(attempt: u64) -> u16 {
+pub(super) fn free_port(attempt: u64) -> u16 {
     use std::hash::{BuildHasher, RandomState};
     let seed = RandomState::new().hash_one((std::process::id(), attempt));
     for step in 0..200u64 {
@@ -165,7 +165,7 @@ fn spawn(args: &[String]) -> std::process::Child {
 
 /// Sends one A query for `probe.scale.test.` over UDP: whether any answer with its id came
 /// within 100 ms.
-fn probe(addr: SocketAddr) -> bool {
+pub(super) fn probe(addr: SocketAddr) -> bool {
     let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
         return false;
     };

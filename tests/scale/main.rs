@@ -38,7 +38,10 @@
 //!   `dnsmasq_process.rs`): each address family, SRV weights and priorities, a long TXT
 //!   service config, NXDOMAIN, NODATA and REFUSED, a hosts file changed under it, an answer
 //!   only TCP carries whole (with the tests package's `real-dns` feature, which `.ci/run`
-//!   turns on; failing, not skipped, when dnsmasq is not installed);
+//!   turns on; failing, not skipped, when dnsmasq is not installed); dns_knot: against an
+//!   authoritative server, Knot DNS (Debian's `knot`, `knot_process.rs`, same feature): A and
+//!   AAAA together, CNAME chains, NXDOMAIN and NODATA with the zone's negative TTL, short and
+//!   long TTLs, SERVFAIL, REFUSED and the server gone while serving, TC then TCP;
 //! - etcd: a real etcd (Debian's `etcd-server`, `etcd_process.rs`) with registrations under a
 //!   lease that survive an etcd restart and a revoked lease, and values changed, duplicated and
 //!   malformed under the watch (with the tests package's `etcd` feature, which `.ci/run` turns
@@ -58,6 +61,8 @@ mod dns_config;
 #[cfg(feature = "real-dns")]
 mod dns_daemon;
 mod dns_gone;
+#[cfg(feature = "real-dns")]
+mod dns_knot;
 mod dns_large;
 mod dns_server;
 mod dns_silent;
@@ -78,6 +83,8 @@ mod health_gone;
 mod health_reconnect;
 mod health_shutdown;
 mod kill;
+#[cfg(feature = "real-dns")]
+mod knot_process;
 mod never_sent;
 mod outlier;
 mod pick_first;

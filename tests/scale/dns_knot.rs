@@ -1,0 +1,175 @@
+//! DNS discovery against a second real DNS server daemon, Knot DNS (`knot_process.rs`), an
+//! authoritative server serving a zone file: what grpc-go's `dns` resolver meets when it asks
+//! such a server directly (`dns://SERVER/NAME:PORT`), case by case. A and AAAA together, CNAME
+//! chains, NXDOMAIN and NODATA, TTLs and a look again when a connection fails, a service config
+//! in TXT records, SERVFAIL, REFUSED and a server gone while the channel serves, an answer too
+//! long for UDP. With the tests package's `real-dns` feature, which `.ci/run` turns on.
+
+use super::dns_daemon::{endpoints_when, fails_saying, follow, follow_discovery, keys_become};
+use super::knot_process::{Knot, Serving};
+use super::support::{hello, run_calls, shares, Server};
+use sockrpc::Channel;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A server on 127.0.0.1 and one on ::1, on one port (A and AAAA records carry no port).
+async fn dual_stack() -> (Server, Server) {
+    for _ in 0..20 {
+        let v4 = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = v4.local_addr().expect("addr").port();
+        if let Ok(v6) = tokio::net::TcpListener::bind(("::1", port)).await {
+            return (
+                Server::on(v4, Duration::ZERO),
+                Server::on(v6, Duration::ZERO),
+            );
+        }
+    }
+    panic!("no port free on 127.0.0.1 and ::1 in 20 tries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_and_aaaa_together_through_cname_chains_asked_over_ipv4_or_ipv6() {
+    let (v4, v6) = dual_stack().await;
+    let port = v4.addr.port();
+    let knot = Knot::start(
+        "both A 127.0.0.1\nboth AAAA ::1\nalias CNAME hop\nhop CNAME both\n\
+         loop1 CNAME loop2\nloop2 CNAME loop1\ndangling CNAME nowhere\n",
+    )
+    .await;
+    let both = [format!("127.0.0.1:{port}"), format!("[::1]:{port}")];
+    // Both families' addresses, and calls reach both servers.
+    let channel = follow(&format!("dns://{}/both.scale.test:{port}", knot.addr));
+    keys_become(&channel, &both).await;
+    channel
+        .ready(2, Duration::from_secs(10))
+        .await
+        .expect("both up");
+    let answered = shares(&run_calls(&channel, 40, 4, |_| {}).await);
+    assert_eq!(answered.len(), 2, "calls reach both families: {answered:?}");
+
+    // A chain of two CNAMEs, which Knot writes out in one answer; the DNS server asked over
+    // IPv6 (`dns://[::1]:PORT/`).
+    let alias = follow(&format!("dns://{}/alias.scale.test:{port}", knot.addr6));
+    keys_become(&alias, &both).await;
+
+    // A CNAME loop has no address; a CNAME to a name that does not exist is NXDOMAIN.
+    let looping = follow(&format!("dns://{}/loop1.scale.test:{port}", knot.addr));
+    fails_saying(&looping, "loop1.scale.test has no A or AAAA records").await;
+    let dangling = follow(&format!("dns://{}/dangling.scale.test:{port}", knot.addr));
+    fails_saying(&dangling, "dangling.scale.test does not exist (NXDOMAIN)").await;
+    v4.shutdown().await;
+    v6.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nxdomain_nodata_and_a_name_added_later() {
+    let mut knot = Knot::start("txtonly TXT \"v=spf1 -all\"\n").await;
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let port = server.addr.port();
+    let gone = follow(&format!("dns://{}/late.scale.test:{port}", knot.addr));
+    fails_saying(&gone, "late.scale.test does not exist (NXDOMAIN)").await;
+    let nodata = follow(&format!("dns://{}/txtonly.scale.test:{port}", knot.addr));
+    fails_saying(&nodata, "txtonly.scale.test has no A or AAAA records").await;
+    // The zone's negative TTL (1 s) bounds the wait for a name that appears.
+    knot.set_records("txtonly TXT \"v=spf1 -all\"\nlate A 127.0.0.1\n");
+    keys_become(&gone, &[server.addr.to_string()]).await;
+    assert_eq!(hello(&gone, None).await, Ok(server.addr));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_ttls_are_followed_and_a_failed_connection_looks_again_before_a_long_one() {
+    let listeners = sockrpc_tests::rebind::listeners_on_one_port().await;
+    let [one, two, three] = listeners.map(|l| Server::on(l, Duration::ZERO));
+    let port = one.addr.port();
+    let at = |ip: &str| format!("{ip}:{port}");
+    let mut knot =
+        Knot::start("short 1 A 127.0.0.1\nlong 3600 A 127.0.0.1\nlong 3600 A 127.0.0.2\n").await;
+    let lookups = |name: &str| {
+        Channel::balance(
+            follow_discovery(&format!("dns://{}/{name}.scale.test:{port}", knot.addr))
+                .max_ttl(Duration::from_secs(600))
+                .start()
+                .expect("dns discovery"),
+        )
+    };
+    let short = lookups("short");
+    let long = lookups("long");
+    keys_become(&short, &[at("127.0.0.1")]).await;
+    keys_become(&long, &[at("127.0.0.1"), at("127.0.0.2")]).await;
+    long.ready(2, Duration::from_secs(10))
+        .await
+        .expect("two up");
+    knot.set_records("short 1 A 127.0.0.3\nlong 3600 A 127.0.0.1\nlong 3600 A 127.0.0.3\n");
+    // The 1 s TTL runs out: looked up again.
+    keys_become(&short, &[at("127.0.0.3")]).await;
+    // The hour-long TTL holds, until a connection to one of its addresses fails.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        long.stats().len(),
+        2,
+        "the TTL of 3600 s was not followed: {:?}",
+        long.stats()
+    );
+    two.shutdown().await;
+    keys_become(&long, &[at("127.0.0.1"), at("127.0.0.3")]).await;
+    one.shutdown().await;
+    three.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servfail_refused_and_a_server_gone_keep_the_last_addresses() {
+    let listeners = sockrpc_tests::rebind::listeners_on_one_port().await;
+    let servers = listeners.map(|l| Server::on(l, Duration::ZERO));
+    let port = servers[0].addr.port();
+    let at = |ip: &str| format!("{ip}:{port}");
+    let mut knot = Knot::start("svc A 127.0.0.1\n").await;
+    let channel = follow(&format!("dns://{}/svc.scale.test:{port}", knot.addr));
+    keys_become(&channel, &[at("127.0.0.1")]).await;
+    for (what, serving) in [
+        ("SERVFAIL", Some(Serving::Broken)),
+        ("REFUSED", Some(Serving::Nothing)),
+        ("gone", None),
+    ] {
+        match serving {
+            Some(serving) => knot.restart(serving).await,
+            None => knot.stop(),
+        }
+        // Several lookups (every 200 ms to 2 s) meet the failure: the address stays.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(
+            hello(&channel, None).await,
+            Ok(servers[0].addr),
+            "{what}: {:?}",
+            channel.stats()
+        );
+        let keys: Vec<String> = channel.stats().into_iter().map(|s| s.key).collect();
+        assert_eq!(keys, [at("127.0.0.1")], "{what}");
+    }
+    // Back, with another address: followed.
+    knot.set_records("svc A 127.0.0.2\n");
+    knot.restart(Serving::Zone).await;
+    keys_become(&channel, &[at("127.0.0.2")]).await;
+    assert_eq!(hello(&channel, None).await, Ok(servers[1].addr));
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_too_long_for_udp_comes_over_tcp() {
+    // 150 A records (2.4 kB): over UDP Knot sends TC with no records; over TCP all of them.
+    let records: String = (1..=150).map(|n| format!("big A 127.1.0.{n}\n")).collect();
+    let knot = Knot::start(&records).await;
+    let channel = Channel::balance(
+        follow_discovery(&format!("dns://{}/big.scale.test:9", knot.addr))
+            .max_endpoints(1000)
+            .start()
+            .expect("dns discovery"),
+    );
+    let stats = endpoints_when(&channel, "150 endpoints", |s| s.len() == 150).await;
+    let addr: SocketAddr = "127.1.0.150:9".parse().expect("addr");
+    assert!(stats.iter().any(|s| s.key == addr.to_string()));
+}
