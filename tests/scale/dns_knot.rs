@@ -2,12 +2,14 @@
 //! authoritative server serving a zone file: what grpc-go's `dns` resolver meets when it asks
 //! such a server directly (`dns://SERVER/NAME:PORT`), case by case. A and AAAA together, CNAME
 //! chains, NXDOMAIN and NODATA, TTLs and a look again when a connection fails, a service config
-//! in TXT records, SERVFAIL, REFUSED and a server gone while the channel serves, an answer too
-//! long for UDP. With the tests package's `real-dns` feature, which `.ci/run` turns on.
+//! in TXT records (several strings, several records, choices read as grpc-go reads them),
+//! SERVFAIL, REFUSED and a server gone while the channel serves, an answer too long for UDP.
+//! With the tests package's `real-dns` feature, which `.ci/run` turns on.
 
 use super::dns_daemon::{endpoints_when, fails_saying, follow, follow_discovery, keys_become};
 use super::knot_process::{Knot, Serving};
 use super::support::{hello, run_calls, shares, Server};
+use sockrpc::service::discovery::ServiceConfigFeed;
 use sockrpc::Channel;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -117,6 +119,80 @@ async fn short_ttls_are_followed_and_a_failed_connection_looks_again_before_a_lo
     keys_become(&long, &[at("127.0.0.1"), at("127.0.0.3")]).await;
     one.shutdown().await;
     three.shutdown().await;
+}
+
+/// `text` as a TXT record's character-strings in a zone file: quoted, 200 bytes each.
+fn txt_strings(text: &str) -> String {
+    text.as_bytes()
+        .chunks(200)
+        .map(|chunk| {
+            let chunk = std::str::from_utf8(chunk).expect("ASCII");
+            format!("\"{}\"", chunk.replace('\\', "\\\\").replace('"', "\\\""))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// This machine's host name, as the discovery reads it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("host name")
+        .trim()
+        .to_owned()
+}
+
+/// The first config published into `feed` (polled for up to 10 s).
+async fn published(feed: &ServiceConfigFeed) -> String {
+    for _ in 0..200 {
+        if let (_, Some(config)) = feed.current() {
+            return config.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no service config published within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_config_in_several_strings_chosen_by_language_host_and_percentage() {
+    let timeout = |marker: &str| {
+        format!(
+            r#"{{"methodConfig": [{{"name": [{{"service": "helloworld.Greeter"}}], "timeout": "7s"}}], "x-marker": "{marker}{}"}}"#,
+            "-".repeat(150)
+        )
+    };
+    // Each choice but the last passes this client over: another language, another host (in
+    // grpc-go's spelling, `clientHostName`: JSON keys are matched regardless of case there),
+    // a percentage of 0.
+    let choices = format!(
+        r#"grpc_config=[{{"clientLanguage": ["go"], "serviceConfig": {}}},
+                        {{"clientHostName": ["not-{host}"], "serviceConfig": {}}},
+                        {{"percentage": 0, "serviceConfig": {}}},
+                        {{"clientLanguage": ["rust"], "clientHostname": ["{host}"],
+                          "percentage": 100, "serviceConfig": {}}}]"#,
+        timeout("go"),
+        timeout("other-host"),
+        timeout("never"),
+        timeout("ours"),
+        host = hostname(),
+    )
+    .replace('\n', " ");
+    assert!(choices.len() > 600, "the record spans several strings");
+    let knot = Knot::start(&format!(
+        "svc A 127.0.0.1\n_grpc_config.svc TXT {}\n_grpc_config.svc TXT \"v=spf1 -all\"\n",
+        txt_strings(&choices)
+    ))
+    .await;
+    let feed = ServiceConfigFeed::new();
+    let channel = Channel::balance(
+        follow_discovery(&format!("dns://{}/svc.scale.test:50051", knot.addr))
+            .service_config(&feed)
+            .start()
+            .expect("dns discovery"),
+    );
+    let config = published(&feed).await;
+    assert!(config.contains("ours---"), "{config}");
+    assert!(config.contains("\"7s\""), "{config}");
+    drop(channel);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,8 @@
 //! client's draw (1–100, drawn once per discovery, so one client does not flap between two
 //! choices; grpc-go draws again at each lookup). A matching choice without `serviceConfig` is
 //! passed over, as grpc-go does. Unknown fields are ignored, as grpc-go and C-core do (A2 would
-//! refuse them). No record, no `grpc_config=` record, or no matching choice: no config (the
+//! refuse them). Keys are matched in any case, as grpc-go's JSON decoder matches them: its own
+//! spelling is `clientHostName`, and a record written for it must not apply to every host here. No record, no `grpc_config=` record, or no matching choice: no config (the
 //! user's default applies). A list that is not JSON, or a criterion of the wrong type, is
 //! malformed: the discovery keeps the last good config and says why, once.
 
@@ -174,7 +175,10 @@ pub(super) fn choose(json: &str, client: &Client) -> Result<Option<String>, Stri
     for (n, choice) in choices.iter().enumerate() {
         let matched = matches(choice, client).map_err(|why| format!("choice {n}: {why}"))?;
         if chosen.is_none() && matched {
-            chosen = choice.get("serviceConfig").map(Value::to_string);
+            chosen = match choice {
+                Value::Object(fields) => field(fields, "serviceConfig")?.map(Value::to_string),
+                _ => None,
+            };
         }
     }
     Ok(chosen)
@@ -185,16 +189,17 @@ fn matches(choice: &Value, client: &Client) -> Result<bool, String> {
     let Value::Object(fields) = choice else {
         return Err("not a JSON object".to_owned());
     };
-    let languages = strings(fields.get("clientLanguage"), "clientLanguage")?;
-    let hosts = strings(fields.get("clientHostname"), "clientHostname")?;
-    let percentage = match fields.get("percentage") {
+    let field = |name: &str| field(fields, name);
+    let languages = strings(field("clientLanguage")?, "clientLanguage")?;
+    let hosts = strings(field("clientHostname")?, "clientHostname")?;
+    let percentage = match field("percentage")? {
         None | Some(Value::Null) => None,
         Some(value) => match value.as_u64() {
             Some(p) if p <= 100 => Some(p),
             _ => return Err(format!("percentage {value} is not a whole number 0–100")),
         },
     };
-    match fields.get("serviceConfig") {
+    match field("serviceConfig")? {
         None | Some(Value::Object(_)) => {}
         Some(_) => return Err("serviceConfig is not a JSON object".to_owned()),
     }
@@ -209,6 +214,27 @@ fn matches(choice: &Value, client: &Client) -> Result<bool, String> {
             .is_some_and(|h| hosts.iter().any(|l| l == h));
     let share = percentage.is_none_or(|p| u64::from(client.draw) <= p);
     Ok(language && host && share)
+}
+
+/// The value of a choice's field `name`, its key in any case: grpc-go reads the choices with Go's
+/// JSON decoder, which matches keys regardless of case, so a record written for it with
+/// `clientHostName` (grpc-go's own spelling) limits the choice to those hosts there. Read
+/// strictly, the key would be an unknown field, ignored, and the choice would apply to every
+/// host. A key given twice in two cases is malformed (which one counts is not clear).
+fn field<'a>(
+    fields: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a Value>, String> {
+    let mut found = fields
+        .iter()
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name));
+    match (found.next(), found.next()) {
+        (Some((_, value)), None) => Ok(Some(value)),
+        (None, _) => Ok(None),
+        (Some((first, _)), Some((second, _))) => Err(format!(
+            "{name} is given twice (as {first:?} and {second:?}; keys are read in any case)"
+        )),
+    }
 }
 
 /// A list of strings (absent: empty).
@@ -276,6 +302,27 @@ mod tests {
             choose(json, &client(100)),
             Ok(Some(r#"{"x":1}"#.to_owned()))
         );
+    }
+
+    #[test]
+    fn keys_are_read_in_any_case_as_grpc_go_reads_them() {
+        // grpc-go's spelling of the host criterion: it limits the choice to `box2`.
+        let json = r#"[{"clientHostName": ["box2"], "serviceConfig": {"box2": 1}},
+                       {"CLIENTLANGUAGE": ["go"], "ServiceConfig": {"go": 1}},
+                       {"Percentage": 0, "serviceConfig": {"never": 1}},
+                       {"clientlanguage": ["rust"], "serviceconfig": {"rust": 1}}]"#;
+        assert_eq!(
+            choose(json, &client(50)),
+            Ok(Some(r#"{"rust":1}"#.to_owned()))
+        );
+        let json = r#"[{"clientHostName": ["box1"], "serviceConfig": {"box1": 1}}]"#;
+        assert_eq!(
+            choose(json, &client(50)),
+            Ok(Some(r#"{"box1":1}"#.to_owned()))
+        );
+        let json = r#"[{"clientHostname": ["box1"], "clientHostName": ["box2"]}]"#;
+        let error = choose(json, &client(50)).expect_err("twice");
+        assert!(error.contains("given twice"), "{error}");
     }
 
     #[test]
