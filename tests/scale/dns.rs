@@ -7,6 +7,8 @@ use hickory_server::proto::rr::rdata::{A, AAAA, SRV};
 use hickory_server::proto::rr::{RData, RecordType};
 use sockrpc::service::balance::{BalanceBuilder, RoundRobin};
 use sockrpc::service::discovery::dns::DnsDiscovery;
+use sockrpc::transport::backoff::Backoff;
+use sockrpc::transport::endpoint::Endpoint;
 use sockrpc::Channel;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -246,6 +248,51 @@ async fn a_failed_connection_makes_dns_look_again_before_the_ttl() {
     );
     one.shutdown().await;
     three.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_keep_failing_do_not_make_dns_look_again_every_min_ttl() {
+    let dns = Dns::start().await;
+    // A port nothing listens on, at 20 addresses: 20 endpoints whose connections keep failing,
+    // tried again every 50 ms (each failure a reason to look again early), for a name whose
+    // answer does not change.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let records = (1..=20)
+        .map(|n| RData::A(A(Ipv4Addr::new(127, 0, 0, n))))
+        .collect();
+    dns.set_records(&dns.name, RecordType::A, 300, records)
+        .await;
+    let channel = Channel::balance(
+        DnsDiscovery::ip("svc.scale.test.", port)
+            .server(dns.addr)
+            .min_ttl(Duration::from_millis(100))
+            .endpoint(|addr| {
+                let again = Duration::from_millis(50);
+                Endpoint::new(addr.ip().to_string(), addr.port())
+                    .backoff(Backoff::starting_at(again).max(again))
+            })
+            .start()
+            .expect("dns discovery"),
+    );
+    for _ in 0..200 {
+        if channel.stats().len() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(channel.stats().len(), 20, "{:?}", channel.stats());
+    let before = dns.asked.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Early lookups that find nothing new back off from `min_ttl` ×1.6 (± 20 %) towards
+    // grpc-go's 30 s: about 6 lookups in 3 s, an A and an AAAA query each. One every `min_ttl`
+    // would be 30 lookups, 60 queries.
+    let asked = dns.asked.load(Ordering::SeqCst) - before;
+    assert!((2..=30).contains(&asked), "{asked} queries in 3 s");
+    drop(channel);
 }
 
 /// The endpoint keys a balanced channel holds once they equal `want`, within 10 s.

@@ -5,8 +5,11 @@
 //! The TTL is bounded below ([`DnsDiscovery::min_ttl`], default 1 s, so a zero TTL does not
 //! turn into a query storm) and above ([`DnsDiscovery::max_ttl`], default 5 min, so a long TTL
 //! does not hide a change for hours). When a connection to a resolved address fails the
-//! balanced channel pokes the discovery, which looks again early (still no more often than
-//! `min_ttl`).
+//! balanced channel pokes the discovery, which looks again early: `min_ttl` after the last
+//! lookup, then, while early lookups find nothing new (a server down, not moved), 1.6 times
+//! later each time up to 30 s, grpc-go's shortest time between resolutions, so connections that
+//! keep failing do not ask DNS every `min_ttl`; a change, or 30 s without an early lookup,
+//! starts over from `min_ttl`.
 //!
 //! An answer that is not whole is followed by a backoff instead of a TTL: the next lookup comes
 //! after `min_ttl`, then 1.6 times later each time (± 20 %, as grpc-go backs off after a
@@ -366,6 +369,11 @@ impl Drop for Running {
 /// The longest wait between lookups while answers are not whole (gRPC's backoff cap).
 const RETRY_CAP: Duration = Duration::from_secs(120);
 
+/// The longest wait from a lookup to an early one while early lookups keep finding nothing new:
+/// grpc-go's shortest time between two resolutions (`MinResolutionRate`), so that connections
+/// that keep failing (a server down, a partition) ask DNS no more often than grpc-go does.
+const EARLY_CAP: Duration = Duration::from_secs(30);
+
 /// The floor of [`DnsDiscovery::min_ttl`].
 const MIN_TTL_FLOOR: Duration = Duration::from_millis(100);
 
@@ -411,6 +419,13 @@ async fn follow(
     // The malformed TXT record last logged: logged again only when it changes.
     let mut txt_problem: Option<String> = None;
     let mut subset = subset::Subset::new(config.max_endpoints);
+    // The shortest wait from a lookup to an early one (a connection failed): from `min_ttl`,
+    // ×1.6 ± 20 % after each early lookup that changed nothing, up to [`EARLY_CAP`]; reset by a
+    // change, or when no early lookup came for `EARLY_CAP`.
+    let mut early_gap = BackoffState::new(Backoff::starting_at(config.min_ttl).max(EARLY_CAP));
+    // When the last early lookup was woken, and whether the lookup under way is one.
+    let mut last_early: Option<Instant> = None;
+    let mut early_now = false;
     loop {
         let looked = Instant::now();
         // Whether the set changed, and the next wait: a whole answer's TTL, or (`Err`) a
@@ -504,6 +519,13 @@ async fn follow(
                 (false, Err(config.max_ttl))
             }
         };
+        if std::mem::take(&mut early_now) {
+            if changed {
+                early_gap.reset();
+            } else {
+                early_gap.fail();
+            }
+        }
         let wait = match next {
             Ok(ttl) => ttl,
             // Not whole: back off (from `min_ttl` again after a change), at most `cap`.
@@ -516,14 +538,22 @@ async fn follow(
                 wait
             }
         };
-        // Until the TTL runs out, or earlier (but not before min_ttl) when a connection failed.
+        // Until the TTL runs out, or earlier when a connection failed: not before `min_ttl`,
+        // and, while early lookups find nothing new, ever later, up to grpc-go's 30 s.
         let early = async {
             hint.notified().await;
-            tokio::time::sleep_until(looked + config.min_ttl).await;
+            if last_early.is_none_or(|at| at.elapsed() >= EARLY_CAP) {
+                early_gap.reset();
+            }
+            let gap = early_gap.current().max(config.min_ttl);
+            tokio::time::sleep_until(looked + gap).await;
         };
         tokio::select! {
             () = tokio::time::sleep_until(looked + wait) => {}
-            () = early => {}
+            () = early => {
+                last_early = Some(Instant::now());
+                early_now = true;
+            }
             () = tx.closed() => return,
         }
     }
