@@ -56,6 +56,18 @@ async fn a_and_aaaa_together_through_cname_chains_asked_over_ipv4_or_ipv6() {
     let alias = follow(&format!("dns://{}/alias.scale.test:{port}", knot.addr6));
     keys_become(&alias, &both).await;
 
+    // grpc-go's `:PORT`, for the DNS server (`localhost`: Knot listens at both of its
+    // addresses) and for the name (`localhost`, from the hosts file: this machine).
+    let local = follow(&format!(
+        "dns://:{}/both.scale.test:{port}",
+        knot.addr.port()
+    ));
+    keys_become(&local, &both).await;
+    let this_machine = follow(&format!("dns:///:{port}"));
+    let stats = endpoints_when(&this_machine, "localhost's addresses", |s| !s.is_empty()).await;
+    assert!(stats.iter().all(|s| both.contains(&s.key)), "{stats:?}");
+    assert!(hello(&this_machine, None).await.is_ok());
+
     // A CNAME loop has no address; a CNAME to a name that does not exist is NXDOMAIN.
     let looping = follow(&format!("dns://{}/loop1.scale.test:{port}", knot.addr));
     fails_saying(&looping, "loop1.scale.test has no A or AAAA records").await;

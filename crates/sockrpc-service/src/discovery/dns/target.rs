@@ -9,6 +9,7 @@
 //! | `dns://IP[:P]/NAME[:PORT]` | NAME | PORT, else 443 | IP, port P (53 by default) |
 //! | `dns://HOST[:P]/NAME[:PORT]` | NAME | PORT, else 443 | HOST's addresses, port P (53 by default; `server.rs`) |
 //! | `dns://NAME:PORT` | NAME | PORT | the system's (sockrpc's CLI form; grpc-go refuses it) |
+//! | `dns:///:PORT`, `dns://:P/NAME` | `localhost` | PORT | `localhost`, port P (as grpc-go) |
 //!
 //! NAME may be an IP literal (`[::1]:50051`, `127.0.0.1`, or `::1` without a port), used as
 //! it is; a trailing dot and upper case are kept (DNS compares names case-insensitively). A
@@ -67,7 +68,7 @@ fn parse(target: &str) -> Result<(String, u16, Option<Server>), String> {
 }
 
 /// The name and port of `NAME[:PORT]`, `[IPv6][:PORT]` or a bare IPv6 address; `default` when
-/// none is given.
+/// none is given. `:PORT` names `localhost`, as grpc-go's `parseTarget` reads it.
 pub(super) fn host_port(host: &str, default: u16) -> Result<(String, u16), String> {
     if host.is_empty() {
         return Err("no name".into());
@@ -105,9 +106,12 @@ pub(super) fn host_port(host: &str, default: u16) -> Result<(String, u16), Strin
             None => (host.to_owned(), None),
         }
     };
-    if name.is_empty() {
-        return Err(format!("{host:?} has no name"));
-    }
+    let name = match (name.is_empty(), port) {
+        (false, _) => name,
+        // `:PORT`: this machine, as grpc-go reads it (and Go's `net.Dial`).
+        (true, Some(port)) if !port.is_empty() => "localhost".to_owned(),
+        (true, _) => return Err(format!("{host:?} has no name")),
+    };
     let port = match port {
         None => default,
         Some("") => return Err(format!("{host:?}: no port after ':'")),
@@ -170,6 +174,13 @@ mod tests {
         assert_eq!(ok("dns:///::1"), ("[::1]".into(), 443, None));
         assert_eq!(ok("dns:///127.0.0.1:80"), ("127.0.0.1".into(), 80, None));
         assert_eq!(ok("dns://svc.test:7"), ("svc.test".into(), 7, None));
+        // grpc-go's `parseTarget`: a port without a host names this machine.
+        assert_eq!(ok("dns:///:7"), ("localhost".into(), 7, None));
+        assert_eq!(ok("dns::7"), ("localhost".into(), 7, None));
+        assert_eq!(
+            ok("dns://:5353/svc.test:7"),
+            ("svc.test".into(), 7, host("localhost", 5353))
+        );
     }
 
     #[test]
@@ -179,8 +190,9 @@ mod tests {
             ("http:///svc.test:7", "scheme"),
             ("dns:///", "no name"),
             ("dns://127.0.0.1/", "no name"),
-            ("dns:///:7", "no name"),
             ("dns:///svc.test:", "no port"),
+            ("dns:///:", "no name"),
+            ("dns://:/svc.test:7", "no name"),
             ("dns:///svc.test:99999", "not a port"),
             ("dns:///svc.test:0", "not a port"),
             ("dns:///svc.test:http", "not a port"),
@@ -190,7 +202,6 @@ mod tests {
             ),
             ("dns://dns.example:0/svc.test:7", "not a port"),
             ("dns://dns.example:/svc.test:7", "no port"),
-            ("dns://:53/svc.test:7", "no name"),
             ("dns:///[::1", "without ']'"),
             ("dns:///[nope]:7", "not an IPv6"),
             ("dns:///[::1]x", "after ']'"),
