@@ -37,7 +37,8 @@ async fn a_and_aaaa_together_through_cname_chains_asked_over_ipv4_or_ipv6() {
     let port = v4.addr.port();
     let knot = Knot::start(
         "both A 127.0.0.1\nboth AAAA ::1\nalias CNAME hop\nhop CNAME both\n\
-         loop1 CNAME loop2\nloop2 CNAME loop1\ndangling CNAME nowhere\n",
+         loop1 CNAME loop2\nloop2 CNAME loop1\ndangling CNAME nowhere\n\
+         away CNAME svc.elsewhere.example.\n",
     )
     .await;
     let both = [format!("127.0.0.1:{port}"), format!("[::1]:{port}")];
@@ -68,11 +69,23 @@ async fn a_and_aaaa_together_through_cname_chains_asked_over_ipv4_or_ipv6() {
     assert!(stats.iter().all(|s| both.contains(&s.key)), "{stats:?}");
     assert!(hello(&this_machine, None).await.is_ok());
 
-    // A CNAME loop has no address; a CNAME to a name that does not exist is NXDOMAIN.
+    // A CNAME loop has no address (BIND answers it SERVFAIL); a CNAME to a name that does not
+    // exist is NXDOMAIN.
     let looping = follow(&format!("dns://{}/loop1.scale.test:{port}", knot.addr));
     fails_saying(&looping, "loop1.scale.test has no A or AAAA records").await;
     let dangling = follow(&format!("dns://{}/dangling.scale.test:{port}", knot.addr));
     fails_saying(&dangling, "dangling.scale.test does not exist (NXDOMAIN)").await;
+    // A CNAME to a name outside the zone: Knot answers the CNAME alone, and REFUSED for the
+    // name it names, which the resolver asks next. An error (the last addresses would stay),
+    // naming where the chain led; grpc-go, which does not follow a CNAME itself, finds no
+    // address.
+    let away = follow(&format!("dns://{}/away.scale.test:{port}", knot.addr));
+    fails_saying(
+        &away,
+        "A away.scale.test.: the DNS server answered Query Refused (5) for \
+         svc.elsewhere.example., where a CNAME led",
+    )
+    .await;
     v4.shutdown().await;
     v6.shutdown().await;
 }

@@ -186,7 +186,7 @@ async fn srv(resolver: &DnsResolver, hosts: &Hosts, name: &str) -> Result<Found,
                         format!("{name} has no SRV records")
                     },
                 )),
-                None => Err(format!("SRV {name}: {}", describe(&error))),
+                None => Err(format!("SRV {name}: {}", describe(&error, name))),
             };
         }
     };
@@ -388,7 +388,7 @@ async fn records(resolver: &DnsResolver, name: &Name) -> Result<Addresses, Strin
                     found.nonexistent |= absent.nonexistent;
                     continue;
                 }
-                let error = format!("{kind} {name}: {}", describe(&error));
+                let error = format!("{kind} {name}: {}", describe(&error, &name.to_string()));
                 if kind == "A" {
                     found.failed_v4 = true;
                 } else {
@@ -466,20 +466,34 @@ fn absent(error: &ResolveError) -> Option<Absent> {
     }
 }
 
-/// What went wrong, in words: hickory says "no records found" for SERVFAIL and REFUSED too,
-/// where the answer's code is the news.
-fn describe(error: &ResolveError) -> String {
+/// What went wrong with the lookup of `asked`, in words: hickory says "no records found" for
+/// SERVFAIL and REFUSED too, where the answer's code is the news. A code met further along a
+/// CNAME chain (an authoritative server answers a CNAME to a name outside its zones, and
+/// REFUSED when asked for that name) names the name it was for.
+fn describe(error: &ResolveError, asked: &str) -> String {
     match error.proto().map(|p| p.kind()) {
-        Some(ProtoErrorKind::NoRecordsFound { response_code, .. })
-            if !matches!(
-                response_code,
-                ResponseCode::NoError | ResponseCode::NXDomain
-            ) =>
+        Some(ProtoErrorKind::NoRecordsFound {
+            response_code,
+            query,
+            ..
+        }) if !matches!(
+            response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        ) =>
         {
-            format!(
-                "the DNS server answered {response_code} ({})",
-                u16::from(*response_code)
-            )
+            let code = u16::from(*response_code);
+            let answered = query.name().to_string();
+            if answered
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(asked.trim_end_matches('.'))
+            {
+                format!("the DNS server answered {response_code} ({code})")
+            } else {
+                format!(
+                    "the DNS server answered {response_code} ({code}) for {answered}, where a \
+                     CNAME led"
+                )
+            }
         }
         // hickory drops an answer it cannot use (garbage, another query's id or question, a
         // compression loop) and waits on: what runs out is the wait, which it calls a timeout.
