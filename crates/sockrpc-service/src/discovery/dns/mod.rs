@@ -43,6 +43,7 @@
 //! read by [`DnsDiscovery::target`] (`target.rs`). The whole behaviour, and where it differs from
 //! grpc-go's: `docs/DNS.md`.
 
+mod apply;
 mod connected;
 mod lookup;
 mod search;
@@ -54,7 +55,8 @@ mod txt;
 
 pub use target::DEFAULT_PORT;
 
-use super::{endpoint_key, Change, Discovery, Problem, ServiceConfigFeed};
+use super::{Change, Discovery, Problem, ServiceConfigFeed};
+use apply::apply;
 use connected::DnsResolver;
 use hickory_resolver::Hosts;
 use lookup::{literal, lookup, Keep, Place};
@@ -557,57 +559,4 @@ async fn follow(
             () = tx.closed() => return,
         }
     }
-}
-
-/// Makes the endpoint set `found`: sends the changes from `known`, and records them there.
-/// Inserts go before removals, so that an address changing never shows the channel an empty
-/// set (a removal of a key inserted again in the same change is dropped: an endpoint function
-/// may map two addresses to one key). Whether anything changed; `None` when nobody listens any
-/// more.
-fn apply(
-    config: &DnsDiscovery,
-    known: &mut BTreeMap<SocketAddr, (Place, String)>,
-    found: BTreeMap<SocketAddr, Place>,
-    tx: &mpsc::UnboundedSender<Change>,
-    clears: Option<&Problem>,
-) -> Option<bool> {
-    let mut changes = Vec::new();
-    let mut removals = Vec::new();
-    known.retain(|addr, (_, key)| {
-        let keep = found.contains_key(addr);
-        if !keep {
-            removals.push(Change::Remove(key.clone()));
-        }
-        keep
-    });
-    for (addr, place) in found {
-        if known.get(&addr).is_some_and(|(old, _)| *old == place) {
-            continue;
-        }
-        // New, or its weight or priority changed: an insert of the same endpoint updates those
-        // in place.
-        let endpoint = (config.endpoint)(addr);
-        let key = endpoint_key(&endpoint);
-        changes.push(Change::Insert {
-            key: key.clone(),
-            endpoint: Box::new(endpoint),
-            weight: place.weight,
-            priority: place.priority,
-        });
-        known.insert(addr, (place, key));
-    }
-    removals.retain(|removal| {
-        !changes
-            .iter()
-            .any(|insert| matches!((removal, insert), (Change::Remove(gone), Change::Insert { key, .. }) if gone == key))
-    });
-    let changed = !changes.is_empty() || !removals.is_empty();
-    if let Some(problem) = clears {
-        problem.clear_after(changes.len() + removals.len());
-    }
-    changes
-        .into_iter()
-        .chain(removals)
-        .all(|change| tx.send(change).is_ok())
-        .then_some(changed)
 }
