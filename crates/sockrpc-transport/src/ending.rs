@@ -131,7 +131,11 @@ mod tests {
         }
         let seen = Cell::new(None);
         drop_caught((Bomb, Witness(&seen)));
-        assert_eq!(seen.get(), Some(Code::Cancelled), "what it held was dropped too");
+        assert_eq!(
+            seen.get(),
+            Some(Code::Cancelled),
+            "what it held was dropped too"
+        );
         assert_eq!(ending_as(), None);
     }
 
