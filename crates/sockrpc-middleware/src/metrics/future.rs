@@ -24,9 +24,12 @@ pub(crate) struct CallGuard {
     started: Instant,
     side: Side,
     done: bool,
-    /// The request's messages: `None` for one message, else counted by the request's watcher.
+    /// The request's count (messages, or A66's bytes): `None` for one message, else counted
+    /// by the request's watcher.
     requests: Option<Arc<AtomicU64>>,
-    /// The answer's messages passed on so far.
+    /// The one-message request's count: 1, or its bytes.
+    request: u64,
+    /// The answer's count (messages, or A66's bytes) passed on so far.
     responses: u64,
     /// A server's one-message answer, passed whole, of this size: the call finishes when the
     /// future is dropped, after the transport sent the answer or refused it.
@@ -37,11 +40,13 @@ pub(crate) struct CallGuard {
 }
 
 impl CallGuard {
-    /// A call started now; `requests` counts its request's messages when they are streamed.
+    /// A call started now; `requests` counts its request's messages when they are streamed,
+    /// else `request` is its one message's count.
     pub(crate) fn new(
         method: Arc<MethodMetrics>,
         side: Side,
         requests: Option<Arc<AtomicU64>>,
+        request: u64,
     ) -> CallGuard {
         CallGuard {
             method,
@@ -49,6 +54,7 @@ impl CallGuard {
             side,
             done: false,
             requests,
+            request,
             responses: 0,
             answered: None,
             candidate: None,
@@ -64,7 +70,7 @@ impl CallGuard {
     /// A response message of `len` bytes passed.
     fn responded(&mut self, len: usize) {
         self.method.response_size.record(len as f64);
-        self.responses += 1;
+        self.responses += self.method.weight(len);
     }
 
     fn finish(&mut self, code: Code) {
@@ -81,13 +87,16 @@ impl CallGuard {
         self.method.active.decrement(1.0);
         let finished = self.method.finished(code);
         finished.count.increment(1);
-        finished
-            .duration
-            .record(self.started.elapsed().as_secs_f64());
+        let elapsed = self.started.elapsed().as_secs_f64();
+        finished.duration.record(elapsed);
+        // The one branch the A66 names add to a call's path.
+        if let Some(call_duration) = &finished.call_duration {
+            call_duration.record(elapsed);
+        }
         let requests = self
             .requests
             .as_ref()
-            .map_or(1, |count| count.load(Ordering::Relaxed));
+            .map_or(self.request, |count| count.load(Ordering::Relaxed));
         finished.requests.record(requests as f64);
         finished.responses.record(self.responses as f64);
     }
@@ -135,7 +144,8 @@ pub(crate) struct RequestMessages {
 impl Watch for RequestMessages {
     fn on_message(&mut self, len: usize, _compressed: bool) {
         self.method.request_size.record(len as f64);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.count
+            .fetch_add(self.method.weight(len), Ordering::Relaxed);
     }
 
     fn on_end(&mut self, _code: Code) {}

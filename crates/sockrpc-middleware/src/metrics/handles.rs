@@ -8,7 +8,7 @@
 //! Why a cap: on a server the method path comes from the peer, so a client sending calls to a
 //! million made-up methods would otherwise make a million series in the recorder. Past
 //! [`DEFAULT_MAX_METHODS`] distinct paths, calls are counted under `_OTHER` (OpenTelemetry's
-//! name for a value outside the known set).
+//! name for a value outside the known set; under gRFC A66's names, `grpc.method="other"`).
 //!
 //! Why a second, smaller cap: first come, first served, a client that called a thousand
 //! made-up paths right after a restart took every place, and the methods really served were
@@ -29,8 +29,7 @@
 //! name is longer than [`MAX_LABEL_LEN`] bytes is counted under `_OTHER`, so what a client can
 //! make the recorder keep is at most about [`DEFAULT_MAX_METHODS`] times twice that, per series.
 
-use super::names::{Names, OTHER, STATUS_CODE};
-use crate::trace::RPC_SYSTEM;
+use super::scheme::{MethodHandles, Scheme};
 use crate::Side;
 use ::metrics::{Counter, Gauge, Histogram, Label};
 use sockrpc_protocol::{Code, MethodPath};
@@ -57,8 +56,11 @@ pub const MAX_LABEL_LEN: usize = 256;
 pub(crate) struct MethodMetrics {
     /// The path these are for (storage of its own); `None` for `_OTHER`, which stands for many.
     path: Option<MethodPath>,
-    names: &'static Names,
-    labels: [Label; 3],
+    scheme: Arc<Scheme>,
+    side: Side,
+    labels: Vec<Label>,
+    /// Whether a call's counts add up bytes (gRFC A66's totals) rather than messages.
+    bytes: bool,
     pub(crate) started: Counter,
     pub(crate) active: Gauge,
     /// Each request message's size, as it passes.
@@ -77,33 +79,39 @@ pub(crate) struct MethodMetrics {
 pub(crate) struct Finished {
     pub(crate) count: Counter,
     pub(crate) duration: Histogram,
-    /// Request messages per call.
+    /// Request messages per call (A66: bytes of the requests).
     pub(crate) requests: Histogram,
-    /// Response messages per call.
+    /// Response messages per call (A66: bytes of the responses).
     pub(crate) responses: Histogram,
+    /// A66's client calls, besides their attempts; `None` where there is no such metric.
+    pub(crate) call_duration: Option<Histogram>,
 }
 
 impl MethodMetrics {
+    /// The handles of `path` (`None`: of `_OTHER`) in `registry`'s scheme.
     fn register(
-        names: &'static Names,
+        registry: &Registry,
         path: Option<MethodPath>,
-        service: &str,
-        method: &str,
         unconfirmed: &Arc<AtomicUsize>,
         confirmed: bool,
     ) -> MethodMetrics {
-        let labels = [
-            Label::from_static_parts("rpc.system", RPC_SYSTEM),
-            Label::new("rpc.service", service.to_owned()),
-            Label::new("rpc.method", method.to_owned()),
-        ];
+        let scheme = Arc::clone(&registry.scheme);
+        let labels = scheme.labels(path.as_ref().map(|p| (p.service(), p.method())));
+        let MethodHandles {
+            started,
+            active,
+            request_size,
+            response_size,
+        } = scheme.method_handles(&labels);
         MethodMetrics {
-            started: ::metrics::counter!(names.started, labels.to_vec()),
-            active: ::metrics::gauge!(names.active, labels.to_vec()),
-            request_size: ::metrics::histogram!(names.request_size, labels.to_vec()),
-            response_size: ::metrics::histogram!(names.response_size, labels.to_vec()),
+            started,
+            active,
+            request_size,
+            response_size,
             path,
-            names,
+            bytes: scheme.counts_bytes(),
+            scheme,
+            side: registry.side,
             labels,
             by_code: std::array::from_fn(|_| OnceLock::new()),
             confirmed: AtomicBool::new(confirmed),
@@ -121,6 +129,17 @@ impl MethodMetrics {
         }
     }
 
+    /// What one message of `len` bytes adds to its call's count: one message, or (A66) its
+    /// bytes. A select, not a jump: the default path pays no branch for it.
+    #[inline]
+    pub(crate) fn weight(&self, len: usize) -> u64 {
+        if self.bytes {
+            len as u64
+        } else {
+            1
+        }
+    }
+
     /// Whether these are the handles of `path` itself (not `_OTHER`).
     pub(crate) fn is_for(&self, path: &MethodPath) -> bool {
         self.path.as_ref() == Some(path)
@@ -129,16 +148,7 @@ impl MethodMetrics {
     /// The handles for calls of this method that end with `code`.
     pub(crate) fn finished(&self, code: Code) -> &Finished {
         let slot = &self.by_code[code.as_u32() as usize % Code::ALL.len()];
-        slot.get_or_init(|| {
-            let mut labels = self.labels.to_vec();
-            labels.push(Label::from_static_parts(STATUS_CODE, code.as_str()));
-            Finished {
-                count: ::metrics::counter!(self.names.finished, labels.clone()),
-                duration: ::metrics::histogram!(self.names.duration, labels.clone()),
-                requests: ::metrics::histogram!(self.names.requests_per_rpc, labels.clone()),
-                responses: ::metrics::histogram!(self.names.responses_per_rpc, labels),
-            }
-        })
+        slot.get_or_init(|| self.scheme.finished(self.side, &self.labels, code))
     }
 }
 
@@ -171,7 +181,7 @@ type Methods = HashMap<MethodPath, Arc<MethodMetrics>, BuildHasherDefault<Fnv>>;
 /// Every method's handles for one layer (shared by its clones).
 pub(crate) struct Registry {
     side: Side,
-    names: &'static Names,
+    scheme: Arc<Scheme>,
     max_methods: usize,
     max_unconfirmed: usize,
     methods: RwLock<Methods>,
@@ -189,10 +199,11 @@ pub(crate) struct Found {
 }
 
 impl Registry {
-    pub(crate) fn new(side: Side, max_methods: usize) -> Registry {
+    /// `side`'s handles under `scheme`, for at most `max_methods` paths.
+    pub(crate) fn new(side: Side, max_methods: usize, scheme: Scheme) -> Registry {
         Registry {
             side,
-            names: Names::of(side),
+            scheme: Arc::new(scheme),
             max_methods,
             max_unconfirmed: DEFAULT_MAX_UNCONFIRMED.min(max_methods),
             methods: RwLock::new(Methods::default()),
@@ -256,15 +267,13 @@ impl Registry {
     fn insert(&self, methods: &mut Methods, path: &MethodPath, confirmed: bool) -> Found {
         if methods.is_empty() {
             // Descriptions go to the recorder installed now, which is the one the handles use.
-            self.names.describe();
+            self.scheme.describe();
         }
         // Unshared: a path read off the wire is a slice of the connection's read buffer.
         let path = path.unshared();
         let registered = Arc::new(MethodMetrics::register(
-            self.names,
+            self,
             Some(path.clone()),
-            path.service(),
-            path.method(),
             &self.unconfirmed,
             confirmed,
         ));
@@ -279,15 +288,8 @@ impl Registry {
     fn other(&self) -> Arc<MethodMetrics> {
         Arc::clone(self.other.get_or_init(|| {
             // It may be the first series (`max_methods(0)`, a long first path): described too.
-            self.names.describe();
-            Arc::new(MethodMetrics::register(
-                self.names,
-                None,
-                OTHER,
-                OTHER,
-                &self.unconfirmed,
-                true,
-            ))
+            self.scheme.describe();
+            Arc::new(MethodMetrics::register(self, None, &self.unconfirmed, true))
         }))
     }
 }
@@ -296,7 +298,7 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let methods = self.methods.read().map_or(0, |methods| methods.len());
         f.debug_struct("Registry")
-            .field("names", &self.names.duration)
+            .field("names", &self.scheme.duration_name())
             .field("methods", &methods)
             .field("max_methods", &self.max_methods)
             .finish()

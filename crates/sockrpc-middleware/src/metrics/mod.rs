@@ -27,6 +27,35 @@
 //! sees it before the body decodes it, and records its compressed size. (Earlier versions kept
 //! byte totals per call instead, under `rpc.server.call.request.size` and the like.)
 //!
+//! **gRPC's names.** `MetricsLayer::server().names(MetricNames::GrpcA66)` (and `client()`, with
+//! `.target("dns:///svc:50051")` for `grpc.target`) records gRFC A66's instruments instead,
+//! those grpc-go, grpc-java and gRPC C++ record, so their dashboards show this service too:
+//!
+//! | metric | kind | labels |
+//! |--------|------|--------|
+//! | `grpc.server.call.started` | counter | `grpc.method` |
+//! | `grpc.server.call.duration` | histogram, seconds | `grpc.method`, `grpc.status` |
+//! | `grpc.server.call.{sent,rcvd}_total_compressed_message_size` | histogram, bytes | same |
+//! | `grpc.client.attempt.started` | counter | `grpc.method`, `grpc.target` |
+//! | `grpc.client.attempt.duration` | histogram, seconds | the same and `grpc.status` |
+//! | `grpc.client.attempt.{sent,rcvd}_total_compressed_message_size` | histogram, bytes | same |
+//! | `grpc.client.call.duration` | histogram, seconds | the same |
+//!
+//! `grpc.method` is `pkg.Service/Method`, or `other` for the calls the layer counts under
+//! `_OTHER` above (A66's `other` is for methods the server did not register; the layer does
+//! not know the router's methods, and uses its cap, [`MetricsLayer::max_methods`], instead).
+//! `grpc.status` is the code's name (`OK`, `UNAVAILABLE`); `grpc.target` is left out when the
+//! layer was given none. The byte totals are per call, of the messages as the layer sees them:
+//! encoded and uncompressed (A66 asks for compressed sizes, which only the transport knows),
+//! except a streamed message received compressed. A client layer sees what passes through
+//! it: above a [`RetryLayer`](crate::retry::RetryLayer) or
+//! [`HedgeLayer`](crate::hedge::HedgeLayer), one call, recorded both as the call and as its one
+//! attempt (A66's numbers for a call with no retries); below one, each attempt, recorded as an
+//! attempt and also as a call. Place it above for `grpc.client.call.duration` to be right,
+//! below for the attempts; the channel's own transparent retry is never seen. The default path
+//! pays for this one check at a call's end (is there a call duration to record?) and a select
+//! where a count is added (a message, or its bytes).
+//!
 //! A call is finished when its answer is complete: a unary answer when it arrives, a streamed
 //! one at its last message (or its error, or when it is dropped: `CANCELLED`). On a server, a
 //! one-message answer is finished when the transport drops the call's future, after writing
@@ -45,14 +74,17 @@ mod layer;
 pub mod names;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+mod scheme;
 
 pub use future::ResponseFuture;
 pub use layer::MetricsLayer;
+pub use names::MetricNames;
 
 use crate::watch::{once_len, watch};
 use crate::Side;
 use future::{CallGuard, RequestMessages};
 use handles::{Found, MethodMetrics, Registry};
+use scheme::Scheme;
 use sockrpc_protocol::{Response, Status};
 use sockrpc_service::{status_from_error, Body, BoxError, Call};
 use std::{
@@ -85,7 +117,11 @@ impl<S> Metrics<S> {
     pub fn new(inner: S, side: Side) -> Metrics<S> {
         Metrics {
             inner,
-            registry: Arc::new(Registry::new(side, handles::DEFAULT_MAX_METHODS)),
+            registry: Arc::new(Registry::new(
+                side,
+                handles::DEFAULT_MAX_METHODS,
+                Scheme::new(side, MetricNames::default(), None),
+            )),
             last: None,
         }
     }
@@ -144,10 +180,10 @@ where
         method.started.increment(1);
         method.active.increment(1.0);
         let request = call.request_mut().get_mut();
-        let requests = match once_len(request) {
+        let (requests, one) = match once_len(request) {
             Some(len) => {
                 method.request_size.record(len as f64);
-                None
+                (None, method.weight(len))
             }
             None => {
                 // Counted as they pass, for the call's end: the one allocation of a streamed
@@ -158,10 +194,10 @@ where
                     count: Arc::clone(&count),
                 };
                 *request = watch(std::mem::take(request), messages);
-                Some(count)
+                (Some(count), 0)
             }
         };
-        let mut guard = CallGuard::new(method, self.registry.side(), requests);
+        let mut guard = CallGuard::new(method, self.registry.side(), requests, one);
         if candidate {
             guard = guard.candidate(&self.registry, call.method_path());
         }

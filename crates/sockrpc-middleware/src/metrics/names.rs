@@ -1,4 +1,10 @@
-//! The metric names and labels, after OpenTelemetry's RPC conventions.
+//! The metric names and labels: OpenTelemetry's RPC conventions by default ([`SERVER`],
+//! [`CLIENT`]), or gRPC's own, gRFC A66's, on request ([`MetricNames::GrpcA66`],
+//! [`A66_SERVER`], [`A66_CLIENT`]).
+//!
+//! Why two: OpenTelemetry's names are this crate's since its first metrics, and dashboards
+//! built on them must keep working; A66's are what grpc-go, grpc-java and gRPC C++ record,
+//! so a service among theirs shows up on the dashboards already built for them.
 
 use crate::Side;
 use ::metrics::Unit;
@@ -9,6 +15,21 @@ pub const STATUS_CODE: &str = "rpc.sockrpc.status_code";
 
 /// `rpc.service` and `rpc.method` of calls past the layer's method cap.
 pub const OTHER: &str = "_OTHER";
+
+/// Which names, labels and instruments a [`MetricsLayer`](super::MetricsLayer) records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricNames {
+    /// OpenTelemetry's RPC conventions ([`SERVER`], [`CLIENT`]): labels `rpc.system`,
+    /// `rpc.service`, `rpc.method` and [`STATUS_CODE`]; sizes per message.
+    #[default]
+    OpenTelemetry,
+    /// gRFC A66, gRPC's OpenTelemetry metrics ([`A66_SERVER`], [`A66_CLIENT`]): labels
+    /// [`GRPC_METHOD`], [`GRPC_STATUS`] and, on a client given one, [`GRPC_TARGET`]; sizes
+    /// totalled per call. Only A66's instruments: no gauge of calls in flight, no count of
+    /// finished calls (a duration histogram's `_count` is one), no messages per call.
+    GrpcA66,
+}
 
 /// The names of one side's metrics.
 #[derive(Debug)]
@@ -61,6 +82,96 @@ pub const CLIENT: Names = Names {
     requests_per_rpc: "rpc.client.requests_per_rpc",
     responses_per_rpc: "rpc.client.responses_per_rpc",
 };
+
+/// A66's label holding the method, `pkg.Service/Method` (no leading slash), or [`A66_OTHER`].
+pub const GRPC_METHOD: &str = "grpc.method";
+
+/// A66's label holding the status code's name (`OK`, `UNAVAILABLE`...).
+pub const GRPC_STATUS: &str = "grpc.status";
+
+/// A66's label holding a client's channel target (`dns:///svc:50051`), when the layer is given
+/// one ([`MetricsLayer::target`](super::MetricsLayer::target)).
+pub const GRPC_TARGET: &str = "grpc.target";
+
+/// A66's `grpc.method` of calls past the layer's method cap (where it uses [`OTHER`]).
+pub const A66_OTHER: &str = "other";
+
+/// The names of one side's metrics after gRFC A66.
+#[derive(Debug)]
+pub struct A66Names {
+    /// Counter: calls started (a client: attempts, `grpc.client.attempt.started`).
+    pub started: &'static str,
+    /// Histogram, seconds, by status: a server's calls, a client's attempts.
+    pub duration: &'static str,
+    /// Histogram, bytes, by status: the bytes of all messages this side sent in a call (a
+    /// client: an attempt).
+    pub sent_total: &'static str,
+    /// Histogram, bytes, by status: the bytes of all messages this side received in a call
+    /// (a client: an attempt).
+    pub rcvd_total: &'static str,
+    /// Histogram, seconds, by status: a client's calls (`grpc.client.call.duration`); none on
+    /// a server.
+    pub call_duration: Option<&'static str>,
+}
+
+/// A server's metric names after gRFC A66.
+pub const A66_SERVER: A66Names = A66Names {
+    started: "grpc.server.call.started",
+    duration: "grpc.server.call.duration",
+    sent_total: "grpc.server.call.sent_total_compressed_message_size",
+    rcvd_total: "grpc.server.call.rcvd_total_compressed_message_size",
+    call_duration: None,
+};
+
+/// A client's metric names after gRFC A66.
+pub const A66_CLIENT: A66Names = A66Names {
+    started: "grpc.client.attempt.started",
+    duration: "grpc.client.attempt.duration",
+    sent_total: "grpc.client.attempt.sent_total_compressed_message_size",
+    rcvd_total: "grpc.client.attempt.rcvd_total_compressed_message_size",
+    call_duration: Some("grpc.client.call.duration"),
+};
+
+impl A66Names {
+    /// The A66 names of `side`'s metrics.
+    pub fn of(side: Side) -> &'static A66Names {
+        match side {
+            Side::Server => &A66_SERVER,
+            Side::Client => &A66_CLIENT,
+        }
+    }
+
+    /// Tells the installed recorder each metric's unit and meaning.
+    pub(crate) fn describe(&self) {
+        ::metrics::describe_counter!(
+            self.started,
+            Unit::Count,
+            "RPC calls (or attempts) started."
+        );
+        ::metrics::describe_histogram!(
+            self.duration,
+            Unit::Seconds,
+            "Duration of RPC calls (or attempts), to the last message, by status."
+        );
+        ::metrics::describe_histogram!(
+            self.sent_total,
+            Unit::Bytes,
+            "Bytes of all messages sent in an RPC call (or attempt), as the layer saw them."
+        );
+        ::metrics::describe_histogram!(
+            self.rcvd_total,
+            Unit::Bytes,
+            "Bytes of all messages received in an RPC call (or attempt), as the layer saw them."
+        );
+        if let Some(call_duration) = self.call_duration {
+            ::metrics::describe_histogram!(
+                call_duration,
+                Unit::Seconds,
+                "Duration of RPC calls, as the application sees them, by status."
+            );
+        }
+    }
+}
 
 impl Names {
     /// The names of `side`'s metrics.

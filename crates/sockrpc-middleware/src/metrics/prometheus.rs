@@ -22,8 +22,16 @@ pub const DURATION_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Bucket bounds of the duration histograms under gRFC A66's names, in seconds: A66's own,
+/// so that quantiles match those of grpc-go's, grpc-java's and C++'s servers on one dashboard.
+pub const A66_LATENCY_BUCKETS: &[f64] = &[
+    0.0, 0.000_01, 0.000_05, 0.000_1, 0.000_3, 0.000_6, 0.000_8, 0.001, 0.002, 0.003, 0.004, 0.005,
+    0.006, 0.008, 0.01, 0.013, 0.016, 0.02, 0.025, 0.03, 0.04, 0.05, 0.065, 0.08, 0.1, 0.13, 0.16,
+    0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0,
+];
+
 /// Bucket bounds of the message-size histograms, in bytes: gRPC's (proposal A66), from 1 KiB
-/// to 4 GiB by powers of four.
+/// to 4 GiB by powers of four; also those of the byte totals under A66's names.
 pub const SIZE_BUCKETS: &[f64] = &[
     0.0,
     1024.0,
@@ -66,22 +74,36 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`COUNT_BUCKETS`] (without buckets the exporter renders a histogram as a summary, whose
 /// quantiles cannot be summed across servers), and Prometheus' naming (`_total` on counters,
 /// the unit in the name: `rpc_server_call_duration_seconds`, `rpc_server_request_size_bytes`).
+/// The same for gRFC A66's names ([`MetricNames::GrpcA66`](super::MetricNames)), with A66's
+/// buckets: [`A66_LATENCY_BUCKETS`] and [`SIZE_BUCKETS`] (`grpc_server_call_duration_seconds`,
+/// `grpc_client_attempt_sent_total_compressed_message_size_bytes`).
 pub fn builder() -> PrometheusBuilder {
-    let mut builder = PrometheusBuilder::new().with_recommended_naming(true);
+    let mut buckets: Vec<(&str, &[f64])> = Vec::new();
     for names in [&super::names::SERVER, &super::names::CLIENT] {
-        for (name, buckets) in [
+        buckets.extend([
             (names.duration, DURATION_BUCKETS),
             (names.request_size, SIZE_BUCKETS),
             (names.response_size, SIZE_BUCKETS),
             (names.requests_per_rpc, COUNT_BUCKETS),
             (names.responses_per_rpc, COUNT_BUCKETS),
-        ] {
-            builder = match builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
-            {
-                Ok(builder) => builder,
-                Err(_) => unreachable!("the bucket lists are not empty"),
-            };
+        ]);
+    }
+    for names in [&super::names::A66_SERVER, &super::names::A66_CLIENT] {
+        buckets.extend([
+            (names.duration, A66_LATENCY_BUCKETS),
+            (names.sent_total, SIZE_BUCKETS),
+            (names.rcvd_total, SIZE_BUCKETS),
+        ]);
+        if let Some(call_duration) = names.call_duration {
+            buckets.push((call_duration, A66_LATENCY_BUCKETS));
         }
+    }
+    let mut builder = PrometheusBuilder::new().with_recommended_naming(true);
+    for (name, buckets) in buckets {
+        builder = match builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets) {
+            Ok(builder) => builder,
+            Err(_) => unreachable!("the bucket lists are not empty"),
+        };
     }
     builder
 }
