@@ -31,6 +31,9 @@ use tracing_subscriber::Layer as _;
 #[path = "middleware_obs/services.rs"]
 mod services;
 
+#[path = "middleware_obs/a66.rs"]
+mod a66;
+
 #[path = "middleware_obs/baggage.rs"]
 mod baggage;
 
