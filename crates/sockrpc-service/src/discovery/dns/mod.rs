@@ -8,8 +8,8 @@
 //! balanced channel pokes the discovery, which looks again early: `min_ttl` after the last
 //! lookup, then, while early lookups find nothing new (a server down, not moved), 1.6 times
 //! later each time up to 30 s, grpc-go's shortest time between resolutions, so connections that
-//! keep failing do not ask DNS every `min_ttl`; a change, or 30 s without an early lookup,
-//! starts over from `min_ttl`.
+//! keep failing do not ask DNS every `min_ttl`; a change (however found), or 30 s without a
+//! failed connection, starts over from `min_ttl` (`early.rs`).
 //!
 //! An answer that is not whole is followed by a backoff instead of a TTL: the next lookup comes
 //! after `min_ttl`, then 1.6 times later each time (± 20 %, as grpc-go backs off after a
@@ -45,6 +45,7 @@
 
 mod apply;
 mod connected;
+mod early;
 mod lookup;
 mod search;
 mod server;
@@ -371,11 +372,6 @@ impl Drop for Running {
 /// The longest wait between lookups while answers are not whole (gRPC's backoff cap).
 const RETRY_CAP: Duration = Duration::from_secs(120);
 
-/// The longest wait from a lookup to an early one while early lookups keep finding nothing new:
-/// grpc-go's shortest time between two resolutions (`MinResolutionRate`), so that connections
-/// that keep failing (a server down, a partition) ask DNS no more often than grpc-go does.
-const EARLY_CAP: Duration = Duration::from_secs(30);
-
 /// The floor of [`DnsDiscovery::min_ttl`].
 const MIN_TTL_FLOOR: Duration = Duration::from_millis(100);
 
@@ -421,12 +417,9 @@ async fn follow(
     // The malformed TXT record last logged: logged again only when it changes.
     let mut txt_problem: Option<String> = None;
     let mut subset = subset::Subset::new(config.max_endpoints);
-    // The shortest wait from a lookup to an early one (a connection failed): from `min_ttl`,
-    // ×1.6 ± 20 % after each early lookup that changed nothing, up to [`EARLY_CAP`]; reset by a
-    // change, or when no early lookup came for `EARLY_CAP`.
-    let mut early_gap = BackoffState::new(Backoff::starting_at(config.min_ttl).max(EARLY_CAP));
-    // When the last early lookup was woken, and whether the lookup under way is one.
-    let mut last_early: Option<Instant> = None;
+    // The shortest wait from a lookup to an early one (a connection failed): `early.rs`.
+    let mut early_gap = early::Early::new(config.min_ttl);
+    // Whether the lookup under way was woken early.
     let mut early_now = false;
     loop {
         let looked = Instant::now();
@@ -521,13 +514,7 @@ async fn follow(
                 (false, Err(config.max_ttl))
             }
         };
-        if std::mem::take(&mut early_now) {
-            if changed {
-                early_gap.reset();
-            } else {
-                early_gap.fail();
-            }
-        }
+        early_gap.looked(std::mem::take(&mut early_now), changed);
         let wait = match next {
             Ok(ttl) => ttl,
             // Not whole: back off (from `min_ttl` again after a change), at most `cap`.
@@ -544,18 +531,12 @@ async fn follow(
         // and, while early lookups find nothing new, ever later, up to grpc-go's 30 s.
         let early = async {
             hint.notified().await;
-            if last_early.is_none_or(|at| at.elapsed() >= EARLY_CAP) {
-                early_gap.reset();
-            }
-            let gap = early_gap.current().max(config.min_ttl);
+            let gap = early_gap.poked(Instant::now());
             tokio::time::sleep_until(looked + gap).await;
         };
         tokio::select! {
             () = tokio::time::sleep_until(looked + wait) => {}
-            () = early => {
-                last_early = Some(Instant::now());
-                early_now = true;
-            }
+            () = early => early_now = true,
             () = tx.closed() => return,
         }
     }
