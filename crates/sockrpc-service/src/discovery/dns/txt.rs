@@ -14,8 +14,9 @@
 //! choices; grpc-go draws again at each lookup). A matching choice without `serviceConfig` is
 //! passed over, as grpc-go does. Unknown fields are ignored, as grpc-go and C-core do (A2 would
 //! refuse them). Keys are matched in any case, as grpc-go's JSON decoder matches them: its own
-//! spelling is `clientHostName`, and a record written for it must not apply to every host here. No record, no `grpc_config=` record, or no matching choice: no config (the
-//! user's default applies). A list that is not JSON, or a criterion of the wrong type, is
+//! spelling is `clientHostName`, and a record written for it must not apply to every host here.
+//! No record, no `grpc_config=` record, or no matching choice: no config (the user's default
+//! applies). A list that is not JSON, or a criterion of the wrong type, is
 //! malformed: the discovery keeps the last good config and says why, once.
 
 use super::connected::DnsResolver;
@@ -220,7 +221,9 @@ fn matches(choice: &Value, client: &Client) -> Result<bool, String> {
 /// JSON decoder, which matches keys regardless of case, so a record written for it with
 /// `clientHostName` (grpc-go's own spelling) limits the choice to those hosts there. Read
 /// strictly, the key would be an unknown field, ignored, and the choice would apply to every
-/// host. A key given twice in two cases is malformed (which one counts is not clear).
+/// host. A key given twice in two cases is malformed here, where grpc-go takes the one written
+/// last: `serde_json`'s map keeps keys sorted, not in the record's order, so which one is last
+/// is not known here, and a guess could apply a choice meant for other hosts.
 fn field<'a>(
     fields: &'a serde_json::Map<String, Value>,
     name: &str,
