@@ -553,4 +553,6 @@ impl ReplyCache {
 #[cfg(test)]
 mod address_tests;
 #[cfg(test)]
+mod reissue_tests;
+#[cfg(test)]
 mod tests;

@@ -28,15 +28,34 @@ impl ReplyCache {
         path: &[u8],
         take: bool,
     ) -> (Lookup, Option<HeldCall>) {
+        match self.watch(peer, instance, call_id, path, take, false) {
+            Ok(found) => found,
+            Err(_) => (Lookup::InProgress, None),
+        }
+    }
+
+    /// [`fetch`](Self::fetch), under the same lock: `Err` with the notifier of the call while
+    /// it runs (made now when `make` and no re-issue waits for it yet; `None` otherwise).
+    fn watch(
+        &self,
+        peer: Option<IpAddr>,
+        instance: u64,
+        call_id: u32,
+        path: &[u8],
+        take: bool,
+        make: bool,
+    ) -> Result<(Lookup, Option<HeldCall>), Option<Arc<Notify>>> {
         let mut state = self.lock();
         let now = Instant::now();
         self.expire(&mut state, now);
         let peer = peer.map(canonical);
         let ttl = self.config.ttl;
-        match state.map.get_mut(&(instance, call_id)) {
+        Ok(match state.map.get_mut(&(instance, call_id)) {
             Some(slot) if !may_fetch(slot.src(), peer) => (Lookup::Missing, None),
             Some(slot) if slot.path().as_ref() != path => (Lookup::OtherMethod, None),
-            Some(Slot::Running { .. }) => (Lookup::InProgress, None),
+            Some(Slot::Running { ended, .. }) => {
+                return Err(make.then(|| Arc::clone(ended.get_or_insert_default())));
+            }
             Some(Slot::Done {
                 answer,
                 finished,
@@ -50,16 +69,7 @@ impl ReplyCache {
                 (Lookup::Done(answer.clone()), held)
             }
             _ => (Lookup::Missing, None),
-        }
-    }
-
-    /// What call `(instance, call_id)` notifies when it ends or is forgotten, made now if no
-    /// re-issue waits for it yet; `None` when it is not running.
-    fn ending(&self, instance: u64, call_id: u32) -> Option<Arc<Notify>> {
-        match self.lock().map.get_mut(&(instance, call_id)) {
-            Some(Slot::Running { ended, .. }) => Some(Arc::clone(ended.get_or_insert_default())),
-            _ => None,
-        }
+        })
     }
 
     /// Like [`lookup`](Self::lookup), but waits while the call is still running, until
@@ -104,22 +114,26 @@ impl ReplyCache {
         take: bool,
     ) -> (Lookup, Option<HeldCall>) {
         loop {
-            match self.fetch(peer, instance, call_id, path, take) {
-                (Lookup::InProgress, _) => {}
-                other => return other,
-            }
-            let Some(ended) = self.ending(instance, call_id) else {
-                // It ended since the look: look again.
-                continue;
+            let ended = match self.watch(peer, instance, call_id, path, take, true) {
+                Ok(found) => return found,
+                Err(Some(ended)) => ended,
+                Err(None) => continue, // Not when making one.
             };
+            #[cfg(test)]
+            super::reissue_tests::between_looks();
             let notified = ended.notified();
             tokio::pin!(notified);
             // Registered, then a second look: a call that ended before the registration is
             // seen now; one that ends after it wakes this wait.
             notified.as_mut().enable();
-            match self.fetch(peer, instance, call_id, path, take) {
-                (Lookup::InProgress, _) => {}
-                other => return other,
+            match self.watch(peer, instance, call_id, path, take, true) {
+                Ok(found) => return found,
+                // Still the call this wait registered with.
+                Err(Some(now)) if Arc::ptr_eq(&now, &ended) => {}
+                // Another run under the same key (the first forgotten unrun, or ended and
+                // gone, then begun again): its notifier is not the one registered with, and
+                // the one registered with will never be notified again.
+                Err(_) => continue,
             }
             match deadline {
                 Some(deadline) => {
