@@ -38,7 +38,7 @@ const CANCEL: u8 = 5;
 const LIMIT: usize = 64 * 1024;
 
 /// Panics when dropped, without running the panic hook.
-struct Bomb(Arc<AtomicUsize>);
+pub(crate) struct Bomb(pub(crate) Arc<AtomicUsize>);
 
 impl Drop for Bomb {
     fn drop(&mut self) {

@@ -20,6 +20,7 @@ mod compressed_unnamed_transport;
 mod control_limit;
 mod credit_wakes;
 mod drop_panics;
+mod drop_panics_answered;
 mod dropped_reader;
 mod edges;
 mod ended_sender_turns;

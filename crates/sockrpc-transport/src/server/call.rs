@@ -184,6 +184,7 @@ impl<D: Dispatch> Connection<D> {
                     }
                     Answered::Streamed(response) => {
                         record(&span, started, code);
+                        drop_handler(future, None);
                         Some(response)
                     }
                 };
@@ -452,11 +453,15 @@ struct Handler<F> {
 }
 
 /// Drops a handler's `future` once its answer is written: as ended with `refused` when its
-/// one-message answer could not be sent (`ending.rs`), else as any value.
+/// one-message answer could not be sent (`ending.rs`), else as any value. Either way a panic in
+/// its drop (a layer's future keeps what it holds until then) is caught: on the connection's
+/// task it failed every call there; in the call's own task, an answer still to stream was
+/// never sent and the call never left the count of calls in flight
+/// (`tests/hostile/drop_panics_answered.rs`).
 fn drop_handler<F>(future: F, refused: Option<Code>) {
     match refused {
         Some(code) => crate::ending::drop_as(code, future),
-        None => drop(future),
+        None => crate::ending::drop_caught(future),
     }
 }
 
@@ -481,7 +486,7 @@ async fn finish_call<B: OutboundBody, F>(
             turn.end(&shared, &mut state);
             drop(state);
             on_answered(None);
-            drop(future);
+            drop_handler(future, None);
             return;
         }
         let answered = answer_now(&mut state, call_id, result, fold_end, &shared.limits);
@@ -505,7 +510,7 @@ async fn finish_call<B: OutboundBody, F>(
         }
         Answered::Streamed(response) => {
             on_answered(None);
-            drop(future);
+            drop_handler(future, None);
             Some(response)
         }
     };
