@@ -216,3 +216,33 @@ async fn a_duplex_served_as_a_stream_carries_no_addresses() {
     assert_eq!(answer.into_inner().message, "Some(Other) None None");
     server.abort();
 }
+
+/// An accept that fails for want of descriptors (EMFILE, as `TcpIncoming` or
+/// `TcpListenerStream` yield it) pauses the loop, as the server's own listener does, rather
+/// than spin on the same error until descriptors free up: the item's `io::Error` keeps its OS
+/// code through the stream. Here every item fails so, 1,000 at most; over 1 s of the paused
+/// clock, a loop that pauses 50 ms after each takes about 20 (1,000 before).
+#[tokio::test(start_paused = true)]
+async fn out_of_descriptors_the_loop_pauses_rather_than_spins() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const EMFILE: i32 = 24;
+    let polled = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&polled);
+    let failing = stream::iter(0..1000).map(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Err::<TcpStream, _>(io::Error::from_raw_os_error(EMFILE))
+    });
+    // Then nothing more: the stream waits (a spinning loop has taken all 1,000 by then).
+    let incoming = failing.chain(stream::pending());
+    Server::builder()
+        .add_service(TestServer::new(Svc))
+        .serve_with_incoming_shutdown(incoming, tokio::time::sleep(Duration::from_secs(1)))
+        .await
+        .expect("served until its signal");
+    let polled = polled.load(Ordering::SeqCst);
+    assert!(
+        polled <= 30,
+        "{polled} failed accepts in 1 s: the loop spun"
+    );
+}

@@ -39,12 +39,22 @@ where
             std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
         };
         // The error as an `io::Error` at once: the item's own error type need not be `Send`.
-        let next = next.map(|item| item.map_err(|err| io::Error::other(err.into())));
+        let next = next.map(|item| item.map_err(accept_error));
         match next {
             Some(Ok(io)) => accepted(io),
             Some(Err(err)) => Err(err),
             None => std::future::pending().await,
         }
+    }
+}
+
+/// A failed accept's error as the accept loop reads it: an `io::Error` item (`TcpIncoming`,
+/// `TcpListenerStream`) as it is, so that the loop knows it for what it is (out of
+/// descriptors: it pauses, rather than spin on the same error); any other wrapped in one.
+fn accept_error(err: impl Into<BoxError>) -> io::Error {
+    match err.into().downcast::<io::Error>() {
+        Ok(err) => *err,
+        Err(other) => io::Error::other(other),
     }
 }
 
