@@ -22,6 +22,7 @@ mod buffers;
 mod calls;
 mod channel;
 mod datagrams;
+mod drop_panics;
 mod held_calls;
 mod in_flight_share;
 mod mark_jumps;

@@ -254,7 +254,9 @@ fn within_send_limit(answer: &Answer, limits: &Limits) -> Result<(), Status> {
 /// Drops a handler's future (`None`: gone already) once its answer is encoded: as ended with
 /// the code its one-message answer was refused with (`ending.rs`); else, an answer that went
 /// out TRUNCATED is held with it in the cache until the TCP re-issue ends (`cache/held.rs`),
-/// which ends it with the code the caller got; else as any value.
+/// which ends it with the code the caller got; else as any value. A panic in its drop is
+/// caught (`ending::drop_caught`): most calls are dropped on the UDP server's own task, which a
+/// panic there ended, answering no call after it (`tests/udp/drop_panics.rs`).
 pub(super) fn settle_handler<F: Send + 'static>(
     future: Option<F>,
     encoded: Encoded,
@@ -265,7 +267,7 @@ pub(super) fn settle_handler<F: Send + 'static>(
         (None, Some(future)) if encoded.truncated && answer.is_ok() => {
             return Some(HeldCall::new(future));
         }
-        (None, future) => drop(future),
+        (None, future) => crate::ending::drop_caught(future),
     }
     None
 }

@@ -45,7 +45,7 @@ pub struct HeldCall(Box<dyn Any + Send>);
 impl HeldCall {
     /// Holds `future`, the handler's future of a call whose answer went out TRUNCATED.
     pub(crate) fn new<F: Send + 'static>(future: F) -> HeldCall {
-        HeldCall(Box::new(future))
+        HeldCall(Box::new(CaughtDrop(Some(future))))
     }
 
     /// Ends the call with `code`, the one its caller got in place of the answer
@@ -58,6 +58,17 @@ impl HeldCall {
 impl std::fmt::Debug for HeldCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HeldCall")
+    }
+}
+
+/// A held call's future, a panic in its drop caught (`ending::drop_caught`): the cache lets a
+/// call go on whichever task let go of its entry (the UDP server's, on a client's
+/// acknowledgement; a TCP connection's), which such a panic ended (`tests/udp/drop_panics.rs`).
+struct CaughtDrop<F>(Option<F>);
+
+impl<F> Drop for CaughtDrop<F> {
+    fn drop(&mut self) {
+        crate::ending::drop_caught(self.0.take());
     }
 }
 
