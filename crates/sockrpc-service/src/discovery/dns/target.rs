@@ -54,7 +54,14 @@ fn parse(target: &str) -> Result<(String, u16, Option<Server>), String> {
     let (authority, host) = match rest.strip_prefix("//") {
         Some(rest) => match rest.split_once('/') {
             Some((authority, host)) => (authority, host),
-            // `dns://NAME:PORT`: sockrpc's CLI form, the name where the authority goes.
+            // `dns://NAME:PORT`: sockrpc's CLI form, the name where the authority goes. With
+            // no name (`dns://:PORT`) it could as well be a DNS server's port with no name
+            // after it: refused, as grpc-go refuses that reading (no name to look up).
+            None if rest.starts_with(':') => {
+                return Err(format!(
+                    "dns://{rest} names no host (for localhost write dns:///{rest})"
+                ))
+            }
             None => ("", rest),
         },
         None => ("", rest),
@@ -193,6 +200,7 @@ mod tests {
             ("dns:///svc.test:", "no port"),
             ("dns:///:", "no name"),
             ("dns://:/svc.test:7", "no name"),
+            ("dns://:53", "names no host"),
             ("dns:///svc.test:99999", "not a port"),
             ("dns:///svc.test:0", "not a port"),
             ("dns:///svc.test:http", "not a port"),

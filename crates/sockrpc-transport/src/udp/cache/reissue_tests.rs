@@ -75,9 +75,7 @@ async fn a_wait_wakes_for_its_own_call_only() {
     }
     let waiting = Arc::clone(&cache);
     let wait = tokio::spawn(async move { waiting.wait(Some(HOST), 3, 1, PATH, None).await });
-    while watchers(&cache, 3, 1) != Some(1) {
-        tokio::task::yield_now().await;
-    }
+    wait_for_watcher(&cache, 3, 1).await;
     // Another call ends: the wait is not told (call 2 has no notifier of its own).
     assert_eq!(watchers(&cache, 3, 2), None);
     cache.complete(3, 2, ok(1));
@@ -96,9 +94,7 @@ async fn a_wait_for_a_call_forgotten_unrun_ends_at_once() {
     assert!(matches!(cache.begin(HOST, 4, 1, &path(), None), Begin::New));
     let waiting = Arc::clone(&cache);
     let wait = tokio::spawn(async move { waiting.wait(Some(HOST), 4, 1, PATH, None).await });
-    while watchers(&cache, 4, 1) != Some(1) {
-        tokio::task::yield_now().await;
-    }
+    wait_for_watcher(&cache, 4, 1).await;
     // The server was overloaded and did not run it after all: nothing will end it.
     cache.abandon(4, 1);
     let found = tokio::time::timeout(Duration::from_secs(10), wait)
@@ -137,4 +133,16 @@ async fn a_wait_whose_call_runs_again_between_its_looks_wakes_when_the_new_run_e
         .expect("woken by the run that ended")
         .expect("task");
     assert!(matches!(found, Lookup::Done(Ok(_))), "{found:?}");
+}
+
+/// Yields until one wait watches call `call_id` of `instance`: at most 10,000 turns (a current-thread
+/// runtime runs the spawned wait within a few).
+async fn wait_for_watcher(cache: &ReplyCache, instance: u64, call_id: u32) {
+    for _ in 0..10_000 {
+        if watchers(cache, instance, call_id) == Some(1) {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the wait never registered for call {call_id}");
 }
