@@ -11,6 +11,7 @@ mod answer_window_skipped;
 mod answer_window_turns;
 mod answer_window_wakes;
 mod bad_path;
+mod balance_flapping;
 mod compressed_members;
 mod compressed_retried;
 mod compressed_running;

@@ -15,7 +15,6 @@ use super::in_order::connect_in_order;
 use super::member::{Member, Members};
 use crate::discovery::{Change, ChangeStream};
 use crate::Channel;
-use sockrpc_transport::backoff::BackoffState;
 use sockrpc_transport::endpoint::Endpoint;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -263,8 +262,12 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
         // Given back exactly once, by the guard, however the task ends.
         let connecting = connecting;
         // The endpoint's reconnect backoff (gRPC's: 1 s, ×1.6, ±20 %, at most 120 s), each
-        // wait measured from the start of the attempt that failed; made at the first failure.
-        let mut backoff: Option<BackoffState> = None;
+        // wait measured from the start of the attempt that failed, kept by the member across
+        // its connect tasks (`reconnect.rs`). A last connection that ended before it proved
+        // the server is a failed attempt: its wait is served first.
+        if !wait_unproven(&weak_member, &weak_shared, &mut closing).await {
+            return;
+        }
         loop {
             let Some(endpoint) = weak_member.upgrade().map(|m| m.endpoint().clone()) else {
                 return;
@@ -284,6 +287,9 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             }
             match outcome {
                 Ok(channel) => {
+                    let answered = member.answered.load(Ordering::Relaxed);
+                    let conn = channel.connections().into_iter().next();
+                    member.reconnect().came_up(answered, conn);
                     member.set_channel(channel.clone());
                     if shared.shut.is_closed() {
                         // Closed just now: `shut_down` may have looked before it was set.
@@ -313,16 +319,55 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             }
             // Fail-fast calls waiting for an endpoint look again: this one is failing now.
             shared.bump();
+            let next = began + member.reconnect().failed(config);
             drop((member, shared));
-            let state = backoff.get_or_insert_with(|| BackoffState::new(config));
-            let next = began + state.current();
-            state.fail();
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}
                 () = &mut closing => return,
             }
         }
     });
+}
+
+/// Waits out the backoff when the server ended the member's last connection before it proved
+/// itself (`reconnect.rs`), the member counted as failing meanwhile, so fail-fast calls do not wait
+/// for it. False when the task is to end: the member or the channel gone, the channel
+/// closing, or the member connected again meanwhile (its pool reconnected by itself).
+async fn wait_unproven(
+    member: &Weak<Member>,
+    shared: &Weak<Shared>,
+    closing: &mut (impl Future<Output = ()> + Unpin),
+) -> bool {
+    let unproven = {
+        let (Some(member), Some(shared)) = (member.upgrade(), shared.upgrade()) else {
+            return false;
+        };
+        let answered = member.answered.load(Ordering::Relaxed);
+        let backoff = member.endpoint().backoff;
+        let Some(unproven) = member.reconnect().start(backoff, answered) else {
+            return true;
+        };
+        tracing::debug!(
+            endpoint = member.key(),
+            lasted = ?unproven.lasted,
+            "connection ended before the server answered a call: reconnecting with backoff"
+        );
+        member.connect_failed(format!(
+            "the connection closed {:?} after it came up, before the server answered a call",
+            unproven.lasted
+        ));
+        if let Some(hint) = &shared.on_failure {
+            hint.notify_one();
+        }
+        // Fail-fast calls waiting for an endpoint look again: this one is failing now.
+        shared.bump();
+        unproven
+    };
+    tokio::select! {
+        () = tokio::time::sleep_until(unproven.due) => {}
+        () = &mut *closing => return false,
+    }
+    member.upgrade().is_some_and(|m| !m.is_connected())
 }
 
 /// One connection attempt to `endpoint`, within its connect timeout: the channel, up once the

@@ -3,6 +3,7 @@
 
 use super::outlier::{OutlierConfig, OutlierState};
 use super::peak_ewma::{PeakEwma, DEFAULT_RTT};
+use super::reconnect::Reconnect;
 use crate::Channel;
 use sockrpc_transport::endpoint::Endpoint;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -58,6 +59,8 @@ pub struct Member {
     /// A health watch task runs (or ended by itself); cleared when it was dropped with its
     /// runtime (`follow.rs`).
     health_watched: AtomicBool,
+    /// Its reconnect backoff, kept across connect tasks (`reconnect.rs`).
+    reconnect: Mutex<Reconnect>,
 }
 
 impl std::fmt::Debug for Member {
@@ -90,6 +93,7 @@ impl Member {
             answered: Arc::default(),
             health_watch: Mutex::new(None),
             health_watched: AtomicBool::new(false),
+            reconnect: Mutex::default(),
         }
     }
 
@@ -236,6 +240,11 @@ impl Member {
     /// A connection attempt failed for `reason`.
     pub(crate) fn connect_failed(&self, reason: String) {
         *lock(&self.failure) = Some(reason);
+    }
+
+    /// Its reconnect backoff, kept across connect tasks.
+    pub(crate) fn reconnect(&self) -> MutexGuard<'_, Reconnect> {
+        lock(&self.reconnect)
     }
 
     /// A connection attempt succeeded.

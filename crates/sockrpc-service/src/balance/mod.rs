@@ -21,7 +21,8 @@
 //! connection lost before the call was sent) goes to another endpoint transparently.
 //!
 //! Files: `channel.rs` (the balanced channel), `follow.rs` (following discovery, reconnecting
-//! members), `member.rs` (one endpoint's state), `picker.rs`, `p2c.rs`, `pick_first.rs`,
+//! members), `reconnect.rs` (a member's reconnect backoff, kept across connect tasks),
+//! `member.rs` (one endpoint's state), `picker.rs`, `p2c.rs`, `pick_first.rs`,
 //! `peak_ewma.rs`, `round_robin.rs`, `hash_ring.rs`, `in_order.rs` (connecting one endpoint
 //! at a time, for pick first), `outlier.rs`, `health.rs` (a member's health
 //! watch, following its connection), `totals.rs` (calls answered per key, departed keys
@@ -40,6 +41,7 @@ mod p2c;
 mod peak_ewma;
 mod pick_first;
 mod picker;
+mod reconnect;
 mod round_robin;
 mod shutdown;
 mod totals;

@@ -94,6 +94,7 @@ impl Drop for Driver {
                 state.outbox.release_writer();
                 state.outbox.written()
             };
+            self.shared.runtime_gone.store(true, Ordering::Release);
             match self.write_failed.take() {
                 Some(failure) => self.fail_all_unsent(failure.status, failure.written),
                 None => self.fail_all_unsent(Status::unavailable(RUNTIME_GONE), written),

@@ -327,6 +327,9 @@ struct Shared {
     /// Set when the connection closed for a frame that broke the protocol (a malformed
     /// SETTINGS, an unknown frame type, ...).
     broken: AtomicBool,
+    /// Set when the driver was dropped unfinished: the runtime it ran on shut down, not the
+    /// server (`ClientConnection::lost_with_runtime`).
+    runtime_gone: AtomicBool,
 }
 
 impl Shared {
@@ -464,6 +467,7 @@ impl ClientConnection {
             terminated: AtomicBool::new(false),
             ended: Notify::new(),
             broken: AtomicBool::new(false),
+            runtime_gone: AtomicBool::new(false),
         });
         let driver = Driver::new(
             Arc::clone(&shared),

@@ -110,4 +110,10 @@ impl ClientConnection {
     pub fn peer_broke_protocol(&self) -> bool {
         self.handle.shared.broken.load(Ordering::Acquire)
     }
+
+    /// Whether the connection ended because the runtime its reader ran on shut down (a client
+    /// kept across runtimes), not for anything the server did.
+    pub fn lost_with_runtime(&self) -> bool {
+        self.handle.shared.runtime_gone.load(Ordering::Acquire)
+    }
 }

@@ -1,0 +1,132 @@
+//! A member's reconnect backoff, kept across its connect tasks (`follow.rs`).
+//!
+//! Why: a connect task ends as soon as a connection is up (the server's preface arrived), and
+//! the next one starts when the member is found unconnected again (by the driver's upkeep every
+//! 250 ms, or by a call). With the backoff held by the task, a server that completes the
+//! handshake and then drops every connection (a process crashing behind a port that still
+//! accepts, a proxy in front of nothing) was reconnected every 250 ms for as long as the channel
+//! lived, nobody calling, and each handshake cleared the member's failure, so it never counted
+//! as failing (`tests/hostile/balance_flapping.rs`). Now a connection the server ended before
+//! it proved itself (no call answered while it was the member's, and up less than
+//! [`PROVEN_AFTER`]) counts as a failed attempt: the next waits out the backoff from when that
+//! connection came up, and the backoff grows, as the pool's own reconnects do
+//! (`pool/maintain.rs`). One that proved the server starts the backoff over, and so does one
+//! this side ended (closed it, or its runtime shut down: a channel kept across runtimes).
+
+use sockrpc_transport::backoff::{Backoff, BackoffState};
+use sockrpc_transport::ClientConnection;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a connection must have been the member's, with no call answered on it, for its end
+/// to count as no failure (a server's idle timeout closing it, say): the pool's bound.
+pub(crate) const PROVEN_AFTER: Duration = Duration::from_secs(10);
+
+/// The member's backoff, and its last connection's start.
+#[derive(Debug, Default)]
+pub(crate) struct Reconnect {
+    /// Made at the first failure; `None` after a connection that proved the server.
+    backoff: Option<BackoffState>,
+    /// The last connection a connect task set.
+    up: Option<Up>,
+}
+
+/// The last connection a connect task set.
+#[derive(Debug)]
+struct Up {
+    /// When it came up.
+    at: Instant,
+    /// The member's count of calls answered then.
+    answered: u64,
+    /// The connection (`None`: not known, judged as one the server ended).
+    conn: Option<ClientConnection>,
+}
+
+impl Up {
+    /// Whether the server ended it: closed, and not by this side or with its runtime.
+    fn ended_by_server(&self) -> bool {
+        self.conn.as_ref().is_none_or(|conn| {
+            conn.is_closed() && !conn.closed_by_client() && !conn.lost_with_runtime()
+        })
+    }
+}
+
+/// A connection that did not prove its server: when the next attempt is due, and its age.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unproven {
+    /// The backoff's wait, from when the connection came up.
+    pub(crate) due: Instant,
+    /// How long the connection was up (at most: until now).
+    pub(crate) lasted: Duration,
+}
+
+impl Reconnect {
+    /// Called as a connect task starts, with the member's count of calls answered now: the
+    /// last connection set (if any) proved the server, and the backoff starts over (`None`),
+    /// or it did not, and counts as a failed attempt.
+    pub(crate) fn start(&mut self, config: Backoff, answered: u64) -> Option<Unproven> {
+        let up = self.up.take()?;
+        let lasted = up.at.elapsed();
+        if answered != up.answered || lasted >= PROVEN_AFTER || !up.ended_by_server() {
+            self.backoff = None;
+            return None;
+        }
+        let due = up.at + self.failed(config);
+        Some(Unproven { due, lasted })
+    }
+
+    /// An attempt (or a connection) failed: the wait before the next, and the backoff grows.
+    pub(crate) fn failed(&mut self, config: Backoff) -> Duration {
+        let state = self
+            .backoff
+            .get_or_insert_with(|| BackoffState::new(config));
+        let wait = state.current();
+        state.fail();
+        wait
+    }
+
+    /// A connect task set a channel over `conn`, the member having answered `answered` calls
+    /// so far.
+    pub(crate) fn came_up(&mut self, answered: u64, conn: Option<ClientConnection>) {
+        self.up = Some(Up {
+            at: Instant::now(),
+            answered,
+            conn,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unproven_connection_is_a_failed_attempt_and_a_proven_one_resets() {
+        let config = Backoff::default();
+        let mut reconnect = Reconnect::default();
+        assert!(reconnect.start(config, 0).is_none(), "nothing set yet");
+        reconnect.came_up(0, None);
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let first = reconnect
+            .start(config, 0)
+            .expect("dropped at once, nothing answered");
+        assert!(first.lasted < Duration::from_secs(1));
+        reconnect.came_up(0, None);
+        let second = reconnect.start(config, 0).expect("again");
+        assert!(
+            second.due - Instant::now() > first.due - Instant::now(),
+            "the backoff grows: {first:?} then {second:?}"
+        );
+        // A call answered on it: proven, the backoff starts over.
+        reconnect.came_up(0, None);
+        assert!(reconnect.start(config, 1).is_none());
+        assert!(reconnect.backoff.is_none());
+        // Up long enough: proven too.
+        reconnect.came_up(1, None);
+        reconnect.start(config, 1);
+        reconnect.came_up(1, None);
+        tokio::time::advance(PROVEN_AFTER).await;
+        assert!(reconnect.start(config, 1).is_none());
+        assert!(reconnect.backoff.is_none());
+    }
+}
