@@ -8,7 +8,12 @@
 //! reports; a reader that went away wants no more output, and a run left going would only wait
 //! (a `call` streaming answers for ever). A failed write to stderr is dropped: there is nowhere
 //! left to say so.
+//!
+//! Text a peer chose (a server's names, comments, status messages) is printed through
+//! [`one_line`] or [`lines`]: written raw, an escape sequence in it would drive the user's
+//! terminal (retitle it, clear it, hide what follows) and a newline would fake a line of output.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{ErrorKind, Write};
 
@@ -30,6 +35,35 @@ pub(crate) fn stdout(text: fmt::Arguments<'_>) {
 /// Writes `text` to stderr, dropping a failure.
 pub(crate) fn stderr(text: fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(text);
+}
+
+/// `text` with every control character escaped (`\n` as `\\n`, ESC as `\\u{1b}`), so that it
+/// prints as one line and cannot drive a terminal; unchanged (not copied) when it has none.
+pub(crate) fn one_line(text: &str) -> Cow<'_, str> {
+    escaped(text, |_| false)
+}
+
+/// `text` with every control character but the newline and the tab escaped: text of many lines
+/// (a `.proto` rendering), which cannot drive a terminal nor return to the start of a line.
+pub(crate) fn lines(text: &str) -> Cow<'_, str> {
+    escaped(text, |c| c == '\n' || c == '\t')
+}
+
+/// `text` with the control characters that `keep` refuses escaped as Rust writes them.
+fn escaped(text: &str, keep: fn(char) -> bool) -> Cow<'_, str> {
+    let bad = |c: char| c.is_control() && !keep(c);
+    if !text.contains(bad) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `println!` that exits quietly when stdout's reader has gone (see [`stdout`]).

@@ -1,5 +1,7 @@
 //! `sockrpc list ADDR [SERVICE]`: the services a server serves (from its reflection service, or
 //! from `--proto` files), one per line; with SERVICE, its methods as `package.Service.Method`.
+//! A server sends whatever names it likes: each is printed escaped, on one line
+//! ([`crate::out::one_line`]).
 
 use super::dynamic::conn::{within, ConnArgs};
 use super::dynamic::exit::{finish, Failure};
@@ -32,7 +34,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
             pool.services().map(|s| s.full_name().to_owned()).collect()
         };
         for name in names {
-            crate::out::outln!("{name}");
+            crate::out::outln!("{}", crate::out::one_line(&name));
         }
         return Ok(());
     };
@@ -48,7 +50,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         .get_service_by_name(service)
         .ok_or_else(|| Failure::Input(format!("unknown service {service}")))?;
     for method in found.methods() {
-        crate::out::outln!("{}", method.full_name());
+        crate::out::outln!("{}", crate::out::one_line(method.full_name()));
     }
     Ok(())
 }

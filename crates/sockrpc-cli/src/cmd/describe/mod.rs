@@ -7,6 +7,9 @@
 //! back to the descriptor it came from.
 //! A message is followed by its extensions declared elsewhere, as `extend` blocks (`extend.rs`;
 //! through reflection, fetched from the server as `call` fetches a method's).
+//! Comments and names are a server's text: written through [`crate::out::lines`], every control
+//! character but a newline or a tab escaped, so that a comment cannot drive the user's terminal (a name
+//! with one is refused before: `dynamic/names.rs`).
 //! One exception: a NaN as the value of a float option statement is written `nan`, which
 //! protoc reads and protox does not (see `options.rs`).
 
@@ -86,7 +89,7 @@ async fn describe(args: DescribeArgs) -> Result<(), Failure> {
     };
     let text =
         render(&pool, &symbol).ok_or_else(|| Failure::Input(format!("unknown symbol {symbol}")))?;
-    crate::out::out!("{text}");
+    crate::out::out!("{}", crate::out::lines(&text));
     Ok(())
 }
 
@@ -108,7 +111,7 @@ async fn describe_services(args: &DescribeArgs) -> Result<(), Failure> {
         names.sort();
         texts.extend(names.iter().filter_map(|name| render(&pool, name)));
     }
-    crate::out::out!("{}", texts.join("\n"));
+    crate::out::out!("{}", crate::out::lines(&texts.join("\n")));
     Ok(())
 }
 
@@ -125,7 +128,7 @@ async fn describe_file(args: &DescribeArgs, name: &str) -> Result<(), Failure> {
     let file = pool
         .get_file_by_name(name)
         .ok_or_else(|| Failure::Input(format!("unknown file {name}")))?;
-    crate::out::out!("{}", file::file_text(&file));
+    crate::out::out!("{}", crate::out::lines(&file::file_text(&file)));
     Ok(())
 }
 

@@ -160,7 +160,7 @@ fn write_comment(out: &mut String, comment: &str, indent: &str) {
 }
 
 /// `text` as the inside of a `.proto` string literal: quotes, backslashes and control
-/// characters escaped, the rest (UTF-8 included) as it is.
+/// characters (C1 ones included) escaped, the rest (UTF-8 included) as it is.
 pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -170,8 +170,13 @@ pub(super) fn escape(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() && u32::from(c) < 0x80 => {
-                let _ = write!(out, "\\{:03o}", u32::from(c));
+            // C1 controls too (an 8-bit CSI drives some terminals): as their UTF-8 bytes, which
+            // a parser reads back into the same character.
+            c if c.is_control() => {
+                let mut utf8 = [0u8; 4];
+                for b in c.encode_utf8(&mut utf8).bytes() {
+                    let _ = write!(out, "\\{b:03o}");
+                }
             }
             c => out.push(c),
         }

@@ -30,16 +30,9 @@ impl Failure {
 }
 
 /// One line, whatever `text` holds: control characters (a server's multi-line status message,
-/// a terminal escape) are written escaped, `\n` as `\\n`.
+/// a terminal escape) are written escaped, `\n` as `\\n` ([`crate::out::one_line`]).
 fn one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
-    for c in text.chars() {
-        if c.is_control() {
-            write!(f, "{}", c.escape_default())?;
-        } else {
-            fmt::Write::write_char(f, c)?;
-        }
-    }
-    Ok(())
+    f.write_str(&crate::out::one_line(text))
 }
 
 impl fmt::Display for Failure {

@@ -8,6 +8,7 @@
 //! - [`reflect`]: the reflection client (list services, fetch files with their imports).
 //! - [`extensions`]: through reflection, the extensions of a method's message types (or of one
 //!   message, for `describe`) that are declared in files their own files do not import.
+//! - [`names`]: a server's descriptors with a control character in a name are refused.
 //! - [`any`]: through reflection, the types of `Any` values outside the method's files.
 //! - [`json`]: JSON ⇄ protobuf for one method's messages.
 //! - [`invoke`]: one call of any shape with encoded messages, over the `Channel`.
@@ -23,6 +24,7 @@ pub(crate) mod exit;
 pub(crate) mod extensions;
 pub(crate) mod invoke;
 pub(crate) mod json;
+mod names;
 pub(crate) mod reflect;
 pub(crate) mod served;
 pub(crate) mod source;

@@ -41,13 +41,17 @@ impl ServedFile {
 /// from their bytes, custom options included. Options the pool cannot read (a value whose wire
 /// type is not its extension's) fail that build; the files then go in as decoded, without
 /// their custom options, as they always did, so that such a server can still be called.
-/// Files importing each other in a cycle are refused, naming them.
+/// Files importing each other in a cycle are refused, naming them, and so are files with a
+/// control character in a name ([`super::names`]).
 pub(crate) fn add_to_pool(
     pool: &mut DescriptorPool,
     files: impl IntoIterator<Item = ServedFile>,
 ) -> Result<(), String> {
     let files: Vec<ServedFile> = files.into_iter().collect();
     refuse_import_cycles(&files)?;
+    for file in &files {
+        super::names::check_file(&file.proto)?;
+    }
     // A `FileDescriptorSet`: `repeated FileDescriptorProto file = 1`, each key, length, bytes.
     let mut set = Vec::new();
     for file in &files {
