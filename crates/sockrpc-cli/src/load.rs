@@ -98,12 +98,13 @@ impl Tally {
         lock(&self.hist).saturating_record(ns.clamp(1, MAX_TRACKED_NS));
     }
 
-    /// Records `calls` failed calls; the first message is kept for the report.
+    /// Records `calls` failed calls; the first message is kept for the report, escaped (a
+    /// server's status message: [`crate::out::one_line`]).
     pub(crate) fn err(&self, calls: u64, message: impl FnOnce() -> String) {
         self.errors.fetch_add(calls, Ordering::Relaxed);
         let mut first = lock(&self.first_error);
         if first.is_none() {
-            *first = Some(message());
+            *first = Some(crate::out::one_line(&message()).into_owned());
         }
     }
 

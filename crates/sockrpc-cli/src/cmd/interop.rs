@@ -68,6 +68,8 @@ async fn client(addr: &str, case: &str) -> Result<(), Box<dyn Error>> {
         match sockrpc_interop::run_case(name, addr).await {
             Ok(()) => crate::out::outln!("PASS {name}"),
             Err(message) => {
+                // The message may quote the server's status message: escaped.
+                let message = crate::out::one_line(&message).into_owned();
                 crate::out::outln!("FAIL {name}: {message}");
                 failures.push(format!("{name}: {message}"));
             }

@@ -146,10 +146,13 @@ pub(super) fn run(
             channel
                 .ready(1, Duration::from_millis(1))
                 .await
-                .map_err(|_| format!("servers not reachable: {}", status.message()))?;
+                .map_err(|_| {
+                    let why = crate::out::one_line(status.message());
+                    format!("servers not reachable: {why}")
+                })?;
             crate::out::errln!(
                 "sockrpc bench: not every server is reachable ({}): measuring on those that are",
-                status.message()
+                crate::out::one_line(status.message())
             );
         }
         // DNS may list more than the one waited for: give the rest a moment to connect.

@@ -64,7 +64,8 @@ impl Stats {
     fn err(&mut self, calls: u64, message: impl FnOnce() -> String) {
         self.errors += calls;
         if self.first_error.is_none() {
-            self.first_error = Some(message());
+            // A server's status message, printed in the report: escaped.
+            self.first_error = Some(crate::out::one_line(&message()).into_owned());
         }
     }
 }
