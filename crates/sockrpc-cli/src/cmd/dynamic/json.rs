@@ -94,7 +94,8 @@ pub(crate) fn encode_all(desc: &MessageDescriptor, text: &str) -> Result<Vec<Byt
     Ok(out)
 }
 
-/// One encoded `desc` message as one line of JSON (default values left out).
+/// One encoded `desc` message as one line of JSON (default values left out), with DEL and the
+/// C1 controls escaped too ([`escape_c1`]).
 pub(crate) fn decode(desc: &MessageDescriptor, bytes: Bytes) -> Result<String, String> {
     let message = DynamicMessage::decode(desc.clone(), bytes)
         .map_err(|err| format!("the answer is not a valid {}: {err}", desc.full_name()))?;
@@ -103,7 +104,29 @@ pub(crate) fn decode(desc: &MessageDescriptor, bytes: Bytes) -> Result<String, S
     message
         .serialize_with_options(&mut serializer, &SerializeOptions::new())
         .map_err(|err| format!("cannot write {} as JSON: {err}", desc.full_name()))?;
-    String::from_utf8(out).map_err(|err| err.to_string())
+    String::from_utf8(out)
+        .map(escape_c1)
+        .map_err(|err| err.to_string())
+}
+
+/// `line` (JSON) with DEL and the C1 controls (U+0080 to U+009F) in its strings written as
+/// `\u00XX`, as serde_json writes the C0 ones: the same JSON to a parser, but a server's string
+/// holding an 8-bit CSI (U+009B) can no longer drive a terminal that reads C1 controls in
+/// UTF-8 (xterm does). Outside strings JSON is ASCII, so only strings can hold them.
+fn escape_c1(line: String) -> String {
+    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    if !line.contains(c1) {
+        return line;
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if c1(c) {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
