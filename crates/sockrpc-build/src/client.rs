@@ -145,10 +145,12 @@ fn method(m: &MethodModel, codec: &str) -> String {
             self.inner
                 .{call}(
                     {into_request},
-                    ::sockrpc::codegen::RpcMethod::new(
-                        {path:?},
-                        ::sockrpc::codegen::Idempotency::{idempotency},
-                    ),
+                    const {{
+                        ::sockrpc::codegen::RpcMethod::new(
+                            {path:?},
+                            ::sockrpc::codegen::Idempotency::{idempotency},
+                        )
+                    }},
                     {codec},
                 )
                 .await

@@ -51,7 +51,7 @@ pub use grpc_timeout::{parse_grpc_timeout, take_grpc_timeout, GRPC_TIMEOUT_KEY};
 pub use limits::{Limits, CONTROL_OVERHEAD, SKIP_FACTOR, SKIP_FLOOR, STATUS_MESSAGE_CEILING};
 pub use metadata::{is_bin_key, MetadataError, MetadataMap, MAX_KEY_LEN, RESERVED_PREFIX};
 pub use metadata_tonic::{KeyAndMutValueRef, ValueRef, ValueRefMut};
-pub use method::{InvalidPath, MethodPath};
+pub use method::{InvalidPath, MethodPath, StaticMethodPath};
 pub use path_cache::PathCache;
 pub use request::{IntoRequest, IntoStreamingRequest, Request, Response, MAX_TIMEOUT};
 pub use request_charge::RequestCharge;

@@ -94,6 +94,47 @@ impl MethodPath {
     }
 }
 
+/// A method path known at compile time, with its split found when it is made: a `Copy` handle
+/// that turns into a [`MethodPath`] without searching the path again. Made in a constant (as
+/// generated clients do), it costs nothing per call; [`MethodPath::from_static`] searches the
+/// path each time it runs, which a client paid on every call.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StaticMethodPath {
+    path: &'static str,
+    /// As [`MethodPath`]'s: 0 for an invalid path.
+    split: usize,
+}
+
+impl StaticMethodPath {
+    /// `path`, checked as [`MethodPath::from_static`] checks it (an invalid path is kept, and
+    /// refused when sent).
+    pub const fn new(path: &'static str) -> StaticMethodPath {
+        StaticMethodPath {
+            path,
+            split: static_split(path.as_bytes()),
+        }
+    }
+
+    /// The whole path.
+    pub const fn as_str(&self) -> &'static str {
+        self.path
+    }
+
+    /// The path as a [`MethodPath`]: no search, no allocation.
+    pub const fn method_path(&self) -> MethodPath {
+        MethodPath {
+            bytes: Bytes::from_static(self.path.as_bytes()),
+            split: self.split,
+        }
+    }
+}
+
+impl fmt::Debug for StaticMethodPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.path, f)
+    }
+}
+
 /// [`split_of`] for a `&str` at compile time: 0 for an invalid path (no valid path has its
 /// second `/` at 0, its service is not empty).
 const fn static_split(path: &[u8]) -> usize {
@@ -184,5 +225,24 @@ mod tests {
             )
         });
         assert_eq!(wide, Ok(("pkg.Sérvice".to_owned(), "Mé".to_owned(), 3)));
+        // A `StaticMethodPath` splits as `from_static` does.
+        for path in [
+            "/a/b",
+            "/helloworld.Greeter/SayHello",
+            "/a/b/c",
+            "no-slash",
+            "",
+        ] {
+            let fixed = StaticMethodPath::new(path);
+            assert_eq!(fixed.as_str(), path);
+            let made = fixed.method_path();
+            let searched = MethodPath::from_static(path);
+            assert_eq!(made, searched, "{path}");
+            assert_eq!(made.is_valid(), searched.is_valid(), "{path}");
+            assert_eq!(
+                (made.service(), made.method()),
+                (searched.service(), searched.method())
+            );
+        }
     }
 }

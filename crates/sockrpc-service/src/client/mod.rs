@@ -21,7 +21,7 @@ use crate::streaming::{EncodeStream, Streaming};
 use crate::{Body, Call, ClientService, RpcMethod};
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
-use sockrpc_protocol::{Code, MethodPath, Request, Response, Status};
+use sockrpc_protocol::{Code, Request, Response, Status};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
@@ -194,8 +194,8 @@ impl<T: ClientService> Client<T> {
         streaming_response: bool,
     ) -> (Call, Option<CompressionEncoding>) {
         let sent_with = self.outgoing(&mut request);
-        let mut call = Call::new(MethodPath::from_static(method.path()), request)
-            .with_idempotency(method.idempotency());
+        let mut call =
+            Call::new(method.method_path(), request).with_idempotency(method.idempotency());
         if streaming_response {
             call = call.with_streaming_response();
         }
