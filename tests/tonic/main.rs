@@ -6,6 +6,8 @@
 //! - refusals: an encoding the server does not accept (`UNIMPLEMENTED`), a corrupt body
 //!   (`INTERNAL`), a zip bomb (`RESOURCE_EXHAUSTED`), and a client of the previous version
 //!   that never receives a compressed message;
+//! - learned_encodings: a refusal's `grpc-accept-encoding` list is what the client learns the
+//!   server reads; an `UNIMPLEMENTED` with no list (a missing method) leaves compression on;
 //! - disable_compression: tonic's `Response::disable_compression` sends one answer plain;
 //! - limits: send and receive limits, separate on both sides, and the status message cap;
 //! - response_encoding: an answer's `grpc-encoding` metadata names the encoding it is
@@ -36,6 +38,7 @@ mod disable_compression;
 mod dyn_service;
 mod forwarded;
 mod keep_alive;
+mod learned_encodings;
 mod limits;
 mod local_address;
 mod matrix;

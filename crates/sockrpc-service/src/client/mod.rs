@@ -14,7 +14,7 @@ pub use sockrpc_transport::pool::ConnectionStats;
 pub use sockrpc_transport::pool::{closed_status, closing_now_status};
 
 use crate::compression::{
-    CompressionEncoding, CompressionSwitch, EncodingSet, MessageSettings, Side,
+    accepted_by_refusal, CompressionEncoding, CompressionSwitch, EncodingSet, MessageSettings, Side,
 };
 use crate::ready::to_status;
 use crate::streaming::{EncodeStream, Streaming};
@@ -32,8 +32,10 @@ use std::sync::Arc;
 ///
 /// Compression ([`send_compressed`](Client::send_compressed)) goes only toward a server that
 /// said it accepts the encoding: the client learns the server's accept set from the HEADERS of
-/// its answers (shared by the clones of this client), so the first call goes plain, and it
-/// forgets an encoding after a call that compressed failed `UNIMPLEMENTED`.
+/// its answers (shared by the clones of this client), so the first call goes plain, and from
+/// the `grpc-accept-encoding` list of an `UNIMPLEMENTED` refusal of a compressed call, after
+/// which it stops using an encoding the list does not name. An `UNIMPLEMENTED` with no such
+/// list (a method the server does not implement) leaves compression as it was.
 #[derive(Debug, Clone)]
 pub struct Client<T> {
     inner: T,
@@ -214,11 +216,15 @@ impl<T: ClientService> Client<T> {
                 Ok(response)
             }
             Err(status) => {
-                if let (Some(encoding), Code::Unimplemented) = (sent_with, status.code()) {
-                    // Perhaps a server behind the same channel that does not take it: stop
-                    // compressing until an answer says otherwise.
-                    let bits = self.server_accepts().without(encoding).bits();
-                    self.learned.store(bits, Ordering::Relaxed);
+                if let (Some(_), Code::Unimplemented) = (sent_with, status.code()) {
+                    // A refusal of the encoding names what the server reads (perhaps a server
+                    // behind the same channel that does not take it): learn that, which stops
+                    // compressing with an encoding it does not name until an answer says
+                    // otherwise. With no such list the call failed for another reason (a
+                    // method not implemented): what was learned stands.
+                    if let Some(accepted) = accepted_by_refusal(&status) {
+                        self.learned.store(accepted.bits(), Ordering::Relaxed);
+                    }
                 }
                 Err(status)
             }
