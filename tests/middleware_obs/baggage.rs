@@ -3,7 +3,9 @@
 //! that composite nor `BaggagePropagator` is `Clone`, which `OtelPropagation` once asked of its
 //! propagator (this file did not compile then). The caller's baggage reaches the handler in its
 //! span's context, the server's span joins the caller's trace, and what OpenTelemetry's own
-//! propagators read from the metadata is what the client's span wrote.
+//! propagators read from the metadata is what the client's span wrote. Baggage sent with no
+//! `traceparent` reaches the handler too (it was dropped), as grpc-go's and the OpenTelemetry
+//! SDKs' propagators keep it.
 
 use super::telemetry;
 use opentelemetry::baggage::BaggageExt;
@@ -31,10 +33,12 @@ fn w3c_and_baggage() -> OtelPropagation<TextMapCompositePropagator> {
 }
 
 /// What the handler saw: its span's baggage, its span's trace id, and what OpenTelemetry's
-/// own composite propagator reads from the call's metadata (trace id, span id, baggage).
+/// own composite propagator reads from the call's metadata (trace id, span id, baggage), and
+/// whether the metadata had a `traceparent`.
 #[derive(Debug, Default, Clone)]
 struct Seen {
     baggage: Vec<(String, String)>,
+    traceparent: bool,
     trace_id: String,
     read: (String, String, Vec<(String, String)>),
 }
@@ -66,6 +70,7 @@ impl Echo for BaggageLeaf {
         let remote = read.span().span_context().clone();
         *self.seen.lock().expect("not poisoned") = Some(Seen {
             baggage: baggage_of(&mine),
+            traceparent: carrier.contains_key("traceparent"),
             trace_id: mine.span().span_context().trace_id().to_string(),
             read: (
                 remote.trace_id().to_string(),
@@ -89,10 +94,8 @@ impl Echo for BaggageLeaf {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traceparent_and_baggage_through_a_composite_propagator_reach_the_handler() {
-    let _telemetry = telemetry();
-    let leaf = BaggageLeaf::default();
+/// A server whose span propagates trace context and baggage, serving `leaf`.
+async fn serve(leaf: &BaggageLeaf) -> Channel {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -103,14 +106,11 @@ async fn traceparent_and_baggage_through_a_composite_propagator_reach_the_handle
             .add_service(EchoServer::new(leaf.clone()))
             .serve_with_listener(listener),
     );
-    let channel = Channel::connect(addr).await.expect("connect");
-    let mut client = EchoClient::new(
-        TraceLayer::for_channel(&channel)
-            .propagate(w3c_and_baggage())
-            .layer(channel.clone()),
-    );
+    Channel::connect(addr).await.expect("connect")
+}
 
-    // The caller's own span, carrying baggage the way an OpenTelemetry application sets it.
+/// The caller's own span, carrying baggage the way an OpenTelemetry application sets it.
+fn span_with_baggage() -> tracing::Span {
     let root = tracing::info_span!("test.baggage");
     let with_baggage = Context::new().with_baggage(vec![
         KeyValue::new("tenant", "t-42"),
@@ -118,6 +118,28 @@ async fn traceparent_and_baggage_through_a_composite_propagator_reach_the_handle
     ]);
     root.set_parent(with_baggage)
         .expect("an OpenTelemetry layer");
+    root
+}
+
+fn expected_baggage() -> Vec<(String, String)> {
+    vec![
+        ("tenant".to_owned(), "t-42".to_owned()),
+        ("user".to_owned(), "alice".to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_and_baggage_through_a_composite_propagator_reach_the_handler() {
+    let _telemetry = telemetry();
+    let leaf = BaggageLeaf::default();
+    let channel = serve(&leaf).await;
+    let mut client = EchoClient::new(
+        TraceLayer::for_channel(&channel)
+            .propagate(w3c_and_baggage())
+            .layer(channel.clone()),
+    );
+
+    let root = span_with_baggage();
     let trace_id = root.context().span().span_context().trace_id().to_string();
     tracing::Instrument::instrument(client.echo(EchoRequest::default()), root.clone())
         .await
@@ -125,10 +147,7 @@ async fn traceparent_and_baggage_through_a_composite_propagator_reach_the_handle
 
     let seen = leaf.seen.lock().expect("not poisoned").clone();
     let seen = seen.expect("the handler ran");
-    let expected = vec![
-        ("tenant".to_owned(), "t-42".to_owned()),
-        ("user".to_owned(), "alice".to_owned()),
-    ];
+    let expected = expected_baggage();
     assert_eq!(
         seen.baggage, expected,
         "baggage in the handler's span context"
@@ -141,4 +160,37 @@ async fn traceparent_and_baggage_through_a_composite_propagator_reach_the_handle
     assert_eq!(read_trace, trace_id, "OpenTelemetry reads the traceparent");
     assert_ne!(read_span, "0000000000000000");
     assert_eq!(read_baggage, expected, "OpenTelemetry reads the baggage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baggage_without_a_traceparent_reaches_the_handler() {
+    let _telemetry = telemetry();
+    let leaf = BaggageLeaf::default();
+    let channel = serve(&leaf).await;
+    // The caller propagates baggage alone: no `traceparent` goes out.
+    let mut client = EchoClient::new(
+        TraceLayer::for_channel(&channel)
+            .propagate(OtelPropagation::new(BaggagePropagator::new()))
+            .layer(channel.clone()),
+    );
+    let root = span_with_baggage();
+    tracing::Instrument::instrument(client.echo(EchoRequest::default()), root)
+        .await
+        .expect("echo");
+
+    let seen = leaf.seen.lock().expect("not poisoned").clone();
+    let seen = seen.expect("the handler ran");
+    let (_, _, read_baggage) = seen.read;
+    assert!(!seen.traceparent, "no trace context was sent");
+    assert_eq!(read_baggage, expected_baggage(), "the baggage was sent");
+    assert_eq!(
+        seen.baggage,
+        expected_baggage(),
+        "baggage in the handler's span context"
+    );
+    assert_ne!(
+        seen.trace_id,
+        "0".repeat(32),
+        "the server span is still traced"
+    );
 }

@@ -18,10 +18,13 @@
 //! `tracestate` of more than 32 members or with a key twice) is not shown to the propagator,
 //! so the call starts a trace of its own (or, for `tracestate` alone, continues the trace
 //! without it). Several `tracestate` entries are read as one list, as HTTP joins them.
+//! Baggage (with a propagator that reads it) is kept when no valid trace context came with it:
+//! the span keeps its local parent and carries the caller's baggage.
 //!
 //! [`TraceLayer::propagate`]: crate::trace::TraceLayer::propagate
 
 use crate::trace::Propagate;
+use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
@@ -131,11 +134,26 @@ where
         let parent = self
             .propagator
             .extract_with_context(&Context::new(), &W3cView::new(metadata));
-        if parent.has_active_span() {
-            // Fails only without an OpenTelemetry layer, or for a span already started: either
-            // way there is nothing to parent.
-            let _ = span.set_parent(parent);
-        }
+        let parent = if parent.has_active_span() {
+            parent
+        } else if !parent.baggage().is_empty() {
+            // Baggage with no trace context (no `traceparent`, or one the W3C rules refuse):
+            // kept on its own, as grpc-go's and the OpenTelemetry SDKs' propagators keep it,
+            // over the context the span would have had as its parent (the current one, which
+            // is what `tracing-opentelemetry` parents a new span on), so the span keeps its
+            // local parent and its handler finds the caller's baggage.
+            let baggage: Baggage = parent
+                .baggage()
+                .iter()
+                .map(|(key, (value, metadata))| (key.clone(), (value.clone(), metadata.clone())))
+                .collect();
+            Context::current_with_baggage(baggage)
+        } else {
+            return;
+        };
+        // Fails only without an OpenTelemetry layer, or for a span already started: either way
+        // there is nothing to parent.
+        let _ = span.set_parent(parent);
     }
 
     fn inject(&self, span: &Span, metadata: &mut MetadataMap) {
