@@ -23,6 +23,12 @@ pub(crate) trait Watch: Send + 'static {
     /// once, or [`on_drop`](Watch::on_drop) instead.
     fn on_end(&mut self, code: Code);
 
+    /// The stream failed with `status`: by default, [`on_end`](Watch::on_end) with its code. A
+    /// watcher that keeps the status message (a span's description) reads it here.
+    fn on_error(&mut self, status: &Status) {
+        self.on_end(status.code());
+    }
+
     /// The stream was dropped before its end: by default, ended `Cancelled`. A watcher that
     /// knows its side says what a server's transport ended it with ([`dropped_code`]).
     fn on_drop(&mut self) {
@@ -56,6 +62,13 @@ impl<W: Watch> Watched<W> {
             self.watch.on_end(code);
         }
     }
+
+    fn fail(&mut self, status: &Status) {
+        if !self.ended {
+            self.ended = true;
+            self.watch.on_error(status);
+        }
+    }
 }
 
 impl<W: Watch> Watched<W> {
@@ -71,7 +84,7 @@ impl<W: Watch> Watched<W> {
                 let (len, compressed) = len(message);
                 self.watch.on_message(len, compressed);
             }
-            Poll::Ready(Some(Err(status))) => self.end(status.code()),
+            Poll::Ready(Some(Err(status))) => self.fail(status),
             Poll::Ready(None) => self.end(Code::Ok),
         }
     }
@@ -104,7 +117,7 @@ impl<W: Watch> Incoming for Watched<W> {
     /// A message passed whole and the reader refused it: the stream ends with its code (a
     /// drop that follows is not a cancellation).
     fn refused(&mut self, status: &Status) {
-        self.end(status.code());
+        self.fail(status);
         self.inner.refuse(status);
     }
 }

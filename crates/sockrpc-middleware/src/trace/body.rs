@@ -1,9 +1,9 @@
 //! A streamed body's messages as span events, and the span kept open to the stream's end.
 
-use super::record_end;
+use super::record_status;
 use crate::watch::{dropped_code, Watch};
 use crate::Side;
-use sockrpc_protocol::Code;
+use sockrpc_protocol::{Code, Status};
 use tracing::Span;
 
 /// Which way messages go, from this side's point of view.
@@ -92,12 +92,23 @@ impl Watch for Events {
     }
 
     fn on_end(&mut self, code: Code) {
+        self.end_call(code, "");
+    }
+
+    fn on_error(&mut self, status: &Status) {
+        self.end_call(status.code(), status.message());
+    }
+}
+
+impl Events {
+    /// Ends the call on the span, for an answer's stream.
+    fn end_call(&mut self, code: Code, message: &str) {
         if let Some(side) = self.ends_call {
             // Let go of the span as the call ends: held until the body is dropped, it stayed
             // open (and unexported) for as long as the caller kept its finished stream.
             let span = std::mem::replace(&mut self.span, Span::none());
             let _entered = span.enter();
-            record_end(&span, side, code);
+            record_status(&span, side, code, message);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `ResponseFuture`: the inner call's future inside its span.
 
 use super::body::Events;
-use super::record_end;
+use super::{record_end, record_status};
 use crate::watch::{code_of, dropped_code, is_streamed, watch};
 use crate::Side;
 use pin_project_lite::pin_project;
@@ -106,7 +106,8 @@ where
             }
             result => {
                 *this.done = true;
-                record_end(this.span, *this.side, code_of(&result));
+                let message = result.as_ref().err().map_or("", Status::message);
+                record_status(this.span, *this.side, code_of(&result), message);
                 Poll::Ready(result)
             }
         }

@@ -29,6 +29,7 @@
 //! | `server.address`, `server.port` | the address the caller reached | from the endpoint ([`TraceLayer::for_endpoint`]) |
 //! | `rpc.sockrpc.status_code` | the gRPC code's number | the same |
 //! | `otel.status_code`, `error.type` | `ERROR` and the code's name on a server error | on any code but `OK` |
+//! | `otel.status_description` | the status message of such an error (when not empty) | the same |
 //!
 //! The status code follows the pattern of gRPC's `rpc.grpc.status_code` under this system's
 //! name, since sockrpc uses gRPC's codes. A streamed answer keeps its span open until its last
@@ -174,6 +175,7 @@ fn server_span(call: &Call) -> Span {
         otel.name = full,
         otel.kind = "server",
         otel.status_code = Empty,
+        otel.status_description = Empty,
         rpc.system = RPC_SYSTEM,
         rpc.service = service,
         rpc.method = method,
@@ -196,6 +198,7 @@ fn client_span(call: &Call, peer: Option<&Peer>) -> Span {
         otel.name = full,
         otel.kind = "client",
         otel.status_code = Empty,
+        otel.status_description = Empty,
         rpc.system = RPC_SYSTEM,
         rpc.service = service,
         rpc.method = method,
@@ -211,6 +214,13 @@ fn client_span(call: &Call, peer: Option<&Peer>) -> Span {
 
 /// Records how the call ended on its span.
 pub(crate) fn record_end(span: &Span, side: Side, code: Code) {
+    record_status(span, side, code, "");
+}
+
+/// Records how the call ended on its span, with the status message of a call that failed: an
+/// error span's `otel.status_description`, which `tracing-opentelemetry` makes the OpenTelemetry
+/// status's description (an empty message records none).
+pub(crate) fn record_status(span: &Span, side: Side, code: Code, message: &str) {
     if span.is_disabled() {
         return;
     }
@@ -218,6 +228,9 @@ pub(crate) fn record_end(span: &Span, side: Side, code: Code) {
     if side.is_error(code) {
         span.record("otel.status_code", "ERROR");
         span.record("error.type", code.as_str());
+        if !message.is_empty() {
+            span.record("otel.status_description", message);
+        }
     }
 }
 
