@@ -2,8 +2,9 @@
 //! a file put at the path while a server ran never deleted when it stops, and silent
 //! connections at the connection cap evicted for a real client; the `unix:` URIs gRPC names
 //! connect, and one with a host (`unix://tmp/x.sock`) is refused saying which forms are taken;
-//! a path URI is percent-decoded as grpc-go decodes it (a socket file with a space in its name);
-//! and a server on a Linux abstract name (`unix-abstract:NAME`) answers a client that names it.
+//! a path URI is percent-decoded as grpc-go decodes it (a socket file with a space in its name),
+//! and its `?query` and `#fragment` dropped; and a server on a Linux abstract name
+//! (`unix-abstract:NAME`, or grpc-go's `unix:@NAME`) answers a client that names it.
 
 use sockrpc::{Code, Request, Response, Server, Status};
 use sockrpc_tests::helloworld::greeter_client::GreeterClient;
@@ -215,6 +216,9 @@ async fn unix_uris_as_grpc_names_them_and_an_authority_refused() {
     for uri in [
         format!("unix:{}", path.display()),
         format!("unix://{}", path.display()),
+        // A query and a fragment are no part of the name, as grpc-go parses the URL.
+        format!("unix://{}?x=1#frag", path.display()),
+        format!("unix:{}#frag", path.display()),
     ] {
         let reply = tokio::time::timeout(Duration::from_secs(10), async {
             let mut client = GreeterClient::connect(uri.as_str()).await?;
@@ -357,6 +361,19 @@ async fn a_server_on_an_abstract_name_answers_a_unary_call() {
     .expect("answered within 10 s")
     .expect("call");
     assert_eq!(reply.into_inner().message, "Hello abs! Some(Unix) None");
+
+    // grpc-go's `unix:@NAME` (Go's `net` reads `@` first as abstract) names the same socket.
+    let at = format!("unix:@{name}");
+    let mut by_at = GreeterClient::connect(at.as_str()).await.expect("connect");
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        by_at.say_hello(HelloRequest { name: "at".into() }),
+    )
+    .await
+    .expect("answered within 10 s")
+    .expect("call");
+    assert_eq!(reply.into_inner().message, "Hello at! Some(Unix) None");
+    drop(by_at);
 
     let endpoint = sockrpc::Endpoint::unix_abstract(&name).expect("a name");
     assert_eq!(endpoint.to_string(), uri);

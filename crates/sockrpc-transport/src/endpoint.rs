@@ -21,7 +21,8 @@ use std::{
 /// domain socket, and `unix-abstract:NAME` for a Linux abstract one, as gRPC names them and
 /// grpc-go reads them (a path beginning with `/` is percent-decoded, `unix:///a%20b.sock`
 /// being `/a b.sock`; `unix:rel%20x` is taken as written; `unix://host/path` is refused: a
-/// Unix socket has no host, and `unix://tmp/x.sock` is not the path `tmp/x.sock`); and
+/// Unix socket has no host, and `unix://tmp/x.sock` is not the path `tmp/x.sock`; a `?query`
+/// or `#fragment` is dropped; on Linux `unix:@NAME` is `unix-abstract:NAME`); and
 /// `tls://host:port` (or `tcps://`, and as tonic users write it `https://`, `grpcs://`) for TLS
 /// with default settings: the platform's CAs, the host as the server name (set others with
 /// [`tls`](Endpoint::tls)). Host names resolve through the system resolver at connect time;

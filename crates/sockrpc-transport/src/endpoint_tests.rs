@@ -318,3 +318,75 @@ fn user_agent_names_the_framework_too() {
     );
     assert!(Endpoint::new("h", 1).user_agent("bad\nagent").is_err());
 }
+
+/// grpc-go parses a target as a URL: a `?query` and a `#fragment` are not part of the socket's
+/// name (a bad escape in the fragment fails the parse); a path with `?` or `#` in it is written
+/// with them encoded, so it parses back to itself.
+#[test]
+fn a_query_and_a_fragment_are_no_part_of_a_unix_socket_name() {
+    for (uri, path) in [
+        ("unix:///tmp/s.sock?x=1", "/tmp/s.sock"),
+        ("unix:///tmp/s.sock#frag", "/tmp/s.sock"),
+        ("unix:///tmp/s.sock?x=1#frag", "/tmp/s.sock"),
+        ("unix:///tmp/s.sock#a?b", "/tmp/s.sock"),
+        ("unix:///tmp/s.sock?", "/tmp/s.sock"),
+        ("unix:/tmp/s.sock?x", "/tmp/s.sock"),
+        ("unix:s.sock?x#y", "s.sock"),
+        ("unix:///tmp/a%3Fb%23c", "/tmp/a?b#c"),
+    ] {
+        let e = Endpoint::from_uri(uri).expect(uri);
+        assert_eq!(e.unix_path.as_deref(), Some(Path::new(path)), "{uri}");
+        let shown = e.to_string();
+        let again = Endpoint::from_uri(&shown).expect(&shown);
+        assert_eq!(again.unix_path, e.unix_path, "{uri} shown as {shown}");
+    }
+    assert_eq!(
+        Endpoint::unix("/tmp/a?b#c").to_string(),
+        "unix:///tmp/a%3Fb%23c"
+    );
+    // The authority is read before the query: still refused.
+    assert!(Endpoint::from_uri("unix://host/s.sock?x").is_err());
+    for uri in ["unix:?x", "unix:#y", "unix://?x"] {
+        let err = Endpoint::from_uri(uri).expect_err(uri);
+        assert!(err.message().contains("no socket path"), "{uri}: {err}");
+    }
+    let err = Endpoint::from_uri("unix:///tmp/s.sock#a%zz").expect_err("a bad escape");
+    assert!(
+        err.message()
+            .contains("invalid percent-escape \"%zz\" in the fragment"),
+        "{err}"
+    );
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let e = Endpoint::from_uri("unix-abstract:app?x#y").expect("abstract");
+        assert_eq!(e.unix_abstract_name(), Some(&b"app"[..]));
+    }
+}
+
+/// grpc-go dials `unix:@NAME` as Go's `net` reads `@NAME`: the Linux abstract socket `NAME`,
+/// the same as `unix-abstract:NAME`. `unix:///@x` stays the file `/@x`, and a relative file
+/// `@x` is written `unix:./@x`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn unix_at_name_is_the_abstract_socket_of_that_name() {
+    let e = Endpoint::from_uri("unix:@app").expect("abstract");
+    assert_eq!(e.unix_abstract_name(), Some(&b"app"[..]));
+    assert_eq!(e.to_string(), "unix-abstract:app");
+    let e = Endpoint::from_uri("unix:@a%20b?x").expect("abstract");
+    assert_eq!(
+        e.unix_abstract_name(),
+        Some(&b"a%20b"[..]),
+        "opaque: as written"
+    );
+    let err = Endpoint::from_uri("unix:@").expect_err("an empty abstract name");
+    assert_eq!(err.code(), sockrpc_protocol::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("unix-abstract:NAME"), "{err}");
+    let e = Endpoint::from_uri("unix:///@app").expect("a file");
+    assert_eq!(e.unix_abstract_name(), None);
+    assert_eq!(e.unix_path.as_deref(), Some(Path::new("/@app")));
+    let file = Endpoint::unix("@app");
+    assert_eq!(file.to_string(), "unix:./@app");
+    let again = Endpoint::from_uri(&file.to_string()).expect("a file");
+    assert_eq!(again.unix_path.as_deref(), Some(Path::new("./@app")));
+    assert_eq!(again.unix_abstract_name(), None);
+}

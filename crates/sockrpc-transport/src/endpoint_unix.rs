@@ -7,10 +7,14 @@
 //! escape fails the parse), and a name that does not is opaque, taken as written
 //! (`unix:a%20b.sock` is the file `a%20b.sock`, relative to the working directory). A
 //! non-empty authority (`unix://tmp/x.sock`) is refused, as grpc-go refuses it. gRPC C-core
-//! percent-decodes the opaque form too; grpc-go, which sockrpc follows, does not. Kept apart
-//! from `endpoint.rs`, which holds the endpoint's settings.
+//! percent-decodes the opaque form too; grpc-go, which sockrpc follows, does not. A `?query`
+//! and a `#fragment` are not part of the name (Go's URL keeps them apart, and grpc-go drops
+//! them; a bad escape in the fragment fails the parse, as it fails Go's). On Linux an opaque
+//! `unix:@NAME` is the abstract socket `NAME`, as grpc-go dials it (Go's `net` reads a Unix
+//! address that begins with `@` as abstract): the same socket as `unix-abstract:NAME`. Kept
+//! apart from `endpoint.rs`, which holds the endpoint's settings.
 
-use crate::unix_abstract::{abstract_name, check_name};
+use crate::unix_abstract::{abstract_name, abstract_path, check_name};
 use sockrpc_protocol::Status;
 use std::ffi::OsString;
 use std::fmt::{self, Write};
@@ -24,6 +28,10 @@ pub(crate) const UNIX_FORMS: &str =
 
 /// The form of a Linux abstract socket's name, named in every error about one.
 const ABSTRACT_FORM: &str = "write unix-abstract:NAME";
+
+/// Whether `unix:@NAME` names the abstract socket `NAME`: where Go's `net` reads a leading `@`
+/// so (Linux, and Android). Elsewhere `@NAME` is a file's relative path, as there.
+const ABSTRACT_AT: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// A scheme that names a Unix socket, and how its errors speak of the socket.
 #[derive(Clone, Copy)]
@@ -48,9 +56,19 @@ const ABSTRACT: Scheme = Scheme {
     forms: ABSTRACT_FORM,
 };
 
-/// The socket path of the `unix:` URI `uri`, `rest` being what follows `unix:`.
+/// The socket path of the `unix:` URI `uri`, `rest` being what follows `unix:` (for an
+/// opaque `@NAME` on Linux, the abstract socket's, a NUL first).
 pub(crate) fn socket_path(uri: &str, rest: &str) -> Result<PathBuf, Status> {
     let bytes = name(UNIX, uri, rest)?;
+    if let (true, Some(abstract_name)) = (ABSTRACT_AT, bytes.strip_prefix(b"@")) {
+        check_name(abstract_name).map_err(|why| {
+            Status::invalid_argument(format!(
+                "invalid endpoint {uri:?}: {why} (unix:@NAME is the abstract socket NAME); \
+                 {ABSTRACT_FORM}"
+            ))
+        })?;
+        return Ok(abstract_path(abstract_name));
+    }
     if bytes.contains(&0) {
         // A NUL cannot be in a file's path; a NUL first would name an abstract socket.
         return Err(Status::invalid_argument(format!(
@@ -81,6 +99,21 @@ fn name(scheme: Scheme, uri: &str, rest: &str) -> Result<Vec<u8>, Status> {
         what,
         forms,
     } = scheme;
+    let bad_escape = |escape: String, part: &str| {
+        Status::invalid_argument(format!(
+            "invalid endpoint {uri:?}: invalid percent-escape {escape:?} in the {part} (write \
+             %25 for a '%')"
+        ))
+    };
+    // As Go's URL parser: the fragment goes first (its escapes checked), then the query.
+    let rest = match rest.split_once('#') {
+        Some((before, fragment)) => {
+            percent_decode(fragment).map_err(|escape| bad_escape(escape, "fragment"))?;
+            before
+        }
+        None => rest,
+    };
+    let rest = rest.split_once('?').map_or(rest, |(before, _query)| before);
     let path = match rest.strip_prefix("//") {
         None => rest,
         Some(after) => {
@@ -111,12 +144,7 @@ fn name(scheme: Scheme, uri: &str, rest: &str) -> Result<Vec<u8>, Status> {
     if !path.starts_with('/') {
         return Ok(path.as_bytes().to_vec());
     }
-    percent_decode(path).map_err(|escape| {
-        Status::invalid_argument(format!(
-            "invalid endpoint {uri:?}: invalid percent-escape {escape:?} in the {what} (write \
-             %25 for a '%')"
-        ))
-    })
+    percent_decode(path).map_err(|escape| bad_escape(escape, what))
 }
 
 /// `text` with every `%XX` replaced by the byte it stands for; a `%` without two hex digits
@@ -153,7 +181,8 @@ fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
 fn write_encoded(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c == '%' || c.is_control() {
+            // `?` and `#` would end the path.
+            if matches!(c, '%' | '?' | '#') || c.is_control() {
                 for byte in c.encode_utf8(&mut [0; 4]).bytes() {
                     write!(f, "%{byte:02X}")?;
                 }
@@ -170,7 +199,9 @@ fn write_encoded(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
 
 /// Writes the URI of the Unix socket `path` (a NUL first: the abstract name after it) in a
 /// form that parses back to it: `unix:///abs` (percent-encoded), `unix:rel` (opaque, as it is:
-/// `unix://rel` would name the host of `rel`'s first component), `unix-abstract:NAME`.
+/// `unix://rel` would name the host of `rel`'s first component; `unix:./@rel` for a name that
+/// begins with `@`), `unix-abstract:NAME`. A relative path with `?` or `#` in it has no form
+/// grpc-go reads back (its opaque part is not decoded): it is written as it is.
 pub(crate) fn write_uri(f: &mut fmt::Formatter<'_>, path: &Path) -> fmt::Result {
     let (prefix, bytes) = match abstract_name(path) {
         Some(name) => (ABSTRACT.prefix, name),
@@ -182,6 +213,10 @@ pub(crate) fn write_uri(f: &mut fmt::Formatter<'_>, path: &Path) -> fmt::Result 
         f.write_str("//")?;
         write_encoded(f, bytes)
     } else {
+        if ABSTRACT_AT && prefix == UNIX.prefix && bytes.starts_with(b"@") {
+            // A file `@x` in the working directory: `unix:@x` would name an abstract socket.
+            f.write_str("./")?;
+        }
         f.write_str(&String::from_utf8_lossy(bytes))
     }
 }
