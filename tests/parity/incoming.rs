@@ -1,7 +1,8 @@
 //! tonic's `serve_with_incoming` and `serve_with_incoming_shutdown`, which most of its tests
 //! serve with (`TcpListenerStream::new(listener)`, `TcpIncoming::from(listener)`, a stream of
 //! one connection): the server serves each connection the stream yields, an error item is a
-//! failed accept it logs and goes past, and the shutdown signal ends it. A `TcpStream` or
+//! failed accept it logs and goes past, and the shutdown signal ends it, or the stream's end
+//! once the connections it gave have ended. A `TcpStream` or
 //! `UnixStream` item is known for what it is, as tonic's `Connected` knows it: calls on a TCP
 //! one see both addresses (`remote_addr()`, `local_addr()`, `conn_info()`); any other byte
 //! stream (an in-memory duplex) carries none.
@@ -40,20 +41,33 @@ fn tcp_seen(client: SocketAddr, server: SocketAddr) -> String {
     format!("Some(Tcp) Some({client}) Some({server})")
 }
 
-/// A call through a fresh channel to `addr`, and the local address that channel's connection
-/// had (it has one connection).
-async fn call_from(addr: SocketAddr) -> (String, SocketAddr) {
+/// A client of `addr` over one fresh connection, and that connection's local address.
+async fn client_at(addr: SocketAddr) -> (TestClient<Channel>, SocketAddr) {
     let stream = bounded("connect", TcpStream::connect(addr))
         .await
         .expect("connect");
     let local = stream.local_addr().expect("client address");
     let conn = ClientConnection::spawn_tcp(stream, Limits::default());
     let endpoint = Endpoint::from_uri(&format!("tcp://{addr}")).expect("endpoint");
-    let mut client = TestClient::new(Channel::from_connection(endpoint, conn));
+    (
+        TestClient::new(Channel::from_connection(endpoint, conn)),
+        local,
+    )
+}
+
+/// What `Svc` answers `client`.
+async fn call(client: &mut TestClient<Channel>) -> String {
     let answer = bounded("call", client.unary_call(Input {}))
         .await
         .expect("served");
-    (answer.into_inner().message, local)
+    answer.into_inner().message
+}
+
+/// A call through a fresh channel to `addr`, and the local address that channel's connection
+/// had (it has one connection).
+async fn call_from(addr: SocketAddr) -> (String, SocketAddr) {
+    let (mut client, local) = client_at(addr).await;
+    (call(&mut client).await, local)
 }
 
 #[tokio::test]
@@ -85,11 +99,14 @@ async fn serves_a_stream_of_accepted_connections_until_its_signal() {
         .expect("served until its signal");
 }
 
+/// An error item is a failed accept, logged and gone past. Once the stream ends, the server
+/// serves the connection it gave until that ends, and then returns, as tonic's returns when its
+/// stream ends (serving once ran on after the stream's end until the future was dropped).
 #[tokio::test]
-async fn an_error_item_is_a_failed_accept_and_serving_goes_on() {
+async fn an_error_item_is_a_failed_accept_and_the_end_of_the_stream_ends_serving() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let connecting = tokio::spawn(call_from(addr));
+    let connecting = tokio::spawn(client_at(addr));
     let (accepted, _) = bounded("accept", listener.accept()).await.expect("accept");
     let items: Vec<io::Result<TcpStream>> = vec![Err(io::Error::other("refused")), Ok(accepted)];
     let server = tokio::spawn(
@@ -97,11 +114,45 @@ async fn an_error_item_is_a_failed_accept_and_serving_goes_on() {
             .add_service(TestServer::new(Svc))
             .serve_with_incoming(stream::iter(items)),
     );
-    let (seen, client) = bounded("call", connecting).await.expect("call task");
-    assert_eq!(seen, tcp_seen(client, addr), "served past the error");
-    // The stream has ended; the server still runs, serving what it has, until dropped.
-    assert!(!server.is_finished(), "the server stopped with its stream");
-    server.abort();
+    let (mut client, local) = bounded("connect", connecting).await.expect("client task");
+    for _ in 0..2 {
+        // The stream has ended by the second call: its connection is still served.
+        assert_eq!(
+            call(&mut client).await,
+            tcp_seen(local, addr),
+            "served past the error"
+        );
+    }
+    assert!(
+        !server.is_finished(),
+        "the server stopped before its open connection ended"
+    );
+    drop(client);
+    bounded("the server returns once its connection has ended", server)
+        .await
+        .expect("server task")
+        .expect("served");
+
+    // The same with a shutdown signal that never comes.
+    let (accepted, client) = tokio::join!(
+        async { listener.accept().await.expect("accept").0 },
+        client_at(addr)
+    );
+    let (mut client, local) = client;
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(TestServer::new(Svc))
+            .serve_with_incoming_shutdown(
+                stream::iter([Ok::<_, io::Error>(accepted)]),
+                std::future::pending(),
+            ),
+    );
+    assert_eq!(call(&mut client).await, tcp_seen(local, addr));
+    drop(client);
+    bounded("the server returns once its connection has ended", server)
+        .await
+        .expect("server task")
+        .expect("served");
 }
 
 /// tonic's `TcpIncoming`, as its newer tests serve with it: `TcpIncoming::from(listener)` with

@@ -16,15 +16,18 @@ use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Mutex;
 
 /// A stream of connections, served as a listener: the next item is the next connection; an
 /// error item is an accept that failed (logged, and serving goes on); once the stream ends,
-/// no connection comes any more and the server serves those it has until its signal.
+/// no connection comes any more ([`Accept::is_exhausted`]): the server serves those it has
+/// until they end, and returns, as tonic's returns when its stream ends.
 struct Incoming<S> {
     stream: Mutex<Pin<Box<S>>>,
+    ended: AtomicBool,
 }
 
 impl<S, IO, E> Accept for Incoming<S>
@@ -43,8 +46,18 @@ where
         match next {
             Some(Ok(io)) => accepted(io),
             Some(Err(err)) => Err(err),
-            None => std::future::pending().await,
+            None => {
+                self.ended.store(true, Ordering::Relaxed);
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stream of connections ended",
+                ))
+            }
         }
+    }
+
+    fn is_exhausted(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 }
 
@@ -95,8 +108,11 @@ where
 }
 
 impl<L: Finish> ServerBuilder<L> {
-    /// Serves the connections `incoming` yields (tonic's `serve_with_incoming`) until the
-    /// process ends: see [`serve_with_incoming_shutdown`](Self::serve_with_incoming_shutdown).
+    /// Serves the connections `incoming` yields (tonic's `serve_with_incoming`): see
+    /// [`serve_with_incoming_shutdown`](Self::serve_with_incoming_shutdown). Returns once the
+    /// stream has ended and the connections it gave have ended too (tonic returns as its
+    /// stream ends, leaving them served on tasks of their own; here this future serves them,
+    /// so that dropping it still stops them).
     pub async fn serve_with_incoming<S, IO, E>(self, incoming: S) -> io::Result<()>
     where
         S: Stream<Item = Result<IO, E>> + Send + 'static,
@@ -109,8 +125,9 @@ impl<L: Finish> ServerBuilder<L> {
 
     /// Serves the connections `incoming` yields until `signal` completes, then shuts down as
     /// [`serve_with_listener_and_shutdown`](Self::serve_with_listener_and_shutdown) does
-    /// (tonic's `serve_with_incoming_shutdown`). Calls on a `TcpStream` know its addresses;
-    /// calls on a byte stream of another kind know none.
+    /// (tonic's `serve_with_incoming_shutdown`). Once the stream ends, the connections it gave
+    /// are served until they end (or the signal), and this returns. Calls on a `TcpStream` know
+    /// its addresses; calls on a byte stream of another kind know none.
     pub async fn serve_with_incoming_shutdown<S, IO, E>(
         self,
         incoming: S,
@@ -123,6 +140,7 @@ impl<L: Finish> ServerBuilder<L> {
     {
         let incoming = Incoming {
             stream: Mutex::new(Box::pin(incoming)),
+            ended: AtomicBool::new(false),
         };
         self.serve_incoming(incoming, signal).await
     }

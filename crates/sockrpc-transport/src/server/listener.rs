@@ -72,6 +72,14 @@ pub trait Accept: Send {
             })
         }
     }
+
+    /// Whether no connection will come any more: asked after an accept fails. A stream of
+    /// connections that ended (tonic's `serve_with_incoming`) says so, and the loop then stops
+    /// accepting and serves the connections it has until they end (or the signal). A socket
+    /// listener never ends: `false`.
+    fn is_exhausted(&self) -> bool {
+        false
+    }
 }
 
 impl Accept for TcpListener {
@@ -253,8 +261,10 @@ fn spawn_connection<D: Dispatch>(
 
 /// Serves `dispatch` on every connection `listener` accepts until `signal` completes; then
 /// stops accepting, sends GOAWAY on every connection, lets in-flight calls finish within the
-/// grace period, and returns. `reply_cache` is the UDP side's, when the server also serves UDP:
-/// TCP re-issues of truncated UDP calls are answered from it.
+/// grace period, and returns. A listener that runs out of connections
+/// ([`Accept::is_exhausted`]) is served until the connections it gave end, then this returns
+/// (or, should `signal` come first, shuts down as above). `reply_cache` is the UDP side's,
+/// when the server also serves UDP: TCP re-issues of truncated UDP calls are answered from it.
 pub async fn serve<A, D>(
     listener: A,
     dispatch: D,
@@ -277,6 +287,7 @@ where
     let refusals = Arc::clone(&conn_config.lingering);
     let tls_refusals = Arc::new(tokio::sync::Semaphore::new(TLS_REFUSALS));
     tokio::pin!(signal);
+    let mut exhausted = false;
     loop {
         let accepted = tokio::select! {
             () = &mut signal => break,
@@ -286,6 +297,10 @@ where
         };
         let accepted = match accepted {
             Ok(accepted) => accepted,
+            Err(_) if listener.is_exhausted() => {
+                exhausted = true;
+                break;
+            }
             Err(err) => {
                 warn_limited!(config.log_limit, Kind::AcceptFailed, { error = %err, },
                     "accept failed; still listening");
@@ -333,6 +348,9 @@ where
         }
     }
     drop(listener);
+    if exhausted && !served_to_their_end(&mut conns, &mut signal).await {
+        return Ok(());
+    }
     shutdown.cancel();
     let drained = tokio::time::timeout(config.grace_period, async {
         while conns.join_next().await.is_some() {}
@@ -346,6 +364,22 @@ where
         conns.shutdown().await;
     }
     Ok(())
+}
+
+/// Serves the connections of a listener that gave its last until they all end (`false`), or
+/// until `signal` comes (`true`: then they are shut down as the signal asks).
+async fn served_to_their_end(
+    conns: &mut JoinSet<()>,
+    signal: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    loop {
+        tokio::select! {
+            () = signal.as_mut() => return true,
+            joined = conns.join_next() => if joined.is_none() {
+                return false;
+            },
+        }
+    }
 }
 
 /// Refuses a plain client past the connection cap: told why by [`refuse`], on a task of its
