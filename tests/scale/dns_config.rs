@@ -254,3 +254,25 @@ async fn no_txt_record_leaves_the_users_default() {
     setup.looked_again().await;
     setup.call(2).await.expect("still the default's retries");
 }
+
+/// The choices read as grpc-go's `canaryingSC` reads them: an empty `clientLanguage` list
+/// matches no client, a `percentage` under 1 never matches and one over 100 always does, and a
+/// key given twice in two cases takes the value written last (`null`: every host). Each was
+/// refused or read otherwise before: the empty list matched (no retries), and the other two
+/// made the record malformed (nothing published).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choices_are_read_as_grpc_go_reads_them() {
+    let mut setup = setup(&ServiceConfig::default()).await;
+    let choices = format!(
+        r#"grpc_config=[{{"clientLanguage": [], "serviceConfig": {NO_RETRY}}},
+                        {{"percentage": -5, "serviceConfig": {NO_RETRY}}},
+                        {{"clientHostname": ["nowhere.invalid"], "ClientHostName": null,
+                          "percentage": 150, "serviceConfig": {}}}]"#,
+        retrying("5s")
+    );
+    set_txt(&setup.dns, Some(&choices)).await;
+    setup.changed_from(0).await;
+    // The last choice's retry policy: two failures, then an answer.
+    setup.call(2).await.expect("answered on the third attempt");
+    assert_eq!(setup.flaky.calls.load(Ordering::SeqCst), 3);
+}

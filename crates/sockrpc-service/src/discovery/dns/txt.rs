@@ -7,17 +7,20 @@
 //!                                " \"percentage\": 20, \"serviceConfig\": {...}}, ...]"
 //! ```
 //!
-//! A choice matches when each of its criteria does (one absent or empty matches all):
+//! A choice matches when each of its criteria does, as grpc-go's `canaryingSC` reads them (one
+//! absent or `null` matches all; an empty list matches no client, as grpc-go's and C-core's):
 //! `clientLanguage` names `rust` or `sockrpc` (case-insensitively, as A2 says; grpc-go matches
-//! `go`), `clientHostname` names this machine, and `percentage` (0–100) is at least this
-//! client's draw (1–100, drawn once per discovery, so one client does not flap between two
-//! choices; grpc-go draws again at each lookup). A matching choice without `serviceConfig` is
-//! passed over, as grpc-go does. Unknown fields are ignored, as grpc-go and C-core do (A2 would
-//! refuse them). Keys are matched in any case, as grpc-go's JSON decoder matches them: its own
-//! spelling is `clientHostName`, and a record written for it must not apply to every host here.
-//! No record, no `grpc_config=` record, or no matching choice: no config (the user's default
-//! applies). A list that is not JSON, or a criterion of the wrong type, is
-//! malformed: the discovery keeps the last good config and says why, once.
+//! `go`), `clientHostname` names this machine, and `percentage` is at least this client's draw
+//! (1–100, drawn once per discovery, so one client does not flap between two choices; grpc-go
+//! draws again at each lookup): any whole number, so one over 100 always matches and one under 1
+//! never does, as in grpc-go. A matching choice without `serviceConfig` is passed over, as
+//! grpc-go does. Unknown fields are ignored, as grpc-go and C-core do (A2 would refuse them).
+//! Keys are matched in any case, as grpc-go's JSON decoder matches them: its own spelling is
+//! `clientHostName`, and a record written for it must not apply to every host here; a key given
+//! twice (in one case or two) takes the value written last, as Go's decoder does. No record, no
+//! `grpc_config=` record, or no matching choice: no config (the user's default applies). A list
+//! that is not JSON, or a criterion of the wrong type (a `percentage` that is not a whole
+//! number), is malformed: the discovery keeps the last good config and says why, once.
 
 use super::connected::DnsResolver;
 use hickory_resolver::proto::rr::RData;
@@ -170,87 +173,159 @@ pub(super) fn choose(json: &str, client: &Client) -> Result<Option<String>, Stri
     let Value::Array(choices) = choices else {
         return Err("not a JSON list of choices".to_owned());
     };
+    // The order each choice's keys were written in (`serde_json`'s map sorts them), for a key
+    // given twice: the value written last is the one read.
+    let mut written = keys_in_order(json).into_iter();
     // Every choice is checked, also those after the one taken: a typo in a later choice is
     // found before the choices in front of it are removed.
     let mut chosen = None;
     for (n, choice) in choices.iter().enumerate() {
-        let matched = matches(choice, client).map_err(|why| format!("choice {n}: {why}"))?;
+        let Value::Object(fields) = choice else {
+            return Err(format!("choice {n}: not a JSON object"));
+        };
+        let fields = Fields {
+            map: fields,
+            written: written.next().unwrap_or_default(),
+        };
+        let matched = matches(&fields, client).map_err(|why| format!("choice {n}: {why}"))?;
         if chosen.is_none() && matched {
-            chosen = match choice {
-                Value::Object(fields) => field(fields, "serviceConfig")?.map(Value::to_string),
-                _ => None,
-            };
+            chosen = fields.get("serviceConfig").map(Value::to_string);
         }
     }
     Ok(chosen)
 }
 
-/// Whether `choice` applies to `client`; `Err` when a criterion is malformed.
-fn matches(choice: &Value, client: &Client) -> Result<bool, String> {
-    let Value::Object(fields) = choice else {
-        return Err("not a JSON object".to_owned());
-    };
-    let field = |name: &str| field(fields, name);
-    let languages = strings(field("clientLanguage")?, "clientLanguage")?;
-    let hosts = strings(field("clientHostname")?, "clientHostname")?;
-    let percentage = match field("percentage")? {
+/// Whether the choice of `fields` applies to `client`; `Err` when a criterion is malformed.
+fn matches(fields: &Fields<'_>, client: &Client) -> Result<bool, String> {
+    let languages = strings(fields.get("clientLanguage"), "clientLanguage")?;
+    let hosts = strings(fields.get("clientHostname"), "clientHostname")?;
+    let percentage = match fields.get("percentage") {
         None | Some(Value::Null) => None,
-        Some(value) => match value.as_u64() {
-            Some(p) if p <= 100 => Some(p),
-            _ => return Err(format!("percentage {value} is not a whole number 0–100")),
+        // Any whole number, as grpc-go's `*int` takes it: over 100 always, under 1 never.
+        Some(value) => match value.as_i64() {
+            Some(p) => Some(p),
+            None => return Err(format!("percentage {value} is not a whole number")),
         },
     };
-    match field("serviceConfig")? {
-        None | Some(Value::Object(_)) => {}
+    match fields.get("serviceConfig") {
+        None | Some(Value::Null | Value::Object(_)) => {}
         Some(_) => return Err("serviceConfig is not a JSON object".to_owned()),
     }
-    let language = languages.is_empty()
-        || languages
+    let language = languages.is_none_or(|languages| {
+        languages
             .iter()
-            .any(|l| LANGUAGES.iter().any(|ours| l.eq_ignore_ascii_case(ours)));
-    let host = hosts.is_empty()
-        || client
+            .any(|l| LANGUAGES.iter().any(|ours| l.eq_ignore_ascii_case(ours)))
+    });
+    let host = hosts.is_none_or(|hosts| {
+        client
             .hostname
             .as_ref()
-            .is_some_and(|h| hosts.iter().any(|l| l == h));
-    let share = percentage.is_none_or(|p| u64::from(client.draw) <= p);
+            .is_some_and(|h| hosts.iter().any(|l| l == h))
+    });
+    let share = percentage.is_none_or(|p| i64::from(client.draw) <= p);
     Ok(language && host && share)
 }
 
-/// The value of a choice's field `name`, its key in any case: grpc-go reads the choices with Go's
-/// JSON decoder, which matches keys regardless of case, so a record written for it with
-/// `clientHostName` (grpc-go's own spelling) limits the choice to those hosts there. Read
-/// strictly, the key would be an unknown field, ignored, and the choice would apply to every
-/// host. A key given twice in two cases is malformed here, where grpc-go takes the one written
-/// last: `serde_json`'s map keeps keys sorted, not in the record's order, so which one is last
-/// is not known here, and a guess could apply a choice meant for other hosts.
-fn field<'a>(
-    fields: &'a serde_json::Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a Value>, String> {
-    let mut found = fields
-        .iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name));
-    match (found.next(), found.next()) {
-        (Some((_, value)), None) => Ok(Some(value)),
-        (None, _) => Ok(None),
-        (Some((first, _)), Some((second, _))) => Err(format!(
-            "{name} is given twice (as {first:?} and {second:?}; keys are read in any case)"
-        )),
+/// A choice's fields, and its keys in the order the record wrote them.
+struct Fields<'a> {
+    map: &'a serde_json::Map<String, Value>,
+    written: Vec<String>,
+}
+
+impl<'a> Fields<'a> {
+    /// The value of the field `name`, its key in any case: grpc-go reads the choices with Go's
+    /// JSON decoder, which matches keys regardless of case, so a record written for it with
+    /// `clientHostName` (grpc-go's own spelling) limits the choice to those hosts there. Read
+    /// strictly, the key would be an unknown field, ignored, and the choice would apply to every
+    /// host. A key given twice (in two cases) gives the value written last, as Go's decoder
+    /// keeps it. `null` reads as absent, as Go's decoder leaves a pointer nil.
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        let last = self
+            .written
+            .iter()
+            .rev()
+            .find(|key| key.eq_ignore_ascii_case(name));
+        let value = match last {
+            Some(key) => self.map.get(key),
+            // Keys not read from the text (cannot happen for valid JSON): any spelling.
+            None => self
+                .map
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value),
+        };
+        value.filter(|value| !value.is_null())
     }
 }
 
-/// A list of strings (absent: empty).
-fn strings<'a>(value: Option<&'a Value>, field: &str) -> Result<Vec<&'a str>, String> {
+/// The keys of each object in the JSON list `json`, in the order written, one list per object
+/// (other items have none). `json` is valid JSON, already parsed.
+fn keys_in_order(json: &str) -> Vec<Vec<String>> {
+    let bytes = json.as_bytes();
+    let mut objects: Vec<Vec<String>> = Vec::new();
+    // The open containers (`[` or `{`), and whether a string now would be an object's key.
+    let mut open: Vec<u8> = Vec::new();
+    let mut key_next = false;
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b'"' => {
+                let start = at;
+                at += 1;
+                while let Some(&b) = bytes.get(at) {
+                    match b {
+                        b'\\' => at += 2,
+                        b'"' => break,
+                        _ => at += 1,
+                    }
+                }
+                // A choice's own key: one level inside the list.
+                if key_next && open == b"[{" {
+                    let raw = json.get(start..=at).unwrap_or_default();
+                    if let (Ok(key), Some(keys)) =
+                        (serde_json::from_str::<String>(raw), objects.last_mut())
+                    {
+                        keys.push(key);
+                    }
+                }
+                key_next = false;
+            }
+            b'{' => {
+                if open == b"[" {
+                    objects.push(Vec::new());
+                }
+                open.push(byte);
+                key_next = true;
+            }
+            b'[' => {
+                open.push(byte);
+                key_next = false;
+            }
+            b'}' | b']' => {
+                open.pop();
+                key_next = false;
+            }
+            b',' => key_next = open.last() == Some(&b'{'),
+            _ => {}
+        }
+        at += 1;
+    }
+    objects
+}
+
+/// A list of strings; `None` when absent (or `null`), which matches every client, where an
+/// empty list matches none.
+fn strings<'a>(value: Option<&'a Value>, field: &str) -> Result<Option<Vec<&'a str>>, String> {
     match value {
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
             .map(|i| {
                 i.as_str()
                     .ok_or_else(|| format!("{field} lists a non-string"))
             })
-            .collect(),
+            .collect::<Result<_, _>>()
+            .map(Some),
         Some(_) => Err(format!("{field} is not a list")),
     }
 }
@@ -323,9 +398,54 @@ mod tests {
             choose(json, &client(50)),
             Ok(Some(r#"{"box1":1}"#.to_owned()))
         );
-        let json = r#"[{"clientHostname": ["box1"], "clientHostName": ["box2"]}]"#;
-        let error = choose(json, &client(50)).expect_err("twice");
-        assert!(error.contains("given twice"), "{error}");
+        // A key twice, in two cases or one: the value written last, as Go's decoder keeps it
+        // (sorted, `clientHostName` comes first: the order written is what counts).
+        let json = r#"[{"clientHostname": ["box1"], "clientHostName": ["box2"],
+                        "serviceConfig": {"box2": 1}},
+                       {"clientHostName": ["box2"], "clientHostname": ["box1"],
+                        "serviceConfig": {"box1": 1}}]"#;
+        assert_eq!(
+            choose(json, &client(50)),
+            Ok(Some(r#"{"box1":1}"#.to_owned()))
+        );
+        let json = r#"[{"percentage": 100, "Percentage": 0, "serviceConfig": {"x": 1}},
+                       {"clientLanguage": ["go"], "ClientLanguage": null,
+                        "serviceConfig": {"y": 1}}]"#;
+        assert_eq!(choose(json, &client(1)), Ok(Some(r#"{"y":1}"#.to_owned())));
+        // Keys inside a config, and strings that look like keys, are not a choice's keys.
+        let json = r#"[{"serviceConfig": {"percentage": 0, "a": "x,\"percentage\":0"},
+                        "clientLanguage": ["rust", "{\"y\":["]}]"#;
+        assert_eq!(
+            choose(json, &client(50)),
+            Ok(Some(
+                r#"{"a":"x,\"percentage\":0","percentage":0}"#.to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn criteria_as_grpc_go_reads_them() {
+        // An empty list matches no client; `null` matches every one, as absent.
+        let json = r#"[{"clientLanguage": [], "serviceConfig": {"none": 1}},
+                       {"clientHostname": [], "serviceConfig": {"none": 2}},
+                       {"clientLanguage": null, "clientHostname": null,
+                        "serviceConfig": {"all": 1}}]"#;
+        assert_eq!(
+            choose(json, &client(50)),
+            Ok(Some(r#"{"all":1}"#.to_owned()))
+        );
+        // Any whole percentage: under 1 never, over 100 always.
+        let json = r#"[{"percentage": -5, "serviceConfig": {"never": 1}},
+                       {"percentage": 150, "serviceConfig": {"always": 1}}]"#;
+        for draw in [1, 100] {
+            assert_eq!(
+                choose(json, &client(draw)),
+                Ok(Some(r#"{"always":1}"#.to_owned()))
+            );
+        }
+        // A `null` config: passed over, as one absent.
+        let json = r#"[{"serviceConfig": null}, {"serviceConfig": {"z": 1}}]"#;
+        assert_eq!(choose(json, &client(1)), Ok(Some(r#"{"z":1}"#.to_owned())));
     }
 
     #[test]
@@ -340,8 +460,9 @@ mod tests {
             ("{", "not JSON"),
             (r#"{"serviceConfig": {}}"#, "not a JSON list"),
             (r#"[1]"#, "choice 0: not a JSON object"),
-            (r#"[{"percentage": 101}]"#, "0–100"),
-            (r#"[{"percentage": 1.5}]"#, "0–100"),
+            (r#"[{"percentage": 1.5}]"#, "not a whole number"),
+            (r#"[{"percentage": "50"}]"#, "not a whole number"),
+            (r#"[{"percentage": 1e30}]"#, "not a whole number"),
             (
                 r#"[{"clientLanguage": "rust"}]"#,
                 "clientLanguage is not a list",
@@ -349,7 +470,7 @@ mod tests {
             (r#"[{"clientHostname": [1]}]"#, "non-string"),
             (r#"[{"serviceConfig": []}]"#, "not a JSON object"),
             (
-                r#"[{"serviceConfig": {}}, {"percentage": -1}]"#,
+                r#"[{"serviceConfig": {}}, {"percentage": 0.5}]"#,
                 "choice 1: percentage",
             ),
         ] {
