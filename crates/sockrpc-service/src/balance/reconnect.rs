@@ -11,7 +11,11 @@
 //! [`PROVEN_AFTER`]) counts as a failed attempt: the next waits out the backoff from when that
 //! connection came up, and the backoff grows, as the pool's own reconnects do
 //! (`pool/maintain.rs`). One that proved the server starts the backoff over, and so does one
-//! this side ended (closed it, or its runtime shut down: a channel kept across runtimes).
+//! this side ended (closed it, or its runtime shut down: a channel kept across runtimes). One
+//! the server sent away (GOAWAY) after [`RETIRED_AFTER`] counts as neither, as in the pool: a
+//! healthy server retiring idle connections (an idle timeout or a maximum age shorter than
+//! [`PROVEN_AFTER`]), or draining to restart, is reconnected at once and never marked failing
+//! (grpc-go resets a subchannel's backoff once it was READY).
 
 use sockrpc_transport::backoff::{Backoff, BackoffState};
 use sockrpc_transport::ClientConnection;
@@ -21,6 +25,12 @@ use tokio::time::Instant;
 /// How long a connection must have been the member's, with no call answered on it, for its end
 /// to count as no failure (a server's idle timeout closing it, say): the pool's bound.
 pub(crate) const PROVEN_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a connection must have been up for a GOAWAY ending it, unused, to count as the
+/// server retiring it (its idle timeout, its maximum age, or a drain), not as a failed attempt:
+/// the pool's bound (`AT_ONCE` in `pool/maintain.rs`). Sooner, it is a server sending every
+/// connection away at once, reconnected with backoff.
+pub(crate) const RETIRED_AFTER: Duration = Duration::from_secs(1);
 
 /// The member's backoff, and its last connection's start.
 #[derive(Debug, Default)]
@@ -49,6 +59,16 @@ impl Up {
             conn.is_closed() && !conn.closed_by_client() && !conn.lost_with_runtime()
         })
     }
+
+    /// Whether the server sent it away (GOAWAY) after its handshake, `lasted` after it came
+    /// up: a retirement, when that is [`RETIRED_AFTER`] or more.
+    fn retired(&self, lasted: Duration) -> bool {
+        lasted >= RETIRED_AFTER
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|conn| conn.is_handshaken() && conn.was_sent_away())
+    }
 }
 
 /// A connection that did not prove its server: when the next attempt is due, and its age.
@@ -63,12 +83,16 @@ pub(crate) struct Unproven {
 impl Reconnect {
     /// Called as a connect task starts, with the member's count of calls answered now: the
     /// last connection set (if any) proved the server, and the backoff starts over (`None`),
-    /// or it did not, and counts as a failed attempt.
+    /// or the server retired it (`None`, the backoff kept), or neither, and it counts as a
+    /// failed attempt.
     pub(crate) fn start(&mut self, config: Backoff, answered: u64) -> Option<Unproven> {
         let up = self.up.take()?;
         let lasted = up.at.elapsed();
         if answered != up.answered || lasted >= PROVEN_AFTER || !up.ended_by_server() {
             self.backoff = None;
+            return None;
+        }
+        if up.retired(lasted) {
             return None;
         }
         let due = up.at + self.failed(config);
