@@ -44,9 +44,15 @@ pub(crate) fn one_line(text: &str) -> Cow<'_, str> {
 }
 
 /// `text` with every control character but the newline and the tab escaped: text of many lines
-/// (a `.proto` rendering), which cannot drive a terminal nor return to the start of a line.
+/// (a `.proto` rendering), which cannot drive a terminal nor return to the start of a line. A
+/// CR LF is a newline: protoc keeps the CR of a Windows file's line ends in its comments, and
+/// it returns over nothing there (a lone CR is escaped).
 pub(crate) fn lines(text: &str) -> Cow<'_, str> {
-    escaped(text, |c| c == '\n' || c == '\t')
+    let keep = |c: char| c == '\n' || c == '\t';
+    if !text.contains("\r\n") {
+        return escaped(text, keep);
+    }
+    Cow::Owned(escaped(&text.replace("\r\n", "\n"), keep).into_owned())
 }
 
 /// `text` with the control characters that `keep` refuses escaped as Rust writes them.

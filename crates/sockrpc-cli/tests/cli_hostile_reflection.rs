@@ -79,10 +79,34 @@ fn serve() -> (tokio::runtime::Runtime, String) {
         ],
     });
     let set = FileDescriptorSet {
-        file: vec![file("evil.proto", "evil", EVIL), quiet],
+        file: vec![file("evil.proto", "evil", EVIL), quiet, windows()],
     }
     .encode_to_vec();
     serve_on_runtime(Server::builder().add_reflection(&[&set]))
+}
+
+/// A file whose comments end their lines in CR LF, as protoc keeps them from a `.proto` file
+/// written on Windows (its line comments end at the LF only): one message `Msg`, no service.
+fn windows() -> FileDescriptorProto {
+    FileDescriptorProto {
+        name: Some("windows.proto".to_owned()),
+        package: Some("windows".to_owned()),
+        message_type: vec![DescriptorProto {
+            name: Some("Msg".to_owned()),
+            ..Default::default()
+        }],
+        source_code_info: Some(SourceCodeInfo {
+            location: vec![Location {
+                path: vec![4, 0],
+                span: vec![0, 0, 0],
+                leading_comments: Some(" Première ligne.\r\n 二行目。\r\n".to_owned()),
+                trailing_comments: None,
+                leading_detached_comments: vec![],
+            }],
+        }),
+        syntax: Some("proto3".to_owned()),
+        ..Default::default()
+    }
 }
 
 /// Whether `text` holds a control character other than the newline.
@@ -152,4 +176,21 @@ fn a_name_with_control_characters_is_refused_escaped() {
             "{args:?}: {stderr:?}"
         );
     }
+}
+
+/// A legitimate comment is printed as it was written: its non-ASCII text as it is, and the CR
+/// of its CR LF line ends (a `.proto` file written on Windows, compiled by protoc) not written
+/// as a visible `\r` at the end of every line; only a CR that would return to the start of a
+/// line and overwrite it is escaped.
+#[test]
+fn describe_prints_a_comment_with_windows_line_ends_as_written() {
+    let (_runtime, addr) = serve();
+    let (code, stdout, stderr) = call(&["describe", &addr, "windows.Msg"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("// Première ligne.\n// 二行目。\nmessage Msg {"),
+        "{stdout:?}"
+    );
+    assert!(!stdout.contains('\\'), "an escape in {stdout:?}");
+    assert!(!drives_a_terminal(&stdout), "{stdout:?}");
 }
