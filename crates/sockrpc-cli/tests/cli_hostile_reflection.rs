@@ -14,10 +14,11 @@ mod support;
 
 use call_support::{call, serve_on_runtime};
 use prost::Message as _;
+use sockrpc::codegen::prost_types::field_descriptor_proto::{Label, Type};
 use sockrpc::codegen::prost_types::source_code_info::Location;
 use sockrpc::codegen::prost_types::{
-    DescriptorProto, FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto,
-    ServiceDescriptorProto, SourceCodeInfo,
+    DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+    MethodDescriptorProto, ServiceDescriptorProto, SourceCodeInfo,
 };
 use sockrpc::Server;
 use sockrpc_reflection::ReflectionExt;
@@ -79,7 +80,7 @@ fn serve() -> (tokio::runtime::Runtime, String) {
         ],
     });
     let set = FileDescriptorSet {
-        file: vec![file("evil.proto", "evil", EVIL), quiet, windows()],
+        file: vec![file("evil.proto", "evil", EVIL), quiet, windows(), held()],
     }
     .encode_to_vec();
     serve_on_runtime(Server::builder().add_reflection(&[&set]))
@@ -105,6 +106,31 @@ fn windows() -> FileDescriptorProto {
             }],
         }),
         syntax: Some("proto3".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// A proto2 file whose message `Held` holds a server's text outside names and comments: a
+/// reserved name and a bytes field's default (which protoc writes C-escaped), each with a
+/// newline and a fake line, and a screen clear.
+fn held() -> FileDescriptorProto {
+    FileDescriptorProto {
+        name: Some("held.proto".to_owned()),
+        package: Some("held".to_owned()),
+        message_type: vec![DescriptorProto {
+            name: Some("Held".to_owned()),
+            field: vec![FieldDescriptorProto {
+                name: Some("b".to_owned()),
+                number: Some(1),
+                label: Some(Label::Optional as i32),
+                r#type: Some(Type::Bytes as i32),
+                default_value: Some("x\u{1b}[2J\nsockrpc: fake default".to_owned()),
+                ..Default::default()
+            }],
+            reserved_name: vec!["y\u{1b}[2J\nsockrpc: fake reserved".to_owned()],
+            ..Default::default()
+        }],
+        syntax: Some("proto2".to_owned()),
         ..Default::default()
     }
 }
@@ -193,4 +219,33 @@ fn describe_prints_a_comment_with_windows_line_ends_as_written() {
     );
     assert!(!stdout.contains('\\'), "an escape in {stdout:?}");
     assert!(!drives_a_terminal(&stdout), "{stdout:?}");
+}
+
+/// A reserved name and a bytes default are a server's text too: printed with their control
+/// characters escaped inside their string literals, so that neither clears the screen nor fakes
+/// a line of output.
+#[test]
+fn describe_escapes_a_hostile_reserved_name_and_bytes_default() {
+    let (_runtime, addr) = serve();
+    for symbol in ["held.Held", "held.proto"] {
+        let (code, stdout, stderr) = call(&["describe", &addr, symbol], "");
+        assert_eq!(code, 0, "{symbol}: {stderr}");
+        assert!(
+            !drives_a_terminal(&stdout),
+            "{symbol}: raw control characters: {stdout:?}"
+        );
+        assert!(
+            !stdout.lines().any(|l| l.starts_with("sockrpc: fake")),
+            "{symbol}: a faked line: {stdout:?}"
+        );
+        for escaped in [
+            "\"x\\033[2J\\nsockrpc: fake default\"",
+            "\"y\\033[2J\\nsockrpc: fake reserved\"",
+        ] {
+            assert!(
+                stdout.contains(escaped),
+                "{symbol}: no {escaped:?} in {stdout:?}"
+            );
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::message::write_body;
 use super::options::{brackets, entries};
-use super::text::{escape, Text};
+use super::text::{escape, escape_controls, Text};
 use prost_reflect::prost_types::field_descriptor_proto::Label;
 use prost_reflect::prost_types::FieldDescriptorProto;
 use prost_reflect::{
@@ -134,8 +134,9 @@ fn bracket_entries(member: &Member) -> Vec<String> {
     if let Some(value) = proto.default_value.as_deref() {
         let value = match member.kind() {
             Kind::String => format!("\"{}\"", escape(value)),
-            // The descriptor holds bytes escaped already (C escapes, as protoc writes them).
-            Kind::Bytes => format!("\"{value}\""),
+            // The descriptor holds bytes escaped already (C escapes, as protoc writes them);
+            // a server may have left control characters raw in it.
+            Kind::Bytes => format!("\"{}\"", escape_controls(value)),
             _ => value.to_owned(),
         };
         out.push(format!("default = {value}"));

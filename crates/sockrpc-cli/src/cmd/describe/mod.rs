@@ -8,8 +8,10 @@
 //! A message is followed by its extensions declared elsewhere, as `extend` blocks (`extend.rs`;
 //! through reflection, fetched from the server as `call` fetches a method's).
 //! Comments and names are a server's text: written through [`crate::out::lines`], every control
-//! character but a newline or a tab escaped, so that a comment cannot drive the user's terminal (a name
-//! with one is refused before: `dynamic/names.rs`).
+//! character but a newline or a tab escaped, so that a comment cannot drive the user's terminal
+//! (a name with one is refused before: `dynamic/names.rs`). Text inside string literals
+//! (reserved names, defaults, option values) has every control character escaped
+//! (`text.rs`), so that none fakes a line either.
 //! One exception: a NaN as the value of a float option statement is written `nan`, which
 //! protoc reads and protox does not (see `options.rs`).
 

@@ -6,7 +6,7 @@
 
 use super::options::{brackets, entries};
 use super::statements::{statements, write_statement, Statement};
-use super::text::Text;
+use super::text::{escape, Text};
 use prost_reflect::{DescriptorPool, DynamicMessage, EnumDescriptor, MessageDescriptor, Value};
 
 /// Paths in a `DescriptorProto`: its extension ranges, reserved ranges and reserved names.
@@ -33,7 +33,7 @@ pub(super) fn write_message_ranges(text: &mut Text, message: &MessageDescriptor,
     write_lists(text, &path, &ranges, "reserved", indent);
     let names: Vec<String> = message
         .reserved_names()
-        .map(|n| format!("\"{n}\""))
+        .map(|n| format!("\"{}\"", escape(n)))
         .collect();
     let path = [message.path(), &[RESERVED_NAME]].concat();
     write_lists(text, &path, &names, "reserved", indent);
@@ -86,7 +86,10 @@ pub(super) fn write_enum_reserved(text: &mut Text, en: &EnumDescriptor, indent: 
         .collect();
     let path = [en.path(), &[ENUM_RESERVED_RANGE]].concat();
     write_lists(text, &path, &ranges, "reserved", indent);
-    let names: Vec<String> = en.reserved_names().map(|n| format!("\"{n}\"")).collect();
+    let names: Vec<String> = en
+        .reserved_names()
+        .map(|n| format!("\"{}\"", escape(n)))
+        .collect();
     let path = [en.path(), &[ENUM_RESERVED_NAME]].concat();
     write_lists(text, &path, &names, "reserved", indent);
 }

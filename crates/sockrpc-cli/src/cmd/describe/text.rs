@@ -167,21 +167,39 @@ pub(super) fn escape(text: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // C1 controls too (an 8-bit CSI drives some terminals): as their UTF-8 bytes, which
-            // a parser reads back into the same character.
-            c if c.is_control() => {
-                let mut utf8 = [0u8; 4];
-                for b in c.encode_utf8(&mut utf8).bytes() {
-                    let _ = write!(out, "\\{b:03o}");
-                }
-            }
-            c => out.push(c),
+            c => push_escaped(&mut out, c),
         }
     }
     out
+}
+
+/// `text`, the inside of a literal escaped already (a bytes field's default, which protoc
+/// writes C-escaped), with any control character a server left in it escaped too: a raw
+/// newline would otherwise fake a line of `describe`'s output.
+pub(super) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+/// Pushes `c`, escaped when it is a control character.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        // C1 controls too (an 8-bit CSI drives some terminals): as their UTF-8 bytes, which a
+        // parser reads back into the same character.
+        c if c.is_control() => {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                let _ = write!(out, "\\{b:03o}");
+            }
+        }
+        c => out.push(c),
+    }
 }
 
 /// `bytes` as a quoted `.proto` string literal: printable ASCII as it is, every other byte as
