@@ -160,7 +160,7 @@ impl Flaky {
     fn run(&self, method: &'static str, request: &Request<impl Sized>) -> Result<(), Status> {
         let previous = request
             .metadata()
-            .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
+            .get_str(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
             .map(str::to_owned);
         self.0.seen.lock().expect("lock").push(Seen {
             method,
@@ -243,7 +243,7 @@ impl Echo for Plain {
             .map_or("-".to_owned(), |p| p.0.clone());
         let agent = request
             .metadata()
-            .get("user-agent")
+            .get_str("user-agent")
             .unwrap_or("-")
             .to_owned();
         let conn = request.conn_info().cloned();
@@ -289,7 +289,7 @@ fn get_with_grpc_timeout(value: &str) -> sockrpc::Request<GetRequest> {
     let mut request = sockrpc::Request::new(GetRequest {});
     request
         .metadata_mut()
-        .insert(sockrpc::protocol::GRPC_TIMEOUT_KEY, value)
+        .insert_str(sockrpc::protocol::GRPC_TIMEOUT_KEY, value)
         .expect("ascii");
     request
 }

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     request.set_timeout(Duration::from_secs(5));
     request
         .metadata_mut()
-        .insert("x-client", "greeter-example")?;
+        .insert_str("x-client", "greeter-example")?;
     let reply = client.say_hello(request).await?;
     println!("{}", reply.into_inner().message);
     Ok(())

@@ -25,7 +25,7 @@ fn bearer(token: &'static str) -> impl Fn(Request<()>) -> Result<Request<()>, St
     move |mut request: Request<()>| {
         request
             .metadata_mut()
-            .insert("authorization", &format!("Bearer {token}"))
+            .insert_str("authorization", &format!("Bearer {token}"))
             .map_err(|err| Status::internal(err.to_string()))?;
         Ok(request)
     }
@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Present when the call took more than one attempt.
         let failed = response
             .metadata()
-            .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
+            .get_str(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
             .unwrap_or("0")
             .to_owned();
         println!(

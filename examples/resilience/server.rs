@@ -33,7 +33,7 @@ struct Principal(String);
 fn bearer_auth(mut request: Request<()>) -> Result<Request<()>, Status> {
     let token = request
         .metadata()
-        .get("authorization")
+        .get_str("authorization")
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or_else(|| Status::unauthenticated("send authorization: Bearer <token>"))?
         .to_owned();
@@ -73,7 +73,7 @@ fn who(request: &Request<impl Sized>) -> String {
         .map_or("?".to_owned(), |peer| peer.to_string());
     let attempt = request
         .metadata()
-        .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
+        .get_str(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
         .map_or(String::new(), |n| format!(" (retry after {n})"));
     format!("{principal}@{peer}{attempt}")
 }

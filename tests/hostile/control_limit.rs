@@ -109,7 +109,7 @@ fn request_with(id: u64, value_len: usize) -> Request<EchoRequest> {
     });
     let mut metadata = MetadataMap::new();
     metadata
-        .insert_bin("big-bin", Bytes::from(vec![1u8; value_len]))
+        .insert_bin("big-bin", Bytes::from(vec![1u8; value_len]).into())
         .expect("valid");
     *request.metadata_mut() = metadata;
     request

@@ -34,7 +34,7 @@ const BIG_TRAILERS: u64 = 2;
 fn block_of(size: usize) -> MetadataMap {
     let value = size - 1 - "big-bin".len() - 2 - 32;
     let mut map = MetadataMap::new();
-    map.insert_bin("big-bin", Bytes::from(vec![7u8; value]))
+    map.insert_bin("big-bin", Bytes::from(vec![7u8; value]).into())
         .expect("valid");
     map
 }

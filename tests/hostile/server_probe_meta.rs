@@ -263,12 +263,12 @@ async fn many_entries_and_reserved_keys_are_bounded_and_dropped() {
     .await
     .expect("answered");
     let metadata = response.metadata();
-    assert!(metadata.get("a-x").is_some(), "{metadata:?}");
+    assert!(metadata.get_str("a-x").is_some(), "{metadata:?}");
     assert!(
-        metadata.get("sockrpc-not-processed").is_none(),
+        metadata.get_str("sockrpc-not-processed").is_none(),
         "{metadata:?}"
     );
-    assert!(metadata.get("sockrpc-x").is_none(), "{metadata:?}");
+    assert!(metadata.get_str("sockrpc-x").is_none(), "{metadata:?}");
     assert_eq!(response.get_ref().id, 1);
 }
 

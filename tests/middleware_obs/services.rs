@@ -29,7 +29,7 @@ pub(crate) struct Leaf {
 
 impl Echo for Leaf {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
-        if let Some(traceparent) = request.metadata().get("traceparent") {
+        if let Some(traceparent) = request.metadata().get_str("traceparent") {
             let mut seen = self.traceparents.lock().expect("not poisoned");
             seen.push(traceparent.to_owned());
         }

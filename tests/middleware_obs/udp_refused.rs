@@ -37,7 +37,7 @@ pub(super) fn big_metadata(limit: usize) -> Result<Response<EchoReply>, Status> 
     let value = "m".repeat(2 * limit);
     response
         .metadata_mut()
-        .insert("x-big", value.as_str())
+        .insert_str("x-big", value.as_str())
         .map_err(|err| Status::internal(err.to_string()))?;
     Ok(response)
 }

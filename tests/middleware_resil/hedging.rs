@@ -86,7 +86,7 @@ async fn a_later_copy_refused_before_sending_leaves_the_first_to_answer() {
         let value = "v".repeat(16 * 1024 - 10 - "x-fill".len() - 32);
         request
             .metadata_mut()
-            .insert("x-fill", &value)
+            .insert_str("x-fill", &value)
             .expect("ascii");
         request
     };

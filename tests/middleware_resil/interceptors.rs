@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicUsize;
 fn bearer_auth(mut request: Request<()>) -> Result<Request<()>, Status> {
     let token = request
         .metadata()
-        .get("authorization")
+        .get_str("authorization")
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_owned)
         .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
@@ -34,7 +34,7 @@ fn with_token(token: &'static str) -> impl Fn(Request<()>) -> Result<Request<()>
     move |mut request: Request<()>| {
         request
             .metadata_mut()
-            .insert("authorization", &format!("Bearer {token}"))
+            .insert_str("authorization", &format!("Bearer {token}"))
             .map_err(|err| Status::internal(err.to_string()))?;
         Ok(request)
     }

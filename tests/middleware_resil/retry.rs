@@ -23,7 +23,7 @@ async fn retry_a_no_side_effects_method_succeeds_after_the_server_fails_the_firs
     assert_eq!(
         response
             .metadata()
-            .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY),
+            .get_str(sockrpc::service::PREVIOUS_ATTEMPTS_KEY),
         Some("2")
     );
 
@@ -115,7 +115,7 @@ async fn retry_waits_for_the_pushback_of_a_shedding_server() {
     let took = started.elapsed();
     let retries: u32 = response
         .metadata()
-        .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
+        .get_str(sockrpc::service::PREVIOUS_ATTEMPTS_KEY)
         .expect("admitted on a retry, not the first attempt")
         .parse()
         .expect("a count");
@@ -196,7 +196,7 @@ async fn refusals_before_sending_are_neither_retried_nor_hedged() {
         let value = "v".repeat(20 * 1024);
         request
             .metadata_mut()
-            .insert("x-loud", &value)
+            .insert_str("x-loud", &value)
             .expect("ascii");
         request
     };
@@ -218,7 +218,7 @@ async fn refusals_before_sending_are_neither_retried_nor_hedged() {
                     "{name}, {what}: {status:?}"
                 );
                 assert_eq!(
-                    status.metadata().get(PREVIOUS_ATTEMPTS_KEY),
+                    status.metadata().get_str(PREVIOUS_ATTEMPTS_KEY),
                     None,
                     "{name}, {what}: one attempt"
                 );
@@ -233,7 +233,7 @@ async fn refusals_before_sending_are_neither_retried_nor_hedged() {
                 .expect_err("the server fails it");
             assert!(!status.is_refused_before_sending(), "{name}: {status:?}");
             assert_eq!(
-                status.metadata().get(PREVIOUS_ATTEMPTS_KEY),
+                status.metadata().get_str(PREVIOUS_ATTEMPTS_KEY),
                 Some("2"),
                 "{name}: three attempts"
             );
@@ -270,7 +270,7 @@ async fn a_retry_refused_before_sending_leaves_the_servers_failure() {
     let value = "v".repeat(16 * 1024 - 10 - "x-fill".len() - 32);
     request
         .metadata_mut()
-        .insert("x-fill", &value)
+        .insert_str("x-fill", &value)
         .expect("ascii");
     let status = bounded("Fail", client.fail(request))
         .await

@@ -102,7 +102,7 @@ async fn service_config_defaults_yield_to_the_endpoints() {
     });
     entry
         .metadata_mut()
-        .insert("grpc-timeout", "5S")
+        .insert_str("grpc-timeout", "5S")
         .expect("ascii");
     ends_at_its_deadline(
         client.sleep(entry),
@@ -181,7 +181,7 @@ async fn service_config_bounds_each_methods_messages() {
     assert!(
         status
             .metadata()
-            .get("grpc-previous-rpc-attempts")
+            .get_str("grpc-previous-rpc-attempts")
             .is_none(),
         "{status:?}"
     );

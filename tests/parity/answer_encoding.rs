@@ -139,7 +139,7 @@ async fn an_answer_in_an_encoding_the_client_does_not_accept_is_unimplemented() 
         "{err:?}"
     );
     assert_eq!(
-        err.metadata().get("grpc-accept-encoding"),
+        err.metadata().get_str("grpc-accept-encoding"),
         Some("gzip,identity"),
         "{err:?}"
     );
@@ -150,7 +150,7 @@ async fn an_answer_in_an_encoding_the_client_does_not_accept_is_unimplemented() 
         .expect_err("nothing compressed is accepted");
     assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
     assert_eq!(
-        err.metadata().get("grpc-accept-encoding"),
+        err.metadata().get_str("grpc-accept-encoding"),
         Some("identity"),
         "{err:?}"
     );

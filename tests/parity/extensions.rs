@@ -28,7 +28,7 @@ struct Svc {
 impl Test for Svc {
     async fn unary_call(&self, request: Request<Input>) -> Result<Response<Output>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let what = request.metadata().get("x-want").unwrap_or("extension");
+        let what = request.metadata().get_str("x-want").unwrap_or("extension");
         let message = match what {
             "extension" => match request.extensions().get::<ExtensionValue>() {
                 Some(ExtensionValue(n)) => n.to_string(),
@@ -52,7 +52,7 @@ impl Test for Svc {
             }
             key => request
                 .metadata()
-                .get(key)
+                .get_str(key)
                 .ok_or_else(|| Status::internal(format!("{key} is missing")))?
                 .to_owned(),
         };
@@ -62,7 +62,10 @@ impl Test for Svc {
 
 fn wanting(key: &str) -> Request<Input> {
     let mut request = Request::new(Input {});
-    request.metadata_mut().insert("x-want", key).expect("ascii");
+    request
+        .metadata_mut()
+        .insert_str("x-want", key)
+        .expect("ascii");
     request
 }
 
@@ -159,7 +162,7 @@ async fn interceptor_retrieves_grpc_method() {
             Some((method.service().to_owned(), method.method().to_owned()));
         request
             .metadata_mut()
-            .insert("x-intercepted", "yes")
+            .insert_str("x-intercepted", "yes")
             .expect("ascii");
         Ok(request)
     });
@@ -179,7 +182,7 @@ async fn a_refusing_interceptor_answers_for_the_handler() {
     let svc = Svc::default();
     let calls = Arc::clone(&svc.calls);
     let refusing = TestServer::with_interceptor(svc, |request: Request<()>| {
-        match request.metadata().get("authorization") {
+        match request.metadata().get_str("authorization") {
             Some("Bearer good") => Ok(request),
             _ => Err(Status::unauthenticated("no valid token")),
         }
@@ -195,7 +198,7 @@ async fn a_refusing_interceptor_answers_for_the_handler() {
     let mut request = wanting("authorization");
     request
         .metadata_mut()
-        .insert("authorization", "Bearer good")
+        .insert_str("authorization", "Bearer good")
         .expect("ascii");
     assert_eq!(message_of(&mut client, request).await, "Bearer good");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -213,7 +216,7 @@ async fn connect_supports_standard_tower_layers() {
             let _ = call
                 .request_mut()
                 .metadata_mut()
-                .insert("x-test", "test-header");
+                .insert_str("x-test", "test-header");
             call
         })
         .layer(InterceptorLayer::new(|request: Request<()>| Ok(request)))
@@ -240,7 +243,7 @@ async fn writes_user_agent_header() {
     let mut request = wanting("user-agent");
     request
         .metadata_mut()
-        .insert("user-agent", "mine/1.0")
+        .insert_str("user-agent", "mine/1.0")
         .expect("ascii");
     assert_eq!(message_of(&mut client, request).await, "mine/1.0");
     server.stop().await;

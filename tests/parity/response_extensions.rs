@@ -43,7 +43,7 @@ impl TestStream for Svc {
 /// A server layer that copies the handler's `Note` into a metadata entry the client can see.
 fn note_to_metadata(mut response: Response<Body>) -> Response<Body> {
     let note = response.extensions().get::<Note>().map_or("none", |n| n.0);
-    let _ = response.metadata_mut().insert("x-note", note);
+    let _ = response.metadata_mut().insert_str("x-note", note);
     response
 }
 
@@ -62,7 +62,7 @@ async fn a_handlers_extensions_reach_the_servers_layers() {
     )
     .await
     .expect("served");
-    assert_eq!(unary.metadata().get("x-note"), Some("unary"));
+    assert_eq!(unary.metadata().get_str("x-note"), Some("unary"));
     // In-process only: the extension itself did not cross the wire.
     assert!(unary.extensions().get::<Note>().is_none());
     let streamed = bounded(
@@ -71,7 +71,7 @@ async fn a_handlers_extensions_reach_the_servers_layers() {
     )
     .await
     .expect("served");
-    assert_eq!(streamed.metadata().get("x-note"), Some("stream"));
+    assert_eq!(streamed.metadata().get_str("x-note"), Some("stream"));
     server.stop().await;
 }
 

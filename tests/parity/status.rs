@@ -52,17 +52,17 @@ async fn status_with_metadata() {
     const MESSAGE: &str = "Internal error, see metadata for details";
     let mut metadata = MetadataMap::new();
     metadata
-        .insert("x-host-ip", "127.0.0.1")
+        .insert_str("x-host-ip", "127.0.0.1")
         .expect("ascii entry");
     metadata
-        .insert_bin("x-host-name-bin", &b"localhost\0\xff"[..])
+        .insert_bin("x-host-name-bin", b"localhost\0\xff".into())
         .expect("binary entry");
     let err = status_of(Status::with_metadata(Code::Internal, MESSAGE, metadata)).await;
     assert_eq!(err.code(), Code::Internal);
     assert_eq!(err.message(), MESSAGE);
-    assert_eq!(err.metadata().get("x-host-ip"), Some("127.0.0.1"));
+    assert_eq!(err.metadata().get_str("x-host-ip"), Some("127.0.0.1"));
     assert_eq!(
-        err.metadata().get_bin("x-host-name-bin"),
+        err.metadata().get_bin_bytes("x-host-name-bin"),
         Some(&b"localhost\0\xff"[..])
     );
 }

@@ -74,7 +74,7 @@ struct Wrapping;
 impl Test for Wrapping {
     async fn unary_call(&self, _: Request<Input>) -> Result<Response<Output>, Status> {
         let mut metadata = MetadataMap::new();
-        metadata.insert("x-hint", "later").expect("ascii entry");
+        metadata.insert_str("x-hint", "later").expect("ascii entry");
         let downstream =
             Status::with_details_and_metadata(Code::OutOfRange, "weeaboo", vec![7u8], metadata);
         let app: Result<Output, Nested> = Err(Nested(Box::new(downstream)));
@@ -93,6 +93,6 @@ async fn a_handler_answers_the_status_its_error_wraps() {
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     assert_eq!(err.message(), "weeaboo");
     assert_eq!(err.details(), &[7u8]);
-    assert_eq!(err.metadata().get("x-hint"), Some("later"));
+    assert_eq!(err.metadata().get_str("x-hint"), Some("later"));
     server.stop().await;
 }

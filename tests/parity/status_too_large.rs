@@ -24,7 +24,7 @@ impl Test for Svc {
             let mut status = Status::failed_precondition("account locked");
             status
                 .metadata_mut()
-                .insert("x-reason", &"r".repeat(TRAILER))
+                .insert_str("x-reason", &"r".repeat(TRAILER))
                 .expect("ascii");
             return Err(status);
         }
@@ -56,7 +56,7 @@ async fn details_or_trailers_too_large_keep_the_code_and_the_handlers_message() 
         let mut request = Request::new(Input {});
         request
             .metadata_mut()
-            .insert("x-big-trailer", "1")
+            .insert_str("x-big-trailer", "1")
             .expect("ascii");
         let err = bounded("trailers", client.unary_call(request))
             .await

@@ -20,10 +20,10 @@ const DETAILS: &[u8] = b"\x08\x01detail\xff";
 fn full_status() -> Status {
     let mut metadata = MetadataMap::new();
     metadata
-        .insert("x-host-ip", "127.0.0.1")
+        .insert_str("x-host-ip", "127.0.0.1")
         .expect("ascii entry");
     metadata
-        .insert_bin("x-host-name-bin", &b"localhost\0\xff"[..])
+        .insert_bin("x-host-name-bin", b"localhost\0\xff".into())
         .expect("binary entry");
     Status::with_details_and_metadata(
         Code::FailedPrecondition,
@@ -39,13 +39,13 @@ fn assert_full(err: &Status, what: &str) {
     assert_eq!(err.message(), MESSAGE, "{what}");
     assert_eq!(err.details(), DETAILS, "{what}: details");
     assert_eq!(
-        err.metadata().get("x-host-ip"),
+        err.metadata().get_str("x-host-ip"),
         Some("127.0.0.1"),
         "{what}: ascii metadata in {:?}",
         err.metadata()
     );
     assert_eq!(
-        err.metadata().get_bin("x-host-name-bin"),
+        err.metadata().get_bin_bytes("x-host-name-bin"),
         Some(&b"localhost\0\xff"[..]),
         "{what}: binary metadata"
     );

@@ -33,7 +33,7 @@ impl Test1 for Svc {
             Response::new(Box::pin(stream::iter(messages.chain(end))));
         response
             .trailers_mut()
-            .insert("x-count", buf.len().to_string().as_str())
+            .insert_str("x-count", buf.len().to_string().as_str())
             .expect("ascii");
         Ok(response)
     }
@@ -78,9 +78,9 @@ async fn trailers_read_the_rest_of_the_stream_first() {
         .await
         .expect("a clean end")
         .expect("trailers");
-    assert_eq!(trailers.get("x-count"), Some("5"));
+    assert_eq!(trailers.get_str("x-count"), Some("5"));
     assert_eq!(
-        stream.trailers_now().and_then(|t| t.get("x-count")),
+        stream.trailers_now().and_then(|t| t.get_str("x-count")),
         Some("5")
     );
     assert_eq!(

@@ -47,7 +47,7 @@ impl Drop for DropProbe {
 
 fn count_of(metadata: &MetadataMap) -> usize {
     metadata
-        .get("x-count")
+        .get_str("x-count")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
@@ -114,7 +114,7 @@ impl Test1 for Svc {
         let mut response = Response::new(Output1 { buf: buf.into() });
         response
             .metadata_mut()
-            .insert("x-count", &count.to_string())
+            .insert_str("x-count", &count.to_string())
             .expect("ascii");
         Ok(response)
     }
@@ -146,7 +146,7 @@ fn counted<T>(message: T, count: usize) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
-        .insert("x-count", &count.to_string())
+        .insert_str("x-count", &count.to_string())
         .expect("ascii");
     request
 }

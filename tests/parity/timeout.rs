@@ -63,7 +63,7 @@ fn with_grpc_timeout(value: &str) -> Request<Input> {
     let mut request = Request::new(Input {});
     request
         .metadata_mut()
-        .insert("grpc-timeout", value)
+        .insert_str("grpc-timeout", value)
         .expect("ascii value");
     request
 }

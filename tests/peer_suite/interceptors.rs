@@ -14,9 +14,9 @@ use sockrpc_tests::parity::Input1;
 fn server_side(mut request: Request<()>) -> Result<Request<()>, Status> {
     if request.metadata().contains_key("x-refuse") {
         let mut metadata = MetadataMap::new();
-        metadata.insert("x-why", "refused").expect("text");
+        metadata.insert_str("x-why", "refused").expect("text");
         metadata
-            .insert_bin("x-why-bin", vec![0u8, 0xff])
+            .insert_bin("x-why-bin", vec![0u8, 0xff].into())
             .expect("bin");
         let mut status = Status::with_metadata(Code::PermissionDenied, "no, 100%\nnot", metadata);
         status.set_details(vec![9u8, 8, 7]);
@@ -25,7 +25,7 @@ fn server_side(mut request: Request<()>) -> Result<Request<()>, Status> {
     request.metadata_mut().remove("x-secret");
     request
         .metadata_mut()
-        .insert("x-added", "by-server")
+        .insert_str("x-added", "by-server")
         .map_err(|e| Status::internal(e.to_string()))?;
     Ok(request)
 }
@@ -35,7 +35,7 @@ fn client_side(mut request: Request<()>) -> Result<Request<()>, Status> {
     request.metadata_mut().remove("x-local-only");
     request
         .metadata_mut()
-        .insert("x-client", "by-client")
+        .insert_str("x-client", "by-client")
         .map_err(|e| Status::internal(e.to_string()))?;
     Ok(request)
 }
@@ -44,9 +44,9 @@ fn assert_refusal(err: &Status, what: &str) {
     assert_eq!(err.code(), Code::PermissionDenied, "{what}: {err:?}");
     assert_eq!(err.message(), "no, 100%\nnot", "{what}");
     assert_eq!(err.details(), &[9, 8, 7], "{what}");
-    assert_eq!(err.metadata().get("x-why"), Some("refused"), "{what}");
+    assert_eq!(err.metadata().get_str("x-why"), Some("refused"), "{what}");
     assert_eq!(
-        err.metadata().get_bin("x-why-bin"),
+        err.metadata().get_bin_bytes("x-why-bin"),
         Some(&[0u8, 0xff][..]),
         "{what}"
     );
@@ -73,9 +73,9 @@ async fn interceptors_add_and_remove_metadata_on_both_sides() {
     .await
     .expect("served");
     let seen = answer.metadata();
-    assert_eq!(seen.get("x-added"), Some("by-server"));
-    assert_eq!(seen.get("x-client"), Some("by-client"));
-    assert_eq!(seen.get("x-kept"), Some("k"));
+    assert_eq!(seen.get_str("x-added"), Some("by-server"));
+    assert_eq!(seen.get_str("x-client"), Some("by-client"));
+    assert_eq!(seen.get_str("x-kept"), Some("k"));
     assert!(
         !seen.contains_key("x-secret"),
         "removed on the server: {seen:?}"
@@ -90,8 +90,8 @@ async fn interceptors_add_and_remove_metadata_on_both_sides() {
         .await
         .expect("served");
     let seen = answer.metadata();
-    assert_eq!(seen.get("x-added"), Some("by-server"));
-    assert_eq!(seen.get("x-client"), Some("by-client"));
+    assert_eq!(seen.get_str("x-added"), Some("by-server"));
+    assert_eq!(seen.get_str("x-client"), Some("by-client"));
     assert!(!seen.contains_key("x-secret") && !seen.contains_key("x-local-only"));
     server.stop().await;
 }

@@ -14,17 +14,17 @@ use sockrpc_tests::parity::Input1;
 #[test]
 fn keys_fold_to_lowercase_and_lookups_ignore_case() {
     let mut map = MetadataMap::new();
-    map.insert("X-Mixed-Case", "v").expect("valid");
-    map.insert_bin("X-Trace-BIN", &b"\x00\xff"[..])
+    map.insert_str("X-Mixed-Case", "v").expect("valid");
+    map.insert_bin("X-Trace-BIN", b"\x00\xff".into())
         .expect("valid");
     let keys: Vec<&str> = map.iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["x-mixed-case", "x-trace-bin"]);
-    assert_eq!(map.get("x-MIXED-case"), Some("v"));
-    assert_eq!(map.get_bin("x-trace-bin"), Some(&b"\x00\xff"[..]));
+    assert_eq!(map.get_str("x-MIXED-case"), Some("v"));
+    assert_eq!(map.get_bin_bytes("x-trace-bin"), Some(&b"\x00\xff"[..]));
     // Inserting under another spelling of the same key replaces it.
-    map.insert("x-mixed-CASE", "w").expect("valid");
+    map.insert_str("x-mixed-CASE", "w").expect("valid");
     assert_eq!(map.get_all("x-mixed-case").count(), 1);
-    assert_eq!(map.get("x-mixed-case"), Some("w"));
+    assert_eq!(map.get_str("x-mixed-case"), Some("w"));
 }
 
 #[test]
@@ -41,19 +41,19 @@ fn invalid_keys_and_values_are_refused() {
         "k\n",
     ] {
         assert!(
-            matches!(map.insert(key, "v"), Err(MetadataError::InvalidKey(_))),
+            matches!(map.insert_str(key, "v"), Err(MetadataError::InvalidKey(_))),
             "{key:?} is no key"
         );
     }
     assert!(
-        map.insert(&"k".repeat(255), "v").is_ok(),
+        map.insert_str("k".repeat(255), "v").is_ok(),
         "255 bytes is a key"
     );
-    assert!(map.insert(&"k".repeat(256), "v").is_err(), "256 is not");
+    assert!(map.insert_str("k".repeat(256), "v").is_err(), "256 is not");
     for value in ["line\nbreak", "cr\r", "tab\t", "del\x7f", "nul\0", "\u{e9}"] {
         assert!(
             matches!(
-                map.insert("x-k", value),
+                map.insert_str("x-k", value),
                 Err(MetadataError::InvalidValue(_))
             ),
             "{value:?} is no text value"
@@ -61,23 +61,23 @@ fn invalid_keys_and_values_are_refused() {
     }
     // Every printable ASCII byte, and nothing at all, is a text value.
     let printable: String = (0x20u8..=0x7e).map(char::from).collect();
-    map.insert("x-printable", &printable)
+    map.insert_str("x-printable", &printable)
         .expect("printable ASCII");
-    map.insert("x-empty", "").expect("an empty value");
-    assert_eq!(map.get("x-printable"), Some(printable.as_str()));
-    assert_eq!(map.get("x-empty"), Some(""));
+    map.insert_str("x-empty", "").expect("an empty value");
+    assert_eq!(map.get_str("x-printable"), Some(printable.as_str()));
+    assert_eq!(map.get_str("x-empty"), Some(""));
     // Text under a -bin key, bytes under a text key: the wrong kind.
     assert!(matches!(
-        map.insert("x-k-bin", "v"),
+        map.insert_str("x-k-bin", "v"),
         Err(MetadataError::WrongKind(_))
     ));
     assert!(matches!(
-        map.insert_bin("x-k", &b"v"[..]),
+        map.insert_bin("x-k", b"v".into()),
         Err(MetadataError::WrongKind(_))
     ));
     // The framework's own prefix is refused in any case.
     assert!(matches!(
-        map.insert("SockRPC-Anything", "v"),
+        map.insert_str("SockRPC-Anything", "v"),
         Err(MetadataError::Reserved(_))
     ));
 }
@@ -101,27 +101,33 @@ fn rich_request<T>(message: T) -> Request<T> {
         ],
     );
     let metadata = request.metadata_mut();
-    metadata.append_bin("x-raw-bin", all_bytes()).expect("bin");
     metadata
-        .append_bin("x-raw-bin", Vec::new())
+        .append_bin("x-raw-bin", all_bytes().into())
+        .expect("bin");
+    metadata
+        .append_bin("x-raw-bin", Vec::new().into())
         .expect("empty bin");
-    metadata.append("x-dup", "third").expect("text");
+    metadata.append_str("x-dup", "third").expect("text");
     request
 }
 
 fn assert_rich(metadata: &MetadataMap, what: &str) {
-    assert_eq!(metadata.get("x-upper"), Some("Value With Spaces"), "{what}");
+    assert_eq!(
+        metadata.get_str("x-upper"),
+        Some("Value With Spaces"),
+        "{what}"
+    );
     let dups: Vec<&[u8]> = metadata.get_all("x-dup").collect();
     assert_eq!(
         dups,
         [&b"first"[..], b"second", b"third"],
         "{what}: order kept"
     );
-    assert_eq!(metadata.get("x-empty"), Some(""), "{what}");
+    assert_eq!(metadata.get_str("x-empty"), Some(""), "{what}");
     let raws: Vec<&[u8]> = metadata.get_all("x-raw-bin").collect();
     assert_eq!(raws, [all_bytes().as_slice(), &[]], "{what}: bytes exact");
     assert_eq!(
-        metadata.get("content-type"),
+        metadata.get_str("content-type"),
         Some("application/x-custom"),
         "{what}"
     );
@@ -137,7 +143,7 @@ async fn metadata_round_trips_exactly_in_every_shape() {
         .expect("unary");
     assert_rich(unary.metadata(), "unary headers");
     assert_eq!(
-        unary.trailers().get("x-trailer"),
+        unary.trailers().get_str("x-trailer"),
         Some("t"),
         "unary trailers"
     );
@@ -160,7 +166,7 @@ async fn metadata_round_trips_exactly_in_every_shape() {
         .expect("a clean end")
         .expect("trailers once the stream ended");
     assert_eq!(
-        trailers.get("x-trailer"),
+        trailers.get_str("x-trailer"),
         Some("t"),
         "server-stream trailers"
     );
@@ -171,7 +177,7 @@ async fn metadata_round_trips_exactly_in_every_shape() {
         .expect("client stream");
     assert_rich(collected.metadata(), "client-stream headers");
     assert_eq!(
-        collected.trailers().get("x-trailer"),
+        collected.trailers().get_str("x-trailer"),
         Some("t"),
         "client-stream trailers"
     );
@@ -195,6 +201,6 @@ async fn metadata_round_trips_exactly_in_every_shape() {
         .await
         .expect("a clean end")
         .expect("trailers once the stream ended");
-    assert_eq!(trailers.get("x-trailer"), Some("t"), "bidi trailers");
+    assert_eq!(trailers.get_str("x-trailer"), Some("t"), "bidi trailers");
     server.stop().await;
 }

@@ -202,7 +202,7 @@ async fn a_bidi_streams_headers_arrive_before_any_message() {
     let response = bounded("headers", client.chat(request))
         .await
         .expect("opens");
-    assert_eq!(response.metadata().get("x-mine"), Some("early"));
+    assert_eq!(response.metadata().get_str("x-mine"), Some("early"));
     let mut answers = response.into_inner();
     requests
         .send(Input1 {

@@ -15,10 +15,10 @@ fn failing<T>(message: T, code: u32, text: &str, details: &[u8]) -> Request<T> {
     let mut request = with_meta(message, &[("x-fail", &code.to_string())]);
     let metadata = request.metadata_mut();
     metadata
-        .insert_bin("x-fail-message-bin", text.as_bytes().to_vec())
+        .insert_bin("x-fail-message-bin", text.as_bytes().to_vec().into())
         .expect("bin");
     metadata
-        .insert_bin("x-fail-details-bin", details.to_vec())
+        .insert_bin("x-fail-details-bin", details.to_vec().into())
         .expect("bin");
     request
 }
@@ -104,8 +104,14 @@ async fn every_shape_ends_with_the_handlers_status_after_its_messages() {
 
     // Server stream: two messages, then the status.
     let mut request = failing(Input1::default(), 10, text, b"\x01\x02");
-    request.metadata_mut().insert("x-after", "2").expect("text");
-    request.metadata_mut().insert("x-count", "5").expect("text");
+    request
+        .metadata_mut()
+        .insert_str("x-after", "2")
+        .expect("text");
+    request
+        .metadata_mut()
+        .insert_str("x-count", "5")
+        .expect("text");
     let mut messages = bounded("open", client.stream_call(request))
         .await
         .expect("opens")
@@ -128,7 +134,10 @@ async fn every_shape_ends_with_the_handlers_status_after_its_messages() {
 
     // Bidi: one echo, then the status while the client is still sending.
     let mut request = failing(stream::iter(vec![Input1::default(); 100]), 11, text, b"");
-    request.metadata_mut().insert("x-after", "1").expect("text");
+    request
+        .metadata_mut()
+        .insert_str("x-after", "1")
+        .expect("text");
     let mut messages = bounded("chat", client.chat(request))
         .await
         .expect("opens")
@@ -145,7 +154,10 @@ async fn every_shape_ends_with_the_handlers_status_after_its_messages() {
     // Client stream: the handler reads one message, then fails; the client's stream never
     // ends on its own, yet the call ends with the status.
     let mut request = failing(stream::repeat(Input1::default()), 7, text, b"");
-    request.metadata_mut().insert("x-read", "1").expect("text");
+    request
+        .metadata_mut()
+        .insert_str("x-read", "1")
+        .expect("text");
     let err = bounded("collect", client.collect(request))
         .await
         .expect_err("the status");
@@ -167,15 +179,15 @@ async fn a_status_right_after_the_last_message_never_overtakes_it() {
         let sent = SENT.to_string();
         request
             .metadata_mut()
-            .insert("x-after", &sent)
+            .insert_str("x-after", &sent)
             .expect("text");
         request
             .metadata_mut()
-            .insert("x-count", &sent)
+            .insert_str("x-count", &sent)
             .expect("text");
         request
             .metadata_mut()
-            .insert("x-size", "300")
+            .insert_str("x-size", "300")
             .expect("text");
         let result = bounded("a stream", async {
             let mut messages = client

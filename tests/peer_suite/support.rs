@@ -56,7 +56,7 @@ pub(crate) fn with_meta<T>(message: T, entries: &[(&str, &str)]) -> Request<T> {
     for (key, value) in entries {
         request
             .metadata_mut()
-            .append(key, value)
+            .append_str(*key, value)
             .expect("valid metadata");
     }
     request
@@ -154,29 +154,29 @@ struct Steer {
 }
 
 fn number(metadata: &MetadataMap, key: &str) -> Option<usize> {
-    metadata.get(key).and_then(|v| v.parse().ok())
+    metadata.get_str(key).and_then(|v| v.parse().ok())
 }
 
 impl Steer {
     fn of(metadata: &MetadataMap) -> Steer {
         let fail = number(metadata, "x-fail").map(|code| {
             let message = metadata
-                .get_bin("x-fail-message-bin")
+                .get_bin_bytes("x-fail-message-bin")
                 .map(|m| String::from_utf8(m.to_vec()).expect("utf-8 message"))
                 .unwrap_or_default();
             let details = metadata
-                .get_bin("x-fail-details-bin")
+                .get_bin_bytes("x-fail-details-bin")
                 .map(|d| d.to_vec())
                 .unwrap_or_default();
             Status::with_details(Code::from_u32(code as u32), message, details)
         });
         Steer {
-            echo_meta: metadata.get("x-echo-meta") == Some("1"),
+            echo_meta: metadata.get_str("x-echo-meta") == Some("1"),
             fail,
             after: number(metadata, "x-after").unwrap_or(0),
             count: number(metadata, "x-count").unwrap_or(1),
             size: number(metadata, "x-size"),
-            hang: metadata.get("x-hang") == Some("1"),
+            hang: metadata.get_str("x-hang") == Some("1"),
             read: number(metadata, "x-read"),
             headers: metadata.clone(),
         }
@@ -197,7 +197,7 @@ impl Steer {
             *response.metadata_mut() = self.headers.clone();
             response
                 .trailers_mut()
-                .insert("x-trailer", "t")
+                .insert_str("x-trailer", "t")
                 .expect("valid trailer");
         }
         response

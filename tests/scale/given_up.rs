@@ -65,7 +65,7 @@ async fn a_call_refused_before_sending_is_not_counted_as_answered() {
     let mut request = Request::new(HelloRequest { name: "x".into() });
     request
         .metadata_mut()
-        .insert("big", &"x".repeat(20 * 1024))
+        .insert_str("big", &"x".repeat(20 * 1024))
         .expect("valid metadata");
     let refused = client.say_hello(request).await.expect_err("refused");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");

@@ -158,7 +158,7 @@ impl Picker for Gated {
     ) -> Option<usize> {
         let i = (0..members.list().len()).find(|&i| usable(i))?;
         *self.member.lock().expect("member") = Some(Arc::clone(&members.list()[i]));
-        if call.request().metadata().get(HELD).is_some() {
+        if call.request().metadata().get_str(HELD).is_some() {
             let picks = self.picks.load(Ordering::SeqCst);
             if picks >= self.allowed.load(Ordering::SeqCst) {
                 return None;
@@ -216,7 +216,10 @@ async fn a_call_whose_connections_close_while_it_waits_for_room_is_picked_again_
     let mut client = GreeterClient::new(channel.clone());
     let call = tokio::spawn(async move {
         let mut request = sockrpc::Request::new(HelloRequest { name: "x".into() });
-        request.metadata_mut().insert(HELD, "1").expect("metadata");
+        request
+            .metadata_mut()
+            .insert_str(HELD, "1")
+            .expect("metadata");
         request.set_timeout(Duration::from_secs(60));
         client.say_hello(request).await
     });

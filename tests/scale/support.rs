@@ -115,7 +115,7 @@ pub(crate) async fn hello(channel: &Balanced, key: Option<&str>) -> Result<Socke
     if let Some(key) = key {
         request
             .metadata_mut()
-            .insert("user", key)
+            .insert_str("user", key)
             .expect("valid metadata");
     }
     // A bound on top of the deadline: a call that outlives both is a hang, and fails the test.

@@ -26,7 +26,7 @@ fn assert_one_attempt(status: &Status) {
     assert_eq!(
         status
             .metadata()
-            .get(sockrpc::service::PREVIOUS_ATTEMPTS_KEY),
+            .get_str(sockrpc::service::PREVIOUS_ATTEMPTS_KEY),
         None,
         "{status:?}"
     );

@@ -58,7 +58,7 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let admitted = call.request().metadata().get(AUTH_KEY) == Some(AUTH_TOKEN);
+        let admitted = call.request().metadata().get_str(AUTH_KEY) == Some(AUTH_TOKEN);
         self.log.lock().expect("lock").push(Seen {
             path: call.path().to_owned(),
             transport: call.transport(),
@@ -94,7 +94,7 @@ fn authorized<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
-        .insert(AUTH_KEY, AUTH_TOKEN)
+        .insert_str(AUTH_KEY, AUTH_TOKEN)
         .expect("valid");
     request.set_timeout(BOUND);
     request

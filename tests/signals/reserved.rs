@@ -21,25 +21,27 @@ fn sockrpc_prefixed_metadata_keys_are_refused_on_insert() {
         "sockrpc-udp-reissue",
         "Sockrpc-Not-Processed",
     ] {
-        assert!(map.insert(key, "1").is_err(), "{key} accepted");
+        assert!(map.insert_str(key, "1").is_err(), "{key} accepted");
     }
-    assert!(map.insert_bin("sockrpc-x-bin", vec![1u8]).is_err());
+    assert!(map.insert_bin("sockrpc-x-bin", vec![1u8].into()).is_err());
     assert!(map.is_empty(), "{map:?}");
     // Only the exact prefix: look-alikes are ordinary keys.
-    map.insert("sockrpc", "1").expect("no dash: not the prefix");
-    map.insert("x-sockrpc-y", "1").expect("not at the start");
-    map.insert("sockrpcx", "1").expect("not the prefix");
+    map.insert_str("sockrpc", "1")
+        .expect("no dash: not the prefix");
+    map.insert_str("x-sockrpc-y", "1")
+        .expect("not at the start");
+    map.insert_str("sockrpcx", "1").expect("not the prefix");
     assert_eq!(map.len(), 3);
 
     let mut request = Request::new(EchoRequest::default());
     assert!(request
         .metadata_mut()
-        .insert("sockrpc-udp-reissue", "0000000000000001.00000001")
+        .insert_str("sockrpc-udp-reissue", "0000000000000001.00000001")
         .is_err());
     let mut status = Status::internal("x");
     assert!(status
         .metadata_mut()
-        .insert("sockrpc-not-processed", "1")
+        .insert_str("sockrpc-not-processed", "1")
         .is_err());
 }
 

@@ -63,7 +63,7 @@ fn produce(token: &str, count: u64) -> Request<ProduceRequest> {
     });
     request
         .metadata_mut()
-        .insert("x-token", token)
+        .insert_str("x-token", token)
         .expect("valid token");
     request
 }
@@ -170,7 +170,7 @@ async fn raw_client(
     for id in 1..=streams {
         let mut metadata = MetadataMap::new();
         let token = format!("{prefix}{}", id - 1);
-        metadata.insert("x-token", &token).expect("valid");
+        metadata.insert_str("x-token", &token).expect("valid");
         let request = ProduceRequest {
             count: 1,
             size: SIZE,

@@ -107,7 +107,7 @@ async fn slow_reader_bounds_the_producer_and_other_calls_proceed() {
             .trailers_now()
             .expect("trailers after a clean end");
         assert_eq!(
-            trailers.get("x-produced"),
+            trailers.get_str("x-produced"),
             Some(BACKPRESSURE_COUNT.to_string().as_str())
         );
         eprintln!("producer ran at most {most_ahead} messages ahead (bound {bound})");
@@ -133,7 +133,7 @@ async fn slow_reader_queue_stays_within_the_window() {
             ..Default::default()
         };
         let mut metadata = MetadataMap::new();
-        metadata.insert("x-token", "queue").expect("valid");
+        metadata.insert_str("x-token", "queue").expect("valid");
         let (_sender, mut receiver) = conn
             .open_stream(
                 &MethodPath::from_static("/sockrpc.test.stream.Streamer/Produce"),
@@ -148,7 +148,7 @@ async fn slow_reader_queue_stays_within_the_window() {
         )
         .await
         .expect("head");
-        assert_eq!(head.get("x-head"), Some("produce"));
+        assert_eq!(head.get_str("x-head"), Some("produce"));
         let largest = Chunk {
             seq: BACKPRESSURE_COUNT,
             payload: Bytes::from(vec![0; BACKPRESSURE_SIZE as usize]),
@@ -213,7 +213,9 @@ async fn many_streams_to_a_client_that_never_reads_stay_bounded() {
         .expect("connect");
     let path = MethodPath::from_static("/sockrpc.test.stream.Streamer/Produce");
     let mut metadata = MetadataMap::new();
-    metadata.insert("x-token", "never-reads").expect("valid");
+    metadata
+        .insert_str("x-token", "never-reads")
+        .expect("valid");
     let request = ProduceRequest {
         count: 1_000,
         size: 1024,

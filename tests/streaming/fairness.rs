@@ -24,7 +24,7 @@ async fn a_stream_that_wakes_itself_does_not_hold_up_its_connection() {
         let mut request = tagged(fed_by(rx), "spin");
         request
             .metadata_mut()
-            .insert("x-spin", "1")
+            .insert_str("x-spin", "1")
             .expect("valid metadata");
         let responses = bounded("open the spinning PingPong", client.ping_pong(request))
             .await

@@ -70,7 +70,7 @@ impl TestStreamer {
     }
 
     fn probe_for<T>(&self, request: &Request<T>) -> Arc<Probe> {
-        self.probe(request.metadata().get("x-token").unwrap_or(""))
+        self.probe(request.metadata().get_str("x-token").unwrap_or(""))
     }
 }
 
@@ -125,11 +125,11 @@ impl Streamer for TestStreamer {
         let mut response = Response::new(responses.boxed());
         response
             .metadata_mut()
-            .insert("x-head", "produce")
+            .insert_str("x-head", "produce")
             .map_err(|e| Status::internal(e.to_string()))?;
         response
             .trailers_mut()
-            .insert("x-produced", &count.to_string())
+            .insert_str("x-produced", &count.to_string())
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(response)
     }
@@ -148,7 +148,7 @@ impl Streamer for TestStreamer {
         let mut response = Response::new(summary);
         response
             .trailers_mut()
-            .insert("x-collected", &summary.count.to_string())
+            .insert_str("x-collected", &summary.count.to_string())
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(response)
     }
@@ -160,7 +160,7 @@ impl Streamer for TestStreamer {
         request: Request<Streaming<Chunk>>,
     ) -> Result<Response<Self::PingPongStream>, Status> {
         let probe = self.probe_for(&request);
-        if request.metadata().get("x-spin").is_some() {
+        if request.metadata().get_str("x-spin").is_some() {
             // Never ready and never waiting: every poll wakes the stream again at once, as a
             // busy loop of `yield`s would. It must not hold its connection.
             let requests = request.into_inner();
@@ -227,11 +227,11 @@ impl Streamer for TestStreamer {
         let mut response = Response::new(responses.boxed());
         response
             .metadata_mut()
-            .insert("x-head", "gather")
+            .insert_str("x-head", "gather")
             .map_err(|e| Status::internal(e.to_string()))?;
         response
             .trailers_mut()
-            .insert("x-gather", "done")
+            .insert_str("x-gather", "done")
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(response)
     }

@@ -106,7 +106,7 @@ async fn client_stream_response_carries_trailers() {
         .expect("Collect succeeds");
     assert_eq!(response.get_ref().count, 3);
     assert_eq!(
-        response.trailers().get("x-collected"),
+        response.trailers().get_str("x-collected"),
         Some("3"),
         "the client-streaming response lacks the server's trailers: {:?}",
         response.trailers()
@@ -127,7 +127,7 @@ async fn bidi_half_close_keeps_reading() {
     let response = bounded("open Gather", client.gather(tagged(fed_by(rx), "gather")))
         .await
         .expect("Gather opens");
-    assert_eq!(response.metadata().get("x-head"), Some("gather"));
+    assert_eq!(response.metadata().get_str("x-head"), Some("gather"));
     let mut responses = response.into_inner();
     for seq in 0..N {
         let chunk = Chunk {
@@ -163,7 +163,7 @@ async fn bidi_half_close_keeps_reading() {
     let trailers = responses
         .trailers_now()
         .expect("trailers after a clean end");
-    assert_eq!(trailers.get("x-gather"), Some("done"));
+    assert_eq!(trailers.get_str("x-gather"), Some("done"));
     assert!(probe.finished());
     server.stop().await;
 }
@@ -183,7 +183,7 @@ async fn server_stream_ends_with_trailers() {
     let response = bounded("open Produce", client.produce(request))
         .await
         .expect("Produce opens");
-    assert_eq!(response.metadata().get("x-head"), Some("produce"));
+    assert_eq!(response.metadata().get_str("x-head"), Some("produce"));
     let mut responses = response.into_inner();
     for seq in 0..10 {
         assert_eq!(next("message", &mut responses).await.seq, seq);
@@ -199,7 +199,7 @@ async fn server_stream_ends_with_trailers() {
     let trailers = responses
         .trailers_now()
         .expect("trailers after a clean end");
-    assert_eq!(trailers.get("x-produced"), Some("10"));
+    assert_eq!(trailers.get_str("x-produced"), Some("10"));
     server.stop().await;
 }
 

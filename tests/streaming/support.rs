@@ -111,7 +111,7 @@ pub(crate) fn tagged<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
-        .insert("x-token", token)
+        .insert_str("x-token", token)
         .expect("valid metadata");
     request
 }

@@ -80,7 +80,7 @@ async fn status_with_typed_metadata() {
         BINARY_VALUE
     );
     assert_eq!(metadata.get_value("x-parsed").expect("parsed"), "parsed");
-    assert_eq!(metadata.get("x-number"), Some("42"));
+    assert_eq!(metadata.get_str("x-number"), Some("42"));
     assert_eq!(
         metadata.keys().collect::<Vec<_>>(),
         [ASCII_NAME, BINARY_NAME, "x-parsed", "x-number"]
@@ -99,7 +99,7 @@ fn metadata_values_are_checked_as_tonic_checks_them() {
     assert_eq!(binary.to_bytes().expect("bytes").as_ref(), &[0u8, 255]);
 
     let mut map = MetadataMap::new();
-    map.insert("x-a", &String::from("1")).expect("ascii");
+    map.insert_str("x-a", &String::from("1")).expect("ascii");
     map.append("x-a", MetadataValue::from_static("2"))
         .expect("ascii");
     map.append_bin("x-b-bin", binary).expect("binary");
@@ -158,8 +158,8 @@ impl Test for Addresses {
         } else {
             "plain"
         };
-        let client = request.metadata().get("x-client").unwrap_or("-");
-        let server = request.metadata().get("x-server").unwrap_or("-");
+        let client = request.metadata().get_str("x-client").unwrap_or("-");
+        let server = request.metadata().get_str("x-server").unwrap_or("-");
         Ok(Response::new(Output {
             message: format!("{local} {remote} {certs} {client} {server}"),
         }))

@@ -102,7 +102,12 @@ async fn run(disable: bool) -> (Vec<bool>, Vec<Option<String>>) {
     let answer = bounded("unary", client.unary(chunk.clone()))
         .await
         .expect("unary");
-    named.push(answer.metadata().get("grpc-encoding").map(str::to_owned));
+    named.push(
+        answer
+            .metadata()
+            .get_str("grpc-encoding")
+            .map(str::to_owned),
+    );
     assert_eq!(answer.into_inner(), chunk);
     let mut compressed: Vec<bool> = sniffer
         .take()
@@ -114,7 +119,12 @@ async fn run(disable: bool) -> (Vec<bool>, Vec<Option<String>>) {
     let answer = bounded("produce", client.produce(ProduceRequest::default()))
         .await
         .expect("produce");
-    named.push(answer.metadata().get("grpc-encoding").map(str::to_owned));
+    named.push(
+        answer
+            .metadata()
+            .get_str("grpc-encoding")
+            .map(str::to_owned),
+    );
     let mut messages = answer.into_inner();
     let mut count = 0;
     while bounded("message", messages.message())
@@ -131,7 +141,12 @@ async fn run(disable: bool) -> (Vec<bool>, Vec<Option<String>>) {
     let answer = bounded("collect", client.collect(stream::iter([chunk])))
         .await
         .expect("collect");
-    named.push(answer.metadata().get("grpc-encoding").map(str::to_owned));
+    named.push(
+        answer
+            .metadata()
+            .get_str("grpc-encoding")
+            .map(str::to_owned),
+    );
     assert_eq!(answer.into_inner().count, 1);
     compressed.extend(sniffer.take().answers.iter().map(|s| s.compressed));
 

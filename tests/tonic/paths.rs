@@ -45,7 +45,7 @@ async fn a_compression_switch_turns_compression_off_for_the_messages_that_follow
     });
     request
         .metadata_mut()
-        .insert("x-plain-from", "2")
+        .insert_str("x-plain-from", "2")
         .expect("metadata");
     let mut produced = bounded("produce", client.produce(request))
         .await

@@ -71,7 +71,7 @@ async fn an_encoding_the_server_does_not_accept_is_unimplemented() {
     );
     // gRPC's compression spec (and tonic): the refusal names what the server accepts.
     assert_eq!(
-        status.metadata().get("grpc-accept-encoding"),
+        status.metadata().get_str("grpc-accept-encoding"),
         Some("zstd,identity"),
         "{status:?}"
     );
@@ -108,7 +108,7 @@ async fn an_encoding_the_server_does_not_accept_is_unimplemented() {
     .expect_err("refused");
     assert_eq!(status.code(), Code::Unimplemented, "{status}");
     assert_eq!(
-        status.metadata().get("grpc-accept-encoding"),
+        status.metadata().get_str("grpc-accept-encoding"),
         Some("zstd,identity"),
         "{status:?}"
     );
@@ -125,7 +125,7 @@ async fn an_encoding_the_server_does_not_accept_is_unimplemented() {
         "{status}"
     );
     assert_eq!(
-        status.metadata().get("grpc-accept-encoding"),
+        status.metadata().get_str("grpc-accept-encoding"),
         Some("identity"),
         "{status:?}"
     );

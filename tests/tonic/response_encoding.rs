@@ -44,7 +44,7 @@ async fn encodings_seen(client: &mut StreamerClient<Channel>) -> Vec<Option<Stri
         let answer = bounded("unary", client.unary(chunk(seq)))
             .await
             .expect("unary");
-        seen.push(answer.metadata().get(KEY).map(str::to_owned));
+        seen.push(answer.metadata().get_str(KEY).map(str::to_owned));
     }
     let produce = ProduceRequest {
         count: 2,
@@ -54,7 +54,7 @@ async fn encodings_seen(client: &mut StreamerClient<Channel>) -> Vec<Option<Stri
     let answer = bounded("produce", client.produce(produce))
         .await
         .expect("produce");
-    seen.push(answer.metadata().get(KEY).map(str::to_owned));
+    seen.push(answer.metadata().get_str(KEY).map(str::to_owned));
     let mut messages = answer.into_inner();
     while bounded("produce message", messages.message())
         .await
@@ -67,14 +67,14 @@ async fn encodings_seen(client: &mut StreamerClient<Channel>) -> Vec<Option<Stri
     )
     .await
     .expect("collect");
-    seen.push(answer.metadata().get(KEY).map(str::to_owned));
+    seen.push(answer.metadata().get_str(KEY).map(str::to_owned));
     let answer = bounded(
         "ping_pong",
         client.ping_pong(stream::iter([chunk(0), chunk(1)])),
     )
     .await
     .expect("ping_pong");
-    seen.push(answer.metadata().get(KEY).map(str::to_owned));
+    seen.push(answer.metadata().get_str(KEY).map(str::to_owned));
     let mut messages = answer.into_inner();
     while bounded("ping_pong message", messages.message())
         .await
@@ -134,7 +134,7 @@ impl Streamer for Forging {
         let mut response = Response::new(request.into_inner());
         response
             .metadata_mut()
-            .insert(KEY, "br")
+            .insert_str(KEY, "br")
             .expect("ascii entry");
         Ok(response)
     }
@@ -187,7 +187,7 @@ async fn a_handlers_own_encoding_entry_is_not_taken_for_the_encoding() {
     let answer = bounded("unary", client.unary(chunk(0)))
         .await
         .expect("unary");
-    assert_eq!(answer.metadata().get(KEY), Some("gzip"));
+    assert_eq!(answer.metadata().get_str(KEY), Some("gzip"));
     // Toward a client that accepts zstd only, the answer is plain: no entry at all.
     let mut client = client_of(server.addr)
         .await
@@ -195,7 +195,7 @@ async fn a_handlers_own_encoding_entry_is_not_taken_for_the_encoding() {
     let answer = bounded("unary", client.unary(chunk(0)))
         .await
         .expect("unary");
-    assert_eq!(answer.metadata().get(KEY), None);
+    assert_eq!(answer.metadata().get_str(KEY), None);
     // A client with settings but no compression reads no encoding fields: the handler's
     // metadata stays as it came, as toward a default client.
     let mut client = client_of(server.addr)
@@ -204,6 +204,6 @@ async fn a_handlers_own_encoding_entry_is_not_taken_for_the_encoding() {
     let answer = bounded("unary", client.unary(chunk(0)))
         .await
         .expect("unary");
-    assert_eq!(answer.metadata().get(KEY), Some("br"));
+    assert_eq!(answer.metadata().get_str(KEY), Some("br"));
     server.stop().await;
 }

@@ -39,7 +39,7 @@ fn a_sensitive_value_prints_as_sensitive_alone_and_in_its_map() {
 
     let mut map = MetadataMap::new();
     map.insert("authorization", token).expect("ascii");
-    map.insert("x-user", "ann").expect("ascii");
+    map.insert_str("x-user", "ann").expect("ascii");
     let mut blob = BinaryMetadataValue::from_bytes(b"\x00key");
     blob.set_sensitive(true);
     map.insert_bin("x-key-bin", blob).expect("binary");

@@ -13,7 +13,7 @@ fn display_reads_as_tonics() {
         r#"status: NotFound, message: "gone", details: [], metadata: {}"#
     );
     let mut metadata = MetadataMap::new();
-    metadata.insert("x-a", "b").expect("ascii");
+    metadata.insert_str("x-a", "b").expect("ascii");
     let status = Status::with_details_and_metadata(Code::Internal, "boom", &[1u8, 2][..], metadata);
     assert_eq!(
         status.to_string(),

@@ -63,7 +63,7 @@ impl Streamer for EchoStreamer {
         let switch = request.extensions().get::<CompressionSwitch>().cloned();
         let plain_from = request
             .metadata()
-            .get("x-plain-from")
+            .get_str("x-plain-from")
             .and_then(|v| v.parse::<u64>().ok());
         let ProduceRequest { count, size, .. } = request.into_inner();
         let chunks = (0..count).map(move |seq| {

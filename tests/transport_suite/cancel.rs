@@ -270,7 +270,7 @@ async fn frames_after_the_clients_cancel_do_not_break_the_connection() {
         // Answer the cancelled call as if the CANCEL had not arrived.
         let mut out = BytesMut::new();
         let mut head = MetadataMap::new();
-        head.insert("x-late", "1").expect("valid");
+        head.insert_str("x-late", "1").expect("valid");
         frame::encode_headers(&mut out, first, &head);
         frame::encode_message(&mut out, first, false, b"bar");
         frame::encode_end(&mut out, first, Code::Ok, "", &[], &MetadataMap::new());
@@ -279,7 +279,7 @@ async fn frames_after_the_clients_cancel_do_not_break_the_connection() {
         assert!(second > first);
         let mut out = BytesMut::new();
         let mut head = MetadataMap::new();
-        head.insert("x-second", "1").expect("valid");
+        head.insert_str("x-second", "1").expect("valid");
         frame::encode_headers(&mut out, second, &head);
         socket.write_all(&out).await.expect("headers");
         // Hold the socket until the client is done.
@@ -307,7 +307,7 @@ async fn frames_after_the_clients_cancel_do_not_break_the_connection() {
     let head = headers(&mut rx2)
         .await
         .expect("the second stream's headers");
-    assert_eq!(head.get("x-second"), Some("1"));
+    assert_eq!(head.get_str("x-second"), Some("1"));
     assert!(!client.is_closed(), "{:?}", client.closed_reason());
     assert!(!client.peer_broke_protocol());
     assert!(

@@ -169,7 +169,7 @@ async fn an_open_stream_prevents_termination() {
     let responder = call.respond(meta(&[("x-head", "1")]), MetadataMap::new());
     responder.send(Bytes::from_static(b"still here"));
     assert_eq!(
-        headers(&mut rx).await.expect("headers").get("x-head"),
+        headers(&mut rx).await.expect("headers").get_str("x-head"),
         Some("1")
     );
     assert_eq!(

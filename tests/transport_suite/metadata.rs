@@ -25,7 +25,7 @@ fn value_len(size: usize) -> usize {
 /// One `big-bin` entry whose block counts exactly `size` against the limit.
 fn block_of(size: usize) -> MetadataMap {
     let mut map = MetadataMap::new();
-    map.insert_bin("big-bin", Bytes::from(vec![7u8; value_len(size)]))
+    map.insert_bin("big-bin", Bytes::from(vec![7u8; value_len(size)]).into())
         .expect("valid");
     map
 }
@@ -75,18 +75,18 @@ async fn metadata_at_the_limit_goes_both_ways() {
     tx.close();
     let mut call = server.take_call().await;
     assert_eq!(
-        call.metadata.get_bin("big-bin").map(|v| v.len()),
+        call.metadata.get_bin_bytes("big-bin").map(|v| v.len()),
         Some(value_len(LIMIT))
     );
     call.respond(block_of(LIMIT), block_of(LIMIT)).end();
     let head = headers(&mut rx).await.expect("headers");
     assert_eq!(
-        head.get_bin("big-bin").map(|v| v.len()),
+        head.get_bin_bytes("big-bin").map(|v| v.len()),
         Some(value_len(LIMIT))
     );
     let trailers = finish(&mut rx).await.1.expect("OK");
     assert_eq!(
-        trailers.get_bin("big-bin").map(|v| v.len()),
+        trailers.get_bin_bytes("big-bin").map(|v| v.len()),
         Some(value_len(LIMIT))
     );
     server.stop().await;
@@ -196,7 +196,7 @@ async fn the_client_checks_inbound_header_size() {
     let err = headers(&mut rx).await.expect_err("the headers are refused");
     assert!(refused_for_the_client(&err), "{err:?}");
     assert!(err.message().contains("response headers"), "{err:?}");
-    assert!(err.metadata().get_bin("big-bin").is_none());
+    assert!(err.metadata().get_bin_bytes("big-bin").is_none());
     the_connection_goes_on(&mut server, &client).await;
     server.stop().await;
 }
@@ -213,7 +213,7 @@ async fn the_client_checks_inbound_trailer_size() {
     tx.close();
     let mut call = server.take_call().await;
     let mut trailers = block_of(LIMIT + 1);
-    trailers.insert("tell-tale", "true").expect("valid");
+    trailers.insert_str("tell-tale", "true").expect("valid");
     let responder = call.respond(MetadataMap::new(), trailers);
     responder.send(Bytes::from_static(b"response"));
     responder.end();
@@ -221,7 +221,7 @@ async fn the_client_checks_inbound_trailer_size() {
     let err = end.expect_err("the trailers are refused");
     assert!(refused_for_the_client(&err), "{err:?}");
     assert!(err.message().contains("response trailers"), "{err:?}");
-    assert!(err.metadata().get("tell-tale").is_none());
+    assert!(err.metadata().get_str("tell-tale").is_none());
     assert!(rx.trailers().is_none());
     the_connection_goes_on(&mut server, &client).await;
     server.stop().await;

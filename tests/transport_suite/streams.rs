@@ -10,10 +10,10 @@ use sockrpc::protocol::{Code, MetadataMap, Status};
 fn duplicated(side: &str) -> MetadataMap {
     let mut map = MetadataMap::new();
     for value in [side, "dupvalue", "dupvalue"] {
-        map.append("ascii-key", value).expect("valid");
+        map.append_str("ascii-key", value).expect("valid");
     }
     for value in [format!("äbinary{side}").into_bytes(), b"dup,value".to_vec()] {
-        map.append_bin("key-bin", value).expect("valid");
+        map.append_bin("key-bin", value.into()).expect("valid");
     }
     map
 }
@@ -78,13 +78,13 @@ async fn zero_message_stream() {
     let responder = call.respond(meta(&[("x-h", "1")]), meta(&[("x-t", "2")]));
     assert!(call.next_request().await.is_none(), "only the half-close");
     assert_eq!(
-        headers(&mut rx).await.expect("headers").get("x-h"),
+        headers(&mut rx).await.expect("headers").get_str("x-h"),
         Some("1")
     );
     responder.end();
     let (messages, end) = finish(&mut rx).await;
     assert!(messages.is_empty());
-    assert_eq!(end.expect("OK").get("x-t"), Some("2"));
+    assert_eq!(end.expect("OK").get_str("x-t"), Some("2"));
     server.stop().await;
 }
 

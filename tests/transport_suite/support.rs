@@ -210,7 +210,7 @@ pub(crate) async fn finish(
 pub(crate) fn meta(entries: &[(&str, &str)]) -> MetadataMap {
     let mut map = MetadataMap::new();
     for (key, value) in entries {
-        map.append(key, value).expect("valid metadata");
+        map.append_str(*key, value).expect("valid metadata");
     }
     map
 }

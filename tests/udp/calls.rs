@@ -37,7 +37,7 @@ async fn an_error_with_trailers_too_large_keeps_its_code_over_udp() {
         "{status:?}"
     );
     assert_eq!(status.details(), b"\x07");
-    assert!(status.metadata().get("x-big").is_none(), "{status:?}");
+    assert!(status.metadata().get_str("x-big").is_none(), "{status:?}");
 
     // Details over what a REPLY carries are dropped; the status still comes back in a datagram
     // (a REPLY, not TRUNCATED), with its code and the handler's message, noted.
@@ -64,12 +64,14 @@ async fn small_calls_succeed_over_udp() {
             payload: Bytes::from(format!("hello {id}")),
             id,
         });
-        req.metadata_mut().insert("x-note", "kept").expect("valid");
+        req.metadata_mut()
+            .insert_str("x-note", "kept")
+            .expect("valid");
         let response = reply_of(client.call(&ECHO, &req, deadline()).await).expect("echo");
         let reply = echo_reply(&response);
         assert_eq!(reply.id, id);
         assert_eq!(&reply.payload[..], format!("hello {id}").as_bytes());
-        assert_eq!(response.trailers().get("x-note"), Some("kept"));
+        assert_eq!(response.trailers().get_str("x-note"), Some("kept"));
     }
 
     // An error status comes back whole, over UDP too.

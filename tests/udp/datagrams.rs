@@ -26,7 +26,9 @@ fn raw_request(
 ) -> Vec<u8> {
     let mut metadata = MetadataMap::new();
     if pad > 0 {
-        metadata.insert("x-pad", &"p".repeat(pad)).expect("valid");
+        metadata
+            .insert_str("x-pad", &"p".repeat(pad))
+            .expect("valid");
     }
     let header = Header {
         kind: Kind::Request,

@@ -46,8 +46,8 @@ impl Echo for Counting {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         self.echoes.fetch_add(1, Ordering::SeqCst);
         let mut trailers = MetadataMap::new();
-        if let Some(note) = request.metadata().get("x-note") {
-            trailers.insert("x-note", note).expect("valid");
+        if let Some(note) = request.metadata().get_str("x-note") {
+            trailers.insert_str("x-note", note).expect("valid");
         }
         // "whoami": the connection info the transport gave the call.
         let conn = request
@@ -92,7 +92,7 @@ impl Echo for Counting {
             let value = "t".repeat(20 * 1024);
             status
                 .metadata_mut()
-                .insert("x-big", value.as_str())
+                .insert_str("x-big", value.as_str())
                 .expect("valid");
         }
         Err(status)

@@ -33,7 +33,7 @@ async fn a_grpc_timeout_entry_counts_from_the_calls_start() {
     let mut asked = Request::new(Bytes::from_static(b"payload"));
     asked
         .metadata_mut()
-        .insert("grpc-timeout", "3S")
+        .insert_str("grpc-timeout", "3S")
         .expect("ascii");
     tokio::time::timeout(
         Duration::from_secs(10),

@@ -35,7 +35,7 @@ where
     let mut request = Request::new(Bytes::from_static(b"payload"));
     request
         .metadata_mut()
-        .insert("grpc-timeout", ENTRY)
+        .insert_str("grpc-timeout", ENTRY)
         .expect("ascii");
     let codec = SlowCodec {
         encode_delay: Duration::ZERO,

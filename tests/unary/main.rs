@@ -59,10 +59,12 @@ impl Echo for TestEcho {
                 continue;
             };
             if sockrpc::protocol::is_bin_key(key) {
-                target.insert_bin(key, value.to_vec()).expect("valid");
+                target
+                    .insert_bin(key, value.to_vec().into())
+                    .expect("valid");
             } else {
                 target
-                    .insert(key, std::str::from_utf8(value).expect("ascii"))
+                    .insert_str(key, std::str::from_utf8(value).expect("ascii"))
                     .expect("valid");
             }
         }
@@ -188,29 +190,32 @@ async fn unary_success_with_metadata_both_ways() {
     let mut request = Request::new(echo_request(&b"hello"[..], 42));
     request
         .metadata_mut()
-        .insert("x-echo-text", "some value")
+        .insert_str("x-echo-text", "some value")
         .expect("valid");
     request
         .metadata_mut()
-        .insert_bin("x-echo-raw-bin", vec![0u8, 159, 255, 10])
+        .insert_bin("x-echo-raw-bin", vec![0u8, 159, 255, 10].into())
         .expect("valid");
     request
         .metadata_mut()
-        .insert("x-trailer-note", "in the trailers")
+        .insert_str("x-trailer-note", "in the trailers")
         .expect("valid");
     request
         .metadata_mut()
-        .insert("not-echoed", "x")
+        .insert_str("not-echoed", "x")
         .expect("valid");
     let response = client.echo(request).await.expect("call");
-    assert_eq!(response.metadata().get("x-echo-text"), Some("some value"));
     assert_eq!(
-        response.metadata().get_bin("x-echo-raw-bin"),
+        response.metadata().get_str("x-echo-text"),
+        Some("some value")
+    );
+    assert_eq!(
+        response.metadata().get_bin_bytes("x-echo-raw-bin"),
         Some(&[0u8, 159, 255, 10][..])
     );
     assert!(!response.metadata().contains_key("not-echoed"));
     assert_eq!(
-        response.trailers().get("x-trailer-note"),
+        response.trailers().get_str("x-trailer-note"),
         Some("in the trailers")
     );
     let reply = response.into_inner();
@@ -539,7 +544,7 @@ async fn tower_layers_wrap_both_sides() {
     fn tag(mut call: Call, key: &str) -> Call {
         call.request_mut()
             .metadata_mut()
-            .insert(key, "seen")
+            .insert_str(key, "seen")
             .expect("valid key");
         call
     }
@@ -567,8 +572,14 @@ async fn tower_layers_wrap_both_sides() {
         .echo(echo_request(&b"layered"[..], 9))
         .await
         .expect("call");
-    assert_eq!(response.metadata().get("x-echo-client-layer"), Some("seen"));
-    assert_eq!(response.metadata().get("x-echo-server-layer"), Some("seen"));
+    assert_eq!(
+        response.metadata().get_str("x-echo-client-layer"),
+        Some("seen")
+    );
+    assert_eq!(
+        response.metadata().get_str("x-echo-server-layer"),
+        Some("seen")
+    );
     assert_eq!(response.into_inner().id, 9);
     server.abort();
 }

@@ -58,10 +58,10 @@ pub fn run(data: &[u8]) {
     for (key, value) in map.iter() {
         let mut single = MetadataMap::new();
         let accepted = if is_bin_key(key) {
-            single.insert_bin(key, Bytes::copy_from_slice(value))
+            single.insert_bin(key, Bytes::copy_from_slice(value).into())
         } else {
             match std::str::from_utf8(value) {
-                Ok(text) => single.insert(key, text),
+                Ok(text) => single.insert_str(key, text),
                 Err(_) => panic!("text value of {key:?} is not UTF-8: {value:?}"),
             }
         };

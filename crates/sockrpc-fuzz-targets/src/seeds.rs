@@ -50,8 +50,9 @@ pub fn all() -> Vec<Seed> {
 
 fn sample_metadata() -> MetadataMap {
     let mut map = MetadataMap::new();
-    map.insert("x-token", "abc 123").expect("valid text entry");
-    map.insert_bin("trace-bin", vec![0u8, 0xff, 0x10])
+    map.insert_str("x-token", "abc 123")
+        .expect("valid text entry");
+    map.insert_bin("trace-bin", vec![0u8, 0xff, 0x10].into())
         .expect("valid binary entry");
     map
 }
@@ -143,11 +144,13 @@ fn frame_decoder_seeds() -> Vec<(String, Vec<u8>)> {
 
 fn metadata_seeds() -> Vec<(String, Vec<u8>)> {
     let mut one = MetadataMap::new();
-    one.insert("k", "v").expect("valid");
+    one.insert_str("k", "v").expect("valid");
     let mut repeated = MetadataMap::new();
-    repeated.append("multi", "a").expect("valid");
-    repeated.append("multi", "b").expect("valid");
-    repeated.insert_bin("x-bin", vec![0u8; 4]).expect("valid");
+    repeated.append_str("multi", "a").expect("valid");
+    repeated.append_str("multi", "b").expect("valid");
+    repeated
+        .insert_bin("x-bin", vec![0u8; 4].into())
+        .expect("valid");
     let mut upper = metadata::block(&one);
     upper[3] = b'K'; // Uppercase is folded on receipt.
     vec![

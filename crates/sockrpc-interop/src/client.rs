@@ -511,11 +511,11 @@ fn with_echo_metadata<T>(message: T) -> Result<Request<T>, String> {
     let mut request = Request::new(message);
     request
         .metadata_mut()
-        .insert(ECHO_INITIAL_KEY, ECHO_INITIAL_VALUE)
+        .insert_str(ECHO_INITIAL_KEY, ECHO_INITIAL_VALUE)
         .map_err(|e| e.to_string())?;
     request
         .metadata_mut()
-        .insert_bin(ECHO_TRAILING_KEY, ECHO_TRAILING_VALUE.to_vec())
+        .insert_bin(ECHO_TRAILING_KEY, ECHO_TRAILING_VALUE.to_vec().into())
         .map_err(|e| e.to_string())?;
     Ok(request)
 }
@@ -525,14 +525,14 @@ fn check_echo(
     leading: &sockrpc::MetadataMap,
     trailing: Option<&sockrpc::MetadataMap>,
 ) -> Result<(), String> {
-    let initial = leading.get(ECHO_INITIAL_KEY);
+    let initial = leading.get_str(ECHO_INITIAL_KEY);
     if initial != Some(ECHO_INITIAL_VALUE) {
         return Err(format!(
             "{what}: leading metadata {ECHO_INITIAL_KEY} is {initial:?}, expected \
              {ECHO_INITIAL_VALUE:?} (leading metadata: {leading:?})"
         ));
     }
-    let trailer = trailing.and_then(|t| t.get_bin(ECHO_TRAILING_KEY));
+    let trailer = trailing.and_then(|t| t.get_bin_bytes(ECHO_TRAILING_KEY));
     if trailer != Some(&ECHO_TRAILING_VALUE[..]) {
         return Err(format!(
             "{what}: trailing metadata {ECHO_TRAILING_KEY} is {trailer:?}, expected \

@@ -170,9 +170,9 @@ struct Echo {
 impl Echo {
     fn from_request(metadata: &MetadataMap) -> Echo {
         Echo {
-            initial: metadata.get(ECHO_INITIAL_KEY).map(str::to_owned),
+            initial: metadata.get_str(ECHO_INITIAL_KEY).map(str::to_owned),
             trailing: metadata
-                .get_bin(ECHO_TRAILING_KEY)
+                .get_bin_bytes(ECHO_TRAILING_KEY)
                 .map(Bytes::copy_from_slice),
         }
     }
@@ -182,7 +182,7 @@ impl Echo {
         if let Some(value) = &self.initial {
             response
                 .metadata_mut()
-                .insert(ECHO_INITIAL_KEY, value)
+                .insert_str(ECHO_INITIAL_KEY, value)
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
         self.trailers(response.trailers_mut())
@@ -198,7 +198,7 @@ impl Echo {
     fn trailers(&self, trailers: &mut MetadataMap) -> Result<(), Status> {
         if let Some(value) = &self.trailing {
             trailers
-                .insert_bin(ECHO_TRAILING_KEY, value.clone())
+                .insert_bin(ECHO_TRAILING_KEY, value.clone().into())
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
         Ok(())
@@ -457,7 +457,7 @@ impl TestService for InteropServer {
         )?;
         response
             .metadata_mut()
-            .insert("cache-control", "max-age=60, public")
+            .insert_str("cache-control", "max-age=60, public")
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(response)
     }

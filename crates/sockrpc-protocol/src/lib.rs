@@ -3,8 +3,8 @@
 //! # Layout
 //! - [`frame`]: the preface, the 12-byte frame header and every frame body, with diagrams.
 //! - [`Status`] and [`Code`]: the one error at the RPC boundary, with gRPC's codes and numbers.
-//! - [`MetadataMap`]: ASCII keys; keys ending in `-bin` carry bytes; [`metadata_value`]: tonic's
-//!   typed values for it.
+//! - [`MetadataMap`]: ASCII keys; keys ending in `-bin` carry bytes; [`metadata_value`] and
+//!   [`metadata_key`]: tonic's typed values and keys for it.
 //! - [`Request`], [`Response`], [`IntoRequest`]: messages with their metadata and timeout.
 //! - [`Extensions`]: typed values middleware attaches to a request, never sent.
 //! - [`RequestCharge`]: what a compressed request decompresses to, counted against its
@@ -27,6 +27,8 @@ pub mod frame;
 mod grpc_timeout;
 mod limits;
 mod metadata;
+pub mod metadata_key;
+mod metadata_str;
 mod metadata_tonic;
 pub mod metadata_value;
 mod method;

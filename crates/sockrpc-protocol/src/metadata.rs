@@ -9,7 +9,10 @@
 //! them and the wire parser drops them, so no handler or peer can speak for the protocol
 //! (protocol signals travel in frame fields, never in metadata).
 
-use crate::metadata_value::{AsciiMetadataValue, BinaryMetadataValue, BinaryValue, TextValue};
+use crate::metadata_key::AsMetadataKey;
+use crate::metadata_value::{
+    Ascii, AsciiMetadataValue, Binary, BinaryMetadataValue, ValueEncoding,
+};
 use bytes::Bytes;
 use std::fmt;
 
@@ -163,25 +166,39 @@ impl MetadataMap {
         self.entries().is_empty()
     }
 
-    /// Sets a text value, replacing every earlier value of the key.
-    ///
-    /// The value is a `&str` (or `&String`) or tonic's [`AsciiMetadataValue`]
-    /// (`MetadataValue::from_static("v")`, `"v".parse::<AsciiMetadataValue>()?`). Unlike tonic's,
-    /// this returns whether the entry was taken rather than the value it replaced, so a bare
-    /// `"v".parse()` needs its type named.
-    pub fn insert(&mut self, key: &str, value: impl TextValue) -> Result<(), MetadataError> {
-        let (key, value) = text_entry(key, value)?;
-        self.remove(&key);
-        self.entries_mut().push((key, value));
+    /// Sets a text value, replacing every earlier value of the key, as tonic's `insert`: the
+    /// value is tonic's [`AsciiMetadataValue`] (`"v".parse().unwrap()`,
+    /// `MetadataValue::from_static("v")`, `MetadataValue::try_from(s)?`), checked when made;
+    /// [`insert_str`](Self::insert_str) takes a `&str`. The key is a `&str` or a
+    /// [`MetadataKey`](crate::metadata_key::MetadataKey). Unlike tonic's, a bad key is an
+    /// error, not a panic, and the value replaced is not returned.
+    pub fn insert<K: AsMetadataKey<Ascii>>(
+        &mut self,
+        key: K,
+        value: AsciiMetadataValue,
+    ) -> Result<(), MetadataError> {
+        self.put(key.into_stored_key()?, Stored::Ascii(value), true);
         Ok(())
     }
 
-    /// Adds a text value, keeping earlier values of the key (the value as for
-    /// [`insert`](Self::insert)).
-    pub fn append(&mut self, key: &str, value: impl TextValue) -> Result<(), MetadataError> {
-        let (key, value) = text_entry(key, value)?;
-        self.entries_mut().push((key, value));
+    /// Adds a text value, keeping earlier values of the key, as tonic's `append` (key and
+    /// value as for [`insert`](Self::insert); [`append_str`](Self::append_str) takes a `&str`).
+    pub fn append<K: AsMetadataKey<Ascii>>(
+        &mut self,
+        key: K,
+        value: AsciiMetadataValue,
+    ) -> Result<(), MetadataError> {
+        self.put(key.into_stored_key()?, Stored::Ascii(value), false);
         Ok(())
+    }
+
+    /// Adds an entry whose key and value are checked (and of one kind), after removing the
+    /// key's earlier values if `replace`.
+    pub(crate) fn put(&mut self, key: String, value: Stored, replace: bool) {
+        if replace {
+            self.remove(&key);
+        }
+        self.entries_mut().push((key, value));
     }
 
     /// Every distinct key, in the order of its first entry (a repeated key once, as tonic's
@@ -197,74 +214,67 @@ impl MetadataMap {
             })
     }
 
-    /// The first text value of `key` as tonic's [`AsciiMetadataValue`] (sharing its bytes).
-    pub fn get_value(&self, key: &str) -> Option<AsciiMetadataValue> {
-        if is_bin_key(key) {
+    /// The first text value of `key`, as tonic's `get` (`None` for a `-bin` key:
+    /// [`get_bin`](Self::get_bin)); [`get_str`](Self::get_str) reads it as a `&str`.
+    pub fn get<K: AsMetadataKey<Ascii>>(&self, key: K) -> Option<&AsciiMetadataValue> {
+        match self.find::<Ascii>(key.key_str())? {
+            Stored::Ascii(value) => Some(value),
+            Stored::Binary(_) => None,
+        }
+    }
+
+    /// The first binary value of `key` (which ends in `-bin`), as tonic's `get_bin`;
+    /// [`get_bin_bytes`](Self::get_bin_bytes) reads it as a `&[u8]`.
+    pub fn get_bin<K: AsMetadataKey<Binary>>(&self, key: K) -> Option<&BinaryMetadataValue> {
+        match self.find::<Binary>(key.key_str())? {
+            Stored::Binary(value) => Some(value),
+            Stored::Ascii(_) => None,
+        }
+    }
+
+    /// The first value of `key` if the key is of kind `VE`.
+    pub(crate) fn find<VE: ValueEncoding>(&self, key: &str) -> Option<&Stored> {
+        if is_bin_key(key) != VE::BINARY {
             return None;
         }
         self.entries()
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .and_then(|(_, v)| match v {
-                Stored::Ascii(value) => Some(value.clone()),
-                Stored::Binary(_) => None,
-            })
+            .map(|(_, value)| value)
     }
 
-    /// The first binary value of `key` as tonic's [`BinaryMetadataValue`].
-    pub fn get_bin_value(&self, key: &str) -> Option<BinaryMetadataValue> {
-        if !is_bin_key(key) {
-            return None;
-        }
-        self.entries()
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .and_then(|(_, v)| match v {
-                Stored::Binary(value) => Some(value.clone()),
-                Stored::Ascii(_) => None,
-            })
+    /// The first text value of `key`, cloned (it shares its bytes).
+    pub fn get_value<K: AsMetadataKey<Ascii>>(&self, key: K) -> Option<AsciiMetadataValue> {
+        self.get(key).cloned()
     }
 
-    /// Sets a binary value under a key that ends in `-bin`, replacing earlier values. The
-    /// value is bytes in any form `Bytes` is made from, or tonic's [`BinaryMetadataValue`]
-    /// (`MetadataValue::from_bytes(b"..")`).
-    pub fn insert_bin(&mut self, key: &str, value: impl BinaryValue) -> Result<(), MetadataError> {
-        let key = normalize_key(key)?;
-        if !is_bin_key(&key) {
-            return Err(MetadataError::WrongKind(key));
-        }
-        self.remove(&key);
-        let value = Stored::Binary(value.into_binary_value());
-        self.entries_mut().push((key, value));
+    /// The first binary value of `key`, cloned (it shares its bytes).
+    pub fn get_bin_value<K: AsMetadataKey<Binary>>(&self, key: K) -> Option<BinaryMetadataValue> {
+        self.get_bin(key).cloned()
+    }
+
+    /// Sets a binary value under a key that ends in `-bin`, replacing earlier values, as
+    /// tonic's `insert_bin`: the value is tonic's [`BinaryMetadataValue`]
+    /// (`MetadataValue::from_bytes(b"..")`, or `MetadataValue::from(bytes)` for a `Vec<u8>`,
+    /// `&[u8]` or `Bytes`).
+    pub fn insert_bin<K: AsMetadataKey<Binary>>(
+        &mut self,
+        key: K,
+        value: BinaryMetadataValue,
+    ) -> Result<(), MetadataError> {
+        self.put(key.into_stored_key()?, Stored::Binary(value), true);
         Ok(())
     }
 
-    /// Adds a binary value under a key that ends in `-bin`, keeping earlier values of the key.
-    pub fn append_bin(&mut self, key: &str, value: impl BinaryValue) -> Result<(), MetadataError> {
-        let key = normalize_key(key)?;
-        if !is_bin_key(&key) {
-            return Err(MetadataError::WrongKind(key));
-        }
-        let value = Stored::Binary(value.into_binary_value());
-        self.entries_mut().push((key, value));
+    /// Adds a binary value under a key that ends in `-bin`, keeping earlier values of the key,
+    /// as tonic's `append_bin`.
+    pub fn append_bin<K: AsMetadataKey<Binary>>(
+        &mut self,
+        key: K,
+        value: BinaryMetadataValue,
+    ) -> Result<(), MetadataError> {
+        self.put(key.into_stored_key()?, Stored::Binary(value), false);
         Ok(())
-    }
-
-    /// The first text value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        if is_bin_key(key) {
-            return None;
-        }
-        self.get_raw(key)
-            .and_then(|value| std::str::from_utf8(value).ok())
-    }
-
-    /// The first binary value of `key` (which ends in `-bin`).
-    pub fn get_bin(&self, key: &str) -> Option<&[u8]> {
-        if !is_bin_key(key) {
-            return None;
-        }
-        self.get_raw(key)
     }
 
     /// The first value of `key` as bytes, whatever its kind.
@@ -292,7 +302,8 @@ impl MetadataMap {
 
     /// Removes every value of a binary `key` (one ending in `-bin`) and returns the first, as
     /// tonic's `remove_bin`; a text key is left alone (`None`).
-    pub fn remove_bin(&mut self, key: &str) -> Option<BinaryMetadataValue> {
+    pub fn remove_bin<K: AsMetadataKey<Binary>>(&mut self, key: K) -> Option<BinaryMetadataValue> {
+        let key = key.key_str();
         let first = self.get_bin_value(key)?;
         self.remove(key);
         Some(first)
@@ -405,7 +416,9 @@ pub fn is_bin_key(key: &str) -> bool {
     key.len() >= 4 && key[key.len() - 4..].eq_ignore_ascii_case("-bin")
 }
 
-fn normalize_key(key: &str) -> Result<String, MetadataError> {
+/// The key to store for `key`: checked (`a-z 0-9 - _ .`, 1..=255 bytes, not `sockrpc-`)
+/// and folded to lowercase.
+pub(crate) fn normalize_key(key: &str) -> Result<String, MetadataError> {
     let valid = !key.is_empty()
         && key.len() <= MAX_KEY_LEN
         && key
@@ -421,21 +434,7 @@ fn normalize_key(key: &str) -> Result<String, MetadataError> {
     Ok(key)
 }
 
-/// Checks a text entry: its key (normalized, not `-bin`) and its value.
-fn text_entry(key: &str, value: impl TextValue) -> Result<(String, Stored), MetadataError> {
-    let key = normalize_key(key)?;
-    if is_bin_key(&key) {
-        return Err(MetadataError::WrongKind(key));
-    }
-    let sensitive = value.is_sensitive_text();
-    let bytes = value.into_text_bytes();
-    check_text_value(&key, &bytes)?;
-    let mut value = AsciiMetadataValue::wrap(bytes);
-    value.set_sensitive(sensitive);
-    Ok((key, Stored::Ascii(value)))
-}
-
-fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {
+pub(crate) fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {
     if value.iter().all(|b| (0x20..=0x7e).contains(b)) {
         Ok(())
     } else {
@@ -446,14 +445,15 @@ fn check_text_value(key: &str, value: &[u8]) -> Result<(), MetadataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata_value::MetadataValue;
 
     #[test]
     fn capacity_clear_and_key_count_as_tonic_has_them() {
         let mut map = MetadataMap::with_capacity(4);
         assert!(map.is_empty());
-        map.append("x-a", "1").expect("valid");
-        map.append("x-a", "2").expect("valid");
-        map.insert_bin("x-b-bin", &b"\x00"[..]).expect("valid");
+        map.append_str("x-a", "1").expect("valid");
+        map.append_str("x-a", "2").expect("valid");
+        map.insert_bin("x-b-bin", b"\x00".into()).expect("valid");
         assert_eq!((map.len(), map.keys_len()), (3, 2));
         map.clear();
         assert!(map.is_empty());
@@ -468,9 +468,9 @@ mod tests {
         assert_eq!(map.capacity(), 0, "a new map allocates nothing");
         map.reserve(10);
         assert!(map.capacity() >= 10);
-        map.append_bin("x-b-bin", &b"1"[..]).expect("valid");
-        map.append("x-a", "t").expect("valid");
-        map.append_bin("x-b-bin", &b"2"[..]).expect("valid");
+        map.append_bin("x-b-bin", b"1".into()).expect("valid");
+        map.append_str("x-a", "t").expect("valid");
+        map.append_bin("x-b-bin", b"2".into()).expect("valid");
         let values: Vec<_> = map.iter().map(|(_, v)| v).collect();
         assert_eq!(values, [&b"1"[..], b"t", b"2"]);
         assert_eq!(
@@ -493,31 +493,36 @@ mod tests {
     #[test]
     fn text_and_binary_rules() {
         let mut map = MetadataMap::new();
-        map.insert("X-Custom", "hello world").expect("valid");
-        assert_eq!(map.get("x-custom"), Some("hello world"));
-        map.insert_bin("trace-bin", vec![0u8, 255, 10])
+        let v = AsciiMetadataValue::from_static("v");
+        map.insert("X-Custom", "hello world".parse().expect("ascii"))
             .expect("valid");
-        assert_eq!(map.get_bin("trace-bin"), Some(&[0u8, 255, 10][..]));
-        assert!(map.insert("bad key", "v").is_err());
-        assert!(map.insert("k", "line\nbreak").is_err());
-        assert!(map.insert("k-bin", "text").is_err());
-        assert!(map.insert_bin("k", vec![1u8]).is_err());
-        assert!(map.insert(&"k".repeat(256), "v").is_err());
-        map.append("multi", "a").expect("valid");
-        map.append("multi", "b").expect("valid");
+        assert_eq!(map.get("x-custom").expect("set"), "hello world");
+        map.insert_bin("trace-bin", vec![0u8, 255, 10].into())
+            .expect("valid");
+        assert_eq!(map.get_bin("trace-bin").expect("set"), &[0u8, 255, 10][..]);
+        assert!(map.insert("bad key", v.clone()).is_err());
+        assert!(map.insert("k-bin", v.clone()).is_err());
+        assert!(map.insert_bin("k", vec![1u8].into()).is_err());
+        assert!(map.insert("k".repeat(256), v.clone()).is_err());
+        map.append("multi", MetadataValue::from_static("a"))
+            .expect("valid");
+        map.append("multi", MetadataValue::from_static("b"))
+            .expect("valid");
         assert_eq!(map.get_all("multi").count(), 2);
-        map.insert("multi", "c").expect("valid");
+        map.insert("multi", MetadataValue::from_static("c"))
+            .expect("valid");
         assert_eq!(map.get_all("multi").count(), 1);
         assert!(map.remove("multi"));
         assert!(!map.contains_key("multi"));
-        map.append_bin("trace-bin", vec![7u8]).expect("valid");
+        map.append_bin("trace-bin", vec![7u8].into())
+            .expect("valid");
         assert_eq!(
             map.get_all("trace-bin").count(),
             2,
             "appended, not replaced"
         );
         assert!(matches!(
-            map.append_bin("trace", vec![7u8]),
+            map.append_bin("trace", vec![7u8].into()),
             Err(MetadataError::WrongKind(_))
         ));
     }
@@ -526,10 +531,10 @@ mod tests {
     fn reserved_prefix_is_refused_and_dropped_off_the_wire() {
         let mut map = MetadataMap::new();
         assert!(matches!(
-            map.insert("Sockrpc-Not-Processed", "1"),
+            map.insert_str("Sockrpc-Not-Processed", "1"),
             Err(MetadataError::Reserved(_))
         ));
-        assert!(map.insert_bin("sockrpc-x-bin", vec![1u8]).is_err());
+        assert!(map.insert_bin("sockrpc-x-bin", vec![1u8].into()).is_err());
         map.push_wire(b"sockrpc-udp-reissue", Bytes::from_static(b"1.1"))
             .expect("dropped, not an error");
         map.push_wire(b"x", Bytes::from_static(b"y"))
@@ -543,11 +548,11 @@ mod tests {
         let mut map = MetadataMap::new();
         assert!(map.entries.is_none(), "a new map holds nothing");
         assert!(!map.remove("x-a"));
-        map.append("x-a", "1").expect("valid");
-        map.append_bin("x-b-bin", &b"\x00"[..]).expect("valid");
-        map.append("x-a", "2").expect("valid");
+        map.append_str("x-a", "1").expect("valid");
+        map.append_bin("x-b-bin", b"\x00".into()).expect("valid");
+        map.append_str("x-a", "2").expect("valid");
         let mut more = MetadataMap::new();
-        more.append("x-c", "3").expect("valid");
+        more.append_str("x-c", "3").expect("valid");
         map.extend(more);
         map.extend(MetadataMap::new());
         let keys: Vec<_> = map.iter().map(|(k, _)| k).collect();
@@ -558,7 +563,7 @@ mod tests {
         assert_eq!(map, MetadataMap::new(), "emptied equals new");
         let mut into_empty = MetadataMap::new();
         let mut one = MetadataMap::new();
-        one.insert("x-d", "4").expect("valid");
+        one.insert_str("x-d", "4").expect("valid");
         into_empty.extend(one.clone());
         assert_eq!(into_empty, one);
     }

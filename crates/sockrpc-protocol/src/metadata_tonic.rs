@@ -2,14 +2,15 @@
 //! values: `get_mut` / `get_bin_mut`, `values` / `values_mut`, `iter_mut`, with tonic's
 //! `ValueRef`, `ValueRefMut` and `KeyAndMutValueRef`.
 //!
-//! Apart from `metadata.rs`, whose own readers hand out `&str` and `&[u8]`: these are the ones
-//! a ported tonic program reaches for to mark a value sensitive in place
+//! Apart from `metadata.rs` (`get`, `get_bin` and the setters): these are the ones a ported
+//! tonic program reaches for to mark a value sensitive in place
 //! (`map.get_mut("authorization")?.set_sensitive(true)`) or to walk the values by kind. A
 //! value lent out mutably can only be replaced by another checked value of its kind, so the
-//! map's rules hold; keys are `&str` (sockrpc has no `MetadataKey`).
+//! map's rules hold; the views' keys are `&str` (tonic's are `&MetadataKey`).
 
 use crate::metadata::{is_bin_key, Stored};
-use crate::metadata_value::{AsciiMetadataValue, BinaryMetadataValue};
+use crate::metadata_key::AsMetadataKey;
+use crate::metadata_value::{Ascii, AsciiMetadataValue, Binary, BinaryMetadataValue};
 use crate::MetadataMap;
 
 /// A value of the map, by kind, as tonic's `ValueRef`.
@@ -42,7 +43,8 @@ pub enum KeyAndMutValueRef<'a> {
 impl MetadataMap {
     /// The first value of a text `key`, to change in place, as tonic's `get_mut` (`None`
     /// for a `-bin` key: [`get_bin_mut`](Self::get_bin_mut)).
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut AsciiMetadataValue> {
+    pub fn get_mut<K: AsMetadataKey<Ascii>>(&mut self, key: K) -> Option<&mut AsciiMetadataValue> {
+        let key = key.key_str();
         if is_bin_key(key) {
             return None;
         }
@@ -57,7 +59,11 @@ impl MetadataMap {
 
     /// The first value of a binary `key` (ending in `-bin`), to change in place, as tonic's
     /// `get_bin_mut`.
-    pub fn get_bin_mut(&mut self, key: &str) -> Option<&mut BinaryMetadataValue> {
+    pub fn get_bin_mut<K: AsMetadataKey<Binary>>(
+        &mut self,
+        key: K,
+    ) -> Option<&mut BinaryMetadataValue> {
+        let key = key.key_str();
         if !is_bin_key(key) {
             return None;
         }
@@ -109,9 +115,10 @@ mod tests {
     fn values_lent_out_by_kind_and_changed_in_place() {
         let mut map = MetadataMap::new();
         assert!(map.get_mut("x-a").is_none(), "an empty map lends nothing");
-        map.append("x-a", "1").expect("valid");
-        map.append_bin("x-b-bin", &b"\x00"[..]).expect("valid");
-        map.append("x-a", "2").expect("valid");
+        map.append_str("x-a", "1").expect("valid");
+        map.append_bin("x-b-bin", b"\x00".into()).expect("valid");
+        map.append("x-a", "2".parse().expect("ascii"))
+            .expect("valid");
         let kinds: Vec<bool> = map
             .values()
             .map(|value| matches!(value, ValueRef::Binary(_)))
@@ -123,7 +130,7 @@ mod tests {
         *map.get_mut("X-A").expect("text") = MetadataValue::from_static("one");
         assert_eq!(map.get_all("x-a").collect::<Vec<_>>(), [&b"one"[..], b"2"]);
         *map.get_bin_mut("x-b-bin").expect("binary") = MetadataValue::from_bytes(b"\xff");
-        assert_eq!(map.get_bin("x-b-bin"), Some(&b"\xff"[..]));
+        assert_eq!(map.get_bin("x-b-bin").expect("binary"), &b"\xff"[..]);
 
         for value in map.values_mut() {
             if let ValueRefMut::Ascii(value) = value {

@@ -1,13 +1,15 @@
 //! tonic's typed metadata values, so that code ported from tonic keeps its `MetadataValue`s.
 //!
-//! [`MetadataMap`](crate::MetadataMap) stores keys and raw bytes and hands out `&str` and
-//! `&[u8]`; tonic's map takes and returns `MetadataValue<Ascii>` and `MetadataValue<Binary>`.
-//! These types are the values tonic code builds (`MetadataValue::from_static("v")`,
-//! `"v".parse()`, `MetadataValue::from_bytes(b"..")`), checked by the same rules as the map (a
-//! text value is printable ASCII), and the map's `insert`/`append`/`insert_bin`/`append_bin`
-//! take them beside `&str` and bytes. A binary value holds its bytes as they are: sockrpc's wire
+//! [`MetadataMap`](crate::MetadataMap) stores its values as these types and lends them out as
+//! tonic's map does (`get` is `Option<&AsciiMetadataValue>`, `get_bin`
+//! `Option<&BinaryMetadataValue>`), and its `insert`/`append`/`insert_bin`/`append_bin` take
+//! them, so tonic's `"v".parse().unwrap()`, `MetadataValue::from_static("v")` and
+//! `MetadataValue::from_bytes(b"..")` name their type by where they go. A value is checked by
+//! the same rules as the map (a text value is printable ASCII) when it is made, so the map
+//! stores it without a second look. A binary value holds its bytes as they are: sockrpc's wire
 //! carries bytes, so there is no base64 form, and [`to_bytes`](MetadataValue::to_bytes) cannot
-//! fail (it returns a `Result` because tonic's does).
+//! fail (it returns a `Result` because tonic's does). Values compare with strings, byte slices
+//! and each other as tonic's do (`assert_eq!(map.get("k").unwrap(), "v")`).
 //!
 //! A value may be marked sensitive ([`set_sensitive`](MetadataValue::set_sensitive)), as
 //! tonic's (http's `HeaderValue`): its `Debug`, and the map's, print `Sensitive` instead of it,
@@ -20,7 +22,11 @@ use std::marker::PhantomData;
 use std::str::FromStr;
 
 /// The encoding of a [`MetadataValue`]: [`Ascii`] or [`Binary`]. Sealed.
-pub trait ValueEncoding: sealed::Sealed {}
+pub trait ValueEncoding: sealed::Sealed {
+    /// Whether its keys end in `-bin`.
+    #[doc(hidden)]
+    const BINARY: bool;
+}
 
 mod sealed {
     pub trait Sealed {}
@@ -36,8 +42,13 @@ pub enum Ascii {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Binary {}
 
-impl ValueEncoding for Ascii {}
-impl ValueEncoding for Binary {}
+impl ValueEncoding for Ascii {
+    const BINARY: bool = false;
+}
+
+impl ValueEncoding for Binary {
+    const BINARY: bool = true;
+}
 
 /// A metadata value, text ([`AsciiMetadataValue`]) or binary ([`BinaryMetadataValue`]), as
 /// tonic names it. Cloning shares the bytes. Two values are equal when their bytes are,
@@ -126,6 +137,12 @@ impl<VE: ValueEncoding> MetadataValue<VE> {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+
+    /// The value's bytes, shared; never fails (a binary value's bytes are held as they are,
+    /// not as base64; tonic's `to_bytes` returns a `Result`).
+    pub fn to_bytes(&self) -> Result<Bytes, InvalidMetadataValueBytes> {
+        Ok(self.bytes.clone())
+    }
 }
 
 impl MetadataValue<Ascii> {
@@ -165,11 +182,6 @@ impl MetadataValue<Binary> {
     /// A binary value holding a copy of `value`.
     pub fn from_bytes(value: &[u8]) -> BinaryMetadataValue {
         MetadataValue::wrap(Bytes::copy_from_slice(value))
-    }
-
-    /// The value's bytes; never fails (they are held as they are, not as base64).
-    pub fn to_bytes(&self) -> Result<Bytes, InvalidMetadataValueBytes> {
-        Ok(self.bytes.clone())
     }
 }
 
@@ -217,6 +229,14 @@ impl TryFrom<&[u8]> for MetadataValue<Ascii> {
     }
 }
 
+impl<const N: usize> TryFrom<&[u8; N]> for MetadataValue<Ascii> {
+    type Error = InvalidMetadataValue;
+
+    fn try_from(bytes: &[u8; N]) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        MetadataValue::try_from_bytes(bytes)
+    }
+}
+
 macro_rules! from_integers {
     ($($int:ty),*) => {$(
         impl From<$int> for MetadataValue<Ascii> {
@@ -236,6 +256,12 @@ impl From<&[u8]> for MetadataValue<Binary> {
     }
 }
 
+impl<const N: usize> From<&[u8; N]> for MetadataValue<Binary> {
+    fn from(bytes: &[u8; N]) -> BinaryMetadataValue {
+        MetadataValue::from_bytes(bytes)
+    }
+}
+
 impl From<Vec<u8>> for MetadataValue<Binary> {
     fn from(bytes: Vec<u8>) -> BinaryMetadataValue {
         MetadataValue::wrap(Bytes::from(bytes))
@@ -248,7 +274,7 @@ impl From<Bytes> for MetadataValue<Binary> {
     }
 }
 
-/// What [`MetadataMap::insert_bin`](crate::MetadataMap::insert_bin) stores.
+/// The value's bytes (shared, not copied).
 impl<VE: ValueEncoding> From<MetadataValue<VE>> for Bytes {
     fn from(value: MetadataValue<VE>) -> Bytes {
         value.bytes
@@ -298,8 +324,8 @@ impl<VE: ValueEncoding> PartialEq<str> for MetadataValue<VE> {
     }
 }
 
-impl<VE: ValueEncoding> PartialEq<&str> for MetadataValue<VE> {
-    fn eq(&self, other: &&str) -> bool {
+impl<VE: ValueEncoding> PartialEq<String> for MetadataValue<VE> {
+    fn eq(&self, other: &String) -> bool {
         self.bytes == other.as_bytes()
     }
 }
@@ -307,6 +333,22 @@ impl<VE: ValueEncoding> PartialEq<&str> for MetadataValue<VE> {
 impl<VE: ValueEncoding> PartialEq<[u8]> for MetadataValue<VE> {
     fn eq(&self, other: &[u8]) -> bool {
         self.bytes == other
+    }
+}
+
+/// `value == &x` wherever `value == x`, as tonic's (`&str`, `&String`, `&[u8]`, `&value`).
+impl<VE: ValueEncoding, T: ?Sized> PartialEq<&T> for MetadataValue<VE>
+where
+    MetadataValue<VE>: PartialEq<T>,
+{
+    fn eq(&self, other: &&T) -> bool {
+        *self == **other
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq<MetadataValue<VE>> for &MetadataValue<VE> {
+    fn eq(&self, other: &MetadataValue<VE>) -> bool {
+        **self == *other
     }
 }
 
@@ -322,6 +364,32 @@ impl<VE: ValueEncoding> PartialEq<MetadataValue<VE>> for &str {
     }
 }
 
+impl<VE: ValueEncoding> PartialEq<MetadataValue<VE>> for String {
+    fn eq(&self, other: &MetadataValue<VE>) -> bool {
+        other == self
+    }
+}
+
+impl<VE: ValueEncoding> PartialEq<MetadataValue<VE>> for [u8] {
+    fn eq(&self, other: &MetadataValue<VE>) -> bool {
+        other == self
+    }
+}
+
+/// Byte order, as tonic's.
+impl<VE: ValueEncoding> PartialOrd for MetadataValue<VE> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Byte order, as tonic's.
+impl<VE: ValueEncoding> Ord for MetadataValue<VE> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+
 impl<VE: ValueEncoding> fmt::Debug for MetadataValue<VE> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.sensitive {
@@ -333,67 +401,3 @@ impl<VE: ValueEncoding> fmt::Debug for MetadataValue<VE> {
         }
     }
 }
-
-/// A text value [`MetadataMap::insert`](crate::MetadataMap::insert) and
-/// [`append`](crate::MetadataMap::append) take: a `&str` (or `&String`) or an
-/// [`AsciiMetadataValue`]. It is checked (printable ASCII) either way.
-pub trait TextValue {
-    /// The value's bytes, to be checked and stored.
-    fn into_text_bytes(self) -> Bytes;
-
-    /// Whether the value is marked sensitive (only an [`AsciiMetadataValue`] can be).
-    fn is_sensitive_text(&self) -> bool {
-        false
-    }
-}
-
-impl<T: AsRef<str> + ?Sized> TextValue for &T {
-    fn into_text_bytes(self) -> Bytes {
-        Bytes::copy_from_slice(self.as_ref().as_bytes())
-    }
-}
-
-impl TextValue for MetadataValue<Ascii> {
-    fn into_text_bytes(self) -> Bytes {
-        self.bytes
-    }
-
-    fn is_sensitive_text(&self) -> bool {
-        self.sensitive
-    }
-}
-
-/// A binary value [`MetadataMap::insert_bin`](crate::MetadataMap::insert_bin) and
-/// [`append_bin`](crate::MetadataMap::append_bin) take: bytes in every form `Bytes` is made
-/// from, or a [`BinaryMetadataValue`] (whose sensitive mark the map keeps).
-pub trait BinaryValue {
-    /// The value, as the map stores it.
-    fn into_binary_value(self) -> BinaryMetadataValue;
-}
-
-impl BinaryValue for MetadataValue<Binary> {
-    fn into_binary_value(self) -> BinaryMetadataValue {
-        self
-    }
-}
-
-macro_rules! binary_from_bytes {
-    ($($ty:ty),*) => {$(
-        impl BinaryValue for $ty {
-            fn into_binary_value(self) -> BinaryMetadataValue {
-                MetadataValue::wrap(Bytes::from(self))
-            }
-        }
-    )*};
-}
-
-// Every form `Bytes` is made from (`&'static [u8]` and `&'static str` without a copy).
-binary_from_bytes!(
-    Bytes,
-    bytes::BytesMut,
-    Vec<u8>,
-    Box<[u8]>,
-    String,
-    &'static [u8],
-    &'static str
-);

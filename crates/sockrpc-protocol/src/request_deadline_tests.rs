@@ -83,7 +83,9 @@ fn a_timeout_that_comes_later_counts_from_the_noted_start() {
     assert_eq!(request.started(), None);
     // A `grpc-timeout` entry, or a channel's default, may give one: the start is noted.
     let mut request = Request::new(());
-    let _ = request.metadata_mut().insert(crate::GRPC_TIMEOUT_KEY, "1S");
+    let _ = request
+        .metadata_mut()
+        .insert_str(crate::GRPC_TIMEOUT_KEY, "1S");
     assert_eq!(request.start_call(false), None);
     let started = request.started().expect("noted");
     assert!(started <= Instant::now());

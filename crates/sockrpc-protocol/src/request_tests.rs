@@ -48,7 +48,7 @@ fn resolve_timeout_moves_a_valid_grpc_timeout_entry_into_the_timeout() {
         let mut request = Request::new(());
         request
             .metadata_mut()
-            .insert(crate::GRPC_TIMEOUT_KEY, value)
+            .insert_str(crate::GRPC_TIMEOUT_KEY, value)
             .expect("ascii");
         request
     };
@@ -62,7 +62,7 @@ fn resolve_timeout_moves_a_valid_grpc_timeout_entry_into_the_timeout() {
     request.set_timeout(Duration::from_secs(3));
     assert_eq!(request.resolve_timeout(), Some(Duration::from_secs(3)));
     assert_eq!(
-        request.metadata().get(crate::GRPC_TIMEOUT_KEY),
+        request.metadata().get_str(crate::GRPC_TIMEOUT_KEY),
         Some("250m")
     );
 
@@ -70,7 +70,7 @@ fn resolve_timeout_moves_a_valid_grpc_timeout_entry_into_the_timeout() {
     let mut request = with_entry("250ms");
     assert_eq!(request.resolve_timeout(), None);
     assert_eq!(
-        request.metadata().get(crate::GRPC_TIMEOUT_KEY),
+        request.metadata().get_str(crate::GRPC_TIMEOUT_KEY),
         Some("250ms")
     );
 

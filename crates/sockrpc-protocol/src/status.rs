@@ -412,8 +412,8 @@ mod source_tests {
     #[test]
     fn with_metadata_sets_the_trailers() {
         let mut metadata = MetadataMap::new();
-        metadata.insert("retry-hint", "later").expect("valid");
+        metadata.insert_str("retry-hint", "later").expect("valid");
         let status = Status::with_metadata(Code::Aborted, "busy", metadata);
-        assert_eq!(status.metadata().get("retry-hint"), Some("later"));
+        assert_eq!(status.metadata().get_str("retry-hint"), Some("later"));
     }
 }

@@ -53,7 +53,7 @@ impl Pushback {
             DontRetry => "-1".to_owned(),
         };
         // The key and the digits are always valid metadata.
-        let _ = status.metadata_mut().insert(RETRY_PUSHBACK_KEY, &value);
+        let _ = status.metadata_mut().insert_str(RETRY_PUSHBACK_KEY, &value);
     }
 
     /// `status` with this pushback on it.
@@ -82,7 +82,7 @@ mod tests {
         let mut status = Status::unavailable("x");
         status
             .metadata_mut()
-            .insert(RETRY_PUSHBACK_KEY, "soon")
+            .insert_str(RETRY_PUSHBACK_KEY, "soon")
             .expect("valid");
         assert_eq!(Pushback::of(&status), Some(Pushback::DontRetry));
         assert_eq!(Pushback::of(&Status::unavailable("x")), None);
@@ -91,7 +91,7 @@ mod tests {
         for value in ["100", "200"] {
             status
                 .metadata_mut()
-                .append(RETRY_PUSHBACK_KEY, value)
+                .append_str(RETRY_PUSHBACK_KEY, value)
                 .expect("valid");
         }
         assert_eq!(Pushback::of(&status), Some(Pushback::DontRetry));

@@ -75,11 +75,14 @@ impl RouteGuide for Guide {
             tokio::time::sleep(SLOW).await;
         }
         // `x-feature-name` metadata names the feature (what the `-H` test reads back).
-        let named = request.metadata().get("x-feature-name").map(str::to_owned);
+        let named = request
+            .metadata()
+            .get_str("x-feature-name")
+            .map(str::to_owned);
         // `x-echo-bin` comes back as a response header (what `call -v` prints).
         let echo = request
             .metadata()
-            .get_bin("x-echo-bin")
+            .get_bin_bytes("x-echo-bin")
             .map(Bytes::copy_from_slice);
         let point = request.into_inner();
         if point.latitude == SLOW_LATITUDE {
@@ -94,7 +97,7 @@ impl RouteGuide for Guide {
                 format!("no feature south of the equator ({})", point.latitude),
                 Bytes::from_static(&[1, 2]),
             );
-            let _ = status.metadata_mut().insert("x-where", "south");
+            let _ = status.metadata_mut().insert_str("x-where", "south");
             return Err(status);
         }
         let mut feature = features()
@@ -109,7 +112,9 @@ impl RouteGuide for Guide {
         }
         let mut response = Response::new(feature);
         if let Some(echo) = echo {
-            let _ = response.metadata_mut().insert_bin("x-echo-bin", echo);
+            let _ = response
+                .metadata_mut()
+                .insert_bin("x-echo-bin", echo.into());
         }
         Ok(response)
     }

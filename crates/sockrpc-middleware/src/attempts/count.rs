@@ -112,7 +112,7 @@ impl Attempts {
         // Digits are always a valid value.
         let _ = request
             .metadata_mut()
-            .insert(PREVIOUS_ATTEMPTS_KEY, &self.sent.to_string());
+            .insert_str(PREVIOUS_ATTEMPTS_KEY, &self.sent.to_string());
         if let Some(deadline) = self.deadline {
             // What remains as its timeout, for the layers below; and the deadline itself,
             // which the transport counts from (the server is told what is left when it sends).
@@ -151,7 +151,7 @@ impl Attempts {
     /// metadata, when there was more than one.
     pub(crate) fn annotate(&self, metadata: &mut MetadataMap) {
         if self.sent > 1 {
-            let _ = metadata.insert(PREVIOUS_ATTEMPTS_KEY, &(self.sent - 1).to_string());
+            let _ = metadata.insert_str(PREVIOUS_ATTEMPTS_KEY, &(self.sent - 1).to_string());
         }
     }
 

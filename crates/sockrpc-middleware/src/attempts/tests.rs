@@ -76,18 +76,18 @@ async fn attempts_count_what_was_sent_and_annotate_the_answer() {
     assert_eq!(attempts.sent(), 1);
     assert!(!attempts.past_deadline(Instant::now()), "no deadline");
     let status = attempts.annotated(Status::unavailable("once"));
-    assert_eq!(status.metadata().get(PREVIOUS_ATTEMPTS_KEY), None);
+    assert_eq!(status.metadata().get_str(PREVIOUS_ATTEMPTS_KEY), None);
 
     let second = attempts
         .next_call(Instant::now())
         .expect("a unary call copies");
-    let sent_before = second.request().metadata().get(PREVIOUS_ATTEMPTS_KEY);
+    let sent_before = second.request().metadata().get_str(PREVIOUS_ATTEMPTS_KEY);
     assert_eq!(sent_before, Some("1"));
     let third = attempts
         .next_call(Instant::now())
         .expect("a unary call copies");
     assert_eq!(
-        third.request().metadata().get(PREVIOUS_ATTEMPTS_KEY),
+        third.request().metadata().get_str(PREVIOUS_ATTEMPTS_KEY),
         Some("2")
     );
     assert!(attempts.exhausted(), "capped at 3");
@@ -95,7 +95,7 @@ async fn attempts_count_what_was_sent_and_annotate_the_answer() {
     attempts.unsent();
     assert!(!attempts.exhausted());
     let status = attempts.annotated(Status::unavailable("twice"));
-    assert_eq!(status.metadata().get(PREVIOUS_ATTEMPTS_KEY), Some("1"));
+    assert_eq!(status.metadata().get_str(PREVIOUS_ATTEMPTS_KEY), Some("1"));
 }
 
 #[tokio::test(start_paused = true)]

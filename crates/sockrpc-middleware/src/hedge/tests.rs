@@ -49,7 +49,7 @@ impl Server {
             let copy = call
                 .request()
                 .metadata()
-                .get(sockrpc_service::PREVIOUS_ATTEMPTS_KEY)
+                .get_str(sockrpc_service::PREVIOUS_ATTEMPTS_KEY)
                 .and_then(|n| n.parse::<u32>().ok())
                 .map_or(1, |n| n + 1);
             let start = server
@@ -67,7 +67,7 @@ impl Server {
                 request.timeout(),
                 request
                     .metadata()
-                    .get(sockrpc_protocol::GRPC_TIMEOUT_KEY)
+                    .get_str(sockrpc_protocol::GRPC_TIMEOUT_KEY)
                     .map(str::to_owned),
             ));
             let (delay, outcome) = plan(copy);
@@ -236,7 +236,7 @@ async fn hedging_sends_no_copy_after_a_grpc_timeout_entry_passes() {
     let mut call = call(Idempotency::NoSideEffects);
     call.request_mut()
         .metadata_mut()
-        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "80m")
+        .insert_str(sockrpc_protocol::GRPC_TIMEOUT_KEY, "80m")
         .expect("ascii");
     hedge.oneshot(call).await.expect("copy 1 answers, late");
     let starts: Vec<(u32, Duration)> = server.started();

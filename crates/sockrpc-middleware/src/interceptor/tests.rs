@@ -16,7 +16,7 @@ fn call(path: &'static str, token: Option<&str>) -> Call {
     if let Some(token) = token {
         request
             .metadata_mut()
-            .insert("authorization", &format!("Bearer {token}"))
+            .insert_str("authorization", &format!("Bearer {token}"))
             .expect("valid");
     }
     Call::new(MethodPath::from_static(path), request)
@@ -33,7 +33,11 @@ fn echo(
             .extensions()
             .get::<Principal>()
             .map_or("nobody".to_owned(), |p| p.0.clone());
-        let tag = request.metadata().get("x-tag").unwrap_or("-").to_owned();
+        let tag = request
+            .metadata()
+            .get_str("x-tag")
+            .unwrap_or("-")
+            .to_owned();
         let method = request
             .extensions()
             .get::<MethodPath>()
@@ -46,7 +50,7 @@ fn echo(
 fn auth(mut request: Request<()>) -> Result<Request<()>, Status> {
     let token = request
         .metadata()
-        .get("authorization")
+        .get_str("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     let method = request
@@ -60,7 +64,7 @@ fn auth(mut request: Request<()>) -> Result<Request<()>, Status> {
             request.extensions_mut().insert(Principal(who.to_owned()));
             request
                 .metadata_mut()
-                .insert("x-tag", "seen")
+                .insert_str("x-tag", "seen")
                 .expect("valid");
             Ok(request)
         }

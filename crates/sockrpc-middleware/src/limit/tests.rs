@@ -16,7 +16,7 @@ fn slow() -> impl Service<Call, Response = Response<Body>, Error = Status, Futur
         let millis: u64 = call
             .request()
             .metadata()
-            .get("sleep-ms")
+            .get_str("sleep-ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let stream = call.request().metadata().contains_key("stream");
@@ -49,7 +49,7 @@ fn call(path: &'static str, sleep_ms: u64) -> Call {
     let mut request = Request::new(Body::once(Bytes::from_static(b"req")));
     request
         .metadata_mut()
-        .insert("sleep-ms", &sleep_ms.to_string())
+        .insert_str("sleep-ms", &sleep_ms.to_string())
         .expect("valid");
     Call::new(MethodPath::from_static(path), request)
 }
@@ -120,7 +120,7 @@ async fn concurrency_limit_lets_a_waiting_call_run_when_room_frees_and_holds_thr
     streamed
         .request_mut()
         .metadata_mut()
-        .insert("stream", "1")
+        .insert_str("stream", "1")
         .expect("valid");
     let response = service
         .clone()
@@ -250,7 +250,9 @@ fn recording() -> (
     let inner = slow();
     let service = tower::service_fn(move |call: Call| {
         let request = call.request();
-        let entry = request.metadata().get(sockrpc_protocol::GRPC_TIMEOUT_KEY);
+        let entry = request
+            .metadata()
+            .get_str(sockrpc_protocol::GRPC_TIMEOUT_KEY);
         record
             .lock()
             .expect("lock")
@@ -274,7 +276,7 @@ fn with_grpc_timeout(path: &'static str, sleep_ms: u64, entry: &str) -> Call {
     let mut call = call(path, sleep_ms);
     call.request_mut()
         .metadata_mut()
-        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, entry)
+        .insert_str(sockrpc_protocol::GRPC_TIMEOUT_KEY, entry)
         .expect("valid");
     call
 }
@@ -342,7 +344,7 @@ async fn concurrency_limit_sends_a_call_that_waited_with_what_remains_of_its_dea
     first
         .request_mut()
         .metadata_mut()
-        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "5S")
+        .insert_str(sockrpc_protocol::GRPC_TIMEOUT_KEY, "5S")
         .expect("valid");
     let first = spawn(service.clone().oneshot(first));
     tokio::task::yield_now().await;
@@ -461,7 +463,7 @@ impl Incoming for Arrived {
 async fn a_held_stream_keeps_its_compression_flags_and_its_trailers() {
     let inner = tower::service_fn(|_call: Call| async {
         let mut trailers = MetadataMap::new();
-        trailers.insert("x-count", "1").expect("valid");
+        trailers.insert_str("x-count", "1").expect("valid");
         let arrived = Arrived {
             message: Some(Bytes::from_static(b"gzipped")),
             trailers,
@@ -484,7 +486,7 @@ async fn a_held_stream_keeps_its_compression_flags_and_its_trailers() {
     let end = std::future::poll_fn(|cx| body.poll_message_flagged(cx)).await;
     assert!(end.is_none());
     assert_eq!(
-        body.trailers().and_then(|t| t.get("x-count")),
+        body.trailers().and_then(|t| t.get_str("x-count")),
         Some("1"),
         "the trailers of a held stream"
     );

@@ -59,12 +59,12 @@ impl Script {
                 at: script.start.elapsed(),
                 previous: request
                     .metadata()
-                    .get(sockrpc_service::PREVIOUS_ATTEMPTS_KEY)
+                    .get_str(sockrpc_service::PREVIOUS_ATTEMPTS_KEY)
                     .map(str::to_owned),
                 timeout: request.timeout(),
                 grpc_timeout: request
                     .metadata()
-                    .get(sockrpc_protocol::GRPC_TIMEOUT_KEY)
+                    .get_str(sockrpc_protocol::GRPC_TIMEOUT_KEY)
                     .map(str::to_owned),
             });
             let outcome = script
@@ -110,7 +110,7 @@ async fn retry_an_idempotent_method_succeeds_after_failures_within_the_policy() 
     assert_eq!(
         response
             .metadata()
-            .get(sockrpc_service::PREVIOUS_ATTEMPTS_KEY),
+            .get_str(sockrpc_service::PREVIOUS_ATTEMPTS_KEY),
         Some("2")
     );
     // Full jitter: the first wait is at most 100 ms, the second at most 200 ms (the paused
@@ -136,7 +136,8 @@ async fn retry_stops_at_max_attempts_and_the_cap_of_five() {
     assert_eq!(err.code(), Code::Unavailable);
     assert_eq!(attempts(&script), 4, "the default policy's 4 attempts");
     assert_eq!(
-        err.metadata().get(sockrpc_service::PREVIOUS_ATTEMPTS_KEY),
+        err.metadata()
+            .get_str(sockrpc_service::PREVIOUS_ATTEMPTS_KEY),
         Some("3")
     );
 
@@ -242,7 +243,7 @@ async fn always_down_for_150_ms(deadline: impl FnOnce(&mut Call)) -> Vec<Seen> {
 fn with_grpc_timeout(call: &mut Call, value: &str) {
     call.request_mut()
         .metadata_mut()
-        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, value)
+        .insert_str(sockrpc_protocol::GRPC_TIMEOUT_KEY, value)
         .expect("ascii");
 }
 

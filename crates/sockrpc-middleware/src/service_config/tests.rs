@@ -336,7 +336,7 @@ async fn the_call_keeps_a_shorter_deadline_and_its_own_wait_choice() {
     entry
         .request_mut()
         .metadata_mut()
-        .insert(sockrpc_protocol::GRPC_TIMEOUT_KEY, "10S")
+        .insert_str(sockrpc_protocol::GRPC_TIMEOUT_KEY, "10S")
         .expect("ascii");
     let seen = attempts(&config, "/shop.Orders/Place", entry).await;
     assert_eq!(seen[0].timeout, Some(Duration::from_nanos(1)));

@@ -45,7 +45,7 @@ pub struct MetadataInjector<'a>(pub &'a mut MetadataMap);
 
 impl Injector for MetadataInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        let _ = self.0.insert(key, &value);
+        let _ = self.0.insert_str(key, &value);
     }
 }
 
@@ -55,7 +55,7 @@ pub struct MetadataExtractor<'a>(pub &'a MetadataMap);
 
 impl Extractor for MetadataExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key)
+        self.0.get_str(key)
     }
 
     fn keys(&self) -> Vec<&str> {

@@ -19,7 +19,7 @@ fn extracted(entries: &[(&str, &str)]) -> (String, String) {
     tracing::subscriber::with_default(subscriber, || {
         let mut metadata = MetadataMap::new();
         for (key, value) in entries {
-            metadata.append(key, value).expect("valid metadata");
+            metadata.append_str(*key, value).expect("valid metadata");
         }
         let span = tracing::info_span!("rpc.server");
         OtelPropagation::w3c().extract(&span, &metadata);

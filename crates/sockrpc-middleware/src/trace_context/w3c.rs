@@ -75,7 +75,7 @@ impl Extractor for W3cView<'_> {
         } else if key.eq_ignore_ascii_case(TRACESTATE) {
             self.tracestate.as_deref()
         } else {
-            self.metadata.get(key)
+            self.metadata.get_str(key)
         }
     }
 

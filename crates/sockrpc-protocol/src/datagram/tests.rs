@@ -16,8 +16,10 @@ fn header(kind: Kind) -> Header {
 fn request_round_trips_and_every_cut_is_refused() {
     let limits = Limits::default();
     let mut metadata = MetadataMap::new();
-    metadata.insert("k", "v").expect("valid");
-    metadata.insert_bin("b-bin", vec![0u8, 255]).expect("valid");
+    metadata.insert_str("k", "v").expect("valid");
+    metadata
+        .insert_bin("b-bin", vec![0u8, 255].into())
+        .expect("valid");
     let path = MethodPath::from_static("/p.S/M");
     for done_below in [None, Some(77)] {
         let mut buf = BytesMut::new();
@@ -65,9 +67,9 @@ fn request_round_trips_and_every_cut_is_refused() {
 fn replies_round_trip() {
     let limits = Limits::default();
     let mut leading = MetadataMap::new();
-    leading.insert("l", "1").expect("valid");
+    leading.insert_str("l", "1").expect("valid");
     let mut trailing = MetadataMap::new();
-    trailing.insert("t", "2").expect("valid");
+    trailing.insert_str("t", "2").expect("valid");
     let ok: Result<Response<Bytes>, Status> = Ok(Response::from_parts(
         leading,
         Bytes::from_static(b"hello"),

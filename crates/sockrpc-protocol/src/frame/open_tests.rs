@@ -69,7 +69,7 @@ fn fold_end_and_end_ok_round_trip() {
 #[test]
 fn a_folded_request_message_round_trips_after_the_encoding_fields() {
     let mut metadata = MetadataMap::new();
-    metadata.insert("k", "v").expect("valid");
+    metadata.insert_str("k", "v").expect("valid");
     let path = MethodPath::from_static("/p.S/M");
     let fields = EncodingFields::new(
         crate::EncodingSet::EMPTY.with(crate::CompressionEncoding::Gzip),
@@ -161,7 +161,7 @@ fn an_open_may_carry_the_largest_folded_message_and_not_a_byte_more() {
     let path = MethodPath::try_from_bytes(Bytes::from(format!("/p.S/{method}"))).expect("path");
     let mut metadata = MetadataMap::new();
     let value = "v".repeat(limits.max_metadata_size - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
-    metadata.insert("k", value.as_str()).expect("valid");
+    metadata.insert_str("k", value.as_str()).expect("valid");
     let message = vec![7u8; MAX_FOLDED_MESSAGE];
     let mut wire = BytesMut::new();
     encode_open_frame(

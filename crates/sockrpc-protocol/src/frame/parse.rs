@@ -342,7 +342,7 @@ mod tests {
         // The sender checks the same count before sending.
         let mut map = MetadataMap::new();
         for i in 0..=fits {
-            map.insert(format!("k{i}").as_str(), "").expect("valid");
+            map.insert_str(format!("k{i}").as_str(), "").expect("valid");
         }
         assert!(check_metadata(&map, &limits).is_err());
     }
@@ -359,8 +359,10 @@ mod tests {
         use crate::frame::{encode_end, encode_open_frame, OpenFrame};
         let small = Limits::default().with_max_metadata_size(1500);
         let mut map = MetadataMap::new();
-        map.insert("a", "x".repeat(1000).as_str()).expect("valid");
-        map.insert("b", "y".repeat(1000).as_str()).expect("valid");
+        map.insert_str("a", "x".repeat(1000).as_str())
+            .expect("valid");
+        map.insert_str("b", "y".repeat(1000).as_str())
+            .expect("valid");
         // 2 × (1 + 1 + 2 + 1000) + 2 × 32: the count is not counted.
         let size = 2 * 1004 + 2 * METADATA_ENTRY_OVERHEAD;
         let path = MethodPath::from_static("/p.S/M");

@@ -16,9 +16,9 @@ pub(super) fn round_trip(encoded: BytesMut) -> Frame {
 #[test]
 fn every_kind_round_trips() {
     let mut metadata = MetadataMap::new();
-    metadata.insert("k", "v").expect("valid");
+    metadata.insert_str("k", "v").expect("valid");
     metadata
-        .insert_bin("b-bin", vec![0u8, 1, 2])
+        .insert_bin("b-bin", vec![0u8, 1, 2].into())
         .expect("valid");
     let path = MethodPath::from_static("/p.S/M");
 
@@ -356,7 +356,7 @@ fn the_largest_open_a_client_can_send_fits_the_control_frame_limit() {
     // The block: a u16 count, then per entry a u8 key length, the key, a u16 value length and
     // the value.
     let value = "v".repeat(limits.max_metadata_size - 1 - 1 - 2 - METADATA_ENTRY_OVERHEAD);
-    metadata.insert("k", value.as_str()).expect("valid");
+    metadata.insert_str("k", value.as_str()).expect("valid");
     check_metadata(&metadata, &limits).expect("metadata at the limit is accepted");
     let mut wire = BytesMut::new();
     encode_open_frame(

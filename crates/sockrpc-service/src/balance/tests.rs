@@ -26,7 +26,7 @@ async fn a_grpc_timeout_entry_bounds_the_wait_for_an_endpoint() {
     asked
         .request_mut()
         .metadata_mut()
-        .insert(GRPC_TIMEOUT_KEY, "150m")
+        .insert_str(GRPC_TIMEOUT_KEY, "150m")
         .expect("ascii");
     let started = Instant::now();
     let err = balanced.call(asked).await.expect_err("no endpoint");

@@ -261,7 +261,7 @@ impl Channel {
         if let Some(agent) = &self.pool.endpoint().user_agent {
             if !metadata.contains_key("user-agent") {
                 // Checked printable ASCII when the endpoint was built.
-                let _ = metadata.insert("user-agent", agent);
+                let _ = metadata.insert_str("user-agent", agent);
             }
         }
         let pool = self.pool.clone();

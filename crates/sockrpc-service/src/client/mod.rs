@@ -168,7 +168,7 @@ fn show_encoding(response: &mut Response<Body>, accepted: EncodingSet) {
     metadata.remove(ENCODING_KEY);
     if let Some(encoding) = encoding {
         // A valid key and an ASCII value: this cannot fail, and nothing is lost if it did.
-        let _ = metadata.insert(ENCODING_KEY, encoding.as_str());
+        let _ = metadata.insert_str(ENCODING_KEY, encoding.as_str());
     }
 }
 

@@ -324,7 +324,7 @@ pub(crate) fn encoding_refused(message: String, accept: EncodingSet) -> Status {
     // A valid key and an ASCII value: this cannot fail, and the status stands if it did.
     let _ = status
         .metadata_mut()
-        .insert(ACCEPT_ENCODING_KEY, accepted.as_str());
+        .insert_str(ACCEPT_ENCODING_KEY, accepted.as_str());
     status
 }
 

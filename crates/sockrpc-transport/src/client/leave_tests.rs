@@ -50,7 +50,7 @@ async fn a_queued_call_refused_on_its_second_look_gives_its_room_back() {
     // A call with a kilobyte of metadata waits for room: nothing of it is sent yet.
     let mut big = Request::new(Bytes::from_static(b"b"));
     big.metadata_mut()
-        .insert("x-big", &"v".repeat(1024))
+        .insert_str("x-big", &"v".repeat(1024))
         .expect("metadata");
     let mut second = Box::pin(conn.unary(path.clone(), big));
     assert!(second.as_mut().poll(&mut cx).is_pending());

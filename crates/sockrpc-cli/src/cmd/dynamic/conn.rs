@@ -155,9 +155,9 @@ pub(crate) fn metadata(headers: &[String]) -> Result<MetadataMap, Failure> {
                     "-H {header:?}: a -bin key's value is base64: {err}"
                 ))
             })?;
-            map.append_bin(&key, bytes)
+            map.append_bin(&key, bytes.into())
         } else {
-            map.append(&key, value.trim())
+            map.append_str(&key, value.trim())
         };
         added.map_err(|err| Failure::Input(format!("-H {header:?}: {err}")))?;
     }
@@ -178,7 +178,7 @@ mod tests {
             "x-echo-bin: -_8B".to_owned(),
         ])
         .expect("valid headers");
-        assert_eq!(map.get("x-trace"), Some("abc"));
+        assert_eq!(map.get_str("x-trace"), Some("abc"));
         let bins: Vec<&[u8]> = map.get_all("x-echo-bin").collect();
         assert_eq!(
             bins,

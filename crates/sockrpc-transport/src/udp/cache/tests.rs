@@ -376,7 +376,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
     let mut response = Response::new(chunk.slice(100..164));
     response
         .trailers_mut()
-        .insert_bin("x-echo-bin", request.slice(10..20))
+        .insert_bin("x-echo-bin", request.slice(10..20).into())
         .expect("valid");
     assert!(matches!(cache.begin(HOST, 1, 1, &path(), None), Begin::New));
     cache.complete(1, 1, Ok(response));
@@ -389,7 +389,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
     let mut status = Status::with_details(sockrpc_protocol::Code::Internal, "no", chunk.slice(..8));
     status
         .metadata_mut()
-        .insert_bin("x-why-bin", request.slice(..4))
+        .insert_bin("x-why-bin", request.slice(..4).into())
         .expect("valid");
     assert!(matches!(cache.begin(HOST, 1, 2, &path(), None), Begin::New));
     cache.complete(1, 2, Err(status));
@@ -400,7 +400,7 @@ fn a_kept_answer_holds_none_of_the_buffers_it_was_cut_from() {
         Lookup::Done(Ok(kept)) => {
             assert_eq!(&kept.get_ref()[..], &[7u8; 64][..]);
             assert_eq!(
-                kept.trailers().get_bin("x-echo-bin").map(|v| v.len()),
+                kept.trailers().get_bin_bytes("x-echo-bin").map(|v| v.len()),
                 Some(10)
             );
         }
