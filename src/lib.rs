@@ -69,10 +69,14 @@ pub mod transport {
 /// Metadata as tonic's `metadata` module names it: [`MetadataMap`], the typed values
 /// ([`MetadataValue`](metadata::MetadataValue),
 /// [`AsciiMetadataValue`](metadata::AsciiMetadataValue),
-/// [`BinaryMetadataValue`](metadata::BinaryMetadataValue)) its setters take, and the views
+/// [`BinaryMetadataValue`](metadata::BinaryMetadataValue)) its setters take and its getters
+/// lend out, the keys ([`MetadataKey`](metadata::MetadataKey),
+/// [`AsciiMetadataKey`](metadata::AsciiMetadataKey),
+/// [`BinaryMetadataKey`](metadata::BinaryMetadataKey)) it takes beside `&str`, and the views
 /// its `values`, `values_mut` and `iter_mut` lend them out as ([`ValueRef`](metadata::ValueRef),
 /// [`ValueRefMut`](metadata::ValueRefMut), [`KeyAndMutValueRef`](metadata::KeyAndMutValueRef)).
 pub mod metadata {
+    pub use sockrpc_protocol::metadata_key::*;
     pub use sockrpc_protocol::metadata_value::*;
     pub use sockrpc_protocol::{
         is_bin_key, KeyAndMutValueRef, MetadataError, MetadataMap, ValueRef, ValueRefMut,

@@ -28,7 +28,9 @@
 //! - tls_config: tonic's `tls_config` on both ends sets up TLS, and refuses what rustls cannot
 //!   use at once;
 //! - status_display: `Status`'s `Display` is tonic's;
-//! - sensitive: metadata values marked sensitive print as `Sensitive` and are sent as before.
+//! - sensitive: metadata values marked sensitive print as `Sensitive` and are sent as before;
+//! - metadata_forms: tonic's metadata setters and getters as tonic's tests write them
+//!   (`"v".parse().unwrap()`, `.get(k).unwrap().to_str().unwrap()`), across a call both ways.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -42,6 +44,7 @@ mod learned_encodings;
 mod limits;
 mod local_address;
 mod matrix;
+mod metadata_forms;
 mod paths;
 mod rate_limit;
 mod refusals;
