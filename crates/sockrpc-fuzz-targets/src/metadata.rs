@@ -15,7 +15,7 @@
 //! public door to the parser every frame kind uses. Properties checked:
 //! - a block that parses is `metadata_len` bytes long (less its reserved `sockrpc-` entries, which
 //!   the receiver drops by design), passes the sender's `check_metadata` under
-//!   the same limits, and each entry is one `MetadataMap::insert` / `insert_bin` would take;
+//!   the same limits, and each entry is one `MetadataMap::insert_str` / `insert_bin` would take;
 //! - it re-encodes (`encode_headers`) to a block that parses to the same map, and re-encoding
 //!   that gives the same bytes;
 //! - the UDP REQUEST parser, which finds a block's extent itself before handing it to the same
