@@ -480,7 +480,7 @@ mod tests {
         // Spaces, case, `identity` and names unknown here, as other peers may write the list.
         let _ = status
             .metadata_mut()
-            .insert(ACCEPT_ENCODING_KEY, " GZIP , br,identity,deflate");
+            .insert_str(ACCEPT_ENCODING_KEY, " GZIP , br,identity,deflate");
         let gzip_deflate = EncodingSet::EMPTY
             .with(CompressionEncoding::Gzip)
             .with(CompressionEncoding::Deflate);
