@@ -68,6 +68,7 @@ fn main() -> std::io::Result<()> {
 
     proto2()?;
     brought()?;
+    proto_more()?;
     codegen_gaps()
 }
 
@@ -89,6 +90,26 @@ fn brought() -> std::io::Result<()> {
                 "proto/brought/caps.proto",
             ],
             &["proto"],
+        )
+}
+
+/// `tests/proto_more/`: protos real projects have that the sets above miss (keyword packages
+/// `crate.self`, a deep package, two files in one package with `import public` and `import
+/// weak`, well-known types streamed both ways, a CRLF file with a byte order mark), served by
+/// `tests/proto_more/`.
+fn proto_more() -> std::io::Result<()> {
+    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?).join("more");
+    std::fs::create_dir_all(&out)?;
+    sockrpc_build::configure()
+        .out_dir(&out)
+        .bytes(["."])
+        .include_file("more.rs")
+        .compile_protos(
+            &[
+                "proto_more/my_co/api_v2/x3/svc.proto",
+                "proto_more/crlf/crlf.proto",
+            ],
+            &["proto_more"],
         )
 }
 

@@ -93,6 +93,13 @@ pub mod brought {
     include!(concat!(env!("OUT_DIR"), "/brought/brought.rs"));
 }
 
+/// `tests/proto_more/`: protos real projects have (keyword packages, `import public`, well-known
+/// types streamed, CRLF), served by `tests/proto_more/`, with rustdoc's and clippy's lints on.
+#[allow(missing_docs, unreachable_pub)]
+pub mod more {
+    include!(concat!(env!("OUT_DIR"), "/more/more.rs"));
+}
+
 /// `tests/proto/sockrpc/p2/shop.proto`: proto2 (required fields, defaults, groups, extensions,
 /// closed enums), served by `tests/proto2/`.
 #[allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
