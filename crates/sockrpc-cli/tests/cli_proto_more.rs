@@ -1,0 +1,225 @@
+//! `sockrpc call`, `list` and `describe` through reflection against `tests/proto_more/`'s
+//! service `my_co.api_v2.x3.Api2Service` and `crate.self.v1`'s service `super`: packages whose
+//! segments are keywords Rust can't write raw (`crate`, `self`), a message nested three deep
+//! from a package reached only through `import public`, one from a file without a package, an
+//! `import weak`, and well-known types as a bidi stream's messages. The generated code comes
+//! from the package names through `include_proto!` (`crate.self.v1`, whose file prost-build
+//! names `crate_.self_.v1.rs`).
+
+mod call_support;
+mod support;
+
+use call_support::{call, json_lines, serve_on_runtime};
+use futures_util::stream::{self, StreamExt};
+use serde_json::json;
+use sockrpc::prost_types::Any;
+use sockrpc::{BoxStream, Request, Response, Server, Status, Streaming};
+use sockrpc_reflection::ReflectionExt;
+
+/// The packages as nested modules, as prost-build's relative paths between them need.
+#[allow(missing_docs, unreachable_pub, dead_code, clippy::all)]
+pub mod pb {
+    sockrpc::include_proto!("_");
+    pub mod a {
+        pub mod b {
+            pub mod c {
+                pub mod d {
+                    sockrpc::include_proto!("a.b.c.d");
+                }
+            }
+        }
+    }
+    pub mod crate_ {
+        pub mod self_ {
+            pub mod v1 {
+                sockrpc::include_proto!("crate.self.v1");
+            }
+        }
+    }
+    pub mod my_co {
+        pub mod api_v2 {
+            pub mod x3 {
+                sockrpc::include_proto!("my_co.api_v2.x3");
+            }
+        }
+    }
+}
+
+use pb::a::b::c::d::outer::middle::Inner;
+use pb::crate_::self_::v1 as kw;
+use pb::my_co::api_v2::x3::{self as x3, Tree};
+
+struct Api;
+
+impl x3::api2_service_server::Api2Service for Api {
+    async fn get_inner(&self, request: Request<Inner>) -> Result<Response<Tree>, Status> {
+        let inner = request.into_inner();
+        Ok(Response::new(Tree {
+            nodes: [(inner.text.clone(), inner)].into(),
+            ..Default::default()
+        }))
+    }
+
+    async fn use_self(&self, request: Request<kw::Self_>) -> Result<Response<kw::Option>, Status> {
+        Ok(Response::new(kw::Option {
+            some: Some(kw::option::Some::Self_(request.into_inner())),
+        }))
+    }
+
+    async fn use_naked(&self, request: Request<pb::Naked>) -> Result<Response<pb::Naked>, Status> {
+        let mut naked = request.into_inner();
+        naked.text.push('!');
+        Ok(Response::new(naked))
+    }
+
+    async fn anys(
+        &self,
+        request: Request<Streaming<Any>>,
+    ) -> Result<Response<BoxStream<Any>>, Status> {
+        Ok(Response::new(request.into_inner().boxed()))
+    }
+}
+
+struct Keywords;
+
+impl kw::super_server::Super for Keywords {
+    async fn crate_(&self, request: Request<kw::Self_>) -> Result<Response<kw::Self_>, Status> {
+        let mut this = request.into_inner();
+        this.r#async += 1;
+        Ok(Response::new(this))
+    }
+
+    async fn r#gen(
+        &self,
+        request: Request<kw::Box>,
+    ) -> Result<Response<BoxStream<kw::Box>>, Status> {
+        let boxed = request.into_inner();
+        Ok(Response::new(
+            stream::iter([Ok(boxed.clone()), Ok(boxed)]).boxed(),
+        ))
+    }
+}
+
+/// Both services with reflection over their package's set on `127.0.0.1:0`.
+fn serve() -> (tokio::runtime::Runtime, String) {
+    serve_on_runtime(
+        Server::builder()
+            .add_service(x3::api2_service_server::Api2ServiceServer::new(Api))
+            .add_service(kw::super_server::SuperServer::new(Keywords))
+            .add_reflection(&[x3::FILE_DESCRIPTOR_SET]),
+    )
+}
+
+#[test]
+fn calls_through_reflection_reach_keyword_packages_and_public_imports() {
+    let (_runtime, addr) = serve();
+    let tree = json_lines(
+        &[
+            "call",
+            &addr,
+            "my_co.api_v2.x3.Api2Service/GetInner",
+            "-d",
+            r#"{"text": "x", "children": [{"text": "y"}]}"#,
+        ],
+        "",
+    );
+    assert_eq!(
+        tree,
+        [json!({"nodes": {"x": {"text": "x", "children": [{"text": "y"}]}}})]
+    );
+
+    let option = json_lines(
+        &[
+            "call",
+            &addr,
+            "my_co.api_v2.x3.Api2Service/UseSelf",
+            "-d",
+            r#"{"type": "t", "async": 1, "await": true, "match": ["m"], "super": {"crate": "c"}}"#,
+        ],
+        "",
+    );
+    let this =
+        json!({"type": "t", "async": 1, "await": true, "match": ["m"], "super": {"crate": "c"}});
+    assert_eq!(option, [json!({ "self": this })]);
+
+    let naked = json_lines(
+        &[
+            "call",
+            &addr,
+            "my_co.api_v2.x3.Api2Service/UseNaked",
+            "-d",
+            r#"{"text": "n"}"#,
+        ],
+        "",
+    );
+    assert_eq!(naked, [json!({"text": "n!"})]);
+
+    // `Any`s carrying a well-known type: JSON names it by its type URL.
+    let anys = json_lines(
+        &["call", &addr, "my_co.api_v2.x3.Api2Service/Anys"],
+        concat!(
+            r#"{"@type": "type.googleapis.com/google.protobuf.Empty", "value": {}}"#,
+            "\n",
+            r#"{"@type": "type.googleapis.com/Naked", "text": "no package"}"#,
+            "\n",
+        ),
+    );
+    assert_eq!(
+        anys,
+        [
+            json!({"@type": "type.googleapis.com/google.protobuf.Empty", "value": {}}),
+            json!({"@type": "type.googleapis.com/Naked", "text": "no package"}),
+        ]
+    );
+
+    let again = json_lines(
+        &[
+            "call",
+            &addr,
+            "crate.self.v1.super/crate",
+            "-d",
+            r#"{"async": 41}"#,
+        ],
+        "",
+    );
+    assert_eq!(again, [json!({"async": 42})]);
+    let boxes = json_lines(
+        &[
+            "call",
+            &addr,
+            "crate.self.v1.super/Gen",
+            "-d",
+            r#"{"gen": "AAE="}"#,
+        ],
+        "",
+    );
+    assert_eq!(boxes, [json!({"gen": "AAE="}), json!({"gen": "AAE="})]);
+}
+
+#[test]
+fn list_and_describe_name_keyword_packages_as_written() {
+    let (_runtime, addr) = serve();
+    let (code, listed, stderr) = call(&["list", &addr], "");
+    assert_eq!(code, 0, "{stderr}");
+    for service in [
+        "my_co.api_v2.x3.Api2Service",
+        "my_co.api_v2.x3.Tree2",
+        "crate.self.v1.super",
+    ] {
+        assert!(listed.contains(service), "{service} not in {listed}");
+    }
+    let (code, described, stderr) = call(&["describe", &addr, "crate.self.v1.super"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        described.contains(
+            "rpc try(stream .crate.self.v1.Self.Super) returns (.crate.self.v1.Self.Super);"
+        ),
+        "{described}"
+    );
+    let (code, described, stderr) = call(&["describe", &addr, "a.b.c.d.Outer.Middle.Inner"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        described.contains("repeated .a.b.c.d.Outer.Middle.Inner children = 2;"),
+        "{described}"
+    );
+}
