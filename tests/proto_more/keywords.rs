@@ -72,6 +72,10 @@ impl Super for Keywords {
         });
         Ok(Response::new(echoed.boxed()))
     }
+
+    async fn names(&self, request: Request<kw::Names>) -> Result<Response<kw::Names>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
 }
 
 struct Windows;

@@ -83,6 +83,10 @@ impl x3::api2_service_server::Api2Service for Api {
 struct Keywords;
 
 impl kw::super_server::Super for Keywords {
+    async fn names(&self, request: Request<kw::Names>) -> Result<Response<kw::Names>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
+
     async fn crate_(&self, request: Request<kw::Self_>) -> Result<Response<kw::Self_>, Status> {
         let mut this = request.into_inner();
         this.r#async += 1;
@@ -194,6 +198,24 @@ fn calls_through_reflection_reach_keyword_packages_and_public_imports() {
         "",
     );
     assert_eq!(boxes, [json!({"gen": "AAE="}), json!({"gen": "AAE="})]);
+
+    // JSON names as protoc derives them (`foo_2bar` is `foo2bar`, `_leading` is `Leading`), and
+    // one given with `json_name`.
+    let names = json!({
+        "foo2bar": "1", "Leading": "2", "trailing": "3", "FOO": "4", "fooBarBaz": "5",
+        "xY": "6", "@given": "7", "a1B2": "8",
+    });
+    let back = json_lines(
+        &[
+            "call",
+            &addr,
+            "crate.self.v1.super/Names",
+            "-d",
+            &names.to_string(),
+        ],
+        "",
+    );
+    assert_eq!(back, [names]);
 }
 
 #[test]
