@@ -134,7 +134,7 @@ async fn a_missing_required_field_reads_as_its_default() {
     assert!(
         broken
             .message()
-            .contains("failed to decode protobuf message"),
+            .starts_with("failed to decode Protobuf message: "),
         "{broken:?}"
     );
     server.stop().await;

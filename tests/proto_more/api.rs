@@ -367,3 +367,34 @@ async fn rpcs_named_like_client_helpers_keep_the_helpers() {
     unit.expect("Ready").into_inner();
     server.stop().await;
 }
+
+/// A tree `depth` subtrees deep.
+fn nested(depth: usize) -> Tree {
+    let mut tree = Tree::default();
+    for _ in 0..depth {
+        tree = Tree {
+            pick: Some(Pick::Subtree(Box::new(tree))),
+            ..Default::default()
+        };
+    }
+    tree
+}
+
+#[tokio::test]
+async fn a_request_nested_past_prosts_recursion_limit_is_refused_with_a_status() {
+    let server = start();
+    let mut client = Api2ServiceClient::new(channel(&server).await);
+    let deep = bounded("GetTree deep", client.get_tree(nested(150))).await;
+    // prost stops at 100 levels; the server answers `Internal`, as tonic and grpc-go do for a
+    // request that does not decode.
+    let status = deep.expect_err("150 levels decode");
+    assert_eq!(status.code(), sockrpc::Code::Internal, "{status:?}");
+    // prost's error as it is (tonic's message): said once, not behind a prefix saying it again.
+    let message = status.message();
+    assert!(message.ends_with("recursion limit reached"), "{status:?}");
+    assert_eq!(message.matches("decode").count(), 1, "{status:?}");
+    // The server still answers.
+    let fine = bounded("GetTree", client.get_tree(nested(10))).await;
+    fine.expect("10 levels");
+    server.stop().await;
+}

@@ -14,14 +14,16 @@ where
 {
     fn encode(&self, item: &T, dst: &mut BytesMut) -> Result<(), Status> {
         // Reserving first makes prost's encode infallible: it only fails for lack of room.
+        // prost's errors say what failed themselves ("failed to encode Protobuf message; ..."),
+        // so they are the message as they are, as in tonic.
         dst.reserve(item.encoded_len());
         item.encode(dst)
-            .map_err(|err| Status::internal(format!("failed to encode protobuf message: {err}")))
+            .map_err(|err| Status::internal(err.to_string()))
     }
 
     fn decode(&self, src: Bytes) -> Result<T, Status> {
-        T::decode(src)
-            .map_err(|err| Status::internal(format!("failed to decode protobuf message: {err}")))
+        // "failed to decode Protobuf message: Tree.pick: recursion limit reached", as in tonic.
+        T::decode(src).map_err(|err| Status::internal(err.to_string()))
     }
 
     fn encoded_len(&self, item: &T) -> usize {
