@@ -244,4 +244,31 @@ fn list_and_describe_name_keyword_packages_as_written() {
         described.contains("repeated .a.b.c.d.Outer.Middle.Inner children = 2;"),
         "{described}"
     );
+    // Files: `import public` and `import weak` written back as declared.
+    let (code, described, stderr) = call(&["describe", &addr, "my_co/api_v2/x3/types.proto"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        described.contains("\nimport public \"a/b/c/d/deep.proto\";\n"),
+        "{described}"
+    );
+    let (code, described, stderr) = call(&["describe", &addr, "my_co/api_v2/x3/svc.proto"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        described.contains("\nimport weak \"google/protobuf/api.proto\";\n"),
+        "{described}"
+    );
+    assert!(
+        described.contains("\n  rpc get_tree(.my_co.api_v2.x3.Tree) returns"),
+        "{described}"
+    );
+    let (code, described, stderr) = call(&["describe", &addr, "crate/self/v1/kw.proto"], "");
+    assert_eq!(code, 0, "{stderr}");
+    for line in [
+        "option optimize_for = LITE_RUNTIME;",
+        "string given = 7 [json_name = \"@given\"];",
+        "service super {",
+        "message Self {",
+    ] {
+        assert!(described.contains(line), "{line} not in {described}");
+    }
 }
