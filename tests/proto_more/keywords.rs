@@ -2,7 +2,7 @@
 //! `crlf.v1`'s `Lines` (a file with a byte order mark and CRLF line endings).
 
 use futures_util::stream::{self, BoxStream, StreamExt};
-use sockrpc::{Request, Response, Status, Streaming};
+use sockrpc::{NamedService, Request, Response, Status, Streaming};
 use sockrpc_tests::bounded::{bounded, channel, collect};
 use sockrpc_tests::more::crate_::self_::v1 as kw;
 use sockrpc_tests::more::crlf::v1 as crlf;
@@ -111,6 +111,15 @@ fn start() -> Running {
 
 #[tokio::test]
 async fn keyword_package_service_and_rpcs_answer_every_shape() {
+    // The wire names are the .proto's, whatever Rust had to call them.
+    assert_eq!(
+        <SuperServer<Keywords> as NamedService>::NAME,
+        "crate.self.v1.super"
+    );
+    assert_eq!(
+        <LinesServer<Windows> as NamedService>::NAME,
+        "crlf.v1.Lines"
+    );
     let server = start();
     let mut client = SuperClient::new(channel(&server).await);
 
