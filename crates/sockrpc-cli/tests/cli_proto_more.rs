@@ -12,7 +12,7 @@ mod support;
 use call_support::{call, json_lines, serve_on_runtime};
 use futures_util::stream::{self, StreamExt};
 use serde_json::json;
-use sockrpc::prost_types::Any;
+use sockrpc::prost_types::{Any, Duration, FieldMask, ListValue, Timestamp, Value};
 use sockrpc::{BoxStream, Request, Response, Server, Status, Streaming};
 use sockrpc_reflection::ReflectionExt;
 
@@ -76,6 +76,60 @@ impl x3::api2_service_server::Api2Service for Api {
         &self,
         request: Request<Streaming<Any>>,
     ) -> Result<Response<BoxStream<Any>>, Status> {
+        Ok(Response::new(request.into_inner().boxed()))
+    }
+
+    async fn masks(
+        &self,
+        request: Request<Streaming<FieldMask>>,
+    ) -> Result<Response<FieldMask>, Status> {
+        let mut all = request.into_inner();
+        let mut paths = Vec::new();
+        while let Some(mask) = all.message().await? {
+            paths.extend(mask.paths);
+        }
+        Ok(Response::new(FieldMask { paths }))
+    }
+
+    async fn durations(
+        &self,
+        request: Request<Streaming<Duration>>,
+    ) -> Result<Response<BoxStream<Duration>>, Status> {
+        Ok(Response::new(request.into_inner().boxed()))
+    }
+
+    async fn blobs(
+        &self,
+        request: Request<Streaming<Vec<u8>>>,
+    ) -> Result<Response<BoxStream<Vec<u8>>>, Status> {
+        Ok(Response::new(request.into_inner().boxed()))
+    }
+
+    async fn values(
+        &self,
+        request: Request<Streaming<Value>>,
+    ) -> Result<Response<ListValue>, Status> {
+        let mut all = request.into_inner();
+        let mut values = Vec::new();
+        while let Some(value) = all.message().await? {
+            values.push(value);
+        }
+        Ok(Response::new(ListValue { values }))
+    }
+
+    async fn stamps(&self, request: Request<()>) -> Result<Response<BoxStream<Timestamp>>, Status> {
+        let () = request.into_inner();
+        let stamp = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5_000_000,
+        };
+        Ok(Response::new(stream::iter([Ok(stamp)]).boxed()))
+    }
+
+    async fn nothing(
+        &self,
+        request: Request<Streaming<()>>,
+    ) -> Result<Response<BoxStream<()>>, Status> {
         Ok(Response::new(request.into_inner().boxed()))
     }
 }
@@ -175,6 +229,27 @@ fn calls_through_reflection_reach_keyword_packages_and_public_imports() {
             json!({"@type": "type.googleapis.com/Naked", "text": "no package"}),
         ]
     );
+
+    // Well-known types in their JSON forms, streamed.
+    let x3 = |method: &str| format!("my_co.api_v2.x3.Api2Service/{method}");
+    let mask = json_lines(&["call", &addr, &x3("Masks")], "\"a,bC.d\"\n\"e\"\n");
+    assert_eq!(mask, [json!("a,bC.d,e")]);
+    let durations = json_lines(
+        &["call", &addr, &x3("Durations")],
+        "\"3.000000005s\"\n\"-1s\"\n",
+    );
+    assert_eq!(durations, [json!("3.000000005s"), json!("-1s")]);
+    let blobs = json_lines(&["call", &addr, &x3("Blobs")], "\"AAE=\"\n\"\"\n");
+    assert_eq!(blobs, [json!("AAE="), json!("")]);
+    let list = json_lines(
+        &["call", &addr, &x3("Values")],
+        "1.5\n\"s\"\nnull\n{\"k\": [true]}\n",
+    );
+    assert_eq!(list, [json!([1.5, "s", null, {"k": [true]}])]);
+    let stamps = json_lines(&["call", &addr, &x3("Stamps"), "-d", "{}"], "");
+    assert_eq!(stamps, [json!("2023-11-14T22:13:20.005Z")]);
+    let units = json_lines(&["call", &addr, &x3("Nothing")], "{}\n{}\n");
+    assert_eq!(units, [json!({}), json!({})]);
 
     let again = json_lines(
         &[
