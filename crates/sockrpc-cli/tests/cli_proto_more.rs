@@ -305,6 +305,15 @@ fn list_and_describe_name_keyword_packages_as_written() {
     ] {
         assert!(listed.contains(service), "{service} not in {listed}");
     }
+    let (code, methods, stderr) = call(&["list", &addr, "crate.self.v1.super"], "");
+    assert_eq!(code, 0, "{stderr}");
+    for method in ["crate", "self", "Gen", "try", "dyn", "Names"] {
+        let line = format!("crate.self.v1.super.{method}");
+        assert!(
+            methods.lines().any(|l| l == line),
+            "{line} not in {methods}"
+        );
+    }
     let (code, described, stderr) = call(&["describe", &addr, "crate.self.v1.super"], "");
     assert_eq!(code, 0, "{stderr}");
     assert!(
