@@ -186,6 +186,25 @@ fn calls_through_reflection_reach_keyword_packages_and_public_imports() {
         [json!({"nodes": {"x": {"text": "x", "children": [{"text": "y"}]}}})]
     );
 
+    // The same from the .proto files (`--proto`, imports under `--import-path`), not reflection.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/proto_more");
+    let proto = format!("{root}/my_co/api_v2/x3/svc.proto");
+    let from_proto = json_lines(
+        &[
+            "call",
+            &addr,
+            "my_co.api_v2.x3.Api2Service/GetInner",
+            "-d",
+            r#"{"text": "x", "children": [{"text": "y"}]}"#,
+            "--proto",
+            &proto,
+            "--import-path",
+            root,
+        ],
+        "",
+    );
+    assert_eq!(from_proto, tree);
+
     let option = json_lines(
         &[
             "call",
@@ -354,5 +373,31 @@ fn list_and_describe_name_keyword_packages_as_written() {
         "message Self {",
     ] {
         assert!(described.contains(line), "{line} not in {described}");
+    }
+}
+
+/// A `--proto` file saved on Windows (a UTF-8 byte order mark, CRLF line ends) is read as
+/// protoc and `sockrpc-build` read it, not refused at `1:1: invalid token`. `describe` with
+/// `--proto` never connects.
+#[test]
+fn a_proto_file_with_a_byte_order_mark_is_read() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/proto_more");
+    let proto = format!("{root}/crlf/crlf.proto");
+    for extra in [&[][..], &["--import-path", root][..]] {
+        let mut args = vec![
+            "describe",
+            "127.0.0.1:1",
+            "crlf.v1.Lines",
+            "--proto",
+            &proto,
+        ];
+        args.extend(extra);
+        let (code, described, stderr) = call(&args, "");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            described.contains("rpc Echo(.crlf.v1.Line) returns (.crlf.v1.Line);"),
+            "{described}"
+        );
+        assert!(!described.contains('\u{feff}'), "{described:?}");
     }
 }

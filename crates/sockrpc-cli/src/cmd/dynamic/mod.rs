@@ -5,6 +5,7 @@
 //!
 //! - [`conn`]: the address, TLS, metadata and deadline flags every command shares.
 //! - [`source`]: descriptors from `--proto` files or from reflection.
+//! - [`bom`]: `--proto` files read past a leading UTF-8 byte order mark.
 //! - [`reflect`]: the reflection client (list services, fetch files with their imports).
 //! - [`extensions`]: through reflection, the extensions of a method's message types (or of one
 //!   message, for `describe`) that are declared in files their own files do not import.
@@ -18,6 +19,7 @@
 //! [prost-reflect]: https://docs.rs/prost-reflect
 
 pub(crate) mod any;
+mod bom;
 pub(crate) mod conn;
 mod editions;
 pub(crate) mod exit;

@@ -1,7 +1,8 @@
 //! Where a command's descriptors come from: the `--proto` files, compiled here with protox
-//! (imports resolved against `--import-path`, or each file's own directory), or the server's
-//! reflection service.
+//! (imports resolved against `--import-path`, or each file's own directory; a leading byte order
+//! mark skipped, as protoc does), or the server's reflection service.
 
+use super::bom;
 use super::conn::ConnArgs;
 use super::editions::edition_error;
 use super::exit::Failure;
@@ -25,8 +26,8 @@ pub(crate) fn compile(protos: &[PathBuf], imports: &[PathBuf]) -> Result<Descrip
             }
         }
     }
-    let mut compiler =
-        protox::Compiler::new(&includes).map_err(|err| compile_failure(&err, protos, &includes))?;
+    // protox's own resolver but for a leading byte order mark, which is skipped.
+    let mut compiler = protox::Compiler::with_file_resolver(bom::resolver(&includes));
     compiler.include_imports(true);
     // Comments, for `describe` to write back.
     compiler.include_source_info(true);
