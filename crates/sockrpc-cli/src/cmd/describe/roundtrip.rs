@@ -1,6 +1,7 @@
 //! The round trip: every `.proto` file of the shared real-world set (gRPC's, OpenTelemetry's),
-//! of this repository's `proto/` and `tests/proto/` (among them `sockrpc/describe/`, written to
-//! use every construct), is compiled, written back by `describe` as a whole file, compiled again,
+//! of this repository's `proto/`, `tests/proto/` (among them `sockrpc/describe/`, written to
+//! use every construct) and `tests/proto_more/` (keyword packages, `import public` and `weak`,
+//! a file with a byte order mark), is compiled, written back by `describe` as a whole file, compiled again,
 //! and the two descriptors compared.
 //!
 //! What the comparison ignores, and why:
@@ -30,6 +31,7 @@ fn roots() -> Vec<PathBuf> {
         repo.join("../shared/protos"),
         repo.join("proto"),
         repo.join("tests/proto"),
+        repo.join("tests/proto_more"),
     ]
 }
 
@@ -50,7 +52,9 @@ fn protos(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn compile(root: &Path, files: &[PathBuf]) -> DescriptorPool {
-    let mut compiler = protox::Compiler::new([root]).expect("compiler");
+    // As `--proto` files are read: past a byte order mark.
+    let resolver = crate::cmd::dynamic::bom::resolver(&[root.to_path_buf()]);
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true);
     compiler.include_source_info(true);
     if let Err(err) = compiler.open_files(files) {

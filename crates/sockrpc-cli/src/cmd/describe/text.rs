@@ -146,6 +146,10 @@ impl Text {
 
 /// One comment as `.proto` text: `//` lines for a line comment (its text ends in a newline),
 /// a `/* */` block otherwise.
+///
+/// A block's lines after the first lose their leading whitespace and then one `*` when read
+/// (protoc's rule, and protox's), so a line that starts with either is written after ` *`,
+/// which reading takes off again: `/* a\n * b */` is ` a\n b ` and comes back as it was.
 fn write_comment(out: &mut String, comment: &str, indent: &str) {
     match comment.strip_suffix('\n') {
         Some(lines) => {
@@ -154,7 +158,18 @@ fn write_comment(out: &mut String, comment: &str, indent: &str) {
             }
         }
         None => {
-            let _ = writeln!(out, "{indent}/*{}*/", comment.replace("*/", "* /"));
+            let comment = comment.replace("*/", "* /");
+            let mut lines = comment.split('\n');
+            let _ = write!(out, "{indent}/*{}", lines.next().unwrap_or_default());
+            for line in lines {
+                let star = if line.starts_with(|c: char| c.is_whitespace() || c == '*') {
+                    " *"
+                } else {
+                    ""
+                };
+                let _ = write!(out, "\n{indent}{star}{line}");
+            }
+            out.push_str("*/\n");
         }
     }
 }
@@ -219,4 +234,16 @@ pub(super) fn bytes_literal(bytes: &[u8]) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_comment;
+
+    #[test]
+    fn block_lines_keep_their_leading_whitespace_and_stars() {
+        let mut out = String::new();
+        write_comment(&mut out, " a\n b\n** c\nd\n/e\n\n   ", "  ");
+        assert_eq!(out, "  /* a\n   * b\n   *** c\n  d\n  /e\n  \n   *   */\n");
+    }
 }

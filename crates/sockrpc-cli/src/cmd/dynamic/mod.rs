@@ -19,7 +19,7 @@
 //! [prost-reflect]: https://docs.rs/prost-reflect
 
 pub(crate) mod any;
-mod bom;
+pub(crate) mod bom;
 pub(crate) mod conn;
 mod editions;
 pub(crate) mod exit;
