@@ -297,3 +297,31 @@ async fn out_of_descriptors_the_loop_pauses_rather_than_spins() {
         "{polled} failed accepts in 1 s: the loop spun"
     );
 }
+
+/// A stream whose items fail for ever, with any error, does not spin the accept loop: as
+/// grpc-go's `Serve` after a failed accept, the server waits before it reads the next item,
+/// 5 ms after the first failure and twice as long after each next one, at most 1 s (a
+/// connection starts over). Here every item fails, 1,000 at most; over 1 s of the paused clock
+/// a loop that waits so takes about 8 (all 1,000 before).
+#[tokio::test(start_paused = true)]
+async fn a_stream_of_failures_is_read_with_waits_between_them() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let polled = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&polled);
+    let failing = stream::iter(0..1000).map(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Err::<TcpStream, _>(io::Error::other("not today"))
+    });
+    let incoming = failing.chain(stream::pending());
+    Server::builder()
+        .add_service(TestServer::new(Svc))
+        .serve_with_incoming_shutdown(incoming, tokio::time::sleep(Duration::from_secs(1)))
+        .await
+        .expect("served until its signal");
+    let polled = polled.load(Ordering::SeqCst);
+    assert!(
+        polled <= 12,
+        "{polled} failed accepts in 1 s: the loop spun"
+    );
+}

@@ -16,7 +16,8 @@ use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Mutex;
@@ -24,10 +25,24 @@ use tokio::sync::Mutex;
 /// A stream of connections, served as a listener: the next item is the next connection; an
 /// error item is an accept that failed (logged, and serving goes on); once the stream ends,
 /// no connection comes any more ([`Accept::is_exhausted`]): the server serves those it has
-/// until they end, and returns, as tonic's returns when its stream ends.
+/// until they end, and returns, as tonic's returns when its stream ends. After an error item
+/// the next is read only after a wait ([`after_failures`]), so that a stream that fails for
+/// ever does not spin the loop.
 struct Incoming<S> {
     stream: Mutex<Pin<Box<S>>>,
     ended: AtomicBool,
+    /// Error items since the last connection.
+    failures: AtomicU32,
+}
+
+/// How long to wait before reading the next item after `failures` error items in a row:
+/// grpc-go's `Serve` waits so after a failed accept (5 ms, twice as long each time, at most
+/// 1 s); none after a connection.
+fn after_failures(failures: u32) -> Duration {
+    match failures {
+        0 => Duration::ZERO,
+        n => Duration::from_millis(5u64 << (n - 1).min(8)).min(Duration::from_secs(1)),
+    }
 }
 
 impl<S, IO, E> Accept for Incoming<S>
@@ -39,13 +54,27 @@ where
     async fn accept(&self, _socket: &SocketConfig) -> io::Result<Accepted> {
         let next = {
             let mut stream = self.stream.lock().await;
+            let wait = after_failures(self.failures.load(Ordering::Relaxed));
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
         };
         // The error as an `io::Error` at once: the item's own error type need not be `Send`.
         let next = next.map(|item| item.map_err(accept_error));
         match next {
-            Some(Ok(io)) => accepted(io),
-            Some(Err(err)) => Err(err),
+            Some(Ok(io)) => {
+                self.failures.store(0, Ordering::Relaxed);
+                accepted(io)
+            }
+            Some(Err(err)) => {
+                let _ = self
+                    .failures
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_add(1))
+                    });
+                Err(err)
+            }
             None => {
                 self.ended.store(true, Ordering::Relaxed);
                 Err(io::Error::new(
@@ -141,6 +170,7 @@ impl<L: Finish> ServerBuilder<L> {
         let incoming = Incoming {
             stream: Mutex::new(Box::pin(incoming)),
             ended: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
         };
         self.serve_incoming(incoming, signal).await
     }
