@@ -25,7 +25,9 @@
 use super::connected::DnsResolver;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::ResolveError;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use std::marker::PhantomData;
 
 /// The prefix of the record that holds the config.
 const ATTRIBUTE: &str = "grpc_config=";
@@ -169,37 +171,32 @@ pub(super) fn choose_from_records(
 
 /// The first of the choices (`json`, a JSON list) that matches `client`: its `serviceConfig`.
 pub(super) fn choose(json: &str, client: &Client) -> Result<Option<String>, String> {
-    let choices: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-    let Value::Array(choices) = choices else {
+    let list: Shape<Shape<IgnoredAny>> =
+        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let Shape::List(items) = list else {
         return Err("not a JSON list of choices".to_owned());
     };
-    // The order each choice's keys were written in (`serde_json`'s map sorts them), for a key
-    // given twice: the value written last is the one read.
-    let mut written = keys_in_order(json).into_iter();
     // Every choice is checked, also those after the one taken: a typo in a later choice is
     // found before the choices in front of it are removed.
     let mut chosen = None;
-    for (n, choice) in choices.iter().enumerate() {
-        let Value::Object(fields) = choice else {
+    for (n, item) in items.iter().enumerate() {
+        let Shape::Object(entries) = item else {
             return Err(format!("choice {n}: not a JSON object"));
         };
-        let fields = Fields {
-            map: fields,
-            written: written.next().unwrap_or_default(),
-        };
-        let matched = matches(&fields, client).map_err(|why| format!("choice {n}: {why}"))?;
+        let choice = Choice(entries);
+        let matched = matches(&choice, client).map_err(|why| format!("choice {n}: {why}"))?;
         if chosen.is_none() && matched {
-            chosen = fields.get("serviceConfig").map(Value::to_string);
+            chosen = choice.get("serviceConfig").map(Value::to_string);
         }
     }
     Ok(chosen)
 }
 
-/// Whether the choice of `fields` applies to `client`; `Err` when a criterion is malformed.
-fn matches(fields: &Fields<'_>, client: &Client) -> Result<bool, String> {
-    let languages = strings(fields.get("clientLanguage"), "clientLanguage")?;
-    let hosts = strings(fields.get("clientHostname"), "clientHostname")?;
-    let percentage = match fields.get("percentage") {
+/// Whether `choice` applies to `client`; `Err` when a criterion is malformed.
+fn matches(choice: &Choice<'_>, client: &Client) -> Result<bool, String> {
+    let languages = strings(choice.get("clientLanguage"), "clientLanguage")?;
+    let hosts = strings(choice.get("clientHostname"), "clientHostname")?;
+    let percentage = match choice.get("percentage") {
         None | Some(Value::Null) => None,
         // Any whole number, as grpc-go's `*int` takes it: over 100 always, under 1 never.
         Some(value) => match value.as_i64() {
@@ -207,7 +204,7 @@ fn matches(fields: &Fields<'_>, client: &Client) -> Result<bool, String> {
             None => return Err(format!("percentage {value} is not a whole number")),
         },
     };
-    match fields.get("serviceConfig") {
+    match choice.get("serviceConfig") {
         None | Some(Value::Null | Value::Object(_)) => {}
         Some(_) => return Err("serviceConfig is not a JSON object".to_owned()),
     }
@@ -226,91 +223,95 @@ fn matches(fields: &Fields<'_>, client: &Client) -> Result<bool, String> {
     Ok(language && host && share)
 }
 
-/// A choice's fields, and its keys in the order the record wrote them.
-struct Fields<'a> {
-    map: &'a serde_json::Map<String, Value>,
-    written: Vec<String>,
+/// A JSON value read for its shape: a list of `T`, an object's entries in the order the text
+/// wrote them (a key given twice kept twice, where `serde_json`'s map sorts its keys and keeps
+/// one value of each), or anything else (skipped whole). The list of choices is a
+/// `Shape<Shape<IgnoredAny>>`: its items are choices when they are objects, and what else they
+/// are is told with their place in the list, which serde's own error would not say.
+enum Shape<T> {
+    List(Vec<T>),
+    Object(Vec<(String, Value)>),
+    Other,
 }
 
-impl<'a> Fields<'a> {
+/// A choice's entries, in the order written, to which Go's decoding rules apply ([`get`]).
+///
+/// [`get`]: Choice::get
+struct Choice<'a>(&'a [(String, Value)]);
+
+impl<'a> Choice<'a> {
     /// The value of the field `name`, its key in any case: grpc-go reads the choices with Go's
     /// JSON decoder, which matches keys regardless of case, so a record written for it with
     /// `clientHostName` (grpc-go's own spelling) limits the choice to those hosts there. Read
     /// strictly, the key would be an unknown field, ignored, and the choice would apply to every
-    /// host. A key given twice (in two cases) gives the value written last, as Go's decoder
-    /// keeps it. `null` reads as absent, as Go's decoder leaves a pointer nil.
+    /// host. A key given twice (in two cases or one) gives the value written last, as Go's
+    /// decoder keeps it. `null` reads as absent, as Go's decoder leaves a pointer nil.
     fn get(&self, name: &str) -> Option<&'a Value> {
-        let last = self
-            .written
+        self.0
             .iter()
             .rev()
-            .find(|key| key.eq_ignore_ascii_case(name));
-        let value = match last {
-            Some(key) => self.map.get(key),
-            // Keys not read from the text (cannot happen for valid JSON): any spelling.
-            None => self
-                .map
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value),
-        };
-        value.filter(|value| !value.is_null())
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+            .filter(|value| !value.is_null())
     }
 }
 
-/// The keys of each object in the JSON list `json`, in the order written, one list per object
-/// (other items have none). `json` is valid JSON, already parsed.
-fn keys_in_order(json: &str) -> Vec<Vec<String>> {
-    let bytes = json.as_bytes();
-    let mut objects: Vec<Vec<String>> = Vec::new();
-    // The open containers (`[` or `{`), and whether a string now would be an object's key.
-    let mut open: Vec<u8> = Vec::new();
-    let mut key_next = false;
-    let mut at = 0;
-    while let Some(&byte) = bytes.get(at) {
-        match byte {
-            b'"' => {
-                let start = at;
-                at += 1;
-                while let Some(&b) = bytes.get(at) {
-                    match b {
-                        b'\\' => at += 2,
-                        b'"' => break,
-                        _ => at += 1,
-                    }
-                }
-                // A choice's own key: one level inside the list.
-                if key_next && open == b"[{" {
-                    let raw = json.get(start..=at).unwrap_or_default();
-                    if let (Ok(key), Some(keys)) =
-                        (serde_json::from_str::<String>(raw), objects.last_mut())
-                    {
-                        keys.push(key);
-                    }
-                }
-                key_next = false;
-            }
-            b'{' => {
-                if open == b"[" {
-                    objects.push(Vec::new());
-                }
-                open.push(byte);
-                key_next = true;
-            }
-            b'[' => {
-                open.push(byte);
-                key_next = false;
-            }
-            b'}' | b']' => {
-                open.pop();
-                key_next = false;
-            }
-            b',' => key_next = open.last() == Some(&b'{'),
-            _ => {}
-        }
-        at += 1;
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shape<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Shape<T>, D::Error> {
+        deserializer.deserialize_any(ShapeVisitor(PhantomData))
     }
-    objects
+}
+
+/// Reads a [`Shape`]: a list item by item ([`SeqAccess`]), an object entry by entry, in order
+/// ([`MapAccess`]), any other value as [`Shape::Other`].
+struct ShapeVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ShapeVisitor<T> {
+    type Value = Shape<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape<T>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Shape::List(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape<T>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry::<String, Value>()? {
+            entries.push(entry);
+        }
+        Ok(Shape::Object(entries))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Shape<T>, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Shape<T>, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Shape<T>, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Shape<T>, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Shape<T>, E> {
+        Ok(Shape::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Shape<T>, E> {
+        Ok(Shape::Other)
+    }
 }
 
 /// A list of strings; `None` when absent (or `null`), which matches every client, where an
@@ -460,6 +461,12 @@ mod tests {
             ("{", "not JSON"),
             (r#"{"serviceConfig": {}}"#, "not a JSON list"),
             (r#"[1]"#, "choice 0: not a JSON object"),
+            (
+                r#"[{}, [{"serviceConfig": {}}]]"#,
+                "choice 1: not a JSON object",
+            ),
+            (r#"[{"serviceConfig": {}}] ["#, "not JSON"),
+            (r#"{"a": 1, "a": [}"#, "not JSON"),
             (r#"[{"percentage": 1.5}]"#, "not a whole number"),
             (r#"[{"percentage": "50"}]"#, "not a whole number"),
             (r#"[{"percentage": 1e30}]"#, "not a whole number"),
