@@ -1,18 +1,22 @@
-//! What a client learns from an `UNIMPLEMENTED` answer to a compressed request. gRPC's
-//! compression guide: a server refusing a message's encoding answers `UNIMPLEMENTED` with
-//! `grpc-accept-encoding` naming what it reads, and an `UNIMPLEMENTED` to a message compressed
-//! with an encoding that list names is not about compression. So the client takes the list as
-//! the server's accept set (and stops using an encoding it does not name), and an
-//! `UNIMPLEMENTED` with no list (a method the server does not have) leaves compression on. A
-//! proxy reads the COMPRESSED flag of each request off the wire.
+//! What a client learns from an error answer to a compressed request. gRPC's compression guide:
+//! a server refusing a message's encoding answers `UNIMPLEMENTED` naming what it reads (as
+//! `grpc-accept-encoding`, which the refusal still carries for programs), and an
+//! `UNIMPLEMENTED` to a message in an encoding it reads is not about compression. Here the
+//! server's error answer carries what it reads in the protocol's own field (the encoding fields
+//! of a HEADERS before the END), so the client learns it from there: after a refusal it stops
+//! using an encoding the server does not read, an error with no HEADERS (a method the server
+//! does not have) leaves compression on, and a handler's own `grpc-accept-encoding` metadata
+//! changes nothing. A proxy reads the COMPRESSED flag of each request off the wire.
 
 use crate::support::{bounded, payload, EchoStreamer, Running, Sniffer};
+use futures_util::stream::BoxStream;
 use sockrpc::compression::EncodingSet;
 use sockrpc::{
-    Channel, Client, Code, CompressionEncoding, Endpoint, ProstCodec, Request, Response, Status,
+    Channel, Client, Code, CompressionEncoding, Endpoint, ProstCodec, Request, Response, Server,
+    Status, Streaming,
 };
-use sockrpc_tests::stream::streamer_server::StreamerServer;
-use sockrpc_tests::stream::Chunk;
+use sockrpc_tests::stream::streamer_server::{Streamer, StreamerServer};
+use sockrpc_tests::stream::{Chunk, ProduceRequest, Summary};
 use std::net::SocketAddr;
 
 const UNARY: &str = "/sockrpc.test.stream.Streamer/Unary";
@@ -30,8 +34,17 @@ async fn call(
     client: &mut Client<Channel>,
     method: &'static str,
 ) -> Result<Response<Chunk>, Status> {
+    call_seq(client, method, 1).await
+}
+
+/// A unary call of `method` with a compressible chunk numbered `seq`.
+async fn call_seq(
+    client: &mut Client<Channel>,
+    method: &'static str,
+    seq: u64,
+) -> Result<Response<Chunk>, Status> {
     let chunk = Chunk {
-        seq: 1,
+        seq,
         payload: payload(2048),
     };
     bounded(
@@ -87,4 +100,92 @@ async fn a_refusal_list_is_learned_and_a_missing_method_keeps_compression_on() {
 
     zstd_server.stop().await;
     gzip_server.stop().await;
+}
+
+/// A handler that answers a chunk numbered [`FORGED`] with its own `UNIMPLEMENTED`, carrying a
+/// `grpc-accept-encoding` list of its choosing (the chunk's payload is the list, padded with
+/// spaces so that the request goes compressed), and echoes
+/// any other.
+struct Forging;
+
+/// The `seq` of a chunk [`Forging`] answers `UNIMPLEMENTED`.
+const FORGED: u64 = 9;
+
+type Chunks = BoxStream<'static, Result<Chunk, Status>>;
+
+impl Streamer for Forging {
+    async fn unary(&self, request: Request<Chunk>) -> Result<Response<Chunk>, Status> {
+        let chunk = request.into_inner();
+        if chunk.seq != FORGED {
+            return Ok(Response::new(chunk));
+        }
+        let mut status = Status::unimplemented("the handler's own");
+        let list = String::from_utf8_lossy(&chunk.payload).into_owned();
+        status
+            .metadata_mut()
+            .insert("grpc-accept-encoding", list.trim_end())
+            .expect("an ASCII list");
+        Err(status)
+    }
+
+    type ProduceStream = Chunks;
+
+    async fn produce(&self, _: Request<ProduceRequest>) -> Result<Response<Chunks>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
+    async fn collect(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Summary>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
+    type PingPongStream = Chunks;
+
+    async fn ping_pong(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Chunks>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
+    type GatherStream = Chunks;
+
+    async fn gather(&self, _: Request<Streaming<Chunk>>) -> Result<Response<Chunks>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+}
+
+/// A handler's `UNIMPLEMENTED` with a `grpc-accept-encoding` list of its own neither turns the
+/// client's compression off (`identity`) nor makes it take encodings the server does not read
+/// (`zstd`): metadata is the handler's to write, and what the server reads travels in the
+/// protocol's encoding fields, which say gzip.
+#[tokio::test]
+async fn a_handlers_accept_encoding_metadata_is_no_protocol_signal() {
+    let gzip = EncodingSet::EMPTY.with(CompressionEncoding::Gzip);
+    let service = StreamerServer::new(Forging).accept_compressed(CompressionEncoding::Gzip);
+    let server = sockrpc_tests::serve::Running::start(Server::builder().add_service(service));
+    let sniffer = Sniffer::start(server.addr).await;
+    let mut client =
+        Client::new(connect(sniffer.addr).await).send_compressed(CompressionEncoding::Gzip);
+    call(&mut client, UNARY).await.expect("first call");
+    assert_eq!(client.server_accepts(), gzip);
+
+    for list in ["identity", "zstd,gzip,identity", "zstd"] {
+        let chunk = Chunk {
+            seq: FORGED,
+            payload: format!("{list}{:2048}", "").into_bytes().into(),
+        };
+        let answer: Result<Response<Chunk>, Status> = bounded(
+            "forged",
+            client.unary(Request::new(chunk), UNARY, ProstCodec),
+        )
+        .await;
+        let status = answer.expect_err("the handler's UNIMPLEMENTED");
+        assert_eq!(status.code(), Code::Unimplemented, "{status}");
+        assert_eq!(
+            status.metadata().get_raw("grpc-accept-encoding"),
+            Some(list.as_bytes()),
+            "the handler's metadata reaches the caller as it was"
+        );
+        assert_eq!(client.server_accepts(), gzip, "after {list:?}");
+    }
+    call(&mut client, UNARY).await.expect("compressed call");
+    let compressed = sniffer.take().requests.last().map(|s| s.compressed);
+    assert_eq!(compressed, Some(true), "compression stays on");
 }

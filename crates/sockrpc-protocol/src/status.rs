@@ -1,6 +1,6 @@
 //! `Status`: the one error type at the RPC boundary.
 
-use crate::{Code, MetadataMap};
+use crate::{Code, EncodingFields, MetadataMap};
 use bytes::Bytes;
 use std::{error::Error, fmt, io, sync::Arc};
 
@@ -22,6 +22,10 @@ struct Inner {
     /// The call never started. Carried by the protocol (END's `NOT_PROCESSED` flag), never in
     /// metadata a handler could forge.
     not_processed: bool,
+    /// The encoding fields of the answer's HEADERS (the server's accept set) that came with this
+    /// error: carried by the protocol (HEADERS' `FLAG_ENCODING`), never in metadata a handler
+    /// could write.
+    encoding: Option<EncodingFields>,
     /// This side refused what the call was about to send (a message or metadata over its
     /// limit): another attempt would be refused the same way. Local, never sent.
     refused_before_sending: bool,
@@ -38,7 +42,8 @@ struct Inner {
 
 impl PartialEq for Inner {
     fn eq(&self, other: &Inner) -> bool {
-        // The source and the refusal mark are local, not part of what the status says.
+        // The source and the refusal mark are local, not part of what the status says, nor
+        // what the server that sent it reads (`encoding`).
         self.code == other.code
             && self.message == other.message
             && self.details == other.details
@@ -69,6 +74,7 @@ impl Status {
             details: Bytes::new(),
             metadata: MetadataMap::new(),
             not_processed: false,
+            encoding: None,
             refused_before_sending: false,
             never_sent: false,
             failure_counter: None,
@@ -246,6 +252,22 @@ impl Status {
     /// Whether this status says the call was never started (see [`Status::not_processed`]).
     pub fn is_not_processed(&self) -> bool {
         self.0.code == Code::Unavailable && self.0.not_processed
+    }
+
+    /// The encoding fields the server's HEADERS carried with this error answer: what it reads
+    /// ([`EncodingFields::accept`]), as its HEADERS tell it with a successful answer. A client
+    /// learns from them whether to go on compressing; they travel in the protocol's HEADERS, not
+    /// in the status's metadata (whose `grpc-accept-encoding` entry a handler could write).
+    pub fn encoding(&self) -> Option<EncodingFields> {
+        self.0.encoding
+    }
+
+    /// Sets the encoding fields sent with this error answer ([`Status::encoding`]). On a server
+    /// a generated service's compression settings set them on its error answers to a client
+    /// whose OPEN carried its own (and clear what its handler set otherwise), and the transport
+    /// sends them in a HEADERS before the END; on a client the transport sets what came.
+    pub fn set_encoding(&mut self, encoding: Option<EncodingFields>) {
+        self.0.encoding = encoding;
     }
 
     /// Marks this status as this side's refusal of what a call was about to send (its

@@ -14,14 +14,14 @@ pub use sockrpc_transport::pool::ConnectionStats;
 pub use sockrpc_transport::pool::{closed_status, closing_now_status};
 
 use crate::compression::{
-    accepted_by_refusal, CompressionEncoding, CompressionSwitch, EncodingSet, MessageSettings, Side,
+    CompressionEncoding, CompressionSwitch, EncodingSet, MessageSettings, Side,
 };
 use crate::ready::to_status;
 use crate::streaming::{EncodeStream, Streaming};
 use crate::{Body, Call, ClientService, RpcMethod};
 use futures_core::Stream;
 use sockrpc_protocol::codec::{encode_to_bytes, Codec};
-use sockrpc_protocol::{Code, Request, Response, Status};
+use sockrpc_protocol::{Request, Response, Status};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
@@ -32,15 +32,17 @@ use std::sync::Arc;
 ///
 /// Compression ([`send_compressed`](Client::send_compressed)) goes only toward a server that
 /// said it accepts the encoding: the client learns the server's accept set from the HEADERS of
-/// its answers (shared by the clones of this client), so the first call goes plain, and from
-/// the `grpc-accept-encoding` list of an `UNIMPLEMENTED` refusal of a compressed call, after
-/// which it stops using an encoding the list does not name. An `UNIMPLEMENTED` with no such
-/// list (a method the server does not implement) leaves compression as it was.
+/// its answers (shared by the clones of this client), so the first call goes plain, error
+/// answers included: after a server's refusal of the encoding it stops using one the server
+/// does not read. An error without them (a method the server does not implement, answered by
+/// its router) leaves compression as it was, and so does any `grpc-accept-encoding` metadata:
+/// a handler writes that, so it is no protocol signal.
 #[derive(Debug, Clone)]
 pub struct Client<T> {
     inner: T,
     settings: MessageSettings,
-    /// The server's accept set, as its last HEADERS said (bits of [`EncodingSet`]).
+    /// The server's accept set, as its last HEADERS said (bits of [`EncodingSet`]), with an
+    /// answer or with an error.
     learned: Arc<AtomicU16>,
 }
 
@@ -100,9 +102,9 @@ impl<T> Client<T> {
     }
 
     /// Sets the OPEN's encoding fields and how the request's messages are encoded.
-    fn outgoing(&self, request: &mut Request<Body>) -> Option<CompressionEncoding> {
+    fn outgoing(&self, request: &mut Request<Body>) {
         if self.settings.is_default() {
-            return None;
+            return;
         }
         let send = self
             .settings
@@ -112,7 +114,6 @@ impl<T> Client<T> {
         let encoding = self.settings.encoding(send, switch);
         request.get_mut().set_encoding(encoding);
         request.set_encoding(self.settings.fields());
-        send
     }
 
     /// Learns the server's accept set from its HEADERS; sets how the answer is decoded.
@@ -180,51 +181,45 @@ impl<T: ClientService> Client<T> {
         request: Request<Body>,
         streaming_response: bool,
     ) -> Result<Response<Body>, Status> {
-        let (call, sent_with) = self.prepare(method, request, streaming_response);
+        let call = self.prepare(method, request, streaming_response);
         std::future::poll_fn(|cx| self.inner.poll_ready(cx))
             .await
             .map_err(to_status)?;
         let answer = self.inner.call(call).await.map_err(to_status);
-        self.learn(answer, sent_with)
+        self.learn(answer)
     }
 
-    /// The call that sends `request`, and the encoding its messages go in.
+    /// The call that sends `request`.
     fn prepare(
         &self,
         method: RpcMethod,
         mut request: Request<Body>,
         streaming_response: bool,
-    ) -> (Call, Option<CompressionEncoding>) {
-        let sent_with = self.outgoing(&mut request);
+    ) -> Call {
+        self.outgoing(&mut request);
         let mut call =
             Call::new(method.method_path(), request).with_idempotency(method.idempotency());
         if streaming_response {
             call = call.with_streaming_response();
         }
-        (call, sent_with)
+        call
     }
 
-    /// What the answer to a request sent with `sent_with` says of the server's encodings.
-    fn learn(
-        &self,
-        answer: Result<Response<Body>, Status>,
-        sent_with: Option<CompressionEncoding>,
-    ) -> Result<Response<Body>, Status> {
+    /// What the answer to a request says of the server's encodings: learned, and the answer
+    /// set to decode.
+    fn learn(&self, answer: Result<Response<Body>, Status>) -> Result<Response<Body>, Status> {
         match answer {
             Ok(mut response) => {
                 self.incoming(&mut response);
                 Ok(response)
             }
             Err(status) => {
-                if let (Some(_), Code::Unimplemented) = (sent_with, status.code()) {
-                    // A refusal of the encoding names what the server reads (perhaps a server
-                    // behind the same channel that does not take it): learn that, which stops
-                    // compressing with an encoding it does not name until an answer says
-                    // otherwise. With no such list the call failed for another reason (a
-                    // method not implemented): what was learned stands.
-                    if let Some(accepted) = accepted_by_refusal(&status) {
-                        self.learned.store(accepted.bits(), Ordering::Relaxed);
-                    }
+                // The server's HEADERS came with its error (a refusal of the encoding, perhaps
+                // by a server behind the same channel that does not read it): what it reads.
+                // Without them (a router's answer for a method it does not have, a failure
+                // before any server answered) what was learned stands.
+                if let Some(fields) = status.encoding() {
+                    self.learned.store(fields.accept.bits(), Ordering::Relaxed);
                 }
                 Err(status)
             }
@@ -309,12 +304,12 @@ impl<T: ClientService> Client<T> {
         request.start_call(default_timeout::default_timeouts());
         let request = Self::once(request, &codec)?;
         // `exchange`'s steps, inline: one future fewer to build and move on every call.
-        let (call, sent_with) = self.prepare(method.into(), request, false);
+        let call = self.prepare(method.into(), request, false);
         std::future::poll_fn(|cx| self.inner.poll_ready(cx))
             .await
             .map_err(to_status)?;
         let answer = self.inner.call(call).await.map_err(to_status);
-        let response = self.learn(answer, sent_with)?;
+        let response = self.learn(answer)?;
         match Self::single_now(response, &codec) {
             Single::Now(decoded) => decoded,
             Single::Later(response) => Self::single(response, &codec).await,

@@ -17,9 +17,10 @@
 //!
 //! - A side compresses only toward a peer that listed the encoding in its accept set: a server
 //!   learns the client's from its OPEN; a [`Client`](crate::Client) learns the server's from the
-//!   HEADERS of an earlier answer (so its first call goes plain), and from the
-//!   `grpc-accept-encoding` list of a refusal of its encoding, which it then stops using. A
-//!   peer that sent no encoding fields (an older one) is never sent any.
+//!   HEADERS of an earlier answer (so its first call goes plain), an error answer's too (a
+//!   refusal of its encoding among them: it then stops using one the server does not read),
+//!   never from metadata a handler could write. A peer that sent no encoding fields (an older
+//!   one) is never sent any.
 //! - Limits apply to the decoded size, checked while decompressing ([`decompress`]).
 //! - Messages shorter than [`MessageSettings::compression_min_size`] go plain, and a
 //!   [`CompressionSwitch`] turns compression off for the messages of a stream that follow.
@@ -191,7 +192,16 @@ impl MessageSettings {
         let fields = peer.map(|_| EncodingFields::new(self.accept, send));
         let answer = run(call);
         Box::pin(async move {
-            let mut response = answer.await?;
+            let mut response = match answer.await {
+                Ok(response) => response,
+                Err(mut status) => {
+                    // An error answer tells what this server reads too (in the HEADERS the
+                    // transport sends before its END): a refusal of the client's encoding, or
+                    // any other, is learned from that, never from the status's metadata.
+                    status.set_encoding(fields);
+                    return Err(status);
+                }
+            };
             response.set_encoding(fields);
             let encoding = if response.extensions().get::<CompressionDisabled>().is_some()
                 && response.get_ref().is_once()
@@ -328,26 +338,6 @@ pub(crate) fn encoding_refused(message: String, accept: EncodingSet) -> Status {
     status
 }
 
-/// What a refusal of a message's encoding says the refusing side reads: the encodings its
-/// `grpc-accept-encoding` metadata names (`identity` and names this build does not know are
-/// skipped), or `None` when the status carries no such list, so it is no refusal of an encoding
-/// (a handler's `UNIMPLEMENTED`, say). gRPC's compression guide: an `UNIMPLEMENTED` answer to a
-/// message compressed with an encoding the list names is not about compression.
-pub(crate) fn accepted_by_refusal(status: &Status) -> Option<EncodingSet> {
-    let list = status.metadata().get_raw(ACCEPT_ENCODING_KEY)?;
-    let mut accepted = EncodingSet::EMPTY;
-    for name in list.split(|b| *b == b',') {
-        let name = name.trim_ascii();
-        if let Some(encoding) = CompressionEncoding::ALL
-            .into_iter()
-            .find(|e| name.eq_ignore_ascii_case(e.as_str().as_bytes()))
-        {
-            accepted = accepted.with(encoding);
-        }
-    }
-    Some(accepted)
-}
-
 /// The refusal of a message flagged compressed whose sender named no encoding: a protocol
 /// error, `INTERNAL` on either side, as gRPC's compression spec says of a message with its
 /// Compressed-Flag set and no `grpc-encoding` (and tonic and grpc-go answer). An encoding named
@@ -458,32 +448,5 @@ impl CompressionSwitch {
 impl Default for CompressionSwitch {
     fn default() -> CompressionSwitch {
         CompressionSwitch::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refusal_list_is_read_and_its_absence_is_no_refusal() {
-        let refusal = encoding_refused(
-            "no".into(),
-            EncodingSet::EMPTY.with(CompressionEncoding::Zstd),
-        );
-        assert_eq!(
-            accepted_by_refusal(&refusal),
-            Some(EncodingSet::EMPTY.with(CompressionEncoding::Zstd))
-        );
-        let mut status = Status::unimplemented("no");
-        assert_eq!(accepted_by_refusal(&status), None);
-        // Spaces, case, `identity` and names unknown here, as other peers may write the list.
-        let _ = status
-            .metadata_mut()
-            .insert_str(ACCEPT_ENCODING_KEY, " GZIP , br,identity,deflate");
-        let gzip_deflate = EncodingSet::EMPTY
-            .with(CompressionEncoding::Gzip)
-            .with(CompressionEncoding::Deflate);
-        assert_eq!(accepted_by_refusal(&status), Some(gzip_deflate));
     }
 }

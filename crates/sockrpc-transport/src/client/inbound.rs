@@ -224,7 +224,10 @@ impl Inbound<'_> {
                     return;
                 }
                 let result = if code != Code::Ok {
-                    Err(end_status(code, message, details, trailers, not_processed))
+                    let mut status = end_status(code, message, details, trailers, not_processed);
+                    // What the server's HEADERS said it reads, carried to the client's learning.
+                    status.set_encoding(slot.encoding);
+                    Err(status)
                 } else if slot.extra_messages {
                     Err(Status::unimplemented(
                         "server sent more than one message for a unary call",

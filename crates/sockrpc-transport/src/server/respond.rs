@@ -323,7 +323,13 @@ pub(super) fn answer_now<B: OutboundBody>(
             state.remove_stream(call_id);
             state.answers_sent += 1;
             let status = super::announced::fit_status(state, status, limits);
-            encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
+            let buf = state.outbox.frames_for(call_id);
+            if let Some(fields) = status.encoding() {
+                // What this server reads, as the HEADERS of an answer say it: a client that
+                // compressed learns it from the protocol, not from the status's metadata.
+                frame::encode_headers_with(buf, call_id, &MetadataMap::new(), Some(fields));
+            }
+            encode_status(buf, call_id, &status, limits);
             return Answered::Written { refused: None };
         }
     };
