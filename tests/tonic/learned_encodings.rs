@@ -98,6 +98,23 @@ async fn a_refusal_list_is_learned_and_a_missing_method_keeps_compression_on() {
     );
     call(&mut client, UNARY).await.expect("plain call");
 
+    // A server that reads no compression at all (no compression settings) refuses gzip the
+    // same way, its encoding fields saying it reads nothing: the client sends plain from then
+    // on, rather than have each call to it refused.
+    call(&mut client, UNARY).await.expect("plain call");
+    *client.get_mut() = connect(gzip_server.addr).await;
+    call(&mut client, UNARY)
+        .await
+        .expect("plain call, learning gzip");
+    assert_eq!(client.server_accepts(), gzip);
+    let plain_server = Running::start(StreamerServer::new(EchoStreamer));
+    *client.get_mut() = connect(plain_server.addr).await;
+    let status = call(&mut client, UNARY).await.expect_err("gzip refused");
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
+    assert_eq!(client.server_accepts(), EncodingSet::EMPTY);
+    call(&mut client, UNARY).await.expect("plain call");
+
+    plain_server.stop().await;
     zstd_server.stop().await;
     gzip_server.stop().await;
 }

@@ -263,9 +263,9 @@ impl Status {
     }
 
     /// Sets the encoding fields sent with this error answer ([`Status::encoding`]). On a server
-    /// a generated service's compression settings set them on its error answers to a client
-    /// whose OPEN carried its own (and clear what its handler set otherwise), and the transport
-    /// sends them in a HEADERS before the END; on a client the transport sets what came.
+    /// a generated service sets them on its error answers to a client whose OPEN carried its
+    /// own (replacing what its handler set), and the transport sends them in a HEADERS before
+    /// the END; on a client the transport sets what came.
     pub fn set_encoding(&mut self, encoding: Option<EncodingFields>) {
         self.0.encoding = encoding;
     }

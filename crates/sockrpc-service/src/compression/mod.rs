@@ -175,7 +175,19 @@ impl MessageSettings {
         if self.is_default() {
             // A compressed message still meets the body's refusal: `UNIMPLEMENTED`, or
             // `INTERNAL` when the OPEN named no encoding (`Call::from_incoming`).
-            return run(call);
+            if call.request().encoding().is_none() {
+                return run(call);
+            }
+            // A client that speaks encoding fields: an error answer (that refusal among them)
+            // tells it this server reads none, so that it stops compressing toward it.
+            let fields = Some(EncodingFields::new(EncodingSet::EMPTY, None));
+            let answer = run(call);
+            return Box::pin(async move {
+                answer.await.map_err(|mut status| {
+                    status.set_encoding(fields);
+                    status
+                })
+            });
         }
         let peer = call.request().encoding();
         let decoding = self.decoding(peer, Side::Server);
