@@ -37,6 +37,9 @@ mod a66;
 #[path = "middleware_obs/baggage.rs"]
 mod baggage;
 
+#[path = "middleware_obs/compressed.rs"]
+mod compressed;
+
 #[path = "middleware_obs/ended.rs"]
 mod ended;
 
@@ -398,60 +401,6 @@ async fn traceparent_streams_keep_their_spans_to_the_last_message_with_an_event_
     assert_eq!(on_client, both);
     assert_eq!(int(server, "rpc.sockrpc.status_code"), 0);
     assert_eq!(int(client_span, "rpc.sockrpc.status_code"), 0);
-}
-
-/// The client and server stacks watch streamed bodies (span events, byte counts): compressed
-/// messages go through both stacks compressed, both ways, and are read as such.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compressed_streams_pass_both_stacks_compressed() {
-    let _telemetry = telemetry();
-    let gzip = sockrpc::CompressionEncoding::Gzip;
-    let addr = spawn_router(
-        sockrpc::Router::new().add_service(
-            StreamerServer::new(Chunks)
-                .send_compressed(gzip)
-                .accept_compressed(gzip),
-        ),
-    )
-    .await;
-    let channel = Channel::connect(addr).await.expect("connect");
-    let mut client = StreamerClient::new(client_stack(&channel))
-        .send_compressed(gzip)
-        .accept_compressed(gzip);
-    // Twice: the first call teaches the client what the server accepts, so requests of the
-    // second go compressed.
-    for round in 0..2 {
-        let mut answers = client
-            .produce(ProduceRequest {
-                count: 3,
-                size: 2000,
-                ..ProduceRequest::default()
-            })
-            .await
-            .expect("produce")
-            .into_inner();
-        let mut compressed = Vec::new();
-        while let Some(_chunk) = answers.message().await.expect("a chunk, decompressed") {
-            compressed.push(answers.last_message_compressed());
-        }
-        assert_eq!(compressed, [true; 3], "round {round}");
-
-        let outgoing = (0..2).map(|seq| Chunk {
-            seq,
-            payload: Bytes::from(vec![0x5A; 2000]),
-        });
-        let mut echoes = client
-            .ping_pong(futures_util::stream::iter(outgoing))
-            .await
-            .expect("ping_pong")
-            .into_inner();
-        let mut seqs = Vec::new();
-        while let Some(echo) = echoes.message().await.expect("an echo, decompressed") {
-            assert!(echoes.last_message_compressed(), "round {round}");
-            seqs.push(echo.seq);
-        }
-        assert_eq!(seqs, [0, 1], "round {round}");
-    }
 }
 
 /// `GET /metrics` over a fresh connection; the response body.

@@ -45,8 +45,8 @@ pub struct Endpoint {
     pub pool_size: usize,
     /// Calls in flight a pooled connection takes before calls go to the next one (when every
     /// connection has this many, to the least loaded). Default 64. A soft share, not a limit:
-    /// no call waits for this share. Lower it to spread a moderate load over the pool (several server
-    /// threads each reading one connection, or several backends behind one address); the
+    /// no call waits for this share. Lower it to spread a moderate load over the pool (several
+    /// server threads each reading one connection, or several backends behind one address); the
     /// default keeps calls batched on as few connections as carry them. A server that takes
     /// fewer calls per connection announces its limit in its SETTINGS, and that limit is the
     /// connection's share then; a call made when every connection is at the server's limit

@@ -23,12 +23,12 @@
 //! | `otel.kind` | `server` | `client` |
 //! | `rpc.system` | `sockrpc` | `sockrpc` |
 //! | `rpc.service`, `rpc.method` | from the path | from the path |
-//! | `rpc.sockrpc.call_id` | the call's id on its connection (or UDP) | recorded by the transport when the call is sent |
+//! | `rpc.sockrpc.call_id` | the call's id on its connection (or UDP) | set by the transport on send |
 //! | `network.transport` | `tcp`, `unix`, `udp` | from the endpoint |
 //! | `network.peer.address`, `network.peer.port`, `network.type` | the caller | — |
-//! | `server.address`, `server.port` | the address the caller reached | from the endpoint ([`TraceLayer::for_endpoint`]) |
+//! | `server.address`, `server.port` | the address reached | the endpoint's ([`TraceLayer::for_endpoint`]) |
 //! | `rpc.sockrpc.status_code` | the gRPC code's number | the same |
-//! | `otel.status_code`, `error.type` | `ERROR` and the code's name on a server error | on any code but `OK` |
+//! | `otel.status_code`, `error.type` | `ERROR`, the code's name on a server error | on any code but `OK` |
 //! | `otel.status_description` | the status message of such an error (when not empty) | the same |
 //!
 //! The status code follows the pattern of gRPC's `rpc.grpc.status_code` under this system's

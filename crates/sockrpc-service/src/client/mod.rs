@@ -290,8 +290,9 @@ impl<T: ClientService> Client<T> {
     /// The request's timeout counts from here: the deadline is fixed before the request is
     /// encoded, so a slow encoding comes out of it, and the server is told what is left when
     /// the request goes out. A timeout given below (a `grpc-timeout` entry, the channel's
-    /// default) counts from here too ([`Request::start_call`]). An answer that arrived in time is returned even if decoding it
-    /// ends past the deadline (the server committed it; see `docs/ARCHITECTURE.md`).
+    /// default) counts from here too ([`Request::start_call`]). An answer that arrived in time
+    /// is returned even if decoding it ends past the deadline (the server committed it; see
+    /// `docs/ARCHITECTURE.md`).
     pub async fn unary<Req, Resp, C>(
         &mut self,
         mut request: Request<Req>,

@@ -20,8 +20,9 @@
 //! most [`PLAIN_REFUSALS`] (and [`TLS_REFUSALS`] with TLS) are told at once: a flood of
 //! connections past the cap costs a bounded number of tasks and descriptors, whatever its
 //! size. Connections evicted at the cap linger on the same [`PLAIN_REFUSALS`] slots
-//! (`linger.rs`). Its warnings (a client refused, an accept failed) go through the server's WARN budget
-//! (`log_limit.rs`), as the connections' own do: one per kind every 10 s, the rest at DEBUG.
+//! (`linger.rs`). Its warnings (a client refused, an accept failed) go through the server's WARN
+//! budget (`log_limit.rs`), as the connections' own do: one per kind every 10 s, the rest at
+//! DEBUG.
 //!
 //! With TLS the listener hands over each stream whole ([`Accept::accept_io`]); the TLS
 //! handshake runs on the connection's own task, bounded by the handshake timeout, so a slow or
