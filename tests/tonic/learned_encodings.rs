@@ -206,3 +206,22 @@ async fn a_handlers_accept_encoding_metadata_is_no_protocol_signal() {
     let compressed = sniffer.take().requests.last().map(|s| s.compressed);
     assert_eq!(compressed, Some(true), "compression stays on");
 }
+
+/// A streamed answer's call that fails at once fails as the call, not at its first message:
+/// what the server reads comes with the error, and makes no answer head of it.
+#[tokio::test]
+async fn a_streamed_answers_error_at_once_fails_the_call() {
+    let service = StreamerServer::new(Forging).accept_compressed(CompressionEncoding::Gzip);
+    let server = sockrpc_tests::serve::Running::start(Server::builder().add_service(service));
+    let channel = connect(server.addr).await;
+    let mut client = sockrpc_tests::stream::streamer_client::StreamerClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    for _ in 0..20 {
+        let answer = bounded("produce", client.produce(ProduceRequest::default())).await;
+        let Err(status) = answer else {
+            panic!("the handler's error is the call's, not its answer stream's");
+        };
+        assert_eq!(status.code(), Code::Unimplemented, "{status}");
+    }
+}

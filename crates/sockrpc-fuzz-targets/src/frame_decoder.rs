@@ -26,10 +26,10 @@
 use crate::choose;
 use bytes::BytesMut;
 use sockrpc::protocol::frame::{
-    encode_cancel, encode_end_flagged, encode_goaway_with, encode_headers_with,
+    encode_cancel, encode_end_capped, encode_goaway_with, encode_headers_with,
     encode_message_end_ok, encode_message_flagged, encode_open_frame, encode_ping, encode_pong,
-    encode_settings, encode_settings_with_limit, encode_window, max_frame_len, Frame, OpenFrame,
-    HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
+    encode_settings, encode_settings_with_limit, encode_window, max_frame_len, EndFrame, Frame,
+    OpenFrame, HEADER_LEN, MAX_STATUS_DETAILS, MAX_STATUS_MESSAGE,
 };
 use sockrpc::transport::FrameDecoder;
 use sockrpc::Limits;
@@ -190,19 +190,20 @@ fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
             details,
             trailers,
             not_processed,
+            encoding,
         } => {
             if message.len() > MAX_STATUS_MESSAGE || details.len() > MAX_STATUS_DETAILS {
                 return false;
             }
-            encode_end_flagged(
-                dst,
-                *call_id,
-                *code,
+            let end = EndFrame {
+                code: *code,
                 message,
                 details,
                 trailers,
-                *not_processed,
-            );
+                not_processed: *not_processed,
+                encoding: *encoding,
+            };
+            encode_end_capped(dst, *call_id, &end, MAX_STATUS_MESSAGE);
         }
         Frame::Cancel { call_id } => encode_cancel(dst, *call_id),
         Frame::Ping { payload } => encode_ping(dst, *payload),

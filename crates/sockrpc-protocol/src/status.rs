@@ -22,9 +22,8 @@ struct Inner {
     /// The call never started. Carried by the protocol (END's `NOT_PROCESSED` flag), never in
     /// metadata a handler could forge.
     not_processed: bool,
-    /// The encoding fields of the answer's HEADERS (the server's accept set) that came with this
-    /// error: carried by the protocol (HEADERS' `FLAG_ENCODING`), never in metadata a handler
-    /// could write.
+    /// The server's encoding fields (its accept set) that came with this error: carried by the
+    /// protocol (END's `FLAG_ENCODING`), never in metadata a handler could write.
     encoding: Option<EncodingFields>,
     /// This side refused what the call was about to send (a message or metadata over its
     /// limit): another attempt would be refused the same way. Local, never sent.
@@ -254,9 +253,9 @@ impl Status {
         self.0.code == Code::Unavailable && self.0.not_processed
     }
 
-    /// The encoding fields the server's HEADERS carried with this error answer: what it reads
+    /// The encoding fields the server's END carried with this error answer: what it reads
     /// ([`EncodingFields::accept`]), as its HEADERS tell it with a successful answer. A client
-    /// learns from them whether to go on compressing; they travel in the protocol's HEADERS, not
+    /// learns from them whether to go on compressing; they travel in the protocol's END, not
     /// in the status's metadata (whose `grpc-accept-encoding` entry a handler could write).
     pub fn encoding(&self) -> Option<EncodingFields> {
         self.0.encoding
@@ -264,8 +263,9 @@ impl Status {
 
     /// Sets the encoding fields sent with this error answer ([`Status::encoding`]). On a server
     /// a generated service sets them on its error answers to a client whose OPEN carried its
-    /// own (replacing what its handler set), and the transport sends them in a HEADERS before
-    /// the END; on a client the transport sets what came.
+    /// own (replacing what its handler set), and the transport sends them in the END
+    /// (`FLAG_ENCODING`); on a client the transport sets what came, and a generated client
+    /// takes them off once learned.
     pub fn set_encoding(&mut self, encoding: Option<EncodingFields>) {
         self.0.encoding = encoding;
     }

@@ -410,6 +410,7 @@ pub fn encode_end_flagged(
         details,
         trailers,
         not_processed,
+        encoding: None,
     };
     encode_end_capped(dst, call_id, &end, MAX_STATUS_MESSAGE);
 }
@@ -427,6 +428,9 @@ pub struct EndFrame<'a> {
     pub trailers: &'a MetadataMap,
     /// `FLAG_NOT_PROCESSED`.
     pub not_processed: bool,
+    /// `FLAG_ENCODING`: the server's encoding fields, after the metadata block (only toward a
+    /// client whose OPEN carried its own).
+    pub encoding: Option<EncodingFields>,
 }
 
 /// Writes an END frame whose message is cut to `message_cap` bytes (see [`truncate_status`]).
@@ -437,13 +441,21 @@ pub fn encode_end_capped(dst: &mut BytesMut, call_id: u32, end: &EndFrame<'_>, m
     } else {
         (truncate_status(end.message, message_cap), end.details)
     };
-    let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(end.trailers);
+    let tail = if end.encoding.is_some() {
+        ENCODING_FIELDS_LEN
+    } else {
+        0
+    };
+    let len = 4 + 4 + message.len() + 4 + details.len() + metadata_len(end.trailers) + tail;
     dst.reserve(HEADER_LEN + len);
-    let flags = if end.not_processed {
+    let mut flags = if end.not_processed {
         FLAG_NOT_PROCESSED
     } else {
         0
     };
+    if end.encoding.is_some() {
+        flags |= FLAG_ENCODING;
+    }
     put_header(dst, len, FrameKind::End, flags, call_id);
     dst.put_u32(end.code.as_u32());
     dst.put_u32(message.len() as u32);
@@ -451,6 +463,9 @@ pub fn encode_end_capped(dst: &mut BytesMut, call_id: u32, end: &EndFrame<'_>, m
     dst.put_u32(details.len() as u32);
     dst.put_slice(details);
     put_metadata(dst, end.trailers);
+    if let Some(fields) = end.encoding {
+        fields.put(dst);
+    }
 }
 
 /// `message` cut to at most `cap` bytes: when it is longer, cut at a character boundary and

@@ -329,6 +329,9 @@ pub enum Frame {
         trailers: MetadataMap,
         /// `FLAG_NOT_PROCESSED`: the server refused the call before starting it.
         not_processed: bool,
+        /// `FLAG_ENCODING`: the server's encoding fields, sent with an error to a client whose
+        /// OPEN carried its own (what it reads, as a HEADERS would say).
+        encoding: Option<EncodingFields>,
     },
     /// The client abandons a call.
     Cancel {

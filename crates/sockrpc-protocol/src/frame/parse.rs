@@ -224,6 +224,7 @@ impl Frame {
                 let len = body.u32()? as usize;
                 let details = body.bytes(len)?;
                 let trailers = body.metadata(limits)?;
+                let encoding = body.encoding(header.flags)?;
                 Frame::End {
                     call_id,
                     code,
@@ -231,6 +232,7 @@ impl Frame {
                     details,
                     trailers,
                     not_processed: header.flags & FLAG_NOT_PROCESSED != 0,
+                    encoding,
                 }
             }
             FrameKind::Cancel => Frame::Cancel { call_id },

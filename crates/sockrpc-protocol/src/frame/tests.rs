@@ -101,8 +101,29 @@ fn every_kind_round_trips() {
             details: Bytes::from_static(b"\x00\x01"),
             trailers: metadata.clone(),
             not_processed: false,
+            encoding: None,
         }
     );
+
+    // An error with the server's encoding fields after its metadata block.
+    let mut buf = BytesMut::new();
+    let fields = EncodingFields {
+        accept: crate::EncodingSet::EMPTY.with(crate::CompressionEncoding::Zstd),
+        send: 0,
+    };
+    let end = EndFrame {
+        code: Code::Unimplemented,
+        message: "refused",
+        details: b"",
+        trailers: &metadata,
+        not_processed: false,
+        encoding: Some(fields),
+    };
+    encode_end_capped(&mut buf, 9, &end, MAX_STATUS_MESSAGE);
+    assert!(matches!(
+        round_trip(buf),
+        Frame::End { call_id: 9, code: Code::Unimplemented, encoding: Some(f), .. } if f == fields
+    ));
 
     let mut buf = BytesMut::new();
     encode_end_flagged(
@@ -227,6 +248,7 @@ fn a_long_status_message_is_cut_and_marked() {
         details: b"",
         trailers: &MetadataMap::new(),
         not_processed: false,
+        encoding: None,
     };
     encode_end_capped(&mut buf, 1, &end, 1000);
     let Frame::End { message, .. } = round_trip(buf) else {
@@ -270,6 +292,7 @@ fn details_too_large_keep_the_message_with_a_note() {
             details: &details,
             trailers: &MetadataMap::new(),
             not_processed: false,
+            encoding: None,
         };
         encode_end_capped(&mut buf, 1, &end, cap);
         let Frame::End {

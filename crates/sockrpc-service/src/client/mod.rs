@@ -32,17 +32,17 @@ use std::sync::Arc;
 ///
 /// Compression ([`send_compressed`](Client::send_compressed)) goes only toward a server that
 /// said it accepts the encoding: the client learns the server's accept set from the HEADERS of
-/// its answers (shared by the clones of this client), so the first call goes plain, error
-/// answers included: after a server's refusal of the encoding it stops using one the server
-/// does not read. An error without them (a method the server does not implement, answered by
-/// its router) leaves compression as it was, and so does any `grpc-accept-encoding` metadata:
-/// a handler writes that, so it is no protocol signal.
+/// its answers (shared by the clones of this client), so the first call goes plain, and from
+/// the END of an error answer, which carries it too: after a server's refusal of the encoding
+/// it stops using one the server does not read. An error without it (a method the server does
+/// not implement, answered by its router) leaves compression as it was, and so does any
+/// `grpc-accept-encoding` metadata: a handler writes that, so it is no protocol signal.
 #[derive(Debug, Clone)]
 pub struct Client<T> {
     inner: T,
     settings: MessageSettings,
-    /// The server's accept set, as its last HEADERS said (bits of [`EncodingSet`]), with an
-    /// answer or with an error.
+    /// The server's accept set, as its last HEADERS (or an error's END) said (bits of
+    /// [`EncodingSet`]).
     learned: Arc<AtomicU16>,
 }
 
@@ -213,13 +213,16 @@ impl<T: ClientService> Client<T> {
                 self.incoming(&mut response);
                 Ok(response)
             }
-            Err(status) => {
-                // The server's HEADERS came with its error (a refusal of the encoding, perhaps
-                // by a server behind the same channel that does not read it): what it reads.
-                // Without them (a router's answer for a method it does not have, a failure
+            Err(mut status) => {
+                // The server's encoding fields came with its error (a refusal of the encoding,
+                // perhaps by a server behind the same channel that does not read it): what it
+                // reads. Without them (a router's answer for a method it does not have, a failure
                 // before any server answered) what was learned stands.
                 if let Some(fields) = status.encoding() {
                     self.learned.store(fields.accept.bits(), Ordering::Relaxed);
+                    // Learned here, and not passed on: a handler that returns this status as
+                    // its own must not send another server's fields to its caller.
+                    status.set_encoding(None);
                 }
                 Err(status)
             }

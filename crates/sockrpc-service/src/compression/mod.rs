@@ -207,9 +207,9 @@ impl MessageSettings {
             let mut response = match answer.await {
                 Ok(response) => response,
                 Err(mut status) => {
-                    // An error answer tells what this server reads too (in the HEADERS the
-                    // transport sends before its END): a refusal of the client's encoding, or
-                    // any other, is learned from that, never from the status's metadata.
+                    // An error answer tells what this server reads too (in its END's encoding
+                    // fields): a refusal of the client's encoding, or any other, is learned
+                    // from that, never from the status's metadata.
                     status.set_encoding(fields);
                     return Err(status);
                 }

@@ -155,6 +155,7 @@ impl Inbound<'_> {
                             details: Bytes::new(),
                             trailers: MetadataMap::new(),
                             not_processed: false,
+                            encoding: None,
                         },
                     );
                 }
@@ -207,6 +208,7 @@ impl Inbound<'_> {
                 details,
                 trailers,
                 not_processed,
+                encoding,
             } => {
                 // The server ended the call: what of its request has not gone out never will.
                 state.abandon_call(call_id, |_| {});
@@ -217,7 +219,10 @@ impl Inbound<'_> {
                     let end = if code == Code::Ok {
                         Ok(trailers)
                     } else {
-                        Err(end_status(code, message, details, trailers, not_processed))
+                        let mut status =
+                            end_status(code, message, details, trailers, not_processed);
+                        status.set_encoding(encoding);
+                        Err(status)
                     };
                     stream.end(end);
                     state.stream_ended(self.shared, call_id);
@@ -225,8 +230,8 @@ impl Inbound<'_> {
                 }
                 let result = if code != Code::Ok {
                     let mut status = end_status(code, message, details, trailers, not_processed);
-                    // What the server's HEADERS said it reads, carried to the client's learning.
-                    status.set_encoding(slot.encoding);
+                    // What the server reads, as its END said with the error.
+                    status.set_encoding(encoding);
                     Err(status)
                 } else if slot.extra_messages {
                     Err(Status::unimplemented(

@@ -402,6 +402,7 @@ impl<D: Dispatch> Connection<D> {
                         details: bytes::Bytes::new(),
                         trailers: MetadataMap::new(),
                         not_processed: false,
+                        encoding: None,
                     },
                 );
             }

@@ -323,13 +323,7 @@ pub(super) fn answer_now<B: OutboundBody>(
             state.remove_stream(call_id);
             state.answers_sent += 1;
             let status = super::announced::fit_status(state, status, limits);
-            let buf = state.outbox.frames_for(call_id);
-            if let Some(fields) = status.encoding() {
-                // What this server reads, as the HEADERS of an answer say it: a client that
-                // compressed learns it from the protocol, not from the status's metadata.
-                frame::encode_headers_with(buf, call_id, &MetadataMap::new(), Some(fields));
-            }
-            encode_status(buf, call_id, &status, limits);
+            encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
             return Answered::Written { refused: None };
         }
     };
@@ -451,6 +445,10 @@ fn encode_end_with(
         details: status.details(),
         trailers,
         not_processed,
+        // What this server reads, set by a generated service on its error answers to a client
+        // whose OPEN carried encoding fields: the client learns it from the protocol, not from
+        // the status's metadata.
+        encoding: status.encoding(),
     };
     frame::encode_end_capped(buf, call_id, &end, limits.status_message_cap());
 }
