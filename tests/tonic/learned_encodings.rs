@@ -140,7 +140,7 @@ impl Streamer for Forging {
         let list = String::from_utf8_lossy(&chunk.payload).into_owned();
         status
             .metadata_mut()
-            .insert("grpc-accept-encoding", list.trim_end())
+            .insert_str("grpc-accept-encoding", list.trim_end())
             .expect("an ASCII list");
         Err(status)
     }
