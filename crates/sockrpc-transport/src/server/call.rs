@@ -323,7 +323,8 @@ impl<D: Dispatch> Connection<D> {
 
     /// Answers every call whose request message did not come in time.
     pub(super) fn expire_opened(&mut self, now: Instant) {
-        for (call_id, opened) in self.opened.expire(now) {
+        let frame_timeout = self.config.frame_timeout;
+        for (call_id, opened) in self.opened.expire(now, frame_timeout) {
             self.uncounted.note(call_id);
             let status = if opened.deadline.is_some_and(|d| d <= now) {
                 Status::deadline_exceeded("deadline exceeded before the request message arrived")

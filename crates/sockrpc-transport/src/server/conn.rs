@@ -133,7 +133,7 @@ pub(super) struct Connection<D> {
     /// `reader.frames()` at the last look: when it moves, a partial frame is a new one.
     pub(super) frames_at_last_check: u64,
     /// `reader.piece_bytes()` at the last look: when it moves, calls waiting for their request
-    /// message wait afresh (`OpenCalls::restart`).
+    /// message wait a frame timeout from now at least (`OpenCalls::pieces_arrived`).
     pub(super) pieces_at_last_check: u64,
     /// `reader.assembling()` at the last look: a split message in assembly since then restarts
     /// the frame clock only with its own pieces (`deadlines.rs`).

@@ -71,10 +71,11 @@ impl<D: Dispatch> Connection<D> {
         } else {
             self.timers.assembly = None;
         }
-        // Pieces of split messages arriving: the requests waiting behind them are not late.
+        // Pieces of split messages arriving: the requests waiting behind them are not late
+        // (noted for the connection, not per call: `open.rs`).
         if pieces_moved {
             self.pieces_at_last_check = pieces;
-            self.opened.restart();
+            self.opened.pieces_arrived();
         }
         due.open = if self.opened.is_empty() {
             None

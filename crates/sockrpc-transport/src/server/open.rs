@@ -4,23 +4,32 @@
 //! most recent OPEN is kept aside and a MESSAGE that follows it never touches the map. An OPEN
 //! whose MESSAGE does not come is not held forever: each waits at most until its deadline or
 //! the connection's frame timeout, whichever is sooner, and is then answered and forgotten.
-//! The frame timeout counts from the last piece of a split message that arrived, not from the
-//! OPEN: a client sends one split message at a time, so a request may wait behind other calls'
-//! pieces ([`OpenCalls::restart`]).
+//! The frame timeout counts from the later of the OPEN's arrival and the last piece of a split
+//! message that arrived: a client sends one split message at a time, so a request may wait
+//! behind other calls' pieces ([`OpenCalls::pieces_arrived`]).
 //!
 //! What the waiting calls hold is counted ([`OpenCalls::held`]): the call cap bounds how many
 //! wait, but not what each holds — a path of up to 64 KiB and a 16 KiB metadata block that may
 //! be 4,000 tiny entries, each far larger parsed than on the wire — so a connection refuses
 //! new unary OPENs while its waiting calls hold more than [`PENDING_OPEN_BUDGET`].
 //!
-//! After each read batch the calls that arrived in it are settled (their wait fixed, their
-//! path and metadata copied out), not every call waiting: with thousands waiting, a client
-//! sending one tiny frame per read made the server walk all of them each time. The soonest
-//! expiry is kept as it was computed; a call removed since may have held it, so the timer can
-//! fire early once, and [`OpenCalls::expire`] computes it again from the calls left.
+//! Nothing here walks every waiting call, whatever arrives: with thousands waiting, a client
+//! sending one tiny frame per read made the server walk all of them each time, first for each
+//! OPEN, then (pieces restarting every call's wait) for each piece of a split message. After a
+//! read batch only the calls that arrived in it are settled (their arrival noted, their path
+//! and metadata copied out). A call's wait ends at the sooner of its deadline and
+//! `max(its arrival, the last piece) + frame timeout`, so for the set the frame timeout's part
+//! is the oldest arrival's, pushed on by the last piece: a piece moves one instant kept for the
+//! connection and no call. Settled calls are queued by arrival (which only goes forward) and,
+//! those with a deadline, in a heap by it; an entry of a call gone since stays until it reaches
+//! the front (or the queues grow past twice the calls waiting, and are compacted), so each
+//! costs O(1) amortised, a deadline O(log n), and the soonest expiry is exact after each
+//! settle. [`OpenCalls::expire`] takes the expired calls from the fronts, never the rest.
 
 use foldhash::HashMap;
 use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath, PathCache};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -36,8 +45,9 @@ const OPEN_COST: usize = 256;
 /// its key's own allocation (an entry is 4 bytes on the wire at least, over 80 parsed).
 const METADATA_ENTRY_COST: usize = 128;
 
-/// The room [`OpenCalls`] keeps for the ids of calls to settle: a client that opens and
-/// cancels calls by the thousand in one batch makes it grow for that batch, not for good.
+/// The room [`OpenCalls`] keeps for the ids of calls to settle, and for its queues beyond what
+/// the calls waiting need: a client that opens and cancels calls by the thousand in one batch
+/// makes them grow for that batch, not for good.
 const FRESH_KEPT: usize = 64;
 
 /// A call whose OPEN arrived and whose request message has not.
@@ -54,9 +64,10 @@ pub(super) struct Opened {
     pub(super) compressed: bool,
     /// The OPEN's `FLAG_FOLD_END`: an OK answer may fold its END into its MESSAGE.
     pub(super) fold_end: bool,
-    /// When the wait for the request message ends; set once the call is still waiting at the
-    /// end of a read batch (most never are: their MESSAGE arrives in the same read).
-    expires: Option<Instant>,
+    /// When the read batch that brought the OPEN ended; set once the call is still waiting
+    /// then (most never are: their MESSAGE arrives in the same read). It names the call's
+    /// entries in [`OpenCalls`]' queues: one with another instant is a call gone since.
+    arrival: Option<Instant>,
     /// Path and metadata no longer share the connection's read buffer.
     unshared: bool,
     /// What this call counts against [`PENDING_OPEN_BUDGET`] while it waits.
@@ -79,7 +90,7 @@ impl Opened {
             encoding: None,
             compressed: false,
             fold_end: false,
-            expires: None,
+            arrival: None,
             unshared: false,
             cost: 0,
         }
@@ -96,17 +107,6 @@ impl Opened {
         OPEN_COST + self.path.as_bytes().len() + entries
     }
 
-    /// The call will wait across reads: copies path and metadata out of the read buffer (a
-    /// 50-byte OPEN must not keep a multi-megabyte buffer alive while it waits), and fixes when
-    /// the wait ends. Returns that instant.
-    fn settle(&mut self, now: Instant, frame_timeout: Duration) -> Instant {
-        self.unshare();
-        *self.expires.get_or_insert_with(|| {
-            let patience = now + frame_timeout;
-            self.deadline.map_or(patience, |d| d.min(patience))
-        })
-    }
-
     /// Copies path and metadata out of the read buffer, once: what holds them for long (a call
     /// waiting across reads, a streaming call's handler) must not keep a buffer alive that grew
     /// for a large frame read together with the OPEN.
@@ -121,10 +121,6 @@ impl Opened {
             self.unshared = true;
         }
     }
-
-    fn expired(&self, now: Instant) -> bool {
-        self.expires.is_some_and(|at| at <= now)
-    }
 }
 
 /// The sooner of two expiries, either of which may be unknown.
@@ -132,6 +128,34 @@ fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// The waiting calls, looked up by id: the last one opened, or the others.
+struct Waiting<'a> {
+    last: &'a Option<(u32, Opened)>,
+    rest: &'a HashMap<u32, Opened>,
+}
+
+impl Waiting<'_> {
+    fn get(&self, id: u32) -> Option<&Opened> {
+        match self.last {
+            Some((last, opened)) if *last == id => Some(opened),
+            _ => self.rest.get(&id),
+        }
+    }
+
+    /// The arrival queue's entry `(at, id)` is the waiting call's own.
+    fn arrived(&self, (at, id): (Instant, u32)) -> bool {
+        self.get(id)
+            .is_some_and(|opened| opened.arrival == Some(at))
+    }
+
+    /// The deadline heap's entry `(at, id)` is the waiting call's own (or, an id used again,
+    /// another's with the same deadline, which ends that one as rightly).
+    fn due(&self, (at, id): (Instant, u32)) -> bool {
+        self.get(id)
+            .is_some_and(|opened| opened.deadline == Some(at))
     }
 }
 
@@ -145,15 +169,26 @@ pub(super) struct OpenCalls {
     held: usize,
     /// Calls inserted since the last [`settle`](Self::settle) (some may be gone already).
     fresh: Vec<u32>,
-    /// Every waiting call's wait starts again at the next settle ([`restart`](Self::restart)).
-    restarted: bool,
+    /// The settled calls by arrival, oldest first, with entries of calls gone since (see the
+    /// module docs): the front's is the frame timeout's part of the soonest expiry.
+    arrivals: VecDeque<(Instant, u32)>,
+    /// The settled calls with a deadline, soonest first, with entries of calls gone since.
+    deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// `arrivals` or `deadlines` may hold entries, or `last_piece` an instant: what
+    /// [`forget_settled`](Self::forget_settled) has to clear beyond `fresh`.
+    settled: bool,
+    /// Split messages' pieces arrived since the last settle ([`pieces_arrived`]).
+    ///
+    /// [`pieces_arrived`]: Self::pieces_arrived
+    pieces: bool,
+    /// When the last piece arrived, as the settle after its read batch read the clock: no
+    /// call's wait for the frame timeout ends sooner than a frame timeout after it.
+    last_piece: Option<Instant>,
     /// Calls that stopped waiting (removed or expired), for the idle timer's look at the
     /// connection's activity.
     departed: u64,
-    /// The soonest expiry of the settled calls, as last computed: never later than the true
-    /// one (a call removed since may have held it).
-    soonest: Option<Instant>,
-    /// Calls settled, for the tests: a settle visits the fresh calls only.
+    /// Calls and queue entries looked at by settle and expire, for the tests: each a fixed
+    /// number of times, however many wait.
     #[cfg(test)]
     visits: usize,
 }
@@ -169,10 +204,7 @@ impl OpenCalls {
     }
 
     pub(super) fn remove(&mut self, id: &u32) -> Option<Opened> {
-        let removed = match &self.last {
-            Some((last, _)) if last == id => self.last.take().map(|(_, opened)| opened),
-            _ => self.rest.remove(id),
-        };
+        let removed = self.take(*id);
         if let Some(opened) = &removed {
             self.held -= opened.cost;
             self.departed += 1;
@@ -183,6 +215,14 @@ impl OpenCalls {
             }
         }
         removed
+    }
+
+    /// Takes the call out, with no accounting.
+    fn take(&mut self, id: u32) -> Option<Opened> {
+        match &self.last {
+            Some((last, _)) if *last == id => self.last.take().map(|(_, opened)| opened),
+            _ => self.rest.remove(&id),
+        }
     }
 
     /// How many calls stopped waiting so far (their message came, or they were removed or
@@ -214,204 +254,184 @@ impl OpenCalls {
     fn forget_settled(&mut self) {
         self.fresh.clear();
         self.fresh.shrink_to(FRESH_KEPT);
-        self.restarted = false;
-        self.soonest = None;
+        if self.settled {
+            self.arrivals.clear();
+            self.arrivals.shrink_to(FRESH_KEPT);
+            self.deadlines.clear();
+            self.deadlines.shrink_to(FRESH_KEPT);
+            self.last_piece = None;
+            self.pieces = false;
+            self.settled = false;
+        }
     }
 
-    /// Called after each read batch: the calls still waiting will be held across reads (see
-    /// [`Opened::settle`]). Settles those inserted since the last call (all of them after a
-    /// [`restart`](Self::restart)); returns the soonest expiry (`None`: none waits).
+    /// Called after each read batch: the calls still waiting will be held across reads (their
+    /// path and metadata copied out of the read buffer, their arrival noted). Settles those
+    /// inserted since the last call, notes a piece that arrived, and returns the soonest
+    /// expiry (`None`: none waits), exactly.
     pub(super) fn settle(&mut self, now: Instant, frame_timeout: Duration) -> Option<Instant> {
         if self.is_empty() {
             self.forget_settled();
             return None;
         }
+        self.settled = true;
+        if std::mem::take(&mut self.pieces) {
+            self.last_piece = Some(now);
+        }
         let OpenCalls {
             last,
             rest,
             fresh,
-            soonest,
+            arrivals,
+            deadlines,
             ..
         } = self;
-        if std::mem::take(&mut self.restarted) {
-            fresh.clear();
-            fresh.shrink_to(FRESH_KEPT);
-            let all = last
-                .iter_mut()
-                .map(|(_, opened)| opened)
-                .chain(rest.values_mut());
-            *soonest = all
-                .map(|opened| {
-                    opened.expires = None;
-                    opened.settle(now, frame_timeout)
-                })
-                .min();
-            #[cfg(test)]
-            {
-                self.visits += self.len();
-            }
-            return self.soonest;
-        }
         for id in fresh.drain(..) {
             let opened = match last {
                 Some((last_id, opened)) if *last_id == id => Some(opened),
                 _ => rest.get_mut(&id),
             };
-            if let Some(opened) = opened {
-                *soonest = sooner(*soonest, Some(opened.settle(now, frame_timeout)));
-                #[cfg(test)]
-                {
-                    self.visits += 1;
-                }
+            // Inserted twice in the batch (its id used again): settled once.
+            let Some(opened) = opened.filter(|opened| opened.arrival.is_none()) else {
+                continue;
+            };
+            opened.unshare();
+            opened.arrival = Some(now);
+            arrivals.push_back((now, id));
+            if let Some(deadline) = opened.deadline {
+                deadlines.push(Reverse((deadline, id)));
+            }
+            #[cfg(test)]
+            {
+                self.visits += 1;
             }
         }
         fresh.shrink_to(FRESH_KEPT);
-        self.soonest
+        self.compact();
+        self.soonest(frame_timeout)
     }
 
-    /// Split messages' pieces arrived since the last look: every waiting call's wait starts
-    /// again at the next [`settle`](Self::settle) (its deadline still bounds it). A client
-    /// sends one split message at a time, so a request may wait behind other calls' pieces
-    /// after its OPEN arrived; it is late only once the connection stops bringing them.
-    pub(super) fn restart(&mut self) {
-        self.restarted = true;
+    /// Split messages' pieces arrived in the read batch just taken: the calls waiting for their
+    /// request message wait a frame timeout from now at least (from the next
+    /// [`settle`](Self::settle); their deadlines still bound them). A client sends one split
+    /// message at a time, so a request may wait behind other calls' pieces after its OPEN
+    /// arrived; it is late only once the connection stops bringing them.
+    pub(super) fn pieces_arrived(&mut self) {
+        self.pieces = true;
     }
 
-    /// Removes and returns every call whose wait has ended by `now`.
-    pub(super) fn expire(&mut self, now: Instant) -> Vec<(u32, Opened)> {
-        let mut expired = Vec::new();
-        if self.last.as_ref().is_some_and(|(_, o)| o.expired(now)) {
-            expired.extend(self.last.take());
-        }
-        let ids: Vec<u32> = self
-            .rest
-            .iter()
-            .filter(|(_, o)| o.expired(now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            if let Some(opened) = self.rest.remove(&id) {
-                expired.push((id, opened));
+    /// Drops the entries of calls gone since from queues grown past twice the calls waiting
+    /// (and some room): each entry so dropped was pushed once, so this costs O(1) a push.
+    fn compact(&mut self) {
+        let most = 2 * self.len() + FRESH_KEPT;
+        let waiting = Waiting {
+            last: &self.last,
+            rest: &self.rest,
+        };
+        if self.arrivals.len() > most {
+            #[cfg(test)]
+            {
+                self.visits += self.arrivals.len();
             }
+            self.arrivals.retain(|&entry| waiting.arrived(entry));
+            self.arrivals.shrink_to(most);
+        }
+        if self.deadlines.len() > most {
+            #[cfg(test)]
+            {
+                self.visits += self.deadlines.len();
+            }
+            self.deadlines.retain(|&Reverse(entry)| waiting.due(entry));
+            self.deadlines.shrink_to(most);
+        }
+    }
+
+    /// The soonest expiry of the settled calls: drops the entries of calls gone since from the
+    /// queues' fronts, which then hold the oldest arrival and the soonest deadline.
+    fn soonest(&mut self, frame_timeout: Duration) -> Option<Instant> {
+        let waiting = Waiting {
+            last: &self.last,
+            rest: &self.rest,
+        };
+        while let Some(&entry) = self.arrivals.front() {
+            if waiting.arrived(entry) {
+                break;
+            }
+            self.arrivals.pop_front();
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+        }
+        while let Some(&Reverse(entry)) = self.deadlines.peek() {
+            if waiting.due(entry) {
+                break;
+            }
+            self.deadlines.pop();
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+        }
+        let last_piece = self.last_piece;
+        let patience = self.arrivals.front().map(|&(arrival, _)| {
+            let from = last_piece.map_or(arrival, |piece| piece.max(arrival));
+            from + frame_timeout
+        });
+        let deadline = self.deadlines.peek().map(|&Reverse((at, _))| at);
+        sooner(patience, deadline)
+    }
+
+    /// Removes and returns every settled call whose wait has ended by `now`: those past their
+    /// deadline, and those that arrived a frame timeout before `now` with no piece since.
+    pub(super) fn expire(&mut self, now: Instant, frame_timeout: Duration) -> Vec<(u32, Opened)> {
+        let mut expired = Vec::new();
+        while let Some(&Reverse(entry)) = self.deadlines.peek() {
+            if entry.0 > now {
+                break;
+            }
+            self.deadlines.pop();
+            let own = self.waiting().due(entry);
+            self.expire_entry(own, entry.1, &mut expired);
+        }
+        let last_piece = self.last_piece;
+        while let Some(&entry) = self.arrivals.front() {
+            let from = last_piece.map_or(entry.0, |piece| piece.max(entry.0));
+            // Those behind it arrived no sooner.
+            if from + frame_timeout > now {
+                break;
+            }
+            self.arrivals.pop_front();
+            let own = self.waiting().arrived(entry);
+            self.expire_entry(own, entry.1, &mut expired);
         }
         self.held -= expired.iter().map(|(_, opened)| opened.cost).sum::<usize>();
         self.departed += expired.len() as u64;
         if self.is_empty() {
             self.forget_settled();
-            return expired;
         }
-        // The soonest of those left, now exactly (calls not settled yet are the next settle's).
-        let last = self.last.iter().map(|(_, opened)| opened);
-        self.soonest = last
-            .chain(self.rest.values())
-            .filter_map(|opened| opened.expires)
-            .min();
         expired
+    }
+
+    /// Moves call `id` to `expired` if the queue entry just taken was its own (`own`).
+    fn expire_entry(&mut self, own: bool, id: u32, expired: &mut Vec<(u32, Opened)>) {
+        #[cfg(test)]
+        {
+            self.visits += 1;
+        }
+        if own {
+            expired.extend(self.take(id).map(|opened| (id, opened)));
+        }
+    }
+
+    fn waiting(&self) -> Waiting<'_> {
+        Waiting {
+            last: &self.last,
+            rest: &self.rest,
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-
-    fn opened(timeout: Option<Duration>) -> Opened {
-        let path =
-            MethodPath::try_from_bytes(bytes::Bytes::from_static(b"/svc.S/M")).expect("path");
-        Opened::new(path, MetadataMap::new(), timeout, None)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_settle_visits_only_the_calls_that_arrived_since_the_last() {
-        let mut calls = OpenCalls::default();
-        for id in 0..1_000 {
-            calls.insert(id, opened(None));
-        }
-        let first = Instant::now();
-        assert_eq!(
-            calls.settle(first, FRAME_TIMEOUT),
-            Some(first + FRAME_TIMEOUT)
-        );
-        assert_eq!(calls.visits, 1_000);
-
-        // One more call, a second later, with a deadline sooner than the others' wait: one visit.
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let later = Instant::now();
-        calls.insert(1_000, opened(Some(Duration::from_secs(5))));
-        let soonest = calls.settle(later, FRAME_TIMEOUT);
-        assert_eq!(soonest, Some(later + Duration::from_secs(5)));
-        assert_eq!(calls.visits, 1_001, "only the new call was settled");
-        // Nothing new: nothing visited.
-        assert_eq!(calls.settle(later, FRAME_TIMEOUT), soonest);
-        assert_eq!(calls.visits, 1_001);
-
-        // A restart settles every call again, from now.
-        calls.restart();
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let restarted = Instant::now();
-        assert_eq!(
-            calls.settle(restarted, FRAME_TIMEOUT),
-            Some(later + Duration::from_secs(5)),
-            "a deadline still bounds a restarted wait"
-        );
-        assert_eq!(calls.visits, 2_002);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_soonest_expiry_survives_removals_and_expiries() {
-        let mut calls = OpenCalls::default();
-        let start = Instant::now();
-        calls.insert(1, opened(Some(Duration::from_secs(1))));
-        calls.insert(2, opened(Some(Duration::from_secs(2))));
-        calls.insert(3, opened(Some(Duration::from_secs(3))));
-        assert_eq!(
-            calls.settle(start, FRAME_TIMEOUT),
-            Some(start + Duration::from_secs(1))
-        );
-        // The soonest call's MESSAGE came: the kept expiry may be early, never late.
-        assert!(calls.remove(&1).is_some());
-        let kept = calls.settle(start, FRAME_TIMEOUT).expect("calls wait");
-        assert!(kept <= start + Duration::from_secs(2));
-        // The timer fires there: nothing expired yet, and the soonest is exact again.
-        assert!(calls.expire(kept).is_empty());
-        assert_eq!(
-            calls.settle(kept, FRAME_TIMEOUT),
-            Some(start + Duration::from_secs(2))
-        );
-        let expired = calls.expire(start + Duration::from_secs(2));
-        assert_eq!(expired.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2]);
-        assert_eq!(
-            calls.settle(start + Duration::from_secs(2), FRAME_TIMEOUT),
-            Some(start + Duration::from_secs(3))
-        );
-        // The last one goes: nothing waits, nothing is kept.
-        assert!(calls.remove(&3).is_some());
-        assert!(calls.fresh.is_empty());
-        assert_eq!(calls.settle(start, FRAME_TIMEOUT), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn calls_answered_in_their_read_leave_nothing_to_settle() {
-        let mut calls = OpenCalls::default();
-        for id in 0..10_000 {
-            calls.insert(id, opened(None));
-            assert!(calls.remove(&id).is_some());
-        }
-        assert!(calls.fresh.is_empty(), "no id kept for calls gone");
-        assert_eq!(calls.held(), 0);
-
-        // One call waits while thousands come and go in one batch: their ids are kept for
-        // that batch only.
-        calls.insert(0, opened(None));
-        for id in 1..10_000 {
-            calls.insert(id, opened(None));
-            assert!(calls.remove(&id).is_some());
-        }
-        assert!(calls.settle(Instant::now(), FRAME_TIMEOUT).is_some());
-        assert!(
-            calls.fresh.capacity() <= FRESH_KEPT,
-            "the batch's room is given back"
-        );
-    }
-}
+#[path = "open_tests.rs"]
+mod tests;
