@@ -50,6 +50,7 @@ mod pinned_small;
 mod pinned_streams;
 mod probe;
 mod raw;
+mod reflection_names;
 mod refused_midstream;
 mod refused_span;
 mod reissue_wakes;

@@ -72,17 +72,18 @@ impl Reflection {
         let response = match &request.message_request {
             Some(MessageRequest::FileByFilename(name)) => files(
                 index.file_by_name(name, sent),
-                format!("no file named {name}"),
+                format!("no file named {}", Quoted(name)),
             ),
             Some(MessageRequest::FileContainingSymbol(symbol)) => files(
                 index.file_containing_symbol(symbol, sent),
-                format!("no symbol {symbol}"),
+                format!("no symbol {}", Quoted(symbol)),
             ),
             Some(MessageRequest::FileContainingExtension(ext)) => files(
                 index.file_containing_extension(&ext.containing_type, ext.extension_number, sent),
                 format!(
                     "no extension {} of {}",
-                    ext.extension_number, ext.containing_type
+                    ext.extension_number,
+                    Quoted(&ext.containing_type)
                 ),
             ),
             Some(MessageRequest::AllExtensionNumbersOfType(message)) => {
@@ -93,7 +94,7 @@ impl Reflection {
                             extension_number: numbers,
                         })
                     }
-                    None => not_found(format!("no message {message}")),
+                    None => not_found(format!("no message {}", Quoted(message))),
                 }
             }
             Some(MessageRequest::ListServices(_)) => {
@@ -116,6 +117,31 @@ impl Reflection {
             original_request: Some(request),
             message_response: Some(response),
         }
+    }
+}
+
+/// The most of a client's name an error quotes, in bytes. The name may be as long as the
+/// message limit (4 MiB), and the answer carries the request back whole already
+/// (`original_request`): quoted whole as well, a 3 MiB name made a 6 MiB answer, over the
+/// server's send limit, and the whole stream failed `RESOURCE_EXHAUSTED` instead of answering
+/// `NOT_FOUND` (`tests/hostile/reflection_names.rs`).
+const QUOTED_NAME: usize = 256;
+
+/// A client's name in an error: whole up to [`QUOTED_NAME`] bytes; longer, cut there at a
+/// character boundary, with its length.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.0;
+        if name.len() <= QUOTED_NAME {
+            return f.write_str(name);
+        }
+        let mut end = QUOTED_NAME;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}… ({} bytes)", &name[..end], name.len())
     }
 }
 

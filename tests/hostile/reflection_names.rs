@@ -1,0 +1,93 @@
+//! Reflection fed names as long as the message limit lets a request carry (4 MiB): each lookup
+//! that finds nothing answers `NOT_FOUND` on the stream, and the stream goes on.
+//!
+//! Every answer carries its request back (`original_request`, as grpc-go's does), and the
+//! error quoted the name whole as well: a 3 MiB name made a 6 MiB answer, past the server's
+//! send limit, and the whole stream ended `RESOURCE_EXHAUSTED` instead of answering the lookup
+//! (and the server sent back twice what it was sent). An error now quotes at most 256 bytes of
+//! a name, so an answer is its request and a few hundred bytes more.
+
+use crate::support::{bounded, start_serving};
+use prost::Message as _;
+use sockrpc::{Code, Request};
+use sockrpc_reflection::pb::server_reflection_client::ServerReflectionClient;
+use sockrpc_reflection::pb::server_reflection_request::MessageRequest;
+use sockrpc_reflection::pb::server_reflection_response::MessageResponse;
+use sockrpc_reflection::pb::{ExtensionRequest, ServerReflectionRequest};
+use sockrpc_reflection::ReflectionExt;
+
+/// A name under the message limit, whose answer quoting it whole would be over it.
+const NAME: usize = 3 << 20;
+
+fn ask(message_request: MessageRequest) -> ServerReflectionRequest {
+    ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message_request),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_of_long_unknown_names_answer_not_found_and_the_stream_goes_on() {
+    let server = start_serving(|listener, shutdown| {
+        sockrpc::Server::builder()
+            .add_reflection(&[])
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    });
+    let mut client = bounded(
+        "connect",
+        ServerReflectionClient::connect(format!("tcp://{}", server.addr)),
+    )
+    .await
+    .expect("connect");
+    let name = "x".repeat(NAME);
+    let lookups = [
+        MessageRequest::FileContainingSymbol(name.clone()),
+        MessageRequest::FileByFilename(name.clone()),
+        MessageRequest::FileContainingExtension(ExtensionRequest {
+            containing_type: name.clone(),
+            extension_number: 1,
+        }),
+        MessageRequest::AllExtensionNumbersOfType(name),
+    ];
+    let mut requests: Vec<_> = lookups.into_iter().map(ask).collect();
+    let sizes: Vec<usize> = requests.iter().map(|r| r.encoded_len()).collect();
+    // Then a lookup that finds something: the stream is still there.
+    requests.push(ask(MessageRequest::ListServices(String::new())));
+    let mut answers = bounded(
+        "open",
+        client.server_reflection_info(Request::new(futures_util::stream::iter(requests))),
+    )
+    .await
+    .expect("a stream")
+    .into_inner();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let answer = bounded("an answer", answers.message())
+            .await
+            .unwrap_or_else(|status| panic!("lookup {i}: the stream failed: {status}"))
+            .expect("an answer per request");
+        let grown = answer.encoded_len().saturating_sub(size);
+        assert!(
+            grown < 1024,
+            "lookup {i}: the answer is {grown} bytes over its request"
+        );
+        match answer.message_response {
+            Some(MessageResponse::ErrorResponse(error)) => {
+                assert_eq!(error.error_code, Code::NotFound as i32, "lookup {i}");
+                assert!(error.error_message.len() < 512, "lookup {i}");
+            }
+            other => panic!("lookup {i}: {other:?}"),
+        }
+    }
+    let last = bounded("the list", answers.message())
+        .await
+        .expect("the stream goes on")
+        .expect("an answer");
+    assert!(
+        matches!(
+            last.message_response,
+            Some(MessageResponse::ListServicesResponse(_))
+        ),
+        "{last:?}"
+    );
+    server.stop().await;
+}
