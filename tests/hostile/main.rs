@@ -73,6 +73,8 @@ mod stream_wakes;
 mod streaming_metadata;
 mod streaming_ready_metadata;
 mod support;
+mod tls_aborted;
+mod tls_unread;
 mod unread;
 mod unread_answers;
 mod unread_keepalive;
