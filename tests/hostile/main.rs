@@ -15,6 +15,7 @@ mod balance_flapping;
 mod compressed_members;
 mod compressed_retried;
 mod compressed_running;
+mod compressed_streams;
 mod compressed_unnamed;
 mod compressed_unnamed_channel;
 mod compressed_unnamed_transport;

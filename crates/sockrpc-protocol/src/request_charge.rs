@@ -13,6 +13,12 @@
 //! added is given back when the last clone is dropped: the transport keeps one for as long as
 //! the call's task runs.
 //!
+//! A stream whose client names an encoding gets one too, and its compressed messages are added
+//! as its handler reads them (`Streaming` in the service layer): since a charge counts the
+//! largest size added, the stream counts its largest message, about what a handler that
+//! works on one message at a time holds. Uncounted, 8 gzip streams of one 1 MiB message each
+//! (1 KiB on the wire) held 8 MiB under a 4 MiB budget (`tests/hostile/compressed_streams.rs`).
+//!
 //! A charge counts its call's one request message once, however many copies of the call decode
 //! it: a layer that runs a call again (`Call::try_clone`, as retry and hedging layers do)
 //! clones the extensions, and so the charge, and each copy's handler decompresses the same
@@ -80,7 +86,7 @@ impl RequestCharge {
                     continue;
                 }
                 return Err(Status::resource_exhausted(format!(
-                    "unary calls running on this connection hold over {} bytes of requests \
+                    "calls running on this connection hold over {} bytes of requests \
                      (decompressed)",
                     charged.budget
                 )));

@@ -9,12 +9,6 @@ use sockrpc_protocol::codec::{encode_to_bytes, Codec};
 use sockrpc_protocol::{Request, RequestCharge, Response, Status};
 use std::future::Future;
 
-/// Splits a call into its request, keeping connection info and extensions.
-fn request_with<T>(call: Call, message: impl FnOnce(Body) -> T) -> Request<T> {
-    let (_, request) = call.into_parts();
-    request.map(message)
-}
-
 async fn single_request<Req, C: Codec<Req>>(call: Call, codec: &C) -> Result<Request<Req>, Status> {
     let (head, body) = call.into_parts().1.split_message();
     let message = decoded(&head, body.single().await?)?;
@@ -31,6 +25,15 @@ fn decoded(head: &Request<()>, message: Bytes) -> Result<Bytes, Status> {
         charge.add(message.len())?;
     }
     Ok(message)
+}
+
+/// A streamed request, decoded, whose compressed messages count what they decompress to when
+/// the transport asked for that (a `RequestCharge` in the request's extensions; see
+/// [`Streaming::charged`]).
+fn streaming_request<Req, C: Codec<Req>>(call: Call, codec: C) -> Request<Streaming<Req>> {
+    let (_, request) = call.into_parts();
+    let charge = request.extensions().get::<RequestCharge>().cloned();
+    request.map(|body| Streaming::new(body, codec).charged(charge))
 }
 
 fn once<Resp, C: Codec<Resp>>(
@@ -118,7 +121,7 @@ where
     F: FnOnce(Request<Streaming<Req>>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    let request = request_with(call, |body| Streaming::new(body, codec.clone()));
+    let request = streaming_request(call, codec.clone());
     once(handler(request).await?, &codec)
 }
 
@@ -134,6 +137,6 @@ where
     Fut: Future<Output = Result<Response<St>, Status>>,
     St: Stream<Item = Result<Resp, Status>> + Send + 'static,
 {
-    let request = request_with(call, |body| Streaming::new(body, codec.clone()));
+    let request = streaming_request(call, codec.clone());
     Ok(streamed(handler(request).await?, codec))
 }

@@ -3,7 +3,7 @@
 use crate::Body;
 use bytes::Bytes;
 use futures_core::Stream;
-use sockrpc_protocol::{Codec, MetadataMap, Status};
+use sockrpc_protocol::{Codec, MetadataMap, RequestCharge, Status};
 use std::{
     pin::Pin,
     task::{Context, Poll},
@@ -30,6 +30,9 @@ pub struct Streaming<T> {
     body: Body,
     decode: Decoder<T>,
     done: bool,
+    /// On a server, a stream whose client names an encoding: its messages decompressed count
+    /// against the connection's budget of running requests (see [`Streaming::charged`]).
+    charge: Option<RequestCharge>,
 }
 
 impl<T> std::fmt::Debug for Streaming<T> {
@@ -50,7 +53,19 @@ impl<T> Streaming<T> {
             body,
             decode: Box::new(move |bytes| codec.decode(bytes)),
             done: false,
+            charge: None,
         }
+    }
+
+    /// Counts what each compressed message decompresses to against `charge` (the
+    /// `RequestCharge` the server's transport put in the extensions of a stream whose client
+    /// names an encoding), the largest one for as long as the call runs: its handler holds
+    /// what it read, far more than the message's wire size the connection window counted (a
+    /// gzip message of 1 KiB holds 1 MiB). Past the connection's budget the read fails
+    /// `RESOURCE_EXHAUSTED`, and the stream ends (`tests/hostile/compressed_streams.rs`).
+    pub(crate) fn charged(mut self, charge: Option<RequestCharge>) -> Streaming<T> {
+        self.charge = charge;
+        self
     }
 
     /// The next message, `Ok(None)` at the end. After an error the stream has ended and
@@ -111,7 +126,11 @@ impl<T> Streaming<T> {
         }
         match self.body.poll_message(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
-                let decoded = (self.decode)(bytes);
+                let counted = match &self.charge {
+                    Some(charge) if self.body.last_message_compressed() => charge.add(bytes.len()),
+                    _ => Ok(()),
+                };
+                let decoded = counted.and_then(|()| (self.decode)(bytes));
                 if let Err(status) = &decoded {
                     self.body.refuse(status);
                     self.end();

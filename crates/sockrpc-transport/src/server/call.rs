@@ -27,7 +27,8 @@
 //! as a call past the budget of requests waiting for their message does (`open.rs`). Without
 //! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection. A compressed
 //! request counts what it decompresses to as well: the service layer adds it through the
-//! `RequestCharge` in the request's extensions (a gzip request of 1 KiB holds 1 MiB).
+//! `RequestCharge` in the request's extensions (a gzip request of 1 KiB holds 1 MiB); so does
+//! a stream whose client names an encoding, for its largest compressed message.
 //!
 //! A handler still pending after its first poll is polled only while the connection's write
 //! buffer has room (`room.rs`): otherwise the answers of every call in flight could pile up
@@ -95,7 +96,17 @@ impl<D: Dispatch> Connection<D> {
             }
             // Its handler holds path and metadata while the stream runs (`frames.rs` refuses
             // a new stream past the budget).
-            RequestBody::Stream(_) => opened.cost(),
+            RequestBody::Stream(_) => {
+                if opened.encoding.is_some_and(|fields| fields.send != 0) {
+                    // And what its compressed messages decompress to, the largest one: the
+                    // layer that decompresses them adds it (`RequestCharge`).
+                    decoded_charge = Some(RequestCharge::new(
+                        Arc::clone(&self.shared.running_held),
+                        self.shared.limits.max_running_requests_size,
+                    ));
+                }
+                opened.cost()
+            }
         };
         let Opened {
             path,
