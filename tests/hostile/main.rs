@@ -26,6 +26,7 @@ mod drop_panics;
 mod drop_panics_answered;
 mod dropped_reader;
 mod edges;
+mod encoding_unasked;
 mod ended_sender_turns;
 mod fold;
 mod folded_request;

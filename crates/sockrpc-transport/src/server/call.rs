@@ -36,7 +36,7 @@
 
 use super::conn::Connection;
 use super::held::RunningCharge;
-use super::open::Opened;
+use super::open::{Allowed, Opened};
 use super::pump::pump;
 use super::respond::{answer_now, encode_refusal, Answered, ConnState, Shared};
 use super::room::Turn;
@@ -108,6 +108,7 @@ impl<D: Dispatch> Connection<D> {
                 opened.cost()
             }
         };
+        let allowed = Allowed::of(&opened);
         let Opened {
             path,
             metadata,
@@ -116,7 +117,6 @@ impl<D: Dispatch> Connection<D> {
             reissue,
             encoding,
             compressed,
-            fold_end,
             ..
         } = opened;
         let span = tracing::debug_span!(
@@ -181,7 +181,7 @@ impl<D: Dispatch> Connection<D> {
                 let answered = {
                     let mut state = self.shared.lock();
                     let answered =
-                        answer_now(&mut state, call_id, result, fold_end, &self.shared.limits);
+                        answer_now(&mut state, call_id, result, allowed, &self.shared.limits);
                     self.note_outbox(&state);
                     answered
                 };
@@ -217,7 +217,7 @@ impl<D: Dispatch> Connection<D> {
                         shared,
                         call_id,
                         Ok(response),
-                        fold_end,
+                        allowed,
                         deadline,
                         handler,
                         done,
@@ -248,7 +248,7 @@ impl<D: Dispatch> Connection<D> {
                         record(&task_span, started, refused.unwrap_or(code));
                     };
                     finish_call(
-                        shared, call_id, result, fold_end, deadline, handler, answered,
+                        shared, call_id, result, allowed, deadline, handler, answered,
                     )
                     .await;
                 };
@@ -301,7 +301,8 @@ impl<D: Dispatch> Connection<D> {
     /// Answers a call from the connection task (errors the connection itself decides on).
     pub(super) fn answer(&self, call_id: u32, result: Result<Response<D::Body>, Status>) {
         let mut state = self.shared.lock();
-        let answered = answer_now(&mut state, call_id, result, false, &self.shared.limits);
+        let allowed = Allowed::default();
+        let answered = answer_now(&mut state, call_id, result, allowed, &self.shared.limits);
         self.note_outbox(&state);
         debug_assert!(
             matches!(answered, Answered::Written { refused: None }),
@@ -486,7 +487,7 @@ async fn finish_call<B: OutboundBody, F>(
     shared: Arc<Shared>,
     call_id: u32,
     result: Result<Response<B>, Status>,
-    fold_end: bool,
+    allowed: Allowed,
     deadline: Option<Instant>,
     handler: Handler<F>,
     on_answered: impl FnOnce(Option<Code>),
@@ -501,7 +502,7 @@ async fn finish_call<B: OutboundBody, F>(
             drop_handler(future, None);
             return;
         }
-        let answered = answer_now(&mut state, call_id, result, fold_end, &shared.limits);
+        let answered = answer_now(&mut state, call_id, result, allowed, &shared.limits);
         super::room::note_appended(&shared, &state);
         turn.end(&shared, &mut state);
         if let Answered::Written { .. } = answered {
@@ -527,7 +528,7 @@ async fn finish_call<B: OutboundBody, F>(
         }
     };
     if let Some(response) = streamed {
-        let pumping = pump(Arc::clone(&shared), call_id, response);
+        let pumping = pump(Arc::clone(&shared), call_id, response, allowed);
         let finished = match deadline {
             None => {
                 pumping.await;

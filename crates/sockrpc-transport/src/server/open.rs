@@ -123,6 +123,50 @@ impl Opened {
     }
 }
 
+/// What a call's OPEN allowed its answer, kept until the answer is written (`respond.rs`,
+/// `pump.rs`): the transport, not the handler, holds the answer to it, so that no handler or
+/// layer (`Status::set_encoding` and `Response::set_encoding` are public) can send a client
+/// what it did not ask for.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Allowed {
+    /// The OPEN's `FLAG_FOLD_END`: an OK answer may fold its END into its MESSAGE.
+    pub(super) fold_end: bool,
+    /// The OPEN carried encoding fields (`FLAG_ENCODING`): the answer's HEADERS and an error's
+    /// END may carry the server's, and its messages may go compressed. Toward a client whose
+    /// OPEN carried none (one of an earlier version among them, which would misread either),
+    /// a handler's fields are dropped and a compressed message is refused (`docs/COMPRESSION.md`).
+    pub(super) encoding: bool,
+}
+
+impl Allowed {
+    /// What `opened` allows its answer.
+    pub(super) fn of(opened: &Opened) -> Allowed {
+        Allowed {
+            fold_end: opened.fold_end,
+            encoding: opened.encoding.is_some(),
+        }
+    }
+
+    /// The encoding fields a handler set on its answer, as they may go out: dropped unless the
+    /// OPEN carried its own (one branch; the status or response is left as it is).
+    pub(super) fn fields(self, fields: Option<EncodingFields>) -> Option<EncodingFields> {
+        if self.encoding {
+            fields
+        } else {
+            None
+        }
+    }
+}
+
+/// What a call ends with instead of an answer message flagged compressed toward a client whose
+/// OPEN named no encoding: it could not read it (a client of an earlier version would read it
+/// as plain), and the compressed bytes cannot be sent otherwise.
+pub(super) fn compressed_unasked() -> sockrpc_protocol::Status {
+    sockrpc_protocol::Status::internal(
+        "the answer's message is compressed, but the client's call named no encoding: not sent",
+    )
+}
+
 /// The sooner of two expiries, either of which may be unknown.
 fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {

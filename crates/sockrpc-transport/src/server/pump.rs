@@ -5,7 +5,8 @@
 //!  HEADERS ─▶ MESSAGE … (while the stream's and the connection's credit last) ─▶ END(trailers)
 //! ```
 
-use super::respond::{encode_status, ConnState, Shared};
+use super::open::{compressed_unasked, Allowed};
+use super::respond::{encode_error, encode_status, ConnState, Shared};
 use crate::dispatch::OutboundBody;
 use crate::outbox::HIGH_WATER;
 use sockrpc_protocol::frame;
@@ -33,10 +34,16 @@ pub(super) const MESSAGES_PER_POLL: usize = 32;
 /// Streams a response: HEADERS, then each message as credit allows, then END with trailers (or
 /// the status the stream failed with). Stops quietly when the call is cancelled. Yields after
 /// [`MESSAGES_PER_POLL`] messages sent without a wait.
+///
+/// `allowed`: what the call's OPEN allowed (`answer_now` already dropped the HEADERS' encoding
+/// fields it does not allow): toward a client whose OPEN carried no encoding fields, the
+/// stream's error goes without its own and a message flagged compressed ends the call
+/// `INTERNAL` instead of going out.
 pub(super) async fn pump<B: OutboundBody>(
     shared: Arc<Shared>,
     call_id: u32,
     response: Response<B>,
+    allowed: Allowed,
 ) {
     let limits = shared.limits;
     let encoding = response.encoding();
@@ -139,6 +146,10 @@ pub(super) async fn pump<B: OutboundBody>(
                 return false;
             }
             let end = match &next {
+                Some(Ok((_, true))) if !allowed.encoding => {
+                    ended_as = Some(Code::Internal);
+                    Err(compressed_unasked())
+                }
                 Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
                     let flags = frame::message_flags(false, *compressed);
                     state.outbox.append_message(call_id, flags, message);
@@ -174,11 +185,18 @@ pub(super) async fn pump<B: OutboundBody>(
             // After the call's last message, even one still going out in pieces.
             // An error's trailers past the client's announced limit are dropped, as a unary
             // call's are (`announced.rs`): the client would refuse them, and the status with them.
-            let end = end.map_err(|status| super::announced::fit_status(state, status, &limits));
+            // Its encoding fields go only as the OPEN allowed (`Allowed::fields`).
+            let end = end.map_err(|status| {
+                let encoding = allowed.fields(status.encoding());
+                (
+                    super::announced::fit_status(state, status, &limits),
+                    encoding,
+                )
+            });
             let buf = state.outbox.frames_for(call_id);
             match end {
                 Ok(()) => frame::encode_end(buf, call_id, Code::Ok, "", &[], &trailers),
-                Err(status) => encode_status(buf, call_id, &status, &limits),
+                Err((status, encoding)) => encode_error(buf, call_id, &status, encoding, &limits),
             }
             state.remove_stream(call_id);
             // The call leaves the count of calls in flight with its END, under this lock: this

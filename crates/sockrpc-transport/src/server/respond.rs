@@ -8,6 +8,7 @@
 //!
 //! A streamed answer is `pump.rs`.
 
+use super::open::{compressed_unasked, Allowed};
 use crate::dispatch::OutboundBody;
 use crate::flow::{Inbound, Outbound};
 use crate::outbox::Outbox;
@@ -309,12 +310,14 @@ pub(super) enum Answered<B> {
 }
 
 /// Answers at once when the result is an error or one message; hands a streamed response back
-/// for [`pump`]. `fold_end`: the call's OPEN allowed an OK end folded into its MESSAGE.
+/// for [`pump`] (its encoding fields already as `allowed` lets them go). `allowed`: what the
+/// call's OPEN allowed its answer (an OK end folded into its MESSAGE; encoding fields and
+/// compressed messages).
 pub(super) fn answer_now<B: OutboundBody>(
     state: &mut ConnState,
     call_id: u32,
     result: Result<Response<B>, Status>,
-    fold_end: bool,
+    allowed: Allowed,
     limits: &Limits,
 ) -> Answered<B> {
     let response = match result {
@@ -322,12 +325,14 @@ pub(super) fn answer_now<B: OutboundBody>(
         Err(status) => {
             state.remove_stream(call_id);
             state.answers_sent += 1;
+            let encoding = allowed.fields(status.encoding());
             let status = super::announced::fit_status(state, status, limits);
-            encode_status(state.outbox.frames_for(call_id), call_id, &status, limits);
+            let buf = state.outbox.frames_for(call_id);
+            encode_error(buf, call_id, &status, encoding, limits);
             return Answered::Written { refused: None };
         }
     };
-    let encoding = response.encoding();
+    let encoding = allowed.fields(response.encoding());
     let (metadata, body, trailers) = response.into_parts();
     match body.into_once_flagged() {
         Ok((message, compressed)) => {
@@ -346,7 +351,7 @@ pub(super) fn answer_now<B: OutboundBody>(
                 (&metadata, encoding),
                 (&message, compressed),
                 &trailers,
-                fold_end,
+                allowed,
                 limits,
             );
             Answered::Written { refused }
@@ -363,14 +368,15 @@ pub(super) fn answer_now<B: OutboundBody>(
 /// MESSAGE (with its `FLAG_COMPRESSED`), END; or, when the client allowed it and there are no
 /// trailers, the MESSAGE alone with the END folded in (`FLAG_END_OK`). The caller checked the
 /// metadata (`announced::check_response`, against the same limits). A message over the send
-/// limit is refused: an END `RESOURCE_EXHAUSTED` instead, and that code returned.
+/// limit is refused: an END `RESOURCE_EXHAUSTED` instead, and that code returned; so is one
+/// flagged compressed toward a client whose OPEN named no encoding, `INTERNAL`.
 fn encode_once(
     outbox: &mut Outbox,
     call_id: u32,
     (metadata, encoding): (&MetadataMap, Option<EncodingFields>),
     (message, compressed): (&Bytes, bool),
     trailers: &MetadataMap,
-    fold_end: bool,
+    allowed: Allowed,
     limits: &Limits,
 ) -> Option<Code> {
     let buf = outbox.buf_mut();
@@ -383,12 +389,16 @@ fn encode_once(
         encode_status(buf, call_id, &status, limits);
         return Some(Code::ResourceExhausted);
     }
+    if compressed && !allowed.encoding {
+        encode_status(buf, call_id, &compressed_unasked(), limits);
+        return Some(Code::Internal);
+    }
     if !metadata.is_empty() || encoding.is_some() {
         frame::encode_headers_with(buf, call_id, metadata, encoding);
     }
     // The message in pieces when it is large and the client reads them; its END after them.
     let flags = frame::message_flags(true, compressed);
-    if fold_end && trailers.is_empty() {
+    if allowed.fold_end && trailers.is_empty() {
         outbox.append_message(call_id, flags | frame::FLAG_END_OK, message);
         return None;
     }
@@ -404,20 +414,34 @@ fn encode_once(
     None
 }
 
-/// Writes an END with `status`; trailers too large to send are dropped rather than failing the
-/// call, and the status message says so.
+/// Writes an END with a status the transport made: trailers too large to send are dropped
+/// rather than failing the call, and the status message says so. It carries no encoding
+/// fields (a handler's error goes through [`encode_error`]).
 ///
 /// A handler's status never carries the protocol's "not processed" flag, even when the handler
 /// built it with `Status::not_processed`: only the connection itself may say a call never ran
 /// ([`encode_refusal`]), or a client would re-send a call that did.
 pub(super) fn encode_status(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
-    encode_end_with(buf, call_id, status, limits, false);
+    encode_end_with(buf, call_id, status, limits, (false, None));
+}
+
+/// Writes an END with a handler's error `status`, as [`encode_status`] does, and `encoding`,
+/// the fields its call may send (`Allowed::fields`: none toward a client whose OPEN carried
+/// none, whatever the status says).
+pub(super) fn encode_error(
+    buf: &mut BytesMut,
+    call_id: u32,
+    status: &Status,
+    encoding: Option<EncodingFields>,
+    limits: &Limits,
+) {
+    encode_end_with(buf, call_id, status, limits, (false, encoding));
 }
 
 /// Writes an END that tells the client the call was refused before it started (the protocol's
 /// `NOT_PROCESSED` flag), so it may safely send it again.
 pub(super) fn encode_refusal(buf: &mut BytesMut, call_id: u32, status: &Status, limits: &Limits) {
-    encode_end_with(buf, call_id, status, limits, true);
+    encode_end_with(buf, call_id, status, limits, (true, None));
 }
 
 fn encode_end_with(
@@ -425,7 +449,7 @@ fn encode_end_with(
     call_id: u32,
     status: &Status,
     limits: &Limits,
-    not_processed: bool,
+    (not_processed, encoding): (bool, Option<EncodingFields>),
 ) {
     let empty = MetadataMap::new();
     let (trailers, message): (&MetadataMap, std::borrow::Cow<'_, str>) =
@@ -446,9 +470,9 @@ fn encode_end_with(
         trailers,
         not_processed,
         // What this server reads, set by a generated service on its error answers to a client
-        // whose OPEN carried encoding fields: the client learns it from the protocol, not from
-        // the status's metadata.
-        encoding: status.encoding(),
+        // whose OPEN carried encoding fields (and only toward one: `Allowed::fields`): the
+        // client learns it from the protocol, not from the status's metadata.
+        encoding,
     };
     frame::encode_end_capped(buf, call_id, &end, limits.status_message_cap());
 }

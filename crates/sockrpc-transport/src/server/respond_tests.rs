@@ -7,6 +7,12 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Wake, Waker};
 
+/// What these calls' OPENs allowed: nothing beside their plain answers.
+const ALLOWED: crate::server::open::Allowed = crate::server::open::Allowed {
+    fold_end: false,
+    encoding: false,
+};
+
 /// An always-ready stream of empty messages (they take no credit), counting its polls. Past
 /// 10,000 it panics, which ends the call: a pump that never yields fails rather than hangs.
 struct Flood(Arc<AtomicUsize>);
@@ -38,7 +44,7 @@ fn an_always_ready_stream_yields_after_a_burst() {
     shared.lock().running.insert(1, None);
     let polls = Arc::new(AtomicUsize::new(0));
     let response = Response::new(Flood(Arc::clone(&polls)));
-    let mut pumping = Box::pin(pump(Arc::clone(&shared), 1, response));
+    let mut pumping = Box::pin(pump(Arc::clone(&shared), 1, response, ALLOWED));
     let woken = Arc::new(CountWakes(AtomicUsize::new(0)));
     let waker = Waker::from(Arc::clone(&woken));
     let mut cx = Context::from_waker(&waker);
@@ -178,6 +184,7 @@ fn a_streamed_answer_leaves_the_calls_in_flight_with_its_end() {
         Arc::clone(&shared),
         1,
         Response::new(OneThenEnd(false)),
+        ALLOWED,
     ));
     let waker = Waker::from(Arc::new(CountWakes(AtomicUsize::new(0))));
     let mut cx = Context::from_waker(&waker);
@@ -216,6 +223,7 @@ fn a_stream_cancelled_before_its_answer_starts_takes_no_turn() {
             Arc::clone(&shared),
             call_id,
             Response::new(OneThenEnd(false)),
+            ALLOWED,
         ));
         let _ = pumping.as_mut().poll(&mut cx);
     }
@@ -237,6 +245,7 @@ fn a_stream_cancelled_before_its_answer_starts_takes_no_turn() {
         Arc::clone(&shared),
         9,
         Response::new(OneThenEnd(false)),
+        ALLOWED,
     ));
     assert!(
         pumping.as_mut().poll(&mut live_cx).is_pending(),
