@@ -95,7 +95,14 @@ pub(super) async fn follow(mut following: Following) {
             }
             None => {
                 for m in shared.snapshot().list() {
-                    if m.channel().is_some() && !m.is_connected() {
+                    if m.channel().is_none() {
+                        continue;
+                    }
+                    if m.is_connected() {
+                        // Its backoff and failure end once the connection proves the server,
+                        // whoever made it (`reconnect.rs`).
+                        m.seen_connected();
+                    } else {
                         connect(&shared, m);
                     }
                 }

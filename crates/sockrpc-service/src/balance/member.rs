@@ -252,6 +252,20 @@ impl Member {
         *lock(&self.failure) = None;
     }
 
+    /// Found connected by the driver's upkeep: once the connection up proved the server, the
+    /// backoff starts over and the failure is cleared (`Reconnect::seen_connected`), whoever
+    /// made the connection (its pool reconnects by itself too).
+    pub(crate) fn seen_connected(&self) {
+        let answered = self.answered.load(Ordering::Relaxed);
+        let live = || {
+            let channel = self.channel()?;
+            channel.connections().into_iter().find(|c| !c.is_closed())
+        };
+        if self.reconnect().seen_connected(answered, live) {
+            self.connect_succeeded();
+        }
+    }
+
     /// Why its last connection attempt failed, when it failed and no connection is up since:
     /// a fail-fast call does not wait for it (gRPC's TRANSIENT_FAILURE).
     pub fn failure(&self) -> Option<String> {

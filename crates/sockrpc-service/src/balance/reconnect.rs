@@ -16,6 +16,15 @@
 //! healthy server retiring idle connections (an idle timeout or a maximum age shorter than
 //! [`PROVEN_AFTER`]), or draining to restart, is reconnected at once and never marked failing
 //! (grpc-go resets a subchannel's backoff once it was READY).
+//!
+//! A member's pool also reconnects by itself, while its connect task waits out the backoff (the
+//! task then ends, the member connected). Such a connection was judged by no one: the backoff
+//! stayed grown and the failure stayed set (hidden while connected) until the member's next
+//! connection, so a server that came back and served for hours was still waited for as a
+//! flapping one, and shown failing the moment it went away. The driver's upkeep now judges the
+//! connection it finds up ([`Reconnect::seen_connected`]) by the same rule: once it proved the
+//! server, the backoff starts over and the failure is cleared, as grpc-go resets a
+//! subchannel's backoff on READY (`tests/hostile/balance_reset.rs`).
 
 use sockrpc_transport::backoff::{Backoff, BackoffState};
 use sockrpc_transport::ClientConnection;
@@ -109,6 +118,36 @@ impl Reconnect {
         wait
     }
 
+    /// The driver's upkeep found the member connected, having answered `answered` calls so far;
+    /// `conn` gives its live connection. With no backoff grown (nearly always) nothing is done.
+    /// Otherwise a connection no connect task set (its pool's own, made while a task waited
+    /// out the backoff) is noted as up from now, and once the one noted proved the server (a
+    /// call answered since, or up [`PROVEN_AFTER`]) the backoff starts over: true then, and the
+    /// caller clears the member's failure.
+    pub(crate) fn seen_connected(
+        &mut self,
+        answered: u64,
+        conn: impl FnOnce() -> Option<ClientConnection>,
+    ) -> bool {
+        if self.backoff.is_none() {
+            return false;
+        }
+        let noted = self
+            .up
+            .as_ref()
+            .filter(|up| up.conn.as_ref().is_none_or(|c| !c.is_closed()));
+        let Some(up) = noted else {
+            // The connection up is not the one a task set (that one closed, or was judged).
+            self.came_up(answered, conn());
+            return false;
+        };
+        if answered == up.answered && up.at.elapsed() < PROVEN_AFTER {
+            return false;
+        }
+        self.backoff = None;
+        true
+    }
+
     /// A connect task set a channel over `conn`, the member having answered `answered` calls
     /// so far.
     pub(crate) fn came_up(&mut self, answered: u64, conn: Option<ClientConnection>) {
@@ -151,6 +190,40 @@ mod tests {
         reconnect.came_up(1, None);
         tokio::time::advance(PROVEN_AFTER).await;
         assert!(reconnect.start(config, 1).is_none());
+        assert!(reconnect.backoff.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_seen_up_resets_the_backoff_once_it_proves_the_server() {
+        let config = Backoff::default();
+        let mut reconnect = Reconnect::default();
+        // Nothing grown: nothing noted, however long it is up.
+        assert!(!reconnect.seen_connected(0, || None));
+        assert!(reconnect.up.is_none());
+        // A connection that ended at once, judged by the next connect task: the backoff grows.
+        reconnect.came_up(0, None);
+        assert!(reconnect.start(config, 0).is_some());
+        assert!(reconnect.backoff.is_some());
+        // Its pool reconnected by itself while the task waited: seen up, noted from now.
+        assert!(!reconnect.seen_connected(0, || None), "not proven yet");
+        assert!(reconnect.up.is_some(), "the pool's connection noted");
+        assert!(
+            !reconnect.seen_connected(0, || None),
+            "still nothing answered"
+        );
+        assert!(reconnect.backoff.is_some());
+        // A call answered on it: proven, the backoff starts over.
+        assert!(reconnect.seen_connected(1, || None));
+        assert!(reconnect.backoff.is_none());
+        // And when it goes, the next task judges it proven: no wait.
+        assert!(reconnect.start(config, 1).is_none());
+
+        // Up long enough with nothing answered proves it too.
+        reconnect.came_up(1, None);
+        assert!(reconnect.start(config, 1).is_some());
+        assert!(!reconnect.seen_connected(1, || None));
+        tokio::time::advance(PROVEN_AFTER).await;
+        assert!(reconnect.seen_connected(1, || None));
         assert!(reconnect.backoff.is_none());
     }
 }
