@@ -74,12 +74,17 @@ pub mod transport {
 /// [`AsciiMetadataKey`](metadata::AsciiMetadataKey),
 /// [`BinaryMetadataKey`](metadata::BinaryMetadataKey)) it takes beside `&str`, and the views
 /// its `values`, `values_mut` and `iter_mut` lend them out as ([`ValueRef`](metadata::ValueRef),
-/// [`ValueRefMut`](metadata::ValueRefMut), [`KeyAndMutValueRef`](metadata::KeyAndMutValueRef)).
+/// [`ValueRefMut`](metadata::ValueRefMut), [`KeyAndMutValueRef`](metadata::KeyAndMutValueRef)),
+/// and the entry its `entry` and `entry_bin` give ([`Entry`](metadata::Entry),
+/// [`OccupiedEntry`](metadata::OccupiedEntry), [`VacantEntry`](metadata::VacantEntry), with
+/// [`ValueIter`](metadata::ValueIter), [`ValueIterMut`](metadata::ValueIterMut) and
+/// [`ValueDrain`](metadata::ValueDrain)).
 pub mod metadata {
     pub use sockrpc_protocol::metadata_key::*;
     pub use sockrpc_protocol::metadata_value::*;
     pub use sockrpc_protocol::{
-        is_bin_key, KeyAndMutValueRef, MetadataError, MetadataMap, ValueRef, ValueRefMut,
+        is_bin_key, Entry, KeyAndMutValueRef, MetadataError, MetadataMap, OccupiedEntry,
+        VacantEntry, ValueDrain, ValueIter, ValueIterMut, ValueRef, ValueRefMut,
     };
 }
 

@@ -9,7 +9,7 @@
 //! them and the wire parser drops them, so no handler or peer can speak for the protocol
 //! (protocol signals travel in frame fields, never in metadata).
 
-use crate::metadata_key::AsMetadataKey;
+use crate::metadata_key::{AsEncodingAgnosticMetadataKey, AsMetadataKey};
 use crate::metadata_value::{
     Ascii, AsciiMetadataValue, Binary, BinaryMetadataValue, ValueEncoding,
 };
@@ -116,7 +116,8 @@ impl MetadataMap {
         self.entries.as_deref_mut().unwrap_or(&mut [])
     }
 
-    fn entries_mut(&mut self) -> &mut Vec<(String, Stored)> {
+    /// The entries, to add to (`metadata_entry.rs`).
+    pub(crate) fn entries_mut(&mut self) -> &mut Vec<(String, Stored)> {
         self.entries.get_or_insert_with(Vec::new)
     }
 
@@ -196,7 +197,7 @@ impl MetadataMap {
     /// key's earlier values if `replace`.
     pub(crate) fn put(&mut self, key: String, value: Stored, replace: bool) {
         if replace {
-            self.remove(&key);
+            self.remove_all(&key);
         }
         self.entries_mut().push((key, value));
     }
@@ -300,17 +301,8 @@ impl MetadataMap {
         self.get_all(key).filter(move |_| bin)
     }
 
-    /// Removes every value of a binary `key` (one ending in `-bin`) and returns the first, as
-    /// tonic's `remove_bin`; a text key is left alone (`None`).
-    pub fn remove_bin<K: AsMetadataKey<Binary>>(&mut self, key: K) -> Option<BinaryMetadataValue> {
-        let key = key.key_str();
-        let first = self.get_bin_value(key)?;
-        self.remove(key);
-        Some(first)
-    }
-
-    /// Removes every value of `key`; returns whether there was one.
-    pub fn remove(&mut self, key: &str) -> bool {
+    /// Removes every value of `key`, of either kind; whether there was one.
+    pub(crate) fn remove_all(&mut self, key: &str) -> bool {
         let Some(entries) = &mut self.entries else {
             return false;
         };
@@ -319,9 +311,11 @@ impl MetadataMap {
         before != entries.len()
     }
 
-    /// Whether `key` has a value.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.get_raw(key).is_some()
+    /// Whether `key` has a value, of either kind, as tonic's `contains_key`: the key is a
+    /// `&str`, `String`, `&String` or a [`MetadataKey`](crate::metadata_key::MetadataKey) of
+    /// either encoding.
+    pub fn contains_key<K: AsEncodingAgnosticMetadataKey>(&self, key: K) -> bool {
+        self.get_raw(key.any_key_str()).is_some()
     }
 
     /// All entries, in order, as `(key, value bytes)`.
@@ -512,7 +506,7 @@ mod tests {
         map.insert("multi", MetadataValue::from_static("c"))
             .expect("valid");
         assert_eq!(map.get_all("multi").count(), 1);
-        assert!(map.remove("multi"));
+        assert_eq!(map.remove("multi").expect("was there"), "c");
         assert!(!map.contains_key("multi"));
         map.append_bin("trace-bin", vec![7u8].into())
             .expect("valid");
@@ -547,7 +541,7 @@ mod tests {
     fn an_emptied_map_equals_a_new_one_and_entries_keep_their_order() {
         let mut map = MetadataMap::new();
         assert!(map.entries.is_none(), "a new map holds nothing");
-        assert!(!map.remove("x-a"));
+        assert!(map.remove("x-a").is_none());
         map.append_str("x-a", "1").expect("valid");
         map.append_bin("x-b-bin", b"\x00".into()).expect("valid");
         map.append_str("x-a", "2").expect("valid");
@@ -558,7 +552,16 @@ mod tests {
         let keys: Vec<_> = map.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["x-a", "x-b-bin", "x-a", "x-c"]);
         assert_eq!(map.get_all("x-a").count(), 2);
-        assert!(map.remove("x-a") && map.remove("x-b-bin") && map.remove("x-c"));
+        assert_eq!(
+            map.remove("x-a").expect("was there"),
+            "1",
+            "the first value"
+        );
+        assert!(
+            map.remove("x-b-bin").is_none(),
+            "a binary key is left to remove_bin"
+        );
+        assert!(map.remove_bin("x-b-bin").is_some() && map.remove("x-c").is_some());
         assert!(map.is_empty());
         assert_eq!(map, MetadataMap::new(), "emptied equals new");
         let mut into_empty = MetadataMap::new();

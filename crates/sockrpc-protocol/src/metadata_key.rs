@@ -67,6 +67,21 @@ impl<VE: ValueEncoding> MetadataKey<VE> {
     pub fn as_str(&self) -> &str {
         &self.name
     }
+
+    /// A key already checked for kind `VE` and normalized (a setter's `into_stored_key`).
+    pub(crate) fn checked(name: String) -> MetadataKey<VE> {
+        MetadataKey {
+            name,
+            encoding: PhantomData,
+        }
+    }
+}
+
+impl InvalidMetadataKey {
+    /// The error, for the map's own refusals (`MetadataMap::entry`).
+    pub(crate) fn new() -> InvalidMetadataKey {
+        InvalidMetadataKey { _private: () }
+    }
 }
 
 /// The key `text` names, normalized, if it is valid and of kind `VE`.
@@ -179,6 +194,46 @@ pub trait AsMetadataKey<VE: ValueEncoding>: sealed::Sealed {
     /// The key to store: checked, lowercase, of kind `VE`.
     #[doc(hidden)]
     fn into_stored_key(self) -> Result<String, MetadataError>;
+}
+
+/// A key [`MetadataMap::contains_key`](crate::MetadataMap::contains_key) takes, of either
+/// kind, as tonic's `AsEncodingAgnosticMetadataKey`: a `&str`, `String` or `&String` (looked up
+/// regardless of case; an invalid one is simply not there), or a [`MetadataKey`] of either
+/// encoding, by value or by reference. Sealed.
+pub trait AsEncodingAgnosticMetadataKey: sealed::Sealed {
+    /// The key as given, for a look-up.
+    #[doc(hidden)]
+    fn any_key_str(&self) -> &str;
+}
+
+impl AsEncodingAgnosticMetadataKey for &str {
+    fn any_key_str(&self) -> &str {
+        self
+    }
+}
+
+impl AsEncodingAgnosticMetadataKey for &String {
+    fn any_key_str(&self) -> &str {
+        self
+    }
+}
+
+impl AsEncodingAgnosticMetadataKey for String {
+    fn any_key_str(&self) -> &str {
+        self
+    }
+}
+
+impl<VE: ValueEncoding> AsEncodingAgnosticMetadataKey for MetadataKey<VE> {
+    fn any_key_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<VE: ValueEncoding> AsEncodingAgnosticMetadataKey for &MetadataKey<VE> {
+    fn any_key_str(&self) -> &str {
+        &self.name
+    }
 }
 
 mod sealed {

@@ -1,6 +1,7 @@
 //! tonic's ways into a [`MetadataMap`] that lend its stored values out as tonic's typed
 //! values: `get_mut` / `get_bin_mut`, `values` / `values_mut`, `iter_mut`, with tonic's
-//! `ValueRef`, `ValueRefMut` and `KeyAndMutValueRef`.
+//! `ValueRef`, `ValueRefMut` and `KeyAndMutValueRef`, and that give them back as they are
+//! removed: `remove` / `remove_bin`.
 //!
 //! Apart from `metadata.rs` (`get`, `get_bin` and the setters): these are the ones a ported
 //! tonic program reaches for to mark a value sensitive in place
@@ -10,7 +11,9 @@
 
 use crate::metadata::{is_bin_key, Stored};
 use crate::metadata_key::AsMetadataKey;
-use crate::metadata_value::{Ascii, AsciiMetadataValue, Binary, BinaryMetadataValue};
+use crate::metadata_value::{
+    Ascii, AsciiMetadataValue, Binary, BinaryMetadataValue, ValueEncoding,
+};
 use crate::MetadataMap;
 
 /// A value of the map, by kind, as tonic's `ValueRef`.
@@ -74,6 +77,43 @@ impl MetadataMap {
                 Stored::Binary(value) => Some(value),
                 Stored::Ascii(_) => None,
             })
+    }
+
+    /// Removes every value of a binary `key` (one ending in `-bin`) and returns the first, as
+    /// tonic's `remove_bin`; a text key is left alone (`None`), and so is an invalid one.
+    pub fn remove_bin<K: AsMetadataKey<Binary>>(&mut self, key: K) -> Option<BinaryMetadataValue> {
+        match self.remove_first::<Binary>(key.key_str())? {
+            Stored::Binary(value) => Some(value),
+            Stored::Ascii(_) => None,
+        }
+    }
+
+    /// Removes every value of a text `key` and returns the first, as tonic's `remove`
+    /// (`map.remove("x-host").unwrap()`); a `-bin` key is left alone (`None`:
+    /// [`remove_bin`](Self::remove_bin)), and so is an invalid one. The key is a `&str`,
+    /// `String`, `&String` or [`MetadataKey`](crate::metadata_key::MetadataKey).
+    pub fn remove<K: AsMetadataKey<Ascii>>(&mut self, key: K) -> Option<AsciiMetadataValue> {
+        match self.remove_first::<Ascii>(key.key_str())? {
+            Stored::Ascii(value) => Some(value),
+            Stored::Binary(_) => None,
+        }
+    }
+
+    /// Removes every value of `key` if it is of kind `VE`, and returns the first.
+    fn remove_first<VE: ValueEncoding>(&mut self, key: &str) -> Option<Stored> {
+        if is_bin_key(key) != VE::BINARY {
+            return None;
+        }
+        if self.is_empty() {
+            return None;
+        }
+        let entries = self.entries_mut();
+        let at = entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(key))?;
+        let (_, first) = entries.remove(at);
+        entries.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        Some(first)
     }
 
     /// Every value, in order, one per entry (a repeated key's each time), as tonic's

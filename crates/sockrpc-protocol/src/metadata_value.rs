@@ -16,6 +16,7 @@
 //! so a logged request does not leak a token. The map keeps the mark with the value; values
 //! that arrive off the wire are not sensitive.
 
+use crate::metadata_key::MetadataKey;
 use bytes::Bytes;
 use std::fmt;
 use std::marker::PhantomData;
@@ -176,6 +177,18 @@ impl MetadataValue<Ascii> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// A key as a text value, as tonic's `from_key` (every key is printable ASCII).
+    pub fn from_key<KeyVE: ValueEncoding>(key: MetadataKey<KeyVE>) -> AsciiMetadataValue {
+        key.into()
+    }
+}
+
+/// A key as a text value (every key is printable ASCII), as tonic's.
+impl<KeyVE: ValueEncoding> From<MetadataKey<KeyVE>> for MetadataValue<Ascii> {
+    fn from(key: MetadataKey<KeyVE>) -> AsciiMetadataValue {
+        MetadataValue::wrap(Bytes::from(key.as_str().to_owned()))
+    }
 }
 
 impl MetadataValue<Binary> {
@@ -237,6 +250,28 @@ impl<const N: usize> TryFrom<&[u8; N]> for MetadataValue<Ascii> {
     }
 }
 
+/// Text held as it is (its bytes shared, not copied), checked, as tonic's.
+impl TryFrom<Bytes> for MetadataValue<Ascii> {
+    type Error = InvalidMetadataValue;
+
+    fn try_from(bytes: Bytes) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        if is_text(&bytes) {
+            Ok(MetadataValue::wrap(bytes))
+        } else {
+            Err(InvalidMetadataValue { _private: () })
+        }
+    }
+}
+
+/// Text, checked, as tonic's.
+impl TryFrom<Vec<u8>> for MetadataValue<Ascii> {
+    type Error = InvalidMetadataValue;
+
+    fn try_from(bytes: Vec<u8>) -> Result<AsciiMetadataValue, InvalidMetadataValue> {
+        MetadataValue::try_from(Bytes::from(bytes))
+    }
+}
+
 macro_rules! from_integers {
     ($($int:ty),*) => {$(
         impl From<$int> for MetadataValue<Ascii> {
@@ -291,6 +326,13 @@ impl AsRef<str> for MetadataValue<Ascii> {
 impl AsRef<[u8]> for MetadataValue<Binary> {
     fn as_ref(&self) -> &[u8] {
         &self.bytes
+    }
+}
+
+/// A copy (its bytes shared), as tonic's.
+impl<VE: ValueEncoding> From<&MetadataValue<VE>> for MetadataValue<VE> {
+    fn from(value: &MetadataValue<VE>) -> MetadataValue<VE> {
+        value.clone()
     }
 }
 
@@ -387,6 +429,49 @@ impl<VE: ValueEncoding> PartialOrd for MetadataValue<VE> {
 impl<VE: ValueEncoding> Ord for MetadataValue<VE> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.bytes.cmp(&other.bytes)
+    }
+}
+
+/// Byte order against strings and byte slices, both ways, as tonic's.
+macro_rules! ordered_with {
+    ($($other:ty),*) => {$(
+        impl<VE: ValueEncoding> PartialOrd<$other> for MetadataValue<VE> {
+            fn partial_cmp(&self, other: &$other) -> Option<std::cmp::Ordering> {
+                let other: &[u8] = other.as_ref();
+                Some(self.bytes.as_ref().cmp(other))
+            }
+        }
+
+        impl<VE: ValueEncoding> PartialOrd<MetadataValue<VE>> for $other {
+            fn partial_cmp(&self, other: &MetadataValue<VE>) -> Option<std::cmp::Ordering> {
+                let this: &[u8] = self.as_ref();
+                Some(this.cmp(other.bytes.as_ref()))
+            }
+        }
+    )*};
+}
+
+ordered_with!(str, [u8], String);
+
+/// `value < &x` wherever `value < x`, as tonic's.
+impl<VE: ValueEncoding, T: ?Sized> PartialOrd<&T> for MetadataValue<VE>
+where
+    MetadataValue<VE>: PartialOrd<T>,
+{
+    fn partial_cmp(&self, other: &&T) -> Option<std::cmp::Ordering> {
+        self.partial_cmp(*other)
+    }
+}
+
+impl<VE: ValueEncoding> PartialOrd<MetadataValue<VE>> for &str {
+    fn partial_cmp(&self, other: &MetadataValue<VE>) -> Option<std::cmp::Ordering> {
+        (*self).partial_cmp(other)
+    }
+}
+
+impl<VE: ValueEncoding> PartialOrd<MetadataValue<VE>> for &MetadataValue<VE> {
+    fn partial_cmp(&self, other: &MetadataValue<VE>) -> Option<std::cmp::Ordering> {
+        (**self).partial_cmp(other)
     }
 }
 
