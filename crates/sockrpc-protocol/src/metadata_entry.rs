@@ -123,7 +123,7 @@ trait Kind: ValueEncoding + Sized {
 /// What an entry lends where its first value lies, were it ever not there. It always is: an
 /// occupied entry is made over a value of its key and kind, and moves it only with it, and the
 /// map stores each value as its key's kind. Rather than panic were that ever broken, an empty
-/// value of its own is lent (leaked: a few bytes, once).
+/// value of its own is lent (leaked: a few bytes each time, which that invariant makes never).
 fn stray<VE: ValueEncoding + 'static>() -> &'static mut MetadataValue<VE> {
     Box::leak(Box::new(MetadataValue::wrap(Bytes::new())))
 }
