@@ -117,6 +117,17 @@ pub use sockrpc_transport::{Keepalive, SocketConfig};
 pub use sockrpc_service::compression;
 pub use sockrpc_service::compression::{CompressionEncoding, CompressionSwitch};
 
+/// What tonic users import from `tonic::codec`, at the same path: `CompressionEncoding`
+/// (`use tonic::codec::CompressionEncoding;` ports by the crate name alone), `Streaming`, and
+/// the message codecs `Codec` and `ProstCodec`. `Codec` is sockrpc's trait (`encode`/`decode`
+/// on bytes), not tonic's pair of `Encoder`/`Decoder` types: a custom tonic codec is rewritten
+/// over it.
+pub mod codec {
+    pub use sockrpc_protocol::{Codec, ProstCodec};
+    pub use sockrpc_service::compression::CompressionEncoding;
+    pub use sockrpc_service::Streaming;
+}
+
 /// TLS: [`ClientTlsConfig`](tls::ClientTlsConfig) for an [`Endpoint`],
 /// [`ServerTlsConfig`](tls::ServerTlsConfig) and [`ServerTls`](tls::ServerTls) for the
 /// [`Server`] builder, [`TlsPeer`](tls::TlsPeer) for what a handshake established.

@@ -30,7 +30,9 @@
 //! - status_display: `Status`'s `Display` is tonic's;
 //! - sensitive: metadata values marked sensitive print as `Sensitive` and are sent as before;
 //! - metadata_forms: tonic's metadata setters and getters as tonic's tests write them
-//!   (`"v".parse().unwrap()`, `.get(k).unwrap().to_str().unwrap()`), across a call both ways.
+//!   (`"v".parse().unwrap()`, `.get(k).unwrap().to_str().unwrap()`), across a call both ways;
+//! - ported_names: `server::NamedService` (naming a service to the health reporter),
+//!   `codec::CompressionEncoding` and `Channel::balance_list`, at tonic's paths.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -46,6 +48,7 @@ mod local_address;
 mod matrix;
 mod metadata_forms;
 mod paths;
+mod ported_names;
 mod rate_limit;
 mod refusals;
 mod response_encoding;

@@ -21,8 +21,13 @@ pub use dispatcher::Dispatcher;
 pub use sockrpc_transport::server::{PingPolicy, ServerConfig};
 pub use tcp_incoming::TcpIncoming;
 
+/// Where tonic has it (`tonic::server::NamedService`): the trait giving a generated server
+/// its `package.Service` name, `<GreeterServer<MyGreeter> as NamedService>::NAME`, which a
+/// ported `health_reporter.set_serving::<S>()` names the service by.
+pub use crate::NamedService;
+
 use crate::{Body, BoxError, IntoCallResponse, ReadyQueue};
-use crate::{Call, CallFuture, NamedService, RouteService, Router};
+use crate::{Call, CallFuture, RouteService, Router};
 use sockrpc_protocol::{Limits, Response, Status};
 use sockrpc_transport::server::{serve, serve_connection, Accept};
 use sockrpc_transport::socket::{bind_tcp, SocketConfig};

@@ -20,6 +20,17 @@ where
     Ok(Discovery::new(fixed_stream(changes)))
 }
 
+/// Discovery of a fixed list of endpoints already made, each keyed by
+/// [`endpoint_key`](super::endpoint_key): no address to parse, so nothing can fail (tonic's
+/// `Channel::balance_list`).
+pub(crate) fn of_endpoints(endpoints: impl IntoIterator<Item = Endpoint>) -> Discovery {
+    let changes = endpoints
+        .into_iter()
+        .map(|endpoint| Change::insert(super::endpoint_key(&endpoint), endpoint))
+        .collect();
+    Discovery::new(fixed_stream(changes))
+}
+
 /// Discovery of fixed socket addresses, each keyed `IP:PORT`, each endpoint made by `template`
 /// (to set TLS, pool size, timeouts) from the address.
 pub fn from_addrs(

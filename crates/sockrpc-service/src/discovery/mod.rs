@@ -19,6 +19,7 @@ pub mod etcd;
 mod fixed;
 
 pub use config_feed::ServiceConfigFeed;
+pub(crate) use fixed::of_endpoints;
 pub use fixed::{fixed, from_addrs};
 
 use futures_core::Stream;

@@ -5,8 +5,11 @@
 //! `connect_lazy()`). [`EndpointExt`] gives the endpoint tonic's own spelling,
 //! `endpoint.connect().await` and `endpoint.connect_lazy()`, once the trait is in scope (a
 //! method of the transport's type defined up here, where `Channel` is, must be a trait's).
+//! tonic's `Channel::balance_list` is a balanced channel over a fixed list, as
+//! [`Channel::balance`] makes from [`discovery::fixed`](crate::discovery::fixed).
 
 use super::Channel;
+use crate::balance::Balanced;
 use sockrpc_protocol::Status;
 use sockrpc_transport::endpoint::{Endpoint, IntoEndpoint};
 
@@ -29,6 +32,14 @@ impl Channel {
     /// [`Channel::lazy`]).
     pub fn connect_lazy(dst: impl IntoEndpoint) -> Result<Channel, Status> {
         Channel::lazy(dst)
+    }
+
+    /// tonic's `Channel::balance_list`: one channel balancing calls over these endpoints
+    /// (p2c on peak-EWMA load, as [`Channel::balance`]), keyed by their addresses, so a
+    /// repeated one counts once. A [`Balanced`], which generated clients take as they take a
+    /// `Channel`. Call inside a Tokio runtime, as tonic's.
+    pub fn balance_list(list: impl Iterator<Item = Endpoint>) -> Balanced {
+        Channel::balance(crate::discovery::of_endpoints(list))
     }
 }
 
