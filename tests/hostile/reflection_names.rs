@@ -5,7 +5,9 @@
 //! error quoted the name whole as well: a 3 MiB name made a 6 MiB answer, past the server's
 //! send limit, and the whole stream ended `RESOURCE_EXHAUSTED` instead of answering the lookup
 //! (and the server sent back twice what it was sent). An error now quotes at most 256 bytes of
-//! a name, so an answer is its request and a few hundred bytes more.
+//! a name. Carried back whole, a request at the limit still made an answer over it, and a long
+//! `host` went back twice (`valid_host` too): an answer now carries each of the request's
+//! strings back cut at 1 KiB, so it is never more than a few KiB beside what it found.
 
 use crate::support::{bounded, start_serving};
 use prost::Message as _;
@@ -89,5 +91,97 @@ async fn lookups_of_long_unknown_names_answer_not_found_and_the_stream_goes_on()
         ),
         "{last:?}"
     );
+    server.stop().await;
+}
+
+/// The largest request the server takes: a name that fills it to the message limit (4 MiB).
+const LIMIT: usize = 4 << 20;
+
+/// Opens a reflection stream to a fresh server, sends `requests`, and returns each answer (or
+/// the status the stream failed with), and the server to stop.
+async fn answers_to(
+    requests: Vec<ServerReflectionRequest>,
+) -> (
+    Vec<Result<MessageResponse, sockrpc::Status>>,
+    crate::support::Running,
+) {
+    let server = start_serving(|listener, shutdown| {
+        sockrpc::Server::builder()
+            .add_reflection(&[])
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    });
+    let mut client = bounded(
+        "connect",
+        ServerReflectionClient::connect(format!("tcp://{}", server.addr)),
+    )
+    .await
+    .expect("connect");
+    let count = requests.len();
+    let mut answers = bounded(
+        "open",
+        client.server_reflection_info(Request::new(futures_util::stream::iter(requests))),
+    )
+    .await
+    .expect("a stream")
+    .into_inner();
+    let mut got = Vec::new();
+    for _ in 0..count {
+        match bounded("an answer", answers.message()).await {
+            Ok(Some(answer)) => got.push(Ok(answer.message_response.expect("a response"))),
+            Ok(None) => break,
+            Err(status) => {
+                got.push(Err(status));
+                break;
+            }
+        }
+    }
+    (got, server)
+}
+
+/// A name that fills the request to the message limit: its answer, the request carried back
+/// and an error quoting the name, was a few hundred bytes over the server's send limit (the
+/// receive limit), and the whole stream failed `RESOURCE_EXHAUSTED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_fills_the_request_to_the_limit_answers_not_found() {
+    let name = "x".repeat(LIMIT - 5);
+    let request = ask(MessageRequest::FileContainingSymbol(name));
+    assert_eq!(request.encoded_len(), LIMIT, "the largest request taken");
+    let requests = vec![request, ask(MessageRequest::ListServices(String::new()))];
+    let (answers, server) = answers_to(requests).await;
+    match answers.first() {
+        Some(Ok(MessageResponse::ErrorResponse(error))) => {
+            assert_eq!(error.error_code, Code::NotFound as i32);
+        }
+        other => panic!("the lookup: {other:?}"),
+    }
+    assert!(
+        matches!(
+            answers.get(1),
+            Some(Ok(MessageResponse::ListServicesResponse(_)))
+        ),
+        "the stream goes on: {:?}",
+        answers.get(1)
+    );
+    server.stop().await;
+}
+
+/// A long `host`: every answer carries it back twice (`valid_host`, and in `original_request`),
+/// so a 3 MiB host made a 6 MiB answer, over the send limit, and the whole stream failed
+/// `RESOURCE_EXHAUSTED`, whatever it asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_host_is_not_carried_back_twice() {
+    let request = ServerReflectionRequest {
+        host: "h".repeat(NAME),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let requests = vec![request, ask(MessageRequest::ListServices(String::new()))];
+    let (answers, server) = answers_to(requests).await;
+    for (i, answer) in answers.iter().enumerate() {
+        assert!(
+            matches!(answer, Ok(MessageResponse::ListServicesResponse(_))),
+            "answer {i}: {answer:?}"
+        );
+    }
+    assert_eq!(answers.len(), 2, "an answer per request");
     server.stop().await;
 }

@@ -57,6 +57,8 @@ impl Reflection {
     }
 
     /// The answer to one request of a stream that has sent `sent` so far (see [`SentFiles`]).
+    /// It carries the request back (`original_request`, and its host as `valid_host`), each of
+    /// the client's strings cut at 1 KiB (`ECHOED`).
     pub fn answer(
         &self,
         index: &DescriptorIndex,
@@ -112,6 +114,7 @@ impl Reflection {
                 error_message: "the request names nothing to look up".to_owned(),
             }),
         };
+        let request = echoed(request);
         ServerReflectionResponse {
             valid_host: request.host.clone(),
             original_request: Some(request),
@@ -120,9 +123,49 @@ impl Reflection {
     }
 }
 
+/// The most of each of a client's strings (its host, the name it looks up, a `list_services`
+/// field) an answer carries back, in bytes: more than any real host or protobuf name.
+///
+/// An answer carries its request back (`original_request`, as grpc-go's does) and the host
+/// once more (`valid_host`): whole, a request at the message limit made an answer over the
+/// server's send limit (the same 4 MiB by default), and the whole stream failed
+/// `RESOURCE_EXHAUSTED` instead of answering — a name filling the request by a few hundred
+/// bytes of error beside it, a 3 MiB host by its second copy
+/// (`tests/hostile/reflection_names.rs`).
+const ECHOED: usize = 1024;
+
+/// `request` as its answer carries it back: each string cut at [`ECHOED`] bytes (at a
+/// character boundary), so an answer is never more than a few KiB beside what it found.
+fn echoed(mut request: ServerReflectionRequest) -> ServerReflectionRequest {
+    cut(&mut request.host);
+    match &mut request.message_request {
+        Some(
+            MessageRequest::FileByFilename(name)
+            | MessageRequest::FileContainingSymbol(name)
+            | MessageRequest::AllExtensionNumbersOfType(name)
+            | MessageRequest::ListServices(name),
+        ) => cut(name),
+        Some(MessageRequest::FileContainingExtension(ext)) => cut(&mut ext.containing_type),
+        None => {}
+    }
+    request
+}
+
+/// Cuts `text` to at most [`ECHOED`] bytes, at a character boundary.
+fn cut(text: &mut String) {
+    if text.len() > ECHOED {
+        let mut end = ECHOED;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.shrink_to_fit();
+    }
+}
+
 /// The most of a client's name an error quotes, in bytes. The name may be as long as the
-/// message limit (4 MiB), and the answer carries the request back whole already
-/// (`original_request`): quoted whole as well, a 3 MiB name made a 6 MiB answer, over the
+/// message limit (4 MiB), and the answer carries the request back (`original_request`, cut at
+/// [`ECHOED`] now): quoted whole as well, a 3 MiB name made a 6 MiB answer, over the
 /// server's send limit, and the whole stream failed `RESOURCE_EXHAUSTED` instead of answering
 /// `NOT_FOUND` (`tests/hostile/reflection_names.rs`).
 const QUOTED_NAME: usize = 256;
