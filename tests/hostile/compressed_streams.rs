@@ -6,10 +6,11 @@
 //! another service) lives until that is done. Plain, such a message costs its client as many
 //! bytes on the wire; compressed, a gzip message of 1 KiB holds 1 MiB, and a client of 4,096
 //! streams each sending one held 4 GiB of one connection, against a count of their paths and
-//! metadata alone. Now each stream's largest decompressed message counts while the stream
-//! runs: here a raw client opens 8 gzip streams, one message each, to a server with a budget of
-//! 4 MiB whose handler keeps the message it read; past the budget the handler's read fails
-//! `RESOURCE_EXHAUSTED`, and the streams that hold theirs hold no more than the budget.
+//! metadata alone. Now each stream's last decompressed message counts until its handler reads
+//! the next: here a raw client opens 8 gzip streams, one message each, to a server with a
+//! budget of 4 MiB whose handler keeps the message it read; past the budget the handler's read
+//! fails `RESOURCE_EXHAUSTED`, and the streams that hold theirs hold no more than the budget.
+//! And a stream that read a large message, then small ones, counts the small one only.
 
 use crate::compressed_running::{ends, RESOURCE_EXHAUSTED};
 use crate::raw::{frame, open_body, PREFACE};
@@ -161,5 +162,63 @@ async fn compressed_stream_messages_count_what_they_decompress_to() {
     );
     assert_eq!(Code::ResourceExhausted as u32, RESOURCE_EXHAUSTED);
     drop(stream);
+    running.stop().await;
+}
+
+/// A client whose streams each begin with a large compressed message and go on with small
+/// ones (a snapshot, then updates), opened one after another on one connection, to a handler
+/// that answers each message and keeps none. Each stream counted the largest message it had
+/// read for as long as it ran: after five of them the connection counted 5 MiB against its
+/// budget of 4 MiB while its handlers held a few bytes, the sixth stream's snapshot was refused
+/// `RESOURCE_EXHAUSTED`, and so was every new call on the connection, for as long as the
+/// streams stayed open. A stream now counts the message its handler read last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_count_their_last_compressed_message_not_their_largest() {
+    use sockrpc::{Channel, Endpoint};
+    use sockrpc_tests::stream::streamer_client::StreamerClient;
+    use tokio::sync::mpsc;
+
+    let running = start_serving(|listener, shutdown| {
+        sockrpc::Server::builder()
+            .max_running_requests_size(BUDGET)
+            .add_service(
+                StreamerServer::new(sockrpc_tests::mirror::Mirror)
+                    .accept_compressed(CompressionEncoding::Gzip),
+            )
+            .serve_with_listener_and_shutdown(listener, shutdown)
+    });
+    let channel = bounded(
+        "connect",
+        Channel::connect(Endpoint::new("127.0.0.1", running.addr.port()).pool_size(1)),
+    )
+    .await
+    .expect("connect");
+    let client = StreamerClient::new(channel).send_compressed(CompressionEncoding::Gzip);
+    // The streams stay open (their senders and answers kept) until the end.
+    let mut open = Vec::new();
+    for stream in 0..STREAMS {
+        let (tx, mut rx) = mpsc::channel::<Chunk>(2);
+        let requests = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let mut answers = bounded("ping_pong", client.clone().ping_pong(requests))
+            .await
+            .unwrap_or_else(|status| panic!("stream {stream} opens: {status}"))
+            .into_inner();
+        for (seq, size) in [(0u64, DECODED), (1, 64)] {
+            let chunk = Chunk {
+                seq,
+                payload: vec![0u8; size].into(),
+            };
+            bounded("send", tx.send(chunk)).await.expect("send");
+            let echo = bounded("echo", answers.message())
+                .await
+                .unwrap_or_else(|status| panic!("stream {stream}, message {seq}: {status}"))
+                .expect("an echo");
+            assert_eq!(echo.payload.len(), size, "stream {stream}, message {seq}");
+        }
+        open.push((tx, answers));
+    }
+    let answer = bounded("unary", client.clone().unary(Chunk::default())).await;
+    assert!(answer.is_ok(), "a call beside the streams: {answer:?}");
+    drop(open);
     running.stop().await;
 }

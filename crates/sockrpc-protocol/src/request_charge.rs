@@ -13,11 +13,15 @@
 //! added is given back when the last clone is dropped: the transport keeps one for as long as
 //! the call's task runs.
 //!
-//! A stream whose client names an encoding gets one too, and its compressed messages are added
-//! as its handler reads them (`Streaming` in the service layer): since a charge counts the
-//! largest size added, the stream counts its largest message, about what a handler that
-//! works on one message at a time holds. Uncounted, 8 gzip streams of one 1 MiB message each
-//! (1 KiB on the wire) held 8 MiB under a 4 MiB budget (`tests/hostile/compressed_streams.rs`).
+//! A stream whose client names an encoding gets one too, and it counts the message its handler
+//! read last ([`RequestCharge::hold`], called by `Streaming` in the service layer for each
+//! message: what a compressed one decompressed to, nothing for a plain one), about what a
+//! handler that works on one message at a time holds. Uncounted, 8 gzip streams of one 1 MiB
+//! message each (1 KiB on the wire) held 8 MiB under a 4 MiB budget. Counted at their largest
+//! message instead, streams that began with a large message and went on with small ones (a
+//! snapshot, then updates) held the budget while their handlers held nothing, and every new
+//! call on the connection was refused for as long as they ran
+//! (`tests/hostile/compressed_streams.rs`).
 //!
 //! A charge counts its call's one request message once, however many copies of the call decode
 //! it: a layer that runs a call again (`Call::try_clone`, as retry and hedging layers do)
@@ -63,6 +67,32 @@ impl RequestCharge {
         self.add_from(bytes, self.0.added.load(Ordering::Relaxed))
     }
 
+    /// Counts `bytes` instead of what this charge counted so far: a stream's handler read a
+    /// message that decompressed to `bytes` (0: one that came plain, counted as it arrived),
+    /// and works on it now rather than on the one before. What the charge counted is given
+    /// back first; then, as for [`add`](Self::add), `RESOURCE_EXHAUSTED` (and nothing
+    /// counted) when the connection's requests hold more than its budget. Not for a call whose
+    /// copies decode the same message ([`add`](Self::add) is).
+    pub fn hold(&self, bytes: usize) -> Result<(), Status> {
+        let charged = &*self.0;
+        // What was counted leaves first, so the message before does not count against this
+        // one: a stream is refused only when the rest of the connection is past the budget,
+        // as a new call is.
+        let before = charged.added.swap(0, Ordering::Relaxed);
+        charged.held.fetch_sub(before, Ordering::Relaxed);
+        if bytes == 0 {
+            return Ok(());
+        }
+        if charged.held.fetch_add(bytes, Ordering::Relaxed) > charged.budget {
+            charged.held.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(over_budget(charged.budget));
+        }
+        // Added to, not set: what another clone counted meanwhile stays counted, and leaves
+        // with the last clone.
+        charged.added.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// [`add`](Self::add), `added` being what this copy last read of the charge's count.
     fn add_from(&self, bytes: usize, mut added: usize) -> Result<(), Status> {
         let charged = &*self.0;
@@ -85,11 +115,7 @@ impl RequestCharge {
                     added = now;
                     continue;
                 }
-                return Err(Status::resource_exhausted(format!(
-                    "calls running on this connection hold over {} bytes of requests \
-                     (decompressed)",
-                    charged.budget
-                )));
+                return Err(over_budget(charged.budget));
             }
             match charged
                 .added
@@ -104,6 +130,13 @@ impl RequestCharge {
             }
         }
     }
+}
+
+/// The refusal of a request past the connection's budget of running requests.
+fn over_budget(budget: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "calls running on this connection hold over {budget} bytes of requests (decompressed)"
+    ))
 }
 
 impl Drop for Charged {
@@ -166,6 +199,36 @@ mod tests {
         drop(charge);
         drop(retried);
         assert_eq!(held.load(Ordering::Relaxed), 0, "the count returns to zero");
+    }
+
+    #[test]
+    fn a_stream_counts_the_message_it_read_last() {
+        let held = Arc::new(AtomicUsize::new(0));
+        let stream = RequestCharge::new(Arc::clone(&held), 100);
+        let kept = stream.clone();
+        stream.hold(80).expect("under the budget");
+        assert_eq!(held.load(Ordering::Relaxed), 80);
+        // A small message after the large one: the large one no longer counts.
+        stream.hold(5).expect("smaller");
+        assert_eq!(held.load(Ordering::Relaxed), 5);
+        // The rest of the connection past the budget: a larger message is refused, and the
+        // stream counts nothing more (its call ends).
+        held.fetch_add(150, Ordering::Relaxed);
+        let refused = stream.hold(10).expect_err("past the budget");
+        assert_eq!(refused.code(), crate::Code::ResourceExhausted);
+        assert_eq!(held.load(Ordering::Relaxed), 150);
+        held.fetch_sub(150, Ordering::Relaxed);
+        // Its own message before does not count against the next one.
+        stream.hold(90).expect("under the budget");
+        stream.hold(95).expect("the 90 before leaves first");
+        // A plain message: nothing counted beyond its wire size.
+        stream.hold(0).expect("nothing");
+        assert_eq!(held.load(Ordering::Relaxed), 0);
+        stream.hold(60).expect("under the budget");
+        drop(stream);
+        assert_eq!(held.load(Ordering::Relaxed), 60, "a clone still holds it");
+        drop(kept);
+        assert_eq!(held.load(Ordering::Relaxed), 0);
     }
 
     #[test]

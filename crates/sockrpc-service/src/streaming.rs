@@ -57,12 +57,13 @@ impl<T> Streaming<T> {
         }
     }
 
-    /// Counts what each compressed message decompresses to against `charge` (the
+    /// Counts what the compressed message read last decompressed to against `charge` (the
     /// `RequestCharge` the server's transport put in the extensions of a stream whose client
-    /// names an encoding), the largest one for as long as the call runs: its handler holds
-    /// what it read, far more than the message's wire size the connection window counted (a
-    /// gzip message of 1 KiB holds 1 MiB). Past the connection's budget the read fails
-    /// `RESOURCE_EXHAUSTED`, and the stream ends (`tests/hostile/compressed_streams.rs`).
+    /// names an encoding), until the next message is read or the call ends
+    /// ([`RequestCharge::hold`]): its handler holds what it read, far more than the message's
+    /// wire size the connection window counted (a gzip message of 1 KiB holds 1 MiB). Past the
+    /// connection's budget the read fails `RESOURCE_EXHAUSTED`, and the stream ends
+    /// (`tests/hostile/compressed_streams.rs`). A plain message counts nothing here.
     pub(crate) fn charged(mut self, charge: Option<RequestCharge>) -> Streaming<T> {
         self.charge = charge;
         self
@@ -127,8 +128,9 @@ impl<T> Streaming<T> {
         match self.body.poll_message(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
                 let counted = match &self.charge {
-                    Some(charge) if self.body.last_message_compressed() => charge.add(bytes.len()),
-                    _ => Ok(()),
+                    Some(charge) if self.body.last_message_compressed() => charge.hold(bytes.len()),
+                    Some(charge) => charge.hold(0),
+                    None => Ok(()),
                 };
                 let decoded = counted.and_then(|()| (self.decode)(bytes));
                 if let Err(status) = &decoded {

@@ -28,7 +28,7 @@
 //! it, 4,096 calls in flight of 4 MiB each could hold 16 GiB of one connection. A compressed
 //! request counts what it decompresses to as well: the service layer adds it through the
 //! `RequestCharge` in the request's extensions (a gzip request of 1 KiB holds 1 MiB); so does
-//! a stream whose client names an encoding, for its largest compressed message.
+//! a stream whose client names an encoding, for the compressed message its handler read last.
 //!
 //! A handler still pending after its first poll is polled only while the connection's write
 //! buffer has room (`room.rs`): otherwise the answers of every call in flight could pile up
@@ -98,8 +98,8 @@ impl<D: Dispatch> Connection<D> {
             // a new stream past the budget).
             RequestBody::Stream(_) => {
                 if opened.encoding.is_some_and(|fields| fields.send != 0) {
-                    // And what its compressed messages decompress to, the largest one: the
-                    // layer that decompresses them adds it (`RequestCharge`).
+                    // And what its compressed messages decompress to, the one read last: the
+                    // layer that decompresses them counts it (`RequestCharge::hold`).
                     decoded_charge = Some(RequestCharge::new(
                         Arc::clone(&self.shared.running_held),
                         self.shared.limits.max_running_requests_size,
