@@ -6,17 +6,18 @@
 //! member was shown failing at once, with the old reason, and a fail-fast call failed at once
 //! on it. grpc-go resets a subchannel's backoff on READY; here the driver's upkeep judges the
 //! connection it finds up by the rule of `reconnect.rs`, and once it proved the server (a call
-//! answered) the backoff starts over and the failure is cleared.
+//! answered) the backoff starts over and the failure is cleared. The same holds for pick
+//! first's members, whose failures its passes record (`in_order.rs`).
 //!
 //! The server is a switch in front of a real echo server: its first connection is hung up as
 //! a call opens on it (the pool, which saw a call start, reconnects at once; the member, which
-//! saw none answered, counts a failed attempt), the next ones are held until released and then
-//! forwarded, and a kill ends them all.
+//! saw none answered, counts a failed attempt), or forwarded, the next ones are held until
+//! released and then forwarded, and a kill ends them all.
 
 use crate::raw::{OPEN, PREFACE};
 use crate::support::{bounded, start_echo, EchoImpl};
 use sockrpc::protocol::frame::encode_settings;
-use sockrpc::service::balance::{BalanceBuilder, Balanced, EndpointStats};
+use sockrpc::service::balance::{BalanceBuilder, Balanced, EndpointStats, PickFirst};
 use sockrpc::service::discovery::{Change, Discovery};
 use sockrpc::transport::backoff::Backoff;
 use sockrpc::transport::Endpoint;
@@ -68,14 +69,14 @@ async fn hang_up_on_call(mut stream: TcpStream) {
 }
 
 /// A switch in front of `backend`: its first connection hangs up on a call
-/// ([`hang_up_on_call`]); later ones are held until [`Switch::open`] says so, then forwarded,
-/// each until the next [`Switch::kill`].
-async fn switch(backend: SocketAddr) -> Switch {
+/// ([`hang_up_on_call`]) when `hang_up_first`; every other is held until [`Switch::open`] says
+/// so, then forwarded, each until the next [`Switch::kill`].
+async fn switch(backend: SocketAddr, hang_up_first: bool) -> Switch {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     // Set once the first connection was taken: later ones are forwarded.
-    let taken = Arc::new(AtomicBool::new(false));
-    let (open, _) = watch::channel(false);
+    let taken = Arc::new(AtomicBool::new(!hang_up_first));
+    let (open, _) = watch::channel(!hang_up_first);
     let (kill, _) = watch::channel(0u64);
     let (opened, killed) = (open.subscribe(), kill.subscribe());
     tokio::spawn(async move {
@@ -115,6 +116,30 @@ fn echo(id: u64) -> Request<EchoRequest> {
     request
 }
 
+/// Makes `count` calls 25 ms apart, each answered, so that the upkeep (every 250 ms) sees the
+/// connection up both before a call and after one.
+async fn serve_calls(client: &mut EchoClient<Balanced>, count: u64) {
+    for id in 1..=count {
+        bounded("a call", client.echo(echo(id)))
+            .await
+            .unwrap_or_else(|status| panic!("call {id} on the pool's connection: {status:?}"));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Looks at the member for half a second: no failure shown.
+async fn never_failing(channel: &Balanced, served: &str) {
+    for _ in 0..50 {
+        let stats = channel.stats();
+        assert!(
+            stats[0].failure.is_none(),
+            "a member whose last connection {served} shown failing with a reason from before \
+             it: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits (bounded) until `test` holds of the member's stats, looking every 10 ms.
 async fn until(channel: &Balanced, what: &str, test: impl Fn(&EndpointStats) -> bool) {
     bounded(what, async {
@@ -128,7 +153,7 @@ async fn until(channel: &Balanced, what: &str, test: impl Fn(&EndpointStats) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_its_pool_reconnected_is_cleared_once_that_connection_proves_the_server() {
     let server = start_echo(EchoImpl::default());
-    let switch = switch(server.addr).await;
+    let switch = switch(server.addr, true).await;
     // A backoff long enough that the member's connect task still waits it out (from 6.4 s
     // after the first connection) when the test is done with it.
     let endpoint = Endpoint::new("127.0.0.1", switch.addr.port())
@@ -147,29 +172,59 @@ async fn a_member_its_pool_reconnected_is_cleared_once_that_connection_proves_th
     // The pool's connection comes up, while the member's task still waits.
     switch.open.send_replace(true);
     until(&channel, "the pool's own connection", |m| m.connected).await;
-    // It serves calls: proven. Some 1.5 s of them, so that the upkeep (every 250 ms) sees the
-    // connection up both before a call and after one.
-    for id in 1..=60 {
-        bounded("a call", client.echo(echo(id)))
-            .await
-            .unwrap_or_else(|status| panic!("call {id} on the pool's connection: {status:?}"));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    // It serves calls: proven. Some 1.5 s of them.
+    serve_calls(&mut client, 60).await;
 
     // The connection goes (every later one held): the member is not connected, and its last
     // connection served calls, so nothing has failed since.
     switch.open.send_replace(false);
     switch.kill.send_modify(|generation| *generation += 1);
     until(&channel, "the connection gone", |m| !m.connected).await;
-    for _ in 0..50 {
-        let stats = channel.stats();
-        assert!(
-            stats[0].failure.is_none(),
-            "a member whose last connection served 60 calls shown failing with a reason from \
-             before it: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    never_failing(&channel, "served 60 calls").await;
+    drop((client, channel));
+    server.stop().await;
+}
+
+/// The same with pick first, whose endpoints are connected by passes in order (`in_order.rs`),
+/// not by connect tasks: a pass's attempt fails while the member's pool reconnects by itself,
+/// and the pool's connection then serves calls. It was never judged: the attempt's failure
+/// stayed (hidden while connected), and the member was shown failing with it the moment that
+/// connection went, a fail-fast call failing at once on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pick_first_member_its_pool_reconnected_is_cleared_once_that_connection_proves_it() {
+    let server = start_echo(EchoImpl::default());
+    let switch = switch(server.addr, false).await;
+    // The pass's attempt gives up after 500 ms; the pool's (which waits the longer of its
+    // backoff and that) and the next pass (from 6.4 s after this one) wait longer than the test.
+    let endpoint = Endpoint::new("127.0.0.1", switch.addr.port())
+        .backoff(Backoff::starting_at(Duration::from_secs(8)))
+        .connect_timeout(Duration::from_millis(500));
+    let insert = Change::insert(switch.addr.to_string(), endpoint);
+    let discovery = Discovery::new(futures_util::stream::iter([insert]));
+    let channel = BalanceBuilder::default()
+        .picker(PickFirst::new())
+        .build(discovery);
+    let mut client = EchoClient::new(channel.clone());
+    until(&channel, "the first connection", |m| m.connected).await;
+    serve_calls(&mut client, 1).await;
+
+    // The connection goes, later ones held: the pool (its connection carried a call)
+    // reconnects at once and waits; the pass the upkeep starts times out, a failed attempt.
+    switch.open.send_replace(false);
+    switch.kill.send_modify(|generation| *generation += 1);
+    until(&channel, "the pass's attempt failed", |m| {
+        m.failure.is_some()
+    })
+    .await;
+    // The pool's connection comes up while the pass waits out its backoff, and serves calls.
+    switch.open.send_replace(true);
+    until(&channel, "the pool's own connection", |m| m.connected).await;
+    serve_calls(&mut client, 60).await;
+
+    switch.open.send_replace(false);
+    switch.kill.send_modify(|generation| *generation += 1);
+    until(&channel, "the connection gone", |m| !m.connected).await;
+    never_failing(&channel, "served 60 calls").await;
     drop((client, channel));
     server.stop().await;
 }

@@ -299,6 +299,10 @@ async fn first_to_connect(
             Err(reason) => {
                 tracing::debug!(endpoint = member.key(), error = %reason, "connect failed");
                 member.connect_failed(reason);
+                // Its pool, if it kept a channel, may reconnect by itself meanwhile: the
+                // driver's upkeep clears this failure once that connection proves the server,
+                // but only for a member whose backoff grew (`Reconnect::seen_connected`).
+                member.reconnect().failed(member.endpoint().backoff);
                 if let Some(hint) = &s.on_failure {
                     hint.notify_one();
                 }

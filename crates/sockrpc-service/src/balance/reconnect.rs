@@ -24,7 +24,10 @@
 //! flapping one, and shown failing the moment it went away. The driver's upkeep now judges the
 //! connection it finds up ([`Reconnect::seen_connected`]) by the same rule: once it proved the
 //! server, the backoff starts over and the failure is cleared, as grpc-go resets a
-//! subchannel's backoff on READY (`tests/hostile/balance_reset.rs`).
+//! subchannel's backoff on READY (`tests/hostile/balance_reset.rs`). Pick first's passes
+//! (`in_order.rs`) have no connect tasks, and wait out a backoff of their own, but they grow
+//! the backoff of each member whose attempt failed, so that its pool's own connection is
+//! judged, and its failure cleared, the same way.
 
 use sockrpc_transport::backoff::{Backoff, BackoffState};
 use sockrpc_transport::ClientConnection;
