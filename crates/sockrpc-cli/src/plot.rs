@@ -73,14 +73,21 @@ fn curve(hist: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
 /// The log latency axis of `lines` (points of (x, latency µs)), for this plot and the rate
 /// sweep's: a quarter of margin below the lowest point and above the highest, never below 0.1 µs
 /// and at least a decade tall. On a log axis the p50s rows are compared by stay apart even under
-/// a tail 100× higher.
+/// a tail 100× higher. With no point at all, the decade above 0.1 µs: an infinite range made
+/// plotters look for its tick marks for ever.
 pub(crate) fn latency_range<L>(lines: &[(L, Vec<(f64, f64)>)]) -> (f64, f64) {
     let values = || {
         lines
             .iter()
             .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
+            .filter(|y| y.is_finite())
     };
-    let y_min = (values().fold(f64::INFINITY, f64::min) / 1.25).max(0.1);
+    let lowest = values().fold(f64::INFINITY, f64::min);
+    let y_min = if lowest.is_finite() {
+        (lowest / 1.25).max(0.1)
+    } else {
+        0.1
+    };
     let y_max = (values().fold(0.0, f64::max) * 1.25).max(y_min * 10.0);
     (y_min, y_max)
 }
@@ -89,7 +96,8 @@ fn draw_error(err: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("cannot draw the plot: {err}"))
 }
 
-/// Writes the SVG of every measured row in `groups`.
+/// Writes the SVG of every measured row in `groups`; an error, and no file, when no row
+/// measured a call (a plot of no line says nothing a reader could use).
 pub(crate) fn write_svg(path: &Path, groups: &[Group]) -> io::Result<()> {
     let several = groups.len() > 1;
     let lines: Vec<(String, Vec<(f64, f64)>)> = groups
@@ -105,6 +113,9 @@ pub(crate) fn write_svg(path: &Path, groups: &[Group]) -> io::Result<()> {
             (label, curve(&row.hist))
         })
         .collect();
+    if lines.is_empty() {
+        return Err(io::Error::other("no row measured a call: nothing to draw"));
+    }
     let (y_min, y_max) = latency_range(&lines);
 
     let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
@@ -159,6 +170,9 @@ mod tests {
         assert_eq!((lo, hi), (6.4, 64.0));
         // Sub-0.1 µs latencies: the bottom stays at 0.1 (a log axis needs it above zero).
         let (lo, hi) = latency_range(&[("a", vec![(0.0, 0.01), (1.0, 0.02)])]);
+        assert_eq!((lo, hi), (0.1, 1.0));
+        // No point: a finite decade (it was infinity to infinity, and drawing it never ended).
+        let (lo, hi) = latency_range::<&str>(&[]);
         assert_eq!((lo, hi), (0.1, 1.0));
     }
 }

@@ -121,3 +121,31 @@ fn an_open_loop_report_names_its_cap_and_old_reports_still_compare() {
         );
     }
 }
+
+/// `--plot` of a run in which no row measured a call (the target refused every connection)
+/// never ended: the latency axis of no point ran from infinity to infinity, and drawing its
+/// tick marks looped for ever. Now the run ends, exit code 1, naming the failed row and
+/// saying why there is no plot; no file is left.
+#[test]
+fn a_plot_of_no_measured_row_ends_with_an_error() {
+    let refused = Refused::loopback();
+    let svg = temp_path("nothing.svg");
+    let output = run(tcp_bench("0.05").args([
+        "--target",
+        &format!("tcp://{}", refused.addr()),
+        "--rounds",
+        "1",
+        "--plot",
+        svg.to_str().expect("utf-8 path"),
+    ]));
+    let written = svg.exists();
+    let _ = std::fs::remove_file(&svg);
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("sockrpc-tcp 64 B ×1: could not connect"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing to draw"), "{stderr}");
+    assert!(!written, "a plot of nothing was written");
+}

@@ -21,17 +21,23 @@ pub(super) fn write_file<E: Display>(
 
 /// What follows the `--json` report (written by each mode, as its setup differs): the `--plot`
 /// of every row, the comparison with `saved`, and the verdict on `groups` (a row that measured
-/// nothing fails the run).
+/// nothing fails the run). A plot that cannot be drawn (no row measured a call) fails the run
+/// too, after the comparison and with the failed rows named: they say why.
 pub(super) fn finish(
     args: &BenchArgs,
     groups: &[Group],
     saved: Option<&Saved>,
 ) -> Result<(), Box<dyn Error>> {
-    if let Some(path) = &args.plot {
-        write_file(path, || plot::write_svg(path, groups))?;
-    }
+    let plotted = match &args.plot {
+        Some(path) => write_file(path, || plot::write_svg(path, groups)),
+        None => Ok(()),
+    };
     if let Some(saved) = saved {
         crate::out::outln!("{}", compare::compare(groups, saved).0);
     }
-    Ok(report::failures(groups)?)
+    match (report::failures(groups), plotted) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(failed), Ok(())) | (Ok(()), Err(failed)) => Err(failed.into()),
+        (Err(failed), Err(plot)) => Err(format!("{failed}\n{plot}").into()),
+    }
 }
