@@ -255,3 +255,42 @@ fn help_lists_the_rows_a_default_run_prints() {
         assert!(help.contains(row), "{row} missing from the help: {help}");
     }
 }
+
+/// A run none of whose rows can run at the target given (`--transport tls` at a tcp:// target,
+/// `--transport udp` with no UDP address, `--transport tcp,compression` at a unix: one) printed
+/// a table of no row, wrote a report of no row and exited 0: a script took it for a
+/// measurement. It is now an error before anything runs, naming why each row is skipped.
+#[test]
+fn a_run_whose_every_row_is_skipped_is_an_error() {
+    let refused = Refused::loopback();
+    let tcp = format!("tcp://{}", refused.addr());
+    let unix = format!("unix://{}", temp_path("none.sock").display());
+    let json = temp_path("skipped.json");
+    let cases = [
+        (
+            tcp.as_str(),
+            "tls",
+            "sockrpc-tls skipped: no tls:// --target",
+        ),
+        (tcp.as_str(), "udp", "no --udp-target"),
+        (unix.as_str(), "tcp,compression", "sockrpc-tcp skipped"),
+    ];
+    for (target, transport, why) in cases {
+        let output = run(sockrpc().args([
+            "bench",
+            "--target",
+            target,
+            "--transport",
+            transport,
+            "--duration",
+            "0.05",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+        ]));
+        let written = json.exists();
+        let _ = std::fs::remove_file(&json);
+        assert_refused_before_running(&output, 1, "nothing to measure", "name ");
+        assert!(texts(&output).1.contains(why), "{output:?}");
+        assert!(!written, "a report of no row was written: {output:?}");
+    }
+}

@@ -510,6 +510,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
             .filter_map(|encoding| Some((*encoding, server.endpoint(*encoding)?)))
             .collect();
     }
+    options::check_some_row_runs(&wanted, &targets, &args.payload, &args.concurrency)?;
     let machine = Machine::this();
     match &embedded {
         Some(server) => crate::out::outln!(

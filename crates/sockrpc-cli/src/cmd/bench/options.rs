@@ -3,9 +3,12 @@
 //! `--concurrency` with `--rate`, whose open loop sends on a schedule; `--rounds` with
 //! `--balance`, whose one balanced row runs once; `--uds-target` with a unix: `--target`,
 //! which is the Unix socket itself), which a user would otherwise see silently ignored and
-//! trust the figures less; and report paths that could not be written once every row had run.
+//! trust the figures less; report paths that could not be written once every row had run; and
+//! a run none of whose rows can run at the targets given.
 
-use super::BenchArgs;
+use super::plan::{kinds, Targets};
+use super::{BenchArgs, Transport};
+use crate::report::Group;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
@@ -245,4 +248,34 @@ pub(super) fn check_rates_distinct(rates: &[f64]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Refuses a run of the built-in rows none of whose rows can run at the `targets` given
+/// (`--transport tcp` at a tls:// --target, `--transport tls` at a tcp:// one, `--transport
+/// udp` with no UDP address): it printed an empty table, wrote a report of no row and exited
+/// 0, a success a script took for a measurement. The error lists why each row is skipped.
+pub(super) fn check_some_row_runs(
+    wanted: &[Transport],
+    targets: &Targets,
+    payloads: &[usize],
+    concurrencies: &[usize],
+) -> Result<(), String> {
+    let mut why: Vec<String> = Vec::new();
+    for &payload in payloads {
+        for &concurrency in concurrencies {
+            let mut group = Group::default();
+            if !kinds(wanted, targets, payload, concurrency, &mut group).is_empty() {
+                return Ok(());
+            }
+            for note in group.skipped {
+                if !why.contains(&note) {
+                    why.push(note);
+                }
+            }
+        }
+    }
+    Err(format!(
+        "nothing to measure: every row asked for is skipped:\n  {}",
+        why.join("\n  ")
+    ))
 }
