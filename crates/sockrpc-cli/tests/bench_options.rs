@@ -294,3 +294,48 @@ fn a_run_whose_every_row_is_skipped_is_an_error() {
         assert!(!written, "a report of no row was written: {output:?}");
     }
 }
+
+/// `--tls-ca`, `--tls-cert`/`--tls-key` and `--tls-server-name` beside a --target that is not
+/// tls:// were dropped without a word by the built-in rows: the run measured plain text and
+/// exited 0 for a user who meant TLS. They are now refused as every ignored option is (exit
+/// code 2, one line naming the flag and the target's kind), in every mode (`--call`'s own
+/// check exited 1).
+#[test]
+fn tls_flags_beside_a_target_without_tls_are_refused() {
+    let refused = Refused::loopback();
+    let tcp = format!("tcp://{}", refused.addr());
+    let unix = format!("unix://{}", temp_path("none.sock").display());
+    let rows = ["--transport", "tcp", "--duration", "0.05", "--warmup", "0"];
+    let cases: Vec<(Vec<&str>, [&str; 2])> = vec![
+        (
+            [&rows[..], &["--target", &tcp, "--tls-ca", "ca.pem"]].concat(),
+            ["--tls-ca", "tcp://"],
+        ),
+        (
+            [&rows[..], &["--target", &tcp, "--tls-server-name", "x"]].concat(),
+            ["--tls-server-name", "tcp://"],
+        ),
+        (
+            [
+                &rows[..],
+                &[
+                    "--target",
+                    &unix,
+                    "--tls-cert",
+                    "c.pem",
+                    "--tls-key",
+                    "k.pem",
+                ],
+            ]
+            .concat(),
+            ["--tls-cert", "unix:"],
+        ),
+        (
+            vec!["--call", "x.Y/Z", "--target", &tcp, "--tls-ca", "ca.pem"],
+            ["--tls-ca", "tcp://"],
+        ),
+    ];
+    for (args, names) in cases {
+        assert_usage_error_naming(&args, &names);
+    }
+}

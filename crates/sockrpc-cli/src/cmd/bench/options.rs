@@ -106,10 +106,39 @@ fn is_unix(target: &str) -> bool {
     target.starts_with("unix:") || target.starts_with("unix-abstract:")
 }
 
+/// The client's TLS flags, by argument id: only a tls:// --target uses them.
+const TLS_FLAGS: [(&str, &str); 4] = [
+    ("tls_ca", "--tls-ca"),
+    ("tls_cert", "--tls-cert"),
+    ("tls_key", "--tls-key"),
+    ("tls_server_name", "--tls-server-name"),
+];
+
+/// Refuses a TLS flag beside a --target that is not tls://: the built-in rows dropped it
+/// without a word (a --tls-ca for a server the user thought spoke TLS, measured in plain text).
+/// A balanced run refuses them before, whatever its targets.
+fn refuse_tls_without_tls(matches: &ArgMatches) -> Result<(), String> {
+    let Some(target) = matches.get_one::<String>("target") else {
+        return Ok(());
+    };
+    if target.starts_with("tls://") {
+        return Ok(());
+    }
+    let Some((_, flag)) = TLS_FLAGS.iter().find(|(id, _)| given(matches, id)) else {
+        return Ok(());
+    };
+    let kind = if is_unix(target) { "unix:" } else { "tcp://" };
+    Err(format!(
+        "{flag} has no effect with a {kind} --target: TLS flags are for a tls:// one; connect \
+         to tls://HOST:PORT (the tls= address of `sockrpc serve --tls-cert`), or leave {flag} out"
+    ))
+}
+
 /// Refuses an option given with a mode that would ignore it, naming both and what to do.
 /// `main` reports the message as clap reports a conflict (exit code 2).
 pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
     refuse_ignored_balanced(matches)?;
+    refuse_tls_without_tls(matches)?;
     let call = given(matches, "call");
     let rate = given(matches, "rate");
     let mode = match (call, rate) {
