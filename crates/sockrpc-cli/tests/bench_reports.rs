@@ -149,3 +149,42 @@ fn a_plot_of_no_measured_row_ends_with_an_error() {
     assert!(stderr.contains("nothing to draw"), "{stderr}");
     assert!(!written, "a plot of nothing was written");
 }
+
+/// `--json r --plot r` wrote the report, said `wrote r`, then wrote the SVG over it and said
+/// `wrote r` again: the report the user asked for was gone. Two outputs naming one file (as
+/// written, or `./r` beside `r`) are now refused before anything runs.
+#[test]
+fn two_outputs_naming_one_file_are_refused_before_the_run() {
+    let report = temp_path("both.json");
+    let path = report.to_str().expect("utf-8 path");
+    let dir = report.parent().expect("a directory");
+    let name = report.file_name().expect("a name").to_str().expect("utf-8");
+    let dotted = dir.join(".").join(name);
+    let dotted = dotted.to_str().expect("utf-8 path");
+    let cases = [
+        (["--json", path, "--plot", path], "--json and --plot"),
+        (["--json", path, "--plot", dotted], "--json and --plot"),
+    ];
+    for (args, says) in cases {
+        let output = bench_tcp(&args);
+        let written = report.exists();
+        let _ = std::fs::remove_file(&report);
+        assert_refused_before_running(&output, 1, says, "raw-tcp");
+        assert!(!written, "{output:?}");
+    }
+    let rate = run(sockrpc().args([
+        "bench",
+        "--rate",
+        "100",
+        "--duration",
+        "0.1",
+        "--warmup",
+        "0",
+        "--plot",
+        path,
+        "--rate-plot",
+        path,
+    ]));
+    let _ = std::fs::remove_file(&report);
+    assert_refused_before_running(&rate, 1, "--plot and --rate-plot", "open-loop");
+}

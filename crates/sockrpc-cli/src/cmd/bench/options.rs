@@ -234,13 +234,16 @@ pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
 
 /// Refuses a `--json`, `--plot` or `--rate-plot` path that cannot be written (its directory
 /// does not exist, or it is a directory), before anything runs: the error used to come after
-/// every row had run, and the run was lost.
+/// every row had run, and the run was lost. Two of them naming one file are refused too: the
+/// last written replaced the other (`--json r --plot r` left an SVG where the report was
+/// said to be written).
 pub(super) fn check_outputs(args: &BenchArgs) -> Result<(), String> {
     let outputs = [
         ("--json", &args.json),
         ("--plot", &args.plot),
         ("--rate-plot", &args.rate_plot),
     ];
+    let mut seen: Vec<(&str, std::path::PathBuf)> = Vec::new();
     for (flag, path) in outputs {
         let Some(path) = path else { continue };
         let dir = path
@@ -261,6 +264,23 @@ pub(super) fn check_outputs(args: &BenchArgs) -> Result<(), String> {
                 path.display()
             ));
         }
+        // The file's real path (for one not there yet, its directory's and its name):
+        // `r.json` and `./r.json`, or a path through a symbolic link, are one file.
+        let file = path
+            .canonicalize()
+            .or_else(|_| {
+                dir.canonicalize()
+                    .map(|dir| dir.join(path.file_name().unwrap_or_default()))
+            })
+            .unwrap_or_else(|_| path.clone());
+        if let Some((other, _)) = seen.iter().find(|(_, seen)| *seen == file) {
+            return Err(format!(
+                "{other} and {flag} name one file, {}: the second written would replace the \
+                 first; give each its own path",
+                path.display()
+            ));
+        }
+        seen.push((flag, file));
     }
     Ok(())
 }
