@@ -15,9 +15,11 @@
 //! - [`stack`]: the middleware stack of the `sockrpc-stack` rows and `serve --metrics`.
 //! - [`interrupt`]: Ctrl-C during a run with the embedded server's Unix socket.
 //! - [`load`]: the load generator: tasks looping calls, histograms, stall watchdog, progress.
-//! - [`report`]: the table and the JSON; [`plot`]: the SVG.
+//! - [`report`]: the table and the JSON; [`plot`]: the SVG; [`atomic_file`]: either written
+//!   whole or not at all.
 //! - [`uds`]: what `--uds` and `--uds-target` take: a path, or `unix-abstract:NAME`.
 
+mod atomic_file;
 mod cmd;
 mod interrupt;
 mod load;

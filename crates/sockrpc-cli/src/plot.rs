@@ -118,7 +118,9 @@ pub(crate) fn write_svg(path: &Path, groups: &[Group]) -> io::Result<()> {
     }
     let (y_min, y_max) = latency_range(&lines);
 
-    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    // Drawn in memory, then written whole (see `crate::atomic_file`).
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
     let mut chart = ChartBuilder::on(&root)
         .caption("sockrpc bench: latency by percentile", ("sans-serif", 22))
@@ -149,8 +151,10 @@ pub(crate) fn write_svg(path: &Path, groups: &[Group]) -> io::Result<()> {
         .border_style(BLACK)
         .draw()
         .map_err(draw_error)?;
+    drop(chart);
     root.present().map_err(draw_error)?;
-    Ok(())
+    drop(root);
+    crate::atomic_file::write(path, svg.as_bytes())
 }
 
 #[cfg(test)]

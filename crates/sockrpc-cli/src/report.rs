@@ -376,6 +376,44 @@ fn write(
     groups: &[Group],
     partial: bool,
 ) -> io::Result<()> {
+    with_report(machine, setup, groups, partial, |report| {
+        write_text(path, serde_json::to_string_pretty(report))
+    })
+}
+
+/// The JSON document [`write_json`] writes, for a mode that adds to it before it is written
+/// (the open loop's figures): one write of the whole, not a write and a rewrite.
+pub(crate) fn json_report(
+    machine: &Machine,
+    setup: &Setup,
+    groups: &[Group],
+) -> io::Result<serde_json::Value> {
+    with_report(machine, setup, groups, false, |report| {
+        serde_json::to_value(report).map_err(io::Error::other)
+    })
+}
+
+/// Writes `report` to `path` as [`write_json`] writes its document.
+pub(crate) fn write_value(path: &Path, report: &serde_json::Value) -> io::Result<()> {
+    write_text(path, serde_json::to_string_pretty(report))
+}
+
+/// Writes the pretty-printed JSON, with a final newline, whole or not at all (see
+/// [`crate::atomic_file`]).
+fn write_text(path: &Path, text: serde_json::Result<String>) -> io::Result<()> {
+    let mut text = text.map_err(io::Error::other)?;
+    text.push('\n');
+    crate::atomic_file::write(path, text.as_bytes())
+}
+
+/// Hands `use_it` the JSON document of every group's rows, and the notes on rows skipped.
+fn with_report<T>(
+    machine: &Machine,
+    setup: &Setup,
+    groups: &[Group],
+    partial: bool,
+    use_it: impl FnOnce(&JsonReport<'_>) -> io::Result<T>,
+) -> io::Result<T> {
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     for group in groups {
@@ -417,9 +455,7 @@ fn write(
         skipped,
         partial,
     };
-    let mut text = serde_json::to_string_pretty(&report).map_err(io::Error::other)?;
-    text.push('\n');
-    std::fs::write(path, text)
+    use_it(&report)
 }
 
 #[cfg(test)]

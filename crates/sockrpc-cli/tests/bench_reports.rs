@@ -188,3 +188,44 @@ fn two_outputs_naming_one_file_are_refused_before_the_run() {
     let _ = std::fs::remove_file(&report);
     assert_refused_before_running(&rate, 1, "--plot and --rate-plot", "open-loop");
 }
+
+/// `--json` and `--plot` truncated the file and then wrote it: a run stopped in between left
+/// a truncated report where the last good one was, and a reader that had the old file open
+/// (here: a second name for it) saw it change under it, half written on the way. Each is now
+/// written beside and renamed over the old one: the old file stays whole, the path gets the
+/// new one whole, and no temporary file is left.
+#[test]
+fn reports_replace_the_old_files_whole() {
+    let dir = temp_path("whole");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (json, svg) = (dir.join("r.json"), dir.join("r.svg"));
+    for (path, old) in [(&json, "old.json"), (&svg, "old.svg")] {
+        std::fs::write(path, "the last good report").expect("old report");
+        std::fs::hard_link(path, dir.join(old)).expect("second name");
+    }
+    let output = bench_tcp(&[
+        "--json",
+        json.to_str().expect("utf-8 path"),
+        "--plot",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let (new_json, new_svg, old_json, old_svg) = (
+        read("r.json"),
+        read("r.svg"),
+        read("old.json"),
+        read("old.svg"),
+    );
+    let files = std::fs::read_dir(&dir).map_or(0, Iterator::count);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        serde_json::from_str::<Value>(&new_json).is_ok(),
+        "{new_json}"
+    );
+    assert!(new_svg.contains("<svg"), "{new_svg}");
+    assert_eq!(old_json, "the last good report");
+    assert_eq!(old_svg, "the last good report");
+    assert_eq!(files, 4, "a temporary file was left");
+}

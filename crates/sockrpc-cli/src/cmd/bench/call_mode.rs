@@ -179,10 +179,7 @@ fn open_row(run: &OpenLoop, target: &Target, transport: &'static str, cap: u64) 
 }
 
 /// Adds each open-loop run's figures to its row in the JSON report at `path`.
-fn annotate(path: &std::path::Path, runs: &[OpenLoop], method: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|err| err.to_string())?;
-    let mut report: serde_json::Value =
-        serde_json::from_str(&text).map_err(|err| err.to_string())?;
+fn annotate(report: &mut serde_json::Value, runs: &[OpenLoop], method: &str) {
     report["setup"]["method"] = serde_json::Value::from(method);
     if let Some(rows) = report["rows"].as_array_mut() {
         for row in rows {
@@ -204,9 +201,6 @@ fn annotate(path: &std::path::Path, runs: &[OpenLoop], method: &str) -> Result<(
             }
         }
     }
-    let mut text = serde_json::to_string_pretty(&report).map_err(|err| err.to_string())?;
-    text.push('\n');
-    std::fs::write(path, text).map_err(|err| err.to_string())
 }
 
 /// How long one open-loop rate runs: `--duration`, or `--calls` spread at `rate`, at most
@@ -400,9 +394,9 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
             1,
         );
         outputs::write_file(path, || {
-            report::write_json(path, &Machine::this(), &setup, &groups)
-                .map_err(|err| err.to_string())
-                .and_then(|()| annotate(path, &runs, &target.name))
+            let mut report = report::json_report(&Machine::this(), &setup, &groups)?;
+            annotate(&mut report, &runs, &target.name);
+            report::write_value(path, &report)
         })?;
     }
     outputs::finish(args, &groups, saved)

@@ -49,7 +49,9 @@ pub(super) fn write_svg(path: &Path, method: &str, runs: &[OpenLoop]) -> io::Res
         (x_min * 0.5, x_max * 1.5)
     };
 
-    let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
+    // Drawn in memory, then written whole (see `crate::atomic_file`).
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
     let caption = format!("sockrpc bench --rate: {method}, latency from the scheduled send");
     macro_rules! builder {
@@ -105,5 +107,6 @@ pub(super) fn write_svg(path: &Path, method: &str, runs: &[OpenLoop]) -> io::Res
             .map_err(draw_error)?);
     }
     root.present().map_err(draw_error)?;
-    Ok(())
+    drop(root);
+    crate::atomic_file::write(path, svg.as_bytes())
 }
