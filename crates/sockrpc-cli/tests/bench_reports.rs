@@ -229,3 +229,63 @@ fn reports_replace_the_old_files_whole() {
     assert_eq!(old_svg, "the last good report");
     assert_eq!(files, 4, "a temporary file was left");
 }
+
+/// A `--rate` sweep none of whose calls was answered (every call fails with UNAVAILABLE) and
+/// given `--rate-plot` returned the plot's "nothing to draw" before `--json` was written: the
+/// report of the failed rates, asked for, was lost, and the failed rows went unnamed. The
+/// report is now written first; the run then fails naming the rows and the plot.
+#[test]
+fn a_sweep_with_nothing_to_draw_still_writes_its_report() {
+    let (mut server, lines) =
+        spawn_server(sockrpc().args(["interop", "server", "--addr", "127.0.0.1:0"]));
+    let line = first_line(&lines);
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening tcp=")
+        .expect("address");
+    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let (json, svg) = (
+        temp_path("failed-sweep.json"),
+        temp_path("failed-sweep.svg"),
+    );
+    let output = run(sockrpc().args([
+        "bench",
+        "--target",
+        &format!("tcp://{addr}"),
+        "--call",
+        "grpc.testing.TestService/UnaryCall",
+        "--import-path",
+        proto.to_str().expect("utf-8 path"),
+        "--proto",
+        proto
+            .join("grpc/testing/test.proto")
+            .to_str()
+            .expect("utf-8 path"),
+        "-d",
+        r#"{"responseStatus": {"code": 14, "message": "down"}}"#,
+        "--rate",
+        "100,200",
+        "--duration",
+        "0.1",
+        "--warmup",
+        "0",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+        "--rate-plot",
+        svg.to_str().expect("utf-8 path"),
+    ]));
+    terminate(&mut server);
+    let report = std::fs::read_to_string(&json).unwrap_or_default();
+    let _ = (std::fs::remove_file(&json), std::fs::remove_file(&svg));
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&report)
+        .unwrap_or_else(|err| panic!("no report ({err}):\n{stdout}\n{stderr}"));
+    assert_eq!(
+        report["rows"].as_array().map(Vec::len),
+        Some(2),
+        "{report:#}"
+    );
+    assert!(stderr.contains("open-loop 100/s"), "{stderr}");
+    assert!(stderr.contains("nothing to draw"), "{stderr}");
+}

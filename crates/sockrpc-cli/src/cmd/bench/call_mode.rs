@@ -376,9 +376,6 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
         );
         progress.suspend(|| crate::out::outln!("{}", report::titled_table(&group, &title)));
         groups.push(group);
-        if let Some(path) = &args.rate_plot {
-            outputs::write_file(path, || rate_plot::write_svg(path, &target.name, &runs))?;
-        }
     }
     progress.finish_and_clear();
     drop(client);
@@ -399,5 +396,15 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
             report::write_value(path, &report)
         })?;
     }
-    outputs::finish(args, &groups, saved)
+    // After the report: a sweep none of whose calls was answered has nothing to draw, and that
+    // error returned before the report was written (and the failed rates were named).
+    let rate_plotted = match &args.rate_plot {
+        Some(path) => outputs::write_file(path, || rate_plot::write_svg(path, &target.name, &runs)),
+        None => Ok(()),
+    };
+    match (outputs::finish(args, &groups, saved), rate_plotted) {
+        (Ok(()), plotted) => Ok(plotted?),
+        (Err(failed), Ok(())) => Err(failed),
+        (Err(failed), Err(plot)) => Err(format!("{failed}\n{plot}").into()),
+    }
 }
