@@ -23,6 +23,20 @@ fn a_rate_named_twice_is_refused_before_anything_runs() {
     assert_refused_before_running(&output, 1, "--rate names 1000 calls/s twice", "open-loop");
 }
 
+/// `--payload 64,64` (or `--concurrency 4,4`) ran the same table twice: two rows of one name,
+/// payload and concurrency in the table and the JSON, and `--compare` matched both to the
+/// saved run's first. A value named twice is now refused before anything runs, as a rate is.
+#[test]
+fn a_payload_or_concurrency_named_twice_is_refused_before_anything_runs() {
+    for (flag, list, says) in [
+        ("--payload", "64,128,64", "--payload names 64 twice"),
+        ("--concurrency", "4,4", "--concurrency names 4 twice"),
+    ] {
+        let output = run(tcp_bench("0.05").args([flag, list]));
+        assert_refused_before_running(&output, 1, says, "raw-tcp");
+    }
+}
+
 /// `--warmup 1000000000 --duration 0.2` warmed up for a billion calls (hours) before measuring
 /// a fifth of a second. A warmup now ends after as long as its row then measures, and the row
 /// says so.

@@ -192,14 +192,14 @@ pub(crate) struct BenchArgs {
     /// or TLS with a tls:// --target).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     transport: Vec<Transport>,
-    /// Payload sizes in bytes, comma-separated: one table each. Not with --call (the request
-    /// is -d's JSON); with --rate, one size.
+    /// Payload sizes in bytes, comma-separated, each once: one table each. Not with --call (the
+    /// request is -d's JSON); with --rate, one size.
     #[arg(long, value_name = "BYTES", value_delimiter = ',', default_value = "64,4096",
           value_parser = parse_payload)]
     payload: Vec<usize>,
-    /// Calls in flight: N client tasks each looping calls. A comma-separated list makes one
-    /// table per value. Each --payload times each value must be at most 1 GiB. Not with
-    /// --rate (whose calls in flight --max-in-flight bounds).
+    /// Calls in flight: N client tasks each looping calls. A comma-separated list (each value
+    /// once) makes one table per value. Each --payload times each value must be at most 1 GiB.
+    /// Not with --rate (whose calls in flight --max-in-flight bounds).
     #[arg(long, value_name = "N", value_delimiter = ',', default_value = "1",
           value_parser = parse_positive)]
     concurrency: Vec<usize>,
@@ -424,7 +424,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
     {
         return Err("--dns-server goes with a --target dns://NAME:PORT".into());
     }
-    options::check_rates_distinct(&args.rate)?;
+    options::check_lists_distinct(&args)?;
     if args.call.is_none() {
         check_in_flight(&args.payload, &args.concurrency)?;
     }

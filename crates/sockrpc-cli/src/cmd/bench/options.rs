@@ -285,10 +285,31 @@ pub(super) fn check_outputs(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses a `--payload` or `--concurrency` list that names one value twice (`64,64`), as
+/// [`check_rates_distinct`] refuses a rate twice: each value is a table of the same rows, and
+/// two rows of one name, payload and concurrency are one row to `--compare` (which compared
+/// both with the saved run's first) and to anyone reading the JSON.
+pub(super) fn check_lists_distinct(args: &BenchArgs) -> Result<(), String> {
+    check_rates_distinct(&args.rate)?;
+    for (flag, values) in [
+        ("--payload", &args.payload),
+        ("--concurrency", &args.concurrency),
+    ] {
+        for (index, value) in values.iter().enumerate() {
+            if values[..index].contains(value) {
+                return Err(format!(
+                    "{flag} names {value} twice: each value is one table, give each once"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a `--rate` list that names one rate twice (`1k,1000`): each rate is a row named
 /// `open-loop RATE/s`, and two rows of one name are one row to `--compare`, to the JSON's
 /// `open_loop` figures and to anyone reading the table.
-pub(super) fn check_rates_distinct(rates: &[f64]) -> Result<(), String> {
+fn check_rates_distinct(rates: &[f64]) -> Result<(), String> {
     for (index, rate) in rates.iter().enumerate() {
         if rates[..index].contains(rate) {
             return Err(format!(
