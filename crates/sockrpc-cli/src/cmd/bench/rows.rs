@@ -337,15 +337,18 @@ fn note_pool(row: &mut Row, channel: &Channel) {
         .iter()
         .map(|conn| conn.calls_started.to_string())
         .collect();
-    add_note(
-        row,
-        format!(
+    // With none live (the server closed them, or never spoke sockrpc) there is no spread to
+    // give: the note ended in "warmup included: " and nothing.
+    let note = match spread.as_slice() {
+        [] => format!("pool of {}, none live at the end", row.connections),
+        _ => format!(
             "pool of {}, {} live at the end; calls started per connection, warmup included: {}",
             row.connections,
             stats.len(),
             spread.join(" / ")
         ),
-    );
+    };
+    add_note(row, note);
 }
 
 /// Notes which transport carried the calls of a UDP-enabled row, from the channel's UDP
