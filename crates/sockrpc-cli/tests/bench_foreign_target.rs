@@ -1,6 +1,7 @@
 //! `sockrpc bench --target` at a server that is not sockrpc: an HTTP server that answers every
-//! connection with `400 Bad Request` and closes it. The run must end at once, exit 1, and say
-//! what happened in words that fit it.
+//! connection with `400 Bad Request` and closes it, and one that accepts and says nothing (as
+//! `nc -l`). The run must end in bounded time, exit 1, and say what happened in words that fit
+//! it.
 
 mod support;
 
@@ -43,6 +44,12 @@ fn bad_request(mut stream: std::net::TcpStream) {
     let _ = std::io::copy(&mut stream, &mut std::io::sink());
 }
 
+/// Reads what the client sends and says nothing (as `nc -l`), for at most 30 s.
+fn silent(mut stream: std::net::TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = std::io::copy(&mut stream, &mut std::io::sink());
+}
+
 /// The note of the `name` row of the JSON report at `path`.
 fn note(path: &PathBuf, name: &str) -> String {
     let report = read_json(path);
@@ -81,4 +88,38 @@ fn a_pool_with_no_live_connection_says_so() {
         !note.contains("warmup included: ;") && !note.ends_with(": "),
         "{note}"
     );
+}
+
+/// At a server that accepts and never answers, sockrpc-stream's one stream did not open within
+/// 5 s, and the row blamed the server's limit of calls per connection ("try more
+/// --connections"), which a first stream cannot meet. It now says the server did not answer.
+#[test]
+fn a_first_stream_the_server_never_answers_is_not_blamed_on_the_call_limit() {
+    let (addr, stop) = foreign_server(silent);
+    let json = temp_path("silent.json");
+    let output = run(sockrpc().args([
+        "bench",
+        "--target",
+        &addr,
+        "--transport",
+        "stream",
+        "--payload",
+        "64",
+        "--duration",
+        "0.1",
+        "--warmup",
+        "0",
+        "--rounds",
+        "1",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]));
+    stop.store(true, Ordering::Relaxed);
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let note = note(&json, "sockrpc-stream");
+    let _ = std::fs::remove_file(&json);
+    assert!(note.contains("stream 1 of 1 not open within 5 s"), "{note}");
+    assert!(note.contains("the server did not answer it"), "{note}");
+    assert!(!note.contains("--connections"), "{note}");
 }

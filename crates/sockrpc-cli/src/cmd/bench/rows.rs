@@ -67,7 +67,9 @@ fn describe(status: &Status) -> String {
 
 /// Opens one `PingPong` stream per task on the shared channel, one after another, each within
 /// [`CONNECT_TIMEOUT`]: a server takes a bounded number of calls per connection (4096 by
-/// default), and a stream past it waits for a slot that its open siblings never free.
+/// default), and a stream past it waits for a slot that its open siblings never free. The first
+/// stream has no sibling: when it does not open, the server did not answer (one that accepts
+/// and says nothing, as `nc -l`), and the call limit was the wrong thing to blame.
 async fn open_streams(
     client: &BenchClient,
     count: usize,
@@ -79,9 +81,15 @@ async fn open_streams(
         let caller = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
             .map_err(|_| {
+                let why = match index {
+                    0 => "the server did not answer it (is it a sockrpc server?)",
+                    _ => {
+                        "the server takes no more calls on the pool's connections (try more \
+                         --connections)"
+                    }
+                };
                 format!(
-                    "stream {} of {count} not open within {} s: the server takes no more calls \
-                     on the pool's connections (try more --connections)",
+                    "stream {} of {count} not open within {} s: {why}",
                     index + 1,
                     CONNECT_TIMEOUT.as_secs()
                 )
