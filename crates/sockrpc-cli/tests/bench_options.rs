@@ -339,3 +339,22 @@ fn tls_flags_beside_a_target_without_tls_are_refused() {
         assert_usage_error_naming(&args, &names);
     }
 }
+
+/// `--target udp://HOST:PORT` failed with "unsupported scheme in endpoint", exit code 1, and
+/// nothing said where a UDP address goes. It is now refused as a usage error naming
+/// --udp-target, alone or among a balanced run's servers.
+#[test]
+fn a_udp_target_is_refused_naming_udp_target() {
+    let refused = Refused::loopback();
+    let udp = format!("udp://{}", refused.addr());
+    let both = format!("tcp://{},{udp}", refused.addr());
+    let rows = ["--transport", "udp", "--duration", "0.05", "--warmup", "0"];
+    assert_usage_error_naming(
+        &[&rows[..], &["--target", &udp]].concat(),
+        &["--target udp://", "--udp-target"],
+    );
+    assert_usage_error_naming(
+        &["--target", &both, "--duration", "0.05"],
+        &["--target udp://", "--udp-target"],
+    );
+}

@@ -106,6 +106,27 @@ fn is_unix(target: &str) -> bool {
     target.starts_with("unix:") || target.starts_with("unix-abstract:")
 }
 
+/// Refuses a udp:// --target: sockrpc's UDP runs beside a stream transport (a call too large
+/// for a datagram goes over it), so a server is named by its tcp://, tls:// or unix: address
+/// and its UDP port by --udp-target. The run failed with "unsupported scheme", which said
+/// nothing of where the UDP address goes.
+fn refuse_udp_target(matches: &ArgMatches) -> Result<(), String> {
+    let Some(target) = matches.get_one::<String>("target") else {
+        return Ok(());
+    };
+    match target
+        .split(',')
+        .find(|one| one.trim().starts_with("udp://"))
+    {
+        Some(udp) => Err(format!(
+            "--target {udp}: a server is measured at its tcp://, tls:// or unix: address, and \
+             its sockrpc UDP port given as --udp-target HOST:PORT beside it (the udp= address \
+             of `sockrpc serve --udp`)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The client's TLS flags, by argument id: only a tls:// --target uses them.
 const TLS_FLAGS: [(&str, &str); 4] = [
     ("tls_ca", "--tls-ca"),
@@ -137,6 +158,7 @@ fn refuse_tls_without_tls(matches: &ArgMatches) -> Result<(), String> {
 /// Refuses an option given with a mode that would ignore it, naming both and what to do.
 /// `main` reports the message as clap reports a conflict (exit code 2).
 pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
+    refuse_udp_target(matches)?;
     refuse_ignored_balanced(matches)?;
     refuse_tls_without_tls(matches)?;
     let call = given(matches, "call");
