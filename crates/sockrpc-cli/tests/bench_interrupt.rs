@@ -104,3 +104,56 @@ fn an_interrupted_run_writes_the_tables_it_finished_marked_partial() {
     }
     assert!(stderr.contains("partial"), "{stderr}");
 }
+
+/// `GET /metrics` from a `serve --metrics` child: the number of `Echo` calls it has started.
+fn echo_calls_started(metrics: std::net::SocketAddr) -> u64 {
+    use std::io::Write;
+    let Ok(mut stream) = std::net::TcpStream::connect(metrics) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.lines()
+        .find(|line| {
+            line.starts_with("rpc_server_call_started_total{") && line.contains("\"Echo\"")
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |calls| calls as u64)
+}
+
+/// A `--rate` sweep (and a `--call` run) given `--json F` and stopped by SIGTERM wrote nothing:
+/// the rates it had finished were lost with the one being measured. F now holds them, marked
+/// `"partial": true`, as for the built-in rows. The first rate makes 20 calls in 20 ms; the
+/// second, one a second, is under way once the server has started a 21st call.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_sweep_writes_the_rates_it_finished_marked_partial() {
+    let (mut server, line) = serve(&["--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    let (target, metrics) = (tcp_addr(&line), listed_addr(&line, "metrics"));
+    let json = temp_path("interrupted-sweep.json");
+    let mut bench = Running::start(
+        sockrpc()
+            .args(["bench", "--target", &format!("tcp://{target}")])
+            .args([
+                "--rate", "1000,1", "--calls", "20", "--warmup", "0", "--json",
+            ])
+            .arg(&json),
+    );
+    wait_until("the second rate's first call", || {
+        echo_calls_started(metrics) > 20 || bench.exited()
+    });
+    bench.signal("-TERM");
+    let output = bench.finish("bench after SIGTERM");
+    terminate(&mut server);
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(143), "{stdout}\n{stderr}");
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["partial"], true, "{report:#}");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{report:#}");
+    assert_eq!(rows[0]["name"], "open-loop 1000/s", "{report:#}");
+    assert_eq!(rows[0]["calls"], 20, "{report:#}");
+}

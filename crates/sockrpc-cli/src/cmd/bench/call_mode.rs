@@ -292,6 +292,18 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
         embedded: false,
         timeout: args.timeout,
     };
+    let setup = || {
+        Setup::new(
+            args.target.clone().unwrap_or_else(|| "embedded".to_owned()),
+            args.target.is_none().then_some(args.server_workers),
+            budget,
+            args.warmup,
+            1,
+        )
+    };
+    // A --json run stopped by Ctrl-C or SIGTERM writes the tables (closed loop) or the rates
+    // (open loop) it finished, marked partial, as the built-in rows do: it wrote nothing.
+    let finished = super::partial::Finished::new(args.json.as_ref(), setup())?;
     let mut groups = Vec::new();
     let mut runs = Vec::new();
     if args.rate.is_empty() {
@@ -316,7 +328,7 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
                 skipped: Vec::new(),
             };
             progress.suspend(|| crate::out::outln!("{}", report::table(&group, &plan.describe())));
-            groups.push(group);
+            finished.push(group);
         }
     } else {
         if args.warmup > 0 {
@@ -347,6 +359,14 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
                 args.spin,
                 &progress,
             )));
+            if let Some(run) = runs.last() {
+                finished.push(Group {
+                    payload_bytes: target.request_bytes,
+                    concurrency: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+                    rows: vec![open_row(run, &target, transport, args.max_in_flight)],
+                    skipped: Vec::new(),
+                });
+            }
         }
         for warning in runs
             .iter()
@@ -377,21 +397,20 @@ pub(super) fn run(args: &BenchArgs, saved: Option<&compare::Saved>) -> Result<()
         progress.suspend(|| crate::out::outln!("{}", report::titled_table(&group, &title)));
         groups.push(group);
     }
+    // From here an interrupt writes nothing: the run writes its own report. The closed loop's
+    // tables are those kept; the open loop's rates are one table, made above.
+    let kept = finished.take();
+    if args.rate.is_empty() {
+        groups = kept;
+    }
     progress.finish_and_clear();
     drop(client);
     if let Some(server) = embedded {
         server.stop()?;
     }
     if let Some(path) = &args.json {
-        let setup = Setup::new(
-            args.target.clone().unwrap_or_else(|| "embedded".to_owned()),
-            args.target.is_none().then_some(args.server_workers),
-            budget,
-            args.warmup,
-            1,
-        );
         outputs::write_file(path, || {
-            let mut report = report::json_report(&Machine::this(), &setup, &groups)?;
+            let mut report = report::json_report(&Machine::this(), &setup(), &groups)?;
             annotate(&mut report, &runs, &target.name);
             report::write_value(path, &report)
         })?;

@@ -276,8 +276,8 @@ pub(crate) struct BenchArgs {
     /// prints). Without it, the sockrpc-udp and sockrpc-auto rows are skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     udp_target: Option<String>,
-    /// Write every row as JSON to this file. A run of the built-in rows that is interrupted
-    /// (Ctrl-C, SIGTERM) writes the tables it finished, marked `"partial": true`.
+    /// Write every row as JSON to this file. A run that is interrupted (Ctrl-C, SIGTERM) writes
+    /// the tables (with --rate, the rates) it finished, marked `"partial": true`.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     /// Draw latency by percentile, one line per row, as an SVG at this path.
