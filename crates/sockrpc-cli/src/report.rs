@@ -146,17 +146,22 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
 }
 
 /// The rows of `groups` that measured nothing, one line each (`name payload ×concurrency:
-/// why`), as an error; `Ok` when every row was measured.
+/// why`; an open loop's `name payload: why`, its rate in its name), as an error; `Ok` when
+/// every row was measured. An open-loop row's concurrency is its `--max-in-flight`, a cap and
+/// not calls in flight: "open-loop 500/s 4 B ×10000" read as 10 000 tasks.
 pub(crate) fn failures(groups: &[Group]) -> Result<(), String> {
     let failed: Vec<String> = groups
         .iter()
         .flat_map(|group| &group.rows)
         .filter_map(|row| {
             let why = row.failed.as_ref()?;
-            Some(format!(
-                "{} {} B ×{}: {why}",
-                row.name, row.payload_bytes, row.concurrency
-            ))
+            Some(match row.max_in_flight {
+                Some(_) => format!("{} {} B: {why}", row.name, row.payload_bytes),
+                None => format!(
+                    "{} {} B ×{}: {why}",
+                    row.name, row.payload_bytes, row.concurrency
+                ),
+            })
         })
         .collect();
     let rows: usize = groups.iter().map(|group| group.rows.len()).sum();
@@ -484,6 +489,25 @@ mod tests {
         }
         assert_eq!(words, index, "{line} has no word {index}");
         line.chars().count()
+    }
+
+    /// A failed open-loop row is named by its rate and payload, not by its in-flight cap as if
+    /// that were its concurrency.
+    #[test]
+    fn a_failed_open_loop_row_is_not_named_by_its_cap() {
+        let mut closed = Row::empty("sockrpc-tcp", "tcp", 64, 4, 1);
+        closed.failed = Some("down".to_owned());
+        let mut open = Row::empty("open-loop 500/s", "tcp", 66, 10_000, 1);
+        open.max_in_flight = Some(10_000);
+        open.failed = Some("down".to_owned());
+        let group = Group {
+            rows: vec![closed, open],
+            ..Group::default()
+        };
+        let err = failures(&[group]).expect_err("two failed rows");
+        assert!(err.contains("sockrpc-tcp 64 B ×4: down"), "{err}");
+        assert!(err.contains("open-loop 500/s 66 B: down"), "{err}");
+        assert!(!err.contains("×10000"), "{err}");
     }
 
     #[test]
