@@ -25,20 +25,22 @@ use sockrpc::Request;
 use sockrpc_tests::echo::echo_client::EchoClient;
 use sockrpc_tests::echo::EchoRequest;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// The switch's controls.
-struct Switch {
-    addr: SocketAddr,
+/// The switch's controls (also `balance_kept.rs`'s).
+pub(super) struct Switch {
+    pub(super) addr: SocketAddr,
     /// Whether forwarded connections may reach the echo server yet (held until then).
-    open: watch::Sender<bool>,
+    pub(super) open: watch::Sender<bool>,
     /// Bumped to end every forwarded connection.
-    kill: watch::Sender<u64>,
+    pub(super) kill: watch::Sender<u64>,
+    /// Connections accepted so far.
+    pub(super) accepted: Arc<AtomicUsize>,
 }
 
 /// The first connection: a server's preface and SETTINGS, then hung up as the client opens a
@@ -71,9 +73,11 @@ async fn hang_up_on_call(mut stream: TcpStream) {
 /// A switch in front of `backend`: its first connection hangs up on a call
 /// ([`hang_up_on_call`]) when `hang_up_first`; every other is held until [`Switch::open`] says
 /// so, then forwarded, each until the next [`Switch::kill`].
-async fn switch(backend: SocketAddr, hang_up_first: bool) -> Switch {
+pub(super) async fn switch(backend: SocketAddr, hang_up_first: bool) -> Switch {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
     // Set once the first connection was taken: later ones are forwarded.
     let taken = Arc::new(AtomicBool::new(!hang_up_first));
     let (open, _) = watch::channel(!hang_up_first);
@@ -81,6 +85,7 @@ async fn switch(backend: SocketAddr, hang_up_first: bool) -> Switch {
     let (opened, killed) = (open.subscribe(), kill.subscribe());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             if !taken.swap(true, Ordering::SeqCst) {
                 tokio::spawn(hang_up_on_call(stream));
                 continue;
@@ -103,7 +108,12 @@ async fn switch(backend: SocketAddr, hang_up_first: bool) -> Switch {
             });
         }
     });
-    Switch { addr, open, kill }
+    Switch {
+        addr,
+        open,
+        kill,
+        accepted,
+    }
 }
 
 /// A fail-fast echo call with a deadline.
@@ -118,7 +128,7 @@ fn echo(id: u64) -> Request<EchoRequest> {
 
 /// Makes `count` calls 25 ms apart, each answered, so that the upkeep (every 250 ms) sees the
 /// connection up both before a call and after one.
-async fn serve_calls(client: &mut EchoClient<Balanced>, count: u64) {
+pub(super) async fn serve_calls(client: &mut EchoClient<Balanced>, count: u64) {
     for id in 1..=count {
         bounded("a call", client.echo(echo(id)))
             .await
@@ -141,7 +151,7 @@ async fn never_failing(channel: &Balanced, served: &str) {
 }
 
 /// Waits (bounded) until `test` holds of the member's stats, looking every 10 ms.
-async fn until(channel: &Balanced, what: &str, test: impl Fn(&EndpointStats) -> bool) {
+pub(super) async fn until(channel: &Balanced, what: &str, test: impl Fn(&EndpointStats) -> bool) {
     bounded(what, async {
         while !channel.stats().first().is_some_and(&test) {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -12,6 +12,7 @@ mod answer_window_turns;
 mod answer_window_wakes;
 mod bad_path;
 mod balance_flapping;
+mod balance_kept;
 mod balance_reset;
 mod compressed_answer_bomb;
 mod compressed_members;

@@ -332,6 +332,17 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
                 () = tokio::time::sleep_until(next) => {}
                 () = &mut closing => return,
             }
+            // Its pool may have reconnected by itself meanwhile. That channel stays: a second
+            // one would replace it, the calls on it, its connection closed for nothing (a
+            // grpc-go subchannel never has two transports racing for one address). Its
+            // connection is judged as the upkeep judges any it finds up (`reconnect.rs`).
+            let Some(member) = weak_member.upgrade() else {
+                return;
+            };
+            if member.is_connected() {
+                member.seen_connected();
+                return;
+            }
         }
     });
 }

@@ -18,15 +18,15 @@
 //! (grpc-go resets a subchannel's backoff once it was READY).
 //!
 //! A member's pool also reconnects by itself, while its connect task waits out the backoff (the
-//! task then ends, the member connected). Such a connection was judged by no one: the backoff
-//! stayed grown and the failure stayed set (hidden while connected) until the member's next
-//! connection, so a server that came back and served for hours was still waited for as a
-//! flapping one, and shown failing the moment it went away. The driver's upkeep now judges the
-//! connection it finds up ([`Reconnect::seen_connected`]) by the same rule: once it proved the
-//! server, the backoff starts over and the failure is cleared, as grpc-go resets a
-//! subchannel's backoff on READY (`tests/hostile/balance_reset.rs`). Pick first's passes
-//! (`in_order.rs`) have no connect tasks, and wait out a backoff of their own, but they grow
-//! the backoff of each member whose attempt failed, so that its pool's own connection is
+//! task then ends, the member connected, and keeps that channel: `tests/hostile/balance_kept.rs`).
+//! Such a connection was judged by no one: the backoff stayed grown and the failure stayed set
+//! (hidden while connected) until the member's next connection, so a server that came back and
+//! served for hours was still waited for as a flapping one, and shown failing the moment it went
+//! away. The driver's upkeep now judges the connection it finds up ([`Reconnect::seen_connected`])
+//! by the same rule: once it proved the server, the backoff starts over and the failure is cleared,
+//! as grpc-go resets a subchannel's backoff on READY (`tests/hostile/balance_reset.rs`). Pick
+//! first's passes (`in_order.rs`) have no connect tasks, and wait out a backoff of their own, but
+//! they grow the backoff of each member whose attempt failed, so that its pool's own connection is
 //! judged, and its failure cleared, the same way.
 
 use sockrpc_transport::backoff::{Backoff, BackoffState};
