@@ -257,11 +257,8 @@ impl Member {
     /// made the connection (its pool reconnects by itself too).
     pub(crate) fn seen_connected(&self) {
         let answered = self.answered.load(Ordering::Relaxed);
-        let live = || {
-            let channel = self.channel()?;
-            channel.connections().into_iter().find(|c| !c.is_closed())
-        };
-        if self.reconnect().seen_connected(answered, live) {
+        let conns = || self.channel().map(|c| c.connections()).unwrap_or_default();
+        if self.reconnect().seen_connected(answered, conns) {
             self.connect_succeeded();
         }
     }

@@ -66,6 +66,8 @@ mod health_tests;
 #[cfg(test)]
 mod in_order_tests;
 #[cfg(test)]
+mod seen_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod watch_tests;

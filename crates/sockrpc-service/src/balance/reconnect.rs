@@ -24,10 +24,12 @@
 //! served for hours was still waited for as a flapping one, and shown failing the moment it went
 //! away. The driver's upkeep now judges the connection it finds up ([`Reconnect::seen_connected`])
 //! by the same rule: once it proved the server, the backoff starts over and the failure is cleared,
-//! as grpc-go resets a subchannel's backoff on READY (`tests/hostile/balance_reset.rs`). Pick
-//! first's passes (`in_order.rs`) have no connect tasks, and wait out a backoff of their own, but
-//! they grow the backoff of each member whose attempt failed, so that its pool's own connection is
-//! judged, and its failure cleared, the same way.
+//! as grpc-go resets a subchannel's backoff on READY (`tests/hostile/balance_reset.rs`). What it
+//! judges is one connection, the one it noted up (live, past its handshake), and while it lives:
+//! connections that each lasted a moment never add up to the proof (`seen_tests.rs`). Pick first's
+//! passes (`in_order.rs`) have no connect tasks, and wait out a backoff of their own, but they grow
+//! the backoff of each member whose attempt failed, so that its pool's own connection is judged,
+//! and its failure cleared, the same way.
 
 use sockrpc_transport::backoff::{Backoff, BackoffState};
 use sockrpc_transport::ClientConnection;
@@ -122,15 +124,18 @@ impl Reconnect {
     }
 
     /// The driver's upkeep found the member connected, having answered `answered` calls so far;
-    /// `conn` gives its live connection. With no backoff grown (nearly always) nothing is done.
-    /// Otherwise a connection no connect task set (its pool's own, made while a task waited
-    /// out the backoff) is noted as up from now, and once the one noted proved the server (a
-    /// call answered since, or up [`PROVEN_AFTER`]) the backoff starts over: true then, and the
-    /// caller clears the member's failure.
+    /// `conns` gives its pool's connections. With no backoff grown (nearly always) nothing is
+    /// done. Otherwise the connection noted is judged while it stays live; one gone (or never
+    /// known) gives way to the connection up now, noted from now: live and past its handshake
+    /// (a pool's other slots may hold one still waiting for the server's preface), and when
+    /// none is (it closed since the upkeep looked) nothing is noted, as a gap between two
+    /// connections must not join them into one that lasted. Once the one noted proved the
+    /// server (a call answered since, or up [`PROVEN_AFTER`]) the backoff starts over: true
+    /// then, and the caller clears the member's failure.
     pub(crate) fn seen_connected(
         &mut self,
         answered: u64,
-        conn: impl FnOnce() -> Option<ClientConnection>,
+        conns: impl FnOnce() -> Vec<ClientConnection>,
     ) -> bool {
         if self.backoff.is_none() {
             return false;
@@ -138,10 +143,15 @@ impl Reconnect {
         let noted = self
             .up
             .as_ref()
-            .filter(|up| up.conn.as_ref().is_none_or(|c| !c.is_closed()));
+            .filter(|up| up.conn.as_ref().is_some_and(|c| !c.is_closed()));
         let Some(up) = noted else {
-            // The connection up is not the one a task set (that one closed, or was judged).
-            self.came_up(answered, conn());
+            // The connection up is not the one noted (that one closed, or was judged).
+            let up = conns()
+                .into_iter()
+                .find(|c| !c.is_closed() && c.is_handshaken());
+            if up.is_some() {
+                self.came_up(answered, up);
+            }
             return false;
         };
         if answered == up.answered && up.at.elapsed() < PROVEN_AFTER {
@@ -149,6 +159,12 @@ impl Reconnect {
         }
         self.backoff = None;
         true
+    }
+
+    /// Whether the backoff grew since a connection last proved the server.
+    #[cfg(test)]
+    pub(crate) fn grown(&self) -> bool {
+        self.backoff.is_some()
     }
 
     /// A connect task set a channel over `conn`, the member having answered `answered` calls
@@ -196,27 +212,40 @@ mod tests {
         assert!(reconnect.backoff.is_none());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_connection_seen_up_resets_the_backoff_once_it_proves_the_server() {
+        // The pool's connection: a real one, up past its handshake.
+        let port = super::super::health_tests::hello_server().await;
+        let channel = crate::Channel::connect(sockrpc_transport::Endpoint::new("127.0.0.1", port))
+            .await
+            .expect("connected");
+        tokio::time::timeout(Duration::from_secs(10), channel.connection_up())
+            .await
+            .expect("handshaken in time");
+        let live = channel.connections();
+        tokio::time::pause();
         let config = Backoff::default();
         let mut reconnect = Reconnect::default();
         // Nothing grown: nothing noted, however long it is up.
-        assert!(!reconnect.seen_connected(0, || None));
+        assert!(!reconnect.seen_connected(0, || live.clone()));
         assert!(reconnect.up.is_none());
         // A connection that ended at once, judged by the next connect task: the backoff grows.
         reconnect.came_up(0, None);
         assert!(reconnect.start(config, 0).is_some());
         assert!(reconnect.backoff.is_some());
         // Its pool reconnected by itself while the task waited: seen up, noted from now.
-        assert!(!reconnect.seen_connected(0, || None), "not proven yet");
+        assert!(
+            !reconnect.seen_connected(0, || live.clone()),
+            "not proven yet"
+        );
         assert!(reconnect.up.is_some(), "the pool's connection noted");
         assert!(
-            !reconnect.seen_connected(0, || None),
+            !reconnect.seen_connected(0, || live.clone()),
             "still nothing answered"
         );
         assert!(reconnect.backoff.is_some());
         // A call answered on it: proven, the backoff starts over.
-        assert!(reconnect.seen_connected(1, || None));
+        assert!(reconnect.seen_connected(1, || live.clone()));
         assert!(reconnect.backoff.is_none());
         // And when it goes, the next task judges it proven: no wait.
         assert!(reconnect.start(config, 1).is_none());
@@ -224,9 +253,15 @@ mod tests {
         // Up long enough with nothing answered proves it too.
         reconnect.came_up(1, None);
         assert!(reconnect.start(config, 1).is_some());
-        assert!(!reconnect.seen_connected(1, || None));
+        assert!(!reconnect.seen_connected(1, || live.clone()));
         tokio::time::advance(PROVEN_AFTER).await;
-        assert!(reconnect.seen_connected(1, || None));
+        assert!(reconnect.seen_connected(1, || live.clone()));
         assert!(reconnect.backoff.is_none());
+
+        // Nothing up to note (the connection closed since the upkeep looked): nothing noted.
+        reconnect.came_up(1, None);
+        assert!(reconnect.start(config, 1).is_some());
+        assert!(!reconnect.seen_connected(1, Vec::new));
+        assert!(reconnect.up.is_none());
     }
 }
