@@ -85,6 +85,7 @@ mod unix_paths;
 mod unread;
 mod unread_answers;
 mod unread_keepalive;
+mod unread_open_calls;
 mod unread_waiting_answers;
 mod window_credit;
 mod window_ignored;

@@ -465,8 +465,11 @@ impl<D: Dispatch> Connection<D> {
                     return Poll::Pending;
                 }
             }
-            // Reading (again): a pause is not the peer's time (`Timers::resume`).
-            this.timers.resume();
+            // Reading (again): a pause is not the peer's time (`Timers::resume`), nor is it
+            // that of the calls waiting for their request message (`OpenCalls::excuse`).
+            if this.timers.resume() && !this.opened.is_empty() {
+                this.opened.excuse(Instant::now());
+            }
             // Frames left in the read buffer by a batch cut short (`backlog`) come before any
             // new read: the peer may have sent them all and be waiting.
             if !this.backlog {
@@ -522,7 +525,9 @@ impl<D: Dispatch> Connection<D> {
             this.running_hint.set(state.running.len());
             drop(state);
             if this.backlog && this.wait_for_aborted(cx) {
-                // Woken when the oldest cancelled handler is gone (`aborted.rs`), not before.
+                // Woken when the oldest cancelled handler is gone (`aborted.rs`), not before: a
+                // pause like the others, excused when reading resumes (`Timers::resume`).
+                this.timers.pause();
                 waiting = true;
                 break;
             }

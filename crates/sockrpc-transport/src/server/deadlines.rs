@@ -108,7 +108,7 @@ impl<D: Dispatch> Connection<D> {
             return Some(self.close(cx, None));
         }
         if due.frame.is_some_and(|at| at <= now) {
-            if self.paused() || self.aborted_in_the_way() || self.backlog {
+            if self.not_reading() {
                 // We stopped reading, not the peer: its frame is not late, nor its message (its
                 // floor counts afresh from now). Cancelled handlers not yet gone pause reading
                 // too (`aborted.rs`), for as long as one takes to return. A pause that ended
@@ -139,6 +139,13 @@ impl<D: Dispatch> Connection<D> {
             }
         }
         if due.open.is_some_and(|at| at <= now) {
+            if self.not_reading() {
+                // We stopped reading, not the peer: a request message may be waiting unread (or
+                // unsent behind what we did not read). Its frame timeout counts afresh from now,
+                // and from when reading resumes; deadlines still end calls (`open.rs`).
+                self.opened.excuse(now);
+                self.timers.pause();
+            }
             self.expire_opened(now);
             self.timers.due.open = if self.opened.is_empty() {
                 None
@@ -196,6 +203,14 @@ impl<D: Dispatch> Connection<D> {
             }
         }
         None
+    }
+
+    /// Whether the connection is not reading its socket by its own doing: its write buffer past
+    /// the high-water mark or its streams over budget (`Connection::paused`), cancelled
+    /// handlers in the way (`aborted.rs`), or frames such a pause left not taken yet
+    /// (`backlog`). What the peer owes meanwhile is not late.
+    fn not_reading(&mut self) -> bool {
+        self.paused() || self.aborted_in_the_way() || self.backlog
     }
 
     /// What the idle timer compares between two looks: the last call opened, the handlers

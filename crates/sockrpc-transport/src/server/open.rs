@@ -6,7 +6,10 @@
 //! the connection's frame timeout, whichever is sooner, and is then answered and forgotten.
 //! The frame timeout counts from the later of the OPEN's arrival and the last piece of a split
 //! message that arrived: a client sends one split message at a time, so a request may wait
-//! behind other calls' pieces ([`OpenCalls::pieces_arrived`]).
+//! behind other calls' pieces ([`OpenCalls::pieces_arrived`]). Nor does it count while the
+//! server itself does not read (its write buffer full, its streams over budget: `conn.rs`),
+//! when the MESSAGE may be sitting unread in the socket, or unsent behind it: a pause moves
+//! the instant it counts from to when reading resumes ([`OpenCalls::excuse`]).
 //!
 //! What the waiting calls hold is counted ([`OpenCalls::held`]): the call cap bounds how many
 //! wait, but not what each holds — a path of up to 64 KiB and a 16 KiB metadata block that may
@@ -18,9 +21,9 @@
 //! OPEN, then (pieces restarting every call's wait) for each piece of a split message. After a
 //! read batch only the calls that arrived in it are settled (their arrival noted, their path
 //! and metadata copied out). A call's wait ends at the sooner of its deadline and
-//! `max(its arrival, the last piece) + frame timeout`, so for the set the frame timeout's part
-//! is the oldest arrival's, pushed on by the last piece: a piece moves one instant kept for the
-//! connection and no call. Settled calls are queued by arrival (which only goes forward) and,
+//! `max(its arrival, the last piece or pause) + frame timeout`, so for the set the frame
+//! timeout's part is the oldest arrival's, pushed on by the last piece or pause: either moves
+//! one instant kept for the connection and no call. Settled calls are queued by arrival (which only goes forward) and,
 //! those with a deadline, in a heap by it; an entry of a call gone since stays until it reaches
 //! the front (or the queues grow past twice the calls waiting, and are compacted), so each
 //! costs O(1) amortised, a deadline O(log n), and the soonest expiry is exact after each
@@ -218,16 +221,17 @@ pub(super) struct OpenCalls {
     arrivals: VecDeque<(Instant, u32)>,
     /// The settled calls with a deadline, soonest first, with entries of calls gone since.
     deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
-    /// `arrivals` or `deadlines` may hold entries, or `last_piece` an instant: what
+    /// `arrivals` or `deadlines` may hold entries, or `waits_from` an instant: what
     /// [`forget_settled`](Self::forget_settled) has to clear beyond `fresh`.
     settled: bool,
     /// Split messages' pieces arrived since the last settle ([`pieces_arrived`]).
     ///
     /// [`pieces_arrived`]: Self::pieces_arrived
     pieces: bool,
-    /// When the last piece arrived, as the settle after its read batch read the clock: no
-    /// call's wait for the frame timeout ends sooner than a frame timeout after it.
-    last_piece: Option<Instant>,
+    /// When the last piece arrived (as the settle after its read batch read the clock), or the
+    /// connection last did not read ([`excuse`](Self::excuse)), whichever is later: no call's
+    /// wait for the frame timeout ends sooner than a frame timeout after it.
+    waits_from: Option<Instant>,
     /// Calls that stopped waiting (removed or expired), for the idle timer's look at the
     /// connection's activity.
     departed: u64,
@@ -303,7 +307,7 @@ impl OpenCalls {
             self.arrivals.shrink_to(FRESH_KEPT);
             self.deadlines.clear();
             self.deadlines.shrink_to(FRESH_KEPT);
-            self.last_piece = None;
+            self.waits_from = None;
             self.pieces = false;
             self.settled = false;
         }
@@ -320,7 +324,7 @@ impl OpenCalls {
         }
         self.settled = true;
         if std::mem::take(&mut self.pieces) {
-            self.last_piece = Some(now);
+            self.excuse(now);
         }
         let OpenCalls {
             last,
@@ -362,6 +366,19 @@ impl OpenCalls {
     /// arrived; it is late only once the connection stops bringing them.
     pub(super) fn pieces_arrived(&mut self) {
         self.pieces = true;
+    }
+
+    /// The connection did not read its socket until `now` (its write buffer past the high-water
+    /// mark, its streams over budget, cancelled handlers in the way; or it reads again after
+    /// such a pause): the calls waiting for their request message wait a frame timeout from
+    /// `now` at least, for the MESSAGE may have been sitting unread, or unsent behind what the
+    /// server did not read. Their deadlines still bound them. O(1); the caller recomputes the
+    /// soonest expiry ([`settle`](Self::settle)).
+    pub(super) fn excuse(&mut self, now: Instant) {
+        if !self.is_empty() {
+            self.settled = true;
+            self.waits_from = Some(self.waits_from.map_or(now, |from| from.max(now)));
+        }
     }
 
     /// Drops the entries of calls gone since from queues grown past twice the calls waiting
@@ -417,9 +434,9 @@ impl OpenCalls {
                 self.visits += 1;
             }
         }
-        let last_piece = self.last_piece;
+        let waits_from = self.waits_from;
         let patience = self.arrivals.front().map(|&(arrival, _)| {
-            let from = last_piece.map_or(arrival, |piece| piece.max(arrival));
+            let from = waits_from.map_or(arrival, |from| from.max(arrival));
             from + frame_timeout
         });
         let deadline = self.deadlines.peek().map(|&Reverse((at, _))| at);
@@ -427,7 +444,8 @@ impl OpenCalls {
     }
 
     /// Removes and returns every settled call whose wait has ended by `now`: those past their
-    /// deadline, and those that arrived a frame timeout before `now` with no piece since.
+    /// deadline, and those that arrived a frame timeout before `now` with no piece or pause
+    /// since.
     pub(super) fn expire(&mut self, now: Instant, frame_timeout: Duration) -> Vec<(u32, Opened)> {
         let mut expired = Vec::new();
         while let Some(&Reverse(entry)) = self.deadlines.peek() {
@@ -438,9 +456,9 @@ impl OpenCalls {
             let own = self.waiting().due(entry);
             self.expire_entry(own, entry.1, &mut expired);
         }
-        let last_piece = self.last_piece;
+        let waits_from = self.waits_from;
         while let Some(&entry) = self.arrivals.front() {
-            let from = last_piece.map_or(entry.0, |piece| piece.max(entry.0));
+            let from = waits_from.map_or(entry.0, |from| from.max(entry.0));
             // Those behind it arrived no sooner.
             if from + frame_timeout > now {
                 break;

@@ -148,6 +148,56 @@ async fn with_no_pieces_a_call_waits_a_frame_timeout_from_its_own_arrival() {
     );
 }
 
+/// The server stopped reading (its write buffer full, say): at each look meanwhile, and when
+/// it reads again, the waiting calls are excused, so the frame timeout counts from the last
+/// of them; a deadline still ends its call during the pause. O(1): no call visited.
+#[tokio::test(start_paused = true)]
+async fn a_pause_of_the_server_is_not_counted_against_waiting_calls() {
+    let mut calls = OpenCalls::default();
+    let start = Instant::now();
+    calls.insert(1, opened(None));
+    calls.insert(2, opened(Some(secs(45))));
+    assert_eq!(
+        calls.settle(start, FRAME_TIMEOUT),
+        Some(start + FRAME_TIMEOUT)
+    );
+    let settled = calls.visits;
+    // Paused from the start: the timer fires every frame timeout, each time excused.
+    let mut now = start + FRAME_TIMEOUT;
+    calls.excuse(now);
+    assert!(calls.expire(now, FRAME_TIMEOUT).is_empty());
+    assert_eq!(calls.settle(now, FRAME_TIMEOUT), Some(start + secs(45)));
+    now = start + secs(45);
+    calls.excuse(now);
+    let expired = calls.expire(now, FRAME_TIMEOUT);
+    assert_eq!(expired.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2]);
+    assert_eq!(calls.settle(now, FRAME_TIMEOUT), Some(now + FRAME_TIMEOUT));
+    // Reading resumes at 50 s: call 1 waits a frame timeout from then, not from the last look.
+    let resumed = start + secs(50);
+    calls.excuse(resumed);
+    assert_eq!(
+        calls.settle(resumed, FRAME_TIMEOUT),
+        Some(resumed + FRAME_TIMEOUT)
+    );
+    // An excuse earlier than one already made moves nothing back.
+    calls.excuse(start + secs(46));
+    assert_eq!(
+        calls.settle(resumed, FRAME_TIMEOUT),
+        Some(resumed + FRAME_TIMEOUT)
+    );
+    assert!(calls
+        .expire(resumed + FRAME_TIMEOUT - secs(1), FRAME_TIMEOUT)
+        .is_empty());
+    let expired = calls.expire(resumed + FRAME_TIMEOUT, FRAME_TIMEOUT);
+    assert_eq!(expired.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1]);
+    // The queues' three entries (two arrivals, a deadline), each visited once.
+    assert_eq!(calls.visits, settled + 3);
+    // Nothing waits: nothing kept, and an excuse then keeps nothing either.
+    calls.excuse(resumed + FRAME_TIMEOUT);
+    assert_eq!(calls.waits_from, None);
+    assert_eq!(calls.settle(resumed + FRAME_TIMEOUT, FRAME_TIMEOUT), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_soonest_expiry_survives_removals_and_expiries() {
     let mut calls = OpenCalls::default();

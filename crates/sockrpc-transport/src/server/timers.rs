@@ -6,8 +6,8 @@
 //!  a split message:     frame_timeout, plus its length so far at min_message_rate, since
 //!                       its assembly was first seen open (folded into the frame deadline)
 //!  no call in flight:   idle_timeout since the last one ended          (MAX_CONNECTION_IDLE)
-//!  OPEN, no MESSAGE:    the call's deadline, or frame_timeout since the OPEN or the
-//!                       last piece of a split message                  (see open.rs)
+//!  OPEN, no MESSAGE:    the call's deadline, or frame_timeout since the OPEN, the last
+//!                       piece of a split message or the server's pause (see open.rs)
 //!  nothing received:    keepalive interval, then PING; no PONG within its timeout: closed
 //!  since accept:        max_connection_age, then GOAWAY; its grace, then closed (age.rs)
 //! ```
@@ -131,6 +131,9 @@ pub(super) struct Timers {
     /// its streams over their budget) with a split message in assembly: that time is the
     /// server's, and moves the message's floor on when reading resumes.
     paused_at: Option<Instant>,
+    /// The connection stopped reading and has not read since: when it does, the calls waiting
+    /// for their request message are excused the pause (`OpenCalls::excuse`).
+    paused: bool,
     timer: ConnTimer,
 }
 
@@ -140,6 +143,7 @@ impl Timers {
             due,
             assembly: None,
             paused_at: None,
+            paused: false,
             timer: ConnTimer::new(),
         }
     }
@@ -147,6 +151,7 @@ impl Timers {
     /// The connection stops reading: with a split message in assembly, notes when (the clock
     /// is read once per pause, and only then).
     pub(super) fn pause(&mut self) {
+        self.paused = true;
         if self.assembly.is_some() && self.paused_at.is_none() {
             self.paused_at = Some(Instant::now());
         }
@@ -155,20 +160,27 @@ impl Timers {
     /// The connection stopped reading at `now` and restarted the message's floor from then:
     /// the pause counts from `now`.
     pub(super) fn pause_from(&mut self, now: Instant) {
+        self.paused = true;
         if self.assembly.is_some() {
             self.paused_at = Some(now);
         }
     }
 
     /// The connection reads again: the split message in assembly had the time it did not
-    /// added to its floor (`since` moves on by it). One branch when it was not paused.
+    /// added to its floor (`since` moves on by it). Whether it was paused (the caller then
+    /// excuses the calls waiting for their request message). One branch when it was not.
     #[inline]
-    pub(super) fn resume(&mut self) {
+    pub(super) fn resume(&mut self) -> bool {
+        if !self.paused {
+            return false;
+        }
+        self.paused = false;
         if let Some(at) = self.paused_at.take() {
             if let Some(assembly) = &mut self.assembly {
                 assembly.since += Instant::now().saturating_duration_since(at);
             }
         }
+        true
     }
 
     /// Whether the deadlines changed since the timer was last armed (so it must be polled
