@@ -40,6 +40,7 @@ mod late_unary_credit;
 mod linger;
 mod memory;
 mod metadata_limit;
+mod over_budget_waiting;
 mod panic_log;
 mod parked_handlers;
 mod parked_wakes;

@@ -451,7 +451,7 @@ impl<D: Dispatch> Connection<D> {
         }
         // Nothing to do until woken: the socket is empty, or cancelled handlers are in the way.
         let mut waiting = false;
-        for _ in 0..READS_PER_POLL {
+        for round in 0..READS_PER_POLL {
             // Seen under the lock the pass already took (above, or after the last batch's
             // flush): one lock per read batch, not two.
             if over_budget {
@@ -461,7 +461,16 @@ impl<D: Dispatch> Connection<D> {
                     // catch up (they wake this task as they consume).
                     state.reader = Some(cx.waker().clone());
                     drop(state);
+                    if round > 0 {
+                        // The last batch's waiting calls are settled now, not once reading
+                        // resumes: their path and metadata no longer hold its read buffer, and
+                        // their deadlines run meanwhile.
+                        this.update_deadlines();
+                    }
                     this.timers.pause();
+                    if this.timers.stale() && this.timers.poll(cx).is_ready() {
+                        cx.waker().wake_by_ref();
+                    }
                     return Poll::Pending;
                 }
             }
