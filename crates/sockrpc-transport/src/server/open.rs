@@ -23,11 +23,12 @@
 //! and metadata copied out). A call's wait ends at the sooner of its deadline and
 //! `max(its arrival, the last piece or pause) + frame timeout`, so for the set the frame
 //! timeout's part is the oldest arrival's, pushed on by the last piece or pause: either moves
-//! one instant kept for the connection and no call. Settled calls are queued by arrival (which only goes forward) and,
-//! those with a deadline, in a heap by it; an entry of a call gone since stays until it reaches
-//! the front (or the queues grow past twice the calls waiting, and are compacted), so each
-//! costs O(1) amortised, a deadline O(log n), and the soonest expiry is exact after each
-//! settle. [`OpenCalls::expire`] takes the expired calls from the fronts, never the rest.
+//! one instant kept for the connection and no call. Settled calls are queued by arrival (which
+//! only goes forward) and, those with a deadline, in a heap by it; an entry of a call gone
+//! since stays until it reaches the front (or the queues grow past twice the calls waiting,
+//! and are compacted), so each costs O(1) amortised, a deadline O(log n), and the soonest
+//! expiry is exact after each settle. [`OpenCalls::expire`] takes the expired calls from the
+//! fronts, never the rest.
 
 use foldhash::HashMap;
 use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath, PathCache};
