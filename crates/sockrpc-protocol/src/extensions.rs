@@ -5,9 +5,9 @@
 //! metadata (which a peer could forge) and without a global. One value per type, as in `http`'s
 //! extensions.
 //!
-//! Why a vector and not a hash map: a request carries a handful of extensions at most, so a
-//! linear scan over a few `TypeId`s beats hashing, and an empty vector does not allocate — most
-//! calls carry none, and the hot path must not pay for the feature.
+//! Why a list and not a hash map: a request carries a handful of extensions at most, so a
+//! linear scan over a few `TypeId`s beats hashing. An empty map is a null pointer, allocating
+//! nothing — most calls carry none, and the hot path must not pay for the feature.
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -41,9 +41,21 @@ impl<T: Clone + Send + Sync + 'static> Extension for T {
 /// A map from type to one value of that type. Empty, it costs no allocation.
 #[derive(Default)]
 pub struct Extensions {
-    /// `None` until the first value: most requests and responses carry none, and dropping
-    /// `None` is one comparison where an empty `Vec` is a call into its drop glue.
-    entries: Option<Vec<(TypeId, Box<dyn Extension>)>>,
+    /// `None` until the first value: most requests and responses carry none. Boxed, an empty
+    /// map is one null pointer, 8 bytes of every request and response moved through the layers
+    /// (an `Option<Vec>` was 24), and dropping it is a compare in place, where an `Option<Vec>`
+    /// was a call into its drop glue (a unary call drops three: `docs/PERFORMANCE-AMD.md`).
+    entries: Option<Box<Entries>>,
+}
+
+/// One value and its type.
+type Entry = (TypeId, Box<dyn Extension>);
+
+/// The values of a map that holds any: the first in the box itself, so that a map of one value
+/// takes one allocation besides the value's, as the vector before it did.
+struct Entries {
+    first: Entry,
+    rest: Vec<Entry>,
 }
 
 impl Extensions {
@@ -52,32 +64,49 @@ impl Extensions {
         Extensions::default()
     }
 
-    fn entries(&self) -> &[(TypeId, Box<dyn Extension>)] {
-        self.entries.as_deref().unwrap_or(&[])
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .flat_map(|entries| std::iter::once(&entries.first).chain(&entries.rest))
     }
 
-    fn entries_mut(&mut self) -> &mut Vec<(TypeId, Box<dyn Extension>)> {
-        self.entries.get_or_insert_with(Vec::new)
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.entries.iter_mut().flat_map(|entries| {
+            let Entries { first, rest } = &mut **entries;
+            std::iter::once(first).chain(rest)
+        })
+    }
+
+    /// Adds a value of a type not stored yet.
+    fn push(&mut self, entry: Entry) {
+        match &mut self.entries {
+            Some(entries) => entries.rest.push(entry),
+            None => {
+                self.entries = Some(Box::new(Entries {
+                    first: entry,
+                    rest: Vec::new(),
+                }))
+            }
+        }
     }
 
     /// Stores `value`, returning the value of the same type it replaces.
     pub fn insert<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
         let id = TypeId::of::<T>();
-        for (key, slot) in self.entries.iter_mut().flatten() {
+        for (key, slot) in self.iter_mut() {
             if *key == id {
                 let old = std::mem::replace(slot, Box::new(value));
                 return old.into_any().downcast::<T>().ok().map(|old| *old);
             }
         }
-        self.entries_mut().push((id, Box::new(value)));
+        self.push((id, Box::new(value)));
         None
     }
 
     /// The value of type `T`.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         let id = TypeId::of::<T>();
-        self.entries()
-            .iter()
+        self.iter()
             .find(|(key, _)| *key == id)
             .and_then(|(_, value)| value.as_ref().as_any().downcast_ref::<T>())
     }
@@ -85,9 +114,7 @@ impl Extensions {
     /// The value of type `T`, to change.
     pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
         let id = TypeId::of::<T>();
-        self.entries
-            .iter_mut()
-            .flatten()
+        self.iter_mut()
             .find(|(key, _)| *key == id)
             .and_then(|(_, value)| value.as_mut().as_any_mut().downcast_mut::<T>())
     }
@@ -96,8 +123,16 @@ impl Extensions {
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
         let id = TypeId::of::<T>();
         let entries = self.entries.as_mut()?;
-        let at = entries.iter().position(|(key, _)| *key == id)?;
-        let (_, value) = entries.swap_remove(at);
+        let value = if entries.first.0 == id {
+            match entries.rest.pop() {
+                Some(last) => std::mem::replace(&mut entries.first, last).1,
+                // The only value: the map is empty again.
+                None => self.entries.take()?.first.1,
+            }
+        } else {
+            let at = entries.rest.iter().position(|(key, _)| *key == id)?;
+            entries.rest.swap_remove(at).1
+        };
         value.into_any().downcast::<T>().ok().map(|value| *value)
     }
 
@@ -108,12 +143,14 @@ impl Extensions {
 
     /// How many values are stored.
     pub fn len(&self) -> usize {
-        self.entries().len()
+        self.entries
+            .as_ref()
+            .map_or(0, |entries| 1 + entries.rest.len())
     }
 
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.entries().is_empty()
+        self.entries.is_none()
     }
 
     /// Removes every value.
@@ -123,28 +160,29 @@ impl Extensions {
 
     /// Moves every value of `other` in, replacing values of the same types.
     pub fn extend(&mut self, other: Extensions) {
-        for (id, value) in other.entries.into_iter().flatten() {
-            match self
-                .entries
-                .iter_mut()
-                .flatten()
-                .find(|(key, _)| *key == id)
-            {
-                Some((_, slot)) => *slot = value,
-                None => self.entries_mut().push((id, value)),
+        let Some(entries) = other.entries else {
+            return;
+        };
+        let Entries { first, rest } = *entries;
+        for (id, value) in std::iter::once(first).chain(rest) {
+            if let Some((_, slot)) = self.iter_mut().find(|(key, _)| *key == id) {
+                *slot = value;
+                continue;
             }
+            self.push((id, value));
         }
     }
 }
 
 impl Clone for Extensions {
     fn clone(&self) -> Extensions {
+        let clone = |(id, value): &Entry| (*id, value.as_ref().clone_box());
         Extensions {
             entries: self.entries.as_ref().map(|entries| {
-                entries
-                    .iter()
-                    .map(|(id, value)| (*id, value.as_ref().clone_box()))
-                    .collect()
+                Box::new(Entries {
+                    first: clone(&entries.first),
+                    rest: entries.rest.iter().map(clone).collect(),
+                })
             }),
         }
     }
@@ -195,6 +233,24 @@ mod tests {
         let mut ext = Extensions::new();
         ext.insert(1u8);
         ext.clear();
+        assert!(ext.entries.is_none() && ext.is_empty());
+    }
+
+    #[test]
+    fn removing_the_first_keeps_the_rest() {
+        let mut ext = Extensions::new();
+        ext.insert(1u8);
+        ext.insert(2u16);
+        ext.insert(3u32);
+        assert_eq!(ext.remove::<u8>(), Some(1));
+        assert_eq!(
+            (ext.len(), ext.get::<u16>(), ext.get::<u32>()),
+            (2, Some(&2), Some(&3))
+        );
+        assert_eq!(ext.remove::<u8>(), None);
+        assert_eq!(ext.remove::<u16>(), Some(2));
+        assert_eq!(ext.remove::<u32>(), Some(3));
+        // The last value gone, the map is empty again: no allocation kept.
         assert!(ext.entries.is_none() && ext.is_empty());
     }
 }
