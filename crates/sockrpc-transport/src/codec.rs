@@ -369,6 +369,19 @@ impl Decoder for FrameDecoder {
                     let mut head = [0u8; HEADER_LEN];
                     head.copy_from_slice(&src[..HEADER_LEN]);
                     let header = FrameHeader::read(&head)?;
+                    let len = header.length as usize;
+                    if header.kind == FrameKind::Message
+                        && header.flags & FLAG_MORE == 0
+                        && len <= self.limits.max_message_size
+                        && src.len() >= HEADER_LEN + len
+                        && !self.pieces.is_open()
+                    {
+                        // The common case, a whole message whole in the buffer (an answer, a
+                        // streamed message): what the checks, `Pieces` and the parser below do
+                        // with it, without the trip through them (a client reads one a call).
+                        let body = self.take_body(src, HEADER_LEN, len);
+                        return Ok(Some(Frame::message(&header, body)));
+                    }
                     if header.is_skippable_control(&self.limits) {
                         src.advance(HEADER_LEN);
                         self.state = State::Skip {

@@ -136,6 +136,19 @@ impl Body {
 }
 
 impl Frame {
+    /// The MESSAGE frame `header` announces, with its whole `body` (a MESSAGE's body is the
+    /// message as it is: nothing in it to check).
+    #[inline]
+    pub fn message(header: &FrameHeader, body: Bytes) -> Frame {
+        Frame::Message {
+            call_id: header.call_id,
+            end_stream: header.flags & FLAG_END_STREAM != 0,
+            compressed: header.flags & FLAG_COMPRESSED != 0,
+            end_ok: header.flags & FLAG_END_OK != 0,
+            body,
+        }
+    }
+
     /// Parses a body whose header has passed [`FrameHeader::parse`].
     pub fn parse(header: &FrameHeader, body: Bytes, limits: &Limits) -> Result<Frame, FrameError> {
         Self::parse_with(header, body, limits, None)
@@ -207,15 +220,7 @@ impl Frame {
                 metadata: body.metadata(limits)?,
                 encoding: body.encoding(header.flags)?,
             },
-            FrameKind::Message => {
-                return Ok(Frame::Message {
-                    call_id,
-                    end_stream,
-                    compressed: header.flags & FLAG_COMPRESSED != 0,
-                    end_ok: header.flags & FLAG_END_OK != 0,
-                    body: body.buf,
-                })
-            }
+            FrameKind::Message => return Ok(Frame::message(header, body.buf)),
             FrameKind::End => {
                 let code = Code::from_u32(body.u32()?);
                 let len = body.u32()? as usize;
