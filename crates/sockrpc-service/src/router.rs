@@ -22,8 +22,58 @@ trait Route: Send + Sync {
 
 struct ServiceRoute<S>(S);
 
-/// Service name (its bytes) → route.
-type Routes = HashMap<Box<[u8]>, Arc<dyn Route>>;
+/// Past this many services, a call's service is found by hashing its name.
+const FEW: usize = 8;
+
+/// Service name (its bytes) → route. A server carries a handful of services, so up to [`FEW`]
+/// a call's is found in a list whose names are compared by length before their bytes: hashing
+/// the name (20 bytes for `sockrpc.bench.Bench`), probing and comparing took about 150
+/// instructions a call (`docs/PERFORMANCE-AMD.md`, session 60).
+#[derive(Clone, Default)]
+struct Routes {
+    map: HashMap<Box<[u8]>, Arc<dyn Route>>,
+    /// The map's entries while there are at most [`FEW`]; empty past that.
+    few: Vec<NamedRoute>,
+}
+
+/// A service's name and its route.
+type NamedRoute = (Box<[u8]>, Arc<dyn Route>);
+
+impl Routes {
+    fn insert(&mut self, name: Box<[u8]>, route: Arc<dyn Route>) {
+        self.map.insert(name, route);
+        self.few.clear();
+        if self.map.len() <= FEW {
+            let entries = self.map.iter();
+            self.few
+                .extend(entries.map(|(name, route)| (name.clone(), Arc::clone(route))));
+        }
+    }
+
+    #[inline]
+    fn get(&self, name: &[u8]) -> Option<&Arc<dyn Route>> {
+        if self.map.len() > FEW {
+            return self.map.get(name);
+        }
+        let found = self
+            .few
+            .iter()
+            .find(|(key, _)| key.len() == name.len() && **key == *name);
+        found.map(|(_, route)| route)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Box<[u8]>, &Arc<dyn Route>)> {
+        self.map.iter()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Box<[u8]>> {
+        self.map.keys()
+    }
+}
 
 impl<S> Route for ServiceRoute<S>
 where
@@ -243,5 +293,85 @@ where
             (Err(_), None) => {}
         }
         Poll::Ready(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sockrpc_protocol::{Code, MethodPath, Request};
+
+    /// A service that fails every call with its own name, to show which one a call reached.
+    #[derive(Clone)]
+    struct Named(String);
+
+    impl Service<Call> for Named {
+        type Response = Response<Body>;
+        type Error = Status;
+        type Future = std::future::Ready<Result<Response<Body>, Status>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Call) -> Self::Future {
+            std::future::ready(Err(Status::aborted(self.0.clone())))
+        }
+    }
+
+    /// Which service a call of `service`'s method reached: its name, or the code it failed with.
+    async fn reached(router: &mut Router, service: &str) -> Result<String, Code> {
+        let path = Bytes::from(format!("/{service}/Method"));
+        let path = MethodPath::try_from_bytes(path).map_err(|_| Code::InvalidArgument)?;
+        let call = Call::new(path, Request::new(Body::empty()));
+        match router.call(call).await {
+            Err(status) if status.code() == Code::Aborted => Ok(status.message().to_owned()),
+            Err(status) => Err(status.code()),
+            Ok(_) => Err(Code::Ok),
+        }
+    }
+
+    #[tokio::test]
+    async fn few_services_are_found_by_name_and_length() {
+        // Names of one length, and one that is another's prefix: the scan compares bytes.
+        let names = ["pkg.One", "pkg.Two", "pkg.Six", "pkg.Tw"];
+        let mut router = names.iter().fold(Router::new(), |router, name| {
+            router.add_named(name, Named((*name).to_owned()))
+        });
+        for name in names {
+            assert_eq!(reached(&mut router, name).await, Ok(name.to_owned()));
+        }
+        assert_eq!(
+            reached(&mut router, "pkg.Ten").await,
+            Err(Code::Unimplemented)
+        );
+        assert_eq!(
+            reached(&mut router, "pkg.T").await,
+            Err(Code::Unimplemented)
+        );
+    }
+
+    #[tokio::test]
+    async fn many_services_are_found_by_hash() {
+        let names: Vec<String> = (0..FEW + 3).map(|i| format!("pkg.Service{i}")).collect();
+        let mut router = Router::new();
+        for name in &names {
+            router = router.add_named(name, Named(name.clone()));
+        }
+        // Merged in afterwards, past the list: still found.
+        let mut router = router.merge(Router::new().add_named("pkg.Late", Named("late".into())));
+        assert!(router.routes.few.is_empty());
+        for name in &names {
+            assert_eq!(reached(&mut router, name).await, Ok(name.clone()));
+        }
+        assert_eq!(
+            reached(&mut router, "pkg.Late").await,
+            Ok("late".to_owned())
+        );
+        assert_eq!(
+            reached(&mut router, "pkg.Other").await,
+            Err(Code::Unimplemented)
+        );
     }
 }
