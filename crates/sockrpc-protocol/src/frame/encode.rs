@@ -204,7 +204,12 @@ fn put_open_head(dst: &mut BytesMut, call_id: u32, open: &OpenFrame<'_>, with_me
     fixed[at + 8..at + 10].copy_from_slice(&(path.len() as u16).to_be_bytes());
     dst.put_slice(&fixed[..at + 10]);
     dst.put_slice(path);
-    put_metadata(dst, open.metadata);
+    if open.metadata.is_empty() {
+        // Nearly every call's: the block's count alone, without a call to write it.
+        dst.put_u16(0);
+    } else {
+        put_metadata(dst, open.metadata);
+    }
     if let Some(encoding) = &open.encoding {
         encoding.put(dst);
     }

@@ -186,6 +186,7 @@ pub(super) fn check_timeout(timeout: Option<Duration>) -> Result<(), Status> {
 }
 
 /// Checks one request message against this side's sending limit.
+#[inline]
 pub(super) fn check_message(message: &Bytes, limits: &Limits) -> Result<(), Status> {
     if message.len() > limits.send_limit() {
         return Err(Status::resource_exhausted(format!(
