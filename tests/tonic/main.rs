@@ -32,16 +32,21 @@
 //! - metadata_forms: tonic's metadata setters and getters as tonic's tests write them
 //!   (`"v".parse().unwrap()`, `.get(k).unwrap().to_str().unwrap()`), across a call both ways;
 //! - ported_names: `server::NamedService` (naming a service to the health reporter),
-//!   `codec::CompressionEncoding` and `Channel::balance_list`, at tonic's paths.
+//!   `codec::CompressionEncoding` and `Channel::balance_list`, at tonic's paths;
+//! - keepalive_forms: tonic's `http2_keep_alive.rs` in tonic's forms (server and channel);
+//! - decoded_limit: tonic's `limit_decoded_message_size`, compressed requests held to a
+//!   decoded-size limit, per encoding.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
 mod api;
 mod concurrency_limit;
+mod decoded_limit;
 mod disable_compression;
 mod dyn_service;
 mod forwarded;
 mod keep_alive;
+mod keepalive_forms;
 mod learned_encodings;
 mod limits;
 mod local_address;
