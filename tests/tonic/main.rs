@@ -35,7 +35,8 @@
 //!   `codec::CompressionEncoding` and `Channel::balance_list`, at tonic's paths;
 //! - keepalive_forms: tonic's `http2_keep_alive.rs` in tonic's forms (server and channel);
 //! - decoded_limit: tonic's `limit_decoded_message_size`, compressed requests held to a
-//!   decoded-size limit, per encoding.
+//!   decoded-size limit, per encoding;
+//! - reflection: tonic-reflection's own tests, with its `server::Builder` and `pb::{v1, v1alpha}`.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -55,6 +56,7 @@ mod metadata_forms;
 mod paths;
 mod ported_names;
 mod rate_limit;
+mod reflection;
 mod refusals;
 mod response_encoding;
 mod sensitive;

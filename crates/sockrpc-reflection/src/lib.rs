@@ -22,10 +22,14 @@
 //! - [`index`]: the registered descriptors, by file name and by symbol.
 //! - [`service`]: the `ServerReflectionInfo` stream: one answer per request.
 //! - [`v1alpha`]: the service under its v1alpha name.
+//! - [`v1alpha_client`]: a client of that name (`pb::v1alpha::server_reflection_client`).
+//! - [`server`]: tonic-reflection's `Builder`, by its names, for one version at a time.
 
 pub mod index;
+pub mod server;
 pub mod service;
 pub mod v1alpha;
+pub mod v1alpha_client;
 
 pub use index::{DescriptorIndex, IndexError, SentFiles};
 pub use service::Reflection;
@@ -35,6 +39,22 @@ pub use service::Reflection;
 pub mod pb {
     #![allow(missing_docs, unreachable_pub, clippy::all, rustdoc::all)]
     sockrpc::include_proto!("grpc.reflection.v1");
+
+    /// The same, at tonic-reflection's path for it (`pb::v1`).
+    pub mod v1 {
+        pub use super::*;
+    }
+
+    /// tonic-reflection's `pb::v1alpha`: v1's messages (gRPC renamed the package, not a
+    /// message) and a client of the v1alpha name.
+    pub mod v1alpha {
+        pub use super::{
+            server_reflection_request, server_reflection_response, ErrorResponse,
+            ExtensionNumberResponse, ExtensionRequest, FileDescriptorResponse, ListServiceResponse,
+            ServerReflectionRequest, ServerReflectionResponse, ServiceResponse,
+        };
+        pub use crate::v1alpha_client as server_reflection_client;
+    }
 }
 
 use sockrpc::server::ServerBuilder;

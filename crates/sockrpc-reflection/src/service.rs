@@ -19,6 +19,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Reflection {
     index: Arc<Result<DescriptorIndex, IndexError>>,
+    /// The services `list_services` names when set (tonic's `with_service_name`); otherwise
+    /// every service the index declares.
+    listed: Option<Arc<[String]>>,
 }
 
 impl Reflection {
@@ -36,6 +39,7 @@ impl Reflection {
             .map(|()| index);
         Reflection {
             index: Arc::new(built),
+            listed: None,
         }
     }
 
@@ -43,7 +47,17 @@ impl Reflection {
     pub fn from_index(index: DescriptorIndex) -> Reflection {
         Reflection {
             index: Arc::new(Ok(index)),
+            listed: None,
         }
+    }
+
+    /// The same service, whose `list_services` names `services`, in that order, instead of
+    /// every service the descriptors declare (tonic's `Builder::with_service_name`): a
+    /// package's set declares its services whether this server serves them or not. Lookups
+    /// by symbol and file are unchanged.
+    pub fn listing_only(mut self, services: Vec<String>) -> Reflection {
+        self.listed = Some(services.into());
+        self
     }
 
     /// The service as `grpc.reflection.v1.ServerReflection`, to mount with `add_service`.
@@ -100,14 +114,19 @@ impl Reflection {
                 }
             }
             Some(MessageRequest::ListServices(_)) => {
-                MessageResponse::ListServicesResponse(ListServiceResponse {
-                    service: index
+                let service = match &self.listed {
+                    Some(listed) => listed
+                        .iter()
+                        .map(|name| ServiceResponse { name: name.clone() })
+                        .collect(),
+                    None => index
                         .services()
                         .map(|name| ServiceResponse {
                             name: name.to_owned(),
                         })
                         .collect(),
-                })
+                };
+                MessageResponse::ListServicesResponse(ListServiceResponse { service })
             }
             None => MessageResponse::ErrorResponse(ErrorResponse {
                 error_code: Code::InvalidArgument as i32,
