@@ -36,7 +36,8 @@
 //! - keepalive_forms: tonic's `http2_keep_alive.rs` in tonic's forms (server and channel);
 //! - decoded_limit: tonic's `limit_decoded_message_size`, compressed requests held to a
 //!   decoded-size limit, per encoding;
-//! - reflection: tonic-reflection's own tests, with its `server::Builder` and `pb::{v1, v1alpha}`.
+//! - reflection: tonic-reflection's own tests, with its `server::Builder` and `pb::{v1, v1alpha}`;
+//! - health: tonic-health's own tests, with its `server::health_reporter` and reporter names.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
@@ -46,6 +47,7 @@ mod decoded_limit;
 mod disable_compression;
 mod dyn_service;
 mod forwarded;
+mod health;
 mod keep_alive;
 mod keepalive_forms;
 mod learned_encodings;

@@ -11,6 +11,8 @@
 //! - [`GrpcHealthProbe`]: the client side — a balanced channel
 //!   ([`sockrpc::service::balance`]) watches each endpoint through it and takes endpoints that
 //!   say `NOT_SERVING` out of rotation, or whose `Watch` ended, until it answers `SERVING`.
+//! - tonic-health's names for these: [`server::health_reporter`],
+//!   `HealthReporter::set_service_status` / `clear_service_status` (`tonic_names.rs`).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -24,7 +26,8 @@
 
 mod probe;
 mod reporter;
-mod server;
+pub mod server;
+mod tonic_names;
 
 pub use probe::GrpcHealthProbe;
 pub use reporter::{HealthReporter, MAX_SERVICES, MAX_WATCHED_NAME};

@@ -1,8 +1,10 @@
-//! `HealthService`: `grpc.health.v1.Health` answered from a [`HealthReporter`].
+//! `HealthService`: `grpc.health.v1.Health` answered from a [`HealthReporter`]. Public at
+//! tonic-health's path, `server::health_reporter()`, so a tonic server's setup carries over.
 
 use crate::pb::health_server::{Health, HealthServer};
 use crate::pb::{HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse};
-use crate::{HealthReporter, ServingStatus};
+pub use crate::HealthReporter;
+use crate::ServingStatus;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use sockrpc::{Request, Response, Status};
 
@@ -12,6 +14,11 @@ pub fn health_service() -> (HealthReporter, HealthServer<HealthService>) {
     let reporter = HealthReporter::new();
     let server = HealthServer::new(HealthService::new(reporter.clone()));
     (reporter, server)
+}
+
+/// tonic-health's name for [`health_service`]: the reporter and the server it drives.
+pub fn health_reporter() -> (HealthReporter, HealthServer<HealthService>) {
+    health_service()
 }
 
 /// Answers `Check`, `List` and `Watch` from a [`HealthReporter`].
