@@ -36,8 +36,10 @@
 //! - keepalive_forms: tonic's `http2_keep_alive.rs` in tonic's forms (server and channel);
 //! - decoded_limit: tonic's `limit_decoded_message_size`, compressed requests held to a
 //!   decoded-size limit, per encoding;
-//! - reflection: tonic-reflection's own tests, with its `server::Builder` and `pb::{v1, v1alpha}`;
-//! - health: tonic-health's own tests, with its `server::health_reporter` and reporter names.
+//! - health, reflection: tonic-health's and tonic-reflection's own tests, with their builder
+//!   and reporter names.
+//!
+//! `COVERAGE.md` maps every test of tonic's suites to the sockrpc test that covers it.
 //!
 //! Every loop is bounded in count and every wait in time; nothing asserts speed.
 
