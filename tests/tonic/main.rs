@@ -37,7 +37,8 @@
 //! - decoded_limit: tonic's `limit_decoded_message_size`, compressed requests held to a
 //!   decoded-size limit, per encoding;
 //! - health, reflection: tonic-health's and tonic-reflection's own tests, with their builder
-//!   and reporter names.
+//!   and reporter names;
+//! - default_stubs: tonic's `default_stubs` crate's tests, over TCP and Unix sockets.
 //!
 //! `COVERAGE.md` maps every test of tonic's suites to the sockrpc test that covers it.
 //!
@@ -46,6 +47,7 @@
 mod api;
 mod concurrency_limit;
 mod decoded_limit;
+mod default_stubs;
 mod disable_compression;
 mod dyn_service;
 mod forwarded;
