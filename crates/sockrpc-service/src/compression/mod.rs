@@ -310,12 +310,10 @@ impl Decoding {
             }
         };
         if !self.accept.contains(encoding) {
+            // tonic's words exactly (its tests compare them whole); what this side reads
+            // travels in the refusal's `grpc-accept-encoding` entry.
             return Err(encoding_refused(
-                format!(
-                    "Content is compressed with `{encoding}` which isn't supported (this {side} \
-                     accepts {})",
-                    self.accept
-                ),
+                format!("Content is compressed with `{encoding}` which isn't supported"),
                 self.accept,
             ));
         }
