@@ -306,3 +306,127 @@ async fn calls_answered_in_their_read_leave_nothing_to_settle() {
         "the batch's room is given back"
     );
 }
+
+/// A model of the waiting calls: each ends at the sooner of its deadline and a frame timeout
+/// after the later of its arrival (the settle after its OPEN) and the last piece or pause.
+#[derive(Default)]
+struct Model {
+    /// id → (deadline, arrival once settled).
+    calls: std::collections::BTreeMap<u32, (Option<Instant>, Option<Instant>)>,
+    waits_from: Option<Instant>,
+    pieces: bool,
+}
+
+impl Model {
+    fn ends(&self, (deadline, arrival): (Option<Instant>, Option<Instant>)) -> Option<Instant> {
+        let arrival = arrival?;
+        let from = self.waits_from.map_or(arrival, |w| w.max(arrival));
+        sooner(deadline, Some(from + FRAME_TIMEOUT))
+    }
+
+    fn soonest(&self) -> Option<Instant> {
+        self.calls.values().filter_map(|&c| self.ends(c)).min()
+    }
+
+    fn excuse(&mut self, now: Instant) {
+        if !self.calls.is_empty() {
+            self.waits_from = Some(self.waits_from.map_or(now, |w| w.max(now)));
+        }
+    }
+}
+
+/// Random opens, messages, pieces, pauses, settles and expiries against [`Model`]: every
+/// settle gives the model's soonest end exactly, every expiry ends exactly the calls whose
+/// wait is over, and the queues stay within twice the calls waiting (and some room).
+#[test]
+fn open_calls_match_a_model_of_their_waits() {
+    let base = std::time::Instant::now();
+    let base = Instant::from_std(base);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..300 {
+        let mut calls = OpenCalls::default();
+        let mut model = Model::default();
+        let mut now = base;
+        let mut id = 0u32;
+        for step in 0..400 {
+            let what = format!("round {round} step {step}");
+            match next(10) {
+                0..=2 => {
+                    id += 1 + next(3) as u32;
+                    let mut call = opened(None);
+                    call.deadline = match next(3) {
+                        0 => None,
+                        _ => Some(now + Duration::from_secs(next(90))),
+                    };
+                    model.calls.insert(id, (call.deadline, None));
+                    calls.insert(id, call);
+                }
+                3 => {
+                    // A MESSAGE (or CANCEL, END) for a call that may have gone already.
+                    let target = id.saturating_sub(next(8) as u32);
+                    let gone = calls.remove(&target).is_some();
+                    assert_eq!(gone, model.calls.remove(&target).is_some(), "{what}");
+                }
+                4 => {
+                    calls.pieces_arrived();
+                    model.pieces = true;
+                }
+                5 => {
+                    calls.excuse(now);
+                    model.excuse(now);
+                }
+                6 => now += Duration::from_secs(next(40)),
+                _ => {
+                    // After a read batch (`update_deadlines`) or when the timer fires at the
+                    // soonest end (`on_timer`: expire, then settle).
+                    if next(2) == 0 {
+                        if let Some(due) = model.soonest() {
+                            now = now.max(due);
+                        }
+                        let mut ended: Vec<u32> = calls
+                            .expire(now, FRAME_TIMEOUT)
+                            .into_iter()
+                            .map(|(id, _)| id)
+                            .collect();
+                        ended.sort_unstable();
+                        let due: Vec<u32> = model
+                            .calls
+                            .iter()
+                            .filter(|(_, &c)| model.ends(c).is_some_and(|at| at <= now))
+                            .map(|(&id, _)| id)
+                            .collect();
+                        assert_eq!(ended, due, "{what}: expired at {:?}", now - base);
+                        for id in due {
+                            model.calls.remove(&id);
+                        }
+                    }
+                    if calls.is_empty() {
+                        assert_eq!(calls.settle(now, FRAME_TIMEOUT), None, "{what}");
+                        model.pieces = false;
+                        continue;
+                    }
+                    if std::mem::take(&mut model.pieces) {
+                        model.excuse(now);
+                    }
+                    for call in model.calls.values_mut() {
+                        call.1.get_or_insert(now);
+                    }
+                    let soonest = calls.settle(now, FRAME_TIMEOUT);
+                    assert_eq!(soonest, model.soonest(), "{what}: at {:?}", now - base);
+                    let most = 2 * calls.len() + FRESH_KEPT;
+                    assert!(calls.arrivals.len() <= most, "{what}");
+                    assert!(calls.deadlines.len() <= most, "{what}");
+                }
+            }
+            assert_eq!(calls.len(), model.calls.len(), "{what}");
+            let held: usize = model.calls.len() * opened(None).cost();
+            assert_eq!(calls.held(), held, "{what}");
+        }
+    }
+}
