@@ -8,6 +8,8 @@
 //! a name. Carried back whole, a request at the limit still made an answer over it, and a long
 //! `host` went back twice (`valid_host` too): an answer now carries each of the request's
 //! strings back cut at 1 KiB, so it is never more than a few KiB beside what it found.
+//! A type found under a name padded with leading dots (which the lookup skips) is named back
+//! as the server knows it, not as asked: whole, such a name made an answer over the limit too.
 
 use crate::support::{bounded, start_serving};
 use prost::Message as _;
@@ -183,5 +185,34 @@ async fn a_long_host_is_not_carried_back_twice() {
         );
     }
     assert_eq!(answers.len(), 2, "an answer per request");
+    server.stop().await;
+}
+
+/// A type the server has, named with leading dots (its lookup skips them) that fill the request
+/// to the message limit: found, its answer named the type back as asked (`base_type_name`),
+/// whole, beside the request carried back, a KiB over the send limit, and the whole stream
+/// failed `RESOURCE_EXHAUSTED`. The answer names the type as the server knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_found_under_a_padded_name_is_named_as_the_server_knows_it() {
+    let name = "grpc.reflection.v1.ServerReflectionRequest";
+    let padded = format!("{}{name}", ".".repeat(LIMIT - 5 - name.len()));
+    let request = ask(MessageRequest::AllExtensionNumbersOfType(padded));
+    assert_eq!(request.encoded_len(), LIMIT, "the largest request taken");
+    let requests = vec![request, ask(MessageRequest::ListServices(String::new()))];
+    let (answers, server) = answers_to(requests).await;
+    match answers.first() {
+        Some(Ok(MessageResponse::AllExtensionNumbersResponse(found))) => {
+            assert_eq!(found.base_type_name, name);
+        }
+        other => panic!("the lookup: {other:?}"),
+    }
+    assert!(
+        matches!(
+            answers.get(1),
+            Some(Ok(MessageResponse::ListServicesResponse(_)))
+        ),
+        "the stream goes on: {:?}",
+        answers.get(1)
+    );
     server.stop().await;
 }

@@ -104,9 +104,13 @@ impl Reflection {
             ),
             Some(MessageRequest::AllExtensionNumbersOfType(message)) => {
                 match index.extension_numbers(message) {
+                    // Named as the index knows it: the lookup skips leading dots, and a name
+                    // padded with them to the message limit, named back whole beside the
+                    // request carried back, made an answer over the send limit
+                    // (`tests/hostile/reflection_names.rs`).
                     Some(numbers) => {
                         MessageResponse::AllExtensionNumbersResponse(ExtensionNumberResponse {
-                            base_type_name: message.clone(),
+                            base_type_name: message.trim_start_matches('.').to_owned(),
                             extension_number: numbers,
                         })
                     }
@@ -235,5 +239,42 @@ impl ServerReflection for Reflection {
             }
         });
         Ok(Response::new(answers.boxed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way a name of 1- to 4-byte characters can straddle the cuts: each result is a
+    /// prefix of the name ending on a character boundary, within its bound and at most one
+    /// character short of it (a cut inside a character must neither panic nor split it).
+    #[test]
+    fn cuts_land_on_character_boundaries_whatever_straddles_them() {
+        for ch in ['a', 'é', '€', '😀'] {
+            for shift in 0..4 {
+                for len in [QUOTED_NAME, ECHOED] {
+                    for extra in 0..8 {
+                        let name: String = "a".repeat(shift)
+                            + &ch.to_string().repeat((len + extra) / ch.len_utf8() + 1);
+                        let mut echoed = name.clone();
+                        cut(&mut echoed);
+                        assert!(name.starts_with(&echoed));
+                        assert!(
+                            echoed.len() <= ECHOED && echoed.len() + 4 > ECHOED.min(name.len())
+                        );
+                        let quoted = Quoted(&name).to_string();
+                        let kept = quoted.split('…').next().unwrap_or_default();
+                        assert!(name.starts_with(kept));
+                        let whole = name.len() <= QUOTED_NAME;
+                        assert_eq!(quoted == name, whole, "{ch:?} {shift} {len} {extra}");
+                        if !whole {
+                            assert!(kept.len() <= QUOTED_NAME && kept.len() + 4 > QUOTED_NAME);
+                            assert!(quoted.ends_with(&format!("({} bytes)", name.len())));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
