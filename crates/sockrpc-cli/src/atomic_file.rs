@@ -8,14 +8,21 @@
 //!
 //! A path that is not a regular file (`/dev/stdout`, a named pipe) cannot be replaced by a
 //! rename, and must not be: it is written in place, as before. A symbolic link is followed,
-//! so the link stays and its target gets the report.
+//! so the link stays and its target gets the report. `-` is stdout, as for most tools: the
+//! report is written there whole ([`crate::out::report`]).
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// The path that names stdout.
+pub(crate) const STDOUT: &str = "-";
+
 /// Writes `contents` to `path`: the whole of it, or (on an error) nothing, the file as it was.
 pub(crate) fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    if path == Path::new(STDOUT) {
+        return crate::out::report(contents);
+    }
     let existing = fs::metadata(path).ok();
     if existing.as_ref().is_some_and(|meta| !meta.is_file()) {
         return fs::write(path, contents);

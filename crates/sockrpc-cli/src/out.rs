@@ -9,6 +9,10 @@
 //! (a `call` streaming answers for ever). A failed write to stderr is dropped: there is nowhere
 //! left to say so.
 //!
+//! `bench --json -` (or `--plot -`, `--rate-plot -`) makes stdout the report's: from then on
+//! ([`give_stdout_to_report`]) the lines meant for stdout (tables, `wrote` lines) go to stderr,
+//! and only [`report`] writes to stdout, so `sockrpc bench --json - | jq` reads JSON alone.
+//!
 //! Text a peer chose (a server's names, comments, status messages) is printed through
 //! [`one_line`] or [`lines`]: written raw, an escape sequence in it would drive the user's
 //! terminal (retitle it, clear it, hide what follows) and a newline would fake a line of output.
@@ -16,13 +20,36 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{ErrorKind, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether stdout carries a report (`--json -`): the lines meant for it go to stderr.
+static STDOUT_IS_REPORT: AtomicBool = AtomicBool::new(false);
+
+/// From now on, stdout is the report's alone: [`stdout`]'s lines go to stderr.
+pub(crate) fn give_stdout_to_report() {
+    STDOUT_IS_REPORT.store(true, Ordering::Relaxed);
+}
+
+/// Writes a report (`--json -`'s JSON, `--plot -`'s SVG) to stdout, whole, and flushes it;
+/// exits the process as [`stdout`] does when stdout's reader has gone.
+pub(crate) fn report(contents: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(contents).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => std::process::exit(BROKEN_PIPE_EXIT),
+        other => other,
+    }
+}
 
 /// The exit code when stdout's reader has gone: 128 + SIGPIPE (13), as a shell reports a
 /// process that SIGPIPE ended.
 pub(crate) const BROKEN_PIPE_EXIT: i32 = 141;
 
 /// Writes `text` to stdout and flushes it; exits the process when stdout cannot be written.
+/// Once stdout carries a report ([`give_stdout_to_report`]), writes it to stderr instead.
 pub(crate) fn stdout(text: fmt::Arguments<'_>) {
+    if STDOUT_IS_REPORT.load(Ordering::Relaxed) {
+        return stderr(text);
+    }
     let mut out = std::io::stdout().lock();
     if let Err(err) = out.write_fmt(text).and_then(|()| out.flush()) {
         if err.kind() != ErrorKind::BrokenPipe {

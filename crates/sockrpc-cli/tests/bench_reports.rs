@@ -289,3 +289,54 @@ fn a_sweep_with_nothing_to_draw_still_writes_its_report() {
     assert!(stderr.contains("open-loop 100/s"), "{stderr}");
     assert!(stderr.contains("nothing to draw"), "{stderr}");
 }
+
+/// `--json -` wrote a file named `-` in the working directory, where most tools (curl, tar)
+/// take `-` for stdout. It is stdout now, and stdout holds the report alone (`| jq` reads it):
+/// the tables and the `wrote` line go to stderr. `--plot -` writes its SVG there the same way;
+/// two outputs given `-` are refused before anything runs.
+#[test]
+fn a_dash_writes_the_report_to_stdout_alone() {
+    let dir = temp_path("dash");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let json = run(tcp_bench("0.05").current_dir(&dir).args(["--json", "-"]));
+    let svg = run(tcp_bench("0.05").current_dir(&dir).args(["--plot", "-"]));
+    let both = run(tcp_bench("0.05")
+        .current_dir(&dir)
+        .args(["--json", "-", "--plot", "-"]));
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|names| {
+            names
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, stderr) = texts(&json);
+    assert!(json.status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("stdout is not the report alone ({err}):\n{stdout}"));
+    assert!(
+        report["rows"]
+            .as_array()
+            .is_some_and(|rows| !rows.is_empty()),
+        "{report:#}"
+    );
+    assert!(
+        stderr.contains("raw-tcp"),
+        "the table is on stderr: {stderr}"
+    );
+    assert!(stderr.contains("wrote the report to stdout"), "{stderr}");
+    let (stdout, stderr) = texts(&svg);
+    assert!(svg.status.success(), "{stderr}");
+    assert!(
+        stdout.trim_start().starts_with("<svg") && stdout.trim_end().ends_with("</svg>"),
+        "stdout is not the SVG alone:\n{stdout}"
+    );
+    assert_refused_before_running(&both, 1, "--json - and --plot -", "raw-tcp");
+    assert!(
+        left.is_empty(),
+        "files left in the working directory: {left:?}"
+    );
+}

@@ -51,7 +51,12 @@ pub(crate) use help::with_default_rows;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub(crate) use options::refuse_ignored;
 use plan::{run_group, targets, Plan};
-use std::{error::Error, io::IsTerminal, path::PathBuf, time::Duration};
+use std::{
+    error::Error,
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 /// Largest payload: sockrpc's default message limit (4 MiB) less room for the protobuf field
 /// header, so that a large payload is a measurement, not a stream of `ResourceExhausted`.
@@ -276,11 +281,13 @@ pub(crate) struct BenchArgs {
     /// prints). Without it, the sockrpc-udp and sockrpc-auto rows are skipped.
     #[arg(long, value_name = "HOST:PORT", requires = "target")]
     udp_target: Option<String>,
-    /// Write every row as JSON to this file. A run that is interrupted (Ctrl-C, SIGTERM) writes
-    /// the tables (with --rate, the rates) it finished, marked `"partial": true`.
+    /// Write every row as JSON to this file (`-`: stdout, the tables then going to stderr). A
+    /// run that is interrupted (Ctrl-C, SIGTERM) writes the tables (with --rate, the rates) it
+    /// finished, marked `"partial": true`.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-    /// Draw latency by percentile, one line per row, as an SVG at this path.
+    /// Draw latency by percentile, one line per row, as an SVG at this path (`-`: stdout, as
+    /// --json -).
     #[arg(long, value_name = "PATH.svg")]
     plot: Option<PathBuf>,
     /// Idle connections the sockrpc-tcp-idle row (sockrpc-uds-idle with a unix: --target)
@@ -341,7 +348,8 @@ pub(crate) struct BenchArgs {
     /// CPUs; the reported send lag says how late sends were either way.
     #[arg(long, requires = "rate")]
     spin: bool,
-    /// With --rate: draw latency (p50, p90, p99, p99.9) against the asked rate, as an SVG.
+    /// With --rate: draw latency (p50, p90, p99, p99.9) against the asked rate, as an SVG
+    /// (`-`: stdout, as --json -).
     #[arg(long, value_name = "PATH.svg", requires = "rate")]
     rate_plot: Option<PathBuf>,
     /// Compare every row's p50, p99 and throughput with the same row of a saved --json
@@ -429,6 +437,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), Box<dyn Error>> {
         check_in_flight(&args.payload, &args.concurrency)?;
     }
     options::check_outputs(&args)?;
+    let stdout = Path::new(crate::atomic_file::STDOUT);
+    if [&args.json, &args.plot, &args.rate_plot]
+        .into_iter()
+        .any(|path| path.as_deref() == Some(stdout))
+    {
+        // `--json -`: stdout holds the report alone; the tables go to stderr.
+        crate::out::give_stdout_to_report();
+    }
     let saved = args.compare.as_deref().map(compare::load).transpose()?;
     if balanced::wanted(&args) {
         return balanced::run(&args, saved.as_ref());

@@ -258,7 +258,7 @@ pub(crate) fn refuse_ignored(matches: &ArgMatches) -> Result<(), String> {
 /// does not exist, or it is a directory), before anything runs: the error used to come after
 /// every row had run, and the run was lost. Two of them naming one file are refused too: the
 /// last written replaced the other (`--json r --plot r` left an SVG where the report was
-/// said to be written).
+/// said to be written); and so are two of them given `-` (stdout).
 pub(super) fn check_outputs(args: &BenchArgs) -> Result<(), String> {
     let outputs = [
         ("--json", &args.json),
@@ -266,8 +266,19 @@ pub(super) fn check_outputs(args: &BenchArgs) -> Result<(), String> {
         ("--rate-plot", &args.rate_plot),
     ];
     let mut seen: Vec<(&str, std::path::PathBuf)> = Vec::new();
+    let mut to_stdout: Option<&str> = None;
     for (flag, path) in outputs {
         let Some(path) = path else { continue };
+        // `-` is stdout: the one report there, the tables then on stderr.
+        if path.as_os_str() == crate::atomic_file::STDOUT {
+            if let Some(other) = to_stdout {
+                return Err(format!(
+                    "{other} - and {flag} - would both write to stdout: give one of them a file"
+                ));
+            }
+            to_stdout = Some(flag);
+            continue;
+        }
         let dir = path
             .parent()
             .filter(|dir| !dir.as_os_str().is_empty())

@@ -9,13 +9,18 @@ use crate::plot;
 use crate::report::{self, Group};
 use std::{error::Error, fmt::Display, path::Path};
 
-/// Writes `path` with `write`, then says `wrote PATH`; a failure names the file.
+/// Writes `path` with `write`, then says `wrote PATH` (on stderr for `-`, stdout); a failure
+/// names the file.
 pub(super) fn write_file<E: Display>(
     path: &Path,
     write: impl FnOnce() -> Result<(), E>,
 ) -> Result<(), String> {
     write().map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-    crate::out::outln!("wrote {}", path.display());
+    if path == Path::new(crate::atomic_file::STDOUT) {
+        crate::out::errln!("wrote the report to stdout");
+    } else {
+        crate::out::outln!("wrote {}", path.display());
+    }
     Ok(())
 }
 
