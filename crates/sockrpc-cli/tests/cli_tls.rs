@@ -189,3 +189,44 @@ fn list_call_and_health_over_tls() {
     assert_eq!(output.status.code(), Some(14), "{output:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `tls://` target that refuses connections: the sockrpc-tls row's note said the connect
+/// error twice, once as why the row failed and once more as why its handshakes were not
+/// timed (it then tried 20 more connections to the server it could not reach). A failed row's
+/// note says why once, and no handshake is timed.
+#[test]
+fn a_tls_row_that_cannot_connect_says_why_once() {
+    // A port nobody listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let json = temp_path("tls-refused.json");
+    let output = run(sockrpc().args([
+        "bench",
+        "--target",
+        &format!("tls://127.0.0.1:{port}"),
+        "--transport",
+        "tls",
+        "--payload",
+        "64",
+        "--duration",
+        "0.05",
+        "--warmup",
+        "0",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]));
+    let report = read_json(&json);
+    let _ = std::fs::remove_file(&json);
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let row = report["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["name"] == "sockrpc-tls"))
+        .unwrap_or_else(|| panic!("no sockrpc-tls row: {report:#}"));
+    let note = row["note"].as_str().unwrap_or_default();
+    assert!(note.contains("could not connect"), "{note}");
+    assert_eq!(note.matches("refused").count(), 1, "said twice: {note}");
+    assert!(!note.contains("handshakes not timed"), "{note}");
+}

@@ -504,8 +504,13 @@ pub(super) async fn run_group(
 }
 
 /// Notes on the TLS rows what setting up a connection costs: full handshakes to the raw TLS
-/// echo, and sockrpc connects over TLS.
+/// echo, and sockrpc connects over TLS. Not on a row that failed: its note says why already,
+/// and a server it could not reach fails every handshake the same way (the note said the
+/// connect error twice).
 async fn note_handshakes(kind: Kind, targets: &Targets, row: &mut Row) {
+    if row.failed.is_some() {
+        return;
+    }
     let timed = match (kind, &targets.raw_tls, &targets.tls) {
         (Kind::RawTls, Some((addr, tls)), Some(endpoint)) => {
             crate::tls::raw_handshakes(*addr, tls, &endpoint.host).await
