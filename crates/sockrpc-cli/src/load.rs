@@ -60,6 +60,13 @@ pub(crate) enum Budget {
 
 /// Locks a mutex that a panicking task may have poisoned; the data (a histogram, a message) is
 /// still usable.
+/// How a failed call's status reads in a row's note and the run's failures, in every row
+/// (built-in or `--call`, closed or open loop): `UNAVAILABLE: message`, the code as gRPC
+/// names it.
+pub(crate) fn status_error(status: &sockrpc::Status) -> String {
+    format!("{}: {}", status.code(), status.message())
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }

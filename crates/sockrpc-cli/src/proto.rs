@@ -54,7 +54,7 @@ fn tally_echo(tally: &Tally, started: Instant, sent: usize, reply: Result<Payloa
             let got = reply.body.len();
             tally.err(1, || format!("echo of {got} bytes for {sent}"));
         }
-        Err(status) => tally.err(1, || format!("{}: {}", status.code(), status.message())),
+        Err(status) => tally.err(1, || crate::load::status_error(&status)),
     }
 }
 
@@ -151,9 +151,8 @@ impl Caller for StreamCaller {
                 Err(status) => {
                     tally.err(1, || {
                         format!(
-                            "reopening the stream: {}: {}",
-                            status.code(),
-                            status.message()
+                            "reopening the stream: {}",
+                            crate::load::status_error(&status)
                         )
                     });
                     return;

@@ -340,3 +340,48 @@ fn a_dash_writes_the_report_to_stdout_alone() {
         "files left in the working directory: {left:?}"
     );
 }
+
+/// `bench --call`'s failed calls read `Unavailable: down` where the built-in rows write
+/// `UNAVAILABLE: down` (the code as gRPC names it), and an open-loop row that measured nothing
+/// failed without the first error a closed-loop row names. Both now say it one way.
+#[test]
+fn call_mode_errors_read_as_the_built_in_rows_do() {
+    let (mut server, lines) =
+        spawn_server(sockrpc().args(["interop", "server", "--addr", "127.0.0.1:0"]));
+    let line = first_line(&lines);
+    let addr = line
+        .trim_end()
+        .strip_prefix("listening tcp=")
+        .expect("address");
+    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let test_proto = proto.join("grpc/testing/test.proto");
+    let target = format!("tcp://{addr}");
+    let call = |extra: &[&str]| {
+        run(sockrpc()
+            .args(["bench", "--target", &target])
+            .args(["--call", "grpc.testing.TestService/UnaryCall"])
+            .args(["--import-path", proto.to_str().expect("utf-8 path")])
+            .args(["--proto", test_proto.to_str().expect("utf-8 path")])
+            .args([
+                "-d",
+                r#"{"responseStatus": {"code": 14, "message": "down"}}"#,
+            ])
+            .args(["--warmup", "0"])
+            .args(extra))
+    };
+    let closed = call(&["--calls", "3"]);
+    let open = call(&["--rate", "100", "--duration", "0.1"]);
+    terminate(&mut server);
+    for (what, output) in [("closed loop", closed), ("open loop", open)] {
+        let (stdout, stderr) = texts(&output);
+        assert_eq!(output.status.code(), Some(1), "{what}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains("first error: UNAVAILABLE: down"),
+            "{what}: the note: {stdout}"
+        );
+        assert!(
+            stderr.contains("no call succeeded") && stderr.contains("first: UNAVAILABLE: down"),
+            "{what}: the failure: {stderr}"
+        );
+    }
+}

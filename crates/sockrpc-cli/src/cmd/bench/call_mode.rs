@@ -66,8 +66,8 @@ fn fire(channel: Channel, outgoing: Outgoing, message: Bytes) -> Fire {
         let (channel, outgoing, message) =
             (channel.clone(), Arc::clone(&outgoing), message.clone());
         Box::pin(async move {
-            let describe =
-                |status: sockrpc::Status| format!("{:?}: {}", status.code(), status.message());
+            // As the built-in rows say it: `UNAVAILABLE: message`.
+            let describe = |status: sockrpc::Status| crate::load::status_error(&status);
             let response = outgoing.once(&channel, message).await.map_err(describe)?;
             let (_, mut body, _) = response.into_parts();
             body.take_single().await.map_err(describe)?;
@@ -170,9 +170,14 @@ fn open_row(run: &OpenLoop, target: &Target, transport: &'static str, cap: u64) 
     row.errors = run.errors;
     row.elapsed = run.elapsed;
     if row.hist.is_empty() {
+        // As a closed-loop row says it, with the first error.
         row.failed = Some(format!(
-            "no call succeeded ({} failed, {} slots dropped)",
-            run.errors, run.dropped
+            "no call succeeded ({} failed, {} slots dropped{})",
+            run.errors,
+            run.dropped,
+            run.first_error
+                .as_ref()
+                .map_or_else(String::new, |first| format!(", first: {first}"))
         ));
     }
     row

@@ -62,7 +62,7 @@ where
 }
 
 fn describe(status: &Status) -> String {
-    format!("{}: {}", status.code(), status.message())
+    crate::load::status_error(status)
 }
 
 /// Opens one `PingPong` stream per task on the shared channel, one after another, each within
