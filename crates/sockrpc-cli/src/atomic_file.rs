@@ -6,6 +6,9 @@
 //! text now goes to a temporary file beside it, which is renamed over it once complete: the
 //! path holds the old report or the new one, never part of one.
 //!
+//! A signal (Ctrl-C, SIGTERM) while the temporary file is written removes it before the
+//! process exits ([`crate::interrupt::removing_on_interrupt`]): it used to stay, hidden.
+//!
 //! A path that is not a regular file (`/dev/stdout`, a named pipe) cannot be replaced by a
 //! rename, and must not be: it is written in place, as before. A symbolic link is followed,
 //! so the link stays and its target gets the report. `-` is stdout, as for most tools: the
@@ -33,12 +36,15 @@ pub(crate) fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
         None => path.to_path_buf(),
     };
     let temp = temporary(&target)?;
-    let written = write_new(&temp, contents, existing.map(|meta| meta.permissions()))
-        .and_then(|()| fs::rename(&temp, &target));
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
+    // A signal meanwhile removes the temporary file too (see `crate::interrupt`).
+    crate::interrupt::removing_on_interrupt(&temp, || {
+        let written = write_new(&temp, contents, existing.map(|meta| meta.permissions()))
+            .and_then(|()| fs::rename(&temp, &target));
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written
+    })
 }
 
 /// The temporary file for `target`: hidden, in the same directory (a rename does not cross

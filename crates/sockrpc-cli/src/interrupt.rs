@@ -7,9 +7,17 @@
 //! of its own waits for either signal, does what was asked in the order asked (remove the
 //! directory, write the partial report), and ends the process with the status a shell reports
 //! for the signal (130 for SIGINT, 143 for SIGTERM), as the default action would have.
+//!
+//! A report on its way to its path is first written to a hidden temporary file beside it
+//! ([`crate::atomic_file`]); a signal in the middle of that left `.NAME.PID.tmp` behind. While
+//! one is being written ([`removing_on_interrupt`]), a signal removes it before the process
+//! exits.
 
 use std::sync::{Mutex, PoisonError};
-use std::{io, path::PathBuf};
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// 128 + SIGINT (2).
@@ -32,17 +40,45 @@ static ASKED: Mutex<Asked> = Mutex::new(Asked {
     listening: false,
 });
 
+/// The temporary files being written now: removed on a signal, before anything else.
+static WRITING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
 /// Does `action` on the first SIGINT or SIGTERM from now on, then exits with the signal's
 /// status. The first call starts the waiting thread; an error (no runtime, no signal handler,
 /// no thread) leaves nothing installed that would swallow the signals.
 pub(crate) fn on_interrupt(action: Action) -> io::Result<()> {
     let mut asked = ASKED.lock().unwrap_or_else(PoisonError::into_inner);
+    start_listening(&mut asked)?;
+    asked.actions.push(action);
+    Ok(())
+}
+
+/// Starts the waiting thread, once.
+fn start_listening(asked: &mut Asked) -> io::Result<()> {
     if !asked.listening {
         listen()?;
         asked.listening = true;
     }
-    asked.actions.push(action);
     Ok(())
+}
+
+/// Runs `write`, which writes the temporary file `temp`; a SIGINT or SIGTERM meanwhile removes
+/// `temp` before the process exits. Without a thread to wait for signals (it could not start),
+/// `write` runs all the same, as it did before.
+pub(crate) fn removing_on_interrupt<T>(temp: &Path, write: impl FnOnce() -> T) -> T {
+    let watched = start_listening(&mut ASKED.lock().unwrap_or_else(PoisonError::into_inner));
+    if watched.is_ok() {
+        writing().push(temp.to_path_buf());
+    }
+    let result = write();
+    if watched.is_ok() {
+        writing().retain(|path| path != temp);
+    }
+    result
+}
+
+fn writing() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    WRITING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Starts the thread that waits for SIGINT or SIGTERM, does what was asked and exits.
@@ -68,6 +104,11 @@ fn listen() -> io::Result<()> {
                 _ = terminate.recv() => TERMINATED_EXIT,
             }
         });
+        // A report half written is not left behind (the write itself may go on meanwhile: its
+        // rename then fails, or it has happened and there is nothing left to remove).
+        for temp in std::mem::take(&mut *writing()) {
+            let _ = std::fs::remove_file(temp);
+        }
         // Taken out, so an action that takes a while holds no lock a caller could wait on.
         let actions =
             std::mem::take(&mut ASKED.lock().unwrap_or_else(PoisonError::into_inner).actions);

@@ -157,3 +157,44 @@ fn an_interrupted_sweep_writes_the_rates_it_finished_marked_partial() {
     assert_eq!(rows[0]["name"], "open-loop 1000/s", "{report:#}");
     assert_eq!(rows[0]["calls"], 20, "{report:#}");
 }
+
+/// A signal while the final report was being written left its hidden temporary file
+/// (`.r.json.PID.tmp`, the one renamed over `r.json` once whole) behind. The test holds the
+/// write at that point: the temporary file's name is made a FIFO first, so the run blocks
+/// opening it until the signal; the file is gone once the run has exited.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_signal_during_the_final_write_leaves_no_temporary_file() {
+    let dir = temp_path("final-write");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let json = dir.join("r.json");
+    // Two rows of 2 s: far longer than making the FIFO takes, however loaded the machine.
+    let mut bench = Running::start(tcp_bench("2").arg("--json").arg(&json));
+    let temp = dir.join(format!(".r.json.{}.tmp", bench.id()));
+    let made = Command::new("mkfifo")
+        .arg(&temp)
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(made, "mkfifo {}", temp.display());
+    // The main thread waits in open() for a reader of the FIFO: the write is under way.
+    let wchan = format!("/proc/{}/wchan", bench.id());
+    wait_until("the run to start its final write", || {
+        std::fs::read_to_string(&wchan).is_ok_and(|at| at.trim() == "wait_for_partner")
+            || bench.exited()
+    });
+    bench.signal("-INT");
+    let output = bench.finish("bench after a signal in its final write");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .map(|names| {
+            names
+                .filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
