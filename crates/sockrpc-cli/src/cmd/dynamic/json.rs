@@ -94,19 +94,26 @@ pub(crate) fn encode_all(desc: &MessageDescriptor, text: &str) -> Result<Vec<Byt
     Ok(out)
 }
 
-/// One encoded `desc` message as one line of JSON (default values left out), with DEL and the
-/// C1 controls escaped too ([`escape_c1`]).
+/// One encoded `desc` message as one line of JSON (default values left out), written as
+/// protojson writes it ([`super::canonical`]), with DEL and the C1 controls escaped too
+/// ([`escape_c1`]).
 pub(crate) fn decode(desc: &MessageDescriptor, bytes: Bytes) -> Result<String, String> {
     let message = DynamicMessage::decode(desc.clone(), bytes)
         .map_err(|err| format!("the answer is not a valid {}: {err}", desc.full_name()))?;
-    let mut out = Vec::new();
-    let mut serializer = serde_json::Serializer::new(&mut out);
-    message
-        .serialize_with_options(&mut serializer, &SerializeOptions::new())
-        .map_err(|err| format!("cannot write {} as JSON: {err}", desc.full_name()))?;
-    String::from_utf8(out)
+    // As protojson writes it: maps in key order, NaN in a wrapper as "NaN", `1` not `1.0`.
+    super::canonical::to_string(&Canonical(&message))
         .map(escape_c1)
-        .map_err(|err| err.to_string())
+        .map_err(|err| format!("cannot write {} as JSON: {err}", desc.full_name()))
+}
+
+/// A message, serialized through prost-reflect's JSON mapping with its default options.
+struct Canonical<'a>(&'a DynamicMessage);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0
+            .serialize_with_options(serializer, &SerializeOptions::new())
+    }
 }
 
 /// `line` (JSON) with DEL and the C1 controls (U+0080 to U+009F) in its strings written as

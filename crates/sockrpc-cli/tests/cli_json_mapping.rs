@@ -1,0 +1,235 @@
+//! `sockrpc call` against `tests/proto/sockrpc/json/every.proto`'s `Mirror`, whose one message
+//! holds every shape protobuf's JSON mapping gives a field (64-bit integers, enums, bytes, maps
+//! with integer and bool keys, a oneof, the well-known types, wrappers), through reflection and
+//! through `--proto`. The server echoes the bytes it gets (a streamed request's messages
+//! concatenated, which protobuf reads as one message merged), so what comes back is what the
+//! CLI encoded, printed as the CLI decodes it.
+
+// `json!` of a message with every field.
+#![recursion_limit = "512"]
+
+mod call_support;
+mod support;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use call_support::{call, serve_on_runtime};
+use futures_util::stream::StreamExt;
+use prost::Message;
+use serde_json::{json, Value};
+use sockrpc::codegen::{client_streaming_handler, streaming_handler, BoxFuture, Call, Codec};
+use sockrpc::{Code, Response, Server, Status};
+use sockrpc_reflection::ReflectionExt;
+use std::task::{Context, Poll};
+
+/// The service's full name.
+const SERVICE: &str = "sockrpc.json.v1.Mirror";
+
+/// Messages as the bytes they are.
+#[derive(Clone, Copy)]
+struct Raw;
+
+impl Codec<Bytes> for Raw {
+    fn encode(&self, item: &Bytes, dst: &mut BytesMut) -> Result<(), Status> {
+        dst.put_slice(item);
+        Ok(())
+    }
+
+    fn decode(&self, src: Bytes) -> Result<Bytes, Status> {
+        Ok(src)
+    }
+}
+
+/// Echoes what it gets: every message of a streamed answer (`Fan`: each twice), or one answer
+/// holding every request message concatenated. A call with `x-fail: CODE MESSAGE` metadata
+/// fails with that status instead.
+#[derive(Clone)]
+struct Mirror;
+
+impl tower::Service<Call> for Mirror {
+    type Response = Response<sockrpc::Body>;
+    type Error = Status;
+    type Future = BoxFuture<Result<Response<sockrpc::Body>, Status>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let fail = call
+            .request()
+            .metadata()
+            .get_str("x-fail")
+            .and_then(|text| text.split_once(' '))
+            .map(|(code, message)| {
+                Status::new(
+                    Code::from_u32(code.parse().unwrap_or(2)),
+                    message.to_owned(),
+                )
+            });
+        if let Some(status) = fail {
+            return Box::pin(async move { Err(status) });
+        }
+        // The server learns a method's shape from its name, as a generated one does.
+        let times = if call.method() == "Fan" { 2 } else { 1 };
+        if matches!(call.method(), "Fan" | "Chat") {
+            Box::pin(streaming_handler(call, Raw, move |request| async move {
+                let echoed = request
+                    .into_inner()
+                    .flat_map(move |message| futures_util::stream::iter(vec![message; times]));
+                Ok(Response::new(echoed.boxed()))
+            }))
+        } else {
+            Box::pin(client_streaming_handler(call, Raw, |request| async move {
+                let mut all = BytesMut::new();
+                let mut messages = request.into_inner();
+                while let Some(message) = messages.message().await? {
+                    all.put_slice(&message);
+                }
+                Ok(Response::new(all.freeze()))
+            }))
+        }
+    }
+}
+
+/// `tests/proto`, where `every.proto` is.
+fn proto_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/proto")
+}
+
+/// `every.proto`'s path.
+fn every_proto() -> String {
+    proto_root()
+        .join("sockrpc/json/every.proto")
+        .to_str()
+        .expect("utf-8 path")
+        .to_owned()
+}
+
+/// The mirror with reflection over `every.proto`, on `127.0.0.1:0`.
+fn serve() -> (tokio::runtime::Runtime, String) {
+    let set = protox::compile(["sockrpc/json/every.proto"], [proto_root()]).expect("compiles");
+    let set = set.encode_to_vec();
+    serve_on_runtime(
+        Server::builder()
+            .add_routes(sockrpc::Router::new().add_named(SERVICE, Mirror))
+            .add_reflection(&[&set]),
+    )
+}
+
+/// `sockrpc call ADDR Mirror/METHOD EXTRA…`, with `--proto every.proto` when `from_proto`.
+fn run(addr: &str, method: &str, extra: &[&str], from_proto: bool, stdin: &str) -> Outcome {
+    let method = format!("{SERVICE}/{method}");
+    let proto = every_proto();
+    let mut args = vec!["call", addr, method.as_str()];
+    args.extend_from_slice(extra);
+    if from_proto {
+        args.extend(["--proto", proto.as_str()]);
+    }
+    let (code, stdout, stderr) = call(&args, stdin);
+    Outcome {
+        code,
+        answers: stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+            .collect(),
+        stderr,
+    }
+}
+
+/// How a call ended.
+#[derive(Debug)]
+struct Outcome {
+    code: i32,
+    answers: Vec<Value>,
+    stderr: String,
+}
+
+/// Every shape of field, read from JSON as the mapping allows it (64-bit integers as strings
+/// and numbers, enums by name and number, bytes in both base64 alphabets, NaN and the
+/// infinities, lowerCamel and `.proto` names, `null` for a message, a oneof arm, the
+/// well-known types and wrappers, an `Any` packing a message and one packing a well-known
+/// type), comes back written as the mapping writes it. A wrapper holding NaN printed `null`;
+/// a whole `double` printed `3.0`.
+#[test]
+fn every_field_shape_reads_and_prints_as_the_json_mapping_says() {
+    let (_runtime, addr) = serve();
+    let request = json!({
+        "i32": -1, "i64": "-9223372036854775808", "u32": 4294967295_u32,
+        "u64": 18446744073709551615_u64, "s32": "-5", "s64": -7, "f32": 7, "f64": "8",
+        "sf32": -9, "sf64": "-10", "real32": 1.5, "real64": 3, "flag": true, "text": "héllo",
+        "blob": "-_8", "color": "COLOR_RED", "colors": [1, "COLOR_GREEN", 7],
+        "longs": [1, "2", -3], "reals": ["NaN", "Infinity", "-Infinity", 0.5, 2],
+        "child": null, "children": [{"text": "a"}, {}],
+        "pick_number": "12", "maybe": 0, "otherName": "r", "snake_case_name": "s",
+        "at": "2024-02-29T12:00:00.123+01:30", "took": "-1.5s", "doc": {"n": 1, "l": [null]},
+        "value": 2.5, "list": [true, "x"], "mask": "aB.cD,eF", "nothing": {}, "null": null,
+        "any": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "2s"},
+        "anys": [{"@type": "type.googleapis.com/sockrpc.json.v1.Every", "i64": 5}],
+        "wBool": false, "wI64": 5, "wU64": "18446744073709551615", "wF32": "NaN",
+        "wF64": "-Infinity", "wText": "", "wBlob": "/+8="
+    });
+    let expected = json!({
+        "i32": -1, "i64": "-9223372036854775808", "u32": 4294967295_u32,
+        "u64": "18446744073709551615", "s32": -5, "s64": "-7", "f32": 7, "f64": "8",
+        "sf32": -9, "sf64": "-10", "real32": 1.5, "real64": 3, "flag": true, "text": "héllo",
+        "blob": "+/8=", "color": "COLOR_RED", "colors": ["COLOR_RED", "COLOR_GREEN", 7],
+        "longs": ["1", "2", "-3"], "reals": ["NaN", "Infinity", "-Infinity", 0.5, 2],
+        "children": [{"text": "a"}, {}],
+        "pickNumber": "12", "maybe": 0, "otherName": "r", "snakeCaseName": "s",
+        "at": "2024-02-29T10:30:00.123Z", "took": "-1.500s", "doc": {"l": [null], "n": 1},
+        "value": 2.5, "list": [true, "x"], "mask": "aB.cD,eF", "nothing": {},
+        "any": {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "2s"},
+        "anys": [{"@type": "type.googleapis.com/sockrpc.json.v1.Every", "i64": "5"}],
+        "wBool": false, "wI64": "5", "wU64": "18446744073709551615", "wF32": "NaN",
+        "wF64": "-Infinity", "wText": "", "wBlob": "/+8="
+    });
+    let text = request.to_string();
+    for from_proto in [false, true] {
+        let out = run(&addr, "Unary", &["-d", &text], from_proto, "");
+        assert_eq!(out.code, 0, "from_proto={from_proto}: {}", out.stderr);
+        assert_eq!(
+            out.answers,
+            std::slice::from_ref(&expected),
+            "from_proto={from_proto}"
+        );
+    }
+}
+
+/// A map's entries printed in the order of prost-reflect's `HashMap`, which changes from run to
+/// run: the same answer printed differently each time. They are in key order now, as protojson
+/// (and so grpcurl) writes them: integers by value, `false` first, strings by their bytes.
+#[test]
+fn maps_print_in_key_order() {
+    let (_runtime, addr) = serve();
+    let request = r#"{
+        "byName": {"e": 5, "b": 2, "d": 4, "a": 1, "c": 3},
+        "byInt": {"10": "ten", "-1": "minus one", "2": "two", "0": "zero", "-20": "x"},
+        "byLong": {"9": {}, "-9223372036854775808": {"text": "min"}, "100": {}, "1": {}},
+        "byUnsigned": {"18446744073709551615": "", "9": "", "10": "", "0": ""},
+        "byFlag": {"true": "t", "false": "f"},
+        "colorsByName": {"9": "COLOR_RED", "10": "COLOR_GREEN", "a": "COLOR_RED"},
+        "anys": [{"@type": "type.googleapis.com/sockrpc.json.v1.Every",
+                  "byInt": {"3": "", "1": "", "2": "", "-3": ""}}]
+    }"#;
+    let expected = concat!(
+        r#"{"byName":{"a":"1","b":"2","c":"3","d":"4","e":"5"},"#,
+        r#""byInt":{"-20":"x","-1":"minus one","0":"zero","2":"two","10":"ten"},"#,
+        r#""byLong":{"-9223372036854775808":{"text":"min"},"1":{},"9":{},"100":{}},"#,
+        r#""byUnsigned":{"0":"","9":"","10":"","18446744073709551615":""},"#,
+        r#""byFlag":{"false":"f","true":"t"},"#,
+        r#""colorsByName":{"10":"COLOR_GREEN","9":"COLOR_RED","a":"COLOR_RED"},"#,
+        r#""anys":[{"@type":"type.googleapis.com/sockrpc.json.v1.Every","#,
+        r#""byInt":{"-3":"","1":"","2":"","3":""}}]}"#
+    );
+    for from_proto in [false, true] {
+        let method = format!("{SERVICE}/Unary");
+        let proto = every_proto();
+        let mut args = vec!["call", addr.as_str(), method.as_str(), "-d", request];
+        if from_proto {
+            args.extend(["--proto", proto.as_str()]);
+        }
+        let (code, stdout, stderr) = call(&args, "");
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout.trim_end(), expected, "from_proto={from_proto}");
+    }
+}
