@@ -233,3 +233,62 @@ fn maps_print_in_key_order() {
         assert_eq!(stdout.trim_end(), expected, "from_proto={from_proto}");
     }
 }
+
+/// A value of the wrong type deep in a request was refused as `invalid digit found in string`
+/// or `expected integer value`, naming neither the field nor where it stood: the request was
+/// read from a parsed value, which keeps no positions. The error now says the line and column
+/// where it went wrong, in `-d`'s text (any request of several) or on stdin.
+#[test]
+fn a_bad_value_is_said_where_it_stands() {
+    let (_runtime, addr) = serve();
+    let cases: [(&str, &[&str], &str, &str); 5] = [
+        (
+            "Unary",
+            &["-d", "{\"text\": \"a\",\n  \"child\": {\"i32\": \"x\"}}"],
+            "",
+            "request 1: not a valid sockrpc.json.v1.Every: invalid digit found in string at \
+             line 2 column 22",
+        ),
+        (
+            "Unary",
+            &["-d", "{\"i64\": 1.5}"],
+            "",
+            "expected integer value at line 1 column 11",
+        ),
+        (
+            "Gather",
+            &[
+                "-d",
+                "{\"text\": \"a\"}\n {\"children\": [{}, {\"nope\": 1}]}",
+            ],
+            "",
+            "request 2: not a valid sockrpc.json.v1.Every: unrecognized field name 'nope' at \
+             line 2 column 26",
+        ),
+        (
+            "Chat",
+            &[],
+            "{\"i64\": 1}\n\n  {\"text\": \"b\", \"color\":\n \"BLUE\"}\n",
+            "stdin line 4: not a valid sockrpc.json.v1.Every: unrecognized enum value 'BLUE' at \
+             line 4 column 7",
+        ),
+        (
+            "Chat",
+            &[],
+            "{\"i64\": 1} {\"u32\": -1}\n",
+            "stdin line 1: not a valid sockrpc.json.v1.Every: out of range integral type \
+             conversion attempted at line 1 column 21",
+        ),
+    ];
+    for (method, extra, stdin, says) in cases {
+        for from_proto in [false, true] {
+            let out = run(&addr, method, extra, from_proto, stdin);
+            assert_eq!(out.code, 64, "{method} {extra:?}: {}", out.stderr);
+            assert!(
+                out.stderr.contains(says),
+                "{method} {extra:?}: should say {says:?}: {}",
+                out.stderr
+            );
+        }
+    }
+}

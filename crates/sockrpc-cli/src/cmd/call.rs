@@ -310,12 +310,13 @@ fn stdin_requests(
     desc: MessageDescriptor,
     cut: Arc<Mutex<Option<String>>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Status>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<(usize, serde_json::Value), String>>(16);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Value, String>>(16);
     std::thread::spawn(move || read_values(&tx));
     let state = (rx, desc, cut);
     futures_util::stream::unfold(state, |(mut rx, desc, cut)| async move {
-        let encoded = rx.recv().await?.and_then(|(line, value)| {
-            json::encode(&desc, &value).map_err(|err| format!("stdin line {line}: {err}"))
+        let encoded = rx.recv().await?.and_then(|read| {
+            json::encode_at(&desc, &read.json, &read.text, read.start)
+                .map_err(|err| format!("stdin line {}: {err}", read.line))
         });
         match encoded {
             Ok(bytes) => Some((Ok(bytes), (rx, desc, cut))),
@@ -330,12 +331,24 @@ fn stdin_requests(
     })
 }
 
-/// Reads stdin line by line into `tx` as JSON values (with the line each ends on), until its
-/// end, an error, or nobody listening. What is pending (a value not yet ended) is bounded by
-/// [`MAX_INPUT`], as each line read is.
-fn read_values(tx: &tokio::sync::mpsc::Sender<Result<(usize, serde_json::Value), String>>) {
+/// One JSON value read from stdin.
+struct Value {
+    json: serde_json::Value,
+    /// Its text, and where that starts on stdin: an error in it is said where it stands.
+    text: String,
+    start: json::Start,
+    /// The line it ends on.
+    line: usize,
+}
+
+/// Reads stdin line by line into `tx` as JSON values, until its end, an error, or nobody
+/// listening. What is pending (a value not yet ended) is bounded by [`MAX_INPUT`], as each
+/// line read is.
+fn read_values(tx: &tokio::sync::mpsc::Sender<Result<Value, String>>) {
     let mut stdin = std::io::stdin().lock();
     let mut pending = String::new();
+    // Where `pending` starts on stdin.
+    let mut pending_start = json::Start::TOP;
     let mut number = 0usize;
     let mut depth = Depth::default();
     loop {
@@ -369,9 +382,16 @@ fn read_values(tx: &tokio::sync::mpsc::Sender<Result<(usize, serde_json::Value),
         loop {
             match values.next() {
                 None => break,
-                Some(Ok(value)) => {
-                    taken = values.byte_offset();
-                    if tx.blocking_send(Ok((number, value))).is_err() {
+                Some(Ok(json)) => {
+                    let end = values.byte_offset();
+                    let value = Value {
+                        json,
+                        text: pending[taken..end].to_owned(),
+                        start: pending_start.after(&pending[..taken]),
+                        line: number,
+                    };
+                    taken = end;
+                    if tx.blocking_send(Ok(value)).is_err() {
                         return;
                     }
                 }
@@ -383,6 +403,7 @@ fn read_values(tx: &tokio::sync::mpsc::Sender<Result<(usize, serde_json::Value),
                 }
             }
         }
+        pending_start = pending_start.after(&pending[..taken]);
         pending.drain(..taken);
     }
 }

@@ -80,16 +80,77 @@ pub(crate) fn encode(desc: &MessageDescriptor, json: &serde_json::Value) -> Resu
     Ok(Bytes::from(message.encode_to_vec()))
 }
 
+/// Where a JSON value's text starts in the text it was read from: the line (from 1) and the
+/// bytes before it on that line, as serde_json counts a syntax error's column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Start {
+    /// The line, from 1.
+    pub(crate) line: usize,
+    /// Bytes before the value on its line.
+    pub(crate) column: usize,
+}
+
+impl Start {
+    /// The start of a text.
+    pub(crate) const TOP: Start = Start { line: 1, column: 0 };
+
+    /// Where the text after `text`, read from here, starts.
+    pub(crate) fn after(self, text: &str) -> Start {
+        match text.rfind('\n') {
+            Some(last) => Start {
+                line: self.line + text.matches('\n').count(),
+                column: text.len() - last - 1,
+            },
+            None => Start {
+                line: self.line,
+                column: self.column + text.len(),
+            },
+        }
+    }
+}
+
+/// [`encode`], and when `json` is not a valid `desc` message, the error said at the line and
+/// column of `text` (`json`'s text, starting at `start` in what it was read from) where it
+/// went wrong: a value of the wrong type (`"invalid digit found in string"`) named neither the
+/// field nor where it stood.
+pub(crate) fn encode_at(
+    desc: &MessageDescriptor,
+    json: &serde_json::Value,
+    text: &str,
+    start: Start,
+) -> Result<Bytes, String> {
+    encode(desc, json).map_err(|message| match position(desc, text, start) {
+        Some((line, column)) => format!("{message} at line {line} column {column}"),
+        None => message,
+    })
+}
+
+/// Where reading `text` as a `desc` message fails, as a line and column counted from `start`.
+fn position(desc: &MessageDescriptor, text: &str, start: Start) -> Option<(usize, usize)> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let err = DynamicMessage::deserialize(desc.clone(), &mut reader).err()?;
+    match err.line() {
+        0 => None,
+        1 => Some((start.line, start.column + err.column())),
+        line => Some((start.line + line - 1, err.column())),
+    }
+}
+
 /// Every JSON value in `text` (one, or several separated by whitespace or newlines), each
 /// encoded as a `desc` message.
 pub(crate) fn encode_all(desc: &MessageDescriptor, text: &str) -> Result<Vec<Bytes>, String> {
     let mut out = Vec::new();
-    for (index, value) in serde_json::Deserializer::from_str(text)
-        .into_iter::<serde_json::Value>()
-        .enumerate()
-    {
-        let value = value.map_err(|err| format!("request {}: bad JSON: {err}", index + 1))?;
-        out.push(encode(desc, &value).map_err(|err| format!("request {}: {err}", index + 1))?);
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    let mut from = 0;
+    while let Some(value) = values.next() {
+        let number = out.len() + 1;
+        let value = value.map_err(|err| format!("request {number}: bad JSON: {err}"))?;
+        let to = values.byte_offset();
+        let (before, this) = (&text[..from], &text[from..to]);
+        let encoded = encode_at(desc, &value, this, Start::TOP.after(before))
+            .map_err(|err| format!("request {number}: {err}"))?;
+        out.push(encoded);
+        from = to;
     }
     Ok(out)
 }
@@ -157,6 +218,14 @@ mod tests {
         let pool = super::super::source::compile(&[file], &[]).map_err(|f| f.to_string());
         let _ = std::fs::remove_dir_all(&dir);
         pool.expect("compiles")
+    }
+
+    #[test]
+    fn a_start_follows_the_text_read_before_it() {
+        let start = Start::TOP.after("{\"a\": 1}\n  {");
+        assert_eq!(start, Start { line: 2, column: 3 });
+        assert_eq!(start.after("x"), Start { line: 2, column: 4 });
+        assert_eq!(start.after("\n\n"), Start { line: 4, column: 0 });
     }
 
     #[test]
