@@ -292,3 +292,16 @@ fn a_bad_value_is_said_where_it_stands() {
         }
     }
 }
+
+/// A method whose request is a number (a `google.protobuf.Value`, an `Int32Value`) could not be
+/// given a negative one: clap took `-d -2.5` for a flag `-2` and refused it (exit code 2).
+/// `-d`'s value may now start with `-`, as grpcurl's may.
+#[test]
+fn a_negative_number_is_a_request() {
+    let (_runtime, addr) = serve();
+    for from_proto in [false, true] {
+        let out = run(&addr, "Any", &["-d", "-2.5"], from_proto, "");
+        assert_eq!(out.code, 0, "from_proto={from_proto}: {}", out.stderr);
+        assert_eq!(out.answers, [json!(-2.5)]);
+    }
+}

@@ -33,8 +33,13 @@ pub(crate) struct CallArgs {
     method: String,
     /// The request as JSON; `@FILE` reads a file, `@-` (or `@`) stdin. Streaming requests: JSON
     /// objects one after another [default: `{}`, or stdin for client and bidirectional
-    /// streams].
-    #[arg(short = 'd', long = "data", value_name = "JSON|@FILE|@-")]
+    /// streams]. A value may start with `-` (`-d -5` for an `Int32Value`).
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "JSON|@FILE|@-",
+        allow_hyphen_values = true
+    )]
     data: Option<String>,
     /// Also print the answer's headers and trailers, and an error status's details and
     /// metadata, to stderr (`-bin` values as base64), as grpcurl's `-v` does.

@@ -316,7 +316,8 @@ pub(crate) struct BenchArgs {
         short = 'd',
         long = "data",
         value_name = "JSON|@FILE|@-",
-        requires = "call"
+        requires = "call",
+        allow_hyphen_values = true
     )]
     data: Option<String>,
     /// With --call or --rate: metadata sent with every call, `key:value`; repeatable.
