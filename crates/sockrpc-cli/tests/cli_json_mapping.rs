@@ -305,3 +305,65 @@ fn a_negative_number_is_a_request() {
         assert_eq!(out.answers, [json!(-2.5)]);
     }
 }
+
+/// A field given twice was sent without a word: the request was read from a parsed value,
+/// whose objects keep one value per key in key order, so `{"text": "a", "text": "b"}` sent
+/// `"b"`, and of a field given by both its names the one sorting last won, not the one written
+/// last. protojson (so grpcurl) refuses both; so does `call` now, in a message, a map or a
+/// `Struct`, and on stdin, naming the key and where it stands.
+#[test]
+fn a_field_given_twice_is_refused() {
+    let (_runtime, addr) = serve();
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "Unary",
+            "{\"snake_case_name\": \"x\",\n \"snakeCaseName\": \"y\"}",
+            "\"snakeCaseName\" is given twice (first as \"snake_case_name\", one field's two \
+             names) at line 2 column 16",
+        ),
+        (
+            "Unary",
+            "{\"text\": \"a\", \"text\": \"b\"}",
+            "\"text\" is given twice at line 1 column 20",
+        ),
+        (
+            "Unary",
+            "{\"children\": [{}, {\"i32\": 1, \"i32\": 2}]}",
+            "\"i32\" is given twice at line 1 column 34",
+        ),
+        (
+            "Unary",
+            "{\"byName\": {\"a\": 1, \"a\": 2}}",
+            "\"a\" is given twice at line 1 column 23",
+        ),
+        (
+            "Doc",
+            "{\"k\": 1, \"k\": 2}",
+            "\"k\" is given twice at line 1 column 12",
+        ),
+    ];
+    for (method, data, says) in cases {
+        for from_proto in [false, true] {
+            let out = run(&addr, method, &["-d", data], from_proto, "");
+            assert_eq!(out.code, 64, "{data}: {}", out.stderr);
+            assert!(
+                out.stderr.contains(says),
+                "{data}: should say {says:?}: {}",
+                out.stderr
+            );
+        }
+    }
+    let out = run(
+        &addr,
+        "Chat",
+        &[],
+        false,
+        "{\"i64\": 1}\n{\"i64\": 1, \"i64\": 2}\n",
+    );
+    assert_eq!(out.code, 64, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("stdin line 2") && out.stderr.contains("at line 2 column 16"),
+        "{}",
+        out.stderr
+    );
+}

@@ -113,22 +113,40 @@ impl Start {
 /// column of `text` (`json`'s text, starting at `start` in what it was read from) where it
 /// went wrong: a value of the wrong type (`"invalid digit found in string"`) named neither the
 /// field nor where it stood.
+/// A field given twice (by one name or by its two) is refused too ([`super::twice`]).
 pub(crate) fn encode_at(
     desc: &MessageDescriptor,
     json: &serde_json::Value,
     text: &str,
     start: Start,
 ) -> Result<Bytes, String> {
-    encode(desc, json).map_err(|message| match position(desc, text, start) {
+    let encoded = encode(desc, json).map_err(|message| match position(desc, text, start) {
         Some((line, column)) => format!("{message} at line {line} column {column}"),
         None => message,
-    })
+    })?;
+    super::twice::check(desc, text).map_err(|err| {
+        let message = format!("not a valid {}: {err}", desc.full_name());
+        // serde_json's own position, counted from the text's start, is said from `start`.
+        let own = format!(" at line {} column {}", err.line(), err.column());
+        match (message.strip_suffix(&own), located(&err, start)) {
+            (Some(message), Some((line, column))) => {
+                format!("{message} at line {line} column {column}")
+            }
+            _ => message,
+        }
+    })?;
+    Ok(encoded)
 }
 
 /// Where reading `text` as a `desc` message fails, as a line and column counted from `start`.
 fn position(desc: &MessageDescriptor, text: &str, start: Start) -> Option<(usize, usize)> {
     let mut reader = serde_json::Deserializer::from_str(text);
     let err = DynamicMessage::deserialize(desc.clone(), &mut reader).err()?;
+    located(&err, start)
+}
+
+/// Where `err`, found in a text starting at `start`, stands.
+fn located(err: &serde_json::Error, start: Start) -> Option<(usize, usize)> {
     match err.line() {
         0 => None,
         1 => Some((start.line, start.column + err.column())),
