@@ -367,3 +367,86 @@ fn a_field_given_twice_is_refused() {
         out.stderr
     );
 }
+
+/// The other shapes, through reflection and `--proto`: a server stream prints each answer on a
+/// line of its own; a client stream's requests (here merged by the server) come from `-d` or
+/// stdin; a bidirectional stream answers each stdin line; a well-known type is a method's whole
+/// message; a server's status is the exit code, said with its name and message; an unknown
+/// method or service is named (exit code 64).
+#[test]
+fn every_call_shape_and_its_errors() {
+    let (_runtime, addr) = serve();
+    for from_proto in [false, true] {
+        let ok = |method: &str, extra: &[&str], stdin: &str| {
+            let out = run(&addr, method, extra, from_proto, stdin);
+            assert_eq!(out.code, 0, "{method}: {}", out.stderr);
+            assert!(out.stderr.contains("status OK (0)"), "{}", out.stderr);
+            out.answers
+        };
+        assert_eq!(
+            ok("Fan", &["-d", r#"{"i64": 7}"#], ""),
+            [json!({"i64": "7"}), json!({"i64": "7"})]
+        );
+        assert_eq!(
+            ok("Gather", &["-d", r#"{"i64": 1} {"text": "b"}"#], ""),
+            [json!({"i64": "1", "text": "b"})]
+        );
+        assert_eq!(
+            ok(
+                "Gather",
+                &[],
+                "{\"u32\": 1}\n{\"colors\": [\"COLOR_RED\"]}\n"
+            ),
+            [json!({"u32": 1, "colors": ["COLOR_RED"]})]
+        );
+        assert_eq!(
+            ok(
+                "Chat",
+                &[],
+                "{\"i64\": 1}\n{\"text\":\n \"b\"} {\"flag\": true}\n"
+            ),
+            [
+                json!({"i64": "1"}),
+                json!({"text": "b"}),
+                json!({"flag": true})
+            ]
+        );
+        assert_eq!(
+            ok("Stamp", &["-d", r#""2020-01-01T00:00:00+02:00""#], ""),
+            [json!("2019-12-31T22:00:00Z")]
+        );
+        assert_eq!(
+            ok("Big", &["-d", "18446744073709551615"], ""),
+            [json!("18446744073709551615")]
+        );
+        assert_eq!(ok("Mask", &["-d", r#""a.bC,d""#], ""), [json!("a.bC,d")]);
+        assert_eq!(
+            ok("Doc", &["-d", r#"{"z": [1, null], "a": {"b": true}}"#], ""),
+            [json!({"a": {"b": true}, "z": [1, null]})]
+        );
+        let failed = run(&addr, "Fan", &["-H", "x-fail: 9 not now"], from_proto, "");
+        assert_eq!(failed.code, 9, "{}", failed.stderr);
+        assert!(
+            failed
+                .stderr
+                .contains("status FailedPrecondition (9): not now"),
+            "{}",
+            failed.stderr
+        );
+        let unknown = run(&addr, "Teleport", &[], from_proto, "");
+        assert_eq!(unknown.code, 64, "{}", unknown.stderr);
+        assert!(
+            unknown
+                .stderr
+                .contains("unknown method Teleport in sockrpc.json.v1.Mirror"),
+            "{}",
+            unknown.stderr
+        );
+    }
+    let (code, _, stderr) = call(&["call", &addr, "sockrpc.json.v1.Nowhere/Unary"], "");
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains("unknown service sockrpc.json.v1.Nowhere"),
+        "{stderr}"
+    );
+}
