@@ -450,3 +450,62 @@ fn every_call_shape_and_its_errors() {
         "{stderr}"
     );
 }
+
+/// A 64-bit integer written as a number past its type's range was sent clamped: serde_json
+/// reads `18446744073709551616` (2⁶⁴) as a float, which became `u64::MAX`, and −2⁶³−1 became
+/// `i64::MIN`. Both are refused now, as protojson refuses them, in fields, lists and wrappers.
+#[test]
+fn a_64_bit_integer_past_its_range_is_refused() {
+    let (_runtime, addr) = serve();
+    let cases = [
+        (
+            "Unary",
+            r#"{"u64": 18446744073709551616}"#,
+            "unsigned 64-bit",
+        ),
+        (
+            "Unary",
+            r#"{"i64": -9223372036854775809}"#,
+            "out of range for a 64-bit",
+        ),
+        (
+            "Unary",
+            r#"{"longs": [1, 9223372036854775808.0]}"#,
+            "out of range for a 64-bit",
+        ),
+        (
+            "Unary",
+            r#"{"wU64": 18446744073709551616}"#,
+            "unsigned 64-bit",
+        ),
+        ("Big", "18446744073709551616", "unsigned 64-bit"),
+    ];
+    for (method, data, says) in cases {
+        for from_proto in [false, true] {
+            let out = run(&addr, method, &["-d", data], from_proto, "");
+            assert_eq!(out.code, 64, "{data}: {:?} {}", out.answers, out.stderr);
+            assert!(
+                out.stderr.contains(says),
+                "{data}: should say {says:?}: {}",
+                out.stderr
+            );
+        }
+    }
+    // The ends of the ranges still go through.
+    let out = run(
+        &addr,
+        "Unary",
+        &[
+            "-d",
+            r#"{"u64": 18446744073709551615, "i64": -9223372036854775808}"#,
+        ],
+        false,
+        "",
+    );
+    assert_eq!(
+        out.answers,
+        [json!({"i64": "-9223372036854775808", "u64": "18446744073709551615"})],
+        "{}",
+        out.stderr
+    );
+}

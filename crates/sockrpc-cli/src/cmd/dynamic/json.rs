@@ -113,7 +113,8 @@ impl Start {
 /// column of `text` (`json`'s text, starting at `start` in what it was read from) where it
 /// went wrong: a value of the wrong type (`"invalid digit found in string"`) named neither the
 /// field nor where it stood.
-/// A field given twice (by one name or by its two) is refused too ([`super::twice`]).
+/// A field given twice (by one name or by its two), or a 64-bit integer past its range, is
+/// refused too ([`super::strict`]).
 pub(crate) fn encode_at(
     desc: &MessageDescriptor,
     json: &serde_json::Value,
@@ -124,7 +125,7 @@ pub(crate) fn encode_at(
         Some((line, column)) => format!("{message} at line {line} column {column}"),
         None => message,
     })?;
-    super::twice::check(desc, text).map_err(|err| {
+    super::strict::check(desc, text).map_err(|err| {
         let message = format!("not a valid {}: {err}", desc.full_name());
         // serde_json's own position, counted from the text's start, is said from `start`.
         let own = format!(" at line {} column {}", err.line(), err.column());

@@ -12,7 +12,8 @@
 //! - [`names`]: a server's descriptors with a control character in a name are refused.
 //! - [`any`]: through reflection, the types of `Any` values outside the method's files.
 //! - [`json`]: JSON ⇄ protobuf for one method's messages.
-//! - [`twice`]: a request naming one field twice (by one name or its two) is refused.
+//! - [`strict`]: what protojson refuses in a request and prost-reflect took: a field given
+//!   twice (by one name or its two), a 64-bit integer past its range.
 //! - [`canonical`]: an answer's JSON as protojson (and grpcurl) writes it: maps in key order.
 //! - [`invoke`]: one call of any shape with encoded messages, over the `Channel`.
 //! - [`exit`]: errors as the process exit code (the gRPC code number; 64 for bad input).
@@ -33,4 +34,4 @@ mod names;
 pub(crate) mod reflect;
 pub(crate) mod served;
 pub(crate) mod source;
-mod twice;
+mod strict;

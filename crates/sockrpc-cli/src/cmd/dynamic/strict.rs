@@ -1,12 +1,17 @@
-//! A request naming one field twice is refused, as protobuf's JSON mapping (Go's `protojson`,
-//! so grpcurl) refuses it. The request is read from a parsed `serde_json::Value`, whose objects
-//! keep one value per key, in key order: `{"text": "a", "text": "b"}` was sent as `"b"`
-//! without a word, and of `{"snake_case": 1, "snakeCase": 2}` (one field by its two names)
-//! whichever name sorts last won, not the one written last.
+//! What protobuf's JSON mapping (Go's `protojson`, so grpcurl) refuses in a request and
+//! prost-reflect let through, refused here too. The request is read from a parsed
+//! `serde_json::Value`, whose objects keep one value per key, in key order:
+//!
+//! - A field given twice: `{"text": "a", "text": "b"}` was sent as `"b"` without a word, and
+//!   of `{"snake_case": 1, "snakeCase": 2}` (one field by its two names) whichever name sorts
+//!   last won, not the one written last.
+//! - A 64-bit integer past its type's range, written as a number: serde_json reads
+//!   `18446744073709551616` (2⁶⁴) as a float, which prost-reflect turned into `u64::MAX`, as
+//!   it turned −2⁶³−1 into `i64::MIN`.
 //!
 //! [`check`] reads the request's text once more, following the message's fields: in a message,
 //! two keys naming one field (by either name) are refused; in any other object (a map, a
-//! `Struct`, an `Any`), one key given twice is.
+//! `Struct`, an `Any`), one key given twice is; a 64-bit integer field's number must fit.
 
 use prost_reflect::{Kind, MessageDescriptor};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -20,6 +25,8 @@ enum Shape {
     Message(MessageDescriptor),
     /// A protobuf map: an object whose values are of this shape.
     Map(Box<Shape>),
+    /// A 64-bit integer field (signed or not), or an element of one.
+    Long { signed: bool },
     /// Anything else (a scalar, a well-known type written its own way, an unknown field).
     Other,
 }
@@ -28,6 +35,13 @@ impl Shape {
     /// The shape of a value of `kind` (an element's, for a repeated field).
     fn of(kind: &Kind) -> Shape {
         match kind {
+            // Wrappers are written as the value they wrap.
+            Kind::Message(desc) if desc.full_name() == "google.protobuf.Int64Value" => {
+                Shape::Long { signed: true }
+            }
+            Kind::Message(desc) if desc.full_name() == "google.protobuf.UInt64Value" => {
+                Shape::Long { signed: false }
+            }
             // The well-known types have JSON of their own (an `Any`'s fields are its packed
             // message's): their objects are only checked for a key given twice.
             Kind::Message(desc) if desc.full_name().starts_with("google.protobuf.") => Shape::Other,
@@ -35,13 +49,16 @@ impl Shape {
                 Shape::Map(Box::new(Shape::of(&desc.map_entry_value_field().kind())))
             }
             Kind::Message(desc) => Shape::Message(desc.clone()),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Shape::Long { signed: true },
+            Kind::Uint64 | Kind::Fixed64 => Shape::Long { signed: false },
             _ => Shape::Other,
         }
     }
 }
 
 /// Reads `text`, a JSON value already found to be a valid `desc` message, and fails (with the
-/// position serde_json gives) where a field or key is given twice.
+/// position serde_json gives) where a field or key is given twice or a 64-bit integer does not
+/// fit.
 pub(crate) fn check(desc: &MessageDescriptor, text: &str) -> Result<(), serde_json::Error> {
     let mut reader = serde_json::Deserializer::from_str(text);
     Walk(Shape::of(&Kind::Message(desc.clone()))).deserialize(&mut reader)
@@ -74,8 +91,23 @@ impl<'de> Visitor<'de> for Walk {
     fn visit_u64<E: de::Error>(self, _v: u64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<(), E> {
-        Ok(())
+    /// An integer JSON writes past what i64 and u64 hold comes as a float: one a 64-bit field
+    /// cannot hold is refused (2⁶³ and 2⁶⁴ are the first floats past i64's and u64's ranges).
+    /// −2⁶³ as a float is refused too: −2⁶³−1 reads as that float (−2⁶³ written as an integer
+    /// comes as one, and goes through).
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+        match self.0 {
+            Shape::Long { signed: true } if !(v > -TWO_63 && v < TWO_63) => Err(de::Error::custom(
+                format!("{v} is out of range for a 64-bit integer"),
+            )),
+            Shape::Long { signed: false } if !(0.0..2.0 * TWO_63).contains(&v) => {
+                Err(de::Error::custom(format!(
+                    "{v} is out of range for an unsigned 64-bit integer"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
     fn visit_str<E: de::Error>(self, _v: &str) -> Result<(), E> {
         Ok(())
@@ -110,7 +142,7 @@ impl<'de> Visitor<'de> for Walk {
                     }
                 }
                 Shape::Map(values) => (key.clone(), (**values).clone()),
-                Shape::Other => (key.clone(), Shape::Other),
+                Shape::Long { .. } | Shape::Other => (key.clone(), Shape::Other),
             };
             if let Some(first) = seen.insert(id, key.clone()) {
                 return Err(de::Error::custom(if first == key {
