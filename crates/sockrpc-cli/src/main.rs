@@ -65,7 +65,9 @@ enum Command {
     /// Exit code 1 when a row measured nothing (it could not connect, or its warmup stalled):
     /// every row still runs and is reported, then each failed row and why are named on stderr.
     /// Exit code 1 too, before anything runs, when no row asked for can run at the --target.
-    /// Exit code 141 (any command) when stdout's reader left early (`| head -1`).
+    /// Exit code 2 for a bad command line (an option the run would not use among them). Exit
+    /// code 130 (143) when Ctrl-C (SIGTERM) ends the run. Exit code 141 (any command) when
+    /// stdout's reader left early (`| head -1`).
     Bench(cmd::bench::BenchArgs),
     /// Serve the benchmark service and the raw echoes, for `sockrpc bench --target`.
     ///

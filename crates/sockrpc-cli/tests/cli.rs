@@ -385,6 +385,13 @@ fn help_lists_the_flags() {
         assert!(top.contains(command), "--help lacks {command}:\n{top}");
     }
     let bench = run_ok(sockrpc().args(["bench", "--help"]));
+    // Every exit code the command has, as `call --help` lists its own.
+    for code in ["Exit code 1 ", "Exit code 2 ", "130 (143)", "141"] {
+        assert!(
+            bench.contains(code),
+            "bench --help lacks {code:?}:\n{bench}"
+        );
+    }
     for flag in [
         "--transport",
         "--payload",
