@@ -509,3 +509,19 @@ fn a_64_bit_integer_past_its_range_is_refused() {
         out.stderr
     );
 }
+
+/// A method taking a `google.protobuf.Any` could not be called without `-d`: the default
+/// request `{}` (an empty `Any` to protojson) was refused for want of an `"@type"`, and an empty
+/// `Any` answer failed to print (exit code 13). It is an empty request now, with or without
+/// `-d '{}'`, and the answer prints `{}`.
+#[test]
+fn an_empty_any_is_a_request() {
+    let (_runtime, addr) = serve();
+    for from_proto in [false, true] {
+        for extra in [&[][..], &["-d", "{}"][..]] {
+            let out = run(&addr, "Packed", extra, from_proto, "");
+            assert_eq!(out.code, 0, "{extra:?}: {}", out.stderr);
+            assert_eq!(out.answers, [json!({})], "{extra:?}");
+        }
+    }
+}

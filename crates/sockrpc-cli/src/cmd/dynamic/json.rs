@@ -66,6 +66,12 @@ fn unknown_extension(
 
 /// The encoding of one JSON value as a `desc` message.
 pub(crate) fn encode(desc: &MessageDescriptor, json: &serde_json::Value) -> Result<Bytes, String> {
+    // `{}` is an empty `Any` to protojson (and `call`'s request when `-d` is left out), where
+    // prost-reflect wants an `"@type"`: a method taking an `Any` could not be called without
+    // one. (Inside a request, an `Any` still needs its `"@type"`.)
+    if desc.full_name() == "google.protobuf.Any" && json.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(Bytes::new());
+    }
     let message = DynamicMessage::deserialize(desc.clone(), json).map_err(|err| {
         match unknown_extension(desc, json, MAX_DEPTH) {
             Some((message, key)) => format!(
@@ -180,6 +186,10 @@ pub(crate) fn encode_all(desc: &MessageDescriptor, text: &str) -> Result<Vec<Byt
 pub(crate) fn decode(desc: &MessageDescriptor, bytes: Bytes) -> Result<String, String> {
     let message = DynamicMessage::decode(desc.clone(), bytes)
         .map_err(|err| format!("the answer is not a valid {}: {err}", desc.full_name()))?;
+    // An empty `Any` (no type, no value) is `{}` to protojson; prost-reflect wants a type.
+    if desc.full_name() == "google.protobuf.Any" && message.encoded_len() == 0 {
+        return Ok("{}".to_owned());
+    }
     // As protojson writes it: maps in key order, NaN in a wrapper as "NaN", `1` not `1.0`.
     super::canonical::to_string(&Canonical(&message))
         .map(escape_c1)
