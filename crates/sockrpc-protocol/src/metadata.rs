@@ -407,7 +407,9 @@ impl fmt::Debug for MetadataMap {
 
 /// Whether a key names a binary value.
 pub fn is_bin_key(key: &str) -> bool {
-    key.len() >= 4 && key[key.len() - 4..].eq_ignore_ascii_case("-bin")
+    // Bytes, not `&str`: a key not checked yet (a getter's) may end inside a character.
+    let key = key.as_bytes();
+    key.len() >= 4 && key[key.len() - 4..].eq_ignore_ascii_case(b"-bin")
 }
 
 /// The key to store for `key`: checked (`a-z 0-9 - _ .`, 1..=255 bytes, not `sockrpc-`)

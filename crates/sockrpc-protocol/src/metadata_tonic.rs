@@ -151,6 +151,32 @@ mod tests {
     use super::*;
     use crate::metadata_value::MetadataValue;
 
+    /// A key taken from a peer's input need not be ASCII: `is_bin_key` sliced the `&str` four
+    /// bytes from its end, inside `é` here, and panicked in every getter and in `remove`,
+    /// where tonic's (whose key conversion fails) finds nothing.
+    #[test]
+    fn a_key_not_ascii_is_not_there_and_never_panics() {
+        let mut map = MetadataMap::new();
+        map.append_str("x-a", "1").expect("valid");
+        for key in ["\u{e9}abc", "a\u{e9}-bi", "x\u{e9}bin", "\u{1F600}"] {
+            assert!(map.remove(key).is_none(), "{key:?}");
+            assert!(map.get(key).is_none(), "{key:?}");
+            assert!(map.get_bin(key).is_none(), "{key:?}");
+            assert!(map.get_mut(key).is_none(), "{key:?}");
+            assert!(map.get_bin_mut(key).is_none(), "{key:?}");
+            assert!(map.remove_bin(key).is_none(), "{key:?}");
+            assert!(!is_bin_key(key), "{key:?}");
+            assert_eq!(map.get_all_bin(key).count(), 0, "{key:?}");
+            assert!(!map.contains_key(key), "{key:?}");
+            assert!(
+                map.entry(key).is_err() && map.entry_bin(key).is_err(),
+                "{key:?}"
+            );
+        }
+        assert!(is_bin_key("\u{e9}-bin"), "a `-bin` end after any text");
+        assert_eq!(map.len(), 1);
+    }
+
     #[test]
     fn values_lent_out_by_kind_and_changed_in_place() {
         let mut map = MetadataMap::new();
