@@ -15,6 +15,8 @@
 //! - incoming: tonic's `serve_with_incoming(_shutdown)`, a stream of connections served, TCP
 //!   and Unix ones knowing their addresses, and its `TcpIncoming`;
 //! - routes: several services behind one server, unknown ones `UNIMPLEMENTED`;
+//! - limit_encode_failure: a request that fails to encode holds no place under tonic's
+//!   `concurrency_limit`;
 //! - limits: tonic's message size cases, boundaries included;
 //! - routes_by_reference: tonic's `Routes` and `RoutesBuilder`, filled by reference;
 //! - streams: empty and zero-length messages, empty streams, many concurrent streams, a client
@@ -50,6 +52,7 @@ mod endpoint_connect;
 mod extensions;
 mod incoming;
 mod layer_answers;
+mod limit_encode_failure;
 mod limits;
 mod load_shed;
 mod long_status;

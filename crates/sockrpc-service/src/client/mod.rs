@@ -305,13 +305,17 @@ impl<T: ClientService> Client<T> {
     {
         request.start_call(default_timeout::default_timeouts());
         // `exchange`'s steps, inline: one future fewer to build and move on every call. The
-        // service is ready before the request is encoded (as a tonic client waits for
-        // `ready()` before it calls): the encoded call then crosses no await point, so it is
-        // never kept in this future (a `Call` is 224 bytes, copied in and out of it).
+        // message is encoded before the service is ready, so that one that does not encode
+        // returns before `poll_ready` reserves anything (a place under the channel's
+        // concurrency limit, kept for its next call: tonic's client makes the call whose body
+        // fails, and the place is given back). Only its bytes wait; the call is built after
+        // the wait, so the `Call` (208 bytes) is never kept in this future.
+        let message = encode_to_bytes(&codec, request.get_ref())?;
         std::future::poll_fn(|cx| self.inner.poll_ready(cx))
             .await
             .map_err(to_status)?;
-        let request = Self::once(request, &codec)?;
+        // `map` keeps the request's extensions (what an interceptor or the caller attached).
+        let request = request.map(|_| Body::once(message));
         let call = self.prepare(method.into(), request, false);
         let mut answer = self.inner.call(call).await.map_err(to_status);
         self.learn(&mut answer);
