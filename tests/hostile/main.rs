@@ -13,6 +13,7 @@ mod answer_window_wakes;
 mod bad_path;
 mod balance_flapping;
 mod balance_kept;
+mod balance_raced;
 mod balance_reset;
 mod compressed_answer_bomb;
 mod compressed_members;

@@ -293,11 +293,24 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
                 return;
             }
             match outcome {
+                Ok(channel) if member.is_connected() => {
+                    // Its pool reconnected by itself while the attempt ran, and may carry
+                    // calls: that channel stays, as when the task wakes to it below, and this
+                    // one closes (`tests/hostile/balance_raced.rs`).
+                    channel.close();
+                    member.seen_connected();
+                    drop(connecting);
+                    shared.bump();
+                    return;
+                }
                 Ok(channel) => {
                     let answered = member.answered.load(Ordering::Relaxed);
                     let conn = channel.connections().into_iter().next();
                     member.reconnect().came_up(answered, conn);
-                    member.set_channel(channel.clone());
+                    // Replaced all the same when its pool connected since the look above.
+                    if let Some(old) = member.set_channel(channel.clone()) {
+                        shared.shut.retire(old.connections());
+                    }
                     if shared.shut.is_closed() {
                         // Closed just now: `shut_down` may have looked before it was set.
                         shared.shut.close_late(channel);

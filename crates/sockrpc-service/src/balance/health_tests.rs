@@ -118,7 +118,7 @@ async fn a_health_watch_moves_to_the_members_new_channel() {
         Duration::from_secs(10),
     ));
     let first = Channel::connect(endpoint(old)).await.expect("connect");
-    member.set_channel(first);
+    let _ = member.set_channel(first);
     let probe = Recording::default();
     let watch = tokio::spawn(watch_member(
         Arc::downgrade(&member),
@@ -131,7 +131,7 @@ async fn a_health_watch_moves_to_the_members_new_channel() {
     .await;
     // The connect task sets the member's next channel.
     let second = Channel::connect(endpoint(new)).await.expect("connect");
-    member.set_channel(second);
+    let _ = member.set_channel(second);
     eventually("the watch moved to the new channel", || {
         probe.watched() == [old, new] && probe.dropped.load(Ordering::SeqCst) == 1
     })
@@ -202,7 +202,7 @@ async fn an_unconnected_members_health_watch_waits_for_word_of_a_connection() {
 
     // A channel that has not connected yet (lazy): still nothing to do.
     let channel = Channel::lazy(endpoint).expect("lazy");
-    member.set_channel(channel.clone());
+    let _ = member.set_channel(channel.clone());
     tokio::time::sleep(Duration::from_secs(60)).await;
     let unconnected = polls.load(Ordering::SeqCst) - idle;
     assert!(

@@ -338,7 +338,15 @@ fn keep(shared: &Arc<Shared>, member: &Arc<Member>, channel: Channel) {
         shared.shut.close_late(channel);
         return;
     }
-    member.set_channel(channel.clone());
+    if member.is_connected() {
+        // Its kept channel's pool reconnected by itself while the attempt ran, and may carry
+        // calls: that channel stays, and this one closes (as a connect task does, `follow.rs`).
+        channel.close();
+        member.seen_connected();
+    } else if let Some(old) = member.set_channel(channel.clone()) {
+        // Replaced: its pool may have connected since the look, calls on it kept for the close.
+        shared.shut.retire(old.connections());
+    }
     if shared.shut.is_closed() {
         // Closed just now: `shut_down` may have looked before it was set.
         shared.shut.close_late(channel);

@@ -192,9 +192,18 @@ impl Member {
             .clone()
     }
 
-    pub(crate) fn set_channel(&self, channel: Channel) {
-        *self.channel.write().unwrap_or_else(|p| p.into_inner()) = Some(channel);
+    /// Sets its channel; the one it replaces, whose pool may have connected again by itself
+    /// and carry calls: the caller keeps those for the balanced channel's close
+    /// (`Shut::retire`), or `close_now` would not reach them nor `closed` wait for them.
+    #[must_use = "the replaced channel's calls are kept for the close (`Shut::retire`)"]
+    pub(crate) fn set_channel(&self, channel: Channel) -> Option<Channel> {
+        let old = self
+            .channel
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(channel);
         self.channel_set.send_modify(|n| *n += 1);
+        old
     }
 
     /// Takes its channel away (pick first holds a connection only to the endpoint it uses):

@@ -70,7 +70,7 @@ fn failed_member(endpoint: &Endpoint, channel: &Channel) -> Member {
         1,
         Duration::from_secs(1),
     );
-    member.set_channel(channel.clone());
+    let _ = member.set_channel(channel.clone());
     member.reconnect().failed(endpoint.backoff);
     member.connect_failed("refused".to_owned());
     member
@@ -121,7 +121,7 @@ async fn a_connection_closed_before_the_note_is_not_taken_for_the_next_one() {
     // A while later the next connection is up (the pool's own, or as here another channel
     // set), and it is up for less than the proof when the upkeep looks again.
     tokio::time::advance(PROVEN_AFTER / 2 + Duration::from_secs(1)).await;
-    member.set_channel(second.clone());
+    let _ = member.set_channel(second.clone());
     member.seen_connected();
     tokio::time::advance(PROVEN_AFTER / 2).await;
     member.seen_connected();

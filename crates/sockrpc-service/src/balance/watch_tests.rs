@@ -57,7 +57,7 @@ async fn a_health_watch_started_just_after_the_close_stops_at_once() {
     *shared.members.write().expect("members") =
         Arc::new(Members::new(1, vec![Arc::clone(&member)]));
     // The connect task's connection is up and set; it looked at the level: open.
-    member.set_channel(Channel::lazy(endpoint).expect("lazy"));
+    let _ = member.set_channel(Channel::lazy(endpoint).expect("lazy"));
     assert!(!balanced.is_closed());
     // The close runs now: no watch handle to stop yet.
     balanced.close();
