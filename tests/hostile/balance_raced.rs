@@ -13,7 +13,7 @@
 //! the test releases that one, and that counts the bytes each one's client sent.
 
 use crate::support::{bounded, start_echo, EchoImpl};
-use sockrpc::service::balance::{BalanceBuilder, Balanced};
+use sockrpc::service::balance::{BalanceBuilder, Balanced, PickFirst};
 use sockrpc::service::discovery::{Change, Discovery};
 use sockrpc::transport::Endpoint;
 use sockrpc::{Code, Request};
@@ -153,6 +153,18 @@ fn connected(channel: &Balanced) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_the_pools_connection_is_cancelled_by_close_now_when_an_attempt_raced_it() {
+    raced(BalanceBuilder::default()).await;
+}
+
+/// The same with pick first, whose pass (`in_order.rs`) attempts the endpoint while the
+/// pool of the channel it kept reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pick_first_pass_that_raced_the_pool_keeps_its_channel() {
+    raced(BalanceBuilder::default().picker(PickFirst::new())).await;
+}
+
+/// The race, on a balanced channel `builder` makes.
+async fn raced(builder: BalanceBuilder) {
     let echo_impl = EchoImpl::default();
     let sleeping = Arc::clone(&echo_impl.sleeping);
     let server = start_echo(echo_impl);
@@ -161,7 +173,7 @@ async fn a_call_on_the_pools_connection_is_cancelled_by_close_now_when_an_attemp
         Endpoint::new("127.0.0.1", switch.addr.port()).connect_timeout(Duration::from_secs(30));
     let insert = Change::insert(switch.addr.to_string(), endpoint);
     let discovery = Discovery::new(futures_util::stream::iter([insert]));
-    let channel = BalanceBuilder::default().build(discovery);
+    let channel = builder.build(discovery);
     let mut client = EchoClient::new(channel.clone());
     switch.released.send_replace(1);
     until("the first connection", || connected(&channel)).await;
@@ -170,7 +182,7 @@ async fn a_call_on_the_pools_connection_is_cancelled_by_close_now_when_an_attemp
         .expect("answered");
 
     // The connection goes: its pool reconnects at once (it carried a call), then the upkeep's
-    // connect task attempts (no backoff: the connection proved the server). Both are held.
+    // connect task (or pick first's pass) attempts (no backoff: the connection proved the server). Both are held.
     switch.kill.send_modify(|generation| *generation += 1);
     until("the pool's and the task's connections", || {
         switch.accepted() >= 3
