@@ -15,6 +15,8 @@
 //! - incoming: tonic's `serve_with_incoming(_shutdown)`, a stream of connections served, TCP
 //!   and Unix ones knowing their addresses, and its `TcpIncoming`;
 //! - routes: several services behind one server, unknown ones `UNIMPLEMENTED`;
+//! - limit_cancelled_ready: a call given up while it waits for a place under tonic's
+//!   `concurrency_limit` leaves none held;
 //! - limit_encode_failure: a request that fails to encode holds no place under tonic's
 //!   `concurrency_limit`;
 //! - limits: tonic's message size cases, boundaries included;
@@ -52,6 +54,7 @@ mod endpoint_connect;
 mod extensions;
 mod incoming;
 mod layer_answers;
+mod limit_cancelled_ready;
 mod limit_encode_failure;
 mod limits;
 mod load_shed;

@@ -11,6 +11,13 @@
 //! breaks tower's contract) waits for what it lacks before it is sent, instead of panicking as
 //! tower's `RateLimit` does. The permit is held until the call's future ends (the answer,
 //! or a stream's first message), as tower's `ConcurrencyLimit` holds it.
+//!
+//! A clone waiting for a permit is not queued on the semaphore: a wait its caller gave up (a
+//! timeout around the call) stays in the clone, and a queued one would be handed the next
+//! permit freed and hold it, unpolled, for as long as the clone lives, every other clone's call
+//! waiting meanwhile (tonic's buffer keeps such a wait off the limit). Instead a waiting clone
+//! looks for a free permit, and each permit given back wakes every clone waiting to look again
+//! (`tests/parity/limit_cancelled_ready.rs`).
 
 use sockrpc_transport::endpoint::Endpoint;
 use std::{
@@ -20,16 +27,18 @@ use std::{
     task::{ready, Context, Poll},
     time::Duration,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::PollSemaphore;
 
 /// A channel's limits, as one clone sees them. See the module docs.
 pub(super) struct Gate {
-    concurrency: Option<PollSemaphore>,
+    concurrency: Option<Arc<Limit>>,
     rate: Option<Arc<Rate>>,
     /// Taken by `poll_ready`, for the next call.
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Permit>,
+    /// The wait for a permit to be given back, while none is free.
+    freed: Option<Pin<Box<OwnedNotified>>>,
     /// A place in the current rate window, taken by `poll_ready`, for the next call.
     admitted: bool,
     /// The wait for the next rate window.
@@ -38,7 +47,38 @@ pub(super) struct Gate {
 
 /// What a call holds while it runs: its concurrency permit, if the channel has a limit.
 pub(super) struct Pass {
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Permit>,
+}
+
+/// tower's `ConcurrencyLimit`, shared by every clone: its permits, and the clones waiting for
+/// one to be given back.
+struct Limit {
+    semaphore: Arc<Semaphore>,
+    freed: Arc<Notify>,
+}
+
+/// A permit of a [`Limit`]: given back as it drops, waking the clones waiting for one.
+struct Permit {
+    permit: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.freed.notify_waiters();
+    }
+}
+
+impl Limit {
+    /// A free permit, if there is one.
+    fn try_take(&self) -> Option<Permit> {
+        let permit = Arc::clone(&self.semaphore).try_acquire_owned().ok()?;
+        Some(Permit {
+            permit: Some(permit),
+            freed: Arc::clone(&self.freed),
+        })
+    }
 }
 
 /// tower's `RateLimit` window, shared by every clone.
@@ -83,9 +123,12 @@ impl Gate {
             return None;
         }
         Some(Box::new(Gate {
-            concurrency: endpoint
-                .concurrency_limit
-                .map(|limit| PollSemaphore::new(Arc::new(Semaphore::new(limit)))),
+            concurrency: endpoint.concurrency_limit.map(|limit| {
+                Arc::new(Limit {
+                    semaphore: Arc::new(Semaphore::new(limit)),
+                    freed: Arc::new(Notify::new()),
+                })
+            }),
             rate: endpoint.rate_limit.map(|(limit, per)| {
                 Arc::new(Rate {
                     limit,
@@ -97,6 +140,7 @@ impl Gate {
                 })
             }),
             permit: None,
+            freed: None,
             admitted: false,
             sleep: None,
         }))
@@ -105,9 +149,22 @@ impl Gate {
     /// Ready once this clone holds what its next call needs: a permit (concurrency) and a
     /// place in the window (rate), in that order, as tower stacks the two layers.
     pub(super) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let (Some(semaphore), None) = (&mut self.concurrency, &self.permit) {
-            // `None` only for a closed semaphore, which is never closed.
-            self.permit = ready!(semaphore.poll_acquire(cx));
+        if let (Some(limit), None) = (&self.concurrency, &self.permit) {
+            loop {
+                // Waiting before the look: a permit given back between the two wakes it.
+                let freed = self
+                    .freed
+                    .get_or_insert_with(|| Box::pin(Arc::clone(&limit.freed).notified_owned()));
+                freed.as_mut().enable();
+                if let Some(permit) = limit.try_take() {
+                    self.permit = Some(permit);
+                    self.freed = None;
+                    break;
+                }
+                ready!(freed.as_mut().poll(cx));
+                // Woken: a fresh wait for the next look.
+                self.freed = None;
+            }
         }
         if let Some(rate) = &self.rate {
             while !self.admitted {
@@ -138,8 +195,8 @@ impl Gate {
                 _permit: self.permit.take(),
             });
         }
-        // The waits under way move with it: a permit this clone's semaphore is queued for
-        // would otherwise go to a queue no one polls, and be lost to every clone.
+        // The waits under way move with it (the rate window's sleep; a permit's wait is
+        // only a wake-up, `Limit`), the clone left in place holding nothing.
         let fresh = self.clone();
         Err(Box::new(std::mem::replace(self, fresh)))
     }
@@ -161,6 +218,7 @@ impl Clone for Gate {
             concurrency: self.concurrency.clone(),
             rate: self.rate.clone(),
             permit: None,
+            freed: None,
             admitted: false,
             sleep: None,
         }
