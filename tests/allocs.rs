@@ -319,3 +319,62 @@ fn allocations_per_unary_round_trip_through_the_typical_stack() {
         );
     }
 }
+
+/// What a server counts for a parsed metadata block against its budgets
+/// (`frame::metadata_held`: waiting and running calls, unary and streaming) covers what the
+/// parsed map holds as the allocator sees it; the count its limit uses (`metadata_charge`,
+/// 36 bytes for an entry of a one-byte key and no value), which running unary calls used to
+/// be charged, does not.
+#[test]
+fn a_parsed_metadata_block_holds_no_more_than_it_is_counted() {
+    use sockrpc::protocol::frame::{self, Frame, FrameHeader, HEADER_LEN};
+    use sockrpc::protocol::{Limits, MetadataMap, MethodPath};
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _profiler = profiler();
+    let limits = Limits::default();
+    let path = MethodPath::from_static("/sockrpc.test.Echo/Echo");
+    // 455 entries is the most of this kind under the default 16 KiB limit; 257 leaves the
+    // table's capacity (grown by doubling) nearly half unused.
+    for entries in [1usize, 100, 257, 455] {
+        let mut metadata = MetadataMap::new();
+        for _ in 0..entries {
+            metadata
+                .append("a", "".parse().expect("value"))
+                .expect("key");
+        }
+        let mut wire = bytes::BytesMut::new();
+        frame::encode_open(&mut wire, 1, None, &path, &metadata, false);
+        drop(metadata);
+        let wire = wire.freeze();
+        let head: [u8; HEADER_LEN] = wire[..HEADER_LEN].try_into().expect("header");
+        let header = FrameHeader::parse(&head, &limits).expect("header");
+        let body = wire.slice(HEADER_LEN..);
+        let before = dhat::HeapStats::get().curr_bytes;
+        let parsed = match Frame::parse(&header, body, &limits).expect("parse") {
+            Frame::Open { metadata, .. } => metadata,
+            other => panic!("not an OPEN: {other:?}"),
+        };
+        let held = dhat::HeapStats::get().curr_bytes - before;
+        let counted = frame::metadata_held(&parsed);
+        let charged = frame::metadata_charge(&parsed);
+        println!(
+            "{entries} entries: {held} bytes held, {counted} counted, {charged} as its limit \
+             counts"
+        );
+        assert_eq!(parsed.len(), entries);
+        assert!(
+            counted >= held,
+            "{entries} entries hold {held} bytes, counted {counted}"
+        );
+        assert!(
+            counted <= 2 * held + 64,
+            "{entries} entries hold {held} bytes, counted far more: {counted}"
+        );
+        if entries >= 100 {
+            assert!(
+                charged < held,
+                "the limit's count, {charged}, is short of {held}"
+            );
+        }
+    }
+}

@@ -83,6 +83,7 @@ mod streaming_ready_metadata;
 mod support;
 mod tls_aborted;
 mod tls_unread;
+mod unary_metadata_held;
 mod unix_paths;
 mod unread;
 mod unread_answers;

@@ -71,7 +71,7 @@ impl Stored {
         }
     }
 
-    fn bytes(&self) -> &Bytes {
+    pub(crate) fn bytes(&self) -> &Bytes {
         match self {
             Stored::Ascii(value) => value.shared_bytes(),
             Stored::Binary(value) => value.shared_bytes(),
@@ -109,6 +109,14 @@ impl MetadataMap {
 
     pub(crate) fn entries(&self) -> &[(String, Stored)] {
         self.entries.as_deref().unwrap_or(&[])
+    }
+
+    /// The bytes of the entries' table as allocated (its capacity), with its own allocation's
+    /// overhead; `None` when the map never held an entry (`frame::metadata_held`).
+    pub(crate) fn table_bytes(&self) -> Option<usize> {
+        let capacity = self.entries.as_ref()?.capacity();
+        let overhead = crate::frame::ALLOCATION_OVERHEAD * usize::from(capacity > 0);
+        Some(capacity * std::mem::size_of::<(String, Stored)>() + overhead)
     }
 
     /// The entries, to change in place (empty, and allocating nothing, for a new map).

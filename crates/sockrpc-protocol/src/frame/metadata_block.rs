@@ -37,6 +37,27 @@ pub fn metadata_charge(metadata: &MetadataMap) -> usize {
         .sum::<usize>()
 }
 
+/// What each heap allocation costs beyond the bytes asked for: the allocator's own bookkeeping
+/// and rounding (glibc's smallest chunk is 32 bytes, for a request of 1 to 24).
+pub const ALLOCATION_OVERHEAD: usize = 32;
+
+/// What a parsed `metadata` holds in memory, for a receiver's budgets of what it holds: the
+/// table of entries (by its capacity, which may be up to twice its length), each key's own
+/// allocation and each value's bytes. Entries of a one-byte key and no value count about 100
+/// bytes apiece, far more than the 4 they take on the wire or the 36 [`metadata_charge`]
+/// counts them. An empty map counts 0, looked at in one comparison.
+pub fn metadata_held(metadata: &MetadataMap) -> usize {
+    let Some(table) = metadata.table_bytes() else {
+        return 0;
+    };
+    table
+        + metadata
+            .entries()
+            .iter()
+            .map(|(key, value)| key.capacity() + ALLOCATION_OVERHEAD + value.bytes().len())
+            .sum::<usize>()
+}
+
 /// Checks that `metadata` fits the wire format and `limits`.
 pub fn check_metadata(metadata: &MetadataMap, limits: &Limits) -> Result<(), String> {
     let len = metadata_charge(metadata);

@@ -78,12 +78,9 @@ impl<D: Dispatch> Connection<D> {
                     ));
                     return self.answer(call_id, Err(status));
                 }
-                // Most calls carry no metadata: one comparison then.
-                let metadata = if opened.metadata.is_empty() {
-                    0
-                } else {
-                    frame::metadata_charge(&opened.metadata)
-                };
+                // What its metadata holds parsed, as a streaming call's or a waiting call's is
+                // counted (`open.rs`); most calls carry none: one comparison then.
+                let metadata = frame::metadata_held(&opened.metadata);
                 if opened.compressed {
                     // Its handler holds it decompressed: the layer that decompresses it adds
                     // that to the count (`RequestCharge`), for as long as this call's task runs.

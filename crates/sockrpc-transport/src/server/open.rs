@@ -31,7 +31,7 @@
 //! fronts, never the rest.
 
 use foldhash::HashMap;
-use sockrpc_protocol::{EncodingFields, MetadataMap, MethodPath, PathCache};
+use sockrpc_protocol::{frame, EncodingFields, MetadataMap, MethodPath, PathCache};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
@@ -44,10 +44,6 @@ pub(super) const PENDING_OPEN_BUDGET: usize = 16 * 1024 * 1024;
 
 /// What a waiting call counts beside its path and metadata bytes: the call itself.
 const OPEN_COST: usize = 256;
-
-/// What each metadata entry counts beside its key and value bytes: its place in the map and
-/// its key's own allocation (an entry is 4 bytes on the wire at least, over 80 parsed).
-const METADATA_ENTRY_COST: usize = 128;
 
 /// The room [`OpenCalls`] keeps for the ids of calls to settle, and for its queues beyond what
 /// the calls waiting need: a client that opens and cancels calls by the thousand in one batch
@@ -100,15 +96,11 @@ impl Opened {
         }
     }
 
-    /// What this call holds while it waits (or, a streaming call, while it runs), counted
-    /// generously (see [`METADATA_ENTRY_COST`]).
+    /// What this call holds while it waits (or, a streaming call, while it runs): its metadata
+    /// as parsed (`frame::metadata_held`, the same count a unary call's request is charged
+    /// while its handler runs, `call.rs`), far more than on the wire for tiny entries.
     pub(super) fn cost(&self) -> usize {
-        let entries: usize = self
-            .metadata
-            .iter()
-            .map(|(key, value)| METADATA_ENTRY_COST + key.len() + value.len())
-            .sum();
-        OPEN_COST + self.path.as_bytes().len() + entries
+        OPEN_COST + self.path.as_bytes().len() + frame::metadata_held(&self.metadata)
     }
 
     /// Copies path and metadata out of the read buffer, once: what holds them for long (a call
