@@ -55,6 +55,7 @@ mod pieces_wait;
 mod pinned_budget;
 mod pinned_small;
 mod pinned_streams;
+mod plain_stream_unary;
 mod probe;
 mod raw;
 mod reflection_names;

@@ -10,19 +10,25 @@ use sockrpc_protocol::{Request, RequestCharge, Response, Status};
 use std::future::Future;
 
 async fn single_request<Req, C: Codec<Req>>(call: Call, codec: &C) -> Result<Request<Req>, Status> {
-    let (head, body) = call.into_parts().1.split_message();
-    let message = decoded(&head, body.single().await?)?;
+    let (head, mut body) = call.into_parts().1.split_message();
+    let message = body.take_single().await?;
+    let message = decoded(&head, message, body.last_message_compressed())?;
     let message = codec.decode(message)?;
     Ok(head.map(|()| message))
 }
 
-/// A request message as its body gave it (decompressed when it came compressed), counted
+/// A request message as its body gave it (decompressed when it came `compressed`), counted
 /// against its connection's budget of running requests when the transport asked for that (a
-/// `RequestCharge` in the extensions of a compressed request): its handler holds it
-/// decompressed, far more than its wire size the transport counted.
-fn decoded(head: &Request<()>, message: Bytes) -> Result<Bytes, Status> {
-    if let Some(charge) = head.extensions().get::<RequestCharge>() {
-        charge.add(message.len())?;
+/// `RequestCharge` in the extensions of a compressed unary request, or of a stream whose OPEN
+/// named an encoding): its handler holds it decompressed, far more than its wire size the
+/// transport counted. One that came plain counts nothing here, as a stream's plain message
+/// does (`Streaming`): a client opening a unary method as a stream names an encoding and may
+/// still send it plain, and was charged its size beside what the transport counted.
+fn decoded(head: &Request<()>, message: Bytes, compressed: bool) -> Result<Bytes, Status> {
+    if compressed {
+        if let Some(charge) = head.extensions().get::<RequestCharge>() {
+            charge.add(message.len())?;
+        }
     }
     Ok(message)
 }
@@ -84,8 +90,9 @@ where
     async move {
         let request = match early {
             Ok(decoded) => decoded?,
-            Err((head, body)) => {
-                let message = decoded(&head, body.single().await?)?;
+            Err((head, mut body)) => {
+                let message = body.take_single().await?;
+                let message = decoded(&head, message, body.last_message_compressed())?;
                 let message = Codec::<Req>::decode(&codec, message)?;
                 head.map(|()| message)
             }
