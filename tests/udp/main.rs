@@ -24,6 +24,7 @@ mod channel;
 mod datagrams;
 mod drop_panics;
 mod held_calls;
+mod held_reissued;
 mod in_flight_share;
 mod mark_jumps;
 mod paths;

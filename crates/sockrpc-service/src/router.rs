@@ -217,8 +217,9 @@ impl Service<Call> for Router {
 
 /// Answers a TCP re-issue of UDP call `replay` from the reply cache: the call already ran, so it
 /// must not run again, unless its method is idempotent (the UDP side kept no answer for it).
-/// The UDP call, held with an answer that went out TRUNCATED, ends as this answer does
-/// ([`Replayed`]).
+/// The UDP call, held with an answer that went out TRUNCATED, was let go by the transport as
+/// the re-issue arrived, before the layers (`sockrpc-transport`'s `server/reissued.rs`); one
+/// still held here ends as this answer does ([`Replayed`]).
 fn replay_call(
     route: Arc<dyn Route>,
     call: Call,

@@ -127,12 +127,18 @@ impl<D: Dispatch> Connection<D> {
         let started = (!span.is_disabled()).then(std::time::Instant::now);
         let replay = match (reissue, &self.config.reply_cache) {
             (None, _) => None,
-            (Some((instance, call_id)), Some(cache)) => Some(Replay {
-                cache: Arc::clone(cache),
-                instance,
-                call_id,
-                peer: self.conn_info.peer.map(|peer| peer.ip()),
-            }),
+            (Some((instance, call_id)), Some(cache)) => {
+                let peer = self.conn_info.peer.map(|peer| peer.ip());
+                // Before the re-issue passes the layers, which the held call counts in still
+                // (`reissued.rs`).
+                self.let_go_held(cache, peer, (instance, call_id), &path);
+                Some(Replay {
+                    cache: Arc::clone(cache),
+                    instance,
+                    call_id,
+                    peer,
+                })
+            }
             (Some(_), None) => {
                 let status = Status::failed_precondition(
                     "a re-issue of a UDP call, but this server serves no UDP",

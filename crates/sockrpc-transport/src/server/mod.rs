@@ -28,6 +28,7 @@ mod local;
 mod open;
 mod ping;
 mod pump;
+mod reissued;
 mod respond;
 mod room;
 mod timers;

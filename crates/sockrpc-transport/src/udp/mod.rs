@@ -8,8 +8,8 @@
 //!        └─ Truncated{instance, call_id} ──▶ caller re-issues over TCP ──▶ ReplyCache.wait
 //! ```
 //!
-//! A TRUNCATED answer's call is held with it until the re-issue takes it ([`HeldCall`]), for a
-//! few seconds at most, so that the server's layers record the code its caller got over TCP.
+//! A TRUNCATED answer's call is held with it until the re-issue arrives ([`HeldCall`]), for a
+//! few seconds at most, so that the server's layers record the code its caller gets over TCP.
 //!
 //! The pieces (`docs/UDP.md` has the protocol):
 //! - [`datagram`]: the wire format, version 1.

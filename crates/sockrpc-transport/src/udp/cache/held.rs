@@ -1,4 +1,4 @@
-//! A truncated answer's call, held with the answer until its TCP re-issue takes it.
+//! A truncated answer's call, held with the answer until its TCP re-issue arrives.
 //!
 //! A server's layers (sockrpc's trace and metrics) record a call whose one-message answer
 //! they passed whole when its handler's future is dropped, with the code the transport drops
@@ -7,12 +7,23 @@
 //! client announced there, say), or replaced (by `ABORTED`, an answer too large to keep):
 //! dropped as the TRUNCATED left, the future recorded `OK` for a call whose caller got that
 //! refusal. So the UDP server keeps the future with the cached answer ([`HeldCall`]), and the
-//! re-issue that takes the answer
-//! ([`ReplyCache::wait_taking`](super::ReplyCache::wait_taking)) drops it as its own answer
-//! ends: inside the transport's `drop_as` when that answer is refused, so the UDP side
-//! records the code the caller got. One never fetched (the client gave up) goes with its
-//! entry or when its hold ends, whichever is first, as answered. Its call stays in flight for
-//! its layers until then.
+//! TCP server takes it as the re-issue arrives, before the re-issue passes its layers
+//! ([`ReplyCache::take_held`](super::ReplyCache::take_held), `server/reissued.rs`), ending it
+//! with the code the connection will refuse the answer with, or as answered. (Taken only once
+//! the re-issue, past every layer, reached the cache, the call counted twice at once in
+//! those layers: a `ConcurrencyLimitLayer::new(1)` server's re-issue waited the whole hold
+//! for the permit its own UDP call held.) A re-issue that reaches the router with the call
+//! still held ([`ReplyCache::wait_taking`](super::ReplyCache::wait_taking)) drops it as its
+//! own answer ends. One never fetched (the client gave up) goes with its entry or when its
+//! hold ends, whichever is first, as answered. Its call stays in flight for its layers until
+//! then.
+//!
+//! What a held call costs: its handler's future (the boxed call, uncounted by the cache, whose
+//! entry counts the answer, over a datagram's 1,232 bytes since it went out TRUNCATED),
+//! whatever its layers keep in it, and the task that ends its hold, which stays
+//! until [`HOLD`] has passed even when a re-issue took the call. So what the held calls keep
+//! is bounded by the cache's entries (its bytes, each source's share) and released within
+//! [`HOLD`], fetched or not.
 //!
 //! A held call's drop runs the layers' code, so none is dropped under the cache's lock:
 //! entries removed under it leave theirs in [`Locked`], which drops them after the unlock.

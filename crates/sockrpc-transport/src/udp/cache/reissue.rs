@@ -19,6 +19,26 @@ impl ReplyCache {
         self.fetch(peer, instance, call_id, path, false).0
     }
 
+    /// The call held with the TRUNCATED answer of `(instance, call_id)`, a call of `path` made
+    /// from `peer`'s address (as [`lookup`](Self::lookup) finds it), taken out with a copy of
+    /// that answer: the TCP server lets it go as the call's re-issue arrives, before the
+    /// re-issue passes the server's layers (`server/reissued.rs`). `None` when no call is held.
+    pub(crate) fn take_held(
+        &self,
+        peer: Option<IpAddr>,
+        instance: u64,
+        call_id: u32,
+        path: &[u8],
+    ) -> Option<(
+        HeldCall,
+        Result<sockrpc_protocol::Response<bytes::Bytes>, sockrpc_protocol::Status>,
+    )> {
+        match self.fetch(peer, instance, call_id, path, true) {
+            (Lookup::Done(answer), Some(held)) => Some((held, answer)),
+            _ => None,
+        }
+    }
+
     /// [`lookup`](Self::lookup), and when `take`, the call held with a TRUNCATED answer.
     fn fetch(
         &self,
