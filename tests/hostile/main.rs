@@ -41,6 +41,7 @@ mod late_unary_credit;
 mod linger;
 mod memory;
 mod metadata_limit;
+mod metadata_limit_first;
 mod over_budget_waiting;
 mod panic_log;
 mod parked_handlers;

@@ -367,17 +367,20 @@ impl<D: Dispatch> Connection<D> {
                 limit,
             } => {
                 // An OPEN too long for our limits, skipped unread (a client whose metadata
-                // limit is larger than ours): received and refused, its call alone, as an OPEN
-                // whose metadata is over the limit is above. Its id is used up, so a later GOAWAY
-                // counts it as received and the client does not send it again.
+                // limit is larger than ours, which sent it before our SETTINGS told it ours):
+                // received and refused, its call alone, as an OPEN whose metadata is over the
+                // limit is above, and for the same reason in the same words as that one's and
+                // the client's own refusal once it knows our limit (`client/call.rs`). Its id
+                // is used up, so a later GOAWAY counts it as received and the client does not
+                // send it again.
                 self.take_call_id(call_id, flags & frame::FLAG_CHARGED != 0)?;
                 self.note_if_unary(call_id, flags);
                 let metadata = self.config.limits.max_metadata_size;
                 self.answer(
                     call_id,
                     Err(Status::resource_exhausted(format!(
-                        "Open frame of {length} bytes exceeds the server's limit of {limit} \
-                         (its metadata limit is {metadata} bytes)"
+                        "request metadata exceeds the limit of {metadata}: its Open frame of \
+                         {length} bytes exceeds the server's limit of {limit}"
                     ))),
                 );
             }
