@@ -348,13 +348,22 @@ fn a_parsed_metadata_block_holds_no_more_than_it_is_counted() {
         let wire = wire.freeze();
         let head: [u8; HEADER_LEN] = wire[..HEADER_LEN].try_into().expect("header");
         let header = FrameHeader::parse(&head, &limits).expect("header");
-        let body = wire.slice(HEADER_LEN..);
-        let before = dhat::HeapStats::get().curr_bytes;
-        let parsed = match Frame::parse(&header, body, &limits).expect("parse") {
-            Frame::Open { metadata, .. } => metadata,
-            other => panic!("not an OPEN: {other:?}"),
-        };
-        let held = dhat::HeapStats::get().curr_bytes - before;
+        // The least of a few parses: the other tests' threads may still be winding down, and
+        // dhat counts every thread's allocations.
+        let mut least = None;
+        for _ in 0..5 {
+            let body = wire.slice(HEADER_LEN..);
+            let before = dhat::HeapStats::get().curr_bytes;
+            let parsed = match Frame::parse(&header, body, &limits).expect("parse") {
+                Frame::Open { metadata, .. } => metadata,
+                other => panic!("not an OPEN: {other:?}"),
+            };
+            let held = dhat::HeapStats::get().curr_bytes.saturating_sub(before);
+            if least.as_ref().is_none_or(|(least, _)| held < *least) {
+                least = Some((held, parsed));
+            }
+        }
+        let (held, parsed) = least.expect("parsed");
         let counted = frame::metadata_held(&parsed);
         let charged = frame::metadata_charge(&parsed);
         println!(
