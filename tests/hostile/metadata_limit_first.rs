@@ -3,18 +3,17 @@
 //! exceeds the server's limit, their call alone.
 //!
 //! Each side announces its limit in a SETTINGS of its own, in answer to the peer's first
-//! SETTINGS, so the client learns the server's one round trip after it connects. A `Channel`
-//! sends nothing before the server's preface, which comes with both SETTINGS nearly always
-//! (then the client refuses such a call unsent); a call sent earlier (on a bare
-//! `ClientConnection`, or when the limit comes in a later read than the preface) is refused by
-//! the server, as grpc-go's server refuses headers past its `SETTINGS_MAX_HEADER_LIST_SIZE` that
-//! its client sent before it had the server's SETTINGS. A block over the limit by less than the
-//! room an OPEN has beside it is read and refused "request metadata of N bytes exceeds the
-//! limit of L", as the client later says it. A larger one makes an OPEN past the server's frame
-//! limit, skipped unread, and was refused "Open frame of N bytes exceeds the server's limit of
-//! F (its metadata limit is L bytes)": neither the request's metadata nor that it exceeds the
-//! limit was named, where the same call a moment later was refused for its metadata. Here a raw
-//! client sends such OPENs first thing, and a channel makes such calls at once.
+//! SETTINGS, so the client learns the server's one round trip after it connects. A plain TCP
+//! `Channel` does not wait for it: its first call is refused by the client when the limit came
+//! in time (6 runs of 8 here), by the server otherwise, as grpc-go's server refuses headers past
+//! its `SETTINGS_MAX_HEADER_LIST_SIZE` that its client sent before it had the server's SETTINGS.
+//! A block over the limit by less than the room an OPEN has beside it is read and refused
+//! "request metadata of N bytes exceeds the limit of L", as the client later says it. A larger
+//! one makes an OPEN past the server's frame limit, skipped unread, and was refused "Open frame
+//! of N bytes exceeds the server's limit of F (its metadata limit is L bytes)": neither the
+//! request's metadata nor that it exceeds the limit was named, where the same call a moment
+//! later was refused for its metadata. Here a raw client sends such OPENs first thing, and a
+//! channel makes such calls at once.
 
 use crate::edges::{end_code, until_end};
 use crate::raw::{connect, echo_message, frame, open, open_body, send, ECHO_PATH, OPEN, PREFACE};
