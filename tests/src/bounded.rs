@@ -8,10 +8,10 @@ use std::time::Duration;
 pub const STEP: Duration = Duration::from_secs(10);
 
 /// The slices a bound is waited in (see [`within`]).
-const SLICES: u32 = 100;
+pub const SLICES: u32 = 100;
 
 /// Real time given to the kernel between two slices of a bound (see [`within`]).
-const BREATH: Duration = Duration::from_millis(1);
+pub const BREATH: Duration = Duration::from_millis(1);
 
 /// Runs `future`, failing the test (naming `what`) if it takes longer than [`STEP`].
 pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
