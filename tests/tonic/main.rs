@@ -34,6 +34,7 @@
 //! - ported_names: `server::NamedService` (naming a service to the health reporter),
 //!   `codec::CompressionEncoding` and `Channel::balance_list`, at tonic's paths;
 //! - keepalive_forms: tonic's `http2_keep_alive.rs` in tonic's forms (server and channel);
+//! - huge_durations: every duration setter, server and `Endpoint`, takes `Duration::MAX`;
 //! - decoded_limit: tonic's `limit_decoded_message_size`, compressed requests held to a
 //!   decoded-size limit, per encoding;
 //! - health, reflection: tonic-health's and tonic-reflection's own tests, with their builder
@@ -52,6 +53,7 @@ mod disable_compression;
 mod dyn_service;
 mod forwarded;
 mod health;
+mod huge_durations;
 mod keep_alive;
 mod keepalive_forms;
 mod learned_encodings;

@@ -144,7 +144,12 @@ impl ReadyQueue {
                     let ready = std::future::poll_fn(|cx| pending.poll_ready(cx));
                     // Settled to a status before the call is awaited: the error need not be
                     // `Send`.
-                    let refused = match tokio::time::timeout_at(started + wait, ready).await {
+                    let refused = match tokio::time::timeout_at(
+                        sockrpc_transport::deadline_after(started, wait),
+                        ready,
+                    )
+                    .await
+                    {
                         Ok(Ok(())) => None,
                         Ok(Err(err)) => Some(to_status(err)),
                         Err(_) if by_deadline => Some(deadline_passed(call.path(), WAITED)),

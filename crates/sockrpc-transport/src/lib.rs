@@ -76,6 +76,7 @@ pub use server::{PingPolicy, ServerConfig};
 pub use socket::{
     bind_tcp, connect_tcp, raise_recv_buffer, SocketConfig, SocketOptions, UDP_RECV_BUFFER,
 };
+pub use timer::deadline_after;
 pub use unix::{bind_unix, connect_unix, UnixSocketFile};
 pub use unix_abstract::{abstract_name, bind_unix_abstract, connect_unix_abstract};
 pub use unix_io::UnixIo;

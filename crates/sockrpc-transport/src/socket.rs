@@ -13,6 +13,11 @@ use std::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
+/// The longest TCP keepalive idle time set on a socket: Linux's `MAX_TCP_KEEPIDLE` (about
+/// 9 hours), past which `setsockopt` fails `EINVAL` and the connect with it. A longer one (a
+/// tonic user's `Duration::MAX`) is taken as this.
+const MAX_KEEPALIVE_IDLE: Duration = Duration::from_secs(32_767);
+
 /// Options for every socket sockrpc creates; one value serves client and server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,7 +123,8 @@ impl SocketConfig {
     fn apply_stream(&self, socket: &SockRef<'_>) -> io::Result<()> {
         socket.set_tcp_nodelay(self.nodelay)?;
         if let Some(idle) = self.keepalive {
-            socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))?;
+            socket
+                .set_tcp_keepalive(&TcpKeepalive::new().with_time(idle.min(MAX_KEEPALIVE_IDLE)))?;
         }
         if let Some(size) = self.send_buffer_size {
             socket.set_send_buffer_size(size)?;

@@ -15,8 +15,25 @@ use crate::notice::Notice;
 use std::{
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 use tokio::time::{Instant, Sleep};
+
+/// About 30 years: the instant "never" stands for (tokio's own, for `sleep(Duration::MAX)`).
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now + after`, or an instant about 30 years on when the sum does not fit an `Instant`.
+///
+/// Every duration a user sets (a timeout, a keepalive interval, an age, a rate's window) is
+/// added to the clock somewhere; tonic takes `Duration::MAX` as "never", and the plain `+`
+/// panicked the task that made the addition (a connection's, the caller's).
+#[inline]
+pub fn deadline_after(now: Instant, after: Duration) -> Instant {
+    match now.checked_add(after) {
+        Some(at) => at,
+        None => now.checked_add(FAR).unwrap_or(now),
+    }
+}
 
 /// A connection task's one timer. See the module docs.
 pub(crate) struct ConnTimer {

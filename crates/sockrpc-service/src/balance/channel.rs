@@ -483,7 +483,7 @@ impl Balanced {
                 config: call.request().extensions().get::<ConfigDefaults>().copied(),
                 started,
                 deadline: call_deadline,
-                cap: entered + self.shared.wait,
+                cap: sockrpc_transport::deadline_after(entered, self.shared.wait),
             };
             let mut tried: Vec<Arc<Member>> = Vec::new();
             let attempts = self.shared.attempts;

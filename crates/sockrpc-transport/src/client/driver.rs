@@ -6,7 +6,7 @@ use super::inbound::{complete, Inbound};
 use super::{Keepalive, Shared, State};
 use crate::codec::DecodeError;
 use crate::reader::FrameReader;
-use crate::timer::ConnTimer;
+use crate::timer::{deadline_after, ConnTimer};
 use sockrpc_protocol::frame::{self, FrameError};
 use sockrpc_protocol::Status;
 use std::{
@@ -158,14 +158,20 @@ impl Driver {
             let mut state = self.shared.lock();
             let now = Instant::now();
             if state.calls.is_empty() && !pinger.config.while_idle {
-                pinger.timer.as_mut().reset(now + pinger.config.interval);
+                pinger
+                    .timer
+                    .as_mut()
+                    .reset(deadline_after(now, pinger.config.interval));
                 continue;
             }
             pinger.seq = pinger.seq.wrapping_add(1);
             frame::encode_ping(state.outbox.buf_mut(), pinger.seq);
             let _ = state.outbox.poll_flush(cx);
             pinger.awaiting = Some(pinger.seq);
-            pinger.timer.as_mut().reset(now + pinger.config.timeout);
+            pinger
+                .timer
+                .as_mut()
+                .reset(deadline_after(now, pinger.config.timeout));
         }
         true
     }

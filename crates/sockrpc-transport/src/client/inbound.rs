@@ -9,6 +9,7 @@
 use super::driver::Pinger;
 use super::{Shared, State};
 use crate::outbox::HIGH_WATER;
+use crate::timer::deadline_after;
 use bytes::Bytes;
 use sockrpc_protocol::frame::{self, Frame, FrameKind, ANSWER_WINDOW};
 use sockrpc_protocol::{Code, MetadataMap, Response, Status};
@@ -304,7 +305,7 @@ impl Inbound<'_> {
                 if let Some(pinger) = self.pinger.as_mut() {
                     if pinger.awaiting == Some(payload) {
                         pinger.awaiting = None;
-                        let next = Instant::now() + pinger.config.interval;
+                        let next = deadline_after(Instant::now(), pinger.config.interval);
                         pinger.timer.as_mut().reset(next);
                     }
                 }

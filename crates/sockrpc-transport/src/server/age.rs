@@ -15,6 +15,7 @@
 
 use super::conn::Connection;
 use crate::dispatch::Dispatch;
+use crate::timer::deadline_after;
 use sockrpc_protocol::Code;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -34,7 +35,8 @@ pub(super) fn jittered(age: Duration) -> Duration {
 fn spread(age: Duration, draw: u64) -> Duration {
     // The top 53 bits as a fraction in [0, 1).
     let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-    age.mul_f64(0.9 + 0.2 * unit)
+    // What `mul_f64` computes, without its panic past `Duration::MAX` (an age of "never").
+    Duration::try_from_secs_f64(age.as_secs_f64() * (0.9 + 0.2 * unit)).unwrap_or(Duration::MAX)
 }
 
 impl<D: Dispatch> Connection<D> {
@@ -50,7 +52,10 @@ impl<D: Dispatch> Connection<D> {
             return Some(self.close(cx, Some(reason)));
         }
         self.aged = true;
-        self.timers.due.age = self.config.max_age_grace.map(|grace| now + grace);
+        self.timers.due.age = self
+            .config
+            .max_age_grace
+            .map(|grace| deadline_after(now, grace));
         if !self.draining {
             tracing::debug!(peer = ?self.conn_info.peer, "max connection age: sending the connection away");
             self.send_away("max connection age reached", true);

@@ -32,6 +32,7 @@ use crate::notice::Notice;
 use crate::outbox::{Outbox, HIGH_WATER};
 use crate::reader::FrameReader;
 use crate::server::Accepted;
+use crate::timer::deadline_after;
 use crate::udp::ReplyCache;
 use sockrpc_protocol::frame::{self, PREFACE};
 use sockrpc_protocol::{Code, ConnInfo, Limits};
@@ -217,8 +218,10 @@ impl<D: Dispatch> Connection<D> {
             shutdown: Box::pin(shutdown.cancelled_owned()),
             shutdown_notice: Notice::new(),
             timers: Timers::new(Deadlines {
-                handshake: Some(now + config.handshake_timeout),
-                age: config.max_age.map(|age| now + super::age::jittered(age)),
+                handshake: Some(deadline_after(now, config.handshake_timeout)),
+                age: config
+                    .max_age
+                    .map(|age| deadline_after(now, super::age::jittered(age))),
                 ..Deadlines::default()
             }),
             config,

@@ -8,6 +8,7 @@ use super::conn::Connection;
 use super::timers::Assembly;
 use crate::dispatch::Dispatch;
 use crate::log_limit::{warn_limited, Kind};
+use crate::timer::deadline_after;
 use sockrpc_protocol::frame;
 use sockrpc_protocol::Code;
 use std::task::{Context, Poll};
@@ -52,7 +53,7 @@ impl<D: Dispatch> Connection<D> {
         due.frame = match (self.reader.mid_frame(), frame_clock) {
             (false, _) => None,
             (true, Some(started)) if !progressed => Some(started),
-            (true, _) => Some(now() + frame_timeout),
+            (true, _) => Some(deadline_after(now(), frame_timeout)),
         };
         // A split message in assembly must also be whole within a frame timeout plus its
         // length at the server's floor (`timers.rs` `Assembly`): each piece restarts the frame
@@ -84,7 +85,7 @@ impl<D: Dispatch> Connection<D> {
         };
         if due.keepalive.is_none() {
             if let Some(keepalive) = self.config.keepalive {
-                due.keepalive = Some(now() + keepalive.interval);
+                due.keepalive = Some(deadline_after(now(), keepalive.interval));
                 self.frames_at_keepalive = self.reader.frames();
             }
         }
@@ -92,7 +93,7 @@ impl<D: Dispatch> Connection<D> {
         // push it back), so a busy connection never moves its timer per call.
         if due.idle.is_none() {
             if let Some(limit) = self.config.idle_timeout {
-                due.idle = Some(now() + limit);
+                due.idle = Some(deadline_after(now(), limit));
                 self.calls_at_idle_check = self.activity();
             }
         }
@@ -114,7 +115,7 @@ impl<D: Dispatch> Connection<D> {
                 // too (`aborted.rs`), for as long as one takes to return. A pause that ended
                 // before a pass took the frames it left (`backlog`: on a loaded machine the
                 // pass after it can come late, and checks its timers first) counts the same.
-                self.timers.due.frame = Some(now + self.config.frame_timeout);
+                self.timers.due.frame = Some(deadline_after(now, self.config.frame_timeout));
                 if let Some(assembly) = &mut self.timers.assembly {
                     assembly.since = now;
                     assembly.frame = self.timers.due.frame;
@@ -169,16 +170,16 @@ impl<D: Dispatch> Connection<D> {
                     // Reading stopped for cancelled handlers not yet gone (`aborted.rs`), or no
                     // pass has taken the frames such a pause left (`backlog`): the PONG may be
                     // waiting unread. It has the timeout again from now.
-                    self.timers.due.keepalive = Some(now + keepalive.timeout);
+                    self.timers.due.keepalive = Some(deadline_after(now, keepalive.timeout));
                 } else if self.reader.frames() == self.frames_at_keepalive {
                     // Nothing heard for a whole interval: is the client still there?
                     let payload =
                         u64::from(self.last_call_id) << 32 | self.reader.frames() & 0xffff_ffff;
                     frame::encode_ping(self.shared.lock().outbox.buf_mut(), payload);
                     self.awaiting_pong = Some(payload);
-                    self.timers.due.keepalive = Some(now + keepalive.timeout);
+                    self.timers.due.keepalive = Some(deadline_after(now, keepalive.timeout));
                 } else {
-                    self.timers.due.keepalive = Some(now + keepalive.interval);
+                    self.timers.due.keepalive = Some(deadline_after(now, keepalive.interval));
                 }
                 self.frames_at_keepalive = self.reader.frames();
             }
@@ -199,7 +200,7 @@ impl<D: Dispatch> Connection<D> {
                 }
                 // Busy since the timer was armed: idle, if at all, only from now on.
                 self.calls_at_idle_check = activity;
-                self.timers.due.idle = Some(now + limit);
+                self.timers.due.idle = Some(deadline_after(now, limit));
             }
         }
         None

@@ -30,6 +30,7 @@
 //! expiry is exact after each settle. [`OpenCalls::expire`] takes the expired calls from the
 //! fronts, never the rest.
 
+use crate::timer::deadline_after;
 use foldhash::HashMap;
 use sockrpc_protocol::{frame, EncodingFields, MetadataMap, MethodPath, PathCache};
 use std::cmp::Reverse;
@@ -430,7 +431,7 @@ impl OpenCalls {
         let waits_from = self.waits_from;
         let patience = self.arrivals.front().map(|&(arrival, _)| {
             let from = waits_from.map_or(arrival, |from| from.max(arrival));
-            from + frame_timeout
+            deadline_after(from, frame_timeout)
         });
         let deadline = self.deadlines.peek().map(|&Reverse((at, _))| at);
         sooner(patience, deadline)
@@ -453,7 +454,7 @@ impl OpenCalls {
         while let Some(&entry) = self.arrivals.front() {
             let from = waits_from.map_or(entry.0, |from| from.max(entry.0));
             // Those behind it arrived no sooner.
-            if from + frame_timeout > now {
+            if deadline_after(from, frame_timeout) > now {
                 break;
             }
             self.arrivals.pop_front();

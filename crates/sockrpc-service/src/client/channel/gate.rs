@@ -103,7 +103,7 @@ impl Rate {
         match window.until {
             Some(until) if now < until => {}
             _ => {
-                window.until = Some(now + self.per);
+                window.until = Some(sockrpc_transport::deadline_after(now, self.per));
                 // tower's lets one call through even with a limit of 0.
                 window.left = self.limit.max(1);
             }
