@@ -31,11 +31,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// OPEN's, HEADERS' and END's flag: encoding fields end the body. MESSAGE's: compressed.
-const FLAG_ENCODING: u8 = 0x08;
+pub(crate) const FLAG_ENCODING: u8 = 0x08;
 /// Encoding fields: length 3, accept gzip, send gzip.
 const GZIP_FIELDS: [u8; 4] = [3, 0, 1, 1];
 const INVALID_ARGUMENT: u32 = 3;
-const INTERNAL: u32 = 13;
+pub(crate) const INTERNAL: u32 = 13;
 const ERROR: &[u8] = b"/t.Unasked/Error";
 const HEADED: &[u8] = b"/t.Unasked/Headed";
 const STREAM_ERROR: &[u8] = b"/t.Unasked/StreamError";
@@ -64,12 +64,12 @@ fn error_status() -> Status {
 }
 
 /// A gzip-compressed message.
-fn packed() -> Bytes {
+pub(crate) fn packed() -> Bytes {
     compress(CompressionEncoding::Gzip, b"compressed by hand").expect("gzip")
 }
 
 /// Messages as a proxy would forward them, flagged compressed.
-struct Forwarded(VecDeque<Bytes>, MetadataMap);
+pub(crate) struct Forwarded(pub(crate) VecDeque<Bytes>, pub(crate) MetadataMap);
 
 impl Incoming for Forwarded {
     fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
@@ -123,7 +123,7 @@ impl Dispatch for Unasked {
 }
 
 /// A unary call to `path`, its OPEN carrying encoding fields (`named`) or none.
-fn call(call_id: u32, path: &[u8], named: bool) -> Vec<u8> {
+pub(crate) fn call(call_id: u32, path: &[u8], named: bool) -> Vec<u8> {
     let mut open = open_body(path, &[]);
     let flags = if named {
         open.extend_from_slice(&GZIP_FIELDS);
@@ -178,7 +178,7 @@ fn of<'a>(frames: &'a [ServerFrame], path: &[u8], kind: u8) -> Option<&'a Server
 }
 
 /// An END's code, message, metadata block (as its raw bytes) and what follows it.
-fn end_parts(end: &ServerFrame) -> (u32, String, Vec<u8>, Vec<u8>) {
+pub(crate) fn end_parts(end: &ServerFrame) -> (u32, String, Vec<u8>, Vec<u8>) {
     let body = &end.body;
     let word = |at: usize| u32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
     let code = word(0);

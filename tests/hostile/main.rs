@@ -30,6 +30,7 @@ mod drop_panics_answered;
 mod dropped_reader;
 mod edges;
 mod encoding_unasked;
+mod encoding_unnamed_send;
 mod ended_sender_turns;
 mod fold;
 mod folded_request;

@@ -164,6 +164,26 @@ pub(super) fn compressed_unasked() -> sockrpc_protocol::Status {
     )
 }
 
+/// What a call ends with instead of a compressed answer message toward a client that may read
+/// one (its OPEN carried fields) when the answer names no encoding it is sent with: the client
+/// could not read it (it would fail it `INTERNAL`), and the bytes cannot go otherwise. `fields`:
+/// the answer's, as they go out (toward a client that named none, [`compressed_unasked`]).
+pub(super) fn compressed_unnamed(
+    allowed: Allowed,
+    fields: Option<EncodingFields>,
+) -> Option<sockrpc_protocol::Status> {
+    if !allowed.encoding {
+        return Some(compressed_unasked());
+    }
+    if fields.is_some_and(|fields| fields.send != 0) {
+        return None;
+    }
+    Some(sockrpc_protocol::Status::internal(
+        "the answer's message is compressed, but the answer names no encoding it is sent \
+         with: not sent",
+    ))
+}
+
 /// The sooner of two expiries, either of which may be unknown.
 fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {

@@ -5,7 +5,7 @@
 //!  HEADERS ─▶ MESSAGE … (while the stream's and the connection's credit last) ─▶ END(trailers)
 //! ```
 
-use super::open::{compressed_unasked, Allowed};
+use super::open::{compressed_unasked, compressed_unnamed, Allowed};
 use super::respond::{encode_error, encode_status, ConnState, Shared};
 use crate::dispatch::OutboundBody;
 use crate::outbox::HIGH_WATER;
@@ -38,7 +38,8 @@ pub(super) const MESSAGES_PER_POLL: usize = 32;
 /// `allowed`: what the call's OPEN allowed (`answer_now` already dropped the HEADERS' encoding
 /// fields it does not allow): toward a client whose OPEN carried no encoding fields, the
 /// stream's error goes without its own and a message flagged compressed ends the call
-/// `INTERNAL` instead of going out.
+/// `INTERNAL` instead of going out; so does one under HEADERS that name no encoding it is sent
+/// with, toward any client.
 pub(super) async fn pump<B: OutboundBody>(
     shared: Arc<Shared>,
     call_id: u32,
@@ -47,6 +48,8 @@ pub(super) async fn pump<B: OutboundBody>(
 ) {
     let limits = shared.limits;
     let encoding = response.encoding();
+    // Messages flagged compressed go only under HEADERS that name their encoding.
+    let sends = compressed_unnamed(allowed, encoding).is_none();
     let (metadata, mut body, trailers) = response.into_parts();
     let started = with_state(&shared, |state| {
         if !state.running.contains_key(&call_id) {
@@ -146,9 +149,9 @@ pub(super) async fn pump<B: OutboundBody>(
                 return false;
             }
             let end = match &next {
-                Some(Ok((_, true))) if !allowed.encoding => {
+                Some(Ok((_, true))) if !sends => {
                     ended_as = Some(Code::Internal);
-                    Err(compressed_unasked())
+                    Err(compressed_unnamed(allowed, encoding).unwrap_or_else(compressed_unasked))
                 }
                 Some(Ok((message, compressed))) if message.len() <= limits.send_limit() => {
                     let flags = frame::message_flags(false, *compressed);

@@ -8,7 +8,7 @@
 //!
 //! A streamed answer is `pump.rs`.
 
-use super::open::{compressed_unasked, Allowed};
+use super::open::{compressed_unnamed, Allowed};
 use crate::dispatch::OutboundBody;
 use crate::flow::{Inbound, Outbound};
 use crate::outbox::Outbox;
@@ -369,7 +369,8 @@ pub(super) fn answer_now<B: OutboundBody>(
 /// trailers, the MESSAGE alone with the END folded in (`FLAG_END_OK`). The caller checked the
 /// metadata (`announced::check_response`, against the same limits). A message over the send
 /// limit is refused: an END `RESOURCE_EXHAUSTED` instead, and that code returned; so is one
-/// flagged compressed toward a client whose OPEN named no encoding, `INTERNAL`.
+/// flagged compressed toward a client whose OPEN named no encoding, or under fields that name
+/// no encoding it is sent with, `INTERNAL`.
 fn encode_once(
     outbox: &mut Outbox,
     call_id: u32,
@@ -389,9 +390,11 @@ fn encode_once(
         encode_status(buf, call_id, &status, limits);
         return Some(Code::ResourceExhausted);
     }
-    if compressed && !allowed.encoding {
-        encode_status(buf, call_id, &compressed_unasked(), limits);
-        return Some(Code::Internal);
+    if compressed {
+        if let Some(status) = compressed_unnamed(allowed, encoding) {
+            encode_status(buf, call_id, &status, limits);
+            return Some(Code::Internal);
+        }
     }
     if !metadata.is_empty() || encoding.is_some() {
         frame::encode_headers_with(buf, call_id, metadata, encoding);
