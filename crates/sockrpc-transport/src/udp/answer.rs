@@ -64,12 +64,24 @@ pub(super) fn give_back(out: BytesMut) {
     }
 }
 
-/// A handler's answer as a datagram carries it: one message (a streamed answer cannot go over
-/// UDP).
+/// Why an answer of one message already compressed (a layer forwarding it as it arrived) did
+/// not go over UDP: datagrams carry no encoding, and the transport cannot decompress it.
+pub(super) const COMPRESSED_OVER_UDP: &str =
+    "the answer's message is compressed, and answers over UDP go plain: not sent";
+
+/// A handler's answer as a datagram carries it: one message, plain (a streamed answer cannot go
+/// over UDP, nor a compressed one).
 pub(super) fn one_message<B: OutboundBody>(routed: Result<Response<B>, Status>) -> Answer {
     let (metadata, body, trailers) = routed?.into_parts();
-    match body.into_once() {
-        Ok(message) => Ok(Response::from_parts(metadata, message, trailers)),
+    let body = match body.into_once() {
+        Ok(message) => return Ok(Response::from_parts(metadata, message, trailers)),
+        Err(body) => body,
+    };
+    // One message still, only not plain (or read only through its wire form): the stream's
+    // refusal would name the wrong cause.
+    match body.into_once_flagged() {
+        Ok((_, true)) => Err(Status::internal(COMPRESSED_OVER_UDP)),
+        Ok((message, false)) => Ok(Response::from_parts(metadata, message, trailers)),
         Err(streamed) => {
             // Dropped as ended with what the client is told (`ending.rs`): a layer watching the
             // stream records `UNIMPLEMENTED`, not a cancel.
@@ -314,6 +326,34 @@ mod tests {
         fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
             Poll::Ready(None)
         }
+    }
+
+    /// One message already compressed: `into_once` refuses it, `into_once_flagged` gives it.
+    struct Compressed;
+
+    impl OutboundBody for Compressed {
+        fn into_once(self) -> Result<Bytes, Self> {
+            Err(self)
+        }
+
+        fn poll_message(&mut self, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Status>>> {
+            Poll::Ready(None)
+        }
+
+        fn into_once_flagged(self) -> Result<(Bytes, bool), Self> {
+            Ok((Bytes::from_static(b"\x1f\x8b packed"), true))
+        }
+    }
+
+    /// An answer already compressed is refused for what it is (it was refused `UNIMPLEMENTED`
+    /// as a stream, "streaming responses are not served over UDP"): `INTERNAL`, as a compressed
+    /// answer toward a TCP client that cannot read it (`server/open.rs` `compressed_unnamed`).
+    #[test]
+    fn a_compressed_answer_is_refused_as_compressed_not_as_a_stream() {
+        let status = one_message(Ok(Response::new(Compressed))).err();
+        let status = status.expect("refused");
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert_eq!(status.message(), COMPRESSED_OVER_UDP);
     }
 
     /// A streamed answer cannot go over UDP: the client gets `UNIMPLEMENTED`, and the body is
