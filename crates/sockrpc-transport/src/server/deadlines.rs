@@ -209,9 +209,11 @@ impl<D: Dispatch> Connection<D> {
     /// Whether the connection is not reading its socket by its own doing: its write buffer past
     /// the high-water mark or its streams over budget (`Connection::paused`), cancelled
     /// handlers in the way (`aborted.rs`), or frames such a pause left not taken yet
-    /// (`backlog`). What the peer owes meanwhile is not late.
+    /// (`backlog`); or a pause that has ended but not been read past (`Timers::paused`: a
+    /// handler consumed its stream on a task of its own just before this pass, whose timers
+    /// come before its read). What the peer owes meanwhile is not late.
     fn not_reading(&mut self) -> bool {
-        self.paused() || self.aborted_in_the_way() || self.backlog
+        self.timers.paused() || self.paused() || self.aborted_in_the_way() || self.backlog
     }
 
     /// What the idle timer compares between two looks: the last call opened, the handlers

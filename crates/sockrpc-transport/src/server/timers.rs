@@ -183,6 +183,12 @@ impl Timers {
         true
     }
 
+    /// Whether the connection stopped reading and has not read since (the pause itself may
+    /// have ended: it is excused when the next read begins, [`resume`](Self::resume)).
+    pub(super) fn paused(&self) -> bool {
+        self.paused
+    }
+
     /// Whether the deadlines changed since the timer was last armed (so it must be polled
     /// again to re-arm).
     pub(super) fn stale(&self) -> bool {
