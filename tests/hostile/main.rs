@@ -38,6 +38,7 @@ mod goaway_sequence;
 mod health_check_name;
 mod health_names;
 mod health_watchers;
+mod interop_queue;
 mod late_unary_credit;
 mod linger;
 mod memory;

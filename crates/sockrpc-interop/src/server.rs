@@ -35,6 +35,15 @@ pub const ECHO_TRAILING_KEY: &str = "x-grpc-test-echo-trailing-bin";
 /// larger sizes fail with `RESOURCE_EXHAUSTED` instead of allocating whatever a client asks for.
 pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
 
+/// The most answers a call may have asked for and not yet been sent (`response_parameters`,
+/// over every request a streaming call read); asking for more fails the call with
+/// `RESOURCE_EXHAUSTED`. An empty `ResponseParameters` is 2 bytes on the wire and 16 in the
+/// queue, and `HalfDuplexCall` keeps every request's answers until the half-close, after the
+/// requests were read (and credited): unbounded, one call grew the server's memory by 16 MiB
+/// per 2 MiB request, without end (`tests/hostile/interop_queue.rs`). gRPC's interop cases ask
+/// for a handful.
+pub const MAX_PENDING: usize = 1024;
+
 type OutputStream = BoxStream<'static, Result<StreamingOutputCallResponse, Status>>;
 
 /// What the server observed about how its calls ended, so tests can check server-side effects
@@ -257,11 +266,23 @@ fn payload(payload_type: i32, size: i32) -> Result<Payload, Status> {
     })
 }
 
-/// Checks every size and the type up front, so a bad request fails before any response.
-fn check_parameters(response_type: i32, parameters: &[ResponseParameters]) -> Result<(), Status> {
+/// Checks every size and the type up front, so a bad request fails before any response, and
+/// that the answers asked for, beside `pending` still waiting, stay within [`MAX_PENDING`].
+fn check_parameters(
+    response_type: i32,
+    parameters: &[ResponseParameters],
+    pending: usize,
+) -> Result<(), Status> {
     PayloadType::try_from(response_type).map_err(|_| {
         Status::invalid_argument(format!("unsupported response_type {response_type}"))
     })?;
+    if pending.saturating_add(parameters.len()) > MAX_PENDING {
+        return Err(Status::resource_exhausted(format!(
+            "a request asking for {} answers, with {pending} waiting: this server keeps at most \
+             {MAX_PENDING} waiting per call",
+            parameters.len()
+        )));
+    }
     for p in parameters {
         if p.size < 0 || usize::try_from(p.size).is_ok_and(|s| s > MAX_PAYLOAD) {
             return Err(Status::invalid_argument(format!(
@@ -365,7 +386,11 @@ impl Output {
             match requests.message().await {
                 Ok(Some(request)) => {
                     let accepted = echo_status(request.response_status.as_ref()).and_then(|()| {
-                        check_parameters(request.response_type, &request.response_parameters)
+                        check_parameters(
+                            request.response_type,
+                            &request.response_parameters,
+                            self.queue.len(),
+                        )
                     });
                     if let Err(status) = accepted {
                         // Echo Status: end the call now; later requests are not processed.
@@ -471,8 +496,9 @@ impl TestService for InteropServer {
         let echo = Echo::from_request(request.metadata());
         let switch = request.extensions().get::<CompressionSwitch>().cloned();
         let request = request.into_inner();
-        let accepted = echo_status(request.response_status.as_ref())
-            .and_then(|()| check_parameters(request.response_type, &request.response_parameters));
+        let accepted = echo_status(request.response_status.as_ref()).and_then(|()| {
+            check_parameters(request.response_type, &request.response_parameters, 0)
+        });
         if let Err(status) = accepted {
             return Err(echo.apply_status(status));
         }
