@@ -37,6 +37,7 @@ mod folded_request;
 mod goaway_sequence;
 mod health_check_name;
 mod health_names;
+mod health_unread;
 mod health_watchers;
 mod interop_queue;
 mod late_unary_credit;
