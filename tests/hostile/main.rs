@@ -25,6 +25,7 @@ mod compressed_unnamed_channel;
 mod compressed_unnamed_transport;
 mod control_limit;
 mod credit_wakes;
+mod drain_flood;
 mod drop_panics;
 mod drop_panics_answered;
 mod dropped_reader;
