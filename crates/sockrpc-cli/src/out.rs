@@ -15,7 +15,8 @@
 //!
 //! Text a peer chose (a server's names, comments, status messages) is printed through
 //! [`one_line`] or [`lines`]: written raw, an escape sequence in it would drive the user's
-//! terminal (retitle it, clear it, hide what follows) and a newline would fake a line of output.
+//! terminal (retitle it, clear it, hide what follows), a newline would fake a line of output,
+//! and a bidirectional override would show what follows it reversed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -64,8 +65,9 @@ pub(crate) fn stderr(text: fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_fmt(text);
 }
 
-/// `text` with every control character escaped (`\n` as `\\n`, ESC as `\\u{1b}`), so that it
-/// prints as one line and cannot drive a terminal; unchanged (not copied) when it has none.
+/// `text` with every control character escaped (`\n` as `\\n`, ESC as `\\u{1b}`), and every
+/// bidirectional control, so that it prints as one line, cannot drive a terminal nor show text
+/// reversed; unchanged (not copied) when it has none.
 pub(crate) fn one_line(text: &str) -> Cow<'_, str> {
     escaped(text, |_| false)
 }
@@ -82,9 +84,18 @@ pub(crate) fn lines(text: &str) -> Cow<'_, str> {
     Cow::Owned(escaped(&text.replace("\r\n", "\n"), keep).into_owned())
 }
 
-/// `text` with the control characters that `keep` refuses escaped as Rust writes them.
+/// Whether `c` is one of Unicode's bidirectional controls (`Bidi_Control`): not control
+/// characters, but an override or isolate in a server's text shows what follows it reversed,
+/// so a status message or a `.proto` comment could show other text than it holds (Trojan
+/// Source, CVE-2021-42574). Escaped with the control characters.
+fn bidi_control(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with the control characters (and bidirectional controls) that `keep` refuses
+/// escaped as Rust writes them.
 fn escaped(text: &str, keep: fn(char) -> bool) -> Cow<'_, str> {
-    let bad = |c: char| c.is_control() && !keep(c);
+    let bad = |c: char| (c.is_control() || bidi_control(c)) && !keep(c);
     if !text.contains(bad) {
         return Cow::Borrowed(text);
     }
@@ -116,3 +127,25 @@ macro_rules! errln {
 }
 
 pub(crate) use {errln, out, outln};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidi_controls_are_escaped_like_control_characters() {
+        // A server's text with a right-to-left override shows what follows reversed: a status
+        // message "done\u{202e}exe.txt" reads "donetxt.exe", and a comment in a `.proto`
+        // rendering can hide code (Trojan Source, CVE-2021-42574).
+        for c in [
+            '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}',
+        ] {
+            let text = format!("done{c}exe.txt");
+            let want = format!("done{}exe.txt", c.escape_default());
+            assert_eq!(one_line(&text), want);
+            assert_eq!(lines(&format!("{text}\n")), format!("{want}\n"));
+        }
+        // Other non-ASCII text is kept, and text without any is not copied.
+        assert!(matches!(one_line("ünïcode → ok"), Cow::Borrowed(_)));
+    }
+}
