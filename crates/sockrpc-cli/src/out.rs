@@ -88,7 +88,7 @@ pub(crate) fn lines(text: &str) -> Cow<'_, str> {
 /// characters, but an override or isolate in a server's text shows what follows it reversed,
 /// so a status message or a `.proto` comment could show other text than it holds (Trojan
 /// Source, CVE-2021-42574). Escaped with the control characters.
-fn bidi_control(c: char) -> bool {
+pub(crate) fn bidi_control(c: char) -> bool {
     matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 

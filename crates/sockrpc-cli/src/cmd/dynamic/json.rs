@@ -181,8 +181,8 @@ pub(crate) fn encode_all(desc: &MessageDescriptor, text: &str) -> Result<Vec<Byt
 }
 
 /// One encoded `desc` message as one line of JSON (default values left out), written as
-/// protojson writes it ([`super::canonical`]), with DEL and the C1 controls escaped too
-/// ([`escape_c1`]).
+/// protojson writes it ([`super::canonical`]), with DEL, the C1 controls and the bidirectional
+/// controls escaped too ([`escape_c1`]).
 pub(crate) fn decode(desc: &MessageDescriptor, bytes: Bytes) -> Result<String, String> {
     let message = DynamicMessage::decode(desc.clone(), bytes)
         .map_err(|err| format!("the answer is not a valid {}: {err}", desc.full_name()))?;
@@ -209,9 +209,11 @@ impl serde::Serialize for Canonical<'_> {
 /// `line` (JSON) with DEL and the C1 controls (U+0080 to U+009F) in its strings written as
 /// `\u00XX`, as serde_json writes the C0 ones: the same JSON to a parser, but a server's string
 /// holding an 8-bit CSI (U+009B) can no longer drive a terminal that reads C1 controls in
-/// UTF-8 (xterm does). Outside strings JSON is ASCII, so only strings can hold them.
+/// UTF-8 (xterm does). So are the bidirectional controls (`\u202e`), which would show what
+/// follows them reversed ([`crate::out::bidi_control`]). Outside strings JSON is ASCII, so
+/// only strings can hold them.
 fn escape_c1(line: String) -> String {
-    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c) || crate::out::bidi_control(c);
     if !line.contains(c1) {
         return line;
     }
@@ -230,6 +232,18 @@ fn escape_c1(line: String) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn bidi_controls_in_strings_are_written_as_escapes() {
+        // A server's string with a right-to-left override would show what follows it reversed
+        // on the user's terminal (`out::bidi_control`); escaped, it is the same JSON.
+        let line =
+            serde_json::to_string(&json!({"name": "done\u{202e}exe.txt\u{2066}"})).expect("JSON");
+        let escaped = escape_c1(line);
+        assert_eq!(escaped, r#"{"name":"done\u202eexe.txt\u2066"}"#);
+        let back: serde_json::Value = serde_json::from_str(&escaped).expect("still JSON");
+        assert_eq!(back["name"], "done\u{202e}exe.txt\u{2066}");
+    }
 
     /// A and B in package `x`: A has an extension range and one extension, B holds As in a
     /// repeated field and a map.
