@@ -81,6 +81,7 @@ mod server_probe_streams;
 mod settings_again;
 mod silent;
 mod stream_after_end;
+mod stream_end_first;
 mod stream_memory;
 mod stream_reset;
 mod stream_wakes;
