@@ -5,7 +5,9 @@
 
 use bytes::Bytes;
 use prost::Message;
-use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DynamicMessage, Kind, MessageDescriptor, ReflectMessage, SerializeOptions, Value,
+};
 
 /// How deep [`unknown_extension`] looks into nested messages (serde_json refuses JSON nested
 /// deeper than 128 already; this bounds the walk on its own).
@@ -190,10 +192,63 @@ pub(crate) fn decode(desc: &MessageDescriptor, bytes: Bytes) -> Result<String, S
     if desc.full_name() == "google.protobuf.Any" && message.encoded_len() == 0 {
         return Ok("{}".to_owned());
     }
+    // Writing recurses once a level, and an `Any`'s value is decoded afresh as it is written:
+    // the depth prost's decoding bounds is counted again here, through the `Any`s.
+    if nested_past(&message, MAX_NESTING) {
+        return Err(format!(
+            "the answer is not a {} this client writes: messages nested deeper than \
+             {MAX_NESTING} (counting those packed in Anys)",
+            desc.full_name()
+        ));
+    }
     // As protojson writes it: maps in key order, NaN in a wrapper as "NaN", `1` not `1.0`.
     super::canonical::to_string(&Canonical(&message))
         .map(escape_c1)
         .map_err(|err| format!("cannot write {} as JSON: {err}", desc.full_name()))
+}
+
+/// The most levels of messages an answer written as JSON may hold below itself, counting those
+/// packed in `Any`s. prost refuses a message nested deeper than 100 as it decodes, but an
+/// `Any`'s value is only bytes to it, decoded afresh as it is written, and writing recurses
+/// once a level: a hostile server's `Any`s packed 100,000 deep overflowed the stack, and the
+/// process aborted.
+const MAX_NESTING: usize = 100;
+
+/// Whether `message` holds messages more than `depth` levels below it, an `Any`'s packed
+/// message (of a type its pool knows) counted as one level below the `Any`, as it is written.
+fn nested_past(message: &DynamicMessage, depth: usize) -> bool {
+    if message.descriptor().full_name() == "google.protobuf.Any" {
+        let url = message.get_field_by_name("type_url");
+        let url = url.as_deref().and_then(Value::as_str).unwrap_or_default();
+        let name = url.rsplit('/').next().unwrap_or(url);
+        let Some(inner) = message.descriptor().parent_pool().get_message_by_name(name) else {
+            // Writing it fails on its own, before going deeper.
+            return false;
+        };
+        let Some(depth) = depth.checked_sub(1) else {
+            return true;
+        };
+        let value = message.get_field_by_name("value");
+        let bytes = value.as_deref().and_then(Value::as_bytes).cloned();
+        return DynamicMessage::decode(inner, bytes.unwrap_or_default())
+            .is_ok_and(|inner| nested_past(&inner, depth));
+    }
+    message
+        .fields()
+        .any(|(_, value)| value_nested_past(value, depth))
+}
+
+/// [`nested_past`] for a field's value: a message, or a list or map of them.
+fn value_nested_past(value: &Value, depth: usize) -> bool {
+    match value {
+        Value::Message(message) => match depth.checked_sub(1) {
+            Some(depth) => nested_past(message, depth),
+            None => true,
+        },
+        Value::List(items) => items.iter().any(|item| value_nested_past(item, depth)),
+        Value::Map(map) => map.values().any(|item| value_nested_past(item, depth)),
+        _ => false,
+    }
 }
 
 /// A message, serialized through prost-reflect's JSON mapping with its default options.
@@ -306,5 +361,76 @@ mod tests {
         // Anything else is the decoder's own error.
         let message = encode(&b, &json!({"nope": 1})).err().unwrap_or_default();
         assert!(message.contains("nope"), "{message}");
+    }
+    /// An `Any` holding an `Any`, `levels` deep, as bytes: written backwards (each level's
+    /// header after what it holds), then turned round, so no level's bytes are copied again.
+    fn nested_anys(levels: usize) -> Bytes {
+        const URL: &[u8] = b"type.googleapis.com/google.protobuf.Any";
+        let varint = |mut v: usize, out: &mut Vec<u8>| {
+            let mut bytes = Vec::new();
+            while v >= 0x80 {
+                bytes.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            bytes.push(v as u8);
+            out.extend(bytes.iter().rev());
+        };
+        let mut reversed: Vec<u8> = Vec::new();
+        for level in 0..levels {
+            // value (field 2): what is written so far; type_url (field 1) before it. The
+            // innermost holds an empty `w.W`.
+            let url: &[u8] = if level == 0 {
+                b"type.googleapis.com/w.W"
+            } else {
+                URL
+            };
+            let len = reversed.len();
+            varint(len, &mut reversed);
+            reversed.push(0x12);
+            reversed.extend(url.iter().rev());
+            varint(url.len(), &mut reversed);
+            reversed.push(0x0a);
+        }
+        reversed.reverse();
+        Bytes::from(reversed)
+    }
+
+    #[test]
+    fn anys_nested_past_the_limit_are_refused_not_a_stack_overflow() {
+        // A hostile server's answer of `Any`s packed in `Any`s: each one's value is decoded
+        // afresh as it is written, so prost's recursion limit never saw the depth, and writing
+        // it recursed once a level until the stack overflowed (the process aborted).
+        let dir = std::env::temp_dir().join(format!("sockrpc-json-any-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("w.proto");
+        std::fs::write(
+            &file,
+            "syntax = \"proto3\";\npackage w;\nimport \"google/protobuf/any.proto\";\n\
+             message W { google.protobuf.Any a = 1; }\n",
+        )
+        .expect("w.proto");
+        let pool = super::super::source::compile(&[file], &[]).map_err(|f| f.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        let pool = pool.expect("compiles");
+        let any = pool
+            .get_message_by_name("google.protobuf.Any")
+            .expect("Any");
+        let deep = decode(&any, nested_anys(100_000)).err().unwrap_or_default();
+        assert!(deep.contains("nested deeper than 100"), "{deep}");
+        // As deep as prost decodes a message (100 levels below it), it is written.
+        let limit = decode(&any, nested_anys(MAX_NESTING)).map(|json| json.len());
+        assert!(limit.is_ok(), "{limit:?}");
+        let past = decode(&any, nested_anys(MAX_NESTING + 1)).err();
+        assert!(past.is_some_and(|m| m.contains("nested deeper than")));
+        // Within the limit, it is written as protojson writes it.
+        let shallow = decode(&any, nested_anys(3)).expect("three levels");
+        let (any, w) = (
+            "type.googleapis.com/google.protobuf.Any",
+            "type.googleapis.com/w.W",
+        );
+        assert_eq!(
+            shallow,
+            format!(r#"{{"@type":"{any}","value":{{"@type":"{any}","value":{{"@type":"{w}"}}}}}}"#)
+        );
     }
 }
