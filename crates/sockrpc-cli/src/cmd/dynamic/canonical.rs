@@ -9,7 +9,8 @@
 //!   `"-Infinity"`, as a `float` or `double` field is: serde_json wrote `null`, the wrapper's
 //!   JSON for no value at all.
 //! - A whole number held as a `float` or `double` (a `Struct`'s numbers among them) is written
-//!   without a fraction: `1`, not serde_json's `1.0`.
+//!   without a fraction: `1`, not serde_json's `1.0`; any number from 10⁻⁶ to 10²¹ in its
+//!   shortest digits without an exponent (a `float`'s 1e11 is `100000000000`).
 //!
 //! prost-reflect serializes a message as a map of unknown length and a protobuf map (or a
 //! `Struct`) as a map of known length; a map key that is an integer or a bool comes as a value
@@ -40,8 +41,9 @@ impl Writer<'_> {
         serde_json::to_writer(&mut *self.out, value)
     }
 
-    /// A number as protojson writes it: NaN and the infinities as strings, a whole number below
-    /// 10²¹ without a fraction (`-0` keeps its sign); any other as serde_json writes it.
+    /// A number as protojson writes it: NaN and the infinities as strings, one from 10⁻⁶ to
+    /// 10²¹ in its shortest digits without an exponent (a whole one without a fraction, `-0`
+    /// keeping its sign); any other as serde_json writes it (with an exponent).
     fn float(self, value: f64, single: Option<f32>) -> Result<(), Error> {
         if value.is_nan() {
             return self.plain("NaN");
@@ -49,14 +51,20 @@ impl Writer<'_> {
         if value.is_infinite() {
             return self.plain(if value > 0.0 { "Infinity" } else { "-Infinity" });
         }
-        if value.fract() == 0.0 && value.abs() < 1e21 {
-            if value == 0.0 && value.is_sign_negative() {
-                self.out.extend_from_slice(b"-0");
-                return Ok(());
-            }
-            // Whole and below 10²¹: exact as an i128.
-            self.out
-                .extend_from_slice((value as i128).to_string().as_bytes());
+        // Between 10⁻⁶ and 10²¹ (or zero), Go writes 'f' with precision -1: the shortest digits
+        // that read back as the same value at its own width, without an exponent, padded with
+        // zeros; Rust's `Display` writes the same (`-0` keeps its sign). Not the exact value:
+        // a float32 of 1e11 is 99999997952 exactly. Past that range, both write an exponent.
+        let plain = match single {
+            Some(v) => v == 0.0 || (1e-6..1e21).contains(&v.abs()),
+            None => value == 0.0 || (1e-6..1e21).contains(&value.abs()),
+        };
+        if plain {
+            let text = match single {
+                Some(value) => value.to_string(),
+                None => value.to_string(),
+            };
+            self.out.extend_from_slice(text.as_bytes());
             return Ok(());
         }
         match single {
@@ -551,6 +559,31 @@ mod tests {
         assert_eq!(
             to_string(&nested).ok().as_deref(),
             Some(r#"{"k":[1,null]}"#)
+        );
+    }
+    #[test]
+    fn a_whole_number_past_its_exact_digits_is_written_as_its_shortest_form() {
+        // Go's protojson writes a float's shortest digits that read back as the same value
+        // ('f' with precision -1 at its bit size), padded with zeros: a float32 of 1e11 is
+        // 100000000000, not the exact value of its nearest f32 (99999997952), nor a double's
+        // 1.2345678901234567e19 12345678901234567168. Down to 10⁻⁶ without an exponent too.
+        assert_eq!(
+            to_string(&[1e11_f32, 1e20, 16_777_217.0][..])
+                .ok()
+                .as_deref(),
+            Some("[100000000000,100000000000000000000,16777216]")
+        );
+        assert_eq!(
+            to_string(&[1.234_567_890_123_456_7e19_f64][..])
+                .ok()
+                .as_deref(),
+            Some("[12345678901234567000]")
+        );
+        assert_eq!(
+            to_string(&[1e-5_f64, 1.5e-6, 1.5e-7, 123456.5][..])
+                .ok()
+                .as_deref(),
+            Some("[0.00001,0.0000015,1.5e-7,123456.5]")
         );
     }
 }
