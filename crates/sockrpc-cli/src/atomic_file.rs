@@ -38,8 +38,14 @@ pub(crate) fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
     let temp = temporary(&target)?;
     // A signal meanwhile removes the temporary file too (see `crate::interrupt`).
     crate::interrupt::removing_on_interrupt(&temp, || {
-        let written = write_new(&temp, contents, existing.map(|meta| meta.permissions()))
-            .and_then(|()| fs::rename(&temp, &target));
+        // Not renamed over the last good report once a signal was taken: the process exits.
+        let written =
+            write_new(&temp, contents, existing.map(|meta| meta.permissions())).and_then(|()| {
+                match crate::interrupt::interrupted() {
+                    false => fs::rename(&temp, &target),
+                    true => Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")),
+                }
+            });
         if written.is_err() {
             let _ = fs::remove_file(&temp);
         }

@@ -11,9 +11,15 @@
 //! A report on its way to its path is first written to a hidden temporary file beside it
 //! ([`crate::atomic_file`]); a signal in the middle of that left `.NAME.PID.tmp` behind. While
 //! one is being written ([`removing_on_interrupt`]), a signal removes it before the process
-//! exits.
+//! exits. The writer may go on meanwhile: a signal handled on its thread interrupts a blocked
+//! `open`, which the standard library retries, creating the file again after it was removed.
+//! So the waiting thread marks the process interrupted before it removes anything, and waits
+//! (up to [`WRITERS_GRACE`]) for the writers under way to see the mark, remove what they made
+//! and stop, before it exits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use std::{
     io,
     path::{Path, PathBuf},
@@ -42,6 +48,18 @@ static ASKED: Mutex<Asked> = Mutex::new(Asked {
 
 /// The temporary files being written now: removed on a signal, before anything else.
 static WRITING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Set by the waiting thread on a signal, before it removes the files being written.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// How long the waiting thread waits for writers under way to stop before it exits (a writer
+/// blocked for good, on a named pipe, does not hold the exit longer).
+const WRITERS_GRACE: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Whether this is the thread that waits for signals (its own writes never stop it).
+    static WAITING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// Does `action` on the first SIGINT or SIGTERM from now on, then exits with the signal's
 /// status. The first call starts the waiting thread; an error (no runtime, no signal handler,
@@ -72,9 +90,28 @@ pub(crate) fn removing_on_interrupt<T>(temp: &Path, write: impl FnOnce() -> T) -
     }
     let result = write();
     if watched.is_ok() {
-        writing().retain(|path| path != temp);
+        let mut listed = writing();
+        // One entry: the waiting thread's own partial report may have the same name.
+        if let Some(at) = listed.iter().position(|path| path == temp) {
+            listed.remove(at);
+        }
+        if interrupted() {
+            // Made again after the waiting thread removed it, or renamed: either way, not
+            // left behind; this thread then waits for the exit the signal asked for.
+            let _ = std::fs::remove_file(temp);
+            drop(listed);
+            loop {
+                std::thread::park();
+            }
+        }
     }
     result
+}
+
+/// Whether a signal has been taken and this thread is not the one answering it: a writer of a
+/// temporary file stops before renaming it (the waiting thread writes its partial report).
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst) && !WAITING_THREAD.with(std::cell::Cell::get)
 }
 
 fn writing() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
@@ -104,9 +141,12 @@ fn listen() -> io::Result<()> {
                 _ = terminate.recv() => TERMINATED_EXIT,
             }
         });
-        // A report half written is not left behind (the write itself may go on meanwhile: its
-        // rename then fails, or it has happened and there is nothing left to remove).
-        for temp in std::mem::take(&mut *writing()) {
+        WAITING_THREAD.with(|waiting| waiting.set(true));
+        // Marked first: a writer that makes its file again after this removal sees the mark
+        // once its write returns, removes the file and stops (`removing_on_interrupt`).
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        // A report half written is not left behind.
+        for temp in writing().iter() {
             let _ = std::fs::remove_file(temp);
         }
         // Taken out, so an action that takes a while holds no lock a caller could wait on.
@@ -114,6 +154,11 @@ fn listen() -> io::Result<()> {
             std::mem::take(&mut ASKED.lock().unwrap_or_else(PoisonError::into_inner).actions);
         for action in actions {
             action();
+        }
+        // Writers under way (listed still) stop once they see the mark.
+        let grace = Instant::now() + WRITERS_GRACE;
+        while !writing().is_empty() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(5));
         }
         crate::out::errln!("sockrpc: interrupted");
         std::process::exit(code);
