@@ -6,6 +6,7 @@
 //! across frames and waits for: the frame timeout's clocks); then the server stops.
 
 use crate::support::{payload, EchoStreamer};
+use sockrpc::client::Backoff;
 use sockrpc::server::PingPolicy;
 use sockrpc::service::ServerBuilder;
 use sockrpc::transport::{Endpoint, Keepalive, Server};
@@ -163,4 +164,30 @@ async fn endpoint_http2_keep_alive_interval_and_timeout() {
 async fn endpoint_rate_limit() {
     // Both calls fit the one window, which never ends.
     connected(|e| e.rate_limit(2, MAX)).await;
+}
+
+/// A reconnect backoff starting at `Duration::MAX` ("never again") fails the calls as any
+/// failed connect does: the pool's task added it to the attempt's start and panicked, before
+/// the calls waiting heard of the failure (they waited out their own timeout), and each call
+/// after started another task that did the same.
+#[tokio::test]
+async fn endpoint_backoff_starting_at_max() {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = nobody.local_addr().expect("addr");
+    drop(nobody);
+    let endpoint = Endpoint::from_shared(format!("tcp://{addr}"))
+        .expect("uri")
+        .backoff(Backoff::starting_at(MAX));
+    let mut client = StreamerClient::new(Channel::lazy(endpoint).expect("lazy"));
+    for seq in 1..=3 {
+        let call = client.unary(Chunk {
+            seq,
+            payload: payload(16),
+        });
+        let status = timeout(STEP, call)
+            .await
+            .expect("failed in time, not waiting")
+            .expect_err("nobody listens");
+        assert_eq!(status.code(), sockrpc::Code::Unavailable, "{status:?}");
+    }
 }

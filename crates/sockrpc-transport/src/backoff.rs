@@ -86,9 +86,9 @@ impl BackoffState {
     pub fn fail(&mut self) {
         let grown = self.base.as_secs_f64() * self.config.multiplier;
         let capped = grown.min(self.config.max.as_secs_f64());
-        self.base = Duration::from_secs_f64(capped);
+        self.base = seconds(capped);
         let spread = capped * self.config.jitter * (self.unit() * 2.0 - 1.0);
-        self.current = Duration::from_secs_f64((capped + spread).max(0.0));
+        self.current = seconds(capped + spread);
     }
 
     /// After a successful handshake: start over.
@@ -104,6 +104,16 @@ impl BackoffState {
         self.rng ^= self.rng << 17;
         (self.rng >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// `secs` as a duration, saturating: `Duration::MAX` (a user's "never") grown, jittered or
+/// capped at itself is past what a `Duration` holds, and `from_secs_f64` panicked there; a
+/// negative or NaN wait (a multiplier below zero) is none.
+pub(crate) fn seconds(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -125,5 +135,33 @@ mod tests {
         assert!(state.current().as_secs_f64() >= 120.0 * 0.8 - 1e-9);
         state.reset();
         assert_eq!(state.current(), Duration::from_secs(1));
+    }
+
+    /// `Duration::MAX` as the first wait or the cap ("never again", "no cap") grows and
+    /// jitters at it: `from_secs_f64` panicked past what a `Duration` holds. A multiplier below
+    /// zero waits nothing instead of panicking.
+    #[test]
+    fn waits_of_duration_max_or_below_zero_saturate() {
+        let never = Backoff {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            ..Backoff::default()
+        };
+        let mut state = BackoffState::new(never);
+        for _ in 0..3 {
+            state.fail();
+            assert!(
+                state.current() > Duration::from_secs(1 << 62),
+                "{:?}",
+                state.current()
+            );
+        }
+        let shrinking = Backoff {
+            multiplier: -1.0,
+            ..Backoff::default()
+        };
+        let mut state = BackoffState::new(shrinking);
+        state.fail();
+        assert_eq!(state.current(), Duration::ZERO);
     }
 }

@@ -300,9 +300,10 @@ impl Pool {
     /// once. One due sooner (the first retry after a server went away) is waited for.
     fn retry_is_far(&self) -> bool {
         let backoff = self.inner.endpoint.backoff;
-        let first = backoff
-            .initial
-            .mul_f64(1.0 + backoff.jitter.clamp(0.0, 1.0));
+        // Not `mul_f64`: an initial wait of `Duration::MAX` ("never again") panicked the caller.
+        let first = crate::backoff::seconds(
+            backoff.initial.as_secs_f64() * (1.0 + backoff.jitter.clamp(0.0, 1.0)),
+        );
         let soon = first.min(SOON);
         lock(&self.inner.retry_at).is_some_and(|at| at > Instant::now() + soon)
     }

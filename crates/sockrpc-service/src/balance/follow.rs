@@ -339,7 +339,7 @@ pub(super) fn connect(shared: &Arc<Shared>, member: &Arc<Member>) {
             }
             // Fail-fast calls waiting for an endpoint look again: this one is failing now.
             shared.bump();
-            let next = began + member.reconnect().failed(config);
+            let next = sockrpc_transport::deadline_after(began, member.reconnect().failed(config));
             drop((member, shared));
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}

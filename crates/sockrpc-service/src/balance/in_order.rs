@@ -121,7 +121,7 @@ async fn passes(shared: Weak<Shared>, closing: &mut (impl Future<Output = ()> + 
         }
         if !is_connected(&shared) {
             let state = backoff.get_or_insert_with(|| BackoffState::new(config));
-            let next = began + state.current();
+            let next = sockrpc_transport::deadline_after(began, state.current());
             state.fail();
             // Meanwhile an endpoint discovery adds is tried at once, alone: grpc-go's
             // pick_first tries a new address list in TRANSIENT_FAILURE (gRFC A62) without

@@ -109,7 +109,7 @@ impl Reconnect {
         if up.retired(lasted) {
             return None;
         }
-        let due = up.at + self.failed(config);
+        let due = sockrpc_transport::deadline_after(up.at, self.failed(config));
         Some(Unproven { due, lasted })
     }
 

@@ -9,6 +9,7 @@
 use super::{lock, Inner, Pool, Slot};
 use crate::attempt::{connect_one, ConnectError};
 use crate::backoff::BackoffState;
+use crate::timer::deadline_after;
 use sockrpc_protocol::Status;
 use std::{
     sync::atomic::Ordering,
@@ -141,7 +142,8 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>, stop: Arc<Notify>) {
                             // every connection): a failed attempt, not a reason to reconnect
                             // at once; calls waiting for a connection hear why (a call with
                             // no deadline fails with it, as after a refused connect).
-                            next_attempt = next_attempt.max(Instant::now() + backoff.current());
+                            next_attempt =
+                                next_attempt.max(deadline_after(Instant::now(), backoff.current()));
                             *lock(&inner.retry_at) = Some(next_attempt);
                             backoff.fail();
                             let why = conn
@@ -226,7 +228,7 @@ async fn maintain(pool: Weak<Inner>, wake: Arc<Notify>, stop: Arc<Notify>) {
                         inner.refused.store(refused, Ordering::Release);
                         // Before the waiters hear of the failure: a call made right after it
                         // must see the backoff.
-                        next_attempt = started + backoff.current();
+                        next_attempt = deadline_after(started, backoff.current());
                         *lock(&inner.retry_at) = Some(next_attempt);
                         inner.failed.notify_waiters();
                         backoff.fail();
