@@ -292,3 +292,24 @@ async fn a_closed_channel_lets_its_udp_client_go() {
     assert_eq!(served.handlers.echoes.load(Ordering::SeqCst), echoes);
     served.shutdown().await;
 }
+
+/// `Duration::MAX` in the UDP client's durations means "never", as in every other duration
+/// setter (`tests/tonic/huge_durations.rs`): a retransmit window of it was added to the call's
+/// start (`started + retransmit_window`) and panicked every call made over UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_client_durations_of_duration_max_mean_never() {
+    let mut served = Served::start(UdpServerConfig::default(), |addr| {
+        let mut policy = UdpPolicy::new(addr);
+        policy.config.retransmit_window = Duration::MAX;
+        policy.config.fallback_for = Duration::MAX;
+        policy
+    })
+    .await;
+    for id in 1..=3 {
+        let call = tokio::time::timeout(BOUND, served.client.echo(echo(id, 32)));
+        let reply = call.await.expect("answered in time").expect("a UDP call");
+        assert_eq!(reply.into_inner().id, id);
+    }
+    assert!(served.udp_stats().replies >= 3, "{:?}", served.udp_stats());
+    served.shutdown().await;
+}

@@ -360,7 +360,7 @@ impl UdpClient {
                 Err(lost) => return shared.past_window(lost),
             };
         crate::dispatch::note_call_id(call_id);
-        let give_up = started + shared.config.retransmit_window;
+        let give_up = crate::timer::deadline_after(started, shared.config.retransmit_window);
         // The first transmission's timer, armed as the slot opens (one lock for both): the
         // call's start stands for its first transmission's time (the encoding between is a
         // few hundred nanoseconds), so its due time is known now.

@@ -94,7 +94,10 @@ impl Shared {
         self.losses.store(0, Ordering::Relaxed);
         {
             let mut until = lock(&self.fallback_until);
-            *until = Some(Instant::now() + self.config.fallback_for);
+            *until = Some(crate::timer::deadline_after(
+                Instant::now(),
+                self.config.fallback_for,
+            ));
             self.falling_back.store(true, Ordering::Release);
         }
         bump(&self.stats.fallbacks);
