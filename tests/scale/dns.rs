@@ -468,3 +468,39 @@ fn names_no_lookup_can_answer_are_refused_at_start() {
         );
     }
 }
+
+/// Durations of `Duration::MAX` (a tonic user's "never") in the DNS discovery's setters look up
+/// and wait, never panic: an SRV lookup's deadline for its targets was now plus the resolver's
+/// timeout × attempts × 2, saturated at `Duration::MAX` and added to the clock, which panicked
+/// the discovery's task before it named any endpoint; a `min_ttl` of it was added to the
+/// lookup's time for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_discovery_with_durations_of_duration_max() {
+    let dns = Dns::start().await;
+    let server = Server::start("127.0.0.1", Duration::ZERO).await;
+    let SocketAddr::V4(v4) = server.addr else {
+        unreachable!("bound on IPv4")
+    };
+    let host = "a.scale.test.";
+    dns.set_records(&name(host), RecordType::A, 1, vec![RData::A(A(*v4.ip()))])
+        .await;
+    let srv = RData::SRV(SRV::new(10, 1, server.addr.port(), name(host)));
+    let service = "_greeter._tcp.scale.test.";
+    dns.set_records(&name(service), RecordType::SRV, 1, vec![srv])
+        .await;
+    let channel = Channel::balance(
+        DnsDiscovery::srv(service)
+            .server(dns.addr)
+            .timeout(Duration::MAX)
+            .min_ttl(Duration::MAX)
+            .max_ttl(Duration::MAX)
+            .start()
+            .expect("srv discovery"),
+    );
+    channel
+        .ready(1, Duration::from_secs(10))
+        .await
+        .expect("the server found");
+    assert_eq!(hello(&channel, None).await, Ok(server.addr));
+    server.shutdown().await;
+}

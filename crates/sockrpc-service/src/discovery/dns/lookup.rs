@@ -216,7 +216,10 @@ async fn srv(resolver: &DnsResolver, hosts: &Hosts, name: &str) -> Result<Found,
             super::targets::MAX_TARGETS
         );
     }
-    let deadline = tokio::time::Instant::now() + super::targets::budget(resolver);
+    let deadline = sockrpc_transport::deadline_after(
+        tokio::time::Instant::now(),
+        super::targets::budget(resolver),
+    );
     let answers = super::targets::resolve(resolver, hosts, names, deadline).await;
     let mut by_priority: BTreeMap<u16, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
     let mut failures: Vec<(u16, String)> = Vec::new();

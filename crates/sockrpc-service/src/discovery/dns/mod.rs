@@ -532,10 +532,10 @@ async fn follow(
         let early = async {
             hint.notified().await;
             let gap = early_gap.poked(Instant::now());
-            tokio::time::sleep_until(looked + gap).await;
+            tokio::time::sleep_until(sockrpc_transport::deadline_after(looked, gap)).await;
         };
         tokio::select! {
-            () = tokio::time::sleep_until(looked + wait) => {}
+            () = tokio::time::sleep_until(sockrpc_transport::deadline_after(looked, wait)) => {}
             () = early => early_now = true,
             () = tx.closed() => return,
         }
