@@ -502,5 +502,10 @@ async fn srv_discovery_with_durations_of_duration_max() {
         .await
         .expect("the server found");
     assert_eq!(hello(&channel, None).await, Ok(server.addr));
+    // `ready` up to `Duration::MAX` ("as long as it takes") too: it added `within` to the clock.
+    tokio::time::timeout(Duration::from_secs(10), channel.ready(1, Duration::MAX))
+        .await
+        .expect("ready in time")
+        .expect("ready");
     server.shutdown().await;
 }

@@ -309,7 +309,7 @@ impl Balanced {
     /// [`PickFirst`](super::PickFirst), at most one ever is (it holds no connection to the
     /// others).
     pub async fn ready(&self, count: usize, within: Duration) -> Result<(), Status> {
-        let deadline = Instant::now() + within;
+        let deadline = sockrpc_transport::deadline_after(Instant::now(), within);
         let mut epoch = self.shared.epoch.subscribe();
         loop {
             self.shared.ensure_driver();
