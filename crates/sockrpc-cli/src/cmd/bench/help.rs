@@ -3,8 +3,9 @@
 //! the rows [`kinds`] picks) rather than written out by hand: a hand-written list lacked
 //! `sockrpc-stack` and `sockrpc-tcp-idle` once they joined the default run.
 
+use super::parse::{parse_payload, parse_positive};
 use super::plan::{kinds, Targets};
-use super::{parse_payload, parse_positive, ALL};
+use super::ALL;
 use crate::report::Group;
 use crate::server::DEFAULT_WORKERS;
 use clap::Command;

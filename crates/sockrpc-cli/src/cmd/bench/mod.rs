@@ -24,6 +24,7 @@
 //!   [`open_loop`] and the sweep's [`rate_plot`]).
 //! - [`compare`]: `--compare old.json`, deltas against a saved run, flagged beyond noise.
 //! - [`options`]: options refused before anything runs (ignored in this mode, or unusable).
+//! - [`parse`]: the flags' values, parsed and bounded before anything runs.
 //! - [`partial`]: the tables finished so far, written with `--json` if the run is interrupted.
 //! - [`outputs`]: how every mode's run ends: the files written, the comparison, the verdict.
 //! - [`help`]: the default run's rows in `--help`, from the list the run uses.
@@ -37,6 +38,7 @@ mod idle;
 mod open_loop;
 mod options;
 mod outputs;
+mod parse;
 mod partial;
 mod plan;
 mod rate_plot;
@@ -50,6 +52,9 @@ use clap::{Args, ValueEnum};
 pub(crate) use help::with_default_rows;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub(crate) use options::refuse_ignored;
+use parse::{
+    check_in_flight, parse_payload, parse_positive, parse_rounds, parse_secs, parse_server_workers,
+};
 use plan::{run_group, targets, Plan};
 use std::{
     error::Error,
@@ -58,19 +63,10 @@ use std::{
     time::Duration,
 };
 
-/// Largest payload: sockrpc's default message limit (4 MiB) less room for the protobuf field
-/// header, so that a large payload is a measurement, not a stream of `ResourceExhausted`.
-const MAX_PAYLOAD: usize = 4 * 1024 * 1024 - 64;
-
 /// Seconds per row when neither `--duration` nor `--calls` is given: twenty rows by default
 /// (eleven at 64 B, nine at 4 KiB, as `--help` lists), so the whole run takes under a minute
 /// (the idle row's connections take a few seconds more).
 const DEFAULT_SECS: f64 = 2.0;
-
-/// Most payload bytes a row may hold in flight (`--payload` × `--concurrency`): every task holds
-/// its own request (a raw connection also its reply buffer), and the server as much again, so
-/// 10 000 tasks of 4 MiB asked for ~80 GB before a call was made. 1 GiB takes 1024 × 1 MiB.
-const MAX_IN_FLIGHT_BYTES: usize = 1 << 30;
 
 /// Rounds of the built-in rows when `--rounds` is not given. A host whose speed drifts within
 /// a minute (a shared VM) made one round's ratios say what the host did while each row ran:
@@ -78,10 +74,6 @@ const MAX_IN_FLIGHT_BYTES: usize = 1 << 30;
 /// next, run with three. Interleaved, raw and sockrpc rows sample the same stretches of it, for
 /// the same total time (each round gets a third of a row's time) and a warmup more per round.
 const DEFAULT_ROUNDS: usize = 3;
-
-/// Most `--rounds`: each round of each row pays its warmup again, so more rounds than this are
-/// a run that does not end (and, past `u32::MAX`, a share of the time divided by zero).
-const MAX_ROUNDS: usize = 1000;
 
 /// A transport name on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,68 +119,6 @@ const ALL: [Transport; 8] = [
     Transport::Stack,
     Transport::Idle,
 ];
-
-fn parse_payload(text: &str) -> Result<usize, String> {
-    let bytes: usize = text
-        .trim()
-        .parse()
-        .map_err(|err| format!("{text:?} is not a byte count: {err}"))?;
-    if bytes > MAX_PAYLOAD {
-        return Err(format!(
-            "{bytes} bytes is over the largest payload, {MAX_PAYLOAD} (sockrpc's 4 MiB message \
-             limit)"
-        ));
-    }
-    Ok(bytes)
-}
-
-fn parse_positive(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        Ok(_) => Err("must be at least 1".to_owned()),
-        Err(err) => Err(format!("{text:?}: {err}")),
-    }
-}
-
-fn parse_rounds(text: &str) -> Result<usize, String> {
-    match parse_positive(text)? {
-        n if n <= MAX_ROUNDS => Ok(n),
-        n => Err(format!("{n} rounds is over the most, {MAX_ROUNDS}")),
-    }
-}
-
-/// Refuses a payload and concurrency whose product is past [`MAX_IN_FLIGHT_BYTES`], before
-/// anything is started or allocated.
-fn check_in_flight(payloads: &[usize], concurrencies: &[usize]) -> Result<(), String> {
-    for &payload in payloads {
-        for &concurrency in concurrencies {
-            if payload.saturating_mul(concurrency) > MAX_IN_FLIGHT_BYTES {
-                return Err(format!(
-                    "--payload {payload} B × --concurrency {concurrency} is over the {} MiB a \
-                     row may hold in flight (each task holds its own payload, and the server as \
-                     much again): lower one of them",
-                    MAX_IN_FLIGHT_BYTES >> 20
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn parse_server_workers(text: &str) -> Result<usize, String> {
-    match crate::cmd::serve::parse_workers(text)? {
-        0 => Err("must be at least 1".to_owned()),
-        n => Ok(n),
-    }
-}
-
-fn parse_secs(text: &str) -> Result<Duration, String> {
-    match text.trim().parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
-        Ok(_) => Err("must be more than 0 and at most a day".to_owned()),
-        Err(err) => Err(format!("{text:?}: {err}")),
-    }
-}
 
 /// `sockrpc bench` flags.
 #[derive(Debug, Args)]
